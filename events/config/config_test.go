@@ -1,0 +1,135 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+const walkingSkeleton = `
+zones:
+  - name: demo.test
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    policy: failover
+    check: {type: http, path: /healthz, interval: 250ms, timeout: 200ms, fall: 3, rise: 2}
+    pools:
+      - name: us-west
+        min_available: 1
+        endpoints: [{address: "127.0.0.11:8081"}]
+      - name: us-east
+        endpoints: [{address: "127.0.0.12:8081"}]
+`
+
+func TestTheIssueExampleParsesWithDefaults(t *testing.T) {
+	c, err := config.Parse("detour.yaml", []byte(walkingSkeleton))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.App("shop")
+	if a == nil || a.FQDN != "shop.demo.test." || a.TTL != 5 || a.WhenAllDown != config.FailOpen || a.Quorum != 0.5 {
+		t.Fatalf("app = %+v", a)
+	}
+	k := a.Check
+	if k.Interval.D() != 250*time.Millisecond || k.Timeout.D() != 200*time.Millisecond || k.StaleAfter.D() != 750*time.Millisecond {
+		t.Errorf("check timings = %+v", k)
+	}
+	if got := a.Pools[1].Endpoints[0].Name; got != "127-0-0-12_8081" {
+		t.Errorf("default endpoint name = %q", got)
+	}
+	if got := a.Pools[1].MinAvailable.Need(1); got != 1 {
+		t.Errorf("default min_available = %d, want 1", got)
+	}
+	if c.Zones[0].Nameservers[0].Name != "ns1.demo.test." {
+		t.Errorf("default nameserver = %+v", c.Zones[0].Nameservers)
+	}
+}
+
+func TestEveryMistakeIsReportedWithItsPath(t *testing.T) {
+	doc := `
+zones:
+  - name: demo.test
+apps:
+  - name: shop
+    fqdn: shop.other.test
+    policy: fastest
+    check: {type: http, interval: 1s, timeout: 2s}
+    pools:
+      - name: us-west
+        endpoints: [{address: "10.0.0.1"}]
+  - name: shop
+    fqdn: www.demo.test
+    pools: [{name: a, endpoints: [{address: "10.0.0.2:80"}]}]
+`
+	_, err := config.Parse("detour.yaml", []byte(doc))
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse = %v, want *config.Error", err)
+	}
+	want := []string{
+		`apps[0].fqdn: "shop.other.test" lies in none of the configured zones`,
+		`apps[0].policy: want failover, weighted, round_robin or source, got "fastest"`,
+		`apps[0].check.timeout: 2s is longer than the interval 1s`,
+		`apps[0].pools[0].endpoints[0].address: want ip:port, got "10.0.0.1"`,
+		`apps[1].name: duplicate app "shop"`,
+	}
+	if strings.Join(ce.Problems, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.HasPrefix(err.Error(), "detour.yaml: invalid configuration:\n") {
+		t.Errorf("error text starts %q", err.Error())
+	}
+}
+
+func TestUnknownKeysAreRefused(t *testing.T) {
+	_, err := config.Parse("x.yaml", []byte("zones: [{name: demo.test}]\napps: []\nedgez: []\n"))
+	if err == nil || !strings.Contains(err.Error(), "field edgez not found") {
+		t.Fatalf("Parse = %v, want an unknown-field error", err)
+	}
+}
+
+func TestAnEmptyDocumentIsRefused(t *testing.T) {
+	_, err := config.Parse("x.yaml", nil)
+	if err == nil || !strings.Contains(err.Error(), "document is empty") {
+		t.Fatalf("Parse = %v", err)
+	}
+}
+
+func TestMinAvailableTakesACountOrAShare(t *testing.T) {
+	doc := `
+zones: [{name: demo.test}]
+apps:
+  - name: a
+    fqdn: a.demo.test
+    pools:
+      - name: p
+        min_available: 50%
+        endpoints: [{address: "10.0.0.1:80"}, {address: "10.0.0.2:80"}, {address: "10.0.0.3:80"}]
+      - name: q
+        min_available: 4
+        endpoints: [{address: "10.0.0.4:80"}]
+`
+	_, err := config.Parse("x.yaml", []byte(doc))
+	if err == nil || !strings.Contains(err.Error(), "apps[0].pools[1].min_available: 4 is more than the pool's 1 endpoints") {
+		t.Fatalf("Parse = %v", err)
+	}
+	if got := (config.MinAvailable{Percent: 50}).Need(3); got != 2 {
+		t.Errorf("50%% of 3 = %d, want 2", got)
+	}
+}
+
+func FuzzParseNeverPanics(f *testing.F) {
+	f.Add([]byte(walkingSkeleton))
+	f.Add([]byte("zones: [{name: x}]\napps: [{name: a, pools: [{min_available: 0%}]}]"))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		c, err := config.Parse("fuzz.yaml", doc)
+		if err == nil && len(c.Validate()) > 0 {
+			t.Fatalf("accepted a configuration that does not validate")
+		}
+	})
+}

@@ -1,0 +1,216 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"go.yaml.in/yaml/v3"
+)
+
+// Error is an invalid configuration: every problem found, each prefixed with its path.
+type Error struct {
+	// File names the source of the configuration.
+	File string
+	// Problems are "path: what is wrong" lines.
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	return e.File + ": invalid configuration:\n" + strings.Join(e.Problems, "\n")
+}
+
+// Load reads, decodes, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Parse decodes a YAML document strictly (unknown keys are errors), applies the defaults and
+// validates the result. Any problem refuses the whole document with an *Error listing them all.
+func Parse(name string, doc []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	var problems []string
+	if err := dec.Decode(&c); err != nil {
+		var te *yaml.TypeError
+		switch {
+		case errors.As(err, &te):
+			problems = append(problems, te.Errors...)
+		case errors.Is(err, io.EOF):
+			problems = append(problems, "document is empty")
+		default:
+			problems = append(problems, strings.TrimPrefix(err.Error(), "yaml: "))
+			return nil, &Error{File: name, Problems: problems}
+		}
+	}
+	c.ApplyDefaults()
+	problems = append(problems, c.Validate()...)
+	if len(problems) > 0 {
+		return nil, &Error{File: name, Problems: problems}
+	}
+	return &c, nil
+}
+
+// ApplyDefaults fills every field left unset with its default. It is the one place defaults live.
+func (c *Config) ApplyDefaults() {
+	for i := range c.Zones {
+		z := &c.Zones[i]
+		z.Name = Canonical(z.Name)
+		if z.TTL == 0 {
+			z.TTL = 3600
+		}
+		if z.NegativeTTL == 0 {
+			z.NegativeTTL = 5
+		}
+		if z.Hostmaster == "" {
+			z.Hostmaster = "hostmaster." + z.Name
+		}
+		z.Hostmaster = Canonical(z.Hostmaster)
+		if len(z.Nameservers) == 0 {
+			z.Nameservers = []Nameserver{{Name: "ns1." + z.Name, Address: "127.0.0.1"}}
+		}
+		for j := range z.Nameservers {
+			z.Nameservers[j].Name = Canonical(z.Nameservers[j].Name)
+		}
+		if z.Push != nil {
+			if z.Push.TSIG.Algorithm == "" {
+				z.Push.TSIG.Algorithm = "hmac-sha256"
+			}
+			if z.Push.RetryInterval == 0 {
+				z.Push.RetryInterval = Duration(2 * time.Second)
+			}
+		}
+	}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		a.FQDN = Canonical(a.FQDN)
+		if a.TTL == 0 {
+			a.TTL = 30
+		}
+		if a.Policy == "" {
+			a.Policy = PolicyFailover
+		}
+		if a.WhenAllDown == "" {
+			a.WhenAllDown = FailOpen
+		}
+		if a.Quorum == 0 {
+			a.Quorum = 0.5
+		}
+		if a.Policy == PolicySource && len(a.DefaultPools) == 0 {
+			for _, p := range a.Pools {
+				a.DefaultPools = append(a.DefaultPools, p.Name)
+			}
+		}
+		a.Check.applyDefaults()
+		for j := range a.Pools {
+			p := &a.Pools[j]
+			if !p.MinAvailable.Set() {
+				p.MinAvailable = MinAvailable{Count: 1}
+			}
+			if p.Weight == 0 {
+				p.Weight = 1
+			}
+			for k := range p.Endpoints {
+				e := &p.Endpoints[k]
+				if e.Name == "" {
+					e.Name = events.AddressToken(e.Address)
+				}
+				if e.Weight == nil {
+					one := 1
+					e.Weight = &one
+				}
+			}
+		}
+	}
+	for i := range c.Edges {
+		e := &c.Edges[i]
+		e.Hostname = Canonical(e.Hostname)
+		if e.Heartbeat.Interval == 0 {
+			e.Heartbeat.Interval = Duration(time.Second)
+		}
+		if e.Heartbeat.Fall == 0 {
+			e.Heartbeat.Fall = 3
+		}
+		for j := range e.Apps {
+			ea := &e.Apps[j]
+			if ea.Mode == "" {
+				ea.Mode = ModeHTTP
+			}
+			if ea.Pool == "" {
+				if a := c.App(ea.App); a != nil {
+					for _, p := range a.Pools {
+						if p.Region != "" && p.Region == e.Region {
+							ea.Pool = p.Name
+							break
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func (k *Check) applyDefaults() {
+	if k.Type == "" {
+		k.Type = CheckTCP
+	}
+	if k.Interval == 0 {
+		k.Interval = Duration(5 * time.Second)
+	}
+	if k.Timeout == 0 {
+		k.Timeout = min(Duration(2*time.Second), k.Interval)
+	}
+	if k.Jitter == 0 {
+		k.Jitter = k.Interval / 10
+	}
+	if k.Fall == 0 {
+		k.Fall = 3
+	}
+	if k.Rise == 0 {
+		k.Rise = 2
+	}
+	if k.StaleAfter == 0 {
+		k.StaleAfter = 3 * k.Interval
+	}
+	switch k.Type {
+	case CheckHTTP, CheckHTTPS:
+		if k.Path == "" {
+			k.Path = "/"
+		}
+		if k.Method == "" {
+			k.Method = "GET"
+		}
+		if len(k.ExpectStatus) == 0 {
+			k.ExpectStatus = []string{"200-399"}
+		}
+	case CheckDNS:
+		if k.QueryType == "" {
+			k.QueryType = "A"
+		}
+		if k.ExpectRcode == "" {
+			k.ExpectRcode = "NOERROR"
+		}
+	}
+}
+
+// Canonical lower-cases a DNS name and gives it its trailing dot; "" stays "".
+func Canonical(name string) string {
+	if name == "" {
+		return ""
+	}
+	name = strings.ToLower(name)
+	if !strings.HasSuffix(name, ".") {
+		name += "."
+	}
+	return name
+}

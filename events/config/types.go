@@ -1,0 +1,324 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole desired state of one Detour installation.
+type Config struct {
+	// Zones Detour is authoritative for (or pushes into with RFC 2136). At least one.
+	Zones []Zone `yaml:"zones"`
+	// Apps are the names Detour answers for and the pools behind them.
+	Apps []App `yaml:"apps"`
+	// Edges are the edge proxies in front of the apps. Optional.
+	Edges []Edge `yaml:"edges,omitempty"`
+}
+
+// Zone is a DNS zone Detour serves.
+type Zone struct {
+	// Name is the zone apex, e.g. "demo.test".
+	Name string `yaml:"name"`
+	// TTL of the SOA and NS records. Default 3600.
+	TTL uint32 `yaml:"ttl,omitempty"`
+	// NegativeTTL is the SOA minimum: how long resolvers cache NXDOMAIN and NODATA. Default 5.
+	NegativeTTL uint32 `yaml:"negative_ttl,omitempty"`
+	// Hostmaster is the SOA RNAME as a mailbox name. Default "hostmaster.<zone>".
+	Hostmaster string `yaml:"hostmaster,omitempty"`
+	// Nameservers are the zone's NS records; an address makes Detour serve its glue.
+	// Default: ns1.<zone> with address 127.0.0.1.
+	Nameservers []Nameserver `yaml:"nameservers,omitempty"`
+	// Records are static records in zone-file syntax, names relative to the zone or absolute.
+	Records []string `yaml:"records,omitempty"`
+	// TransferTo lists the addresses or CIDRs allowed to transfer the zone (AXFR). Default none.
+	TransferTo []string `yaml:"transfer_to,omitempty"`
+	// Notify lists host:port secondaries sent a NOTIFY on every serial change. Default none.
+	Notify []string `yaml:"notify,omitempty"`
+	// Push, when set, sends every change to an existing primary server with RFC 2136 UPDATE.
+	Push *Push `yaml:"push,omitempty"`
+}
+
+// Nameserver is one NS record of a zone.
+type Nameserver struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address,omitempty"`
+}
+
+// Push is an existing primary DNS server that receives Detour's records by RFC 2136 UPDATE.
+type Push struct {
+	// Server is the primary's host:port.
+	Server string `yaml:"server"`
+	// TSIG signs the updates. Required: Detour never sends unsigned updates.
+	TSIG TSIG `yaml:"tsig"`
+	// RetryInterval is the wait before retrying a failed push. Default 2s.
+	RetryInterval Duration `yaml:"retry_interval,omitempty"`
+}
+
+// TSIG is a shared key for signing DNS messages.
+type TSIG struct {
+	// Name is the key name, e.g. "detour-key".
+	Name string `yaml:"name"`
+	// Algorithm is hmac-sha256 (default), hmac-sha384, hmac-sha512 or hmac-sha1.
+	Algorithm string `yaml:"algorithm,omitempty"`
+	// Secret is the base64 key.
+	Secret string `yaml:"secret"`
+}
+
+// Policies for choosing the answer of an app.
+const (
+	PolicyFailover   = "failover"
+	PolicyWeighted   = "weighted"
+	PolicyRoundRobin = "round_robin"
+	PolicySource     = "source"
+)
+
+// What to answer when no pool of an app is available.
+const (
+	FailOpen   = "fail_open"
+	FailClosed = "fail_closed"
+)
+
+// App is one name Detour answers for.
+type App struct {
+	// Name identifies the app in events and commands; letters, digits, '_' and '-'.
+	Name string `yaml:"name"`
+	// FQDN is the name Detour answers for; it must lie inside a configured zone.
+	FQDN string `yaml:"fqdn"`
+	// TTL of the answers. Default 30.
+	TTL uint32 `yaml:"ttl,omitempty"`
+	// Policy is failover (default), weighted, round_robin or source.
+	Policy string `yaml:"policy,omitempty"`
+	// MaxAnswers caps the addresses in one answer. Default 0: all of them.
+	MaxAnswers int `yaml:"max_answers,omitempty"`
+	// Check is how every endpoint of the app is health-checked.
+	Check Check `yaml:"check,omitempty"`
+	// Pools of endpoints; for failover, in order of preference.
+	Pools []Pool `yaml:"pools"`
+	// Sources map client subnets to pools, first match wins (policy source only).
+	Sources []SourceRule `yaml:"sources,omitempty"`
+	// DefaultPools answer clients no source rule matches (policy source). Default: every pool, in order.
+	DefaultPools []string `yaml:"default_pools,omitempty"`
+	// WhenAllDown is fail_open (default: answer every address, as Route 53 does) or fail_closed
+	// (an empty NOERROR answer).
+	WhenAllDown string `yaml:"when_all_down,omitempty"`
+	// Quorum is the share of voting probe regions that must see an endpoint healthy for it to be up.
+	// Default 0.5: at least half.
+	Quorum float64 `yaml:"quorum,omitempty"`
+	// HoldDown is how long a recovered endpoint must stay healthy before it returns. Default 0.
+	HoldDown Duration `yaml:"hold_down,omitempty"`
+	// Ingress edges: the FQDN becomes a CNAME to the first live one. Optional.
+	Ingress []string `yaml:"ingress,omitempty"`
+	// PrimaryEdge is the CNAME target when no ingress edge is live. Optional.
+	PrimaryEdge string `yaml:"primary_edge,omitempty"`
+}
+
+// Check types.
+const (
+	CheckHTTP  = "http"
+	CheckHTTPS = "https"
+	CheckTCP   = "tcp"
+	CheckICMP  = "icmp"
+	CheckDNS   = "dns"
+)
+
+// Check is a health check run against every endpoint of an app.
+type Check struct {
+	// Type is http, https, tcp (default), icmp or dns.
+	Type string `yaml:"type,omitempty"`
+	// Port overrides the endpoint's port for the check. Default: the endpoint's port.
+	Port int `yaml:"port,omitempty"`
+	// Path of an http(s) check. Default "/".
+	Path string `yaml:"path,omitempty"`
+	// Method of an http(s) check. Default GET.
+	Method string `yaml:"method,omitempty"`
+	// Host is the Host header (and the TLS server name unless ServerName is set). Default: the address.
+	Host string `yaml:"host,omitempty"`
+	// Headers are added to an http(s) check request.
+	Headers map[string]string `yaml:"headers,omitempty"`
+	// ExpectStatus lists the accepted status codes or ranges ("200", "200-399"). Default ["200-399"].
+	ExpectStatus []string `yaml:"expect_status,omitempty"`
+	// BodyContains must occur in the first 5,120 bytes of the body. Default: not checked.
+	BodyContains string `yaml:"body_contains,omitempty"`
+	// InsecureSkipVerify turns off TLS certificate verification. Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty"`
+	// ServerName is the TLS SNI name. Default: Host, else the address's host.
+	ServerName string `yaml:"server_name,omitempty"`
+	// Send is written after a tcp connect; Expect must then be read. Default: connect only.
+	Send   string `yaml:"send,omitempty"`
+	Expect string `yaml:"expect,omitempty"`
+	// Query is the name a dns check asks for; QueryType its type (default A).
+	Query     string `yaml:"query,omitempty"`
+	QueryType string `yaml:"query_type,omitempty"`
+	// ExpectRcode is the rcode a dns check needs (default NOERROR); ExpectAnswer, when set, must
+	// appear in the answer's record data.
+	ExpectRcode  string `yaml:"expect_rcode,omitempty"`
+	ExpectAnswer string `yaml:"expect_answer,omitempty"`
+	// Interval between checks of one endpoint from one region. Default 5s.
+	Interval Duration `yaml:"interval,omitempty"`
+	// Timeout of one check; at most Interval. Default: the smaller of 2s and Interval.
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// Jitter spreads checks randomly over up to this much. Default: a tenth of Interval.
+	Jitter Duration `yaml:"jitter,omitempty"`
+	// Fall consecutive failures take an endpoint down. Default 3.
+	Fall int `yaml:"fall,omitempty"`
+	// Rise consecutive successes bring it back. Default 2.
+	Rise int `yaml:"rise,omitempty"`
+	// StaleAfter without a result makes a region stop voting. Default 3 × Interval.
+	StaleAfter Duration `yaml:"stale_after,omitempty"`
+}
+
+// Pool is a set of endpoints that is available while enough of them are up.
+type Pool struct {
+	// Name identifies the pool within its app; letters, digits, '_' and '-'.
+	Name string `yaml:"name"`
+	// Region is where the pool's endpoints run (informational; edges use it). Optional.
+	Region string `yaml:"region,omitempty"`
+	// MinAvailable is a count ("1") or a share ("50%") of endpoints that must be up. Default 1.
+	MinAvailable MinAvailable `yaml:"min_available,omitempty"`
+	// Weight of the pool under policy weighted. Default 1.
+	Weight int `yaml:"weight,omitempty"`
+	// Endpoints of the pool. At least one.
+	Endpoints []Endpoint `yaml:"endpoints"`
+}
+
+// Endpoint is one address of a pool.
+type Endpoint struct {
+	// Name identifies the endpoint in subjects. Default: the address as a token ("127-0-0-11_8081").
+	Name string `yaml:"name,omitempty"`
+	// Address is ip:port; the ip is what DNS answers.
+	Address string `yaml:"address"`
+	// Weight under policy weighted. Default 1; 0 keeps it out of weighted answers.
+	Weight *int `yaml:"weight,omitempty"`
+}
+
+// SourceRule sends clients from some subnets to an ordered list of pools.
+type SourceRule struct {
+	CIDRs []string `yaml:"cidrs"`
+	Pools []string `yaml:"pools"`
+}
+
+// Edge is one edge proxy.
+type Edge struct {
+	// Name identifies the edge; letters, digits, '_' and '-'.
+	Name string `yaml:"name"`
+	// Region where the edge runs.
+	Region string `yaml:"region"`
+	// Hostname other edges and CNAMEs use to reach it; Detour serves its A/AAAA record when the
+	// name lies in one of its zones.
+	Hostname string `yaml:"hostname"`
+	// Address is the edge's IP.
+	Address string `yaml:"address"`
+	// Heartbeat sets how the edge reports itself alive.
+	Heartbeat Heartbeat `yaml:"heartbeat,omitempty"`
+	// Apps the edge fronts.
+	Apps []EdgeApp `yaml:"apps,omitempty"`
+}
+
+// Heartbeat is how often an edge reports itself alive and how many misses make it dead.
+type Heartbeat struct {
+	// Interval between heartbeats. Default 1s.
+	Interval Duration `yaml:"interval,omitempty"`
+	// Fall missed heartbeats mark the edge down. Default 3.
+	Fall int `yaml:"fall,omitempty"`
+}
+
+// Edge listener modes.
+const (
+	ModeHTTP = "http"
+	ModeTCP  = "tcp"
+)
+
+// EdgeApp is one app behind an edge.
+type EdgeApp struct {
+	// App names the app.
+	App string `yaml:"app"`
+	// Listen is the host:port the edge accepts the app's traffic on.
+	Listen string `yaml:"listen"`
+	// Mode is http (default, L7) or tcp (L4).
+	Mode string `yaml:"mode,omitempty"`
+	// Pool is the app's pool local to this edge. Default: the first pool whose region is the edge's.
+	Pool string `yaml:"pool,omitempty"`
+	// Secondary is the edge that takes the app's traffic when the local pool is down.
+	Secondary string `yaml:"secondary,omitempty"`
+	// RetryMethods are retried once on another target after a connection error, besides GET, HEAD
+	// and OPTIONS.
+	RetryMethods []string `yaml:"retry_methods,omitempty"`
+}
+
+// Duration is a time.Duration written in YAML as "250ms", "5s", "1m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration such as \"500ms\" or \"5s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: want a duration such as \"500ms\" or \"5s\", got %q", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes d as a duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MinAvailable is a count of endpoints, or a share of them when Percent is set.
+type MinAvailable struct {
+	Count   int
+	Percent float64
+}
+
+// Set reports whether a value was given.
+func (m MinAvailable) Set() bool { return m.Count != 0 || m.Percent != 0 }
+
+// Need is how many endpoints out of total must be up.
+func (m MinAvailable) Need(total int) int {
+	if m.Percent > 0 {
+		return int(math.Ceil(m.Percent / 100 * float64(total)))
+	}
+	return m.Count
+}
+
+// String formats m as it is written in YAML.
+func (m MinAvailable) String() string {
+	if m.Percent > 0 {
+		return strconv.FormatFloat(m.Percent, 'f', -1, 64) + "%"
+	}
+	return strconv.Itoa(m.Count)
+}
+
+// UnmarshalYAML accepts a whole number or a percentage such as "50%".
+func (m *MinAvailable) UnmarshalYAML(n *yaml.Node) error {
+	s := strings.TrimSpace(n.Value)
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		v, err := strconv.ParseFloat(p, 64)
+		if err != nil || v <= 0 || v > 100 {
+			return fmt.Errorf("line %d: want a percentage in (0, 100], got %q", n.Line, s)
+		}
+		*m = MinAvailable{Percent: v}
+		return nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return fmt.Errorf("line %d: want a whole number of endpoints of at least 1 or a percentage such as \"50%%\", got %q", n.Line, s)
+	}
+	*m = MinAvailable{Count: v}
+	return nil
+}
+
+// MarshalYAML writes m as it is read.
+func (m MinAvailable) MarshalYAML() (any, error) { return m.String(), nil }

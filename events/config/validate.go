@@ -1,0 +1,351 @@
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/detourdev/detour/events"
+)
+
+type problems []string
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, path+": "+fmt.Sprintf(format, args...))
+}
+
+func (p *problems) token(path, s string) {
+	if err := events.CheckToken(s); err != nil {
+		p.add(path, "%v", err)
+	}
+}
+
+var hostnameRE = regexp.MustCompile(`^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+$`)
+
+func (p *problems) dnsName(path, s string) bool {
+	if s == "" {
+		p.add(path, "must not be empty")
+		return false
+	}
+	if len(s) > 254 || !hostnameRE.MatchString(s) {
+		p.add(path, "%q is not a valid DNS name", strings.TrimSuffix(s, "."))
+		return false
+	}
+	return true
+}
+
+// Validate returns every problem of a defaulted configuration, each prefixed with its path.
+func (c *Config) Validate() []string {
+	var p problems
+	if len(c.Zones) == 0 {
+		p.add("zones", "at least one zone is required")
+	}
+	zones := map[string]bool{}
+	for i, z := range c.Zones {
+		path := fmt.Sprintf("zones[%d]", i)
+		if p.dnsName(path+".name", z.Name) {
+			if zones[z.Name] {
+				p.add(path+".name", "duplicate zone %q", strings.TrimSuffix(z.Name, "."))
+			}
+			zones[z.Name] = true
+		}
+		z.validate(&p, path)
+	}
+
+	apps, fqdns := map[string]bool{}, map[string]bool{}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		path := fmt.Sprintf("apps[%d]", i)
+		p.token(path+".name", a.Name)
+		if apps[a.Name] {
+			p.add(path+".name", "duplicate app %q", a.Name)
+		}
+		apps[a.Name] = true
+		if p.dnsName(path+".fqdn", a.FQDN) {
+			if fqdns[a.FQDN] {
+				p.add(path+".fqdn", "duplicate fqdn %q", strings.TrimSuffix(a.FQDN, "."))
+			}
+			fqdns[a.FQDN] = true
+			if len(c.Zones) > 0 && c.ZoneOf(a.FQDN) == nil {
+				p.add(path+".fqdn", "%q lies in none of the configured zones", strings.TrimSuffix(a.FQDN, "."))
+			}
+		}
+		c.validateApp(&p, path, a)
+	}
+
+	edges := map[string]bool{}
+	for _, e := range c.Edges {
+		edges[e.Name] = true
+	}
+	seen := map[string]bool{}
+	for i := range c.Edges {
+		e := &c.Edges[i]
+		path := fmt.Sprintf("edges[%d]", i)
+		p.token(path+".name", e.Name)
+		if seen[e.Name] {
+			p.add(path+".name", "duplicate edge %q", e.Name)
+		}
+		seen[e.Name] = true
+		c.validateEdge(&p, path, e, edges)
+	}
+	return p
+}
+
+func (z *Zone) validate(p *problems, path string) {
+	p.dnsName(path+".hostmaster", z.Hostmaster)
+	for j, ns := range z.Nameservers {
+		np := fmt.Sprintf("%s.nameservers[%d]", path, j)
+		p.dnsName(np+".name", ns.Name)
+		if ns.Address != "" {
+			if _, err := netip.ParseAddr(ns.Address); err != nil {
+				p.add(np+".address", "want an IP address, got %q", ns.Address)
+			}
+		}
+	}
+	for j, s := range z.TransferTo {
+		if _, err := parsePrefix(s); err != nil {
+			p.add(fmt.Sprintf("%s.transfer_to[%d]", path, j), "want an IP address or CIDR, got %q", s)
+		}
+	}
+	for j, s := range z.Notify {
+		if _, err := netip.ParseAddrPort(s); err != nil {
+			p.add(fmt.Sprintf("%s.notify[%d]", path, j), "want ip:port, got %q", s)
+		}
+	}
+	if z.Push != nil {
+		pp := path + ".push"
+		if _, err := netip.ParseAddrPort(z.Push.Server); err != nil {
+			p.add(pp+".server", "want ip:port, got %q", z.Push.Server)
+		}
+		if z.Push.TSIG.Name == "" {
+			p.add(pp+".tsig.name", "must not be empty: updates are always signed")
+		}
+		switch z.Push.TSIG.Algorithm {
+		case "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1":
+		default:
+			p.add(pp+".tsig.algorithm", "want hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha1, got %q", z.Push.TSIG.Algorithm)
+		}
+		if _, err := base64.StdEncoding.DecodeString(z.Push.TSIG.Secret); err != nil || z.Push.TSIG.Secret == "" {
+			p.add(pp+".tsig.secret", "want a base64 key")
+		}
+		if z.Push.RetryInterval < 0 {
+			p.add(pp+".retry_interval", "must not be negative")
+		}
+	}
+}
+
+func (c *Config) validateApp(p *problems, path string, a *App) {
+	switch a.Policy {
+	case PolicyFailover, PolicyWeighted, PolicyRoundRobin, PolicySource:
+	default:
+		p.add(path+".policy", "want failover, weighted, round_robin or source, got %q", a.Policy)
+	}
+	switch a.WhenAllDown {
+	case FailOpen, FailClosed:
+	default:
+		p.add(path+".when_all_down", "want fail_open or fail_closed, got %q", a.WhenAllDown)
+	}
+	if a.TTL > 86400 {
+		p.add(path+".ttl", "want at most 86400 seconds, got %d", a.TTL)
+	}
+	if a.MaxAnswers < 0 {
+		p.add(path+".max_answers", "must not be negative, got %d", a.MaxAnswers)
+	}
+	if a.Quorum <= 0 || a.Quorum > 1 {
+		p.add(path+".quorum", "want a share in (0, 1], got %v", a.Quorum)
+	}
+	if a.HoldDown < 0 {
+		p.add(path+".hold_down", "must not be negative")
+	}
+	a.Check.validate(p, path+".check")
+
+	if len(a.Pools) == 0 {
+		p.add(path+".pools", "at least one pool is required")
+	}
+	pools := map[string]bool{}
+	for j := range a.Pools {
+		pl := &a.Pools[j]
+		pp := fmt.Sprintf("%s.pools[%d]", path, j)
+		p.token(pp+".name", pl.Name)
+		if pools[pl.Name] {
+			p.add(pp+".name", "duplicate pool %q", pl.Name)
+		}
+		pools[pl.Name] = true
+		if pl.Weight < 0 {
+			p.add(pp+".weight", "must not be negative, got %d", pl.Weight)
+		}
+		if len(pl.Endpoints) == 0 {
+			p.add(pp+".endpoints", "at least one endpoint is required")
+		} else if pl.MinAvailable.Percent == 0 && pl.MinAvailable.Count > len(pl.Endpoints) {
+			p.add(pp+".min_available", "%d is more than the pool's %d endpoints", pl.MinAvailable.Count, len(pl.Endpoints))
+		}
+		names := map[string]bool{}
+		for k, e := range pl.Endpoints {
+			ep := fmt.Sprintf("%s.endpoints[%d]", pp, k)
+			if _, err := netip.ParseAddrPort(e.Address); err != nil {
+				p.add(ep+".address", "want ip:port, got %q", e.Address)
+			}
+			p.token(ep+".name", e.Name)
+			if names[e.Name] {
+				p.add(ep+".name", "duplicate endpoint %q in pool %q", e.Name, pl.Name)
+			}
+			names[e.Name] = true
+			if e.Weight != nil && *e.Weight < 0 {
+				p.add(ep+".weight", "must not be negative, got %d", *e.Weight)
+			}
+		}
+	}
+	refPools := func(path string, list []string) {
+		for k, name := range list {
+			if !pools[name] {
+				p.add(fmt.Sprintf("%s[%d]", path, k), "no pool %q in app %q", name, a.Name)
+			}
+		}
+	}
+	if a.Policy != PolicySource && len(a.Sources) > 0 {
+		p.add(path+".sources", "only policy source uses sources (policy is %q)", a.Policy)
+	}
+	for j, r := range a.Sources {
+		sp := fmt.Sprintf("%s.sources[%d]", path, j)
+		if len(r.CIDRs) == 0 {
+			p.add(sp+".cidrs", "at least one CIDR is required")
+		}
+		for k, s := range r.CIDRs {
+			if _, err := netip.ParsePrefix(s); err != nil {
+				p.add(fmt.Sprintf("%s.cidrs[%d]", sp, k), "want a CIDR such as 10.1.0.0/16, got %q", s)
+			}
+		}
+		if len(r.Pools) == 0 {
+			p.add(sp+".pools", "at least one pool is required")
+		}
+		refPools(sp+".pools", r.Pools)
+	}
+	refPools(path+".default_pools", a.DefaultPools)
+	for j, name := range a.Ingress {
+		if c.Edge(name) == nil {
+			p.add(fmt.Sprintf("%s.ingress[%d]", path, j), "no edge %q", name)
+		}
+	}
+	if a.PrimaryEdge != "" && c.Edge(a.PrimaryEdge) == nil {
+		p.add(path+".primary_edge", "no edge %q", a.PrimaryEdge)
+	}
+}
+
+func (k *Check) validate(p *problems, path string) {
+	switch k.Type {
+	case CheckHTTP, CheckHTTPS, CheckTCP, CheckICMP, CheckDNS:
+	default:
+		p.add(path+".type", "want http, https, tcp, icmp or dns, got %q", k.Type)
+	}
+	if k.Port < 0 || k.Port > 65535 {
+		p.add(path+".port", "want a port in 1-65535, got %d", k.Port)
+	}
+	if k.Interval <= 0 {
+		p.add(path+".interval", "must be positive")
+	}
+	if k.Timeout <= 0 {
+		p.add(path+".timeout", "must be positive")
+	} else if k.Timeout > k.Interval && k.Interval > 0 {
+		p.add(path+".timeout", "%s is longer than the interval %s", k.Timeout, k.Interval)
+	}
+	if k.Jitter < 0 || (k.Interval > 0 && k.Jitter > k.Interval) {
+		p.add(path+".jitter", "want between 0 and the interval %s, got %s", k.Interval, k.Jitter)
+	}
+	if k.Fall < 1 {
+		p.add(path+".fall", "want at least 1, got %d", k.Fall)
+	}
+	if k.Rise < 1 {
+		p.add(path+".rise", "want at least 1, got %d", k.Rise)
+	}
+	if k.StaleAfter <= 0 {
+		p.add(path+".stale_after", "must be positive")
+	}
+	for j, s := range k.ExpectStatus {
+		if _, _, err := ParseStatusRange(s); err != nil {
+			p.add(fmt.Sprintf("%s.expect_status[%d]", path, j), "%v", err)
+		}
+	}
+	if k.Path != "" && !strings.HasPrefix(k.Path, "/") {
+		p.add(path+".path", "must start with '/', got %q", k.Path)
+	}
+	if k.Type == CheckDNS && k.Query == "" {
+		p.add(path+".query", "a dns check needs the name to ask for")
+	}
+	if k.Expect != "" && k.Type != CheckTCP {
+		p.add(path+".expect", "only tcp checks use expect")
+	}
+}
+
+func (c *Config) validateEdge(p *problems, path string, e *Edge, edges map[string]bool) {
+	p.token(path+".region", e.Region)
+	p.dnsName(path+".hostname", e.Hostname)
+	if _, err := netip.ParseAddr(e.Address); err != nil {
+		p.add(path+".address", "want an IP address, got %q", e.Address)
+	}
+	if e.Heartbeat.Interval <= 0 {
+		p.add(path+".heartbeat.interval", "must be positive")
+	}
+	if e.Heartbeat.Fall < 1 {
+		p.add(path+".heartbeat.fall", "want at least 1, got %d", e.Heartbeat.Fall)
+	}
+	listens := map[string]bool{}
+	for j, ea := range e.Apps {
+		ap := fmt.Sprintf("%s.apps[%d]", path, j)
+		a := c.App(ea.App)
+		if a == nil {
+			p.add(ap+".app", "no app %q", ea.App)
+		}
+		if _, err := netip.ParseAddrPort(ea.Listen); err != nil {
+			p.add(ap+".listen", "want ip:port, got %q", ea.Listen)
+		} else if listens[ea.Listen] {
+			p.add(ap+".listen", "%s is already used by another app of this edge", ea.Listen)
+		}
+		listens[ea.Listen] = true
+		if ea.Mode != ModeHTTP && ea.Mode != ModeTCP {
+			p.add(ap+".mode", "want http or tcp, got %q", ea.Mode)
+		}
+		if a != nil {
+			if ea.Pool == "" {
+				p.add(ap+".pool", "no pool of app %q is in region %q: name the local pool", ea.App, e.Region)
+			} else if a.Pool(ea.Pool) == nil {
+				p.add(ap+".pool", "no pool %q in app %q", ea.Pool, ea.App)
+			}
+		}
+		if ea.Secondary != "" {
+			if !edges[ea.Secondary] {
+				p.add(ap+".secondary", "no edge %q", ea.Secondary)
+			} else if ea.Secondary == e.Name {
+				p.add(ap+".secondary", "an edge cannot be its own secondary")
+			}
+		}
+	}
+}
+
+// ParseStatusRange parses "200" or "200-399" into an inclusive range of HTTP status codes.
+func ParseStatusRange(s string) (lo, hi int, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi = lo
+	var err2 error
+	if isRange {
+		hi, err2 = strconv.Atoi(b)
+	}
+	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
+		return 0, 0, fmt.Errorf("want a status code or range within 100-599 such as \"200-399\", got %q", s)
+	}
+	return lo, hi, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

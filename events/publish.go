@@ -1,0 +1,66 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrConflict means another writer appended to the subject first: re-read it and decide again.
+var ErrConflict = errors.New("subject changed since it was read")
+
+// JetStream's error code for a failed expected-last-subject-sequence check.
+const errCodeWrongLastSequence = 10071
+
+// Publish stores e on subject. The envelope id is sent as Nats-Msg-Id, so publishing the same
+// event twice within the stream's duplicate window stores it once.
+func Publish(ctx context.Context, js jetstream.JetStream, subject string, e Envelope) (*jetstream.PubAck, error) {
+	ack, err := js.PublishMsg(ctx, message(subject, e), jetstream.WithMsgID(e.ID))
+	if err != nil {
+		return nil, fmt.Errorf("publish %s to %s: %w", e.Type, subject, err)
+	}
+	return ack, nil
+}
+
+// Append stores e on subject only if the subject's last stored message is still lastSeq (0: the
+// subject holds nothing yet). When another writer got there first it returns an error wrapping
+// ErrConflict.
+func Append(ctx context.Context, js jetstream.JetStream, subject string, e Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
+	ack, err := js.PublishMsg(ctx, message(subject, e),
+		jetstream.WithMsgID(e.ID), jetstream.WithExpectLastSequencePerSubject(lastSeq))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+			return nil, fmt.Errorf("append %s to %s after seq %d: %w", e.Type, subject, lastSeq, ErrConflict)
+		}
+		return nil, fmt.Errorf("append %s to %s: %w", e.Type, subject, err)
+	}
+	return ack, nil
+}
+
+// Last returns the last event stored on subject and its stream sequence; ok is false when the
+// subject holds nothing.
+func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Envelope{}, 0, false, nil
+	}
+	if err != nil {
+		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, err)
+	}
+	e, err = Decode(m.Data)
+	if err != nil {
+		return Envelope{}, m.Sequence, true, fmt.Errorf("read last of %s (seq %d): %w", subject, m.Sequence, err)
+	}
+	return e, m.Sequence, true, nil
+}
+
+func message(subject string, e Envelope) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = e.Encode()
+	m.Header.Set("Detour-Type", e.Type)
+	return m
+}

@@ -1,0 +1,74 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+func TestAppendRefusesAWriterThatReadAnOlderSequence(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	subj := events.EndpointStateSubject("shop", "west", "a")
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	down, _ := events.New(events.TypeEndpointDown, "test", at, events.Transition{To: events.StatusDown})
+	up, _ := events.New(events.TypeEndpointUp, "test", at, events.Transition{To: events.StatusUp})
+
+	ack, err := events.Append(ctx, srv.JS, subj, down, 0)
+	if err != nil {
+		t.Fatalf("first append on an empty subject: %v", err)
+	}
+	if _, err := events.Append(ctx, srv.JS, subj, up, 0); !errors.Is(err, events.ErrConflict) {
+		t.Fatalf("second writer that also read an empty subject: got %v, want ErrConflict", err)
+	}
+	if _, err := events.Append(ctx, srv.JS, subj, up, ack.Sequence); err != nil {
+		t.Fatalf("append after re-reading seq %d: %v", ack.Sequence, err)
+	}
+	last, seq, ok, err := events.Last(ctx, srv.Stream(t, events.StreamState), subj)
+	if err != nil || !ok || last.ID != up.ID || seq != ack.Sequence+1 {
+		t.Fatalf("last = %s at %d (ok %v, err %v), want %s at %d", last.ID, seq, ok, err, up.ID, ack.Sequence+1)
+	}
+}
+
+func TestPublishingTheSameEventTwiceStoresItOnce(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	e, _ := events.Derived(events.TypePoolDown, "test", "cause-1", "shop/west", time.Now(), events.Transition{})
+	subj := events.PoolStateSubject("shop", "west")
+	a1, err := events.Publish(ctx, srv.JS, subj, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := events.Publish(ctx, srv.JS, subj, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a2.Duplicate || a1.Sequence != a2.Sequence {
+		t.Fatalf("second publish: duplicate=%v seq=%d, want a duplicate of seq %d", a2.Duplicate, a2.Sequence, a1.Sequence)
+	}
+}
+
+func TestDecodeRejectsWhatIsNotADetourEvent(t *testing.T) {
+	for _, in := range []string{``, `garbage`, `{}`, `{"type":"x.y","id":"1","time":"2026-01-01T00:00:00Z","data":{}}`,
+		`{"type":"detour.pool.up.v1","time":"2026-01-01T00:00:00Z","data":{}}`} {
+		if _, err := events.Decode([]byte(in)); !errors.Is(err, events.ErrMalformed) {
+			t.Errorf("Decode(%q) = %v, want ErrMalformed", in, err)
+		}
+	}
+}
+
+func TestAddressToken(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.11:8081":   "127-0-0-11_8081",
+		"[2001:db8::1]:443": "2001-db8--1_443",
+		"10.0.0.1":          "10-0-0-1",
+	} {
+		if got := events.AddressToken(in); got != want || !events.ValidToken(got) {
+			t.Errorf("AddressToken(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

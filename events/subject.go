@@ -1,0 +1,116 @@
+package events
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Subject prefixes and wildcards, for consumers.
+const (
+	SubjectProbes    = "detour.probe.>"
+	SubjectState     = "detour.state.>"
+	SubjectConfig    = "detour.config.>"
+	SubjectDNS       = "detour.dns.>"
+	SubjectRoutes    = "detour.routes.>"
+	SubjectDrills    = "detour.drill.>"
+	SubjectConfigDoc = "detour.config.document.active"
+)
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ValidToken reports whether s can stand as one subject token: letters, digits, '_' and '-'.
+func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+
+// CheckToken returns an error naming what is wrong with s as a subject token, or nil.
+func CheckToken(s string) error {
+	if s == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	if !ValidToken(s) {
+		return fmt.Errorf("%q may hold only letters, digits, '_' and '-'", s)
+	}
+	return nil
+}
+
+// AddressToken turns a host:port address into a subject token: "127.0.0.11:8081" becomes
+// "127-0-0-11_8081" and "[2001:db8::1]:443" becomes "2001-db8--1_443".
+func AddressToken(addr string) string {
+	host, port := addr, ""
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 && (strings.HasPrefix(addr, "[") || strings.Count(addr, ":") == 1) {
+		host, port = addr[:i], addr[i+1:]
+	}
+	host = strings.Trim(host, "[]")
+	host = strings.NewReplacer(".", "-", ":", "-").Replace(host)
+	if port == "" {
+		return host
+	}
+	return host + "_" + port
+}
+
+// ZoneToken turns a DNS name into a subject token: "demo.test." becomes "demo_test".
+func ZoneToken(name string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimSuffix(name, ".")), ".", "_")
+}
+
+// ProbeSubject is where one result of a check of an endpoint from a region is published.
+func ProbeSubject(region, app, pool, endpoint string) string {
+	return join("detour.probe", region, app, pool, endpoint)
+}
+
+// ProbeBatchSubject is where one prober publishes the batch of one tick.
+func ProbeBatchSubject(region, prober string) string {
+	return join("detour.probe", region, "batch", prober)
+}
+
+// EndpointStateSubject holds the transitions of one endpoint.
+func EndpointStateSubject(app, pool, endpoint string) string {
+	return join("detour.state.endpoint", app, pool, endpoint)
+}
+
+// PoolStateSubject holds the transitions of one pool.
+func PoolStateSubject(app, pool string) string { return join("detour.state.pool", app, pool) }
+
+// EdgeStateSubject holds the transitions of one edge proxy.
+func EdgeStateSubject(edge string) string { return join("detour.state.edge", edge) }
+
+// OverrideWholePool is the endpoint token of an override that covers a whole pool.
+const OverrideWholePool = "_pool"
+
+// OverrideSubject holds the overrides of one endpoint, or of a whole pool when endpoint is "".
+func OverrideSubject(app, pool, endpoint string) string {
+	if endpoint == "" {
+		endpoint = OverrideWholePool
+	}
+	return join("detour.state.override", app, pool, endpoint)
+}
+
+// ZoneSubject holds the changes of one zone.
+func ZoneSubject(zone string) string { return join("detour.dns", ZoneToken(zone)) }
+
+// RoutesSubject holds the route tables of one edge.
+func RoutesSubject(edge string) string { return join("detour.routes", edge) }
+
+// DrillSubject holds the events of one drill run.
+func DrillSubject(drillID string) string { return join("detour.drill", drillID) }
+
+// join builds a subject from a prefix and tokens. A token that is not valid is a wiring mistake:
+// configuration validation makes sure names are tokens before any subject is built.
+func join(prefix string, tokens ...string) string {
+	for _, t := range tokens {
+		if !ValidToken(t) {
+			panic(fmt.Sprintf("events: invalid subject token %q under %s", t, prefix))
+		}
+	}
+	return prefix + "." + strings.Join(tokens, ".")
+}
+
+// SplitSubject returns the tokens of subject after prefix (which has no trailing dot), or nil if
+// subject does not start with it.
+func SplitSubject(subject, prefix string) []string {
+	rest, ok := strings.CutPrefix(subject, prefix+".")
+	if !ok {
+		return nil
+	}
+	return strings.Split(rest, ".")
+}

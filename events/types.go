@@ -1,0 +1,153 @@
+package events
+
+import "time"
+
+// Event types. The version is part of the name; facts are in the past tense or name the state
+// that was entered.
+const (
+	// TypeProbeCompleted carries one ProbeResult.
+	TypeProbeCompleted = "detour.probe.completed.v1"
+	// TypeProbeBatchCompleted carries a ProbeBatch: every result one prober produced in one tick.
+	TypeProbeBatchCompleted = "detour.probe.batch_completed.v1"
+
+	// TypeEndpointUp, TypeEndpointDown and TypeEndpointDrained carry a Transition of an endpoint.
+	TypeEndpointUp      = "detour.endpoint.up.v1"
+	TypeEndpointDown    = "detour.endpoint.down.v1"
+	TypeEndpointDrained = "detour.endpoint.drained.v1"
+	// TypePoolUp and TypePoolDown carry a Transition of a pool.
+	TypePoolUp   = "detour.pool.up.v1"
+	TypePoolDown = "detour.pool.down.v1"
+	// TypeEdgeUp and TypeEdgeDown carry a Transition of an edge proxy.
+	TypeEdgeUp   = "detour.edge.up.v1"
+	TypeEdgeDown = "detour.edge.down.v1"
+
+	// TypeOverrideSet and TypeOverrideCleared carry an Override made by an operator.
+	TypeOverrideSet     = "detour.override.set.v1"
+	TypeOverrideCleared = "detour.override.cleared.v1"
+
+	// TypeConfigApplied carries a ConfigApplied: the whole desired configuration.
+	TypeConfigApplied = "detour.config.applied.v1"
+
+	// TypeZoneChanged carries a ZoneChanged: a new serial of a served zone.
+	TypeZoneChanged = "detour.dns.zone_changed.v1"
+)
+
+// Status is the health of an endpoint, pool or edge.
+type Status string
+
+// The statuses. Unknown is the status before any decision was made.
+const (
+	StatusUnknown Status = ""
+	StatusUp      Status = "up"
+	StatusDown    Status = "down"
+	StatusDrained Status = "drained"
+)
+
+// ProbeResult is the outcome of one health check of one endpoint from one region.
+type ProbeResult struct {
+	// ID identifies the result; inside a batch it is "<batch id>/<index>".
+	ID       string    `json:"id,omitempty"`
+	At       time.Time `json:"at"`
+	App      string    `json:"app"`
+	Pool     string    `json:"pool"`
+	Endpoint string    `json:"endpoint"`
+	Address  string    `json:"address"`
+	Region   string    `json:"region"`
+	Prober   string    `json:"prober"`
+	Check    string    `json:"check"`
+	OK       bool      `json:"ok"`
+	// LatencyMicros is how long the check took, in microseconds.
+	LatencyMicros int64 `json:"latency_us"`
+	// ErrorClass is a short stable class: timeout, refused, tls, status, body, dns, ...
+	ErrorClass string `json:"error_class,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// HTTPStatus is the status code an HTTP check received.
+	HTTPStatus int `json:"http_status,omitempty"`
+	// CertExpiryDays is the days left on an HTTPS endpoint's leaf certificate.
+	CertExpiryDays *float64 `json:"cert_expiry_days,omitempty"`
+}
+
+// ProbeBatch is every result one prober produced in one tick.
+type ProbeBatch struct {
+	Region  string        `json:"region"`
+	Prober  string        `json:"prober"`
+	Results []ProbeResult `json:"results"`
+}
+
+// Thresholds are the decision parameters in force when a transition was made.
+type Thresholds struct {
+	Fall          int     `json:"fall"`
+	Rise          int     `json:"rise"`
+	Quorum        float64 `json:"quorum"`
+	HoldDownMS    int64   `json:"hold_down_ms,omitempty"`
+	StaleAfterMS  int64   `json:"stale_after_ms,omitempty"`
+	MinAvailable  string  `json:"min_available,omitempty"`
+	IntervalMS    int64   `json:"interval_ms,omitempty"`
+	HeartbeatFall int     `json:"heartbeat_fall,omitempty"`
+}
+
+// Vote is one probing region's view of an endpoint when a transition was made.
+type Vote struct {
+	Region string `json:"region"`
+	Status Status `json:"status"`
+}
+
+// Transition records that an endpoint, pool or edge entered a new status, and why.
+type Transition struct {
+	App      string `json:"app,omitempty"`
+	Pool     string `json:"pool,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Address  string `json:"address,omitempty"`
+	Edge     string `json:"edge,omitempty"`
+	From     Status `json:"from"`
+	To       Status `json:"to"`
+	// Reason is a short human sentence: "3 consecutive failures", "override force_down".
+	Reason string `json:"reason"`
+	// Results are the ids of the probe results (or heartbeats) that completed the threshold.
+	Results    []string   `json:"results,omitempty"`
+	Votes      []Vote     `json:"votes,omitempty"`
+	Thresholds Thresholds `json:"thresholds"`
+}
+
+// Override actions.
+const (
+	ActionForceUp   = "force_up"
+	ActionForceDown = "force_down"
+	ActionDrain     = "drain"
+)
+
+// Override is an operator's decision that wins over probes until it is cleared.
+type Override struct {
+	App      string `json:"app"`
+	Pool     string `json:"pool"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Action is force_up, force_down or drain; empty in TypeOverrideCleared.
+	Action string `json:"action,omitempty"`
+	Reason string `json:"reason"`
+	// By names who made it (user@host).
+	By string `json:"by"`
+}
+
+// ConfigApplied is a new desired configuration, as the YAML document the operator applied.
+type ConfigApplied struct {
+	// Document is the YAML text; workers parse it with config.Parse.
+	Document string `json:"document"`
+	// SHA256 is the hex digest of Document.
+	SHA256 string `json:"sha256"`
+	By     string `json:"by"`
+}
+
+// RecordChange is one RRset that a zone change added, replaced or removed.
+type RecordChange struct {
+	Name   string   `json:"name"`
+	Type   string   `json:"type"`
+	Before []string `json:"before,omitempty"`
+	After  []string `json:"after,omitempty"`
+}
+
+// ZoneChanged records a new serial of a zone and what changed in it.
+type ZoneChanged struct {
+	Zone    string         `json:"zone"`
+	Serial  uint32         `json:"serial"`
+	Changes []RecordChange `json:"changes"`
+}
