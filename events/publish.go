@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,17 +13,43 @@ import (
 // ErrConflict means another writer appended to the subject first: re-read it and decide again.
 var ErrConflict = errors.New("subject changed since it was read")
 
-// JetStream's error code for a failed expected-last-subject-sequence check.
-const errCodeWrongLastSequence = 10071
+// JetStream's error codes for a failed expected-last-subject-sequence check (10164 on replicated
+// streams), and for a message whose id another publisher is storing at this very moment (on
+// replicated streams): both mean another writer got there first.
+const (
+	errCodeWrongLastSequence      = 10071
+	errCodeWrongLastSequenceConst = 10164
+	errCodeDuplicateInProcess     = 10158
+)
+
+func apiErrorCode(err error) int {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return int(apiErr.ErrorCode)
+	}
+	return 0
+}
 
 // Publish stores e on subject. The envelope id is sent as Nats-Msg-Id, so publishing the same
 // event twice within the stream's duplicate window stores it once.
+//
+// When another publisher is storing the same event at the same moment (two replicas deriving one
+// fact), Publish waits for that to settle and returns the duplicate's acknowledgement.
 func Publish(ctx context.Context, js jetstream.JetStream, subject string, e Envelope) (*jetstream.PubAck, error) {
-	ack, err := js.PublishMsg(ctx, message(subject, e), jetstream.WithMsgID(e.ID))
-	if err != nil {
-		return nil, fmt.Errorf("publish %s to %s: %w", e.Type, subject, err)
+	for attempt := 1; ; attempt++ {
+		ack, err := js.PublishMsg(ctx, message(subject, e), jetstream.WithMsgID(e.ID))
+		if err == nil {
+			return ack, nil
+		}
+		if apiErrorCode(err) != errCodeDuplicateInProcess || attempt == 5 {
+			return nil, fmt.Errorf("publish %s to %s: %w", e.Type, subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publish %s to %s: %w", e.Type, subject, ctx.Err())
+		case <-time.After(time.Duration(attempt) * time.Millisecond):
+		}
 	}
-	return ack, nil
 }
 
 // Append stores e on subject only if the subject's last stored message is still lastSeq (0: the
@@ -32,8 +59,8 @@ func Append(ctx context.Context, js jetstream.JetStream, subject string, e Envel
 	ack, err := js.PublishMsg(ctx, message(subject, e),
 		jetstream.WithMsgID(e.ID), jetstream.WithExpectLastSequencePerSubject(lastSeq))
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+		switch apiErrorCode(err) {
+		case errCodeWrongLastSequence, errCodeWrongLastSequenceConst, errCodeDuplicateInProcess:
 			return nil, fmt.Errorf("append %s to %s after seq %d: %w", e.Type, subject, lastSeq, ErrConflict)
 		}
 		return nil, fmt.Errorf("append %s to %s: %w", e.Type, subject, err)

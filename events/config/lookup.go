@@ -67,3 +67,15 @@ func (e *Endpoint) AddrPort() netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(e.Address)
 	return ap
 }
+
+// App returns the edge's entry for the app named name, or nil.
+func (e *Edge) App(name string) *EdgeApp {
+	for i := range e.Apps {
+		if e.Apps[i].App == name {
+			return &e.Apps[i]
+		}
+	}
+	return nil
+}
+
+func (e *Edge) fronts(app string) bool { return e.App(app) != nil }

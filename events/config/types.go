@@ -18,6 +18,8 @@ type Config struct {
 	Apps []App `yaml:"apps"`
 	// Edges are the edge proxies in front of the apps. Optional.
 	Edges []Edge `yaml:"edges,omitempty"`
+	// DNS sets the behaviour of the authoritative servers. Optional.
+	DNS DNS `yaml:"dns,omitempty"`
 }
 
 // Zone is a DNS zone Detour serves.

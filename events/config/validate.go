@@ -91,6 +91,7 @@ func (c *Config) Validate() []string {
 		seen[e.Name] = true
 		c.validateEdge(&p, path, e, edges)
 	}
+	c.DNS.validate(&p, "dns")
 	return p
 }
 
@@ -319,6 +320,8 @@ func (c *Config) validateEdge(p *problems, path string, e *Edge, edges map[strin
 				p.add(ap+".secondary", "no edge %q", ea.Secondary)
 			} else if ea.Secondary == e.Name {
 				p.add(ap+".secondary", "an edge cannot be its own secondary")
+			} else if !c.Edge(ea.Secondary).fronts(ea.App) {
+				p.add(ap+".secondary", "edge %q does not front app %q", ea.Secondary, ea.App)
 			}
 		}
 	}

@@ -1,0 +1,112 @@
+package dnsupdater
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/eventstest"
+
+	"github.com/miekg/dns"
+)
+
+// benchQuery is an ordinary query with EDNS, as resolvers send them.
+func benchQuery(b *testing.B) []byte {
+	m := withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232)
+	p, err := m.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkPreparedReply answers from the replies prepared at state change.
+func BenchmarkPreparedReply(b *testing.B) {
+	tab, p := testTable(b), benchQuery(b)
+	w := newWorker(1)
+	remote := netip.MustParseAddr("10.1.2.3")
+	b.ReportAllocs()
+	for b.Loop() {
+		if w.respond(tab, p, remote, false) == nil {
+			b.Fatal("no reply")
+		}
+	}
+}
+
+// BenchmarkReferenceReply answers as a plain miekg/dns handler would: decode, build, pack.
+func BenchmarkReferenceReply(b *testing.B) {
+	tab, p := testTable(b), benchQuery(b)
+	w := newWorker(1)
+	remote := netip.MustParseAddr("10.1.2.3")
+	b.ReportAllocs()
+	for b.Loop() {
+		if w.reference(tab, p, remote, false) == nil {
+			b.Fatal("no reply")
+		}
+	}
+}
+
+// BenchmarkStateChangeToAnswer measures the time from a STATE transition being stored to the
+// server answering differently: each iteration takes the first pool's endpoint down or up and
+// queries until the answer follows. It reports the 50th and 99th percentiles.
+func BenchmarkStateChangeToAnswer(b *testing.B) {
+	js := eventstest.Start(b)
+	h := startServer(b, js, parseConfig(b, demoConfig), "")
+	c := &dns.Client{Net: "udp", Timeout: time.Second}
+	q := newQuery("shop.demo.test.", dns.TypeA)
+	answer := func() string {
+		r, _, err := c.Exchange(q, h.srv.Addr())
+		if err != nil || len(r.Answer) == 0 {
+			return ""
+		}
+		return r.Answer[0].(*dns.A).A.String()
+	}
+	var took []time.Duration
+	down := true
+	for b.Loop() {
+		want := "127.0.0.12"
+		start := time.Now()
+		if down {
+			endpointDown(b, js, "shop", "us-west", "127-0-0-11_8081")
+		} else {
+			endpointUp(b, js, "shop", "us-west", "127-0-0-11_8081")
+			want = "127.0.0.11"
+		}
+		down = !down
+		deadline := start.Add(5 * time.Second)
+		for answer() != want {
+			if time.Now().After(deadline) {
+				b.Fatalf("answer did not become %s within 5s", want)
+			}
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkRecomputeAndPrepare is the work one STATE change costs the server before the new
+// answers are served: project the zones and prepare every reply.
+func BenchmarkRecomputeAndPrepare(b *testing.B) {
+	cfg := parseConfig(b, fmt.Sprintf(conformanceConfig, bigRecords()))
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newProjector(static, time.Now)
+	p.project()
+	b.ReportAllocs()
+	tab := buildTable(p.project(), nil)
+	serial := uint32(1)
+	for b.Loop() {
+		// A new serial each time, as a real change brings.
+		serial++
+		p.serials["demo.test."] = serial
+		zones, _ := p.recompute()
+		tab = buildTable(zones, tab)
+	}
+}

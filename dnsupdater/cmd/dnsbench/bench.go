@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+type options struct {
+	duration    time.Duration
+	clients     int
+	outstanding int
+	changes     int
+	only        []string
+	profile     string
+}
+
+// startFunc brings a server up on addr and returns a function that stops it and returns the
+// CPU time it used.
+type startFunc func(ctx context.Context, dir, addr string) (stop func() time.Duration, err error)
+
+// target is one server under test.
+type target struct {
+	name  string
+	start startFunc
+}
+
+var targetNames = []string{"detour", "nsd", "knot", "powerdns", "powerdns-lua", "detour-changing"}
+
+// result is what dnsperf measured against one target.
+type result struct {
+	name string
+	qps  float64
+	p99  time.Duration
+	lost float64
+	// cpu is the server's CPU time over the whole run, start and warm-up included.
+	cpu     time.Duration
+	note    string
+	skipped string
+}
+
+func bench(ctx context.Context, o options, out io.Writer) error {
+	if _, err := lookPath("dnsperf"); err != nil {
+		return fmt.Errorf("dnsperf (Debian package dnsperf) is not installed: run deployments/install-packages.sh deployments/packages/bench.txt")
+	}
+	dir, err := os.MkdirTemp("", "dnsbench-")
+	if err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "queries.txt"), []byte(queries), 0o644); err != nil {
+		return fmt.Errorf("write queries: %w", err)
+	}
+	// Health-checked answers need something listening on the checked port of both endpoints.
+	backends, port, err := listenBackends()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, l := range backends {
+			l.Close()
+		}
+	}()
+	var changes changeCounter
+	targets := []target{
+		{name: "detour", start: detourTarget(port, 0, nil, o.profile)},
+		{name: "nsd", start: nsdTarget},
+		{name: "knot", start: knotTarget},
+		{name: "powerdns", start: pdnsTarget(false, port)},
+		{name: "powerdns-lua", start: pdnsTarget(true, port)},
+		{name: "detour-changing", start: detourTarget(port, o.changes, &changes, "")},
+	}
+	var results []result
+	for _, t := range targets {
+		if len(o.only) > 0 && !slices.Contains(o.only, t.name) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r := measure(ctx, o, dir, t)
+		if t.name == "detour-changing" && r.skipped == "" {
+			r.note = fmt.Sprintf("%d answer changes applied (%.0f/s)", changes.applied(), float64(changes.applied())/o.duration.Seconds())
+		}
+		results = append(results, r)
+		fmt.Fprintf(os.Stderr, "dnsbench: %s done\n", t.name)
+	}
+	report(out, o, results)
+	return nil
+}
+
+// measure starts a target in its own directory, waits until it answers, runs dnsperf against it
+// and stops it.
+func measure(ctx context.Context, o options, dir string, t target) result {
+	tdir := filepath.Join(dir, t.name)
+	if err := os.MkdirAll(tdir, 0o755); err != nil {
+		return result{name: t.name, skipped: err.Error()}
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return result{name: t.name, skipped: err.Error()}
+	}
+	stop, err := t.start(ctx, tdir, addr)
+	if err != nil {
+		return result{name: t.name, skipped: err.Error()}
+	}
+	if err := waitAnswer(ctx, addr, 20*time.Second); err != nil {
+		stop()
+		return result{name: t.name, skipped: err.Error()}
+	}
+	r, err := dnsperf(ctx, o, filepath.Join(dir, "queries.txt"), addr)
+	cpu := stop()
+	if err != nil {
+		return result{name: t.name, skipped: err.Error()}
+	}
+	r.name, r.cpu = t.name, cpu
+	return r
+}
+
+// freeAddr returns a loopback address whose port is free over UDP and TCP.
+func freeAddr() (string, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", fmt.Errorf("find a free port: %w", err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr, nil
+		}
+	}
+	return "", errors.New("find a free port: none free over UDP and TCP")
+}
+
+// waitAnswer polls addr until it answers the app name.
+func waitAnswer(ctx context.Context, addr string, within time.Duration) error {
+	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		m := new(dns.Msg)
+		m.SetQuestion("shop.demo.test.", dns.TypeA)
+		r, _, err := c.ExchangeContext(ctx, m, addr)
+		if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
+			return nil
+		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("answered %s with %d records", dns.RcodeToString[r.Rcode], len(r.Answer))
+		}
+		time.Sleep(100 * time.Millisecond) // polling a server that is starting
+	}
+	return fmt.Errorf("no answer from %s within %s: %v", addr, within, last)
+}
+
+// listenBackends listens on 127.0.0.11 and 127.0.0.12 at one port, for ifportup to find up.
+func listenBackends() ([]net.Listener, int, error) {
+	for range 20 {
+		a, err := net.Listen("tcp", "127.0.0.11:0")
+		if err != nil {
+			return nil, 0, fmt.Errorf("listen for health checks: %w", err)
+		}
+		port := a.Addr().(*net.TCPAddr).Port
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.12:%d", port))
+		if err != nil {
+			a.Close()
+			continue
+		}
+		ls := []net.Listener{a, b}
+		for _, l := range ls {
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+		}
+		return ls, port, nil
+	}
+	return nil, 0, errors.New("listen for health checks: no port free on 127.0.0.11 and 127.0.0.12")
+}
+
+func report(out io.Writer, o options, rs []result) {
+	fmt.Fprintf(out, "dnsperf -c %d -q %d, %s per server, queries: shop A (x2), www A, api A\n\n", o.clients, o.outstanding, o.duration)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "server\tqps\tp99 ms\tlost %\tserver cpu µs/query\tnote")
+	get := map[string]result{}
+	for _, r := range rs {
+		get[r.name] = r
+		if r.skipped != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
+			continue
+		}
+		perQuery := float64(r.cpu.Microseconds()) / (r.qps * o.duration.Seconds())
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.2f\t%.2f\t%s\n", r.name, r.qps, float64(r.p99.Microseconds())/1000, r.lost, perQuery, r.note)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	d, ok := get["detour"]
+	if !ok || d.skipped != "" {
+		return
+	}
+	best := result{}
+	for _, n := range []string{"nsd", "knot", "powerdns"} {
+		if r, ok := get[n]; ok && r.skipped == "" && r.qps > best.qps {
+			best = r
+		}
+	}
+	if best.qps > 0 {
+		fmt.Fprintf(out, "detour / best static peer (%s): %.2f  (target >= 1.0)\n", best.name, d.qps/best.qps)
+	}
+	if r, ok := get["powerdns-lua"]; ok && r.skipped == "" && r.qps > 0 {
+		fmt.Fprintf(out, "detour / powerdns-lua:            %.2f  (target >= 2.0)\n", d.qps/r.qps)
+	}
+	if r, ok := get["detour-changing"]; ok && r.skipped == "" {
+		fmt.Fprintf(out, "detour-changing / detour:         %.2f  (target >= 0.9)\n", r.qps/d.qps)
+	}
+}

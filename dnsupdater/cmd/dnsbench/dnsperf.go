@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func lookPath(name string) (string, error) { return exec.LookPath(name) }
+
+// dnsperf runs dnsperf against addr in verbose mode, which reports every query's latency, and
+// returns the queries per second of its summary and the 99th percentile of the latencies.
+func dnsperf(ctx context.Context, o options, queries, addr string) (result, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return result{}, fmt.Errorf("split %s: %w", addr, err)
+	}
+	cmd := exec.CommandContext(ctx, "dnsperf", "-s", host, "-p", port, "-d", queries,
+		"-c", strconv.Itoa(o.clients), "-q", strconv.Itoa(o.outstanding),
+		"-l", strconv.FormatFloat(o.duration.Seconds(), 'f', -1, 64), "-v")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return result{}, fmt.Errorf("run dnsperf: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return result{}, fmt.Errorf("run dnsperf: %w", err)
+	}
+	r, lat := parseDNSPerf(bufio.NewScanner(stdout))
+	if err := cmd.Wait(); err != nil {
+		return result{}, fmt.Errorf("run dnsperf: %w", err)
+	}
+	if r.qps == 0 {
+		return result{}, fmt.Errorf("dnsperf reported no queries per second")
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		r.p99 = time.Duration(lat[len(lat)*99/100]) * time.Microsecond
+	}
+	return r, nil
+}
+
+// parseDNSPerf reads dnsperf's verbose output: "> NOERROR name type 0.000123" per query, then
+// the statistics. Latencies are read without allocating: there are millions of them.
+func parseDNSPerf(sc *bufio.Scanner) (result, []int32) {
+	var r result
+	lat := make([]int32, 0, 1<<21)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte("> ")) {
+			if us, ok := micros(line[bytes.LastIndexByte(line, ' ')+1:]); ok {
+				lat = append(lat, us)
+			}
+			continue
+		}
+		k, v, ok := strings.Cut(strings.TrimSpace(string(line)), ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		switch k {
+		case "Queries per second":
+			r.qps, _ = strconv.ParseFloat(f[0], 64)
+		case "Queries lost":
+			if len(f) > 1 {
+				r.lost, _ = strconv.ParseFloat(strings.Trim(f[1], "(%)"), 64)
+			}
+		}
+	}
+	return r, lat
+}
+
+// micros reads seconds written as "0.000123" as whole microseconds.
+func micros(b []byte) (int32, bool) {
+	var whole, frac int64
+	digits := -1
+	for _, c := range b {
+		switch {
+		case c == '.' && digits < 0:
+			digits = 0
+		case c >= '0' && c <= '9' && digits < 0:
+			whole = whole*10 + int64(c-'0')
+		case c >= '0' && c <= '9':
+			if digits < 6 {
+				frac = frac*10 + int64(c-'0')
+				digits++
+			}
+		default:
+			return 0, false
+		}
+	}
+	for ; digits < 6; digits++ {
+		frac *= 10
+	}
+	return int32(whole*1e6 + frac), true
+}

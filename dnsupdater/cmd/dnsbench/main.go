@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "serve-detour" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := serveDetour(ctx, os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "dnsbench serve-detour:", err)
+			return 1
+		}
+		return 0
+	}
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long dnsperf runs against each server")
+	flag.IntVar(&o.clients, "clients", 10, "dnsperf clients (-c)")
+	flag.IntVar(&o.outstanding, "outstanding", 100, "dnsperf outstanding queries (-q)")
+	flag.IntVar(&o.changes, "changes", 100, "STATE changes per second during the detour-changing run")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")
+	only := flag.String("only", "", "comma-separated targets to run (default: all): "+strings.Join(targetNames, ","))
+	flag.Parse()
+	if *only != "" {
+		o.only = strings.Split(*only, ",")
+	}
+	o.profile = *profile
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := bench(ctx, o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "dnsbench:", err)
+		return 1
+	}
+	return 0
+}

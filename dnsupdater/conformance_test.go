@@ -1,0 +1,496 @@
+package dnsupdater
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+const conformanceConfig = `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}, {name: ns2.demo.test, address: "::53"}]
+    transfer_to: ["127.0.0.1"]
+    records:
+      - "www IN CNAME shop"
+      - "txt IN TXT \"hello\""
+      - "x.deep IN A 192.0.2.9"
+      - "sub IN NS ns.sub"
+      - "ns.sub IN A 192.0.2.7"
+      - "mail IN MX 10 mx.demo.test."
+      - "mx IN A 192.0.2.25"
+%s
+  - name: other.test
+    transfer_to: ["10.0.0.0/8"]
+edges:
+  - {name: edge-a, region: west, hostname: edge-a.demo.test, address: 10.9.0.1}
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    pools:
+      - {name: p1, endpoints: [{address: "127.0.0.11:8081"}, {address: "[2001:db8::11]:8081"}]}
+  - name: web
+    fqdn: web.demo.test
+    ingress: [edge-a]
+    pools: [{name: p1, endpoints: [{address: "127.0.0.11:80"}]}]
+  - name: geo
+    fqdn: geo.demo.test
+    policy: source
+    sources: [{cidrs: ["10.1.0.0/16"], pools: [west]}]
+    default_pools: [east]
+    pools:
+      - {name: west, endpoints: [{address: "10.0.0.1:80"}]}
+      - {name: east, endpoints: [{address: "10.0.1.1:80"}]}
+`
+
+// bigRecords give big.demo.test a TXT RRset larger than 512 bytes.
+func bigRecords() string {
+	var b strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&b, "      - \"big IN TXT \\\"%02d %s\\\"\"\n", i, strings.Repeat("x", 60))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func conformanceServer(t *testing.T) string {
+	t.Helper()
+	js := eventstest.Start(t)
+	cfg := parseConfig(t, fmt.Sprintf(conformanceConfig, bigRecords()))
+	return startServer(t, js, cfg, "").srv.Addr()
+}
+
+func newQuery(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	return m
+}
+
+func withEDNS(m *dns.Msg, size uint16, opts ...dns.EDNS0) *dns.Msg {
+	m.SetEdns0(size, false)
+	o := m.IsEdns0()
+	o.Option = append(o.Option, opts...)
+	return m
+}
+
+func rrStrings(rrs []dns.RR) []string {
+	var out []string
+	for _, rr := range rrs {
+		out = append(out, rr.String())
+	}
+	return out
+}
+
+func hasType(rrs []dns.RR, t uint16) bool {
+	return slices.ContainsFunc(rrs, func(rr dns.RR) bool { return rr.Header().Rrtype == t })
+}
+
+func TestServerFollowsTheRulesOfAnAuthoritativeServer(t *testing.T) {
+	addr := conformanceServer(t)
+	tests := []struct {
+		name  string
+		req   func() *dns.Msg
+		check func(t *testing.T, r *dns.Msg) // r is the reply over the transport under test
+		udp   bool                           // only over UDP
+	}{
+		{name: "an app name is answered authoritatively without recursion", req: func() *dns.Msg { return newQuery("shop.demo.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeSuccess || !r.Authoritative || r.RecursionAvailable || !r.RecursionDesired {
+					t.Errorf("want NOERROR, AA, RA clear, RD copied; got %v", r.MsgHdr)
+				}
+				if got := rrStrings(r.Answer); !slices.Equal(got, []string{"shop.demo.test.\t5\tIN\tA\t127.0.0.11"}) {
+					t.Errorf("answer: got %v", got)
+				}
+			}},
+		{name: "AAAA comes from the IPv6 endpoints", req: func() *dns.Msg { return newQuery("shop.demo.test.", dns.TypeAAAA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if got := addrs(r); !slices.Equal(got, []string{"2001:db8::11"}) {
+					t.Errorf("answer: got %v", got)
+				}
+			}},
+		{name: "names match whatever their case and the question keeps it", req: func() *dns.Msg { return newQuery("ShOp.DEMO.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Question[0].Name != "ShOp.DEMO.test." || len(r.Answer) != 1 {
+					t.Errorf("want the question echoed as sent and one answer, got %v", r)
+				}
+			}},
+		{name: "a name without the type is NODATA with the SOA in authority", req: func() *dns.Msg { return newQuery("shop.demo.test.", dns.TypeMX) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA {
+					t.Errorf("want NOERROR, AA, no answer, SOA in authority; got %v", r)
+				}
+				if soa := r.Ns[0].(*dns.SOA); soa.Minttl != 5 || soa.Hdr.Ttl != 3600 {
+					t.Errorf("SOA minimum (negative TTL): want 5, got %v", soa)
+				}
+			}},
+		{name: "an unknown name is NXDOMAIN with the SOA in authority", req: func() *dns.Msg { return newQuery("nope.demo.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeNameError || !r.Authoritative || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA {
+					t.Errorf("want NXDOMAIN, AA, SOA in authority; got %v", r)
+				}
+			}},
+		{name: "an empty non-terminal is NODATA, not NXDOMAIN", req: func() *dns.Msg { return newQuery("deep.demo.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || !hasType(r.Ns, dns.TypeSOA) {
+					t.Errorf("want NODATA; got %v", r)
+				}
+			}},
+		{name: "a name outside the zones is REFUSED", req: func() *dns.Msg { return newQuery("example.com.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeRefused || r.Authoritative || len(r.Answer) != 0 {
+					t.Errorf("want REFUSED without AA; got %v", r)
+				}
+			}},
+		{name: "the apex has an SOA", req: func() *dns.Msg { return newQuery("demo.test.", dns.TypeSOA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if len(r.Answer) != 1 || r.Answer[0].(*dns.SOA).Ns != "ns1.demo.test." || r.Answer[0].(*dns.SOA).Serial == 0 {
+					t.Errorf("want the SOA; got %v", r)
+				}
+			}},
+		{name: "the apex NS answer carries the glue", req: func() *dns.Msg { return newQuery("demo.test.", dns.TypeNS) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if len(r.Answer) != 2 || !hasType(r.Extra, dns.TypeA) || !hasType(r.Extra, dns.TypeAAAA) {
+					t.Errorf("want 2 NS and the A and AAAA glue; got %v", r)
+				}
+			}},
+		{name: "a delegated name gets a referral with glue", req: func() *dns.Msg { return newQuery("host.sub.demo.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeSuccess || r.Authoritative || len(r.Answer) != 0 || !hasType(r.Ns, dns.TypeNS) || !hasType(r.Extra, dns.TypeA) {
+					t.Errorf("want a referral (no AA, NS in authority, glue); got %v", r)
+				}
+			}},
+		{name: "a CNAME is followed inside the zone", req: func() *dns.Msg { return newQuery("www.demo.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if len(r.Answer) != 2 || r.Answer[0].Header().Rrtype != dns.TypeCNAME || addrs(r)[0] != "127.0.0.11" {
+					t.Errorf("want the CNAME and shop's address; got %v", r)
+				}
+			}},
+		{name: "an ingress app answers a CNAME to the edge with the edge's address", req: func() *dns.Msg { return newQuery("web.demo.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if len(r.Answer) != 2 || r.Answer[0].(*dns.CNAME).Target != "edge-a.demo.test." || addrs(r)[0] != "10.9.0.1" {
+					t.Errorf("want CNAME to edge-a and its address; got %v", r)
+				}
+			}},
+		{name: "ANY is answered with one RRset (RFC 8482)", req: func() *dns.Msg { return newQuery("demo.test.", dns.TypeANY) },
+			check: func(t *testing.T, r *dns.Msg) {
+				types := map[uint16]bool{}
+				for _, rr := range r.Answer {
+					types[rr.Header().Rrtype] = true
+				}
+				if r.Rcode != dns.RcodeSuccess || len(types) != 1 {
+					t.Errorf("want exactly one RRset; got %v", r)
+				}
+			}},
+		{name: "EDNS is answered with an OPT record and Detour's UDP size", req: func() *dns.Msg { return withEDNS(newQuery("shop.demo.test.", dns.TypeA), 4096) },
+			check: func(t *testing.T, r *dns.Msg) {
+				o := r.IsEdns0()
+				if o == nil || o.UDPSize() != 1232 || o.Version() != 0 || len(r.Answer) != 1 {
+					t.Errorf("want an OPT of size 1232 and the answer; got %v", r)
+				}
+			}},
+		{name: "an EDNS version above 0 is answered BADVERS", req: func() *dns.Msg {
+			m := withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232)
+			m.IsEdns0().SetVersion(1)
+			return m
+		}, check: func(t *testing.T, r *dns.Msg) {
+			if r.Rcode != dns.RcodeBadVers || r.IsEdns0() == nil || len(r.Answer) != 0 {
+				t.Errorf("want BADVERS with an OPT and no answer; got rcode %s %v", dns.RcodeToString[r.Rcode], r)
+			}
+		}},
+		{name: "unknown EDNS options are ignored", req: func() *dns.Msg {
+			return withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232, &dns.EDNS0_LOCAL{Code: 65001, Data: []byte{1, 2, 3}}, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+		}, check: func(t *testing.T, r *dns.Msg) {
+			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || len(r.IsEdns0().Option) != 0 {
+				t.Errorf("want the answer, and no option echoed; got %v", r)
+			}
+		}},
+		{name: "EDNS Client Subnet chooses the source pool and is echoed with its scope", req: func() *dns.Msg {
+			return withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("10.1.7.0").To4()})
+		}, check: func(t *testing.T, r *dns.Msg) {
+			if got := addrs(r); !slices.Equal(got, []string{"10.0.0.1"}) {
+				t.Errorf("answer for a client in 10.1.0.0/16: want [10.0.0.1], got %v", got)
+			}
+			var ecs *dns.EDNS0_SUBNET
+			for _, o := range r.IsEdns0().Option {
+				if s, ok := o.(*dns.EDNS0_SUBNET); ok {
+					ecs = s
+				}
+			}
+			if ecs == nil || ecs.SourceNetmask != 24 || ecs.SourceScope != 24 || !ecs.Address.Equal(net.ParseIP("10.1.7.0")) {
+				t.Errorf("want the subnet echoed with scope 24; got %v", ecs)
+			}
+		}},
+		{name: "without a client subnet the source policy uses the client address", req: func() *dns.Msg { return newQuery("geo.demo.test.", dns.TypeA) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if got := addrs(r); !slices.Equal(got, []string{"10.0.1.1"}) {
+					t.Errorf("answer for 127.0.0.1 (no rule): want the default pool [10.0.1.1], got %v", got)
+				}
+			}},
+		{name: "a malformed client subnet is FORMERR", req: func() *dns.Msg {
+			return withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, SourceScope: 8, Address: net.ParseIP("10.1.7.0").To4()})
+		}, check: func(t *testing.T, r *dns.Msg) {
+			if r.Rcode != dns.RcodeFormatError {
+				t.Errorf("want FORMERR for a non-zero scope in a query; got %s", dns.RcodeToString[r.Rcode])
+			}
+		}},
+		{name: "a large answer over UDP without EDNS is truncated", udp: true, req: func() *dns.Msg { return newQuery("big.demo.test.", dns.TypeTXT) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if !r.Truncated || len(r.Answer) != 0 || len(r.Question) != 1 {
+					t.Errorf("want TC with the question only; got %v", r.MsgHdr)
+				}
+			}},
+		{name: "unknown opcodes are NOTIMP", req: func() *dns.Msg {
+			m := newQuery("shop.demo.test.", dns.TypeA)
+			m.Opcode = dns.OpcodeStatus
+			return m
+		}, check: func(t *testing.T, r *dns.Msg) {
+			if r.Rcode != dns.RcodeNotImplemented || r.Opcode != dns.OpcodeStatus {
+				t.Errorf("want NOTIMP; got %v", r.MsgHdr)
+			}
+		}},
+		{name: "dynamic updates are REFUSED", req: func() *dns.Msg {
+			m := new(dns.Msg)
+			m.SetUpdate("demo.test.")
+			m.Insert([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.ParseIP("192.0.2.1")}})
+			return m
+		}, check: func(t *testing.T, r *dns.Msg) {
+			if r.Rcode != dns.RcodeRefused {
+				t.Errorf("want REFUSED; got %v", r.MsgHdr)
+			}
+		}},
+		{name: "other classes are REFUSED", req: func() *dns.Msg {
+			m := newQuery("version.bind.", dns.TypeTXT)
+			m.Question[0].Qclass = dns.ClassCHAOS
+			return m
+		}, check: func(t *testing.T, r *dns.Msg) {
+			if r.Rcode != dns.RcodeRefused {
+				t.Errorf("want REFUSED; got %v", r.MsgHdr)
+			}
+		}},
+		{name: "AXFR over UDP is REFUSED", udp: true, req: func() *dns.Msg { return newQuery("demo.test.", dns.TypeAXFR) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeRefused {
+					t.Errorf("want REFUSED; got %v", r.MsgHdr)
+				}
+			}},
+		{name: "AXFR from a client not in transfer_to is REFUSED", req: func() *dns.Msg { return newQuery("other.test.", dns.TypeAXFR) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeRefused {
+					t.Errorf("want REFUSED; got %v", r.MsgHdr)
+				}
+			}},
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		for _, tt := range tests {
+			if tt.udp && network == "tcp" {
+				continue
+			}
+			t.Run(network+"/"+tt.name, func(t *testing.T) {
+				req := tt.req()
+				r := exchange(t, addr, network, req)
+				if r.Id != req.Id || !r.Response {
+					t.Fatalf("want a response with id %d, got %v", req.Id, r.MsgHdr)
+				}
+				tt.check(t, r)
+			})
+		}
+	}
+}
+
+func TestLargeAnswersArriveWholeOverTCP(t *testing.T) {
+	addr := conformanceServer(t)
+	r := ask(t, addr, "tcp", "big.demo.test.", dns.TypeTXT)
+	if r.Truncated || len(r.Answer) != 12 {
+		t.Errorf("want all 12 TXT records over TCP, got %d (TC=%v)", len(r.Answer), r.Truncated)
+	}
+	r = exchange(t, addr, "udp", withEDNS(newQuery("big.demo.test.", dns.TypeTXT), 4096))
+	if r.Truncated || len(r.Answer) != 12 {
+		t.Errorf("want all 12 TXT records over UDP with EDNS 4096 (they fit 1232), got %d (TC=%v)", len(r.Answer), r.Truncated)
+	}
+}
+
+func TestAXFRTransfersTheWholeZoneToAllowedClients(t *testing.T) {
+	addr := conformanceServer(t)
+	tr := &dns.Transfer{}
+	m := newQuery("demo.test.", dns.TypeAXFR)
+	ch, err := tr.In(m, addr)
+	if err != nil {
+		t.Fatalf("axfr: %v", err)
+	}
+	var rrs []dns.RR
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("axfr: %v", env.Error)
+		}
+		rrs = append(rrs, env.RR...)
+	}
+	if len(rrs) < 3 || rrs[0].Header().Rrtype != dns.TypeSOA || rrs[len(rrs)-1].Header().Rrtype != dns.TypeSOA {
+		t.Fatalf("want the zone between two SOAs, got %v", rrStrings(rrs))
+	}
+	all := strings.Join(rrStrings(rrs), "\n")
+	for _, want := range []string{"shop.demo.test.\t5\tIN\tA\t127.0.0.11", "web.demo.test.\t30\tIN\tCNAME\tedge-a.demo.test.", "edge-a.demo.test.\t3600\tIN\tA\t10.9.0.1", "txt.demo.test.\t3600\tIN\tTXT\t\"hello\""} {
+		if !strings.Contains(all, want) {
+			t.Errorf("transfer lacks %q:\n%s", want, all)
+		}
+	}
+}
+
+func TestIXFRIsAnsweredWithTheWholeZone(t *testing.T) {
+	addr := conformanceServer(t)
+	m := new(dns.Msg)
+	m.SetIxfr("demo.test.", 1, "ns1.demo.test.", "hostmaster.demo.test.")
+	ch, err := (&dns.Transfer{}).In(m, addr)
+	if err != nil {
+		t.Fatalf("ixfr: %v", err)
+	}
+	n := 0
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("ixfr: %v", env.Error)
+		}
+		n += len(env.RR)
+	}
+	if n < 10 {
+		t.Errorf("want the whole zone in AXFR form, got %d records", n)
+	}
+	r := exchange(t, addr, "udp", m)
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeSOA {
+		t.Errorf("IXFR over UDP: want the current SOA only, got %v", r)
+	}
+}
+
+func TestTCPAnswersPipelinedQueriesOnOneConnection(t *testing.T) {
+	addr := conformanceServer(t)
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	names := []string{"shop.demo.test.", "nope.demo.test.", "www.demo.test."}
+	var out []byte
+	for i, n := range names {
+		m := newQuery(n, dns.TypeA)
+		m.Id = uint16(100 + i)
+		b, _ := m.Pack()
+		out = append(out, byte(len(b)>>8), byte(len(b)))
+		out = append(out, b...)
+	}
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	for i := range names {
+		var l [2]byte
+		if _, err := readFull(c, l[:]); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		b := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := readFull(c, b); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(b); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if r.Id != uint16(100+i) || !strings.EqualFold(r.Question[0].Name, names[i]) {
+			t.Errorf("reply %d: want id %d for %s, got %d for %s", i, 100+i, names[i], r.Id, r.Question[0].Name)
+		}
+	}
+}
+
+func readFull(c net.Conn, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := c.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func TestGarbageDoesNotStopTheServer(t *testing.T) {
+	addr := conformanceServer(t)
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, p := range [][]byte{{}, {1}, []byte("garbage that is not dns"), {0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x0C, 0, 1, 0, 1}} {
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
+		t.Errorf("after garbage: want [127.0.0.11], got %v", got)
+	}
+}
+
+func TestRoundRobinRotatesAndWeightedFollowsTheWeightsOverTheWire(t *testing.T) {
+	js := eventstest.Start(t)
+	cfg := parseConfig(t, `
+zones: [{name: demo.test}]
+apps:
+  - name: rr
+    fqdn: rr.demo.test
+    policy: round_robin
+    pools: [{name: p, endpoints: [{address: "10.0.0.1:80"}, {address: "10.0.0.2:80"}, {address: "10.0.0.3:80"}]}]
+  - name: api
+    fqdn: api.demo.test
+    policy: weighted
+    max_answers: 1
+    pools: [{name: p, endpoints: [{address: "10.0.0.1:80", weight: 3}, {address: "10.0.0.2:80", weight: 1}]}]
+`)
+	addr := startServer(t, js, cfg, "").srv.Addr()
+	conn, err := dns.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ask := func(name string) []string {
+		if err := conn.WriteMsg(newQuery(name, dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+		r, err := conn.ReadMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, rr := range r.Answer {
+			out = append(out, rr.(*dns.A).A.String())
+		}
+		return out
+	}
+	firsts := map[string]int{}
+	for range 3 {
+		got := ask("rr.demo.test.")
+		if len(got) != 3 {
+			t.Fatalf("round robin: want all 3 addresses, got %v", got)
+		}
+		firsts[got[0]]++
+	}
+	if len(firsts) != 3 {
+		t.Errorf("round robin: want each address first once in 3 answers, got %v", firsts)
+	}
+	counts := map[string]int{}
+	const n = 2000
+	for range n {
+		got := ask("api.demo.test.")
+		if len(got) != 1 {
+			t.Fatalf("weighted with max_answers 1: want one address, got %v", got)
+		}
+		counts[got[0]]++
+	}
+	// 3:1 → 75 %; 2000 draws put the share within 0.70–0.80 with overwhelming probability.
+	if share := float64(counts["10.0.0.1"]) / n; share < 0.70 || share > 0.80 {
+		t.Errorf("weighted 3:1: want about 75%% for 10.0.0.1, got %.1f%% (%v)", share*100, counts)
+	}
+}

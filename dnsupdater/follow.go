@@ -1,0 +1,204 @@
+package dnsupdater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/push"
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// follow keeps the answers in step with the STATE stream. While the stream cannot be reached
+// the server answers from its last state, and follow tries again.
+func (s *Server) follow(ctx context.Context) {
+	saves := make(chan *snapshot, 1)
+	if s.o.DataDir != "" {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		defer close(saves)
+		go func() {
+			defer close(done)
+			for snap := range saves {
+				if err := saveSnapshot(s.o.DataDir, snap); err != nil {
+					s.log.Error().Err(err).Msg("snapshot not saved")
+				}
+			}
+		}()
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.followOnce(ctx, saves)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("state stream unavailable, answering from last state")
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// followOnce reads STATE from its start with an ordered consumer until ctx ends or the
+// consumer fails. Events delivered while the consumer catches up are folded without a
+// refresh; the refresh comes once nothing is pending.
+func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if last := s.proj.view.LastSeq(); s.followed && last > 0 {
+		// After an outage, go on from the last event folded instead of reading STATE again.
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	}
+	cons, err := s.o.JS.OrderedConsumer(ctx, events.StreamState, cc)
+	if err != nil {
+		return fmt.Errorf("create state consumer: %w", err)
+	}
+	s.followed = true
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("consume state: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	if !s.synced {
+		if st, err := s.o.JS.Stream(ctx, events.StreamState); err == nil && st.CachedInfo().State.Msgs == 0 {
+			s.markSynced()
+		}
+	}
+	dirty := false
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read state: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			s.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("state message without metadata skipped")
+			continue
+		}
+		env, err := events.Decode(msg.Data())
+		if err == nil {
+			var changed bool
+			changed, err = s.proj.apply(msg.Subject(), md.Sequence.Stream, env)
+			dirty = dirty || changed
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("stream_seq", md.Sequence.Stream).Msg("state event skipped")
+		}
+		if md.NumPending > 0 {
+			continue
+		}
+		if dirty {
+			dirty = false
+			s.refresh(ctx, env.ID, saves)
+		}
+		if !s.synced {
+			s.markSynced()
+		}
+	}
+}
+
+// markSynced records that the state stream has been read to its end, and sends every zone to
+// its primary: pushes wait for it, so that a restart does not push a state older than the
+// primary's.
+func (s *Server) markSynced() {
+	s.synced = true
+	for _, z := range s.table.Load().zones {
+		s.offer(z)
+	}
+}
+
+// offer hands a zone's current records to its pusher, if it has one.
+func (s *Server) offer(z *zone.Zone) {
+	if p := s.pushers[z.Name]; p != nil {
+		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.o.Config, z)})
+	}
+}
+
+// refresh recomputes the zones and swaps in their prepared answers: from here on queries get
+// the new answers. Zones whose answers changed are handed to the reporter, and a snapshot to
+// the snapshot writer, so that neither delays the next event.
+func (s *Server) refresh(ctx context.Context, cause string, saves chan *snapshot) {
+	zones, changes := s.proj.recompute()
+	s.table.Store(buildTable(zones, s.table.Load()))
+	if len(changes) == 0 {
+		return
+	}
+	select {
+	case s.reports <- report{cause: cause, changes: changes, push: s.synced}:
+	case <-ctx.Done():
+		return
+	}
+	if s.o.DataDir != "" {
+		snap := s.proj.snapshot()
+		select {
+		case saves <- snap:
+		default:
+			// The writer is busy: replace the snapshot it has not taken yet with this newer one.
+			select {
+			case <-saves:
+			default:
+			}
+			saves <- snap
+		}
+	}
+}
+
+// report is a set of zone changes caused by one STATE event.
+type report struct {
+	cause   string
+	changes []zoneChange
+	// push says whether to send the zones to their primaries (once STATE has been read).
+	push bool
+}
+
+// reportLoop tells of every zone change, in order: a log line, a ZoneChanged event caused by
+// the STATE event, a NOTIFY to the zone's secondaries, and a push to its primary.
+func (s *Server) reportLoop(ctx context.Context) {
+	for {
+		var r report
+		select {
+		case <-ctx.Done():
+			return
+		case r = <-s.reports:
+		}
+		for _, c := range r.changes {
+			s.log.Info().Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Int("changes", len(c.changes)).Str("event_id", r.cause).Msg("zone changed")
+			s.publishChange(ctx, r.cause, c)
+			select {
+			case s.notifyQ <- c.zone:
+			default:
+			}
+			if r.push {
+				s.offer(c.zone)
+			}
+		}
+	}
+}
+
+// publishChange appends the zone's ZoneChanged event. Its id derives from the cause and the
+// zone, so a redelivered cause (or a second server) does not record the change twice.
+func (s *Server) publishChange(ctx context.Context, cause string, c zoneChange) {
+	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes}
+	env, err := events.Derived(events.TypeZoneChanged, s.o.Name, cause, c.zone.Name, s.now(), payload)
+	if err != nil {
+		s.log.Error().Err(err).Str("zone", c.zone.Name).Msg("zone change not published")
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := events.Publish(pctx, s.o.JS, events.ZoneSubject(c.zone.Name), env); err != nil {
+		s.log.Warn().Err(err).Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Msg("zone change not published")
+	}
+}

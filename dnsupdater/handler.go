@@ -1,0 +1,284 @@
+package dnsupdater
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/miekg/dns"
+)
+
+// worker is the per-socket state of the answering path: a parsed query, a response buffer and
+// the random and turn sources of the policies. One goroutine owns it.
+type worker struct {
+	q    query
+	out  []byte
+	rng  uint64
+	turn uint64
+}
+
+func newWorker(seed uint64) *worker {
+	return &worker{out: make([]byte, 0, maxUDPSize), rng: seed | 1}
+}
+
+// random returns the next number of a xorshift generator: cheap, and good enough to spread
+// weighted answers.
+func (w *worker) random() uint32 {
+	x := w.rng
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	w.rng = x
+	return uint32(x >> 32)
+}
+
+// next advances the round-robin turn.
+func (w *worker) next() uint64 {
+	w.turn++
+	return w.turn
+}
+
+// respond returns the reply to the packet p from remote, or nil when p gets none (it is a
+// response, or too short to carry an id). The reply lives in w's buffer until the next call.
+func (w *worker) respond(t *table, p []byte, remote netip.Addr, tcp bool) []byte {
+	out := w.prepared(t, p, remote, tcp)
+	if out == nil {
+		out = w.reference(t, p, remote, tcp)
+	}
+	if cap(out) > cap(w.out) {
+		w.out = out[:0] // keep the larger buffer a large TCP reply needed
+	}
+	return out
+}
+
+// prepared answers p from the prepared replies, or returns nil when it cannot.
+func (w *worker) prepared(t *table, p []byte, remote netip.Addr, tcp bool) []byte {
+	q := &w.q
+	if !parseQuery(p, q) || q.qclass != classIN {
+		return nil
+	}
+	e := t.entries[string(q.key)]
+	if e == nil {
+		return nil
+	}
+	tmpl, scope, ok := e.answer(q, w, remote)
+	if !ok {
+		return nil
+	}
+	return finish(w.out, tmpl, q, 0, scope, limitFor(q, tcp))
+}
+
+func limitFor(q *query, tcp bool) int {
+	if tcp {
+		return 65535
+	}
+	return udpLimit(q)
+}
+
+// reference answers any packet the prepared path does not: it decodes the whole message and
+// applies every rule of an authoritative server.
+func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []byte {
+	req := new(dns.Msg)
+	if err := req.Unpack(p); err != nil {
+		if len(p) < headerLen || p[2]&0x80 != 0 {
+			return nil
+		}
+		// Answer what cannot be parsed with FORMERR, echoing the id and opcode only.
+		return append(w.out[:0], p[0], p[1], 0x80|p[2]&0x78|p[2]&0x01, dns.RcodeFormatError, 0, 0, 0, 0, 0, 0, 0, 0)
+	}
+	if req.Response {
+		return nil
+	}
+	q := &query{id: req.Id, flags: binary.BigEndian.Uint16(p[2:])}
+	reply := func(rcode int, canonical *dns.Question) []byte {
+		m := new(dns.Msg)
+		m.Id, m.Response, m.Opcode, m.Rcode = req.Id, true, req.Opcode, rcode&0xF
+		if canonical != nil {
+			m.Question = []dns.Question{*canonical}
+		}
+		b, err := m.Pack()
+		if err != nil {
+			return nil
+		}
+		return finish(w.out, b, q, uint8(rcode>>4), 0, limitFor(q, tcp))
+	}
+	var canonical *dns.Question
+	if len(req.Question) == 1 {
+		c, name, ok := canonicalQuestion(req.Question[0])
+		if ok {
+			canonical, q.name, q.qtype = &c, name, c.Qtype
+		}
+	}
+	opts := 0
+	for _, rr := range req.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			opts++
+		}
+	}
+	if opt := req.IsEdns0(); opt != nil {
+		q.edns, q.size, q.do = true, opt.UDPSize(), opt.Do()
+		if opts > 1 || opt.Hdr.Name != "." {
+			return reply(dns.RcodeFormatError, canonical)
+		}
+		if opt.Version() != 0 {
+			return reply(dns.RcodeBadVers, canonical)
+		}
+		for _, o := range opt.Option {
+			if o.Option() != optionECS {
+				continue
+			}
+			if q.ecs != nil || !parseECS(ecsData(o.(*dns.EDNS0_SUBNET)), q) {
+				q.ecs = nil
+				return reply(dns.RcodeFormatError, canonical)
+			}
+		}
+	}
+	switch {
+	case req.Opcode == dns.OpcodeUpdate:
+		return reply(dns.RcodeRefused, canonical)
+	case req.Opcode != dns.OpcodeQuery:
+		return reply(dns.RcodeNotImplemented, canonical)
+	case len(req.Question) != 1 || canonical == nil || len(req.Answer) > 0 || (len(req.Ns) > 0 && canonical.Qtype != dns.TypeIXFR):
+		return reply(dns.RcodeFormatError, canonical)
+	case req.IsTsig() != nil:
+		// Detour holds no keys for queries: a signed query is not authorised.
+		return reply(dns.RcodeNotAuth, canonical)
+	case canonical.Qclass != dns.ClassINET:
+		return reply(dns.RcodeRefused, canonical)
+	}
+	switch canonical.Qtype {
+	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, 0:
+		return reply(dns.RcodeFormatError, canonical)
+	case dns.TypeMAILA, dns.TypeMAILB:
+		return reply(dns.RcodeNotImplemented, canonical)
+	case dns.TypeAXFR, dns.TypeIXFR:
+		z := t.zoneFor(canonical.Name)
+		if z == nil || z.Name != canonical.Name || !transferAllowed(z, remote) || canonical.Qtype == dns.TypeAXFR {
+			return reply(dns.RcodeRefused, canonical)
+		}
+		// IXFR over UDP: the current SOA tells the secondary to come back over TCP (RFC 1995).
+		m := new(dns.Msg)
+		m.Id, m.Response, m.Authoritative = req.Id, true, true
+		m.Question = []dns.Question{*canonical}
+		m.Answer = []dns.RR{z.SOA}
+		b, err := m.Pack()
+		if err != nil {
+			return nil
+		}
+		return finish(w.out, b, q, 0, 0, limitFor(q, tcp))
+	}
+	client := clientOf(remote, q.ecsAddr, q.ecsBits)
+	res := t.resolve(req.Id, *canonical, func(a *zone.Answer) int { return a.Choose(w.random(), w.next(), client) })
+	b, err := res.msg.Pack()
+	if err != nil {
+		return reply(dns.RcodeServerFailure, canonical)
+	}
+	var scope uint8
+	if res.bySource && q.ecs != nil {
+		scope = q.ecsBits
+	}
+	return finish(w.out, b, q, 0, scope, limitFor(q, tcp))
+}
+
+// canonicalQuestion returns q with its name in lower case, and the name as sent in wire form.
+func canonicalQuestion(q dns.Question) (dns.Question, []byte, bool) {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(q.Name, buf, 0, nil, false)
+	if err != nil {
+		return q, nil, false
+	}
+	sent := buf[:n]
+	lower := make([]byte, n)
+	for i, c := range sent {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	name, _, err := dns.UnpackDomainName(lower, 0)
+	if err != nil {
+		return q, nil, false
+	}
+	q.Name = name
+	return q, sent, true
+}
+
+// transferAllowed reports whether remote is in the zone's transfer_to list.
+func transferAllowed(z *zone.Zone, remote netip.Addr) bool {
+	remote = remote.Unmap()
+	for _, s := range z.Config.TransferTo {
+		if !strings.Contains(s, "/") {
+			if a, err := netip.ParseAddr(s); err == nil && a.Unmap() == remote {
+				return true
+			}
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(remote) {
+			return true
+		}
+	}
+	return false
+}
+
+// transfer returns the messages of a full zone transfer (AXFR, RFC 5936) of the zone named in
+// req: the SOA, every RRset in canonical order, the SOA again. It returns nil when req is not
+// a transfer Detour gives remote.
+func transfer(t *table, req *dns.Msg, remote netip.Addr) []*dns.Msg {
+	if len(req.Question) != 1 || (req.Question[0].Qtype != dns.TypeAXFR && req.Question[0].Qtype != dns.TypeIXFR) {
+		return nil
+	}
+	name := strings.ToLower(dns.Fqdn(req.Question[0].Name))
+	z := t.zoneFor(name)
+	if z == nil || z.Name != name || !transferAllowed(z, remote) {
+		return nil
+	}
+	rrs := []dns.RR{z.SOA}
+	for _, n := range z.Names() {
+		recs := z.Nodes[n].Records()
+		types := make([]uint16, 0, len(recs))
+		for ty := range recs {
+			if ty != dns.TypeSOA {
+				types = append(types, ty)
+			}
+		}
+		slices.Sort(types)
+		for _, ty := range types {
+			rrs = append(rrs, recs[ty]...)
+		}
+	}
+	rrs = append(rrs, z.SOA)
+	var out []*dns.Msg
+	for len(rrs) > 0 {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Authoritative = true
+		m.Compress = true
+		size := 0
+		for len(rrs) > 0 && (len(m.Answer) == 0 || size+dns.Len(rrs[0]) < 16000) {
+			size += dns.Len(rrs[0])
+			m.Answer = append(m.Answer, rrs[0])
+			rrs = rrs[1:]
+		}
+		if len(out) > 0 {
+			m.Question = nil
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// ecsData is the wire form of a decoded EDNS Client Subnet option.
+func ecsData(o *dns.EDNS0_SUBNET) []byte {
+	addr := o.Address.To16()
+	if o.Family == 1 {
+		addr = o.Address.To4()
+	}
+	n := (int(o.SourceNetmask) + 7) / 8
+	if n > len(addr) {
+		return nil
+	}
+	out := []byte{byte(o.Family >> 8), byte(o.Family), o.SourceNetmask, o.SourceScope}
+	return append(out, addr[:n]...)
+}

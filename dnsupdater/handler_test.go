@@ -1,0 +1,125 @@
+package dnsupdater
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/state"
+	"github.com/miekg/dns"
+)
+
+// testTable prepares the conformance configuration's answers without a server.
+func testTable(t testing.TB) *table {
+	t.Helper()
+	cfg := parseConfig(t, fmt.Sprintf(conformanceConfig, bigRecords()))
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 1, "other.test.": 1}), nil)
+}
+
+// seedQueries are queries of every shape the server handles.
+func seedQueries() []*dns.Msg {
+	var out []*dns.Msg
+	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "example.com.", "."} {
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeCNAME, dns.TypeAXFR, dns.TypeIXFR} {
+			out = append(out, newQuery(name, qt))
+		}
+	}
+	out = append(out,
+		withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 16, Address: net.ParseIP("10.1.0.0").To4()}),
+		withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 48, Address: net.ParseIP("2001:db8:1::")}),
+		withEDNS(newQuery("shop.demo.test.", dns.TypeA), 4096, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}),
+		withEDNS(newQuery("big.demo.test.", dns.TypeTXT), 600),
+	)
+	do := withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232)
+	do.IsEdns0().SetDo()
+	v1 := withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232)
+	v1.IsEdns0().SetVersion(1)
+	st := newQuery("shop.demo.test.", dns.TypeA)
+	st.Opcode = dns.OpcodeStatus
+	return append(out, do, v1, st)
+}
+
+func TestPreparedAnswersAreTheReferenceAnswers(t *testing.T) {
+	first := testTable(t)
+	// A later generation, at a new serial, reuses the replies the state cannot change.
+	cfg := parseConfig(t, fmt.Sprintf(conformanceConfig, bigRecords()))
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2, "other.test.": 2}), first)
+	for gen, tab := range []*table{first, later} {
+		t.Run(fmt.Sprintf("generation %d", gen+1), func(t *testing.T) { comparePrepared(t, tab) })
+	}
+}
+
+func comparePrepared(t *testing.T, tab *table) {
+	remote := netip.MustParseAddr("10.1.2.3")
+	fast := 0
+	for _, m := range seedQueries() {
+		m.Id = 4242
+		p, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tcp := range []bool{false, true} {
+			got := newWorker(7).respond(tab, p, remote, tcp)
+			want := newWorker(7).reference(tab, p, remote, tcp)
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s (tcp %v): the prepared reply differs from the reference reply", m.Question[0].String(), tcp)
+			}
+		}
+		if newWorker(1).prepared(tab, p, remote, false) != nil {
+			fast++
+		}
+	}
+	if fast < 40 {
+		t.Errorf("want most ordinary queries answered from prepared replies, got %d", fast)
+	}
+}
+
+// FuzzRespond feeds arbitrary packets to the answering path: it must not panic, every reply must
+// parse and carry the query's id, and the prepared path must agree with the reference path.
+func FuzzRespond(f *testing.F) {
+	for _, m := range seedQueries() {
+		p, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(p, false)
+	}
+	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x0C, 0, 1, 0, 1}, true)
+	f.Add([]byte("garbage"), false)
+	tab := testTable(f)
+	remote := netip.MustParseAddr("10.1.2.3")
+	f.Fuzz(func(t *testing.T, p []byte, tcp bool) {
+		got := newWorker(3).respond(tab, p, remote, tcp)
+		want := newWorker(3).reference(tab, p, remote, tcp)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("prepared reply %x differs from reference reply %x", got, want)
+		}
+		if got == nil {
+			return
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(got); err != nil {
+			t.Fatalf("reply does not parse: %v (%x)", err, got)
+		}
+		if len(p) >= 2 && r.Id != uint16(p[0])<<8|uint16(p[1]) {
+			t.Fatalf("reply id %d, query id %d", r.Id, uint16(p[0])<<8|uint16(p[1]))
+		}
+		if !r.Response {
+			t.Fatalf("reply without QR")
+		}
+		if !tcp && len(got) > maxUDPSize {
+			t.Fatalf("UDP reply of %d bytes", len(got))
+		}
+	})
+}

@@ -1,0 +1,122 @@
+package bindtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+// Primary describes the zone BIND serves and the key that may update it.
+type Primary struct {
+	// Zone is the zone name without the trailing dot, e.g. "demo.test".
+	Zone string
+	// File is the zone file's text.
+	File string
+	// KeyName and Secret (base64) form the hmac-sha256 key updates must be signed with.
+	KeyName, Secret string
+}
+
+// freePort returns a loopback port free over UDP and TCP at the time of the call.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port over UDP and TCP")
+	return 0
+}
+
+// Start runs named for p with a generated named.conf in a temporary directory, waits until it
+// answers, stops it when the test ends, and returns its ip:port.
+func Start(t testing.TB, p Primary) string {
+	t.Helper()
+	named, err := exec.LookPath("named")
+	if err != nil {
+		t.Skip("named (Debian package bind9) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
+	}
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig (Debian package dnsutils) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := fmt.Sprintf(`options {
+	directory "%[1]s";
+	pid-file "%[1]s/named.pid";
+	listen-on port %[2]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	notify no;
+	dnssec-validation no;
+	allow-transfer { none; };
+};
+controls { };
+key "%[3]s" { algorithm hmac-sha256; secret "%[4]s"; };
+zone "%[5]s" { type primary; file "%[1]s/zone.db"; allow-update { key "%[3]s"; }; };
+`, dir, port, p.KeyName, p.Secret, p.Zone)
+	if err := os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "zone.db"), []byte(p.File), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, named, "-g", "-n", "1", "-c", filepath.Join(dir, "named.conf"))
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start named: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("named output:\n%s", out.String())
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
+	eventstest.Eventually(t, 15*time.Second, func() bool {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(p.Zone), dns.TypeSOA)
+		r, _, err := c.Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	}, "named answering on %s", addr)
+	return addr
+}
+
+// Dig asks the server at addr with the dig command and returns the answer data, sorted.
+func Dig(t testing.TB, addr, name, qtype string) []string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command("dig", "@"+host, "-p", port, "+short", "+norecurse", "+time=1", "+tries=1", name, qtype).Output()
+	if err != nil {
+		t.Fatalf("dig %s %s: %v", name, qtype, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		lines = nil
+	}
+	slices.Sort(lines)
+	return lines
+}

@@ -1,0 +1,80 @@
+package dnsupdater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// listeners are the bound sockets of one server: several UDP sockets sharing one port through
+// SO_REUSEPORT (the kernel spreads clients over them), and one TCP listener on the same port.
+type listeners struct {
+	udp []*net.UDPConn
+	tcp *net.TCPListener
+}
+
+// listen binds n UDP sockets and a TCP listener on addr. Port 0 takes a free port: the TCP
+// listener is bound first, so that no other socket can share the port the UDP sockets join.
+func listen(addr string, n int) (*listeners, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("addr: want ip:port, got %q", addr)
+	}
+	ctx := context.Background()
+	plain := net.ListenConfig{}
+	shared := net.ListenConfig{Control: reusePort}
+	if n < 1 {
+		n = 1
+	}
+	l := &listeners{}
+	tl, err := plain.Listen(ctx, "tcp", ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("listen on tcp %s: %w", ap, err)
+	}
+	l.tcp = tl.(*net.TCPListener)
+	bound := netip.AddrPortFrom(ap.Addr(), uint16(l.tcp.Addr().(*net.TCPAddr).Port))
+	cfg := plain
+	if n > 1 {
+		cfg = shared
+	}
+	for range n {
+		pc, err := cfg.ListenPacket(ctx, "udp", bound.String())
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("listen on udp %s: %w", bound, err)
+		}
+		l.udp = append(l.udp, pc.(*net.UDPConn))
+	}
+	return l, nil
+}
+
+func (l *listeners) close() {
+	for _, c := range l.udp {
+		_ = c.Close()
+	}
+	if l.tcp != nil {
+		_ = l.tcp.Close()
+	}
+}
+
+// reusePort sets SO_REUSEPORT on a socket before it is bound.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set SO_REUSEPORT: %w", serr)
+	}
+	return nil
+}
+
+// closedErr reports whether err comes from a socket closed at shutdown.
+func closedErr(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -1,0 +1,114 @@
+package push
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/config"
+	"github.com/miekg/dns"
+)
+
+// ownedTypes are the types Detour may hold at a name it owns.
+var ownedTypes = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME}
+
+// Owned returns the RRsets Detour owns in z: the records of every app whose name lies in it and
+// the addresses of every edge hostname in it.
+func Owned(c *config.Config, z *zone.Zone) map[zone.Key][]dns.RR {
+	out := map[zone.Key][]dns.RR{}
+	add := func(name string) {
+		n := z.Lookup(name)
+		if n == nil {
+			return
+		}
+		recs := n.Records()
+		for _, t := range ownedTypes {
+			if len(recs[t]) > 0 {
+				out[zone.Key{Name: name, Type: t}] = recs[t]
+			}
+		}
+	}
+	for i := range c.Apps {
+		if config.InZone(c.Apps[i].FQDN, z.Name) {
+			add(c.Apps[i].FQDN)
+		}
+	}
+	for i := range c.Edges {
+		if config.InZone(c.Edges[i].Hostname, z.Name) {
+			add(c.Edges[i].Hostname)
+		}
+	}
+	return out
+}
+
+// Update returns the UPDATE for zoneName that turns the RRsets pushed before into want, and how
+// many RRsets it removes or replaces; nil when nothing differs. With before nil (what the
+// primary holds is unknown) every owned name is rewritten whole: each type Detour may own there
+// is removed, then want's records are added.
+func Update(zoneName string, before, want map[zone.Key][]dns.RR) (*dns.Msg, int) {
+	var remove, insert []zone.Key
+	if before == nil {
+		names := map[string]bool{}
+		for k := range want {
+			names[k.Name] = true
+		}
+		for name := range names {
+			for _, t := range ownedTypes {
+				k := zone.Key{Name: name, Type: t}
+				remove = append(remove, k)
+				if len(want[k]) > 0 {
+					insert = append(insert, k)
+				}
+			}
+		}
+	} else {
+		for k, rrs := range want {
+			if !sameRRset(before[k], rrs) {
+				remove, insert = append(remove, k), append(insert, k)
+			}
+		}
+		for k := range before {
+			if _, ok := want[k]; !ok {
+				remove = append(remove, k)
+			}
+		}
+	}
+	if len(remove) == 0 {
+		return nil, 0
+	}
+	order := func(a, b zone.Key) int {
+		if c := zone.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return int(a.Type) - int(b.Type)
+	}
+	slices.SortFunc(remove, order)
+	slices.SortFunc(insert, order)
+	m := new(dns.Msg)
+	m.SetUpdate(zoneName)
+	var dels []dns.RR
+	for _, k := range remove {
+		dels = append(dels, &dns.ANY{Hdr: dns.RR_Header{Name: k.Name, Rrtype: k.Type, Class: dns.ClassANY}})
+	}
+	m.RemoveRRset(dels)
+	for _, k := range insert {
+		m.Insert(want[k])
+	}
+	return m, len(remove)
+}
+
+// sameRRset reports whether two RRsets hold the same records with the same TTLs.
+func sameRRset(a, b []dns.RR) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	key := func(rrs []dns.RR) []string {
+		out := make([]string, 0, len(rrs))
+		for _, rr := range rrs {
+			out = append(out, strings.ToLower(rr.String()))
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(key(a), key(b))
+}

@@ -1,0 +1,164 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure a Pusher.
+type Options struct {
+	// Zone is the canonical zone name, e.g. "demo.test.".
+	Zone string
+	// Push is the zone's push configuration (defaults applied).
+	Push config.Push
+	// JS receives the pushed and push_failed events; nil publishes none.
+	JS jetstream.JetStream
+	// Source names this worker in its events.
+	Source string
+	Log    zerolog.Logger
+}
+
+// Desired is the state of a zone to push: Detour's serial and the RRsets it owns.
+type Desired struct {
+	Serial uint32
+	RRsets map[zone.Key][]dns.RR
+}
+
+// Pusher keeps a primary server's copy of Detour's records up to date. Offer hands it the
+// newest state; Run sends it, retrying failed updates every retry_interval.
+type Pusher struct {
+	o      Options
+	log    zerolog.Logger
+	offers chan Desired
+	client *dns.Client
+	key    string
+	alg    string
+}
+
+// algorithms maps the configured TSIG algorithm to its DNS name.
+var algorithms = map[string]string{
+	"hmac-sha1": dns.HmacSHA1, "hmac-sha256": dns.HmacSHA256, "hmac-sha384": dns.HmacSHA384, "hmac-sha512": dns.HmacSHA512,
+}
+
+// New returns a pusher for one zone.
+func New(o Options) (*Pusher, error) {
+	alg, ok := algorithms[o.Push.TSIG.Algorithm]
+	if !ok {
+		return nil, fmt.Errorf("new pusher for %s: tsig.algorithm: unknown %q", o.Zone, o.Push.TSIG.Algorithm)
+	}
+	if o.Push.TSIG.Name == "" || o.Push.TSIG.Secret == "" {
+		return nil, fmt.Errorf("new pusher for %s: tsig: a key name and secret are required", o.Zone)
+	}
+	key := dns.Fqdn(o.Push.TSIG.Name)
+	return &Pusher{
+		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
+		offers: make(chan Desired, 1), key: key, alg: alg,
+		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{key: o.Push.TSIG.Secret}},
+	}, nil
+}
+
+// Offer hands the pusher the zone's newest state, replacing any it has not sent yet.
+func (p *Pusher) Offer(d Desired) {
+	for {
+		select {
+		case p.offers <- d:
+			return
+		default:
+		}
+		select {
+		case <-p.offers:
+		default:
+		}
+	}
+}
+
+// Run pushes every offered state until ctx is cancelled. The first push after start rewrites
+// every owned name whole, since what the primary holds is unknown; later ones send differences.
+func (p *Pusher) Run(ctx context.Context) {
+	var pushed map[zone.Key][]dns.RR
+	retry := p.o.Push.RetryInterval.D()
+	for {
+		var want Desired
+		select {
+		case <-ctx.Done():
+			return
+		case want = <-p.offers:
+		}
+		for attempt := 1; ; attempt++ {
+			n, err := p.push(ctx, pushed, want)
+			if err == nil {
+				pushed = want.RRsets
+				if n > 0 {
+					p.log.Info().Uint32("serial", want.Serial).Int("rrsets", n).Int("attempt", attempt).Msg("zone pushed")
+					p.report(ctx, events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: n})
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
+			p.report(ctx, events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
+			t := time.NewTimer(retry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			// A newer state replaces the one that failed.
+			select {
+			case newer := <-p.offers:
+				want, attempt = newer, 0
+			default:
+			}
+		}
+	}
+}
+
+// push sends the update from pushed to want, and returns how many RRsets it changed.
+func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want Desired) (int, error) {
+	m, n := Update(p.o.Zone, pushed, want.RRsets)
+	if m == nil {
+		return 0, nil
+	}
+	m.SetTsig(p.key, p.alg, 300, time.Now().Unix())
+	r, _, err := p.client.ExchangeContext(ctx, m, p.o.Push.Server)
+	if err != nil {
+		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, rcodeError(r.Rcode))
+	}
+	return n, nil
+}
+
+// rcodeError is the error code a primary answered with.
+type rcodeError int
+
+func (e rcodeError) Error() string { return "primary answered " + dns.RcodeToString[int(e)] }
+
+// report publishes a push event; a failure to publish is only logged, the push goes on.
+func (p *Pusher) report(ctx context.Context, typ string, payload events.ZonePush) {
+	if p.o.JS == nil {
+		return
+	}
+	e, err := events.New(typ, p.o.Source, time.Now(), payload)
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err = events.Publish(pctx, p.o.JS, events.ZoneSubject(p.o.Zone), e)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		p.log.Warn().Err(err).Str("type", typ).Msg("push event not published")
+	}
+}

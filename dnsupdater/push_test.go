@@ -1,0 +1,48 @@
+package dnsupdater
+
+import (
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/internal/bindtest"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+func TestServerPushesItsAnswersToAnExistingPrimaryOnEveryChange(t *testing.T) {
+	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
+	primary := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", KeyName: "detour-key", Secret: secret, File: `$TTL 300
+@     IN SOA ns1 hostmaster 1 3600 600 604800 5
+@     IN NS  ns1
+ns1   IN A   127.0.0.1
+shop  IN A   192.0.2.200
+other IN A   192.0.2.99
+`})
+	js := eventstest.Start(t)
+	cfg := parseConfig(t, fmt.Sprintf(`
+zones:
+  - name: demo.test
+    push: {server: "%s", tsig: {name: detour-key, secret: "%s"}, retry_interval: 100ms}
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - name: us-west
+        endpoints: [{address: "127.0.0.11:8081"}]
+      - name: us-east
+        endpoints: [{address: "127.0.0.12:8081"}]
+`, primary, secret))
+	startServer(t, js, cfg, "")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.11"})
+	}, "the primary serves Detour's answer once the server has read STATE")
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.12"})
+	}, "the primary serves the failover answer")
+	if got := bindtest.Dig(t, primary, "other.demo.test", "A"); !slices.Equal(got, []string{"192.0.2.99"}) {
+		t.Errorf("the primary's own records must stay: want [192.0.2.99], got %v", got)
+	}
+}

@@ -1,0 +1,123 @@
+package dnsupdater
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+func rateLimit(rps, slip int, exempt ...string) config.RateLimit {
+	return config.RateLimit{ResponsesPerSecond: &rps, Slip: &slip, IPv4Prefix: 24, IPv6Prefix: 56, Exempt: exempt}
+}
+
+// verdicts renders the limiter's decisions for a sequence of responses: S sent, D dropped,
+// T sent truncated.
+func verdicts(l *limiter, client string, at []time.Duration) string {
+	var b strings.Builder
+	base := time.Unix(1000, 0)
+	for _, d := range at {
+		b.WriteByte("SDT"[l.decide(netip.MustParseAddr(client), base.Add(d))])
+	}
+	return b.String()
+}
+
+func times(n int, step time.Duration) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = time.Duration(i) * step
+	}
+	return out
+}
+
+func TestResponseRateLimitingPerClientPrefix(t *testing.T) {
+	tests := []struct {
+		name   string
+		rl     config.RateLimit
+		client string
+		at     []time.Duration
+		want   string
+	}{
+		{name: "a burst beyond the rate is dropped, every second one slips out truncated", rl: rateLimit(3, 2), client: "192.0.2.1", at: times(9, 0), want: "SSSDTDTDT"},
+		{name: "slip 0 drops every limited response", rl: rateLimit(3, 0), client: "192.0.2.1", at: times(6, 0), want: "SSSDDD"},
+		{name: "tokens come back at the configured rate", rl: rateLimit(2, 0), client: "192.0.2.1", at: []time.Duration{0, 0, 0, 500 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond}, want: "SSDSDS"},
+		{name: "a client within its rate is never limited", rl: rateLimit(10, 2), client: "192.0.2.1", at: times(50, 100*time.Millisecond), want: strings.Repeat("S", 50)},
+		{name: "exempt clients are never limited", rl: rateLimit(1, 2, "192.0.2.0/24"), client: "192.0.2.1", at: times(5, 0), want: "SSSSS"},
+		{name: "IPv6 clients are limited per /56", rl: rateLimit(1, 0), client: "2001:db8:0:ff::1", at: times(3, 0), want: "SDD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := verdicts(newLimiter(tt.rl), tt.client, tt.at); got != tt.want {
+				t.Errorf("want %s, got %s", tt.want, got)
+			}
+		})
+	}
+}
+
+func TestClientsOfOnePrefixShareABucketAndOthersDoNot(t *testing.T) {
+	l := newLimiter(rateLimit(1, 0))
+	at := time.Unix(1000, 0)
+	first := l.decide(netip.MustParseAddr("198.51.100.1"), at)
+	sameNet := l.decide(netip.MustParseAddr("198.51.100.200"), at)
+	otherNet := l.decide(netip.MustParseAddr("198.51.101.1"), at)
+	if first != verdictSend || sameNet != verdictDrop || otherNet != verdictSend {
+		t.Errorf("want send, drop (same /24), send (other /24); got %d %d %d", first, sameNet, otherNet)
+	}
+}
+
+func TestRateLimitingIsOffAtZero(t *testing.T) {
+	if l := newLimiter(rateLimit(0, 2)); l != nil {
+		t.Errorf("responses_per_second 0: want no limiter")
+	}
+}
+
+func TestServerRateLimitsUDPButNotTCP(t *testing.T) {
+	js := eventstest.Start(t)
+	cfg := parseConfig(t, demoConfig+"dns:\n  rate_limit: {responses_per_second: 5, slip: 2, exempt: []}\n")
+	h := startServer(t, js, cfg, "")
+	c, err := net.Dial("udp", h.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	full, truncated := 0, 0
+	for i := range 20 {
+		m := newQuery("shop.demo.test.", dns.TypeA)
+		m.Id = uint16(i)
+		p, _ := m.Pack()
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1500)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(buf[:n]); err != nil {
+			t.Fatalf("reply does not parse: %v", err)
+		}
+		if r.Truncated {
+			truncated++
+		} else {
+			full++
+		}
+	}
+	if full < 5 || full > 6 || truncated < 6 {
+		t.Errorf("20 queries at once, 5 a second, slip 2: want 5 (or 6) full answers and the rest half truncated, got %d full and %d truncated", full, truncated)
+	}
+	for range 10 {
+		if got := addrs(ask(t, h.srv.Addr(), "tcp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
+			t.Fatalf("TCP must not be limited, got %v", got)
+		}
+	}
+}

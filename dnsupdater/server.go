@@ -1,0 +1,331 @@
+package dnsupdater
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/push"
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/config"
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure a Server.
+type Options struct {
+	// JS is the JetStream context the server follows STATE with and publishes zone changes to.
+	JS jetstream.JetStream
+	// Config is the validated configuration (zones, apps, edges).
+	Config *config.Config
+	// Addr is the ip:port served over UDP and TCP; port 0 takes a free port (the same for both).
+	Addr string
+	// DataDir holds the last-known-good snapshot; "" keeps none.
+	DataDir string
+	// Name identifies this server as the source of its events.
+	Name string
+	// Log receives the server's logs.
+	Log zerolog.Logger
+	// UDPSockets is how many UDP sockets share the port. Default: GOMAXPROCS, at most 16.
+	UDPSockets int
+}
+
+// Server is an authoritative DNS server for the configured zones that follows the STATE stream.
+type Server struct {
+	o      Options
+	log    zerolog.Logger
+	static *zone.Static
+	ls     *listeners
+	addr   string
+	table  atomic.Pointer[table]
+	proj   *projector
+	limit  *limiter
+	now    func() time.Time
+	// notifyQ carries zones whose serial changed to the NOTIFY sender.
+	notifyQ chan *zone.Zone
+	tcpSem  chan struct{}
+	// pushers send the zones that have a push configuration to their primaries.
+	pushers map[string]*push.Pusher
+	// reports carries zone changes from the follower to the reporter.
+	reports chan report
+	// followed is set once STATE has been read from its start; later reads resume.
+	followed bool
+	// synced is set once the state stream has been read to its end; only the follower uses it.
+	synced bool
+}
+
+// maxTCPConns bounds the TCP connections served at once.
+const maxTCPConns = 1024
+
+// tcpIdle is how long a TCP connection may stay silent between queries (RFC 7766 §6.2.3).
+const tcpIdle = 10 * time.Second
+
+// New checks the options, loads the last-known-good snapshot, prepares the answers and binds the
+// sockets. The server answers only once Run is called.
+func New(o Options) (*Server, error) {
+	switch {
+	case o.Config == nil:
+		return nil, errors.New("new dns server: config: must not be nil")
+	case o.JS == nil:
+		return nil, errors.New("new dns server: js: must not be nil")
+	case o.Name == "":
+		return nil, errors.New("new dns server: name: must not be empty")
+	}
+	static, err := zone.Compile(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("new dns server: %w", err)
+	}
+	if o.UDPSockets <= 0 {
+		o.UDPSockets = min(runtime.GOMAXPROCS(0), 16)
+	}
+	s := &Server{
+		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
+		notifyQ: make(chan *zone.Zone, 64), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
+		limit: newLimiter(o.Config.DNS.RateLimit),
+	}
+	s.proj = newProjector(static, s.now)
+	s.pushers = map[string]*push.Pusher{}
+	for _, z := range o.Config.Zones {
+		if z.Push == nil {
+			continue
+		}
+		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, JS: o.JS, Source: o.Name, Log: o.Log})
+		if err != nil {
+			return nil, fmt.Errorf("new dns server: %w", err)
+		}
+		s.pushers[z.Name] = p
+	}
+	if o.DataDir != "" {
+		snap, err := loadSnapshot(o.DataDir)
+		if err != nil {
+			// A damaged snapshot must not keep the server from starting: STATE rebuilds it.
+			s.log.Warn().Err(err).Msg("last-known-good snapshot ignored")
+		}
+		if snap != nil {
+			s.proj.restore(snap)
+			s.log.Info().Int("events", len(snap.Events)).Uint64("stream_seq", snap.LastSeq).Msg("loaded last-known-good snapshot")
+		}
+	}
+	s.table.Store(buildTable(s.proj.project(), nil))
+	s.ls, err = listen(o.Addr, o.UDPSockets)
+	if err != nil {
+		return nil, fmt.Errorf("new dns server: %w", err)
+	}
+	s.addr = netip.AddrPortFrom(netip.MustParseAddrPort(o.Addr).Addr(), uint16(s.ls.tcp.Addr().(*net.TCPAddr).Port)).String()
+	return s, nil
+}
+
+// Addr is the bound address, the same port over UDP and TCP.
+func (s *Server) Addr() string { return s.addr }
+
+// Run answers queries and follows the STATE stream until ctx is cancelled, then closes every
+// socket and returns nil.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, c := range s.ls.udp {
+		wg.Go(func() { s.serveUDP(c, uint64(i+1)*0x9E3779B97F4A7C15) })
+	}
+	wg.Go(func() { s.serveTCP(ctx) })
+	wg.Go(func() { s.follow(ctx) })
+	wg.Go(func() { s.notifyLoop(ctx) })
+	wg.Go(func() { s.reportLoop(ctx) })
+	for _, p := range s.pushers {
+		wg.Go(func() { p.Run(ctx) })
+	}
+	s.log.Info().Str("addr", s.addr).Int("udp_sockets", len(s.ls.udp)).Msg("dns server listening")
+	<-ctx.Done()
+	s.ls.close()
+	wg.Wait()
+	return nil
+}
+
+// serveUDPEach answers the datagrams of one socket one system call at a time, until the socket
+// is closed (the portable path; Linux reads and writes in batches).
+func (s *Server) serveUDPEach(c *net.UDPConn, seed uint64) {
+	w := newWorker(seed)
+	buf := make([]byte, 65535)
+	for {
+		n, remote, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if closedErr(err) {
+				return
+			}
+			continue
+		}
+		if resp := s.answerUDP(w, buf[:n], remote.Addr()); resp != nil {
+			_, _ = c.WriteToUDPAddrPort(resp, remote)
+		}
+	}
+}
+
+// answerUDP returns the reply to one datagram after response rate limiting, or nil.
+func (s *Server) answerUDP(w *worker, p []byte, remote netip.Addr) []byte {
+	resp := w.respond(s.table.Load(), p, remote, false)
+	if resp == nil {
+		return nil
+	}
+	switch s.limit.check(remote, s.now) {
+	case verdictDrop:
+		return nil
+	case verdictSlip:
+		return truncated(resp)
+	}
+	return resp
+}
+
+// serveTCP accepts connections until the listener is closed.
+func (s *Server) serveTCP(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var mu sync.Mutex
+	open := map[net.Conn]struct{}{}
+	go func() {
+		<-ctx.Done()
+		mu.Lock()
+		for c := range open {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	}()
+	for {
+		c, err := s.ls.tcp.Accept()
+		if err != nil {
+			if closedErr(err) {
+				return
+			}
+			continue
+		}
+		select {
+		case s.tcpSem <- struct{}{}:
+		default:
+			_ = c.Close()
+			continue
+		}
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			_ = c.Close()
+			<-s.tcpSem
+			return
+		}
+		open[c] = struct{}{}
+		mu.Unlock()
+		wg.Go(func() {
+			s.serveConn(c)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
+			_ = c.Close()
+			<-s.tcpSem
+		})
+	}
+}
+
+// serveConn answers the queries of one TCP connection in turn; a client may send several
+// without waiting (pipelining).
+func (s *Server) serveConn(c net.Conn) {
+	var remote netip.Addr
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		remote = a.AddrPort().Addr().Unmap()
+	}
+	w := newWorker(uint64(time.Now().UnixNano()))
+	// Buffers start small and grow to the largest message seen, so that many idle connections
+	// cost little.
+	in := make([]byte, 512)
+	var out []byte
+	var lenBuf [2]byte
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(tcpIdle))
+		if _, err := io.ReadFull(c, lenBuf[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(lenBuf[:]))
+		if n > len(in) {
+			in = make([]byte, n)
+		}
+		if _, err := io.ReadFull(c, in[:n]); err != nil {
+			return
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(tcpIdle))
+		if msgs := s.transferFor(in[:n], remote); msgs != nil {
+			if err := writeTransfer(c, msgs); err != nil {
+				return
+			}
+			continue
+		}
+		resp := w.respond(s.table.Load(), in[:n], remote, true)
+		if resp == nil {
+			continue
+		}
+		out = append(out[:0], byte(len(resp)>>8), byte(len(resp)))
+		out = append(out, resp...)
+		if _, err := c.Write(out); err != nil {
+			return
+		}
+	}
+}
+
+// transferFor returns the messages of the zone transfer p asks for, or nil when p is not a
+// transfer this client may have (the ordinary path then answers or refuses it).
+func (s *Server) transferFor(p []byte, remote netip.Addr) []*dns.Msg {
+	var q query
+	if parseQuery(p, &q) && q.qtype != dns.TypeAXFR && q.qtype != dns.TypeIXFR {
+		return nil
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(p); err != nil || req.Response || req.Opcode != dns.OpcodeQuery {
+		return nil
+	}
+	msgs := transfer(s.table.Load(), req, remote)
+	if msgs != nil {
+		s.log.Info().Str("zone", req.Question[0].Name).Str("client", remote.String()).Msg("zone transferred")
+	}
+	return msgs
+}
+
+func writeTransfer(c net.Conn, msgs []*dns.Msg) error {
+	for _, m := range msgs {
+		b, err := m.Pack()
+		if err != nil {
+			return fmt.Errorf("pack transfer message: %w", err)
+		}
+		out := append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)
+		if _, err := c.Write(out); err != nil {
+			return fmt.Errorf("write transfer message: %w", err)
+		}
+	}
+	return nil
+}
+
+// truncated cuts a response to its header and question and sets TC, so that the client asks
+// again over TCP (the "slip" of response rate limiting).
+func truncated(resp []byte) []byte {
+	end := headerLen
+	if binary.BigEndian.Uint16(resp[4:]) == 1 {
+		for end < len(resp) && resp[end] != 0 {
+			end += int(resp[end]) + 1
+		}
+		end += 5
+	}
+	if end > len(resp) {
+		end = headerLen
+		binary.BigEndian.PutUint16(resp[4:], 0)
+	}
+	resp = resp[:end]
+	resp[2] |= 0x02
+	binary.BigEndian.PutUint16(resp[6:], 0)
+	binary.BigEndian.PutUint16(resp[8:], 0)
+	binary.BigEndian.PutUint16(resp[10:], 0)
+	return resp
+}

@@ -1,0 +1,295 @@
+package dnsupdater
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+const demoConfig = `
+zones:
+  - name: demo.test
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    pools:
+      - name: us-west
+        endpoints: [{address: "127.0.0.11:8081"}]
+      - name: us-east
+        endpoints: [{address: "127.0.0.12:8081"}]
+`
+
+func parseConfig(t testing.TB, doc string) *config.Config {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	return c
+}
+
+// harness is a running server on loopback with the JetStream it follows.
+type harness struct {
+	js   *eventstest.Server
+	srv  *Server
+	stop func()
+}
+
+func startServer(t testing.TB, js *eventstest.Server, cfg *config.Config, dataDir string) *harness {
+	t.Helper()
+	srv, err := New(Options{
+		JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", DataDir: dataDir, Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2,
+	})
+	if err != nil {
+		t.Fatalf("new server: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("server did not stop within 10s")
+		}
+	}
+	t.Cleanup(stop)
+	return &harness{js: js, srv: srv, stop: stop}
+}
+
+func exchange(t testing.TB, addr, network string, m *dns.Msg) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Net: network, Timeout: 2 * time.Second, UDPSize: 65535}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("%s query %s: %v", network, m.Question[0].String(), err)
+	}
+	return r
+}
+
+func ask(t testing.TB, addr, network, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.RecursionDesired = false
+	return exchange(t, addr, network, m)
+}
+
+// addrs returns the A and AAAA data of the answer section, sorted.
+func addrs(r *dns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			out = append(out, rr.A.String())
+		case *dns.AAAA:
+			out = append(out, rr.AAAA.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func publishState(t testing.TB, js *eventstest.Server, typ, subject string, tr events.Transition) events.Envelope {
+	t.Helper()
+	e, err := events.New(typ, "decider-test", time.Now(), tr)
+	if err != nil {
+		t.Fatalf("new event: %v", err)
+	}
+	if _, err := events.Publish(context.Background(), js.JS, subject, e); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	return e
+}
+
+func endpointDown(t testing.TB, js *eventstest.Server, app, pool, endpoint string) events.Envelope {
+	return publishState(t, js, events.TypeEndpointDown, events.EndpointStateSubject(app, pool, endpoint),
+		events.Transition{App: app, Pool: pool, Endpoint: endpoint, From: events.StatusUp, To: events.StatusDown, Reason: "test"})
+}
+
+func endpointUp(t testing.TB, js *eventstest.Server, app, pool, endpoint string) events.Envelope {
+	return publishState(t, js, events.TypeEndpointUp, events.EndpointStateSubject(app, pool, endpoint),
+		events.Transition{App: app, Pool: pool, Endpoint: endpoint, From: events.StatusDown, To: events.StatusUp, Reason: "test"})
+}
+
+func serial(t testing.TB, addr string) uint32 {
+	t.Helper()
+	r := ask(t, addr, "udp", "demo.test.", dns.TypeSOA)
+	if len(r.Answer) != 1 {
+		t.Fatalf("SOA query: want one answer, got %v", r)
+	}
+	return r.Answer[0].(*dns.SOA).Serial
+}
+
+func TestFailoverAnswerMovesToTheNextPoolAndBack(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, parseConfig(t, demoConfig), "")
+	addr := h.srv.Addr()
+	answer := func() []string { return addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)) }
+
+	if got := answer(); !slices.Equal(got, []string{"127.0.0.11"}) {
+		t.Fatalf("before any decision: want the first pool [127.0.0.11], got %v", got)
+	}
+	first := serial(t, addr)
+	down := endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return slices.Equal(answer(), []string{"127.0.0.12"}) },
+		"answer moves to us-east after us-west went down")
+	if s := serial(t, addr); !serialAfter(s, first) {
+		t.Errorf("serial after the change: want later than %d, got %d", first, s)
+	}
+
+	// The change is recorded as a ZoneChanged event caused by the STATE event.
+	st := js.Stream(t, events.StreamDNS)
+	var changed events.Envelope
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test."))
+		changed = e
+		return err == nil && ok
+	}, "a zone change event on %s", events.ZoneSubject("demo.test."))
+	if changed.Type != events.TypeZoneChanged || changed.Cause != down.ID {
+		t.Errorf("zone change event: want type %s caused by %s, got type %s cause %s", events.TypeZoneChanged, down.ID, changed.Type, changed.Cause)
+	}
+	var zc events.ZoneChanged
+	if err := changed.Payload(&zc); err != nil {
+		t.Fatal(err)
+	}
+	want := []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{"127.0.0.11"}, After: []string{"127.0.0.12"}}}
+	if zc.Zone != "demo.test." || zc.Serial != serial(t, addr) || !slices.EqualFunc(zc.Changes, want, func(a, b events.RecordChange) bool {
+		return a.Name == b.Name && a.Type == b.Type && slices.Equal(a.Before, b.Before) && slices.Equal(a.After, b.After)
+	}) {
+		t.Errorf("zone change: want zone demo.test. serial %d changes %+v, got %+v", serial(t, addr), want, zc)
+	}
+
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return slices.Equal(answer(), []string{"127.0.0.11"}) },
+		"answer returns to us-west once it is up again")
+}
+
+func TestAddrPicksOnePortForUDPAndTCP(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, parseConfig(t, demoConfig), "")
+	ap := netip.MustParseAddrPort(h.srv.Addr())
+	if ap.Port() == 0 || !ap.Addr().IsLoopback() {
+		t.Fatalf("addr: want a loopback address with a port, got %s", ap)
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		if got := addrs(ask(t, h.srv.Addr(), network, "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
+			t.Errorf("%s: want [127.0.0.11], got %v", network, got)
+		}
+	}
+}
+
+func TestGarbageOnTheStateStreamIsSkipped(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, parseConfig(t, demoConfig), "")
+	if _, err := js.JS.Publish(context.Background(), "detour.state.endpoint.shop.us-west.junk", []byte("{not an event")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.JS.Publish(context.Background(), "detour.state.endpoint.shop.us-west.odd",
+		[]byte(`{"type":"detour.unknown.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
+	}, "the event after the garbage still moves the answer")
+}
+
+func TestNotifyIsSentToSecondariesOnEveryChange(t *testing.T) {
+	got := make(chan *dns.Msg, 16)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secondary := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		got <- r
+		m := new(dns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = secondary.ActivateAndServe() }()
+	t.Cleanup(func() { _ = secondary.Shutdown() })
+
+	js := eventstest.Start(t)
+	cfg := parseConfig(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    notify: [\""+pc.LocalAddr().String()+"\"]\n", 1))
+	h := startServer(t, js, cfg, "")
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	select {
+	case m := <-got:
+		if m.Opcode != dns.OpcodeNotify || !m.Authoritative || m.Question[0].Name != "demo.test." || m.Question[0].Qtype != dns.TypeSOA {
+			t.Errorf("want a NOTIFY for demo.test. SOA, got %v", m)
+		}
+		if len(m.Answer) != 1 || m.Answer[0].(*dns.SOA).Serial != serial(t, h.srv.Addr()) {
+			t.Errorf("want the new SOA in the NOTIFY, got %v", m.Answer)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no NOTIFY within 5s of the change")
+	}
+}
+
+func TestServerAnswersOnIPv6Loopback(t *testing.T) {
+	if l, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		l.Close()
+	}
+	js := eventstest.Start(t)
+	srv, err := New(Options{JS: js.JS, Config: parseConfig(t, demoConfig), Addr: "[::1]:0", Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, network := range []string{"udp", "tcp"} {
+		if got := addrs(ask(t, srv.Addr(), network, "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
+			t.Errorf("%s over ::1: want [127.0.0.11], got %v", network, got)
+		}
+	}
+}
+
+func TestNewRefusesMissingOptionsByName(t *testing.T) {
+	js := eventstest.Start(t)
+	cfg := parseConfig(t, demoConfig)
+	tests := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{name: "no config", o: Options{JS: js.JS, Name: "x", Addr: "127.0.0.1:0"}, want: "config: must not be nil"},
+		{name: "no jetstream", o: Options{Config: cfg, Name: "x", Addr: "127.0.0.1:0"}, want: "js: must not be nil"},
+		{name: "no name", o: Options{JS: js.JS, Config: cfg, Addr: "127.0.0.1:0"}, want: "name: must not be empty"},
+		{name: "an address without a port", o: Options{JS: js.JS, Config: cfg, Name: "x", Addr: "127.0.0.1"}, want: `addr: want ip:port, got "127.0.0.1"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.o)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("want an error containing %q, got %v", tt.want, err)
+			}
+		})
+	}
+}

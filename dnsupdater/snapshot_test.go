@@ -1,0 +1,84 @@
+package dnsupdater
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+func TestServerAnswersFromItsSnapshotWhileNATSIsUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := parseConfig(t, demoConfig)
+	h := startServer(t, js, cfg, dir)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	failedOver := func(addr string) bool {
+		return slices.Equal(addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
+	}
+	eventstest.Eventually(t, 2*time.Second, func() bool { return failedOver(h.srv.Addr()) }, "answer moves to us-east")
+	before := serial(t, h.srv.Addr())
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		s, err := loadSnapshot(dir)
+		return err == nil && s != nil && s.Serials["demo.test."] == before
+	}, "snapshot at serial %d in %s", before, dir)
+
+	// NATS goes away: the running server keeps answering its last state.
+	js.Server.Shutdown()
+	if !failedOver(h.srv.Addr()) {
+		t.Fatalf("with NATS down the running server must keep its last answer")
+	}
+	h.stop()
+
+	// A server started cold, NATS still down, answers from the snapshot at once.
+	cold := startServer(t, js, cfg, dir)
+	if !failedOver(cold.srv.Addr()) {
+		t.Errorf("a cold start without NATS must answer from the snapshot")
+	}
+	if got := serial(t, cold.srv.Addr()); got != before {
+		t.Errorf("serial after a cold start: want %d as in the snapshot, got %d", before, got)
+	}
+}
+
+func TestADamagedSnapshotIsIgnoredAndTheServerStarts(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, snapshotFile), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	js := eventstest.Start(t)
+	h := startServer(t, js, parseConfig(t, demoConfig), dir)
+	if got := addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
+		t.Errorf("want the answer of an empty state [127.0.0.11], got %v", got)
+	}
+}
+
+func TestSerialsIncreaseInSerialNumberArithmetic(t *testing.T) {
+	at := func(sec int64) time.Time { return time.Unix(sec, 0) }
+	tests := []struct {
+		name string
+		prev uint32
+		now  time.Time
+		want uint32
+	}{
+		{name: "a fresh zone takes the current time", prev: 0, now: at(1_700_000_000), want: 1_700_000_000},
+		{name: "a later clock moves the serial to the clock", prev: 1_700_000_000, now: at(1_700_000_100), want: 1_700_000_100},
+		{name: "changes faster than the clock count up by one", prev: 1_700_000_100, now: at(1_700_000_100), want: 1_700_000_101},
+		{name: "a clock behind the serial counts up by one", prev: 1_800_000_000, now: at(1_700_000_000), want: 1_800_000_001},
+		{name: "the serial wraps past 2^32-1", prev: 4294967295, now: at(5), want: 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := NextSerial(tt.prev, tt.now)
+			if got != tt.want {
+				t.Errorf("want %d, got %d", tt.want, got)
+			}
+			if !serialAfter(got, tt.prev) {
+				t.Errorf("%d is not after %d", got, tt.prev)
+			}
+		})
+	}
+}

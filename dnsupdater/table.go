@@ -1,0 +1,179 @@
+package dnsupdater
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/miekg/dns"
+)
+
+// table is one immutable generation of the served data: the zones, and every answer the
+// prepared path can give, packed, keyed by the lower-case wire form of the name.
+type table struct {
+	zones   []*zone.Zone
+	entries map[string]*entry
+}
+
+// entry holds the prepared replies of one name. A template is a packed reply with a lower-case
+// question and no OPT record; finish turns it into the reply to one query.
+type entry struct {
+	types []prepared
+	// a and aaaa are the address answers of an app's name.
+	a, aaaa *choice
+	// nodata answers every other ordinary type; nil where the name cannot give NODATA.
+	nodata []byte
+}
+
+type prepared struct {
+	qtype uint16
+	tmpl  []byte
+}
+
+// choice is an app's answer for one family, one template per variant.
+type choice struct {
+	ans   *zone.Answer
+	tmpls [][]byte
+	// empty answers when the answer has no variant.
+	empty []byte
+}
+
+// buildTable prepares every answer of the zones. Entries of prev (the table of the same
+// configuration at an earlier state) are reused where the state cannot change them: names
+// without an app or a CNAME below the apex, whose only serial-bearing reply, NODATA, gets the
+// new serial patched in.
+func buildTable(zones []*zone.Zone, prev *table) *table {
+	t := &table{zones: zones, entries: map[string]*entry{}}
+	for _, z := range zones {
+		for name, n := range z.Nodes {
+			if delegation(z, name) != nil {
+				continue // referrals are answered by the reference path
+			}
+			wire, ok := wireName(name)
+			if !ok {
+				continue
+			}
+			if old := prev.reusable(wire, z, n); old != nil {
+				t.entries[wire] = &entry{types: old.types, nodata: withSerial(old.nodata, z.Serial)}
+				continue
+			}
+			t.entries[wire] = t.prepare(n)
+		}
+	}
+	return t
+}
+
+// reusable returns prev's entry for a name whose replies do not follow the state, or nil.
+func (t *table) reusable(wire string, z *zone.Zone, n *zone.Node) *entry {
+	if t == nil || n.App != nil || n.Name == z.Name || len(n.RRsets[dns.TypeCNAME]) > 0 {
+		return nil
+	}
+	return t.entries[wire]
+}
+
+// withSerial returns a copy of a NODATA template with the serial of its SOA, the last record
+// of the message, replaced.
+func withSerial(tmpl []byte, serial uint32) []byte {
+	if len(tmpl) < headerLen+20 {
+		return tmpl
+	}
+	out := slices.Clone(tmpl)
+	binary.BigEndian.PutUint32(out[len(out)-20:], serial)
+	return out
+}
+
+// prepare packs every answer a name gives to the ordinary query types.
+func (t *table) prepare(n *zone.Node) *entry {
+	e := &entry{}
+	pack := func(qtype uint16, variant int) []byte {
+		r := t.resolve(0, dns.Question{Name: n.Name, Qtype: qtype, Qclass: dns.ClassINET}, func(*zone.Answer) int { return variant })
+		b, err := r.msg.Pack()
+		if err != nil {
+			return nil
+		}
+		return b
+	}
+	choose := func(qtype uint16, a *zone.Answer) *choice {
+		c := &choice{ans: a}
+		if len(a.Variants) == 0 {
+			c.empty = pack(qtype, -1)
+		}
+		for i := range a.Variants {
+			c.tmpls = append(c.tmpls, pack(qtype, i))
+		}
+		return c
+	}
+	recs := n.Records()
+	switch {
+	case n.App != nil && n.App.CNAME == "":
+		e.a, e.aaaa = choose(dns.TypeA, &n.App.V4), choose(dns.TypeAAAA, &n.App.V6)
+	case n.App != nil:
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME} {
+			e.types = append(e.types, prepared{qt, pack(qt, 0)})
+		}
+		return e
+	case len(recs[dns.TypeCNAME]) > 0:
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME} {
+			e.types = append(e.types, prepared{qt, pack(qt, 0)})
+		}
+		return e
+	}
+	for qt := range n.RRsets {
+		e.types = append(e.types, prepared{qt, pack(qt, 0)})
+	}
+	absent := uint16(dns.TypeNULL)
+	for len(recs[absent]) > 0 {
+		absent++
+	}
+	e.nodata = pack(absent, 0)
+	return e
+}
+
+// answer returns the template for q from the prepared replies, the ECS scope to report, and
+// whether there was one.
+func (e *entry) answer(q *query, w *worker, remote netip.Addr) ([]byte, uint8, bool) {
+	var c *choice
+	switch q.qtype {
+	case dns.TypeA:
+		c = e.a
+	case dns.TypeAAAA:
+		c = e.aaaa
+	}
+	if c != nil {
+		i := c.ans.Choose(w.random(), w.next(), clientOf(remote, q.ecsAddr, q.ecsBits))
+		var scope uint8
+		if c.ans.Pick == zone.PickSource && q.ecs != nil {
+			scope = q.ecsBits
+		}
+		if i < 0 {
+			return c.empty, scope, c.empty != nil
+		}
+		return c.tmpls[i], scope, c.tmpls[i] != nil
+	}
+	for i := range e.types {
+		if e.types[i].qtype == q.qtype {
+			return e.types[i].tmpl, 0, e.types[i].tmpl != nil
+		}
+	}
+	if e.nodata != nil && ordinaryType(q.qtype) {
+		return e.nodata, 0, true
+	}
+	return nil, 0, false
+}
+
+// ordinaryType reports whether t is a data type (not a meta or question-only type) that a name
+// without it answers with NODATA.
+func ordinaryType(t uint16) bool {
+	return t != 0 && t != typeOPT && (t < 128 || t > 255)
+}
+
+// wireName packs a canonical name.
+func wireName(name string) (string, bool) {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		return "", false
+	}
+	return string(buf[:n]), true
+}

@@ -1,0 +1,152 @@
+//go:build linux && (amd64 || arm64)
+
+package dnsupdater
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// udpBatch is how many datagrams one recvmmsg or sendmmsg moves.
+const udpBatch = 32
+
+// udpQueryMax is the largest query read; a longer datagram is not a query Detour answers.
+const udpQueryMax = 4096
+
+// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2) on 64-bit Linux.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// batch holds the buffers of one socket's batched reads and writes. Its arrays are allocated
+// once and reused, so answering costs no allocation.
+type batch struct {
+	in      [udpBatch]mmsghdr
+	inIov   [udpBatch]unix.Iovec
+	names   [udpBatch]unix.RawSockaddrInet6
+	bufs    [udpBatch][udpQueryMax]byte
+	out     [udpBatch]mmsghdr
+	outIov  [udpBatch]unix.Iovec
+	outBufs [udpBatch][]byte
+}
+
+func newBatch() *batch {
+	b := &batch{}
+	for i := range b.in {
+		b.inIov[i].Base = &b.bufs[i][0]
+		b.inIov[i].SetLen(udpQueryMax)
+		b.in[i].hdr.Iov = &b.inIov[i]
+		b.in[i].hdr.SetIovlen(1)
+		b.in[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.out[i].hdr.Iov = &b.outIov[i]
+		b.out[i].hdr.SetIovlen(1)
+		b.outBufs[i] = make([]byte, 0, maxUDPSize)
+	}
+	return b
+}
+
+// serveUDP answers the datagrams of one socket in batches: one recvmmsg takes every query
+// waiting (up to udpBatch), one sendmmsg sends their replies.
+func (s *Server) serveUDP(c *net.UDPConn, seed uint64) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		s.serveUDPEach(c, seed)
+		return
+	}
+	w := newWorker(seed)
+	b := newBatch()
+	for {
+		n, err := b.read(rc)
+		if err != nil {
+			return // the socket was closed
+		}
+		k := 0
+		for i := range n {
+			h := &b.in[i]
+			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+				continue
+			}
+			remote, ok := sockaddrAddr(&b.names[i])
+			if !ok {
+				continue
+			}
+			resp := s.answerUDP(w, b.bufs[i][:h.n], remote)
+			if resp == nil {
+				continue
+			}
+			b.outBufs[k] = append(b.outBufs[k][:0], resp...)
+			b.outIov[k].Base = &b.outBufs[k][0]
+			b.outIov[k].SetLen(len(b.outBufs[k]))
+			b.out[k].hdr.Name = h.hdr.Name
+			b.out[k].hdr.Namelen = h.hdr.Namelen
+			k++
+		}
+		b.write(rc, k)
+	}
+}
+
+// read receives up to udpBatch datagrams, waiting for the first.
+func (b *batch) read(rc syscall.RawConn) (int, error) {
+	for i := range b.in {
+		b.in[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		b.in[i].hdr.Flags = 0
+	}
+	var n int
+	var errno syscall.Errno
+	err := rc.Read(func(fd uintptr) bool {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EAGAIN || e == unix.EINTR {
+			return false
+		}
+		n, errno = int(r), e
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, nil // a failed receive (e.g. a queued ICMP error): try again
+	}
+	return n, nil
+}
+
+// write sends the first k prepared replies; replies the kernel refuses are dropped, as a lost
+// datagram would be.
+func (b *batch) write(rc syscall.RawConn, k int) {
+	sent := 0
+	for sent < k {
+		err := rc.Write(func(fd uintptr) bool {
+			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
+			switch {
+			case e == unix.EAGAIN || e == unix.EINTR:
+				return false
+			case e != 0:
+				sent++ // skip the datagram that failed
+			default:
+				sent += int(r)
+			}
+			return true
+		})
+		if err != nil {
+			return
+		}
+	}
+}
+
+// sockaddrAddr reads the address of a raw IPv4 or IPv6 socket address.
+func sockaddrAddr(sa *unix.RawSockaddrInet6) (netip.Addr, bool) {
+	switch sa.Family {
+	case unix.AF_INET:
+		v4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrFrom4(v4.Addr), true
+	case unix.AF_INET6:
+		return netip.AddrFrom16(sa.Addr).Unmap(), true
+	}
+	return netip.Addr{}, false
+}

@@ -1,0 +1,223 @@
+package dnsupdater
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+const (
+	// maxUDPSize is the largest UDP response Detour sends and the size it advertises
+	// (the DNS flag day 2020 value, which avoids IP fragmentation).
+	maxUDPSize = 1232
+	// minUDPSize is what a client without EDNS can receive.
+	minUDPSize = 512
+	// optionECS is the EDNS Client Subnet option code (RFC 7871).
+	optionECS = 8
+	typeOPT   = 41
+	classIN   = 1
+	headerLen = 12
+)
+
+// query is what the answering path needs from a request: its header, question and EDNS.
+type query struct {
+	id    uint16
+	flags uint16
+	// name is the question name as sent, in wire form; key is the same in lower case.
+	name []byte
+	key  []byte
+	// nameBuf backs key without allocating.
+	nameBuf       [255]byte
+	qtype, qclass uint16
+	edns          bool
+	size          uint16
+	do            bool
+	// ecs is the EDNS Client Subnet option data as sent (family, source, scope, address).
+	ecs     []byte
+	ecsAddr netip.Addr
+	ecsBits uint8
+}
+
+// parseQuery reads p as a plain query: one question, no answer or authority, at most an OPT
+// record of EDNS version 0, nothing left over. It reports false for anything else, which the
+// reference path then answers (or rejects) in full.
+func parseQuery(p []byte, q *query) bool {
+	if len(p) < headerLen+5 {
+		return false
+	}
+	q.id = binary.BigEndian.Uint16(p)
+	q.flags = binary.BigEndian.Uint16(p[2:])
+	if q.flags&0x8000 != 0 || q.flags&0x7800 != 0 || q.flags&0x0200 != 0 {
+		return false // a response, an opcode other than QUERY, or truncated
+	}
+	if binary.BigEndian.Uint16(p[4:]) != 1 || binary.BigEndian.Uint16(p[6:]) != 0 || binary.BigEndian.Uint16(p[8:]) != 0 {
+		return false
+	}
+	ar := binary.BigEndian.Uint16(p[10:])
+	if ar > 1 {
+		return false
+	}
+	off := headerLen
+	for {
+		if off >= len(p) {
+			return false
+		}
+		l := int(p[off])
+		if l&0xC0 != 0 {
+			return false // a compression pointer or extended label
+		}
+		off += l + 1
+		if off-headerLen > 255 {
+			return false
+		}
+		if l == 0 {
+			break
+		}
+	}
+	q.name = p[headerLen:off]
+	q.key = q.nameBuf[:len(q.name)]
+	for i, c := range q.name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		q.key[i] = c
+	}
+	if off+4 > len(p) {
+		return false
+	}
+	q.qtype = binary.BigEndian.Uint16(p[off:])
+	q.qclass = binary.BigEndian.Uint16(p[off+2:])
+	off += 4
+	q.edns, q.do, q.ecs, q.ecsAddr, q.ecsBits, q.size = false, false, nil, netip.Addr{}, 0, 0
+	if ar == 0 {
+		return off == len(p)
+	}
+	// The OPT record: root name, type, UDP size, extended rcode, version, flags, rdata.
+	if off+11 > len(p) || p[off] != 0 || binary.BigEndian.Uint16(p[off+1:]) != typeOPT {
+		return false
+	}
+	q.edns = true
+	q.size = binary.BigEndian.Uint16(p[off+3:])
+	if p[off+6] != 0 { // version
+		return false
+	}
+	q.do = p[off+7]&0x80 != 0
+	rdlen := int(binary.BigEndian.Uint16(p[off+9:]))
+	off += 11
+	if off+rdlen != len(p) {
+		return false
+	}
+	for off < len(p) {
+		if off+4 > len(p) {
+			return false
+		}
+		code := binary.BigEndian.Uint16(p[off:])
+		l := int(binary.BigEndian.Uint16(p[off+2:]))
+		off += 4
+		if off+l > len(p) {
+			return false
+		}
+		if code == optionECS {
+			if q.ecs != nil || !parseECS(p[off:off+l], q) {
+				return false
+			}
+		}
+		off += l
+	}
+	return true
+}
+
+// parseECS checks an EDNS Client Subnet option as RFC 7871 §6 requires.
+func parseECS(d []byte, q *query) bool {
+	if len(d) < 4 {
+		return false
+	}
+	family, source, scope := binary.BigEndian.Uint16(d), d[2], d[3]
+	addr := d[4:]
+	var full [16]byte
+	var bits int
+	switch family {
+	case 1:
+		bits = 32
+	case 2:
+		bits = 128
+	default:
+		return false
+	}
+	if int(source) > bits || scope != 0 || len(addr) != (int(source)+7)/8 {
+		return false
+	}
+	if len(addr) > 0 && source%8 != 0 && addr[len(addr)-1]&(0xFF>>(source%8)) != 0 {
+		return false // bits set beyond the source prefix
+	}
+	copy(full[:], addr)
+	if family == 1 {
+		q.ecsAddr = netip.AddrFrom4([4]byte(full[:4]))
+	} else {
+		q.ecsAddr = netip.AddrFrom16(full)
+	}
+	q.ecs, q.ecsBits = d, source
+	return true
+}
+
+// finish writes the response to q into dst from a prepared template (a packed reply whose
+// question name is in lower case and which has no OPT record): the query's id, RD and CD bits,
+// question name and type, an OPT record when the query had one (with extRcode, and the client
+// subnet echoed with the given scope), and truncation to limit. It returns the response.
+func finish(dst, tmpl []byte, q *query, extRcode uint8, scope uint8, limit int) []byte {
+	dst = append(dst[:0], tmpl...)
+	binary.BigEndian.PutUint16(dst, q.id)
+	dst[2] = dst[2]&^0x01 | byte(q.flags>>8)&0x01
+	dst[3] = dst[3]&^0x10 | byte(q.flags)&0x10
+	if len(q.name) > 0 && len(dst) >= headerLen+len(q.name)+4 && binary.BigEndian.Uint16(dst[4:]) == 1 {
+		copy(dst[headerLen:], q.name)
+		binary.BigEndian.PutUint16(dst[headerLen+len(q.name):], q.qtype)
+	}
+	if q.edns {
+		dst = appendOPT(dst, q, extRcode, scope)
+	}
+	if len(dst) <= limit {
+		return dst
+	}
+	// Too large: the header and question alone, with TC set, so the client asks again over TCP.
+	end := headerLen
+	if binary.BigEndian.Uint16(dst[4:]) == 1 {
+		end += len(q.name) + 4
+	}
+	dst = dst[:end]
+	dst[2] |= 0x02
+	binary.BigEndian.PutUint16(dst[6:], 0)
+	binary.BigEndian.PutUint16(dst[8:], 0)
+	binary.BigEndian.PutUint16(dst[10:], 0)
+	if q.edns {
+		dst = appendOPT(dst, q, extRcode, scope)
+	}
+	return dst
+}
+
+// appendOPT appends Detour's OPT record and counts it in the additional section.
+func appendOPT(dst []byte, q *query, extRcode, scope uint8) []byte {
+	var flags byte
+	if q.do {
+		flags = 0x80
+	}
+	rdlen := 0
+	if q.ecs != nil {
+		rdlen = 4 + len(q.ecs)
+	}
+	dst = append(dst, 0, 0, typeOPT, maxUDPSize>>8, maxUDPSize&0xFF, extRcode, 0, flags, 0, byte(rdlen>>8), byte(rdlen))
+	if q.ecs != nil {
+		dst = append(dst, 0, optionECS, byte(len(q.ecs)>>8), byte(len(q.ecs)))
+		dst = append(dst, q.ecs...)
+		dst[len(dst)-len(q.ecs)+3] = scope
+	}
+	binary.BigEndian.PutUint16(dst[10:], binary.BigEndian.Uint16(dst[10:])+1)
+	return dst
+}
+
+// udpLimit is the largest UDP response q may receive.
+func udpLimit(q *query) int {
+	if !q.edns {
+		return minUDPSize
+	}
+	return min(max(int(q.size), minUDPSize), maxUDPSize)
+}

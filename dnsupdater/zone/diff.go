@@ -1,0 +1,72 @@
+package zone
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/detourdev/detour/events"
+	"github.com/miekg/dns"
+)
+
+// Key names one RRset.
+type Key struct {
+	Name string
+	Type uint16
+}
+
+// AppRRsets returns the RRsets of the zone's app names, as sorted record data in presentation
+// form: the only records that change while a configuration is in force.
+func (z *Zone) AppRRsets() map[Key][]string {
+	out := map[Key][]string{}
+	for name, n := range z.Nodes {
+		if n.App == nil {
+			continue
+		}
+		for t, rrs := range n.Records() {
+			if t == dns.TypeSOA || t == dns.TypeNS {
+				continue
+			}
+			data := make([]string, 0, len(rrs))
+			for _, rr := range rrs {
+				data = append(data, RData(rr))
+			}
+			slices.Sort(data)
+			out[Key{name, t}] = data
+		}
+	}
+	return out
+}
+
+// RData is the record data of rr in presentation form, without name, TTL, class and type.
+func RData(rr dns.RR) string {
+	s := rr.String()
+	h := rr.Header().String()
+	return strings.TrimPrefix(s, h)
+}
+
+// Changes lists the RRsets that differ between before and after, in canonical name order, then
+// by type. A nil before is an empty zone.
+func Changes(before, after map[Key][]string) []events.RecordChange {
+	keys := make([]Key, 0, len(after))
+	for k, a := range after {
+		if !slices.Equal(before[k], a) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b Key) int {
+		if c := Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return int(a.Type) - int(b.Type)
+	})
+	out := make([]events.RecordChange, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, events.RecordChange{Name: k.Name, Type: dns.TypeToString[k.Type], Before: before[k], After: after[k]})
+	}
+	return out
+}

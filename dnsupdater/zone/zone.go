@@ -1,0 +1,296 @@
+package zone
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/miekg/dns"
+)
+
+// Static is the part of the served zones that only the configuration decides: apex NS, glue,
+// edge hostnames and the zones' static records. Compile it once per configuration; Project
+// then adds the answers that follow the state.
+type Static struct {
+	cfg   *config.Config
+	zones []staticZone
+}
+
+type staticZone struct {
+	cfg *config.Zone
+	// names maps every canonical name of the zone to its static RRsets by type.
+	names map[string]map[uint16][]dns.RR
+	// apps are the indexes in cfg.Apps of the apps whose fqdn lies in this zone.
+	apps []int
+}
+
+// Zone is one served zone at one serial.
+type Zone struct {
+	// Name is the canonical apex, e.g. "demo.test.".
+	Name   string
+	Config *config.Zone
+	Serial uint32
+	// SOA is the apex SOA record at Serial.
+	SOA *dns.SOA
+	// Nodes holds every name of the zone, empty non-terminals included.
+	Nodes map[string]*Node
+}
+
+// Node is one name of a zone.
+type Node struct {
+	Name string
+	// RRsets are the records the configuration gives the name, by type.
+	RRsets map[uint16][]dns.RR
+	// App is the answer of the app whose fqdn this is, or nil.
+	App *AppAnswer
+	// AppTTL is the TTL of App's records.
+	AppTTL uint32
+}
+
+// Compile parses and checks the static part of the configuration's zones. Its errors name the
+// field they come from.
+func Compile(c *config.Config) (*Static, error) {
+	s := &Static{cfg: c}
+	var problems []string
+	for i := range c.Zones {
+		z := &c.Zones[i]
+		sz := staticZone{cfg: z, names: map[string]map[uint16][]dns.RR{}}
+		path := fmt.Sprintf("zones[%d]", i)
+		add := func(rr dns.RR) { addRR(sz.names, rr) }
+		add(&dns.SOA{Hdr: hdr(z.Name, dns.TypeSOA, z.TTL)})
+		for _, ns := range z.Nameservers {
+			add(&dns.NS{Hdr: hdr(z.Name, dns.TypeNS, z.TTL), Ns: ns.Name})
+			if ns.Address != "" && config.InZone(ns.Name, z.Name) {
+				if ip, err := netip.ParseAddr(ns.Address); err == nil {
+					add(addressRR(ns.Name, z.TTL, ip))
+				}
+			}
+		}
+		for _, e := range c.Edges {
+			if c.ZoneOf(e.Hostname) != z {
+				continue
+			}
+			if ip, err := netip.ParseAddr(e.Address); err == nil {
+				add(addressRR(e.Hostname, z.TTL, ip))
+			}
+		}
+		for j, text := range z.Records {
+			rr, err := parseRecord(text, z)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s.records[%d]: %v", path, j, err))
+				continue
+			}
+			add(rr)
+		}
+		for j := range c.Apps {
+			a := &c.Apps[j]
+			if c.ZoneOf(a.FQDN) != z {
+				continue
+			}
+			sz.apps = append(sz.apps, j)
+			if a.FQDN == z.Name && (len(a.Ingress) > 0 || a.PrimaryEdge != "") {
+				problems = append(problems, fmt.Sprintf("apps[%d].ingress: %q is the zone apex, where a CNAME cannot stand beside the SOA and NS records",
+					j, strings.TrimSuffix(a.FQDN, ".")))
+			}
+			var types []string
+			for t := range sz.names[a.FQDN] {
+				if a.FQDN != z.Name || (t != dns.TypeSOA && t != dns.TypeNS) {
+					types = append(types, dns.TypeToString[t])
+				}
+			}
+			if len(types) > 0 {
+				slices.Sort(types)
+				problems = append(problems, fmt.Sprintf("apps[%d].fqdn: %q already has %s records in zone %q; an app owns its name",
+					j, strings.TrimSuffix(a.FQDN, "."), strings.Join(types, ", "), strings.TrimSuffix(z.Name, ".")))
+			}
+		}
+		for name, sets := range sz.names {
+			if _, ok := sets[dns.TypeCNAME]; ok && len(sets) > 1 {
+				problems = append(problems, fmt.Sprintf("%s.records: %q has a CNAME and other records", path, strings.TrimSuffix(name, ".")))
+			}
+		}
+		s.zones = append(s.zones, sz)
+	}
+	if len(problems) > 0 {
+		return nil, &config.Error{File: "dns zones", Problems: problems}
+	}
+	return s, nil
+}
+
+// parseRecord reads one record in zone-file syntax, relative names taken from the zone.
+func parseRecord(text string, z *config.Zone) (dns.RR, error) {
+	zp := dns.NewZoneParser(strings.NewReader(text), z.Name, "")
+	zp.SetDefaultTTL(z.TTL)
+	rr, ok := zp.Next()
+	if err := zp.Err(); err != nil {
+		return nil, fmt.Errorf("parse %q: %w", text, err)
+	}
+	if !ok || rr == nil {
+		return nil, fmt.Errorf("%q holds no record", text)
+	}
+	if _, more := zp.Next(); more {
+		return nil, fmt.Errorf("%q holds more than one record", text)
+	}
+	rr.Header().Name = strings.ToLower(rr.Header().Name)
+	name := rr.Header().Name
+	if !config.InZone(name, z.Name) {
+		return nil, fmt.Errorf("%q lies outside zone %q", strings.TrimSuffix(name, "."), strings.TrimSuffix(z.Name, "."))
+	}
+	if strings.HasPrefix(name, "*.") {
+		return nil, fmt.Errorf("%q: wildcard records are not served; list the names", text)
+	}
+	switch rr.Header().Rrtype {
+	case dns.TypeSOA:
+		return nil, fmt.Errorf("%q: the SOA record is Detour's own", text)
+	case dns.TypeOPT, dns.TypeTSIG, dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR:
+		return nil, fmt.Errorf("%q: type %s cannot be a zone record", text, dns.TypeToString[rr.Header().Rrtype])
+	}
+	if rr.Header().Class != dns.ClassINET {
+		return nil, fmt.Errorf("%q: only class IN is served", text)
+	}
+	return rr, nil
+}
+
+func hdr(name string, t uint16, ttl uint32) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+}
+
+// addressRR is the A or AAAA record of ip at name.
+func addressRR(name string, ttl uint32, ip netip.Addr) dns.RR {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return &dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: ip.AsSlice()}
+	}
+	return &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, ttl), AAAA: ip.AsSlice()}
+}
+
+// AddressRRs are the A or AAAA records of addrs at name.
+func AddressRRs(name string, ttl uint32, addrs []netip.Addr) []dns.RR {
+	out := make([]dns.RR, 0, len(addrs))
+	for _, ip := range addrs {
+		out = append(out, addressRR(name, ttl, ip))
+	}
+	return out
+}
+
+func addRR(names map[string]map[uint16][]dns.RR, rr dns.RR) {
+	h := rr.Header()
+	sets := names[h.Name]
+	if sets == nil {
+		sets = map[uint16][]dns.RR{}
+		names[h.Name] = sets
+	}
+	for _, have := range sets[h.Rrtype] {
+		if dns.IsDuplicate(have, rr) {
+			return
+		}
+	}
+	sets[h.Rrtype] = append(sets[h.Rrtype], rr)
+}
+
+// Project returns every zone at the given state, with the serial serials holds for it.
+func (s *Static) Project(v *state.View, serials map[string]uint32) []*Zone {
+	out := make([]*Zone, 0, len(s.zones))
+	for i := range s.zones {
+		sz := &s.zones[i]
+		z := &Zone{Name: sz.cfg.Name, Config: sz.cfg, Serial: serials[sz.cfg.Name], Nodes: map[string]*Node{}}
+		z.SOA = &dns.SOA{
+			Hdr: hdr(z.Name, dns.TypeSOA, sz.cfg.TTL), Ns: sz.cfg.Nameservers[0].Name, Mbox: sz.cfg.Hostmaster,
+			Serial: z.Serial, Refresh: 3600, Retry: 600, Expire: 604800, Minttl: sz.cfg.NegativeTTL,
+		}
+		for name, sets := range sz.names {
+			n := z.node(name)
+			n.RRsets = sets
+			if name == z.Name {
+				withSOA := make(map[uint16][]dns.RR, len(sets))
+				for t, rrs := range sets {
+					withSOA[t] = rrs
+				}
+				withSOA[dns.TypeSOA] = []dns.RR{z.SOA}
+				n.RRsets = withSOA
+			}
+		}
+		for _, j := range sz.apps {
+			a := &s.cfg.Apps[j]
+			ans := Decide(s.cfg, a, v)
+			n := z.node(a.FQDN)
+			n.App, n.AppTTL = &ans, a.TTL
+		}
+		out = append(out, z)
+	}
+	return out
+}
+
+// node returns the node of name, creating it and its empty non-terminal ancestors.
+func (z *Zone) node(name string) *Node {
+	n, ok := z.Nodes[name]
+	if ok {
+		return n
+	}
+	n = &Node{Name: name}
+	z.Nodes[name] = n
+	for p := name; p != z.Name; {
+		_, rest, _ := strings.Cut(p, ".")
+		if rest == "" || !config.InZone(rest, z.Name) {
+			break
+		}
+		if _, ok := z.Nodes[rest]; !ok {
+			z.Nodes[rest] = &Node{Name: rest}
+		}
+		p = rest
+	}
+	return n
+}
+
+// Lookup returns the node of the canonical name, or nil.
+func (z *Zone) Lookup(name string) *Node { return z.Nodes[name] }
+
+// Records returns every RRset of the node: its static ones and, for an app, the CNAME or the
+// A and AAAA records of every address its answer may give (what a zone transfer carries).
+func (n *Node) Records() map[uint16][]dns.RR {
+	out := make(map[uint16][]dns.RR, len(n.RRsets)+2)
+	for t, rrs := range n.RRsets {
+		out[t] = rrs
+	}
+	if n.App == nil {
+		return out
+	}
+	if n.App.CNAME != "" {
+		out[dns.TypeCNAME] = []dns.RR{&dns.CNAME{Hdr: hdr(n.Name, dns.TypeCNAME, n.AppTTL), Target: n.App.CNAME}}
+		return out
+	}
+	if a := n.App.V4.Addresses(); len(a) > 0 {
+		out[dns.TypeA] = AddressRRs(n.Name, n.AppTTL, a)
+	}
+	if a := n.App.V6.Addresses(); len(a) > 0 {
+		out[dns.TypeAAAA] = AddressRRs(n.Name, n.AppTTL, a)
+	}
+	return out
+}
+
+// Empty reports whether the node has no records at all (an empty non-terminal).
+func (n *Node) Empty() bool { return len(n.Records()) == 0 }
+
+// Names returns the zone's names in canonical DNS order, the apex first.
+func (z *Zone) Names() []string {
+	names := make([]string, 0, len(z.Nodes))
+	for name := range z.Nodes {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return Compare(a, b) })
+	return names
+}
+
+// Compare orders canonical names as RFC 4034 §6.1 does: label by label from the right.
+func Compare(a, b string) int {
+	la, lb := dns.SplitDomainName(a), dns.SplitDomainName(b)
+	for i, j := len(la)-1, len(lb)-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
+		if c := strings.Compare(la[i], lb[j]); c != 0 {
+			return c
+		}
+	}
+	return len(la) - len(lb)
+}

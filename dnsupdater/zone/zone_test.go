@@ -1,0 +1,153 @@
+package zone
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/miekg/dns"
+)
+
+func TestCompileNamesEveryBadStaticRecordByItsPath(t *testing.T) {
+	c := parse(t, `
+zones:
+  - name: demo.test
+    records:
+      - "www 300 IN A 192.0.2.1"
+      - "www IN A not-an-address"
+      - "outside.example. IN A 192.0.2.2"
+      - "@ IN SOA ns1 host 1 2 3 4 5"
+      - "shop IN TXT hello"
+      - "alias IN CNAME www"
+      - "alias IN TXT clash"
+      - "*.wild IN A 192.0.2.3"
+apps:
+  - {name: shop, fqdn: shop.demo.test, pools: [{name: p, endpoints: [{address: "10.0.0.1:80"}]}]}
+`)
+	_, err := Compile(c)
+	var cerr *config.Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("want a *config.Error, got %v", err)
+	}
+	want := []string{
+		`zones[0].records[1]: parse "www IN A not-an-address"`,
+		`zones[0].records[2]: "outside.example" lies outside zone "demo.test"`,
+		`zones[0].records[3]: "@ IN SOA ns1 host 1 2 3 4 5": the SOA record is Detour's own`,
+		`zones[0].records[7]: "*.wild IN A 192.0.2.3": wildcard records are not served`,
+		`apps[0].fqdn: "shop.demo.test" already has TXT records in zone "demo.test"; an app owns its name`,
+		`zones[0].records: "alias.demo.test" has a CNAME and other records`,
+	}
+	if len(cerr.Problems) != len(want) {
+		t.Fatalf("want %d problems, got %d:\n%s", len(want), len(cerr.Problems), strings.Join(cerr.Problems, "\n"))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(cerr.Problems[i], w) {
+			t.Errorf("problem %d: want prefix %q, got %q", i, w, cerr.Problems[i])
+		}
+	}
+}
+
+func TestProjectServesApexGlueEdgesStaticRecordsAndEmptyNonTerminals(t *testing.T) {
+	c := parse(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 192.0.2.53}, {name: ns.other.example}]
+    records: ["txt.deep.demo.test. 60 IN TXT \"hi\""]
+edges: [{name: e1, region: west, hostname: e1.edge.demo.test, address: "2001:db8::e1"}]
+apps:
+  - {name: shop, fqdn: shop.demo.test, pools: [{name: p, endpoints: [{address: "10.0.0.1:80"}]}]}
+`)
+	s, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := s.Project(state.NewView(), map[string]uint32{"demo.test.": 7})[0]
+	if z.SOA.Serial != 7 || z.SOA.Ns != "ns1.demo.test." || z.SOA.Mbox != "hostmaster.demo.test." || z.SOA.Minttl != 5 {
+		t.Errorf("SOA: got %v", z.SOA)
+	}
+	want := []string{"demo.test.", "e1.edge.demo.test.", "edge.demo.test.", "ns1.demo.test.", "shop.demo.test.", "deep.demo.test.", "txt.deep.demo.test."}
+	slices.SortFunc(want, Compare)
+	if got := z.Names(); !slices.Equal(got, want) {
+		t.Errorf("names: want %v, got %v", want, got)
+	}
+	recs := func(name string, typ uint16) []string {
+		var out []string
+		for _, rr := range z.Lookup(name).Records()[typ] {
+			out = append(out, RData(rr))
+		}
+		return out
+	}
+	checks := []struct {
+		name string
+		typ  uint16
+		want []string
+	}{
+		{"demo.test.", dns.TypeNS, []string{"ns1.demo.test.", "ns.other.example."}},
+		{"ns1.demo.test.", dns.TypeA, []string{"192.0.2.53"}},
+		{"e1.edge.demo.test.", dns.TypeAAAA, []string{"2001:db8::e1"}},
+		{"shop.demo.test.", dns.TypeA, []string{"10.0.0.1"}},
+		{"txt.deep.demo.test.", dns.TypeTXT, []string{`"hi"`}},
+	}
+	for _, ck := range checks {
+		if got := recs(ck.name, ck.typ); !slices.Equal(got, ck.want) {
+			t.Errorf("%s %s: want %v, got %v", ck.name, dns.TypeToString[ck.typ], ck.want, got)
+		}
+	}
+	if !z.Lookup("deep.demo.test.").Empty() || !z.Lookup("edge.demo.test.").Empty() {
+		t.Errorf("deep.demo.test and edge.demo.test: want empty non-terminals")
+	}
+}
+
+func TestChangesListsReplacedAddedAndRemovedRRsetsInOrder(t *testing.T) {
+	before := map[Key][]string{
+		{"a.demo.test.", dns.TypeA}: {"10.0.0.1"},
+		{"b.demo.test.", dns.TypeA}: {"10.0.0.2"},
+		{"c.demo.test.", dns.TypeA}: {"10.0.0.3"},
+	}
+	after := map[Key][]string{
+		{"a.demo.test.", dns.TypeA}:     {"10.0.0.9"},
+		{"b.demo.test.", dns.TypeA}:     {"10.0.0.2"},
+		{"c.demo.test.", dns.TypeCNAME}: {"a.demo.test."},
+	}
+	got := Changes(before, after)
+	want := []events.RecordChange{
+		{Name: "a.demo.test.", Type: "A", Before: []string{"10.0.0.1"}, After: []string{"10.0.0.9"}},
+		{Name: "c.demo.test.", Type: "A", Before: []string{"10.0.0.3"}},
+		{Name: "c.demo.test.", Type: "CNAME", After: []string{"a.demo.test."}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("want %+v, got %+v", want, got)
+	}
+	for i := range want {
+		if got[i].Name != want[i].Name || got[i].Type != want[i].Type || !slices.Equal(got[i].Before, want[i].Before) || !slices.Equal(got[i].After, want[i].After) {
+			t.Errorf("change %d: want %+v, got %+v", i, want[i], got[i])
+		}
+	}
+}
+
+func TestAnAppMayAnswerAtTheApexButNotWithACNAME(t *testing.T) {
+	c := parse(t, `
+zones: [{name: demo.test}]
+edges: [{name: e1, region: west, hostname: e1.demo.test, address: 10.9.0.1}]
+apps:
+  - {name: apex, fqdn: demo.test, pools: [{name: p, endpoints: [{address: "10.0.0.1:80"}]}]}
+`)
+	s, err := Compile(c)
+	if err != nil {
+		t.Fatalf("an address app at the apex: %v", err)
+	}
+	n := s.Project(state.NewView(), nil)[0].Lookup("demo.test.")
+	recs := n.Records()
+	if len(recs[dns.TypeA]) != 1 || len(recs[dns.TypeSOA]) != 1 || len(recs[dns.TypeNS]) != 1 {
+		t.Errorf("apex: want A, SOA and NS, got %v", recs)
+	}
+	c.Apps[0].Ingress = []string{"e1"}
+	_, err = Compile(c)
+	if err == nil || !strings.Contains(err.Error(), `apps[0].ingress: "demo.test" is the zone apex`) {
+		t.Errorf("an ingress app at the apex: want an error naming apps[0].ingress, got %v", err)
+	}
+}

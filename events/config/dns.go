@@ -1,0 +1,82 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// DNS sets how Detour's authoritative servers behave.
+type DNS struct {
+	// RateLimit is response rate limiting per client prefix (UDP only).
+	RateLimit RateLimit `yaml:"rate_limit,omitempty"`
+}
+
+// RateLimit limits the UDP responses sent to one client prefix, so that Detour cannot be used to
+// amplify a spoofed flood (like BIND's and NSD's response rate limiting).
+type RateLimit struct {
+	// ResponsesPerSecond each client prefix may receive. Default 200; 0 turns limiting off.
+	ResponsesPerSecond *int `yaml:"responses_per_second,omitempty"`
+	// Slip: every slip-th limited response is sent truncated (TC=1) instead of dropped, so real
+	// clients retry over TCP. Default 2; 0 drops every limited response.
+	Slip *int `yaml:"slip,omitempty"`
+	// IPv4Prefix is the prefix length that groups IPv4 clients. Default 24.
+	IPv4Prefix int `yaml:"ipv4_prefix,omitempty"`
+	// IPv6Prefix is the prefix length that groups IPv6 clients. Default 56.
+	IPv6Prefix int `yaml:"ipv6_prefix,omitempty"`
+	// Exempt lists addresses or CIDRs never limited. Default: loopback (127.0.0.0/8, ::1).
+	Exempt []string `yaml:"exempt,omitempty"`
+}
+
+func (d *DNS) applyDefaults() {
+	rl := &d.RateLimit
+	if rl.ResponsesPerSecond == nil {
+		v := 200
+		rl.ResponsesPerSecond = &v
+	}
+	if rl.Slip == nil {
+		v := 2
+		rl.Slip = &v
+	}
+	if rl.IPv4Prefix == 0 {
+		rl.IPv4Prefix = 24
+	}
+	if rl.IPv6Prefix == 0 {
+		rl.IPv6Prefix = 56
+	}
+	if rl.Exempt == nil {
+		rl.Exempt = []string{"127.0.0.0/8", "::1/128"}
+	}
+}
+
+func (d *DNS) validate(p *problems, path string) {
+	rl := &d.RateLimit
+	path += ".rate_limit"
+	if rl.ResponsesPerSecond != nil && *rl.ResponsesPerSecond < 0 {
+		p.add(path+".responses_per_second", "must not be negative, got %d", *rl.ResponsesPerSecond)
+	}
+	if rl.Slip != nil && (*rl.Slip < 0 || *rl.Slip > 10) {
+		p.add(path+".slip", "want 0 to 10, got %d", *rl.Slip)
+	}
+	if rl.IPv4Prefix < 0 || rl.IPv4Prefix > 32 {
+		p.add(path+".ipv4_prefix", "want 1 to 32, got %d", rl.IPv4Prefix)
+	}
+	if rl.IPv6Prefix < 0 || rl.IPv6Prefix > 128 {
+		p.add(path+".ipv6_prefix", "want 1 to 128, got %d", rl.IPv6Prefix)
+	}
+	for i, s := range rl.Exempt {
+		if _, err := parsePrefix(s); err != nil {
+			p.add(fmt.Sprintf("%s.exempt[%d]", path, i), "want an IP address or CIDR, got %q", s)
+		}
+	}
+}
+
+// ExemptPrefixes returns the parsed exempt list of a validated configuration.
+func (rl *RateLimit) ExemptPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(rl.Exempt))
+	for _, s := range rl.Exempt {
+		if pr, err := parsePrefix(s); err == nil {
+			out = append(out, pr.Masked())
+		}
+	}
+	return out
+}

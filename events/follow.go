@@ -1,0 +1,23 @@
+package events
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// FollowHeartbeat is the idle heartbeat Detour's followers ask of JetStream. A follower whose
+// consumer lived on a server that died notices after two missed heartbeats and re-creates it
+// elsewhere; nats.go's default (5 s) would leave DNS answers and decisions stale for ten seconds.
+const FollowHeartbeat = 500 * time.Millisecond
+
+// FollowOptions are the pull options for every long-lived consumer that follows a stream
+// (Messages and Consume), so that losing a JetStream node costs about a second, not ten.
+func FollowOptions() []jetstream.PullMessagesOpt {
+	return []jetstream.PullMessagesOpt{jetstream.PullHeartbeat(FollowHeartbeat), jetstream.PullExpiry(5 * time.Second)}
+}
+
+// FollowConsumeOptions are FollowOptions for Consume.
+func FollowConsumeOptions() []jetstream.PullConsumeOpt {
+	return []jetstream.PullConsumeOpt{jetstream.PullHeartbeat(FollowHeartbeat), jetstream.PullExpiry(5 * time.Second)}
+}

@@ -1,0 +1,227 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	dockernetwork "github.com/docker/docker/api/types/network"
+	"github.com/miekg/dns"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// image is the tag TestMain builds from deployments/Dockerfile.
+const image = "detour:integration"
+
+func TestMain(m *testing.M) {
+	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true") // Ryuk needs an image pull
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		fmt.Println("integration: no Docker engine answers (`docker info` failed); skipping the suites")
+		os.Exit(0)
+	}
+	if err := buildImage(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: build image:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// repoRoot is the repository's top directory.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// buildImage builds the static binaries and the FROM-scratch image, as `task image` does.
+func buildImage() error {
+	root := repoRoot()
+	ctxDir, err := os.MkdirTemp("", "detour-image-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(ctxDir)
+	steps := [][]string{
+		{"go", "build", "-trimpath", "-o", filepath.Join(ctxDir, "detour"), "./services/cmd/detour"},
+		{"cp", filepath.Join(ctxDir, "detour"), detourBin},
+		{"go", "build", "-trimpath", "-o", filepath.Join(ctxDir, "nats-server"), "github.com/nats-io/nats-server/v2"},
+		{"cp", "/etc/ssl/certs/ca-certificates.crt", ctxDir},
+		{"docker", "build", "-q", "-t", image, "-f", filepath.Join(root, "deployments", "Dockerfile"), ctxDir},
+	}
+	for _, s := range steps {
+		cmd := exec.Command(s[0], s[1:]...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK="+filepath.Join(root, "go.work"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(s, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// cluster is a Docker network with Detour's containers on it, reached from the test by their IPs.
+type cluster struct {
+	t   *testing.T
+	ctx context.Context
+	net *testcontainers.DockerNetwork
+	// prefix is the network's first three octets: fixed addresses are prefix.2 to prefix.127,
+	// Docker hands out the upper half.
+	prefix string
+	all    map[string]testcontainers.Container
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	ctx := context.Background()
+	// A subnet of our own for this run, so fixed addresses survive container restarts.
+	prefix := fmt.Sprintf("172.29.%d", 1+os.Getpid()%250)
+	n, err := network.New(ctx, network.WithIPAM(&dockernetwork.IPAM{Config: []dockernetwork.IPAMConfig{{
+		Subnet: prefix + ".0/24", IPRange: prefix + ".128/25", Gateway: prefix + ".1",
+	}}}))
+	if err != nil {
+		t.Fatalf("create network: %v", err)
+	}
+	c := &cluster{t: t, ctx: ctx, net: n, prefix: prefix, all: map[string]testcontainers.Container{}}
+	t.Cleanup(func() {
+		for name, ctr := range c.all {
+			if t.Failed() {
+				c.dumpLogs(name, ctr)
+			}
+			_ = ctr.Terminate(ctx)
+		}
+		_ = n.Remove(ctx)
+	})
+	return c
+}
+
+func (c *cluster) dumpLogs(name string, ctr testcontainers.Container) {
+	r, err := ctr.Logs(c.ctx)
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(r)
+	if len(b) > 8<<10 {
+		b = b[len(b)-8<<10:]
+	}
+	c.t.Logf("--- logs of %s (last 8 KiB) ---\n%s", name, b)
+}
+
+// run starts a container named name from the Detour image with the given entrypoint,
+// arguments and environment, files copied in (host path → container path), and waits for it by the given strategy (nil: started).
+func (c *cluster) run(name string, entrypoint, args []string, env, files map[string]string, w wait.Strategy) testcontainers.Container {
+	c.t.Helper()
+	return c.runAt("", name, entrypoint, args, env, files, w)
+}
+
+// runAt is run with the fixed address ip ("" for one Docker picks).
+func (c *cluster) runAt(ip, name string, entrypoint, args []string, env, files map[string]string, w wait.Strategy) testcontainers.Container {
+	c.t.Helper()
+	req := testcontainers.ContainerRequest{
+		Name: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()), Image: image,
+		Entrypoint: entrypoint, Cmd: args,
+		Networks: []string{c.net.Name}, NetworkAliases: map[string][]string{c.net.Name: {name}},
+		Env: env, WaitingFor: w, User: "0:0",
+	}
+	if ip != "" {
+		req.EndpointSettingsModifier = func(m map[string]*dockernetwork.EndpointSettings) {
+			m[c.net.Name].IPAMConfig = &dockernetwork.EndpointIPAMConfig{IPv4Address: ip}
+		}
+	}
+	for host, ctr := range files {
+		req.Files = append(req.Files, testcontainers.ContainerFile{HostFilePath: host, ContainerFilePath: ctr, FileMode: 0o644})
+	}
+	ctr, err := testcontainers.GenericContainer(c.ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
+	if err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	c.all[name] = ctr
+	return ctr
+}
+
+func (c *cluster) ip(name string) string {
+	c.t.Helper()
+	ip, err := c.all[name].ContainerIP(c.ctx)
+	if err != nil || ip == "" {
+		c.t.Fatalf("ip of %s: %q, %v", name, ip, err)
+	}
+	return ip
+}
+
+// stop stops a container as a crash or a power cut would look to the others.
+func (c *cluster) kill(name string) {
+	c.t.Helper()
+	timeout := time.Duration(0)
+	if err := c.all[name].Stop(c.ctx, &timeout); err != nil {
+		c.t.Fatalf("kill %s: %v", name, err)
+	}
+}
+
+func (c *cluster) start(name string) {
+	c.t.Helper()
+	if err := c.all[name].Start(c.ctx); err != nil {
+		c.t.Fatalf("restart %s: %v", name, err)
+	}
+}
+
+// natsCluster starts three JetStream nodes with the deployment's per-role users.
+func (c *cluster) natsCluster() {
+	dir := filepath.Join(repoRoot(), "deployments", "nats")
+	files := map[string]string{filepath.Join(dir, "nats.conf"): "/etc/nats/nats.conf", filepath.Join(dir, "accounts.conf"): "/etc/nats/accounts.conf"}
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("nats-%d", i)
+		c.run(name, []string{"/usr/local/bin/nats-server"}, []string{"-c", "/etc/nats/nats.conf"},
+			map[string]string{"NATS_NAME": name}, files, wait.ForLog("Server is ready"))
+	}
+}
+
+// natsURL is the URL a role uses to reach the cluster as user.
+func natsURL(user string) string {
+	var urls []string
+	for i := 1; i <= 3; i++ {
+		urls = append(urls, fmt.Sprintf("nats://%s:%s-demo@nats-%d:4222", user, user, i))
+	}
+	return strings.Join(urls, ",")
+}
+
+// answer asks server for name A over UDP and returns the sorted addresses, or an error text.
+func answer(server, name string) []string {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(m, server)
+	if err != nil {
+		return []string{"error: " + err.Error()}
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// eventually polls cond every 50ms until it holds or within passes.
+func eventually(t *testing.T, within time.Duration, cond func() bool, msg string, args ...any) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("not within %s: "+msg, append([]any{within}, args...)...)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}

@@ -1,0 +1,169 @@
+package prober
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+// Error classes: short, stable words a result carries when a check fails.
+const (
+	ClassTimeout     = "timeout"     // no answer within the check's timeout
+	ClassRefused     = "refused"     // the port is closed (TCP RST or ICMP port unreachable)
+	ClassReset       = "reset"       // the peer reset an established connection
+	ClassUnreachable = "unreachable" // no route to the host or network
+	ClassClosed      = "closed"      // the peer closed the connection before answering
+	ClassTLS         = "tls"         // handshake or certificate verification failed
+	ClassStatus      = "status"      // an HTTP status outside the expected ranges
+	ClassBody        = "body"        // the body lacks the expected string
+	ClassExpect      = "expect"      // a tcp check read something other than expect
+	ClassDNS         = "dns"         // a DNS answer with the wrong rcode or without the expected data
+	ClassProtocol    = "protocol"    // the peer answered with something that is not the protocol
+	ClassPermission  = "permission"  // the prober may not open the socket (icmp)
+	ClassError       = "error"       // anything else; the result's error says what
+)
+
+// bodyLimit is how much of an HTTP body a body_contains check reads.
+const bodyLimit = 5120
+
+// Target is one endpoint checked with its app's check.
+type Target struct {
+	App      string
+	Pool     string
+	Endpoint string
+	// Address is the endpoint's ip:port from the configuration.
+	Address string
+	// Dial is the ip:port the check connects to: Address with the check's port, if it sets one.
+	Dial  netip.AddrPort
+	Check config.Check
+}
+
+// Key identifies the target within a region: "app/pool/endpoint". Sharding and scheduling hash it.
+func (t Target) Key() string { return t.App + "/" + t.Pool + "/" + t.Endpoint }
+
+// Targets lists every endpoint of every app of a validated configuration with its check.
+func Targets(c *config.Config) []Target {
+	var ts []Target
+	for _, a := range c.Apps {
+		for _, p := range a.Pools {
+			for i := range p.Endpoints {
+				e := &p.Endpoints[i]
+				dial := e.AddrPort()
+				if a.Check.Port != 0 {
+					dial = netip.AddrPortFrom(dial.Addr(), uint16(a.Check.Port))
+				}
+				ts = append(ts, Target{App: a.Name, Pool: p.Name, Endpoint: e.Name, Address: e.Address, Dial: dial, Check: a.Check})
+			}
+		}
+	}
+	return ts
+}
+
+// Outcome is what one run of a check found.
+type Outcome struct {
+	OK      bool
+	Latency time.Duration
+	// Class is one of the Class* constants when OK is false.
+	Class string
+	// Err describes the failure for a person.
+	Err            string
+	HTTPStatus     int
+	CertExpiryDays *float64
+}
+
+func failure(class string, err error) Outcome {
+	return Outcome{Class: class, Err: err.Error()}
+}
+
+// checker runs one target's check. Implementations are safe for concurrent use.
+type checker interface {
+	run(ctx context.Context) Outcome
+}
+
+// newChecker prepares the check of t; the error names what in the check cannot be run.
+func newChecker(t Target, shared *sharedTransports) (checker, error) {
+	switch t.Check.Type {
+	case config.CheckHTTP, config.CheckHTTPS:
+		return newHTTPChecker(t, shared)
+	case config.CheckTCP:
+		return newTCPChecker(t), nil
+	case config.CheckICMP:
+		return newICMPChecker(t), nil
+	case config.CheckDNS:
+		return newDNSChecker(t)
+	}
+	return nil, fmt.Errorf("check.type: unknown check type %q", t.Check.Type)
+}
+
+// Probe runs t's check once, bounded by the check's timeout, and reports what it found: the
+// single-shot form of what a worker does on every interval.
+func Probe(ctx context.Context, t Target) Outcome {
+	c, err := newChecker(t, newSharedTransports())
+	if err != nil {
+		return failure(ClassError, err)
+	}
+	return timed(ctx, c, t.Check.Timeout.D(), time.Now)
+}
+
+// timed runs c under the timeout and stamps the latency from now.
+func timed(ctx context.Context, c checker, timeout time.Duration, now func() time.Time) Outcome {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := now()
+	o := c.run(ctx)
+	o.Latency = now().Sub(start)
+	if !o.OK && o.Class == "" {
+		o.Class = ClassError
+	}
+	return o
+}
+
+// classify maps an error from the network stack to a class.
+func classify(err error) string {
+	var (
+		netErr      net.Error
+		certErr     *tls.CertificateVerificationError
+		unknownAuth x509.UnknownAuthorityError
+		hostErr     x509.HostnameError
+		invalidErr  x509.CertificateInvalidError
+		recordErr   tls.RecordHeaderError
+		alertErr    tls.AlertError
+		echErr      *tls.ECHRejectionError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return ClassTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ClassRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+		return ClassReset
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+		return ClassUnreachable
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return ClassPermission
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr),
+		errors.As(err, &invalidErr), errors.As(err, &recordErr), errors.As(err, &alertErr), errors.As(err, &echErr):
+		return ClassTLS
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return ClassClosed
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return ClassTimeout
+	}
+	return ClassError
+}
+
+// hostPort formats an address for a URL or a dial.
+func hostPort(ap netip.AddrPort) string {
+	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
+}

@@ -1,0 +1,97 @@
+package prober
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// dnsChecker asks the endpoint one question and judges the rcode and, optionally, the answer.
+type dnsChecker struct {
+	addr      string
+	question  dns.Question
+	rcode     int
+	rcodeName string
+	answer    string
+}
+
+func newDNSChecker(t Target) (*dnsChecker, error) {
+	k := t.Check
+	qtype, ok := dns.StringToType[strings.ToUpper(k.QueryType)]
+	if !ok {
+		return nil, fmt.Errorf("check.query_type: unknown type %q", k.QueryType)
+	}
+	rcodeName := strings.ToUpper(k.ExpectRcode)
+	if rcodeName == "" {
+		rcodeName = "NOERROR"
+	}
+	rcode, ok := dns.StringToRcode[rcodeName]
+	if !ok {
+		return nil, fmt.Errorf("check.expect_rcode: unknown rcode %q", k.ExpectRcode)
+	}
+	if _, ok := dns.IsDomainName(k.Query); !ok || k.Query == "" {
+		return nil, fmt.Errorf("check.query: %q is not a domain name", k.Query)
+	}
+	return &dnsChecker{
+		addr:      hostPort(t.Dial),
+		question:  dns.Question{Name: dns.Fqdn(k.Query), Qtype: qtype, Qclass: dns.ClassINET},
+		rcode:     rcode,
+		rcodeName: rcodeName,
+		answer:    k.ExpectAnswer,
+	}, nil
+}
+
+func (c *dnsChecker) run(ctx context.Context) Outcome {
+	q := new(dns.Msg)
+	q.Id = dns.Id()
+	q.RecursionDesired = false
+	q.Question = []dns.Question{c.question}
+	q.SetEdns0(1232, false)
+	resp, err := c.exchange(ctx, "udp", q)
+	if err == nil && resp.Truncated {
+		resp, err = c.exchange(ctx, "tcp", q)
+	}
+	if err != nil {
+		return failure(classifyDNS(err), err)
+	}
+	if resp.Rcode != c.rcode {
+		return failure(ClassDNS, fmt.Errorf("rcode %s, want %s", dns.RcodeToString[resp.Rcode], c.rcodeName))
+	}
+	if c.answer != "" && !answerHas(resp.Answer, c.answer) {
+		return failure(ClassDNS, fmt.Errorf("no answer record holds %q (%d records)", c.answer, len(resp.Answer)))
+	}
+	return Outcome{OK: true}
+}
+
+func (c *dnsChecker) exchange(ctx context.Context, network string, q *dns.Msg) (*dns.Msg, error) {
+	cl := &dns.Client{Net: network, UDPSize: 1232}
+	resp, _, err := cl.ExchangeContext(ctx, q, c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("ask %s over %s: %w", c.addr, network, err)
+	}
+	return resp, nil
+}
+
+// answerHas reports whether want occurs in the data of any record (the text after the header).
+func answerHas(rrs []dns.RR, want string) bool {
+	for _, rr := range rrs {
+		data := strings.TrimPrefix(rr.String(), rr.Header().String())
+		if strings.Contains(data, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// classifyDNS adds the DNS client's own failures to classify's.
+func classifyDNS(err error) string {
+	if cl := classify(err); cl != ClassError {
+		return cl
+	}
+	if strings.Contains(err.Error(), "dns: ") {
+		return ClassProtocol
+	}
+	return ClassError
+}

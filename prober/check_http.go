@@ -1,0 +1,195 @@
+package prober
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+// sharedTransports hands out one HTTP transport per distinct TLS setting, shared by every http(s)
+// check that uses it. Keep-alives are off: every check opens a new connection, as a new client
+// would, so a listener that stopped accepting is seen at once.
+type sharedTransports struct {
+	mu sync.Mutex
+	m  map[tlsKey]*http.Transport
+}
+
+type tlsKey struct {
+	serverName string
+	insecure   bool
+}
+
+func newSharedTransports() *sharedTransports {
+	return &sharedTransports{m: map[tlsKey]*http.Transport{}}
+}
+
+func (s *sharedTransports) get(k tlsKey) *http.Transport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.m[k]; ok {
+		return t
+	}
+	t := &http.Transport{
+		DialContext:       dialLiteral,
+		DisableKeepAlives: true,
+		// The check's context bounds everything; these only guard against a context without one.
+		TLSHandshakeTimeout:   30 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		TLSClientConfig: &tls.Config{
+			ServerName:         k.serverName,
+			InsecureSkipVerify: k.insecure, //nolint:gosec // the user's explicit choice, off by default
+			MinVersion:         tls.VersionTLS12,
+		},
+		MaxResponseHeaderBytes: 64 << 10,
+		ForceAttemptHTTP2:      false,
+	}
+	s.m[k] = t
+	return t
+}
+
+// dialLiteral connects to an ip:port without the resolver: check addresses are always literals.
+func dialLiteral(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: -1}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return d.DialContext(ctx, network, addr)
+	}
+	return d.DialTCP(ctx, network, netip.AddrPort{}, ap)
+}
+
+type statusRange struct{ lo, hi int }
+
+type httpChecker struct {
+	client   *http.Client
+	method   string
+	url      string
+	host     string
+	headers  http.Header
+	expect   []statusRange
+	expectSt string
+	contains string
+}
+
+func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
+	k := t.Check
+	scheme := "http"
+	var tk tlsKey
+	if k.Type == config.CheckHTTPS {
+		scheme = "https"
+		tk = tlsKey{serverName: k.ServerName, insecure: k.InsecureSkipVerify}
+		if tk.serverName == "" {
+			tk.serverName = k.Host
+		}
+	}
+	c := &httpChecker{
+		client: &http.Client{
+			Transport: shared.get(tk),
+			// A health check judges the answer it gets, as Route 53 and HAProxy do: a redirect is
+			// a status like any other.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		method:   k.Method,
+		url:      scheme + "://" + hostPort(t.Dial) + k.Path,
+		host:     k.Host,
+		headers:  http.Header{},
+		expectSt: strings.Join(k.ExpectStatus, ","),
+		contains: k.BodyContains,
+	}
+	if c.method == "" {
+		c.method = http.MethodGet
+	}
+	for name, v := range k.Headers {
+		c.headers.Set(name, v)
+	}
+	if c.headers.Get("User-Agent") == "" {
+		c.headers.Set("User-Agent", "detour-prober/1")
+	}
+	for i, s := range k.ExpectStatus {
+		lo, hi, err := config.ParseStatusRange(s)
+		if err != nil {
+			return nil, fmt.Errorf("check.expect_status[%d]: %w", i, err)
+		}
+		c.expect = append(c.expect, statusRange{lo, hi})
+	}
+	if len(c.expect) == 0 {
+		c.expect = []statusRange{{200, 399}}
+		c.expectSt = "200-399"
+	}
+	if _, err := http.NewRequest(c.method, c.url, nil); err != nil {
+		return nil, fmt.Errorf("check: build request: %w", err)
+	}
+	return c, nil
+}
+
+func (c *httpChecker) run(ctx context.Context) Outcome {
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, nil)
+	if err != nil {
+		return failure(ClassError, err)
+	}
+	req.Header = c.headers.Clone()
+	if c.host != "" {
+		req.Host = c.host
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return failure(classifyHTTP(err), err)
+	}
+	defer resp.Body.Close()
+	o := Outcome{HTTPStatus: resp.StatusCode}
+	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+		days := time.Until(resp.TLS.PeerCertificates[0].NotAfter).Hours() / 24
+		o.CertExpiryDays = &days
+	}
+	if !c.statusOK(resp.StatusCode) {
+		o.Class, o.Err = ClassStatus, fmt.Sprintf("status %d, want %s", resp.StatusCode, c.expectSt)
+		return o
+	}
+	if c.contains != "" {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, bodyLimit))
+		if err != nil && len(body) < len(c.contains) {
+			o.Class, o.Err = classifyHTTP(err), fmt.Sprintf("read body: %v", err)
+			return o
+		}
+		if !strings.Contains(string(body), c.contains) {
+			o.Class, o.Err = ClassBody, fmt.Sprintf("the first %d bytes of the body lack %q", bodyLimit, c.contains)
+			return o
+		}
+	}
+	o.OK = true
+	return o
+}
+
+func (c *httpChecker) statusOK(code int) bool {
+	for _, r := range c.expect {
+		if code >= r.lo && code <= r.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// classifyHTTP adds the HTTP client's own failures to classify's.
+func classifyHTTP(err error) string {
+	if cl := classify(err); cl != ClassError {
+		return cl
+	}
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "server gave HTTP response to HTTPS client"):
+		return ClassTLS
+	case strings.Contains(s, "malformed HTTP"):
+		return ClassProtocol
+	case strings.Contains(s, "EOF"):
+		return ClassClosed
+	}
+	return ClassError
+}

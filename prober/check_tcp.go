@@ -1,0 +1,88 @@
+package prober
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// tcpChecker connects, and when the check says so writes Send and reads until Expect appears.
+type tcpChecker struct {
+	addr   netip.AddrPort
+	send   []byte
+	expect []byte
+	dialer net.Dialer
+}
+
+func newTCPChecker(t Target) *tcpChecker {
+	return &tcpChecker{
+		addr:   t.Dial,
+		send:   []byte(t.Check.Send),
+		expect: []byte(t.Check.Expect),
+		dialer: net.Dialer{KeepAlive: -1},
+	}
+}
+
+func (c *tcpChecker) run(ctx context.Context) Outcome {
+	conn, err := c.dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, c.addr)
+	if err != nil {
+		return failure(classify(err), err)
+	}
+	defer abort(conn)
+	if len(c.send) == 0 && len(c.expect) == 0 {
+		return Outcome{OK: true}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if err := conn.SetDeadline(dl); err != nil {
+			return failure(ClassError, fmt.Errorf("set deadline: %w", err))
+		}
+	}
+	if len(c.send) > 0 {
+		if _, err := conn.Write(c.send); err != nil {
+			return failure(classify(err), fmt.Errorf("send: %w", err))
+		}
+	}
+	if len(c.expect) == 0 {
+		return Outcome{OK: true}
+	}
+	return c.readExpect(conn)
+}
+
+// readExpect reads until expect occurs within the first bodyLimit bytes.
+func (c *tcpChecker) readExpect(conn *net.TCPConn) Outcome {
+	buf := make([]byte, 0, 512)
+	chunk := make([]byte, 512)
+	for len(buf) < bodyLimit {
+		n, err := conn.Read(chunk[:min(len(chunk), bodyLimit-len(buf))])
+		buf = append(buf, chunk[:n]...)
+		if bytes.Contains(buf, c.expect) {
+			return Outcome{OK: true}
+		}
+		if err != nil {
+			cl := classify(err)
+			if len(buf) > 0 && (cl == ClassTimeout || cl == ClassClosed) {
+				return failure(ClassExpect, fmt.Errorf("read %q, want %q", clip(buf), c.expect))
+			}
+			return failure(cl, fmt.Errorf("read reply: %w", err))
+		}
+	}
+	return failure(ClassExpect, fmt.Errorf("the first %d bytes lack %q", bodyLimit, c.expect))
+}
+
+// abort closes a check's connection with a reset, as HAProxy's checks do: the peer learns at
+// once that nothing follows, and neither side keeps the socket in TIME_WAIT, which at thousands
+// of checks a second would fill the port and socket tables.
+func abort(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
+
+// clip shortens what a peer sent for an error message.
+func clip(b []byte) []byte {
+	if len(b) > 64 {
+		return append(b[:64:64], "..."...)
+	}
+	return b
+}

@@ -1,0 +1,377 @@
+package prober
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+// target builds a target of check type kind against addr with a 1s timeout, then applies edit.
+func target(t *testing.T, kind, addr string, edit func(*config.Check)) Target {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatalf("parse %q: %v", addr, err)
+	}
+	k := config.Check{Type: kind, Path: "/", Interval: config.Duration(2 * time.Second), Timeout: config.Duration(time.Second)}
+	if edit != nil {
+		edit(&k)
+	}
+	if k.Port != 0 {
+		ap = netip.AddrPortFrom(ap.Addr(), uint16(k.Port))
+	}
+	return Target{App: "shop", Pool: "west", Endpoint: "a", Address: addr, Dial: ap, Check: k}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// tcpServer accepts connections on loopback and hands each to serve.
+func tcpServer(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { defer c.Close(); serve(c) })
+		}
+	})
+	return l.Addr().String()
+}
+
+// resetConn closes c with an RST instead of a FIN.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+type checkCase struct {
+	name      string
+	target    Target
+	wantOK    bool
+	wantClass string
+	wantErr   string
+}
+
+func runCases(t *testing.T, cases []checkCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Probe(context.Background(), tc.target)
+			if o.OK != tc.wantOK || o.Class != tc.wantClass {
+				t.Fatalf("outcome = ok %v class %q (%s), want ok %v class %q", o.OK, o.Class, o.Err, tc.wantOK, tc.wantClass)
+			}
+			if !strings.Contains(o.Err, tc.wantErr) {
+				t.Errorf("error %q does not mention %q", o.Err, tc.wantErr)
+			}
+			// A check that cannot be built does not run, so it takes no time.
+			if ran := tc.wantClass != ClassError; ran && (o.Latency <= 0 || o.Latency > 3*time.Second) {
+				t.Errorf("latency %s is not the time the check took", o.Latency)
+			}
+		})
+	}
+}
+
+func TestHTTPCheckOutcomes(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		lastHost string
+		lastHdr  string
+		lastMeth string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		lastHost, lastHdr, lastMeth = r.Host, r.Header.Get("X-Probe"), r.Method
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/healthz":
+			fmt.Fprint(w, "status: ok")
+		case "/unavailable":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/moved":
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		case "/late-marker":
+			fmt.Fprint(w, strings.Repeat("x", bodyLimit)+"status: ok")
+		case "/slow":
+			<-r.Context().Done()
+		case "/hangup":
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close()
+		case "/reset":
+			c, _, _ := w.(http.Hijacker).Hijack()
+			resetConn(c)
+		case "/garbage":
+			c, buf, _ := w.(http.Hijacker).Hijack()
+			buf.WriteString("SMTP READY\r\n\r\n")
+			buf.Flush()
+			c.Close()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	path := func(p string) func(*config.Check) { return func(k *config.Check) { k.Path = p } }
+	runCases(t, []checkCase{
+		{name: "a 200 passes", target: target(t, "http", addr, path("/healthz")), wantOK: true},
+		{name: "a 503 fails with status", target: target(t, "http", addr, path("/unavailable")),
+			wantClass: ClassStatus, wantErr: "status 503, want 200-399"},
+		{name: "a status outside the expected ranges fails", target: target(t, "http", addr, func(k *config.Check) {
+			k.Path = "/healthz"
+			k.ExpectStatus = []string{"204", "300-399"}
+		}), wantClass: ClassStatus, wantErr: "status 200, want 204,300-399"},
+		{name: "a redirect is judged, not followed", target: target(t, "http", addr, func(k *config.Check) {
+			k.Path = "/moved"
+			k.ExpectStatus = []string{"200"}
+		}), wantClass: ClassStatus, wantErr: "status 302"},
+		{name: "the body holding the string passes", target: target(t, "http", addr, func(k *config.Check) {
+			k.Path = "/healthz"
+			k.BodyContains = "status: ok"
+		}), wantOK: true},
+		{name: "a body without the string fails with body", target: target(t, "http", addr, func(k *config.Check) {
+			k.Path = "/healthz"
+			k.BodyContains = "status: degraded"
+		}), wantClass: ClassBody, wantErr: `lack "status: degraded"`},
+		{name: "the string beyond the first 5120 bytes does not count", target: target(t, "http", addr, func(k *config.Check) {
+			k.Path = "/late-marker"
+			k.BodyContains = "status: ok"
+		}), wantClass: ClassBody, wantErr: "first 5120 bytes"},
+		{name: "a closed port fails with refused", target: target(t, "http", closedPort(t), nil),
+			wantClass: ClassRefused, wantErr: "connection refused"},
+		{name: "no answer within the timeout fails with timeout", target: target(t, "http", addr, func(k *config.Check) {
+			k.Path = "/slow"
+			k.Timeout = config.Duration(100 * time.Millisecond)
+		}), wantClass: ClassTimeout},
+		{name: "a server that hangs up fails with closed", target: target(t, "http", addr, path("/hangup")),
+			wantClass: ClassClosed, wantErr: "EOF"},
+		{name: "a server that resets fails with reset", target: target(t, "http", addr, path("/reset")),
+			wantClass: ClassReset, wantErr: "reset"},
+		{name: "a server that speaks another protocol fails with protocol", target: target(t, "http", addr, path("/garbage")),
+			wantClass: ClassProtocol, wantErr: "malformed HTTP"},
+	})
+
+	t.Run("the method, host header and headers are sent", func(t *testing.T) {
+		o := Probe(context.Background(), target(t, "http", addr, func(k *config.Check) {
+			k.Path, k.Method, k.Host = "/healthz", "HEAD", "shop.demo.test"
+			k.Headers = map[string]string{"X-Probe": "detour"}
+		}))
+		mu.Lock()
+		defer mu.Unlock()
+		if !o.OK || lastMeth != "HEAD" || lastHost != "shop.demo.test" || lastHdr != "detour" {
+			t.Errorf("ok %v (%s); server saw method %q host %q X-Probe %q", o.OK, o.Err, lastMeth, lastHost, lastHdr)
+		}
+	})
+
+	t.Run("the check's port replaces the endpoint's", func(t *testing.T) {
+		_, port, _ := net.SplitHostPort(addr)
+		var p int
+		fmt.Sscan(port, &p)
+		tg := target(t, "http", closedPort(t), func(k *config.Check) { k.Port, k.Path = p, "/healthz" })
+		if o := Probe(context.Background(), tg); !o.OK {
+			t.Errorf("check on port %d failed: %s", p, o.Err)
+		}
+	})
+}
+
+func TestHTTPSCheckOutcomes(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		sni string
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+	}))
+	srv.TLS = &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		mu.Lock()
+		sni = h.ServerName
+		mu.Unlock()
+		return nil, nil
+	}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	// Workers load the system's roots before their first check; so does this test.
+	_, _ = x509.SystemCertPool()
+	addr := srv.Listener.Addr().String()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(plain.Close)
+
+	runCases(t, []checkCase{
+		{name: "a certificate no root vouches for fails with tls", target: target(t, "https", addr, nil),
+			wantClass: ClassTLS, wantErr: "certificate"},
+		{name: "skipping verification passes", target: target(t, "https", addr, func(k *config.Check) {
+			k.InsecureSkipVerify = true
+		}), wantOK: true},
+		{name: "a plain HTTP server fails with tls", target: target(t, "https", plain.Listener.Addr().String(), func(k *config.Check) {
+			k.InsecureSkipVerify = true
+		}), wantClass: ClassTLS},
+	})
+
+	t.Run("the host is sent as SNI and server_name overrides it", func(t *testing.T) {
+		for _, tc := range []struct{ host, serverName, want string }{
+			{"shop.demo.test", "", "shop.demo.test"},
+			{"shop.demo.test", "tls.demo.test", "tls.demo.test"},
+			{"", "", ""},
+		} {
+			o := Probe(context.Background(), target(t, "https", addr, func(k *config.Check) {
+				k.Host, k.ServerName, k.InsecureSkipVerify = tc.host, tc.serverName, true
+			}))
+			mu.Lock()
+			got := sni
+			mu.Unlock()
+			if !o.OK || got != tc.want {
+				t.Errorf("host %q server_name %q: ok %v (%s), SNI %q, want %q", tc.host, tc.serverName, o.OK, o.Err, got, tc.want)
+			}
+		}
+	})
+
+	t.Run("the result carries the days left on the certificate", func(t *testing.T) {
+		o := Probe(context.Background(), target(t, "https", addr, func(k *config.Check) { k.InsecureSkipVerify = true }))
+		want := time.Until(srv.Certificate().NotAfter).Hours() / 24
+		if o.CertExpiryDays == nil || *o.CertExpiryDays < want-1 || *o.CertExpiryDays > want+1 {
+			t.Errorf("cert expiry days = %v, want about %.0f", o.CertExpiryDays, want)
+		}
+	})
+}
+
+func TestTCPCheckOutcomes(t *testing.T) {
+	redis := tcpServer(t, func(c net.Conn) {
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		if string(buf[:n]) == "PING\r\n" {
+			c.Write([]byte("+PONG\r\n"))
+		} else {
+			c.Write([]byte("-ERR unknown command\r\n"))
+		}
+	})
+	silent := tcpServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	hangup := tcpServer(t, func(c net.Conn) {})
+	reset := tcpServer(t, func(c net.Conn) {
+		buf := make([]byte, 64)
+		_, _ = c.Read(buf)
+		resetConn(c)
+	})
+	ping := func(send, expect string) func(*config.Check) {
+		return func(k *config.Check) {
+			k.Send, k.Expect, k.Timeout = send, expect, config.Duration(300*time.Millisecond)
+		}
+	}
+	runCases(t, []checkCase{
+		{name: "a connect passes", target: target(t, "tcp", silent, nil), wantOK: true},
+		{name: "a closed port fails with refused", target: target(t, "tcp", closedPort(t), nil),
+			wantClass: ClassRefused, wantErr: "connection refused"},
+		{name: "the expected reply passes", target: target(t, "tcp", redis, ping("PING\r\n", "+PONG")), wantOK: true},
+		{name: "another reply fails with expect", target: target(t, "tcp", redis, ping("QUIT\r\n", "+PONG")),
+			wantClass: ClassExpect, wantErr: `read "-ERR unknown command\r\n", want "+PONG"`},
+		{name: "no reply within the timeout fails with timeout", target: target(t, "tcp", silent, ping("PING\r\n", "+PONG")),
+			wantClass: ClassTimeout, wantErr: "i/o timeout"},
+		{name: "a peer that hangs up before replying fails with closed", target: target(t, "tcp", hangup, ping("", "+OK")),
+			wantClass: ClassClosed, wantErr: "EOF"},
+		{name: "a peer that resets fails with reset", target: target(t, "tcp", reset, ping("PING\r\n", "+PONG")),
+			wantClass: ClassReset, wantErr: "reset"},
+	})
+
+	t.Run("a connect that gets no answer fails with timeout", func(t *testing.T) {
+		addr := fullBacklog(t)
+		o := Probe(context.Background(), target(t, "tcp", addr, func(k *config.Check) {
+			k.Timeout = config.Duration(200 * time.Millisecond)
+		}))
+		if o.OK {
+			t.Skip("the kernel completed a connect beyond the backlog; cannot provoke a connect timeout here")
+		}
+		if o.Class != ClassTimeout {
+			t.Errorf("class %q (%s), want timeout", o.Class, o.Err)
+		}
+	})
+}
+
+// fullBacklog returns the address of a listener with a backlog of zero that never accepts and
+// whose queue is already full, so a further connect gets no SYN-ACK.
+func fullBacklog(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Fill the accept queue (backlog 0 holds one connection).
+	for range 2 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	return addr
+}
+
+func TestClassifyNamesEveryNetworkFailure(t *testing.T) {
+	op := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)}
+	}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{context.DeadlineExceeded, ClassTimeout},
+		{fmt.Errorf("read: %w", os.ErrDeadlineExceeded), ClassTimeout},
+		{op(syscall.ECONNREFUSED), ClassRefused},
+		{op(syscall.ECONNRESET), ClassReset},
+		{op(syscall.EPIPE), ClassReset},
+		{op(syscall.EHOSTUNREACH), ClassUnreachable},
+		{op(syscall.ENETUNREACH), ClassUnreachable},
+		{op(syscall.EPERM), ClassPermission},
+		{fmt.Errorf("handshake: %w", tls.AlertError(40)), ClassTLS},
+		{fmt.Errorf("handshake: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), ClassTLS},
+		{io.EOF, ClassClosed},
+		{io.ErrUnexpectedEOF, ClassClosed},
+		{errors.New("something else"), ClassError},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.err); got != tt.want {
+			t.Errorf("classify(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package prober
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// MembersBucket is the JetStream key-value bucket where probers announce themselves, one key per
+// worker: "<region>.<name>". Its values are Member records as JSON.
+const MembersBucket = "detour_probers"
+
+// membersBucketTTL removes the records of workers that stopped long ago; liveness itself is
+// judged from each record's own TTL.
+const membersBucketTTL = time.Minute
+
+// maxMemberTTL bounds the ttl a record may claim; a worker silent for longer is dead.
+const maxMemberTTL = time.Hour
+
+// Member is one prober's heartbeat record.
+type Member struct {
+	Region string `json:"region"`
+	Name   string `json:"name"`
+	// ActiveFrom is when the worker starts taking checks; others hand them over at that instant.
+	ActiveFrom time.Time `json:"active_from"`
+	// TTLMillis is how long the record stays valid after each heartbeat.
+	TTLMillis int64 `json:"ttl_ms"`
+	// Started is when the worker started, for operators.
+	Started time.Time `json:"started"`
+}
+
+// TTL returns the record's validity as a duration.
+func (m Member) TTL() time.Duration { return time.Duration(m.TTLMillis) * time.Millisecond }
+
+// Key is the member's key in MembersBucket.
+func (m Member) Key() string { return m.Region + "." + m.Name }
+
+// DecodeMember parses and checks a heartbeat record.
+func DecodeMember(b []byte) (Member, error) {
+	var m Member
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Member{}, fmt.Errorf("decode member record: %w", err)
+	}
+	switch {
+	case events.CheckToken(m.Region) != nil:
+		return Member{}, fmt.Errorf("member record: region: %w", events.CheckToken(m.Region))
+	case events.CheckToken(m.Name) != nil:
+		return Member{}, fmt.Errorf("member record: name: %w", events.CheckToken(m.Name))
+	case m.TTLMillis <= 0 || m.TTLMillis > maxMemberTTL.Milliseconds():
+		return Member{}, fmt.Errorf("member record: ttl_ms: want 1 to %d, got %d", maxMemberTTL.Milliseconds(), m.TTLMillis)
+	case m.ActiveFrom.IsZero():
+		return Member{}, errors.New("member record: active_from: missing")
+	}
+	return m, nil
+}
+
+// sighting is a member and when this worker last heard from it.
+type sighting struct {
+	Member
+	LastSeen time.Time
+}
+
+// Roster is one worker's view of its region's members. It is pure: the shell feeds it records
+// and the times they arrived.
+type Roster struct {
+	self  string
+	seen  map[string]sighting
+	cache []string
+	// cache is the answer for instants in [validFrom, valid).
+	validFrom, valid time.Time
+	cached           bool
+}
+
+// NewRoster starts a view of self's region. Self is live, like any member, from its ActiveFrom
+// for its TTL after each heartbeat it managed to store: a worker cut off from JetStream stops
+// probing when the others take its checks over.
+func NewRoster(self Member) *Roster {
+	return &Roster{self: self.Name, seen: map[string]sighting{}}
+}
+
+// Seen records a heartbeat of m that arrived at at.
+func (r *Roster) Seen(m Member, at time.Time) {
+	r.seen[m.Name] = sighting{Member: m, LastSeen: at}
+	r.cached = false
+}
+
+// Has reports whether the roster holds a record of name, live or not.
+func (r *Roster) Has(name string) bool {
+	_, ok := r.seen[name]
+	return ok
+}
+
+// Gone records that m left (its record was deleted).
+func (r *Roster) Gone(name string) {
+	if name == r.self {
+		return
+	}
+	delete(r.seen, name)
+	r.cached = false
+}
+
+// Live returns the sorted names of the members that take checks at t: active by then, and heard
+// from within their TTL. The slice is shared: callers must not change it.
+func (r *Roster) Live(t time.Time) []string {
+	if r.cached && !t.Before(r.validFrom) && t.Before(r.valid) {
+		return r.cache
+	}
+	live := r.cache[:0:0]
+	valid := time.Time{}
+	later := func(at time.Time) {
+		if valid.IsZero() || at.Before(valid) {
+			valid = at
+		}
+	}
+	for name, s := range r.seen {
+		if s.ActiveFrom.After(t) {
+			later(s.ActiveFrom)
+			continue
+		}
+		expires := s.LastSeen.Add(s.TTL())
+		if !expires.After(t) {
+			continue
+		}
+		later(expires)
+		live = append(live, name)
+	}
+	slices.Sort(live)
+	r.cache, r.cached, r.validFrom, r.valid = live, true, t, valid
+	if valid.IsZero() {
+		r.valid = t.Add(time.Hour)
+	}
+	return live
+}
+
+// membership is the shell around a Roster: it heartbeats this worker's record into the bucket
+// and watches the region's records.
+type membership struct {
+	kv    jetstream.KeyValue
+	self  Member
+	clock Clock
+	log   zerolog.Logger
+
+	mu      sync.Mutex
+	roster  *Roster
+	changed chan struct{}
+	// ready is closed once the records present when the watch began are in the roster.
+	ready chan struct{}
+	// twinWarned is set once another worker's record was seen under this worker's name.
+	twinWarned bool
+}
+
+// ensureMembersBucket opens MembersBucket, creating it if it does not exist.
+func ensureMembersBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, MembersBucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("open bucket %s: %w", MembersBucket, err)
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      MembersBucket,
+		Description: "Live prober workers, one heartbeat record per region.worker",
+		History:     1,
+		TTL:         membersBucketTTL,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, MembersBucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", MembersBucket, err)
+	}
+	return kv, nil
+}
+
+func (m *membership) live(t time.Time) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.roster.Live(t)
+}
+
+// announce writes this worker's record; once stored, this worker counts itself live for its TTL.
+func (m *membership) announce(ctx context.Context) error {
+	b, err := json.Marshal(m.self)
+	if err != nil {
+		return fmt.Errorf("encode member record: %w", err)
+	}
+	sent := m.clock.Now()
+	if _, err := m.kv.Put(ctx, m.self.Key(), b); err != nil {
+		return fmt.Errorf("put member record %s: %w", m.self.Key(), err)
+	}
+	m.mu.Lock()
+	m.roster.Seen(m.self, sent)
+	m.mu.Unlock()
+	return nil
+}
+
+// leave deletes this worker's record so the others take its checks at once.
+func (m *membership) leave() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := m.kv.Delete(ctx, m.self.Key()); err != nil {
+		return fmt.Errorf("delete member record %s: %w", m.self.Key(), err)
+	}
+	return nil
+}
+
+// startWatch begins watching the region's records.
+func (m *membership) startWatch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	w, err := m.kv.Watch(ctx, m.self.Region+".*")
+	if err != nil {
+		return nil, fmt.Errorf("watch bucket %s: %w", MembersBucket, err)
+	}
+	return w, nil
+}
+
+// follow feeds the watched records into the roster until ctx ends.
+func (m *membership) follow(ctx context.Context, w jetstream.KeyWatcher) {
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				if initial {
+					close(m.ready)
+				}
+				initial = false
+				continue
+			}
+			m.apply(e, initial)
+		}
+	}
+}
+
+func (m *membership) apply(e jetstream.KeyValueEntry, initial bool) {
+	now := m.clock.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch e.Operation() {
+	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+		name := e.Key()[len(m.self.Region)+1:]
+		if !m.roster.Has(name) {
+			return
+		}
+		m.roster.Gone(name)
+	default:
+		rec, err := DecodeMember(e.Value())
+		if err != nil {
+			m.log.Warn().Err(err).Str("key", e.Key()).Msg("ignored malformed member record")
+			return
+		}
+		if rec.Region != m.self.Region || rec.Key() != e.Key() {
+			m.log.Warn().Str("key", e.Key()).Str("record_region", rec.Region).Str("record_name", rec.Name).
+				Msg("ignored member record stored under another key")
+			return
+		}
+		if rec.Name == m.self.Name {
+			// Our own record, or another worker's under our name: both would run the same checks.
+			if !initial && !rec.Started.Equal(m.self.Started) && !m.twinWarned {
+				m.twinWarned = true
+				m.log.Warn().Time("other_started", rec.Started).
+					Msg("another prober runs under this name in this region: checks run twice until one is renamed")
+			}
+			return
+		}
+		seen := now
+		// A record present when the watch began may be from a worker that died since: date it
+		// from when it was written, so a stale one is not taken for live.
+		if initial && e.Created().Before(now) {
+			seen = e.Created()
+		}
+		known := m.roster.Has(rec.Name)
+		m.roster.Seen(rec, seen)
+		if known {
+			return // a refresh: nothing to tell
+		}
+	}
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}

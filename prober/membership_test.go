@@ -1,0 +1,218 @@
+package prober
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func member(name string, activeFrom time.Time) Member {
+	return Member{Region: "us-west", Name: name, ActiveFrom: activeFrom, TTLMillis: 1500, Started: activeFrom}
+}
+
+func TestRosterLiveMembers(t *testing.T) {
+	type sight struct {
+		m     Member
+		at    time.Time
+		leave bool
+	}
+	tests := []struct {
+		name string
+		self Member
+		// ownBeats: the events say when self's heartbeats were stored.
+		ownBeats bool
+		events   []sight
+		at       time.Time
+		want     string
+	}{
+		{
+			name:     "a worker takes no checks before its own start instant",
+			ownBeats: true,
+			self:     member("p1", t0.Add(time.Second)),
+			events:   []sight{{m: member("p1", t0.Add(time.Second)), at: t0}},
+			at:       t0.Add(999 * time.Millisecond),
+			want:     "",
+		},
+		{
+			name:     "a worker takes checks from its start instant while its heartbeats are stored",
+			ownBeats: true,
+			self:     member("p1", t0),
+			events:   []sight{{m: member("p1", t0), at: t0.Add(time.Hour)}},
+			at:       t0.Add(time.Hour + time.Second),
+			want:     "p1",
+		},
+		{
+			name:     "a worker whose heartbeats are not stored takes no checks",
+			ownBeats: true,
+			self:     member("p1", t0),
+			at:       t0,
+			want:     "",
+		},
+		{
+			name:     "a worker whose heartbeats stopped being stored stops after its ttl",
+			ownBeats: true,
+			self:     member("p1", t0),
+			events:   []sight{{m: member("p1", t0), at: t0}},
+			at:       t0.Add(1500 * time.Millisecond),
+			want:     "",
+		},
+		{
+			name:   "a member heard from within its ttl is live",
+			self:   member("p1", t0),
+			events: []sight{{m: member("p2", t0), at: t0}},
+			at:     t0.Add(1499 * time.Millisecond),
+			want:   "p1,p2",
+		},
+		{
+			name:   "a member silent for its ttl is dead",
+			self:   member("p1", t0),
+			events: []sight{{m: member("p2", t0), at: t0}},
+			at:     t0.Add(1500 * time.Millisecond),
+			want:   "p1",
+		},
+		{
+			name:   "a joining member takes checks only from its start instant",
+			self:   member("p1", t0),
+			events: []sight{{m: member("p2", t0.Add(time.Second)), at: t0}},
+			at:     t0.Add(999 * time.Millisecond),
+			want:   "p1",
+		},
+		{
+			name:   "a joining member is live from its start instant on",
+			self:   member("p1", t0),
+			events: []sight{{m: member("p2", t0.Add(time.Second)), at: t0.Add(500 * time.Millisecond)}},
+			at:     t0.Add(time.Second),
+			want:   "p1,p2",
+		},
+		{
+			name:   "a member that left is gone at once",
+			self:   member("p1", t0),
+			events: []sight{{m: member("p2", t0), at: t0}, {m: member("p2", t0), leave: true}},
+			at:     t0,
+			want:   "p1",
+		},
+		{
+			name:   "a worker never removes itself",
+			self:   member("p1", t0),
+			events: []sight{{m: member("p1", t0), leave: true}},
+			at:     t0,
+			want:   "p1",
+		},
+		{
+			name: "members are listed in name order",
+			self: member("p2", t0),
+			events: []sight{
+				{m: member("p3", t0), at: t0}, {m: member("p1", t0), at: t0},
+			},
+			at:   t0,
+			want: "p1,p2,p3",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewRoster(tt.self)
+			if !tt.ownBeats {
+				r.Seen(tt.self, tt.at) // its own heartbeat was just stored
+			}
+			for _, e := range tt.events {
+				if e.leave {
+					r.Gone(e.m.Name)
+				} else {
+					r.Seen(e.m, e.at)
+				}
+			}
+			if got := strings.Join(r.Live(tt.at), ","); got != tt.want {
+				t.Errorf("Live = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRosterAnswersFollowTimeAndChangesAfterACachedAnswer(t *testing.T) {
+	r := NewRoster(member("p1", t0))
+	r.Seen(member("p1", t0), t0.Add(time.Hour))
+	r.Seen(member("p2", t0), t0)
+	steps := []struct {
+		at   time.Time
+		seen string
+		want string
+	}{
+		{at: t0, want: "p1,p2"},
+		{at: t0.Add(time.Second), want: "p1,p2"},
+		{at: t0.Add(2 * time.Second), want: "p1"},
+		{at: t0.Add(2 * time.Second), seen: "p2", want: "p1,p2"},
+		{at: t0.Add(2 * time.Second), seen: "p3", want: "p1,p2,p3"},
+		{at: t0, want: "p1,p2,p3"},
+		{at: t0.Add(4 * time.Second), want: "p1"},
+	}
+	for i, s := range steps {
+		if s.seen != "" {
+			r.Seen(member(s.seen, t0), s.at)
+		}
+		if got := strings.Join(r.Live(s.at), ","); got != s.want {
+			t.Fatalf("step %d: Live(%s) = %q, want %q", i, s.at.Sub(t0), got, s.want)
+		}
+	}
+}
+
+func TestDecodeMemberNamesTheFieldThatIsWrong(t *testing.T) {
+	good := member("p1", t0)
+	enc := func(m Member) string {
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	with := func(f func(*Member)) string {
+		m := good
+		f(&m)
+		return enc(m)
+	}
+	tests := []struct {
+		name, in, wantErr string
+	}{
+		{"a well-formed record decodes", enc(good), ""},
+		{"not json", "{", "decode member record"},
+		{"a region that is not a token", with(func(m *Member) { m.Region = "us west" }), "member record: region:"},
+		{"a missing name", with(func(m *Member) { m.Name = "" }), "member record: name: must not be empty"},
+		{"a ttl of zero", with(func(m *Member) { m.TTLMillis = 0 }), "member record: ttl_ms: want 1 to 3600000, got 0"},
+		{"a ttl beyond an hour", with(func(m *Member) { m.TTLMillis = 1 << 62 }), "member record: ttl_ms: want 1 to 3600000"},
+		{"no start instant", with(func(m *Member) { m.ActiveFrom = time.Time{} }), "member record: active_from: missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := DecodeMember([]byte(tt.in))
+			if tt.wantErr == "" {
+				if err != nil || m.Key() != "us-west.p1" || m.TTL() != 1500*time.Millisecond {
+					t.Fatalf("DecodeMember = %+v, %v; want the record", m, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("DecodeMember error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzDecodeMember(f *testing.F) {
+	f.Add([]byte(`{"region":"us-west","name":"p1","active_from":"2026-01-02T03:04:05Z","ttl_ms":1500}`))
+	f.Add([]byte(`{"region":"","name":"p1"}`))
+	f.Add([]byte(`{"ttl_ms":-1}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte{0xff, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMember(b)
+		if err != nil {
+			return
+		}
+		// Anything accepted must be usable: a valid key and a positive ttl.
+		if m.TTL() <= 0 || strings.Count(m.Key(), ".") != 1 || m.ActiveFrom.IsZero() {
+			t.Fatalf("accepted an unusable record %+v from %q", m, b)
+		}
+	})
+}

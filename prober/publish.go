@@ -1,0 +1,147 @@
+package prober
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// resultNamespace makes the ids of probe results: one id per region, check and window, so a
+// check that two workers ran in the same window (a hand-over race) is stored once.
+var resultNamespace = uuid.MustParse("4f8e3f0e-5b7a-4c55-9a4e-6d2f0b1c9e11")
+
+// ResultID is the id of the result of the check key from region in window n of interval.
+func ResultID(region, key string, interval time.Duration, n int64) string {
+	name := region + "|" + key + "|" + strconv.FormatInt(int64(interval), 10) + "|" + strconv.FormatInt(n, 10)
+	return uuid.NewSHA1(resultNamespace, []byte(name)).String()
+}
+
+// completed is a result with what its id is made of.
+type completed struct {
+	r        events.ProbeResult
+	key      string
+	interval time.Duration
+	window   int64
+}
+
+// publisher stores results in the PROBES stream: one message per result, or, with a batch
+// window, the results completed within each window as one batch message.
+type publisher struct {
+	js     jetstream.JetStream
+	region string
+	prober string
+	source string
+	window time.Duration
+	clock  Clock
+
+	in     chan completed
+	done   chan struct{}
+	failed atomic.Int64 // results JetStream did not store
+}
+
+func (p *publisher) publish(c completed) {
+	if p.window > 0 {
+		p.in <- c
+		return
+	}
+	p.single(c)
+}
+
+func (p *publisher) single(c completed) {
+	r := &c.r
+	r.ID = ResultID(p.region, c.key, c.interval, c.window)
+	data := appendEnvelope(make([]byte, 0, 512), events.TypeProbeCompleted, r.ID, p.source, r.At,
+		func(b []byte) []byte { return appendResult(b, r) })
+	p.send(events.ProbeSubject(r.Region, r.App, r.Pool, r.Endpoint), events.TypeProbeCompleted, r.ID, data, 1)
+}
+
+func (p *publisher) send(subject, typ, id string, data []byte, results int) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set("Detour-Type", typ)
+	if _, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id)); err != nil {
+		p.failed.Add(int64(results))
+	}
+}
+
+// batches runs in batch mode: it gathers results for up to one window after the first arrives.
+func (p *publisher) batches(ctx context.Context) {
+	defer close(p.done)
+	var pending []completed
+	var timer <-chan time.Time
+	stop := func() bool { return false }
+	flush := func() {
+		stop()
+		timer = nil
+		switch len(pending) {
+		case 0:
+		case 1:
+			p.single(pending[0])
+		default:
+			p.batch(pending)
+		}
+		pending = pending[:0]
+	}
+	for {
+		select {
+		case c := <-p.in:
+			pending = append(pending, c)
+			if timer == nil {
+				timer, stop = p.clock.NewTimer(p.window)
+			}
+			if len(pending) >= maxBatch {
+				flush()
+			}
+		case <-timer:
+			flush()
+		case <-ctx.Done():
+			for {
+				select {
+				case c := <-p.in:
+					pending = append(pending, c)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// maxBatch keeps a batch message well under NATS' default 1 MB payload limit.
+const maxBatch = 1000
+
+func (p *publisher) batch(cs []completed) {
+	u, err := uuid.NewV7()
+	if err != nil {
+		p.failed.Add(int64(len(cs)))
+		return
+	}
+	id := u.String()
+	rs := make([]events.ProbeResult, len(cs))
+	last := cs[0].r.At
+	for i, c := range cs {
+		rs[i] = c.r
+		rs[i].ID = id + "/" + strconv.Itoa(i)
+		if c.r.At.After(last) {
+			last = c.r.At
+		}
+	}
+	data := appendEnvelope(make([]byte, 0, 400*len(rs)+256), events.TypeProbeBatchCompleted, id, p.source, last,
+		func(b []byte) []byte { return appendBatch(b, p.region, p.prober, rs) })
+	p.send(events.ProbeBatchSubject(p.region, p.prober), events.TypeProbeBatchCompleted, id, data, len(rs))
+}
+
+// flush waits until JetStream acknowledged everything published, or ctx ends.
+func (p *publisher) flush(ctx context.Context) {
+	select {
+	case <-p.js.PublishAsyncComplete():
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,370 @@
+package prober
+
+import (
+	"container/heap"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure one prober worker.
+type Options struct {
+	// JS is the JetStream context results are published with and the membership bucket lives in.
+	JS jetstream.JetStream
+	// Config is the configuration whose checks the worker runs.
+	Config *config.Config
+	// Configs, when set, delivers later configurations; each replaces the checks at once.
+	Configs <-chan *config.Config
+	// Region is where this worker probes from; results carry it. A subject token.
+	Region string
+	// Name is this worker's id, unique within its region. A subject token.
+	Name string
+	// Log receives the worker's logs; it gets a component=prober field.
+	Log zerolog.Logger
+	// Clock drives scheduling. Default: the system clock.
+	Clock Clock
+	// Heartbeat is how often the worker refreshes its membership record. Default 500ms.
+	Heartbeat time.Duration
+	// MemberTTL is how long a member stays live without a heartbeat; a dead worker's checks move
+	// to the others after at most this long. Default 3 × Heartbeat.
+	MemberTTL time.Duration
+	// JoinDelay is how long after announcing itself a worker starts taking checks, so that every
+	// other member (including one starting at the same moment) has seen it and hands its checks
+	// over at the same instant. Default Heartbeat.
+	JoinDelay time.Duration
+	// BatchWindow, when positive, publishes the results completed within each window as one
+	// batch message on detour.probe.<region>.batch.<name>; a lone result still goes out alone.
+	// Default 0: every result is its own message, published the moment the check completes.
+	BatchWindow time.Duration
+	// Replicas of the membership bucket when this worker creates it. Default 1.
+	Replicas int
+}
+
+func (o *Options) defaults() error {
+	var errs []error
+	if o.JS == nil {
+		errs = append(errs, errors.New("js: missing"))
+	}
+	if o.Config == nil {
+		errs = append(errs, errors.New("config: missing"))
+	}
+	if err := events.CheckToken(o.Region); err != nil {
+		errs = append(errs, fmt.Errorf("region: %w", err))
+	}
+	if err := events.CheckToken(o.Name); err != nil {
+		errs = append(errs, fmt.Errorf("name: %w", err))
+	}
+	if o.Heartbeat < 0 || o.MemberTTL < 0 || o.JoinDelay < 0 || o.BatchWindow < 0 {
+		errs = append(errs, errors.New("heartbeat, member_ttl, join_delay, batch_window: must not be negative"))
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 500 * time.Millisecond
+	}
+	if o.MemberTTL == 0 {
+		o.MemberTTL = 3 * o.Heartbeat
+	}
+	if o.MemberTTL > maxMemberTTL {
+		errs = append(errs, fmt.Errorf("member_ttl: want at most %s, got %s", maxMemberTTL, o.MemberTTL))
+	}
+	if o.MemberTTL < o.Heartbeat {
+		errs = append(errs, fmt.Errorf("member_ttl: %s is shorter than the heartbeat %s", o.MemberTTL, o.Heartbeat))
+	}
+	if o.JoinDelay == 0 {
+		o.JoinDelay = o.Heartbeat
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("prober options: %w", err)
+	}
+	return nil
+}
+
+// Run probes from one region until ctx ends, then leaves the membership and returns nil. It
+// returns an error when the options are invalid or JetStream cannot be reached at start.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	log := o.Log.With().Str("component", "prober").Str("region", o.Region).Str("prober", o.Name).Logger()
+	kv, err := ensureMembersBucket(ctx, o.JS, o.Replicas)
+	if err != nil {
+		return err
+	}
+	// A JetStream context of our own, so failed asynchronous publishes are counted here.
+	pub := &publisher{region: o.Region, prober: o.Name, source: "prober/" + o.Region + "/" + o.Name,
+		window: o.BatchWindow, clock: o.Clock, in: make(chan completed, 4096), done: make(chan struct{})}
+	js, err := jetstream.New(o.JS.Conn(), jetstream.WithPublishAsyncErrHandler(
+		func(jetstream.JetStream, *nats.Msg, error) { pub.failed.Add(1) }),
+		jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return fmt.Errorf("open jetstream context: %w", err)
+	}
+	pub.js = js
+
+	self := Member{Region: o.Region, Name: o.Name, TTLMillis: o.MemberTTL.Milliseconds()}
+	m := &membership{kv: kv, self: self, clock: o.Clock, log: log,
+		roster: NewRoster(self), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watcher, err := m.startWatch(runCtx)
+	if err != nil {
+		return err
+	}
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer cancel()
+	bg.Go(func() { m.follow(runCtx, watcher) })
+	// Know the region's members before joining, or this worker would count itself alone and run
+	// their checks too. Then announce a start instant far enough ahead that every member has
+	// seen the record by then and hands its checks over at that very instant.
+	select {
+	case <-m.ready:
+	case <-runCtx.Done():
+		return nil
+	}
+	now := o.Clock.Now()
+	m.mu.Lock()
+	m.self.Started, m.self.ActiveFrom = now, now.Add(o.JoinDelay)
+	m.mu.Unlock()
+	if err := m.announce(runCtx); err != nil {
+		return err
+	}
+
+	w := &worker{o: o, log: log, members: m, pub: pub, transports: newSharedTransports(), pool: newPool(10 * time.Second)}
+	defer w.pool.close()
+	w.run = w.execute
+	bg.Go(func() { w.heartbeat(runCtx) })
+	// The batcher outlives the dispatcher, so checks completing during shutdown still publish.
+	pubCtx, pubCancel := context.WithCancel(context.Background())
+	defer pubCancel()
+	if pub.window > 0 {
+		go pub.batches(pubCtx)
+	} else {
+		close(pub.done)
+	}
+	log.Info().Int("checks", len(Targets(o.Config))).Dur("member_ttl", o.MemberTTL).
+		Time("active_from", m.self.ActiveFrom).Msg("prober started")
+	w.dispatch(runCtx)
+
+	// Checks in flight end at once (shutdown cancels them, and a cancelled check is no fact
+	// about its endpoint); then the last batch goes out and JetStream acknowledges what is left.
+	w.inflight.Wait()
+	pubCancel()
+	<-pub.done
+	flushCtx, flushCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	pub.flush(flushCtx)
+	flushCancel()
+	cancel()
+	bg.Wait()
+	if err := m.leave(); err != nil {
+		log.Warn().Err(err).Msg("left without deleting the member record")
+	}
+	if n := pub.failed.Load(); n > 0 {
+		log.Warn().Int64("results", n).Msg("some probe results were not stored")
+	}
+	log.Info().Msg("prober stopped")
+	return nil
+}
+
+type worker struct {
+	o          Options
+	log        zerolog.Logger
+	members    *membership
+	pub        *publisher
+	transports *sharedTransports
+	inflight   sync.WaitGroup
+	pool       *pool
+	// run executes one check of a window; it is execute, or a recorder in tests.
+	run func(ctx context.Context, s *slot, n int64)
+}
+
+// heartbeat refreshes this worker's record, logs changes of the live members and reports lost
+// results now and then.
+func (w *worker) heartbeat(ctx context.Context) {
+	var reported int64
+	var members []string
+	failing := false
+	next := w.o.Clock.Now().Add(w.o.Heartbeat)
+	for {
+		tick, stop := w.o.Clock.NewTimer(next.Sub(w.o.Clock.Now()))
+		select {
+		case <-ctx.Done():
+			stop()
+			return
+		case <-w.members.changed:
+			stop()
+			members = w.logMembers(members)
+			continue
+		case <-tick:
+		}
+		next = next.Add(w.o.Heartbeat)
+		if now := w.o.Clock.Now(); next.Before(now) {
+			next = now.Add(w.o.Heartbeat) // fell behind: do not burst
+		}
+		members = w.logMembers(members)
+		if err := w.members.announce(ctx); err != nil {
+			if !failing && ctx.Err() == nil {
+				w.log.Warn().Err(err).Msg("heartbeat failed")
+			}
+			failing = true
+		} else if failing {
+			failing = false
+			w.log.Info().Msg("heartbeat restored")
+		}
+		if n := w.pub.failed.Load(); n > reported {
+			w.log.Warn().Int64("results", n-reported).Msg("probe results not stored")
+			reported = n
+		}
+	}
+}
+
+// logMembers logs the live members when they differ from last.
+func (w *worker) logMembers(last []string) []string {
+	live := w.members.live(w.o.Clock.Now())
+	if slices.Equal(live, last) {
+		return last
+	}
+	w.log.Info().Strs("members", live).Msg("prober members changed")
+	return slices.Clone(live)
+}
+
+// slot is one check in the dispatch queue.
+type slot struct {
+	t       Target
+	key     string
+	c       checker
+	window  int64
+	at      time.Time
+	running atomic.Bool
+}
+
+type queue []*slot
+
+func (q queue) Len() int           { return len(q) }
+func (q queue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q queue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)        { *q = append(*q, x.(*slot)) }
+func (q *queue) Pop() any {
+	old := *q
+	s := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return s
+}
+
+// build makes the dispatch queue of a configuration, each check at its next instant after now.
+func (w *worker) build(c *config.Config, now time.Time) queue {
+	ts := Targets(c)
+	q := make(queue, 0, len(ts))
+	roots := false
+	for _, t := range ts {
+		if t.Check.Type == config.CheckHTTPS && !roots {
+			// Load the system's roots now rather than inside the first check's timeout.
+			_, _ = x509.SystemCertPool()
+			roots = true
+		}
+		ck, err := newChecker(t, w.transports)
+		if err != nil {
+			// Run it anyway: its results say what is wrong, where the operator looks.
+			ck = brokenChecker{err: err}
+		}
+		s := &slot{t: t, key: t.Key(), c: ck}
+		s.window, s.at = NextSlot(s.key, t.Check.Interval.D(), t.Check.Jitter.D(), now)
+		q = append(q, s)
+	}
+	heap.Init(&q)
+	return q
+}
+
+// dispatch starts each check this worker owns at its instant, until ctx ends.
+func (w *worker) dispatch(ctx context.Context) {
+	clock := w.o.Clock
+	configs := w.o.Configs
+	q := w.build(w.o.Config, clock.Now())
+	for {
+		now := clock.Now()
+		for len(q) > 0 && !q[0].at.After(now) {
+			s := q[0]
+			interval := s.t.Check.Interval.D()
+			if now.Sub(s.at) < interval {
+				if Owner(s.key, w.members.live(s.at)) == w.o.Name && s.running.CompareAndSwap(false, true) {
+					w.inflight.Add(1)
+					n := s.window
+					w.pool.do(func() { w.run(ctx, s, n) })
+				}
+				s.window++
+				s.at = SlotTime(s.key, interval, s.t.Check.Jitter.D(), s.window)
+			} else {
+				// The worker fell more than a window behind (it was paused): skip, never catch up.
+				s.window, s.at = NextSlot(s.key, interval, s.t.Check.Jitter.D(), now)
+			}
+			heap.Fix(&q, 0)
+		}
+		var wait <-chan time.Time
+		stop := func() bool { return false }
+		if len(q) > 0 {
+			wait, stop = clock.NewTimer(q[0].at.Sub(now))
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			return
+		case <-wait:
+		case c, ok := <-configs:
+			stop()
+			if !ok {
+				configs = nil // no more configurations: keep the current one
+				continue
+			}
+			if c != nil {
+				q = w.build(c, clock.Now())
+				w.log.Info().Int("checks", len(q)).Msg("prober configuration replaced")
+			}
+		}
+	}
+}
+
+// execute runs one check of window n and publishes its result. It is called with the slot marked
+// running and the in-flight group raised, and clears both.
+func (w *worker) execute(ctx context.Context, s *slot, n int64) {
+	defer w.inflight.Done()
+	defer s.running.Store(false)
+	o := timed(ctx, s.c, s.t.Check.Timeout.D(), w.o.Clock.Now)
+	if ctx.Err() != nil {
+		return // cut short by shutdown: not a fact about the endpoint
+	}
+	r := events.ProbeResult{
+		At:             w.o.Clock.Now().UTC(),
+		App:            s.t.App,
+		Pool:           s.t.Pool,
+		Endpoint:       s.t.Endpoint,
+		Address:        s.t.Address,
+		Region:         w.o.Region,
+		Prober:         w.o.Name,
+		Check:          s.t.Check.Type,
+		OK:             o.OK,
+		LatencyMicros:  o.Latency.Microseconds(),
+		ErrorClass:     o.Class,
+		Error:          o.Err,
+		HTTPStatus:     o.HTTPStatus,
+		CertExpiryDays: o.CertExpiryDays,
+	}
+	w.pub.publish(completed{r: r, key: s.key, interval: s.t.Check.Interval.D(), window: n})
+}
+
+// brokenChecker stands for a check that cannot be built; every run reports why.
+type brokenChecker struct{ err error }
+
+func (b brokenChecker) run(context.Context) Outcome { return failure(ClassError, b.err) }

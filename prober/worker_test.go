@@ -1,0 +1,310 @@
+package prober
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// testConfig parses a configuration whose apps are given as YAML list items.
+func testConfig(t *testing.T, apps string) *config.Config {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte("zones: [{name: demo.test}]\napps:\n"+apps))
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	return c
+}
+
+// startWorker runs a prober until the test ends and returns a function that stops it.
+func startWorker(t *testing.T, o Options) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("prober %s: %v", o.Name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("prober %s did not stop within 10s", o.Name)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// results reads every probe result stored in PROBES so far, unpacking batches.
+func results(t *testing.T, js jetstream.JetStream) []events.ProbeResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	var out []events.ProbeResult
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("get message %d: %v", seq, err)
+		}
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("decode message %d on %s: %v", seq, m.Subject, err)
+		}
+		switch e.Type {
+		case events.TypeProbeCompleted:
+			var r events.ProbeResult
+			if err := e.Payload(&r); err != nil {
+				t.Fatalf("payload of %d: %v", seq, err)
+			}
+			if want := events.ProbeSubject(r.Region, r.App, r.Pool, r.Endpoint); m.Subject != want {
+				t.Errorf("result on %s, want %s", m.Subject, want)
+			}
+			if r.ID != e.ID {
+				t.Errorf("result id %s differs from its envelope's %s", r.ID, e.ID)
+			}
+			out = append(out, r)
+		case events.TypeProbeBatchCompleted:
+			var b events.ProbeBatch
+			if err := e.Payload(&b); err != nil {
+				t.Fatalf("payload of %d: %v", seq, err)
+			}
+			out = append(out, b.Results...)
+		default:
+			t.Fatalf("message %d on %s has type %s", seq, m.Subject, e.Type)
+		}
+	}
+	return out
+}
+
+func TestWorkerPublishesEveryResultOnTheEndpointsSubject(t *testing.T) {
+	srv := eventstest.Start(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := closed.Addr().String()
+	closed.Close()
+	cfg := testConfig(t, fmt.Sprintf(`
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, path: /healthz, interval: 100ms, timeout: 80ms}
+    pools:
+      - name: west
+        endpoints: [{address: %q, name: live}]
+      - name: east
+        endpoints: [{address: %q, name: dead}]
+`, up.Listener.Addr().String(), deadAddr))
+	startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "us-west", Name: "p1",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), Heartbeat: 50 * time.Millisecond})
+
+	var got []events.ProbeResult
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		got = results(t, srv.JS)
+		var live, dead int
+		for _, r := range got {
+			if r.Endpoint == "live" {
+				live++
+			} else {
+				dead++
+			}
+		}
+		return live >= 3 && dead >= 3
+	}, "three results of each endpoint")
+	for _, r := range got {
+		if r.Region != "us-west" || r.Prober != "p1" || r.App != "shop" || r.Check != "http" || r.At.IsZero() {
+			t.Errorf("result lacks its origin: %+v", r)
+		}
+		switch r.Endpoint {
+		case "live":
+			if !r.OK || r.HTTPStatus != 200 || r.Pool != "west" || r.Address != up.Listener.Addr().String() {
+				t.Errorf("live endpoint's result: %+v", r)
+			}
+		case "dead":
+			if r.OK || r.ErrorClass != ClassRefused || !strings.Contains(r.Error, "refused") || r.Pool != "east" {
+				t.Errorf("dead endpoint's result: %+v", r)
+			}
+		}
+	}
+}
+
+func TestWithABatchWindowResultsArriveTogetherAndEachStillNamesItsEndpoint(t *testing.T) {
+	srv := eventstest.Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	var eps strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&eps, "{name: e%02d, address: %q}, ", i, l.Addr().String())
+	}
+	// Fifty checks spread over a 200ms interval: a 20ms window gathers several at a time.
+	cfg := testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 200ms, jitter: 1ns, timeout: 100ms}
+    pools:
+      - name: west
+        endpoints: [`+eps.String()+`]
+`)
+	startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "eu", Name: "p1", BatchWindow: 20 * time.Millisecond,
+		Log: zerolog.New(zerolog.NewTestWriter(t)), Heartbeat: 50 * time.Millisecond})
+
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(results(t, srv.JS)) >= 150 }, "150 results")
+	st := srv.Stream(t, events.StreamProbes)
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs*3 > uint64(len(results(t, srv.JS))) {
+		t.Errorf("%d messages carry %d results: not batched", info.State.Msgs, len(results(t, srv.JS)))
+	}
+	m, err := st.GetLastMsgForSubject(context.Background(), events.ProbeBatchSubject("eu", "p1"))
+	if err != nil {
+		t.Fatalf("no batch on %s: %v", events.ProbeBatchSubject("eu", "p1"), err)
+	}
+	e, err := events.Decode(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b events.ProbeBatch
+	if err := e.Payload(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Region != "eu" || b.Prober != "p1" || len(b.Results) < 2 {
+		t.Fatalf("batch %+v", b)
+	}
+	for i, r := range b.Results {
+		if r.ID != fmt.Sprintf("%s/%d", e.ID, i) || !r.OK || r.Endpoint == "" || r.Region != "eu" {
+			t.Errorf("result %d of batch %s: %+v", i, e.ID, r)
+		}
+	}
+}
+
+func TestANewConfigurationReplacesTheChecksAtOnce(t *testing.T) {
+	srv := eventstest.Start(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	app := func(endpoint string) string {
+		return fmt.Sprintf(`
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 100ms}
+    pools:
+      - name: west
+        endpoints: [{name: %s, address: %q}]
+`, endpoint, up.Listener.Addr().String())
+	}
+	configs := make(chan *config.Config)
+	startWorker(t, Options{JS: srv.JS, Config: testConfig(t, app("old")), Configs: configs, Region: "eu", Name: "p1",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), Heartbeat: 50 * time.Millisecond})
+	count := func(endpoint string) int {
+		n := 0
+		for _, r := range results(t, srv.JS) {
+			if r.Endpoint == endpoint {
+				n++
+			}
+		}
+		return n
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return count("old") >= 2 }, "results for the old endpoint")
+	configs <- testConfig(t, app("new"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return count("new") >= 3 }, "results for the new endpoint")
+	// Once the new endpoint has three results, the old one (same interval) gets no more.
+	old := count("old")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return count("new") >= 6 }, "more results for the new endpoint")
+	if count("old") != old {
+		t.Errorf("the old endpoint is still checked: %d results, then %d", old, count("old"))
+	}
+}
+
+func TestInvalidOptionsAreRefusedNamingEachField(t *testing.T) {
+	err := Run(context.Background(), Options{Region: "us west", MemberTTL: time.Millisecond, Heartbeat: time.Second})
+	if err == nil {
+		t.Fatal("Run accepted invalid options")
+	}
+	for _, want := range []string{"js: missing", "config: missing", `region: "us west" may hold only`, "name: must not be empty",
+		"member_ttl: 1ms is shorter than the heartbeat 1s"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestTwoProbersUnderOneNameAreReported(t *testing.T) {
+	srv := eventstest.Start(t)
+	cfg := testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s}
+    pools:
+      - name: west
+        endpoints: [{address: "127.0.0.1:1"}]
+`)
+	var logs syncBuffer
+	log := zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t)))
+	startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "eu", Name: "p1", Log: log, Heartbeat: 50 * time.Millisecond})
+	startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "eu", Name: "p1", Log: log, Heartbeat: 50 * time.Millisecond})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), "another prober runs under this name in this region")
+	}, "a warning about the duplicate name")
+}

@@ -1,0 +1,47 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// heartbeat publishes the edge's heartbeat once per configured interval, on core NATS, until
+// ctx is done. A heartbeat that cannot be sent is dropped: the next one is on its way.
+func (e *edge) heartbeat(ctx context.Context, js jetstream.JetStream) {
+	interval := e.cfg.Heartbeat.Interval.D()
+	started := time.Now().UTC()
+	subject := events.HeartbeatSubject(e.name)
+	apps := make([]string, 0, len(e.order))
+	for _, a := range e.order {
+		apps = append(apps, a.name)
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var seq uint64
+	failing := false
+	for {
+		seq++
+		env, err := events.New(events.TypeEdgeHeartbeat, "edge/"+e.name, time.Now(), events.Heartbeat{
+			Edge: e.name, Region: e.cfg.Region, Seq: seq, Started: started,
+			IntervalMS: interval.Milliseconds(), Apps: apps,
+		})
+		if err == nil {
+			err = js.Conn().Publish(subject, env.Encode())
+		}
+		switch {
+		case err != nil && !failing:
+			e.log.Warn().Str("subject", subject).Err(err).Msg("heartbeat not sent")
+		case err == nil && failing:
+			e.log.Info().Str("subject", subject).Msg("heartbeats sent again")
+		}
+		failing = err != nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

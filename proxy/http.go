@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Headers the edges exchange.
+const (
+	// HeaderForwardedBy marks a request one edge forwarded to its secondary; it names the edge.
+	// A request that carries it is never forwarded again.
+	HeaderForwardedBy = "Detour-Forwarded-By"
+	// HeaderPing asks an edge whether it serves; it answers 204 itself, naming itself in HeaderEdge.
+	HeaderPing = "Detour-Edge-Ping"
+	// HeaderEdge names the edge that answered a ping.
+	HeaderEdge = "Detour-Edge"
+)
+
+// errLoop is the reason a request forwarded by another edge fails when the local pool cannot
+// take it either.
+var errLoop = errors.New("the local pool is down and the request was already forwarded by another edge: not forwarding it again")
+
+// errNoTarget is the reason a request fails when the route offers nowhere to send it.
+var errNoTarget = errors.New("no instance and no secondary edge to send the request to")
+
+type httpServer struct {
+	app *app
+	ln  net.Listener
+	srv *http.Server
+}
+
+func newHTTPServer(a *app, ln net.Listener) *httpServer {
+	rp := &httputil.ReverseProxy{
+		Rewrite:      a.rewrite,
+		Transport:    a,
+		ErrorHandler: a.fail,
+		ErrorLog:     log.New(discardHTTPErrors{a.log}, "", 0),
+		BufferPool:   bufferPool{},
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	a.transport = newTransport(nil)
+	a.peerTransport = newTransport(a.edge.source)
+	return &httpServer{app: a, ln: ln, srv: &http.Server{
+		Handler:           a.handler(rp),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.New(discardHTTPErrors{a.log}, "", 0),
+	}}
+}
+
+// newTransport returns the transport to instances (source nil) or to secondary edges (source:
+// this edge's address, so the peer recognises it).
+func newTransport(source net.IP) *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         dialFrom(source),
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+}
+
+func (s *httpServer) serve(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve app %s on %s: %w", s.app.name, s.ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		_ = s.srv.Close()
+	}
+	<-done
+	s.app.transport.CloseIdleConnections()
+	s.app.peerTransport.CloseIdleConnections()
+	return nil
+}
+
+// handler answers pings from peer edges and proxies everything else.
+func (a *app) handler(rp http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(HeaderPing) != "" {
+			w.Header().Set(HeaderEdge, a.edge.name)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// rewrite prepares the outbound request: the target is chosen per attempt in RoundTrip. The Host
+// header is kept, X-Forwarded-For/Host/Proto and Forwarded (RFC 7239) describe the client. Those
+// headers are trusted only from another edge, which appends to them; a client's are replaced.
+func (a *app) rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = pr.In.Host
+	pr.Out.Host = pr.In.Host
+	client, _, err := net.SplitHostPort(pr.In.RemoteAddr)
+	if err != nil {
+		client = pr.In.RemoteAddr
+	}
+	proto := "http"
+	if pr.In.TLS != nil {
+		proto = "https"
+	}
+	node := client
+	if strings.Contains(client, ":") {
+		node = `"[` + client + `]"`
+	}
+	elem := "for=" + node + ";host=" + quoteForwarded(pr.In.Host) + ";proto=" + proto
+	if pr.In.Header.Get(HeaderForwardedBy) != "" && a.edge.forwardedByEdge(remoteAddr(pr.In.RemoteAddr)) {
+		h := pr.Out.Header
+		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+client)
+		} else {
+			h.Set("X-Forwarded-For", client)
+		}
+		copyOr(h, pr.In.Header, "X-Forwarded-Host", pr.In.Host)
+		copyOr(h, pr.In.Header, "X-Forwarded-Proto", proto)
+		if prior := pr.In.Header.Values("Forwarded"); len(prior) > 0 {
+			h.Set("Forwarded", strings.Join(prior, ", ")+", "+elem)
+		} else {
+			h.Set("Forwarded", elem)
+		}
+		return
+	}
+	pr.SetXForwarded()
+	pr.Out.Header.Set("Forwarded", elem)
+}
+
+func copyOr(dst, src http.Header, key, def string) {
+	if v := src.Get(key); v != "" {
+		dst.Set(key, v)
+	} else {
+		dst.Set(key, def)
+	}
+}
+
+// quoteForwarded quotes a Forwarded parameter value when it is not a token (RFC 7239 §4).
+func quoteForwarded(v string) string {
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)) {
+			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+		}
+	}
+	return v
+}
+
+type tcpAddr string
+
+func (t tcpAddr) Network() string { return "tcp" }
+func (t tcpAddr) String() string  { return string(t) }
+
+func remoteAddr(s string) net.Addr { return tcpAddr(s) }
+
+// RoundTrip sends one proxied request to the first target of its plan and, when that fails on
+// a connection error, once more to the next: always when nothing was sent yet (the dial failed),
+// and for idempotent methods (GET, HEAD, OPTIONS and the app's retry_methods) whose body was not
+// read yet otherwise.
+func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := a.route.Load()
+	forwarded := req.Header.Get(HeaderForwardedBy) != ""
+	plan := a.plan(r, forwarded)
+	if len(plan) == 0 {
+		if forwarded && !r.Available {
+			return nil, errLoop
+		}
+		return nil, errNoTarget
+	}
+	var body *replayableBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &replayableBody{rc: req.Body}
+		req.Body = body
+	}
+	var err error
+	for i, t := range plan[:min(2, len(plan))] {
+		if i > 0 {
+			req = req.Clone(req.Context())
+		}
+		req.URL.Host = t.Addr
+		tr := a.transport
+		switch {
+		case t.Secondary:
+			req.Header.Set(HeaderForwardedBy, a.edge.name)
+			tr = a.peerTransport
+		case !forwarded:
+			req.Header.Del(HeaderForwardedBy)
+		}
+		var resp *http.Response
+		resp, err = tr.RoundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		if req.Context().Err() != nil {
+			return nil, err
+		}
+		a.failed(r, t, err)
+		if !isDialError(err) && (!r.retry[req.Method] || body.started()) {
+			break
+		}
+	}
+	if forwarded && !r.Available {
+		return nil, fmt.Errorf("%w (last error: %w)", errLoop, err)
+	}
+	return nil, err
+}
+
+// fail answers a request that could not be proxied with 502 and the reason.
+func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away; there is nobody to answer.
+		return
+	}
+	a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("request failed")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = io.WriteString(w, "detour edge "+a.edge.name+": app "+a.name+": "+err.Error()+"\n")
+}
+
+// replayableBody lets a request body be sent again after a connection error if none of it was
+// read: the transport closes a body when an attempt fails, so closing is deferred to the end.
+type replayableBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *replayableBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+// Close closes a body that was read, which can never be replayed; an unread one stays open for
+// the next attempt, and the server closes it when the request ends.
+func (b *replayableBody) Close() error {
+	if b.read.Load() {
+		return b.rc.Close()
+	}
+	return nil
+}
+
+func (b *replayableBody) started() bool { return b != nil && b.read.Load() }
+
+// bufferPool recycles the buffers ReverseProxy copies bodies with.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

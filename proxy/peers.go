@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+// secondaryFall is how many heartbeats in a row a secondary must miss before the edge stops
+// forwarding to it; a forwarded request that cannot connect stops it at once.
+const secondaryFall = 2
+
+// TTL bounds of a resolved peer address, and the refresh period under the system resolver,
+// which does not report TTLs.
+const (
+	minTTL       = time.Second
+	maxTTL       = 5 * time.Minute
+	systemTTL    = 30 * time.Second
+	resolveRetry = time.Second
+)
+
+// peer is a secondary edge's listener for one app: its hostname resolved ahead of any failure,
+// and whether the edge's own heartbeat of it last succeeded.
+type peer struct {
+	hostname string
+	fallback string // the configured address, used until the hostname resolves once
+	port     int
+	mode     string
+	addr     atomic.Pointer[string] // "ip:port" to dial
+	alive    atomic.Bool
+	misses   int       // consecutive failed heartbeats; touched only by the peers loop
+	due      time.Time // next resolution; touched only by the peers loop
+}
+
+// dialAddr is where the peer is reached now: a resolved address, else the configured one.
+func (p *peer) dialAddr() string {
+	if a := p.addr.Load(); a != nil {
+		return *a
+	}
+	if p.fallback == "" {
+		return ""
+	}
+	return net.JoinHostPort(p.fallback, strconv.Itoa(p.port))
+}
+
+// peers resolves and heartbeats the secondaries of an edge's apps.
+type peers struct {
+	self     string
+	resolver string
+	interval time.Duration
+	log      zerolog.Logger
+	client   *http.Client
+	dial     dialFunc
+
+	mu  sync.Mutex
+	all map[string]*peer
+}
+
+func newPeers(self, resolver string, interval time.Duration, log zerolog.Logger) *peers {
+	tr := newTransport(nil)
+	tr.MaxIdleConnsPerHost = 2
+	return &peers{
+		self: self, resolver: resolver, interval: interval, log: log,
+		client: &http.Client{Transport: tr, Timeout: min(interval, connectTimeout)},
+		dial:   dialFrom(nil),
+		all:    map[string]*peer{},
+	}
+}
+
+// get returns the peer for a secondary's listener, creating it (alive until a heartbeat fails).
+func (ps *peers) get(hostname, fallback string, port int, mode string) *peer {
+	key := mode + "|" + hostname + "|" + strconv.Itoa(port)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p, ok := ps.all[key]; ok {
+		return p
+	}
+	p := &peer{hostname: hostname, fallback: fallback, port: port, mode: mode}
+	p.alive.Store(true)
+	ps.all[key] = p
+	return p
+}
+
+func (ps *peers) list() []*peer {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	out := make([]*peer, 0, len(ps.all))
+	for _, p := range ps.all {
+		out = append(out, p)
+	}
+	return out
+}
+
+// run resolves every peer when its TTL runs out and heartbeats each once per interval, until
+// ctx is done. A new peer is resolved within a tenth of the interval of its creation.
+func (ps *peers) run(ctx context.Context) {
+	tick := time.NewTicker(max(ps.interval/10, 10*time.Millisecond))
+	defer tick.Stop()
+	var lastPing time.Time
+	for {
+		now := time.Now()
+		for _, p := range ps.list() {
+			if !now.Before(p.due) {
+				ps.resolve(ctx, p, now)
+			}
+		}
+		if now.Sub(lastPing) >= ps.interval {
+			lastPing = now
+			ps.pingAll(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (ps *peers) resolve(ctx context.Context, p *peer, now time.Time) {
+	addrs, ttl, err := ps.lookup(ctx, p.hostname)
+	if err != nil {
+		p.due = now.Add(resolveRetry)
+		ps.log.Warn().Str("hostname", p.hostname).Str("resolver", ps.resolver).Err(err).Msg("peer edge hostname did not resolve; keeping the last address")
+		return
+	}
+	p.due = now.Add(ttl)
+	next := net.JoinHostPort(addrs[0].String(), strconv.Itoa(p.port))
+	if prev := p.addr.Swap(&next); prev == nil || *prev != next {
+		ps.log.Info().Str("hostname", p.hostname).Str("address", next).Dur("ttl", ttl).Msg("peer edge resolved")
+	}
+}
+
+// lookup resolves host to its addresses (IPv4 first) and how long they may be used.
+func (ps *peers) lookup(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if ps.resolver == "" {
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, 0, fmt.Errorf("resolve %s: %w", host, err)
+		}
+		if len(addrs) == 0 {
+			return nil, 0, fmt.Errorf("resolve %s: no addresses", host)
+		}
+		return addrs, systemTTL, nil
+	}
+	var out []netip.Addr
+	ttl := maxTTL
+	var errs []error
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		addrs, t, err := query(ctx, ps.resolver, host, qt)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(addrs) > 0 {
+			out = append(out, addrs...)
+			ttl = min(ttl, t)
+		}
+	}
+	if len(out) == 0 {
+		if err := errors.Join(errs...); err != nil {
+			return nil, 0, err
+		}
+		return nil, 0, fmt.Errorf("resolve %s at %s: no A or AAAA records", host, ps.resolver)
+	}
+	return out, max(ttl, minTTL), nil
+}
+
+// query asks server for the addresses of host of type qt, over UDP and again over TCP when the
+// answer is truncated, and returns them with the smallest TTL of the answer.
+func query(ctx context.Context, server, host string, qt uint16) ([]netip.Addr, time.Duration, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(config.Canonical(host), qt)
+	m.RecursionDesired = true
+	c := &dns.Client{Timeout: 2 * time.Second}
+	resp, _, err := c.ExchangeContext(ctx, m, server)
+	if err == nil && resp.Truncated {
+		c.Net = "tcp"
+		resp, _, err = c.ExchangeContext(ctx, m, server)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("resolve %s %s at %s: %w", host, dns.TypeToString[qt], server, err)
+	}
+	if resp.Rcode != dns.RcodeSuccess {
+		return nil, 0, fmt.Errorf("resolve %s %s at %s: %s", host, dns.TypeToString[qt], server, dns.RcodeToString[resp.Rcode])
+	}
+	var out []netip.Addr
+	ttl := maxTTL
+	for _, rr := range resp.Answer {
+		var ip net.IP
+		switch v := rr.(type) {
+		case *dns.A:
+			ip = v.A
+		case *dns.AAAA:
+			ip = v.AAAA
+		default:
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, a.Unmap())
+			ttl = min(ttl, time.Duration(rr.Header().Ttl)*time.Second)
+		}
+	}
+	return out, ttl, nil
+}
+
+// pingAll heartbeats every peer at once, so one slow peer does not delay the others.
+func (ps *peers) pingAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, p := range ps.list() {
+		addr := p.dialAddr()
+		if addr == "" {
+			continue
+		}
+		wg.Go(func() {
+			err := ps.ping(ctx, p, addr)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				p.misses++
+			} else {
+				p.misses = 0
+			}
+			if err != nil && p.misses < secondaryFall {
+				return
+			}
+			was := p.alive.Swap(err == nil)
+			switch {
+			case err != nil && was:
+				ps.log.Warn().Str("hostname", p.hostname).Str("address", addr).Err(err).Msg("secondary edge stopped answering heartbeats")
+			case err == nil && !was:
+				ps.log.Info().Str("hostname", p.hostname).Str("address", addr).Msg("secondary edge answers heartbeats again")
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// ping checks a peer's listener: an HTTP listener must answer a ping itself; a TCP listener must
+// accept a connection.
+func (ps *peers) ping(ctx context.Context, p *peer, addr string) error {
+	if p.mode == config.ModeTCP {
+		ctx, cancel := context.WithTimeout(ctx, min(ps.interval, connectTimeout))
+		defer cancel()
+		c, err := ps.dial(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", addr, err)
+		}
+		return c.Close()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+addr+"/", nil)
+	if err != nil {
+		return fmt.Errorf("build ping of %s: %w", addr, err)
+	}
+	req.Host = strings.TrimSuffix(p.hostname, ".")
+	req.Header.Set(HeaderPing, ps.self)
+	resp, err := ps.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("ping %s: %w", addr, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get(HeaderEdge) == "" {
+		return fmt.Errorf("ping %s: answered %s without naming an edge", addr, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/proxy/route"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure one edge process.
+type Options struct {
+	// JS is the JetStream handle the edge watches its route table with and heartbeats through.
+	JS jetstream.JetStream
+	// Config is the validated configuration; the edge binds the listeners of its entry.
+	Config *config.Config
+	// Edge names the configured edge this process is.
+	Edge string
+	// Resolver is the host:port of the DNS server that resolves peer edge hostnames. Default: the
+	// system resolver.
+	Resolver string
+	// Log receives the edge's logs.
+	Log zerolog.Logger
+}
+
+// Timings of the data plane. They are constants, not configuration, because each is a
+// compromise every deployment wants the same way.
+const (
+	// connectTimeout bounds one connection attempt to an instance or a secondary edge.
+	connectTimeout = time.Second
+	// ejectFor is how long a local instance that failed a connection is skipped.
+	ejectFor = time.Second
+	// shutdownGrace is how long in-flight requests may finish once the edge is stopped.
+	shutdownGrace = 5 * time.Second
+)
+
+// edge is one running edge process.
+type edge struct {
+	name   string
+	cfg    *config.Edge
+	log    zerolog.Logger
+	apps   map[string]*app
+	order  []*app
+	peers  *peers
+	others map[netip.Addr]bool // addresses of the other configured edges
+	source net.IP              // this edge's address, the source of connections to peers
+}
+
+// Run binds the listeners of the edge named o.Edge and serves them until ctx is cancelled, when
+// it stops accepting, lets in-flight requests finish for a few seconds and returns nil. It
+// returns an error when the edge is not configured or a listener cannot be bound.
+func Run(ctx context.Context, o Options) error {
+	e, err := newEdge(o)
+	if err != nil {
+		return err
+	}
+	servers, err := e.bind()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.serve(ctx); err != nil {
+				errs <- err
+				cancel()
+			}
+		})
+	}
+	wg.Go(func() { e.watchRoutes(ctx, o.JS) })
+	wg.Go(func() { e.heartbeat(ctx, o.JS) })
+	wg.Go(func() { e.peers.run(ctx) })
+	e.log.Info().Int("apps", len(e.order)).Msg("edge serving")
+	<-ctx.Done()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		e.log.Info().Msg("edge stopped")
+		return nil
+	}
+}
+
+func newEdge(o Options) (*edge, error) {
+	if o.Config == nil {
+		return nil, errors.New("run edge: no configuration")
+	}
+	ce := o.Config.Edge(o.Edge)
+	if ce == nil {
+		return nil, fmt.Errorf("run edge: no edge %q in the configuration", o.Edge)
+	}
+	log := o.Log.With().Str("component", "edge").Str("edge", ce.Name).Logger()
+	initial, err := route.Compute(o.Config, state.NewView(), ce.Name, "")
+	if err != nil {
+		return nil, fmt.Errorf("run edge %s: %w", ce.Name, err)
+	}
+	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, others: map[netip.Addr]bool{}}
+	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
+	if a, err := netip.ParseAddr(ce.Address); err == nil {
+		e.source = net.IP(a.AsSlice())
+	}
+	for _, other := range o.Config.Edges {
+		if a, err := netip.ParseAddr(other.Address); err == nil && other.Name != ce.Name {
+			e.others[a.Unmap()] = true
+		}
+	}
+	for i, ea := range ce.Apps {
+		a := newApp(e, ea)
+		a.setRoute(initial.Apps[i])
+		e.apps[ea.App] = a
+		e.order = append(e.order, a)
+	}
+	return e, nil
+}
+
+// server is one bound listener.
+type server interface {
+	serve(ctx context.Context) error
+}
+
+// bind opens every listener of the edge, or none.
+func (e *edge) bind() ([]server, error) {
+	var out []server
+	var opened []net.Listener
+	for _, a := range e.order {
+		ln, err := net.Listen("tcp", a.cfg.Listen)
+		if err != nil {
+			for _, l := range opened {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("run edge %s: listen for app %s on %s: %w", e.name, a.name, a.cfg.Listen, err)
+		}
+		opened = append(opened, ln)
+		if a.cfg.Mode == config.ModeTCP {
+			out = append(out, &tcpServer{app: a, ln: ln})
+		} else {
+			out = append(out, newHTTPServer(a, ln))
+		}
+	}
+	return out, nil
+}
+
+// forwardedByEdge reports whether a connection from remote comes from another configured edge.
+func (e *edge) forwardedByEdge(remote net.Addr) bool {
+	ap, err := netip.ParseAddrPort(remote.String())
+	return err == nil && e.others[ap.Addr().Unmap()]
+}
+
+// dialFrom returns a dial function that connects from source when it is set and assigned to
+// this host, and from any address otherwise.
+func dialFrom(source net.IP) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	plain := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	if source == nil {
+		return plain.DialContext
+	}
+	bound := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: source}}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if ap, err := netip.ParseAddrPort(addr); err != nil || ap.Addr().Unmap().Is4() != (source.To4() != nil) {
+			return plain.DialContext(ctx, network, addr)
+		}
+		c, err := bound.DialContext(ctx, network, addr)
+		if err != nil && errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return c, err
+	}
+}
+
+// isDialError reports whether err happened before anything was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// discardHTTPErrors routes net/http's own error log into the edge's log at debug level.
+type discardHTTPErrors struct{ log zerolog.Logger }
+
+func (d discardHTTPErrors) Write(p []byte) (int, error) {
+	d.log.Debug().Str("error", string(p)).Msg("http server error")
+	return len(p), nil
+}
+
+var _ http.RoundTripper = (*app)(nil)

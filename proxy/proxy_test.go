@@ -1,0 +1,592 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/proxy/route"
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+// freeAddr returns a loopback ip:port nothing listens on right now.
+func freeAddr(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// backend is an HTTP server that names itself in every answer.
+func backend(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Backend", name)
+		w.Header().Set("Got-XFF", r.Header.Get("X-Forwarded-For"))
+		w.Header().Set("Got-XFH", r.Header.Get("X-Forwarded-Host"))
+		w.Header().Set("Got-XFP", r.Header.Get("X-Forwarded-Proto"))
+		w.Header().Set("Got-Forwarded", r.Header.Get("Forwarded"))
+		w.Header().Set("Got-Hop", r.Header.Get(HeaderForwardedBy))
+		w.Header().Set("Got-Host", r.Host)
+		body, _ := io.ReadAll(r.Body)
+		_, _ = fmt.Fprintf(w, "%s %s %s", name, r.Method, body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+type cluster struct {
+	t       *testing.T
+	ns      *eventstest.Server
+	cfg     *config.Config
+	view    *state.View
+	seq     uint64
+	west    string // listen address of edge-west's app
+	east    string
+	cancels map[string]context.CancelFunc
+	done    map[string]chan error
+}
+
+// twoEdges configures edge-west (pool west) and edge-east (pool east), each the other's
+// secondary for app shop, with extra YAML for the west edge app.
+func twoEdges(t *testing.T, west, east []string, mode, resolver string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, ns: eventstest.Start(t), view: state.NewView(),
+		west: freeAddr(t, "127.0.0.21"), east: freeAddr(t, "127.0.0.22"),
+		cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}}
+	eps := func(addrs []string) string {
+		var b strings.Builder
+		for i, a := range addrs {
+			fmt.Fprintf(&b, "\n          - {name: i%d, address: %q}", i, a)
+		}
+		return b.String()
+	}
+	doc := fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - name: west
+        region: us-west
+        endpoints:%s
+      - name: east
+        region: us-east
+        endpoints:%s
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    heartbeat: {interval: 100ms}
+    apps: [{app: shop, listen: %q, mode: %s, secondary: edge-east, retry_methods: [PUT]}]
+  - name: edge-east
+    region: us-east
+    hostname: edge-east.demo.test
+    address: 127.0.0.22
+    heartbeat: {interval: 100ms}
+    apps: [{app: shop, listen: %q, mode: %s, secondary: edge-west}]
+`, eps(west), eps(east), c.west, mode, c.east, mode)
+	cfg, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	c.cfg = cfg
+	c.start("edge-west", resolver)
+	c.start("edge-east", resolver)
+	return c
+}
+
+func (c *cluster) start(edge, resolver string) {
+	t := c.t
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{JS: c.ns.JS, Config: c.cfg, Edge: edge, Resolver: resolver, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	}()
+	c.cancels[edge], c.done[edge] = cancel, done
+	t.Cleanup(func() { c.stop(edge) })
+	addr := c.cfg.Edge(edge).Apps[0].Listen
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = conn.Close()
+		}
+		return err == nil
+	}, "edge %s listening on %s", edge, addr)
+}
+
+// stop stops an edge and checks that Run returned nil.
+func (c *cluster) stop(edge string) {
+	cancel, ok := c.cancels[edge]
+	if !ok {
+		return
+	}
+	delete(c.cancels, edge)
+	cancel()
+	select {
+	case err := <-c.done[edge]:
+		if err != nil {
+			c.t.Errorf("edge %s: run returned %v, want nil", edge, err)
+		}
+	case <-time.After(10 * time.Second):
+		c.t.Errorf("edge %s did not stop within 10s", edge)
+	}
+}
+
+// mark records a state event and publishes every edge's new route table, as the controller does.
+func (c *cluster) mark(subject, typ string) {
+	t := c.t
+	c.seq++
+	e, err := events.New(typ, "test", time.Now(), events.Transition{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.view.Apply(subject, c.seq, e); err != nil {
+		t.Fatal(err)
+	}
+	c.publish()
+}
+
+func (c *cluster) publish() {
+	t := c.t
+	for _, edge := range c.cfg.Edges {
+		table, err := route.Compute(c.cfg, c.view, edge.Name, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := events.New(events.TypeRoutesComputed, "test", time.Now(), table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(context.Background(), c.ns.JS, events.RoutesSubject(edge.Name), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func get(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func backendOf(t *testing.T, url string) string {
+	resp, _ := get(t, url)
+	return resp.Header.Get("Backend")
+}
+
+func TestAnEdgeBalancesOverItsInstancesAndSkipsOnesMarkedDown(t *testing.T) {
+	w1, w2, e1 := backend(t, "w1"), backend(t, "w2"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String(), w2.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	seen := map[string]int{}
+	for range 20 {
+		seen[backendOf(t, "http://"+c.west+"/")]++
+	}
+	if seen["w1"] != 10 || seen["w2"] != 10 {
+		t.Fatalf("20 requests went to %v, want 10 to each local instance", seen)
+	}
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		for range 4 {
+			if backendOf(t, "http://"+c.west+"/") != "w2" {
+				return false
+			}
+		}
+		return true
+	}, "requests to avoid the instance marked down")
+}
+
+func TestAGetToADeadInstanceIsRetriedOnTheNextOneWithoutAnError(t *testing.T) {
+	w1, w2, e1 := backend(t, "w1"), backend(t, "w2"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String(), w2.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	w1.Close()
+	for i := range 10 {
+		resp, body := get(t, "http://"+c.west+"/")
+		if resp.StatusCode != 200 || resp.Header.Get("Backend") != "w2" {
+			t.Fatalf("request %d: %d from %q (%s), want 200 from w2", i, resp.StatusCode, resp.Header.Get("Backend"), body)
+		}
+	}
+}
+
+func TestAPostToADeadInstanceIsRetriedBecauseNothingWasSent(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	w1.Close()
+	resp, err := http.Post("http://"+c.west+"/order", "text/plain", strings.NewReader("two apples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "e1 POST two apples" {
+		t.Fatalf("POST answered %d %q, want 200 %q: the refused connection carried nothing, so the secondary may take it", resp.StatusCode, body, "e1 POST two apples")
+	}
+}
+
+func TestWhenTheLocalPoolIsDownRequestsGoToTheSecondaryEdge(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "west's requests to reach east's instance")
+
+	req, _ := http.NewRequest("GET", "http://"+c.west+"/cart", nil)
+	req.Host = "shop.demo.test"
+	req.Header.Set("X-Forwarded-For", "6.6.6.6") // a client's claim, not to be trusted
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	checks := map[string]string{
+		"Got-Host":      "shop.demo.test",
+		"Got-Hop":       "edge-west",
+		"Got-XFF":       "127.0.0.1, 127.0.0.21",
+		"Got-XFH":       "shop.demo.test",
+		"Got-XFP":       "http",
+		"Got-Forwarded": "for=127.0.0.1;host=shop.demo.test;proto=http, for=127.0.0.21;host=shop.demo.test;proto=http",
+	}
+	for h, want := range checks {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("backend saw %s %q, want %q", strings.TrimPrefix(h, "Got-"), got, want)
+		}
+	}
+}
+
+func TestARequestAlreadyForwardedIsNeverForwardedAgain(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	w1.Close()
+	e1.Close()
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	c.mark(events.EndpointStateSubject("shop", "east", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		resp, body := get(t, "http://"+c.west+"/")
+		return resp.StatusCode == http.StatusBadGateway &&
+			strings.HasPrefix(body, "detour edge edge-east: app shop: the local pool is down and the request was already forwarded by another edge: not forwarding it again")
+	}, "a 502 from edge-east naming the loop")
+}
+
+func TestAClientsOwnForwardingHeadersAreReplaced(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	req, _ := http.NewRequest("GET", "http://"+c.west+"/", nil)
+	req.Host = "shop.demo.test"
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	req.Header.Set("Forwarded", "for=6.6.6.6")
+	req.Header.Set(HeaderForwardedBy, "edge-east") // claimed, but not from edge-east's address
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if got := resp.Header.Get("Got-XFF"); got != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q, want only the client's address 127.0.0.1", got)
+	}
+	if got := resp.Header.Get("Got-Forwarded"); got != "for=127.0.0.1;host=shop.demo.test;proto=http" {
+		t.Errorf("Forwarded = %q, want only this hop", got)
+	}
+}
+
+func TestWebSocketUpgradesPassThrough(t *testing.T) {
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want an upgrade", 400)
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = rw.Flush()
+		line, _ := rw.ReadString('\n')
+		_, _ = rw.WriteString("echo " + line)
+		_ = rw.Flush()
+	}))
+	t.Cleanup(ws.Close)
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{ws.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(conn, "GET /socket HTTP/1.1\r\nHost: shop.demo.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %v, %v; want 101", resp, err)
+	}
+	_, _ = io.WriteString(conn, "hello\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "echo hello\n" {
+		t.Fatalf("read %q, %v after the upgrade, want %q", line, err, "echo hello\n")
+	}
+}
+
+func TestAStreamingResponseFlowsAndSurvivesARouteTableSwitch(t *testing.T) {
+	next := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
+	stream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/events" {
+			w.Header().Set("Backend", "w1")
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			_, _ = fmt.Fprintf(w, "chunk %d\n", i)
+			_ = http.NewResponseController(w).Flush()
+			select {
+			case <-next[i]:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	t.Cleanup(stream.Close)
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{stream.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	resp, err := http.Get("http://" + c.west + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("chunk %d\n", i) {
+			t.Fatalf("read %q, %v; want chunk %d before the backend sends the next", line, err, i)
+		}
+		if i == 0 {
+			// New requests switch to the secondary; this one stays where it is.
+			c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+			eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "the switch to east")
+		}
+		close(next[i])
+	}
+}
+
+func TestHTTP2WithoutTLSIsServed(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}}
+	resp, err := client.Get("http://" + c.west + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.Header.Get("Backend") != "w1" {
+		t.Fatalf("answer over %s from %q, want HTTP/2 from w1", resp.Proto, resp.Header.Get("Backend"))
+	}
+}
+
+// echoServer is a TCP server that answers every line with its name and the line.
+func echoServer(t *testing.T, name string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					_, _ = fmt.Fprintf(c, "%s %s\n", name, s.Text())
+				}
+			}()
+		}
+	}()
+	return ln
+}
+
+func talk(t *testing.T, addr, line string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(conn, line+"\n")
+	got, _ := bufio.NewReader(conn).ReadString('\n')
+	return strings.TrimSpace(got)
+}
+
+func TestTheTCPProxyFailsOverToTheNextInstanceAndThenTheSecondary(t *testing.T) {
+	w1, w2, e1 := echoServer(t, "w1"), echoServer(t, "w2"), echoServer(t, "e1")
+	c := twoEdges(t, []string{w1.Addr().String(), w2.Addr().String()}, []string{e1.Addr().String()}, "tcp", "")
+	if got := talk(t, c.west, "hi"); got != "w1 hi" {
+		t.Fatalf("first connection answered %q, want %q", got, "w1 hi")
+	}
+	_ = w1.Close()
+	for range 4 {
+		if got := talk(t, c.west, "hi"); got != "w2 hi" {
+			t.Fatalf("with w1 gone the answer was %q, want %q", got, "w2 hi")
+		}
+	}
+	_ = w2.Close()
+	if got := talk(t, c.west, "hi"); got != "e1 hi" {
+		t.Fatalf("with the local pool gone the answer was %q, want %q from the secondary", got, "e1 hi")
+	}
+}
+
+func TestTheTCPProxyNeverPassesAConnectionFromAnotherEdgeOn(t *testing.T) {
+	w1, e1 := echoServer(t, "w1"), echoServer(t, "e1")
+	c := twoEdges(t, []string{w1.Addr().String()}, []string{e1.Addr().String()}, "tcp", "")
+	_ = w1.Close()
+	_ = e1.Close()
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes, want the connection closed: both pools are down and east must not send it back", n)
+	}
+}
+
+// dnsServer answers A queries for the given names on 127.0.0.1.
+func dnsServer(t *testing.T, records map[string]string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		mu.Lock()
+		ip, ok := records[r.Question[0].Name]
+		mu.Unlock()
+		if ok && r.Question[0].Qtype == dns.TypeA {
+			rr, _ := dns.NewRR(r.Question[0].Name + " 5 IN A " + ip)
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func TestTheSecondaryIsReachedAtTheAddressItsHostnameResolvesTo(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	// The configured address of edge-east is 127.0.0.22; DNS says it has moved to 127.0.0.23.
+	resolver := dnsServer(t, map[string]string{"edge-east.demo.test.": "127.0.0.23", "edge-west.demo.test.": "127.0.0.21"})
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", resolver)
+	_, port, _ := net.SplitHostPort(c.east)
+	moved := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(HeaderPing) != "" {
+			w.Header().Set(HeaderEdge, "edge-east")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Backend", "moved")
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.23:"+port)
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.23:%s: %v", port, err)
+	}
+	moved.Listener = ln
+	moved.Start()
+	t.Cleanup(moved.Close)
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "moved" },
+		"requests forwarded to the resolved address 127.0.0.23")
+}
+
+func TestADeadSecondaryCostsNoFailedRequest(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "forwarding to east")
+	c.stop("edge-east")
+	// With east gone and no word from the controller, west falls back to its own instance,
+	// which still answers: the decider may be wrong, a dead secondary certainly is.
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		resp, _ := get(t, "http://"+c.west+"/")
+		return resp.StatusCode == 200 && resp.Header.Get("Backend") == "w1"
+	}, "west to stop using dead east")
+}
+
+func TestTheEdgePublishesHeartbeats(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	sub, err := c.ns.Conn.SubscribeSync(events.HeartbeatSubject("edge-west"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last events.Heartbeat
+	for range 2 {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no heartbeat: %v", err)
+		}
+		env, err := events.Decode(m.Data)
+		if err != nil || env.Type != events.TypeEdgeHeartbeat {
+			t.Fatalf("heartbeat %q: %v", m.Data, err)
+		}
+		var hb events.Heartbeat
+		if err := env.Payload(&hb); err != nil {
+			t.Fatal(err)
+		}
+		if hb.Edge != "edge-west" || hb.Region != "us-west" || hb.IntervalMS != 100 || len(hb.Apps) != 1 || hb.Apps[0] != "shop" {
+			t.Fatalf("heartbeat = %+v, want edge-west us-west every 100ms fronting shop", hb)
+		}
+		if last.Seq != 0 && hb.Seq != last.Seq+1 {
+			t.Fatalf("heartbeat seq %d after %d, want consecutive", hb.Seq, last.Seq)
+		}
+		last = hb
+	}
+}
+
+func TestRunRefusesAnEdgeThatIsNotConfiguredAndAListenerInUse(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	err := Run(context.Background(), Options{JS: c.ns.JS, Config: c.cfg, Edge: "edge-north", Log: log})
+	if err == nil || err.Error() != `run edge: no edge "edge-north" in the configuration` {
+		t.Errorf("unknown edge: err = %v", err)
+	}
+	err = Run(context.Background(), Options{JS: c.ns.JS, Config: c.cfg, Edge: "edge-west", Log: log})
+	if err == nil || !strings.Contains(err.Error(), "run edge edge-west: listen for app shop on "+c.west) {
+		t.Errorf("listener in use: err = %v", err)
+	}
+}

@@ -1,0 +1,105 @@
+package route
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/detourdev/detour/events"
+)
+
+// Target is one place a request or connection of an app can go.
+type Target struct {
+	// Addr is the ip:port to dial.
+	Addr string
+	// Endpoint names the local instance; "" for the secondary edge.
+	Endpoint string
+	// Secondary marks the secondary edge.
+	Secondary bool
+}
+
+// Choice holds what a plan depends on besides the route.
+type Choice struct {
+	// Turn spreads requests over the instances: the caller passes a counter it increments.
+	Turn uint64
+	// Skip reports whether a local instance was ejected after a recent connection error.
+	Skip func(addr string) bool
+	// SecondaryAddr is the resolved ip:port of the secondary edge; "" when there is none.
+	SecondaryAddr string
+	// SecondaryAlive is what the edge's own heartbeat of its secondary last saw.
+	SecondaryAlive bool
+	// Forwarded marks a request another edge already forwarded: it never goes to a secondary.
+	Forwarded bool
+}
+
+// Plan returns the targets to try for one request, best first. While the local pool is
+// available its serving instances come first, rotated by weight, then the secondary edge as the
+// target of a retry. When the pool is down the secondary comes first. With no secondary to use
+// and no serving instance, every instance is returned (fail open): the decider may be wrong, and
+// a refused connection is no worse than a 502. The plan is empty only for a pool without
+// instances and without a usable secondary.
+func Plan(r *events.AppRoute, c Choice) []Target {
+	var serving, healthy []int
+	for i, e := range r.Endpoints {
+		if !e.Serving() || e.Weight <= 0 {
+			continue
+		}
+		serving = append(serving, i)
+		if c.Skip == nil || !c.Skip(e.Address) {
+			healthy = append(healthy, i)
+		}
+	}
+	local := healthy
+	if len(local) == 0 {
+		local = serving
+	}
+	var sec *Target
+	if s := r.Secondary; s != nil && !c.Forwarded && c.SecondaryAddr != "" && c.SecondaryAlive && s.Status != events.StatusDown {
+		sec = &Target{Addr: c.SecondaryAddr, Secondary: true}
+	}
+	if len(local) == 0 && sec == nil {
+		local = make([]int, 0, len(r.Endpoints))
+		for i, e := range r.Endpoints {
+			if e.Weight > 0 {
+				local = append(local, i)
+			}
+		}
+	}
+	out := make([]Target, 0, len(local)+1)
+	if sec != nil && !r.Available {
+		out = append(out, *sec)
+	}
+	out = appendRotated(out, r.Endpoints, local, c.Turn)
+	if sec != nil && r.Available {
+		out = append(out, *sec)
+	}
+	return out
+}
+
+// appendRotated appends the endpoints at idx starting with the one turn falls on when each
+// endpoint owns a share of the turns equal to its weight.
+func appendRotated(out []Target, eps []events.RouteEndpoint, idx []int, turn uint64) []Target {
+	if len(idx) == 0 {
+		return out
+	}
+	var total uint64
+	for _, i := range idx {
+		total += uint64(eps[i].Weight)
+	}
+	t, start := turn%total, 0
+	for k, i := range idx {
+		w := uint64(eps[i].Weight)
+		if t < w {
+			start = k
+			break
+		}
+		t -= w
+	}
+	for k := range idx {
+		e := eps[idx[(start+k)%len(idx)]]
+		out = append(out, Target{Addr: e.Address, Endpoint: e.Name})
+	}
+	return out
+}
+
+// SecondaryAddr joins a resolved address of the secondary with its listener port.
+func SecondaryAddr(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }

@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+)
+
+func encode(t testing.TB, typ string, data any) []byte {
+	t.Helper()
+	e, err := events.New(typ, "test", time.Unix(1700000000, 0), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Encode()
+}
+
+func TestDecodeTableRefusesWhatAnEdgeCannotUse(t *testing.T) {
+	good := events.RouteTable{Edge: "edge-west", Apps: []events.AppRoute{{App: "shop", Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1:80", Weight: 1}}}}}
+	badAddr := good
+	badAddr.Apps = []events.AppRoute{{App: "shop", Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1", Weight: 1}}}}
+	badPort := good
+	badPort.Apps = []events.AppRoute{{App: "shop", Secondary: &events.SecondaryRoute{Edge: "e", Hostname: "e.demo.test.", Port: 0}}}
+	tests := []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{name: "a table for this edge is accepted", msg: encode(t, events.TypeRoutesComputed, good)},
+		{name: "not JSON", msg: []byte("{"), want: "decode route table: malformed event: unexpected end of JSON input"},
+		{name: "another event type", msg: encode(t, events.TypeEdgeUp, good), want: `decode route table: malformed event: type "detour.edge.up.v1" is not detour.routes.computed.v1`},
+		{name: "another edge's table", msg: encode(t, events.TypeRoutesComputed, events.RouteTable{Edge: "edge-east"}), want: `decode route table: malformed event: edge: table is for "edge-east", not "edge-west"`},
+		{name: "an instance without a port", msg: encode(t, events.TypeRoutesComputed, badAddr), want: `decode route table: malformed event: apps[0].endpoints[0].address: want ip:port, got "127.0.0.1"`},
+		{name: "a secondary without a port", msg: encode(t, events.TypeRoutesComputed, badPort), want: "decode route table: malformed event: apps[0].secondary.port: want a port in 1-65535, got 0"},
+		{name: "a payload of the wrong shape", msg: encode(t, events.TypeRoutesComputed, map[string]any{"apps": "none"}), want: "decode route table: malformed event: detour.routes.computed.v1 data: json: cannot unmarshal string into Go struct field RouteTable.apps of type []events.AppRoute"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeTable(tt.msg, "edge-west")
+			if tt.want == "" {
+				if err != nil || got.Edge != "edge-west" {
+					t.Fatalf("decode = %+v, %v; want the table", got, err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("err = %v\nwant %s", err, tt.want)
+			}
+			if !errors.Is(err, events.ErrMalformed) {
+				t.Errorf("err does not wrap ErrMalformed: the watcher could not count it")
+			}
+		})
+	}
+}
+
+func FuzzDecodeTable(f *testing.F) {
+	f.Add(encode(f, events.TypeRoutesComputed, events.RouteTable{Edge: "edge-west", Apps: []events.AppRoute{{App: "shop",
+		Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1:80", Weight: 1}},
+		Secondary: &events.SecondaryRoute{Edge: "edge-east", Hostname: "edge-east.demo.test.", Address: "127.0.0.22", Port: 80}}}}))
+	f.Add([]byte(`{"type":"detour.routes.computed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"edge":"edge-west","apps":[{"app":"shop","endpoints":[{"address":"[::1]:80","weight":-1}]}]}}`))
+	f.Add([]byte("null"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tbl, err := decodeTable(b, "edge-west")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "decode route table: ") {
+				t.Fatalf("error %q does not say what failed", err)
+			}
+			return
+		}
+		// Whatever is accepted must be safe to route with.
+		if tbl.Check() != nil || tbl.Edge != "edge-west" {
+			t.Fatalf("accepted a table that fails its check: %+v", tbl)
+		}
+	})
+}

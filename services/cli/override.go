@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/services/override"
+	"github.com/rs/zerolog"
+)
+
+const overrideUsage = "want `override set APP POOL [ENDPOINT] --action force_up|force_down|drain --reason TEXT`, " +
+	"`override clear APP POOL [ENDPOINT] --reason TEXT` or `override list`"
+
+func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageErr(overrideUsage)
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("override "+verb, flag.ContinueOnError)
+	var c common
+	var o events.Override
+	c.register(fs, true)
+	switch verb {
+	case "set":
+		fs.StringVar(&o.Action, "action", "", "force_up, force_down or drain (required)")
+		fs.StringVar(&o.Reason, "reason", "", "why, for the history (required)")
+	case "clear":
+		fs.StringVar(&o.Reason, "reason", "", "why, for the history (required)")
+	case "list":
+	default:
+		return usageErr(overrideUsage)
+	}
+	if err := parseInterspersed(fs, args[1:], stderr); err != nil {
+		return err
+	}
+	if verb == "list" {
+		if fs.NArg() != 0 {
+			return usageErr("override list takes no arguments")
+		}
+		return listOverrides(ctx, c.natsURL, stdout)
+	}
+	if fs.NArg() < 2 || fs.NArg() > 3 {
+		return usageErr("want APP POOL [ENDPOINT]")
+	}
+	o.App, o.Pool, o.Endpoint, o.By = fs.Arg(0), fs.Arg(1), fs.Arg(2), operator()
+	if err := override.Check(o, verb == "clear"); err != nil {
+		return errUsage{err}
+	}
+	js, err := connect(c.natsURL, "detour-override")
+	if err != nil {
+		return err
+	}
+	cfg, err := (&role{common: c}).loadConfig(ctx, js, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	if err := override.Validate(cfg, o); err != nil {
+		return errUsage{err}
+	}
+	if verb == "set" {
+		err = override.Set(ctx, js, o)
+	} else {
+		err = override.Clear(ctx, js, o)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "override %s on %s\n", verb, events.OverrideSubject(o.App, o.Pool, o.Endpoint))
+	return nil
+}
+
+func listOverrides(ctx context.Context, url string, stdout io.Writer) error {
+	js, err := connect(url, "detour-override")
+	if err != nil {
+		return err
+	}
+	list, err := override.List(ctx, js)
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(stdout, "no override in force")
+		return nil
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "APP\tPOOL\tENDPOINT\tACTION\tSINCE\tBY\tREASON")
+	for _, o := range list {
+		ep := o.Endpoint
+		if ep == "" {
+			ep = "(whole pool)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.App, o.Pool, ep, o.Action, o.Since.Format(time.RFC3339), o.By, o.Reason)
+	}
+	return w.Flush()
+}

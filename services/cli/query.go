@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+	var server string
+	var watch bool
+	var every time.Duration
+	fs.StringVar(&server, "server", "127.0.0.1:5353", "DNS server to ask")
+	fs.BoolVar(&watch, "watch", false, "keep asking and print a line each time the answer changes")
+	fs.DurationVar(&every, "every", 200*time.Millisecond, "how often to ask with --watch")
+	if err := parseInterspersed(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		return usageErr("want NAME [TYPE]")
+	}
+	qtype := dns.TypeA
+	if fs.NArg() == 2 {
+		t, ok := dns.StringToType[strings.ToUpper(fs.Arg(1))]
+		if !ok {
+			return usageErr("TYPE: unknown record type %q", fs.Arg(1))
+		}
+		qtype = t
+	}
+	if every <= 0 {
+		return usageErr("--every: must be positive")
+	}
+	c := &dns.Client{Timeout: time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(fs.Arg(0)), qtype)
+	m.RecursionDesired = false
+	last := ""
+	for {
+		line := ask(ctx, c, m, server)
+		if !watch {
+			fmt.Fprintln(stdout, line)
+			return nil
+		}
+		if line != last {
+			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05.000"), line)
+			last = line
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+// ask returns the answer as one line: the rcode and the sorted record data.
+func ask(ctx context.Context, c *dns.Client, m *dns.Msg, server string) string {
+	r, _, err := c.ExchangeContext(ctx, m, server)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var data []string
+	for _, rr := range r.Answer {
+		data = append(data, strings.TrimPrefix(rr.String(), rr.Header().String()))
+	}
+	sort.Strings(data)
+	if len(data) == 0 {
+		return dns.RcodeToString[r.Rcode] + " (no records)"
+	}
+	return dns.RcodeToString[r.Rcode] + " " + strings.Join(data, " ")
+}

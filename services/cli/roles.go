@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/prober"
+	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/controller"
+	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/up"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	var c common
+	var o up.Options
+	var regions string
+	fs.StringVar(&o.ConfigPath, "config", "", "configuration file (default: the built-in demo)")
+	fs.StringVar(&o.DNSAddr, "dns-addr", "127.0.0.1:5353", "address of the authoritative DNS server, UDP and TCP")
+	fs.StringVar(&o.DataDir, "data-dir", "detour-data", "directory for JetStream's files and the DNS snapshot")
+	fs.IntVar(&o.NATSPort, "nats-port", 4222, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
+	fs.StringVar(&regions, "regions", "", "comma-separated probing regions to run a prober for (default: the pools' regions)")
+	c.register(fs, false)
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if regions != "" {
+		o.Regions = strings.Split(regions, ",")
+	}
+	o.Out, o.Log = stdout, log
+	st, err := up.Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	return st.Wait()
+}
+
+// role is what every single-role command shares: a NATS connection and the configuration.
+type role struct {
+	common
+	name string
+}
+
+func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (jetstream.JetStream, *config.Config, zerolog.Logger, error) {
+	r.register(fs, true)
+	if err := parse(fs, args, stderr); err != nil {
+		return nil, nil, zerolog.Logger{}, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, zerolog.Logger{}, usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := r.logger(stderr)
+	if err != nil {
+		return nil, nil, log, err
+	}
+	js, err := connect(r.natsURL, "detour-"+fs.Name()+"-"+r.name)
+	if err != nil {
+		return nil, nil, log, err
+	}
+	cfg, err := r.loadConfig(ctx, js, log)
+	if err != nil {
+		return nil, nil, log, err
+	}
+	return js, cfg, log, nil
+}
+
+// loadConfig reads --config, or else waits for an active configuration on the CONFIG stream
+// (which `detour apply` publishes), so roles may start before it.
+func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*config.Config, error) {
+	if r.configPath != "" {
+		return config.Load(r.configPath)
+	}
+	warned := false
+	for {
+		cfg, err := config.Latest(ctx, js)
+		var ce *config.Error
+		if err == nil || errors.As(err, &ce) {
+			return cfg, err
+		}
+		if !warned {
+			log.Warn().Err(err).Msg("waiting for the active configuration")
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func connect(url, name string) (jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("open jetstream: %w", err)
+	}
+	return js, nil
+}
+
+func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("prober", flag.ContinueOnError)
+	r := role{}
+	var region string
+	fs.StringVar(&region, "region", "", "probing region this worker belongs to (required)")
+	fs.StringVar(&r.name, "name", hostname(), "this worker's name, unique in its region")
+	js, cfg, log, err := r.start(ctx, fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if region == "" {
+		return usageErr("--region is required")
+	}
+	return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log})
+}
+
+func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("decider", flag.ContinueOnError)
+	r := role{}
+	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
+	js, cfg, log, err := r.start(ctx, fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: r.name, Log: log})
+}
+
+func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
+	r := role{}
+	var addr, dataDir string
+	fs.StringVar(&r.name, "name", hostname(), "this server's name")
+	fs.StringVar(&addr, "addr", "127.0.0.1:5353", "listen address, UDP and TCP")
+	fs.StringVar(&dataDir, "data-dir", "detour-dns", "directory for the last-known-good snapshot")
+	js, cfg, log, err := r.start(ctx, fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	srv, err := dnsupdater.New(dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log})
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	r := role{}
+	var resolver string
+	fs.StringVar(&r.name, "name", "", "which configured edge this process is (required)")
+	fs.StringVar(&resolver, "resolver", "127.0.0.1:5353", "DNS server that resolves peer edge hostnames")
+	js, cfg, log, err := r.start(ctx, fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if r.name == "" || cfg.Edge(r.name) == nil {
+		return usageErr("--name: want one of the configured edges, got %q", r.name)
+	}
+	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, Log: log})
+}
+
+func runController(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	r := role{}
+	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
+	js, cfg, log, err := r.start(ctx, fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log})
+}

@@ -1,0 +1,320 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/proxy/route"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure one controller replica. Several may run: they publish the same route tables
+// under the same ids, and expected-sequence appends keep them from recording one edge change twice.
+type Options struct {
+	// JS is the JetStream client; the STATE and ROUTES streams must exist.
+	JS jetstream.JetStream
+	// Config is the validated configuration.
+	Config *config.Config
+	// Name identifies this replica as the source of its events, e.g. "controller-1".
+	Name string
+	// Log receives transitions (info) and failures; a "component" field is added.
+	Log zerolog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Ticks drive liveness decisions and retries. Default: a ticker every TickEvery.
+	Ticks <-chan time.Time
+	// TickEvery is the default ticker's period. Default: a tenth of the shortest heartbeat
+	// interval, between 10ms and 250ms.
+	TickEvery time.Duration
+}
+
+func (o *Options) defaults() error {
+	switch {
+	case o.JS == nil:
+		return errors.New("controller options: JS is required")
+	case o.Config == nil:
+		return errors.New("controller options: Config is required")
+	case o.Name == "":
+		return errors.New("controller options: Name is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.TickEvery <= 0 {
+		shortest := time.Second
+		for _, e := range o.Config.Edges {
+			shortest = min(shortest, e.Heartbeat.Interval.D())
+		}
+		o.TickEvery = min(max(shortest/10, 10*time.Millisecond), 250*time.Millisecond)
+	}
+	return nil
+}
+
+// controller is the state of one running replica; only its run loop touches it.
+type controller struct {
+	o         Options
+	log       zerolog.Logger
+	view      *state.View
+	live      *Liveness
+	state     jetstream.Stream
+	routes    jetstream.Stream
+	published map[string][]byte // edge -> apps of the last table stored for it, as JSON
+	dirty     bool              // route tables may differ from what is stored
+	caught    bool              // STATE has been read up to where it stood at start
+	startSeq  uint64
+	lastCause string // id of the last STATE event applied
+}
+
+// Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
+// It first reads STATE to where it stands, then stores every edge's route table that differs from
+// the one ROUTES holds, and from there on one table per edge whose routes a STATE event changes.
+// It returns an error for invalid options or missing streams.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	c := &controller{
+		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
+		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string][]byte{},
+		dirty: true,
+	}
+	var err error
+	if c.state, err = o.JS.Stream(ctx, events.StreamState); err != nil {
+		return fmt.Errorf("run controller: open stream %s: %w", events.StreamState, err)
+	}
+	if c.routes, err = o.JS.Stream(ctx, events.StreamRoutes); err != nil {
+		return fmt.Errorf("run controller: open stream %s: %w", events.StreamRoutes, err)
+	}
+	info, err := c.state.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("run controller: read stream %s: %w", events.StreamState, err)
+	}
+	c.startSeq = info.State.LastSeq
+	c.caught = c.startSeq == 0
+	for _, e := range o.Config.Edges {
+		if err := c.loadPublished(ctx, e.Name); err != nil {
+			c.log.Warn().Str("edge", e.Name).Err(err).Msg("stored route table unreadable; it will be replaced")
+		}
+	}
+
+	stateMsgs := make(chan jetstream.Msg, 256)
+	cons, err := o.JS.OrderedConsumer(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("run controller: follow %s: %w", events.StreamState, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case stateMsgs <- m:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("run controller: follow %s: %w", events.StreamState, err)
+	}
+	defer cc.Stop()
+
+	beats := make(chan *nats.Msg, 1024)
+	sub, err := o.JS.Conn().ChanSubscribe(events.SubjectHeartbeats, beats)
+	if err != nil {
+		return fmt.Errorf("run controller: subscribe to %s: %w", events.SubjectHeartbeats, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	ticks := o.Ticks
+	if ticks == nil {
+		t := time.NewTicker(o.TickEvery)
+		defer t.Stop()
+		ticks = t.C
+	}
+	c.log.Info().Int("edges", len(o.Config.Edges)).Uint64("state_seq", c.startSeq).Msg("controller started")
+	if c.caught {
+		c.publishRoutes(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			c.log.Info().Msg("controller stopped")
+			return nil
+		case m := <-stateMsgs:
+			c.onState(m)
+			if c.caught {
+				c.publishRoutes(ctx)
+			}
+		case m := <-beats:
+			c.onHeartbeat(m)
+		case <-ticks:
+			if c.caught {
+				c.checkLiveness(ctx)
+				c.publishRoutes(ctx)
+			}
+		}
+	}
+}
+
+// onState folds one STATE message into the view.
+func (c *controller) onState(m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		c.log.Warn().Err(err).Msg("state message without metadata skipped")
+		return
+	}
+	seq := meta.Sequence.Stream
+	if seq >= c.startSeq {
+		c.caught = true
+	}
+	e, err := events.Decode(m.Data())
+	if err == nil {
+		_, err = c.view.Apply(m.Subject(), seq, e)
+	}
+	if err != nil {
+		c.log.Warn().Str("subject", m.Subject()).Uint64("stream_seq", seq).Err(err).Msg("state event skipped")
+		return
+	}
+	c.applied(m.Subject(), e)
+}
+
+// applied notes what a folded event means for liveness and the route tables.
+func (c *controller) applied(subject string, e events.Envelope) {
+	c.lastCause = e.ID
+	c.dirty = true
+	if tok := events.SplitSubject(subject, "detour.state.edge"); len(tok) == 1 {
+		c.live.Recorded(tok[0], c.view.Edge(tok[0]))
+	}
+}
+
+func (c *controller) onHeartbeat(m *nats.Msg) {
+	e, err := events.Decode(m.Data)
+	var hb events.Heartbeat
+	if err == nil && e.Type != events.TypeEdgeHeartbeat {
+		err = fmt.Errorf("%w: type %q is not %s", events.ErrMalformed, e.Type, events.TypeEdgeHeartbeat)
+	}
+	if err == nil {
+		err = e.Payload(&hb)
+	}
+	if err == nil && events.HeartbeatSubject(hb.Edge) != m.Subject {
+		err = fmt.Errorf("%w: edge %q heartbeat on %s", events.ErrMalformed, hb.Edge, m.Subject)
+	}
+	if err != nil {
+		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("heartbeat skipped")
+		return
+	}
+	if !c.live.Heartbeat(hb.Edge, e.ID, c.o.Now()) {
+		c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
+	}
+}
+
+// checkLiveness appends the edge transitions that are due. A conflict means another replica
+// appended first: the subject is re-read and the next tick decides again.
+func (c *controller) checkLiveness(ctx context.Context) {
+	for _, ch := range c.live.Due(c.o.Now()) {
+		subject := events.EdgeStateSubject(ch.Edge)
+		typ := events.TypeEdgeDown
+		if ch.To == events.StatusUp {
+			typ = events.TypeEdgeUp
+		}
+		t := events.Transition{Edge: ch.Edge, From: ch.From, To: ch.To, Reason: ch.Reason, Thresholds: ch.Thresholds}
+		var env events.Envelope
+		var err error
+		if ch.Heartbeat != "" {
+			t.Results = []string{ch.Heartbeat}
+			env, err = events.Derived(typ, c.o.Name, ch.Heartbeat, ch.Edge, c.o.Now(), t)
+		} else {
+			env, err = events.New(typ, c.o.Name, c.o.Now(), t)
+		}
+		if err != nil {
+			c.log.Error().Str("edge", ch.Edge).Err(err).Msg("edge transition not built")
+			continue
+		}
+		entry, _ := c.view.Subject(subject)
+		ack, err := events.Append(ctx, c.o.JS, subject, env, entry.Seq)
+		if errors.Is(err, events.ErrConflict) {
+			c.reread(ctx, subject)
+			continue
+		}
+		if err != nil {
+			c.log.Error().Str("edge", ch.Edge).Err(err).Msg("edge transition not appended")
+			continue
+		}
+		if _, err := c.view.Apply(subject, ack.Sequence, env); err == nil {
+			c.applied(subject, env)
+		}
+		c.log.Info().Str("edge", ch.Edge).Str("from", string(ch.From)).Str("to", string(ch.To)).
+			Str("reason", ch.Reason).Str("event_id", env.ID).Uint64("stream_seq", ack.Sequence).Msg("edge liveness changed")
+	}
+}
+
+func (c *controller) reread(ctx context.Context, subject string) {
+	e, seq, ok, err := events.Last(ctx, c.state, subject)
+	if err != nil || !ok {
+		c.log.Warn().Str("subject", subject).Err(err).Msg("state subject not re-read after a conflict")
+		return
+	}
+	if _, err := c.view.Apply(subject, seq, e); err == nil {
+		c.applied(subject, e)
+	}
+}
+
+// loadPublished reads the route table ROUTES holds for edge, so an unchanged table is not stored
+// again when the controller restarts.
+func (c *controller) loadPublished(ctx context.Context, edge string) error {
+	e, _, ok, err := events.Last(ctx, c.routes, events.RoutesSubject(edge))
+	if err != nil || !ok {
+		return err
+	}
+	var t events.RouteTable
+	if err := e.Payload(&t); err != nil {
+		return fmt.Errorf("read route table of %s: %w", edge, err)
+	}
+	b, err := json.Marshal(t.Apps)
+	if err != nil {
+		return fmt.Errorf("read route table of %s: %w", edge, err)
+	}
+	c.published[edge] = b
+	return nil
+}
+
+// publishRoutes stores the route table of every edge whose routes changed. Its id derives from
+// the last STATE event and the table, so replicas at the same point store it once.
+func (c *controller) publishRoutes(ctx context.Context) {
+	if !c.dirty {
+		return
+	}
+	c.dirty = false
+	for _, e := range c.o.Config.Edges {
+		t, err := route.Compute(c.o.Config, c.view, e.Name, "")
+		if err != nil {
+			c.log.Error().Str("edge", e.Name).Err(err).Msg("route table not computed")
+			continue
+		}
+		apps, err := json.Marshal(t.Apps)
+		if err != nil {
+			c.log.Error().Str("edge", e.Name).Err(err).Msg("route table not computed")
+			continue
+		}
+		if bytes.Equal(apps, c.published[e.Name]) {
+			continue
+		}
+		env, err := events.Derived(events.TypeRoutesComputed, c.o.Name, c.lastCause, e.Name+"|"+string(apps), c.o.Now(), t)
+		if err == nil {
+			_, err = events.Publish(ctx, c.o.JS, events.RoutesSubject(e.Name), env)
+		}
+		if err != nil {
+			c.dirty = true // retried on the next tick
+			c.log.Warn().Str("edge", e.Name).Err(err).Msg("route table not published")
+			continue
+		}
+		c.published[e.Name] = apps
+		c.log.Debug().Str("edge", e.Name).Uint64("state_seq", t.StateSeq).Str("event_id", env.ID).Msg("route table published")
+	}
+}

@@ -1,0 +1,212 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
+)
+
+const edgesDoc = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.11:8081"}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.12:8081"}]}
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    heartbeat: {interval: 100ms, fall: 3}
+    apps: [{app: shop, listen: "127.0.0.21:8080", secondary: edge-east}]
+  - name: edge-east
+    region: us-east
+    hostname: edge-east.demo.test
+    address: 127.0.0.22
+    heartbeat: {interval: 100ms, fall: 3}
+    apps: [{app: shop, listen: "127.0.0.22:8080", secondary: edge-west}]
+`
+
+func startController(t *testing.T, ns *eventstest.Server, cfg *config.Config, name string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{JS: ns.JS, Config: cfg, Name: name, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller %s: run returned %v, want nil", name, err)
+		}
+	})
+}
+
+// beat publishes edge heartbeats every interval until stop is closed.
+func beat(t *testing.T, ns *eventstest.Server, edge string, interval time.Duration, stop <-chan struct{}) {
+	t.Helper()
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	wg.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			e, err := events.New(events.TypeEdgeHeartbeat, "test", time.Now(), events.Heartbeat{Edge: edge, Seq: seq})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = ns.Conn.Publish(events.HeartbeatSubject(edge), e.Encode())
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+}
+
+// history returns the types of every event stored on subject, oldest first.
+func history(t *testing.T, ns *eventstest.Server, stream, subject string) []events.Envelope {
+	t.Helper()
+	ctx := context.Background()
+	st := ns.Stream(t, stream)
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []events.Envelope
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil || m.Subject != subject {
+			continue
+		}
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func types(es []events.Envelope) string {
+	s := ""
+	for _, e := range es {
+		s += map[string]string{events.TypeEdgeUp: "U", events.TypeEdgeDown: "D"}[e.Type]
+	}
+	return s
+}
+
+func TestTwoControllersRecordAnEdgeGoingDownAndComingBackOnce(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopEast := make(chan struct{})
+	beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
+	beat(t, ns, "edge-east", 100*time.Millisecond, stopEast)
+	startController(t, ns, cfg, "controller-1")
+	startController(t, ns, cfg, "controller-2")
+
+	west, east := events.EdgeStateSubject("edge-west"), events.EdgeStateSubject("edge-east")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return types(history(t, ns, events.StreamState, east)) == "U" }, "edge-east up")
+
+	close(stopEast)
+	stopped := time.Now()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return types(history(t, ns, events.StreamState, east)) == "UD" }, "edge-east down")
+	// fall × interval + tolerance, plus the controllers' tick and the append.
+	if took, limit := time.Since(stopped), 3*100*time.Millisecond+Tolerance(100*time.Millisecond)+200*time.Millisecond; took > limit {
+		t.Errorf("edge-east marked down %s after its last heartbeat, want within %s", took, limit)
+	}
+	down := history(t, ns, events.StreamState, east)[1]
+	var tr events.Transition
+	if err := down.Payload(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Edge != "edge-east" || tr.From != events.StatusUp || tr.To != events.StatusDown || tr.Reason != "3 missed heartbeats (interval 100ms)" || len(tr.Results) != 1 {
+		t.Errorf("down transition = %+v", tr)
+	}
+
+	beat(t, ns, "edge-east", 100*time.Millisecond, make(chan struct{}))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return types(history(t, ns, events.StreamState, east)) == "UDU" }, "edge-east up again")
+	if got := types(history(t, ns, events.StreamState, west)); got != "U" {
+		t.Errorf("edge-west history %q, want a single up: it never stopped", got)
+	}
+}
+
+func TestRouteTablesFollowStateAndAreNotRepeated(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startController(t, ns, cfg, "controller-1")
+	westRoutes := events.RoutesSubject("edge-west")
+	table := func() (events.RouteTable, int) {
+		h := history(t, ns, events.StreamRoutes, westRoutes)
+		if len(h) == 0 {
+			return events.RouteTable{}, 0
+		}
+		var rt events.RouteTable
+		if err := h[len(h)-1].Payload(&rt); err != nil {
+			t.Fatal(err)
+		}
+		return rt, len(h)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { _, n := table(); return n == 1 }, "a first table for edge-west")
+	if rt, _ := table(); !rt.Apps[0].Available || rt.Apps[0].Secondary.Edge != "edge-east" {
+		t.Fatalf("first table = %+v, want shop available with secondary edge-east", rt)
+	}
+
+	appendState := func(subject, typ string) {
+		e, err := events.New(typ, "test", time.Now(), events.Transition{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(context.Background(), ns.JS, subject, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendState(events.EndpointStateSubject("shop", "west", "w1"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { rt, n := table(); return n == 2 && !rt.Apps[0].Available }, "a table with the west pool down")
+
+	// A change that does not touch edge-west's routes stores no new table for it.
+	appendState(events.EndpointStateSubject("shop", "east", "e1"), events.TypeEndpointDown)
+	eastRoutes := events.RoutesSubject("edge-east")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, eastRoutes)) == 2 }, "edge-east's table to change")
+	if _, n := table(); n != 2 {
+		t.Errorf("edge-west has %d tables, want 2: the east pool is not in its routes", n)
+	}
+	appendState(events.EdgeStateSubject("edge-east"), events.TypeEdgeDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		rt, n := table()
+		return n == 3 && rt.Apps[0].Secondary.Status == events.StatusDown
+	}, "edge-west's table to show its secondary down")
+}
+
+func TestRunRefusesIncompleteOptions(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg, _ := config.Parse("test.yaml", []byte(edgesDoc))
+	for _, tt := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Config: cfg, Name: "c"}, "controller options: JS is required"},
+		{Options{JS: ns.JS, Name: "c"}, "controller options: Config is required"},
+		{Options{JS: ns.JS, Config: cfg}, "controller options: Name is required"},
+	} {
+		if err := Run(context.Background(), tt.o); err == nil || err.Error() != tt.want {
+			t.Errorf("err = %v, want %s", err, tt.want)
+		}
+	}
+}

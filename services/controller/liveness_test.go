@@ -1,0 +1,91 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+)
+
+func liveConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]
+edges:
+  - {name: west, region: w, hostname: west.demo.test, address: 127.0.0.21, heartbeat: {interval: 1s, fall: 3}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestLiveness runs a timeline, one step per 500ms: 'h' a heartbeat arrives, '.' nothing does.
+// want is the status after each step, as STATE would hold it once the changes are appended:
+// '?' unknown, 'U' up, 'D' down.
+func TestLiveness(t *testing.T) {
+	tests := []struct {
+		name, steps, want string
+	}{
+		{name: "the first heartbeat brings an unknown edge up", steps: "h", want: "U"},
+		{name: "heartbeats every interval keep it up", steps: "h.h.h.h.h.", want: "UUUUUUUUUU"},
+		{name: "three missed heartbeats of 1s take it down after 3.2s", steps: "h.......", want: "UUUUUUUD"},
+		{name: "one late heartbeat does not", steps: "h.....h.....h", want: "UUUUUUUUUUUUU"},
+		{name: "heartbeats resuming bring it back at once", steps: "h........h.h", want: "UUUUUUUDDUUU"},
+		{name: "an edge that never reports goes down after the same silence from the start", steps: "........", want: "??????DD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Unix(1700000000, 0)
+			l := NewLiveness(liveConfig(t), start)
+			status := events.StatusUnknown
+			var got strings.Builder
+			for i, s := range tt.steps {
+				now := start.Add(time.Duration(i+1) * 500 * time.Millisecond)
+				if s == 'h' {
+					l.Heartbeat("west", "hb", now)
+				}
+				for _, c := range l.Due(now) {
+					if c.From != status {
+						t.Fatalf("step %d: change from %q, but STATE holds %q", i, c.From, status)
+					}
+					status = c.To
+					l.Recorded("west", status)
+				}
+				got.WriteByte(map[events.Status]byte{events.StatusUnknown: '?', events.StatusUp: 'U', events.StatusDown: 'D'}[status])
+			}
+			if got.String() != tt.want {
+				t.Errorf("statuses %s, want %s", got.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestADownChangeSaysWhyAndRestsOnTheLastHeartbeat(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	l := NewLiveness(liveConfig(t), start)
+	l.Heartbeat("west", "hb-1", start)
+	l.Recorded("west", events.StatusUp)
+	if due := l.Due(start.Add(3200 * time.Millisecond)); len(due) != 0 {
+		t.Fatalf("at exactly fall × interval + tolerance: %+v, want nothing yet", due)
+	}
+	due := l.Due(start.Add(3201 * time.Millisecond))
+	want := Change{Edge: "west", From: events.StatusUp, To: events.StatusDown, Reason: "3 missed heartbeats (interval 1s)",
+		Heartbeat: "hb-1", Thresholds: events.Thresholds{IntervalMS: 1000, HeartbeatFall: 3}}
+	if len(due) != 1 || due[0] != want {
+		t.Fatalf("due = %+v, want %+v", due, want)
+	}
+}
+
+func TestHeartbeatsOfUnknownEdgesAreRefused(t *testing.T) {
+	l := NewLiveness(liveConfig(t), time.Unix(0, 0))
+	if l.Heartbeat("north", "x", time.Unix(1, 0)) {
+		t.Fatal("a heartbeat of an edge that is not configured was accepted")
+	}
+}

@@ -1,0 +1,348 @@
+package decide
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/events"
+)
+
+// Result is one probe result as the decider folds it.
+type Result struct {
+	// ID names the result in the transitions it completes.
+	ID string
+	// Region is the probing region that ran the check.
+	Region string
+	// At is when the check ran.
+	At time.Time
+	// OK is whether the check passed.
+	OK bool
+}
+
+// Scope says whether an override was set on the endpoint itself or on its whole pool.
+type Scope int
+
+// The scopes of an override. An endpoint's own override wins over its pool's.
+const (
+	ScopeEndpoint Scope = iota
+	ScopePool
+)
+
+// Region is one probing region's view of an endpoint.
+type Region struct {
+	Name string
+	// Status is the region's view after hysteresis: up, down, or unknown before its first fall or
+	// rise results and after it went stale.
+	Status events.Status
+	// OK and Run are the outcome and length of the current streak of equal results.
+	OK  bool
+	Run int
+	// Last is when the region's latest result ran.
+	Last time.Time
+	// IDs are the ids of the latest results of the streak, at most max(fall, rise).
+	IDs []string
+}
+
+// Endpoint is everything the decider knows about one endpoint. The zero value is an endpoint
+// nothing is known about yet.
+type Endpoint struct {
+	// Regions are the probing regions that reported on the endpoint, sorted by name.
+	Regions []Region
+	// Probed is the status the probes decide: quorum of the voting regions, then hold-down.
+	Probed events.Status
+	// HealthySince is when the voting regions turned healthy while the endpoint was down and
+	// hold-down keeps it there; zero otherwise.
+	HealthySince time.Time
+	healthyCause string
+	// Own and Pool are the overrides in force on the endpoint and on its pool, or nil.
+	Own, Pool *events.Override
+	// Status is the effective status: the override in force, else Probed.
+	Status events.Status
+}
+
+// Decision is a change of an endpoint's effective status, with its cause.
+type Decision struct {
+	From, To events.Status
+	// At is when the change happened: the time of the result, override or deadline that made it.
+	At time.Time
+	// Cause is the id of the event that completed the change: a probe result or an override.
+	Cause string
+	// Reason is a short sentence naming the trigger and the vote.
+	Reason string
+	// Results are the ids of the results that completed the threshold, oldest first.
+	Results []string
+	// Votes are the voting regions' views when the change was made.
+	Votes []events.Vote
+}
+
+// Restore sets the status the endpoint last had in STATE, as a decider starting cold reads it,
+// so that probes replayed afterwards continue from there (hold-down included). Call it after the
+// overrides in force were set.
+func (e *Endpoint) Restore(s events.Status) {
+	e.Status = s
+	if (s == events.StatusUp || s == events.StatusDown) && e.override() == nil {
+		e.Probed = s
+	}
+}
+
+// Observe folds one result into the endpoint and reports the change of its effective status, if
+// the result caused one. Regions silent for longer than StaleAfter before r.At stop voting first.
+// A result that is the region's latest already (redelivered) changes nothing.
+func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
+	if reg := e.find(r.Region); reg != nil && len(reg.IDs) > 0 && reg.IDs[len(reg.IDs)-1] == r.ID {
+		return Decision{}, false
+	}
+	stale, staleCause, staleAt := e.expireRegions(r.At, p)
+	reg := e.region(r.Region)
+	if r.At.After(reg.Last) {
+		reg.Last = r.At
+	}
+	if reg.Run == 0 || reg.OK != r.OK {
+		reg.OK, reg.Run, reg.IDs = r.OK, 0, reg.IDs[:0]
+	}
+	reg.Run++
+	if len(reg.IDs) == p.streak() {
+		copy(reg.IDs, reg.IDs[1:])
+		reg.IDs = reg.IDs[:len(reg.IDs)-1]
+	}
+	reg.IDs = append(reg.IDs, r.ID)
+
+	var note string
+	var results []string
+	switch {
+	case r.OK && reg.Status != events.StatusUp && reg.Run >= p.Rise:
+		reg.Status = events.StatusUp
+		note = fmt.Sprintf("%s: %d consecutive successes (rise %d)", reg.Name, reg.Run, p.Rise)
+		results = slices.Clone(reg.IDs[len(reg.IDs)-min(p.Rise, len(reg.IDs)):])
+	case !r.OK && reg.Status != events.StatusDown && reg.Run >= p.Fall:
+		reg.Status = events.StatusDown
+		note = fmt.Sprintf("%s: %d consecutive failures (fall %d)", reg.Name, reg.Run, p.Fall)
+		results = slices.Clone(reg.IDs[len(reg.IDs)-min(p.Fall, len(reg.IDs)):])
+	}
+	switch {
+	case note != "" && len(stale) > 0:
+		note += "; " + staleNote(stale, p)
+	case note == "" && len(stale) > 0:
+		return e.settle(staleAt, p, staleCause, staleNote(stale, p), nil)
+	case note == "" && e.HealthySince.IsZero():
+		return Decision{}, false // no vote changed: the common case
+	case note == "":
+		note = "still healthy"
+	}
+	return e.settle(r.At, p, r.ID, note, results)
+}
+
+// Expire lets time pass until now: regions silent for longer than StaleAfter stop voting, and a
+// hold-down that has run its course brings the endpoint back. It reports the change, if any.
+func (e *Endpoint) Expire(now time.Time, p Policy) (Decision, bool) {
+	stale, cause, at := e.expireRegions(now, p)
+	if len(stale) > 0 {
+		return e.settle(at, p, cause, staleNote(stale, p), nil)
+	}
+	if e.HealthySince.IsZero() || now.Sub(e.HealthySince) < p.HoldDown {
+		return Decision{}, false
+	}
+	return e.settle(now, p, e.healthyCause, "", nil)
+}
+
+// SetOverride records the override o (Action "" clears it) made on the endpoint or its pool by
+// the event cause at at, and reports the change of the effective status, if any.
+func (e *Endpoint) SetOverride(scope Scope, o events.Override, cause string, at time.Time, p Policy) (Decision, bool) {
+	var in *events.Override
+	if o.Action != "" {
+		in = &o
+	}
+	what := "override"
+	if scope == ScopePool {
+		what = "pool override"
+		e.Pool = in
+	} else {
+		e.Own = in
+	}
+	var note string
+	if in != nil {
+		note = fmt.Sprintf("%s %s by %s: %s", what, o.Action, o.By, o.Reason)
+	} else {
+		note = fmt.Sprintf("%s cleared by %s: %s", what, o.By, o.Reason)
+	}
+	return e.decide(at, p, cause, note, nil)
+}
+
+// Explain describes the endpoint's current effective status as a decision made at at, for a
+// decider that finds STATE disagreeing with what the streams say (a replica died mid-change).
+func (e *Endpoint) Explain(from events.Status, at time.Time, p Policy, cause, note string) Decision {
+	return Decision{From: from, To: e.Status, At: at, Cause: cause,
+		Reason: note + "; " + e.tally(p), Votes: e.votes()}
+}
+
+// LastResult returns the id of the newest result the endpoint holds, or "".
+func (e *Endpoint) LastResult() string {
+	var id string
+	var at time.Time
+	for i := range e.Regions {
+		r := &e.Regions[i]
+		if len(r.IDs) > 0 && !r.Last.Before(at) {
+			id, at = r.IDs[len(r.IDs)-1], r.Last
+		}
+	}
+	return id
+}
+
+// expireRegions resets the regions silent for longer than StaleAfter at now. It returns the names
+// of those that were voting, the id of the last result of the latest of them, and when it went
+// stale.
+func (e *Endpoint) expireRegions(now time.Time, p Policy) (stale []string, cause string, at time.Time) {
+	for i := range e.Regions {
+		r := &e.Regions[i]
+		if r.Run == 0 || now.Sub(r.Last) <= p.StaleAfter {
+			continue
+		}
+		if r.Status != events.StatusUnknown {
+			stale = append(stale, r.Name)
+			if when := r.Last.Add(p.StaleAfter); when.After(at) || cause == "" {
+				at, cause = when, r.IDs[len(r.IDs)-1]
+			}
+		}
+		r.Status, r.Run, r.IDs = events.StatusUnknown, 0, r.IDs[:0]
+	}
+	return stale, cause, at
+}
+
+func staleNote(regions []string, p Policy) string {
+	return strings.Join(regions, ", ") + ": no result for over stale_after " + p.StaleAfter.String()
+}
+
+// find returns the named region, or nil.
+func (e *Endpoint) find(name string) *Region {
+	for i := range e.Regions {
+		if e.Regions[i].Name == name {
+			return &e.Regions[i]
+		}
+	}
+	return nil
+}
+
+// region returns the named region, adding it in name order if it is new.
+func (e *Endpoint) region(name string) *Region {
+	i, found := slices.BinarySearchFunc(e.Regions, name, func(r Region, n string) int { return strings.Compare(r.Name, n) })
+	if !found {
+		e.Regions = slices.Insert(e.Regions, i, Region{Name: name})
+	}
+	return &e.Regions[i]
+}
+
+// settle recomputes Probed from the votes and hold-down, then the effective status.
+func (e *Endpoint) settle(at time.Time, p Policy, cause, note string, results []string) (Decision, bool) {
+	up, voting := e.count()
+	switch {
+	case voting == 0:
+		// No region has a view: keep the last decision (static stability), restart any hold-down.
+		e.HealthySince, e.healthyCause = time.Time{}, ""
+	case !Healthy(up, voting, p.Quorum):
+		e.Probed = events.StatusDown
+		e.HealthySince, e.healthyCause = time.Time{}, ""
+	case e.Probed == events.StatusDown && p.HoldDown > 0:
+		if e.HealthySince.IsZero() {
+			e.HealthySince, e.healthyCause = at, cause
+		}
+		if at.Sub(e.HealthySince) < p.HoldDown {
+			return Decision{}, false
+		}
+		at, cause = e.HealthySince.Add(p.HoldDown), e.healthyCause
+		note = "healthy for the hold_down of " + p.HoldDown.String()
+		e.Probed = events.StatusUp
+		e.HealthySince, e.healthyCause = time.Time{}, ""
+	default:
+		e.Probed = events.StatusUp
+		e.HealthySince, e.healthyCause = time.Time{}, ""
+	}
+	return e.decide(at, p, cause, note, results)
+}
+
+// decide turns a change of the effective status into a Decision.
+func (e *Endpoint) decide(at time.Time, p Policy, cause, note string, results []string) (Decision, bool) {
+	to := e.Probed
+	if o := e.override(); o != nil {
+		to = overrideStatus(o.Action)
+	}
+	from := e.Status
+	e.Status = to
+	if to == from || to == events.StatusUnknown {
+		return Decision{}, false
+	}
+	reason := note
+	if e.override() == nil {
+		reason += "; " + e.tally(p)
+	}
+	return Decision{From: from, To: to, At: at, Cause: cause, Reason: reason, Results: results, Votes: e.votes()}, true
+}
+
+func (e *Endpoint) override() *events.Override {
+	if e.Own != nil {
+		return e.Own
+	}
+	return e.Pool
+}
+
+func overrideStatus(action string) events.Status {
+	switch action {
+	case events.ActionForceUp:
+		return events.StatusUp
+	case events.ActionDrain:
+		return events.StatusDrained
+	}
+	return events.StatusDown
+}
+
+// Healthy reports whether up of voting regions meet the quorum: up ≥ quorum × voting, so a tie
+// counts as healthy.
+func Healthy(up, voting int, quorum float64) bool {
+	return float64(up) >= quorum*float64(voting)-1e-9
+}
+
+func (e *Endpoint) count() (up, voting int) {
+	for i := range e.Regions {
+		switch e.Regions[i].Status {
+		case events.StatusUp:
+			up++
+			voting++
+		case events.StatusDown:
+			voting++
+		}
+	}
+	return up, voting
+}
+
+func (e *Endpoint) votes() []events.Vote {
+	var out []events.Vote
+	for i := range e.Regions {
+		if s := e.Regions[i].Status; s != events.StatusUnknown {
+			out = append(out, events.Vote{Region: e.Regions[i].Name, Status: s})
+		}
+	}
+	return out
+}
+
+// tally is the vote as a sentence: "2 of 3 voting regions see it up (quorum 0.5); not voting: eu".
+func (e *Endpoint) tally(p Policy) string {
+	up, voting := e.count()
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(up))
+	b.WriteString(" of ")
+	b.WriteString(strconv.Itoa(voting))
+	b.WriteString(" voting regions see it up (quorum ")
+	b.WriteString(strconv.FormatFloat(p.Quorum, 'g', -1, 64))
+	b.WriteString(")")
+	sep := "; not voting: "
+	for i := range e.Regions {
+		if e.Regions[i].Status == events.StatusUnknown {
+			b.WriteString(sep)
+			b.WriteString(e.Regions[i].Name)
+			sep = ", "
+		}
+	}
+	return b.String()
+}

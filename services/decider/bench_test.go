@@ -1,0 +1,380 @@
+package decider
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// The benchmark fleet: 10,000 endpoints (10 apps × 10 pools × 100) probed from 3 regions at 1s.
+const fleetApps, fleetPools, fleetEndpoints = 10, 10, 100
+
+var fleetRegions = []string{"eu-west", "us-east", "ap-south"}
+
+func fleet(tb testing.TB) *config.Config {
+	tb.Helper()
+	c := &config.Config{Zones: []config.Zone{{Name: "bench.test"}}}
+	for a := range fleetApps {
+		app := config.App{Name: fmt.Sprintf("app%d", a), FQDN: fmt.Sprintf("app%d.bench.test", a),
+			Check: config.Check{Interval: config.Duration(time.Second)}}
+		for p := range fleetPools {
+			pool := config.Pool{Name: fmt.Sprintf("pool%d", p)}
+			for e := range fleetEndpoints {
+				pool.Endpoints = append(pool.Endpoints, config.Endpoint{Address: fmt.Sprintf("10.%d.%d.%d:80", a, p, e+1)})
+			}
+			app.Pools = append(app.Pools, pool)
+		}
+		c.Apps = append(c.Apps, app)
+	}
+	c.ApplyDefaults()
+	if problems := c.Validate(); len(problems) > 0 {
+		tb.Fatalf("benchmark fleet: %v", problems)
+	}
+	return c
+}
+
+// fleetMessages encodes n results over the fleet as PROBES messages of batch results each (a
+// batch of 1 is sent as a single TypeProbeCompleted). Every 97th endpoint fails.
+func fleetMessages(tb testing.TB, c *config.Config, n, batch int, from time.Time) (subjects []string, payloads [][]byte) {
+	tb.Helper()
+	var rs []events.ProbeResult
+	flush := func() {
+		if len(rs) == 0 {
+			return
+		}
+		region := rs[0].Region
+		var e events.Envelope
+		var err error
+		if batch == 1 {
+			e, err = events.New(events.TypeProbeCompleted, "bench", rs[0].At, rs[0])
+			subjects = append(subjects, events.ProbeSubject(region, rs[0].App, rs[0].Pool, rs[0].Endpoint))
+		} else {
+			e, err = events.New(events.TypeProbeBatchCompleted, "bench", rs[0].At, events.ProbeBatch{Region: region, Prober: "p1", Results: rs})
+			subjects = append(subjects, events.ProbeBatchSubject(region, "p1"))
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		payloads = append(payloads, e.Encode())
+		rs = nil
+	}
+	i := 0
+	for round := 0; i < n; round++ {
+		at := from.Add(time.Duration(round) * time.Second)
+		for ri, region := range fleetRegions {
+			for _, a := range c.Apps {
+				for _, p := range a.Pools {
+					for k, e := range p.Endpoints {
+						if i == n {
+							break
+						}
+						rs = append(rs, events.ProbeResult{At: at, App: a.Name, Pool: p.Name, Endpoint: e.Name,
+							Region: region, Prober: "p1", Check: "tcp", OK: k%97 != 0 || ri == 0, LatencyMicros: 800})
+						i++
+						if len(rs) == batch {
+							flush()
+						}
+					}
+				}
+			}
+			flush()
+		}
+	}
+	return subjects, payloads
+}
+
+func publishAll(js jetstream.JetStream, subjects []string, payloads [][]byte) error {
+	for i := range payloads {
+		if _, err := js.PublishAsync(subjects[i], payloads[i]); err != nil {
+			return fmt.Errorf("publish message %d: %w", i, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+		return nil
+	case <-time.After(time.Minute):
+		return fmt.Errorf("publishing did not complete in a minute")
+	}
+}
+
+// publishing publishes in the background; the returned function waits for it to finish.
+func publishing(tb testing.TB, js jetstream.JetStream, subjects []string, payloads [][]byte) (wait func()) {
+	errc := make(chan error, 1)
+	go func() { errc <- publishAll(js, subjects, payloads) }()
+	return func() {
+		tb.Helper()
+		if err := <-errc; err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func runDecider(tb testing.TB, js jetstream.JetStream, c *config.Config, stats *Stats) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{JS: js, Config: c, Name: "bench", Log: zerolog.Nop(), Stats: stats, TickEvery: 250 * time.Millisecond})
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("decider: %v", err)
+		}
+	})
+}
+
+// BenchmarkFold measures probe results folded per second by one live decider of the 10,000
+// endpoint fleet, as results are published, against its peer: an ordered consumer that only reads
+// and decodes the same messages. One op is one result.
+func BenchmarkFold(b *testing.B) {
+	for _, batch := range []int{500, 1} {
+		b.Run(fmt.Sprintf("decider/batch=%d", batch), func(b *testing.B) {
+			srv := eventstest.Start(b)
+			c := fleet(b)
+			stats := &Stats{}
+			runDecider(b, srv.JS, c, stats)
+			eventstest.Eventually(b, 10*time.Second, stats.Live.Load, "decider did not go live")
+			subjects, payloads := fleetMessages(b, c, b.N, batch, time.Now())
+			b.ResetTimer()
+			wait := publishing(b, srv.JS, subjects, payloads)
+			eventstest.Eventually(b, 5*time.Minute, func() bool { return stats.Results.Load() >= uint64(b.N) },
+				"decider folded %d of %d results", stats.Results.Load, b.N)
+			wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "results/s")
+		})
+		b.Run(fmt.Sprintf("consume-only/batch=%d", batch), func(b *testing.B) {
+			srv := eventstest.Start(b)
+			c := fleet(b)
+			cons, err := srv.JS.OrderedConsumer(context.Background(), events.StreamProbes, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverNewPolicy})
+			if err != nil {
+				b.Fatal(err)
+			}
+			it, err := cons.Messages()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer it.Stop()
+			subjects, payloads := fleetMessages(b, c, b.N, batch, time.Now())
+			b.ResetTimer()
+			wait := publishing(b, srv.JS, subjects, payloads)
+			for n := 0; n < b.N; {
+				m, err := it.Next()
+				if err != nil {
+					b.Fatal(err)
+				}
+				rs, err := decodeProbes(m.Data())
+				if err != nil {
+					b.Fatal(err)
+				}
+				n += len(rs)
+			}
+			wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "results/s")
+		})
+	}
+}
+
+// BenchmarkColdStart measures how long a decider of the 10,000 endpoint fleet takes from start to
+// live, with STATE holding a status for every endpoint and PROBES the default replay window of
+// results (3 intervals × 3 regions × 10,000), in batches of 500 and one result a message, against
+// its peer: reading the same messages with two ordered consumers. One op is one start.
+func BenchmarkColdStart(b *testing.B) {
+	for _, batch := range []int{500, 1} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { coldStart(b, batch) })
+	}
+}
+
+func coldStart(b *testing.B, batch int) {
+	srv := eventstest.Start(b)
+	c := fleet(b)
+	ctx := context.Background()
+	var subjects []string
+	var payloads [][]byte
+	for _, a := range c.Apps {
+		for _, p := range a.Pools {
+			for _, e := range p.Endpoints {
+				ev, _ := events.New(events.TypeEndpointUp, "bench", time.Now(), events.Transition{App: a.Name, Pool: p.Name, Endpoint: e.Name, To: events.StatusUp})
+				subjects = append(subjects, events.EndpointStateSubject(a.Name, p.Name, e.Name))
+				payloads = append(payloads, ev.Encode())
+			}
+		}
+	}
+	if err := publishAll(srv.JS, subjects, payloads); err != nil {
+		b.Fatal(err)
+	}
+	const window, results = 3 * time.Second, 3 * 3 * fleetEndpointsTotal
+	subjects, payloads = fleetMessages(b, c, results, batch, time.Now().Add(-window+time.Second))
+	if err := publishAll(srv.JS, subjects, payloads); err != nil {
+		b.Fatal(err)
+	}
+
+	b.Run("decider", func(b *testing.B) {
+		for range b.N {
+			stats := &Stats{}
+			dctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() {
+				done <- Run(dctx, Options{JS: srv.JS, Config: c, Name: "bench", Log: zerolog.Nop(), Stats: stats, Replay: window + time.Minute})
+			}()
+			eventstest.Eventually(b, time.Minute, stats.Live.Load, "decider did not go live")
+			b.StopTimer()
+			if got := stats.Results.Load(); got != results {
+				b.Fatalf("replayed %d results, want %d", got, results)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("read-only", func(b *testing.B) {
+		for range b.N {
+			for _, read := range []struct {
+				stream string
+				policy jetstream.DeliverPolicy
+				want   int
+			}{{events.StreamState, jetstream.DeliverLastPerSubjectPolicy, fleetEndpointsTotal}, {events.StreamProbes, jetstream.DeliverAllPolicy, len(payloads)}} {
+				cons, err := srv.JS.OrderedConsumer(ctx, read.stream, jetstream.OrderedConsumerConfig{DeliverPolicy: read.policy})
+				if err != nil {
+					b.Fatal(err)
+				}
+				it, err := cons.Messages()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for range read.want {
+					m, err := it.Next()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := events.Decode(m.Data()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				it.Stop()
+			}
+		}
+	})
+}
+
+// BenchmarkMemoryPerEndpoint measures the heap one endpoint costs the decider (its index entries,
+// what STATE recorded, and its pure state with 3 regions' streaks of result ids), against its
+// peer: the configuration of the endpoint itself.
+func BenchmarkMemoryPerEndpoint(b *testing.B) {
+	ctx := context.Background()
+	var perEndpoint, cfg float64
+	for range b.N {
+		before := heap()
+		c := fleet(b)
+		cfg = float64(heap()-before) / fleetEndpointsTotal
+		_, payloads := fleetMessages(b, c, 3*len(fleetRegions)*fleetEndpointsTotal, 500, time.Now())
+		before = heap()
+		d := &decider{o: Options{Stats: &Stats{}}, log: zerolog.Nop(), ix: newIndex(c), regions: map[string]string{}}
+		for _, p := range payloads {
+			rs, err := decodeProbes(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d.fold(ctx, rs, time.Now())
+		}
+		for _, s := range d.ix.endpoints {
+			s.pending = nil // appended when the decider goes live
+		}
+		perEndpoint = float64(heap()-before) / fleetEndpointsTotal
+		runtime.KeepAlive(d)
+		runtime.KeepAlive(payloads)
+	}
+	b.ReportMetric(perEndpoint, "B/endpoint")
+	b.ReportMetric(cfg, "config-B/endpoint")
+}
+
+const fleetEndpointsTotal = fleetApps * fleetPools * fleetEndpoints
+
+func heap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkDecisionLatency measures, over b.N transitions, the time from publishing the result
+// that completes a threshold (fall = rise = 1, so every result does) to the transition reaching a
+// subscriber of STATE, against its peer: the time from publishing a result to an ordered consumer
+// of PROBES receiving it. One op is one transition.
+func BenchmarkDecisionLatency(b *testing.B) {
+	doc := `
+zones: [{name: bench.test}]
+apps:
+  - name: shop
+    fqdn: shop.bench.test
+    check: {interval: 1s, fall: 1, rise: 1, stale_after: 1h}
+    pools: [{name: west, endpoints: [{name: w1, address: "127.0.0.11:80"}]}]
+`
+	c, err := config.Parse("bench.yaml", []byte(doc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	result := func(i int) []byte {
+		r := events.ProbeResult{ID: fmt.Sprintf("r%d", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "eu", OK: i%2 == 0}
+		e, _ := events.New(events.TypeProbeCompleted, "bench", r.At, r)
+		return e.Encode()
+	}
+	subject := events.ProbeSubject("eu", "shop", "west", "w1")
+	measure := func(b *testing.B, srv *eventstest.Server, next func() error) {
+		ctx := context.Background()
+		lat := make([]time.Duration, 0, b.N)
+		for i := range b.N {
+			data := result(i)
+			start := time.Now()
+			if _, err := srv.JS.Publish(ctx, subject, data); err != nil {
+				b.Fatal(err)
+			}
+			if err := next(); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		b.StopTimer()
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+	b.Run("decider", func(b *testing.B) {
+		srv := eventstest.Start(b)
+		sub, err := srv.Conn.SubscribeSync("detour.state.endpoint.>")
+		if err != nil {
+			b.Fatal(err)
+		}
+		stats := &Stats{}
+		runDecider(b, srv.JS, c, stats)
+		eventstest.Eventually(b, 10*time.Second, stats.Live.Load, "decider did not go live")
+		b.ResetTimer()
+		measure(b, srv, func() error { _, err := sub.NextMsg(5 * time.Second); return err })
+	})
+	b.Run("consume-only", func(b *testing.B) {
+		srv := eventstest.Start(b)
+		cons, err := srv.JS.OrderedConsumer(context.Background(), events.StreamProbes, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+		if err != nil {
+			b.Fatal(err)
+		}
+		it, err := cons.Messages()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer it.Stop()
+		b.ResetTimer()
+		measure(b, srv, func() error { _, err := it.Next(); return err })
+	})
+}

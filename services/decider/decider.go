@@ -1,0 +1,480 @@
+package decider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/services/decide"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// maxAttempts bounds how often one decision is appended again after conflicts before it waits
+// for the next tick.
+const maxAttempts = 5
+
+type decider struct {
+	o     Options
+	log   zerolog.Logger
+	js    jetstream.JetStream
+	state jetstream.Stream
+	ix    *index
+	// regions interns region names, so that thousands of endpoints share one string per region.
+	regions map[string]string
+	live    bool
+	started time.Time
+	// failing is set when an append failed for another reason than a conflict during this tick.
+	failing bool
+}
+
+// Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
+// state: the last STATE event of every subject, then PROBES from now − Options.Replay; then it
+// appends what the streams imply but STATE lacks, and from there on every transition the moment
+// its threshold completes. It returns an error only for invalid options or a missing STATE stream.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	d := &decider{o: o, log: o.Log.With().Str("component", "decider").Str("replica", o.Name).Logger(),
+		js: o.JS, ix: newIndex(o.Config), regions: map[string]string{}}
+	return d.run(ctx)
+}
+
+func (d *decider) run(ctx context.Context) error {
+	d.started = d.o.Now()
+	st, err := d.js.Stream(ctx, events.StreamState)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("open stream %s: %w", events.StreamState, err)
+	}
+	d.state = st
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Small buffers: a PROBES delivery holds up to a whole decoded batch.
+	stateCh, probeCh := make(chan delivery, 256), make(chan delivery, 64)
+	from := d.started.Add(-d.o.Replay)
+	wg.Go(func() {
+		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, decodeState, stateCh)
+	})
+	wg.Go(func() {
+		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+			OptStartTime: &from}, decodeProbeResults, probeCh)
+	})
+	ticks := d.o.Ticks
+	if ticks == nil {
+		t := time.NewTicker(d.o.TickEvery)
+		defer t.Stop()
+		ticks = t.C
+	}
+
+	// Until STATE is read, probes wait; until the PROBES backlog is folded, nothing is appended
+	// and time does not tick.
+	var probes <-chan delivery
+	for {
+		var tick <-chan time.Time
+		if d.live {
+			tick = ticks
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-stateCh:
+			if m.subject != "" {
+				d.onState(ctx, m)
+			}
+			if m.caughtUp {
+				for _, s := range d.ix.endpoints {
+					s.st.Restore(s.status)
+				}
+				probes = probeCh
+			}
+		case m := <-probes:
+			if m.subject != "" {
+				d.onProbes(ctx, m)
+			}
+			if m.caughtUp {
+				d.reconcile(ctx)
+			}
+		case now := <-tick:
+			d.tick(ctx, now)
+		}
+	}
+}
+
+// onProbes folds the results of one PROBES message.
+func (d *decider) onProbes(ctx context.Context, m delivery) {
+	defer d.o.Stats.Messages.Add(1)
+	if m.err != nil {
+		d.o.Stats.Malformed.Add(1)
+		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed probe message skipped")
+		return
+	}
+	d.fold(ctx, m.results, m.stamp)
+}
+
+// fold folds results stored at stamp, and appends the transitions they complete.
+func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.Time) {
+	for i := range rs {
+		r := &rs[i]
+		s := d.ix.byName[nameKey{r.App, r.Pool, r.Endpoint}]
+		region := d.region(r.Region)
+		if s == nil || region == "" {
+			d.o.Stats.Unknown.Add(1)
+			d.log.Debug().Str("app", r.App).Str("pool", r.Pool).Str("endpoint", r.Endpoint).Str("region", r.Region).
+				Str("result_id", r.ID).Msg("result for no configured endpoint skipped")
+			continue
+		}
+		at := r.At
+		if at.IsZero() || at.After(stamp) {
+			// A result cannot have happened after it was stored: the prober's clock is ahead.
+			at = stamp
+		}
+		d.o.Stats.Results.Add(1)
+		if dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: at, OK: r.OK}, s.pool.app.policy); ok {
+			d.decided(ctx, s, dec)
+		}
+	}
+}
+
+// region returns the interned region name, or "" when name cannot be one.
+func (d *decider) region(name string) string {
+	if r, ok := d.regions[name]; ok {
+		return r
+	}
+	if !events.ValidToken(name) || len(d.regions) >= 1024 {
+		return ""
+	}
+	d.regions[name] = name
+	return name
+}
+
+// onState applies one STATE event: another replica's (or this one's) transition, or an override.
+func (d *decider) onState(ctx context.Context, m delivery) {
+	defer d.o.Stats.StateSeq.Store(m.seq)
+	env := m.env
+	if m.err != nil {
+		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed state event skipped")
+		return
+	}
+	if s := d.ix.bySubject[m.subject]; s != nil {
+		if m.seq <= s.seq {
+			return
+		}
+		s.record(m.seq, env)
+		// Another replica's transition: if it died before the pool's, append that.
+		if d.live && m.pending == 0 {
+			d.checkPool(ctx, s.pool, env.ID, env.Time, s.cfg.Name+" "+string(s.status)+": ")
+		}
+		return
+	}
+	if p := d.ix.pools[m.subject]; p != nil {
+		p.record(m.seq, env)
+		return
+	}
+	var o events.Override
+	if env.Type != events.TypeOverrideSet && env.Type != events.TypeOverrideCleared {
+		return // edges and what later versions add are not the decider's
+	}
+	if err := env.Payload(&o); err != nil {
+		d.log.Warn().Err(err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed override skipped")
+		return
+	}
+	if env.Type == events.TypeOverrideCleared {
+		o.Action = ""
+	} else if o.Action != events.ActionForceUp && o.Action != events.ActionForceDown && o.Action != events.ActionDrain {
+		d.log.Warn().Str("subject", m.subject).Str("action", o.Action).Uint64("stream_seq", m.seq).Msg("override with an unknown action skipped")
+		return
+	}
+	if s := d.ix.epOverrides[m.subject]; s != nil && m.seq > s.overrideSeq {
+		s.overrideSeq = m.seq
+		if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, env.Time, s.pool.app.policy); ok {
+			d.decided(ctx, s, dec)
+		}
+	}
+	if p := d.ix.poolOverrides[m.subject]; p != nil && m.seq > p.overrideSeq {
+		p.overrideSeq = m.seq
+		for _, s := range p.endpoints {
+			if dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, env.Time, p.app.policy); ok {
+				d.decided(ctx, s, dec)
+			}
+		}
+	}
+}
+
+func endpointStatus(typ string) events.Status {
+	switch typ {
+	case events.TypeEndpointUp:
+		return events.StatusUp
+	case events.TypeEndpointDown:
+		return events.StatusDown
+	case events.TypeEndpointDrained:
+		return events.StatusDrained
+	}
+	return events.StatusUnknown
+}
+
+func poolStatus(typ string) events.Status {
+	switch typ {
+	case events.TypePoolUp:
+		return events.StatusUp
+	case events.TypePoolDown:
+		return events.StatusDown
+	}
+	return events.StatusUnknown
+}
+
+// decided appends a decision now, or keeps it for reconcile while the decider is not yet live.
+func (d *decider) decided(ctx context.Context, s *endpointSlot, dec decide.Decision) {
+	if !d.live {
+		s.pending = &dec
+		return
+	}
+	d.commit(ctx, s, dec)
+}
+
+// reconcile runs once the backlog is folded: it appends every effective status STATE does not
+// show yet (a replica died between a threshold and its append), then goes live.
+func (d *decider) reconcile(ctx context.Context) {
+	d.live = true
+	now := d.o.Now()
+	for _, s := range d.ix.endpoints {
+		if dec, ok := s.st.Expire(now, s.pool.app.policy); ok {
+			s.pending = &dec
+		}
+		dec := s.pending
+		s.pending = nil
+		if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
+			continue
+		}
+		if dec == nil || dec.To != s.st.Status {
+			dec = d.explain(s, now)
+		}
+		d.commit(ctx, s, *dec)
+	}
+	for _, a := range d.ix.apps {
+		for _, p := range a.pools {
+			d.checkPool(ctx, p, p.latestCause(), now, "")
+		}
+	}
+	d.o.Stats.Live.Store(true)
+	d.log.Info().Int("endpoints", len(d.ix.endpoints)).Uint64("results", d.o.Stats.Results.Load()).
+		Dur("duration", d.o.Now().Sub(d.started)).Msg("decider live")
+}
+
+// explain builds a decision for an effective status that has no pending one.
+func (d *decider) explain(s *endpointSlot, now time.Time) *decide.Decision {
+	cause := s.st.LastResult()
+	if cause == "" {
+		cause = s.eventID
+	}
+	dec := s.st.Explain(s.status, now, s.pool.app.policy, cause, "STATE was behind the probes")
+	return &dec
+}
+
+// tick lets time pass: staleness and hold-down deadlines, and retries of failed appends.
+// Once an append fails for another reason than a conflict (NATS unreachable), the rest wait for
+// the next tick instead of each waiting for its own timeout.
+func (d *decider) tick(ctx context.Context, now time.Time) {
+	d.failing = false
+	for _, s := range d.ix.endpoints {
+		if dec, ok := s.st.Expire(now, s.pool.app.policy); ok {
+			s.pending = &dec
+		}
+		if s.pending == nil || d.failing {
+			continue
+		}
+		dec := s.pending
+		s.pending = nil
+		if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
+			continue
+		}
+		if dec.To != s.st.Status {
+			dec = d.explain(s, now)
+		}
+		d.commit(ctx, s, *dec)
+	}
+	for _, a := range d.ix.apps {
+		for _, p := range a.pools {
+			if p.retry && !d.failing {
+				p.retry = false
+				d.checkPool(ctx, p, p.latestCause(), now, "")
+			}
+		}
+	}
+}
+
+// commit appends the endpoint's transition unless STATE already records its status, then
+// the pool's if its availability changed. When another writer appended to the subject first,
+// it re-reads it and decides again, unless what it reads happened after this decision (that
+// writer is ahead in the probes, and this decision is history already).
+func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decision) {
+	p := s.pool
+	for attempt := 0; dec.To != s.status; attempt++ {
+		if attempt == maxAttempts {
+			d.later(ctx, s, dec, errors.New("too many conflicting writers"))
+			return
+		}
+		t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, Endpoint: s.cfg.Name, Address: s.cfg.Address,
+			From: s.status, To: dec.To, Reason: dec.Reason, Results: dec.Results, Votes: dec.Votes,
+			Thresholds: p.app.policy.Thresholds()}
+		ev, err := events.Derived(endpointType(dec.To), d.o.Name, dec.Cause, s.subject+"|"+string(dec.To), dec.At, t)
+		if err != nil {
+			d.log.Error().Err(err).Str("subject", s.subject).Msg("build endpoint transition failed")
+			return
+		}
+		ack, err := d.append(ctx, s.subject, ev, s.seq)
+		if err == nil {
+			s.record(ack.Sequence, ev)
+			if !ack.Duplicate {
+				d.o.Stats.Transitions.Add(1)
+				d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("endpoint", t.Endpoint).
+					Str("from", string(t.From)).Str("to", string(t.To)).Str("reason", t.Reason).
+					Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("endpoint transition")
+			}
+			break
+		}
+		if !errors.Is(err, events.ErrConflict) {
+			d.later(ctx, s, dec, err)
+			return
+		}
+		d.o.Stats.Conflicts.Add(1)
+		if err := d.reread(ctx, s); err != nil {
+			d.later(ctx, s, dec, err)
+			return
+		}
+		if s.since.After(dec.At) {
+			break
+		}
+	}
+	d.checkPool(ctx, p, s.eventID, dec.At, s.cfg.Name+" "+string(s.status)+": ")
+}
+
+// appendTimeout bounds one append or read, so that an unreachable NATS does not stall the decider.
+const appendTimeout = 2 * time.Second
+
+func (d *decider) append(ctx context.Context, subject string, e events.Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	return events.Append(ctx, d.js, subject, e, lastSeq)
+}
+
+func (d *decider) last(ctx context.Context, subject string) (events.Envelope, uint64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	return events.Last(ctx, d.state, subject)
+}
+
+// later keeps a decision whose append failed for the next tick.
+func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) {
+	s.pending = &dec
+	d.failing = true
+	d.o.Stats.Failed.Add(1)
+	if ctx.Err() == nil {
+		d.log.Error().Err(err).Str("subject", s.subject).Str("to", string(dec.To)).Msg("append endpoint transition failed, retrying")
+	}
+}
+
+// reread updates what STATE last recorded on the endpoint's subject.
+func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
+	env, seq, ok, err := d.last(ctx, s.subject)
+	if err != nil && !errors.Is(err, events.ErrMalformed) {
+		return err
+	}
+	if ok {
+		s.record(seq, env)
+	}
+	return nil
+}
+
+// checkPool appends the pool's transition when its endpoints' recorded statuses changed its
+// availability. cause names the endpoint event that changed it, at when; note says which
+// endpoint. On a conflict it re-reads the pool and decides again, unless what it reads happened
+// after at.
+func (d *decider) checkPool(ctx context.Context, p *poolSlot, cause string, at time.Time, note string) {
+	for attempt := 0; ; attempt++ {
+		v := p.verdict()
+		if v.Status == p.status || !p.decided() {
+			return
+		}
+		if attempt == maxAttempts {
+			d.poolLater(ctx, p, errors.New("too many conflicting writers"))
+			return
+		}
+		others := 0
+		for _, q := range p.app.pools {
+			if q != p && q.verdict().Status == events.StatusUp {
+				others++
+			}
+		}
+		t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, From: p.status, To: v.Status,
+			Reason: note + decide.PoolReason(v, others, p.app.cfg.WhenAllDown), Thresholds: p.thresholds()}
+		ev, err := events.Derived(poolType(v.Status), d.o.Name, cause, p.subject+"|"+string(v.Status), at, t)
+		if err != nil {
+			d.log.Error().Err(err).Str("subject", p.subject).Msg("build pool transition failed")
+			return
+		}
+		ack, err := d.append(ctx, p.subject, ev, p.seq)
+		if err == nil {
+			p.record(ack.Sequence, ev)
+			if !ack.Duplicate {
+				d.o.Stats.PoolTransitions.Add(1)
+				d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("from", string(t.From)).Str("to", string(t.To)).
+					Str("reason", t.Reason).Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("pool transition")
+			}
+			return
+		}
+		if !errors.Is(err, events.ErrConflict) {
+			d.poolLater(ctx, p, err)
+			return
+		}
+		d.o.Stats.Conflicts.Add(1)
+		env, seq, ok, err := d.last(ctx, p.subject)
+		if err != nil && !errors.Is(err, events.ErrMalformed) {
+			d.poolLater(ctx, p, err)
+			return
+		}
+		if ok {
+			p.record(seq, env)
+		}
+		if p.since.After(at) {
+			return
+		}
+	}
+}
+
+func (d *decider) poolLater(ctx context.Context, p *poolSlot, err error) {
+	p.retry = true
+	d.failing = true
+	d.o.Stats.Failed.Add(1)
+	if ctx.Err() == nil {
+		d.log.Error().Err(err).Str("subject", p.subject).Msg("append pool transition failed, retrying")
+	}
+}
+
+func endpointType(s events.Status) string {
+	switch s {
+	case events.StatusUp:
+		return events.TypeEndpointUp
+	case events.StatusDrained:
+		return events.TypeEndpointDrained
+	}
+	return events.TypeEndpointDown
+}
+
+func poolType(s events.Status) string {
+	if s == events.StatusUp {
+		return events.TypePoolUp
+	}
+	return events.TypePoolDown
+}

@@ -1,0 +1,143 @@
+package decider
+
+import (
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/decide"
+)
+
+// appSlot, poolSlot and endpointSlot are the decider's view of the configuration: the pure state
+// of each endpoint and what STATE last recorded for it.
+type appSlot struct {
+	cfg    *config.App
+	policy decide.Policy
+	pools  []*poolSlot
+}
+
+type poolSlot struct {
+	app       *appSlot
+	cfg       *config.Pool
+	subject   string
+	endpoints []*endpointSlot
+	// status, seq and since are what STATE last recorded on subject, and when it happened.
+	status events.Status
+	seq    uint64
+	since  time.Time
+	// overrideSeq is the stream sequence of the last pool override applied.
+	overrideSeq uint64
+	// retry holds a pool transition that could not be appended, to try again on the next tick.
+	retry bool
+}
+
+type endpointSlot struct {
+	pool    *poolSlot
+	cfg     *config.Endpoint
+	subject string
+	st      decide.Endpoint
+	// status, seq, eventID and since are what STATE last recorded on subject, and when it
+	// happened.
+	status  events.Status
+	seq     uint64
+	eventID string
+	since   time.Time
+	// overrideSeq is the stream sequence of the last override of this endpoint applied.
+	overrideSeq uint64
+	// pending is the latest decision made before the decider went live, or one whose append
+	// failed and is tried again on the next tick.
+	pending *decide.Decision
+}
+
+type nameKey struct{ app, pool, endpoint string }
+
+// index is every app, pool and endpoint of the configuration, reachable by name and by subject.
+type index struct {
+	apps      []*appSlot
+	endpoints []*endpointSlot
+	byName    map[nameKey]*endpointSlot
+	bySubject map[string]*endpointSlot
+	pools     map[string]*poolSlot
+	// overrides maps an override subject to its endpoint, or to its pool for "_pool".
+	epOverrides   map[string]*endpointSlot
+	poolOverrides map[string]*poolSlot
+}
+
+func newIndex(c *config.Config) *index {
+	ix := &index{byName: map[nameKey]*endpointSlot{}, bySubject: map[string]*endpointSlot{},
+		pools: map[string]*poolSlot{}, epOverrides: map[string]*endpointSlot{}, poolOverrides: map[string]*poolSlot{}}
+	for i := range c.Apps {
+		a := &appSlot{cfg: &c.Apps[i], policy: decide.PolicyFor(&c.Apps[i])}
+		ix.apps = append(ix.apps, a)
+		for j := range a.cfg.Pools {
+			pc := &a.cfg.Pools[j]
+			p := &poolSlot{app: a, cfg: pc, subject: events.PoolStateSubject(a.cfg.Name, pc.Name)}
+			a.pools = append(a.pools, p)
+			ix.pools[p.subject] = p
+			ix.poolOverrides[events.OverrideSubject(a.cfg.Name, pc.Name, "")] = p
+			for k := range pc.Endpoints {
+				ec := &pc.Endpoints[k]
+				s := &endpointSlot{pool: p, cfg: ec, subject: events.EndpointStateSubject(a.cfg.Name, pc.Name, ec.Name)}
+				p.endpoints = append(p.endpoints, s)
+				ix.endpoints = append(ix.endpoints, s)
+				ix.byName[nameKey{a.cfg.Name, pc.Name, ec.Name}] = s
+				ix.bySubject[s.subject] = s
+				ix.epOverrides[events.OverrideSubject(a.cfg.Name, pc.Name, ec.Name)] = s
+			}
+		}
+	}
+	return ix
+}
+
+// verdict is the pool's availability from its endpoints' recorded statuses.
+func (p *poolSlot) verdict() decide.PoolVerdict {
+	statuses := make([]events.Status, len(p.endpoints))
+	for i, s := range p.endpoints {
+		statuses[i] = s.status
+	}
+	return decide.EvaluatePool(statuses, p.cfg.MinAvailable)
+}
+
+// decided reports whether STATE holds anything for the pool or one of its endpoints.
+func (p *poolSlot) decided() bool {
+	if p.seq > 0 {
+		return true
+	}
+	for _, s := range p.endpoints {
+		if s.seq > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *poolSlot) thresholds() events.Thresholds {
+	t := p.app.policy.Thresholds()
+	t.MinAvailable = p.cfg.MinAvailable.String()
+	return t
+}
+
+// latestCause is the id of the newest recorded event of the pool's endpoints.
+func (p *poolSlot) latestCause() string {
+	cause, seq := "", uint64(0)
+	for _, s := range p.endpoints {
+		if s.seq > seq {
+			cause, seq = s.eventID, s.seq
+		}
+	}
+	return cause
+}
+
+// record notes an event STATE holds on the endpoint's subject, unless a newer one is known.
+func (s *endpointSlot) record(seq uint64, e events.Envelope) {
+	if seq > s.seq {
+		s.status, s.seq, s.eventID, s.since = endpointStatus(e.Type), seq, e.ID, e.Time
+	}
+}
+
+// record notes an event STATE holds on the pool's subject, unless a newer one is known.
+func (p *poolSlot) record(seq uint64, e events.Envelope) {
+	if seq > p.seq {
+		p.status, p.seq, p.since = poolStatus(e.Type), seq, e.Time
+	}
+}

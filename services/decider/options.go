@@ -1,0 +1,88 @@
+package decider
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure one decider replica.
+type Options struct {
+	// JS is the JetStream client; the PROBES and STATE streams must exist.
+	JS jetstream.JetStream
+	// Config is the defaulted, valid configuration whose endpoints are decided.
+	Config *config.Config
+	// Name identifies this replica as the source of the events it appends, e.g. "decider/a".
+	Name string
+	// Log receives the transitions (info) and failures; a "component" field is added.
+	Log zerolog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Ticks drive staleness, hold-down deadlines and retries of failed appends. Default: a ticker
+	// every TickEvery.
+	Ticks <-chan time.Time
+	// TickEvery is the period of the default ticker. Default: a quarter of the shortest check
+	// interval, between 10ms and 1s.
+	TickEvery time.Duration
+	// Replay is how far back in PROBES a starting decider reads: enough for every region to have
+	// reported fall or rise results, and to know which regions are stale. Default: the largest,
+	// over the apps, of stale_after and max(fall, rise) × interval + jitter.
+	Replay time.Duration
+	// Stats, when set, receives the decider's counters.
+	Stats *Stats
+}
+
+// Stats are a decider's counters, safe to read while it runs.
+type Stats struct {
+	// Messages are the PROBES messages processed (folded and their transitions appended);
+	// Results the probe results folded.
+	Messages, Results atomic.Uint64
+	// StateSeq is the last STATE stream sequence applied.
+	StateSeq atomic.Uint64
+	// Malformed counts messages that are no probe event; Unknown the results naming an app, pool
+	// or endpoint the configuration does not have (or no valid region).
+	Malformed, Unknown atomic.Uint64
+	// Transitions and PoolTransitions count the events this replica appended to STATE.
+	Transitions, PoolTransitions atomic.Uint64
+	// Conflicts counts appends another writer got to first; Failed the appends that failed
+	// otherwise (NATS unreachable) and wait for the next tick.
+	Conflicts, Failed atomic.Uint64
+	// Live is true once the decider has rebuilt its state from the streams and decides.
+	Live atomic.Bool
+}
+
+func (o *Options) defaults() error {
+	switch {
+	case o.JS == nil:
+		return errors.New("decider options: JS is required")
+	case o.Config == nil:
+		return errors.New("decider options: Config is required")
+	case o.Name == "":
+		return errors.New("decider options: Name is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	shortest, replay := time.Duration(0), time.Duration(0)
+	for i := range o.Config.Apps {
+		k := &o.Config.Apps[i].Check
+		if iv := k.Interval.D(); shortest == 0 || iv < shortest {
+			shortest = iv
+		}
+		replay = max(replay, k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D())
+	}
+	if o.TickEvery <= 0 {
+		o.TickEvery = min(max(shortest/4, 10*time.Millisecond), time.Second)
+	}
+	if o.Replay <= 0 {
+		o.Replay = replay
+	}
+	if o.Stats == nil {
+		o.Stats = &Stats{}
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+// Package natsd runs the embedded NATS server with JetStream that `detour up` uses: one process,
+// file storage under the data directory, the client port on loopback so the nats CLI can connect.
+package natsd
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options configure the embedded server.
+type Options struct {
+	// StoreDir holds JetStream's files.
+	StoreDir string
+	// Host to listen on. Default 127.0.0.1.
+	Host string
+	// Port for clients; 0 means 4222, -1 a free port.
+	Port int
+}
+
+// Start runs the server and waits until it accepts connections.
+func Start(o Options) (*server.Server, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Port == 0 {
+		o.Port = 4222
+	}
+	s, err := server.NewServer(&server.Options{
+		ServerName: "detour-embedded",
+		Host:       o.Host, Port: o.Port,
+		JetStream: true, StoreDir: o.StoreDir,
+		NoLog: true, NoSigs: true,
+		// A failover must not wait on a slow disk sync; a crash loses at most the last second of
+		// probe results, which the probers produce again.
+		SyncInterval: time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configure embedded nats: %w", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats on %s: not ready after 10s (is the port in use?)",
+			net.JoinHostPort(o.Host, strconv.Itoa(o.Port)))
+	}
+	return s, nil
+}

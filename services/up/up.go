@@ -1,0 +1,223 @@
+package up
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/prober"
+	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/controller"
+	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/demo"
+	"github.com/detourdev/detour/services/natsd"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure a one-process Detour.
+type Options struct {
+	// ConfigPath is the configuration file; "" runs the demo.
+	ConfigPath string
+	// DNSAddr is where the authoritative server listens, UDP and TCP. Default 127.0.0.1:5353.
+	DNSAddr string
+	// DataDir holds JetStream's files and the DNS snapshot. Default ./detour-data.
+	DataDir string
+	// NATSPort is the embedded server's client port on 127.0.0.1: 0 means 4222, -1 a free port.
+	NATSPort int
+	// Regions are the probing regions to run a prober for. Default: every pool's region, or
+	// "local" when no pool names one.
+	Regions []string
+	// Out receives the instructions printed at start. Default: nowhere.
+	Out io.Writer
+	Log zerolog.Logger
+}
+
+// Stack is a running one-process Detour.
+type Stack struct {
+	Config  *config.Config
+	NATSURL string
+	DNSAddr string
+	// Backends are the demo's application instances, by pool name (empty with a configuration).
+	Backends map[string]*demo.Backend
+
+	nats  *server.Server
+	group *group
+}
+
+// Start brings every role up and returns once the DNS server answers. A configuration error is
+// returned as a *config.Error before anything starts.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	doc, name := demo.Config, "demo configuration"
+	if o.ConfigPath != "" {
+		b, err := os.ReadFile(o.ConfigPath)
+		if err != nil {
+			return nil, fmt.Errorf("read configuration: %w", err)
+		}
+		doc, name = b, o.ConfigPath
+	}
+	cfg, err := config.Parse(name, doc)
+	if err != nil {
+		return nil, err
+	}
+	if o.DNSAddr == "" {
+		o.DNSAddr = "127.0.0.1:5353"
+	}
+	if o.DataDir == "" {
+		o.DataDir = "detour-data"
+	}
+	if len(o.Regions) == 0 {
+		o.Regions = Regions(cfg)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	st := &Stack{Config: cfg, Backends: map[string]*demo.Backend{}}
+	ok := false
+	defer func() {
+		if !ok {
+			st.stop()
+		}
+	}()
+	if o.ConfigPath == "" {
+		for _, p := range cfg.Apps[0].Pools {
+			b, err := demo.StartBackend(p.Name, p.Endpoints[0].Address)
+			if err != nil {
+				return nil, fmt.Errorf("%w (the demo needs the loopback addresses 127.0.0.11 and 127.0.0.12)", err)
+			}
+			st.Backends[p.Name] = b
+		}
+	}
+
+	st.nats, err = natsd.Start(natsd.Options{StoreDir: filepath.Join(o.DataDir, "jetstream"), Port: o.NATSPort})
+	if err != nil {
+		return nil, err
+	}
+	st.NATSURL = st.nats.ClientURL()
+	nc, err := nats.Connect(st.NATSURL, nats.Name("detour-up"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded nats: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("open jetstream: %w", err)
+	}
+	if err := events.EnsureStreams(ctx, js, events.StreamOptions{}); err != nil {
+		return nil, err
+	}
+	if _, err := config.Publish(ctx, js, name, doc, "detour-up"); err != nil {
+		return nil, err
+	}
+
+	dns, err := dnsupdater.New(dnsupdater.Options{
+		JS: js, Config: cfg, Addr: o.DNSAddr, DataDir: filepath.Join(o.DataDir, "dns"),
+		Name: "dns-1", Log: o.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.DNSAddr = dns.Addr()
+
+	g := newGroup(context.WithoutCancel(ctx))
+	st.group = g
+	g.Go("dns", dns.Run)
+	g.Go("decider", func(ctx context.Context) error {
+		return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: "decider-1", Log: o.Log})
+	})
+	for _, r := range o.Regions {
+		g.Go("prober "+r, func(ctx context.Context) error {
+			return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: r, Name: r + "-1", Log: o.Log})
+		})
+	}
+	if len(cfg.Edges) > 0 {
+		g.Go("controller", func(ctx context.Context) error {
+			return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log})
+		})
+		for _, e := range cfg.Edges {
+			g.Go("edge "+e.Name, func(ctx context.Context) error {
+				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log})
+			})
+		}
+	}
+	go func() {
+		<-ctx.Done()
+		g.cancel()
+	}()
+	if err := waitTCP(ctx, st.DNSAddr, 5*time.Second); err != nil {
+		return nil, err
+	}
+	ok = true
+	st.printInstructions(o.Out, o.ConfigPath == "")
+	return st, nil
+}
+
+// Wait blocks until the stack stops (its context ended or a role failed), then shuts the rest
+// down and reports the first failure.
+func (s *Stack) Wait() error {
+	err := s.group.Wait()
+	s.stop()
+	return err
+}
+
+func (s *Stack) stop() {
+	if s.group != nil {
+		s.group.cancel()
+		s.group.wg.Wait()
+	}
+	for _, b := range s.Backends {
+		_ = b.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+		s.nats.WaitForShutdown()
+	}
+}
+
+// Regions lists the regions of the configuration's pools, or "local" when none names one.
+func Regions(cfg *config.Config) []string {
+	seen := map[string]bool{}
+	for _, a := range cfg.Apps {
+		for _, p := range a.Pools {
+			if p.Region != "" {
+				seen[p.Region] = true
+			}
+		}
+	}
+	if len(seen) == 0 {
+		return []string{"local"}
+	}
+	out := make([]string, 0, len(seen))
+	for r := range seen {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func waitTCP(ctx context.Context, addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		c, err := (&net.Dialer{Timeout: 100 * time.Millisecond}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dns server on %s did not answer within %s: %w", addr, within, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

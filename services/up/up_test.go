@@ -1,0 +1,231 @@
+package up_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/demo"
+	"github.com/detourdev/detour/services/up"
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+const (
+	interval = 250 * time.Millisecond
+	fall     = 3
+	rise     = 2
+)
+
+// slice starts two backends and Detour in process with a failover app over them.
+func slice(t *testing.T) (*up.Stack, *demo.Backend, *demo.Backend) {
+	t.Helper()
+	west, err := demo.StartBackend("west", "127.0.0.11:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	east, err := demo.StartBackend("east", "127.0.0.12:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = east.Close() })
+	doc := fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    policy: failover
+    check: {type: http, path: /healthz, interval: %s, timeout: 200ms, fall: %d, rise: %d}
+    pools:
+      - name: west
+        endpoints: [{address: %q}]
+      - name: east
+        endpoints: [{address: %q}]
+`, interval, fall, rise, west.Addr(), east.Addr())
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := up.Start(ctx, up.Options{
+		ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1,
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := st.Wait(); err != nil {
+			t.Errorf("stack stopped with %v", err)
+		}
+	})
+	return st, west, east
+}
+
+// answer asks the stack's DNS server for shop.demo.test A over UDP and returns the addresses.
+func answer(t *testing.T, addr string) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion("shop.demo.test.", dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(m, addr)
+	if err != nil {
+		return []string{"error: " + err.Error()}
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+
+// waitAnswer polls until the answer is exactly want and returns how long that took.
+func waitAnswer(t *testing.T, st *up.Stack, want string, within time.Duration, what string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var got []string
+	eventstest.Eventually(t, within, func() bool {
+		got = answer(t, st.DNSAddr)
+		return slices.Equal(got, []string{want})
+	}, "%s: answer is %v, want [%s]", what, &got, want)
+	return time.Since(start)
+}
+
+func TestTheAnswerFailsOverToTheBackupPoolAndBack(t *testing.T) {
+	st, west, east := slice(t)
+	westIP, eastIP := host(west.Addr()), host(east.Addr())
+	waitAnswer(t, st, westIP, 5*time.Second, "at start")
+
+	// Garbage on Detour's subjects and in DNS packets must not disturb anything that follows.
+	nc := eventstest.Connect(t, st.NATSURL)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendGarbage(t, js, st.DNSAddr)
+
+	west.Close()
+	took := waitAnswer(t, st, eastIP, interval*fall+time.Second, "after the west backend died")
+	t.Logf("failover took %s (bound %s)", took, interval*fall+time.Second)
+
+	west, err = demo.StartBackend("west", west.Addr())
+	if err != nil {
+		t.Fatalf("restart west on its old address: %v", err)
+	}
+	t.Cleanup(func() { _ = west.Close() })
+	took = waitAnswer(t, st, westIP, interval*rise+time.Second, "after the west backend came back")
+	t.Logf("failback took %s (bound %s)", took, interval*rise+time.Second)
+
+	// The STATE stream holds exactly the transitions that happened, in order, once each.
+	got := transitions(t, js)
+	wantWest := []string{"down", "up"}
+	if len(got["endpoint west"]) == 3 {
+		// The decider may record the first decision (unknown → up) too.
+		wantWest = []string{"up", "down", "up"}
+	}
+	if !slices.Equal(got["endpoint west"], wantWest) {
+		t.Errorf("west endpoint transitions = %v, want %v", got["endpoint west"], wantWest)
+	}
+	if !slices.Equal(got["pool west"], wantWest) {
+		t.Errorf("west pool transitions = %v, want %v", got["pool west"], wantWest)
+	}
+	for _, k := range []string{"endpoint east", "pool east"} {
+		if len(got[k]) > 1 || (len(got[k]) == 1 && got[k][0] != "up") {
+			t.Errorf("%s transitions = %v, want none or the first decision [up]", k, got[k])
+		}
+	}
+}
+
+// sendGarbage publishes malformed messages on the subjects the decider and the DNS server
+// consume, and malformed packets to the DNS server.
+func sendGarbage(t *testing.T, js jetstream.JetStream, dnsAddr string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, subj := range []string{
+		events.ProbeSubject("local", "shop", "west", "nope"),
+		events.ProbeSubject("local", "shop", "west", events.AddressToken("127.0.0.11:1")),
+		"detour.state.endpoint.shop.west.garbage",
+		"detour.state.pool.shop.west",
+	} {
+		for _, body := range []string{"", "garbage", `{"type":"detour.endpoint.down.v1"}`,
+			`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"ok":"maybe"}}`} {
+			m := nats.NewMsg(subj)
+			m.Data = []byte(body)
+			// The STATE subjects belong to the decider; a stray writer is what this simulates.
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatalf("publish garbage to %s: %v", subj, err)
+			}
+		}
+	}
+	for _, pkt := range [][]byte{{}, {0x12}, []byte("not a dns message at all"), make([]byte, 12), {0, 1, 0x80, 0, 0, 5, 0, 0, 0, 0, 0, 0}} {
+		c, err := net.Dial("udp", dnsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(pkt)
+		_ = c.Close()
+	}
+}
+
+// transitions reads the STATE stream and returns, per "endpoint NAME" or "pool NAME", the
+// statuses recorded in order. It fails the test on a duplicated event id.
+func transitions(t *testing.T, js jetstream.JetStream) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, events.StreamState, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, events.StreamState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	ids := map[string]bool{}
+	for range info.State.Msgs {
+		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			t.Fatalf("read STATE: %v", err)
+		}
+		e, err := events.Decode(m.Data())
+		if err != nil {
+			continue // the garbage this test published
+		}
+		var tr events.Transition
+		if e.Payload(&tr) != nil || tr.To == "" {
+			continue
+		}
+		if ids[e.ID] {
+			t.Errorf("event %s appears twice in STATE", e.ID)
+		}
+		ids[e.ID] = true
+		kind, name := "pool", tr.Pool
+		if strings.HasPrefix(m.Subject(), "detour.state.endpoint.") {
+			kind = "endpoint"
+		}
+		out[kind+" "+name] = append(out[kind+" "+name], string(tr.To))
+	}
+	return out
+}
