@@ -43,7 +43,7 @@ func (s *Server) follow(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, time.Second)
 	}
 }
 
@@ -51,7 +51,8 @@ func (s *Server) follow(ctx context.Context) {
 // consumer fails. Events delivered while the consumer catches up are folded without a
 // refresh; the refresh comes once nothing is pending.
 func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxResetAttempts: events.FollowResetAttempts}
 	if last := s.proj.view.LastSeq(); s.followed && last > 0 {
 		// After an outage, go on from the last event folded instead of reading STATE again.
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
@@ -61,7 +62,7 @@ func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
 		return fmt.Errorf("create state consumer: %w", err)
 	}
 	s.followed = true
-	it, err := cons.Messages()
+	it, err := cons.Messages(events.FollowOptions()...)
 	if err != nil {
 		return fmt.Errorf("consume state: %w", err)
 	}

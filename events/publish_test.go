@@ -72,3 +72,20 @@ func TestAddressToken(t *testing.T) {
 		}
 	}
 }
+
+func FuzzDecodeNeverPanics(f *testing.F) {
+	e, _ := events.New(events.TypeEndpointDown, "fuzz", time.Now(), events.Transition{To: events.StatusDown})
+	f.Add(e.Encode())
+	f.Add([]byte(`{"type":"detour.x.v1","id":"1","time":"2026-01-01T00:00:00Z","data":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := events.Decode(b)
+		if err != nil {
+			return
+		}
+		var tr events.Transition
+		_ = e.Payload(&tr)
+		if _, err := events.Decode(e.Encode()); err != nil {
+			t.Fatalf("an accepted envelope does not survive its own encoding: %v", err)
+		}
+	})
+}

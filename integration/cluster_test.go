@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,8 @@ import (
 
 	dockernetwork "github.com/docker/docker/api/types/network"
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
@@ -95,7 +98,7 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, ctx: ctx, net: n, prefix: prefix, all: map[string]testcontainers.Container{}}
 	t.Cleanup(func() {
 		for name, ctr := range c.all {
-			if t.Failed() {
+			if t.Failed() || os.Getenv("DETOUR_IT_LOGS") != "" {
 				c.dumpLogs(name, ctr)
 			}
 			_ = ctr.Terminate(ctx)
@@ -224,4 +227,45 @@ func eventually(t *testing.T, within time.Duration, cond func() bool, msg string
 		time.Sleep(50 * time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// transitions reads the statuses recorded on STATE subjects matching filter, in order.
+func transitions(t *testing.T, url, filter string) []string {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.CreateConsumer(ctx, "STATE", jetstream.ConsumerConfig{
+		FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
+	if err != nil {
+		t.Fatalf("read STATE: %v", err)
+	}
+	batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatalf("read STATE: %v", err)
+	}
+	var out []string
+	for m := range batch.Messages() {
+		var e struct {
+			Data struct {
+				To string `json:"to"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(m.Data(), &e); err != nil {
+			t.Fatalf("STATE holds an undecodable event on %s: %v", m.Subject(), err)
+		}
+		out = append(out, e.Data.To)
+	}
+	if err := batch.Error(); err != nil {
+		t.Fatalf("read STATE: %v", err)
+	}
+	return out
 }

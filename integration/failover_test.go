@@ -86,8 +86,15 @@ apps:
 	if ip := c.ip("backend-west"); ip != west {
 		t.Fatalf("backend-west came back on %s, not its configured %s", ip, west)
 	}
-	took = eventually(t, checkInterval*checkRise+10*time.Second, isAnswer(west), "the answer returns to us-west %s with one decider and one JetStream node down", west)
+	took = eventually(t, checkInterval*checkRise+5*time.Second, isAnswer(west), "the answer returns to us-west %s with one decider and one JetStream node down", west)
 	t.Logf("backend back (one decider and one JetStream node down) → answer returned in %s", took)
+
+	// Through the crashes every change was recorded once: the west endpoint went up, down, up.
+	got := transitions(t, fmt.Sprintf("nats://operator:operator-demo@%s:4222", c.ip("nats-1")),
+		"detour.state.endpoint.shop.us-west.>")
+	if want := []string{"up", "down", "up"}; !slices.Equal(got, want) {
+		t.Errorf("us-west endpoint transitions in STATE = %v, want %v", got, want)
+	}
 
 	c.kill("nats-1")
 	c.kill("nats-3")

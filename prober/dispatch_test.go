@@ -165,3 +165,53 @@ func keys40() []string {
 	}
 	return ks
 }
+
+func TestAWorkerPausedForSeveralIntervalsSkipsTheMissedWindowsInsteadOfCatchingUp(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	cfg := testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s, jitter: 100ms}
+    pools:
+      - name: west
+        endpoints: [{name: a, address: "127.0.0.1:10000"}, {name: b, address: "127.0.0.1:10001"}]
+`)
+	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
+	roster := NewRoster(self)
+	roster.Seen(self, t0.Add(time.Hour))
+	w := &worker{
+		o:       Options{Config: cfg, Region: "us-west", Name: "p1", Clock: clock},
+		log:     zerolog.New(zerolog.NewTestWriter(t)),
+		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
+	}
+	t.Cleanup(w.pool.close)
+	var mu sync.Mutex
+	runs := map[string]int{}
+	w.run = func(_ context.Context, s *slot, _ int64) {
+		mu.Lock()
+		runs[s.key]++
+		mu.Unlock()
+		s.running.Store(false)
+		w.inflight.Done()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.dispatch(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+	clock.advance(3500 * time.Millisecond) // the process was frozen for three and a half intervals
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+	w.inflight.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range []string{"shop/west/a", "shop/west/b"} {
+		if runs[k] > 1 {
+			t.Errorf("%s ran %d times at once after the pause, want at most one", k, runs[k])
+		}
+	}
+	if w.skipped.Load() == 0 {
+		t.Error("no skipped window was counted")
+	}
+}

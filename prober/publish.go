@@ -70,12 +70,15 @@ func (p *publisher) send(subject, typ, id string, data []byte, results int) {
 	}
 }
 
-// batches runs in batch mode: it gathers results for up to one window after the first arrives.
+// batches runs in batch mode. A result that arrives when nothing was sent for a window goes out
+// at once; the results arriving within the window after a send are gathered and sent together
+// when it ends. Latency stays at zero for a quiet worker and under one window for a busy one.
 func (p *publisher) batches(ctx context.Context) {
 	defer close(p.done)
 	var pending []completed
 	var timer <-chan time.Time
 	stop := func() bool { return false }
+	var last time.Time // when the last message went out
 	flush := func() {
 		stop()
 		timer = nil
@@ -87,14 +90,21 @@ func (p *publisher) batches(ctx context.Context) {
 			p.batch(pending)
 		}
 		pending = pending[:0]
+		last = p.clock.Now()
 	}
 	for {
 		select {
 		case c := <-p.in:
-			pending = append(pending, c)
 			if timer == nil {
-				timer, stop = p.clock.NewTimer(p.window)
+				now := p.clock.Now()
+				if now.Sub(last) >= p.window {
+					p.single(c)
+					last = now
+					continue
+				}
+				timer, stop = p.clock.NewTimer(last.Add(p.window).Sub(now))
 			}
+			pending = append(pending, c)
 			if len(pending) >= maxBatch {
 				flush()
 			}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/events/config"
 )
 
 func TestEverySlotLiesWithinItsWindow(t *testing.T) {
@@ -114,5 +116,26 @@ func TestNextSlotIsTheFirstInstantNotYetPassed(t *testing.T) {
 				t.Errorf("next slot %s lies before now %s", at, tt.now)
 			}
 		})
+	}
+}
+
+func TestTheDefaultHeartbeatFollowsTheShortestInterval(t *testing.T) {
+	tests := []struct {
+		intervals []time.Duration
+		want      time.Duration
+	}{
+		{[]time.Duration{250 * time.Millisecond}, 100 * time.Millisecond},
+		{[]time.Duration{900 * time.Millisecond, 5 * time.Second}, 300 * time.Millisecond},
+		{[]time.Duration{5 * time.Second}, time.Second},
+		{nil, time.Second},
+	}
+	for _, tt := range tests {
+		var c config.Config
+		for _, iv := range tt.intervals {
+			c.Apps = append(c.Apps, config.App{Check: config.Check{Interval: config.Duration(iv)}})
+		}
+		if got := defaultHeartbeat(&c); got != tt.want {
+			t.Errorf("intervals %v: heartbeat %s, want %s", tt.intervals, got, tt.want)
+		}
 	}
 }

@@ -102,21 +102,20 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 	}
 
 	now := func() int64 { return Window(time.Now(), interval) }
-	// byWindow maps every stored result to its check and window through its deterministic id.
+	// byWindow maps every stored result to its check and window: the window of the last instant
+	// of the check at or before the moment the check started.
 	byWindow := func(from, to int64) map[string]map[int64]string {
-		ids := map[string][2]any{}
-		for _, k := range keys {
-			for n := from; n <= to; n++ {
-				ids[ResultID("us-west", k, interval, n)] = [2]any{k, n}
-			}
-		}
 		got := map[string]map[int64]string{}
 		for _, r := range results(t, srv.JS) {
-			kn, ok := ids[r.ID]
-			if !ok {
+			k := r.App + "/" + r.Pool + "/" + r.Endpoint
+			start := r.At.Add(-time.Duration(r.LatencyMicros) * time.Microsecond)
+			n := Window(start, interval)
+			if SlotTime(k, interval, jitter, n).After(start) {
+				n--
+			}
+			if n < from || n > to {
 				continue
 			}
-			k, n := kn[0].(string), kn[1].(int64)
 			if got[k] == nil {
 				got[k] = map[int64]string{}
 			}

@@ -34,7 +34,9 @@ type Options struct {
 	Log zerolog.Logger
 	// Clock drives scheduling. Default: the system clock.
 	Clock Clock
-	// Heartbeat is how often the worker refreshes its membership record. Default 500ms.
+	// Heartbeat is how often the worker refreshes its membership record. Default: a third of the
+	// shortest check interval, within 100ms and 1s, so that with the default MemberTTL a dead
+	// worker's checks move within two intervals.
 	Heartbeat time.Duration
 	// MemberTTL is how long a member stays live without a heartbeat; a dead worker's checks move
 	// to the others after at most this long. Default 3 × Heartbeat.
@@ -43,9 +45,12 @@ type Options struct {
 	// other member (including one starting at the same moment) has seen it and hands its checks
 	// over at the same instant. Default Heartbeat.
 	JoinDelay time.Duration
-	// BatchWindow, when positive, publishes the results completed within each window as one
-	// batch message on detour.probe.<region>.batch.<name>; a lone result still goes out alone.
-	// Default 0: every result is its own message, published the moment the check completes.
+	// BatchWindow gathers results for throughput. A result that finds the publisher idle (none
+	// sent within the last window) goes out at once, alone, on its endpoint's subject; results
+	// completing within the window after it go out together when it ends, as one batch message on
+	// detour.probe.<region>.batch.<name> (or alone, if only one came). So a worker checking a few
+	// endpoints publishes every result the moment it completes, and one checking thousands a
+	// second sends a message every window. Default 2ms; negative: every result alone, at once.
 	BatchWindow time.Duration
 	// Replicas of the membership bucket when this worker creates it. Default 1.
 	Replicas int
@@ -65,14 +70,14 @@ func (o *Options) defaults() error {
 	if err := events.CheckToken(o.Name); err != nil {
 		errs = append(errs, fmt.Errorf("name: %w", err))
 	}
-	if o.Heartbeat < 0 || o.MemberTTL < 0 || o.JoinDelay < 0 || o.BatchWindow < 0 {
-		errs = append(errs, errors.New("heartbeat, member_ttl, join_delay, batch_window: must not be negative"))
+	if o.Heartbeat < 0 || o.MemberTTL < 0 || o.JoinDelay < 0 {
+		errs = append(errs, errors.New("heartbeat, member_ttl, join_delay: must not be negative"))
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
 	}
-	if o.Heartbeat == 0 {
-		o.Heartbeat = 500 * time.Millisecond
+	if o.Heartbeat == 0 && o.Config != nil {
+		o.Heartbeat = defaultHeartbeat(o.Config)
 	}
 	if o.MemberTTL == 0 {
 		o.MemberTTL = 3 * o.Heartbeat
@@ -86,10 +91,22 @@ func (o *Options) defaults() error {
 	if o.JoinDelay == 0 {
 		o.JoinDelay = o.Heartbeat
 	}
+	if o.BatchWindow == 0 {
+		o.BatchWindow = 2 * time.Millisecond
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("prober options: %w", err)
 	}
 	return nil
+}
+
+// defaultHeartbeat is a third of the configuration's shortest check interval, within 100ms and 1s.
+func defaultHeartbeat(c *config.Config) time.Duration {
+	hb := time.Second
+	for _, a := range c.Apps {
+		hb = min(hb, a.Check.Interval.D()/3)
+	}
+	return max(hb, 100*time.Millisecond)
 }
 
 // Run probes from one region until ctx ends, then leaves the membership and returns nil. It
@@ -167,6 +184,7 @@ func Run(ctx context.Context, o Options) error {
 	flushCtx, flushCancel := context.WithTimeout(context.Background(), 2*time.Second)
 	pub.flush(flushCtx)
 	flushCancel()
+	js.CleanupPublisher()
 	cancel()
 	bg.Wait()
 	if err := m.leave(); err != nil {
@@ -187,6 +205,9 @@ type worker struct {
 	transports *sharedTransports
 	inflight   sync.WaitGroup
 	pool       *pool
+	// late counts checks started more than a tenth of their interval after their instant, and
+	// skipped the windows missed altogether, since the last report.
+	late, skipped atomic.Int64
 	// run executes one check of a window; it is execute, or a recorder in tests.
 	run func(ctx context.Context, s *slot, n int64)
 }
@@ -198,6 +219,7 @@ func (w *worker) heartbeat(ctx context.Context) {
 	var members []string
 	failing := false
 	next := w.o.Clock.Now().Add(w.o.Heartbeat)
+	nextLag := next.Add(lagEvery)
 	for {
 		tick, stop := w.o.Clock.NewTimer(next.Sub(w.o.Clock.Now()))
 		select {
@@ -228,8 +250,19 @@ func (w *worker) heartbeat(ctx context.Context) {
 			w.log.Warn().Int64("results", n-reported).Msg("probe results not stored")
 			reported = n
 		}
+		if now := w.o.Clock.Now(); !now.Before(nextLag) {
+			late, skipped := w.late.Swap(0), w.skipped.Swap(0)
+			if late > 0 || skipped > 0 {
+				w.log.Warn().Int64("checks_late", late).Int64("windows_skipped", skipped).Dur("since", lagEvery).
+					Msg("prober falling behind its schedule: add workers to the region or give it more cpu")
+			}
+			nextLag = now.Add(lagEvery)
+		}
 	}
 }
+
+// lagEvery is how often a worker that falls behind its schedule says so.
+const lagEvery = 10 * time.Second
 
 // logMembers logs the live members when they differ from last.
 func (w *worker) logMembers(last []string) []string {
@@ -300,6 +333,9 @@ func (w *worker) dispatch(ctx context.Context) {
 			interval := s.t.Check.Interval.D()
 			if now.Sub(s.at) < interval {
 				if Owner(s.key, w.members.live(s.at)) == w.o.Name && s.running.CompareAndSwap(false, true) {
+					if now.Sub(s.at) > interval/10 {
+						w.late.Add(1)
+					}
 					w.inflight.Add(1)
 					n := s.window
 					w.pool.do(func() { w.run(ctx, s, n) })
@@ -308,6 +344,7 @@ func (w *worker) dispatch(ctx context.Context) {
 				s.at = SlotTime(s.key, interval, s.t.Check.Jitter.D(), s.window)
 			} else {
 				// The worker fell more than a window behind (it was paused): skip, never catch up.
+				w.skipped.Add(1)
 				s.window, s.at = NextSlot(s.key, interval, s.t.Check.Jitter.D(), now)
 			}
 			heap.Fix(&q, 0)

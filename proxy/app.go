@@ -27,6 +27,8 @@ type app struct {
 	now     func() time.Time
 	// transport reaches local instances, peerTransport secondary edges (HTTP mode only).
 	transport, peerTransport *http.Transport
+	// pool and peerPool hold the fast path's connections to instances and to secondary edges.
+	pool, peerPool *connPool
 }
 
 // appRoute is a route with what requests derive from it, computed once per table.
@@ -100,7 +102,8 @@ func (a *app) failed(r *appRoute, t route.Target, err error) {
 		}
 		return
 	}
-	if _, loaded := a.ejected.Swap(t.Addr, a.now().Add(ejectFor)); !loaded {
+	now := a.now()
+	if prev, loaded := a.ejected.Swap(t.Addr, now.Add(ejectFor)); !loaded || !now.Before(prev.(time.Time)) {
 		a.log.Warn().Str("endpoint", t.Endpoint).Str("address", t.Addr).Err(err).Msg("instance ejected after connection error")
 	}
 }

@@ -44,7 +44,7 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 		Rewrite:      a.rewrite,
 		Transport:    a,
 		ErrorHandler: a.fail,
-		ErrorLog:     log.New(discardHTTPErrors{a.log}, "", 0),
+		ErrorLog:     log.New(httpErrorLog{a.log}, "", 0),
 		BufferPool:   bufferPool{},
 	}
 	var protocols http.Protocols
@@ -52,12 +52,14 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 	protocols.SetUnencryptedHTTP2(true)
 	a.transport = newTransport(nil)
 	a.peerTransport = newTransport(a.edge.source)
+	a.pool = newConnPool(dialFrom(nil))
+	a.peerPool = newConnPool(dialFrom(a.edge.source))
 	return &httpServer{app: a, ln: ln, srv: &http.Server{
 		Handler:           a.handler(rp),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          log.New(discardHTTPErrors{a.log}, "", 0),
+		ErrorLog:          log.New(httpErrorLog{a.log}, "", 0),
 	}}
 }
 
@@ -91,10 +93,13 @@ func (s *httpServer) serve(ctx context.Context) error {
 	<-done
 	s.app.transport.CloseIdleConnections()
 	s.app.peerTransport.CloseIdleConnections()
+	s.app.pool.closeIdle()
+	s.app.peerPool.closeIdle()
 	return nil
 }
 
-// handler answers pings from peer edges and proxies everything else.
+// handler answers pings from peer edges, proxies requests without a body on the fast path and
+// everything else (bodies, upgrades) through httputil.ReverseProxy.
 func (a *app) handler(rp http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(HeaderPing) != "" {
@@ -102,56 +107,74 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		if r.ContentLength == 0 && r.Method != http.MethodConnect && r.Header.Get("Upgrade") == "" {
+			a.serveFast(w, r)
+			return
+		}
 		rp.ServeHTTP(w, r)
 	})
 }
 
-// rewrite prepares the outbound request: the target is chosen per attempt in RoundTrip. The Host
-// header is kept, X-Forwarded-For/Host/Proto and Forwarded (RFC 7239) describe the client. Those
-// headers are trusted only from another edge, which appends to them; a client's are replaced.
+// rewrite prepares the outbound request of the ReverseProxy path: the target is chosen per
+// attempt in RoundTrip, the Host header is kept and the forwarding headers are set.
 func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = pr.In.Host
 	pr.Out.Host = pr.In.Host
-	client, _, err := net.SplitHostPort(pr.In.RemoteAddr)
+	a.forwardHeaders(pr.In, pr.Out.Header)
+}
+
+// forwarding is the value of each forwarding header for one request.
+type forwarding struct {
+	xff, xfh, xfp, fwd string
+}
+
+// forwardingHeaders is the order forwarding's fields are written in.
+var forwardingHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"}
+
+func (f *forwarding) values() [4]string { return [4]string{f.xff, f.xfh, f.xfp, f.fwd} }
+
+// forwardHeaders sets X-Forwarded-For/Host/Proto and Forwarded (RFC 7239) on out.
+func (a *app) forwardHeaders(in *http.Request, out http.Header) {
+	f := a.forwardingOf(in)
+	for i, v := range f.values() {
+		out[forwardingHeaders[i]] = []string{v}
+	}
+}
+
+// forwardingOf describes in's client. The forwarding headers are trusted only from another
+// edge, whose values are extended; a client's own are replaced.
+func (a *app) forwardingOf(in *http.Request) forwarding {
+	client, _, err := net.SplitHostPort(in.RemoteAddr)
 	if err != nil {
-		client = pr.In.RemoteAddr
+		client = in.RemoteAddr
 	}
 	proto := "http"
-	if pr.In.TLS != nil {
+	if in.TLS != nil {
 		proto = "https"
 	}
 	node := client
 	if strings.Contains(client, ":") {
 		node = `"[` + client + `]"`
 	}
-	elem := "for=" + node + ";host=" + quoteForwarded(pr.In.Host) + ";proto=" + proto
-	if pr.In.Header.Get(HeaderForwardedBy) != "" && a.edge.forwardedByEdge(remoteAddr(pr.In.RemoteAddr)) {
-		h := pr.Out.Header
-		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+client)
-		} else {
-			h.Set("X-Forwarded-For", client)
-		}
-		copyOr(h, pr.In.Header, "X-Forwarded-Host", pr.In.Host)
-		copyOr(h, pr.In.Header, "X-Forwarded-Proto", proto)
-		if prior := pr.In.Header.Values("Forwarded"); len(prior) > 0 {
-			h.Set("Forwarded", strings.Join(prior, ", ")+", "+elem)
-		} else {
-			h.Set("Forwarded", elem)
-		}
-		return
+	f := forwarding{xff: client, xfh: in.Host, xfp: proto,
+		fwd: "for=" + node + ";host=" + quoteForwarded(in.Host) + ";proto=" + proto}
+	if _, hop := in.Header[HeaderForwardedBy]; !hop || !a.edge.forwardedByEdge(remoteAddr(in.RemoteAddr)) {
+		return f
 	}
-	pr.SetXForwarded()
-	pr.Out.Header.Set("Forwarded", elem)
-}
-
-func copyOr(dst, src http.Header, key, def string) {
-	if v := src.Get(key); v != "" {
-		dst.Set(key, v)
-	} else {
-		dst.Set(key, def)
+	if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+		f.xff = strings.Join(prior, ", ") + ", " + client
 	}
+	if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+		f.xfh = v
+	}
+	if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+		f.xfp = v
+	}
+	if prior := in.Header.Values("Forwarded"); len(prior) > 0 {
+		f.fwd = strings.Join(prior, ", ") + ", " + f.fwd
+	}
+	return f
 }
 
 // quoteForwarded quotes a Forwarded parameter value when it is not a token (RFC 7239 §4).

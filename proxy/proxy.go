@@ -99,6 +99,9 @@ func newEdge(o Options) (*edge, error) {
 	if o.Config == nil {
 		return nil, errors.New("run edge: no configuration")
 	}
+	if o.JS == nil {
+		return nil, errors.New("run edge: no JetStream client")
+	}
 	ce := o.Config.Edge(o.Edge)
 	if ce == nil {
 		return nil, fmt.Errorf("run edge: no edge %q in the configuration", o.Edge)
@@ -186,10 +189,11 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// discardHTTPErrors routes net/http's own error log into the edge's log at debug level.
-type discardHTTPErrors struct{ log zerolog.Logger }
+// httpErrorLog routes net/http's own error log (malformed requests, aborted connections) into
+// the edge's log at debug level: they are the clients' problems, not the edge's.
+type httpErrorLog struct{ log zerolog.Logger }
 
-func (d discardHTTPErrors) Write(p []byte) (int, error) {
+func (d httpErrorLog) Write(p []byte) (int, error) {
 	d.log.Debug().Str("error", string(p)).Msg("http server error")
 	return len(p), nil
 }

@@ -590,3 +590,13 @@ func TestRunRefusesAnEdgeThatIsNotConfiguredAndAListenerInUse(t *testing.T) {
 		t.Errorf("listener in use: err = %v", err)
 	}
 }
+
+func TestARestartedEdgeStartsFromTheLastStoredRouteTable(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	c.stop("edge-west")
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	c.start("edge-west", "")
+	// w1 still answers: only the stored table can send these requests to east.
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "the restarted edge to follow its stored table")
+}

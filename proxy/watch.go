@@ -47,7 +47,7 @@ func (e *edge) consumeRoutes(ctx context.Context, js jetstream.JetStream, subjec
 		if err := e.applyTable(m.Data()); err != nil {
 			e.log.Warn().Uint64("stream_seq", seq).Err(err).Msg("route table ignored")
 		}
-	})
+	}, events.FollowConsumeOptions()...)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", subject, err)
 	}

@@ -1,11 +1,6 @@
 package route
 
-import (
-	"net"
-	"strconv"
-
-	"github.com/detourdev/detour/events"
-)
+import "github.com/detourdev/detour/events"
 
 // Target is one place a request or connection of an app can go.
 type Target struct {
@@ -100,6 +95,3 @@ func appendRotated(out []Target, eps []events.RouteEndpoint, idx []int, turn uin
 	}
 	return out
 }
-
-// SecondaryAddr joins a resolved address of the secondary with its listener port.
-func SecondaryAddr(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }

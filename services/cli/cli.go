@@ -32,7 +32,7 @@ Run one role against a NATS server or cluster:
   prober      --region R [--name N] [--nats URL] [--config FILE]
   decider     [--name N] [--nats URL] [--config FILE]
   dns         [--addr ADDR] [--data-dir DIR] [--name N] [--nats URL] [--config FILE]
-  edge        --name EDGE [--resolver ADDR] [--nats URL] [--config FILE]
+  edge        --name EDGE [--region R] [--resolver ADDR] [--nats URL] [--config FILE]
   controller  [--name N] [--nats URL] [--config FILE]
 
 Operate:

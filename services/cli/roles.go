@@ -167,15 +167,20 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	r := role{}
-	var resolver string
+	var resolver, region string
 	fs.StringVar(&r.name, "name", "", "which configured edge this process is (required)")
+	fs.StringVar(&region, "region", "", "the edge's region; when given it must match the configuration")
 	fs.StringVar(&resolver, "resolver", "127.0.0.1:5353", "DNS server that resolves peer edge hostnames")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	if r.name == "" || cfg.Edge(r.name) == nil {
+	e := cfg.Edge(r.name)
+	if r.name == "" || e == nil {
 		return usageErr("--name: want one of the configured edges, got %q", r.name)
+	}
+	if region != "" && region != e.Region {
+		return usageErr("--region: edge %q is in region %q in the configuration, not %q", r.name, e.Region, region)
 	}
 	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, Log: log})
 }

@@ -79,6 +79,14 @@ type controller struct {
 // the one ROUTES holds, and from there on one table per edge whose routes a STATE event changes.
 // It returns an error for invalid options or missing streams.
 func Run(ctx context.Context, o Options) error {
+	err := run(ctx, o)
+	if ctx.Err() != nil {
+		return nil // stopping while starting is not a failure
+	}
+	return err
+}
+
+func run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
@@ -118,7 +126,7 @@ func Run(ctx context.Context, o Options) error {
 		case stateMsgs <- m:
 		case <-ctx.Done():
 		}
-	})
+	}, events.FollowConsumeOptions()...)
 	if err != nil {
 		return fmt.Errorf("run controller: follow %s: %w", events.StreamState, err)
 	}
@@ -194,17 +202,7 @@ func (c *controller) applied(subject string, e events.Envelope) {
 }
 
 func (c *controller) onHeartbeat(m *nats.Msg) {
-	e, err := events.Decode(m.Data)
-	var hb events.Heartbeat
-	if err == nil && e.Type != events.TypeEdgeHeartbeat {
-		err = fmt.Errorf("%w: type %q is not %s", events.ErrMalformed, e.Type, events.TypeEdgeHeartbeat)
-	}
-	if err == nil {
-		err = e.Payload(&hb)
-	}
-	if err == nil && events.HeartbeatSubject(hb.Edge) != m.Subject {
-		err = fmt.Errorf("%w: edge %q heartbeat on %s", events.ErrMalformed, hb.Edge, m.Subject)
-	}
+	e, hb, err := decodeHeartbeat(m.Subject, m.Data)
 	if err != nil {
 		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("heartbeat skipped")
 		return
@@ -212,6 +210,26 @@ func (c *controller) onHeartbeat(m *nats.Msg) {
 	if !c.live.Heartbeat(hb.Edge, e.ID, c.o.Now()) {
 		c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
 	}
+}
+
+// decodeHeartbeat parses a heartbeat received on subject and checks that it names the edge the
+// subject belongs to.
+func decodeHeartbeat(subject string, data []byte) (events.Envelope, events.Heartbeat, error) {
+	var hb events.Heartbeat
+	e, err := events.Decode(data)
+	if err != nil {
+		return e, hb, fmt.Errorf("decode heartbeat: %w", err)
+	}
+	if e.Type != events.TypeEdgeHeartbeat {
+		return e, hb, fmt.Errorf("decode heartbeat: %w: type %q is not %s", events.ErrMalformed, e.Type, events.TypeEdgeHeartbeat)
+	}
+	if err := e.Payload(&hb); err != nil {
+		return e, hb, fmt.Errorf("decode heartbeat: %w", err)
+	}
+	if !events.ValidToken(hb.Edge) || events.HeartbeatSubject(hb.Edge) != subject {
+		return e, hb, fmt.Errorf("decode heartbeat: %w: edge %q does not match subject %s", events.ErrMalformed, hb.Edge, subject)
+	}
+	return e, hb, nil
 }
 
 // checkLiveness appends the edge transitions that are due. A conflict means another replica

@@ -63,7 +63,7 @@ func (d *decider) consumeOnce(ctx context.Context, stream string, cfg jetstream.
 	if err != nil {
 		return fmt.Errorf("create consumer on %s: %w", stream, err)
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(events.FollowOptions()...)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", stream, err)
 	}

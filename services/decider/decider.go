@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -29,6 +30,8 @@ type decider struct {
 	started time.Time
 	// failing is set when an append failed for another reason than a conflict during this tick.
 	failing bool
+	// clockStamp is the newest stream time seen, and clockLocal this host's time when it came.
+	clockStamp, clockLocal time.Time
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -64,12 +67,13 @@ func (d *decider) run(ctx context.Context) error {
 	from := d.started.Add(-d.o.Replay)
 	wg.Go(func() {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, decodeState, stateCh)
+			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+			MaxResetAttempts: events.FollowResetAttempts}, decodeState, stateCh)
 	})
 	wg.Go(func() {
 		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime: &from}, decodeProbeResults, probeCh)
+			OptStartTime: &from, MaxResetAttempts: events.FollowResetAttempts}, decodeProbeResults, probeCh)
 	})
 	ticks := d.o.Ticks
 	if ticks == nil {
@@ -90,6 +94,7 @@ func (d *decider) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case m := <-stateCh:
+			d.observeClock(m.stamp)
 			if m.subject != "" {
 				d.onState(ctx, m)
 			}
@@ -100,6 +105,7 @@ func (d *decider) run(ctx context.Context) error {
 				probes = probeCh
 			}
 		case m := <-probes:
+			d.observeClock(m.stamp)
 			if m.subject != "" {
 				d.onProbes(ctx, m)
 			}
@@ -107,7 +113,7 @@ func (d *decider) run(ctx context.Context) error {
 				d.reconcile(ctx)
 			}
 		case now := <-tick:
-			d.tick(ctx, now)
+			d.tick(ctx, d.streamNow(now))
 		}
 	}
 }
@@ -123,7 +129,9 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 	d.fold(ctx, m.results, m.stamp)
 }
 
-// fold folds results stored at stamp, and appends the transitions they complete.
+// fold folds results stored at stamp, and appends the transitions they complete. Results are
+// timed by when the stream stored them, not by the probers' clocks: every replica sees the same
+// stamp, and one clock orders the results of every region, the overrides and the decisions.
 func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.Time) {
 	for i := range rs {
 		r := &rs[i]
@@ -135,13 +143,8 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 				Str("result_id", r.ID).Msg("result for no configured endpoint skipped")
 			continue
 		}
-		at := r.At
-		if at.IsZero() || at.After(stamp) {
-			// A result cannot have happened after it was stored: the prober's clock is ahead.
-			at = stamp
-		}
 		d.o.Stats.Results.Add(1)
-		if dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: at, OK: r.OK}, s.pool.app.policy); ok {
+		if dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK}, s.pool.app.policy); ok {
 			d.decided(ctx, s, dec)
 		}
 	}
@@ -174,7 +177,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		s.record(m.seq, env)
 		// Another replica's transition: if it died before the pool's, append that.
 		if d.live && m.pending == 0 {
-			d.checkPool(ctx, s.pool, env.ID, env.Time, s.cfg.Name+" "+string(s.status)+": ")
+			d.checkPool(ctx, s.pool)
 		}
 		return
 	}
@@ -198,18 +201,45 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	}
 	if s := d.ix.epOverrides[m.subject]; s != nil && m.seq > s.overrideSeq {
 		s.overrideSeq = m.seq
-		if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, env.Time, s.pool.app.policy); ok {
+		if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, overrideTime(s, m.stamp), s.pool.app.policy); ok {
 			d.decided(ctx, s, dec)
 		}
 	}
 	if p := d.ix.poolOverrides[m.subject]; p != nil && m.seq > p.overrideSeq {
 		p.overrideSeq = m.seq
 		for _, s := range p.endpoints {
-			if dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, env.Time, p.app.policy); ok {
+			if dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, overrideTime(s, m.stamp), p.app.policy); ok {
 				d.decided(ctx, s, dec)
 			}
 		}
 	}
+}
+
+// overrideTime dates an override's effect on an endpoint: when STATE stored it, or when the
+// endpoint's last recorded event happened if that is later (the streams' leaders may be different
+// servers, whose clocks differ a little). An override never looks older than what it overrides.
+func overrideTime(s *endpointSlot, stamp time.Time) time.Time {
+	if s.since.After(stamp) {
+		return s.since
+	}
+	return stamp
+}
+
+// observeClock notes the stream time of a delivery, so that time passing between deliveries is
+// measured on the streams' clock rather than this host's.
+func (d *decider) observeClock(stamp time.Time) {
+	if stamp.After(d.clockStamp) {
+		d.clockStamp, d.clockLocal = stamp, d.o.Now()
+	}
+}
+
+// streamNow is the streams' time when this host's clock reads local: the newest stamp seen, plus
+// the time elapsed here since it arrived (so a little behind, by the delivery latency).
+func (d *decider) streamNow(local time.Time) time.Time {
+	if d.clockStamp.IsZero() {
+		return local
+	}
+	return d.clockStamp.Add(local.Sub(d.clockLocal))
 }
 
 func endpointStatus(typ string) events.Status {
@@ -247,7 +277,7 @@ func (d *decider) decided(ctx context.Context, s *endpointSlot, dec decide.Decis
 // show yet (a replica died between a threshold and its append), then goes live.
 func (d *decider) reconcile(ctx context.Context) {
 	d.live = true
-	now := d.o.Now()
+	now := d.streamNow(d.o.Now())
 	for _, s := range d.ix.endpoints {
 		if dec, ok := s.st.Expire(now, s.pool.app.policy); ok {
 			s.pending = &dec
@@ -264,7 +294,7 @@ func (d *decider) reconcile(ctx context.Context) {
 	}
 	for _, a := range d.ix.apps {
 		for _, p := range a.pools {
-			d.checkPool(ctx, p, p.latestCause(), now, "")
+			d.checkPool(ctx, p)
 		}
 	}
 	d.o.Stats.Live.Store(true)
@@ -308,19 +338,20 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		for _, p := range a.pools {
 			if p.retry && !d.failing {
 				p.retry = false
-				d.checkPool(ctx, p, p.latestCause(), now, "")
+				d.checkPool(ctx, p)
 			}
 		}
 	}
 }
 
-// commit appends the endpoint's transition unless STATE already records its status, then
-// the pool's if its availability changed. When another writer appended to the subject first,
-// it re-reads it and decides again, unless what it reads happened after this decision (that
-// writer is ahead in the probes, and this decision is history already).
+// commit appends the endpoint's transition unless STATE already records its status or a newer
+// event, then the pool's if its availability changed. When another writer appended to the
+// subject first, it re-reads it and decides again.
 func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decision) {
 	p := s.pool
-	for attempt := 0; dec.To != s.status; attempt++ {
+	// STATE already holding a newer event than this decision means another replica is ahead in
+	// the probes: this decision is history already.
+	for attempt := 0; dec.To != s.status && !s.since.After(dec.At); attempt++ {
 		if attempt == maxAttempts {
 			d.later(ctx, s, dec, errors.New("too many conflicting writers"))
 			return
@@ -328,7 +359,7 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 		t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, Endpoint: s.cfg.Name, Address: s.cfg.Address,
 			From: s.status, To: dec.To, Reason: dec.Reason, Results: dec.Results, Votes: dec.Votes,
 			Thresholds: p.app.policy.Thresholds()}
-		ev, err := events.Derived(endpointType(dec.To), d.o.Name, dec.Cause, s.subject+"|"+string(dec.To), dec.At, t)
+		ev, err := events.Derived(endpointType(dec.To), d.o.Name, dec.Cause, derivedKey(s.subject, dec.To, s.seq), dec.At, t)
 		if err != nil {
 			d.log.Error().Err(err).Str("subject", s.subject).Msg("build endpoint transition failed")
 			return
@@ -353,11 +384,8 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 			d.later(ctx, s, dec, err)
 			return
 		}
-		if s.since.After(dec.At) {
-			break
-		}
 	}
-	d.checkPool(ctx, p, s.eventID, dec.At, s.cfg.Name+" "+string(s.status)+": ")
+	d.checkPool(ctx, p)
 }
 
 // appendTimeout bounds one append or read, so that an unreachable NATS does not stall the decider.
@@ -398,13 +426,14 @@ func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
 }
 
 // checkPool appends the pool's transition when its endpoints' recorded statuses changed its
-// availability. cause names the endpoint event that changed it, at when; note says which
-// endpoint. On a conflict it re-reads the pool and decides again, unless what it reads happened
-// after at.
-func (d *decider) checkPool(ctx context.Context, p *poolSlot, cause string, at time.Time, note string) {
+// availability. The transition is caused by, and dated as, the newest endpoint event the decider
+// knows of the pool; when STATE holds a pool event newer than that, a replica with a fresher
+// view has decided already. On a conflict it re-reads the pool and decides again.
+func (d *decider) checkPool(ctx context.Context, p *poolSlot) {
 	for attempt := 0; ; attempt++ {
+		latest := p.latest()
 		v := p.verdict()
-		if v.Status == p.status || !p.decided() {
+		if latest == nil || v.Status == p.status || p.since.After(latest.since) {
 			return
 		}
 		if attempt == maxAttempts {
@@ -418,8 +447,9 @@ func (d *decider) checkPool(ctx context.Context, p *poolSlot, cause string, at t
 			}
 		}
 		t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, From: p.status, To: v.Status,
-			Reason: note + decide.PoolReason(v, others, p.app.cfg.WhenAllDown), Thresholds: p.thresholds()}
-		ev, err := events.Derived(poolType(v.Status), d.o.Name, cause, p.subject+"|"+string(v.Status), at, t)
+			Reason:     latest.cfg.Name + " " + string(latest.status) + ": " + decide.PoolReason(v, others, p.app.cfg.WhenAllDown),
+			Thresholds: p.thresholds()}
+		ev, err := events.Derived(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq), latest.since, t)
 		if err != nil {
 			d.log.Error().Err(err).Str("subject", p.subject).Msg("build pool transition failed")
 			return
@@ -447,9 +477,6 @@ func (d *decider) checkPool(ctx context.Context, p *poolSlot, cause string, at t
 		if ok {
 			p.record(seq, env)
 		}
-		if p.since.After(at) {
-			return
-		}
 	}
 }
 
@@ -460,6 +487,14 @@ func (d *decider) poolLater(ctx context.Context, p *poolSlot, err error) {
 	if ctx.Err() == nil {
 		d.log.Error().Err(err).Str("subject", p.subject).Msg("append pool transition failed, retrying")
 	}
+}
+
+// derivedKey names a transition among those its cause may derive: the subject, the new status,
+// and the sequence it follows. Replicas appending the same change after the same sequence derive
+// the same id, so JetStream keeps one; a cause that leads to the same status again later (after
+// other changes) derives a new id instead of being dropped as a copy of the old event.
+func derivedKey(subject string, to events.Status, after uint64) string {
+	return subject + "|" + string(to) + "|" + strconv.FormatUint(after, 10)
 }
 
 func endpointType(s events.Status) string {

@@ -74,18 +74,14 @@ type prober struct {
 	js     jetstream.JetStream
 	region string
 	n      int
+	// lastSeq is the PROBES sequence of the last result sent.
+	lastSeq uint64
 }
 
 func (p *prober) send(app, pool, endpoint string, ok bool) string {
 	p.t.Helper()
-	return p.sendAt(time.Now(), app, pool, endpoint, ok)
-}
-
-// sendAt publishes a result of a check that ran at at.
-func (p *prober) sendAt(at time.Time, app, pool, endpoint string, ok bool) string {
-	p.t.Helper()
 	p.n++
-	r := events.ProbeResult{ID: fmt.Sprintf("%s-%d", p.region, p.n), At: at, App: app, Pool: pool,
+	r := events.ProbeResult{ID: fmt.Sprintf("%s-%d", p.region, p.n), At: time.Now(), App: app, Pool: pool,
 		Endpoint: endpoint, Region: p.region, Prober: "test", Check: "http", OK: ok}
 	e, err := events.New(events.TypeProbeCompleted, "prober/"+p.region, r.At, r)
 	if err != nil {
@@ -95,10 +91,22 @@ func (p *prober) sendAt(at time.Time, app, pool, endpoint string, ok bool) strin
 	if events.ValidToken(app) && events.ValidToken(pool) && events.ValidToken(endpoint) {
 		subject = events.ProbeSubject(p.region, app, pool, endpoint)
 	}
-	if _, err := events.Publish(context.Background(), p.js, subject, e); err != nil {
+	ack, err := events.Publish(context.Background(), p.js, subject, e)
+	if err != nil {
 		p.t.Fatal(err)
 	}
+	p.lastSeq = ack.Sequence
 	return r.ID
+}
+
+// stamp is when PROBES stored the message at seq.
+func stamp(t testing.TB, srv *eventstest.Server, stream string, seq uint64) time.Time {
+	t.Helper()
+	m, err := srv.Stream(t, stream).GetMsg(context.Background(), seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Time
 }
 
 // stored is one STATE message as a reader of the stream sees it.

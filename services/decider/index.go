@@ -98,34 +98,21 @@ func (p *poolSlot) verdict() decide.PoolVerdict {
 	return decide.EvaluatePool(statuses, p.cfg.MinAvailable)
 }
 
-// decided reports whether STATE holds anything for the pool or one of its endpoints.
-func (p *poolSlot) decided() bool {
-	if p.seq > 0 {
-		return true
-	}
-	for _, s := range p.endpoints {
-		if s.seq > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 func (p *poolSlot) thresholds() events.Thresholds {
 	t := p.app.policy.Thresholds()
 	t.MinAvailable = p.cfg.MinAvailable.String()
 	return t
 }
 
-// latestCause is the id of the newest recorded event of the pool's endpoints.
-func (p *poolSlot) latestCause() string {
-	cause, seq := "", uint64(0)
+// latest is the pool's endpoint with the newest recorded event, or nil when STATE holds none.
+func (p *poolSlot) latest() *endpointSlot {
+	var out *endpointSlot
 	for _, s := range p.endpoints {
-		if s.seq > seq {
-			cause, seq = s.eventID, s.seq
+		if s.seq > 0 && (out == nil || s.seq > out.seq) {
+			out = s
 		}
 	}
-	return cause
+	return out
 }
 
 // record notes an event STATE holds on the endpoint's subject, unless a newer one is known.

@@ -20,7 +20,8 @@ type Options struct {
 	Name string
 	// Log receives the transitions (info) and failures; a "component" field is added.
 	Log zerolog.Logger
-	// Now is the clock. Default time.Now.
+	// Now is this host's clock: it dates the replay window and measures the time passing between
+	// deliveries (results are timed by when the stream stored them). Default time.Now.
 	Now func() time.Time
 	// Ticks drive staleness, hold-down deadlines and retries of failed appends. Default: a ticker
 	// every TickEvery.

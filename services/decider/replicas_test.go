@@ -206,67 +206,57 @@ func TestTheSameRecordedResultsYieldIdenticalStateTwiceAndUnderRacingReplicas(t 
 	if again := replay(t, 1); !reflect.DeepEqual(first, again) {
 		t.Errorf("a second run differs:\n%s\nvs\n%s", first, again)
 	}
-	if racing := replay(t, 2); !reflect.DeepEqual(first, racing) {
-		t.Errorf("two racing replicas differ from one:\n%q\nvs\n%q", first, racing)
+	for _, n := range []int{2, 3} {
+		if racing := replay(t, n); !reflect.DeepEqual(first, racing) {
+			t.Errorf("%d racing replicas differ from one:\n%q\nvs\n%q", n, first, racing)
+		}
 	}
 }
 
-func TestARegionThatFallsSilentStopsVotingWhenTheClockSaysSo(t *testing.T) {
+func TestARegionThatFallsSilentStopsVotingAfterStaleAfter(t *testing.T) {
 	srv := eventstest.Start(t)
-	doc := strings.Replace(shopYAML, "stale_after: 1h", "stale_after: 3s", 1)
+	doc := strings.Replace(shopYAML, "stale_after: 1h", "stale_after: 300ms", 1)
 	doc = strings.Replace(doc, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    quorum: 1", 1)
-	ticks := make(chan time.Time)
-	r := start(t, srv.JS, parse(t, doc), "decider/a", func(o *decider.Options) { o.Ticks = ticks })
+	start(t, srv.JS, parse(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
 	eu, us := &prober{t: t, js: srv.JS, region: "eu"}, &prober{t: t, js: srv.JS, region: "us"}
-	base := time.Now().Add(-time.Minute).Truncate(time.Second)
-	at := func(s int) time.Time { return base.Add(time.Duration(s) * time.Second) }
-	for s := range 7 { // eu passes until 6s, before us has been silent for over stale_after
-		eu.sendAt(at(s), "shop", "west", "w1", true)
-		if s < 5 {
-			us.sendAt(at(s), "shop", "west", "w1", s < 2) // us: two passes, then three failures, then silence
-		}
+	for _, ok := range []bool{true, true, false, false, false} { // us: two passes, three failures, then silence
+		eu.send("shop", "west", "w1", true)
+		us.send("shop", "west", "w1", ok)
 	}
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() == 12 }, "decider did not fold the 12 results")
+	silent := stamp(t, srv, events.StreamProbes, us.lastSeq).Add(300 * time.Millisecond)
+	want := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up"}
+	var got []string
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		eu.send("shop", "west", "w1", true) // eu keeps voting
+		got = history(t, srv)
+		return reflect.DeepEqual(got, want)
+	}, "STATE history is %q, want %q", &got, want)
 
-	ticks <- at(7) // us last reported at 4s: 3s of silence is not over stale_after yet
-	ticks <- at(7) // returns once the decider took the first: it handles one tick at a time
-	if h := history(t, srv); len(h) != 4 {
-		t.Fatalf("after 3s of silence: %q; us should still vote", h)
-	}
-	ticks <- at(8)
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
-		"endpoint.shop.west.w1:up", "pool.shop.west:up")
 	up := stateOf(t, srv)[4]
 	var tr events.Transition
 	if err := up.Env.Payload(&tr); err != nil {
 		t.Fatal(err)
 	}
-	if want := "us: no result for over stale_after 3s; 1 of 1 voting regions see it up (quorum 1); not voting: us"; tr.Reason != want ||
-		!up.Env.Time.Equal(at(7)) || up.Env.Cause != "us-5" {
-		t.Errorf("stale transition at %s caused by %s: %q; want at %s, caused by us-5, %q", up.Env.Time, up.Env.Cause, tr.Reason, at(7), want)
+	if want := "us: no result for over stale_after 300ms; 1 of 1 voting regions see it up (quorum 1); not voting: us"; tr.Reason != want ||
+		!up.Env.Time.Equal(silent) || up.Env.Cause != "us-5" {
+		t.Errorf("stale transition at %s caused by %s: %q; want at %s (us's last result + 300ms), caused by us-5, %q",
+			up.Env.Time, up.Env.Cause, tr.Reason, silent, want)
+	}
+	if appended := stamp(t, srv, events.StreamState, stateSeq(t, srv, 5)); appended.Before(silent) {
+		t.Errorf("appended at %s, before us had been silent for 300ms (%s)", appended, silent)
 	}
 }
 
 func TestHoldDownKeepsARecoveredEndpointOutUntilItHasStayedHealthy(t *testing.T) {
 	srv := eventstest.Start(t)
-	doc := strings.Replace(shopYAML, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    hold_down: 5s", 1)
-	ticks := make(chan time.Time)
-	r := start(t, srv.JS, parse(t, doc), "decider/a", func(o *decider.Options) { o.Ticks = ticks })
+	doc := strings.Replace(shopYAML, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    hold_down: 300ms", 1)
+	start(t, srv.JS, parse(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
 	eu := &prober{t: t, js: srv.JS, region: "eu"}
-	base := time.Now().Add(-time.Minute).Truncate(time.Second)
-	at := func(s int) time.Time { return base.Add(time.Duration(s) * time.Second) }
-	for s, ok := range []bool{true, true, false, false, false, true, true, true} {
-		eu.sendAt(at(s), "shop", "west", "w1", ok)
+	for _, ok := range []bool{true, true, false, false, false, true, true} {
+		eu.send("shop", "west", "w1", ok)
 	}
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() == 8 }, "decider did not fold the 8 results")
-	ticks <- at(10) // healthy since 6s (the second pass): 4s is not yet the hold-down
-	ticks <- at(10) // returns once the decider took the first: it handles one tick at a time
-	if h := history(t, srv); len(h) != 4 {
-		t.Fatalf("after 4s of health: %q; hold-down should still keep it down", h)
-	}
-	ticks <- at(11)
+	back := stamp(t, srv, events.StreamProbes, eu.lastSeq).Add(300 * time.Millisecond) // healthy from the second pass
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up")
 	up := stateOf(t, srv)[4]
@@ -274,10 +264,24 @@ func TestHoldDownKeepsARecoveredEndpointOutUntilItHasStayedHealthy(t *testing.T)
 	if err := up.Env.Payload(&tr); err != nil {
 		t.Fatal(err)
 	}
-	if !up.Env.Time.Equal(at(11)) || up.Env.Cause != "eu-7" || tr.Thresholds.HoldDownMS != 5000 ||
-		tr.Reason != "healthy for the hold_down of 5s; 1 of 1 voting regions see it up (quorum 0.5)" {
-		t.Errorf("failback at %s caused by %s: %+v; want at %s, caused by eu-7 (the second pass), hold-down 5s", up.Env.Time, up.Env.Cause, tr, at(11))
+	if !up.Env.Time.Equal(back) || up.Env.Cause != "eu-7" || tr.Thresholds.HoldDownMS != 300 ||
+		tr.Reason != "healthy for the hold_down of 300ms; 1 of 1 voting regions see it up (quorum 0.5)" {
+		t.Errorf("failback at %s caused by %s: %+v; want at %s, caused by eu-7 (the second pass), hold-down 300ms",
+			up.Env.Time, up.Env.Cause, tr, back)
 	}
+	if appended := stamp(t, srv, events.StreamState, stateSeq(t, srv, 5)); appended.Before(back) {
+		t.Errorf("failback appended at %s, before the endpoint had been healthy for 300ms (%s)", appended, back)
+	}
+}
+
+// stateSeq is the stream sequence of the n-th (1-based) STATE message.
+func stateSeq(t testing.TB, srv *eventstest.Server, n int) uint64 {
+	t.Helper()
+	info, err := srv.Stream(t, events.StreamState).Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.FirstSeq + uint64(n) - 1
 }
 
 func TestADecisionMadeWhileNATSIsAwayIsAppendedWhenItReturns(t *testing.T) {
@@ -346,4 +350,19 @@ func TestADecisionMadeWhileNATSIsAwayIsAppendedWhenItReturns(t *testing.T) {
 	run()
 	want = append(want, "endpoint.shop.west.w1:detour.endpoint.up.v1", "pool.shop.west:detour.pool.up.v1")
 	eventstest.Eventually(t, 10*time.Second, func() bool { got = state(); return reflect.DeepEqual(got, want) }, "STATE is %q, want %q", &got, want)
+}
+
+func TestAnOverrideFromAClockBehindTheProbersStillWins(t *testing.T) {
+	srv := eventstest.Start(t)
+	start(t, srv.JS, parse(t, shopYAML), "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	o := events.Override{App: "shop", Pool: "west", Endpoint: "w1", Action: events.ActionDrain, Reason: "deploy", By: "alice@laptop"}
+	e, _ := events.New(events.TypeOverrideSet, "override/alice@laptop", time.Now().Add(-time.Minute), o) // a minute slow
+	if _, err := events.Publish(context.Background(), srv.JS, events.OverrideSubject("shop", "west", "w1"), e); err != nil {
+		t.Fatal(err)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:drained", "pool.shop.west:down")
 }

@@ -26,10 +26,15 @@ func (g *group) Go(name string, role func(context.Context) error) {
 	go func() {
 		defer g.wg.Done()
 		if err := role(g.ctx); err != nil {
-			g.once.Do(func() { g.err = fmt.Errorf("%s: %w", name, err) })
-			g.cancel()
+			g.fail(fmt.Errorf("%s: %w", name, err))
 		}
 	}()
+}
+
+// fail records the group's first failure and stops the group.
+func (g *group) fail(err error) {
+	g.once.Do(func() { g.err = err })
+	g.cancel()
 }
 
 // Wait blocks until every role returned and reports the first failure.

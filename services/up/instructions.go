@@ -21,6 +21,28 @@ func (s *Stack) printInstructions(w io.Writer, isDemo bool) {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, a := range s.Config.Apps {
+		if len(a.Ingress) == 0 {
+			continue
+		}
+		name := strings.TrimSuffix(a.FQDN, ".")
+		fmt.Fprintf(w, "Through the edges (%s is a CNAME to the first live ingress edge):\n", name)
+		fmt.Fprintf(w, "  go run ./services/cmd/detour query --server %s --watch %s\n", s.DNSAddr, name)
+		for _, e := range s.Config.Edges {
+			if ea := e.App(a.Name); ea != nil {
+				fmt.Fprintf(w, "  curl http://%s/        # via %s; when %s fails, it forwards to %s\n", ea.Listen, e.Name, ea.Pool, ea.Secondary)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if s.control != nil {
+		for _, e := range s.Config.Edges {
+			name := e.Name
+			fmt.Fprintf(w, "Stop / start %s (as a crash looks to the controller):\n  curl -X POST http://%s/edges/%s/stop\n  curl -X POST http://%s/edges/%s/start\n",
+				name, s.control.Addr(), name, s.control.Addr(), name)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "Follow the decisions and the events:\n")
 	fmt.Fprintf(w, "  go tool nats --server %s stream view STATE\n", s.NATSURL)
 	fmt.Fprintf(w, "  go tool nats --server %s sub 'detour.state.>'\n", s.NATSURL)

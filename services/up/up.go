@@ -38,6 +38,9 @@ type Options struct {
 	// Regions are the probing regions to run a prober for. Default: every pool's region, or
 	// "local" when no pool names one.
 	Regions []string
+	// DemoControlAddr is where the demo accepts POST /edges/NAME/stop and /start. Default
+	// 127.0.0.1:8090. Only the demo (no ConfigPath) serves it.
+	DemoControlAddr string
 	// Out receives the instructions printed at start. Default: nowhere.
 	Out io.Writer
 	Log zerolog.Logger
@@ -50,7 +53,10 @@ type Stack struct {
 	DNSAddr string
 	// Backends are the demo's application instances, by pool name (empty with a configuration).
 	Backends map[string]*demo.Backend
+	// Edges are the edge proxies running in process, by name; each can be stopped and started.
+	Edges map[string]*demo.Switch
 
+	control *demo.Control
 	nats  *server.Server
 	group *group
 }
@@ -82,7 +88,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	st := &Stack{Config: cfg, Backends: map[string]*demo.Backend{}}
+	if o.DemoControlAddr == "" {
+		o.DemoControlAddr = "127.0.0.1:8090"
+	}
+	st := &Stack{Config: cfg, Backends: map[string]*demo.Backend{}, Edges: map[string]*demo.Switch{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -144,9 +153,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log})
 		})
 		for _, e := range cfg.Edges {
-			g.Go("edge "+e.Name, func(ctx context.Context) error {
+			sw := demo.NewSwitch("edge "+e.Name, func(ctx context.Context) error {
 				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log})
 			})
+			sw.Start(g.ctx, g.fail)
+			st.Edges[e.Name] = sw
+		}
+	}
+	if o.ConfigPath == "" && len(st.Edges) > 0 {
+		st.control, err = demo.StartControl(o.DemoControlAddr, st.Edges, g.fail)
+		if err != nil {
+			return nil, err
 		}
 	}
 	go func() {
@@ -170,9 +187,15 @@ func (s *Stack) Wait() error {
 }
 
 func (s *Stack) stop() {
+	if s.control != nil {
+		_ = s.control.Close()
+	}
 	if s.group != nil {
 		s.group.cancel()
 		s.group.wg.Wait()
+	}
+	for _, sw := range s.Edges {
+		sw.Stop()
 	}
 	for _, b := range s.Backends {
 		_ = b.Close()

@@ -24,6 +24,7 @@ type settings struct {
 	proberUntil  time.Duration
 	profile      string
 	compareScale float64
+	inNetns      bool
 }
 
 func run() int {
@@ -34,16 +35,17 @@ func run() int {
 	flag.DurationVar(&s.duration, "duration", 20*time.Second, "measured time of each contender")
 	flag.DurationVar(&s.warmup, "warmup", 3*time.Second, "unmeasured time before each measurement")
 	flag.DurationVar(&s.onTime, "on-time", 50*time.Millisecond, "a check started within this of its instant is on time")
-	flag.DurationVar(&s.batch, "batch", 0, "prober batch window (0: one message per result)")
+	flag.DurationVar(&s.batch, "batch", 0, "prober batch window (0: the prober's default, 2ms; negative: one message per result)")
 	flag.StringVar(&s.blackbox, "blackbox", "prometheus-blackbox-exporter", "blackbox_exporter binary")
 	flag.BoolVar(&s.skipPeer, "skip-peer", false, "measure Detour only")
-	flag.Float64Var(&s.compareScale, "compare-scale", 0.2, "also compare both at this share of the endpoints, a rate blackbox_exporter sustains (0: skip)")
+	flag.Float64Var(&s.compareScale, "compare-scale", 0.1, "also compare both at this share of the endpoints, a rate blackbox_exporter sustains (0: skip)")
 	// The parent runs the prober in a child process so its CPU and memory are the prober's alone.
 	flag.StringVar(&s.role, "role", "bench", "bench, or prober (internal)")
 	flag.StringVar(&s.natsURL, "nats", "", "NATS URL (role prober)")
 	flag.StringVar(&s.configFile, "config", "", "configuration file (role prober)")
 	flag.DurationVar(&s.proberUntil, "for", 0, "how long to probe (role prober)")
 	flag.StringVar(&s.profile, "cpuprofile", "", "write the prober's CPU profile to this file")
+	flag.BoolVar(&s.inNetns, "in-netns", false, "running in the benchmark's own network namespace (internal)")
 	flag.Parse()
 	if s.tcp < 0 || s.http < 0 || s.tcp+s.http == 0 || s.tcp+s.http > 60000 {
 		fmt.Fprintln(os.Stderr, "probebench: -tcp and -http: want 1 to 60000 endpoints in all")
@@ -56,6 +58,11 @@ func run() int {
 	var err error
 	switch s.role {
 	case "bench":
+		if !s.inNetns {
+			if code, ok := isolated(); ok {
+				return code
+			}
+		}
 		err = bench(s)
 	case "prober":
 		err = proberRole(s)

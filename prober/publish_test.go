@@ -1,0 +1,64 @@
+package prober
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *testing.T) {
+	srv := eventstest.Start(t)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	p := &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
+		clock: clock, in: make(chan completed), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go p.batches(ctx)
+	t.Cleanup(func() { cancel(); <-p.done })
+	result := func(endpoint string) completed {
+		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: "west", Endpoint: endpoint,
+			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/west/" + endpoint, interval: time.Second}
+	}
+	stored := func() uint64 {
+		info, err := srv.Stream(t, events.StreamProbes).Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+
+	p.publish(result("a")) // idle: out at once, alone
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
+	p.publish(result("b")) // within the window after a send: gathered
+	p.publish(result("c"))
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the window's timer set")
+	clock.advance(2 * time.Millisecond)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 2 }, "the window's results stored as one message")
+	clock.advance(2 * time.Millisecond)
+	p.publish(result("d")) // a window after the last send: out at once again
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 3 }, "the next result stored at once")
+
+	got := results(t, srv.JS)
+	if len(got) != 4 {
+		t.Fatalf("%d results stored, want 4", len(got))
+	}
+	st := srv.Stream(t, events.StreamProbes)
+	m, err := st.GetMsg(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != events.ProbeBatchSubject("eu", "p1") || got[1].Endpoint != "b" || got[2].Endpoint != "c" {
+		t.Errorf("second message on %s holds %s and %s, want the batch of b and c", m.Subject, got[1].Endpoint, got[2].Endpoint)
+	}
+	for _, seq := range []uint64{1, 3} {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, _ := events.Decode(m.Data); e.Type != events.TypeProbeCompleted {
+			t.Errorf("message %d is a %s on %s, want a lone result", seq, e.Type, m.Subject)
+		}
+	}
+}

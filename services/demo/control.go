@@ -1,0 +1,121 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Switch runs a role that the demo can stop and start again, as a crash and a restart would.
+type Switch struct {
+	name string
+	run  func(context.Context) error
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+	parent context.Context
+}
+
+// NewSwitch returns a switch for the role run, started by Start.
+func NewSwitch(name string, run func(context.Context) error) *Switch {
+	return &Switch{name: name, run: run}
+}
+
+// Start runs the role under ctx (or, after Stop, under the context it was first started with)
+// until Stop or ctx ends. A role that fails reports through report.
+func (s *Switch) Start(ctx context.Context, report func(error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		return
+	}
+	if s.parent == nil {
+		s.parent = ctx
+	}
+	rctx, cancel := context.WithCancel(s.parent)
+	s.cancel, s.done = cancel, make(chan struct{})
+	done := s.done
+	go func() {
+		defer close(done)
+		if err := s.run(rctx); err != nil {
+			report(fmt.Errorf("%s: %w", s.name, err))
+		}
+	}()
+}
+
+// Stop ends the role and waits for it; it reports whether it was running.
+func (s *Switch) Stop() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		return false
+	}
+	s.cancel()
+	<-s.done
+	s.done = nil
+	return true
+}
+
+// Running reports whether the role runs.
+func (s *Switch) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done != nil
+}
+
+// Control serves the demo's switches over HTTP on loopback:
+// POST /edges/NAME/stop and POST /edges/NAME/start.
+type Control struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// StartControl listens on addr and serves the switches, keyed by edge name.
+func StartControl(addr string, edges map[string]*Switch, report func(error)) (*Control, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("start demo control: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /edges/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		sw, ok := edges[r.PathValue("name")]
+		if !ok {
+			http.Error(w, fmt.Sprintf("no edge %q in the demo", r.PathValue("name")), http.StatusNotFound)
+			return
+		}
+		switch r.PathValue("action") {
+		case "stop":
+			if sw.Stop() {
+				fmt.Fprintf(w, "%s stopped: its listeners are closed and its heartbeats stop\n", sw.name)
+			} else {
+				fmt.Fprintf(w, "%s was not running\n", sw.name)
+			}
+		case "start":
+			sw.Start(r.Context(), report)
+			fmt.Fprintf(w, "%s started\n", sw.name)
+		default:
+			http.Error(w, "want stop or start", http.StatusNotFound)
+		}
+	})
+	c := &Control{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	go func() { _ = c.srv.Serve(ln) }()
+	return c, nil
+}
+
+// Addr is the control server's address.
+func (c *Control) Addr() string { return c.ln.Addr().String() }
+
+// Close stops the control server.
+func (c *Control) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("stop demo control: %w", err)
+	}
+	return nil
+}
