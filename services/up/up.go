@@ -57,8 +57,8 @@ type Stack struct {
 	Edges map[string]*demo.Switch
 
 	control *demo.Control
-	nats  *server.Server
-	group *group
+	nats    *server.Server
+	group   *group
 }
 
 // Start brings every role up and returns once the DNS server answers. A configuration error is
