@@ -56,26 +56,7 @@ func startServer(t testing.TB, js *eventstest.Server, cfg *config.Config, dataDi
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("server did not stop within 10s")
-		}
-	}
-	t.Cleanup(stop)
+	stop := eventstest.Run(t, "dns server", srv.Run)
 	return &harness{js: js, srv: srv, stop: stop}
 }
 

@@ -32,27 +32,7 @@ func testConfig(t *testing.T, apps string) *config.Config {
 // startWorker runs a prober until the test ends and returns a function that stops it.
 func startWorker(t *testing.T, o Options) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, o) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("prober %s: %v", o.Name, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("prober %s did not stop within 10s", o.Name)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return eventstest.Run(t, "prober "+o.Name, func(ctx context.Context) error { return Run(ctx, o) })
 }
 
 // results reads every probe result stored in PROBES so far, unpacking batches.

@@ -4,6 +4,7 @@ package eventstest
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,4 +83,31 @@ func Eventually(tb testing.TB, within time.Duration, cond func() bool, msg strin
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Run runs role in a goroutine until the returned stop is called or the test ends. Stop cancels
+// the role's context, waits up to 10 s for it to return, and fails the test if it returned an
+// error (a role must return nil when its context ends) or did not stop. Calling stop twice is
+// harmless.
+func Run(tb testing.TB, name string, role func(ctx context.Context) error) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- role(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("%s returned %v, want nil after its context ended", name, err)
+				}
+			case <-time.After(10 * time.Second):
+				tb.Errorf("%s did not stop within 10s", name)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }

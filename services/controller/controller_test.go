@@ -37,16 +37,8 @@ edges:
 
 func startController(t *testing.T, ns *eventstest.Server, cfg *config.Config, name string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{JS: ns.JS, Config: cfg, Name: name, Log: zerolog.New(zerolog.NewTestWriter(t))})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller %s: run returned %v, want nil", name, err)
-		}
+	eventstest.Run(t, "controller "+name, func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: cfg, Name: name, Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
 }
 

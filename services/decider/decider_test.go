@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,23 +46,11 @@ type replica struct {
 
 func start(t testing.TB, js jetstream.JetStream, c *config.Config, name string, tweak ...func(*decider.Options)) *replica {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	o := decider.Options{JS: js, Config: c, Name: name, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Stats: &decider.Stats{}}
 	for _, f := range tweak {
 		f(&o)
 	}
-	done := make(chan error, 1)
-	go func() { done <- decider.Run(ctx, o) }()
-	var once sync.Once
-	r := &replica{stats: o.Stats, stop: func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("decider %s: Run returned %v, want nil after cancel", name, err)
-			}
-		})
-	}}
-	t.Cleanup(r.stop)
+	r := &replica{stats: o.Stats, stop: eventstest.Run(t, "decider "+name, func(ctx context.Context) error { return decider.Run(ctx, o) })}
 	eventstest.Eventually(t, 5*time.Second, o.Stats.Live.Load, "decider %s did not go live", name)
 	return r
 }

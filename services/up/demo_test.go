@@ -1,7 +1,6 @@
 package up_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -18,21 +17,10 @@ import (
 // when us-west fails, the edge forwards to the other region meanwhile, and www's CNAME moves to
 // the sibling edge when edge-west stops.
 func TestTheDemoShowsAnAppFailoverAndAnEdgeFailover(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
 	var out strings.Builder
-	st, err := up.Start(ctx, up.Options{
+	st := startStack(t, up.Options{
 		DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1, DemoControlAddr: "127.0.0.1:0", Out: &out,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := st.Wait(); err != nil {
-			t.Errorf("demo stopped with %v", err)
-		}
 	})
 	for _, want := range []string{"curl -X POST http://127.0.0.11:8081/-/fail", "query --server " + st.DNSAddr + " --watch shop.demo.test", "stream view STATE"} {
 		if !strings.Contains(out.String(), want) {

@@ -57,11 +57,19 @@ apps:
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := up.Start(ctx, up.Options{
+	st := startStack(t, up.Options{
 		ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
 	})
+	return st, west, east
+}
+
+// startStack starts Detour in process and stops it, checking it stopped cleanly, when the test
+// ends.
+func startStack(t *testing.T, o up.Options) *up.Stack {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := up.Start(ctx, o)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -72,7 +80,7 @@ apps:
 			t.Errorf("stack stopped with %v", err)
 		}
 	})
-	return st, west, east
+	return st
 }
 
 // answer asks the stack's DNS server for shop.demo.test A over UDP and returns the addresses.
