@@ -303,6 +303,13 @@ func Healthy(up, voting int, quorum float64) bool {
 	return float64(up) >= quorum*float64(voting)-1e-9
 }
 
+// Voting is how many regions have a view of the endpoint now: reached fall or rise and not gone
+// stale.
+func (e *Endpoint) Voting() int {
+	_, voting := e.count()
+	return voting
+}
+
 func (e *Endpoint) count() (up, voting int) {
 	for i := range e.Regions {
 		switch e.Regions[i].Status {

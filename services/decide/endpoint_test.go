@@ -270,3 +270,23 @@ func TestTheSameResultsInTheSameOrderYieldTheSameDecisions(t *testing.T) {
 		}
 	}
 }
+
+func TestOnlyRegionsWithAFreshViewVote(t *testing.T) {
+	p := Policy{Fall: 2, Rise: 2, Quorum: 0.5, StaleAfter: time.Second}
+	var e Endpoint
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, r := range []Result{
+		{ID: "eu-1", Region: "eu", OK: true, At: at},
+		{ID: "us-1", Region: "us", OK: false, At: at},
+		{ID: "eu-2", Region: "eu", OK: true, At: at.Add(100 * time.Millisecond)},
+	} {
+		e.Observe(r, p)
+		if want := []int{0, 0, 1}[i]; e.Voting() != want {
+			t.Fatalf("after %s: %d voting regions, want %d (a region votes once it reached fall or rise)", r.ID, e.Voting(), want)
+		}
+	}
+	e.Expire(at.Add(2*time.Second), p)
+	if e.Voting() != 0 {
+		t.Fatalf("after stale_after with no results: %d voting regions, want 0", e.Voting())
+	}
+}

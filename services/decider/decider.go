@@ -287,6 +287,12 @@ func (d *decider) reconcile(ctx context.Context) {
 		if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
 			continue
 		}
+		if dec == nil && s.st.Voting() == 0 && s.status != events.StatusUnknown {
+			// Nothing this replica folded decides the endpoint now (every region it heard is
+			// stale): what it believes is older than what STATE records, so STATE wins.
+			s.st.Restore(s.status)
+			continue
+		}
 		if dec == nil || dec.To != s.st.Status {
 			dec = d.explain(s, now)
 		}
