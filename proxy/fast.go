@@ -14,10 +14,11 @@ import (
 	"time"
 )
 
-// The fast path proxies requests without a body, the bulk of most traffic, over pooled HTTP/1.1
-// connections written and read by the handler's own goroutine: no request clone, no transport
-// goroutines. Requests with a body or an upgrade take the httputil.ReverseProxy path instead,
-// which can stream a body while the response arrives.
+// The fast path proxies the requests without a body that net/http parsed (the front, front.go,
+// serves plain GETs before them) over pooled HTTP/1.1 connections written and read by the
+// handler's own goroutine: no request clone, no transport goroutines. Requests with a body or an
+// upgrade take the httputil.ReverseProxy path instead, which can stream a body while the
+// response arrives.
 
 // maxIdlePerAddr caps the idle connections kept to one instance; idleTimeout drops older ones.
 const (
@@ -93,48 +94,78 @@ func (p *connPool) closeIdle() {
 // errIdleClosed means an idle connection turned out closed by the instance before it answered.
 var errIdleClosed = errors.New("idle connection closed by the instance")
 
-// exchange sends r's head to addr and reads the response head. A reused
-// connection the instance had closed is replaced by a new one once, as nothing was processed.
-func (p *connPool) exchange(ctx context.Context, addr string, r *http.Request, f *forwarding, hop string) (*http.Response, *upConn, error) {
+// exchange sends the request head that head writes to addr and reads the final response head
+// to a request with r's method.
+func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.Writer), r *http.Request) (*http.Response, *upConn, error) {
+	uc, err := p.send(ctx, addr, head)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := uc.readFinal(ctx, r)
+	if err != nil {
+		_ = uc.c.Close()
+		return nil, nil, err
+	}
+	return resp, uc, nil
+}
+
+// send sends the request head that head writes to addr and waits for the first byte of the
+// answer. A reused connection the instance had closed is replaced by a new one once, as
+// nothing was processed.
+func (p *connPool) send(ctx context.Context, addr string, head func(*bufio.Writer)) (*upConn, error) {
 	for {
 		uc, err := p.get(ctx, addr)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		resp, err := uc.exchange(ctx, r, f, hop)
+		err = uc.send(ctx, head)
 		if err == nil {
-			return resp, uc, nil
+			return uc, nil
 		}
 		_ = uc.c.Close()
 		if !uc.reused || !errors.Is(err, errIdleClosed) || ctx.Err() != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 }
 
-func (uc *upConn) exchange(ctx context.Context, r *http.Request, f *forwarding, hop string) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	writeHead(uc.bw, r, f, hop)
+// afterCancel makes the connection's reads and writes fail once ctx ends; stop undoes it.
+func (uc *upConn) afterCancel(ctx context.Context) (stop func() bool) {
+	if ctx.Done() == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) })
+}
+
+func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer)) error {
+	defer uc.afterCancel(ctx)()
+	head(uc.bw)
 	if err := uc.bw.Flush(); err != nil {
 		if uc.reused && closedByPeer(err) {
-			return nil, errIdleClosed
+			return errIdleClosed
 		}
-		return nil, fmt.Errorf("send request: %w", err)
+		return fmt.Errorf("send request: %w", err)
 	}
 	if _, err := uc.br.Peek(1); err != nil {
 		if uc.reused && closedByPeer(err) {
-			return nil, errIdleClosed
+			return errIdleClosed
 		}
-		return nil, fmt.Errorf("read response: %w", err)
+		return fmt.Errorf("read response: %w", err)
 	}
+	return nil
+}
+
+// readFinal reads the head of the final response to a request with r's method, skipping
+// interim ones (103 Early Hints).
+func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Response, error) {
+	defer uc.afterCancel(ctx)()
 	for {
 		resp, err := http.ReadResponse(uc.br, r)
 		if err != nil {
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
-			continue // an interim response (103 Early Hints): the final one follows
+			continue
 		}
 		return resp, nil
 	}
@@ -250,7 +281,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		}
 		var resp *http.Response
 		var uc *upConn
-		resp, uc, err = pool.exchange(ctx, t.Addr, r, &f, hop)
+		resp, uc, err = pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, &f, hop) }, r)
 		if err == nil {
 			a.relay(w, r, resp, uc, pool, t.Addr)
 			return

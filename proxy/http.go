@@ -37,6 +37,9 @@ type httpServer struct {
 	app *app
 	ln  net.Listener
 	srv *http.Server
+	// front serves plain requests itself and passes other connections to srv through handoff.
+	front   frontConns
+	handoff *handoff
 }
 
 func newHTTPServer(a *app, ln net.Listener) *httpServer {
@@ -54,7 +57,7 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 	a.peerTransport = newTransport(a.edge.source)
 	a.pool = newConnPool(dialFrom(nil))
 	a.peerPool = newConnPool(dialFrom(a.edge.source))
-	return &httpServer{app: a, ln: ln, srv: &http.Server{
+	return &httpServer{app: a, ln: ln, front: frontConns{idle: map[net.Conn]*atomic.Bool{}}, handoff: newHandoff(ln.Addr()), srv: &http.Server{
 		Handler:           a.handler(rp),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -79,22 +82,39 @@ func newTransport(source net.IP) *http.Transport {
 
 func (s *httpServer) serve(ctx context.Context) error {
 	done := make(chan error, 1)
-	go func() { done <- s.srv.Serve(s.ln) }()
+	go func() { done <- s.srv.Serve(s.handoff) }()
+	accepting := make(chan error, 1)
+	go func() { accepting <- s.accept() }()
+	var failed error
 	select {
-	case err := <-done:
-		return fmt.Errorf("serve app %s on %s: %w", s.app.name, s.ln.Addr(), err)
+	case failed = <-done:
+		done = nil
+	case failed = <-accepting:
+		accepting = nil
 	case <-ctx.Done():
 	}
+	_ = s.ln.Close()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.front.shutdown(sctx) })
 	if err := s.srv.Shutdown(sctx); err != nil {
 		_ = s.srv.Close()
 	}
-	<-done
+	wg.Wait()
+	if done != nil {
+		<-done
+	}
+	if accepting != nil {
+		<-accepting
+	}
 	s.app.transport.CloseIdleConnections()
 	s.app.peerTransport.CloseIdleConnections()
 	s.app.pool.closeIdle()
 	s.app.peerPool.closeIdle()
+	if failed != nil {
+		return fmt.Errorf("serve app %s on %s: %w", s.app.name, s.ln.Addr(), failed)
+	}
 	return nil
 }
 

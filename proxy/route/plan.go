@@ -33,7 +33,8 @@ type Choice struct {
 // a refused connection is no worse than a 502. The plan is empty only for a pool without
 // instances and without a usable secondary.
 func Plan(r *events.AppRoute, c Choice) []Target {
-	var serving, healthy []int
+	var sb, hb [8]int // room for the usual few endpoints without allocating
+	serving, healthy := sb[:0], hb[:0]
 	for i, e := range r.Endpoints {
 		if !e.Serving() || e.Weight <= 0 {
 			continue

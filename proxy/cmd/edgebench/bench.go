@@ -20,6 +20,8 @@ type benchOptions struct {
 	rounds int
 	// rate, when positive, also measures every target at this fixed request rate.
 	rate int
+	// profile, when set, is the file the edge writes its CPU profile to.
+	profile string
 }
 
 // bench starts the backend, then measures it directly and through each proxy in turn, for
@@ -51,7 +53,11 @@ func bench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error 
 	targets := []target{
 		{"direct", nil},
 		{"detour-edge", func(l string) ([]string, error) {
-			return []string{self, "-role", "edge", "-listen", l, "-backend", backend}, nil
+			argv := []string{self, "-role", "edge", "-listen", l, "-backend", backend}
+			if o.profile != "" {
+				argv = append(argv, "-edge-cpuprofile", o.profile)
+			}
+			return argv, nil
 		}},
 		{"nginx", func(l string) ([]string, error) {
 			path, err := writeFile(dir, "nginx.conf", nginxConfig(dir, l, backend))

@@ -26,6 +26,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	body := fs.Int("body", 1024, "bytes in each backend response")
 	rounds := fs.Int("rounds", 3, "times each target is measured, in turn; the table shows the medians")
 	rate := fs.Int("rate", 5000, "requests/s of the fixed-rate latency measurement (0: none)")
+	profile := fs.String("edge-cpuprofile", "", "write the CPU profile of the Detour edge to this file (of the last round)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -36,9 +37,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "backend":
 		err = serveBackend(ctx, *listen, *body)
 	case "edge":
-		err = serveEdge(ctx, *listen, *backend)
+		err = serveEdge(ctx, *listen, *backend, *profile)
 	case "":
-		err = bench(ctx, stdout, stderr, benchOptions{duration: *duration, warmup: *warmup, conns: *conns, body: *body, rounds: max(*rounds, 1), rate: *rate})
+		err = bench(ctx, stdout, stderr, benchOptions{duration: *duration, warmup: *warmup, conns: *conns, body: *body, rounds: max(*rounds, 1), rate: *rate, profile: *profile})
 	default:
 		fmt.Fprintf(stderr, "edgebench: -role: want backend or edge, got %q\n", *role)
 		return 2

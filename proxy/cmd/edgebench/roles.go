@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -36,8 +37,19 @@ func serveBackend(ctx context.Context, listen string, body int) error {
 }
 
 // serveEdge runs a Detour edge with an embedded, in-memory JetStream on loopback, forwarding to
-// the backend, until ctx is done.
-func serveEdge(ctx context.Context, listen, backend string) error {
+// the backend, until ctx is done, writing its CPU profile to profile when set.
+func serveEdge(ctx context.Context, listen, backend, profile string) error {
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return fmt.Errorf("profile edge: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("profile edge: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	dir, err := os.MkdirTemp("", "edgebench-nats-")
 	if err != nil {
 		return fmt.Errorf("start nats: %w", err)

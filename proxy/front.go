@@ -1,0 +1,565 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The front accepts the connections of an HTTP app listener and serves their plain HTTP/1.1 GET
+// requests itself, on the connection's own goroutine, answering exactly as net/http would. At
+// the first request it does not serve (see parseHead) it hands the connection, with what it has
+// buffered, to the net/http server, which serves the rest of the connection.
+
+// frontConns tracks the connections the front serves, so that a shutdown closes the idle ones
+// at once and lets the busy ones finish their answer.
+type frontConns struct {
+	mu      sync.Mutex
+	idle    map[net.Conn]*atomic.Bool // every open connection: true while it waits for a request
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+// add starts tracking c, idle, and returns its flag; nil means it may not be served, as the edge
+// is shutting down.
+func (f *frontConns) add(c net.Conn) *atomic.Bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing.Load() {
+		return nil
+	}
+	idle := new(atomic.Bool)
+	idle.Store(true)
+	f.idle[c] = idle
+	f.wg.Add(1)
+	return idle
+}
+
+func (f *frontConns) remove(c net.Conn) {
+	f.mu.Lock()
+	delete(f.idle, c)
+	f.mu.Unlock()
+	f.wg.Done()
+}
+
+// rest marks the connection whose flag is idle as waiting for a request and reports whether it
+// may, which it may not once the edge is shutting down. Either rest sees closing set or
+// shutdown sees idle set, so no idle connection outlives a shutdown.
+func (f *frontConns) rest(idle *atomic.Bool) bool {
+	idle.Store(true)
+	return !f.closing.Load()
+}
+
+// shutdown closes the idle connections and waits for the busy ones to finish their answer,
+// closing them when ctx ends first, without waiting any longer, as http.Server.Close does.
+func (f *frontConns) shutdown(ctx context.Context) {
+	f.mu.Lock()
+	f.closing.Store(true)
+	for c, idle := range f.idle {
+		if idle.Load() {
+			_ = c.Close()
+		}
+	}
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	for c := range f.idle {
+		_ = c.Close()
+	}
+	f.mu.Unlock()
+}
+
+// handoff is the listener the net/http server accepts the connections the front passes on from.
+type handoff struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoff(addr net.Addr) *handoff {
+	return &handoff{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.conns:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoff) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoff) Addr() net.Addr { return h.addr }
+
+// pass gives c to the net/http server, or closes it when the server has stopped.
+func (h *handoff) pass(c net.Conn) {
+	select {
+	case h.conns <- c:
+	case <-h.done:
+		_ = c.Close()
+	}
+}
+
+// bufferedConn is a connection whose first bytes were already read into r.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// CloseWrite lets net/http half-close the connection as it does a plain TCP one.
+func (b *bufferedConn) CloseWrite() error {
+	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// accept serves the listener's connections until it is closed.
+func (s *httpServer) accept() error {
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Like net/http: a failed accept (out of descriptors, say) is retried after a pause.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.app.log.Debug().Err(err).Dur("duration", delay).Msg("accept failed")
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		idle := s.front.add(c)
+		if idle == nil {
+			_ = c.Close()
+			continue
+		}
+		go s.serveConn(c, idle)
+	}
+}
+
+// leanConn is one client connection the front serves.
+type leanConn struct {
+	app  *app
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	head reqHead
+	resp respHead
+	// client and node are the client's address as X-Forwarded-For and Forwarded's "for" show it.
+	client, node string
+	// host is the Host of the last request, f its forwarding headers.
+	host    string
+	f       forwarding
+	closing *atomic.Bool
+	scratch []byte
+}
+
+// serveConn serves c, whose flag in s.front is idle, until the client closes it or sends a
+// request the front leaves to net/http.
+func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
+	lc := &leanConn{app: s.app, br: bufio.NewReaderSize(c, maxLeanHead), bw: bufio.NewWriterSize(c, 4<<10),
+		closing: &s.front.closing}
+	lc.client, _, _ = net.SplitHostPort(c.RemoteAddr().String())
+	lc.node = lc.client
+	if lc.client == "" {
+		lc.client = c.RemoteAddr().String()
+		lc.node = lc.client
+	}
+	if strings.Contains(lc.client, ":") {
+		lc.node = `"[` + lc.client + `]"`
+	}
+	pass := false
+	defer func() {
+		if v := recover(); v != nil {
+			// As net/http does, a panic ends the connection, not the edge.
+			s.app.log.Error().Interface("panic", v).Str("stack", string(debug.Stack())).Msg("request panicked")
+			pass = false
+		}
+		s.front.remove(c)
+		if pass {
+			s.handoff.pass(&bufferedConn{Conn: c, r: lc.br})
+		} else {
+			_ = c.Close()
+		}
+	}()
+	for first := true; ; first = false {
+		if lc.br.Buffered() == 0 {
+			wait := s.srv.IdleTimeout
+			if first {
+				wait = s.srv.ReadHeaderTimeout
+			}
+			_ = c.SetReadDeadline(time.Now().Add(wait))
+			if _, err := lc.br.Peek(1); err != nil {
+				return
+			}
+		}
+		idle.Store(false)
+		b, _ := lc.br.Peek(lc.br.Buffered())
+		n := headEnd(b)
+		if n == 0 {
+			_ = c.SetReadDeadline(time.Now().Add(s.srv.ReadHeaderTimeout))
+			var err error
+			if n, err = peekHead(lc.br); err != nil {
+				return
+			}
+		}
+		if n > 0 {
+			b, _ = lc.br.Peek(n)
+		}
+		if n <= 0 || !parseHead(b, &lc.head) {
+			pass = true
+			return
+		}
+		keep := lc.serve()
+		_, _ = lc.br.Discard(n)
+		if !keep || !s.front.rest(idle) {
+			return
+		}
+	}
+}
+
+// peekHead reads until br's buffer holds a complete request head and returns its length, or 0
+// when the head does not fit and -1 when it has bare LF line ends (headEnd).
+func peekHead(br *bufio.Reader) (int, error) {
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if n := headEnd(b); n != 0 {
+			return n, nil
+		}
+		if len(b) == br.Size() {
+			return 0, nil
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// leanGet is the request http.ReadResponse reads the answers to the front's requests for.
+var leanGet = &http.Request{Method: http.MethodGet}
+
+// serve proxies the parsed request and reports whether the connection stays open.
+func (lc *leanConn) serve() bool {
+	a := lc.app
+	if string(lc.head.host) != lc.host {
+		lc.host = string(lc.head.host)
+		lc.f = forwarding{xff: lc.client, xfh: lc.host, xfp: "http",
+			fwd: "for=" + lc.node + ";host=" + quoteForwarded(lc.host) + ";proto=http"}
+	}
+	rt := a.route.Load()
+	plan := a.plan(rt, false)
+	err := errNoTarget
+	for i, t := range plan[:min(2, len(plan))] {
+		pool, hop := a.pool, ""
+		if t.Secondary {
+			pool, hop = a.peerPool, a.edge.name
+		}
+		var uc *upConn
+		uc, err = pool.send(context.Background(), t.Addr, func(bw *bufio.Writer) { lc.writeUpstream(bw, hop) })
+		if err == nil {
+			var keep bool
+			if keep, err = lc.answer(uc, pool, t.Addr); err == nil {
+				return keep
+			}
+		}
+		a.failed(rt, t, err)
+		if i == 0 && !isDialError(err) && !rt.retry[http.MethodGet] {
+			break
+		}
+	}
+	return lc.fail(err)
+}
+
+// answer relays the answer arriving on uc and reports whether the client's connection stays
+// open; it returns an error, having closed uc, when the answer's head cannot be read.
+func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string) (bool, error) {
+	if n, err := peekHead(uc.br); err == nil && n > 0 {
+		if b, _ := uc.br.Peek(n); parseRespHead(b, &lc.resp) {
+			return lc.relayPlain(uc, n, pool, addr), nil
+		}
+	}
+	resp, err := uc.readFinal(context.Background(), leanGet)
+	if err != nil {
+		_ = uc.c.Close()
+		return false, err
+	}
+	return lc.relay(resp, uc, pool, addr), nil
+}
+
+// relayPlain relays an answer parseRespHead accepted, whose head is the first n bytes buffered
+// on uc, as net/http answers for the fast path's relay.
+func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) bool {
+	h := &lc.resp
+	keep := lc.keep()
+	lc.statusLine(h.code)
+	for _, f := range h.fields {
+		lc.scratch = appendCanonical(lc.scratch[:0], f.name)
+		lc.scratch = append(lc.scratch, ": "...)
+		lc.scratch = append(lc.scratch, f.value...)
+		lc.scratch = append(lc.scratch, "\r\n"...)
+		_, _ = lc.bw.Write(lc.scratch)
+	}
+	lc.endHead(h.hasDate, "", false, keep)
+	_, _ = uc.br.Discard(n)
+	left := h.length
+	for left > 0 {
+		if uc.br.Buffered() == 0 {
+			if _, err := uc.br.Peek(1); err != nil {
+				break
+			}
+		}
+		p, _ := uc.br.Peek(int(min(int64(uc.br.Buffered()), left)))
+		_, _ = lc.bw.Write(p)
+		_, _ = uc.br.Discard(len(p))
+		left -= int64(len(p))
+	}
+	if err := lc.bw.Flush(); err != nil || left > 0 {
+		_ = uc.c.Close()
+		return false
+	}
+	pool.put(addr, uc)
+	return keep
+}
+
+// writeUpstream writes the request head sent upstream, as writeHead does for net/http's requests.
+func (lc *leanConn) writeUpstream(bw *bufio.Writer, hop string) {
+	h := &lc.head
+	_, _ = bw.WriteString("GET ")
+	_, _ = bw.Write(h.target)
+	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
+	_, _ = bw.Write(h.host)
+	_, _ = bw.WriteString("\r\n")
+	for _, f := range h.fields {
+		if !h.forwards(f.name) {
+			continue
+		}
+		lc.scratch = appendCanonical(lc.scratch[:0], f.name)
+		_, _ = bw.Write(lc.scratch)
+		_, _ = bw.WriteString(": ")
+		_, _ = bw.Write(f.value)
+		_, _ = bw.WriteString("\r\n")
+	}
+	if h.trailers {
+		writeField(bw, "Te", "trailers")
+	}
+	for i, v := range lc.f.values() {
+		writeField(bw, forwardingHeaders[i], v)
+	}
+	if hop != "" {
+		writeField(bw, HeaderForwardedBy, hop)
+	}
+	_, _ = bw.WriteString("\r\n")
+}
+
+// fail answers 502 with the reason, as app.fail does.
+func (lc *leanConn) fail(err error) bool {
+	a := lc.app
+	path := ""
+	if u, perr := url.ParseRequestURI(string(lc.head.target)); perr == nil {
+		path = u.Path
+	}
+	a.log.Warn().Str("method", http.MethodGet).Str("path", path).Err(err).Msg("request failed")
+	body := "detour edge " + a.edge.name + ": app " + a.name + ": " + err.Error() + "\n"
+	keep := lc.keep()
+	lc.statusLine(http.StatusBadGateway)
+	writeField(lc.bw, "Content-Type", "text/plain; charset=utf-8")
+	lc.endHead(false, strconv.Itoa(len(body)), false, keep)
+	_, _ = lc.bw.WriteString(body)
+	return lc.bw.Flush() == nil && keep
+}
+
+// keep reports whether the connection stays open after this answer.
+func (lc *leanConn) keep() bool { return !lc.head.close && !lc.closing.Load() }
+
+func (lc *leanConn) statusLine(code int) {
+	lc.scratch = append(lc.scratch[:0], "HTTP/1.1 "...)
+	lc.scratch = strconv.AppendInt(lc.scratch, int64(code), 10)
+	lc.scratch = append(lc.scratch, ' ')
+	if text := http.StatusText(code); text != "" {
+		lc.scratch = append(lc.scratch, text...)
+	} else {
+		lc.scratch = append(lc.scratch, "status code "...)
+		lc.scratch = strconv.AppendInt(lc.scratch, int64(code), 10)
+	}
+	lc.scratch = append(lc.scratch, "\r\n"...)
+	_, _ = lc.bw.Write(lc.scratch)
+}
+
+// endHead writes the fields net/http adds to an answer, Date when hasDate is false, then ends
+// the head: Content-Length when length is set, chunked otherwise when chunked is set.
+func (lc *leanConn) endHead(hasDate bool, length string, chunked, keep bool) {
+	if length != "" {
+		writeField(lc.bw, "Content-Length", length)
+	} else if chunked {
+		writeField(lc.bw, "Transfer-Encoding", "chunked")
+	}
+	if !hasDate {
+		lc.scratch = append(lc.scratch[:0], "Date: "...)
+		lc.scratch = time.Now().UTC().AppendFormat(lc.scratch, http.TimeFormat)
+		lc.scratch = append(lc.scratch, "\r\n"...)
+		_, _ = lc.bw.Write(lc.scratch)
+	}
+	if !keep {
+		writeField(lc.bw, "Connection", "close")
+	}
+	_, _ = lc.bw.WriteString("\r\n")
+}
+
+// writeResponseHead writes resp's status and header fields, without the ones suppressed for
+// its status, and announces its trailers; contentType, when set, is the sniffed Content-Type.
+func (lc *leanConn) writeResponseHead(resp *http.Response, contentType string) {
+	lc.statusLine(resp.StatusCode)
+	noBody := !bodyAllowed(resp.StatusCode)
+	for k, vs := range resp.Header {
+		if noBody && (k == "Content-Length" || k == "Transfer-Encoding" || resp.StatusCode == http.StatusNotModified && k == "Content-Type") {
+			continue
+		}
+		for _, v := range vs {
+			writeField(lc.bw, k, v)
+		}
+	}
+	for k := range resp.Trailer {
+		writeField(lc.bw, "Trailer", k)
+	}
+	if contentType != "" {
+		writeField(lc.bw, "Content-Type", contentType)
+	}
+}
+
+// bodyAllowed reports whether an answer with status code may have a body (RFC 9110 §6.4.1).
+func bodyAllowed(code int) bool {
+	return !(code >= 100 && code < 200 || code == http.StatusNoContent || code == http.StatusNotModified)
+}
+
+// sniff returns the Content-Type net/http would add to resp given the first bytes p of its
+// body, or "" when it adds none.
+func sniff(resp *http.Response, p []byte) string {
+	if _, ok := resp.Header["Content-Type"]; ok || len(p) == 0 || resp.Header.Get("Content-Encoding") != "" {
+		return ""
+	}
+	return http.DetectContentType(p)
+}
+
+// relay writes resp to the client as net/http answers for the fast path's relay, returns the
+// connection upstream to the pool when it is reusable, and reports whether the client's stays
+// open.
+func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr string) bool {
+	removeHop(resp.Header)
+	keep := lc.keep()
+	buf := buffers.Get().(*[]byte)
+	defer buffers.Put(buf)
+	var err error
+	_, hasDate := resp.Header["Date"]
+	switch {
+	case !bodyAllowed(resp.StatusCode):
+		lc.writeResponseHead(resp, "")
+		lc.endHead(hasDate, "", false, keep)
+		_, err = io.CopyBuffer(io.Discard, resp.Body, *buf)
+	case resp.ContentLength >= 0 && resp.Header.Get("Content-Length") != "":
+		// net/http sniffs the first bytes it writes: up to 512 unless the body is shorter.
+		var n int
+		if _, ok := resp.Header["Content-Type"]; !ok && resp.ContentLength > 0 {
+			n, err = io.ReadFull(resp.Body, (*buf)[:min(512, resp.ContentLength)])
+		}
+		lc.writeResponseHead(resp, sniff(resp, (*buf)[:n]))
+		lc.endHead(hasDate, "", false, keep)
+		_, _ = lc.bw.Write((*buf)[:n])
+		var m int64
+		if err == nil {
+			m, err = io.CopyBuffer(writerOnly{lc.bw}, resp.Body, *buf)
+		}
+		if int64(n)+m < resp.ContentLength {
+			keep = false
+		}
+	default:
+		err = lc.relayUnsized(resp, *buf, keep)
+	}
+	_ = resp.Body.Close()
+	if ferr := lc.bw.Flush(); ferr != nil {
+		keep = false
+		err = ferr
+	}
+	if err != nil || resp.Close {
+		_ = uc.c.Close()
+	} else {
+		pool.put(addr, uc)
+	}
+	return keep
+}
+
+// relayUnsized writes a body of unknown length chunked, flushing after every read so streams
+// flow; an empty one without trailers is sent with Content-Length 0.
+func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool) error {
+	wrote := false
+	var err error
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if !wrote {
+				lc.writeResponseHead(resp, sniff(resp, buf[:n]))
+				_, hasDate := resp.Header["Date"]
+				lc.endHead(hasDate, "", true, keep)
+				wrote = true
+			}
+			lc.scratch = strconv.AppendInt(lc.scratch[:0], int64(n), 16)
+			lc.scratch = append(lc.scratch, "\r\n"...)
+			_, _ = lc.bw.Write(lc.scratch)
+			_, _ = lc.bw.Write(buf[:n])
+			_, _ = lc.bw.WriteString("\r\n")
+			if werr := lc.bw.Flush(); werr != nil {
+				return werr
+			}
+		}
+		if rerr != nil {
+			if rerr != io.EOF {
+				err = rerr
+			}
+			break
+		}
+	}
+	_, hasDate := resp.Header["Date"]
+	if !wrote {
+		lc.writeResponseHead(resp, "")
+		if len(resp.Trailer) == 0 {
+			lc.endHead(hasDate, "0", false, keep)
+			return err
+		}
+		lc.endHead(hasDate, "", true, keep)
+	}
+	_, _ = lc.bw.WriteString("0\r\n")
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			writeField(lc.bw, k, v)
+		}
+	}
+	_, _ = lc.bw.WriteString("\r\n")
+	return err
+}

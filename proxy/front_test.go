@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// variedBackend answers each path in a different shape: sized, sniffed, large, streamed, empty
+// and chunked, with trailers, without a body, with an error, closing, after early hints; and on
+// /echo with the header fields it received.
+func variedBackend(t *testing.T) string {
+	t.Helper()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/typed":
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Add("Set-Cookie", "a=1")
+			w.Header().Add("Set-Cookie", "b=2")
+			_, _ = io.WriteString(w, "hello")
+		case "/sniffed":
+			_, _ = io.WriteString(w, "<html><body>hi</body></html>")
+		case "/large":
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write([]byte(strings.Repeat("0123456789", 20000)))
+		case "/streamed":
+			_, _ = io.WriteString(w, "part one,")
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, "part two")
+		case "/empty-chunked":
+			w.Header().Set("Content-Type", "text/plain")
+			w.(http.Flusher).Flush()
+		case "/trailer":
+			w.Header().Set("Trailer", "X-Sum")
+			_, _ = io.WriteString(w, "body")
+			w.Header().Set("X-Sum", "42")
+		case "/no-content":
+			w.Header().Set("X-Note", "none")
+			w.WriteHeader(http.StatusNoContent)
+		case "/not-modified":
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Etag", `"v1"`)
+			w.WriteHeader(http.StatusNotModified)
+		case "/missing":
+			http.Error(w, "not here", http.StatusNotFound)
+		case "/closing":
+			w.Header().Set("Connection", "close")
+			_, _ = io.WriteString(w, "bye")
+		case "/hints":
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			_, _ = io.WriteString(w, "after hints")
+		case "/odd-status":
+			w.WriteHeader(599)
+			_, _ = io.WriteString(w, "odd")
+		case "/echo":
+			var lines []string
+			for k, vs := range r.Header {
+				if k != "Content-Length" {
+					lines = append(lines, k+": "+strings.Join(vs, ", "))
+				}
+			}
+			slices.Sort(lines)
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = fmt.Fprintf(w, "%s %s host=%s\n%s", r.Method, r.RequestURI, r.Host, strings.Join(lines, "\n"))
+		}
+	}))
+	t.Cleanup(b.Close)
+	return b.Listener.Addr().String()
+}
+
+// exchange sends raw on a new connection to addr and reads one answer to a GET.
+func exchangeRaw(t *testing.T, addr, raw string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodGet})
+	if err != nil {
+		t.Fatalf("read the answer to %q: %v", raw, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read the body of the answer to %q: %v", raw, err)
+	}
+	return resp, string(body)
+}
+
+// TestPlainGetsAreAnsweredExactlyAsNetHTTPAnswersThem sends each request twice: as a plain GET,
+// which the edge's front serves itself, and with a "Content-Length: 0" field, which leaves it to
+// net/http. Both answers, and what the instance received, must be the same.
+func TestPlainGetsAreAnsweredExactlyAsNetHTTPAnswersThem(t *testing.T) {
+	b := variedBackend(t)
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{b}, []string{e1.Listener.Addr().String()}, "http", "")
+	paths := []string{"/typed", "/sniffed", "/large", "/streamed", "/empty-chunked", "/trailer", "/no-content",
+		"/not-modified", "/missing", "/closing", "/hints", "/odd-status", "/echo", "/echo?q=a%20b&r=/x?y",
+		"/echo/a!b;c=d/%7Euser", "/echo?"}
+	heads := []string{
+		"Host: shop.demo.test\r\n",
+		"host: shop.demo.test:8080\r\nx-lower: v\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n",
+		"Host: shop.demo.test\r\nConnection: keep-alive, X-Drop\r\nX-Drop: secret\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: x\r\n",
+		"Host: shop.demo.test\r\nConnection: close\r\nX-Empty:\r\nX-Spaced:   a  b  \r\nX-Multi: 1\r\nX-Multi: 2\r\n",
+	}
+	for _, path := range paths {
+		for _, head := range heads {
+			lean := "GET " + path + " HTTP/1.1\r\n" + head + "\r\n"
+			viaNetHTTP := "GET " + path + " HTTP/1.1\r\n" + head + "Content-Length: 0\r\n\r\n"
+			r1, b1 := exchangeRaw(t, c.west, lean)
+			r2, b2 := exchangeRaw(t, c.west, viaNetHTTP)
+			r1.Header.Del("Date")
+			r2.Header.Del("Date")
+			if r1.StatusCode != r2.StatusCode || fmt.Sprint(r1.Header) != fmt.Sprint(r2.Header) ||
+				fmt.Sprint(r1.Trailer) != fmt.Sprint(r2.Trailer) || b1 != b2 || r1.Close != r2.Close ||
+				fmt.Sprint(r1.TransferEncoding) != fmt.Sprint(r2.TransferEncoding) || r1.ContentLength != r2.ContentLength {
+				t.Errorf("%q:\nplain GET: %d %v %v close=%v te=%v cl=%d %q\nnet/http:  %d %v %v close=%v te=%v cl=%d %q", lean,
+					r1.StatusCode, r1.Header, r1.Trailer, r1.Close, r1.TransferEncoding, r1.ContentLength, b1,
+					r2.StatusCode, r2.Header, r2.Trailer, r2.Close, r2.TransferEncoding, r2.ContentLength, b2)
+			}
+		}
+	}
+}
+
+func TestAConnectionMixesPlainGetsWithOtherRequestsAndPipelinedOnes(t *testing.T) {
+	e0, e1 := backend(t, "e0"), backend(t, "e1")
+	c := twoEdges(t, []string{e0.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// Two pipelined GETs, a POST with a body, then a GET again, all on one connection.
+	_, err = io.WriteString(conn, "GET /1 HTTP/1.1\r\nHost: shop\r\n\r\nGET /2 HTTP/1.1\r\nHost: shop\r\n\r\n"+
+		"POST /3 HTTP/1.1\r\nHost: shop\r\nContent-Length: 4\r\n\r\nbody"+
+		"GET /4 HTTP/1.1\r\nHost: shop\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for _, want := range []string{"e0 GET ", "e0 GET ", "e0 POST body", "e0 GET "} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("answer %d %q, want 200 %q", resp.StatusCode, body, want)
+		}
+	}
+}
+
+func TestMalformedAndUnusualRequestsAreAnsweredByNetHTTP(t *testing.T) {
+	e0, e1 := backend(t, "e0"), backend(t, "e1")
+	c := twoEdges(t, []string{e0.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	for _, tc := range []struct {
+		name, raw string
+		status    int
+		body      string
+	}{
+		{"a space in a field name", "GET / HTTP/1.1\r\nHost: shop\r\nBad Name: x\r\n\r\n", 400, ""},
+		{"no Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400, ""},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, ""},
+		{"a control character in a value", "GET / HTTP/1.1\r\nHost: shop\r\nX: a\x01b\r\n\r\n", 400, ""},
+		{"a bad escape in the path", "GET /%zz HTTP/1.1\r\nHost: shop\r\n\r\n", 400, ""},
+		{"bare LF line ends", "GET /lf HTTP/1.1\nHost: shop\n\n", 200, "e0 GET "},
+		{"HTTP/1.0", "GET /old HTTP/1.0\r\nHost: shop\r\n\r\n", 200, "e0 GET "},
+		{"an absolute URL", "GET http://shop/abs HTTP/1.1\r\nHost: shop\r\n\r\n", 200, "e0 GET "},
+		{"a head larger than the lean path's buffer", "GET / HTTP/1.1\r\nHost: shop\r\nX-Big: " + strings.Repeat("x", 3*maxLeanHead) + "\r\n\r\n", 200, "e0 GET "},
+		{"a ping", "GET / HTTP/1.1\r\nHost: shop\r\n" + HeaderPing + ": 1\r\n\r\n", 204, ""},
+	} {
+		resp, body := exchangeRaw(t, c.west, tc.raw)
+		if resp.StatusCode != tc.status || tc.status == 200 && body != tc.body {
+			t.Errorf("%s: answer %d %q, want %d %q", tc.name, resp.StatusCode, body, tc.status, tc.body)
+		}
+	}
+}
