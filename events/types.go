@@ -151,3 +151,17 @@ type ZoneChanged struct {
 	Serial  uint32         `json:"serial"`
 	Changes []RecordChange `json:"changes"`
 }
+
+// TransitionStatus is the status a transition event of type typ records; ok is false for every
+// other type.
+func TransitionStatus(typ string) (s Status, ok bool) {
+	switch typ {
+	case TypeEndpointUp, TypePoolUp, TypeEdgeUp:
+		return StatusUp, true
+	case TypeEndpointDown, TypePoolDown, TypeEdgeDown:
+		return StatusDown, true
+	case TypeEndpointDrained:
+		return StatusDrained, true
+	}
+	return StatusUnknown, false
+}

@@ -57,25 +57,13 @@ func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error
 		v.entries[subject] = Entry{Since: e.Time, Seq: seq, EventID: e.ID}
 		return true, nil
 	}
-	to, ok := statusOf(e.Type)
+	to, ok := events.TransitionStatus(e.Type)
 	if !ok {
 		return false, fmt.Errorf("%w: %s is not a state event", events.ErrMalformed, e.Type)
 	}
 	prev := v.entries[subject]
 	v.entries[subject] = Entry{Status: to, Since: e.Time, Seq: seq, EventID: e.ID}
 	return prev.Status != to, nil
-}
-
-func statusOf(typ string) (events.Status, bool) {
-	switch typ {
-	case events.TypeEndpointUp, events.TypePoolUp, events.TypeEdgeUp:
-		return events.StatusUp, true
-	case events.TypeEndpointDown, events.TypePoolDown, events.TypeEdgeDown:
-		return events.StatusDown, true
-	case events.TypeEndpointDrained:
-		return events.StatusDrained, true
-	}
-	return "", false
 }
 
 // Subject returns the entry last recorded on subject; ok is false if there is none.

@@ -242,28 +242,6 @@ func (d *decider) streamNow(local time.Time) time.Time {
 	return d.clockStamp.Add(local.Sub(d.clockLocal))
 }
 
-func endpointStatus(typ string) events.Status {
-	switch typ {
-	case events.TypeEndpointUp:
-		return events.StatusUp
-	case events.TypeEndpointDown:
-		return events.StatusDown
-	case events.TypeEndpointDrained:
-		return events.StatusDrained
-	}
-	return events.StatusUnknown
-}
-
-func poolStatus(typ string) events.Status {
-	switch typ {
-	case events.TypePoolUp:
-		return events.StatusUp
-	case events.TypePoolDown:
-		return events.StatusDown
-	}
-	return events.StatusUnknown
-}
-
 // decided appends a decision now, or keeps it for reconcile while the decider is not yet live.
 func (d *decider) decided(ctx context.Context, s *endpointSlot, dec decide.Decision) {
 	if !d.live {

@@ -118,13 +118,15 @@ func (p *poolSlot) latest() *endpointSlot {
 // record notes an event STATE holds on the endpoint's subject, unless a newer one is known.
 func (s *endpointSlot) record(seq uint64, e events.Envelope) {
 	if seq > s.seq {
-		s.status, s.seq, s.eventID, s.since = endpointStatus(e.Type), seq, e.ID, e.Time
+		s.status, _ = events.TransitionStatus(e.Type)
+		s.seq, s.eventID, s.since = seq, e.ID, e.Time
 	}
 }
 
 // record notes an event STATE holds on the pool's subject, unless a newer one is known.
 func (p *poolSlot) record(seq uint64, e events.Envelope) {
 	if seq > p.seq {
-		p.status, p.seq, p.since = poolStatus(e.Type), seq, e.Time
+		p.status, _ = events.TransitionStatus(e.Type)
+		p.seq, p.since = seq, e.Time
 	}
 }
