@@ -65,20 +65,13 @@ func parseHead(b []byte, h *reqHead) bool {
 	}
 	h.target = target
 	for {
-		line, rest, ok = bytes.Cut(rest, []byte("\r\n"))
-		if !ok {
+		var name, value []byte
+		var end bool
+		if name, value, rest, end, ok = nextField(rest); !ok {
 			return false
 		}
-		if len(line) == 0 {
+		if end {
 			break
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !isToken(name) {
-			return false
-		}
-		value = bytes.Trim(value, " \t")
-		if !validValue(value) {
-			return false
 		}
 		switch {
 		case fold(name, "Host"):
@@ -105,6 +98,28 @@ func parseHead(b []byte, h *reqHead) bool {
 		h.fields = append(h.fields, field{name: name, value: value})
 	}
 	return len(rest) == 0 && h.host != nil
+}
+
+// nextField reads one header line from b: a field's name and trimmed value, or end at the blank
+// line that closes the head. ok is false for a line without CRLF, a name that is not a token or
+// a value with characters a field may not hold.
+func nextField(b []byte) (name, value, rest []byte, end, ok bool) {
+	line, rest, ok := bytes.Cut(b, []byte("\r\n"))
+	if !ok {
+		return nil, nil, nil, false, false
+	}
+	if len(line) == 0 {
+		return nil, nil, rest, true, true
+	}
+	name, value, ok = bytes.Cut(line, []byte(":"))
+	if !ok || !isToken(name) {
+		return nil, nil, nil, false, false
+	}
+	value = bytes.Trim(value, " \t")
+	if !validValue(value) {
+		return nil, nil, nil, false, false
+	}
+	return name, value, rest, false, true
 }
 
 // leanTarget reports whether t is a path, with an optional query, that net/http forwards as it
@@ -269,20 +284,13 @@ func parseRespHead(b []byte, h *respHead) bool {
 	}
 	typed := false
 	for {
-		line, rest, ok = bytes.Cut(rest, []byte("\r\n"))
-		if !ok {
+		var name, value []byte
+		var end bool
+		if name, value, rest, end, ok = nextField(rest); !ok {
 			return false
 		}
-		if len(line) == 0 {
+		if end {
 			break
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !isToken(name) {
-			return false
-		}
-		value = bytes.Trim(value, " \t")
-		if !validValue(value) {
-			return false
 		}
 		switch {
 		case fold(name, "Content-Length"):
