@@ -54,7 +54,7 @@ func BenchmarkReferenceReply(b *testing.B) {
 // queries until the answer follows. It reports the 50th and 99th percentiles.
 func BenchmarkStateChangeToAnswer(b *testing.B) {
 	js := eventstest.Start(b)
-	h := startServer(b, js, parseConfig(b, demoConfig), "")
+	h := startServer(b, js, eventstest.Config(b, demoConfig), "")
 	c := &dns.Client{Net: "udp", Timeout: time.Second}
 	q := newQuery("shop.demo.test.", dns.TypeA)
 	answer := func() string {
@@ -92,7 +92,7 @@ func BenchmarkStateChangeToAnswer(b *testing.B) {
 // BenchmarkRecomputeAndPrepare is the work one STATE change costs the server before the new
 // answers are served: project the zones and prepare every reply.
 func BenchmarkRecomputeAndPrepare(b *testing.B) {
-	cfg := parseConfig(b, fmt.Sprintf(conformanceConfig, bigRecords()))
+	cfg := eventstest.Config(b, fmt.Sprintf(conformanceConfig, bigRecords()))
 	static, err := zone.Compile(cfg)
 	if err != nil {
 		b.Fatal(err)

@@ -63,7 +63,7 @@ func bigRecords() string {
 func conformanceServer(t *testing.T) string {
 	t.Helper()
 	js := eventstest.Start(t)
-	cfg := parseConfig(t, fmt.Sprintf(conformanceConfig, bigRecords()))
+	cfg := eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords()))
 	return startServer(t, js, cfg, "").srv.Addr()
 }
 
@@ -436,7 +436,7 @@ func TestGarbageDoesNotStopTheServer(t *testing.T) {
 
 func TestRoundRobinRotatesAndWeightedFollowsTheWeightsOverTheWire(t *testing.T) {
 	js := eventstest.Start(t)
-	cfg := parseConfig(t, `
+	cfg := eventstest.Config(t, `
 zones: [{name: demo.test}]
 apps:
   - name: rr

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/miekg/dns"
 )
@@ -15,7 +16,7 @@ import (
 // testTable prepares the conformance configuration's answers without a server.
 func testTable(t testing.TB) *table {
 	t.Helper()
-	cfg := parseConfig(t, fmt.Sprintf(conformanceConfig, bigRecords()))
+	cfg := eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords()))
 	static, err := zone.Compile(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,7 @@ func seedQueries() []*dns.Msg {
 func TestPreparedAnswersAreTheReferenceAnswers(t *testing.T) {
 	first := testTable(t)
 	// A later generation, at a new serial, reuses the replies the state cannot change.
-	cfg := parseConfig(t, fmt.Sprintf(conformanceConfig, bigRecords()))
+	cfg := eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords()))
 	static, err := zone.Compile(cfg)
 	if err != nil {
 		t.Fatal(err)

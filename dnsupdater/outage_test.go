@@ -47,7 +47,7 @@ func TestServerCatchesUpWhenNATSReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := &eventstest.Server{JS: js}
-	h := startServer(t, conn, parseConfig(t, demoConfig), "")
+	h := startServer(t, conn, eventstest.Config(t, demoConfig), "")
 	answer := func() []string { return addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)) }
 	endpointDown(t, conn, "shop", "us-west", "127-0-0-11_8081")
 	eventstest.Eventually(t, 2*time.Second, func() bool { return slices.Equal(answer(), []string{"127.0.0.12"}) }, "failover before the outage")

@@ -21,7 +21,7 @@ shop  IN A   192.0.2.200
 other IN A   192.0.2.99
 `})
 	js := eventstest.Start(t)
-	cfg := parseConfig(t, fmt.Sprintf(`
+	cfg := eventstest.Config(t, fmt.Sprintf(`
 zones:
   - name: demo.test
     push: {server: "%s", tsig: {name: detour-key, secret: "%s"}, retry_interval: 100ms}

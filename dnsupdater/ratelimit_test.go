@@ -79,7 +79,7 @@ func TestRateLimitingIsOffAtZero(t *testing.T) {
 
 func TestServerRateLimitsUDPButNotTCP(t *testing.T) {
 	js := eventstest.Start(t)
-	cfg := parseConfig(t, demoConfig+"dns:\n  rate_limit: {responses_per_second: 5, slip: 2, exempt: []}\n")
+	cfg := eventstest.Config(t, demoConfig+"dns:\n  rate_limit: {responses_per_second: 5, slip: 2, exempt: []}\n")
 	h := startServer(t, js, cfg, "")
 	c, err := net.Dial("udp", h.srv.Addr())
 	if err != nil {

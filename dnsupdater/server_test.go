@@ -31,15 +31,6 @@ apps:
         endpoints: [{address: "127.0.0.12:8081"}]
 `
 
-func parseConfig(t testing.TB, doc string) *config.Config {
-	t.Helper()
-	c, err := config.Parse("test.yaml", []byte(doc))
-	if err != nil {
-		t.Fatalf("parse config: %v", err)
-	}
-	return c
-}
-
 // harness is a running server on loopback with the JetStream it follows.
 type harness struct {
 	js   *eventstest.Server
@@ -126,7 +117,7 @@ func serial(t testing.TB, addr string) uint32 {
 
 func TestFailoverAnswerMovesToTheNextPoolAndBack(t *testing.T) {
 	js := eventstest.Start(t)
-	h := startServer(t, js, parseConfig(t, demoConfig), "")
+	h := startServer(t, js, eventstest.Config(t, demoConfig), "")
 	addr := h.srv.Addr()
 	answer := func() []string { return addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)) }
 
@@ -170,7 +161,7 @@ func TestFailoverAnswerMovesToTheNextPoolAndBack(t *testing.T) {
 
 func TestAddrPicksOnePortForUDPAndTCP(t *testing.T) {
 	js := eventstest.Start(t)
-	h := startServer(t, js, parseConfig(t, demoConfig), "")
+	h := startServer(t, js, eventstest.Config(t, demoConfig), "")
 	ap := netip.MustParseAddrPort(h.srv.Addr())
 	if ap.Port() == 0 || !ap.Addr().IsLoopback() {
 		t.Fatalf("addr: want a loopback address with a port, got %s", ap)
@@ -184,7 +175,7 @@ func TestAddrPicksOnePortForUDPAndTCP(t *testing.T) {
 
 func TestGarbageOnTheStateStreamIsSkipped(t *testing.T) {
 	js := eventstest.Start(t)
-	h := startServer(t, js, parseConfig(t, demoConfig), "")
+	h := startServer(t, js, eventstest.Config(t, demoConfig), "")
 	if _, err := js.JS.Publish(context.Background(), "detour.state.endpoint.shop.us-west.junk", []byte("{not an event")); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +205,7 @@ func TestNotifyIsSentToSecondariesOnEveryChange(t *testing.T) {
 	t.Cleanup(func() { _ = secondary.Shutdown() })
 
 	js := eventstest.Start(t)
-	cfg := parseConfig(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    notify: [\""+pc.LocalAddr().String()+"\"]\n", 1))
+	cfg := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    notify: [\""+pc.LocalAddr().String()+"\"]\n", 1))
 	h := startServer(t, js, cfg, "")
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
 	select {
@@ -237,7 +228,7 @@ func TestServerAnswersOnIPv6Loopback(t *testing.T) {
 		l.Close()
 	}
 	js := eventstest.Start(t)
-	srv, err := New(Options{JS: js.JS, Config: parseConfig(t, demoConfig), Addr: "[::1]:0", Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	srv, err := New(Options{JS: js.JS, Config: eventstest.Config(t, demoConfig), Addr: "[::1]:0", Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +245,7 @@ func TestServerAnswersOnIPv6Loopback(t *testing.T) {
 
 func TestNewRefusesMissingOptionsByName(t *testing.T) {
 	js := eventstest.Start(t)
-	cfg := parseConfig(t, demoConfig)
+	cfg := eventstest.Config(t, demoConfig)
 	tests := []struct {
 		name string
 		o    Options

@@ -14,7 +14,7 @@ import (
 func TestServerAnswersFromItsSnapshotWhileNATSIsUnreachable(t *testing.T) {
 	dir := t.TempDir()
 	js := eventstest.Start(t)
-	cfg := parseConfig(t, demoConfig)
+	cfg := eventstest.Config(t, demoConfig)
 	h := startServer(t, js, cfg, dir)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
 	failedOver := func(addr string) bool {
@@ -50,7 +50,7 @@ func TestADamagedSnapshotIsIgnoredAndTheServerStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	js := eventstest.Start(t)
-	h := startServer(t, js, parseConfig(t, demoConfig), dir)
+	h := startServer(t, js, eventstest.Config(t, demoConfig), dir)
 	if got := addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
 		t.Errorf("want the answer of an empty state [127.0.0.11], got %v", got)
 	}

@@ -9,18 +9,9 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
-	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 )
-
-func parse(t *testing.T, doc string) *config.Config {
-	t.Helper()
-	c, err := config.Parse("test.yaml", []byte(doc))
-	if err != nil {
-		t.Fatalf("parse config: %v", err)
-	}
-	return c
-}
 
 // view builds a state view from "app/pool/endpoint=down" and "edge:name=down" statements.
 func view(t *testing.T, statements ...string) *state.View {
@@ -98,7 +89,7 @@ apps:
 `
 
 func TestDecideChoosesTheAnswerEachPolicyGives(t *testing.T) {
-	c := parse(t, apps)
+	c := eventstest.Config(t, apps)
 	tests := []struct {
 		name, app string
 		state     []string
@@ -159,7 +150,7 @@ apps:
 `
 
 func TestWeightedAnswersAreDrawnInProportionToPoolAndEndpointWeights(t *testing.T) {
-	c := parse(t, weightedApp)
+	c := eventstest.Config(t, weightedApp)
 	tests := []struct {
 		name  string
 		state []string
@@ -213,7 +204,7 @@ apps:
 `
 
 func TestSourceAnswersTheFirstAvailablePoolOfTheClientsRule(t *testing.T) {
-	c := parse(t, sourceApp)
+	c := eventstest.Config(t, sourceApp)
 	tests := []struct {
 		name, client string
 		state        []string

@@ -8,12 +8,13 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/miekg/dns"
 )
 
 func TestCompileNamesEveryBadStaticRecordByItsPath(t *testing.T) {
-	c := parse(t, `
+	c := eventstest.Config(t, `
 zones:
   - name: demo.test
     records:
@@ -52,7 +53,7 @@ apps:
 }
 
 func TestProjectServesApexGlueEdgesStaticRecordsAndEmptyNonTerminals(t *testing.T) {
-	c := parse(t, `
+	c := eventstest.Config(t, `
 zones:
   - name: demo.test
     nameservers: [{name: ns1.demo.test, address: 192.0.2.53}, {name: ns.other.example}]
@@ -130,7 +131,7 @@ func TestChangesListsReplacedAddedAndRemovedRRsetsInOrder(t *testing.T) {
 }
 
 func TestAnAppMayAnswerAtTheApexButNotWithACNAME(t *testing.T) {
-	c := parse(t, `
+	c := eventstest.Config(t, `
 zones: [{name: demo.test}]
 edges: [{name: e1, region: west, hostname: e1.demo.test, address: 10.9.0.1}]
 apps:

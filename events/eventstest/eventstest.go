@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -110,4 +111,14 @@ func Run(tb testing.TB, name string, role func(ctx context.Context) error) (stop
 	}
 	tb.Cleanup(stop)
 	return stop
+}
+
+// Config parses a configuration document as `detour check` would, failing the test on any problem.
+func Config(tb testing.TB, doc string) *config.Config {
+	tb.Helper()
+	c, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		tb.Fatalf("parse config: %v", err)
+	}
+	return c
 }

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
-	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 )
 
@@ -40,15 +40,6 @@ edges:
     apps: [{app: shop, listen: "127.0.0.22:9090", secondary: edge-west}]
 `
 
-func parse(t *testing.T, doc string) *config.Config {
-	t.Helper()
-	c, err := config.Parse("test.yaml", []byte(doc))
-	if err != nil {
-		t.Fatalf("parse: %v", err)
-	}
-	return c
-}
-
 // record appends one state event to v, as the decider or the controller would.
 func record(t *testing.T, v *state.View, seq uint64, subject, typ string, data any) {
 	t.Helper()
@@ -62,7 +53,7 @@ func record(t *testing.T, v *state.View, seq uint64, subject, typ string, data a
 }
 
 func TestComputeProjectsTheLocalPoolAndTheSecondary(t *testing.T) {
-	c := parse(t, twoEdges)
+	c := eventstest.Config(t, twoEdges)
 	v := state.NewView()
 	record(t, v, 4, events.EndpointStateSubject("shop", "west", "w1"), events.TypeEndpointDown, events.Transition{})
 	record(t, v, 5, events.EdgeStateSubject("edge-east"), events.TypeEdgeUp, events.Transition{})
@@ -115,7 +106,7 @@ func TestComputeAvailability(t *testing.T) {
 		{name: "a force_down override of the pool wins over up", marks: []mark{{"w1", events.TypeEndpointUp}}, overrides: map[string]string{"": events.ActionForceDown}},
 		{name: "a force_up override wins over down", marks: []mark{{"w1", events.TypeEndpointDown}, {"w3", events.TypeEndpointDown}}, overrides: map[string]string{"w1": events.ActionForceUp}, want: true},
 	}
-	c := parse(t, twoEdges)
+	c := eventstest.Config(t, twoEdges)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := state.NewView()
@@ -141,14 +132,14 @@ func TestComputeAvailability(t *testing.T) {
 }
 
 func TestComputeRefusesAnEdgeThatIsNotConfigured(t *testing.T) {
-	_, err := Compute(parse(t, twoEdges), state.NewView(), "edge-north", "")
+	_, err := Compute(eventstest.Config(t, twoEdges), state.NewView(), "edge-north", "")
 	if err == nil || err.Error() != `compute routes: no edge "edge-north" in the configuration` {
 		t.Fatalf("err = %v, want it to name the missing edge", err)
 	}
 }
 
 func TestComputedTablesPassTheirOwnCheck(t *testing.T) {
-	c := parse(t, twoEdges)
+	c := eventstest.Config(t, twoEdges)
 	for _, edge := range []string{"edge-west", "edge-east"} {
 		got, err := Compute(c, state.NewView(), edge, "")
 		if err != nil {

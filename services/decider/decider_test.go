@@ -29,15 +29,6 @@ apps:
         endpoints: [{name: e1, address: "127.0.0.12:8081"}]
 `
 
-func parse(t testing.TB, doc string) *config.Config {
-	t.Helper()
-	c, err := config.Parse("test.yaml", []byte(doc))
-	if err != nil {
-		t.Fatalf("parse config: %v", err)
-	}
-	return c
-}
-
 // replica is one decider running in the test, stopped by stop or when the test ends.
 type replica struct {
 	stats *decider.Stats
@@ -152,7 +143,7 @@ func waitHistory(t testing.TB, srv *eventstest.Server, want ...string) {
 
 func TestAFailingEndpointGoesDownOnTheResultThatCompletesFallAndTakesItsPoolWithIt(t *testing.T) {
 	srv := eventstest.Start(t)
-	start(t, srv.JS, parse(t, shopYAML), "decider/a")
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
 	west := &prober{t: t, js: srv.JS, region: "eu"}
 
 	west.send("shop", "west", "w1", true)
@@ -193,7 +184,7 @@ func TestAFailingEndpointGoesDownOnTheResultThatCompletesFallAndTakesItsPoolWith
 
 func TestTheLastPoolGoingDownSaysWhatTheAppAnswers(t *testing.T) {
 	srv := eventstest.Start(t)
-	start(t, srv.JS, parse(t, strings.Replace(shopYAML, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    when_all_down: fail_closed", 1)), "decider/a")
+	start(t, srv.JS, eventstest.Config(t, strings.Replace(shopYAML, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    when_all_down: fail_closed", 1)), "decider/a")
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	for _, pool := range []string{"west", "east"} {
 		for range 3 {
@@ -212,7 +203,7 @@ func TestTheLastPoolGoingDownSaysWhatTheAppAnswers(t *testing.T) {
 
 func TestGarbageOnProbeSubjectsIsCountedAndDecidesNothing(t *testing.T) {
 	srv := eventstest.Start(t)
-	r := start(t, srv.JS, parse(t, shopYAML), "decider/a")
+	r := start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
 	ctx := context.Background()
 	for _, raw := range []string{`garbage`, `{}`, `{"type":"detour.endpoint.up.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":[1,2]}`} {
@@ -237,7 +228,7 @@ func TestGarbageOnProbeSubjectsIsCountedAndDecidesNothing(t *testing.T) {
 
 func TestAProbeBatchIsFoldedResultByResult(t *testing.T) {
 	srv := eventstest.Start(t)
-	start(t, srv.JS, parse(t, shopYAML), "decider/a")
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
 	for i := range 3 {
 		b := events.ProbeBatch{Region: "us", Prober: "p1", Results: []events.ProbeResult{
 			{At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", OK: false},

@@ -23,7 +23,7 @@ import (
 
 func TestOverridesWinOverProbesAndTheHistorySaysWhoAndWhy(t *testing.T) {
 	srv := eventstest.Start(t)
-	start(t, srv.JS, parse(t, shopYAML), "decider/a")
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
 	ctx := context.Background()
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	p.send("shop", "west", "w1", true)
@@ -52,7 +52,7 @@ func TestOverridesWinOverProbesAndTheHistorySaysWhoAndWhy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if west := parse(t, shopYAML).App("shop").Pool("west"); view.Serving("shop", "west", "w1") || view.PoolAvailable("shop", west) {
+	if west := eventstest.Config(t, shopYAML).App("shop").Pool("west"); view.Serving("shop", "west", "w1") || view.PoolAvailable("shop", west) {
 		t.Errorf("the DNS server's view still answers the drained endpoint (serving %v, pool available %v)",
 			view.Serving("shop", "west", "w1"), view.PoolAvailable("shop", west))
 	}
@@ -88,7 +88,7 @@ func TestOverridesWinOverProbesAndTheHistorySaysWhoAndWhy(t *testing.T) {
 
 func TestTwoDecidersRecordEachChangeOnceAndOneKilledMidFailoverDelaysNothing(t *testing.T) {
 	srv := eventstest.Start(t)
-	c := parse(t, shopYAML)
+	c := eventstest.Config(t, shopYAML)
 	a := start(t, srv.JS, c, "decider/a")
 	b := start(t, srv.JS, c, "decider/b")
 	p := &prober{t: t, js: srv.JS, region: "eu"}
@@ -115,7 +115,7 @@ func TestTwoDecidersRecordEachChangeOnceAndOneKilledMidFailoverDelaysNothing(t *
 
 func TestADeciderStartingColdAppendsTheTransitionADeadOneLeftUndone(t *testing.T) {
 	srv := eventstest.Start(t)
-	c := parse(t, shopYAML)
+	c := eventstest.Config(t, shopYAML)
 	a := start(t, srv.JS, c, "decider/a")
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	p.send("shop", "west", "w1", true)
@@ -163,7 +163,7 @@ func record() []events.ProbeResult {
 // (subject, type, id, cause, data) lines.
 func replay(t *testing.T, n int) []string {
 	srv := eventstest.Start(t)
-	c := parse(t, shopYAML)
+	c := eventstest.Config(t, shopYAML)
 	var rs []*replica
 	for i := range n {
 		rs = append(rs, start(t, srv.JS, c, fmt.Sprintf("decider/%d", i)))
@@ -217,7 +217,7 @@ func TestARegionThatFallsSilentStopsVotingAfterStaleAfter(t *testing.T) {
 	srv := eventstest.Start(t)
 	doc := strings.Replace(shopYAML, "stale_after: 1h", "stale_after: 300ms", 1)
 	doc = strings.Replace(doc, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    quorum: 1", 1)
-	start(t, srv.JS, parse(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
+	start(t, srv.JS, eventstest.Config(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
 	eu, us := &prober{t: t, js: srv.JS, region: "eu"}, &prober{t: t, js: srv.JS, region: "us"}
 	for _, ok := range []bool{true, true, false, false, false} { // us: two passes, three failures, then silence
 		eu.send("shop", "west", "w1", true)
@@ -251,7 +251,7 @@ func TestARegionThatFallsSilentStopsVotingAfterStaleAfter(t *testing.T) {
 func TestHoldDownKeepsARecoveredEndpointOutUntilItHasStayedHealthy(t *testing.T) {
 	srv := eventstest.Start(t)
 	doc := strings.Replace(shopYAML, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    hold_down: 300ms", 1)
-	start(t, srv.JS, parse(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
+	start(t, srv.JS, eventstest.Config(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
 	eu := &prober{t: t, js: srv.JS, region: "eu"}
 	for _, ok := range []bool{true, true, false, false, false, true, true} {
 		eu.send("shop", "west", "w1", ok)
@@ -315,7 +315,7 @@ func TestADecisionMadeWhileNATSIsAwayIsAppendedWhenItReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := strings.Replace(shopYAML, "fqdn: shop.demo.test", "fqdn: shop.demo.test\n    hold_down: 300ms", 1)
-	r := start(t, js, parse(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 20 * time.Millisecond })
+	r := start(t, js, eventstest.Config(t, doc), "decider/a", func(o *decider.Options) { o.TickEvery = 20 * time.Millisecond })
 	p := &prober{t: t, js: js, region: "eu"}
 	for _, ok := range []bool{true, true, false, false, false} {
 		p.send("shop", "west", "w1", ok)
@@ -354,7 +354,7 @@ func TestADecisionMadeWhileNATSIsAwayIsAppendedWhenItReturns(t *testing.T) {
 
 func TestAnOverrideFromAClockBehindTheProbersStillWins(t *testing.T) {
 	srv := eventstest.Start(t)
-	start(t, srv.JS, parse(t, shopYAML), "decider/a")
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	p.send("shop", "west", "w1", true)
 	p.send("shop", "west", "w1", true)
