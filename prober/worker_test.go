@@ -252,6 +252,14 @@ func TestInvalidOptionsAreRefusedNamingEachField(t *testing.T) {
 	}
 }
 
+func TestAProberOfAnUnconfiguredRegionIsRefused(t *testing.T) {
+	cfg := &config.Config{Regions: []string{"us-west", "us-east"}}
+	err := Run(context.Background(), Options{Config: cfg, Region: "mars", Name: "p1"})
+	if want := `region: "mars" is not among the configured regions [us-west us-east]`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want it to say %q", err, want)
+	}
+}
+
 // syncBuffer is a log sink safe for concurrent writers.
 type syncBuffer struct {
 	mu sync.Mutex

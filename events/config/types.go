@@ -20,6 +20,9 @@ type Config struct {
 	Edges []Edge `yaml:"edges,omitempty"`
 	// DNS sets the behaviour of the authoritative servers. Optional.
 	DNS DNS `yaml:"dns,omitempty"`
+	// Regions are the probing regions whose results count; a result from any other region is
+	// dropped. Default: the regions the pools name; when no pool names one, any region counts.
+	Regions []string `yaml:"regions,omitempty"`
 }
 
 // Zone is a DNS zone Detour serves.

@@ -92,6 +92,7 @@ func (c *Config) Validate() []string {
 		c.validateEdge(&p, path, e, edges)
 	}
 	c.DNS.validate(&p, "dns")
+	c.validateRegions(&p)
 	return p
 }
 

@@ -281,13 +281,13 @@ func BenchmarkMemoryPerEndpoint(b *testing.B) {
 		cfg = float64(heap()-before) / fleetEndpointsTotal
 		_, payloads := fleetMessages(b, c, 3*len(fleetRegions)*fleetEndpointsTotal, 500, time.Now())
 		before = heap()
-		d := &decider{o: Options{Stats: &Stats{}}, log: zerolog.Nop(), ix: newIndex(c), regions: map[string]string{}}
+		d := &decider{o: Options{Config: c, Now: time.Now, Stats: &Stats{}}, log: zerolog.Nop(), ix: newIndex(c), regions: map[string]string{}}
 		for _, p := range payloads {
 			rs, err := decodeProbes(p)
 			if err != nil {
 				b.Fatal(err)
 			}
-			d.fold(ctx, rs, time.Now())
+			d.fold(ctx, rs, time.Now(), rs[0].Region)
 		}
 		for _, s := range d.ix.endpoints {
 			s.pending = nil // appended when the decider goes live

@@ -24,6 +24,8 @@ type decider struct {
 	js    jetstream.JetStream
 	state jetstream.Stream
 	ix    *index
+	// foreign reports the results dropped for their region, at most once per foreignLogEvery.
+	foreign foreignLog
 	// regions interns region names, so that thousands of endpoints share one string per region.
 	regions map[string]string
 	live    bool
@@ -126,18 +128,26 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed probe message skipped")
 		return
 	}
-	d.fold(ctx, m.results, m.stamp)
+	d.fold(ctx, m.results, m.stamp, probeRegion(m.subject))
 }
 
-// fold folds results stored at stamp, and appends the transitions they complete. Results are
-// timed by when the stream stored them, not by the probers' clocks: every replica sees the same
-// stamp, and one clock orders the results of every region, the overrides and the decisions.
-func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.Time) {
+// fold folds results stored at stamp under a subject of region subjectRegion, and appends the
+// transitions they complete. Results are timed by when the stream stored them, not by the
+// probers' clocks: every replica sees the same stamp, and one clock orders the results of every
+// region, the overrides and the decisions. A result is believed for the region of its subject
+// (which the publisher's NATS permissions vouch for), never for the region its payload names: one
+// naming another region, or from a region the configuration lacks, is dropped and counted.
+func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.Time, subjectRegion string) {
 	for i := range rs {
 		r := &rs[i]
-		s := d.ix.byName[nameKey{r.App, r.Pool, r.Endpoint}]
 		region := d.region(r.Region)
-		if s == nil || region == "" {
+		if region == "" || r.Region != subjectRegion {
+			d.o.Stats.Foreign.Add(1)
+			d.foreign.drop(&d.log, d.o.Now(), r.Region, subjectRegion)
+			continue
+		}
+		s := d.ix.byName[nameKey{r.App, r.Pool, r.Endpoint}]
+		if s == nil {
 			d.o.Stats.Unknown.Add(1)
 			d.log.Debug().Str("app", r.App).Str("pool", r.Pool).Str("endpoint", r.Endpoint).Str("region", r.Region).
 				Str("result_id", r.ID).Msg("result for no configured endpoint skipped")
@@ -150,12 +160,12 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 	}
 }
 
-// region returns the interned region name, or "" when name cannot be one.
+// region returns the interned region name, or "" when the configuration does not let name vote.
 func (d *decider) region(name string) string {
 	if r, ok := d.regions[name]; ok {
 		return r
 	}
-	if !events.ValidToken(name) || len(d.regions) >= 1024 {
+	if !events.ValidToken(name) || !d.o.Config.RegionAllowed(name) || len(d.regions) >= 1024 {
 		return ""
 	}
 	d.regions[name] = name

@@ -45,8 +45,11 @@ type Stats struct {
 	// StateSeq is the last STATE stream sequence applied.
 	StateSeq atomic.Uint64
 	// Malformed counts messages that are no probe event; Unknown the results naming an app, pool
-	// or endpoint the configuration does not have (or no valid region).
+	// or endpoint the configuration does not have.
 	Malformed, Unknown atomic.Uint64
+	// Foreign counts the results dropped for their region: one the configuration does not list
+	// under regions, or a payload region other than the region token of the result's subject.
+	Foreign atomic.Uint64
 	// Transitions and PoolTransitions count the events this replica appended to STATE.
 	Transitions, PoolTransitions atomic.Uint64
 	// Conflicts counts appends another writer got to first; Failed the appends that failed

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater"
@@ -35,8 +34,8 @@ type Options struct {
 	DataDir string
 	// NATSPort is the embedded server's client port on 127.0.0.1: 0 means 4222, -1 a free port.
 	NATSPort int
-	// Regions are the probing regions to run a prober for. Default: every pool's region, or
-	// "local" when no pool names one.
+	// Regions are the probing regions to run a prober for. Default: the configuration's regions,
+	// or "local" when it names none.
 	Regions []string
 	// DemoControlAddr is where the demo accepts POST /edges/NAME/stop and /start. Default
 	// 127.0.0.1:8090. Only the demo (no ConfigPath) serves it.
@@ -206,25 +205,13 @@ func (s *Stack) stop() {
 	}
 }
 
-// Regions lists the regions of the configuration's pools, or "local" when none names one.
+// Regions lists the configuration's probing regions (by default the pools' regions), or "local"
+// when it names none.
 func Regions(cfg *config.Config) []string {
-	seen := map[string]bool{}
-	for _, a := range cfg.Apps {
-		for _, p := range a.Pools {
-			if p.Region != "" {
-				seen[p.Region] = true
-			}
-		}
-	}
-	if len(seen) == 0 {
+	if len(cfg.Regions) == 0 {
 		return []string{"local"}
 	}
-	out := make([]string, 0, len(seen))
-	for r := range seen {
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out
+	return cfg.Regions
 }
 
 func waitTCP(ctx context.Context, addr string, within time.Duration) error {

@@ -1,0 +1,52 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// RegionAllowed reports whether results probed from region count: region is one of Regions, or
+// Regions is empty (no region configured and no pool naming one: any region counts).
+func (c *Config) RegionAllowed(region string) bool {
+	return len(c.Regions) == 0 || slices.Contains(c.Regions, region)
+}
+
+// poolRegions lists the regions the pools name, sorted, each once.
+func (c *Config) poolRegions() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, a := range c.Apps {
+		for _, p := range a.Pools {
+			if p.Region != "" && !seen[p.Region] {
+				seen[p.Region] = true
+				out = append(out, p.Region)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *Config) validateRegions(p *problems) {
+	seen := map[string]bool{}
+	for i, r := range c.Regions {
+		path := fmt.Sprintf("regions[%d]", i)
+		p.token(path, r)
+		if seen[r] {
+			p.add(path, "duplicate region %q", r)
+		}
+		seen[r] = true
+	}
+	for i, a := range c.Apps {
+		for j, pl := range a.Pools {
+			if pl.Region == "" {
+				continue
+			}
+			path := fmt.Sprintf("apps[%d].pools[%d].region", i, j)
+			if len(c.Regions) > 0 && !seen[pl.Region] {
+				p.add(path, "region %q is not among the configured regions %v", pl.Region, c.Regions)
+			}
+		}
+	}
+}
