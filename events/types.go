@@ -135,6 +135,8 @@ type ConfigApplied struct {
 	// SHA256 is the hex digest of Document.
 	SHA256 string `json:"sha256"`
 	By     string `json:"by"`
+	// Message says why it was applied (`detour apply -m`). Optional.
+	Message string `json:"message,omitempty"`
 }
 
 // RecordChange is one RRset that a zone change added, replaced or removed.

@@ -2,10 +2,7 @@ package config
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,21 +11,8 @@ import (
 // Publish validates doc and, if it is valid, stores it on the CONFIG stream as the active
 // configuration. An invalid document is refused whole and nothing is published.
 func Publish(ctx context.Context, js jetstream.JetStream, name string, doc []byte, by string) (*Config, error) {
-	c, err := Parse(name, doc)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(doc)
-	e, err := events.New(events.TypeConfigApplied, by, time.Now(), events.ConfigApplied{
-		Document: string(doc), SHA256: hex.EncodeToString(sum[:]), By: by,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := events.Publish(ctx, js, events.SubjectConfigDoc, e); err != nil {
-		return nil, err
-	}
-	return c, nil
+	c, _, err := Apply(ctx, js, name, doc, ApplyOptions{By: by})
+	return c, err
 }
 
 // Latest reads the active configuration from the CONFIG stream.

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
@@ -32,8 +34,18 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
 	var c common
 	var replicas int
+	var o config.ApplyOptions
 	c.register(fs, true)
 	fs.IntVar(&replicas, "replicas", 1, "replicas of each stream if apply creates it")
+	fs.StringVar(&o.Message, "m", "", "why: kept with the version in `detour config history`")
+	fs.Func("expect-version", "refuse unless version `N` is the active one (0: none yet), as `detour plan` printed", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return errors.New("want a version number")
+		}
+		o.Expect = &n
+		return nil
+	})
 	if err := parseInterspersed(fs, args, stderr); err != nil {
 		return err
 	}
@@ -55,12 +67,13 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: replicas}); err != nil {
 		return err
 	}
-	cfg, err := config.Publish(ctx, js, path, doc, operator())
+	o.By = operator()
+	cfg, v, err := config.Apply(ctx, js, path, doc, o)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "applied %s: %d zones, %d apps, %d edges (restart the roles that run with --config to pick up a file)\n",
-		path, len(cfg.Zones), len(cfg.Apps), len(cfg.Edges))
+	fmt.Fprintf(stdout, "applied %s as version %d: %d zones, %d apps, %d edges (restart the roles that run with --config to pick up a file)\n",
+		path, v.Number, len(cfg.Zones), len(cfg.Apps), len(cfg.Edges))
 	return nil
 }
 

@@ -36,7 +36,10 @@ Run one role against a NATS server or cluster:
   controller  [--name N] [--nats URL] [--config FILE]
 
 Operate:
-  apply FILE                               validate FILE and make it the active configuration
+  plan FILE                                what FILE would change, field by field, and in the answers now
+  apply FILE [--expect-version N] [-m WHY] validate FILE and make it the active configuration
+  config get [--version N]                 print the active (or any kept) version, who applied it and why
+  config history                           every kept version: when, who, why
   check FILE                               validate FILE and print every problem
   override set APP POOL [ENDPOINT] --action force_up|force_down|drain --reason TEXT
   override clear APP POOL [ENDPOINT] --reason TEXT
@@ -90,7 +93,8 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		"up": runUp, "prober": runProber, "decider": runDecider, "dns": runDNS, "edge": runEdge,
-		"controller": runController, "apply": runApply, "check": runCheck, "override": runOverride,
+		"controller": runController, "apply": runApply, "check": runCheck,
+		"plan": runPlan, "config": runConfig, "override": runOverride,
 		"query": runQuery, "backend": runBackend,
 	}
 }

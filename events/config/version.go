@@ -1,0 +1,176 @@
+package config
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Version is one applied configuration. Its Number is the CONFIG stream sequence that stores
+// it, so versions grow with every apply and `--expect-version` compares against the last one.
+type Version struct {
+	Number  uint64    `json:"version"`
+	Time    time.Time `json:"time"`
+	By      string    `json:"by"`
+	Message string    `json:"message,omitempty"`
+	SHA256  string    `json:"sha256"`
+	// Document is the YAML text as it was applied.
+	Document string `json:"document,omitempty"`
+}
+
+// ErrVersionConflict is wrapped when `--expect-version` names a version that is no longer the
+// active one: someone applied in between.
+var ErrVersionConflict = errors.New("the active configuration changed since that version")
+
+// ErrNoVersion is wrapped when the CONFIG stream holds no such version.
+var ErrNoVersion = errors.New("no such configuration version")
+
+// ApplyOptions say who applies a document, why, and against which version.
+type ApplyOptions struct {
+	// By names who applies it, e.g. user@host.
+	By string
+	// Message says why. Optional.
+	Message string
+	// Expect, when set, refuses the apply unless the active version is *Expect (0: none yet).
+	Expect *uint64
+}
+
+// Apply validates doc and, if it is valid, stores it as the new active version. An invalid
+// document is refused whole (a *Error) and nothing is stored; a stale Expect yields an error
+// wrapping ErrVersionConflict that names the version now active.
+func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte, o ApplyOptions) (*Config, Version, error) {
+	c, err := Parse(name, doc)
+	if err != nil {
+		return nil, Version{}, err
+	}
+	sum := sha256.Sum256(doc)
+	v := Version{Time: time.Now().UTC(), By: o.By, Message: o.Message, SHA256: hex.EncodeToString(sum[:]), Document: string(doc)}
+	e, err := events.New(events.TypeConfigApplied, o.By, v.Time, events.ConfigApplied{
+		Document: v.Document, SHA256: v.SHA256, By: o.By, Message: o.Message,
+	})
+	if err != nil {
+		return nil, Version{}, err
+	}
+	var ack *jetstream.PubAck
+	if o.Expect == nil {
+		ack, err = events.Publish(ctx, js, events.SubjectConfigDoc, e)
+	} else {
+		ack, err = events.Append(ctx, js, events.SubjectConfigDoc, e, *o.Expect)
+		if errors.Is(err, events.ErrConflict) {
+			active, aerr := Active(ctx, js)
+			if aerr != nil {
+				return nil, Version{}, fmt.Errorf("apply %s: %w: expected version %d", name, ErrVersionConflict, *o.Expect)
+			}
+			return nil, Version{}, fmt.Errorf("apply %s: %w: expected version %d, but version %d is active (applied %s by %s): plan again",
+				name, ErrVersionConflict, *o.Expect, active.Number, active.Time.Format(time.RFC3339), active.By)
+		}
+	}
+	if err != nil {
+		return nil, Version{}, err
+	}
+	v.Number = ack.Sequence
+	return c, v, nil
+}
+
+// Active returns the active version; it wraps ErrNoVersion when nothing was applied yet.
+func Active(ctx context.Context, js jetstream.JetStream) (Version, error) {
+	s, err := js.Stream(ctx, events.StreamConfig)
+	if err != nil {
+		return Version{}, fmt.Errorf("open stream %s: %w", events.StreamConfig, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, events.SubjectConfigDoc)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Version{}, fmt.Errorf("no configuration on %s yet: run `detour apply FILE`: %w", events.SubjectConfigDoc, ErrNoVersion)
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf("read the active configuration: %w", err)
+	}
+	return versionOf(m.Sequence, m.Data)
+}
+
+// GetVersion returns the version numbered n; it wraps ErrNoVersion when the stream holds none
+// (it was never a version, or it is older than the last 100 kept).
+func GetVersion(ctx context.Context, js jetstream.JetStream, n uint64) (Version, error) {
+	s, err := js.Stream(ctx, events.StreamConfig)
+	if err != nil {
+		return Version{}, fmt.Errorf("open stream %s: %w", events.StreamConfig, err)
+	}
+	m, err := s.GetMsg(ctx, n)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && m.Subject != events.SubjectConfigDoc) {
+		return Version{}, fmt.Errorf("configuration version %d: %w (see detour config history)", n, ErrNoVersion)
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf("read configuration version %d: %w", n, err)
+	}
+	return versionOf(m.Sequence, m.Data)
+}
+
+// History returns every version the CONFIG stream keeps, oldest first, without their documents.
+func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
+	last, err := Active(ctx, js)
+	if errors.Is(err, ErrNoVersion) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cons, err := js.OrderedConsumer(ctx, events.StreamConfig, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectConfigDoc}, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read configuration history: %w", err)
+	}
+	var out []Version
+	for {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read configuration history: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("read configuration history: %w", err)
+			}
+			v, err := versionOf(meta.Sequence.Stream, m.Data())
+			if err != nil {
+				return nil, err
+			}
+			v.Document = ""
+			out = append(out, v)
+			if v.Number >= last.Number {
+				return out, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("read configuration history: %w", err)
+		}
+		if n == 0 {
+			return out, nil
+		}
+	}
+}
+
+func versionOf(seq uint64, data []byte) (Version, error) {
+	e, err := events.Decode(data)
+	if err != nil {
+		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
+	}
+	var a events.ConfigApplied
+	if err := e.Payload(&a); err != nil {
+		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
+	}
+	return Version{Number: seq, Time: e.Time, By: a.By, Message: a.Message, SHA256: a.SHA256, Document: a.Document}, nil
+}
+
+// Config parses the version's document.
+func (v Version) Config() (*Config, error) {
+	return Parse(fmt.Sprintf("configuration version %d", v.Number), []byte(v.Document))
+}

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/plan"
+)
+
+func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	if err := parseInterspersed(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("want exactly one configuration file")
+	}
+	path := fs.Arg(0)
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return usageErr("read configuration: %w", err)
+	}
+	if _, err := config.Parse(path, doc); err != nil {
+		return err
+	}
+	js, err := connect(c.natsURL, "detour-plan")
+	if err != nil {
+		return err
+	}
+	p, err := plan.Make(ctx, js, path, doc)
+	if err != nil {
+		return err
+	}
+	p.Write(stdout)
+	return nil
+}
+
+// runConfig shows applied configuration versions: `config get [--version N]`, `config history`.
+func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "get" && args[0] != "history") {
+		return usageErr("want `config get [--version N]` or `config history`")
+	}
+	fs := flag.NewFlagSet("config "+args[0], flag.ContinueOnError)
+	var c common
+	var version uint64
+	c.register(fs, true)
+	if args[0] == "get" {
+		fs.Uint64Var(&version, "version", 0, "the version to show (default: the active one)")
+	}
+	if err := parse(fs, args[1:], stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	js, err := connect(c.natsURL, "detour-config")
+	if err != nil {
+		return err
+	}
+	if args[0] == "history" {
+		vs, err := config.History(ctx, js)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tAPPLIED\tBY\tSHA256\tMESSAGE")
+		for _, v := range vs {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.12s\t%s\n", v.Number, v.Time.Format(time.RFC3339), v.By, v.SHA256, v.Message)
+		}
+		return tw.Flush()
+	}
+	var v config.Version
+	if version == 0 {
+		v, err = config.Active(ctx, js)
+	} else {
+		v, err = config.GetVersion(ctx, js, version)
+	}
+	if errors.Is(err, config.ErrNoVersion) {
+		return usageErr("%w", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# version %s, applied %s by %s", strconv.FormatUint(v.Number, 10), v.Time.Format(time.RFC3339), v.By)
+	if v.Message != "" {
+		fmt.Fprintf(stdout, ": %q", v.Message)
+	}
+	fmt.Fprintf(stdout, "\n# sha256 %s\n%s", v.SHA256, v.Document)
+	return nil
+}

@@ -1,0 +1,125 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+const planDoc = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s, timeout: 1s, jitter: 100ms, stale_after: 3s}
+    pools:
+      - {name: west, endpoints: [{address: "127.0.0.11:80"}]}
+      - {name: east, endpoints: [{address: "127.0.0.12:80"}]}
+`
+
+// startBare runs JetStream without Detour's streams, which `detour apply` creates on files.
+func startBare(t *testing.T) *eventstest.Server {
+	s := eventstest.Start(t)
+	for _, sc := range events.Streams(events.StreamOptions{}) {
+		if err := s.JS.DeleteStream(t.Context(), sc.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func writeFile(t *testing.T, name, doc string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestApplyWithAStaleExpectedVersionIsRefusedAndChangesNothing(t *testing.T) {
+	s := startBare(t)
+	v1 := writeFile(t, "v1.yaml", planDoc)
+	v2 := writeFile(t, "v2.yaml", strings.Replace(planDoc, "interval: 1s", "interval: 2s", 1))
+	v3 := writeFile(t, "v3.yaml", strings.Replace(planDoc, "stale_after: 3s", "stale_after: 5s", 1))
+
+	if code, out, errOut := run("apply", v1, "--nats", s.URL, "--expect-version", "0", "-m", "first"); code != 0 || !strings.Contains(out, "as version 1:") {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	// Ana plans against version 1; Bo applies version 2 in between; Ana's apply is refused.
+	code, out, errOut := run("plan", v3, "--nats", s.URL)
+	if code != 0 || !strings.Contains(out, "--expect-version 1") {
+		t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run("apply", v2, "--nats", s.URL, "-m", "slower checks"); code != 0 || !strings.Contains(out, "as version 2:") {
+		t.Fatalf("second apply: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = run("apply", v3, "--nats", s.URL, "--expect-version", "1")
+	if code != 1 || !strings.Contains(errOut, "expected version 1, but version 2 is active") {
+		t.Fatalf("stale apply: exit %d, want 1 and a conflict naming version 2:\n%s", code, errOut)
+	}
+	code, out, _ = run("config", "get", "--nats", s.URL)
+	if code != 0 || !strings.Contains(out, "# version 2, applied ") || !strings.Contains(out, `: "slower checks"`) || !strings.Contains(out, "interval: 2s") {
+		t.Errorf("after the refused apply the active version is not version 2:\n%s", out)
+	}
+}
+
+func TestConfigHistoryAndGetShowEveryVersionWhoAppliedItAndWhy(t *testing.T) {
+	s := startBare(t)
+	v1 := writeFile(t, "v1.yaml", planDoc)
+	v2 := writeFile(t, "v2.yaml", strings.Replace(planDoc, "interval: 1s", "interval: 2s", 1))
+	for _, args := range [][]string{{"apply", v1, "-m", "first"}, {"apply", v2, "-m", "slower checks"}} {
+		if code, out, errOut := run(append(args, "--nats", s.URL)...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	code, out, errOut := run("config", "history", "--nats", s.URL)
+	if code != 0 {
+		t.Fatalf("history: exit %d\n%s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "VERSION") ||
+		!strings.HasPrefix(lines[1], "1 ") || !strings.HasSuffix(lines[1], "first") ||
+		!strings.HasPrefix(lines[2], "2 ") || !strings.HasSuffix(lines[2], "slower checks") {
+		t.Errorf("history:\n%s", out)
+	}
+	code, out, _ = run("config", "get", "--version", "1", "--nats", s.URL)
+	if code != 0 || !strings.Contains(out, "# version 1, applied ") || !strings.Contains(out, planDoc) {
+		t.Errorf("config get --version 1:\n%s", out)
+	}
+	if code, _, errOut := run("config", "get", "--version", "9", "--nats", s.URL); code != 2 || !strings.Contains(errOut, "configuration version 9: no such configuration version") {
+		t.Errorf("config get --version 9: exit %d, want 2 and no such version:\n%s", code, errOut)
+	}
+}
+
+func TestPlanPrintsTheChangesAndTheAnswersTheyWouldChange(t *testing.T) {
+	s := startBare(t)
+	if code, _, errOut := run("apply", writeFile(t, "v1.yaml", planDoc), "--nats", s.URL); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	next := strings.Replace(planDoc, `      - {name: west, endpoints: [{address: "127.0.0.11:80"}]}`+"\n", "", 1) + `
+  - name: blog
+    fqdn: blog.demo.test
+    pools: [{name: main, endpoints: [{address: "127.0.0.13:80"}]}]
+`
+	code, out, errOut := run("plan", writeFile(t, "v2.yaml", next), "--nats", s.URL)
+	if code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, errOut)
+	}
+	want := `  - apps[shop].pools[west]
+  + apps[blog]
+answers now:
+  + blog.demo.test. A: 127.0.0.13
+  ~ shop.demo.test. A: 127.0.0.11 → 127.0.0.12
+1 to add, 1 to remove, 0 to change; apply exactly this with: detour apply `
+	if !strings.Contains(out, want) {
+		t.Errorf("plan:\n%s\nwant it to contain:\n%s", out, want)
+	}
+	if code, _, errOut := run("plan", writeFile(t, "bad.yaml", "zones: []\napps: []\nbogus: 1\n"), "--nats", s.URL); code != 2 || !strings.Contains(errOut, "bogus") {
+		t.Errorf("plan of a bad file: exit %d, want 2 naming the problem:\n%s", code, errOut)
+	}
+}

@@ -1,0 +1,107 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Plan is what applying a document would change.
+type Plan struct {
+	// File names the document.
+	File string `json:"file"`
+	// Against is the running version compared with; Number 0 when none is running.
+	Against config.Version `json:"against"`
+	// Changes to the configuration, field by field.
+	Changes []Change `json:"changes"`
+	// Answers are the RRsets whose answers would change at the current state.
+	Answers []events.RecordChange `json:"answers"`
+}
+
+// Make compares doc with the running version and the answers at the current state. An invalid
+// doc is refused with the *config.Error that lists its problems.
+func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte) (*Plan, error) {
+	next, err := config.Parse(name, doc)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{File: name}
+	var running *config.Config
+	active, err := config.Active(ctx, js)
+	switch {
+	case errors.Is(err, config.ErrNoVersion):
+	case err != nil:
+		return nil, err
+	default:
+		p.Against = active
+		p.Against.Document = ""
+		if running, err = active.Config(); err != nil {
+			// A running version this build cannot parse is compared as if nothing ran.
+			running = nil
+		}
+	}
+	v, err := state.Load(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	return Compare(p, running, next, v)
+}
+
+// Compare fills p with the changes from running (nil: none) to next at the state v.
+func Compare(p *Plan, running, next *config.Config, v *state.View) (*Plan, error) {
+	p.Changes = Diff(running, next)
+	answers, err := Answers(running, next, v)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", p.File, err)
+	}
+	p.Answers = answers
+	return p, nil
+}
+
+// Write prints p for a person: the version compared with, every change, what the answers would
+// become, and the command that applies exactly this plan.
+func (p *Plan) Write(w io.Writer) {
+	if p.Against.Number == 0 {
+		fmt.Fprintf(w, "%s against no running configuration:\n", p.File)
+	} else {
+		fmt.Fprintf(w, "%s against version %d (applied %s by %s", p.File, p.Against.Number,
+			p.Against.Time.Format(time.RFC3339), p.Against.By)
+		if p.Against.Message != "" {
+			fmt.Fprintf(w, ": %q", p.Against.Message)
+		}
+		fmt.Fprintln(w, "):")
+	}
+	if len(p.Changes) == 0 {
+		fmt.Fprintln(w, "no changes")
+		return
+	}
+	var add, rm, ch int
+	for _, c := range p.Changes {
+		fmt.Fprintln(w, "  "+c.String())
+		switch c.Op {
+		case Added:
+			add++
+		case Removed:
+			rm++
+		default:
+			ch++
+		}
+	}
+	if len(p.Answers) == 0 {
+		fmt.Fprintln(w, "answers now: unchanged")
+	} else {
+		fmt.Fprintln(w, "answers now:")
+		for _, a := range p.Answers {
+			fmt.Fprintln(w, "  "+answerLine(a))
+		}
+	}
+	fmt.Fprintf(w, "%d to add, %d to remove, %d to change; apply exactly this with: detour apply %s --expect-version %d\n",
+		add, rm, ch, p.File, p.Against.Number)
+}

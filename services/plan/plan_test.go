@@ -1,0 +1,161 @@
+package plan_test
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/services/plan"
+)
+
+const base = `
+zones:
+  - name: demo.test
+    records: ["static 300 IN A 192.0.2.1"]
+    push: {server: "127.0.0.1:53", tsig: {name: k, secret: "c2VjcmV0"}}
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s}
+    pools:
+      - name: west
+        region: us-west
+        endpoints: [{address: "127.0.0.11:80"}]
+      - name: east
+        region: us-east
+        endpoints: [{address: "127.0.0.12:80"}]
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    apps: [{app: shop, listen: "127.0.0.21:8080"}]
+`
+
+func TestDiffNamesEveryKindOfChangeFieldByField(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"a changed check interval", "interval: 1s", "interval: 2s",
+			[]string{ // and what derives from it, unless given
+				"~ apps[shop].check.interval: 1s → 2s",
+				"~ apps[shop].check.timeout: 1s → 2s",
+				"~ apps[shop].check.jitter: 100ms → 200ms",
+				"~ apps[shop].check.stale_after: 3s → 6s",
+			}},
+		{"a new app", "edges:", "  - name: blog\n    fqdn: blog.demo.test\n    pools: [{name: p, endpoints: [{address: \"127.0.0.13:80\"}]}]\nedges:",
+			[]string{"+ apps[blog]"}},
+		{"a removed pool", "      - name: east\n        region: us-east\n        endpoints: [{address: \"127.0.0.12:80\"}]\n", "",
+			[]string{"- apps[shop].pools[east]"}},
+		{"an added endpoint", `endpoints: [{address: "127.0.0.11:80"}]`, `endpoints: [{address: "127.0.0.11:80"}, {address: "127.0.0.14:80"}]`,
+			[]string{"+ apps[shop].pools[west].endpoints[127-0-0-14_80]"}},
+		{"a changed policy", "    fqdn: shop.demo.test\n", "    fqdn: shop.demo.test\n    policy: round_robin\n",
+			[]string{"~ apps[shop].policy: failover → round_robin"}},
+		{"changed static records of a zone", `records: ["static 300 IN A 192.0.2.1"]`, `records: ["static 300 IN A 192.0.2.2"]`,
+			[]string{`~ zones[demo.test].records: ["static 300 IN A 192.0.2.1"] → ["static 300 IN A 192.0.2.2"]`}},
+		{"a changed edge listener", `listen: "127.0.0.21:8080"`, `listen: "127.0.0.21:8081"`,
+			[]string{`~ edges[edge-west].apps[shop].listen: "127.0.0.21:8080" → "127.0.0.21:8081"`}},
+		{"a changed secret, without its value", `secret: "c2VjcmV0"`, `secret: "b3RoZXI="`,
+			[]string{"~ zones[demo.test].push.tsig.secret: (secret) → (secret)"}},
+		{"a default spelled out", "interval: 1s", "interval: 1s, fall: 3", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(base, tc.from) {
+				t.Fatalf("base lacks %q", tc.from)
+			}
+			before := eventstest.Config(t, base)
+			after := eventstest.Config(t, strings.Replace(base, tc.from, tc.to, 1))
+			var got []string
+			for _, c := range plan.Diff(before, after) {
+				got = append(got, c.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestDiffAgainstNothingRunningAddsEveryZoneAppAndEdge(t *testing.T) {
+	var got []string
+	for _, c := range plan.Diff(nil, eventstest.Config(t, base)) {
+		got = append(got, c.String())
+	}
+	want := "+ zones[demo.test]\n+ apps[shop]\n+ edges[edge-west]"
+	if strings.Join(got, "\n") != want {
+		t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+}
+
+func TestAnswersShowWhatRemovingTheServingPoolChangesAtTheCurrentState(t *testing.T) {
+	noEdges := base[:strings.Index(base, "edges:")]
+	before := eventstest.Config(t, noEdges)
+	after := eventstest.Config(t, strings.Replace(noEdges, "      - name: west\n        region: us-west\n        endpoints: [{address: \"127.0.0.11:80\"}]\n", "", 1))
+	v := state.NewView()
+	p, err := plan.Compare(&plan.Plan{File: "next.yaml"}, before, after, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	p.Write(&out)
+	for _, want := range []string{
+		"next.yaml against no running configuration:",
+		"  - apps[shop].pools[west]",
+		"answers now:\n  ~ shop.demo.test. A: 127.0.0.11 → 127.0.0.12",
+		"0 to add, 1 to remove, 0 to change; apply exactly this with: detour apply next.yaml --expect-version 0",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// With west down, shop already answers east: removing west changes no answer.
+	down, err := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "127-0-0-11_80", To: events.StatusDown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Apply(events.EndpointStateSubject("shop", "west", "127-0-0-11_80"), 1, down); err != nil {
+		t.Fatal(err)
+	}
+	answers, err := plan.Answers(before, after, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(answers) != 0 {
+		t.Errorf("answers change with west down: %+v", answers)
+	}
+}
+
+func TestMakeComparesWithTheActiveVersion(t *testing.T) {
+	s := eventstest.Start(t)
+	ctx := t.Context()
+	_, v, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop", Message: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 100ms, stale_after: 3s", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	p.Write(&out)
+	for _, want := range []string{
+		"v2.yaml against version " + itoa(v.Number) + " (applied ",
+		`by ana@laptop: "first"):`,
+		"  ~ apps[shop].check.interval: 1s → 3s\nanswers now: unchanged\n",
+		"--expect-version " + itoa(v.Number),
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
