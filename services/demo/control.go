@@ -2,10 +2,14 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -69,18 +73,27 @@ func (s *Switch) Running() bool {
 }
 
 // Control serves the demo's switches over HTTP on loopback:
-// POST /edges/NAME/stop and POST /edges/NAME/start.
+// POST /edges/NAME/stop and POST /edges/NAME/start, each with "Authorization: Bearer TOKEN".
+// Requests from other than a loopback address, and requests without the token (which a web
+// page the operator visits cannot know), are refused.
 type Control struct {
-	srv *http.Server
-	ln  net.Listener
+	srv   *http.Server
+	ln    net.Listener
+	token string
 }
 
-// StartControl listens on addr and serves the switches, keyed by edge name.
+// StartControl listens on addr and serves the switches, keyed by edge name, behind a fresh
+// random token.
 func StartControl(addr string, edges map[string]*Switch, report func(error)) (*Control, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("start demo control: make token: %w", err)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("start demo control: %w", err)
 	}
+	c := &Control{ln: ln, token: hex.EncodeToString(b[:])}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /edges/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		sw, ok := edges[r.PathValue("name")]
@@ -102,10 +115,29 @@ func StartControl(addr string, edges map[string]*Switch, report func(error)) (*C
 			http.Error(w, "want stop or start", http.StatusNotFound)
 		}
 	})
-	c := &Control{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	c.srv = &http.Server{Handler: c.guard(mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = c.srv.Serve(ln) }()
 	return c, nil
 }
+
+// guard passes on only the requests from loopback that carry the token.
+func (c *Control) guard(next http.Handler) http.Handler {
+	want := []byte("Bearer " + c.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().IsLoopback() {
+			http.Error(w, "the demo control accepts requests from loopback only", http.StatusForbidden)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			http.Error(w, "want the header \"Authorization: Bearer TOKEN\" with the token detour up printed", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Token is what requests must carry as "Authorization: Bearer TOKEN".
+func (c *Control) Token() string { return c.token }
 
 // Addr is the control server's address.
 func (c *Control) Addr() string { return c.ln.Addr().String() }

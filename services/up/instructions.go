@@ -38,8 +38,9 @@ func (s *Stack) printInstructions(w io.Writer, isDemo bool) {
 	if s.control != nil {
 		for _, e := range s.Config.Edges {
 			name := e.Name
-			fmt.Fprintf(w, "Stop / start %s (as a crash looks to the controller):\n  curl -X POST http://%s/edges/%s/stop\n  curl -X POST http://%s/edges/%s/start\n",
-				name, s.control.Addr(), name, s.control.Addr(), name)
+			auth := "-H 'Authorization: Bearer " + s.control.Token() + "'"
+			fmt.Fprintf(w, "Stop / start %s (as a crash looks to the controller):\n  curl -X POST %s http://%s/edges/%s/stop\n  curl -X POST %s http://%s/edges/%s/start\n",
+				name, auth, s.control.Addr(), name, auth, s.control.Addr(), name)
 		}
 		fmt.Fprintln(w)
 	}
