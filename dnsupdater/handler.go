@@ -3,7 +3,6 @@ package dnsupdater
 import (
 	"encoding/binary"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -234,20 +233,7 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) []*dns.Msg {
 	if z == nil || z.Name != name || !transferAllowed(z, remote) {
 		return nil
 	}
-	rrs := []dns.RR{z.SOA}
-	for _, n := range z.Names() {
-		recs := z.Nodes[n].Records()
-		types := make([]uint16, 0, len(recs))
-		for ty := range recs {
-			if ty != dns.TypeSOA {
-				types = append(types, ty)
-			}
-		}
-		slices.Sort(types)
-		for _, ty := range types {
-			rrs = append(rrs, recs[ty]...)
-		}
-	}
+	rrs := z.Content()
 	rrs = append(rrs, z.SOA)
 	var out []*dns.Msg
 	for len(rrs) > 0 {

@@ -21,6 +21,14 @@ type projector struct {
 	// latest holds the last event of every STATE subject: what the snapshot keeps.
 	latest  map[string]storedEvent
 	serials map[string]uint32
+	// restored holds, per zone, the digest of the content the snapshot's serial stood for: a
+	// first projection with other content takes a new serial.
+	restored map[string]string
+	// started lists the zones whose first projection took a new serial, whose secondaries
+	// must be notified once the server runs.
+	started []*zone.Zone
+	// current holds the zones of the last projection (immutable once projected).
+	current []*zone.Zone
 	// served holds, per zone, the record sets and the answer signature at the current serial.
 	served map[string]servedZone
 }
@@ -46,6 +54,7 @@ func newProjector(static *zone.Static, now func() time.Time) *projector {
 	return &projector{
 		static: static, now: now, view: state.NewView(),
 		latest: map[string]storedEvent{}, serials: map[string]uint32{}, served: map[string]servedZone{},
+		restored: map[string]string{},
 	}
 }
 
@@ -62,8 +71,8 @@ func (p *projector) apply(subject string, seq uint64, e events.Envelope) (bool, 
 }
 
 // project returns the zones at the current state, bumping the serial of every zone whose
-// answers differ from those at its current serial. The first projection of a zone takes a
-// serial unless a snapshot gave it one.
+// answers differ from those at its current serial. The first projection of a zone takes a new
+// serial unless a snapshot gave it one for the same content.
 func (p *projector) project() []*zone.Zone {
 	zones, _ := p.recompute()
 	return zones
@@ -72,15 +81,20 @@ func (p *projector) project() []*zone.Zone {
 // recompute is project, also returning the zones that changed and how.
 func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
 	zones := p.static.Project(p.view, p.serials)
+	p.current = zones
 	var out []zoneChange
 	for _, z := range zones {
 		now := servedZone{rrsets: z.AppRRsets(), signature: signature(z)}
 		prev, seen := p.served[z.Name]
 		serial, hasSerial := p.serials[z.Name]
 		switch {
-		case !hasSerial:
-			serial = NextSerial(0, p.now())
-		case seen && prev.signature == now.signature:
+		case !seen && (!hasSerial || p.restored[z.Name] != z.Digest()):
+			// Content the snapshot's serial did not stand for (or no snapshot): a secondary
+			// holding that serial must see a later one (RFC 1982), and be told.
+			serial = NextSerial(serial, p.now())
+			p.started = append(p.started, z)
+		case !seen:
+		case prev.signature == now.signature:
 			continue
 		case seen:
 			serial = NextSerial(serial, p.now())

@@ -116,6 +116,21 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.table.Store(buildTable(s.proj.project(), nil))
+	for _, z := range s.proj.started {
+		// Sent once Run starts the NOTIFY sender; more zones than the queue holds wait for
+		// their secondaries' refresh.
+		select {
+		case s.notifyQ <- z:
+		default:
+		}
+	}
+	if len(s.proj.started) > 0 && o.DataDir != "" {
+		// Record the new serial at once, so that the next start compares with it.
+		if err := saveSnapshot(o.DataDir, s.proj.snapshot()); err != nil {
+			s.log.Error().Err(err).Msg("snapshot not saved")
+		}
+	}
+	s.proj.started = nil
 	s.ls, err = listen(o.Addr, o.UDPSockets)
 	if err != nil {
 		return nil, fmt.Errorf("new dns server: %w", err)

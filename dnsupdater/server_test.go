@@ -189,36 +189,63 @@ func TestGarbageOnTheStateStreamIsSkipped(t *testing.T) {
 	}, "the event after the garbage still moves the answer")
 }
 
-func TestNotifyIsSentToSecondariesOnEveryChange(t *testing.T) {
+// fakeSecondary listens on loopback for NOTIFYs, acknowledges them and hands them over.
+func fakeSecondary(t *testing.T) (string, <-chan *dns.Msg) {
+	t.Helper()
 	got := make(chan *dns.Msg, 16)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	secondary := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		got <- r
+		select {
+		case got <- r:
+		default:
+		}
 		m := new(dns.Msg)
 		m.SetReply(r)
 		_ = w.WriteMsg(m)
 	})}
 	go func() { _ = secondary.ActivateAndServe() }()
 	t.Cleanup(func() { _ = secondary.Shutdown() })
+	return pc.LocalAddr().String(), got
+}
 
-	js := eventstest.Start(t)
-	cfg := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    notify: [\""+pc.LocalAddr().String()+"\"]\n", 1))
-	h := startServer(t, js, cfg, "")
-	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	select {
-	case m := <-got:
-		if m.Opcode != dns.OpcodeNotify || !m.Authoritative || m.Question[0].Name != "demo.test." || m.Question[0].Qtype != dns.TypeSOA {
-			t.Errorf("want a NOTIFY for demo.test. SOA, got %v", m)
+// awaitNotify waits for a NOTIFY of demo.test. carrying serial want, skipping earlier ones.
+func awaitNotify(t *testing.T, got <-chan *dns.Msg, want uint32) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	var seen []uint32
+	for {
+		select {
+		case m := <-got:
+			if m.Opcode != dns.OpcodeNotify || !m.Authoritative || m.Question[0].Name != "demo.test." || m.Question[0].Qtype != dns.TypeSOA || len(m.Answer) != 1 {
+				t.Fatalf("want a NOTIFY for demo.test. SOA with the new SOA, got %v", m)
+			}
+			s := m.Answer[0].(*dns.SOA).Serial
+			if s == want {
+				return
+			}
+			seen = append(seen, s)
+		case <-deadline:
+			t.Fatalf("no NOTIFY with serial %d within 5s (got serials %v)", want, seen)
 		}
-		if len(m.Answer) != 1 || m.Answer[0].(*dns.SOA).Serial != serial(t, h.srv.Addr()) {
-			t.Errorf("want the new SOA in the NOTIFY, got %v", m.Answer)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no NOTIFY within 5s of the change")
 	}
+}
+
+func withNotify(conf, target string) string {
+	return strings.Replace(conf, "  - name: demo.test\n", "  - name: demo.test\n    notify: [\""+target+"\"]\n", 1)
+}
+
+func TestNotifyIsSentToSecondariesOnEveryChange(t *testing.T) {
+	target, got := fakeSecondary(t)
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, withNotify(demoConfig, target)), "")
+	first := serial(t, h.srv.Addr())
+	awaitNotify(t, got, first)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, h.srv.Addr()) != first }, "serial moves after the change")
+	awaitNotify(t, got, serial(t, h.srv.Addr()))
 }
 
 func TestServerAnswersOnIPv6Loopback(t *testing.T) {

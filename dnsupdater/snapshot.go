@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
 )
 
 // snapshotFile is the name of the last-known-good snapshot inside the data directory.
@@ -23,11 +25,15 @@ type snapshot struct {
 	Serials map[string]uint32 `json:"serials"`
 	LastSeq uint64            `json:"last_seq"`
 	Events  []storedEvent     `json:"events"`
+	// Digests hold, per zone, the digest of the content served at its serial.
+	Digests map[string]string `json:"digests,omitempty"`
+	// zones are the projected zones the digests are taken from, by the writer.
+	zones []*zone.Zone
 }
 
 // snapshot returns the projector's state to save.
 func (p *projector) snapshot() *snapshot {
-	s := &snapshot{Version: snapshotVersion, Serials: map[string]uint32{}, LastSeq: p.view.LastSeq()}
+	s := &snapshot{Version: snapshotVersion, Serials: map[string]uint32{}, LastSeq: p.view.LastSeq(), zones: p.current}
 	for z, serial := range p.serials {
 		s.Serials[z] = serial
 	}
@@ -55,6 +61,9 @@ func (p *projector) restore(s *snapshot) {
 	for z, serial := range s.Serials {
 		p.serials[z] = serial
 	}
+	for z, d := range s.Digests {
+		p.restored[z] = d
+	}
 }
 
 // loadSnapshot reads the snapshot in dir; it returns nil when there is none.
@@ -80,6 +89,12 @@ func loadSnapshot(dir string) (*snapshot, error) {
 func saveSnapshot(dir string, s *snapshot) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	if s.Digests == nil {
+		s.Digests = map[string]string{}
+		for _, z := range s.zones {
+			s.Digests[z.Name] = z.Digest()
+		}
 	}
 	b, err := json.Marshal(s)
 	if err != nil {

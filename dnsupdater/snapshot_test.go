@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +81,45 @@ func TestSerialsIncreaseInSerialNumberArithmetic(t *testing.T) {
 				t.Errorf("%d is not after %d", got, tt.prev)
 			}
 		})
+	}
+}
+
+func TestARestartWithChangedContentTakesALaterSerialAndNotifies(t *testing.T) {
+	target, got := fakeSecondary(t)
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	base := withNotify(demoConfig, target)
+	withRecord := func(conf, record string) string {
+		return strings.Replace(conf, "  - name: demo.test\n", "  - name: demo.test\n    records: [\""+record+"\"]\n", 1)
+	}
+	steps := []struct {
+		name    string
+		conf    string
+		changed bool
+	}{
+		{name: "first start", conf: withRecord(base, "www IN A 192.0.2.1"), changed: true},
+		{name: "same configuration", conf: withRecord(base, "www IN A 192.0.2.1"), changed: false},
+		{name: "a static record changed", conf: withRecord(base, "www IN A 192.0.2.2"), changed: true},
+		{name: "an app added", conf: withRecord(base, "www IN A 192.0.2.2") + `
+  - name: blog
+    fqdn: blog.demo.test
+    pools: [{name: p1, endpoints: [{address: "127.0.0.31:80"}]}]
+`, changed: true},
+	}
+	var prev uint32
+	for i, st := range steps {
+		h := startServer(t, js, eventstest.Config(t, st.conf), dir)
+		s := serial(t, h.srv.Addr())
+		switch {
+		case i > 0 && st.changed && !serialAfter(s, prev):
+			t.Errorf("%s: want a serial later than %d, got %d", st.name, prev, s)
+		case i > 0 && !st.changed && s != prev:
+			t.Errorf("%s: want serial %d kept, got %d", st.name, prev, s)
+		}
+		if st.changed {
+			awaitNotify(t, got, s)
+		}
+		h.stop()
+		prev = s
 	}
 }

@@ -1,6 +1,9 @@
 package zone
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"slices"
 	"strings"
 
@@ -69,4 +72,40 @@ func Changes(before, after map[Key][]string) []events.RecordChange {
 		out = append(out, events.RecordChange{Name: k.Name, Type: dns.TypeToString[k.Type], Before: before[k], After: after[k]})
 	}
 	return out
+}
+
+// Content returns every record of the zone in transfer order: the SOA, then every RRset by
+// canonical name and type. It is what an AXFR carries, without the closing SOA.
+func (z *Zone) Content() []dns.RR {
+	rrs := []dns.RR{z.SOA}
+	for _, n := range z.Names() {
+		recs := z.Nodes[n].Records()
+		types := make([]uint16, 0, len(recs))
+		for ty := range recs {
+			if ty != dns.TypeSOA {
+				types = append(types, ty)
+			}
+		}
+		slices.Sort(types)
+		for _, ty := range types {
+			rrs = append(rrs, recs[ty]...)
+		}
+	}
+	return rrs
+}
+
+// Digest is a hash of everything the zone serves but its serial: two projections with the same
+// digest answer alike, so they may share a serial.
+func (z *Zone) Digest() string {
+	h := sha256.New()
+	for i, rr := range z.Content() {
+		if i == 0 {
+			soa := *z.SOA
+			soa.Serial = 0
+			rr = &soa
+		}
+		io.WriteString(h, rr.String())
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
