@@ -47,11 +47,11 @@ func (s *Server) follow(ctx context.Context) {
 	}
 }
 
-// followOnce reads STATE from its start with an ordered consumer until ctx ends or the
-// consumer fails. Events delivered while the consumer catches up are folded without a
-// refresh; the refresh comes once nothing is pending.
+// followOnce reads the last event of every STATE subject, then every new one, with an ordered
+// consumer until ctx ends or the consumer fails. Events delivered while the consumer catches up
+// are folded without a refresh; the refresh comes once nothing is pending.
 func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverAllPolicy,
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		MaxResetAttempts: events.FollowResetAttempts}
 	if last := s.proj.view.LastSeq(); s.followed && last > 0 {
 		// After an outage, go on from the last event folded instead of reading STATE again.

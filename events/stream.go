@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,24 +19,87 @@ const (
 	StreamDrills = "DRILLS"
 )
 
+// BucketProbers is the key-value bucket where prober workers announce themselves, one key per
+// worker ("<region>.<name>"). JetStream stores it in the stream StreamProbers.
+const (
+	BucketProbers = "detour_probers"
+	StreamProbers = "KV_" + BucketProbers
+	// ProbersTTL removes the records of workers that stopped long ago; liveness itself is judged
+	// from each record's own TTL.
+	ProbersTTL = time.Minute
+)
+
+// Storage bounds. PROBES holds facts that can be sampled away: it is bounded by bytes and message
+// size and discards its oldest results. STATE holds transitions, which cannot: it has storage of
+// its own reserved (JetStream reserves a stream's max_bytes at creation), so a flood of results
+// can never fill the store and stop transitions, and when even that is full appends fail loudly
+// instead of discarding history.
+const (
+	// ProbeResultBytes is what one stored probe result costs, envelope and stream overhead included.
+	ProbeResultBytes = 512
+	// DefaultProbeMaxBytes bounds PROBES when the probe rate is not known.
+	DefaultProbeMaxBytes = 1 << 30
+	// MinProbeMaxBytes is the least PROBES is given, whatever the rate.
+	MinProbeMaxBytes = 64 << 20
+	// MaxProbeMessage bounds one PROBES message (a batch of results).
+	MaxProbeMessage = 512 << 10
+	// DefaultStateReserve is the storage reserved for STATE.
+	DefaultStateReserve = 1 << 30
+	// memoryShare divides the defaults of streams kept in memory (tests, benchmarks).
+	memoryShare = 8
+)
+
 // StreamOptions size the streams for a deployment.
 type StreamOptions struct {
-	// Replicas is 1 on embedded JetStream and 3 on a cluster. Default 1.
+	// Replicas of every stream and bucket: 1 on embedded JetStream, 3 on a cluster. Default 1.
 	Replicas int
 	// ProbeRetention is how long probe results are kept for replay. Default 24h.
 	ProbeRetention time.Duration
+	// ProbeRate is how many results per second every region together publishes (see
+	// config.Config.ProbeRate); it sizes PROBES for ProbeRetention. Default: unknown.
+	ProbeRate float64
+	// ProbeMaxBytes bounds PROBES. Default: ProbeRate × ProbeRetention × ProbeResultBytes, at
+	// least MinProbeMaxBytes; DefaultProbeMaxBytes when the rate is unknown (an eighth of it in
+	// memory).
+	ProbeMaxBytes int64
+	// StateReserve is the storage reserved for STATE. Default DefaultStateReserve (an eighth of
+	// it in memory).
+	StateReserve int64
 	// Memory keeps every stream in memory instead of files (tests and benchmarks).
 	Memory bool
 }
 
-// Streams returns the definitions of every stream Detour uses.
-func Streams(o StreamOptions) []jetstream.StreamConfig {
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
+func (o StreamOptions) withDefaults() StreamOptions {
+	o.Replicas = max(o.Replicas, 1)
 	if o.ProbeRetention == 0 {
 		o.ProbeRetention = 24 * time.Hour
 	}
+	if o.ProbeMaxBytes == 0 {
+		o.ProbeMaxBytes = ProbeBytes(o.ProbeRate, o.ProbeRetention)
+		if o.Memory && o.ProbeRate <= 0 {
+			o.ProbeMaxBytes /= memoryShare
+		}
+	}
+	if o.StateReserve == 0 {
+		o.StateReserve = DefaultStateReserve
+		if o.Memory {
+			o.StateReserve /= memoryShare
+		}
+	}
+	return o
+}
+
+// ProbeBytes is the size of PROBES that holds retention's worth of results at rate per second.
+func ProbeBytes(rate float64, retention time.Duration) int64 {
+	if rate <= 0 {
+		return DefaultProbeMaxBytes
+	}
+	return max(int64(rate*retention.Seconds()*ProbeResultBytes), MinProbeMaxBytes)
+}
+
+// Streams returns the definitions of every stream Detour uses.
+func Streams(o StreamOptions) []jetstream.StreamConfig {
+	o = o.withDefaults()
 	storage := jetstream.FileStorage
 	if o.Memory {
 		storage = jetstream.MemoryStorage
@@ -49,7 +113,11 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	}
 	probes := base(StreamProbes, "Every health-check result (facts, high volume)", SubjectProbes)
 	probes.MaxAge = o.ProbeRetention
+	probes.MaxBytes = o.ProbeMaxBytes
+	probes.MaxMsgSize = MaxProbeMessage
 	state := base(StreamState, "Append-only transitions of endpoints, pools, edges and overrides", SubjectState)
+	state.DenyDelete, state.DenyPurge = true, true
+	state.MaxBytes, state.Discard = o.StateReserve, jetstream.DiscardNew
 	config := base(StreamConfig, "Desired configuration, every applied version", SubjectConfig)
 	config.MaxMsgsPerSubject = 100
 	dns := base(StreamDNS, "Zone changes with their serials", SubjectDNS)
@@ -59,12 +127,79 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{probes, state, config, dns, routes, drills}
 }
 
-// EnsureStreams creates the streams, or updates them to these definitions.
+// ProbersBucket returns the definition of the probers' membership bucket. It is stored in files
+// on a cluster, so that losing the node that leads it loses no member and stops no probing.
+func ProbersBucket(o StreamOptions) jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	return jetstream.KeyValueConfig{
+		Bucket: BucketProbers, Description: "Live prober workers, one heartbeat record per region.worker",
+		History: 1, TTL: ProbersTTL, Storage: storage, Replicas: o.Replicas,
+	}
+}
+
+// Shortfall is a stream found with fewer replicas than configured: losing one node may stop it.
+type Shortfall struct {
+	Stream     string
+	Replicas   int
+	Configured int
+}
+
+// EnsureStreams creates every stream and the probers' bucket, or updates them to these
+// definitions; it never lowers the replicas of an existing one, nor changes its storage (which
+// JetStream cannot). It is what `detour apply` and `detour up` run.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, sc := range Streams(o) {
+		if cur, err := js.Stream(ctx, sc.Name); err == nil {
+			c := cur.CachedInfo().Config
+			sc.Replicas, sc.Storage = max(sc.Replicas, c.Replicas), c.Storage
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}
+	kc := ProbersBucket(o)
+	if cur, err := js.Stream(ctx, StreamProbers); err == nil {
+		c := cur.CachedInfo().Config
+		kc.Replicas, kc.Storage = max(kc.Replicas, c.Replicas), c.Storage
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", kc.Bucket, err)
+	}
 	return nil
+}
+
+// ProvisionStreams creates, with these definitions, every stream and the probers' bucket that
+// does not exist yet, and leaves existing ones as they are (changing them is the operator's, with
+// `detour apply`). It reports the existing ones that have fewer replicas than o asks for. Every
+// role runs it at start, so whichever needs a stream first creates it with the configured
+// replicas. A stream it cannot create (no permission) is reported in the error; the others are
+// still created.
+func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) ([]Shortfall, error) {
+	o = o.withDefaults()
+	var short []Shortfall
+	var errs []error
+	check := func(name string, create func() error) {
+		cur, err := js.Stream(ctx, name)
+		switch {
+		case err == nil:
+			if n := cur.CachedInfo().Config.Replicas; n < o.Replicas {
+				short = append(short, Shortfall{Stream: name, Replicas: n, Configured: o.Replicas})
+			}
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			if err := create(); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && !errors.Is(err, jetstream.ErrBucketExists) {
+				errs = append(errs, fmt.Errorf("create stream %s: %w", name, err))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("open stream %s: %w", name, err))
+		}
+	}
+	for _, sc := range Streams(o) {
+		check(sc.Name, func() error { _, err := js.CreateStream(ctx, sc); return err })
+	}
+	check(StreamProbers, func() error { _, err := js.CreateKeyValue(ctx, ProbersBucket(o)); return err })
+	return short, errors.Join(errs...)
 }

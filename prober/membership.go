@@ -16,11 +16,7 @@ import (
 
 // MembersBucket is the JetStream key-value bucket where probers announce themselves, one key per
 // worker: "<region>.<name>". Its values are Member records as JSON.
-const MembersBucket = "detour_probers"
-
-// membersBucketTTL removes the records of workers that stopped long ago; liveness itself is
-// judged from each record's own TTL.
-const membersBucketTTL = time.Minute
+const MembersBucket = events.BucketProbers
 
 // maxMemberTTL bounds the ttl a record may claim; a worker silent for longer is dead.
 const maxMemberTTL = time.Hour
@@ -157,7 +153,8 @@ type membership struct {
 	twinWarned bool
 }
 
-// ensureMembersBucket opens MembersBucket, creating it if it does not exist.
+// ensureMembersBucket opens MembersBucket, creating it with the configured replicas if it does
+// not exist yet.
 func ensureMembersBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, MembersBucket)
 	if err == nil {
@@ -166,14 +163,7 @@ func ensureMembersBucket(ctx context.Context, js jetstream.JetStream, replicas i
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("open bucket %s: %w", MembersBucket, err)
 	}
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      MembersBucket,
-		Description: "Live prober workers, one heartbeat record per region.worker",
-		History:     1,
-		TTL:         membersBucketTTL,
-		Storage:     jetstream.MemoryStorage,
-		Replicas:    max(replicas, 1),
-	})
+	kv, err = js.CreateKeyValue(ctx, events.ProbersBucket(events.StreamOptions{Replicas: replicas}))
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = js.KeyValue(ctx, MembersBucket)
 	}

@@ -124,8 +124,9 @@ func (p *publisher) batches(ctx context.Context) {
 	}
 }
 
-// maxBatch keeps a batch message well under NATS' default 1 MB payload limit.
-const maxBatch = 1000
+// maxBatch keeps a batch message well under events.MaxProbeMessage, PROBES' bound on one
+// message (a result takes 300 to 700 bytes).
+const maxBatch = 500
 
 func (p *publisher) batch(cs []completed) {
 	u, err := uuid.NewV7()

@@ -4,6 +4,7 @@ package eventstest
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -21,41 +22,97 @@ type Server struct {
 	URL    string
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
+	opts   server.Options
+}
+
+// Options choose what StartWith sets up.
+type Options struct {
+	// NoStreams starts the server without Detour's streams.
+	NoStreams bool
+	// Files stores the streams in files, so that they survive Stop and Restart; the connection
+	// then reconnects for ever.
+	Files bool
 }
 
 // Start runs JetStream on 127.0.0.1 with its store in a temporary directory, creates Detour's
 // streams in memory, and stops everything when the test ends.
-func Start(tb testing.TB) *Server {
+func Start(tb testing.TB) *Server { return StartWith(tb, Options{}) }
+
+// StartWith runs JetStream as Start does, set up as o says.
+func StartWith(tb testing.TB, o Options) *Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{
+	s := &Server{opts: server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(),
 		NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		tb.Fatalf("new nats server: %v", err)
+	}}
+	s.boot(tb)
+	s.opts.Port = s.Server.Addr().(*net.TCPAddr).Port
+	s.URL = s.Server.ClientURL()
+	if o.Files {
+		s.Conn = ConnectRetrying(tb, s.URL)
+	} else {
+		s.Conn = Connect(tb, s.URL)
 	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("nats server did not become ready in 10s")
-	}
-	tb.Cleanup(s.Shutdown)
-	nc := Connect(tb, s.ClientURL())
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(s.Conn)
 	if err != nil {
 		tb.Fatalf("jetstream: %v", err)
 	}
+	s.JS = js
+	if o.NoStreams {
+		return s
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Memory: true}); err != nil {
+	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Memory: !o.Files}); err != nil {
 		tb.Fatalf("ensure streams: %v", err)
 	}
-	return &Server{Server: s, URL: s.ClientURL(), Conn: nc, JS: js}
+	return s
+}
+
+func (s *Server) boot(tb testing.TB) {
+	tb.Helper()
+	o := s.opts
+	ns, err := server.NewServer(&o)
+	if err != nil {
+		tb.Fatalf("new nats server: %v", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats server did not become ready in 10s")
+	}
+	tb.Cleanup(ns.Shutdown)
+	s.Server = ns
+}
+
+// Stop shuts the server down, as a crash of the only node would.
+func (s *Server) Stop() {
+	s.Server.Shutdown()
+	s.Server.WaitForShutdown()
+}
+
+// Restart starts the server again on the same port and store after Stop.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.boot(tb)
 }
 
 // Connect opens another connection to url, closed when the test ends.
 func Connect(tb testing.TB, url string) *nats.Conn {
 	tb.Helper()
 	nc, err := nats.Connect(url, nats.Name(tb.Name()))
+	if err != nil {
+		tb.Fatalf("connect %s: %v", url, err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// ConnectRetrying opens a connection to url that reconnects every 50ms for ever, as the roles'
+// connections do, and is opened even while no server answers yet.
+func ConnectRetrying(tb testing.TB, url string) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(url, nats.Name(tb.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.RetryOnFailedConnect(true))
 	if err != nil {
 		tb.Fatalf("connect %s: %v", url, err)
 	}

@@ -36,7 +36,7 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var replicas int
 	var o config.ApplyOptions
 	c.register(fs, true)
-	fs.IntVar(&replicas, "replicas", 1, "replicas of each stream if apply creates it")
+	fs.IntVar(&replicas, "replicas", envInt("DETOUR_REPLICAS", 1), "replicas of each stream and bucket; existing ones are raised to it, never lowered ($DETOUR_REPLICAS)")
 	fs.StringVar(&o.Message, "m", "", "why: kept with the version in `detour config history`")
 	fs.Func("expect-version", "refuse unless version `N` is the active one (0: none yet), as `detour plan` printed", func(s string) error {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -57,14 +57,15 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErr("read configuration: %w", err)
 	}
-	if _, err := config.Parse(path, doc); err != nil {
+	parsed, err := config.Parse(path, doc)
+	if err != nil {
 		return err
 	}
 	js, err := connect(c.natsURL, "detour-apply")
 	if err != nil {
 		return err
 	}
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: replicas}); err != nil {
+	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: replicas, ProbeRate: parsed.ProbeRate()}); err != nil {
 		return err
 	}
 	o.By = operator()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater"
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
@@ -56,11 +57,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // role is what every single-role command shares: a NATS connection and the configuration.
 type role struct {
 	common
-	name string
+	name     string
+	replicas int
 }
 
 func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (jetstream.JetStream, *config.Config, zerolog.Logger, error) {
 	r.register(fs, true)
+	fs.IntVar(&r.replicas, "replicas", envInt("DETOUR_REPLICAS", 1), "replicas of each stream and bucket this role creates if it is missing ($DETOUR_REPLICAS)")
 	if err := parse(fs, args, stderr); err != nil {
 		return nil, nil, zerolog.Logger{}, err
 	}
@@ -79,7 +82,21 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	if err != nil {
 		return nil, nil, log, err
 	}
+	provision(ctx, js, events.StreamOptions{Replicas: r.replicas, ProbeRate: cfg.ProbeRate()}, log)
 	return js, cfg, log, nil
+}
+
+// provision creates the streams and buckets that do not exist yet, with the configured replicas,
+// and warns of those that have fewer: losing one JetStream node may then stop them.
+func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptions, log zerolog.Logger) {
+	short, err := events.ProvisionStreams(ctx, js, o)
+	for _, s := range short {
+		log.Warn().Str("stream", s.Stream).Int("replicas", s.Replicas).Int("configured", s.Configured).
+			Msg("stream has fewer replicas than configured; run detour apply --replicas to raise them")
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("streams not provisioned")
+	}
 }
 
 // loadConfig reads --config, or else waits for an active configuration on the CONFIG stream
@@ -132,7 +149,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if region == "" {
 		return usageErr("--region is required")
 	}
-	return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log})
+	return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Replicas: r.replicas, Log: log})
 }
 
 func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {

@@ -116,7 +116,7 @@ func run(ctx context.Context, o Options) error {
 
 	stateMsgs := make(chan jetstream.Msg, 256)
 	cons, err := o.JS.OrderedConsumer(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("run controller: follow %s: %w", events.StreamState, err)

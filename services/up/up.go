@@ -120,7 +120,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{}); err != nil {
+	if err := events.EnsureStreams(ctx, js, events.StreamOptions{ProbeRate: cfg.ProbeRate()}); err != nil {
 		return nil, err
 	}
 	if _, err := config.Publish(ctx, js, name, doc, "detour-up"); err != nil {

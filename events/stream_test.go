@@ -1,0 +1,137 @@
+package events_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestProvisionStreamsCreatesWhatIsMissingWithTheConfiguredStorage(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	short, err := events.ProvisionStreams(ctx, srv.JS, events.StreamOptions{})
+	if err != nil || len(short) != 0 {
+		t.Fatalf("provision on an empty server: shortfalls %v, error %v", short, err)
+	}
+	for _, name := range []string{"PROBES", "STATE", "CONFIG", "DNS", "ROUTES", "DRILLS", "KV_detour_probers"} {
+		info := srv.Stream(t, name).CachedInfo()
+		if info.Config.Storage != jetstream.FileStorage || info.Config.Replicas != 1 {
+			t.Errorf("%s: storage %v with %d replicas, want files with 1", name, info.Config.Storage, info.Config.Replicas)
+		}
+	}
+	if _, err := srv.JS.KeyValue(ctx, events.BucketProbers); err != nil {
+		t.Fatalf("the probers' bucket is not usable as a bucket: %v", err)
+	}
+}
+
+func TestProvisionStreamsReportsStreamsWithFewerReplicasThanConfigured(t *testing.T) {
+	srv := eventstest.Start(t) // every stream with one replica
+	short, err := events.ProvisionStreams(context.Background(), srv.JS, events.StreamOptions{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range short {
+		if s.Replicas != 1 || s.Configured != 3 {
+			t.Errorf("%s: reported %d of %d replicas, want 1 of 3", s.Stream, s.Replicas, s.Configured)
+		}
+		names = append(names, s.Stream)
+	}
+	if got := strings.Join(names, " "); got != "PROBES STATE CONFIG DNS ROUTES DRILLS KV_detour_probers" {
+		t.Fatalf("shortfalls: got %q, want every stream and the bucket", got)
+	}
+	if r := srv.Stream(t, "STATE").CachedInfo().Config.Replicas; r != 1 {
+		t.Fatalf("provision changed STATE's replicas to %d; only apply may", r)
+	}
+}
+
+func TestStateRefusesDeleteAndPurge(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	e, _ := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{To: events.StatusDown})
+	ack, err := events.Append(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "a"), e, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := srv.Stream(t, events.StreamState)
+	if err := st.DeleteMsg(ctx, ack.Sequence); err == nil {
+		t.Error("a transition was deleted from STATE")
+	}
+	if err := st.Purge(ctx); err == nil {
+		t.Error("STATE was purged")
+	}
+	if info, _ := st.Info(ctx); info.State.Msgs != 1 {
+		t.Fatalf("STATE holds %d transitions, want 1", info.State.Msgs)
+	}
+}
+
+func TestProbesDiscardsItsOldestResultsAtItsByteBoundAndRefusesOversizedMessages(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	const bound = 1 << 20
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true, ProbeMaxBytes: bound}); err != nil {
+		t.Fatal(err)
+	}
+	subject := events.ProbeSubject("west", "shop", "west", "a")
+	if _, err := srv.JS.Publish(ctx, subject, make([]byte, events.MaxProbeMessage+1)); err == nil {
+		t.Fatal("a message over MaxProbeMessage was stored")
+	}
+	chunk := make([]byte, 64<<10)
+	for range 40 { // 2.5 MiB in all
+		if _, err := srv.JS.Publish(ctx, subject, chunk); err != nil {
+			t.Fatalf("publish within the bound: %v", err)
+		}
+	}
+	info, err := srv.Stream(t, events.StreamProbes).Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Bytes > bound || info.State.LastSeq != 40 {
+		t.Fatalf("PROBES holds %d bytes up to seq %d, want at most %d bytes and the newest result (40)", info.State.Bytes, info.State.LastSeq, bound)
+	}
+	// STATE keeps accepting transitions: its storage is its own.
+	e, _ := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{To: events.StatusDown})
+	if _, err := events.Append(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "a"), e, 0); err != nil {
+		t.Fatalf("append to STATE after PROBES filled: %v", err)
+	}
+}
+
+func TestEnsureStreamsUpgradesStreamsCreatedByAnEarlierVersion(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	if _, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamState, Subjects: []string{events.SubjectState},
+		Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketProbers, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := srv.Stream(t, events.StreamState).CachedInfo().Config
+	if !c.DenyDelete || !c.DenyPurge || c.MaxBytes != events.DefaultStateReserve {
+		t.Fatalf("STATE after ensure: deny_delete %v, deny_purge %v, max_bytes %d", c.DenyDelete, c.DenyPurge, c.MaxBytes)
+	}
+}
+
+func TestProbeBytesHoldsTheRetentionAtTheRate(t *testing.T) {
+	for _, tc := range []struct {
+		rate float64
+		want int64
+	}{
+		{0, events.DefaultProbeMaxBytes},
+		{1, events.MinProbeMaxBytes},                            // 44 MB a day is under the floor
+		{100, 100 * 86400 * events.ProbeResultBytes},            // 4.4 GB
+		{12000, 12000 * 86400 * int64(events.ProbeResultBytes)}, // 530 GB
+	} {
+		if got := events.ProbeBytes(tc.rate, 24*time.Hour); got != tc.want {
+			t.Errorf("rate %v/s: got %d bytes, want %d", tc.rate, got, tc.want)
+		}
+	}
+}
