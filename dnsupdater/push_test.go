@@ -3,6 +3,8 @@ package dnsupdater
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -21,10 +23,15 @@ shop  IN A   192.0.2.200
 other IN A   192.0.2.99
 `})
 	js := eventstest.Start(t)
+	// The key is read from a file by the server that pushes: CONFIG holds only its path.
+	keyFile := filepath.Join(t.TempDir(), "tsig.key")
+	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := eventstest.Config(t, fmt.Sprintf(`
 zones:
   - name: demo.test
-    push: {server: "%s", tsig: {name: detour-key, secret: "%s"}, retry_interval: 100ms}
+    push: {server: "%s", tsig: {name: detour-key, secret_file: "%s"}, retry_interval: 100ms}
 apps:
   - name: shop
     fqdn: shop.demo.test
@@ -33,7 +40,7 @@ apps:
         endpoints: [{address: "127.0.0.11:8081"}]
       - name: us-east
         endpoints: [{address: "127.0.0.12:8081"}]
-`, primary, secret))
+`, primary, keyFile))
 	startServer(t, js, cfg, "")
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.11"})

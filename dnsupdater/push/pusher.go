@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -55,14 +56,21 @@ func New(o Options) (*Pusher, error) {
 	if !ok {
 		return nil, fmt.Errorf("new pusher for %s: tsig.algorithm: unknown %q", o.Zone, o.Push.TSIG.Algorithm)
 	}
-	if o.Push.TSIG.Name == "" || o.Push.TSIG.Secret == "" {
-		return nil, fmt.Errorf("new pusher for %s: tsig: a key name and secret are required", o.Zone)
+	if o.Push.TSIG.Name == "" {
+		return nil, fmt.Errorf("new pusher for %s: tsig: a key name is required", o.Zone)
+	}
+	secret, err := o.Push.TSIG.Key()
+	if err != nil {
+		return nil, fmt.Errorf("new pusher for %s: %w", o.Zone, err)
+	}
+	if _, err := base64.StdEncoding.DecodeString(secret); err != nil {
+		return nil, fmt.Errorf("new pusher for %s: tsig: the key is not base64", o.Zone)
 	}
 	key := dns.Fqdn(o.Push.TSIG.Name)
 	return &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
 		offers: make(chan Desired, 1), key: key, alg: alg,
-		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{key: o.Push.TSIG.Secret}},
+		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{key: secret}},
 	}, nil
 }
 

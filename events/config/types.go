@@ -70,8 +70,13 @@ type TSIG struct {
 	Name string `yaml:"name"`
 	// Algorithm is hmac-sha256 (default), hmac-sha384, hmac-sha512 or hmac-sha1.
 	Algorithm string `yaml:"algorithm,omitempty"`
-	// Secret is the base64 key.
-	Secret string `yaml:"secret"`
+	// Secret is the base64 key, inline: stored in CONFIG where every role may read it, so prefer
+	// SecretFile or SecretEnv. Exactly one of the three is required.
+	Secret string `yaml:"secret,omitempty"`
+	// SecretFile is a file holding the base64 key, read by the DNS server that pushes.
+	SecretFile string `yaml:"secret_file,omitempty"`
+	// SecretEnv is an environment variable holding the base64 key, read by the DNS server.
+	SecretEnv string `yaml:"secret_env,omitempty"`
 }
 
 // Policies for choosing the answer of an app.

@@ -130,8 +130,11 @@ func (z *Zone) validate(p *problems, path string) {
 		default:
 			p.add(pp+".tsig.algorithm", "want hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha1, got %q", z.Push.TSIG.Algorithm)
 		}
-		if _, err := base64.StdEncoding.DecodeString(z.Push.TSIG.Secret); err != nil || z.Push.TSIG.Secret == "" {
-			p.add(pp+".tsig.secret", "want a base64 key")
+		k := &z.Push.TSIG
+		if validateSecret(p, pp+".tsig", k.Secret, k.SecretFile, k.SecretEnv) && k.Secret != "" {
+			if _, err := base64.StdEncoding.DecodeString(k.Secret); err != nil {
+				p.add(pp+".tsig.secret", "want a base64 key")
+			}
 		}
 		if z.Push.RetryInterval < 0 {
 			p.add(pp+".retry_interval", "must not be negative")

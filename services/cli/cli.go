@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/redact"
 	"github.com/rs/zerolog"
 )
 
@@ -58,6 +59,7 @@ func usageErr(format string, args ...any) error { return errUsage{fmt.Errorf(for
 
 // Main runs the command line args and returns the process exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
+	stderr = redact.Writer(stderr) // logs and errors: no URL's password reaches the terminal
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {

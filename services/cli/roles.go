@@ -12,6 +12,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/redact"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
 	"github.com/detourdev/detour/services/controller"
@@ -127,7 +128,7 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 func connect(url, name string) (jetstream.JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to nats at %s: %w", redact.String(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

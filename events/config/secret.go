@@ -1,0 +1,67 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+)
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validateSecret checks that a secret is given exactly one way (inline, secret_file or
+// secret_env) and reports whether it is.
+func validateSecret(p *problems, path, inline, file, env string) bool {
+	n := 0
+	for _, s := range []string{inline, file, env} {
+		if s != "" {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		p.add(path, "want one of secret_file, secret_env or secret")
+	case n > 1:
+		p.add(path, "want only one of secret_file, secret_env or secret")
+	case env != "" && !envNameRE.MatchString(env):
+		p.add(path+".secret_env", "%q is not an environment variable name", env)
+	default:
+		return true
+	}
+	return false
+}
+
+// ReadSecret returns a secret given inline, in the file named file (surrounding white space
+// trimmed) or in the environment variable env: whichever is set. The error names where it
+// looked, never the secret.
+func ReadSecret(inline, file, env string) (string, error) {
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("secret_file: %w", err)
+		}
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+		return "", fmt.Errorf("secret_file: %s is empty", file)
+	case env != "":
+		if s := strings.TrimSpace(os.Getenv(env)); s != "" {
+			return s, nil
+		}
+		return "", fmt.Errorf("secret_env: $%s is not set in this process's environment", env)
+	case inline != "":
+		return inline, nil
+	}
+	return "", errors.New("no secret, secret_file or secret_env")
+}
+
+// Key returns the TSIG key's secret, from wherever the configuration says it is.
+func (k TSIG) Key() (string, error) {
+	s, err := ReadSecret(k.Secret, k.SecretFile, k.SecretEnv)
+	if err != nil {
+		return "", fmt.Errorf("tsig.%w", err)
+	}
+	return s, nil
+}

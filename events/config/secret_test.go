@@ -1,0 +1,65 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+func pushDoc(tsig string) string {
+	return `
+zones:
+  - name: demo.test
+    push: {server: "127.0.0.1:53", tsig: {name: k, ` + tsig + `}}
+apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: "127.0.0.1:80"}]}]}]
+`
+}
+
+func TestATSIGSecretIsGivenExactlyOneWay(t *testing.T) {
+	for _, c := range []struct{ tsig, want string }{
+		{`secret_file: /etc/detour/tsig.key`, ""},
+		{`secret_env: DETOUR_TSIG`, ""},
+		{`secret: "c2VjcmV0"`, ""},
+		{`algorithm: hmac-sha256`, "zones[0].push.tsig: want one of secret_file, secret_env or secret"},
+		{`secret: "c2VjcmV0", secret_env: DETOUR_TSIG`, "zones[0].push.tsig: want only one of secret_file, secret_env or secret"},
+		{`secret_env: "DETOUR TSIG"`, `zones[0].push.tsig.secret_env: "DETOUR TSIG" is not an environment variable name`},
+		{`secret: "not base64!"`, "zones[0].push.tsig.secret: want a base64 key"},
+	} {
+		_, err := config.Parse("detour.yaml", []byte(pushDoc(c.tsig)))
+		var ce *config.Error
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("tsig {%s}: %v", c.tsig, err)
+		case c.want != "" && (!errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, []string{c.want})):
+			t.Errorf("tsig {%s}: err = %v, want exactly %q", c.tsig, err, c.want)
+		}
+	}
+}
+
+func TestASecretIsReadFromAFileOrTheEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(file, []byte("c2VjcmV0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DETOUR_TEST_SECRET", "ZW52")
+	for _, k := range []struct {
+		tsig config.TSIG
+		want string
+	}{
+		{config.TSIG{SecretFile: file}, "c2VjcmV0"},
+		{config.TSIG{SecretEnv: "DETOUR_TEST_SECRET"}, "ZW52"},
+		{config.TSIG{Secret: "aW5saW5l"}, "aW5saW5l"},
+	} {
+		if got, err := k.tsig.Key(); err != nil || got != k.want {
+			t.Errorf("%+v: Key() = %q, %v; want %q", k.tsig, got, err, k.want)
+		}
+	}
+	if _, err := (config.TSIG{SecretFile: file + ".missing"}).Key(); err == nil || !strings.Contains(err.Error(), "tsig.secret_file: open "+file+".missing") {
+		t.Errorf("missing file: err = %v, want it to name the file", err)
+	}
+}
