@@ -67,7 +67,7 @@ func (o *Options) defaults() error {
 	if err := events.CheckToken(o.Region); err != nil {
 		errs = append(errs, fmt.Errorf("region: %w", err))
 	} else if o.Config != nil && !o.Config.RegionAllowed(o.Region) {
-		errs = append(errs, fmt.Errorf("region: %q is not among the configured regions %v (its results would be dropped)", o.Region, o.Config.Regions))
+		errs = append(errs, fmt.Errorf("region: %q is not among the configured regions %v (its results would be dropped)", o.Region, o.Config.ProbingRegions()))
 	}
 	if err := events.CheckToken(o.Name); err != nil {
 		errs = append(errs, fmt.Errorf("name: %w", err))

@@ -64,9 +64,6 @@ func Parse(name string, doc []byte) (*Config, error) {
 // ApplyDefaults fills every field left unset with its default. It is the one place defaults live.
 func (c *Config) ApplyDefaults() {
 	c.DNS.applyDefaults()
-	if len(c.Regions) == 0 {
-		c.Regions = c.poolRegions()
-	}
 	for i := range c.Zones {
 		z := &c.Zones[i]
 		z.Name = Canonical(z.Name)

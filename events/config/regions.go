@@ -6,10 +6,19 @@ import (
 	"sort"
 )
 
-// RegionAllowed reports whether results probed from region count: region is one of Regions, or
-// Regions is empty (no region configured and no pool naming one: any region counts).
+// ProbingRegions are the regions whose probe results count: Regions, else the regions the pools
+// name. Empty means any region counts (none is configured and no pool names one).
+func (c *Config) ProbingRegions() []string {
+	if len(c.Regions) > 0 {
+		return c.Regions
+	}
+	return c.poolRegions()
+}
+
+// RegionAllowed reports whether results probed from region count.
 func (c *Config) RegionAllowed(region string) bool {
-	return len(c.Regions) == 0 || slices.Contains(c.Regions, region)
+	r := c.ProbingRegions()
+	return len(r) == 0 || slices.Contains(r, region)
 }
 
 // poolRegions lists the regions the pools name, sorted, each once.

@@ -24,8 +24,8 @@ func TestRegionsDefaultToThePoolsRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"us-east", "us-west"}; !reflect.DeepEqual(c.Regions, want) {
-		t.Errorf("regions = %v, want %v", c.Regions, want)
+	if want := []string{"us-east", "us-west"}; !reflect.DeepEqual(c.ProbingRegions(), want) {
+		t.Errorf("probing regions = %v, want %v", c.ProbingRegions(), want)
 	}
 	if !c.RegionAllowed("us-west") || c.RegionAllowed("mars") {
 		t.Errorf("us-west allowed %v, mars allowed %v; want true, false", c.RegionAllowed("us-west"), c.RegionAllowed("mars"))
@@ -38,8 +38,8 @@ func TestWithoutRegionsAnywhereAnyRegionCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Regions) != 0 || !c.RegionAllowed("anywhere") {
-		t.Errorf("regions = %v, anywhere allowed %v; want none configured and any allowed", c.Regions, c.RegionAllowed("anywhere"))
+	if len(c.ProbingRegions()) != 0 || !c.RegionAllowed("anywhere") {
+		t.Errorf("probing regions = %v, anywhere allowed %v; want none and any allowed", c.ProbingRegions(), c.RegionAllowed("anywhere"))
 	}
 }
 

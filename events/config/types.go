@@ -21,7 +21,8 @@ type Config struct {
 	// DNS sets the behaviour of the authoritative servers. Optional.
 	DNS DNS `yaml:"dns,omitempty"`
 	// Regions are the probing regions whose results count; a result from any other region is
-	// dropped. Default: the regions the pools name; when no pool names one, any region counts.
+	// dropped. Default (see ProbingRegions): the regions the pools name; when no pool names one,
+	// any region counts.
 	Regions []string `yaml:"regions,omitempty"`
 }
 

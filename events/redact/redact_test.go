@@ -30,7 +30,10 @@ func TestALoggerWritingThroughTheWriterNeverPrintsAPassword(t *testing.T) {
 	var out bytes.Buffer
 	for _, w := range []func() *zerolog.Logger{
 		func() *zerolog.Logger { l := zerolog.New(redact.Writer(&out)); return &l },
-		func() *zerolog.Logger { l := zerolog.New(redact.Writer(zerolog.ConsoleWriter{Out: &out, NoColor: true})); return &l },
+		func() *zerolog.Logger {
+			l := zerolog.New(redact.Writer(zerolog.ConsoleWriter{Out: &out, NoColor: true}))
+			return &l
+		},
 	} {
 		w().Warn().Str("url", "nats://dns:dns-demo@nats-1:4222").Msg("nats disconnected")
 	}

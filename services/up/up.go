@@ -208,10 +208,10 @@ func (s *Stack) stop() {
 // Regions lists the configuration's probing regions (by default the pools' regions), or "local"
 // when it names none.
 func Regions(cfg *config.Config) []string {
-	if len(cfg.Regions) == 0 {
-		return []string{"local"}
+	if r := cfg.ProbingRegions(); len(r) > 0 {
+		return r
 	}
-	return cfg.Regions
+	return []string{"local"}
 }
 
 func waitTCP(ctx context.Context, addr string, within time.Duration) error {
