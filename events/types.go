@@ -74,11 +74,12 @@ type ProbeBatch struct {
 	Results []ProbeResult `json:"results"`
 }
 
-// Thresholds are the decision parameters in force when a transition was made.
+// Thresholds are the decision parameters in force when a transition was made; a field that does
+// not apply (fall and rise of an edge, heartbeat_fall of an endpoint) is left out.
 type Thresholds struct {
-	Fall          int     `json:"fall"`
-	Rise          int     `json:"rise"`
-	Quorum        float64 `json:"quorum"`
+	Fall          int     `json:"fall,omitempty"`
+	Rise          int     `json:"rise,omitempty"`
+	Quorum        float64 `json:"quorum,omitempty"`
 	HoldDownMS    int64   `json:"hold_down_ms,omitempty"`
 	StaleAfterMS  int64   `json:"stale_after_ms,omitempty"`
 	MinAvailable  string  `json:"min_available,omitempty"`
@@ -106,7 +107,7 @@ type Transition struct {
 	// Results are the ids of the probe results (or heartbeats) that completed the threshold.
 	Results    []string   `json:"results,omitempty"`
 	Votes      []Vote     `json:"votes,omitempty"`
-	Thresholds Thresholds `json:"thresholds"`
+	Thresholds Thresholds `json:"thresholds,omitzero"`
 }
 
 // Override actions.

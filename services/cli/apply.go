@@ -14,22 +14,6 @@ import (
 	"github.com/detourdev/detour/events/config"
 )
 
-func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	if err := parse(fs, args, stderr); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErr("want exactly one configuration file")
-	}
-	c, err := config.Load(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: valid: %d zones, %d apps, %d edges\n", fs.Arg(0), len(c.Zones), len(c.Apps), len(c.Edges))
-	return nil
-}
-
 func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
 	var c common
@@ -53,11 +37,14 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErr("want exactly one configuration file")
 	}
 	path := fs.Arg(0)
+	if err := c.check(); err != nil {
+		return err
+	}
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		return usageErr("read configuration: %w", err)
 	}
-	parsed, err := config.Parse(path, doc)
+	parsed, err := parseDoc(path, doc)
 	if err != nil {
 		return err
 	}
@@ -73,8 +60,8 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "applied %s as version %d: %d zones, %d apps, %d edges (restart the roles that run with --config to pick up a file)\n",
-		path, v.Number, len(cfg.Zones), len(cfg.Apps), len(cfg.Edges))
+	fmt.Fprintf(stdout, "applied %s as version %d: %s, %s, %s (restart the roles that run with --config to pick up a file)\n",
+		path, v.Number, count(len(cfg.Zones), "zone"), count(len(cfg.Apps), "app"), count(len(cfg.Edges), "edge"))
 	return nil
 }
 

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/redact"
 	"github.com/rs/zerolog"
 )
@@ -28,7 +28,7 @@ const (
 const usage = `usage: detour COMMAND [flags]
 
 Run everything in one process (embedded JetStream; the demo when no --config):
-  up          [--config FILE] [--dns-addr ADDR] [--data-dir DIR] [--nats-port N] [--log-format console|json]
+  up          [--config FILE] [--dns-addr ADDR] [--data-dir DIR] [--nats-port N] [--regions R,R]
 
 Run one role against a NATS server or cluster:
   prober      --region R [--name N] [--nats URL] [--config FILE]
@@ -47,9 +47,14 @@ Operate:
   override clear APP POOL [ENDPOINT] --reason TEXT
   override list                            the overrides in force, who set them and why
   query NAME [TYPE] [--server ADDR] [--watch]
+  events [--stream S] [--subject F] [--since D] [--follow] [--json]
   backend [--name N] [--listen ADDR]       serve a demo application instance
+  help [COMMAND]                           a command's usage, flags and an example
 
+Every command but check, query, backend and help takes --log-format auto|console|json (auto:
+console with colours on a terminal, JSON elsewhere) and --log-level debug|info|warn|error.
 Without --config, a role reads the active configuration from the CONFIG stream.
+Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.
 `
 
 // errUsage marks errors that exit with status 2.
@@ -57,30 +62,39 @@ type errUsage struct{ error }
 
 func usageErr(format string, args ...any) error { return errUsage{fmt.Errorf(format, args...)} }
 
-// Main runs the command line args and returns the process exit status.
+// Main runs the command line args and returns the process exit status: 0 success, 1 runtime
+// failure, 2 usage or configuration error.
 func Main(args []string, stdout, stderr io.Writer) int {
-	stderr = redact.Writer(stderr) // logs and errors: no URL's password reaches the terminal
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	stderr = logs.Like(redact.Writer(stderr), stderr) // logs and errors: no URL's password reaches the terminal
+	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		return help(args[1:], stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "detour: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "detour: unknown command %q; the commands are listed by \"detour help\"\n", args[0])
 		return exitUsage
 	}
 	err := cmd(ctx, args[1:], stdout, stderr)
+	var h errHelp
 	var ue errUsage
 	var ce *config.Error
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	case err == nil:
 		return exitOK
-	case errors.As(err, &ue), errors.As(err, &ce):
+	case errors.As(err, &h):
+		printHelp(stdout, args[0], h.fs)
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "detour %s: %v\nsee \"detour help %s\"\n", args[0], err, args[0])
+		return exitUsage
+	case errors.As(err, &ce):
 		fmt.Fprintf(stderr, "detour %s: %v\n", args[0], err)
 		return exitUsage
 	default:
@@ -98,7 +112,7 @@ func init() {
 		"up": runUp, "prober": runProber, "decider": runDecider, "dns": runDNS, "edge": runEdge,
 		"controller": runController, "apply": runApply, "check": runCheck,
 		"plan": runPlan, "config": runConfig, "override": runOverride,
-		"query": runQuery, "backend": runBackend,
+		"query": runQuery, "backend": runBackend, "events": runEvents,
 	}
 }
 
@@ -115,32 +129,43 @@ func (c *common) register(fs *flag.FlagSet, withNATS bool) {
 		fs.StringVar(&c.natsURL, "nats", envOr("DETOUR_NATS", "nats://127.0.0.1:4222"), "NATS server URL(s), comma-separated ($DETOUR_NATS)")
 		fs.StringVar(&c.configPath, "config", "", "configuration file (default: the active one on the CONFIG stream)")
 	}
-	fs.StringVar(&c.logFormat, "log-format", "console", "log format: console or json")
+	fs.StringVar(&c.logFormat, "log-format", logs.FormatAuto, "log format: auto (console on a terminal, else json), console or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 func (c *common) logger(stderr io.Writer) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(c.logLevel)
-	if err != nil || c.logLevel == "" {
-		return zerolog.Logger{}, usageErr("--log-level: want debug, info, warn or error, got %q", c.logLevel)
+	if err := c.check(); err != nil {
+		return zerolog.Logger{}, err
 	}
-	var w io.Writer
-	switch c.logFormat {
-	case "json":
-		w = stderr
-	case "console":
-		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
-	default:
-		return zerolog.Logger{}, usageErr("--log-format: want console or json, got %q", c.logFormat)
-	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	return logs.New(stderr, c.logFormat, c.logLevel)
 }
 
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
+// check validates the shared flags, so a command can refuse them before it starts anything.
+func (c *common) check() error {
+	if _, err := logs.ParseLevel(c.logLevel); err != nil {
+		return usageErr("--log-level: %v", err)
+	}
+	if err := logs.CheckFormat(c.logFormat); err != nil {
+		return usageErr("--log-format: %v", err)
+	}
+	if c.natsURL != "" {
+		for _, u := range strings.Split(c.natsURL, ",") {
+			if err := checkNATSURL(u); err != nil {
+				return usageErr("--nats: %v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// parse parses args into fs. Asked for --help it returns an errHelp (Main prints the usage on
+// stdout); a mistake is an errUsage, printed on stderr by Main.
+func parse(fs *flag.FlagSet, args []string, _ io.Writer) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return errHelp{fs}
 		}
 		return errUsage{err}
 	}

@@ -26,11 +26,14 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageErr("want exactly one configuration file")
 	}
 	path := fs.Arg(0)
+	if err := c.check(); err != nil {
+		return err
+	}
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		return usageErr("read configuration: %w", err)
 	}
-	if _, err := config.Parse(path, doc); err != nil {
+	if _, err := parseDoc(path, doc); err != nil {
 		return err
 	}
 	js, err := connect(c.natsURL, "detour-plan")
@@ -47,6 +50,9 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // runConfig shows applied configuration versions: `config get [--version N]`, `config history`.
 func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		args = []string{"get", "--help"}
+	}
 	if len(args) == 0 || (args[0] != "get" && args[0] != "history") {
 		return usageErr("want `config get [--version N]` or `config history`")
 	}
@@ -62,6 +68,9 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	if err := c.check(); err != nil {
+		return err
 	}
 	js, err := connect(c.natsURL, "detour-config")
 	if err != nil {

@@ -21,6 +21,10 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return usageErr(overrideUsage)
 	}
 	verb := args[0]
+	if verb == "-h" || verb == "-help" || verb == "--help" {
+		verb = "set"
+		args = []string{verb, "--help"}
+	}
 	fs := flag.NewFlagSet("override "+verb, flag.ContinueOnError)
 	var c common
 	var o events.Override

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -37,19 +40,35 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if every <= 0 {
 		return usageErr("--every: must be positive")
 	}
+	if err := checkHostPort("--server", server); err != nil {
+		return err
+	}
 	c := &dns.Client{Timeout: time.Second}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(fs.Arg(0)), qtype)
 	m.RecursionDesired = false
+	if !watch {
+		line, err := ask(ctx, c, m, server)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, line)
+		return nil
+	}
 	last := ""
 	for {
-		line := ask(ctx, c, m, server)
-		if !watch {
-			fmt.Fprintln(stdout, line)
-			return nil
+		// An answer goes to stdout and a failure to stderr, each printed when it differs from
+		// the last line; a failure's text holds no port or id that changes between queries.
+		line, err := ask(ctx, c, m, server)
+		out := stdout
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			line, out = "error: "+err.Error(), stderr
 		}
 		if line != last {
-			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05.000"), line)
+			fmt.Fprintf(out, "%s  %s\n", time.Now().Format("15:04:05.000"), line)
 			last = line
 		}
 		select {
@@ -61,10 +80,10 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // ask returns the answer as one line: the rcode and the sorted record data.
-func ask(ctx context.Context, c *dns.Client, m *dns.Msg, server string) string {
+func ask(ctx context.Context, c *dns.Client, m *dns.Msg, server string) (string, error) {
 	r, _, err := c.ExchangeContext(ctx, m, server)
 	if err != nil {
-		return "error: " + err.Error()
+		return "", queryError(server, err)
 	}
 	var data []string
 	for _, rr := range r.Answer {
@@ -72,7 +91,23 @@ func ask(ctx context.Context, c *dns.Client, m *dns.Msg, server string) string {
 	}
 	sort.Strings(data)
 	if len(data) == 0 {
-		return dns.RcodeToString[r.Rcode] + " (no records)"
+		return dns.RcodeToString[r.Rcode] + " (no records)", nil
 	}
-	return dns.RcodeToString[r.Rcode] + " " + strings.Join(data, " ")
+	return dns.RcodeToString[r.Rcode] + " " + strings.Join(data, " "), nil
+}
+
+// queryError says why server gave no answer, without the query's random source port.
+func queryError(server string, err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("no answer from %s within 1s", server)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s refused the query: no DNS server listens there", server)
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return fmt.Errorf("ask %s: %s: %w", server, oe.Op, oe.Err)
+	}
+	return fmt.Errorf("ask %s: %w", server, err)
 }

@@ -40,12 +40,20 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q", fs.Arg(0))
 	}
+	if regions != "" {
+		o.Regions = strings.Split(regions, ",")
+	}
+	if err := checkUp(o); err != nil {
+		return err
+	}
+	if o.ConfigPath != "" {
+		if _, err := loadFile(o.ConfigPath); err != nil {
+			return err
+		}
+	}
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err
-	}
-	if regions != "" {
-		o.Regions = strings.Split(regions, ",")
 	}
 	o.Out, o.Log = stdout, log
 	st, err := up.Start(ctx, o)
@@ -60,6 +68,8 @@ type role struct {
 	common
 	name     string
 	replicas int
+	// check, when set, validates the command's own flags before anything starts.
+	check func() error
 }
 
 func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (jetstream.JetStream, *config.Config, zerolog.Logger, error) {
@@ -70,6 +80,9 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	}
 	if fs.NArg() > 0 {
 		return nil, nil, zerolog.Logger{}, usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	if err := r.checkFlags(); err != nil {
+		return nil, nil, zerolog.Logger{}, err
 	}
 	log, err := r.logger(stderr)
 	if err != nil {
@@ -104,7 +117,7 @@ func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptio
 // (which `detour apply` publishes), so roles may start before it.
 func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*config.Config, error) {
 	if r.configPath != "" {
-		return config.Load(r.configPath)
+		return loadFile(r.configPath)
 	}
 	warned := false
 	for {
@@ -139,16 +152,13 @@ func connect(url, name string) (jetstream.JetStream, error) {
 
 func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prober", flag.ContinueOnError)
-	r := role{}
 	var region string
+	r := role{check: func() error { return checkToken("--region", region) }}
 	fs.StringVar(&region, "region", "", "probing region this worker belongs to (required)")
 	fs.StringVar(&r.name, "name", hostname(), "this worker's name, unique in its region")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
-	}
-	if region == "" {
-		return usageErr("--region is required")
 	}
 	return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Replicas: r.replicas, Log: log})
 }
@@ -166,8 +176,8 @@ func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
-	r := role{}
 	var addr, dataDir string
+	r := role{check: func() error { return checkHostPort("--addr", addr) }}
 	fs.StringVar(&r.name, "name", hostname(), "this server's name")
 	fs.StringVar(&addr, "addr", "127.0.0.1:5353", "listen address, UDP and TCP")
 	fs.StringVar(&dataDir, "data-dir", "detour-dns", "directory for the last-known-good snapshot")
@@ -184,8 +194,8 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	r := role{}
 	var resolver, region string
+	r := role{check: func() error { return checkEdgeFlags(region, resolver) }}
 	fs.StringVar(&r.name, "name", "", "which configured edge this process is (required)")
 	fs.StringVar(&region, "region", "", "the edge's region; when given it must match the configuration")
 	fs.StringVar(&resolver, "resolver", "127.0.0.1:5353", "DNS server that resolves peer edge hostnames")

@@ -2,11 +2,13 @@ package up
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater"
@@ -101,7 +103,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		for _, p := range cfg.Apps[0].Pools {
 			b, err := demo.StartBackend(p.Name, p.Endpoints[0].Address)
 			if err != nil {
-				return nil, fmt.Errorf("%w (the demo needs the loopback addresses 127.0.0.11 and 127.0.0.12)", err)
+				return nil, backendHint(err)
 			}
 			st.Backends[p.Name] = b
 		}
@@ -212,6 +214,18 @@ func Regions(cfg *config.Config) []string {
 		return r
 	}
 	return []string{"local"}
+}
+
+// backendHint says what to do when a demo backend cannot listen: another instance holds the
+// address, or the host lacks the loopback addresses.
+func backendHint(err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%w (is another detour up running? stop it first, or run your own configuration with --config)", err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("%w (the demo needs the loopback addresses 127.0.0.11 and 127.0.0.12; on macOS: sudo ifconfig lo0 alias 127.0.0.11 up, and .12)", err)
+	}
+	return err
 }
 
 func waitTCP(ctx context.Context, addr string, within time.Duration) error {

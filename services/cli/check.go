@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/config"
+)
+
+func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("want exactly one configuration file")
+	}
+	c, err := loadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: valid: %s, %s, %s\n", fs.Arg(0), count(len(c.Zones), "zone"), count(len(c.Apps), "app"), count(len(c.Edges), "edge"))
+	return nil
+}
+
+// loadFile reads and validates a configuration file as every command that runs one does: an
+// unreadable file is a usage error, and the zones must compile as the DNS server compiles them.
+func loadFile(path string) (*config.Config, error) {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErr("read configuration: %w", err)
+	}
+	return parseDoc(path, doc)
+}
+
+// parseDoc validates a configuration document completely: what config.Parse checks and what the
+// DNS server refuses when it compiles the zones.
+func parseDoc(name string, doc []byte) (*config.Config, error) {
+	c, err := config.Parse(name, doc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zone.Compile(c); err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return nil, &config.Error{File: name, Problems: ce.Problems}
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// count writes n and noun, in the plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func publish(t *testing.T, s *eventstest.Server, subject, typ string, at time.Time, data any) {
+	t.Helper()
+	env, err := events.New(typ, "decider-1", at, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), s.JS, subject, env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEventsPrintsTheHistoryAsLinesWithoutATerminal(t *testing.T) {
+	s := eventstest.Start(t)
+	at := time.Date(2026, 11, 30, 1, 2, 4, 10e6, time.UTC)
+	publish(t, s, events.EndpointStateSubject("shop", "us-west", "127-0-0-11_8081"), events.TypeEndpointDown, at,
+		events.Transition{App: "shop", Pool: "us-west", Endpoint: "127-0-0-11_8081", From: events.StatusUp, To: events.StatusDown, Reason: "3 consecutive failures"})
+	publish(t, s, events.ProbeSubject("us-west", "shop", "us-west", "127-0-0-11_8081"), events.TypeProbeCompleted, at,
+		events.ProbeResult{App: "shop", Pool: "us-west", Endpoint: "127-0-0-11_8081", Region: "us-west", OK: true, LatencyMicros: 1500})
+	if _, err := s.JS.Publish(context.Background(), "detour.state.edge.edge-west", []byte("not an event")); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := runMain("events", "--nats", s.URL)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if code != 0 || len(lines) != 2 {
+		t.Fatalf("detour events: exit %d, %d lines, want 0 and 2 (STATE only):\n%s%s", code, len(lines), stdout, stderr)
+	}
+	want := "2026-11-30T01:02:04.010Z  endpoint.down.v1         detour.state.endpoint.shop.us-west.127-0-0-11_8081  shop/us-west/127-0-0-11_8081: up → down: 3 consecutive failures (decider-1)"
+	if lines[0] != want {
+		t.Errorf("line 1:\n%s\nwant:\n%s", lines[0], want)
+	}
+	if !strings.Contains(lines[1], "(malformed)") || !strings.Contains(lines[1], "detour.state.edge.edge-west") {
+		t.Errorf("line 2 = %q, want the malformed message named with its subject", lines[1])
+	}
+
+	_, stdout, _ = runMain("events", "--nats", s.URL, "--stream", "PROBES")
+	if !strings.Contains(stdout, "shop/us-west/127-0-0-11_8081 from us-west: ok in 1.5ms (decider-1)") || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("detour events --stream PROBES:\n%s\nwant the one probe result", stdout)
+	}
+
+	_, stdout, _ = runMain("events", "--nats", s.URL, "--subject", "detour.state.endpoint.>", "--json")
+	var got storedEvent
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil || got.Stream != "STATE" || got.Seq != 1 || !strings.Contains(string(got.Event), `"type":"detour.endpoint.down.v1"`) {
+		t.Errorf("detour events --json = %q (%v), want one JSON line with the stream, sequence and the event", stdout, err)
+	}
+
+	_, stdout, _ = runMain("events", "--nats", s.URL, "--since", "1ns")
+	if stdout != "" {
+		t.Errorf("detour events --since 1ns printed:\n%s\nwant nothing: every event is older", stdout)
+	}
+}
+
+func TestEventsFollowPrintsNewEventsAsTheyArrive(t *testing.T) {
+	s := eventstest.Start(t)
+	at := time.Date(2026, 11, 30, 1, 2, 4, 0, time.UTC)
+	publish(t, s, events.EdgeStateSubject("edge-west"), events.TypeEdgeDown, at, events.Transition{Edge: "edge-west", From: events.StatusUp, To: events.StatusDown, Reason: "3 missed heartbeats"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- printEvents(ctx, s.JS, eventsOptions{streams: defaultEventStreams, follow: true}, &out, time.Now())
+	}()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Contains(out.String(), "edge edge-west: up → down") }, "the history was not printed")
+	publish(t, s, events.EdgeStateSubject("edge-west"), events.TypeEdgeUp, at.Add(time.Second), events.Transition{Edge: "edge-west", From: events.StatusDown, To: events.StatusUp, Reason: "heartbeats resumed"})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Contains(out.String(), "edge edge-west: down → up: heartbeats resumed") }, "the new event was not printed:\n%s", &out)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("follow ended with %v, want nil on interrupt", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("follow did not end within 5s of its context")
+	}
+}
+
+func runMain(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := Main(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}

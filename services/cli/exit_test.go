@@ -1,0 +1,144 @@
+package cli_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// validConfig is a configuration every command accepts; it binds nothing fixed.
+const validConfig = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: a, endpoints: [{address: "127.0.0.1:1"}]}]
+`
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationError(t *testing.T) {
+	good := writeFile(t, "good.yaml", validConfig)
+	bad := writeFile(t, "bad.yaml", "zones: [{name: demo.test}]\napps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}], fqnd: x}]\n")
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	noNATS := "nats://" + closedPort(t)
+	noDNS := closedPort(t)
+	// A TCP listener on the DNS address makes `up` fail at run time, after its flags passed.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	data := t.TempDir()
+
+	for _, c := range []struct {
+		name       string
+		args       []string
+		want       int
+		wantStderr string
+	}{
+		{"no command", nil, 2, "usage: detour COMMAND"},
+		{"an unknown command", []string{"launch"}, 2, `unknown command "launch"`},
+		{"help", []string{"help"}, 0, ""},
+		{"help of an unknown command", []string{"help", "launch"}, 2, `unknown command "launch"`},
+
+		{"up with an unknown flag", []string{"up", "--dns", "x"}, 2, "flag provided but not defined: -dns"},
+		{"up with a bad log format", []string{"up", "--log-format", "xml"}, 2, `--log-format: want auto, console or json, got "xml"`},
+		{"up with a bad log level", []string{"up", "--log-level", "loud"}, 2, `--log-level: want debug, info, warn or error, got "loud"`},
+		{"up with a DNS address without a port", []string{"up", "--dns-addr", "127.0.0.1", "--data-dir", filepath.Join(data, "a")}, 2, `--dns-addr: want ip:port such as 127.0.0.1:5353, got "127.0.0.1"`},
+		{"up with a NATS port out of range", []string{"up", "--nats-port", "70000"}, 2, "--nats-port: want -1 (any free port) or 0-65535, got 70000"},
+		{"up with a bad region", []string{"up", "--regions", "us west"}, 2, `--regions: "us west" may hold only letters`},
+		{"up with a missing configuration", []string{"up", "--config", missing}, 2, "no such file or directory"},
+		{"up with a bad configuration", []string{"up", "--config", bad, "--data-dir", filepath.Join(data, "b")}, 2, "invalid configuration"},
+		{"up with an argument", []string{"up", "now"}, 2, `unexpected argument "now"`},
+		{"up when its DNS address is taken", []string{"up", "--config", good, "--dns-addr", busy.Addr().String(), "--nats-port", "-1", "--data-dir", filepath.Join(data, "c"), "--log-level", "error"}, 1, "address already in use"},
+
+		{"prober without a region", []string{"prober", "--nats", noNATS}, 2, "--region: must not be empty"},
+		{"prober with a bad NATS URL", []string{"prober", "--region", "r", "--nats", "http://x"}, 2, "--nats: want a nats://"},
+		{"prober with a missing configuration", []string{"prober", "--region", "r", "--config", missing}, 2, "--config: open"},
+		{"prober when NATS is unreachable", []string{"prober", "--region", "r", "--nats", noNATS, "--config", good}, 1, "connect to nats"},
+		{"decider with an argument", []string{"decider", "x"}, 2, `unexpected argument "x"`},
+		{"decider when NATS is unreachable", []string{"decider", "--nats", noNATS}, 1, "connect to nats"},
+		{"dns with an address without a port", []string{"dns", "--addr", "127.0.0.1", "--nats", noNATS}, 2, "--addr: want ip:port"},
+		{"dns when NATS is unreachable", []string{"dns", "--nats", noNATS}, 1, "connect to nats"},
+		{"edge without a name", []string{"edge", "--nats", noNATS}, 2, "--name: must not be empty"},
+		{"edge with a bad resolver", []string{"edge", "--name", "e", "--resolver", "dns.example", "--nats", noNATS}, 2, "--resolver: want ip:port"},
+		{"edge not in the configuration", []string{"edge", "--name", "e", "--config", good, "--nats", noNATS}, 1, "connect to nats"},
+		{"controller with a bad log level", []string{"controller", "--log-level", "trace"}, 2, "--log-level"},
+		{"controller when NATS is unreachable", []string{"controller", "--nats", noNATS}, 1, "connect to nats"},
+
+		{"check without a file", []string{"check"}, 2, "want exactly one configuration file"},
+		{"check of a missing file", []string{"check", missing}, 2, "no such file or directory"},
+		{"check of a bad file", []string{"check", bad}, 2, "invalid configuration"},
+		{"check of a good file", []string{"check", good}, 0, ""},
+		{"apply without a file", []string{"apply"}, 2, "want exactly one configuration file"},
+		{"apply of a bad file", []string{"apply", bad, "--nats", noNATS}, 2, "invalid configuration"},
+		{"apply when NATS is unreachable", []string{"apply", good, "--nats", noNATS}, 1, "connect to nats"},
+
+		{"override without a verb", []string{"override"}, 2, "want `override set"},
+		{"override with too few arguments", []string{"override", "set", "shop"}, 2, "want APP POOL [ENDPOINT]"},
+		{"override set without an action", []string{"override", "set", "shop", "a", "--reason", "r", "--nats", noNATS}, 2, "action"},
+		{"override list when NATS is unreachable", []string{"override", "list", "--nats", noNATS}, 1, "connect to nats"},
+
+		{"query without a name", []string{"query"}, 2, "want NAME [TYPE]"},
+		{"query of an unknown type", []string{"query", "shop.demo.test", "AAA"}, 2, `unknown record type "AAA"`},
+		{"query with a server without a port", []string{"query", "--server", "127.0.0.1", "shop.demo.test"}, 2, "--server: want ip:port"},
+		{"query of a server that is not there", []string{"query", "--server", noDNS, "shop.demo.test"}, 1, "refused the query"},
+
+		{"events with an unknown stream", []string{"events", "--stream", "LOGS"}, 2, `--stream: want some of`},
+		{"events with a filter no stream holds", []string{"events", "--subject", "other.>"}, 2, `--subject: "other.>" matches no subject`},
+		{"events with a negative since", []string{"events", "--since", "-1m"}, 2, "--since: must not be negative"},
+		{"events when NATS is unreachable", []string{"events", "--nats", noNATS}, 1, "connect to nats"},
+
+		{"backend with an argument-less flag", []string{"backend", "--listen"}, 2, "flag needs an argument"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := run(c.args...)
+			if code != c.want {
+				t.Errorf("detour %s: exit %d, want %d; stderr:\n%s", strings.Join(c.args, " "), code, c.want, stderr)
+			}
+			if !strings.Contains(stderr, c.wantStderr) {
+				t.Errorf("detour %s: stderr lacks %q:\n%s", strings.Join(c.args, " "), c.wantStderr, stderr)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(data); len(entries) > 1 {
+		t.Errorf("a refused command created its data directory: %v", entries)
+	}
+}
+
+func TestHelpOfEachCommandGoesToStdoutWithAnExampleAndItsFlags(t *testing.T) {
+	for _, cmd := range []string{"up", "prober", "decider", "dns", "edge", "controller", "plan", "apply", "config", "check", "override", "query", "events", "backend"} {
+		for _, args := range [][]string{{"help", cmd}, {cmd, "--help"}, {cmd, "-h"}} {
+			code, stdout, stderr := run(args...)
+			if code != 0 || stderr != "" {
+				t.Errorf("detour %s: exit %d, stderr %q; want 0 and nothing on stderr", strings.Join(args, " "), code, stderr)
+			}
+			if !strings.HasPrefix(stdout, "usage: detour "+cmd) || !strings.Contains(stdout, "Example:\n  detour "+cmd) {
+				t.Errorf("detour %s printed:\n%s\nwant the usage of %s with an example", strings.Join(args, " "), stdout, cmd)
+			}
+		}
+	}
+	_, stdout, _ := run("help", "up")
+	for _, flag := range []string{"-regions", "-log-level", "-log-format", "-dns-addr"} {
+		if !strings.Contains(stdout, flag) {
+			t.Errorf("detour help up lacks %s:\n%s", flag, stdout)
+		}
+	}
+	code, stdout, _ := run("--help")
+	if code != 0 || !strings.Contains(stdout, "--regions") || !strings.Contains(stdout, "--log-level") || !strings.Contains(stdout, "events") {
+		t.Errorf("detour --help: exit %d, stdout:\n%s\nwant the general usage with --regions, --log-level and events", code, stdout)
+	}
+}

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/services/up"
+)
+
+// checkHostPort refuses anything but ip:port (or :port) with a port in 0-65535.
+func checkHostPort(flagName, v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return usageErr("%s: want ip:port such as 127.0.0.1:5353, got %q", flagName, v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return usageErr("%s: want a port in 0-65535, got %q", flagName, port)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		return usageErr("%s: want an IP address before the port, got %q", flagName, host)
+	}
+	return nil
+}
+
+// checkNATSURL refuses what nats.Connect would only refuse after a timeout or with a vague error.
+func checkNATSURL(v string) error {
+	v = strings.TrimSpace(v)
+	if !strings.Contains(v, "://") {
+		v = "nats://" + v
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("want a URL such as nats://127.0.0.1:4222, got %q", v)
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return fmt.Errorf("want a nats://, tls://, ws:// or wss:// URL, got %q", v)
+	}
+	return nil
+}
+
+// checkToken refuses a value that cannot be a subject token (regions, names).
+func checkToken(flagName, v string) error {
+	if err := events.CheckToken(v); err != nil {
+		return usageErr("%s: %v", flagName, err)
+	}
+	return nil
+}
+
+// checkReadable refuses a configuration file that cannot be read: a usage error, not a runtime
+// failure.
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return usageErr("--config: %v", err)
+	}
+	return f.Close()
+}
+
+// checkFlags validates the shared flags, the --config file and the command's own flags.
+func (r *role) checkFlags() error {
+	if err := r.common.check(); err != nil {
+		return err
+	}
+	if err := checkToken("--name", r.name); err != nil {
+		return err
+	}
+	if r.configPath != "" {
+		if err := checkReadable(r.configPath); err != nil {
+			return err
+		}
+	}
+	if r.check != nil {
+		return r.check()
+	}
+	return nil
+}
+
+func checkEdgeFlags(region, resolver string) error {
+	if region != "" {
+		if err := checkToken("--region", region); err != nil {
+			return err
+		}
+	}
+	return checkHostPort("--resolver", resolver)
+}
+
+// checkUp validates the flags of `detour up`.
+func checkUp(o up.Options) error {
+	if err := checkHostPort("--dns-addr", o.DNSAddr); err != nil {
+		return err
+	}
+	if o.DataDir == "" {
+		return usageErr("--data-dir: must not be empty")
+	}
+	if o.NATSPort < -1 || o.NATSPort > 65535 {
+		return usageErr("--nats-port: want -1 (any free port) or 0-65535, got %d", o.NATSPort)
+	}
+	for _, r := range o.Regions {
+		if err := checkToken("--regions", r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

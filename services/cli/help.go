@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// helpText is each command's synopsis, what it does and an example; the flags are appended from
+// the command's own flag set, so they cannot drift from what it parses.
+var helpText = map[string]string{
+	"up": `usage: detour up [--config FILE] [flags]
+
+Runs everything in one process on an embedded JetStream server: the demo when no --config is
+given, your configuration otherwise. Stops on Ctrl-C.
+
+Example:
+  detour up
+  detour up --config detour.yaml --dns-addr 127.0.0.1:5300 --nats-port -1`,
+	"prober": `usage: detour prober --region R [--name N] [--nats URL] [--config FILE] [flags]
+
+Runs one prober worker of region R: it checks every endpoint and publishes each result.
+
+Example:
+  detour prober --region us-west --name p1 --nats nats://127.0.0.1:4222`,
+	"decider": `usage: detour decider [--name N] [--nats URL] [--config FILE] [flags]
+
+Runs one decider replica: it folds probe results into up/down transitions (run two or more).
+
+Example:
+  detour decider --name decider-1 --nats nats://127.0.0.1:4222`,
+	"dns": `usage: detour dns [--addr ADDR] [--data-dir DIR] [--name N] [--nats URL] [--config FILE] [flags]
+
+Runs one authoritative DNS server, UDP and TCP, answering from the configuration and STATE.
+
+Example:
+  detour dns --addr 127.0.0.1:5353 --data-dir /var/lib/detour-dns`,
+	"edge": `usage: detour edge --name EDGE [--region R] [--resolver ADDR] [--nats URL] [--config FILE] [flags]
+
+Runs one edge proxy, one of the configuration's edges.
+
+Example:
+  detour edge --name edge-west --region us-west --resolver 127.0.0.1:5353`,
+	"controller": `usage: detour controller [--name N] [--nats URL] [--config FILE] [flags]
+
+Runs the controller: edge liveness from heartbeats, and one route table per edge.
+
+Example:
+  detour controller --name controller-1`,
+	"apply": `usage: detour apply FILE [--replicas N] [--nats URL] [flags]
+
+Validates FILE, creates the streams if needed and makes FILE the active configuration.
+
+Example:
+  detour apply detour.yaml --replicas 3 --nats nats://127.0.0.1:4222`,
+	"plan": `usage: detour plan FILE [--nats URL]
+
+Shows what applying FILE would change: the configuration field by field, and the answers the
+DNS server would give now. Prints the active version for "detour apply --expect-version".
+
+Example:
+  detour plan detour.yaml`,
+	"config": `usage: detour config get [--version N] [--nats URL]
+       detour config history [--nats URL]
+
+Prints the active configuration (or a kept version) with who applied it and why, or every kept
+version.
+
+Example:
+  detour config history
+  detour config get --version 3`,
+	"check": `usage: detour check FILE
+
+Validates FILE without running anything: prints every problem (exit 2) or a summary and any
+warnings (exit 0). It refuses exactly what "detour up --config FILE" refuses.
+
+Example:
+  detour check detour.yaml`,
+	"override": `usage: detour override set APP POOL [ENDPOINT] --action force_up|force_down|drain --reason TEXT
+       detour override clear APP POOL [ENDPOINT] --reason TEXT
+       detour override list
+
+Records an operator's decision that wins over the probes, ends it, or lists those in force.
+
+Example:
+  detour override set shop us-west --action drain --reason "maintenance, ticket 42"
+  detour override clear shop us-west --reason "maintenance done"`,
+	"query": `usage: detour query NAME [TYPE] [--server ADDR] [--watch] [--every D]
+
+Asks a DNS server for NAME (type A by default) and prints the answer on one line. With --watch
+it keeps asking and prints a timestamped line each time the answer changes. A failed query is
+reported on stderr; without --watch it exits 1.
+
+Example:
+  detour query shop.demo.test
+  detour query --server 127.0.0.1:5353 --watch www.demo.test`,
+	"events": `usage: detour events [--stream S] [--subject FILTER] [--since D] [--follow] [--json] [--nats URL]
+
+Prints the stored events, oldest first, one line each (time, stream, type, subject, summary),
+without a terminal or a pager. --follow keeps printing new ones until Ctrl-C.
+
+Example:
+  detour events --since 10m
+  detour events --stream STATE --subject 'detour.state.endpoint.shop.>' --follow`,
+	"backend": `usage: detour backend [--name N] [--listen ADDR]
+
+Serves a demo application instance: POST /-/fail makes it answer 503, POST /-/recover heals it.
+
+Example:
+  detour backend --name us-west --listen 127.0.0.11:8081`,
+	"help": `usage: detour help [COMMAND]
+
+Prints the usage of COMMAND, or the list of commands.
+
+Example:
+  detour help up`,
+}
+
+// errHelp is returned by a command asked for --help; Main prints fs's usage on stdout.
+type errHelp struct{ fs *flag.FlagSet }
+
+func (errHelp) Error() string { return "help requested" }
+func (errHelp) Unwrap() error { return flag.ErrHelp }
+
+// printHelp writes the usage of cmd, with the flags of fs when known.
+func printHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
+	fmt.Fprintln(w, helpText[cmd])
+	if fs == nil {
+		return
+	}
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	if b.Len() > 0 {
+		fmt.Fprintf(w, "\nFlags:\n%s", b.String())
+	}
+}
+
+// help prints the usage of the command named in args, or the general usage.
+func help(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	name := args[0]
+	cmd, ok := commands[name]
+	if !ok || name == "help" {
+		if name == "help" {
+			printHelp(stdout, name, nil)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "detour help: unknown command %q; the commands are listed by \"detour help\"\n", name)
+		return exitUsage
+	}
+	// Every command parses its flags before anything else, so asking it for --help has no effect
+	// but returning its flag set.
+	var h errHelp
+	if err := cmd(context.Background(), []string{"--help"}, io.Discard, io.Discard); !errors.As(err, &h) {
+		printHelp(stdout, name, nil)
+		return exitOK
+	}
+	printHelp(stdout, name, h.fs)
+	return exitOK
+}
