@@ -126,8 +126,8 @@ func TestServerFollowsTheRulesOfAnAuthoritativeServer(t *testing.T) {
 				if r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA {
 					t.Errorf("want NOERROR, AA, no answer, SOA in authority; got %v", r)
 				}
-				if soa := r.Ns[0].(*dns.SOA); soa.Minttl != 5 || soa.Hdr.Ttl != 3600 {
-					t.Errorf("SOA minimum (negative TTL): want 5, got %v", soa)
+				if soa := r.Ns[0].(*dns.SOA); soa.Minttl != 5 || soa.Hdr.Ttl != 5 {
+					t.Errorf("SOA in a negative answer: want MINIMUM 5 and TTL min(3600, 5) = 5 (RFC 2308 §3), got %v", soa)
 				}
 			}},
 		{name: "an unknown name is NXDOMAIN with the SOA in authority", req: func() *dns.Msg { return newQuery("nope.demo.test.", dns.TypeA) },

@@ -124,26 +124,32 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		if opt.Version() != 0 {
 			return reply(dns.RcodeBadVers, canonical)
 		}
-		for _, o := range opt.Option {
-			if o.Option() != optionECS {
-				continue
+		// The options as sent: the decoded ones hide an address longer or shorter than its
+		// source prefix, which RFC 7871 §6 answers with FORMERR.
+		for rd := optRData(p); len(rd) >= 4; {
+			code, l := binary.BigEndian.Uint16(rd), int(binary.BigEndian.Uint16(rd[2:]))
+			if 4+l > len(rd) {
+				break
 			}
-			if q.ecs != nil || !parseECS(ecsData(o.(*dns.EDNS0_SUBNET)), q) {
+			if code == optionECS && (q.ecs != nil || !parseECS(rd[4:4+l], q)) {
 				q.ecs = nil
 				return reply(dns.RcodeFormatError, canonical)
 			}
+			rd = rd[4+l:]
 		}
 	}
 	switch {
 	case req.Opcode == dns.OpcodeUpdate:
 		return reply(dns.RcodeRefused, canonical)
 	case req.Opcode != dns.OpcodeQuery:
+		// RD and CD belong to QUERY: an opcode Detour does not know gets neither back.
+		q.flags &^= 0x0110
 		return reply(dns.RcodeNotImplemented, canonical)
 	case len(req.Question) != 1 || canonical == nil || len(req.Answer) > 0 || (len(req.Ns) > 0 && canonical.Qtype != dns.TypeIXFR):
 		return reply(dns.RcodeFormatError, canonical)
 	case req.IsTsig() != nil:
 		// Detour holds no keys for queries: a signed query is not authorised.
-		return reply(dns.RcodeNotAuth, canonical)
+		return badKey(w.out, req, canonical, q, tcp)
 	case canonical.Qclass != dns.ClassINET:
 		return reply(dns.RcodeRefused, canonical)
 	}
@@ -175,8 +181,8 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		return reply(dns.RcodeServerFailure, canonical)
 	}
 	var scope uint8
-	if res.bySource && q.ecs != nil {
-		scope = q.ecsBits
+	if res.bySource != nil && q.ecs != nil {
+		scope = res.bySource.Scope(q.ecsAddr, q.ecsBits)
 	}
 	return finish(w.out, b, q, 0, scope, limitFor(q, tcp))
 }
@@ -255,16 +261,29 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) []*dns.Msg {
 	return out
 }
 
-// ecsData is the wire form of a decoded EDNS Client Subnet option.
-func ecsData(o *dns.EDNS0_SUBNET) []byte {
-	addr := o.Address.To16()
-	if o.Family == 1 {
-		addr = o.Address.To4()
+// badKey is the reply to a query signed with a key Detour does not hold: NOTAUTH with an
+// unsigned TSIG record whose error is BADKEY (RFC 8945 §5.2.2), after the OPT record when the
+// query had one.
+func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp bool) []byte {
+	sig := req.IsTsig()
+	m := new(dns.Msg)
+	m.Id, m.Response, m.Rcode = req.Id, true, dns.RcodeNotAuth
+	if canonical != nil {
+		m.Question = []dns.Question{*canonical}
 	}
-	n := (int(o.SourceNetmask) + 7) / 8
-	if n > len(addr) {
+	if q.edns {
+		m.SetEdns0(maxUDPSize, q.do)
+	}
+	m.Extra = append(m.Extra, &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: sig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: sig.Algorithm, TimeSigned: sig.TimeSigned, Fudge: sig.Fudge, OrigId: req.Id, Error: dns.RcodeBadKey,
+	})
+	b, err := m.Pack()
+	if err != nil {
 		return nil
 	}
-	out := []byte{byte(o.Family >> 8), byte(o.Family), o.SourceNetmask, o.SourceScope}
-	return append(out, addr[:n]...)
+	edns := q.edns
+	q.edns = false // the OPT record is in place, before the TSIG record
+	defer func() { q.edns = edns }()
+	return finish(dst, b, q, 0, 0, limitFor(q, tcp))
 }

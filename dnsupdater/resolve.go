@@ -14,10 +14,10 @@ import (
 type picker func(a *zone.Answer) int
 
 // resolution is the reference answer to one canonical question: the reply (question in lower
-// case, no OPT record) and whether it depended on the client's address.
+// case, no OPT record) and the source answer it depended on, if any.
 type resolution struct {
 	msg      *dns.Msg
-	bySource bool
+	bySource *zone.Answer
 }
 
 // zoneFor returns the most specific zone holding the canonical name, or nil.
@@ -54,7 +54,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 	n := z.Lookup(q.Name)
 	if n == nil {
 		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{z.SOA}
+		m.Ns = []dns.RR{z.NegativeSOA()}
 		return resolution{msg: m}
 	}
 	var r resolution
@@ -63,7 +63,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 	if qtype == dns.TypeANY {
 		qtype = minimalAnyType(n)
 		if qtype == 0 {
-			m.Ns = []dns.RR{z.SOA}
+			m.Ns = []dns.RR{z.NegativeSOA()}
 			return r
 		}
 	}
@@ -72,14 +72,17 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		cname := &dns.CNAME{Hdr: dns.RR_Header{Name: n.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: n.AppTTL}, Target: n.App.CNAME}
 		m.Answer = []dns.RR{cname}
 		if qtype != dns.TypeCNAME {
-			m.Answer = append(m.Answer, t.chase(n.App.CNAME, qtype)...)
+			t.chase(m, cname, qtype)
 		}
+		return r
 	case n.App != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA):
 		ans := &n.App.V4
 		if qtype == dns.TypeAAAA {
 			ans = &n.App.V6
 		}
-		r.bySource = ans.Pick == zone.PickSource
+		if ans.Pick == zone.PickSource {
+			r.bySource = ans
+		}
 		if i := pick(ans); i >= 0 {
 			m.Answer = zone.AddressRRs(n.Name, n.AppTTL, ans.Variants[i])
 		}
@@ -90,10 +93,11 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		}
 	case len(n.RRsets[dns.TypeCNAME]) > 0:
 		m.Answer = slices.Clone(n.RRsets[dns.TypeCNAME])
-		m.Answer = append(m.Answer, t.chase(n.RRsets[dns.TypeCNAME][0].(*dns.CNAME).Target, qtype)...)
+		t.chase(m, m.Answer[0].(*dns.CNAME), qtype)
+		return r
 	}
 	if len(m.Answer) == 0 {
-		m.Ns = []dns.RR{z.SOA}
+		m.Ns = []dns.RR{z.NegativeSOA()}
 	}
 	return r
 }
@@ -117,31 +121,48 @@ func minimalAnyType(n *zone.Node) uint16 {
 	return slices.Min(types)
 }
 
-// chase returns the records of type qtype at target, following CNAMEs a few steps, when Detour
-// is authoritative for target.
-func (t *table) chase(target string, qtype uint16) []dns.RR {
-	var out []dns.RR
-	for range 8 {
+// chase follows the CNAME chain that starts with c (already in m's answer) through the zones
+// Detour serves, as RFC 1034 §4.3.2 does: it adds the records of type qtype at its end; a
+// chain that ends at a name without them takes that name's rcode and its zone's SOA (RFC 2308,
+// RFC 6604); one that enters a delegation ends in a referral (RFC 2181 §6.1); one that leaves
+// the served zones or comes back to a name already answered stops there. The AA bit stays as
+// the first name decided it.
+func (t *table) chase(m *dns.Msg, c *dns.CNAME, qtype uint16) {
+	for {
+		target := c.Target
+		for _, rr := range m.Answer {
+			if rr.Header().Name == target {
+				return // a loop: every record of it is in the answer once
+			}
+		}
 		z := t.zoneFor(target)
 		if z == nil {
-			return out
+			return
+		}
+		if cut := delegation(z, target); cut != nil {
+			m.Ns = cut.RRsets[dns.TypeNS]
+			m.Extra = glue(t, m.Ns, cut.Name)
+			return
 		}
 		n := z.Lookup(target)
 		if n == nil {
-			return out
+			m.Rcode = dns.RcodeNameError
+			m.Ns = []dns.RR{z.NegativeSOA()}
+			return
 		}
 		recs := n.Records()
 		if rrs := recs[qtype]; len(rrs) > 0 {
-			return append(out, rrs...)
+			m.Answer = append(m.Answer, rrs...)
+			return
 		}
-		c := recs[dns.TypeCNAME]
-		if len(c) == 0 {
-			return out
+		next := recs[dns.TypeCNAME]
+		if len(next) == 0 {
+			m.Ns = []dns.RR{z.NegativeSOA()}
+			return
 		}
-		out = append(out, c...)
-		target = c[0].(*dns.CNAME).Target
+		m.Answer = append(m.Answer, next...)
+		c = next[0].(*dns.CNAME)
 	}
-	return out
 }
 
 // delegation returns the node of the zone cut above or at name (a name below the apex with NS

@@ -143,8 +143,8 @@ func (e *entry) answer(q *query, w *worker, remote netip.Addr) ([]byte, uint8, b
 	if c != nil {
 		i := c.ans.Choose(w.random(), w.next(), clientOf(remote, q.ecsAddr, q.ecsBits))
 		var scope uint8
-		if c.ans.Pick == zone.PickSource && q.ecs != nil {
-			scope = q.ecsBits
+		if q.ecs != nil {
+			scope = c.ans.Scope(q.ecsAddr, q.ecsBits)
 		}
 		if i < 0 {
 			return c.empty, scope, c.empty != nil

@@ -221,3 +221,48 @@ func udpLimit(q *query) int {
 	}
 	return min(max(int(q.size), minUDPSize), maxUDPSize)
 }
+
+// optRData returns the data of the first OPT record of the message p, or nil.
+func optRData(p []byte) []byte {
+	if len(p) < headerLen {
+		return nil
+	}
+	skipName := func(off int) int {
+		for off < len(p) {
+			l := int(p[off])
+			switch {
+			case l == 0:
+				return off + 1
+			case l&0xC0 == 0xC0:
+				return off + 2
+			case l&0xC0 != 0:
+				return -1
+			}
+			off += l + 1
+		}
+		return -1
+	}
+	off := headerLen
+	for range binary.BigEndian.Uint16(p[4:]) {
+		if off = skipName(off); off < 0 || off+4 > len(p) {
+			return nil
+		}
+		off += 4
+	}
+	records := int(binary.BigEndian.Uint16(p[6:])) + int(binary.BigEndian.Uint16(p[8:])) + int(binary.BigEndian.Uint16(p[10:]))
+	for range records {
+		if off = skipName(off); off < 0 || off+10 > len(p) {
+			return nil
+		}
+		rtype, rdlen := binary.BigEndian.Uint16(p[off:]), int(binary.BigEndian.Uint16(p[off+8:]))
+		off += 10
+		if off+rdlen > len(p) {
+			return nil
+		}
+		if rtype == typeOPT {
+			return p[off : off+rdlen]
+		}
+		off += rdlen
+	}
+	return nil
+}

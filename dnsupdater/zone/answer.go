@@ -362,3 +362,26 @@ func source(a *config.App, v *state.View, available []bool, v4 bool) Answer {
 	ans.Default = variant(pick(a.DefaultPools))
 	return ans
 }
+
+// Scope is the ECS scope prefix length (RFC 7871 §7.2.1) to report with the variant a
+// PickSource answer gives the client subnet addr/source: source, unless a rule's prefix is
+// longer than source and overlaps the subnet, in which case the longest such prefix, so that a
+// resolver caches the answer only for the clients it holds for. A source of 0 has scope 0.
+func (a *Answer) Scope(addr netip.Addr, source uint8) uint8 {
+	if a.Pick != PickSource || source == 0 {
+		return 0
+	}
+	subnet, err := addr.Unmap().Prefix(int(source))
+	if err != nil {
+		return source
+	}
+	scope := int(source)
+	for _, r := range a.Rules {
+		for _, p := range r.Prefixes {
+			if p.Addr().Is4() == subnet.Addr().Is4() && p.Bits() > scope && p.Overlaps(subnet) {
+				scope = p.Bits()
+			}
+		}
+	}
+	return uint8(scope)
+}

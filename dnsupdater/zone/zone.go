@@ -294,3 +294,11 @@ func Compare(a, b string) int {
 	}
 	return len(la) - len(lb)
 }
+
+// NegativeSOA is the SOA that NXDOMAIN and NODATA answers carry in their authority section:
+// its TTL is the lesser of the SOA's own TTL and its MINIMUM field (RFC 2308 §3).
+func (z *Zone) NegativeSOA() *dns.SOA {
+	soa := *z.SOA
+	soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
+	return &soa
+}

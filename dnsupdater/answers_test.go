@@ -1,0 +1,152 @@
+package dnsupdater
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/state"
+	"github.com/miekg/dns"
+)
+
+// answersConfig holds the names the sections tests ask about.
+const answersConfig = `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "mx IN A 192.0.2.25"
+      - "alias IN CNAME mx"
+      - "chain IN CNAME alias"
+      - "dangling IN CNAME nothere"
+      - "outside IN CNAME www.example.com."
+      - "sub IN NS ns.sub"
+      - "ns.sub IN A 192.0.2.7"
+      - "deleg IN CNAME host.sub"
+apps:
+  - name: geo
+    fqdn: geo.demo.test
+    ttl: 30
+    policy: source
+    sources: [{cidrs: ["10.1.0.0/16"], pools: [west]}]
+    default_pools: [east]
+    pools:
+      - {name: west, endpoints: [{address: "10.0.0.1:80"}]}
+      - {name: east, endpoints: [{address: "10.0.1.1:80"}]}
+`
+
+// sections renders a reply as the lines a reader compares: header, then every record.
+func sections(r *dns.Msg) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s", dns.RcodeToString[r.Rcode])
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{r.Authoritative, "aa"}, {r.Truncated, "tc"}, {r.RecursionDesired, "rd"}, {r.CheckingDisabled, "cd"}} {
+		if f.on {
+			b.WriteString(" " + f.name)
+		}
+	}
+	for _, sec := range []struct {
+		name string
+		rrs  []dns.RR
+	}{{"an", r.Answer}, {"ns", r.Ns}, {"ar", r.Extra}} {
+		for _, rr := range sec.rrs {
+			s := strings.ReplaceAll(rr.String(), "\t", " ")
+			if opt, ok := rr.(*dns.OPT); ok {
+				s = "OPT"
+				for _, o := range opt.Option {
+					s += " " + o.String()
+				}
+			}
+			if sig, ok := rr.(*dns.TSIG); ok {
+				s = fmt.Sprintf("TSIG %s error %s mac %q", sig.Hdr.Name, dns.RcodeToString[int(sig.Error)], sig.MAC)
+			}
+			fmt.Fprintf(&b, "\n%s: %s", sec.name, s)
+		}
+	}
+	return b.String()
+}
+
+const negSOA = "demo.test. 5 IN SOA ns1.demo.test. hostmaster.demo.test. 1 3600 600 604800 5"
+
+func answersTable(t testing.TB, conf string) *table {
+	t.Helper()
+	static, err := zone.Compile(eventstest.Config(t, conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 1}), nil)
+}
+
+func ecs(family uint16, source uint8, addr ...byte) *dns.EDNS0_LOCAL {
+	return &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: append([]byte{byte(family >> 8), byte(family), source, 0}, addr...)}
+}
+
+func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
+	tab := answersTable(t, answersConfig)
+	signed := newQuery("mx.demo.test.", dns.TypeA)
+	signed.SetTsig("nobody.", dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
+	unknownOpcode := newQuery("mx.demo.test.", dns.TypeA)
+	unknownOpcode.Opcode, unknownOpcode.CheckingDisabled = 3, true
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "NXDOMAIN carries the SOA with TTL min(SOA TTL, MINIMUM) (RFC 2308 §3)", req: newQuery("nope.demo.test.", dns.TypeA),
+			want: "NXDOMAIN aa rd\nns: " + negSOA},
+		{name: "NODATA carries the SOA with the negative TTL", req: newQuery("mx.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nns: " + negSOA},
+		{name: "a CNAME chain is followed to its data", req: newQuery("chain.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: chain.demo.test. 3600 IN CNAME alias.demo.test.\nan: alias.demo.test. 3600 IN CNAME mx.demo.test.\nan: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "a CNAME chain ending in NODATA carries the SOA (RFC 2308 §2.2)", req: newQuery("alias.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: alias.demo.test. 3600 IN CNAME mx.demo.test.\nns: " + negSOA},
+		{name: "a CNAME chain ending at no name is NXDOMAIN (RFC 6604)", req: newQuery("dangling.demo.test.", dns.TypeA),
+			want: "NXDOMAIN aa rd\nan: dangling.demo.test. 3600 IN CNAME nothere.demo.test.\nns: " + negSOA},
+		{name: "a CNAME out of the served zones ends with the CNAME", req: newQuery("outside.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: outside.demo.test. 3600 IN CNAME www.example.com."},
+		{name: "a CNAME into delegated space ends in a referral (RFC 1034 §4.3.2 3b)", req: newQuery("deleg.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: deleg.demo.test. 3600 IN CNAME host.sub.demo.test.\nns: sub.demo.test. 3600 IN NS ns.sub.demo.test.\nar: ns.sub.demo.test. 3600 IN A 192.0.2.7"},
+		{name: "an ECS subnet wider than a rule gets the rule's length as scope (RFC 7871 §7.2.1)",
+			req:  withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, ecs(1, 8, 10)),
+			want: "NOERROR aa rd\nan: geo.demo.test. 30 IN A 10.0.1.1\nar: OPT 10.0.0.0/8/16"},
+		{name: "an ECS subnet inside a rule keeps its own length as scope",
+			req:  withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, ecs(1, 24, 10, 1, 2)),
+			want: "NOERROR aa rd\nan: geo.demo.test. 30 IN A 10.0.0.1\nar: OPT 10.1.2.0/24/24"},
+		{name: "an ECS subnet beside every rule keeps its own length as scope",
+			req:  withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, ecs(1, 16, 192, 168)),
+			want: "NOERROR aa rd\nan: geo.demo.test. 30 IN A 10.0.1.1\nar: OPT 192.168.0.0/16/16"},
+		{name: "an ECS address longer than its source prefix is FORMERR (RFC 7871 §6)",
+			req:  withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, ecs(1, 8, 10, 1)),
+			want: "FORMERR rd\nar: OPT"},
+		{name: "an ECS address shorter than its source prefix is FORMERR",
+			req:  withEDNS(newQuery("nope.demo.test.", dns.TypeA), 1232, ecs(1, 24, 10)),
+			want: "FORMERR rd\nar: OPT"},
+		{name: "a query signed with an unknown key is NOTAUTH with a BADKEY TSIG (RFC 8945 §5.2.2)", req: signed,
+			want: "NOTAUTH rd\nar: TSIG nobody. error BADKEY mac \"\""},
+		{name: "an unknown opcode is NOTIMP without RD or CD", req: unknownOpcode,
+			want: "NOTIMP"},
+	}
+	remote := netip.MustParseAddr("192.0.2.99")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tt.req.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := newWorker(1).respond(tab, p, remote, false)
+			r := new(dns.Msg)
+			if err := r.Unpack(b); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+			if got := sections(r); got != tt.want {
+				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}
