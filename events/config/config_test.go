@@ -88,7 +88,7 @@ apps:
 
 func TestUnknownKeysAreRefused(t *testing.T) {
 	_, err := config.Parse("x.yaml", []byte("zones: [{name: demo.test}]\napps: []\nedgez: []\n"))
-	if err == nil || !strings.Contains(err.Error(), "field edgez not found") {
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:3: unknown field "edgez" (did you mean "edges"?)`) {
 		t.Fatalf("Parse = %v, want an unknown-field error", err)
 	}
 }

@@ -1,10 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -19,10 +17,22 @@ type Error struct {
 	File string
 	// Problems are "path: what is wrong" lines.
 	Problems []string
+	// Lines holds the line of each problem in File, 0 where it is not known. Optional.
+	Lines []int
 }
 
+// Error lists the problems under a heading, each as FILE:LINE: path: what is wrong.
 func (e *Error) Error() string {
-	return e.File + ": invalid configuration:\n" + strings.Join(e.Problems, "\n")
+	var b strings.Builder
+	b.WriteString(e.File + ": invalid configuration:")
+	for i, p := range e.Problems {
+		b.WriteString("\n")
+		if i < len(e.Lines) && e.Lines[i] > 0 {
+			fmt.Fprintf(&b, "%s:%d: ", e.File, e.Lines[i])
+		}
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
 // Load reads, decodes, defaults and validates the file at path.
@@ -35,28 +45,46 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes a YAML document strictly (unknown keys are errors), applies the defaults and
-// validates the result. Any problem refuses the whole document with an *Error listing them all.
+// validates the result. Any problem refuses the whole document with an *Error listing them all,
+// each with its path and line. A problem of the document's shape (an unknown key, a value of the
+// wrong kind) hides the problems of what it holds, which would only be its consequences.
 func Parse(name string, doc []byte) (*Config, error) {
+	found, fatal, lines := decodeProblems(doc)
+	e := &Error{File: name}
+	for _, p := range found {
+		e.Problems = append(e.Problems, p.String())
+		e.Lines = append(e.Lines, p.line)
+	}
+	if fatal {
+		return nil, e
+	}
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(doc))
-	dec.KnownFields(true)
-	var problems []string
-	if err := dec.Decode(&c); err != nil {
+	if err := yaml.Unmarshal(doc, &c); err != nil {
 		var te *yaml.TypeError
-		switch {
-		case errors.As(err, &te):
-			problems = append(problems, te.Errors...)
-		case errors.Is(err, io.EOF):
-			problems = append(problems, "document is empty")
-		default:
-			problems = append(problems, strings.TrimPrefix(err.Error(), "yaml: "))
-			return nil, &Error{File: name, Problems: problems}
+		if !errors.As(err, &te) && len(found) > 0 {
+			return nil, e // the decoding stopped half way: what follows would mislead
+		}
+		if len(found) == 0 {
+			// The walk and the decoder disagree: report the decoder's words rather than nothing.
+			e.Problems = append(e.Problems, strings.TrimPrefix(err.Error(), "yaml: "))
+			e.Lines = append(e.Lines, 0)
+			return nil, e
 		}
 	}
 	c.ApplyDefaults()
-	problems = append(problems, c.Validate()...)
-	if len(problems) > 0 {
-		return nil, &Error{File: name, Problems: problems}
+next:
+	for _, p := range c.Validate() {
+		path, _, _ := strings.Cut(p, ": ")
+		for _, f := range found {
+			if under(path, f.path) {
+				continue next
+			}
+		}
+		e.Problems = append(e.Problems, p)
+		e.Lines = append(e.Lines, lineOf(p, lines))
+	}
+	if len(e.Problems) > 0 {
+		return nil, e
 	}
 	return &c, nil
 }

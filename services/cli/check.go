@@ -48,7 +48,7 @@ func parseDoc(name string, doc []byte) (*config.Config, error) {
 	if _, err := zone.Compile(c); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
-			return nil, &config.Error{File: name, Problems: ce.Problems}
+			return nil, config.Locate(name, doc, ce.Problems)
 		}
 		return nil, err
 	}

@@ -142,3 +142,25 @@ func TestHelpOfEachCommandGoesToStdoutWithAnExampleAndItsFlags(t *testing.T) {
 		t.Errorf("detour --help: exit %d, stdout:\n%s\nwant the general usage with --regions, --log-level and events", code, stdout)
 	}
 }
+
+func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
+	for name, doc := range map[string]string{
+		"an unknown key": "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqnd: shop.demo.test\n    pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}]\n",
+		"a wrong type":   "zones: [{name: demo.test, ttl: abc}]\napps: []\n",
+		"a bad record":   "zones:\n  - name: demo.test\n    records: [\"www 300 IN A not-an-ip\"]\napps: []\n",
+		"bad YAML":       "zones:\n  - name: demo.test\n   apps: []\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := writeFile(t, "detour.yaml", doc)
+			checkCode, _, checkErr := run("check", path)
+			upCode, _, upErr := run("up", "--config", path, "--data-dir", filepath.Join(t.TempDir(), "data"), "--nats-port", "-1", "--dns-addr", "127.0.0.1:0")
+			if checkCode != 2 || upCode != 2 {
+				t.Fatalf("exit: check %d, up %d; want 2 and 2\ncheck:\n%s\nup:\n%s", checkCode, upCode, checkErr, upErr)
+			}
+			checkText, upText := strings.TrimPrefix(checkErr, "detour check: "), strings.TrimPrefix(upErr, "detour up: ")
+			if checkText != upText || !strings.Contains(checkText, path+":") {
+				t.Errorf("check says:\n%s\nup says:\n%s\nwant the same text, with the file and line", checkText, upText)
+			}
+		})
+	}
+}
