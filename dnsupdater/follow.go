@@ -88,7 +88,11 @@ func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
 			s.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("state message without metadata skipped")
 			continue
 		}
+		s.o.Metrics.Lag("dns", events.StreamState, md.NumPending)
 		env, err := events.Decode(msg.Data())
+		if err != nil {
+			s.o.Metrics.DecodeFailed("dns", events.StreamState)
+		}
 		if err == nil {
 			var changed bool
 			changed, err = s.proj.apply(msg.Subject(), md.Sequence.Stream, env)
@@ -133,6 +137,9 @@ func (s *Server) offer(z *zone.Zone) {
 func (s *Server) refresh(ctx context.Context, cause string, saves chan *snapshot) {
 	zones, changes := s.proj.recompute()
 	s.table.Store(buildTable(zones, s.table.Load()))
+	for _, z := range zones {
+		s.o.Metrics.Serial(z.Name, z.Serial)
+	}
 	if len(changes) == 0 {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/miekg/dns"
@@ -16,6 +17,8 @@ type worker struct {
 	out  []byte
 	rng  uint64
 	turn uint64
+	// metrics, when set, counts every reply.
+	metrics *queryMetrics
 }
 
 func newWorker(seed uint64) *worker {
@@ -42,12 +45,19 @@ func (w *worker) next() uint64 {
 // respond returns the reply to the packet p from remote, or nil when p gets none (it is a
 // response, or too short to carry an id). The reply lives in w's buffer until the next call.
 func (w *worker) respond(t *table, p []byte, remote netip.Addr, tcp bool) []byte {
+	var start time.Time
+	if w.metrics != nil {
+		start = time.Now()
+	}
 	out := w.prepared(t, p, remote, tcp)
 	if out == nil {
 		out = w.reference(t, p, remote, tcp)
 	}
 	if cap(out) > cap(w.out) {
 		w.out = out[:0] // keep the larger buffer a large TCP reply needed
+	}
+	if w.metrics != nil && out != nil {
+		w.metrics.observe(out, start)
 	}
 	return out
 }

@@ -41,6 +41,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 		var r *dns.Msg
 		r, _, err = c.ExchangeContext(ctx, m, target)
 		if err == nil && r.Rcode == dns.RcodeSuccess {
+			s.o.Metrics.Notified(z.Name, nil)
 			s.log.Debug().Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify acknowledged")
 			return
 		}
@@ -51,6 +52,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 			err = rcodeError(r.Rcode)
 		}
 	}
+	s.o.Metrics.Notified(z.Name, err)
 	s.log.Warn().Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater/push"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -37,6 +38,8 @@ type Options struct {
 	Log zerolog.Logger
 	// UDPSockets is how many UDP sockets share the port. Default: GOMAXPROCS, at most 16.
 	UDPSockets int
+	// Metrics, when set, counts queries, serials, NOTIFYs and pushes.
+	Metrics *metrics.Metrics
 }
 
 // Server is an authoritative DNS server for the configured zones that follows the STATE stream.
@@ -57,6 +60,8 @@ type Server struct {
 	pushers map[string]*push.Pusher
 	// reports carries zone changes from the follower to the reporter.
 	reports chan report
+	// queries counts replies when metrics are on.
+	queries *queryMetrics
 	// followed is set once STATE has been read from its start; later reads resume.
 	followed bool
 	// synced is set once the state stream has been read to its end; only the follower uses it.
@@ -90,7 +95,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
 		notifyQ: make(chan *zone.Zone, 64), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
-		limit: newLimiter(o.Config.DNS.RateLimit),
+		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics),
 	}
 	s.proj = newProjector(static, s.now)
 	s.pushers = map[string]*push.Pusher{}
@@ -98,7 +103,7 @@ func New(o Options) (*Server, error) {
 		if z.Push == nil {
 			continue
 		}
-		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, JS: o.JS, Source: o.Name, Log: o.Log})
+		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, JS: o.JS, Source: o.Name, Log: o.Log, Metrics: o.Metrics})
 		if err != nil {
 			return nil, fmt.Errorf("new dns server: %w", err)
 		}
@@ -169,6 +174,7 @@ func (s *Server) Run(ctx context.Context) error {
 // is closed (the portable path; Linux reads and writes in batches).
 func (s *Server) serveUDPEach(c *net.UDPConn, seed uint64) {
 	w := newWorker(seed)
+	w.metrics = s.queries
 	buf := make([]byte, 65535)
 	for {
 		n, remote, err := c.ReadFromUDPAddrPort(buf)
@@ -255,6 +261,7 @@ func (s *Server) serveConn(c net.Conn) {
 		remote = a.AddrPort().Addr().Unmap()
 	}
 	w := newWorker(uint64(time.Now().UnixNano()))
+	w.metrics = s.queries
 	// Buffers start small and grow to the largest message seen, so that many idle connections
 	// cost little.
 	in := make([]byte, 512)

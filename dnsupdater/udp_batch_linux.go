@@ -60,6 +60,7 @@ func (s *Server) serveUDP(c *net.UDPConn, seed uint64) {
 		return
 	}
 	w := newWorker(seed)
+	w.metrics = s.queries
 	b := newBatch()
 	for {
 		n, err := b.read(rc)

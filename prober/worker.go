@@ -13,6 +13,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -54,6 +55,8 @@ type Options struct {
 	BatchWindow time.Duration
 	// Replicas of the membership bucket when this worker creates it. Default 1.
 	Replicas int
+	// Metrics, when set, counts the checks and their latency.
+	Metrics *metrics.Metrics
 }
 
 func (o *Options) defaults() error {
@@ -400,6 +403,11 @@ func (w *worker) execute(ctx context.Context, s *slot, n int64) {
 		HTTPStatus:     o.HTTPStatus,
 		CertExpiryDays: o.CertExpiryDays,
 	}
+	result := "ok"
+	if !o.OK {
+		result = o.Class
+	}
+	w.o.Metrics.Probe(r.App, r.Region, result, o.Latency.Seconds())
 	w.pub.publish(completed{r: r, key: s.key, interval: s.t.Check.Interval.D(), window: n})
 }
 

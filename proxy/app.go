@@ -29,6 +29,8 @@ type app struct {
 	transport, peerTransport *http.Transport
 	// pool and peerPool hold the fast path's connections to instances and to secondary edges.
 	pool, peerPool *connPool
+	// metrics, when set, counts the app's requests.
+	metrics *appMetrics
 }
 
 // appRoute is a route with what requests derive from it, computed once per table.

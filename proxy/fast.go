@@ -281,11 +281,14 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		}
 		var resp *http.Response
 		var uc *upConn
+		start := a.metrics.start()
 		resp, uc, err = pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, &f, hop) }, r)
 		if err == nil {
+			a.metrics.attempted(i, t.Secondary, start, resp.StatusCode)
 			a.relay(w, r, resp, uc, pool, t.Addr)
 			return
 		}
+		a.metrics.attempted(i, t.Secondary, start, 0)
 		if ctx.Err() != nil {
 			return
 		}

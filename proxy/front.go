@@ -180,6 +180,10 @@ type leanConn struct {
 	f       forwarding
 	closing *atomic.Bool
 	scratch []byte
+	// attempt, secondary and start describe the current attempt, for the metrics.
+	attempt   int
+	secondary bool
+	start     time.Time
 }
 
 // serveConn serves c, whose flag in s.front is idle, until the client closes it or sends a
@@ -283,6 +287,7 @@ func (lc *leanConn) serve() bool {
 			pool, hop = a.peerPool, a.edge.name
 		}
 		var uc *upConn
+		lc.attempt, lc.secondary, lc.start = i, t.Secondary, a.metrics.start()
 		uc, err = pool.send(context.Background(), t.Addr, func(bw *bufio.Writer) { lc.writeUpstream(bw, hop) })
 		if err == nil {
 			var keep bool
@@ -290,6 +295,7 @@ func (lc *leanConn) serve() bool {
 				return keep
 			}
 		}
+		a.metrics.attempted(i, t.Secondary, lc.start, 0)
 		a.failed(rt, t, err)
 		if i == 0 && !isDialError(err) && !rt.retry[http.MethodGet] {
 			break
@@ -303,6 +309,7 @@ func (lc *leanConn) serve() bool {
 func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string) (bool, error) {
 	if n, err := peekHead(uc.br); err == nil && n > 0 {
 		if b, _ := uc.br.Peek(n); parseRespHead(b, &lc.resp) {
+			lc.app.metrics.attempted(lc.attempt, lc.secondary, lc.start, lc.resp.code)
 			return lc.relayPlain(uc, n, pool, addr), nil
 		}
 	}
@@ -311,6 +318,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string) (bool, error
 		_ = uc.c.Close()
 		return false, err
 	}
+	lc.app.metrics.attempted(lc.attempt, lc.secondary, lc.start, resp.StatusCode)
 	return lc.relay(resp, uc, pool, addr), nil
 }
 
@@ -386,6 +394,7 @@ func (lc *leanConn) fail(err error) bool {
 	if u, perr := url.ParseRequestURI(string(lc.head.target)); perr == nil {
 		path = u.Path
 	}
+	a.metrics.failed()
 	a.log.Warn().Str("method", http.MethodGet).Str("path", path).Err(err).Msg("request failed")
 	body := "detour edge " + a.edge.name + ": app " + a.name + ": " + err.Error() + "\n"
 	keep := lc.keep()

@@ -248,10 +248,13 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Header.Del(HeaderForwardedBy)
 		}
 		var resp *http.Response
+		start := a.metrics.start()
 		resp, err = tr.RoundTrip(req)
 		if err == nil {
+			a.metrics.attempted(i, t.Secondary, start, resp.StatusCode)
 			return resp, nil
 		}
+		a.metrics.attempted(i, t.Secondary, start, 0)
 		if req.Context().Err() != nil {
 			return nil, err
 		}
@@ -272,6 +275,7 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; there is nobody to answer.
 		return
 	}
+	a.metrics.failed()
 	a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("request failed")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusBadGateway)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,6 +32,8 @@ type Options struct {
 	Resolver string
 	// Log receives the edge's logs.
 	Log zerolog.Logger
+	// Metrics, when set, counts requests, upstream latency, retries and secondary forwards.
+	Metrics *metrics.Metrics
 }
 
 // Timings of the data plane. They are constants, not configuration, because each is a
@@ -123,6 +126,7 @@ func newEdge(o Options) (*edge, error) {
 	}
 	for i, ea := range ce.Apps {
 		a := newApp(e, ea)
+		a.metrics = newAppMetrics(o.Metrics, ce.Name, ea.App)
 		a.setRoute(initial.Apps[i])
 		e.apps[ea.App] = a
 		e.order = append(e.order, a)

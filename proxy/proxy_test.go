@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
 	"github.com/miekg/dns"
@@ -63,6 +64,7 @@ type cluster struct {
 	east    string
 	cancels map[string]context.CancelFunc
 	done    map[string]chan error
+	metrics *metrics.Metrics
 }
 
 // twoEdges configures edge-west (pool west) and edge-east (pool east), each the other's
@@ -71,7 +73,7 @@ func twoEdges(t *testing.T, west, east []string, mode, resolver string) *cluster
 	t.Helper()
 	c := &cluster{t: t, ns: eventstest.Start(t), view: state.NewView(),
 		west: freeAddr(t, "127.0.0.21"), east: freeAddr(t, "127.0.0.22"),
-		cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}}
+		cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, metrics: metrics.New()}
 	eps := func(addrs []string) string {
 		var b strings.Builder
 		for i, a := range addrs {
@@ -120,7 +122,7 @@ func (c *cluster) start(edge, resolver string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{JS: c.ns.JS, Config: c.cfg, Edge: edge, Resolver: resolver, Log: zerolog.New(zerolog.NewTestWriter(t))})
+		done <- Run(ctx, Options{JS: c.ns.JS, Config: c.cfg, Edge: edge, Resolver: resolver, Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: c.metrics})
 	}()
 	c.cancels[edge], c.done[edge] = cancel, done
 	t.Cleanup(func() { c.stop(edge) })

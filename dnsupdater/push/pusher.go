@@ -10,6 +10,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -26,6 +27,8 @@ type Options struct {
 	// Source names this worker in its events.
 	Source string
 	Log    zerolog.Logger
+	// Metrics, when set, counts the pushes and their outcome.
+	Metrics *metrics.Metrics
 }
 
 // Desired is the state of a zone to push: Detour's serial and the RRsets it owns.
@@ -106,6 +109,7 @@ func (p *Pusher) Run(ctx context.Context) {
 			if err == nil {
 				pushed = want.RRsets
 				if n > 0 {
+					p.o.Metrics.Pushed(p.o.Zone, nil)
 					p.log.Info().Uint32("serial", want.Serial).Int("rrsets", n).Int("attempt", attempt).Msg("zone pushed")
 					p.report(ctx, events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: n})
 				}
@@ -114,6 +118,7 @@ func (p *Pusher) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			p.o.Metrics.Pushed(p.o.Zone, err)
 			p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
 			p.report(ctx, events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
 			t := time.NewTimer(retry)

@@ -54,6 +54,8 @@ Operate:
 Every command but check, query, backend and help takes --log-format auto|console|json (auto:
 console with colours on a terminal, JSON elsewhere) and --log-level debug|info|warn|error.
 Without --config, a role reads the active configuration from the CONFIG stream.
+Every role takes --metrics-addr ADDR to serve Prometheus metrics on /metrics; up serves all of
+its roles' on 127.0.0.1:9464 unless --metrics-addr "" is given.
 Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.
 `
 

@@ -12,6 +12,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/redact"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
@@ -33,6 +34,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.DataDir, "data-dir", "detour-data", "directory for JetStream's files and the DNS snapshot")
 	fs.IntVar(&o.NATSPort, "nats-port", 4222, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
 	fs.StringVar(&regions, "regions", "", "comma-separated probing regions to run a prober for (default: the pools' regions)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "where every role's Prometheus metrics are served on /metrics (\"\": nowhere)")
 	c.register(fs, false)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -66,8 +68,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // role is what every single-role command shares: a NATS connection and the configuration.
 type role struct {
 	common
-	name     string
-	replicas int
+	name        string
+	replicas    int
+	metricsAddr string
+	// metrics are the role's collectors when --metrics-addr is set, else nil.
+	metrics *metrics.Metrics
 	// check, when set, validates the command's own flags before anything starts.
 	check func() error
 }
@@ -75,6 +80,7 @@ type role struct {
 func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (jetstream.JetStream, *config.Config, zerolog.Logger, error) {
 	r.register(fs, true)
 	fs.IntVar(&r.replicas, "replicas", envInt("DETOUR_REPLICAS", 1), "replicas of each stream and bucket this role creates if it is missing ($DETOUR_REPLICAS)")
+	fs.StringVar(&r.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address's /metrics (default: none)")
 	if err := parse(fs, args, stderr); err != nil {
 		return nil, nil, zerolog.Logger{}, err
 	}
@@ -97,6 +103,14 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 		return nil, nil, log, err
 	}
 	provision(ctx, js, events.StreamOptions{Replicas: r.replicas, ProbeRate: cfg.ProbeRate()}, log)
+	if r.metricsAddr != "" {
+		r.metrics = metrics.New()
+		addr, err := r.metrics.Serve(ctx, r.metricsAddr)
+		if err != nil {
+			return nil, nil, log, err
+		}
+		log.Info().Str("addr", addr).Msg("serving metrics")
+	}
 	return js, cfg, log, nil
 }
 
@@ -160,7 +174,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Replicas: r.replicas, Log: log})
+	return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Replicas: r.replicas, Log: log, Metrics: r.metrics})
 }
 
 func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -171,7 +185,7 @@ func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: r.name, Log: log})
+	return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
 }
 
 func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -185,7 +199,7 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := dnsupdater.New(dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log})
+	srv, err := dnsupdater.New(dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log, Metrics: r.metrics})
 	if err != nil {
 		return err
 	}
@@ -210,7 +224,7 @@ func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if region != "" && region != e.Region {
 		return usageErr("--region: edge %q is in region %q in the configuration, not %q", r.name, e.Region, region)
 	}
-	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, Log: log})
+	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, Log: log, Metrics: r.metrics})
 }
 
 func runController(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -221,5 +235,5 @@ func runController(ctx context.Context, args []string, _, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log})
+	return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
 }

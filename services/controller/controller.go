@@ -10,6 +10,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,8 @@ type Options struct {
 	// TickEvery is the default ticker's period. Default: a tenth of the shortest heartbeat
 	// interval, between 10ms and 250ms.
 	TickEvery time.Duration
+	// Metrics, when set, counts edge transitions, lag and decode failures.
+	Metrics *metrics.Metrics
 }
 
 func (o *Options) defaults() error {
@@ -178,6 +181,7 @@ func (c *controller) onState(m jetstream.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
+	c.o.Metrics.Lag("controller", events.StreamState, meta.NumPending)
 	if seq >= c.startSeq {
 		c.caught = true
 	}
@@ -186,6 +190,7 @@ func (c *controller) onState(m jetstream.Msg) {
 		_, err = c.view.Apply(m.Subject(), seq, e)
 	}
 	if err != nil {
+		c.o.Metrics.DecodeFailed("controller", events.StreamState)
 		c.log.Warn().Str("subject", m.Subject()).Uint64("stream_seq", seq).Err(err).Msg("state event skipped")
 		return
 	}
@@ -267,6 +272,7 @@ func (c *controller) checkLiveness(ctx context.Context) {
 		if _, err := c.view.Apply(subject, ack.Sequence, env); err == nil {
 			c.applied(subject, env)
 		}
+		c.o.Metrics.Transition("edge", string(ch.To))
 		c.log.Info().Str("edge", ch.Edge).Str("from", string(ch.From)).Str("to", string(ch.To)).
 			Str("reason", ch.Reason).Str("event_id", env.ID).Uint64("stream_seq", ack.Sequence).Msg("edge liveness changed")
 	}

@@ -123,8 +123,10 @@ func (d *decider) run(ctx context.Context) error {
 // onProbes folds the results of one PROBES message.
 func (d *decider) onProbes(ctx context.Context, m delivery) {
 	defer d.o.Stats.Messages.Add(1)
+	d.o.Metrics.Lag("decider", events.StreamProbes, m.pending)
 	if m.err != nil {
 		d.o.Stats.Malformed.Add(1)
+		d.o.Metrics.DecodeFailed("decider", events.StreamProbes)
 		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed probe message skipped")
 		return
 	}
@@ -154,6 +156,7 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 			continue
 		}
 		d.o.Stats.Results.Add(1)
+		s.noteResult(r.OK, stamp)
 		if dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK}, s.pool.app.policy); ok {
 			d.decided(ctx, s, dec)
 		}
@@ -176,7 +179,9 @@ func (d *decider) region(name string) string {
 func (d *decider) onState(ctx context.Context, m delivery) {
 	defer d.o.Stats.StateSeq.Store(m.seq)
 	env := m.env
+	d.o.Metrics.Lag("decider", events.StreamState, m.pending)
 	if m.err != nil {
+		d.o.Metrics.DecodeFailed("decider", events.StreamState)
 		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed state event skipped")
 		return
 	}
@@ -363,6 +368,10 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 			s.record(ack.Sequence, ev)
 			if !ack.Duplicate {
 				d.o.Stats.Transitions.Add(1)
+				d.o.Metrics.Transition("endpoint", string(t.To))
+				if t.To == events.StatusDown && !s.firstFail.IsZero() {
+					d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(s.firstFail).Seconds())
+				}
 				d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("endpoint", t.Endpoint).
 					Str("from", string(t.From)).Str("to", string(t.To)).Str("reason", t.Reason).
 					Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("endpoint transition")
@@ -453,6 +462,7 @@ func (d *decider) checkPool(ctx context.Context, p *poolSlot) {
 			p.record(ack.Sequence, ev)
 			if !ack.Duplicate {
 				d.o.Stats.PoolTransitions.Add(1)
+				d.o.Metrics.Transition("pool", string(t.To))
 				d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("from", string(t.From)).Str("to", string(t.To)).
 					Str("reason", t.Reason).Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("pool transition")
 			}

@@ -47,6 +47,19 @@ type endpointSlot struct {
 	// pending is the latest decision made before the decider went live, or one whose append
 	// failed and is tried again on the next tick.
 	pending *decide.Decision
+	// firstFail is when the first failed result arrived since the endpoint last passed a check
+	// while up: where the failover time measured by Metrics.FailedOver starts.
+	firstFail time.Time
+}
+
+// noteResult keeps the start of the current run of failures, for the failover time.
+func (s *endpointSlot) noteResult(ok bool, at time.Time) {
+	switch {
+	case !ok && s.firstFail.IsZero():
+		s.firstFail = at
+	case ok && s.status != events.StatusDown:
+		s.firstFail = time.Time{}
+	}
 }
 
 type nameKey struct{ app, pool, endpoint string }

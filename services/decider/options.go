@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -35,6 +36,8 @@ type Options struct {
 	Replay time.Duration
 	// Stats, when set, receives the decider's counters.
 	Stats *Stats
+	// Metrics, when set, counts transitions, failover times, lag and decode failures.
+	Metrics *metrics.Metrics
 }
 
 // Stats are a decider's counters, safe to read while it runs.

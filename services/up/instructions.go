@@ -11,7 +11,11 @@ import (
 func (s *Stack) printInstructions(w io.Writer, isDemo bool) {
 	host, port, _ := net.SplitHostPort(s.DNSAddr)
 	fqdn := strings.TrimSuffix(s.Config.Apps[0].FQDN, ".")
-	fmt.Fprintf(w, "\nDetour is up.\n  DNS (UDP+TCP): %s\n  NATS:          %s\n\n", s.DNSAddr, s.NATSURL)
+	fmt.Fprintf(w, "\nDetour is up.\n  DNS (UDP+TCP): %s\n  NATS:          %s\n", s.DNSAddr, s.NATSURL)
+	if s.MetricsAddr != "" {
+		fmt.Fprintf(w, "  Metrics:       http://%s/metrics\n", s.MetricsAddr)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Watch the answer (prints a line each time it changes):\n  go run ./services/cmd/detour query --server %s --watch %s\n", s.DNSAddr, fqdn)
 	fmt.Fprintf(w, "  or: dig @%s -p %s +short %s A\n\n", host, port, fqdn)
 	if isDemo {

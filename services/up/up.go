@@ -14,6 +14,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
 	"github.com/detourdev/detour/services/controller"
@@ -42,6 +43,9 @@ type Options struct {
 	// DemoControlAddr is where the demo accepts POST /edges/NAME/stop and /start. Default
 	// 127.0.0.1:8090. Only the demo (no ConfigPath) serves it.
 	DemoControlAddr string
+	// MetricsAddr is where every role's Prometheus metrics are served, on /metrics; "" serves
+	// none.
+	MetricsAddr string
 	// Out receives the instructions printed at start. Default: nowhere.
 	Out io.Writer
 	Log zerolog.Logger
@@ -52,6 +56,10 @@ type Stack struct {
 	Config  *config.Config
 	NATSURL string
 	DNSAddr string
+	// MetricsAddr is where /metrics is served, when it is.
+	MetricsAddr string
+	// Metrics are every role's collectors.
+	Metrics *metrics.Metrics
 	// Backends are the demo's application instances, by pool name (empty with a configuration).
 	Backends map[string]*demo.Backend
 	// Edges are the edge proxies running in process, by name; each can be stopped and started.
@@ -92,7 +100,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.DemoControlAddr == "" {
 		o.DemoControlAddr = "127.0.0.1:8090"
 	}
-	st := &Stack{Config: cfg, Backends: map[string]*demo.Backend{}, Edges: map[string]*demo.Switch{}}
+	st := &Stack{Config: cfg, Backends: map[string]*demo.Backend{}, Edges: map[string]*demo.Switch{}, Metrics: metrics.New()}
+	m := st.Metrics
 	ok := false
 	defer func() {
 		if !ok {
@@ -131,7 +140,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	dns, err := dnsupdater.New(dnsupdater.Options{
 		JS: js, Config: cfg, Addr: o.DNSAddr, DataDir: filepath.Join(o.DataDir, "dns"),
-		Name: "dns-1", Log: o.Log,
+		Name: "dns-1", Log: o.Log, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
@@ -142,20 +151,20 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	st.group = g
 	g.Go("dns", dns.Run)
 	g.Go("decider", func(ctx context.Context) error {
-		return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: "decider-1", Log: o.Log})
+		return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: "decider-1", Log: o.Log, Metrics: m})
 	})
 	for _, r := range o.Regions {
 		g.Go("prober "+r, func(ctx context.Context) error {
-			return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: r, Name: r + "-1", Log: o.Log})
+			return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: r, Name: r + "-1", Log: o.Log, Metrics: m})
 		})
 	}
 	if len(cfg.Edges) > 0 {
 		g.Go("controller", func(ctx context.Context) error {
-			return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log})
+			return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, Metrics: m})
 		})
 		for _, e := range cfg.Edges {
 			sw := demo.NewSwitch("edge "+e.Name, func(ctx context.Context) error {
-				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log})
+				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log, Metrics: m})
 			})
 			sw.Start(g.ctx, g.fail)
 			st.Edges[e.Name] = sw
@@ -164,6 +173,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.ConfigPath == "" && len(st.Edges) > 0 {
 		st.control, err = demo.StartControl(o.DemoControlAddr, st.Edges, g.fail)
 		if err != nil {
+			return nil, err
+		}
+	}
+	if o.MetricsAddr != "" {
+		if st.MetricsAddr, err = m.Serve(g.ctx, o.MetricsAddr); err != nil {
 			return nil, err
 		}
 	}

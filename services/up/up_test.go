@@ -28,7 +28,7 @@ const (
 )
 
 // slice starts two backends and Detour in process with a failover app over them.
-func slice(t *testing.T) (*up.Stack, *demo.Backend, *demo.Backend) {
+func slice(t *testing.T, opts ...func(*up.Options)) (*up.Stack, *demo.Backend, *demo.Backend) {
 	t.Helper()
 	west, err := demo.StartBackend("west", "127.0.0.11:0")
 	if err != nil {
@@ -57,10 +57,14 @@ apps:
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st := startStack(t, up.Options{
+	o := up.Options{
 		ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	st := startStack(t, o)
 	return st, west, east
 }
 

@@ -1,0 +1,218 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the collectors of one process. Every method is safe on a nil *Metrics, so a role
+// run without metrics needs no branches.
+type Metrics struct {
+	// Registry holds every collector below and the Go runtime's.
+	Registry *prometheus.Registry
+
+	// Prober.
+	Probes        *prometheus.CounterVec
+	CheckDuration *prometheus.HistogramVec
+
+	// Decider and controller.
+	Transitions *prometheus.CounterVec
+	Failover    prometheus.Observer
+
+	// DNS server.
+	DNSQueries        *prometheus.CounterVec
+	DNSAnswerDuration prometheus.Observer
+	ZoneSerial        *prometheus.GaugeVec
+	Notifies          *prometheus.CounterVec
+	Pushes            *prometheus.CounterVec
+
+	// Edge proxies.
+	EdgeRequests          *prometheus.CounterVec
+	EdgeUpstreamDuration  *prometheus.HistogramVec
+	EdgeRetries           *prometheus.CounterVec
+	EdgeSecondaryForwards *prometheus.CounterVec
+
+	// Every follower of a stream.
+	ConsumerLag    *prometheus.GaugeVec
+	DecodeFailures *prometheus.CounterVec
+}
+
+// latencyBuckets span 50 µs to 10 s, for checks, answers and upstream requests.
+var latencyBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// failoverBuckets span 10 ms to 5 min: from sub-second probes to Route 53's 90 s.
+var failoverBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// New returns the collectors, registered on a new registry with the Go runtime's and the
+// process's collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{r}
+	return &Metrics{
+		Registry: r,
+		Probes: f.counter("detour_probes_total",
+			"Health checks completed, by app, probing region and result class (ok, or the error class: timeout, refused, status, …).",
+			"app", "region", "result"),
+		CheckDuration: f.histogram("detour_check_duration_seconds",
+			"How long one health check took, by app and probing region.", latencyBuckets, "app", "region"),
+		Transitions: f.counter("detour_transitions_total",
+			"Transitions this process appended to STATE, by kind (endpoint, pool, edge) and the status entered.",
+			"kind", "to"),
+		Failover: f.histogram("detour_failover_seconds",
+			"Time from the first failed probe of an endpoint to its down transition being appended.", failoverBuckets).
+			WithLabelValues(),
+		DNSQueries: f.counter("detour_dns_queries_total",
+			"DNS queries answered, by response code and query type.", "rcode", "type"),
+		DNSAnswerDuration: f.histogram("detour_dns_answer_duration_seconds",
+			"Time to build one DNS reply, from the parsed packet to the reply bytes.", latencyBuckets).WithLabelValues(),
+		ZoneSerial: f.gauge("detour_dns_zone_serial",
+			"The SOA serial a DNS server serves, by zone.", "zone"),
+		Notifies: f.counter("detour_dns_notifies_total",
+			"NOTIFY messages sent to secondaries, by zone and outcome (ok, failed).", "zone", "result"),
+		Pushes: f.counter("detour_dns_pushes_total",
+			"RFC 2136 UPDATEs sent to a primary, by zone and outcome (ok, failed).", "zone", "result"),
+		EdgeRequests: f.counter("detour_edge_requests_total",
+			"Requests an edge answered, by edge, app, status code class (2xx…5xx) and target (local, secondary, none).",
+			"edge", "app", "status", "target"),
+		EdgeUpstreamDuration: f.histogram("detour_edge_upstream_duration_seconds",
+			"Time from forwarding a request to the response head, by edge, app and target (local, secondary).",
+			latencyBuckets, "edge", "app", "target"),
+		EdgeRetries: f.counter("detour_edge_retries_total",
+			"Requests an edge retried on another target after a connection error, by edge and app.", "edge", "app"),
+		EdgeSecondaryForwards: f.counter("detour_edge_secondary_forwards_total",
+			"Requests an edge forwarded to its secondary edge, by edge and app.", "edge", "app"),
+		ConsumerLag: f.gauge("detour_consumer_lag_messages",
+			"Messages of a stream a follower has not processed yet, by consumer and stream.", "consumer", "stream"),
+		DecodeFailures: f.counter("detour_decode_failures_total",
+			"Messages a follower could not decode and skipped, by consumer and stream.", "consumer", "stream"),
+	}
+}
+
+type factory struct{ r prometheus.Registerer }
+
+func (f factory) counter(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	f.r.MustRegister(g)
+	return g
+}
+
+func (f factory) histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	f.r.MustRegister(h)
+	return h
+}
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Probe counts one health check.
+func (m *Metrics) Probe(app, region, result string, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.Probes.WithLabelValues(app, region, result).Inc()
+	m.CheckDuration.WithLabelValues(app, region).Observe(seconds)
+}
+
+// Transition counts one appended transition of kind (endpoint, pool, edge).
+func (m *Metrics) Transition(kind, to string) {
+	if m == nil {
+		return
+	}
+	m.Transitions.WithLabelValues(kind, to).Inc()
+}
+
+// FailedOver records the time from an endpoint's first failed probe to its down transition.
+func (m *Metrics) FailedOver(seconds float64) {
+	if m == nil {
+		return
+	}
+	m.Failover.Observe(seconds)
+}
+
+// Serial records the serial served for zone.
+func (m *Metrics) Serial(zone string, serial uint32) {
+	if m == nil {
+		return
+	}
+	m.ZoneSerial.WithLabelValues(zone).Set(float64(serial))
+}
+
+// Notified counts one NOTIFY to a secondary of zone.
+func (m *Metrics) Notified(zone string, err error) {
+	if m == nil {
+		return
+	}
+	m.Notifies.WithLabelValues(zone, outcome(err)).Inc()
+}
+
+// Pushed counts one RFC 2136 push of zone.
+func (m *Metrics) Pushed(zone string, err error) {
+	if m == nil {
+		return
+	}
+	m.Pushes.WithLabelValues(zone, outcome(err)).Inc()
+}
+
+// Lag records how many messages of stream the consumer has still to process.
+func (m *Metrics) Lag(consumer, stream string, pending uint64) {
+	if m == nil {
+		return
+	}
+	m.ConsumerLag.WithLabelValues(consumer, stream).Set(float64(pending))
+}
+
+// DecodeFailed counts one message of stream the consumer skipped as undecodable.
+func (m *Metrics) DecodeFailed(consumer, stream string) {
+	if m == nil {
+		return
+	}
+	m.DecodeFailures.WithLabelValues(consumer, stream).Inc()
+}
+
+// StatusClass is "2xx" for 200 to 299 and so on; "error" for a request answered by no status.
+func StatusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "error"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+func outcome(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "ok"
+}
+
+// Serve answers GET /metrics on addr until ctx ends, and returns the address it bound (addr
+// with port 0 takes a free port).
+func (m *Metrics) Serve(ctx context.Context, addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	return ln.Addr().String(), nil
+}

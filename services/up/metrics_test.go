@@ -1,0 +1,105 @@
+package up_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/services/up"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// scrape reads every metric family the stack serves on /metrics.
+func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return fams
+}
+
+// sum adds the values of the family's series whose labels include every pair in match.
+func sum(fams map[string]*dto.MetricFamily, name string, match map[string]string) (total float64, histCount uint64) {
+	f := fams[name]
+	if f == nil {
+		return 0, 0
+	}
+series:
+	for _, m := range f.GetMetric() {
+		for k, v := range match {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue series
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			total += m.Counter.GetValue()
+		case m.Gauge != nil:
+			total += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			total += m.Histogram.GetSampleSum()
+			histCount += m.Histogram.GetSampleCount()
+		}
+	}
+	return total, histCount
+}
+
+func TestMetricsAfterAFailoverShowTheTransitionTheQueriesAndTheFailoverTime(t *testing.T) {
+	st, west, east := slice(t, func(o *up.Options) { o.MetricsAddr = "127.0.0.1:0" })
+	waitAnswer(t, st, host(west.Addr()), 5*time.Second, "at start")
+	before := scrape(t, st.MetricsAddr)
+	downsBefore, _ := sum(before, "detour_transitions_total", map[string]string{"kind": "endpoint", "to": "down"})
+	queriesBefore, _ := sum(before, "detour_dns_queries_total", map[string]string{"rcode": "NOERROR", "type": "A"})
+	_, failoversBefore := sum(before, "detour_failover_seconds", nil)
+
+	west.Close()
+	waitAnswer(t, st, host(east.Addr()), interval*fall+time.Second, "after the west backend died")
+	after := scrape(t, st.MetricsAddr)
+
+	if downs, _ := sum(after, "detour_transitions_total", map[string]string{"kind": "endpoint", "to": "down"}); downs != downsBefore+1 {
+		t.Errorf("detour_transitions_total{kind=endpoint,to=down} went from %v to %v, want one more", downsBefore, downs)
+	}
+	if q, _ := sum(after, "detour_dns_queries_total", map[string]string{"rcode": "NOERROR", "type": "A"}); q <= queriesBefore {
+		t.Errorf("detour_dns_queries_total{rcode=NOERROR,type=A} did not move: %v then %v", queriesBefore, q)
+	}
+	secs, n := sum(after, "detour_failover_seconds", nil)
+	if n != failoversBefore+1 {
+		t.Fatalf("detour_failover_seconds has %d observations, want %d", n, failoversBefore+1)
+	}
+	t.Logf("failover time by the histogram: %.3fs", secs)
+	// The first failed check can come up to one interval after the kill; the transition follows
+	// the fall-th failure.
+	if lo, hi := (interval * (fall - 1)).Seconds(), (interval*fall + time.Second).Seconds(); secs < lo*0.8 || secs > hi {
+		t.Errorf("failover took %.3fs by the histogram, want between %.3fs and %.3fs", secs, lo*0.8, hi)
+	}
+	if failed, _ := sum(after, "detour_probes_total", map[string]string{"app": "shop", "result": "refused"}); failed < fall {
+		t.Errorf("detour_probes_total{app=shop,result=refused} = %v, want at least %d", failed, fall)
+	}
+	if _, n := sum(after, "detour_check_duration_seconds", map[string]string{"app": "shop"}); n == 0 {
+		t.Error("detour_check_duration_seconds has no observations")
+	}
+	if serial, _ := sum(after, "detour_dns_zone_serial", map[string]string{"zone": "demo.test."}); serial == 0 {
+		t.Error("detour_dns_zone_serial{zone=demo.test.} is not set")
+	}
+	if _, ok := after["detour_consumer_lag_messages"]; !ok {
+		t.Error("detour_consumer_lag_messages is not exported")
+	}
+}
