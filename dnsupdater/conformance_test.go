@@ -494,3 +494,38 @@ apps:
 		t.Errorf("weighted 3:1: want about 75%% for 10.0.0.1, got %.1f%% (%v)", share*100, counts)
 	}
 }
+
+func TestOneClientCannotTakeEveryTCPConnection(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, demoConfig+"dns:\n  tcp_per_client: 2\n"), "")
+	dial := func(from string) *dns.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", h.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &dns.Conn{Conn: c}
+	}
+	answers := func(c *dns.Conn) bool {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if err := c.WriteMsg(newQuery("shop.demo.test.", dns.TypeA)); err != nil {
+			return false
+		}
+		r, err := c.ReadMsg()
+		return err == nil && len(r.Answer) == 1
+	}
+	first, second := dial("127.0.0.1"), dial("127.0.0.1")
+	if !answers(first) || !answers(second) {
+		t.Fatal("the first two connections of a client must be answered")
+	}
+	if answers(dial("127.0.0.1")) {
+		t.Errorf("a third connection of the same client must be closed (tcp_per_client 2)")
+	}
+	if !answers(dial("127.0.0.2")) {
+		t.Errorf("another client must still be answered")
+	}
+	first.Close()
+	eventstest.Eventually(t, 2*time.Second, func() bool { return answers(dial("127.0.0.1")) },
+		"a client that closed a connection may open another")
+}

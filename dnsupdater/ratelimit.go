@@ -1,6 +1,8 @@
 package dnsupdater
 
 import (
+	"container/list"
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"time"
@@ -19,9 +21,11 @@ const (
 	verdictSlip
 )
 
-// limiter is response rate limiting (RRL) per client prefix: a token bucket of
-// responses_per_second per /ipv4_prefix or /ipv6_prefix, with every slip-th limited response
-// sent truncated instead of dropped. TCP is never limited: its clients cannot be spoofed.
+// limiter is response rate limiting (RRL) keyed as BIND's is: a token bucket of
+// responses_per_second per client prefix (/ipv4_prefix or /ipv6_prefix) and kind of response:
+// answers per query name and type, NODATA and referrals per query name, NXDOMAIN and errors per
+// prefix. Every slip-th limited response is sent truncated instead of dropped. TCP is never
+// limited: its clients cannot be spoofed.
 type limiter struct {
 	rate, burst    float64
 	slip           int
@@ -30,18 +34,22 @@ type limiter struct {
 	shards         [64]rrlShard
 }
 
+// rrlShard holds some of the buckets, the least recently used last: a full shard forgets that
+// one, so a flood of spoofed prefixes cannot reset the buckets of the clients being limited.
 type rrlShard struct {
 	mu      sync.Mutex
-	buckets map[netip.Prefix]*bucket
+	buckets map[uint64]*list.Element
+	lru     list.List
 }
 
 type bucket struct {
+	key     uint64
 	tokens  float64
 	last    time.Time
 	limited int
 }
 
-// maxBuckets bounds the prefixes one shard tracks; full shards forget their idle prefixes.
+// maxBuckets bounds the buckets one shard tracks.
 const maxBuckets = 4096
 
 // newLimiter returns the limiter of rl, or nil when rate limiting is off.
@@ -58,21 +66,21 @@ func newLimiter(rl config.RateLimit) *limiter {
 	}
 	l.exempt = rl.ExemptPrefixes()
 	for i := range l.shards {
-		l.shards[i].buckets = map[netip.Prefix]*bucket{}
+		l.shards[i].buckets = map[uint64]*list.Element{}
 	}
 	return l
 }
 
-// check decides the fate of one UDP response to client at the time now returns.
-func (l *limiter) check(client netip.Addr, now func() time.Time) verdict {
+// check decides the fate of the UDP response resp to client at the time now returns.
+func (l *limiter) check(client netip.Addr, resp []byte, now func() time.Time) verdict {
 	if l == nil {
 		return verdictSend
 	}
-	return l.decide(client, now())
+	return l.decide(client, resp, now())
 }
 
 // decide is check at a given time.
-func (l *limiter) decide(client netip.Addr, at time.Time) verdict {
+func (l *limiter) decide(client netip.Addr, resp []byte, at time.Time) verdict {
 	client = client.Unmap()
 	for _, p := range l.exempt {
 		if p.Contains(client) {
@@ -83,17 +91,23 @@ func (l *limiter) decide(client netip.Addr, at time.Time) verdict {
 	if client.Is4() {
 		bits = l.v4bits
 	}
-	key, _ := client.Prefix(bits)
-	sh := &l.shards[shardOf(key)]
+	prefix, _ := client.Prefix(bits)
+	key := rrlKey(prefix, resp)
+	sh := &l.shards[key%uint64(len(l.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	b := sh.buckets[key]
-	if b == nil {
-		if len(sh.buckets) >= maxBuckets {
-			sh.forgetIdle(at, l.burst/l.rate)
+	var b *bucket
+	if el := sh.buckets[key]; el != nil {
+		sh.lru.MoveToFront(el)
+		b = el.Value.(*bucket)
+	} else {
+		if sh.lru.Len() >= maxBuckets {
+			oldest := sh.lru.Back()
+			sh.lru.Remove(oldest)
+			delete(sh.buckets, oldest.Value.(*bucket).key)
 		}
-		b = &bucket{tokens: l.burst, last: at}
-		sh.buckets[key] = b
+		b = &bucket{key: key, tokens: l.burst, last: at}
+		sh.buckets[key] = sh.lru.PushFront(b)
 	}
 	if el := at.Sub(b.last).Seconds(); el > 0 {
 		b.tokens = min(l.burst, b.tokens+el*l.rate)
@@ -110,23 +124,68 @@ func (l *limiter) decide(client netip.Addr, at time.Time) verdict {
 	return verdictDrop
 }
 
-// forgetIdle drops the buckets that have refilled completely; past the bound, everything.
-func (sh *rrlShard) forgetIdle(at time.Time, refill float64) {
-	for k, b := range sh.buckets {
-		if at.Sub(b.last).Seconds() >= refill {
-			delete(sh.buckets, k)
+// The kinds of response RRL tells apart.
+const (
+	rrlAnswer byte = iota + 1
+	rrlNoData
+	rrlNXDomain
+	rrlError
+)
+
+// rrlKey hashes the bucket of resp sent to prefix: the prefix, the kind of response and, for
+// answers, NODATA and referrals, the query name in lower case (and the type, for answers).
+func rrlKey(prefix netip.Prefix, resp []byte) uint64 {
+	h := fnv64(14695981039346656037, prefix.Addr().AsSlice())
+	kind, withType := rrlError, false
+	var qname []byte
+	if len(resp) >= headerLen && binary.BigEndian.Uint16(resp[4:]) == 1 {
+		qname = responseQuestion(resp)
+	}
+	if qname != nil {
+		switch rcode := resp[3] & 0x0F; {
+		case rcode == 0 && binary.BigEndian.Uint16(resp[6:]) > 0:
+			kind, withType = rrlAnswer, true
+		case rcode == 0:
+			kind = rrlNoData
+		case rcode == 3:
+			kind = rrlNXDomain
 		}
 	}
-	if len(sh.buckets) >= maxBuckets {
-		clear(sh.buckets)
+	h = fnv64(h, []byte{byte(prefix.Bits()), kind})
+	if kind == rrlAnswer || kind == rrlNoData {
+		for _, c := range qname {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			h = (h ^ uint64(c)) * 1099511628211
+		}
 	}
+	if withType {
+		h = fnv64(h, resp[headerLen+len(qname):headerLen+len(qname)+2])
+	}
+	return h
 }
 
-func shardOf(p netip.Prefix) int {
-	b := p.Addr().As16()
-	h := uint32(2166136261)
+// fnv64 folds b into the FNV-1a hash h.
+func fnv64(h uint64, b []byte) uint64 {
 	for _, c := range b {
-		h = (h ^ uint32(c)) * 16777619
+		h = (h ^ uint64(c)) * 1099511628211
 	}
-	return int(h % 64)
+	return h
+}
+
+// responseQuestion returns the question name of resp in wire form, or nil when the question
+// is cut short.
+func responseQuestion(resp []byte) []byte {
+	off := headerLen
+	for off < len(resp) && resp[off] != 0 {
+		if resp[off]&0xC0 != 0 {
+			return nil
+		}
+		off += int(resp[off]) + 1
+	}
+	if off+5 > len(resp) {
+		return nil
+	}
+	return resp[headerLen : off+1]
 }

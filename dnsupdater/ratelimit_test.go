@@ -22,10 +22,26 @@ func rateLimit(rps, slip int, exempt ...string) config.RateLimit {
 func verdicts(l *limiter, client string, at []time.Duration) string {
 	var b strings.Builder
 	base := time.Unix(1000, 0)
+	resp := response(dns.RcodeSuccess, "shop.demo.test.", dns.TypeA, true)
 	for _, d := range at {
-		b.WriteByte("SDT"[l.decide(netip.MustParseAddr(client), base.Add(d))])
+		b.WriteByte("SDT"[l.decide(netip.MustParseAddr(client), resp, base.Add(d))])
 	}
 	return b.String()
+}
+
+// response packs a reply to name and qtype with rcode, with an answer record or none, and an
+// OPT record.
+func response(rcode int, name string, qtype uint16, answer bool) []byte {
+	m := withEDNS(newQuery(name, qtype), 1232)
+	m.Response, m.Rcode = true, rcode
+	if answer {
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.IPv4(192, 0, 2, 1)}}
+	}
+	p, err := m.Pack()
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
 func times(n int, step time.Duration) []time.Duration {
@@ -63,17 +79,82 @@ func TestResponseRateLimitingPerClientPrefix(t *testing.T) {
 func TestClientsOfOnePrefixShareABucketAndOthersDoNot(t *testing.T) {
 	l := newLimiter(rateLimit(1, 0))
 	at := time.Unix(1000, 0)
-	first := l.decide(netip.MustParseAddr("198.51.100.1"), at)
-	sameNet := l.decide(netip.MustParseAddr("198.51.100.200"), at)
-	otherNet := l.decide(netip.MustParseAddr("198.51.101.1"), at)
+	resp := response(dns.RcodeSuccess, "shop.demo.test.", dns.TypeA, true)
+	first := l.decide(netip.MustParseAddr("198.51.100.1"), resp, at)
+	sameNet := l.decide(netip.MustParseAddr("198.51.100.200"), resp, at)
+	otherNet := l.decide(netip.MustParseAddr("198.51.101.1"), resp, at)
 	if first != verdictSend || sameNet != verdictDrop || otherNet != verdictSend {
 		t.Errorf("want send, drop (same /24), send (other /24); got %d %d %d", first, sameNet, otherNet)
 	}
 }
 
-func TestRateLimitingIsOffAtZero(t *testing.T) {
+func TestRateLimitingIsOffAtZeroAndByDefault(t *testing.T) {
 	if l := newLimiter(rateLimit(0, 2)); l != nil {
 		t.Errorf("responses_per_second 0: want no limiter")
+	}
+	if l := newLimiter(eventstest.Config(t, demoConfig).DNS.RateLimit); l != nil {
+		t.Errorf("no rate_limit configured: want no limiter (as BIND)")
+	}
+}
+
+func TestRateLimitBucketsAreKeyedByNameTypeAndKindAsBINDs(t *testing.T) {
+	client := netip.MustParseAddr("198.51.100.1")
+	tests := []struct {
+		name      string
+		first     []byte
+		second    []byte
+		wantShare bool
+	}{
+		{name: "answers for two names are limited apart", first: response(0, "a.demo.test.", dns.TypeA, true), second: response(0, "b.demo.test.", dns.TypeA, true), wantShare: false},
+		{name: "answers for two types of one name are limited apart", first: response(0, "a.demo.test.", dns.TypeA, true), second: response(0, "a.demo.test.", dns.TypeAAAA, true), wantShare: false},
+		{name: "answers for one name in two cases share a bucket", first: response(0, "a.demo.test.", dns.TypeA, true), second: response(0, "A.Demo.test.", dns.TypeA, true), wantShare: true},
+		{name: "NODATA for two types of one name shares a bucket", first: response(0, "a.demo.test.", dns.TypeMX, false), second: response(0, "a.demo.test.", dns.TypeTXT, false), wantShare: true},
+		{name: "an answer and a NODATA of one name are limited apart", first: response(0, "a.demo.test.", dns.TypeA, true), second: response(0, "a.demo.test.", dns.TypeMX, false), wantShare: false},
+		{name: "NXDOMAIN for random names shares one bucket", first: response(3, "x1.demo.test.", dns.TypeA, false), second: response(3, "x2.demo.test.", dns.TypeA, false), wantShare: true},
+		{name: "errors share one bucket", first: response(dns.RcodeRefused, "example.com.", dns.TypeA, false), second: response(dns.RcodeRefused, "example.net.", dns.TypeA, false), wantShare: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLimiter(rateLimit(1, 0))
+			at := time.Unix(1000, 0)
+			l.decide(client, tt.first, at)
+			shared := l.decide(client, tt.second, at) == verdictDrop
+			if shared != tt.wantShare {
+				t.Errorf("want shared bucket %v, got %v", tt.wantShare, shared)
+			}
+		})
+	}
+}
+
+func TestASpoofedFloodDoesNotResetTheLimitOfAnActiveClient(t *testing.T) {
+	l := newLimiter(rateLimit(1, 0))
+	at := time.Unix(1000, 0)
+	victim := netip.MustParseAddr("203.0.113.7")
+	resp := response(0, "shop.demo.test.", dns.TypeA, true)
+	l.decide(victim, resp, at)
+	// Twice as many spoofed prefixes as the limiter holds, the victim asking all along.
+	for i := range 2 * len(l.shards) * maxBuckets {
+		spoofed := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		l.decide(spoofed, resp, at)
+		if i%256 == 0 {
+			if v := l.decide(victim, resp, at); v != verdictDrop {
+				t.Fatalf("after %d spoofed prefixes the victim's bucket was forgotten (verdict %d)", i, v)
+			}
+		}
+	}
+	if n := l.shards[0].lru.Len(); n > maxBuckets {
+		t.Errorf("a shard holds %d buckets, bound %d", n, maxBuckets)
+	}
+}
+
+func TestASlippedReplyKeepsItsOPTRecord(t *testing.T) {
+	resp := truncated(response(0, "shop.demo.test.", dns.TypeA, true))
+	r := new(dns.Msg)
+	if err := r.Unpack(resp); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Truncated || len(r.Answer) != 0 || r.IsEdns0() == nil || r.Question[0].Name != "shop.demo.test." {
+		t.Errorf("want TC, no answer, the question and the OPT record; got %v", r)
 	}
 }
 

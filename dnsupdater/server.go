@@ -68,7 +68,8 @@ type Server struct {
 	synced bool
 }
 
-// maxTCPConns bounds the TCP connections served at once.
+// maxTCPConns bounds the TCP connections served at once; dns.tcp_per_client bounds those of
+// one client address.
 const maxTCPConns = 1024
 
 // tcpIdle is how long a TCP connection may stay silent between queries (RFC 7766 §6.2.3).
@@ -196,7 +197,7 @@ func (s *Server) answerUDP(w *worker, p []byte, remote netip.Addr) []byte {
 	if resp == nil {
 		return nil
 	}
-	switch s.limit.check(remote, s.now) {
+	switch s.limit.check(remote, resp, s.now) {
 	case verdictDrop:
 		return nil
 	case verdictSlip:
@@ -211,6 +212,8 @@ func (s *Server) serveTCP(ctx context.Context) {
 	defer wg.Wait()
 	var mu sync.Mutex
 	open := map[net.Conn]struct{}{}
+	// perClient counts the open connections of each client address (dns.tcp_per_client).
+	perClient := map[netip.Addr]int{}
 	go func() {
 		<-ctx.Done()
 		mu.Lock()
@@ -227,6 +230,10 @@ func (s *Server) serveTCP(ctx context.Context) {
 			}
 			continue
 		}
+		var client netip.Addr
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			client = a.AddrPort().Addr().Unmap()
+		}
 		select {
 		case s.tcpSem <- struct{}{}:
 		default:
@@ -240,12 +247,22 @@ func (s *Server) serveTCP(ctx context.Context) {
 			<-s.tcpSem
 			return
 		}
+		if perClient[client] >= s.o.Config.DNS.TCPPerClient {
+			mu.Unlock()
+			_ = c.Close()
+			<-s.tcpSem
+			continue
+		}
 		open[c] = struct{}{}
+		perClient[client]++
 		mu.Unlock()
 		wg.Go(func() {
 			s.serveConn(c)
 			mu.Lock()
 			delete(open, c)
+			if perClient[client]--; perClient[client] == 0 {
+				delete(perClient, client)
+			}
 			mu.Unlock()
 			_ = c.Close()
 			<-s.tcpSem
@@ -330,9 +347,10 @@ func writeTransfer(c net.Conn, msgs []*dns.Msg) error {
 	return nil
 }
 
-// truncated cuts a response to its header and question and sets TC, so that the client asks
-// again over TCP (the "slip" of response rate limiting).
+// truncated cuts a response to its header, question and OPT record and sets TC, so that the
+// client asks again over TCP (the "slip" of response rate limiting).
 func truncated(resp []byte) []byte {
+	optStart, optEnd := findOPT(resp)
 	end := headerLen
 	if binary.BigEndian.Uint16(resp[4:]) == 1 {
 		for end < len(resp) && resp[end] != 0 {
@@ -344,10 +362,15 @@ func truncated(resp []byte) []byte {
 		end = headerLen
 		binary.BigEndian.PutUint16(resp[4:], 0)
 	}
+	var ar uint16
+	if optStart >= end {
+		end += copy(resp[end:], resp[optStart:optEnd])
+		ar = 1
+	}
 	resp = resp[:end]
 	resp[2] |= 0x02
 	binary.BigEndian.PutUint16(resp[6:], 0)
 	binary.BigEndian.PutUint16(resp[8:], 0)
-	binary.BigEndian.PutUint16(resp[10:], 0)
+	binary.BigEndian.PutUint16(resp[10:], ar)
 	return resp
 }

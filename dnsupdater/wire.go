@@ -224,8 +224,17 @@ func udpLimit(q *query) int {
 
 // optRData returns the data of the first OPT record of the message p, or nil.
 func optRData(p []byte) []byte {
-	if len(p) < headerLen {
+	start, end := findOPT(p)
+	if start < 0 {
 		return nil
+	}
+	return p[start+11 : end]
+}
+
+// findOPT returns where the first OPT record of the message p starts and ends, or -1, -1.
+func findOPT(p []byte) (int, int) {
+	if len(p) < headerLen {
+		return -1, -1
 	}
 	skipName := func(off int) int {
 		for off < len(p) {
@@ -245,24 +254,28 @@ func optRData(p []byte) []byte {
 	off := headerLen
 	for range binary.BigEndian.Uint16(p[4:]) {
 		if off = skipName(off); off < 0 || off+4 > len(p) {
-			return nil
+			return -1, -1
 		}
 		off += 4
 	}
 	records := int(binary.BigEndian.Uint16(p[6:])) + int(binary.BigEndian.Uint16(p[8:])) + int(binary.BigEndian.Uint16(p[10:]))
 	for range records {
+		start := off
 		if off = skipName(off); off < 0 || off+10 > len(p) {
-			return nil
+			return -1, -1
 		}
 		rtype, rdlen := binary.BigEndian.Uint16(p[off:]), int(binary.BigEndian.Uint16(p[off+8:]))
 		off += 10
 		if off+rdlen > len(p) {
-			return nil
+			return -1, -1
 		}
 		if rtype == typeOPT {
-			return p[off : off+rdlen]
+			if off-start != 11 {
+				return -1, -1 // an OPT record's owner is the root
+			}
+			return start, off + rdlen
 		}
 		off += rdlen
 	}
-	return nil
+	return -1, -1
 }

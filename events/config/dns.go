@@ -9,12 +9,20 @@ import (
 type DNS struct {
 	// RateLimit is response rate limiting per client prefix (UDP only).
 	RateLimit RateLimit `yaml:"rate_limit,omitempty"`
+	// TCPPerClient is how many TCP connections one client address may hold open at once, so
+	// that one client cannot take every connection (1,024 in all). Default 32.
+	TCPPerClient int `yaml:"tcp_per_client,omitempty"`
+	// Identity names this server in NSID (RFC 5001) and in CH TXT id.server and hostname.bind
+	// answers. Default: the host name.
+	Identity string `yaml:"identity,omitempty"`
 }
 
 // RateLimit limits the UDP responses sent to one client prefix, so that Detour cannot be used to
 // amplify a spoofed flood (like BIND's and NSD's response rate limiting).
 type RateLimit struct {
-	// ResponsesPerSecond each client prefix may receive. Default 200; 0 turns limiting off.
+	// ResponsesPerSecond each client prefix may receive per kind of response (as BIND's RRL:
+	// answers per name and type, NODATA per name, NXDOMAIN and errors per prefix). Default 0:
+	// off, as in BIND.
 	ResponsesPerSecond *int `yaml:"responses_per_second,omitempty"`
 	// Slip: every slip-th limited response is sent truncated (TC=1) instead of dropped, so real
 	// clients retry over TCP. Default 2; 0 drops every limited response.
@@ -28,9 +36,12 @@ type RateLimit struct {
 }
 
 func (d *DNS) applyDefaults() {
+	if d.TCPPerClient == 0 {
+		d.TCPPerClient = 32
+	}
 	rl := &d.RateLimit
 	if rl.ResponsesPerSecond == nil {
-		v := 200
+		v := 0
 		rl.ResponsesPerSecond = &v
 	}
 	if rl.Slip == nil {
@@ -49,6 +60,12 @@ func (d *DNS) applyDefaults() {
 }
 
 func (d *DNS) validate(p *problems, path string) {
+	if d.TCPPerClient < 0 || d.TCPPerClient > 1024 {
+		p.add(path+".tcp_per_client", "want 1 to 1024, got %d", d.TCPPerClient)
+	}
+	if len(d.Identity) > 255 {
+		p.add(path+".identity", "want at most 255 characters, got %d", len(d.Identity))
+	}
 	rl := &d.RateLimit
 	path += ".rate_limit"
 	if rl.ResponsesPerSecond != nil && *rl.ResponsesPerSecond < 0 {
