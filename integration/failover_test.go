@@ -61,8 +61,8 @@ apps:
 		name, user string
 		args       []string
 	}{
-		{"prober-west", "prober", []string{"prober", "--region", "us-west", "--name", "west-1"}},
-		{"prober-east", "prober", []string{"prober", "--region", "us-east", "--name", "east-1"}},
+		{"prober-west", "prober-us-west", []string{"prober", "--region", "us-west", "--name", "west-1"}},
+		{"prober-east", "prober-us-east", []string{"prober", "--region", "us-east", "--name", "east-1"}},
 		{"decider-1", "decider", []string{"decider", "--name", "decider-1"}},
 		{"decider-2", "decider", []string{"decider", "--name", "decider-2"}},
 		{"dns-1", "dns", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/tmp/dns"}},
