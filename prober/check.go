@@ -42,7 +42,7 @@ type Target struct {
 	App      string
 	Pool     string
 	Endpoint string
-	// Address is the endpoint's ip:port from the configuration.
+	// Address is the endpoint's ip:port, or bare IP, from the configuration.
 	Address string
 	// Dial is the ip:port the check connects to: Address with the check's port, if it sets one.
 	Dial  netip.AddrPort

@@ -75,7 +75,7 @@ apps:
 		`apps[0].fqdn: "shop.other.test" lies in none of the configured zones`,
 		`apps[0].policy: want failover, weighted, round_robin or source, got "fastest"`,
 		`apps[0].check.timeout: 2s is longer than the interval 1s`,
-		`apps[0].pools[0].endpoints[0].address: want ip:port, got "10.0.0.1"`,
+		`apps[0].pools[0].endpoints[0].address: want ip:port: the http check needs a port and check.port sets none, got "10.0.0.1"`,
 		`apps[1].name: duplicate app "shop"`,
 	}
 	if strings.Join(ce.Problems, "\n") != strings.Join(want, "\n") {

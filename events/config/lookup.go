@@ -62,10 +62,14 @@ func (p *Pool) Endpoint(name string) *Endpoint {
 	return nil
 }
 
-// AddrPort returns the endpoint's address; it is valid in a validated configuration.
+// AddrPort returns the endpoint's address, with port 0 when it is a bare IP; it is valid in a
+// validated configuration.
 func (e *Endpoint) AddrPort() netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(e.Address)
-	return ap
+	if ap, err := netip.ParseAddrPort(e.Address); err == nil {
+		return ap
+	}
+	a, _ := netip.ParseAddr(e.Address)
+	return netip.AddrPortFrom(a, 0)
 }
 
 // App returns the edge's entry for the app named name, or nil.

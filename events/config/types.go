@@ -201,7 +201,8 @@ type Pool struct {
 type Endpoint struct {
 	// Name identifies the endpoint in subjects. Default: the address as a token ("127-0-0-11_8081").
 	Name string `yaml:"name,omitempty"`
-	// Address is ip:port; the ip is what DNS answers.
+	// Address is ip:port, or a bare IP (v4 or v6) where no port is needed: the app's check is
+	// icmp or sets check.port, and no edge forwards to it. The ip is what DNS answers.
 	Address string `yaml:"address"`
 	// Weight under policy weighted. Default 1; 0 keeps it out of weighted answers.
 	Weight *int `yaml:"weight,omitempty"`

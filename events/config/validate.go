@@ -190,9 +190,7 @@ func (c *Config) validateApp(p *problems, path string, a *App) {
 		names := map[string]bool{}
 		for k, e := range pl.Endpoints {
 			ep := fmt.Sprintf("%s.endpoints[%d]", pp, k)
-			if _, err := netip.ParseAddrPort(e.Address); err != nil {
-				p.add(ep+".address", "want ip:port, got %q", e.Address)
-			}
+			c.validateAddress(p, ep+".address", a, e.Address)
 			p.token(ep+".name", e.Name)
 			if names[e.Name] {
 				p.add(ep+".name", "duplicate endpoint %q in pool %q", e.Name, pl.Name)
@@ -236,6 +234,27 @@ func (c *Config) validateApp(p *problems, path string, a *App) {
 	}
 	if a.PrimaryEdge != "" && c.Edge(a.PrimaryEdge) == nil {
 		p.add(path+".primary_edge", "no edge %q", a.PrimaryEdge)
+	}
+}
+
+// validateAddress checks an endpoint's address: an IP, with a port wherever one is needed (the
+// app's check connects to one that check.port does not set, or an edge forwards to it).
+func (c *Config) validateAddress(p *problems, path string, a *App, addr string) {
+	if _, err := netip.ParseAddrPort(addr); err == nil {
+		return
+	}
+	if _, err := netip.ParseAddr(addr); err != nil {
+		p.add(path, "want an IP address or ip:port, got %q", addr)
+		return
+	}
+	for _, e := range c.Edges {
+		if e.fronts(a.Name) {
+			p.add(path, "want ip:port: edge %q forwards to it, got %q", e.Name, addr)
+			return
+		}
+	}
+	if a.Check.Type != CheckICMP && a.Check.Port == 0 {
+		p.add(path, "want ip:port: the %s check needs a port and check.port sets none, got %q", a.Check.Type, addr)
 	}
 }
 

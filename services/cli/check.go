@@ -20,11 +20,20 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if fs.NArg() != 1 {
 		return usageErr("want exactly one configuration file")
 	}
-	c, err := loadFile(fs.Arg(0))
+	path := fs.Arg(0)
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return usageErr("read configuration: %w", err)
+	}
+	c, err := parseDoc(path, doc)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: valid: %s, %s, %s\n", fs.Arg(0), count(len(c.Zones), "zone"), count(len(c.Apps), "app"), count(len(c.Edges), "edge"))
+	fmt.Fprintf(stdout, "%s: valid: %s, %s, %s\n", path, count(len(c.Zones), "zone"), count(len(c.Apps), "app"), count(len(c.Edges), "edge"))
+	w := config.Locate(path, doc, c.Warnings())
+	for i, p := range w.Problems {
+		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", path, w.Lines[i], p)
+	}
 	return nil
 }
 

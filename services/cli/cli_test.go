@@ -46,7 +46,7 @@ apps:
 		`apps[0].fqdn: "shop.elsewhere.test" lies in none of the configured zones`,
 		`apps[0].policy: want failover, weighted, round_robin or source, got "nearest"`,
 		`apps[0].check.timeout: 5s is longer than the interval 1s`,
-		`apps[0].pools[0].endpoints[0].address: want ip:port, got "10.0.0.1"`,
+		`apps[0].pools[0].endpoints[0].address: want ip:port: the http check needs a port and check.port sets none, got "10.0.0.1"`,
 		`apps[1].name: duplicate app "shop"`,
 	} {
 		if !strings.Contains(stderr, want) {

@@ -164,3 +164,21 @@ func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckWarnsButPassesWhenTwoFailoverPoolsShareAnIP(t *testing.T) {
+	path := writeFile(t, "detour.yaml", `zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - name: west
+        endpoints: [{address: "127.0.0.1:18101"}]
+      - name: east
+        endpoints: [{address: "127.0.0.1:18102"}, {address: "127.0.0.2:18102"}]
+`)
+	code, stdout, stderr := run("check", path)
+	want := path + `:8: warning: apps[0].pools[1]: shares 127.0.0.1 with pool "west": a DNS answer carries addresses, not ports, so a failover between them changes no answer` + "\n"
+	if code != 0 || !strings.Contains(stdout, "valid: 1 zone, 1 app, 0 edges") || stderr != want {
+		t.Errorf("detour check: exit %d\nstdout: %s\nstderr: %s\nwant exit 0, valid, and on stderr:\n%s", code, stdout, stderr, want)
+	}
+}

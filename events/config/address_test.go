@@ -1,0 +1,73 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+func TestAnEndpointAddressIsABareIPWhereNoPortIsNeeded(t *testing.T) {
+	const head = "zones: [{name: demo.test}]\n"
+	for _, c := range []struct {
+		name, doc, want string
+	}{
+		{"an icmp check takes a bare IPv4", `apps: [{name: a, fqdn: a.demo.test, check: {type: icmp}, pools: [{name: p, endpoints: [{address: 127.0.0.61}]}]}]`, ""},
+		{"an icmp check takes a bare IPv6", `apps: [{name: a, fqdn: a.demo.test, check: {type: icmp}, pools: [{name: p, endpoints: [{address: "2001:db8::1"}]}]}]`, ""},
+		{"check.port gives the tcp check its port", `apps: [{name: a, fqdn: a.demo.test, check: {type: tcp, port: 443}, pools: [{name: p, endpoints: [{address: 10.0.0.1}]}]}]`, ""},
+		{"check.port gives the http check its port", `apps: [{name: a, fqdn: a.demo.test, check: {type: http, port: 8080}, pools: [{name: p, endpoints: [{address: "2001:db8::1"}]}]}]`, ""},
+		{"a tcp check without a port is refused", `apps: [{name: a, fqdn: a.demo.test, pools: [{name: p, endpoints: [{address: 10.0.0.1}]}]}]`,
+			`apps[0].pools[0].endpoints[0].address: want ip:port: the tcp check needs a port and check.port sets none, got "10.0.0.1"`},
+		{"a host name is refused", `apps: [{name: a, fqdn: a.demo.test, check: {type: icmp}, pools: [{name: p, endpoints: [{address: "db.example:5432"}]}]}]`,
+			`apps[0].pools[0].endpoints[0].address: want an IP address or ip:port, got "db.example:5432"`},
+		{"an edge needs the port it forwards to", `apps: [{name: a, fqdn: a.demo.test, check: {type: icmp}, pools: [{name: p, region: r, endpoints: [{address: 10.0.0.1}]}]}]
+edges: [{name: e, region: r, hostname: e.demo.test, address: 127.0.0.21, apps: [{app: a, listen: "127.0.0.21:8080"}]}]`,
+			`apps[0].pools[0].endpoints[0].address: want ip:port: edge "e" forwards to it, got "10.0.0.1"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := config.Parse("x.yaml", []byte(head+c.doc))
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				e := cfg.Apps[0].Pools[0].Endpoints[0]
+				if ip := e.AddrPort().Addr().String(); !strings.Contains(e.Address, ip) || e.Name == "" {
+					t.Errorf("endpoint %+v answers %s", e, ip)
+				}
+				return
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0] != c.want {
+				t.Errorf("Parse = %v\nwant exactly: %s", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCheckWarnsWhenAnAnswerCannotShowAFailover(t *testing.T) {
+	const head = "zones: [{name: demo.test}]\napps:\n"
+	for _, c := range []struct {
+		name, apps string
+		want       []string
+	}{
+		{"two failover pools on one IP", `  - {name: a, fqdn: a.demo.test, pools: [{name: p1, endpoints: [{address: "127.0.0.1:18101"}]}, {name: p2, endpoints: [{address: "127.0.0.1:18102"}, {address: "127.0.0.2:18102"}]}]}`,
+			[]string{`apps[0].pools[1]: shares 127.0.0.1 with pool "p1": a DNS answer carries addresses, not ports, so a failover between them changes no answer`}},
+		{"one address behind every pool", `  - {name: a, fqdn: a.demo.test, policy: weighted, pools: [{name: p1, endpoints: [{address: "127.0.0.1:1"}]}, {name: p2, endpoints: [{address: "127.0.0.1:2"}]}]}`,
+			[]string{`apps[0]: its answer can never change: every pool answers 127.0.0.1, and when all are down fail_open answers the same`}},
+		{"one pool of one endpoint", `  - {name: a, fqdn: a.demo.test, pools: [{name: p1, endpoints: [{address: "10.0.0.1:80"}]}]}`,
+			[]string{`apps[0]: its answer can never change: every pool answers 10.0.0.1, and when all are down fail_open answers the same`}},
+		{"fail_closed can change the answer", `  - {name: a, fqdn: a.demo.test, when_all_down: fail_closed, pools: [{name: p1, endpoints: [{address: "10.0.0.1:80"}]}]}`, nil},
+		{"distinct addresses", `  - {name: a, fqdn: a.demo.test, pools: [{name: p1, endpoints: [{address: "10.0.0.1:80"}]}, {name: p2, endpoints: [{address: "10.0.0.2:80"}]}]}`, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := config.Parse("x.yaml", []byte(head+c.apps+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Warnings(); strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+				t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
+	}
+}
