@@ -2,8 +2,8 @@ package dnsupdater
 
 import (
 	"encoding/binary"
-	"slices"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
