@@ -49,6 +49,8 @@ Operate:
   query NAME [TYPE] [--server ADDR] [--watch]
   events [--stream S] [--subject F] [--since D] [--follow] [--json]
   backend [--name N] [--listen ADDR]       serve a demo application instance
+  replay [--from 15m] [--to T] [--app A] [--endpoint E] [--region R] [--format text|json|html] [--what-if 'fall=5,…']
+                                           the timeline of an incident, its phases, and what other thresholds would have done
   help [COMMAND]                           a command's usage, flags and an example
 
 Every command but check, query, backend and help takes --log-format auto|console|json (auto:
@@ -116,6 +118,7 @@ func init() {
 		"plan": runPlan, "config": runConfig, "override": runOverride,
 		"query": runQuery, "backend": runBackend, "events": runEvents,
 	}
+	commands["replay"] = runReplay
 }
 
 // common are the flags every role shares.

@@ -1,0 +1,95 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/decide"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options are what `detour replay` asks for.
+type Options struct {
+	// Filter selects the items shown; its From and To also bound what is read.
+	Filter Filter
+	// Config is the configuration whose endpoints a what-if decides, and which sizes the warm-up:
+	// the results before Filter.From a decider would have held (nil: one minute).
+	Config *config.Config
+	// WhatIf, when set, re-decides the endpoints with these settings.
+	WhatIf *Settings
+	// Format is text, json or html.
+	Format string
+	// Now dates the end of a what-if when Filter.To is zero. Default time.Now.
+	Now func() time.Time
+}
+
+// Formats are the output formats Run writes.
+var Formats = []string{"text", "json", "html"}
+
+// Run reads the history o selects from js and writes its timeline (and what-if) to w.
+func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) error {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.WhatIf != nil && o.Config == nil {
+		return fmt.Errorf("replay: a what-if needs the configuration")
+	}
+	win := Window{To: o.Filter.To}
+	if !o.Filter.From.IsZero() {
+		win.From = o.Filter.From.Add(-Warmup(o.Config, o.WhatIf))
+	}
+	b := NewBuilder(o.Filter)
+	var wi *WhatIf
+	add := b.Add
+	if o.WhatIf != nil {
+		wi = NewWhatIf(o.Config, *o.WhatIf, o.Filter.From, o.Filter.To)
+		add = func(r *Record) {
+			b.Add(r)
+			wi.Add(r)
+		}
+	}
+	if err := Read(ctx, js, win, add); err != nil {
+		return err
+	}
+	t := b.Timeline()
+	var c *Comparison
+	if wi != nil {
+		end := o.Filter.To
+		if end.IsZero() {
+			end = o.Now()
+		}
+		cmp := wi.Compare(end)
+		c = &cmp
+	}
+	switch o.Format {
+	case "json":
+		return WriteJSON(w, t, c)
+	case "html":
+		return WriteHTML(w, "Detour replay", t, c)
+	}
+	return WriteText(w, t, c)
+}
+
+// Warmup is how long before a window a replay starts reading results, so that the streaks in
+// force when the window opens are known: as the decider's replay, the largest over the apps of
+// stale_after and max(fall, rise) × interval + jitter, with the what-if settings applied; one
+// minute without a configuration.
+func Warmup(c *config.Config, s *Settings) time.Duration {
+	if c == nil {
+		return time.Minute
+	}
+	var w time.Duration
+	for i := range c.Apps {
+		k := &c.Apps[i].Check
+		fall, rise, stale := k.Fall, k.Rise, k.StaleAfter.D()
+		if s != nil {
+			p := s.apply(decide.PolicyFor(&c.Apps[i]))
+			fall, rise, stale = p.Fall, p.Rise, p.StaleAfter
+		}
+		w = max(w, stale, time.Duration(max(fall, rise))*k.Interval.D()+k.Jitter.D())
+	}
+	return w
+}

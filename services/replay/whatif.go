@@ -1,0 +1,377 @@
+package replay
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/decide"
+)
+
+// Settings are the thresholds a what-if decides with instead of the configured ones; a field
+// that was not given keeps each app's own.
+type Settings struct {
+	Fall, Rise           int
+	Quorum               float64
+	HoldDown, StaleAfter time.Duration
+	// set names the fields given, in the order ParseSettings read them.
+	set []string
+}
+
+// ParseSettings reads "fall=5,rise=3,quorum=0.67,hold_down=30s,stale_after=10s" (any subset).
+func ParseSettings(s string) (Settings, error) {
+	var out Settings
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return Settings{}, fmt.Errorf("what-if: %q: want key=value", kv)
+		}
+		var err error
+		switch k {
+		case "fall", "rise":
+			var n int
+			n, err = strconv.Atoi(v)
+			if err == nil && (n < 1 || n > 1000) {
+				err = fmt.Errorf("want 1 to 1000")
+			}
+			if k == "fall" {
+				out.Fall = n
+			} else {
+				out.Rise = n
+			}
+		case "quorum":
+			out.Quorum, err = strconv.ParseFloat(v, 64)
+			if err == nil && (out.Quorum <= 0 || out.Quorum > 1) {
+				err = fmt.Errorf("want a share in (0, 1]")
+			}
+		case "hold_down", "stale_after":
+			var d time.Duration
+			d, err = time.ParseDuration(v)
+			if err == nil && (d < 0 || (k == "stale_after" && d == 0)) {
+				err = fmt.Errorf("want a positive duration")
+			}
+			if k == "hold_down" {
+				out.HoldDown = d
+			} else {
+				out.StaleAfter = d
+			}
+		default:
+			return Settings{}, fmt.Errorf("what-if: unknown setting %q: want fall, rise, quorum, hold_down or stale_after", k)
+		}
+		if err != nil {
+			return Settings{}, fmt.Errorf("what-if: %s: %q: %v", k, v, err)
+		}
+		for _, prev := range out.set {
+			if prev == k {
+				return Settings{}, fmt.Errorf("what-if: %s given twice", k)
+			}
+		}
+		out.set = append(out.set, k)
+	}
+	if len(out.set) == 0 {
+		return Settings{}, fmt.Errorf("what-if: no setting given: want e.g. fall=5,rise=3")
+	}
+	return out, nil
+}
+
+// String is the settings as ParseSettings reads them.
+func (s Settings) String() string {
+	var parts []string
+	for _, k := range s.set {
+		switch k {
+		case "fall":
+			parts = append(parts, "fall="+strconv.Itoa(s.Fall))
+		case "rise":
+			parts = append(parts, "rise="+strconv.Itoa(s.Rise))
+		case "quorum":
+			parts = append(parts, "quorum="+strconv.FormatFloat(s.Quorum, 'g', -1, 64))
+		case "hold_down":
+			parts = append(parts, "hold_down="+s.HoldDown.String())
+		case "stale_after":
+			parts = append(parts, "stale_after="+s.StaleAfter.String())
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// apply returns p with the given settings in place of its own.
+func (s Settings) apply(p decide.Policy) decide.Policy {
+	for _, k := range s.set {
+		switch k {
+		case "fall":
+			p.Fall = s.Fall
+		case "rise":
+			p.Rise = s.Rise
+		case "quorum":
+			p.Quorum = s.Quorum
+		case "hold_down":
+			p.HoldDown = s.HoldDown
+		case "stale_after":
+			p.StaleAfter = s.StaleAfter
+		}
+	}
+	return p
+}
+
+// Change is one endpoint transition, recorded or re-decided.
+type Change struct {
+	At     time.Time     `json:"at"`
+	From   events.Status `json:"from"`
+	To     events.Status `json:"to"`
+	Cause  string        `json:"cause"`
+	Reason string        `json:"reason"`
+}
+
+// Pair is a recorded transition beside the what-if one it corresponds to; either may be nil (the
+// what-if would not have made it, or would have made one that was not recorded).
+type Pair struct {
+	App      string  `json:"app"`
+	Pool     string  `json:"pool"`
+	Endpoint string  `json:"endpoint"`
+	To       string  `json:"to"`
+	Recorded *Change `json:"recorded,omitempty"`
+	WhatIf   *Change `json:"what_if,omitempty"`
+	// Shift is WhatIf.At − Recorded.At when both happened: negative is earlier.
+	Shift Millis `json:"shift_ms"`
+}
+
+// Verdict names how a pair differs: same, earlier, later, gone (would not happen) or new.
+func (p Pair) Verdict() string {
+	switch {
+	case p.WhatIf == nil:
+		return "gone"
+	case p.Recorded == nil:
+		return "new"
+	case p.Shift < 0:
+		return "earlier"
+	case p.Shift > 0:
+		return "later"
+	}
+	return "same"
+}
+
+// Comparison is the outcome of a what-if.
+type Comparison struct {
+	Settings string `json:"settings"`
+	// Results counts the results re-decided.
+	Results uint64 `json:"results"`
+	Pairs   []Pair `json:"pairs"`
+}
+
+// WhatIf re-runs the decider's fold (decide.Endpoint) with other settings over records given in
+// stored order, as Read delivers them, and pairs its transitions with the recorded ones.
+type WhatIf struct {
+	cfg       *config.Config
+	settings  Settings
+	from, to  time.Time
+	endpoints map[epKey]*wiEndpoint
+	order     []*wiEndpoint
+	results   uint64
+}
+
+type wiEndpoint struct {
+	key      epKey
+	policy   decide.Policy
+	st       decide.Endpoint
+	started  bool
+	recorded events.Status
+	// rec and sim are the recorded and re-decided transitions within the window.
+	rec, sim []Change
+}
+
+// NewWhatIf prepares a what-if over cfg's endpoints with settings s; transitions outside
+// [from, to] (zero: unbounded) are folded but not compared.
+func NewWhatIf(cfg *config.Config, s Settings, from, to time.Time) *WhatIf {
+	w := &WhatIf{cfg: cfg, settings: s, from: from, to: to, endpoints: map[epKey]*wiEndpoint{}}
+	for i := range cfg.Apps {
+		a := &cfg.Apps[i]
+		pol := s.apply(decide.PolicyFor(a))
+		for j := range a.Pools {
+			for k := range a.Pools[j].Endpoints {
+				e := &wiEndpoint{key: epKey{a.Name, a.Pools[j].Name, a.Pools[j].Endpoints[k].Name}, policy: pol}
+				w.endpoints[e.key] = e
+				w.order = append(w.order, e)
+			}
+		}
+	}
+	return w
+}
+
+// Add folds one record.
+func (w *WhatIf) Add(r *Record) {
+	if r.Err != nil {
+		return
+	}
+	if r.Stream == events.StreamProbes {
+		region := probeRegion(r.Subject)
+		for i := range r.Results {
+			res := &r.Results[i]
+			e := w.endpoints[epKey{res.App, res.Pool, res.Endpoint}]
+			if e == nil || res.Region != region || !w.cfg.RegionAllowed(region) {
+				continue
+			}
+			w.results++
+			w.start(e)
+			if dec, ok := e.st.Observe(decide.Result{ID: res.ID, Region: region, At: r.Stored, OK: res.OK}, e.policy); ok {
+				w.decided(e, dec)
+			}
+		}
+		return
+	}
+	if r.Stream != events.StreamState {
+		return
+	}
+	env := &r.Env
+	switch env.Type {
+	case events.TypeOverrideSet, events.TypeOverrideCleared:
+		var o events.Override
+		if env.Payload(&o) != nil {
+			return
+		}
+		if env.Type == events.TypeOverrideCleared {
+			o.Action = ""
+		}
+		scope := decide.ScopeEndpoint
+		if o.Endpoint == "" {
+			scope = decide.ScopePool
+		}
+		for _, e := range w.order {
+			if e.key.app != o.App || e.key.pool != o.Pool || (scope == decide.ScopeEndpoint && e.key.endpoint != o.Endpoint) {
+				continue
+			}
+			if dec, ok := e.st.SetOverride(scope, o, env.ID, r.Stored, e.policy); ok && e.started {
+				w.decided(e, dec)
+			}
+		}
+		return
+	}
+	to, ok := events.TransitionStatus(env.Type)
+	if !ok {
+		return
+	}
+	var t events.Transition
+	if env.Payload(&t) != nil || t.Endpoint == "" {
+		return
+	}
+	e := w.endpoints[epKey{t.App, t.Pool, t.Endpoint}]
+	if e == nil {
+		return
+	}
+	e.recorded = to
+	if w.within(env.Time) {
+		e.rec = append(e.rec, Change{At: env.Time, From: t.From, To: to, Cause: env.Cause, Reason: t.Reason})
+	}
+}
+
+// start restores, before an endpoint's first result, the status STATE recorded for it then, as
+// a decider starting cold does.
+func (w *WhatIf) start(e *wiEndpoint) {
+	if !e.started {
+		e.started = true
+		e.st.Restore(e.recorded)
+	}
+}
+
+func (w *WhatIf) decided(e *wiEndpoint, d decide.Decision) {
+	if w.within(d.At) {
+		e.sim = append(e.sim, Change{At: d.At, From: d.From, To: d.To, Cause: d.Cause, Reason: d.Reason})
+	}
+}
+
+func (w *WhatIf) within(at time.Time) bool {
+	return (w.from.IsZero() || !at.Before(w.from)) && (w.to.IsZero() || !at.After(w.to))
+}
+
+// Compare lets time pass to end (staleness, hold-down) and pairs the recorded transitions of each
+// endpoint with the what-if's.
+func (w *WhatIf) Compare(end time.Time) Comparison {
+	c := Comparison{Settings: w.settings.String(), Results: w.results, Pairs: []Pair{}}
+	for _, e := range w.order {
+		if e.started {
+			if dec, ok := e.st.Expire(end, e.policy); ok {
+				w.decided(e, dec)
+			}
+		}
+		for _, p := range align(e.rec, e.sim) {
+			p.App, p.Pool, p.Endpoint = e.key.app, e.key.pool, e.key.endpoint
+			c.Pairs = append(c.Pairs, p)
+		}
+	}
+	return c
+}
+
+// cell is the best alignment of two suffixes: most pairs, then least total time between them.
+type cell struct {
+	matches int
+	cost    time.Duration
+}
+
+func (a cell) better(b cell) bool {
+	return a.matches > b.matches || (a.matches == b.matches && a.cost < b.cost)
+}
+
+// align pairs two sequences of transitions of one endpoint: as many pairs of equal target
+// status as can be made in order, and among those the closest in time. Unpaired transitions
+// stand alone, in time order.
+func align(rec, sim []Change) []Pair {
+	n, m := len(rec), len(sim)
+	dp := make([][]cell, n+1)
+	for i := range dp {
+		dp[i] = make([]cell, m+1)
+	}
+	match := func(i, j int) (cell, bool) {
+		if rec[i].To != sim[j].To {
+			return cell{}, false
+		}
+		c := dp[i+1][j+1]
+		c.matches++
+		c.cost += absDuration(sim[j].At.Sub(rec[i].At))
+		return c, true
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			best := dp[i+1][j]
+			if dp[i][j+1].better(best) {
+				best = dp[i][j+1]
+			}
+			if c, ok := match(i, j); ok && c.better(best) {
+				best = c
+			}
+			dp[i][j] = best
+		}
+	}
+	var out []Pair
+	for i, j := 0, 0; i < n || j < m; {
+		if i < n && j < m {
+			if c, ok := match(i, j); ok && c == dp[i][j] {
+				out = append(out, Pair{To: string(rec[i].To), Recorded: &rec[i], WhatIf: &sim[j], Shift: Millis(sim[j].At.Sub(rec[i].At))})
+				i, j = i+1, j+1
+				continue
+			}
+		}
+		skipRec := i < n && dp[i+1][j] == dp[i][j]
+		skipSim := j < m && dp[i][j+1] == dp[i][j]
+		if skipRec && (!skipSim || !sim[j].At.Before(rec[i].At)) {
+			out = append(out, Pair{To: string(rec[i].To), Recorded: &rec[i]})
+			i++
+		} else {
+			out = append(out, Pair{To: string(sim[j].To), WhatIf: &sim[j]})
+			j++
+		}
+	}
+	return out
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
