@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -153,7 +154,15 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 }
 
 func connect(url, name string) (jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	if seed := os.Getenv("DETOUR_NATS_NKEY"); seed != "" { // the nkey seed file detour up made
+		o, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("DETOUR_NATS_NKEY: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats at %s: %w", redact.String(url), err)
 	}

@@ -48,9 +48,11 @@ func (s *Stack) printInstructions(w io.Writer, isDemo bool) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "Follow the decisions and the events:\n")
-	fmt.Fprintf(w, "  go tool nats --server %s stream view STATE\n", s.NATSURL)
-	fmt.Fprintf(w, "  go tool nats --server %s sub 'detour.state.>'\n", s.NATSURL)
-	fmt.Fprintf(w, "  go tool nats --server %s sub 'detour.probe.>'\n", s.NATSURL)
-	fmt.Fprintf(w, "  go tool nats --server %s stream ls\n\n", s.NATSURL)
+	nats := "go tool nats --server " + s.NATSURL + " --nkey " + s.NATSCredentials.File
+	fmt.Fprintf(w, "Follow the decisions and the events (NATS lets in only the credentials in %s):\n", s.NATSCredentials.File)
+	fmt.Fprintf(w, "  %s stream view STATE\n", nats)
+	fmt.Fprintf(w, "  %s sub 'detour.state.>'\n", nats)
+	fmt.Fprintf(w, "  %s sub 'detour.probe.>'\n", nats)
+	fmt.Fprintf(w, "  %s stream ls\n", nats)
+	fmt.Fprintf(w, "  export DETOUR_NATS=%s DETOUR_NATS_NKEY=%s   # for detour override, plan, apply, config\n\n", s.NATSURL, s.NATSCredentials.File)
 }

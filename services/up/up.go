@@ -33,7 +33,8 @@ type Options struct {
 	ConfigPath string
 	// DNSAddr is where the authoritative server listens, UDP and TCP. Default 127.0.0.1:5353.
 	DNSAddr string
-	// DataDir holds JetStream's files and the DNS snapshot. Default ./detour-data.
+	// DataDir holds JetStream's files, the DNS snapshot and the NATS credentials (created on
+	// first start, 0600). Default ./detour-data.
 	DataDir string
 	// NATSPort is the embedded server's client port on 127.0.0.1: 0 means 4222, -1 a free port.
 	NATSPort int
@@ -64,6 +65,8 @@ type Stack struct {
 	Backends map[string]*demo.Backend
 	// Edges are the edge proxies running in process, by name; each can be stopped and started.
 	Edges map[string]*demo.Switch
+	// NATSCredentials are what every role in the process, and the operator, connect with.
+	NATSCredentials natsd.Credentials
 
 	control *demo.Control
 	nats    *server.Server
@@ -118,12 +121,19 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 
-	st.nats, err = natsd.Start(natsd.Options{StoreDir: filepath.Join(o.DataDir, "jetstream"), Port: o.NATSPort})
+	if st.NATSCredentials, err = natsd.LoadCredentials(o.DataDir); err != nil {
+		return nil, err
+	}
+	creds, err := st.NATSCredentials.Option()
+	if err != nil {
+		return nil, err
+	}
+	st.nats, err = natsd.Start(natsd.Options{StoreDir: filepath.Join(o.DataDir, "jetstream"), Port: o.NATSPort, Credentials: st.NATSCredentials})
 	if err != nil {
 		return nil, err
 	}
 	st.NATSURL = st.nats.ClientURL()
-	nc, err := nats.Connect(st.NATSURL, nats.Name("detour-up"))
+	nc, err := nats.Connect(st.NATSURL, nats.Name("detour-up"), creds)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded nats: %w", err)
 	}
