@@ -15,6 +15,12 @@ func (s *Stack) printInstructions(w io.Writer, isDemo bool) {
 	if s.MetricsAddr != "" {
 		fmt.Fprintf(w, "  Metrics:       http://%s/metrics\n", s.MetricsAddr)
 	}
+	if s.APIAddr != "" {
+		fmt.Fprintf(w, "  Status page:   http://%s/\n  API:           http://%s/v1/ (bearer tokens: %s)\n", s.APIAddr, s.APIAddr, s.TokensPath)
+		if s.NewToken != "" {
+			fmt.Fprintf(w, "  A write token was made for you; it is shown only now, the file keeps its hash:\n    export DETOUR_TOKEN=%s\n    curl -H \"Authorization: Bearer $DETOUR_TOKEN\" http://%s/v1/apps\n", s.NewToken, s.APIAddr)
+		}
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Watch the answer (prints a line each time it changes):\n  go run ./services/cmd/detour query --server %s --watch %s\n", s.DNSAddr, fqdn)
 	fmt.Fprintf(w, "  or: dig @%s -p %s +short %s A\n\n", host, port, fqdn)

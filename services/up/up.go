@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/api"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/demo"
@@ -47,6 +48,9 @@ type Options struct {
 	// MetricsAddr is where every role's Prometheus metrics are served, on /metrics; "" serves
 	// none.
 	MetricsAddr string
+	// APIAddr is where the HTTP API and the status page are served; "" serves neither. Its
+	// tokens are in <DataDir>/api-tokens, created with one write token on first start.
+	APIAddr string
 	// Out receives the instructions printed at start. Default: nowhere.
 	Out io.Writer
 	Log zerolog.Logger
@@ -59,6 +63,9 @@ type Stack struct {
 	DNSAddr string
 	// MetricsAddr is where /metrics is served, when it is.
 	MetricsAddr string
+	// APIAddr is where the API and the status page are served, when they are; TokensPath holds
+	// their tokens and NewToken the secret of the token made on this start, if one was.
+	APIAddr, TokensPath, NewToken string
 	// Metrics are every role's collectors.
 	Metrics *metrics.Metrics
 	// Backends are the demo's application instances, by pool name (empty with a configuration).
@@ -186,6 +193,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, err
 		}
 	}
+	if o.APIAddr != "" {
+		if err := st.startAPI(g, js, o); err != nil {
+			return nil, err
+		}
+	}
 	if o.MetricsAddr != "" {
 		if st.MetricsAddr, err = m.Serve(g.ctx, o.MetricsAddr); err != nil {
 			return nil, err
@@ -268,4 +280,29 @@ func waitTCP(ctx context.Context, addr string, within time.Duration) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// startAPI serves the API and the status page, making the tokens file with one write token when
+// there is none yet.
+func (s *Stack) startAPI(g *group, js jetstream.JetStream, o Options) error {
+	s.TokensPath = filepath.Join(o.DataDir, "api-tokens")
+	if _, err := os.Stat(s.TokensPath); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+			return fmt.Errorf("make the api tokens: %w", err)
+		}
+		if s.NewToken, err = api.AddToken(s.TokensPath, "admin", api.ScopeWrite); err != nil {
+			return err
+		}
+	}
+	toks, err := api.LoadTokens(s.TokensPath)
+	if err != nil {
+		return err
+	}
+	srv, err := api.Listen(api.Options{JS: js, Config: s.Config, Addr: o.APIAddr, Tokens: toks, Log: o.Log})
+	if err != nil {
+		return err
+	}
+	s.APIAddr = srv.Addr()
+	g.Go("api", srv.Run)
+	return nil
 }
