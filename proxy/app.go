@@ -1,9 +1,10 @@
 package proxy
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,22 +16,30 @@ import (
 )
 
 // app is the runtime of one app behind the edge: its current route, its place in the rotation,
-// the instances ejected after connection errors, and its secondary edge.
+// the passive health of its instances, and its secondary edge.
 type app struct {
-	edge    *edge
-	name    string
-	cfg     config.EdgeApp
-	log     zerolog.Logger
-	route   atomic.Pointer[appRoute]
-	turn    atomic.Uint64
-	ejected sync.Map // instance address -> time.Time it is skipped until
-	now     func() time.Time
+	edge   *edge
+	name   string
+	cfg    config.EdgeApp
+	pol    *policy
+	log    zerolog.Logger
+	route  atomic.Pointer[appRoute]
+	turn   atomic.Uint64
+	health sync.Map // instance address -> *instanceHealth
+	now    func() time.Time
 	// transport reaches local instances, peerTransport secondary edges (HTTP mode only).
 	transport, peerTransport *http.Transport
 	// pool and peerPool hold the fast path's connections to instances and to secondary edges.
 	pool, peerPool *connPool
 	// metrics, when set, counts the app's requests.
 	metrics *appMetrics
+}
+
+// instanceHealth is what the edge saw of one local instance: its failed requests in a row and
+// until when it is skipped.
+type instanceHealth struct {
+	fails atomic.Int32
+	until atomic.Int64 // unix nanoseconds
 }
 
 // appRoute is a route with what requests derive from it, computed once per table.
@@ -42,7 +51,7 @@ type appRoute struct {
 
 func newApp(e *edge, ea config.EdgeApp) *app {
 	return &app{
-		edge: e, name: ea.App, cfg: ea, now: time.Now,
+		edge: e, name: ea.App, cfg: ea, pol: newPolicy(ea), now: time.Now,
 		log: e.log.With().Str("app", ea.App).Str("mode", ea.Mode).Logger(),
 	}
 }
@@ -50,13 +59,7 @@ func newApp(e *edge, ea config.EdgeApp) *app {
 // setRoute makes r the app's route from the next request on; requests in flight finish on the
 // route they started with.
 func (a *app) setRoute(r events.AppRoute) {
-	ar := &appRoute{AppRoute: r, retry: map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true}}
-	for _, m := range r.RetryMethods {
-		ar.retry[strings.ToUpper(m)] = true
-	}
-	for _, m := range a.cfg.RetryMethods {
-		ar.retry[strings.ToUpper(m)] = true
-	}
+	ar := &appRoute{AppRoute: r, retry: a.pol.retriable(r.RetryMethods)}
 	if s := r.Secondary; s != nil {
 		ar.secondary = a.edge.peers.get(s.Hostname, s.Address, s.Port, a.cfg.Mode)
 	}
@@ -74,8 +77,8 @@ func (a *app) setRoute(r events.AppRoute) {
 	for _, ep := range r.Endpoints {
 		i := slices.IndexFunc(prev.Endpoints, func(p events.RouteEndpoint) bool { return p.Address == ep.Address })
 		if i >= 0 && prev.Endpoints[i].Status != ep.Status && ep.Serving() {
-			// The decider saw it recover: stop skipping it now rather than when the ejection ends.
-			a.ejected.Delete(ep.Address)
+			// The decider saw it recover: stop skipping it now rather than when the cooldown ends.
+			a.health.Delete(ep.Address)
 		}
 	}
 }
@@ -91,21 +94,95 @@ func (a *app) plan(r *appRoute, forwarded bool) []route.Target {
 }
 
 func (a *app) skip(addr string) bool {
-	until, ok := a.ejected.Load(addr)
-	return ok && a.now().Before(until.(time.Time))
+	h, ok := a.health.Load(addr)
+	return ok && a.now().UnixNano() < h.(*instanceHealth).until.Load()
 }
 
-// failed records a connection error to t: a local instance is skipped for a while, a secondary
-// is not used again until its heartbeat answers.
-func (a *app) failed(r *appRoute, t route.Target, err error) {
+// forward sends one request (or connection) to the targets of plan in turn, at most
+// maxAttempts, through try, until one answers or the policy stops it, and returns the last
+// error. try returns nil once it answered the client, whatever happened then, and an error,
+// having answered nothing, when its target failed; at.retryStatus tells it whether an answer
+// whose status retry_on names goes to the next target (try then returns a statusError) rather
+// than to the client, and try calls a.answered when a response head arrives. retriable is
+// whether the method may be sent twice, replayable whether the body still can be.
+func (a *app) forward(ctx context.Context, r *appRoute, plan []route.Target, retriable bool, replayable func() bool,
+	try func(at *attempt) error) error {
+	n := min(len(plan), maxAttempts)
+	err := errNoTarget
+	for i, t := range plan[:n] {
+		at := &attempt{t: t, i: i, start: a.metrics.start(),
+			retryStatus: i < n-1 && !t.Secondary && len(a.pol.onStatus) > 0 && a.pol.next(badStatus, retriable, replayable())}
+		err = try(at)
+		if !at.answered {
+			a.metrics.attempted(i, t.Secondary, at.start, 0)
+		}
+		if err == nil {
+			a.succeeded(t)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		f := classify(err)
+		a.failed(r, t, f, err)
+		if !a.pol.next(f, retriable, replayable()) {
+			break
+		}
+	}
+	return err
+}
+
+// attempt is one try of a request on a target.
+type attempt struct {
+	t           route.Target
+	i           int // 0 for the first
+	retryStatus bool
+	start       time.Time
+	answered    bool
+}
+
+// answered records that the head of an answer with code arrived for at.
+func (a *app) answered(at *attempt, code int) {
+	at.answered = true
+	a.metrics.attempted(at.i, at.t.Secondary, at.start, code)
+}
+
+// statusError is the failure of an attempt answered with a status retry_on names.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("the instance answered %d", e.code) }
+
+// succeeded ends the run of failures of t.
+func (a *app) succeeded(t route.Target) {
 	if t.Secondary {
-		if r.secondary != nil && r.secondary.alive.Swap(false) {
+		return
+	}
+	if h, ok := a.health.Load(t.Addr); ok && h.(*instanceHealth).fails.Load() != 0 {
+		h.(*instanceHealth).fails.Store(0)
+	}
+}
+
+// failed records a failed attempt on t. A secondary is not used again until its heartbeat
+// answers. A local instance that refused the connection is skipped for passive_cooldown at once;
+// one that failed passive_fall requests in a row otherwise (broken connections, timeouts,
+// retry_on statuses) is skipped as well.
+func (a *app) failed(r *appRoute, t route.Target, f failure, err error) {
+	if t.Secondary {
+		if f != badStatus && r.secondary != nil && r.secondary.alive.Swap(false) {
 			a.log.Warn().Str("secondary", r.Secondary.Edge).Str("address", t.Addr).Err(err).Msg("secondary edge unreachable")
 		}
 		return
 	}
+	v, _ := a.health.LoadOrStore(t.Addr, new(instanceHealth))
+	h := v.(*instanceHealth)
+	fails := int(h.fails.Add(1))
+	if f != notSent && fails < a.pol.fall {
+		return
+	}
+	h.fails.Store(0)
 	now := a.now()
-	if prev, loaded := a.ejected.Swap(t.Addr, now.Add(ejectFor)); !loaded || !now.Before(prev.(time.Time)) {
-		a.log.Warn().Str("endpoint", t.Endpoint).Str("address", t.Addr).Err(err).Msg("instance ejected after connection error")
+	if prev := h.until.Swap(now.Add(a.pol.cooldown).UnixNano()); now.UnixNano() >= prev {
+		a.log.Warn().Str("endpoint", t.Endpoint).Str("address", t.Addr).Int("failures", fails).
+			Dur("cooldown", a.pol.cooldown).Err(err).Msg("instance skipped after failed requests")
 	}
 }

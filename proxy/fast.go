@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,11 +19,8 @@ import (
 // upgrade take the httputil.ReverseProxy path instead, which can stream a body while the
 // response arrives.
 
-// maxIdlePerAddr caps the idle connections kept to one instance; idleTimeout drops older ones.
-const (
-	maxIdlePerAddr = 1024
-	idleTimeout    = 90 * time.Second
-)
+// maxIdlePerAddr caps the idle connections kept to one instance.
+const maxIdlePerAddr = 1024
 
 // upConn is one connection to an instance or a secondary edge.
 type upConn struct {
@@ -35,31 +31,38 @@ type upConn struct {
 	idleAt time.Time
 }
 
-// connPool keeps idle connections per address, newest first out.
+// connPool keeps idle connections per address, newest first out, for up to idle.
 type connPool struct {
 	dial dialFunc
+	idle time.Duration
 	mu   sync.Mutex
-	idle map[string][]*upConn
+	free map[string][]*upConn
 }
 
-func newConnPool(dial dialFunc) *connPool {
-	return &connPool{dial: dial, idle: map[string][]*upConn{}}
+func newConnPool(dial dialFunc, idle time.Duration) *connPool {
+	return &connPool{dial: dial, idle: idle, free: map[string][]*upConn{}}
 }
 
+// get returns an idle connection to addr that is still quiet (nothing arrived on it since its
+// last answer, not even its end), or a new one.
 func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 	now := time.Now()
-	p.mu.Lock()
-	for list := p.idle[addr]; len(list) > 0; list = p.idle[addr] {
-		uc := list[len(list)-1]
-		p.idle[addr] = list[:len(list)-1]
-		if now.Sub(uc.idleAt) < idleTimeout {
+	for {
+		p.mu.Lock()
+		list := p.free[addr]
+		if len(list) == 0 {
 			p.mu.Unlock()
+			break
+		}
+		uc := list[len(list)-1]
+		p.free[addr] = list[:len(list)-1]
+		p.mu.Unlock()
+		if now.Sub(uc.idleAt) < p.idle && quiet(uc.c) {
 			uc.reused = true
 			return uc, nil
 		}
 		_ = uc.c.Close()
 	}
-	p.mu.Unlock()
 	c, err := p.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -67,11 +70,17 @@ func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 	return &upConn{c: c, br: bufio.NewReaderSize(c, 8<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
 }
 
+// put keeps uc for the next request to addr when nothing is left buffered on it; otherwise the
+// instance sent more than its answer, and uc is closed.
 func (p *connPool) put(addr string, uc *upConn) {
+	if uc.br.Buffered() > 0 {
+		_ = uc.c.Close()
+		return
+	}
 	uc.idleAt = time.Now()
 	p.mu.Lock()
-	if len(p.idle[addr]) < maxIdlePerAddr {
-		p.idle[addr] = append(p.idle[addr], uc)
+	if len(p.free[addr]) < maxIdlePerAddr {
+		p.free[addr] = append(p.free[addr], uc)
 		uc = nil
 	}
 	p.mu.Unlock()
@@ -83,47 +92,74 @@ func (p *connPool) put(addr string, uc *upConn) {
 func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for addr, list := range p.idle {
+	for addr, list := range p.free {
 		for _, uc := range list {
 			_ = uc.c.Close()
 		}
-		delete(p.idle, addr)
+		delete(p.free, addr)
 	}
+}
+
+// quiet reports whether nothing can be read from c without waiting: no unsolicited byte and no
+// end of stream. It is the check net/http's Transport makes with a reader per idle connection,
+// made here with one non-blocking peek when the connection is taken from the pool.
+func quiet(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var b [1]byte
+	readable := true
+	if err := rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		readable = err != syscall.EAGAIN
+		return true
+	}); err != nil {
+		return false
+	}
+	return !readable
 }
 
 // errIdleClosed means an idle connection turned out closed by the instance before it answered.
 var errIdleClosed = errors.New("idle connection closed by the instance")
 
 // exchange sends the request head that head writes to addr and reads the final response head
-// to a request with r's method.
-func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.Writer), r *http.Request) (*http.Response, *upConn, error) {
-	uc, err := p.send(ctx, addr, head)
+// to a request with r's method within the response_header timeout rh.
+func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.Writer), r *http.Request, rh time.Duration, replay bool) (*http.Response, *upConn, error) {
+	uc, err := p.send(ctx, addr, head, rh, replay)
 	if err != nil {
 		return nil, nil, err
 	}
 	resp, err := uc.readFinal(ctx, r)
+	_ = uc.c.SetReadDeadline(time.Time{})
 	if err != nil {
 		_ = uc.c.Close()
-		return nil, nil, err
+		return nil, nil, headerTimeout(err)
 	}
 	return resp, uc, nil
 }
 
 // send sends the request head that head writes to addr and waits for the first byte of the
-// answer. A reused connection the instance had closed is replaced by a new one once, as
-// nothing was processed.
-func (p *connPool) send(ctx context.Context, addr string, head func(*bufio.Writer)) (*upConn, error) {
+// answer, for up to rh; the connection's read deadline stays set for the rest of the head. When
+// replay is set (the method is retriable), a reused connection the instance had closed is
+// replaced by a new one once; otherwise the error is returned, as the instance may have
+// processed the request.
+func (p *connPool) send(ctx context.Context, addr string, head func(*bufio.Writer), rh time.Duration, replay bool) (*upConn, error) {
 	for {
 		uc, err := p.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		err = uc.send(ctx, head)
+		err = uc.send(ctx, head, rh)
 		if err == nil {
 			return uc, nil
 		}
 		_ = uc.c.Close()
-		if !uc.reused || !errors.Is(err, errIdleClosed) || ctx.Err() != nil {
+		if !replay || !uc.reused || !errors.Is(err, errIdleClosed) || ctx.Err() != nil {
 			return nil, err
 		}
 	}
@@ -137,7 +173,7 @@ func (uc *upConn) afterCancel(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) })
 }
 
-func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer)) error {
+func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Duration) error {
 	defer uc.afterCancel(ctx)()
 	head(uc.bw)
 	if err := uc.bw.Flush(); err != nil {
@@ -146,11 +182,14 @@ func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer)) error {
 		}
 		return fmt.Errorf("send request: %w", err)
 	}
+	if rh > 0 {
+		_ = uc.c.SetReadDeadline(time.Now().Add(rh))
+	}
 	if _, err := uc.br.Peek(1); err != nil {
 		if uc.reused && closedByPeer(err) {
 			return errIdleClosed
 		}
-		return fmt.Errorf("read response: %w", err)
+		return fmt.Errorf("read response: %w", headerTimeout(err))
 	}
 	return nil
 }
@@ -176,48 +215,10 @@ func closedByPeer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// isHop holds the headers that are meaningful for one connection only and never forwarded
-// (RFC 9110 §7.6.1), in canonical form.
-var isHop = map[string]bool{"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
-	"Transfer-Encoding": true, "Upgrade": true}
-
-// isForwarding holds the headers the edge writes itself, and the hop header it sets per target.
-var isForwarding = map[string]bool{"X-Forwarded-For": true, "X-Forwarded-Host": true,
-	"X-Forwarded-Proto": true, "Forwarded": true, HeaderForwardedBy: true}
-
-// connectionListed returns the canonical names the Connection header of h lists, or nil.
-func connectionListed(h http.Header) map[string]bool {
-	vs := h["Connection"]
-	if len(vs) == 0 {
-		return nil
-	}
-	out := map[string]bool{}
-	for _, v := range vs {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				out[http.CanonicalHeaderKey(f)] = true
-			}
-		}
-	}
-	return out
-}
-
-// removeHop deletes hop-by-hop headers, including those the Connection header names.
-func removeHop(h http.Header) {
-	for k := range connectionListed(h) {
-		delete(h, k)
-	}
-	for k := range h {
-		if isHop[k] {
-			delete(h, k)
-		}
-	}
-}
-
-// writeHead writes the request head sent upstream: the client's end-to-end headers, the
-// forwarding headers and, towards a secondary edge, the hop header. Header values came from a
-// parsed request or from the edge, so they hold no line breaks; field order does not matter.
+// writeHead writes the request head sent upstream: the fields upstreamHeader keeps, and the
+// framing of the body forwarded, which is none: Content-Length 0 for the methods that carry a
+// body, as net/http's Transport writes it. Header values came from a parsed request or from the
+// edge, so they hold no line breaks; field order does not matter.
 func writeHead(bw *bufio.Writer, r *http.Request, f *forwarding, hop string) {
 	_, _ = bw.WriteString(r.Method)
 	_ = bw.WriteByte(' ')
@@ -225,23 +226,14 @@ func writeHead(bw *bufio.Writer, r *http.Request, f *forwarding, hop string) {
 	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
 	_, _ = bw.WriteString(r.Host)
 	_, _ = bw.WriteString("\r\n")
-	listed := connectionListed(r.Header)
-	for k, vs := range r.Header {
-		if isHop[k] || isForwarding[k] || listed[k] {
-			continue
-		}
+	for k, vs := range upstreamHeader(r.Header, f, hop) {
 		for _, v := range vs {
 			writeField(bw, k, v)
 		}
 	}
-	if te := r.Header["Te"]; len(te) > 0 && strings.Contains(strings.ToLower(strings.Join(te, ",")), "trailers") {
-		writeField(bw, "Te", "trailers")
-	}
-	for i, v := range f.values() {
-		writeField(bw, forwardingHeaders[i], v)
-	}
-	if hop != "" {
-		writeField(bw, HeaderForwardedBy, hop)
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		writeField(bw, "Content-Length", "0")
 	}
 	_, _ = bw.WriteString("\r\n")
 }
@@ -253,15 +245,13 @@ func writeField(bw *bufio.Writer, k, v string) {
 	_, _ = bw.WriteString("\r\n")
 }
 
-// serveFast proxies a request without a body: to the first target of its plan and, after a
-// connection error, once more to the next one (a request without a body was either never sent,
-// or is retried only when its method is idempotent or listed in retry_methods).
+// serveFast proxies a request without a body to the targets of its plan as the policy says.
 func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	rt := a.route.Load()
-	forwarded := r.Header.Get(HeaderForwardedBy) != ""
-	plan := a.plan(rt, forwarded)
+	forwarded := a.forwardedBy(r)
+	plan := a.plan(rt, forwarded != "")
 	if len(plan) == 0 {
-		if forwarded && !rt.Available {
+		if forwarded != "" && !rt.Available {
 			a.fail(w, r, errLoop)
 		} else {
 			a.fail(w, r, errNoTarget)
@@ -270,34 +260,30 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	}
 	f := a.forwardingOf(r)
 	ctx := r.Context()
-	var err error
-	for i, t := range plan[:min(2, len(plan))] {
-		pool, hop := a.pool, ""
-		switch {
-		case t.Secondary:
+	retriable := rt.retry[r.Method]
+	rh := a.pol.timeouts.ResponseHeader.D()
+	err := a.forward(ctx, rt, plan, retriable, func() bool { return true }, func(at *attempt) error {
+		t := at.t
+		pool, hop := a.pool, forwarded
+		if t.Secondary {
 			pool, hop = a.peerPool, a.edge.name
-		case forwarded:
-			hop = r.Header.Get(HeaderForwardedBy)
 		}
-		var resp *http.Response
-		var uc *upConn
-		start := a.metrics.start()
-		resp, uc, err = pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, &f, hop) }, r)
-		if err == nil {
-			a.metrics.attempted(i, t.Secondary, start, resp.StatusCode)
-			a.relay(w, r, resp, uc, pool, t.Addr)
-			return
+		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, &f, hop) }, r, rh, retriable)
+		if err != nil {
+			return err
 		}
-		a.metrics.attempted(i, t.Secondary, start, 0)
-		if ctx.Err() != nil {
-			return
+		a.answered(at, resp.StatusCode)
+		if at.retryStatus && a.pol.retryStatus(resp.StatusCode) {
+			_ = uc.c.Close()
+			return &statusError{resp.StatusCode}
 		}
-		a.failed(rt, t, err)
-		if i == 0 && !isDialError(err) && !rt.retry[r.Method] {
-			break
-		}
+		a.relay(w, r, resp, uc, pool, t.Addr)
+		return nil
+	})
+	if err == nil || ctx.Err() != nil {
+		return
 	}
-	if forwarded && !rt.Available {
+	if forwarded != "" && !rt.Available {
 		err = fmt.Errorf("%w (last error: %w)", errLoop, err)
 	}
 	a.fail(w, r, err)

@@ -141,6 +141,27 @@ func (b *bufferedConn) CloseWrite() error {
 	return nil
 }
 
+// clientConn is a client's connection whose every write must progress within write, so that a
+// client that stops reading frees the edge's connection upstream.
+type clientConn struct {
+	net.Conn
+	write time.Duration
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	if c.write > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *clientConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // accept serves the listener's connections until it is closed.
 func (s *httpServer) accept() error {
 	var delay time.Duration
@@ -157,6 +178,7 @@ func (s *httpServer) accept() error {
 			continue
 		}
 		delay = 0
+		c = &clientConn{Conn: c, write: s.app.pol.timeouts.ClientWrite.D()}
 		idle := s.front.add(c)
 		if idle == nil {
 			_ = c.Close()
@@ -180,10 +202,6 @@ type leanConn struct {
 	f       forwarding
 	closing *atomic.Bool
 	scratch []byte
-	// attempt, secondary and start describe the current attempt, for the metrics.
-	attempt   int
-	secondary bool
-	start     time.Time
 }
 
 // serveConn serves c, whose flag in s.front is idle, until the client closes it or sends a
@@ -238,7 +256,7 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 		if n > 0 {
 			b, _ = lc.br.Peek(n)
 		}
-		if n <= 0 || !parseHead(b, &lc.head) {
+		if n <= 0 || n > s.app.pol.maxHeaderBytes || !parseHead(b, &lc.head) {
 			pass = true
 			return
 		}
@@ -270,7 +288,8 @@ func peekHead(br *bufio.Reader) (int, error) {
 // leanGet is the request http.ReadResponse reads the answers to the front's requests for.
 var leanGet = &http.Request{Method: http.MethodGet}
 
-// serve proxies the parsed request and reports whether the connection stays open.
+// serve proxies the parsed request as the policy says and reports whether the connection stays
+// open.
 func (lc *leanConn) serve() bool {
 	a := lc.app
 	if string(lc.head.host) != lc.host {
@@ -280,45 +299,58 @@ func (lc *leanConn) serve() bool {
 	}
 	rt := a.route.Load()
 	plan := a.plan(rt, false)
-	err := errNoTarget
-	for i, t := range plan[:min(2, len(plan))] {
-		pool, hop := a.pool, ""
-		if t.Secondary {
-			pool, hop = a.peerPool, a.edge.name
-		}
-		var uc *upConn
-		lc.attempt, lc.secondary, lc.start = i, t.Secondary, a.metrics.start()
-		uc, err = pool.send(context.Background(), t.Addr, func(bw *bufio.Writer) { lc.writeUpstream(bw, hop) })
-		if err == nil {
-			var keep bool
-			if keep, err = lc.answer(uc, pool, t.Addr); err == nil {
-				return keep
+	rh := a.pol.timeouts.ResponseHeader.D()
+	var keep bool
+	err := a.forward(context.Background(), rt, plan, rt.retry[http.MethodGet], func() bool { return true },
+		func(at *attempt) error {
+			t := at.t
+			pool, hop := a.pool, ""
+			if t.Secondary {
+				pool, hop = a.peerPool, a.edge.name
 			}
-		}
-		a.metrics.attempted(i, t.Secondary, lc.start, 0)
-		a.failed(rt, t, err)
-		if i == 0 && !isDialError(err) && !rt.retry[http.MethodGet] {
-			break
-		}
+			uc, err := pool.send(context.Background(), t.Addr, func(bw *bufio.Writer) { lc.writeUpstream(bw, hop) }, rh, true)
+			if err != nil {
+				return err
+			}
+			keep, err = lc.answer(uc, pool, t.Addr, at)
+			return err
+		})
+	if err == nil {
+		return keep
 	}
 	return lc.fail(err)
 }
 
 // answer relays the answer arriving on uc and reports whether the client's connection stays
-// open; it returns an error, having closed uc, when the answer's head cannot be read.
-func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string) (bool, error) {
-	if n, err := peekHead(uc.br); err == nil && n > 0 {
+// open; it returns an error, having closed uc and written nothing, when the answer's head cannot
+// be read in time or its status is retry_on's and retryStatus is set.
+func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt) (bool, error) {
+	n, err := peekHead(uc.br)
+	if err == nil && n > 0 {
 		if b, _ := uc.br.Peek(n); parseRespHead(b, &lc.resp) {
-			lc.app.metrics.attempted(lc.attempt, lc.secondary, lc.start, lc.resp.code)
+			_ = uc.c.SetReadDeadline(time.Time{})
+			lc.app.answered(at, lc.resp.code)
+			if at.retryStatus && lc.app.pol.retryStatus(lc.resp.code) {
+				_ = uc.c.Close()
+				return false, &statusError{lc.resp.code}
+			}
 			return lc.relayPlain(uc, n, pool, addr), nil
 		}
 	}
-	resp, err := uc.readFinal(context.Background(), leanGet)
+	var resp *http.Response
+	if err == nil {
+		resp, err = uc.readFinal(context.Background(), leanGet)
+	}
+	_ = uc.c.SetReadDeadline(time.Time{})
 	if err != nil {
 		_ = uc.c.Close()
-		return false, err
+		return false, headerTimeout(err)
 	}
-	lc.app.metrics.attempted(lc.attempt, lc.secondary, lc.start, resp.StatusCode)
+	lc.app.answered(at, resp.StatusCode)
+	if at.retryStatus && lc.app.pol.retryStatus(resp.StatusCode) {
+		_ = uc.c.Close()
+		return false, &statusError{resp.StatusCode}
+	}
 	return lc.relay(resp, uc, pool, addr), nil
 }
 
@@ -366,10 +398,10 @@ func (lc *leanConn) writeUpstream(bw *bufio.Writer, hop string) {
 	_, _ = bw.Write(h.host)
 	_, _ = bw.WriteString("\r\n")
 	for _, f := range h.fields {
-		if !h.forwards(f.name) {
+		lc.scratch = appendCanonical(lc.scratch[:0], f.name)
+		if isHop[string(lc.scratch)] || h.listed(f.name) {
 			continue
 		}
-		lc.scratch = appendCanonical(lc.scratch[:0], f.name)
 		_, _ = bw.Write(lc.scratch)
 		_, _ = bw.WriteString(": ")
 		_, _ = bw.Write(f.value)
@@ -390,11 +422,11 @@ func (lc *leanConn) writeUpstream(bw *bufio.Writer, hop string) {
 // fail answers 502 with the reason, as app.fail does.
 func (lc *leanConn) fail(err error) bool {
 	a := lc.app
+	a.metrics.failed()
 	path := ""
 	if u, perr := url.ParseRequestURI(string(lc.head.target)); perr == nil {
 		path = u.Path
 	}
-	a.metrics.failed()
 	a.log.Warn().Str("method", http.MethodGet).Str("path", path).Err(err).Msg("request failed")
 	body := "detour edge " + a.edge.name + ": app " + a.name + ": " + err.Error() + "\n"
 	keep := lc.keep()

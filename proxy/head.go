@@ -207,27 +207,16 @@ func lower(c byte) byte {
 	return c
 }
 
-// leanHop lists the fields the lean path never forwards, besides those Connection names: the
-// hop-by-hop ones (RFC 9110 §7.6.1), Host, written first, and those the edge writes itself.
-var leanHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host",
-	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", HeaderForwardedBy}
-
-// forwards reports whether the field named name is sent upstream.
-func (h *reqHead) forwards(name []byte) bool {
-	for _, s := range leanHop {
-		if fold(name, s) {
-			return false
-		}
-	}
+// listed reports whether a Connection field of the request names the field name.
+func (h *reqHead) listed(name []byte) bool {
 	for _, v := range h.connection {
 		for t := range bytes.SplitSeq(v, []byte(",")) {
 			if fold(bytes.Trim(t, " \t"), name) {
-				return false
+				return true
 			}
 		}
 	}
-	return true
+	return false
 }
 
 // appendCanonical appends name in canonical form: the first letter and each letter after a

@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Headers the edges exchange.
@@ -25,13 +25,6 @@ const (
 	// HeaderEdge names the edge that answered a ping.
 	HeaderEdge = "Detour-Edge"
 )
-
-// errLoop is the reason a request forwarded by another edge fails when the local pool cannot
-// take it either.
-var errLoop = errors.New("the local pool is down and the request was already forwarded by another edge: not forwarding it again")
-
-// errNoTarget is the reason a request fails when the route offers nowhere to send it.
-var errNoTarget = errors.New("no instance and no secondary edge to send the request to")
 
 type httpServer struct {
 	app *app
@@ -53,30 +46,34 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	a.transport = newTransport(nil)
-	a.peerTransport = newTransport(a.edge.source)
-	a.pool = newConnPool(dialFrom(nil))
-	a.peerPool = newConnPool(dialFrom(a.edge.source))
+	t := a.pol.timeouts
+	a.transport = newTransport(nil, a.pol)
+	a.peerTransport = newTransport(a.edge.source, a.pol)
+	a.pool = newConnPool(dialFrom(nil, t.Connect.D()), t.Idle.D())
+	a.peerPool = newConnPool(dialFrom(a.edge.source, t.Connect.D()), t.Idle.D())
 	return &httpServer{app: a, ln: ln, front: frontConns{idle: map[net.Conn]*atomic.Bool{}}, handoff: newHandoff(ln.Addr()), srv: &http.Server{
 		Handler:           a.handler(rp),
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          log.New(httpErrorLog{a.log}, "", 0),
+		ReadHeaderTimeout: t.ClientHeader.D(),
+		IdleTimeout:       t.Idle.D(),
+		// net/http allows 4096 bytes more than MaxHeaderBytes.
+		MaxHeaderBytes: max(a.pol.maxHeaderBytes-4096, 1),
+		ErrorLog:       log.New(httpErrorLog{a.log}, "", 0),
 	}}
 }
 
 // newTransport returns the transport to instances (source nil) or to secondary edges (source:
-// this edge's address, so the peer recognises it).
-func newTransport(source net.IP) *http.Transport {
+// this edge's address, so the peer recognises it), with p's timeouts.
+func newTransport(source net.IP, p *policy) *http.Transport {
 	return &http.Transport{
-		Proxy:               nil,
-		DialContext:         dialFrom(source),
-		MaxIdleConns:        4096,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
+		Proxy:                 nil,
+		DialContext:           dialFrom(source, p.timeouts.Connect.D()),
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       p.timeouts.Idle.D(),
+		ResponseHeaderTimeout: p.timeouts.ResponseHeader.D(),
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
 	}
 }
 
@@ -118,13 +115,18 @@ func (s *httpServer) serve(ctx context.Context) error {
 	return nil
 }
 
-// handler answers pings from peer edges, proxies requests without a body on the fast path and
-// everything else (bodies, upgrades) through httputil.ReverseProxy.
+// handler answers pings from peer edges, refuses requests whose framing RFC 9112 §6 or RFC
+// 9113 §8.1 forbids that net/http lets through, proxies requests without a body on the fast path
+// and everything else (bodies, upgrades) through httputil.ReverseProxy.
 func (a *app) handler(rp http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(HeaderPing) != "" {
 			w.Header().Set(HeaderEdge, a.edge.name)
 			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if msg := badH2Length(r); msg != "" {
+			http.Error(w, msg, http.StatusBadRequest)
 			return
 		}
 		if r.ContentLength == 0 && r.Method != http.MethodConnect && r.Header.Get("Upgrade") == "" {
@@ -135,13 +137,53 @@ func (a *app) handler(rp http.Handler) http.Handler {
 	})
 }
 
+// badH2Length returns why an HTTP/2 request's content-length is malformed (RFC 9113 §8.1.1):
+// several values, or one its body, ended with its headers, cannot match. A body that ends
+// short or runs long is caught by net/http while it is read (see replayableBody).
+func badH2Length(r *http.Request) string {
+	vs, ok := r.Header["Content-Length"]
+	if r.ProtoMajor != 2 || !ok {
+		return ""
+	}
+	if len(vs) != 1 {
+		return "several content-length fields"
+	}
+	n, err := strconv.ParseInt(vs[0], 10, 64)
+	if err != nil || n < 0 {
+		return "malformed content-length"
+	}
+	if r.ContentLength == 0 && n != 0 {
+		return "content-length " + vs[0] + " on a request without a body"
+	}
+	return ""
+}
+
 // rewrite prepares the outbound request of the ReverseProxy path: the target is chosen per
-// attempt in RoundTrip, the Host header is kept and the forwarding headers are set.
+// attempt in RoundTrip, the Host header is kept and the header is the policy's (upstreamHeader),
+// with the upgrade ReverseProxy carries itself.
 func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = pr.In.Host
 	pr.Out.Host = pr.In.Host
-	a.forwardHeaders(pr.In, pr.Out.Header)
+	upgrade := pr.Out.Header.Get("Upgrade")
+	f := a.forwardingOf(pr.In)
+	pr.Out.Header = upstreamHeader(pr.In.Header, &f, a.forwardedBy(pr.In))
+	if upgrade != "" {
+		pr.Out.Header["Connection"] = []string{"Upgrade"}
+		pr.Out.Header["Upgrade"] = []string{upgrade}
+	}
+}
+
+// forwardedBy returns the edge that forwarded r, as its HeaderForwardedBy field names it, when
+// r came from the address of another configured edge; "" otherwise. A client cannot set it: from
+// any other address the field is ignored and dropped, so the request may still go to a
+// secondary.
+func (a *app) forwardedBy(r *http.Request) string {
+	v := r.Header.Get(HeaderForwardedBy)
+	if v == "" || !a.edge.forwardedByEdge(remoteAddr(r.RemoteAddr)) {
+		return ""
+	}
+	return v
 }
 
 // forwarding is the value of each forwarding header for one request.
@@ -153,14 +195,6 @@ type forwarding struct {
 var forwardingHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"}
 
 func (f *forwarding) values() [4]string { return [4]string{f.xff, f.xfh, f.xfp, f.fwd} }
-
-// forwardHeaders sets X-Forwarded-For/Host/Proto and Forwarded (RFC 7239) on out.
-func (a *app) forwardHeaders(in *http.Request, out http.Header) {
-	f := a.forwardingOf(in)
-	for i, v := range f.values() {
-		out[forwardingHeaders[i]] = []string{v}
-	}
-}
 
 // forwardingOf describes in's client. The forwarding headers are trusted only from another
 // edge, whose values are extended; a client's own are replaced.
@@ -179,7 +213,7 @@ func (a *app) forwardingOf(in *http.Request) forwarding {
 	}
 	f := forwarding{xff: client, xfh: in.Host, xfp: proto,
 		fwd: "for=" + node + ";host=" + quoteForwarded(in.Host) + ";proto=" + proto}
-	if _, hop := in.Header[HeaderForwardedBy]; !hop || !a.edge.forwardedByEdge(remoteAddr(in.RemoteAddr)) {
+	if a.forwardedBy(in) == "" {
 		return f
 	}
 	if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
@@ -214,16 +248,15 @@ func (t tcpAddr) String() string  { return string(t) }
 
 func remoteAddr(s string) net.Addr { return tcpAddr(s) }
 
-// RoundTrip sends one proxied request to the first target of its plan and, when that fails on
-// a connection error, once more to the next: always when nothing was sent yet (the dial failed),
-// and for idempotent methods (GET, HEAD, OPTIONS and the app's retry_methods) whose body was not
-// read yet otherwise.
+// RoundTrip sends one proxied request to the targets of its plan as the policy says (forward):
+// the next target is tried after a failure that the policy retries, and after an answer whose
+// status retry_on names.
 func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := a.route.Load()
-	forwarded := req.Header.Get(HeaderForwardedBy) != ""
-	plan := a.plan(r, forwarded)
+	hop := req.Header.Get(HeaderForwardedBy) // set by rewrite only when another edge sent it
+	plan := a.plan(r, hop != "")
 	if len(plan) == 0 {
-		if forwarded && !r.Available {
+		if hop != "" && !r.Available {
 			return nil, errLoop
 		}
 		return nil, errNoTarget
@@ -233,41 +266,49 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 		body = &replayableBody{rc: req.Body}
 		req.Body = body
 	}
-	var err error
-	for i, t := range plan[:min(2, len(plan))] {
-		if i > 0 {
-			req = req.Clone(req.Context())
-		}
-		req.URL.Host = t.Addr
-		tr := a.transport
-		switch {
-		case t.Secondary:
-			req.Header.Set(HeaderForwardedBy, a.edge.name)
-			tr = a.peerTransport
-		case !forwarded:
-			req.Header.Del(HeaderForwardedBy)
-		}
-		var resp *http.Response
-		start := a.metrics.start()
-		resp, err = tr.RoundTrip(req)
-		if err == nil {
-			a.metrics.attempted(i, t.Secondary, start, resp.StatusCode)
-			return resp, nil
-		}
-		a.metrics.attempted(i, t.Secondary, start, 0)
-		if req.Context().Err() != nil {
-			return nil, err
-		}
-		a.failed(r, t, err)
-		if !isDialError(err) && (!r.retry[req.Method] || body.started()) {
-			break
-		}
+	var resp *http.Response
+	out := req
+	err := a.forward(req.Context(), r, plan, r.retry[req.Method], func() bool { return !body.started() },
+		func(at *attempt) error {
+			t := at.t
+			if out != req || t.Secondary {
+				out = req.Clone(req.Context())
+			}
+			out.URL.Host = t.Addr
+			tr := a.transport
+			if t.Secondary {
+				out.Header.Set(HeaderForwardedBy, a.edge.name)
+				tr = a.peerTransport
+			}
+			res, err := tr.RoundTrip(out)
+			if err != nil {
+				return err
+			}
+			a.answered(at, res.StatusCode)
+			if at.retryStatus && a.pol.retryStatus(res.StatusCode) {
+				_ = res.Body.Close()
+				return &statusError{res.StatusCode}
+			}
+			resp = res
+			return nil
+		})
+	if err == nil {
+		return resp, nil
 	}
-	if forwarded && !r.Available {
+	if body != nil && body.failed.Load() != nil {
+		return nil, &clientBodyError{*body.failed.Load()}
+	}
+	if hop != "" && !r.Available {
 		return nil, fmt.Errorf("%w (last error: %w)", errLoop, err)
 	}
 	return nil, err
 }
+
+// clientBodyError is the failure of a request whose client's body could not be read: it ended
+// before its declared length, or an HTTP/2 one ran past it. The client is answered 400.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "read request body: " + e.err.Error() }
 
 // fail answers a request that could not be proxied with 502 and the reason.
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -275,10 +316,15 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; there is nobody to answer.
 		return
 	}
-	a.metrics.failed()
-	a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("request failed")
+	code := http.StatusBadGateway
+	if errors.As(err, new(*clientBodyError)) {
+		code = http.StatusBadRequest
+	} else {
+		a.metrics.failed()
+		a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("request failed")
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusBadGateway)
+	w.WriteHeader(code)
 	_, _ = io.WriteString(w, "detour edge "+a.edge.name+": app "+a.name+": "+err.Error()+"\n")
 }
 
@@ -287,11 +333,17 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 type replayableBody struct {
 	rc   io.ReadCloser
 	read atomic.Bool
+	// failed holds the client's error reading the body, other than its end.
+	failed atomic.Pointer[error]
 }
 
 func (b *replayableBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
-	return b.rc.Read(p)
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.CompareAndSwap(nil, &err)
+	}
+	return n, err
 }
 
 // Close closes a body that was read, which can never be replayed; an unread one stays open for

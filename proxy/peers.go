@@ -69,12 +69,12 @@ type peers struct {
 }
 
 func newPeers(self, resolver string, interval time.Duration, log zerolog.Logger) *peers {
-	tr := newTransport(nil)
-	tr.MaxIdleConnsPerHost = 2
+	tr := &http.Transport{Proxy: nil, DialContext: dialFrom(nil, peerTimeout), MaxIdleConnsPerHost: 2,
+		IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	return &peers{
 		self: self, resolver: resolver, interval: interval, log: log,
-		client: &http.Client{Transport: tr, Timeout: min(interval, connectTimeout)},
-		dial:   dialFrom(nil),
+		client: &http.Client{Transport: tr, Timeout: min(interval, peerTimeout)},
+		dial:   dialFrom(nil, peerTimeout),
 		all:    map[string]*peer{},
 	}
 }
@@ -254,7 +254,7 @@ func (ps *peers) pingAll(ctx context.Context) {
 // accept a connection.
 func (ps *peers) ping(ctx context.Context, p *peer, addr string) error {
 	if p.mode == config.ModeTCP {
-		ctx, cancel := context.WithTimeout(ctx, min(ps.interval, connectTimeout))
+		ctx, cancel := context.WithTimeout(ctx, min(ps.interval, peerTimeout))
 		defer cancel()
 		c, err := ps.dial(ctx, "tcp", addr)
 		if err != nil {

@@ -36,13 +36,10 @@ type Options struct {
 	Metrics *metrics.Metrics
 }
 
-// Timings of the data plane. They are constants, not configuration, because each is a
-// compromise every deployment wants the same way.
+// Timings of the edge itself; those of its traffic are each app's policy (policy.go).
 const (
-	// connectTimeout bounds one connection attempt to an instance or a secondary edge.
-	connectTimeout = time.Second
-	// ejectFor is how long a local instance that failed a connection is skipped.
-	ejectFor = time.Second
+	// peerTimeout bounds a heartbeat of a secondary edge.
+	peerTimeout = time.Second
 	// shutdownGrace is how long in-flight requests may finish once the edge is stopped.
 	shutdownGrace = 5 * time.Second
 )
@@ -168,13 +165,13 @@ func (e *edge) forwardedByEdge(remote net.Addr) bool {
 }
 
 // dialFrom returns a dial function that connects from source when it is set and assigned to
-// this host, and from any address otherwise.
-func dialFrom(source net.IP) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	plain := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+// this host, and from any address otherwise, within timeout.
+func dialFrom(source net.IP, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	plain := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	if source == nil {
 		return plain.DialContext
 	}
-	bound := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: source}}
+	bound := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: source}}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if ap, err := netip.ParseAddrPort(addr); err != nil || ap.Addr().Unmap().Is4() != (source.To4() != nil) {
 			return plain.DialContext(ctx, network, addr)
@@ -185,12 +182,6 @@ func dialFrom(source net.IP) func(ctx context.Context, network, addr string) (ne
 		}
 		return c, err
 	}
-}
-
-// isDialError reports whether err happened before anything was sent.
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // httpErrorLog routes net/http's own error log (malformed requests, aborted connections) into

@@ -68,8 +68,14 @@ type cluster struct {
 }
 
 // twoEdges configures edge-west (pool west) and edge-east (pool east), each the other's
-// secondary for app shop, with extra YAML for the west edge app.
+// secondary for app shop.
 func twoEdges(t *testing.T, west, east []string, mode, resolver string) *cluster {
+	t.Helper()
+	return twoEdgesWith(t, west, east, mode, resolver, "")
+}
+
+// twoEdgesWith is twoEdges with extra YAML fields (", key: value…") for the west edge app.
+func twoEdgesWith(t *testing.T, west, east []string, mode, resolver, westExtra string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, ns: eventstest.Start(t), view: state.NewView(),
 		west: freeAddr(t, "127.0.0.21"), east: freeAddr(t, "127.0.0.22"),
@@ -99,14 +105,14 @@ edges:
     hostname: edge-west.demo.test
     address: 127.0.0.21
     heartbeat: {interval: 100ms}
-    apps: [{app: shop, listen: %q, mode: %s, secondary: edge-east, retry_methods: [PUT]}]
+    apps: [{app: shop, listen: %q, mode: %s, secondary: edge-east, retry_methods: [PUT]%s}]
   - name: edge-east
     region: us-east
     hostname: edge-east.demo.test
     address: 127.0.0.22
     heartbeat: {interval: 100ms}
     apps: [{app: shop, listen: %q, mode: %s, secondary: edge-west}]
-`, eps(west), eps(east), c.west, mode, c.east, mode)
+`, eps(west), eps(east), c.west, mode, westExtra, c.east, mode)
 	cfg, err := config.Parse("test.yaml", []byte(doc))
 	if err != nil {
 		t.Fatalf("parse: %v", err)

@@ -3,11 +3,9 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,24 +30,22 @@ func (s *tcpServer) serve(ctx context.Context) error {
 		mu.Unlock()
 	})
 	defer stop()
-	dialLocal, dialPeer := dialFrom(nil), dialFrom(s.app.edge.source)
+	connect := s.app.pol.timeouts.Connect.D()
+	dialLocal, dialPeer := dialFrom(nil, connect), dialFrom(s.app.edge.source, connect)
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				wg.Wait()
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				// Out of descriptors or a transient failure: wait a little and accept again.
-				time.Sleep(backoff)
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			wg.Wait()
-			return fmt.Errorf("serve app %s on %s: %w", s.app.name, s.ln.Addr(), err)
+			// Like net/http's Serve: whatever failed (out of descriptors, a connection reset
+			// before it was accepted), wait a little and accept again; the edge keeps serving.
+			s.app.log.Warn().Err(err).Dur("duration", backoff).Msg("accept failed")
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
 		backoff = 5 * time.Millisecond
 		mu.Lock()
@@ -75,48 +71,78 @@ func (s *tcpServer) serve(ctx context.Context) error {
 
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// handle connects c to the first target that accepts and copies both ways until both sides
-// are done; track registers the upstream connection so stopping the edge closes it too.
+// handle connects c to the first target that accepts, as the policy says, and copies both ways
+// until both sides are done or the connection was idle for tcp_idle; track registers the
+// upstream connection so stopping the edge closes it too.
 func (s *tcpServer) handle(ctx context.Context, c net.Conn, dialLocal, dialPeer dialFunc, track func(net.Conn) func()) {
 	defer func() { _ = c.Close() }()
 	a := s.app
 	r := a.route.Load()
-	var up net.Conn
-	var err error
-	for _, t := range a.plan(r, a.edge.forwardedByEdge(c.RemoteAddr())) {
-		dial := dialLocal
-		if t.Secondary {
-			dial = dialPeer
-		}
-		if up, err = dial(ctx, "tcp", t.Addr); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		a.failed(r, t, err)
-	}
-	if up == nil {
-		if err == nil {
-			err = errNoTarget
-		}
+	err := a.forward(ctx, r, a.plan(r, a.edge.forwardedByEdge(c.RemoteAddr())), true, func() bool { return true },
+		func(at *attempt) error {
+			t := at.t
+			dial := dialLocal
+			if t.Secondary {
+				dial = dialPeer
+			}
+			up, err := dial(ctx, "tcp", t.Addr)
+			if err != nil {
+				return err
+			}
+			defer track(up)()
+			defer func() { _ = up.Close() }()
+			spliceBoth(c, up, a.pol.timeouts.TCPIdle.D())
+			return nil
+		})
+	if err != nil && ctx.Err() == nil {
 		a.log.Warn().Str("client", c.RemoteAddr().String()).Err(err).Msg("connection refused: no target accepted it")
-		return
 	}
-	defer track(up)()
-	defer func() { _ = up.Close() }()
+}
+
+// spliceBoth copies a to b and b to a until both directions ended, or until neither carried a
+// byte for idle (when idle > 0), when both connections are closed.
+func spliceBoth(a, b net.Conn, idle time.Duration) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	go func() {
-		splice(up, c)
+		splice(b, a, idle, &last)
 		close(done)
 	}()
-	splice(c, up)
+	splice(a, b, idle, &last)
 	<-done
 }
 
 // splice copies src to dst, then half-closes dst so the other side sees the end of the stream.
-func splice(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
+// A read that waits idle past the last byte either way ends both connections.
+func splice(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
+	buf := buffers.Get().(*[]byte)
+	defer buffers.Put(buf)
+	for {
+		if idle > 0 {
+			_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
+		}
+		n, err := src.Read(*buf)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write((*buf)[:n]); werr != nil {
+				break
+			}
+		}
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < idle {
+			continue // the other direction carried bytes meanwhile
+		}
+		if ne != nil && ne.Timeout() {
+			_ = src.Close()
+			_ = dst.Close()
+			return
+		}
+		break
+	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	} else {

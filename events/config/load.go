@@ -175,6 +175,7 @@ func (c *Config) ApplyDefaults() {
 			if ea.Mode == "" {
 				ea.Mode = ModeHTTP
 			}
+			ea.applyDefaults()
 			if ea.Pool == "" {
 				if a := c.App(ea.App); a != nil {
 					for _, p := range a.Pools {
@@ -186,6 +187,35 @@ func (c *Config) ApplyDefaults() {
 				}
 			}
 		}
+	}
+}
+
+// Defaults of an edge app's forwarding policy.
+var defaultEdgeTimeouts = EdgeTimeouts{Connect: Duration(2 * time.Second),
+	ResponseHeader: Duration(15 * time.Second), Idle: Duration(90 * time.Second),
+	ClientHeader: Duration(10 * time.Second), ClientWrite: Duration(60 * time.Second),
+	TCPIdle: Duration(time.Hour)}
+
+func (ea *EdgeApp) applyDefaults() {
+	t, d := &ea.Timeouts, defaultEdgeTimeouts
+	for _, f := range []struct{ v, d *Duration }{{&t.Connect, &d.Connect},
+		{&t.ResponseHeader, &d.ResponseHeader}, {&t.Idle, &d.Idle}, {&t.ClientHeader, &d.ClientHeader},
+		{&t.ClientWrite, &d.ClientWrite}, {&t.TCPIdle, &d.TCPIdle}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
+	}
+	if ea.RetryOn == nil {
+		ea.RetryOn = []string{RetryOnConnectFailure, RetryOnTimeout}
+	}
+	if ea.PassiveFall == 0 {
+		ea.PassiveFall = 3
+	}
+	if ea.PassiveCooldown == 0 {
+		ea.PassiveCooldown = Duration(2 * time.Second)
+	}
+	if ea.MaxHeaderBytes == 0 {
+		ea.MaxHeaderBytes = 64 << 10
 	}
 }
 

@@ -260,6 +260,39 @@ type EdgeApp struct {
 	// RetryMethods are retried once on another target after a connection error, besides GET, HEAD
 	// and OPTIONS.
 	RetryMethods []string `yaml:"retry_methods,omitempty"`
+	// Timeouts bound every wait of the app's traffic (see EdgeTimeouts for the defaults).
+	Timeouts EdgeTimeouts `yaml:"timeouts,omitempty"`
+	// RetryOn lists what sends a retriable request to the next target: connect_failure,
+	// timeout (response_header expired), and the statuses 502, 503, 504 from a local instance.
+	// Default [connect_failure, timeout].
+	RetryOn []string `yaml:"retry_on,omitempty"`
+	// PassiveFall failed requests in a row (connection errors, timeouts, retry_on statuses) make
+	// the edge skip a local instance for PassiveCooldown, without waiting for the decider.
+	// Default 3.
+	PassiveFall int `yaml:"passive_fall,omitempty"`
+	// PassiveCooldown is how long an instance that failed is skipped. Default 2s.
+	PassiveCooldown Duration `yaml:"passive_cooldown,omitempty"`
+	// MaxHeaderBytes is the largest request head accepted; a larger one is answered 431.
+	// Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes,omitempty"`
+}
+
+// EdgeTimeouts are an edge app's timeouts.
+type EdgeTimeouts struct {
+	// Connect bounds a connection attempt to an instance or a secondary edge. Default 2s.
+	Connect Duration `yaml:"connect,omitempty"`
+	// ResponseHeader bounds the wait for an answer's head once the request was sent; when it
+	// expires a retriable request goes to the next target. Default 15s.
+	ResponseHeader Duration `yaml:"response_header,omitempty"`
+	// Idle closes a keep-alive connection (client's or instance's) idle that long. Default 90s.
+	Idle Duration `yaml:"idle,omitempty"`
+	// ClientHeader bounds the reading of a client's request head. Default 10s.
+	ClientHeader Duration `yaml:"client_header,omitempty"`
+	// ClientWrite is the longest a write to a client may stall before the edge drops the
+	// client and its upstream connection. Default 60s.
+	ClientWrite Duration `yaml:"client_write,omitempty"`
+	// TCPIdle closes an L4 connection with no traffic either way for that long. Default 1h.
+	TCPIdle Duration `yaml:"tcp_idle,omitempty"`
 }
 
 // Duration is a time.Duration written in YAML as "250ms", "5s", "1m".

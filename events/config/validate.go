@@ -338,6 +338,7 @@ func (c *Config) validateEdge(p *problems, path string, e *Edge, edges map[strin
 				p.add(ap+".pool", "no pool %q in app %q", ea.Pool, ea.App)
 			}
 		}
+		ea.validatePolicy(p, ap)
 		if ea.Secondary != "" {
 			if !edges[ea.Secondary] {
 				p.add(ap+".secondary", "no edge %q", ea.Secondary)
@@ -347,6 +348,41 @@ func (c *Config) validateEdge(p *problems, path string, e *Edge, edges map[strin
 				p.add(ap+".secondary", "edge %q does not front app %q", ea.Secondary, ea.App)
 			}
 		}
+	}
+}
+
+// Values of EdgeApp.RetryOn besides the statuses 502, 503 and 504.
+const (
+	RetryOnConnectFailure = "connect_failure"
+	RetryOnTimeout        = "timeout"
+)
+
+func (ea *EdgeApp) validatePolicy(p *problems, path string) {
+	t := ea.Timeouts
+	for _, f := range []struct {
+		name string
+		v    Duration
+	}{{"connect", t.Connect}, {"response_header", t.ResponseHeader}, {"idle", t.Idle},
+		{"client_header", t.ClientHeader}, {"client_write", t.ClientWrite}, {"tcp_idle", t.TCPIdle}} {
+		if f.v < 0 {
+			p.add(path+".timeouts."+f.name, "must be positive, got %s", f.v)
+		}
+	}
+	for i, v := range ea.RetryOn {
+		switch v {
+		case RetryOnConnectFailure, RetryOnTimeout, "502", "503", "504":
+		default:
+			p.add(fmt.Sprintf("%s.retry_on[%d]", path, i), "want connect_failure, timeout, 502, 503 or 504, got %q", v)
+		}
+	}
+	if ea.PassiveFall < 0 {
+		p.add(path+".passive_fall", "want at least 1, got %d", ea.PassiveFall)
+	}
+	if ea.PassiveCooldown < 0 {
+		p.add(path+".passive_cooldown", "must be positive, got %s", ea.PassiveCooldown)
+	}
+	if ea.MaxHeaderBytes < 0 || ea.MaxHeaderBytes > 0 && ea.MaxHeaderBytes < 1024 {
+		p.add(path+".max_header_bytes", "want at least 1024, got %d", ea.MaxHeaderBytes)
 	}
 }
 

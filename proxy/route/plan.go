@@ -28,7 +28,8 @@ type Choice struct {
 
 // Plan returns the targets to try for one request, best first. While the local pool is
 // available its serving instances come first, rotated by weight, then the secondary edge as the
-// target of a retry. When the pool is down the secondary comes first. With no secondary to use
+// target of a retry. When the pool is down, or every serving instance is skipped (failed
+// recently, see Choice.Skip), the secondary comes first. With no secondary to use
 // and no serving instance, every instance is returned (fail open): the decider may be wrong, and
 // a refused connection is no worse than a 502. The plan is empty only for a pool without
 // instances and without a usable secondary.
@@ -61,11 +62,11 @@ func Plan(r *events.AppRoute, c Choice) []Target {
 		}
 	}
 	out := make([]Target, 0, len(local)+1)
-	if sec != nil && !r.Available {
+	if sec != nil && (!r.Available || len(healthy) == 0) {
 		out = append(out, *sec)
 	}
 	out = appendRotated(out, r.Endpoints, local, c.Turn)
-	if sec != nil && r.Available {
+	if sec != nil && r.Available && len(healthy) > 0 {
 		out = append(out, *sec)
 	}
 	return out

@@ -57,6 +57,7 @@ func TestPlan(t *testing.T) {
 		{name: "down and drained instances are skipped", route: route("DUR?", true, "-"), c: alive, want: "e1,e3"},
 		{name: "an ejected instance is skipped", route: route("UUU", true, "-"), c: Choice{Skip: skip("10.0.0.0:80")}, want: "e1,e2"},
 		{name: "when every serving instance is ejected they are tried anyway", route: route("UUD", true, "-"), c: Choice{Skip: skip("10.0.0.0:80", "10.0.0.1:80")}, want: "e0,e1"},
+		{name: "when every serving instance is ejected the secondary comes first", route: route("UUD", true, events.StatusUp), c: Choice{Skip: skip("10.0.0.0:80", "10.0.0.1:80"), SecondaryAddr: "x:1", SecondaryAlive: true}, want: "S,e0,e1"},
 		{name: "a down pool sends to the secondary first", route: route("DUD", false, events.StatusUp), c: alive, want: "S,e1"},
 		{name: "a down pool with nothing serving goes to the secondary only", route: route("DD", false, events.StatusUnknown), c: alive, want: "S"},
 		{name: "a forwarded request never goes to the secondary", route: route("DD", false, events.StatusUp), c: Choice{SecondaryAddr: "x:1", SecondaryAlive: true, Forwarded: true}, want: "e0,e1"},

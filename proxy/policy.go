@@ -1,0 +1,235 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+// The forwarding policy: the one place that decides, for every path a request takes through an
+// edge (the lean GET path in front.go, the net/http paths in http.go and fast.go, and the TCP
+// path in tcp.go), which header fields go upstream, when a request goes to the next target, which
+// instance is skipped, and how long each wait may last.
+
+// policy is an edge app's forwarding policy, fixed when the edge starts.
+type policy struct {
+	timeouts config.EdgeTimeouts
+	// maxHeaderBytes bounds a request head.
+	maxHeaderBytes int
+	// onConnect and onTimeout are retry_on's connect_failure and timeout.
+	onConnect, onTimeout bool
+	// onStatus holds retry_on's statuses.
+	onStatus map[int]bool
+	// fall and cooldown are passive_fall and passive_cooldown.
+	fall     int
+	cooldown time.Duration
+	// methods are the methods retried besides the idempotent ones.
+	methods []string
+}
+
+func newPolicy(ea config.EdgeApp) *policy {
+	p := &policy{timeouts: ea.Timeouts, maxHeaderBytes: ea.MaxHeaderBytes, onStatus: map[int]bool{},
+		fall: max(ea.PassiveFall, 1), cooldown: ea.PassiveCooldown.D()}
+	for _, v := range ea.RetryOn {
+		switch v {
+		case config.RetryOnConnectFailure:
+			p.onConnect = true
+		case config.RetryOnTimeout:
+			p.onTimeout = true
+		default:
+			if code, err := strconv.Atoi(v); err == nil {
+				p.onStatus[code] = true
+			}
+		}
+	}
+	for _, m := range ea.RetryMethods {
+		p.methods = append(p.methods, strings.ToUpper(m))
+	}
+	return p
+}
+
+// retriable returns the methods a request of the route may be sent twice with: the idempotent
+// ones that net/http's Transport replays (GET, HEAD, OPTIONS, TRACE) and retry_methods, from the
+// edge's configuration and from the route table.
+func (p *policy) retriable(routeMethods []string) map[string]bool {
+	out := map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "TRACE": true}
+	for _, m := range p.methods {
+		out[m] = true
+	}
+	for _, m := range routeMethods {
+		out[strings.ToUpper(m)] = true
+	}
+	return out
+}
+
+// maxAttempts bounds the targets one request or connection is sent to.
+const maxAttempts = 3
+
+// failure is how an attempt on one target failed.
+type failure int
+
+const (
+	// notSent: the connection could not be made; nothing reached the target.
+	notSent failure = iota + 1
+	// noAnswer: the connection broke before any byte of an answer was read.
+	noAnswer
+	// timedOut: response_header expired before the answer's head was read.
+	timedOut
+	// badStatus: the answer's status is one of retry_on's.
+	badStatus
+	// broken: anything else (a malformed answer, a client gone away): never retried.
+	broken
+)
+
+// classify says how err, the error of one attempt, failed.
+func classify(err error) failure {
+	var op *net.OpError
+	var ne net.Error
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return notSent
+	case errors.As(err, new(*statusError)):
+		return badStatus
+	case errors.Is(err, errHeaderTimeout), errors.As(err, &ne) && ne.Timeout():
+		return timedOut
+	case errors.Is(err, errIdleClosed), closedByPeer(err):
+		return noAnswer
+	default:
+		return broken
+	}
+}
+
+// next reports whether a request with method, whose attempt failed as f, goes to the next
+// target. Nothing sent is always safe to send elsewhere. Otherwise the method must be retriable
+// (never POST unless listed) and the body replayable (none, or none of it read yet); a timeout
+// and a status also need retry_on to name them.
+func (p *policy) next(f failure, retriable, replayable bool) bool {
+	switch f {
+	case notSent:
+		return p.onConnect
+	case noAnswer:
+		return p.onConnect && retriable && replayable
+	case timedOut:
+		return p.onTimeout && retriable && replayable
+	case badStatus:
+		return retriable && replayable
+	default:
+		return false
+	}
+}
+
+// retryStatus reports whether an answer with code from a local instance is retry_on's.
+func (p *policy) retryStatus(code int) bool { return p.onStatus[code] }
+
+// errHeaderTimeout is the error of an attempt whose answer's head did not arrive in time.
+var errHeaderTimeout = errors.New("no answer within the response_header timeout")
+
+// errLoop is the reason a request forwarded by another edge fails when the local pool cannot
+// take it either.
+var errLoop = errors.New("the local pool is down and the request was already forwarded by another edge: not forwarding it again")
+
+// errNoTarget is the reason a request fails when the route offers nowhere to send it.
+var errNoTarget = errors.New("no instance and no secondary edge to send the request to")
+
+// isHop holds the fields that never go upstream as the client sent them, in canonical form: the
+// hop-by-hop ones (RFC 9110 §7.6.1), the framing ones, which the edge writes from the body it
+// actually forwards (RFC 9112 §6), Host, written first, and those the edge sets itself. Fields a
+// Connection field names are dropped too (connectionListed).
+var isHop = map[string]bool{"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Content-Length": true, "Host": true,
+	"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "Forwarded": true,
+	HeaderForwardedBy: true, HeaderPing: true, "Http2-Settings": true}
+
+// hopNames is isHop's keys, for the lean path's byte comparisons.
+var hopNames = func() []string {
+	out := make([]string, 0, len(isHop))
+	for k := range isHop {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}()
+
+// connectionListed returns the canonical names the Connection fields of h list, or nil.
+func connectionListed(h http.Header) map[string]bool {
+	vs := h["Connection"]
+	if len(vs) == 0 {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, v := range vs {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out[http.CanonicalHeaderKey(f)] = true
+			}
+		}
+	}
+	return out
+}
+
+// removeHop deletes from an answer's header the hop-by-hop fields, including those the
+// Connection field names; the framing fields stay, net/http rewrites them from the body.
+func removeHop(h http.Header) {
+	for k := range connectionListed(h) {
+		delete(h, k)
+	}
+	for _, k := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
+		delete(h, k)
+	}
+}
+
+// upstreamHeader returns the fields of in's header that go upstream, the forwarding fields of f
+// and, towards a secondary edge, the hop field naming this edge. Upgrade and Connection stay
+// when keepUpgrade is set: net/http's ReverseProxy carries the upgrade itself.
+func upstreamHeader(in http.Header, f *forwarding, hop string) http.Header {
+	listed := connectionListed(in)
+	out := make(http.Header, len(in)+5)
+	for k, vs := range in {
+		if isHop[k] || listed[k] {
+			continue
+		}
+		out[k] = vs
+	}
+	if te := in["Te"]; len(te) > 0 && strings.Contains(strings.ToLower(strings.Join(te, ",")), "trailers") {
+		out["Te"] = []string{"trailers"}
+	}
+	for i, v := range f.values() {
+		out[forwardingHeaders[i]] = []string{v}
+	}
+	if hop != "" {
+		out[HeaderForwardedBy] = []string{hop}
+	}
+	return out
+}
+
+// withDeadline runs op with c's deadline set d from now when d > 0, and clears it after.
+func withDeadline(c net.Conn, d time.Duration, op func() error) error {
+	if d <= 0 {
+		return op()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	err := op()
+	_ = c.SetReadDeadline(time.Time{})
+	return err
+}
+
+// headerTimeout turns a read error caused by the response_header deadline into errHeaderTimeout.
+func headerTimeout(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errHeaderTimeout) {
+		return errHeaderTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errHeaderTimeout
+	}
+	return err
+}

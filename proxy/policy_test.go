@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+// rawInstance is an instance that runs serve on each connection it accepts.
+func rawInstance(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				serve(c)
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// hung accepts connections, reads what comes and never answers.
+func hung(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
+
+func TestAHungInstanceIsAFailoverNotAHang(t *testing.T) {
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{rawInstance(t, hung)}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {response_header: 500ms}")
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
+		start := time.Now()
+		req, _ := http.NewRequest(method, "http://"+c.west+"/", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		_ = resp.Body.Close()
+		took := time.Since(start)
+		if resp.StatusCode != 200 || resp.Header.Get("Backend") != "e1" {
+			t.Errorf("%s: %d from %q, want 200 from the secondary's e1", method, resp.StatusCode, resp.Header.Get("Backend"))
+		}
+		if took > 1500*time.Millisecond {
+			t.Errorf("%s answered after %s, want within response_header (500ms) + 1s", method, took)
+		}
+	}
+}
+
+// countingInstance answers its first request on each connection 200 and keeps the connection;
+// every later request it counts by method, then closes the connection without answering, as an
+// instance does that crashed while processing it.
+func countingInstance(t *testing.T, seen *sync.Map) string {
+	return rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for n := 0; ; n++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if n == 0 {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+				continue
+			}
+			v, _ := seen.LoadOrStore(req.Method, new(atomic.Int32))
+			v.(*atomic.Int32).Add(1)
+			return
+		}
+	})
+}
+
+func TestAPostIsNeverSentTwice(t *testing.T) {
+	var seen sync.Map
+	c := twoEdges(t, []string{countingInstance(t, &seen)}, []string{countingInstance(t, &seen)}, "http", "")
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, body := range []string{"", "two apples"} {
+		seen.Clear()
+		// A first request leaves a connection to the instance in the pool of the path the POST
+		// takes (a GET for a POST without a body, a PUT with a body for one with); the POST
+		// reuses it and the instance closes it without an answer.
+		prime, _ := http.NewRequest("GET", "http://"+c.west+"/", nil)
+		if body != "" {
+			prime, _ = http.NewRequest("PUT", "http://"+c.west+"/", strings.NewReader("prime"))
+		}
+		resp, err := client.Do(prime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d, want 200", prime.Method, resp.StatusCode)
+		}
+		req, _ := http.NewRequest("POST", "http://"+c.west+"/order", strings.NewReader(body))
+		if body == "" {
+			req.Body = http.NoBody
+		}
+		resp, err = client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("POST %q: %d, want 502: the instance may have processed it", body, resp.StatusCode)
+		}
+		n, _ := seen.Load("POST")
+		if n == nil || n.(*atomic.Int32).Load() != 1 {
+			t.Errorf("POST %q reached the instances %v times, want exactly once", body, n)
+		}
+	}
+}
+
+func TestA503IsRetriedOnTheSecondaryOnlyWhenRetryOnNamesIt(t *testing.T) {
+	var hits atomic.Int32
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			hits.Add(1)
+			_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbusy")
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "", ", retry_on: [connect_failure, timeout, 503]")
+	for i := range 10 {
+		for _, method := range []string{"GET", "HEAD"} {
+			req, _ := http.NewRequest(method, "http://"+c.west+"/", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("Backend") != "e1" {
+				t.Fatalf("%s %d: %d from %q, want the secondary's 200", method, i, resp.StatusCode, resp.Header.Get("Backend"))
+			}
+		}
+	}
+	if n := hits.Load(); n != 3 {
+		t.Errorf("the failing instance got %d requests, want 3 (passive_fall) before it is skipped for passive_cooldown", n)
+	}
+
+	d := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	d.stop("edge-east")
+	resp, body := get(t, "http://"+d.west+"/")
+	if resp.StatusCode != 503 || body != "busy" {
+		t.Errorf("without retry_on 503: %d %q, want the instance's own 503", resp.StatusCode, body)
+	}
+}
+
+func TestASlowReaderDoesNotHoldTheUpstreamConnection(t *testing.T) {
+	released := make(chan time.Time, 1)
+	w1 := rawInstance(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1073741824\r\n\r\n")
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				released <- time.Now()
+				return
+			}
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "", ", timeouts: {client_write: 300ms}")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	_, _ = io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: shop\r\n\r\n")
+	// The client reads nothing more.
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the instance was still sending to the edge 5s after the client stopped reading, want its connection closed after client_write (300ms)")
+	}
+}
+
+func TestAnInstancesExtraBytesNeverReachAnotherClient(t *testing.T) {
+	var n atomic.Int32
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if n.Add(1) == 1 {
+				// An answer followed by a second, unsolicited one.
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nfirst"+
+					"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+				continue
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nfresh")
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	for i, want := range []string{"first", "fresh", "fresh"} {
+		// A new client each time, over the edge's one pooled connection to the instance.
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		method := []string{"GET", "GET", "HEAD"}[i]
+		req, _ := http.NewRequest(method, "http://"+c.west+"/", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if method == "HEAD" {
+			want = ""
+		}
+		if string(body) != want {
+			t.Fatalf("client %d (%s) got %q, want %q", i, method, body, want)
+		}
+	}
+}
+
+func TestAClientCannotSpoofTheForwardedByField(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	w1.Close()
+	for _, method := range []string{"GET", "DELETE", "PUT"} {
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			req, _ := http.NewRequest(method, "http://"+c.west+"/", strings.NewReader("x"))
+			if method != "PUT" {
+				req.Body, req.ContentLength = nil, 0
+			}
+			req.Header.Set(HeaderForwardedBy, "edge-east")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			return resp.StatusCode == 200 && resp.Header.Get("Backend") == "e1" && resp.Header.Get("Got-Hop") == "edge-west"
+		}, "%s claiming to come from edge-east to be forwarded to the secondary all the same, marked by edge-west only", method)
+	}
+}
