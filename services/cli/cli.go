@@ -42,6 +42,7 @@ Operate:
   apply FILE [--expect-version N] [-m WHY] validate FILE and make it the active configuration
   config get [--version N]                 print the active (or any kept) version, who applied it and why
   config history                           every kept version: when, who, why
+  token create NAME --scope read|write [--file FILE]   a bearer token for the API, shown once
   check FILE                               validate FILE and print every problem
   override set APP POOL [ENDPOINT] --action force_up|force_down|drain --reason TEXT
   override clear APP POOL [ENDPOINT] --reason TEXT
@@ -115,7 +116,7 @@ func init() {
 	commands = map[string]command{
 		"up": runUp, "prober": runProber, "decider": runDecider, "dns": runDNS, "edge": runEdge,
 		"controller": runController, "apply": runApply, "check": runCheck,
-		"plan": runPlan, "config": runConfig, "override": runOverride,
+		"plan": runPlan, "config": runConfig, "token": runToken, "override": runOverride,
 		"query": runQuery, "backend": runBackend, "events": runEvents,
 	}
 	commands["replay"] = runReplay

@@ -46,11 +46,12 @@ Example:
   detour edge --name edge-west --region us-west --resolver 127.0.0.1:5353`,
 	"controller": `usage: detour controller [--name N] [--nats URL] [--config FILE] [flags]
 
-Runs the controller: edge liveness from heartbeats, and one route table per edge.
+Runs the controller: edge liveness from heartbeats, one route table per edge, and the HTTP API
+with the status page on --api-addr.
 
 Example:
-  detour controller --name controller-1`,
-	"apply": `usage: detour apply FILE [--replicas N] [--nats URL] [flags]
+  detour controller --name controller-1 --api-addr 127.0.0.1:8088 --api-tokens /etc/detour/api-tokens`,
+	"apply": `usage: detour apply FILE [--expect-version N] [-m WHY] [--replicas N] [--nats URL] [flags]
 
 Validates FILE, creates the streams if needed and makes FILE the active configuration.
 
@@ -63,6 +64,13 @@ DNS server would give now. Prints the active version for "detour apply --expect-
 
 Example:
   detour plan detour.yaml`,
+	"token": `usage: detour token create NAME --scope read|write [--file FILE]
+
+Adds a bearer token for the controller's HTTP API to the tokens file (only its SHA-256 is
+stored) and prints the token once. read: every GET; write: also overrides and config apply.
+
+Example:
+  detour token create grafana --scope read --file detour-data/api-tokens`,
 	"config": `usage: detour config get [--version N] [--nats URL]
        detour config history [--nats URL]
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/redact"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/api"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/up"
@@ -35,6 +37,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.NATSPort, "nats-port", 4222, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
 	fs.StringVar(&regions, "regions", "", "comma-separated probing regions to run a prober for (default: the pools' regions)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "where every role's Prometheus metrics are served on /metrics (\"\": nowhere)")
+	fs.StringVar(&o.APIAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
 	c.register(fs, false)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -153,7 +156,15 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 }
 
 func connect(url, name string) (jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	if seed := os.Getenv("DETOUR_NATS_NKEY"); seed != "" { // the nkey seed file detour up made
+		o, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("DETOUR_NATS_NKEY: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats at %s: %w", redact.String(url), err)
 	}
@@ -227,13 +238,46 @@ func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, Log: log, Metrics: r.metrics})
 }
 
-func runController(ctx context.Context, args []string, _, stderr io.Writer) error {
+func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 	r := role{}
+	var apiAddr, tokensPath string
 	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
+	fs.StringVar(&apiAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
+	fs.StringVar(&tokensPath, "api-tokens", "detour-api-tokens", "the API's tokens file (made with one write token if missing; see detour token)")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
+	if apiAddr == "" {
+		return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
+	}
+	srv, err := startAPI(js, cfg, apiAddr, tokensPath, stdout, log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- srv.Run(ctx) }()
+	err = controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
+	cancel()
+	return errors.Join(err, <-apiDone)
+}
+
+// startAPI binds the API with the tokens at path, making the file with one write token, shown
+// once on stdout, when it does not exist.
+func startAPI(js jetstream.JetStream, cfg *config.Config, addr, path string, stdout io.Writer, log zerolog.Logger) (*api.Server, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		secret, err := api.AddToken(path, "admin", api.ScopeWrite)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stdout, "made %s with a write token named admin; it is shown only now:\n  export DETOUR_TOKEN=%s\n", path, secret)
+	}
+	toks, err := api.LoadTokens(path)
+	if err != nil {
+		return nil, err
+	}
+	return api.Listen(api.Options{JS: js, Config: cfg, Addr: addr, Tokens: toks, Log: log})
 }

@@ -1,5 +1,6 @@
 // Package natsd runs the embedded NATS server with JetStream that `detour up` uses: one process,
-// file storage under the data directory, the client port on loopback so the nats CLI can connect.
+// file storage under the data directory, the client port on loopback so the nats CLI can connect
+// with the credentials generated on first start; anonymous clients are refused.
 package natsd
 
 import (
@@ -19,10 +20,15 @@ type Options struct {
 	Host string
 	// Port for clients; 0 means 4222, -1 a free port.
 	Port int
+	// Credentials are the only identity let in. Required: the server refuses anonymous clients.
+	Credentials Credentials
 }
 
 // Start runs the server and waits until it accepts connections.
 func Start(o Options) (*server.Server, error) {
+	if o.Credentials.Public == "" {
+		return nil, fmt.Errorf("configure embedded nats: credentials are required")
+	}
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
 	}
@@ -34,6 +40,7 @@ func Start(o Options) (*server.Server, error) {
 		Host:       o.Host, Port: o.Port,
 		JetStream: true, StoreDir: o.StoreDir,
 		NoLog: true, NoSigs: true,
+		Nkeys: []*server.NkeyUser{{Nkey: o.Credentials.Public}},
 		// A failover must not wait on a slow disk sync; a crash loses at most the last second of
 		// probe results, which the probers produce again.
 		SyncInterval: time.Second,

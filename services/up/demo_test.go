@@ -22,7 +22,9 @@ func TestTheDemoShowsAnAppFailoverAndAnEdgeFailover(t *testing.T) {
 		DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1, DemoControlAddr: "127.0.0.1:0", Out: &out,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	})
-	for _, want := range []string{"curl -X POST http://127.0.0.11:8081/-/fail", "query --server " + st.DNSAddr + " --watch shop.demo.test", "stream view STATE"} {
+	for _, want := range []string{"curl -X POST http://127.0.0.11:8081/-/fail", "query --server " + st.DNSAddr + " --watch shop.demo.test",
+		"go tool nats --server " + st.NATSURL + " --nkey " + st.NATSCredentials.File + " stream view STATE",
+		"DETOUR_NATS_NKEY=" + st.NATSCredentials.File} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the instructions lack %q:\n%s", want, out.String())
 		}

@@ -15,6 +15,12 @@ func (s *Stack) printInstructions(w io.Writer, isDemo bool) {
 	if s.MetricsAddr != "" {
 		fmt.Fprintf(w, "  Metrics:       http://%s/metrics\n", s.MetricsAddr)
 	}
+	if s.APIAddr != "" {
+		fmt.Fprintf(w, "  Status page:   http://%s/\n  API:           http://%s/v1/ (bearer tokens: %s)\n", s.APIAddr, s.APIAddr, s.TokensPath)
+		if s.NewToken != "" {
+			fmt.Fprintf(w, "  A write token was made for you; it is shown only now, the file keeps its hash:\n    export DETOUR_TOKEN=%s\n    curl -H \"Authorization: Bearer $DETOUR_TOKEN\" http://%s/v1/apps\n", s.NewToken, s.APIAddr)
+		}
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Watch the answer (prints a line each time it changes):\n  go run ./services/cmd/detour query --server %s --watch %s\n", s.DNSAddr, fqdn)
 	fmt.Fprintf(w, "  or: dig @%s -p %s +short %s A\n\n", host, port, fqdn)
@@ -48,9 +54,11 @@ func (s *Stack) printInstructions(w io.Writer, isDemo bool) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "Follow the decisions and the events:\n")
-	fmt.Fprintf(w, "  go tool nats --server %s stream view STATE\n", s.NATSURL)
-	fmt.Fprintf(w, "  go tool nats --server %s sub 'detour.state.>'\n", s.NATSURL)
-	fmt.Fprintf(w, "  go tool nats --server %s sub 'detour.probe.>'\n", s.NATSURL)
-	fmt.Fprintf(w, "  go tool nats --server %s stream ls\n\n", s.NATSURL)
+	nats := "go tool nats --server " + s.NATSURL + " --nkey " + s.NATSCredentials.File
+	fmt.Fprintf(w, "Follow the decisions and the events (NATS lets in only the credentials in %s):\n", s.NATSCredentials.File)
+	fmt.Fprintf(w, "  %s stream view STATE\n", nats)
+	fmt.Fprintf(w, "  %s sub 'detour.state.>'\n", nats)
+	fmt.Fprintf(w, "  %s sub 'detour.probe.>'\n", nats)
+	fmt.Fprintf(w, "  %s stream ls\n", nats)
+	fmt.Fprintf(w, "  export DETOUR_NATS=%s DETOUR_NATS_NKEY=%s   # for detour override, plan, apply, config\n\n", s.NATSURL, s.NATSCredentials.File)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/api"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/demo"
@@ -33,7 +34,8 @@ type Options struct {
 	ConfigPath string
 	// DNSAddr is where the authoritative server listens, UDP and TCP. Default 127.0.0.1:5353.
 	DNSAddr string
-	// DataDir holds JetStream's files and the DNS snapshot. Default ./detour-data.
+	// DataDir holds JetStream's files, the DNS snapshot and the NATS credentials (created on
+	// first start, 0600). Default ./detour-data.
 	DataDir string
 	// NATSPort is the embedded server's client port on 127.0.0.1: 0 means 4222, -1 a free port.
 	NATSPort int
@@ -46,6 +48,9 @@ type Options struct {
 	// MetricsAddr is where every role's Prometheus metrics are served, on /metrics; "" serves
 	// none.
 	MetricsAddr string
+	// APIAddr is where the HTTP API and the status page are served; "" serves neither. Its
+	// tokens are in <DataDir>/api-tokens, created with one write token on first start.
+	APIAddr string
 	// Out receives the instructions printed at start. Default: nowhere.
 	Out io.Writer
 	Log zerolog.Logger
@@ -58,12 +63,17 @@ type Stack struct {
 	DNSAddr string
 	// MetricsAddr is where /metrics is served, when it is.
 	MetricsAddr string
+	// APIAddr is where the API and the status page are served, when they are; TokensPath holds
+	// their tokens and NewToken the secret of the token made on this start, if one was.
+	APIAddr, TokensPath, NewToken string
 	// Metrics are every role's collectors.
 	Metrics *metrics.Metrics
 	// Backends are the demo's application instances, by pool name (empty with a configuration).
 	Backends map[string]*demo.Backend
 	// Edges are the edge proxies running in process, by name; each can be stopped and started.
 	Edges map[string]*demo.Switch
+	// NATSCredentials are what every role in the process, and the operator, connect with.
+	NATSCredentials natsd.Credentials
 
 	control *demo.Control
 	nats    *server.Server
@@ -118,12 +128,19 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 
-	st.nats, err = natsd.Start(natsd.Options{StoreDir: filepath.Join(o.DataDir, "jetstream"), Port: o.NATSPort})
+	if st.NATSCredentials, err = natsd.LoadCredentials(o.DataDir); err != nil {
+		return nil, err
+	}
+	creds, err := st.NATSCredentials.Option()
+	if err != nil {
+		return nil, err
+	}
+	st.nats, err = natsd.Start(natsd.Options{StoreDir: filepath.Join(o.DataDir, "jetstream"), Port: o.NATSPort, Credentials: st.NATSCredentials})
 	if err != nil {
 		return nil, err
 	}
 	st.NATSURL = st.nats.ClientURL()
-	nc, err := nats.Connect(st.NATSURL, nats.Name("detour-up"))
+	nc, err := nats.Connect(st.NATSURL, nats.Name("detour-up"), creds)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded nats: %w", err)
 	}
@@ -173,6 +190,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.ConfigPath == "" && len(st.Edges) > 0 {
 		st.control, err = demo.StartControl(o.DemoControlAddr, st.Edges, g.fail)
 		if err != nil {
+			return nil, err
+		}
+	}
+	if o.APIAddr != "" {
+		if err := st.startAPI(g, js, o); err != nil {
 			return nil, err
 		}
 	}
@@ -258,4 +280,29 @@ func waitTCP(ctx context.Context, addr string, within time.Duration) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// startAPI serves the API and the status page, making the tokens file with one write token when
+// there is none yet.
+func (s *Stack) startAPI(g *group, js jetstream.JetStream, o Options) error {
+	s.TokensPath = filepath.Join(o.DataDir, "api-tokens")
+	if _, err := os.Stat(s.TokensPath); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+			return fmt.Errorf("make the api tokens: %w", err)
+		}
+		if s.NewToken, err = api.AddToken(s.TokensPath, "admin", api.ScopeWrite); err != nil {
+			return err
+		}
+	}
+	toks, err := api.LoadTokens(s.TokensPath)
+	if err != nil {
+		return err
+	}
+	srv, err := api.Listen(api.Options{JS: js, Config: s.Config, Addr: o.APIAddr, Tokens: toks, Log: o.Log})
+	if err != nil {
+		return err
+	}
+	s.APIAddr = srv.Addr()
+	g.Go("api", srv.Run)
+	return nil
 }

@@ -126,7 +126,15 @@ func TestTheAnswerFailsOverToTheBackupPoolAndBack(t *testing.T) {
 	waitAnswer(t, st, westIP, 5*time.Second, "at start")
 
 	// Garbage on Detour's subjects and in DNS packets must not disturb anything that follows.
-	nc := eventstest.Connect(t, st.NATSURL)
+	creds, err := st.NATSCredentials.Option()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.NATSURL, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,521 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/override"
+	"github.com/detourdev/detour/services/plan"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure the API server.
+type Options struct {
+	// JS reaches the STATE and CONFIG streams.
+	JS jetstream.JetStream
+	// Config is the configuration in force at start; later versions are read from CONFIG.
+	Config *config.Config
+	// Addr is where to listen, e.g. 127.0.0.1:8088; port 0 takes a free port.
+	Addr string
+	// Tokens are the accepted bearer tokens.
+	Tokens *Tokens
+	Log    zerolog.Logger
+}
+
+// maxBody bounds a request body: a configuration document or an override.
+const maxBody = 4 << 20
+
+// Server serves the API and the status page.
+type Server struct {
+	o   Options
+	log zerolog.Logger
+	ln  net.Listener
+
+	mu      sync.RWMutex
+	m       *model
+	watchMu sync.Mutex
+	watch   map[chan struct{}]struct{}
+}
+
+// Listen binds the server's address; Run then serves it.
+func Listen(o Options) (*Server, error) {
+	switch {
+	case o.JS == nil:
+		return nil, errors.New("api options: JS is required")
+	case o.Config == nil:
+		return nil, errors.New("api options: Config is required")
+	case o.Tokens == nil:
+		return nil, errors.New("api options: Tokens are required")
+	}
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the api on %s: %w", o.Addr, err)
+	}
+	return &Server{o: o, log: o.Log.With().Str("component", "api").Logger(), ln: ln,
+		m: newModel(o.Config, 0), watch: map[chan struct{}]struct{}{}}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run follows STATE and CONFIG and serves requests until ctx ends; then it returns nil.
+func (s *Server) Run(ctx context.Context) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.onState)
+	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(s.ln) }()
+	s.log.Info().Str("addr", s.Addr()).Int("tokens", s.o.Tokens.Len()).Msg("api serving")
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	case err := <-done:
+		return fmt.Errorf("serve api: %w", err)
+	}
+}
+
+// follow reads subject of stream from the start policy on, handing each message to apply, and
+// resumes after the last one seen when the consumer fails.
+func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, apply func(jetstream.Msg, uint64)) {
+	var last uint64
+	warned := false
+	for ctx.Err() == nil {
+		cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: policy,
+			MaxResetAttempts: events.FollowResetAttempts}
+		if last > 0 {
+			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+		}
+		err := func() error {
+			cons, err := s.o.JS.OrderedConsumer(ctx, stream, cc)
+			if err != nil {
+				return err
+			}
+			it, err := cons.Messages(events.FollowOptions()...)
+			if err != nil {
+				return err
+			}
+			defer it.Stop()
+			stop := context.AfterFunc(ctx, it.Stop)
+			defer stop()
+			for {
+				m, err := it.Next()
+				if err != nil {
+					return err
+				}
+				md, err := m.Metadata()
+				if err != nil {
+					continue
+				}
+				last = md.Sequence.Stream
+				apply(m, md.Sequence.Stream)
+				warned = false
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if !warned {
+			s.log.Warn().Str("stream", stream).Err(err).Msg("api follower interrupted; resuming")
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Server) onState(m jetstream.Msg, seq uint64) {
+	e, err := events.Decode(m.Data())
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	ok := s.m.apply(m.Subject(), seq, e)
+	s.mu.Unlock()
+	if ok {
+		s.changed()
+	}
+}
+
+func (s *Server) onConfig(m jetstream.Msg, seq uint64) {
+	e, err := events.Decode(m.Data())
+	if err != nil {
+		return
+	}
+	var a events.ConfigApplied
+	if err := e.Payload(&a); err != nil {
+		return
+	}
+	c, err := config.Parse(fmt.Sprintf("configuration version %d", seq), []byte(a.Document))
+	if err != nil {
+		s.log.Warn().Uint64("version", seq).Err(err).Msg("configuration version not shown: it does not parse")
+		return
+	}
+	s.mu.Lock()
+	s.m.cfg, s.m.cfgVersion = c, seq
+	s.mu.Unlock()
+	s.changed()
+}
+
+// changed wakes every status stream.
+func (s *Server) changed() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for c := range s.watch {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Handler routes the API and the status page.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	read, write := s.need(ScopeRead, false), s.need(ScopeWrite, false)
+	page := s.need(ScopeRead, true)
+	mux.Handle("GET /{$}", page(s.handlePage))
+	mux.Handle("GET /status/events", page(s.handleEvents))
+	mux.Handle("GET /v1/status", read(s.handleStatus))
+	mux.Handle("GET /v1/apps", read(s.handleApps))
+	mux.Handle("GET /v1/apps/{app}", read(s.handleApp))
+	mux.Handle("GET /v1/edges", read(s.handleEdges))
+	mux.Handle("GET /v1/transitions", read(s.handleTransitions))
+	mux.Handle("GET /v1/overrides", read(s.handleOverrides))
+	mux.Handle("POST /v1/overrides", write(s.handleSetOverride))
+	mux.Handle("DELETE /v1/overrides", write(s.handleClearOverride))
+	mux.Handle("GET /v1/config", read(s.handleConfig))
+	mux.Handle("GET /v1/config/history", read(s.handleConfigHistory))
+	mux.Handle("POST /v1/config/plan", read(s.handlePlan))
+	mux.Handle("POST /v1/config/apply", write(s.handleApply))
+	mux.Handle("/v1/", read(func(w http.ResponseWriter, r *http.Request, _ Token) {
+		fail(w, http.StatusNotFound, "no such resource: %s %s", r.Method, r.URL.Path)
+	}))
+	return mux
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, tok Token)
+
+// need admits requests with a bearer token of scope (write admits read too); with
+// loopbackFree, a client on loopback needs none.
+func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handler {
+	return func(h handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if loopbackFree && fromLoopback(r) {
+				h(w, r, Token{Name: "loopback", Scope: ScopeRead})
+				return
+			}
+			secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			tok, known := s.o.Tokens.Check(strings.TrimSpace(secret))
+			if !ok || !known {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="detour"`)
+				fail(w, http.StatusUnauthorized, "a bearer token is required: Authorization: Bearer detour_…")
+				return
+			}
+			if scope == ScopeWrite && tok.Scope != ScopeWrite {
+				fail(w, http.StatusForbidden, "token %q has read scope; this needs write", tok.Name)
+				return
+			}
+			h(w, r, tok)
+		})
+	}
+}
+
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// errorBody is every error's JSON.
+type errorBody struct {
+	Error    string   `json:"error"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+func fail(w http.ResponseWriter, code int, format string, args ...any) {
+	reply(w, code, errorBody{Error: fmt.Sprintf(format, args...)})
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request, _ Token) {
+	s.mu.RLock()
+	st := s.m.status(20)
+	s.mu.RUnlock()
+	reply(w, http.StatusOK, st)
+}
+
+func (s *Server) handleApps(w http.ResponseWriter, _ *http.Request, _ Token) {
+	s.mu.RLock()
+	apps := s.m.apps()
+	s.mu.RUnlock()
+	reply(w, http.StatusOK, map[string]any{"apps": apps})
+}
+
+func (s *Server) handleApp(w http.ResponseWriter, r *http.Request, _ Token) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a := s.m.cfg.App(r.PathValue("app"))
+	if a == nil {
+		fail(w, http.StatusNotFound, "no app %q in configuration version %d", r.PathValue("app"), s.m.cfgVersion)
+		return
+	}
+	reply(w, http.StatusOK, s.m.app(a))
+}
+
+func (s *Server) handleEdges(w http.ResponseWriter, _ *http.Request, _ Token) {
+	s.mu.RLock()
+	edges := s.m.edges()
+	s.mu.RUnlock()
+	reply(w, http.StatusOK, map[string]any{"edges": edges})
+}
+
+// transitionsPage is one page of the history, newest first; Next fetches the following page.
+type transitionsPage struct {
+	Transitions []Transition `json:"transitions"`
+	Next        string       `json:"next,omitempty"`
+}
+
+func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Token) {
+	q := r.URL.Query()
+	f := filter{kind: q.Get("kind"), app: q.Get("app"), pool: q.Get("pool"), endpoint: q.Get("endpoint"), edge: q.Get("edge"), to: q.Get("to")}
+	limit, before := 50, uint64(0)
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fail(w, http.StatusBadRequest, "limit: want a whole number from 1 to 1000, got %q", v)
+			return
+		}
+		limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			fail(w, http.StatusBadRequest, "before: want a STATE sequence number, got %q", v)
+			return
+		}
+		before = n
+	}
+	s.mu.RLock()
+	page := transitionsPage{Transitions: s.m.transitions(f, before, limit+1)}
+	s.mu.RUnlock()
+	if len(page.Transitions) > limit {
+		page.Transitions = page.Transitions[:limit]
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("before", strconv.FormatUint(page.Transitions[limit-1].Seq, 10))
+		page.Next = "/v1/transitions?" + next.Encode()
+	}
+	reply(w, http.StatusOK, page)
+}
+
+func (s *Server) handleOverrides(w http.ResponseWriter, r *http.Request, _ Token) {
+	list, err := override.List(r.Context(), s.o.JS)
+	if err != nil {
+		fail(w, http.StatusBadGateway, "list overrides: %v", err)
+		return
+	}
+	if list == nil {
+		list = []override.InForce{}
+	}
+	reply(w, http.StatusOK, map[string]any{"overrides": list})
+}
+
+// OverrideRequest is the body of POST and DELETE /v1/overrides.
+type OverrideRequest struct {
+	App      string `json:"app"`
+	Pool     string `json:"pool"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Action is force_up, force_down or drain (POST only).
+	Action string `json:"action,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// DecodeOverride reads an override request strictly: one JSON object, no unknown field, names
+// that are subject tokens, and (unless clearing) a known action.
+func DecodeOverride(body io.Reader, by string, clearing bool) (events.Override, error) {
+	var req OverrideRequest
+	dec := json.NewDecoder(io.LimitReader(body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return events.Override{}, fmt.Errorf("body: want a JSON object {app, pool, endpoint, action, reason}: %w", err)
+	}
+	if dec.More() {
+		return events.Override{}, errors.New("body: want exactly one JSON object")
+	}
+	o := events.Override{App: req.App, Pool: req.Pool, Endpoint: req.Endpoint, Action: req.Action, Reason: req.Reason, By: by}
+	if err := override.Check(o, clearing); err != nil {
+		return events.Override{}, err
+	}
+	return o, nil
+}
+
+func (s *Server) handleSetOverride(w http.ResponseWriter, r *http.Request, tok Token) {
+	s.changeOverride(w, r, tok, false)
+}
+
+func (s *Server) handleClearOverride(w http.ResponseWriter, r *http.Request, tok Token) {
+	s.changeOverride(w, r, tok, true)
+}
+
+func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Token, clearing bool) {
+	o, err := DecodeOverride(r.Body, "api/"+tok.Name, clearing)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	s.mu.RLock()
+	err = override.Validate(s.m.cfg, o)
+	s.mu.RUnlock()
+	if err != nil {
+		fail(w, http.StatusUnprocessableEntity, "%v", err)
+		return
+	}
+	if clearing {
+		err = override.Clear(r.Context(), s.o.JS, o)
+	} else {
+		err = override.Set(r.Context(), s.o.JS, o)
+	}
+	switch {
+	case errors.Is(err, override.ErrNoOverride):
+		fail(w, http.StatusNotFound, "%v", err)
+	case err != nil:
+		fail(w, http.StatusBadGateway, "%v", err)
+	default:
+		s.log.Info().Str("app", o.App).Str("pool", o.Pool).Str("endpoint", o.Endpoint).Str("action", o.Action).
+			Str("by", o.By).Bool("cleared", clearing).Msg("override changed through the api")
+		reply(w, http.StatusOK, o)
+	}
+}
+
+func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, _ Token) {
+	var v config.Version
+	var err error
+	if q := r.URL.Query().Get("version"); q != "" {
+		n, perr := strconv.ParseUint(q, 10, 64)
+		if perr != nil || n == 0 {
+			fail(w, http.StatusBadRequest, "version: want a version number, got %q", q)
+			return
+		}
+		v, err = config.GetVersion(r.Context(), s.o.JS, n)
+	} else {
+		v, err = config.Active(r.Context(), s.o.JS)
+	}
+	switch {
+	case errors.Is(err, config.ErrNoVersion):
+		fail(w, http.StatusNotFound, "%v", err)
+	case err != nil:
+		fail(w, http.StatusBadGateway, "%v", err)
+	default:
+		reply(w, http.StatusOK, v)
+	}
+}
+
+func (s *Server) handleConfigHistory(w http.ResponseWriter, r *http.Request, _ Token) {
+	vs, err := config.History(r.Context(), s.o.JS)
+	if err != nil {
+		fail(w, http.StatusBadGateway, "%v", err)
+		return
+	}
+	if vs == nil {
+		vs = []config.Version{}
+	}
+	reply(w, http.StatusOK, map[string]any{"versions": vs})
+}
+
+// readDocument reads a YAML configuration from the body.
+func readDocument(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		fail(w, http.StatusRequestEntityTooLarge, "body: a configuration of at most %d bytes: %v", maxBody, err)
+		return nil, false
+	}
+	return doc, true
+}
+
+// configRefused answers an invalid configuration with every problem.
+func configRefused(w http.ResponseWriter, err error) bool {
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		return false
+	}
+	reply(w, http.StatusUnprocessableEntity, errorBody{Error: "invalid configuration: nothing applied", Problems: ce.Problems})
+	return true
+}
+
+func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, _ Token) {
+	doc, ok := readDocument(w, r)
+	if !ok {
+		return
+	}
+	p, err := plan.Make(r.Context(), s.o.JS, "request", doc)
+	if configRefused(w, err) {
+		return
+	}
+	if err != nil {
+		fail(w, http.StatusBadGateway, "%v", err)
+		return
+	}
+	reply(w, http.StatusOK, p)
+}
+
+func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) {
+	o := config.ApplyOptions{By: "api/" + tok.Name, Message: r.URL.Query().Get("message")}
+	if q := r.URL.Query().Get("expect_version"); q != "" {
+		n, err := strconv.ParseUint(q, 10, 64)
+		if err != nil {
+			fail(w, http.StatusBadRequest, "expect_version: want a version number, got %q", q)
+			return
+		}
+		o.Expect = &n
+	}
+	doc, ok := readDocument(w, r)
+	if !ok {
+		return
+	}
+	_, v, err := config.Apply(r.Context(), s.o.JS, "request", doc, o)
+	if configRefused(w, err) {
+		return
+	}
+	switch {
+	case errors.Is(err, config.ErrVersionConflict):
+		fail(w, http.StatusConflict, "%v", err)
+	case err != nil:
+		fail(w, http.StatusBadGateway, "%v", err)
+	default:
+		v.Document = ""
+		s.log.Info().Uint64("version", v.Number).Str("by", v.By).Str("message", v.Message).Msg("configuration applied through the api")
+		reply(w, http.StatusOK, v)
+	}
+}

@@ -1,0 +1,275 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/api"
+	"github.com/rs/zerolog"
+)
+
+const doc = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.11:80"}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.12:80"}]}
+`
+
+type fixture struct {
+	ns          *eventstest.Server
+	srv         *api.Server
+	url         string
+	read, write string
+}
+
+func start(t *testing.T) *fixture {
+	t.Helper()
+	ns := eventstest.Start(t)
+	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(doc), config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	read, err := api.AddToken(path, "viewer", api.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write, err := api.AddToken(path, "ops", api.ScopeWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("tokens file: %v, mode %v, want 0600", err, fi.Mode())
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), read) || strings.Contains(string(b), write) {
+		t.Fatal("the tokens file holds a token in clear")
+	}
+	toks, err := api.LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.Listen(api.Options{JS: ns.JS, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: toks,
+		Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "api", srv.Run)
+	return &fixture{ns: ns, srv: srv, url: "http://" + srv.Addr(), read: read, write: write}
+}
+
+func (f *fixture) do(t *testing.T, method, path, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (f *fixture) transition(t *testing.T, endpoint string, to events.Status) {
+	t.Helper()
+	typ := events.TypeEndpointUp
+	if to == events.StatusDown {
+		typ = events.TypeEndpointDown
+	}
+	pool := map[string]string{"w1": "west", "e1": "east"}[endpoint]
+	e, err := events.New(typ, "test", time.Now(), events.Transition{App: "shop", Pool: pool, Endpoint: endpoint, To: to,
+		Reason: "test", Votes: []events.Vote{{Region: "us-west", Status: to}, {Region: "us-east", Status: to}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), f.ns.JS, events.EndpointStateSubject("shop", pool, endpoint), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestARequestWithoutAValidTokenIsRefusedWith401(t *testing.T) {
+	f := start(t)
+	for _, tok := range []string{"", "detour_not-a-token", "Basic abc"} {
+		code, body := f.do(t, "GET", "/v1/apps", tok, "")
+		if code != http.StatusUnauthorized || !strings.Contains(body, "bearer token is required") {
+			t.Errorf("token %q: %d %s, want 401", tok, code, body)
+		}
+	}
+	if code, _ := f.do(t, "GET", "/v1/apps", f.read, ""); code != http.StatusOK {
+		t.Errorf("read token: %d, want 200", code)
+	}
+}
+
+func TestAReadTokenCannotWrite(t *testing.T) {
+	f := start(t)
+	body := `{"app":"shop","pool":"west","action":"force_down","reason":"maintenance"}`
+	code, resp := f.do(t, "POST", "/v1/overrides", f.read, body)
+	if code != http.StatusForbidden || !strings.Contains(resp, `token \"viewer\" has read scope`) {
+		t.Fatalf("override with a read token: %d %s, want 403", code, resp)
+	}
+	if code, resp := f.do(t, "POST", "/v1/config/apply", f.read, doc); code != http.StatusForbidden {
+		t.Errorf("apply with a read token: %d %s, want 403", code, resp)
+	}
+	code, resp = f.do(t, "POST", "/v1/overrides", f.write, body)
+	if code != http.StatusOK {
+		t.Fatalf("override with a write token: %d %s", code, resp)
+	}
+	code, resp = f.do(t, "GET", "/v1/overrides", f.read, "")
+	if code != http.StatusOK || !strings.Contains(resp, `"by": "api/ops"`) || !strings.Contains(resp, `"action": "force_down"`) {
+		t.Errorf("overrides: %d %s, want the override set by api/ops", code, resp)
+	}
+	if code, resp := f.do(t, "DELETE", "/v1/overrides", f.write, `{"app":"shop","pool":"west","reason":"done"}`); code != http.StatusOK {
+		t.Errorf("clear: %d %s", code, resp)
+	}
+	if code, resp := f.do(t, "DELETE", "/v1/overrides", f.write, `{"app":"shop","pool":"west","reason":"done"}`); code != http.StatusNotFound {
+		t.Errorf("clear again: %d %s, want 404", code, resp)
+	}
+	if code, resp := f.do(t, "POST", "/v1/overrides", f.write, `{"app":"shop","pool":"nope","action":"drain","reason":"x"}`); code != http.StatusUnprocessableEntity || !strings.Contains(resp, `no pool \"nope\"`) {
+		t.Errorf("override of an unknown pool: %d %s, want 422 naming it", code, resp)
+	}
+}
+
+func TestTheTransitionHistoryIsFilteredAndPaginatedNewestFirst(t *testing.T) {
+	f := start(t)
+	for i := range 7 {
+		to := events.StatusDown
+		if i%2 == 1 {
+			to = events.StatusUp
+		}
+		f.transition(t, "w1", to)
+	}
+	f.transition(t, "e1", events.StatusDown)
+	type page struct {
+		Transitions []api.Transition `json:"transitions"`
+		Next        string           `json:"next"`
+	}
+	get := func(path string) page {
+		var p page
+		code, body := f.do(t, "GET", path, f.read, "")
+		if code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return len(get("/v1/transitions?limit=100").Transitions) == 8
+	}, "the API to hold the 8 transitions")
+
+	var seqs []uint64
+	path := "/v1/transitions?endpoint=w1&limit=3"
+	pages := 0
+	for path != "" {
+		p := get(path)
+		pages++
+		for _, tr := range p.Transitions {
+			if tr.Endpoint != "w1" || tr.Kind != "endpoint" {
+				t.Errorf("filter endpoint=w1 returned %+v", tr)
+			}
+			seqs = append(seqs, tr.Seq)
+		}
+		path = p.Next
+	}
+	if pages != 3 || len(seqs) != 7 {
+		t.Fatalf("%d pages, %d transitions (%v), want 3 pages of 3, 3 and 1", pages, len(seqs), seqs)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] >= seqs[i-1] {
+			t.Errorf("not newest first: %v", seqs)
+		}
+	}
+	if downs := get("/v1/transitions?endpoint=w1&to=down").Transitions; len(downs) != 4 {
+		t.Errorf("to=down: %d transitions, want 4", len(downs))
+	}
+	if code, body := f.do(t, "GET", "/v1/transitions?limit=0", f.read, ""); code != http.StatusBadRequest || !strings.Contains(body, "limit: want a whole number from 1 to 1000") {
+		t.Errorf("limit=0: %d %s", code, body)
+	}
+}
+
+func TestAppsShowTheCurrentAnswerAndEachRegionsVote(t *testing.T) {
+	f := start(t)
+	f.transition(t, "w1", events.StatusDown)
+	var app api.App
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		_, body := f.do(t, "GET", "/v1/apps/shop", f.read, "")
+		_ = json.Unmarshal([]byte(body), &app)
+		return len(app.Answer.A) == 1 && app.Answer.A[0] == "127.0.0.12"
+	}, "shop to answer east once west is down: %+v", &app)
+	w1 := app.Pools[0].Endpoints[0]
+	if w1.Status != "down" || len(w1.Votes) != 2 || w1.Votes[0].Region != "us-west" || w1.Votes[0].Status != "down" {
+		t.Errorf("w1 = %+v, want down with both regions' votes", w1)
+	}
+	if code, _ := f.do(t, "GET", "/v1/apps/nope", f.read, ""); code != http.StatusNotFound {
+		t.Errorf("unknown app: %d, want 404", code)
+	}
+}
+
+func TestConfigApplyThroughTheAPIRefusesAStaleVersionAndABadDocument(t *testing.T) {
+	f := start(t)
+	next := strings.Replace(doc, "127.0.0.12:80", "127.0.0.13:80", 1)
+	code, body := f.do(t, "POST", "/v1/config/plan", f.read, next)
+	if code != http.StatusOK || !strings.Contains(body, `"path": "apps[shop].pools[east].endpoints[e1].address"`) {
+		t.Errorf("plan: %d %s", code, body)
+	}
+	code, body = f.do(t, "POST", "/v1/config/apply?expect_version=1&message=move+east", f.write, next)
+	if code != http.StatusOK || !strings.Contains(body, `"version": 2`) || !strings.Contains(body, `"by": "api/ops"`) {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	code, body = f.do(t, "POST", "/v1/config/apply?expect_version=1", f.write, doc)
+	if code != http.StatusConflict || !strings.Contains(body, "version 2 is active") {
+		t.Errorf("stale apply: %d %s, want 409", code, body)
+	}
+	code, body = f.do(t, "POST", "/v1/config/apply", f.write, "zones: []\napps: []\nbogus: 1\n")
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "bogus") {
+		t.Errorf("bad document: %d %s, want 422 naming the problem", code, body)
+	}
+	code, body = f.do(t, "GET", "/v1/config/history", f.read, "")
+	if code != http.StatusOK || strings.Count(body, `"version"`) != 2 || !strings.Contains(body, `"message": "move east"`) {
+		t.Errorf("history: %d %s", code, body)
+	}
+}
+
+func TestTheStatusPageNeedsNoTokenOnLoopbackOnly(t *testing.T) {
+	f := start(t)
+	code, body := f.do(t, "GET", "/", "", "")
+	if code != http.StatusOK || !strings.Contains(body, "<title>Detour status</title>") || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+		t.Errorf("page from loopback: %d, want 200 and no external asset", code)
+	}
+	for _, path := range []string{"/", "/status/events"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.RemoteAddr = "192.0.2.7:40000"
+		rec := httptest.NewRecorder()
+		f.srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Errorf("%s from 192.0.2.7 without a token: %d, want 401", path, rec.Code)
+		}
+	}
+}
+
+func ExampleNewToken() {
+	secret, line, _ := api.NewToken("ci", api.ScopeRead)
+	fmt.Println(strings.HasPrefix(secret, "detour_"), strings.HasPrefix(line, "ci read "), len(line))
+	// Output: true true 73
+}

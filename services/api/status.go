@@ -1,0 +1,66 @@
+package api
+
+import (
+	_ "embed"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+//go:embed status.html
+var statusPage []byte
+
+// handlePage serves the status page: one self-contained HTML document.
+func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request, _ Token) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+	_, _ = w.Write(statusPage)
+}
+
+// handleEvents streams the status as server-sent events: one "status" event at once and one
+// after every change, each the whole snapshot, so a page that missed some needs nothing more.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	wake := make(chan struct{}, 1)
+	s.watchMu.Lock()
+	s.watch[wake] = struct{}{}
+	s.watchMu.Unlock()
+	defer func() {
+		s.watchMu.Lock()
+		delete(s.watch, wake)
+		s.watchMu.Unlock()
+	}()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	send := func() bool {
+		s.mu.RLock()
+		b, err := json.Marshal(s.m.status(20))
+		s.mu.RUnlock()
+		if err != nil {
+			return false
+		}
+		if _, err := w.Write(append(append([]byte("event: status\ndata: "), b...), "\n\n"...)); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !send() {
+		return
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-wake:
+			if !send() {
+				return
+			}
+		case <-keepalive.C:
+			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Scopes of a token. Write includes read.
+const (
+	ScopeRead  = "read"
+	ScopeWrite = "write"
+)
+
+// tokenPrefix marks Detour's API tokens, so a leaked one is easy to recognise and to scan for.
+const tokenPrefix = "detour_"
+
+// Token is one entry of a tokens file: a name, a scope and the SHA-256 of the secret. The secret
+// itself is never stored.
+type Token struct {
+	Name  string
+	Scope string
+	Hash  [sha256.Size]byte
+}
+
+// Tokens are the accepted tokens, by hash.
+type Tokens struct {
+	byHash map[[sha256.Size]byte]Token
+}
+
+// ParseTokens reads a tokens file: one token a line, "NAME SCOPE SHA256-HEX"; blank lines and
+// lines starting with # are ignored. Every problem is reported, with its line.
+func ParseTokens(doc []byte) (*Tokens, error) {
+	t := &Tokens{byHash: map[[sha256.Size]byte]Token{}}
+	var problems []string
+	sc := bufio.NewScanner(bytes.NewReader(doc))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			problems = append(problems, fmt.Sprintf("line %d: want NAME SCOPE SHA256, got %d fields", n, len(f)))
+			continue
+		}
+		tok := Token{Name: f[0], Scope: f[1]}
+		if tok.Scope != ScopeRead && tok.Scope != ScopeWrite {
+			problems = append(problems, fmt.Sprintf("line %d: scope: want read or write, got %q", n, tok.Scope))
+		}
+		h, err := hex.DecodeString(f[2])
+		if err != nil || len(h) != sha256.Size {
+			problems = append(problems, fmt.Sprintf("line %d: hash: want 64 hex digits (the SHA-256 of the token)", n))
+			continue
+		}
+		copy(tok.Hash[:], h)
+		t.byHash[tok.Hash] = tok
+	}
+	if err := sc.Err(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("tokens file: %s", strings.Join(problems, "; "))
+	}
+	return t, nil
+}
+
+// LoadTokens reads the tokens file at path.
+func LoadTokens(path string) (*Tokens, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read tokens: %w", err)
+	}
+	t, err := ParseTokens(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// Check returns the token whose secret is secret; ok is false for an unknown one.
+func (t *Tokens) Check(secret string) (Token, bool) {
+	if t == nil || !strings.HasPrefix(secret, tokenPrefix) {
+		return Token{}, false
+	}
+	tok, ok := t.byHash[sha256.Sum256([]byte(secret))]
+	return tok, ok
+}
+
+// Len is the number of tokens.
+func (t *Tokens) Len() int { return len(t.byHash) }
+
+// NewToken draws a new secret and returns it with its file line. The secret is shown once.
+func NewToken(name, scope string) (secret, line string, err error) {
+	if name == "" || strings.ContainsAny(name, " \t\n#") {
+		return "", "", fmt.Errorf("token name: want a word without spaces, got %q", name)
+	}
+	if scope != ScopeRead && scope != ScopeWrite {
+		return "", "", fmt.Errorf("token scope: want read or write, got %q", scope)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("draw token: %w", err)
+	}
+	secret = tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	h := sha256.Sum256([]byte(secret))
+	return secret, fmt.Sprintf("%s %s %s\n", name, scope, hex.EncodeToString(h[:])), nil
+}
+
+// AddToken appends a new token to the file at path (created 0600 if missing) and returns its
+// secret.
+func AddToken(path, name, scope string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if _, err := ParseTokens(b); err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read tokens: %w", err)
+	}
+	secret, line, err := NewToken(name, scope)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("write tokens: %w", err)
+	}
+	if _, err := f.WriteString(line); err != nil {
+		_ = f.Close()
+		return "", fmt.Errorf("write tokens: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("write tokens: %w", err)
+	}
+	return secret, nil
+}

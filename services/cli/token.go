@@ -1,0 +1,33 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/detourdev/detour/services/api"
+)
+
+// runToken makes an API token: `token create NAME --scope read|write --file FILE`.
+func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return usageErr("want `token create NAME --scope read|write [--file FILE]`")
+	}
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	var scope, file string
+	fs.StringVar(&scope, "scope", api.ScopeRead, "read (GET) or write (also overrides and config apply)")
+	fs.StringVar(&file, "file", "detour-api-tokens", "the tokens file the API reads (detour up: DATA-DIR/api-tokens)")
+	if err := parseInterspersed(fs, args[1:], stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("want exactly one token name")
+	}
+	secret, err := api.AddToken(file, fs.Arg(0), scope)
+	if err != nil {
+		return usageErr("%w", err)
+	}
+	fmt.Fprintf(stdout, "added %s token %q to %s (restart the controller to load it); it is shown only now:\n%s\n", scope, fs.Arg(0), file, secret)
+	return nil
+}
