@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -60,6 +61,11 @@ func sections(r *dns.Msg) string {
 			if opt, ok := rr.(*dns.OPT); ok {
 				s = "OPT"
 				for _, o := range opt.Option {
+					if n, ok := o.(*dns.EDNS0_NSID); ok {
+						id, _ := hex.DecodeString(n.Nsid)
+						s += fmt.Sprintf(" NSID %q", id)
+						continue
+					}
 					s += " " + o.String()
 				}
 			}
@@ -80,7 +86,15 @@ func answersTable(t testing.TB, conf string) *table {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 1}), nil)
+	tab := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 1}), nil)
+	tab.identity = []byte("dns-1.example")
+	return tab
+}
+
+func chaos(name string) *dns.Msg {
+	m := newQuery(name, dns.TypeTXT)
+	m.Question[0].Qclass = dns.ClassCHAOS
+	return m
 }
 
 func ecs(family uint16, source uint8, addr ...byte) *dns.EDNS0_LOCAL {
@@ -131,6 +145,17 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 			want: "NOTAUTH rd\nar: TSIG nobody. error BADKEY mac \"\""},
 		{name: "an unknown opcode is NOTIMP without RD or CD", req: unknownOpcode,
 			want: "NOTIMP"},
+		{name: "NSID asked for is answered with the server identity (RFC 5001)",
+			req:  withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}),
+			want: "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.25\nar: OPT NSID \"dns-1.example\""},
+		{name: "NSID is not sent unasked", req: withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232),
+			want: "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.25\nar: OPT"},
+		{name: "CH TXT id.server names the server", req: chaos("id.server."),
+			want: "NOERROR aa rd\nan: id.server. 0 CH TXT \"dns-1.example\""},
+		{name: "CH TXT hostname.bind names the server", req: chaos("HOSTNAME.bind."),
+			want: "NOERROR aa rd\nan: hostname.bind. 0 CH TXT \"dns-1.example\""},
+		{name: "CH TXT version.bind is refused", req: chaos("version.bind."),
+			want: "REFUSED rd"},
 	}
 	remote := netip.MustParseAddr("192.0.2.99")
 	for _, tt := range tests {

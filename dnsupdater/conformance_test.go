@@ -342,26 +342,68 @@ func TestAXFRTransfersTheWholeZoneToAllowedClients(t *testing.T) {
 	}
 }
 
-func TestIXFRIsAnsweredWithTheWholeZone(t *testing.T) {
-	addr := conformanceServer(t)
-	m := new(dns.Msg)
-	m.SetIxfr("demo.test.", 1, "ns1.demo.test.", "hostmaster.demo.test.")
-	ch, err := (&dns.Transfer{}).In(m, addr)
-	if err != nil {
-		t.Fatalf("ixfr: %v", err)
-	}
-	n := 0
-	for env := range ch {
-		if env.Error != nil {
-			t.Fatalf("ixfr: %v", env.Error)
+func TestIXFRAnswersTheDifferencesSinceTheClientsSerial(t *testing.T) {
+	js := eventstest.Start(t)
+	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	addr := startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
+	ixfr := func(from uint32) []string {
+		m := new(dns.Msg)
+		m.SetIxfr("demo.test.", from, "ns1.demo.test.", "hostmaster.demo.test.")
+		ch, err := (&dns.Transfer{}).In(m, addr)
+		if err != nil {
+			t.Fatalf("ixfr: %v", err)
 		}
-		n += len(env.RR)
+		var out []string
+		for env := range ch {
+			if env.Error != nil {
+				t.Fatalf("ixfr: %v", env.Error)
+			}
+			for _, rr := range env.RR {
+				s := rr.Header().Name + " " + dns.TypeToString[rr.Header().Rrtype]
+				switch rr := rr.(type) {
+				case *dns.SOA:
+					s += fmt.Sprintf(" %d", rr.Serial)
+				case *dns.A:
+					s += " " + rr.A.String()
+				}
+				out = append(out, s)
+			}
+		}
+		return out
 	}
-	if n < 10 {
-		t.Errorf("want the whole zone in AXFR form, got %d records", n)
+	s0 := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) != s0 }, "serial moves")
+	s1 := serial(t, addr)
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) != s1 }, "serial moves again")
+	s2 := serial(t, addr)
+	soa := func(s uint32) string { return fmt.Sprintf("demo.test. SOA %d", s) }
+
+	tests := []struct {
+		name string
+		from uint32
+		want []string
+	}{
+		{name: "a current client gets one SOA", from: s2, want: []string{soa(s2)}},
+		{name: "a client one version behind gets that step", from: s1,
+			want: []string{soa(s2), soa(s1), "shop.demo.test. A 127.0.0.12", soa(s2), "shop.demo.test. A 127.0.0.11", soa(s2)}},
+		{name: "a client two versions behind gets both steps", from: s0,
+			want: []string{soa(s2), soa(s0), "shop.demo.test. A 127.0.0.11", soa(s1), "shop.demo.test. A 127.0.0.12",
+				soa(s1), "shop.demo.test. A 127.0.0.12", soa(s2), "shop.demo.test. A 127.0.0.11", soa(s2)}},
+		{name: "a client older than the history gets the whole zone", from: s0 - 1000,
+			want: []string{soa(s2), "demo.test. NS", "ns1.demo.test. A 127.0.0.1", "shop.demo.test. A 127.0.0.11", soa(s2)}},
 	}
-	r := exchange(t, addr, "udp", m)
-	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeSOA {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ixfr(tt.from); !slices.Equal(got, tt.want) {
+				t.Errorf("IXFR from %d:\nwant %q\ngot  %q", tt.from, tt.want, got)
+			}
+		})
+	}
+	m := new(dns.Msg)
+	m.SetIxfr("demo.test.", s0, "ns1.demo.test.", "hostmaster.demo.test.")
+	if r := exchange(t, addr, "udp", m); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.SOA).Serial != s2 {
 		t.Errorf("IXFR over UDP: want the current SOA only, got %v", r)
 	}
 }

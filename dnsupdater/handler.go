@@ -3,6 +3,7 @@ package dnsupdater
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,6 +146,9 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 				q.ecs = nil
 				return reply(dns.RcodeFormatError, canonical)
 			}
+			if code == optionNSID {
+				q.nsid = t.identity
+			}
 			rd = rd[4+l:]
 		}
 	}
@@ -160,6 +164,9 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 	case req.IsTsig() != nil:
 		// Detour holds no keys for queries: a signed query is not authorised.
 		return badKey(w.out, req, canonical, q, tcp)
+	case canonical.Qclass == dns.ClassCHAOS && (canonical.Name == "id.server." || canonical.Name == "hostname.bind.") &&
+		(canonical.Qtype == dns.TypeTXT || canonical.Qtype == dns.TypeANY) && len(t.identity) > 0:
+		return identityReply(w.out, req, canonical, t.identity, q, tcp)
 	case canonical.Qclass != dns.ClassINET:
 		return reply(dns.RcodeRefused, canonical)
 	}
@@ -237,9 +244,10 @@ func transferAllowed(z *zone.Zone, remote netip.Addr) bool {
 	return false
 }
 
-// transfer returns the messages of a full zone transfer (AXFR, RFC 5936) of the zone named in
-// req: the SOA, every RRset in canonical order, the SOA again. It returns nil when req is not
-// a transfer Detour gives remote.
+// transfer returns the messages of a zone transfer of the zone named in req: for an IXFR the
+// incremental reply when the history allows it, else a full transfer (AXFR, RFC 5936): the SOA,
+// every RRset in canonical order, the SOA again. It returns nil when req is not a transfer
+// Detour gives remote.
 func transfer(t *table, req *dns.Msg, remote netip.Addr) []*dns.Msg {
 	if len(req.Question) != 1 || (req.Question[0].Qtype != dns.TypeAXFR && req.Question[0].Qtype != dns.TypeIXFR) {
 		return nil
@@ -249,8 +257,10 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) []*dns.Msg {
 	if z == nil || z.Name != name || !transferAllowed(z, remote) {
 		return nil
 	}
-	rrs := z.Content()
-	rrs = append(rrs, z.SOA)
+	rrs := incremental(t, z, req)
+	if rrs == nil {
+		rrs = append(z.Content(), z.SOA)
+	}
 	var out []*dns.Msg
 	for len(rrs) > 0 {
 		m := new(dns.Msg)
@@ -295,5 +305,55 @@ func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp boo
 	edns := q.edns
 	q.edns = false // the OPT record is in place, before the TSIG record
 	defer func() { q.edns = edns }()
+	return finish(dst, b, q, 0, 0, limitFor(q, tcp))
+}
+
+// incremental returns the records of the IXFR reply (RFC 1995) to req for z: the current SOA
+// alone when the client's serial is not older, else the current SOA, the deltas from the
+// client's version on (each: old SOA, deleted records, new SOA, added records) and the current
+// SOA again. It returns nil when req is no IXFR or the client's version is older than the
+// history kept, and the whole zone must go.
+func incremental(t *table, z *zone.Zone, req *dns.Msg) []dns.RR {
+	if req.Question[0].Qtype != dns.TypeIXFR || len(req.Ns) != 1 {
+		return nil
+	}
+	soa, ok := req.Ns[0].(*dns.SOA)
+	if !ok {
+		return nil
+	}
+	if soa.Serial == z.Serial || serialAfter(soa.Serial, z.Serial) {
+		return []dns.RR{z.SOA}
+	}
+	h := t.history[z.Name]
+	i := slices.IndexFunc(h, func(d zone.Delta) bool { return d.From == soa.Serial })
+	if i < 0 || h[len(h)-1].To != z.Serial {
+		return nil
+	}
+	at := func(serial uint32) dns.RR {
+		s := *z.SOA
+		s.Serial = serial
+		return &s
+	}
+	rrs := []dns.RR{z.SOA}
+	for _, d := range h[i:] {
+		rrs = append(rrs, at(d.From))
+		rrs = append(rrs, d.Deleted...)
+		rrs = append(rrs, at(d.To))
+		rrs = append(rrs, d.Added...)
+	}
+	return append(rrs, z.SOA)
+}
+
+// identityReply answers a CH TXT query for id.server or hostname.bind with the server's
+// identity, so an operator running several servers can tell which one answered.
+func identityReply(dst []byte, req *dns.Msg, canonical *dns.Question, identity []byte, q *query, tcp bool) []byte {
+	m := new(dns.Msg)
+	m.Id, m.Response, m.Authoritative = req.Id, true, true
+	m.Question = []dns.Question{*canonical}
+	m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: canonical.Name, Rrtype: dns.TypeTXT, Class: dns.ClassCHAOS}, Txt: []string{string(identity)}}}
+	b, err := m.Pack()
+	if err != nil {
+		return nil
+	}
 	return finish(dst, b, q, 0, 0, limitFor(q, tcp))
 }

@@ -21,7 +21,9 @@ func testTable(t testing.TB) *table {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 1, "other.test.": 1}), nil)
+	tab := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 1, "other.test.": 1}), nil)
+	tab.identity = []byte("dns-test")
+	return tab
 }
 
 // seedQueries are queries of every shape the server handles.
@@ -44,7 +46,10 @@ func seedQueries() []*dns.Msg {
 	v1.IsEdns0().SetVersion(1)
 	st := newQuery("shop.demo.test.", dns.TypeA)
 	st.Opcode = dns.OpcodeStatus
-	return append(out, do, v1, st)
+	nsid := withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})
+	id := newQuery("id.server.", dns.TypeTXT)
+	id.Question[0].Qclass = dns.ClassCHAOS
+	return append(out, do, v1, st, nsid, id)
 }
 
 func TestPreparedAnswersAreTheReferenceAnswers(t *testing.T) {

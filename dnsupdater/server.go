@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -121,7 +122,14 @@ func New(o Options) (*Server, error) {
 			s.log.Info().Int("events", len(snap.Events)).Uint64("stream_seq", snap.LastSeq).Msg("loaded last-known-good snapshot")
 		}
 	}
-	s.table.Store(buildTable(s.proj.project(), nil))
+	first := buildTable(s.proj.project(), nil)
+	first.identity = []byte(o.Config.DNS.Identity)
+	if len(first.identity) == 0 {
+		if h, err := os.Hostname(); err == nil {
+			first.identity = []byte(h)
+		}
+	}
+	s.table.Store(first)
 	for _, z := range s.proj.started {
 		// Sent once Run starts the NOTIFY sender; more zones than the queue holds wait for
 		// their secondaries' refresh.

@@ -14,7 +14,16 @@ import (
 type table struct {
 	zones   []*zone.Zone
 	entries map[string]*entry
+	// history holds, per zone, the deltas between its recent versions, oldest first: what
+	// IXFR answers from.
+	history map[string][]zone.Delta
+	// identity is what NSID and CH TXT id.server report (dns.identity); empty reports nothing.
+	identity []byte
 }
+
+// maxDeltas bounds the versions of a zone IXFR can start from; a secondary further behind
+// gets the whole zone.
+const maxDeltas = 256
 
 // entry holds the prepared replies of one name. A template is a packed reply with a lower-case
 // question and no OPT record; finish turns it into the reply to one query.
@@ -44,8 +53,12 @@ type choice struct {
 // without an app or a CNAME below the apex, whose only serial-bearing reply, NODATA, gets the
 // new serial patched in.
 func buildTable(zones []*zone.Zone, prev *table) *table {
-	t := &table{zones: zones, entries: map[string]*entry{}}
+	t := &table{zones: zones, entries: map[string]*entry{}, history: map[string][]zone.Delta{}}
+	if prev != nil {
+		t.identity = prev.identity
+	}
 	for _, z := range zones {
+		t.history[z.Name] = prev.deltas(z)
 		for name, n := range z.Nodes {
 			if delegation(z, name) != nil {
 				continue // referrals are answered by the reference path
@@ -62,6 +75,20 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 		}
 	}
 	return t
+}
+
+// deltas returns the history of z's zone in t, extended by the step from t's version to z.
+func (t *table) deltas(z *zone.Zone) []zone.Delta {
+	if t == nil {
+		return nil
+	}
+	old := t.zoneFor(z.Name)
+	h := t.history[z.Name]
+	if old == nil || old.Name != z.Name || old.Serial == z.Serial {
+		return h
+	}
+	h = append(slices.Clone(h[max(0, len(h)-maxDeltas+1):]), zone.Diff(old, z))
+	return h
 }
 
 // reusable returns prev's entry for a name whose replies do not follow the state, or nil.

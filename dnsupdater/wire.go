@@ -13,9 +13,11 @@ const (
 	minUDPSize = 512
 	// optionECS is the EDNS Client Subnet option code (RFC 7871).
 	optionECS = 8
-	typeOPT   = 41
-	classIN   = 1
-	headerLen = 12
+	// optionNSID is the name server identifier option code (RFC 5001).
+	optionNSID = 3
+	typeOPT    = 41
+	classIN    = 1
+	headerLen  = 12
 )
 
 // query is what the answering path needs from a request: its header, question and EDNS.
@@ -35,6 +37,8 @@ type query struct {
 	ecs     []byte
 	ecsAddr netip.Addr
 	ecsBits uint8
+	// nsid is the server identity to report, when the query asked for it (RFC 5001).
+	nsid []byte
 }
 
 // parseQuery reads p as a plain query: one question, no answer or authority, at most an OPT
@@ -121,6 +125,9 @@ func parseQuery(p []byte, q *query) bool {
 				return false
 			}
 		}
+		if code == optionNSID {
+			return false // the reference path reports the identity
+		}
 		off += l
 	}
 	return true
@@ -204,11 +211,18 @@ func appendOPT(dst []byte, q *query, extRcode, scope uint8) []byte {
 	if q.ecs != nil {
 		rdlen = 4 + len(q.ecs)
 	}
+	if len(q.nsid) > 0 {
+		rdlen += 4 + len(q.nsid)
+	}
 	dst = append(dst, 0, 0, typeOPT, maxUDPSize>>8, maxUDPSize&0xFF, extRcode, 0, flags, 0, byte(rdlen>>8), byte(rdlen))
 	if q.ecs != nil {
 		dst = append(dst, 0, optionECS, byte(len(q.ecs)>>8), byte(len(q.ecs)))
 		dst = append(dst, q.ecs...)
 		dst[len(dst)-len(q.ecs)+3] = scope
+	}
+	if len(q.nsid) > 0 {
+		dst = append(dst, 0, optionNSID, byte(len(q.nsid)>>8), byte(len(q.nsid)))
+		dst = append(dst, q.nsid...)
 	}
 	binary.BigEndian.PutUint16(dst[10:], binary.BigEndian.Uint16(dst[10:])+1)
 	return dst

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // DNS sets how Detour's authoritative servers behave.
@@ -63,8 +64,8 @@ func (d *DNS) validate(p *problems, path string) {
 	if d.TCPPerClient < 0 || d.TCPPerClient > 1024 {
 		p.add(path+".tcp_per_client", "want 1 to 1024, got %d", d.TCPPerClient)
 	}
-	if len(d.Identity) > 255 {
-		p.add(path+".identity", "want at most 255 characters, got %d", len(d.Identity))
+	if len(d.Identity) > 255 || strings.ContainsFunc(d.Identity, func(r rune) bool { return r < ' ' || r > '~' || r == '\\' || r == '"' }) {
+		p.add(path+".identity", "want at most 255 printable ASCII characters without \\ or \", got %q", d.Identity)
 	}
 	rl := &d.RateLimit
 	path += ".rate_limit"

@@ -1,0 +1,61 @@
+package zone
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/miekg/dns"
+)
+
+// Delta is the difference between two versions of a zone: the records the later one no longer
+// has and those it added (what one step of an IXFR carries, RFC 1995).
+type Delta struct {
+	From, To       uint32
+	Deleted, Added []dns.RR
+}
+
+// Diff returns the delta from old to z, two projections of one configuration: only app names
+// change between them.
+func Diff(old, z *Zone) Delta {
+	d := Delta{From: old.Serial, To: z.Serial}
+	names := map[string]bool{}
+	for _, zz := range []*Zone{old, z} {
+		for name, n := range zz.Nodes {
+			if n.App != nil {
+				names[name] = true
+			}
+		}
+	}
+	for _, name := range slices.SortedFunc(maps.Keys(names), Compare) {
+		before, after := appRecords(old.Nodes[name]), appRecords(z.Nodes[name])
+		d.Deleted = append(d.Deleted, missing(before, after)...)
+		d.Added = append(d.Added, missing(after, before)...)
+	}
+	return d
+}
+
+// appRecords lists the records a node's app gives, in type order.
+func appRecords(n *Node) []dns.RR {
+	if n == nil || n.App == nil {
+		return nil
+	}
+	recs := n.Records()
+	var out []dns.RR
+	for _, t := range slices.Sorted(maps.Keys(recs)) {
+		if _, static := n.RRsets[t]; !static {
+			out = append(out, recs[t]...)
+		}
+	}
+	return out
+}
+
+// missing returns the records of a that b lacks.
+func missing(a, b []dns.RR) []dns.RR {
+	var out []dns.RR
+	for _, rr := range a {
+		if !slices.ContainsFunc(b, func(o dns.RR) bool { return dns.IsDuplicate(rr, o) && rr.Header().Ttl == o.Header().Ttl }) {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
