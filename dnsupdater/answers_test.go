@@ -175,3 +175,64 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 		})
 	}
 }
+
+func TestWildcardsAnswerAsRFC4592Says(t *testing.T) {
+	tab := answersTable(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "mx IN A 192.0.2.25"
+      - "*.wild IN A 192.0.2.80"
+      - "*.wild IN TXT \"w\""
+      - "x.wild IN MX 10 mx"
+      - "a.b.wild IN A 192.0.2.81"
+      - "*.alias IN CNAME mx"
+      - "*.gone IN CNAME nothere"
+      - "towild IN CNAME z.wild"
+`)
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "a name under a wildcard gets the records with its own name", req: newQuery("q.wild.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: q.wild.demo.test. 3600 IN A 192.0.2.80"},
+		{name: "a wildcard matches several labels", req: newQuery("p.q.wild.demo.test.", dns.TypeTXT),
+			want: "NOERROR aa rd\nan: p.q.wild.demo.test. 3600 IN TXT \"w\""},
+		{name: "a wildcard without the type is NODATA", req: newQuery("q.wild.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nns: " + negSOA},
+		{name: "an existing name is not matched by the wildcard beside it", req: newQuery("x.wild.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nns: " + negSOA},
+		{name: "below an existing name without a wildcard is NXDOMAIN", req: newQuery("y.x.wild.demo.test.", dns.TypeA),
+			want: "NXDOMAIN aa rd\nns: " + negSOA},
+		{name: "an empty non-terminal is NODATA, not the wildcard", req: newQuery("b.wild.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nns: " + negSOA},
+		{name: "below an empty non-terminal the wildcard above does not apply", req: newQuery("c.b.wild.demo.test.", dns.TypeA),
+			want: "NXDOMAIN aa rd\nns: " + negSOA},
+		{name: "the wildcard name asked literally is answered", req: newQuery("*.wild.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: *.wild.demo.test. 3600 IN A 192.0.2.80"},
+		{name: "a wildcard CNAME is synthesized and followed", req: newQuery("any.alias.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: any.alias.demo.test. 3600 IN CNAME mx.demo.test.\nan: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "a wildcard CNAME to no name is NXDOMAIN", req: newQuery("any.gone.demo.test.", dns.TypeA),
+			want: "NXDOMAIN aa rd\nan: any.gone.demo.test. 3600 IN CNAME nothere.demo.test.\nns: " + negSOA},
+		{name: "a CNAME into a wildcard is followed", req: newQuery("towild.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: towild.demo.test. 3600 IN CNAME z.wild.demo.test.\nan: z.wild.demo.test. 3600 IN A 192.0.2.80"},
+	}
+	remote := netip.MustParseAddr("192.0.2.99")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tt.req.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(newWorker(1).respond(tab, p, remote, false)); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+			if got := sections(r); got != tt.want {
+				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}

@@ -51,7 +51,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		m.Extra = glue(t, m.Ns, cut.Name)
 		return resolution{msg: m}
 	}
-	n := z.Lookup(q.Name)
+	n := z.Match(q.Name)
 	if n == nil {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = []dns.RR{z.NegativeSOA()}
@@ -144,7 +144,7 @@ func (t *table) chase(m *dns.Msg, c *dns.CNAME, qtype uint16) {
 			m.Extra = glue(t, m.Ns, cut.Name)
 			return
 		}
-		n := z.Lookup(target)
+		n := z.Match(target)
 		if n == nil {
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{z.NegativeSOA()}

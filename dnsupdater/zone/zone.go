@@ -2,6 +2,7 @@ package zone
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -107,17 +108,105 @@ func Compile(c *config.Config) (*Static, error) {
 					j, strings.TrimSuffix(a.FQDN, "."), strings.Join(types, ", "), strings.TrimSuffix(z.Name, ".")))
 			}
 		}
-		for name, sets := range sz.names {
-			if _, ok := sets[dns.TypeCNAME]; ok && len(sets) > 1 {
-				problems = append(problems, fmt.Sprintf("%s.records: %q has a CNAME and other records", path, strings.TrimSuffix(name, ".")))
-			}
-		}
+		problems = append(problems, checkRRsets(path, sz.names)...)
 		s.zones = append(s.zones, sz)
+	}
+	if len(problems) == 0 {
+		problems = s.checkChains()
 	}
 	if len(problems) > 0 {
 		return nil, &config.Error{File: "dns zones", Problems: problems}
 	}
 	return s, nil
+}
+
+// checkRRsets reports what a zone's names hold that secondaries refuse: a CNAME beside other
+// data or twice at one name (RFC 1034 §3.6.2, RFC 2181 §10.1), RRsets with mixed TTLs (RFC
+// 2181 §5.2), and wildcards below a delegation, which are never answered.
+func checkRRsets(path string, names map[string]map[uint16][]dns.RR) []string {
+	var problems []string
+	for _, name := range slices.SortedFunc(maps.Keys(names), Compare) {
+		sets := names[name]
+		shown := strings.TrimSuffix(name, ".")
+		if c, ok := sets[dns.TypeCNAME]; ok && len(sets) > 1 {
+			problems = append(problems, fmt.Sprintf("%s.records: %q has a CNAME and other records", path, shown))
+		} else if len(c) > 1 {
+			problems = append(problems, fmt.Sprintf("%s.records: %q has %d CNAME records; a name is an alias of one name", path, shown, len(c)))
+		}
+		for _, t := range slices.Sorted(maps.Keys(sets)) {
+			rrs := sets[t]
+			for _, rr := range rrs[1:] {
+				if rr.Header().Ttl != rrs[0].Header().Ttl {
+					problems = append(problems, fmt.Sprintf("%s.records: %q has %s records with TTLs %d and %d; one RRset has one TTL (RFC 2181 §5.2)",
+						path, shown, dns.TypeToString[t], rrs[0].Header().Ttl, rr.Header().Ttl))
+					break
+				}
+			}
+		}
+		if strings.HasPrefix(name, "*.") {
+			for p := name; ; {
+				_, rest, _ := strings.Cut(p, ".")
+				if rest == "" || names[rest] != nil && names[rest][dns.TypeSOA] != nil {
+					break
+				}
+				if names[rest] != nil && names[rest][dns.TypeNS] != nil {
+					problems = append(problems, fmt.Sprintf("%s.records: wildcard %q lies below the delegation %q and is never answered", path, shown, strings.TrimSuffix(rest, ".")))
+					break
+				}
+				p = rest
+			}
+		}
+	}
+	return problems
+}
+
+// checkChains reports the CNAME chains of the static records that come back to a name they
+// passed, wildcards included.
+func (s *Static) checkChains() []string {
+	zones := s.Project(state.NewView(), nil)
+	find := func(name string) *Node {
+		for _, z := range zones {
+			if config.InZone(name, z.Name) {
+				if n := z.Match(name); n != nil {
+					return n
+				}
+			}
+		}
+		return nil
+	}
+	var problems []string
+	reported := map[string]bool{}
+	for _, z := range zones {
+		for _, name := range z.Names() {
+			n := z.Nodes[name]
+			if len(n.RRsets[dns.TypeCNAME]) == 0 {
+				continue
+			}
+			if strings.HasPrefix(name, "*.") {
+				// A wildcard's chain starts at a name it synthesizes: its own target, say.
+				name = n.RRsets[dns.TypeCNAME][0].(*dns.CNAME).Target
+				if n = find(name); n == nil {
+					continue
+				}
+			}
+			var chain []string
+			for n != nil && len(n.RRsets[dns.TypeCNAME]) > 0 && !reported[name] {
+				if i := slices.Index(chain, name); i >= 0 {
+					var shown []string
+					for _, l := range append(chain[i:], name) {
+						reported[l] = true
+						shown = append(shown, strings.TrimSuffix(l, "."))
+					}
+					problems = append(problems, "zones: CNAME loop "+strings.Join(shown, " → "))
+					break
+				}
+				chain = append(chain, name)
+				name = n.RRsets[dns.TypeCNAME][0].(*dns.CNAME).Target
+				n = find(name)
+			}
+		}
+	}
+	return problems
 }
 
 // parseRecord reads one record in zone-file syntax, relative names taken from the zone.
@@ -139,10 +228,18 @@ func parseRecord(text string, z *config.Zone) (dns.RR, error) {
 	if !config.InZone(name, z.Name) {
 		return nil, fmt.Errorf("%q lies outside zone %q", strings.TrimSuffix(name, "."), strings.TrimSuffix(z.Name, "."))
 	}
-	if strings.HasPrefix(name, "*.") {
-		return nil, fmt.Errorf("%q: wildcard records are not served; list the names", text)
+	if labels := dns.SplitDomainName(name); slices.Contains(labels[min(1, len(labels)):], "*") {
+		return nil, fmt.Errorf("%q: a * label is a wildcard only leftmost (RFC 4592 §2.1.1); elsewhere it is served as nothing", text)
 	}
 	switch rr.Header().Rrtype {
+	case dns.TypeNS, dns.TypeDNAME:
+		if strings.HasPrefix(name, "*.") {
+			return nil, fmt.Errorf("%q: a wildcard %s record is not served (RFC 4592 §4.2, §4.4)", text, dns.TypeToString[rr.Header().Rrtype])
+		}
+	}
+	switch rr.Header().Rrtype {
+	case dns.TypeDNAME:
+		return nil, fmt.Errorf("%q: DNAME records are not served; use CNAME records", text)
 	case dns.TypeSOA:
 		return nil, fmt.Errorf("%q: the SOA record is Detour's own", text)
 	case dns.TypeOPT, dns.TypeTSIG, dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR:
@@ -247,6 +344,44 @@ func (z *Zone) node(name string) *Node {
 
 // Lookup returns the node of the canonical name, or nil.
 func (z *Zone) Lookup(name string) *Node { return z.Nodes[name] }
+
+// Match returns the node that answers the canonical name: its own, else the one a wildcard
+// synthesizes for it (RFC 4592: the wildcard child of the closest encloser, the nearest
+// existing ancestor, empty non-terminals included), else nil.
+func (z *Zone) Match(name string) *Node {
+	if n := z.Nodes[name]; n != nil {
+		return n
+	}
+	for p := name; p != z.Name; {
+		_, rest, _ := strings.Cut(p, ".")
+		if rest == "" || !config.InZone(rest, z.Name) {
+			return nil
+		}
+		if _, ok := z.Nodes[rest]; ok {
+			src := z.Nodes["*."+rest]
+			if src == nil {
+				return nil
+			}
+			return src.synthesize(name)
+		}
+		p = rest
+	}
+	return nil
+}
+
+// synthesize returns the node a wildcard answers for name: its records with name as owner.
+func (n *Node) synthesize(name string) *Node {
+	out := &Node{Name: name, RRsets: make(map[uint16][]dns.RR, len(n.RRsets))}
+	for t, rrs := range n.RRsets {
+		copies := make([]dns.RR, len(rrs))
+		for i, rr := range rrs {
+			copies[i] = dns.Copy(rr)
+			copies[i].Header().Name = name
+		}
+		out.RRsets[t] = copies
+	}
+	return out
+}
 
 // Records returns every RRset of the node: its static ones and, for an app, the CNAME or the
 // A and AAAA records of every address its answer may give (what a zone transfer carries).

@@ -38,7 +38,6 @@ apps:
 		`zones[0].records[1]: parse "www IN A not-an-address"`,
 		`zones[0].records[2]: "outside.example" lies outside zone "demo.test"`,
 		`zones[0].records[3]: "@ IN SOA ns1 host 1 2 3 4 5": the SOA record is Detour's own`,
-		`zones[0].records[7]: "*.wild IN A 192.0.2.3": wildcard records are not served`,
 		`apps[0].fqdn: "shop.demo.test" already has TXT records in zone "demo.test"; an app owns its name`,
 		`zones[0].records: "alias.demo.test" has a CNAME and other records`,
 	}
@@ -150,5 +149,41 @@ apps:
 	_, err = Compile(c)
 	if err == nil || !strings.Contains(err.Error(), `apps[0].ingress: "demo.test" is the zone apex`) {
 		t.Errorf("an ingress app at the apex: want an error naming apps[0].ingress, got %v", err)
+	}
+}
+
+func TestCompileRefusesWhatSecondariesRefuseOrIsNeverAnswered(t *testing.T) {
+	tests := []struct {
+		name    string
+		records string
+		want    string
+	}{
+		{name: "two CNAMEs at one name", records: `["a IN CNAME b", "a IN CNAME c"]`,
+			want: `zones[0].records: "a.demo.test" has 2 CNAME records; a name is an alias of one name`},
+		{name: "a CNAME beside other data", records: `["a IN CNAME b", "a IN TXT x"]`,
+			want: `zones[0].records: "a.demo.test" has a CNAME and other records`},
+		{name: "DNAME", records: `["old IN DNAME new.demo.test."]`,
+			want: `zones[0].records[0]: "old IN DNAME new.demo.test.": DNAME records are not served; use CNAME records`},
+		{name: "mixed TTLs in one RRset", records: `["a 300 IN A 192.0.2.1", "a 600 IN A 192.0.2.2"]`,
+			want: `zones[0].records: "a.demo.test" has A records with TTLs 300 and 600; one RRset has one TTL (RFC 2181 §5.2)`},
+		{name: "a CNAME loop", records: `["a IN CNAME b", "b IN CNAME c", "c IN CNAME a"]`,
+			want: `zones: CNAME loop a.demo.test → b.demo.test → c.demo.test → a.demo.test`},
+		{name: "a CNAME loop through a wildcard", records: `["*.w IN CNAME x.w"]`,
+			want: `zones: CNAME loop x.w.demo.test → x.w.demo.test`},
+		{name: "a wildcard NS", records: `["*.w IN NS ns1.demo.test."]`,
+			want: `zones[0].records[0]: "*.w IN NS ns1.demo.test.": a wildcard NS record is not served (RFC 4592 §4.2, §4.4)`},
+		{name: "a wildcard below a delegation", records: `["sub IN NS ns.sub", "ns.sub IN A 192.0.2.7", "*.sub IN A 192.0.2.8"]`,
+			want: `zones[0].records: wildcard "*.sub.demo.test" lies below the delegation "sub.demo.test" and is never answered`},
+		{name: "a * label that is not leftmost", records: `["a.*.w IN A 192.0.2.1"]`,
+			want: `zones[0].records[0]: "a.*.w IN A 192.0.2.1": a * label is a wildcard only leftmost (RFC 4592 §2.1.1); elsewhere it is served as nothing`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Compile(eventstest.Config(t, "zones:\n  - name: demo.test\n    records: "+tt.records+"\n"))
+			var cerr *config.Error
+			if !errors.As(err, &cerr) || len(cerr.Problems) != 1 || cerr.Problems[0] != tt.want {
+				t.Errorf("want the one problem\n%s\ngot %v", tt.want, err)
+			}
+		})
 	}
 }

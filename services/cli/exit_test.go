@@ -148,6 +148,7 @@ func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
 		"an unknown key": "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqnd: shop.demo.test\n    pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}]\n",
 		"a wrong type":   "zones: [{name: demo.test, ttl: abc}]\napps: []\n",
 		"a bad record":   "zones:\n  - name: demo.test\n    records: [\"www 300 IN A not-an-ip\"]\napps: []\n",
+		"a CNAME loop":   "zones:\n  - name: demo.test\n    records: [\"*.w IN CNAME x.w\"]\napps: []\n",
 		"bad YAML":       "zones:\n  - name: demo.test\n   apps: []\n",
 	} {
 		t.Run(name, func(t *testing.T) {
