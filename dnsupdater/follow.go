@@ -95,6 +95,7 @@ func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
 		}
 		if err == nil {
 			var changed bool
+			s.noteUnexpected(msg.Subject(), md.Sequence.Stream, env)
 			changed, err = s.proj.apply(msg.Subject(), md.Sequence.Stream, env)
 			dirty = dirty || changed
 		}

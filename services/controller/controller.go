@@ -187,6 +187,7 @@ func (c *controller) onState(m jetstream.Msg) {
 	}
 	e, err := events.Decode(m.Data())
 	if err == nil {
+		c.noteUnexpected(m.Subject(), seq, e)
 		_, err = c.view.Apply(m.Subject(), seq, e)
 	}
 	if err != nil {

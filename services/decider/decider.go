@@ -189,15 +189,23 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		if m.seq <= s.seq {
 			return
 		}
-		s.record(m.seq, env)
-		// Another replica's transition: if it died before the pool's, append that.
-		if d.live && m.pending == 0 {
+		d.noteUnexpected(m, s.status, s.seq > 0)
+		s.record(m.seq, stamped(env, m.stamp))
+		d.watchEndpoint(s)
+		// Another replica's transition: if it died before the pool's, append that. One that
+		// contradicts this replica's view waits: re-asserted, or confirmed by the probes (whose
+		// commit then appends the pool's).
+		if d.live && m.pending == 0 && s.contradicted.IsZero() {
 			d.checkPool(ctx, s.pool)
 		}
 		return
 	}
 	if p := d.ix.pools[m.subject]; p != nil {
-		p.record(m.seq, env)
+		if m.seq > p.seq {
+			d.noteUnexpected(m, p.status, p.seq > 0)
+		}
+		p.record(m.seq, stamped(env, m.stamp))
+		d.watchPool(p)
 		return
 	}
 	var o events.Override
@@ -341,6 +349,7 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 			}
 		}
 	}
+	d.reassert(ctx, now)
 }
 
 // commit appends the endpoint's transition unless STATE already records its status or a newer
@@ -432,11 +441,15 @@ func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
 // availability. The transition is caused by, and dated as, the newest endpoint event the decider
 // knows of the pool; when STATE holds a pool event newer than that, a replica with a fresher
 // view has decided already. On a conflict it re-reads the pool and decides again.
-func (d *decider) checkPool(ctx context.Context, p *poolSlot) {
+func (d *decider) checkPool(ctx context.Context, p *poolSlot) { d.poolTransition(ctx, p, false) }
+
+// poolTransition is checkPool; with reassert, a pool event newer than the endpoints' does not
+// stop it: that event contradicted them for longer than a race lasts.
+func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool) {
 	for attempt := 0; ; attempt++ {
 		latest := p.latest()
 		v := p.verdict()
-		if latest == nil || v.Status == p.status || p.since.After(latest.since) {
+		if latest == nil || v.Status == p.status || (p.since.After(latest.since) && !reassert) {
 			return
 		}
 		if attempt == maxAttempts {

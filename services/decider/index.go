@@ -29,6 +29,9 @@ type poolSlot struct {
 	overrideSeq uint64
 	// retry holds a pool transition that could not be appended, to try again on the next tick.
 	retry bool
+	// contradicted is when STATE began to record a status its endpoints' do not imply; zero
+	// while it does not.
+	contradicted time.Time
 }
 
 type endpointSlot struct {
@@ -50,6 +53,9 @@ type endpointSlot struct {
 	// firstFail is when the first failed result arrived since the endpoint last passed a check
 	// while up: where the failover time measured by Metrics.FailedOver starts.
 	firstFail time.Time
+	// contradicted is when STATE began to record a status the probes do not imply; zero while
+	// it does not.
+	contradicted time.Time
 }
 
 // noteResult keeps the start of the current run of failures, for the failover time.

@@ -50,6 +50,10 @@ type Stats struct {
 	// Malformed counts messages that are no probe event; Unknown the results naming an app, pool
 	// or endpoint the configuration does not have.
 	Malformed, Unknown atomic.Uint64
+	// Unexpected counts the STATE events seen live that did not fit their subject or what STATE
+	// recorded there before (forged or foreign); Reasserted the times this replica appended its
+	// own view over a status STATE recorded against it.
+	Unexpected, Reasserted atomic.Uint64
 	// Foreign counts the results dropped for their region: one the configuration does not list
 	// under regions, or a payload region other than the region token of the result's subject.
 	Foreign atomic.Uint64
