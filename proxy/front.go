@@ -125,22 +125,6 @@ func (h *handoff) pass(c net.Conn) {
 	}
 }
 
-// bufferedConn is a connection whose first bytes were already read into r.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
-
-// CloseWrite lets net/http half-close the connection as it does a plain TCP one.
-func (b *bufferedConn) CloseWrite() error {
-	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
 // clientConn is a client's connection whose every write must progress within write, so that a
 // client that stops reading frees the edge's connection upstream.
 type clientConn struct {
@@ -227,7 +211,7 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 		}
 		s.front.remove(c)
 		if pass {
-			s.handoff.pass(&bufferedConn{Conn: c, r: lc.br})
+			s.handoff.pass(&guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes})
 		} else {
 			_ = c.Close()
 		}

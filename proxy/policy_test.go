@@ -15,7 +15,7 @@ import (
 )
 
 // rawInstance is an instance that runs serve on each connection it accepts.
-func rawInstance(t *testing.T, serve func(c net.Conn)) string {
+func rawInstance(t testing.TB, serve func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

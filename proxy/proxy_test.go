@@ -25,7 +25,7 @@ import (
 )
 
 // freeAddr returns a loopback ip:port nothing listens on right now.
-func freeAddr(t *testing.T, ip string) string {
+func freeAddr(t testing.TB, ip string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -37,7 +37,7 @@ func freeAddr(t *testing.T, ip string) string {
 }
 
 // backend is an HTTP server that names itself in every answer.
-func backend(t *testing.T, name string) *httptest.Server {
+func backend(t testing.TB, name string) *httptest.Server {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Backend", name)
@@ -55,7 +55,7 @@ func backend(t *testing.T, name string) *httptest.Server {
 }
 
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	ns      *eventstest.Server
 	cfg     *config.Config
 	view    *state.View
@@ -69,13 +69,13 @@ type cluster struct {
 
 // twoEdges configures edge-west (pool west) and edge-east (pool east), each the other's
 // secondary for app shop.
-func twoEdges(t *testing.T, west, east []string, mode, resolver string) *cluster {
+func twoEdges(t testing.TB, west, east []string, mode, resolver string) *cluster {
 	t.Helper()
 	return twoEdgesWith(t, west, east, mode, resolver, "")
 }
 
 // twoEdgesWith is twoEdges with extra YAML fields (", key: value…") for the west edge app.
-func twoEdgesWith(t *testing.T, west, east []string, mode, resolver, westExtra string) *cluster {
+func twoEdgesWith(t testing.TB, west, east []string, mode, resolver, westExtra string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, ns: eventstest.Start(t), view: state.NewView(),
 		west: freeAddr(t, "127.0.0.21"), east: freeAddr(t, "127.0.0.22"),
@@ -127,8 +127,12 @@ func (c *cluster) start(edge, resolver string) {
 	t := c.t
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	if _, fuzzing := t.(*testing.F); fuzzing {
+		log = zerolog.Nop() // a fuzz target may not log through F
+	}
 	go func() {
-		done <- Run(ctx, Options{JS: c.ns.JS, Config: c.cfg, Edge: edge, Resolver: resolver, Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: c.metrics})
+		done <- Run(ctx, Options{JS: c.ns.JS, Config: c.cfg, Edge: edge, Resolver: resolver, Log: log, Metrics: c.metrics})
 	}()
 	c.cancels[edge], c.done[edge] = cancel, done
 	t.Cleanup(func() { c.stop(edge) })

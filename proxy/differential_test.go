@@ -1,0 +1,298 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// recorder is an upstream that records the framing of every request it receives and answers
+// by path: /204, /304, /1xx (103 then 200), /trailers (chunked with a trailer), else 200 "ok".
+// bad collects what net/http's parser refused of what it received.
+type recorder struct {
+	addr string
+	mu   sync.Mutex
+	got  []string
+	bad  []string
+}
+
+func newRecorder(tb testing.TB) *recorder {
+	rec := &recorder{}
+	rec.addr = rawInstance(tb, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				var ne net.Error
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, net.ErrClosed) && !errors.As(err, &ne) && !closedByPeer(err) {
+					rec.mu.Lock()
+					rec.bad = append(rec.bad, err.Error())
+					rec.mu.Unlock()
+				}
+				return
+			}
+			body, err := io.ReadAll(req.Body)
+			if err != nil {
+				return
+			}
+			rec.mu.Lock()
+			rec.got = append(rec.got, fmt.Sprintf("%s %s cl=%d te=%v body=%q trailer=%q", req.Method, req.URL.Path,
+				req.ContentLength, req.TransferEncoding, body, req.Trailer.Get("X-Sum")))
+			rec.mu.Unlock()
+			var answer string
+			switch req.URL.Path {
+			case "/204":
+				answer = "HTTP/1.1 204 No Content\r\n\r\n"
+			case "/304":
+				answer = "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\n\r\n"
+			case "/1xx":
+				answer = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+			case "/trailers":
+				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n"
+			default:
+				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+			}
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+		}
+	})
+	return rec
+}
+
+func (r *recorder) take() (got, bad []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got, bad, r.got, r.bad = r.got, r.bad, nil, nil
+	return got, bad
+}
+
+// referenceProxy is httputil.ReverseProxy in front of upstream, with the edge's limits.
+func referenceProxy(t *testing.T, upstream string) string {
+	t.Helper()
+	u, _ := url.Parse("http://" + upstream)
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(u), Protocols: &protocols,
+		MaxHeaderBytes: 64<<10 - 4096, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// exchange sends raw to addr and returns the statuses of the answers to the requests of
+// methods, until the connection ends or an answer does not come within a second.
+func exchange(t *testing.T, addr, raw string, methods []string) []int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	br := bufio.NewReader(c)
+	var out []int
+	for _, m := range methods {
+		resp, err := http.ReadResponse(br, &http.Request{Method: m})
+		if err != nil {
+			break
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		out = append(out, resp.StatusCode)
+	}
+	return out
+}
+
+const host = "Host: shop.demo.test\r\n"
+
+// corpus are the raw requests both proxies get. differs names the documented difference, when
+// the edge and ReverseProxy must not agree; edge is then what the edge answers and forwards how
+// many of the requests upstream.
+var corpus = []struct {
+	name, raw string
+	methods   []string
+	differs   string
+	edge      []int
+	forwards  int
+}{
+	{name: "a plain GET", raw: "GET / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
+	{name: "a HEAD", raw: "HEAD / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"HEAD"}},
+	{name: "a 204 answer", raw: "GET /204 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
+	{name: "a 304 answer", raw: "GET /304 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
+	{name: "a 103 before the answer", raw: "GET /1xx HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}, edge: []int{200}, forwards: 1,
+		differs: "the edge drops interim answers (103 Early Hints) and relays the final one; ReverseProxy relays the 103 first"},
+	{name: "an answer with trailers", raw: "GET /trailers HTTP/1.1\r\n" + host + "TE: trailers\r\n\r\n", methods: []string{"GET"}},
+	{name: "a POST with a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello", methods: []string{"POST"}},
+	{name: "a POST without a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", methods: []string{"POST"}},
+	{name: "a chunked body with a trailer", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n", methods: []string{"POST"}},
+	{name: "Content-Length and Transfer-Encoding", raw: "POST /smuggle HTTP/1.1\r\n" + host + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", methods: []string{"POST"}, edge: []int{400},
+		differs: "RFC 9112 §6.3: the edge answers 400 and forwards nothing; net/http drops Content-Length and forwards the chunked body"},
+	{name: "two equal Content-Lengths", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", methods: []string{"POST"}},
+	{name: "two differing Content-Lengths", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", methods: []string{"POST"}},
+	{name: "a transfer coding after chunked", raw: "POST /p HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked, identity\r\n\r\n3\r\nabc\r\n0\r\n\r\n", methods: []string{"POST"}},
+	{name: "an obs-fold", raw: "GET /fold HTTP/1.1\r\n" + host + "X-Long: a\r\n b\r\n\r\n", methods: []string{"GET"}, edge: []int{400},
+		differs: "RFC 9112 §5.2: the edge answers 400; net/http joins the lines and forwards the request"},
+	{name: "bare LF line ends", raw: "GET /lf HTTP/1.1\n" + host[:len(host)-2] + "\n\n", methods: []string{"GET"}},
+	{name: "a bare CR in a field", raw: "GET /cr HTTP/1.1\r\n" + host + "X-A: b\rc\r\n\r\n", methods: []string{"GET"}},
+	{name: "a head over max_header_bytes", raw: "GET /big HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", methods: []string{"GET"}},
+	{name: "pipelined GETs", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "a pipelined POST between GETs", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nPOST /2 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}},
+	{name: "a smuggling attempt after a plain GET", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
+		differs: "RFC 9112 §6.3: the edge answers the second request 400 and closes; net/http forwards all three"},
+}
+
+func TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	ref := referenceProxy(t, rec.addr)
+	for _, tc := range corpus {
+		t.Run(tc.name, func(t *testing.T) {
+			rec.take()
+			edgeStatus := exchange(t, c.west, tc.raw, tc.methods)
+			edgeGot, edgeBad := rec.take()
+			refStatus := exchange(t, ref, tc.raw, tc.methods)
+			refGot, _ := rec.take()
+			if len(edgeBad) > 0 {
+				t.Errorf("the upstream refused what the edge sent: %q", edgeBad)
+			}
+			same := fmt.Sprint(edgeStatus) == fmt.Sprint(refStatus) && fmt.Sprint(edgeGot) == fmt.Sprint(refGot)
+			switch {
+			case tc.differs == "" && !same:
+				t.Errorf("edge: %v, upstream got %q\nReverseProxy: %v, upstream got %q", edgeStatus, edgeGot, refStatus, refGot)
+			case tc.differs != "":
+				if fmt.Sprint(edgeStatus) != fmt.Sprint(tc.edge) || len(edgeGot) != tc.forwards || same {
+					t.Errorf("edge answered %v and forwarded %q, want %v and %d request(s); ReverseProxy answered %v and forwarded %q (%s)",
+						edgeStatus, edgeGot, tc.edge, tc.forwards, refStatus, refGot, tc.differs)
+				}
+			}
+		})
+	}
+}
+
+// h2cRequest sends one HTTP/2 request with prior knowledge to addr: headers with the fields
+// given, then data, ending the stream with the headers when data is nil. It returns the status
+// answered, or 0 for a stream reset.
+func h2cRequest(t *testing.T, addr, method string, fields [][2]string, data []byte) int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	_ = fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range append([][2]string{{":method", method}, {":scheme", "http"}, {":authority", "shop.demo.test"}, {":path", "/h2"}}, fields...) {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: data == nil})
+	if data != nil {
+		_ = fr.WriteData(1, true, data)
+	}
+	dec := hpack.NewDecoder(4096, nil)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("read frame: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			fields, err := dec.DecodeFull(f.HeaderBlockFragment())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, hf := range fields {
+				if hf.Name == ":status" {
+					var code int
+					_, _ = fmt.Sscan(hf.Value, &code)
+					return code
+				}
+			}
+		case *http2.RSTStreamFrame:
+			return 0
+		case *http2.GoAwayFrame:
+			return 0
+		}
+	}
+}
+
+func TestAnHTTP2RequestWhoseBodyBelieContentLengthIsRefused(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	for _, tc := range []struct {
+		name   string
+		method string
+		fields [][2]string
+		data   []byte
+		want   int
+		sent   bool
+	}{
+		{name: "a GET", method: "GET", want: 200, sent: true},
+		{name: "a POST with its declared body", method: "POST", fields: [][2]string{{"content-length", "5"}}, data: []byte("hello"), want: 200, sent: true},
+		{name: "a GET declaring a body it does not send", method: "GET", fields: [][2]string{{"content-length", "10"}}, want: 400},
+		{name: "a POST whose body is shorter than declared", method: "POST", fields: [][2]string{{"content-length", "10"}}, data: []byte("hello"), want: 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec.take()
+			got := h2cRequest(t, c.west, tc.method, tc.fields, tc.data)
+			if got != tc.want {
+				t.Errorf("answered %d, want %d", got, tc.want)
+			}
+			reqs, bad := rec.take()
+			if len(bad) > 0 || tc.sent != (len(reqs) == 1) || !tc.sent && len(reqs) > 0 {
+				t.Errorf("upstream got %q (refused %q), want a request: %v", reqs, bad, tc.sent)
+			}
+		})
+	}
+}
+
+func FuzzEdge(f *testing.F) {
+	rec := newRecorder(f)
+	c := twoEdges(f, []string{rec.addr}, []string{rec.addr}, "http", "")
+	for _, tc := range corpus {
+		f.Add([]byte(tc.raw))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write(raw)
+		_ = conn.(*net.TCPConn).CloseWrite()
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.Copy(io.Discard, conn)
+		_ = conn.Close()
+		if _, bad := rec.take(); len(bad) > 0 {
+			t.Fatalf("the upstream refused what the edge sent for %q: %q", raw, bad)
+		}
+	})
+}

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"strconv"
+)
+
+// net/http's server accepts two request framings that RFC 9112 tells a proxy to refuse, because
+// a server behind it may read them differently (request smuggling): a request with both
+// Content-Length and Transfer-Encoding (§6.3: net/http drops Content-Length and reads the body
+// chunked) and a field folded over several lines (§5.2, obs-fold: net/http joins the lines).
+// guardedConn watches the byte stream net/http reads from a client's connection, request by
+// request, and replaces such a head by one that net/http itself answers 400 and closes the
+// connection after. net/http refuses the rest of what RFC 9112 §6 forbids by itself: differing
+// Content-Length fields (400), a Transfer-Encoding other than a final chunked (501), a bare CR
+// in a field (400), a head over MaxHeaderBytes (431).
+
+// refusedHead is a head net/http answers 400 Bad Request and closes the connection after.
+const refusedHead = "GET / HTTP/1.1\r\nHost: refused\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+
+// Where guardedConn is in the stream.
+const (
+	inHead = iota
+	inBody
+	inChunkSize
+	inChunkData
+	inTrailers
+	passThrough // an upgrade, HTTP/2 or a head too long to check: net/http sees the bytes as they are
+	refused     // a refused head was handed on: nothing more is read
+)
+
+// guardedConn is a client's connection handed to net/http, whose first bytes were already read
+// into r by the front.
+type guardedConn struct {
+	net.Conn
+	r     *bufio.Reader
+	max   int // the longest head checked; a longer one is net/http's to refuse (431)
+	state int
+	left  int64  // bytes left of the body or chunk (with its CRLF)
+	line  []byte // the head or chunk line being gathered
+	out   []byte // bytes checked and not yet read by net/http
+	buf   [4 << 10]byte
+}
+
+func (g *guardedConn) Read(p []byte) (int, error) {
+	for len(g.out) == 0 {
+		switch g.state {
+		case passThrough:
+			return g.r.Read(p)
+		case refused:
+			return 0, net.ErrClosed
+		}
+		n, err := g.r.Read(g.buf[:])
+		g.feed(g.buf[:n])
+		if err != nil && len(g.out) == 0 {
+			if len(g.line) > 0 && g.state != refused {
+				// The stream ended inside a head or chunk line: let net/http see what came.
+				g.out, g.line = g.line, nil
+				continue
+			}
+			return 0, err
+		}
+	}
+	n := copy(p, g.out)
+	g.out = g.out[n:]
+	return n, nil
+}
+
+// CloseWrite lets net/http half-close the connection as it does a plain TCP one.
+func (g *guardedConn) CloseWrite() error {
+	if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// feed moves b through the state machine into g.out.
+func (g *guardedConn) feed(b []byte) {
+	for len(b) > 0 {
+		switch g.state {
+		case passThrough:
+			g.out = append(g.out, b...)
+			return
+		case refused:
+			return
+		case inBody, inChunkData:
+			n := int(min(int64(len(b)), g.left))
+			g.out = append(g.out, b[:n]...)
+			b = b[n:]
+			if g.left -= int64(n); g.left == 0 {
+				if g.state == inBody {
+					g.state = inHead
+				} else {
+					g.state = inChunkSize
+				}
+			}
+		case inHead:
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				g.line = append(g.line, b...)
+				b = nil
+			} else {
+				g.line = append(g.line, b[:i+1]...)
+				b = b[i+1:]
+			}
+			if len(g.line) > g.max {
+				g.state, g.out, g.line = passThrough, append(g.out, g.line...), nil
+				continue
+			}
+			if i >= 0 && headComplete(g.line) {
+				g.head()
+			}
+		case inChunkSize, inTrailers:
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				g.line = append(g.line, b...)
+				b = nil
+			} else {
+				g.line = append(g.line, b[:i+1]...)
+				b = b[i+1:]
+			}
+			if len(g.line) > g.max {
+				g.state, g.out, g.line = passThrough, append(g.out, g.line...), nil
+				continue
+			}
+			if i >= 0 {
+				g.chunkLine()
+			}
+		}
+	}
+}
+
+// headComplete reports whether the head in b ends with its empty line; blank lines before a
+// request line (RFC 9112 §2.2) do not end it.
+func headComplete(b []byte) bool {
+	t := bytes.TrimLeft(b, "\r\n")
+	return len(t) > 0 && (bytes.HasSuffix(t, []byte("\n\n")) || bytes.HasSuffix(t, []byte("\n\r\n")))
+}
+
+// head checks the complete head in g.line and hands it on, or a refused one in its place.
+func (g *guardedConn) head() {
+	h := g.line
+	g.line = nil
+	lines := bytes.Split(bytes.TrimLeft(h, "\r\n"), []byte("\n"))
+	method, _, _ := bytes.Cut(lines[0], []byte(" "))
+	var lengths [][]byte
+	chunked, te, upgrade, folded := false, false, false, false
+	for _, l := range lines[1:] {
+		l = bytes.TrimSuffix(l, []byte("\r"))
+		if len(l) == 0 {
+			break
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			folded = true
+			continue
+		}
+		name, value, _ := bytes.Cut(l, []byte(":"))
+		value = bytes.Trim(value, " \t")
+		switch {
+		case fold(name, "Content-Length"):
+			lengths = append(lengths, value)
+		case fold(name, "Transfer-Encoding"):
+			te = true
+			chunked = bytes.HasSuffix(bytes.ToLower(value), []byte("chunked"))
+		case fold(name, "Upgrade"):
+			upgrade = true
+		}
+	}
+	switch {
+	case folded || te && len(lengths) > 0:
+		g.out = append(g.out, refusedHead...)
+		g.state = refused
+		return
+	case string(method) == "PRI" || string(method) == "CONNECT" || upgrade:
+		g.state = passThrough
+	case te && chunked:
+		g.state = inChunkSize
+	case len(lengths) > 0:
+		n, err := strconv.ParseInt(string(lengths[0]), 10, 64)
+		if err != nil || n < 0 {
+			g.state = passThrough // net/http refuses it and closes the connection
+		} else if n > 0 {
+			g.state, g.left = inBody, n
+		}
+	case te:
+		g.state = passThrough // net/http answers 501 and closes the connection
+	}
+	g.out = append(g.out, h...)
+}
+
+// chunkLine handles a complete chunk-size or trailer line in g.line.
+func (g *guardedConn) chunkLine() {
+	l := g.line
+	g.line = nil
+	g.out = append(g.out, l...)
+	t := bytes.TrimRight(l, "\r\n")
+	if g.state == inTrailers {
+		if len(t) == 0 {
+			g.state = inHead
+		}
+		return
+	}
+	size, _, _ := bytes.Cut(t, []byte(";"))
+	n, err := strconv.ParseInt(string(bytes.TrimRight(size, " \t")), 16, 64)
+	switch {
+	case err != nil || n < 0:
+		g.state = passThrough // net/http refuses the body and closes the connection
+	case n == 0:
+		g.state = inTrailers
+	default:
+		g.state, g.left = inChunkData, n+2
+	}
+}
