@@ -12,7 +12,9 @@ import (
 )
 
 // nginxConfig is nginx as a reverse proxy to backend on listen, with the same work per request
-// as the edge: upstream keep-alive, the Host header kept, X-Forwarded-For appended.
+// as the edge (upstream keep-alive, the Host header kept, X-Forwarded-For appended) and the
+// edge's default timeouts and retries: connect 2s, response header 15s, client header 10s,
+// idle 90s, client write 60s, the next upstream after a connection failure or a timeout.
 func nginxConfig(dir, listen, backend string) string {
 	return fmt.Sprintf(`worker_processes 2;
 error_log %[1]s/nginx-error.log warn;
@@ -21,6 +23,10 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
+  keepalive_timeout 90s;
+  client_header_timeout 10s;
+  send_timeout 60s;
+  large_client_header_buffers 4 64k;
   client_body_temp_path %[1]s/nginx-body;
   proxy_temp_path %[1]s/nginx-proxy;
   fastcgi_temp_path %[1]s/nginx-fastcgi;
@@ -36,6 +42,10 @@ http {
       proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_connect_timeout 2s;
+      proxy_read_timeout 15s;
+      proxy_next_upstream error timeout;
+      proxy_next_upstream_tries 3;
     }
   }
 }
@@ -43,16 +53,23 @@ http {
 }
 
 // haproxyConfig is HAProxy as a reverse proxy to backend on listen, with connection reuse and
-// X-Forwarded-For, two threads like the other proxies' two workers.
+// X-Forwarded-For, two threads like the other proxies' two workers, and the edge's default
+// timeouts and retries (see nginxConfig).
 func haproxyConfig(listen, backend string) string {
 	return fmt.Sprintf(`global
   nbthread 2
   maxconn 8192
 defaults
   mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
+  timeout connect 2s
+  timeout server 15s
+  timeout http-request 10s
+  timeout http-keep-alive 90s
+  timeout client 60s
+  timeout tunnel 1h
+  retries 2
+  retry-on conn-failure response-timeout
+  option redispatch
   option forwardfor
   http-reuse always
 frontend fe
