@@ -112,14 +112,16 @@ func (d *deployment) deniedPublish(c *client, user, stream, subject string) {
 	if _, err := events.Publish(ctx, c.js, subject, e); err == nil {
 		d.t.Errorf("%s published to %s", user, subject)
 	}
+	var seen []string
 	eventstest.Eventually(d.t, 2*time.Second, func() bool {
-		for _, v := range c.errors() {
+		seen = c.errors()
+		for _, v := range seen {
 			if strings.Contains(v, "Permissions Violation for Publish to \""+subject+"\"") {
 				return true
 			}
 		}
 		return false
-	}, "%s: no permissions violation for %s (errors %q)", user, subject, c.errors)
+	}, "%s: no permissions violation for %s (errors %q)", user, subject, &seen)
 	op := d.as("operator")
 	st, err := op.js.Stream(context.Background(), stream)
 	if err != nil {
@@ -194,19 +196,35 @@ func TestDeploymentIdentitiesAnEdgeCannotHeartbeatAsAnotherEdge(t *testing.T) {
 	}
 }
 
-func TestDeploymentIdentitiesOnlyTheDeciderAppendsEndpointAndPoolTransitions(t *testing.T) {
+func TestDeploymentIdentitiesOnlyTheDeciderAppendsEndpointAndPoolTransitionsAndNoRoleButTheControllerOverrides(t *testing.T) {
 	d := startDeployment(t)
 	d.ensureStreams()
 	for _, user := range []string{"controller", "dns", "prober-us-west", "edge-west"} {
 		c := d.as(user)
 		d.deniedPublish(c, user, events.StreamState, events.EndpointStateSubject("shop", "west", "w1"))
 		d.deniedPublish(c, user, events.StreamState, events.PoolStateSubject("shop", "west"))
-		d.deniedPublish(c, user, events.StreamState, events.OverrideSubject("shop", "west", ""))
 	}
 	dec := d.as("decider")
 	d.deniedPublish(dec, "decider", events.StreamState, events.EdgeStateSubject("edge-west"))
+	for _, user := range []string{"decider", "dns", "prober-us-west", "edge-west"} {
+		d.deniedPublish(d.as(user), user, events.StreamState, events.OverrideSubject("shop", "west", ""))
+	}
 	if _, err := events.Publish(context.Background(), dec.js, events.EndpointStateSubject("shop", "west", "w1"), mustEvent(t)); err != nil {
 		t.Errorf("the decider cannot append an endpoint transition: %v", err)
+	}
+}
+
+func TestDeploymentIdentitiesOnlyTheOperatorAndTheControllersAPIChangeTheConfiguration(t *testing.T) {
+	d := startDeployment(t)
+	d.ensureStreams()
+	for _, user := range []string{"decider", "dns", "prober-us-west", "edge-west"} {
+		d.deniedPublish(d.as(user), user, events.StreamConfig, events.SubjectConfigDoc)
+	}
+	ctrl := d.as("controller")
+	for _, subject := range []string{events.SubjectConfigDoc, events.OverrideSubject("shop", "west", "")} {
+		if _, err := events.Publish(context.Background(), ctrl.js, subject, mustEvent(t)); err != nil {
+			t.Errorf("the controller's API cannot publish on %s: %v", subject, err)
+		}
 	}
 }
 
