@@ -52,6 +52,7 @@ Operate:
   backend [--name N] [--listen ADDR]       serve a demo application instance
   replay [--from 15m] [--to T] [--app A] [--endpoint E] [--region R] [--format text|json|html] [--what-if 'fall=5,…']
                                            the timeline of an incident, its phases, and what other thresholds would have done
+  drill plan|run FILE, drill rollback ID   preview, run and score a DR drill of simulated failures
   help [COMMAND]                           a command's usage, flags and an example
 
 Every command but check, query, backend and help takes --log-format auto|console|json (auto:
@@ -120,6 +121,7 @@ func init() {
 		"query": runQuery, "backend": runBackend, "events": runEvents,
 	}
 	commands["replay"] = runReplay
+	commands["drill"] = runDrill
 }
 
 // common are the flags every role shares.

@@ -13,6 +13,7 @@ import (
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
+	"github.com/detourdev/detour/services/drill"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -75,6 +76,7 @@ type controller struct {
 	caught    bool              // STATE has been read up to where it stood at start
 	startSeq  uint64
 	lastCause string // id of the last STATE event applied
+	drills    *drill.View
 }
 
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
@@ -95,7 +97,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	c := &controller{
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
-		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string][]byte{},
+		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string][]byte{}, drills: drill.NewView(),
 		dirty: true,
 	}
 	var err error
@@ -135,6 +137,13 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer cc.Stop()
 
+	drillMsgs := make(chan jetstream.Msg, 64)
+	stopDrills, err := c.followDrills(ctx, drillMsgs)
+	if err != nil {
+		return err
+	}
+	defer stopDrills()
+
 	beats := make(chan *nats.Msg, 1024)
 	sub, err := o.JS.Conn().ChanSubscribe(events.SubjectHeartbeats, beats)
 	if err != nil {
@@ -164,7 +173,10 @@ func run(ctx context.Context, o Options) error {
 			}
 		case m := <-beats:
 			c.onHeartbeat(m)
+		case m := <-drillMsgs:
+			c.onDrill(m)
 		case <-ticks:
+			c.rollbackDue(ctx)
 			if c.caught {
 				c.checkLiveness(ctx)
 				c.publishRoutes(ctx)

@@ -25,6 +25,8 @@ type edgeLife struct {
 	lastID   string
 	seen     bool
 	recorded events.Status
+	// simulated is why a drill has the edge seen dead, whatever its heartbeats say; "" when none.
+	simulated string
 }
 
 // Change is an edge transition the shell should append to STATE.
@@ -88,6 +90,9 @@ func (l *Liveness) Due(now time.Time) []Change {
 		deadline := time.Duration(e.fall)*e.interval + Tolerance(e.interval)
 		th := events.Thresholds{IntervalMS: e.interval.Milliseconds(), HeartbeatFall: e.fall}
 		switch {
+		case e.simulated != "" && e.recorded != events.StatusDown:
+			out = append(out, Change{Edge: name, From: e.recorded, To: events.StatusDown, Reason: e.simulated, Thresholds: th})
+		case e.simulated != "":
 		case silent > deadline && e.recorded != events.StatusDown:
 			reason := fmt.Sprintf("%d missed heartbeats (interval %s)", e.fall, e.interval)
 			if !e.seen {

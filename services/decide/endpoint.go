@@ -59,6 +59,8 @@ type Endpoint struct {
 	healthyCause string
 	// Own and Pool are the overrides in force on the endpoint and on its pool, or nil.
 	Own, Pool *events.Override
+	// Drill is the simulated failure a drill puts on the endpoint, or nil; overrides win over it.
+	Drill *events.Override
 	// Status is the effective status: the override in force, else Probed.
 	Status events.Status
 }
@@ -284,7 +286,10 @@ func (e *Endpoint) override() *events.Override {
 	if e.Own != nil {
 		return e.Own
 	}
-	return e.Pool
+	if e.Pool != nil {
+		return e.Pool
+	}
+	return e.Drill
 }
 
 func overrideStatus(action string) events.Status {

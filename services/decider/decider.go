@@ -10,6 +10,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/services/decide"
+	"github.com/detourdev/detour/services/drill"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -24,6 +25,8 @@ type decider struct {
 	js    jetstream.JetStream
 	state jetstream.Stream
 	ix    *index
+	// drills are the drills in force, whose failures the decider simulates.
+	drills *drill.View
 	// foreign reports the results dropped for their region, at most once per foreignLogEvery.
 	foreign foreignLog
 	// regions interns region names, so that thousands of endpoints share one string per region.
@@ -45,7 +48,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	d := &decider{o: o, log: o.Log.With().Str("component", "decider").Str("replica", o.Name).Logger(),
-		js: o.JS, ix: newIndex(o.Config), regions: map[string]string{}}
+		js: o.JS, ix: newIndex(o.Config), drills: drill.NewView(), regions: map[string]string{}}
 	return d.run(ctx)
 }
 
@@ -65,7 +68,7 @@ func (d *decider) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Small buffers: a PROBES delivery holds up to a whole decoded batch.
-	stateCh, probeCh := make(chan delivery, 256), make(chan delivery, 64)
+	stateCh, probeCh, drillCh := make(chan delivery, 256), make(chan delivery, 64), make(chan delivery, 64)
 	from := d.started.Add(-d.o.Replay)
 	wg.Go(func() {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
@@ -77,6 +80,7 @@ func (d *decider) run(ctx context.Context) error {
 			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 			OptStartTime: &from, MaxResetAttempts: events.FollowResetAttempts}, decodeProbeResults, probeCh)
 	})
+	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), decodeState, drillCh) })
 	ticks := d.o.Ticks
 	if ticks == nil {
 		t := time.NewTicker(d.o.TickEvery)
@@ -86,7 +90,7 @@ func (d *decider) run(ctx context.Context) error {
 
 	// Until STATE is read, probes wait; until the PROBES backlog is folded, nothing is appended
 	// and time does not tick.
-	var probes <-chan delivery
+	var probes, drillsIn <-chan delivery
 	for {
 		var tick <-chan time.Time
 		if d.live {
@@ -104,7 +108,11 @@ func (d *decider) run(ctx context.Context) error {
 				for _, s := range d.ix.endpoints {
 					s.st.Restore(s.status)
 				}
-				probes = probeCh
+				probes, drillsIn = probeCh, drillCh
+			}
+		case m := <-drillsIn:
+			if m.subject != "" {
+				d.onDrill(ctx, m)
 			}
 		case m := <-probes:
 			d.observeClock(m.stamp)
@@ -130,7 +138,9 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed probe message skipped")
 		return
 	}
-	d.fold(ctx, m.results, m.stamp, probeRegion(m.subject))
+	if region := probeRegion(m.subject); !d.drills.Region(region) {
+		d.fold(ctx, m.results, m.stamp, region)
+	}
 }
 
 // fold folds results stored at stamp under a subject of region subjectRegion, and appends the

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/detourdev/detour/services/drill"
+	"github.com/rs/zerolog"
+)
+
+func init() {
+	helpText["drill"] = `usage: detour drill plan FILE [--nats URL] [--config FILE] [--format text|json]
+       detour drill run FILE --dns ADDR[,ADDR] [--hold D] [--format text|json|html] [--nats URL]
+       detour drill rollback ID [--nats URL]
+
+A disaster-recovery drill: plan previews every step's answers and routes and refuses what a
+safety rule forbids; run simulates the failures (real backends are untouched), measures each
+switch against its rto and prints the scorecard; rollback ends a drill. A drill rolls back by
+itself after max_duration or when its runner dies (any controller replica does it).
+
+Example:
+  detour drill plan drill.yaml
+  detour drill run drill.yaml --dns 127.0.0.1:5353 --format html > scorecard.html
+  detour drill rollback lose-west-0193d2c4a1b27`
+}
+
+const drillUsage = "want `drill plan FILE`, `drill run FILE --dns ADDR` or `drill rollback ID`"
+
+// runDrill is `detour drill plan|run|rollback`.
+func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageErr(drillUsage)
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("drill "+verb, flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	var format, dnsAddrs string
+	var o drill.Options
+	switch verb {
+	case "plan":
+		fs.StringVar(&format, "format", "text", "text or json")
+	case "run":
+		fs.StringVar(&format, "format", "text", "scorecard format: text, json or html")
+		fs.StringVar(&dnsAddrs, "dns", "127.0.0.1:5353", "the DNS servers whose answers are measured, comma-separated")
+		fs.DurationVar(&o.Hold, "hold", 0, "how long the last step stays in force before the rollback")
+	case "rollback":
+	default:
+		return usageErr(drillUsage)
+	}
+	if err := parseInterspersed(fs, args[1:], stderr); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr(drillUsage)
+	}
+	js, err := connect(c.natsURL, "detour-drill")
+	if err != nil {
+		return err
+	}
+	if verb == "rollback" {
+		if err := drill.Rollback(ctx, js, fs.Arg(0), operator()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "drill %s rolled back\n", fs.Arg(0))
+		return nil
+	}
+	o.JS = js
+	if o.File, err = drill.Load(fs.Arg(0)); err != nil {
+		return errUsage{err}
+	}
+	if o.Config, err = (&role{common: c}).loadConfig(ctx, js, zerolog.Nop()); err != nil {
+		return err
+	}
+	if verb == "plan" {
+		return planDrill(ctx, o, format, stdout)
+	}
+	if format != "text" && format != "json" && format != "html" {
+		return usageErr("--format: want text, json or html, got %q", format)
+	}
+	if o.Log, err = c.logger(stderr); err != nil {
+		return err
+	}
+	o.DNS, o.By = strings.Split(dnsAddrs, ","), operator()
+	sc, err := drill.Run(ctx, o)
+	if errors.Is(err, drill.ErrRefused) {
+		return errUsage{err}
+	}
+	if err != nil {
+		return err
+	}
+	switch format {
+	case "json":
+		err = sc.WriteJSON(stdout)
+	case "html":
+		err = sc.WriteHTML(stdout)
+	default:
+		err = sc.WriteText(stdout)
+	}
+	if err == nil && !sc.Pass {
+		return errors.New("the drill failed: see the scorecard")
+	}
+	return err
+}
+
+func planDrill(ctx context.Context, o drill.Options, format string, stdout io.Writer) error {
+	p, err := drill.PlanFor(ctx, o.JS, o.Config, o.File)
+	if err != nil {
+		return err
+	}
+	switch format {
+	case "json":
+		err = json.NewEncoder(stdout).Encode(p)
+	case "text":
+		err = p.WriteText(stdout)
+	default:
+		return usageErr("--format: want text or json, got %q", format)
+	}
+	if err == nil && len(p.Refused) > 0 {
+		return usageErr("%v:\n%s", drill.ErrRefused, strings.Join(p.Refused, "\n"))
+	}
+	return err
+}

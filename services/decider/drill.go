@@ -1,0 +1,46 @@
+package decider
+
+import (
+	"context"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// drillConsumer follows DRILLS from its start: the drills in force are few and their events
+// small, and a replica starting mid-drill must know which failures are simulated.
+func drillConsumer() jetstream.OrderedConsumerConfig {
+	return jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDrills},
+		DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: events.FollowResetAttempts}
+}
+
+// onDrill folds one DRILLS event and puts the drill's simulated failures on (or off) the
+// endpoints they cover; a failed region's results are dropped in onProbes.
+func (d *decider) onDrill(ctx context.Context, m delivery) {
+	if m.err != nil {
+		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed drill event skipped")
+		return
+	}
+	changed, err := d.drills.Apply(m.subject, m.seq, m.env)
+	if err != nil {
+		d.log.Warn().Err(err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("drill event skipped")
+		return
+	}
+	if !changed {
+		return
+	}
+	for _, s := range d.ix.endpoints {
+		a, p := s.pool.app.cfg.Name, s.pool.cfg.Name
+		var want *events.Override
+		if id, f, ok := d.drills.Endpoint(a, p, s.cfg.Name); ok {
+			want = &events.Override{App: a, Pool: p, Endpoint: s.cfg.Name, Action: events.ActionForceDown,
+				Reason: "drill " + id + ": simulated failure of " + f.String(), By: "drill/" + id}
+		}
+		if (want == nil) == (s.st.Drill == nil) && (want == nil || *want == *s.st.Drill) {
+			continue
+		}
+		if dec, ok := s.st.SetDrill(want, m.env.ID, overrideTime(s, m.stamp), s.pool.app.policy); ok {
+			d.decided(ctx, s, dec)
+		}
+	}
+}

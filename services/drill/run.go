@@ -1,0 +1,390 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/google/uuid"
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure a drill run.
+type Options struct {
+	JS     jetstream.JetStream
+	Config *config.Config
+	File   *File
+	// DNS are the DNS servers (host:port) whose answers are measured.
+	DNS []string
+	// By names who runs the drill (user@host).
+	By string
+	// Hold is how long the last step's failures stay in force before the runner rolls back.
+	Hold time.Duration
+	// Lease is how long the drill survives its runner: without a renewal for Lease, a controller
+	// rolls it back. Default 3s; the runner renews every third of it.
+	Lease time.Duration
+	Log   zerolog.Logger
+	// Started, when set, receives the drill's id once its start is recorded.
+	Started func(id string)
+}
+
+// ErrRefused wraps the safety rules a drill breaks.
+var ErrRefused = errors.New("drill refused")
+
+// pollEvery is how often the runner asks the DNS servers and ROUTES while it waits for a switch.
+const pollEvery = 20 * time.Millisecond
+
+// Run plans the drill, refuses it if a safety rule forbids it, then records its start and steps
+// on DRILLS, measures after each step how long the DNS servers and the edges' route tables took
+// to switch, rolls back (after Hold), waits for the answers to return, and records the scorecard.
+// Cancelling ctx rolls the drill back ("requested") before returning.
+func Run(ctx context.Context, o Options) (Scorecard, error) {
+	if o.Lease <= 0 {
+		o.Lease = 3 * time.Second
+	}
+	v, err := ReadState(ctx, o.JS, o.Config)
+	if err != nil {
+		return Scorecard{}, err
+	}
+	active, err := ReadDrills(ctx, o.JS)
+	if err != nil {
+		return Scorecard{}, err
+	}
+	plan, err := MakePlan(o.File, o.Config, v, active)
+	if err != nil {
+		return Scorecard{}, err
+	}
+	if len(plan.Refused) > 0 {
+		return Scorecard{}, fmt.Errorf("%w:\n%s", ErrRefused, strings.Join(plan.Refused, "\n"))
+	}
+	id := o.File.Name + "-" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String()[:18], "-", "")
+	subject := events.DrillSubject(id)
+	start := time.Now()
+	sc := Scorecard{Drill: id, Name: o.File.Name, By: o.By, Started: start, Pass: true}
+	_, err = publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
+		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()})
+	if err != nil {
+		return Scorecard{}, err
+	}
+	if o.Started != nil {
+		o.Started(id)
+	}
+	log := o.Log.With().Str("component", "drill").Str("drill", id).Logger()
+	log.Info().Int("steps", len(plan.Steps)).Msg("drill started")
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(o.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+				if _, err := publish(renewCtx, o.JS, subject, events.TypeDrillRenewed, o.By, events.DrillRenewed{By: o.By}); err != nil && renewCtx.Err() == nil {
+					log.Warn().Err(err).Msg("drill lease not renewed")
+				}
+			}
+		}
+	}()
+	prev := plan.Before
+	reason := "completed"
+	for _, sp := range plan.Steps {
+		t0 := time.Now()
+		if _, err := publish(ctx, o.JS, subject, events.TypeDrillStepStarted, o.By, events.DrillStep{Index: sp.Index, Step: sp.Step, Failures: sp.Failures}); err != nil {
+			reason = "requested"
+			break
+		}
+		score := measure(ctx, o, subject, prev, sp, t0)
+		sc.Steps = append(sc.Steps, score)
+		sc.Pass = sc.Pass && score.Pass
+		log.Info().Str("step", sp.Step).Bool("pass", score.Pass).Str("reason", score.Reason).Msg("drill step scored")
+		prev = sp
+		if ctx.Err() != nil || score.RolledBack != "" {
+			reason = "requested"
+			break
+		}
+	}
+	if ctx.Err() == nil && o.Hold > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.Hold):
+		}
+	}
+	stopRenew()
+	<-renewed
+	// The rollback is recorded even when ctx ended: a cancelled runner still lifts its failures.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ctx.Err() != nil {
+		reason = "requested"
+	}
+	sc.RolledBack, _ = rolledBack(rctx, o.JS, subject)
+	if sc.RolledBack == "" {
+		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}); err != nil {
+			return sc, err
+		}
+		sc.RolledBack = reason + " by " + o.By
+	}
+	back := StepPlan{Index: len(plan.Steps), Step: "rollback", RTO: o.File.Steps[0].RTO.D(), Answers: plan.Before.Answers, Routes: plan.Before.Routes}
+	restore := measure(rctx, o, "", prev, back, time.Now())
+	sc.Restored = restore
+	sc.Ended = time.Now()
+	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc); err != nil {
+		return sc, err
+	}
+	log.Info().Bool("pass", sc.Pass).Msg("drill scored")
+	return sc, nil
+}
+
+// Rollback records that drill id rolled back at an operator's request.
+func Rollback(ctx context.Context, js jetstream.JetStream, id, by string) error {
+	if err := events.CheckToken(id); err != nil {
+		return fmt.Errorf("drill id: %w", err)
+	}
+	active, err := ReadDrills(ctx, js)
+	if err != nil {
+		return err
+	}
+	if active.Ended(id) {
+		return fmt.Errorf("drill %s has already rolled back", id)
+	}
+	if active.Drill(id) == nil {
+		return fmt.Errorf("no drill %s in force", id)
+	}
+	_, err = publish(ctx, js, events.DrillSubject(id), events.TypeDrillRolledBack, by, events.DrillRolledBack{By: by, Reason: "requested"})
+	return err
+}
+
+func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by string, data any) (*jetstream.PubAck, error) {
+	e, err := events.New(typ, "drill/"+by, time.Now(), data)
+	if err != nil {
+		return nil, err
+	}
+	return events.Publish(ctx, js, subject, e)
+}
+
+// rolledBack returns "REASON by WHO" when the drill's subject holds its rollback.
+func rolledBack(ctx context.Context, js jetstream.JetStream, subject string) (string, error) {
+	s, err := js.Stream(ctx, events.StreamDrills)
+	if err != nil {
+		return "", err
+	}
+	e, _, ok, err := events.Last(ctx, s, subject)
+	if err != nil || !ok {
+		return "", err
+	}
+	if e.Type != events.TypeDrillRolledBack {
+		return "", nil
+	}
+	var r events.DrillRolledBack
+	if err := e.Payload(&r); err != nil {
+		return "", err
+	}
+	return r.Reason + " by " + r.By, nil
+}
+
+// measure waits until every answer and route sp expects differently from prev is observed, or
+// until twice the step's rto (at least rto + 2s), and scores the step.
+func measure(ctx context.Context, o Options, subject string, prev, sp StepPlan, t0 time.Time) StepScore {
+	score := StepScore{Index: sp.Index, Step: sp.Step, RTO: Millis(sp.RTO)}
+	var watch []Observation
+	for _, want := range sp.Answers {
+		if !slices.Contains(prev.Answers, want) {
+			watch = append(watch, want)
+		}
+	}
+	var routes []Observation
+	for _, want := range sp.Routes {
+		if !slices.Contains(prev.Routes, want) {
+			routes = append(routes, want)
+		}
+	}
+	score.Expected = append(slices.Clone(watch), routes...)
+	deadline := t0.Add(max(2*sp.RTO, sp.RTO+2*time.Second))
+	seen := map[string]time.Time{}
+	var observed map[string]string
+	for {
+		now := time.Now()
+		observed = observe(ctx, o, watch, routes)
+		for _, w := range append(slices.Clone(watch), routes...) {
+			if _, ok := seen[w.What]; !ok && observed[w.What] == w.Answer {
+				seen[w.What] = now
+			}
+		}
+		if len(seen) == len(watch)+len(routes) || now.After(deadline) || ctx.Err() != nil {
+			break
+		}
+		if subject != "" {
+			if rb, _ := rolledBack(ctx, o.JS, subject); rb != "" {
+				score.RolledBack = rb
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pollEvery):
+		}
+	}
+	var last time.Time
+	var missing []string
+	for _, w := range score.Expected {
+		score.Observed = append(score.Observed, Observation{What: w.What, Answer: observed[w.What]})
+		at, ok := seen[w.What]
+		if !ok {
+			missing = append(missing, fmt.Sprintf("%s is %q, want %q", w.What, observed[w.What], w.Answer))
+			continue
+		}
+		last = latestTime(last, at)
+	}
+	switch {
+	case score.RolledBack != "":
+		score.Reason = "rolled back (" + score.RolledBack + ") before the switch"
+	case len(missing) > 0:
+		score.Reason = fmt.Sprintf("not switched after %s (rto %s): %s", time.Since(t0).Round(time.Millisecond), sp.RTO, strings.Join(missing, "; "))
+	case len(score.Expected) == 0:
+		score.Pass, score.Reason = true, "nothing users see was expected to change"
+	default:
+		score.Switch = Millis(last.Sub(t0))
+		score.Pass = last.Sub(t0) <= sp.RTO
+		if score.Pass {
+			score.Reason = fmt.Sprintf("switched in %s, within the rto of %s", last.Sub(t0).Round(time.Millisecond), sp.RTO)
+		} else {
+			score.Reason = fmt.Sprintf("switched in %s, over the rto of %s", last.Sub(t0).Round(time.Millisecond), sp.RTO)
+		}
+	}
+	return score
+}
+
+func latestTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// observe asks every DNS server for the watched names (all must agree, else the first
+// disagreeing answer is reported) and reads the edges' latest route tables.
+func observe(ctx context.Context, o Options, answers, routes []Observation) map[string]string {
+	out := map[string]string{}
+	for _, w := range answers {
+		var got string
+		for i, server := range o.DNS {
+			a := ask(server, w.What)
+			if i == 0 || a != got && got == w.Answer {
+				got = a
+			}
+		}
+		out[w.What] = got
+	}
+	if len(routes) > 0 {
+		if s, err := o.JS.Stream(ctx, events.StreamRoutes); err == nil {
+			for _, w := range routes {
+				edge, app, _ := strings.Cut(w.What, " ")
+				e, _, ok, err := events.Last(ctx, s, events.RoutesSubject(edge))
+				var t events.RouteTable
+				if err != nil || !ok || e.Payload(&t) != nil {
+					continue
+				}
+				for _, r := range t.Apps {
+					if r.App == app {
+						out[w.What] = RouteText(r)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// ask queries server for name's A records and returns them as AnswerText does.
+func ask(server, name string) string {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(m, server)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var ips []string
+	for _, rr := range r.Answer {
+		switch rr := rr.(type) {
+		case *dns.CNAME:
+			if strings.EqualFold(rr.Hdr.Name, name) {
+				return "CNAME " + config.Canonical(rr.Target)
+			}
+		case *dns.A:
+			ips = append(ips, rr.A.String())
+		}
+	}
+	if len(ips) == 0 {
+		return "(no records)"
+	}
+	slices.Sort(ips)
+	return strings.Join(ips, " ")
+}
+
+// ReadState reads the latest STATE event of every subject c names into a view.
+func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*state.View, error) {
+	s, err := js.Stream(ctx, events.StreamState)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	v := state.NewView()
+	var subjects []string
+	for _, a := range c.Apps {
+		for _, p := range a.Pools {
+			subjects = append(subjects, events.PoolStateSubject(a.Name, p.Name), events.OverrideSubject(a.Name, p.Name, ""))
+			for _, e := range p.Endpoints {
+				subjects = append(subjects, events.EndpointStateSubject(a.Name, p.Name, e.Name), events.OverrideSubject(a.Name, p.Name, e.Name))
+			}
+		}
+	}
+	for _, e := range c.Edges {
+		subjects = append(subjects, events.EdgeStateSubject(e.Name))
+	}
+	for _, subject := range subjects {
+		e, seq, ok, err := events.Last(ctx, s, subject)
+		if err != nil && !errors.Is(err, events.ErrMalformed) {
+			return nil, fmt.Errorf("read state: %w", err)
+		}
+		if ok && err == nil {
+			_, _ = v.Apply(subject, seq, e)
+		}
+	}
+	return v, nil
+}
+
+// ReadDrills folds the whole DRILLS stream into a view of the drills in force.
+func ReadDrills(ctx context.Context, js jetstream.JetStream) (*View, error) {
+	v := NewView()
+	s, err := js.Stream(ctx, events.StreamDrills)
+	if err != nil {
+		return nil, fmt.Errorf("read drills: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read drills: %w", err)
+	}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read drills: %w", err)
+		}
+		if e, err := events.Decode(m.Data); err == nil {
+			_, _ = v.Apply(m.Subject, seq, e)
+		}
+	}
+	return v, nil
+}
