@@ -197,6 +197,9 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 	if err != nil {
 		return reply(dns.RcodeServerFailure, canonical)
 	}
+	if res.msg.Rcode == dns.RcodeRefused {
+		q.ede, q.edeSet = edeNotAuthoritative, true
+	}
 	var scope uint8
 	if res.bySource != nil && q.ecs != nil {
 		scope = res.bySource.Scope(q.ecsAddr, q.ecsBits)

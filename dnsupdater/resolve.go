@@ -88,9 +88,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		}
 	case len(n.RRsets[qtype]) > 0:
 		m.Answer = n.RRsets[qtype]
-		if qtype == dns.TypeNS {
-			m.Extra = glue(t, m.Answer, "")
-		}
+		m.Extra = t.additional(m.Answer)
 	case len(n.RRsets[dns.TypeCNAME]) > 0:
 		m.Answer = slices.Clone(n.RRsets[dns.TypeCNAME])
 		t.chase(m, m.Answer[0].(*dns.CNAME), qtype)
@@ -153,6 +151,7 @@ func (t *table) chase(m *dns.Msg, c *dns.CNAME, qtype uint16) {
 		recs := n.Records()
 		if rrs := recs[qtype]; len(rrs) > 0 {
 			m.Answer = append(m.Answer, rrs...)
+			m.Extra = t.additional(rrs)
 			return
 		}
 		next := recs[dns.TypeCNAME]
@@ -180,6 +179,42 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 		p = rest
 	}
 	return cut
+}
+
+// additional returns the A and AAAA records Detour serves for the names the NS, MX and SRV
+// records of an answer point to (RFC 1035 §4.3.2 step 6, RFC 2782), as other authoritative
+// servers add them.
+func (t *table) additional(rrs []dns.RR) []dns.RR {
+	var out []dns.RR
+	var seen []string
+	for _, rr := range rrs {
+		var target string
+		switch rr := rr.(type) {
+		case *dns.NS:
+			target = rr.Ns
+		case *dns.MX:
+			target = rr.Mx
+		case *dns.SRV:
+			target = rr.Target
+		default:
+			continue
+		}
+		target = strings.ToLower(target)
+		if slices.Contains(seen, target) {
+			continue
+		}
+		seen = append(seen, target)
+		z := t.zoneFor(target)
+		if z == nil || delegation(z, target) != nil {
+			continue
+		}
+		if n := z.Lookup(target); n != nil {
+			recs := n.Records()
+			out = append(out, recs[dns.TypeA]...)
+			out = append(out, recs[dns.TypeAAAA]...)
+		}
+	}
+	return out
 }
 
 // glue returns the A and AAAA records Detour serves for the targets of the NS records. Below a

@@ -15,9 +15,13 @@ const (
 	optionECS = 8
 	// optionNSID is the name server identifier option code (RFC 5001).
 	optionNSID = 3
-	typeOPT    = 41
-	classIN    = 1
-	headerLen  = 12
+	// optionEDE is the Extended DNS Error option code (RFC 8914).
+	optionEDE = 15
+	// edeNotAuthoritative is the EDE info code of a REFUSED reply for a name outside the zones.
+	edeNotAuthoritative = 20
+	typeOPT             = 41
+	classIN             = 1
+	headerLen           = 12
 )
 
 // query is what the answering path needs from a request: its header, question and EDNS.
@@ -39,6 +43,9 @@ type query struct {
 	ecsBits uint8
 	// nsid is the server identity to report, when the query asked for it (RFC 5001).
 	nsid []byte
+	// ede is the Extended DNS Error info code to report (RFC 8914), when edeSet.
+	ede    uint16
+	edeSet bool
 }
 
 // parseQuery reads p as a plain query: one question, no answer or authority, at most an OPT
@@ -214,6 +221,9 @@ func appendOPT(dst []byte, q *query, extRcode, scope uint8) []byte {
 	if len(q.nsid) > 0 {
 		rdlen += 4 + len(q.nsid)
 	}
+	if q.edeSet {
+		rdlen += 6
+	}
 	dst = append(dst, 0, 0, typeOPT, maxUDPSize>>8, maxUDPSize&0xFF, extRcode, 0, flags, 0, byte(rdlen>>8), byte(rdlen))
 	if q.ecs != nil {
 		dst = append(dst, 0, optionECS, byte(len(q.ecs)>>8), byte(len(q.ecs)))
@@ -223,6 +233,9 @@ func appendOPT(dst []byte, q *query, extRcode, scope uint8) []byte {
 	if len(q.nsid) > 0 {
 		dst = append(dst, 0, optionNSID, byte(len(q.nsid)>>8), byte(len(q.nsid)))
 		dst = append(dst, q.nsid...)
+	}
+	if q.edeSet {
+		dst = append(dst, 0, optionEDE, 0, 2, byte(q.ede>>8), byte(q.ede))
 	}
 	binary.BigEndian.PutUint16(dst[10:], binary.BigEndian.Uint16(dst[10:])+1)
 	return dst

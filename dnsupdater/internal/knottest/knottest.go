@@ -1,0 +1,164 @@
+package knottest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+// Knot is a running knotd.
+type Knot struct {
+	// Addr is the ip:port it answers on, over UDP and TCP.
+	Addr string
+	log  *syncBuffer
+}
+
+// Log returns what knotd has logged so far.
+func (k *Knot) Log() string { return k.log.String() }
+
+// Zone is one zone Knot serves.
+type Zone struct {
+	// Name is the zone name without the trailing dot, e.g. "demo.test".
+	Name string
+	// File is the zone file's text, for a primary zone.
+	File string
+	// Primary is the ip:port of the primary to transfer the zone from, for a secondary zone;
+	// Knot also accepts its NOTIFYs.
+	Primary string
+}
+
+// freePort returns a loopback port free over UDP and TCP at the time of the call.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port over UDP and TCP")
+	return 0
+}
+
+// Skip skips the test when knotd is not installed.
+func Skip(t testing.TB) string {
+	t.Helper()
+	knotd, err := exec.LookPath("knotd")
+	if err != nil {
+		t.Skip("knotd (Debian package knot) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
+	}
+	return knotd
+}
+
+// Start runs knotd for zones with a generated configuration in a temporary directory, waits
+// until it answers for every primary zone, and stops it when the test ends.
+func Start(t testing.TB, zones ...Zone) *Knot {
+	t.Helper()
+	knotd := Skip(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	var conf strings.Builder
+	fmt.Fprintf(&conf, `server:
+    rundir: "%[1]s"
+    listen: 127.0.0.1@%[2]d
+    udp-max-payload: 1232
+log:
+  - target: stderr
+    any: debug
+database:
+    storage: "%[1]s"
+template:
+  - id: default
+    storage: "%[1]s"
+    semantic-checks: off
+    journal-content: changes
+    zonefile-sync: -1
+    zonefile-load: whole
+`, dir, port)
+	var remotes, acls, zoneConf strings.Builder
+	for i, z := range zones {
+		fmt.Fprintf(&zoneConf, "  - domain: %s\n    file: \"%s/%s.zone\"\n", z.Name, dir, z.Name)
+		if z.Primary != "" {
+			host, p, _ := net.SplitHostPort(z.Primary)
+			fmt.Fprintf(&remotes, "  - id: primary%d\n    address: %s@%s\n", i, host, p)
+			fmt.Fprintf(&acls, "  - id: notify%d\n    address: %s\n    action: notify\n", i, host)
+			fmt.Fprintf(&zoneConf, "    master: primary%d\n    acl: notify%d\n", i, i)
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, z.Name+".zone"), []byte(z.File), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if remotes.Len() > 0 {
+		conf.WriteString("remote:\n" + remotes.String() + "acl:\n" + acls.String())
+	}
+	conf.WriteString("zone:\n" + zoneConf.String())
+	confPath := filepath.Join(dir, "knot.conf")
+	if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, knotd, "-c", confPath, "-s", filepath.Join(dir, "knot.sock"))
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start knotd: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("knotd output:\n%s", out.String())
+		}
+	})
+	k := &Knot{Addr: fmt.Sprintf("127.0.0.1:%d", port), log: out}
+	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
+	for _, z := range zones {
+		if z.Primary != "" {
+			continue
+		}
+		eventstest.Eventually(t, 15*time.Second, func() bool {
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(z.Name), dns.TypeSOA)
+			r, _, err := c.Exchange(m, k.Addr)
+			return err == nil && r.Rcode == dns.RcodeSuccess
+		}, "knotd answering for %s on %s", z.Name, k.Addr)
+	}
+	return k
+}
+
+// syncBuffer collects a process's output for reading while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

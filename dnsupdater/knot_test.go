@@ -1,0 +1,274 @@
+package dnsupdater
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/internal/knottest"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+// differentialConfig is the zone the differential test loads into Detour and, through an AXFR
+// from Detour, into Knot: every kind of name a query can meet.
+const differentialConfig = `
+zones:
+  - name: conf.test
+    nameservers: [{name: ns1.conf.test, address: 127.0.0.53}, {name: ns2.conf.test, address: "::53"}]
+    transfer_to: ["127.0.0.1"]
+    records:
+      - "@ IN MX 10 mx"
+      - "@ IN TXT \"apex\""
+      - "mx IN A 192.0.2.25"
+      - "mx IN AAAA 2001:db8::25"
+      - "www IN CNAME shop"
+      - "alias IN CNAME mx"
+      - "chain IN CNAME alias"
+      - "dangling IN CNAME nothere"
+      - "outside IN CNAME www.example.com."
+      - "deleg IN CNAME host.sub"
+      - "txt IN TXT \"hello\" \"world\""
+      - "x.deep IN A 192.0.2.9"
+      - "sub IN NS ns.sub"
+      - "sub IN NS ns.other.example."
+      - "ns.sub IN A 192.0.2.7"
+      - "sub2 IN NS ns.other.example."
+      - "*.wild IN A 192.0.2.80"
+      - "*.wild IN TXT \"w\""
+      - "x.wild IN MX 10 mx"
+      - "a.b.wild IN A 192.0.2.81"
+      - "*.walias IN CNAME mx"
+      - "towild IN CNAME z.wild"
+      - "srv IN SRV 0 0 80 mx"
+      - "caa IN CAA 0 issue \"ca.example\""
+      - "ptr IN PTR mx"
+      - "hinfo IN HINFO \"pc\" \"linux\""
+%s
+edges:
+  - {name: edge-a, region: west, hostname: edge-a.conf.test, address: 10.9.0.1}
+apps:
+  - name: shop
+    fqdn: shop.conf.test
+    ttl: 5
+    pools:
+      - {name: p1, endpoints: [{address: "127.0.0.11:8081"}, {address: "127.0.0.12:8081"}, {address: "[2001:db8::11]:8081"}]}
+  - name: web
+    fqdn: web.conf.test
+    ingress: [edge-a]
+    pools: [{name: p1, endpoints: [{address: "127.0.0.11:80"}]}]
+`
+
+// bigTXT gives big.conf.test a TXT RRset larger than 1232 bytes.
+func bigTXT() string {
+	var b strings.Builder
+	for i := range 24 {
+		fmt.Fprintf(&b, "      - \"big IN TXT \\\"%02d %s\\\"\"\n", i, strings.Repeat("x", 60))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// transport is one way of sending a query.
+type transport struct {
+	name string
+	tcp  bool
+	// edns is the advertised UDP size; 0 sends no OPT record.
+	edns uint16
+	do   bool
+}
+
+var transports = []transport{
+	{name: "udp"}, {name: "udp+edns1232", edns: 1232}, {name: "udp+edns512", edns: 512},
+	{name: "udp+edns4096+do", edns: 4096, do: true}, {name: "tcp", tcp: true, edns: 1232},
+}
+
+// intendedDifferences are the ways Detour's replies may differ from Knot's, each a deliberate
+// choice with its RFC reason: a reply pair that differs is normalised by every entry that
+// applies, and must then be equal. Everything else must match as sent.
+var intendedDifferences = []struct {
+	reason string
+	// normalise reports whether the entry applies to the query and, if so, makes the replies
+	// agree on the point in question.
+	normalise func(q, detour, knot *dns.Msg) bool
+}{
+	{reason: "Detour copies CD from the query as RFC 4035 §3.1.6 says the name server side MUST; Knot 3.2 clears it",
+		normalise: func(q, detour, knot *dns.Msg) bool {
+			if !q.CheckingDisabled || !detour.CheckingDisabled || knot.CheckingDisabled {
+				return false
+			}
+			detour.CheckingDisabled = false
+			return true
+		}},
+}
+
+// render is a reply as the differential test compares it: the header fields, the question,
+// and every section with its records sorted (the order of records in a section carries no
+// meaning, RFC 2181 §5).
+func render(r *dns.Msg) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s opcode=%d aa=%v tc=%v rd=%v ra=%v ad=%v cd=%v\n", dns.RcodeToString[r.Rcode], r.Opcode,
+		r.Authoritative, r.Truncated, r.RecursionDesired, r.RecursionAvailable, r.AuthenticatedData, r.CheckingDisabled)
+	for _, q := range r.Question {
+		fmt.Fprintf(&b, "q: %s\n", q.String())
+	}
+	for _, sec := range []struct {
+		name string
+		rrs  []dns.RR
+	}{{"an", r.Answer}, {"ns", r.Ns}, {"ar", r.Extra}} {
+		var lines []string
+		for _, rr := range sec.rrs {
+			s := rr.String()
+			if opt, ok := rr.(*dns.OPT); ok {
+				s = fmt.Sprintf("OPT udp=%d do=%v version=%d rcode=%d options=%v", opt.UDPSize(), opt.Do(), opt.Version(), opt.ExtendedRcode(), opt.Option)
+			}
+			lines = append(lines, sec.name+": "+s)
+		}
+		slices.Sort(lines)
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// mixCase spells name with every other letter in upper case.
+func mixCase(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if i%2 == 0 && 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
+	knottest.Skip(t)
+	js := eventstest.Start(t)
+	detour := startServer(t, js, eventstest.Config(t, fmt.Sprintf(differentialConfig, bigTXT())), "").srv.Addr()
+
+	// The same zone content in both: Knot loads what Detour transfers.
+	tr := new(dns.Transfer)
+	axfr := new(dns.Msg)
+	axfr.SetAxfr("conf.test.")
+	ch, err := tr.In(axfr, detour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file strings.Builder
+	owners := map[string]bool{}
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatal(env.Error)
+		}
+		for _, rr := range env.RR {
+			owners[rr.Header().Name] = true
+			file.WriteString(rr.String() + "\n")
+		}
+	}
+	knot := knottest.Start(t, knottest.Zone{Name: "conf.test", File: file.String()})
+
+	names := []string{"nope.conf.test.", "q.wild.conf.test.", "p.q.wild.conf.test.", "c.b.wild.conf.test.", "y.x.wild.conf.test.",
+		"any.walias.conf.test.", "host.sub.conf.test.", "a.b.sub.conf.test.", "x.sub2.conf.test.", "example.com.", "test."}
+	for name := range owners {
+		names = append(names, name, "nx."+name)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeNS, dns.TypeSOA, dns.TypeMX, dns.TypeTXT, dns.TypeCNAME,
+		dns.TypeSRV, dns.TypePTR, dns.TypeCAA, dns.TypeDS, dns.TypeANY, dns.TypeHINFO}
+
+	conns := map[string]*dns.Conn{}
+	ask := func(server string, tp transport, m *dns.Msg) *dns.Msg {
+		t.Helper()
+		if tp.tcp {
+			c := conns[server]
+			if c == nil {
+				nc, err := net.DialTimeout("tcp", server, 2*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c = &dns.Conn{Conn: nc}
+				conns[server] = c
+				t.Cleanup(func() { c.Close() })
+			}
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			if err := c.WriteMsg(m); err != nil {
+				t.Fatalf("tcp %s: %v", server, err)
+			}
+			r, err := c.ReadMsg()
+			if err != nil {
+				t.Fatalf("tcp %s: %v", server, err)
+			}
+			return r
+		}
+		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second, UDPSize: 65535}
+		r, _, err := c.Exchange(m, server)
+		if err != nil {
+			t.Fatalf("udp %s %s: %v", server, m.Question[0].String(), err)
+		}
+		return r
+	}
+
+	sent, intended := 0, map[string]int{}
+	var unexplained []string
+	for i, name := range names {
+		for j, qt := range types {
+			for k, tp := range transports {
+				qname := name
+				if (i+j+k)%3 == 0 {
+					qname = mixCase(name)
+				}
+				m := new(dns.Msg)
+				m.SetQuestion(qname, qt)
+				m.RecursionDesired = (i+k)%2 == 0
+				m.CheckingDisabled = (j+k)%5 == 0
+				if tp.edns > 0 {
+					m.SetEdns0(tp.edns, tp.do)
+				}
+				d, kn := ask(detour, tp, m), ask(knot.Addr, tp, m)
+				sent++
+				if rd, rk := render(d), render(kn); rd != rk {
+					var why []string
+					for _, diff := range intendedDifferences {
+						if diff.normalise(m, d, kn) {
+							why = append(why, diff.reason)
+						}
+					}
+					if len(why) > 0 && render(d) == render(kn) {
+						for _, w := range why {
+							intended[w]++
+						}
+						continue
+					}
+					if len(unexplained) < 40 {
+						unexplained = append(unexplained, fmt.Sprintf("%s over %s:\n--- detour\n%s--- knot\n%s", m.Question[0].String(), tp.name, rd, rk))
+					} else {
+						unexplained = append(unexplained, "")
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d queries to each server (%d names × %d types × %d transports), %d replies differ only as intended:", sent, len(names), len(types), len(transports), sumValues(intended))
+	for why, n := range intended {
+		t.Logf("  %d × %s", n, why)
+	}
+	if sent < 2000 {
+		t.Errorf("want a corpus of at least 2,000 queries, sent %d", sent)
+	}
+	if len(unexplained) > 0 {
+		t.Errorf("%d replies differ from Knot's without an intended reason; the first:\n%s", len(unexplained), strings.Join(slices.DeleteFunc(unexplained, func(s string) bool { return s == "" }), "\n"))
+	}
+}
+
+func sumValues(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
