@@ -274,6 +274,33 @@ func TestDeploymentIdentitiesNoRoleReadsAnotherEdgesRoutesOrDeletesAConsumer(t *
 	}
 }
 
+func TestDeploymentIdentitiesAnyRoleCreatesAMissingStreamButNoneChangesOne(t *testing.T) {
+	d := startDeployment(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	edge := d.as("edge-west")
+	if _, err := events.ProvisionStreams(ctx, edge.js, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatalf("edge-west, the first role up, cannot create the streams: %v", err)
+	}
+	st, err := edge.js.Stream(ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxAge = time.Second
+	for _, user := range []string{"edge-west", "decider", "prober-us-west"} {
+		uctx, ucancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := d.as(user).js.UpdateStream(uctx, cfg)
+		ucancel()
+		if err == nil {
+			t.Errorf("%s changed the PROBES stream", user)
+		}
+	}
+	if info, err := st.Info(ctx); err != nil || info.Config.MaxAge == time.Second {
+		t.Errorf("PROBES max age is %v (err %v): a role changed it", info.Config.MaxAge, err)
+	}
+}
+
 func mustEvent(t *testing.T) events.Envelope {
 	t.Helper()
 	e, err := events.New(events.TypeEndpointUp, t.Name(), time.Now(), map[string]string{})
