@@ -114,10 +114,14 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 			break
 		}
 	}
-	if ctx.Err() == nil && o.Hold > 0 {
+	// Hold the last step, unless a controller rolls the drill back meanwhile (max_duration).
+	for end := time.Now().Add(o.Hold); ctx.Err() == nil && time.Now().Before(end); {
+		if rb, _ := rolledBack(ctx, o.JS, subject); rb != "" {
+			break
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(o.Hold):
+		case <-time.After(min(100*time.Millisecond, time.Until(end))):
 		}
 	}
 	stopRenew()

@@ -101,7 +101,11 @@ edges:
 			t.Errorf("stack stopped with %v", err)
 		}
 	})
-	nc, err := nats.Connect(st.NATSURL)
+	creds, err := st.NATSCredentials.Option()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.NATSURL, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,276 @@
+package drill_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/cli"
+	"github.com/detourdev/detour/services/controller"
+	"github.com/detourdev/detour/services/demo"
+	"github.com/detourdev/detour/services/drill"
+	"github.com/detourdev/detour/services/up"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// stack is Detour in process with two backends and two edges.
+type stack struct {
+	*up.Stack
+	js         jetstream.JetStream
+	configPath string
+	west       *demo.Backend
+}
+
+func freePort(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	west, err := demo.StartBackend("west", "127.0.0.71:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = west.Close() })
+	east, err := demo.StartBackend("east", "127.0.0.72:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = east.Close() })
+	doc := fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    check: {type: http, path: /healthz, interval: 250ms, timeout: 200ms, fall: 3, rise: 2}
+    pools:
+      - {name: west, region: us-west, endpoints: [{address: %[1]q}]}
+      - {name: east, region: us-east, endpoints: [{address: %[2]q}]}
+  - name: www
+    fqdn: www.demo.test
+    ttl: 5
+    check: {type: http, path: /healthz, interval: 250ms, timeout: 200ms, fall: 3, rise: 2}
+    ingress: [edge-a, edge-b]
+    pools:
+      - {name: west, region: us-west, endpoints: [{address: %[1]q}]}
+      - {name: east, region: us-east, endpoints: [{address: %[2]q}]}
+edges:
+  - {name: edge-a, region: us-west, hostname: edge-a.demo.test, address: 127.0.0.73, heartbeat: {interval: 250ms, fall: 3},
+     apps: [{app: www, listen: %[3]q, secondary: edge-b}]}
+  - {name: edge-b, region: us-east, hostname: edge-b.demo.test, address: 127.0.0.74, heartbeat: {interval: 250ms, fall: 3},
+     apps: [{app: www, listen: %[4]q, secondary: edge-a}]}
+`, west.Addr(), east.Addr(), freePort(t, "127.0.0.73"), freePort(t, "127.0.0.74"))
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := up.Start(ctx, up.Options{ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1,
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := st.Wait(); err != nil {
+			t.Errorf("stack stopped with %v", err)
+		}
+	})
+	creds, err := st.NATSCredentials.Option()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.NATSURL, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{Stack: st, js: js, configPath: path, west: west}
+	// Every endpoint and edge is decided before a drill starts.
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		v, err := drill.ReadState(context.Background(), js, st.Config)
+		if err != nil {
+			return false
+		}
+		for _, a := range st.Config.Apps {
+			for _, p := range a.Pools {
+				if v.Endpoint(a.Name, p.Name, p.Endpoints[0].Name) != events.StatusUp {
+					return false
+				}
+			}
+		}
+		return v.Edge("edge-a") == events.StatusUp && v.Edge("edge-b") == events.StatusUp
+	}, "every endpoint and edge is up")
+	return s
+}
+
+func (s *stack) options(t *testing.T, doc string) drill.Options {
+	t.Helper()
+	f, err := drill.Parse("drill.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return drill.Options{JS: s.js, Config: s.Config, File: f, DNS: []string{s.DNSAddr}, By: "tester",
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
+}
+
+// answer is what the stack's DNS server answers for name now.
+func (s *stack) answer(t *testing.T, name string) string {
+	t.Helper()
+	sp, err := drill.PlanFor(context.Background(), s.js, s.Config, &drill.File{Name: "probe", Steps: nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range sp.Before.Answers {
+		if a.What == name {
+			return a.Answer
+		}
+	}
+	return ""
+}
+
+func TestADrillSwitchesWithinItsRTOScoresItAndRollsBack(t *testing.T) {
+	s := startStack(t)
+	sc, err := drill.Run(context.Background(), s.options(t, `
+name: lose-west
+steps:
+  - {fail: pool shop/west, rto: 2s}
+  - {fail: edge edge-a, rto: 2s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Pass || len(sc.Steps) != 2 || !sc.Restored.Pass || sc.RolledBack != "completed by tester" {
+		t.Fatalf("scorecard: %+v", sc)
+	}
+	for i, want := range []string{"shop.demo.test.: expected " + host(s.Config.Apps[0].Pools[1].Endpoints[0].Address), "www.demo.test.: expected CNAME edge-b.demo.test."} {
+		var text strings.Builder
+		_ = sc.WriteText(&text)
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("step %d: the scorecard lacks %q:\n%s", i, want, text.String())
+		}
+		if sc.Steps[i].Switch <= 0 || time.Duration(sc.Steps[i].Switch) > 2*time.Second {
+			t.Errorf("step %d switched in %s", i, sc.Steps[i].Switch)
+		}
+	}
+	// The real backend was never touched: it still answers.
+	resp, err := http.Get("http://" + s.west.Addr() + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("the west backend: %v %v", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+}
+
+func TestAStepSlowerThanItsRTOFailsAndSaysWhy(t *testing.T) {
+	s := startStack(t)
+	sc, err := drill.Run(context.Background(), s.options(t, "name: tight\nsteps: [{fail: pool shop/west, rto: 1ms}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Pass || sc.Steps[0].Pass || !strings.Contains(sc.Steps[0].Reason, "over the rto of 1ms") {
+		t.Errorf("step: pass %v, reason %q; want a failure over the rto of 1ms", sc.Steps[0].Pass, sc.Steps[0].Reason)
+	}
+}
+
+func TestADrillRollsBackByItselfAfterMaxDuration(t *testing.T) {
+	s := startStack(t)
+	o := s.options(t, "name: long\nmax_duration: 1500ms\nsteps: [{fail: pool shop/west, rto: 1s}]")
+	o.Hold = time.Minute
+	start := time.Now()
+	sc, err := drill.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sc.RolledBack, "max_duration by controller-") || time.Since(start) > 20*time.Second {
+		t.Errorf("rolled back %q after %s, want by a controller at max_duration", sc.RolledBack, time.Since(start))
+	}
+	if !sc.Restored.Pass {
+		t.Errorf("the answers did not return: %+v", sc.Restored)
+	}
+}
+
+// TestDrillRunnerChild is the runner TestADrillWhoseRunnerIsKilledIsRolledBackByAController
+// starts in a child process and kills.
+func TestDrillRunnerChild(t *testing.T) {
+	args := os.Getenv("DETOUR_DRILL_CHILD")
+	if args == "" {
+		t.Skip("the child process of TestADrillWhoseRunnerIsKilledIsRolledBackByAController")
+	}
+	os.Exit(cli.Main(strings.Split(args, " "), os.Stdout, os.Stderr))
+}
+
+func TestADrillWhoseRunnerIsKilledIsRolledBackByAController(t *testing.T) {
+	s := startStack(t)
+	// A second controller replica: either may carry the rollback out.
+	eventstest.Run(t, "controller-2", func(ctx context.Context) error {
+		return controller.Run(ctx, controller.Options{JS: s.js, Config: s.Config, Name: "controller-2",
+			Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	})
+	file := filepath.Join(t.TempDir(), "drill.yaml")
+	if err := os.WriteFile(file, []byte("name: orphan\nsteps: [{fail: pool shop/west, rto: 2s}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestDrillRunnerChild$")
+	child.Env = append(os.Environ(), "DETOUR_NATS_NKEY="+s.NATSCredentials.File, "DETOUR_DRILL_CHILD="+strings.Join([]string{"drill", "run", file, "--nats", s.NATSURL,
+		"--config", s.configPath, "--dns", s.DNSAddr, "--hold", "1m", "--log-format", "json"}, " "))
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	east := host(s.Config.Apps[0].Pools[1].Endpoints[0].Address)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return s.answer(t, "shop.demo.test.") == east },
+		"the drill's runner fails shop/west")
+	var id string
+	if v, err := drill.ReadDrills(context.Background(), s.js); err == nil && len(v.Active()) == 1 {
+		id = v.Active()[0].Started.ID
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killed := time.Now()
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		v, err := drill.ReadDrills(context.Background(), s.js)
+		return err == nil && v.Ended(id)
+	}, "the drill %s rolls back after its runner was killed", id)
+	st, err := s.js.Stream(context.Background(), events.StreamDrills)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, _, err := events.Last(context.Background(), st, events.DrillSubject(id))
+	var rb events.DrillRolledBack
+	if err != nil || e.Payload(&rb) != nil || rb.Reason != "runner_lost" || !strings.HasPrefix(rb.By, "controller-") {
+		t.Errorf("the rollback: %+v (%v), want runner_lost by a controller", rb, err)
+	}
+	west := host(s.Config.Apps[0].Pools[0].Endpoints[0].Address)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return s.answer(t, "shop.demo.test.") == west },
+		"shop answers west again after the rollback")
+	t.Logf("rolled back %s after the runner was killed (lease 3s)", time.Since(killed).Round(time.Millisecond))
+}
+
+func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
