@@ -58,6 +58,14 @@ func ProbeSubject(region, app, pool, endpoint string) string {
 	return join("detour.probe", region, app, pool, endpoint)
 }
 
+// EdgeProbePool is the pool token of the probe results of an edge's listeners: probers check
+// each edge app listener as endpoint <edge> of pool EdgeProbePool of the app, and publish each
+// result on its own subject, never in a batch, so the controller follows EdgeProbeSubjects.
+const EdgeProbePool = "_edge"
+
+// EdgeProbeSubjects matches the probe results of every edge listener from every region.
+const EdgeProbeSubjects = "detour.probe.*.*." + EdgeProbePool + ".*"
+
 // ProbeBatchSubject is where one prober publishes the batch of one tick.
 func ProbeBatchSubject(region, prober string) string {
 	return join("detour.probe", region, "batch", prober)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 )
 
@@ -65,6 +66,32 @@ func Targets(c *config.Config) []Target {
 				}
 				ts = append(ts, Target{App: a.Name, Pool: p.Name, Endpoint: e.Name, Address: e.Address, Dial: dial, Check: a.Check})
 			}
+		}
+	}
+	return append(ts, edgeTargets(c)...)
+}
+
+// edgeTargets lists every edge app listener as endpoint <edge> of pool events.EdgeProbePool of
+// its app, checked at the app's interval and thresholds: an HTTP listener must answer the
+// edge's own ping (HEAD / with Detour-Edge-Ping, answered 204 by the edge itself, whatever its
+// pool's state), a TCP listener must accept a connection. The controller folds these results
+// into the edge's liveness with its heartbeats.
+func edgeTargets(c *config.Config) []Target {
+	var ts []Target
+	for _, e := range c.Edges {
+		for _, ea := range e.Apps {
+			a := c.App(ea.App)
+			dial, err := netip.ParseAddrPort(ea.Listen)
+			if a == nil || err != nil {
+				continue
+			}
+			k := config.Check{Type: config.CheckTCP, Interval: a.Check.Interval, Timeout: a.Check.Timeout,
+				Jitter: a.Check.Jitter, Fall: a.Check.Fall, Rise: a.Check.Rise, StaleAfter: a.Check.StaleAfter}
+			if ea.Mode == config.ModeHTTP {
+				k.Type, k.Method, k.Path, k.ExpectStatus = config.CheckHTTP, "HEAD", "/", []string{"204"}
+				k.Headers = map[string]string{"Detour-Edge-Ping": "prober"}
+			}
+			ts = append(ts, Target{App: ea.App, Pool: events.EdgeProbePool, Endpoint: e.Name, Address: ea.Listen, Dial: dial, Check: k})
 		}
 	}
 	return ts

@@ -46,7 +46,7 @@ type publisher struct {
 }
 
 func (p *publisher) publish(c completed) {
-	if p.window > 0 {
+	if p.window > 0 && c.r.Pool != events.EdgeProbePool {
 		p.in <- c
 		return
 	}

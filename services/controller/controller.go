@@ -150,6 +150,12 @@ func run(ctx context.Context, o Options) error {
 		return fmt.Errorf("run controller: subscribe to %s: %w", events.SubjectHeartbeats, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	checks := make(chan *nats.Msg, 1024)
+	csub, err := o.JS.Conn().ChanSubscribe(events.EdgeProbeSubjects, checks)
+	if err != nil {
+		return fmt.Errorf("run controller: subscribe to %s: %w", events.EdgeProbeSubjects, err)
+	}
+	defer func() { _ = csub.Unsubscribe() }()
 
 	ticks := o.Ticks
 	if ticks == nil {
@@ -173,6 +179,8 @@ func run(ctx context.Context, o Options) error {
 			}
 		case m := <-beats:
 			c.onHeartbeat(m)
+		case m := <-checks:
+			c.onEdgeCheck(m)
 		case m := <-drillMsgs:
 			c.onDrill(m)
 		case <-ticks:
@@ -228,6 +236,43 @@ func (c *controller) onHeartbeat(m *nats.Msg) {
 	if !c.live.Heartbeat(hb.Edge, e.ID, c.o.Now()) {
 		c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
 	}
+}
+
+// onEdgeCheck folds a prober's check of an edge listener into the edge's liveness.
+func (c *controller) onEdgeCheck(m *nats.Msg) {
+	region, r, err := decodeEdgeCheck(m.Subject, m.Data)
+	if err != nil {
+		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("edge check result skipped")
+		return
+	}
+	if e := c.o.Config.Edge(r.Endpoint); e == nil || e.App(r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, c.o.Now()) {
+		c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
+	}
+}
+
+// decodeEdgeCheck parses the result of a check of an edge listener received on subject and
+// checks that it names the region, app and edge of its subject; the region is the subject's,
+// which the publisher's NATS permissions vouch for.
+func decodeEdgeCheck(subject string, data []byte) (string, events.ProbeResult, error) {
+	var r events.ProbeResult
+	tok := events.SplitSubject(subject, "detour.probe")
+	if len(tok) != 4 || tok[2] != events.EdgeProbePool {
+		return "", r, fmt.Errorf("decode edge check: %w: subject %s", events.ErrMalformed, subject)
+	}
+	e, err := events.Decode(data)
+	if err != nil {
+		return "", r, fmt.Errorf("decode edge check: %w", err)
+	}
+	if e.Type != events.TypeProbeCompleted {
+		return "", r, fmt.Errorf("decode edge check: %w: type %q is not %s", events.ErrMalformed, e.Type, events.TypeProbeCompleted)
+	}
+	if err := e.Payload(&r); err != nil {
+		return "", r, fmt.Errorf("decode edge check: %w", err)
+	}
+	if r.Region != tok[0] || r.App != tok[1] || r.Pool != tok[2] || r.Endpoint != tok[3] {
+		return "", r, fmt.Errorf("decode edge check: %w: payload does not match subject %s", events.ErrMalformed, subject)
+	}
+	return tok[0], r, nil
 }
 
 // decodeHeartbeat parses a heartbeat received on subject and checks that it names the edge the

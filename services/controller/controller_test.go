@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,5 +203,68 @@ func TestRunRefusesIncompleteOptions(t *testing.T) {
 		if err := Run(context.Background(), tt.o); err == nil || err.Error() != tt.want {
 			t.Errorf("err = %v, want %s", err, tt.want)
 		}
+	}
+}
+
+// check publishes results of the probers' checks of edge's listener for app shop from regions
+// every interval, passing when ok, until the test ends.
+func check(t *testing.T, ns *eventstest.Server, edge string, ok bool, interval time.Duration, regions ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	wg.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			for _, region := range regions {
+				r := events.ProbeResult{At: time.Now().UTC(), App: "shop", Pool: events.EdgeProbePool, Endpoint: edge, Region: region, OK: ok}
+				e, err := events.New(events.TypeProbeCompleted, "test", time.Now(), r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = ns.Conn.Publish(events.ProbeSubject(region, "shop", events.EdgeProbePool, edge), e.Encode())
+			}
+			select {
+			case <-t.Context().Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+}
+
+func TestAWedgedEdgeGoesDownAndAnEdgeCutFromNATSStaysUp(t *testing.T) {
+	ns := eventstest.Start(t)
+	doc := strings.Replace(edgesDoc, "    fqdn: shop.demo.test\n", "    fqdn: shop.demo.test\n    check: {interval: 100ms, fall: 3, rise: 2, stale_after: 1s}\n", 1)
+	cfg, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// edge-west's heartbeats flow but its listener fails every check; edge-east sends no
+	// heartbeat at all but its listener passes every check.
+	beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
+	check(t, ns, "edge-west", false, 100*time.Millisecond, "us-west", "us-east")
+	check(t, ns, "edge-east", true, 100*time.Millisecond, "us-west", "us-east")
+	startController(t, ns, cfg, "controller-1")
+
+	west, east := events.EdgeStateSubject("edge-west"), events.EdgeStateSubject("edge-east")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.HasSuffix(types(history(t, ns, events.StreamState, west)), "D") }, "edge-west down")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return types(history(t, ns, events.StreamState, east)) == "U" }, "edge-east up")
+	var tr events.Transition
+	h := history(t, ns, events.StreamState, west)
+	if err := h[len(h)-1].Payload(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Reason != "listener checks: failing from 2 of 2 regions (heartbeats arrive)" {
+		t.Errorf("edge-west went down for %q, want the listener checks named", tr.Reason)
+	}
+	// Well past fall × interval without a heartbeat, edge-east is still up: its checks pass.
+	deadline := time.Now().Add(3*100*time.Millisecond + time.Second)
+	for time.Now().Before(deadline) {
+		if got := types(history(t, ns, events.StreamState, east)); got != "U" {
+			t.Fatalf("edge-east history %q, want a single up: its listeners answer", got)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -9,9 +9,13 @@ import (
 	"github.com/detourdev/detour/events/config"
 )
 
-// Liveness decides which edges are alive from when their heartbeats arrived. It does no I/O:
-// the shell feeds it heartbeats, the statuses recorded in STATE and the time, and appends the
-// changes it returns.
+// Liveness decides which edges are alive from two signals: when their heartbeats arrived, and
+// what the probers' checks of their listeners found (edges are checked like endpoints, from
+// every region, with their first app's check thresholds). While fresh check results exist they
+// decide: a wedged edge whose heartbeats flow goes down when a majority of the regions that check
+// it see its listeners fail, and an edge cut off from NATS stays up while its listeners answer.
+// Without fresh results the heartbeats decide. It does no I/O: the shell feeds it heartbeats,
+// check results, the statuses recorded in STATE and the time, and appends the changes it returns.
 type Liveness struct {
 	edges map[string]*edgeLife
 	names []string
@@ -27,6 +31,17 @@ type edgeLife struct {
 	recorded events.Status
 	// simulated is why a drill has the edge seen dead, whatever its heartbeats say; "" when none.
 	simulated string
+	// probe thresholds, and each region's view of the listeners.
+	pfall, rise int
+	stale       time.Duration
+	regions     map[string]*probeView
+}
+
+// probeView is one region's view of an edge's listeners.
+type probeView struct {
+	fails, oks int
+	status     events.Status
+	last       time.Time
 }
 
 // Change is an edge transition the shell should append to STATE.
@@ -51,7 +66,15 @@ func Tolerance(interval time.Duration) time.Duration { return interval / 5 }
 func NewLiveness(c *config.Config, start time.Time) *Liveness {
 	l := &Liveness{edges: map[string]*edgeLife{}}
 	for _, e := range c.Edges {
-		l.edges[e.Name] = &edgeLife{interval: e.Heartbeat.Interval.D(), fall: e.Heartbeat.Fall, last: start}
+		el := &edgeLife{interval: e.Heartbeat.Interval.D(), fall: e.Heartbeat.Fall, last: start,
+			pfall: 3, rise: 2, regions: map[string]*probeView{}}
+		el.stale = 3 * el.interval
+		if len(e.Apps) > 0 {
+			if a := c.App(e.Apps[0].App); a != nil {
+				el.pfall, el.rise, el.stale = max(a.Check.Fall, 1), max(a.Check.Rise, 1), a.Check.StaleAfter.D()
+			}
+		}
+		l.edges[e.Name] = el
 		l.names = append(l.names, e.Name)
 	}
 	sort.Strings(l.names)
@@ -79,33 +102,107 @@ func (l *Liveness) Recorded(edge string, s events.Status) {
 	}
 }
 
-// Due returns the transitions the edges' heartbeats call for at now, in edge name order: down
-// for an edge silent for longer than fall × interval (plus Tolerance), up for an edge whose
-// heartbeats arrive while STATE does not say up.
+// Probe records the result of a check of one of edge's listeners from region, arriving at at.
+// It reports false for an edge that is not configured.
+func (l *Liveness) Probe(edge, region string, ok bool, at time.Time) bool {
+	e, found := l.edges[edge]
+	if !found {
+		return false
+	}
+	v := e.regions[region]
+	if v == nil {
+		v = &probeView{status: events.StatusUnknown}
+		e.regions[region] = v
+	}
+	v.last = at
+	if ok {
+		v.fails, v.oks = 0, v.oks+1
+		if v.oks >= e.rise {
+			v.status = events.StatusUp
+		}
+	} else {
+		v.oks, v.fails = 0, v.fails+1
+		if v.fails >= e.pfall {
+			v.status = events.StatusDown
+		}
+	}
+	return true
+}
+
+// probed returns what the regions with a fresh, decided view of e's listeners say at now: down
+// when more than half of them see the listeners fail, up otherwise, unknown when none has.
+func (e *edgeLife) probed(now time.Time) (s events.Status, down, regions int) {
+	for _, v := range e.regions {
+		if v.status == events.StatusUnknown || e.stale > 0 && now.Sub(v.last) > e.stale {
+			continue
+		}
+		regions++
+		if v.status == events.StatusDown {
+			down++
+		}
+	}
+	switch {
+	case regions == 0:
+		return events.StatusUnknown, 0, 0
+	case 2*down > regions:
+		return events.StatusDown, down, regions
+	default:
+		return events.StatusUp, down, regions
+	}
+}
+
+// Due returns the transitions the edges' signals call for at now, in edge name order. With
+// fresh check results: down when a majority of the checking regions see the listeners fail,
+// up when they do not. Without: down for an edge silent for longer than fall × interval (plus
+// Tolerance), up for an edge whose heartbeats arrive. Each reason names the deciding signal.
 func (l *Liveness) Due(now time.Time) []Change {
 	var out []Change
 	for _, name := range l.names {
 		e := l.edges[name]
 		silent := now.Sub(e.last)
 		deadline := time.Duration(e.fall)*e.interval + Tolerance(e.interval)
+		beating := silent <= deadline && e.seen
 		th := events.Thresholds{IntervalMS: e.interval.Milliseconds(), HeartbeatFall: e.fall}
-		switch {
-		case e.simulated != "" && e.recorded != events.StatusDown:
-			out = append(out, Change{Edge: name, From: e.recorded, To: events.StatusDown, Reason: e.simulated, Thresholds: th})
-		case e.simulated != "":
-		case silent > deadline && e.recorded != events.StatusDown:
-			reason := fmt.Sprintf("%d missed heartbeats (interval %s)", e.fall, e.interval)
-			if !e.seen {
-				reason = fmt.Sprintf("no heartbeat within %d intervals of %s", e.fall, e.interval)
+		if e.simulated != "" {
+			if e.recorded != events.StatusDown {
+				out = append(out, Change{Edge: name, From: e.recorded, To: events.StatusDown, Reason: e.simulated, Thresholds: th})
 			}
-			out = append(out, Change{Edge: name, From: e.recorded, To: events.StatusDown, Reason: reason, Heartbeat: e.lastID, Thresholds: th})
-		case silent <= deadline && e.seen && e.recorded != events.StatusUp:
-			reason := "heartbeats resumed"
-			if e.recorded == events.StatusUnknown {
-				reason = "first heartbeat"
-			}
-			out = append(out, Change{Edge: name, From: e.recorded, To: events.StatusUp, Reason: reason, Heartbeat: e.lastID, Thresholds: th})
+			continue
 		}
+		heartbeats := "heartbeats arrive"
+		if !beating {
+			heartbeats = "heartbeats stopped"
+		}
+		ps, down, regions := e.probed(now)
+		ch := Change{Edge: name, From: e.recorded, Heartbeat: e.lastID, Thresholds: th}
+		switch {
+		case ps == events.StatusDown && e.recorded != events.StatusDown:
+			ch.To = events.StatusDown
+			ch.Reason = fmt.Sprintf("listener checks: failing from %d of %d regions (%s)", down, regions, heartbeats)
+		case ps == events.StatusUp && e.recorded != events.StatusUp:
+			ch.To = events.StatusUp
+			ch.Reason = fmt.Sprintf("listener checks: passing from %d of %d regions (%s)", regions-down, regions, heartbeats)
+		case ps != events.StatusUnknown:
+			continue
+		case silent > deadline && e.recorded != events.StatusDown:
+			ch.To = events.StatusDown
+			ch.Reason = fmt.Sprintf("%d missed heartbeats (interval %s)", e.fall, e.interval)
+			if !e.seen {
+				ch.Reason = fmt.Sprintf("no heartbeat within %d intervals of %s", e.fall, e.interval)
+			}
+		case beating && e.recorded != events.StatusUp:
+			ch.To = events.StatusUp
+			ch.Reason = "heartbeats resumed"
+			if e.recorded == events.StatusUnknown {
+				ch.Reason = "first heartbeat"
+			}
+		default:
+			continue
+		}
+		if ps != events.StatusUnknown {
+			ch.Heartbeat = "" // the checks decided, not a heartbeat
+		}
+		out = append(out, ch)
 	}
 	return out
 }

@@ -89,3 +89,65 @@ func TestHeartbeatsOfUnknownEdgesAreRefused(t *testing.T) {
 		t.Fatal("a heartbeat of an edge that is not configured was accepted")
 	}
 }
+
+// TestLivenessFromHeartbeatsAndListenerChecks runs a timeline, one step per 500ms, with a
+// heartbeat and a check of the edge's listener from each of two regions per step: 'h' heartbeat
+// and both checks pass, 'w' heartbeat while both checks fail (a wedged edge), 'c' no heartbeat
+// while both checks pass (an edge cut off from NATS), 's' a heartbeat and one region's check
+// failing, '.' nothing at all. The app's check has fall 3, rise 2, stale_after 3s.
+func TestLivenessFromHeartbeatsAndListenerChecks(t *testing.T) {
+	tests := []struct {
+		name, steps, want, reason string
+	}{
+		{name: "a wedged edge whose heartbeats flow goes down after fall failed checks", steps: "hhhwww", want: "UUUUUD",
+			reason: "listener checks: failing from 2 of 2 regions (heartbeats arrive)"},
+		{name: "an edge cut off from NATS whose listeners answer stays up", steps: "hhcccccccccc", want: "UUUUUUUUUUUU"},
+		{name: "one region of two seeing failures is not a majority", steps: "hhssssss", want: "UUUUUUUU"},
+		{name: "a wedged edge comes back after rise passing checks", steps: "hhwwwhh", want: "UUUUDDU",
+			reason: "listener checks: passing from 2 of 2 regions (heartbeats arrive)"},
+		{name: "when the checks go stale the heartbeats decide again", steps: "hhh...........", want: "UUUUUUUUUDDDDD",
+			reason: "3 missed heartbeats (interval 1s)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse("test.yaml", []byte(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {interval: 500ms, fall: 3, rise: 2, stale_after: 3s}
+    pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]
+edges:
+  - {name: west, region: w, hostname: west.demo.test, address: 127.0.0.21, heartbeat: {interval: 1s, fall: 3}, apps: [{app: shop, listen: "127.0.0.21:80", pool: p}]}
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Unix(1700000000, 0)
+			l := NewLiveness(c, start)
+			status, reason := events.StatusUnknown, ""
+			var got strings.Builder
+			for i, s := range tt.steps {
+				now := start.Add(time.Duration(i+1) * 500 * time.Millisecond)
+				if s == 'h' || s == 'w' || s == 's' {
+					l.Heartbeat("west", "hb", now)
+				}
+				if s != '.' {
+					l.Probe("west", "r1", s == 'h' || s == 'c' || s == 's', now)
+					l.Probe("west", "r2", s == 'h' || s == 'c', now)
+				}
+				for _, ch := range l.Due(now) {
+					status, reason = ch.To, ch.Reason
+					l.Recorded("west", status)
+				}
+				got.WriteByte(map[events.Status]byte{events.StatusUnknown: '?', events.StatusUp: 'U', events.StatusDown: 'D'}[status])
+			}
+			if got.String() != tt.want {
+				t.Errorf("statuses %s, want %s", got.String(), tt.want)
+			}
+			if tt.reason != "" && reason != tt.reason {
+				t.Errorf("last change's reason %q, want %q", reason, tt.reason)
+			}
+		})
+	}
+}
