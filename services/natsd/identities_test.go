@@ -446,7 +446,7 @@ edges:
 		"no zone change stored after shop's us-west endpoint died")
 	for user, c := range roles {
 		if v := c.errors(); len(v) > 0 {
-			t.Errorf("%s ran into the server's permissions: %q", user, v)
+			t.Errorf("%s ran into the server's permissions: %q\n(a role that now needs another subject, stream or consumer: allow exactly that in deployments/nats/accounts.conf)", user, v)
 		}
 	}
 }
