@@ -37,8 +37,8 @@ type Zone struct {
 	Primary string
 }
 
-// freePort returns a loopback port free over UDP and TCP at the time of the call.
-func freePort(t testing.TB) int {
+// FreePort returns a loopback port free over UDP and TCP at the time of the call.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -67,13 +67,20 @@ func Skip(t testing.TB) string {
 	return knotd
 }
 
-// Start runs knotd for zones with a generated configuration in a temporary directory, waits
-// until it answers for every primary zone, and stops it when the test ends.
+// Start runs knotd for zones on a free loopback port, as StartOn does.
 func Start(t testing.TB, zones ...Zone) *Knot {
+	t.Helper()
+	Skip(t)
+	return StartOn(t, FreePort(t), zones...)
+}
+
+// StartOn runs knotd for zones on 127.0.0.1:port with a generated configuration in a temporary
+// directory, waits until it answers for every primary zone, and stops it when the test ends.
+// Every zone may be transferred to loopback clients.
+func StartOn(t testing.TB, port int, zones ...Zone) *Knot {
 	t.Helper()
 	knotd := Skip(t)
 	dir := t.TempDir()
-	port := freePort(t)
 	var conf strings.Builder
 	fmt.Fprintf(&conf, `server:
     rundir: "%[1]s"
@@ -92,23 +99,27 @@ template:
     zonefile-sync: -1
     zonefile-load: whole
 `, dir, port)
-	var remotes, acls, zoneConf strings.Builder
+	var remotes, zoneConf strings.Builder
+	acls := strings.Builder{}
+	acls.WriteString("  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n")
 	for i, z := range zones {
 		fmt.Fprintf(&zoneConf, "  - domain: %s\n    file: \"%s/%s.zone\"\n", z.Name, dir, z.Name)
 		if z.Primary != "" {
 			host, p, _ := net.SplitHostPort(z.Primary)
 			fmt.Fprintf(&remotes, "  - id: primary%d\n    address: %s@%s\n", i, host, p)
 			fmt.Fprintf(&acls, "  - id: notify%d\n    address: %s\n    action: notify\n", i, host)
-			fmt.Fprintf(&zoneConf, "    master: primary%d\n    acl: notify%d\n", i, i)
+			fmt.Fprintf(&zoneConf, "    master: primary%d\n    acl: [transfer, notify%d]\n", i, i)
 			continue
 		}
+		zoneConf.WriteString("    acl: transfer\n")
 		if err := os.WriteFile(filepath.Join(dir, z.Name+".zone"), []byte(z.File), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if remotes.Len() > 0 {
-		conf.WriteString("remote:\n" + remotes.String() + "acl:\n" + acls.String())
+		conf.WriteString("remote:\n" + remotes.String())
 	}
+	conf.WriteString("acl:\n" + acls.String())
 	conf.WriteString("zone:\n" + zoneConf.String())
 	confPath := filepath.Join(dir, "knot.conf")
 	if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {

@@ -1,0 +1,179 @@
+package dnsupdater
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/internal/knottest"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+// secondaryConfig is the zone a real Knot secondary follows; %[1]s is Knot's address, %[2]s
+// the static records of the step.
+const secondaryConfig = `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    transfer_to: ["127.0.0.1"]
+    notify: ["%[1]s"]
+    records: [%[2]s]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    pools:
+      - name: us-west
+        endpoints: [{address: "127.0.0.11:8081"}]
+      - name: us-east
+        endpoints: [{address: "127.0.0.12:8081"}]
+%[3]s`
+
+// zoneRecords transfers zone from addr and returns its records in presentation form, sorted,
+// the closing SOA left out.
+func zoneRecords(t *testing.T, addr, zone string) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetAxfr(zone)
+	ch, err := (&dns.Transfer{}).In(m, addr)
+	if err != nil {
+		t.Fatalf("axfr %s from %s: %v", zone, addr, err)
+	}
+	var out []string
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("axfr %s from %s: %v", zone, addr, env.Error)
+		}
+		for _, rr := range env.RR {
+			out = append(out, rr.String())
+		}
+	}
+	if len(out) > 1 {
+		out = out[:len(out)-1]
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestAKnotSecondaryFollowsDetourThroughFailoversOverridesAndRestarts(t *testing.T) {
+	knottest.Skip(t)
+	checkzone, err := exec.LookPath("named-checkzone")
+	if err != nil {
+		t.Skip("named-checkzone (Debian package bind9) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
+	}
+	js := eventstest.Start(t)
+	dataDir := t.TempDir()
+	detourAddr := fmt.Sprintf("127.0.0.1:%d", knottest.FreePort(t))
+	knotPort := knottest.FreePort(t)
+	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+
+	var stop func()
+	start := func(records, more string) {
+		t.Helper()
+		if stop != nil {
+			stop()
+		}
+		srv, err := New(Options{
+			JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(secondaryConfig, knotAddr, records, more)), Addr: detourAddr,
+			DataDir: dataDir, Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 1,
+		})
+		if err != nil {
+			t.Fatalf("new server: %v", err)
+		}
+		stop = eventstest.Run(t, "dns server", srv.Run)
+	}
+	start(`"www IN A 192.0.2.1"`, "")
+	knot := knottest.StartOn(t, knotPort, knottest.Zone{Name: "demo.test", Primary: detourAddr})
+
+	step := 0
+	var last uint32
+	followed := func(what string) {
+		t.Helper()
+		step++
+		// Every step changes the zone: wait for Detour's new serial, then for Knot's.
+		eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, detourAddr) != last },
+			"step %d (%s): Detour takes a new serial after %d", step, what, last)
+		want := serial(t, detourAddr)
+		last = want
+		eventstest.Eventually(t, 10*time.Second, func() bool {
+			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(newQuery("demo.test.", dns.TypeSOA), knotAddr)
+			return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SOA).Serial == want
+		}, "step %d (%s): Knot at Detour's serial %d", step, what, want)
+		detour, secondary := zoneRecords(t, detourAddr, "demo.test."), zoneRecords(t, knotAddr, "demo.test.")
+		if !slices.Equal(detour, secondary) {
+			t.Fatalf("step %d (%s): the secondary's zone differs from Detour's\ndetour:\n%s\nknot:\n%s", step, what,
+				strings.Join(detour, "\n"), strings.Join(secondary, "\n"))
+		}
+		file := filepath.Join(t.TempDir(), "demo.test.zone")
+		if err := os.WriteFile(file, []byte(strings.Join(secondary, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(checkzone, "demo.test", file).CombinedOutput(); err != nil {
+			t.Fatalf("step %d (%s): named-checkzone refuses the transferred zone: %v\n%s", step, what, err, out)
+		}
+	}
+	followed("first transfer")
+
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	followed("failover to us-east")
+
+	// An operator drains us-east: the override, and the transition the decider makes of it.
+	publishOverride(t, js, events.TypeOverrideSet, "shop", "us-east", events.ActionDrain)
+	publishState(t, js, events.TypeEndpointDrained, events.EndpointStateSubject("shop", "us-east", "127-0-0-12_8081"),
+		events.Transition{App: "shop", Pool: "us-east", Endpoint: "127-0-0-12_8081", From: events.StatusUp, To: events.StatusDrained, Reason: "override"})
+	followed("us-east drained by an operator: every pool down, fail open")
+	publishOverride(t, js, events.TypeOverrideCleared, "shop", "us-east", "")
+	endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081")
+	followed("override cleared")
+	if got := transfers(knot.Log()); !slices.Equal(got, []string{"AXFR", "IXFR", "IXFR", "IXFR"}) {
+		t.Errorf("want the first transfer by AXFR and the three changes after it by IXFR; Knot's transfers: %v\n%s", got, knot.Log())
+	}
+
+	start(`"www IN A 192.0.2.2"`, "")
+	followed("restart with a changed record")
+	start(`"www IN A 192.0.2.2"`, `  - name: blog
+    fqdn: blog.demo.test
+    pools: [{name: p1, endpoints: [{address: "127.0.0.31:80"}]}]
+`)
+	followed("restart with an added app")
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	followed("failback after the restarts")
+	// A restart forgets the history: the secondary gets the whole zone once, then IXFR again.
+	if got := transfers(knot.Log()); len(got) != 7 || !slices.Equal(got[4:], []string{"AXFR", "AXFR", "IXFR"}) {
+		t.Errorf("want whole transfers after each restart and IXFR after them; Knot's transfers: %v", got)
+	}
+}
+
+// transfers lists the incoming transfers a Knot log records, in order: AXFR for a whole zone
+// (asked as AXFR, or an IXFR answered AXFR-style), IXFR for an incremental one.
+func transfers(log string) []string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		switch {
+		case strings.Contains(line, "AXFR, incoming") && strings.Contains(line, "finished"):
+			out = append(out, "AXFR")
+		case strings.Contains(line, "IXFR, incoming") && strings.Contains(line, "finished"):
+			out = append(out, "IXFR")
+		}
+	}
+	return out
+}
+
+func publishOverride(t *testing.T, js *eventstest.Server, typ, app, pool, action string) {
+	t.Helper()
+	e, err := events.New(typ, "operator-test", time.Now(), events.Override{App: app, Pool: pool, Action: action, Reason: "test", By: "test@host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(t.Context(), js.JS, events.OverrideSubject(app, pool, ""), e); err != nil {
+		t.Fatal(err)
+	}
+}
