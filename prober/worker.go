@@ -13,6 +13,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -225,6 +226,8 @@ func (w *worker) heartbeat(ctx context.Context) {
 	failing := false
 	next := w.o.Clock.Now().Add(w.o.Heartbeat)
 	nextLag := next.Add(lagEvery)
+	// A worker that stays behind says so once a minute, with the count of reports held back.
+	lagging := logs.NewRepeats(6 * lagEvery)
 	for {
 		tick, stop := w.o.Clock.NewTimer(next.Sub(w.o.Clock.Now()))
 		select {
@@ -258,7 +261,7 @@ func (w *worker) heartbeat(ctx context.Context) {
 		if now := w.o.Clock.Now(); !now.Before(nextLag) {
 			late, skipped := w.late.Swap(0), w.skipped.Swap(0)
 			if late > 0 || skipped > 0 {
-				w.log.Warn().Int64("checks_late", late).Int64("windows_skipped", skipped).Dur("since", lagEvery).
+				lagging.Gate(w.log.Warn(), "lag").Int64("checks_late", late).Int64("windows_skipped", skipped).Dur("since", lagEvery).
 					Msg("prober falling behind its schedule: add workers to the region or give it more cpu")
 			}
 			nextLag = now.Add(lagEvery)

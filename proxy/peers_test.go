@@ -17,7 +17,7 @@ func TestTheEdgesOwnHeartbeatDropsADeadSecondaryAndTakesItBack(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			addr := freeAddr(t, "127.0.0.1")
 			_, port, _ := net.SplitHostPort(addr)
-			ps := newPeers("edge-west", "", 20*time.Millisecond, zerolog.New(zerolog.NewTestWriter(t)))
+			ps := newPeers("edge-west", dnsServer(t, map[string]string{"localhost.": "127.0.0.1"}), 20*time.Millisecond, zerolog.New(zerolog.NewTestWriter(t)))
 			p := ps.get("localhost.", "127.0.0.1", mustAtoi(t, port), mode)
 			if !p.alive.Load() {
 				t.Fatal("a new secondary should be presumed alive until its heartbeats fail")
@@ -50,7 +50,7 @@ func TestAnHTTPListenerThatIsNotAnEdgeFailsThePing(t *testing.T) {
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(plain.Close)
 	_, port, _ := net.SplitHostPort(plain.Listener.Addr().String())
-	ps := newPeers("edge-west", "", time.Second, zerolog.New(zerolog.NewTestWriter(t)))
+	ps := newPeers("edge-west", dnsServer(t, map[string]string{"localhost.": "127.0.0.1"}), time.Second, zerolog.New(zerolog.NewTestWriter(t)))
 	p := ps.get("localhost.", "127.0.0.1", mustAtoi(t, port), "http")
 	err := ps.ping(context.Background(), p, p.dialAddr())
 	if err == nil || err.Error() != "ping "+p.dialAddr()+": answered 200 OK without naming an edge" {

@@ -125,6 +125,9 @@ edges:
 
 func (c *cluster) start(edge, resolver string) {
 	t := c.t
+	if resolver == "" { // never the host's resolver: tests stay on loopback
+		resolver = dnsServer(t, map[string]string{"edge-west.demo.test.": "127.0.0.21", "edge-east.demo.test.": "127.0.0.22"})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	log := zerolog.New(zerolog.NewTestWriter(t))
@@ -494,7 +497,7 @@ func TestTheTCPProxyNeverPassesAConnectionFromAnotherEdgeOn(t *testing.T) {
 }
 
 // dnsServer answers A queries for the given names on 127.0.0.1.
-func dnsServer(t *testing.T, records map[string]string) string {
+func dnsServer(t testing.TB, records map[string]string) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -592,12 +595,12 @@ func TestTheEdgePublishesHeartbeats(t *testing.T) {
 func TestRunRefusesAnEdgeThatIsNotConfiguredAndAListenerInUse(t *testing.T) {
 	w1, e1 := backend(t, "w1"), backend(t, "e1")
 	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
-	log := zerolog.New(zerolog.NewTestWriter(t))
-	err := Run(context.Background(), Options{JS: c.ns.JS, Config: c.cfg, Edge: "edge-north", Log: log})
+	log, resolver := zerolog.New(zerolog.NewTestWriter(t)), dnsServer(t, nil)
+	err := Run(context.Background(), Options{JS: c.ns.JS, Config: c.cfg, Edge: "edge-north", Resolver: resolver, Log: log})
 	if err == nil || err.Error() != `run edge: no edge "edge-north" in the configuration` {
 		t.Errorf("unknown edge: err = %v", err)
 	}
-	err = Run(context.Background(), Options{JS: c.ns.JS, Config: c.cfg, Edge: "edge-west", Log: log})
+	err = Run(context.Background(), Options{JS: c.ns.JS, Config: c.cfg, Edge: "edge-west", Resolver: resolver, Log: log})
 	if err == nil || !strings.Contains(err.Error(), "run edge edge-west: listen for app shop on "+c.west) {
 		t.Errorf("listener in use: err = %v", err)
 	}

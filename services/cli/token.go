@@ -11,6 +11,9 @@ import (
 
 // runToken makes an API token: `token create NAME --scope read|write --file FILE`.
 func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		args = []string{"create", "--help"}
+	}
 	if len(args) == 0 || args[0] != "create" {
 		return usageErr("want `token create NAME --scope read|write [--file FILE]`")
 	}
