@@ -22,6 +22,16 @@ type options struct {
 	changes     int
 	only        []string
 	profile     string
+	// load, when above 0, caps dnsperf at this many queries per second (-Q): the latency run.
+	load float64
+	// latency runs every server a second time at one common load, half the slowest
+	// saturation, so that p50 and p99 compare servers doing the same work.
+	latency bool
+	// mix names the queries: "mixed" (the app name half the time, static names the rest) or
+	// "app" (the app name only).
+	mix string
+	// pdnsCache is PowerDNS's packet cache TTL in seconds (its default, 20; 0 turns it off).
+	pdnsCache int
 }
 
 // startFunc brings a server up on addr and returns a function that stops it and returns the
@@ -40,6 +50,7 @@ var targetNames = []string{"detour", "nsd", "knot", "powerdns", "powerdns-lua", 
 type result struct {
 	name string
 	qps  float64
+	p50  time.Duration
 	p99  time.Duration
 	lost float64
 	// cpu is the server's CPU time over the whole run, start and warm-up included.
@@ -57,7 +68,11 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		return fmt.Errorf("create work dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "queries.txt"), []byte(queries), 0o644); err != nil {
+	qs := queries
+	if o.mix == "app" {
+		qs = appQueries
+	}
+	if err := os.WriteFile(filepath.Join(dir, "queries.txt"), []byte(qs), 0o644); err != nil {
 		return fmt.Errorf("write queries: %w", err)
 	}
 	// Health-checked answers need something listening on the checked port of both endpoints.
@@ -75,8 +90,8 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		{name: "detour", start: detourTarget(port, 0, nil, o.profile)},
 		{name: "nsd", start: nsdTarget},
 		{name: "knot", start: knotTarget},
-		{name: "powerdns", start: pdnsTarget(false, port)},
-		{name: "powerdns-lua", start: pdnsTarget(true, port)},
+		{name: "powerdns", start: pdnsTarget(false, port, o.pdnsCache)},
+		{name: "powerdns-lua", start: pdnsTarget(true, port, o.pdnsCache)},
 		{name: "detour-changing", start: detourTarget(port, o.changes, &changes, "")},
 	}
 	var results []result
@@ -95,6 +110,34 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		fmt.Fprintf(os.Stderr, "dnsbench: %s done\n", t.name)
 	}
 	report(out, o, results)
+	if !o.latency {
+		return nil
+	}
+	// The same load for every server: half the slowest saturation, so no server queues.
+	slowest := 0.0
+	for _, r := range results {
+		if r.skipped == "" && (slowest == 0 || r.qps < slowest) {
+			slowest = r.qps
+		}
+	}
+	if slowest == 0 {
+		return nil
+	}
+	lo := o
+	lo.load = float64(int(slowest/2/1000)) * 1000
+	var atLoad []result
+	for _, t := range targets {
+		if (len(o.only) > 0 && !slices.Contains(o.only, t.name)) || t.name == "detour-changing" {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		atLoad = append(atLoad, measure(ctx, lo, dir, t))
+		fmt.Fprintf(os.Stderr, "dnsbench: %s at %.0f qps done\n", t.name, lo.load)
+	}
+	fmt.Fprintln(out)
+	reportLoad(out, lo, atLoad)
 	return nil
 }
 
@@ -195,19 +238,48 @@ func listenBackends() ([]net.Listener, int, error) {
 	return nil, 0, errors.New("listen for health checks: no port free on 127.0.0.11 and 127.0.0.12")
 }
 
-func report(out io.Writer, o options, rs []result) {
-	fmt.Fprintf(out, "dnsperf -c %d -q %d, %s per server, queries: shop A (x2), www A, api A\n\n", o.clients, o.outstanding, o.duration)
+// mixName describes the query mix of o.
+func mixName(o options) string {
+	if o.mix == "app" {
+		return "shop A only"
+	}
+	return "shop A (x2), www A, api A"
+}
+
+// reportLoad prints the latency run: every server at one load.
+func reportLoad(out io.Writer, o options, rs []result) {
+	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server\n\n", o.load, o.clients, o.outstanding, o.duration)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tqps\tp99 ms\tlost %\tserver cpu µs/query\tnote")
+	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query")
+	for _, r := range rs {
+		if r.skipped != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\n", r.name, r.qps, ms(r.p50), ms(r.p99), r.lost, cpuPerQuery(r, o))
+	}
+	tw.Flush()
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cpuPerQuery is the server's CPU time per answered query, start and warm-up included.
+func cpuPerQuery(r result, o options) float64 {
+	return float64(r.cpu.Microseconds()) / (r.qps * o.duration.Seconds())
+}
+
+func report(out io.Writer, o options, rs []result) {
+	fmt.Fprintf(out, "at saturation: dnsperf -c %d -q %d, %s per server, queries: %s\n\n", o.clients, o.outstanding, o.duration, mixName(o))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tnote")
 	get := map[string]result{}
 	for _, r := range rs {
 		get[r.name] = r
 		if r.skipped != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
 			continue
 		}
-		perQuery := float64(r.cpu.Microseconds()) / (r.qps * o.duration.Seconds())
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.2f\t%.2f\t%s\n", r.name, r.qps, float64(r.p99.Microseconds())/1000, r.lost, perQuery, r.note)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%s\n", r.name, r.qps, ms(r.p50), ms(r.p99), r.lost, cpuPerQuery(r, o), r.note)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

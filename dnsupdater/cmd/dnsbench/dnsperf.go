@@ -16,15 +16,20 @@ import (
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
 
 // dnsperf runs dnsperf against addr in verbose mode, which reports every query's latency, and
-// returns the queries per second of its summary and the 99th percentile of the latencies.
+// returns the queries per second of its summary and the median and 99th percentile of the
+// latencies.
 func dnsperf(ctx context.Context, o options, queries, addr string) (result, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return result{}, fmt.Errorf("split %s: %w", addr, err)
 	}
-	cmd := exec.CommandContext(ctx, "dnsperf", "-s", host, "-p", port, "-d", queries,
+	args := []string{"-s", host, "-p", port, "-d", queries,
 		"-c", strconv.Itoa(o.clients), "-q", strconv.Itoa(o.outstanding),
-		"-l", strconv.FormatFloat(o.duration.Seconds(), 'f', -1, 64), "-v")
+		"-l", strconv.FormatFloat(o.duration.Seconds(), 'f', -1, 64), "-v"}
+	if o.load > 0 {
+		args = append(args, "-Q", strconv.FormatFloat(o.load, 'f', 0, 64))
+	}
+	cmd := exec.CommandContext(ctx, "dnsperf", args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return result{}, fmt.Errorf("run dnsperf: %w", err)
@@ -41,6 +46,7 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
+		r.p50 = time.Duration(lat[len(lat)/2]) * time.Microsecond
 		r.p99 = time.Duration(lat[len(lat)*99/100]) * time.Microsecond
 	}
 	return r, nil

@@ -110,8 +110,9 @@ zone:
 }
 
 // pdnsTarget runs the PowerDNS authoritative server with its bind backend; lua serves the
-// app name from a Lua record health-checked with ifportup.
-func pdnsTarget(lua bool, checkPort int) startFunc {
+// app name from a Lua record health-checked with ifportup (one shared Lua state). cacheTTL is
+// the packet cache's TTL in seconds (0 turns the cache off).
+func pdnsTarget(lua bool, checkPort, cacheTTL int) startFunc {
 	return func(ctx context.Context, dir, addr string) (func() time.Duration, error) {
 		host, port, _ := net.SplitHostPort(addr)
 		zone := zoneFile
@@ -126,7 +127,7 @@ func pdnsTarget(lua bool, checkPort int) startFunc {
 			"--no-config", "--daemon=no", "--guardian=no", "--disable-syslog", "--loglevel=3",
 			"--local-address=" + host, "--local-port=" + port, "--socket-dir=" + dir,
 			"--launch=bind", "--bind-config=" + filepath.Join(dir, "named.conf"),
-			"--receiver-threads=2", "--webserver=no", "--api=no",
+			"--receiver-threads=2", "--webserver=no", "--api=no", fmt.Sprintf("--cache-ttl=%d", cacheTTL),
 		}
 		if lua {
 			args = append(args, "--enable-lua-records=shared")

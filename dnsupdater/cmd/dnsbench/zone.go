@@ -48,4 +48,7 @@ apps:
 // queries is dnsperf's input: the app name most, and static names.
 const queries = "shop.demo.test A\nshop.demo.test A\nwww.demo.test A\napi.demo.test A\n"
 
+// appQueries asks the app name only: the health-aware answer alone.
+const appQueries = "shop.demo.test A\n"
+
 func luaZone(port int) string { return fmt.Sprintf(luaZoneFile, port) }
