@@ -2,6 +2,8 @@ package dnsupdater
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/push"
@@ -10,10 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// follow keeps the answers in step with the STATE stream: the last event of every subject, then
-// every new one. While the stream cannot be reached the server answers from its last state, and
-// the follower tries again. Events delivered while it catches up are folded without a refresh;
-// the refresh comes once nothing is pending.
+// follow keeps the answers in step with the STATE stream. While the stream cannot be reached
+// the server answers from its last state, and follow tries again.
 func (s *Server) follow(ctx context.Context) {
 	saves := make(chan *snapshot, 1)
 	if s.o.DataDir != "" {
@@ -29,37 +29,90 @@ func (s *Server) follow(ctx context.Context) {
 			}
 		}()
 	}
-	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Start: jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	dirty := false
-	f.Run(ctx, func(d events.Delivery) {
-		if d.Msg != nil {
-			s.o.Metrics.Lag("dns", events.StreamState, d.Pending)
-			env, err := events.Decode(d.Data)
-			if err != nil {
-				s.o.Metrics.DecodeFailed("dns", events.StreamState)
-			}
-			if err == nil {
-				var changed bool
-				s.noteUnexpected(d.Subject, d.Seq, env)
-				changed, err = s.proj.apply(d.Subject, d.Seq, env)
-				dirty = dirty || changed
-			}
-			if err != nil {
-				s.malformed.Skip(s.log, err, d.Subject, d.Seq)
-			}
-			if d.Pending > 0 {
-				return
-			}
-			if dirty {
-				dirty = false
-				s.refresh(ctx, env.ID, saves)
-			}
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.followOnce(ctx, saves)
+		if ctx.Err() != nil {
+			return
 		}
-		if (d.CaughtUp || d.Pending == 0) && !s.synced {
+		s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("state stream unavailable, answering from last state")
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// followOnce reads the last event of every STATE subject, then every new one, with an ordered
+// consumer until ctx ends or the consumer fails. Events delivered while the consumer catches up
+// are folded without a refresh; the refresh comes once nothing is pending.
+func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		MaxResetAttempts: events.FollowResetAttempts}
+	if last := s.proj.view.LastSeq(); s.followed && last > 0 {
+		// After an outage, go on from the last event folded instead of reading STATE again.
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	}
+	cons, err := s.o.JS.OrderedConsumer(ctx, events.StreamState, cc)
+	if err != nil {
+		return fmt.Errorf("create state consumer: %w", err)
+	}
+	s.followed = true
+	it, err := cons.Messages(events.FollowOptions()...)
+	if err != nil {
+		return fmt.Errorf("consume state: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	if !s.synced {
+		if st, err := s.o.JS.Stream(ctx, events.StreamState); err == nil && st.CachedInfo().State.Msgs == 0 {
 			s.markSynced()
 		}
-	})
+	}
+	dirty := false
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read state: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			s.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("state message without metadata skipped")
+			continue
+		}
+		s.o.Metrics.Lag("dns", events.StreamState, md.NumPending)
+		env, err := events.Decode(msg.Data())
+		if err != nil {
+			s.o.Metrics.DecodeFailed("dns", events.StreamState)
+		}
+		if err == nil {
+			var changed bool
+			s.noteUnexpected(msg.Subject(), md.Sequence.Stream, env)
+			changed, err = s.proj.apply(msg.Subject(), md.Sequence.Stream, env)
+			dirty = dirty || changed
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("stream_seq", md.Sequence.Stream).Msg("state event skipped")
+		}
+		if md.NumPending > 0 {
+			continue
+		}
+		if dirty {
+			dirty = false
+			s.refresh(ctx, env.ID, saves)
+		}
+		if !s.synced {
+			s.markSynced()
+		}
+	}
 }
 
 // markSynced records that the state stream has been read to its end, and sends every zone to

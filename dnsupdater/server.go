@@ -16,7 +16,6 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/push"
 	"github.com/detourdev/detour/dnsupdater/zone"
-	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/miekg/dns"
@@ -64,8 +63,8 @@ type Server struct {
 	reports chan report
 	// queries counts replies when metrics are on.
 	queries *queryMetrics
-	// malformed counts the STATE messages the follower could not fold.
-	malformed events.Malformed
+	// followed is set once STATE has been read from its start; later reads resume.
+	followed bool
 	// synced is set once the state stream has been read to its end; only the follower uses it.
 	synced bool
 }

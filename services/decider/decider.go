@@ -3,6 +3,7 @@ package decider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -32,8 +33,6 @@ type decider struct {
 	regions map[string]string
 	live    bool
 	started time.Time
-	// malformed counts the messages skipped because they could not be decoded.
-	malformed events.Malformed
 	// failing is set when an append failed for another reason than a conflict during this tick.
 	failing bool
 	// clockStamp is the newest stream time seen, and clockLocal this host's time when it came.
@@ -43,8 +42,7 @@ type decider struct {
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
 // state: the last STATE event of every subject, then PROBES from now − Options.Replay; then it
 // appends what the streams imply but STATE lacks, and from there on every transition the moment
-// its threshold completes. It returns an error only for invalid options; while STATE cannot be
-// opened (NATS away, streams not created yet) it waits.
+// its threshold completes. It returns an error only for invalid options or a missing STATE stream.
 func Run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
@@ -56,9 +54,12 @@ func Run(ctx context.Context, o Options) error {
 
 func (d *decider) run(ctx context.Context) error {
 	d.started = d.o.Now()
-	st, err := events.WaitStream(ctx, d.js, events.StreamState, d.log)
+	st, err := d.js.Stream(ctx, events.StreamState)
 	if err != nil {
-		return nil // ctx ended before the stream could be opened
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("open stream %s: %w", events.StreamState, err)
 	}
 	d.state = st
 
@@ -71,12 +72,13 @@ func (d *decider) run(ctx context.Context) error {
 	from := d.started.Add(-d.o.Replay)
 	wg.Go(func() {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, decodeState, stateCh)
+			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+			MaxResetAttempts: events.FollowResetAttempts}, decodeState, stateCh)
 	})
 	wg.Go(func() {
 		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime: &from}, decodeProbeResults, probeCh)
+			OptStartTime: &from, MaxResetAttempts: events.FollowResetAttempts}, decodeProbeResults, probeCh)
 	})
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), decodeState, drillCh) })
 	ticks := d.o.Ticks
@@ -133,7 +135,7 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 	if m.err != nil {
 		d.o.Stats.Malformed.Add(1)
 		d.o.Metrics.DecodeFailed("decider", events.StreamProbes)
-		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
+		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed probe message skipped")
 		return
 	}
 	if region := probeRegion(m.subject); !d.drills.Region(region) {
@@ -190,7 +192,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	d.o.Metrics.Lag("decider", events.StreamState, m.pending)
 	if m.err != nil {
 		d.o.Metrics.DecodeFailed("decider", events.StreamState)
-		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
+		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed state event skipped")
 		return
 	}
 	if s := d.ix.bySubject[m.subject]; s != nil {
@@ -221,7 +223,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		return // edges and what later versions add are not the decider's
 	}
 	if err := env.Payload(&o); err != nil {
-		d.malformed.Skip(d.log, err, m.subject, m.seq)
+		d.log.Warn().Err(err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed override skipped")
 		return
 	}
 	if env.Type == events.TypeOverrideCleared {

@@ -30,12 +30,7 @@ func (d *decider) onDrill(ctx context.Context, m delivery) {
 		return
 	}
 	for _, s := range d.ix.endpoints {
-		a, p := s.pool.app.cfg.Name, s.pool.cfg.Name
-		var want *events.Override
-		if id, f, ok := d.drills.Endpoint(a, p, s.cfg.Name); ok {
-			want = &events.Override{App: a, Pool: p, Endpoint: s.cfg.Name, Action: events.ActionForceDown,
-				Reason: "drill " + id + ": simulated failure of " + f.String(), By: "drill/" + id}
-		}
+		want := d.drills.Override(s.pool.app.cfg.Name, s.pool.cfg.Name, s.cfg.Name)
 		if (want == nil) == (s.st.Drill == nil) && (want == nil || *want == *s.st.Drill) {
 			continue
 		}

@@ -1,6 +1,7 @@
 package drill_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/demo"
 	"github.com/detourdev/detour/services/drill"
+	"github.com/detourdev/detour/services/replay"
 	"github.com/detourdev/detour/services/up"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -174,6 +176,30 @@ steps:
 		}
 		if sc.Steps[i].Switch <= 0 || time.Duration(sc.Steps[i].Switch) > 2*time.Second {
 			t.Errorf("step %d switched in %s", i, sc.Steps[i].Switch)
+		}
+	}
+	// The replay shows the drill's steps and the transitions they caused, and re-deciding with
+	// the configured thresholds gives them back exactly.
+	settings, err := replay.ParseSettings("fall=3,rise=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := replay.Run(context.Background(), s.js, replay.Options{Config: s.Config, WhatIf: &settings, Format: "text"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"step_started fail pool shop/west", "simulated failure of pool shop/west", "simulated failure of edge edge-a", "rolled_back completed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the replay lacks %q:\n%s", want, out.String())
+		}
+	}
+	w := replay.NewWhatIf(s.Config, settings, time.Time{}, time.Time{})
+	if err := replay.Read(context.Background(), s.js, replay.Window{}, w.Add); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range w.Compare(time.Now()).Pairs {
+		if p.Verdict() != "same" {
+			t.Errorf("re-deciding with the configured thresholds: %s/%s/%s → %s is %s", p.App, p.Pool, p.Endpoint, p.To, p.Verdict())
 		}
 	}
 	// The real backend was never touched: it still answers.

@@ -157,3 +157,14 @@ func (v *View) Due(now time.Time) []DueRollback {
 	}
 	return out
 }
+
+// Override is the simulated failure the drills in force put on an endpoint, as the decider
+// folds it (decide.Endpoint.SetDrill), or nil.
+func (v *View) Override(app, pool, endpoint string) *events.Override {
+	id, f, ok := v.Endpoint(app, pool, endpoint)
+	if !ok {
+		return nil
+	}
+	return &events.Override{App: app, Pool: pool, Endpoint: endpoint, Action: events.ActionForceDown,
+		Reason: "drill " + id + ": simulated failure of " + f.String(), By: "drill/" + id}
+}

@@ -15,9 +15,9 @@ import (
 
 // Window is the part of the history to read.
 type Window struct {
-	// From is the earliest stored time read from PROBES, DNS, ROUTES and DRILLS; zero reads from
-	// the start. STATE is always read from its start: it is small, and what-if needs the statuses
-	// recorded before the window.
+	// From is the earliest stored time read from PROBES, DNS and ROUTES; zero reads from the
+	// start. STATE and DRILLS are always read from their start: they are small, and what-if needs
+	// the statuses recorded and the drills in force before the window.
 	From time.Time
 	// To is the latest stored time read; zero reads up to what the streams held when reading
 	// began.
@@ -34,7 +34,7 @@ func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record
 	var small []Record
 	for _, name := range []string{events.StreamState, events.StreamDNS, events.StreamRoutes, events.StreamDrills} {
 		from := w.From
-		if name == events.StreamState {
+		if name == events.StreamState || name == events.StreamDrills {
 			from = time.Time{}
 		}
 		err := readStream(ctx, js, name, from, w.To, func(m rawMsg) {

@@ -40,10 +40,11 @@ type Builder struct {
 	endpoints map[epKey]*epStreaks
 	// transitions maps a transition's event id to its item, to attach answers and routes to it.
 	transitions map[string]int
-	overrides   map[string]bool
-	records     uint64
-	results     uint64
-	malformed   uint64
+	// manual are the ids of overrides and drill events: transitions they cause have no probe phase.
+	manual    map[string]bool
+	records   uint64
+	results   uint64
+	malformed uint64
 }
 
 type epKey struct{ app, pool, endpoint string }
@@ -59,10 +60,10 @@ type streak struct {
 
 // NewBuilder returns a builder whose timeline keeps what f selects.
 func NewBuilder(f Filter) *Builder {
-	return &Builder{filter: f, endpoints: map[epKey]*epStreaks{}, transitions: map[string]int{}, overrides: map[string]bool{}}
+	return &Builder{filter: f, endpoints: map[epKey]*epStreaks{}, transitions: map[string]int{}, manual: map[string]bool{}}
 }
 
-// Build folds records, sorted as Merge sorts them, into a timeline.
+// Build folds records, in the order Read delivers them, into a timeline.
 func Build(records []Record, f Filter) Timeline {
 	b := NewBuilder(f)
 	for i := range records {
@@ -98,7 +99,7 @@ func (b *Builder) Add(r *Record) {
 		if e.Type == events.TypeOverrideCleared {
 			it.Action = "cleared"
 		}
-		b.overrides[e.ID] = true
+		b.manual[e.ID] = true
 		b.items = append(b.items, it)
 	case e.Type == events.TypeZoneChanged:
 		var z events.ZoneChanged
@@ -130,6 +131,7 @@ func (b *Builder) Add(r *Record) {
 		b.items = append(b.items, it)
 	case strings.HasPrefix(e.Type, "detour.drill."):
 		it.Kind, it.Drill = KindDrill, lastToken(r.Subject)
+		b.manual[e.ID] = true
 		it.Action, it.Reason = drillSummary(e)
 		b.items = append(b.items, it)
 	default:
@@ -145,7 +147,7 @@ func (b *Builder) Add(r *Record) {
 		it.Kind, it.App, it.Pool, it.Endpoint, it.Edge = KindTransition, t.App, t.Pool, t.Endpoint, t.Edge
 		it.From, it.To, it.Reason, it.Votes = t.From, to, t.Reason, t.Votes
 		p := &Phases{Threshold: e.Time, Appended: r.Stored}
-		if t.Endpoint != "" && !b.overrides[e.Cause] {
+		if t.Endpoint != "" && !b.manual[e.Cause] {
 			p.FirstProbe = b.streakStart(epKey{t.App, t.Pool, t.Endpoint}, to == events.StatusUp, e.Time)
 		}
 		p.compute()

@@ -9,6 +9,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/services/decide"
+	"github.com/detourdev/detour/services/drill"
 )
 
 // Settings are the thresholds a what-if decides with instead of the configured ones; a field
@@ -174,6 +175,8 @@ type WhatIf struct {
 	endpoints map[epKey]*wiEndpoint
 	order     []*wiEndpoint
 	results   uint64
+	// drills are the drills in force, whose simulated failures the decider honoured.
+	drills *drill.View
 }
 
 type wiEndpoint struct {
@@ -189,7 +192,7 @@ type wiEndpoint struct {
 // NewWhatIf prepares a what-if over cfg's endpoints with settings s; transitions outside
 // [from, to] (zero: unbounded) are folded but not compared.
 func NewWhatIf(cfg *config.Config, s Settings, from, to time.Time) *WhatIf {
-	w := &WhatIf{cfg: cfg, settings: s, from: from, to: to, endpoints: map[epKey]*wiEndpoint{}}
+	w := &WhatIf{cfg: cfg, settings: s, from: from, to: to, endpoints: map[epKey]*wiEndpoint{}, drills: drill.NewView()}
 	for i := range cfg.Apps {
 		a := &cfg.Apps[i]
 		pol := s.apply(decide.PolicyFor(a))
@@ -214,7 +217,7 @@ func (w *WhatIf) Add(r *Record) {
 		for i := range r.Results {
 			res := &r.Results[i]
 			e := w.endpoints[epKey{res.App, res.Pool, res.Endpoint}]
-			if e == nil || res.Region != region || !w.cfg.RegionAllowed(region) {
+			if e == nil || res.Region != region || !w.cfg.RegionAllowed(region) || w.drills.Region(region) {
 				continue
 			}
 			w.results++
@@ -223,6 +226,10 @@ func (w *WhatIf) Add(r *Record) {
 				w.decided(e, dec)
 			}
 		}
+		return
+	}
+	if r.Stream == events.StreamDrills {
+		w.drill(r)
 		return
 	}
 	if r.Stream != events.StreamState {
@@ -267,6 +274,22 @@ func (w *WhatIf) Add(r *Record) {
 	e.recorded = to
 	if w.within(env.Time) {
 		e.rec = append(e.rec, Change{At: env.Time, From: t.From, To: to, Cause: env.Cause, Reason: t.Reason})
+	}
+}
+
+// drill folds a DRILLS event and puts or lifts its simulated failures, as the decider does.
+func (w *WhatIf) drill(r *Record) {
+	if changed, err := w.drills.Apply(r.Subject, r.Seq, r.Env); err != nil || !changed {
+		return
+	}
+	for _, e := range w.order {
+		want := w.drills.Override(e.key.app, e.key.pool, e.key.endpoint)
+		if (want == nil) == (e.st.Drill == nil) && (want == nil || *want == *e.st.Drill) {
+			continue
+		}
+		if dec, ok := e.st.SetDrill(want, r.Env.ID, r.Stored, e.policy); ok && e.started {
+			w.decided(e, dec)
+		}
 	}
 }
 
