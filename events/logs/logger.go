@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -19,7 +20,8 @@ const (
 
 // New returns a root logger that writes to w in format (auto, console or json) at level (debug,
 // info, warn or error). Colours are used only when w is a terminal and $NO_COLOR is unset.
-// Durations are written in Go's syntax ("1.5s", "250ms") by every logger of the process.
+// Durations are written in Go's syntax ("1.5s", "250ms") and times in UTC to the millisecond, as
+// events carry them, by every logger of the process.
 func New(w io.Writer, format, level string) (zerolog.Logger, error) {
 	lvl, err := ParseLevel(level)
 	if err != nil {
@@ -29,6 +31,8 @@ func New(w io.Writer, format, level string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, err
 	}
 	zerolog.DurationFieldFormat = zerolog.DurationFormatString
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
 	tty := IsTerminal(w)
 	if format == FormatConsole || (format == FormatAuto && tty) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty || os.Getenv("NO_COLOR") != ""}

@@ -2,6 +2,7 @@ package logs
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +51,9 @@ func TestAFileGetsJSONWithoutColoursAndDurationsInGoSyntax(t *testing.T) {
 			t.Fatal(err)
 		}
 		log.Info().Dur("member_ttl", 500*time.Millisecond).Msg("started")
-		if strings.Contains(buf.String(), "\x1b[") || !strings.Contains(buf.String(), `"member_ttl":"500ms"`) {
-			t.Errorf("--log-format %s to a pipe wrote %q, want JSON with member_ttl 500ms and no escape codes", format, buf.String())
+		if strings.Contains(buf.String(), "\x1b[") || !strings.Contains(buf.String(), `"member_ttl":"500ms"`) ||
+			!regexp.MustCompile(`"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"`).MatchString(buf.String()) {
+			t.Errorf("--log-format %s to a pipe wrote %q, want JSON with member_ttl 500ms, the time to the millisecond and no escape codes", format, buf.String())
 		}
 	}
 }
