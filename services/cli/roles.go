@@ -51,14 +51,20 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := checkUp(o); err != nil {
 		return err
 	}
+	var warnings []string
 	if o.ConfigPath != "" {
-		if _, err := loadFile(o.ConfigPath); err != nil {
+		cfg, err := loadFile(o.ConfigPath)
+		if err != nil {
 			return err
 		}
+		warnings = cfg.Warnings()
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		log.Warn().Str("config", o.ConfigPath).Str("problem", w).Msg("configuration valid but probably not meant")
 	}
 	o.Out, o.Log = stdout, log
 	st, err := up.Start(ctx, o)
