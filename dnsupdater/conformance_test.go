@@ -26,6 +26,8 @@ zones:
       - "ns.sub IN A 192.0.2.7"
       - "mail IN MX 10 mx.demo.test."
       - "mx IN A 192.0.2.25"
+      - "*.wild IN A 192.0.2.80"
+      - "*.walias IN CNAME shop"
 %s
   - name: other.test
     transfer_to: ["10.0.0.0/8"]

@@ -29,7 +29,7 @@ func testTable(t testing.TB) *table {
 // seedQueries are queries of every shape the server handles.
 func seedQueries() []*dns.Msg {
 	var out []*dns.Msg
-	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "example.com.", "."} {
+	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "q.wild.demo.test.", "a.b.walias.demo.test.", "example.com.", "."} {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeCNAME, dns.TypeAXFR, dns.TypeIXFR} {
 			out = append(out, newQuery(name, qt))
 		}
