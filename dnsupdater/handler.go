@@ -250,21 +250,22 @@ func transferAllowed(z *zone.Zone, remote netip.Addr) bool {
 // transfer returns the messages of a zone transfer of the zone named in req: for an IXFR the
 // incremental reply when the history allows it, else a full transfer (AXFR, RFC 5936): the SOA,
 // every RRset in canonical order, the SOA again. It returns nil when req is not a transfer
-// Detour gives remote.
-func transfer(t *table, req *dns.Msg, remote netip.Addr) []*dns.Msg {
+// Detour gives remote. incremental reports an IXFR answered from the history rather than with
+// the whole zone.
+func transfer(t *table, req *dns.Msg, remote netip.Addr) (msgs []*dns.Msg, incremental bool) {
 	if len(req.Question) != 1 || (req.Question[0].Qtype != dns.TypeAXFR && req.Question[0].Qtype != dns.TypeIXFR) {
-		return nil
+		return nil, false
 	}
 	name := strings.ToLower(dns.Fqdn(req.Question[0].Name))
 	z := t.zoneFor(name)
 	if z == nil || z.Name != name || !transferAllowed(z, remote) {
-		return nil
+		return nil, false
 	}
-	rrs := incremental(t, z, req)
+	rrs := incrementalRecords(t, z, req)
+	incremental = rrs != nil
 	if rrs == nil {
 		rrs = append(z.Content(), z.SOA)
 	}
-	var out []*dns.Msg
 	for len(rrs) > 0 {
 		m := new(dns.Msg)
 		m.SetReply(req)
@@ -276,12 +277,12 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) []*dns.Msg {
 			m.Answer = append(m.Answer, rrs[0])
 			rrs = rrs[1:]
 		}
-		if len(out) > 0 {
+		if len(msgs) > 0 {
 			m.Question = nil
 		}
-		out = append(out, m)
+		msgs = append(msgs, m)
 	}
-	return out
+	return msgs, incremental
 }
 
 // badKey is the reply to a query signed with a key Detour does not hold: NOTAUTH with an
@@ -311,12 +312,12 @@ func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp boo
 	return finish(dst, b, q, 0, 0, limitFor(q, tcp))
 }
 
-// incremental returns the records of the IXFR reply (RFC 1995) to req for z: the current SOA
+// incrementalRecords returns the records of the IXFR reply (RFC 1995) to req for z: the current SOA
 // alone when the client's serial is not older, else the current SOA, the deltas from the
 // client's version on (each: old SOA, deleted records, new SOA, added records) and the current
 // SOA again. It returns nil when req is no IXFR or the client's version is older than the
 // history kept, and the whole zone must go.
-func incremental(t *table, z *zone.Zone, req *dns.Msg) []dns.RR {
+func incrementalRecords(t *table, z *zone.Zone, req *dns.Msg) []dns.RR {
 	if req.Question[0].Qtype != dns.TypeIXFR || len(req.Ns) != 1 {
 		return nil
 	}

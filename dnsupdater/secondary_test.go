@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/bindtest"
 	"github.com/detourdev/detour/dnsupdater/internal/knottest"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
@@ -175,5 +176,44 @@ func publishOverride(t *testing.T, js *eventstest.Server, typ, app, pool, action
 	}
 	if _, err := events.Publish(t.Context(), js.JS, events.OverrideSubject(app, pool, ""), e); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestABINDSecondaryFollowsDetourByIXFR(t *testing.T) {
+	if _, err := exec.LookPath("named"); err != nil {
+		t.Skip("named (Debian package bind9) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
+	}
+	js := eventstest.Start(t)
+	bindPort := bindtest.FreePort(t)
+	bindAddr := fmt.Sprintf("127.0.0.1:%d", bindPort)
+	detour := startServer(t, js, eventstest.Config(t, fmt.Sprintf(secondaryConfig, bindAddr, `"www IN A 192.0.2.1"`, "")), "").srv.Addr()
+	bind := bindtest.StartSecondary(t, "demo.test", detour, bindPort)
+	at := func(want uint32) func() bool {
+		return func() bool {
+			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(newQuery("demo.test.", dns.TypeSOA), bindAddr)
+			return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SOA).Serial == want
+		}
+	}
+	first := serial(t, detour)
+	eventstest.Eventually(t, 15*time.Second, at(first), "BIND at Detour's serial %d", first)
+	if _, err := os.Stat(bind.Journal); err == nil {
+		t.Fatalf("a journal before any change: the first transfer must be whole")
+	}
+	for i, change := range []func(){
+		func() { endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081") },
+		func() { endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081") },
+	} {
+		before := serial(t, detour)
+		change()
+		eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, detour) != before }, "change %d: a new serial", i+1)
+		want := serial(t, detour)
+		eventstest.Eventually(t, 10*time.Second, at(want), "change %d: BIND at Detour's serial %d", i+1, want)
+		if d, b := zoneRecords(t, detour, "demo.test."), zoneRecords(t, bindAddr, "demo.test."); !slices.Equal(d, b) {
+			t.Fatalf("change %d: BIND's zone differs from Detour's\ndetour:\n%s\nbind:\n%s", i+1, strings.Join(d, "\n"), strings.Join(b, "\n"))
+		}
+	}
+	// named journals what it applies incrementally: the changes came by IXFR.
+	if fi, err := os.Stat(bind.Journal); err != nil || fi.Size() == 0 {
+		t.Errorf("want BIND's journal %s written by IXFR, got %v; its log:\n%s", bind.Journal, err, bind.Log())
 	}
 }

@@ -334,9 +334,10 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) []*dns.Msg {
 	if err := req.Unpack(p); err != nil || req.Response || req.Opcode != dns.OpcodeQuery {
 		return nil
 	}
-	msgs := transfer(s.table.Load(), req, remote)
+	msgs, incremental := transfer(s.table.Load(), req, remote)
 	if msgs != nil {
-		s.log.Info().Str("zone", req.Question[0].Name).Str("client", remote.String()).Msg("zone transferred")
+		s.log.Info().Str("zone", req.Question[0].Name).Str("client", remote.String()).Str("type", dns.TypeToString[req.Question[0].Qtype]).
+			Bool("incremental", incremental).Msg("zone transferred")
 	}
 	return msgs
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,9 +80,24 @@ zone "%[5]s" { type primary; file "%[1]s/zone.db"; allow-update { key "%[3]s"; }
 	if err := os.WriteFile(filepath.Join(dir, "zone.db"), []byte(p.File), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	runNamed(t, named, dir)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
+	eventstest.Eventually(t, 15*time.Second, func() bool {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(p.Zone), dns.TypeSOA)
+		r, _, err := c.Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	}, "named answering on %s", addr)
+	return addr
+}
+
+// runNamed runs named with dir/named.conf until the test ends, and returns its output so far.
+func runNamed(t testing.TB, named, dir string) func() string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, named, "-g", "-n", "1", "-c", filepath.Join(dir, "named.conf"))
-	out := &strings.Builder{}
+	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -94,15 +110,67 @@ zone "%[5]s" { type primary; file "%[1]s/zone.db"; allow-update { key "%[3]s"; }
 			t.Logf("named output:\n%s", out.String())
 		}
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
-	eventstest.Eventually(t, 15*time.Second, func() bool {
-		m := new(dns.Msg)
-		m.SetQuestion(dns.Fqdn(p.Zone), dns.TypeSOA)
-		r, _, err := c.Exchange(m, addr)
-		return err == nil && r.Rcode == dns.RcodeSuccess
-	}, "named answering on %s", addr)
-	return addr
+	return out.String
+}
+
+// Secondary is a running BIND secondary.
+type Secondary struct {
+	// Log returns named's output so far.
+	Log func() string
+	// Journal is the zone's journal file: named writes it when it applies an incremental
+	// transfer (IXFR), never for a whole one.
+	Journal string
+}
+
+// StartSecondary runs named as a secondary of zone (without the trailing dot), transferring it
+// from primary (ip:port) and accepting its NOTIFYs, on 127.0.0.1:port.
+func StartSecondary(t testing.TB, zone, primary string, port int) Secondary {
+	t.Helper()
+	named, err := exec.LookPath("named")
+	if err != nil {
+		t.Skip("named (Debian package bind9) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
+	}
+	host, pport, _ := net.SplitHostPort(primary)
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`options {
+	directory "%[1]s";
+	pid-file "%[1]s/named.pid";
+	listen-on port %[2]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	notify no;
+	dnssec-validation no;
+	allow-transfer { 127.0.0.0/8; };
+};
+controls { };
+logging { category xfer-in { default_stderr; }; category notify { default_stderr; }; };
+zone "%[3]s" { type secondary; file "%[1]s/zone.db"; primaries { %[4]s port %[5]s; }; allow-notify { %[4]s; }; request-ixfr yes; };
+`, dir, port, zone, host, pport)
+	if err := os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Secondary{Log: runNamed(t, named, dir), Journal: filepath.Join(dir, "zone.db.jnl")}
+}
+
+// FreePort returns a loopback port free over UDP and TCP at the time of the call.
+func FreePort(t testing.TB) int { return freePort(t) }
+
+// syncBuffer collects a process's output for reading while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Dig asks the server at addr with the dig command and returns the answer data, sorted.
