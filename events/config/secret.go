@@ -65,3 +65,15 @@ func (k TSIG) Key() (string, error) {
 	}
 	return s, nil
 }
+
+// InlineSecrets lists the paths of the secrets written inline in the configuration: stored in
+// CONFIG, where every role may read them.
+func (c *Config) InlineSecrets() []string {
+	var out []string
+	for i, z := range c.Zones {
+		if z.Push != nil && z.Push.TSIG.Secret != "" {
+			out = append(out, fmt.Sprintf("zones[%d].push.tsig.secret", i))
+		}
+	}
+	return out
+}

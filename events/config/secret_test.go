@@ -63,3 +63,18 @@ func TestASecretIsReadFromAFileOrTheEnvironment(t *testing.T) {
 		t.Errorf("missing file: err = %v, want it to name the file", err)
 	}
 }
+
+func TestInlineSecretsAreListedByPath(t *testing.T) {
+	for tsig, want := range map[string][]string{
+		`secret: "c2VjcmV0"`:      {"zones[0].push.tsig.secret"},
+		`secret_env: DETOUR_TSIG`: nil,
+	} {
+		c, err := config.Parse("detour.yaml", []byte(pushDoc(tsig)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.InlineSecrets(); !reflect.DeepEqual(got, want) {
+			t.Errorf("tsig {%s}: InlineSecrets = %v, want %v", tsig, got, want)
+		}
+	}
+}

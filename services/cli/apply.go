@@ -55,6 +55,9 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: replicas, ProbeRate: parsed.ProbeRate()}); err != nil {
 		return err
 	}
+	for _, field := range parsed.InlineSecrets() {
+		fmt.Fprintf(stderr, "detour apply: warning: %s is stored in CONFIG, where every role may read it: use secret_file or secret_env\n", field)
+	}
 	o.By = operator()
 	cfg, v, err := config.Apply(ctx, js, path, doc, o)
 	if err != nil {
