@@ -1,0 +1,119 @@
+package replay
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+)
+
+// corpus encodes n results as probers publish them, with strings drawn from a set that includes
+// what encoding/json must escape or replace.
+func corpus(tb testing.TB, n int) [][]byte {
+	tb.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := []string{"", "app1", "eu-west", "10.0.0.1:80", "connection refused", "ünïcödé ✓", `say "hi"`, `back\slash`, "line\nbreak",
+		"tab\tand\x01ctl", "<html>&amp;", "bad\xffutf8", "\u2028sep"}
+	out := make([][]byte, 0, n)
+	for i := range n {
+		// Half the results hold only what needs no escaping, as real ones do.
+		pool := words
+		if i%2 == 0 {
+			pool = words[:6]
+		}
+		pick := func() string { return pool[rng.IntN(len(pool))] }
+		r := events.ProbeResult{ID: pick(), At: time.Unix(rng.Int64N(2e9), rng.Int64N(1e9)).UTC(), App: pick(), Pool: pick(),
+			Endpoint: pick(), Address: pick(), Region: pick(), Prober: pick(), Check: pick(), OK: rng.IntN(2) == 0,
+			LatencyMicros: rng.Int64N(1e7) - 5, ErrorClass: pick(), Error: pick(), HTTPStatus: rng.IntN(600)}
+		if i%3 == 0 {
+			d := rng.NormFloat64() * 1e3
+			r.CertExpiryDays = &d
+		}
+		e, err := events.New(events.TypeProbeCompleted, pick(), r.At, r)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, e.Encode())
+	}
+	return out
+}
+
+// sameAsLibrary fails when the fast path accepts data and its result differs from encoding/json's.
+func sameAsLibrary(t *testing.T, data []byte) bool {
+	t.Helper()
+	fast, ok := decodeProbeFast(data)
+	if !ok {
+		return false
+	}
+	want, err := DecodeProbes(data)
+	if err != nil || len(want) != 1 {
+		t.Fatalf("the fast path accepted %q, which encoding/json refuses (%v)", data, err)
+	}
+	if !reflect.DeepEqual(fast, want[0]) {
+		t.Fatalf("%q:\nfast path     %+v\nencoding/json %+v", data, fast, want[0])
+	}
+	return true
+}
+
+func TestTheFastProbeDecoderAgreesWithEncodingJSON(t *testing.T) {
+	accepted := 0
+	for _, data := range corpus(t, 20000) {
+		if sameAsLibrary(t, data) {
+			accepted++
+		}
+	}
+	// What needs no escaping goes the fast way: half the corpus, and every plain result.
+	if accepted < 9000 {
+		t.Errorf("the fast path took %d of 20,000 results", accepted)
+	}
+	plain := events.ProbeResult{ID: "r1", At: time.Now().UTC(), App: "shop", Pool: "west", Endpoint: "e1", Region: "us-west", OK: true}
+	e, _ := events.New(events.TypeProbeCompleted, "prober/us-west/p1", plain.At, plain)
+	if !sameAsLibrary(t, e.Encode()) {
+		t.Errorf("the fast path refused a plain result")
+	}
+	for _, odd := range []string{
+		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"OK":true}}`,
+		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"ok":null}}`,
+		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"latency_us":1.5}}`,
+		`{"type":"detour.probe.completed.v1","id":"x","time":"0001-01-01T00:00:00Z","data":{}}`,
+		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}} x`,
+		`{"type":"detour.probe.batch_completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`,
+	} {
+		if _, ok := decodeProbeFast([]byte(odd)); ok {
+			t.Errorf("the fast path accepted %s", odd)
+		}
+	}
+}
+
+func FuzzDecodeProbeFast(f *testing.F) {
+	for _, data := range corpus(f, 20) {
+		f.Add(data)
+	}
+	f.Add([]byte(`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"ok":true,"cert_expiry_days":-0.5e3}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameAsLibrary(t, data)
+	})
+}
+
+// BenchmarkDecodeProbe measures the fast path against encoding/json on the same messages.
+func BenchmarkDecodeProbe(b *testing.B) {
+	var plain [][]byte
+	for _, d := range corpus(b, 2000) {
+		if _, ok := decodeProbeFast(d); ok && !strings.Contains(string(d), `\`) {
+			plain = append(plain, d)
+		}
+	}
+	b.Run("fast", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			decodeProbeFast(plain[i%len(plain)])
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			_, _ = DecodeProbes(plain[i%len(plain)])
+		}
+	})
+}
