@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -104,8 +103,9 @@ func (a *app) skip(addr string) bool {
 // having answered nothing, when its target failed; at.retryStatus tells it whether an answer
 // whose status retry_on names goes to the next target (try then returns a statusError) rather
 // than to the client, and try calls a.answered when a response head arrives. retriable is
-// whether the method may be sent twice, replayable whether the body still can be.
-func (a *app) forward(ctx context.Context, r *appRoute, plan []route.Target, retriable bool, replayable func() bool,
+// whether the method may be sent twice, replayable whether the body still can be; once gone
+// reports the client went away, a failure is not held against the target and ends the request.
+func (a *app) forward(gone func() bool, r *appRoute, plan []route.Target, retriable bool, replayable func() bool,
 	try func(at *attempt) error) error {
 	n := min(len(plan), maxAttempts)
 	err := errNoTarget
@@ -120,7 +120,7 @@ func (a *app) forward(ctx context.Context, r *appRoute, plan []route.Target, ret
 			a.succeeded(t)
 			return nil
 		}
-		if ctx.Err() != nil {
+		if gone() {
 			return err
 		}
 		f := classify(err)

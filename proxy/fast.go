@@ -130,12 +130,15 @@ var errIdleClosed = errors.New("idle connection closed by the instance")
 // exchange sends the request head that head writes to addr and reads the final response head
 // to a request with r's method within the response_header timeout rh.
 func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.Writer), r *http.Request, rh time.Duration, replay bool) (*http.Response, *upConn, error) {
-	uc, err := p.send(ctx, addr, head, rh, replay)
+	uc, err := p.send(ctx, addr, head, rh, replay, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	resp, err := uc.readFinal(ctx, r)
 	_ = uc.c.SetReadDeadline(time.Time{})
+	if err == nil {
+		err = ctx.Err() // a cancellation whose deadline the line above undid
+	}
 	if err != nil {
 		_ = uc.c.Close()
 		return nil, nil, headerTimeout(err)
@@ -147,14 +150,15 @@ func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.W
 // answer, for up to rh; the connection's read deadline stays set for the rest of the head. When
 // replay is set (the method is retriable), a reused connection the instance had closed is
 // replaced by a new one once; otherwise the error is returned, as the instance may have
-// processed the request.
-func (p *connPool) send(ctx context.Context, addr string, head func(*bufio.Writer), rh time.Duration, replay bool) (*upConn, error) {
+// processed the request. slow, when set, is called with the connection when the answer is
+// slower than slowAnswer, and the function it returns when the wait ends.
+func (p *connPool) send(ctx context.Context, addr string, head func(*bufio.Writer), rh time.Duration, replay bool, slow func(*upConn) func()) (*upConn, error) {
 	for {
 		uc, err := p.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		err = uc.send(ctx, head, rh)
+		err = uc.send(ctx, head, rh, slow)
 		if err == nil {
 			return uc, nil
 		}
@@ -173,8 +177,27 @@ func (uc *upConn) afterCancel(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) })
 }
 
-func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Duration) error {
+// slowAnswer is how long an answer's first byte may take before send calls its slow hook.
+const slowAnswer = 50 * time.Millisecond
+
+func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Duration, slow func(*upConn) func()) error {
 	defer uc.afterCancel(ctx)()
+	start := time.Now()
+	var deadline time.Time
+	if rh > 0 {
+		deadline = start.Add(rh)
+	}
+	watch := slow != nil && (rh <= 0 || rh > slowAnswer)
+	first := deadline
+	if watch {
+		first = start.Add(slowAnswer)
+	}
+	// The deadline is set before the request leaves and ctx checked after, so a cancellation
+	// (whose deadline in the past afterCancel sets) is never overridden.
+	_ = uc.c.SetReadDeadline(first)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	head(uc.bw)
 	if err := uc.bw.Flush(); err != nil {
 		if uc.reused && closedByPeer(err) {
@@ -182,16 +205,28 @@ func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Du
 		}
 		return fmt.Errorf("send request: %w", err)
 	}
-	if rh > 0 {
-		_ = uc.c.SetReadDeadline(time.Now().Add(rh))
+	_, err := uc.br.Peek(1)
+	if watch && err != nil && isTimeout(err) {
+		_ = uc.c.SetReadDeadline(deadline)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		stop := slow(uc)
+		_, err = uc.br.Peek(1)
+		stop()
 	}
-	if _, err := uc.br.Peek(1); err != nil {
+	if err != nil {
 		if uc.reused && closedByPeer(err) {
 			return errIdleClosed
 		}
 		return fmt.Errorf("read response: %w", headerTimeout(err))
 	}
 	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // readFinal reads the head of the final response to a request with r's method, skipping
@@ -262,7 +297,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	retriable := rt.retry[r.Method]
 	rh := a.pol.timeouts.ResponseHeader.D()
-	err := a.forward(ctx, rt, plan, retriable, func() bool { return true }, func(at *attempt) error {
+	err := a.forward(func() bool { return ctx.Err() != nil }, rt, plan, retriable, func() bool { return true }, func(at *attempt) error {
 		t := at.t
 		pool, hop := a.pool, forwarded
 		if t.Secondary {
@@ -277,7 +312,8 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 			_ = uc.c.Close()
 			return &statusError{resp.StatusCode}
 		}
-		a.relay(w, r, resp, uc, pool, t.Addr)
+		// A client that leaves while the body is relayed ends the relay's reads too.
+		a.relay(w, r, resp, uc, pool, t.Addr, uc.afterCancel(ctx))
 		return nil
 	})
 	if err == nil || ctx.Err() != nil {
@@ -290,8 +326,9 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 }
 
 // relay writes resp to the client and returns the connection to the pool when the body was
-// read to its end and the instance keeps the connection open.
-func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, uc *upConn, pool *connPool, addr string) {
+// read to its end and the instance keeps the connection open. stop ends the cancellation of
+// uc's reads that the client's leaving causes, and reports false when it happened already.
+func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, uc *upConn, pool *connPool, addr string, stop func() bool) {
 	removeHop(resp.Header)
 	dst := w.Header()
 	for k, v := range resp.Header {
@@ -315,7 +352,7 @@ func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response,
 	for k, v := range resp.Trailer {
 		dst[http.TrailerPrefix+k] = v
 	}
-	if err != nil || resp.Close || r.Context().Err() != nil {
+	if !stop() || err != nil || resp.Close || r.Context().Err() != nil {
 		_ = uc.c.Close()
 		return
 	}

@@ -186,13 +186,18 @@ type leanConn struct {
 	f       forwarding
 	closing *atomic.Bool
 	scratch []byte
+	// conn is the client's connection and headLen the length of the request head being served,
+	// buffered in br; gone is set when the client left while its request waited.
+	conn    net.Conn
+	headLen int
+	gone    bool
 }
 
 // serveConn serves c, whose flag in s.front is idle, until the client closes it or sends a
 // request the front leaves to net/http.
 func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 	lc := &leanConn{app: s.app, br: bufio.NewReaderSize(c, maxLeanHead), bw: bufio.NewWriterSize(c, 4<<10),
-		closing: &s.front.closing}
+		closing: &s.front.closing, conn: c}
 	lc.client, _, _ = net.SplitHostPort(c.RemoteAddr().String())
 	lc.node = lc.client
 	if lc.client == "" {
@@ -244,6 +249,7 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 			pass = true
 			return
 		}
+		lc.headLen = n
 		keep := lc.serve()
 		_, _ = lc.br.Discard(n)
 		if !keep || !s.front.rest(idle) {
@@ -285,14 +291,15 @@ func (lc *leanConn) serve() bool {
 	plan := a.plan(rt, false)
 	rh := a.pol.timeouts.ResponseHeader.D()
 	var keep bool
-	err := a.forward(context.Background(), rt, plan, rt.retry[http.MethodGet], func() bool { return true },
+	lc.gone = false
+	err := a.forward(func() bool { return lc.gone }, rt, plan, rt.retry[http.MethodGet], func() bool { return true },
 		func(at *attempt) error {
 			t := at.t
 			pool, hop := a.pool, ""
 			if t.Secondary {
 				pool, hop = a.peerPool, a.edge.name
 			}
-			uc, err := pool.send(context.Background(), t.Addr, func(bw *bufio.Writer) { lc.writeUpstream(bw, hop) }, rh, true)
+			uc, err := pool.send(context.Background(), t.Addr, func(bw *bufio.Writer) { lc.writeUpstream(bw, hop) }, rh, true, lc.watch)
 			if err != nil {
 				return err
 			}
@@ -302,7 +309,31 @@ func (lc *leanConn) serve() bool {
 	if err == nil {
 		return keep
 	}
+	if lc.gone {
+		return false
+	}
 	return lc.fail(err)
+}
+
+// watch watches the client while its request waits for a slow answer on uc: when the client
+// closes its connection, uc's wait ends and the request is abandoned, as net/http's server
+// cancels a request whose client went away. Bytes the client sends meanwhile (a pipelined
+// request) stay buffered. The returned function stops watching; the lean path pays for the
+// watcher only when an answer is slow.
+func (lc *leanConn) watch(uc *upConn) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := lc.br.Peek(lc.headLen + 1); err != nil && err != bufio.ErrBufferFull && !isTimeout(err) {
+			lc.gone = true
+			_ = uc.c.SetDeadline(time.Unix(1, 0))
+		}
+	}()
+	return func() {
+		_ = lc.conn.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		_ = lc.conn.SetReadDeadline(time.Time{})
+	}
 }
 
 // answer relays the answer arriving on uc and reports whether the client's connection stays

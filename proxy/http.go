@@ -268,7 +268,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var resp *http.Response
 	out := req
-	err := a.forward(req.Context(), r, plan, r.retry[req.Method], func() bool { return !body.started() },
+	err := a.forward(func() bool { return req.Context().Err() != nil }, r, plan, r.retry[req.Method], func() bool { return !body.started() },
 		func(at *attempt) error {
 			t := at.t
 			if out != req || t.Secondary {

@@ -270,3 +270,47 @@ func TestAClientCannotSpoofTheForwardedByField(t *testing.T) {
 		}, "%s claiming to come from edge-east to be forwarded to the secondary all the same, marked by edge-west only", method)
 	}
 }
+
+func TestAClientThatLeavesCancelsItsRequestUpstreamOnEveryPath(t *testing.T) {
+	received, released := make(chan string, 4), make(chan string, 4)
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		received <- req.Method
+		_, _ = io.Copy(io.Discard, br) // never answers; returns when the edge closes the connection
+		released <- req.Method
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	for _, raw := range []string{
+		"GET /lean HTTP/1.1\r\nHost: shop\r\n\r\n",                        // the lean path
+		"HEAD /fast HTTP/1.1\r\nHost: shop\r\n\r\n",                       // net/http, no body
+		"PUT /body HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi", // ReverseProxy
+	} {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, raw)
+		// Let the request reach the instance, then leave.
+		method := strings.Fields(raw)[0]
+		select {
+		case <-received:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s never reached the instance", method)
+		}
+		_ = conn.Close()
+		select {
+		case got := <-released:
+			if got != method {
+				t.Errorf("released %s, want %s", got, method)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: the edge still waited on the instance 3s after its client left, want the upstream request cancelled", method)
+		}
+	}
+}

@@ -78,7 +78,7 @@ func (s *tcpServer) handle(ctx context.Context, c net.Conn, dialLocal, dialPeer 
 	defer func() { _ = c.Close() }()
 	a := s.app
 	r := a.route.Load()
-	err := a.forward(ctx, r, a.plan(r, a.edge.forwardedByEdge(c.RemoteAddr())), true, func() bool { return true },
+	err := a.forward(func() bool { return ctx.Err() != nil }, r, a.plan(r, a.edge.forwardedByEdge(c.RemoteAddr())), true, func() bool { return true },
 		func(at *attempt) error {
 			t := at.t
 			dial := dialLocal
