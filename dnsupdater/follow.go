@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/push"
@@ -29,9 +31,12 @@ func (s *Server) follow(ctx context.Context) {
 			}
 		}()
 	}
+	var refresher sync.WaitGroup
+	defer refresher.Wait()
+	refresher.Go(func() { s.refreshLoop(ctx, saves) })
 	backoff := 100 * time.Millisecond
 	for {
-		err := s.followOnce(ctx, saves)
+		err := s.followOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -50,10 +55,13 @@ func (s *Server) follow(ctx context.Context) {
 // followOnce reads the last event of every STATE subject, then every new one, with an ordered
 // consumer until ctx ends or the consumer fails. Events delivered while the consumer catches up
 // are folded without a refresh; the refresh comes once nothing is pending.
-func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
+func (s *Server) followOnce(ctx context.Context) error {
 	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		MaxResetAttempts: events.FollowResetAttempts}
-	if last := s.proj.view.LastSeq(); s.followed && last > 0 {
+	s.projMu.Lock()
+	last := s.proj.view.LastSeq()
+	s.projMu.Unlock()
+	if s.followed && last > 0 {
 		// After an outage, go on from the last event folded instead of reading STATE again.
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
 	}
@@ -69,9 +77,10 @@ func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	if !s.synced {
+	if !s.readToEnd {
 		if st, err := s.o.JS.Stream(ctx, events.StreamState); err == nil && st.CachedInfo().State.Msgs == 0 {
-			s.markSynced()
+			s.readToEnd = true
+			s.kickRefresh("")
 		}
 	}
 	dirty := false
@@ -95,29 +104,66 @@ func (s *Server) followOnce(ctx context.Context, saves chan *snapshot) error {
 		}
 		if err == nil {
 			var changed bool
+			s.projMu.Lock()
 			s.noteUnexpected(msg.Subject(), md.Sequence.Stream, env)
 			changed, err = s.proj.apply(msg.Subject(), md.Sequence.Stream, env)
+			s.projMu.Unlock()
 			dirty = dirty || changed
 		}
 		if err != nil {
 			s.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("stream_seq", md.Sequence.Stream).Msg("state event skipped")
 		}
-		if md.NumPending > 0 {
+		// While catching up, the refresh waits for the end of the stream; once live, each
+		// change asks for one at once: the refresher takes whatever has been folded when it
+		// starts, so the versions of a burst are as few as refreshes fit in it.
+		if md.NumPending > 0 && !s.readToEnd {
 			continue
 		}
-		if dirty {
-			dirty = false
-			s.refresh(ctx, env.ID, saves)
+		if dirty || !s.readToEnd {
+			dirty, s.readToEnd = false, true
+			s.kickRefresh(env.ID)
 		}
-		if !s.synced {
-			s.markSynced()
+	}
+}
+
+// kick asks the refresher for a new projection, caused by the STATE event of id cause. The
+// follower goes on folding events meanwhile: what arrives before the refresher starts joins
+// this projection, so a burst of transitions makes one zone version rather than one each.
+type kick struct {
+	cause string
+	// synced says that the state stream has been read to its end.
+	synced bool
+}
+
+// kickRefresh hands the refresher a kick, merged with the one it has not taken yet.
+func (s *Server) kickRefresh(cause string) {
+	k := kick{cause: cause, synced: s.readToEnd}
+	select {
+	case old := <-s.kicks:
+		if k.cause == "" {
+			k.cause = old.cause
+		}
+	default:
+	}
+	s.kicks <- k // never blocks: the follower is the only sender, and the buffer was just emptied
+}
+
+// refreshLoop projects the state, prepares the answers and tells of the changes each time the
+// follower asks, until ctx ends.
+func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshot) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case k := <-s.kicks:
+			s.refresh(ctx, k, saves)
 		}
 	}
 }
 
 // markSynced records that the state stream has been read to its end, and sends every zone to
 // its primary: pushes wait for it, so that a restart does not push a state older than the
-// primary's.
+// primary's. Only the refresher calls it.
 func (s *Server) markSynced() {
 	s.synced = true
 	for _, z := range s.table.Load().zones {
@@ -133,24 +179,36 @@ func (s *Server) offer(z *zone.Zone) {
 }
 
 // refresh recomputes the zones and swaps in their prepared answers: from here on queries get
-// the new answers. Zones whose answers changed are handed to the reporter, and a snapshot to
-// the snapshot writer, so that neither delays the next event.
-func (s *Server) refresh(ctx context.Context, cause string, saves chan *snapshot) {
+// the new answers, and queries never wait for the preparation. Zones whose answers changed are
+// handed to the reporter, and a snapshot to the snapshot writer, so that neither delays the
+// next event.
+func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshot) {
+	s.projMu.Lock()
 	zones, changes := s.proj.recompute()
-	s.table.Store(buildTable(zones, s.table.Load()))
+	var snap *snapshot
+	if len(changes) > 0 && s.o.DataDir != "" {
+		snap = s.proj.snapshot()
+	}
+	s.projMu.Unlock()
+	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
+		s.table.Store(buildTable(zones, prev))
+	}
 	for _, z := range zones {
 		s.o.Metrics.Serial(z.Name, z.Serial)
+	}
+	push := s.synced
+	if k.synced && !s.synced {
+		s.markSynced()
 	}
 	if len(changes) == 0 {
 		return
 	}
 	select {
-	case s.reports <- report{cause: cause, changes: changes, push: s.synced}:
+	case s.reports <- report{cause: k.cause, changes: changes, push: push}:
 	case <-ctx.Done():
 		return
 	}
-	if s.o.DataDir != "" {
-		snap := s.proj.snapshot()
+	if snap != nil {
 		select {
 		case saves <- snap:
 		default:

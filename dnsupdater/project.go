@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/state"
 )
 
@@ -29,8 +29,17 @@ type projector struct {
 	started []*zone.Zone
 	// current holds the zones of the last projection (immutable once projected).
 	current []*zone.Zone
-	// served holds, per zone, the record sets and the answer signature at the current serial.
+	// served holds, per zone, the app record sets at the current serial.
 	served map[string]servedZone
+	// dirty lists the indexes of the apps whose answers events applied since the last
+	// projection may have changed; all says that every app's may have.
+	dirty    []int
+	dirtySet map[int]bool
+	all      bool
+	// appIndex maps an app's name to its index in the configuration, and edgeApps an edge's
+	// name to the apps whose CNAME it may be.
+	appIndex map[string]int
+	edgeApps map[string][]int
 }
 
 type storedEvent struct {
@@ -40,8 +49,7 @@ type storedEvent struct {
 }
 
 type servedZone struct {
-	rrsets    map[zone.Key][]string
-	signature string
+	rrsets map[zone.Key][]string
 }
 
 // zoneChange is a zone whose answers changed, at its new serial.
@@ -51,11 +59,49 @@ type zoneChange struct {
 }
 
 func newProjector(static *zone.Static, now func() time.Time) *projector {
-	return &projector{
+	p := &projector{
 		static: static, now: now, view: state.NewView(),
 		latest: map[string]storedEvent{}, serials: map[string]uint32{}, served: map[string]servedZone{},
-		restored: map[string]string{},
+		restored: map[string]string{}, dirtySet: map[int]bool{}, all: true,
+		appIndex: map[string]int{}, edgeApps: map[string][]int{},
 	}
+	for i, a := range static.Config().Apps {
+		p.appIndex[a.Name] = i
+		for _, e := range a.Ingress {
+			p.edgeApps[e] = append(p.edgeApps[e], i)
+		}
+		if a.PrimaryEdge != "" && !slices.Contains(a.Ingress, a.PrimaryEdge) {
+			p.edgeApps[a.PrimaryEdge] = append(p.edgeApps[a.PrimaryEdge], i)
+		}
+	}
+	return p
+}
+
+// touch notes the apps whose answers an event on subject may change: the app an endpoint,
+// pool or override subject names, the apps an edge may be the CNAME of; every app for a
+// subject it does not know.
+func (p *projector) touch(subject string) {
+	mark := func(i int) {
+		if !p.dirtySet[i] {
+			p.dirtySet[i] = true
+			p.dirty = append(p.dirty, i)
+		}
+	}
+	for _, prefix := range []string{"detour.state.endpoint", "detour.state.pool", "detour.state.override"} {
+		if tok := events.SplitSubject(subject, prefix); len(tok) > 0 {
+			if i, ok := p.appIndex[tok[0]]; ok {
+				mark(i)
+			}
+			return
+		}
+	}
+	if tok := events.SplitSubject(subject, "detour.state.edge"); len(tok) == 1 {
+		for _, i := range p.edgeApps[tok[0]] {
+			mark(i)
+		}
+		return
+	}
+	p.all = true
 }
 
 // apply folds one STATE event stored at seq on subject, and reports whether the view changed.
@@ -66,6 +112,9 @@ func (p *projector) apply(subject string, seq uint64, e events.Envelope) (bool, 
 	}
 	if prev, ok := p.latest[subject]; !ok || seq > prev.Seq {
 		p.latest[subject] = storedEvent{Subject: subject, Seq: seq, Event: e}
+	}
+	if changed {
+		p.touch(subject)
 	}
 	return changed, nil
 }
@@ -78,13 +127,68 @@ func (p *projector) project() []*zone.Zone {
 	return zones
 }
 
-// recompute is project, also returning the zones that changed and how.
+// recompute is project, also returning the zones that changed and how. After the first
+// projection it decides again only the answers of the apps the events applied since touched,
+// so that a burst of transitions costs in proportion to the apps it changed; the result shares
+// every unchanged node with the previous projection, which stays as it was.
 func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
+	if p.all || p.current == nil {
+		return p.recomputeAll()
+	}
+	if len(p.dirty) == 0 {
+		return p.current, nil
+	}
+	byZone := map[*config.Zone][]int{}
+	c := p.static.Config()
+	for _, i := range p.dirty {
+		if z := c.ZoneOf(c.Apps[i].FQDN); z != nil {
+			byZone[z] = append(byZone[z], i)
+		}
+	}
+	p.dirty, p.dirtySet = p.dirty[:0], map[int]bool{}
+	zones := slices.Clone(p.current)
+	var out []zoneChange
+	for k, z := range zones {
+		apps := byZone[z.Config]
+		if len(apps) == 0 {
+			continue
+		}
+		nz, names := p.static.Reproject(z, apps, p.view)
+		if len(names) == 0 {
+			continue
+		}
+		serial := NextSerial(p.serials[z.Name], p.now())
+		p.serials[z.Name] = serial
+		nz.Serial, nz.SOA.Serial = serial, serial
+		zones[k] = nz
+		before, after := map[zone.Key][]string{}, map[zone.Key][]string{}
+		for _, name := range names {
+			z.Nodes[name].AppRRsets(before)
+			nz.Nodes[name].AppRRsets(after)
+		}
+		served := p.served[z.Name].rrsets
+		for k := range before {
+			delete(served, k)
+		}
+		maps.Copy(served, after)
+		out = append(out, zoneChange{zone: nz, changes: zone.Changes(before, after)})
+	}
+	p.current = zones
+	return zones, out
+}
+
+// recomputeAll projects every zone from the whole configuration, as the first projection does.
+func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
+	prevZones := map[string]*zone.Zone{}
+	for _, z := range p.current {
+		prevZones[z.Name] = z
+	}
+	p.all, p.dirty, p.dirtySet = false, p.dirty[:0], map[int]bool{}
 	zones := p.static.Project(p.view, p.serials)
 	p.current = zones
 	var out []zoneChange
 	for _, z := range zones {
-		now := servedZone{rrsets: z.AppRRsets(), signature: signature(z)}
+		now := servedZone{rrsets: z.AppRRsets()}
 		prev, seen := p.served[z.Name]
 		serial, hasSerial := p.serials[z.Name]
 		switch {
@@ -94,7 +198,7 @@ func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
 			serial = NextSerial(serial, p.now())
 			p.started = append(p.started, z)
 		case !seen:
-		case prev.signature == now.signature:
+		case !answersDiffer(prevZones[z.Name], z):
 			continue
 		case seen:
 			serial = NextSerial(serial, p.now())
@@ -111,16 +215,22 @@ func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
 	return zones, out
 }
 
-// signature is a text that differs whenever any app answer of the zone does; the rest of a
-// zone only changes with the configuration.
-func signature(z *zone.Zone) string {
-	var b strings.Builder
-	for _, name := range slices.Sorted(maps.Keys(z.Nodes)) {
-		if n := z.Nodes[name]; n.App != nil {
-			fmt.Fprintf(&b, "%s %d %v\n", name, n.AppTTL, *n.App)
+// answersDiffer reports whether any app name of b answers otherwise than in a (nil: a zone not
+// projected yet). The rest of a zone only changes with the configuration.
+func answersDiffer(a, b *zone.Zone) bool {
+	if a == nil {
+		return true
+	}
+	for name, n := range b.Nodes {
+		if n.App == nil {
+			continue
+		}
+		o := a.Nodes[name]
+		if o == nil || o.App == nil || o.AppTTL != n.AppTTL || !o.App.Equal(n.App) {
+			return true
 		}
 	}
-	return b.String()
+	return false
 }
 
 // NextSerial returns the serial that follows prev: the current Unix time when that is later in

@@ -63,9 +63,15 @@ type Server struct {
 	reports chan report
 	// queries counts replies when metrics are on.
 	queries *queryMetrics
-	// followed is set once STATE has been read from its start; later reads resume.
-	followed bool
-	// synced is set once the state stream has been read to its end; only the follower uses it.
+	// followed is set once STATE has been read from its start; later reads resume. readToEnd
+	// is set once the follower has read the stream to its end; only the follower uses them.
+	followed, readToEnd bool
+	// projMu guards proj between the follower, which folds events into it, and the refresher,
+	// which projects it; kicks carry the follower's requests for a projection to the refresher.
+	projMu sync.Mutex
+	kicks  chan kick
+	// synced is set once the refresher has projected a state read to the end of the stream;
+	// only the refresher uses it.
 	synced bool
 }
 
@@ -96,7 +102,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
-		notifyQ: make(chan *zone.Zone, 64), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
+		notifyQ: make(chan *zone.Zone, 64), kicks: make(chan kick, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
 		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics),
 	}
 	s.proj = newProjector(static, s.now)

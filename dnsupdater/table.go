@@ -50,8 +50,9 @@ type choice struct {
 
 // buildTable prepares every answer of the zones. Entries of prev (the table of the same
 // configuration at an earlier state) are reused where the state cannot change them: names
-// without an app or a CNAME below the apex, whose only serial-bearing reply, NODATA, gets the
-// new serial patched in.
+// without an app or a CNAME below the apex, and app names (without a CNAME) whose node is the
+// very one prev was built from, so that a new zone version packs only the answers that
+// changed. Their only serial-bearing replies, NODATA, get the new serial patched in.
 func buildTable(zones []*zone.Zone, prev *table) *table {
 	t := &table{zones: zones, entries: map[string]*entry{}, history: map[string][]zone.Delta{}}
 	if prev != nil {
@@ -59,6 +60,10 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 	}
 	for _, z := range zones {
 		t.history[z.Name] = prev.deltas(z)
+		var pz *zone.Zone
+		if prev != nil {
+			pz = prev.zoneFor(z.Name)
+		}
 		for name, n := range z.Nodes {
 			if delegation(z, name) != nil {
 				continue // referrals are answered by the reference path
@@ -67,8 +72,9 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 			if !ok {
 				continue
 			}
-			if old := prev.reusable(wire, z, n); old != nil {
-				t.entries[wire] = &entry{types: old.types, nodata: withSerial(old.nodata, z.Serial)}
+			if old := prev.reusable(wire, z, pz, n); old != nil {
+				t.entries[wire] = &entry{types: old.types, nodata: withSerial(old.nodata, z.Serial),
+					a: old.a.withSerial(z.Serial), aaaa: old.aaaa.withSerial(z.Serial)}
 				continue
 			}
 			t.entries[wire] = t.prepare(n)
@@ -91,12 +97,44 @@ func (t *table) deltas(z *zone.Zone) []zone.Delta {
 	return h
 }
 
-// reusable returns prev's entry for a name whose replies do not follow the state, or nil.
-func (t *table) reusable(wire string, z *zone.Zone, n *zone.Node) *entry {
-	if t == nil || n.App != nil || n.Name == z.Name || len(n.RRsets[dns.TypeCNAME]) > 0 {
+// reusable returns prev's entry for a name whose replies do not follow the state, or whose
+// app answer is the one prev was built from (pz is prev's version of z), or nil.
+func (t *table) reusable(wire string, z, pz *zone.Zone, n *zone.Node) *entry {
+	if t == nil || n.Name == z.Name || len(n.RRsets[dns.TypeCNAME]) > 0 {
+		return nil
+	}
+	if n.App != nil && (n.App.CNAME != "" || pz == nil || pz.Nodes[n.Name] != n) {
 		return nil
 	}
 	return t.entries[wire]
+}
+
+// withSerial returns c with its replies without records (NODATA, which carry the SOA) at
+// serial.
+func (c *choice) withSerial(serial uint32) *choice {
+	if c == nil {
+		return c
+	}
+	out := &choice{ans: c.ans, tmpls: c.tmpls, empty: c.empty}
+	if negative(c.empty) {
+		out.empty = withSerial(c.empty, serial)
+	}
+	cloned := false
+	for i, tm := range c.tmpls {
+		if negative(tm) {
+			if !cloned {
+				out.tmpls, cloned = slices.Clone(c.tmpls), true
+			}
+			out.tmpls[i] = withSerial(tm, serial)
+		}
+	}
+	return out
+}
+
+// negative reports whether a prepared reply has no answer and only the SOA in its authority
+// section, as NODATA replies do.
+func negative(tmpl []byte) bool {
+	return len(tmpl) >= headerLen && binary.BigEndian.Uint16(tmpl[6:]) == 0 && binary.BigEndian.Uint16(tmpl[8:]) == 1
 }
 
 // withSerial returns a copy of a NODATA template with the serial of its SOA, the last record

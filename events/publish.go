@@ -68,6 +68,35 @@ func Append(ctx context.Context, js jetstream.JetStream, subject string, e Envel
 	return ack, nil
 }
 
+// AppendAsync starts storing e on subject as Append does, without waiting for the
+// acknowledgement: AppendResult waits for it. Appends started one after another on one
+// connection are stored in that order, so a writer can have many in flight and still append
+// deterministically.
+func AppendAsync(js jetstream.JetStream, subject string, e Envelope, lastSeq uint64) (jetstream.PubAckFuture, error) {
+	f, err := js.PublishMsgAsync(message(subject, e), jetstream.WithMsgID(e.ID), jetstream.WithExpectLastSequencePerSubject(lastSeq))
+	if err != nil {
+		return nil, fmt.Errorf("append %s to %s: %w", e.Type, subject, err)
+	}
+	return f, nil
+}
+
+// AppendResult waits for the outcome of an AppendAsync of e: what Append would have returned.
+func AppendResult(ctx context.Context, f jetstream.PubAckFuture, e Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
+	subject := f.Msg().Subject
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		switch apiErrorCode(err) {
+		case errCodeWrongLastSequence, errCodeWrongLastSequenceConst, errCodeDuplicateInProcess:
+			return nil, fmt.Errorf("append %s to %s after seq %d: %w", e.Type, subject, lastSeq, ErrConflict)
+		}
+		return nil, fmt.Errorf("append %s to %s: %w", e.Type, subject, err)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("append %s to %s: %w", e.Type, subject, ctx.Err())
+	}
+}
+
 // Last returns the last event stored on subject and its stream sequence; ok is false when the
 // subject holds nothing.
 func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, seq uint64, ok bool, err error) {

@@ -2,7 +2,6 @@ package events
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -17,10 +16,21 @@ const (
 	SubjectConfigDoc = "detour.config.document.active"
 )
 
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-// ValidToken reports whether s can stand as one subject token: letters, digits, '_' and '-'.
-func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+// ValidToken reports whether s can stand as one subject token: letters, digits, '_' and '-'
+// (the regular expression ^[A-Za-z0-9_-]+$, which subject_test.go checks it against). Every
+// subject built and every STATE lookup validates its tokens, so this is a loop, not a regexp.
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // CheckToken returns an error naming what is wrong with s as a subject token, or nil.
 func CheckToken(s string) error {

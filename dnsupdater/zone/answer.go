@@ -385,3 +385,17 @@ func (a *Answer) Scope(addr netip.Addr, source uint8) uint8 {
 	}
 	return uint8(scope)
 }
+
+// Equal reports whether a answers every query as b does.
+func (a *AppAnswer) Equal(b *AppAnswer) bool {
+	return a.CNAME == b.CNAME && a.AllDown == b.AllDown && a.V4.Equal(&b.V4) && a.V6.Equal(&b.V6)
+}
+
+// Equal reports whether a answers every query as b does.
+func (a *Answer) Equal(b *Answer) bool {
+	return a.Pick == b.Pick && a.Default == b.Default && slices.Equal(a.Cumulative, b.Cumulative) &&
+		slices.EqualFunc(a.Variants, b.Variants, slices.Equal) &&
+		slices.EqualFunc(a.Rules, b.Rules, func(x, y SourceRule) bool {
+			return x.Variant == y.Variant && slices.Equal(x.Prefixes, y.Prefixes)
+		})
+}

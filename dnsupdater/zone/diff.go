@@ -21,23 +21,28 @@ type Key struct {
 // form: the only records that change while a configuration is in force.
 func (z *Zone) AppRRsets() map[Key][]string {
 	out := map[Key][]string{}
-	for name, n := range z.Nodes {
-		if n.App == nil {
-			continue
-		}
-		for t, rrs := range n.Records() {
-			if t == dns.TypeSOA || t == dns.TypeNS {
-				continue
-			}
-			data := make([]string, 0, len(rrs))
-			for _, rr := range rrs {
-				data = append(data, RData(rr))
-			}
-			slices.Sort(data)
-			out[Key{name, t}] = data
-		}
+	for _, n := range z.Nodes {
+		n.AppRRsets(out)
 	}
 	return out
+}
+
+// AppRRsets adds the RRsets of the node's app answer to out, as AppRRsets of the zone does.
+func (n *Node) AppRRsets(out map[Key][]string) {
+	if n.App == nil {
+		return
+	}
+	for t, rrs := range n.Records() {
+		if t == dns.TypeSOA || t == dns.TypeNS {
+			continue
+		}
+		data := make([]string, 0, len(rrs))
+		for _, rr := range rrs {
+			data = append(data, RData(rr))
+		}
+		slices.Sort(data)
+		out[Key{n.Name, t}] = data
+	}
 }
 
 // RData is the record data of rr in presentation form, without name, TTL, class and type.

@@ -437,3 +437,51 @@ func (z *Zone) NegativeSOA() *dns.SOA {
 	soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
 	return &soa
 }
+
+// Config returns the configuration s was compiled from.
+func (s *Static) Config() *config.Config { return s.cfg }
+
+// Reproject decides again, at v, the answers of the apps of z whose indexes in the
+// configuration are apps, and returns z with those that changed (and their fqdns), or z itself
+// when none did. z is not modified: the result shares every other node with it and has its own
+// SOA (at z's serial) and apex, ready for a new serial.
+func (s *Static) Reproject(z *Zone, apps []int, v *state.View) (*Zone, []string) {
+	var changed []string
+	var nodes map[string]*Node
+	for _, j := range apps {
+		a := &s.cfg.Apps[j]
+		old := z.Nodes[a.FQDN]
+		if old == nil || old.App == nil {
+			continue
+		}
+		ans := Decide(s.cfg, a, v)
+		if ans.Equal(old.App) && old.AppTTL == a.TTL {
+			continue
+		}
+		if nodes == nil {
+			nodes = make(map[string]*Node, len(z.Nodes))
+			for name, n := range z.Nodes {
+				nodes[name] = n
+			}
+		}
+		n := *old
+		n.App, n.AppTTL = &ans, a.TTL
+		nodes[a.FQDN] = &n
+		changed = append(changed, a.FQDN)
+	}
+	if nodes == nil {
+		return z, nil
+	}
+	out := *z
+	out.Nodes = nodes
+	soa := *z.SOA
+	out.SOA = &soa
+	apex := *nodes[z.Name]
+	apex.RRsets = make(map[uint16][]dns.RR, len(z.Nodes[z.Name].RRsets))
+	for t, rrs := range nodes[z.Name].RRsets {
+		apex.RRsets[t] = rrs
+	}
+	apex.RRsets[dns.TypeSOA] = []dns.RR{out.SOA}
+	nodes[z.Name] = &apex
+	return &out, changed
+}

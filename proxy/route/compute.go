@@ -17,9 +17,14 @@ func Compute(c *config.Config, v *state.View, edge, configSHA string) (events.Ro
 	if e == nil {
 		return events.RouteTable{}, fmt.Errorf("compute routes: no edge %q in the configuration", edge)
 	}
-	t := events.RouteTable{Edge: e.Name, ConfigSHA256: configSHA, StateSeq: v.LastSeq(), Apps: []events.AppRoute{}}
+	t := events.RouteTable{Edge: e.Name, ConfigSHA256: configSHA, StateSeq: v.LastSeq(), Apps: make([]events.AppRoute, 0, len(e.Apps))}
+	// An edge may front thousands of apps: look them up by name once, not by scanning the list.
+	apps := make(map[string]*config.App, len(c.Apps))
+	for i := range c.Apps {
+		apps[c.Apps[i].Name] = &c.Apps[i]
+	}
 	for _, ea := range e.Apps {
-		a := c.App(ea.App)
+		a := apps[ea.App]
 		if a == nil {
 			return events.RouteTable{}, fmt.Errorf("compute routes of edge %s: no app %q", edge, ea.App)
 		}

@@ -173,8 +173,18 @@ func run(ctx context.Context, o Options) error {
 			c.log.Info().Msg("controller stopped")
 			return nil
 		case m := <-stateMsgs:
-			c.onState(m)
-			if c.caught {
+			// Fold every message delivered so far, and compute the route tables once the stream
+			// has nothing more pending: a burst of transitions makes one table per edge.
+			pending := c.onState(m)
+			for drained := false; !drained; {
+				select {
+				case m := <-stateMsgs:
+					pending = c.onState(m)
+				default:
+					drained = true
+				}
+			}
+			if c.caught && pending == 0 {
 				c.publishRoutes(ctx)
 			}
 		case m := <-beats:
@@ -193,12 +203,13 @@ func run(ctx context.Context, o Options) error {
 	}
 }
 
-// onState folds one STATE message into the view.
-func (c *controller) onState(m jetstream.Msg) {
+// onState folds one STATE message into the view, and returns how many messages the stream
+// held beyond it when it was delivered.
+func (c *controller) onState(m jetstream.Msg) (pending uint64) {
 	meta, err := m.Metadata()
 	if err != nil {
 		c.log.Warn().Err(err).Msg("state message without metadata skipped")
-		return
+		return 0
 	}
 	seq := meta.Sequence.Stream
 	c.o.Metrics.Lag("controller", events.StreamState, meta.NumPending)
@@ -213,9 +224,10 @@ func (c *controller) onState(m jetstream.Msg) {
 	if err != nil {
 		c.o.Metrics.DecodeFailed("controller", events.StreamState)
 		c.log.Warn().Str("subject", m.Subject()).Uint64("stream_seq", seq).Err(err).Msg("state event skipped")
-		return
+		return meta.NumPending
 	}
 	c.applied(m.Subject(), e)
+	return meta.NumPending
 }
 
 // applied notes what a folded event means for liveness and the route tables.

@@ -37,6 +37,9 @@ type decider struct {
 	failing bool
 	// clockStamp is the newest stream time seen, and clockLocal this host's time when it came.
 	clockStamp, clockLocal time.Time
+	// queued are the decisions the next flush appends; queuedSlots their endpoints.
+	queued      []queued
+	queuedSlots map[*endpointSlot]bool
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -115,16 +118,22 @@ func (d *decider) run(ctx context.Context) error {
 				d.onDrill(ctx, m)
 			}
 		case m := <-probes:
-			d.observeClock(m.stamp)
-			if m.subject != "" {
-				d.onProbes(ctx, m)
-			}
-			if m.caughtUp {
-				d.reconcile(ctx)
-			}
+			d.onDelivery(ctx, m)
 		case now := <-tick:
 			d.tick(ctx, d.streamNow(now))
 		}
+		d.flush(ctx)
+	}
+}
+
+// onDelivery handles one delivery of the PROBES reader.
+func (d *decider) onDelivery(ctx context.Context, m delivery) {
+	d.observeClock(m.stamp)
+	if m.subject != "" {
+		d.onProbes(ctx, m)
+	}
+	if m.caughtUp {
+		d.reconcile(ctx)
 	}
 }
 
@@ -275,13 +284,14 @@ func (d *decider) streamNow(local time.Time) time.Time {
 	return d.clockStamp.Add(local.Sub(d.clockLocal))
 }
 
-// decided appends a decision now, or keeps it for reconcile while the decider is not yet live.
+// decided queues a decision for the next flush, or keeps it for reconcile while the decider is
+// not yet live.
 func (d *decider) decided(ctx context.Context, s *endpointSlot, dec decide.Decision) {
 	if !d.live {
 		s.pending = &dec
 		return
 	}
-	d.commit(ctx, s, dec)
+	d.queue(ctx, s, dec)
 }
 
 // reconcile runs once the backlog is folded: it appends every effective status STATE does not
@@ -307,8 +317,9 @@ func (d *decider) reconcile(ctx context.Context) {
 		if dec == nil || dec.To != s.st.Status {
 			dec = d.explain(s, now)
 		}
-		d.commit(ctx, s, *dec)
+		d.queue(ctx, s, *dec)
 	}
+	d.flush(ctx)
 	for _, a := range d.ix.apps {
 		for _, p := range a.pools {
 			d.checkPool(ctx, p)
@@ -330,8 +341,8 @@ func (d *decider) explain(s *endpointSlot, now time.Time) *decide.Decision {
 }
 
 // tick lets time pass: staleness and hold-down deadlines, and retries of failed appends.
-// Once an append fails for another reason than a conflict (NATS unreachable), the rest wait for
-// the next tick instead of each waiting for its own timeout.
+// Once an append fails for another reason than a conflict (NATS unreachable), the pool
+// transitions wait for the next tick instead of each waiting for its own timeout.
 func (d *decider) tick(ctx context.Context, now time.Time) {
 	d.failing = false
 	for _, s := range d.ix.endpoints {
@@ -349,8 +360,9 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		if dec.To != s.st.Status {
 			dec = d.explain(s, now)
 		}
-		d.commit(ctx, s, *dec)
+		d.queue(ctx, s, *dec)
 	}
+	d.flush(ctx)
 	for _, a := range d.ix.apps {
 		for _, p := range a.pools {
 			if p.retry && !d.failing {
@@ -369,45 +381,77 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 	p := s.pool
 	// STATE already holding a newer event than this decision means another replica is ahead in
 	// the probes: this decision is history already.
-	for attempt := 0; dec.To != s.status && !s.since.After(dec.At); attempt++ {
+	for attempt := 0; due(s, dec); attempt++ {
 		if attempt == maxAttempts {
 			d.later(ctx, s, dec, errors.New("too many conflicting writers"))
 			return
 		}
-		t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, Endpoint: s.cfg.Name, Address: s.cfg.Address,
-			From: s.status, To: dec.To, Reason: dec.Reason, Results: dec.Results, Votes: dec.Votes,
-			Thresholds: p.app.policy.Thresholds()}
-		ev, err := events.Derived(endpointType(dec.To), d.o.Name, dec.Cause, derivedKey(s.subject, dec.To, s.seq), dec.At, t)
-		if err != nil {
-			d.log.Error().Err(err).Str("subject", s.subject).Msg("build endpoint transition failed")
+		ev, ok := d.endpointEvent(s, dec)
+		if !ok {
 			return
 		}
 		ack, err := d.append(ctx, s.subject, ev, s.seq)
 		if err == nil {
-			s.record(ack.Sequence, ev)
-			if !ack.Duplicate {
-				d.o.Stats.Transitions.Add(1)
-				d.o.Metrics.Transition("endpoint", string(t.To))
-				if t.To == events.StatusDown && !s.firstFail.IsZero() {
-					d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(s.firstFail).Seconds())
-				}
-				d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("endpoint", t.Endpoint).
-					Str("from", string(t.From)).Str("to", string(t.To)).Str("reason", t.Reason).
-					Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("endpoint transition")
-			}
+			d.endpointRecorded(s, dec, ev, ack)
 			break
 		}
-		if !errors.Is(err, events.ErrConflict) {
-			d.later(ctx, s, dec, err)
-			return
-		}
-		d.o.Stats.Conflicts.Add(1)
-		if err := d.reread(ctx, s); err != nil {
-			d.later(ctx, s, dec, err)
+		if !d.conflicted(ctx, s, dec, err) {
 			return
 		}
 	}
 	d.checkPool(ctx, p)
+}
+
+// due reports whether dec is still to be appended: STATE holds neither its status nor a newer
+// event (another replica ahead in the probes made this decision history already).
+func due(s *endpointSlot, dec decide.Decision) bool {
+	return dec.To != s.status && !s.since.After(dec.At)
+}
+
+// endpointEvent builds the transition event of dec, following what STATE last recorded.
+func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.Envelope, bool) {
+	p := s.pool
+	t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, Endpoint: s.cfg.Name, Address: s.cfg.Address,
+		From: s.status, To: dec.To, Reason: dec.Reason, Results: dec.Results, Votes: dec.Votes,
+		Thresholds: p.app.policy.Thresholds()}
+	ev, err := events.Derived(endpointType(dec.To), d.o.Name, dec.Cause, derivedKey(s.subject, dec.To, s.seq), dec.At, t)
+	if err != nil {
+		d.log.Error().Err(err).Str("subject", s.subject).Msg("build endpoint transition failed")
+		return ev, false
+	}
+	return ev, true
+}
+
+// endpointRecorded notes that STATE stored ev, the transition of dec, at ack.
+func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, ev events.Envelope, ack *jetstream.PubAck) {
+	from := s.status
+	s.record(ack.Sequence, ev)
+	if !ack.Duplicate {
+		d.o.Stats.Transitions.Add(1)
+		d.o.Metrics.Transition("endpoint", string(dec.To))
+		if dec.To == events.StatusDown && !s.firstFail.IsZero() {
+			d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(s.firstFail).Seconds())
+		}
+		d.log.Info().Str("app", s.pool.app.cfg.Name).Str("pool", s.pool.cfg.Name).Str("endpoint", s.cfg.Name).
+			Str("from", string(from)).Str("to", string(dec.To)).Str("reason", dec.Reason).
+			Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("endpoint transition")
+	}
+}
+
+// conflicted handles an append of dec that failed with err, and reports whether to decide
+// again: after a conflict, once the subject has been re-read. Any other failure keeps dec for
+// the next tick.
+func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) bool {
+	if !errors.Is(err, events.ErrConflict) {
+		d.later(ctx, s, dec, err)
+		return false
+	}
+	d.o.Stats.Conflicts.Add(1)
+	if err := d.reread(ctx, s); err != nil {
+		d.later(ctx, s, dec, err)
+		return false
+	}
+	return true
 }
 
 // appendTimeout bounds one append or read, so that an unreachable NATS does not stall the decider.
@@ -457,54 +501,79 @@ func (d *decider) checkPool(ctx context.Context, p *poolSlot) { d.poolTransition
 // stop it: that event contradicted them for longer than a race lasts.
 func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool) {
 	for attempt := 0; ; attempt++ {
-		latest := p.latest()
-		v := p.verdict()
-		if latest == nil || v.Status == p.status || (p.since.After(latest.since) && !reassert) {
+		ev, t, ok := d.poolEvent(p, reassert)
+		if !ok {
 			return
 		}
 		if attempt == maxAttempts {
 			d.poolLater(ctx, p, errors.New("too many conflicting writers"))
 			return
 		}
-		others := 0
-		for _, q := range p.app.pools {
-			if q != p && q.verdict().Status == events.StatusUp {
-				others++
-			}
-		}
-		t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, From: p.status, To: v.Status,
-			Reason:     latest.cfg.Name + " " + string(latest.status) + ": " + decide.PoolReason(v, others, p.app.cfg.WhenAllDown),
-			Thresholds: p.thresholds()}
-		ev, err := events.Derived(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq), latest.since, t)
-		if err != nil {
-			d.log.Error().Err(err).Str("subject", p.subject).Msg("build pool transition failed")
-			return
-		}
 		ack, err := d.append(ctx, p.subject, ev, p.seq)
 		if err == nil {
-			p.record(ack.Sequence, ev)
-			if !ack.Duplicate {
-				d.o.Stats.PoolTransitions.Add(1)
-				d.o.Metrics.Transition("pool", string(t.To))
-				d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("from", string(t.From)).Str("to", string(t.To)).
-					Str("reason", t.Reason).Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("pool transition")
-			}
+			d.poolRecorded(p, t, ev, ack)
 			return
 		}
-		if !errors.Is(err, events.ErrConflict) {
-			d.poolLater(ctx, p, err)
+		if !d.poolConflicted(ctx, p, err) {
 			return
-		}
-		d.o.Stats.Conflicts.Add(1)
-		env, seq, ok, err := d.last(ctx, p.subject)
-		if err != nil && !errors.Is(err, events.ErrMalformed) {
-			d.poolLater(ctx, p, err)
-			return
-		}
-		if ok {
-			p.record(seq, env)
 		}
 	}
+}
+
+// poolEvent builds the pool's transition when its endpoints' recorded statuses changed its
+// availability since STATE last recorded it; ok is false when there is none to append. With
+// reassert, a pool event newer than the endpoints' does not stop it (see poolTransition).
+func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events.Transition, bool) {
+	latest := p.latest()
+	v := p.verdict()
+	if latest == nil || v.Status == p.status || (p.since.After(latest.since) && !reassert) {
+		return events.Envelope{}, events.Transition{}, false
+	}
+	others := 0
+	for _, q := range p.app.pools {
+		if q != p && q.verdict().Status == events.StatusUp {
+			others++
+		}
+	}
+	t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, From: p.status, To: v.Status,
+		Reason:     latest.cfg.Name + " " + string(latest.status) + ": " + decide.PoolReason(v, others, p.app.cfg.WhenAllDown),
+		Thresholds: p.thresholds()}
+	ev, err := events.Derived(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq), latest.since, t)
+	if err != nil {
+		d.log.Error().Err(err).Str("subject", p.subject).Msg("build pool transition failed")
+		return ev, t, false
+	}
+	return ev, t, true
+}
+
+// poolRecorded notes that STATE stored ev, the pool transition t, at ack.
+func (d *decider) poolRecorded(p *poolSlot, t events.Transition, ev events.Envelope, ack *jetstream.PubAck) {
+	p.record(ack.Sequence, ev)
+	if !ack.Duplicate {
+		d.o.Stats.PoolTransitions.Add(1)
+		d.o.Metrics.Transition("pool", string(t.To))
+		d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("from", string(t.From)).Str("to", string(t.To)).
+			Str("reason", t.Reason).Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("pool transition")
+	}
+}
+
+// poolConflicted handles a pool append that failed with err, and reports whether to decide
+// again: after a conflict, once the subject has been re-read.
+func (d *decider) poolConflicted(ctx context.Context, p *poolSlot, err error) bool {
+	if !errors.Is(err, events.ErrConflict) {
+		d.poolLater(ctx, p, err)
+		return false
+	}
+	d.o.Stats.Conflicts.Add(1)
+	env, seq, ok, err := d.last(ctx, p.subject)
+	if err != nil && !errors.Is(err, events.ErrMalformed) {
+		d.poolLater(ctx, p, err)
+		return false
+	}
+	if ok {
+		p.record(seq, env)
+	}
+	return true
 }
 
 func (d *decider) poolLater(ctx context.Context, p *poolSlot, err error) {

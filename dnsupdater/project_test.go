@@ -1,0 +1,175 @@
+package dnsupdater
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+// incrementalConfig mixes every kind of answer: failover with a backup, weighted, round robin,
+// by source, a CNAME to ingress edges, IPv6, and an app at the apex.
+const incrementalConfig = `
+zones:
+  - name: demo.test
+    records: ["www IN CNAME shop", "txt IN TXT \"hello\""]
+  - name: other.test
+edges:
+  - {name: edge-a, region: west, hostname: edge-a.demo.test, address: 10.9.0.1}
+  - {name: edge-b, region: east, hostname: edge-b.demo.test, address: 10.9.0.2}
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - {name: p1, endpoints: [{address: "127.0.0.11:80"}, {address: "[2001:db8::11]:80"}]}
+      - {name: p2, endpoints: [{address: "127.0.0.12:80"}]}
+  - name: weighted
+    fqdn: w.demo.test
+    policy: weighted
+    pools:
+      - {name: a, weight: 3, endpoints: [{address: "10.0.0.1:80"}, {address: "10.0.0.2:80"}]}
+      - {name: b, weight: 1, endpoints: [{address: "10.0.1.1:80"}]}
+  - name: rr
+    fqdn: rr.other.test
+    policy: round_robin
+    pools:
+      - {name: a, endpoints: [{address: "10.0.2.1:80"}, {address: "10.0.2.2:80"}]}
+  - name: geo
+    fqdn: geo.demo.test
+    policy: source
+    sources: [{cidrs: ["10.1.0.0/16"], pools: [west]}]
+    default_pools: [east]
+    pools:
+      - {name: west, endpoints: [{address: "10.0.3.1:80"}]}
+      - {name: east, endpoints: [{address: "10.0.4.1:80"}]}
+  - name: web
+    fqdn: web.demo.test
+    ingress: [edge-a, edge-b]
+    pools: [{name: p1, endpoints: [{address: "127.0.0.13:80"}]}]
+  - name: apex
+    fqdn: other.test
+    pools: [{name: p1, endpoints: [{address: "10.0.5.1:80"}]}]
+`
+
+// TestAnswersRecompiledForChangedAppsOnlyEqualAFullRecompilation folds random transitions
+// into a projector, which decides again only the apps they touch and reuses the prepared
+// answers of the rest, and checks after every burst that each zone and each prepared reply is
+// byte for byte what projecting and preparing everything from scratch gives.
+func TestAnswersRecompiledForChangedAppsOnlyEqualAFullRecompilation(t *testing.T) {
+	cfg := eventstest.Config(t, incrementalConfig)
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newProjector(static, func() time.Time { return clock })
+	tbl := buildTable(p.project(), nil)
+
+	var subjects []string
+	for _, a := range cfg.Apps {
+		for _, pl := range a.Pools {
+			subjects = append(subjects, events.PoolStateSubject(a.Name, pl.Name))
+			for _, e := range pl.Endpoints {
+				subjects = append(subjects, events.EndpointStateSubject(a.Name, pl.Name, e.Name))
+			}
+		}
+	}
+	for _, e := range cfg.Edges {
+		subjects = append(subjects, events.EdgeStateSubject(e.Name))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	seq, versions := uint64(0), 0
+	for burst := range 300 {
+		for range 1 + rng.IntN(6) {
+			subject := subjects[rng.IntN(len(subjects))]
+			typ := []string{events.TypeEndpointDown, events.TypeEndpointUp}[rng.IntN(2)]
+			switch {
+			case bytes.HasPrefix([]byte(subject), []byte("detour.state.pool")):
+				typ = []string{events.TypePoolDown, events.TypePoolUp}[rng.IntN(2)]
+			case bytes.HasPrefix([]byte(subject), []byte("detour.state.edge")):
+				typ = []string{events.TypeEdgeDown, events.TypeEdgeUp}[rng.IntN(2)]
+			}
+			seq++
+			env, err := events.New(typ, "test", clock, events.Transition{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.apply(subject, seq, env); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock = clock.Add(time.Duration(rng.IntN(3)) * time.Second)
+		zones, changes := p.recompute()
+		versions += len(changes)
+		tbl = buildTable(zones, tbl)
+
+		full := static.Project(p.view, p.serials)
+		fresh := buildTable(full, nil)
+		for i, z := range zones {
+			if got, want := z.Serial, full[i].Serial; got != want {
+				t.Fatalf("burst %d: zone %s at serial %d, a full projection says %d", burst, z.Name, got, want)
+			}
+			if got, want := contentOf(z), contentOf(full[i]); got != want {
+				t.Fatalf("burst %d: zone %s differs from a full projection:\n%s\nwant\n%s", burst, z.Name, got, want)
+			}
+		}
+		if got, want := describe(tbl), describe(fresh); !slices.Equal(got, want) {
+			t.Fatalf("burst %d: prepared replies differ from a full preparation:\n%s", burst, difference(got, want))
+		}
+	}
+	if versions < 50 {
+		t.Fatalf("only %d zone versions in 300 bursts: the transitions hardly changed any answer", versions)
+	}
+}
+
+func contentOf(z *zone.Zone) string {
+	var b bytes.Buffer
+	for _, rr := range z.Content() {
+		fmt.Fprintln(&b, rr.String())
+	}
+	return b.String()
+}
+
+// describe lists every prepared reply of t, by name and query type, in a fixed order.
+func describe(t *table) []string {
+	var lines []string
+	for wire, e := range t.entries {
+		for _, p := range e.types {
+			lines = append(lines, fmt.Sprintf("%q type %d %x", wire, p.qtype, p.tmpl))
+		}
+		for fam, c := range map[string]*choice{"a": e.a, "aaaa": e.aaaa} {
+			if c == nil {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%q %s empty %x", wire, fam, c.empty))
+			for i, tm := range c.tmpls {
+				lines = append(lines, fmt.Sprintf("%q %s variant %d %x", wire, fam, i, tm))
+			}
+		}
+		lines = append(lines, fmt.Sprintf("%q nodata %x", wire, e.nodata))
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+// difference lists the lines only got has (+) and only want has (-).
+func difference(got, want []string) string {
+	var b bytes.Buffer
+	for _, l := range got {
+		if !slices.Contains(want, l) {
+			fmt.Fprintln(&b, "+", l)
+		}
+	}
+	for _, l := range want {
+		if !slices.Contains(got, l) {
+			fmt.Fprintln(&b, "-", l)
+		}
+	}
+	return b.String()
+}

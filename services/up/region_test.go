@@ -1,0 +1,334 @@
+package up_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/controller"
+	"github.com/detourdev/detour/services/decider"
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// regionConfig is a region of n failover apps: app i answers its own endpoint in the dying
+// region while it is up, and a shared endpoint elsewhere once it is down. One edge fronts every
+// app's first pool, so its route table changes with every endpoint.
+func regionConfig(tb testing.TB, n int, interval time.Duration) *config.Config {
+	tb.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "zones: [{name: region.test}]\napps:\n")
+	for i := range n {
+		fmt.Fprintf(&b, `  - name: app%d
+    fqdn: app%d.region.test
+    check: {type: tcp, interval: %s, timeout: %s, fall: 3, rise: 2, stale_after: 1h}
+    pools:
+      - {name: main, region: doomed, endpoints: [{name: e, address: "%s:80"}]}
+      - {name: backup, region: safe, endpoints: [{name: e, address: "10.200.0.1:80"}]}
+`, i, i, interval, interval/2, regionAddr(i))
+	}
+	fmt.Fprintf(&b, "edges:\n  - name: edge-a\n    region: safe\n    hostname: edge-a.region.test\n    address: 10.200.0.2\n    apps:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "      - {app: app%d, pool: main, listen: \"127.0.0.1:%d\"}\n", i, 10000+i)
+	}
+	c, err := config.Parse("region.yaml", []byte(b.String()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// regionAddr is the address of app i's endpoint in the dying region.
+func regionAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+}
+
+// region runs a decider, a DNS server and a controller on embedded JetStream, and plays the
+// probers of a region whose n endpoints all die at once.
+type region struct {
+	tb       testing.TB
+	n        int
+	interval time.Duration
+	cfg      *config.Config
+	srv      *eventstest.Server
+	dns      *dnsupdater.Server
+	stats    decider.Stats
+	round    int
+}
+
+func startRegion(tb testing.TB, n int, interval time.Duration) *region {
+	tb.Helper()
+	r := &region{tb: tb, n: n, interval: interval, cfg: regionConfig(tb, n, interval), srv: eventstest.Start(tb)}
+	log := zerolog.Nop()
+	if testing.Verbose() {
+		log = zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.InfoLevel)
+	}
+	var err error
+	r.dns, err = dnsupdater.New(dnsupdater.Options{JS: r.srv.JS, Config: r.cfg, Addr: "127.0.0.1:0", Name: "dns-region", Log: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	eventstest.Run(tb, "dns", r.dns.Run)
+	eventstest.Run(tb, "decider", func(ctx context.Context) error {
+		return decider.Run(ctx, decider.Options{JS: r.srv.JS, Config: r.cfg, Name: "decider-region", Log: log, Stats: &r.stats})
+	})
+	eventstest.Run(tb, "controller", func(ctx context.Context) error {
+		return controller.Run(ctx, controller.Options{JS: r.srv.JS, Config: r.cfg, Name: "controller-region", Log: log})
+	})
+	return r
+}
+
+// probe publishes one round of results for every endpoint, as the probers of a region do: a
+// batch per prober, 500 results each. It returns when JetStream has stored them all.
+func (r *region) probe(ok bool) {
+	r.tb.Helper()
+	r.round++
+	now := time.Now()
+	const perBatch = 500
+	for start := 0; start < r.n; start += perBatch {
+		b := events.ProbeBatch{Region: "safe", Prober: fmt.Sprintf("p%d", start/perBatch)}
+		for i := start; i < min(start+perBatch, r.n); i++ {
+			b.Results = append(b.Results, events.ProbeResult{ID: fmt.Sprintf("r%d-%d", r.round, i), At: now,
+				App: fmt.Sprintf("app%d", i), Pool: "main", Endpoint: "e", Address: regionAddr(i).String() + ":80",
+				Region: "safe", Prober: b.Prober, Check: "tcp", OK: ok, LatencyMicros: 100})
+		}
+		env, err := events.New(events.TypeProbeBatchCompleted, "prober/"+b.Prober, now, b)
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		if _, err := r.srv.JS.PublishAsync(events.ProbeBatchSubject("safe", b.Prober), env.Encode()); err != nil {
+			r.tb.Fatal(err)
+		}
+	}
+	select {
+	case <-r.srv.JS.PublishAsyncComplete():
+	case <-time.After(10 * time.Second):
+		r.tb.Fatal("probe results not stored within 10s")
+	}
+}
+
+// pollEvery is how often a poller starts a pass over the answers it waits for.
+const pollEvery = 20 * time.Millisecond
+
+// watch polls every app's A answer from several goroutines until each one is want(i), and
+// returns when each first was. It also counts the queries answered, to give the qps.
+func (r *region) watch(ctx context.Context, want func(i int) string, queries *atomic.Int64) []time.Time {
+	moved := make([]time.Time, r.n)
+	const pollers = 2
+	var wg sync.WaitGroup
+	for w := range pollers {
+		wg.Go(func() {
+			c := &dns.Client{Timeout: time.Second}
+			conn, err := c.Dial(r.dns.Addr())
+			if err != nil {
+				r.tb.Error(err)
+				return
+			}
+			defer conn.Close()
+			var pending []int
+			for i := w; i < r.n; i += pollers {
+				pending = append(pending, i)
+			}
+			m := new(dns.Msg)
+			// One pass over the names still pending per pollEvery at most: the client must not
+			// take the CPU the pipeline it measures needs.
+			pace := time.NewTicker(pollEvery)
+			defer pace.Stop()
+			for ; len(pending) > 0 && ctx.Err() == nil; <-pace.C {
+				left := pending[:0]
+				for _, i := range pending {
+					m.SetQuestion(fmt.Sprintf("app%d.region.test.", i), dns.TypeA)
+					resp, _, err := c.ExchangeWithConn(m, conn)
+					if err == nil {
+						queries.Add(1)
+					}
+					if err == nil && len(resp.Answer) == 1 && resp.Answer[0].(*dns.A).A.String() == want(i) {
+						moved[i] = time.Now()
+						continue
+					}
+					left = append(left, i)
+				}
+				pending = left
+			}
+		})
+	}
+	wg.Wait()
+	return moved
+}
+
+// streamTimes returns the time JetStream stored each message of stream on subjects matching
+// filter after sequence from, and the last sequence.
+func (r *region) streamTimes(stream, filter string, from uint64) []time.Time {
+	r.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := r.srv.JS.Stream(ctx, stream)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	if info.State.LastSeq <= from {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	var out []time.Time
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		got := 0
+		var last uint64
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				r.tb.Fatal(err)
+			}
+			out = append(out, md.Timestamp)
+			last = md.Sequence.Stream
+			got++
+		}
+		if got == 0 || last >= info.State.LastSeq {
+			return out
+		}
+	}
+}
+
+func (r *region) lastSeq(stream string) uint64 {
+	r.tb.Helper()
+	s, err := r.srv.JS.Stream(context.Background(), stream)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// spread describes times as offsets from t0: first, median, p99 and last.
+type spread struct{ first, median, p99, last time.Duration }
+
+func spreadOf(t0 time.Time, ts []time.Time) spread {
+	if len(ts) == 0 {
+		return spread{}
+	}
+	d := make([]time.Duration, len(ts))
+	for i, t := range ts {
+		d[i] = t.Sub(t0)
+	}
+	slices.Sort(d)
+	return spread{d[0], d[len(d)/2], d[min(len(d)-1, len(d)*99/100)], d[len(d)-1]}
+}
+
+func (s spread) String() string {
+	return fmt.Sprintf("first %s median %s p99 %s last %s", s.first.Round(time.Millisecond), s.median.Round(time.Millisecond),
+		s.p99.Round(time.Millisecond), s.last.Round(time.Millisecond))
+}
+
+// storm kills the region: fall rounds of failing results, one per interval, then waits for every
+// answer to move to the backup. It returns the time of the kill (one interval before the first
+// failing round, as when the endpoints die just after a round) and the phases' times.
+type stormResult struct {
+	kill, threshold   time.Time
+	answers, state    []time.Time
+	zoneVersions      int
+	routeTables       int
+	transitions       int
+	queries           int64
+	elapsed           time.Duration
+	lastAnswer, bound time.Duration
+}
+
+func (r *region) storm(ok bool, rounds int, want func(int) string) stormResult {
+	r.tb.Helper()
+	stateFrom, dnsFrom, routesFrom := r.lastSeq(events.StreamState), r.lastSeq(events.StreamDNS), r.lastSeq(events.StreamRoutes)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*r.interval+120*time.Second)
+	defer cancel()
+	var queries atomic.Int64
+	done := make(chan []time.Time)
+	go func() { done <- r.watch(ctx, want, &queries) }()
+	res := stormResult{kill: time.Now()}
+	tick := time.NewTicker(r.interval)
+	defer tick.Stop()
+	for range rounds {
+		<-tick.C
+		res.threshold = time.Now()
+		r.probe(ok)
+	}
+	res.answers = <-done
+	res.elapsed = time.Since(res.kill)
+	res.queries = queries.Load()
+	res.state = r.streamTimes(events.StreamState, "detour.state.endpoint.>", stateFrom)
+	res.transitions = len(res.state) + len(r.streamTimes(events.StreamState, "detour.state.pool.>", stateFrom))
+	res.zoneVersions = len(r.streamTimes(events.StreamDNS, ">", dnsFrom))
+	res.routeTables = len(r.streamTimes(events.StreamRoutes, ">", routesFrom))
+	for i, t := range res.answers {
+		if t.IsZero() {
+			r.tb.Fatalf("app%d's answer never moved; %d transitions in STATE, decider appended %d endpoint and %d pool transitions",
+				i, res.transitions, r.stats.Transitions.Load(), r.stats.PoolTransitions.Load())
+		}
+	}
+	return res
+}
+
+func (r *region) report(name string, s stormResult) {
+	r.tb.Logf("%s of %d endpoints: kill → answers moved %s; threshold round → answers %s; threshold round → STATE %s",
+		name, r.n, spreadOf(s.kill, s.answers), spreadOf(s.threshold, s.answers), spreadOf(s.threshold, s.state))
+	r.tb.Logf("%s: %d transitions, %d zone versions, %d route tables, %d queries answered in %s",
+		name, s.transitions, s.zoneVersions, s.routeTables, s.queries, s.elapsed.Round(time.Millisecond))
+}
+
+// TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckBound kills 1,000
+// endpoints at once: every app's answer moves to its backup within interval × fall + 1 s of the
+// kill, the zone changes in far fewer versions than there are transitions, and the same holds
+// when the region comes back.
+func TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the region storm takes about 15 seconds")
+	}
+	const n, interval, fall, rise = 1000, time.Second, 3, 2
+	r := startRegion(t, n, interval)
+	main := func(i int) string { return regionAddr(i).String() }
+	backup := func(int) string { return "10.200.0.1" }
+	r.storm(true, rise, main)
+	// Unknown endpoints are answered too: wait for STATE to record the region up.
+	eventstest.Eventually(t, 30*time.Second, func() bool {
+		return r.stats.Transitions.Load() >= n && r.stats.PoolTransitions.Load() >= n
+	}, "the decider did not record %d endpoints and pools up", n)
+
+	bound := interval*fall + time.Second
+	down := r.storm(false, fall, backup)
+	r.report("failure", down)
+	if last := spreadOf(down.kill, down.answers).last; last > bound {
+		t.Errorf("the last answer moved %s after the kill, beyond interval × fall + 1s = %s", last, bound)
+	}
+	if down.zoneVersions*10 > down.transitions {
+		t.Errorf("%d transitions made %d zone versions; want far fewer versions than transitions", down.transitions, down.zoneVersions)
+	}
+
+	back := r.storm(true, rise, main)
+	r.report("recovery", back)
+	if last := spreadOf(back.kill, back.answers).last; last > interval*rise+time.Second {
+		t.Errorf("the last answer came back %s after the region did, beyond interval × rise + 1s = %s", last, interval*rise+time.Second)
+	}
+}
