@@ -17,6 +17,7 @@ const (
 	StreamDNS    = "DNS"
 	StreamRoutes = "ROUTES"
 	StreamDrills = "DRILLS"
+	StreamAlerts = "ALERTS"
 )
 
 // BucketProbers is the key-value bucket where prober workers announce themselves, one key per
@@ -124,7 +125,9 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	routes := base(StreamRoutes, "Route tables of each edge proxy", SubjectRoutes)
 	routes.MaxMsgsPerSubject = 1000
 	drills := base(StreamDrills, "Drill runs: plan, steps, rollback, scorecard", SubjectDrills)
-	return []jetstream.StreamConfig{probes, state, config, dns, routes, drills}
+	alerts := base(StreamAlerts, "Every alert delivery attempt, delivered or not", SubjectAlerts)
+	alerts.MaxAge = 90 * 24 * time.Hour
+	return []jetstream.StreamConfig{probes, state, config, dns, routes, drills, alerts}
 }
 
 // ProbersBucket returns the definition of the probers' membership bucket. It is stored in files

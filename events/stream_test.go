@@ -42,7 +42,7 @@ func TestProvisionStreamsReportsStreamsWithFewerReplicasThanConfigured(t *testin
 		}
 		names = append(names, s.Stream)
 	}
-	if got := strings.Join(names, " "); got != "PROBES STATE CONFIG DNS ROUTES DRILLS KV_detour_probers" {
+	if got := strings.Join(names, " "); got != "PROBES STATE CONFIG DNS ROUTES DRILLS ALERTS KV_detour_probers" {
 		t.Fatalf("shortfalls: got %q, want every stream and the bucket", got)
 	}
 	if r := srv.Stream(t, "STATE").CachedInfo().Config.Replicas; r != 1 {

@@ -13,6 +13,7 @@ const (
 	SubjectDNS       = "detour.dns.>"
 	SubjectRoutes    = "detour.routes.>"
 	SubjectDrills    = "detour.drill.>"
+	SubjectAlerts    = "detour.alert.>"
 	SubjectConfigDoc = "detour.config.document.active"
 )
 
@@ -111,6 +112,9 @@ func RoutesSubject(edge string) string { return join("detour.routes", edge) }
 
 // DrillSubject holds the events of one drill run.
 func DrillSubject(drillID string) string { return join("detour.drill", drillID) }
+
+// AlertSubject holds the delivery attempts of one alert group.
+func AlertSubject(group string) string { return join("detour.alert", group) }
 
 // join builds a subject from a prefix and tokens. A token that is not valid is a wiring mistake:
 // configuration validation makes sure names are tokens before any subject is built.

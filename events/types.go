@@ -28,6 +28,9 @@ const (
 	// TypeConfigApplied carries a ConfigApplied: the whole desired configuration.
 	TypeConfigApplied = "detour.config.applied.v1"
 
+	// TypeAlertAttempted carries an AlertAttempt: one try at delivering an alert to a webhook.
+	TypeAlertAttempted = "detour.alert.attempted.v1"
+
 	// TypeZoneChanged carries a ZoneChanged: a new serial of a served zone.
 	TypeZoneChanged = "detour.dns.zone_changed.v1"
 )
@@ -167,4 +170,32 @@ func TransitionStatus(typ string) (s Status, ok bool) {
 		return StatusDrained, true
 	}
 	return StatusUnknown, false
+}
+
+// Outcomes of an alert delivery attempt.
+const (
+	AlertDelivered = "delivered"
+	AlertFailed    = "failed"
+	// AlertAbandoned is a failed attempt after which retry_for has run out.
+	AlertAbandoned = "abandoned"
+)
+
+// AlertAttempt is one try at delivering an alert to a webhook.
+type AlertAttempt struct {
+	Alert string `json:"alert"`
+	// Kind is what the alert is about: transition, pool_down, failover, edge_down.
+	Kind string `json:"kind"`
+	// Webhook is the receiver's scheme, host and path (no query, which may hold a secret).
+	Webhook string `json:"webhook"`
+	// Delivery identifies the delivery all attempts of one alert to one webhook share.
+	Delivery string `json:"delivery"`
+	Attempt  int    `json:"attempt"`
+	// Result is delivered, failed or abandoned.
+	Result     string `json:"result"`
+	HTTPStatus int    `json:"http_status,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// RetryInMS is the wait before the next attempt, after a failure.
+	RetryInMS int64 `json:"retry_in_ms,omitempty"`
+	// Text is the alert's one-line summary.
+	Text string `json:"text"`
 }

@@ -92,6 +92,7 @@ next:
 // ApplyDefaults fills every field left unset with its default. It is the one place defaults live.
 func (c *Config) ApplyDefaults() {
 	c.DNS.applyDefaults()
+	c.applyAlertDefaults()
 	for i := range c.Zones {
 		z := &c.Zones[i]
 		z.Name = Canonical(z.Name)

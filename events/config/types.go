@@ -24,6 +24,8 @@ type Config struct {
 	// dropped. Default (see ProbingRegions): the regions the pools name; when no pool names one,
 	// any region counts.
 	Regions []string `yaml:"regions,omitempty"`
+	// Alerts are groups of webhooks told about transitions and failovers. Optional.
+	Alerts []Alert `yaml:"alerts,omitempty"`
 }
 
 // Zone is a DNS zone Detour serves.

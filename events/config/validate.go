@@ -93,6 +93,7 @@ func (c *Config) Validate() []string {
 	}
 	c.DNS.validate(&p, "dns")
 	c.validateRegions(&p)
+	c.validateAlerts(&p)
 	return p
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/redact"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/alert"
 	"github.com/detourdev/detour/services/api"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
@@ -255,20 +256,32 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	if apiAddr == "" {
-		return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
-	}
-	srv, err := startAPI(js, cfg, apiAddr, tokensPath, stdout, log)
-	if err != nil {
+	if _, err := alert.Secrets(cfg); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- srv.Run(ctx) }()
+	var roles []func(context.Context) error
+	if apiAddr != "" {
+		srv, err := startAPI(js, cfg, apiAddr, tokensPath, stdout, log)
+		if err != nil {
+			return err
+		}
+		roles = append(roles, srv.Run)
+	}
+	roles = append(roles, func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: r.name, Log: log})
+	})
+	done := make(chan error, len(roles))
+	for _, run := range roles {
+		go func() { done <- run(ctx) }()
+	}
 	err = controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
 	cancel()
-	return errors.Join(err, <-apiDone)
+	for range roles {
+		err = errors.Join(err, <-done)
+	}
+	return err
 }
 
 // startAPI binds the API with the tokens at path, making the file with one write token, shown

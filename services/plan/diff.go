@@ -186,7 +186,11 @@ func format(v reflect.Value) string {
 		parts := make([]string, 0, t.NumField())
 		for i := range t.NumField() {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			if name != "" && name != "-" && !v.Field(i).IsZero() {
+			switch {
+			case name == "" || name == "-" || v.Field(i).IsZero():
+			case t.Field(i).Name == "Secret":
+				parts = append(parts, name+": "+redacted)
+			default:
 				parts = append(parts, name+": "+format(v.Field(i)))
 			}
 		}

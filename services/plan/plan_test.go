@@ -65,6 +65,8 @@ func TestDiffNamesEveryKindOfChangeFieldByField(t *testing.T) {
 		{"a changed secret, without its value", `secret: "c2VjcmV0"`, `secret: "b3RoZXI="`,
 			[]string{"~ zones[demo.test].push.tsig.secret: (secret) → (secret)"}},
 		{"a default spelled out", "interval: 1s", "interval: 1s, fall: 3", nil},
+		{"a changed webhook, without its secret", "edges:", "alerts: [{name: oncall, on: [failover], webhooks: [{url: \"http://127.0.0.1:9/a\", secret: hook-secret}]}]\nedges:",
+			[]string{"+ alerts[oncall]"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(base, tc.from) {
@@ -80,6 +82,16 @@ func TestDiffNamesEveryKindOfChangeFieldByField(t *testing.T) {
 				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+func TestAChangedWebhookIsShownWithoutItsSecret(t *testing.T) {
+	with := func(url string) string {
+		return base + "alerts: [{name: oncall, on: [failover], webhooks: [{url: \"" + url + "\", secret: hook-secret}]}]\n"
+	}
+	changes := plan.Diff(eventstest.Config(t, with("http://127.0.0.1:9/a")), eventstest.Config(t, with("http://127.0.0.1:9/b")))
+	if len(changes) != 1 || strings.Contains(changes[0].String(), "hook-secret") || !strings.Contains(changes[0].String(), "secret: (secret)") {
+		t.Errorf("changes %v, want one webhook change that hides the secret", changes)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/alert"
 	"github.com/detourdev/detour/services/api"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
@@ -175,6 +176,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: r, Name: r + "-1", Log: o.Log, Metrics: m})
 		})
 	}
+	g.Go("alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log})
+	})
 	if len(cfg.Edges) > 0 {
 		g.Go("controller", func(ctx context.Context) error {
 			return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, Metrics: m})

@@ -1,0 +1,133 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+)
+
+// What an alert group can be told about.
+const (
+	// AlertTransition is every endpoint, pool and edge transition.
+	AlertTransition = "transition"
+	// AlertPoolDown is a pool going down.
+	AlertPoolDown = "pool_down"
+	// AlertFailover is a pool transition that changes what an app answers.
+	AlertFailover = "failover"
+	// AlertEdgeDown is an edge proxy going down.
+	AlertEdgeDown = "edge_down"
+	// AlertDrillResult is the result of a drill.
+	AlertDrillResult = "drill_result"
+)
+
+// AlertKinds lists every value of alerts[].on.
+var AlertKinds = []string{AlertTransition, AlertPoolDown, AlertFailover, AlertEdgeDown, AlertDrillResult}
+
+// Webhook formats.
+const (
+	FormatJSON  = "json"
+	FormatSlack = "slack"
+)
+
+// Alert is a group of webhooks and what they are told about, as Alibaba GTM's alert groups.
+type Alert struct {
+	// Name identifies the group in delivery events; letters, digits, '_' and '-'.
+	Name string `yaml:"name"`
+	// On lists what the group is told about: transition, pool_down, failover, edge_down,
+	// drill_result. At least one.
+	On []string `yaml:"on"`
+	// Apps limits the group to these apps (edge events have none and always match). Default:
+	// every app.
+	Apps []string `yaml:"apps,omitempty"`
+	// Webhooks receive every matching event. At least one.
+	Webhooks []Webhook `yaml:"webhooks"`
+	// RetryFor is how long a failed delivery is retried, with backoff. Default 10m.
+	RetryFor Duration `yaml:"retry_for,omitempty"`
+}
+
+// Webhook is one HTTP endpoint an alert is POSTed to.
+type Webhook struct {
+	// URL is where to POST: http or https, without user:password (use the secret).
+	URL string `yaml:"url"`
+	// Format is json (default: Detour's own document) or slack (an incoming-webhook message).
+	Format string `yaml:"format,omitempty"`
+	// Secret signs every delivery: header Detour-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret,
+	// "UNIX.BODY")). Give it in a file or the environment rather than inline. Optional.
+	Secret     string `yaml:"secret,omitempty"`
+	SecretFile string `yaml:"secret_file,omitempty"`
+	SecretEnv  string `yaml:"secret_env,omitempty"`
+}
+
+// Key returns the webhook's signing secret, or "" when it has none.
+func (w Webhook) Key() (string, error) {
+	if w.Secret == "" && w.SecretFile == "" && w.SecretEnv == "" {
+		return "", nil
+	}
+	s, err := ReadSecret(w.Secret, w.SecretFile, w.SecretEnv)
+	if err != nil {
+		return "", fmt.Errorf("webhook %w", err)
+	}
+	return s, nil
+}
+
+func (c *Config) applyAlertDefaults() {
+	for i := range c.Alerts {
+		a := &c.Alerts[i]
+		if a.RetryFor == 0 {
+			a.RetryFor = Duration(10 * time.Minute)
+		}
+		for j := range a.Webhooks {
+			if a.Webhooks[j].Format == "" {
+				a.Webhooks[j].Format = FormatJSON
+			}
+		}
+	}
+}
+
+func (c *Config) validateAlerts(p *problems) {
+	seen := map[string]bool{}
+	for i, a := range c.Alerts {
+		path := fmt.Sprintf("alerts[%d]", i)
+		p.token(path+".name", a.Name)
+		if seen[a.Name] {
+			p.add(path+".name", "duplicate alert group %q", a.Name)
+		}
+		seen[a.Name] = true
+		if len(a.On) == 0 {
+			p.add(path+".on", "want at least one of transition, pool_down, failover, edge_down, drill_result")
+		}
+		for j, on := range a.On {
+			if !slices.Contains(AlertKinds, on) {
+				p.add(fmt.Sprintf("%s.on[%d]", path, j), "want transition, pool_down, failover, edge_down or drill_result, got %q", on)
+			}
+		}
+		for j, app := range a.Apps {
+			if c.App(app) == nil {
+				p.add(fmt.Sprintf("%s.apps[%d]", path, j), "no app %q in the configuration", app)
+			}
+		}
+		if len(a.Webhooks) == 0 {
+			p.add(path+".webhooks", "want at least one webhook")
+		}
+		for j, w := range a.Webhooks {
+			wp := fmt.Sprintf("%s.webhooks[%d]", path, j)
+			u, err := url.Parse(w.URL)
+			switch {
+			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+				p.add(wp+".url", "want an http or https URL, got %q", w.URL)
+			case u.User != nil:
+				p.add(wp+".url", "must not carry a user or password: sign with secret_file or secret_env instead")
+			}
+			if w.Format != FormatJSON && w.Format != FormatSlack {
+				p.add(wp+".format", "want json or slack, got %q", w.Format)
+			}
+			if w.Secret != "" || w.SecretFile != "" || w.SecretEnv != "" {
+				validateSecret(p, wp, w.Secret, w.SecretFile, w.SecretEnv)
+			}
+		}
+		if a.RetryFor.D() < 0 {
+			p.add(path+".retry_for", "must not be negative")
+		}
+	}
+}

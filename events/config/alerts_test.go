@@ -1,0 +1,62 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+func TestABadAlertGroupIsRefusedWithEveryProblemNamed(t *testing.T) {
+	doc := `
+zones: [{name: demo.test}]
+apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]}]
+alerts:
+  - name: oncall
+    on: [pool_down, everything]
+    apps: [blog]
+    webhooks:
+      - {url: "https://user:pass@hooks.example/x"}
+      - {url: "ftp://hooks.example/x", format: xml, secret: a, secret_env: B}
+  - name: oncall
+    on: []
+    webhooks: []
+`
+	_, err := config.Parse("alerts.yaml", []byte(doc))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`alerts[0].on[1]: want transition, pool_down, failover, edge_down or drill_result, got "everything"`,
+		`alerts[0].apps[0]: no app "blog" in the configuration`,
+		`alerts[0].webhooks[0].url: must not carry a user or password: sign with secret_file or secret_env instead`,
+		`alerts[0].webhooks[1].url: want an http or https URL, got "ftp://hooks.example/x"`,
+		`alerts[0].webhooks[1].format: want json or slack, got "xml"`,
+		`alerts[0].webhooks[1]: want only one of secret_file, secret_env or secret`,
+		`alerts[1].name: duplicate alert group "oncall"`,
+		`alerts[1].on: want at least one of transition, pool_down, failover, edge_down, drill_result`,
+		`alerts[1].webhooks: want at least one webhook`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestAnAlertGroupGetsItsDefaults(t *testing.T) {
+	c, err := config.Parse("alerts.yaml", []byte(`
+zones: [{name: demo.test}]
+apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]}]
+alerts: [{name: oncall, on: [failover], webhooks: [{url: "http://127.0.0.1:9/hook"}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Alerts[0]
+	if a.RetryFor.String() != "10m0s" || a.Webhooks[0].Format != config.FormatJSON {
+		t.Errorf("retry_for %s, format %q; want 10m and json", a.RetryFor, a.Webhooks[0].Format)
+	}
+	if k, err := a.Webhooks[0].Key(); k != "" || err != nil {
+		t.Errorf("a webhook without a secret: key %q, %v", k, err)
+	}
+}

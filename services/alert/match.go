@@ -1,0 +1,120 @@
+package alert
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+)
+
+// Fact is one STATE event as alerts see it.
+type Fact struct {
+	// Kinds are what the event is: transition, and pool_down, failover or edge_down.
+	Kinds      []string
+	Subject    string
+	Event      events.Envelope
+	Transition events.Transition
+	// Answer is the app's answer after a failover.
+	Answer string
+}
+
+// Classify folds a STATE event into v and says what it is for alerts. ok is false for events
+// no alert is about (overrides, and events that change no status).
+func Classify(c *config.Config, v *state.View, subject string, seq uint64, e events.Envelope) (Fact, bool) {
+	to, isTransition := events.TransitionStatus(e.Type)
+	var before string
+	var app *config.App
+	f := Fact{Subject: subject, Event: e}
+	if isTransition {
+		if err := e.Payload(&f.Transition); err != nil {
+			isTransition = false
+		}
+	}
+	if isTransition && f.Transition.App != "" {
+		if app = c.App(f.Transition.App); app != nil {
+			before = answerText(zone.Decide(c, app, v))
+		}
+	}
+	changed, err := v.Apply(subject, seq, e)
+	if err != nil || !isTransition || !changed {
+		return Fact{}, false
+	}
+	f.Kinds = append(f.Kinds, config.AlertTransition)
+	switch {
+	case strings.HasPrefix(subject, "detour.state.pool.") && to == events.StatusDown:
+		f.Kinds = append(f.Kinds, config.AlertPoolDown)
+	case strings.HasPrefix(subject, "detour.state.edge.") && to == events.StatusDown:
+		f.Kinds = append(f.Kinds, config.AlertEdgeDown)
+	}
+	if app != nil {
+		if after := answerText(zone.Decide(c, app, v)); after != before {
+			f.Kinds, f.Answer = append(f.Kinds, config.AlertFailover), after
+		}
+	}
+	return f, true
+}
+
+// Matches returns the most specific kind of f the group a is told about, or "".
+func Matches(a *config.Alert, f Fact) string {
+	if len(a.Apps) > 0 && f.Transition.App != "" && !slices.Contains(a.Apps, f.Transition.App) {
+		return ""
+	}
+	for i := len(f.Kinds) - 1; i >= 0; i-- {
+		if slices.Contains(a.On, f.Kinds[i]) {
+			return f.Kinds[i]
+		}
+	}
+	return ""
+}
+
+// Text is the alert's one line for a person.
+func Text(kind string, f Fact) string {
+	t := f.Transition
+	what := strings.Join(nonEmpty(t.App, t.Pool, t.Endpoint), "/")
+	if t.Edge != "" {
+		what = "edge " + t.Edge
+	}
+	s := fmt.Sprintf("%s: %s %s → %s", kind, what, statusText(t.From), statusText(t.To))
+	if f.Answer != "" && kind == config.AlertFailover {
+		s += "; " + t.App + " now answers " + f.Answer
+	}
+	if t.Reason != "" {
+		s += " (" + t.Reason + ")"
+	}
+	return s
+}
+
+func answerText(a zone.AppAnswer) string {
+	if a.CNAME != "" {
+		return strings.TrimSuffix(a.CNAME, ".")
+	}
+	var out []string
+	for _, ip := range append(a.V4.Addresses(), a.V6.Addresses()...) {
+		out = append(out, ip.String())
+	}
+	if len(out) == 0 {
+		return "nothing"
+	}
+	return strings.Join(out, " ")
+}
+
+func statusText(s events.Status) string {
+	if s == events.StatusUnknown {
+		return "unknown"
+	}
+	return string(s)
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

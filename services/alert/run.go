@@ -1,0 +1,197 @@
+package alert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configure the alert sender.
+type Options struct {
+	// JS reaches STATE (followed) and ALERTS (where attempts are recorded).
+	JS jetstream.JetStream
+	// Config holds the alert groups.
+	Config *config.Config
+	// Name is the source of the attempt events, e.g. "controller-1".
+	Name string
+	Log  zerolog.Logger
+	// Client sends the deliveries. Default: a client with no redirects followed.
+	Client *http.Client
+	// Timeout bounds one attempt. Default 10s.
+	Timeout time.Duration
+	// Backoff is the wait after the first failed attempt; it doubles up to MaxBackoff.
+	// Defaults 1s and 1m.
+	Backoff, MaxBackoff time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+type runner struct {
+	o       Options
+	log     zerolog.Logger
+	secrets map[*config.Webhook]string
+	wg      sync.WaitGroup
+	slots   chan struct{}
+}
+
+// maxInFlight bounds the deliveries retrying at once.
+const maxInFlight = 256
+
+// Run follows STATE and delivers the alerts of every event appended after it started, until
+// ctx ends; then it returns nil. It returns an error at once when a webhook's secret cannot be
+// read.
+func Run(ctx context.Context, o Options) error {
+	if o.JS == nil || o.Config == nil || o.Name == "" {
+		return errors.New("alert options: JS, Config and Name are required")
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight)}
+	var err error
+	if r.secrets, err = Secrets(o.Config); err != nil {
+		return err
+	}
+	if len(o.Config.Alerts) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	st, err := o.JS.Stream(ctx, events.StreamState)
+	if err != nil {
+		return fmt.Errorf("run alerts: open stream %s: %w", events.StreamState, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("run alerts: read stream %s: %w", events.StreamState, err)
+	}
+	startSeq := info.State.LastSeq
+	view := state.NewView()
+	r.log.Info().Int("groups", len(o.Config.Alerts)).Uint64("state_seq", startSeq).Msg("alerts started")
+	r.follow(ctx, func(subject string, seq uint64, data []byte) {
+		if e, err := events.Decode(data); err == nil {
+			if fact, ok := Classify(o.Config, view, subject, seq, e); ok && seq > startSeq {
+				r.dispatch(ctx, fact)
+			}
+		}
+	})
+	r.wg.Wait()
+	return nil
+}
+
+// follow hands every STATE message to handle, in order, until ctx ends, resuming after the
+// last one handled when the consumer fails.
+func (r *runner) follow(ctx context.Context, handle func(subject string, seq uint64, data []byte)) {
+	var last uint64
+	warned := false
+	for ctx.Err() == nil {
+		cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState},
+			DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: events.FollowResetAttempts}
+		if last > 0 {
+			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+		}
+		err := func() error {
+			cons, err := r.o.JS.OrderedConsumer(ctx, events.StreamState, cc)
+			if err != nil {
+				return err
+			}
+			it, err := cons.Messages(events.FollowOptions()...)
+			if err != nil {
+				return err
+			}
+			defer it.Stop()
+			defer context.AfterFunc(ctx, it.Stop)()
+			for {
+				m, err := it.Next()
+				if err != nil {
+					return err
+				}
+				if md, err := m.Metadata(); err == nil {
+					last = md.Sequence.Stream
+					handle(m.Subject(), last, m.Data())
+					warned = false
+				}
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if !warned {
+			r.log.Warn().Err(err).Msg("alerts lost STATE; resuming")
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// dispatch starts a delivery to every webhook of every group fact matches.
+func (r *runner) dispatch(ctx context.Context, fact Fact) {
+	for i := range r.o.Config.Alerts {
+		a := &r.o.Config.Alerts[i]
+		kind := Matches(a, fact)
+		if kind == "" {
+			continue
+		}
+		for j := range a.Webhooks {
+			w := &a.Webhooks[j]
+			body, err := Body(a, *w, kind, fact)
+			if err != nil {
+				r.log.Error().Err(err).Str("alert", a.Name).Msg("alert not built")
+				continue
+			}
+			d := &delivery{group: a, hook: *w, secret: r.secrets[w], kind: kind, fact: fact, body: body,
+				id: events.DerivedID(fact.Event.ID, a.Name+"|"+w.URL)}
+			select {
+			case r.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				defer func() { <-r.slots }()
+				r.deliver(ctx, d)
+			}()
+		}
+	}
+}
+
+// Secrets reads every webhook's signing secret, so that one that cannot be read stops a role at
+// start, not at its first alert.
+func Secrets(c *config.Config) (map[*config.Webhook]string, error) {
+	out := map[*config.Webhook]string{}
+	for i := range c.Alerts {
+		a := &c.Alerts[i]
+		for j := range a.Webhooks {
+			s, err := a.Webhooks[j].Key()
+			if err != nil {
+				return nil, fmt.Errorf("alerts[%d].webhooks[%d]: %w", i, j, err)
+			}
+			out[&a.Webhooks[j]] = s
+		}
+	}
+	return out, nil
+}
