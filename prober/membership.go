@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,6 +174,34 @@ func ensureMembersBucket(ctx context.Context, js jetstream.JetStream, replicas i
 	return kv, nil
 }
 
+// waitMembersBucket is ensureMembersBucket, tried again every half second while JetStream cannot
+// be reached (logged once). It returns an error only when ctx ends.
+func waitMembersBucket(ctx context.Context, js jetstream.JetStream, replicas int, log zerolog.Logger) (jetstream.KeyValue, error) {
+	warned := false
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := ensureMembersBucket(actx, js, replicas)
+		cancel()
+		if err == nil {
+			if warned {
+				log.Info().Msg("membership bucket reachable")
+			}
+			return kv, nil
+		}
+		if !warned {
+			log.Warn().Err(err).Msg("waiting for the membership bucket")
+			warned = true
+		}
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 func (m *membership) live(t time.Time) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -205,58 +234,59 @@ func (m *membership) leave() error {
 	return nil
 }
 
-// startWatch begins watching the region's records.
-func (m *membership) startWatch(ctx context.Context) (jetstream.KeyWatcher, error) {
-	w, err := m.kv.Watch(ctx, m.self.Region+".*")
-	if err != nil {
-		return nil, fmt.Errorf("watch bucket %s: %w", MembersBucket, err)
-	}
-	return w, nil
-}
-
-// follow feeds the watched records into the roster until ctx ends.
-func (m *membership) follow(ctx context.Context, w jetstream.KeyWatcher) {
-	defer func() { _ = w.Stop() }()
+// follow feeds the region's records into the roster until ctx ends, through an events.Follower
+// on the bucket's stream: a lost JetStream node or a full outage is survived and logged once, and
+// the records written meanwhile are read when the follower is back.
+func (m *membership) follow(ctx context.Context, js jetstream.JetStream) {
+	prefix := "$KV." + MembersBucket + "."
+	f := events.Follower{JS: js, Stream: events.StreamProbers, Log: m.log, Start: jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + m.self.Region + ".*"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
+	f.Run(ctx, func(d events.Delivery) {
+		if d.Msg != nil {
+			op := jetstream.KeyValuePut
+			switch d.Msg.Headers().Get("KV-Operation") {
+			case "DEL":
+				op = jetstream.KeyValueDelete
+			case "PURGE":
+				op = jetstream.KeyValuePurge
 			}
-			if e == nil {
-				if initial {
-					close(m.ready)
-				}
-				initial = false
-				continue
-			}
-			m.apply(e, initial)
+			m.apply(record{key: strings.TrimPrefix(d.Subject, prefix), op: op, value: d.Data, created: d.Stamp}, initial)
 		}
-	}
+		if d.CaughtUp {
+			initial = false
+			close(m.ready)
+		}
+	})
 }
 
-func (m *membership) apply(e jetstream.KeyValueEntry, initial bool) {
+// record is one stored change of a member's key.
+type record struct {
+	key     string
+	op      jetstream.KeyValueOp
+	value   []byte
+	created time.Time
+}
+
+func (m *membership) apply(e record, initial bool) {
 	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch e.Operation() {
+	switch e.op {
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
-		name := e.Key()[len(m.self.Region)+1:]
+		name := e.key[len(m.self.Region)+1:]
 		if !m.roster.Has(name) {
 			return
 		}
 		m.roster.Gone(name)
 	default:
-		rec, err := DecodeMember(e.Value())
+		rec, err := DecodeMember(e.value)
 		if err != nil {
-			m.log.Warn().Err(err).Str("key", e.Key()).Msg("ignored malformed member record")
+			m.log.Warn().Err(err).Str("key", e.key).Msg("ignored malformed member record")
 			return
 		}
-		if rec.Region != m.self.Region || rec.Key() != e.Key() {
-			m.log.Warn().Str("key", e.Key()).Str("record_region", rec.Region).Str("record_name", rec.Name).
+		if rec.Region != m.self.Region || rec.Key() != e.key {
+			m.log.Warn().Str("key", e.key).Str("record_region", rec.Region).Str("record_name", rec.Name).
 				Msg("ignored member record stored under another key")
 			return
 		}
@@ -272,8 +302,8 @@ func (m *membership) apply(e jetstream.KeyValueEntry, initial bool) {
 		seen := now
 		// A record present when the watch began may be from a worker that died since: date it
 		// from when it was written, so a stale one is not taken for live.
-		if initial && e.Created().Before(now) {
-			seen = e.Created()
+		if initial && e.created.Before(now) {
+			seen = e.created
 		}
 		known := m.roster.Has(rec.Name)
 		m.roster.Seen(rec, seen)

@@ -116,15 +116,16 @@ func defaultHeartbeat(c *config.Config) time.Duration {
 }
 
 // Run probes from one region until ctx ends, then leaves the membership and returns nil. It
-// returns an error when the options are invalid or JetStream cannot be reached at start.
+// returns an error when the options are invalid; while JetStream cannot be reached at start it
+// waits.
 func Run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
 	log := o.Log.With().Str("component", "prober").Str("region", o.Region).Str("prober", o.Name).Logger()
-	kv, err := ensureMembersBucket(ctx, o.JS, o.Replicas)
+	kv, err := waitMembersBucket(ctx, o.JS, o.Replicas, log)
 	if err != nil {
-		return err
+		return nil // ctx ended while JetStream was away
 	}
 	// A JetStream context of our own, so failed asynchronous publishes are counted here.
 	pub := &publisher{region: o.Region, prober: o.Name, source: "prober/" + o.Region + "/" + o.Name,
@@ -142,14 +143,10 @@ func Run(ctx context.Context, o Options) error {
 		roster: NewRoster(self), changed: make(chan struct{}, 1), ready: make(chan struct{})}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	watcher, err := m.startWatch(runCtx)
-	if err != nil {
-		return err
-	}
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer cancel()
-	bg.Go(func() { m.follow(runCtx, watcher) })
+	bg.Go(func() { m.follow(runCtx, o.JS) })
 	// Know the region's members before joining, or this worker would count itself alone and run
 	// their checks too. Then announce a start instant far enough ahead that every member has
 	// seen the record by then and hands its checks over at that very instant.
@@ -245,7 +242,12 @@ func (w *worker) heartbeat(ctx context.Context) {
 			next = now.Add(w.o.Heartbeat) // fell behind: do not burst
 		}
 		members = w.logMembers(members)
-		if err := w.members.announce(ctx); err != nil {
+		// A heartbeat that JetStream cannot take within a heartbeat's time is failed: waiting
+		// longer (nats.go's 5 s) would delay the next ones once JetStream is back.
+		actx, cancel := context.WithTimeout(ctx, max(w.o.Heartbeat, 250*time.Millisecond))
+		err := w.members.announce(actx)
+		cancel()
+		if err != nil {
 			if !failing && ctx.Err() == nil {
 				w.log.Warn().Err(err).Msg("heartbeat failed")
 			}

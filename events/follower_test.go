@@ -1,0 +1,111 @@
+package events_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// syncBuffer is a log sink the follower and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(msg string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), `"message":"`+msg+`"`)
+}
+
+func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItOnce(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{Files: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publish := func(n int) {
+		t.Helper()
+		subject := events.EndpointStateSubject("shop", "west", "a")
+		e, _ := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{To: events.StatusDown, Reason: string(rune('a' + n))})
+		if _, err := events.Publish(ctx, srv.JS, subject, e); err != nil {
+			t.Fatalf("publish %d: %v", n, err)
+		}
+	}
+	publish(0)
+	publish(1)
+
+	var logs syncBuffer
+	var mu sync.Mutex
+	var seqs []uint64
+	caught := 0
+	f := events.Follower{JS: srv.JS, Stream: events.StreamState, Log: zerolog.New(&logs),
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			mu.Lock()
+			defer mu.Unlock()
+			if d.CaughtUp {
+				caught++
+			}
+			if d.Msg != nil {
+				seqs = append(seqs, d.Seq)
+			}
+		})
+	}()
+	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return append([]uint64(nil), seqs...) }
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the two stored messages")
+
+	srv.Stop()
+	time.Sleep(1500 * time.Millisecond) // three missed idle heartbeats: the consumer is lost
+	srv.Restart(t)
+	back := time.Now()
+	eventstest.Eventually(t, 10*time.Second, srv.Conn.IsConnected, "the connection back")
+	publish(2)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 3 }, "the message stored after the outage")
+	if took := time.Since(back); took > 2*time.Second {
+		t.Errorf("the follower delivered again %s after the server returned, want within 2s", took)
+	}
+	if s := got(); s[0] != 1 || s[1] != 2 || s[2] != 3 {
+		t.Fatalf("delivered sequences %v, want [1 2 3]: none lost, none repeated", s)
+	}
+	mu.Lock()
+	if caught != 1 {
+		t.Errorf("caught up announced %d times, want once", caught)
+	}
+	mu.Unlock()
+	if lost, back := logs.count("stream unreachable; retrying"), logs.count("stream reachable again"); lost > 1 || lost != back {
+		t.Errorf("logged the loss %d times and the recovery %d times, want at most once each and as often", lost, back)
+	}
+	cancel()
+	<-done
+}
+
+func TestMalformedMessagesAreCountedAndLoggedOncePerPeriod(t *testing.T) {
+	var logs syncBuffer
+	log := zerolog.New(&logs)
+	var m events.Malformed
+	for i := range 1000 {
+		m.Skip(log, events.ErrMalformed, "detour.state.x", uint64(i))
+	}
+	if m.Total() != 1000 {
+		t.Fatalf("counted %d, want 1000", m.Total())
+	}
+	if n := logs.count("malformed messages skipped"); n != 1 {
+		t.Fatalf("logged %d lines for 1000 malformed messages within a period, want 1", n)
+	}
+}
