@@ -2,8 +2,6 @@ package dnsupdater
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -14,8 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// follow keeps the answers in step with the STATE stream. While the stream cannot be reached
-// the server answers from its last state, and follow tries again.
+// follow keeps the answers in step with the STATE stream, through an events.Follower: the last
+// event of every subject, then every new one. While the stream cannot be reached the server
+// answers from its last state, and the follower tries again.
 func (s *Server) follow(ctx context.Context) {
 	saves := make(chan *snapshot, 1)
 	if s.o.DataDir != "" {
@@ -34,96 +33,44 @@ func (s *Server) follow(ctx context.Context) {
 	var refresher sync.WaitGroup
 	defer refresher.Wait()
 	refresher.Go(func() { s.refreshLoop(ctx, saves) })
-	backoff := 100 * time.Millisecond
-	for {
-		err := s.followOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("state stream unavailable, answering from last state")
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, time.Second)
-	}
-}
-
-// followOnce reads the last event of every STATE subject, then every new one, with an ordered
-// consumer until ctx ends or the consumer fails. Events delivered while the consumer catches up
-// are folded without a refresh; the refresh comes once nothing is pending.
-func (s *Server) followOnce(ctx context.Context) error {
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		MaxResetAttempts: events.FollowResetAttempts}
-	s.projMu.Lock()
-	last := s.proj.view.LastSeq()
-	s.projMu.Unlock()
-	if s.followed && last > 0 {
-		// After an outage, go on from the last event folded instead of reading STATE again.
-		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
-	}
-	cons, err := s.o.JS.OrderedConsumer(ctx, events.StreamState, cc)
-	if err != nil {
-		return fmt.Errorf("create state consumer: %w", err)
-	}
-	s.followed = true
-	it, err := cons.Messages(events.FollowOptions()...)
-	if err != nil {
-		return fmt.Errorf("consume state: %w", err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	if !s.readToEnd {
-		if st, err := s.o.JS.Stream(ctx, events.StreamState); err == nil && st.CachedInfo().State.Msgs == 0 {
-			s.readToEnd = true
-			s.kickRefresh("")
-		}
-	}
+	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Start: jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	dirty := false
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
-				return nil
+	f.Run(ctx, func(d events.Delivery) {
+		if d.Msg == nil { // nothing stored: the stream is read to its end
+			if !s.readToEnd {
+				s.readToEnd = true
+				s.kickRefresh("")
 			}
-			return fmt.Errorf("read state: %w", err)
+			return
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			s.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("state message without metadata skipped")
-			continue
-		}
-		s.o.Metrics.Lag("dns", events.StreamState, md.NumPending)
-		env, err := events.Decode(msg.Data())
+		s.o.Metrics.Lag("dns", events.StreamState, d.Pending)
+		env, err := events.Decode(d.Data)
 		if err != nil {
 			s.o.Metrics.DecodeFailed("dns", events.StreamState)
 		}
 		if err == nil {
 			var changed bool
 			s.projMu.Lock()
-			s.noteUnexpected(msg.Subject(), md.Sequence.Stream, env)
-			changed, err = s.proj.apply(msg.Subject(), md.Sequence.Stream, env)
+			s.noteUnexpected(d.Subject, d.Seq, env)
+			changed, err = s.proj.apply(d.Subject, d.Seq, env)
 			s.projMu.Unlock()
 			dirty = dirty || changed
 		}
 		if err != nil {
-			s.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("stream_seq", md.Sequence.Stream).Msg("state event skipped")
+			s.malformed.Skip(s.log, err, d.Subject, d.Seq)
 		}
 		// While catching up, the refresh waits for the end of the stream; once live, each
 		// change asks for one at once: the refresher takes whatever has been folded when it
 		// starts, so the versions of a burst are as few as refreshes fit in it.
-		if md.NumPending > 0 && !s.readToEnd {
-			continue
+		if d.Pending > 0 && !s.readToEnd {
+			return
 		}
 		if dirty || !s.readToEnd {
 			dirty, s.readToEnd = false, true
 			s.kickRefresh(env.ID)
 		}
-	}
+	})
 }
 
 // kick asks the refresher for a new projection, caused by the STATE event of id cause. The

@@ -16,6 +16,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/push"
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/miekg/dns"
@@ -63,9 +64,10 @@ type Server struct {
 	reports chan report
 	// queries counts replies when metrics are on.
 	queries *queryMetrics
-	// followed is set once STATE has been read from its start; later reads resume. readToEnd
-	// is set once the follower has read the stream to its end; only the follower uses them.
-	followed, readToEnd bool
+	// readToEnd is set once the follower has read the stream to its end; only it uses it.
+	readToEnd bool
+	// malformed counts the STATE messages the follower could not fold.
+	malformed events.Malformed
 	// projMu guards proj between the follower, which folds events into it, and the refresher,
 	// which projects it; kicks carry the follower's requests for a projection to the refresher.
 	projMu sync.Mutex

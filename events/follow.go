@@ -16,13 +16,8 @@ const FollowHeartbeat = 500 * time.Millisecond
 // which retries within a second, instead of nats.go's backoff, which grows to ten seconds.
 const FollowResetAttempts = 1
 
-// FollowOptions are the pull options for every long-lived consumer that follows a stream
-// (Messages and Consume), so that losing a JetStream node costs about a second, not ten.
+// FollowOptions are the pull options of every Follower's consumer, so that losing a JetStream
+// node costs about a second, not ten.
 func FollowOptions() []jetstream.PullMessagesOpt {
 	return []jetstream.PullMessagesOpt{jetstream.PullHeartbeat(FollowHeartbeat), jetstream.PullExpiry(5 * time.Second)}
-}
-
-// FollowConsumeOptions are FollowOptions for Consume.
-func FollowConsumeOptions() []jetstream.PullConsumeOpt {
-	return []jetstream.PullConsumeOpt{jetstream.PullHeartbeat(FollowHeartbeat), jetstream.PullExpiry(5 * time.Second)}
 }

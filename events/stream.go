@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -175,17 +176,20 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	return nil
 }
 
-// ProvisionStreams creates, with these definitions, every stream and the probers' bucket that
-// does not exist yet, and leaves existing ones as they are (changing them is the operator's, with
-// `detour apply`). It reports the existing ones that have fewer replicas than o asks for. Every
-// role runs it at start, so whichever needs a stream first creates it with the configured
-// replicas. A stream it cannot create (no permission) is reported in the error; the others are
-// still created.
-func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) ([]Shortfall, error) {
+// ProvisionStreams creates, with these definitions, the named streams (every stream and the
+// probers' bucket when none is named) that do not exist yet, and leaves existing ones as they are
+// (changing them is the operator's, with `detour apply`). It reports the existing ones that have
+// fewer replicas than o asks for. Every role runs it at start for the streams it uses, so
+// whichever needs a stream first creates it with the configured replicas. A stream it cannot
+// create (no permission) is reported in the error; the others are still created.
+func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions, names ...string) ([]Shortfall, error) {
 	o = o.withDefaults()
 	var short []Shortfall
 	var errs []error
 	check := func(name string, create func() error) {
+		if len(names) > 0 && !slices.Contains(names, name) {
+			return
+		}
 		cur, err := js.Stream(ctx, name)
 		switch {
 		case err == nil:

@@ -242,9 +242,9 @@ func (w *worker) heartbeat(ctx context.Context) {
 			next = now.Add(w.o.Heartbeat) // fell behind: do not burst
 		}
 		members = w.logMembers(members)
-		// A heartbeat that JetStream cannot take within a heartbeat's time is failed: waiting
+		// A heartbeat that JetStream cannot take within the record's TTL is failed: waiting
 		// longer (nats.go's 5 s) would delay the next ones once JetStream is back.
-		actx, cancel := context.WithTimeout(ctx, max(w.o.Heartbeat, 250*time.Millisecond))
+		actx, cancel := context.WithTimeout(ctx, w.o.MemberTTL)
 		err := w.members.announce(actx)
 		cancel()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
@@ -34,6 +35,9 @@ type Options struct {
 	Log zerolog.Logger
 	// Metrics, when set, counts requests, upstream latency, retries and secondary forwards.
 	Metrics *metrics.Metrics
+	// DataDir keeps the last route table applied, served at start until NATS answers; "" keeps
+	// none.
+	DataDir string
 }
 
 // Timings of the edge itself; those of its traffic are each app's policy (policy.go).
@@ -46,14 +50,16 @@ const (
 
 // edge is one running edge process.
 type edge struct {
-	name   string
-	cfg    *config.Edge
-	log    zerolog.Logger
-	apps   map[string]*app
-	order  []*app
-	peers  *peers
-	others map[netip.Addr]bool // addresses of the other configured edges
-	source net.IP              // this edge's address, the source of connections to peers
+	name      string
+	cfg       *config.Edge
+	log       zerolog.Logger
+	apps      map[string]*app
+	order     []*app
+	peers     *peers
+	others    map[netip.Addr]bool // addresses of the other configured edges
+	source    net.IP              // this edge's address, the source of connections to peers
+	dataDir   string
+	malformed events.Malformed // route tables that could not be applied
 }
 
 // Run binds the listeners of the edge named o.Edge and serves them until ctx is cancelled, when
@@ -111,7 +117,7 @@ func newEdge(o Options) (*edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run edge %s: %w", ce.Name, err)
 	}
-	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, others: map[netip.Addr]bool{}}
+	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir}
 	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
 	if a, err := netip.ParseAddr(ce.Address); err == nil {
 		e.source = net.IP(a.AsSlice())
@@ -128,6 +134,7 @@ func newEdge(o Options) (*edge, error) {
 		e.apps[ea.App] = a
 		e.order = append(e.order, a)
 	}
+	e.loadTable()
 	return e, nil
 }
 

@@ -65,6 +65,7 @@ type cluster struct {
 	cancels map[string]context.CancelFunc
 	done    map[string]chan error
 	metrics *metrics.Metrics
+	dataDir string // the edges' route table snapshots; "" keeps none
 }
 
 // twoEdges configures edge-west (pool west) and edge-east (pool east), each the other's
@@ -77,7 +78,13 @@ func twoEdges(t testing.TB, west, east []string, mode, resolver string) *cluster
 // twoEdgesWith is twoEdges with extra YAML fields (", key: value…") for the west edge app.
 func twoEdgesWith(t testing.TB, west, east []string, mode, resolver, westExtra string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, ns: eventstest.Start(t), view: state.NewView(),
+	return twoEdgesOn(t, eventstest.Start(t), "", west, east, mode, resolver, westExtra)
+}
+
+// twoEdgesOn is twoEdgesWith on the JetStream server ns, with the edges' snapshots in dataDir.
+func twoEdgesOn(t testing.TB, ns *eventstest.Server, dataDir string, west, east []string, mode, resolver, westExtra string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, ns: ns, view: state.NewView(), dataDir: dataDir,
 		west: freeAddr(t, "127.0.0.21"), east: freeAddr(t, "127.0.0.22"),
 		cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, metrics: metrics.New()}
 	eps := func(addrs []string) string {
@@ -135,7 +142,7 @@ func (c *cluster) start(edge, resolver string) {
 		log = zerolog.Nop() // a fuzz target may not log through F
 	}
 	go func() {
-		done <- Run(ctx, Options{JS: c.ns.JS, Config: c.cfg, Edge: edge, Resolver: resolver, Log: log, Metrics: c.metrics})
+		done <- Run(ctx, Options{JS: c.ns.JS, Config: c.cfg, Edge: edge, Resolver: resolver, DataDir: c.dataDir, Log: log, Metrics: c.metrics})
 	}()
 	c.cancels[edge], c.done[edge] = cancel, done
 	t.Cleanup(func() { c.stop(edge) })
@@ -614,4 +621,27 @@ func TestARestartedEdgeStartsFromTheLastStoredRouteTable(t *testing.T) {
 	c.start("edge-west", "")
 	// w1 still answers: only the stored table can send these requests to east.
 	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "the restarted edge to follow its stored table")
+}
+
+func TestAnEdgeRestartedWhileNATSIsAwayRoutesFromItsSnapshotAndCatchesUpWhenNATSReturns(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	ns := eventstest.StartWith(t, eventstest.Options{Files: true})
+	c := twoEdgesOn(t, ns, t.TempDir(), []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "", "")
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "edge-west to follow the table")
+
+	ns.Stop()
+	c.stop("edge-west")
+	c.start("edge-west", "")
+	// w1 still answers: only the snapshot can send these requests to east.
+	for range 20 {
+		if got := backendOf(t, "http://"+c.west+"/"); got != "e1" {
+			t.Fatalf("edge-west restarted without NATS answered from %s, want e1 as its snapshot says", got)
+		}
+	}
+	ns.Restart(t)
+	eventstest.Eventually(t, 10*time.Second, ns.Conn.IsConnected, "the test's connection back")
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointUp)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "w1" },
+		"edge-west to follow a table stored after NATS returned")
 }

@@ -3,57 +3,28 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// retryWatch is the wait before the edge tries again to subscribe to its route table.
-const retryWatch = time.Second
-
-// watchRoutes follows the edge's route table: the last one stored, then every new one, each
-// applied as it arrives. While NATS is unreachable the edge keeps the table it has.
+// watchRoutes follows the edge's route table through an events.Follower: the last one stored,
+// then every new one, each applied as it arrives. While NATS is unreachable the edge keeps the
+// table it has.
 func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
 	subject := events.RoutesSubject(e.name)
-	for {
-		err := e.consumeRoutes(ctx, js, subject)
-		if ctx.Err() != nil {
+	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Start: jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	f.Run(ctx, func(d events.Delivery) {
+		if d.Msg == nil {
 			return
 		}
-		e.log.Warn().Str("subject", subject).Err(err).Msg("route table watch failed; keeping the current table")
-		select {
-		case <-ctx.Done():
+		if err := e.applyTable(d.Data); err != nil {
+			e.malformed.Skip(e.log, err, d.Subject, d.Seq)
 			return
-		case <-time.After(retryWatch):
 		}
-	}
-}
-
-func (e *edge) consumeRoutes(ctx context.Context, js jetstream.JetStream, subject string) error {
-	cons, err := js.OrderedConsumer(ctx, events.StreamRoutes, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		e.saveTable(d.Data)
 	})
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", subject, err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		meta, _ := m.Metadata()
-		var seq uint64
-		if meta != nil {
-			seq = meta.Sequence.Stream
-		}
-		if err := e.applyTable(m.Data()); err != nil {
-			e.log.Warn().Uint64("stream_seq", seq).Err(err).Msg("route table ignored")
-		}
-	}, events.FollowConsumeOptions()...)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", subject, err)
-	}
-	<-ctx.Done()
-	cc.Stop()
-	return nil
 }
 
 // applyTable decodes a stored route table and switches every app to it.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -85,6 +86,11 @@ type role struct {
 	metrics *metrics.Metrics
 	// check, when set, validates the command's own flags before anything starts.
 	check func() error
+	// streams are those the role creates if they are missing (and may see with its permissions).
+	streams []string
+	// dataDir, when set, keeps the active configuration, so that the role (a data-plane one)
+	// starts from it while NATS is away.
+	dataDir *string
 }
 
 func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (jetstream.JetStream, *config.Config, zerolog.Logger, error) {
@@ -104,7 +110,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	if err != nil {
 		return nil, nil, log, err
 	}
-	js, err := connect(r.natsURL, "detour-"+fs.Name()+"-"+r.name)
+	js, err := connectRole(r.natsURL, "detour-"+fs.Name()+"-"+r.name, log)
 	if err != nil {
 		return nil, nil, log, err
 	}
@@ -112,7 +118,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	if err != nil {
 		return nil, nil, log, err
 	}
-	provision(ctx, js, events.StreamOptions{Replicas: r.replicas, ProbeRate: cfg.ProbeRate()}, log)
+	go provision(ctx, js, events.StreamOptions{Replicas: r.replicas, ProbeRate: cfg.ProbeRate()}, r.streams, log)
 	if r.metricsAddr != "" {
 		r.metrics = metrics.New()
 		addr, err := r.metrics.Serve(ctx, r.metricsAddr)
@@ -124,10 +130,18 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	return js, cfg, log, nil
 }
 
-// provision creates the streams and buckets that do not exist yet, with the configured replicas,
-// and warns of those that have fewer: losing one JetStream node may then stop them.
-func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptions, log zerolog.Logger) {
-	short, err := events.ProvisionStreams(ctx, js, o)
+// provision creates the named streams and buckets that do not exist yet, with the configured
+// replicas, and warns of those that have fewer: losing one JetStream node may then stop them. It
+// waits for the connection first, so a role that starts without NATS provisions when it comes.
+func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptions, names []string, log zerolog.Logger) {
+	for !js.Conn().IsConnected() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	short, err := events.ProvisionStreams(ctx, js, o, names...)
 	for _, s := range short {
 		log.Warn().Str("stream", s.Stream).Int("replicas", s.Replicas).Int("configured", s.Configured).
 			Msg("stream has fewer replicas than configured; run detour apply --replicas to raise them")
@@ -138,17 +152,37 @@ func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptio
 }
 
 // loadConfig reads --config, or else waits for an active configuration on the CONFIG stream
-// (which `detour apply` publishes), so roles may start before it.
+// (which `detour apply` publishes), so roles may start before it. A role with a data directory
+// keeps the active configuration there and, when NATS does not answer, starts from that copy.
 func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*config.Config, error) {
 	if r.configPath != "" {
 		return loadFile(r.configPath)
 	}
 	warned := false
 	for {
-		cfg, err := config.Latest(ctx, js)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := config.Active(actx, js)
+		cancel()
+		var cfg *config.Config
+		if err == nil {
+			cfg, err = v.Config()
+		}
 		var ce *config.Error
+		if err == nil && r.dataDir != nil {
+			if err := saveConfigCopy(*r.dataDir, v.Document); err != nil {
+				log.Warn().Err(err).Msg("configuration copy not saved")
+			}
+		}
 		if err == nil || errors.As(err, &ce) {
 			return cfg, err
+		}
+		if r.dataDir != nil {
+			if cfg, cerr := loadConfigCopy(*r.dataDir); cfg != nil {
+				log.Warn().Err(err).Str("file", configCopy(*r.dataDir)).Msg("nats unreachable; starting from the last configuration seen")
+				return cfg, nil
+			} else if cerr != nil {
+				log.Warn().Err(cerr).Msg("configuration copy unusable")
+			}
 		}
 		if !warned {
 			log.Warn().Err(err).Msg("waiting for the active configuration")
@@ -162,8 +196,29 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 	}
 }
 
-func connect(url, name string) (jetstream.JetStream, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+// connectRole opens a role's connection: it never fails because NATS is away (it goes on trying
+// in the background, every quarter second), notices a dead server within seconds, and logs each
+// disconnection and reconnection once.
+func connectRole(url, name string, log zerolog.Logger) (jetstream.JetStream, error) {
+	return connect(url, name, nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond),
+		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("disconnected from nats; serving what this role has")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("server", redact.String(nc.ConnectedUrl())).Msg("connected to nats")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Warn().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("nats error")
+		}))
+}
+
+func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error) {
+	opts := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1)}, extra...)
 	if seed := os.Getenv("DETOUR_NATS_NKEY"); seed != "" { // the nkey seed file detour up made
 		o, err := nats.NkeyOptionFromSeed(seed)
 		if err != nil {
@@ -185,7 +240,7 @@ func connect(url, name string) (jetstream.JetStream, error) {
 func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prober", flag.ContinueOnError)
 	var region string
-	r := role{check: func() error { return checkToken("--region", region) }}
+	r := role{check: func() error { return checkToken("--region", region) }, streams: []string{events.StreamProbers}}
 	fs.StringVar(&region, "region", "", "probing region this worker belongs to (required)")
 	fs.StringVar(&r.name, "name", hostname(), "this worker's name, unique in its region")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
@@ -197,7 +252,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("decider", flag.ContinueOnError)
-	r := role{}
+	r := role{streams: []string{events.StreamState, events.StreamProbes}}
 	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
@@ -209,10 +264,11 @@ func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
 	var addr, dataDir string
-	r := role{check: func() error { return checkHostPort("--addr", addr) }}
+	r := role{check: func() error { return checkHostPort("--addr", addr) },
+		streams: []string{events.StreamState, events.StreamDNS}, dataDir: &dataDir}
 	fs.StringVar(&r.name, "name", hostname(), "this server's name")
 	fs.StringVar(&addr, "addr", "127.0.0.1:5353", "listen address, UDP and TCP")
-	fs.StringVar(&dataDir, "data-dir", "detour-dns", "directory for the last-known-good snapshot")
+	fs.StringVar(&dataDir, "data-dir", "detour-dns", "directory for the last-known-good snapshot and configuration")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
@@ -226,11 +282,12 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	var resolver, region string
-	r := role{check: func() error { return checkEdgeFlags(region, resolver) }}
+	var resolver, region, dataDir string
+	r := role{check: func() error { return checkEdgeFlags(region, resolver) }, streams: []string{events.StreamRoutes}, dataDir: &dataDir}
 	fs.StringVar(&r.name, "name", "", "which configured edge this process is (required)")
 	fs.StringVar(&region, "region", "", "the edge's region; when given it must match the configuration")
 	fs.StringVar(&resolver, "resolver", "127.0.0.1:5353", "DNS server that resolves peer edge hostnames")
+	fs.StringVar(&dataDir, "data-dir", "detour-edge", "directory for the last route table and configuration, served at start until NATS answers")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
@@ -242,12 +299,12 @@ func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if region != "" && region != e.Region {
 		return usageErr("--region: edge %q is in region %q in the configuration, not %q", r.name, e.Region, region)
 	}
-	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, Log: log, Metrics: r.metrics})
+	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, DataDir: dataDir, Log: log, Metrics: r.metrics})
 }
 
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	r := role{}
+	r := role{streams: []string{events.StreamState, events.StreamRoutes}}
 	var apiAddr, tokensPath string
 	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
 	fs.StringVar(&apiAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
@@ -299,4 +356,42 @@ func startAPI(js jetstream.JetStream, cfg *config.Config, addr, path string, std
 		return nil, err
 	}
 	return api.Listen(api.Options{JS: js, Config: cfg, Addr: addr, Tokens: toks, Log: log})
+}
+
+// configCopy is where a role keeps the active configuration in its data directory.
+func configCopy(dir string) string { return filepath.Join(dir, "active-config.yaml") }
+
+// saveConfigCopy keeps doc as the last active configuration seen (0600: it may hold secrets).
+func saveConfigCopy(dir, doc string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save configuration copy: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".active-config-*")
+	if err != nil {
+		return fmt.Errorf("save configuration copy: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(doc)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), configCopy(dir))
+	}
+	if err != nil {
+		return fmt.Errorf("save configuration copy: %w", err)
+	}
+	return nil
+}
+
+// loadConfigCopy returns the last active configuration seen, or nil when there is none.
+func loadConfigCopy(dir string) (*config.Config, error) {
+	doc, err := os.ReadFile(configCopy(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read configuration copy: %w", err)
+	}
+	return config.Parse(configCopy(dir), doc)
 }

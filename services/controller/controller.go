@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -74,7 +75,10 @@ type controller struct {
 	published map[string][]byte // edge -> apps of the last table stored for it, as JSON
 	dirty     bool              // route tables may differ from what is stored
 	caught    bool              // STATE has been read up to where it stood at start
-	startSeq  uint64
+	// cutOff is set while this replica cannot reach NATS: it hears no heartbeat then, and must
+	// not take the silence for dead edges.
+	cutOff    bool
+	malformed events.Malformed
 	lastCause string // id of the last STATE event applied
 	drills    *drill.View
 }
@@ -82,7 +86,7 @@ type controller struct {
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
 // It first reads STATE to where it stands, then stores every edge's route table that differs from
 // the one ROUTES holds, and from there on one table per edge whose routes a STATE event changes.
-// It returns an error for invalid options or missing streams.
+// It returns an error for invalid options; while the streams cannot be opened it waits.
 func Run(ctx context.Context, o Options) error {
 	err := run(ctx, o)
 	if ctx.Err() != nil {
@@ -101,41 +105,33 @@ func run(ctx context.Context, o Options) error {
 		dirty: true,
 	}
 	var err error
-	if c.state, err = o.JS.Stream(ctx, events.StreamState); err != nil {
-		return fmt.Errorf("run controller: open stream %s: %w", events.StreamState, err)
+	if c.state, err = events.WaitStream(ctx, o.JS, events.StreamState, c.log); err != nil {
+		return err
 	}
-	if c.routes, err = o.JS.Stream(ctx, events.StreamRoutes); err != nil {
-		return fmt.Errorf("run controller: open stream %s: %w", events.StreamRoutes, err)
+	if c.routes, err = events.WaitStream(ctx, o.JS, events.StreamRoutes, c.log); err != nil {
+		return err
 	}
-	info, err := c.state.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("run controller: read stream %s: %w", events.StreamState, err)
-	}
-	c.startSeq = info.State.LastSeq
-	c.caught = c.startSeq == 0
 	for _, e := range o.Config.Edges {
 		if err := c.loadPublished(ctx, e.Name); err != nil {
 			c.log.Warn().Str("edge", e.Name).Err(err).Msg("stored route table unreadable; it will be replaced")
 		}
 	}
 
-	stateMsgs := make(chan jetstream.Msg, 256)
-	cons, err := o.JS.OrderedConsumer(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stateMsgs := make(chan events.Delivery, 256)
+	f := events.Follower{JS: o.JS, Stream: events.StreamState, Log: c.log, Start: jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	wg.Go(func() {
+		f.Run(ctx, func(d events.Delivery) {
+			select {
+			case stateMsgs <- d:
+			case <-ctx.Done():
+			}
+		})
 	})
-	if err != nil {
-		return fmt.Errorf("run controller: follow %s: %w", events.StreamState, err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case stateMsgs <- m:
-		case <-ctx.Done():
-		}
-	}, events.FollowConsumeOptions()...)
-	if err != nil {
-		return fmt.Errorf("run controller: follow %s: %w", events.StreamState, err)
-	}
-	defer cc.Stop()
 
 	drillMsgs := make(chan jetstream.Msg, 64)
 	stopDrills, err := c.followDrills(ctx, drillMsgs)
@@ -163,23 +159,20 @@ func run(ctx context.Context, o Options) error {
 		defer t.Stop()
 		ticks = t.C
 	}
-	c.log.Info().Int("edges", len(o.Config.Edges)).Uint64("state_seq", c.startSeq).Msg("controller started")
-	if c.caught {
-		c.publishRoutes(ctx)
-	}
+	c.log.Info().Int("edges", len(o.Config.Edges)).Msg("controller started")
 	for {
 		select {
 		case <-ctx.Done():
 			c.log.Info().Msg("controller stopped")
 			return nil
-		case m := <-stateMsgs:
+		case d := <-stateMsgs:
 			// Fold every message delivered so far, and compute the route tables once the stream
 			// has nothing more pending: a burst of transitions makes one table per edge.
-			pending := c.onState(m)
+			pending := c.onState(d)
 			for drained := false; !drained; {
 				select {
-				case m := <-stateMsgs:
-					pending = c.onState(m)
+				case d := <-stateMsgs:
+					pending = c.onState(d)
 				default:
 					drained = true
 				}
@@ -203,31 +196,26 @@ func run(ctx context.Context, o Options) error {
 	}
 }
 
-// onState folds one STATE message into the view, and returns how many messages the stream
+// onState folds one STATE delivery into the view, and returns how many messages the stream
 // held beyond it when it was delivered.
-func (c *controller) onState(m jetstream.Msg) (pending uint64) {
-	meta, err := m.Metadata()
-	if err != nil {
-		c.log.Warn().Err(err).Msg("state message without metadata skipped")
+func (c *controller) onState(d events.Delivery) (pending uint64) {
+	c.caught = c.caught || d.CaughtUp
+	if d.Msg == nil {
 		return 0
 	}
-	seq := meta.Sequence.Stream
-	c.o.Metrics.Lag("controller", events.StreamState, meta.NumPending)
-	if seq >= c.startSeq {
-		c.caught = true
-	}
-	e, err := events.Decode(m.Data())
+	c.o.Metrics.Lag("controller", events.StreamState, d.Pending)
+	e, err := events.Decode(d.Data)
 	if err == nil {
-		c.noteUnexpected(m.Subject(), seq, e)
-		_, err = c.view.Apply(m.Subject(), seq, e)
+		c.noteUnexpected(d.Subject, d.Seq, e)
+		_, err = c.view.Apply(d.Subject, d.Seq, e)
 	}
 	if err != nil {
 		c.o.Metrics.DecodeFailed("controller", events.StreamState)
-		c.log.Warn().Str("subject", m.Subject()).Uint64("stream_seq", seq).Err(err).Msg("state event skipped")
-		return meta.NumPending
+		c.malformed.Skip(c.log, err, d.Subject, d.Seq)
+		return d.Pending
 	}
-	c.applied(m.Subject(), e)
-	return meta.NumPending
+	c.applied(d.Subject, e)
+	return d.Pending
 }
 
 // applied notes what a folded event means for liveness and the route tables.
@@ -242,7 +230,7 @@ func (c *controller) applied(subject string, e events.Envelope) {
 func (c *controller) onHeartbeat(m *nats.Msg) {
 	e, hb, err := decodeHeartbeat(m.Subject, m.Data)
 	if err != nil {
-		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("heartbeat skipped")
+		c.malformed.Skip(c.log, err, m.Subject, 0)
 		return
 	}
 	if !c.live.Heartbeat(hb.Edge, e.ID, c.o.Now()) {
@@ -310,7 +298,28 @@ func decodeHeartbeat(subject string, data []byte) (events.Envelope, events.Heart
 // checkLiveness appends the edge transitions that are due. A conflict means another replica
 // appended first: the subject is re-read and the next tick decides again.
 func (c *controller) checkLiveness(ctx context.Context) {
-	for _, ch := range c.live.Due(c.o.Now()) {
+	now, nc := c.o.Now(), c.o.JS.Conn()
+	if !nc.IsConnected() {
+		c.cutOffFromNATS("disconnected")
+		return
+	}
+	if c.cutOff {
+		c.cutOff = false
+		c.live.Grace(now)
+		c.log.Info().Msg("nats reachable again; edge liveness counts from now")
+	}
+	due := c.live.Due(now)
+	for _, ch := range due {
+		// Before taking silence for a dead edge, make sure it is not this replica that is cut off.
+		if ch.To == events.StatusDown {
+			if err := nc.FlushTimeout(cutOffProbe); err != nil {
+				c.cutOffFromNATS(err.Error())
+				return
+			}
+			break
+		}
+	}
+	for _, ch := range due {
 		subject := events.EdgeStateSubject(ch.Edge)
 		typ := events.TypeEdgeDown
 		if ch.To == events.StatusUp {
@@ -346,6 +355,18 @@ func (c *controller) checkLiveness(ctx context.Context) {
 		c.log.Info().Str("edge", ch.Edge).Str("from", string(ch.From)).Str("to", string(ch.To)).
 			Str("reason", ch.Reason).Str("event_id", env.ID).Uint64("stream_seq", ack.Sequence).Msg("edge liveness changed")
 	}
+}
+
+// cutOffProbe bounds the round trip to the NATS server that confirms a silence is the edges'.
+const cutOffProbe = 500 * time.Millisecond
+
+// cutOffFromNATS pauses edge liveness: heartbeats missed while the replica itself is cut off say
+// nothing of the edges. When NATS answers again, every edge's silence counts from then.
+func (c *controller) cutOffFromNATS(why string) {
+	if !c.cutOff {
+		c.log.Warn().Str("reason", why).Msg("cut off from nats; edge liveness paused")
+	}
+	c.cutOff = true
 }
 
 func (c *controller) reread(ctx context.Context, subject string) {

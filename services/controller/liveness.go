@@ -95,6 +95,17 @@ func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {
 	return true
 }
 
+// Grace restarts every edge's silence at now: the heartbeats that did not arrive before were
+// missed by the watcher (cut off from NATS), not sent by no one. An edge that is really gone is
+// down fall × interval later.
+func (l *Liveness) Grace(now time.Time) {
+	for _, e := range l.edges {
+		if e.last.Before(now) {
+			e.last = now
+		}
+	}
+}
+
 // Recorded tells l the status STATE holds for edge.
 func (l *Liveness) Recorded(edge string, s events.Status) {
 	if e, ok := l.edges[edge]; ok {

@@ -3,7 +3,6 @@ package decider
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +32,8 @@ type decider struct {
 	regions map[string]string
 	live    bool
 	started time.Time
+	// malformed counts the messages skipped because they could not be decoded.
+	malformed events.Malformed
 	// failing is set when an append failed for another reason than a conflict during this tick.
 	failing bool
 	// clockStamp is the newest stream time seen, and clockLocal this host's time when it came.
@@ -45,7 +46,8 @@ type decider struct {
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
 // state: the last STATE event of every subject, then PROBES from now − Options.Replay; then it
 // appends what the streams imply but STATE lacks, and from there on every transition the moment
-// its threshold completes. It returns an error only for invalid options or a missing STATE stream.
+// its threshold completes. It returns an error only for invalid options; while STATE cannot be
+// opened (NATS away, streams not created yet) it waits.
 func Run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
@@ -57,12 +59,9 @@ func Run(ctx context.Context, o Options) error {
 
 func (d *decider) run(ctx context.Context) error {
 	d.started = d.o.Now()
-	st, err := d.js.Stream(ctx, events.StreamState)
+	st, err := events.WaitStream(ctx, d.js, events.StreamState, d.log)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("open stream %s: %w", events.StreamState, err)
+		return nil // ctx ended before the stream could be opened
 	}
 	d.state = st
 
@@ -75,13 +74,12 @@ func (d *decider) run(ctx context.Context) error {
 	from := d.started.Add(-d.o.Replay)
 	wg.Go(func() {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-			MaxResetAttempts: events.FollowResetAttempts}, decodeState, stateCh)
+			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, decodeState, stateCh)
 	})
 	wg.Go(func() {
 		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime: &from, MaxResetAttempts: events.FollowResetAttempts}, decodeProbeResults, probeCh)
+			OptStartTime: &from}, decodeProbeResults, probeCh)
 	})
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), decodeState, drillCh) })
 	ticks := d.o.Ticks
@@ -144,7 +142,7 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 	if m.err != nil {
 		d.o.Stats.Malformed.Add(1)
 		d.o.Metrics.DecodeFailed("decider", events.StreamProbes)
-		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed probe message skipped")
+		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
 		return
 	}
 	if region := probeRegion(m.subject); !d.drills.Region(region) {
@@ -201,7 +199,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	d.o.Metrics.Lag("decider", events.StreamState, m.pending)
 	if m.err != nil {
 		d.o.Metrics.DecodeFailed("decider", events.StreamState)
-		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed state event skipped")
+		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
 		return
 	}
 	if s := d.ix.bySubject[m.subject]; s != nil {
@@ -232,7 +230,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		return // edges and what later versions add are not the decider's
 	}
 	if err := env.Payload(&o); err != nil {
-		d.log.Warn().Err(err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed override skipped")
+		d.malformed.Skip(d.log, err, m.subject, m.seq)
 		return
 	}
 	if env.Type == events.TypeOverrideCleared {

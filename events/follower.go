@@ -1,0 +1,172 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// followRetry bounds the wait between two attempts to follow a stream again, so that a follower
+// is back within a second of JetStream answering again.
+const followRetry = 500 * time.Millisecond
+
+// followProbe bounds the request that tells whether JetStream answers before a consumer is
+// created: nats.go waits up to ten seconds for a consumer while the cluster has no quorum.
+const followProbe = time.Second
+
+// Follower reads one stream, in order, for as long as its context lasts, through whatever
+// happens to JetStream: every long-lived reader in Detour (the DNS server, the decider, the
+// controller, the edges' route watch, the probers' membership) is one. When its consumer fails
+// (the node hosting it died, the connection dropped, the cluster lost its quorum) it creates
+// another on a live node, starting after the last message it delivered, and tries again every
+// half second until that works. It logs the loss once and the recovery once, not per attempt.
+type Follower struct {
+	JS     jetstream.JetStream
+	Stream string
+	// Start says where to begin the first time (deliver policy, filter subjects). After a loss
+	// the follower resumes after the last message it delivered.
+	Start jetstream.OrderedConsumerConfig
+	// Log receives the loss and the recovery; the follower adds the stream's name.
+	Log zerolog.Logger
+}
+
+// Delivery is one message of the followed stream, or only the news that the follower caught up
+// (Msg nil).
+type Delivery struct {
+	Msg     jetstream.Msg
+	Subject string
+	Data    []byte
+	Seq     uint64
+	// Stamp is when the stream stored the message.
+	Stamp time.Time
+	// Pending is how many matching messages the stream held beyond this one when it was sent.
+	Pending uint64
+	// CaughtUp is set on the first delivery at which everything the stream held when the
+	// follower started has been delivered; on a delivery without Msg when there was nothing.
+	CaughtUp bool
+}
+
+// Run calls handle with every message, in stream order, until ctx ends. handle runs on the
+// follower's goroutine: while it blocks, nothing more is read.
+func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
+	log := f.Log.With().Str("stream", f.Stream).Logger()
+	st := followState{cfg: f.Start}
+	st.cfg.MaxResetAttempts = FollowResetAttempts
+	var lostAt time.Time
+	for {
+		err := f.once(ctx, &st, handle, func() {
+			if !lostAt.IsZero() {
+				log.Info().Dur("down_for", time.Since(lostAt)).Uint64("stream_seq", st.last).Msg("stream reachable again")
+				lostAt = time.Time{}
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if lostAt.IsZero() {
+			lostAt = time.Now()
+			log.Warn().Err(err).Uint64("stream_seq", st.last).Msg("stream unreachable; retrying")
+		} else {
+			log.Debug().Err(err).Msg("stream still unreachable")
+		}
+		t := time.NewTimer(followRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type followState struct {
+	cfg    jetstream.OrderedConsumerConfig
+	last   uint64
+	caught bool
+}
+
+func (f *Follower) once(ctx context.Context, st *followState, handle func(Delivery), started func()) error {
+	pctx, cancel := context.WithTimeout(ctx, followProbe)
+	s, err := f.JS.Stream(pctx, f.Stream)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", f.Stream, err)
+	}
+	target := s.CachedInfo().State.LastSeq
+	cfg := st.cfg
+	if st.last > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, st.last+1, nil
+	}
+	cons, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", f.Stream, err)
+	}
+	it, err := cons.Messages(FollowOptions()...)
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", f.Stream, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	started()
+	if info := cons.CachedInfo(); !st.caught && (target <= st.last || (info != nil && info.NumPending == 0)) {
+		st.caught = true
+		handle(Delivery{CaughtUp: true})
+	}
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read %s: %w", f.Stream, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			continue // not a stream message
+		}
+		d := Delivery{Msg: msg, Subject: msg.Subject(), Data: msg.Data(), Seq: meta.Sequence.Stream,
+			Stamp: meta.Timestamp, Pending: meta.NumPending}
+		if !st.caught && (d.Pending == 0 || d.Seq >= target) {
+			st.caught, d.CaughtUp = true, true
+		}
+		st.last = d.Seq
+		handle(d)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// WaitStream opens the named stream, trying again every half second while JetStream cannot be
+// reached or the stream does not exist yet, and logging that once. It returns an error only when
+// ctx ends.
+func WaitStream(ctx context.Context, js jetstream.JetStream, name string, log zerolog.Logger) (jetstream.Stream, error) {
+	warned := false
+	for {
+		pctx, cancel := context.WithTimeout(ctx, followProbe)
+		s, err := js.Stream(pctx, name)
+		cancel()
+		if err == nil {
+			if warned {
+				log.Info().Str("stream", name).Msg("stream reachable")
+			}
+			return s, nil
+		}
+		if !warned {
+			log.Warn().Err(err).Str("stream", name).Msg("waiting for stream")
+			warned = true
+		}
+		t := time.NewTimer(followRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}

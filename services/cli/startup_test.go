@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+const failoverDoc = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 1
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.11:8081"}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.12:8081"}]}
+`
+
+// lockedBuffer collects a role's stderr while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// startRole runs a role command until the returned stop is called, which checks it returned nil.
+func startRole(t *testing.T, cmd command, args ...string) (stop func()) {
+	t.Helper()
+	var stderr lockedBuffer
+	return eventstest.Run(t, args[0], func(ctx context.Context) error {
+		err := cmd(ctx, args, io.Discard, &stderr)
+		if err != nil {
+			t.Logf("stderr:\n%s", stderr.b.String())
+		}
+		return err
+	})
+}
+
+func answer(t *testing.T, addr string) []string {
+	t.Helper()
+	q := new(dns.Msg)
+	q.SetQuestion("shop.demo.test.", dns.TypeA)
+	c := dns.Client{Timeout: 300 * time.Millisecond}
+	r, _, err := c.Exchange(q, addr)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return out
+}
+
+func mark(t *testing.T, ns *eventstest.Server, to events.Status, last *uint64) {
+	t.Helper()
+	typ := map[events.Status]string{events.StatusDown: events.TypeEndpointDown, events.StatusUp: events.TypeEndpointUp}[to]
+	e, err := events.New(typ, "test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := events.Append(context.Background(), ns.JS, events.EndpointStateSubject("shop", "west", "w1"), e, *last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*last = ack.Sequence
+}
+
+func TestADNSServerRestartedWhileNATSIsAwayAnswersFromItsSnapshotAndCatchesUp(t *testing.T) {
+	ns := eventstest.StartWith(t, eventstest.Options{Files: true})
+	if _, _, err := config.Apply(context.Background(), ns.JS, "test.yaml", []byte(failoverDoc), config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := filepath.Join(t.TempDir(), "dns")
+	args := []string{"--nats", ns.URL, "--addr", addr, "--data-dir", dir, "--name", "dns-1", "--log-format", "json"}
+	var last uint64
+
+	stop := startRole(t, runDNS, args...)
+	mark(t, ns, events.StatusDown, &last)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(answer(t, addr), []string{"127.0.0.12"}) }, "the failover answer")
+	stop()
+
+	ns.Stop()
+	startRole(t, runDNS, args...)
+	// No NATS: the configuration and the answers come from the data directory.
+	eventstest.Eventually(t, 5*time.Second, func() bool { return answer(t, addr) != nil }, "the restarted server to answer")
+	for range 10 {
+		if got := answer(t, addr); !slices.Equal(got, []string{"127.0.0.12"}) {
+			t.Fatalf("restarted without NATS, the server answered %v, want its snapshot's [127.0.0.12]", got)
+		}
+	}
+	ns.Restart(t)
+	eventstest.Eventually(t, 10*time.Second, ns.Conn.IsConnected, "the test's connection back")
+	mark(t, ns, events.StatusUp, &last)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(answer(t, addr), []string{"127.0.0.11"}) },
+		"a change stored after NATS returned to reach the answer")
+}
