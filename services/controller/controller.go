@@ -134,11 +134,7 @@ func run(ctx context.Context, o Options) error {
 	})
 
 	drillMsgs := make(chan jetstream.Msg, 64)
-	stopDrills, err := c.followDrills(ctx, drillMsgs)
-	if err != nil {
-		return err
-	}
-	defer stopDrills()
+	defer c.followDrills(ctx, drillMsgs)()
 
 	beats := make(chan *nats.Msg, 1024)
 	sub, err := o.JS.Conn().ChanSubscribe(events.SubjectHeartbeats, beats)

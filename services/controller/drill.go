@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/detourdev/detour/events"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,24 +16,26 @@ func (l *Liveness) Simulate(edge, reason string) {
 	}
 }
 
-// followDrills feeds out with every DRILLS event, from the stream's start, until stop is called.
-func (c *controller) followDrills(ctx context.Context, out chan<- jetstream.Msg) (stop func(), err error) {
-	cons, err := c.o.JS.OrderedConsumer(ctx, events.StreamDrills, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectDrills}, DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("run controller: follow %s: %w", events.StreamDrills, err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case out <- m:
-		case <-ctx.Done():
-		}
-	}, events.FollowConsumeOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("run controller: follow %s: %w", events.StreamDrills, err)
-	}
-	return cc.Stop, nil
+// followDrills feeds out with every DRILLS event, from the stream's start, through an
+// events.Follower (so a lost node or an outage is survived), until stop is called.
+func (c *controller) followDrills(ctx context.Context, out chan<- jetstream.Msg) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	f := events.Follower{JS: c.o.JS, Stream: events.StreamDrills, Log: c.log, Start: jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectDrills}, DeliverPolicy: jetstream.DeliverAllPolicy}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			if d.Msg == nil {
+				return
+			}
+			select {
+			case out <- d.Msg:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	return func() { cancel(); <-done }
 }
 
 // onDrill folds one DRILLS event and has the edges a drill fails seen dead (or alive again).
