@@ -34,7 +34,8 @@ func TestTheStatusPageShowsAnEndpointDownWithinASecondOfItsStateEvent(t *testing
 	waitAnswer(t, st, host(west.Addr()), 5*time.Second, "at start")
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
-		chromedp.WindowSize(412, 915)) // a phone's viewport
+		chromedp.WindowSize(412, 915), // a phone's viewport
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")) // no lookups off loopback
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)

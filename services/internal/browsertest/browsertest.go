@@ -42,7 +42,10 @@ type Page struct {
 func Open(t *testing.T, path, sel string) *Page {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(Chromium(t)), chromedp.NoSandbox,
-		chromedp.WindowSize(1300, 900), chromedp.DisableGPU)
+		chromedp.WindowSize(1300, 900), chromedp.DisableGPU,
+		// Chromium asks the host's resolver for names of its own (component updates, safe
+		// browsing) even headless; tests stay on loopback.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
 	ctx, cancel := chromedp.NewContext(actx)
