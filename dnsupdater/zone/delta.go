@@ -27,7 +27,11 @@ func Diff(old, z *Zone) Delta {
 		}
 	}
 	for _, name := range slices.SortedFunc(maps.Keys(names), Compare) {
-		before, after := appRecords(old.Nodes[name]), appRecords(z.Nodes[name])
+		o, n := old.Nodes[name], z.Nodes[name]
+		if o != nil && n != nil && o.App == n.App && o.AppTTL == n.AppTTL {
+			continue // one answer, shared by both projections
+		}
+		before, after := appRecords(o), appRecords(n)
 		d.Deleted = append(d.Deleted, missing(before, after)...)
 		d.Added = append(d.Added, missing(after, before)...)
 	}
