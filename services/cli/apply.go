@@ -40,6 +40,9 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := c.check(); err != nil {
 		return err
 	}
+	if err := checkReplicas(replicas); err != nil {
+		return err
+	}
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		return usageErr("read configuration: %w", err)

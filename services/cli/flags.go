@@ -76,8 +76,29 @@ func (r *role) checkFlags() error {
 			return err
 		}
 	}
+	if err := checkReplicas(r.replicas); err != nil {
+		return err
+	}
+	if err := checkOptionalHostPort("--metrics-addr", r.metricsAddr); err != nil {
+		return err
+	}
 	if r.check != nil {
 		return r.check()
+	}
+	return nil
+}
+
+// checkOptionalHostPort is checkHostPort for a flag where "" turns the feature off.
+func checkOptionalHostPort(flagName, v string) error {
+	if v == "" {
+		return nil
+	}
+	return checkHostPort(flagName, v)
+}
+
+func checkReplicas(n int) error {
+	if n < 1 || n > 5 {
+		return usageErr("--replicas: want 1 to 5 (JetStream's limit), got %d", n)
 	}
 	return nil
 }
@@ -98,6 +119,12 @@ func checkUp(o up.Options) error {
 	}
 	if o.DataDir == "" {
 		return usageErr("--data-dir: must not be empty")
+	}
+	if err := checkOptionalHostPort("--metrics-addr", o.MetricsAddr); err != nil {
+		return err
+	}
+	if err := checkOptionalHostPort("--api-addr", o.APIAddr); err != nil {
+		return err
 	}
 	if o.NATSPort < -1 || o.NATSPort > 65535 {
 		return usageErr("--nats-port: want -1 (any free port) or 0-65535, got %d", o.NATSPort)

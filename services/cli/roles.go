@@ -304,8 +304,8 @@ func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	r := role{streams: []string{events.StreamState, events.StreamRoutes}}
 	var apiAddr, tokensPath string
+	r := role{streams: []string{events.StreamState, events.StreamRoutes}, check: func() error { return checkOptionalHostPort("--api-addr", apiAddr) }}
 	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
 	fs.StringVar(&apiAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
 	fs.StringVar(&tokensPath, "api-tokens", "detour-api-tokens", "the API's tokens file (made with one write token if missing; see detour token)")
