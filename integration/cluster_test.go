@@ -60,6 +60,7 @@ func buildImage() error {
 		{"cp", filepath.Join(ctxDir, "detour"), detourBin},
 		{"go", "build", "-trimpath", "-o", filepath.Join(ctxDir, "nats-server"), "github.com/nats-io/nats-server/v2"},
 		{"cp", "/etc/ssl/certs/ca-certificates.crt", ctxDir},
+		{"mkdir", "-p", filepath.Join(ctxDir, "data")},
 		{"docker", "build", "-q", "-t", image, "-f", filepath.Join(root, "deployments", "Dockerfile"), ctxDir},
 	}
 	for _, s := range steps {

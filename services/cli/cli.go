@@ -53,6 +53,7 @@ Operate:
   replay [--from 15m] [--to T] [--app A] [--endpoint E] [--region R] [--format text|json|html] [--what-if 'fall=5,…']
                                            the timeline of an incident, its phases, and what other thresholds would have done
   drill plan|run FILE, drill rollback ID   preview, run and score a DR drill of simulated failures
+  health --dns ADDR | --tcp ADDR | --http URL   exit 0 when it answers (container healthchecks)
   help [COMMAND]                           a command's usage, flags and an example
 
 Every command but check, query, backend and help takes --log-format auto|console|json (auto:
@@ -122,6 +123,7 @@ func init() {
 	}
 	commands["replay"] = runReplay
 	commands["drill"] = runDrill
+	commands["health"] = runHealth
 }
 
 // common are the flags every role shares.

@@ -119,6 +119,14 @@ Serves a demo application instance: POST /-/fail makes it answer 503, POST /-/re
 
 Example:
   detour backend --name us-west --listen 127.0.0.11:8081`,
+	"health": `usage: detour health --dns ADDR | --tcp ADDR | --http URL [--timeout 2s]
+
+Exits 0 and prints "healthy" when the one thing named answers within the timeout, 1 otherwise:
+the healthcheck of the FROM-scratch images, which have no shell, curl or dig.
+
+Example:
+  detour health --dns 172.30.0.53:53
+  detour health --http http://127.0.0.1:9464/metrics`,
 	"help": `usage: detour help [COMMAND]
 
 Prints the usage of COMMAND, or the list of commands.
