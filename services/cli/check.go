@@ -29,6 +29,9 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if err := readSecrets(path, doc, c); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "%s: valid: %s, %s, %s\n", path, count(len(c.Zones), "zone"), count(len(c.Apps), "app"), count(len(c.Edges), "edge"))
 	w := config.Locate(path, doc, c.Warnings())
 	for i, p := range w.Problems {
@@ -62,6 +65,31 @@ func parseDoc(name string, doc []byte) (*config.Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// readSecrets reads every secret the configuration names in a file or a variable (TSIG keys,
+// webhook keys), as detour up and the roles that use them do when they start, and reports
+// those that cannot be read as configuration problems.
+func readSecrets(name string, doc []byte, c *config.Config) error {
+	var problems []string
+	for i, z := range c.Zones {
+		if z.Push != nil {
+			if _, err := z.Push.TSIG.Key(); err != nil {
+				problems = append(problems, fmt.Sprintf("zones[%d].push.%v", i, err))
+			}
+		}
+	}
+	for i := range c.Alerts {
+		for j, w := range c.Alerts[i].Webhooks {
+			if _, err := w.Key(); err != nil {
+				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return config.Locate(name, doc, problems)
+	}
+	return nil
 }
 
 // count writes n and noun, in the plural unless n is 1.

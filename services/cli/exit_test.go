@@ -148,11 +148,12 @@ func TestHelpOfEachCommandGoesToStdoutWithAnExampleAndItsFlags(t *testing.T) {
 
 func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
 	for name, doc := range map[string]string{
-		"an unknown key": "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqnd: shop.demo.test\n    pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}]\n",
-		"a wrong type":   "zones: [{name: demo.test, ttl: abc}]\napps: []\n",
-		"a bad record":   "zones:\n  - name: demo.test\n    records: [\"www 300 IN A not-an-ip\"]\napps: []\n",
-		"a CNAME loop":   "zones:\n  - name: demo.test\n    records: [\"*.w IN CNAME x.w\"]\napps: []\n",
-		"bad YAML":       "zones:\n  - name: demo.test\n   apps: []\n",
+		"an unknown key":     "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqnd: shop.demo.test\n    pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}]\n",
+		"a wrong type":       "zones: [{name: demo.test, ttl: abc}]\napps: []\n",
+		"a bad record":       "zones:\n  - name: demo.test\n    records: [\"www 300 IN A not-an-ip\"]\napps: []\n",
+		"a CNAME loop":       "zones:\n  - name: demo.test\n    records: [\"*.w IN CNAME x.w\"]\napps: []\n",
+		"bad YAML":           "zones:\n  - name: demo.test\n   apps: []\n",
+		"a missing key file": "zones:\n  - name: demo.test\n    push: {server: \"127.0.0.1:53\", tsig: {name: k, secret_file: /nonexistent/detour-tsig.key}}\napps: []\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := writeFile(t, "detour.yaml", doc)

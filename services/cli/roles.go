@@ -55,8 +55,15 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var warnings []string
 	if o.ConfigPath != "" {
-		cfg, err := loadFile(o.ConfigPath)
+		doc, err := os.ReadFile(o.ConfigPath)
 		if err != nil {
+			return usageErr("read configuration: %w", err)
+		}
+		cfg, err := parseDoc(o.ConfigPath, doc)
+		if err != nil {
+			return err
+		}
+		if err := readSecrets(o.ConfigPath, doc, cfg); err != nil {
 			return err
 		}
 		warnings = cfg.Warnings()
