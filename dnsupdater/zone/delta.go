@@ -15,13 +15,14 @@ type Delta struct {
 }
 
 // Diff returns the delta from old to z, two projections of one configuration: only app names
-// change between them.
+// change between them. A node z shares with old (Static.Reproject shares every app it did not
+// decide again) adds nothing, so a version that changed a few apps costs a few.
 func Diff(old, z *Zone) Delta {
 	d := Delta{From: old.Serial, To: z.Serial}
 	names := map[string]bool{}
 	for _, zz := range []*Zone{old, z} {
 		for name, n := range zz.Nodes {
-			if n.App != nil {
+			if n.App != nil && old.Nodes[name] != z.Nodes[name] {
 				names[name] = true
 			}
 		}

@@ -25,10 +25,14 @@ import (
 // regionConfig is a region of n failover apps: app i answers its own endpoint in the dying
 // region while it is up, and a shared endpoint elsewhere once it is down. One edge fronts every
 // app's first pool, so its route table changes with every endpoint.
-func regionConfig(tb testing.TB, n int, interval time.Duration) *config.Config {
+func regionConfig(tb testing.TB, n int, interval time.Duration, notify string) *config.Config {
 	tb.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "zones: [{name: region.test}]\napps:\n")
+	if notify != "" {
+		fmt.Fprintf(&b, "zones: [{name: region.test, notify: [%q]}]\napps:\n", notify)
+	} else {
+		fmt.Fprintf(&b, "zones: [{name: region.test}]\napps:\n")
+	}
 	for i := range n {
 		fmt.Fprintf(&b, `  - name: app%d
     fqdn: app%d.region.test
@@ -38,8 +42,13 @@ func regionConfig(tb testing.TB, n int, interval time.Duration) *config.Config {
       - {name: backup, region: safe, endpoints: [{name: e, address: "10.200.0.1:80"}]}
 `, i, i, interval, interval/2, regionAddr(i))
 	}
-	fmt.Fprintf(&b, "edges:\n  - name: edge-a\n    region: safe\n    hostname: edge-a.region.test\n    address: 10.200.0.2\n    apps:\n")
+	// One edge per 1,000 apps: a route table is one message, which must fit NATS's max_payload.
+	b.WriteString("edges:\n")
 	for i := range n {
+		if i%1000 == 0 {
+			fmt.Fprintf(&b, "  - name: edge-%d\n    region: safe\n    hostname: edge-%d.region.test\n    address: 10.200.1.%d\n    apps:\n",
+				i/1000, i/1000, 1+i/1000)
+		}
 		fmt.Fprintf(&b, "      - {app: app%d, pool: main, listen: \"127.0.0.1:%d\"}\n", i, 10000+i)
 	}
 	c, err := config.Parse("region.yaml", []byte(b.String()))
@@ -67,9 +76,9 @@ type region struct {
 	round    int
 }
 
-func startRegion(tb testing.TB, n int, interval time.Duration) *region {
+func startRegion(tb testing.TB, n int, interval time.Duration, notify string) *region {
 	tb.Helper()
-	r := &region{tb: tb, n: n, interval: interval, cfg: regionConfig(tb, n, interval), srv: eventstest.Start(tb)}
+	r := &region{tb: tb, n: n, interval: interval, cfg: regionConfig(tb, n, interval, notify), srv: eventstest.Start(tb)}
 	log := zerolog.Nop()
 	if testing.Verbose() {
 		log = zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.InfoLevel)
@@ -212,6 +221,46 @@ func (r *region) streamTimes(stream, filter string, from uint64) []time.Time {
 	}
 }
 
+// routeTimes returns, per app, when ROUTES first stored a table after sequence from whose route
+// for the app's local pool had Available == !down.
+func (r *region) routeTimes(from uint64, down bool) []time.Time {
+	r.tb.Helper()
+	out := make([]time.Time, r.n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	last := r.lastSeq(events.StreamRoutes)
+	if last <= from {
+		return out
+	}
+	cons, err := r.srv.JS.OrderedConsumer(ctx, events.StreamRoutes, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	for {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		var t events.RouteTable
+		if env, err := events.Decode(m.Data()); err == nil && env.Payload(&t) == nil {
+			for _, a := range t.Apps {
+				var i int
+				if _, err := fmt.Sscanf(a.App, "app%d", &i); err == nil && i < r.n && out[i].IsZero() && a.Available != down {
+					out[i] = md.Timestamp
+				}
+			}
+		}
+		if md.Sequence.Stream >= last {
+			return out
+		}
+	}
+}
+
 func (r *region) lastSeq(stream string) uint64 {
 	r.tb.Helper()
 	s, err := r.srv.JS.Stream(context.Background(), stream)
@@ -249,8 +298,11 @@ func (s spread) String() string {
 // answer to move to the backup. It returns the time of the kill (one interval before the first
 // failing round, as when the endpoints die just after a round) and the phases' times.
 type stormResult struct {
-	kill, threshold   time.Time
-	answers, state    []time.Time
+	kill, threshold time.Time
+	answers, state  []time.Time
+	// routes are when the edge's route table first showed each app's local pool unavailable
+	// (after a failure) or available (after a recovery); zero where it never did.
+	routes            []time.Time
 	zoneVersions      int
 	routeTables       int
 	transitions       int
@@ -281,6 +333,7 @@ func (r *region) storm(ok bool, rounds int, want func(int) string) stormResult {
 	res.state = r.streamTimes(events.StreamState, "detour.state.endpoint.>", stateFrom)
 	res.transitions = len(res.state) + len(r.streamTimes(events.StreamState, "detour.state.pool.>", stateFrom))
 	res.zoneVersions = len(r.streamTimes(events.StreamDNS, ">", dnsFrom))
+	res.routes = r.routeTimes(routesFrom, !ok)
 	res.routeTables = len(r.streamTimes(events.StreamRoutes, ">", routesFrom))
 	for i, t := range res.answers {
 		if t.IsZero() {
@@ -307,7 +360,7 @@ func TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckB
 		t.Skip("the region storm takes about 15 seconds")
 	}
 	const n, interval, fall, rise = 1000, time.Second, 3, 2
-	r := startRegion(t, n, interval)
+	r := startRegion(t, n, interval, "")
 	main := func(i int) string { return regionAddr(i).String() }
 	backup := func(int) string { return "10.200.0.1" }
 	r.storm(true, rise, main)
