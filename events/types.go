@@ -27,6 +27,8 @@ const (
 
 	// TypeConfigApplied carries a ConfigApplied: the whole desired configuration.
 	TypeConfigApplied = "detour.config.applied.v1"
+	// TypeConfigRejected carries a config.Rejected: a role could not apply a version.
+	TypeConfigRejected = "detour.config.rejected.v1"
 
 	// TypeAlertAttempted carries an AlertAttempt: one try at delivering an alert to a webhook.
 	TypeAlertAttempted = "detour.alert.attempted.v1"

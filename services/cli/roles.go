@@ -89,6 +89,8 @@ type role struct {
 	name        string
 	replicas    int
 	metricsAddr string
+	// version is the configuration version the role started with, when it came from CONFIG.
+	version uint64
 	// metrics are the role's collectors when --metrics-addr is set, else nil.
 	metrics *metrics.Metrics
 	// check, when set, validates the command's own flags before anything starts.
@@ -173,6 +175,7 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 		var cfg *config.Config
 		if err == nil {
 			cfg, err = v.Config()
+			r.version = v.Number
 		}
 		var ce *config.Error
 		if err == nil && r.dataDir != nil {
@@ -254,7 +257,11 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Replicas: r.replicas, Log: log, Metrics: r.metrics})
+	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Replicas: r.replicas, Log: log, Metrics: r.metrics}
+	if r.configPath == "" { // follow the versions `detour apply` makes
+		o.Configs = config.Watch(ctx, js, r.version, log, "prober", region, r.name)
+	}
+	return prober.Run(ctx, o)
 }
 
 func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {

@@ -152,7 +152,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err := events.EnsureStreams(ctx, js, events.StreamOptions{ProbeRate: cfg.ProbeRate()}); err != nil {
 		return nil, err
 	}
-	if _, err := config.Publish(ctx, js, name, doc, "detour-up"); err != nil {
+	_, applied, err := config.Apply(ctx, js, name, doc, config.ApplyOptions{By: "detour-up"})
+	if err != nil {
 		return nil, err
 	}
 
@@ -173,7 +174,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	})
 	for _, r := range o.Regions {
 		g.Go("prober "+r, func(ctx context.Context) error {
-			return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: r, Name: r + "-1", Log: o.Log, Metrics: m})
+			return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: r, Name: r + "-1", Log: o.Log, Metrics: m,
+				Configs: config.Watch(ctx, js, applied.Number, o.Log, "prober", r, r+"-1")})
 		})
 	}
 	g.Go("alerts", func(ctx context.Context) error {

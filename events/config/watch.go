@@ -1,0 +1,128 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Rejected says that a role could not apply a configuration version and keeps the last good one.
+type Rejected struct {
+	Version  uint64   `json:"version"`
+	Role     string   `json:"role"`
+	Problems []string `json:"problems"`
+}
+
+// RejectedSubject holds the rejections of the role named by tokens, e.g. "prober", "us-west",
+// "p1": detour.config.rejected.prober.us-west.p1. A character that may not stand in a subject
+// token becomes '_'.
+func RejectedSubject(role ...string) string {
+	parts := make([]string, len(role))
+	for i, r := range role {
+		b := []byte(r)
+		for j, c := range b {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				b[j] = '_'
+			}
+		}
+		if len(b) == 0 {
+			b = []byte("_")
+		}
+		parts[i] = string(b)
+	}
+	return "detour.config.rejected." + strings.Join(parts, ".")
+}
+
+// Watch delivers every configuration version applied after version after, parsed, until ctx
+// ends. A version that does not parse is not delivered: it is recorded as a
+// detour.config.rejected.v1 event on RejectedSubject(role...) naming every problem, and the role
+// keeps what it runs. The channel holds at most one version: a newer one replaces one not taken
+// yet.
+func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolog.Logger, role ...string) <-chan *Config {
+	out := make(chan *Config, 1)
+	go func() {
+		last, warned := after, false
+		for ctx.Err() == nil {
+			err := watchOnce(ctx, js, &last, role, log, out)
+			if ctx.Err() != nil {
+				return
+			}
+			if !warned {
+				log.Warn().Err(err).Msg("configuration watch interrupted; resuming")
+				warned = true
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return out
+}
+
+func watchOnce(ctx context.Context, js jetstream.JetStream, last *uint64, role []string, log zerolog.Logger, out chan *Config) error {
+	cons, err := js.OrderedConsumer(ctx, events.StreamConfig, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectConfigDoc}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq: *last + 1, MaxResetAttempts: events.FollowResetAttempts})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(events.FollowOptions()...)
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Stop)()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return err
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		*last = md.Sequence.Stream
+		v, err := versionOf(md.Sequence.Stream, m.Data())
+		var c *Config
+		if err == nil {
+			c, err = v.Config()
+		}
+		if err != nil {
+			reject(ctx, js, role, md.Sequence.Stream, err, log)
+			continue
+		}
+		select {
+		case <-out:
+		default:
+		}
+		out <- c
+		log.Info().Uint64("version", v.Number).Str("by", v.By).Msg("configuration version received")
+	}
+}
+
+// reject records that role could not apply version.
+func reject(ctx context.Context, js jetstream.JetStream, role []string, version uint64, err error, log zerolog.Logger) {
+	name := strings.Join(role, "/")
+	r := Rejected{Version: version, Role: name}
+	var ce *Error
+	if errors.As(err, &ce) {
+		r.Problems = ce.Problems
+	} else {
+		r.Problems = []string{err.Error()}
+	}
+	log.Error().Uint64("version", version).Strs("problems", r.Problems).Msg("configuration version rejected; keeping the last good one")
+	e, err := events.Derived(events.TypeConfigRejected, name, fmt.Sprintf("config-%d", version), name, time.Now(), r)
+	if err == nil {
+		_, err = events.Publish(ctx, js, RejectedSubject(role...), e)
+	}
+	if err != nil {
+		log.Warn().Err(err).Uint64("version", version).Msg("configuration rejection not recorded")
+	}
+}

@@ -1,0 +1,75 @@
+package config_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
+)
+
+const watchDoc = `
+zones: [{name: demo.test}]
+apps: [{name: shop, fqdn: shop.demo.test, check: {interval: 1s}, pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]}]
+`
+
+func TestWatchDeliversEveryNewVersionAndRecordsOneItCannotApply(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	apply := func(doc string) uint64 {
+		t.Helper()
+		_, v, err := config.Apply(ctx, ns.JS, "test.yaml", []byte(doc), config.ApplyOptions{By: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Number
+	}
+	v1 := apply(watchDoc)
+	ch := config.Watch(ctx, ns.JS, v1, zerolog.New(zerolog.NewTestWriter(t)), "prober", "eu", "p1")
+	next := func() *config.Config {
+		t.Helper()
+		select {
+		case c := <-ch:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no configuration version delivered within 5s")
+			return nil
+		}
+	}
+	apply(strings.Replace(watchDoc, "interval: 1s", "interval: 2s", 1))
+	if c := next(); c.Apps[0].Check.Interval.String() != "2s" {
+		t.Fatalf("delivered interval %s, want 2s", c.Apps[0].Check.Interval)
+	}
+	// A version no role can parse (written by something newer, or by hand) is recorded, not run.
+	bad, err := events.New(events.TypeConfigApplied, "elsewhere", time.Now(), events.ConfigApplied{Document: "zones: []\nfuture_field: 1\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := events.Publish(ctx, ns.JS, events.SubjectConfigDoc, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := ns.Stream(t, events.StreamConfig)
+	var rej config.Rejected
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		e, _, ok, err := events.Last(ctx, st, config.RejectedSubject("prober", "eu", "p1"))
+		return err == nil && ok && e.Type == events.TypeConfigRejected && e.Payload(&rej) == nil
+	}, "a rejection of version %d", ack.Sequence)
+	if rej.Version != ack.Sequence || rej.Role != "prober/eu/p1" || !strings.Contains(strings.Join(rej.Problems, "\n"), "future_field") {
+		t.Errorf("rejection %+v, want version %d naming future_field", rej, ack.Sequence)
+	}
+	select {
+	case c := <-ch:
+		t.Fatalf("the rejected version was delivered: %+v", c)
+	default:
+	}
+	apply(strings.Replace(watchDoc, "interval: 1s", "interval: 3s", 1))
+	if c := next(); c.Apps[0].Check.Interval.String() != "3s" {
+		t.Fatalf("after a rejection, delivered interval %s, want 3s", c.Apps[0].Check.Interval)
+	}
+}
