@@ -179,6 +179,9 @@ func (c *Config) validateApp(p *problems, path string, a *App) {
 		if pools[pl.Name] {
 			p.add(pp+".name", "duplicate pool %q", pl.Name)
 		}
+		if pl.Name == events.EdgeProbePool {
+			p.add(pp+".name", "%q is reserved for the checks of edge listeners", pl.Name)
+		}
 		pools[pl.Name] = true
 		if pl.Weight < 0 {
 			p.add(pp+".weight", "must not be negative, got %d", pl.Weight)
