@@ -294,9 +294,9 @@ func (s spread) String() string {
 		s.p99.Round(time.Millisecond), s.last.Round(time.Millisecond))
 }
 
-// storm kills the region: fall rounds of failing results, one per interval, then waits for every
-// answer to move to the backup. It returns the time of the kill (one interval before the first
-// failing round, as when the endpoints die just after a round) and the phases' times.
+// stormResult is what one storm measured: the kill (one interval before the first round of
+// changed results, as when the endpoints die just after a round), the round that completed the
+// thresholds, and when each phase happened.
 type stormResult struct {
 	kill, threshold time.Time
 	answers, state  []time.Time
@@ -311,6 +311,8 @@ type stormResult struct {
 	lastAnswer, bound time.Duration
 }
 
+// storm sends rounds rounds of results (ok or failing), one per interval, and waits for every
+// answer to become want(i).
 func (r *region) storm(ok bool, rounds int, want func(int) string) stormResult {
 	r.tb.Helper()
 	stateFrom, dnsFrom, routesFrom := r.lastSeq(events.StreamState), r.lastSeq(events.StreamDNS), r.lastSeq(events.StreamRoutes)
