@@ -36,6 +36,9 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) == 0 {
 		return usageErr(drillUsage)
 	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		args = []string{"run", "--help"}
+	}
 	verb := args[0]
 	fs := flag.NewFlagSet("drill "+verb, flag.ContinueOnError)
 	var c common

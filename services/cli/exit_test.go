@@ -123,7 +123,7 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 }
 
 func TestHelpOfEachCommandGoesToStdoutWithAnExampleAndItsFlags(t *testing.T) {
-	for _, cmd := range []string{"up", "prober", "decider", "dns", "edge", "controller", "plan", "apply", "config", "token", "check", "override", "query", "events", "replay", "backend", "health"} {
+	for _, cmd := range []string{"up", "prober", "decider", "dns", "edge", "controller", "plan", "apply", "config", "token", "check", "override", "query", "events", "replay", "drill", "backend", "health"} {
 		for _, args := range [][]string{{"help", cmd}, {cmd, "--help"}, {cmd, "-h"}} {
 			code, stdout, stderr := run(args...)
 			if code != 0 || stderr != "" {
