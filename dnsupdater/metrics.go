@@ -31,9 +31,12 @@ func newQueryMetrics(m *metrics.Metrics) *queryMetrics {
 	return &queryMetrics{m: m}
 }
 
-// observe counts the reply resp, built in the time since start.
+// observe counts the reply resp and, when start is set, records the time since as its build
+// time.
 func (q *queryMetrics) observe(resp []byte, start time.Time) {
-	q.m.DNSAnswerDuration.Observe(time.Since(start).Seconds())
+	if !start.IsZero() {
+		q.m.DNSAnswerDuration.Observe(time.Since(start).Seconds())
+	}
 	if len(resp) < 12 {
 		return
 	}

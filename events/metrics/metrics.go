@@ -73,7 +73,7 @@ func New() *Metrics {
 		DNSQueries: f.counter("detour_dns_queries_total",
 			"DNS queries answered, by response code and query type.", "rcode", "type"),
 		DNSAnswerDuration: f.histogram("detour_dns_answer_duration_seconds",
-			"Time to build one DNS reply, from the parsed packet to the reply bytes.", latencyBuckets).WithLabelValues(),
+			"Time to build one DNS reply, from the packet to the reply bytes (one reply in 64 is timed).", latencyBuckets).WithLabelValues(),
 		ZoneSerial: f.gauge("detour_dns_zone_serial",
 			"The SOA serial a DNS server serves, by zone.", "zone"),
 		Notifies: f.counter("detour_dns_notifies_total",
