@@ -75,9 +75,13 @@ func twoEdges(t testing.TB, west, east []string, mode, resolver string) *cluster
 	return twoEdgesWith(t, west, east, mode, resolver, "")
 }
 
-// twoEdgesWith is twoEdges with extra YAML fields (", key: value…") for the west edge app.
+// twoEdgesWith is twoEdges with extra YAML fields (", key: value…") for the west edge app. With
+// no resolver, the edges resolve each other through a loopback DNS server, never the host's.
 func twoEdgesWith(t testing.TB, west, east []string, mode, resolver, westExtra string) *cluster {
 	t.Helper()
+	if resolver == "" {
+		resolver = dnsServer(t, map[string]string{"edge-west.demo.test.": "127.0.0.21", "edge-east.demo.test.": "127.0.0.22"})
+	}
 	return twoEdgesOn(t, eventstest.Start(t), "", west, east, mode, resolver, westExtra)
 }
 
