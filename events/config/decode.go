@@ -23,19 +23,19 @@ type located struct {
 // that is not a field, every value of the wrong kind and every YAML syntax error, each with its
 // path and line; fatal is set when the document cannot be decoded at all. It also returns the
 // line of every path, so that later problems can be placed too.
-func decodeProblems(doc []byte) (found []located, fatal bool, lines map[string]int) {
+func decodeProblems(doc []byte) (root *yaml.Node, found []located, fatal bool, lines map[string]int) {
 	lines = map[string]int{}
-	var root yaml.Node
-	if err := yaml.Unmarshal(doc, &root); err != nil {
-		return []located{syntaxProblem(err)}, true, lines
+	root = &yaml.Node{}
+	if err := yaml.Unmarshal(doc, root); err != nil {
+		return nil, []located{syntaxProblem(err)}, true, lines
 	}
 	if len(root.Content) == 0 {
-		return []located{{text: "document is empty"}}, true, lines
+		return nil, []located{{text: "document is empty"}}, true, lines
 	}
 	indexLines(root.Content[0], "", lines)
 	var w walker
 	w.walk(root.Content[0], reflect.TypeFor[Config](), "")
-	return w.problems, false, lines
+	return root, w.problems, false, lines
 }
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)

@@ -49,7 +49,7 @@ func Load(path string) (*Config, error) {
 // each with its path and line. A problem of the document's shape (an unknown key, a value of the
 // wrong kind) hides the problems of what it holds, which would only be its consequences.
 func Parse(name string, doc []byte) (*Config, error) {
-	found, fatal, lines := decodeProblems(doc)
+	root, found, fatal, lines := decodeProblems(doc)
 	e := &Error{File: name}
 	for _, p := range found {
 		e.Problems = append(e.Problems, p.String())
@@ -58,8 +58,10 @@ func Parse(name string, doc []byte) (*Config, error) {
 	if fatal {
 		return nil, e
 	}
+	// Decode the tree the walk read rather than parse the document again: a configuration of
+	// 100,000 endpoints spends a quarter of its start-up in the YAML parser.
 	var c Config
-	if err := yaml.Unmarshal(doc, &c); err != nil {
+	if err := root.Decode(&c); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) && len(found) > 0 {
 			return nil, e // the decoding stopped half way: what follows would mislead
