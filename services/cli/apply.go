@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"strconv"
@@ -20,6 +22,7 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var replicas int
 	var o config.ApplyOptions
 	c.register(fs, true)
+	api := apiFlag(fs)
 	fs.IntVar(&replicas, "replicas", envInt("DETOUR_REPLICAS", 1), "replicas of each stream and bucket; existing ones are raised to it, never lowered ($DETOUR_REPLICAS)")
 	fs.StringVar(&o.Message, "m", "", "why: kept with the version in `detour config history`")
 	fs.Func("expect-version", "refuse unless version `N` is the active one (0: none yet), as `detour plan` printed", func(s string) error {
@@ -51,15 +54,31 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	for _, field := range parsed.InlineSecrets() {
+		fmt.Fprintf(stderr, "detour apply: warning: %s is stored in CONFIG, where every role may read it: use secret_file or secret_env\n", field)
+	}
+	if *api != "" {
+		q := url.Values{}
+		if o.Message != "" {
+			q.Set("message", o.Message)
+		}
+		if o.Expect != nil {
+			q.Set("expect_version", strconv.FormatUint(*o.Expect, 10))
+		}
+		var v config.Version
+		if err := callAPI(ctx, *api, http.MethodPost, "/v1/config/apply?"+q.Encode(), path, doc, &v); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "applied %s as version %d by %s: %s, %s, %s\n", path, v.Number, v.By,
+			count(len(parsed.Zones), "zone"), count(len(parsed.Apps), "app"), count(len(parsed.Edges), "edge"))
+		return nil
+	}
 	js, err := connect(c.natsURL, "detour-apply")
 	if err != nil {
 		return err
 	}
 	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: replicas, ProbeRate: parsed.ProbeRate()}); err != nil {
 		return err
-	}
-	for _, field := range parsed.InlineSecrets() {
-		fmt.Fprintf(stderr, "detour apply: warning: %s is stored in CONFIG, where every role may read it: use secret_file or secret_env\n", field)
 	}
 	o.By = operator()
 	cfg, v, err := config.Apply(ctx, js, path, doc, o)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	var c common
 	c.register(fs, true)
+	api := apiFlag(fs)
 	if err := parseInterspersed(fs, args, stderr); err != nil {
 		return err
 	}
@@ -35,6 +37,15 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if _, err := parseDoc(path, doc); err != nil {
 		return err
+	}
+	if *api != "" {
+		p := plan.Plan{}
+		if err := callAPI(ctx, *api, http.MethodPost, "/v1/config/plan", path, doc, &p); err != nil {
+			return err
+		}
+		p.File = path
+		p.Write(stdout)
+		return nil
 	}
 	js, err := connect(c.natsURL, "detour-plan")
 	if err != nil {
@@ -60,6 +71,7 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var c common
 	var version uint64
 	c.register(fs, true)
+	api := apiFlag(fs)
 	if args[0] == "get" {
 		fs.Uint64Var(&version, "version", 0, "the version to show (default: the active one)")
 	}
@@ -72,14 +84,24 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := c.check(); err != nil {
 		return err
 	}
-	js, err := connect(c.natsURL, "detour-config")
-	if err != nil {
-		return err
-	}
 	if args[0] == "history" {
-		vs, err := config.History(ctx, js)
-		if err != nil {
-			return err
+		var vs []config.Version
+		if *api != "" {
+			var h struct {
+				Versions []config.Version `json:"versions"`
+			}
+			if err := callAPI(ctx, *api, http.MethodGet, "/v1/config/history", "", nil, &h); err != nil {
+				return err
+			}
+			vs = h.Versions
+		} else {
+			js, err := connect(c.natsURL, "detour-config")
+			if err != nil {
+				return err
+			}
+			if vs, err = config.History(ctx, js); err != nil {
+				return err
+			}
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tAPPLIED\tBY\tSHA256\tMESSAGE")
@@ -89,6 +111,21 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return tw.Flush()
 	}
 	var v config.Version
+	if *api != "" {
+		path := "/v1/config"
+		if version != 0 {
+			path += "?version=" + strconv.FormatUint(version, 10)
+		}
+		if err := callAPI(ctx, *api, http.MethodGet, path, "", nil, &v); err != nil {
+			return err
+		}
+		printVersion(v, stdout)
+		return nil
+	}
+	js, err := connect(c.natsURL, "detour-config")
+	if err != nil {
+		return err
+	}
 	if version == 0 {
 		v, err = config.Active(ctx, js)
 	} else {
@@ -100,10 +137,15 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	printVersion(v, stdout)
+	return nil
+}
+
+// printVersion writes a version's document after two comment lines: number, when, who, why.
+func printVersion(v config.Version, stdout io.Writer) {
 	fmt.Fprintf(stdout, "# version %s, applied %s by %s", strconv.FormatUint(v.Number, 10), v.Time.Format(time.RFC3339), v.By)
 	if v.Message != "" {
 		fmt.Fprintf(stdout, ": %q", v.Message)
 	}
 	fmt.Fprintf(stdout, "\n# sha256 %s\n%s", v.SHA256, v.Document)
-	return nil
 }

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"text/tabwriter"
 	"time"
 
@@ -29,6 +31,7 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var c common
 	var o events.Override
 	c.register(fs, true)
+	api := apiFlag(fs)
 	switch verb {
 	case "set":
 		fs.StringVar(&o.Action, "action", "", "force_up, force_down or drain (required)")
@@ -46,6 +49,15 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if fs.NArg() != 0 {
 			return usageErr("override list takes no arguments")
 		}
+		if *api != "" {
+			var list struct {
+				Overrides []override.InForce `json:"overrides"`
+			}
+			if err := callAPI(ctx, *api, http.MethodGet, "/v1/overrides", "", nil, &list); err != nil {
+				return err
+			}
+			return printOverrides(list.Overrides, stdout)
+		}
 		return listOverrides(ctx, c.natsURL, stdout)
 	}
 	if fs.NArg() < 2 || fs.NArg() > 3 {
@@ -54,6 +66,21 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	o.App, o.Pool, o.Endpoint, o.By = fs.Arg(0), fs.Arg(1), fs.Arg(2), operator()
 	if err := override.Check(o, verb == "clear"); err != nil {
 		return errUsage{err}
+	}
+	if *api != "" {
+		method := http.MethodPost
+		if verb == "clear" {
+			method = http.MethodDelete
+		}
+		body, err := json.Marshal(map[string]string{"app": o.App, "pool": o.Pool, "endpoint": o.Endpoint, "action": o.Action, "reason": o.Reason})
+		if err != nil {
+			return err
+		}
+		if err := callAPI(ctx, *api, method, "/v1/overrides", "", body, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "override %s on %s\n", verb, events.OverrideSubject(o.App, o.Pool, o.Endpoint))
+		return nil
 	}
 	js, err := connect(c.natsURL, "detour-override")
 	if err != nil {
@@ -87,6 +114,10 @@ func listOverrides(ctx context.Context, url string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return printOverrides(list, stdout)
+}
+
+func printOverrides(list []override.InForce, stdout io.Writer) error {
 	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no override in force")
 		return nil

@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+// apiFlag registers --api: the controller's HTTP API that operator commands use instead of NATS
+// when it is set. The token comes from $DETOUR_TOKEN only, never from a flag, so it stays out of
+// shell histories and process lists.
+func apiFlag(fs *flag.FlagSet) *string {
+	return fs.String("api", os.Getenv("DETOUR_API"), "use the controller's HTTP API at this URL, e.g. http://127.0.0.1:8088, with the token in $DETOUR_TOKEN ($DETOUR_API)")
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	Error    string   `json:"error"`
+	Problems []string `json:"problems"`
+}
+
+// callAPI sends a request to the API at base and decodes a 2xx answer into out. An invalid
+// configuration comes back as a *config.Error naming file, so it exits with status 2.
+func callAPI(ctx context.Context, base, method, path, file string, body []byte, out any) error {
+	token := os.Getenv("DETOUR_TOKEN")
+	if token == "" {
+		return usageErr("--api: set $DETOUR_TOKEN to a token of the API (detour token create, or the one detour up printed)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return usageErr("--api: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("call the api: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read the api's answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e apiError
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			return fmt.Errorf("api answered %s", resp.Status)
+		}
+		if resp.StatusCode == http.StatusUnprocessableEntity && len(e.Problems) > 0 {
+			return &config.Error{File: file, Problems: e.Problems}
+		}
+		if resp.StatusCode == http.StatusBadRequest {
+			return usageErr("%s", e.Error)
+		}
+		return fmt.Errorf("api answered %s: %s", resp.Status, e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode the api's answer: %w", err)
+	}
+	return nil
+}

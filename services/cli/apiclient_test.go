@@ -1,0 +1,74 @@
+package cli_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/api"
+	"github.com/rs/zerolog"
+)
+
+// startAPI runs the controller's API over a JetStream server holding planDoc as version 1, and
+// returns its URL and a write token.
+func startAPI(t *testing.T) (url, token string) {
+	t.Helper()
+	ns := eventstest.Start(t)
+	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(planDoc), config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	token, err := api.AddToken(path, "ops", api.ScopeWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := api.LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.Listen(api.Options{JS: ns.JS, Config: eventstest.Config(t, planDoc), Addr: "127.0.0.1:0", Tokens: toks, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "api", srv.Run)
+	return "http://" + srv.Addr(), token
+}
+
+func TestOperatorCommandsUseTheAPIWhenGivenOne(t *testing.T) {
+	url, token := startAPI(t)
+	t.Setenv("DETOUR_TOKEN", "")
+	if code, _, errOut := run("override", "list", "--api", url); code != 2 || !strings.Contains(errOut, "set $DETOUR_TOKEN") {
+		t.Errorf("without a token: exit %d, want 2 asking for $DETOUR_TOKEN:\n%s", code, errOut)
+	}
+	t.Setenv("DETOUR_TOKEN", token)
+
+	if code, out, errOut := run("override", "set", "shop", "west", "--action", "drain", "--reason", "maintenance", "--api", url); code != 0 || !strings.Contains(out, "override set on detour.state.override.shop.west._pool") {
+		t.Fatalf("override set: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := run("override", "list", "--api", url)
+	if code != 0 || !strings.Contains(out, "drain") || !strings.Contains(out, "api/ops") || !strings.Contains(out, "maintenance") {
+		t.Errorf("override list: exit %d\n%s%s", code, out, errOut)
+	}
+
+	next := writeFile(t, "v2.yaml", strings.Replace(planDoc, "interval: 1s", "interval: 2s", 1))
+	code, out, errOut = run("plan", next, "--api", url)
+	if code != 0 || !strings.Contains(out, "against version 1") || !strings.Contains(out, "~ apps[shop].check.interval: 1s → 2s") {
+		t.Errorf("plan: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run("apply", next, "--api", url, "--expect-version", "1", "-m", "slower"); code != 0 || !strings.Contains(out, "as version 2 by api/ops") {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := run("apply", next, "--api", url, "--expect-version", "1"); code != 1 || !strings.Contains(errOut, "409 Conflict") {
+		t.Errorf("stale apply: exit %d, want 1 and the conflict:\n%s", code, errOut)
+	}
+	code, out, _ = run("config", "history", "--api", url)
+	if code != 0 || !strings.Contains(out, "slower") || strings.Count(strings.TrimSpace(out), "\n") != 2 {
+		t.Errorf("config history:\n%s", out)
+	}
+	code, out, _ = run("config", "get", "--version", "2", "--api", url)
+	if code != 0 || !strings.Contains(out, "# version 2, applied ") || !strings.Contains(out, "interval: 2s") {
+		t.Errorf("config get --version 2:\n%s", out)
+	}
+}
