@@ -299,9 +299,7 @@ func parseRespHead(b []byte, h *respHead) bool {
 			typed = typed || len(value) > 0
 		case fold(name, "Date"):
 			h.hasDate = true
-		case fold(name, "Connection"), fold(name, "Proxy-Connection"), fold(name, "Keep-Alive"),
-			fold(name, "Proxy-Authenticate"), fold(name, "Proxy-Authorization"), fold(name, "Te"),
-			fold(name, "Trailer"), fold(name, "Transfer-Encoding"), fold(name, "Upgrade"):
+		case isHopByHop(name):
 			return false
 		}
 		h.fields = append(h.fields, field{name: name, value: value})

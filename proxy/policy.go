@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,25 +137,34 @@ var errLoop = errors.New("the local pool is down and the request was already for
 // errNoTarget is the reason a request fails when the route offers nowhere to send it.
 var errNoTarget = errors.New("no instance and no secondary edge to send the request to")
 
-// isHop holds the fields that never go upstream as the client sent them, in canonical form: the
-// hop-by-hop ones (RFC 9110 §7.6.1), the framing ones, which the edge writes from the body it
-// actually forwards (RFC 9112 §6), Host, written first, and those the edge sets itself. Fields a
-// Connection field names are dropped too (connectionListed).
-var isHop = map[string]bool{"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
-	"Transfer-Encoding": true, "Upgrade": true, "Content-Length": true, "Host": true,
-	"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "Forwarded": true,
-	HeaderForwardedBy: true, HeaderPing: true, "Http2-Settings": true}
+// hopByHop are the fields meaningful for one connection only (RFC 9110 §7.6.1), in canonical
+// form: never forwarded, in either direction.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// hopNames is isHop's keys, for the lean path's byte comparisons.
-var hopNames = func() []string {
-	out := make([]string, 0, len(isHop))
-	for k := range isHop {
-		out = append(out, k)
+// isHop holds the fields of a request that never go upstream as the client sent them, in
+// canonical form: hopByHop, Content-Length, which the edge writes from the body it actually
+// forwards (RFC 9112 §6), Host, written first, and those the edge sets itself. Fields a
+// Connection field names are dropped too (connectionListed).
+var isHop = func() map[string]bool {
+	m := map[string]bool{"Content-Length": true, "Host": true, "X-Forwarded-For": true,
+		"X-Forwarded-Host": true, "X-Forwarded-Proto": true, "Forwarded": true,
+		HeaderForwardedBy: true, HeaderPing: true, "Http2-Settings": true}
+	for _, k := range hopByHop {
+		m[k] = true
 	}
-	slices.Sort(out)
-	return out
+	return m
 }()
+
+// isHopByHop reports whether name, in any case, is one of hopByHop.
+func isHopByHop(name []byte) bool {
+	for _, k := range hopByHop {
+		if fold(name, k) {
+			return true
+		}
+	}
+	return false
+}
 
 // connectionListed returns the canonical names the Connection fields of h list, or nil.
 func connectionListed(h http.Header) map[string]bool {
@@ -181,15 +189,14 @@ func removeHop(h http.Header) {
 	for k := range connectionListed(h) {
 		delete(h, k)
 	}
-	for _, k := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
+	for _, k := range hopByHop {
 		delete(h, k)
 	}
 }
 
 // upstreamHeader returns the fields of in's header that go upstream, the forwarding fields of f
-// and, towards a secondary edge, the hop field naming this edge. Upgrade and Connection stay
-// when keepUpgrade is set: net/http's ReverseProxy carries the upgrade itself.
+// and, towards a secondary edge, the hop field naming this edge. An upgrade is carried by
+// net/http's ReverseProxy, which rewrite lets add its Upgrade and Connection back.
 func upstreamHeader(in http.Header, f *forwarding, hop string) http.Header {
 	listed := connectionListed(in)
 	out := make(http.Header, len(in)+5)
