@@ -60,6 +60,7 @@ type edge struct {
 	source    net.IP              // this edge's address, the source of connections to peers
 	dataDir   string
 	malformed events.Malformed // route tables that could not be applied
+	metrics   *metrics.Metrics
 }
 
 // Run binds the listeners of the edge named o.Edge and serves them until ctx is cancelled, when
@@ -117,7 +118,7 @@ func newEdge(o Options) (*edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run edge %s: %w", ce.Name, err)
 	}
-	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir}
+	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir, metrics: o.Metrics}
 	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
 	if a, err := netip.ParseAddr(ce.Address); err == nil {
 		e.source = net.IP(a.AsSlice())

@@ -19,7 +19,9 @@ func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
 		if d.Msg == nil {
 			return
 		}
+		e.metrics.Lag("edge", events.StreamRoutes, d.Pending)
 		if err := e.applyTable(d.Data); err != nil {
+			e.metrics.DecodeFailed("edge", events.StreamRoutes)
 			e.malformed.Skip(e.log, err, d.Subject, d.Seq)
 			return
 		}
