@@ -230,28 +230,46 @@ func eventually(t *testing.T, within time.Duration, cond func() bool, msg string
 	return time.Since(start)
 }
 
-// transitions reads the statuses recorded on STATE subjects matching filter, in order.
+// transitions reads the statuses recorded on STATE subjects matching filter, in order. A node
+// just killed may have led the JetStream cluster: the read is tried again for up to 30 s while
+// a new leader is elected.
 func transitions(t *testing.T, url, filter string) []string {
 	t.Helper()
+	var out []string
+	var err error
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if out, err = readTransitions(url, filter); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if err != nil {
+		t.Fatalf("read STATE: %v", err)
+	}
+	return out
+}
+
+func readTransitions(url, filter string) ([]string, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
+		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := js.CreateConsumer(ctx, "STATE", jetstream.ConsumerConfig{
 		FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
 	if err != nil {
-		t.Fatalf("read STATE: %v", err)
+		return nil, err
 	}
 	batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 	if err != nil {
-		t.Fatalf("read STATE: %v", err)
+		return nil, err
 	}
 	var out []string
 	for m := range batch.Messages() {
@@ -261,12 +279,9 @@ func transitions(t *testing.T, url, filter string) []string {
 			} `json:"data"`
 		}
 		if err := json.Unmarshal(m.Data(), &e); err != nil {
-			t.Fatalf("STATE holds an undecodable event on %s: %v", m.Subject(), err)
+			return nil, fmt.Errorf("STATE holds an undecodable event on %s: %w", m.Subject(), err)
 		}
 		out = append(out, e.Data.To)
 	}
-	if err := batch.Error(); err != nil {
-		t.Fatalf("read STATE: %v", err)
-	}
-	return out
+	return out, batch.Error()
 }

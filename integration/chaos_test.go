@@ -1,0 +1,300 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// probe runs a check every 50 ms in the background, as a client would, and counts the answers
+// that were not what the test expected at that moment.
+type probe struct {
+	mu     sync.Mutex
+	want   func(string) bool
+	tries  int
+	misses []string
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// keepAsking calls ask every 50 ms until stop; an answer want refuses is a miss.
+func keepAsking(t *testing.T, ask func() string, want func(string) bool) *probe {
+	p := &probe{want: want, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			got := ask()
+			p.mu.Lock()
+			p.tries++
+			if !p.want(got) {
+				p.misses = append(p.misses, time.Now().Format("15:04:05.000")+" "+got)
+			}
+			p.mu.Unlock()
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(p.end)
+	return p
+}
+
+// expect changes what counts as a right answer from now on.
+func (p *probe) expect(want func(string) bool) {
+	p.mu.Lock()
+	p.want = want
+	p.mu.Unlock()
+}
+
+func (p *probe) end() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.done
+}
+
+// result is how many checks ran and which missed.
+func (p *probe) result() (int, []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tries, slices.Clone(p.misses)
+}
+
+// get asks url and returns the body's first word after "hello from", or the error.
+func get(url string) string {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if f := strings.Fields(strings.TrimPrefix(string(b), "hello from ")); len(f) > 0 && resp.StatusCode == 200 {
+		return f[0]
+	}
+	return fmt.Sprintf("status %d", resp.StatusCode)
+}
+
+// edgeCluster starts the whole deployment with both edges: three JetStream nodes, a backend, a
+// prober and an edge per region, a decider, the controller and a DNS server at fixed addresses.
+type edgeCluster struct {
+	*cluster
+	west, east, dns, edgeWest, edgeEast string
+}
+
+func newEdgeCluster(t *testing.T) *edgeCluster {
+	c := &edgeCluster{cluster: newCluster(t)}
+	c.natsCluster()
+	p := c.prefix
+	c.west, c.east, c.dns, c.edgeWest, c.edgeEast = p+".11", p+".12", p+".53", p+".21", p+".22"
+	c.runAt(c.west, "backend-west", nil, []string{"backend", "--name", "us-west", "--listen", "0.0.0.0:8081"}, nil, nil, wait.ForLog("demo backend"))
+	c.runAt(c.east, "backend-east", nil, []string{"backend", "--name", "us-east", "--listen", "0.0.0.0:8081"}, nil, nil, wait.ForLog("demo backend"))
+	cfg := filepath.Join(t.TempDir(), "detour.yaml")
+	doc := fmt.Sprintf(`
+regions: [us-west, us-east]
+zones: [{name: demo.test, nameservers: [{name: ns1.demo.test, address: %[3]s}]}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    check: {type: http, path: /healthz, interval: %[6]s, timeout: 300ms, fall: %[7]d, rise: %[8]d}
+    pools:
+      - {name: us-west, region: us-west, endpoints: [{address: "%[1]s:8081"}]}
+      - {name: us-east, region: us-east, endpoints: [{address: "%[2]s:8081"}]}
+  - name: shop-edge
+    fqdn: www.demo.test
+    ttl: 5
+    check: {type: http, path: /healthz, interval: %[6]s, timeout: 300ms, fall: %[7]d, rise: %[8]d}
+    ingress: [edge-west, edge-east]
+    primary_edge: edge-west
+    pools:
+      - {name: us-west, region: us-west, endpoints: [{address: "%[1]s:8081"}]}
+      - {name: us-east, region: us-east, endpoints: [{address: "%[2]s:8081"}]}
+edges:
+  - {name: edge-west, region: us-west, hostname: edge-west.demo.test, address: %[4]s, heartbeat: {interval: 500ms, fall: 3},
+     apps: [{app: shop-edge, listen: "%[4]s:8080", pool: us-west, secondary: edge-east}]}
+  - {name: edge-east, region: us-east, hostname: edge-east.demo.test, address: %[5]s, heartbeat: {interval: 500ms, fall: 3},
+     apps: [{app: shop-edge, listen: "%[5]s:8080", pool: us-east, secondary: edge-west}]}
+`, c.west, c.east, c.dns, c.edgeWest, c.edgeEast, checkInterval, checkFall, checkRise)
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	eventually(t, 60*time.Second, func() bool {
+		var err error
+		out, err = exec.Command(detourBin, "apply", cfg, "--replicas", "3", "--nats",
+			fmt.Sprintf("nats://operator:operator-demo@%s:4222", c.ip("nats-1"))).CombinedOutput()
+		return err == nil
+	}, "detour apply: %s", &out)
+	for _, r := range []struct {
+		ip, name, user string
+		args           []string
+	}{
+		{"", "prober-west", "prober-us-west", []string{"prober", "--region", "us-west", "--name", "west-1"}},
+		{"", "prober-east", "prober-us-east", []string{"prober", "--region", "us-east", "--name", "east-1"}},
+		{"", "decider-1", "decider", []string{"decider", "--name", "decider-1"}},
+		{"", "controller", "controller", []string{"controller", "--name", "controller-1", "--api-addr", ""}},
+		{c.dns, "dns-1", "dns", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/var/lib/detour/dns"}},
+		{c.edgeWest, "edge-west", "edge-west", []string{"edge", "--name", "edge-west", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge"}},
+		{c.edgeEast, "edge-east", "edge-east", []string{"edge", "--name", "edge-east", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge"}},
+	} {
+		c.runAt(r.ip, r.name, nil, append(r.args, "--nats", natsURL(r.user), "--log-format", "json"), nil, nil, nil)
+	}
+	return c
+}
+
+func (c *edgeCluster) shop() string {
+	return strings.Join(answer(c.dns+":53", "shop.demo.test"), " ")
+}
+
+func (c *edgeCluster) throughWest() string { return get("http://" + c.edgeWest + ":8080/") }
+
+// operator is the URL the test reads STATE with.
+func (c *edgeCluster) operator(node string) string {
+	return fmt.Sprintf("nats://operator:operator-demo@%s:4222", c.ip(node))
+}
+
+// TestChaosAllOfNATSStopsForThirtySecondsWhileADNSServerAndAnEdgeRestart is chaos suite 5: every
+// JetStream node stops for 30 s, and a DNS server and an edge are restarted inside that window.
+// Both answer from their snapshots throughout, catch up when NATS returns, and no false edge
+// transition is recorded.
+func TestChaosAllOfNATSStopsForThirtySecondsWhileADNSServerAndAnEdgeRestart(t *testing.T) {
+	c := newEdgeCluster(t)
+	is := func(want string) func(string) bool { return func(got string) bool { return got == want } }
+	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
+		"the cluster answers shop with us-west and edge-west serves it")
+	var before []string
+	eventually(t, 30*time.Second, func() bool {
+		west := transitions(t, c.operator("nats-1"), "detour.state.edge.edge-west")
+		east := transitions(t, c.operator("nats-1"), "detour.state.edge.edge-east")
+		before = append(west, east...)
+		return len(west) > 0 && west[len(west)-1] == "up" && len(east) > 0 && east[len(east)-1] == "up"
+	}, "both edges recorded up")
+	dns := keepAsking(t, c.shop, is(c.west))
+	edge := keepAsking(t, c.throughWest, is("us-west"))
+
+	outage := time.Now()
+	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+		c.kill(n)
+	}
+	time.Sleep(5 * time.Second) // NATS is gone; the roles notice
+	dns.expect(func(string) bool { return true }) // the restart itself is not counted
+	edge.expect(func(string) bool { return true })
+	c.kill("dns-1")
+	c.kill("edge-west")
+	c.start("dns-1")
+	c.start("edge-west")
+	dnsBack := eventually(t, 10*time.Second, func() bool { return c.shop() == c.west }, "the restarted DNS server answers from its snapshot")
+	edgeBack := eventually(t, 10*time.Second, func() bool { return c.throughWest() == "us-west" }, "the restarted edge serves from its snapshot")
+	t.Logf("restarted without NATS: DNS answered %s, the edge served %s after the restart", dnsBack.Round(time.Millisecond), edgeBack.Round(time.Millisecond))
+	dns.expect(is(c.west))
+	edge.expect(is("us-west"))
+	time.Sleep(time.Until(outage.Add(30 * time.Second))) // the rest of the 30 s outage
+	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+		c.start(n)
+	}
+	back := time.Now()
+	t.Logf("NATS away for %s", back.Sub(outage).Round(time.Millisecond))
+
+	// Catching up: a backend killed once NATS is back moves the answer and edge-west's traffic.
+	eventually(t, 60*time.Second, func() bool {
+		_, err := exec.Command(detourBin, "events", "--stream", "STATE", "--nats", c.operator("nats-1")).CombinedOutput()
+		return err == nil
+	}, "JetStream answers again")
+	t.Logf("JetStream answered %s after the nodes restarted", time.Since(back).Round(time.Millisecond))
+	dns.end()
+	edge.end()
+	c.kill("backend-west")
+	killed := time.Now()
+	moved := eventually(t, checkInterval*checkFall+10*time.Second, func() bool { return c.shop() == c.east }, "the answer moves to us-east after NATS returned")
+	eventually(t, 10*time.Second, func() bool { return c.throughWest() == "us-east" }, "edge-west forwards to us-east")
+	t.Logf("after the outage: backend killed → DNS moved in %s, edge-west served us-east %s after the kill",
+		moved.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+
+	for name, p := range map[string]*probe{"DNS": dns, "edge-west": edge} {
+		n, misses := p.result()
+		t.Logf("%s: %d checks during the outage, %d missed", name, n, len(misses))
+		if len(misses) > 0 {
+			t.Errorf("%s missed %d of %d checks while NATS was away: %v", name, len(misses), n, misses[:min(len(misses), 10)])
+		}
+	}
+	got := append(transitions(t, c.operator("nats-1"), "detour.state.edge.edge-west"),
+		transitions(t, c.operator("nats-1"), "detour.state.edge.edge-east")...)
+	if !slices.Equal(got, before) {
+		t.Errorf("edge transitions in STATE after the outage = %v, want those before it, %v: no edge went down", got, before)
+	}
+}
+
+// cname asks server for name and returns the CNAME target it answers, or an error text.
+func cname(server, name string) string {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(m, server)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	for _, rr := range r.Answer {
+		if c, ok := rr.(*dns.CNAME); ok {
+			return c.Target
+		}
+	}
+	return "no CNAME"
+}
+
+// TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies is chaos suites 1 and 6 on one cluster,
+// while DNS queries and requests through edge-west run every 50 ms: a killed backend moves the
+// DNS answer and edge-west's traffic within interval × fall + 2 s, and back when it returns; a
+// killed ingress edge moves the CNAME to its sibling.
+func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
+	c := newEdgeCluster(t)
+	bound := checkInterval*checkFall + 2*time.Second
+	eventually(t, 90*time.Second, func() bool {
+		return c.shop() == c.west && c.throughWest() == "us-west" && cname(c.dns+":53", "www.demo.test") == "edge-west.demo.test."
+	}, "the cluster answers shop with us-west, edge-west serves it and www is a CNAME to edge-west")
+	// Requests through edge-west must never fail: it forwards to edge-east while us-west is down.
+	edge := keepAsking(t, c.throughWest, func(got string) bool { return got == "us-west" || got == "us-east" })
+
+	c.kill("backend-west")
+	killed := time.Now()
+	dnsMoved := eventually(t, bound, func() bool { return c.shop() == c.east }, "the answer moves to us-east")
+	eventually(t, bound, func() bool { return c.throughWest() == "us-east" }, "edge-west serves us-east")
+	t.Logf("suite 1: backend killed → DNS answer moved in %s, edge-west served us-east %s after the kill (bound %s)",
+		dnsMoved.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), bound)
+	c.start("backend-west")
+	back := time.Now()
+	dnsBack := eventually(t, checkInterval*checkRise+2*time.Second+5*time.Second, func() bool { return c.shop() == c.west }, "the answer returns to us-west")
+	eventually(t, bound+5*time.Second, func() bool { return c.throughWest() == "us-west" }, "edge-west serves us-west again")
+	t.Logf("suite 1: backend back → DNS answer returned in %s, edge-west served us-west %s after the restart",
+		dnsBack.Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
+	edge.end()
+	if n, misses := edge.result(); len(misses) > 0 {
+		t.Errorf("suite 1: %d of %d requests through edge-west failed: %v", len(misses), n, misses[:min(len(misses), 10)])
+	} else {
+		t.Logf("suite 1: %d requests through edge-west, none failed", n)
+	}
+
+	c.kill("edge-west")
+	moved := eventually(t, 500*time.Millisecond*3+2*time.Second+2*time.Second, func() bool {
+		return cname(c.dns+":53", "www.demo.test") == "edge-east.demo.test."
+	}, "the CNAME moves to edge-east")
+	t.Logf("suite 6: ingress edge killed → CNAME moved to its sibling in %s (heartbeat 500ms × fall 3)", moved.Round(time.Millisecond))
+}
