@@ -196,7 +196,7 @@ func TestChaosAllOfNATSStopsForThirtySecondsWhileADNSServerAndAnEdgeRestart(t *t
 	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
 		c.kill(n)
 	}
-	time.Sleep(5 * time.Second) // NATS is gone; the roles notice
+	time.Sleep(5 * time.Second)                   // NATS is gone; the roles notice
 	dns.expect(func(string) bool { return true }) // the restart itself is not counted
 	edge.expect(func(string) bool { return true })
 	c.kill("dns-1")
