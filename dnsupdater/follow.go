@@ -9,6 +9,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater/push"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -104,6 +105,10 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshot) {
 			return
 		case k := <-s.kicks:
 			s.refresh(ctx, k, saves)
+		case c := <-s.o.Configs:
+			if s.reconfigure(c) {
+				s.refresh(ctx, kick{cause: "", synced: s.synced}, saves)
+			}
 		}
 	}
 }
@@ -121,7 +126,7 @@ func (s *Server) markSynced() {
 // offer hands a zone's current records to its pusher, if it has one.
 func (s *Server) offer(z *zone.Zone) {
 	if p := s.pushers[z.Name]; p != nil {
-		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.o.Config, z)})
+		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.cfg.Load(), z)})
 	}
 }
 
@@ -215,4 +220,21 @@ func (s *Server) publishChange(ctx context.Context, cause string, c zoneChange) 
 	if _, err := events.Publish(pctx, s.o.JS, events.ZoneSubject(c.zone.Name), env); err != nil {
 		s.log.Warn().Err(err).Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Msg("zone change not published")
 	}
+}
+
+// reconfigure makes c the configuration the next refresh projects, and reports whether it
+// could; one that does not compile is logged and the last good one kept.
+func (s *Server) reconfigure(c *config.Config) bool {
+	static, err := zone.Compile(c)
+	if err != nil {
+		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
+		return false
+	}
+	s.projMu.Lock()
+	s.proj.setStatic(static)
+	s.static = static
+	s.projMu.Unlock()
+	s.cfg.Store(c)
+	s.log.Info().Int("zones", len(c.Zones)).Int("apps", len(c.Apps)).Msg("configuration applied")
+	return true
 }

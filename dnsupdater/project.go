@@ -36,6 +36,9 @@ type projector struct {
 	dirty    []int
 	dirtySet map[int]bool
 	all      bool
+	// reconfigured says that the configuration changed since the last projection: a zone's
+	// static records and apps may differ too, not only its answers.
+	reconfigured bool
 	// appIndex maps an app's name to its index in the configuration, and edgeApps an edge's
 	// name to the apps whose CNAME it may be.
 	appIndex map[string]int
@@ -60,11 +63,20 @@ type zoneChange struct {
 
 func newProjector(static *zone.Static, now func() time.Time) *projector {
 	p := &projector{
-		static: static, now: now, view: state.NewView(),
+		now: now, view: state.NewView(),
 		latest: map[string]storedEvent{}, serials: map[string]uint32{}, served: map[string]servedZone{},
-		restored: map[string]string{}, dirtySet: map[int]bool{}, all: true,
-		appIndex: map[string]int{}, edgeApps: map[string][]int{},
+		restored: map[string]string{}, dirtySet: map[int]bool{},
 	}
+	p.setStatic(static)
+	p.reconfigured = false
+	return p
+}
+
+// setStatic makes static the configuration projected from the next recompute on, which
+// projects every app again and gives every zone whose content changed a later serial.
+func (p *projector) setStatic(static *zone.Static) {
+	p.static, p.all, p.reconfigured = static, true, true
+	p.appIndex, p.edgeApps = map[string]int{}, map[string][]int{}
 	for i, a := range static.Config().Apps {
 		p.appIndex[a.Name] = i
 		for _, e := range a.Ingress {
@@ -74,7 +86,6 @@ func newProjector(static *zone.Static, now func() time.Time) *projector {
 			p.edgeApps[a.PrimaryEdge] = append(p.edgeApps[a.PrimaryEdge], i)
 		}
 	}
-	return p
 }
 
 // touch notes the apps whose answers an event on subject may change: the app an endpoint,
@@ -183,7 +194,8 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 	for _, z := range p.current {
 		prevZones[z.Name] = z
 	}
-	p.all, p.dirty, p.dirtySet = false, p.dirty[:0], map[int]bool{}
+	reconfigured := p.reconfigured
+	p.all, p.reconfigured, p.dirty, p.dirtySet = false, false, p.dirty[:0], map[int]bool{}
 	zones := p.static.Project(p.view, p.serials)
 	p.current = zones
 	var out []zoneChange
@@ -198,7 +210,7 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 			serial = NextSerial(serial, p.now())
 			p.started = append(p.started, z)
 		case !seen:
-		case !answersDiffer(prevZones[z.Name], z):
+		case !answersDiffer(prevZones[z.Name], z) && !(reconfigured && prevZones[z.Name].Digest() != z.Digest()):
 			continue
 		case seen:
 			serial = NextSerial(serial, p.now())

@@ -42,6 +42,10 @@ type Options struct {
 	UDPSockets int
 	// Metrics, when set, counts queries, serials, NOTIFYs and pushes.
 	Metrics *metrics.Metrics
+	// Configs, when set, delivers later configurations: zones, static records and apps take
+	// effect at once (a zone whose content changed gets a later serial); the dns block, the
+	// listen address and push targets keep what the server started with.
+	Configs <-chan *config.Config
 }
 
 // Server is an authoritative DNS server for the configured zones that follows the STATE stream.
@@ -49,12 +53,14 @@ type Server struct {
 	o      Options
 	log    zerolog.Logger
 	static *zone.Static
-	ls     *listeners
-	addr   string
-	table  atomic.Pointer[table]
-	proj   *projector
-	limit  *limiter
-	now    func() time.Time
+	// cfg is the configuration in force: Options.Config, then each one Configs delivers.
+	cfg   atomic.Pointer[config.Config]
+	ls    *listeners
+	addr  string
+	table atomic.Pointer[table]
+	proj  *projector
+	limit *limiter
+	now   func() time.Time
 	// notifyQ carries zones whose serial changed to the NOTIFY sender.
 	notifyQ chan *zone.Zone
 	tcpSem  chan struct{}
@@ -108,6 +114,7 @@ func New(o Options) (*Server, error) {
 		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics),
 	}
 	s.proj = newProjector(static, s.now)
+	s.cfg.Store(o.Config)
 	s.pushers = map[string]*push.Pusher{}
 	for _, z := range o.Config.Zones {
 		if z.Push == nil {

@@ -287,7 +287,11 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := dnsupdater.New(dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log, Metrics: r.metrics})
+	o := dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log, Metrics: r.metrics}
+	if r.configPath == "" { // follow the versions `detour apply` makes
+		o.Configs = config.Watch(ctx, js, r.version, log, "dns", r.name)
+	}
+	srv, err := dnsupdater.New(o)
 	if err != nil {
 		return err
 	}

@@ -159,7 +159,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	dns, err := dnsupdater.New(dnsupdater.Options{
 		JS: js, Config: cfg, Addr: o.DNSAddr, DataDir: filepath.Join(o.DataDir, "dns"),
-		Name: "dns-1", Log: o.Log, Metrics: m,
+		Name: "dns-1", Log: o.Log, Metrics: m, Configs: config.Watch(ctx, js, applied.Number, o.Log, "dns", "dns-1"),
 	})
 	if err != nil {
 		return nil, err
