@@ -167,6 +167,16 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 	if r.configPath != "" {
 		return loadFile(r.configPath)
 	}
+	if r.dataDir != nil && !js.Conn().IsConnected() {
+		// NATS did not answer the first connection attempt: a data-plane role serves at once
+		// from the last configuration it saw, rather than after a request times out.
+		if cfg, err := loadConfigCopy(*r.dataDir); cfg != nil {
+			log.Warn().Str("file", configCopy(*r.dataDir)).Msg("nats unreachable; starting from the last configuration seen")
+			return cfg, nil
+		} else if err != nil {
+			log.Warn().Err(err).Msg("configuration copy unusable")
+		}
+	}
 	warned := false
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -210,7 +220,7 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 // in the background, every quarter second), notices a dead server within seconds, and logs each
 // disconnection and reconnection once.
 func connectRole(url, name string, log zerolog.Logger) (jetstream.JetStream, error) {
-	return connect(url, name, nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond),
+	return connect(url, name, nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond), nats.Timeout(time.Second),
 		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("disconnected from nats; serving what this role has")
