@@ -33,6 +33,17 @@ func corpus(tb testing.TB, n int) [][]byte {
 			r.CertExpiryDays = &d
 		}
 		e, err := events.New(events.TypeProbeCompleted, pick(), r.At, r)
+		if i%5 == 4 {
+			// A batch of the results so far, as a busy prober publishes them.
+			var b events.ProbeBatch
+			b.Region, b.Prober = pick(), pick()
+			for j := range i % 7 {
+				rj := r
+				rj.ID, rj.Region, rj.OK = "", []string{"", pick()}[j%2], j%2 == 0
+				b.Results = append(b.Results, rj)
+			}
+			e, err = events.New(events.TypeProbeBatchCompleted, pick(), r.At, b)
+		}
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -49,11 +60,11 @@ func sameAsLibrary(t *testing.T, data []byte) bool {
 		return false
 	}
 	want, err := DecodeProbes(data)
-	if err != nil || len(want) != 1 {
+	if err != nil {
 		t.Fatalf("the fast path accepted %q, which encoding/json refuses (%v)", data, err)
 	}
-	if !reflect.DeepEqual(fast, want[0]) {
-		t.Fatalf("%q:\nfast path     %+v\nencoding/json %+v", data, fast, want[0])
+	if !reflect.DeepEqual(fast, want) {
+		t.Fatalf("%q:\nfast path     %+v\nencoding/json %+v", data, fast, want)
 	}
 	return true
 }
@@ -65,8 +76,8 @@ func TestTheFastProbeDecoderAgreesWithEncodingJSON(t *testing.T) {
 			accepted++
 		}
 	}
-	// What needs no escaping goes the fast way: half the corpus, and every plain result.
-	if accepted < 9000 {
+	// What needs no escaping goes the fast way: about half the corpus, and every plain result.
+	if accepted < 8000 {
 		t.Errorf("the fast path took %d of 20,000 results", accepted)
 	}
 	plain := events.ProbeResult{ID: "r1", At: time.Now().UTC(), App: "shop", Pool: "west", Endpoint: "e1", Region: "us-west", OK: true}
@@ -74,13 +85,17 @@ func TestTheFastProbeDecoderAgreesWithEncodingJSON(t *testing.T) {
 	if !sameAsLibrary(t, e.Encode()) {
 		t.Errorf("the fast path refused a plain result")
 	}
+	// Repeated keys: the last wins, as in encoding/json (whatever it keeps of the first).
+	sameAsLibrary(t, []byte(`{"type":"detour.probe.batch_completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"results":[{"ok":true,"app":"a"}],"results":[{"ok":false}]}}`))
+	sameAsLibrary(t, []byte(`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"app":"a","app":"b"},"data":{"ok":true}}`))
 	for _, odd := range []string{
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"OK":true}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"ok":null}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"latency_us":1.5}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"0001-01-01T00:00:00Z","data":{}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}} x`,
-		`{"type":"detour.probe.batch_completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`,
+		`{"type":"detour.probe.other.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`,
+		`{"id":"x","type":"detour.probe.completed.v1","time":"2026-01-01T00:00:00Z","data":{}}`,
 	} {
 		if _, ok := decodeProbeFast([]byte(odd)); ok {
 			t.Errorf("the fast path accepted %s", odd)

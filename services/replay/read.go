@@ -150,8 +150,8 @@ func readProbes(ctx context.Context, js jetstream.JetStream, w Window, fn func(*
 				c.recs = make([]Record, len(c.msgs))
 				for i, m := range c.msgs {
 					c.recs[i] = Record{Stream: events.StreamProbes, Seq: m.seq, Subject: m.subject, Stored: m.stored}
-					if r, ok := decodeProbeFast(m.data); ok {
-						c.recs[i].Results = []events.ProbeResult{r}
+					if rs, ok := decodeProbeFast(m.data); ok {
+						c.recs[i].Results = rs
 					} else {
 						c.recs[i].Results, c.recs[i].Err = DecodeProbes(m.data)
 					}
