@@ -282,7 +282,11 @@ func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
+	o := decider.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics}
+	if r.configPath == "" { // follow the versions `detour apply` makes
+		o.Configs = config.Watch(ctx, js, r.version, log, "decider", r.name)
+	}
+	return decider.Run(ctx, o)
 }
 
 func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {

@@ -119,6 +119,8 @@ func (d *decider) run(ctx context.Context) error {
 			d.onDelivery(ctx, m)
 		case now := <-tick:
 			d.tick(ctx, d.streamNow(now))
+		case c := <-d.o.Configs:
+			d.reconfigure(ctx, c)
 		}
 		d.flush(ctx)
 	}

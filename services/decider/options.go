@@ -38,6 +38,9 @@ type Options struct {
 	Stats *Stats
 	// Metrics, when set, counts transitions, failover times, lag and decode failures.
 	Metrics *metrics.Metrics
+	// Configs, when set, delivers later configurations: each is decided from its arrival on,
+	// endpoints that stay keeping their state.
+	Configs <-chan *config.Config
 }
 
 // Stats are a decider's counters, safe to read while it runs.

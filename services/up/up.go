@@ -170,7 +170,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	st.group = g
 	g.Go("dns", dns.Run)
 	g.Go("decider", func(ctx context.Context) error {
-		return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: "decider-1", Log: o.Log, Metrics: m})
+		return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: "decider-1", Log: o.Log, Metrics: m,
+			Configs: config.Watch(ctx, js, applied.Number, o.Log, "decider", "decider-1")})
 	})
 	for _, r := range o.Regions {
 		g.Go("prober "+r, func(ctx context.Context) error {

@@ -1,0 +1,41 @@
+package decider_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/decider"
+)
+
+func TestANewConfigurationIsDecidedWithoutARestartAndKeepsWhatItKnew(t *testing.T) {
+	srv := eventstest.Start(t)
+	configs := make(chan *config.Config, 1)
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "d1", func(o *decider.Options) { o.Configs = configs })
+	p := &prober{t: t, js: srv.JS, region: "local"}
+	// w1 goes down under the first configuration.
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+
+	// The next one adds an app and lowers shop's fall to 1.
+	next := strings.Replace(shopYAML, "fall: 3", "fall: 1", 1) + `  - name: blog
+    fqdn: blog.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 2, rise: 2, stale_after: 1h}
+    pools: [{name: main, endpoints: [{name: b1, address: "127.0.0.13:80"}]}]
+`
+	configs <- eventstest.Config(t, next)
+	// blog's results are decided as soon as they come; w1 stays down without a second append;
+	// e1 goes down after one failure, the new fall.
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		p.send("blog", "main", "b1", false)
+		return len(history(t, srv)) > 2
+	}, "blog's results to be decided")
+	p.send("shop", "east", "e1", false)
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.blog.main.b1:down", "pool.blog.main:down",
+		"endpoint.shop.east.e1:down", "pool.shop.east:down")
+}
