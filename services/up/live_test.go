@@ -3,10 +3,13 @@ package up_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -64,5 +67,101 @@ func TestAnAppAppliedToARunningStackIsProbedWithinOneInterval(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("blog was not checked within 5s of its apply")
+	}
+}
+
+func TestAnAppliedVersionTakesEffectWithinOneIntervalWithNoFailedQuery(t *testing.T) {
+	st, west, east := slice(t)
+	waitAnswer(t, st, host(west.Addr()), 5*time.Second, "at start")
+	creds, err := st.NATSCredentials.Option()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.NATSURL, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active, err := config.Active(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A client asks for shop throughout.
+	var failed, answered atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		c := &dns.Client{Timeout: time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion("shop.demo.test.", dns.TypeA)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if r, _, err := c.Exchange(m, st.DNSAddr); err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+				failed.Add(1)
+			} else {
+				answered.Add(1)
+			}
+		}
+	}()
+
+	// The next version removes shop's west pool, doubles the interval and adds an app.
+	westPool := "      - name: west\n        endpoints: [{address: \"" + west.Addr() + "\"}]\n"
+	if !strings.Contains(active.Document, westPool) {
+		t.Fatalf("the active document lacks %q:\n%s", westPool, active.Document)
+	}
+	doc := strings.Replace(active.Document, westPool, "", 1)
+	doc = strings.Replace(doc, "interval: 250ms", "interval: 500ms", 1) + `  - name: blog
+    fqdn: blog.demo.test
+    check: {type: http, path: /healthz, interval: 250ms, timeout: 200ms}
+    pools: [{name: main, endpoints: [{address: "` + east.Addr() + `"}]}]
+`
+	applied := time.Now()
+	if _, _, err := config.Apply(context.Background(), js, "next.yaml", []byte(doc), config.ApplyOptions{By: "test", Expect: &active.Number}); err != nil {
+		t.Fatal(err)
+	}
+	within := interval + time.Second // one (old) interval, and scheduling slack
+	took := waitAnswer(t, st, host(east.Addr()), within, "shop without its west pool")
+	t.Logf("shop answered east %s after the apply", took.Round(time.Millisecond))
+	var blog []string
+	eventstest.Eventually(t, within, func() bool {
+		m := new(dns.Msg)
+		m.SetQuestion("blog.demo.test.", dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(m, st.DNSAddr)
+		blog = nil
+		if err == nil {
+			for _, rr := range r.Answer {
+				if a, ok := rr.(*dns.A); ok {
+					blog = append(blog, a.A.String())
+				}
+			}
+		}
+		return len(blog) == 1 && blog[0] == host(east.Addr())
+	}, "blog answered: %v", &blog)
+	t.Logf("blog answered %s after the apply", time.Since(applied).Round(time.Millisecond))
+
+	// blog is decided too: its backend failing takes it down like any app.
+	east.Close()
+	eventstest.Eventually(t, interval*3+time.Second, func() bool {
+		for _, tr := range transitions(t, js)["endpoint main"] {
+			if tr == "down" {
+				return true
+			}
+		}
+		return false
+	}, "blog's endpoint decided down after its backend died")
+	close(stop)
+	<-done
+	t.Logf("%d queries answered, %d failed", answered.Load(), failed.Load())
+	if failed.Load() != 0 || answered.Load() == 0 {
+		t.Errorf("%d queries failed, %d answered while the configuration changed; want none failed", failed.Load(), answered.Load())
 	}
 }
