@@ -55,7 +55,7 @@ func corpus(tb testing.TB, n int) [][]byte {
 // sameAsLibrary fails when the fast path accepts data and its result differs from encoding/json's.
 func sameAsLibrary(t *testing.T, data []byte) bool {
 	t.Helper()
-	fast, ok := decodeProbeFast(data)
+	fast, ok := decodeProbeFast(data, map[string]string{})
 	if !ok {
 		return false
 	}
@@ -97,7 +97,7 @@ func TestTheFastProbeDecoderAgreesWithEncodingJSON(t *testing.T) {
 		`{"type":"detour.probe.other.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`,
 		`{"id":"x","type":"detour.probe.completed.v1","time":"2026-01-01T00:00:00Z","data":{}}`,
 	} {
-		if _, ok := decodeProbeFast([]byte(odd)); ok {
+		if _, ok := decodeProbeFast([]byte(odd), nil); ok {
 			t.Errorf("the fast path accepted %s", odd)
 		}
 	}
@@ -117,13 +117,14 @@ func FuzzDecodeProbeFast(f *testing.F) {
 func BenchmarkDecodeProbe(b *testing.B) {
 	var plain [][]byte
 	for _, d := range corpus(b, 2000) {
-		if _, ok := decodeProbeFast(d); ok && !strings.Contains(string(d), `\`) {
+		if _, ok := decodeProbeFast(d, nil); ok && !strings.Contains(string(d), `\`) {
 			plain = append(plain, d)
 		}
 	}
 	b.Run("fast", func(b *testing.B) {
+		names := map[string]string{}
 		for i := 0; b.Loop(); i++ {
-			decodeProbeFast(plain[i%len(plain)])
+			decodeProbeFast(plain[i%len(plain)], names)
 		}
 	})
 	b.Run("encoding-json", func(b *testing.B) {

@@ -146,11 +146,12 @@ func readProbes(ctx context.Context, js jetstream.JetStream, w Window, fn func(*
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
+			names := map[string]string{}
 			for c := range work {
 				c.recs = make([]Record, len(c.msgs))
 				for i, m := range c.msgs {
 					c.recs[i] = Record{Stream: events.StreamProbes, Seq: m.seq, Subject: m.subject, Stored: m.stored}
-					if rs, ok := decodeProbeFast(m.data); ok {
+					if rs, ok := decodeProbeFast(m.data, names); ok {
 						c.recs[i].Results = rs
 					} else {
 						c.recs[i].Results, c.recs[i].Err = DecodeProbes(m.data)
