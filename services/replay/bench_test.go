@@ -122,6 +122,21 @@ func benchReplay(b *testing.B, batch int) {
 			b.Fatalf("timeline folded %d results into %d items, want %d results and some items", tl.Results, len(tl.Items), benchEvents)
 		}
 	}
+	// The what-if end to end: read the stream and re-decide every result with other thresholds.
+	cfg := eventstest.Config(b, benchConfig())
+	settings, err := replay.ParseSettings("fall=5,rise=3")
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	w := replay.NewWhatIf(cfg, settings, time.Time{}, time.Time{})
+	if err := replay.Read(ctx, s.JS, replay.Window{}, w.Add); err != nil {
+		b.Fatal(err)
+	}
+	if c := w.Compare(time.Now()); c.Results != benchEvents {
+		b.Fatalf("what-if re-decided %d results, want %d", c.Results, benchEvents)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "what-if-s")
 	b.ReportMetric(float64(benchEvents*b.N)/ours.Seconds(), "events/s")
 	b.ReportMetric(float64(msgs*b.N)/peer.Seconds(), "jetstream-msgs/s")
 	b.ReportMetric(float64(msgs*b.N)/ours.Seconds()/(float64(msgs*b.N)/peer.Seconds()), "msgs-ratio")
