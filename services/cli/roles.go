@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater"
@@ -76,6 +78,24 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn().Str("config", o.ConfigPath).Str("problem", w).Msg("configuration valid but probably not meant")
 	}
 	o.Out, o.Log = stdout, log
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	o.Reload = reload
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
 	st, err := up.Start(ctx, o)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package up_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/up"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -164,4 +166,68 @@ func TestAnAppliedVersionTakesEffectWithinOneIntervalWithNoFailedQuery(t *testin
 	if failed.Load() != 0 || answered.Load() == 0 {
 		t.Errorf("%d queries failed, %d answered while the configuration changed; want none failed", failed.Load(), answered.Load())
 	}
+}
+
+func TestTheConfigFileIsAppliedWhenItChangesAndABadOneIsRefusedWhole(t *testing.T) {
+	var path string
+	reload := make(chan struct{}) // a send returns once the watcher took it: after the last one's work
+	st, _, east := slice(t, func(o *up.Options) { path, o.Reload = o.ConfigPath, reload })
+	creds, err := st.NATSCredentials.Option()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.NATSURL, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := config.History(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(doc string) {
+		t.Helper()
+		if err := os.WriteFile(path+".new", []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".new", path); err != nil {
+			t.Fatal(err)
+		}
+		reload <- struct{}{}
+	}
+	// A bad file: refused whole.
+	write(string(orig) + "  - name: blog\n    fqdn: blog.demo.test\n    colour: blue\n    pools: [{name: main, endpoints: [{address: \"10.0.0.1\"}]}]\n")
+	// Then a good one: applied as the very next version.
+	good := string(orig) + "  - name: blog\n    fqdn: blog.demo.test\n    pools: [{name: main, endpoints: [{address: \"" + east.Addr() + "\"}]}]\n"
+	write(good)
+	reload <- struct{}{} // returns once the good file was applied
+	var after []config.Version
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		after, err = config.History(context.Background(), js)
+		return err == nil && len(after) > len(before)
+	}, "a new version from the file")
+	if len(after) != len(before)+1 {
+		t.Fatalf("%d versions after the two writes, want exactly one more than %d: the bad file must apply nothing", len(after), len(before))
+	}
+	v, err := config.Active(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Document != good || v.By != "detour-up" {
+		t.Errorf("active version %d by %s is not the good file", v.Number, v.By)
+	}
+	eventstest.Eventually(t, time.Second, func() bool {
+		m := new(dns.Msg)
+		m.SetQuestion("blog.demo.test.", dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(m, st.DNSAddr)
+		return err == nil && len(r.Answer) == 1
+	}, "blog answered")
 }

@@ -52,6 +52,9 @@ type Options struct {
 	// APIAddr is where the HTTP API and the status page are served; "" serves neither. Its
 	// tokens are in <DataDir>/api-tokens, created with one write token on first start.
 	APIAddr string
+	// Reload makes a --config file be read again at once (SIGHUP); it is also read every half
+	// second, and applied as a new version whenever it changed.
+	Reload <-chan struct{}
 	// Out receives the instructions printed at start. Default: nowhere.
 	Out io.Writer
 	Log zerolog.Logger
@@ -209,6 +212,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		if st.MetricsAddr, err = m.Serve(g.ctx, o.MetricsAddr); err != nil {
 			return nil, err
 		}
+	}
+	if o.ConfigPath != "" {
+		go watchFile(g.ctx, js, o.ConfigPath, doc, o.Reload, o.Log)
 	}
 	go func() {
 		<-ctx.Done()
