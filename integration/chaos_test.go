@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
@@ -297,4 +300,59 @@ func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
 		return cname(c.dns+":53", "www.demo.test") == "edge-east.demo.test."
 	}, "the CNAME moves to edge-east")
 	t.Logf("suite 6: ingress edge killed → CNAME moved to its sibling in %s (heartbeat 500ms × fall 3)", moved.Round(time.Millisecond))
+}
+
+// leaders names the JetStream node that leads each of the streams, as the operator sees it.
+func leaders(t *testing.T, url string, streams ...string) map[string]string {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, s := range streams {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := js.Stream(ctx, s)
+		cancel()
+		if err == nil && st.CachedInfo().Cluster != nil {
+			out[s] = st.CachedInfo().Cluster.Leader
+		}
+	}
+	return out
+}
+
+// TestChaosEachJetStreamNodeDiesInTurn is chaos suite 2: with each JetStream node killed in turn
+// — among them the leader of the probers' bucket and of STATE and ROUTES — a killed backend still
+// moves the DNS answer and edge-west's traffic, and the backend's return moves them back.
+func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
+	c := newEdgeCluster(t)
+	bound := checkInterval*checkFall + 2*time.Second
+	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
+		"the cluster answers shop with us-west and edge-west serves it")
+	for i, node := range []string{"nats-1", "nats-2", "nats-3"} {
+		other := []string{"nats-2", "nats-3", "nats-1"}[i]
+		t.Logf("suite 2: leaders before killing %s: %v", node, leaders(t, c.operator(other), "KV_detour_probers", "STATE", "ROUTES", "PROBES"))
+		c.kill(node)
+		c.kill("backend-west")
+		moved := eventually(t, bound+15*time.Second, func() bool { return c.shop() == c.east }, "the answer moves to us-east with %s down", node)
+		served := eventually(t, bound+15*time.Second, func() bool { return c.throughWest() == "us-east" }, "edge-west serves us-east with %s down", node)
+		c.start("backend-west")
+		back := eventually(t, bound+15*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
+			"the answer and edge-west return to us-west with %s down", node)
+		t.Logf("suite 2: %s down: backend killed → DNS moved in %s, edge-west served us-east after %s; backend back → both returned in %s (bound %s)",
+			node, moved.Round(time.Millisecond), (moved + served).Round(time.Millisecond), back.Round(time.Millisecond), bound)
+		if moved > bound {
+			t.Errorf("suite 2: with %s down the answer moved in %s, over the bound %s", node, moved, bound)
+		}
+		c.start(node)
+		eventually(t, 60*time.Second, func() bool {
+			_, err := exec.Command(detourBin, "events", "--stream", "STATE", "--nats", c.operator(node)).CombinedOutput()
+			return err == nil
+		}, "%s back in the cluster", node)
+	}
 }

@@ -301,8 +301,8 @@ func (c *controller) checkLiveness(ctx context.Context) {
 	}
 	if c.cutOff {
 		c.cutOff = false
-		c.live.Grace(now)
-		c.log.Info().Msg("nats reachable again; edge liveness counts from now")
+		c.live.Grace(now.Add(reconnectAllowance))
+		c.log.Info().Dur("allowance", reconnectAllowance).Msg("nats reachable again; edge liveness counts from now")
 	}
 	due := c.live.Due(now)
 	for _, ch := range due {
@@ -342,6 +342,12 @@ func (c *controller) checkLiveness(ctx context.Context) {
 		}
 		if err != nil {
 			c.log.Error().Str("edge", ch.Edge).Err(err).Msg("edge transition not appended")
+			if ch.To == events.StatusDown {
+				// JetStream does not take appends: the cluster is recovering, and the edges'
+				// connections with it. Their silence says nothing until it is back.
+				c.cutOffFromNATS("state stream unavailable")
+				return
+			}
 			continue
 		}
 		if _, err := c.view.Apply(subject, ack.Sequence, env); err == nil {
@@ -352,6 +358,11 @@ func (c *controller) checkLiveness(ctx context.Context) {
 			Str("reason", ch.Reason).Str("event_id", env.ID).Uint64("stream_seq", ack.Sequence).Msg("edge liveness changed")
 	}
 }
+
+// reconnectAllowance is how much longer than fall × interval an edge has to heartbeat once this
+// replica reaches NATS again: the edges reconnect too, each on its own schedule and to whichever
+// node answers, so their first heartbeats come a little after the controller's reconnection.
+const reconnectAllowance = 2 * time.Second
 
 // cutOffProbe bounds the round trip to the NATS server that confirms a silence is the edges'.
 const cutOffProbe = 500 * time.Millisecond

@@ -95,13 +95,14 @@ func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {
 	return true
 }
 
-// Grace restarts every edge's silence at now: the heartbeats that did not arrive before were
-// missed by the watcher (cut off from NATS), not sent by no one. An edge that is really gone is
-// down fall × interval later.
-func (l *Liveness) Grace(now time.Time) {
+// Grace restarts at from the silence of every edge not recorded down: the heartbeats that did
+// not arrive before were missed by the watcher (cut off from NATS), not sent by no one. An edge
+// that is really gone is down fall × interval after from. An edge recorded down is left as it
+// is: only a heartbeat brings it back.
+func (l *Liveness) Grace(from time.Time) {
 	for _, e := range l.edges {
-		if e.last.Before(now) {
-			e.last = now
+		if e.recorded != events.StatusDown && e.last.Before(from) {
+			e.last = from
 		}
 	}
 }
