@@ -185,10 +185,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	g.Go("alerts", func(ctx context.Context) error {
 		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log})
 	})
+	// The controller runs without edges too: it carries out the rollbacks of drills that are due.
+	g.Go("controller", func(ctx context.Context) error {
+		return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, Metrics: m})
+	})
 	if len(cfg.Edges) > 0 {
-		g.Go("controller", func(ctx context.Context) error {
-			return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, Metrics: m})
-		})
 		for _, e := range cfg.Edges {
 			sw := demo.NewSwitch("edge "+e.Name, func(ctx context.Context) error {
 				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log, Metrics: m})
