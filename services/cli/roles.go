@@ -385,7 +385,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	for _, run := range roles {
 		go func() { done <- run(ctx) }()
 	}
-	err = controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics})
+	co := controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics}
+	if r.configPath == "" { // follow the versions `detour apply` makes
+		co.Configs = config.Watch(ctx, js, r.version, log, "controller", r.name)
+	}
+	err = controller.Run(ctx, co)
 	cancel()
 	for range roles {
 		err = errors.Join(err, <-done)

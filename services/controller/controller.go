@@ -40,6 +40,9 @@ type Options struct {
 	TickEvery time.Duration
 	// Metrics, when set, counts edge transitions, lag and decode failures.
 	Metrics *metrics.Metrics
+	// Configs, when set, delivers later configurations: edges and the routes of the apps they
+	// front follow each one at once.
+	Configs <-chan *config.Config
 }
 
 func (o *Options) defaults() error {
@@ -182,6 +185,11 @@ func run(ctx context.Context, o Options) error {
 			c.onEdgeCheck(m)
 		case m := <-drillMsgs:
 			c.onDrill(m)
+		case cfg := <-c.o.Configs:
+			c.reconfigure(cfg)
+			if c.caught {
+				c.publishRoutes(ctx)
+			}
 		case <-ticks:
 			c.rollbackDue(ctx)
 			if c.caught {
@@ -439,4 +447,17 @@ func (c *controller) publishRoutes(ctx context.Context) {
 		c.published[e.Name] = apps
 		c.log.Debug().Str("edge", e.Name).Uint64("state_seq", t.StateSeq).Str("event_id", env.ID).Msg("route table published")
 	}
+}
+
+// reconfigure makes cfg the configuration whose edges are watched and routed from now on. Edges
+// that stay keep their liveness; new ones get fall × interval for a first heartbeat; every
+// edge's route table is computed again.
+func (c *controller) reconfigure(cfg *config.Config) {
+	live := NewLiveness(cfg, c.o.Now())
+	live.Adopt(c.live)
+	for _, e := range cfg.Edges {
+		live.Recorded(e.Name, c.view.Edge(e.Name))
+	}
+	c.live, c.o.Config, c.dirty = live, cfg, true
+	c.log.Info().Int("edges", len(cfg.Edges)).Int("apps", len(cfg.Apps)).Msg("configuration applied")
 }

@@ -81,6 +81,16 @@ func NewLiveness(c *config.Config, start time.Time) *Liveness {
 	return l
 }
 
+// Adopt carries over what old knows of the edges l also watches: their last heartbeat, recorded
+// status, drill and listener checks. l's thresholds, from the new configuration, stay.
+func (l *Liveness) Adopt(old *Liveness) {
+	for name, e := range l.edges {
+		if o, ok := old.edges[name]; ok {
+			e.last, e.lastID, e.seen, e.recorded, e.simulated, e.regions = o.last, o.lastID, o.seen, o.recorded, o.simulated, o.regions
+		}
+	}
+}
+
 // Heartbeat records that edge's heartbeat id arrived at at. It reports false for an edge that is
 // not configured.
 func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {

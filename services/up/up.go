@@ -187,7 +187,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	})
 	// The controller runs without edges too: it carries out the rollbacks of drills that are due.
 	g.Go("controller", func(ctx context.Context) error {
-		return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, Metrics: m})
+		return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, Metrics: m,
+			Configs: config.Watch(ctx, js, applied.Number, o.Log, "controller", "controller-1")})
 	})
 	if len(cfg.Edges) > 0 {
 		for _, e := range cfg.Edges {

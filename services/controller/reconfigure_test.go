@@ -1,0 +1,45 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
+)
+
+func TestANewConfigurationChangesTheEdgesRoutesWithoutARestart(t *testing.T) {
+	ns := eventstest.Start(t)
+	configs := make(chan *config.Config, 1)
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: eventstest.Config(t, edgesDoc), Name: "controller-1",
+			Log: zerolog.New(zerolog.NewTestWriter(t)), Configs: configs})
+	})
+	west := events.RoutesSubject("edge-west")
+	last := func() (events.RouteTable, int) {
+		h := history(t, ns, events.StreamRoutes, west)
+		if len(h) == 0 {
+			return events.RouteTable{}, 0
+		}
+		var rt events.RouteTable
+		if err := h[len(h)-1].Payload(&rt); err != nil {
+			t.Fatal(err)
+		}
+		return rt, len(h)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { _, n := last(); return n == 1 }, "a first table for edge-west")
+
+	// The next version adds an instance to the west pool.
+	configs <- eventstest.Config(t, strings.Replace(edgesDoc, `endpoints: [{name: w1, address: "127.0.0.11:8081"}]`,
+		`endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.31:8081"}]`, 1))
+	var rt events.RouteTable
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		var n int
+		rt, n = last()
+		return n == 2 && len(rt.Apps[0].Endpoints) == 2 && rt.Apps[0].Endpoints[1].Address == "127.0.0.31:8081"
+	}, "edge-west's table to hold w2: %+v", &rt)
+}
