@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -213,6 +216,21 @@ func measure(ctx context.Context, o Options, subject string, prev, sp StepPlan, 
 			routes = append(routes, want)
 		}
 	}
+	// Requests through every edge that fronts an app this step changes (and that the drill does
+	// not fail): users reaching it must still be served.
+	for _, e := range o.Config.Edges {
+		if slices.ContainsFunc(sp.Failures, func(f events.Failure) bool { return f.Kind == events.FailEdge && f.Edge == e.Name }) {
+			continue
+		}
+		for _, ea := range e.Apps {
+			a := o.Config.App(ea.App)
+			changed := slices.ContainsFunc(watch, func(w Observation) bool { return a != nil && w.What == config.Canonical(a.FQDN) }) ||
+				slices.ContainsFunc(routes, func(w Observation) bool { return strings.HasSuffix(w.What, " "+ea.App) })
+			if changed {
+				routes = append(routes, Observation{What: "request via " + e.Name + " " + ea.App, Answer: served})
+			}
+		}
+	}
 	score.Expected = append(slices.Clone(watch), routes...)
 	deadline := t0.Add(max(2*sp.RTO, sp.RTO+2*time.Second))
 	seen := map[string]time.Time{}
@@ -293,6 +311,10 @@ func observe(ctx context.Context, o Options, answers, routes []Observation) map[
 	if len(routes) > 0 {
 		if s, err := o.JS.Stream(ctx, events.StreamRoutes); err == nil {
 			for _, w := range routes {
+				if rest, ok := strings.CutPrefix(w.What, "request via "); ok {
+					out[w.What] = request(o.Config, rest)
+					continue
+				}
 				edge, app, _ := strings.Cut(w.What, " ")
 				e, _, ok, err := events.Last(ctx, s, events.RoutesSubject(edge))
 				var t events.RouteTable
@@ -308,6 +330,30 @@ func observe(ctx context.Context, o Options, answers, routes []Observation) map[
 		}
 	}
 	return out
+}
+
+// served is what a request through an edge answers when a user is served: any HTTP status
+// below 500 (the app's own answer, whatever it is), not a gateway error or no answer.
+const served = "served"
+
+// request sends GET / through the listener of "EDGE APP" and says whether it was served.
+func request(c *config.Config, edgeApp string) string {
+	edge, app, _ := strings.Cut(edgeApp, " ")
+	e := c.Edge(edge)
+	if e == nil || e.App(app) == nil {
+		return "no such edge"
+	}
+	client := http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := client.Get("http://" + e.App(app).Listen + "/")
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return "HTTP " + strconv.Itoa(resp.StatusCode)
+	}
+	return served
 }
 
 // ask queries server for name's A records and returns them as AnswerText does.

@@ -168,6 +168,11 @@ steps:
 	if !sc.Pass || len(sc.Steps) != 2 || !sc.Restored.Pass || sc.RolledBack != "completed by tester" {
 		t.Fatalf("scorecard: %+v", sc)
 	}
+	var text strings.Builder
+	_ = sc.WriteText(&text)
+	if !strings.Contains(text.String(), "request via edge-b www: expected served, observed served") {
+		t.Errorf("the scorecard has no request through edge-b once edge-a was failed:\n%s", text.String())
+	}
 	for i, want := range []string{"shop.demo.test.: expected " + host(s.Config.Apps[0].Pools[1].Endpoints[0].Address), "www.demo.test.: expected CNAME edge-b.demo.test."} {
 		var text strings.Builder
 		_ = sc.WriteText(&text)
