@@ -348,31 +348,7 @@ func TestIXFRAnswersTheDifferencesSinceTheClientsSerial(t *testing.T) {
 	js := eventstest.Start(t)
 	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
 	addr := startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
-	ixfr := func(from uint32) []string {
-		m := new(dns.Msg)
-		m.SetIxfr("demo.test.", from, "ns1.demo.test.", "hostmaster.demo.test.")
-		ch, err := (&dns.Transfer{}).In(m, addr)
-		if err != nil {
-			t.Fatalf("ixfr: %v", err)
-		}
-		var out []string
-		for env := range ch {
-			if env.Error != nil {
-				t.Fatalf("ixfr: %v", env.Error)
-			}
-			for _, rr := range env.RR {
-				s := rr.Header().Name + " " + dns.TypeToString[rr.Header().Rrtype]
-				switch rr := rr.(type) {
-				case *dns.SOA:
-					s += fmt.Sprintf(" %d", rr.Serial)
-				case *dns.A:
-					s += " " + rr.A.String()
-				}
-				out = append(out, s)
-			}
-		}
-		return out
-	}
+	ixfr := func(from uint32) []string { return ixfrFrom(t, addr, from) }
 	s0 := serial(t, addr)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
 	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) != s0 }, "serial moves")
@@ -572,4 +548,33 @@ func TestOneClientCannotTakeEveryTCPConnection(t *testing.T) {
 	first.Close()
 	eventstest.Eventually(t, 2*time.Second, func() bool { return answers(dial("127.0.0.1")) },
 		"a client that closed a connection may open another")
+}
+
+// ixfrFrom returns the records of an IXFR of demo.test. from serial, each as name, type and
+// (for SOA and A) its serial or address.
+func ixfrFrom(t *testing.T, addr string, from uint32) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetIxfr("demo.test.", from, "ns1.demo.test.", "hostmaster.demo.test.")
+	ch, err := (&dns.Transfer{}).In(m, addr)
+	if err != nil {
+		t.Fatalf("ixfr: %v", err)
+	}
+	var out []string
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("ixfr: %v", env.Error)
+		}
+		for _, rr := range env.RR {
+			s := rr.Header().Name + " " + dns.TypeToString[rr.Header().Rrtype]
+			switch rr := rr.(type) {
+			case *dns.SOA:
+				s += fmt.Sprintf(" %d", rr.Serial)
+			case *dns.A:
+				s += " " + rr.A.String()
+			}
+			out = append(out, s)
+		}
+	}
+	return out
 }

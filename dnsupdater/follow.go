@@ -99,10 +99,16 @@ func (s *Server) kickRefresh(cause string) {
 // refreshLoop projects the state, prepares the answers and tells of the changes each time the
 // follower asks, until ctx ends.
 func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshot) {
+	histories := make(chan map[string][]zone.Delta, 1)
+	var reader sync.WaitGroup
+	defer reader.Wait()
+	reader.Go(func() { histories <- s.readHistories(ctx) })
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case h := <-histories:
+			s.installHistories(h)
 		case k := <-s.kicks:
 			s.refresh(ctx, k, saves)
 		case c := <-s.o.Configs:
@@ -143,7 +149,13 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshot) {
 	}
 	s.projMu.Unlock()
 	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
-		s.table.Store(buildTable(zones, prev))
+		t := buildTable(zones, prev)
+		s.table.Store(t)
+		for i, c := range changes {
+			if h := t.history[c.zone.Name]; len(h) > 0 && h[len(h)-1].To == c.zone.Serial {
+				changes[i].step = stepOf(h[len(h)-1])
+			}
+		}
 	}
 	for _, z := range zones {
 		s.o.Metrics.Serial(z.Name, z.Serial)
@@ -209,7 +221,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 // publishChange appends the zone's ZoneChanged event. Its id derives from the cause and the
 // zone, so a redelivered cause (or a second server) does not record the change twice.
 func (s *Server) publishChange(ctx context.Context, cause string, c zoneChange) {
-	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes}
+	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step}
 	env, err := events.Derived(events.TypeZoneChanged, s.o.Name, cause, c.zone.Name, s.now(), payload)
 	if err != nil {
 		s.log.Error().Err(err).Str("zone", c.zone.Name).Msg("zone change not published")

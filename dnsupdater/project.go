@@ -59,6 +59,8 @@ type servedZone struct {
 type zoneChange struct {
 	zone    *zone.Zone
 	changes []events.RecordChange
+	// step is the IXFR step from the serial before, when the change is one (refresh sets it).
+	step *events.ZoneStep
 }
 
 func newProjector(static *zone.Static, now func() time.Time) *projector {

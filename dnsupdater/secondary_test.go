@@ -147,7 +147,8 @@ func TestAKnotSecondaryFollowsDetourThroughFailoversOverridesAndRestarts(t *test
 	followed("restart with an added app")
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
 	followed("failback after the restarts")
-	// A restart forgets the history: the secondary gets the whole zone once, then IXFR again.
+	// Each restart changes the configuration, which starts a new history: the secondary gets the
+	// whole zone once, then IXFR again.
 	if got := transfers(knot.Log()); len(got) != 7 || !slices.Equal(got[4:], []string{"AXFR", "AXFR", "IXFR"}) {
 		t.Errorf("want whole transfers after each restart and IXFR after them; Knot's transfers: %v", got)
 	}

@@ -93,6 +93,11 @@ func (t *table) deltas(z *zone.Zone) []zone.Delta {
 	if old == nil || old.Name != z.Name || old.Serial == z.Serial {
 		return h
 	}
+	if old.Config != z.Config {
+		// A new configuration may change static records, which a delta does not carry:
+		// secondaries behind it get the whole zone.
+		return nil
+	}
 	h = append(slices.Clone(h[max(0, len(h)-maxDeltas+1):]), zone.Diff(old, z))
 	return h
 }

@@ -158,6 +158,19 @@ type ZoneChanged struct {
 	Zone    string         `json:"zone"`
 	Serial  uint32         `json:"serial"`
 	Changes []RecordChange `json:"changes"`
+	// Step is the change as one IXFR step (RFC 1995) from the serial before, whole records in
+	// presentation form, so that a restarted server answers IXFR from the stream. Events
+	// written before it was added lack it, as do changes that are no step of one history (the
+	// first serial after a start or a new configuration): readers treat them as a break.
+	Step *ZoneStep `json:"step,omitempty"`
+}
+
+// ZoneStep is one version step of a zone: the records From had that Serial lacks, and those
+// Serial added.
+type ZoneStep struct {
+	From    uint32   `json:"from"`
+	Deleted []string `json:"deleted,omitempty"`
+	Added   []string `json:"added,omitempty"`
 }
 
 // TransitionStatus is the status a transition event of type typ records; ok is false for every

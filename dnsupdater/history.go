@@ -1,0 +1,212 @@
+package dnsupdater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// maxHistoryReads bounds the messages of one zone's subject read at start to rebuild its IXFR
+// history, whatever the stream holds: start-up stays fast however long the zone has lived.
+const maxHistoryReads = 4 * maxDeltas
+
+// stepOf is d as the step a ZoneChanged event carries.
+func stepOf(d zone.Delta) *events.ZoneStep {
+	st := &events.ZoneStep{From: d.From}
+	for _, rr := range d.Deleted {
+		st.Deleted = append(st.Deleted, rr.String())
+	}
+	for _, rr := range d.Added {
+		st.Added = append(st.Added, rr.String())
+	}
+	return st
+}
+
+// deltaOf reads the step of a ZoneChanged event of zone name back into a delta. A step whose
+// records do not parse, lie outside the zone or are of a type no app answers with is refused:
+// a forged event must not put records into a transfer.
+func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
+	d := zone.Delta{From: zc.Step.From, To: zc.Serial}
+	parse := func(field string, texts []string) ([]dns.RR, error) {
+		out := make([]dns.RR, 0, len(texts))
+		for i, s := range texts {
+			rr, err := dns.NewRR(s)
+			if err != nil || rr == nil {
+				return nil, fmt.Errorf("step.%s[%d]: %q is no record: %v", field, i, s, err)
+			}
+			h := rr.Header()
+			h.Name = strings.ToLower(h.Name)
+			if h.Class != dns.ClassINET || !dns.IsSubDomain(name, h.Name) {
+				return nil, fmt.Errorf("step.%s[%d]: %q is not an IN record of %s", field, i, s, name)
+			}
+			switch h.Rrtype {
+			case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
+			default:
+				return nil, fmt.Errorf("step.%s[%d]: %q: type %s is no app answer", field, i, s, dns.TypeToString[h.Rrtype])
+			}
+			out = append(out, rr)
+		}
+		return out, nil
+	}
+	var err error
+	if d.Deleted, err = parse("deleted", zc.Step.Deleted); err != nil {
+		return d, err
+	}
+	if d.Added, err = parse("added", zc.Step.Added); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// readHistory returns the IXFR history of zone name that the DNS stream records up to serial,
+// oldest first: the unbroken run of steps that ends at serial, at most maxDeltas of them. It
+// reads the zone's subject backwards in growing windows, at most maxHistoryReads messages.
+func readHistory(ctx context.Context, js jetstream.JetStream, name string, serial uint32) ([]zone.Delta, error) {
+	st, err := js.Stream(ctx, events.StreamDNS)
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s: %w", name, err)
+	}
+	subject := events.ZoneSubject(name)
+	last, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s: %w", name, err)
+	}
+	first := st.CachedInfo().State.FirstSeq
+	var newest []zone.Delta // newest first, each the step before the one ahead of it
+	want := serial
+	read := 0
+	end := last.Sequence
+	for window := uint64(maxDeltas); read < maxHistoryReads && len(newest) < maxDeltas; window *= 2 {
+		start := first
+		if end >= first+window {
+			start = end - window + 1
+		}
+		var batch []stored
+		for seq := start; seq <= end && read < maxHistoryReads; {
+			m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read history of %s at seq %d: %w", name, seq, err)
+			}
+			if m.Sequence > end {
+				break
+			}
+			read++
+			seq = m.Sequence + 1
+			batch = append(batch, storedStep(name, m.Data))
+		}
+		for i := len(batch) - 1; i >= 0; i-- {
+			b := batch[i]
+			switch {
+			case !b.changed:
+				continue // another event on the subject (a push report): no version
+			case b.ok && b.d.To == want:
+				newest = append(newest, b.d)
+				want = b.d.From
+			case len(newest) == 0 && b.ok && serialAfter(b.d.To, serial):
+				continue // a version after serial's, by another writer
+			default:
+				return chain(newest), nil // a version the chain cannot step over
+			}
+			if len(newest) == maxDeltas {
+				return chain(newest), nil
+			}
+		}
+		if start == first {
+			break
+		}
+		end = start - 1
+	}
+	return chain(newest), nil
+}
+
+// stored is what one message of a zone's subject tells of its history: whether it is a
+// ZoneChanged event of the zone (a version), and whether it carries a valid step to it.
+type stored struct {
+	d           zone.Delta
+	changed, ok bool
+}
+
+// storedStep reads one stored message of zone name's subject.
+func storedStep(name string, data []byte) stored {
+	env, err := events.Decode(data)
+	if err != nil || env.Type != events.TypeZoneChanged {
+		return stored{}
+	}
+	var zc events.ZoneChanged
+	if err := env.Payload(&zc); err != nil || zc.Zone != name || zc.Step == nil || zc.Step.From == zc.Serial {
+		return stored{changed: true}
+	}
+	d, err := deltaOf(name, zc)
+	return stored{d: d, changed: true, ok: err == nil}
+}
+
+// chain turns steps read newest first into a history, oldest first.
+func chain(newest []zone.Delta) []zone.Delta {
+	slices.Reverse(newest)
+	return newest
+}
+
+// readHistories reads, for every zone of the current table, the IXFR history the DNS stream
+// records up to the zone's serial. It gives up on NATS after a few seconds: secondaries then
+// get whole zones until the history grows again.
+func (s *Server) readHistories(ctx context.Context) map[string][]zone.Delta {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out := map[string][]zone.Delta{}
+	for _, z := range s.table.Load().zones {
+		h, err := readHistory(ctx, s.o.JS, z.Name, z.Serial)
+		if err != nil {
+			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone")
+			continue
+		}
+		if len(h) > 0 {
+			out[z.Name] = h
+			s.log.Info().Str("zone", z.Name).Int("versions", len(h)).Uint32("oldest_serial", h[0].From).Msg("ixfr history read from the stream")
+		}
+	}
+	return out
+}
+
+// installHistories puts the histories read from the stream in front of those of the current
+// table, where they join: each must end at the serial the zone's history starts from (its
+// serial when it has none). Only the refresher calls it.
+func (s *Server) installHistories(read map[string][]zone.Delta) {
+	t := s.table.Load()
+	history := maps.Clone(t.history)
+	changed := false
+	for _, z := range t.zones {
+		h, cur := read[z.Name], history[z.Name]
+		if len(h) == 0 {
+			continue
+		}
+		joins := z.Serial
+		if len(cur) > 0 {
+			joins = cur[0].From
+		}
+		if h[len(h)-1].To != joins {
+			continue
+		}
+		h = append(slices.Clone(h), cur...)
+		history[z.Name], changed = h[max(0, len(h)-maxDeltas):], true
+	}
+	if changed {
+		nt := *t
+		nt.history = history
+		s.table.Store(&nt)
+	}
+}

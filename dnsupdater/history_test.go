@@ -1,0 +1,83 @@
+package dnsupdater
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+func TestIXFRAnswersTheRealDifferencesAcrossARestart(t *testing.T) {
+	js := eventstest.Start(t)
+	dir := t.TempDir()
+	conf := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1))
+	h := startServer(t, js, conf, dir)
+	addr := h.srv.Addr()
+	s0 := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) != s0 }, "serial moves")
+	s1 := serial(t, addr)
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) != s1 }, "serial moves again")
+	s2 := serial(t, addr)
+	st := js.Stream(t, events.StreamDNS)
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test."))
+		var zc events.ZoneChanged
+		return err == nil && ok && e.Payload(&zc) == nil && zc.Serial == s2
+	}, "the change to serial %d recorded on the DNS stream", s2)
+	h.stop()
+
+	h = startServer(t, js, conf, dir)
+	addr = h.srv.Addr()
+	if s := serial(t, addr); s != s2 {
+		t.Fatalf("after the restart: want serial %d kept, got %d", s2, s)
+	}
+	soa := func(s uint32) string { return fmt.Sprintf("demo.test. SOA %d", s) }
+	want := []string{soa(s2), soa(s0), "shop.demo.test. A 127.0.0.11", soa(s1), "shop.demo.test. A 127.0.0.12",
+		soa(s1), "shop.demo.test. A 127.0.0.12", soa(s2), "shop.demo.test. A 127.0.0.11", soa(s2)}
+	var got []string
+	eventstest.Eventually(t, 5*time.Second, func() bool { got = ixfrFrom(t, addr, s0); return slices.Equal(got, want) },
+		"IXFR from serial %d, before the restart, answers both steps", s0)
+
+	// The history goes on from the restored one: a change after the restart joins it.
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) != s2 }, "serial moves after the restart")
+	s3 := serial(t, addr)
+	got = ixfrFrom(t, addr, s1)
+	want = []string{soa(s3), soa(s1), "shop.demo.test. A 127.0.0.12", soa(s2), "shop.demo.test. A 127.0.0.11",
+		soa(s2), "shop.demo.test. A 127.0.0.11", soa(s3), "shop.demo.test. A 127.0.0.12", soa(s3)}
+	if !slices.Equal(got, want) {
+		t.Errorf("IXFR from %d across the restart and a later change:\nwant %q\ngot  %q", s1, want, got)
+	}
+}
+
+func TestAForgedStepOnTheDNSStreamIsRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		step events.ZoneStep
+		ok   bool
+	}{
+		{name: "an app's A record", step: events.ZoneStep{From: 1, Added: []string{"shop.demo.test.\t5\tIN\tA\t192.0.2.1"}}, ok: true},
+		{name: "a record outside the zone", step: events.ZoneStep{From: 1, Added: []string{"shop.other.test.\t5\tIN\tA\t192.0.2.1"}}},
+		{name: "a type no app answers with", step: events.ZoneStep{From: 1, Deleted: []string{"demo.test.\t5\tIN\tNS\tns.evil.test."}}},
+		{name: "no record at all", step: events.ZoneStep{From: 1, Added: []string{"garbage"}}},
+		{name: "another class", step: events.ZoneStep{From: 1, Added: []string{"shop.demo.test.\t5\tCH\tA\t192.0.2.1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := deltaOf("demo.test.", events.ZoneChanged{Zone: "demo.test.", Serial: 2, Step: &tt.step})
+			if (err == nil) != tt.ok {
+				t.Errorf("want accepted %v, got error %v", tt.ok, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "step.") {
+				t.Errorf("want the error to name the field, got %v", err)
+			}
+		})
+	}
+}
