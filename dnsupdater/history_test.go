@@ -10,6 +10,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
 )
 
 func TestIXFRAnswersTheRealDifferencesAcrossARestart(t *testing.T) {
@@ -80,4 +81,28 @@ func TestAForgedStepOnTheDNSStreamIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzStoredStep feeds arbitrary stored messages to the history reader: none may panic, and a
+// step it accepts holds only app records of the zone.
+func FuzzStoredStep(f *testing.F) {
+	ok := events.ZoneChanged{Zone: "demo.test.", Serial: 2, Step: &events.ZoneStep{From: 1,
+		Deleted: []string{"shop.demo.test.\t5\tIN\tA\t127.0.0.11"}, Added: []string{"shop.demo.test.\t5\tIN\tA\t127.0.0.12"}}}
+	env, err := events.New(events.TypeZoneChanged, "fuzz", time.Unix(0, 0), ok)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(env.Encode())
+	f.Add([]byte(`{"type":"detour.dns.zone_changed.v1","data":{"zone":"demo.test.","serial":3,"step":{"from":2,"added":["x.other. 5 IN A 1.2.3.4"]}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := storedStep("demo.test.", data)
+		if !s.ok {
+			return
+		}
+		for _, rr := range append(slices.Clone(s.d.Deleted), s.d.Added...) {
+			if h := rr.Header(); !dns.IsSubDomain("demo.test.", h.Name) || (h.Rrtype != dns.TypeA && h.Rrtype != dns.TypeAAAA && h.Rrtype != dns.TypeCNAME) {
+				t.Fatalf("accepted %v", rr)
+			}
+		}
+	})
 }
