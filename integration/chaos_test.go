@@ -98,7 +98,7 @@ func get(url string) string {
 }
 
 // edgeCluster starts the whole deployment with both edges: three JetStream nodes, a backend, a
-// prober and an edge per region, a decider, the controller and a DNS server at fixed addresses.
+// prober and an edge per region, two deciders, the controller and a DNS server at fixed addresses.
 type edgeCluster struct {
 	*cluster
 	west, east, dns, edgeWest, edgeEast string
@@ -155,6 +155,7 @@ edges:
 		{"", "prober-west", "prober-us-west", []string{"prober", "--region", "us-west", "--name", "west-1"}},
 		{"", "prober-east", "prober-us-east", []string{"prober", "--region", "us-east", "--name", "east-1"}},
 		{"", "decider-1", "decider", []string{"decider", "--name", "decider-1"}},
+		{"", "decider-2", "decider", []string{"decider", "--name", "decider-2"}},
 		{"", "controller", "controller", []string{"controller", "--name", "controller-1", "--api-addr", ""}},
 		{c.dns, "dns-1", "dns", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/var/lib/detour/dns"}},
 		{c.edgeWest, "edge-west", "edge-west", []string{"edge", "--name", "edge-west", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge"}},
@@ -354,5 +355,28 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 			_, err := exec.Command(detourBin, "events", "--stream", "STATE", "--nats", c.operator(node)).CombinedOutput()
 			return err == nil
 		}, "%s back in the cluster", node)
+	}
+}
+
+// TestChaosADeciderDiesMidFailover is chaos suite 3: a decider is killed while a backend's
+// failure is being decided; the other decider completes it, and STATE holds exactly one
+// transition per change.
+func TestChaosADeciderDiesMidFailover(t *testing.T) {
+	c := newEdgeCluster(t)
+	bound := checkInterval*checkFall + 2*time.Second
+	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west }, "the cluster answers shop with us-west")
+	c.kill("backend-west")
+	// The first failed check is at most one interval away; the decision comes fall checks later.
+	time.Sleep(checkInterval * (checkFall - 1))
+	c.kill("decider-1")
+	moved := eventually(t, bound+5*time.Second, func() bool { return c.shop() == c.east }, "the answer moves to us-east with decider-1 killed mid-failover")
+	c.start("backend-west")
+	back := eventually(t, bound+5*time.Second, func() bool { return c.shop() == c.west }, "the answer returns to us-west")
+	t.Logf("suite 3: decider-1 killed mid-failover: the answer moved in %s, and returned %s after the backend did", moved.Round(time.Millisecond), back.Round(time.Millisecond))
+	for _, app := range []string{"shop", "shop-edge"} {
+		got := transitions(t, c.operator("nats-1"), "detour.state.endpoint."+app+".us-west.>")
+		if want := []string{"up", "down", "up"}; !slices.Equal(got, want) {
+			t.Errorf("suite 3: %s us-west endpoint transitions = %v, want exactly %v", app, got, want)
+		}
 	}
 }

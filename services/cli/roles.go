@@ -241,7 +241,7 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 // disconnection and reconnection once.
 func connectRole(url, name string, log zerolog.Logger) (jetstream.JetStream, error) {
 	return connect(url, name, nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond), nats.Timeout(time.Second),
-		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2),
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("disconnected from nats; serving what this role has")
 		}),
