@@ -224,6 +224,14 @@ func (m *membership) announce(ctx context.Context) error {
 	return nil
 }
 
+// stillHere counts this worker live from sent, as a stored record would: for when the bucket
+// cannot take the record but NATS answers, so the worker is not cut off.
+func (m *membership) stillHere(sent time.Time) {
+	m.mu.Lock()
+	m.roster.Seen(m.self, sent)
+	m.mu.Unlock()
+}
+
 // leave deletes this worker's record so the others take its checks at once.
 func (m *membership) leave() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

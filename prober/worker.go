@@ -242,11 +242,17 @@ func (w *worker) heartbeat(ctx context.Context) {
 			next = now.Add(w.o.Heartbeat) // fell behind: do not burst
 		}
 		members = w.logMembers(members)
-		// A heartbeat that JetStream cannot take within the record's TTL is failed: waiting
-		// longer (nats.go's 5 s) would delay the next ones once JetStream is back.
-		actx, cancel := context.WithTimeout(ctx, w.o.MemberTTL)
+		// A heartbeat that JetStream cannot take within a heartbeat is failed: waiting longer
+		// (nats.go's 5 s) would let this worker's own record expire meanwhile. If the NATS server
+		// still answers, the bucket is only electing a leader (a JetStream node died): this worker
+		// is not cut off, so it counts itself live and goes on probing.
+		sent := w.o.Clock.Now()
+		actx, cancel := context.WithTimeout(ctx, w.o.Heartbeat)
 		err := w.members.announce(actx)
 		cancel()
+		if err != nil && ctx.Err() == nil && w.o.JS.Conn().FlushTimeout(w.o.Heartbeat) == nil {
+			w.members.stillHere(sent)
+		}
 		if err != nil {
 			if !failing && ctx.Err() == nil {
 				w.log.Warn().Err(err).Msg("heartbeat failed")
