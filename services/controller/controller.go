@@ -249,6 +249,10 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("edge check result skipped")
 		return
 	}
+	if !c.o.Config.RegionAllowed(region) {
+		c.log.Debug().Str("region", region).Str("edge", r.Endpoint).Msg("check of an edge listener from an unconfigured region dropped")
+		return
+	}
 	if e := c.o.Config.Edge(r.Endpoint); e == nil || e.App(r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, c.o.Now()) {
 		c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
 	}

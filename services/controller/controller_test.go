@@ -268,3 +268,25 @@ func TestAWedgedEdgeGoesDownAndAnEdgeCutFromNATSStaysUp(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestEdgeChecksFromUnconfiguredRegionsDoNotTakeALiveEdgeDown(t *testing.T) {
+	ns := eventstest.Start(t)
+	doc := strings.Replace(edgesDoc, "    fqdn: shop.demo.test\n", "    fqdn: shop.demo.test\n    check: {interval: 100ms, fall: 3, rise: 2, stale_after: 1s}\n", 1)
+	cfg, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// edge-west's heartbeats flow; only invented regions say its listener fails.
+	beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
+	check(t, ns, "edge-west", false, 100*time.Millisecond, "mars", "venus")
+	startController(t, ns, cfg, "controller-1")
+	west := events.EdgeStateSubject("edge-west")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return types(history(t, ns, events.StreamState, west)) == "U" }, "edge-west up")
+	deadline := time.Now().Add(3*100*time.Millisecond + time.Second)
+	for time.Now().Before(deadline) {
+		if got := types(history(t, ns, events.StreamState, west)); got != "U" {
+			t.Fatalf("edge-west history %q, want a single up: no configured region checks it", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
