@@ -128,7 +128,11 @@ func TestTwoControllersRecordAnEdgeGoingDownAndComingBackOnce(t *testing.T) {
 	if err := down.Payload(&tr); err != nil {
 		t.Fatal(err)
 	}
-	if tr.Edge != "edge-east" || tr.From != events.StatusUp || tr.To != events.StatusDown || tr.Reason != "3 missed heartbeats (interval 100ms)" || len(tr.Results) != 1 {
+	// Either replica may record it. One that heard edge-east names the last heartbeat it heard;
+	// one that started too late to hear any (the test waits for the first replica only) says so.
+	heard := tr.Reason == "3 missed heartbeats (interval 100ms)" && len(tr.Results) == 1
+	neverHeard := tr.Reason == "no heartbeat within 3 intervals of 100ms" && len(tr.Results) == 0
+	if tr.Edge != "edge-east" || tr.From != events.StatusUp || tr.To != events.StatusDown || !(heard || neverHeard) {
 		t.Errorf("down transition = %+v", tr)
 	}
 
