@@ -173,7 +173,7 @@ func BenchmarkFold(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				rs, err := decodeProbes(m.Data())
+				rs, err := events.DecodeProbes(m.Data())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -283,7 +283,7 @@ func BenchmarkMemoryPerEndpoint(b *testing.B) {
 		before = heap()
 		d := &decider{o: Options{Config: c, Now: time.Now, Stats: &Stats{}}, log: zerolog.Nop(), ix: newIndex(c), regions: map[string]string{}}
 		for _, p := range payloads {
-			rs, err := decodeProbes(p)
+			rs, err := events.DecodeProbes(p)
 			if err != nil {
 				b.Fatal(err)
 			}

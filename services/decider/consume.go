@@ -28,7 +28,7 @@ type delivery struct {
 
 // decodeState and decodeProbeResults are the readers' decoders of each stream.
 func decodeState(dl *delivery)        { dl.env, dl.err = events.Decode(dl.data) }
-func decodeProbeResults(dl *delivery) { dl.results, dl.err = decodeProbes(dl.data) }
+func decodeProbeResults(dl *delivery) { dl.results, dl.err = events.DecodeProbes(dl.data) }
 
 // consume feeds out with the stream's messages, decoded, through an events.Follower until ctx
 // ends: through a lost node or a full outage it resumes after the last message.

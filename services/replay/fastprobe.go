@@ -12,8 +12,8 @@ import (
 // decodeProbeFast decodes a PROBES message of the shape events.Encode writes (the type first,
 // every string without escapes, every key one the payload types have, no null), which is what
 // probers publish, several times faster than encoding/json. It reports false for anything else,
-// and the caller falls back to DecodeProbes: whenever it accepts a message, its results are the
-// ones DecodeProbes gives (a differential test and a fuzzer hold it to that).
+// and the caller falls back to events.DecodeProbes: whenever it accepts a message, its results are the
+// ones events.DecodeProbes gives (a differential test and a fuzzer hold it to that).
 //
 // names, when not nil, interns the strings that repeat from one result to the next (app, pool,
 // endpoint, address, region, prober, check, error class and error), so a million results hold a

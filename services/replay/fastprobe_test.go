@@ -59,7 +59,7 @@ func sameAsLibrary(t *testing.T, data []byte) bool {
 	if !ok {
 		return false
 	}
-	want, err := DecodeProbes(data)
+	want, err := events.DecodeProbes(data)
 	if err != nil {
 		t.Fatalf("the fast path accepted %q, which encoding/json refuses (%v)", data, err)
 	}
@@ -129,7 +129,7 @@ func BenchmarkDecodeProbe(b *testing.B) {
 	})
 	b.Run("encoding-json", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
-			_, _ = DecodeProbes(plain[i%len(plain)])
+			_, _ = events.DecodeProbes(plain[i%len(plain)])
 		}
 	})
 }

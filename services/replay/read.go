@@ -154,7 +154,7 @@ func readProbes(ctx context.Context, js jetstream.JetStream, w Window, fn func(*
 					if rs, ok := decodeProbeFast(m.data, names); ok {
 						c.recs[i].Results = rs
 					} else {
-						c.recs[i].Results, c.recs[i].Err = DecodeProbes(m.data)
+						c.recs[i].Results, c.recs[i].Err = events.DecodeProbes(m.data)
 					}
 				}
 				close(c.done)

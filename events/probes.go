@@ -1,33 +1,31 @@
-package replay
+package events
 
 import (
 	"fmt"
 	"strconv"
-
-	"github.com/detourdev/detour/events"
 )
 
 // DecodeProbes returns the results a PROBES message carries: one for TypeProbeCompleted, every
 // one of a TypeProbeBatchCompleted. Results without an id are named after their envelope, and
-// batch results without a region take the batch's, as the decider names them. Errors wrap
-// events.ErrMalformed.
-func DecodeProbes(data []byte) ([]events.ProbeResult, error) {
-	env, err := events.Decode(data)
+// batch results without a region take the batch's. Errors wrap ErrMalformed. The decider and
+// replay both read PROBES with it, so a replay names results as the live decider did.
+func DecodeProbes(data []byte) ([]ProbeResult, error) {
+	env, err := Decode(data)
 	if err != nil {
 		return nil, err
 	}
 	switch env.Type {
-	case events.TypeProbeCompleted:
-		var r events.ProbeResult
+	case TypeProbeCompleted:
+		var r ProbeResult
 		if err := env.Payload(&r); err != nil {
 			return nil, err
 		}
 		if r.ID == "" {
 			r.ID = env.ID
 		}
-		return []events.ProbeResult{r}, nil
-	case events.TypeProbeBatchCompleted:
-		var b events.ProbeBatch
+		return []ProbeResult{r}, nil
+	case TypeProbeBatchCompleted:
+		var b ProbeBatch
 		if err := env.Payload(&b); err != nil {
 			return nil, err
 		}
@@ -42,5 +40,5 @@ func DecodeProbes(data []byte) ([]events.ProbeResult, error) {
 		}
 		return b.Results, nil
 	}
-	return nil, fmt.Errorf("%w: %s is not a probe event", events.ErrMalformed, env.Type)
+	return nil, fmt.Errorf("%w: %s is not a probe event", ErrMalformed, env.Type)
 }

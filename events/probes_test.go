@@ -1,4 +1,4 @@
-package decider
+package events_test
 
 import (
 	"errors"
@@ -14,11 +14,11 @@ func TestDecodeProbesNamesEveryResult(t *testing.T) {
 	one, _ := events.New(events.TypeProbeCompleted, "p", at, events.ProbeResult{App: "shop", Region: "eu", OK: true})
 	batch, _ := events.New(events.TypeProbeBatchCompleted, "p", at, events.ProbeBatch{Region: "us", Results: []events.ProbeResult{
 		{ID: "mine", App: "shop"}, {App: "shop", Region: "eu"}, {App: "shop"}}})
-	rs, err := decodeProbes(one.Encode())
+	rs, err := events.DecodeProbes(one.Encode())
 	if err != nil || len(rs) != 1 || rs[0].ID != one.ID || rs[0].Region != "eu" {
 		t.Fatalf("single result: %+v, %v; want one named after its envelope", rs, err)
 	}
-	rs, err = decodeProbes(batch.Encode())
+	rs, err = events.DecodeProbes(batch.Encode())
 	if err != nil || len(rs) != 3 {
 		t.Fatalf("batch: %+v, %v", rs, err)
 	}
@@ -33,8 +33,8 @@ func TestDecodeProbesRefusesWhatIsNoProbeEvent(t *testing.T) {
 	for _, in := range []string{``, `null`, `[]`, `{"type":"detour.pool.up.v1","id":"1","time":"2026-01-01T00:00:00Z","data":{}}`,
 		`{"type":"detour.probe.batch_completed.v1","id":"1","time":"2026-01-01T00:00:00Z","data":{"results":{}}}`,
 		`{"type":"detour.probe.completed.v1","id":"1","time":"2026-01-01T00:00:00Z","data":"x"}`} {
-		if _, err := decodeProbes([]byte(in)); !errors.Is(err, events.ErrMalformed) {
-			t.Errorf("decodeProbes(%q) = %v, want ErrMalformed", in, err)
+		if _, err := events.DecodeProbes([]byte(in)); !errors.Is(err, events.ErrMalformed) {
+			t.Errorf("events.DecodeProbes(%q) = %v, want ErrMalformed", in, err)
 		}
 	}
 }
@@ -48,7 +48,7 @@ func FuzzDecodeProbes(f *testing.F) {
 	f.Add([]byte(`{"type":"detour.probe.batch_completed.v1","id":"1","time":"2026-01-01T00:00:00Z","data":{"results":[null,{}]}}`))
 	f.Add([]byte(`garbage`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rs, err := decodeProbes(data)
+		rs, err := events.DecodeProbes(data)
 		if err != nil {
 			if !errors.Is(err, events.ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
