@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 )
 
@@ -55,7 +56,6 @@ type Delivery struct {
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
 	st := followState{cfg: f.Start}
-	st.cfg.MaxResetAttempts = FollowResetAttempts
 	var lostAt time.Time
 	for {
 		err := f.once(ctx, &st, handle, func() {
@@ -101,7 +101,19 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	if st.last > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, st.last+1, nil
 	}
-	cons, err := s.OrderedConsumer(ctx, cfg)
+	// A plain ephemeral consumer that this loop replaces itself, rather than nats.go's ordered
+	// consumer, whose own reset after a reconnection waits up to ten seconds for a consumer.
+	cc := jetstream.ConsumerConfig{Name: nuid.Next(), DeliverPolicy: cfg.DeliverPolicy, OptStartSeq: cfg.OptStartSeq,
+		OptStartTime: cfg.OptStartTime, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute,
+		MemoryStorage: true, Replicas: 1}
+	if len(cfg.FilterSubjects) == 1 {
+		cc.FilterSubject = cfg.FilterSubjects[0]
+	} else {
+		cc.FilterSubjects = cfg.FilterSubjects
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*followProbe)
+	cons, err := s.CreateOrUpdateConsumer(cctx, cc)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", f.Stream, err)
 	}
@@ -117,6 +129,7 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		st.caught = true
 		handle(Delivery{CaughtUp: true})
 	}
+	var consumed uint64
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -129,6 +142,11 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		if err != nil {
 			continue // not a stream message
 		}
+		if meta.Sequence.Consumer != consumed+1 {
+			// A delivery was lost (a pull cut by a reconnection): resume after the last one.
+			return fmt.Errorf("read %s: delivery %d after %d", f.Stream, meta.Sequence.Consumer, consumed)
+		}
+		consumed = meta.Sequence.Consumer
 		d := Delivery{Msg: msg, Subject: msg.Subject(), Data: msg.Data(), Seq: meta.Sequence.Stream,
 			Stamp: meta.Timestamp, Pending: meta.NumPending}
 		if !st.caught && (d.Pending == 0 || d.Seq >= target) {
