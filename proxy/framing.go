@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"strconv"
+	"sync/atomic"
 )
 
 // net/http's server accepts two request framings that RFC 9112 tells a proxy to refuse, because
@@ -16,6 +17,13 @@ import (
 // connection after. net/http refuses the rest of what RFC 9112 §6 forbids by itself: differing
 // Content-Length fields (400), a Transfer-Encoding other than a final chunked (501), a bare CR
 // in a field (400), a head over MaxHeaderBytes (431).
+//
+// After an Upgrade or a CONNECT request the bytes may belong to another protocol, or still be
+// HTTP/1.1 when the answer does not switch protocols (101, or a 2xx to CONNECT). guardedConn
+// holds them back until it sees the answer's status line as net/http writes it: after a switch
+// they pass unchecked, after any other answer nothing more is read and net/http closes the
+// connection. (A request pipelined ahead of the Upgrade in the same read is answered first, so
+// such an Upgrade is refused too.)
 
 // refusedHead is a head net/http answers 400 Bad Request and closes the connection after.
 const refusedHead = "GET / HTTP/1.1\r\nHost: refused\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
@@ -27,7 +35,7 @@ const (
 	inChunkSize
 	inChunkData
 	inTrailers
-	passThrough // an upgrade, HTTP/2 or a head too long to check: net/http sees the bytes as they are
+	passThrough // a switched protocol, HTTP/2 or a head too long to check: net/http sees the bytes as they are
 	refused     // a refused head was handed on: nothing more is read
 )
 
@@ -42,10 +50,47 @@ type guardedConn struct {
 	line  []byte // the head or chunk line being gathered
 	out   []byte // bytes checked and not yet read by net/http
 	buf   [4 << 10]byte
+	// switching is what an Upgrade or CONNECT request awaits from its answer (switchNone when
+	// none does); net/http writes the answer while it may be reading, hence the atomic.
+	switching atomic.Int32
+	// held are the bytes after an Upgrade or CONNECT request, until its answer.
+	held []byte
+}
+
+// What an Upgrade or CONNECT request awaits; then whether its answer switched protocols.
+const (
+	switchNone = iota
+	switchUpgrade
+	switchConnect
+	switchDone
+	switchRefused
+)
+
+// Write watches the status line of the answer to an Upgrade or CONNECT head: unless it switches
+// protocols, the bytes after that head are unchecked, so nothing more is read.
+func (g *guardedConn) Write(p []byte) (int, error) {
+	if w := g.switching.Load(); (w == switchUpgrade || w == switchConnect) && len(p) >= 12 && bytes.HasPrefix(p, []byte("HTTP/1.")) {
+		switch code := string(p[9:12]); {
+		case w == switchUpgrade && code == "101", w == switchConnect && code[0] == '2':
+			g.switching.Store(switchDone)
+		case code[0] == '1': // an interim answer: the final one decides
+		default:
+			g.switching.Store(switchRefused)
+		}
+	}
+	return g.Conn.Write(p)
 }
 
 func (g *guardedConn) Read(p []byte) (int, error) {
 	for len(g.out) == 0 {
+		switch g.switching.Load() {
+		case switchRefused:
+			return 0, net.ErrClosed
+		case switchDone:
+			g.switching.Store(switchNone)
+			g.state, g.out, g.held = passThrough, g.held, nil
+			continue
+		}
 		switch g.state {
 		case passThrough:
 			return g.r.Read(p)
@@ -97,6 +142,10 @@ func (g *guardedConn) feed(b []byte) {
 				}
 			}
 		case inHead:
+			if w := g.switching.Load(); w == switchUpgrade || w == switchConnect {
+				g.held = append(g.held, b...)
+				return
+			}
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
 				g.line = append(g.line, b...)
@@ -144,7 +193,9 @@ func (g *guardedConn) head() {
 	h := g.line
 	g.line = nil
 	lines := bytes.Split(bytes.TrimLeft(h, "\r\n"), []byte("\n"))
-	method, _, _ := bytes.Cut(lines[0], []byte(" "))
+	requestLine := bytes.TrimSuffix(lines[0], []byte("\r"))
+	method, _, _ := bytes.Cut(requestLine, []byte(" "))
+	http11 := bytes.HasSuffix(requestLine, []byte(" HTTP/1.1"))
 	var lengths [][]byte
 	chunked, te, upgrade, folded := false, false, false, false
 	for _, l := range lines[1:] {
@@ -168,13 +219,24 @@ func (g *guardedConn) head() {
 			upgrade = true
 		}
 	}
-	switch {
-	case folded || te && len(lengths) > 0:
+	// RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (net/http
+	// ignores it and reads no body).
+	if folded || te && len(lengths) > 0 || te && !http11 {
 		g.out = append(g.out, refusedHead...)
 		g.state = refused
 		return
-	case string(method) == "PRI" || string(method) == "CONNECT" || upgrade:
+	}
+	g.out = append(g.out, h...)
+	switch {
+	case string(method) == "PRI":
 		g.state = passThrough
+		return
+	case string(method) == "CONNECT":
+		g.switching.Store(switchConnect)
+	case upgrade:
+		g.switching.Store(switchUpgrade)
+	}
+	switch {
 	case te && chunked:
 		g.state = inChunkSize
 	case len(lengths) > 0:
@@ -187,7 +249,6 @@ func (g *guardedConn) head() {
 	case te:
 		g.state = passThrough // net/http answers 501 and closes the connection
 	}
-	g.out = append(g.out, h...)
 }
 
 // chunkLine handles a complete chunk-size or trailer line in g.line.
