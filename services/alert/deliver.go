@@ -47,6 +47,8 @@ type Payload struct {
 	Reason   string    `json:"reason,omitempty"`
 	// Answer is the app's answer after a failover.
 	Answer string `json:"answer,omitempty"`
+	// Drill is how a drill ended, for drill_result.
+	Drill *DrillResult `json:"drill,omitempty"`
 }
 
 // Body is what webhook w receives for alert group a about f, seen as kind.
@@ -56,6 +58,10 @@ func Body(a *config.Alert, w config.Webhook, kind string, f Fact) ([]byte, error
 		return json.Marshal(map[string]string{"text": "Detour " + a.Name + ": " + text})
 	}
 	t := f.Transition
+	if f.Drill != nil {
+		return json.Marshal(Payload{Alert: a.Name, Kind: kind, Text: text, EventID: f.Event.ID, Type: f.Event.Type,
+			Subject: f.Subject, Time: f.Event.Time, Drill: f.Drill})
+	}
 	return json.Marshal(Payload{Alert: a.Name, Kind: kind, Text: text, EventID: f.Event.ID, Type: f.Event.Type,
 		Subject: f.Subject, Time: f.Event.Time, App: t.App, Pool: t.Pool, Endpoint: t.Endpoint, Edge: t.Edge,
 		From: statusText(t.From), To: statusText(t.To), Reason: t.Reason, Answer: f.Answer})

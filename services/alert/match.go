@@ -20,6 +20,8 @@ type Fact struct {
 	Transition events.Transition
 	// Answer is the app's answer after a failover.
 	Answer string
+	// Drill is how a drill ended, for drill_result.
+	Drill *DrillResult
 }
 
 // Classify folds a STATE event into v and says what it is for alerts. ok is false for events
@@ -60,6 +62,9 @@ func Classify(c *config.Config, v *state.View, subject string, seq uint64, e eve
 
 // Matches returns the most specific kind of f the group a is told about, or "".
 func Matches(a *config.Alert, f Fact) string {
+	if f.Drill != nil && !f.Drill.touches(a.Apps) {
+		return ""
+	}
 	if len(a.Apps) > 0 && f.Transition.App != "" && !slices.Contains(a.Apps, f.Transition.App) {
 		return ""
 	}
@@ -73,6 +78,9 @@ func Matches(a *config.Alert, f Fact) string {
 
 // Text is the alert's one line for a person.
 func Text(kind string, f Fact) string {
+	if f.Drill != nil {
+		return drillText(f.Drill)
+	}
 	t := f.Transition
 	what := strings.Join(nonEmpty(t.App, t.Pool, t.Endpoint), "/")
 	if t.Edge != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,9 +47,9 @@ type runner struct {
 // maxInFlight bounds the deliveries retrying at once.
 const maxInFlight = 256
 
-// Run follows STATE and delivers the alerts of every event appended after it started, until
-// ctx ends; then it returns nil. It returns an error at once when a webhook's secret cannot be
-// read.
+// Run follows STATE (and DRILLS, when a group is told about drill_result) and delivers the
+// alerts of every event appended after it started, until ctx ends; then it returns nil. It
+// returns an error at once when a webhook's secret cannot be read.
 func Run(ctx context.Context, o Options) error {
 	if o.JS == nil || o.Config == nil || o.Name == "" {
 		return errors.New("alert options: JS, Config and Name are required")
@@ -77,41 +78,72 @@ func Run(ctx context.Context, o Options) error {
 		<-ctx.Done()
 		return nil
 	}
-	st, err := o.JS.Stream(ctx, events.StreamState)
+	stateSeq, err := lastSeq(ctx, o.JS, events.StreamState)
 	if err != nil {
-		return fmt.Errorf("run alerts: open stream %s: %w", events.StreamState, err)
+		return err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("run alerts: read stream %s: %w", events.StreamState, err)
+	drillSeq := uint64(0)
+	wantDrills := slices.ContainsFunc(o.Config.Alerts, func(a config.Alert) bool { return slices.Contains(a.On, config.AlertDrillResult) })
+	if wantDrills {
+		if drillSeq, err = lastSeq(ctx, o.JS, events.StreamDrills); err != nil {
+			return err
+		}
 	}
-	startSeq := info.State.LastSeq
 	view := state.NewView()
-	r.log.Info().Int("groups", len(o.Config.Alerts)).Uint64("state_seq", startSeq).Msg("alerts started")
-	r.follow(ctx, func(subject string, seq uint64, data []byte) {
+	r.log.Info().Int("groups", len(o.Config.Alerts)).Uint64("state_seq", stateSeq).Msg("alerts started")
+	var followers sync.WaitGroup
+	if wantDrills {
+		seen := drills{}
+		followers.Add(1)
+		go func() {
+			defer followers.Done()
+			r.follow(ctx, events.StreamDrills, events.SubjectDrills, func(subject string, seq uint64, data []byte) {
+				if e, err := events.Decode(data); err == nil {
+					if fact, ok := seen.Classify(subject, e); ok && seq > drillSeq {
+						r.dispatch(ctx, fact)
+					}
+				}
+			})
+		}()
+	}
+	r.follow(ctx, events.StreamState, events.SubjectState, func(subject string, seq uint64, data []byte) {
 		if e, err := events.Decode(data); err == nil {
-			if fact, ok := Classify(o.Config, view, subject, seq, e); ok && seq > startSeq {
+			if fact, ok := Classify(o.Config, view, subject, seq, e); ok && seq > stateSeq {
 				r.dispatch(ctx, fact)
 			}
 		}
 	})
+	followers.Wait()
 	r.wg.Wait()
 	return nil
 }
 
-// follow hands every STATE message to handle, in order, until ctx ends, resuming after the
-// last one handled when the consumer fails.
-func (r *runner) follow(ctx context.Context, handle func(subject string, seq uint64, data []byte)) {
+// lastSeq is the sequence of the last message in stream: alerts are about what comes after it.
+func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("run alerts: open stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("run alerts: read stream %s: %w", stream, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// follow hands every message of stream on subject to handle, in order, until ctx ends,
+// resuming after the last one handled when the consumer fails.
+func (r *runner) follow(ctx context.Context, stream, subject string, handle func(subject string, seq uint64, data []byte)) {
 	var last uint64
 	warned := false
 	for ctx.Err() == nil {
-		cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState},
+		cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject},
 			DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: events.FollowResetAttempts}
 		if last > 0 {
 			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
 		}
 		err := func() error {
-			cons, err := r.o.JS.OrderedConsumer(ctx, events.StreamState, cc)
+			cons, err := r.o.JS.OrderedConsumer(ctx, stream, cc)
 			if err != nil {
 				return err
 			}
@@ -137,7 +169,7 @@ func (r *runner) follow(ctx context.Context, handle func(subject string, seq uin
 			return
 		}
 		if !warned {
-			r.log.Warn().Err(err).Msg("alerts lost STATE; resuming")
+			r.log.Warn().Err(err).Str("stream", stream).Msg("alerts lost a stream; resuming")
 			warned = true
 		}
 		select {
