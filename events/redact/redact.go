@@ -12,8 +12,9 @@ import (
 const Mask = "REDACTED"
 
 // userinfo matches scheme://user:password@ with the password in group 2. The password may hold
-// anything but '@', '/' and white space (a URL's password holds '@' only percent-encoded).
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s"']*):([^@/\s"']*)@`)
+// anything but '/', '"' and white space, and runs to the last '@' before them: url.Parse, and
+// so the NATS client, accepts a password holding ' or an unencoded '@'.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s"']*):([^/\s"]*)@`)
 
 // String returns s with the password of every URL in it replaced by Mask.
 func String(s string) string {

@@ -16,6 +16,8 @@ func TestPasswordsInURLsAreRedacted(t *testing.T) {
 		{"nats://a:pw1@n1:4222,nats://a:pw2@n2:4222", "nats://a:REDACTED@n1:4222,nats://a:REDACTED@n2:4222"},
 		{`{"url":"https://hook:s3cr%40t@example.com/x"}`, `{"url":"https://hook:REDACTED@example.com/x"}`},
 		{"tls://user:@host", "tls://user:REDACTED@host"},
+		{"nats://dns:p@ss-word@nats-1:4222 down", "nats://dns:REDACTED@nats-1:4222 down"},
+		{"nats://dns:it's-secret@nats-1:4222", "nats://dns:REDACTED@nats-1:4222"},
 		{"nats://token@host:4222 and nats://host:4222", "nats://token@host:4222 and nats://host:4222"},
 		{"mail user:pass@example.com is no URL", "mail user:pass@example.com is no URL"},
 		{"http://127.0.0.1:8090/edges/a/stop", "http://127.0.0.1:8090/edges/a/stop"},
