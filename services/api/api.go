@@ -216,11 +216,11 @@ func (s *Server) Handler() http.Handler {
 type handler func(w http.ResponseWriter, r *http.Request, tok Token)
 
 // need admits requests with a bearer token of scope (write admits read too); with
-// loopbackFree, a client on loopback needs none.
+// loopbackFree, a client on loopback that names a loopback host needs none.
 func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handler {
 	return func(h handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if loopbackFree && fromLoopback(r) {
+			if loopbackFree && fromLoopback(r) && loopbackHost(r.Host) {
 				h(w, r, Token{Name: "loopback", Scope: ScopeRead})
 				return
 			}
@@ -238,6 +238,21 @@ func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handle
 			h(w, r, tok)
 		})
 	}
+}
+
+// loopbackHost reports whether host, a request's Host, names loopback: localhost or a loopback
+// address. A page served from another name that resolves to loopback (DNS rebinding) is
+// another site, and its requests need a token.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 func fromLoopback(r *http.Request) bool {

@@ -268,6 +268,32 @@ func TestTheStatusPageNeedsNoTokenOnLoopbackOnly(t *testing.T) {
 	}
 }
 
+// A web page the operator visits can point its own name at 127.0.0.1 (DNS rebinding) and read
+// what loopback may read; its requests name that host, not a loopback one.
+func TestTheStatusPageNeedsATokenFromLoopbackUnderAnotherHostName(t *testing.T) {
+	f := start(t)
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:8088", http.StatusOK},
+		{"localhost:8088", http.StatusOK},
+		{"[::1]:8088", http.StatusOK},
+		{"127.0.0.1", http.StatusOK},
+		{"rebind.attacker.example:8088", http.StatusUnauthorized},
+		{"status.example", http.StatusUnauthorized},
+	} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Host = c.host
+		rec := httptest.NewRecorder()
+		f.srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("page from loopback with Host %s: %d, want %d", c.host, rec.Code, c.want)
+		}
+	}
+}
+
 func ExampleNewToken() {
 	secret, line, _ := api.NewToken("ci", api.ScopeRead)
 	fmt.Println(strings.HasPrefix(secret, "detour_"), strings.HasPrefix(line, "ci read "), len(line))
