@@ -197,6 +197,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /status/events", page(s.handleEvents))
 	mux.Handle("GET /v1/status", read(s.handleStatus))
 	mux.Handle("GET /v1/apps", read(s.handleApps))
+	mux.Handle("GET /v1/drills", read(s.handleDrills))
+	mux.Handle("POST /v1/drills/{id}/rollback", write(s.handleDrillRollback))
 	mux.Handle("GET /v1/apps/{app}", read(s.handleApp))
 	mux.Handle("GET /v1/edges", read(s.handleEdges))
 	mux.Handle("GET /v1/transitions", read(s.handleTransitions))
