@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,5 +59,19 @@ alerts: [{name: oncall, on: [failover], webhooks: [{url: "http://127.0.0.1:9/hoo
 	}
 	if k, err := a.Webhooks[0].Key(); k != "" || err != nil {
 		t.Errorf("a webhook without a secret: key %q, %v", k, err)
+	}
+}
+
+func TestAnInlineWebhookSecretIsListedAmongTheInlineSecrets(t *testing.T) {
+	c, err := config.Parse("alerts.yaml", []byte(`
+zones: [{name: demo.test}]
+apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]}]
+alerts: [{name: oncall, on: [failover], webhooks: [{url: "http://127.0.0.1:9/a", secret_env: HOOK}, {url: "http://127.0.0.1:9/b", secret: s3cret}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.InlineSecrets(), []string{"alerts[0].webhooks[1].secret"}; !slices.Equal(got, want) {
+		t.Errorf("InlineSecrets = %v, want %v", got, want)
 	}
 }

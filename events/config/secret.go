@@ -75,5 +75,12 @@ func (c *Config) InlineSecrets() []string {
 			out = append(out, fmt.Sprintf("zones[%d].push.tsig.secret", i))
 		}
 	}
+	for i, a := range c.Alerts {
+		for j, w := range a.Webhooks {
+			if w.Secret != "" {
+				out = append(out, fmt.Sprintf("alerts[%d].webhooks[%d].secret", i, j))
+			}
+		}
+	}
 	return out
 }
