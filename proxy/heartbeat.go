@@ -14,16 +14,18 @@ func (e *edge) heartbeat(ctx context.Context, js jetstream.JetStream) {
 	interval := e.cfg.Heartbeat.Interval.D()
 	started := time.Now().UTC()
 	subject := events.HeartbeatSubject(e.name)
-	apps := make([]string, 0, len(e.order))
-	for _, a := range e.order {
-		apps = append(apps, a.name)
-	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var seq uint64
 	failing := false
 	for {
 		seq++
+		e.mu.RLock()
+		apps := make([]string, 0, len(e.order))
+		for _, a := range e.order {
+			apps = append(apps, a.name)
+		}
+		e.mu.RUnlock()
 		env, err := events.New(events.TypeEdgeHeartbeat, "edge/"+e.name, time.Now(), events.Heartbeat{
 			Edge: e.name, Region: e.cfg.Region, Seq: seq, Started: started,
 			IntervalMS: interval.Milliseconds(), Apps: apps,

@@ -38,6 +38,9 @@ type Options struct {
 	// DataDir keeps the last route table applied, served at start until NATS answers; "" keeps
 	// none.
 	DataDir string
+	// Configs delivers new configuration versions: the edge opens, closes and reopens its
+	// listeners as its entry says. Optional.
+	Configs <-chan *config.Config
 }
 
 // Timings of the edge itself; those of its traffic are each app's policy (policy.go).
@@ -53,8 +56,10 @@ type edge struct {
 	name      string
 	cfg       *config.Edge
 	log       zerolog.Logger
-	apps      map[string]*app
+	mu        sync.RWMutex
+	apps      map[string]*app // guarded by mu, as order and table
 	order     []*app
+	table     []byte // the last route table applied
 	peers     *peers
 	others    map[netip.Addr]bool // addresses of the other configured edges
 	source    net.IP              // this edge's address, the source of connections to peers
@@ -77,20 +82,36 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(servers))
-	var wg sync.WaitGroup
-	for _, s := range servers {
-		wg.Go(func() {
-			if err := s.serve(ctx); err != nil {
-				errs <- err
-				cancel()
-			}
-		})
+	errs := make(chan error, 1)
+	failed := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+		cancel()
 	}
+	var wg sync.WaitGroup
+	running := map[string]*listener{}
+	for i, s := range servers {
+		running[e.order[i].name] = e.serveApp(ctx, e.order[i], s, failed)
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				for _, l := range running {
+					l.stop()
+				}
+				return
+			case c := <-o.Configs:
+				e.reconfigure(ctx, c, running, failed)
+			}
+		}
+	})
 	wg.Go(func() { e.watchRoutes(ctx, o.JS) })
 	wg.Go(func() { e.heartbeat(ctx, o.JS) })
 	wg.Go(func() { e.peers.run(ctx) })
-	e.log.Info().Int("apps", len(e.order)).Msg("edge serving")
+	e.log.Info().Int("apps", len(servers)).Msg("edge serving")
 	<-ctx.Done()
 	wg.Wait()
 	select {
@@ -144,7 +165,7 @@ type server interface {
 	serve(ctx context.Context) error
 }
 
-// bind opens every listener of the edge, or none.
+// bind opens every listener of the edge, or none; the servers are in the order of e.order.
 func (e *edge) bind() ([]server, error) {
 	var out []server
 	var opened []net.Listener
@@ -157,11 +178,7 @@ func (e *edge) bind() ([]server, error) {
 			return nil, fmt.Errorf("run edge %s: listen for app %s on %s: %w", e.name, a.name, a.cfg.Listen, err)
 		}
 		opened = append(opened, ln)
-		if a.cfg.Mode == config.ModeTCP {
-			out = append(out, &tcpServer{app: a, ln: ln})
-		} else {
-			out = append(out, newHTTPServer(a, ln))
-		}
+		out = append(out, newServer(a, ln))
 	}
 	return out, nil
 }

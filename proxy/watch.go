@@ -35,11 +35,14 @@ func (e *edge) applyTable(b []byte) error {
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, r := range t.Apps {
 		if a, ok := e.apps[r.App]; ok {
 			a.setRoute(r)
 		}
 	}
+	e.table = b
 	e.log.Debug().Uint64("state_seq", t.StateSeq).Msg("route table applied")
 	return nil
 }

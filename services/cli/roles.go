@@ -351,7 +351,11 @@ func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if region != "" && region != e.Region {
 		return usageErr("--region: edge %q is in region %q in the configuration, not %q", r.name, e.Region, region)
 	}
-	return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, DataDir: dataDir, Log: log, Metrics: r.metrics})
+	o := proxy.Options{JS: js, Config: cfg, Edge: r.name, Resolver: resolver, DataDir: dataDir, Log: log, Metrics: r.metrics}
+	if r.configPath == "" { // follow the versions `detour apply` makes
+		o.Configs = config.Watch(ctx, js, r.version, log, "edge", r.name)
+	}
+	return proxy.Run(ctx, o)
 }
 
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {

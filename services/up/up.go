@@ -193,7 +193,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if len(cfg.Edges) > 0 {
 		for _, e := range cfg.Edges {
 			sw := demo.NewSwitch("edge "+e.Name, func(ctx context.Context) error {
-				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log, Metrics: m})
+				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log, Metrics: m,
+					Configs: config.Watch(ctx, js, applied.Number, o.Log, "edge", e.Name)})
 			})
 			sw.Start(g.ctx, g.fail)
 			st.Edges[e.Name] = sw

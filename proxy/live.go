@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"reflect"
+	"slices"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/proxy/route"
+)
+
+// listener is one app's bound listener being served.
+type listener struct {
+	app    *app
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// stop closes the listener and waits until its in-flight requests finished (at most
+// shutdownGrace).
+func (l *listener) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// serveApp serves s for a until ctx ends or the listener is stopped; a serve error goes to
+// failed.
+func (e *edge) serveApp(ctx context.Context, a *app, s server, failed func(error)) *listener {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &listener{app: a, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		if err := s.serve(ctx); err != nil {
+			failed(err)
+		}
+	}()
+	return l
+}
+
+// newServer is the server of app a on ln.
+func newServer(a *app, ln net.Listener) server {
+	if a.cfg.Mode == config.ModeTCP {
+		return &tcpServer{app: a, ln: ln}
+	}
+	return newHTTPServer(a, ln)
+}
+
+// reconfigure applies c's entry of this edge: listeners of removed apps close, those whose
+// entry changed (listen address, mode, secondary, policy) close and open again with it, new
+// ones open; unchanged ones serve on untouched, in-flight requests and all. running is updated.
+func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[string]*listener, failed func(error)) {
+	ce := c.Edge(e.name)
+	if ce == nil {
+		e.log.Error().Msg("edge not in the new configuration; keeping its listeners")
+		return
+	}
+	initial, err := route.Compute(c, state.NewView(), e.name, "")
+	if err != nil {
+		e.log.Error().Err(err).Msg("edge configuration not applied; keeping the last good one")
+		return
+	}
+	var removed, changed, added int
+	for name, l := range running {
+		i := slices.IndexFunc(ce.Apps, func(ea config.EdgeApp) bool { return ea.App == name })
+		if i >= 0 && reflect.DeepEqual(ce.Apps[i], l.app.cfg) {
+			continue
+		}
+		l.stop()
+		delete(running, name)
+		if i < 0 {
+			removed++
+			e.log.Info().Str("app", name).Str("listen", l.app.cfg.Listen).Msg("edge listener closed")
+		}
+	}
+	var order []*app
+	for i, ea := range ce.Apps {
+		if l := running[ea.App]; l != nil {
+			order = append(order, l.app)
+			continue
+		}
+		a := newApp(e, ea)
+		a.metrics = newAppMetrics(e.metrics, e.name, ea.App)
+		a.setRoute(initial.Apps[i])
+		ln, err := net.Listen("tcp", ea.Listen)
+		if err != nil {
+			e.log.Error().Str("app", ea.App).Str("listen", ea.Listen).Err(err).Msg("edge listener not opened")
+			continue
+		}
+		running[ea.App] = e.serveApp(ctx, a, newServer(a, ln), failed)
+		order = append(order, a)
+		if _, had := e.app(ea.App); had {
+			changed++
+		} else {
+			added++
+		}
+		e.log.Info().Str("app", ea.App).Str("listen", ea.Listen).Str("mode", ea.Mode).Str("secondary", ea.Secondary).Msg("edge listener opened")
+	}
+	e.mu.Lock()
+	e.order, e.apps = order, map[string]*app{}
+	for _, a := range order {
+		e.apps[a.name] = a
+	}
+	table := e.table
+	e.mu.Unlock()
+	if table != nil {
+		_ = e.applyTable(table) // the new apps' routes, until the controller computes the next table
+	}
+	e.log.Info().Int("apps", len(order)).Int("added", added).Int("changed", changed).Int("removed", removed).Msg("edge configuration applied")
+}
+
+// app returns the app named name the edge serves.
+func (e *edge) app(name string) (*app, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	a, ok := e.apps[name]
+	return a, ok
+}

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
+)
+
+// liveDoc configures edge-west with the given edge apps (YAML flow items).
+func liveDoc(t *testing.T, shop, blog, apps string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("live.yaml", fmt.Appendf(nil, `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: west, region: us-west, endpoints: [{name: s1, address: %q}]}]
+  - name: blog
+    fqdn: blog.demo.test
+    pools: [{name: west, region: us-west, endpoints: [{name: b1, address: %q}]}]
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    heartbeat: {interval: 100ms}
+    apps: [%s]
+`, shop, blog, apps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func liveGet(addr string) (int, string, error) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + addr + "/")
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+func TestAnEdgeFollowsItsConfigurationWithoutDroppingRequestsOnUnchangedListeners(t *testing.T) {
+	release, arrived := make(chan struct{}), make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") != "" {
+			arrived <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "shop")
+	}))
+	defer slow.Close()
+	blog := backend(t, "blog")
+	shopAddr, blogAddr, movedAddr := freeAddr(t, "127.0.0.21"), freeAddr(t, "127.0.0.21"), freeAddr(t, "127.0.0.21")
+	shopBackend, blogBackend := slow.Listener.Addr().String(), blog.Listener.Addr().String()
+	shopOnly := fmt.Sprintf("{app: shop, listen: %q}", shopAddr)
+	cfg := liveDoc(t, shopBackend, blogBackend, shopOnly)
+
+	ns := eventstest.Start(t)
+	configs := make(chan *config.Config)
+	resolver := dnsServer(t, map[string]string{"edge-west.demo.test.": "127.0.0.21"})
+	eventstest.Run(t, "edge", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: cfg, Edge: "edge-west", Resolver: resolver, Log: zerolog.New(zerolog.NewTestWriter(t)), Configs: configs})
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		code, _, err := liveGet(shopAddr)
+		return err == nil && code == 200
+	}, "shop served on %s", shopAddr)
+
+	// A request to shop is in flight while blog is added.
+	inFlight := make(chan error, 1)
+	go func() {
+		code, body, err := liveGet(shopAddr + "/?slow=1")
+		if err == nil && (code != 200 || body != "shop") {
+			err = fmt.Errorf("answered %d %q", code, body)
+		}
+		inFlight <- err
+	}()
+	<-arrived
+	configs <- liveDoc(t, shopBackend, blogBackend, shopOnly+fmt.Sprintf(", {app: blog, listen: %q}", blogAddr))
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		code, body, err := liveGet(blogAddr)
+		return err == nil && code == 200 && body == "blog GET "
+	}, "blog served on %s after it was added", blogAddr)
+	close(release)
+	if err := <-inFlight; err != nil {
+		t.Errorf("the request in flight on the unchanged shop listener: %v", err)
+	}
+
+	// shop moves to another address and blog goes.
+	configs <- liveDoc(t, shopBackend, blogBackend, fmt.Sprintf("{app: shop, listen: %q}", movedAddr))
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		code, _, err := liveGet(movedAddr)
+		return err == nil && code == 200
+	}, "shop served on %s after it moved", movedAddr)
+	for _, addr := range []string{shopAddr, blogAddr} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			_ = c.Close()
+			t.Errorf("%s still accepts connections after its listener was removed", addr)
+		}
+	}
+}
