@@ -195,6 +195,42 @@ func TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented(t *testing.T) {
 	}
 }
 
+// Only PRI * HTTP/2.0 opens HTTP/2; a PRI request of HTTP/1.1 is served as any other, and the
+// requests after it on the connection are checked as well.
+func TestARequestAfterAnHTTP11PriIsStillChecked(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	for _, step := range []struct {
+		raw, method string
+		want        int
+	}{
+		{"PRI /1 HTTP/1.1\r\n" + host + "\r\n", "PRI", http.StatusOK},
+		{"POST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", "POST", http.StatusBadRequest},
+	} {
+		if _, err := io.WriteString(conn, step.raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: step.method})
+		if err != nil {
+			t.Fatalf("%s: %v", step.method, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != step.want {
+			t.Errorf("%s: %d, want %d", step.method, resp.StatusCode, step.want)
+		}
+	}
+	if got, _ := rec.take(); len(got) != 1 {
+		t.Errorf("the upstream got %q, want the PRI request only", got)
+	}
+}
+
 // h2cRequest sends one HTTP/2 request with prior knowledge to addr: headers with the fields
 // given, then data, ending the stream with the headers when data is nil. It returns the status
 // answered, or 0 for a stream reset.

@@ -228,7 +228,7 @@ func (g *guardedConn) head() {
 	}
 	g.out = append(g.out, h...)
 	switch {
-	case string(method) == "PRI":
+	case string(requestLine) == "PRI * HTTP/2.0": // the HTTP/2 preface; any other PRI is HTTP/1.1
 		g.state = passThrough
 		return
 	case string(method) == "CONNECT":
