@@ -62,7 +62,8 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		line, err := ask(ctx, c, m, server)
 		out := stdout
 		if err != nil {
-			if ctx.Err() != nil {
+			// The query's read deadline is ctx's: it may expire a moment before ctx says so.
+			if d, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(d) {
 				return nil
 			}
 			line, out = "error: "+err.Error(), stderr
