@@ -163,6 +163,10 @@ var corpus = []struct {
 		differs: "RFC 9112 §6.3: the edge answers the second request 400 and closes; net/http forwards all three"},
 	{name: "a smuggling attempt after an Upgrade the upstream ignores", raw: "GET /1 HTTP/1.1\r\n" + host + "Upgrade: foo\r\n\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}, edge: []int{200}, forwards: 1,
 		differs: "the bytes after an Upgrade are not checked, so when the answer is not 101 the edge closes the connection; net/http forwards all three"},
+	{name: "a smuggling attempt after a POST", raw: "POST /1 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
+		differs: "RFC 9112 §6.3: the edge answers the first request as the upstream does, the second 400, and closes; net/http forwards all three"},
+	{name: "a smuggling attempt after a GET net/http serves", raw: "GET /1 HTTP/1.1\r\n" + host + "Expect: 100-continue\r\n\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
+		differs: "RFC 9112 §6.3: the edge answers the first request as the upstream does, the second 400, and closes; net/http forwards all three"},
 	{name: "a smuggling attempt after an HTTP/1.0 Transfer-Encoding", raw: "GET /1 HTTP/1.0\r\n" + host + "Connection: keep-alive\r\nTransfer-Encoding: x\r\n\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}, edge: []int{400},
 		differs: "RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing: the edge answers 400 and closes; net/http ignores the field and forwards all three"},
 }

@@ -36,7 +36,7 @@ const (
 	inChunkData
 	inTrailers
 	passThrough // a switched protocol, HTTP/2 or a head too long to check: net/http sees the bytes as they are
-	refused     // a refused head was handed on: nothing more is read
+	refused     // a refused head was handed on: nothing more is passed on
 )
 
 // guardedConn is a client's connection handed to net/http, whose first bytes were already read
@@ -95,7 +95,14 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 		case passThrough:
 			return g.r.Read(p)
 		case refused:
-			return 0, net.ErrClosed
+			// net/http answers the refused head 400 and closes the connection. Until then, a
+			// read (net/http's background read while it serves the request before) waits as on
+			// a quiet connection: an error here would cancel that request as if the client had
+			// left. What the client sends meanwhile is dropped.
+			if _, err := g.r.Read(g.buf[:]); err != nil {
+				return 0, err
+			}
+			continue
 		}
 		n, err := g.r.Read(g.buf[:])
 		g.feed(g.buf[:n])
