@@ -157,3 +157,37 @@ func TestADrillThatEndsIsSentAsADrillResultToTheGroupsThatSubscribe(t *testing.T
 		t.Errorf("the blog group saw %d requests (want 1), the pool_down group %d (want 0)", blog.requests, pages.requests)
 	}
 }
+
+func TestDrillResultsAreSentOnceTheDrillsStreamExistsWhenItDidNotAtStart(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	if err := ns.JS.DeleteStream(context.Background(), events.StreamDrills); err != nil {
+		t.Fatal(err)
+	}
+	d := drillDoc
+	for range 3 {
+		d = strings.Replace(d, "%q", `"`+hook.URL+`"`, 1)
+	}
+	t.Setenv("DETOUR_TEST_HOOK_SECRET", "x")
+	cfg := eventstest.Config(t, d)
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	st := ns.Stream(t, events.StreamDrills)
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Consumers == 1
+	}, "the alert sender to follow DRILLS once it exists")
+	drillEvent(t, ns.JS, "d1", events.TypeDrillStarted, events.DrillStarted{ID: "d1", Apps: []string{"shop"}, Steps: 1})
+	drillEvent(t, ns.JS, "d1", events.TypeDrillScored, drill.Scorecard{Drill: "d1", Pass: true})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return len(rc.accepted) == 1 && strings.Contains(string(rc.accepted[0]), `"kind":"drill_result"`)
+	}, "one drill_result delivered to the group on every app")
+}

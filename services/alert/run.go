@@ -85,7 +85,9 @@ func Run(ctx context.Context, o Options) error {
 	drillSeq := uint64(0)
 	wantDrills := slices.ContainsFunc(o.Config.Alerts, func(a config.Alert) bool { return slices.Contains(a.On, config.AlertDrillResult) })
 	if wantDrills {
-		if drillSeq, err = lastSeq(ctx, o.JS, events.StreamDrills); err != nil {
+		// Without DRILLS yet (a role started with --config before any apply), every drill
+		// event is new: follow retries until the stream exists.
+		if drillSeq, err = lastSeq(ctx, o.JS, events.StreamDrills); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return err
 		}
 	}
