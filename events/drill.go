@@ -16,6 +16,11 @@ const (
 	TypeDrillRolledBack = "detour.drill.rolled_back.v1"
 	// TypeDrillScored carries the drill's scorecard as JSON (services/drill.Scorecard).
 	TypeDrillScored = "detour.drill.scored.v1"
+	// TypeDrillClaimed carries a DrillClaim on DrillClaimSubject(app): the drill holds the app
+	// until it rolls back or releases it.
+	TypeDrillClaimed = "detour.drill.claimed.v1"
+	// TypeDrillReleased carries a DrillClaim: the drill no longer holds the app.
+	TypeDrillReleased = "detour.drill.released.v1"
 )
 
 // The kinds of simulated failure.
@@ -82,4 +87,14 @@ type DrillRenewed struct {
 type DrillRolledBack struct {
 	By     string `json:"by"`
 	Reason string `json:"reason"`
+}
+
+// DrillClaim is a drill's hold on one app. A claim whose drill has not started by Until (its
+// runner died between claiming and starting) holds nothing.
+type DrillClaim struct {
+	App   string    `json:"app"`
+	ID    string    `json:"id"`
+	Name  string    `json:"name"`
+	By    string    `json:"by"`
+	Until time.Time `json:"until"`
 }

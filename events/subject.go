@@ -113,6 +113,11 @@ func RoutesSubject(edge string) string { return join("detour.routes", edge) }
 // DrillSubject holds the events of one drill run.
 func DrillSubject(drillID string) string { return join("detour.drill", drillID) }
 
+// DrillClaimSubject holds the claims of one app by drills: a drill starts only after appending
+// its claim there with the subject's last sequence it read, so of two drills racing for the app
+// exactly one wins.
+func DrillClaimSubject(app string) string { return join("detour.drill.claim", app) }
+
 // AlertSubject holds the delivery attempts of one alert group.
 func AlertSubject(group string) string { return join("detour.alert", group) }
 

@@ -70,11 +70,16 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}
 	id := o.File.Name + "-" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String()[:18], "-", "")
 	subject := events.DrillSubject(id)
+	claims, err := claimApps(ctx, o.JS, events.DrillClaim{ID: id, Name: o.File.Name, By: o.By, Until: time.Now().Add(o.Lease)}, plan.Apps)
+	if err != nil {
+		return Scorecard{}, err
+	}
 	start := time.Now()
 	sc := Scorecard{Drill: id, Name: o.File.Name, By: o.By, Started: start, Pass: true}
 	_, err = publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
 		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()})
 	if err != nil {
+		releaseClaims(context.WithoutCancel(ctx), o.JS, o.By, claims)
 		return Scorecard{}, err
 	}
 	if o.Started != nil {
@@ -142,6 +147,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 		}
 		sc.RolledBack = reason + " by " + o.By
 	}
+	releaseClaims(rctx, o.JS, o.By, claims)
 	back := StepPlan{Index: len(plan.Steps), Step: "rollback", RTO: o.File.Steps[0].RTO.D(), Answers: plan.Before.Answers, Routes: plan.Before.Routes}
 	restore := measure(rctx, o, "", prev, back, time.Now())
 	sc.Restored = restore

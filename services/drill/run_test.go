@@ -3,6 +3,7 @@ package drill_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -305,3 +307,37 @@ func TestADrillWhoseRunnerIsKilledIsRolledBackByAController(t *testing.T) {
 }
 
 func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+
+func TestOfTwoDrillRunsStartedTogetherOnOneAppExactlyOneRuns(t *testing.T) {
+	s := startStack(t)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	started := make(chan string, 2)
+	errs := make([]error, 2)
+	for i, name := range []string{"first", "second"} {
+		o := s.options(t, "name: "+name+"\nsteps: [{fail: pool shop/west, rto: 2s}]")
+		o.By = name + "@host"
+		o.Started = func(id string) { started <- id }
+		wg.Go(func() {
+			<-start
+			_, errs[i] = drill.Run(context.Background(), o)
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(started)
+	var ran []string
+	for id := range started {
+		ran = append(ran, id)
+	}
+	if len(ran) != 1 || (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("drills started %v, errors %v; want exactly one run", ran, errs)
+	}
+	refused := errs[0]
+	if refused == nil {
+		refused = errs[1]
+	}
+	if !errors.Is(refused, drill.ErrRefused) || !strings.Contains(refused.Error(), "app shop") || !strings.Contains(refused.Error(), "drill "+ran[0]) {
+		t.Errorf("the refused drill says %q; want it to name app shop and drill %s", refused, ran[0])
+	}
+}

@@ -34,6 +34,9 @@ func NewView() *View { return &View{drills: map[string]*Active{}, ended: map[str
 // or names another drill than its subject, is an error.
 func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error) {
 	tok := events.SplitSubject(subject, "detour.drill")
+	if len(tok) == 2 && tok[0] == "claim" {
+		return false, nil // an app's claim: it puts no failure in force
+	}
 	if len(tok) != 1 {
 		return false, fmt.Errorf("%w: %s is not a drill subject", events.ErrMalformed, subject)
 	}

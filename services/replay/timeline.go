@@ -129,6 +129,8 @@ func (b *Builder) Add(r *Record) {
 			}
 		})
 		b.items = append(b.items, it)
+	case e.Type == events.TypeDrillClaimed || e.Type == events.TypeDrillReleased:
+		return // which drill holds an app: its start and rollback are on the timeline
 	case strings.HasPrefix(e.Type, "detour.drill."):
 		it.Kind, it.Drill = KindDrill, lastToken(r.Subject)
 		b.manual[e.ID] = true
