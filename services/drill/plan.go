@@ -14,6 +14,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
+	"github.com/detourdev/detour/services/decide"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -49,21 +50,26 @@ type Observation struct {
 	Answer string `json:"answer"`
 }
 
-// MakePlan previews drill f over configuration c, the recorded state v and the drills in force.
-func MakePlan(f *File, c *config.Config, v *state.View, active *View) (Plan, error) {
+// Votes are the probing regions' views of each endpoint, by its STATE subject, as its latest
+// transition recorded them.
+type Votes map[string][]events.Vote
+
+// MakePlan previews drill f over configuration c, the recorded state v, the regions' votes and
+// the drills in force. Without votes (nil) a region step predicts no change.
+func MakePlan(f *File, c *config.Config, v *state.View, votes Votes, active *View) (Plan, error) {
 	if err := f.Check(c); err != nil {
 		return Plan{}, err
 	}
 	p := Plan{Name: f.Name, Apps: touched(f, c)}
-	p.Before = expect(c, v, nil)
+	p.Before = expect(c, v, votes, nil)
 	p.Before.Index, p.Before.Step = -1, "before the drill"
 	var failures []events.Failure
 	for i, s := range f.Steps {
 		failures = append(failures, s.Failure)
-		sp := expect(c, v, failures)
+		sp := expect(c, v, votes, failures)
 		sp.Index, sp.Step, sp.RTO = i, "fail "+s.Failure.String(), s.RTO.D()
 		p.Steps = append(p.Steps, sp)
-		sim := simulate(c, v, failures)
+		sim := simulate(c, v, votes, failures)
 		for _, name := range p.Apps {
 			a := c.App(name)
 			var verdicts []string
@@ -114,9 +120,10 @@ func touched(f *File, c *config.Config) []string {
 }
 
 // simulate returns the state view v with failures applied: the endpoints of a failed pool and
-// failed endpoints down, failed edges down. A failed region changes no recorded status: its votes
-// stop counting, and the plan cannot know what the other regions will decide.
-func simulate(c *config.Config, v *state.View, failures []events.Failure) *state.View {
+// failed endpoints down, failed edges down, and each endpoint as the decider's own fold
+// (decide.Endpoint) decides it once the failed regions' votes went stale and the other regions'
+// votes stand.
+func simulate(c *config.Config, v *state.View, votes Votes, failures []events.Failure) *state.View {
 	sim := state.NewView()
 	var seq uint64
 	put := func(subject, typ string, data any) {
@@ -131,11 +138,17 @@ func simulate(c *config.Config, v *state.View, failures []events.Failure) *state
 			return f.App == app && f.Pool == pool && (f.Kind == events.FailPool || f.Endpoint == ep)
 		})
 	}
+	overrides := v.Overrides() // an override wins over the votes: they change nothing
 	status := map[events.Status]string{events.StatusUp: events.TypeEndpointUp, events.StatusDown: events.TypeEndpointDown, events.StatusDrained: events.TypeEndpointDrained}
 	for _, a := range c.Apps {
 		for _, p := range a.Pools {
 			for _, e := range p.Endpoints {
 				s := v.Endpoint(a.Name, p.Name, e.Name)
+				_, own := overrides[events.OverrideSubject(a.Name, p.Name, e.Name)]
+				_, pool := overrides[events.OverrideSubject(a.Name, p.Name, "")]
+				if rv := votes[events.EndpointStateSubject(a.Name, p.Name, e.Name)]; len(rv) > 0 && !own && !pool {
+					s = withoutRegions(s, rv, failures, decide.PolicyFor(&a))
+				}
 				if failed(a.Name, p.Name, e.Name) {
 					s = events.StatusDown
 				}
@@ -163,9 +176,32 @@ func simulate(c *config.Config, v *state.View, failures []events.Failure) *state
 	return sim
 }
 
+// withoutRegions is what the decider decides for an endpoint recorded at status with the
+// regions' votes rv once the failed regions stop voting (their results are dropped, so they go
+// stale): the status itself when no failed region voted.
+func withoutRegions(status events.Status, rv []events.Vote, failures []events.Failure, p decide.Policy) events.Status {
+	now := time.Now()
+	var e decide.Endpoint
+	dropped := false
+	for _, vote := range rv {
+		last := now
+		if slices.ContainsFunc(failures, func(f events.Failure) bool { return f.Kind == events.FailRegion && f.Region == vote.Region }) {
+			last, dropped = now.Add(-p.StaleAfter-time.Second), true
+		}
+		e.Regions = append(e.Regions, decide.Region{Name: vote.Region, Status: vote.Status, OK: vote.Status == events.StatusUp, Run: 1, Last: last, IDs: []string{"recorded"}})
+	}
+	if !dropped {
+		return status
+	}
+	slices.SortFunc(e.Regions, func(a, b decide.Region) int { return strings.Compare(a.Name, b.Name) })
+	e.Restore(status)
+	e.Expire(now, p)
+	return e.Status
+}
+
 // expect computes every app's answer and every edge's routes with failures in force.
-func expect(c *config.Config, v *state.View, failures []events.Failure) StepPlan {
-	sim := simulate(c, v, failures)
+func expect(c *config.Config, v *state.View, votes Votes, failures []events.Failure) StepPlan {
+	sim := simulate(c, v, votes, failures)
 	sp := StepPlan{Failures: slices.Clone(failures)}
 	for i := range c.Apps {
 		a := &c.Apps[i]
@@ -218,7 +254,7 @@ func RouteText(r events.AppRoute) string {
 
 // PlanFor reads the recorded state and the drills in force and plans f.
 func PlanFor(ctx context.Context, js jetstream.JetStream, c *config.Config, f *File) (Plan, error) {
-	v, err := ReadState(ctx, js, c)
+	v, votes, err := ReadState(ctx, js, c)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -226,7 +262,7 @@ func PlanFor(ctx context.Context, js jetstream.JetStream, c *config.Config, f *F
 	if err != nil {
 		return Plan{}, err
 	}
-	return MakePlan(f, c, v, active)
+	return MakePlan(f, c, v, votes, active)
 }
 
 // WriteText writes the plan: every step's answers and routes, and the safety rules it breaks.

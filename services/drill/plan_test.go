@@ -41,7 +41,7 @@ func drillFile(t *testing.T, doc string) *drill.File {
 
 func TestAPlanShowsEachStepsAnswersAndRoutes(t *testing.T) {
 	c := eventstest.Config(t, planConfig)
-	p, err := drill.MakePlan(drillFile(t, "name: d\nsteps: [{fail: pool shop/west, rto: 2s}, {fail: edge edge-a, rto: 2s}]"), c, state.NewView(), drill.NewView())
+	p, err := drill.MakePlan(drillFile(t, "name: d\nsteps: [{fail: pool shop/west, rto: 2s}, {fail: edge edge-a, rto: 2s}]"), c, state.NewView(), nil, drill.NewView())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestAPlanIsRefusedByEachSafetyRule(t *testing.T) {
 			"app shop is already in drill other (other, by ann) until it rolls back"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := drill.MakePlan(drillFile(t, tc.doc), c, state.NewView(), tc.active)
+			p, err := drill.MakePlan(drillFile(t, tc.doc), c, state.NewView(), nil, tc.active)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,4 +141,56 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+const regionConfig = `
+zones: [{name: demo.test}]
+regions: [r1, r2, r3]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    quorum: 0.6
+    pools:
+      - {name: west, region: r1, endpoints: [{name: w1, address: "127.0.0.51:80"}]}
+      - {name: east, region: r2, endpoints: [{name: e1, address: "127.0.0.52:80"}]}
+`
+
+func TestARegionStepIsPlannedFromTheOtherRegionsVotes(t *testing.T) {
+	c := eventstest.Config(t, regionConfig)
+	v := state.NewView()
+	votes := drill.Votes{}
+	// w1 is up by 2 of 3 votes (r2 sees it down), e1 by all three.
+	for i, ep := range []struct {
+		pool, name string
+		votes      []events.Vote
+	}{
+		{"west", "w1", []events.Vote{{Region: "r1", Status: events.StatusUp}, {Region: "r2", Status: events.StatusDown}, {Region: "r3", Status: events.StatusUp}}},
+		{"east", "e1", []events.Vote{{Region: "r1", Status: events.StatusUp}, {Region: "r2", Status: events.StatusUp}, {Region: "r3", Status: events.StatusUp}}},
+	} {
+		subject := events.EndpointStateSubject("shop", ep.pool, ep.name)
+		e, err := events.New(events.TypeEndpointUp, "decider", time.Now(), events.Transition{App: "shop", Pool: ep.pool, Endpoint: ep.name, To: events.StatusUp, Votes: ep.votes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Apply(subject, uint64(i+1), e); err != nil {
+			t.Fatal(err)
+		}
+		votes[subject] = ep.votes
+	}
+	for _, tc := range []struct{ region, want string }{
+		{"r1", "127.0.0.52"}, // r2 down, r3 up: 1 of 2 is below the quorum of 0.6, west goes down
+		{"r2", "127.0.0.51"}, // r1 and r3 up: the quorum holds, west keeps answering
+		{"r3", "127.0.0.52"},
+	} {
+		p, err := drill.MakePlan(drillFile(t, "name: d\nsteps: [{fail: region "+tc.region+", rto: 5s}]"), c, v, votes, drill.NewView())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Before.Answers[0].Answer != "127.0.0.51" {
+			t.Fatalf("before the drill shop answers %q, want west's 127.0.0.51", p.Before.Answers[0].Answer)
+		}
+		if got := p.Steps[0].Answers[0].Answer; got != tc.want || len(p.Refused) > 0 {
+			t.Errorf("fail region %s: shop answers %q (refused %q), want %q", tc.region, got, p.Refused, tc.want)
+		}
+	}
 }

@@ -53,7 +53,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if o.Lease <= 0 {
 		o.Lease = 3 * time.Second
 	}
-	v, err := ReadState(ctx, o.JS, o.Config)
+	v, votes, err := ReadState(ctx, o.JS, o.Config)
 	if err != nil {
 		return Scorecard{}, err
 	}
@@ -61,7 +61,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if err != nil {
 		return Scorecard{}, err
 	}
-	plan, err := MakePlan(o.File, o.Config, v, active)
+	plan, err := MakePlan(o.File, o.Config, v, votes, active)
 	if err != nil {
 		return Scorecard{}, err
 	}
@@ -388,13 +388,14 @@ func ask(server, name string) string {
 	return strings.Join(ips, " ")
 }
 
-// ReadState reads the latest STATE event of every subject c names into a view.
-func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*state.View, error) {
+// ReadState reads the latest STATE event of every subject c names into a view, and the regions'
+// votes its latest endpoint transitions recorded.
+func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*state.View, Votes, error) {
 	s, err := js.Stream(ctx, events.StreamState)
 	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
+		return nil, nil, fmt.Errorf("read state: %w", err)
 	}
-	v := state.NewView()
+	v, votes := state.NewView(), Votes{}
 	var subjects []string
 	for _, a := range c.Apps {
 		for _, p := range a.Pools {
@@ -410,13 +411,17 @@ func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*
 	for _, subject := range subjects {
 		e, seq, ok, err := events.Last(ctx, s, subject)
 		if err != nil && !errors.Is(err, events.ErrMalformed) {
-			return nil, fmt.Errorf("read state: %w", err)
+			return nil, nil, fmt.Errorf("read state: %w", err)
 		}
 		if ok && err == nil {
 			_, _ = v.Apply(subject, seq, e)
+			var t events.Transition
+			if _, isStatus := events.TransitionStatus(e.Type); isStatus && e.Payload(&t) == nil && len(t.Votes) > 0 {
+				votes[subject] = t.Votes
+			}
 		}
 	}
-	return v, nil
+	return v, votes, nil
 }
 
 // ReadDrills folds the whole DRILLS stream into a view of the drills in force.

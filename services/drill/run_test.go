@@ -115,7 +115,7 @@ edges:
 	s := &stack{Stack: st, js: js, configPath: path, west: west}
 	// Every endpoint and edge is decided before a drill starts.
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		v, err := drill.ReadState(context.Background(), js, st.Config)
+		v, _, err := drill.ReadState(context.Background(), js, st.Config)
 		if err != nil {
 			return false
 		}
