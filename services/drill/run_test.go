@@ -341,3 +341,20 @@ func TestOfTwoDrillRunsStartedTogetherOnOneAppExactlyOneRuns(t *testing.T) {
 		t.Errorf("the refused drill says %q; want it to name app shop and drill %s", refused, ran[0])
 	}
 }
+
+func TestTheRecordedStateCarriesEachEndpointsVotesForThePlan(t *testing.T) {
+	s := startStack(t)
+	_, votes, err := drill.ReadState(context.Background(), s.js, s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range s.Config.Apps {
+		for _, p := range a.Pools {
+			for _, e := range p.Endpoints {
+				if v := votes[events.EndpointStateSubject(a.Name, p.Name, e.Name)]; len(v) == 0 {
+					t.Errorf("no votes read for %s/%s/%s", a.Name, p.Name, e.Name)
+				}
+			}
+		}
+	}
+}
