@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"reflect"
 	"slices"
@@ -50,17 +52,19 @@ func newServer(a *app, ln net.Listener) server {
 // reconfigure applies c's entry of this edge: listeners of removed apps close, those whose
 // entry changed (listen address, mode, secondary, policy) close and open again with it, new
 // ones open; unchanged ones serve on untouched, in-flight requests and all. running is updated.
-func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[string]*listener, failed func(error)) {
+// It returns why c could not be applied: the edge is not in it (nothing changes then), or a
+// listener could not be bound (the others are applied; that app is not served until a version
+// that binds).
+func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[string]*listener, failed func(error)) error {
 	ce := c.Edge(e.name)
 	if ce == nil {
-		e.log.Error().Msg("edge not in the new configuration; keeping its listeners")
-		return
+		return fmt.Errorf("edges: no edge %q in version %d; its listeners are kept", e.name, c.Version)
 	}
 	initial, err := route.Compute(c, state.NewView(), e.name, "")
 	if err != nil {
-		e.log.Error().Err(err).Msg("edge configuration not applied; keeping the last good one")
-		return
+		return fmt.Errorf("edges[%s]: %w; the last good configuration is kept", e.name, err)
 	}
+	var unbound []error
 	var removed, changed, added int
 	for name, l := range running {
 		i := slices.IndexFunc(ce.Apps, func(ea config.EdgeApp) bool { return ea.App == name })
@@ -85,7 +89,7 @@ func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[st
 		a.setRoute(initial.Apps[i])
 		ln, err := net.Listen("tcp", ea.Listen)
 		if err != nil {
-			e.log.Error().Str("app", ea.App).Str("listen", ea.Listen).Err(err).Msg("edge listener not opened")
+			unbound = append(unbound, fmt.Errorf("edges[%s].apps[%d].listen: %w", e.name, i, err))
 			continue
 		}
 		running[ea.App] = e.serveApp(ctx, a, newServer(a, ln), failed)
@@ -108,6 +112,7 @@ func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[st
 		_ = e.applyTable(table) // the new apps' routes, until the controller computes the next table
 	}
 	e.log.Info().Int("apps", len(order)).Int("added", added).Int("changed", changed).Int("removed", removed).Msg("edge configuration applied")
+	return errors.Join(unbound...)
 }
 
 // app returns the app named name the edge serves.

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"strings"
+
 	"context"
 	"fmt"
+	"github.com/detourdev/detour/events"
 	"io"
 	"net"
 	"net/http"
@@ -109,5 +112,56 @@ func TestAnEdgeFollowsItsConfigurationWithoutDroppingRequestsOnUnchangedListener
 			_ = c.Close()
 			t.Errorf("%s still accepts connections after its listener was removed", addr)
 		}
+	}
+}
+
+func TestAVersionWhoseListenerCannotBindIsRecordedAsRejectedAndTheRestStillServes(t *testing.T) {
+	blog := backend(t, "blog")
+	shop := backend(t, "shop")
+	shopAddr := freeAddr(t, "127.0.0.21")
+	taken, err := net.Listen("tcp", "127.0.0.21:0") // another program holds the address blog asks for
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	shopOnly := fmt.Sprintf("{app: shop, listen: %q}", shopAddr)
+	cfg := liveDoc(t, shop.Listener.Addr().String(), blog.Listener.Addr().String(), shopOnly)
+
+	ns := eventstest.Start(t)
+	rejected, err := ns.Conn.SubscribeSync(config.RejectedSubject("edge", "edge-west"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	configs := make(chan *config.Config)
+	resolver := dnsServer(t, map[string]string{"edge-west.demo.test.": "127.0.0.21"})
+	eventstest.Run(t, "edge", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: cfg, Edge: "edge-west", Resolver: resolver, Log: zerolog.New(zerolog.NewTestWriter(t)), Configs: configs})
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		code, _, err := liveGet(shopAddr)
+		return err == nil && code == 200
+	}, "shop served on %s", shopAddr)
+
+	next := liveDoc(t, shop.Listener.Addr().String(), blog.Listener.Addr().String(),
+		shopOnly+fmt.Sprintf(", {app: blog, listen: %q}", taken.Addr().String()))
+	next.Version = 7
+	configs <- next
+	m, err := rejected.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no rejection recorded for version 7: %v", err)
+	}
+	var r config.Rejected
+	e, err := events.Decode(m.Data)
+	if err == nil {
+		err = e.Payload(&r)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Version != 7 || r.Role != "edge/edge-west" || len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "edges[edge-west].apps[1].listen") {
+		t.Errorf("rejection = %+v, want version 7 of edge/edge-west naming edges[edge-west].apps[1].listen", r)
+	}
+	if code, body, err := liveGet(shopAddr); err != nil || code != 200 || body != "shop GET " {
+		t.Errorf("shop after the rejected version: %d %q %v, want it served as before", code, body, err)
 	}
 }

@@ -104,7 +104,13 @@ func Run(ctx context.Context, o Options) error {
 				}
 				return
 			case c := <-o.Configs:
-				e.reconfigure(ctx, c, running, failed)
+				if err := e.reconfigure(ctx, c, running, failed); err != nil {
+					if o.JS == nil {
+						e.log.Error().Err(err).Uint64("version", c.Version).Msg("configuration version not applied")
+					} else {
+						config.Reject(ctx, o.JS, c.Version, err, e.log, "edge", e.name)
+					}
+				}
 			}
 		}
 	})

@@ -26,6 +26,10 @@ type Config struct {
 	Regions []string `yaml:"regions,omitempty"`
 	// Alerts are groups of webhooks told about transitions and failovers. Optional.
 	Alerts []Alert `yaml:"alerts,omitempty"`
+
+	// Version is the CONFIG stream sequence this configuration was read from, set by Watch so
+	// that a role which cannot apply it can say which version it refused (Reject); 0 for a file.
+	Version uint64 `yaml:"-" json:"-"`
 }
 
 // Zone is a DNS zone Detour serves.

@@ -95,9 +95,10 @@ func watchOnce(ctx context.Context, js jetstream.JetStream, last *uint64, role [
 			c, err = v.Config()
 		}
 		if err != nil {
-			reject(ctx, js, role, md.Sequence.Stream, err, log)
+			Reject(ctx, js, md.Sequence.Stream, err, log, role...)
 			continue
 		}
+		c.Version = md.Sequence.Stream
 		select {
 		case <-out:
 		default:
@@ -107,8 +108,10 @@ func watchOnce(ctx context.Context, js jetstream.JetStream, last *uint64, role [
 	}
 }
 
-// reject records that role could not apply version.
-func reject(ctx context.Context, js jetstream.JetStream, role []string, version uint64, err error, log zerolog.Logger) {
+// Reject records, as a detour.config.rejected.v1 event on RejectedSubject(role...), that the role
+// could not apply version because of err, and logs it. Watch calls it for a version that does not
+// parse; a role calls it for one it cannot apply itself (an edge whose listener cannot bind).
+func Reject(ctx context.Context, js jetstream.JetStream, version uint64, err error, log zerolog.Logger, role ...string) {
 	name := strings.Join(role, "/")
 	r := Rejected{Version: version, Role: name}
 	var ce *Error
