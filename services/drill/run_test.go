@@ -21,9 +21,9 @@ import (
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/demo"
 	"github.com/detourdev/detour/services/drill"
+	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/replay"
 	"github.com/detourdev/detour/services/up"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -34,16 +34,6 @@ type stack struct {
 	js         jetstream.JetStream
 	configPath string
 	west       *demo.Backend
-}
-
-func freePort(t *testing.T, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func startStack(t *testing.T) *stack {
@@ -81,37 +71,8 @@ edges:
      apps: [{app: www, listen: %[3]q, secondary: edge-b}]}
   - {name: edge-b, region: us-east, hostname: edge-b.demo.test, address: 127.0.0.74, heartbeat: {interval: 250ms, fall: 3},
      apps: [{app: www, listen: %[4]q, secondary: edge-a}]}
-`, west.Addr(), east.Addr(), freePort(t, "127.0.0.73"), freePort(t, "127.0.0.74"))
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := up.Start(ctx, up.Options{ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1,
-		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := st.Wait(); err != nil {
-			t.Errorf("stack stopped with %v", err)
-		}
-	})
-	creds, err := st.NATSCredentials.Option()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, west.Addr(), east.Addr(), stacktest.FreePort(t, "127.0.0.73"), stacktest.FreePort(t, "127.0.0.74"))
+	st, js, path := stacktest.Start(t, doc)
 	s := &stack{Stack: st, js: js, configPath: path, west: west}
 	// Every endpoint and edge is decided before a drill starts.
 	eventstest.Eventually(t, 5*time.Second, func() bool {

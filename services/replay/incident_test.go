@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,12 +15,10 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/demo"
+	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/replay"
-	"github.com/detourdev/detour/services/up"
 	"github.com/miekg/dns"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 )
 
 // incident is a recorded incident: Detour ran in process while a backend was killed and brought
@@ -33,17 +29,6 @@ type incident struct {
 	west string // the killed endpoint's name
 	// raw are every STATE, DNS and ROUTES message, in stream order.
 	raw map[string][]events.Envelope
-}
-
-// freePort returns a port free on host now.
-func freePort(t *testing.T, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // recordIncident runs Detour with two backends and two edges, kills the west backend, brings it
@@ -83,37 +68,8 @@ edges:
      apps: [{app: www, listen: %[3]q, secondary: edge-b}]}
   - {name: edge-b, region: us-east, hostname: edge-b.demo.test, address: 127.0.0.54, heartbeat: {interval: 250ms, fall: 3},
      apps: [{app: www, listen: %[4]q, secondary: edge-a}]}
-`, west.Addr(), east.Addr(), freePort(t, "127.0.0.53"), freePort(t, "127.0.0.54"))
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := up.Start(ctx, up.Options{ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1,
-		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := st.Wait(); err != nil {
-			t.Errorf("stack stopped with %v", err)
-		}
-	})
-	creds, err := st.NATSCredentials.Option()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, west.Addr(), east.Addr(), stacktest.FreePort(t, "127.0.0.53"), stacktest.FreePort(t, "127.0.0.54"))
+	st, js, _ := stacktest.Start(t, doc)
 	westName := st.Config.Apps[0].Pools[0].Endpoints[0].Name
 	westHost, eastHost := host(west.Addr()), host(east.Addr())
 	waitState(t, js, events.EndpointStateSubject("shop", "west", westName), events.TypeEndpointUp)
