@@ -10,28 +10,16 @@ import (
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/up"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestAnAppAppliedToARunningStackIsProbedWithinOneInterval(t *testing.T) {
 	st, west, east := slice(t)
 	waitAnswer(t, st, host(west.Addr()), 5*time.Second, "at start")
-	creds, err := st.NATSCredentials.Option()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := stacktest.Connect(t, st)
 	active, err := config.Active(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
@@ -75,19 +63,7 @@ func TestAnAppAppliedToARunningStackIsProbedWithinOneInterval(t *testing.T) {
 func TestAnAppliedVersionTakesEffectWithinOneIntervalWithNoFailedQuery(t *testing.T) {
 	st, west, east := slice(t)
 	waitAnswer(t, st, host(west.Addr()), 5*time.Second, "at start")
-	creds, err := st.NATSCredentials.Option()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := stacktest.Connect(t, st)
 	active, err := config.Active(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
@@ -172,19 +148,7 @@ func TestTheConfigFileIsAppliedWhenItChangesAndABadOneIsRefusedWhole(t *testing.
 	var path string
 	reload := make(chan struct{}) // a send returns once the watcher took it: after the last one's work
 	st, _, east := slice(t, func(o *up.Options) { path, o.Reload = o.ConfigPath, reload })
-	creds, err := st.NATSCredentials.Option()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := stacktest.Connect(t, st)
 	before, err := config.History(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)

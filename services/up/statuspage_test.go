@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/up"
 	"github.com/nats-io/nats.go"
 )
@@ -61,15 +62,7 @@ func TestTheStatusPageShowsAnEndpointDownWithinASecondOfItsStateEvent(t *testing
 	}
 
 	// Note when the down transition reaches a STATE subscriber, then when the page shows it.
-	creds, err := st.NATSCredentials.Option()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := stacktest.Connect(t, st)
 	downAt := make(chan time.Time, 1)
 	sub, err := nc.Subscribe(events.EndpointStateSubject("shop", "west", endpoint), func(m *nats.Msg) {
 		if e, err := events.Decode(m.Data); err == nil && e.Type == events.TypeEndpointDown {

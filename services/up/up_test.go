@@ -14,6 +14,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/demo"
+	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/up"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
@@ -126,26 +127,14 @@ func TestTheAnswerFailsOverToTheBackupPoolAndBack(t *testing.T) {
 	waitAnswer(t, st, westIP, 5*time.Second, "at start")
 
 	// Garbage on Detour's subjects and in DNS packets must not disturb anything that follows.
-	creds, err := st.NATSCredentials.Option()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := stacktest.Connect(t, st)
 	sendGarbage(t, js, st.DNSAddr)
 
 	west.Close()
 	took := waitAnswer(t, st, eastIP, interval*fall+time.Second, "after the west backend died")
 	t.Logf("failover took %s (bound %s)", took, interval*fall+time.Second)
 
-	west, err = demo.StartBackend("west", west.Addr())
+	west, err := demo.StartBackend("west", west.Addr())
 	if err != nil {
 		t.Fatalf("restart west on its old address: %v", err)
 	}

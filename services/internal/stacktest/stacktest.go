@@ -1,6 +1,6 @@
 // Package stacktest runs a whole Detour stack (up.Start on embedded JetStream) from a
 // configuration document for the tests of the packages that read what it records (replay,
-// drill), and connects to its NATS with the credentials it generated.
+// drill, up), and connects to its NATS with the credentials it generated.
 package stacktest
 
 import (
@@ -38,6 +38,13 @@ func Start(t *testing.T, doc string) (*up.Stack, jetstream.JetStream, string) {
 			t.Errorf("stack stopped with %v", err)
 		}
 	})
+	_, js := Connect(t, st)
+	return st, js, path
+}
+
+// Connect connects to st's NATS server with the credentials it generated, until the test ends.
+func Connect(t *testing.T, st *up.Stack) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
 	creds, err := st.NATSCredentials.Option()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +58,7 @@ func Start(t *testing.T, doc string) (*up.Stack, jetstream.JetStream, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, js, path
+	return nc, js
 }
 
 // FreePort returns an address on host whose port is free now.
