@@ -12,6 +12,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/internal/bindtest"
 	"github.com/detourdev/detour/dnsupdater/internal/knottest"
+	"github.com/detourdev/detour/dnsupdater/internal/proctest"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
@@ -72,8 +73,8 @@ func TestAKnotSecondaryFollowsDetourThroughFailoversOverridesAndRestarts(t *test
 	}
 	js := eventstest.Start(t)
 	dataDir := t.TempDir()
-	detourAddr := fmt.Sprintf("127.0.0.1:%d", knottest.FreePort(t))
-	knotPort := knottest.FreePort(t)
+	detourAddr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	knotPort := proctest.FreePort(t)
 	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
 
 	var stop func()
@@ -185,7 +186,7 @@ func TestABINDSecondaryFollowsDetourByIXFR(t *testing.T) {
 		t.Skip("named (Debian package bind9) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
 	}
 	js := eventstest.Start(t)
-	bindPort := bindtest.FreePort(t)
+	bindPort := proctest.FreePort(t)
 	bindAddr := fmt.Sprintf("127.0.0.1:%d", bindPort)
 	detour := startServer(t, js, eventstest.Config(t, fmt.Sprintf(secondaryConfig, bindAddr, `"www IN A 192.0.2.1"`, "")), "").srv.Addr()
 	bind := bindtest.StartSecondary(t, "demo.test", detour, bindPort)

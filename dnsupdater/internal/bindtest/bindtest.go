@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/proctest"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
 )
@@ -27,26 +27,6 @@ type Primary struct {
 	KeyName, Secret string
 }
 
-// freePort returns a loopback port free over UDP and TCP at the time of the call.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port over UDP and TCP")
-	return 0
-}
-
 // Start runs named for p with a generated named.conf in a temporary directory, waits until it
 // answers, stops it when the test ends, and returns its ip:port.
 func Start(t testing.TB, p Primary) string {
@@ -59,7 +39,7 @@ func Start(t testing.TB, p Primary) string {
 		t.Skip("dig (Debian package dnsutils) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := proctest.FreePort(t)
 	conf := fmt.Sprintf(`options {
 	directory "%[1]s";
 	pid-file "%[1]s/named.pid";
@@ -97,7 +77,7 @@ func runNamed(t testing.TB, named, dir string) func() string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, named, "-g", "-n", "1", "-c", filepath.Join(dir, "named.conf"))
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -150,27 +130,6 @@ zone "%[3]s" { type secondary; file "%[1]s/zone.db"; primaries { %[4]s port %[5]
 		t.Fatal(err)
 	}
 	return Secondary{Log: runNamed(t, named, dir), Journal: filepath.Join(dir, "zone.db.jnl")}
-}
-
-// FreePort returns a loopback port free over UDP and TCP at the time of the call.
-func FreePort(t testing.TB) int { return freePort(t) }
-
-// syncBuffer collects a process's output for reading while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Dig asks the server at addr with the dig command and returns the answer data, sorted.

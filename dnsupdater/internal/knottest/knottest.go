@@ -8,10 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/proctest"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
 )
@@ -20,7 +20,7 @@ import (
 type Knot struct {
 	// Addr is the ip:port it answers on, over UDP and TCP.
 	Addr string
-	log  *syncBuffer
+	log  *proctest.Output
 }
 
 // Log returns what knotd has logged so far.
@@ -37,26 +37,6 @@ type Zone struct {
 	Primary string
 }
 
-// FreePort returns a loopback port free over UDP and TCP at the time of the call.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port over UDP and TCP")
-	return 0
-}
-
 // Skip skips the test when knotd is not installed.
 func Skip(t testing.TB) string {
 	t.Helper()
@@ -71,7 +51,7 @@ func Skip(t testing.TB) string {
 func Start(t testing.TB, zones ...Zone) *Knot {
 	t.Helper()
 	Skip(t)
-	return StartOn(t, FreePort(t), zones...)
+	return StartOn(t, proctest.FreePort(t), zones...)
 }
 
 // StartOn runs knotd for zones on 127.0.0.1:port with a generated configuration in a temporary
@@ -127,7 +107,7 @@ template:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, knotd, "-c", confPath, "-s", filepath.Join(dir, "knot.sock"))
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -154,22 +134,4 @@ template:
 		}, "knotd answering for %s on %s", z.Name, k.Addr)
 	}
 	return k
-}
-
-// syncBuffer collects a process's output for reading while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
