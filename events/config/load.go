@@ -93,6 +93,7 @@ next:
 
 // ApplyDefaults fills every field left unset with its default. It is the one place defaults live.
 func (c *Config) ApplyDefaults() {
+	c.names = newNames(c)
 	c.DNS.applyDefaults()
 	c.applyAlertDefaults()
 	for i := range c.Zones {

@@ -30,6 +30,9 @@ type Config struct {
 	// Version is the CONFIG stream sequence this configuration was read from, set by Watch so
 	// that a role which cannot apply it can say which version it refused (Reject); 0 for a file.
 	Version uint64 `yaml:"-" json:"-"`
+
+	// names indexes Apps and Edges by name; ApplyDefaults builds it.
+	names *names
 }
 
 // Zone is a DNS zone Detour serves.

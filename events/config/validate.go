@@ -40,6 +40,8 @@ func (p *problems) dnsName(path, s string) bool {
 // Validate returns every problem of a defaulted configuration, each prefixed with its path.
 func (c *Config) Validate() []string {
 	var p problems
+	// Every lookup below goes through an index: validating is linear in the configuration's size.
+	n := newNames(c)
 	if len(c.Zones) == 0 {
 		p.add("zones", "at least one zone is required")
 	}
@@ -73,13 +75,9 @@ func (c *Config) Validate() []string {
 				p.add(path+".fqdn", "%q lies in none of the configured zones", strings.TrimSuffix(a.FQDN, "."))
 			}
 		}
-		c.validateApp(&p, path, a)
+		c.validateApp(&p, n, path, a)
 	}
 
-	edges := map[string]bool{}
-	for _, e := range c.Edges {
-		edges[e.Name] = true
-	}
 	seen := map[string]bool{}
 	for i := range c.Edges {
 		e := &c.Edges[i]
@@ -89,7 +87,7 @@ func (c *Config) Validate() []string {
 			p.add(path+".name", "duplicate edge %q", e.Name)
 		}
 		seen[e.Name] = true
-		c.validateEdge(&p, path, e, edges)
+		c.validateEdge(&p, n, path, e)
 	}
 	c.DNS.validate(&p, "dns")
 	c.validateRegions(&p)
@@ -143,7 +141,7 @@ func (z *Zone) validate(p *problems, path string) {
 	}
 }
 
-func (c *Config) validateApp(p *problems, path string, a *App) {
+func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 	switch a.Policy {
 	case PolicyFailover, PolicyWeighted, PolicyRoundRobin, PolicySource:
 	default:
@@ -194,7 +192,7 @@ func (c *Config) validateApp(p *problems, path string, a *App) {
 		names := map[string]bool{}
 		for k, e := range pl.Endpoints {
 			ep := fmt.Sprintf("%s.endpoints[%d]", pp, k)
-			c.validateAddress(p, ep+".address", a, e.Address)
+			c.validateAddress(p, n, ep+".address", a, e.Address)
 			p.token(ep+".name", e.Name)
 			if names[e.Name] {
 				p.add(ep+".name", "duplicate endpoint %q in pool %q", e.Name, pl.Name)
@@ -232,18 +230,18 @@ func (c *Config) validateApp(p *problems, path string, a *App) {
 	}
 	refPools(path+".default_pools", a.DefaultPools)
 	for j, name := range a.Ingress {
-		if c.Edge(name) == nil {
+		if n.edge(c, name) == nil {
 			p.add(fmt.Sprintf("%s.ingress[%d]", path, j), "no edge %q", name)
 		}
 	}
-	if a.PrimaryEdge != "" && c.Edge(a.PrimaryEdge) == nil {
+	if a.PrimaryEdge != "" && n.edge(c, a.PrimaryEdge) == nil {
 		p.add(path+".primary_edge", "no edge %q", a.PrimaryEdge)
 	}
 }
 
 // validateAddress checks an endpoint's address: an IP, with a port wherever one is needed (the
 // app's check connects to one that check.port does not set, or an edge forwards to it).
-func (c *Config) validateAddress(p *problems, path string, a *App, addr string) {
+func (c *Config) validateAddress(p *problems, n *names, path string, a *App, addr string) {
 	if _, err := netip.ParseAddrPort(addr); err == nil {
 		return
 	}
@@ -251,11 +249,9 @@ func (c *Config) validateAddress(p *problems, path string, a *App, addr string) 
 		p.add(path, "want an IP address or ip:port, got %q", addr)
 		return
 	}
-	for _, e := range c.Edges {
-		if e.fronts(a.Name) {
-			p.add(path, "want ip:port: edge %q forwards to it, got %q", e.Name, addr)
-			return
-		}
+	if edges := n.frontedBy[a.Name]; len(edges) > 0 {
+		p.add(path, "want ip:port: edge %q forwards to it, got %q", c.Edges[edges[0]].Name, addr)
+		return
 	}
 	if a.Check.Type != CheckICMP && a.Check.Port == 0 {
 		p.add(path, "want ip:port: the %s check needs a port and check.port sets none, got %q", a.Check.Type, addr)
@@ -307,7 +303,7 @@ func (k *Check) validate(p *problems, path string) {
 	}
 }
 
-func (c *Config) validateEdge(p *problems, path string, e *Edge, edges map[string]bool) {
+func (c *Config) validateEdge(p *problems, n *names, path string, e *Edge) {
 	p.token(path+".region", e.Region)
 	p.dnsName(path+".hostname", e.Hostname)
 	if _, err := netip.ParseAddr(e.Address); err != nil {
@@ -322,7 +318,7 @@ func (c *Config) validateEdge(p *problems, path string, e *Edge, edges map[strin
 	listens := map[string]bool{}
 	for j, ea := range e.Apps {
 		ap := fmt.Sprintf("%s.apps[%d]", path, j)
-		a := c.App(ea.App)
+		a := n.app(c, ea.App)
 		if a == nil {
 			p.add(ap+".app", "no app %q", ea.App)
 		}
@@ -344,11 +340,11 @@ func (c *Config) validateEdge(p *problems, path string, e *Edge, edges map[strin
 		}
 		ea.validatePolicy(p, ap)
 		if ea.Secondary != "" {
-			if !edges[ea.Secondary] {
+			if n.edge(c, ea.Secondary) == nil {
 				p.add(ap+".secondary", "no edge %q", ea.Secondary)
 			} else if ea.Secondary == e.Name {
 				p.add(ap+".secondary", "an edge cannot be its own secondary")
-			} else if !c.Edge(ea.Secondary).fronts(ea.App) {
+			} else if !n.fronts(ea.Secondary, ea.App) {
 				p.add(ap+".secondary", "edge %q does not front app %q", ea.Secondary, ea.App)
 			}
 		}
