@@ -18,13 +18,8 @@ func Compute(c *config.Config, v *state.View, edge, configSHA string) (events.Ro
 		return events.RouteTable{}, fmt.Errorf("compute routes: no edge %q in the configuration", edge)
 	}
 	t := events.RouteTable{Edge: e.Name, ConfigSHA256: configSHA, StateSeq: v.LastSeq(), Apps: make([]events.AppRoute, 0, len(e.Apps))}
-	// An edge may front thousands of apps: look them up by name once, not by scanning the list.
-	apps := make(map[string]*config.App, len(c.Apps))
-	for i := range c.Apps {
-		apps[c.Apps[i].Name] = &c.Apps[i]
-	}
 	for _, ea := range e.Apps {
-		a := apps[ea.App]
+		a := c.App(ea.App) // indexed: an edge may front thousands of apps
 		if a == nil {
 			return events.RouteTable{}, fmt.Errorf("compute routes of edge %s: no app %q", edge, ea.App)
 		}
@@ -78,7 +73,7 @@ func secondary(c *config.Config, v *state.View, ea config.EdgeApp) (*events.Seco
 	if se == nil {
 		return nil, fmt.Errorf("app %s: no secondary edge %q", ea.App, ea.Secondary)
 	}
-	sa := se.App(ea.App)
+	sa := c.EdgeApp(se.Name, ea.App)
 	if sa == nil {
 		return nil, fmt.Errorf("app %s: secondary edge %s does not front it", ea.App, se.Name)
 	}

@@ -76,8 +76,11 @@ type controller struct {
 	state     jetstream.Stream
 	routes    jetstream.Stream
 	published map[string][]byte // edge -> apps of the last table stored for it, as JSON
-	dirty     bool              // route tables may differ from what is stored
-	caught    bool              // STATE has been read up to where it stood at start
+	dirty     bool              // every edge's route table may differ from what is stored
+	// dirtyEdges are the edges whose route tables may differ from what is stored: those fronting
+	// an app whose endpoints, pools or overrides changed.
+	dirtyEdges map[string]bool
+	caught     bool // STATE has been read up to where it stood at start
 	// cutOff is set while this replica cannot reach NATS: it hears no heartbeat then, and must
 	// not take the silence for dead edges.
 	cutOff    bool
@@ -105,7 +108,7 @@ func run(ctx context.Context, o Options) error {
 	c := &controller{
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string][]byte{}, drills: drill.NewView(),
-		dirty: true,
+		dirty: true, dirtyEdges: map[string]bool{},
 	}
 	var err error
 	if c.state, err = events.WaitStream(ctx, o.JS, events.StreamState, c.log); err != nil {
@@ -225,10 +228,25 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 // applied notes what a folded event means for liveness and the route tables.
 func (c *controller) applied(subject string, e events.Envelope) {
 	c.lastCause = e.ID
-	c.dirty = true
+	c.markDirty(subject)
 	if tok := events.SplitSubject(subject, "detour.state.edge"); len(tok) == 1 {
 		c.live.Recorded(tok[0], c.view.Edge(tok[0]))
 	}
+}
+
+// markDirty notes which route tables a STATE event on subject may change: an endpoint's, a
+// pool's or an override's changes those of the edges fronting its app; an edge's liveness (a
+// secondary of other edges) and anything else may change every table.
+func (c *controller) markDirty(subject string) {
+	for _, kind := range []string{"detour.state.endpoint", "detour.state.pool", "detour.state.override"} {
+		if tok := events.SplitSubject(subject, kind); len(tok) > 0 {
+			for _, e := range c.o.Config.Fronting(tok[0]) {
+				c.dirtyEdges[e.Name] = true
+			}
+			return
+		}
+	}
+	c.dirty = true
 }
 
 func (c *controller) onHeartbeat(m *nats.Msg) {
@@ -418,14 +436,19 @@ func (c *controller) loadPublished(ctx context.Context, edge string) error {
 	return nil
 }
 
-// publishRoutes stores the route table of every edge whose routes changed. Its id derives from
-// the last STATE event and the table, so replicas at the same point store it once.
+// publishRoutes stores the route table of every edge whose routes changed, computing only those
+// that may have. Its id derives from the last STATE event and the table, so replicas at the same
+// point store it once.
 func (c *controller) publishRoutes(ctx context.Context) {
-	if !c.dirty {
+	if !c.dirty && len(c.dirtyEdges) == 0 {
 		return
 	}
-	c.dirty = false
+	all, dirty := c.dirty, c.dirtyEdges
+	c.dirty, c.dirtyEdges = false, map[string]bool{}
 	for _, e := range c.o.Config.Edges {
+		if !all && !dirty[e.Name] {
+			continue
+		}
 		t, err := route.Compute(c.o.Config, c.view, e.Name, "")
 		if err != nil {
 			c.log.Error().Str("edge", e.Name).Err(err).Msg("route table not computed")
@@ -444,7 +467,7 @@ func (c *controller) publishRoutes(ctx context.Context) {
 			_, err = events.Publish(ctx, c.o.JS, events.RoutesSubject(e.Name), env)
 		}
 		if err != nil {
-			c.dirty = true // retried on the next tick
+			c.dirtyEdges[e.Name] = true // retried on the next tick
 			c.log.Warn().Str("edge", e.Name).Err(err).Msg("route table not published")
 			continue
 		}
