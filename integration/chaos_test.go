@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
@@ -379,4 +382,210 @@ func TestChaosADeciderDiesMidFailover(t *testing.T) {
 			t.Errorf("suite 3: %s us-west endpoint transitions = %v, want exactly %v", app, got, want)
 		}
 	}
+}
+
+// TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing is chaos suite 4, while DNS
+// queries and requests through edge-west run every 50 ms. us-west's prober is cut off the network
+// for longer than interval × fall × 3: no endpoint, pool or edge changes state (us-east's view
+// keeps the quorum), and once reconnected the prober stores results and its membership again.
+// Then us-west's prober credentials forge "down" results for the healthy us-west backend: on
+// another region's subject NATS refuses them; on its own subject, naming other regions, both
+// deciders drop them; STATE and the answers stay as they were.
+func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) {
+	c := newEdgeCluster(t)
+	is := func(want string) func(string) bool { return func(got string) bool { return got == want } }
+	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
+		"the cluster answers shop with us-west and edge-west serves it")
+	op := c.operator("nats-1")
+	// Two apps × two pools, their endpoints, and the two edges: ten subjects, each recorded up.
+	var before []stateEvent
+	var last map[string]string
+	eventually(t, 30*time.Second, func() bool {
+		before = stateLog(t, op, "detour.state.>")
+		last = map[string]string{}
+		for _, e := range before {
+			last[e.Subject] = e.To
+		}
+		for _, to := range last {
+			if to != "up" {
+				return false
+			}
+		}
+		return len(last) == 10
+	}, "every endpoint, pool and edge recorded up: %v", &last)
+	unchanged := func(when string) {
+		t.Helper()
+		if got := stateLog(t, op, "detour.state.>"); len(got) != len(before) {
+			t.Fatalf("suite 4: %s STATE recorded %v, want nothing new", when, got[min(len(before), len(got)):])
+		}
+	}
+	dns := keepAsking(t, c.shop, is(c.west))
+	edge := keepAsking(t, c.throughWest, is("us-west"))
+
+	// The cut. us-west's results stop reaching JetStream; us-west goes stale and stops voting.
+	cut := checkInterval*checkFall*3 + 2*time.Second
+	c.disconnect("prober-west")
+	cutAt := time.Now()
+	for time.Since(cutAt) < cut {
+		unchanged("with prober-west cut off")
+		time.Sleep(500 * time.Millisecond)
+	}
+	if stored := lastStored(t, op, "PROBES", "detour.probe.us-west.>"); stored.After(cutAt.Add(time.Second)) {
+		t.Fatalf("suite 4: a us-west result was stored at %s, %s into the cut: prober-west was not cut off",
+			stored.Format("15:04:05.000"), stored.Sub(cutAt))
+	}
+	c.connect("prober-west")
+	back := time.Now()
+	resumed := eventually(t, 30*time.Second, func() bool {
+		return lastStored(t, op, "PROBES", "detour.probe.us-west.>").After(back) &&
+			lastStored(t, op, "KV_detour_probers", "$KV.detour_probers.us-west.west-1").After(back)
+	}, "prober-west stores results and its membership record again")
+	t.Logf("suite 4: prober-west cut off for %s (interval × fall × 3 = %s): no transition; after reconnecting it stored results and its membership record in %s",
+		back.Sub(cutAt).Round(time.Millisecond), checkInterval*checkFall*3, resumed.Round(time.Millisecond))
+	// The results it could not send during the cut (all failed) arrive now: us-west votes down
+	// for a while, and us-east's up still holds the quorum.
+	for settle := time.Now(); time.Since(settle) < checkInterval*checkFall*2; {
+		unchanged("after prober-west reconnected")
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	// The forgeries, with us-west's prober credentials from deployments/nats/accounts.conf.
+	perm := make(chan error, 16)
+	nc, err := nats.Connect(fmt.Sprintf("nats://prober-us-west:prober-us-west-demo@%s:4222", c.ip("nats-1")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
+	if err != nil {
+		t.Fatalf("connect as prober-us-west: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := events.AddressToken(c.west + ":8081")
+	invented := []string{"eu-central", "ap-south", "sa-east"}
+	forged := func(region, app string) events.Envelope {
+		t.Helper()
+		e, err := events.New(events.TypeProbeCompleted, "prober/"+region+"/forger", time.Now(), events.ProbeResult{
+			App: app, Pool: "us-west", Endpoint: endpoint, Address: c.west + ":8081", Region: region,
+			Prober: "forger", Check: "http", OK: false, ErrorClass: "refused", Error: "forged"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// (a) On an unconfigured region's subject: NATS refuses the publish.
+	for _, region := range invented {
+		subject := events.ProbeSubject(region, "shop", "us-west", endpoint)
+		if err := nc.PublishMsg(&nats.Msg{Subject: subject, Data: forged(region, "shop").Encode()}); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+		select {
+		case err := <-perm:
+			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subject) {
+				t.Fatalf("suite 4: publishing on %s as prober-us-west failed with %v, want a permissions violation for that subject", subject, err)
+			}
+			t.Logf("suite 4: forged result on %s refused: %v", subject, err)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("suite 4: NATS accepted prober-us-west's publish on %s", subject)
+		}
+	}
+	for _, region := range invented {
+		if m := lastMsg(t, op, "PROBES", "detour.probe."+region+".>"); m != nil {
+			t.Fatalf("suite 4: PROBES stored a result on %s, refused to its publisher", m.Subject)
+		}
+	}
+	// (b) On its own subject, naming another configured region or an invented one, flooded for
+	// several intervals: stored, and dropped by the deciders.
+	flood := checkInterval * checkFall * 4
+	sent := 0
+	for start := time.Now(); time.Since(start) < flood; {
+		for _, app := range []string{"shop", "shop-edge"} {
+			for _, region := range append([]string{"us-east"}, invented...) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := events.Publish(ctx, js, events.ProbeSubject("us-west", app, "us-west", endpoint), forged(region, app))
+				cancel()
+				if err != nil {
+					t.Fatalf("suite 4: publish a forged result on prober-us-west's own subject: %v", err)
+				}
+				sent++
+			}
+		}
+		unchanged("during the flood of forged results")
+		time.Sleep(checkInterval / 5)
+	}
+	unchanged("after the flood of forged results")
+	for _, d := range []string{"decider-1", "decider-2"} {
+		lines := logLines(t, c.all[d], "probe results from an unconfigured or mismatched region dropped")
+		if len(lines) == 0 {
+			t.Errorf("suite 4: %s did not log dropping the forged results", d)
+		}
+		t.Logf("suite 4: %d forged results stored on detour.probe.us-west.>; %s logged: %v", sent, d, lines)
+	}
+
+	dns.end()
+	edge.end()
+	for name, p := range map[string]*probe{"DNS": dns, "edge-west": edge} {
+		n, misses := p.result()
+		t.Logf("suite 4: %s: %d checks through the cut and the forgeries, %d missed", name, n, len(misses))
+		if len(misses) > 0 {
+			t.Errorf("suite 4: %s missed %d of %d checks: %v", name, len(misses), n, misses[:min(len(misses), 10)])
+		}
+	}
+}
+
+// lastStored is when stream stored its last message on a subject matching filter (zero when
+// none), read as the operator.
+func lastStored(t *testing.T, url, stream, filter string) time.Time {
+	t.Helper()
+	m := lastMsg(t, url, stream, filter)
+	if m == nil {
+		return time.Time{}
+	}
+	return m.Time
+}
+
+// lastMsg is stream's last message on a subject matching filter, or nil, read as the operator.
+func lastMsg(t *testing.T, url, stream, filter string) *jetstream.RawStreamMsg {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("open %s: %v", stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("read the last message of %s on %s: %v", stream, filter, err)
+	}
+	return m
+}
+
+// logLines returns the JSON log lines of ctr whose message is msg.
+func logLines(t *testing.T, ctr testcontainers.Container, msg string) []string {
+	t.Helper()
+	r, err := ctr.Logs(context.Background())
+	if err != nil {
+		t.Fatalf("read logs: %v", err)
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(r)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"message":"`+msg+`"`) {
+			out = append(out, strings.TrimSpace(line[strings.Index(line, "{"):]))
+		}
+	}
+	return out
 }

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +27,11 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
-// image is the tag TestMain builds from deployments/Dockerfile.
-const image = "detour:integration"
+// image is the tag TestMain builds from deployments/Dockerfile, this run's own: two runs from
+// two work trees must not start each other's binaries.
+var image = imageRepo + ":" + imageTagPrefix + strconv.Itoa(os.Getpid())
+
+const imageRepo, imageTagPrefix = "detour", "integration-"
 
 func TestMain(m *testing.M) {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true") // Ryuk needs an image pull
@@ -34,11 +39,69 @@ func TestMain(m *testing.M) {
 		fmt.Println("integration: no Docker engine answers (`docker info` failed); skipping the suites")
 		os.Exit(0)
 	}
+	removeLeftovers()
 	if err := buildImage(); err != nil {
 		fmt.Fprintln(os.Stderr, "integration: build image:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	_ = exec.Command("docker", "image", "rm", image).Run()
+	_ = os.Remove(detourBin)
+	os.Exit(code)
+}
+
+// runLabel marks every container and network a run creates with the id of the process that ran
+// it, so the next run can tell a dead run's leftovers (a test that timed out runs no cleanup) from
+// those of a run still going on this Docker engine.
+const runLabel = "dev.detour.integration.pid"
+
+// removeLeftovers removes the containers and networks of earlier runs whose process is gone.
+func removeLeftovers() {
+	for _, kind := range []struct{ list, rm []string }{
+		{[]string{"container", "ls", "-a"}, []string{"container", "rm", "-f", "-v"}},
+		{[]string{"network", "ls"}, []string{"network", "rm"}},
+	} {
+		out, err := exec.Command("docker", append(kind.list, "--filter", "label="+runLabel,
+			"--format", `{{.ID}} {{.Label "`+runLabel+`"}}`)...).Output()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "integration: list leftovers (docker %s): %v\n", strings.Join(kind.list, " "), err)
+			continue
+		}
+		var dead []string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			id, pid, ok := strings.Cut(line, " ")
+			if ok && deadRun(pid) {
+				dead = append(dead, id)
+			}
+		}
+		if len(dead) == 0 {
+			continue
+		}
+		if out, err := exec.Command("docker", append(kind.rm, dead...)...).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "integration: remove %d leftovers (docker %s): %v\n%s", len(dead), strings.Join(kind.rm, " "), err, out)
+		} else {
+			fmt.Printf("integration: removed %d %ss left by runs that ended without cleaning up\n", len(dead), kind.list[0])
+		}
+	}
+	// Images carry the run's process id in their tag, the operator's binaries in their name.
+	out, _ := exec.Command("docker", "image", "ls", imageRepo, "--format", "{{.Tag}}").Output()
+	for _, tag := range strings.Fields(string(out)) {
+		if deadRun(strings.TrimPrefix(tag, imageTagPrefix)) && strings.HasPrefix(tag, imageTagPrefix) {
+			_ = exec.Command("docker", "image", "rm", imageRepo+":"+tag).Run()
+		}
+	}
+	bins, _ := filepath.Glob(filepath.Join(os.TempDir(), binPrefix+"*"))
+	for _, b := range bins {
+		if deadRun(strings.TrimPrefix(filepath.Base(b), binPrefix)) {
+			_ = os.Remove(b)
+		}
+	}
+}
+
+// deadRun reports whether pid names a process that no longer runs.
+func deadRun(pid string) bool {
+	n, err := strconv.Atoi(pid)
+	return err == nil && n != os.Getpid() && syscall.Kill(n, 0) == syscall.ESRCH
 }
 
 // repoRoot is the repository's top directory.
@@ -61,7 +124,7 @@ func buildImage() error {
 		{"go", "build", "-trimpath", "-o", filepath.Join(ctxDir, "nats-server"), "github.com/nats-io/nats-server/v2"},
 		{"cp", "/etc/ssl/certs/ca-certificates.crt", ctxDir},
 		{"mkdir", "-p", filepath.Join(ctxDir, "data")},
-		{"docker", "build", "-q", "-t", image, "-f", filepath.Join(root, "deployments", "Dockerfile"), ctxDir},
+		{"docker", "build", "-q", "-t", image, "--label", runLabel + "=" + strconv.Itoa(os.Getpid()), "-f", filepath.Join(root, "deployments", "Dockerfile"), ctxDir},
 	}
 	for _, s := range steps {
 		cmd := exec.Command(s[0], s[1:]...)
@@ -88,11 +151,21 @@ type cluster struct {
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	ctx := context.Background()
-	// A subnet of our own for this run, so fixed addresses survive container restarts.
-	prefix := fmt.Sprintf("172.29.%d", 1+os.Getpid()%250)
-	n, err := network.New(ctx, network.WithIPAM(&dockernetwork.IPAM{Config: []dockernetwork.IPAMConfig{{
-		Subnet: prefix + ".0/24", IPRange: prefix + ".128/25", Gateway: prefix + ".1",
-	}}}))
+	// A subnet of our own for this run, so fixed addresses survive container restarts. Another
+	// run on this engine may hold the first one tried: the next free one is taken.
+	var n *testcontainers.DockerNetwork
+	var prefix string
+	var err error
+	for i := range 250 {
+		prefix = fmt.Sprintf("172.29.%d", 1+(os.Getpid()+i)%250)
+		n, err = network.New(ctx, network.WithLabels(map[string]string{runLabel: strconv.Itoa(os.Getpid())}),
+			network.WithIPAM(&dockernetwork.IPAM{Config: []dockernetwork.IPAMConfig{{
+				Subnet: prefix + ".0/24", IPRange: prefix + ".128/25", Gateway: prefix + ".1",
+			}}}))
+		if err == nil || !strings.Contains(err.Error(), "overlap") {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("create network: %v", err)
 	}
@@ -133,7 +206,8 @@ func (c *cluster) run(name string, entrypoint, args []string, env, files map[str
 func (c *cluster) runAt(ip, name string, entrypoint, args []string, env, files map[string]string, w wait.Strategy) testcontainers.Container {
 	c.t.Helper()
 	req := testcontainers.ContainerRequest{
-		Name: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()), Image: image,
+		Name: fmt.Sprintf("detour-it-%d-%s-%d", os.Getpid(), name, time.Now().UnixNano()), Image: image,
+		Labels:     map[string]string{runLabel: strconv.Itoa(os.Getpid())},
 		Entrypoint: entrypoint, Cmd: args,
 		Networks: []string{c.net.Name}, NetworkAliases: map[string][]string{c.net.Name: {name}},
 		Env: env, WaitingFor: w, User: "0:0",
@@ -169,6 +243,22 @@ func (c *cluster) kill(name string) {
 	timeout := time.Duration(0)
 	if err := c.all[name].Stop(c.ctx, &timeout); err != nil {
 		c.t.Fatalf("kill %s: %v", name, err)
+	}
+}
+
+// disconnect takes name off the cluster's network, as a cut link looks to both sides: its
+// connections stall and nothing reaches it; connect puts it back under its name.
+func (c *cluster) disconnect(name string) {
+	c.t.Helper()
+	if out, err := exec.Command("docker", "network", "disconnect", "-f", c.net.ID, c.all[name].GetContainerID()).CombinedOutput(); err != nil {
+		c.t.Fatalf("cut %s off the network: %v\n%s", name, err, out)
+	}
+}
+
+func (c *cluster) connect(name string) {
+	c.t.Helper()
+	if out, err := exec.Command("docker", "network", "connect", "--alias", name, c.net.ID, c.all[name].GetContainerID()).CombinedOutput(); err != nil {
+		c.t.Fatalf("reconnect %s: %v\n%s", name, err, out)
 	}
 }
 
@@ -230,16 +320,33 @@ func eventually(t *testing.T, within time.Duration, cond func() bool, msg string
 	return time.Since(start)
 }
 
-// transitions reads the statuses recorded on STATE subjects matching filter, in order. A node
-// just killed may have led the JetStream cluster: the read is tried again for up to 30 s while
-// a new leader is elected.
+// transitions reads the statuses recorded on STATE subjects matching filter, in order.
 func transitions(t *testing.T, url, filter string) []string {
 	t.Helper()
 	var out []string
+	for _, e := range stateLog(t, url, filter) {
+		out = append(out, e.To)
+	}
+	return out
+}
+
+// stateEvent is one transition as STATE holds it.
+type stateEvent struct {
+	Subject, To string
+	// Stored is when JetStream stored it.
+	Stored time.Time
+}
+
+// stateLog reads the transitions recorded on STATE subjects matching filter, in order. A node
+// just killed may have led the JetStream cluster: the read is tried again for up to 30 s while
+// a new leader is elected.
+func stateLog(t *testing.T, url, filter string) []stateEvent {
+	t.Helper()
+	var out []stateEvent
 	var err error
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if out, err = readTransitions(url, filter); err == nil || time.Now().After(deadline) {
+		if out, err = readState(url, filter); err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Second)
@@ -250,7 +357,7 @@ func transitions(t *testing.T, url, filter string) []string {
 	return out
 }
 
-func readTransitions(url, filter string) ([]string, error) {
+func readState(url, filter string) ([]stateEvent, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
@@ -267,21 +374,37 @@ func readTransitions(url, filter string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for m := range batch.Messages() {
-		var e struct {
-			Data struct {
-				To string `json:"to"`
-			} `json:"data"`
+	var out []stateEvent
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(m.Data(), &e); err != nil {
-			return nil, fmt.Errorf("STATE holds an undecodable event on %s: %w", m.Subject(), err)
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var e struct {
+				Data struct {
+					To string `json:"to"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(m.Data(), &e); err != nil {
+				return nil, fmt.Errorf("STATE holds an undecodable event on %s: %w", m.Subject(), err)
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, stateEvent{Subject: m.Subject(), To: e.Data.To, Stored: md.Timestamp})
+			if md.NumPending == 0 {
+				return out, batch.Error()
+			}
 		}
-		out = append(out, e.Data.To)
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return out, nil
+		}
 	}
-	return out, batch.Error()
 }

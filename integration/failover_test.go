@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -107,5 +108,7 @@ apps:
 	}
 }
 
-// detourBin is the operator's binary, built by TestMain for this machine.
-var detourBin = filepath.Join(os.TempDir(), "detour-integration-bin")
+// detourBin is the operator's binary, built by TestMain for this machine, this run's own.
+var detourBin = filepath.Join(os.TempDir(), binPrefix+strconv.Itoa(os.Getpid()))
+
+const binPrefix = "detour-integration-bin-"
