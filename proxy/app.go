@@ -34,11 +34,15 @@ type app struct {
 	metrics *appMetrics
 }
 
-// instanceHealth is what the edge saw of one local instance: its failed requests in a row and
-// until when it is skipped.
+// instanceHealth is what the edge saw of one local instance: its failed requests in a row,
+// until when it is skipped, and whether it is out of rotation (ejected) since a failure. An
+// ejected instance is tried again once its cooldown ends; it is back in rotation when a request
+// to it succeeds or the route table says it recovered, and ejected again for another cooldown
+// when that try fails.
 type instanceHealth struct {
-	fails atomic.Int32
-	until atomic.Int64 // unix nanoseconds
+	fails   atomic.Int32
+	until   atomic.Int64 // unix nanoseconds
+	ejected atomic.Bool
 }
 
 // appRoute is a route with what requests derive from it, computed once per table.
@@ -77,7 +81,10 @@ func (a *app) setRoute(r events.AppRoute) {
 		i := slices.IndexFunc(prev.Endpoints, func(p events.RouteEndpoint) bool { return p.Address == ep.Address })
 		if i >= 0 && prev.Endpoints[i].Status != ep.Status && ep.Serving() {
 			// The decider saw it recover: stop skipping it now rather than when the cooldown ends.
-			a.health.Delete(ep.Address)
+			if h, ok := a.health.LoadAndDelete(ep.Address); ok && h.(*instanceHealth).ejected.Load() {
+				a.log.Info().Str("endpoint", ep.Name).Str("address", ep.Address).Str("reason", "route table").
+					Msg("instance back in rotation")
+			}
 		}
 	}
 }
@@ -152,20 +159,32 @@ type statusError struct{ code int }
 
 func (e *statusError) Error() string { return fmt.Sprintf("the instance answered %d", e.code) }
 
-// succeeded ends the run of failures of t.
+// succeeded ends the run of failures of t, and puts it back in rotation when it was ejected.
 func (a *app) succeeded(t route.Target) {
 	if t.Secondary {
 		return
 	}
-	if h, ok := a.health.Load(t.Addr); ok && h.(*instanceHealth).fails.Load() != 0 {
-		h.(*instanceHealth).fails.Store(0)
+	v, ok := a.health.Load(t.Addr)
+	if !ok {
+		return
+	}
+	h := v.(*instanceHealth)
+	if h.fails.Load() != 0 {
+		h.fails.Store(0)
+	}
+	if h.ejected.Load() && h.ejected.Swap(false) {
+		h.until.Store(0)
+		a.log.Info().Str("endpoint", t.Endpoint).Str("address", t.Addr).Str("reason", "answered").
+			Msg("instance back in rotation")
 	}
 }
 
 // failed records a failed attempt on t. A secondary is not used again until its heartbeat
-// answers. A local instance that refused the connection is skipped for passive_cooldown at once;
-// one that failed passive_fall requests in a row otherwise (broken connections, timeouts,
-// retry_on statuses) is skipped as well.
+// answers. A local instance that could not be connected to (refused, unreachable, connect
+// timeout) is ejected for passive_cooldown at once, so the requests that follow go to the next
+// target without paying for the same failure; one that failed passive_fall requests in a row
+// otherwise (broken connections, timeouts, retry_on statuses) is ejected as well. Each ejection
+// is counted; only the first of a run is logged, not those after a failed try.
 func (a *app) failed(r *appRoute, t route.Target, f failure, err error) {
 	if t.Secondary {
 		if f != badStatus && r.secondary != nil && r.secondary.alive.Swap(false) {
@@ -181,8 +200,12 @@ func (a *app) failed(r *appRoute, t route.Target, f failure, err error) {
 	}
 	h.fails.Store(0)
 	now := a.now()
-	if prev := h.until.Swap(now.Add(a.pol.cooldown).UnixNano()); now.UnixNano() >= prev {
+	if prev := h.until.Swap(now.Add(a.pol.cooldown).UnixNano()); now.UnixNano() < prev {
+		return // already ejected: a request that was under way when it was
+	}
+	a.metrics.ejected()
+	if !h.ejected.Swap(true) {
 		a.log.Warn().Str("endpoint", t.Endpoint).Str("address", t.Addr).Int("failures", fails).
-			Dur("cooldown", a.pol.cooldown).Err(err).Msg("instance skipped after failed requests")
+			Dur("cooldown", a.pol.cooldown).Err(err).Msg("instance ejected")
 	}
 }

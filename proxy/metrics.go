@@ -22,6 +22,7 @@ type appMetrics struct {
 	edge, app            string
 	upLocal, upSecondary prometheus.Observer
 	retries, forwards    prometheus.Counter
+	ejections            prometheus.Counter
 }
 
 func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
@@ -34,6 +35,7 @@ func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
 		upSecondary: m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetSecondary),
 		retries:     m.EdgeRetries.WithLabelValues(edge, app),
 		forwards:    m.EdgeSecondaryForwards.WithLabelValues(edge, app),
+		ejections:   m.EdgeEjections.WithLabelValues(edge, app),
 	}
 }
 
@@ -71,4 +73,12 @@ func (am *appMetrics) failed() {
 		return
 	}
 	am.m.EdgeRequests.WithLabelValues(am.edge, am.app, metrics.StatusClass(http.StatusBadGateway), targetNone).Inc()
+}
+
+// ejected records a local instance taken out of rotation.
+func (am *appMetrics) ejected() {
+	if am == nil {
+		return
+	}
+	am.ejections.Inc()
 }

@@ -2,16 +2,21 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // rawInstance is an instance that runs serve on each connection it accepts.
@@ -138,6 +143,125 @@ func TestAPostIsNeverSentTwice(t *testing.T) {
 			t.Errorf("POST %q reached the instances %v times, want exactly once", body, n)
 		}
 	}
+}
+
+// blackhole returns a loopback address whose connections are never answered, as a dead host's
+// or a dropped route's are: a listener with room for one pending connection that never
+// accepts, that room taken, so the kernel drops every further SYN. Nothing leaves loopback.
+func blackhole(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			if isTimeout(err) {
+				return addr
+			}
+			t.Fatalf("fill the backlog of %s: %v", addr, err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	t.Fatalf("%s still accepted connections after 8: its backlog never filled", addr)
+	return ""
+}
+
+func TestABlackholedInstanceCostsOneConnectTimeoutAndIsThenSkipped(t *testing.T) {
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{blackhole(t)}, []string{e1.Listener.Addr().String()}, "http", "")
+	connect := c.cfg.Edge("edge-west").Apps[0].Timeouts.Connect.D()
+	if connect != 500*time.Millisecond {
+		t.Fatalf("default connect timeout = %s, want 500ms", connect)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	// A POST with a body: the connection was never made, so nothing was sent and the secondary
+	// may take it, body and all.
+	start := time.Now()
+	resp, err := client.Post("http://"+c.west+"/order", "text/plain", strings.NewReader("two apples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != 200 || string(body) != "e1 POST two apples" {
+		t.Fatalf("POST answered %d %q, want 200 %q from the secondary", resp.StatusCode, body, "e1 POST two apples")
+	}
+	if took < connect || took > connect+time.Second {
+		t.Errorf("POST answered after %s, want after the connect timeout (%s) and within a second of it", took, connect)
+	}
+	// The instance is ejected: what follows goes straight to the secondary, on every path,
+	// without a retry and without waiting for the connect timeout again.
+	m := c.metrics
+	retries := testutil.ToFloat64(m.EdgeRetries.WithLabelValues("edge-west", "shop"))
+	for i := range 10 {
+		method := []string{"GET", "HEAD"}[i%2] // the lean path and net/http's
+		req, _ := http.NewRequest(method, "http://"+c.west+"/", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Backend") != "e1" {
+			t.Fatalf("%s %d: %d from %q, want 200 from the secondary's e1", method, i, resp.StatusCode, resp.Header.Get("Backend"))
+		}
+	}
+	if got := testutil.ToFloat64(m.EdgeRetries.WithLabelValues("edge-west", "shop")); got != retries {
+		t.Errorf("retries went from %v to %v over 10 requests, want none: the ejected instance must not be tried again within passive_cooldown", retries, got)
+	}
+	if got := testutil.ToFloat64(m.EdgeEjections.WithLabelValues("edge-west", "shop")); got != 1 {
+		t.Errorf("detour_edge_ejections_total = %v, want 1", got)
+	}
+}
+
+func TestABlackholedInstanceCostsATCPConnectionOnlyTheConnectTimeout(t *testing.T) {
+	e1 := echoServer(t, "e1")
+	c := twoEdgesWith(t, []string{blackhole(t)}, []string{e1.Addr().String()}, "tcp", "", ", timeouts: {connect: 200ms}")
+	start := time.Now()
+	if got := talk(t, c.west, "hi"); got != "e1 hi" {
+		t.Fatalf("answer %q, want %q from the secondary", got, "e1 hi")
+	}
+	if took := time.Since(start); took > 200*time.Millisecond+time.Second {
+		t.Errorf("answered after %s, want within a second of the connect timeout (200ms)", took)
+	}
+}
+
+func TestAnEjectedInstanceReturnsWhenTheRouteTableSaysItRecovered(t *testing.T) {
+	w1addr := freeAddr(t, "127.0.0.1") // refuses connections until w1 starts there
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{w1addr}, []string{e1.Listener.Addr().String()}, "http", "", ", passive_cooldown: 1h")
+	if got := backendOf(t, "http://"+c.west+"/"); got != "e1" {
+		t.Fatalf("with w1 refusing, answered by %q, want e1", got)
+	}
+	ln, err := net.Listen("tcp", w1addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", w1addr, err)
+	}
+	w1 := httptest.NewUnstartedServer(backend(t, "w1").Config.Handler)
+	w1.Listener = ln
+	w1.Start()
+	t.Cleanup(w1.Close)
+	if got := backendOf(t, "http://"+c.west+"/"); got != "e1" {
+		t.Fatalf("within passive_cooldown, answered by %q, want e1: w1 is ejected", got)
+	}
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointUp)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "w1" },
+		"w1 back in rotation once the route table says it is up, an hour before its cooldown ends")
 }
 
 func TestA503IsRetriedOnTheSecondaryOnlyWhenRetryOnNamesIt(t *testing.T) {

@@ -259,10 +259,11 @@ func TestAGetToADeadInstanceIsRetriedOnTheNextOneWithoutAnError(t *testing.T) {
 	}
 }
 
-func TestAPostToADeadInstanceIsRetriedBecauseNothingWasSent(t *testing.T) {
+func TestAPostToADeadInstanceIsRetriedAtOnceBecauseNothingWasSent(t *testing.T) {
 	w1, e1 := backend(t, "w1"), backend(t, "e1")
-	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	c := twoEdgesWith(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "", ", timeouts: {connect: 10s}")
 	w1.Close()
+	start := time.Now()
 	resp, err := http.Post("http://"+c.west+"/order", "text/plain", strings.NewReader("two apples"))
 	if err != nil {
 		t.Fatal(err)
@@ -271,6 +272,9 @@ func TestAPostToADeadInstanceIsRetriedBecauseNothingWasSent(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "e1 POST two apples" {
 		t.Fatalf("POST answered %d %q, want 200 %q: the refused connection carried nothing, so the secondary may take it", resp.StatusCode, body, "e1 POST two apples")
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("POST answered after %s, want at once: a refused connection is retried without waiting for the connect timeout (10s)", took)
 	}
 }
 

@@ -194,8 +194,12 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
-// Defaults of an edge app's forwarding policy.
-var defaultEdgeTimeouts = EdgeTimeouts{Connect: Duration(2 * time.Second),
+// Defaults of an edge app's forwarding policy. Connect is short because an edge reaches its
+// local pool over a LAN, where a connection is made in well under a millisecond and, on a busy
+// host, in tens of them, while Linux sends an unanswered SYN again only after a second: a
+// connection not made in 500 ms is to a dead or blackholed instance, and the rest of a
+// one-second client's patience is left for the retry on the next target.
+var defaultEdgeTimeouts = EdgeTimeouts{Connect: Duration(500 * time.Millisecond),
 	ResponseHeader: Duration(15 * time.Second), Idle: Duration(90 * time.Second),
 	ClientHeader: Duration(10 * time.Second), ClientWrite: Duration(60 * time.Second),
 	TCPIdle: Duration(time.Hour)}

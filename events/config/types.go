@@ -275,11 +275,12 @@ type EdgeApp struct {
 	// timeout (response_header expired), and the statuses 502, 503, 504 from a local instance.
 	// Default [connect_failure, timeout].
 	RetryOn []string `yaml:"retry_on,omitempty"`
-	// PassiveFall failed requests in a row (connection errors, timeouts, retry_on statuses) make
-	// the edge skip a local instance for PassiveCooldown, without waiting for the decider.
-	// Default 3.
+	// PassiveFall failed requests in a row (broken connections, timeouts, retry_on statuses)
+	// make the edge eject a local instance, skipping it for PassiveCooldown without waiting for
+	// the decider; a connection that cannot be made ejects it at once. Default 3.
 	PassiveFall int `yaml:"passive_fall,omitempty"`
-	// PassiveCooldown is how long an instance that failed is skipped. Default 2s.
+	// PassiveCooldown is how long an ejected instance is skipped before a request tries it
+	// again; the route table saying it recovered ends it sooner. Default 2s.
 	PassiveCooldown Duration `yaml:"passive_cooldown,omitempty"`
 	// MaxHeaderBytes is the largest request head accepted; a larger one is answered 431.
 	// Default 65536.
@@ -288,7 +289,9 @@ type EdgeApp struct {
 
 // EdgeTimeouts are an edge app's timeouts.
 type EdgeTimeouts struct {
-	// Connect bounds a connection attempt to an instance or a secondary edge. Default 2s.
+	// Connect bounds a connection attempt to an instance or a secondary edge; one that fails
+	// (refused, unreachable or timed out) sent nothing, so with retry_on's connect_failure the
+	// request goes to the next target whatever its method. Default 500ms.
 	Connect Duration `yaml:"connect,omitempty"`
 	// ResponseHeader bounds the wait for an answer's head once the request was sent; when it
 	// expires a retriable request goes to the next target. Default 15s.

@@ -39,6 +39,7 @@ type Metrics struct {
 	EdgeUpstreamDuration  *prometheus.HistogramVec
 	EdgeRetries           *prometheus.CounterVec
 	EdgeSecondaryForwards *prometheus.CounterVec
+	EdgeEjections         *prometheus.CounterVec
 
 	// Every follower of a stream.
 	ConsumerLag    *prometheus.GaugeVec
@@ -90,6 +91,9 @@ func New() *Metrics {
 			"Requests an edge retried on another target after a connection error, by edge and app.", "edge", "app"),
 		EdgeSecondaryForwards: f.counter("detour_edge_secondary_forwards_total",
 			"Requests an edge forwarded to its secondary edge, by edge and app.", "edge", "app"),
+		EdgeEjections: f.counter("detour_edge_ejections_total",
+			"Times an edge took a local instance out of rotation for passive_cooldown after failed requests, by edge and app.",
+			"edge", "app"),
 		ConsumerLag: f.gauge("detour_consumer_lag_messages",
 			"Messages of a stream a follower has not processed yet, by consumer and stream.", "consumer", "stream"),
 		DecodeFailures: f.counter("detour_decode_failures_total",
