@@ -79,8 +79,10 @@ func (a *app) setRoute(r events.AppRoute) {
 	}
 	for _, ep := range r.Endpoints {
 		i := slices.IndexFunc(prev.Endpoints, func(p events.RouteEndpoint) bool { return p.Address == ep.Address })
-		if i >= 0 && prev.Endpoints[i].Status != ep.Status && ep.Serving() {
+		if i >= 0 && !prev.Endpoints[i].Serving() && ep.Serving() {
 			// The decider saw it recover: stop skipping it now rather than when the cooldown ends.
+			// Only a return from down or drained says so; unknown → up may be older news than
+			// the failure that ejected it.
 			if h, ok := a.health.LoadAndDelete(ep.Address); ok && h.(*instanceHealth).ejected.Load() {
 				a.log.Info().Str("endpoint", ep.Name).Str("address", ep.Address).Str("reason", "route table").
 					Msg("instance back in rotation")
