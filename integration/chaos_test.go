@@ -274,9 +274,11 @@ func cname(server, name string) string {
 func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
 	c := newEdgeCluster(t)
 	bound := checkInterval*checkFall + 2*time.Second
+	// Both edges must serve before the kill: edge-west's failover goes through edge-east.
 	eventually(t, 90*time.Second, func() bool {
-		return c.shop() == c.west && c.throughWest() == "us-west" && cname(c.dns+":53", "www.demo.test") == "edge-west.demo.test."
-	}, "the cluster answers shop with us-west, edge-west serves it and www is a CNAME to edge-west")
+		return c.shop() == c.west && c.throughWest() == "us-west" && get("http://"+c.edgeEast+":8080/") == "us-east" &&
+			cname(c.dns+":53", "www.demo.test") == "edge-west.demo.test."
+	}, "the cluster answers shop with us-west, edge-west serves it, edge-east serves us-east and www is a CNAME to edge-west")
 	// Requests through edge-west must never fail: it forwards to edge-east while us-west is down.
 	edge := keepAsking(t, c.throughWest, func(got string) bool { return got == "us-west" || got == "us-east" })
 
