@@ -33,6 +33,11 @@ type Follower struct {
 	Start jetstream.OrderedConsumerConfig
 	// Log receives the loss and the recovery; the follower adds the stream's name.
 	Log zerolog.Logger
+	// Name, when set, names the consumer, so that a NATS user may be allowed exactly that
+	// consumer (an edge's route table: only the edge itself may read it). Each (re)start deletes
+	// the consumer of that name first, so only one follower may use a name. Default: a random
+	// name.
+	Name string
 }
 
 // Delivery is one message of the followed stream, or only the news that the follower caught up
@@ -103,7 +108,13 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	}
 	// A plain ephemeral consumer that this loop replaces itself, rather than nats.go's ordered
 	// consumer, whose own reset after a reconnection waits up to ten seconds for a consumer.
-	cc := jetstream.ConsumerConfig{Name: nuid.Next(), DeliverPolicy: cfg.DeliverPolicy, OptStartSeq: cfg.OptStartSeq,
+	name := f.Name
+	if name == "" {
+		name = nuid.Next()
+	} else if err := f.deleteNamed(ctx, s); err != nil {
+		return err
+	}
+	cc := jetstream.ConsumerConfig{Name: name, DeliverPolicy: cfg.DeliverPolicy, OptStartSeq: cfg.OptStartSeq,
 		OptStartTime: cfg.OptStartTime, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute,
 		MemoryStorage: true, Replicas: 1}
 	if len(cfg.FilterSubjects) == 1 {
@@ -158,6 +169,17 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 			return ctx.Err()
 		}
 	}
+}
+
+// deleteNamed removes the consumer f.Name left by an earlier start (it would refuse a new start
+// sequence), whether or not its node still answers.
+func (f *Follower) deleteNamed(ctx context.Context, s jetstream.Stream) error {
+	dctx, cancel := context.WithTimeout(ctx, 2*followProbe)
+	defer cancel()
+	if err := s.DeleteConsumer(dctx, f.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("follow %s: replace consumer %s: %w", f.Stream, f.Name, err)
+	}
+	return nil
 }
 
 // WaitStream opens the named stream, trying again every half second while JetStream cannot be

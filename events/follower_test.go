@@ -109,3 +109,70 @@ func TestMalformedMessagesAreCountedAndLoggedOncePerPeriod(t *testing.T) {
 		t.Fatalf("logged %d lines for 1000 malformed messages within a period, want 1", n)
 	}
 }
+
+func TestANamedFollowerReplacesTheConsumerOfItsNameLeftByAnEarlierStartAndResumesAfterItsLoss(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subject := events.RoutesSubject("edge-west")
+	publish := func() {
+		t.Helper()
+		e, _ := events.New(events.TypeRoutesComputed, "test", time.Now(), map[string]string{})
+		if _, err := events.Publish(ctx, srv.JS, subject, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish()
+	publish()
+	// What a crashed edge left: a consumer of the same name that started elsewhere.
+	if _, err := srv.JS.CreateOrUpdateConsumer(ctx, events.StreamRoutes, jetstream.ConsumerConfig{Name: "edge-west",
+		FilterSubject: subject, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	seqs := make(chan uint64, 16)
+	f := events.Follower{JS: srv.JS, Stream: events.StreamRoutes, Name: "edge-west", Log: zerolog.New(zerolog.NewTestWriter(t)),
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			if d.Msg != nil {
+				seqs <- d.Seq
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	next := func(want uint64) {
+		t.Helper()
+		select {
+		case got := <-seqs:
+			if got != want {
+				t.Errorf("delivered stream sequence %d, want %d", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stream sequence %d not delivered", want)
+		}
+	}
+	next(2) // the last table, not the leftover consumer's first
+	if err := srv.JS.DeleteConsumer(ctx, events.StreamRoutes, "edge-west"); err != nil {
+		t.Fatal(err)
+	}
+	publish()
+	next(3)
+	var names []string
+	for n := range mustStream(t, srv.JS).ConsumerNames(ctx).Name() {
+		names = append(names, n)
+	}
+	if len(names) != 1 || names[0] != "edge-west" {
+		t.Errorf("consumers of ROUTES: %q, want only edge-west", names)
+	}
+}
+
+func mustStream(t *testing.T, js jetstream.JetStream) jetstream.Stream {
+	t.Helper()
+	s, err := js.Stream(context.Background(), events.StreamRoutes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -10,10 +10,10 @@ import (
 
 // watchRoutes follows the edge's route table through an events.Follower: the last one stored,
 // then every new one, each applied as it arrives. While NATS is unreachable the edge keeps the
-// table it has.
+// table it has. The consumer is named for the edge: its NATS user may read that consumer only.
 func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
 	subject := events.RoutesSubject(e.name)
-	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Name: e.name, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Msg == nil {
