@@ -33,6 +33,18 @@ func ValidToken(s string) bool {
 	return true
 }
 
+// InboxPrefix is where the NATS user named user receives its replies (JetStream API answers,
+// consumer deliveries, publish acknowledgements): "_INBOX_<user>", set with nats.CustomInboxPrefix.
+// deployments/nats/accounts.conf lets each user subscribe under its own prefix only, so that no
+// role reads another's replies. A name that cannot stand as a subject token gets nats.go's
+// default, "_INBOX".
+func InboxPrefix(user string) string {
+	if !ValidToken(user) {
+		return "_INBOX"
+	}
+	return "_INBOX_" + user
+}
+
 // CheckToken returns an error naming what is wrong with s as a subject token, or nil.
 func CheckToken(s string) error {
 	if s == "" {

@@ -45,6 +45,21 @@ func checkNATSURL(v string) error {
 	return nil
 }
 
+// natsUser is the user name that the NATS URLs in urls (comma-separated) carry, the first one
+// given, or "".
+func natsUser(urls string) string {
+	for _, v := range strings.Split(urls, ",") {
+		v = strings.TrimSpace(v)
+		if !strings.Contains(v, "://") {
+			v = "nats://" + v
+		}
+		if u, err := url.Parse(v); err == nil && u.User != nil && u.User.Username() != "" {
+			return u.User.Username()
+		}
+	}
+	return ""
+}
+
 // checkToken refuses a value that cannot be a subject token (regions, names).
 func checkToken(flagName, v string) error {
 	if err := events.CheckToken(v); err != nil {

@@ -257,8 +257,11 @@ func connectRole(url, name string, log zerolog.Logger) (jetstream.JetStream, err
 		}))
 }
 
+// connect opens a connection to the NATS servers in url (comma-separated). Replies come under the
+// inbox prefix of the user the URLs name (events.InboxPrefix), the only one that user may read.
 func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error) {
-	opts := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1)}, extra...)
+	opts := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1),
+		nats.CustomInboxPrefix(events.InboxPrefix(natsUser(url)))}, extra...)
 	if seed := os.Getenv("DETOUR_NATS_NKEY"); seed != "" { // the nkey seed file detour up made
 		o, err := nats.NkeyOptionFromSeed(seed)
 		if err != nil {
