@@ -11,11 +11,6 @@ import (
 // elsewhere; nats.go's default (5 s) would leave DNS answers and decisions stale for ten seconds.
 const FollowHeartbeat = 500 * time.Millisecond
 
-// FollowResetAttempts is the OrderedConsumerConfig.MaxResetAttempts of every follower: one, so
-// that a consumer that cannot be re-created at once hands the error to the follower's own loop,
-// which retries within a second, instead of nats.go's backoff, which grows to ten seconds.
-const FollowResetAttempts = 1
-
 // FollowOptions are the pull options of every Follower's consumer, so that losing a JetStream
 // node costs about a second, not ten.
 func FollowOptions() []jetstream.PullMessagesOpt {

@@ -43,69 +43,35 @@ func RejectedSubject(role ...string) string {
 // ends. A version that does not parse is not delivered: it is recorded as a
 // detour.config.rejected.v1 event on RejectedSubject(role...) naming every problem, and the role
 // keeps what it runs. The channel holds at most one version: a newer one replaces one not taken
-// yet.
+// yet. It follows CONFIG through an events.Follower, so it survives the loss of any JetStream
+// node and a full outage.
 func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolog.Logger, role ...string) <-chan *Config {
 	out := make(chan *Config, 1)
-	go func() {
-		last, warned := after, false
-		for ctx.Err() == nil {
-			err := watchOnce(ctx, js, &last, role, log, out)
-			if ctx.Err() != nil {
-				return
-			}
-			if !warned {
-				log.Warn().Err(err).Msg("configuration watch interrupted; resuming")
-				warned = true
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}()
-	return out
-}
-
-func watchOnce(ctx context.Context, js jetstream.JetStream, last *uint64, role []string, log zerolog.Logger, out chan *Config) error {
-	cons, err := js.OrderedConsumer(ctx, events.StreamConfig, jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: js, Stream: events.StreamConfig, Log: log, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectConfigDoc}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq: *last + 1, MaxResetAttempts: events.FollowResetAttempts})
-	if err != nil {
-		return err
-	}
-	it, err := cons.Messages(events.FollowOptions()...)
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	defer context.AfterFunc(ctx, it.Stop)()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			return err
+		OptStartSeq: after + 1}}
+	go f.Run(ctx, func(d events.Delivery) {
+		if d.Msg == nil {
+			return
 		}
-		md, err := m.Metadata()
-		if err != nil {
-			continue
-		}
-		*last = md.Sequence.Stream
-		v, err := versionOf(md.Sequence.Stream, m.Data())
+		v, err := versionOf(d.Seq, d.Data)
 		var c *Config
 		if err == nil {
 			c, err = v.Config()
 		}
 		if err != nil {
-			Reject(ctx, js, md.Sequence.Stream, err, log, role...)
-			continue
+			Reject(ctx, js, d.Seq, err, log, role...)
+			return
 		}
-		c.Version = md.Sequence.Stream
+		c.Version = d.Seq
 		select {
 		case <-out:
 		default:
 		}
 		out <- c
 		log.Info().Uint64("version", v.Number).Str("by", v.By).Msg("configuration version received")
-	}
+	})
+	return out
 }
 
 // Reject records, as a detour.config.rejected.v1 event on RejectedSubject(role...), that the role

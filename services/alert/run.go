@@ -133,52 +133,16 @@ func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64
 	return info.State.LastSeq, nil
 }
 
-// follow hands every message of stream on subject to handle, in order, until ctx ends,
-// resuming after the last one handled when the consumer fails.
+// follow hands every message of stream on subject to handle, in order, until ctx ends, through
+// an events.Follower: it resumes after the last one handled when the consumer fails.
 func (r *runner) follow(ctx context.Context, stream, subject string, handle func(subject string, seq uint64, data []byte)) {
-	var last uint64
-	warned := false
-	for ctx.Err() == nil {
-		cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject},
-			DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: events.FollowResetAttempts}
-		if last > 0 {
-			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	f := events.Follower{JS: r.o.JS, Stream: stream, Log: r.log, Start: jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}}
+	f.Run(ctx, func(d events.Delivery) {
+		if d.Msg != nil {
+			handle(d.Subject, d.Seq, d.Data)
 		}
-		err := func() error {
-			cons, err := r.o.JS.OrderedConsumer(ctx, stream, cc)
-			if err != nil {
-				return err
-			}
-			it, err := cons.Messages(events.FollowOptions()...)
-			if err != nil {
-				return err
-			}
-			defer it.Stop()
-			defer context.AfterFunc(ctx, it.Stop)()
-			for {
-				m, err := it.Next()
-				if err != nil {
-					return err
-				}
-				if md, err := m.Metadata(); err == nil {
-					last = md.Sequence.Stream
-					handle(m.Subject(), last, m.Data())
-					warned = false
-				}
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		if !warned {
-			r.log.Warn().Err(err).Str("stream", stream).Msg("alerts lost a stream; resuming")
-			warned = true
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	})
 }
 
 // dispatch starts a delivery to every webhook of every group fact matches.

@@ -92,55 +92,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// follow reads subject of stream from the start policy on, handing each message to apply, and
-// resumes after the last one seen when the consumer fails.
+// follow reads subject of stream from the start policy on, handing each message to apply,
+// through an events.Follower: it resumes after the last one seen when the consumer fails.
 func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, apply func(jetstream.Msg, uint64)) {
-	var last uint64
-	warned := false
-	for ctx.Err() == nil {
-		cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: policy,
-			MaxResetAttempts: events.FollowResetAttempts}
-		if last > 0 {
-			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Start: jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject}, DeliverPolicy: policy}}
+	f.Run(ctx, func(d events.Delivery) {
+		if d.Msg != nil {
+			apply(d.Msg, d.Seq)
 		}
-		err := func() error {
-			cons, err := s.o.JS.OrderedConsumer(ctx, stream, cc)
-			if err != nil {
-				return err
-			}
-			it, err := cons.Messages(events.FollowOptions()...)
-			if err != nil {
-				return err
-			}
-			defer it.Stop()
-			stop := context.AfterFunc(ctx, it.Stop)
-			defer stop()
-			for {
-				m, err := it.Next()
-				if err != nil {
-					return err
-				}
-				md, err := m.Metadata()
-				if err != nil {
-					continue
-				}
-				last = md.Sequence.Stream
-				apply(m, md.Sequence.Stream)
-				warned = false
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		if !warned {
-			s.log.Warn().Str("stream", stream).Err(err).Msg("api follower interrupted; resuming")
-			warned = true
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	})
 }
 
 func (s *Server) onState(m jetstream.Msg, seq uint64) {

@@ -11,7 +11,7 @@ import (
 // small, and a replica starting mid-drill must know which failures are simulated.
 func drillConsumer() jetstream.OrderedConsumerConfig {
 	return jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDrills},
-		DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: events.FollowResetAttempts}
+		DeliverPolicy: jetstream.DeliverAllPolicy}
 }
 
 // onDrill folds one DRILLS event and puts the drill's simulated failures on (or off) the
