@@ -115,7 +115,7 @@ type role struct {
 	metrics *metrics.Metrics
 	// check, when set, validates the command's own flags before anything starts.
 	check func() error
-	// streams are those the role creates if they are missing (and may see with its permissions).
+	// streams are those the role creates if they are missing: Streams(role).
 	streams []string
 	// dataDir, when set, keeps the active configuration, so that the role (a data-plane one)
 	// starts from it while NATS is away.
@@ -157,6 +157,26 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 		log.Info().Str("addr", addr).Msg("serving metrics")
 	}
 	return js, cfg, log, nil
+}
+
+// Streams names the streams and buckets that the role (prober, decider, dns, controller or edge)
+// creates, with the configured replicas, when it finds them missing: those it writes, and the
+// ones it cannot work without. Its NATS user in deployments/nats/accounts.conf may create exactly
+// these and change none; `detour apply` creates and updates them all.
+func Streams(role string) []string {
+	switch role {
+	case "prober":
+		return []string{events.StreamProbes, events.StreamProbers}
+	case "decider":
+		return []string{events.StreamState, events.StreamProbes}
+	case "dns":
+		return []string{events.StreamState, events.StreamDNS}
+	case "controller":
+		return []string{events.StreamState, events.StreamRoutes, events.StreamDrills, events.StreamAlerts}
+	case "edge":
+		return []string{events.StreamRoutes}
+	}
+	return nil
 }
 
 // provision creates the named streams and buckets that do not exist yet, with the configured
@@ -283,7 +303,7 @@ func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error
 func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prober", flag.ContinueOnError)
 	var region string
-	r := role{check: func() error { return checkToken("--region", region) }, streams: []string{events.StreamProbers}}
+	r := role{check: func() error { return checkToken("--region", region) }, streams: Streams("prober")}
 	fs.StringVar(&region, "region", "", "probing region this worker belongs to (required)")
 	fs.StringVar(&r.name, "name", hostname(), "this worker's name, unique in its region")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
@@ -299,7 +319,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("decider", flag.ContinueOnError)
-	r := role{streams: []string{events.StreamState, events.StreamProbes}}
+	r := role{streams: Streams("decider")}
 	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
@@ -316,7 +336,7 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
 	var addr, dataDir string
 	r := role{check: func() error { return checkHostPort("--addr", addr) },
-		streams: []string{events.StreamState, events.StreamDNS}, dataDir: &dataDir}
+		streams: Streams("dns"), dataDir: &dataDir}
 	fs.StringVar(&r.name, "name", hostname(), "this server's name")
 	fs.StringVar(&addr, "addr", "127.0.0.1:5353", "listen address, UDP and TCP")
 	fs.StringVar(&dataDir, "data-dir", "detour-dns", "directory for the last-known-good snapshot and configuration")
@@ -338,7 +358,7 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	var resolver, region, dataDir string
-	r := role{check: func() error { return checkEdgeFlags(region, resolver) }, streams: []string{events.StreamRoutes}, dataDir: &dataDir}
+	r := role{check: func() error { return checkEdgeFlags(region, resolver) }, streams: Streams("edge"), dataDir: &dataDir}
 	fs.StringVar(&r.name, "name", "", "which configured edge this process is (required)")
 	fs.StringVar(&region, "region", "", "the edge's region; when given it must match the configuration")
 	fs.StringVar(&resolver, "resolver", "127.0.0.1:5353", "DNS server that resolves peer edge hostnames")
@@ -364,7 +384,7 @@ func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 	var apiAddr, tokensPath string
-	r := role{streams: []string{events.StreamState, events.StreamRoutes}, check: func() error { return checkOptionalHostPort("--api-addr", apiAddr) }}
+	r := role{streams: Streams("controller"), check: func() error { return checkOptionalHostPort("--api-addr", apiAddr) }}
 	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
 	fs.StringVar(&apiAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
 	fs.StringVar(&tokensPath, "api-tokens", "detour-api-tokens", "the API's tokens file (made with one write token if missing; see detour token)")

@@ -2,14 +2,18 @@ package natsd_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +23,9 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
+	"github.com/detourdev/detour/services/alert"
+	"github.com/detourdev/detour/services/api"
+	"github.com/detourdev/detour/services/cli"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
 	mdns "github.com/miekg/dns"
@@ -78,6 +85,7 @@ func (d *deployment) as(user string) *client {
 	d.t.Helper()
 	c := &client{}
 	nc, err := nats.Connect(d.url, nats.UserInfo(user, user+"-demo"), nats.Name(user),
+		nats.CustomInboxPrefix(events.InboxPrefix(user)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
@@ -273,15 +281,18 @@ func TestDeploymentIdentitiesNoRoleReadsAnotherEdgesRoutesOrDeletesAConsumer(t *
 	}
 }
 
-func TestDeploymentIdentitiesAnyRoleCreatesAMissingStreamButNoneChangesOne(t *testing.T) {
+func TestDeploymentIdentitiesEachRoleCreatesTheStreamsItNeedsButNoneChangesOne(t *testing.T) {
 	d := startDeployment(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	edge := d.as("edge-west")
-	if _, err := events.ProvisionStreams(ctx, edge.js, events.StreamOptions{Memory: true}); err != nil {
-		t.Fatalf("edge-west, the first role up, cannot create the streams: %v", err)
+	// Each role, started first on an empty cluster, creates the streams it needs: the edge its
+	// ROUTES, the prober PROBES and its bucket, and so on.
+	for _, user := range roleUsers {
+		if _, err := events.ProvisionStreams(ctx, d.as(user).js, events.StreamOptions{Memory: true}, cli.Streams(roleOf(user))...); err != nil {
+			t.Errorf("%s cannot create the streams it needs (%v): %v", user, cli.Streams(roleOf(user)), err)
+		}
 	}
-	st, err := edge.js.Stream(ctx, events.StreamProbes)
+	st, err := d.as("edge-west").js.Stream(ctx, events.StreamProbes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +308,319 @@ func TestDeploymentIdentitiesAnyRoleCreatesAMissingStreamButNoneChangesOne(t *te
 	}
 	if info, err := st.Info(ctx); err != nil || info.Config.MaxAge == time.Second {
 		t.Errorf("PROBES max age is %v (err %v): a role changed it", info.Config.MaxAge, err)
+	}
+}
+
+// roleUsers are the NATS users of the roles (the operator's, which may do anything, aside).
+var roleUsers = []string{"prober-us-west", "prober-us-east", "decider", "dns", "controller", "edge-west", "edge-east"}
+
+// roleOf is the `detour` role that runs as user.
+func roleOf(user string) string {
+	for _, r := range []string{"prober", "edge"} {
+		if strings.HasPrefix(user, r+"-") {
+			return r
+		}
+	}
+	return user
+}
+
+// op is one thing a user may try: publish on a subject, or subscribe to one.
+type op struct {
+	sub     bool
+	subject string
+}
+
+func (o op) String() string {
+	if o.sub {
+		return "subscribe " + o.subject
+	}
+	return "publish " + o.subject
+}
+
+// sentinels numbers the sentinel publishes of refused.
+var sentinels atomic.Int64
+
+// refused tries each op as c (an empty publish, as `nats pub` would send) and returns those the
+// server refused. A refused publish or subscription is reported asynchronously: a refused
+// sentinel publish sent after the others tells when every refusal has come in.
+func (d *deployment) refused(c *client, ops []op) map[op]bool {
+	d.t.Helper()
+	sentinel := fmt.Sprintf("detour.sentinel.%d", sentinels.Add(1))
+	var subs []*nats.Subscription
+	for _, o := range ops {
+		if o.sub {
+			s, err := c.nc.SubscribeSync(o.subject)
+			if err != nil {
+				d.t.Fatal(err)
+			}
+			subs = append(subs, s)
+		} else if err := c.nc.Publish(o.subject, nil); err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	if err := c.nc.Publish(sentinel, nil); err != nil {
+		d.t.Fatal(err)
+	}
+	match := func(v string, o op) bool {
+		kind := "Publish"
+		if o.sub {
+			kind = "Subscription"
+		}
+		return strings.Contains(v, "Permissions Violation for "+kind+" to \""+o.subject+"\"")
+	}
+	var seen []string
+	eventstest.Eventually(d.t, 5*time.Second, func() bool {
+		seen = c.errors()
+		return slices.ContainsFunc(seen, func(v string) bool { return match(v, op{subject: sentinel}) })
+	}, "no refusal of the sentinel (errors %q)", &seen)
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+	out := map[op]bool{}
+	for _, o := range ops {
+		if slices.ContainsFunc(seen, func(v string) bool { return match(v, o) }) {
+			out[o] = true
+		}
+	}
+	return out
+}
+
+// permissionRow is what one user may do, by the identity it runs as.
+type permissionRow struct {
+	name string
+	op   op
+	// allowed are the users the server lets do it; every other role user is refused.
+	allowed []string
+}
+
+// checkRows tries every row as every role user and reports each answer the server gives that
+// differs from the row's.
+func checkRows(t *testing.T, d *deployment, rows []permissionRow) {
+	t.Helper()
+	for _, user := range roleUsers {
+		ops := make([]op, len(rows))
+		for i, r := range rows {
+			ops[i] = r.op
+		}
+		got := d.refused(d.as(user), ops)
+		for _, r := range rows {
+			if want := !slices.Contains(r.allowed, user); got[r.op] != want {
+				verb := map[bool]string{true: "is refused", false: "is let"}[got[r.op]]
+				t.Errorf("%s: %s %s %s (allowed: %v)", r.name, user, verb, r.op, r.allowed)
+			}
+		}
+	}
+}
+
+func TestDeploymentIdentitiesEachUserReceivesRepliesOnlyUnderItsOwnInbox(t *testing.T) {
+	d := startDeployment(t)
+	d.ensureStreams()
+	var rows []permissionRow
+	rows = append(rows, permissionRow{"nobody reads the shared inbox", op{sub: true, subject: "_INBOX.>"}, nil})
+	for _, user := range roleUsers {
+		rows = append(rows, permissionRow{"only " + user + " reads its replies",
+			op{sub: true, subject: events.InboxPrefix(user) + ".>"}, []string{user}})
+	}
+	checkRows(t, d, rows)
+	// And the JetStream API answers each of them there.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, user := range roleUsers {
+		if _, err := d.as(user).js.Stream(ctx, events.StreamConfig); err != nil {
+			t.Errorf("%s gets no JetStream answer under %s: %v", user, events.InboxPrefix(user), err)
+		}
+	}
+}
+
+func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
+	d := startDeployment(t)
+	d.ensureStreams()
+	rows := []permissionRow{
+		{"a region's probe results", op{subject: events.ProbeSubject("us-west", "shop", "west", "w1")}, []string{"prober-us-west"}},
+		{"a region's probe results", op{subject: events.ProbeBatchSubject("us-east", "p1")}, []string{"prober-us-east"}},
+		{"a region's membership", op{subject: "$KV." + events.BucketProbers + ".us-west.p1"}, []string{"prober-us-west"}},
+		{"a region's membership", op{subject: "$KV." + events.BucketProbers + ".us-east.p1"}, []string{"prober-us-east"}},
+		{"an edge's heartbeat", op{subject: events.HeartbeatSubject("edge-west")}, []string{"edge-west"}},
+		{"an edge's heartbeat", op{subject: events.HeartbeatSubject("edge-east")}, []string{"edge-east"}},
+		{"an endpoint transition", op{subject: events.EndpointStateSubject("shop", "west", "w1")}, []string{"decider"}},
+		{"a pool transition", op{subject: events.PoolStateSubject("shop", "west")}, []string{"decider"}},
+		{"an edge transition", op{subject: events.EdgeStateSubject("edge-west")}, []string{"controller"}},
+		{"an override", op{subject: events.OverrideSubject("shop", "west", "w1")}, []string{"controller"}},
+		{"a route table", op{subject: events.RoutesSubject("edge-west")}, []string{"controller"}},
+		{"a route table", op{subject: events.RoutesSubject("edge-east")}, []string{"controller"}},
+		{"the configuration", op{subject: events.SubjectConfigDoc}, []string{"controller"}},
+		{"a zone change", op{subject: events.ZoneSubject("demo.test.")}, []string{"dns"}},
+		{"a drill", op{subject: events.DrillSubject("d1")}, []string{"controller"}},
+		{"an alert delivery", op{subject: events.AlertSubject("oncall")}, []string{"controller"}},
+		{"an edge's rejection", op{subject: config.RejectedSubject("edge", "edge-west")}, []string{"edge-west"}},
+		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "decider-1")}, []string{"decider"}},
+		{"a prober's rejection", op{subject: config.RejectedSubject("prober", "us-west", "p1")}, []string{"prober-us-west"}},
+	}
+	checkRows(t, d, rows)
+}
+
+func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDeletesAnothersConsumers(t *testing.T) {
+	d := startDeployment(t)
+	d.ensureStreams()
+	streams := []string{events.StreamProbers}
+	for _, sc := range events.Streams(events.StreamOptions{}) {
+		streams = append(streams, sc.Name)
+	}
+	var rows []permissionRow
+	for _, s := range streams {
+		var creators []string
+		for _, user := range roleUsers {
+			if slices.Contains(cli.Streams(roleOf(user)), s) {
+				creators = append(creators, user)
+			}
+		}
+		rows = append(rows,
+			permissionRow{"create " + s + " when missing", op{subject: "$JS.API.STREAM.CREATE." + s}, creators},
+			permissionRow{"change " + s, op{subject: "$JS.API.STREAM.UPDATE." + s}, nil},
+			permissionRow{"purge " + s, op{subject: "$JS.API.STREAM.PURGE." + s}, nil},
+			permissionRow{"delete " + s, op{subject: "$JS.API.STREAM.DELETE." + s}, nil},
+			permissionRow{"delete a message of " + s, op{subject: "$JS.API.STREAM.MSG.DELETE." + s}, nil},
+			permissionRow{"list the consumers of " + s, op{subject: "$JS.API.CONSUMER.LIST." + s}, nil},
+			permissionRow{"list the consumer names of " + s, op{subject: "$JS.API.CONSUMER.NAMES." + s}, nil},
+			permissionRow{"delete a consumer of " + s, op{subject: "$JS.API.CONSUMER.DELETE." + s + ".audit"}, nil},
+			permissionRow{"create a durable consumer of " + s, op{subject: "$JS.API.CONSUMER.DURABLE.CREATE." + s + ".audit"}, nil},
+			permissionRow{"create an unfiltered consumer of " + s, op{subject: "$JS.API.CONSUMER.CREATE." + s + ".audit"}, nil},
+		)
+	}
+	for _, e := range []string{"edge-west", "edge-east"} {
+		rows = append(rows,
+			permissionRow{"create the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.CREATE.ROUTES." + e + "." + events.RoutesSubject(e)}, []string{e}},
+			permissionRow{"pull from the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.MSG.NEXT.ROUTES." + e}, []string{e}},
+			permissionRow{"read the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.INFO.ROUTES." + e}, []string{e}},
+			permissionRow{"delete the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.DELETE.ROUTES." + e}, []string{e}},
+			permissionRow{"read " + e + "'s route table by a consumer of another name", op{subject: "$JS.API.CONSUMER.CREATE.ROUTES.x." + events.RoutesSubject(e)}, nil},
+			permissionRow{"read " + e + "'s route table directly", op{subject: "$JS.API.DIRECT.GET.ROUTES." + events.RoutesSubject(e)}, []string{"controller"}},
+		)
+	}
+	rows = append(rows,
+		permissionRow{"read another region's membership", op{subject: "$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers.us-east.p1"}, []string{"prober-us-east"}},
+		permissionRow{"take a consumer's deliveries as another user", op{subject: "$JS.API.CONSUMER.MSG.NEXT.ROUTES.audit"}, nil},
+	)
+	checkRows(t, d, rows)
+	// STATE itself refuses a purge, even the operator's.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := d.as("operator").js.Stream(ctx, events.StreamState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx); err == nil {
+		t.Error("the operator purged STATE")
+	}
+}
+
+func TestDeploymentIdentitiesAnEdgeReadsItsRouteTableThroughTheOneConsumerNamedForIt(t *testing.T) {
+	d := startDeployment(t)
+	d.ensureStreams()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctrl := d.as("controller")
+	publish := func(n int) {
+		e, err := events.New(events.TypeRoutesComputed, "controller-1", time.Now(), map[string]int{"n": n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(ctx, ctrl.js, events.RoutesSubject("edge-west"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1)
+	west := d.as("edge-west")
+	got := make(chan []byte, 16)
+	f := events.Follower{JS: west.js, Stream: events.StreamRoutes, Name: "edge-west",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), Start: jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{events.RoutesSubject("edge-west")}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			if d.Msg != nil {
+				got <- d.Data
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("edge-west's follower got no route table")
+	}
+	// edge-east can neither take over, read, change nor delete edge-west's consumer.
+	east := d.as("edge-east")
+	try := func(what string, do func(context.Context) error) {
+		t.Helper()
+		tctx, tcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer tcancel()
+		if err := do(tctx); err == nil {
+			t.Errorf("edge-east %s", what)
+		}
+	}
+	try("replaced edge-west's consumer", func(ctx context.Context) error {
+		_, err := east.js.CreateOrUpdateConsumer(ctx, events.StreamRoutes, jetstream.ConsumerConfig{Name: "edge-west",
+			FilterSubject: events.RoutesSubject("edge-west"), DeliverPolicy: jetstream.DeliverAllPolicy})
+		return err
+	})
+	try("read edge-west's consumer", func(ctx context.Context) error {
+		_, err := east.js.Consumer(ctx, events.StreamRoutes, "edge-west")
+		return err
+	})
+	try("deleted edge-west's consumer", func(ctx context.Context) error {
+		return east.js.DeleteConsumer(ctx, events.StreamRoutes, "edge-west")
+	})
+	try("created a consumer of its own table under another name", func(ctx context.Context) error {
+		_, err := east.js.CreateOrUpdateConsumer(ctx, events.StreamRoutes, jetstream.ConsumerConfig{Name: "spare",
+			FilterSubject: events.RoutesSubject("edge-east")})
+		return err
+	})
+	if _, err := east.nc.Request("$JS.API.CONSUMER.MSG.NEXT.ROUTES.edge-west", []byte(`{"batch":1,"no_wait":true}`), 300*time.Millisecond); err == nil {
+		t.Error("edge-east pulled from edge-west's consumer")
+	}
+	// edge-west still gets every new table, and ran into nothing.
+	publish(2)
+	select {
+	case b := <-got:
+		if !strings.Contains(string(b), `"n":2`) {
+			t.Errorf("edge-west got %s, want the second table", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("edge-west's follower got no second route table")
+	}
+	if v := west.errors(); len(v) > 0 {
+		t.Errorf("edge-west ran into the server's permissions: %q", v)
+	}
+}
+
+func TestDeploymentIdentitiesATSIGSecretFromAFileNeverReachesConfig(t *testing.T) {
+	d := startDeployment(t)
+	d.ensureStreams()
+	const secret = "c2VjcmV0LWtleS1ub2JvZHktYnV0LWRucy1zZWVz"
+	file := filepath.Join(t.TempDir(), "tsig.key")
+	if err := os.WriteFile(file, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf(`
+zones:
+  - name: demo.test
+    push: {server: "127.0.0.1:53", tsig: {name: detour., secret_file: %q}}
+apps: []
+`, file)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := config.Publish(ctx, d.as("operator").js, "test.yaml", []byte(doc), "test"); err != nil {
+		t.Fatal(err)
+	}
+	// Every role reads CONFIG; what edge-west reads there names the file, not the key.
+	v, err := config.Active(ctx, d.as("edge-west").js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(v.Document, secret) || !strings.Contains(v.Document, file) {
+		t.Errorf("CONFIG as edge-west reads it: %s", v.Document)
 	}
 }
 
@@ -346,6 +670,9 @@ func TestDeploymentIdentitiesEveryRoleRunsWithOnlyItsOwnPermissions(t *testing.T
 	d.ensureStreams()
 	west, east := listen(t, "127.0.0.1").Addr().String(), listen(t, "127.0.0.1").Addr().String()
 	shopWest, shopEast := listen(t, "127.0.0.31"), listen(t, "127.0.0.32")
+	var alerted atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { alerted.Add(1) }))
+	defer hook.Close()
 	doc := fmt.Sprintf(`
 zones: [{name: demo.test}]
 apps:
@@ -368,18 +695,42 @@ edges:
      heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-east}]}
   - {name: edge-east, region: us-east, hostname: edge-east.demo.test, address: 127.0.0.1,
      heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-west}]}
-`, shopWest.Addr(), shopEast.Addr(), west, east, freeAddr(t), freeAddr(t))
+alerts:
+  - {name: oncall, on: [pool_down], apps: [shop], webhooks: [{url: %q}]}
+`, shopWest.Addr(), shopEast.Addr(), west, east, freeAddr(t), freeAddr(t), hook.URL)
 	op := d.as("operator")
 	ctx := context.Background()
-	cfg, err := config.Publish(ctx, op.js, "test.yaml", []byte(doc), "test")
+	cfg, v1, err := config.Apply(ctx, op.js, "test.yaml", []byte(doc), config.ApplyOptions{By: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	roles := map[string]*client{}
-	for _, user := range []string{"prober-us-west", "prober-us-east", "decider", "dns", "controller", "edge-west", "edge-east"} {
+	for _, user := range roleUsers {
 		roles[user] = d.as(user)
 	}
+	// Every role follows CONFIG for new versions; the controller also serves the API and sends
+	// alerts, each following STATE (and CONFIG) on the controller's connection.
+	watches := map[string]<-chan *config.Config{}
+	for _, user := range roleUsers {
+		watches[user] = config.Watch(t.Context(), roles[user].js, v1.Number, log, roleOf(user), user)
+	}
+	secret, line, err := api.NewToken("ci", api.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := api.ParseTokens([]byte(line + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.Listen(api.Options{JS: roles["controller"].js, Config: cfg, Addr: "127.0.0.1:0", Tokens: tokens, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "api", srv.Run)
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: roles["controller"].js, Config: cfg, Name: "controller-1", Log: log})
+	})
 	for _, r := range []string{"us-west", "us-east"} {
 		c := roles["prober-"+r]
 		got, err := config.Latest(ctx, c.js)
@@ -440,9 +791,58 @@ edges:
 	// The DNS server records a zone change when shop's answer fails over.
 	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(lookup(t, dns.Addr(), "shop.demo.test."), []string{"127.0.0.31"}) },
 		"shop.demo.test does not answer 127.0.0.31")
+	// Lose every consumer, as when the node hosting them dies: each follower makes another with
+	// its own permissions only.
+	consumers := func(stream string) []string {
+		st, err := op.js.Stream(ctx, stream)
+		if err != nil {
+			return nil
+		}
+		var names []string
+		l := st.ConsumerNames(ctx)
+		for n := range l.Name() {
+			names = append(names, n)
+		}
+		return names
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(consumers(events.StreamConfig)) >= len(roleUsers)+1 },
+		"the roles' configuration watches and the api do not follow CONFIG")
+	for _, stream := range []string{events.StreamConfig, events.StreamState, events.StreamProbes, events.StreamRoutes, events.StreamProbers} {
+		for _, n := range consumers(stream) {
+			if err := op.js.DeleteConsumer(ctx, stream, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	_ = shopWest.Close()
 	eventstest.Eventually(t, 5*time.Second, func() bool { return has(events.StreamDNS, events.ZoneSubject("demo.test.")) },
 		"no zone change stored after shop's us-west endpoint died")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return alerted.Load() > 0 }, "no alert sent for shop's us-west pool")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+srv.Addr()+"/v1/transitions?app=shop&endpoint=w1&to=down", nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var page struct{ Transitions []json.RawMessage }
+		return json.NewDecoder(resp.Body).Decode(&page) == nil && len(page.Transitions) > 0
+	}, "the api does not show shop's us-west endpoint down")
+	_, v2, err := config.Apply(ctx, op.js, "test.yaml", []byte(doc+"# v2\n"), config.ApplyOptions{By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range roleUsers {
+		select {
+		case c := <-watches[user]:
+			if c.Version != v2.Number {
+				t.Errorf("%s's configuration watch delivered version %d, want %d", user, c.Version, v2.Number)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s's configuration watch did not deliver version %d", user, v2.Number)
+		}
+	}
 	for user, c := range roles {
 		if v := c.errors(); len(v) > 0 {
 			t.Errorf("%s ran into the server's permissions: %q\n(a role that now needs another subject, stream or consumer: allow exactly that in deployments/nats/accounts.conf)", user, v)
