@@ -172,14 +172,17 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 }
 
 // deleteNamed removes the consumer f.Name left by an earlier start (it would refuse a new start
-// sequence), whether or not its node still answers.
+// sequence). When the node hosting it died, JetStream may apply the deletion without answering
+// until it counts that node offline: after followProbe the follower goes on to create its
+// consumer, which fails, and is tried again, only if the old one is still there.
 func (f *Follower) deleteNamed(ctx context.Context, s jetstream.Stream) error {
-	dctx, cancel := context.WithTimeout(ctx, 2*followProbe)
+	dctx, cancel := context.WithTimeout(ctx, followProbe)
 	defer cancel()
-	if err := s.DeleteConsumer(dctx, f.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("follow %s: replace consumer %s: %w", f.Stream, f.Name, err)
+	err := s.DeleteConsumer(dctx, f.Name)
+	if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("follow %s: replace consumer %s: %w", f.Stream, f.Name, err)
 }
 
 // WaitStream opens the named stream, trying again every half second while JetStream cannot be
