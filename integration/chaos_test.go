@@ -399,22 +399,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
 		"the cluster answers shop with us-west and edge-west serves it")
 	op := c.operator("nats-1")
-	// Two apps × two pools, their endpoints, and the two edges: ten subjects, each recorded up.
-	var before []stateEvent
-	var last map[string]string
-	eventually(t, 30*time.Second, func() bool {
-		before = stateLog(t, op, "detour.state.>")
-		last = map[string]string{}
-		for _, e := range before {
-			last[e.Subject] = e.To
-		}
-		for _, to := range last {
-			if to != "up" {
-				return false
-			}
-		}
-		return len(last) == 10
-	}, "every endpoint, pool and edge recorded up: %v", &last)
+	before := c.allUp(op)
 	unchanged := func(when string) {
 		t.Helper()
 		if got := stateLog(t, op, "detour.state.>"); len(got) != len(before) {
@@ -544,6 +529,28 @@ func lastStored(t *testing.T, url, stream, filter string) time.Time {
 		return time.Time{}
 	}
 	return m.Time
+}
+
+// allUp waits until STATE, read at url, records every endpoint, pool and edge up (two apps × two
+// pools, their endpoints, and the two edges: ten subjects) and returns what it holds.
+func (c *edgeCluster) allUp(url string) []stateEvent {
+	c.t.Helper()
+	var log []stateEvent
+	var last map[string]string
+	eventually(c.t, 30*time.Second, func() bool {
+		log = stateLog(c.t, url, "detour.state.>")
+		last = map[string]string{}
+		for _, e := range log {
+			last[e.Subject] = e.To
+		}
+		for _, to := range last {
+			if to != "up" {
+				return false
+			}
+		}
+		return len(last) == 10
+	}, "every endpoint, pool and edge recorded up: %v", &last)
+	return log
 }
 
 // lastMsg is stream's last message on a subject matching filter, or nil, read as the operator.
