@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
@@ -35,6 +37,10 @@ const imageRepo, imageTagPrefix = "detour", "integration-"
 
 func TestMain(m *testing.M) {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true") // Ryuk needs an image pull
+	if os.Getenv("DETOUR_IT_LOGS") == "" {
+		// A line per container started or stopped drowns the suites' measurements.
+		tclog.SetDefault(log.New(io.Discard, "", 0))
+	}
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		fmt.Println("integration: no Docker engine answers (`docker info` failed); skipping the suites")
 		os.Exit(0)
