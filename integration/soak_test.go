@@ -16,8 +16,8 @@ import (
 )
 
 // The soak's schedule: backend-west flips between dead and alive every flapEvery; every
-// killEvery a role or JetStream node, drawn at random, is killed killAt into the minute and
-// started again killFor later.
+// killEvery a role or JetStream node, drawn at random among those not killed yet, is killed
+// killAt into the minute and started again killFor later.
 const (
 	flapEvery = 20 * time.Second
 	killEvery = time.Minute
@@ -91,6 +91,7 @@ func TestSoak(t *testing.T) {
 	down := false
 	nextFlap, nextKill := start.Add(flapEvery), start.Add(killAt)
 	var killed *kill
+	var order []string
 	for {
 		at := nextFlap
 		if nextKill.Before(at) {
@@ -127,7 +128,12 @@ func TestSoak(t *testing.T) {
 			if !nextKill.Add(killFor).Before(end) {
 				nextKill = end.Add(time.Hour)
 			}
-			name := victims[rnd.IntN(len(victims))]
+			if len(order) == 0 { // every victim once, in a random order, then again
+				order = slices.Clone(victims)
+				rnd.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			}
+			name := order[0]
+			order = order[1:]
 			c.kill(name)
 			killed = &kill{Name: name, Killed: time.Now()}
 			t.Logf("soak: %s killed", name)
