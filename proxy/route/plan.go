@@ -29,9 +29,12 @@ type Choice struct {
 // Plan returns the targets to try for one request, best first. While the local pool is
 // available its serving instances come first, rotated by weight, then the secondary edge as the
 // target of a retry. When the pool is down, or every serving instance is skipped (failed
-// recently, see Choice.Skip), the secondary comes first. With no secondary to use
-// and no serving instance, every instance is returned (fail open): the decider may be wrong, and
-// a refused connection is no worse than a 502. The plan is empty only for a pool without
+// recently, see Choice.Skip), the secondary comes first. A secondary is used only while this
+// edge's own heartbeat reaches it; one the controller recorded down but that still answers it
+// is trusted less, not dropped: it never goes ahead of a healthy local instance, and when it
+// comes first the instances follow it even if none is serving. With no secondary to use and no
+// serving instance, every instance is returned (fail open): the decider may be wrong, and a
+// refused connection is no worse than a 502. The plan is empty only for a pool without
 // instances and without a usable secondary.
 func Plan(r *events.AppRoute, c Choice) []Target {
 	var sb, hb [8]int // room for the usual few endpoints without allocating
@@ -49,11 +52,10 @@ func Plan(r *events.AppRoute, c Choice) []Target {
 	if len(local) == 0 {
 		local = serving
 	}
-	var sec *Target
-	if s := r.Secondary; s != nil && !c.Forwarded && c.SecondaryAddr != "" && c.SecondaryAlive && s.Status != events.StatusDown {
-		sec = &Target{Addr: c.SecondaryAddr, Secondary: true}
-	}
-	if len(local) == 0 && sec == nil {
+	s := r.Secondary
+	usable := s != nil && !c.Forwarded && c.SecondaryAddr != "" && c.SecondaryAlive
+	trusted := usable && s.Status != events.StatusDown
+	if len(local) == 0 && !trusted {
 		local = make([]int, 0, len(r.Endpoints))
 		for i, e := range r.Endpoints {
 			if e.Weight > 0 {
@@ -62,12 +64,13 @@ func Plan(r *events.AppRoute, c Choice) []Target {
 		}
 	}
 	out := make([]Target, 0, len(local)+1)
-	if sec != nil && (!r.Available || len(healthy) == 0) {
-		out = append(out, *sec)
+	secFirst := usable && (len(healthy) == 0 || !r.Available && trusted)
+	if secFirst {
+		out = append(out, Target{Addr: c.SecondaryAddr, Secondary: true})
 	}
 	out = appendRotated(out, r.Endpoints, local, c.Turn)
-	if sec != nil && r.Available && len(healthy) > 0 {
-		out = append(out, *sec)
+	if usable && !secFirst {
+		out = append(out, Target{Addr: c.SecondaryAddr, Secondary: true})
 	}
 	return out
 }
