@@ -37,10 +37,10 @@ func (c *changeCounter) applied() int64 {
 // subcommand), as the peers run in theirs, so that the benchmark's own work does not share its
 // Go scheduler. With changes > 0 the child also flips an endpoint's state changes times a second.
 func detourTarget(checkPort, changes int, counter *changeCounter, profile string) startFunc {
-	return func(ctx context.Context, dir, addr string) (func() time.Duration, error) {
+	return func(ctx context.Context, dir, addr string) (running, error) {
 		self, err := os.Executable()
 		if err != nil {
-			return nil, fmt.Errorf("find this program: %w", err)
+			return running{}, fmt.Errorf("find this program: %w", err)
 		}
 		if counter != nil {
 			counter.file = filepath.Join(dir, "changes.txt")

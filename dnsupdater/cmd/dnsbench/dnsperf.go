@@ -41,6 +41,7 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 	if err := cmd.Wait(); err != nil {
 		return result{}, fmt.Errorf("run dnsperf: %w", err)
 	}
+	r.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if r.qps == 0 {
 		return result{}, fmt.Errorf("dnsperf reported no queries per second")
 	}

@@ -29,6 +29,7 @@ func run() int {
 	flag.IntVar(&o.outstanding, "outstanding", 100, "dnsperf outstanding queries (-q)")
 	flag.IntVar(&o.changes, "changes", 100, "STATE changes per second during the detour-changing run")
 	flag.BoolVar(&o.latency, "latency", true, "run every server again at one load (half the slowest saturation) for p50/p99 and CPU per query")
+	flag.Float64Var(&o.atLoad, "load", 0, "the common load of the latency run in queries per second (default: half the slowest saturation)")
 	flag.StringVar(&o.mix, "mix", "mixed", "queries: mixed (the app name half the time) or app (the app name only)")
 	flag.IntVar(&o.pdnsCache, "pdns-cache-ttl", 20, "PowerDNS packet cache TTL in seconds (its default 20); 0 turns it off")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")

@@ -12,12 +12,11 @@ import (
 	"time"
 )
 
-// startProcess runs a server in the foreground and returns a function that stops it and
-// returns the CPU time (user and system) it and its descendants used while it ran.
-func startProcess(ctx context.Context, dir, program string, args ...string) (func() time.Duration, error) {
+// startProcess runs a server in the foreground.
+func startProcess(ctx context.Context, dir, program string, args ...string) (running, error) {
 	path, err := exec.LookPath(program)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not installed (deployments/packages/bench.txt)", filepath.Base(program))
+		return running{}, fmt.Errorf("%s is not installed (deployments/packages/bench.txt)", filepath.Base(program))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	cmd := exec.CommandContext(ctx, path, args...)
@@ -27,20 +26,21 @@ func startProcess(ctx context.Context, dir, program string, args ...string) (fun
 	log, err := os.Create(filepath.Join(dir, filepath.Base(program)+".log"))
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("create log: %w", err)
+		return running{}, fmt.Errorf("create log: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr, cmd.Dir = log, log, dir
 	if err := cmd.Start(); err != nil {
 		cancel()
 		log.Close()
-		return nil, fmt.Errorf("start %s: %w", filepath.Base(program), err)
+		return running{}, fmt.Errorf("start %s: %w", filepath.Base(program), err)
 	}
-	return func() time.Duration {
-		used := treeCPU(cmd.Process.Pid)
-		cancel()
-		_ = cmd.Wait()
-		log.Close()
-		return used
+	return running{
+		cpu: func() time.Duration { return treeCPU(cmd.Process.Pid) },
+		stop: func() {
+			cancel()
+			_ = cmd.Wait()
+			log.Close()
+		},
 	}, nil
 }
 
@@ -54,7 +54,7 @@ func writeFiles(dir string, files map[string]string) error {
 }
 
 // nsdTarget runs NSD with two server processes and response rate limiting off.
-func nsdTarget(ctx context.Context, dir, addr string) (func() time.Duration, error) {
+func nsdTarget(ctx context.Context, dir, addr string) (running, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(`server:
   ip-address: %[2]s@%[3]s
@@ -77,13 +77,13 @@ zone:
   zonefile: "%[1]s/demo.test.zone"
 `, dir, host, port)
 	if err := writeFiles(dir, map[string]string{"nsd.conf": conf, "demo.test.zone": zoneFile}); err != nil {
-		return nil, err
+		return running{}, err
 	}
 	return startProcess(ctx, dir, "nsd", "-d", "-c", filepath.Join(dir, "nsd.conf"))
 }
 
 // knotTarget runs Knot DNS with two UDP workers.
-func knotTarget(ctx context.Context, dir, addr string) (func() time.Duration, error) {
+func knotTarget(ctx context.Context, dir, addr string) (running, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(`server:
     rundir: "%[1]s"
@@ -104,7 +104,7 @@ zone:
     zonefile-sync: -1
 `, dir, host, port)
 	if err := writeFiles(dir, map[string]string{"knot.conf": conf, "demo.test.zone": zoneFile}); err != nil {
-		return nil, err
+		return running{}, err
 	}
 	return startProcess(ctx, dir, "knotd", "-c", filepath.Join(dir, "knot.conf"))
 }
@@ -113,7 +113,7 @@ zone:
 // app name from a Lua record health-checked with ifportup (one shared Lua state). cacheTTL is
 // the packet cache's TTL in seconds (0 turns the cache off).
 func pdnsTarget(lua bool, checkPort, cacheTTL int) startFunc {
-	return func(ctx context.Context, dir, addr string) (func() time.Duration, error) {
+	return func(ctx context.Context, dir, addr string) (running, error) {
 		host, port, _ := net.SplitHostPort(addr)
 		zone := zoneFile
 		if lua {
@@ -121,7 +121,7 @@ func pdnsTarget(lua bool, checkPort, cacheTTL int) startFunc {
 		}
 		named := fmt.Sprintf("zone \"demo.test\" { type master; file \"%s/demo.test.zone\"; };\n", dir)
 		if err := writeFiles(dir, map[string]string{"named.conf": named, "demo.test.zone": zone}); err != nil {
-			return nil, err
+			return running{}, err
 		}
 		args := []string{
 			"--no-config", "--daemon=no", "--guardian=no", "--disable-syslog", "--loglevel=3",
