@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/prober/benchenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,7 @@ func inIsolatedNetwork(t *testing.T, f func()) {
 			skip <- "cannot make a network namespace (needs root or CAP_SYS_ADMIN): " + err.Error()
 			return
 		}
-		if err := loopbackUp(); err != nil {
+		if err := benchenv.LoopbackUp(); err != nil {
 			skip <- "cannot bring up loopback in the new namespace: " + err.Error()
 			return
 		}
@@ -42,23 +43,6 @@ func inIsolatedNetwork(t *testing.T, f func()) {
 		t.Skip(why)
 	default:
 	}
-}
-
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 func TestICMPCheckUsesUnprivilegedPingSocketsWhereTheKernelAllowsThem(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/prober"
+	"github.com/detourdev/detour/prober/benchenv"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,7 +45,7 @@ func (r result) cpuPerCheck() time.Duration {
 
 func bench(s settings) error {
 	if s.inNetns {
-		if err := loopbackUp(); err != nil {
+		if err := benchenv.LoopbackUp(); err != nil {
 			return err
 		}
 	}
@@ -288,26 +289,26 @@ func runDetour(s settings, dir, cfgFile string, keys []string, jitter time.Durat
 // peak memory at the end.
 func sample(pid int, s settings, from, to int64) (result, error) {
 	waitUntil(windowStart(from, s.interval))
-	c0, err := cpuTime(pid)
+	c0, err := benchenv.CPUTime(pid)
 	if err != nil {
 		return result{}, err
 	}
-	h0, err := cpuTime(os.Getpid())
+	h0, err := benchenv.CPUTime(os.Getpid())
 	if err != nil {
 		return result{}, err
 	}
 	w0 := time.Now()
 	waitUntil(windowStart(to, s.interval))
-	c1, err := cpuTime(pid)
+	c1, err := benchenv.CPUTime(pid)
 	if err != nil {
 		return result{}, err
 	}
 	wall := time.Since(w0)
-	h1, err := cpuTime(os.Getpid())
+	h1, err := benchenv.CPUTime(os.Getpid())
 	if err != nil {
 		return result{}, err
 	}
-	rss, err := peakRSS(pid)
+	rss, err := benchenv.PeakRSS(pid)
 	if err != nil {
 		return result{}, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 func main() { os.Exit(run()) }
@@ -59,7 +61,7 @@ func run() int {
 	switch s.role {
 	case "bench":
 		if !s.inNetns {
-			if code, ok := isolated(); ok {
+			if code, ok := benchenv.Isolated("-in-netns"); ok {
 				return code
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/prober"
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 func TestTallyCountsEachWindowOnceAndJudgesLateness(t *testing.T) {
@@ -33,11 +34,11 @@ func TestTallyCountsEachWindowOnceAndJudgesLateness(t *testing.T) {
 }
 
 func TestCPUTimeAndPeakMemoryOfThisProcessAreRead(t *testing.T) {
-	c, err := cpuTime(os.Getpid())
+	c, err := benchenv.CPUTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rss, err := peakRSS(os.Getpid())
+	rss, err := benchenv.PeakRSS(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package benchenv
 
 import (
 	"bufio"
@@ -14,8 +14,8 @@ import (
 // supports.
 const clockTicks = 100
 
-// cpuTime returns the user+system CPU time a process used so far.
-func cpuTime(pid int) (time.Duration, error) {
+// CPUTime returns the user+system CPU time a process used so far.
+func CPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read cpu time of %d: %w", pid, err)
@@ -38,8 +38,8 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
-// peakRSS returns a process's peak resident memory (VmHWM) in bytes.
-func peakRSS(pid int) (int64, error) {
+// PeakRSS returns a process's peak resident memory (VmHWM) in bytes.
+func PeakRSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read memory of %d: %w", pid, err)

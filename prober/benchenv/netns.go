@@ -1,30 +1,33 @@
-package main
+package benchenv
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// isolated runs the benchmark again in a network namespace of its own, where only a loopback
-// interface exists: nothing it sends can leave, and the host's connection tracking (which Docker
-// turns on, and whose table 12,000 connections a second fill within seconds, dropping SYNs) does
-// not apply. It reports the child's exit status, or ok=false when no namespace can be made (not
+// Isolated runs this program again, with flag (e.g. "-in-netns") before its arguments, in a
+// network namespace of its own where only a loopback interface exists: nothing it sends can
+// leave, and the host's connection tracking (which Docker turns on, and whose table 12,000
+// connections a second fill within seconds, dropping SYNs) does not apply. The child must call
+// LoopbackUp. It reports the child's exit status, or ok=false when no namespace can be made (not
 // root), in which case the benchmark runs here.
-func isolated() (code int, ok bool) {
+func Isolated(flag string) (code int, ok bool) {
+	name := filepath.Base(os.Args[0])
 	self, err := os.Executable()
 	if err != nil {
 		return 0, false
 	}
-	cmd := exec.Command(self, append([]string{"-in-netns"}, os.Args[1:]...)...)
+	cmd := exec.Command(self, append([]string{flag}, os.Args[1:]...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "probebench: no network namespace of its own (%v); running in the host's, where connection tracking may drop SYNs\n", err)
+		fmt.Fprintf(os.Stderr, "%s: no network namespace of its own (%v); running in the host's, where connection tracking may drop SYNs\n", name, err)
 		return 0, false
 	}
 	err = cmd.Wait()
@@ -33,14 +36,14 @@ func isolated() (code int, ok bool) {
 		return exit.ExitCode(), true
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "probebench: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return 1, true
 	}
 	return 0, true
 }
 
-// loopbackUp brings up the loopback interface of a new network namespace.
-func loopbackUp() error {
+// LoopbackUp brings up the loopback interface of a new network namespace.
+func LoopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("bring up loopback: %w", err)

@@ -1,0 +1,4 @@
+// Package benchenv is what Detour's benchmark commands share: running again in a network
+// namespace of their own, where nothing they send leaves and the host's connection tracking
+// does not apply, and reading the CPU time and peak memory of the processes they start.
+package benchenv
