@@ -49,7 +49,7 @@ func bench(s settings) error {
 			return err
 		}
 	}
-	limit, err := raiseFileLimit(1 << 20)
+	limit, err := benchenv.RaiseFileLimit(1 << 20)
 	if err != nil {
 		return err
 	}

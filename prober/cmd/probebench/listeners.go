@@ -6,29 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"syscall"
 	"time"
 )
-
-// raiseFileLimit lifts RLIMIT_NOFILE as far as allowed: the benchmark holds thousands of
-// listeners and connections. The child prober inherits it.
-func raiseFileLimit(want uint64) (uint64, error) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return 0, fmt.Errorf("read file limit: %w", err)
-	}
-	if l.Cur >= want {
-		return l.Cur, nil
-	}
-	next := syscall.Rlimit{Cur: want, Max: max(l.Max, want)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
-		next = syscall.Rlimit{Cur: l.Max, Max: l.Max}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
-			return l.Cur, fmt.Errorf("raise file limit: %w", err)
-		}
-	}
-	return next.Cur, nil
-}
 
 // loopback returns the i-th address of a /16 inside 127.0.0.0/8, skipping .0 and .255.
 func loopback(second byte, i int) netip.Addr {
