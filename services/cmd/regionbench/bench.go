@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/prober/benchenv"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func bench(s settings) error {
+	if !s.inNetns {
+		if code, ok := benchenv.Isolated("-in-netns"); ok {
+			os.Exit(code)
+		}
+	} else if err := benchenv.LoopbackUp(); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("dnsperf"); err != nil {
+		return fmt.Errorf("dnsperf (Debian package dnsperf) is not installed: run deployments/install-packages.sh deployments/packages/bench.txt")
+	}
+	if _, err := benchenv.RaiseFileLimit(1 << 20); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "regionbench-")
+	if err != nil {
+		return err
+	}
+	if !s.keep {
+		defer os.RemoveAll(dir)
+	}
+	if s.detour == "" {
+		s.detour = filepath.Join(dir, "detour")
+		build := exec.Command("go", "build", "-o", s.detour, "github.com/detourdev/detour/services/cmd/detour")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build detour: %w", err)
+		}
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("regionbench: check tcp every %s, timeout %s, fall 3, rise 2; %d probers; %d apps per edge; dnsperf offers %d qps; load %s",
+		s.interval, s.interval/2, s.probers, s.appsPerEdge, s.dnsLoad, load)
+	if s.keep {
+		fmt.Printf("working directory (kept): %s\n", dir)
+	}
+	for _, n := range s.sizes {
+		st := &stack{s: s, n: n, dir: filepath.Join(dir, fmt.Sprintf("n%d", n)), detour: s.detour}
+		err := st.region()
+		st.down()
+		if err != nil {
+			return fmt.Errorf("N=%d: %w (logs in %s)", n, err, st.dir)
+		}
+	}
+	return nil
+}
+
+// region runs one region of st.n endpoints: up, killed, restored.
+func (st *stack) region() error {
+	if err := os.MkdirAll(st.dir, 0o700); err != nil {
+		return err
+	}
+	notify, err := st.startSecondary()
+	if err != nil {
+		return err
+	}
+	st.cfgPath = filepath.Join(st.dir, "region.yaml")
+	if err := os.WriteFile(st.cfgPath, regionConfig(st.n, st.s.appsPerEdge, st.s.interval, notify), 0o600); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := st.up(); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	// Every endpoint and pool recorded up (unknown ones are answered too, so answers say
+	// nothing yet), then no stream growing for two seconds.
+	deadline := time.Now().Add(5 * time.Minute)
+	for st.lastSeq(ctx, events.StreamState) < uint64(4*st.n) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("STATE holds %d transitions after 5 minutes, want %d (endpoints and pools of both regions up)", st.lastSeq(ctx, events.StreamState), 4*st.n)
+		}
+		time.Sleep(200 * time.Millisecond) // waiting for a start-up, with a deadline
+	}
+	if err := st.settle(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("\nN=%d: %d processes up, every endpoint recorded up in %s\n", st.n, len(st.procs), time.Since(t0).Round(time.Second))
+
+	static, err := st.dnsperf(3*time.Second, st.s.dnsLoad)
+	if err != nil {
+		return err
+	}
+	staticQPS, err := static.wait(time.Time{}, time.Time{})
+	if err != nil {
+		return err
+	}
+	home := func(i int) netip.Addr { return addr(1, i) }
+	backup := func(i int) netip.Addr { return addr(2, i) }
+	fail, err := st.storm(ctx, "failure", 3, backup, st.kill, staticQPS)
+	if err != nil {
+		return err
+	}
+	if err := st.settle(ctx); err != nil {
+		return err
+	}
+	back, err := st.storm(ctx, "recovery", 2, home, st.startListeners, staticQPS)
+	if err != nil {
+		return err
+	}
+	st.print(staticQPS, fail, back)
+	return nil
+}
+
+// settle waits until no stream has grown for two seconds.
+func (st *stack) settle(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for prev := ""; ; time.Sleep(2 * time.Second) {
+		now := fmt.Sprint(st.lastSeq(ctx, events.StreamState), st.lastSeq(ctx, events.StreamDNS), st.lastSeq(ctx, events.StreamRoutes))
+		if now == prev {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the streams still grow 2 minutes after the last change")
+		}
+		prev = now
+	}
+}
+
+// phase is what one storm measured.
+type phase struct {
+	name   string
+	rounds int
+	// at is the kill (or the restart) of the listeners.
+	at time.Time
+	// seen is when a polling client first got each app's new answer; served when the DNS
+	// server recorded the zone version holding it; stored and applied when ROUTES stored, and
+	// the edge applied, the first route table with the app's new availability.
+	seen, served, stored, applied []time.Time
+	state                         []time.Time
+	transitions, zoneVersions     int
+	notifies                      int64
+	dnsQPS, staticQPS             float64
+	procs                         []proc
+}
+
+// storm measures one change of the whole region: act (the kill or the restart) at once, then
+// until every answer is want(i).
+func (st *stack) storm(ctx context.Context, name string, rounds int, want func(int) netip.Addr, act func() error, staticQPS float64) (*phase, error) {
+	ph := &phase{name: name, rounds: rounds, staticQPS: staticQPS}
+	stateFrom, dnsFrom, routesFrom := st.lastSeq(ctx, events.StreamState), st.lastSeq(ctx, events.StreamDNS), st.lastSeq(ctx, events.StreamRoutes)
+	sent := st.notifies.Load()
+	bound := time.Duration(rounds) * st.s.interval
+	load, err := st.dnsperf(bound+5*time.Second, st.s.dnsLoad)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(time.Second) // dnsperf's first second is its ramp, not the storm's
+	st.measureFrom()
+	wctx, cancel := context.WithTimeout(ctx, bound+2*time.Minute)
+	defer cancel()
+	watched := make(chan []time.Time, 1)
+	werr := make(chan error, 1)
+	ph.at = time.Now()
+	go func() {
+		t, err := watch(wctx, st.n, want)
+		watched <- t
+		werr <- err
+	}()
+	if err := act(); err != nil {
+		return nil, err
+	}
+	ph.seen = <-watched
+	if err := <-werr; err != nil {
+		return nil, err
+	}
+	st.measured()
+	for i, t := range ph.seen {
+		if t.IsZero() {
+			return nil, fmt.Errorf("%s: app%d's answer never became %s", name, i, want(i))
+		}
+	}
+	last := slices.MaxFunc(ph.seen, time.Time.Compare)
+	if err := st.read(ctx, events.StreamState, events.SubjectState, stateFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+		if strings.HasPrefix(m.Subject(), "detour.state.endpoint.") {
+			ph.state = append(ph.state, md.Timestamp)
+		}
+		ph.transitions++
+	}); err != nil {
+		return nil, err
+	}
+	ph.served = make([]time.Time, st.n)
+	if err := st.read(ctx, events.StreamDNS, ">", dnsFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+		ph.zoneVersions++
+		env, err := events.Decode(m.Data())
+		var z events.ZoneChanged
+		if err != nil || env.Type != events.TypeZoneChanged || env.Payload(&z) != nil {
+			return
+		}
+		for _, c := range z.Changes {
+			var i int
+			if _, err := fmt.Sscanf(c.Name, "app%d.region.test.", &i); err == nil && i < st.n && c.Type == "A" &&
+				slices.Contains(c.After, want(i).String()) && ph.served[i].IsZero() {
+				ph.served[i] = env.Time
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if err := st.routeTimes(ctx, ph, routesFrom, want(0) == addr(2, 0)); err != nil {
+		return nil, err
+	}
+	// The storm: from the first transition until the last answer moved.
+	from := ph.at
+	if len(ph.state) > 0 {
+		from = slices.MinFunc(ph.state, time.Time.Compare)
+	}
+	if ph.dnsQPS, err = load.wait(from, later(last, from.Add(500*time.Millisecond))); err != nil {
+		return nil, err
+	}
+	ph.notifies = st.notifies.Load() - sent
+	for _, p := range st.procs {
+		ph.procs = append(ph.procs, *p)
+	}
+	if ps := load.p.cmd.ProcessState; ps != nil {
+		lp := *load.p
+		lp.cpu = ps.UserTime() + ps.SystemTime()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			lp.rss = ru.Maxrss << 10
+		}
+		ph.procs = append(ph.procs, lp)
+	}
+	return ph, nil
+}
+
+// routeTimes reads ROUTES after from and the edges' logs: per app, when the first table whose
+// route for it has Available == !down was stored, and when its edge applied that table.
+func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bool) error {
+	applied := map[string]map[uint64]time.Time{}
+	for e := range st.edges() {
+		edge := fmt.Sprintf("edge-%d", e)
+		applied[edge] = map[uint64]time.Time{}
+		f, err := os.Open(filepath.Join(st.dir, edge+".log"))
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var l struct {
+				Message  string    `json:"message"`
+				StateSeq uint64    `json:"state_seq"`
+				Time     time.Time `json:"time"`
+			}
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "route table applied" {
+				if _, ok := applied[edge][l.StateSeq]; !ok {
+					applied[edge][l.StateSeq] = l.Time
+				}
+			}
+		}
+		f.Close()
+	}
+	ph.stored, ph.applied = make([]time.Time, st.n), make([]time.Time, st.n)
+	return st.read(ctx, events.StreamRoutes, ">", from, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+		var t events.RouteTable
+		if env, err := events.Decode(m.Data()); err != nil || env.Payload(&t) != nil {
+			return
+		}
+		for _, a := range t.Apps {
+			var i int
+			if _, err := fmt.Sscanf(a.App, "app%d", &i); err != nil || i >= st.n || !ph.stored[i].IsZero() || a.Available == down {
+				continue
+			}
+			ph.stored[i] = md.Timestamp
+			ph.applied[i] = applied[t.Edge][t.StateSeq]
+		}
+	})
+}
+
+// spread describes times as offsets from t0: first, median, p99 and last, and how many.
+func spread(t0 time.Time, ts []time.Time) string {
+	var d []time.Duration
+	for _, t := range ts {
+		if !t.IsZero() {
+			d = append(d, t.Sub(t0))
+		}
+	}
+	if len(d) == 0 {
+		return "none"
+	}
+	slices.Sort(d)
+	r := func(x time.Duration) string { return x.Round(time.Millisecond).String() }
+	return fmt.Sprintf("%-8s %-8s %-8s %-8s (%d)", r(d[0]), r(d[len(d)/2]), r(d[min(len(d)-1, len(d)*99/100)]), r(d[len(d)-1]), len(d))
+}
+
+func (st *stack) print(staticQPS float64, phases ...*phase) {
+	for _, ph := range phases {
+		bound := time.Duration(ph.rounds)*st.s.interval + 100*time.Millisecond
+		fmt.Printf("\nN=%d %s (bound interval × %d + 100ms = %s), times after the listeners' %s:\n", st.n, ph.name, ph.rounds, bound,
+			map[string]string{"failure": "SIGKILL", "recovery": "restart"}[ph.name])
+		fmt.Printf("  %-44s %-8s %-8s %-8s %-8s\n", "", "first", "median", "p99", "last")
+		fmt.Printf("  %-44s %s\n", "DNS answer served (zone version recorded)", spread(ph.at, ph.served))
+		fmt.Printf("  %-44s %s\n", "DNS answer seen by a polling client", spread(ph.at, ph.seen))
+		fmt.Printf("  %-44s %s\n", "edge route stored (ROUTES)", spread(ph.at, ph.stored))
+		fmt.Printf("  %-44s %s\n", "edge route applied by the edge", spread(ph.at, ph.applied))
+		fmt.Printf("  %-44s %s\n", "endpoint transition appended (STATE)", spread(ph.at, ph.state))
+		rate := 0.0
+		if len(ph.state) > 1 {
+			first, last := slices.MinFunc(ph.state, time.Time.Compare), slices.MaxFunc(ph.state, time.Time.Compare)
+			rate = float64(ph.transitions) / max(last.Sub(first), time.Millisecond).Seconds()
+		}
+		fmt.Printf("  DNS during the storm %.0f qps = %.2f × static %.0f qps (dnsperf -Q %d); %d endpoint and pool transitions at %.0f/s; %d zone versions; %d NOTIFYs\n",
+			ph.dnsQPS, ph.dnsQPS/staticQPS, staticQPS, st.s.dnsLoad, ph.transitions, rate, ph.zoneVersions, ph.notifies)
+		type usage struct {
+			n   int
+			cpu time.Duration
+			rss int64
+		}
+		var roles []string
+		per := map[string]*usage{}
+		for _, p := range ph.procs {
+			u := per[p.role]
+			if u == nil {
+				u = &usage{}
+				per[p.role] = u
+				roles = append(roles, p.role)
+			}
+			u.n++
+			u.cpu += p.cpu
+			u.rss = max(u.rss, p.rss)
+		}
+		fmt.Printf("  %-22s %9s %14s\n", "role (processes)", "CPU", "peak RSS/proc")
+		for _, r := range roles {
+			u := per[r]
+			fmt.Printf("  %-22s %9s %10d MiB\n", fmt.Sprintf("%s (%d)", r, u.n), u.cpu.Round(10*time.Millisecond), u.rss>>20)
+		}
+	}
+}
+
+// regionConfig is a region of n failover apps: app i answers its own endpoint in the dying
+// region (127.1.x.y:80) while it is up, and its own backup endpoint (127.2.x.y:80) once it is
+// down. One edge per appsPerEdge apps fronts their first pools.
+func regionConfig(n, appsPerEdge int, interval time.Duration, notify string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "zones: [{name: region.test, notify: [%q]}]\napps:\n", notify)
+	for i := range n {
+		fmt.Fprintf(&b, `  - name: app%d
+    fqdn: app%d.region.test
+    check: {type: tcp, interval: %s, timeout: %s, fall: 3, rise: 2}
+    pools:
+      - {name: main, region: doomed, endpoints: [{name: e, address: "%s:80"}]}
+      - {name: backup, region: safe, endpoints: [{name: e, address: "%s:80"}]}
+`, i, i, interval, interval/2, addr(1, i), addr(2, i))
+	}
+	b.WriteString("edges:\n")
+	for i := range n {
+		if i%appsPerEdge == 0 {
+			e := i / appsPerEdge
+			fmt.Fprintf(&b, "  - name: edge-%d\n    region: safe\n    hostname: edge-%d.region.test\n    address: 127.4.0.%d\n    apps:\n", e, e, 1+e)
+		}
+		fmt.Fprintf(&b, "      - {app: app%d, pool: main, listen: \"%s:8080\"}\n", i, addr(3, i))
+	}
+	return []byte(b.String())
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() { os.Exit(run()) }
+
+type settings struct {
+	sizes       []int
+	detour      string
+	probers     int
+	appsPerEdge int
+	dnsLoad     int
+	interval    time.Duration
+	keep        bool
+	inNetns     bool
+
+	// The roles the benchmark runs in its own children.
+	role string
+	n    int
+	net  int
+	dir  string
+}
+
+func run() int {
+	var s settings
+	var sizes string
+	flag.StringVar(&sizes, "n", "1000,10000", "comma-separated region sizes (endpoints killed at once)")
+	flag.StringVar(&s.detour, "detour", "", "the detour binary (default: built from this tree with go build)")
+	flag.IntVar(&s.probers, "probers", 2, "prober workers checking the endpoints")
+	flag.IntVar(&s.appsPerEdge, "apps-per-edge", 1000, "apps each edge fronts (one edge process per this many apps)")
+	flag.IntVar(&s.dnsLoad, "dns-load", 10000, "queries per second dnsperf offers the DNS server, static and during each storm")
+	flag.DurationVar(&s.interval, "interval", time.Second, "check interval (fall 3, rise 2, timeout half the interval)")
+	flag.BoolVar(&s.keep, "keep", false, "keep the working directory (logs, configuration)")
+	flag.BoolVar(&s.inNetns, "in-netns", false, "running in the benchmark's own network namespace (internal)")
+	flag.StringVar(&s.role, "role", "bench", "bench, or nats or listeners (internal)")
+	flag.IntVar(&s.n, "listeners", 0, "listeners to hold (role listeners)")
+	flag.IntVar(&s.net, "net", 0, "second octet of the listeners' addresses (role listeners)")
+	flag.StringVar(&s.dir, "dir", "", "JetStream's directory (role nats)")
+	flag.Parse()
+	for _, f := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 60000 {
+			fmt.Fprintf(os.Stderr, "regionbench: -n: want sizes from 1 to 60000, got %q\n", f)
+			return 2
+		}
+		s.sizes = append(s.sizes, n)
+	}
+	if s.probers < 1 || s.appsPerEdge < 1 || s.dnsLoad < 1 || s.interval <= 0 {
+		fmt.Fprintln(os.Stderr, "regionbench: -probers, -apps-per-edge, -dns-load and -interval must be positive")
+		return 2
+	}
+	var err error
+	switch s.role {
+	case "bench":
+		err = bench(s)
+	case "nats":
+		err = natsRole(s.dir)
+	case "listeners":
+		err = listenersRole(s.net, s.n)
+	default:
+		fmt.Fprintf(os.Stderr, "regionbench: -role: want bench, nats or listeners, got %q\n", s.role)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "regionbench: %v\n", err)
+		return 1
+	}
+	return 0
+}

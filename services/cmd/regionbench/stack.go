@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/detourdev/detour/prober/benchenv"
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// proc is one child process: a role of Detour, a listeners' holder or the load generator.
+type proc struct {
+	role, name string
+	cmd        *exec.Cmd
+	// logFile receives the child's stderr (and stdout, past its first line).
+	logFile string
+	cpu0    time.Duration
+	// cpu and rss are what the child used in the phase measured last.
+	cpu time.Duration
+	rss int64
+}
+
+// stack is every process of one region's run and the benchmark's connection to NATS.
+type stack struct {
+	s        settings
+	n        int
+	dir      string
+	detour   string
+	cfgPath  string
+	natsURL  string
+	creds    string
+	js       jetstream.JetStream
+	procs    []*proc
+	doomed   *proc
+	notifies *atomic.Int64
+	notify   *dns.Server
+}
+
+const dnsAddr = "127.0.0.1:5353"
+
+// start runs a child in the stack's directory with its output in a log file; with firstLine,
+// it returns the first line the child prints on stdout, within 60 s.
+func (st *stack) start(role, name string, firstLine bool, bin string, args ...string) (*proc, string, error) {
+	p := &proc{role: role, name: name, logFile: filepath.Join(st.dir, name+".log")}
+	logf, err := os.Create(p.logFile)
+	if err != nil {
+		return nil, "", err
+	}
+	defer logf.Close()
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = st.dir
+	p.cmd.Env = append(os.Environ(), "DETOUR_NATS="+st.natsURL, "DETOUR_NATS_NKEY="+st.creds)
+	p.cmd.Stderr = logf
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out io.ReadCloser
+	if firstLine {
+		if out, err = p.cmd.StdoutPipe(); err != nil {
+			return nil, "", err
+		}
+	} else {
+		p.cmd.Stdout = logf
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start %s: %w", name, err)
+	}
+	st.procs = append(st.procs, p)
+	if !firstLine {
+		return p, "", nil
+	}
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case l, ok := <-line:
+		if !ok {
+			return p, "", fmt.Errorf("%s exited before it was ready; see %s", name, p.logFile)
+		}
+		return p, l, nil
+	case <-time.After(60 * time.Second):
+		return p, "", fmt.Errorf("%s not ready within 60s; see %s", name, p.logFile)
+	}
+}
+
+// startListeners starts the process holding the doomed region's listeners.
+func (st *stack) startListeners() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	p, _, err := st.start("listeners", "listeners-doomed", true, self, "-role", "listeners", "-net", "1", "-listeners", fmt.Sprint(st.n))
+	if err != nil {
+		return err
+	}
+	st.doomed = p
+	return nil
+}
+
+// kill kills the doomed listeners' process at once (SIGKILL) and forgets it.
+func (st *stack) kill() error {
+	p := st.doomed
+	if err := p.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill the listeners: %w", err)
+	}
+	_ = p.cmd.Wait()
+	for i, q := range st.procs {
+		if q == p {
+			st.procs = append(st.procs[:i], st.procs[i+1:]...)
+			break
+		}
+	}
+	st.doomed = nil
+	return nil
+}
+
+// up starts NATS, the listeners and every role of Detour.
+func (st *stack) up() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	jsDir := filepath.Join(st.dir, "nats")
+	if err := os.MkdirAll(jsDir, 0o700); err != nil {
+		return err
+	}
+	_, line, err := st.start("nats", "nats", true, self, "-role", "nats", "-dir", jsDir)
+	if err != nil {
+		return err
+	}
+	url, creds, ok := strings.Cut(line, " ")
+	if !ok {
+		return fmt.Errorf("nats printed %q, want its URL and credentials file", line)
+	}
+	st.natsURL, st.creds = url, creds
+	opt, err := nats.NkeyOptionFromSeed(creds)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(url, opt, nats.Name("regionbench"))
+	if err != nil {
+		return fmt.Errorf("connect to nats: %w", err)
+	}
+	if st.js, err = jetstream.New(nc); err != nil {
+		return err
+	}
+	if err := st.startListeners(); err != nil {
+		return err
+	}
+	if _, _, err := st.start("listeners", "listeners-backup", true, self, "-role", "listeners", "-net", "2", "-listeners", fmt.Sprint(st.n)); err != nil {
+		return err
+	}
+	common := []string{"--config", st.cfgPath, "--log-format", "json", "--log-level", "warn"}
+	roles := [][]string{
+		{"decider", "decider", "--name", "decider-1"},
+		{"dns", "dns", "--name", "dns-1", "--addr", dnsAddr, "--data-dir", filepath.Join(st.dir, "dns-1")},
+		{"controller", "controller", "--name", "controller-1", "--api-addr", ""},
+	}
+	for k := range st.s.probers {
+		roles = append(roles, []string{"prober", fmt.Sprintf("prober-%d", k), "--region", "safe", "--name", fmt.Sprintf("p%d", k)})
+	}
+	for e := range st.edges() {
+		name := fmt.Sprintf("edge-%d", e)
+		// Debug logs: the benchmark reads when each route table was applied.
+		roles = append(roles, []string{"edge", name, "--name", name, "--resolver", dnsAddr,
+			"--data-dir", filepath.Join(st.dir, name), "--log-level", "debug"})
+	}
+	for _, r := range roles {
+		args := append([]string{r[0]}, common...)
+		args = append(args, r[2:]...)
+		if _, _, err := st.start(r[0], r[1], false, st.detour, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *stack) edges() int { return (st.n + st.s.appsPerEdge - 1) / st.s.appsPerEdge }
+
+// down stops every child: SIGTERM, then SIGKILL after 10 s.
+func (st *stack) down() {
+	for i := len(st.procs) - 1; i >= 0; i-- {
+		p := st.procs[i]
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+	}
+	st.procs = nil
+	if st.js != nil {
+		st.js.Conn().Close()
+	}
+	if st.notify != nil {
+		_ = st.notify.Shutdown()
+	}
+}
+
+// startSecondary acknowledges and counts the NOTIFYs sent to the address it returns.
+func (st *stack) startSecondary() (string, error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	st.notifies = &atomic.Int64{}
+	st.notify = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
+		if m.Opcode == dns.OpcodeNotify {
+			st.notifies.Add(1)
+		}
+		r := new(dns.Msg)
+		r.SetReply(m)
+		_ = w.WriteMsg(r)
+	})}
+	go func() { _ = st.notify.ActivateAndServe() }()
+	return pc.LocalAddr().String(), nil
+}
+
+// measureFrom starts a phase's accounting of every child: CPU from now, peak RSS reset.
+func (st *stack) measureFrom() {
+	for _, p := range st.procs {
+		p.cpu0, _ = benchenv.CPUTime(p.cmd.Process.Pid)
+		// Writing 5 resets the peak resident set (VmHWM) to the current one.
+		_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
+	}
+}
+
+// measured ends the phase's accounting of every running child.
+func (st *stack) measured() {
+	for _, p := range st.procs {
+		c, _ := benchenv.CPUTime(p.cmd.Process.Pid)
+		p.cpu = c - p.cpu0
+		p.rss, _ = benchenv.PeakRSS(p.cmd.Process.Pid)
+	}
+}
+
+// lastSeq is a stream's last sequence.
+func (st *stack) lastSeq(ctx context.Context, stream string) uint64 {
+	s, err := st.js.Stream(ctx, stream)
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.LastSeq
+}
+
+// read calls f with every message of stream on subjects matching filter after sequence from,
+// up to the stream's last sequence now.
+func (st *stack) read(ctx context.Context, stream, filter string, from uint64, f func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+	last := st.lastSeq(ctx, stream)
+	if last <= from {
+		return nil
+	}
+	cons, err := st.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		got := 0
+		var seq uint64
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", stream, err)
+			}
+			f(m, md)
+			seq = md.Sequence.Stream
+			got++
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		if got == 0 || seq >= last {
+			return nil
+		}
+	}
+}
