@@ -85,10 +85,13 @@ func (st *stack) region() error {
 	ctx := context.Background()
 	// Every endpoint and pool recorded up (unknown ones are answered too, so answers say
 	// nothing yet), then no stream growing for two seconds.
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for st.lastSeq(ctx, events.StreamState) < uint64(4*st.n) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("STATE holds %d transitions after 5 minutes, want %d (endpoints and pools of both regions up)", st.lastSeq(ctx, events.StreamState), 4*st.n)
+			return fmt.Errorf("STATE holds %d transitions after 3 minutes, want %d (endpoints and pools of both regions up)", st.lastSeq(ctx, events.StreamState), 4*st.n)
+		}
+		if err := st.exited(); err != nil {
+			return err
 		}
 		time.Sleep(200 * time.Millisecond) // waiting for a start-up, with a deadline
 	}
@@ -97,7 +100,15 @@ func (st *stack) region() error {
 	}
 	fmt.Printf("\nN=%d: %d processes up, every endpoint recorded up in %s\n", st.n, len(st.procs), time.Since(t0).Round(time.Second))
 
+	// The static rate is measured under the same load as the storms': dnsperf and the polling
+	// client, whose answers never come here.
 	static, err := st.dnsperf(3*time.Second, st.s.dnsLoad)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = watch(wctx, st.n, func(int) netip.Addr { return netip.Addr{} })
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -185,6 +196,9 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		return nil, err
 	}
 	st.measured()
+	if err := st.settle(ctx); err != nil {
+		return nil, err
+	}
 	for i, t := range ph.seen {
 		if t.IsZero() {
 			return nil, fmt.Errorf("%s: app%d's answer never became %s", name, i, want(i))
@@ -246,13 +260,59 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 // routeTimes reads ROUTES after from and the edges' logs: per app, when the first table whose
 // route for it has Available == !down was stored, and when its edge applied that table.
 func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bool) error {
+	type table struct {
+		edge string
+		seq  uint64
+	}
+	tables := make([]table, st.n)
+	ph.stored, ph.applied = make([]time.Time, st.n), make([]time.Time, st.n)
+	err := st.read(ctx, events.StreamRoutes, ">", from, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+		var t events.RouteTable
+		if env, err := events.Decode(m.Data()); err != nil || env.Payload(&t) != nil {
+			return
+		}
+		for _, a := range t.Apps {
+			var i int
+			if _, err := fmt.Sscanf(a.App, "app%d", &i); err != nil || i >= st.n || !ph.stored[i].IsZero() || a.Available == down {
+				continue
+			}
+			ph.stored[i] = md.Timestamp
+			tables[i] = table{t.Edge, t.StateSeq}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	// The edges apply the tables after ROUTES stored them: read their logs until each table is
+	// there, for 30 s at most.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		applied, err := st.appliedTables()
+		if err != nil {
+			return err
+		}
+		missing := 0
+		for i, t := range tables {
+			ph.applied[i] = applied[t.edge][t.seq]
+			if !ph.stored[i].IsZero() && ph.applied[i].IsZero() {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return nil
+		}
+	}
+}
+
+// appliedTables reads the edges' logs: per edge, when it first applied the table of each STATE
+// sequence.
+func (st *stack) appliedTables() (map[string]map[uint64]time.Time, error) {
 	applied := map[string]map[uint64]time.Time{}
 	for e := range st.edges() {
 		edge := fmt.Sprintf("edge-%d", e)
 		applied[edge] = map[uint64]time.Time{}
 		f, err := os.Open(filepath.Join(st.dir, edge+".log"))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -270,21 +330,7 @@ func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bo
 		}
 		f.Close()
 	}
-	ph.stored, ph.applied = make([]time.Time, st.n), make([]time.Time, st.n)
-	return st.read(ctx, events.StreamRoutes, ">", from, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
-		var t events.RouteTable
-		if env, err := events.Decode(m.Data()); err != nil || env.Payload(&t) != nil {
-			return
-		}
-		for _, a := range t.Apps {
-			var i int
-			if _, err := fmt.Sscanf(a.App, "app%d", &i); err != nil || i >= st.n || !ph.stored[i].IsZero() || a.Available == down {
-				continue
-			}
-			ph.stored[i] = md.Timestamp
-			ph.applied[i] = applied[t.Edge][t.StateSeq]
-		}
-	})
+	return applied, nil
 }
 
 // spread describes times as offsets from t0: first, median, p99 and last, and how many.

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/prober/benchenv"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
@@ -160,6 +161,14 @@ func (st *stack) up() error {
 	if st.js, err = jetstream.New(nc); err != nil {
 		return err
 	}
+	// The streams a deployment would size for a day of results at this rate (ProbeRate ×
+	// 24 h × 512 B: 177 GB for 1,000 endpoints of 2 pools) do not fit this disk: the benchmark
+	// keeps two minutes of results.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := events.EnsureStreams(ctx, st.js, events.StreamOptions{ProbeRetention: 2 * time.Minute}); err != nil {
+		return err
+	}
 	if err := st.startListeners(); err != nil {
 		return err
 	}
@@ -186,6 +195,20 @@ func (st *stack) up() error {
 		args = append(args, r[2:]...)
 		if _, _, err := st.start(r[0], r[1], false, st.detour, args...); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// exited returns an error naming a child that has exited.
+func (st *stack) exited() error {
+	for _, p := range st.procs {
+		if err := syscall.Kill(p.cmd.Process.Pid, 0); err != nil {
+			return fmt.Errorf("%s exited; see %s", p.name, p.logFile)
+		}
+		var ws syscall.WaitStatus
+		if pid, _ := syscall.Wait4(p.cmd.Process.Pid, &ws, syscall.WNOHANG, nil); pid == p.cmd.Process.Pid {
+			return fmt.Errorf("%s exited (%v); see %s", p.name, ws, p.logFile)
 		}
 	}
 	return nil
