@@ -58,6 +58,7 @@ func TestANewConfigurationTakesEffectWithoutARestartOrAFailedQuery(t *testing.T)
 			}
 		}
 	}()
+	eventstest.Eventually(t, time.Second, func() bool { return answered.Load() > 0 }, "the client's first answer")
 
 	// The next version removes shop's us-west pool, adds an app and changes a static record.
 	next := strings.Replace(demoConfig, "      - name: us-west\n        endpoints: [{address: \"127.0.0.11:8081\"}]\n", "", 1) +
