@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/miekg/dns"
 )
 
 // verdict is what response rate limiting does with one response.
@@ -23,8 +24,8 @@ const (
 
 // limiter is response rate limiting (RRL) keyed as BIND's is: a token bucket of
 // responses_per_second per client prefix (/ipv4_prefix or /ipv6_prefix) and kind of response:
-// answers per query name and type, NODATA and referrals per query name, NXDOMAIN and errors per
-// prefix. Every slip-th limited response is sent truncated instead of dropped. TCP is never
+// answers per query name and type, NODATA per query name, referrals per delegation, NXDOMAIN
+// per zone and errors per prefix. Every slip-th limited response is sent truncated instead of dropped. TCP is never
 // limited: its clients cannot be spoofed.
 type limiter struct {
 	rate, burst    float64
@@ -128,42 +129,121 @@ func (l *limiter) decide(client netip.Addr, resp []byte, at time.Time) verdict {
 const (
 	rrlAnswer byte = iota + 1
 	rrlNoData
+	rrlReferral
 	rrlNXDomain
 	rrlError
 )
 
-// rrlKey hashes the bucket of resp sent to prefix: the prefix, the kind of response and, for
-// answers, NODATA and referrals, the query name in lower case (and the type, for answers).
+// rrlKey hashes the bucket of resp sent to prefix, as BIND's RRL names its buckets: the prefix,
+// the kind of response and a domain name — the query name and type for answers, the query name
+// for NODATA, the delegation (the authority's NS owner) for referrals and the zone (the
+// authority's SOA owner) for NXDOMAIN, so that random names under one zone or one delegation
+// share a bucket and two zones do not. Errors have no name.
 func rrlKey(prefix netip.Prefix, resp []byte) uint64 {
 	h := fnv64(14695981039346656037, prefix.Addr().AsSlice())
-	kind, withType := rrlError, false
-	var qname []byte
+	kind := rrlError
+	var qname, qtype []byte
 	if len(resp) >= headerLen && binary.BigEndian.Uint16(resp[4:]) == 1 {
 		qname = responseQuestion(resp)
 	}
+	var name int // the offset of the name the bucket is keyed by; 0 for none
 	if qname != nil {
+		qtype = resp[headerLen+len(qname) : headerLen+len(qname)+2]
+		ancount := int(binary.BigEndian.Uint16(resp[6:]))
 		switch rcode := resp[3] & 0x0F; {
-		case rcode == 0 && binary.BigEndian.Uint16(resp[6:]) > 0:
-			kind, withType = rrlAnswer, true
+		case rcode == 0 && ancount > 0:
+			kind, name = rrlAnswer, headerLen
 		case rcode == 0:
-			kind = rrlNoData
+			kind, name = rrlNoData, headerLen
+			if owner, typ, ok := firstAuthority(resp, len(qname), ancount); ok && typ == dns.TypeNS && resp[2]&0x04 == 0 {
+				kind, name = rrlReferral, owner
+			}
 		case rcode == 3:
 			kind = rrlNXDomain
+			if owner, typ, ok := firstAuthority(resp, len(qname), ancount); ok && typ == dns.TypeSOA {
+				name = owner
+			}
 		}
 	}
 	h = fnv64(h, []byte{byte(prefix.Bits()), kind})
-	if kind == rrlAnswer || kind == rrlNoData {
-		for _, c := range qname {
+	if name > 0 {
+		h, _ = foldName(h, resp, name)
+	}
+	if kind == rrlAnswer {
+		h = fnv64(h, qtype)
+	}
+	return h
+}
+
+// firstAuthority returns the offset of the owner name and the type of the first authority
+// record of resp, whose question name is qlen bytes long and which has ancount answers.
+func firstAuthority(resp []byte, qlen, ancount int) (owner int, typ uint16, ok bool) {
+	if binary.BigEndian.Uint16(resp[8:]) == 0 {
+		return 0, 0, false
+	}
+	off := headerLen + qlen + 4
+	for range ancount {
+		if off = skipName(resp, off); off < 0 || off+10 > len(resp) {
+			return 0, 0, false
+		}
+		off += 10 + int(binary.BigEndian.Uint16(resp[off+8:]))
+	}
+	end := skipName(resp, off)
+	if end < 0 || end+2 > len(resp) {
+		return 0, 0, false
+	}
+	return off, binary.BigEndian.Uint16(resp[end:]), true
+}
+
+// skipName returns the offset just past the (possibly compressed) name at off, or -1.
+func skipName(msg []byte, off int) int {
+	for off < len(msg) {
+		switch l := int(msg[off]); {
+		case l == 0:
+			return off + 1
+		case l&0xC0 == 0xC0:
+			if off+2 > len(msg) {
+				return -1
+			}
+			return off + 2
+		case l&0xC0 != 0:
+			return -1
+		default:
+			off += l + 1
+		}
+	}
+	return -1
+}
+
+// foldName folds the name at off, following compression pointers (at most maxPointers), into
+// the FNV-1a hash h in its uncompressed wire form with ASCII letters in lower case. ok is false
+// for a name cut short or a pointer loop; h then holds what was folded.
+func foldName(h uint64, msg []byte, off int) (uint64, bool) {
+	const maxPointers = 16
+	for hops := 0; off < len(msg); {
+		l := int(msg[off])
+		switch {
+		case l&0xC0 == 0xC0:
+			if hops++; hops > maxPointers || off+2 > len(msg) {
+				return h, false
+			}
+			off = int(binary.BigEndian.Uint16(msg[off:]) & 0x3FFF)
+			continue
+		case l&0xC0 != 0 || off+1+l > len(msg):
+			return h, false
+		}
+		for _, c := range msg[off : off+1+l] {
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
 			}
 			h = (h ^ uint64(c)) * 1099511628211
 		}
+		if l == 0 {
+			return h, true
+		}
+		off += 1 + l
 	}
-	if withType {
-		h = fnv64(h, resp[headerLen+len(qname):headerLen+len(qname)+2])
-	}
-	return h
+	return h, false
 }
 
 // fnv64 folds b into the FNV-1a hash h.
