@@ -120,8 +120,11 @@ func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	cons, err := js.OrderedConsumer(ctx, events.StreamConfig, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectConfigDoc}, DeliverPolicy: jetstream.DeliverAllPolicy,
+	// A plain consumer that expires by itself: the roles' NATS users (the controller's API reads
+	// the history) may not delete consumers, as nats.go's ordered consumer does between fetches.
+	cons, err := js.CreateConsumer(ctx, events.StreamConfig, jetstream.ConsumerConfig{
+		FilterSubject: events.SubjectConfigDoc, DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: 10 * time.Second, MemoryStorage: true, Replicas: 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read configuration history: %w", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -829,6 +830,26 @@ alerts:
 		var page struct{ Transitions []json.RawMessage }
 		return json.NewDecoder(resp.Body).Decode(&page) == nil && len(page.Transitions) > 0
 	}, "the api does not show shop's us-west endpoint down")
+	// The API's other reads run on the controller's connection too.
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v1/config/history", ""},
+		{http.MethodGet, "/v1/config", ""},
+		{http.MethodGet, "/v1/overrides", ""},
+		{http.MethodGet, "/v1/drills", ""},
+		{http.MethodPost, "/v1/config/plan", doc},
+	} {
+		req, _ := http.NewRequest(c.method, "http://"+srv.Addr()+c.path, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s %s as the controller: %d %s", c.method, c.path, resp.StatusCode, b)
+		}
+	}
 	_, v2, err := config.Apply(ctx, op.js, "test.yaml", []byte(doc+"# v2\n"), config.ApplyOptions{By: "test"})
 	if err != nil {
 		t.Fatal(err)
