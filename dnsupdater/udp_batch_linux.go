@@ -34,6 +34,13 @@ type batch struct {
 	out     [udpBatch]mmsghdr
 	outIov  [udpBatch]unix.Iovec
 	outBufs [udpBatch][]byte
+	// recvFn and sendFn are recv and send bound once: a closure made per call would be
+	// allocated per call, and its garbage collected under load.
+	recvFn, sendFn func(fd uintptr) bool
+	// got and errno are what the last recv read; sent of toSend replies went out.
+	got          int
+	errno        syscall.Errno
+	sent, toSend int
 }
 
 func newBatch() *batch {
@@ -48,6 +55,7 @@ func newBatch() *batch {
 		b.out[i].hdr.SetIovlen(1)
 		b.outBufs[i] = make([]byte, 0, maxUDPSize)
 	}
+	b.recvFn, b.sendFn = b.recv, b.send
 	return b
 }
 
@@ -107,46 +115,50 @@ func (b *batch) read(rc syscall.RawConn) (int, error) {
 		b.in[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		b.in[i].hdr.Flags = 0
 	}
-	var n int
-	var errno syscall.Errno
-	err := rc.Read(func(fd uintptr) bool {
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EAGAIN || e == unix.EINTR {
-			return false
-		}
-		n, errno = int(r), e
-		return true
-	})
-	if err != nil {
+	b.got, b.errno = 0, 0
+	if err := rc.Read(b.recvFn); err != nil {
 		return 0, err
 	}
-	if errno != 0 {
+	if b.errno != 0 {
 		return 0, nil // a failed receive (e.g. a queued ICMP error): try again
 	}
-	return n, nil
+	return b.got, nil
+}
+
+// recv is one recvmmsg; it reports false when nothing is waiting, so that rc.Read parks.
+func (b *batch) recv(fd uintptr) bool {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	b.got, b.errno = int(r), e
+	return true
 }
 
 // write sends the first k prepared replies; replies the kernel refuses are dropped, as a lost
 // datagram would be.
 func (b *batch) write(rc syscall.RawConn, k int) {
-	sent := 0
-	for sent < k {
-		err := rc.Write(func(fd uintptr) bool {
-			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
-			switch {
-			case e == unix.EAGAIN || e == unix.EINTR:
-				return false
-			case e != 0:
-				sent++ // skip the datagram that failed
-			default:
-				sent += int(r)
-			}
-			return true
-		})
-		if err != nil {
+	b.sent, b.toSend = 0, k
+	for b.sent < k {
+		if rc.Write(b.sendFn) != nil {
 			return
 		}
 	}
+}
+
+// send is one sendmmsg of the replies not sent yet; it reports false when the socket's buffer
+// is full, so that rc.Write waits.
+func (b *batch) send(fd uintptr) bool {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[b.sent])), uintptr(b.toSend-b.sent), unix.MSG_DONTWAIT, 0, 0)
+	switch {
+	case e == unix.EAGAIN || e == unix.EINTR:
+		return false
+	case e != 0:
+		b.sent++ // skip the datagram that failed
+	default:
+		b.sent += int(r)
+	}
+	return true
 }
 
 // sockaddrAddr reads the address of a raw IPv4 or IPv6 socket address.
