@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,6 +51,63 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject string, e Enve
 		case <-time.After(time.Duration(attempt) * time.Millisecond):
 		}
 	}
+}
+
+// PublishAsync starts storing e on subject as Publish does, without waiting for the
+// acknowledgement: PublishResult waits for it. A writer of many events has them all in flight.
+func PublishAsync(js jetstream.JetStream, subject string, e Envelope) (jetstream.PubAckFuture, error) {
+	f, err := js.PublishMsgAsync(message(subject, e), jetstream.WithMsgID(e.ID))
+	if err != nil {
+		return nil, fmt.Errorf("publish %s to %s: %w", e.Type, subject, err)
+	}
+	return f, nil
+}
+
+// PublishResult waits for the outcome of a PublishAsync of e. An event another publisher was
+// storing at the same moment is published again, as Publish does.
+func PublishResult(ctx context.Context, js jetstream.JetStream, f jetstream.PubAckFuture, e Envelope) (*jetstream.PubAck, error) {
+	subject := f.Msg().Subject
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		if apiErrorCode(err) == errCodeDuplicateInProcess {
+			return Publish(ctx, js, subject, e)
+		}
+		return nil, fmt.Errorf("publish %s to %s: %w", e.Type, subject, err)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("publish %s to %s: %w", e.Type, subject, ctx.Err())
+	}
+}
+
+// LastOf calls f, one call at a time, with the last event stored on each of subjects that holds
+// one; the reads run 16 at a time. It returns the first error met.
+func LastOf(ctx context.Context, s jetstream.Stream, subjects []string, f func(subject string, e Envelope)) error {
+	var mu sync.Mutex
+	var first error
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range min(16, len(subjects)) {
+		wg.Go(func() {
+			for subject := range next {
+				e, _, ok, err := Last(ctx, s, subject)
+				mu.Lock()
+				switch {
+				case err != nil && first == nil:
+					first = err
+				case err == nil && ok:
+					f(subject, e)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, subject := range subjects {
+		next <- subject
+	}
+	close(next)
+	wg.Wait()
+	return first
 }
 
 // Append stores e on subject only if the subject's last stored message is still lastSeq (0: the

@@ -6,12 +6,45 @@ import (
 	"strconv"
 )
 
-// TypeRoutesComputed carries a RouteTable: everything one edge needs to route its apps, computed
-// by the controller from CONFIG and STATE and published on RoutesSubject(edge).
-const TypeRoutesComputed = "detour.routes.computed.v1"
+const (
+	// TypeRouteComputed carries an EdgeRoute: how one edge routes one app, computed by the
+	// controller from CONFIG and STATE and published on AppRouteSubject(edge, app).
+	TypeRouteComputed = "detour.route.computed.v1"
+	// TypeRoutesComputed carries a RouteTable: every route of one edge in one message, as the
+	// controller published them on RoutesSubject(edge) before an edge of thousands of apps
+	// outgrew NATS's max_payload; history holds them, and an edge's snapshot is one.
+	TypeRoutesComputed = "detour.routes.computed.v1"
+)
 
-// RouteTable is the routing state of one edge. Every table is complete: an edge replaces the one
-// it holds with the newest it receives.
+// EdgeRoute is how one edge routes one app. Each is complete: an edge replaces the route it
+// holds for the app with the newest it receives, and no other app's.
+type EdgeRoute struct {
+	// Edge names the edge the route is for.
+	Edge string `json:"edge"`
+	// ConfigSHA256 is the digest of the configuration document the route was computed from
+	// ("" when the configuration was given to the controller directly).
+	ConfigSHA256 string `json:"config_sha256,omitempty"`
+	// StateSeq is the last STATE stream sequence folded into the route.
+	StateSeq uint64 `json:"state_seq"`
+	// Route is the app's route.
+	Route AppRoute `json:"route"`
+}
+
+// Check returns an error naming the first field of r that an edge cannot use, or nil.
+func (r EdgeRoute) Check() error {
+	if err := CheckToken(r.Edge); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	return r.Route.check("route")
+}
+
+// Table is r as a route table of its one app, for readers that show either.
+func (r EdgeRoute) Table() RouteTable {
+	return RouteTable{Edge: r.Edge, ConfigSHA256: r.ConfigSHA256, StateSeq: r.StateSeq, Apps: []AppRoute{r.Route}}
+}
+
+// RouteTable is the routing state of one edge: what an edge keeps on disk, and what the
+// controller published as one message before each app's route had a subject of its own.
 type RouteTable struct {
 	// Edge names the edge the table is for.
 	Edge string `json:"edge"`
@@ -72,29 +105,36 @@ func (t RouteTable) Check() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	for i, a := range t.Apps {
-		path := "apps[" + strconv.Itoa(i) + "]"
-		if err := CheckToken(a.App); err != nil {
-			return fmt.Errorf("%s.app: %w", path, err)
+		if err := a.check("apps[" + strconv.Itoa(i) + "]"); err != nil {
+			return err
 		}
-		for j, e := range a.Endpoints {
-			if _, err := netip.ParseAddrPort(e.Address); err != nil {
-				return fmt.Errorf("%s.endpoints[%d].address: want ip:port, got %q", path, j, e.Address)
-			}
-			if e.Weight < 0 {
-				return fmt.Errorf("%s.endpoints[%d].weight: must not be negative, got %d", path, j, e.Weight)
-			}
+	}
+	return nil
+}
+
+// check returns an error naming the first field of a, under path, that an edge cannot use.
+func (a AppRoute) check(path string) error {
+	if err := CheckToken(a.App); err != nil {
+		return fmt.Errorf("%s.app: %w", path, err)
+	}
+	for j, e := range a.Endpoints {
+		if _, err := netip.ParseAddrPort(e.Address); err != nil {
+			return fmt.Errorf("%s.endpoints[%d].address: want ip:port, got %q", path, j, e.Address)
 		}
-		if s := a.Secondary; s != nil {
-			if s.Hostname == "" {
-				return fmt.Errorf("%s.secondary.hostname: must not be empty", path)
-			}
-			if s.Port < 1 || s.Port > 65535 {
-				return fmt.Errorf("%s.secondary.port: want a port in 1-65535, got %d", path, s.Port)
-			}
-			if s.Address != "" {
-				if _, err := netip.ParseAddr(s.Address); err != nil {
-					return fmt.Errorf("%s.secondary.address: want an IP address, got %q", path, s.Address)
-				}
+		if e.Weight < 0 {
+			return fmt.Errorf("%s.endpoints[%d].weight: must not be negative, got %d", path, j, e.Weight)
+		}
+	}
+	if s := a.Secondary; s != nil {
+		if s.Hostname == "" {
+			return fmt.Errorf("%s.secondary.hostname: must not be empty", path)
+		}
+		if s.Port < 1 || s.Port > 65535 {
+			return fmt.Errorf("%s.secondary.port: want a port in 1-65535, got %d", path, s.Port)
+		}
+		if s.Address != "" {
+			if _, err := netip.ParseAddr(s.Address); err != nil {
+				return fmt.Errorf("%s.secondary.address: want an IP address, got %q", path, s.Address)
 			}
 		}
 	}

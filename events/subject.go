@@ -119,8 +119,15 @@ func OverrideSubject(app, pool, endpoint string) string {
 // ZoneSubject holds the changes of one zone.
 func ZoneSubject(zone string) string { return join("detour.dns", ZoneToken(zone)) }
 
-// RoutesSubject holds the route tables of one edge.
+// RoutesSubject held the whole route tables of one edge (TypeRoutesComputed), before each app's
+// route had a subject of its own; history and the edges' snapshots still hold such tables.
 func RoutesSubject(edge string) string { return join("detour.routes", edge) }
+
+// AppRouteSubject holds the routes of one app on one edge (TypeRouteComputed).
+func AppRouteSubject(edge, app string) string { return join("detour.routes", edge, app) }
+
+// EdgeRoutesSubjects matches the routes of every app of one edge.
+func EdgeRoutesSubjects(edge string) string { return RoutesSubject(edge) + ".>" }
 
 // DrillSubject holds the events of one drill run.
 func DrillSubject(drillID string) string { return join("detour.drill", drillID) }

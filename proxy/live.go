@@ -105,12 +105,11 @@ func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[st
 	e.order, e.apps = order, map[string]*app{}
 	for _, a := range order {
 		e.apps[a.name] = a
+		if r, ok := e.routes[a.name]; ok {
+			a.setRoute(r) // the app's last route, until the controller computes the next one
+		}
 	}
-	table := e.table
 	e.mu.Unlock()
-	if table != nil {
-		_ = e.applyTable(table) // the new apps' routes, until the controller computes the next table
-	}
 	e.log.Info().Int("apps", len(order)).Int("added", added).Int("changed", changed).Int("removed", removed).Msg("edge configuration applied")
 	return errors.Join(unbound...)
 }

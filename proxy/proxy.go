@@ -57,9 +57,9 @@ type edge struct {
 	cfg       *config.Edge
 	log       zerolog.Logger
 	mu        sync.RWMutex
-	apps      map[string]*app // guarded by mu, as order and table
+	apps      map[string]*app // guarded by mu, as order and routes
 	order     []*app
-	table     []byte // the last route table applied
+	routes    map[string]events.AppRoute // the last route applied per app, from ROUTES or the snapshot
 	peers     *peers
 	others    map[netip.Addr]bool // addresses of the other configured edges
 	source    net.IP              // this edge's address, the source of connections to peers
@@ -145,7 +145,7 @@ func newEdge(o Options) (*edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run edge %s: %w", ce.Name, err)
 	}
-	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir, metrics: o.Metrics}
+	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, routes: map[string]events.AppRoute{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir, metrics: o.Metrics}
 	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
 	if a, err := netip.ParseAddr(ce.Address); err == nil {
 		e.source = net.IP(a.AsSlice())

@@ -199,12 +199,14 @@ func (c *cluster) publish() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env, err := events.New(events.TypeRoutesComputed, "test", time.Now(), table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := events.Publish(context.Background(), c.ns.JS, events.RoutesSubject(edge.Name), env); err != nil {
-			t.Fatal(err)
+		for _, r := range table.Apps {
+			env, err := events.New(events.TypeRouteComputed, "test", time.Now(), events.EdgeRoute{Edge: edge.Name, Route: r})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := events.Publish(context.Background(), c.ns.JS, events.AppRouteSubject(edge.Name, r.App), env); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

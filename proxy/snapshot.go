@@ -6,21 +6,36 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/detourdev/detour/events"
 )
 
-// The edge keeps the last route table it applied on disk, so that an edge restarted while NATS
-// is away routes as it did before instead of from the configuration alone.
+// The edge keeps the routes it applied on disk, as one route table, so that an edge restarted
+// while NATS is away routes as it did before instead of from the configuration alone.
 
 // tablePath is where the edge's route table snapshot lives in dir.
 func tablePath(dir, edge string) string { return filepath.Join(dir, "routes-"+edge+".json") }
 
-// saveTable stores the route table message b as the snapshot, replacing the previous one
-// atomically. A failure is logged: the edge goes on routing.
-func (e *edge) saveTable(b []byte) {
+// saveTable stores the routes applied, in configuration order, as the snapshot: a route table
+// event, replacing the previous one atomically. A failure is logged: the edge goes on routing.
+func (e *edge) saveTable() {
 	if e.dataDir == "" {
 		return
 	}
-	if err := writeFileAtomic(tablePath(e.dataDir, e.name), b); err != nil {
+	e.mu.RLock()
+	t := events.RouteTable{Edge: e.name, Apps: make([]events.AppRoute, 0, len(e.order))}
+	for _, a := range e.order {
+		if r, ok := e.routes[a.name]; ok {
+			t.Apps = append(t.Apps, r)
+		}
+	}
+	e.mu.RUnlock()
+	env, err := events.New(events.TypeRoutesComputed, "edge/"+e.name, time.Now(), t)
+	if err == nil {
+		err = writeFileAtomic(tablePath(e.dataDir, e.name), env.Encode())
+	}
+	if err != nil {
 		e.log.Error().Err(err).Msg("route table snapshot not saved")
 	}
 }

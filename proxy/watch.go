@@ -3,33 +3,110 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// watchRoutes follows the edge's route table through an events.Follower: the last one stored,
-// then every new one, each applied as it arrives. While NATS is unreachable the edge keeps the
-// table it has. The consumer is named for the edge: its NATS user may read that consumer only.
+// watchRoutes follows the routes of the edge's apps through an events.Follower: the last one
+// stored for each app, then every new one, each applied to its app as it arrives (every route is
+// whole: no app ever serves half of one). Once nothing is pending the routes are saved as the
+// snapshot, at most once per snapshotEvery and never on the path that applies them. While NATS
+// is unreachable the edge keeps the routes it has. The consumer is named for the edge: its NATS
+// user may read that consumer only.
 func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
-	subject := events.RoutesSubject(e.name)
 	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Name: e.name, Start: jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+		FilterSubjects: []string{events.EdgeRoutesSubjects(e.name)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	save := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.saveRoutes(ctx, save)
+	}()
+	defer func() { <-done }()
+	unsaved := false
 	f.Run(ctx, func(d events.Delivery) {
-		if d.Msg == nil {
-			return
+		if d.Msg != nil {
+			e.metrics.Lag("edge", events.StreamRoutes, d.Pending)
+			if err := e.applyRoute(d.Data); err != nil {
+				e.metrics.DecodeFailed("edge", events.StreamRoutes)
+				e.malformed.Skip(e.log, err, d.Subject, d.Seq)
+			} else {
+				unsaved = true
+			}
 		}
-		e.metrics.Lag("edge", events.StreamRoutes, d.Pending)
-		if err := e.applyTable(d.Data); err != nil {
-			e.metrics.DecodeFailed("edge", events.StreamRoutes)
-			e.malformed.Skip(e.log, err, d.Subject, d.Seq)
-			return
+		if unsaved && d.Pending == 0 {
+			select {
+			case save <- struct{}{}:
+			default: // a save is already due
+			}
+			unsaved = false
 		}
-		e.saveTable(d.Data)
 	})
 }
 
-// applyTable decodes a stored route table and switches every app to it.
+// snapshotEvery is the shortest time between two saves of the snapshot: a storm of routes
+// arriving one by one is saved once a second, not once per route.
+const snapshotEvery = time.Second
+
+// saveRoutes saves the snapshot when asked on save, at most once per snapshotEvery, until ctx
+// ends; a save asked for meanwhile is made when the time comes.
+func (e *edge) saveRoutes(ctx context.Context, save <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-save:
+		}
+		e.saveTable()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(snapshotEvery):
+		}
+	}
+}
+
+// applyRoute decodes a stored route and switches its app to it.
+func (e *edge) applyRoute(b []byte) error {
+	r, err := decodeRoute(b, e.name)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a, ok := e.apps[r.Route.App]; ok {
+		a.setRoute(r.Route)
+	}
+	e.routes[r.Route.App] = r.Route
+	e.log.Debug().Str("app", r.Route.App).Uint64("state_seq", r.StateSeq).Msg("route applied")
+	return nil
+}
+
+// decodeRoute parses a ROUTES message and checks that edge can use it.
+func decodeRoute(b []byte, edge string) (events.EdgeRoute, error) {
+	env, err := events.Decode(b)
+	if err != nil {
+		return events.EdgeRoute{}, fmt.Errorf("decode route: %w", err)
+	}
+	if env.Type != events.TypeRouteComputed {
+		return events.EdgeRoute{}, fmt.Errorf("decode route: %w: type %q is not %s", events.ErrMalformed, env.Type, events.TypeRouteComputed)
+	}
+	var r events.EdgeRoute
+	if err := env.Payload(&r); err != nil {
+		return events.EdgeRoute{}, fmt.Errorf("decode route: %w", err)
+	}
+	if err := r.Check(); err != nil {
+		return events.EdgeRoute{}, fmt.Errorf("decode route: %w: %w", events.ErrMalformed, err)
+	}
+	if r.Edge != edge {
+		return events.EdgeRoute{}, fmt.Errorf("decode route: %w: edge: route is for %q, not %q", events.ErrMalformed, r.Edge, edge)
+	}
+	return r, nil
+}
+
+// applyTable decodes a route table (the snapshot) and switches every app of it to its route.
 func (e *edge) applyTable(b []byte) error {
 	t, err := decodeTable(b, e.name)
 	if err != nil {
@@ -41,13 +118,12 @@ func (e *edge) applyTable(b []byte) error {
 		if a, ok := e.apps[r.App]; ok {
 			a.setRoute(r)
 		}
+		e.routes[r.App] = r
 	}
-	e.table = b
-	e.log.Debug().Uint64("state_seq", t.StateSeq).Msg("route table applied")
 	return nil
 }
 
-// decodeTable parses a ROUTES message and checks that edge can use it.
+// decodeTable parses a route table and checks that edge can use it.
 func decodeTable(b []byte, edge string) (events.RouteTable, error) {
 	env, err := events.Decode(b)
 	if err != nil {

@@ -76,3 +76,59 @@ func FuzzDecodeTable(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeRouteRefusesWhatAnEdgeCannotUse(t *testing.T) {
+	good := events.EdgeRoute{Edge: "edge-west", StateSeq: 7, Route: events.AppRoute{App: "shop", Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1:80", Weight: 1}}}}
+	badAddr := good
+	badAddr.Route = events.AppRoute{App: "shop", Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1", Weight: 1}}}
+	badApp := good
+	badApp.Route = events.AppRoute{App: "sh op"}
+	tests := []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{name: "a route for this edge is accepted", msg: encode(t, events.TypeRouteComputed, good)},
+		{name: "a whole table is not a route", msg: encode(t, events.TypeRoutesComputed, good.Table()), want: `decode route: malformed event: type "detour.routes.computed.v1" is not detour.route.computed.v1`},
+		{name: "another edge's route", msg: encode(t, events.TypeRouteComputed, events.EdgeRoute{Edge: "edge-east", Route: good.Route}), want: `decode route: malformed event: edge: route is for "edge-east", not "edge-west"`},
+		{name: "an instance without a port", msg: encode(t, events.TypeRouteComputed, badAddr), want: `decode route: malformed event: route.endpoints[0].address: want ip:port, got "127.0.0.1"`},
+		{name: "an app that is no subject token", msg: encode(t, events.TypeRouteComputed, badApp), want: `decode route: malformed event: route.app: "sh op" may hold only letters, digits, '_' and '-'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeRoute(tt.msg, "edge-west")
+			if tt.want == "" {
+				if err != nil || got.Edge != "edge-west" || got.Route.App != "shop" || got.StateSeq != 7 {
+					t.Fatalf("decode = %+v, %v; want the route", got, err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("err = %v\nwant %s", err, tt.want)
+			}
+			if !errors.Is(err, events.ErrMalformed) {
+				t.Errorf("err does not wrap ErrMalformed: the watcher could not count it")
+			}
+		})
+	}
+}
+
+func FuzzDecodeRoute(f *testing.F) {
+	f.Add(encode(f, events.TypeRouteComputed, events.EdgeRoute{Edge: "edge-west", Route: events.AppRoute{App: "shop",
+		Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1:80", Weight: 1}},
+		Secondary: &events.SecondaryRoute{Edge: "edge-east", Hostname: "edge-east.demo.test.", Address: "127.0.0.22", Port: 80}}}))
+	f.Add([]byte(`{"type":"detour.route.computed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"edge":"edge-west","route":{"app":"shop","endpoints":[{"address":"[::1]:80","weight":-1}]}}}`))
+	f.Add([]byte("null"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRoute(b, "edge-west")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "decode route: ") {
+				t.Fatalf("error %q does not say what failed", err)
+			}
+			return
+		}
+		if r.Check() != nil || r.Edge != "edge-west" {
+			t.Fatalf("accepted a route that fails its check: %+v", r)
+		}
+	})
+}

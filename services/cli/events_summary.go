@@ -86,9 +86,15 @@ func summary(env events.Envelope) string {
 			s += ": " + p.Error
 		}
 		return s + by
-	case events.TypeRoutesComputed:
+	case events.TypeRoutesComputed, events.TypeRouteComputed:
 		var r events.RouteTable
-		if env.Payload(&r) != nil {
+		if env.Type == events.TypeRouteComputed {
+			var one events.EdgeRoute
+			if env.Payload(&one) != nil {
+				break
+			}
+			r = one.Table()
+		} else if env.Payload(&r) != nil {
 			break
 		}
 		var apps []string

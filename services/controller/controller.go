@@ -75,8 +75,8 @@ type controller struct {
 	live      *Liveness
 	state     jetstream.Stream
 	routes    jetstream.Stream
-	published map[string][]byte // edge -> apps of the last table stored for it, as JSON
-	dirty     bool              // every edge's route table may differ from what is stored
+	published map[string]map[string][]byte // edge -> app -> the last route stored for it, as JSON
+	dirty     bool                         // every edge's route table may differ from what is stored
 	// dirtyEdges are the edges whose route tables may differ from what is stored: those fronting
 	// an app whose endpoints, pools or overrides changed.
 	dirtyEdges map[string]bool
@@ -107,7 +107,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	c := &controller{
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
-		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string][]byte{}, drills: drill.NewView(),
+		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
 		dirty: true, dirtyEdges: map[string]bool{},
 	}
 	var err error
@@ -417,34 +417,44 @@ func (c *controller) reread(ctx context.Context, subject string) {
 	}
 }
 
-// loadPublished reads the route table ROUTES holds for edge, so an unchanged table is not stored
-// again when the controller restarts.
+// loadPublished reads the routes ROUTES holds for edge's apps, so an unchanged route is not
+// stored again when the controller restarts.
 func (c *controller) loadPublished(ctx context.Context, edge string) error {
-	e, _, ok, err := events.Last(ctx, c.routes, events.RoutesSubject(edge))
-	if err != nil || !ok {
-		return err
+	got := map[string][]byte{}
+	c.published[edge] = got
+	e := c.o.Config.Edge(edge)
+	subjects := make([]string, 0, len(e.Apps))
+	for _, ea := range e.Apps {
+		subjects = append(subjects, events.AppRouteSubject(edge, ea.App))
 	}
-	var t events.RouteTable
-	if err := e.Payload(&t); err != nil {
-		return fmt.Errorf("read route table of %s: %w", edge, err)
-	}
-	b, err := json.Marshal(t.Apps)
-	if err != nil {
-		return fmt.Errorf("read route table of %s: %w", edge, err)
-	}
-	c.published[edge] = b
-	return nil
+	return events.LastOf(ctx, c.routes, subjects, func(_ string, e events.Envelope) {
+		var r events.EdgeRoute
+		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
+			return
+		}
+		if b, err := json.Marshal(r.Route); err == nil {
+			got[r.Route.App] = b
+		}
+	})
 }
 
-// publishRoutes stores the route table of every edge whose routes changed, computing only those
-// that may have. Its id derives from the last STATE event and the table, so replicas at the same
-// point store it once.
+// publishRoutes stores the route of every app whose route changed on an edge, computing only
+// the edges that may have changed. A route is one message (an edge of 10,000 apps does not fit
+// one), all of a batch in flight at once. Its id derives from the last STATE event and the
+// route, so replicas at the same point store it once.
 func (c *controller) publishRoutes(ctx context.Context) {
 	if !c.dirty && len(c.dirtyEdges) == 0 {
 		return
 	}
 	all, dirty := c.dirty, c.dirtyEdges
 	c.dirty, c.dirtyEdges = false, map[string]bool{}
+	type inFlight struct {
+		edge, app string
+		route     []byte
+		env       events.Envelope
+		f         jetstream.PubAckFuture
+	}
+	var sent []inFlight
 	for _, e := range c.o.Config.Edges {
 		if !all && !dirty[e.Name] {
 			continue
@@ -454,25 +464,48 @@ func (c *controller) publishRoutes(ctx context.Context) {
 			c.log.Error().Str("edge", e.Name).Err(err).Msg("route table not computed")
 			continue
 		}
-		apps, err := json.Marshal(t.Apps)
-		if err != nil {
-			c.log.Error().Str("edge", e.Name).Err(err).Msg("route table not computed")
+		published := c.published[e.Name]
+		if published == nil {
+			published = map[string][]byte{}
+			c.published[e.Name] = published
+		}
+		for _, a := range t.Apps {
+			b, err := json.Marshal(a)
+			if err != nil {
+				c.log.Error().Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not computed")
+				continue
+			}
+			if bytes.Equal(b, published[a.App]) {
+				continue
+			}
+			r := events.EdgeRoute{Edge: e.Name, StateSeq: t.StateSeq, Route: a}
+			env, err := events.Derived(events.TypeRouteComputed, c.o.Name, c.lastCause, e.Name+"|"+string(b), c.o.Now(), r)
+			var f jetstream.PubAckFuture
+			if err == nil {
+				f, err = events.PublishAsync(c.o.JS, events.AppRouteSubject(e.Name, a.App), env)
+			}
+			if err != nil {
+				c.dirtyEdges[e.Name] = true // retried on the next tick
+				c.log.Warn().Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not published")
+				continue
+			}
+			sent = append(sent, inFlight{e.Name, a.App, b, env, f})
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stored := map[string]int{}
+	for _, s := range sent {
+		if _, err := events.PublishResult(pctx, c.o.JS, s.f, s.env); err != nil {
+			c.dirtyEdges[s.edge] = true // retried on the next tick
+			c.log.Warn().Str("edge", s.edge).Str("app", s.app).Err(err).Msg("route not published")
 			continue
 		}
-		if bytes.Equal(apps, c.published[e.Name]) {
-			continue
-		}
-		env, err := events.Derived(events.TypeRoutesComputed, c.o.Name, c.lastCause, e.Name+"|"+string(apps), c.o.Now(), t)
-		if err == nil {
-			_, err = events.Publish(ctx, c.o.JS, events.RoutesSubject(e.Name), env)
-		}
-		if err != nil {
-			c.dirtyEdges[e.Name] = true // retried on the next tick
-			c.log.Warn().Str("edge", e.Name).Err(err).Msg("route table not published")
-			continue
-		}
-		c.published[e.Name] = apps
-		c.log.Debug().Str("edge", e.Name).Uint64("state_seq", t.StateSeq).Str("event_id", env.ID).Msg("route table published")
+		c.published[s.edge][s.app] = s.route
+		stored[s.edge]++
+	}
+	for edge, n := range stored {
+		c.log.Debug().Str("edge", edge).Int("routes", n).Str("cause", c.lastCause).Msg("routes published")
 	}
 }
 

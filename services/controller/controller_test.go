@@ -150,17 +150,17 @@ func TestRouteTablesFollowStateAndAreNotRepeated(t *testing.T) {
 		t.Fatal(err)
 	}
 	startController(t, ns, cfg, "controller-1")
-	westRoutes := events.RoutesSubject("edge-west")
+	westRoutes := events.AppRouteSubject("edge-west", "shop")
 	table := func() (events.RouteTable, int) {
 		h := history(t, ns, events.StreamRoutes, westRoutes)
 		if len(h) == 0 {
 			return events.RouteTable{}, 0
 		}
-		var rt events.RouteTable
-		if err := h[len(h)-1].Payload(&rt); err != nil {
+		var r events.EdgeRoute
+		if err := h[len(h)-1].Payload(&r); err != nil {
 			t.Fatal(err)
 		}
-		return rt, len(h)
+		return r.Table(), len(h)
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool { _, n := table(); return n == 1 }, "a first table for edge-west")
 	if rt, _ := table(); !rt.Apps[0].Available || rt.Apps[0].Secondary.Edge != "edge-east" {
@@ -181,7 +181,7 @@ func TestRouteTablesFollowStateAndAreNotRepeated(t *testing.T) {
 
 	// A change that does not touch edge-west's routes stores no new table for it.
 	appendState(events.EndpointStateSubject("shop", "east", "e1"), events.TypeEndpointDown)
-	eastRoutes := events.RoutesSubject("edge-east")
+	eastRoutes := events.AppRouteSubject("edge-east", "shop")
 	eventstest.Eventually(t, 5*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, eastRoutes)) == 2 }, "edge-east's table to change")
 	if _, n := table(); n != 2 {
 		t.Errorf("edge-west has %d tables, want 2: the east pool is not in its routes", n)

@@ -19,17 +19,17 @@ func TestANewConfigurationChangesTheEdgesRoutesWithoutARestart(t *testing.T) {
 		return Run(ctx, Options{JS: ns.JS, Config: eventstest.Config(t, edgesDoc), Name: "controller-1",
 			Log: zerolog.New(zerolog.NewTestWriter(t)), Configs: configs})
 	})
-	west := events.RoutesSubject("edge-west")
+	west := events.AppRouteSubject("edge-west", "shop")
 	last := func() (events.RouteTable, int) {
 		h := history(t, ns, events.StreamRoutes, west)
 		if len(h) == 0 {
 			return events.RouteTable{}, 0
 		}
-		var rt events.RouteTable
-		if err := h[len(h)-1].Payload(&rt); err != nil {
+		var r events.EdgeRoute
+		if err := h[len(h)-1].Payload(&r); err != nil {
 			t.Fatal(err)
 		}
-		return rt, len(h)
+		return r.Table(), len(h)
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool { _, n := last(); return n == 1 }, "a first table for edge-west")
 

@@ -322,16 +322,15 @@ func observe(ctx context.Context, o Options, answers, routes []Observation) map[
 					continue
 				}
 				edge, app, _ := strings.Cut(w.What, " ")
-				e, _, ok, err := events.Last(ctx, s, events.RoutesSubject(edge))
-				var t events.RouteTable
-				if err != nil || !ok || e.Payload(&t) != nil {
+				if !events.ValidToken(edge) || !events.ValidToken(app) {
 					continue
 				}
-				for _, r := range t.Apps {
-					if r.App == app {
-						out[w.What] = RouteText(r)
-					}
+				e, _, ok, err := events.Last(ctx, s, events.AppRouteSubject(edge, app))
+				var r events.EdgeRoute
+				if err != nil || !ok || e.Payload(&r) != nil {
+					continue
 				}
+				out[w.What] = RouteText(r.Route)
 			}
 		}
 	}

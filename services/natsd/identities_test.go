@@ -240,9 +240,9 @@ func TestDeploymentIdentitiesOnlyTheControllerPublishesRouteTables(t *testing.T)
 	d := startDeployment(t)
 	d.ensureStreams()
 	for _, user := range []string{"decider", "dns", "prober-us-west", "edge-west", "edge-east"} {
-		d.deniedPublish(d.as(user), user, events.StreamRoutes, events.RoutesSubject("edge-west"))
+		d.deniedPublish(d.as(user), user, events.StreamRoutes, events.AppRouteSubject("edge-west", "shop"))
 	}
-	if _, err := events.Publish(context.Background(), d.as("controller").js, events.RoutesSubject("edge-west"), mustEvent(t)); err != nil {
+	if _, err := events.Publish(context.Background(), d.as("controller").js, events.AppRouteSubject("edge-west", "shop"), mustEvent(t)); err != nil {
 		t.Errorf("the controller cannot publish a route table: %v", err)
 	}
 }
@@ -253,7 +253,7 @@ func TestDeploymentIdentitiesNoRoleReadsAnotherEdgesRoutesOrDeletesAConsumer(t *
 	octx, ocancel := context.WithTimeout(context.Background(), time.Second)
 	defer ocancel()
 	if _, err := d.as("edge-west").js.CreateConsumer(octx, events.StreamRoutes, jetstream.ConsumerConfig{
-		FilterSubject: events.RoutesSubject("edge-east")}); err == nil {
+		FilterSubject: events.EdgeRoutesSubjects("edge-east")}); err == nil {
 		t.Error("edge-west created a consumer of edge-east's route table")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -447,8 +447,8 @@ func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
 		{"a pool transition", op{subject: events.PoolStateSubject("shop", "west")}, []string{"decider"}},
 		{"an edge transition", op{subject: events.EdgeStateSubject("edge-west")}, []string{"controller"}},
 		{"an override", op{subject: events.OverrideSubject("shop", "west", "w1")}, []string{"controller"}},
-		{"a route table", op{subject: events.RoutesSubject("edge-west")}, []string{"controller"}},
-		{"a route table", op{subject: events.RoutesSubject("edge-east")}, []string{"controller"}},
+		{"a route", op{subject: events.AppRouteSubject("edge-west", "shop")}, []string{"controller"}},
+		{"a route", op{subject: events.AppRouteSubject("edge-east", "shop")}, []string{"controller"}},
 		{"the configuration", op{subject: events.SubjectConfigDoc}, []string{"controller"}},
 		{"a zone change", op{subject: events.ZoneSubject("demo.test.")}, []string{"dns"}},
 		{"a drill", op{subject: events.DrillSubject("d1")}, []string{"controller"}},
@@ -490,12 +490,12 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 	}
 	for _, e := range []string{"edge-west", "edge-east"} {
 		rows = append(rows,
-			permissionRow{"create the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.CREATE.ROUTES." + e + "." + events.RoutesSubject(e)}, []string{e}},
+			permissionRow{"create the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.CREATE.ROUTES." + e + "." + events.EdgeRoutesSubjects(e)}, []string{e}},
 			permissionRow{"pull from the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.MSG.NEXT.ROUTES." + e}, []string{e}},
 			permissionRow{"read the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.INFO.ROUTES." + e}, []string{e}},
 			permissionRow{"delete the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.DELETE.ROUTES." + e}, []string{e}},
-			permissionRow{"read " + e + "'s route table by a consumer of another name", op{subject: "$JS.API.CONSUMER.CREATE.ROUTES.x." + events.RoutesSubject(e)}, nil},
-			permissionRow{"read " + e + "'s route table directly", op{subject: "$JS.API.DIRECT.GET.ROUTES." + events.RoutesSubject(e)}, []string{"controller"}},
+			permissionRow{"read " + e + "'s route table by a consumer of another name", op{subject: "$JS.API.CONSUMER.CREATE.ROUTES.x." + events.EdgeRoutesSubjects(e)}, nil},
+			permissionRow{"read " + e + "'s route table directly", op{subject: "$JS.API.DIRECT.GET.ROUTES." + events.AppRouteSubject(e, "shop")}, []string{"controller"}},
 		)
 	}
 	rows = append(rows,
@@ -522,11 +522,11 @@ func TestDeploymentIdentitiesAnEdgeReadsItsRouteTableThroughTheOneConsumerNamedF
 	defer cancel()
 	ctrl := d.as("controller")
 	publish := func(n int) {
-		e, err := events.New(events.TypeRoutesComputed, "controller-1", time.Now(), map[string]int{"n": n})
+		e, err := events.New(events.TypeRouteComputed, "controller-1", time.Now(), map[string]int{"n": n})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := events.Publish(ctx, ctrl.js, events.RoutesSubject("edge-west"), e); err != nil {
+		if _, err := events.Publish(ctx, ctrl.js, events.AppRouteSubject("edge-west", "shop"), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -535,7 +535,7 @@ func TestDeploymentIdentitiesAnEdgeReadsItsRouteTableThroughTheOneConsumerNamedF
 	got := make(chan []byte, 16)
 	f := events.Follower{JS: west.js, Stream: events.StreamRoutes, Name: "edge-west",
 		Log: zerolog.New(zerolog.NewTestWriter(t)), Start: jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{events.RoutesSubject("edge-west")}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+			FilterSubjects: []string{events.EdgeRoutesSubjects("edge-west")}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -563,7 +563,7 @@ func TestDeploymentIdentitiesAnEdgeReadsItsRouteTableThroughTheOneConsumerNamedF
 	}
 	try("replaced edge-west's consumer", func(ctx context.Context) error {
 		_, err := east.js.CreateOrUpdateConsumer(ctx, events.StreamRoutes, jetstream.ConsumerConfig{Name: "edge-west",
-			FilterSubject: events.RoutesSubject("edge-west"), DeliverPolicy: jetstream.DeliverAllPolicy})
+			FilterSubject: events.EdgeRoutesSubjects("edge-west"), DeliverPolicy: jetstream.DeliverAllPolicy})
 		return err
 	})
 	try("read edge-west's consumer", func(ctx context.Context) error {
@@ -575,7 +575,7 @@ func TestDeploymentIdentitiesAnEdgeReadsItsRouteTableThroughTheOneConsumerNamedF
 	})
 	try("created a consumer of its own table under another name", func(ctx context.Context) error {
 		_, err := east.js.CreateOrUpdateConsumer(ctx, events.StreamRoutes, jetstream.ConsumerConfig{Name: "spare",
-			FilterSubject: events.RoutesSubject("edge-east")})
+			FilterSubject: events.EdgeRoutesSubjects("edge-east")})
 		return err
 	})
 	if _, err := east.nc.Request("$JS.API.CONSUMER.MSG.NEXT.ROUTES.edge-west", []byte(`{"batch":1,"no_wait":true}`), 300*time.Millisecond); err == nil {
@@ -774,8 +774,8 @@ alerts:
 		{events.StreamState, events.EndpointStateSubject("shop", "us-west", "w1")},
 		{events.StreamState, events.EdgeStateSubject("edge-west")},
 		{events.StreamState, events.EdgeStateSubject("edge-east")},
-		{events.StreamRoutes, events.RoutesSubject("edge-west")},
-		{events.StreamRoutes, events.RoutesSubject("edge-east")},
+		{events.StreamRoutes, events.AppRouteSubject("edge-west", "www")},
+		{events.StreamRoutes, events.AppRouteSubject("edge-east", "www")},
 		{events.StreamProbers, "$KV." + events.BucketProbers + ".us-west.p1"},
 		{events.StreamProbers, "$KV." + events.BucketProbers + ".us-east.p1"},
 	}

@@ -115,9 +115,14 @@ func (b *Builder) Add(r *Record) {
 			}
 		})
 		b.items = append(b.items, it)
-	case e.Type == events.TypeRoutesComputed:
+	case e.Type == events.TypeRoutesComputed || e.Type == events.TypeRouteComputed:
 		var t events.RouteTable
-		if e.Payload(&t) != nil {
+		var one events.EdgeRoute
+		switch {
+		case e.Type == events.TypeRouteComputed && e.Payload(&one) == nil:
+			t = one.Table()
+		case e.Type == events.TypeRoutesComputed && e.Payload(&t) == nil:
+		default:
 			b.malformed++
 			return
 		}

@@ -42,7 +42,7 @@ func regionConfig(tb testing.TB, n int, interval time.Duration, notify string) *
       - {name: backup, region: safe, endpoints: [{name: e, address: "10.200.0.1:80"}]}
 `, i, i, interval, interval/2, regionAddr(i))
 	}
-	// One edge per 1,000 apps: a route table is one message, which must fit NATS's max_payload.
+	// One edge per 1,000 apps.
 	b.WriteString("edges:\n")
 	for i := range n {
 		if i%1000 == 0 {
@@ -246,9 +246,9 @@ func (r *region) routeTimes(from uint64, down bool) []time.Time {
 		if err != nil {
 			r.tb.Fatal(err)
 		}
-		var t events.RouteTable
-		if env, err := events.Decode(m.Data()); err == nil && env.Payload(&t) == nil {
-			for _, a := range t.Apps {
+		var r1 events.EdgeRoute
+		if env, err := events.Decode(m.Data()); err == nil && env.Payload(&r1) == nil {
+			for _, a := range r1.Table().Apps {
 				var i int
 				if _, err := fmt.Sscanf(a.App, "app%d", &i); err == nil && i < r.n && out[i].IsZero() && a.Available != down {
 					out[i] = md.Timestamp

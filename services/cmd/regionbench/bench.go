@@ -156,7 +156,7 @@ type phase struct {
 	at time.Time
 	// seen is when a polling client first got each app's new answer; served when the DNS
 	// server recorded the zone version holding it; stored and applied when ROUTES stored, and
-	// the edge applied, the first route table with the app's new availability.
+	// the edge applied, the app's first route with its new availability.
 	seen, served, stored, applied []time.Time
 	state                         []time.Time
 	transitions, zoneVersions     int
@@ -257,42 +257,35 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 	return ph, nil
 }
 
-// routeTimes reads ROUTES after from and the edges' logs: per app, when the first table whose
-// route for it has Available == !down was stored, and when its edge applied that table.
+// routeTimes reads ROUTES after from and the edges' logs: per app, when its first route with
+// Available == !down was stored, and when its edge applied that route.
 func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bool) error {
-	type table struct {
-		edge string
-		seq  uint64
-	}
-	tables := make([]table, st.n)
 	ph.stored, ph.applied = make([]time.Time, st.n), make([]time.Time, st.n)
+	seqs := make([]uint64, st.n)
 	err := st.read(ctx, events.StreamRoutes, ">", from, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
-		var t events.RouteTable
-		if env, err := events.Decode(m.Data()); err != nil || env.Payload(&t) != nil {
+		var r events.EdgeRoute
+		if env, err := events.Decode(m.Data()); err != nil || env.Payload(&r) != nil {
 			return
 		}
-		for _, a := range t.Apps {
-			var i int
-			if _, err := fmt.Sscanf(a.App, "app%d", &i); err != nil || i >= st.n || !ph.stored[i].IsZero() || a.Available == down {
-				continue
-			}
-			ph.stored[i] = md.Timestamp
-			tables[i] = table{t.Edge, t.StateSeq}
+		var i int
+		if _, err := fmt.Sscanf(r.Route.App, "app%d", &i); err != nil || i >= st.n || !ph.stored[i].IsZero() || r.Route.Available == down {
+			return
 		}
+		ph.stored[i], seqs[i] = md.Timestamp, r.StateSeq
 	})
 	if err != nil {
 		return err
 	}
-	// The edges apply the tables after ROUTES stored them: read their logs until each table is
+	// The edges apply the routes after ROUTES stored them: read their logs until each route is
 	// there, for 30 s at most.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		applied, err := st.appliedTables()
+		applied, err := st.appliedRoutes()
 		if err != nil {
 			return err
 		}
 		missing := 0
-		for i, t := range tables {
-			ph.applied[i] = applied[t.edge][t.seq]
+		for i := range st.n {
+			ph.applied[i] = applied[route{fmt.Sprintf("app%d", i), seqs[i]}]
 			if !ph.stored[i].IsZero() && ph.applied[i].IsZero() {
 				missing++
 			}
@@ -303,14 +296,17 @@ func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bo
 	}
 }
 
-// appliedTables reads the edges' logs: per edge, when it first applied the table of each STATE
-// sequence.
-func (st *stack) appliedTables() (map[string]map[uint64]time.Time, error) {
-	applied := map[string]map[uint64]time.Time{}
+// route names one route an edge applied: its app and the STATE sequence it was computed at.
+type route struct {
+	app string
+	seq uint64
+}
+
+// appliedRoutes reads the edges' logs: when each route was first applied.
+func (st *stack) appliedRoutes() (map[route]time.Time, error) {
+	applied := map[route]time.Time{}
 	for e := range st.edges() {
-		edge := fmt.Sprintf("edge-%d", e)
-		applied[edge] = map[uint64]time.Time{}
-		f, err := os.Open(filepath.Join(st.dir, edge+".log"))
+		f, err := os.Open(filepath.Join(st.dir, fmt.Sprintf("edge-%d.log", e)))
 		if err != nil {
 			return nil, err
 		}
@@ -319,12 +315,13 @@ func (st *stack) appliedTables() (map[string]map[uint64]time.Time, error) {
 		for sc.Scan() {
 			var l struct {
 				Message  string    `json:"message"`
+				App      string    `json:"app"`
 				StateSeq uint64    `json:"state_seq"`
 				Time     time.Time `json:"time"`
 			}
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "route table applied" {
-				if _, ok := applied[edge][l.StateSeq]; !ok {
-					applied[edge][l.StateSeq] = l.Time
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "route applied" {
+				if _, ok := applied[route{l.App, l.StateSeq}]; !ok {
+					applied[route{l.App, l.StateSeq}] = l.Time
 				}
 			}
 		}

@@ -34,7 +34,7 @@ func run() int {
 	flag.StringVar(&sizes, "n", "1000,10000", "comma-separated region sizes (endpoints killed at once)")
 	flag.StringVar(&s.detour, "detour", "", "the detour binary (default: built from this tree with go build)")
 	flag.IntVar(&s.probers, "probers", 2, "prober workers checking the endpoints")
-	flag.IntVar(&s.appsPerEdge, "apps-per-edge", 1000, "apps each edge fronts (one edge process per this many apps)")
+	flag.IntVar(&s.appsPerEdge, "apps-per-edge", 10000, "apps each edge fronts (one edge process per this many apps)")
 	flag.IntVar(&s.dnsLoad, "dns-load", 10000, "queries per second dnsperf offers the DNS server, static and during each storm")
 	flag.DurationVar(&s.interval, "interval", time.Second, "check interval (fall 3, rise 2, timeout half the interval)")
 	flag.BoolVar(&s.keep, "keep", false, "keep the working directory (logs, configuration)")
