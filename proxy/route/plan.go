@@ -34,8 +34,10 @@ type Choice struct {
 // is trusted less, not dropped: it never goes ahead of a healthy local instance, and when it
 // comes first the instances follow it even if none is serving. With no secondary to use and no
 // serving instance, every instance is returned (fail open): the decider may be wrong, and a
-// refused connection is no worse than a 502. The plan is empty only for a pool without
-// instances and without a usable secondary.
+// refused connection is no worse than a 502. For the same reason a secondary the heartbeat lost
+// is the last target, the last resort (it may have come up since the last ping). The plan is
+// empty only for a pool without instances and without a resolved secondary, or for a
+// forwarded request to a pool without instances.
 func Plan(r *events.AppRoute, c Choice) []Target {
 	var sb, hb [8]int // room for the usual few endpoints without allocating
 	serving, healthy := sb[:0], hb[:0]
@@ -69,7 +71,7 @@ func Plan(r *events.AppRoute, c Choice) []Target {
 		out = append(out, Target{Addr: c.SecondaryAddr, Secondary: true})
 	}
 	out = appendRotated(out, r.Endpoints, local, c.Turn)
-	if usable && !secFirst {
+	if usable && !secFirst || s != nil && !c.Forwarded && c.SecondaryAddr != "" && !c.SecondaryAlive {
 		out = append(out, Target{Addr: c.SecondaryAddr, Secondary: true})
 	}
 	return out
