@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -74,6 +75,14 @@ type result struct {
 func bench(ctx context.Context, o options, out io.Writer) error {
 	if _, err := lookPath("dnsperf"); err != nil {
 		return fmt.Errorf("dnsperf (Debian package dnsperf) is not installed: run deployments/install-packages.sh deployments/packages/bench.txt")
+	}
+	if pinned {
+		if _, err := lookPath("taskset"); err != nil {
+			return fmt.Errorf("-pin: taskset (Debian package util-linux) is not installed")
+		}
+		if runtime.NumCPU() < 2 {
+			return fmt.Errorf("-pin: needs 2 CPUs, this machine has %d", runtime.NumCPU())
+		}
 	}
 	dir, err := os.MkdirTemp("", "dnsbench-")
 	if err != nil {
@@ -290,7 +299,7 @@ func mixName(o options) string {
 // reportHealth prints the run of the health-aware answer alone: Detour against PowerDNS's Lua
 // record with its packet cache as configured.
 func reportHealth(out io.Writer, o options, rs []result) {
-	fmt.Fprintf(out, "health-aware answer only (shop A), at saturation: dnsperf -c %d -q %d, %s per server, PowerDNS cache-ttl %d s\n\n", o.clients, o.outstanding, o.duration, o.pdnsCache)
+	fmt.Fprintf(out, "health-aware answer only (shop A), at saturation: dnsperf -c %d -q %d, %s per server, PowerDNS cache-ttl %d s%s\n\n", o.clients, o.outstanding, o.duration, o.pdnsCache, pinNote())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores")
 	get := map[string]result{}
@@ -314,7 +323,7 @@ func reportHealth(out io.Writer, o options, rs []result) {
 
 // reportLoad prints the latency run: every server at one load.
 func reportLoad(out io.Writer, o options, rs []result) {
-	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server\n\n", o.load, o.clients, o.outstanding, o.duration)
+	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server%s\n\n", o.load, o.clients, o.outstanding, o.duration, pinNote())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores")
 	for _, r := range rs {
@@ -325,6 +334,14 @@ func reportLoad(out io.Writer, o options, rs []result) {
 		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, ms(r.p50), ms(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o))
 	}
 	tw.Flush()
+}
+
+// pinNote says where the servers and dnsperf ran, when -pin placed them.
+func pinNote() string {
+	if !pinned {
+		return ""
+	}
+	return ", servers on CPU " + serverCPU + ", dnsperf on CPU " + clientCPU
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -341,7 +358,7 @@ func clientShare(r result, o options) float64 {
 }
 
 func report(out io.Writer, o options, rs []result) {
-	fmt.Fprintf(out, "at saturation: dnsperf -c %d -q %d, %s per server, queries: %s\n\n", o.clients, o.outstanding, o.duration, mixName(o))
+	fmt.Fprintf(out, "at saturation: dnsperf -c %d -q %d, %s per server, queries: %s%s\n\n", o.clients, o.outstanding, o.duration, mixName(o), pinNote())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores\tnote")
 	get := map[string]result{}

@@ -29,7 +29,8 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 	if o.load > 0 {
 		args = append(args, "-Q", strconv.FormatFloat(o.load, 'f', 0, 64))
 	}
-	cmd := exec.CommandContext(ctx, "dnsperf", args...)
+	name, argv := pin(clientCPU, "dnsperf", args)
+	cmd := exec.CommandContext(ctx, name, argv...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return result{}, fmt.Errorf("run dnsperf: %w", err)

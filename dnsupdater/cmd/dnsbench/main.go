@@ -32,6 +32,7 @@ func run() int {
 	flag.Float64Var(&o.atLoad, "load", 0, "the common load of the latency run in queries per second (default: half the slowest saturation)")
 	flag.StringVar(&o.mix, "mix", "mixed", "queries: mixed (the app name half the time) or app (the app name only)")
 	flag.IntVar(&o.pdnsCache, "pdns-cache-ttl", 20, "PowerDNS packet cache TTL in seconds (its default 20); 0 turns it off")
+	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset), so that the load generator has a core of its own")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")
 	only := flag.String("only", "", "comma-separated targets to run (default: all): "+strings.Join(targetNames, ","))
 	flag.Parse()

@@ -12,14 +12,28 @@ import (
 	"time"
 )
 
-// startProcess runs a server in the foreground.
+// pinned (-pin) runs every server on serverCPU and dnsperf on clientCPU.
+var pinned bool
+
+const serverCPU, clientCPU = "0", "1"
+
+// pin returns the command line that runs program with args on cpus when -pin is set.
+func pin(cpus, program string, args []string) (string, []string) {
+	if !pinned {
+		return program, args
+	}
+	return "taskset", append([]string{"-c", cpus, program}, args...)
+}
+
+// startProcess runs a server in the foreground (on serverCPU with -pin).
 func startProcess(ctx context.Context, dir, program string, args ...string) (running, error) {
 	path, err := exec.LookPath(program)
 	if err != nil {
 		return running{}, fmt.Errorf("%s is not installed (deployments/packages/bench.txt)", filepath.Base(program))
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	cmd := exec.CommandContext(ctx, path, args...)
+	name, argv := pin(serverCPU, path, args)
+	cmd := exec.CommandContext(ctx, name, argv...)
 	// Stop servers as an operator would, so they can finish and report.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
