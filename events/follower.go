@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +26,12 @@ const followProbe = time.Second
 // (the node hosting it died, the connection dropped, the cluster lost its quorum) it creates
 // another on a live node, starting after the last message it delivered, and tries again every
 // half second until that works. It logs the loss once and the recovery once, not per attempt.
+//
+// Creating a consumer needs the JetStream cluster's meta leader: when the node that died led it
+// too, no consumer can be created until the others elect another, 4 to 9 s later. Meanwhile a
+// follower with a Bridge reads by direct gets, which any replica of the stream answers without a
+// consumer or a leader, so that what the stream stores still reaches it within a fraction of a
+// second.
 type Follower struct {
 	JS     jetstream.JetStream
 	Stream string
@@ -38,7 +45,26 @@ type Follower struct {
 	// the consumer of that name first, so only one follower may use a name. Default: a random
 	// name.
 	Name string
+	// Bridge is how the follower reads while it cannot create a consumer. Default BridgeNone.
+	Bridge Bridge
 }
+
+// Bridge is how a Follower reads its stream while no consumer can be created.
+type Bridge int
+
+const (
+	// BridgeNone waits for a consumer.
+	BridgeNone Bridge = iota
+	// BridgeNext reads every message after the last one delivered that matches the one filter
+	// subject, in order. Its NATS user needs $JS.API.DIRECT.GET.<stream>, which lets it read any
+	// message of the stream: for followers allowed to read all of it.
+	BridgeNext
+	// BridgeLast reads the last message of the one filter subject, which must name a single
+	// subject whose every message replaces the one before (an edge's route table): messages
+	// stored in between are skipped. Its NATS user needs only
+	// $JS.API.DIRECT.GET.<stream>.<subject>.
+	BridgeLast
+)
 
 // Delivery is one message of the followed stream, or only the news that the follower caught up
 // (Msg nil).
@@ -60,12 +86,16 @@ type Delivery struct {
 // follower's goroutine: while it blocks, nothing more is read.
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
-	st := followState{cfg: f.Start}
+	st := &followState{cfg: f.Start}
 	var lostAt time.Time
+	var gap *bridge
+	defer func() { gap.stop() }()
 	for {
-		err := f.once(ctx, &st, handle, func() {
+		err := f.once(ctx, st, handle, func() {
+			gap.stop()
+			gap = nil
 			if !lostAt.IsZero() {
-				log.Info().Dur("down_for", time.Since(lostAt)).Uint64("stream_seq", st.last).Msg("stream reachable again")
+				log.Info().Dur("down_for", time.Since(lostAt)).Uint64("stream_seq", st.lastSeq()).Msg("stream reachable again")
 				lostAt = time.Time{}
 			}
 		})
@@ -74,9 +104,12 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 		}
 		if lostAt.IsZero() {
 			lostAt = time.Now()
-			log.Warn().Err(err).Uint64("stream_seq", st.last).Msg("stream unreachable; retrying")
+			log.Warn().Err(err).Uint64("stream_seq", st.lastSeq()).Msg("stream unreachable; retrying")
 		} else {
 			log.Debug().Err(err).Msg("stream still unreachable")
+		}
+		if gap == nil {
+			gap = st.bridge(ctx, f.Bridge, handle)
 		}
 		t := time.NewTimer(followRetry)
 		select {
@@ -88,10 +121,37 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	}
 }
 
+// followState is where a follower is in its stream. Its consumer and, while no consumer can be
+// created, its bridge deliver under mu, so that each message is handled once and in order.
 type followState struct {
 	cfg    jetstream.OrderedConsumerConfig
+	mu     sync.Mutex
 	last   uint64
 	caught bool
+	// stream is the stream as last opened, for the bridge.
+	stream jetstream.Stream
+}
+
+func (st *followState) lastSeq() uint64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.last
+}
+
+// deliver hands d to handle unless a message at or after d's sequence was handled already.
+func (st *followState) deliver(d Delivery, handle func(Delivery)) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if d.Msg != nil && d.Seq <= st.last {
+		return
+	}
+	if !st.caught && (d.Msg == nil || d.CaughtUp) {
+		st.caught = true
+	}
+	if d.Msg != nil {
+		st.last = d.Seq
+	}
+	handle(d)
 }
 
 func (f *Follower) once(ctx context.Context, st *followState, handle func(Delivery), started func()) error {
@@ -102,9 +162,13 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		return fmt.Errorf("open stream %s: %w", f.Stream, err)
 	}
 	target := s.CachedInfo().State.LastSeq
+	st.mu.Lock()
+	st.stream = s
+	last, caught := st.last, st.caught
+	st.mu.Unlock()
 	cfg := st.cfg
-	if st.last > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, st.last+1, nil
+	if last > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, last+1, nil
 	}
 	// A plain ephemeral consumer that this loop replaces itself, rather than nats.go's ordered
 	// consumer, whose own reset after a reconnection waits up to ten seconds for a consumer.
@@ -136,9 +200,9 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	started()
-	if info := cons.CachedInfo(); !st.caught && (target <= st.last || (info != nil && info.NumPending == 0)) {
-		st.caught = true
-		handle(Delivery{CaughtUp: true})
+	if info := cons.CachedInfo(); !caught && (target <= last || (info != nil && info.NumPending == 0)) {
+		caught = true
+		st.deliver(Delivery{CaughtUp: true}, handle)
 	}
 	var consumed uint64
 	for {
@@ -160,11 +224,10 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		consumed = meta.Sequence.Consumer
 		d := Delivery{Msg: msg, Subject: msg.Subject(), Data: msg.Data(), Seq: meta.Sequence.Stream,
 			Stamp: meta.Timestamp, Pending: meta.NumPending}
-		if !st.caught && (d.Pending == 0 || d.Seq >= target) {
-			st.caught, d.CaughtUp = true, true
+		if !caught && (d.Pending == 0 || d.Seq >= target) {
+			caught, d.CaughtUp = true, true
 		}
-		st.last = d.Seq
-		handle(d)
+		st.deliver(d, handle)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
