@@ -287,7 +287,7 @@ func BenchmarkMemoryPerEndpoint(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			d.fold(ctx, rs, time.Now(), rs[0].Region)
+			d.fold(ctx, rs, time.Now(), rs[0].Region, false)
 		}
 		for _, s := range d.ix.endpoints {
 			s.pending = nil // appended when the decider goes live

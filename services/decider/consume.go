@@ -12,9 +12,11 @@ import (
 // backlog present at start has been read (caughtUp with no subject).
 type delivery struct {
 	subject string
-	data    []byte
-	seq     uint64
-	stamp   time.Time
+	// id is the message's Nats-Msg-Id.
+	id    string
+	data  []byte
+	seq   uint64
+	stamp time.Time
 	// pending is how many matching messages the stream held beyond this one when it was sent.
 	pending uint64
 	// caughtUp marks the first point where everything the stream held at start was delivered.
@@ -32,11 +34,12 @@ func decodeProbeResults(dl *delivery) { dl.results, dl.err = events.DecodeProbes
 
 // consume feeds out with the stream's messages, decoded, through an events.Follower until ctx
 // ends: through a lost node or a full outage it resumes after the last message.
-func (d *decider) consume(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, decode func(*delivery), out chan<- delivery) {
-	f := events.Follower{JS: d.js, Stream: stream, Start: cfg, Log: d.log}
+func (d *decider) consume(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, bridge events.Bridge, decode func(*delivery), out chan<- delivery) {
+	f := events.Follower{JS: d.js, Stream: stream, Start: cfg, Log: d.log, Bridge: bridge}
 	f.Run(ctx, func(fd events.Delivery) {
 		dl := delivery{subject: fd.Subject, data: fd.Data, seq: fd.Seq, stamp: fd.Stamp, pending: fd.Pending, caughtUp: fd.CaughtUp}
 		if fd.Msg != nil {
+			dl.id = fd.Msg.Headers().Get(jetstream.MsgIDHeader)
 			decode(&dl)
 		}
 		select {

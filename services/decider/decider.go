@@ -41,6 +41,12 @@ type decider struct {
 	// queued are the decisions the next flush appends; queuedSlots their endpoints.
 	queued      []queued
 	queuedSlots map[*endpointSlot]bool
+	// waiting are the probe messages heard on the wire that PROBES has not delivered yet, by
+	// Nats-Msg-Id, and waitOrder their ids in the order heard; fromWire is set while results are
+	// folded as heard because PROBES did not deliver them in time.
+	waiting   map[string]heardMsg
+	waitOrder []string
+	fromWire  bool
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -74,14 +80,20 @@ func (d *decider) run(ctx context.Context) error {
 	from := d.started.Add(-d.o.Replay)
 	wg.Go(func() {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, decodeState, stateCh)
+			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, events.BridgeNext, decodeState, stateCh)
 	})
 	wg.Go(func() {
 		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime: &from}, decodeProbeResults, probeCh)
+			OptStartTime: &from}, events.BridgeNone, decodeProbeResults, probeCh) // the wire bridges PROBES
 	})
-	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), decodeState, drillCh) })
+	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNone, decodeState, drillCh) })
+	heardCh := make(chan heardMsg, wireBuffer)
+	if sub, err := listen(d.js, heardCh); err != nil {
+		d.log.Warn().Err(err).Msg("probe results not heard on the wire; folding them from PROBES only")
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	ticks := d.o.Ticks
 	if ticks == nil {
 		t := time.NewTicker(d.o.TickEvery)
@@ -117,7 +129,10 @@ func (d *decider) run(ctx context.Context) error {
 			}
 		case m := <-probes:
 			d.onDelivery(ctx, m)
+		case m := <-heardCh:
+			d.heard(m)
 		case now := <-tick:
+			d.foldHeard(ctx, now)
 			d.tick(ctx, d.streamNow(now))
 		case c := <-d.o.Configs:
 			d.reconfigure(ctx, c)
@@ -147,8 +162,9 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
 		return
 	}
+	d.delivered(m.id)
 	if region := probeRegion(m.subject); !d.drills.Region(region) {
-		d.fold(ctx, m.results, m.stamp, region)
+		d.fold(ctx, m.results, m.stamp, region, false)
 	}
 }
 
@@ -158,20 +174,32 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 // region, the overrides and the decisions. A result is believed for the region of its subject
 // (which the publisher's NATS permissions vouch for), never for the region its payload names: one
 // naming another region, or from a region the configuration lacks, is dropped and counted.
-func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.Time, subjectRegion string) {
+// With heard, the results were heard on the wire and PROBES did not deliver them in time; stamp
+// is when they were heard, and a result is folded once whichever way it comes (see
+// endpointSlot.once).
+func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.Time, subjectRegion string, heard bool) {
 	for i := range rs {
 		r := &rs[i]
 		region := d.region(r.Region)
+		if (region == "" || r.Region != subjectRegion) && heard {
+			continue // counted when PROBES delivers it
+		}
 		if region == "" || r.Region != subjectRegion {
 			d.o.Stats.Foreign.Add(1)
 			d.foreign.drop(&d.log, d.o.Now(), r.Region, subjectRegion)
 			continue
 		}
 		s := d.ix.byName[nameKey{r.App, r.Pool, r.Endpoint}]
+		if s == nil && heard {
+			continue
+		}
 		if s == nil {
 			d.o.Stats.Unknown.Add(1)
 			d.log.Debug().Str("app", r.App).Str("pool", r.Pool).Str("endpoint", r.Endpoint).Str("region", r.Region).
 				Str("result_id", r.ID).Msg("result for no configured endpoint skipped")
+			continue
+		}
+		if !s.once(region, r, heard) {
 			continue
 		}
 		d.o.Stats.Results.Add(1)
@@ -454,8 +482,11 @@ func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.De
 	return true
 }
 
-// appendTimeout bounds one append or read, so that an unreachable NATS does not stall the decider.
-const appendTimeout = 2 * time.Second
+// appendTimeout bounds one append or read, so that an unreachable NATS does not stall the
+// decider. While STATE elects a leader (after the node leading it died) an append goes
+// unanswered, and the next tick tries again: the bound is also how long a decision may wait past
+// the election.
+const appendTimeout = time.Second
 
 func (d *decider) append(ctx context.Context, subject string, e events.Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)

@@ -56,6 +56,49 @@ type endpointSlot struct {
 	// contradicted is when STATE began to record a status the probes do not imply; zero while
 	// it does not.
 	contradicted time.Time
+	// folded is, per region, the last result folded (see once).
+	folded []foldedResult
+}
+
+// foldedResult is the last result folded from one region: its prober time and id, and, while
+// PROBES has not yet delivered past what was heard on the wire, the prober time of the newest
+// result folded as heard.
+type foldedResult struct {
+	region   string
+	at       time.Time
+	id       string
+	heardTil time.Time
+}
+
+// once reports whether r, from region, is to be folded, and notes it: a result PROBES delivers
+// after its copy heard on the wire was folded is not folded again. A result heard is folded only
+// when it is newer (by its prober's time) than every one folded from region; one PROBES delivers
+// only when it is newer than those folded as heard, and PROBES delivering past them ends the
+// check, so that without the wire results are folded as PROBES orders them, whatever the
+// probers' clocks say.
+func (s *endpointSlot) once(region string, r *events.ProbeResult, heard bool) bool {
+	var f *foldedResult
+	for i := range s.folded {
+		if s.folded[i].region == region {
+			f = &s.folded[i]
+		}
+	}
+	if f == nil {
+		s.folded = append(s.folded, foldedResult{region: region})
+		f = &s.folded[len(s.folded)-1]
+	}
+	switch {
+	case heard && (r.At.IsZero() || r.ID == f.id || !r.At.After(f.at)):
+		return false
+	case heard:
+		f.heardTil = r.At
+	case !f.heardTil.IsZero() && !r.At.After(f.heardTil):
+		return false
+	default:
+		f.heardTil = time.Time{}
+	}
+	f.at, f.id = r.At, r.ID
+	return true
 }
 
 // noteResult keeps the start of the current run of failures, for the failover time.

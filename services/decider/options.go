@@ -57,6 +57,9 @@ type Stats struct {
 	// recorded there before (forged or foreign); Reasserted the times this replica appended its
 	// own view over a status STATE recorded against it.
 	Unexpected, Reasserted atomic.Uint64
+	// Heard counts the results folded as heard on the wire, because PROBES did not deliver them
+	// within wireGrace (its leader died, or this replica's consumer with it).
+	Heard atomic.Uint64
 	// Foreign counts the results dropped for their region: one the configuration does not list
 	// under regions, or a payload region other than the region token of the result's subject.
 	Foreign atomic.Uint64

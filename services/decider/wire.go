@@ -1,0 +1,107 @@
+package decider
+
+import (
+	"context"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// wireGrace is how long a probe message seen on the wire waits for PROBES to deliver it before
+// the decider folds it from the wire. PROBES normally delivers within milliseconds; it stops
+// while its Raft group elects a new leader (4 to 9 s after a JetStream node dies) or while the
+// decider replaces a consumer that lived on the dead node.
+const wireGrace = 300 * time.Millisecond
+
+// wireBuffer bounds the messages heard on the wire and not yet handled by the decider's loop;
+// beyond it they are dropped (PROBES still has them).
+const wireBuffer = 4096
+
+// heardMsg is one probe message heard on a core NATS subscription to PROBES' subjects: the
+// probers publish to JetStream, so the decider hears each one whether or not PROBES has a leader
+// to store it.
+type heardMsg struct {
+	subject, id string
+	data        []byte
+	at          time.Time // this host's clock
+}
+
+// listen subscribes to the probe subjects and hands what it hears to out, in order, dropping a
+// message when out is full. A message without a Nats-Msg-Id is left to PROBES.
+func listen(js jetstream.JetStream, out chan<- heardMsg) (*nats.Subscription, error) {
+	return js.Conn().Subscribe(events.SubjectProbes, func(m *nats.Msg) {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if id == "" {
+			return
+		}
+		select {
+		case out <- heardMsg{subject: m.Subject, id: id, data: m.Data, at: time.Now()}:
+		default:
+		}
+	})
+}
+
+// heard keeps a message heard on the wire until PROBES delivers it (then it is dropped) or its
+// grace ends (then tick folds it). Before the decider is live it is dropped: the backlog of
+// PROBES is read first, and covers it.
+func (d *decider) heard(m heardMsg) {
+	if !d.live {
+		return
+	}
+	if d.waiting == nil {
+		d.waiting = map[string]heardMsg{}
+	}
+	if _, ok := d.waiting[m.id]; !ok {
+		d.waiting[m.id] = m
+		d.waitOrder = append(d.waitOrder, m.id)
+	}
+}
+
+// delivered notes that PROBES delivered the message with id: its copy heard on the wire is not
+// needed.
+func (d *decider) delivered(id string) {
+	if d.fromWire {
+		d.fromWire = false
+		d.log.Info().Msg("PROBES delivers again; results are folded as it delivers them")
+	}
+	if id != "" && len(d.waiting) > 0 {
+		delete(d.waiting, id)
+	}
+}
+
+// foldHeard folds the messages heard on the wire whose grace ended at local without PROBES
+// delivering them, each timed by when it was heard, on the streams' clock.
+func (d *decider) foldHeard(ctx context.Context, local time.Time) {
+	n := 0
+	for _, id := range d.waitOrder {
+		m, ok := d.waiting[id]
+		if ok && local.Sub(m.at) < wireGrace {
+			break
+		}
+		n++
+		if !ok {
+			continue // delivered by PROBES
+		}
+		delete(d.waiting, id)
+		rs, err := events.DecodeProbes(m.data)
+		region := probeRegion(m.subject)
+		if err != nil || d.drills.Region(region) {
+			continue // PROBES counts what is malformed, if it ever delivers it
+		}
+		before := d.o.Stats.Results.Load()
+		d.fold(ctx, rs, d.streamNow(m.at), region, true)
+		folded := d.o.Stats.Results.Load() - before
+		d.o.Stats.Heard.Add(folded)
+		if folded > 0 && !d.fromWire {
+			d.fromWire = true
+			d.log.Warn().Dur("grace", wireGrace).Str("subject", m.subject).
+				Msg("PROBES did not deliver a result in time; folding results as heard on the wire")
+		}
+	}
+	d.waitOrder = d.waitOrder[n:]
+	if len(d.waitOrder) == 0 {
+		d.waitOrder = nil // let the backing array go after a burst
+	}
+}
