@@ -34,7 +34,7 @@ func (s *Server) follow(ctx context.Context) {
 	var refresher sync.WaitGroup
 	defer refresher.Wait()
 	refresher.Go(func() { s.refreshLoop(ctx, saves) })
-	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	dirty := false
 	f.Run(ctx, func(d events.Delivery) {

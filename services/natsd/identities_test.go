@@ -256,6 +256,40 @@ func TestDeploymentIdentitiesNoRoleReadsAnotherEdgesRoutesOrDeletesAConsumer(t *
 		FilterSubject: events.EdgeRoutesSubjects("edge-east")}); err == nil {
 		t.Error("edge-west created a consumer of edge-east's route table")
 	}
+	// While its consumer cannot be replaced an edge reads its route table by direct gets: its own
+	// only.
+	get := func(f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		return f(ctx)
+	}
+	var west jetstream.Stream
+	if err := get(func(ctx context.Context) (err error) {
+		west, err = d.as("edge-west").js.Stream(ctx, events.StreamRoutes)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(func(ctx context.Context) error {
+		_, err := west.GetLastMsgForSubject(ctx, events.RoutesSubject("edge-west"))
+		return err
+	}); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("edge-west's direct get of its own route table = %v, want an answer (none stored yet)", err)
+	}
+	for name, read := range map[string]func(ctx context.Context) error{
+		"the last of edge-east's route tables": func(ctx context.Context) error {
+			_, err := west.GetLastMsgForSubject(ctx, events.RoutesSubject("edge-east"))
+			return err
+		},
+		"the next message on edge-east's route subject": func(ctx context.Context) error {
+			_, err := west.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(events.RoutesSubject("edge-east")))
+			return err
+		},
+	} {
+		if err := get(read); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("edge-west's direct get of %s = %v, want it refused (no answer)", name, err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	op := d.as("operator")
