@@ -334,19 +334,66 @@ func leaders(t *testing.T, url string, streams ...string) map[string]string {
 
 // TestChaosEachJetStreamNodeDiesInTurn is chaos suite 2: with each JetStream node killed in turn
 // — among them the leader of the probers' bucket and of STATE and ROUTES — a killed backend still
-// moves the DNS answer and edge-west's traffic, and the backend's return moves them back.
+// moves the DNS answer and edge-west's traffic, and the backend's return moves them back. Each kill
+// prints where the time went: who led what on the killed node, when each group had a leader again,
+// when results and transitions were published and stored, and what the roles logged.
 func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 	c := newEdgeCluster(t)
 	bound := checkInterval*checkFall + 2*time.Second
 	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
 		"the cluster answers shop with us-west and edge-west serves it")
-	for i, node := range []string{"nats-1", "nats-2", "nats-3"} {
-		other := []string{"nats-2", "nats-3", "nats-1"}[i]
-		t.Logf("suite 2: leaders before killing %s: %v", node, leaders(t, c.operator(other), "KV_detour_probers", "STATE", "ROUTES", "PROBES"))
+	nodes := []string{"nats-1", "nats-2", "nats-3"}
+	groups := []string{"meta", "PROBES", "STATE", "ROUTES", "KV_detour_probers"}
+	for i, node := range nodes {
+		other := nodes[(i+1)%3]
+		alive := slices.DeleteFunc(slices.Clone(nodes), func(n string) bool { return n == node })
+		before := c.where(nodes...)
+		var led []string
+		for k, v := range before {
+			if slices.Contains(v, node) {
+				led = append(led, k)
+			}
+		}
+		slices.Sort(led)
+		w, stop := listen(t, c.operator(other), "shop", "us-west")
 		c.kill(node)
 		c.kill("backend-west")
+		killed := time.Now()
+		el := c.watchElections(killed, node, groups, alive...)
 		moved := eventually(t, bound+15*time.Second, func() bool { return c.shop() == c.east }, "the answer moves to us-east with %s down", node)
 		served := eventually(t, bound+15*time.Second, func() bool { return c.throughWest() == "us-east" }, "edge-west serves us-east with %s down", node)
+		again := el.end()
+		stop()
+
+		t.Logf("suite 2: %s killed; it led or hosted %v", node, led)
+		for _, g := range groups {
+			if d, ok := again[g]; ok {
+				t.Logf("suite 2:   %s had a leader again after %s", g, ms(d))
+			}
+		}
+		for _, region := range []string{"us-west", "us-east"} {
+			pub, _ := w.first(killed, func(s sighting) bool {
+				return strings.HasPrefix(s.subject, "detour.probe."+region+".") && s.ok != nil && !*s.ok
+			})
+			st := stored(c.operator(other), "PROBES", "detour.probe."+region+".>", killed, probeFailed("shop", "us-west"))
+			t.Logf("suite 2:   first failed result from %s published %s, stored %s", region, ms(pub), ms(st))
+		}
+		pub, n := w.first(killed, func(s sighting) bool {
+			return strings.HasPrefix(s.subject, "detour.state.endpoint.shop.us-west.") && s.to == "down"
+		})
+		st := stored(c.operator(other), "STATE", "detour.state.endpoint.shop.us-west.>", killed, transitionTo("down"))
+		t.Logf("suite 2:   shop us-west down: first append %s (%d publishes), stored %s; DNS moved %s", ms(pub), n, ms(st), ms(moved))
+		routes, n := w.first(killed, func(s sighting) bool { return s.subject == "detour.routes.edge-west" })
+		t.Logf("suite 2:   edge-west's route table first published %s (%d publishes); edge-west served us-east %s", ms(routes), n, ms(moved+served))
+		for _, r := range c.routeDeliveries(c.operator(other), "edge-west", killed) {
+			t.Logf("suite 2:   edge-west's route table for STATE seq %d stored %s, applied %s", r.stateSeq, ms(r.stored), ms(r.applied))
+		}
+		for _, role := range []string{"prober-west", "decider-1", "decider-2", "dns-1", "controller", "edge-west"} {
+			for _, l := range c.roleLog(role, killed) {
+				t.Logf("suite 2:   %s: %s", role, l)
+			}
+		}
+
 		c.start("backend-west")
 		back := eventually(t, bound+15*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
 			"the answer and edge-west return to us-west with %s down", node)

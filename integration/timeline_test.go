@@ -1,0 +1,431 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// placement is where the JetStream cluster keeps its leaders, as the live nodes' monitoring
+// endpoints report it: "meta" and each stream's name map to the leading node, and
+// "consumer <stream> <filter>" to the nodes hosting consumers with that filter.
+type placement map[string][]string
+
+// jsz is the part of a node's /jsz that says who leads what.
+type jsz struct {
+	Meta struct {
+		Leader string `json:"leader"`
+	} `json:"meta_cluster"`
+	Accounts []struct {
+		Streams []struct {
+			Name    string `json:"name"`
+			Cluster struct {
+				Leader string `json:"leader"`
+			} `json:"cluster"`
+			Consumers []struct {
+				Config struct {
+					FilterSubject  string   `json:"filter_subject"`
+					FilterSubjects []string `json:"filter_subjects"`
+				} `json:"config"`
+				Cluster struct {
+					Leader string `json:"leader"`
+				} `json:"cluster"`
+			} `json:"consumer_detail"`
+		} `json:"stream_detail"`
+	} `json:"account_details"`
+}
+
+// where asks each named node's monitoring endpoint who leads what; a node that does not answer
+// is left out.
+func (c *cluster) where(nodes ...string) placement {
+	p := placement{}
+	add := func(k, v string) {
+		if v != "" && !slices.Contains(p[k], v) {
+			p[k] = append(p[k], v)
+			slices.Sort(p[k])
+		}
+	}
+	hc := http.Client{Timeout: time.Second}
+	for _, n := range nodes {
+		ip, err := c.all[n].ContainerIP(c.ctx)
+		if err != nil || ip == "" {
+			continue
+		}
+		resp, err := hc.Get("http://" + ip + ":8222/jsz?accounts=true&streams=true&consumers=true&config=true")
+		if err != nil {
+			continue
+		}
+		var z jsz
+		err = json.NewDecoder(resp.Body).Decode(&z)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		add("meta", z.Meta.Leader)
+		for _, a := range z.Accounts {
+			for _, s := range a.Streams {
+				add(s.Name, s.Cluster.Leader)
+				for _, cons := range s.Consumers {
+					f := cons.Config.FilterSubject
+					if f == "" {
+						f = strings.Join(cons.Config.FilterSubjects, ",")
+					}
+					add("consumer "+s.Name+" "+f, cons.Cluster.Leader)
+				}
+			}
+		}
+	}
+	return p
+}
+
+// leader is the one node p names for key, or "" while the live nodes disagree or know none.
+func (p placement) leader(key string) string {
+	if len(p[key]) == 1 {
+		return p[key][0]
+	}
+	return ""
+}
+
+// elections records when each Raft group led by a killed node has a leader again, as the
+// surviving nodes report it.
+type elections struct {
+	mu   sync.Mutex
+	at   map[string]time.Duration
+	stop chan struct{}
+	done chan struct{}
+}
+
+// watchElections polls the surviving nodes every 100 ms, from the kill at killed, until stop.
+func (c *cluster) watchElections(killed time.Time, dead string, groups []string, alive ...string) *elections {
+	e := &elections{at: map[string]time.Duration{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			p := c.where(alive...)
+			e.mu.Lock()
+			for _, g := range groups {
+				if l := p.leader(g); l != "" && l != dead {
+					if _, ok := e.at[g]; !ok {
+						e.at[g] = time.Since(killed)
+					}
+				}
+			}
+			e.mu.Unlock()
+			select {
+			case <-e.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return e
+}
+
+// end stops the polling and returns when each group had a leader again, after the kill.
+func (e *elections) end() map[string]time.Duration {
+	close(e.stop)
+	<-e.done
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.at
+}
+
+// wire records, on a core NATS subscription of the operator, when each message on Detour's
+// subjects was published, whether or not a stream stored it.
+type wire struct {
+	mu   sync.Mutex
+	seen []sighting
+}
+
+type sighting struct {
+	at      time.Time
+	subject string
+	ok      *bool  // a probe result of the watched endpoint
+	to      string // a transition's new status
+}
+
+// listen subscribes to the probe results of app's pool (from every region), to STATE and to the
+// route tables, on the node at url, until the returned wire's stop.
+func listen(t *testing.T, url, app, pool string) (*wire, func()) {
+	t.Helper()
+	w := &wire{}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	_, err = nc.Subscribe("detour.>", func(m *nats.Msg) {
+		s := sighting{at: time.Now(), subject: m.Subject}
+		switch {
+		case strings.HasPrefix(m.Subject, "detour.probe."):
+			var e struct {
+				Data struct {
+					App, Pool string
+					OK        bool
+					Results   []struct {
+						App, Pool string
+						OK        bool
+					}
+				}
+			}
+			if json.Unmarshal(m.Data, &e) != nil {
+				return
+			}
+			for _, r := range append(e.Data.Results, struct {
+				App, Pool string
+				OK        bool
+			}{e.Data.App, e.Data.Pool, e.Data.OK}) {
+				if r.App == app && r.Pool == pool {
+					ok := r.OK
+					s.ok = &ok
+				}
+			}
+			if s.ok == nil {
+				return
+			}
+		case strings.HasPrefix(m.Subject, "detour.state."):
+			var e struct {
+				Data struct {
+					To string `json:"to"`
+				} `json:"data"`
+			}
+			_ = json.Unmarshal(m.Data, &e)
+			s.to = e.Data.To
+		case strings.HasPrefix(m.Subject, "detour.routes."):
+		default:
+			return
+		}
+		w.mu.Lock()
+		w.seen = append(w.seen, s)
+		w.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return w, nc.Close
+}
+
+// first is how long after from the first message matching match was seen, and how many were
+// from then on; -1 for none.
+func (w *wire) first(from time.Time, match func(sighting) bool) (time.Duration, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, n := time.Duration(-1), 0
+	for _, s := range w.seen {
+		if !s.at.Before(from) && match(s) {
+			if n == 0 {
+				at = s.at.Sub(from)
+			}
+			n++
+		}
+	}
+	return at, n
+}
+
+// stored is when the stream stored the first message on filter published after from whose
+// decoded "data.to" (or, for probe results, "!ok" of the watched endpoint) is want; -1 for none.
+func stored(url, stream, filter string, from time.Time, want func([]byte) bool) time.Duration {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := from.Add(-time.Second)
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
+	if err != nil {
+		return -1
+	}
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return -1
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			meta, err := m.Metadata()
+			if err != nil || meta.Timestamp.Before(from) {
+				continue
+			}
+			if want(m.Data()) {
+				return meta.Timestamp.Sub(from)
+			}
+		}
+		if n == 0 {
+			return -1
+		}
+	}
+}
+
+// probeFailed matches a stored probe message holding a failed result of app's pool.
+func probeFailed(app, pool string) func([]byte) bool {
+	return func(b []byte) bool {
+		var e struct {
+			Data struct {
+				App, Pool string
+				OK        bool
+				Results   []struct {
+					App, Pool string
+					OK        bool
+				}
+			}
+		}
+		if json.Unmarshal(b, &e) != nil {
+			return false
+		}
+		if e.Data.App == app && e.Data.Pool == pool && !e.Data.OK {
+			return true
+		}
+		for _, r := range e.Data.Results {
+			if r.App == app && r.Pool == pool && !r.OK {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// transitionTo matches a stored transition to status.
+func transitionTo(status string) func([]byte) bool {
+	return func(b []byte) bool {
+		var e struct {
+			Data struct {
+				To string `json:"to"`
+			} `json:"data"`
+		}
+		return json.Unmarshal(b, &e) == nil && e.Data.To == status
+	}
+}
+
+// logLine is one line a role logged, as JSON.
+type logLine struct {
+	Time     time.Time `json:"time"`
+	Message  string    `json:"message"`
+	Stream   string    `json:"stream"`
+	Subject  string    `json:"subject"`
+	StateSeq uint64    `json:"state_seq"`
+}
+
+// logged is what role name logged from from on.
+func (c *cluster) logged(name string, from time.Time) []logLine {
+	r, err := c.all[name].Logs(c.ctx)
+	if err != nil {
+		return nil
+	}
+	defer r.Close()
+	var out []logLine
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			line = line[i:]
+		}
+		var l logLine
+		if json.Unmarshal([]byte(line), &l) == nil && !l.Time.Before(from) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// roleLog is what a role logged about its NATS connection, its followed streams and its
+// decisions from a second before from on, one "offset message [stream or subject]" per line.
+func (c *cluster) roleLog(name string, from time.Time) []string {
+	var out []string
+	for _, l := range c.logged(name, from.Add(-time.Second)) {
+		switch l.Message {
+		case "disconnected from nats; serving what this role has", "connected to nats", "stream unreachable; retrying",
+			"stream reachable again", "endpoint transition", "pool transition", "append endpoint transition failed, retrying",
+			"append pool transition failed, retrying", "zone changed", "route table applied", "route table not published",
+			"PROBES did not deliver a result in time; folding results as heard on the wire",
+			"PROBES delivers again; results are folded as it delivers them":
+			out = append(out, fmt.Sprintf("%+.3fs %s %s%s", l.Time.Sub(from).Seconds(), l.Message, l.Stream, l.Subject))
+		}
+	}
+	return out
+}
+
+// ms prints a duration after an event, or "never" for -1.
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// routeDelivery is one route table of an edge: when ROUTES stored it and when the edge logged
+// applying it, both after from; applied is -1 while it has not.
+type routeDelivery struct {
+	stateSeq        uint64
+	stored, applied time.Duration
+}
+
+// routeDeliveries lists the route tables of edge that ROUTES stored after from, and when the
+// edge applied each.
+func (c *cluster) routeDeliveries(url, edge string, from time.Time) []routeDelivery {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, "ROUTES", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"detour.routes." + edge},
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
+	if err != nil {
+		return nil
+	}
+	batch, err := cons.Fetch(100, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return nil
+	}
+	var out []routeDelivery
+	for m := range batch.Messages() {
+		meta, err := m.Metadata()
+		var e struct {
+			Data struct {
+				StateSeq uint64 `json:"state_seq"`
+			} `json:"data"`
+		}
+		if err != nil || json.Unmarshal(m.Data(), &e) != nil {
+			continue
+		}
+		out = append(out, routeDelivery{stateSeq: e.Data.StateSeq, stored: meta.Timestamp.Sub(from), applied: -1})
+	}
+	for _, l := range c.logged(edge, from) {
+		for i := range out {
+			if l.Message == "route table applied" && l.StateSeq == out[i].stateSeq && out[i].applied < 0 {
+				out[i].applied = l.Time.Sub(from)
+			}
+		}
+	}
+	return out
+}
