@@ -256,40 +256,6 @@ func TestDeploymentIdentitiesNoRoleReadsAnotherEdgesRoutesOrDeletesAConsumer(t *
 		FilterSubject: events.EdgeRoutesSubjects("edge-east")}); err == nil {
 		t.Error("edge-west created a consumer of edge-east's route table")
 	}
-	// While its consumer cannot be replaced an edge reads its route table by direct gets: its own
-	// only.
-	get := func(f func(ctx context.Context) error) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		defer cancel()
-		return f(ctx)
-	}
-	var west jetstream.Stream
-	if err := get(func(ctx context.Context) (err error) {
-		west, err = d.as("edge-west").js.Stream(ctx, events.StreamRoutes)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := get(func(ctx context.Context) error {
-		_, err := west.GetLastMsgForSubject(ctx, events.RoutesSubject("edge-west"))
-		return err
-	}); !errors.Is(err, jetstream.ErrMsgNotFound) {
-		t.Errorf("edge-west's direct get of its own route table = %v, want an answer (none stored yet)", err)
-	}
-	for name, read := range map[string]func(ctx context.Context) error{
-		"the last of edge-east's route tables": func(ctx context.Context) error {
-			_, err := west.GetLastMsgForSubject(ctx, events.RoutesSubject("edge-east"))
-			return err
-		},
-		"the next message on edge-east's route subject": func(ctx context.Context) error {
-			_, err := west.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(events.RoutesSubject("edge-east")))
-			return err
-		},
-	} {
-		if err := get(read); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("edge-west's direct get of %s = %v, want it refused (no answer)", name, err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	op := d.as("operator")
@@ -529,9 +495,18 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 			permissionRow{"read the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.INFO.ROUTES." + e}, []string{e}},
 			permissionRow{"delete the consumer of " + e + "'s route table", op{subject: "$JS.API.CONSUMER.DELETE.ROUTES." + e}, []string{e}},
 			permissionRow{"read " + e + "'s route table by a consumer of another name", op{subject: "$JS.API.CONSUMER.CREATE.ROUTES.x." + events.EdgeRoutesSubjects(e)}, nil},
-			permissionRow{"read " + e + "'s route table directly", op{subject: "$JS.API.DIRECT.GET.ROUTES." + events.AppRouteSubject(e, "shop")}, []string{"controller"}},
+			// While its consumer cannot be replaced (see events.BridgeLast).
+			permissionRow{"read " + e + "'s route table directly", op{subject: "$JS.API.DIRECT.GET.ROUTES." + events.AppRouteSubject(e, "shop")}, []string{"controller", e}},
 		)
 	}
+	rows = append(rows,
+		// A direct get by sequence names its subject in the request: only for readers of all of
+		// the stream (see events.BridgeNext).
+		permissionRow{"read any message of STATE directly", op{subject: "$JS.API.DIRECT.GET.STATE"}, []string{"decider", "dns", "controller"}},
+		permissionRow{"read any message of ROUTES directly", op{subject: "$JS.API.DIRECT.GET.ROUTES"}, nil},
+		// The decider hears results as published, to decide while PROBES elects a leader.
+		permissionRow{"hear every probe result as published", op{sub: true, subject: "detour.probe.>"}, []string{"decider"}},
+	)
 	rows = append(rows,
 		permissionRow{"read another region's membership", op{subject: "$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers.us-east.p1"}, []string{"prober-us-east"}},
 		permissionRow{"take a consumer's deliveries as another user", op{subject: "$JS.API.CONSUMER.MSG.NEXT.ROUTES.audit"}, nil},
