@@ -482,11 +482,13 @@ func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.De
 	return true
 }
 
-// appendTimeout bounds one append or read, so that an unreachable NATS does not stall the
-// decider. While STATE elects a leader (after the node leading it died) an append goes
-// unanswered, and the next tick tries again: the bound is also how long a decision may wait past
-// the election.
-const appendTimeout = time.Second
+// appendTimeout bounds one append or read (one window of a pipelined flush), so that an
+// unreachable NATS does not stall the decider. While STATE elects a leader (after the node
+// leading it died) an append goes unanswered and the next tick tries it again: the bound is also
+// about how long a decision waits past the election. Trying again is safe: the same decision
+// has the same event id and expected sequence, so a first attempt that was stored after all
+// makes the retry a duplicate or a conflict, never a second event.
+const appendTimeout = 500 * time.Millisecond
 
 func (d *decider) append(ctx context.Context, subject string, e events.Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)

@@ -113,20 +113,25 @@ func (d *decider) flush(ctx context.Context) {
 // acknowledgement is awaited. One connection stores them in the order sent, so the stream (and
 // every id derived from its sequences) is the same whatever the timing.
 func (d *decider) appendAll(ctx context.Context, jobs []appendJob) {
+	for start := 0; start < len(jobs); start += maxInFlight {
+		d.appendWindow(ctx, jobs[start:min(start+maxInFlight, len(jobs))])
+	}
+}
+
+// appendWindow appends up to maxInFlight jobs, awaiting their acknowledgements for at most
+// appendTimeout.
+func (d *decider) appendWindow(ctx context.Context, window []appendJob) {
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
 	defer cancel()
-	for start := 0; start < len(jobs); start += maxInFlight {
-		window := jobs[start:min(start+maxInFlight, len(jobs))]
-		futures := make([]jetstream.PubAckFuture, len(window))
-		for i := range window {
+	futures := make([]jetstream.PubAckFuture, len(window))
+	for i := range window {
+		j := &window[i]
+		futures[i], j.err = events.AppendAsync(d.js, j.subject, j.ev, j.lastSeq)
+	}
+	for i, f := range futures {
+		if f != nil {
 			j := &window[i]
-			futures[i], j.err = events.AppendAsync(d.js, j.subject, j.ev, j.lastSeq)
-		}
-		for i, f := range futures {
-			if f != nil {
-				j := &window[i]
-				j.ack, j.err = events.AppendResult(ctx, f, j.ev, j.lastSeq)
-			}
+			j.ack, j.err = events.AppendResult(ctx, f, j.ev, j.lastSeq)
 		}
 	}
 }
