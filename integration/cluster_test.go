@@ -339,8 +339,9 @@ func transitions(t *testing.T, url, filter string) []string {
 // stateEvent is one transition as STATE holds it.
 type stateEvent struct {
 	Subject, To string
-	// Stored is when JetStream stored it.
+	// Stored is when JetStream stored it, at stream sequence Seq.
 	Stored time.Time
+	Seq    uint64
 }
 
 // stateLog reads the transitions recorded on STATE subjects matching filter, in order. A node
@@ -401,7 +402,7 @@ func readState(url, filter string) ([]stateEvent, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, stateEvent{Subject: m.Subject(), To: e.Data.To, Stored: md.Timestamp})
+			out = append(out, stateEvent{Subject: m.Subject(), To: e.Data.To, Stored: md.Timestamp, Seq: md.Sequence.Stream})
 			if md.NumPending == 0 {
 				return out, batch.Error()
 			}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,7 +21,7 @@ import (
 
 // placement is where the JetStream cluster keeps its leaders, as the live nodes' monitoring
 // endpoints report it: "meta" and each stream's name map to the leading node, and
-// "consumer <stream> <filter>" to the nodes hosting consumers with that filter.
+// "consumer <stream> <name>" to the node hosting that consumer.
 type placement map[string][]string
 
 // jsz is the part of a node's /jsz that says who leads what.
@@ -35,10 +36,7 @@ type jsz struct {
 				Leader string `json:"leader"`
 			} `json:"cluster"`
 			Consumers []struct {
-				Config struct {
-					FilterSubject  string   `json:"filter_subject"`
-					FilterSubjects []string `json:"filter_subjects"`
-				} `json:"config"`
+				Name    string `json:"name"`
 				Cluster struct {
 					Leader string `json:"leader"`
 				} `json:"cluster"`
@@ -63,7 +61,7 @@ func (c *cluster) where(nodes ...string) placement {
 		if err != nil || ip == "" {
 			continue
 		}
-		resp, err := hc.Get("http://" + ip + ":8222/jsz?accounts=true&streams=true&consumers=true&config=true")
+		resp, err := hc.Get("http://" + ip + ":8222/jsz?accounts=true&streams=true&consumers=true")
 		if err != nil {
 			continue
 		}
@@ -78,11 +76,7 @@ func (c *cluster) where(nodes ...string) placement {
 			for _, s := range a.Streams {
 				add(s.Name, s.Cluster.Leader)
 				for _, cons := range s.Consumers {
-					f := cons.Config.FilterSubject
-					if f == "" {
-						f = strings.Join(cons.Config.FilterSubjects, ",")
-					}
-					add("consumer "+s.Name+" "+f, cons.Cluster.Leader)
+					add("consumer "+s.Name+" "+cons.Name, cons.Cluster.Leader)
 				}
 			}
 		}
@@ -135,6 +129,13 @@ func (c *cluster) watchElections(killed time.Time, dead string, groups []string,
 	return e
 }
 
+// seen is when each group had a leader again so far.
+func (e *elections) seen() map[string]time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.at)
+}
+
 // end stops the polling and returns when each group had a leader again, after the kill.
 func (e *elections) end() map[string]time.Duration {
 	close(e.stop)
@@ -154,15 +155,15 @@ type wire struct {
 type sighting struct {
 	at      time.Time
 	subject string
-	ok      *bool  // a probe result of the watched endpoint
+	failed  bool   // a probe message holding a failed result of the watched pool
 	to      string // a transition's new status
 }
 
-// listen subscribes to the probe results of app's pool (from every region), to STATE and to the
-// route tables, on the node at url, until the returned wire's stop.
-func listen(t *testing.T, url, app, pool string) (*wire, func()) {
+// listen subscribes, on the node at url, to the failed probe results of app's pool (from every
+// region), to STATE and to the route tables, until the returned stop.
+func listen(t *testing.T, url, app, pool string) (w *wire, stop func()) {
 	t.Helper()
-	w := &wire{}
+	w = &wire{}
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
@@ -171,29 +172,7 @@ func listen(t *testing.T, url, app, pool string) (*wire, func()) {
 		s := sighting{at: time.Now(), subject: m.Subject}
 		switch {
 		case strings.HasPrefix(m.Subject, "detour.probe."):
-			var e struct {
-				Data struct {
-					App, Pool string
-					OK        bool
-					Results   []struct {
-						App, Pool string
-						OK        bool
-					}
-				}
-			}
-			if json.Unmarshal(m.Data, &e) != nil {
-				return
-			}
-			for _, r := range append(e.Data.Results, struct {
-				App, Pool string
-				OK        bool
-			}{e.Data.App, e.Data.Pool, e.Data.OK}) {
-				if r.App == app && r.Pool == pool {
-					ok := r.OK
-					s.ok = &ok
-				}
-			}
-			if s.ok == nil {
+			if s.failed = failedResult(m.Data, app, pool); !s.failed {
 				return
 			}
 		case strings.HasPrefix(m.Subject, "detour.state."):
@@ -204,18 +183,17 @@ func listen(t *testing.T, url, app, pool string) (*wire, func()) {
 			}
 			_ = json.Unmarshal(m.Data, &e)
 			s.to = e.Data.To
-		case strings.HasPrefix(m.Subject, "detour.routes."):
-		default:
+		case !strings.HasPrefix(m.Subject, "detour.routes."):
 			return
 		}
 		w.mu.Lock()
 		w.seen = append(w.seen, s)
 		w.mu.Unlock()
 	})
-	if err != nil {
-		t.Fatalf("subscribe: %v", err)
+	if err == nil {
+		err = nc.Flush()
 	}
-	if err := nc.Flush(); err != nil {
+	if err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 	return w, nc.Close
@@ -238,9 +216,9 @@ func (w *wire) first(from time.Time, match func(sighting) bool) (time.Duration, 
 	return at, n
 }
 
-// stored is when the stream stored the first message on filter published after from whose
-// decoded "data.to" (or, for probe results, "!ok" of the watched endpoint) is want; -1 for none.
-func stored(url, stream, filter string, from time.Time, want func([]byte) bool) time.Duration {
+// failedStored is how long after from PROBES, read at url, stored the first failed result of
+// app's pool from region; -1 for none.
+func failedStored(url, region, app, pool string, from time.Time) time.Duration {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return -1
@@ -252,9 +230,8 @@ func stored(url, stream, filter string, from time.Time, want func([]byte) bool) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	start := from.Add(-time.Second)
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
+	cons, err := js.OrderedConsumer(ctx, "PROBES", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"detour.probe." + region + ".>"},
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
 	if err != nil {
 		return -1
 	}
@@ -266,11 +243,7 @@ func stored(url, stream, filter string, from time.Time, want func([]byte) bool) 
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			meta, err := m.Metadata()
-			if err != nil || meta.Timestamp.Before(from) {
-				continue
-			}
-			if want(m.Data()) {
+			if meta, err := m.Metadata(); err == nil && failedResult(m.Data(), app, pool) {
 				return meta.Timestamp.Sub(from)
 			}
 		}
@@ -280,44 +253,30 @@ func stored(url, stream, filter string, from time.Time, want func([]byte) bool) 
 	}
 }
 
-// probeFailed matches a stored probe message holding a failed result of app's pool.
-func probeFailed(app, pool string) func([]byte) bool {
-	return func(b []byte) bool {
-		var e struct {
-			Data struct {
+// failedResult reports whether a probe message holds a failed result of app's pool.
+func failedResult(b []byte, app, pool string) bool {
+	var e struct {
+		Data struct {
+			App, Pool string
+			OK        bool
+			Results   []struct {
 				App, Pool string
 				OK        bool
-				Results   []struct {
-					App, Pool string
-					OK        bool
-				}
 			}
 		}
-		if json.Unmarshal(b, &e) != nil {
-			return false
-		}
-		if e.Data.App == app && e.Data.Pool == pool && !e.Data.OK {
-			return true
-		}
-		for _, r := range e.Data.Results {
-			if r.App == app && r.Pool == pool && !r.OK {
-				return true
-			}
-		}
+	}
+	if json.Unmarshal(b, &e) != nil {
 		return false
 	}
-}
-
-// transitionTo matches a stored transition to status.
-func transitionTo(status string) func([]byte) bool {
-	return func(b []byte) bool {
-		var e struct {
-			Data struct {
-				To string `json:"to"`
-			} `json:"data"`
-		}
-		return json.Unmarshal(b, &e) == nil && e.Data.To == status
+	if e.Data.App == app && e.Data.Pool == pool && !e.Data.OK {
+		return true
 	}
+	for _, r := range e.Data.Results {
+		if r.App == app && r.Pool == pool && !r.OK {
+			return true
+		}
+	}
+	return false
 }
 
 // logLine is one line a role logged, as JSON.
