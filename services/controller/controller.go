@@ -365,7 +365,9 @@ func (c *controller) checkLiveness(ctx context.Context) {
 			continue
 		}
 		entry, _ := c.view.Subject(subject)
-		ack, err := events.Append(ctx, c.o.JS, subject, env, entry.Seq)
+		actx, cancel := context.WithTimeout(ctx, storeTimeout)
+		ack, err := events.Append(actx, c.o.JS, subject, env, entry.Seq)
+		cancel()
 		if errors.Is(err, events.ErrConflict) {
 			c.reread(ctx, subject)
 			continue
@@ -438,6 +440,13 @@ func (c *controller) loadPublished(ctx context.Context, edge string) error {
 	})
 }
 
+// storeTimeout bounds storing one event (an edge transition, a batch of routes). While the
+// stream elects a leader (after the node leading it died) a publish goes unanswered; it is tried
+// again on the next tick, with the same id, so the bound is also how long it may wait past the
+// election, and how long it holds up the controller's other work (the routes wait behind an edge
+// transition).
+const storeTimeout = time.Second
+
 // publishRoutes stores the route of every app whose route changed on an edge, computing only
 // the edges that may have changed. A route is one message (an edge of 10,000 apps does not fit
 // one), all of a batch in flight at once. Its id derives from the last STATE event and the
@@ -492,7 +501,7 @@ func (c *controller) publishRoutes(ctx context.Context) {
 			sent = append(sent, inFlight{e.Name, a.App, b, env, f})
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	stored := map[string]int{}
 	for _, s := range sent {
