@@ -21,34 +21,44 @@ type bridge struct {
 
 // bridge starts reading the stream as mode says, after the last message delivered, until stop.
 // It starts nothing (and stop is a no-op) for BridgeNone, before the follower first caught up or
-// opened the stream, or when it follows more than one filter subject.
-func (st *followState) bridge(ctx context.Context, mode Bridge, handle func(Delivery)) *bridge {
+// opened the stream, or, for BridgeNext, when it follows more than one filter subject.
+func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []string, handle func(Delivery)) *bridge {
 	st.mu.Lock()
 	s, caught := st.stream, st.caught
 	st.mu.Unlock()
-	if mode == BridgeNone || s == nil || !caught || !s.CachedInfo().Config.AllowDirect || len(st.cfg.FilterSubjects) != 1 {
+	if mode == BridgeNone || s == nil || !caught || !s.CachedInfo().Config.AllowDirect ||
+		(mode == BridgeNext && len(st.cfg.FilterSubjects) != 1) || (mode == BridgeLast && lastOf == nil) {
 		return nil
 	}
-	filter := st.cfg.FilterSubjects[0]
 	name := s.CachedInfo().Config.Name
+	var subjects []string
+	if mode == BridgeLast {
+		subjects = lastOf()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	b := &bridge{cancel: cancel, done: make(chan struct{})}
+	deliver := func(m *jetstream.RawStreamMsg) {
+		st.deliver(Delivery{Msg: storedMsg{m: m, stream: name}, Subject: m.Subject, Data: m.Data, Seq: m.Sequence, Stamp: m.Time}, handle)
+	}
 	go func() {
 		defer close(b.done)
 		for ctx.Err() == nil {
-			gctx, gcancel := context.WithTimeout(ctx, followProbe)
-			var m *jetstream.RawStreamMsg
-			var err error
-			if mode == BridgeLast {
-				m, err = s.GetLastMsgForSubject(gctx, filter)
-			} else {
-				m, err = s.GetMsg(gctx, st.lastSeq()+1, jetstream.WithGetMsgSubject(filter))
-			}
-			gcancel()
-			if err == nil && m.Sequence > st.lastSeq() {
-				st.deliver(Delivery{Msg: storedMsg{m: m, stream: name}, Subject: m.Subject, Data: m.Data, Seq: m.Sequence, Stamp: m.Time}, handle)
-				if mode == BridgeNext {
+			if mode == BridgeNext {
+				gctx, gcancel := context.WithTimeout(ctx, followProbe)
+				m, err := s.GetMsg(gctx, st.lastSeq()+1, jetstream.WithGetMsgSubject(st.cfg.FilterSubjects[0]))
+				gcancel()
+				if err == nil {
+					deliver(m)
 					continue
+				}
+			} else {
+				for _, subject := range subjects {
+					gctx, gcancel := context.WithTimeout(ctx, followProbe)
+					m, err := s.GetLastMsgForSubject(gctx, subject)
+					gcancel()
+					if err == nil {
+						deliver(m)
+					}
 				}
 			}
 			t := time.NewTimer(bridgePoll)

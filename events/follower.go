@@ -47,6 +47,9 @@ type Follower struct {
 	Name string
 	// Bridge is how the follower reads while it cannot create a consumer. Default BridgeNone.
 	Bridge Bridge
+	// Last lists the subjects a BridgeLast follower reads the last message of; nil asks it for
+	// the list each time it starts bridging, so that it follows a changing configuration.
+	Last func() []string
 }
 
 // Bridge is how a Follower reads its stream while no consumer can be created.
@@ -59,10 +62,12 @@ const (
 	// subject, in order. Its NATS user needs $JS.API.DIRECT.GET.<stream>, which lets it read any
 	// message of the stream: for followers allowed to read all of it.
 	BridgeNext
-	// BridgeLast reads the last message of the one filter subject, which must name a single
-	// subject whose every message replaces the one before (an edge's route table): messages
-	// stored in between are skipped. Its NATS user needs only
-	// $JS.API.DIRECT.GET.<stream>.<subject>.
+	// BridgeLast reads the last message of each subject Follower.Last lists, subjects whose
+	// every message replaces the one before (an edge's route of one app): messages stored in
+	// between are skipped, and each subject is delivered in order (a message older than the last
+	// one delivered on its subject is not delivered). After a loss the consumer starts again
+	// from Start (the last message per subject) rather than after the last message delivered.
+	// Its NATS user needs only $JS.API.DIRECT.GET.<stream>.<subject> for those subjects.
 	BridgeLast
 )
 
@@ -86,7 +91,7 @@ type Delivery struct {
 // follower's goroutine: while it blocks, nothing more is read.
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
-	st := &followState{cfg: f.Start}
+	st := &followState{cfg: f.Start, mode: f.Bridge}
 	var lostAt time.Time
 	var gap *bridge
 	defer func() { gap.stop() }()
@@ -109,7 +114,7 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 			log.Debug().Err(err).Msg("stream still unreachable")
 		}
 		if gap == nil {
-			gap = st.bridge(ctx, f.Bridge, handle)
+			gap = st.bridge(ctx, f.Bridge, f.Last, handle)
 		}
 		t := time.NewTimer(followRetry)
 		select {
@@ -125,9 +130,12 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 // created, its bridge deliver under mu, so that each message is handled once and in order.
 type followState struct {
 	cfg    jetstream.OrderedConsumerConfig
+	mode   Bridge
 	mu     sync.Mutex
 	last   uint64
 	caught bool
+	// bySubject is, for BridgeLast, the sequence last delivered on each subject.
+	bySubject map[string]uint64
 	// stream is the stream as last opened, for the bridge.
 	stream jetstream.Stream
 }
@@ -138,18 +146,29 @@ func (st *followState) lastSeq() uint64 {
 	return st.last
 }
 
-// deliver hands d to handle unless a message at or after d's sequence was handled already.
+// deliver hands d to handle unless a message at or after d's sequence was handled already (on
+// d's subject, for BridgeLast).
 func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if d.Msg != nil && d.Seq <= st.last {
+	switch {
+	case d.Msg == nil:
+	case st.mode == BridgeLast:
+		if d.Seq <= st.bySubject[d.Subject] {
+			return
+		}
+		if st.bySubject == nil {
+			st.bySubject = map[string]uint64{}
+		}
+		st.bySubject[d.Subject] = d.Seq
+	case d.Seq <= st.last:
 		return
 	}
 	if !st.caught && (d.Msg == nil || d.CaughtUp) {
 		st.caught = true
 	}
 	if d.Msg != nil {
-		st.last = d.Seq
+		st.last = max(st.last, d.Seq)
 	}
 	handle(d)
 }
@@ -167,7 +186,7 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	last, caught := st.last, st.caught
 	st.mu.Unlock()
 	cfg := st.cfg
-	if last > 0 {
+	if last > 0 && st.mode != BridgeLast {
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, last+1, nil
 	}
 	// A plain ephemeral consumer that this loop replaces itself, rather than nats.go's ordered

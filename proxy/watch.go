@@ -13,11 +13,12 @@ import (
 // stored for each app, then every new one, each applied to its app as it arrives (every route is
 // whole: no app ever serves half of one). Once nothing is pending the routes are saved as the
 // snapshot, at most once per snapshotEvery and never on the path that applies them. While NATS
-// is unreachable the edge keeps the routes it has. The consumer is named for the edge: its NATS
-// user may read that consumer only.
+// is unreachable the edge keeps the routes it has; while its consumer cannot be replaced it
+// reads the last route of each of its apps directly. The consumer is named for the edge: its
+// NATS user may read that consumer only.
 func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
-	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Name: e.name, Start: jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.EdgeRoutesSubjects(e.name)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Name: e.name, Bridge: events.BridgeLast, Last: e.routeSubjects,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.EdgeRoutesSubjects(e.name)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	save := make(chan struct{}, 1)
 	done := make(chan struct{})
 	go func() {
@@ -44,6 +45,17 @@ func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
 			unsaved = false
 		}
 	})
+}
+
+// routeSubjects lists the route subjects of the edge's apps.
+func (e *edge) routeSubjects() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.apps))
+	for app := range e.apps {
+		out = append(out, events.AppRouteSubject(e.name, app))
+	}
+	return out
 }
 
 // snapshotEvery is the shortest time between two saves of the snapshot: a storm of routes

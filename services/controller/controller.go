@@ -128,7 +128,7 @@ func run(ctx context.Context, o Options) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stateMsgs := make(chan events.Delivery, 256)
-	f := events.Follower{JS: o.JS, Stream: events.StreamState, Log: c.log, Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: o.JS, Stream: events.StreamState, Log: c.log, Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	wg.Go(func() {
 		f.Run(ctx, func(d events.Delivery) {
