@@ -161,7 +161,8 @@ edges:
 		{"", "decider-2", "decider", []string{"decider", "--name", "decider-2"}},
 		{"", "controller", "controller", []string{"controller", "--name", "controller-1", "--api-addr", ""}},
 		{c.dns, "dns-1", "dns", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/var/lib/detour/dns"}},
-		{c.edgeWest, "edge-west", "edge-west", []string{"edge", "--name", "edge-west", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge"}},
+		// At debug level edge-west logs each route it applies (suite 2 times them).
+		{c.edgeWest, "edge-west", "edge-west", []string{"edge", "--name", "edge-west", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge", "--log-level", "debug"}},
 		{c.edgeEast, "edge-east", "edge-east", []string{"edge", "--name", "edge-east", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge"}},
 	} {
 		c.runAt(r.ip, r.name, nil, append(r.args, "--nats", natsURL(r.user), "--log-format", "json"), nil, nil, nil)
@@ -309,13 +310,13 @@ func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
 }
 
 // TestChaosEachJetStreamNodeDiesInTurn is chaos suite 2: each JetStream node is killed in turn —
-// first the one hosting edge-west's route table consumer, then the leader of the probers'
+// first the one hosting edge-west's route consumer, then the leader of the probers'
 // bucket — together with a backend, while the node stays down. The DNS answer moves within
 // interval × fall + 2 s; when the killed node led STATE, no transition can be stored until the
 // others elect a leader (nats-server's election timeout, 4 to 9 s, is not configurable), so the
-// answer then moves within 2 s of STATE having a leader again. Edge-west applies the route
-// table of the failover within 2 s of it being stored (of ROUTES having a leader again, when
-// the killed node led ROUTES), and every table within 2 s of being stored. With the node still
+// answer then moves within 2 s of STATE having a leader again. Edge-west applies shop-edge's
+// route of the failover within 2 s of the transition being stored (of ROUTES having a leader
+// again, when the killed node led ROUTES), and every route within 2 s of being stored. With the node still
 // down, the backend's return moves both back within interval × rise + 2 s. Each kill prints
 // where the time went.
 func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
@@ -333,7 +334,7 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 		var node, why string
 		switch round {
 		case 0:
-			node, why = before.leader(edgeConsumer), "it hosts edge-west's route table consumer"
+			node, why = before.leader(edgeConsumer), "it hosts edge-west's route consumer"
 		case 1:
 			node, why = c.bucketLeaderOutside(done), "it leads the probers' bucket"
 			before = c.where(nodes...)
@@ -370,7 +371,7 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 		var tables []routeDelivery
 		var failover routeDelivery
 		eventually(t, 30*time.Second, func() bool {
-			tables = c.routeDeliveries(c.operator(alive[0]), "edge-west", killed)
+			tables = c.routeDeliveries(c.operator(alive[0]), "edge-west", "shop-edge", killed)
 			for _, r := range tables {
 				if r.stateSeq >= down.Seq && r.applied >= 0 {
 					failover = r
@@ -378,7 +379,7 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 				}
 			}
 			return false
-		}, "edge-west applies a route table with shop-edge's us-west endpoint down (STATE seq %d) with %s down", down.Seq, node)
+		}, "edge-west applies a route of shop-edge with shop-edge's us-west endpoint down (STATE seq %d) with %s down", down.Seq, node)
 		eventually(t, 30*time.Second, func() bool { return len(el.seen()) == len(groups) }, "every JetStream group has a leader with %s down", node)
 		again := el.end()
 		stop()
@@ -408,9 +409,9 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 		t.Logf("suite 2:   shop's us-west endpoint down: first append %s (%d publishes); DNS answer moved %s (allowed %s: %s)",
 			ms(pub), n, ms(moved), allowed, why2)
 		for _, r := range tables {
-			t.Logf("suite 2:   edge-west's route table for STATE seq %d stored %s, applied %s", r.stateSeq, ms(r.stored), ms(r.applied))
+			t.Logf("suite 2:   edge-west's route of shop-edge for STATE seq %d stored %s, applied %s", r.stateSeq, ms(r.stored), ms(r.applied))
 		}
-		t.Logf("suite 2:   shop-edge's us-west endpoint down stored %s (STATE seq %d); its route table applied %s (allowed from %s + 2 s); edge-west served us-east %s",
+		t.Logf("suite 2:   shop-edge's us-west endpoint down stored %s (STATE seq %d); edge-west applied its route %s (allowed from %s + 2 s); edge-west served us-east %s",
 			ms(down.Stored.Sub(killed)), down.Seq, ms(failover.applied), ms(routesFrom), ms(moved+served))
 		for _, role := range []string{"prober-west", "decider-1", "decider-2", "dns-1", "controller", "edge-west"} {
 			for _, l := range c.roleLog(role, killed) {
@@ -421,11 +422,11 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 			t.Errorf("suite 2: with %s down the answer moved in %s, over %s (%s)", node, moved, allowed, why2)
 		}
 		if failover.applied > routesFrom+2*time.Second {
-			t.Errorf("suite 2: with %s down edge-west applied the failover's route table %s after the kill, over 2 s after %s", node, failover.applied, routesFrom)
+			t.Errorf("suite 2: with %s down edge-west applied the failover's route %s after the kill, over 2 s after %s", node, failover.applied, routesFrom)
 		}
 		for _, r := range tables {
 			if r.applied < 0 || r.applied-r.stored > 2*time.Second {
-				t.Errorf("suite 2: with %s down edge-west's route table for STATE seq %d, stored %s after the kill, was applied %s", node, r.stateSeq, r.stored, ms(r.applied))
+				t.Errorf("suite 2: with %s down edge-west's route of shop-edge for STATE seq %d, stored %s after the kill, was applied %s", node, r.stateSeq, r.stored, ms(r.applied))
 			}
 		}
 

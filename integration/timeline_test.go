@@ -286,6 +286,7 @@ type logLine struct {
 	Stream   string    `json:"stream"`
 	Subject  string    `json:"subject"`
 	StateSeq uint64    `json:"state_seq"`
+	App      string    `json:"app"`
 }
 
 // logged is what role name logged from from on.
@@ -319,7 +320,7 @@ func (c *cluster) roleLog(name string, from time.Time) []string {
 		switch l.Message {
 		case "disconnected from nats; serving what this role has", "connected to nats", "stream unreachable; retrying",
 			"stream reachable again", "endpoint transition", "pool transition", "append endpoint transition failed, retrying",
-			"append pool transition failed, retrying", "zone changed", "route table applied", "route table not published",
+			"append pool transition failed, retrying", "zone changed", "route applied", "route not published",
 			"PROBES did not deliver a result in time; folding results as heard on the wire",
 			"PROBES delivers again; results are folded as it delivers them":
 			out = append(out, fmt.Sprintf("%+.3fs %s %s%s", l.Time.Sub(from).Seconds(), l.Message, l.Stream, l.Subject))
@@ -336,16 +337,16 @@ func ms(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// routeDelivery is one route table of an edge: when ROUTES stored it and when the edge logged
+// routeDelivery is one route of an edge's app: when ROUTES stored it and when the edge logged
 // applying it, both after from; applied is -1 while it has not.
 type routeDelivery struct {
 	stateSeq        uint64
 	stored, applied time.Duration
 }
 
-// routeDeliveries lists the route tables of edge that ROUTES stored after from, and when the
-// edge applied each.
-func (c *cluster) routeDeliveries(url, edge string, from time.Time) []routeDelivery {
+// routeDeliveries lists the routes of app on edge that ROUTES stored after from, and when the
+// edge applied each (it logs "route applied" at debug level).
+func (c *cluster) routeDeliveries(url, edge, app string, from time.Time) []routeDelivery {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil
@@ -357,7 +358,7 @@ func (c *cluster) routeDeliveries(url, edge string, from time.Time) []routeDeliv
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, "ROUTES", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"detour.routes." + edge},
+	cons, err := js.OrderedConsumer(ctx, "ROUTES", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"detour.routes." + edge + "." + app},
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
 	if err != nil {
 		return nil
@@ -381,7 +382,7 @@ func (c *cluster) routeDeliveries(url, edge string, from time.Time) []routeDeliv
 	}
 	for _, l := range c.logged(edge, from) {
 		for i := range out {
-			if l.Message == "route table applied" && l.StateSeq == out[i].stateSeq && out[i].applied < 0 {
+			if l.Message == "route applied" && l.App == app && l.StateSeq == out[i].stateSeq && out[i].applied < 0 {
 				out[i].applied = l.Time.Sub(from)
 			}
 		}
