@@ -131,8 +131,9 @@ func (r *region) probe(ok bool) {
 const pollEvery = 20 * time.Millisecond
 
 // watch polls every app's A answer from several goroutines until each one is want(i), and
-// returns when each first was. It also counts the queries answered, to give the qps.
-func (r *region) watch(ctx context.Context, want func(i int) string, queries *atomic.Int64) []time.Time {
+// returns when each first was. It also counts the queries answered, to give the qps, and keeps
+// in slowest the longest pass over the names still pending: how late an answer can be seen.
+func (r *region) watch(ctx context.Context, want func(i int) string, queries, slowest *atomic.Int64) []time.Time {
 	moved := make([]time.Time, r.n)
 	const pollers = 2
 	var wg sync.WaitGroup
@@ -155,6 +156,7 @@ func (r *region) watch(ctx context.Context, want func(i int) string, queries *at
 			pace := time.NewTicker(pollEvery)
 			defer pace.Stop()
 			for ; len(pending) > 0 && ctx.Err() == nil; <-pace.C {
+				start := time.Now()
 				left := pending[:0]
 				for _, i := range pending {
 					m.SetQuestion(fmt.Sprintf("app%d.region.test.", i), dns.TypeA)
@@ -169,6 +171,9 @@ func (r *region) watch(ctx context.Context, want func(i int) string, queries *at
 					left = append(left, i)
 				}
 				pending = left
+				if d := int64(time.Since(start)); d > slowest.Load() {
+					slowest.Store(d)
+				}
 			}
 		})
 	}
@@ -299,14 +304,18 @@ func (s spread) String() string {
 // thresholds, and when each phase happened.
 type stormResult struct {
 	kill, threshold time.Time
-	answers, state  []time.Time
+	// state and pools are when STATE stored each endpoint and each pool transition; versions
+	// when DNS stored each zone version (after its answers were swapped in).
+	answers, state, pools, versions []time.Time
 	// routes are when the edge's route table first showed each app's local pool unavailable
 	// (after a failure) or available (after a recovery); zero where it never did.
-	routes            []time.Time
-	zoneVersions      int
-	routeTables       int
-	transitions       int
-	queries           int64
+	routes       []time.Time
+	zoneVersions int
+	routeTables  int
+	transitions  int
+	queries      int64
+	// slowestPass is the longest the watcher took to ask every pending name once.
+	slowestPass       time.Duration
 	elapsed           time.Duration
 	lastAnswer, bound time.Duration
 }
@@ -318,9 +327,9 @@ func (r *region) storm(ok bool, rounds int, want func(int) string) stormResult {
 	stateFrom, dnsFrom, routesFrom := r.lastSeq(events.StreamState), r.lastSeq(events.StreamDNS), r.lastSeq(events.StreamRoutes)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*r.interval+120*time.Second)
 	defer cancel()
-	var queries atomic.Int64
+	var queries, slowest atomic.Int64
 	done := make(chan []time.Time)
-	go func() { done <- r.watch(ctx, want, &queries) }()
+	go func() { done <- r.watch(ctx, want, &queries, &slowest) }()
 	res := stormResult{kill: time.Now()}
 	tick := time.NewTicker(r.interval)
 	defer tick.Stop()
@@ -332,9 +341,12 @@ func (r *region) storm(ok bool, rounds int, want func(int) string) stormResult {
 	res.answers = <-done
 	res.elapsed = time.Since(res.kill)
 	res.queries = queries.Load()
+	res.slowestPass = time.Duration(slowest.Load())
 	res.state = r.streamTimes(events.StreamState, "detour.state.endpoint.>", stateFrom)
-	res.transitions = len(res.state) + len(r.streamTimes(events.StreamState, "detour.state.pool.>", stateFrom))
-	res.zoneVersions = len(r.streamTimes(events.StreamDNS, ">", dnsFrom))
+	res.pools = r.streamTimes(events.StreamState, "detour.state.pool.>", stateFrom)
+	res.transitions = len(res.state) + len(res.pools)
+	res.versions = r.streamTimes(events.StreamDNS, ">", dnsFrom)
+	res.zoneVersions = len(res.versions)
 	res.routes = r.routeTimes(routesFrom, !ok)
 	res.routeTables = len(r.streamTimes(events.StreamRoutes, ">", routesFrom))
 	for i, t := range res.answers {
@@ -347,10 +359,11 @@ func (r *region) storm(ok bool, rounds int, want func(int) string) stormResult {
 }
 
 func (r *region) report(name string, s stormResult) {
-	r.tb.Logf("%s of %d endpoints: kill → answers moved %s; threshold round → answers %s; threshold round → STATE %s",
-		name, r.n, spreadOf(s.kill, s.answers), spreadOf(s.threshold, s.answers), spreadOf(s.threshold, s.state))
-	r.tb.Logf("%s: %d transitions, %d zone versions, %d route tables, %d queries answered in %s",
-		name, s.transitions, s.zoneVersions, s.routeTables, s.queries, s.elapsed.Round(time.Millisecond))
+	r.tb.Logf("%s of %d endpoints: kill → answers moved %s; threshold round → answers %s", name, r.n, spreadOf(s.kill, s.answers), spreadOf(s.threshold, s.answers))
+	r.tb.Logf("%s phases after the threshold round: endpoint transitions stored %s; pool transitions stored %s; zone versions stored %s",
+		name, spreadOf(s.threshold, s.state), spreadOf(s.threshold, s.pools), spreadOf(s.threshold, s.versions))
+	r.tb.Logf("%s: %d transitions, %d zone versions, %d route tables, %d queries answered in %s (slowest pass over the pending names %s)",
+		name, s.transitions, s.zoneVersions, s.routeTables, s.queries, s.elapsed.Round(time.Millisecond), s.slowestPass.Round(time.Millisecond))
 }
 
 // TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckBound kills 1,000
