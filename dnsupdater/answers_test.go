@@ -236,3 +236,23 @@ zones:
 		})
 	}
 }
+
+func TestANewConfigurationsRecordsReplaceThePreparedOnes(t *testing.T) {
+	before := answersTable(t, answersConfig)
+	static, err := zone.Compile(eventstest.Config(t, strings.Replace(answersConfig, "mx IN A 192.0.2.25", "mx IN A 192.0.2.26", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2}), before)
+	p, err := newQuery("mx.demo.test.", dns.TypeA).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r dns.Msg
+	if err := r.Unpack(newWorker(1).respond(after, p, netip.MustParseAddr("10.1.2.3"), false)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sections(&r), "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.26"; got != want {
+		t.Errorf("after the new configuration mx answers\n%s\nwant\n%s", got, want)
+	}
+}

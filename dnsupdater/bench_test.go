@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/metrics"
 
@@ -124,5 +126,47 @@ func BenchmarkRecomputeAndPrepare(b *testing.B) {
 		p.serials["demo.test."] = serial
 		zones, _ := p.recompute()
 		tab = buildTable(zones, tab)
+	}
+}
+
+// BenchmarkZoneVersionOf10000Apps is the work one zone version costs when 100 of a zone's
+// 10,000 apps changed their answer, as in a region failure: the projection and the prepared
+// replies built from the previous version, against preparing every reply afresh (the peer).
+func BenchmarkZoneVersionOf10000Apps(b *testing.B) {
+	var doc strings.Builder
+	doc.WriteString("zones: [{name: region.test}]\napps:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&doc, "  - {name: app%d, fqdn: app%d.region.test, pools: [{name: main, endpoints: [{name: e, address: \"10.1.%d.%d:80\"}]}, {name: backup, endpoints: [{name: e, address: \"10.200.0.1:80\"}]}]}\n",
+			i, i, i>>8, i&255)
+	}
+	static, err := zone.Compile(eventstest.Config(b, doc.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, whole := range []bool{false, true} {
+		b.Run(map[bool]string{false: "from the previous version", true: "every reply afresh"}[whole], func(b *testing.B) {
+			p := newProjector(static, time.Now)
+			tab := buildTable(p.project(), nil)
+			seq := uint64(0)
+			for b.Loop() {
+				for range 100 {
+					seq++
+					to := []string{events.TypeEndpointDown, events.TypeEndpointUp}[seq/10000%2]
+					env, err := events.New(to, "bench", time.Now(), events.Transition{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := p.apply(events.EndpointStateSubject(fmt.Sprintf("app%d", seq%10000), "main", "e"), seq, env); err != nil {
+						b.Fatal(err)
+					}
+				}
+				zones, _ := p.recompute()
+				if whole {
+					tab = buildTable(zones, nil)
+				} else {
+					tab = buildTable(zones, tab)
+				}
+			}
+		})
 	}
 }

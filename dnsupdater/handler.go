@@ -84,7 +84,9 @@ func (w *worker) prepared(t *table, p []byte, remote netip.Addr, tcp bool) []byt
 	if !ok {
 		return nil
 	}
-	return finish(w.out, tmpl, q, 0, scope, limitFor(q, tcp))
+	out := finish(w.out, tmpl, q, 0, scope, limitFor(q, tcp))
+	t.stampSerial(out, tmpl, e)
+	return out
 }
 
 func limitFor(q *query, tcp bool) int {

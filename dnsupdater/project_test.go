@@ -136,23 +136,29 @@ func contentOf(z *zone.Zone) string {
 	return b.String()
 }
 
-// describe lists every prepared reply of t, by name and query type, in a fixed order.
+// describe lists every prepared reply of t as it is sent (with the zone's serial), by name
+// and query type, in a fixed order.
 func describe(t *table) []string {
 	var lines []string
 	for wire, e := range t.entries {
+		sent := func(tmpl []byte) []byte {
+			out := slices.Clone(tmpl)
+			t.stampSerial(out, tmpl, e)
+			return out
+		}
 		for _, p := range e.types {
-			lines = append(lines, fmt.Sprintf("%q type %d %x", wire, p.qtype, p.tmpl))
+			lines = append(lines, fmt.Sprintf("%q type %d %x", wire, p.qtype, sent(p.tmpl)))
 		}
 		for fam, c := range map[string]*choice{"a": e.a, "aaaa": e.aaaa} {
 			if c == nil {
 				continue
 			}
-			lines = append(lines, fmt.Sprintf("%q %s empty %x", wire, fam, c.empty))
+			lines = append(lines, fmt.Sprintf("%q %s empty %x", wire, fam, sent(c.empty)))
 			for i, tm := range c.tmpls {
-				lines = append(lines, fmt.Sprintf("%q %s variant %d %x", wire, fam, i, tm))
+				lines = append(lines, fmt.Sprintf("%q %s variant %d %x", wire, fam, i, sent(tm)))
 			}
 		}
-		lines = append(lines, fmt.Sprintf("%q nodata %x", wire, e.nodata))
+		lines = append(lines, fmt.Sprintf("%q nodata %x", wire, sent(e.nodata)))
 	}
 	slices.Sort(lines)
 	return lines

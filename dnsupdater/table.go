@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"encoding/binary"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -14,6 +15,9 @@ import (
 type table struct {
 	zones   []*zone.Zone
 	entries map[string]*entry
+	// serials are the zones' serials, by zone name: the prepared replies that carry the SOA
+	// (NODATA) get it when they are sent, so that an entry serves every version it is in.
+	serials map[string]uint32
 	// history holds, per zone, the deltas between its recent versions, oldest first: what
 	// IXFR answers from.
 	history map[string][]zone.Delta
@@ -28,6 +32,8 @@ const maxDeltas = 256
 // entry holds the prepared replies of one name. A template is a packed reply with a lower-case
 // question and no OPT record; finish turns it into the reply to one query.
 type entry struct {
+	// zone is the name of the zone the name is in, whose serial a NODATA reply carries.
+	zone  string
 	types []prepared
 	// a and aaaa are the address answers of an app's name.
 	a, aaaa *choice
@@ -48,39 +54,88 @@ type choice struct {
 	empty []byte
 }
 
-// buildTable prepares every answer of the zones. Entries of prev (the table of the same
-// configuration at an earlier state) are reused where the state cannot change them: names
-// without an app or a CNAME below the apex, and app names (without a CNAME) whose node is the
-// very one prev was built from, so that a new zone version packs only the answers that
-// changed. Their only serial-bearing replies, NODATA, get the new serial patched in.
+// buildTable prepares every answer of the zones. Entries of prev (the table of an earlier
+// state) are reused where the state cannot change them: names without an app or a CNAME below
+// the apex, of the same configuration, and app names (without a CNAME) whose node is the very
+// one prev was built from. A new version of the same zones starts from prev's entries and
+// visits only the nodes its projection replaced, so that it costs in proportion to the answers
+// that changed, not to the size of the zone.
 func buildTable(zones []*zone.Zone, prev *table) *table {
-	t := &table{zones: zones, entries: map[string]*entry{}, history: map[string][]zone.Delta{}}
+	t := &table{zones: zones, history: map[string][]zone.Delta{}, serials: make(map[string]uint32, len(zones))}
 	if prev != nil {
 		t.identity = prev.identity
 	}
 	for _, z := range zones {
+		t.serials[z.Name] = z.Serial
 		t.history[z.Name] = prev.deltas(z)
+	}
+	if prev.sameZones(zones) {
+		t.entries = maps.Clone(prev.entries)
+		for i, z := range zones {
+			pz := prev.zones[i]
+			if pz == z {
+				continue
+			}
+			for name, n := range z.Nodes {
+				if pz.Nodes[name] != n || !stateless(z, n) {
+					t.put(z, name, n, nil, nil)
+				}
+			}
+			for name := range pz.Nodes {
+				if z.Nodes[name] == nil {
+					if wire, ok := wireName(name); ok {
+						delete(t.entries, wire)
+					}
+				}
+			}
+		}
+		return t
+	}
+	t.entries = map[string]*entry{}
+	for _, z := range zones {
 		var pz *zone.Zone
 		if prev != nil {
 			pz = prev.zoneFor(z.Name)
 		}
 		for name, n := range z.Nodes {
-			if delegation(z, name) != nil {
-				continue // referrals are answered by the reference path
-			}
-			wire, ok := wireName(name)
-			if !ok {
-				continue
-			}
-			if old := prev.reusable(wire, z, pz, n); old != nil {
-				t.entries[wire] = &entry{types: old.types, nodata: withSerial(old.nodata, z.Serial),
-					a: old.a.withSerial(z.Serial), aaaa: old.aaaa.withSerial(z.Serial)}
-				continue
-			}
-			t.entries[wire] = t.prepare(n)
+			t.put(z, name, n, prev, pz)
 		}
 	}
 	return t
+}
+
+// sameZones reports whether zones are the zones of t at a later state: the same zones of the
+// same configuration, in the same order.
+func (t *table) sameZones(zones []*zone.Zone) bool {
+	if t == nil || len(t.zones) != len(zones) {
+		return false
+	}
+	for i, z := range zones {
+		if pz := t.zones[i]; pz.Name != z.Name || pz.Config != z.Config {
+			return false
+		}
+	}
+	return true
+}
+
+// put prepares the entry of name, a node of z, unless prev (whose version of z is pz) holds
+// one that can be reused.
+func (t *table) put(z *zone.Zone, name string, n *zone.Node, prev *table, pz *zone.Zone) {
+	wire, ok := wireName(name)
+	if !ok {
+		return
+	}
+	if delegation(z, name) != nil {
+		delete(t.entries, wire) // referrals are answered by the reference path
+		return
+	}
+	if old := prev.reusable(wire, z, pz, n); old != nil {
+		t.entries[wire] = old
+		return
+	}
+	e := t.prepare(n)
+	e.zone = z.Name
+	t.entries[wire] = e
 }
 
 // deltas returns the history of z's zone in t, extended by the step from t's version to z.
@@ -102,38 +157,26 @@ func (t *table) deltas(z *zone.Zone) []zone.Delta {
 	return h
 }
 
-// reusable returns prev's entry for a name whose replies do not follow the state, or whose
-// app answer is the one prev was built from (pz is prev's version of z), or nil.
+// stateless reports whether a node's replies depend on nothing but the node itself and the
+// zone's serial: not the apex (whose SOA is an answer), no CNAME to follow into other nodes.
+func stateless(z *zone.Zone, n *zone.Node) bool {
+	return n.Name != z.Name && len(n.RRsets[dns.TypeCNAME]) == 0 && (n.App == nil || n.App.CNAME == "")
+}
+
+// reusable returns prev's entry for a node of z whose replies do not follow the state: a
+// stateless name without an app in the same configuration, or a stateless app name whose node
+// is the one prev was built from (pz is prev's version of z); or nil.
 func (t *table) reusable(wire string, z, pz *zone.Zone, n *zone.Node) *entry {
-	if t == nil || n.Name == z.Name || len(n.RRsets[dns.TypeCNAME]) > 0 {
+	if t == nil || pz == nil || !stateless(z, n) {
 		return nil
 	}
-	if n.App != nil && (n.App.CNAME != "" || pz == nil || pz.Nodes[n.Name] != n) {
+	if n.App == nil && pz.Config != z.Config {
+		return nil
+	}
+	if n.App != nil && pz.Nodes[n.Name] != n {
 		return nil
 	}
 	return t.entries[wire]
-}
-
-// withSerial returns c with its replies without records (NODATA, which carry the SOA) at
-// serial.
-func (c *choice) withSerial(serial uint32) *choice {
-	if c == nil {
-		return c
-	}
-	out := &choice{ans: c.ans, tmpls: c.tmpls, empty: c.empty}
-	if negative(c.empty) {
-		out.empty = withSerial(c.empty, serial)
-	}
-	cloned := false
-	for i, tm := range c.tmpls {
-		if negative(tm) {
-			if !cloned {
-				out.tmpls, cloned = slices.Clone(c.tmpls), true
-			}
-			out.tmpls[i] = withSerial(tm, serial)
-		}
-	}
-	return out
 }
 
 // negative reports whether a prepared reply has no answer and only the SOA in its authority
@@ -142,15 +185,14 @@ func negative(tmpl []byte) bool {
 	return len(tmpl) >= headerLen && binary.BigEndian.Uint16(tmpl[6:]) == 0 && binary.BigEndian.Uint16(tmpl[8:]) == 1
 }
 
-// withSerial returns a copy of a NODATA template with the serial of its SOA, the last record
-// of the message, replaced.
-func withSerial(tmpl []byte, serial uint32) []byte {
-	if len(tmpl) < headerLen+20 {
-		return tmpl
+// stampSerial writes the serial of e's zone into reply, built by finish from tmpl, when tmpl
+// is a NODATA reply: its SOA is the template's last record, and the serial the first of the
+// last 20 bytes. A truncated reply carries no SOA.
+func (t *table) stampSerial(reply, tmpl []byte, e *entry) {
+	if !negative(tmpl) || len(tmpl) < headerLen+20 || len(reply) < len(tmpl) || reply[2]&0x02 != 0 {
+		return
 	}
-	out := slices.Clone(tmpl)
-	binary.BigEndian.PutUint32(out[len(out)-20:], serial)
-	return out
+	binary.BigEndian.PutUint32(reply[len(tmpl)-20:], t.serials[e.zone])
 }
 
 // prepare packs every answer a name gives to the ordinary query types.
@@ -240,8 +282,8 @@ func ordinaryType(t uint16) bool {
 
 // wireName packs a canonical name.
 func wireName(name string) (string, bool) {
-	buf := make([]byte, 256)
-	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	var buf [256]byte
+	n, err := dns.PackDomainName(name, buf[:], 0, nil, false)
 	if err != nil {
 		return "", false
 	}
