@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/detourdev/detour/events"
@@ -14,26 +15,24 @@ import (
 // prev, the status last recorded on subject (not checked when hasPrev is false: nothing was).
 func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) string {
 	kind, tokens := subjectKind(subject)
-	want := map[string][]string{
-		"endpoint": {events.TypeEndpointUp, events.TypeEndpointDown, events.TypeEndpointDrained},
-		"pool":     {events.TypePoolUp, events.TypePoolDown},
-		"edge":     {events.TypeEdgeUp, events.TypeEdgeDown},
-		"override": {events.TypeOverrideSet, events.TypeOverrideCleared},
-	}[kind]
-	if want == nil {
+	if kind == "" {
 		return fmt.Sprintf("subject %s is no STATE aggregate", subject)
 	}
-	ok := false
-	for _, t := range want {
-		ok = ok || e.Type == t
-	}
-	if !ok {
+	if !typeBelongs(kind, e.Type) {
 		return fmt.Sprintf("type %s does not belong on %s subjects", e.Type, kind)
 	}
 	if kind == "override" {
 		return ""
 	}
-	var t events.Transition
+	// Only the fields checked are decoded: a follower checks every transition it reads.
+	var t struct {
+		App      string        `json:"app"`
+		Pool     string        `json:"pool"`
+		Endpoint string        `json:"endpoint"`
+		Edge     string        `json:"edge"`
+		From     events.Status `json:"from"`
+		To       events.Status `json:"to"`
+	}
 	if err := e.Payload(&t); err != nil {
 		return fmt.Sprintf("payload: %v", err)
 	}
@@ -46,7 +45,7 @@ func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) 
 	case "edge":
 		named = []string{t.Edge}
 	}
-	if strings.Join(named, ".") != strings.Join(tokens, ".") {
+	if !slices.Equal(named, tokens) {
 		return fmt.Sprintf("payload names %s, not the subject's %s", strings.Join(named, "."), strings.Join(tokens, "."))
 	}
 	if to, _ := events.TransitionStatus(e.Type); t.To != to {
@@ -56,6 +55,21 @@ func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) 
 		return fmt.Sprintf("from %s, but STATE last recorded %s", t.From, prev)
 	}
 	return ""
+}
+
+// typeBelongs reports whether events of type typ may be recorded on subjects of kind.
+func typeBelongs(kind, typ string) bool {
+	switch kind {
+	case "endpoint":
+		return typ == events.TypeEndpointUp || typ == events.TypeEndpointDown || typ == events.TypeEndpointDrained
+	case "pool":
+		return typ == events.TypePoolUp || typ == events.TypePoolDown
+	case "edge":
+		return typ == events.TypeEdgeUp || typ == events.TypeEdgeDown
+	case "override":
+		return typ == events.TypeOverrideSet || typ == events.TypeOverrideCleared
+	}
+	return false
 }
 
 // Unexpected is Check of the event stored at seq against what the view last recorded on
@@ -72,10 +86,22 @@ func (v *View) Unexpected(subject string, seq uint64, e events.Envelope) string 
 // tokens naming the aggregate, or returns "" when it is none of them (or has the wrong number of
 // tokens for its kind).
 func subjectKind(subject string) (string, []string) {
-	for kind, n := range map[string]int{"endpoint": 3, "pool": 2, "edge": 1, "override": 3} {
-		if t := events.SplitSubject(subject, "detour.state."+kind); len(t) == n {
-			return kind, t
-		}
+	rest, ok := strings.CutPrefix(subject, "detour.state.")
+	if !ok {
+		return "", nil
+	}
+	kind, rest, ok := strings.Cut(rest, ".")
+	var n int
+	switch kind {
+	case "endpoint", "override":
+		n = 3
+	case "pool":
+		n = 2
+	case "edge":
+		n = 1
+	}
+	if t := strings.Split(rest, "."); ok && n > 0 && len(t) == n {
+		return kind, t
 	}
 	return "", nil
 }
