@@ -100,19 +100,21 @@ func (st *stack) region() error {
 	}
 	fmt.Printf("\nN=%d: %d processes up, every endpoint recorded up in %s\n", st.n, len(st.procs), time.Since(t0).Round(time.Second))
 
-	// The static rate is measured under the same load as the storms': dnsperf and the polling
-	// client, whose answers never come here.
-	static, err := st.dnsperf(3*time.Second, st.s.dnsLoad)
+	// The static rate is measured under the same load as the storms': dnsperf, past its first
+	// second, and the polling client, whose answers never come here.
+	static, err := st.dnsperf(5*time.Second, st.s.dnsLoad)
 	if err != nil {
 		return err
 	}
+	time.Sleep(time.Second) // dnsperf's first second is its ramp
+	from := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	_, err = watch(wctx, st.n, func(int) netip.Addr { return netip.Addr{} })
 	cancel()
 	if err != nil {
 		return err
 	}
-	staticQPS, err := static.wait(time.Time{}, time.Time{})
+	staticQPS, err := static.wait(from, time.Now())
 	if err != nil {
 		return err
 	}
