@@ -543,6 +543,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	// The forgeries, with us-west's prober credentials from deployments/nats/accounts.conf.
 	perm := make(chan error, 16)
 	nc, err := nats.Connect(fmt.Sprintf("nats://prober-us-west:prober-us-west-demo@%s:4222", c.ip("nats-1")),
+		nats.CustomInboxPrefix("_INBOX_prober-us-west"), // the only inbox the user may subscribe under
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
 	if err != nil {
 		t.Fatalf("connect as prober-us-west: %v", err)
