@@ -113,3 +113,21 @@ func runMain(args ...string) (int, string, string) {
 	code := Main(args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
+
+func TestEventsSummarisesAnAppsRouteLikeAWholeTable(t *testing.T) {
+	route := events.AppRoute{App: "shop", Pool: "west", Secondary: &events.SecondaryRoute{Edge: "edge-east"}}
+	one, err := events.New(events.TypeRouteComputed, "controller-1", time.Now(), events.EdgeRoute{Edge: "edge-west", Route: route})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := events.New(events.TypeRoutesComputed, "controller-1", time.Now(), events.RouteTable{Edge: "edge-west", Apps: []events.AppRoute{route}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "edge edge-west: shop → west (down, via edge-east)"
+	for _, e := range []events.Envelope{one, table} {
+		if got := summary(e); !strings.HasPrefix(got, want) {
+			t.Errorf("summary of %s = %q, want it to start %q", e.Type, got, want)
+		}
+	}
+}
