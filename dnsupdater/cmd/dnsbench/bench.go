@@ -300,19 +300,12 @@ func mixName(o options) string {
 // record with its packet cache as configured.
 func reportHealth(out io.Writer, o options, rs []result) {
 	fmt.Fprintf(out, "health-aware answer only (shop A), at saturation: dnsperf -c %d -q %d, %s per server, PowerDNS cache-ttl %d s%s\n\n", o.clients, o.outstanding, o.duration, o.pdnsCache, pinNote())
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores")
+	writeTable(out, o, rs)
+	fmt.Fprintln(out)
 	get := map[string]result{}
 	for _, r := range rs {
 		get[r.name] = r
-		if r.skipped != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, ms(r.p50), ms(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o))
 	}
-	tw.Flush()
-	fmt.Fprintln(out)
 	d, l := get["detour"], get["powerdns-lua"]
 	if d.skipped != "" || l.skipped != "" || d.qps == 0 || l.qps == 0 || d.cpu == 0 {
 		return
@@ -324,6 +317,11 @@ func reportHealth(out io.Writer, o options, rs []result) {
 // reportLoad prints the latency run: every server at one load.
 func reportLoad(out io.Writer, o options, rs []result) {
 	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server%s\n\n", o.load, o.clients, o.outstanding, o.duration, pinNote())
+	writeTable(out, o, rs)
+}
+
+// writeTable prints one row per server: rate, latency, loss and CPU, or why it was skipped.
+func writeTable(out io.Writer, o options, rs []result) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores")
 	for _, r := range rs {
