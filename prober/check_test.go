@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
 )
 
 // target builds a target of check type kind against addr with a 1s timeout, then applies edit.
@@ -303,7 +304,7 @@ func TestTCPCheckOutcomes(t *testing.T) {
 	})
 
 	t.Run("a connect that gets no answer fails with timeout", func(t *testing.T) {
-		addr := fullBacklog(t)
+		addr := eventstest.Blackhole(t)
 		o := Probe(context.Background(), target(t, "tcp", addr, func(k *config.Check) {
 			k.Timeout = config.Duration(200 * time.Millisecond)
 		}))
@@ -314,37 +315,6 @@ func TestTCPCheckOutcomes(t *testing.T) {
 			t.Errorf("class %q (%s), want timeout", o.Class, o.Err)
 		}
 	})
-}
-
-// fullBacklog returns the address of a listener with a backlog of zero that never accepts and
-// whose queue is already full, so a further connect gets no SYN-ACK.
-func fullBacklog(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	// Fill the accept queue (backlog 0 holds one connection).
-	for range 2 {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			break
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	return addr
 }
 
 func TestClassifyNamesEveryNetworkFailure(t *testing.T) {

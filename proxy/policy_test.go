@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -145,44 +143,9 @@ func TestAPostIsNeverSentTwice(t *testing.T) {
 	}
 }
 
-// blackhole returns a loopback address whose connections are never answered, as a dead host's
-// or a dropped route's are: a listener with room for one pending connection that never
-// accepts, that room taken, so the kernel drops every further SYN. Nothing leaves loopback.
-func blackhole(t testing.TB) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	for range 8 {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			if isTimeout(err) {
-				return addr
-			}
-			t.Fatalf("fill the backlog of %s: %v", addr, err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-	}
-	t.Fatalf("%s still accepted connections after 8: its backlog never filled", addr)
-	return ""
-}
-
 func TestABlackholedInstanceCostsOneConnectTimeoutAndIsThenSkipped(t *testing.T) {
 	e1 := backend(t, "e1")
-	c := twoEdges(t, []string{blackhole(t)}, []string{e1.Listener.Addr().String()}, "http", "")
+	c := twoEdges(t, []string{eventstest.Blackhole(t)}, []string{e1.Listener.Addr().String()}, "http", "")
 	connect := c.cfg.Edge("edge-west").Apps[0].Timeouts.Connect.D()
 	if connect != 500*time.Millisecond {
 		t.Fatalf("default connect timeout = %s, want 500ms", connect)
@@ -230,7 +193,7 @@ func TestABlackholedInstanceCostsOneConnectTimeoutAndIsThenSkipped(t *testing.T)
 
 func TestABlackholedInstanceCostsATCPConnectionOnlyTheConnectTimeout(t *testing.T) {
 	e1 := echoServer(t, "e1")
-	c := twoEdgesWith(t, []string{blackhole(t)}, []string{e1.Addr().String()}, "tcp", "", ", timeouts: {connect: 200ms}")
+	c := twoEdgesWith(t, []string{eventstest.Blackhole(t)}, []string{e1.Addr().String()}, "tcp", "", ", timeouts: {connect: 200ms}")
 	start := time.Now()
 	if got := talk(t, c.west, "hi"); got != "e1 hi" {
 		t.Fatalf("answer %q, want %q from the secondary", got, "e1 hi")
