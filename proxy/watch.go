@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -98,24 +99,7 @@ func (e *edge) applyRoute(b []byte) error {
 
 // decodeRoute parses a ROUTES message and checks that edge can use it.
 func decodeRoute(b []byte, edge string) (events.EdgeRoute, error) {
-	env, err := events.Decode(b)
-	if err != nil {
-		return events.EdgeRoute{}, fmt.Errorf("decode route: %w", err)
-	}
-	if env.Type != events.TypeRouteComputed {
-		return events.EdgeRoute{}, fmt.Errorf("decode route: %w: type %q is not %s", events.ErrMalformed, env.Type, events.TypeRouteComputed)
-	}
-	var r events.EdgeRoute
-	if err := env.Payload(&r); err != nil {
-		return events.EdgeRoute{}, fmt.Errorf("decode route: %w", err)
-	}
-	if err := r.Check(); err != nil {
-		return events.EdgeRoute{}, fmt.Errorf("decode route: %w: %w", events.ErrMalformed, err)
-	}
-	if r.Edge != edge {
-		return events.EdgeRoute{}, fmt.Errorf("decode route: %w: edge: route is for %q, not %q", events.ErrMalformed, r.Edge, edge)
-	}
-	return r, nil
+	return decodeFor(b, edge, events.TypeRouteComputed, "route", func(r events.EdgeRoute) string { return r.Edge })
 }
 
 // applyTable decodes a route table (the snapshot) and switches every app of it to its route.
@@ -137,22 +121,32 @@ func (e *edge) applyTable(b []byte) error {
 
 // decodeTable parses a route table and checks that edge can use it.
 func decodeTable(b []byte, edge string) (events.RouteTable, error) {
+	return decodeFor(b, edge, events.TypeRoutesComputed, "route table", func(t events.RouteTable) string { return t.Edge })
+}
+
+// decodeFor parses a ROUTES message of type typ (called what in errors), checks its payload,
+// and that it is for edge (the mismatch names the last word of what: "table", "route").
+func decodeFor[T interface{ Check() error }](b []byte, edge, typ, what string, edgeOf func(T) string) (T, error) {
+	var v, zero T
 	env, err := events.Decode(b)
 	if err != nil {
-		return events.RouteTable{}, fmt.Errorf("decode route table: %w", err)
+		return zero, fmt.Errorf("decode %s: %w", what, err)
 	}
-	if env.Type != events.TypeRoutesComputed {
-		return events.RouteTable{}, fmt.Errorf("decode route table: %w: type %q is not %s", events.ErrMalformed, env.Type, events.TypeRoutesComputed)
+	if env.Type != typ {
+		return zero, fmt.Errorf("decode %s: %w: type %q is not %s", what, events.ErrMalformed, env.Type, typ)
 	}
-	var t events.RouteTable
-	if err := env.Payload(&t); err != nil {
-		return events.RouteTable{}, fmt.Errorf("decode route table: %w", err)
+	if err := env.Payload(&v); err != nil {
+		return zero, fmt.Errorf("decode %s: %w", what, err)
 	}
-	if err := t.Check(); err != nil {
-		return events.RouteTable{}, fmt.Errorf("decode route table: %w: %w", events.ErrMalformed, err)
+	if err := v.Check(); err != nil {
+		return zero, fmt.Errorf("decode %s: %w: %w", what, events.ErrMalformed, err)
 	}
-	if t.Edge != edge {
-		return events.RouteTable{}, fmt.Errorf("decode route table: %w: edge: table is for %q, not %q", events.ErrMalformed, t.Edge, edge)
+	if got := edgeOf(v); got != edge {
+		noun := what
+		if i := strings.LastIndexByte(what, ' '); i >= 0 {
+			noun = what[i+1:]
+		}
+		return zero, fmt.Errorf("decode %s: %w: edge: %s is for %q, not %q", what, events.ErrMalformed, noun, got, edge)
 	}
-	return t, nil
+	return v, nil
 }
