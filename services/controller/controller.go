@@ -154,6 +154,7 @@ func run(ctx context.Context, o Options) error {
 		return fmt.Errorf("run controller: subscribe to %s: %w", events.EdgeProbeSubjects, err)
 	}
 	defer func() { _ = csub.Unsubscribe() }()
+	c.hearing()
 
 	ticks := o.Ticks
 	if ticks == nil {
@@ -398,6 +399,19 @@ const reconnectAllowance = 2 * time.Second
 
 // cutOffProbe bounds the round trip to the NATS server that confirms a silence is the edges'.
 const cutOffProbe = 500 * time.Millisecond
+
+// hearing starts the edges' silence from the moment the server holds this replica's heartbeat
+// and check subscriptions, not from its start: until then (waiting for NATS or for the streams,
+// at a cluster's start) the edges' heartbeats went to no one, and an edge that was never heard
+// gets fall × interval from now for its first one. When the server does not confirm, the
+// replica is cut off, and the silence counts from when NATS answers again.
+func (c *controller) hearing() {
+	if err := c.o.JS.Conn().FlushTimeout(cutOffProbe); err != nil {
+		c.cutOffFromNATS(err.Error())
+		return
+	}
+	c.live.Grace(c.o.Now())
+}
 
 // cutOffFromNATS pauses edge liveness: heartbeats missed while the replica itself is cut off say
 // nothing of the edges. When NATS answers again, every edge's silence counts from then.
