@@ -188,6 +188,8 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
+// dumpLogs prints the last 8 KiB of a container's logs and, when DETOUR_IT_LOG_DIR is set,
+// keeps all of them there as <test>/<container>.log.
 func (c *cluster) dumpLogs(name string, ctr testcontainers.Container) {
 	r, err := ctr.Logs(c.ctx)
 	if err != nil {
@@ -195,6 +197,15 @@ func (c *cluster) dumpLogs(name string, ctr testcontainers.Container) {
 	}
 	defer r.Close()
 	b, _ := io.ReadAll(r)
+	if dir := os.Getenv("DETOUR_IT_LOG_DIR"); dir != "" {
+		dir = filepath.Join(dir, strings.ReplaceAll(c.t.Name(), "/", "_"))
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			err = os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644)
+		}
+		if err != nil {
+			c.t.Logf("keep the logs of %s: %v", name, err)
+		}
+	}
 	if len(b) > 8<<10 {
 		b = b[len(b)-8<<10:]
 	}

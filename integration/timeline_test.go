@@ -342,6 +342,8 @@ func ms(d time.Duration) string {
 type routeDelivery struct {
 	stateSeq        uint64
 	stored, applied time.Duration
+	// current is when the edge applied this route or a later one of the app (-1: neither yet).
+	current time.Duration
 }
 
 // routeDeliveries lists the routes of app on edge that ROUTES stored after from, and when the
@@ -385,6 +387,30 @@ func (c *cluster) routeDeliveries(url, edge, app string, from time.Time) []route
 			if l.Message == "route applied" && l.App == app && l.StateSeq == out[i].stateSeq && out[i].applied < 0 {
 				out[i].applied = l.Time.Sub(from)
 			}
+		}
+	}
+	for i := range out {
+		out[i].current = -1
+		for _, later := range out[i:] {
+			if later.applied >= 0 && (out[i].current < 0 || later.applied < out[i].current) {
+				out[i].current = later.applied
+			}
+		}
+	}
+	return out
+}
+
+// convergedRoutes is routeDeliveries once the edge applied each route or a later one, read again
+// until it did, for up to 10 s after the last route was stored (what is still not applied then
+// is left at -1, for the caller to report) or 30 s in all.
+func (c *cluster) convergedRoutes(url, edge, app string, from time.Time) []routeDelivery {
+	var out []routeDelivery
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if r := c.routeDeliveries(url, edge, app, from); len(r) > 0 {
+			out = r
+		}
+		if len(out) > 0 && (out[len(out)-1].current >= 0 || time.Since(from) > out[len(out)-1].stored+10*time.Second) {
+			break
 		}
 	}
 	return out
