@@ -316,8 +316,8 @@ func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
 // others elect a leader (nats-server's election timeout, 4 to 9 s, is not configurable), so the
 // answer then moves within 2 s of STATE having a leader again. Edge-west applies shop-edge's
 // route of the failover within 2 s of the transition being stored (of ROUTES having a leader
-// again, when the killed node led ROUTES), and every route within 2 s of being stored. With the node still
-// down, the backend's return moves both back within interval × rise + 2 s. Each kill prints
+// again, when the killed node led ROUTES), and each route, or a later one of the app, within 2 s
+// of its being stored. With the node still down, the backend's return moves both back within interval × rise + 2 s. Each kill prints
 // where the time went.
 func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 	c := newEdgeCluster(t)
