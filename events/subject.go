@@ -82,16 +82,26 @@ func ProbeSubject(region, app, pool, endpoint string) string {
 }
 
 // EdgeProbePool is the pool token of the probe results of an edge's listeners: probers check
-// each edge app listener as endpoint <edge> of pool EdgeProbePool of the app, and publish each
-// result on its own subject, never in a batch, so the controller follows EdgeProbeSubjects.
+// each edge app listener as endpoint <edge> of pool EdgeProbePool of the app. A result published
+// alone goes on its ProbeSubject (matched by EdgeProbeSubjects); results gathered in a batch go on
+// EdgeProbeBatchSubject, apart from the endpoints' batches, so the controller follows the edges'
+// results without reading every endpoint's.
 const EdgeProbePool = "_edge"
 
-// EdgeProbeSubjects matches the probe results of every edge listener from every region.
+// EdgeProbeSubjects matches the lone probe results of every edge listener from every region.
 const EdgeProbeSubjects = "detour.probe.*.*." + EdgeProbePool + ".*"
 
-// ProbeBatchSubject is where one prober publishes the batch of one tick.
+// EdgeProbeBatchSubjects matches the batches of edge-listener results of every prober.
+const EdgeProbeBatchSubjects = "detour.probe.*." + EdgeProbePool + ".*"
+
+// ProbeBatchSubject is where one prober publishes a batch of endpoint results.
 func ProbeBatchSubject(region, prober string) string {
 	return join("detour.probe", region, "batch", prober)
+}
+
+// EdgeProbeBatchSubject is where one prober publishes a batch of edge-listener results.
+func EdgeProbeBatchSubject(region, prober string) string {
+	return join("detour.probe", region, EdgeProbePool, prober)
 }
 
 // EndpointStateSubject holds the transitions of one endpoint.

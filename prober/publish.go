@@ -31,7 +31,8 @@ type completed struct {
 }
 
 // publisher stores results in the PROBES stream: one message per result, or, with a batch
-// window, the results completed within each window as one batch message.
+// window, the results completed within each window as batch messages: one of the endpoints'
+// results and one of the edge listeners' (which the controller follows apart).
 type publisher struct {
 	js     jetstream.JetStream
 	region string
@@ -46,7 +47,7 @@ type publisher struct {
 }
 
 func (p *publisher) publish(c completed) {
-	if p.window > 0 && c.r.Pool != events.EdgeProbePool {
+	if p.window > 0 {
 		p.in <- c
 		return
 	}
@@ -72,25 +73,29 @@ func (p *publisher) send(subject, typ, id string, data []byte, results int) {
 
 // batches runs in batch mode. A result that arrives when nothing was sent for a window goes out
 // at once; the results arriving within the window after a send are gathered and sent together
-// when it ends. Latency stays at zero for a quiet worker and under one window for a busy one.
+// when it ends (endpoints' and edge listeners' in a message each). Latency stays at zero for a
+// quiet worker and under one window for a busy one.
 func (p *publisher) batches(ctx context.Context) {
 	defer close(p.done)
-	var pending []completed
+	var endpoints, edges []completed
 	var timer <-chan time.Time
 	stop := func() bool { return false }
 	var last time.Time // when the last message went out
 	flush := func() {
 		stop()
 		timer = nil
-		switch len(pending) {
-		case 0:
-		case 1:
-			p.single(pending[0])
-		default:
-			p.batch(pending)
-		}
-		pending = pending[:0]
+		p.sendAll(endpoints, events.ProbeBatchSubject(p.region, p.prober))
+		p.sendAll(edges, events.EdgeProbeBatchSubject(p.region, p.prober))
+		endpoints, edges = endpoints[:0], edges[:0]
 		last = p.clock.Now()
+	}
+	add := func(c completed) (full bool) {
+		if c.r.Pool == events.EdgeProbePool {
+			edges = append(edges, c)
+			return len(edges) >= maxBatch
+		}
+		endpoints = append(endpoints, c)
+		return len(endpoints) >= maxBatch
 	}
 	for {
 		select {
@@ -104,8 +109,7 @@ func (p *publisher) batches(ctx context.Context) {
 				}
 				timer, stop = p.clock.NewTimer(last.Add(p.window).Sub(now))
 			}
-			pending = append(pending, c)
-			if len(pending) >= maxBatch {
+			if add(c) {
 				flush()
 			}
 		case <-timer:
@@ -114,7 +118,7 @@ func (p *publisher) batches(ctx context.Context) {
 			for {
 				select {
 				case c := <-p.in:
-					pending = append(pending, c)
+					add(c)
 				default:
 					flush()
 					return
@@ -124,11 +128,23 @@ func (p *publisher) batches(ctx context.Context) {
 	}
 }
 
+// sendAll sends the results gathered of one kind: alone on its own subject, or as a batch on
+// subject.
+func (p *publisher) sendAll(cs []completed, subject string) {
+	switch len(cs) {
+	case 0:
+	case 1:
+		p.single(cs[0])
+	default:
+		p.batch(cs, subject)
+	}
+}
+
 // maxBatch keeps a batch message well under events.MaxProbeMessage, PROBES' bound on one
 // message (a result takes 300 to 700 bytes).
 const maxBatch = 500
 
-func (p *publisher) batch(cs []completed) {
+func (p *publisher) batch(cs []completed, subject string) {
 	u, err := uuid.NewV7()
 	if err != nil {
 		p.failed.Add(int64(len(cs)))
@@ -146,7 +162,7 @@ func (p *publisher) batch(cs []completed) {
 	}
 	data := appendEnvelope(make([]byte, 0, 400*len(rs)+256), events.TypeProbeBatchCompleted, id, p.source, last,
 		func(b []byte) []byte { return appendBatch(b, p.region, p.prober, rs) })
-	p.send(events.ProbeBatchSubject(p.region, p.prober), events.TypeProbeBatchCompleted, id, data, len(rs))
+	p.send(subject, events.TypeProbeBatchCompleted, id, data, len(rs))
 }
 
 // flush waits until JetStream acknowledged everything published, or ctx ends.

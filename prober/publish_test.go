@@ -2,6 +2,7 @@ package prober
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -60,5 +61,58 @@ func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *te
 		if e, _ := events.Decode(m.Data); e.Type != events.TypeProbeCompleted {
 			t.Errorf("message %d is a %s on %s, want a lone result", seq, e.Type, m.Subject)
 		}
+	}
+}
+
+func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) {
+	srv := eventstest.Start(t)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	p := &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
+		clock: clock, in: make(chan completed), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go p.batches(ctx)
+	t.Cleanup(func() { cancel(); <-p.done })
+	result := func(pool, endpoint string) completed {
+		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
+			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
+	}
+	stored := func() uint64 {
+		info, err := srv.Stream(t, events.StreamProbes).Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+
+	p.publish(result("west", "a")) // idle: out at once, alone
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
+	for _, c := range []completed{result(events.EdgeProbePool, "edge-1"), result("west", "b"), result(events.EdgeProbePool, "edge-2"), result("west", "c")} {
+		p.publish(c)
+	}
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the window's timer set")
+	clock.advance(2 * time.Millisecond)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 3 }, "the window's results stored as two batches")
+
+	st := srv.Stream(t, events.StreamProbes)
+	got := map[string]string{}
+	for seq := uint64(2); seq <= 3; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := events.DecodeProbes(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			got[m.Subject] += r.Endpoint + " "
+		}
+	}
+	want := map[string]string{
+		events.ProbeBatchSubject("eu", "p1"):     "b c ",
+		events.EdgeProbeBatchSubject("eu", "p1"): "edge-1 edge-2 ",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("batches stored %v, want %v", got, want)
 	}
 }

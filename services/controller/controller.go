@@ -148,12 +148,15 @@ func run(ctx context.Context, o Options) error {
 		return fmt.Errorf("run controller: subscribe to %s: %w", events.SubjectHeartbeats, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// The edge listeners' results: alone on their own subjects, or batched by each prober.
 	checks := make(chan *nats.Msg, 1024)
-	csub, err := o.JS.Conn().ChanSubscribe(events.EdgeProbeSubjects, checks)
-	if err != nil {
-		return fmt.Errorf("run controller: subscribe to %s: %w", events.EdgeProbeSubjects, err)
+	for _, subject := range []string{events.EdgeProbeSubjects, events.EdgeProbeBatchSubjects} {
+		csub, err := o.JS.Conn().ChanSubscribe(subject, checks)
+		if err != nil {
+			return fmt.Errorf("run controller: subscribe to %s: %w", subject, err)
+		}
+		defer func() { _ = csub.Unsubscribe() }()
 	}
-	defer func() { _ = csub.Unsubscribe() }()
 	c.hearing()
 
 	ticks := o.Ticks
@@ -261,45 +264,51 @@ func (c *controller) onHeartbeat(m *nats.Msg) {
 	}
 }
 
-// onEdgeCheck folds a prober's check of an edge listener into the edge's liveness.
+// onEdgeCheck folds a prober's checks of edge listeners (one result, or a batch) into the
+// edges' liveness.
 func (c *controller) onEdgeCheck(m *nats.Msg) {
-	region, r, err := decodeEdgeCheck(m.Subject, m.Data)
+	region, rs, err := decodeEdgeChecks(m.Subject, m.Data)
 	if err != nil {
 		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("edge check result skipped")
 		return
 	}
 	if !c.o.Config.RegionAllowed(region) {
-		c.log.Debug().Str("region", region).Str("edge", r.Endpoint).Msg("check of an edge listener from an unconfigured region dropped")
+		c.log.Debug().Str("region", region).Msg("check of an edge listener from an unconfigured region dropped")
 		return
 	}
-	if e := c.o.Config.Edge(r.Endpoint); e == nil || e.App(r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, c.o.Now()) {
-		c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
+	now := c.o.Now()
+	for _, r := range rs {
+		if e := c.o.Config.Edge(r.Endpoint); e == nil || e.App(r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, now) {
+			c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
+		}
 	}
 }
 
-// decodeEdgeCheck parses the result of a check of an edge listener received on subject and
-// checks that it names the region, app and edge of its subject; the region is the subject's,
-// which the publisher's NATS permissions vouch for.
-func decodeEdgeCheck(subject string, data []byte) (string, events.ProbeResult, error) {
-	var r events.ProbeResult
+// decodeEdgeChecks parses the results of checks of edge listeners received on subject: one on
+// detour.probe.<region>.<app>._edge.<edge>, which it must name, or a batch on
+// detour.probe.<region>._edge.<prober>, each result of an edge listener. Every result must be
+// from the subject's region, which the publisher's NATS permissions vouch for.
+func decodeEdgeChecks(subject string, data []byte) (string, []events.ProbeResult, error) {
 	tok := events.SplitSubject(subject, "detour.probe")
-	if len(tok) != 4 || tok[2] != events.EdgeProbePool {
-		return "", r, fmt.Errorf("decode edge check: %w: subject %s", events.ErrMalformed, subject)
+	var batch bool
+	switch {
+	case len(tok) == 4 && tok[2] == events.EdgeProbePool:
+	case len(tok) == 3 && tok[1] == events.EdgeProbePool:
+		batch = true
+	default:
+		return "", nil, fmt.Errorf("decode edge check: %w: subject %s", events.ErrMalformed, subject)
 	}
-	e, err := events.Decode(data)
+	rs, err := events.DecodeProbes(data)
 	if err != nil {
-		return "", r, fmt.Errorf("decode edge check: %w", err)
+		return "", nil, fmt.Errorf("decode edge check: %w", err)
 	}
-	if e.Type != events.TypeProbeCompleted {
-		return "", r, fmt.Errorf("decode edge check: %w: type %q is not %s", events.ErrMalformed, e.Type, events.TypeProbeCompleted)
+	for _, r := range rs {
+		if r.Region != tok[0] || r.Pool != events.EdgeProbePool || (!batch && (r.App != tok[1] || r.Endpoint != tok[3])) {
+			return "", nil, fmt.Errorf("decode edge check: %w: result of %s/%s/%s from %s does not match subject %s",
+				events.ErrMalformed, r.App, r.Pool, r.Endpoint, r.Region, subject)
+		}
 	}
-	if err := e.Payload(&r); err != nil {
-		return "", r, fmt.Errorf("decode edge check: %w", err)
-	}
-	if r.Region != tok[0] || r.App != tok[1] || r.Pool != tok[2] || r.Endpoint != tok[3] {
-		return "", r, fmt.Errorf("decode edge check: %w: payload does not match subject %s", events.ErrMalformed, subject)
-	}
-	return tok[0], r, nil
+	return tok[0], rs, nil
 }
 
 // decodeHeartbeat parses a heartbeat received on subject and checks that it names the edge the

@@ -211,8 +211,9 @@ func TestRunRefusesIncompleteOptions(t *testing.T) {
 }
 
 // check publishes results of the probers' checks of edge's listener for app shop from regions
-// every interval, passing when ok, until the test ends.
-func check(t *testing.T, ns *eventstest.Server, edge string, ok bool, interval time.Duration, regions ...string) {
+// every interval, passing when ok, until the test ends: each alone on its own subject, or, with
+// batched, in a batch of its region's prober.
+func check(t *testing.T, ns *eventstest.Server, edge string, ok, batched bool, interval time.Duration, regions ...string) {
 	t.Helper()
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
@@ -222,12 +223,17 @@ func check(t *testing.T, ns *eventstest.Server, edge string, ok bool, interval t
 		for {
 			for _, region := range regions {
 				r := events.ProbeResult{At: time.Now().UTC(), App: "shop", Pool: events.EdgeProbePool, Endpoint: edge, Region: region, OK: ok}
-				e, err := events.New(events.TypeProbeCompleted, "test", time.Now(), r)
+				typ, subject, payload := events.TypeProbeCompleted, events.ProbeSubject(region, "shop", events.EdgeProbePool, edge), any(r)
+				if batched {
+					typ, subject = events.TypeProbeBatchCompleted, events.EdgeProbeBatchSubject(region, "p1")
+					payload = events.ProbeBatch{Region: region, Prober: "p1", Results: []events.ProbeResult{r}}
+				}
+				e, err := events.New(typ, "test", time.Now(), payload)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				_ = ns.Conn.Publish(events.ProbeSubject(region, "shop", events.EdgeProbePool, edge), e.Encode())
+				_ = ns.Conn.Publish(subject, e.Encode())
 			}
 			select {
 			case <-t.Context().Done():
@@ -245,11 +251,12 @@ func TestAWedgedEdgeGoesDownAndAnEdgeCutFromNATSStaysUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// edge-west's heartbeats flow but its listener fails every check; edge-east sends no
-	// heartbeat at all but its listener passes every check.
+	// edge-west's heartbeats flow but its listener fails every check (results batched by the
+	// probers); edge-east sends no heartbeat at all but its listener passes every check (results
+	// alone, as a prober of an earlier version sends them).
 	beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
-	check(t, ns, "edge-west", false, 100*time.Millisecond, "us-west", "us-east")
-	check(t, ns, "edge-east", true, 100*time.Millisecond, "us-west", "us-east")
+	check(t, ns, "edge-west", false, true, 100*time.Millisecond, "us-west", "us-east")
+	check(t, ns, "edge-east", true, false, 100*time.Millisecond, "us-west", "us-east")
 	startController(t, ns, cfg, "controller-1")
 
 	west, east := events.EdgeStateSubject("edge-west"), events.EdgeStateSubject("edge-east")
@@ -282,7 +289,7 @@ func TestEdgeChecksFromUnconfiguredRegionsDoNotTakeALiveEdgeDown(t *testing.T) {
 	}
 	// edge-west's heartbeats flow; only invented regions say its listener fails.
 	beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
-	check(t, ns, "edge-west", false, 100*time.Millisecond, "mars", "venus")
+	check(t, ns, "edge-west", false, true, 100*time.Millisecond, "mars", "venus")
 	startController(t, ns, cfg, "controller-1")
 	west := events.EdgeStateSubject("edge-west")
 	eventstest.Eventually(t, 5*time.Second, func() bool { return types(history(t, ns, events.StreamState, west)) == "U" }, "edge-west up")

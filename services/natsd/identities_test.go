@@ -506,6 +506,10 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 		permissionRow{"read any message of ROUTES directly", op{subject: "$JS.API.DIRECT.GET.ROUTES"}, nil},
 		// The decider hears results as published, to decide while PROBES elects a leader.
 		permissionRow{"hear every probe result as published", op{sub: true, subject: "detour.probe.>"}, []string{"decider"}},
+		// The controller hears the checks of edge listeners, alone and batched, and nothing else.
+		permissionRow{"hear the lone results of edge listeners", op{sub: true, subject: events.EdgeProbeSubjects}, []string{"decider", "controller"}},
+		permissionRow{"hear the batches of edge-listener results", op{sub: true, subject: events.EdgeProbeBatchSubjects}, []string{"decider", "controller"}},
+		permissionRow{"hear the batches of endpoint results", op{sub: true, subject: "detour.probe.*.batch.*"}, []string{"decider"}},
 	)
 	rows = append(rows,
 		permissionRow{"read another region's membership", op{subject: "$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers.us-east.p1"}, []string{"prober-us-east"}},
