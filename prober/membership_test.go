@@ -216,3 +216,15 @@ func FuzzDecodeMember(f *testing.F) {
 		}
 	})
 }
+
+func TestAHeartbeatMayTakeUntilTheLastRecordExpires(t *testing.T) {
+	for _, tt := range []struct{ heartbeat, ttl, want time.Duration }{
+		{333 * time.Millisecond, time.Second, 667 * time.Millisecond}, // the defaults at 1 s checks: two heartbeats
+		{time.Second, time.Second, time.Second},                       // never less than a heartbeat
+		{100 * time.Millisecond, 150 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		if got := putBudget(tt.heartbeat, tt.ttl); got != tt.want {
+			t.Errorf("putBudget(%s, %s) = %s, want %s", tt.heartbeat, tt.ttl, got, tt.want)
+		}
+	}
+}

@@ -243,12 +243,15 @@ func (w *worker) heartbeat(ctx context.Context) {
 			next = now.Add(w.o.Heartbeat) // fell behind: do not burst
 		}
 		members = w.logMembers(members)
-		// A heartbeat that JetStream cannot take within a heartbeat is failed: waiting longer
-		// (nats.go's 5 s) would let this worker's own record expire meanwhile. If the NATS server
-		// still answers, the bucket is only electing a leader (a JetStream node died): this worker
-		// is not cut off, so it counts itself live and goes on probing.
+		// A heartbeat has until the last stored record expires (MemberTTL after it, a heartbeat
+		// ago): stored by then, it keeps this worker live for the others without a gap, however
+		// busy the connection (a prober checking thousands of endpoints a second publishes its
+		// results on it). Past that it is failed: waiting longer (nats.go's 5 s) would let this
+		// worker's own record expire meanwhile. If the NATS server still answers, the bucket is
+		// only electing a leader (a JetStream node died): this worker is not cut off, so it
+		// counts itself live and goes on probing.
 		sent := w.o.Clock.Now()
-		actx, cancel := context.WithTimeout(ctx, w.o.Heartbeat)
+		actx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
 		err := w.members.announce(actx)
 		cancel()
 		if err != nil && ctx.Err() == nil && w.o.JS.Conn().FlushTimeout(w.o.Heartbeat) == nil {
@@ -277,6 +280,10 @@ func (w *worker) heartbeat(ctx context.Context) {
 		}
 	}
 }
+
+// putBudget is how long one heartbeat's record may take to be stored: until the record stored a
+// heartbeat earlier expires, and at least a heartbeat.
+func putBudget(heartbeat, ttl time.Duration) time.Duration { return max(heartbeat, ttl-heartbeat) }
 
 // lagEvery is how often a worker that falls behind its schedule says so.
 const lagEvery = 10 * time.Second
