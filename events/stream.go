@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // Stream names.
@@ -41,8 +43,12 @@ const (
 	ProbeResultBytes = 512
 	// DefaultProbeMaxBytes bounds PROBES when the probe rate is not known.
 	DefaultProbeMaxBytes = 1 << 30
-	// MinProbeMaxBytes is the least PROBES is given, whatever the rate.
+	// MinProbeMaxBytes is the least PROBES is given by default, whatever the rate.
 	MinProbeMaxBytes = 64 << 20
+	// CapProbeMaxBytes is the most PROBES is given by default, whatever the rate: a day of
+	// results at 10,000 endpoints checked every second would be 1.7 TB, which JetStream would
+	// reserve. A larger bound is the operator's to set (streams.probes.max_bytes).
+	CapProbeMaxBytes = 8 << 30
 	// MaxProbeMessage bounds one PROBES message (a batch of results).
 	MaxProbeMessage = 512 << 10
 	// DefaultStateReserve is the storage reserved for STATE.
@@ -61,8 +67,8 @@ type StreamOptions struct {
 	// config.Config.ProbeRate); it sizes PROBES for ProbeRetention. Default: unknown.
 	ProbeRate float64
 	// ProbeMaxBytes bounds PROBES. Default: ProbeRate × ProbeRetention × ProbeResultBytes, at
-	// least MinProbeMaxBytes; DefaultProbeMaxBytes when the rate is unknown (an eighth of it in
-	// memory).
+	// least MinProbeMaxBytes and at most CapProbeMaxBytes; DefaultProbeMaxBytes when the rate is
+	// unknown (an eighth of it in memory).
 	ProbeMaxBytes int64
 	// StateReserve is the storage reserved for STATE. Default DefaultStateReserve (an eighth of
 	// it in memory).
@@ -91,12 +97,65 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// ProbeBytes is the size of PROBES that holds retention's worth of results at rate per second.
+// ProbeBytes is the default size of PROBES: retention's worth of results at rate per second,
+// within MinProbeMaxBytes and CapProbeMaxBytes.
 func ProbeBytes(rate float64, retention time.Duration) int64 {
 	if rate <= 0 {
 		return DefaultProbeMaxBytes
 	}
-	return max(int64(rate*retention.Seconds()*ProbeResultBytes), MinProbeMaxBytes)
+	return min(max(int64(min(rate*retention.Seconds()*ProbeResultBytes, math.MaxInt64/2)), MinProbeMaxBytes), CapProbeMaxBytes)
+}
+
+// ProbeFill is how long results at rate per second take to fill maxBytes of PROBES; 0 when the
+// rate is unknown or the stream unbounded.
+func ProbeFill(maxBytes int64, rate float64) time.Duration {
+	if rate <= 0 || maxBytes <= 0 {
+		return 0
+	}
+	return time.Duration(float64(maxBytes) / (rate * ProbeResultBytes) * float64(time.Second))
+}
+
+// ProbeBound is how PROBES is bounded, as the stream has it, at a rate of results.
+type ProbeBound struct {
+	MaxBytes int64
+	MaxAge   time.Duration
+	Rate     float64
+	// Fill is how long Rate takes to fill MaxBytes; 0 when the rate is unknown.
+	Fill time.Duration
+}
+
+// Short reports whether the rate fills the stream before MaxAge: results are then discarded by
+// size, Fill after they are stored, long before their age.
+func (b ProbeBound) Short() bool { return b.Fill > 0 && b.MaxAge > 0 && b.Fill < b.MaxAge }
+
+// ProbeBounds reads PROBES' bounds from the stream, with how long rate results per second take
+// to fill it.
+func ProbeBounds(ctx context.Context, js jetstream.JetStream, rate float64) (ProbeBound, error) {
+	st, err := js.Stream(ctx, StreamProbes)
+	if err != nil {
+		return ProbeBound{}, fmt.Errorf("read the bounds of %s: %w", StreamProbes, err)
+	}
+	c := st.CachedInfo().Config
+	return ProbeBound{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Rate: rate, Fill: ProbeFill(c.MaxBytes, rate)}, nil
+}
+
+// ReportProbeBounds logs PROBES' bounds (see ProbeBounds) at start-up: info, or a warning when
+// the rate fills the stream before its max age.
+func ReportProbeBounds(ctx context.Context, js jetstream.JetStream, rate float64, log zerolog.Logger) error {
+	b, err := ProbeBounds(ctx, js, rate)
+	if err != nil {
+		return err
+	}
+	ev, msg := log.Info(), "probe results stream bounded"
+	if b.Short() {
+		ev, msg = log.Warn(), "probe results stream fills before max_age: results are kept for fills_in, not max_age (set streams.probes.max_bytes or max_age)"
+	}
+	ev = ev.Str("stream", StreamProbes).Int64("max_bytes", b.MaxBytes).Dur("max_age", b.MaxAge).Float64("probe_rate", rate)
+	if b.Fill > 0 {
+		ev = ev.Dur("fills_in", b.Fill)
+	}
+	ev.Msg(msg)
+	return nil
 }
 
 // Streams returns the definitions of every stream Detour uses.

@@ -9,6 +9,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 func TestProvisionStreamsCreatesWhatIsMissingWithTheConfiguredStorage(t *testing.T) {
@@ -120,18 +121,45 @@ func TestEnsureStreamsUpgradesStreamsCreatedByAnEarlierVersion(t *testing.T) {
 	}
 }
 
-func TestProbeBytesHoldsTheRetentionAtTheRate(t *testing.T) {
+func TestProbeBytesHoldsTheRetentionAtTheRateWithinTheDefaultCap(t *testing.T) {
 	for _, tc := range []struct {
 		rate float64
 		want int64
 	}{
 		{0, events.DefaultProbeMaxBytes},
-		{1, events.MinProbeMaxBytes},                            // 44 MB a day is under the floor
-		{100, 100 * 86400 * events.ProbeResultBytes},            // 4.4 GB
-		{12000, 12000 * 86400 * int64(events.ProbeResultBytes)}, // 530 GB
+		{1, events.MinProbeMaxBytes},                 // 44 MB a day is under the floor
+		{100, 100 * 86400 * events.ProbeResultBytes}, // 4.4 GB
+		{12000, events.CapProbeMaxBytes},             // 530 GB would be reserved
+		{1e30, events.CapProbeMaxBytes},
 	} {
 		if got := events.ProbeBytes(tc.rate, 24*time.Hour); got != tc.want {
 			t.Errorf("rate %v/s: got %d bytes, want %d", tc.rate, got, tc.want)
+		}
+	}
+}
+
+func TestReportProbeBoundsWarnsWhenTheRateFillsTheStreamBeforeItsAge(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	// 64 MiB at 10,000 results a second (5 MB/s) fills in 13 s, long before a day.
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true, ProbeMaxBytes: 64 << 20, ProbeRate: 10000}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		rate float64
+		want string
+	}{
+		{10000, `{"level":"warn","stream":"PROBES","max_bytes":67108864,"max_age":86400000,"probe_rate":10000,"fills_in":13107.2,` +
+			`"message":"probe results stream fills before max_age: results are kept for fills_in, not max_age (set streams.probes.max_bytes or max_age)"}`},
+		{1, `{"level":"info","stream":"PROBES","max_bytes":67108864,"max_age":86400000,"probe_rate":1,"fills_in":131072000,"message":"probe results stream bounded"}`},
+		{0, `{"level":"info","stream":"PROBES","max_bytes":67108864,"max_age":86400000,"probe_rate":0,"message":"probe results stream bounded"}`},
+	} {
+		var b strings.Builder
+		if err := events.ReportProbeBounds(ctx, srv.JS, tt.rate, zerolog.New(&b)); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(b.String()); got != tt.want {
+			t.Errorf("rate %v/s logged\n%s\nwant\n%s", tt.rate, got, tt.want)
 		}
 	}
 }

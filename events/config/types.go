@@ -26,6 +26,9 @@ type Config struct {
 	Regions []string `yaml:"regions,omitempty"`
 	// Alerts are groups of webhooks told about transitions and failovers. Optional.
 	Alerts []Alert `yaml:"alerts,omitempty"`
+	// Streams bounds the JetStream streams, as `detour apply` and `detour up` create or update
+	// them. Optional.
+	Streams Streams `yaml:"streams,omitempty"`
 
 	// Version is the CONFIG stream sequence this configuration was read from, set by Watch so
 	// that a role which cannot apply it can say which version it refused (Reject); 0 for a file.
@@ -379,3 +382,82 @@ func (m *MinAvailable) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes m as it is read.
 func (m MinAvailable) MarshalYAML() (any, error) { return m.String(), nil }
+
+// Streams bounds the JetStream streams Detour keeps.
+type Streams struct {
+	// Probes bounds PROBES, every check result (facts that replay and what-if read, and that
+	// can be sampled away).
+	Probes ProbeStream `yaml:"probes,omitempty"`
+}
+
+// ProbeStream bounds PROBES: the oldest results are discarded when either bound is reached.
+type ProbeStream struct {
+	// MaxAge is how long results are kept. Default 24h.
+	MaxAge Duration `yaml:"max_age,omitempty"`
+	// MaxBytes bounds the stream's size (JetStream reserves it on the store). Default: max_age's
+	// worth of results at the configured check rate (ProbeRate × 512 bytes), at least 64 MiB and
+	// at most 8 GiB.
+	MaxBytes ByteSize `yaml:"max_bytes,omitempty"`
+}
+
+// ByteSize is a number of bytes written in YAML as a whole number or with a unit: "512MiB",
+// "8GiB", "100GB" (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024).
+type ByteSize int64
+
+// byteUnits are the units ByteSize reads, longest first.
+var byteUnits = []struct {
+	suffix string
+	scale  int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+}
+
+// ParseByteSize reads a size such as "8GiB", "100GB" or "1048576".
+func ParseByteSize(s string) (ByteSize, error) {
+	num, scale := strings.TrimSpace(s), int64(1)
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, scale = strings.TrimSpace(rest), u.scale
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a size such as \"512MiB\" or \"8GiB\", got %q", s)
+	}
+	if n > math.MaxInt64/scale {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return ByteSize(n * scale), nil
+}
+
+// String writes b with the largest binary unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		scale  int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && int64(b)%u.scale == 0 {
+			return strconv.FormatInt(int64(b)/u.scale, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// UnmarshalYAML reads a size with or without a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a size such as \"512MiB\" or \"8GiB\"", n.Line)
+	}
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// MarshalYAML writes b as String does.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/detourdev/detour/events"
 )
@@ -90,9 +91,19 @@ func (c *Config) Validate() []string {
 		c.validateEdge(&p, n, path, e)
 	}
 	c.DNS.validate(&p, "dns")
+	c.Streams.Probes.validate(&p, "streams.probes")
 	c.validateRegions(&p)
 	c.validateAlerts(&p)
 	return p
+}
+
+func (ps ProbeStream) validate(p *problems, path string) {
+	if ps.MaxAge != 0 && ps.MaxAge.D() < time.Minute {
+		p.add(path+".max_age", "want at least 1m, got %s", ps.MaxAge)
+	}
+	if ps.MaxBytes != 0 && ps.MaxBytes < 1<<20 {
+		p.add(path+".max_bytes", "want at least 1MiB (a batch of results takes up to 512KiB), got %s", ps.MaxBytes)
+	}
 }
 
 func (z *Zone) validate(p *problems, path string) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
@@ -77,8 +78,16 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: replicas, ProbeRate: parsed.ProbeRate()}); err != nil {
+	if err := events.EnsureStreams(ctx, js, parsed.StreamOptions(replicas)); err != nil {
 		return err
+	}
+	if b, err := events.ProbeBounds(ctx, js, parsed.ProbeRate()); err == nil {
+		fmt.Fprintf(stdout, "%s keeps probe results for %s, within %s (%.0f results/s fill it in %s)\n", events.StreamProbes,
+			b.MaxAge, config.ByteSize(b.MaxBytes), b.Rate, b.Fill.Round(time.Second))
+		if b.Short() {
+			fmt.Fprintf(stderr, "detour apply: warning: %s fills in %s, before its max_age %s: results are kept for %s (set streams.probes.max_bytes or max_age)\n",
+				events.StreamProbes, b.Fill.Round(time.Second), b.MaxAge, b.Fill.Round(time.Second))
+		}
 	}
 	o.By = operator()
 	cfg, v, err := config.Apply(ctx, js, path, doc, o)

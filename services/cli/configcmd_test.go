@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
@@ -121,5 +122,26 @@ answers now:
 	}
 	if code, _, errOut := run("plan", writeFile(t, "bad.yaml", "zones: []\napps: []\nbogus: 1\n"), "--nats", s.URL); code != 2 || !strings.Contains(errOut, "bogus") {
 		t.Errorf("plan of a bad file: exit %d, want 2 naming the problem:\n%s", code, errOut)
+	}
+}
+
+func TestApplyBoundsProbesAsConfiguredAndWarnsWhenTheRateFillsThemFirst(t *testing.T) {
+	s := startBare(t)
+	// Two endpoints checked every second from one region: 2 results/s, 1 KiB/s.
+	roomy := writeFile(t, "roomy.yaml", planDoc+"streams:\n  probes: {max_age: 6h, max_bytes: 1GiB}\n")
+	tight := writeFile(t, "tight.yaml", planDoc+"streams:\n  probes: {max_age: 6h, max_bytes: 1MiB}\n")
+
+	code, out, errOut := run("apply", roomy, "--nats", s.URL)
+	if code != 0 || !strings.Contains(out, "PROBES keeps probe results for 6h0m0s, within 1GiB (2 results/s fill it in 291h16m16s)\n") || errOut != "" {
+		t.Fatalf("apply with room: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run("apply", tight, "--nats", s.URL)
+	if code != 0 || !strings.Contains(out, "within 1MiB (2 results/s fill it in 17m4s)") ||
+		!strings.Contains(errOut, "warning: PROBES fills in 17m4s, before its max_age 6h0m0s: results are kept for 17m4s") {
+		t.Fatalf("apply of a tight bound: exit %d\n%s%s", code, out, errOut)
+	}
+	c := s.Stream(t, events.StreamProbes).CachedInfo().Config
+	if c.MaxBytes != 1<<20 || c.MaxAge != 6*time.Hour {
+		t.Errorf("PROBES bounded to %d bytes and %s, want 1MiB and 6h", c.MaxBytes, c.MaxAge)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -147,7 +148,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	if err != nil {
 		return nil, nil, log, err
 	}
-	go provision(ctx, js, events.StreamOptions{Replicas: r.replicas, ProbeRate: cfg.ProbeRate()}, r.streams, log)
+	go provision(ctx, js, cfg.StreamOptions(r.replicas), r.streams, log)
 	if r.metricsAddr != "" {
 		r.metrics = metrics.New()
 		addr, err := r.metrics.Serve(ctx, r.metricsAddr)
@@ -197,6 +198,11 @@ func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptio
 	}
 	if err != nil {
 		log.Warn().Err(err).Msg("streams not provisioned")
+	}
+	if slices.Contains(names, events.StreamProbes) {
+		if err := events.ReportProbeBounds(ctx, js, o.ProbeRate, log); err != nil {
+			log.Warn().Err(err).Msg("probe results stream bounds unknown")
+		}
 	}
 }
 

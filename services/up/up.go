@@ -152,7 +152,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{ProbeRate: cfg.ProbeRate()}); err != nil {
+	if err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); err != nil {
+		return nil, err
+	}
+	if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), o.Log); err != nil {
 		return nil, err
 	}
 	_, applied, err := config.Apply(ctx, js, name, doc, config.ApplyOptions{By: "detour-up"})
