@@ -108,12 +108,15 @@ func (st *stack) region() error {
 	}
 	time.Sleep(time.Second) // dnsperf's first second is its ramp
 	from := time.Now()
+	st.measureFrom()
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	_, err = watch(wctx, st.n, func(int) netip.Addr { return netip.Addr{} })
 	cancel()
 	if err != nil {
 		return err
 	}
+	st.measured()
+	st.printSteady(time.Since(from))
 	staticQPS, err := static.wait(from, time.Now())
 	if err != nil {
 		return err
@@ -165,6 +168,8 @@ type phase struct {
 	notifies                      int64
 	dnsQPS, staticQPS             float64
 	procs                         []proc
+	// prof is the phase's CPU profile of each process (with -profile).
+	prof *profiler
 }
 
 // storm measures one change of the whole region: act (the kill or the restart) at once, then
@@ -180,6 +185,11 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 	}
 	time.Sleep(time.Second) // dnsperf's first second is its ramp, not the storm's
 	st.measureFrom()
+	if st.s.profile {
+		if ph.prof, err = st.profile(name); err != nil {
+			return nil, err
+		}
+	}
 	wctx, cancel := context.WithTimeout(ctx, bound+2*time.Minute)
 	defer cancel()
 	watched := make(chan []time.Time, 1)
@@ -198,6 +208,9 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		return nil, err
 	}
 	st.measured()
+	if ph.prof != nil {
+		ph.prof.stop()
+	}
 	if err := st.settle(ctx); err != nil {
 		return nil, err
 	}
@@ -348,6 +361,27 @@ func spread(t0 time.Time, ts []time.Time) string {
 	return fmt.Sprintf("%-8s %-8s %-8s %-8s (%d)", r(d[0]), r(d[len(d)/2]), r(d[min(len(d)-1, len(d)*99/100)]), r(d[len(d)-1]), len(d))
 }
 
+// printSteady prints what each role used over d with every endpoint up and checked: CPU per
+// second, and the probers' CPU per check (each of the 2N endpoints and N edge listeners is
+// checked once per interval).
+func (st *stack) printSteady(d time.Duration) {
+	per := map[string]time.Duration{}
+	var roles []string
+	for _, p := range st.procs {
+		if _, ok := per[p.role]; !ok {
+			roles = append(roles, p.role)
+		}
+		per[p.role] += p.cpu
+	}
+	fmt.Printf("steady state over %s (nothing failing): CPU per second", d.Round(100*time.Millisecond))
+	for _, r := range roles {
+		fmt.Printf(" %s %.2f", r, per[r].Seconds()/d.Seconds())
+	}
+	checks := float64(3*st.n) * d.Seconds() / st.s.interval.Seconds()
+	fmt.Printf("; probers %.1f µs CPU per check (%d endpoints, %d edge listeners)\n",
+		float64(per["prober"].Microseconds())/checks, 2*st.n, st.n)
+}
+
 func (st *stack) print(staticQPS float64, phases ...*phase) {
 	for _, ph := range phases {
 		bound := time.Duration(ph.rounds)*st.s.interval + 100*time.Millisecond
@@ -388,6 +422,14 @@ func (st *stack) print(staticQPS float64, phases ...*phase) {
 		for _, r := range roles {
 			u := per[r]
 			fmt.Printf("  %-22s %9s %10d MiB\n", fmt.Sprintf("%s (%d)", r, u.n), u.cpu.Round(10*time.Millisecond), u.rss>>20)
+		}
+		if ph.prof != nil {
+			// The two profiled processes that used the most CPU, and where it went.
+			procs := slices.DeleteFunc(slices.Clone(ph.procs), func(p proc) bool { return ph.prof.files[p.name] == "" })
+			slices.SortFunc(procs, func(a, b proc) int { return int(b.cpu - a.cpu) })
+			for _, p := range procs[:min(2, len(procs))] {
+				fmt.Printf("  CPU profile of %s (%s), self time, top functions:\n%s", p.name, p.cpu.Round(10*time.Millisecond), ph.prof.top(p.name, 12))
+			}
 		}
 	}
 }

@@ -19,6 +19,7 @@ type settings struct {
 	dnsLoad     int
 	interval    time.Duration
 	keep        bool
+	profile     bool
 	inNetns     bool
 
 	// The roles the benchmark runs in its own children.
@@ -38,6 +39,7 @@ func run() int {
 	flag.IntVar(&s.dnsLoad, "dns-load", 10000, "queries per second dnsperf offers the DNS server, static and during each storm")
 	flag.DurationVar(&s.interval, "interval", time.Second, "check interval (fall 3, rise 2, timeout half the interval)")
 	flag.BoolVar(&s.keep, "keep", false, "keep the working directory (logs, configuration)")
+	flag.BoolVar(&s.profile, "profile", false, "record each role's CPU with perf during each storm and print where the two busiest spent it")
 	flag.BoolVar(&s.inNetns, "in-netns", false, "running in the benchmark's own network namespace (internal)")
 	flag.StringVar(&s.role, "role", "bench", "bench, or nats or listeners (internal)")
 	flag.IntVar(&s.n, "listeners", 0, "listeners to hold (role listeners)")
