@@ -633,6 +633,26 @@ func TestARestartedEdgeStartsFromTheLastStoredRouteTable(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "the restarted edge to follow its stored table")
 }
 
+func TestAnEdgeStoppedRightAfterARouteChangeSavesThatRouteInItsSnapshot(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	ns := eventstest.StartWith(t, eventstest.Options{Files: true})
+	c := twoEdgesOn(t, ns, t.TempDir(), []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "", "")
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "edge-west to follow the route to east")
+	// Within a second of the save of that route, west is back, and the edge stops.
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointUp)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "w1" }, "edge-west to follow the route back to west")
+	ns.Stop()
+	c.stop("edge-west")
+	c.start("edge-west", "")
+	// NATS is away: only the snapshot routes, and it must hold the last route applied.
+	for range 20 {
+		if got := backendOf(t, "http://"+c.west+"/"); got != "w1" {
+			t.Fatalf("edge-west restarted without NATS answered from %s, want w1 as the last route applied before it stopped", got)
+		}
+	}
+}
+
 func TestAnEdgeRestartedWhileNATSIsAwayRoutesFromItsSnapshotAndCatchesUpWhenNATSReturns(t *testing.T) {
 	w1, e1 := backend(t, "w1"), backend(t, "e1")
 	ns := eventstest.StartWith(t, eventstest.Options{Files: true})

@@ -13,7 +13,8 @@ import (
 // watchRoutes follows the routes of the edge's apps through an events.Follower: the last one
 // stored for each app, then every new one, each applied to its app as it arrives (every route is
 // whole: no app ever serves half of one). Once nothing is pending the routes are saved as the
-// snapshot, at most once per snapshotEvery and never on the path that applies them. While NATS
+// snapshot, at most once per snapshotEvery and never on the path that applies them, and once more
+// when the edge stops, so that the routes of its last second are not lost. While NATS
 // is unreachable the edge keeps the routes it has; while its consumer cannot be replaced it
 // reads the last route of each of its apps directly. The consumer is named for the edge: its
 // NATS user may read that consumer only.
@@ -22,12 +23,23 @@ func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.EdgeRoutesSubjects(e.name)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	save := make(chan struct{}, 1)
 	done := make(chan struct{})
+	saving, stopSaving := context.WithCancel(context.Background())
 	go func() {
 		defer close(done)
-		e.saveRoutes(ctx, save)
+		e.saveRoutes(saving, save)
 	}()
-	defer func() { <-done }()
 	unsaved := false
+	defer func() {
+		// Stopping: what was applied since the last save is saved now, not dropped with the wait.
+		if unsaved {
+			select {
+			case save <- struct{}{}:
+			default: // a save is already due
+			}
+		}
+		stopSaving()
+		<-done
+	}()
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Msg != nil {
 			e.metrics.Lag("edge", events.StreamRoutes, d.Pending)
@@ -64,17 +76,26 @@ func (e *edge) routeSubjects() []string {
 const snapshotEvery = time.Second
 
 // saveRoutes saves the snapshot when asked on save, at most once per snapshotEvery, until ctx
-// ends; a save asked for meanwhile is made when the time comes.
+// ends; a save asked for meanwhile is made when the time comes, or when ctx ends.
 func (e *edge) saveRoutes(ctx context.Context, save <-chan struct{}) {
+	last := func() {
+		select {
+		case <-save:
+			e.saveTable()
+		default:
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			last()
 			return
 		case <-save:
 		}
 		e.saveTable()
 		select {
 		case <-ctx.Done():
+			last()
 			return
 		case <-time.After(snapshotEvery):
 		}
