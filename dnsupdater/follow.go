@@ -3,6 +3,7 @@ package dnsupdater
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -218,19 +219,27 @@ func (s *Server) reportLoop(ctx context.Context) {
 	}
 }
 
-// publishChange appends the zone's ZoneChanged event. Its id derives from the cause and the
-// zone, so a redelivered cause (or a second server) does not record the change twice.
+// publishChange appends the zone's ZoneChanged event, in parts when it outgrows one NATS
+// message (see splitZoneChange). Its id derives from the cause and the zone (and the part), so a
+// redelivered cause (or a second server) does not record the change twice.
 func (s *Server) publishChange(ctx context.Context, cause string, c zoneChange) {
 	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step}
-	env, err := events.Derived(events.TypeZoneChanged, s.o.Name, cause, c.zone.Name, s.now(), payload)
-	if err != nil {
-		s.log.Error().Err(err).Str("zone", c.zone.Name).Msg("zone change not published")
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := events.Publish(pctx, s.o.JS, events.ZoneSubject(c.zone.Name), env); err != nil {
-		s.log.Warn().Err(err).Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Msg("zone change not published")
+	for _, p := range splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload())) {
+		key := c.zone.Name
+		if p.Part > 0 {
+			key += "#" + strconv.Itoa(p.Part)
+		}
+		env, err := events.Derived(events.TypeZoneChanged, s.o.Name, cause, key, s.now(), p)
+		if err != nil {
+			s.log.Error().Err(err).Str("zone", c.zone.Name).Msg("zone change not published")
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = events.Publish(pctx, s.o.JS, events.ZoneSubject(c.zone.Name), env)
+		cancel()
+		if err != nil {
+			s.log.Warn().Err(err).Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Int("part", p.Part).Msg("zone change not published")
+		}
 	}
 }
 

@@ -163,6 +163,11 @@ type ZoneChanged struct {
 	// written before it was added lack it, as do changes that are no step of one history (the
 	// first serial after a start or a new configuration): readers treat them as a break.
 	Step *ZoneStep `json:"step,omitempty"`
+	// Part and Parts number the events of one version whose changes outgrow one NATS message
+	// (a region of thousands of apps failing at once): each carries some of the changes, none
+	// the step. Both are zero for a version told in one event.
+	Part  int `json:"part,omitempty"`
+	Parts int `json:"parts,omitempty"`
 }
 
 // ZoneStep is one version step of a zone: the records From had that Serial lacks, and those

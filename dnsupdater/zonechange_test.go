@@ -1,0 +1,88 @@
+package dnsupdater
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// regionChange is the change of a zone where n apps moved at once, with its IXFR step.
+func regionChange(n int) (events.ZoneChanged, []events.RecordChange) {
+	zc := events.ZoneChanged{Zone: "demo.test.", Serial: 7, Step: &events.ZoneStep{From: 6}}
+	for i := range n {
+		name := fmt.Sprintf("app%d.demo.test.", i)
+		before, after := fmt.Sprintf("127.1.%d.%d", i/254, 1+i%254), fmt.Sprintf("127.2.%d.%d", i/254, 1+i%254)
+		zc.Changes = append(zc.Changes, events.RecordChange{Name: name, Type: "A", Before: []string{before}, After: []string{after}})
+		zc.Step.Deleted = append(zc.Step.Deleted, name+" 30 IN A "+before)
+		zc.Step.Added = append(zc.Step.Added, name+" 30 IN A "+after)
+	}
+	return zc, zc.Changes
+}
+
+func TestAZoneChangeThatFitsOneMessageIsToldWhole(t *testing.T) {
+	zc, _ := regionChange(100)
+	parts := splitZoneChange(zc, 1<<20)
+	if len(parts) != 1 || parts[0].Part != 0 || parts[0].Step == nil || len(parts[0].Changes) != 100 {
+		t.Fatalf("a 100-app change became %d parts (first: part %d, step %v, %d changes), want itself", len(parts), parts[0].Part, parts[0].Step != nil, len(parts[0].Changes))
+	}
+}
+
+func TestTheZoneChangeOfTwentyThousandAppsIsStoredInPartsUnderNATSMaxPayload(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, demoConfig), "")
+	zc, want := regionChange(20000)
+	if whole, _ := events.New(events.TypeZoneChanged, "dns-test", time.Now(), zc); len(whole.Encode()) <= int(js.JS.Conn().MaxPayload()) {
+		t.Fatalf("the change takes %d bytes, within max_payload %d: the test proves nothing", len(whole.Encode()), js.JS.Conn().MaxPayload())
+	}
+	z := &zone.Zone{Name: zc.Zone, Serial: zc.Serial}
+	st := js.Stream(t, events.StreamDNS)
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := info.State.LastSeq
+	// Published twice, as a redelivered cause would be: stored once.
+	for range 2 {
+		h.srv.publishChange(context.Background(), "cause-1", zoneChange{zone: z, changes: zc.Changes, step: zc.Step})
+	}
+
+	cons, err := st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.ZoneSubject(zc.Zone)}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []events.RecordChange
+	parts := 0
+	for parts == 0 || len(got) < len(want) {
+		m, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d parts holding %d changes: %v", parts, len(got), err)
+		}
+		e, err := events.Decode(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p events.ZoneChanged
+		if err := e.Payload(&p); err != nil {
+			t.Fatal(err)
+		}
+		parts++
+		if p.Part != parts || p.Serial != 7 || p.Step != nil || e.Cause != "cause-1" {
+			t.Fatalf("message %d: part %d of %d, serial %d, step %v, cause %s; want part %d of serial 7 without a step, caused by cause-1",
+				parts, p.Part, p.Parts, p.Serial, p.Step != nil, e.Cause, parts)
+		}
+		got = append(got, p.Changes...)
+	}
+	if info, _ := st.Info(context.Background()); info.State.LastSeq-from != uint64(parts) {
+		t.Errorf("%d messages stored for %d parts: the second publication was not taken for a duplicate", info.State.LastSeq-from, parts)
+	}
+	if parts < 2 || len(got) != len(want) || got[0].Name != want[0].Name || got[len(got)-1].Name != want[len(want)-1].Name {
+		t.Fatalf("%d parts holding %d changes, want every one of the %d in order", parts, len(got), len(want))
+	}
+}
