@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
@@ -40,11 +42,14 @@ type Follower struct {
 	Start jetstream.OrderedConsumerConfig
 	// Log receives the loss and the recovery; the follower adds the stream's name.
 	Log zerolog.Logger
-	// Name, when set, names the consumer, so that a NATS user may be allowed exactly that
-	// consumer (an edge's route table: only the edge itself may read it). Each (re)start deletes
-	// the consumer of that name first, so only one follower may use a name. Default: a random
-	// name.
-	Name string
+	// Reader tells this follower from the process's other readers of the stream: "" for the
+	// role's own reading of it, else a short word ("config", "api", "alerts"). When the
+	// connection receives its replies under its NATS user's own inbox (InboxPrefix, as every
+	// role's does), the consumer is named ConsumerName(user, Reader), so that the user may be
+	// allowed exactly its own consumers and no one else's (deployments/nats/accounts.conf). Each
+	// (re)start deletes the consumer of that name first: one process per NATS user. A connection
+	// without its own inbox (the one identity of detour up) gets a random name.
+	Reader string
 	// Bridge is how the follower reads while it cannot create a consumer. Default BridgeNone.
 	Bridge Bridge
 	// Last lists the subjects a BridgeLast follower reads the last message of; nil asks it for
@@ -92,6 +97,9 @@ type Delivery struct {
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
 	st := &followState{cfg: f.Start, mode: f.Bridge}
+	if user := inboxUser(f.JS.Conn()); user != "" {
+		st.name = ConsumerName(user, f.Reader)
+	}
 	var lostAt time.Time
 	var gap *bridge
 	defer func() { gap.stop() }()
@@ -138,6 +146,8 @@ type followState struct {
 	bySubject map[string]uint64
 	// stream is the stream as last opened, for the bridge.
 	stream jetstream.Stream
+	// name is the consumer's name, the same at every start; "" for a random one each time.
+	name string
 }
 
 func (st *followState) lastSeq() uint64 {
@@ -191,10 +201,10 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	}
 	// A plain ephemeral consumer that this loop replaces itself, rather than nats.go's ordered
 	// consumer, whose own reset after a reconnection waits up to ten seconds for a consumer.
-	name := f.Name
+	name := st.name
 	if name == "" {
 		name = nuid.Next()
-	} else if err := f.deleteNamed(ctx, s); err != nil {
+	} else if err := f.deleteNamed(ctx, s, name); err != nil {
 		return err
 	}
 	cc := jetstream.ConsumerConfig{Name: name, DeliverPolicy: cfg.DeliverPolicy, OptStartSeq: cfg.OptStartSeq,
@@ -230,6 +240,9 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) && st.name != "" {
+				return fmt.Errorf("read %s: consumer %s deleted (by another process connected as the same NATS user?): %w", f.Stream, name, err)
+			}
 			return fmt.Errorf("read %s: %w", f.Stream, err)
 		}
 		meta, err := msg.Metadata()
@@ -253,18 +266,31 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	}
 }
 
-// deleteNamed removes the consumer f.Name left by an earlier start (it would refuse a new start
+// deleteNamed removes the consumer name left by an earlier start (it would refuse a new start
 // sequence). When the node hosting it died, JetStream may apply the deletion without answering
 // until it counts that node offline: after followProbe the follower goes on to create its
 // consumer, which fails, and is tried again, only if the old one is still there.
-func (f *Follower) deleteNamed(ctx context.Context, s jetstream.Stream) error {
+func (f *Follower) deleteNamed(ctx context.Context, s jetstream.Stream, name string) error {
 	dctx, cancel := context.WithTimeout(ctx, followProbe)
 	defer cancel()
-	err := s.DeleteConsumer(dctx, f.Name)
+	err := s.DeleteConsumer(dctx, name)
 	if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
 		return nil
 	}
-	return fmt.Errorf("follow %s: replace consumer %s: %w", f.Stream, f.Name, err)
+	return fmt.Errorf("follow %s: replace consumer %s: %w", f.Stream, name, err)
+}
+
+// inboxUser returns the NATS user whose own inbox (InboxPrefix) nc receives its replies under,
+// or "" when nc uses the shared one.
+func inboxUser(nc *nats.Conn) string {
+	if nc == nil {
+		return ""
+	}
+	user, ok := strings.CutPrefix(nc.Opts.InboxPrefix, inboxPrefix)
+	if !ok || !ValidToken(user) {
+		return ""
+	}
+	return user
 }
 
 // WaitStream opens the named stream, trying again every half second while JetStream cannot be

@@ -11,6 +11,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -119,8 +120,18 @@ func TestMalformedMessagesAreCountedAndLoggedOncePerPeriod(t *testing.T) {
 	}
 }
 
-func TestANamedFollowerReplacesTheConsumerOfItsNameLeftByAnEarlierStartAndResumesAfterItsLoss(t *testing.T) {
+func TestAFollowerNamesItsConsumerForItsUserReplacesTheOneLeftByAnEarlierStartAndResumesAfterItsLoss(t *testing.T) {
 	srv := eventstest.Start(t)
+	// A role's connection receives its replies under its NATS user's own inbox.
+	nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("edge-west")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	subject := events.RoutesSubject("edge-west")
@@ -139,7 +150,7 @@ func TestANamedFollowerReplacesTheConsumerOfItsNameLeftByAnEarlierStartAndResume
 		t.Fatal(err)
 	}
 	seqs := make(chan uint64, 16)
-	f := events.Follower{JS: srv.JS, Stream: events.StreamRoutes, Name: "edge-west", Log: zerolog.New(zerolog.NewTestWriter(t)),
+	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: zerolog.New(zerolog.NewTestWriter(t)),
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	done := make(chan struct{})
 	go func() {

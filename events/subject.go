@@ -42,7 +42,22 @@ func InboxPrefix(user string) string {
 	if !ValidToken(user) {
 		return "_INBOX"
 	}
-	return "_INBOX_" + user
+	return inboxPrefix + user
+}
+
+// inboxPrefix starts every user's own inbox prefix.
+const inboxPrefix = "_INBOX_"
+
+// ConsumerName is the name of the consumer through which the NATS user named user reads a
+// stream (see Follower.Reader): the user's own name for the role's own reading, <user>-<reader>
+// for another reader in the same process (the configuration watch: "config"). Names are per
+// stream, so one user's consumers of STATE and of CONFIG may share a name. A user's NATS
+// permissions allow exactly these names: $JS.API.CONSUMER.{CREATE,INFO,MSG.NEXT,DELETE}.<stream>.<name>.
+func ConsumerName(user, reader string) string {
+	if reader == "" {
+		return user
+	}
+	return user + "-" + reader
 }
 
 // CheckToken returns an error naming what is wrong with s as a subject token, or nil.

@@ -155,12 +155,12 @@ edges:
 		ip, name, user string
 		args           []string
 	}{
-		{"", "prober-west", "prober-us-west", []string{"prober", "--region", "us-west", "--name", "west-1"}},
-		{"", "prober-east", "prober-us-east", []string{"prober", "--region", "us-east", "--name", "east-1"}},
-		{"", "decider-1", "decider", []string{"decider", "--name", "decider-1"}},
-		{"", "decider-2", "decider", []string{"decider", "--name", "decider-2"}},
-		{"", "controller", "controller", []string{"controller", "--name", "controller-1", "--api-addr", ""}},
-		{c.dns, "dns-1", "dns", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/var/lib/detour/dns"}},
+		{"", "prober-west", "prober-us-west-1", []string{"prober", "--region", "us-west", "--name", "west-1"}},
+		{"", "prober-east", "prober-us-east-1", []string{"prober", "--region", "us-east", "--name", "east-1"}},
+		{"", "decider-1", "decider-1", []string{"decider", "--name", "decider-1"}},
+		{"", "decider-2", "decider-2", []string{"decider", "--name", "decider-2"}},
+		{"", "controller", "controller-1", []string{"controller", "--name", "controller-1", "--api-addr", ""}},
+		{c.dns, "dns-1", "dns-1", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/var/lib/detour/dns"}},
 		// At debug level edge-west logs each route it applies (suite 2 times them).
 		{c.edgeWest, "edge-west", "edge-west", []string{"edge", "--name", "edge-west", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge", "--log-level", "debug"}},
 		{c.edgeEast, "edge-east", "edge-east", []string{"edge", "--name", "edge-east", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge"}},
@@ -552,13 +552,14 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	// The forgeries, with us-west's prober credentials from deployments/nats/accounts.conf.
+	// The forgeries, with the credentials of a us-west prober from deployments/nats/accounts.conf
+	// (one that is not running here: a compromised or misconfigured one).
 	perm := make(chan error, 16)
-	nc, err := nats.Connect(fmt.Sprintf("nats://prober-us-west:prober-us-west-demo@%s:4222", c.ip("nats-1")),
-		nats.CustomInboxPrefix("_INBOX_prober-us-west"), // the only inbox the user may subscribe under
+	nc, err := nats.Connect(fmt.Sprintf("nats://prober-us-west-2:prober-us-west-2-demo@%s:4222", c.ip("nats-1")),
+		nats.CustomInboxPrefix("_INBOX_prober-us-west-2"), // the only inbox the user may subscribe under
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
 	if err != nil {
-		t.Fatalf("connect as prober-us-west: %v", err)
+		t.Fatalf("connect as prober-us-west-2: %v", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -586,11 +587,11 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		select {
 		case err := <-perm:
 			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subject) {
-				t.Fatalf("suite 4: publishing on %s as prober-us-west failed with %v, want a permissions violation for that subject", subject, err)
+				t.Fatalf("suite 4: publishing on %s as prober-us-west-2 failed with %v, want a permissions violation for that subject", subject, err)
 			}
 			t.Logf("suite 4: forged result on %s refused: %v", subject, err)
 		case <-time.After(5 * time.Second):
-			t.Fatalf("suite 4: NATS accepted prober-us-west's publish on %s", subject)
+			t.Fatalf("suite 4: NATS accepted prober-us-west-2's publish on %s", subject)
 		}
 	}
 	for _, region := range invented {
@@ -609,7 +610,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 				_, err := events.Publish(ctx, js, events.ProbeSubject("us-west", app, "us-west", endpoint), forged(region, app))
 				cancel()
 				if err != nil {
-					t.Fatalf("suite 4: publish a forged result on prober-us-west's own subject: %v", err)
+					t.Fatalf("suite 4: publish a forged result on prober-us-west-2's own subject: %v", err)
 				}
 				sent++
 			}

@@ -286,7 +286,7 @@ func (c *cluster) start(name string) {
 	}
 }
 
-// natsCluster starts three JetStream nodes with the deployment's per-role users.
+// natsCluster starts three JetStream nodes with the deployment's per-process users.
 func (c *cluster) natsCluster() {
 	dir := filepath.Join(repoRoot(), "deployments", "nats")
 	files := map[string]string{filepath.Join(dir, "nats.conf"): "/etc/nats/nats.conf", filepath.Join(dir, "accounts.conf"): "/etc/nats/accounts.conf"}

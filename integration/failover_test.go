@@ -22,7 +22,7 @@ const (
 )
 
 // TestAClusterFailsOverAndBackThroughContainerCrashes runs Detour as it is deployed: three
-// JetStream nodes with per-role users, probers in two regions, two deciders and a DNS server, each
+// JetStream nodes with per-process users, probers in two regions, two deciders and a DNS server, each
 // its own container. A backend container is killed and the answer moves; then a decider and a
 // JetStream node are killed and the backend returns, and the answer follows it back; then every
 // JetStream node is killed and the DNS server keeps answering from what it last knew.
@@ -62,11 +62,11 @@ apps:
 		name, user string
 		args       []string
 	}{
-		{"prober-west", "prober-us-west", []string{"prober", "--region", "us-west", "--name", "west-1"}},
-		{"prober-east", "prober-us-east", []string{"prober", "--region", "us-east", "--name", "east-1"}},
-		{"decider-1", "decider", []string{"decider", "--name", "decider-1"}},
-		{"decider-2", "decider", []string{"decider", "--name", "decider-2"}},
-		{"dns-1", "dns", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/tmp/dns"}},
+		{"prober-west", "prober-us-west-1", []string{"prober", "--region", "us-west", "--name", "west-1"}},
+		{"prober-east", "prober-us-east-1", []string{"prober", "--region", "us-east", "--name", "east-1"}},
+		{"decider-1", "decider-1", []string{"decider", "--name", "decider-1"}},
+		{"decider-2", "decider-2", []string{"decider", "--name", "decider-2"}},
+		{"dns-1", "dns-1", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/tmp/dns"}},
 	} {
 		c.run(r.name, nil, append(r.args, "--nats", natsURL(r.user), "--log-format", "json"), nil, nil, nil)
 	}

@@ -16,10 +16,10 @@ import (
 // snapshot, at most once per snapshotEvery and never on the path that applies them, and once more
 // when the edge stops, so that the routes of its last second are not lost. While NATS
 // is unreachable the edge keeps the routes it has; while its consumer cannot be replaced it
-// reads the last route of each of its apps directly. The consumer is named for the edge: its
-// NATS user may read that consumer only.
+// reads the last route of each of its apps directly. The consumer is named for the edge's NATS
+// user (events.ConsumerName), which may read that consumer only.
 func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
-	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Name: e.name, Bridge: events.BridgeLast, Last: e.routeSubjects,
+	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: e.log, Bridge: events.BridgeLast, Last: e.routeSubjects,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.EdgeRoutesSubjects(e.name)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	save := make(chan struct{}, 1)
 	done := make(chan struct{})

@@ -112,6 +112,8 @@ func GetVersion(ctx context.Context, js jetstream.JetStream, n uint64) (Version,
 }
 
 // History returns every version the CONFIG stream keeps, oldest first, without their documents.
+// It reads them one by one by their subject (a direct get of the next version after each), with
+// no consumer: a role's NATS user may have only the consumers named for it.
 func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
 	last, err := Active(ctx, js)
 	if errors.Is(err, ErrNoVersion) {
@@ -120,45 +122,28 @@ func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A plain consumer that expires by itself: the roles' NATS users (the controller's API reads
-	// the history) may not delete consumers, as nats.go's ordered consumer does between fetches.
-	cons, err := js.CreateConsumer(ctx, events.StreamConfig, jetstream.ConsumerConfig{
-		FilterSubject: events.SubjectConfigDoc, DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: 10 * time.Second, MemoryStorage: true, Replicas: 1,
-	})
+	s, err := js.Stream(ctx, events.StreamConfig)
 	if err != nil {
-		return nil, fmt.Errorf("read configuration history: %w", err)
+		return nil, fmt.Errorf("read configuration history: open stream %s: %w", events.StreamConfig, err)
 	}
 	var out []Version
-	for {
-		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+	for seq := uint64(1); seq <= last.Number; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(events.SubjectConfigDoc))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read configuration history: %w", err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			meta, err := m.Metadata()
-			if err != nil {
-				return nil, fmt.Errorf("read configuration history: %w", err)
-			}
-			v, err := versionOf(meta.Sequence.Stream, m.Data())
-			if err != nil {
-				return nil, err
-			}
-			v.Document = ""
-			out = append(out, v)
-			if v.Number >= last.Number {
-				return out, nil
-			}
+		v, err := versionOf(m.Sequence, m.Data)
+		if err != nil {
+			return nil, err
 		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read configuration history: %w", err)
-		}
-		if n == 0 {
-			return out, nil
-		}
+		v.Document = ""
+		out = append(out, v)
+		seq = m.Sequence + 1
 	}
+	return out, nil
 }
 
 func versionOf(seq uint64, data []byte) (Version, error) {

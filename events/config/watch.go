@@ -47,7 +47,7 @@ func RejectedSubject(role ...string) string {
 // node and a full outage.
 func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolog.Logger, role ...string) <-chan *Config {
 	out := make(chan *Config, 1)
-	f := events.Follower{JS: js, Stream: events.StreamConfig, Log: log, Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: js, Stream: events.StreamConfig, Log: log, Reader: "config", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectConfigDoc}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: after + 1}}
 	go f.Run(ctx, func(d events.Delivery) {

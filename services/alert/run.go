@@ -136,7 +136,7 @@ func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64
 // follow hands every message of stream on subject to handle, in order, until ctx ends, through
 // an events.Follower: it resumes after the last one handled when the consumer fails.
 func (r *runner) follow(ctx context.Context, stream, subject string, handle func(subject string, seq uint64, data []byte)) {
-	f := events.Follower{JS: r.o.JS, Stream: stream, Log: r.log, Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: r.o.JS, Stream: stream, Log: r.log, Reader: "alerts", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}}
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Msg != nil {

@@ -95,7 +95,7 @@ func (s *Server) Run(ctx context.Context) error {
 // follow reads subject of stream from the start policy on, handing each message to apply,
 // through an events.Follower: it resumes after the last one seen when the consumer fails.
 func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, apply func(jetstream.Msg, uint64)) {
-	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Reader: "api", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: policy}}
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Msg != nil {
