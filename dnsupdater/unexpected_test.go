@@ -3,7 +3,6 @@ package dnsupdater
 import (
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,27 +11,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// lockedBuffer is a log sink safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestTheServerLogsATransitionThatDoesNotFollowWhatStateRecorded(t *testing.T) {
 	js := eventstest.Start(t)
-	var logs lockedBuffer
+	var logs eventstest.Logs
 	srv, err := New(Options{JS: js.JS, Config: eventstest.Config(t, demoConfig), Addr: "127.0.0.1:0", Name: "dns-test",
 		Log: zerolog.New(&logs), UDPSockets: 1})
 	if err != nil {

@@ -1,10 +1,8 @@
 package events_test
 
 import (
-	"bytes"
 	"context"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,24 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
-
-// syncBuffer is a log sink the follower and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(msg string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), `"message":"`+msg+`"`)
-}
 
 func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItOnce(t *testing.T) {
 	srv := eventstest.StartWith(t, eventstest.Options{Files: true})
@@ -49,7 +29,7 @@ func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItO
 	publish(0)
 	publish(1)
 
-	var logs syncBuffer
+	var logs eventstest.Logs
 	var mu sync.Mutex
 	var seqs []uint64
 	caught := 0
@@ -93,7 +73,7 @@ func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItO
 	// The message may come through the bridge before the consumer is back, and the recovery is
 	// logged when the consumer is.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		lost, back := logs.count("stream unreachable; retrying"), logs.count("stream reachable again")
+		lost, back := logs.Count("stream unreachable; retrying"), logs.Count("stream reachable again")
 		if lost <= 1 && lost == back {
 			break
 		}
@@ -106,7 +86,7 @@ func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItO
 }
 
 func TestMalformedMessagesAreCountedAndLoggedOncePerPeriod(t *testing.T) {
-	var logs syncBuffer
+	var logs eventstest.Logs
 	log := zerolog.New(&logs)
 	var m events.Malformed
 	for i := range 1000 {
@@ -115,7 +95,7 @@ func TestMalformedMessagesAreCountedAndLoggedOncePerPeriod(t *testing.T) {
 	if m.Total() != 1000 {
 		t.Fatalf("counted %d, want 1000", m.Total())
 	}
-	if n := logs.count("malformed messages skipped"); n != 1 {
+	if n := logs.Count("malformed messages skipped"); n != 1 {
 		t.Fatalf("logged %d lines for 1000 malformed messages within a period, want 1", n)
 	}
 }

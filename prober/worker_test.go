@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -260,24 +259,6 @@ func TestAProberOfAnUnconfiguredRegionIsRefused(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestTwoProbersUnderOneNameAreReported(t *testing.T) {
 	srv := eventstest.Start(t)
 	cfg := testConfig(t, `
@@ -288,7 +269,7 @@ func TestTwoProbersUnderOneNameAreReported(t *testing.T) {
       - name: west
         endpoints: [{address: "127.0.0.1:1"}]
 `)
-	var logs syncBuffer
+	var logs eventstest.Logs
 	log := zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t)))
 	startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "eu", Name: "p1", Log: log, Heartbeat: 50 * time.Millisecond})
 	startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "eu", Name: "p1", Log: log, Heartbeat: 50 * time.Millisecond})

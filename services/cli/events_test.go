@@ -5,31 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func publish(t *testing.T, s *eventstest.Server, subject, typ string, at time.Time, data any) {
 	t.Helper()
@@ -89,7 +70,7 @@ func TestEventsFollowPrintsNewEventsAsTheyArrive(t *testing.T) {
 	publish(t, s, events.EdgeStateSubject("edge-west"), events.TypeEdgeDown, at, events.Transition{Edge: "edge-west", From: events.StatusUp, To: events.StatusDown, Reason: "3 missed heartbeats"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out eventstest.Logs
 	done := make(chan error, 1)
 	go func() {
 		done <- printEvents(ctx, s.JS, eventsOptions{streams: defaultEventStreams, follow: true}, &out, time.Now())

@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,26 +26,14 @@ apps:
       - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.12:8081"}]}
 `
 
-// lockedBuffer collects a role's stderr while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 // startRole runs a role command until the returned stop is called, which checks it returned nil.
 func startRole(t *testing.T, cmd command, args ...string) (stop func()) {
 	t.Helper()
-	var stderr lockedBuffer
+	var stderr eventstest.Logs
 	return eventstest.Run(t, args[0], func(ctx context.Context) error {
 		err := cmd(ctx, args, io.Discard, &stderr)
 		if err != nil {
-			t.Logf("stderr:\n%s", stderr.b.String())
+			t.Logf("stderr:\n%s", stderr.String())
 		}
 		return err
 	})

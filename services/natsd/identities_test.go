@@ -792,7 +792,7 @@ alerts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs eventstest.Logs
 	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &logs)).Level(zerolog.WarnLevel)
 	roles := map[string]*client{}
 	for _, user := range roleUsers {
@@ -935,7 +935,7 @@ alerts:
 	}
 	// Lose every consumer, as when the node hosting them dies: each follower makes another with
 	// its own permissions only, and says so once.
-	lostBefore, lost := logs.count("stream unreachable; retrying"), 0
+	lostBefore, lost := logs.Count("stream unreachable; retrying"), 0
 	for _, stream := range streams {
 		for _, n := range consumers(stream) {
 			if err := op.js.DeleteConsumer(ctx, stream, n); err != nil {
@@ -993,7 +993,7 @@ alerts:
 			t.Errorf("%s's configuration watch did not deliver version %d", user, v2.Number)
 		}
 	}
-	if n := logs.count("stream unreachable; retrying") - lostBefore; n > lost {
+	if n := logs.Count("stream unreachable; retrying") - lostBefore; n > lost {
 		t.Errorf("%d consumers lost, %d lines logged about it: want one per loss, not per attempt", lost, n)
 	}
 	for _, s := range servers {
@@ -1007,25 +1007,7 @@ alerts:
 	}
 }
 
-// lockedBuffer collects log lines from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 // count returns how many lines so far hold msg.
-func (l *lockedBuffer) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), msg)
-}
-
 // lookup asks the DNS server at addr for name's A records.
 func lookup(t *testing.T, addr, name string) []string {
 	t.Helper()
