@@ -13,6 +13,8 @@ type names struct {
 	edgeApps []map[string]int
 	// frontedBy lists, per app, the indexes of the edges that front it.
 	frontedBy map[string][]int
+	// poolRegions is what Config.poolRegions returns: every probe result asks for it.
+	poolRegions []string
 }
 
 func newNames(c *Config) *names {
@@ -36,6 +38,7 @@ func newNames(c *Config) *names {
 			}
 		}
 	}
+	n.poolRegions = c.scanPoolRegions()
 	return n
 }
 
