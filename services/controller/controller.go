@@ -148,10 +148,20 @@ func run(ctx context.Context, o Options) error {
 		return fmt.Errorf("run controller: subscribe to %s: %w", events.SubjectHeartbeats, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	// The edge listeners' results: alone on their own subjects, or batched by each prober.
+	// The edge listeners' results: alone on their own subjects, or batched by each prober. While
+	// the loop is busy (routes of thousands of apps at once) they wait in the subscription's
+	// pending queue, up to checkPending, rather than being dropped as a slow consumer's.
 	checks := make(chan *nats.Msg, 1024)
 	for _, subject := range []string{events.EdgeProbeSubjects, events.EdgeProbeBatchSubjects} {
-		csub, err := o.JS.Conn().ChanSubscribe(subject, checks)
+		csub, err := o.JS.Conn().Subscribe(subject, func(m *nats.Msg) {
+			select {
+			case checks <- m:
+			case <-ctx.Done():
+			}
+		})
+		if err == nil {
+			err = csub.SetPendingLimits(checkPendingMsgs, checkPendingBytes)
+		}
 		if err != nil {
 			return fmt.Errorf("run controller: subscribe to %s: %w", subject, err)
 		}
@@ -400,6 +410,13 @@ func (c *controller) checkLiveness(ctx context.Context) {
 			Str("reason", ch.Reason).Str("event_id", env.ID).Uint64("stream_seq", ack.Sequence).Msg("edge liveness changed")
 	}
 }
+
+// checkPendingMsgs and checkPendingBytes bound the edge-listener results waiting for the loop on
+// each subscription: a minute of 10,000 listeners checked every second, in batches.
+const (
+	checkPendingMsgs  = 1 << 16
+	checkPendingBytes = 256 << 20
+)
 
 // reconnectAllowance is how much longer than fall × interval an edge has to heartbeat once this
 // replica reaches NATS again: the edges reconnect too, each on its own schedule and to whichever
