@@ -119,6 +119,12 @@ func EdgeProbeBatchSubject(region, prober string) string {
 	return join("detour.probe", region, EdgeProbePool, prober)
 }
 
+// IsEdgeProbeBatch reports whether subject is an EdgeProbeBatchSubject.
+func IsEdgeProbeBatch(subject string) bool {
+	tok := SplitSubject(subject, "detour.probe")
+	return len(tok) == 3 && tok[1] == EdgeProbePool
+}
+
 // EndpointStateSubject holds the transitions of one endpoint.
 func EndpointStateSubject(app, pool, endpoint string) string {
 	return join("detour.state.endpoint", app, pool, endpoint)

@@ -300,11 +300,10 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 // from the subject's region, which the publisher's NATS permissions vouch for.
 func decodeEdgeChecks(subject string, data []byte) (string, []events.ProbeResult, error) {
 	tok := events.SplitSubject(subject, "detour.probe")
-	var batch bool
+	batch := events.IsEdgeProbeBatch(subject)
 	switch {
+	case batch:
 	case len(tok) == 4 && tok[2] == events.EdgeProbePool:
-	case len(tok) == 3 && tok[1] == events.EdgeProbePool:
-		batch = true
 	default:
 		return "", nil, fmt.Errorf("decode edge check: %w: subject %s", events.ErrMalformed, subject)
 	}

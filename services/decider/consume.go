@@ -28,9 +28,18 @@ type delivery struct {
 	err     error
 }
 
-// decodeState and decodeProbeResults are the readers' decoders of each stream.
-func decodeState(dl *delivery)        { dl.env, dl.err = events.Decode(dl.data) }
-func decodeProbeResults(dl *delivery) { dl.results, dl.err = events.DecodeProbes(dl.data) }
+// decodeState is the STATE reader's decoder.
+func decodeState(dl *delivery) { dl.env, dl.err = events.Decode(dl.data) }
+
+// decodeProbeResults is the PROBES reader's decoder. The batches of edge-listener results are
+// the controller's and hold no endpoint: they are left undecoded (a third of the results at one
+// edge listener per app).
+func decodeProbeResults(dl *delivery) {
+	if events.IsEdgeProbeBatch(dl.subject) {
+		return
+	}
+	dl.results, dl.err = events.DecodeProbes(dl.data)
+}
 
 // consume feeds out with the stream's messages, decoded, through an events.Follower until ctx
 // ends: through a lost node or a full outage it resumes after the last message.

@@ -29,11 +29,12 @@ type heardMsg struct {
 }
 
 // listen subscribes to the probe subjects and hands what it hears to out, in order, dropping a
-// message when out is full. A message without a Nats-Msg-Id is left to PROBES.
+// message when out is full. A message without a Nats-Msg-Id is left to PROBES; a batch of
+// edge-listener results is not the decider's.
 func listen(js jetstream.JetStream, out chan<- heardMsg) (*nats.Subscription, error) {
 	return js.Conn().Subscribe(events.SubjectProbes, func(m *nats.Msg) {
 		id := m.Header.Get(jetstream.MsgIDHeader)
-		if id == "" {
+		if id == "" || events.IsEdgeProbeBatch(m.Subject) {
 			return
 		}
 		select {
