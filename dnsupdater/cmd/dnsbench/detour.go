@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,44 +20,127 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// changeCounter reads the zone changes the Detour server recorded during a run.
-type changeCounter struct{ file string }
+// changeCounter holds the zone changes the Detour server recorded during its last run.
+type changeCounter struct{ n uint64 }
 
-func (c *changeCounter) applied() int64 {
-	b, err := os.ReadFile(c.file)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	return n
-}
+func (c *changeCounter) applied() uint64 { return c.n }
 
-// detourTarget runs Detour's server in a child process (this program with the serve-detour
-// subcommand), as the peers run in theirs, so that the benchmark's own work does not share its
-// Go scheduler. With changes > 0 the child also flips an endpoint's state changes times a second.
+// detourTarget runs Detour's DNS server in a child process of its own (this program with the
+// serve-detour subcommand), as the peers run in theirs, following a JetStream that runs in this
+// program, as `detour dns` follows a NATS it does not host: the server's process holds the DNS
+// server alone, its CPU time is the DNS server's, and no NATS goroutine or garbage shares its
+// scheduler. With changes > 0 this program also flips an endpoint's state changes times a
+// second (the decider's part).
 func detourTarget(checkPort, changes int, counter *changeCounter, profile string) startFunc {
 	return func(ctx context.Context, dir, addr string) (running, error) {
 		self, err := os.Executable()
 		if err != nil {
 			return running{}, fmt.Errorf("find this program: %w", err)
 		}
-		if counter != nil {
-			counter.file = filepath.Join(dir, "changes.txt")
+		h, err := startJetStream(ctx, dir)
+		if err != nil {
+			return running{}, err
 		}
-		return startProcess(ctx, dir, self, "serve-detour", "-addr", addr, "-dir", dir,
-			"-check-port", strconv.Itoa(checkPort), "-changes", strconv.Itoa(changes), "-cpuprofile", profile)
+		srv, err := startProcess(ctx, dir, self, "serve-detour", "-addr", addr, "-nats", h.ns.ClientURL(),
+			"-check-port", strconv.Itoa(checkPort), "-cpuprofile", profile)
+		if err != nil {
+			h.close()
+			return running{}, err
+		}
+		fctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		if changes > 0 {
+			wg.Go(func() { flip(fctx, h.js, checkPort, changes) })
+		}
+		return running{
+			cpu: srv.cpu,
+			stop: func() {
+				cancel()
+				wg.Wait()
+				srv.stop()
+				if counter != nil {
+					counter.n = h.zoneChanges()
+				}
+				h.close()
+			},
+		}, nil
 	}
 }
 
-// serveDetour is the serve-detour subcommand: an embedded JetStream, Detour's server on addr
-// and, with changes > 0, a publisher of state changes. When ctx ends it writes the number of
-// zone changes Detour recorded to dir/changes.txt.
+// jetStream is the NATS server with JetStream that one Detour run follows.
+type jetStream struct {
+	ns *server.Server
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// startJetStream starts a NATS server with JetStream on a free loopback port, storing in
+// dir/js, and creates Detour's streams in memory.
+func startJetStream(ctx context.Context, dir string) (*jetStream, error) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "js"), NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	ns.Start()
+	h := &jetStream{ns: ns}
+	if !ns.ReadyForConnections(10 * time.Second) {
+		h.close()
+		return nil, fmt.Errorf("start nats: not ready in 10s")
+	}
+	if h.nc, err = nats.Connect(ns.ClientURL()); err != nil {
+		h.close()
+		return nil, fmt.Errorf("connect nats: %w", err)
+	}
+	h.js, err = jetstream.New(h.nc)
+	if err == nil {
+		err = events.EnsureStreams(ctx, h.js, events.StreamOptions{Memory: true})
+	}
+	if err != nil {
+		h.close()
+		return nil, fmt.Errorf("create streams: %w", err)
+	}
+	return h, nil
+}
+
+// zoneChanges is the number of zone changes the DNS server recorded (messages in its stream).
+func (h *jetStream) zoneChanges() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := h.js.Stream(ctx, events.StreamDNS)
+	if err != nil {
+		return 0
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
+
+func (h *jetStream) close() {
+	if h.nc != nil {
+		h.nc.Close()
+	}
+	h.ns.Shutdown()
+	h.ns.WaitForShutdown()
+}
+
+// benchConfig is Detour's configuration of the benchmark zone, health-checking checkPort.
+func benchConfig(checkPort int) (*config.Config, error) {
+	cfg, err := config.Parse("dnsbench.yaml", fmt.Appendf(nil, detourConfig, checkPort))
+	if err != nil {
+		return nil, fmt.Errorf("parse detour config: %w", err)
+	}
+	return cfg, nil
+}
+
+// serveDetour is the serve-detour subcommand: Detour's server on addr, following the
+// JetStream at the NATS URL until ctx ends.
 func serveDetour(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve-detour", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "address to serve")
-	dir := fs.String("dir", "", "work directory")
+	url := fs.String("nats", "", "NATS URL of the JetStream to follow")
 	checkPort := fs.Int("check-port", 0, "the endpoints' port")
-	changes := fs.Int("changes", 0, "state changes per second")
 	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -74,55 +156,37 @@ func serveDetour(ctx context.Context, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cfg, err := config.Parse("dnsbench.yaml", fmt.Appendf(nil, detourConfig, *checkPort))
+	cfg, err := benchConfig(*checkPort)
 	if err != nil {
-		return fmt.Errorf("parse detour config: %w", err)
+		return err
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(*dir, "js"), NoLog: true, NoSigs: true})
-	if err != nil {
-		return fmt.Errorf("start nats: %w", err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		return fmt.Errorf("start nats: not ready in 10s")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(*url)
 	if err != nil {
 		return fmt.Errorf("connect nats: %w", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
-	if err == nil {
-		err = events.EnsureStreams(ctx, js, events.StreamOptions{Memory: true})
-	}
 	if err != nil {
-		return fmt.Errorf("create streams: %w", err)
+		return fmt.Errorf("connect jetstream: %w", err)
 	}
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	srv, err := dnsupdater.New(dnsupdater.Options{JS: js, Config: cfg, Addr: *addr, Name: "dnsbench", Log: log})
 	if err != nil {
 		return fmt.Errorf("start detour: %w", err)
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Run(ctx) })
-	if *changes > 0 {
-		wg.Go(func() { flip(ctx, js, cfg.Apps[0].Pools[0].Endpoints[0].Name, *changes, log) })
-	}
-	wg.Wait()
-	st, err := js.Stream(context.Background(), events.StreamDNS)
-	if err != nil {
-		return fmt.Errorf("read zone changes: %w", err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		return fmt.Errorf("read zone changes: %w", err)
-	}
-	return os.WriteFile(filepath.Join(*dir, "changes.txt"), []byte(strconv.FormatUint(info.State.Msgs, 10)), 0o644)
+	return srv.Run(ctx)
 }
 
-// flip appends alternating down and up transitions of the first pool's endpoint.
-func flip(ctx context.Context, js jetstream.JetStream, endpoint string, perSecond int, log zerolog.Logger) {
+// flip appends alternating down and up transitions of the first pool's endpoint, perSecond
+// times a second, until ctx ends.
+func flip(ctx context.Context, js jetstream.JetStream, checkPort, perSecond int) {
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	cfg, err := benchConfig(checkPort)
+	if err != nil {
+		log.Error().Err(err).Msg("no state changes")
+		return
+	}
+	endpoint := cfg.Apps[0].Pools[0].Endpoints[0].Name
 	t := time.NewTicker(time.Second / time.Duration(perSecond))
 	defer t.Stop()
 	down := true
