@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,6 +32,8 @@ type options struct {
 	// latency runs every server a second time at one common load, half the slowest
 	// saturation, so that p50 and p99 compare servers doing the same work.
 	latency bool
+	// rounds is how many times the latency run measures every server.
+	rounds int
 	// mix names the queries: "mixed" (the app name half the time, static names the rest) or
 	// "app" (the app name only).
 	mix string
@@ -170,19 +173,20 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	if o.atLoad > 0 {
 		lo.load = o.atLoad
 	}
-	var atLoad []result
+	var atLoad []target
 	for _, t := range targets {
-		if !selected(o, t.name) || t.name == "detour-changing" {
-			continue
+		if selected(o, t.name) && t.name != "detour-changing" {
+			atLoad = append(atLoad, t)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		atLoad = append(atLoad, measure(ctx, lo, dir, t))
-		fmt.Fprintf(os.Stderr, "dnsbench: %s at %.0f qps done\n", t.name, lo.load)
+	}
+	rounds, err := measureRounds(ctx, lo, dir, atLoad, func(r result, round int) {
+		fmt.Fprintf(os.Stderr, "dnsbench: %s at %.0f qps, round %d, done\n", r.name, lo.load, round+1)
+	})
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(out)
-	reportLoad(out, lo, atLoad)
+	reportLoad(out, lo, rounds)
 	return nil
 }
 
@@ -212,6 +216,25 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 	}
 	r.name, r.cpu = t.name, srv.cpu()-before
 	return r
+}
+
+// measureRounds measures every target o.rounds times, each round starting one target later,
+// so that every server meets the machine's varying load at each place in the order. It
+// returns each target's results in the order of ts.
+func measureRounds(ctx context.Context, o options, dir string, ts []target, done func(result, int)) ([][]result, error) {
+	out := make([][]result, len(ts))
+	for round := range max(o.rounds, 1) {
+		for k := range ts {
+			i := (round + k) % len(ts)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			r := measure(ctx, o, dir, ts[i])
+			out[i] = append(out[i], r)
+			done(r, round)
+		}
+	}
+	return out, nil
 }
 
 // selected reports whether the target name runs (-only).
@@ -314,10 +337,79 @@ func reportHealth(out io.Writer, o options, rs []result) {
 		d.qps/l.qps, cpuPerQuery(l, o)/cpuPerQuery(d, o))
 }
 
-// reportLoad prints the latency run: every server at one load.
-func reportLoad(out io.Writer, o options, rs []result) {
-	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server%s\n\n", o.load, o.clients, o.outstanding, o.duration, pinNote())
-	writeTable(out, o, rs)
+// reportLoad prints the latency run: every server at one load, each round and the median of
+// the rounds, and Detour's median p99 against the lowest median p99 of the peers.
+func reportLoad(out io.Writer, o options, rounds [][]result) {
+	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server, %d rounds (each starting one server later)%s\n\n", o.load, o.clients, o.outstanding, o.duration, max(o.rounds, 1), pinNote())
+	meds := make([]result, 0, len(rounds))
+	for _, rs := range rounds {
+		meds = append(meds, median(rs))
+	}
+	writeTable(out, o, meds)
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "server\tp50 ms per round\tp99 ms per round")
+	for _, rs := range rounds {
+		var p50s, p99s []string
+		for _, r := range rs {
+			if r.skipped == "" {
+				p50s = append(p50s, fmt.Sprintf("%.3f", ms(r.p50)))
+				p99s = append(p99s, fmt.Sprintf("%.3f", ms(r.p99)))
+			}
+		}
+		if len(rs) > 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", rs[0].name, strings.Join(p50s, " · "), strings.Join(p99s, " · "))
+		}
+	}
+	tw.Flush()
+	var d, best result
+	for _, m := range meds {
+		switch {
+		case m.skipped != "":
+		case m.name == "detour":
+			d = m
+		case best.p99 == 0 || m.p99 < best.p99:
+			best = m
+		}
+	}
+	if d.p99 > 0 && best.p99 > 0 {
+		fmt.Fprintf(out, "\ndetour p99 / best peer's (%s), medians of the rounds: %.2f  (target <= 1.0)\n", best.name, float64(d.p99)/float64(best.p99))
+	}
+}
+
+// median is one target's rounds summed up: the median of each figure over the rounds that
+// ran (each figure on its own), or the first skip when none ran.
+func median(rs []result) result {
+	var ran []result
+	for _, r := range rs {
+		if r.skipped == "" {
+			ran = append(ran, r)
+		}
+	}
+	if len(ran) == 0 {
+		return rs[0]
+	}
+	mid := func(get func(result) float64) float64 {
+		v := make([]float64, len(ran))
+		for i, r := range ran {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	m := result{name: ran[0].name}
+	m.qps = mid(func(r result) float64 { return r.qps })
+	m.lost = mid(func(r result) float64 { return r.lost })
+	m.p50 = time.Duration(mid(func(r result) float64 { return float64(r.p50) }))
+	m.p99 = time.Duration(mid(func(r result) float64 { return float64(r.p99) }))
+	// CPU per query is CPU over queries: take the median of that, not of CPU and qps apart.
+	perQuery := mid(func(r result) float64 { return float64(r.cpu) / r.qps })
+	m.cpu = time.Duration(perQuery * m.qps)
+	m.clientCPU = time.Duration(mid(func(r result) float64 { return float64(r.clientCPU) }))
+	return m
 }
 
 // writeTable prints one row per server: rate, latency, loss and CPU, or why it was skipped.

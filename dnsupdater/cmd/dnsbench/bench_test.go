@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMedianTakesEachFigureOverTheRoundsThatRan(t *testing.T) {
+	rs := []result{
+		{name: "knot", qps: 100, p50: 3 * time.Millisecond, p99: 9 * time.Millisecond, cpu: 300 * time.Microsecond},
+		{name: "knot", skipped: "knotd is not installed"},
+		{name: "knot", qps: 300, p50: 1 * time.Millisecond, p99: 2 * time.Millisecond, cpu: 300 * time.Microsecond},
+		{name: "knot", qps: 200, p50: 2 * time.Millisecond, p99: 5 * time.Millisecond, cpu: 1000 * time.Microsecond},
+	}
+	m := median(rs)
+	if m.skipped != "" || m.qps != 200 || m.p50 != 2*time.Millisecond || m.p99 != 5*time.Millisecond {
+		t.Fatalf("median = %+v, want qps 200, p50 2ms, p99 5ms", m)
+	}
+	// CPU per query of the rounds that ran: 3, 1 and 5 µs, whose median is 3 µs.
+	if got := float64(m.cpu) / m.qps; got != 3000 {
+		t.Fatalf("median cpu per query = %.0f ns, want 3000", got)
+	}
+	if s := median([]result{{name: "nsd", skipped: "no"}}); s.skipped != "no" {
+		t.Fatalf("median of skipped rounds = %+v, want the skip", s)
+	}
+}
+
+func TestMeasureRoundsStartsEachRoundOneTargetLater(t *testing.T) {
+	var order []string
+	start := func(name string) startFunc {
+		return func(context.Context, string, string) (running, error) {
+			order = append(order, name)
+			return running{}, errors.New("not started")
+		}
+	}
+	ts := []target{{"a", start("a")}, {"b", start("b")}, {"c", start("c")}}
+	got, err := measureRounds(context.Background(), options{rounds: 3}, t.TempDir(), ts, func(result, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "abcbcacab"; strings.Join(order, "") != want {
+		t.Fatalf("order = %s, want %s", strings.Join(order, ""), want)
+	}
+	for i, rs := range got {
+		if len(rs) != 3 || rs[0].name != ts[i].name {
+			t.Fatalf("results of %s = %+v, want 3 rounds of it", ts[i].name, rs)
+		}
+	}
+}
