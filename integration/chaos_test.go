@@ -506,7 +506,9 @@ func TestChaosADeciderDiesMidFailover(t *testing.T) {
 // queries and requests through edge-west run every 50 ms. us-west's prober is cut off the network
 // for longer than interval × fall × 3: no endpoint, pool or edge changes state (us-east's view
 // keeps the quorum), and once reconnected the prober stores results and its membership again.
-// Then us-west's prober credentials forge "down" results for the healthy us-west backend: on
+// Then it is cut off from the us-west backend only, as long: us-west votes the backend down,
+// us-east up, and the quorum keeps it up. Then a us-west prober's credentials forge "down"
+// results for the healthy us-west backend: on
 // another region's subject NATS refuses them; on its own subject, naming other regions, both
 // deciders drop them; STATE and the answers stay as they were.
 func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) {
@@ -545,10 +547,32 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	}, "prober-west stores results and its membership record again")
 	t.Logf("suite 4: prober-west cut off for %s (interval × fall × 3 = %s): no transition; after reconnecting it stored results and its membership record in %s",
 		back.Sub(cutAt).Round(time.Millisecond), checkInterval*checkFall*3, resumed.Round(time.Millisecond))
-	// The results it could not send during the cut (all failed) arrive now: us-west votes down
-	// for a while, and us-east's up still holds the quorum.
 	for settle := time.Now(); time.Since(settle) < checkInterval*checkFall*2; {
 		unchanged("after prober-west reconnected")
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	// The partition. prober-west still reaches NATS but no longer the us-west backend: us-west
+	// sees the backend fail and votes it down while us-east sees it up, and the quorum (half the
+	// voting regions, a tie is healthy) keeps it up. A decider that let one region's failures
+	// take an endpoint down fails here; a fully cut region (above) only goes stale.
+	endpoint := events.AddressToken(c.west + ":8081")
+	c.refuse("prober-west", c.west, true)
+	partAt := time.Now()
+	for time.Since(partAt) < cut {
+		unchanged("with prober-west cut off from the us-west backend")
+		time.Sleep(500 * time.Millisecond)
+	}
+	r, at := lastResult(t, op, "us-west", "shop", "us-west", endpoint)
+	if r == nil || r.OK || at.Before(partAt) {
+		t.Fatalf("suite 4: us-west's last result for shop's us-west backend (stored %s) is %+v, want a failure during the partition: the partition did not take",
+			at.Format("15:04:05.000"), r)
+	}
+	c.refuse("prober-west", c.west, false)
+	t.Logf("suite 4: prober-west cut off from the us-west backend for %s, us-west voting it down (last result %s: %s): no transition",
+		time.Since(partAt).Round(time.Millisecond), at.Format("15:04:05.000"), r.Error)
+	for settle := time.Now(); time.Since(settle) < checkInterval*checkFall*2; {
+		unchanged("after the partition healed")
 		time.Sleep(500 * time.Millisecond)
 	}
 
@@ -566,7 +590,6 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	endpoint := events.AddressToken(c.west + ":8081")
 	invented := []string{"eu-central", "ap-south", "sa-east"}
 	forged := func(region, app string) events.Envelope {
 		t.Helper()
@@ -627,6 +650,19 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		t.Logf("suite 4: %d forged results stored on detour.probe.us-west.>; %s logged: %v", sent, d, lines)
 	}
 
+	// Every process read through its own consumers only, replacing the ones it lost (prober-west's
+	// during the cut) without running into the permissions, and said so once per loss.
+	for _, role := range []string{"prober-west", "prober-east", "decider-1", "decider-2", "controller", "dns-1", "edge-west", "edge-east"} {
+		for _, line := range logLines(t, c.all[role], "nats error") {
+			if strings.Contains(line, "Permissions Violation") {
+				t.Errorf("suite 4: %s ran into its permissions: %s", role, line)
+			}
+		}
+		if n := len(logLines(t, c.all[role], "stream unreachable; retrying")); n > 0 {
+			t.Logf("suite 4: %s logged %d lost consumers", role, n)
+		}
+	}
+
 	dns.end()
 	edge.end()
 	for name, p := range map[string]*probe{"DNS": dns, "edge-west": edge} {
@@ -636,6 +672,46 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 			t.Errorf("suite 4: %s missed %d of %d checks: %v", name, len(misses), n, misses[:min(len(misses), 10)])
 		}
 	}
+}
+
+// refuse has name's container refuse its own connections to ip (on), or no longer (off), by an
+// iptables rule in its network namespace: a partition between it and one address while the rest
+// of its network (NATS) works. It needs root, nsenter and iptables on the Docker host.
+func (c *cluster) refuse(name, ip string, on bool) {
+	c.t.Helper()
+	pid, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", c.all[name].GetContainerID()).Output()
+	if err != nil {
+		c.t.Fatalf("find %s's process: %v", name, err)
+	}
+	op := map[bool]string{true: "-I", false: "-D"}[on]
+	args := []string{"-t", strings.TrimSpace(string(pid)), "-n", "iptables", op, "OUTPUT", "-d", ip, "-j", "REJECT"}
+	if out, err := exec.Command("nsenter", args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("cut %s off %s (nsenter %s): %v\n%s", name, ip, strings.Join(args, " "), err, out)
+	}
+}
+
+// lastResult returns the last result region's probers stored for an endpoint, alone or in a
+// batch, and when PROBES stored it; nil when there is none.
+func lastResult(t *testing.T, url, region, app, pool, endpoint string) (*events.ProbeResult, time.Time) {
+	t.Helper()
+	var last *events.ProbeResult
+	var at time.Time
+	for _, filter := range []string{events.ProbeSubject(region, app, pool, endpoint), "detour.probe." + region + ".batch.>"} {
+		m := lastMsg(t, url, "PROBES", filter)
+		if m == nil || !m.Time.After(at) {
+			continue
+		}
+		rs, err := events.DecodeProbes(m.Data)
+		if err != nil {
+			t.Fatalf("decode %s: %v", m.Subject, err)
+		}
+		for i := range rs {
+			if rs[i].App == app && rs[i].Pool == pool && rs[i].Endpoint == endpoint {
+				last, at = &rs[i], m.Time
+			}
+		}
+	}
+	return last, at
 }
 
 // lastStored is when stream stored its last message on a subject matching filter (zero when
