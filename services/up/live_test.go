@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/internal/stacktest"
@@ -194,4 +195,27 @@ func TestTheConfigFileIsAppliedWhenItChangesAndABadOneIsRefusedWhole(t *testing.
 		r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(m, st.DNSAddr)
 		return err == nil && len(r.Answer) == 1
 	}, "blog answered")
+}
+
+func TestTheStreamsBoundsOfAChangedConfigFileAreApplied(t *testing.T) {
+	var path string
+	reload := make(chan struct{}) // a send returns once the watcher took it: after the last one's work
+	st, _, _ := slice(t, func(o *up.Options) { path, o.Reload = o.ConfigPath, reload })
+	_, js := stacktest.Connect(t, st)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(orig, "streams:\n  probes: {max_age: 2h, max_bytes: 96MiB}\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	reload <- struct{}{} // returns once the changed file was applied
+	s, err := js.Stream(context.Background(), events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CachedInfo().Config; c.MaxAge != 2*time.Hour || c.MaxBytes != 96<<20 {
+		t.Errorf("after the file set streams.probes to 2h and 96MiB, PROBES keeps %s within %s", c.MaxAge, config.ByteSize(c.MaxBytes))
+	}
 }

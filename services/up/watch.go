@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -52,7 +53,7 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 			continue
 		}
 		last, seen = doc, doc
-		_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
+		cfg, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
 		var ce *config.Error
 		switch {
 		case errors.As(err, &ce):
@@ -62,6 +63,13 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 			log.Error().Err(err).Msg("configuration file not applied")
 		default:
 			log.Info().Uint64("version", v.Number).Msg("configuration file applied")
+			// Its streams' bounds (streams.probes, and the check rate the default follows) too,
+			// as `detour apply` updates them.
+			if err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); err != nil {
+				log.Error().Err(err).Uint64("version", v.Number).Msg("streams not updated to the configuration file's bounds")
+			} else if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), log); err != nil {
+				log.Warn().Err(err).Msg("probe results stream bounds not read")
+			}
 		}
 	}
 }
