@@ -72,3 +72,19 @@ func TestOperatorCommandsUseTheAPIWhenGivenOne(t *testing.T) {
 		t.Errorf("config get --version 2:\n%s", out)
 	}
 }
+
+func TestApplyThroughTheAPISaysTheStreamsBoundsItSetsAreNotApplied(t *testing.T) {
+	url, token := startAPI(t)
+	t.Setenv("DETOUR_TOKEN", token)
+	bounded := writeFile(t, "v2.yaml", planDoc+"streams:\n  probes: {max_age: 2h, max_bytes: 1GiB}\n")
+	code, out, errOut := run("apply", bounded, "--api", url)
+	if code != 0 || !strings.Contains(out, "as version 2 by api/ops") {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "warning: streams.probes is not applied through the API: PROBES keeps its bounds (run detour apply --nats as the operator to update them)") {
+		t.Errorf("apply through the API of a document bounding PROBES did not warn that the bounds stay as they were:\n%s", errOut)
+	}
+	if code, _, errOut := run("apply", writeFile(t, "v3.yaml", planDoc), "--api", url); code != 0 || strings.Contains(errOut, "streams.probes") {
+		t.Errorf("apply through the API of a document without streams: exit %d, a warning about them:\n%s", code, errOut)
+	}
+}

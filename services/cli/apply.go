@@ -72,14 +72,30 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "applied %s as version %d by %s: %s, %s, %s\n", path, v.Number, v.By,
 			count(len(parsed.Zones), "zone"), count(len(parsed.Apps), "app"), count(len(parsed.Edges), "edge"))
+		// The controller's NATS user may not update streams: their bounds are the operator's.
+		if parsed.Streams != (config.Streams{}) {
+			fmt.Fprintf(stderr, "detour apply: warning: streams.probes is not applied through the API: %s keeps its bounds (run detour apply --nats as the operator to update them)\n", events.StreamProbes)
+		}
 		return nil
 	}
 	js, err := connect(c.natsURL, "detour-apply")
 	if err != nil {
 		return err
 	}
-	if err := events.EnsureStreams(ctx, js, parsed.StreamOptions(replicas)); err != nil {
+	// The streams are created if missing (CONFIG must exist to apply), but bounded by this
+	// document (streams.probes, --replicas) only once it is the active version: a refused apply
+	// changes nothing.
+	so := parsed.StreamOptions(replicas)
+	if _, err := events.ProvisionStreams(ctx, js, so); err != nil {
 		return err
+	}
+	o.By = operator()
+	cfg, v, err := config.Apply(ctx, js, path, doc, o)
+	if err != nil {
+		return err
+	}
+	if err := events.EnsureStreams(ctx, js, so); err != nil {
+		return fmt.Errorf("applied %s as version %d, but the streams keep their bounds: %w", path, v.Number, err)
 	}
 	if b, err := events.ProbeBounds(ctx, js, parsed.ProbeRate()); err == nil {
 		fmt.Fprintf(stdout, "%s keeps probe results for %s, within %s (%.0f results/s fill it in %s)\n", events.StreamProbes,
@@ -88,11 +104,6 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stderr, "detour apply: warning: %s fills in %s, before its max_age %s: results are kept for %s (set streams.probes.max_bytes or max_age)\n",
 				events.StreamProbes, b.Fill.Round(time.Second), b.MaxAge, b.Fill.Round(time.Second))
 		}
-	}
-	o.By = operator()
-	cfg, v, err := config.Apply(ctx, js, path, doc, o)
-	if err != nil {
-		return err
 	}
 	fmt.Fprintf(stdout, "applied %s as version %d: %s, %s, %s (restart the roles that run with --config to pick up a file)\n",
 		path, v.Number, count(len(cfg.Zones), "zone"), count(len(cfg.Apps), "app"), count(len(cfg.Edges), "edge"))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 )
 
@@ -143,5 +144,25 @@ func TestApplyBoundsProbesAsConfiguredAndWarnsWhenTheRateFillsThemFirst(t *testi
 	c := s.Stream(t, events.StreamProbes).CachedInfo().Config
 	if c.MaxBytes != 1<<20 || c.MaxAge != 6*time.Hour {
 		t.Errorf("PROBES bounded to %d bytes and %s, want 1MiB and 6h", c.MaxBytes, c.MaxAge)
+	}
+}
+
+func TestApplyRefusedForAStaleVersionLeavesTheStreamsBoundsAsTheyWere(t *testing.T) {
+	s := startBare(t)
+	roomy := writeFile(t, "roomy.yaml", planDoc+"streams:\n  probes: {max_age: 6h, max_bytes: 1GiB}\n")
+	tight := writeFile(t, "tight.yaml", planDoc+"streams:\n  probes: {max_age: 2h, max_bytes: 1MiB}\n")
+	if code, out, errOut := run("apply", roomy, "--nats", s.URL); code != 0 {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := run("apply", tight, "--nats", s.URL, "--expect-version", "0")
+	if code != 1 || !strings.Contains(errOut, "expected version 0, but version 1 is active") {
+		t.Fatalf("stale apply: exit %d, want 1 and a conflict:\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out, "PROBES keeps") {
+		t.Errorf("a refused apply printed the bounds of its document as the stream's:\n%s", out)
+	}
+	c := s.Stream(t, events.StreamProbes).CachedInfo().Config
+	if c.MaxBytes != 1<<30 || c.MaxAge != 6*time.Hour {
+		t.Errorf("after the refused apply PROBES is bounded to %s and %s, want version 1's 1GiB and 6h", config.ByteSize(c.MaxBytes), c.MaxAge)
 	}
 }
