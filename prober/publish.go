@@ -118,7 +118,9 @@ func (p *publisher) batches(ctx context.Context) {
 			for {
 				select {
 				case c := <-p.in:
-					add(c)
+					if add(c) { // a batch PROBES takes (maxBatch), however many are queued
+						flush()
+					}
 				default:
 					flush()
 					return

@@ -2,7 +2,9 @@ package prober
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,5 +116,28 @@ func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) 
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("batches stored %v, want %v", got, want)
+	}
+}
+
+func TestResultsQueuedWhenThePublisherStopsAreStoredInBatchesPROBESTakes(t *testing.T) {
+	srv := eventstest.Start(t)
+	const queued = 3 * maxBatch
+	p := &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
+		clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}, in: make(chan completed, queued), done: make(chan struct{})}
+	// A busy prober stopping: thousands of results a second, each with a long error, still queued.
+	for i := range queued {
+		ep := fmt.Sprintf("e%d", i)
+		p.in <- completed{r: events.ProbeResult{At: time.Unix(1_700_000_000, 0), App: "shop", Pool: "west", Endpoint: ep,
+			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", Error: strings.Repeat("connection refused ", 20)},
+			key: "shop/west/" + ep, interval: time.Second}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.batches(ctx)
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	p.flush(fctx)
+	if got := len(results(t, srv.JS)); got != queued {
+		t.Errorf("%d of the %d results queued at the stop stored", got, queued)
 	}
 }
