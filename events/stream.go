@@ -152,7 +152,7 @@ func ReportProbeBounds(ctx context.Context, js jetstream.JetStream, rate float64
 	}
 	ev = ev.Str("stream", StreamProbes).Int64("max_bytes", b.MaxBytes).Dur("max_age", b.MaxAge).Float64("probe_rate", rate)
 	if b.Fill > 0 {
-		ev = ev.Dur("fills_in", b.Fill)
+		ev = ev.Dur("fills_in", b.Fill.Round(time.Millisecond))
 	}
 	ev.Msg(msg)
 	return nil

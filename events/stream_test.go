@@ -149,7 +149,7 @@ func TestReportProbeBoundsWarnsWhenTheRateFillsTheStreamBeforeItsAge(t *testing.
 		rate float64
 		want string
 	}{
-		{10000, `{"level":"warn","stream":"PROBES","max_bytes":67108864,"max_age":86400000,"probe_rate":10000,"fills_in":13107.2,` +
+		{10000, `{"level":"warn","stream":"PROBES","max_bytes":67108864,"max_age":86400000,"probe_rate":10000,"fills_in":13107,` +
 			`"message":"probe results stream fills before max_age: results are kept for fills_in, not max_age (set streams.probes.max_bytes or max_age)"}`},
 		{1, `{"level":"info","stream":"PROBES","max_bytes":67108864,"max_age":86400000,"probe_rate":1,"fills_in":131072000,"message":"probe results stream bounded"}`},
 		{0, `{"level":"info","stream":"PROBES","max_bytes":67108864,"max_age":86400000,"probe_rate":0,"message":"probe results stream bounded"}`},
