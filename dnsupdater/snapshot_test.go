@@ -123,3 +123,48 @@ func TestARestartWithChangedContentTakesALaterSerialAndNotifies(t *testing.T) {
 		prev = s
 	}
 }
+
+func TestSnapshotsAreTakenAtMostOncePerSecondAndNoChangeIsLeftOut(t *testing.T) {
+	var p snapshotPacer
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, step := range []struct {
+		at          time.Duration
+		want, after bool // taken, and pending after
+	}{
+		{0, true, false},
+		{100 * time.Millisecond, false, true}, // within the second: pending, due later
+		{900 * time.Millisecond, false, true},
+		{time.Second, true, false},
+		{2500 * time.Millisecond, true, false},
+	} {
+		if got := p.take(t0.Add(step.at)); got != step.want || p.pending != step.after {
+			t.Errorf("at %s: take = %v, pending %v; want %v, %v", step.at, got, p.pending, step.want, step.after)
+		}
+		if p.pending && p.due == nil {
+			t.Errorf("at %s: a pending snapshot has no due time", step.at)
+		}
+		p.due = nil
+	}
+}
+
+func TestAServerStoppedRightAfterAChangeKeepsItInItsSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, demoConfig)
+	h := startServer(t, js, cfg, dir)
+	// Within the second after the start's snapshot, the endpoint goes down, comes back, and the
+	// server stops.
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
+	}, "the answer moved to us-east")
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.11"})
+	}, "the answer back to us-west")
+	last := serial(t, h.srv.Addr())
+	h.stop()
+	if s, err := loadSnapshot(dir); err != nil || s == nil || s.Serials["demo.test."] != last {
+		t.Fatalf("snapshot after the stop: %+v, %v; want serial %d, the last version served", s, err, last)
+	}
+}
