@@ -12,24 +12,30 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 )
 
-func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *testing.T) {
-	srv := eventstest.Start(t)
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	p := &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
+// startBatching runs a publisher gathering results every 2 ms on a clock the test moves, until
+// the test ends; stored counts the messages PROBES holds.
+func startBatching(t *testing.T) (srv *eventstest.Server, p *publisher, clock *fakeClock, stored func() uint64) {
+	srv = eventstest.Start(t)
+	clock = &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	p = &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
 		clock: clock, in: make(chan completed), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	go p.batches(ctx)
 	t.Cleanup(func() { cancel(); <-p.done })
-	result := func(endpoint string) completed {
-		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: "west", Endpoint: endpoint,
-			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/west/" + endpoint, interval: time.Second}
-	}
-	stored := func() uint64 {
+	return srv, p, clock, func() uint64 {
 		info, err := srv.Stream(t, events.StreamProbes).Info(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return info.State.Msgs
+	}
+}
+
+func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *testing.T) {
+	srv, p, clock, stored := startBatching(t)
+	result := func(endpoint string) completed {
+		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: "west", Endpoint: endpoint,
+			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/west/" + endpoint, interval: time.Second}
 	}
 
 	p.publish(result("a")) // idle: out at once, alone
@@ -67,23 +73,10 @@ func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *te
 }
 
 func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) {
-	srv := eventstest.Start(t)
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	p := &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
-		clock: clock, in: make(chan completed), done: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	go p.batches(ctx)
-	t.Cleanup(func() { cancel(); <-p.done })
+	srv, p, clock, stored := startBatching(t)
 	result := func(pool, endpoint string) completed {
 		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
 			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
-	}
-	stored := func() uint64 {
-		info, err := srv.Stream(t, events.StreamProbes).Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
 	}
 
 	p.publish(result("west", "a")) // idle: out at once, alone
