@@ -49,6 +49,9 @@ const (
 	// results at 10,000 endpoints checked every second would be 1.7 TB, which JetStream would
 	// reserve. A larger bound is the operator's to set (streams.probes.max_bytes).
 	CapProbeMaxBytes = 8 << 30
+	// DefaultProbeRetention is how long PROBES keeps results unless configured
+	// (streams.probes.max_age).
+	DefaultProbeRetention = 24 * time.Hour
 	// MaxProbeMessage bounds one PROBES message (a batch of results).
 	MaxProbeMessage = 512 << 10
 	// DefaultStateReserve is the storage reserved for STATE.
@@ -80,7 +83,7 @@ type StreamOptions struct {
 func (o StreamOptions) withDefaults() StreamOptions {
 	o.Replicas = max(o.Replicas, 1)
 	if o.ProbeRetention == 0 {
-		o.ProbeRetention = 24 * time.Hour
+		o.ProbeRetention = DefaultProbeRetention
 	}
 	if o.ProbeMaxBytes == 0 {
 		o.ProbeMaxBytes = ProbeBytes(o.ProbeRate, o.ProbeRetention)

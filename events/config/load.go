@@ -95,6 +95,9 @@ next:
 func (c *Config) ApplyDefaults() {
 	c.names = newNames(c)
 	c.DNS.applyDefaults()
+	if c.Streams.Probes.MaxAge == 0 {
+		c.Streams.Probes.MaxAge = Duration(events.DefaultProbeRetention)
+	}
 	c.applyAlertDefaults()
 	for i := range c.Zones {
 		z := &c.Zones[i]

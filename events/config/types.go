@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -398,6 +399,11 @@ type ProbeStream struct {
 	// worth of results at the configured check rate (ProbeRate × 512 bytes), at least 64 MiB and
 	// at most 8 GiB.
 	MaxBytes ByteSize `yaml:"max_bytes,omitempty"`
+}
+
+// Bounded reports whether ps bounds PROBES otherwise than by default.
+func (ps ProbeStream) Bounded() bool {
+	return ps.MaxBytes != 0 || (ps.MaxAge != 0 && ps.MaxAge.D() != events.DefaultProbeRetention)
 }
 
 // ByteSize is a number of bytes written in YAML as a whole number or with a unit: "512MiB",

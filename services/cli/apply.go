@@ -73,7 +73,7 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "applied %s as version %d by %s: %s, %s, %s\n", path, v.Number, v.By,
 			count(len(parsed.Zones), "zone"), count(len(parsed.Apps), "app"), count(len(parsed.Edges), "edge"))
 		// The controller's NATS user may not update streams: their bounds are the operator's.
-		if parsed.Streams != (config.Streams{}) {
+		if parsed.Streams.Probes.Bounded() {
 			fmt.Fprintf(stderr, "detour apply: warning: streams.probes is not applied through the API: %s keeps its bounds (run detour apply --nats as the operator to update them)\n", events.StreamProbes)
 		}
 		return nil

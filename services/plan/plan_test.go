@@ -65,6 +65,9 @@ func TestDiffNamesEveryKindOfChangeFieldByField(t *testing.T) {
 		{"a changed secret, without its value", `secret: "c2VjcmV0"`, `secret: "b3RoZXI="`,
 			[]string{"~ zones[demo.test].push.tsig.secret: (secret) → (secret)"}},
 		{"a default spelled out", "interval: 1s", "interval: 1s, fall: 3", nil},
+		{"the default probe retention spelled out", "edges:", "streams: {probes: {max_age: 24h}}\nedges:", nil},
+		{"bounded probe results", "edges:", "streams: {probes: {max_age: 6h, max_bytes: 1GiB}}\nedges:",
+			[]string{"~ streams.probes.max_age: 24h0m0s → 6h0m0s", "~ streams.probes.max_bytes: 0 → 1GiB"}},
 		{"a changed webhook, without its secret", "edges:", "alerts: [{name: oncall, on: [failover], webhooks: [{url: \"http://127.0.0.1:9/a\", secret: hook-secret}]}]\nedges:",
 			[]string{"+ alerts[oncall]"}},
 	} {
