@@ -161,6 +161,12 @@ func Run(ctx context.Context, o Options) error {
 	m.self.Started, m.self.ActiveFrom = now, now.Add(o.JoinDelay)
 	m.mu.Unlock()
 	if err := m.announce(runCtx); err != nil {
+		if ctx.Err() != nil { // stopped while storing its first record, which may be stored
+			if err := m.leave(); err != nil {
+				log.Warn().Err(err).Msg("left without deleting the member record")
+			}
+			return nil
+		}
 		return err
 	}
 
