@@ -227,3 +227,33 @@ func TestClassifyTellsAFailoverFromAPoolDownThatChangesNoAnswer(t *testing.T) {
 		t.Errorf("text %q", got)
 	}
 }
+
+// TestAlertsAreSentOnceStateExistsWhenItDidNotAtStart starts the alert sender before any stream
+// exists, as the controller may at a cluster's start (it creates STATE itself, meanwhile): it
+// must wait for STATE, not give up and leave the controller without alerts.
+func TestAlertsAreSentOnceStateExistsWhenItDidNotAtStart(t *testing.T) {
+	t.Setenv("DETOUR_TEST_HOOK_SECRET", "x")
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	cfg := eventstest.Config(t, strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1))
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	st := ns.Stream(t, events.StreamState)
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Consumers == 1
+	}, "the alert sender to follow STATE once it exists")
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown, Reason: "w1 down"})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return len(rc.accepted) == 1
+	}, "the pool_down delivered")
+}

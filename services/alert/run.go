@@ -78,8 +78,16 @@ func Run(ctx context.Context, o Options) error {
 		<-ctx.Done()
 		return nil
 	}
+	// At a cluster's start STATE may not exist yet (the controller creates it meanwhile): wait
+	// for it rather than leave the controller without alerts.
+	if _, err := events.WaitStream(ctx, o.JS, events.StreamState, r.log); err != nil {
+		return nil // ctx ended first
+	}
 	stateSeq, err := lastSeq(ctx, o.JS, events.StreamState)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	drillSeq := uint64(0)
@@ -88,6 +96,9 @@ func Run(ctx context.Context, o Options) error {
 		// Without DRILLS yet (a role started with --config before any apply), every drill
 		// event is new: follow retries until the stream exists.
 		if drillSeq, err = lastSeq(ctx, o.JS, events.StreamDrills); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
