@@ -75,7 +75,11 @@ func summary(env events.Envelope) string {
 			}
 			changes = append(changes, fmt.Sprintf("%s %s %s", strings.TrimSuffix(c.Name, "."), c.Type, after))
 		}
-		return fmt.Sprintf("%s serial %d: %s%s", strings.TrimSuffix(z.Zone, "."), z.Serial, strings.Join(changes, "; "), by)
+		part := ""
+		if z.Parts > 0 { // a version too large for one message, told in parts
+			part = fmt.Sprintf(" (part %d of %d)", z.Part, z.Parts)
+		}
+		return fmt.Sprintf("%s serial %d%s: %s%s", strings.TrimSuffix(z.Zone, "."), z.Serial, part, strings.Join(changes, "; "), by)
 	case events.TypeZonePushed, events.TypeZonePushFailed:
 		var p events.ZonePush
 		if env.Payload(&p) != nil {

@@ -112,3 +112,21 @@ func TestEventsSummarisesAnAppsRouteLikeAWholeTable(t *testing.T) {
 		}
 	}
 }
+
+func TestEventsSaysWhichPartOfAZoneVersionAnEventTells(t *testing.T) {
+	change := []events.RecordChange{{Name: "shop.demo.test.", Type: "A", After: []string{"127.0.0.12"}}}
+	whole, err := events.New(events.TypeZoneChanged, "dns-1", time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: change})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := events.New(events.TypeZoneChanged, "dns-1", time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: change, Part: 2, Parts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := summary(whole), "demo.test serial 7: shop.demo.test A 127.0.0.12"; !strings.HasPrefix(got, want) || strings.Contains(got, "part") {
+		t.Errorf("summary of a whole version = %q, want it to start %q and name no part", got, want)
+	}
+	if got, want := summary(part), "demo.test serial 7 (part 2 of 3): shop.demo.test A 127.0.0.12"; !strings.HasPrefix(got, want) {
+		t.Errorf("summary of a version's part = %q, want it to start %q", got, want)
+	}
+}
