@@ -37,16 +37,24 @@ run_tests() {
 # Every container, network and image a run creates carries its process id; the next run removes
 # those of a run that died (a timeout runs no cleanup).
 run_chaos() {
+  echo
   if [ "$chaos_in_ci" != 1 ]; then
-    echo "chaos suites skipped: not enabled in CI yet (chaos_in_ci=0 in .ci/test.sh; DETOUR_CI_CHAOS=1 runs them)"
+    echo "=== CHAOS SUITES SKIPPED: not enabled in CI yet (chaos_in_ci=0 in .ci/test.sh; DETOUR_CI_CHAOS=1 runs them)"
     return 0
   fi
   if ! docker info >/dev/null 2>&1; then
-    echo "chaos suites skipped: no Docker engine"
+    echo "=== CHAOS SUITES SKIPPED: no Docker engine answers (\`docker info\` failed); nothing in integration/ ran"
     return 0
   fi
-  echo "chaos suites (integration/, timeout $chaos_timeout):"
-  (cd integration && TESTCONTAINERS_RYUK_DISABLED=true go test -count=1 -tags integration -timeout "$chaos_timeout" -v .)
+  echo "=== chaos suites (integration/, timeout $chaos_timeout):"
+  local start=$SECONDS status=0
+  (cd integration && TESTCONTAINERS_RYUK_DISABLED=true go test -count=1 -tags integration -timeout "$chaos_timeout" -v .) || status=$?
+  if [ $status = 0 ]; then
+    echo "=== chaos suites passed in $((SECONDS - start)) s"
+  else
+    echo "=== chaos suites FAILED after $((SECONDS - start)) s"
+  fi
+  return $status
 }
 
 status=0
