@@ -74,6 +74,11 @@ type region struct {
 	dns      *dnsupdater.Server
 	stats    decider.Stats
 	round    int
+	// spread, when set, spreads each round's batches evenly over it, as probers checking on
+	// their own schedules do; sent holds when each endpoint's result of the last round was
+	// published.
+	spread time.Duration
+	sent   []time.Time
 }
 
 func startRegion(tb testing.TB, n int, interval time.Duration, notify string) *region {
@@ -105,7 +110,14 @@ func (r *region) probe(ok bool) {
 	r.round++
 	now := time.Now()
 	const perBatch = 500
+	if r.sent == nil {
+		r.sent = make([]time.Time, r.n)
+	}
+	batches := (r.n + perBatch - 1) / perBatch
 	for start := 0; start < r.n; start += perBatch {
+		if r.spread > 0 {
+			time.Sleep(time.Until(now.Add(r.spread * time.Duration(start/perBatch) / time.Duration(batches))))
+		}
 		b := events.ProbeBatch{Region: "safe", Prober: fmt.Sprintf("p%d", start/perBatch)}
 		for i := start; i < min(start+perBatch, r.n); i++ {
 			b.Results = append(b.Results, events.ProbeResult{ID: fmt.Sprintf("r%d-%d", r.round, i), At: now,
@@ -118,6 +130,9 @@ func (r *region) probe(ok bool) {
 		}
 		if _, err := r.srv.JS.PublishAsync(events.ProbeBatchSubject("safe", b.Prober), env.Encode()); err != nil {
 			r.tb.Fatal(err)
+		}
+		for i := start; i < min(start+perBatch, r.n); i++ {
+			r.sent[i] = time.Now()
 		}
 	}
 	select {
@@ -182,8 +197,16 @@ func (r *region) watch(ctx context.Context, want func(i int) string, queries, sl
 }
 
 // streamTimes returns the time JetStream stored each message of stream on subjects matching
-// filter after sequence from, and the last sequence.
+// filter after sequence from.
 func (r *region) streamTimes(stream, filter string, from uint64) []time.Time {
+	var out []time.Time
+	r.streamEach(stream, filter, from, func(_ string, t time.Time) { out = append(out, t) })
+	return out
+}
+
+// streamEach calls f with the subject and storage time of each message of stream on subjects
+// matching filter after sequence from, up to the stream's last sequence.
+func (r *region) streamEach(stream, filter string, from uint64, f func(subject string, stored time.Time)) {
 	r.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -196,14 +219,13 @@ func (r *region) streamTimes(stream, filter string, from uint64) []time.Time {
 		r.tb.Fatal(err)
 	}
 	if info.State.LastSeq <= from {
-		return nil
+		return
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
 	if err != nil {
 		r.tb.Fatal(err)
 	}
-	var out []time.Time
 	for {
 		batch, err := cons.FetchNoWait(1000)
 		if err != nil {
@@ -216,14 +238,27 @@ func (r *region) streamTimes(stream, filter string, from uint64) []time.Time {
 			if err != nil {
 				r.tb.Fatal(err)
 			}
-			out = append(out, md.Timestamp)
+			f(m.Subject(), md.Timestamp)
 			last = md.Sequence.Stream
 			got++
 		}
 		if got == 0 || last >= info.State.LastSeq {
-			return out
+			return
 		}
 	}
+}
+
+// stateLatency returns, for each endpoint transition STATE stored after sequence from, the time
+// from the publishing of the probe result that completed its threshold to its storage.
+func (r *region) stateLatency(from uint64) []time.Duration {
+	var out []time.Duration
+	r.streamEach(events.StreamState, "detour.state.endpoint.>", from, func(subject string, stored time.Time) {
+		var i int
+		if _, err := fmt.Sscanf(subject, "detour.state.endpoint.app%d.main.e", &i); err == nil && i < r.n {
+			out = append(out, stored.Sub(r.sent[i]))
+		}
+	})
+	return out
 }
 
 // routeTimes returns, per app, when ROUTES first stored a table after sequence from whose route
@@ -283,12 +318,16 @@ func (r *region) lastSeq(stream string) uint64 {
 type spread struct{ first, median, p99, last time.Duration }
 
 func spreadOf(t0 time.Time, ts []time.Time) spread {
-	if len(ts) == 0 {
-		return spread{}
-	}
 	d := make([]time.Duration, len(ts))
 	for i, t := range ts {
 		d[i] = t.Sub(t0)
+	}
+	return spreadOfDurations(d)
+}
+
+func spreadOfDurations(d []time.Duration) spread {
+	if len(d) == 0 {
+		return spread{}
 	}
 	slices.Sort(d)
 	return spread{d[0], d[len(d)/2], d[min(len(d)-1, len(d)*99/100)], d[len(d)-1]}
@@ -309,7 +348,10 @@ type stormResult struct {
 	answers, state, pools, versions []time.Time
 	// routes are when the edge's route table first showed each app's local pool unavailable
 	// (after a failure) or available (after a recovery); zero where it never did.
-	routes       []time.Time
+	routes []time.Time
+	// stateLatency is, per endpoint transition, the time from the publishing of the result that
+	// completed its threshold to STATE storing it.
+	stateLatency []time.Duration
 	zoneVersions int
 	routeTables  int
 	transitions  int
@@ -344,6 +386,7 @@ func (r *region) storm(ok bool, rounds int, want func(int) string) stormResult {
 	res.slowestPass = time.Duration(slowest.Load())
 	res.state = r.streamTimes(events.StreamState, "detour.state.endpoint.>", stateFrom)
 	res.pools = r.streamTimes(events.StreamState, "detour.state.pool.>", stateFrom)
+	res.stateLatency = r.stateLatency(stateFrom)
 	res.transitions = len(res.state) + len(res.pools)
 	res.versions = r.streamTimes(events.StreamDNS, ">", dnsFrom)
 	res.zoneVersions = len(res.versions)
@@ -362,6 +405,7 @@ func (r *region) report(name string, s stormResult) {
 	r.tb.Logf("%s of %d endpoints: kill → answers moved %s; threshold round → answers %s", name, r.n, spreadOf(s.kill, s.answers), spreadOf(s.threshold, s.answers))
 	r.tb.Logf("%s phases after the threshold round: endpoint transitions stored %s; pool transitions stored %s; zone versions stored %s",
 		name, spreadOf(s.threshold, s.state), spreadOf(s.threshold, s.pools), spreadOf(s.threshold, s.versions))
+	r.tb.Logf("%s: threshold result published → endpoint transition stored %s", name, spreadOfDurations(s.stateLatency))
 	r.tb.Logf("%s: %d transitions, %d zone versions, %d route tables, %d queries answered in %s (slowest pass over the pending names %s)",
 		name, s.transitions, s.zoneVersions, s.routeTables, s.queries, s.elapsed.Round(time.Millisecond), s.slowestPass.Round(time.Millisecond))
 }
@@ -398,5 +442,45 @@ func TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckB
 	r.report("recovery", back)
 	if last := spreadOf(back.kill, back.answers).last; last > interval*rise+time.Second {
 		t.Errorf("the last answer came back %s after the region did, beyond interval × rise + 1s = %s", last, interval*rise+time.Second)
+	}
+}
+
+// BenchmarkRegionFailure kills a region of 10,000 endpoints in process, as the region test does
+// with 1,000, with each round's results published at once ("at once") or spread evenly over
+// the check interval as probers on their own schedules publish them ("spread": 20 batches of
+// 500, 10,000 endpoint transitions and 10,000 pool transitions a second). It reports, after the
+// round that completed the thresholds, when the last answer moved and when STATE stored the
+// last endpoint and pool transition, and per endpoint transition the time from the publishing
+// of its threshold result to its storage (p99 and max). Each iteration is one failure and one
+// recovery; run it with -benchtime 1x.
+func BenchmarkRegionFailure(b *testing.B) {
+	const n, interval, fall, rise = 10000, time.Second, 3, 2
+	for _, spread := range []time.Duration{0, interval} {
+		name := "at once"
+		if spread > 0 {
+			name = "spread"
+		}
+		b.Run(name, func(b *testing.B) {
+			r := startRegion(b, n, interval, "")
+			r.spread = spread
+			main := func(i int) string { return regionAddr(i).String() }
+			backup := func(int) string { return "10.200.0.1" }
+			r.storm(true, rise, main)
+			eventstest.Eventually(b, 120*time.Second, func() bool {
+				return r.stats.Transitions.Load() >= n && r.stats.PoolTransitions.Load() >= n
+			}, "the decider did not record %d endpoints and pools up", n)
+			var down stormResult
+			for b.Loop() {
+				down = r.storm(false, fall, backup)
+				r.storm(true, rise, main)
+			}
+			r.report("failure", down)
+			latency := spreadOfDurations(down.stateLatency)
+			b.ReportMetric(spreadOf(down.threshold, down.answers).last.Seconds(), "s-last-answer")
+			b.ReportMetric(spreadOf(down.threshold, down.state).last.Seconds(), "s-last-endpoint-stored")
+			b.ReportMetric(spreadOf(down.threshold, down.pools).last.Seconds(), "s-last-pool-stored")
+			b.ReportMetric(float64(latency.p99.Milliseconds()), "ms-p99-state-latency")
+			b.ReportMetric(float64(latency.last.Milliseconds()), "ms-max-state-latency")
+		})
 	}
 }
