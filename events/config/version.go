@@ -63,12 +63,7 @@ func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte,
 	} else {
 		ack, err = events.Append(ctx, js, events.SubjectConfigDoc, e, *o.Expect)
 		if errors.Is(err, events.ErrConflict) {
-			active, aerr := Active(ctx, js)
-			if aerr != nil {
-				return nil, Version{}, fmt.Errorf("apply %s: %w: expected version %d", name, ErrVersionConflict, *o.Expect)
-			}
-			return nil, Version{}, fmt.Errorf("apply %s: %w: expected version %d, but version %d is active (applied %s by %s): plan again",
-				name, ErrVersionConflict, *o.Expect, active.Number, active.Time.Format(time.RFC3339), active.By)
+			return nil, Version{}, conflict(ctx, js, name, *o.Expect)
 		}
 	}
 	if err != nil {
@@ -76,6 +71,33 @@ func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte,
 	}
 	v.Number = ack.Sequence
 	return c, v, nil
+}
+
+// CheckExpect returns the error Apply would for a stale expect (wrapping ErrVersionConflict),
+// or nil while version expect (0: none yet) is the active one: a caller that does more than
+// store the document (detour apply bounds the streams) checks first, then applies with Expect.
+func CheckExpect(ctx context.Context, js jetstream.JetStream, name string, expect uint64) error {
+	active, err := Active(ctx, js)
+	switch {
+	case errors.Is(err, ErrNoVersion):
+		active.Number = 0
+	case err != nil:
+		return err
+	}
+	if active.Number != expect {
+		return conflict(ctx, js, name, expect)
+	}
+	return nil
+}
+
+// conflict is the error of an apply that expected version expect, naming the version active.
+func conflict(ctx context.Context, js jetstream.JetStream, name string, expect uint64) error {
+	active, err := Active(ctx, js)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w: expected version %d", name, ErrVersionConflict, expect)
+	}
+	return fmt.Errorf("apply %s: %w: expected version %d, but version %d is active (applied %s by %s): plan again",
+		name, ErrVersionConflict, expect, active.Number, active.Time.Format(time.RFC3339), active.By)
 }
 
 // Active returns the active version; it wraps ErrNoVersion when nothing was applied yet.

@@ -82,20 +82,25 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	// The streams are created if missing (CONFIG must exist to apply), but bounded by this
-	// document (streams.probes, --replicas) only once it is the active version: a refused apply
-	// changes nothing.
+	// A refused apply changes nothing: a stale --expect-version is refused before the streams
+	// are bounded by this document (streams.probes, --replicas), and bounds JetStream refuses
+	// before the document is stored.
 	so := parsed.StreamOptions(replicas)
 	if _, err := events.ProvisionStreams(ctx, js, so); err != nil {
 		return err
+	}
+	if o.Expect != nil {
+		if err := config.CheckExpect(ctx, js, path, *o.Expect); err != nil {
+			return err
+		}
+	}
+	if err := events.EnsureStreams(ctx, js, so); err != nil {
+		return fmt.Errorf("apply %s: nothing applied: %w", path, err)
 	}
 	o.By = operator()
 	cfg, v, err := config.Apply(ctx, js, path, doc, o)
 	if err != nil {
 		return err
-	}
-	if err := events.EnsureStreams(ctx, js, so); err != nil {
-		return fmt.Errorf("applied %s as version %d, but the streams keep their bounds: %w", path, v.Number, err)
 	}
 	if b, err := events.ProbeBounds(ctx, js, parsed.ProbeRate()); err == nil {
 		fmt.Fprintf(stdout, "%s keeps probe results for %s, within %s (%.0f results/s fill it in %s)\n", events.StreamProbes,

@@ -166,3 +166,19 @@ func TestApplyRefusedForAStaleVersionLeavesTheStreamsBoundsAsTheyWere(t *testing
 		t.Errorf("after the refused apply PROBES is bounded to %s and %s, want version 1's 1GiB and 6h", config.ByteSize(c.MaxBytes), c.MaxAge)
 	}
 }
+
+func TestApplyOfBoundsJetStreamRefusesAppliesNothing(t *testing.T) {
+	s := startBare(t)
+	v1 := writeFile(t, "v1.yaml", planDoc)
+	huge := writeFile(t, "huge.yaml", planDoc+"streams:\n  probes: {max_bytes: 8000TiB}\n")
+	if code, out, errOut := run("apply", v1, "--nats", s.URL); code != 0 {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := run("apply", huge, "--nats", s.URL)
+	if code != 1 || !strings.Contains(errOut, "PROBES") || strings.Contains(out, "applied") {
+		t.Fatalf("apply of bounds JetStream cannot reserve: exit %d, want 1 naming PROBES and nothing applied:\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := run("config", "get", "--nats", s.URL); code != 0 || !strings.Contains(out, "# version 1, applied ") {
+		t.Errorf("after the refused apply the active version is not version 1:\n%s", out)
+	}
+}

@@ -219,3 +219,26 @@ func TestTheStreamsBoundsOfAChangedConfigFileAreApplied(t *testing.T) {
 		t.Errorf("after the file set streams.probes to 2h and 96MiB, PROBES keeps %s within %s", c.MaxAge, config.ByteSize(c.MaxBytes))
 	}
 }
+
+func TestAChangedConfigFileWhoseBoundsJetStreamRefusesAppliesNothing(t *testing.T) {
+	var path string
+	reload := make(chan struct{}) // a send returns once the watcher took it: after the last one's work
+	st, _, _ := slice(t, func(o *up.Options) { path, o.Reload = o.ConfigPath, reload })
+	_, js := stacktest.Connect(t, st)
+	before, err := config.Active(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(orig, "streams:\n  probes: {max_bytes: 8000TiB}\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	reload <- struct{}{} // returns once the changed file was handled
+	if after, err := config.Active(context.Background(), js); err != nil || after.Number != before.Number {
+		t.Errorf("after a file whose PROBES bound JetStream cannot reserve, version %d is active (%v), want %d still", after.Number, err, before.Number)
+	}
+}

@@ -53,7 +53,16 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 			continue
 		}
 		last, seen = doc, doc
-		cfg, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
+		// Its streams' bounds (streams.probes, and the check rate the default follows) too, as
+		// `detour apply` sets them: first, so that bounds JetStream refuses apply nothing.
+		cfg, err := config.Parse(path, doc)
+		if err == nil {
+			if err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); err != nil {
+				log.Error().Err(err).Msg("configuration file refused: its streams' bounds were not taken; nothing applied")
+				continue
+			}
+		}
+		_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
 		var ce *config.Error
 		switch {
 		case errors.As(err, &ce):
@@ -63,11 +72,7 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 			log.Error().Err(err).Msg("configuration file not applied")
 		default:
 			log.Info().Uint64("version", v.Number).Msg("configuration file applied")
-			// Its streams' bounds (streams.probes, and the check rate the default follows) too,
-			// as `detour apply` updates them.
-			if err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); err != nil {
-				log.Error().Err(err).Uint64("version", v.Number).Msg("streams not updated to the configuration file's bounds")
-			} else if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), log); err != nil {
+			if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), log); err != nil {
 				log.Warn().Err(err).Msg("probe results stream bounds not read")
 			}
 		}
