@@ -68,6 +68,9 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if len(plan.Refused) > 0 {
 		return Scorecard{}, fmt.Errorf("%w:\n%s", ErrRefused, strings.Join(plan.Refused, "\n"))
 	}
+	if err := awaitBaseline(ctx, o, plan.Before); err != nil {
+		return Scorecard{}, err
+	}
 	id := o.File.Name + "-" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String()[:18], "-", "")
 	subject := events.DrillSubject(id)
 	claims, err := claimApps(ctx, o.JS, events.DrillClaim{ID: id, Name: o.File.Name, By: o.By, Until: time.Now().Add(o.Lease)}, plan.Apps)
@@ -285,12 +288,53 @@ func measure(ctx context.Context, o Options, subject string, prev, sp StepPlan, 
 		score.Switch = Millis(last.Sub(t0))
 		score.Pass = last.Sub(t0) <= sp.RTO
 		if score.Pass {
-			score.Reason = fmt.Sprintf("switched in %s, within the rto of %s", last.Sub(t0).Round(time.Millisecond), sp.RTO)
+			score.Reason = fmt.Sprintf("switched in %s, within the rto of %s", roundFor(last.Sub(t0)), sp.RTO)
 		} else {
-			score.Reason = fmt.Sprintf("switched in %s, over the rto of %s", last.Sub(t0).Round(time.Millisecond), sp.RTO)
+			score.Reason = fmt.Sprintf("switched in %s, over the rto of %s", roundFor(last.Sub(t0)), sp.RTO)
 		}
 	}
 	return score
+}
+
+// baselineWait bounds how long a drill waits for the DNS servers to answer what STATE says
+// before its first step.
+const baselineWait = 5 * time.Second
+
+// awaitBaseline waits until every DNS server answers what the plan expects before the drill:
+// a step measured from answers that had not caught up with STATE yet would be scored as switched
+// at once. It refuses the drill, naming each differing answer, when they do not agree in time.
+func awaitBaseline(ctx context.Context, o Options, before StepPlan) error {
+	if len(o.DNS) == 0 || len(before.Answers) == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(baselineWait)
+	for {
+		observed := observe(ctx, o, before.Answers, nil)
+		var differ []string
+		for _, w := range before.Answers {
+			if observed[w.What] != w.Answer {
+				differ = append(differ, fmt.Sprintf("%s is %q, STATE says %q", w.What, observed[w.What], w.Answer))
+			}
+		}
+		if len(differ) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%w: the DNS servers do not answer what STATE says after %s: %s", ErrRefused, baselineWait, strings.Join(differ, "; "))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// roundFor rounds a switch time to the millisecond, or to the microsecond under one.
+func roundFor(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
 }
 
 func latestTime(a, b time.Time) time.Time {
