@@ -314,6 +314,20 @@ func (r *region) lastSeq(stream string) uint64 {
 	return info.State.LastSeq
 }
 
+// mainAnswer and backupAnswer are app i's answers while its endpoint in the dying region is up, and down.
+func mainAnswer(i int) string { return regionAddr(i).String() }
+func backupAnswer(int) string { return "10.200.0.1" }
+
+// comeUp brings the region up (rise rounds of good results) and waits, up to within, for STATE
+// to record every endpoint and pool up: unknown endpoints are answered too.
+func (r *region) comeUp(rise int, within time.Duration) {
+	r.tb.Helper()
+	r.storm(true, rise, mainAnswer)
+	eventstest.Eventually(r.tb, within, func() bool {
+		return r.stats.Transitions.Load() >= uint64(r.n) && r.stats.PoolTransitions.Load() >= uint64(r.n)
+	}, "the decider did not record %d endpoints and pools up", r.n)
+}
+
 // spread describes times as offsets from t0: first, median, p99 and last.
 type spread struct{ first, median, p99, last time.Duration }
 
@@ -420,16 +434,10 @@ func TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckB
 	}
 	const n, interval, fall, rise = 1000, time.Second, 3, 2
 	r := startRegion(t, n, interval, "")
-	main := func(i int) string { return regionAddr(i).String() }
-	backup := func(int) string { return "10.200.0.1" }
-	r.storm(true, rise, main)
-	// Unknown endpoints are answered too: wait for STATE to record the region up.
-	eventstest.Eventually(t, 30*time.Second, func() bool {
-		return r.stats.Transitions.Load() >= n && r.stats.PoolTransitions.Load() >= n
-	}, "the decider did not record %d endpoints and pools up", n)
+	r.comeUp(rise, 30*time.Second)
 
 	bound := interval*fall + time.Second
-	down := r.storm(false, fall, backup)
+	down := r.storm(false, fall, backupAnswer)
 	r.report("failure", down)
 	if last := spreadOf(down.kill, down.answers).last; last > bound {
 		t.Errorf("the last answer moved %s after the kill, beyond interval × fall + 1s = %s", last, bound)
@@ -438,7 +446,7 @@ func TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckB
 		t.Errorf("%d transitions made %d zone versions; want far fewer versions than transitions", down.transitions, down.zoneVersions)
 	}
 
-	back := r.storm(true, rise, main)
+	back := r.storm(true, rise, mainAnswer)
 	r.report("recovery", back)
 	if last := spreadOf(back.kill, back.answers).last; last > interval*rise+time.Second {
 		t.Errorf("the last answer came back %s after the region did, beyond interval × rise + 1s = %s", last, interval*rise+time.Second)
@@ -463,16 +471,11 @@ func BenchmarkRegionFailure(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			r := startRegion(b, n, interval, "")
 			r.spread = spread
-			main := func(i int) string { return regionAddr(i).String() }
-			backup := func(int) string { return "10.200.0.1" }
-			r.storm(true, rise, main)
-			eventstest.Eventually(b, 120*time.Second, func() bool {
-				return r.stats.Transitions.Load() >= n && r.stats.PoolTransitions.Load() >= n
-			}, "the decider did not record %d endpoints and pools up", n)
+			r.comeUp(rise, 120*time.Second)
 			var down stormResult
 			for b.Loop() {
-				down = r.storm(false, fall, backup)
-				r.storm(true, rise, main)
+				down = r.storm(false, fall, backupAnswer)
+				r.storm(true, rise, mainAnswer)
 			}
 			r.report("failure", down)
 			latency := spreadOfDurations(down.stateLatency)
