@@ -26,6 +26,7 @@ type Metrics struct {
 	// Decider and controller.
 	Transitions *prometheus.CounterVec
 	Failover    prometheus.Observer
+	EdgeChecks  *prometheus.CounterVec
 
 	// DNS server.
 	DNSQueries        *prometheus.CounterVec
@@ -71,6 +72,8 @@ func New() *Metrics {
 		Failover: f.histogram("detour_failover_seconds",
 			"Time from the first failed probe of an endpoint to its down transition being appended.", failoverBuckets).
 			WithLabelValues(),
+		EdgeChecks: f.counter("detour_edge_checks_total",
+			"Results of the probers' checks of edge listeners a controller recorded, by probing region.", "region"),
 		DNSQueries: f.counter("detour_dns_queries_total",
 			"DNS queries answered, by response code and query type.", "rcode", "type"),
 		DNSAnswerDuration: f.histogram("detour_dns_answer_duration_seconds",
@@ -181,6 +184,14 @@ func (m *Metrics) Lag(consumer, stream string, pending uint64) {
 		return
 	}
 	m.ConsumerLag.WithLabelValues(consumer, stream).Set(float64(pending))
+}
+
+// EdgeChecked counts n results of checks of edge listeners from region that a controller recorded.
+func (m *Metrics) EdgeChecked(region string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.EdgeChecks.WithLabelValues(region).Add(float64(n))
 }
 
 // DecodeFailed counts one message of stream the consumer skipped as undecodable.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -38,7 +39,8 @@ type Options struct {
 	// TickEvery is the default ticker's period. Default: a tenth of the shortest heartbeat
 	// interval, between 10ms and 250ms.
 	TickEvery time.Duration
-	// Metrics, when set, counts edge transitions, lag and decode failures.
+	// Metrics, when set, counts edge transitions, edge-listener results recorded, lag and decode
+	// failures.
 	Metrics *metrics.Metrics
 	// Configs, when set, delivers later configurations: edges and the routes of the apps they
 	// front follow each one at once.
@@ -67,12 +69,15 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// controller is the state of one running replica; only its run loop touches it.
+// controller is the state of one running replica. Only its run loop touches it, but for live and
+// cfg, which the subscriptions' callbacks also read: they record heartbeats and checks of edge
+// listeners the moment they arrive.
 type controller struct {
 	o         Options
 	log       zerolog.Logger
 	view      *state.View
 	live      *Liveness
+	cfg       atomic.Pointer[config.Config] // o.Config, for the callbacks
 	state     jetstream.Stream
 	routes    jetstream.Stream
 	published map[string]map[string][]byte // edge -> app -> the last route stored for it, as JSON
@@ -110,6 +115,7 @@ func run(ctx context.Context, o Options) error {
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
 		dirty: true, dirtyEdges: map[string]bool{},
 	}
+	c.cfg.Store(o.Config)
 	var err error
 	if c.state, err = events.WaitStream(ctx, o.JS, events.StreamState, c.log); err != nil {
 		return err
@@ -142,28 +148,26 @@ func run(ctx context.Context, o Options) error {
 	drillMsgs := make(chan jetstream.Msg, 64)
 	defer c.followDrills(ctx, drillMsgs)()
 
-	beats := make(chan *nats.Msg, 1024)
-	sub, err := o.JS.Conn().ChanSubscribe(events.SubjectHeartbeats, beats)
-	if err != nil {
-		return fmt.Errorf("run controller: subscribe to %s: %w", events.SubjectHeartbeats, err)
+	// Heartbeats and the edge listeners' results (alone on their own subjects, or batched by
+	// each prober) are decoded and recorded in the edges' liveness as they arrive, stamped with
+	// their arrival: while the loop is busy (routes of thousands of apps at once) none waits for
+	// it, none is dropped, and a tick after the loop's pause weighs each by its true age. A burst
+	// waits in its subscription's pending queue, up to checkPending.
+	subs := []struct {
+		subject string
+		handle  nats.MsgHandler
+	}{
+		{events.SubjectHeartbeats, c.onHeartbeat},
+		{events.EdgeProbeSubjects, c.onEdgeCheck},
+		{events.EdgeProbeBatchSubjects, c.onEdgeCheck},
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	// The edge listeners' results: alone on their own subjects, or batched by each prober. While
-	// the loop is busy (routes of thousands of apps at once) they wait in the subscription's
-	// pending queue, up to checkPending, rather than being dropped as a slow consumer's.
-	checks := make(chan *nats.Msg, 1024)
-	for _, subject := range []string{events.EdgeProbeSubjects, events.EdgeProbeBatchSubjects} {
-		csub, err := o.JS.Conn().Subscribe(subject, func(m *nats.Msg) {
-			select {
-			case checks <- m:
-			case <-ctx.Done():
-			}
-		})
+	for _, s := range subs {
+		csub, err := o.JS.Conn().Subscribe(s.subject, s.handle)
 		if err == nil {
 			err = csub.SetPendingLimits(checkPendingMsgs, checkPendingBytes)
 		}
 		if err != nil {
-			return fmt.Errorf("run controller: subscribe to %s: %w", subject, err)
+			return fmt.Errorf("run controller: subscribe to %s: %w", s.subject, err)
 		}
 		defer func() { _ = csub.Unsubscribe() }()
 	}
@@ -196,10 +200,6 @@ func run(ctx context.Context, o Options) error {
 			if c.caught && pending == 0 {
 				c.publishRoutes(ctx)
 			}
-		case m := <-beats:
-			c.onHeartbeat(m)
-		case m := <-checks:
-			c.onEdgeCheck(m)
 		case m := <-drillMsgs:
 			c.onDrill(m)
 		case cfg := <-c.o.Configs:
@@ -263,35 +263,43 @@ func (c *controller) markDirty(subject string) {
 	c.dirty = true
 }
 
+// onHeartbeat records an edge's heartbeat as it arrives. It runs on the subscription's goroutine.
 func (c *controller) onHeartbeat(m *nats.Msg) {
+	at := c.o.Now()
 	e, hb, err := decodeHeartbeat(m.Subject, m.Data)
 	if err != nil {
 		c.malformed.Skip(c.log, err, m.Subject, 0)
 		return
 	}
-	if !c.live.Heartbeat(hb.Edge, e.ID, c.o.Now()) {
+	if !c.live.Heartbeat(hb.Edge, e.ID, at) {
 		c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
 	}
 }
 
 // onEdgeCheck folds a prober's checks of edge listeners (one result, or a batch) into the
-// edges' liveness.
+// edges' liveness as they arrive, stamped with their arrival (not the publisher's clock). It
+// runs on the subscription's goroutine.
 func (c *controller) onEdgeCheck(m *nats.Msg) {
+	at := c.o.Now()
+	cfg := c.cfg.Load()
 	region, rs, err := decodeEdgeChecks(m.Subject, m.Data)
 	if err != nil {
 		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("edge check result skipped")
 		return
 	}
-	if !c.o.Config.RegionAllowed(region) {
+	if !cfg.RegionAllowed(region) {
 		c.log.Debug().Str("region", region).Msg("check of an edge listener from an unconfigured region dropped")
 		return
 	}
-	now := c.o.Now()
+	recorded := 0
 	for _, r := range rs {
-		if e := c.o.Config.Edge(r.Endpoint); e == nil || e.App(r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, now) {
+		if e := cfg.Edge(r.Endpoint); e == nil || e.App(r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, at) {
 			c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
+			continue
 		}
+		recorded++
 	}
+	c.o.Metrics.EdgeChecked(region, recorded)
 }
 
 // decodeEdgeChecks parses the results of checks of edge listeners received on subject: one on
@@ -410,8 +418,9 @@ func (c *controller) checkLiveness(ctx context.Context) {
 	}
 }
 
-// checkPendingMsgs and checkPendingBytes bound the edge-listener results waiting for the loop on
-// each subscription: a minute of 10,000 listeners checked every second, in batches.
+// checkPendingMsgs and checkPendingBytes bound the heartbeats or edge-listener results waiting
+// for their callback on each subscription: a minute of 10,000 listeners checked every second, in
+// batches.
 const (
 	checkPendingMsgs  = 1 << 16
 	checkPendingBytes = 256 << 20
@@ -561,11 +570,11 @@ func (c *controller) publishRoutes(ctx context.Context) {
 // that stay keep their liveness; new ones get fall × interval for a first heartbeat; every
 // edge's route table is computed again.
 func (c *controller) reconfigure(cfg *config.Config) {
-	live := NewLiveness(cfg, c.o.Now())
-	live.Adopt(c.live)
+	c.live.Reconfigure(cfg, c.o.Now())
 	for _, e := range cfg.Edges {
-		live.Recorded(e.Name, c.view.Edge(e.Name))
+		c.live.Recorded(e.Name, c.view.Edge(e.Name))
 	}
-	c.live, c.o.Config, c.dirty = live, cfg, true
+	c.o.Config, c.dirty = cfg, true
+	c.cfg.Store(cfg)
 	c.log.Info().Int("edges", len(cfg.Edges)).Int("apps", len(cfg.Apps)).Msg("configuration applied")
 }

@@ -11,6 +11,8 @@ import (
 // Simulate has edge seen dead for reason (a drill's simulated failure), whatever its heartbeats
 // say, until it is called again with reason "".
 func (l *Liveness) Simulate(edge, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if e, ok := l.edges[edge]; ok {
 		e.simulated = reason
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -16,7 +17,10 @@ import (
 // it see its listeners fail, and an edge cut off from NATS stays up while its listeners answer.
 // Without fresh results the heartbeats decide. It does no I/O: the shell feeds it heartbeats,
 // check results, the statuses recorded in STATE and the time, and appends the changes it returns.
+// It is safe for concurrent use: the shell records heartbeats and check results as they arrive,
+// whatever its loop is busy with.
 type Liveness struct {
+	mu    sync.Mutex
 	edges map[string]*edgeLife
 	names []string
 }
@@ -64,7 +68,14 @@ func Tolerance(interval time.Duration) time.Duration { return interval / 5 }
 // NewLiveness starts watching the edges of c at start: each has fall × interval from then to
 // send its first heartbeat.
 func NewLiveness(c *config.Config, start time.Time) *Liveness {
-	l := &Liveness{edges: map[string]*edgeLife{}}
+	l := &Liveness{}
+	l.edges, l.names = watch(c, start)
+	return l
+}
+
+// watch returns the edges of c, by name and in name order, each silent since start.
+func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string) {
+	edges, names := map[string]*edgeLife{}, []string{}
 	for _, e := range c.Edges {
 		el := &edgeLife{interval: e.Heartbeat.Interval.D(), fall: e.Heartbeat.Fall, last: start,
 			pfall: 3, rise: 2, regions: map[string]*probeView{}}
@@ -74,26 +85,33 @@ func NewLiveness(c *config.Config, start time.Time) *Liveness {
 				el.pfall, el.rise, el.stale = max(a.Check.Fall, 1), max(a.Check.Rise, 1), a.Check.StaleAfter.D()
 			}
 		}
-		l.edges[e.Name] = el
-		l.names = append(l.names, e.Name)
+		edges[e.Name] = el
+		names = append(names, e.Name)
 	}
-	sort.Strings(l.names)
-	return l
+	sort.Strings(names)
+	return edges, names
 }
 
-// Adopt carries over what old knows of the edges l also watches: their last heartbeat, recorded
-// status, drill and listener checks. l's thresholds, from the new configuration, stay.
-func (l *Liveness) Adopt(old *Liveness) {
-	for name, e := range l.edges {
-		if o, ok := old.edges[name]; ok {
+// Reconfigure watches the edges of c from now on. Edges that stay keep what l knows of them:
+// their last heartbeat, recorded status, drill and listener checks, with c's thresholds. New
+// ones have fall × interval from start to send their first heartbeat.
+func (l *Liveness) Reconfigure(c *config.Config, start time.Time) {
+	edges, names := watch(c, start)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, e := range edges {
+		if o, ok := l.edges[name]; ok {
 			e.last, e.lastID, e.seen, e.recorded, e.simulated, e.regions = o.last, o.lastID, o.seen, o.recorded, o.simulated, o.regions
 		}
 	}
+	l.edges, l.names = edges, names
 }
 
 // Heartbeat records that edge's heartbeat id arrived at at. It reports false for an edge that is
 // not configured.
 func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	e, ok := l.edges[edge]
 	if !ok {
 		return false
@@ -110,6 +128,8 @@ func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {
 // that is really gone is down fall × interval after from. An edge recorded down is left as it
 // is: only a heartbeat brings it back.
 func (l *Liveness) Grace(from time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for _, e := range l.edges {
 		if e.recorded != events.StatusDown && e.last.Before(from) {
 			e.last = from
@@ -119,6 +139,8 @@ func (l *Liveness) Grace(from time.Time) {
 
 // Recorded tells l the status STATE holds for edge.
 func (l *Liveness) Recorded(edge string, s events.Status) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if e, ok := l.edges[edge]; ok {
 		e.recorded = s
 	}
@@ -127,6 +149,8 @@ func (l *Liveness) Recorded(edge string, s events.Status) {
 // Probe records the result of a check of one of edge's listeners from region, arriving at at.
 // It reports false for an edge that is not configured.
 func (l *Liveness) Probe(edge, region string, ok bool, at time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	e, found := l.edges[edge]
 	if !found {
 		return false
@@ -178,6 +202,8 @@ func (e *edgeLife) probed(now time.Time) (s events.Status, down, regions int) {
 // up when they do not. Without: down for an edge silent for longer than fall × interval (plus
 // Tolerance), up for an edge whose heartbeats arrive. Each reason names the deciding signal.
 func (l *Liveness) Due(now time.Time) []Change {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var out []Change
 	for _, name := range l.names {
 		e := l.edges[name]
