@@ -401,30 +401,58 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if _, err := alert.Secrets(cfg); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var roles []func(context.Context) error
+	var parts []part
 	if apiAddr != "" {
 		srv, err := startAPI(js, cfg, apiAddr, tokensPath, stdout, log)
 		if err != nil {
 			return err
 		}
-		roles = append(roles, srv.Run)
+		parts = append(parts, part{"api", srv.Run})
 	}
-	roles = append(roles, func(ctx context.Context) error {
+	parts = append(parts, part{"alerts", func(ctx context.Context) error {
 		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: r.name, Log: log})
-	})
-	done := make(chan error, len(roles))
-	for _, run := range roles {
-		go func() { done <- run(ctx) }()
+	}})
+	return runParts(ctx, log, func(ctx context.Context) error {
+		co := controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics}
+		if r.configPath == "" { // follow the versions `detour apply` makes
+			co.Configs = config.Watch(ctx, js, r.version, log, "controller", r.name)
+		}
+		return controller.Run(ctx, co)
+	}, parts...)
+}
+
+// part is one of the parts a command runs beside its main one, named for the logs.
+type part struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runParts runs main and parts side by side until main returns, then stops the parts. A part
+// that stops on its own, failing or not, is logged at once and stops main and the other parts:
+// the command then fails naming it, so that whatever supervises the process (systemd, compose)
+// sees it exit non-zero and restarts it, rather than a controller running on without its API or
+// its alerts.
+func runParts(ctx context.Context, log zerolog.Logger, main func(context.Context) error, parts ...part) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, len(parts))
+	for _, p := range parts {
+		go func() {
+			err := p.run(ctx)
+			if ctx.Err() == nil {
+				if err == nil {
+					err = errors.New("stopped unexpectedly")
+				}
+				err = fmt.Errorf("%s: %w", p.name, err)
+				log.Error().Str("part", p.name).Err(err).Msg("part of the process failed; stopping the process")
+				cancel()
+			}
+			done <- err
+		}()
 	}
-	co := controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics}
-	if r.configPath == "" { // follow the versions `detour apply` makes
-		co.Configs = config.Watch(ctx, js, r.version, log, "controller", r.name)
-	}
-	err = controller.Run(ctx, co)
+	err := main(ctx)
 	cancel()
-	for range roles {
+	for range parts {
 		err = errors.Join(err, <-done)
 	}
 	return err
