@@ -360,8 +360,11 @@ func (c *cluster) routeDeliveries(url, edge, app string, from time.Time) []route
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, "ROUTES", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"detour.routes." + edge + "." + app},
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
+	// A plain consumer, not an ordered one: an ordered consumer's Fetch re-creates its consumer,
+	// without end, while no node can (a JetStream node just killed), and hung the suite.
+	cons, err := js.CreateConsumer(ctx, "ROUTES", jetstream.ConsumerConfig{FilterSubject: "detour.routes." + edge + "." + app,
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from, AckPolicy: jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute, MemoryStorage: true})
 	if err != nil {
 		return nil
 	}
