@@ -2,10 +2,9 @@ package prober
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"slices"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,24 +14,13 @@ import (
 )
 
 // memberLog keeps the members each prober last logged.
-type memberLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *memberLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type memberLog struct{ eventstest.Logs }
 
 // members returns the members prober last logged, and how many times it logged them.
 func (l *memberLog) members(prober string) ([]string, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var last []string
 	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(l.String()))
 	for sc.Scan() {
 		var line struct {
 			Prober  string   `json:"prober"`

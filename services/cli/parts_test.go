@@ -1,33 +1,14 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/rs/zerolog"
 )
-
-// lockedBuffer is a log sink the parts write to from their own goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestAFailingPartIsLoggedAtOnceAndStopsTheProcessWithAnError(t *testing.T) {
 	for _, c := range []struct {
@@ -39,7 +20,7 @@ func TestAFailingPartIsLoggedAtOnceAndStopsTheProcessWithAnError(t *testing.T) {
 		{"a part returning without an error", nil, "alerts: stopped unexpectedly"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var logs lockedBuffer
+			var logs eventstest.Logs
 			log := zerolog.New(&logs)
 			var loggedBeforeMainStopped bool
 			// main runs until it is stopped, as the controller does.
@@ -65,7 +46,7 @@ func TestAFailingPartIsLoggedAtOnceAndStopsTheProcessWithAnError(t *testing.T) {
 }
 
 func TestStoppingTheProcessIsNoPartsFailure(t *testing.T) {
-	var logs lockedBuffer
+	var logs eventstest.Logs
 	ctx, cancel := context.WithCancel(context.Background())
 	main := func(ctx context.Context) error { cancel(); <-ctx.Done(); return nil }
 	api := part{"api", func(ctx context.Context) error { <-ctx.Done(); return nil }}
