@@ -36,7 +36,9 @@ type probe struct {
 	done   chan struct{}
 }
 
-// keepAsking calls ask every 50 ms until stop; an answer want refuses is a miss.
+// keepAsking calls ask every 50 ms until stop; an answer refused by the want in force when it
+// was asked is a miss (an ask sent before expect changed want, answered after, is judged by the
+// old one), listed with the time it was asked.
 func keepAsking(t *testing.T, ask func() string, want func(string) bool) *probe {
 	p := &probe{want: want, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -44,11 +46,15 @@ func keepAsking(t *testing.T, ask func() string, want func(string) bool) *probe 
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
+			p.mu.Lock()
+			want := p.want
+			p.mu.Unlock()
+			asked := time.Now()
 			got := ask()
 			p.mu.Lock()
 			p.tries++
-			if !p.want(got) {
-				p.misses = append(p.misses, time.Now().Format("15:04:05.000")+" "+got)
+			if !want(got) {
+				p.misses = append(p.misses, asked.Format("15:04:05.000")+" "+got)
 			}
 			p.mu.Unlock()
 			select {
