@@ -125,6 +125,9 @@ type storedEvent struct {
 	Seq     uint64          `json:"seq"`
 	Stored  time.Time       `json:"stored"`
 	Event   json.RawMessage `json:"event,omitempty"`
+	// Batch is the subject of the batch that recorded the event, when one did (Subject is then
+	// the endpoint's or pool's subject the event stands for).
+	Batch string `json:"batch,omitempty"`
 	// Error says why the message is not a valid event.
 	Error string `json:"error,omitempty"`
 
@@ -144,7 +147,7 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 	for _, name := range o.streams {
 		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 		if o.subject != "" {
-			cfg.FilterSubjects = []string{o.subject}
+			cfg.FilterSubjects = stateFilters(name, o.subject)
 		}
 		if o.since > 0 {
 			start := now.Add(-o.since)
@@ -165,14 +168,14 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 		if err != nil {
 			return fmt.Errorf("read stream %s: %w", name, err)
 		}
-		r := &streamReader{name: name, it: it}
+		r := &streamReader{name: name, it: it, subject: o.subject}
 		live = append(live, r)
 		for pending := info.NumPending; pending > 0; {
-			e, left, err := r.next(5 * time.Second)
+			es, left, err := r.next(5 * time.Second)
 			if err != nil {
 				return err
 			}
-			history = append(history, e)
+			history = append(history, es...)
 			pending = left
 		}
 	}
@@ -190,13 +193,17 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 	for _, r := range live {
 		go func() {
 			for {
-				e, _, err := r.next(0)
+				es, _, err := r.next(0)
 				if err != nil {
 					errs <- err
 					return
 				}
 				mu.Lock()
-				err = printEvent(w, e, o.json)
+				for _, e := range es {
+					if err == nil {
+						err = printEvent(w, e, o.json)
+					}
+				}
 				mu.Unlock()
 				if err != nil {
 					errs <- err
@@ -220,36 +227,67 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 type streamReader struct {
 	name string
 	it   jetstream.MessagesContext
+	// subject is the --subject filter, which a batch's transitions are held to.
+	subject string
 }
 
-// next returns the next message and how many are pending after it, waiting at most within
-// (forever when 0).
-func (r *streamReader) next(within time.Duration) (storedEvent, uint64, error) {
+// next returns the events of the next message (see toStored) and how many messages are pending
+// after it, waiting at most within (forever when 0).
+func (r *streamReader) next(within time.Duration) ([]storedEvent, uint64, error) {
 	var opts []jetstream.NextOpt
 	if within > 0 {
 		opts = append(opts, jetstream.NextMaxWait(within))
 	}
 	m, err := r.it.Next(opts...)
 	if err != nil {
-		return storedEvent{}, 0, fmt.Errorf("read stream %s: %w", r.name, err)
+		return nil, 0, fmt.Errorf("read stream %s: %w", r.name, err)
 	}
-	e, pending := toStored(r.name, m)
-	return e, pending, nil
+	es, pending := toStored(r.name, m, r.subject)
+	return es, pending, nil
 }
 
-func toStored(stream string, m jetstream.Msg) (storedEvent, uint64) {
+// stateFilters are the consumer filters of stream for the --subject filter subject: when it
+// names STATE's endpoints or pools, the batches too, whose transitions toStored then holds to it.
+func stateFilters(stream, subject string) []string {
+	if stream == events.StreamState && !server.SubjectMatchesFilter(events.BatchSubject(0), subject) &&
+		(server.SubjectsCollide(subject, "detour.state.endpoint.*.*.*") || server.SubjectsCollide(subject, "detour.state.pool.*.*")) {
+		return []string{subject, events.SubjectBatches}
+	}
+	return []string{subject}
+}
+
+// toStored returns the message m of stream as the events `detour events` prints: the message,
+// or one event per transition of a batch (on the subject it stands for, and matching filter
+// when it is not ""); a checkpoint restates earlier transitions and prints nothing.
+func toStored(stream string, m jetstream.Msg, filter string) ([]storedEvent, uint64) {
 	e := storedEvent{Stream: stream, Subject: m.Subject()}
 	var pending uint64
 	if md, err := m.Metadata(); err == nil {
 		e.Seq, e.Stored, pending = md.Sequence.Stream, md.Timestamp.UTC(), md.NumPending
 	}
 	env, err := events.Decode(m.Data())
+	var facts []events.Fact
+	if err == nil {
+		facts, err = events.Facts(e.Subject, e.Seq, env)
+	}
 	if err != nil {
 		e.Error = err.Error()
-		return e, pending
+		return []storedEvent{e}, pending
 	}
-	e.env, e.Event = env, json.RawMessage(m.Data())
-	return e, pending
+	if !events.IsStateBatch(env.Type) {
+		e.env, e.Event = env, json.RawMessage(m.Data())
+		return []storedEvent{e}, pending
+	}
+	var out []storedEvent
+	for _, f := range facts {
+		if f.Restated || (filter != "" && !server.SubjectMatchesFilter(f.Subject, filter)) {
+			continue
+		}
+		fe := e
+		fe.Subject, fe.Batch, fe.env, fe.Event = f.Subject, e.Subject, f.Env, json.RawMessage(f.Env.Encode())
+		out = append(out, fe)
+	}
+	return out, pending
 }
 
 func printEvent(w io.Writer, e storedEvent, asJSON bool) error {
