@@ -454,6 +454,12 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 			_, err := exec.Command(detourBin, "events", "--stream", "STATE", "--nats", c.operator(node)).CombinedOutput()
 			return err == nil
 		}, "%s back in the cluster", node)
+		// The next node is killed only once the restarted one holds a current copy of every
+		// stream and consumer it replicates (its /healthz answers 200), as an operator rolling
+		// through the nodes would wait: killed earlier, a group whose restarted replica is still
+		// catching up has one current replica left and stalls (once: the probers' bucket and
+		// PROBES for 30 s, a return 1.2 s over its bound).
+		eventually(t, 60*time.Second, func() bool { return c.jetStreamCurrent(node) }, "%s current in every group it replicates", node)
 	}
 }
 

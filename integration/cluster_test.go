@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,4 +426,20 @@ func readState(url, filter string) ([]stateEvent, error) {
 			return out, nil
 		}
 	}
+}
+
+// jetStreamCurrent reports whether the JetStream node name answers its monitor's /healthz with
+// 200: its streams and consumers are current with their groups.
+func (c *cluster) jetStreamCurrent(name string) bool {
+	ip, err := c.all[name].ContainerIP(c.ctx)
+	if err != nil || ip == "" {
+		return false
+	}
+	hc := http.Client{Timeout: time.Second}
+	resp, err := hc.Get("http://" + ip + ":8222/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
