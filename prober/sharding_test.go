@@ -1,58 +1,183 @@
 package prober
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
-// acceptLog records when each endpoint's listener accepted a connection.
-type acceptLog struct {
-	mu sync.Mutex
-	at map[string][]time.Time
+// checkLog holds every result the workers published, as a subscriber of their subjects sees it:
+// before JetStream drops the second result of one check's window as a duplicate. Each result's
+// id names its check and window (ResultID), so the log says which worker ran which window's
+// check whatever the delays of a loaded machine.
+type checkLog struct {
+	t        *testing.T
+	nc       *nats.Conn
+	msgs     chan *nats.Msg
+	interval time.Duration
+	// runs maps a check key and a window to the workers that ran it, one entry per run.
+	runs map[string]map[int64][]string
 }
 
-func (a *acceptLog) add(endpoint string, t time.Time) {
-	a.mu.Lock()
-	a.at[endpoint] = append(a.at[endpoint], t)
-	a.mu.Unlock()
+func newCheckLog(t *testing.T, nc *nats.Conn, region string, interval time.Duration) *checkLog {
+	l := &checkLog{t: t, nc: nc, msgs: make(chan *nats.Msg, 1<<16), interval: interval, runs: map[string]map[int64][]string{}}
+	sub, err := nc.ChanSubscribe("detour.probe."+region+".>", l.msgs)
+	if err != nil {
+		t.Fatalf("subscribe to results: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush subscription: %v", err)
+	}
+	return l
 }
 
-// closestRuns returns the shortest gap between two connections to one endpoint, and which.
-func (a *acceptLog) closestRuns() (time.Duration, string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	best, which := time.Duration(1<<62), ""
-	for ep, ts := range a.at {
-		for i := 1; i < len(ts); i++ {
-			if d := ts[i].Sub(ts[i-1]); d < best {
-				best, which = d, ep
+// read takes in the results received so far.
+func (l *checkLog) read() {
+	l.t.Helper()
+	for {
+		select {
+		case m := <-l.msgs:
+			e, err := events.Decode(m.Data)
+			if err != nil {
+				l.t.Fatalf("decode result on %s: %v", m.Subject, err)
+			}
+			var r events.ProbeResult
+			if err := e.Payload(&r); err != nil {
+				l.t.Fatalf("payload of %s on %s: %v", e.Type, m.Subject, err)
+			}
+			k := r.App + "/" + r.Pool + "/" + r.Endpoint
+			n, ok := l.window(r, k)
+			if !ok {
+				l.t.Fatalf("result %s of %s by %s at %s names no window near its time", r.ID, k, r.Prober, r.At)
+			}
+			if l.runs[k] == nil {
+				l.runs[k] = map[int64][]string{}
+			}
+			l.runs[k][n] = append(l.runs[k][n], r.Prober)
+		default:
+			return
+		}
+	}
+}
+
+// settle reads every result published before it was called: the server sends them before its
+// answer to a flush.
+func (l *checkLog) settle() {
+	l.t.Helper()
+	if err := l.nc.Flush(); err != nil {
+		l.t.Fatalf("flush subscription: %v", err)
+	}
+	l.read()
+}
+
+// window finds the window whose check r is the result of. A check starts in its window, at most
+// one interval late (later ones are skipped), and completes within its timeout.
+func (l *checkLog) window(r events.ProbeResult, key string) (int64, bool) {
+	last := Window(r.At, l.interval)
+	for n := last; n >= last-3; n-- {
+		if ResultID(r.Region, key, l.interval, n) == r.ID {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// twice lists the windows of a check that more than one run took.
+func (l *checkLog) twice() []string {
+	var out []string
+	for k, ws := range l.runs {
+		for n, ps := range ws {
+			if len(ps) > 1 {
+				out = append(out, fmt.Sprintf("%s window %d by %v", k, n, ps))
 			}
 		}
 	}
-	return best, which
+	slices.Sort(out)
+	return out
 }
 
+// covered waits until every check of keys has a result in every window of [from, to] and returns
+// how many of those each worker ran; the test fails if one is still missing three windows after
+// to.
+func (l *checkLog) covered(what string, keys []string, from, to int64) map[string]int {
+	l.t.Helper()
+	missing := func() []string {
+		var miss []string
+		for _, k := range keys {
+			for n := from; n <= to; n++ {
+				if len(l.runs[k][n]) == 0 {
+					miss = append(miss, fmt.Sprintf("%s@%d", k, n))
+				}
+			}
+		}
+		return miss
+	}
+	deadline := SlotTime("", l.interval, 0, to+3)
+	for {
+		l.read()
+		if len(missing()) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if miss := missing(); len(miss) > 0 {
+		l.t.Fatalf("%s: windows %d..%d (now %d) lack %d results: %v", what, from, to, Window(time.Now(), l.interval), len(miss), miss)
+	}
+	per := map[string]int{}
+	for _, k := range keys {
+		for n := from; n <= to; n++ {
+			per[l.runs[k][n][0]]++
+		}
+	}
+	return per
+}
+
+// acceptLog counts the connections each endpoint's listener accepted: every TCP check.
+type acceptLog struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (a *acceptLog) add(endpoint string) {
+	a.mu.Lock()
+	a.n[endpoint]++
+	a.mu.Unlock()
+}
+
+// TestThreeProbersShareARegionsChecksAndCoverForEachOther runs real workers against one
+// JetStream and judges each check's windows by the results' ids rather than by when the
+// endpoints saw them, so a loaded machine delaying a check makes no difference: every window of
+// every check is run by exactly one worker, the three share the checks, a dead worker's checks
+// move to the others, and a new worker takes its share.
 func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for several seconds")
 	}
 	const (
 		endpoints = 30
-		interval  = 400 * time.Millisecond
-		jitter    = 40 * time.Millisecond
+		interval  = 500 * time.Millisecond
+		jitter    = 50 * time.Millisecond
 		heartbeat = 100 * time.Millisecond
-		memberTTL = 300 * time.Millisecond // under one interval: a dead worker's checks move within two
+		// memberTTL and joinDelay leave a busy machine room to deliver heartbeats late: a live
+		// worker is not taken for dead, and every member sees a new one before it starts.
+		memberTTL = time.Second
+		joinDelay = 500 * time.Millisecond
 	)
 	srv := eventstest.Start(t)
-	accepts := &acceptLog{at: map[string][]time.Time{}}
+	checks := newCheckLog(t, eventstest.Connect(t, srv.URL), "us-west", interval)
+	accepts := &acceptLog{n: map[string]int{}}
 	var eps strings.Builder
 	var keys []string
 	for i := range endpoints {
@@ -68,7 +193,7 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 				if err != nil {
 					return
 				}
-				accepts.add(name, time.Now())
+				accepts.add("shop/west/" + name)
 				c.Close()
 			}
 		}()
@@ -85,7 +210,7 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 `, interval, jitter, eps.String()))
 
 	type handle struct {
-		nc   interface{ Close() }
+		nc   *nats.Conn
 		stop func()
 	}
 	probers := map[string]handle{}
@@ -97,111 +222,84 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 		}
 		stop := startWorker(t, Options{JS: js, Config: cfg, Region: "us-west", Name: name,
 			Log:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
-			Heartbeat: heartbeat, MemberTTL: memberTTL})
+			Heartbeat: heartbeat, MemberTTL: memberTTL, JoinDelay: joinDelay,
+			BatchWindow: -1}) // each result alone, under its per-window id
 		probers[name] = handle{nc: nc, stop: stop}
 	}
-
-	now := func() int64 { return Window(time.Now(), interval) }
-	// byWindow maps every stored result to its check and window: the window of the last instant
-	// of the check at or before the moment the check started.
-	byWindow := func(from, to int64) map[string]map[int64]string {
-		got := map[string]map[int64]string{}
-		for _, r := range results(t, srv.JS) {
-			k := r.App + "/" + r.Pool + "/" + r.Endpoint
-			start := r.At.Add(-time.Duration(r.LatencyMicros) * time.Microsecond)
-			n := Window(start, interval)
-			if SlotTime(k, interval, jitter, n).After(start) {
-				n--
-			}
-			if n < from || n > to {
-				continue
-			}
-			if got[k] == nil {
-				got[k] = map[int64]string{}
-			}
-			got[k][n] = r.Prober
-		}
-		return got
-	}
-	// coverage waits until every check has a result in every window of [from, to], then returns
-	// how many checks each prober ran there.
-	coverage := func(what string, from, to int64) map[string]int {
+	// activeFrom waits for the members' records and returns the latest instant they start taking
+	// checks at.
+	activeFrom := func(names ...string) time.Time {
 		t.Helper()
-		var got map[string]map[int64]string
-		missing := func() []string {
-			var miss []string
-			for _, k := range keys {
-				for n := from; n <= to; n++ {
-					if _, ok := got[k][n]; !ok {
-						miss = append(miss, fmt.Sprintf("%s@%d", k, n))
-					}
+		kv, err := srv.JS.KeyValue(context.Background(), MembersBucket)
+		var latest time.Time
+		eventstest.Eventually(t, 10*time.Second, func() bool {
+			if err != nil {
+				kv, err = srv.JS.KeyValue(context.Background(), MembersBucket)
+				return false
+			}
+			latest = time.Time{}
+			for _, name := range names {
+				e, err := kv.Get(context.Background(), "us-west."+name)
+				if err != nil {
+					return false
+				}
+				m, err := DecodeMember(e.Value())
+				if err != nil {
+					t.Fatalf("member record of %s: %v", name, err)
+				}
+				if m.ActiveFrom.After(latest) {
+					latest = m.ActiveFrom
 				}
 			}
-			return miss
-		}
-		deadline := SlotTime("", interval, 0, to+3)
-		eventstest.Eventually(t, time.Until(deadline)+time.Second, func() bool {
-			got = byWindow(from, to)
-			return len(missing()) == 0 || time.Now().After(deadline)
-		}, "%s: results read", what)
-		if miss := missing(); len(miss) > 0 {
-			t.Fatalf("%s: windows %d..%d (now %d) lack %d results: %v", what, from, to, now(), len(miss), miss)
-		}
-		per := map[string]int{}
-		for _, ws := range got {
-			for _, p := range ws {
-				per[p]++
+			return true
+		}, "records of %v", names)
+		return latest
+	}
+	share := func(what string, per map[string]int, windows int, names ...string) {
+		t.Helper()
+		for _, name := range names {
+			if s := float64(per[name]) / float64(endpoints*windows); s < 0.15 {
+				t.Errorf("%s: %s ran %.0f%% of the checks: %v", what, name, s*100, per)
 			}
 		}
-		return per
 	}
 
 	for _, name := range []string{"p1", "p2", "p3"} {
 		start(name)
 	}
-	first := now() + 2
-	per := coverage("three probers", first, first+5)
-	for _, name := range []string{"p1", "p2", "p3"} {
-		if share := float64(per[name]) / float64(endpoints*6); share < 0.15 {
-			t.Errorf("with three probers %s ran %.0f%% of the checks: %v", name, share*100, per)
-		}
-	}
+	first := Window(activeFrom("p1", "p2", "p3"), interval) + 1
+	share("with p1, p2 and p3", checks.covered("three probers", keys, first, first+5), 6, "p1", "p2", "p3")
 
-	// Kill p2 as a crash would: its connection drops and its record is left to expire.
+	// Kill p2 as a crash would: its connection drops and its record is left to expire, a TTL
+	// after the others last heard from it.
 	probers["p2"].nc.Close()
 	probers["p2"].stop()
-	killed := now()
-	per = coverage("after p2 died", killed+2, killed+6)
+	moved := Window(time.Now().Add(memberTTL+interval), interval) + 1
+	per := checks.covered("after p2 died", keys, moved, moved+4)
 	if per["p2"] != 0 || per["p1"] == 0 || per["p3"] == 0 {
 		t.Errorf("after p2 died the checks ran on %v, want p1 and p3 only", per)
 	}
 
 	start("p4")
-	added := now()
-	per = coverage("after p4 joined", added, added+6)
-	if per["p4"] == 0 {
-		t.Errorf("p4 took no checks: %v", per)
-	}
-	per = coverage("with p1, p3 and p4", added+2, added+6)
-	for _, name := range []string{"p1", "p3", "p4"} {
-		if share := float64(per[name]) / float64(endpoints*5); share < 0.15 {
-			t.Errorf("with three probers %s ran %.0f%% of the checks: %v", name, share*100, per)
-		}
-	}
+	joined := Window(activeFrom("p4"), interval) + 1
+	share("with p1, p3 and p4", checks.covered("after p4 joined", keys, joined, joined+5), 6, "p1", "p3", "p4")
 
-	// Politeness, measured where the endpoint sees it: no endpoint was ever checked twice in
-	// one interval, neither during the hand-overs nor after. Two workers running one window's
-	// check would both do it at the same instant; half an interval leaves room for scheduling
-	// delays on a busy machine.
-	if d, ep := accepts.closestRuns(); d < (interval-jitter)/2 {
-		t.Errorf("endpoint %s was checked twice within %s", ep, d)
+	// Politeness: no check's window was run twice, neither during the hand-overs nor after.
+	for _, name := range []string{"p1", "p3", "p4"} {
+		probers[name].stop()
 	}
+	checks.settle()
+	if twice := checks.twice(); len(twice) > 0 {
+		t.Errorf("%d windows were checked twice: %v", len(twice), twice)
+	}
+	// And where the endpoints see it: every connection they accepted is a check whose result
+	// was published, but for the checks cut short when a worker stopped (at most one in flight
+	// per endpoint as each of the four stopped).
 	accepts.mu.Lock()
 	defer accepts.mu.Unlock()
-	for ep, ts := range accepts.at {
-		span := ts[len(ts)-1].Sub(ts[0])
-		if max := int(span/(interval-jitter)) + 1; len(ts) > max {
-			t.Errorf("endpoint %s was checked %d times in %s, more than once per interval", ep, len(ts), span)
+	for _, k := range keys {
+		if got, runs := accepts.n[k], len(checks.runs[k]); got > runs+4 {
+			t.Errorf("endpoint %s accepted %d connections, %d more than the windows it was checked in", k, got, got-runs)
 		}
 	}
 }
