@@ -31,8 +31,9 @@ func NewSwitch(name string, run func(context.Context) error) *Switch {
 }
 
 // Start runs the role under ctx (or, after Stop, under the context it was first started with)
-// until Stop or ctx ends. A role that fails reports through report.
-func (s *Switch) Start(ctx context.Context, report func(error)) {
+// until Stop or ctx ends. A role that fails, or returns while neither asked it to stop, reports
+// through report at once, with the switch's name.
+func (s *Switch) Start(ctx context.Context, report func(role string, err error)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done != nil {
@@ -46,8 +47,12 @@ func (s *Switch) Start(ctx context.Context, report func(error)) {
 	done := s.done
 	go func() {
 		defer close(done)
-		if err := s.run(rctx); err != nil {
-			report(fmt.Errorf("%s: %w", s.name, err))
+		err := s.run(rctx)
+		if err == nil && rctx.Err() == nil {
+			err = errors.New("stopped on its own")
+		}
+		if err != nil {
+			report(s.name, err)
 		}
 	}()
 }
@@ -84,7 +89,7 @@ type Control struct {
 
 // StartControl listens on addr and serves the switches, keyed by edge name, behind a fresh
 // random token.
-func StartControl(addr string, edges map[string]*Switch, report func(error)) (*Control, error) {
+func StartControl(addr string, edges map[string]*Switch, report func(role string, err error)) (*Control, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("start demo control: make token: %w", err)

@@ -2,6 +2,8 @@ package demo
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -10,9 +12,9 @@ import (
 func startTestControl(t *testing.T) (*Control, *Switch) {
 	t.Helper()
 	sw := NewSwitch("edge edge-west", func(ctx context.Context) error { <-ctx.Done(); return nil })
-	sw.Start(context.Background(), func(err error) { t.Error(err) })
+	sw.Start(context.Background(), func(role string, err error) { t.Errorf("%s: %v", role, err) })
 	t.Cleanup(func() { sw.Stop() })
-	c, err := StartControl("127.0.0.1:0", map[string]*Switch{"edge-west": sw}, func(err error) { t.Error(err) })
+	c, err := StartControl("127.0.0.1:0", map[string]*Switch{"edge-west": sw}, func(role string, err error) { t.Errorf("%s: %v", role, err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,5 +67,32 @@ func TestTheDemoControlRefusesRequestsFromOffTheMachine(t *testing.T) {
 	c.srv.Handler.ServeHTTP(rec, req)
 	if rec.Code != http.StatusForbidden || !sw.Running() {
 		t.Errorf("status %d, edge running %v; want 403 and still running", rec.Code, sw.Running())
+	}
+}
+
+func TestASwitchReportsItsRoleFailingOrStoppingOnItsOwnButNotAStop(t *testing.T) {
+	type report struct {
+		role string
+		err  error
+	}
+	reports := make(chan report, 3)
+	rec := func(role string, err error) { reports <- report{role, err} }
+	failing := NewSwitch("edge edge-west", func(context.Context) error { return errors.New("listen: address in use") })
+	failing.Start(context.Background(), rec)
+	quitting := NewSwitch("edge edge-east", func(context.Context) error { return nil })
+	quitting.Start(context.Background(), rec)
+	stopped := NewSwitch("edge edge-north", func(ctx context.Context) error { <-ctx.Done(); return nil })
+	stopped.Start(context.Background(), rec)
+	stopped.Stop()
+	failing.Stop()
+	quitting.Stop()
+	close(reports)
+	got := map[string]string{}
+	for r := range reports {
+		got[r.role] = r.err.Error()
+	}
+	want := map[string]string{"edge edge-west": "listen: address in use", "edge edge-east": "stopped on its own"}
+	if !maps.Equal(got, want) {
+		t.Errorf("reports %v, want %v", got, want)
 	}
 }

@@ -172,7 +172,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	st.DNSAddr = dns.Addr()
 
-	g := newGroup(context.WithoutCancel(ctx))
+	g := newGroup(context.WithoutCancel(ctx), o.Log)
 	st.group = g
 	g.Go("dns", dns.Run)
 	g.Go("decider", func(ctx context.Context) error {
