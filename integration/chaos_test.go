@@ -575,14 +575,27 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		unchanged("with prober-west cut off from the us-west backend")
 		time.Sleep(500 * time.Millisecond)
 	}
-	r, at := lastResult(t, op, "us-west", "shop", "us-west", endpoint)
-	if r == nil || r.OK || at.Before(partAt) {
-		t.Fatalf("suite 4: us-west's last result for shop's us-west backend (stored %s) is %+v, want a failure during the partition: the partition did not take",
-			at.Format("15:04:05.000"), r)
+	// Judged by the checks begun after the cut only: one under way when the rule went in, or
+	// run before it and stored after, says nothing about the partition.
+	var during []events.ProbeResult
+	for _, r := range resultsSince(t, op, "us-west", "shop", "us-west", endpoint, partAt) {
+		if r.At.Add(-time.Duration(r.LatencyMicros) * time.Microsecond).After(partAt) {
+			during = append(during, r)
+		}
+	}
+	if len(during) < checkFall {
+		t.Fatalf("suite 4: us-west stored %d results for shop's us-west backend of checks begun during the %s partition, want at least %d: prober-west did not keep checking",
+			len(during), time.Since(partAt).Round(time.Millisecond), checkFall)
+	}
+	for _, r := range during {
+		if r.OK {
+			t.Fatalf("suite 4: us-west's check of shop's us-west backend completed at %s, %s into the partition, passed: the partition did not take",
+				r.At.Format("15:04:05.000"), r.At.Sub(partAt).Round(time.Millisecond))
+		}
 	}
 	c.refuse("prober-west", c.west, false)
-	t.Logf("suite 4: prober-west cut off from the us-west backend for %s, us-west voting it down (last result %s: %s): no transition",
-		time.Since(partAt).Round(time.Millisecond), at.Format("15:04:05.000"), r.Error)
+	t.Logf("suite 4: prober-west cut off from the us-west backend for %s, us-west voting it down (%d checks begun during the partition, all failed: %s): no transition",
+		time.Since(partAt).Round(time.Millisecond), len(during), during[len(during)-1].Error)
 	for settle := time.Now(); time.Since(settle) < checkInterval*checkFall*2; {
 		unchanged("after the partition healed")
 		time.Sleep(500 * time.Millisecond)
@@ -702,28 +715,74 @@ func (c *cluster) refuse(name, ip string, on bool) {
 	}
 }
 
-// lastResult returns the last result region's probers stored for an endpoint, alone or in a
-// batch, and when PROBES stored it; nil when there is none.
-func lastResult(t *testing.T, url, region, app, pool, endpoint string) (*events.ProbeResult, time.Time) {
+// resultsSince returns the results region's probers stored for an endpoint, alone or in a batch,
+// from since on, read as the operator at url.
+func resultsSince(t *testing.T, url, region, app, pool, endpoint string, since time.Time) []events.ProbeResult {
 	t.Helper()
-	var last *events.ProbeResult
-	var at time.Time
-	for _, filter := range []string{events.ProbeSubject(region, app, pool, endpoint), "detour.probe." + region + ".batch.>"} {
-		m := lastMsg(t, url, "PROBES", filter)
-		if m == nil || !m.Time.After(at) {
-			continue
-		}
-		rs, err := events.DecodeProbes(m.Data)
-		if err != nil {
-			t.Fatalf("decode %s: %v", m.Subject, err)
-		}
-		for i := range rs {
-			if rs[i].App == app && rs[i].Pool == pool && rs[i].Endpoint == endpoint {
-				last, at = &rs[i], m.Time
-			}
+	var out []events.ProbeResult
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		if out, err = readResults(url, region, app, pool, endpoint, since); err == nil || time.Now().After(deadline) {
+			break
 		}
 	}
-	return last, at
+	if err != nil {
+		t.Fatalf("read %s's results for %s/%s/%s: %v", region, app, pool, endpoint, err)
+	}
+	return out
+}
+
+func readResults(url, region, app, pool, endpoint string, since time.Time) ([]events.ProbeResult, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, "PROBES", jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.ProbeSubject(region, app, pool, endpoint), "detour.probe." + region + ".batch.>"},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &since})
+	if err != nil {
+		return nil, err
+	}
+	var out []events.ProbeResult
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			rs, err := events.DecodeProbes(m.Data())
+			if err != nil {
+				return nil, fmt.Errorf("decode %s: %w", m.Subject(), err)
+			}
+			for _, r := range rs {
+				if r.App == app && r.Pool == pool && r.Endpoint == endpoint {
+					out = append(out, r)
+				}
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			if md.NumPending == 0 {
+				return out, batch.Error()
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return out, nil
+		}
+	}
 }
 
 // lastStored is when stream stored its last message on a subject matching filter (zero when
