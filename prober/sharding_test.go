@@ -3,6 +3,7 @@ package prober
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -28,10 +29,13 @@ type checkLog struct {
 	interval time.Duration
 	// runs maps a check key and a window to the workers that ran it, one entry per run.
 	runs map[string]map[int64][]string
+	// stalls excuses the windows in which the workers could not run.
+	stalls *stalls
 }
 
 func newCheckLog(t *testing.T, nc *nats.Conn, region string, interval time.Duration) *checkLog {
-	l := &checkLog{t: t, nc: nc, msgs: make(chan *nats.Msg, 1<<16), interval: interval, runs: map[string]map[int64][]string{}}
+	l := &checkLog{t: t, nc: nc, msgs: make(chan *nats.Msg, 1<<16), interval: interval, runs: map[string]map[int64][]string{},
+		stalls: watchStalls(t, interval/2)}
 	sub, err := nc.ChanSubscribe("detour.probe."+region+".>", l.msgs)
 	if err != nil {
 		t.Fatalf("subscribe to results: %v", err)
@@ -82,11 +86,11 @@ func (l *checkLog) settle() {
 	l.read()
 }
 
-// window finds the window whose check r is the result of. A check starts in its window, at most
-// one interval late (later ones are skipped), and completes within its timeout.
+// window finds the window whose check r is the result of: at most 20 s before it completed (a
+// check starts at most one interval late, but a stalled process may complete it much later).
 func (l *checkLog) window(r events.ProbeResult, key string) (int64, bool) {
 	last := Window(r.At, l.interval)
-	for n := last; n >= last-3; n-- {
+	for n := last; n >= last-int64(20*time.Second/l.interval); n-- {
 		if ResultID(r.Region, key, l.interval, n) == r.ID {
 			return n, true
 		}
@@ -110,14 +114,21 @@ func (l *checkLog) twice() []string {
 
 // covered waits until every check of keys has a result in every window of [from, to] and returns
 // how many of those each worker ran; the test fails if one is still missing 10 s after to ended
-// (on a machine with a load of 25, results of the last window took over a second to arrive).
+// (on a machine with a load of 25, results of the last window took over a second to arrive). A
+// window in which this process stalled is excused: its workers skip a window they are more than
+// an interval late for, and count themselves dead when they could not heartbeat for a TTL.
 func (l *checkLog) covered(what string, keys []string, from, to int64) map[string]int {
 	l.t.Helper()
+	excused := map[int64]bool{}
 	missing := func() []string {
 		var miss []string
 		for _, k := range keys {
 			for n := from; n <= to; n++ {
 				if len(l.runs[k][n]) == 0 {
+					if l.stalls.during(n, l.interval) {
+						excused[n] = true
+						continue
+					}
 					miss = append(miss, fmt.Sprintf("%s@%d", k, n))
 				}
 			}
@@ -135,13 +146,80 @@ func (l *checkLog) covered(what string, keys []string, from, to int64) map[strin
 	if miss := missing(); len(miss) > 0 {
 		l.t.Fatalf("%s: windows %d..%d (now %d) lack %d results: %v", what, from, to, Window(time.Now(), l.interval), len(miss), miss)
 	}
+	if len(excused) > 0 {
+		l.t.Logf("%s: results missing in windows %v, excused: this process stalled for %v", what, slices.Sorted(maps.Keys(excused)), l.stalls.list())
+	}
+	if 2*len(excused) > int(to-from+1) {
+		l.t.Fatalf("%s: %d of windows %d..%d excused for stalls; too few left to judge", what, len(excused), from, to)
+	}
 	per := map[string]int{}
 	for _, k := range keys {
 		for n := from; n <= to; n++ {
-			per[l.runs[k][n][0]]++
+			if ps := l.runs[k][n]; len(ps) > 0 {
+				per[ps[0]]++
+			}
 		}
 	}
 	return per
+}
+
+// stalls records the times this test process got no CPU for at least min (seen as gaps between
+// the ticks of a 10 ms ticker): on a machine with a load of 25 it stopped for over a second.
+type stalls struct {
+	mu   sync.Mutex
+	gaps [][2]time.Time
+}
+
+func watchStalls(t *testing.T, min time.Duration) *stalls {
+	s := &stalls{}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { close(done); <-stopped })
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				now := time.Now()
+				if now.Sub(last) >= min {
+					s.mu.Lock()
+					s.gaps = append(s.gaps, [2]time.Time{last, now})
+					s.mu.Unlock()
+				}
+				last = now
+			}
+		}
+	}()
+	return s
+}
+
+// during reports whether a stall came within one interval of window n.
+func (s *stalls) during(n int64, interval time.Duration) bool {
+	start := time.Unix(0, n*int64(interval)).Add(-interval)
+	end := start.Add(3 * interval)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.gaps {
+		if g[0].Before(end) && g[1].After(start) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *stalls) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, g := range s.gaps {
+		out = append(out, fmt.Sprintf("%s at %s", g[1].Sub(g[0]).Round(time.Millisecond), g[0].Format("15:04:05.000")))
+	}
+	return out
 }
 
 // acceptLog counts the connections each endpoint's listener accepted: every TCP check.
@@ -160,7 +238,8 @@ func (a *acceptLog) add(endpoint string) {
 // JetStream and judges each check's windows by the results' ids rather than by when the
 // endpoints saw them, so a loaded machine delaying a check makes no difference: every window of
 // every check is run by exactly one worker, the three share the checks, a dead worker's checks
-// move to the others, and a new worker takes its share.
+// move to the others, and a new worker takes its share. Only where this process got no CPU for
+// a while (which the workers answer by skipping windows) may a window lack its result.
 func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for several seconds")
@@ -255,10 +334,14 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 		}, "records of %v", names)
 		return latest
 	}
-	share := func(what string, per map[string]int, windows int, names ...string) {
+	share := func(what string, per map[string]int, names ...string) {
 		t.Helper()
+		all := 0
+		for _, n := range per {
+			all += n
+		}
 		for _, name := range names {
-			if s := float64(per[name]) / float64(endpoints*windows); s < 0.15 {
+			if s := float64(per[name]) / float64(all); s < 0.15 {
 				t.Errorf("%s: %s ran %.0f%% of the checks: %v", what, name, s*100, per)
 			}
 		}
@@ -268,7 +351,7 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 		start(name)
 	}
 	first := Window(activeFrom("p1", "p2", "p3"), interval) + 1
-	share("with p1, p2 and p3", checks.covered("three probers", keys, first, first+5), 6, "p1", "p2", "p3")
+	share("with p1, p2 and p3", checks.covered("three probers", keys, first, first+5), "p1", "p2", "p3")
 
 	// Kill p2 as a crash would: its connection drops and its record is left to expire, a TTL
 	// after the others last heard from it.
@@ -282,7 +365,7 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 
 	start("p4")
 	joined := Window(activeFrom("p4"), interval) + 1
-	share("with p1, p3 and p4", checks.covered("after p4 joined", keys, joined, joined+5), 6, "p1", "p3", "p4")
+	share("with p1, p3 and p4", checks.covered("after p4 joined", keys, joined, joined+5), "p1", "p3", "p4")
 
 	// Politeness: no check's window was run twice, neither during the hand-overs nor after.
 	for _, name := range []string{"p1", "p3", "p4"} {
