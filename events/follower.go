@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/detourdev/detour/events/logs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -47,7 +48,10 @@ type Follower struct {
 	// connection receives its replies under its NATS user's own inbox (InboxPrefix, as every
 	// role's does), the consumer is named ConsumerName(user, Reader), so that the user may be
 	// allowed exactly its own consumers and no one else's (deployments/nats/accounts.conf). Each
-	// (re)start deletes the consumer of that name first: one process per NATS user. A connection
+	// (re)start deletes the consumer of that name first: one process per NATS user. Two processes
+	// connected as one user would delete each other's consumer in turn; each says so at error
+	// level (SharedUserMessage), the newcomer at once when it finds the consumer in use by a live
+	// reader, the other when its consumer is deleted, and both go on reading. A connection
 	// without its own inbox (the one identity of detour up) gets a random name.
 	Reader string
 	// Bridge is how the follower reads while it cannot create a consumer. Default BridgeNone.
@@ -56,6 +60,16 @@ type Follower struct {
 	// the list each time it starts bridging, so that it follows a changing configuration.
 	Last func() []string
 }
+
+// SharedUserMessage is what a follower logs, at error level, when another client of its NATS user
+// reads through its consumer or deletes it: two processes share one user, and each deletes the
+// other's consumer when it (re)starts. The line names the stream, the consumer and the user, and
+// says how it was seen ("in use at start" or "deleted while reading"); it recurs at most once a
+// minute, with the count of those held back.
+const SharedUserMessage = "another client of this nats user reads through this process's consumer: give each process its own nats user"
+
+// errConsumerTaken marks the loss of a named consumer that another client deleted.
+var errConsumerTaken = errors.New("deleted by another client")
 
 // Bridge is how a Follower reads its stream while no consumer can be created.
 type Bridge int
@@ -97,8 +111,13 @@ type Delivery struct {
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
 	st := &followState{cfg: f.Start, mode: f.Bridge}
-	if user := inboxUser(f.JS.Conn()); user != "" {
+	user := inboxUser(f.JS.Conn())
+	if user != "" {
 		st.name = ConsumerName(user, f.Reader)
+	}
+	shared := logs.NewRepeats(time.Minute)
+	st.shared = func(how string) {
+		shared.Gate(log.Error(), "shared").Str("consumer", st.name).Str("nats_user", user).Str("how", how).Msg(SharedUserMessage)
 	}
 	var lostAt time.Time
 	var gap *bridge
@@ -115,7 +134,10 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 		if ctx.Err() != nil {
 			return
 		}
-		if lostAt.IsZero() {
+		if errors.Is(err, errConsumerTaken) {
+			// Said by SharedUserMessage instead: a loss and a recovery a second otherwise.
+			st.shared("deleted while reading")
+		} else if lostAt.IsZero() {
 			lostAt = time.Now()
 			log.Warn().Err(err).Uint64("stream_seq", st.lastSeq()).Msg("stream unreachable; retrying")
 		} else {
@@ -148,6 +170,9 @@ type followState struct {
 	stream jetstream.Stream
 	// name is the consumer's name, the same at every start; "" for a random one each time.
 	name string
+	// started is set once the first consumer was created; shared logs SharedUserMessage.
+	started bool
+	shared  func(how string)
 }
 
 func (st *followState) lastSeq() uint64 {
@@ -204,8 +229,13 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	name := st.name
 	if name == "" {
 		name = nuid.Next()
-	} else if err := f.deleteNamed(ctx, s, name); err != nil {
-		return err
+	} else {
+		if !st.started && f.inUse(ctx, s, name) {
+			st.shared("in use at start")
+		}
+		if err := f.deleteNamed(ctx, s, name); err != nil {
+			return err
+		}
 	}
 	cc := jetstream.ConsumerConfig{Name: name, DeliverPolicy: cfg.DeliverPolicy, OptStartSeq: cfg.OptStartSeq,
 		OptStartTime: cfg.OptStartTime, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute,
@@ -221,6 +251,7 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", f.Stream, err)
 	}
+	st.started = true
 	it, err := cons.Messages(FollowOptions()...)
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", f.Stream, err)
@@ -241,7 +272,7 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 				return ctx.Err()
 			}
 			if errors.Is(err, jetstream.ErrConsumerDeleted) && st.name != "" {
-				return fmt.Errorf("read %s: consumer %s deleted (by another process connected as the same NATS user?): %w", f.Stream, name, err)
+				return fmt.Errorf("read %s: consumer %s %w (another process connected as the same NATS user?): %w", f.Stream, name, errConsumerTaken, err)
 			}
 			return fmt.Errorf("read %s: %w", f.Stream, err)
 		}
@@ -264,6 +295,22 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 			return ctx.Err()
 		}
 	}
+}
+
+// inUse reports whether the consumer name exists and a live client waits on it for messages: a
+// consumer an earlier start of this process left has none waiting (the server drops the pull
+// requests of a closed connection), so one that has is another process's, connected as the same
+// NATS user. It asks for a short while only and says false when it gets no answer: it is a
+// diagnosis, and must not delay a follower whose consumer's node died.
+func (f *Follower) inUse(ctx context.Context, s jetstream.Stream, name string) bool {
+	ictx, cancel := context.WithTimeout(ctx, followProbe/4)
+	defer cancel()
+	c, err := s.Consumer(ictx, name)
+	if err != nil {
+		return false
+	}
+	info := c.CachedInfo()
+	return info != nil && info.NumWaiting > 0
 }
 
 // deleteNamed removes the consumer name left by an earlier start (it would refuse a new start

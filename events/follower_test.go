@@ -2,7 +2,9 @@ package events_test
 
 import (
 	"context"
+	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,4 +270,149 @@ func followWithoutConsumer(t *testing.T, bridge events.Bridge) {
 	}
 	cancel()
 	<-done
+}
+
+// TestTwoProcessesOfOneNATSUserAreToldToGiveEachItsOwn runs two followers connected as one NATS
+// user, as two DNS servers given the same credentials would: they share one consumer name, so
+// each deletes the other's when it (re)starts. Both must say so at error level, naming the user
+// and the consumer — the second at its start, the first when its consumer is deleted — and both
+// must still deliver every message.
+func TestTwoProcessesOfOneNATSUserAreToldToGiveEachItsOwn(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subject := events.EndpointStateSubject("shop", "west", "a")
+	publish := func() {
+		t.Helper()
+		e, _ := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{To: events.StatusDown})
+		if _, err := events.Publish(ctx, srv.JS, subject, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type process struct {
+		logs eventstest.Logs
+		seqs chan uint64
+	}
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	start := func() *process {
+		p := &process{seqs: make(chan uint64, 64)}
+		nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := events.Follower{JS: js, Stream: events.StreamState, Log: zerolog.New(io.MultiWriter(&p.logs, zerolog.NewTestWriter(t))),
+			Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}}, Bridge: events.BridgeNext}
+		wg.Go(func() {
+			f.Run(ctx, func(d events.Delivery) {
+				if d.Msg != nil {
+					p.seqs <- d.Seq
+				}
+			})
+		})
+		return p
+	}
+	next := func(p *process, who string, want uint64) {
+		t.Helper()
+		select {
+		case got := <-p.seqs:
+			if got != want {
+				t.Errorf("%s delivered stream sequence %d, want %d", who, got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not deliver stream sequence %d", who, want)
+		}
+	}
+	publish()
+	first := start()
+	next(first, "the first process", 1)
+	second := start()
+	next(second, "the second process", 1)
+	said := func(p *process, how string) bool {
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			if strings.Contains(line, `"message":"`+events.SharedUserMessage+`"`) && strings.Contains(line, `"how":"`+how+`"`) &&
+				strings.Contains(line, `"level":"error"`) && strings.Contains(line, `"nats_user":"dns-1"`) &&
+				strings.Contains(line, `"consumer":"dns-1"`) && strings.Contains(line, `"stream":"STATE"`) {
+				return true
+			}
+		}
+		return false
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return said(second, "in use at start") },
+		"the second process saying at its start that another client of its user reads through its consumer")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return said(first, "deleted while reading") },
+		"the first process saying that another client of its user deleted its consumer")
+	for seq := uint64(2); seq <= 4; seq++ {
+		publish()
+		next(first, "the first process", seq)
+		next(second, "the second process", seq)
+	}
+	for _, p := range []*process{first, second} {
+		if n := p.logs.Count(events.SharedUserMessage); n != 1 {
+			t.Errorf("said %d times within a minute, want once:\n%s", n, p.logs.String())
+		}
+	}
+}
+
+// TestAConsumerLeftByACrashedStartIsTakenOverWithoutBlamingAnotherProcess: a consumer of the
+// follower's name that no live client reads through is what an earlier start of the same process
+// left; replacing it is no sign of a second process.
+func TestAConsumerLeftByACrashedStartIsTakenOverWithoutBlamingAnotherProcess(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	crashed, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, events.StreamState, jetstream.ConsumerConfig{Name: "dns-1",
+		FilterSubject: events.SubjectState, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Messages(); err != nil { // a pull request waiting when the process died
+		t.Fatal(err)
+	}
+	crashed.Close()
+
+	nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err = jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs eventstest.Logs
+	caught := make(chan struct{})
+	f := events.Follower{JS: js, Stream: events.StreamState, Log: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))),
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			if d.CaughtUp {
+				close(caught)
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-caught:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the follower did not start")
+	}
+	if n := logs.Count(events.SharedUserMessage); n != 0 {
+		t.Errorf("blamed another process for a consumer a crashed start left:\n%s", logs.String())
+	}
 }
