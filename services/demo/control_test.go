@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 func startTestControl(t *testing.T) (*Control, *Switch) {
@@ -81,13 +82,21 @@ func TestASwitchReportsItsRoleFailingOrStoppingOnItsOwnButNotAStop(t *testing.T)
 	failing.Start(context.Background(), rec)
 	quitting := NewSwitch("edge edge-east", func(context.Context) error { return nil })
 	quitting.Start(context.Background(), rec)
+	got := map[string]string{}
+	for range 2 { // the two roles that return on their own report it, without being stopped
+		select {
+		case r := <-reports:
+			got[r.role] = r.err.Error()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("reports %v, want two", got)
+		}
+	}
 	stopped := NewSwitch("edge edge-north", func(ctx context.Context) error { <-ctx.Done(); return nil })
 	stopped.Start(context.Background(), rec)
 	stopped.Stop()
 	failing.Stop()
 	quitting.Stop()
 	close(reports)
-	got := map[string]string{}
 	for r := range reports {
 		got[r.role] = r.err.Error()
 	}
