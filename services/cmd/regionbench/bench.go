@@ -163,11 +163,13 @@ type phase struct {
 	// server recorded the zone version holding it; stored and applied when ROUTES stored, and
 	// the edge applied, the app's first route with its new availability.
 	seen, served, stored, applied []time.Time
-	state                         []time.Time
-	transitions, zoneVersions     int
-	notifies                      int64
-	dnsQPS, staticQPS             float64
-	procs                         []proc
+	// state is when STATE stored each endpoint transition, checked when the check that
+	// completed its threshold ran (the transition's own time).
+	state, checked            []time.Time
+	transitions, zoneVersions int
+	notifies                  int64
+	dnsQPS, staticQPS         float64
+	procs                     []proc
 	// prof is the phase's CPU profile of each process (with -profile).
 	prof *profiler
 }
@@ -223,6 +225,11 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 	if err := st.read(ctx, events.StreamState, events.SubjectState, stateFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
 		if strings.HasPrefix(m.Subject(), "detour.state.endpoint.") {
 			ph.state = append(ph.state, md.Timestamp)
+			var at time.Time // a transition that does not decode counts as checked when stored
+			if env, err := events.Decode(m.Data()); err == nil {
+				at = env.Time
+			}
+			ph.checked = append(ph.checked, at)
 		}
 		ph.transitions++
 	}); err != nil {
@@ -355,6 +362,22 @@ func spread(t0 time.Time, ts []time.Time) string {
 			d = append(d, t.Sub(t0))
 		}
 	}
+	return spreadOf(d)
+}
+
+// lags are the times from each from[i] to to[i], where both are known.
+func lags(from, to []time.Time) []time.Duration {
+	var d []time.Duration
+	for i := range min(len(from), len(to)) {
+		if !from[i].IsZero() && !to[i].IsZero() {
+			d = append(d, to[i].Sub(from[i]))
+		}
+	}
+	return d
+}
+
+// spreadOf describes durations: smallest, median, p99 and largest, and how many.
+func spreadOf(d []time.Duration) string {
 	if len(d) == 0 {
 		return "none"
 	}
@@ -395,6 +418,8 @@ func (st *stack) print(staticQPS float64, phases ...*phase) {
 		fmt.Printf("  %-44s %s\n", "edge route stored (ROUTES)", spread(ph.at, ph.stored))
 		fmt.Printf("  %-44s %s\n", "edge route applied by the edge", spread(ph.at, ph.applied))
 		fmt.Printf("  %-44s %s\n", "endpoint transition appended (STATE)", spread(ph.at, ph.state))
+		fmt.Printf("  %-44s %s\n", "threshold check ran (the transition's time)", spread(ph.at, ph.checked))
+		fmt.Printf("  %-44s %s\n", "check ran → transition appended, each", spreadOf(lags(ph.checked, ph.state)))
 		rate := 0.0
 		if len(ph.state) > 1 {
 			first, last := slices.MinFunc(ph.state, time.Time.Compare), slices.MaxFunc(ph.state, time.Time.Compare)
