@@ -18,18 +18,14 @@ import (
 // event of every subject, then every new one. While the stream cannot be reached the server
 // answers from its last state, and the follower tries again.
 func (s *Server) follow(ctx context.Context) {
-	saves := make(chan *snapshot, 1)
+	saves := make(chan *snapshotSave, 1)
 	if s.o.DataDir != "" {
 		done := make(chan struct{})
 		defer func() { <-done }()
 		defer close(saves)
 		go func() {
 			defer close(done)
-			for snap := range saves {
-				if err := saveSnapshot(s.o.DataDir, snap); err != nil {
-					s.log.Error().Err(err).Msg("snapshot not saved")
-				}
-			}
+			s.writeSnapshots(saves)
 		}()
 	}
 	var refresher sync.WaitGroup
@@ -109,7 +105,7 @@ func (s *Server) kickRefresh(cause string) {
 
 // refreshLoop projects the state, prepares the answers and tells of the changes each time the
 // follower asks, until ctx ends.
-func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshot) {
+func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 	histories := make(chan map[string][]zone.Delta, 1)
 	var reader sync.WaitGroup
 	defer reader.Wait()
@@ -118,10 +114,9 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshot) {
 	for {
 		select {
 		case <-ctx.Done():
-			if snaps.pending {
-				// Stopping: the changes since the last snapshot are saved now, not dropped.
-				s.snapshotNow(saves, &snaps)
-			}
+			// Stopping: the changes since the last snapshot are saved now, not dropped, and
+			// the base written again with the digests of the serials served last.
+			s.snapshotNow(saves, &snaps, true)
 			return
 		case h := <-histories:
 			s.installHistories(h)
@@ -135,7 +130,7 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshot) {
 			case k := <-s.kicks:
 				s.refresh(ctx, k, saves, &snaps)
 			default:
-				s.snapshotNow(saves, &snaps)
+				s.snapshotNow(saves, &snaps, false)
 			}
 		case c := <-s.o.Configs:
 			if s.reconfigure(c) {
@@ -164,18 +159,24 @@ func (s *Server) offer(z *zone.Zone) {
 
 // refresh recomputes the zones and swaps in their prepared answers: from here on queries get
 // the new answers, and queries never wait for the preparation. Zones whose answers changed are
-// handed to the reporter, and a snapshot to the snapshot writer, so that neither delays the
-// next event.
-func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshot, snaps *snapshotPacer) {
+// handed to the reporter, and what changed since the last save to the snapshot writer, so that
+// neither delays the next event.
+func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, snaps *snapshotPacer) {
 	s.projMu.Lock()
 	zones, changes := s.proj.recompute()
-	var snap *snapshot
+	var snap *snapshotSave
 	if (len(changes) > 0 || snaps.pending) && s.o.DataDir != "" && snaps.take(time.Now()) {
-		snap = s.proj.snapshot()
+		snap = s.proj.save(!snaps.based)
+		snaps.based = true
 	}
 	s.projMu.Unlock()
 	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
 		t := buildTable(zones, prev)
+		// The serials file reserves a serial before it is served (a crash may lose the
+		// snapshot's last second, never a serial).
+		if err := s.serials.cover(zones); err != nil {
+			s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
+		}
 		s.table.Store(t)
 		for i, c := range changes {
 			if h := t.history[c.zone.Name]; len(h) > 0 && h[len(h)-1].To == c.zone.Serial {
@@ -203,27 +204,51 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshot, snap
 	}
 }
 
-// snapshotNow hands the writer a snapshot of the projection as it is. Events folded since the
-// last refresh may be in it ahead of the zones: a restart from it then takes a later serial,
-// never an earlier one. Only the refresher calls it.
-func (s *Server) snapshotNow(saves chan *snapshot, snaps *snapshotPacer) {
+// snapshotNow hands the writer what changed since the last save, as the projection is. Events
+// folded since the last refresh may be in it ahead of the zones: a restart from it then takes
+// a later serial, never an earlier one. final says the server is stopping. Only the refresher
+// calls it.
+func (s *Server) snapshotNow(saves chan *snapshotSave, snaps *snapshotPacer, final bool) {
+	if s.o.DataDir == "" {
+		return
+	}
 	s.projMu.Lock()
-	snap := s.proj.snapshot()
+	snap := s.proj.save(!snaps.based)
 	s.projMu.Unlock()
-	snaps.last, snaps.pending = time.Now(), false
+	snap.final = final
+	snaps.last, snaps.pending, snaps.based = time.Now(), false, true
 	handOver(saves, snap)
 }
 
-// handOver gives the snapshot writer snap, replacing the one it has not taken yet.
-func handOver(saves chan *snapshot, snap *snapshot) {
+// handOver gives the snapshot writer snap, merged into the save it has not taken yet (the
+// later winning), so that the writer is never waited for and no change is left out.
+func handOver(saves chan *snapshotSave, snap *snapshotSave) {
 	select {
-	case saves <- snap:
+	case old := <-saves:
+		snap = old.merge(snap)
 	default:
-		select {
-		case <-saves:
-		default:
+	}
+	saves <- snap // never blocks: the refresher is the only sender, and the buffer was just emptied
+}
+
+// writeSnapshots writes every save handed over until saves is closed; once the last, a
+// stopping server's, is written, the serials it holds are released (a start with the same
+// content keeps them).
+func (s *Server) writeSnapshots(saves chan *snapshotSave) {
+	w := &snapshotWriter{dir: s.o.DataDir}
+	defer w.close()
+	var last *snapshotSave
+	var err error
+	for snap := range saves {
+		if err = w.write(snap); err != nil {
+			s.log.Error().Err(err).Msg("snapshot not saved")
 		}
-		saves <- snap
+		last = snap
+	}
+	if last != nil && last.final && err == nil {
+		if err := s.serials.release(last.serials); err != nil {
+			s.log.Error().Err(err).Msg("serials not released; the next start takes a later serial")
+		}
 	}
 }
 
@@ -238,6 +263,9 @@ type snapshotPacer struct {
 	last    time.Time
 	pending bool
 	due     <-chan time.Time
+	// based says that the writer was handed the whole state once: later saves hand it what
+	// changed.
+	based bool
 }
 
 // take reports whether a snapshot may be taken at now; if not, it is pending until due.

@@ -18,8 +18,10 @@ type projector struct {
 	static *zone.Static
 	now    func() time.Time
 	view   *state.View
-	// latest holds the last event of every STATE subject: what the snapshot keeps.
+	// latest holds the last event of every STATE subject: what the snapshot keeps; unsaved
+	// the subjects whose last event changed since the last save.
 	latest  map[string]storedEvent
+	unsaved map[string]struct{}
 	serials map[string]uint32
 	// restored holds, per zone, the digest of the content the snapshot's serial stood for: a
 	// first projection with other content takes a new serial.
@@ -66,7 +68,7 @@ type zoneChange struct {
 func newProjector(static *zone.Static, now func() time.Time) *projector {
 	p := &projector{
 		now: now, view: state.NewView(),
-		latest: map[string]storedEvent{}, serials: map[string]uint32{}, served: map[string]servedZone{},
+		latest: map[string]storedEvent{}, unsaved: map[string]struct{}{}, serials: map[string]uint32{}, served: map[string]servedZone{},
 		restored: map[string]string{}, dirtySet: map[int]bool{},
 	}
 	p.setStatic(static)
@@ -125,6 +127,7 @@ func (p *projector) apply(subject string, seq uint64, e events.Envelope) (bool, 
 	}
 	if prev, ok := p.latest[subject]; !ok || seq > prev.Seq {
 		p.latest[subject] = storedEvent{Subject: subject, Seq: seq, Event: e}
+		p.unsaved[subject] = struct{}{}
 	}
 	if changed {
 		p.touch(subject)

@@ -81,6 +81,8 @@ type Server struct {
 	// synced is set once the refresher has projected a state read to the end of the stream;
 	// only the refresher uses it.
 	synced bool
+	// serials keeps the serials file ahead of the serials served (nil without a data dir).
+	serials *serialReserver
 }
 
 // maxTCPConns bounds the TCP connections served at once; dns.tcp_per_client bounds those of
@@ -127,17 +129,12 @@ func New(o Options) (*Server, error) {
 		s.pushers[z.Name] = p
 	}
 	if o.DataDir != "" {
-		snap, err := loadSnapshot(o.DataDir)
-		if err != nil {
-			// A damaged snapshot must not keep the server from starting: STATE rebuilds it.
-			s.log.Warn().Err(err).Msg("last-known-good snapshot ignored")
-		}
-		if snap != nil {
-			s.proj.restore(snap)
-			s.log.Info().Int("events", len(snap.Events)).Uint64("stream_seq", snap.LastSeq).Msg("loaded last-known-good snapshot")
-		}
+		s.restoreSnapshot()
 	}
 	first := buildTable(s.proj.project(), nil)
+	if err := s.serials.cover(first.zones); err != nil {
+		s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
+	}
 	first.identity = []byte(o.Config.DNS.Identity)
 	if len(first.identity) == 0 {
 		if h, err := os.Hostname(); err == nil {
@@ -155,7 +152,7 @@ func New(o Options) (*Server, error) {
 	}
 	if len(s.proj.started) > 0 && o.DataDir != "" {
 		// Record the new serial at once, so that the next start compares with it.
-		if err := saveSnapshot(o.DataDir, s.proj.snapshot()); err != nil {
+		if _, err := saveSnapshot(o.DataDir, s.proj.snapshot()); err != nil {
 			s.log.Error().Err(err).Msg("snapshot not saved")
 		}
 	}

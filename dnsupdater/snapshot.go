@@ -1,10 +1,16 @@
 package dnsupdater
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,44 +18,114 @@ import (
 	"github.com/detourdev/detour/dnsupdater/zone"
 )
 
-// snapshotFile is the name of the last-known-good snapshot inside the data directory.
-const snapshotFile = "dns-snapshot.json"
+// The last-known-good snapshot is a base file, the whole state at one moment, and a journal of
+// the events folded since, one line per save: a save costs the events that changed since the
+// one before, not the size of the state. When the journal outgrows the base, the base is
+// written again and the journal started anew.
+const (
+	// snapshotFile is the name of the base inside the data directory.
+	snapshotFile = "dns-snapshot.json"
+	// journalFile is the name of the journal inside the data directory.
+	journalFile = "dns-snapshot.journal"
+)
 
-// snapshotVersion is written in every snapshot; a snapshot of another version is ignored.
+// snapshotVersion is written in every base; a base of another version is ignored.
 const snapshotVersion = 1
+
+// minJournal is the size a journal may reach before the base is written again, whatever the
+// base's size.
+const minJournal = 1 << 20
 
 // snapshot is the last state the server answered from: the last event of every STATE subject
 // and the zones' serials. With it a server starts answering before NATS is reachable.
 type snapshot struct {
-	Version int               `json:"version"`
-	Serials map[string]uint32 `json:"serials"`
-	LastSeq uint64            `json:"last_seq"`
-	Events  []storedEvent     `json:"events"`
+	Version int `json:"version"`
+	// Generation names the base: journal lines of another generation were written after an
+	// older base and are not read.
+	Generation uint64            `json:"generation,omitempty"`
+	Serials    map[string]uint32 `json:"serials"`
+	LastSeq    uint64            `json:"last_seq"`
+	Events     []storedEvent     `json:"events"`
 	// Digests hold, per zone, the digest of the content served at its serial.
 	Digests map[string]string `json:"digests,omitempty"`
 	// zones are the projected zones the digests are taken from, by the writer.
 	zones []*zone.Zone
 }
 
-// snapshot returns the projector's state to save.
-func (p *projector) snapshot() *snapshot {
-	s := &snapshot{Version: snapshotVersion, Serials: map[string]uint32{}, LastSeq: p.view.LastSeq(), zones: p.current}
-	for z, serial := range p.serials {
-		s.Serials[z] = serial
-	}
-	for _, e := range p.latest {
-		s.Events = append(s.Events, e)
-	}
-	slices.SortFunc(s.Events, func(a, b storedEvent) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
+// journalLine is one line of the journal: the events folded since the line before (or the
+// base), and the serials and stream position after them.
+type journalLine struct {
+	Generation uint64            `json:"generation"`
+	Serials    map[string]uint32 `json:"serials"`
+	LastSeq    uint64            `json:"last_seq"`
+	Events     []storedEvent     `json:"events"`
+}
+
+// snapshotSave is what the refresher hands the snapshot writer: the whole state (full), or the
+// events changed since the save before. Saves not yet written merge, the later winning.
+type snapshotSave struct {
+	full bool
+	// final is the save of a server stopping: the base is written again if anything changed
+	// since it, so that it holds the digests of the serials last served.
+	final   bool
+	serials map[string]uint32
+	lastSeq uint64
+	events  map[string]storedEvent
+	// zones are the zones projected at the save, whose digests a base records.
+	zones []*zone.Zone
+}
+
+// save returns what changed since the last save (every subject when full), and forgets it.
+func (p *projector) save(full bool) *snapshotSave {
+	s := &snapshotSave{full: full, serials: maps.Clone(p.serials), lastSeq: p.view.LastSeq(), zones: p.current}
+	if full {
+		s.events = maps.Clone(p.latest)
+	} else {
+		s.events = make(map[string]storedEvent, len(p.unsaved))
+		for subject := range p.unsaved {
+			s.events[subject] = p.latest[subject]
 		}
-		return 0
-	})
+	}
+	clear(p.unsaved)
 	return s
+}
+
+// merge folds later, a save taken after s, into s.
+func (s *snapshotSave) merge(later *snapshotSave) *snapshotSave {
+	if later.full {
+		later.final = later.final || s.final
+		return later
+	}
+	s.final = s.final || later.final
+	for subject, e := range later.events {
+		s.events[subject] = e
+	}
+	s.serials, s.lastSeq, s.zones = later.serials, later.lastSeq, later.zones
+	return s
+}
+
+// snapshot returns the projector's whole state, as a base holds it.
+func (p *projector) snapshot() *snapshot {
+	s := p.save(true)
+	return &snapshot{Version: snapshotVersion, Serials: s.serials, LastSeq: s.lastSeq, Events: sortedEvents(s.events), zones: s.zones}
+}
+
+// sortedEvents lists events in stream order.
+func sortedEvents(events map[string]storedEvent) []storedEvent {
+	out := slices.Collect(maps.Values(events))
+	slices.SortFunc(out, bySeq)
+	return out
+}
+
+// bySeq orders stored events by their stream sequence.
+func bySeq(a, b storedEvent) int {
+	switch {
+	case a.Seq < b.Seq:
+		return -1
+	case a.Seq > b.Seq:
+		return 1
+	}
+	return 0
 }
 
 // restore folds a snapshot into a fresh projector. Events it cannot apply are skipped: they
@@ -58,6 +134,7 @@ func (p *projector) restore(s *snapshot) {
 	for _, e := range s.Events {
 		_, _ = p.apply(e.Subject, e.Seq, e.Event)
 	}
+	clear(p.unsaved)
 	for z, serial := range s.Serials {
 		p.serials[z] = serial
 	}
@@ -66,7 +143,29 @@ func (p *projector) restore(s *snapshot) {
 	}
 }
 
-// loadSnapshot reads the snapshot in dir; it returns nil when there is none.
+// restoreSnapshot loads the snapshot and the serials file of the data dir into the projector.
+// A damaged file must not keep the server from starting: STATE rebuilds the state, and a
+// zone without a reserved serial takes one after the snapshot's (or the clock).
+func (s *Server) restoreSnapshot() {
+	s.serials = &serialReserver{dir: s.o.DataDir}
+	snap, err := loadSnapshot(s.o.DataDir)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("last-known-good snapshot ignored")
+	}
+	if snap != nil {
+		s.proj.restore(snap)
+		s.log.Info().Int("events", len(snap.Events)).Uint64("stream_seq", snap.LastSeq).Msg("loaded last-known-good snapshot")
+	}
+	marks, err := loadSerialMarks(s.o.DataDir)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("reserved serials ignored")
+	}
+	s.proj.reserved(marks)
+	s.serials.reserved = marks
+}
+
+// loadSnapshot reads the snapshot in dir, its base and the journal lines written after it; it
+// returns nil when there is none.
 func loadSnapshot(dir string) (*snapshot, error) {
 	b, err := os.ReadFile(filepath.Join(dir, snapshotFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -75,49 +174,219 @@ func loadSnapshot(dir string) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
-	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
+	var journal io.Reader = bytes.NewReader(nil)
+	f, err := os.Open(filepath.Join(dir, journalFile))
+	switch {
+	case err == nil:
+		defer f.Close()
+		journal = f
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("read snapshot journal: %w", err)
+	}
+	s, err := decodeSnapshot(b, journal)
+	if err != nil {
 		return nil, fmt.Errorf("decode snapshot %s: %w", filepath.Join(dir, snapshotFile), err)
 	}
-	if s.Version != snapshotVersion {
-		return nil, fmt.Errorf("decode snapshot %s: version %d, want %d", filepath.Join(dir, snapshotFile), s.Version, snapshotVersion)
+	return s, nil
+}
+
+// decodeSnapshot decodes a base and folds into it the lines of its journal. A journal line
+// cut short (a crash while it was written) ends the journal.
+func decodeSnapshot(base []byte, journal io.Reader) (*snapshot, error) {
+	var s snapshot
+	if err := json.Unmarshal(base, &s); err != nil {
+		return nil, err
 	}
+	if s.Version != snapshotVersion {
+		return nil, fmt.Errorf("version %d, want %d", s.Version, snapshotVersion)
+	}
+	if s.Serials == nil {
+		s.Serials = map[string]uint32{}
+	}
+	readJournal(&s, journal)
 	return &s, nil
 }
 
-// saveSnapshot writes s to dir atomically: a temporary file, synced, renamed over the old one.
-func saveSnapshot(dir string, s *snapshot) error {
+// readJournal folds the lines of r that follow s's base into s: each line's events replace
+// those of their subjects, its serials and stream position those of s. It stops at the first
+// line cut short or not decoded. A zone whose serial a line moved keeps no digest: the base's
+// stood for its own serial.
+func readJournal(s *snapshot, r io.Reader) {
+	latest := make(map[string]storedEvent, len(s.Events))
+	keep := func(e storedEvent) {
+		if old, ok := latest[e.Subject]; !ok || e.Seq > old.Seq {
+			latest[e.Subject] = e
+		}
+	}
+	for _, e := range s.Events {
+		keep(e)
+	}
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			break // the end, or a line cut short
+		}
+		var l journalLine
+		if json.Unmarshal(line, &l) != nil || l.Generation != s.Generation || s.Generation == 0 {
+			break
+		}
+		for _, e := range l.Events {
+			keep(e)
+		}
+		for z, serial := range l.Serials {
+			if serial != s.Serials[z] {
+				delete(s.Digests, z)
+			}
+			s.Serials[z] = serial
+		}
+		s.LastSeq = max(s.LastSeq, l.LastSeq)
+	}
+	s.Events = sortedEvents(latest)
+}
+
+// snapshotWriter writes the saves the refresher hands it into the data directory. It holds
+// what the files hold: the state of the base and the lines after it. One goroutine owns it.
+type snapshotWriter struct {
+	dir string
+	// minJournal is the size the journal may reach before the base is written again,
+	// whatever the base's size (minJournal when 0).
+	minJournal int
+	generation uint64
+	events     map[string]storedEvent
+	serials    map[string]uint32
+	lastSeq    uint64
+	// baseSize and journalSize are the bytes of the base and of the journal.
+	baseSize, journalSize int
+	journal               *os.File
+}
+
+// write records s: as a line of the journal, or as a new base when s is full, when the writer
+// has written no base yet, or when the line would make the journal larger than the base
+// (and minJournal).
+func (w *snapshotWriter) write(s *snapshotSave) error {
+	unchanged := !s.full && len(s.events) == 0 && maps.Equal(s.serials, w.serials) && s.lastSeq == w.lastSeq
+	if s.full || w.events == nil {
+		w.events = maps.Clone(s.events)
+	} else {
+		maps.Copy(w.events, s.events)
+	}
+	w.serials, w.lastSeq = s.serials, s.lastSeq
+	switch {
+	case s.full || w.generation == 0:
+		return w.writeBase(s.zones)
+	case s.final && unchanged && w.journalSize == 0:
+		return nil // the base holds it all
+	case s.final:
+		return w.writeBase(s.zones)
+	case unchanged:
+		return nil
+	}
+	line, err := json.Marshal(journalLine{Generation: w.generation, Serials: s.serials, LastSeq: s.lastSeq, Events: sortedEvents(s.events)})
+	if err != nil {
+		return fmt.Errorf("encode snapshot journal: %w", err)
+	}
+	if w.journalSize+len(line)+1 > max(w.baseSize, cmp.Or(w.minJournal, minJournal)) {
+		return w.writeBase(s.zones)
+	}
+	if w.journal == nil {
+		f, err := os.OpenFile(filepath.Join(w.dir, journalFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("create snapshot journal: %w", err)
+		}
+		w.journal, w.journalSize = f, 0
+	}
+	line = append(line, '\n')
+	if _, err := w.journal.Write(line); err != nil {
+		return w.journalFailed(fmt.Errorf("write snapshot journal: %w", err), s.zones)
+	}
+	if err := w.journal.Sync(); err != nil {
+		return w.journalFailed(fmt.Errorf("sync snapshot journal: %w", err), s.zones)
+	}
+	w.journalSize += len(line)
+	return nil
+}
+
+// journalFailed answers a journal that could not be written: a line of it may be cut short,
+// so the state is written as a new base, which leaves the journal behind.
+func (w *snapshotWriter) journalFailed(err error, zones []*zone.Zone) error {
+	if berr := w.writeBase(zones); berr != nil {
+		return errors.Join(err, berr)
+	}
+	return err
+}
+
+// writeBase writes the writer's state as a new base of a new generation, with the digests of
+// zones, and starts an empty journal after it.
+func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
+	gen := rand.Uint64() | 1 // never 0, which names no generation
+	s := &snapshot{Version: snapshotVersion, Generation: gen, Serials: w.serials, LastSeq: w.lastSeq, Events: sortedEvents(w.events), zones: zones}
+	n, err := saveSnapshot(w.dir, s)
+	if err != nil {
+		return err
+	}
+	// Lines of the old generation are not read after the new base; the journal is truncated
+	// when the next line is written.
+	if w.journal != nil {
+		_ = w.journal.Close()
+		w.journal = nil
+	}
+	w.generation, w.baseSize, w.journalSize = gen, n, 0
+	return nil
+}
+
+// close closes the journal.
+func (w *snapshotWriter) close() {
+	if w.journal != nil {
+		_ = w.journal.Close()
+		w.journal = nil
+	}
+}
+
+// saveSnapshot writes s to dir atomically as the base: a temporary file, synced, renamed over
+// the old one. It returns the base's size.
+func saveSnapshot(dir string, s *snapshot) (int, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+		return 0, fmt.Errorf("create data dir: %w", err)
 	}
 	if s.Digests == nil {
 		s.Digests = map[string]string{}
 		for _, z := range s.zones {
-			s.Digests[z.Name] = z.Digest()
+			if serial, ok := s.Serials[z.Name]; ok && serial == z.Serial {
+				s.Digests[z.Name] = z.Digest()
+			}
 		}
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(s); err != nil {
+		return 0, fmt.Errorf("encode snapshot: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, snapshotFile+".*")
+	if err := writeAtomically(dir, snapshotFile, buf.Bytes()); err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	return buf.Len(), nil
+}
+
+// writeAtomically replaces dir/name with b: a temporary file, synced, renamed over the old one.
+func writeAtomically(dir, name string, b []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".*")
 	if err != nil {
-		return fmt.Errorf("create snapshot: %w", err)
+		return fmt.Errorf("create %s: %w", name, err)
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write snapshot: %w", err)
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("sync snapshot: %w", err)
+		return fmt.Errorf("sync %s: %w", name, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close snapshot: %w", err)
+		return fmt.Errorf("close %s: %w", name, err)
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, snapshotFile)); err != nil {
-		return fmt.Errorf("replace snapshot: %w", err)
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("replace %s: %w", name, err)
 	}
 	return nil
 }

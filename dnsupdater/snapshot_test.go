@@ -1,6 +1,9 @@
 package dnsupdater
 
 import (
+	"bytes"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
 )
@@ -167,4 +172,230 @@ func TestAServerStoppedRightAfterAChangeKeepsItInItsSnapshot(t *testing.T) {
 	if s, err := loadSnapshot(dir); err != nil || s == nil || s.Serials["demo.test."] != last {
 		t.Fatalf("snapshot after the stop: %+v, %v; want serial %d, the last version served", s, err, last)
 	}
+}
+
+// TestABaseAndItsJournalLoadAsTheWholeStateTheyWereSavedFrom folds random transitions into a
+// projector and hands its saves to a writer as the refresher does (a save the writer has not
+// taken yet merges with the next), and checks after every write that the data dir loads to
+// exactly the state a whole snapshot of the projector holds, across journal lines and the
+// bases written again when the journal outgrows them.
+func TestABaseAndItsJournalLoadAsTheWholeStateTheyWereSavedFrom(t *testing.T) {
+	cfg := eventstest.Config(t, incrementalConfig)
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newProjector(static, func() time.Time { return clock })
+	p.project()
+	var subjects []string
+	for _, a := range cfg.Apps {
+		for _, pl := range a.Pools {
+			subjects = append(subjects, events.PoolStateSubject(a.Name, pl.Name))
+			for _, e := range pl.Endpoints {
+				subjects = append(subjects, events.EndpointStateSubject(a.Name, pl.Name, e.Name))
+			}
+		}
+	}
+	dir := t.TempDir()
+	w := &snapshotWriter{dir: dir, minJournal: 4 << 10}
+	defer w.close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var pending *snapshotSave
+	seq, bases, lines := uint64(0), 0, 0
+	for round := range 400 {
+		for range rng.IntN(4) {
+			seq++
+			subject := subjects[rng.IntN(len(subjects))]
+			typ := []string{events.TypeEndpointDown, events.TypeEndpointUp}[rng.IntN(2)]
+			if strings.HasPrefix(subject, "detour.state.pool") {
+				typ = []string{events.TypePoolDown, events.TypePoolUp}[rng.IntN(2)]
+			}
+			env, err := events.New(typ, "test", clock, events.Transition{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.apply(subject, seq, env); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock = clock.Add(time.Duration(rng.IntN(2)) * time.Second)
+		p.recompute()
+		save := p.save(round == 0)
+		if pending != nil {
+			save = pending.merge(save)
+		}
+		pending = save
+		if rng.IntN(3) == 0 {
+			continue // the writer is busy: the save waits, and merges with the next
+		}
+		gen := w.generation
+		if err := w.write(pending); err != nil {
+			t.Fatal(err)
+		}
+		pending = nil
+		if w.generation != gen {
+			bases++
+		} else {
+			lines++
+		}
+		got, err := loadSnapshot(dir)
+		if err != nil || got == nil {
+			t.Fatalf("round %d: load: %v, %v", round, got, err)
+		}
+		want := sortedEvents(p.latest)
+		if !slices.EqualFunc(got.Events, want, func(a, b storedEvent) bool {
+			return a.Subject == b.Subject && a.Seq == b.Seq && a.Event.ID == b.Event.ID
+		}) {
+			t.Fatalf("round %d: loaded %d events, want the projector's %d:\n%v\nwant\n%v", round, len(got.Events), len(want), got.Events, want)
+		}
+		if !maps.Equal(got.Serials, p.serials) || got.LastSeq != p.view.LastSeq() {
+			t.Fatalf("round %d: loaded serials %v at seq %d, want %v at %d", round, got.Serials, got.LastSeq, p.serials, p.view.LastSeq())
+		}
+	}
+	if bases < 3 || lines < 20 {
+		t.Fatalf("%d bases and %d journal lines written: the test did not exercise both", bases, lines)
+	}
+}
+
+func TestAJournalLineCutShortEndsTheJournal(t *testing.T) {
+	dir := t.TempDir()
+	env := func(id string) events.Envelope {
+		return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
+	}
+	w := &snapshotWriter{dir: dir}
+	defer w.close()
+	write := func(s *snapshotSave) {
+		t.Helper()
+		if err := w.write(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(&snapshotSave{full: true, serials: map[string]uint32{"demo.test.": 7}, lastSeq: 1,
+		events: map[string]storedEvent{"a": {Subject: "a", Seq: 1, Event: env("1")}}})
+	write(&snapshotSave{serials: map[string]uint32{"demo.test.": 8}, lastSeq: 2,
+		events: map[string]storedEvent{"b": {Subject: "b", Seq: 2, Event: env("2")}}})
+	write(&snapshotSave{serials: map[string]uint32{"demo.test.": 9}, lastSeq: 3,
+		events: map[string]storedEvent{"a": {Subject: "a", Seq: 3, Event: env("3")}}})
+	journal := filepath.Join(dir, journalFile)
+	b, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A crash while the last line was written leaves part of it.
+	if err := os.WriteFile(journal, b[:len(b)-10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(s *snapshot) (out []string) {
+		for _, e := range s.Events {
+			out = append(out, e.Subject+"@"+e.Event.ID)
+		}
+		return out
+	}
+	if got := ids(s); !slices.Equal(got, []string{"a@1", "b@2"}) || s.Serials["demo.test."] != 8 || s.LastSeq != 2 {
+		t.Fatalf("loaded %v, serial %d, seq %d; want [a@1 b@2] at serial 8, seq 2: the base and the whole line", got, s.Serials["demo.test."], s.LastSeq)
+	}
+	// A new base leaves the old journal's lines unread, though they are still on disk.
+	if err := w.writeBase(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(journal, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = loadSnapshot(dir); err != nil || !slices.Equal(ids(s), []string{"b@2", "a@3"}) || s.Serials["demo.test."] != 9 {
+		t.Fatalf("after a new base: loaded %v, serial %d, %v; want [b@2 a@3] at serial 9, the base's, and no older line", ids(s), s.Serials["demo.test."], err)
+	}
+}
+
+func TestARestartAfterACrashServesALaterSerialThanAnyServedBefore(t *testing.T) {
+	target, notified := fakeSecondary(t)
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, withNotify(demoConfig, target))
+	h := startServer(t, js, cfg, dir)
+	answers := func(h *harness, want string) func() bool {
+		return func() bool {
+			return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{want})
+		}
+	}
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, answers(h, "127.0.0.12"), "answer moves to us-east")
+	first := serial(t, h.srv.Addr())
+	eventstest.Eventually(t, 3*time.Second, func() bool {
+		s, err := loadSnapshot(dir)
+		return err == nil && s != nil && s.Serials["demo.test."] == first
+	}, "snapshot at serial %d", first)
+	// What the disk holds now is what a crash from here on would leave: the two versions
+	// below are served within the second the snapshot waits before it takes them.
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, answers(h, "127.0.0.11"), "answer back to us-west")
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, answers(h, "127.0.0.12"), "answer moves to us-east again")
+	last := serial(t, h.srv.Addr())
+	if !serialAfter(last, first) {
+		t.Fatalf("serial %d after two changes, not after %d", last, first)
+	}
+	h.stop()
+
+	// Restarted on the disk of the crash: a secondary may hold any serial up to last, so the
+	// first version served must be later, though its content is that of the snapshot's.
+	r := startServer(t, js, cfg, crashed)
+	eventstest.Eventually(t, 2*time.Second, answers(r, "127.0.0.12"), "the restarted server answers us-east")
+	got := serial(t, r.srv.Addr())
+	if !serialAfter(got, last) {
+		t.Fatalf("after the crash the server serves serial %d; want one after %d, the last served before it (the snapshot held %d)", got, last, first)
+	}
+	awaitNotify(t, notified, got)
+}
+
+// copyDir copies the regular files of from into to.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func FuzzLoadSnapshot(f *testing.F) {
+	f.Add([]byte(`{"version":1,"generation":5,"serials":{"demo.test.":7},"last_seq":1,"events":[{"subject":"a","seq":1,"event":{}}]}`),
+		[]byte(`{"generation":5,"serials":{"demo.test.":8},"last_seq":2,"events":[{"subject":"b","seq":2,"event":{}}]}`+"\n"+`{"generation":5,"ser`))
+	f.Add([]byte(`{"version":1,"serials":null}`), []byte("\n\n"))
+	f.Fuzz(func(t *testing.T, base, journal []byte) {
+		s, err := decodeSnapshot(base, bytes.NewReader(journal))
+		if err != nil {
+			return
+		}
+		if s.Serials == nil {
+			t.Fatalf("a decoded snapshot has no serials map")
+		}
+		if !slices.IsSortedFunc(s.Events, bySeq) {
+			t.Fatalf("events not in stream order: %v", s.Events)
+		}
+		seen := map[string]bool{}
+		for _, e := range s.Events {
+			if seen[e.Subject] {
+				t.Fatalf("subject %q twice: %v", e.Subject, s.Events)
+			}
+			seen[e.Subject] = true
+		}
+	})
 }
