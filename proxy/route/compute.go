@@ -19,38 +19,49 @@ func Compute(c *config.Config, v *state.View, edge, configSHA string) (events.Ro
 	}
 	t := events.RouteTable{Edge: e.Name, ConfigSHA256: configSHA, StateSeq: v.LastSeq(), Apps: make([]events.AppRoute, 0, len(e.Apps))}
 	for _, ea := range e.Apps {
-		a := c.App(ea.App) // indexed: an edge may front thousands of apps
-		if a == nil {
-			return events.RouteTable{}, fmt.Errorf("compute routes of edge %s: no app %q", edge, ea.App)
+		r, err := App(c, v, ea)
+		if err != nil {
+			return events.RouteTable{}, fmt.Errorf("compute routes of edge %s: %w", edge, err)
 		}
-		p := a.Pool(ea.Pool)
-		if p == nil {
-			return events.RouteTable{}, fmt.Errorf("compute routes of edge %s: no pool %q in app %q", edge, ea.Pool, ea.App)
-		}
-		r := events.AppRoute{App: a.Name, Pool: p.Name, Endpoints: make([]events.RouteEndpoint, 0, len(p.Endpoints))}
-		serving := 0
-		for _, ep := range p.Endpoints {
-			re := events.RouteEndpoint{Name: ep.Name, Address: ep.Address, Status: status(v, a.Name, p.Name, ep.Name), Weight: 1}
-			if ep.Weight != nil {
-				re.Weight = *ep.Weight
-			}
-			if re.Serving() {
-				serving++
-			}
-			r.Endpoints = append(r.Endpoints, re)
-		}
-		r.Available = serving > 0 && serving >= p.MinAvailable.Need(len(p.Endpoints))
-		if ea.Secondary != "" {
-			s, err := secondary(c, v, ea)
-			if err != nil {
-				return events.RouteTable{}, fmt.Errorf("compute routes of edge %s: %w", edge, err)
-			}
-			r.Secondary = s
-		}
-		r.RetryMethods = append([]string(nil), ea.RetryMethods...)
 		t.Apps = append(t.Apps, r)
 	}
 	return t, nil
+}
+
+// App projects c and v into the route of one app an edge fronts (ea, an entry of the edge's
+// apps): what Compute puts in the edge's table for it. A caller that knows which apps changed
+// computes only theirs.
+func App(c *config.Config, v *state.View, ea config.EdgeApp) (events.AppRoute, error) {
+	a := c.App(ea.App) // indexed: an edge may front thousands of apps
+	if a == nil {
+		return events.AppRoute{}, fmt.Errorf("no app %q", ea.App)
+	}
+	p := a.Pool(ea.Pool)
+	if p == nil {
+		return events.AppRoute{}, fmt.Errorf("no pool %q in app %q", ea.Pool, ea.App)
+	}
+	r := events.AppRoute{App: a.Name, Pool: p.Name, Endpoints: make([]events.RouteEndpoint, 0, len(p.Endpoints))}
+	serving := 0
+	for _, ep := range p.Endpoints {
+		re := events.RouteEndpoint{Name: ep.Name, Address: ep.Address, Status: status(v, a.Name, p.Name, ep.Name), Weight: 1}
+		if ep.Weight != nil {
+			re.Weight = *ep.Weight
+		}
+		if re.Serving() {
+			serving++
+		}
+		r.Endpoints = append(r.Endpoints, re)
+	}
+	r.Available = serving > 0 && serving >= p.MinAvailable.Need(len(p.Endpoints))
+	if ea.Secondary != "" {
+		s, err := secondary(c, v, ea)
+		if err != nil {
+			return events.AppRoute{}, err
+		}
+		r.Secondary = s
+	}
+	r.RetryMethods = append([]string(nil), ea.RetryMethods...)
+	return r, nil
 }
 
 // status is an endpoint's effective status: its override's if one is in force, else the decided one.

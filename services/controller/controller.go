@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,10 +84,10 @@ type controller struct {
 	routes    jetstream.Stream
 	published map[string]map[string][]byte // edge -> app -> the last route stored for it, as JSON
 	dirty     bool                         // every edge's route table may differ from what is stored
-	// dirtyEdges are the edges whose route tables may differ from what is stored: those fronting
-	// an app whose endpoints, pools or overrides changed.
-	dirtyEdges map[string]bool
-	caught     bool // STATE has been read up to where it stood at start
+	// dirtyApps are, per edge, the apps whose routes may differ from what is stored: those
+	// whose endpoints, pools or overrides changed.
+	dirtyApps map[string]map[string]bool
+	caught    bool // STATE has been read up to where it stood at start
 	// cutOff is set while this replica cannot reach NATS: it hears no heartbeat then, and must
 	// not take the silence for dead edges.
 	cutOff    bool
@@ -113,7 +115,7 @@ func run(ctx context.Context, o Options) error {
 	c := &controller{
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
-		dirty: true, dirtyEdges: map[string]bool{},
+		dirty: true, dirtyApps: map[string]map[string]bool{},
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -259,19 +261,29 @@ func (c *controller) applied(subject string, e events.Envelope) {
 	}
 }
 
-// markDirty notes which route tables a STATE event on subject may change: an endpoint's, a
-// pool's or an override's changes those of the edges fronting its app; an edge's liveness (a
-// secondary of other edges) and anything else may change every table.
+// markDirty notes which routes a STATE event on subject may change: an endpoint's, a pool's or
+// an override's changes its app's route on the edges fronting it; an edge's liveness (a
+// secondary of other edges) and anything else may change every route.
 func (c *controller) markDirty(subject string) {
 	for _, kind := range []string{"detour.state.endpoint", "detour.state.pool", "detour.state.override"} {
 		if tok := events.SplitSubject(subject, kind); len(tok) > 0 {
 			for _, e := range c.o.Config.Fronting(tok[0]) {
-				c.dirtyEdges[e.Name] = true
+				c.markApp(e.Name, tok[0])
 			}
 			return
 		}
 	}
 	c.dirty = true
+}
+
+// markApp notes that app's route on edge may differ from what is stored.
+func (c *controller) markApp(edge, app string) {
+	apps := c.dirtyApps[edge]
+	if apps == nil {
+		apps = map[string]bool{}
+		c.dirtyApps[edge] = apps
+	}
+	apps[app] = true
 }
 
 // onHeartbeat records an edge's heartbeat as it arrives. It runs on the subscription's goroutine.
@@ -304,7 +316,7 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 	}
 	recorded := 0
 	for _, r := range rs {
-		if e := cfg.Edge(r.Endpoint); e == nil || e.App(r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, at) {
+		if cfg.EdgeApp(r.Endpoint, r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, at) {
 			c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
 			continue
 		}
@@ -507,15 +519,16 @@ func (c *controller) loadPublished(ctx context.Context, edge string) error {
 const storeTimeout = time.Second
 
 // publishRoutes stores the route of every app whose route changed on an edge, computing only
-// the edges that may have changed. A route is one message (an edge of 10,000 apps does not fit
-// one), all of a batch in flight at once. Its id derives from the last STATE event and the
-// route, so replicas at the same point store it once.
+// the routes that may have changed: every route of every edge after a change of an edge or of
+// the configuration, else those of the apps whose state changed. A route is one message (an
+// edge of 10,000 apps does not fit one), all of a batch in flight at once. Its id derives from
+// the last STATE event and the route, so replicas at the same point store it once.
 func (c *controller) publishRoutes(ctx context.Context) {
-	if !c.dirty && len(c.dirtyEdges) == 0 {
+	if !c.dirty && len(c.dirtyApps) == 0 {
 		return
 	}
-	all, dirty := c.dirty, c.dirtyEdges
-	c.dirty, c.dirtyEdges = false, map[string]bool{}
+	all, dirty := c.dirty, c.dirtyApps
+	c.dirty, c.dirtyApps = false, map[string]map[string]bool{}
 	type inFlight struct {
 		edge, app string
 		route     []byte
@@ -524,12 +537,29 @@ func (c *controller) publishRoutes(ctx context.Context) {
 	}
 	var sent []inFlight
 	for _, e := range c.o.Config.Edges {
-		if !all && !dirty[e.Name] {
-			continue
-		}
-		t, err := route.Compute(c.o.Config, c.view, e.Name, "")
-		if err != nil {
-			c.log.Error().Str("edge", e.Name).Err(err).Msg("route table not computed")
+		var routes []events.AppRoute
+		switch {
+		case all:
+			t, err := route.Compute(c.o.Config, c.view, e.Name, "")
+			if err != nil {
+				c.log.Error().Str("edge", e.Name).Err(err).Msg("route table not computed")
+				continue
+			}
+			routes = t.Apps
+		case len(dirty[e.Name]) > 0:
+			for _, app := range slices.Sorted(maps.Keys(dirty[e.Name])) {
+				ea := c.o.Config.EdgeApp(e.Name, app)
+				if ea == nil {
+					continue // no longer fronted: the configuration changed, and with it every route
+				}
+				r, err := route.App(c.o.Config, c.view, *ea)
+				if err != nil {
+					c.log.Error().Str("edge", e.Name).Str("app", app).Err(err).Msg("route not computed")
+					continue
+				}
+				routes = append(routes, r)
+			}
+		default:
 			continue
 		}
 		published := c.published[e.Name]
@@ -537,7 +567,8 @@ func (c *controller) publishRoutes(ctx context.Context) {
 			published = map[string][]byte{}
 			c.published[e.Name] = published
 		}
-		for _, a := range t.Apps {
+		stateSeq := c.view.LastSeq()
+		for _, a := range routes {
 			b, err := json.Marshal(a)
 			if err != nil {
 				c.log.Error().Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not computed")
@@ -546,14 +577,14 @@ func (c *controller) publishRoutes(ctx context.Context) {
 			if bytes.Equal(b, published[a.App]) {
 				continue
 			}
-			r := events.EdgeRoute{Edge: e.Name, StateSeq: t.StateSeq, Route: a}
+			r := events.EdgeRoute{Edge: e.Name, StateSeq: stateSeq, Route: a}
 			env, err := events.Derived(events.TypeRouteComputed, c.o.Name, c.lastCause, e.Name+"|"+string(b), c.o.Now(), r)
 			var f jetstream.PubAckFuture
 			if err == nil {
 				f, err = events.PublishAsync(c.o.JS, events.AppRouteSubject(e.Name, a.App), env)
 			}
 			if err != nil {
-				c.dirtyEdges[e.Name] = true // retried on the next tick
+				c.markApp(e.Name, a.App) // retried on the next tick
 				c.log.Warn().Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not published")
 				continue
 			}
@@ -565,7 +596,7 @@ func (c *controller) publishRoutes(ctx context.Context) {
 	stored := map[string]int{}
 	for _, s := range sent {
 		if _, err := events.PublishResult(pctx, c.o.JS, s.f, s.env); err != nil {
-			c.dirtyEdges[s.edge] = true // retried on the next tick
+			c.markApp(s.edge, s.app) // retried on the next tick
 			c.log.Warn().Str("edge", s.edge).Str("app", s.app).Err(err).Msg("route not published")
 			continue
 		}

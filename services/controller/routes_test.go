@@ -1,0 +1,171 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/proxy/route"
+	"github.com/rs/zerolog"
+)
+
+// routesDoc is three edges fronting twelve apps of two pools each, some fronted by two edges,
+// some with a secondary edge.
+func routesDoc() string {
+	var b strings.Builder
+	b.WriteString("zones: [{name: demo.test}]\napps:\n")
+	for i := range 12 {
+		fmt.Fprintf(&b, "  - {name: app%d, fqdn: app%d.demo.test, pools: [{name: west, region: us-west, endpoints: [{name: a, address: \"10.1.0.%d:80\"}, {name: b, address: \"10.1.1.%d:80\"}]}, {name: east, region: us-east, endpoints: [{name: a, address: \"10.2.0.%d:80\"}]}]}\n",
+			i, i, 1+i, 1+i, 1+i)
+	}
+	b.WriteString("edges:\n")
+	for e, region := range []string{"us-west", "us-east", "us-west"} {
+		fmt.Fprintf(&b, "  - name: edge-%d\n    region: %s\n    hostname: edge-%d.demo.test\n    address: 10.9.0.%d\n    apps:\n", e, region, e, 1+e)
+		for i := range 12 {
+			switch {
+			case i%3 == e:
+				fmt.Fprintf(&b, "      - {app: app%d, pool: west, listen: \"127.0.%d.1:%d\", secondary: edge-%d}\n", i, e, 8000+i, (e+1)%3)
+			case (i+1)%3 == e:
+				fmt.Fprintf(&b, "      - {app: app%d, pool: west, listen: \"127.0.%d.1:%d\"}\n", i, e, 8000+i)
+			}
+		}
+	}
+	return b.String()
+}
+
+// TestRoutesComputedForChangedAppsOnlyEqualEveryEdgesWholeTable folds random transitions of
+// endpoints, pools, overrides and edges into a controller, which computes after each burst only
+// the routes of the apps they touched (every route after an edge's change), and checks that
+// what it has stored for every app of every edge is what computing each edge's whole table
+// from the same state gives.
+func TestRoutesComputedForChangedAppsOnlyEqualEveryEdgesWholeTable(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, routesDoc())
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := &controller{
+		o:    Options{JS: ns.JS, Config: cfg, Name: "controller-test", Now: time.Now},
+		log:  zerolog.New(zerolog.NewTestWriter(t)),
+		view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
+		dirty: true, dirtyApps: map[string]map[string]bool{},
+	}
+	type change struct{ subject, typ string }
+	var changes []change
+	for _, a := range cfg.Apps {
+		for _, p := range a.Pools {
+			changes = append(changes, change{events.PoolStateSubject(a.Name, p.Name), events.TypePoolDown}, change{events.PoolStateSubject(a.Name, p.Name), events.TypePoolUp})
+			for _, e := range p.Endpoints {
+				s := events.EndpointStateSubject(a.Name, p.Name, e.Name)
+				changes = append(changes, change{s, events.TypeEndpointDown}, change{s, events.TypeEndpointUp})
+			}
+		}
+	}
+	for _, e := range cfg.Edges {
+		changes = append(changes, change{events.EdgeStateSubject(e.Name), events.TypeEdgeDown}, change{events.EdgeStateSubject(e.Name), events.TypeEdgeUp})
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	seq, partial := uint64(0), 0
+	for burst := range 150 {
+		for range 1 + rng.IntN(4) {
+			seq++
+			ch := changes[rng.IntN(len(changes))]
+			var data any = events.Transition{}
+			if burst%10 == 9 { // now and then an override instead
+				a := cfg.Apps[rng.IntN(len(cfg.Apps))]
+				ch = change{events.OverrideSubject(a.Name, "west", "a"), events.TypeOverrideSet}
+				data = events.Override{App: a.Name, Pool: "west", Endpoint: "a", Action: []string{events.ActionForceDown, events.ActionDrain, events.ActionForceUp}[rng.IntN(3)]}
+			}
+			env, err := events.New(ch.typ, "test", time.Now(), data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.view.Apply(ch.subject, seq, env); err != nil {
+				t.Fatal(err)
+			}
+			c.applied(ch.subject, env)
+		}
+		if !c.dirty {
+			partial++
+		}
+		c.publishRoutes(context.Background())
+		for _, e := range cfg.Edges {
+			whole, err := route.Compute(cfg, c.view, e.Name, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range whole.Apps {
+				want, _ := json.Marshal(a)
+				if got := c.published[e.Name][a.App]; string(got) != string(want) {
+					t.Fatalf("burst %d: edge %s app %s: stored\n%s\nwant, as the whole table says,\n%s", burst, e.Name, a.App, got, want)
+				}
+			}
+		}
+	}
+	if partial < 50 {
+		t.Fatalf("only %d of 150 bursts computed part of the routes: the test did not exercise it", partial)
+	}
+	// What was stored is what the controller holds: the last route of each app's subject.
+	for _, e := range cfg.Edges {
+		for app, want := range c.published[e.Name] {
+			env, _, ok, err := events.Last(context.Background(), ns.Stream(t, events.StreamRoutes), events.AppRouteSubject(e.Name, app))
+			var r events.EdgeRoute
+			if err != nil || !ok || env.Payload(&r) != nil {
+				t.Fatalf("edge %s app %s: no route stored (%v)", e.Name, app, err)
+			}
+			if got, _ := json.Marshal(r.Route); string(got) != string(want) {
+				t.Fatalf("edge %s app %s: ROUTES holds %s, the controller %s", e.Name, app, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkRoutesAfter500Of10000AppsChanged is what one batch costs the controller when 500
+// of the 10,000 apps one edge fronts changed: their routes computed and stored, against
+// computing the edge's whole table to find them (the peer: every batch before).
+func BenchmarkRoutesAfter500Of10000AppsChanged(b *testing.B) {
+	ns := eventstest.Start(b)
+	cfg := eventstest.Config(b, bigEdgeDoc(10000))
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	for _, whole := range []bool{false, true} {
+		b.Run(map[bool]string{false: "changed apps", true: "whole table"}[whole], func(b *testing.B) {
+			c := &controller{
+				o:    Options{JS: ns.JS, Config: cfg, Name: "controller-bench", Now: time.Now},
+				log:  zerolog.Nop(),
+				view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
+				dirty: true, dirtyApps: map[string]map[string]bool{},
+			}
+			c.publishRoutes(context.Background())
+			seq, moved := uint64(0), 0
+			for b.Loop() {
+				b.StopTimer() // the transitions are not the batch's cost
+				for range 500 {
+					seq++
+					typ := []string{events.TypeEndpointDown, events.TypeEndpointUp}[moved/10000%2]
+					env, err := events.New(typ, "bench", time.Now(), events.Transition{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					subject := events.EndpointStateSubject(fmt.Sprintf("app%d", moved%10000), "west", "w")
+					if _, err := c.view.Apply(subject, seq, env); err != nil {
+						b.Fatal(err)
+					}
+					c.applied(subject, env)
+					moved++
+				}
+				c.dirty = whole
+				b.StartTimer()
+				c.publishRoutes(context.Background())
+			}
+		})
+	}
+}
