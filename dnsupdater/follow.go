@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -178,7 +179,9 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 			s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
 		}
 		s.table.Store(t)
+		at := s.now() // the zones changed now: their events carry this time, however late told
 		for i, c := range changes {
+			changes[i].at = at
 			if h := t.history[c.zone.Name]; len(h) > 0 && h[len(h)-1].To == c.zone.Serial {
 				changes[i].step = stepOf(h[len(h)-1])
 			}
@@ -323,7 +326,7 @@ func (s *Server) publishChange(ctx context.Context, cause string, c zoneChange) 
 		if p.Part > 0 {
 			key += "#" + strconv.Itoa(p.Part)
 		}
-		env, err := events.Derived(events.TypeZoneChanged, s.o.Name, cause, key, s.now(), p)
+		env, err := events.Derived(events.TypeZoneChanged, s.o.Name, cause, key, cmp.Or(c.at, s.now()), p)
 		if err != nil {
 			s.log.Error().Err(err).Str("zone", c.zone.Name).Msg("zone change not published")
 			return

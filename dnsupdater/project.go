@@ -63,6 +63,8 @@ type zoneChange struct {
 	changes []events.RecordChange
 	// step is the IXFR step from the serial before, when the change is one (refresh sets it).
 	step *events.ZoneStep
+	// at is when the refresher swapped the zone's new answers in (refresh sets it).
+	at time.Time
 }
 
 func newProjector(static *zone.Static, now func() time.Time) *projector {

@@ -86,3 +86,35 @@ func TestTheZoneChangeOfTwentyThousandAppsIsStoredInPartsUnderNATSMaxPayload(t *
 		t.Fatalf("%d parts holding %d changes, want every one of the %d in order", parts, len(got), len(want))
 	}
 }
+
+// TestAVersionToldInPartsEndsTheHistoryReadAtStart stores three versions on a zone's subject,
+// the middle one too large for one message: a server starting at the last serial reads back
+// the step after the parted version, and no step before it, so a secondary behind that version
+// gets the whole zone (the parts carry no step to build an IXFR from).
+func TestAVersionToldInPartsEndsTheHistoryReadAtStart(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, demoConfig), "")
+	step := func(from uint32, before, after string) *events.ZoneStep {
+		return &events.ZoneStep{From: from, Deleted: []string{"shop.demo.test. 30 IN A " + before}, Added: []string{"shop.demo.test. 30 IN A " + after}}
+	}
+	change := func(before, after string) []events.RecordChange {
+		return []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{before}, After: []string{after}}}
+	}
+	z := func(serial uint32) *zone.Zone { return &zone.Zone{Name: "demo.test.", Serial: serial} }
+	h.srv.publishChange(context.Background(), "cause-2", zoneChange{zone: z(2), changes: change("127.0.0.11", "127.0.0.12"), step: step(1, "127.0.0.11", "127.0.0.12")})
+	big, _ := regionChange(20000)
+	h.srv.publishChange(context.Background(), "cause-3", zoneChange{zone: z(3), changes: big.Changes, step: big.Step})
+	h.srv.publishChange(context.Background(), "cause-4", zoneChange{zone: z(4), changes: change("127.0.0.12", "127.0.0.11"), step: step(3, "127.0.0.12", "127.0.0.11")})
+
+	got, err := readHistory(context.Background(), js.JS, "demo.test.", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].From != 3 || got[0].To != 4 {
+		var steps []string
+		for _, d := range got {
+			steps = append(steps, fmt.Sprintf("%d→%d", d.From, d.To))
+		}
+		t.Fatalf("history read at serial 4: %v; want only 3→4, the step after the version told in parts", steps)
+	}
+}
