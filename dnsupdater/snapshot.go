@@ -246,19 +246,27 @@ func readJournal(s *snapshot, r io.Reader) {
 }
 
 // snapshotWriter writes the saves the refresher hands it into the data directory. It holds
-// what the files hold: the state of the base and the lines after it. One goroutine owns it.
+// what the files hold: the state of the base and the lines after it, each event encoded once,
+// when a line first carries it, so that a new base costs copying them, not encoding the state.
+// One goroutine owns it.
 type snapshotWriter struct {
 	dir string
 	// minJournal is the size the journal may reach before the base is written again,
 	// whatever the base's size (minJournal when 0).
 	minJournal int
 	generation uint64
-	events     map[string]storedEvent
+	events     map[string]encodedEvent
 	serials    map[string]uint32
 	lastSeq    uint64
 	// baseSize and journalSize are the bytes of the base and of the journal.
 	baseSize, journalSize int
 	journal               *os.File
+}
+
+// encodedEvent is a stored event as the files hold it.
+type encodedEvent struct {
+	seq  uint64
+	json []byte
 }
 
 // write records s: as a line of the journal, or as a new base when s is full, when the writer
@@ -267,9 +275,11 @@ type snapshotWriter struct {
 func (w *snapshotWriter) write(s *snapshotSave) error {
 	unchanged := !s.full && len(s.events) == 0 && maps.Equal(s.serials, w.serials) && s.lastSeq == w.lastSeq
 	if s.full || w.events == nil {
-		w.events = maps.Clone(s.events)
-	} else {
-		maps.Copy(w.events, s.events)
+		w.events = make(map[string]encodedEvent, len(s.events))
+	}
+	changed, err := w.encode(s.events)
+	if err != nil {
+		return err
 	}
 	w.serials, w.lastSeq = s.serials, s.lastSeq
 	switch {
@@ -282,11 +292,12 @@ func (w *snapshotWriter) write(s *snapshotSave) error {
 	case unchanged:
 		return nil
 	}
-	line, err := json.Marshal(journalLine{Generation: w.generation, Serials: s.serials, LastSeq: s.lastSeq, Events: sortedEvents(s.events)})
+	head, err := json.Marshal(journalHead{Generation: w.generation, Serials: s.serials, LastSeq: s.lastSeq})
 	if err != nil {
 		return fmt.Errorf("encode snapshot journal: %w", err)
 	}
-	if w.journalSize+len(line)+1 > max(w.baseSize, cmp.Or(w.minJournal, minJournal)) {
+	line := withEvents(head, changed, '\n')
+	if w.journalSize+len(line) > max(w.baseSize, cmp.Or(w.minJournal, minJournal)) {
 		return w.writeBase(s.zones)
 	}
 	if w.journal == nil {
@@ -296,7 +307,6 @@ func (w *snapshotWriter) write(s *snapshotSave) error {
 		}
 		w.journal, w.journalSize = f, 0
 	}
-	line = append(line, '\n')
 	if _, err := w.journal.Write(line); err != nil {
 		return w.journalFailed(fmt.Errorf("write snapshot journal: %w", err), s.zones)
 	}
@@ -305,6 +315,57 @@ func (w *snapshotWriter) write(s *snapshotSave) error {
 	}
 	w.journalSize += len(line)
 	return nil
+}
+
+// encode encodes events into the writer's state and returns them in stream order.
+func (w *snapshotWriter) encode(events map[string]storedEvent) ([]encodedEvent, error) {
+	out := make([]encodedEvent, 0, len(events))
+	for subject, e := range events {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode snapshot event of %s: %w", subject, err)
+		}
+		enc := encodedEvent{seq: e.Seq, json: b}
+		w.events[subject] = enc
+		out = append(out, enc)
+	}
+	slices.SortFunc(out, func(a, b encodedEvent) int { return cmp.Compare(a.seq, b.seq) })
+	return out, nil
+}
+
+// journalHead is a journal line without its events, and baseHead a base without its events:
+// the encoded events are appended to them as they are.
+type journalHead struct {
+	Generation uint64            `json:"generation"`
+	Serials    map[string]uint32 `json:"serials"`
+	LastSeq    uint64            `json:"last_seq"`
+}
+
+type baseHead struct {
+	Version    int               `json:"version"`
+	Generation uint64            `json:"generation,omitempty"`
+	Serials    map[string]uint32 `json:"serials"`
+	LastSeq    uint64            `json:"last_seq"`
+	Digests    map[string]string `json:"digests,omitempty"`
+}
+
+// withEvents returns the JSON object head with an "events" member holding events, followed
+// by end.
+func withEvents(head []byte, events []encodedEvent, end byte) []byte {
+	n := len(head) + 16
+	for _, e := range events {
+		n += len(e.json) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, head[:len(head)-1]...) // without its closing brace
+	out = append(out, `,"events":[`...)
+	for i, e := range events {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, e.json...)
+	}
+	return append(out, ']', '}', end)
 }
 
 // journalFailed answers a journal that could not be written: a line of it may be cut short,
@@ -319,11 +380,18 @@ func (w *snapshotWriter) journalFailed(err error, zones []*zone.Zone) error {
 // writeBase writes the writer's state as a new base of a new generation, with the digests of
 // zones, and starts an empty journal after it.
 func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
+	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
 	gen := rand.Uint64() | 1 // never 0, which names no generation
-	s := &snapshot{Version: snapshotVersion, Generation: gen, Serials: w.serials, LastSeq: w.lastSeq, Events: sortedEvents(w.events), zones: zones}
-	n, err := saveSnapshot(w.dir, s)
+	head, err := json.Marshal(baseHead{Version: snapshotVersion, Generation: gen, Serials: w.serials, LastSeq: w.lastSeq, Digests: digests(w.serials, zones)})
 	if err != nil {
-		return err
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	all := slices.SortedFunc(maps.Values(w.events), func(a, b encodedEvent) int { return cmp.Compare(a.seq, b.seq) })
+	b := withEvents(head, all, '\n')
+	if err := writeAtomically(w.dir, snapshotFile, b); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
 	}
 	// Lines of the old generation are not read after the new base; the journal is truncated
 	// when the next line is written.
@@ -331,8 +399,19 @@ func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
 		_ = w.journal.Close()
 		w.journal = nil
 	}
-	w.generation, w.baseSize, w.journalSize = gen, n, 0
+	w.generation, w.baseSize, w.journalSize = gen, len(b), 0
 	return nil
+}
+
+// digests are the digests of the zones whose serial is the one serials holds.
+func digests(serials map[string]uint32, zones []*zone.Zone) map[string]string {
+	out := map[string]string{}
+	for _, z := range zones {
+		if serial, ok := serials[z.Name]; ok && serial == z.Serial {
+			out[z.Name] = z.Digest()
+		}
+	}
+	return out
 }
 
 // close closes the journal.
@@ -350,12 +429,7 @@ func saveSnapshot(dir string, s *snapshot) (int, error) {
 		return 0, fmt.Errorf("create data dir: %w", err)
 	}
 	if s.Digests == nil {
-		s.Digests = map[string]string{}
-		for _, z := range s.zones {
-			if serial, ok := s.Serials[z.Name]; ok && serial == z.Serial {
-				s.Digests[z.Name] = z.Digest()
-			}
-		}
+		s.Digests = digests(s.Serials, s.zones)
 	}
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(s); err != nil {
