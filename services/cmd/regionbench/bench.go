@@ -167,8 +167,9 @@ type phase struct {
 	// the edge applied, the app's first route with its new availability.
 	seen, served, stored, applied []time.Time
 	// state is when STATE stored each endpoint transition, checked when the check that
-	// completed its threshold ran (the transition's own time).
-	state, checked            []time.Time
+	// completed its threshold ran (the transition's own time), and probed when PROBES stored
+	// that check's result.
+	state, checked, probed    []time.Time
 	transitions, zoneVersions int
 	notifies                  int64
 	dnsQPS, staticQPS         float64
@@ -225,14 +226,23 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		}
 	}
 	last := slices.MaxFunc(ph.seen, time.Time.Compare)
+	stored, err := st.probesStored(ctx, ph.at)
+	if err != nil {
+		return nil, err
+	}
 	if err := st.read(ctx, events.StreamState, events.SubjectState, stateFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
 		if strings.HasPrefix(m.Subject(), "detour.state.endpoint.") {
 			ph.state = append(ph.state, md.Timestamp)
-			var at time.Time // a transition that does not decode counts as checked when stored
+			var at, probed time.Time // a transition that does not decode counts as neither
 			if env, err := events.Decode(m.Data()); err == nil {
 				at = env.Time
+				// The cause is the result's id: a batch's id and the result's index in it,
+				// or the message's own id.
+				batch, _, _ := strings.Cut(env.Cause, "/")
+				probed = stored[batch]
 			}
 			ph.checked = append(ph.checked, at)
+			ph.probed = append(ph.probed, probed)
 		}
 		ph.transitions++
 	}); err != nil {
@@ -319,6 +329,43 @@ func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bo
 		}
 		if missing == 0 || time.Now().After(deadline) {
 			return nil
+		}
+	}
+}
+
+// probesStored reads the headers of the PROBES messages stored since from: when each was
+// stored, by its message id (a batch's id, or a single result's).
+func (st *stack) probesStored(ctx context.Context, from time.Time) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	last := st.lastSeq(ctx, events.StreamProbes)
+	cons, err := st.js.OrderedConsumer(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from, HeadersOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
+	}
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
+		}
+		got := 0
+		var seq uint64
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
+			}
+			if id := m.Headers().Get(jetstream.MsgIDHeader); id != "" {
+				out[id] = md.Timestamp
+			}
+			seq = md.Sequence.Stream
+			got++
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
+		}
+		if got == 0 || seq >= last {
+			return out, nil
 		}
 	}
 }
@@ -423,6 +470,8 @@ func (st *stack) print(phases ...*phase) {
 		fmt.Printf("  %-44s %s\n", "endpoint transition appended (STATE)", spread(ph.at, ph.state))
 		fmt.Printf("  %-44s %s\n", "threshold check ran (the transition's time)", spread(ph.at, ph.checked))
 		fmt.Printf("  %-44s %s\n", "check ran → transition appended, each", spreadOf(lags(ph.checked, ph.state)))
+		fmt.Printf("  %-44s %s\n", "  check ran → result stored in PROBES", spreadOf(lags(ph.checked, ph.probed)))
+		fmt.Printf("  %-44s %s\n", "  result stored → transition appended", spreadOf(lags(ph.probed, ph.state)))
 		rate := 0.0
 		if len(ph.state) > 1 {
 			first, last := slices.MinFunc(ph.state, time.Time.Compare), slices.MaxFunc(ph.state, time.Time.Compare)
