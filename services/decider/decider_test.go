@@ -95,23 +95,9 @@ type stored struct {
 
 func stateOf(t testing.TB, srv *eventstest.Server) []stored {
 	t.Helper()
-	ctx := context.Background()
-	st := srv.Stream(t, events.StreamState)
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []stored
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
-		e, err := events.Decode(m.Data)
-		if err != nil {
-			t.Fatalf("STATE seq %d: %v", seq, err)
-		}
-		out = append(out, stored{m.Subject, e})
+	for _, f := range eventstest.StateFacts(t, srv.JS) {
+		out = append(out, stored{f.Subject, f.Env})
 	}
 	return out
 }
