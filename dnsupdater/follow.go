@@ -175,6 +175,11 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 		snaps.based = true
 	}
 	s.projMu.Unlock()
+	if snap != nil {
+		// Handed over whether or not an answer changed: the save has taken the state's
+		// changes, which no later save holds.
+		handOver(saves, snap)
+	}
 	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
 		t := buildTable(zones, prev)
 		// The serials file reserves a serial before it is served (a crash may lose the
@@ -204,10 +209,6 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 	select {
 	case s.reports <- report{cause: k.cause, changes: changes, push: push}:
 	case <-ctx.Done():
-		return
-	}
-	if snap != nil {
-		handOver(saves, snap)
 	}
 }
 

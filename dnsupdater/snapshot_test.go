@@ -15,6 +15,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 func TestServerAnswersFromItsSnapshotWhileNATSIsUnreachable(t *testing.T) {
@@ -398,4 +399,37 @@ func FuzzLoadSnapshot(f *testing.F) {
 			seen[e.Subject] = true
 		}
 	})
+}
+
+// TestASaveTakenByARefreshThatMovesNoAnswerIsHandedOver drives the refresher by hand: a
+// snapshot is due (one was held back within the last second) when an event that moves no
+// answer is folded; the save the refresh takes holds it and must reach the writer, since no
+// later save holds it again.
+func TestASaveTakenByARefreshThatMovesNoAnswerIsHandedOver(t *testing.T) {
+	js := eventstest.Start(t)
+	srv, err := New(Options{JS: js.JS, Config: eventstest.Config(t, demoConfig), Addr: "127.0.0.1:0", DataDir: t.TempDir(), Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.ls.close)
+	subject := events.EndpointStateSubject("shop", "us-east", "127-0-0-12_8081") // the backup: us-west still answers
+	env, err := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{App: "shop", Pool: "us-east", Endpoint: "127-0-0-12_8081", From: events.StatusUp, To: events.StatusDown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := srv.proj.apply(subject, 1, env); err != nil || !changed {
+		t.Fatalf("apply: changed %v, %v", changed, err)
+	}
+	saves := make(chan *snapshotSave, 1)
+	pacer := snapshotPacer{last: time.Now().Add(-2 * time.Second), pending: true, based: true}
+	srv.refresh(t.Context(), kick{cause: env.ID, synced: true}, saves, &pacer)
+	select {
+	case got := <-saves:
+		if _, ok := got.events[subject]; !ok {
+			t.Fatalf("the save handed over holds %d events, not %s", len(got.events), subject)
+		}
+	default:
+		t.Fatalf("the refresh took a save (pending %v) and did not hand it to the writer", pacer.pending)
+	}
 }
