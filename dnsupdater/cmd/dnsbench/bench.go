@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -349,19 +350,27 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "server\tp50 ms per round\tp99 ms per round")
+	var failed []string
 	for _, rs := range rounds {
 		var p50s, p99s []string
-		for _, r := range rs {
-			if r.skipped == "" {
-				p50s = append(p50s, fmt.Sprintf("%.3f", ms(r.p50)))
-				p99s = append(p99s, fmt.Sprintf("%.3f", ms(r.p99)))
+		for i, r := range rs {
+			if r.skipped != "" || r.qps == 0 {
+				// A failed round is shown, not left out: the median is over the others.
+				p50s, p99s = append(p50s, "-"), append(p99s, "-")
+				failed = append(failed, fmt.Sprintf("%s round %d: %s", r.name, i+1, cmp.Or(r.skipped, "no query answered")))
+				continue
 			}
+			p50s = append(p50s, fmt.Sprintf("%.3f", ms(r.p50)))
+			p99s = append(p99s, fmt.Sprintf("%.3f", ms(r.p99)))
 		}
 		if len(rs) > 0 {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", rs[0].name, strings.Join(p50s, " · "), strings.Join(p99s, " · "))
 		}
 	}
 	tw.Flush()
+	for _, f := range failed {
+		fmt.Fprintf(out, "failed: %s\n", f)
+	}
 	var d, best result
 	for _, m := range meds {
 		switch {
@@ -378,16 +387,18 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 }
 
 // median is one target's rounds summed up: the median of each figure over the rounds that
-// ran (each figure on its own), or the first skip when none ran.
+// answered (each figure on its own), or the first skip when none did.
 func median(rs []result) result {
 	var ran []result
 	for _, r := range rs {
-		if r.skipped == "" {
+		if r.skipped == "" && r.qps > 0 {
 			ran = append(ran, r)
 		}
 	}
 	if len(ran) == 0 {
-		return rs[0]
+		r := rs[0]
+		r.skipped = cmp.Or(r.skipped, "no query answered")
+		return r
 	}
 	mid := func(get func(result) float64) float64 {
 		v := make([]float64, len(ran))

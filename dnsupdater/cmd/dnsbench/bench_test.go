@@ -50,3 +50,33 @@ func TestMeasureRoundsStartsEachRoundOneTargetLater(t *testing.T) {
 		}
 	}
 }
+
+func TestARoundThatAnsweredNothingIsShownAsFailedAndPrintsNoNaN(t *testing.T) {
+	ok := func(p99 time.Duration) result {
+		return result{name: "detour", qps: 20000, p50: time.Millisecond / 10, p99: p99, cpu: 100 * time.Millisecond}
+	}
+	rounds := [][]result{
+		{ok(2 * time.Millisecond), {name: "detour"}, ok(4 * time.Millisecond)},
+		{{name: "knot", skipped: "knotd is not installed"}, {name: "knot"}, {name: "knot"}},
+	}
+	var out strings.Builder
+	reportLoad(&out, options{load: 20000, clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 3}, rounds)
+	got := out.String()
+	for _, want := range []string{
+		"detour  0.100 · - · 0.100",
+		"2.000 · - · 4.000",
+		"failed: detour round 2: no query answered",
+		"failed: knot round 1: knotd is not installed",
+		"knot    -",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "NaN") || strings.Contains(got, "Inf") {
+		t.Errorf("report prints a figure that is not a number:\n%s", got)
+	}
+	if m := median(rounds[0]); m.p99 != 3*time.Millisecond {
+		t.Errorf("median p99 over the rounds that answered = %s, want 3ms", m.p99)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os/exec"
 	"slices"
@@ -44,7 +45,7 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 	}
 	r.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if r.qps == 0 {
-		return result{}, fmt.Errorf("dnsperf reported no queries per second")
+		return result{}, fmt.Errorf("dnsperf reported no query answered")
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
@@ -77,14 +78,24 @@ func parseDNSPerf(sc *bufio.Scanner) (result, []int32) {
 		}
 		switch k {
 		case "Queries per second":
-			r.qps, _ = strconv.ParseFloat(f[0], 64)
+			r.qps = finite(f[0])
 		case "Queries lost":
 			if len(f) > 1 {
-				r.lost, _ = strconv.ParseFloat(strings.Trim(f[1], "(%)"), 64)
+				r.lost = finite(strings.Trim(f[1], "(%)"))
 			}
 		}
 	}
 	return r, lat
+}
+
+// finite reads a figure of dnsperf's summary; what is not a finite number (dnsperf prints
+// "nan" for a rate over nothing) reads as 0.
+func finite(s string) float64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
 }
 
 // micros reads seconds written as "0.000123" as whole microseconds.

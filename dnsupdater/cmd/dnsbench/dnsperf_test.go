@@ -34,6 +34,20 @@ Statistics:
 	}
 }
 
+func TestParseDNSPerfReadsARunThatAnsweredNothingAsZero(t *testing.T) {
+	out := `Statistics:
+
+  Queries sent:         0
+  Queries completed:    0 (nan%)
+  Queries lost:         0 (nan%)
+  Queries per second:   nan
+`
+	r, lat := parseDNSPerf(bufio.NewScanner(strings.NewReader(out)))
+	if r.qps != 0 || r.lost != 0 || len(lat) != 0 {
+		t.Errorf("want 0 qps, 0 %% lost and no latencies, got %v, %v and %v", r.qps, r.lost, lat)
+	}
+}
+
 func TestTreeCPUCountsThisProcess(t *testing.T) {
 	// Burn some CPU, then this process must show at least a clock tick of it.
 	x := 0
