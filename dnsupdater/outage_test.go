@@ -60,6 +60,12 @@ func TestServerCatchesUpWhenNATSReturns(t *testing.T) {
 	}
 	startFileNATS(t, dir, port)
 	eventstest.Eventually(t, 10*time.Second, nc.IsConnected, "the client reconnects")
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.Stream(ctx, events.StreamState)
+		return err == nil
+	}, "JetStream serves STATE again")
 	endpointUp(t, conn, "shop", "us-west", "127-0-0-11_8081")
 	eventstest.Eventually(t, 15*time.Second, func() bool { return slices.Equal(answer(), []string{"127.0.0.11"}) },
 		"a change stored after NATS returned reaches the answer")
