@@ -133,16 +133,7 @@ func BenchmarkRecomputeAndPrepare(b *testing.B) {
 // 10,000 apps changed their answer, as in a region failure: the projection and the prepared
 // replies built from the previous version, against preparing every reply afresh (the peer).
 func BenchmarkZoneVersionOf10000Apps(b *testing.B) {
-	var doc strings.Builder
-	doc.WriteString("zones: [{name: region.test}]\napps:\n")
-	for i := range 10000 {
-		fmt.Fprintf(&doc, "  - {name: app%d, fqdn: app%d.region.test, pools: [{name: main, endpoints: [{name: e, address: \"10.1.%d.%d:80\"}]}, {name: backup, endpoints: [{name: e, address: \"10.200.0.1:80\"}]}]}\n",
-			i, i, i>>8, i&255)
-	}
-	static, err := zone.Compile(eventstest.Config(b, doc.String()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	static := regionOf10000Apps(b)
 	for _, whole := range []bool{false, true} {
 		b.Run(map[bool]string{false: "from the previous version", true: "every reply afresh"}[whole], func(b *testing.B) {
 			p := newProjector(static, time.Now)
@@ -176,16 +167,7 @@ func BenchmarkZoneVersionOf10000Apps(b *testing.B) {
 // failure: a line of the journal (the events that changed) against writing the whole state
 // with its digests (the peer: every save before the journal).
 func BenchmarkSnapshotSaveOf10000Apps(b *testing.B) {
-	var doc strings.Builder
-	doc.WriteString("zones: [{name: region.test}]\napps:\n")
-	for i := range 10000 {
-		fmt.Fprintf(&doc, "  - {name: app%d, fqdn: app%d.region.test, pools: [{name: main, endpoints: [{name: e, address: \"10.1.%d.%d:80\"}]}, {name: backup, endpoints: [{name: e, address: \"10.200.0.1:80\"}]}]}\n",
-			i, i, i>>8, i&255)
-	}
-	static, err := zone.Compile(eventstest.Config(b, doc.String()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	static := regionOf10000Apps(b)
 	seq := uint64(0)
 	apply := func(p *projector, app int, down bool) {
 		for _, s := range []string{events.EndpointStateSubject(fmt.Sprintf("app%d", app), "main", "e"), events.PoolStateSubject(fmt.Sprintf("app%d", app), "main"),
@@ -236,4 +218,20 @@ func BenchmarkSnapshotSaveOf10000Apps(b *testing.B) {
 			}
 		})
 	}
+}
+
+// regionOf10000Apps compiles a zone of 10,000 failover apps, each a main endpoint of its own and
+// a shared backup, as a region of 10,000 endpoints.
+func regionOf10000Apps(b *testing.B) *zone.Static {
+	var doc strings.Builder
+	doc.WriteString("zones: [{name: region.test}]\napps:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&doc, "  - {name: app%d, fqdn: app%d.region.test, pools: [{name: main, endpoints: [{name: e, address: \"10.1.%d.%d:80\"}]}, {name: backup, endpoints: [{name: e, address: \"10.200.0.1:80\"}]}]}\n",
+			i, i, i>>8, i&255)
+	}
+	static, err := zone.Compile(eventstest.Config(b, doc.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return static
 }
