@@ -733,15 +733,11 @@ func resultsSince(t *testing.T, url, region, app, pool, endpoint string, since t
 }
 
 func readResults(url, region, app, pool, endpoint string, since time.Time) ([]events.ProbeResult, error) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, done, err := jetStreamAt(url)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, "PROBES", jetstream.OrderedConsumerConfig{
@@ -821,15 +817,11 @@ func (c *edgeCluster) allUp(url string) []stateEvent {
 // lastMsg is stream's last message on a subject matching filter, or nil, read as the operator.
 func lastMsg(t *testing.T, url, stream, filter string) *jetstream.RawStreamMsg {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, done, err := jetStreamAt(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)

@@ -392,15 +392,11 @@ func stateLog(t *testing.T, url, filter string) []stateEvent {
 }
 
 func readState(url, filter string) ([]stateEvent, error) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, done, err := jetStreamAt(url)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	filters := []string{filter}
@@ -471,4 +467,17 @@ func (c *cluster) jetStreamCurrent(name string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// jetStreamAt connects to the JetStream node at url; done closes the connection.
+func jetStreamAt(url string) (js jetstream.JetStream, done func(), err error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
 }

@@ -238,15 +238,11 @@ func (w *wire) first(from time.Time, match func(sighting) bool) (time.Duration, 
 // failedStored is how long after from PROBES, read at url, stored the first failed result of
 // app's pool from region; -1 for none.
 func failedStored(url, region, app, pool string, from time.Time) time.Duration {
-	nc, err := nats.Connect(url)
+	js, done, err := jetStreamAt(url)
 	if err != nil {
 		return -1
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return -1
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, "PROBES", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"detour.probe." + region + ".>"},
@@ -368,15 +364,11 @@ type routeDelivery struct {
 // routeDeliveries lists the routes of app on edge that ROUTES stored after from, and when the
 // edge applied each (it logs "route applied" at debug level).
 func (c *cluster) routeDeliveries(url, edge, app string, from time.Time) []routeDelivery {
-	nc, err := nats.Connect(url)
+	js, done, err := jetStreamAt(url)
 	if err != nil {
 		return nil
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// A plain consumer, not an ordered one: an ordered consumer's Fetch re-creates its consumer,
