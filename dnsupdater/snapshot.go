@@ -261,6 +261,10 @@ type snapshotWriter struct {
 	// baseSize and journalSize are the bytes of the base and of the journal.
 	baseSize, journalSize int
 	journal               *os.File
+	// failed says that a save was not written whole: the journal may lack its line (or hold
+	// part of it), so a line appended now would restore a state that never was, without the
+	// failed save's changes. The next save writes a new base, which holds them.
+	failed bool
 }
 
 // encodedEvent is a stored event as the files hold it.
@@ -270,9 +274,15 @@ type encodedEvent struct {
 }
 
 // write records s: as a line of the journal, or as a new base when s is full, when the writer
-// has written no base yet, or when the line would make the journal larger than the base
-// (and minJournal).
-func (w *snapshotWriter) write(s *snapshotSave) error {
+// has written no base yet, when a save before failed, or when the line would make the journal
+// larger than the base (and minJournal).
+func (w *snapshotWriter) write(s *snapshotSave) (err error) {
+	gen := w.generation
+	defer func() {
+		if err != nil && w.generation == gen { // a new base written meanwhile holds it all
+			w.failed = true
+		}
+	}()
 	unchanged := !s.full && len(s.events) == 0 && maps.Equal(s.serials, w.serials) && s.lastSeq == w.lastSeq
 	if s.full || w.events == nil {
 		w.events = make(map[string]encodedEvent, len(s.events))
@@ -283,7 +293,7 @@ func (w *snapshotWriter) write(s *snapshotSave) error {
 	}
 	w.serials, w.lastSeq = s.serials, s.lastSeq
 	switch {
-	case s.full || w.generation == 0:
+	case s.full || w.generation == 0 || w.failed:
 		return w.writeBase(s.zones)
 	case s.final && unchanged && w.journalSize == 0:
 		return nil // the base holds it all
@@ -399,7 +409,7 @@ func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
 		_ = w.journal.Close()
 		w.journal = nil
 	}
-	w.generation, w.baseSize, w.journalSize = gen, len(b), 0
+	w.generation, w.baseSize, w.journalSize, w.failed = gen, len(b), 0, false
 	return nil
 }
 

@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"bytes"
+	"encoding/json"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -312,6 +313,49 @@ func TestAJournalLineCutShortEndsTheJournal(t *testing.T) {
 	}
 }
 
+// TestASaveThatFailedIsNotLeftOutOfTheNextOne fails a journal line (the journal cannot be
+// opened, as on a full disk or a read-only directory) and writes the next save once the disk
+// is back: the files must load to the state with both saves' changes, never to the base with
+// the later line alone (a state that never was, served while NATS is away).
+func TestASaveThatFailedIsNotLeftOutOfTheNextOne(t *testing.T) {
+	dir := t.TempDir()
+	env := func(id string) events.Envelope {
+		return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
+	}
+	w := &snapshotWriter{dir: dir}
+	defer w.close()
+	if err := w.write(&snapshotSave{full: true, serials: map[string]uint32{"demo.test.": 7}, lastSeq: 1,
+		events: map[string]storedEvent{"a": {Subject: "a", Seq: 1, Event: env("1")}}}); err != nil {
+		t.Fatal(err)
+	}
+	journal := filepath.Join(dir, journalFile)
+	if err := os.Mkdir(journal, 0o755); err != nil { // the journal cannot be opened
+		t.Fatal(err)
+	}
+	if err := w.write(&snapshotSave{serials: map[string]uint32{"demo.test.": 8}, lastSeq: 2,
+		events: map[string]storedEvent{"b": {Subject: "b", Seq: 2, Event: env("2")}}}); err == nil {
+		t.Fatal("a save whose journal cannot be opened reported no error")
+	}
+	if err := os.Remove(journal); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.write(&snapshotSave{serials: map[string]uint32{"demo.test.": 9}, lastSeq: 3,
+		events: map[string]storedEvent{"c": {Subject: "c", Seq: 3, Event: env("3")}}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadSnapshot(dir)
+	if err != nil || s == nil {
+		t.Fatalf("load: %v, %v", s, err)
+	}
+	var got []string
+	for _, e := range s.Events {
+		got = append(got, e.Subject+"@"+e.Event.ID)
+	}
+	if !slices.Equal(got, []string{"a@1", "b@2", "c@3"}) || s.Serials["demo.test."] != 9 || s.LastSeq != 3 {
+		t.Fatalf("loaded %v at serial %d, seq %d; want [a@1 b@2 c@3] at serial 9, seq 3: the failed save's change is lost", got, s.Serials["demo.test."], s.LastSeq)
+	}
+}
+
 func TestARestartAfterACrashServesALaterSerialThanAnyServedBefore(t *testing.T) {
 	target, notified := fakeSecondary(t)
 	dir := t.TempDir()
@@ -432,4 +476,40 @@ func TestASaveTakenByARefreshThatMovesNoAnswerIsHandedOver(t *testing.T) {
 	default:
 		t.Fatalf("the refresh took a save (pending %v) and did not hand it to the writer", pacer.pending)
 	}
+}
+
+// FuzzRestoreSnapshot restores whatever a damaged or forged base and journal decode to into a
+// projector of a real configuration, with reserved serials, and projects it: the server must
+// start, whatever the files hold.
+func FuzzRestoreSnapshot(f *testing.F) {
+	f.Add([]byte(`{"version":1,"generation":5,"serials":{"demo.test.":7},"last_seq":3,"digests":{"demo.test.":"x"},"events":[`+
+		`{"subject":"detour.state.endpoint.shop.us-west.127-0-0-11_8081","seq":2,"event":{"type":"detour.endpoint.down.v1","id":"1","time":"2026-01-01T00:00:00Z","source":"s","data":{"app":"shop","pool":"us-west","endpoint":"127-0-0-11_8081","from":"up","to":"down"}}},`+
+		`{"subject":"detour.state.pool.shop.us-west","seq":3,"event":{"type":"detour.pool.down.v1","id":"2","time":"2026-01-01T00:00:00Z","source":"s","data":{"app":"shop","pool":"us-west","to":"down"}}}]}`),
+		[]byte(`{"generation":5,"serials":{"demo.test.":4294967295},"last_seq":9,"events":[{"subject":"detour.state.edge.x","seq":9,"event":{"type":"detour.edge.down.v1","id":"3","time":"2026-01-01T00:00:00Z","data":{}}}]}`+"\n"),
+		[]byte(`{"version":1,"reserved":{"demo.test.":12}}`))
+	f.Add([]byte(`{"version":1,"serials":{"demo.test.":0,"other.":1},"events":[{"subject":"detour.state.batch.0","seq":1,"event":{"type":"detour.state.batch.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"items":[]}}}]}`),
+		[]byte{}, []byte(`{"version":1,"reserved":{"demo.test.":2147483648}}`))
+	cfg := eventstest.Config(f, demoConfig)
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, base, journal, marks []byte) {
+		s, err := decodeSnapshot(base, bytes.NewReader(journal))
+		if err != nil {
+			return
+		}
+		p := newProjector(static, func() time.Time { return time.Unix(1_800_000_000, 0) })
+		p.restore(s)
+		var m serialMarks
+		if json.Unmarshal(marks, &m) == nil {
+			p.reserved(m.Reserved)
+		}
+		start := maps.Clone(p.serials)
+		for _, z := range p.project() {
+			if prev, ok := start[z.Name]; ok && serialAfter(prev, z.Serial) {
+				t.Fatalf("zone %s restored at serial %d (snapshot and reserved serials) projects at %d, before it", z.Name, prev, z.Serial)
+			}
+		}
+	})
 }
