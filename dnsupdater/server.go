@@ -83,6 +83,8 @@ type Server struct {
 	synced bool
 	// serials keeps the serials file ahead of the serials served (nil without a data dir).
 	serials *serialReserver
+	// unlock releases the data directory's lock (nil without a data dir).
+	unlock func()
 }
 
 // maxTCPConns bounds the TCP connections served at once; dns.tcp_per_client bounds those of
@@ -92,8 +94,9 @@ const maxTCPConns = 1024
 // tcpIdle is how long a TCP connection may stay silent between queries (RFC 7766 §6.2.3).
 const tcpIdle = 10 * time.Second
 
-// New checks the options, loads the last-known-good snapshot, prepares the answers and binds the
-// sockets. The server answers only once Run is called.
+// New checks the options, takes the data directory (no other server may use it until Run
+// returns), loads the last-known-good snapshot, prepares the answers and binds the sockets.
+// The server answers only once Run is called.
 func New(o Options) (*Server, error) {
 	switch {
 	case o.Config == nil:
@@ -129,6 +132,9 @@ func New(o Options) (*Server, error) {
 		s.pushers[z.Name] = p
 	}
 	if o.DataDir != "" {
+		if s.unlock, err = openDataDir(o.DataDir); err != nil {
+			return nil, fmt.Errorf("new dns server: %w", err)
+		}
 		s.restoreSnapshot()
 	}
 	first := buildTable(s.proj.project(), nil)
@@ -159,6 +165,7 @@ func New(o Options) (*Server, error) {
 	s.proj.started = nil
 	s.ls, err = listen(o.Addr, o.UDPSockets)
 	if err != nil {
+		s.release()
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}
 	s.addr = netip.AddrPortFrom(netip.MustParseAddrPort(o.Addr).Addr(), uint16(s.ls.tcp.Addr().(*net.TCPAddr).Port)).String()
@@ -188,7 +195,15 @@ func (s *Server) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.ls.close()
 	wg.Wait()
+	s.release() // the snapshot writer is done
 	return nil
+}
+
+// release releases the data directory for the next server.
+func (s *Server) release() {
+	if s.unlock != nil {
+		s.unlock()
+	}
 }
 
 // serveUDPEach answers the datagrams of one socket one system call at a time, until the socket

@@ -3,6 +3,8 @@ package dnsupdater
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -512,4 +514,39 @@ func FuzzRestoreSnapshot(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTwoServersCannotShareADataDir(t *testing.T) {
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, demoConfig)
+	h := startServer(t, js, cfg, dir)
+	_, err := New(Options{JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", DataDir: dir, Name: "dns-other",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 1})
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "in use by another running dns server") {
+		t.Fatalf("a second server on the data dir of a running one: want an error naming %s as in use, got %v", dir, err)
+	}
+	h.stop()
+	// Once the first has stopped, the directory is free again.
+	startServer(t, js, cfg, dir).stop()
+}
+
+func TestAStartRemovesTheTemporaryFilesACrashLeft(t *testing.T) {
+	dir := t.TempDir()
+	stale := []string{snapshotFile + ".123456", serialsFile + ".42"}
+	for _, name := range append(slices.Clone(stale), "keep.json") {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("{"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js := eventstest.Start(t)
+	startServer(t, js, eventstest.Config(t, demoConfig), dir).stop()
+	for _, name := range stale {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s, left by a crash during a write, is still there after a start: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keep.json")); err != nil {
+		t.Errorf("a file of another name was removed: %v", err)
+	}
 }
