@@ -145,7 +145,8 @@ func (p *projector) restore(s *snapshot) {
 
 // restoreSnapshot loads the snapshot and the serials file of the data dir into the projector.
 // A damaged file must not keep the server from starting: STATE rebuilds the state, and a
-// zone without a reserved serial takes one after the snapshot's (or the clock).
+// zone without a reserved serial takes one after its snapshot's and a reservation (or the
+// clock).
 func (s *Server) restoreSnapshot() {
 	s.serials = &serialReserver{dir: s.o.DataDir}
 	snap, err := loadSnapshot(s.o.DataDir)
@@ -159,6 +160,15 @@ func (s *Server) restoreSnapshot() {
 	marks, err := loadSerialMarks(s.o.DataDir)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("reserved serials ignored")
+	}
+	if marks == nil && snap != nil && len(snap.Serials) > 0 {
+		// The serials file is lost or damaged: the server may have served past its snapshot's
+		// serials, as far as a reservation reaches, so every zone starts past that.
+		marks = make(map[string]uint32, len(snap.Serials))
+		for z, serial := range snap.Serials {
+			marks[z] = serial + reserveAhead
+		}
+		s.log.Warn().Str("file", filepath.Join(s.o.DataDir, serialsFile)).Msg("no reserved serials beside the snapshot; every zone takes a serial past its snapshot's and a reservation")
 	}
 	s.proj.reserved(marks)
 	s.serials.reserved = marks

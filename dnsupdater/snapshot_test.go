@@ -359,6 +359,30 @@ func TestASaveThatFailedIsNotLeftOutOfTheNextOne(t *testing.T) {
 }
 
 func TestARestartAfterACrashServesALaterSerialThanAnyServedBefore(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+	}{
+		{name: "serials file intact", damage: func(*testing.T, string) {}},
+		// Without the marks the server cannot know how far past its snapshot it served.
+		{name: "serials file damaged", damage: func(t *testing.T, dir string) {
+			if err := os.WriteFile(filepath.Join(dir, serialsFile), []byte(`{"version":1,"reser`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "serials file lost", damage: func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, serialsFile)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { restartAfterACrash(t, tt.damage) })
+	}
+}
+
+// restartAfterACrash serves three versions, the last two within the second after a snapshot,
+// and restarts on the disk as it was at that snapshot, damaged by damage.
+func restartAfterACrash(t *testing.T, damage func(t *testing.T, dir string)) {
 	target, notified := fakeSecondary(t)
 	dir := t.TempDir()
 	js := eventstest.Start(t)
@@ -389,6 +413,7 @@ func TestARestartAfterACrashServesALaterSerialThanAnyServedBefore(t *testing.T) 
 		t.Fatalf("serial %d after two changes, not after %d", last, first)
 	}
 	h.stop()
+	damage(t, crashed)
 
 	// Restarted on the disk of the crash: a secondary may hold any serial up to last, so the
 	// first version served must be later, though its content is that of the snapshot's.
