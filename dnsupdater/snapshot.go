@@ -50,6 +50,9 @@ type snapshot struct {
 	Digests map[string]string `json:"digests,omitempty"`
 	// zones are the projected zones the digests are taken from, by the writer.
 	zones []*zone.Zone
+	// damaged, when set, tells of a whole journal line that could not be read: the lines from
+	// it on were not folded.
+	damaged error
 }
 
 // journalLine is one line of the journal: the events folded since the line before (or the
@@ -153,6 +156,9 @@ func (s *Server) restoreSnapshot() {
 	if err != nil {
 		s.log.Warn().Err(err).Msg("last-known-good snapshot ignored")
 	}
+	if snap != nil && snap.damaged != nil {
+		s.log.Warn().Err(snap.damaged).Msg("last-known-good snapshot journal damaged; starting from the lines before")
+	}
 	if snap != nil {
 		s.proj.restore(snap)
 		s.log.Info().Int("events", len(snap.Events)).Uint64("stream_seq", snap.LastSeq).Msg("loaded last-known-good snapshot")
@@ -219,8 +225,9 @@ func decodeSnapshot(base []byte, journal io.Reader) (*snapshot, error) {
 
 // readJournal folds the lines of r that follow s's base into s: each line's events replace
 // those of their subjects, its serials and stream position those of s. It stops at the first
-// line cut short or not decoded. A zone whose serial a line moved keeps no digest: the base's
-// stood for its own serial.
+// line cut short (a crash while it was written), of another base (written before it), or not
+// decoded, which it records in s.damaged. A zone whose serial a line moved keeps no digest: the
+// base's stood for its own serial.
 func readJournal(s *snapshot, r io.Reader) {
 	latest := make(map[string]storedEvent, len(s.Events))
 	keep := func(e storedEvent) {
@@ -232,13 +239,17 @@ func readJournal(s *snapshot, r io.Reader) {
 		keep(e)
 	}
 	br := bufio.NewReader(r)
-	for {
+	for n := 1; ; n++ {
 		line, err := br.ReadBytes('\n')
 		if err != nil {
 			break // the end, or a line cut short
 		}
 		var l journalLine
-		if json.Unmarshal(line, &l) != nil || l.Generation != s.Generation || s.Generation == 0 {
+		if err := json.Unmarshal(line, &l); err != nil {
+			s.damaged = fmt.Errorf("%s line %d: %w", journalFile, n, err)
+			break
+		}
+		if l.Generation != s.Generation || s.Generation == 0 {
 			break
 		}
 		for _, e := range l.Events {

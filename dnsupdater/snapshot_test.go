@@ -358,6 +358,41 @@ func TestASaveThatFailedIsNotLeftOutOfTheNextOne(t *testing.T) {
 	}
 }
 
+func TestADamagedJournalLineIsToldAndEndsTheJournal(t *testing.T) {
+	dir := t.TempDir()
+	env := func(id string) events.Envelope {
+		return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
+	}
+	w := &snapshotWriter{dir: dir}
+	defer w.close()
+	for i, subject := range []string{"a", "b", "c", "d"} {
+		if err := w.write(&snapshotSave{full: i == 0, serials: map[string]uint32{"demo.test.": uint32(7 + i)}, lastSeq: uint64(1 + i),
+			events: map[string]storedEvent{subject: {Subject: subject, Seq: uint64(1 + i), Event: env(subject)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	journal := filepath.Join(dir, journalFile)
+	b, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	lines[1] = append([]byte("\x00garbage"), lines[1][9:]...) // the second line of three, its newline kept
+	if err := os.WriteFile(journal, bytes.Join(lines, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadSnapshot(dir)
+	if err != nil || s == nil {
+		t.Fatalf("load: %v, %v", s, err)
+	}
+	if len(s.Events) != 2 || s.Serials["demo.test."] != 8 {
+		t.Errorf("loaded %v at serial %d; want the base and the first line, at serial 8", s.Events, s.Serials["demo.test."])
+	}
+	if s.damaged == nil || !strings.Contains(s.damaged.Error(), journalFile+" line 2") {
+		t.Errorf("damage told: %v; want it to name %s line 2", s.damaged, journalFile)
+	}
+}
+
 func TestARestartAfterACrashServesALaterSerialThanAnyServedBefore(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
