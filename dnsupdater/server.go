@@ -132,7 +132,10 @@ func New(o Options) (*Server, error) {
 		s.pushers[z.Name] = p
 	}
 	if o.DataDir != "" {
-		if s.unlock, err = openDataDir(o.DataDir); err != nil {
+		warn := func(err error) {
+			s.log.Warn().Err(err).Msg("data dir not locked; it must not be shared with another server")
+		}
+		if s.unlock, err = openDataDir(o.DataDir, warn); err != nil {
 			return nil, fmt.Errorf("new dns server: %w", err)
 		}
 		s.restoreSnapshot()

@@ -591,6 +591,31 @@ func TestTwoServersCannotShareADataDir(t *testing.T) {
 	startServer(t, js, cfg, dir).stop()
 }
 
+func TestAServerStartsFromADataDirItCannotLock(t *testing.T) {
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, demoConfig)
+	h := startServer(t, js, cfg, dir)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
+	}, "answer moves to us-east")
+	h.stop()
+	// The lock cannot be taken (as on a read-only mount, where no file can be created): the
+	// server still starts from its snapshot, NATS away.
+	if err := os.Remove(filepath.Join(dir, lockFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, lockFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	js.Server.Shutdown()
+	cold := startServer(t, js, cfg, dir)
+	if got := addrs(ask(t, cold.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.12"}) {
+		t.Errorf("a server on a data dir it cannot lock answers %v; want [127.0.0.12], its snapshot's", got)
+	}
+}
+
 func TestAStartRemovesTheTemporaryFilesACrashLeft(t *testing.T) {
 	dir := t.TempDir()
 	stale := []string{snapshotFile + ".123456", serialsFile + ".42"}
