@@ -43,8 +43,16 @@ type batches struct {
 	cpKnown bool
 	cpIndex uint64
 	cpAt    time.Time
-	// cpParts counts the parts seen of checkpoints not yet complete, by index.
-	cpParts map[uint64]int
+	// cpParts holds the parts seen of checkpoints not yet complete, by index and number of
+	// parts: a part stored twice (written again after the duplicate window) or the parts of
+	// two replicas' checkpoints of one index split otherwise must not add up to a whole one.
+	cpParts map[checkpointOf]map[int]bool
+}
+
+// checkpointOf names a checkpoint: the batch it covers, and how many parts it has.
+type checkpointOf struct {
+	index uint64
+	parts int
 }
 
 // next is the index of the next batch.
@@ -65,23 +73,28 @@ func (b *batches) saw(index, seq uint64, id string, at time.Time) {
 	}
 }
 
-// sawCheckpoint notes one part of a checkpoint of index, or the whole of it when parts is 0.
-func (b *batches) sawCheckpoint(index uint64, parts int, now time.Time) {
+// sawCheckpoint notes part part of parts of a checkpoint of index, or the whole of it when
+// parts is 0.
+func (b *batches) sawCheckpoint(index uint64, part, parts int, now time.Time) {
 	if b.cpKnown && index <= b.cpIndex {
 		return
 	}
 	if parts > 0 {
 		if b.cpParts == nil {
-			b.cpParts = map[uint64]int{}
+			b.cpParts = map[checkpointOf]map[int]bool{}
 		}
-		if b.cpParts[index]++; b.cpParts[index] < parts {
+		k := checkpointOf{index, parts}
+		if b.cpParts[k] == nil {
+			b.cpParts[k] = map[int]bool{}
+		}
+		if b.cpParts[k][part] = true; len(b.cpParts[k]) < parts {
 			return
 		}
 	}
 	b.cpKnown, b.cpIndex, b.cpAt = true, index, now
-	for i := range b.cpParts {
-		if i <= index {
-			delete(b.cpParts, i)
+	for k := range b.cpParts {
+		if k.index <= index {
+			delete(b.cpParts, k)
 		}
 	}
 }
@@ -197,7 +210,7 @@ func (d *decider) noteBatch(m delivery) {
 	case m.batch != nil:
 		d.batches.saw(m.batch.Index, m.seq, m.env.ID, m.env.Time)
 	case m.checkpoint != nil:
-		d.batches.sawCheckpoint(m.checkpoint.Index, m.checkpoint.Parts, d.o.Now())
+		d.batches.sawCheckpoint(m.checkpoint.Index, m.checkpoint.Part, m.checkpoint.Parts, d.o.Now())
 	}
 }
 
@@ -267,7 +280,7 @@ func (d *decider) checkpoint(ctx context.Context) error {
 		}
 		return fmt.Errorf("write checkpoint of batch %d: %w", index, err)
 	}
-	b.sawCheckpoint(index, 0, d.o.Now())
+	b.sawCheckpoint(index, 0, 0, d.o.Now())
 	d.o.Stats.Checkpoints.Add(1)
 	d.log.Info().Uint64("batch", index).Uint64("stream_seq", upto).Int("items", len(items)).Int("parts", len(parts)).
 		Dur("duration", d.o.Now().Sub(started)).Msg("state checkpoint")
