@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 )
@@ -472,7 +473,8 @@ func saveSnapshot(dir string, s *snapshot) (int, error) {
 	return buf.Len(), nil
 }
 
-// writeAtomically replaces dir/name with b: a temporary file, synced, renamed over the old one.
+// writeAtomically replaces dir/name with b: a temporary file, synced, renamed over the old one,
+// and the directory synced.
 func writeAtomically(dir, name string, b []byte) error {
 	tmp, err := os.CreateTemp(dir, name+".*")
 	if err != nil {
@@ -492,6 +494,16 @@ func writeAtomically(dir, name string, b []byte) error {
 	}
 	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("replace %s: %w", name, err)
+	}
+	// The rename is durable once the directory is synced: without it a power cut may bring the
+	// old file back, a serials file below the serials served among them.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
+		return fmt.Errorf("sync %s: %w", name, err) // some file systems cannot sync a directory
 	}
 	return nil
 }
