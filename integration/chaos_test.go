@@ -171,7 +171,7 @@ edges:
 		{c.edgeWest, "edge-west", "edge-west", []string{"edge", "--name", "edge-west", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge", "--log-level", "debug"}},
 		{c.edgeEast, "edge-east", "edge-east", []string{"edge", "--name", "edge-east", "--resolver", c.dns + ":53", "--data-dir", "/var/lib/detour/edge"}},
 	} {
-		c.runAt(r.ip, r.name, nil, append(r.args, "--nats", natsURL(r.user), "--log-format", "json"), nil, nil, nil)
+		c.runAt(r.ip, r.name, nil, append(r.args, "--nats", c.natsURL(r.user), "--log-format", "json"), nil, nil, nil)
 	}
 	return c
 }

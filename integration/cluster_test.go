@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/docker/docker/api/types/container"
 	dockernetwork "github.com/docker/docker/api/types/network"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
@@ -160,13 +161,16 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	// A subnet of our own for this run, so fixed addresses survive container restarts. Another
-	// run on this engine may hold the first one tried: the next free one is taken.
+	// run on this engine may hold the first one tried: the next free one is taken. The network
+	// is internal: nothing a container sends leaves it (the test reaches the containers from the
+	// host through the bridge).
 	var n *testcontainers.DockerNetwork
 	var prefix string
 	var err error
 	for i := range 250 {
 		prefix = fmt.Sprintf("172.29.%d", 1+(os.Getpid()+i)%250)
 		n, err = network.New(ctx, network.WithLabels(map[string]string{runLabel: strconv.Itoa(os.Getpid())}),
+			network.WithInternal(),
 			network.WithIPAM(&dockernetwork.IPAM{Config: []dockernetwork.IPAMConfig{{
 				Subnet: prefix + ".0/24", IPRange: prefix + ".128/25", Gateway: prefix + ".1",
 			}}}))
@@ -230,6 +234,11 @@ func (c *cluster) runAt(ip, name string, entrypoint, args []string, env, files m
 		Entrypoint: entrypoint, Cmd: args,
 		Networks: []string{c.net.Name}, NetworkAliases: map[string][]string{c.net.Name: {name}},
 		Env: env, WaitingFor: w, User: "0:0",
+		// Docker's resolver in each container answers the containers' names and sends any other
+		// name (a stopped container's among them) to the servers given here, from the
+		// container's namespace: its own loopback, where nothing (or dns-1, which refuses) answers,
+		// rather than the host's resolvers. The roles reach each other by address anyway.
+		HostConfigModifier: func(hc *container.HostConfig) { hc.DNS = []string{"127.0.0.1"} },
 	}
 	if ip != "" {
 		req.EndpointSettingsModifier = func(m map[string]*dockernetwork.EndpointSettings) {
@@ -288,22 +297,31 @@ func (c *cluster) start(name string) {
 	}
 }
 
-// natsCluster starts three JetStream nodes with the deployment's per-process users.
+// natsCluster starts three JetStream nodes with the deployment's per-process users, at fixed
+// addresses (prefix.31–33) that the roles and the nodes' routes use: a restarted node keeps its
+// address, and no one looks a node's name up (a stopped node's name is unknown to Docker).
 func (c *cluster) natsCluster() {
 	dir := filepath.Join(repoRoot(), "deployments", "nats")
 	files := map[string]string{filepath.Join(dir, "nats.conf"): "/etc/nats/nats.conf", filepath.Join(dir, "accounts.conf"): "/etc/nats/accounts.conf"}
+	var routes []string
+	for i := 1; i <= 3; i++ {
+		routes = append(routes, fmt.Sprintf("nats://%s:6222", c.natsIP(i)))
+	}
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("nats-%d", i)
-		c.run(name, []string{"/usr/local/bin/nats-server"}, []string{"-c", "/etc/nats/nats.conf"},
+		c.runAt(c.natsIP(i), name, []string{"/usr/local/bin/nats-server"}, []string{"-c", "/etc/nats/nats.conf", "--routes", strings.Join(routes, ",")},
 			map[string]string{"NATS_NAME": name}, files, wait.ForLog("Server is ready"))
 	}
 }
 
+// natsIP is the address of JetStream node i (1–3).
+func (c *cluster) natsIP(i int) string { return fmt.Sprintf("%s.%d", c.prefix, 30+i) }
+
 // natsURL is the URL a role uses to reach the cluster as user.
-func natsURL(user string) string {
+func (c *cluster) natsURL(user string) string {
 	var urls []string
 	for i := 1; i <= 3; i++ {
-		urls = append(urls, fmt.Sprintf("nats://%s:%s-demo@nats-%d:4222", user, user, i))
+		urls = append(urls, fmt.Sprintf("nats://%s:%s-demo@%s:4222", user, user, c.natsIP(i)))
 	}
 	return strings.Join(urls, ",")
 }

@@ -68,7 +68,7 @@ apps:
 		{"decider-2", "decider-2", []string{"decider", "--name", "decider-2"}},
 		{"dns-1", "dns-1", []string{"dns", "--name", "dns-1", "--addr", "0.0.0.0:53", "--data-dir", "/tmp/dns"}},
 	} {
-		c.run(r.name, nil, append(r.args, "--nats", natsURL(r.user), "--log-format", "json"), nil, nil, nil)
+		c.run(r.name, nil, append(r.args, "--nats", c.natsURL(r.user), "--log-format", "json"), nil, nil, nil)
 	}
 	dnsAddr := c.ip("dns-1") + ":53"
 	isAnswer := func(ip string) func() bool {

@@ -61,7 +61,7 @@ func TestSoak(t *testing.T) {
 	c := newEdgeCluster(t)
 	dns2 := c.prefix + ".54"
 	c.runAt(dns2, "dns-2", nil, []string{"dns", "--name", "dns-2", "--addr", "0.0.0.0:53", "--data-dir", "/var/lib/detour/dns",
-		"--nats", natsURL("dns-2"), "--log-format", "json"}, nil, nil, nil)
+		"--nats", c.natsURL("dns-2"), "--log-format", "json"}, nil, nil, nil)
 	servers := map[string]string{"dns-1": c.dns + ":53", "dns-2": dns2 + ":53"}
 	eventually(t, 90*time.Second, func() bool {
 		return c.shop() == c.west && strings.Join(answer(servers["dns-2"], "shop.demo.test"), " ") == c.west &&
