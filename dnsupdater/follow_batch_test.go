@@ -51,30 +51,3 @@ func TestAServerStartingAfterItsBatchLeftTheSlotsAnswersFromTheCheckpoint(t *tes
 		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
 	}, "a server started from the last message of each subject answers us-east")
 }
-
-func TestAServerStartingAfterItsBatchLeftTheSlotsAnswersFromTheRestatement(t *testing.T) {
-	js := eventstest.Start(t)
-	down := eventstest.EndpointDown("shop", "us-west", "127-0-0-11_8081")
-	seq := eventstest.AppendBatch(t, js, 0, down)
-	// The decider restates batch 0's transition on the endpoint's restatement subject; batch 64
-	// then takes its slot, so that reading the last message of every subject no longer yields
-	// batch 0.
-	e, err := events.New(events.TypeEndpointDown, "decider-test", time.Now(), down.Transition)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := events.New(events.TypeStateCheckpoint, "decider-test", time.Now(), events.StateCheckpoint{Upto: seq, Parts: 1,
-		Items: []events.Item{events.ItemOf(down.Subject, seq, e)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(context.Background(), js.JS, events.RestatementSubject(down.Subject), r); err != nil {
-		t.Fatal(err)
-	}
-	eventstest.AppendBatch(t, js, events.BatchSlots, eventstest.PoolDown("shop", "us-west"))
-
-	h := startServer(t, js, eventstest.Config(t, demoConfig), "")
-	eventstest.Eventually(t, 2*time.Second, func() bool {
-		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
-	}, "a server started from the last message of each subject answers us-east")
-}

@@ -20,12 +20,9 @@ import (
 // subject's last sequence (Nats-Expected-Last-Subject-Sequence): a replica that missed batch i-1
 // appends batch i onto a slot another replica already wrote and is refused, so racing replicas
 // record each change once. Reading the last message of every STATE subject (the start of every
-// follower) so yields the last BatchSlots batches. Before a batch takes the slot of an older one,
-// the decider restates each transition of the older batch that is still its subject's latest, as
-// a TypeStateCheckpoint of that one item on RestatementSubject(subject), which no later batch
-// replaces: every transition stays in the last message of some subject, and STATE grows with the
-// transitions, not with the number of endpoints. Checkpoint parts on CheckpointSubject, which
-// restated every endpoint and pool at once, are still read.
+// follower) so yields the last BatchSlots batches, and the last TypeStateCheckpoint part on each
+// CheckpointSubject: the decider writes a checkpoint before the batch that would push one it
+// covers out of those slots, so the two together restate every transition batches recorded.
 const (
 	// TypeStateBatch carries a StateBatch: transitions decided in one round.
 	TypeStateBatch = "detour.state.batch.v1"
@@ -59,13 +56,6 @@ func BatchSubject(index uint64) string {
 // CheckpointSubject is where part part of every checkpoint is stored.
 func CheckpointSubject(part int) string {
 	return stateCheckpointPrefix + "." + strconv.Itoa(part)
-}
-
-// RestatementSubject is where the transition last recorded on the endpoint or pool subject
-// subject is restated once the batch that recorded it leaves its slot:
-// detour.state.checkpoint.endpoint.<app>.<pool>.<endpoint>, detour.state.checkpoint.pool.<app>.<pool>.
-func RestatementSubject(subject string) string {
-	return stateCheckpointPrefix + "." + strings.TrimPrefix(subject, "detour.state.")
 }
 
 // SubjectBatches and SubjectCheckpoints match every batch and every checkpoint part.
@@ -206,9 +196,9 @@ func DecodeBatch(subject string, e Envelope) (StateBatch, error) {
 }
 
 // DecodeCheckpoint decodes and checks the checkpoint part e stored on subject at seq: the
-// subject is its part's (or, for a restatement of one item, the item's RestatementSubject), the
-// part is one of its parts, and each item is a transition of an endpoint or a pool, recorded at a
-// sequence no later than the checkpoint's own, on a subject no other item names.
+// subject is its part's, the part is one of its parts, and each item is a transition of an
+// endpoint or a pool, recorded at a sequence no later than the checkpoint's own, on a subject no
+// other item names.
 func DecodeCheckpoint(subject string, seq uint64, e Envelope) (StateCheckpoint, error) {
 	var c StateCheckpoint
 	if e.Type != TypeStateCheckpoint {
@@ -222,7 +212,7 @@ func DecodeCheckpoint(subject string, seq uint64, e Envelope) (StateCheckpoint, 
 		return StateCheckpoint{}, fmt.Errorf("%w: %s parts: want 1 to %d, got %d", ErrMalformed, e.Type, maxCheckpointParts, c.Parts)
 	case c.Part < 0 || c.Part >= c.Parts:
 		return StateCheckpoint{}, fmt.Errorf("%w: %s part: want 0 to %d, got %d", ErrMalformed, e.Type, c.Parts-1, c.Part)
-	case subject != CheckpointSubject(c.Part) && !c.restates(subject):
+	case subject != CheckpointSubject(c.Part):
 		return StateCheckpoint{}, fmt.Errorf("%w: %s part: %d belongs on %s, not %s", ErrMalformed, e.Type, c.Part, CheckpointSubject(c.Part), subject)
 	case c.Upto == 0 || (seq != 0 && c.Upto >= seq):
 		return StateCheckpoint{}, fmt.Errorf("%w: %s upto: %d is not before the checkpoint's own sequence %d", ErrMalformed, e.Type, c.Upto, seq)
@@ -231,12 +221,6 @@ func DecodeCheckpoint(subject string, seq uint64, e Envelope) (StateCheckpoint, 
 		return StateCheckpoint{}, err
 	}
 	return c, nil
-}
-
-// restates reports whether c is a restatement of one item stored on subject, the item's
-// RestatementSubject.
-func (c StateCheckpoint) restates(subject string) bool {
-	return c.Parts == 1 && len(c.Items) == 1 && subject == RestatementSubject(c.Items[0].Subject)
 }
 
 // checkItems checks the items of a batch (upto 0: no item has a sequence of its own) or of a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,24 +13,38 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// restateTimeout bounds the storing of one round of restatements.
-const restateTimeout = 10 * time.Second
+// checkpointEvery is how many batches the decider appends before it restates STATE in a
+// checkpoint, on a tick when no PROBES message waits (a checkpoint at 10,000 endpoints is
+// megabytes: it is kept off a storm's rounds); checkpointAfter how long a batch stays without one
+// at most. A checkpoint must cover every batch whose slot is about to be reused
+// (events.BatchSlots batches back), and is written before that batch when the regular ones did
+// not make it.
+const (
+	checkpointEvery = events.BatchSlots / 4
+	checkpointAfter = time.Minute
+	// checkpointTimeout bounds the writing of every part of one checkpoint (megabytes at 10,000
+	// endpoints).
+	checkpointTimeout = 10 * time.Second
+)
 
-// restateAhead is how many of the batches next to leave their slots have their transitions
-// restated ahead, on a tick when no PROBES message waits, so that a storm's appends (a region of
-// 10,000 endpoints takes about 45 batches) do not wait for restatements of their own; the
-// newest batches' transitions, which a flapping endpoint soon replaces, wait.
-const restateAhead = events.BatchSlots * 3 / 4
-
-// batches is what the decider knows of STATE's batches.
+// batches is what the decider knows of STATE's batches and checkpoints.
 type batches struct {
 	// known is set once a batch has been seen; last is the index of the newest, stored at
-	// lastSeq.
-	known   bool
-	last    uint64
-	lastSeq uint64
+	// lastSeq with id lastID and time lastTime.
+	known    bool
+	last     uint64
+	lastSeq  uint64
+	lastID   string
+	lastTime time.Time
 	// slots is the last sequence of each batch slot.
 	slots [events.BatchSlots]uint64
+	// cpKnown is set once a complete checkpoint has been seen; cpIndex is the batch the newest
+	// covers, cpAt when this replica learnt of it (its own clock).
+	cpKnown bool
+	cpIndex uint64
+	cpAt    time.Time
+	// cpParts counts the parts seen of checkpoints not yet complete, by index.
+	cpParts map[uint64]int
 }
 
 // next is the index of the next batch.
@@ -40,26 +55,49 @@ func (b *batches) next() uint64 {
 	return b.last + 1
 }
 
-// leavingSoon returns the sequences of the restateAhead batches that the next batches will
-// replace in their slots.
-func (b *batches) leavingSoon() map[uint64]bool {
-	out := map[uint64]bool{}
-	for i := range uint64(restateAhead) {
-		if seq := b.slots[(b.next()+i)%events.BatchSlots]; seq != 0 {
-			out[seq] = true
-		}
-	}
-	return out
-}
-
-// saw notes batch index, stored at seq.
-func (b *batches) saw(index, seq uint64) {
+// saw notes batch index, stored at seq with id and time at.
+func (b *batches) saw(index, seq uint64, id string, at time.Time) {
 	if slot := index % events.BatchSlots; seq > b.slots[slot] {
 		b.slots[slot] = seq
 	}
 	if !b.known || index > b.last {
-		b.known, b.last, b.lastSeq = true, index, seq
+		b.known, b.last, b.lastSeq, b.lastID, b.lastTime = true, index, seq, id, at
 	}
+}
+
+// sawCheckpoint notes one part of a checkpoint of index, or the whole of it when parts is 0.
+func (b *batches) sawCheckpoint(index uint64, parts int, now time.Time) {
+	if b.cpKnown && index <= b.cpIndex {
+		return
+	}
+	if parts > 0 {
+		if b.cpParts == nil {
+			b.cpParts = map[uint64]int{}
+		}
+		if b.cpParts[index]++; b.cpParts[index] < parts {
+			return
+		}
+	}
+	b.cpKnown, b.cpIndex, b.cpAt = true, index, now
+	for i := range b.cpParts {
+		if i <= index {
+			delete(b.cpParts, i)
+		}
+	}
+}
+
+// behind reports whether the newest batch is not covered by a checkpoint.
+func (b *batches) behind() bool { return b.known && (!b.cpKnown || b.cpIndex < b.last) }
+
+// due reports whether a checkpoint is due at now (on this replica's clock).
+func (b *batches) due(now time.Time) bool {
+	switch {
+	case !b.behind():
+		return false
+	case !b.cpKnown:
+		return b.last+1 >= checkpointEvery || now.Sub(b.cpAt) >= checkpointAfter
+	}
+	return b.last-b.cpIndex >= checkpointEvery || now.Sub(b.cpAt) >= checkpointAfter
 }
 
 // appended is the outcome of one item's append: the sequence it was recorded at, and whether
@@ -97,13 +135,13 @@ func itemSize(it events.Item) int {
 }
 
 // appendBatch appends items as the next batch, on its slot, expecting the slot's last sequence.
-// The transitions of the batch about to be replaced in the slot that are still their subjects'
-// latest are restated first.
+// A checkpoint is written first when the batch about to be replaced in the slot is not covered
+// by one.
 func (d *decider) appendBatch(ctx context.Context, items []events.Item) (uint64, bool, error) {
 	b := &d.batches
 	index := b.next()
-	if replaced := b.slots[index%events.BatchSlots]; replaced != 0 {
-		if err := d.restate(ctx, map[uint64]bool{replaced: true}); err != nil {
+	if index >= events.BatchSlots && (!b.cpKnown || b.cpIndex+events.BatchSlots < index) {
+		if err := d.checkpoint(ctx); err != nil {
 			return 0, false, err
 		}
 	}
@@ -128,7 +166,7 @@ func (d *decider) appendBatch(ctx context.Context, items []events.Item) (uint64,
 	if err != nil {
 		return 0, false, err
 	}
-	b.saw(index, ack.Sequence)
+	b.saw(index, ack.Sequence, ev.ID, ev.Time)
 	d.o.Stats.Batches.Add(1)
 	return ack.Sequence, ack.Duplicate, nil
 }
@@ -153,41 +191,30 @@ func (d *decider) catchUp(ctx context.Context) error {
 	}
 }
 
-// noteBatch notes the batch a STATE delivery carries, or the transition it restates (this
-// replica's or another's), which no replica need restate again.
+// noteBatch notes the batch or checkpoint part a STATE delivery carries.
 func (d *decider) noteBatch(m delivery) {
-	if m.batch != nil {
-		d.batches.saw(m.batch.Index, m.seq)
-		return
-	}
-	for _, f := range m.facts {
-		if f.Restated && m.subject == events.RestatementSubject(f.Subject) && f.Seq > d.restated[f.Subject] {
-			d.markRestated(f.Subject, f.Seq)
-		}
+	switch {
+	case m.batch != nil:
+		d.batches.saw(m.batch.Index, m.seq, m.env.ID, m.env.Time)
+	case m.checkpoint != nil:
+		d.batches.sawCheckpoint(m.checkpoint.Index, m.checkpoint.Parts, d.o.Now())
 	}
 }
 
-// markRestated notes that the transition recorded at seq on subject is restated.
-func (d *decider) markRestated(subject string, seq uint64) {
-	if d.restated == nil {
-		d.restated = map[string]uint64{}
-	}
-	d.restated[subject] = seq
-}
-
-// restate stores, before the batches stored at seqs leave their slots, each transition of them
-// that is still its endpoint's or pool's latest and not restated yet, as a restatement of that one
-// item on the subject's events.RestatementSubject (which no batch replaces), so that the last
-// message of some STATE subject keeps holding it. All are stored before it returns. Replicas
-// restating the same transition derive the same id, and JetStream keeps one.
-func (d *decider) restate(ctx context.Context, seqs map[uint64]bool) error {
-	if len(seqs) == 0 {
+// checkpoint restates the last transition of every endpoint and pool STATE recorded up to the
+// newest batch, in parts within events.MaxBatchBytes each, all stored before it returns.
+func (d *decider) checkpoint(ctx context.Context) error {
+	b := &d.batches
+	if !b.known {
 		return nil
 	}
+	started := d.o.Now()
+	upto, index := b.lastSeq, b.last
 	var items []events.Item
-	add := func(subject string, at uint64, env events.Envelope) {
-		if seqs[at] && d.restated[subject] != at {
-			items = append(items, events.ItemOf(subject, at, env))
+	add := func(subject string, seq uint64, env events.Envelope) {
+		it := events.ItemOf(subject, seq, env)
+		if seq > 0 && events.CheckItem(it, upto) == nil {
+			items = append(items, it)
 		}
 	}
 	for _, s := range d.ix.endpoints {
@@ -198,19 +225,28 @@ func (d *decider) restate(ctx context.Context, seqs map[uint64]bool) error {
 			add(p.subject, p.seq, p.env)
 		}
 	}
-	if len(items) == 0 {
-		return nil
+	slices.SortFunc(items, func(a, b events.Item) int { return strings.Compare(a.Subject, b.Subject) })
+	parts := [][]events.Item{nil}
+	size := 0
+	for _, it := range items {
+		n := itemSize(it)
+		if last := len(parts) - 1; len(parts[last]) > 0 && size+n > events.MaxBatchBytes {
+			parts, size = append(parts, nil), 0
+		}
+		parts[len(parts)-1] = append(parts[len(parts)-1], it)
+		size += n
 	}
-	rctx, cancel := context.WithTimeout(ctx, restateTimeout)
+	cctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
 	defer cancel()
-	evs := make([]events.Envelope, len(items))
-	futures := make([]jetstream.PubAckFuture, len(items))
+	evs := make([]events.Envelope, len(parts))
+	futures := make([]jetstream.PubAckFuture, len(parts))
 	var err error
-	for i, it := range items {
-		evs[i], err = events.Derived(events.TypeStateCheckpoint, d.o.Name, it.ID, "restated|"+it.Subject+"|"+strconv.FormatUint(it.Seq, 10), it.Time,
-			events.StateCheckpoint{Upto: it.Seq, Parts: 1, Items: []events.Item{it}})
+	for i, part := range parts {
+		key := fmt.Sprintf("%d|%d/%d", index, i, len(parts))
+		evs[i], err = events.Derived(events.TypeStateCheckpoint, d.o.Name, b.lastID, key, b.lastTime,
+			events.StateCheckpoint{Index: index, Upto: upto, Part: i, Parts: len(parts), Items: part})
 		if err == nil {
-			futures[i], err = events.PublishAsync(d.js, events.RestatementSubject(it.Subject), evs[i])
+			futures[i], err = events.PublishAsync(d.js, events.CheckpointSubject(i), evs[i])
 		}
 		if err != nil {
 			break
@@ -220,27 +256,26 @@ func (d *decider) restate(ctx context.Context, seqs map[uint64]bool) error {
 		if f == nil {
 			break
 		}
-		if _, ferr := events.PublishResult(rctx, d.js, f, evs[i]); ferr != nil && err == nil {
+		if _, ferr := events.PublishResult(cctx, d.js, f, evs[i]); ferr != nil && err == nil {
 			err = ferr
 		}
 	}
 	if err != nil {
 		d.failing = true
 		if ctx.Err() == nil {
-			d.log.Error().Err(err).Int("items", len(items)).Msg("transitions of batches leaving their slots not restated, retrying")
+			d.log.Error().Err(err).Uint64("batch", index).Msg("state checkpoint not written, retrying")
 		}
-		return fmt.Errorf("restate %d transitions of batches leaving their slots: %w", len(items), err)
+		return fmt.Errorf("write checkpoint of batch %d: %w", index, err)
 	}
-	for _, it := range items {
-		d.markRestated(it.Subject, it.Seq)
-	}
-	d.o.Stats.Restated.Add(uint64(len(items)))
-	d.log.Debug().Int("items", len(items)).Msg("state restated")
+	b.sawCheckpoint(index, 0, d.o.Now())
+	d.o.Stats.Checkpoints.Add(1)
+	d.log.Info().Uint64("batch", index).Uint64("stream_seq", upto).Int("items", len(items)).Int("parts", len(parts)).
+		Dur("duration", d.o.Now().Sub(started)).Msg("state checkpoint")
 	return nil
 }
 
 // readRecorded returns the latest event STATE recorded on each of subjects, wherever it was
-// recorded: alone on the subject, in one of the last batches, restated, or in a checkpoint.
+// recorded: alone on the subject, in one of the last batches or in the checkpoint.
 func (d *decider) readRecorded(ctx context.Context, subjects []string) map[string]events.Fact {
 	want := map[string]bool{}
 	for _, s := range subjects {
@@ -267,7 +302,6 @@ func (d *decider) readRecorded(ctx context.Context, subjects []string) map[strin
 	}
 	for _, s := range subjects {
 		read(s)
-		read(events.RestatementSubject(s))
 	}
 	for i := uint64(0); i < events.BatchSlots; i++ {
 		read(events.BatchSubject(i))

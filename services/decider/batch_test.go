@@ -75,8 +75,8 @@ func TestARegionFailingAtOnceIsRecordedInAFewBatchesAndAReaderStartingFromTheLas
 		}
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() == uint64(5+p.n) }, "the decider to fold every result")
-	if r.stats.Restated.Load() < 2*n-2 {
-		t.Fatalf("%d transitions restated over more than 128 batches; want every endpoint's and pool's but app0's (%d)", r.stats.Restated.Load(), 2*n-2)
+	if r.stats.Checkpoints.Load() == 0 {
+		t.Fatal("no checkpoint was written over more than 128 batches")
 	}
 
 	// A reader starting from the last message of each subject knows what the whole history says.
@@ -107,43 +107,4 @@ func TestARegionFailingAtOnceIsRecordedInAFewBatchesAndAReaderStartingFromTheLas
 	if b.stats.Batches.Load() != 0 || len(eventstest.StateFacts(t, srv.JS)) != len(facts) {
 		t.Errorf("a replica started from the checkpoint appended %d batches (STATE %d → %d messages)", b.stats.Batches.Load(), msgs, stateMessages(t, srv))
 	}
-}
-
-// TestStateGrowsWithTheTransitionsNotWithTheFleet flaps one endpoint of a thousand until the
-// batches have gone round their slots four times: STATE must grow by about what the flaps recorded
-// (and each other endpoint's last transition restated once), not by a restatement of every
-// endpoint per few batches, which filled STATE's reserve within hours at 10,000 endpoints and
-// then refused every transition.
-func TestStateGrowsWithTheTransitionsNotWithTheFleet(t *testing.T) {
-	const n = 1000
-	srv := eventstest.Start(t)
-	r := start(t, srv.JS, eventstest.Config(t, fleetYAML(n)), "decider/a")
-	sendRound(t, srv, n, true, 1)
-	sendRound(t, srv, n, true, 2)
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(eventstest.StateFacts(t, srv.JS)) == 2*n }, "every endpoint and pool up")
-	size := func() uint64 {
-		info, err := srv.Stream(t, events.StreamState).Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Bytes
-	}
-	before, transitions := size(), 0
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	for r.stats.Batches.Load() < 4*events.BatchSlots+10 {
-		for _, ok := range []bool{false, false, false, true, true} {
-			p.send("app0", "main", "e", ok)
-		}
-		transitions += 4 // the endpoint and its pool, down and up
-		// Paced as a flapping endpoint is, so that the decider has idle ticks between flaps.
-		time.Sleep(20 * time.Millisecond)
-	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() == uint64(2+p.n) }, "the decider to fold every result")
-	grown := size() - before
-	// A transition takes about 600 bytes in a batch of its own; restating the others' once,
-	// about as much again each.
-	if limit := uint64(transitions*1500 + 2*n*1000); grown > limit {
-		t.Errorf("STATE grew by %d bytes for %d transitions of one endpoint among %d, want at most %d", grown, transitions, n, limit)
-	}
-	t.Logf("STATE grew by %d bytes over %d batches for %d transitions; %d restated", grown, r.stats.Batches.Load(), transitions, r.stats.Restated.Load())
 }

@@ -26,10 +26,11 @@ type delivery struct {
 	// into results; err is the decoding error.
 	env   events.Envelope
 	facts []events.Fact
-	// batch holds a batch's index and items.
-	batch   *events.StateBatch
-	results []events.ProbeResult
-	err     error
+	// batch and checkpoint hold the index (and parts) of a batch or checkpoint part.
+	batch      *events.StateBatch
+	checkpoint *events.StateCheckpoint
+	results    []events.ProbeResult
+	err        error
 }
 
 // decodeState is the STATE reader's decoder.
@@ -42,6 +43,11 @@ func decodeState(dl *delivery) {
 		b, err := events.DecodeBatch(dl.subject, dl.env)
 		if dl.err = err; err == nil {
 			dl.batch, dl.facts = &b, b.Facts(dl.seq, dl.env.Source)
+		}
+	case events.TypeStateCheckpoint:
+		c, err := events.DecodeCheckpoint(dl.subject, dl.seq, dl.env)
+		if dl.err = err; err == nil {
+			dl.checkpoint, dl.facts = &c, c.Facts(dl.env.Source)
 		}
 	default:
 		dl.facts, dl.err = events.Facts(dl.subject, dl.seq, dl.env)

@@ -46,12 +46,9 @@ type decider struct {
 	waiting   map[string]heardMsg
 	waitOrder []string
 	fromWire  bool
-	// batches is what the decider knows of STATE's batches.
+	// batches is what the decider knows of STATE's batches and checkpoints.
 	batches batches
-	// restated holds, per endpoint and pool subject, the sequence of the transition this
-	// replica restated last (events.RestatementSubject).
-	restated map[string]uint64
-	// probeCh holds the PROBES deliveries not yet folded: restatements ahead wait while it does.
+	// probeCh holds the PROBES deliveries not yet folded: checkpoints wait while it does.
 	probeCh chan delivery
 }
 
@@ -71,6 +68,7 @@ func Run(ctx context.Context, o Options) error {
 
 func (d *decider) run(ctx context.Context) error {
 	d.started = d.o.Now()
+	d.batches.cpAt = d.started // the first periodic checkpoint comes checkpointAfter after the start
 	st, err := events.WaitStream(ctx, d.js, events.StreamState, d.log)
 	if err != nil {
 		return nil // ctx ended before the stream could be opened
@@ -268,7 +266,7 @@ func (d *decider) onFact(ctx context.Context, f events.Fact, stamp time.Time, pe
 	}
 	if p := d.ix.pools[f.Subject]; p != nil {
 		if f.Restated && f.Seq <= p.seq {
-			return // a restatement of what is known
+			return // a checkpoint restating what is known
 		}
 		if f.Seq > p.seq && !f.Restated {
 			d.noteUnexpected(f, p.status, p.seq > 0)
@@ -418,8 +416,8 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 	}
 	d.appendPools(ctx, retry, false)
 	d.reassert(ctx, now)
-	if !d.failing && len(d.probeCh) == 0 {
-		_ = d.restate(ctx, d.batches.leavingSoon()) // logged; tried again on the next tick
+	if !d.failing && len(d.probeCh) == 0 && d.batches.due(d.o.Now()) {
+		_ = d.checkpoint(ctx) // logged; tried again on the next tick
 	}
 }
 

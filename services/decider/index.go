@@ -25,7 +25,7 @@ type poolSlot struct {
 	status events.Status
 	seq    uint64
 	since  time.Time
-	// env is that event, restated when its batch leaves its slot.
+	// env is that event, restated in checkpoints.
 	env events.Envelope
 	// overrideSeq is the stream sequence of the last pool override applied.
 	overrideSeq uint64
@@ -47,7 +47,7 @@ type endpointSlot struct {
 	seq     uint64
 	eventID string
 	since   time.Time
-	// env is that event, restated when its batch leaves its slot.
+	// env is that event, restated in checkpoints.
 	env events.Envelope
 	// overrideSeq is the stream sequence of the last override of this endpoint applied.
 	overrideSeq uint64

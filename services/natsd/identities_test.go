@@ -212,7 +212,6 @@ func TestDeploymentIdentitiesOnlyTheDeciderAppendsEndpointAndPoolTransitionsAndN
 		c := d.as(user)
 		d.deniedPublish(c, user, events.StreamState, events.BatchSubject(0))
 		d.deniedPublish(c, user, events.StreamState, events.CheckpointSubject(0))
-		d.deniedPublish(c, user, events.StreamState, events.RestatementSubject(events.EndpointStateSubject("shop", "west", "w1")))
 	}
 	dec := d.as("decider-1")
 	// The decider records endpoints and pools in batches only: a lone transition on their
@@ -502,8 +501,6 @@ func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
 		{"a lone pool transition", op{subject: events.PoolStateSubject("shop", "west")}, nil},
 		{"a batch of transitions", op{subject: events.BatchSubject(3)}, usersWith("decider")},
 		{"a checkpoint", op{subject: events.CheckpointSubject(0)}, usersWith("decider")},
-		{"a restated transition", op{subject: events.RestatementSubject(events.EndpointStateSubject("shop", "west", "w1"))}, usersWith("decider")},
-		{"a restated transition", op{subject: events.RestatementSubject(events.PoolStateSubject("shop", "west"))}, usersWith("decider")},
 		{"an edge transition", op{subject: events.EdgeStateSubject("edge-west")}, usersWith("controller")},
 		{"an override", op{subject: events.OverrideSubject("shop", "west", "w1")}, usersWith("controller")},
 		{"a route", op{subject: events.AppRouteSubject("edge-west", "shop")}, usersWith("controller")},
