@@ -27,9 +27,7 @@ func TestServerAnswersFromItsSnapshotWhileNATSIsUnreachable(t *testing.T) {
 	cfg := eventstest.Config(t, demoConfig)
 	h := startServer(t, js, cfg, dir)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	failedOver := func(addr string) bool {
-		return slices.Equal(addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
-	}
+	failedOver := func(addr string) bool { return shopAnswers(t, addr, "127.0.0.12")() }
 	eventstest.Eventually(t, 2*time.Second, func() bool { return failedOver(h.srv.Addr()) }, "answer moves to us-east")
 	before := serial(t, h.srv.Addr())
 	eventstest.Eventually(t, 2*time.Second, func() bool {
@@ -164,13 +162,9 @@ func TestAServerStoppedRightAfterAChangeKeepsItInItsSnapshot(t *testing.T) {
 	// Within the second after the start's snapshot, the endpoint goes down, comes back, and the
 	// server stops.
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, func() bool {
-		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
-	}, "the answer moved to us-east")
+	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the answer moved to us-east")
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, func() bool {
-		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.11"})
-	}, "the answer back to us-west")
+	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"), "the answer back to us-west")
 	last := serial(t, h.srv.Addr())
 	h.stop()
 	if s, err := loadSnapshot(dir); err != nil || s == nil || s.Serials["demo.test."] != last {
@@ -423,13 +417,8 @@ func restartAfterACrash(t *testing.T, damage func(t *testing.T, dir string)) {
 	js := eventstest.Start(t)
 	cfg := eventstest.Config(t, withNotify(demoConfig, target))
 	h := startServer(t, js, cfg, dir)
-	answers := func(h *harness, want string) func() bool {
-		return func() bool {
-			return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{want})
-		}
-	}
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, answers(h, "127.0.0.12"), "answer moves to us-east")
+	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east")
 	first := serial(t, h.srv.Addr())
 	eventstest.Eventually(t, 3*time.Second, func() bool {
 		s, err := loadSnapshot(dir)
@@ -440,9 +429,9 @@ func restartAfterACrash(t *testing.T, damage func(t *testing.T, dir string)) {
 	crashed := t.TempDir()
 	copyDir(t, dir, crashed)
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, answers(h, "127.0.0.11"), "answer back to us-west")
+	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"), "answer back to us-west")
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, answers(h, "127.0.0.12"), "answer moves to us-east again")
+	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east again")
 	last := serial(t, h.srv.Addr())
 	if !serialAfter(last, first) {
 		t.Fatalf("serial %d after two changes, not after %d", last, first)
@@ -453,7 +442,7 @@ func restartAfterACrash(t *testing.T, damage func(t *testing.T, dir string)) {
 	// Restarted on the disk of the crash: a secondary may hold any serial up to last, so the
 	// first version served must be later, though its content is that of the snapshot's.
 	r := startServer(t, js, cfg, crashed)
-	eventstest.Eventually(t, 2*time.Second, answers(r, "127.0.0.12"), "the restarted server answers us-east")
+	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, r.srv.Addr(), "127.0.0.12"), "the restarted server answers us-east")
 	got := serial(t, r.srv.Addr())
 	if !serialAfter(got, last) {
 		t.Fatalf("after the crash the server serves serial %d; want one after %d, the last served before it (the snapshot held %d)", got, last, first)
@@ -597,9 +586,7 @@ func TestAServerStartsFromADataDirItCannotLock(t *testing.T) {
 	cfg := eventstest.Config(t, demoConfig)
 	h := startServer(t, js, cfg, dir)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, func() bool {
-		return slices.Equal(addrs(ask(t, h.srv.Addr(), "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.12"})
-	}, "answer moves to us-east")
+	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east")
 	h.stop()
 	// The lock cannot be taken (as on a read-only mount, where no file can be created): the
 	// server still starts from its snapshot, NATS away.
@@ -633,5 +620,13 @@ func TestAStartRemovesTheTemporaryFilesACrashLeft(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "keep.json")); err != nil {
 		t.Errorf("a file of another name was removed: %v", err)
+	}
+}
+
+// shopAnswers reports, each time it is called, whether the server at addr answers
+// shop.demo.test A over UDP with exactly want.
+func shopAnswers(t *testing.T, addr string, want ...string) func() bool {
+	return func() bool {
+		return slices.Equal(addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)), want)
 	}
 }
