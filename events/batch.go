@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -246,10 +245,9 @@ func checkItems(typ string, items []Item, upto uint64) error {
 		case upto != 0 && (it.Seq == 0 || it.Seq > upto):
 			return fmt.Errorf("%w: %s.seq: want 1 to %d, got %d", ErrMalformed, field, upto, it.Seq)
 		}
-		// The batch's decoding checked the data's syntax; a transition is an object (readers
-		// that decode its fields check them: state.Check).
-		if d := bytes.TrimLeft(it.Data, " \t\r\n"); len(d) == 0 || d[0] != '{' {
-			return fmt.Errorf("%w: %s.data: want a transition object, got %.20q", ErrMalformed, field, it.Data)
+		var t Transition
+		if err := json.Unmarshal(it.Data, &t); err != nil {
+			return fmt.Errorf("%w: %s.data: %v", ErrMalformed, field, err)
 		}
 		seen[it.Subject] = true
 	}

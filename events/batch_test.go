@@ -117,7 +117,7 @@ func TestABatchOrCheckpointThatIsNotValidAsAWholeYieldsNoFact(t *testing.T) {
 			"detour.state.batch.v1 items[0].time: missing"},
 		{"an item whose data is no transition", events.BatchSubject(0), 9,
 			envelopeOf(t, events.TypeStateBatch, events.StateBatch{Items: []events.Item{item(ep, func(it *events.Item) { it.Data = json.RawMessage(`[1]`) })}}),
-			`detour.state.batch.v1 items[0].data: want a transition object, got "[1]"`},
+			"detour.state.batch.v1 items[0].data: json: cannot unmarshal array into Go value of type events.Transition"},
 		{"a batch item with a sequence of its own", events.BatchSubject(0), 9,
 			envelopeOf(t, events.TypeStateBatch, events.StateBatch{Items: []events.Item{item(ep, func(it *events.Item) { it.Seq = 3 })}}),
 			"detour.state.batch.v1 items[0].seq: a batch's items are recorded at the batch's sequence, got 3"},

@@ -2,6 +2,7 @@ package decider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,13 +15,11 @@ import (
 )
 
 // checkpointEvery is how many batches the decider appends before it restates STATE in a
-// checkpoint, on a tick when no PROBES message waits (a checkpoint at 10,000 endpoints is
-// megabytes: it is kept off a storm's rounds); checkpointAfter how long a batch stays without one
-// at most. A checkpoint must cover every batch whose slot is about to be reused
-// (events.BatchSlots batches back), and is written before that batch when the regular ones did
-// not make it.
+// checkpoint; checkpointAfter how long a batch stays without one at most. A checkpoint must cover
+// every batch whose slot is about to be reused (events.BatchSlots batches back), and is written
+// before that batch when the regular ones did not make it.
 const (
-	checkpointEvery = events.BatchSlots / 4
+	checkpointEvery = events.BatchSlots / 2
 	checkpointAfter = time.Minute
 	// checkpointTimeout bounds the writing of every part of one checkpoint (megabytes at 10,000
 	// endpoints).
@@ -89,17 +88,6 @@ func (b *batches) sawCheckpoint(index uint64, parts int, now time.Time) {
 // behind reports whether the newest batch is not covered by a checkpoint.
 func (b *batches) behind() bool { return b.known && (!b.cpKnown || b.cpIndex < b.last) }
 
-// due reports whether a checkpoint is due at now (on this replica's clock).
-func (b *batches) due(now time.Time) bool {
-	switch {
-	case !b.behind():
-		return false
-	case !b.cpKnown:
-		return b.last+1 >= checkpointEvery || now.Sub(b.cpAt) >= checkpointAfter
-	}
-	return b.last-b.cpIndex >= checkpointEvery || now.Sub(b.cpAt) >= checkpointAfter
-}
-
 // appended is the outcome of one item's append: the sequence it was recorded at, and whether
 // another replica had stored the same batch first.
 type appended struct {
@@ -125,6 +113,9 @@ func (d *decider) appendBatches(ctx context.Context, items []events.Item) ([]app
 			out = append(out, appended{seq, dup})
 		}
 		start = end
+	}
+	if b := &d.batches; !b.cpKnown && b.last+1 >= checkpointEvery || b.cpKnown && b.last-b.cpIndex >= checkpointEvery {
+		d.checkpoint(ctx)
 	}
 	return out, nil
 }
@@ -309,4 +300,21 @@ func (d *decider) readRecorded(ctx context.Context, subjects []string) map[strin
 	for part := 0; read(events.CheckpointSubject(part)); part++ {
 	}
 	return out
+}
+
+// decodeBatch decodes what a batch or a checkpoint part says of itself, for noteBatch.
+func decodeBatch(dl *delivery) {
+	var head struct {
+		Index uint64 `json:"index"`
+		Parts int    `json:"parts"`
+	}
+	if json.Unmarshal(dl.env.Data, &head) != nil {
+		return
+	}
+	switch dl.env.Type {
+	case events.TypeStateBatch:
+		dl.batch = &events.StateBatch{Index: head.Index}
+	case events.TypeStateCheckpoint:
+		dl.checkpoint = &events.StateCheckpoint{Index: head.Index, Parts: head.Parts}
+	}
 }

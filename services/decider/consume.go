@@ -35,22 +35,11 @@ type delivery struct {
 
 // decodeState is the STATE reader's decoder.
 func decodeState(dl *delivery) {
-	if dl.env, dl.err = events.Decode(dl.data); dl.err != nil {
-		return
-	}
-	switch dl.env.Type {
-	case events.TypeStateBatch: // decoded once, for its index and its facts
-		b, err := events.DecodeBatch(dl.subject, dl.env)
-		if dl.err = err; err == nil {
-			dl.batch, dl.facts = &b, b.Facts(dl.seq, dl.env.Source)
-		}
-	case events.TypeStateCheckpoint:
-		c, err := events.DecodeCheckpoint(dl.subject, dl.seq, dl.env)
-		if dl.err = err; err == nil {
-			dl.checkpoint, dl.facts = &c, c.Facts(dl.env.Source)
-		}
-	default:
+	if dl.env, dl.err = events.Decode(dl.data); dl.err == nil {
 		dl.facts, dl.err = events.Facts(dl.subject, dl.seq, dl.env)
+	}
+	if dl.err == nil && events.IsStateBatch(dl.env.Type) {
+		decodeBatch(dl)
 	}
 }
 

@@ -48,8 +48,6 @@ type decider struct {
 	fromWire  bool
 	// batches is what the decider knows of STATE's batches and checkpoints.
 	batches batches
-	// probeCh holds the PROBES deliveries not yet folded: checkpoints wait while it does.
-	probeCh chan delivery
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -81,7 +79,6 @@ func (d *decider) run(ctx context.Context) error {
 	defer cancel()
 	// Small buffers: a PROBES delivery holds up to a whole decoded batch.
 	stateCh, probeCh, drillCh := make(chan delivery, 256), make(chan delivery, 64), make(chan delivery, 64)
-	d.probeCh = probeCh
 	from := d.started.Add(-d.o.Replay)
 	wg.Go(func() {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
@@ -416,7 +413,7 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 	}
 	d.appendPools(ctx, retry, false)
 	d.reassert(ctx, now)
-	if !d.failing && len(d.probeCh) == 0 && d.batches.due(d.o.Now()) {
+	if d.batches.behind() && !d.failing && now.Sub(d.batches.cpAt) >= checkpointAfter {
 		_ = d.checkpoint(ctx) // logged; tried again on the next tick
 	}
 }
