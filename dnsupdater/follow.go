@@ -77,11 +77,7 @@ func (s *Server) follow(ctx context.Context) {
 		}
 		if dirty || !s.readToEnd {
 			dirty, s.readToEnd = false, true
-			cause := env.ID
-			if len(facts) > 0 {
-				cause = facts[len(facts)-1].Env.ID // a transition, not the batch that carried it
-			}
-			s.kickRefresh(cause)
+			s.kickRefresh(env.ID)
 		}
 	})
 }

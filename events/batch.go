@@ -136,39 +136,23 @@ func Facts(subject string, seq uint64, e Envelope) ([]Fact, error) {
 		if err != nil {
 			return nil, err
 		}
-		return b.Facts(seq, e.Source), nil
+		out := make([]Fact, len(b.Items))
+		for i, it := range b.Items {
+			out[i] = Fact{Subject: it.Subject, Seq: seq, Env: it.envelope(e.Source)}
+		}
+		return out, nil
 	case TypeStateCheckpoint:
 		c, err := DecodeCheckpoint(subject, seq, e)
 		if err != nil {
 			return nil, err
 		}
-		return c.Facts(e.Source), nil
+		out := make([]Fact, len(c.Items))
+		for i, it := range c.Items {
+			out[i] = Fact{Subject: it.Subject, Seq: it.Seq, Env: it.envelope(e.Source), Restated: true}
+		}
+		return out, nil
 	}
 	return []Fact{{Subject: subject, Seq: seq, Env: e}}, nil
-}
-
-// Facts are the batch's items, stored at seq by source, as facts.
-func (b StateBatch) Facts(seq uint64, source string) []Fact {
-	out := make([]Fact, len(b.Items))
-	for i, it := range b.Items {
-		out[i] = Fact{Subject: it.Subject, Seq: seq, Env: it.envelope(source)}
-	}
-	return out
-}
-
-// Facts are the checkpoint part's items, stored by source, as restated facts.
-func (c StateCheckpoint) Facts(source string) []Fact {
-	out := make([]Fact, len(c.Items))
-	for i, it := range c.Items {
-		out[i] = Fact{Subject: it.Subject, Seq: it.Seq, Env: it.envelope(source), Restated: true}
-	}
-	return out
-}
-
-// CheckItem returns why it cannot stand in a batch (upto 0) or in a checkpoint complete up to
-// upto, or nil.
-func CheckItem(it Item, upto uint64) error {
-	return checkItems("item", []Item{it}, upto)
 }
 
 // DecodeBatch decodes and checks the batch e stored on subject: the subject is its index's

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/detourdev/detour/events"
 	"github.com/docker/docker/api/types/container"
 	dockernetwork "github.com/docker/docker/api/types/network"
 	"github.com/miekg/dns"
@@ -367,20 +366,6 @@ func transitions(t *testing.T, url, filter string) []string {
 	return out
 }
 
-// subjectMatches reports whether subject matches the NATS filter ('*' one token, '>' the rest).
-func subjectMatches(subject, filter string) bool {
-	st, ft := strings.Split(subject, "."), strings.Split(filter, ".")
-	for i, f := range ft {
-		switch {
-		case f == ">":
-			return len(st) > i
-		case i >= len(st) || (f != "*" && f != st[i]):
-			return false
-		}
-	}
-	return len(st) == len(ft)
-}
-
 // stateEvent is one transition as STATE holds it.
 type stateEvent struct {
 	Subject, To string
@@ -417,12 +402,8 @@ func readState(url, filter string) ([]stateEvent, error) {
 	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	filters := []string{filter}
-	if filter != "detour.state.>" && !strings.HasPrefix(filter, "detour.state.edge.") {
-		filters = append(filters, events.SubjectBatches) // endpoints and pools are recorded in batches
-	}
 	cons, err := js.CreateConsumer(ctx, "STATE", jetstream.ConsumerConfig{
-		FilterSubjects: filters, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
+		FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
 	if err != nil {
 		return nil, err
 	}
@@ -435,29 +416,19 @@ func readState(url, filter string) ([]stateEvent, error) {
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			var e struct {
+				Data struct {
+					To string `json:"to"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(m.Data(), &e); err != nil {
+				return nil, fmt.Errorf("STATE holds an undecodable event on %s: %w", m.Subject(), err)
+			}
 			md, err := m.Metadata()
 			if err != nil {
 				return nil, err
 			}
-			e, err := events.Decode(m.Data())
-			var facts []events.Fact
-			if err == nil {
-				facts, err = events.Facts(m.Subject(), md.Sequence.Stream, e)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("STATE holds an undecodable event on %s: %w", m.Subject(), err)
-			}
-			// Each transition of a batch as its own, on the subject it stands for; checkpoints
-			// restate earlier ones.
-			for _, f := range facts {
-				var tr struct {
-					To string `json:"to"`
-				}
-				if f.Restated || !subjectMatches(f.Subject, filter) || json.Unmarshal(f.Env.Data, &tr) != nil {
-					continue
-				}
-				out = append(out, stateEvent{Subject: f.Subject, To: tr.To, Stored: md.Timestamp, Seq: md.Sequence.Stream})
-			}
+			out = append(out, stateEvent{Subject: m.Subject(), To: e.Data.To, Stored: md.Timestamp, Seq: md.Sequence.Stream})
 			if md.NumPending == 0 {
 				return out, batch.Error()
 			}

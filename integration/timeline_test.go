@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/detourdev/detour/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -176,24 +175,6 @@ func listen(t *testing.T, url, app, pool string) (w *wire, stop func()) {
 			if s.failed = failedResult(m.Data, app, pool); !s.failed {
 				return
 			}
-		case strings.HasPrefix(m.Subject, "detour.state.batch."):
-			// A batch of transitions: one sighting per transition, on the subject it stands for.
-			e, err := events.Decode(m.Data)
-			if err != nil {
-				return
-			}
-			facts, err := events.Facts(m.Subject, 0, e)
-			if err != nil {
-				return
-			}
-			w.mu.Lock()
-			for _, f := range facts {
-				var tr events.Transition
-				_ = f.Env.Payload(&tr)
-				w.seen = append(w.seen, sighting{at: s.at, subject: f.Subject, to: string(tr.To)})
-			}
-			w.mu.Unlock()
-			return
 		case strings.HasPrefix(m.Subject, "detour.state."):
 			var e struct {
 				Data struct {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Recorded is one transition for AppendBatch: the payload to record on an endpoint's or pool's
@@ -67,41 +66,4 @@ func EndpointUp(app, pool, endpoint string) Recorded {
 func PoolDown(app, pool string) Recorded {
 	return Recorded{Subject: events.PoolStateSubject(app, pool), Transition: events.Transition{
 		App: app, Pool: pool, From: events.StatusUp, To: events.StatusDown, Reason: "no endpoint up"}}
-}
-
-// StateFacts reads the whole STATE stream of js and returns its facts in order (events.Facts):
-// lone events, and each transition of a batch as its own; checkpoints restate earlier facts and
-// are left out. Malformed messages are left out too.
-func StateFacts(tb testing.TB, js jetstream.JetStream) []events.Fact {
-	tb.Helper()
-	ctx := context.Background()
-	st, err := js.Stream(ctx, events.StreamState)
-	if err != nil {
-		tb.Fatalf("open STATE: %v", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		tb.Fatalf("STATE info: %v", err)
-	}
-	var out []events.Fact
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
-		e, err := events.Decode(m.Data)
-		if err != nil {
-			continue
-		}
-		facts, err := events.Facts(m.Subject, seq, e)
-		if err != nil {
-			continue
-		}
-		for _, f := range facts {
-			if !f.Restated {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
 }

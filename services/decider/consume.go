@@ -24,22 +24,16 @@ type delivery struct {
 	// The reader decodes, so that decoding runs beside the decider's loop: a STATE message
 	// into env and its facts (events.Facts), a PROBES message
 	// into results; err is the decoding error.
-	env   events.Envelope
-	facts []events.Fact
-	// batch and checkpoint hold the index (and parts) of a batch or checkpoint part.
-	batch      *events.StateBatch
-	checkpoint *events.StateCheckpoint
-	results    []events.ProbeResult
-	err        error
+	env     events.Envelope
+	facts   []events.Fact
+	results []events.ProbeResult
+	err     error
 }
 
 // decodeState is the STATE reader's decoder.
 func decodeState(dl *delivery) {
 	if dl.env, dl.err = events.Decode(dl.data); dl.err == nil {
 		dl.facts, dl.err = events.Facts(dl.subject, dl.seq, dl.env)
-	}
-	if dl.err == nil && events.IsStateBatch(dl.env.Type) {
-		decodeBatch(dl)
 	}
 }
 

@@ -2,6 +2,7 @@ package decider
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -46,8 +47,6 @@ type decider struct {
 	waiting   map[string]heardMsg
 	waitOrder []string
 	fromWire  bool
-	// batches is what the decider knows of STATE's batches and checkpoints.
-	batches batches
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -66,7 +65,6 @@ func Run(ctx context.Context, o Options) error {
 
 func (d *decider) run(ctx context.Context) error {
 	d.started = d.o.Now()
-	d.batches.cpAt = d.started // the first periodic checkpoint comes checkpointAfter after the start
 	st, err := events.WaitStream(ctx, d.js, events.StreamState, d.log)
 	if err != nil {
 		return nil // ctx ended before the stream could be opened
@@ -234,7 +232,6 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
 		return
 	}
-	d.noteBatch(m)
 	for _, f := range m.facts {
 		d.onFact(ctx, f, m.stamp, m.pending)
 	}
@@ -262,9 +259,6 @@ func (d *decider) onFact(ctx context.Context, f events.Fact, stamp time.Time, pe
 		return
 	}
 	if p := d.ix.pools[f.Subject]; p != nil {
-		if f.Restated && f.Seq <= p.seq {
-			return // a checkpoint restating what is known
-		}
 		if f.Seq > p.seq && !f.Restated {
 			d.noteUnexpected(f, p.status, p.seq > 0)
 		}
@@ -365,7 +359,11 @@ func (d *decider) reconcile(ctx context.Context) {
 		d.queue(ctx, s, *dec)
 	}
 	d.flush(ctx)
-	d.appendPools(ctx, d.ix.allPools(), false)
+	for _, a := range d.ix.apps {
+		for _, p := range a.pools {
+			d.checkPool(ctx, p)
+		}
+	}
 	d.o.Stats.Live.Store(true)
 	d.log.Info().Int("endpoints", len(d.ix.endpoints)).Uint64("results", d.o.Stats.Results.Load()).
 		Dur("duration", d.o.Now().Sub(d.started)).Msg("decider live")
@@ -404,25 +402,43 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		d.queue(ctx, s, *dec)
 	}
 	d.flush(ctx)
-	var retry []*poolSlot
-	for _, p := range d.ix.allPools() {
-		if p.retry && !d.failing {
-			p.retry = false
-			retry = append(retry, p)
+	for _, a := range d.ix.apps {
+		for _, p := range a.pools {
+			if p.retry && !d.failing {
+				p.retry = false
+				d.checkPool(ctx, p)
+			}
 		}
 	}
-	d.appendPools(ctx, retry, false)
 	d.reassert(ctx, now)
-	if d.batches.behind() && !d.failing && now.Sub(d.batches.cpAt) >= checkpointAfter {
-		_ = d.checkpoint(ctx) // logged; tried again on the next tick
-	}
 }
 
-// commit records the endpoint's transition unless STATE already records its status or a newer
-// event, then the pool's if its availability changed.
+// commit appends the endpoint's transition unless STATE already records its status or a newer
+// event, then the pool's if its availability changed. When another writer appended to the
+// subject first, it re-reads it and decides again.
 func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decision) {
-	d.queue(ctx, s, dec)
-	d.flush(ctx)
+	p := s.pool
+	// STATE already holding a newer event than this decision means another replica is ahead in
+	// the probes: this decision is history already.
+	for attempt := 0; due(s, dec); attempt++ {
+		if attempt == maxAttempts {
+			d.later(ctx, s, dec, errors.New("too many conflicting writers"))
+			return
+		}
+		ev, ok := d.endpointEvent(s, dec)
+		if !ok {
+			return
+		}
+		ack, err := d.append(ctx, s.subject, ev, s.seq)
+		if err == nil {
+			d.endpointRecorded(s, dec, ev, ack)
+			break
+		}
+		if !d.conflicted(ctx, s, dec, err) {
+			return
+		}
+	}
+	d.checkPool(ctx, p)
 }
 
 // due reports whether dec is still to be appended: STATE holds neither its status nor a newer
@@ -445,12 +461,11 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 	return ev, true
 }
 
-// endpointRecorded notes that STATE stored ev, the transition of dec, at seq (dup: another
-// replica had stored it first).
-func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, ev events.Envelope, seq uint64, dup bool) {
+// endpointRecorded notes that STATE stored ev, the transition of dec, at ack.
+func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, ev events.Envelope, ack *jetstream.PubAck) {
 	from := s.status
-	s.record(seq, ev)
-	if !dup {
+	s.record(ack.Sequence, ev)
+	if !ack.Duplicate {
 		d.o.Stats.Transitions.Add(1)
 		d.o.Metrics.Transition("endpoint", string(dec.To))
 		if dec.To == events.StatusDown && !s.firstFail.IsZero() {
@@ -458,24 +473,95 @@ func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, ev even
 		}
 		d.log.Info().Str("app", s.pool.app.cfg.Name).Str("pool", s.pool.cfg.Name).Str("endpoint", s.cfg.Name).
 			Str("from", string(from)).Str("to", string(dec.To)).Str("reason", dec.Reason).
-			Str("event_id", ev.ID).Uint64("stream_seq", seq).Msg("endpoint transition")
+			Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("endpoint transition")
 	}
 }
 
-// appendTimeout bounds one append or read, so that an unreachable NATS does not stall the
-// decider. While STATE elects a leader (after the node leading it died) an append goes
-// unanswered and the next tick tries it again: the bound is also about how long a decision waits
-// past the election. Trying again is safe: the same decisions make the same batch, with the same
-// id and expected sequence, so a first attempt that was stored after all makes the retry a
-// duplicate or a conflict, never a second record.
+// conflicted handles an append of dec that failed with err, and reports whether to decide
+// again: after a conflict, once the subject has been re-read. Any other failure keeps dec for
+// the next tick.
+func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) bool {
+	if !errors.Is(err, events.ErrConflict) {
+		d.later(ctx, s, dec, err)
+		return false
+	}
+	d.o.Stats.Conflicts.Add(1)
+	if err := d.reread(ctx, s); err != nil {
+		d.later(ctx, s, dec, err)
+		return false
+	}
+	return true
+}
+
+// appendTimeout bounds one append or read (one window of a pipelined flush), so that an
+// unreachable NATS does not stall the decider. While STATE elects a leader (after the node
+// leading it died) an append goes unanswered and the next tick tries it again: the bound is also
+// about how long a decision waits past the election. Trying again is safe: the same decision
+// has the same event id and expected sequence, so a first attempt that was stored after all
+// makes the retry a duplicate or a conflict, never a second event.
 const appendTimeout = 500 * time.Millisecond
 
-// checkPool records the pool's transition when its endpoints' recorded statuses changed its
+func (d *decider) append(ctx context.Context, subject string, e events.Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	return events.Append(ctx, d.js, subject, e, lastSeq)
+}
+
+func (d *decider) last(ctx context.Context, subject string) (events.Envelope, uint64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	return events.Last(ctx, d.state, subject)
+}
+
+// later keeps a decision whose append failed for the next tick.
+func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) {
+	s.pending = &dec
+	d.failing = true
+	d.o.Stats.Failed.Add(1)
+	if ctx.Err() == nil {
+		d.log.Error().Err(err).Str("subject", s.subject).Str("to", string(dec.To)).Msg("append endpoint transition failed, retrying")
+	}
+}
+
+// reread updates what STATE last recorded on the endpoint's subject.
+func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
+	env, seq, ok, err := d.last(ctx, s.subject)
+	if err != nil && !errors.Is(err, events.ErrMalformed) {
+		return err
+	}
+	if ok {
+		s.record(seq, env)
+	}
+	return nil
+}
+
+// checkPool appends the pool's transition when its endpoints' recorded statuses changed its
 // availability. The transition is caused by, and dated as, the newest endpoint event the decider
 // knows of the pool; when STATE holds a pool event newer than that, a replica with a fresher
-// view has decided already.
-func (d *decider) checkPool(ctx context.Context, p *poolSlot) {
-	d.appendPools(ctx, []*poolSlot{p}, false)
+// view has decided already. On a conflict it re-reads the pool and decides again.
+func (d *decider) checkPool(ctx context.Context, p *poolSlot) { d.poolTransition(ctx, p, false) }
+
+// poolTransition is checkPool; with reassert, a pool event newer than the endpoints' does not
+// stop it: that event contradicted them for longer than a race lasts.
+func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool) {
+	for attempt := 0; ; attempt++ {
+		ev, t, ok := d.poolEvent(p, reassert)
+		if !ok {
+			return
+		}
+		if attempt == maxAttempts {
+			d.poolLater(ctx, p, errors.New("too many conflicting writers"))
+			return
+		}
+		ack, err := d.append(ctx, p.subject, ev, p.seq)
+		if err == nil {
+			d.poolRecorded(p, t, ev, ack)
+			return
+		}
+		if !d.poolConflicted(ctx, p, err) {
+			return
+		}
+	}
 }
 
 // poolEvent builds the pool's transition when its endpoints' recorded statuses changed its
@@ -504,15 +590,42 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 	return ev, t, true
 }
 
-// poolRecorded notes that STATE stored ev, the pool transition t, at seq (dup: another replica
-// had stored it first).
-func (d *decider) poolRecorded(p *poolSlot, t events.Transition, ev events.Envelope, seq uint64, dup bool) {
-	p.record(seq, ev)
-	if !dup {
+// poolRecorded notes that STATE stored ev, the pool transition t, at ack.
+func (d *decider) poolRecorded(p *poolSlot, t events.Transition, ev events.Envelope, ack *jetstream.PubAck) {
+	p.record(ack.Sequence, ev)
+	if !ack.Duplicate {
 		d.o.Stats.PoolTransitions.Add(1)
 		d.o.Metrics.Transition("pool", string(t.To))
 		d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("from", string(t.From)).Str("to", string(t.To)).
-			Str("reason", t.Reason).Str("event_id", ev.ID).Uint64("stream_seq", seq).Msg("pool transition")
+			Str("reason", t.Reason).Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("pool transition")
+	}
+}
+
+// poolConflicted handles a pool append that failed with err, and reports whether to decide
+// again: after a conflict, once the subject has been re-read.
+func (d *decider) poolConflicted(ctx context.Context, p *poolSlot, err error) bool {
+	if !errors.Is(err, events.ErrConflict) {
+		d.poolLater(ctx, p, err)
+		return false
+	}
+	d.o.Stats.Conflicts.Add(1)
+	env, seq, ok, err := d.last(ctx, p.subject)
+	if err != nil && !errors.Is(err, events.ErrMalformed) {
+		d.poolLater(ctx, p, err)
+		return false
+	}
+	if ok {
+		p.record(seq, env)
+	}
+	return true
+}
+
+func (d *decider) poolLater(ctx context.Context, p *poolSlot, err error) {
+	p.retry = true
+	d.failing = true
+	d.o.Stats.Failed.Add(1)
+	if ctx.Err() == nil {
+		d.log.Error().Err(err).Str("subject", p.subject).Msg("append pool transition failed, retrying")
 	}
 }
 

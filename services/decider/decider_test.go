@@ -95,9 +95,23 @@ type stored struct {
 
 func stateOf(t testing.TB, srv *eventstest.Server) []stored {
 	t.Helper()
+	ctx := context.Background()
+	st := srv.Stream(t, events.StreamState)
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []stored
-	for _, f := range eventstest.StateFacts(t, srv.JS) {
-		out = append(out, stored{f.Subject, f.Env})
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("STATE seq %d: %v", seq, err)
+		}
+		out = append(out, stored{m.Subject, e})
 	}
 	return out
 }

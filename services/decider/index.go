@@ -25,8 +25,6 @@ type poolSlot struct {
 	status events.Status
 	seq    uint64
 	since  time.Time
-	// env is that event, restated in checkpoints.
-	env events.Envelope
 	// overrideSeq is the stream sequence of the last pool override applied.
 	overrideSeq uint64
 	// retry holds a pool transition that could not be appended, to try again on the next tick.
@@ -47,8 +45,6 @@ type endpointSlot struct {
 	seq     uint64
 	eventID string
 	since   time.Time
-	// env is that event, restated in checkpoints.
-	env events.Envelope
 	// overrideSeq is the stream sequence of the last override of this endpoint applied.
 	overrideSeq uint64
 	// pending is the latest decision made before the decider went live, or one whose append
@@ -185,7 +181,7 @@ func (p *poolSlot) latest() *endpointSlot {
 func (s *endpointSlot) record(seq uint64, e events.Envelope) {
 	if seq > s.seq {
 		s.status, _ = events.TransitionStatus(e.Type)
-		s.seq, s.eventID, s.since, s.env = seq, e.ID, e.Time, e
+		s.seq, s.eventID, s.since = seq, e.ID, e.Time
 	}
 }
 
@@ -193,15 +189,6 @@ func (s *endpointSlot) record(seq uint64, e events.Envelope) {
 func (p *poolSlot) record(seq uint64, e events.Envelope) {
 	if seq > p.seq {
 		p.status, _ = events.TransitionStatus(e.Type)
-		p.seq, p.since, p.env = seq, e.Time, e
+		p.seq, p.since = seq, e.Time
 	}
-}
-
-// allPools is every pool of the configuration, in its order.
-func (ix *index) allPools() []*poolSlot {
-	var out []*poolSlot
-	for _, a := range ix.apps {
-		out = append(out, a.pools...)
-	}
-	return out
 }

@@ -65,8 +65,6 @@ type Stats struct {
 	Foreign atomic.Uint64
 	// Transitions and PoolTransitions count the events this replica appended to STATE.
 	Transitions, PoolTransitions atomic.Uint64
-	// Batches and Checkpoints count the batches and whole checkpoints this replica stored.
-	Batches, Checkpoints atomic.Uint64
 	// Conflicts counts appends another writer got to first; Failed the appends that failed
 	// otherwise (NATS unreachable) and wait for the next tick.
 	Conflicts, Failed atomic.Uint64

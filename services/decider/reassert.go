@@ -104,7 +104,7 @@ func (d *decider) reassert(ctx context.Context, now time.Time) {
 			d.o.Stats.Reasserted.Add(1)
 			d.log.Warn().Str("subject", p.subject).Str("recorded", string(p.status)).Str("decided", string(p.verdict().Status)).
 				Msg("state contradicts the pool's endpoints, re-asserting")
-			d.appendPools(ctx, []*poolSlot{p}, true)
+			d.poolTransition(ctx, p, true)
 		}
 	}
 }

@@ -16,45 +16,39 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	d.flush(ctx)
 	old := d.ix
 	ix := newIndex(c)
-	var fresh []string
 	for k, s := range ix.byName {
 		o := old.byName[k]
 		if o == nil || o.cfg.Address != s.cfg.Address {
-			fresh = append(fresh, s.subject)
+			d.adopt(ctx, s)
 			continue
 		}
-		s.st, s.status, s.seq, s.eventID, s.since, s.env = o.st, o.status, o.seq, o.eventID, o.since, o.env
+		s.st, s.status, s.seq, s.eventID, s.since = o.st, o.status, o.seq, o.eventID, o.since
 		s.overrideSeq, s.pending, s.firstFail, s.contradicted, s.folded = o.overrideSeq, o.pending, o.firstFail, o.contradicted, o.folded
 	}
 	for subject, p := range ix.pools {
 		if o := old.pools[subject]; o != nil {
-			p.status, p.seq, p.since, p.env, p.overrideSeq, p.retry, p.contradicted = o.status, o.seq, o.since, o.env, o.overrideSeq, o.retry, o.contradicted
-		} else {
-			fresh = append(fresh, subject)
+			p.status, p.seq, p.since, p.overrideSeq, p.retry, p.contradicted = o.status, o.seq, o.since, o.overrideSeq, o.retry, o.contradicted
+		} else if e, seq, ok, err := d.last(ctx, subject); err == nil && ok {
+			p.record(seq, e)
 		}
-	}
-	if len(fresh) > 0 {
-		d.adopt(ctx, ix, fresh)
 	}
 	d.ix, d.o.Config, d.regions = ix, c, map[string]string{}
 	d.log.Info().Int("apps", len(c.Apps)).Int("endpoints", len(ix.endpoints)).Msg("configuration applied")
 	if d.live {
-		d.appendPools(ctx, ix.allPools(), false)
+		for _, p := range ix.pools {
+			d.checkPool(ctx, p)
+		}
 	}
 }
 
-// adopt gives the endpoints and pools new to the configuration (their subjects) what STATE last
-// recorded for them.
-func (d *decider) adopt(ctx context.Context, ix *index, subjects []string) {
-	for subject, f := range d.readRecorded(ctx, subjects) {
-		if _, isTransition := events.TransitionStatus(f.Env.Type); !isTransition {
-			continue
-		}
-		if s := ix.bySubject[subject]; s != nil {
-			s.record(f.Seq, f.Env)
-			s.st.Restore(s.status)
-		} else if p := ix.pools[subject]; p != nil {
-			p.record(f.Seq, f.Env)
-		}
+// adopt gives a slot new to the configuration what STATE last recorded on its subject.
+func (d *decider) adopt(ctx context.Context, s *endpointSlot) {
+	e, seq, ok, err := d.last(ctx, s.subject)
+	if err != nil || !ok {
+		return
+	}
+	if _, isTransition := events.TransitionStatus(e.Type); isTransition {
+		s.record(seq, e)
+		s.st.Restore(s.status)
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/proxy"
 	"github.com/detourdev/detour/services/alert"
@@ -210,27 +209,16 @@ func TestDeploymentIdentitiesOnlyTheDeciderAppendsEndpointAndPoolTransitionsAndN
 	d.ensureStreams()
 	for _, user := range []string{"controller-1", "dns-1", "prober-us-west-1", "edge-west"} {
 		c := d.as(user)
-		d.deniedPublish(c, user, events.StreamState, events.BatchSubject(0))
-		d.deniedPublish(c, user, events.StreamState, events.CheckpointSubject(0))
+		d.deniedPublish(c, user, events.StreamState, events.EndpointStateSubject("shop", "west", "w1"))
+		d.deniedPublish(c, user, events.StreamState, events.PoolStateSubject("shop", "west"))
 	}
 	dec := d.as("decider-1")
-	// The decider records endpoints and pools in batches only: a lone transition on their
-	// subjects is no role's.
-	for _, user := range []string{"decider-1", "controller-1", "dns-1", "prober-us-west-1", "edge-west"} {
-		d.deniedPublish(d.as(user), user, events.StreamState, events.EndpointStateSubject("shop", "west", "w1"))
-		d.deniedPublish(d.as(user), user, events.StreamState, events.PoolStateSubject("shop", "west"))
-	}
 	d.deniedPublish(dec, "decider-1", events.StreamState, events.EdgeStateSubject("edge-west"))
 	for _, user := range []string{"decider-1", "dns-1", "prober-us-west-1", "edge-west"} {
 		d.deniedPublish(d.as(user), user, events.StreamState, events.OverrideSubject("shop", "west", ""))
 	}
-	e, err := events.New(events.TypeStateBatch, "decider-1", time.Now(), events.StateBatch{Index: 0, Items: []events.Item{
-		events.ItemOf(events.EndpointStateSubject("shop", "west", "w1"), 0, mustEvent(t))}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(context.Background(), dec.js, events.BatchSubject(0), e); err != nil {
-		t.Errorf("the decider cannot append a batch: %v", err)
+	if _, err := events.Publish(context.Background(), dec.js, events.EndpointStateSubject("shop", "west", "w1"), mustEvent(t)); err != nil {
+		t.Errorf("the decider cannot append an endpoint transition: %v", err)
 	}
 }
 
@@ -497,10 +485,8 @@ func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
 		{"a region's membership", op{subject: "$KV." + events.BucketProbers + ".us-east.p1"}, usersWith("prober-us-east")},
 		{"an edge's heartbeat", op{subject: events.HeartbeatSubject("edge-west")}, []string{"edge-west"}},
 		{"an edge's heartbeat", op{subject: events.HeartbeatSubject("edge-east")}, []string{"edge-east"}},
-		{"a lone endpoint transition", op{subject: events.EndpointStateSubject("shop", "west", "w1")}, nil},
-		{"a lone pool transition", op{subject: events.PoolStateSubject("shop", "west")}, nil},
-		{"a batch of transitions", op{subject: events.BatchSubject(3)}, usersWith("decider")},
-		{"a checkpoint", op{subject: events.CheckpointSubject(0)}, usersWith("decider")},
+		{"an endpoint transition", op{subject: events.EndpointStateSubject("shop", "west", "w1")}, usersWith("decider")},
+		{"a pool transition", op{subject: events.PoolStateSubject("shop", "west")}, usersWith("decider")},
 		{"an edge transition", op{subject: events.EdgeStateSubject("edge-west")}, usersWith("controller")},
 		{"an override", op{subject: events.OverrideSubject("shop", "west", "w1")}, usersWith("controller")},
 		{"a route", op{subject: events.AppRouteSubject("edge-west", "shop")}, usersWith("controller")},
@@ -608,7 +594,7 @@ func TestDeploymentIdentitiesNoProcessTakesOverDrainsOrDeletesAnothersConsumerEv
 		{name: "an edge's route table", victim: "edge-west", thief: "edge-east", stream: events.StreamRoutes,
 			filter: events.EdgeRoutesSubjects("edge-west"), publisher: "controller-1", subject: events.AppRouteSubject("edge-west", "shop")},
 		{name: "a DNS server's STATE", victim: "dns-1", thief: "dns-2", stream: events.StreamState,
-			filter: events.SubjectState, publisher: "decider-1", subject: events.BatchSubject(0)},
+			filter: events.SubjectState, publisher: "decider-1", subject: events.EndpointStateSubject("shop", "west", "w1")},
 		{name: "a decider's PROBES", victim: "decider-1", thief: "decider-2", stream: events.StreamProbes,
 			filter: events.SubjectProbes, publisher: "prober-us-west-1", subject: events.ProbeSubject("us-west", "shop", "west", "w1")},
 		{name: "a prober's configuration watch", victim: "prober-us-west-1", thief: "prober-us-west-2", stream: events.StreamConfig,
@@ -872,14 +858,6 @@ alerts:
 	}
 
 	has := func(stream, subject string) bool {
-		if stream == events.StreamState { // endpoints and pools are recorded in batches
-			v, err := state.Load(ctx, op.js)
-			if err != nil {
-				return false
-			}
-			_, ok := v.Subject(subject)
-			return ok
-		}
 		st, err := op.js.Stream(ctx, stream)
 		if err != nil {
 			return false

@@ -14,7 +14,6 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/services/demo"
 	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/replay"
@@ -105,14 +104,13 @@ edges:
 // waitState polls until STATE's last event on subject is of type typ.
 func waitState(t *testing.T, js jetstream.JetStream, subject, typ string) {
 	t.Helper()
+	s, err := js.Stream(context.Background(), events.StreamState)
+	if err != nil {
+		t.Fatal(err)
+	}
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		v, err := state.Load(context.Background(), js)
-		if err != nil {
-			return false
-		}
-		e, ok := v.Subject(subject)
-		want, _ := events.TransitionStatus(typ)
-		return ok && e.Status == want
+		e, _, ok, err := events.Last(context.Background(), s, subject)
+		return err == nil && ok && e.Type == typ
 	}, "STATE records %s on %s", typ, subject)
 }
 
@@ -161,15 +159,7 @@ func readAll(t *testing.T, js jetstream.JetStream, stream string) []events.Envel
 		if err != nil {
 			t.Fatal(err)
 		}
-		facts, err := events.Facts(m.Subject, seq, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range facts { // each transition of a batch as its own event
-			if !f.Restated {
-				out = append(out, f.Env)
-			}
-		}
+		out = append(out, e)
 	}
 	return out
 }

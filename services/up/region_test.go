@@ -18,7 +18,6 @@ import (
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/miekg/dns"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -222,11 +221,7 @@ func (r *region) streamEach(stream, filter string, from uint64, f func(subject s
 	if info.State.LastSeq <= from {
 		return
 	}
-	filters := []string{filter}
-	if stream == events.StreamState {
-		filters = append(filters, events.SubjectBatches) // the decider records endpoints and pools in batches
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters,
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
 	if err != nil {
 		r.tb.Fatal(err)
@@ -243,25 +238,8 @@ func (r *region) streamEach(stream, filter string, from uint64, f func(subject s
 			if err != nil {
 				r.tb.Fatal(err)
 			}
+			f(m.Subject(), md.Timestamp)
 			last = md.Sequence.Stream
-			if stream != events.StreamState {
-				f(m.Subject(), md.Timestamp)
-				got++
-				continue
-			}
-			e, err := events.Decode(m.Data())
-			if err != nil {
-				r.tb.Fatal(err)
-			}
-			facts, err := events.Facts(m.Subject(), last, e)
-			if err != nil {
-				r.tb.Fatal(err)
-			}
-			for _, fact := range facts {
-				if !fact.Restated && server.SubjectMatchesFilter(fact.Subject, filter) {
-					f(fact.Subject, md.Timestamp)
-				}
-			}
 			got++
 		}
 		if got == 0 || last >= info.State.LastSeq {

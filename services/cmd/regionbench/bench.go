@@ -86,9 +86,9 @@ func (st *stack) region() error {
 	// Every endpoint and pool recorded up (unknown ones are answered too, so answers say
 	// nothing yet), then no stream growing for two seconds.
 	deadline := time.Now().Add(3 * time.Minute)
-	for st.transitions(ctx, 0) < 4*st.n {
+	for st.lastSeq(ctx, events.StreamState) < uint64(4*st.n) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("STATE holds %d transitions after 3 minutes, want %d (endpoints and pools of both regions up)", st.transitions(ctx, 0), 4*st.n)
+			return fmt.Errorf("STATE holds %d transitions after 3 minutes, want %d (endpoints and pools of both regions up)", st.lastSeq(ctx, events.StreamState), 4*st.n)
 		}
 		if err := st.exited(); err != nil {
 			return err
@@ -230,14 +230,17 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 	if err != nil {
 		return nil, err
 	}
-	if err := st.readFacts(ctx, stateFrom, func(f events.Fact, md *jetstream.MsgMetadata) {
-		if strings.HasPrefix(f.Subject, "detour.state.endpoint.") {
+	if err := st.read(ctx, events.StreamState, events.SubjectState, stateFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+		if strings.HasPrefix(m.Subject(), "detour.state.endpoint.") {
 			ph.state = append(ph.state, md.Timestamp)
-			// The cause is the result's id: a probe batch's id and the result's index in it,
-			// or the message's own id.
-			at := f.Env.Time
-			batch, _, _ := strings.Cut(f.Env.Cause, "/")
-			probed := stored[batch]
+			var at, probed time.Time // a transition that does not decode counts as neither
+			if env, err := events.Decode(m.Data()); err == nil {
+				at = env.Time
+				// The cause is the result's id: a batch's id and the result's index in it,
+				// or the message's own id.
+				batch, _, _ := strings.Cut(env.Cause, "/")
+				probed = stored[batch]
+			}
 			ph.checked = append(ph.checked, at)
 			ph.probed = append(ph.probed, probed)
 		}
@@ -534,33 +537,4 @@ func regionConfig(n, appsPerEdge int, interval time.Duration, notify string) []b
 		fmt.Fprintf(&b, "      - {app: app%d, pool: main, listen: \"%s:8080\"}\n", i, addr(3, i))
 	}
 	return []byte(b.String())
-}
-
-// readFacts calls f with every transition STATE stored after sequence from, each item of a batch
-// as its own (checkpoints restate earlier ones and are skipped), with its message's metadata.
-func (st *stack) readFacts(ctx context.Context, from uint64, f func(events.Fact, *jetstream.MsgMetadata)) error {
-	return st.read(ctx, events.StreamState, events.SubjectState, from, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
-		e, err := events.Decode(m.Data())
-		if err != nil {
-			return
-		}
-		facts, err := events.Facts(m.Subject(), md.Sequence.Stream, e)
-		if err != nil {
-			return
-		}
-		for _, fact := range facts {
-			if !fact.Restated {
-				f(fact, md)
-			}
-		}
-	})
-}
-
-// transitions is how many transitions STATE stored after sequence from (0 when it cannot be read).
-func (st *stack) transitions(ctx context.Context, from uint64) int {
-	n := 0
-	if err := st.readFacts(ctx, from, func(events.Fact, *jetstream.MsgMetadata) { n++ }); err != nil {
-		return 0
-	}
-	return n
 }
