@@ -45,26 +45,16 @@ func (s *Server) follow(ctx context.Context) {
 		}
 		s.o.Metrics.Lag("dns", events.StreamState, d.Pending)
 		env, err := events.Decode(d.Data)
-		var facts []events.Fact
-		if err == nil {
-			facts, err = events.Facts(d.Subject, d.Seq, env)
-		}
 		if err != nil {
 			s.o.Metrics.DecodeFailed("dns", events.StreamState)
-		} else {
-			// A batch is folded item by item, each as its own event on its subject.
+		}
+		if err == nil {
+			var changed bool
 			s.projMu.Lock()
-			for _, f := range facts {
-				if !f.Restated {
-					s.noteUnexpected(f.Subject, f.Seq, f.Env)
-				}
-				var changed bool
-				if changed, err = s.proj.apply(f.Subject, f.Seq, f.Env); err != nil {
-					break
-				}
-				dirty = dirty || changed
-			}
+			s.noteUnexpected(d.Subject, d.Seq, env)
+			changed, err = s.proj.apply(d.Subject, d.Seq, env)
 			s.projMu.Unlock()
+			dirty = dirty || changed
 		}
 		if err != nil {
 			s.malformed.Skip(s.log, err, d.Subject, d.Seq)

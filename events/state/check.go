@@ -14,11 +14,11 @@ import (
 // override), a transition's payload names the subject's endpoint, pool or edge, and its from is
 // prev, the status last recorded on subject (not checked when hasPrev is false: nothing was).
 func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) string {
-	kind, tokens := events.StateAggregate(subject)
+	kind, tokens := subjectKind(subject)
 	if kind == "" {
 		return fmt.Sprintf("subject %s is no STATE aggregate", subject)
 	}
-	if !events.TypeBelongs(kind, e.Type) {
+	if !typeBelongs(kind, e.Type) {
 		return fmt.Sprintf("type %s does not belong on %s subjects", e.Type, kind)
 	}
 	if kind == "override" {
@@ -57,35 +57,51 @@ func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) 
 	return ""
 }
 
-// Unexpected is Check of the event stored at seq against what the view last recorded on
-// subject before it; an event the view has applied already is not checked again. A batch is
-// checked item by item, each against what the view recorded on the item's subject, and the
-// reasons of the items that do not fit are joined ("subject: why; …"); a checkpoint restates
-// what was recorded before and is not checked. A batch that cannot be decoded is unexpected.
-func (v *View) Unexpected(subject string, seq uint64, e events.Envelope) string {
-	if !events.IsStateBatch(e.Type) {
-		return v.unexpected(subject, seq, e)
+// typeBelongs reports whether events of type typ may be recorded on subjects of kind.
+func typeBelongs(kind, typ string) bool {
+	switch kind {
+	case "endpoint":
+		return typ == events.TypeEndpointUp || typ == events.TypeEndpointDown || typ == events.TypeEndpointDrained
+	case "pool":
+		return typ == events.TypePoolUp || typ == events.TypePoolDown
+	case "edge":
+		return typ == events.TypeEdgeUp || typ == events.TypeEdgeDown
+	case "override":
+		return typ == events.TypeOverrideSet || typ == events.TypeOverrideCleared
 	}
-	facts, err := events.Facts(subject, seq, e)
-	if err != nil {
-		return err.Error()
-	}
-	var whys []string
-	for _, f := range facts {
-		if f.Restated {
-			continue
-		}
-		if why := v.unexpected(f.Subject, f.Seq, f.Env); why != "" {
-			whys = append(whys, f.Subject+": "+why)
-		}
-	}
-	return strings.Join(whys, "; ")
+	return false
 }
 
-func (v *View) unexpected(subject string, seq uint64, e events.Envelope) string {
+// Unexpected is Check of the event stored at seq against what the view last recorded on
+// subject before it; an event the view has applied already is not checked again.
+func (v *View) Unexpected(subject string, seq uint64, e events.Envelope) string {
 	prev, ok := v.entries[subject]
 	if ok && seq <= prev.Seq {
 		return ""
 	}
 	return Check(subject, prev.Status, ok, e)
+}
+
+// subjectKind splits a STATE subject into its kind (endpoint, pool, edge, override) and the
+// tokens naming the aggregate, or returns "" when it is none of them (or has the wrong number of
+// tokens for its kind).
+func subjectKind(subject string) (string, []string) {
+	rest, ok := strings.CutPrefix(subject, "detour.state.")
+	if !ok {
+		return "", nil
+	}
+	kind, rest, ok := strings.Cut(rest, ".")
+	var n int
+	switch kind {
+	case "endpoint", "override":
+		n = 3
+	case "pool":
+		n = 2
+	case "edge":
+		n = 1
+	}
+	if t := strings.Split(rest, "."); ok && n > 0 && len(t) == n {
+		return kind, t
+	}
+	return "", nil
 }

@@ -12,7 +12,6 @@ func FuzzCheckNeverPanics(f *testing.F) {
 	f.Add("detour.state.endpoint.shop.west.w1", "up", true, []byte(`{"type":"detour.endpoint.down.v1","id":"x","time":"2026-01-01T00:00:00Z","source":"s","data":{"app":"shop","pool":"west","endpoint":"w1","from":"up","to":"down"}}`))
 	f.Add("detour.state.edge.e", "", false, []byte(`{"type":"detour.edge.up.v1","id":"x","time":"2026-01-01T00:00:00Z","data":[1]}`))
 	f.Add("detour.state.override.a.b._pool", "", false, []byte(`{"type":"detour.override.set.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`))
-	f.Add("detour.state.batch.0", "", false, []byte(`{"type":"detour.state.batch.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"index":0,"items":[{"subject":"detour.state.pool.a.p","type":"detour.pool.down.v1","id":"i","time":"2026-01-01T00:00:00Z","data":{"app":"a","pool":"p","to":"down"}}]}}`))
 	f.Fuzz(func(t *testing.T, subject, prev string, hasPrev bool, data []byte) {
 		e, err := events.Decode(data)
 		if err != nil {

@@ -38,32 +38,7 @@ func (v *View) LastSeq() uint64 { return v.lastSeq }
 // Apply folds one STATE event, stored at seq on subject, into the view. It reports whether the
 // view changed; events at or below an already applied sequence of their subject change nothing,
 // so applying an event twice is harmless. An event that is not a state event is an error.
-//
-// A batch or a checkpoint (events.Facts) is folded item by item, each as if it were its own event
-// on its item's subject: a batch's items at seq, a checkpoint's at the sequence each was
-// recorded at, so that a checkpoint older than what the view holds changes nothing. One that is
-// not valid as a whole is an error, and nothing of it is applied.
 func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error) {
-	if !events.IsStateBatch(e.Type) {
-		return v.apply(subject, seq, e)
-	}
-	facts, err := events.Facts(subject, seq, e)
-	if err != nil {
-		return false, err
-	}
-	v.lastSeq = max(v.lastSeq, seq)
-	changed := false
-	for _, f := range facts {
-		c, err := v.apply(f.Subject, f.Seq, f.Env)
-		if err != nil {
-			return changed, err // Facts checked every item's type: a wiring mistake
-		}
-		changed = changed || c
-	}
-	return changed, nil
-}
-
-func (v *View) apply(subject string, seq uint64, e events.Envelope) (bool, error) {
 	if prev, ok := v.entries[subject]; ok && seq != 0 && seq <= prev.Seq {
 		return false, nil
 	}

@@ -120,18 +120,8 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 	r.follow(ctx, events.StreamState, events.SubjectState, func(subject string, seq uint64, data []byte) {
-		e, err := events.Decode(data)
-		if err != nil {
-			return
-		}
-		facts, err := events.Facts(subject, seq, e)
-		if err != nil {
-			return
-		}
-		// Each transition of a batch is told as if it were its own event; a checkpoint's
-		// restate what came before and are only folded.
-		for _, f := range facts {
-			if fact, ok := Classify(o.Config, view, f.Subject, f.Seq, f.Env); ok && seq > stateSeq && !f.Restated {
+		if e, err := events.Decode(data); err == nil {
+			if fact, ok := Classify(o.Config, view, subject, seq, e); ok && seq > stateSeq {
 				r.dispatch(ctx, fact)
 			}
 		}

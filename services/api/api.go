@@ -109,18 +109,8 @@ func (s *Server) onState(m jetstream.Msg, seq uint64) {
 	if err != nil {
 		return
 	}
-	facts, err := events.Facts(m.Subject(), seq, e)
-	if err != nil {
-		return
-	}
-	ok := false
 	s.mu.Lock()
-	for _, f := range facts {
-		// The whole history is read: a checkpoint restates nothing new.
-		if !f.Restated {
-			ok = s.m.apply(f.Subject, f.Seq, f.Env) || ok
-		}
-	}
+	ok := s.m.apply(m.Subject(), seq, e)
 	s.mu.Unlock()
 	if ok {
 		s.changed()

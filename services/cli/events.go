@@ -125,9 +125,6 @@ type storedEvent struct {
 	Seq     uint64          `json:"seq"`
 	Stored  time.Time       `json:"stored"`
 	Event   json.RawMessage `json:"event,omitempty"`
-	// Batch is the subject of the batch that recorded the event, when one did (Subject is then
-	// the endpoint's or pool's subject the event stands for).
-	Batch string `json:"batch,omitempty"`
 	// Error says why the message is not a valid event.
 	Error string `json:"error,omitempty"`
 
@@ -147,7 +144,7 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 	for _, name := range o.streams {
 		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 		if o.subject != "" {
-			cfg.FilterSubjects = stateFilters(name, o.subject)
+			cfg.FilterSubjects = []string{o.subject}
 		}
 		if o.since > 0 {
 			start := now.Add(-o.since)
@@ -168,14 +165,14 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 		if err != nil {
 			return fmt.Errorf("read stream %s: %w", name, err)
 		}
-		r := &streamReader{name: name, it: it, subject: o.subject}
+		r := &streamReader{name: name, it: it}
 		live = append(live, r)
 		for pending := info.NumPending; pending > 0; {
-			es, left, err := r.next(5 * time.Second)
+			e, left, err := r.next(5 * time.Second)
 			if err != nil {
 				return err
 			}
-			history = append(history, es...)
+			history = append(history, e)
 			pending = left
 		}
 	}
@@ -193,17 +190,13 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 	for _, r := range live {
 		go func() {
 			for {
-				es, _, err := r.next(0)
+				e, _, err := r.next(0)
 				if err != nil {
 					errs <- err
 					return
 				}
 				mu.Lock()
-				for _, e := range es {
-					if err == nil {
-						err = printEvent(w, e, o.json)
-					}
-				}
+				err = printEvent(w, e, o.json)
 				mu.Unlock()
 				if err != nil {
 					errs <- err
@@ -227,67 +220,36 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 type streamReader struct {
 	name string
 	it   jetstream.MessagesContext
-	// subject is the --subject filter, which a batch's transitions are held to.
-	subject string
 }
 
-// next returns the events of the next message (see toStored) and how many messages are pending
-// after it, waiting at most within (forever when 0).
-func (r *streamReader) next(within time.Duration) ([]storedEvent, uint64, error) {
+// next returns the next message and how many are pending after it, waiting at most within
+// (forever when 0).
+func (r *streamReader) next(within time.Duration) (storedEvent, uint64, error) {
 	var opts []jetstream.NextOpt
 	if within > 0 {
 		opts = append(opts, jetstream.NextMaxWait(within))
 	}
 	m, err := r.it.Next(opts...)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read stream %s: %w", r.name, err)
+		return storedEvent{}, 0, fmt.Errorf("read stream %s: %w", r.name, err)
 	}
-	es, pending := toStored(r.name, m, r.subject)
-	return es, pending, nil
+	e, pending := toStored(r.name, m)
+	return e, pending, nil
 }
 
-// stateFilters are the consumer filters of stream for the --subject filter subject: when it
-// names STATE's endpoints or pools, the batches too, whose transitions toStored then holds to it.
-func stateFilters(stream, subject string) []string {
-	if stream == events.StreamState && !server.SubjectMatchesFilter(events.BatchSubject(0), subject) &&
-		(server.SubjectsCollide(subject, "detour.state.endpoint.*.*.*") || server.SubjectsCollide(subject, "detour.state.pool.*.*")) {
-		return []string{subject, events.SubjectBatches}
-	}
-	return []string{subject}
-}
-
-// toStored returns the message m of stream as the events `detour events` prints: the message,
-// or one event per transition of a batch (on the subject it stands for, and matching filter
-// when it is not ""); a checkpoint restates earlier transitions and prints nothing.
-func toStored(stream string, m jetstream.Msg, filter string) ([]storedEvent, uint64) {
+func toStored(stream string, m jetstream.Msg) (storedEvent, uint64) {
 	e := storedEvent{Stream: stream, Subject: m.Subject()}
 	var pending uint64
 	if md, err := m.Metadata(); err == nil {
 		e.Seq, e.Stored, pending = md.Sequence.Stream, md.Timestamp.UTC(), md.NumPending
 	}
 	env, err := events.Decode(m.Data())
-	var facts []events.Fact
-	if err == nil {
-		facts, err = events.Facts(e.Subject, e.Seq, env)
-	}
 	if err != nil {
 		e.Error = err.Error()
-		return []storedEvent{e}, pending
+		return e, pending
 	}
-	if !events.IsStateBatch(env.Type) {
-		e.env, e.Event = env, json.RawMessage(m.Data())
-		return []storedEvent{e}, pending
-	}
-	var out []storedEvent
-	for _, f := range facts {
-		if f.Restated || (filter != "" && !server.SubjectMatchesFilter(f.Subject, filter)) {
-			continue
-		}
-		fe := e
-		fe.Subject, fe.Batch, fe.env, fe.Event = f.Subject, e.Subject, f.Env, json.RawMessage(f.Env.Encode())
-		out = append(out, fe)
-	}
-	return out, pending
+	e.env, e.Event = env, json.RawMessage(m.Data())
+	return e, pending
 }
 
 func printEvent(w io.Writer, e storedEvent, asJSON bool) error {

@@ -130,29 +130,3 @@ func TestEventsSaysWhichPartOfAZoneVersionAnEventTells(t *testing.T) {
 		t.Errorf("summary of a version's part = %q, want it to start %q", got, want)
 	}
 }
-
-func TestEventsPrintsOneLinePerTransitionOfABatch(t *testing.T) {
-	s := eventstest.Start(t)
-	eventstest.AppendBatch(t, s, 0, eventstest.EndpointDown("shop", "us-west", "w1"), eventstest.PoolDown("shop", "us-west"),
-		eventstest.EndpointDown("blog", "main", "b1"))
-	code, stdout, stderr := runMain("events", "--nats", s.URL)
-	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if code != 0 || len(lines) != 3 {
-		t.Fatalf("detour events: exit %d, %d lines, want 0 and 3:\n%s%s", code, len(lines), stdout, stderr)
-	}
-	for i, want := range []string{
-		"endpoint.down.v1         detour.state.endpoint.shop.us-west.w1  shop/us-west/w1: up → down: 3 consecutive failures (decider-test)",
-		"pool.down.v1             detour.state.pool.shop.us-west  shop/us-west: up → down: no endpoint up (decider-test)",
-		"endpoint.down.v1         detour.state.endpoint.blog.main.b1  blog/main/b1",
-	} {
-		if !strings.Contains(lines[i], want) {
-			t.Errorf("line %d:\n%s\nwant it to hold:\n%s", i+1, lines[i], want)
-		}
-	}
-	_, stdout, _ = runMain("events", "--nats", s.URL, "--subject", "detour.state.endpoint.shop.>", "--json")
-	var got storedEvent
-	if err := json.Unmarshal([]byte(stdout), &got); err != nil || got.Subject != "detour.state.endpoint.shop.us-west.w1" ||
-		got.Batch != "detour.state.batch.0" || got.Seq != 1 || !strings.Contains(string(got.Event), `"type":"detour.endpoint.down.v1"`) {
-		t.Errorf("detour events --subject detour.state.endpoint.shop.> --json = %q (%v), want shop's one endpoint transition, from batch 0", stdout, err)
-	}
-}

@@ -228,27 +228,16 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 	}
 	c.o.Metrics.Lag("controller", events.StreamState, d.Pending)
 	e, err := events.Decode(d.Data)
-	var facts []events.Fact
 	if err == nil {
-		facts, err = events.Facts(d.Subject, d.Seq, e)
+		c.noteUnexpected(d.Subject, d.Seq, e)
+		_, err = c.view.Apply(d.Subject, d.Seq, e)
 	}
 	if err != nil {
 		c.o.Metrics.DecodeFailed("controller", events.StreamState)
 		c.malformed.Skip(c.log, err, d.Subject, d.Seq)
 		return d.Pending
 	}
-	// A batch is folded item by item, each as its own event on its subject.
-	for _, f := range facts {
-		if !f.Restated {
-			c.noteUnexpected(f.Subject, f.Seq, f.Env)
-		}
-		if _, err := c.view.Apply(f.Subject, f.Seq, f.Env); err != nil {
-			c.o.Metrics.DecodeFailed("controller", events.StreamState)
-			c.malformed.Skip(c.log, err, f.Subject, f.Seq)
-			continue
-		}
-		c.applied(f.Subject, f.Env)
-	}
+	c.applied(d.Subject, e)
 	return d.Pending
 }
 

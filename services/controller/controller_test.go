@@ -193,33 +193,6 @@ func TestRouteTablesFollowStateAndAreNotRepeated(t *testing.T) {
 	}, "edge-west's table to show its secondary down")
 }
 
-func TestARouteTableFollowsTheTransitionsOfABatch(t *testing.T) {
-	ns := eventstest.Start(t)
-	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	startController(t, ns, cfg, "controller-1")
-	available := func(edge string) (bool, int) {
-		h := history(t, ns, events.StreamRoutes, events.AppRouteSubject(edge, "shop"))
-		if len(h) == 0 {
-			return false, 0
-		}
-		var r events.EdgeRoute
-		if err := h[len(h)-1].Payload(&r); err != nil {
-			t.Fatal(err)
-		}
-		return r.Table().Apps[0].Available, len(h)
-	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { _, n := available("edge-west"); return n == 1 }, "a first table for edge-west")
-	eventstest.AppendBatch(t, ns, 0, eventstest.EndpointDown("shop", "west", "w1"), eventstest.EndpointDown("shop", "east", "e1"))
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		west, wn := available("edge-west")
-		east, en := available("edge-east")
-		return wn == 2 && en == 2 && !west && !east
-	}, "both edges' tables to show their pool down after one batch")
-}
-
 func TestRunRefusesIncompleteOptions(t *testing.T) {
 	ns := eventstest.Start(t)
 	cfg, _ := config.Parse("test.yaml", []byte(edgesDoc))

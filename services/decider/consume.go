@@ -22,20 +22,14 @@ type delivery struct {
 	// caughtUp marks the first point where everything the stream held at start was delivered.
 	caughtUp bool
 	// The reader decodes, so that decoding runs beside the decider's loop: a STATE message
-	// into env and its facts (events.Facts), a PROBES message
-	// into results; err is the decoding error.
+	// into env, a PROBES message into results; err is the decoding error.
 	env     events.Envelope
-	facts   []events.Fact
 	results []events.ProbeResult
 	err     error
 }
 
 // decodeState is the STATE reader's decoder.
-func decodeState(dl *delivery) {
-	if dl.env, dl.err = events.Decode(dl.data); dl.err == nil {
-		dl.facts, dl.err = events.Facts(dl.subject, dl.seq, dl.env)
-	}
-}
+func decodeState(dl *delivery) { dl.env, dl.err = events.Decode(dl.data) }
 
 // decodeProbeResults is the PROBES reader's decoder. The batches of edge-listener results are
 // the controller's and hold no endpoint: they are left undecoded (a third of the results at one

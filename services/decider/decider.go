@@ -222,47 +222,36 @@ func (d *decider) region(name string) string {
 	return name
 }
 
-// onState applies one STATE message: another replica's (or this one's) transitions, or an
-// override. A batch is applied item by item, each as its own event on its subject.
+// onState applies one STATE event: another replica's (or this one's) transition, or an override.
 func (d *decider) onState(ctx context.Context, m delivery) {
 	defer d.o.Stats.StateSeq.Store(m.seq)
+	env := m.env
 	d.o.Metrics.Lag("decider", events.StreamState, m.pending)
 	if m.err != nil {
 		d.o.Metrics.DecodeFailed("decider", events.StreamState)
 		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
 		return
 	}
-	for _, f := range m.facts {
-		d.onFact(ctx, f, m.stamp, m.pending)
-	}
-}
-
-// onFact applies one event STATE recorded on f.Subject, stored at stamp, with pending messages
-// beyond the one that carried it.
-func (d *decider) onFact(ctx context.Context, f events.Fact, stamp time.Time, pending uint64) {
-	env := f.Env
-	if s := d.ix.bySubject[f.Subject]; s != nil {
-		if f.Seq <= s.seq {
+	if s := d.ix.bySubject[m.subject]; s != nil {
+		if m.seq <= s.seq {
 			return
 		}
-		if !f.Restated {
-			d.noteUnexpected(f, s.status, s.seq > 0)
-		}
-		s.record(f.Seq, stamped(env, stamp))
+		d.noteUnexpected(m, s.status, s.seq > 0)
+		s.record(m.seq, stamped(env, m.stamp))
 		d.watchEndpoint(s)
 		// Another replica's transition: if it died before the pool's, append that. One that
 		// contradicts this replica's view waits: re-asserted, or confirmed by the probes (whose
 		// commit then appends the pool's).
-		if d.live && pending == 0 && s.contradicted.IsZero() {
+		if d.live && m.pending == 0 && s.contradicted.IsZero() {
 			d.checkPool(ctx, s.pool)
 		}
 		return
 	}
-	if p := d.ix.pools[f.Subject]; p != nil {
-		if f.Seq > p.seq && !f.Restated {
-			d.noteUnexpected(f, p.status, p.seq > 0)
+	if p := d.ix.pools[m.subject]; p != nil {
+		if m.seq > p.seq {
+			d.noteUnexpected(m, p.status, p.seq > 0)
 		}
-		p.record(f.Seq, stamped(env, stamp))
+		p.record(m.seq, stamped(env, m.stamp))
 		d.watchPool(p)
 		return
 	}
@@ -271,25 +260,25 @@ func (d *decider) onFact(ctx context.Context, f events.Fact, stamp time.Time, pe
 		return // edges and what later versions add are not the decider's
 	}
 	if err := env.Payload(&o); err != nil {
-		d.malformed.Skip(d.log, err, f.Subject, f.Seq)
+		d.malformed.Skip(d.log, err, m.subject, m.seq)
 		return
 	}
 	if env.Type == events.TypeOverrideCleared {
 		o.Action = ""
 	} else if o.Action != events.ActionForceUp && o.Action != events.ActionForceDown && o.Action != events.ActionDrain {
-		d.log.Warn().Str("subject", f.Subject).Str("action", o.Action).Uint64("stream_seq", f.Seq).Msg("override with an unknown action skipped")
+		d.log.Warn().Str("subject", m.subject).Str("action", o.Action).Uint64("stream_seq", m.seq).Msg("override with an unknown action skipped")
 		return
 	}
-	if s := d.ix.epOverrides[f.Subject]; s != nil && f.Seq > s.overrideSeq {
-		s.overrideSeq = f.Seq
-		if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, overrideTime(s, stamp), s.pool.app.policy); ok {
+	if s := d.ix.epOverrides[m.subject]; s != nil && m.seq > s.overrideSeq {
+		s.overrideSeq = m.seq
+		if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, overrideTime(s, m.stamp), s.pool.app.policy); ok {
 			d.decided(ctx, s, dec)
 		}
 	}
-	if p := d.ix.poolOverrides[f.Subject]; p != nil && f.Seq > p.overrideSeq {
-		p.overrideSeq = f.Seq
+	if p := d.ix.poolOverrides[m.subject]; p != nil && m.seq > p.overrideSeq {
+		p.overrideSeq = m.seq
 		for _, s := range p.endpoints {
-			if dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, overrideTime(s, stamp), p.app.policy); ok {
+			if dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, overrideTime(s, m.stamp), p.app.policy); ok {
 				d.decided(ctx, s, dec)
 			}
 		}

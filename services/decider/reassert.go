@@ -29,14 +29,14 @@ func stamped(e events.Envelope, stamp time.Time) events.Envelope {
 
 // noteUnexpected logs and counts a live STATE event that does not fit its subject or what STATE
 // recorded there before (prev).
-func (d *decider) noteUnexpected(f events.Fact, prev events.Status, hasPrev bool) {
+func (d *decider) noteUnexpected(m delivery, prev events.Status, hasPrev bool) {
 	if !d.live {
 		return
 	}
-	if why := state.Check(f.Subject, prev, hasPrev, f.Env); why != "" {
+	if why := state.Check(m.subject, prev, hasPrev, m.env); why != "" {
 		d.o.Stats.Unexpected.Add(1)
-		d.log.Warn().Str("subject", f.Subject).Uint64("stream_seq", f.Seq).Str("event_id", f.Env.ID).
-			Str("source", f.Env.Source).Str("why", why).Msg("unexpected state event")
+		d.log.Warn().Str("subject", m.subject).Uint64("stream_seq", m.seq).Str("event_id", m.env.ID).
+			Str("source", m.env.Source).Str("why", why).Msg("unexpected state event")
 	}
 }
 

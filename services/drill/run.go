@@ -431,34 +431,38 @@ func ask(server, name string) string {
 	return strings.Join(ips, " ")
 }
 
-// ReadState reads the latest STATE event of every subject into a view (state.ReadLast), and
-// the regions' votes the latest endpoint transitions c names recorded.
+// ReadState reads the latest STATE event of every subject c names into a view, and the regions'
+// votes its latest endpoint transitions recorded.
 func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*state.View, Votes, error) {
-	wanted := map[string]bool{}
+	s, err := js.Stream(ctx, events.StreamState)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read state: %w", err)
+	}
+	v, votes := state.NewView(), Votes{}
+	var subjects []string
 	for _, a := range c.Apps {
 		for _, p := range a.Pools {
+			subjects = append(subjects, events.PoolStateSubject(a.Name, p.Name), events.OverrideSubject(a.Name, p.Name, ""))
 			for _, e := range p.Endpoints {
-				wanted[events.EndpointStateSubject(a.Name, p.Name, e.Name)] = true
+				subjects = append(subjects, events.EndpointStateSubject(a.Name, p.Name, e.Name), events.OverrideSubject(a.Name, p.Name, e.Name))
 			}
 		}
 	}
-	v, votes := state.NewView(), Votes{}
-	voteSeq := map[string]uint64{}
-	err := state.ReadLast(ctx, js, func(f events.Fact) error {
-		_, _ = v.Apply(f.Subject, f.Seq, f.Env)
-		var t events.Transition
-		if _, isStatus := events.TransitionStatus(f.Env.Type); isStatus && wanted[f.Subject] && f.Seq > voteSeq[f.Subject] && f.Env.Payload(&t) == nil {
-			voteSeq[f.Subject] = f.Seq
-			if len(t.Votes) > 0 {
-				votes[f.Subject] = t.Votes
-			} else {
-				delete(votes, f.Subject)
+	for _, e := range c.Edges {
+		subjects = append(subjects, events.EdgeStateSubject(e.Name))
+	}
+	for _, subject := range subjects {
+		e, seq, ok, err := events.Last(ctx, s, subject)
+		if err != nil && !errors.Is(err, events.ErrMalformed) {
+			return nil, nil, fmt.Errorf("read state: %w", err)
+		}
+		if ok && err == nil {
+			_, _ = v.Apply(subject, seq, e)
+			var t events.Transition
+			if _, isStatus := events.TransitionStatus(e.Type); isStatus && e.Payload(&t) == nil && len(t.Votes) > 0 {
+				votes[subject] = t.Votes
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read state: %w", err)
 	}
 	return v, votes, nil
 }

@@ -40,11 +40,7 @@ func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record
 		err := readStream(ctx, js, name, from, w.To, func(m rawMsg) {
 			rec := Record{Stream: name, Seq: m.seq, Subject: m.subject, Stored: m.stored}
 			rec.Env, rec.Err = events.Decode(m.data)
-			if rec.Err != nil || name != events.StreamState {
-				small = append(small, rec)
-				return
-			}
-			small = appendFacts(small, rec)
+			small = append(small, rec)
 		})
 		if err != nil {
 			return err
@@ -66,26 +62,6 @@ func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record
 	}
 	flush(time.Unix(1<<40, 0))
 	return nil
-}
-
-// appendFacts appends the STATE record rec as the facts it records (events.Facts): a batch as one
-// record per transition, on the subject it stands for, as if each were its own event; a
-// checkpoint as nothing, since it restates transitions the history holds already. A batch that is
-// not valid as a whole is one record with its error.
-func appendFacts(recs []Record, rec Record) []Record {
-	facts, err := events.Facts(rec.Subject, rec.Seq, rec.Env)
-	if err != nil {
-		rec.Err = err
-		return append(recs, rec)
-	}
-	for _, f := range facts {
-		if !f.Restated {
-			r := rec
-			r.Subject, r.Seq, r.Env = f.Subject, f.Seq, f.Env
-			recs = append(recs, r)
-		}
-	}
-	return recs
 }
 
 type rawMsg struct {
