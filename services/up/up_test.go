@@ -142,8 +142,14 @@ func TestTheAnswerFailsOverToTheBackupPoolAndBack(t *testing.T) {
 	took = waitAnswer(t, st, westIP, interval*rise+time.Second, "after the west backend came back")
 	t.Logf("failback took %s (bound %s)", took, interval*rise+time.Second)
 
-	// The STATE stream holds exactly the transitions that happened, in order, once each.
-	got := transitions(t, js)
+	// The STATE stream holds exactly the transitions that happened, in order, once each. The
+	// answer follows west's endpoint transition; its pool's is appended right after, so wait for it.
+	var got map[string][]string
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		got = transitions(t, js)
+		pool := got["pool west"]
+		return len(pool) > 0 && pool[len(pool)-1] == "up"
+	}, "STATE holds %v, want west's pool transitions to end with up", &got)
 	wantWest := []string{"down", "up"}
 	if len(got["endpoint west"]) == 3 {
 		// The decider may record the first decision (unknown → up) too.
