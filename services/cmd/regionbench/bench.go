@@ -166,14 +166,16 @@ type phase struct {
 	// server recorded the zone version holding it; stored and applied when ROUTES stored, and
 	// the edge applied, the app's first route with its new availability.
 	seen, served, stored, applied []time.Time
-	// state is when STATE stored each endpoint transition, checked when the check that
-	// completed its threshold ran (the transition's own time), and probed when PROBES stored
-	// that check's result.
-	state, checked, probed    []time.Time
-	transitions, zoneVersions int
-	notifies                  int64
-	dnsQPS, staticQPS         float64
-	procs                     []proc
+	// state is when STATE stored each endpoint transition; checked when the check that
+	// completed its threshold completed (its result's own time, the prober's clock); probed
+	// when PROBES stored that result; timed the transition's own time, the decider's dating of
+	// that result (PROBES's stamp; for a result it heard on the wire because PROBES was late,
+	// its reckoning of stream time, which trails by how far behind PROBES it is).
+	state, checked, probed, timed []time.Time
+	transitions, zoneVersions     int
+	notifies                      int64
+	dnsQPS, staticQPS             float64
+	procs                         []proc
 	// prof is the phase's CPU profile of each process (with -profile).
 	prof *profiler
 }
@@ -226,27 +228,35 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		}
 	}
 	last := slices.MaxFunc(ph.seen, time.Time.Compare)
-	stored, err := st.probesStored(ctx, ph.at)
-	if err != nil {
-		return nil, err
-	}
+	var causes []string // per endpoint transition, the id of the result that completed it
 	if err := st.read(ctx, events.StreamState, events.SubjectState, stateFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
 		if strings.HasPrefix(m.Subject(), "detour.state.endpoint.") {
 			ph.state = append(ph.state, md.Timestamp)
-			var at, probed time.Time // a transition that does not decode counts as neither
+			var timed time.Time // a transition that does not decode counts as none
+			cause := ""
 			if env, err := events.Decode(m.Data()); err == nil {
-				at = env.Time
-				// The cause is the result's id: a batch's id and the result's index in it,
-				// or the message's own id.
-				batch, _, _ := strings.Cut(env.Cause, "/")
-				probed = stored[batch]
+				timed, cause = env.Time, env.Cause
 			}
-			ph.checked = append(ph.checked, at)
-			ph.probed = append(ph.probed, probed)
+			ph.timed = append(ph.timed, timed)
+			causes = append(causes, cause)
 		}
 		ph.transitions++
 	}); err != nil {
 		return nil, err
+	}
+	msgs := map[string]bool{}
+	for _, c := range causes {
+		msg, _, _ := strings.Cut(c, "/") // a batch's id and the result's index in it, or the message's own id
+		msgs[msg] = true
+	}
+	stored, checked, err := st.probesStored(ctx, ph.at, msgs)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range causes {
+		msg, _, _ := strings.Cut(c, "/")
+		ph.probed = append(ph.probed, stored[msg])
+		ph.checked = append(ph.checked, checked[c])
 	}
 	ph.served = make([]time.Time, st.n)
 	if err := st.read(ctx, events.StreamDNS, ">", dnsFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
@@ -333,39 +343,49 @@ func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bo
 	}
 }
 
-// probesStored reads the headers of the PROBES messages stored since from: when each was
-// stored, by its message id (a batch's id, or a single result's).
-func (st *stack) probesStored(ctx context.Context, from time.Time) (map[string]time.Time, error) {
-	out := map[string]time.Time{}
+// probesStored reads the PROBES messages stored since from whose message ids (a batch's id, or a
+// single result's) are in want: when each was stored, by message id, and when each of their
+// results' checks completed (the result's own time), by result id.
+func (st *stack) probesStored(ctx context.Context, from time.Time, want map[string]bool) (stored, checked map[string]time.Time, err error) {
+	stored, checked = map[string]time.Time{}, map[string]time.Time{}
 	last := st.lastSeq(ctx, events.StreamProbes)
 	cons, err := st.js.OrderedConsumer(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from, HeadersOnly: true})
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
+		return nil, nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
 	}
 	for {
 		batch, err := cons.FetchNoWait(1000)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
+			return nil, nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
 		}
 		got := 0
 		var seq uint64
 		for m := range batch.Messages() {
 			md, err := m.Metadata()
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
-			}
-			if id := m.Headers().Get(jetstream.MsgIDHeader); id != "" {
-				out[id] = md.Timestamp
+				return nil, nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
 			}
 			seq = md.Sequence.Stream
 			got++
+			id := m.Headers().Get(jetstream.MsgIDHeader)
+			if !want[id] {
+				continue
+			}
+			stored[id] = md.Timestamp
+			rs, err := events.DecodeProbes(m.Data())
+			if err != nil {
+				continue // counted as unknown: its transitions show no check time
+			}
+			for _, r := range rs {
+				checked[r.ID] = r.At
+			}
 		}
 		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
+			return nil, nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
 		}
 		if got == 0 || seq >= last {
-			return out, nil
+			return stored, checked, nil
 		}
 	}
 }
@@ -468,10 +488,11 @@ func (st *stack) print(phases ...*phase) {
 		fmt.Printf("  %-44s %s\n", "edge route stored (ROUTES)", spread(ph.at, ph.stored))
 		fmt.Printf("  %-44s %s\n", "edge route applied by the edge", spread(ph.at, ph.applied))
 		fmt.Printf("  %-44s %s\n", "endpoint transition appended (STATE)", spread(ph.at, ph.state))
-		fmt.Printf("  %-44s %s\n", "threshold check ran (the transition's time)", spread(ph.at, ph.checked))
-		fmt.Printf("  %-44s %s\n", "check ran → transition appended, each", spreadOf(lags(ph.checked, ph.state)))
-		fmt.Printf("  %-44s %s\n", "  check ran → result stored in PROBES", spreadOf(lags(ph.checked, ph.probed)))
+		fmt.Printf("  %-44s %s\n", "threshold check completed (its result's time)", spread(ph.at, ph.checked))
+		fmt.Printf("  %-44s %s\n", "check completed → transition appended, each", spreadOf(lags(ph.checked, ph.state)))
+		fmt.Printf("  %-44s %s\n", "  check completed → result stored in PROBES", spreadOf(lags(ph.checked, ph.probed)))
 		fmt.Printf("  %-44s %s\n", "  result stored → transition appended", spreadOf(lags(ph.probed, ph.state)))
+		fmt.Printf("  %-44s %s\n", "  transition's own time → appended", spreadOf(lags(ph.timed, ph.state)))
 		rate := 0.0
 		if len(ph.state) > 1 {
 			first, last := slices.MinFunc(ph.state, time.Time.Compare), slices.MaxFunc(ph.state, time.Time.Compare)
