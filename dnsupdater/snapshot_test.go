@@ -258,9 +258,6 @@ func TestABaseAndItsJournalLoadAsTheWholeStateTheyWereSavedFrom(t *testing.T) {
 
 func TestAJournalLineCutShortEndsTheJournal(t *testing.T) {
 	dir := t.TempDir()
-	env := func(id string) events.Envelope {
-		return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
-	}
 	w := &snapshotWriter{dir: dir}
 	defer w.close()
 	write := func(s *snapshotSave) {
@@ -270,11 +267,11 @@ func TestAJournalLineCutShortEndsTheJournal(t *testing.T) {
 		}
 	}
 	write(&snapshotSave{full: true, serials: map[string]uint32{"demo.test.": 7}, lastSeq: 1,
-		events: map[string]storedEvent{"a": {Subject: "a", Seq: 1, Event: env("1")}}})
+		events: map[string]storedEvent{"a": {Subject: "a", Seq: 1, Event: downEvent("1")}}})
 	write(&snapshotSave{serials: map[string]uint32{"demo.test.": 8}, lastSeq: 2,
-		events: map[string]storedEvent{"b": {Subject: "b", Seq: 2, Event: env("2")}}})
+		events: map[string]storedEvent{"b": {Subject: "b", Seq: 2, Event: downEvent("2")}}})
 	write(&snapshotSave{serials: map[string]uint32{"demo.test.": 9}, lastSeq: 3,
-		events: map[string]storedEvent{"a": {Subject: "a", Seq: 3, Event: env("3")}}})
+		events: map[string]storedEvent{"a": {Subject: "a", Seq: 3, Event: downEvent("3")}}})
 	journal := filepath.Join(dir, journalFile)
 	b, err := os.ReadFile(journal)
 	if err != nil {
@@ -315,13 +312,10 @@ func TestAJournalLineCutShortEndsTheJournal(t *testing.T) {
 // the later line alone (a state that never was, served while NATS is away).
 func TestASaveThatFailedIsNotLeftOutOfTheNextOne(t *testing.T) {
 	dir := t.TempDir()
-	env := func(id string) events.Envelope {
-		return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
-	}
 	w := &snapshotWriter{dir: dir}
 	defer w.close()
 	if err := w.write(&snapshotSave{full: true, serials: map[string]uint32{"demo.test.": 7}, lastSeq: 1,
-		events: map[string]storedEvent{"a": {Subject: "a", Seq: 1, Event: env("1")}}}); err != nil {
+		events: map[string]storedEvent{"a": {Subject: "a", Seq: 1, Event: downEvent("1")}}}); err != nil {
 		t.Fatal(err)
 	}
 	journal := filepath.Join(dir, journalFile)
@@ -329,14 +323,14 @@ func TestASaveThatFailedIsNotLeftOutOfTheNextOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := w.write(&snapshotSave{serials: map[string]uint32{"demo.test.": 8}, lastSeq: 2,
-		events: map[string]storedEvent{"b": {Subject: "b", Seq: 2, Event: env("2")}}}); err == nil {
+		events: map[string]storedEvent{"b": {Subject: "b", Seq: 2, Event: downEvent("2")}}}); err == nil {
 		t.Fatal("a save whose journal cannot be opened reported no error")
 	}
 	if err := os.Remove(journal); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.write(&snapshotSave{serials: map[string]uint32{"demo.test.": 9}, lastSeq: 3,
-		events: map[string]storedEvent{"c": {Subject: "c", Seq: 3, Event: env("3")}}}); err != nil {
+		events: map[string]storedEvent{"c": {Subject: "c", Seq: 3, Event: downEvent("3")}}}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := loadSnapshot(dir)
@@ -354,14 +348,11 @@ func TestASaveThatFailedIsNotLeftOutOfTheNextOne(t *testing.T) {
 
 func TestADamagedJournalLineIsToldAndEndsTheJournal(t *testing.T) {
 	dir := t.TempDir()
-	env := func(id string) events.Envelope {
-		return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
-	}
 	w := &snapshotWriter{dir: dir}
 	defer w.close()
 	for i, subject := range []string{"a", "b", "c", "d"} {
 		if err := w.write(&snapshotSave{full: i == 0, serials: map[string]uint32{"demo.test.": uint32(7 + i)}, lastSeq: uint64(1 + i),
-			events: map[string]storedEvent{subject: {Subject: subject, Seq: uint64(1 + i), Event: env(subject)}}}); err != nil {
+			events: map[string]storedEvent{subject: {Subject: subject, Seq: uint64(1 + i), Event: downEvent(subject)}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -629,4 +620,9 @@ func shopAnswers(t *testing.T, addr string, want ...string) func() bool {
 	return func() bool {
 		return slices.Equal(addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)), want)
 	}
+}
+
+// downEvent is an endpoint-down event with the given id, for the snapshot writer's tests.
+func downEvent(id string) events.Envelope {
+	return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
 }
