@@ -77,8 +77,8 @@ type Roster struct {
 }
 
 // NewRoster starts a view of self's region. Self is live, like any member, from its ActiveFrom
-// for its TTL after each heartbeat it managed to store: a worker cut off from JetStream stops
-// probing when the others take its checks over.
+// for its TTL after each heartbeat that was stored or that its NATS server answered: a worker
+// cut off from NATS stops probing when the others take its checks over.
 func NewRoster(self Member) *Roster {
 	return &Roster{self: self.Name, seen: map[string]sighting{}}
 }
@@ -224,8 +224,8 @@ func (m *membership) announce(ctx context.Context) error {
 	return nil
 }
 
-// stillHere counts this worker live from sent, as a stored record would: for when the bucket
-// cannot take the record but NATS answers, so the worker is not cut off.
+// stillHere counts this worker live from sent, as a stored record would: its NATS server
+// answered at sent, so the worker is not cut off, whether or not the bucket stores its record.
 func (m *membership) stillHere(sent time.Time) {
 	m.mu.Lock()
 	m.roster.Seen(m.self, sent)

@@ -1,10 +1,17 @@
 package prober
 
 import (
+	"context"
 	"encoding/json"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -226,5 +233,68 @@ func TestAHeartbeatMayTakeUntilTheLastRecordExpires(t *testing.T) {
 		if got := putBudget(tt.heartbeat, tt.ttl); got != tt.want {
 			t.Errorf("putBudget(%s, %s) = %s, want %s", tt.heartbeat, tt.ttl, got, tt.want)
 		}
+	}
+}
+
+// stallingKV stores nothing once stalled: each Put waits until its context ends, as a Put does
+// while the bucket's Raft group elects a leader after a JetStream node died.
+type stallingKV struct {
+	jetstream.KeyValue
+	stalled atomic.Bool
+}
+
+func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if !kv.stalled.Load() {
+		return kv.KeyValue.Put(ctx, key, value)
+	}
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+func TestAWorkerKeepsTakingChecksWhileItsBucketElectsALeader(t *testing.T) {
+	srv := eventstest.Start(t)
+	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bucket, err := ensureMembersBucket(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := &stallingKV{KeyValue: bucket}
+	const hb, ttl = 100 * time.Millisecond, 300 * time.Millisecond
+	self := Member{Region: "us-west", Name: "p1", TTLMillis: ttl.Milliseconds()}
+	m := &membership{kv: kv, self: self, clock: realClock{}, log: zerolog.Nop(),
+		roster: NewRoster(self), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+	m.self.Started, m.self.ActiveFrom = time.Now(), time.Now()
+	if err := m.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{o: Options{JS: js, Clock: realClock{}, Heartbeat: hb, MemberTTL: ttl}, log: zerolog.Nop(),
+		members: m, pub: &publisher{}}
+	hbCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.heartbeat(hbCtx) }()
+	defer func() { stop(); <-done }()
+
+	// The bucket stores nothing for ten TTLs while the server answers: the worker is live at
+	// every instant, so no check of its schedule finds it gone.
+	kv.stalled.Store(true)
+	var gaps []time.Duration
+	start := time.Now()
+	sample := time.NewTicker(time.Millisecond)
+	defer sample.Stop()
+	for now := range sample.C {
+		if now.Sub(start) > 10*ttl {
+			break
+		}
+		if !slices.Contains(m.live(now), "p1") {
+			gaps = append(gaps, now.Sub(start).Round(time.Millisecond))
+		}
+	}
+	if len(gaps) > 0 {
+		t.Fatalf("the worker counted itself gone at %d of its samples while NATS answered (first at %s into the stall)", len(gaps), gaps[0])
 	}
 }

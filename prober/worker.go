@@ -249,20 +249,23 @@ func (w *worker) heartbeat(ctx context.Context) {
 			next = now.Add(w.o.Heartbeat) // fell behind: do not burst
 		}
 		members = w.logMembers(members)
+		// While the NATS server answers, this worker is not cut off: it counts itself live from
+		// now whether or not the bucket stores its record (it cannot while it elects a leader
+		// after a JetStream node died). That comes first, before the record is stored: a store
+		// that fails takes until its budget ends, and waiting for it would leave the worker not
+		// live, taking no checks, for most of each heartbeat of the election.
+		sent := w.o.Clock.Now()
+		if w.o.JS.Conn().FlushTimeout(w.o.Heartbeat) == nil {
+			w.members.stillHere(sent)
+		}
 		// A heartbeat has until the last stored record expires (MemberTTL after it, a heartbeat
 		// ago): stored by then, it keeps this worker live for the others without a gap, however
 		// busy the connection (a prober checking thousands of endpoints a second publishes its
-		// results on it). Past that it is failed: waiting longer (nats.go's 5 s) would let this
-		// worker's own record expire meanwhile. If the NATS server still answers, the bucket is
-		// only electing a leader (a JetStream node died): this worker is not cut off, so it
-		// counts itself live and goes on probing.
-		sent := w.o.Clock.Now()
+		// results on it). Past that it is failed: waiting longer (nats.go's 5 s) would let the
+		// others drop this worker meanwhile.
 		actx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
 		err := w.members.announce(actx)
 		cancel()
-		if err != nil && ctx.Err() == nil && w.o.JS.Conn().FlushTimeout(w.o.Heartbeat) == nil {
-			w.members.stillHere(sent)
-		}
 		if err != nil {
 			if !failing && ctx.Err() == nil {
 				w.log.Warn().Err(err).Msg("heartbeat failed")
