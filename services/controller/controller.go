@@ -94,6 +94,10 @@ type controller struct {
 	malformed events.Malformed
 	lastCause string // id of the last STATE event applied
 	drills    *drill.View
+	// rollingBack are the drills whose rollback is being appended, and rollbacks carries each
+	// append's outcome back to the loop.
+	rollingBack map[string]bool
+	rollbacks   chan rollback
 }
 
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
@@ -116,6 +120,7 @@ func run(ctx context.Context, o Options) error {
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
+		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -209,8 +214,10 @@ func run(ctx context.Context, o Options) error {
 			if c.caught {
 				c.publishRoutes(ctx)
 			}
+		case r := <-c.rollbacks:
+			c.rolledBack(r)
 		case <-ticks:
-			c.rollbackDue(ctx)
+			c.rollbackDue(ctx, &wg)
 			if c.caught {
 				c.checkLiveness(ctx)
 				c.publishRoutes(ctx)

@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/services/drill"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -69,22 +71,52 @@ func (c *controller) onDrill(m jetstream.Msg) {
 
 // rollbackDue appends the rollback of every drill past its max_duration or whose runner stopped
 // renewing its lease. The append expects the drill's last sequence, so of several replicas (or a
-// runner renewing at that moment) one wins and the others see its event.
-func (c *controller) rollbackDue(ctx context.Context) {
+// runner renewing at that moment) one wins and the others see its event. Each append runs beside
+// the loop, which never waits for DRILLS: while the stream elects a leader (4 to 9 s after a
+// JetStream node died) an append goes unanswered for storeTimeout, and the edges' liveness and
+// routes must not wait for it. The outcome comes back to the loop on c.rollbacks.
+func (c *controller) rollbackDue(ctx context.Context, wg *sync.WaitGroup) {
 	for _, r := range c.drills.Due(c.o.Now()) {
+		if c.rollingBack[r.ID] {
+			continue
+		}
 		env, err := events.Derived(events.TypeDrillRolledBack, c.o.Name, r.ID, r.Reason, c.o.Now(),
 			events.DrillRolledBack{By: c.o.Name, Reason: r.Reason})
 		if err != nil {
 			continue
 		}
-		_, err = events.Append(ctx, c.o.JS, events.DrillSubject(r.ID), env, r.Seq)
-		if errors.Is(err, events.ErrConflict) {
-			continue // another replica rolled it back, or the runner renewed: its event follows
-		}
-		if err != nil {
-			c.log.Warn().Str("drill", r.ID).Err(err).Msg("drill rollback not appended, retrying")
-			continue
-		}
-		c.log.Info().Str("drill", r.ID).Str("reason", r.Reason).Str("event_id", env.ID).Msg("drill rolled back")
+		c.rollingBack[r.ID] = true
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, storeTimeout)
+			_, err := events.Append(actx, c.o.JS, events.DrillSubject(r.ID), env, r.Seq)
+			cancel()
+			select {
+			case c.rollbacks <- rollback{due: r, env: env, err: err}:
+			case <-ctx.Done():
+			}
+		})
+	}
+}
+
+// rollback is the outcome of appending a drill's rollback.
+type rollback struct {
+	due drill.DueRollback
+	env events.Envelope
+	err error
+}
+
+// rolledBack notes the outcome of a rollback append. When DRILLS did not take it (not a
+// conflict: the stream has no leader, or NATS is away), the runners could not store their
+// renewals either: their silence says nothing, and every drill's lease counts again from now.
+func (c *controller) rolledBack(r rollback) {
+	delete(c.rollingBack, r.due.ID)
+	switch {
+	case errors.Is(r.err, events.ErrConflict):
+		// another replica rolled it back, or the runner renewed: its event follows
+	case r.err != nil:
+		c.drills.Grace(c.o.Now())
+		c.log.Warn().Str("drill", r.due.ID).Err(r.err).Msg("drill rollback not appended; leases count from now, retrying")
+	default:
+		c.log.Info().Str("drill", r.due.ID).Str("reason", r.due.Reason).Str("event_id", r.env.ID).Msg("drill rolled back")
 	}
 }

@@ -66,13 +66,13 @@ func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error
 		if d == nil {
 			return false, nil // a step of a drill whose start is not known: not in force
 		}
-		d.Seq, d.Renewed = max(d.Seq, seq), e.Time
+		d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, e.Time)
 		changed := !slices.Equal(d.Failures, s.Failures)
 		d.Failures = s.Failures
 		return changed, nil
 	case events.TypeDrillRenewed:
 		if d != nil {
-			d.Seq, d.Renewed = max(d.Seq, seq), e.Time
+			d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, e.Time)
 		}
 		return false, nil
 	case events.TypeDrillRolledBack:
@@ -83,6 +83,23 @@ func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error
 		return false, nil
 	}
 	return false, fmt.Errorf("%w: %s is not a drill event", events.ErrMalformed, e.Type)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Grace counts every drill's lease again from from (unless renewed later): the runners could
+// not renew before, as DRILLS did not store (it elected a leader, or NATS was away), so their
+// silence says nothing of them.
+func (v *View) Grace(from time.Time) {
+	for _, d := range v.drills {
+		d.Renewed = later(d.Renewed, from)
+	}
 }
 
 // Active returns the drills in force, by id.

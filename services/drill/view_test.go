@@ -59,3 +59,34 @@ func TestADrillIsDueForRollbackAtMaxDurationOrWhenItsLeaseRunsOut(t *testing.T) 
 		t.Error("a rolled-back drill is still in force")
 	}
 }
+
+func TestGraceCountsADrillsLeaseFromWhenItsRenewalsCouldBeStoredAgain(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	v := drill.NewView()
+	e, err := events.New(events.TypeDrillStarted, "test", t0, events.DrillStarted{ID: "d1", RollbackAt: t0.Add(time.Minute), LeaseMS: 3000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Apply(events.DrillSubject("d1"), 1, e); err != nil {
+		t.Fatal(err)
+	}
+	// DRILLS stored nothing from t0 to t0+5s: the lease counts from then.
+	v.Grace(t0.Add(5 * time.Second))
+	if due := v.Due(t0.Add(7 * time.Second)); len(due) != 0 {
+		t.Errorf("2s after the grace: %+v, want nothing due", due)
+	}
+	// A renewal the runner dated before the grace does not shorten it.
+	r, err := events.New(events.TypeDrillRenewed, "test", t0.Add(time.Second), events.DrillRenewed{By: "runner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Apply(events.DrillSubject("d1"), 2, r); err != nil {
+		t.Fatal(err)
+	}
+	if due := v.Due(t0.Add(7 * time.Second)); len(due) != 0 {
+		t.Errorf("after an older renewal: %+v, want nothing due", due)
+	}
+	if due := v.Due(t0.Add(8500 * time.Millisecond)); len(due) != 1 || due[0].Reason != "runner_lost" || due[0].Seq != 2 {
+		t.Errorf("a lease after the grace: %+v, want runner_lost expecting seq 2", due)
+	}
+}
