@@ -284,7 +284,9 @@ type report struct {
 }
 
 // reportLoop tells of every zone change, in order: a log line, a ZoneChanged event caused by
-// the STATE event, a NOTIFY to the zone's secondaries, and a push to its primary.
+// the STATE event, a NOTIFY to the zone's secondaries, and a push to its primary. The event is
+// handed to a recorder: while the DNS stream elects a leader, neither the NOTIFY nor the push
+// waits for it.
 func (s *Server) reportLoop(ctx context.Context) {
 	for {
 		var r report
@@ -295,7 +297,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		for _, c := range r.changes {
 			s.log.Info().Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Int("changes", len(c.changes)).Str("event_id", r.cause).Msg("zone changed")
-			s.publishChange(ctx, r.cause, c)
+			s.recordChange(r.cause, c)
 			select {
 			case s.notifyQ <- c.zone:
 			default:
@@ -307,10 +309,10 @@ func (s *Server) reportLoop(ctx context.Context) {
 	}
 }
 
-// publishChange appends the zone's ZoneChanged event, in parts when it outgrows one NATS
-// message (see splitZoneChange). Its id derives from the cause and the zone (and the part), so a
+// recordChange records the zone's ZoneChanged event, in parts when it outgrows one NATS message
+// (see splitZoneChange). Its id derives from the cause and the zone (and the part), so a
 // redelivered cause (or a second server) does not record the change twice.
-func (s *Server) publishChange(ctx context.Context, cause string, c zoneChange) {
+func (s *Server) recordChange(cause string, c zoneChange) {
 	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step}
 	for _, p := range splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload())) {
 		key := c.zone.Name
@@ -322,12 +324,7 @@ func (s *Server) publishChange(ctx context.Context, cause string, c zoneChange) 
 			s.log.Error().Err(err).Str("zone", c.zone.Name).Msg("zone change not published")
 			return
 		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = events.Publish(pctx, s.o.JS, events.ZoneSubject(c.zone.Name), env)
-		cancel()
-		if err != nil {
-			s.log.Warn().Err(err).Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Int("part", p.Part).Msg("zone change not published")
-		}
+		s.changes.Record(events.ZoneSubject(c.zone.Name), env)
 	}
 }
 

@@ -68,6 +68,8 @@ type Server struct {
 	pushers map[string]*push.Pusher
 	// reports carries zone changes from the follower to the reporter.
 	reports chan report
+	// changes stores the zone changes on the DNS stream, beside the NOTIFYs and pushes.
+	changes *events.Recorder
 	// queries counts replies when metrics are on.
 	queries *queryMetrics
 	// readToEnd is set once the follower has read the stream to its end; only it uses it.
@@ -118,6 +120,7 @@ func New(o Options) (*Server, error) {
 		notifyQ: make(chan *zone.Zone, 64), kicks: make(chan kick, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
 		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics),
 	}
+	s.changes = events.NewRecorder(o.JS, s.log)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
 	s.pushers = map[string]*push.Pusher{}
@@ -191,6 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.follow(ctx) })
 	wg.Go(func() { s.notifyLoop(ctx) })
 	wg.Go(func() { s.reportLoop(ctx) })
+	wg.Go(func() { s.changes.Run(ctx) })
 	for _, p := range s.pushers {
 		wg.Go(func() { p.Run(ctx) })
 	}

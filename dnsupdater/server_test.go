@@ -290,3 +290,28 @@ func TestNewRefusesMissingOptionsByName(t *testing.T) {
 		})
 	}
 }
+
+func TestSecondariesAreNotifiedWhileTheDNSStreamElectsALeader(t *testing.T) {
+	target, got := fakeSecondary(t)
+	ns := eventstest.Start(t)
+	js := eventstest.NewElecting(ns.JS, "detour.dns.", true)
+	srv, err := New(Options{JS: js, Config: eventstest.Config(t, withNotify(demoConfig, target)), Addr: "127.0.0.1:0",
+		Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "dns server", srv.Run)
+	first := serial(t, srv.Addr())
+	awaitNotify(t, got, first)
+
+	// DNS, the stream of zone changes, has no leader: the change cannot be recorded there, and
+	// the secondaries are told of it all the same, at once.
+	js.On.Store(true)
+	endpointDown(t, ns, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, srv.Addr()) != first }, "serial moves after the change")
+	moved := time.Now()
+	awaitNotify(t, got, serial(t, srv.Addr()))
+	if took := time.Since(moved); took > time.Second {
+		t.Errorf("NOTIFY sent %s after the serial moved, want within 1s: it waited for the DNS stream", took.Round(time.Millisecond))
+	}
+}

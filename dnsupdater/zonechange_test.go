@@ -47,9 +47,9 @@ func TestTheZoneChangeOfTwentyThousandAppsIsStoredInPartsUnderNATSMaxPayload(t *
 		t.Fatal(err)
 	}
 	from := info.State.LastSeq
-	// Published twice, as a redelivered cause would be: stored once.
+	// Recorded twice, as a redelivered cause would be: stored once.
 	for range 2 {
-		h.srv.publishChange(context.Background(), "cause-1", zoneChange{zone: z, changes: zc.Changes, step: zc.Step})
+		h.srv.recordChange("cause-1", zoneChange{zone: z, changes: zc.Changes, step: zc.Step})
 	}
 
 	cons, err := st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{
@@ -101,11 +101,20 @@ func TestAVersionToldInPartsEndsTheHistoryReadAtStart(t *testing.T) {
 		return []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{before}, After: []string{after}}}
 	}
 	z := func(serial uint32) *zone.Zone { return &zone.Zone{Name: "demo.test.", Serial: serial} }
-	h.srv.publishChange(context.Background(), "cause-2", zoneChange{zone: z(2), changes: change("127.0.0.11", "127.0.0.12"), step: step(1, "127.0.0.11", "127.0.0.12")})
+	h.srv.recordChange("cause-2", zoneChange{zone: z(2), changes: change("127.0.0.11", "127.0.0.12"), step: step(1, "127.0.0.11", "127.0.0.12")})
 	big, _ := regionChange(20000)
-	h.srv.publishChange(context.Background(), "cause-3", zoneChange{zone: z(3), changes: big.Changes, step: big.Step})
-	h.srv.publishChange(context.Background(), "cause-4", zoneChange{zone: z(4), changes: change("127.0.0.12", "127.0.0.11"), step: step(3, "127.0.0.12", "127.0.0.11")})
+	h.srv.recordChange("cause-3", zoneChange{zone: z(3), changes: big.Changes, step: big.Step})
+	h.srv.recordChange("cause-4", zoneChange{zone: z(4), changes: change("127.0.0.12", "127.0.0.11"), step: step(3, "127.0.0.12", "127.0.0.11")})
 
+	// The versions are recorded beside the server's work: read once the last is stored.
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		last, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject("demo.test."))
+		if err != nil {
+			return false
+		}
+		e, err := events.Decode(last.Data)
+		return err == nil && e.Cause == "cause-4"
+	}, "the three versions stored")
 	got, err := readHistory(context.Background(), js.JS, "demo.test.", 4)
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,8 @@ package push
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -46,6 +46,8 @@ type Pusher struct {
 	client *dns.Client
 	key    string
 	alg    string
+	// events stores the pushed and push_failed events beside the pushes (nil without JS).
+	recorder *events.Recorder
 }
 
 // algorithms maps the configured TSIG algorithm to its DNS name.
@@ -70,11 +72,15 @@ func New(o Options) (*Pusher, error) {
 		return nil, fmt.Errorf("new pusher for %s: tsig: the key is not base64", o.Zone)
 	}
 	key := dns.Fqdn(o.Push.TSIG.Name)
-	return &Pusher{
+	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
 		offers: make(chan Desired, 1), key: key, alg: alg,
 		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{key: secret}},
-	}, nil
+	}
+	if o.JS != nil {
+		p.recorder = events.NewRecorder(o.JS, p.log)
+	}
+	return p, nil
 }
 
 // Offer hands the pusher the zone's newest state, replacing any it has not sent yet.
@@ -95,6 +101,13 @@ func (p *Pusher) Offer(d Desired) {
 // Run pushes every offered state until ctx is cancelled. The first push after start rewrites
 // every owned name whole, since what the primary holds is unknown; later ones send differences.
 func (p *Pusher) Run(ctx context.Context) {
+	if p.recorder != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wg.Go(func() { p.recorder.Run(ctx) })
+	}
 	var pushed map[zone.Key][]dns.RR
 	retry := p.o.Push.RetryInterval.D()
 	for {
@@ -111,7 +124,7 @@ func (p *Pusher) Run(ctx context.Context) {
 				if n > 0 {
 					p.o.Metrics.Pushed(p.o.Zone, nil)
 					p.log.Info().Uint32("serial", want.Serial).Int("rrsets", n).Int("attempt", attempt).Msg("zone pushed")
-					p.report(ctx, events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: n})
+					p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: n})
 				}
 				break
 			}
@@ -120,7 +133,7 @@ func (p *Pusher) Run(ctx context.Context) {
 			}
 			p.o.Metrics.Pushed(p.o.Zone, err)
 			p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
-			p.report(ctx, events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
+			p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
 			t := time.NewTimer(retry)
 			select {
 			case <-ctx.Done():
@@ -160,18 +173,16 @@ type rcodeError int
 
 func (e rcodeError) Error() string { return "primary answered " + dns.RcodeToString[int(e)] }
 
-// report publishes a push event; a failure to publish is only logged, the push goes on.
-func (p *Pusher) report(ctx context.Context, typ string, payload events.ZonePush) {
-	if p.o.JS == nil {
+// report records a push event beside the pushes: while the DNS stream elects a leader, the next
+// push does not wait for it.
+func (p *Pusher) report(typ string, payload events.ZonePush) {
+	if p.recorder == nil {
 		return
 	}
 	e, err := events.New(typ, p.o.Source, time.Now(), payload)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_, err = events.Publish(pctx, p.o.JS, events.ZoneSubject(p.o.Zone), e)
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		p.log.Warn().Err(err).Str("type", typ).Msg("push event not published")
+		return
 	}
+	p.recorder.Record(events.ZoneSubject(p.o.Zone), e)
 }

@@ -2,47 +2,14 @@ package controller
 
 import (
 	"context"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
-
-// electingJS is a JetStream client for which the stream taking the subjects under prefix has no
-// leader while electing is set (a Raft election after the JetStream node leading it died): a
-// publish there stores nothing. With unanswered, it waits until its context ends, as nats.go
-// does for a publish the dying leader took (its 5 s default when the context has none); without,
-// it fails at once, as it does when no server holds the stream's subjects ("no responders").
-type electingJS struct {
-	jetstream.JetStream
-	prefix     string
-	unanswered bool
-	electing   *atomic.Bool // shared by the clients of one cluster
-	refused    atomic.Int64 // publishes that found the stream electing
-}
-
-func (js *electingJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	if !js.electing.Load() || !strings.HasPrefix(m.Subject, js.prefix) {
-		return js.JetStream.PublishMsg(ctx, m, opts...)
-	}
-	js.refused.Add(1)
-	if !js.unanswered {
-		return nil, jetstream.ErrNoStreamResponse
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
-	<-ctx.Done()
-	return nil, ctx.Err()
-}
 
 // startDrill records the start of a drill of no step with lease, as a runner does.
 func startDrill(t *testing.T, js jetstream.JetStream, id string, lease time.Duration) {
@@ -60,7 +27,7 @@ func startDrill(t *testing.T, js jetstream.JetStream, id string, lease time.Dura
 func TestEdgesAreDecidedOnTimeWhileDRILLSElectsALeader(t *testing.T) {
 	ns := eventstest.Start(t)
 	cfg := eventstest.Config(t, edgesDoc)
-	js := &electingJS{JetStream: ns.JS, prefix: "detour.drill.", unanswered: true, electing: new(atomic.Bool)}
+	js := eventstest.NewElecting(ns.JS, "detour.drill.", true)
 	stopWest := make(chan struct{})
 	beat(t, ns, "edge-west", 100*time.Millisecond, stopWest)
 	beat(t, ns, "edge-east", 100*time.Millisecond, make(chan struct{}))
@@ -75,9 +42,9 @@ func TestEdgesAreDecidedOnTimeWhileDRILLSElectsALeader(t *testing.T) {
 
 	// A drill runs; then DRILLS loses its leader, so its runner's renewals are not stored and
 	// its lease lapses: the controller tries to roll it back and gets no answer.
-	js.electing.Store(true)
+	js.On.Store(true)
 	startDrill(t, ns.JS, "d1", 300*time.Millisecond)
-	eventstest.Eventually(t, 5*time.Second, func() bool { return js.refused.Load() > 0 }, "the controller tries to roll the drill back")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "the controller tries to roll the drill back")
 
 	// Meanwhile edge-west dies: the controller records it down fall × interval later, as ever.
 	close(stopWest)
@@ -92,9 +59,8 @@ func TestEdgesAreDecidedOnTimeWhileDRILLSElectsALeader(t *testing.T) {
 func TestADrillIsNotRolledBackForRenewalsDRILLSCouldNotStore(t *testing.T) {
 	ns := eventstest.Start(t)
 	cfg := eventstest.Config(t, edgesDoc)
-	electing := new(atomic.Bool)
-	js := &electingJS{JetStream: ns.JS, prefix: "detour.drill.", electing: electing}
-	runner := &electingJS{JetStream: ns.JS, prefix: "detour.drill.", electing: electing}
+	js := eventstest.NewElecting(ns.JS, "detour.drill.", false)
+	runner := &eventstest.Electing{JetStream: ns.JS, Prefix: "detour.drill.", On: js.On}
 	eventstest.Run(t, "controller", func(ctx context.Context) error {
 		return Run(ctx, Options{JS: js, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
@@ -137,11 +103,11 @@ func TestADrillIsNotRolledBackForRenewalsDRILLSCouldNotStore(t *testing.T) {
 	// DRILLS elects a leader: neither the runner's renewals nor the controller's rollbacks are
 	// stored. It has one again just after a renewal failed: the runner's next one is a third of a
 	// lease away, and the drill goes on.
-	electing.Store(true)
-	eventstest.Eventually(t, 10*time.Second, func() bool { return js.refused.Load() >= 3 }, "the controller tries to roll the drill back")
-	renewals := runner.refused.Load()
-	eventstest.Eventually(t, 5*time.Second, func() bool { return runner.refused.Load() > renewals }, "the runner tries to renew")
-	electing.Store(false)
+	js.On.Store(true)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return js.Refused.Load() >= 3 }, "the controller tries to roll the drill back")
+	renewals := runner.Refused.Load()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return runner.Refused.Load() > renewals }, "the runner tries to renew")
+	js.On.Store(false)
 	back := time.Now()
 	for time.Since(back) < 3*lease {
 		if typ := last(); typ == events.TypeDrillRolledBack {
