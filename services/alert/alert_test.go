@@ -42,6 +42,7 @@ type receiver struct {
 	requests int
 	accepted [][]byte
 	headers  []http.Header
+	at       []time.Time // when each request came
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +50,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.requests++
+	rc.at = append(rc.at, time.Now())
 	if rc.requests <= rc.fails {
 		http.Error(w, "not now", http.StatusInternalServerError)
 		return
@@ -256,4 +258,38 @@ func TestAlertsAreSentOnceStateExistsWhenItDidNotAtStart(t *testing.T) {
 		defer rc.mu.Unlock()
 		return len(rc.accepted) == 1
 	}, "the pool_down delivered")
+}
+
+func TestAWebhookIsRetriedOnTimeWhileALERTSElectsALeader(t *testing.T) {
+	rc := &receiver{fails: 1}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	js := eventstest.NewElecting(ns.JS, "detour.alert.", true)
+	cfg := eventstest.Config(t, strings.Replace(strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1), ", secret_env: DETOUR_TEST_HOOK_SECRET}]", "}]", 1))
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Backoff: 10 * time.Millisecond,
+			Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	st := ns.Stream(t, events.StreamState)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Consumers == 1
+	}, "the alert sender to follow STATE")
+
+	// ALERTS, where the attempts are recorded, has no leader: the webhook's retry does not wait
+	// for the failed attempt to be recorded.
+	js.On.Store(true)
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return len(rc.accepted) == 1
+	}, "the alert delivered on its second attempt")
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if gap := rc.at[1].Sub(rc.at[0]); gap > time.Second {
+		t.Errorf("the second attempt came %s after the first, want the 10ms backoff (within 1s): it waited for ALERTS", gap.Round(time.Millisecond))
+	}
 }

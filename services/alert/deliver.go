@@ -173,7 +173,7 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 				a.Result, a.RetryInMS = events.AlertFailed, wait.Milliseconds()
 			}
 		}
-		r.record(ctx, d, a)
+		r.record(d, a)
 		if err == nil || last {
 			return
 		}
@@ -186,8 +186,9 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 	}
 }
 
-// record appends the attempt to ALERTS and logs it.
-func (r *runner) record(ctx context.Context, d *delivery, a events.AlertAttempt) {
+// record logs the attempt and hands it to the recorder for ALERTS: the next attempt does not
+// wait for the stream (while it elects a leader, a publish goes unanswered for seconds).
+func (r *runner) record(d *delivery, a events.AlertAttempt) {
 	ev := r.log.Info()
 	switch a.Result {
 	case events.AlertFailed:
@@ -198,10 +199,9 @@ func (r *runner) record(ctx context.Context, d *delivery, a events.AlertAttempt)
 	ev.Str("alert", a.Alert).Str("kind", a.Kind).Str("webhook", a.Webhook).Str("delivery", a.Delivery).
 		Int("attempt", a.Attempt).Int("http_status", a.HTTPStatus).Str("result", a.Result).Msg("alert delivery attempted")
 	e, err := events.Derived(events.TypeAlertAttempted, r.o.Name, d.fact.Event.ID, d.id+"|"+strconv.Itoa(a.Attempt), r.o.Now(), a)
-	if err == nil {
-		_, err = events.Publish(ctx, r.o.JS, events.AlertSubject(d.group.Name), e)
-	}
 	if err != nil {
 		r.log.Warn().Err(err).Str("alert", a.Alert).Str("delivery", a.Delivery).Msg("alert attempt not recorded")
+		return
 	}
+	r.attempts.Record(events.AlertSubject(d.group.Name), e)
 }

@@ -42,6 +42,8 @@ type runner struct {
 	secrets map[*config.Webhook]string
 	wg      sync.WaitGroup
 	slots   chan struct{}
+	// attempts stores the delivery attempts on ALERTS beside the deliveries.
+	attempts *events.Recorder
 }
 
 // maxInFlight bounds the deliveries retrying at once.
@@ -70,6 +72,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Now = time.Now
 	}
 	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight)}
+	r.attempts = events.NewRecorder(o.JS, r.log)
 	var err error
 	if r.secrets, err = Secrets(o.Config); err != nil {
 		return err
@@ -105,6 +108,7 @@ func Run(ctx context.Context, o Options) error {
 	view := state.NewView()
 	r.log.Info().Int("groups", len(o.Config.Alerts)).Uint64("state_seq", stateSeq).Msg("alerts started")
 	var followers sync.WaitGroup
+	followers.Go(func() { r.attempts.Run(ctx) })
 	if wantDrills {
 		seen := drills{}
 		followers.Add(1)
