@@ -15,14 +15,17 @@ import (
 // died), while the NATS server itself answers: a publish there stores nothing. With Unanswered
 // it waits until its context ends, as nats.go's does for a publish the dying leader took (its
 // 5 s default when the context has none); without, it fails at once, as when no server holds
-// the stream's subjects ("no responders"). Everything else goes to the embedded client.
+// the stream's subjects ("no responders"). When StreamName is set, opening that stream (a
+// STREAM.INFO request, which only its leader answers) goes unanswered likewise. Everything else
+// goes to the embedded client.
 type Electing struct {
 	jetstream.JetStream
 	Prefix     string
+	StreamName string
 	Unanswered bool
 	// On is the election, shared by the clients of one cluster (NewElecting makes one).
 	On *atomic.Bool
-	// Refused counts the publishes that found the stream electing.
+	// Refused counts the publishes and openings that found the stream electing.
 	Refused atomic.Int64
 }
 
@@ -40,13 +43,28 @@ func (e *Electing) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstrea
 	if !e.Unanswered {
 		return nil, jetstream.ErrNoStreamResponse
 	}
+	return nil, unanswered(ctx)
+}
+
+// Stream opens the named stream, or, for the electing one, waits until ctx ends.
+func (e *Electing) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if !e.On.Load() || name != e.StreamName {
+		return e.JetStream.Stream(ctx, name)
+	}
+	e.Refused.Add(1)
+	return nil, unanswered(ctx)
+}
+
+// unanswered waits until ctx ends, or nats.go's 5 s default when ctx has no deadline, and
+// returns why it ended.
+func unanswered(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
 	<-ctx.Done()
-	return nil, ctx.Err()
+	return ctx.Err()
 }
 
 // Publish publishes data on subject as PublishMsg does.

@@ -293,3 +293,35 @@ func TestAWebhookIsRetriedOnTimeWhileALERTSElectsALeader(t *testing.T) {
 		t.Errorf("the second attempt came %s after the first, want the 10ms backoff (within 1s): it waited for ALERTS", gap.Round(time.Millisecond))
 	}
 }
+
+func TestAlertsStartWhileDRILLSElectsALeader(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	js := eventstest.NewElecting(ns.JS, "detour.drill.", true)
+	js.StreamName = events.StreamDrills
+	d := strings.Replace(strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1), ", secret_env: DETOUR_TEST_HOOK_SECRET}]", "}]", 1)
+	cfg := eventstest.Config(t, strings.Replace(d, "on: [pool_down, failover]", "on: [pool_down, failover, drill_result]", 1))
+
+	// The sender starts while DRILLS has no leader: it waits for it rather than fail.
+	js.On.Store(true)
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "the sender asks for DRILLS")
+	js.On.Store(false)
+
+	st := ns.Stream(t, events.StreamState)
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Consumers == 1
+	}, "the alert sender to follow STATE once DRILLS has a leader")
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return len(rc.accepted) == 1
+	}, "the pool_down alert delivered")
+}

@@ -86,7 +86,7 @@ func Run(ctx context.Context, o Options) error {
 	if _, err := events.WaitStream(ctx, o.JS, events.StreamState, r.log); err != nil {
 		return nil // ctx ended first
 	}
-	stateSeq, err := lastSeq(ctx, o.JS, events.StreamState)
+	stateSeq, err := lastSeq(ctx, o.JS, events.StreamState, r.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -98,7 +98,7 @@ func Run(ctx context.Context, o Options) error {
 	if wantDrills {
 		// Without DRILLS yet (a role started with --config before any apply), every drill
 		// event is new: follow retries until the stream exists.
-		if drillSeq, err = lastSeq(ctx, o.JS, events.StreamDrills); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if drillSeq, err = lastSeq(ctx, o.JS, events.StreamDrills, r.log); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -136,7 +136,40 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // lastSeq is the sequence of the last message in stream: alerts are about what comes after it.
-func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+// While the stream does not answer (only its leader does, and it elects one for 4 to 9 s after
+// the JetStream node leading it died; or NATS is away) it asks again every half second, saying
+// so once: the process this sender is part of (a controller) must not stop for it. It returns
+// an error wrapping jetstream.ErrStreamNotFound at once, and ctx's error when ctx ends.
+func lastSeq(ctx context.Context, js jetstream.JetStream, stream string, log zerolog.Logger) (uint64, error) {
+	warned := false
+	for {
+		seq, err := readLastSeq(ctx, js, stream)
+		switch {
+		case err == nil:
+			if warned {
+				log.Info().Str("stream", stream).Msg("stream answers; alerts start")
+			}
+			return seq, nil
+		case errors.Is(err, jetstream.ErrStreamNotFound) || ctx.Err() != nil:
+			return 0, err
+		case !warned:
+			log.Warn().Err(err).Str("stream", stream).Msg("stream does not answer; alerts wait for it")
+			warned = true
+		}
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// readLastSeq asks once, for at most a second, for the sequence of stream's last message.
+func readLastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("run alerts: open stream %s: %w", stream, err)
