@@ -46,6 +46,31 @@ func (e *Electing) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstrea
 	return nil, unanswered(ctx)
 }
 
+// PublishMsgAsync publishes m without waiting, or does as a stream electing a leader does: the
+// future is never resolved (Unanswered), or fails at once.
+func (e *Electing) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if !e.On.Load() || !strings.HasPrefix(m.Subject, e.Prefix) {
+		return e.JetStream.PublishMsgAsync(m, opts...)
+	}
+	e.Refused.Add(1)
+	f := &electingFuture{msg: m, ok: make(chan *jetstream.PubAck), err: make(chan error, 1)}
+	if !e.Unanswered {
+		f.err <- jetstream.ErrNoStreamResponse
+	}
+	return f, nil
+}
+
+// electingFuture is the future of a publish to a stream electing a leader.
+type electingFuture struct {
+	msg *nats.Msg
+	ok  chan *jetstream.PubAck
+	err chan error
+}
+
+func (f *electingFuture) Ok() <-chan *jetstream.PubAck { return f.ok }
+func (f *electingFuture) Err() <-chan error            { return f.err }
+func (f *electingFuture) Msg() *nats.Msg               { return f.msg }
+
 // Stream opens the named stream, or, for the electing one, waits until ctx ends.
 func (e *Electing) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
 	if !e.On.Load() || name != e.StreamName {

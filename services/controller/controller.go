@@ -14,6 +14,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
@@ -83,7 +84,12 @@ type controller struct {
 	state     jetstream.Stream
 	routes    jetstream.Stream
 	published map[string]map[string][]byte // edge -> app -> the last route stored for it, as JSON
-	dirty     bool                         // every edge's route table may differ from what is stored
+	// sending are the routes sent and not acknowledged yet, or that failed less than
+	// storeTimeout ago; the loop never waits for them (see collectRoutes).
+	sending map[routeKey]*routeSend
+	// routeFailures holds back repeats of the line telling that routes were not stored.
+	routeFailures *logs.Repeats
+	dirty         bool // every edge's route table may differ from what is stored
 	// dirtyApps are, per edge, the apps whose routes may differ from what is stored: those
 	// whose endpoints, pools or overrides changed.
 	dirtyApps map[string]map[string]bool
@@ -119,6 +125,7 @@ func run(ctx context.Context, o Options) error {
 	c := &controller{
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
+		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 	}
@@ -205,14 +212,14 @@ func run(ctx context.Context, o Options) error {
 				}
 			}
 			if c.caught && pending == 0 {
-				c.publishRoutes(ctx)
+				c.publishRoutes()
 			}
 		case m := <-drillMsgs:
 			c.onDrill(m)
 		case cfg := <-c.o.Configs:
 			c.reconfigure(cfg)
 			if c.caught {
-				c.publishRoutes(ctx)
+				c.publishRoutes()
 			}
 		case r := <-c.rollbacks:
 			c.rolledBack(r)
@@ -220,7 +227,7 @@ func run(ctx context.Context, o Options) error {
 			c.rollbackDue(ctx, &wg)
 			if c.caught {
 				c.checkLiveness(ctx)
-				c.publishRoutes(ctx)
+				c.publishRoutes()
 			}
 		}
 	}
@@ -507,31 +514,38 @@ func (c *controller) loadPublished(ctx context.Context, edge string) error {
 	})
 }
 
-// storeTimeout bounds storing one event (an edge transition, a batch of routes). While the
-// stream elects a leader (after the node leading it died) a publish goes unanswered; it is tried
-// again on the next tick, with the same id, so the bound is also how long it may wait past the
-// election, and how long it holds up the controller's other work (the routes wait behind an edge
-// transition).
+// storeTimeout bounds storing one event (an edge transition, a route). While the stream elects
+// a leader (after the node leading it died) a publish goes unanswered; it is tried again, with
+// the same id, so the bound is also how long it may wait past the election. An edge transition
+// holds up the controller's other work for that long; a route does not (see collectRoutes).
 const storeTimeout = time.Second
+
+// routeKey names one app's route on one edge.
+type routeKey struct{ edge, app string }
+
+// routeSend is a route sent to ROUTES and not yet known to be stored.
+type routeSend struct {
+	route  []byte
+	env    events.Envelope
+	f      jetstream.PubAckFuture
+	sent   time.Time
+	failed error // set once it failed: it is sent again storeTimeout after it was sent
+}
 
 // publishRoutes stores the route of every app whose route changed on an edge, computing only
 // the routes that may have changed: every route of every edge after a change of an edge or of
 // the configuration, else those of the apps whose state changed. A route is one message (an
-// edge of 10,000 apps does not fit one), all of a batch in flight at once. Its id derives from
-// the last STATE event and the route, so replicas at the same point store it once.
-func (c *controller) publishRoutes(ctx context.Context) {
+// edge of 10,000 apps does not fit one), all in flight at once. Its id derives from the last
+// STATE event and the route, so replicas at the same point store it once. The loop does not wait
+// for ROUTES to acknowledge them: while ROUTES elects a leader, edge liveness and drills go on,
+// and the acknowledgements are collected on the next calls.
+func (c *controller) publishRoutes() {
+	c.collectRoutes()
 	if !c.dirty && len(c.dirtyApps) == 0 {
 		return
 	}
 	all, dirty := c.dirty, c.dirtyApps
 	c.dirty, c.dirtyApps = false, map[string]map[string]bool{}
-	type inFlight struct {
-		edge, app string
-		route     []byte
-		env       events.Envelope
-		f         jetstream.PubAckFuture
-	}
-	var sent []inFlight
 	for _, e := range c.o.Config.Edges {
 		var routes []events.AppRoute
 		switch {
@@ -558,11 +572,6 @@ func (c *controller) publishRoutes(ctx context.Context) {
 		default:
 			continue
 		}
-		published := c.published[e.Name]
-		if published == nil {
-			published = map[string][]byte{}
-			c.published[e.Name] = published
-		}
 		stateSeq := c.view.LastSeq()
 		for _, a := range routes {
 			b, err := json.Marshal(a)
@@ -570,7 +579,10 @@ func (c *controller) publishRoutes(ctx context.Context) {
 				c.log.Error().Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not computed")
 				continue
 			}
-			if bytes.Equal(b, published[a.App]) {
+			k := routeKey{e.Name, a.App}
+			if s := c.sending[k]; s != nil && bytes.Equal(b, s.route) {
+				continue // on its way, or sent again once its failure is storeTimeout old
+			} else if s == nil && bytes.Equal(b, c.published[e.Name][a.App]) {
 				continue
 			}
 			r := events.EdgeRoute{Edge: e.Name, StateSeq: stateSeq, Route: a}
@@ -584,23 +596,53 @@ func (c *controller) publishRoutes(ctx context.Context) {
 				c.log.Warn().Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not published")
 				continue
 			}
-			sent = append(sent, inFlight{e.Name, a.App, b, env, f})
+			c.sending[k] = &routeSend{route: b, env: env, f: f, sent: c.o.Now()}
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
+}
+
+// collectRoutes takes the acknowledgements of the routes sent that came, without waiting for
+// the others. A route that failed, or that ROUTES did not acknowledge within storeTimeout, is
+// computed and sent again storeTimeout after it was sent (with the same id, unless it changed).
+func (c *controller) collectRoutes() {
+	if len(c.sending) == 0 {
+		return
+	}
+	now := c.o.Now()
 	stored := map[string]int{}
-	for _, s := range sent {
-		if _, err := events.PublishResult(pctx, c.o.JS, s.f, s.env); err != nil {
-			c.markApp(s.edge, s.app) // retried on the next tick
-			c.log.Warn().Str("edge", s.edge).Str("app", s.app).Err(err).Msg("route not published")
+	var failed int
+	var why error
+	for k, s := range c.sending {
+		if s.failed == nil {
+			select {
+			case <-s.f.Ok():
+				if c.published[k.edge] == nil {
+					c.published[k.edge] = map[string][]byte{}
+				}
+				c.published[k.edge][k.app] = s.route
+				stored[k.edge]++
+				delete(c.sending, k)
+				continue
+			case err := <-s.f.Err():
+				s.failed = err
+			default:
+			}
+		}
+		if now.Sub(s.sent) < storeTimeout {
 			continue
 		}
-		c.published[s.edge][s.app] = s.route
-		stored[s.edge]++
+		if s.failed == nil {
+			s.failed = errors.New("not acknowledged within " + storeTimeout.String())
+		}
+		failed, why = failed+1, s.failed
+		delete(c.sending, k)
+		c.markApp(k.edge, k.app)
 	}
 	for edge, n := range stored {
 		c.log.Debug().Str("edge", edge).Int("routes", n).Str("cause", c.lastCause).Msg("routes published")
+	}
+	if failed > 0 {
+		c.routeFailures.Gate(c.log.Warn(), "routes").Int("routes", failed).Err(why).Msg("routes not published, retrying")
 	}
 }
 

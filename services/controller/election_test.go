@@ -117,3 +117,44 @@ func TestADrillIsNotRolledBackForRenewalsDRILLSCouldNotStore(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestEdgesAreDecidedOnTimeWhileROUTESElectsALeader(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, edgesDoc)
+	js := eventstest.NewElecting(ns.JS, "detour.routes.", true)
+	stopWest := make(chan struct{})
+	beat(t, ns, "edge-west", 100*time.Millisecond, stopWest)
+	beat(t, ns, "edge-east", 100*time.Millisecond, make(chan struct{}))
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: js, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	west := events.EdgeStateSubject("edge-west")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return types(history(t, ns, events.StreamState, west)) == "U" &&
+			types(history(t, ns, events.StreamState, events.EdgeStateSubject("edge-east"))) == "U"
+	}, "both edges up")
+
+	// ROUTES loses its leader while shop's routes change: they cannot be stored, and are tried
+	// again and again.
+	js.On.Store(true)
+	e, err := events.New(events.TypeEndpointDown, "decider-test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+		From: events.StatusUp, To: events.StatusDown, Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), ns.JS, events.EndpointStateSubject("shop", "west", "w1"), e); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "the controller tries to store the new routes")
+
+	// edge-west dies just as the controller sends them: it is down fall × interval later, as ever.
+	sent := js.Refused.Load()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > sent }, "the controller tries the routes again")
+	close(stopWest)
+	died := time.Now()
+	eventstest.Eventually(t, 10*time.Second, func() bool { return types(history(t, ns, events.StreamState, west)) == "UD" },
+		"edge-west down")
+	if took, limit := time.Since(died), 3*100*time.Millisecond+Tolerance(100*time.Millisecond)+400*time.Millisecond; took > limit {
+		t.Errorf("edge-west down %s after its last heartbeat, want within %s: the controller waited for ROUTES", took.Round(time.Millisecond), limit)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
 	"github.com/rs/zerolog"
@@ -56,6 +57,7 @@ func TestRoutesComputedForChangedAppsOnlyEqualEveryEdgesWholeTable(t *testing.T)
 		log:  zerolog.New(zerolog.NewTestWriter(t)),
 		view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
+		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
 	}
 	type change struct{ subject, typ string }
 	var changes []change
@@ -95,7 +97,8 @@ func TestRoutesComputedForChangedAppsOnlyEqualEveryEdgesWholeTable(t *testing.T)
 		if !c.dirty {
 			partial++
 		}
-		c.publishRoutes(context.Background())
+		c.publishRoutes()
+		settleRoutes(t, c)
 		for _, e := range cfg.Edges {
 			whole, err := route.Compute(cfg, c.view, e.Name, "")
 			if err != nil {
@@ -143,8 +146,10 @@ func BenchmarkRoutesAfter500Of10000AppsChanged(b *testing.B) {
 				log:  zerolog.Nop(),
 				view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
 				dirty: true, dirtyApps: map[string]map[string]bool{},
+				sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
 			}
-			c.publishRoutes(context.Background())
+			c.publishRoutes()
+			settleRoutes(b, c)
 			seq, moved := uint64(0), 0
 			for b.Loop() {
 				b.StopTimer() // the transitions are not the batch's cost
@@ -164,8 +169,22 @@ func BenchmarkRoutesAfter500Of10000AppsChanged(b *testing.B) {
 				}
 				c.dirty = whole
 				b.StartTimer()
-				c.publishRoutes(context.Background())
+				c.publishRoutes()
+				settleRoutes(b, c)
 			}
 		})
+	}
+}
+
+// settleRoutes waits until ROUTES acknowledged every route c sent, as the controller's next
+// ticks would find.
+func settleRoutes(tb testing.TB, c *controller) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.collectRoutes(); len(c.sending) > 0; c.collectRoutes() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d routes not acknowledged within 10s", len(c.sending))
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
