@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/prober"
 	"github.com/detourdev/detour/prober/benchenv"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -49,8 +51,8 @@ func bench(s settings) error {
 		}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("regionbench: check tcp every %s, timeout %s, fall 3, rise 2; %d probers; %d apps per edge; dnsperf offers %d qps; load %s",
-		s.interval, s.interval/2, s.probers, s.appsPerEdge, s.dnsLoad, load)
+	fmt.Printf("regionbench: check tcp every %s, timeout %s, jitter %s, fall 3, rise 2; %d probers; %d apps per edge; dnsperf offers %d qps; load %s",
+		s.interval, s.interval/2, s.checkJitter(), s.probers, s.appsPerEdge, s.dnsLoad, load)
 	if s.keep {
 		fmt.Printf("working directory (kept): %s\n", dir)
 	}
@@ -75,8 +77,16 @@ func (st *stack) region() error {
 		return err
 	}
 	st.cfgPath = filepath.Join(st.dir, "region.yaml")
-	if err := os.WriteFile(st.cfgPath, regionConfig(st.n, st.s.appsPerEdge, st.s.interval, notify), 0o600); err != nil {
+	if err := os.WriteFile(st.cfgPath, regionConfig(st.n, st.s.appsPerEdge, st.s.interval, st.s.jitter, notify), 0o600); err != nil {
 		return err
+	}
+	cfg, err := config.Load(st.cfgPath)
+	if err != nil {
+		return err
+	}
+	st.checks = map[string]config.Check{}
+	for _, t := range prober.Targets(cfg) {
+		st.checks[t.Key()] = t.Check
 	}
 	t0 := time.Now()
 	if err := st.up(); err != nil {
@@ -133,7 +143,10 @@ func (st *stack) region() error {
 	if err := st.settle(ctx); err != nil {
 		return err
 	}
-	back, err := st.storm(ctx, "recovery", 2, home, st.startListeners, staticQPS)
+	if st.doomed, err = st.bindListeners(1, "listeners-doomed"); err != nil {
+		return err
+	}
+	back, err := st.storm(ctx, "recovery", 2, home, st.restart, staticQPS)
 	if err != nil {
 		return err
 	}
@@ -172,10 +185,18 @@ type phase struct {
 	// that result (PROBES's stamp; for a result it heard on the wire because PROBES was late,
 	// its reckoning of stream time, which trails by how far behind PROBES it is).
 	state, checked, probed, timed []time.Time
-	transitions, zoneVersions     int
-	notifies                      int64
-	dnsQPS, staticQPS             float64
-	procs                         []proc
+	// acted is when the kill returned (the listeners' process reaped) or the restarted
+	// listeners were all ready.
+	acted time.Time
+	// instant, startLag and took are, per endpoint transition, the instant its threshold check
+	// was scheduled for, how long after it the check started, and how long it ran.
+	instant                   []time.Time
+	startLag, took            []time.Duration
+	lagged                    []lagged
+	transitions, zoneVersions int
+	notifies                  int64
+	dnsQPS, staticQPS         float64
+	procs                     []proc
 	// prof is the phase's CPU profile of each process (with -profile).
 	prof *profiler
 }
@@ -211,6 +232,7 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 	if err := act(); err != nil {
 		return nil, err
 	}
+	ph.acted = time.Now()
 	ph.seen = <-watched
 	if err := <-werr; err != nil {
 		return nil, err
@@ -249,14 +271,37 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		msg, _, _ := strings.Cut(c, "/") // a batch's id and the result's index in it, or the message's own id
 		msgs[msg] = true
 	}
-	stored, checked, err := st.probesStored(ctx, ph.at, msgs)
+	stored, results, err := st.probesStored(ctx, ph.at, msgs)
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range causes {
 		msg, _, _ := strings.Cut(c, "/")
 		ph.probed = append(ph.probed, stored[msg])
-		ph.checked = append(ph.checked, checked[c])
+		r, ok := results[c]
+		var at, instant time.Time
+		var lag, took time.Duration = -1, -1
+		if ok {
+			at = r.At
+			took = time.Duration(r.LatencyMicros) * time.Microsecond
+			if instant, ok = st.instant(r, at.Add(-took)); ok {
+				lag = at.Add(-took).Sub(instant)
+			}
+		}
+		ph.checked = append(ph.checked, at)
+		ph.instant = append(ph.instant, instant)
+		ph.startLag, ph.took = append(ph.startLag, lag), append(ph.took, took)
+	}
+	// Every check that started in the storm, until the last threshold check completed.
+	until := later(ph.at, slices.MaxFunc(append([]time.Time{ph.at}, ph.checked...), time.Time.Compare))
+	for _, r := range results {
+		start := r.At.Add(-time.Duration(r.LatencyMicros) * time.Microsecond)
+		if start.Before(ph.at) || start.After(until) {
+			continue
+		}
+		if instant, ok := st.instant(r, start); ok {
+			ph.lagged = append(ph.lagged, lagged{instant: instant, lag: start.Sub(instant)})
+		}
 	}
 	ph.served = make([]time.Time, st.n)
 	if err := st.read(ctx, events.StreamDNS, ">", dnsFrom, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
@@ -343,11 +388,11 @@ func (st *stack) routeTimes(ctx context.Context, ph *phase, from uint64, down bo
 	}
 }
 
-// probesStored reads the PROBES messages stored since from whose message ids (a batch's id, or a
-// single result's) are in want: when each was stored, by message id, and when each of their
-// results' checks completed (the result's own time), by result id.
-func (st *stack) probesStored(ctx context.Context, from time.Time, want map[string]bool) (stored, checked map[string]time.Time, err error) {
-	stored, checked = map[string]time.Time{}, map[string]time.Time{}
+// probesStored reads the PROBES messages stored since from: when each message whose id (a
+// batch's id, or a single result's) is in want was stored, by message id, and every result, by
+// result id.
+func (st *stack) probesStored(ctx context.Context, from time.Time, want map[string]bool) (stored map[string]time.Time, results map[string]events.ProbeResult, err error) {
+	stored, results = map[string]time.Time{}, map[string]events.ProbeResult{}
 	last := st.lastSeq(ctx, events.StreamProbes)
 	cons, err := st.js.OrderedConsumer(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
@@ -368,26 +413,75 @@ func (st *stack) probesStored(ctx context.Context, from time.Time, want map[stri
 			}
 			seq = md.Sequence.Stream
 			got++
-			id := m.Headers().Get(jetstream.MsgIDHeader)
-			if !want[id] {
-				continue
+			if id := m.Headers().Get(jetstream.MsgIDHeader); want[id] {
+				stored[id] = md.Timestamp
 			}
-			stored[id] = md.Timestamp
 			rs, err := events.DecodeProbes(m.Data())
 			if err != nil {
 				continue // counted as unknown: its transitions show no check time
 			}
 			for _, r := range rs {
-				checked[r.ID] = r.At
+				results[r.ID] = r
 			}
 		}
 		if err := batch.Error(); err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", events.StreamProbes, err)
 		}
 		if got == 0 || seq >= last {
-			return stored, checked, nil
+			return stored, results, nil
 		}
 	}
+}
+
+// lagged is one check's scheduled instant and how long after it the check started.
+type lagged struct {
+	instant time.Time
+	lag     time.Duration
+}
+
+// instant is the scheduled instant of the check a result comes from, computed as every prober
+// computes it: the latest instant of its key at or before the check's start. ok is false for
+// a check the configuration does not hold.
+func (st *stack) instant(r events.ProbeResult, start time.Time) (time.Time, bool) {
+	key := r.App + "/" + r.Pool + "/" + r.Endpoint
+	k, ok := st.checks[key]
+	if !ok {
+		return time.Time{}, false
+	}
+	interval, jitter := k.Interval.D(), k.Jitter.D()
+	n := prober.Window(start, interval)
+	at := prober.SlotTime(key, interval, jitter, n)
+	if at.After(start) {
+		at = prober.SlotTime(key, interval, jitter, n-1)
+	}
+	return at, true
+}
+
+// lagsBy describes the start lags of the checks whose instants fall in each step-long span
+// after t0: the p99 and the largest, and how many.
+func lagsBy(t0 time.Time, step time.Duration, ls []lagged) string {
+	spans := map[int][]time.Duration{}
+	last := 0
+	for _, l := range ls {
+		k := int(l.instant.Sub(t0) / step)
+		if l.instant.Before(t0) {
+			k = -1
+		}
+		spans[k] = append(spans[k], l.lag)
+		last = max(last, k)
+	}
+	var b strings.Builder
+	for k := -1; k <= last; k++ {
+		d := spans[k]
+		if len(d) == 0 {
+			continue
+		}
+		slices.Sort(d)
+		r := func(x time.Duration) string { return x.Round(time.Millisecond).String() }
+		fmt.Fprintf(&b, "    instants %3s–%3s: p99 %-8s max %-8s (%d)\n", (time.Duration(k) * step).String(), (time.Duration(k+1) * step).String(),
+			r(d[min(len(d)-1, len(d)*99/100)]), r(d[len(d)-1]), len(d))
+	}
+	return b.String()
 }
 
 // route names one route an edge applied: its app and the STATE sequence it was computed at.
@@ -446,6 +540,20 @@ func lags(from, to []time.Time) []time.Duration {
 	return d
 }
 
+// known drops the durations marked unknown (negative).
+func known(d []time.Duration) []time.Duration {
+	return slices.DeleteFunc(slices.Clone(d), func(x time.Duration) bool { return x < 0 })
+}
+
+// lagsOf are the start lags of ls.
+func lagsOf(ls []lagged) []time.Duration {
+	d := make([]time.Duration, len(ls))
+	for i, l := range ls {
+		d[i] = l.lag
+	}
+	return d
+}
+
 // spreadOf describes durations: smallest, median, p99 and largest, and how many.
 func spreadOf(d []time.Duration) string {
 	if len(d) == 0 {
@@ -480,7 +588,8 @@ func (st *stack) printSteady(d time.Duration) {
 func (st *stack) print(phases ...*phase) {
 	for _, ph := range phases {
 		bound := time.Duration(ph.rounds)*st.s.interval + 100*time.Millisecond
-		fmt.Printf("\nN=%d %s (bound interval × %d + 100ms = %s), times after the listeners' %s:\n", st.n, ph.name, ph.rounds, bound,
+		fmt.Printf("\nN=%d %s (bound interval × %d + 100ms = %s; the schedule alone, interval × %d + jitter: %s), times after the listeners' %s:\n",
+			st.n, ph.name, ph.rounds, bound, ph.rounds, time.Duration(ph.rounds)*st.s.interval+st.s.checkJitter(),
 			map[string]string{"failure": "SIGKILL", "recovery": "restart"}[ph.name])
 		fmt.Printf("  %-44s %-8s %-8s %-8s %-8s\n", "", "first", "median", "p99", "last")
 		fmt.Printf("  %-44s %s\n", "DNS answer served (zone version recorded)", spread(ph.at, ph.served))
@@ -489,10 +598,17 @@ func (st *stack) print(phases ...*phase) {
 		fmt.Printf("  %-44s %s\n", "edge route applied by the edge", spread(ph.at, ph.applied))
 		fmt.Printf("  %-44s %s\n", "endpoint transition appended (STATE)", spread(ph.at, ph.state))
 		fmt.Printf("  %-44s %s\n", "threshold check completed (its result's time)", spread(ph.at, ph.checked))
+		fmt.Printf("  %-44s %s\n", "  its scheduled instant", spread(ph.at, ph.instant))
+		fmt.Printf("  %-44s %s\n", "  its start after its instant", spreadOf(known(ph.startLag)))
+		fmt.Printf("  %-44s %s\n", "  its run (connect to result)", spreadOf(known(ph.took)))
 		fmt.Printf("  %-44s %s\n", "check completed → transition appended, each", spreadOf(lags(ph.checked, ph.state)))
 		fmt.Printf("  %-44s %s\n", "  check completed → result stored in PROBES", spreadOf(lags(ph.checked, ph.probed)))
 		fmt.Printf("  %-44s %s\n", "  result stored → transition appended", spreadOf(lags(ph.probed, ph.state)))
 		fmt.Printf("  %-44s %s\n", "  transition's own time → appended", spreadOf(lags(ph.timed, ph.state)))
+		fmt.Printf("  listeners %s %s after the %s; start after its instant of every check started in the storm: %s\n%s",
+			map[string]string{"failure": "reaped", "recovery": "all listening"}[ph.name], ph.acted.Sub(ph.at).Round(time.Millisecond),
+			map[string]string{"failure": "SIGKILL", "recovery": "restart"}[ph.name],
+			spreadOf(lagsOf(ph.lagged)), lagsBy(ph.at, 5*time.Second, ph.lagged))
 		rate := 0.0
 		if len(ph.state) > 1 {
 			first, last := slices.MinFunc(ph.state, time.Time.Compare), slices.MaxFunc(ph.state, time.Time.Compare)
@@ -536,18 +652,23 @@ func (st *stack) print(phases ...*phase) {
 
 // regionConfig is a region of n failover apps: app i answers its own endpoint in the dying
 // region (127.1.x.y:80) while it is up, and its own backup endpoint (127.2.x.y:80) once it is
-// down. One edge per appsPerEdge apps fronts their first pools.
-func regionConfig(n, appsPerEdge int, interval time.Duration, notify string) []byte {
+// down. One edge per appsPerEdge apps fronts their first pools. A jitter of 0 leaves the
+// check's default.
+func regionConfig(n, appsPerEdge int, interval, jitter time.Duration, notify string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "zones: [{name: region.test, notify: [%q]}]\napps:\n", notify)
+	j := ""
+	if jitter > 0 {
+		j = fmt.Sprintf(", jitter: %s", jitter)
+	}
 	for i := range n {
 		fmt.Fprintf(&b, `  - name: app%d
     fqdn: app%d.region.test
-    check: {type: tcp, interval: %s, timeout: %s, fall: 3, rise: 2}
+    check: {type: tcp, interval: %s, timeout: %s%s, fall: 3, rise: 2}
     pools:
       - {name: main, region: doomed, endpoints: [{name: e, address: "%s:80"}]}
       - {name: backup, region: safe, endpoints: [{name: e, address: "%s:80"}]}
-`, i, i, interval, interval/2, addr(1, i), addr(2, i))
+`, i, i, interval, interval/2, j, addr(1, i), addr(2, i))
 	}
 	b.WriteString("edges:\n")
 	for i := range n {

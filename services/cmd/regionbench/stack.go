@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/prober/benchenv"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,8 @@ type proc struct {
 	// cpu and rss are what the child used in the phase measured last.
 	cpu time.Duration
 	rss int64
+	// lines are the lines the child prints on stdout after its first (with firstLine).
+	lines chan string
 }
 
 // stack is every process of one region's run and the benchmark's connection to NATS.
@@ -47,12 +50,15 @@ type stack struct {
 	doomed   *proc
 	notifies *atomic.Int64
 	notify   *dns.Server
+	// checks are the configuration's checks by key, to reckon each check's instants.
+	checks map[string]config.Check
 }
 
 const dnsAddr = "127.0.0.1:5353"
 
 // start runs a child in the stack's directory with its output in a log file; with firstLine,
-// it returns the first line the child prints on stdout, within 60 s.
+// it returns the first line the child prints on stdout, within 60 s, and its next lines come on
+// the child's lines.
 func (st *stack) start(role, name string, firstLine bool, bin string, args ...string) (*proc, string, error) {
 	p := &proc{role: role, name: name, logFile: filepath.Join(st.dir, name+".log")}
 	logf, err := os.Create(p.logFile)
@@ -81,12 +87,20 @@ func (st *stack) start(role, name string, firstLine bool, bin string, args ...st
 		return p, "", nil
 	}
 	line := make(chan string, 1)
+	p.lines = make(chan string, 8)
 	go func() {
+		defer close(p.lines)
 		sc := bufio.NewScanner(out)
 		if sc.Scan() {
 			line <- sc.Text()
 		}
 		close(line)
+		for sc.Scan() {
+			select {
+			case p.lines <- sc.Text():
+			default: // no one waits for it
+			}
+		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
 	select {
@@ -100,19 +114,47 @@ func (st *stack) start(role, name string, firstLine bool, bin string, args ...st
 	}
 }
 
-// startListeners starts the process holding the doomed region's listeners.
-func (st *stack) startListeners() error {
+// startListeners starts a process holding n listeners on port 80 of 127.<net>.0.0/16: it binds
+// every socket, then listens on all of them at once.
+func (st *stack) startListeners(net int, name string) (*proc, error) {
+	p, err := st.bindListeners(net, name)
+	if err != nil {
+		return nil, err
+	}
+	return p, st.listen(p)
+}
+
+// bindListeners starts the process of startListeners, with its sockets bound but not yet
+// listening: a connection to them is refused, as to a dead endpoint's.
+func (st *stack) bindListeners(net int, name string) (*proc, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, _, err := st.start("listeners", "listeners-doomed", true, self, "-role", "listeners", "-net", "1", "-listeners", fmt.Sprint(st.n))
-	if err != nil {
-		return err
-	}
-	st.doomed = p
-	return nil
+	p, _, err := st.start("listeners", name, true, self, "-role", "listeners", "-net", fmt.Sprint(net), "-listeners", fmt.Sprint(st.n))
+	return p, err
 }
+
+// listen has a process of bindListeners listen on all its sockets, and returns once they do:
+// its N endpoints come up together (within the few milliseconds of N listen calls), not over
+// the second or two a new process takes to open N listeners on a loaded machine.
+func (st *stack) listen(p *proc) error {
+	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		return fmt.Errorf("start %s listening: %w", p.name, err)
+	}
+	select {
+	case l, ok := <-p.lines:
+		if !ok || l != "listening" {
+			return fmt.Errorf("%s did not listen; see %s", p.name, p.logFile)
+		}
+		return nil
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("%s not listening within 60s; see %s", p.name, p.logFile)
+	}
+}
+
+// restart brings the doomed region back: its listeners, bound beforehand, listen at once.
+func (st *stack) restart() error { return st.listen(st.doomed) }
 
 // kill kills the doomed listeners' process at once (SIGKILL) and forgets it.
 func (st *stack) kill() error {
@@ -169,10 +211,10 @@ func (st *stack) up() error {
 	if err := events.EnsureStreams(ctx, st.js, events.StreamOptions{ProbeRetention: 2 * time.Minute}); err != nil {
 		return err
 	}
-	if err := st.startListeners(); err != nil {
+	if st.doomed, err = st.startListeners(1, "listeners-doomed"); err != nil {
 		return err
 	}
-	if _, _, err := st.start("listeners", "listeners-backup", true, self, "-role", "listeners", "-net", "2", "-listeners", fmt.Sprint(st.n)); err != nil {
+	if _, err := st.startListeners(2, "listeners-backup"); err != nil {
 		return err
 	}
 	common := []string{"--config", st.cfgPath, "--log-format", "json", "--log-level", "warn"}
