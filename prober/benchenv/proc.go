@@ -59,6 +59,33 @@ func PeakRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("read memory of %d: no VmHWM", pid)
 }
 
+// RunQueueWait returns how long the threads a process has now spent runnable but waiting for a
+// CPU, summed (the second field of each thread's schedstat): on a machine with more runnable
+// threads than cores, the time its work was ready and did not run.
+func RunQueueWait(pid int) (time.Duration, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read run-queue wait of %d: %w", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, fmt.Errorf("read run-queue wait of %d: malformed schedstat %q", pid, b)
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("read run-queue wait of %d: %w", pid, err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
+
 // RaiseFileLimit lifts RLIMIT_NOFILE to want, or as far as allowed: a benchmark holds thousands
 // of listeners and connections. Child processes inherit it.
 func RaiseFileLimit(want uint64) (uint64, error) {

@@ -190,9 +190,11 @@ type phase struct {
 	acted time.Time
 	// instant, startLag and took are, per endpoint transition, the instant its threshold check
 	// was scheduled for, how long after it the check started, and how long it ran.
-	instant                   []time.Time
-	startLag, took            []time.Duration
-	lagged                    []lagged
+	instant        []time.Time
+	startLag, took []time.Duration
+	lagged         []lagged
+	// load is the one-minute load average at the storm's end.
+	load                      string
 	transitions, zoneVersions int
 	notifies                  int64
 	dnsQPS, staticQPS         float64
@@ -335,12 +337,16 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		return nil, err
 	}
 	ph.notifies = st.notifies.Load() - sent
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		ph.load, _, _ = strings.Cut(string(b), " ")
+	}
 	for _, p := range st.procs {
 		ph.procs = append(ph.procs, *p)
 	}
 	if ps := load.p.cmd.ProcessState; ps != nil {
 		lp := *load.p
 		lp.cpu = ps.UserTime() + ps.SystemTime()
+		lp.wait = -1 // its threads are gone: not known
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			lp.rss = ru.Maxrss << 10
 		}
@@ -617,9 +623,9 @@ func (st *stack) print(phases ...*phase) {
 		fmt.Printf("  DNS during the storm %.0f qps = %.2f × static %.0f qps (dnsperf -Q %d); %d endpoint and pool transitions at %.0f/s; %d zone versions; %d NOTIFYs\n",
 			ph.dnsQPS, ph.dnsQPS/ph.staticQPS, ph.staticQPS, st.s.dnsLoad, ph.transitions, rate, ph.zoneVersions, ph.notifies)
 		type usage struct {
-			n   int
-			cpu time.Duration
-			rss int64
+			n         int
+			cpu, wait time.Duration
+			rss       int64
 		}
 		var roles []string
 		per := map[string]*usage{}
@@ -632,12 +638,24 @@ func (st *stack) print(phases ...*phase) {
 			}
 			u.n++
 			u.cpu += p.cpu
+			if p.wait < 0 || u.wait < 0 {
+				u.wait = -1
+			} else {
+				u.wait += p.wait
+			}
 			u.rss = max(u.rss, p.rss)
 		}
-		fmt.Printf("  %-22s %9s %14s\n", "role (processes)", "CPU", "peak RSS/proc")
+		// The storm: from the kill (or the restart) until the last answer moved.
+		storm := slices.MaxFunc(append([]time.Time{ph.at}, ph.seen...), time.Time.Compare).Sub(ph.at)
+		fmt.Printf("  %-22s %9s %14s %16s  (waiting for a CPU, summed over a role's threads; storm %s, load average %s at its end)\n",
+			"role (processes)", "CPU", "peak RSS/proc", "run-queue wait", storm.Round(100*time.Millisecond), ph.load)
 		for _, r := range roles {
 			u := per[r]
-			fmt.Printf("  %-22s %9s %10d MiB\n", fmt.Sprintf("%s (%d)", r, u.n), u.cpu.Round(10*time.Millisecond), u.rss>>20)
+			wait := "unknown"
+			if u.wait >= 0 {
+				wait = u.wait.Round(10 * time.Millisecond).String()
+			}
+			fmt.Printf("  %-22s %9s %10d MiB %16s\n", fmt.Sprintf("%s (%d)", r, u.n), u.cpu.Round(10*time.Millisecond), u.rss>>20, wait)
 		}
 		if ph.prof != nil {
 			// The two profiled processes that used the most CPU, and where it went.

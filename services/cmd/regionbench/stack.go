@@ -29,9 +29,11 @@ type proc struct {
 	// logFile receives the child's stderr (and stdout, past its first line).
 	logFile string
 	cpu0    time.Duration
-	// cpu and rss are what the child used in the phase measured last.
-	cpu time.Duration
-	rss int64
+	wait0   time.Duration
+	// cpu and rss are what the child used in the phase measured last; wait is how long its
+	// threads waited for a CPU meanwhile.
+	cpu, wait time.Duration
+	rss       int64
 	// lines are the lines the child prints on stdout after its first (with firstLine).
 	lines chan string
 }
@@ -300,10 +302,12 @@ func (st *stack) startSecondary() (string, error) {
 	return pc.LocalAddr().String(), nil
 }
 
-// measureFrom starts a phase's accounting of every child: CPU from now, peak RSS reset.
+// measureFrom starts a phase's accounting of every child: CPU and run-queue wait from now, peak
+// RSS reset.
 func (st *stack) measureFrom() {
 	for _, p := range st.procs {
 		p.cpu0, _ = benchenv.CPUTime(p.cmd.Process.Pid)
+		p.wait0, _ = benchenv.RunQueueWait(p.cmd.Process.Pid)
 		// Writing 5 resets the peak resident set (VmHWM) to the current one.
 		_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
 	}
@@ -314,6 +318,8 @@ func (st *stack) measured() {
 	for _, p := range st.procs {
 		c, _ := benchenv.CPUTime(p.cmd.Process.Pid)
 		p.cpu = c - p.cpu0
+		w, _ := benchenv.RunQueueWait(p.cmd.Process.Pid)
+		p.wait = w - p.wait0
 		p.rss, _ = benchenv.PeakRSS(p.cmd.Process.Pid)
 	}
 }
