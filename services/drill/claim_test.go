@@ -86,7 +86,7 @@ func TestAClaimIsFreedWhenItsDrillRollsBackOrNeverStarts(t *testing.T) {
 		if h, _, _ := holder(ctx, s, "shop", time.Now()); h == nil || h.ID != "back-1" {
 			t.Fatalf("before %s shop is held by %+v, want back-1", typ, h)
 		}
-		if _, err := publish(ctx, srv.JS, events.DrillSubject("back-1"), typ, "x", data); err != nil {
+		if _, err := publish(ctx, srv.JS, events.DrillSubject("back-1"), typ, "x", data, storeWithin); err != nil {
 			t.Fatal(err)
 		}
 	}

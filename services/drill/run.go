@@ -71,6 +71,10 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if err := awaitBaseline(ctx, o, plan.Before); err != nil {
 		return Scorecard{}, err
 	}
+	drills, err := o.JS.Stream(ctx, events.StreamDrills)
+	if err != nil {
+		return Scorecard{}, fmt.Errorf("run drill: open stream %s: %w", events.StreamDrills, err)
+	}
 	id := o.File.Name + "-" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String()[:18], "-", "")
 	subject := events.DrillSubject(id)
 	claims, err := claimApps(ctx, o.JS, events.DrillClaim{ID: id, Name: o.File.Name, By: o.By, Until: time.Now().Add(o.Lease)}, plan.Apps)
@@ -80,7 +84,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	start := time.Now()
 	sc := Scorecard{Drill: id, Name: o.File.Name, By: o.By, Started: start, Pass: true}
 	_, err = publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
-		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()})
+		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()}, storeWithin)
 	if err != nil {
 		releaseClaims(context.WithoutCancel(ctx), o.JS, o.By, claims)
 		return Scorecard{}, err
@@ -101,7 +105,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 			case <-renewCtx.Done():
 				return
 			case <-t.C:
-				if _, err := publish(renewCtx, o.JS, subject, events.TypeDrillRenewed, o.By, events.DrillRenewed{By: o.By}); err != nil && renewCtx.Err() == nil {
+				if _, err := publish(renewCtx, o.JS, subject, events.TypeDrillRenewed, o.By, events.DrillRenewed{By: o.By}, o.Lease/3); err != nil && renewCtx.Err() == nil {
 					log.Warn().Err(err).Msg("drill lease not renewed")
 				}
 			}
@@ -111,11 +115,11 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	reason := "completed"
 	for _, sp := range plan.Steps {
 		t0 := time.Now()
-		if _, err := publish(ctx, o.JS, subject, events.TypeDrillStepStarted, o.By, events.DrillStep{Index: sp.Index, Step: sp.Step, Failures: sp.Failures}); err != nil {
+		if _, err := publish(ctx, o.JS, subject, events.TypeDrillStepStarted, o.By, events.DrillStep{Index: sp.Index, Step: sp.Step, Failures: sp.Failures}, storeWithin); err != nil {
 			reason = "requested"
 			break
 		}
-		score := measure(ctx, o, subject, prev, sp, t0)
+		score := measure(ctx, o, drills, subject, prev, sp, t0)
 		sc.Steps = append(sc.Steps, score)
 		sc.Pass = sc.Pass && score.Pass
 		log.Info().Str("step", sp.Step).Bool("pass", score.Pass).Str("reason", score.Reason).Msg("drill step scored")
@@ -127,7 +131,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}
 	// Hold the last step, unless a controller rolls the drill back meanwhile (max_duration).
 	for end := time.Now().Add(o.Hold); ctx.Err() == nil && time.Now().Before(end); {
-		if rb, _ := rolledBack(ctx, o.JS, subject); rb != "" {
+		if rb, _ := rolledBack(ctx, drills, subject); rb != "" {
 			break
 		}
 		select {
@@ -143,19 +147,19 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if ctx.Err() != nil {
 		reason = "requested"
 	}
-	sc.RolledBack, _ = rolledBack(rctx, o.JS, subject)
+	sc.RolledBack, _ = rolledBack(rctx, drills, subject)
 	if sc.RolledBack == "" {
-		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}); err != nil {
+		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}, storeWithin); err != nil {
 			return sc, err
 		}
 		sc.RolledBack = reason + " by " + o.By
 	}
 	releaseClaims(rctx, o.JS, o.By, claims)
 	back := StepPlan{Index: len(plan.Steps), Step: "rollback", RTO: o.File.Steps[0].RTO.D(), Answers: plan.Before.Answers, Routes: plan.Before.Routes}
-	restore := measure(rctx, o, "", prev, back, time.Now())
+	restore := measure(rctx, o, drills, "", prev, back, time.Now())
 	sc.Restored = restore
 	sc.Ended = time.Now()
-	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc); err != nil {
+	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, storeWithin); err != nil {
 		return sc, err
 	}
 	log.Info().Bool("pass", sc.Pass).Msg("drill scored")
@@ -177,25 +181,54 @@ func Rollback(ctx context.Context, js jetstream.JetStream, id, by string) error 
 	if active.Drill(id) == nil {
 		return fmt.Errorf("no drill %s in force", id)
 	}
-	_, err = publish(ctx, js, events.DrillSubject(id), events.TypeDrillRolledBack, by, events.DrillRolledBack{By: by, Reason: "requested"})
+	_, err = publish(ctx, js, events.DrillSubject(id), events.TypeDrillRolledBack, by, events.DrillRolledBack{By: by, Reason: "requested"}, storeWithin)
 	return err
 }
 
-func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by string, data any) (*jetstream.PubAck, error) {
+// storeWithin bounds how long a drill's event is tried before the drill gives up on DRILLS: the
+// stream stores nothing while it elects a leader, 4 to 9 s after the JetStream node leading it
+// died, and a drill must not end (or be scored) for that.
+const storeWithin = 15 * time.Second
+
+// storeAttempt bounds one attempt to store an event: a publish the dying leader took is never
+// answered, and must not use up the time of the attempts that follow.
+const storeAttempt = time.Second
+
+// publish stores a drill event on subject, trying again every 250 ms, with the same event id
+// (stored once), for up to within or until ctx ends.
+func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by string, data any, within time.Duration) (*jetstream.PubAck, error) {
 	e, err := events.New(typ, "drill/"+by, time.Now(), data)
 	if err != nil {
 		return nil, err
 	}
-	return events.Publish(ctx, js, subject, e)
+	end := time.Now().Add(within)
+	for {
+		actx, cancel := context.WithTimeout(ctx, min(storeAttempt, time.Until(end)))
+		ack, err := events.Publish(actx, js, subject, e)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Until(end) < 250*time.Millisecond {
+			return ack, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
-// rolledBack returns "REASON by WHO" when the drill's subject holds its rollback.
-func rolledBack(ctx context.Context, js jetstream.JetStream, subject string) (string, error) {
-	s, err := js.Stream(ctx, events.StreamDrills)
-	if err != nil {
-		return "", err
-	}
-	e, _, ok, err := events.Last(ctx, s, subject)
+// rollbackCheck bounds one look for a drill's rollback, a direct get that any replica of DRILLS
+// answers in a millisecond: a look that goes unanswered (the replica asked died) is as if none
+// was made, and must not delay the measuring it runs beside.
+const rollbackCheck = 250 * time.Millisecond
+
+// rolledBack returns "REASON by WHO" when the drill's subject holds its rollback. It reads from
+// drills, a handle opened before the drill started: opening DRILLS asks its leader, which there
+// is none of while the stream elects one.
+func rolledBack(ctx context.Context, drills jetstream.Stream, subject string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, rollbackCheck)
+	defer cancel()
+	e, _, ok, err := events.Last(ctx, drills, subject)
 	if err != nil || !ok {
 		return "", err
 	}
@@ -211,7 +244,7 @@ func rolledBack(ctx context.Context, js jetstream.JetStream, subject string) (st
 
 // measure waits until every answer and route sp expects differently from prev is observed, or
 // until twice the step's rto (at least rto + 2s), and scores the step.
-func measure(ctx context.Context, o Options, subject string, prev, sp StepPlan, t0 time.Time) StepScore {
+func measure(ctx context.Context, o Options, drills jetstream.Stream, subject string, prev, sp StepPlan, t0 time.Time) StepScore {
 	score := StepScore{Index: sp.Index, Step: sp.Step, RTO: Millis(sp.RTO)}
 	var watch []Observation
 	for _, want := range sp.Answers {
@@ -256,7 +289,7 @@ func measure(ctx context.Context, o Options, subject string, prev, sp StepPlan, 
 			break
 		}
 		if subject != "" {
-			if rb, _ := rolledBack(ctx, o.JS, subject); rb != "" {
+			if rb, _ := rolledBack(ctx, drills, subject); rb != "" {
 				score.RolledBack = rb
 				break
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/replay"
 	"github.com/detourdev/detour/services/up"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -332,5 +333,66 @@ func TestTheRecordedStateCarriesEachEndpointsVotesForThePlan(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// electingAfter is a client of a cluster whose DRILLS loses its leader, for a while, as soon
+// as an event of type after was stored through it.
+type electingAfter struct {
+	*eventstest.Electing
+	after string
+	lasts time.Duration
+	once  sync.Once
+	over  chan struct{}
+}
+
+func (e *electingAfter) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := e.Electing.PublishMsg(ctx, m, opts...)
+	if env, derr := events.Decode(m.Data); err == nil && derr == nil && env.Type == e.after {
+		e.once.Do(func() {
+			e.On.Store(true)
+			time.AfterFunc(e.lasts, func() { e.On.Store(false); close(e.over) })
+		})
+	}
+	return ack, err
+}
+
+// runThroughElection runs a one-step drill whose DRILLS elects a leader for 1.5 s (less than
+// the runner's 3 s lease) once an event of type after is stored.
+func runThroughElection(t *testing.T, after string) drill.Scorecard {
+	t.Helper()
+	s := startStack(t)
+	o := s.options(t, "name: elect\nsteps:\n  - {fail: pool shop/west, rto: 2s}\n")
+	e := eventstest.NewElecting(s.js, "detour.drill.", false)
+	e.StreamName = events.StreamDrills
+	js := &electingAfter{Electing: e, after: after, lasts: 1500 * time.Millisecond, over: make(chan struct{})}
+	o.JS = js
+	sc, err := drill.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-js.over:
+	case <-time.After(5 * time.Second):
+		t.Fatal("DRILLS never elected")
+	}
+	return sc
+}
+
+func TestAStepIsTimedByItsSwitchWhileDRILLSElectsALeader(t *testing.T) {
+	// The election begins as the step is recorded: the DNS servers and edges, which follow
+	// STATE, switch as ever, and the step is timed by when they did.
+	sc := runThroughElection(t, events.TypeDrillStepStarted)
+	if len(sc.Steps) != 1 || !sc.Steps[0].Pass || sc.RolledBack != "completed by tester" {
+		t.Fatalf("steps %+v, rolled back %q; want the one step switched within its rto, completed by tester", sc.Steps, sc.RolledBack)
+	}
+}
+
+func TestADrillGoesOnThroughADRILLSElectionShorterThanItsLease(t *testing.T) {
+	// The election begins as the drill's start is recorded: its step is recorded once DRILLS
+	// has a leader again, and the drill runs as if nothing happened.
+	sc := runThroughElection(t, events.TypeDrillStarted)
+	if len(sc.Steps) != 1 || !sc.Steps[0].Pass || sc.RolledBack != "completed by tester" {
+		t.Fatalf("steps %+v, rolled back %q; want the one step switched within its rto, completed by tester", sc.Steps, sc.RolledBack)
 	}
 }
