@@ -139,3 +139,25 @@ func TestTheDefaultHeartbeatFollowsTheShortestInterval(t *testing.T) {
 		}
 	}
 }
+
+// The fall-th check after a failure is at most interval × fall after it without jitter, and up
+// to interval × fall + jitter with it: each window's instant moves by up to the jitter, so the
+// span of fall windows after the last success can stretch by as much. At 10,000 endpoints some
+// endpoint comes close to that bound whenever a region fails.
+func TestTheFallthInstantAfterAFailureComesWithinIntervalTimesFallPlusTheJitter(t *testing.T) {
+	const interval, fall = 10 * time.Second, 3
+	for _, jitter := range []time.Duration{0, interval / 10} {
+		worst := time.Duration(0)
+		for i, k := range keys(10000) {
+			failed := time.Unix(1_764_547_200, 0).Add(time.Duration(i) * 7919 * time.Microsecond)
+			n, _ := NextSlot(k, interval, jitter, failed)
+			worst = max(worst, SlotTime(k, interval, jitter, n+fall-1).Sub(failed))
+		}
+		if bound := fall*interval + jitter; worst > bound {
+			t.Errorf("jitter %s: the %dth instant after a failure came %s after it, beyond interval × fall + jitter = %s", jitter, fall, worst, bound)
+		}
+		if jitter > 0 && worst <= fall*interval+jitter/2 {
+			t.Errorf("jitter %s: the %dth instant came at most %s after a failure; want some beyond interval × fall + jitter/2, as per-window jitter stretches the span", jitter, fall, worst)
+		}
+	}
+}
