@@ -240,9 +240,6 @@ func (k *Check) applyDefaults() {
 	if k.Timeout == 0 {
 		k.Timeout = min(Duration(2*time.Second), k.Interval)
 	}
-	if k.Jitter == 0 {
-		k.Jitter = k.Interval / 10
-	}
 	if k.Fall == 0 {
 		k.Fall = 3
 	}

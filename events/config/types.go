@@ -186,7 +186,10 @@ type Check struct {
 	Interval Duration `yaml:"interval,omitempty"`
 	// Timeout of one check; at most Interval. Default: the smaller of 2s and Interval.
 	Timeout Duration `yaml:"timeout,omitempty"`
-	// Jitter spreads checks randomly over up to this much. Default: a tenth of Interval.
+	// Jitter moves each check's instant in each window by a random amount up to this much, on
+	// top of the fixed phase that already spreads an app's checks over the interval. Default 0:
+	// every check keeps its instant, so the fall-th failed check comes at most Interval × Fall
+	// after a failure; a jitter adds up to itself to that.
 	Jitter Duration `yaml:"jitter,omitempty"`
 	// Fall consecutive failures take an endpoint down. Default 3.
 	Fall int `yaml:"fall,omitempty"`

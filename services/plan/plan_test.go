@@ -47,7 +47,6 @@ func TestDiffNamesEveryKindOfChangeFieldByField(t *testing.T) {
 			[]string{ // and what derives from it, unless given
 				"~ apps[shop].check.interval: 1s → 2s",
 				"~ apps[shop].check.timeout: 1s → 2s",
-				"~ apps[shop].check.jitter: 100ms → 200ms",
 				"~ apps[shop].check.stale_after: 3s → 6s",
 			}},
 		{"a new app", "edges:", "  - name: blog\n    fqdn: blog.demo.test\n    pools: [{name: p, endpoints: [{address: \"127.0.0.13:80\"}]}]\nedges:",
@@ -155,7 +154,7 @@ func TestMakeComparesWithTheActiveVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 100ms, stale_after: 3s", 1)))
+	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

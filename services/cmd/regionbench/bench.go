@@ -671,7 +671,7 @@ func (st *stack) print(phases ...*phase) {
 // regionConfig is a region of n failover apps: app i answers its own endpoint in the dying
 // region (127.1.x.y:80) while it is up, and its own backup endpoint (127.2.x.y:80) once it is
 // down. One edge per appsPerEdge apps fronts their first pools. A jitter of 0 leaves the
-// check's default.
+// check's default, none.
 func regionConfig(n, appsPerEdge int, interval, jitter time.Duration, notify string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "zones: [{name: region.test, notify: [%q]}]\napps:\n", notify)

@@ -30,13 +30,9 @@ type settings struct {
 	dir  string
 }
 
-// checkJitter is the jitter of the benchmark's checks: -jitter, or the configuration's default.
-func (s settings) checkJitter() time.Duration {
-	if s.jitter > 0 {
-		return s.jitter
-	}
-	return s.interval / 10
-}
+// checkJitter is the jitter of the benchmark's checks: -jitter (the configuration's default is
+// none).
+func (s settings) checkJitter() time.Duration { return s.jitter }
 
 func run() int {
 	var s settings
@@ -47,7 +43,7 @@ func run() int {
 	flag.IntVar(&s.appsPerEdge, "apps-per-edge", 10000, "apps each edge fronts (one edge process per this many apps)")
 	flag.IntVar(&s.dnsLoad, "dns-load", 10000, "queries per second dnsperf offers the DNS server, static and during each storm")
 	flag.DurationVar(&s.interval, "interval", time.Second, "check interval (fall 3, rise 2, timeout half the interval)")
-	flag.DurationVar(&s.jitter, "jitter", 0, "check jitter (0: the configuration's default, a tenth of the interval; 1ms is as good as none)")
+	flag.DurationVar(&s.jitter, "jitter", 0, "check jitter (default none, as the configuration's)")
 	flag.BoolVar(&s.keep, "keep", false, "keep the working directory (logs, configuration)")
 	flag.BoolVar(&s.profile, "profile", false, "record each role's CPU with perf during each storm and print where the two busiest spent it")
 	flag.BoolVar(&s.inNetns, "in-netns", false, "running in the benchmark's own network namespace (internal)")
