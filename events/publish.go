@@ -11,6 +11,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// AsyncAckTimeout is how long a client made by NewJetStream awaits the answer to an asynchronous
+// publish before it gives up on it.
+const AsyncAckTimeout = 5 * time.Second
+
+// NewJetStream is the JetStream client of a role. An asynchronous publish that is never answered
+// (the stream's leader took it and died: measured, the publishes in flight when the leader of a
+// stream was killed) is failed after AsyncAckTimeout and forgotten; nats.go's default keeps it
+// waiting for ever, and once 4,000 wait, every publish of the client is refused until it
+// reconnects. No role waits that long for an acknowledgement (the decider 500 ms, the controller
+// 1 s), so only publishes no one waits for any more are given up on.
+func NewJetStream(nc *nats.Conn, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+	return jetstream.New(nc, append([]jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(AsyncAckTimeout)}, opts...)...)
+}
+
 // ErrConflict means another writer appended to the subject first: re-read it and decide again.
 var ErrConflict = errors.New("subject changed since it was read")
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestAppendRefusesAWriterThatReadAnOlderSequence(t *testing.T) {
@@ -88,4 +89,41 @@ func FuzzDecodeNeverPanics(f *testing.F) {
 			t.Fatalf("an accepted envelope does not survive its own encoding: %v", err)
 		}
 	})
+}
+
+func TestAppendsGoOnAfterPublishesTheServerNeverAnswered(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	js, err := events.NewJetStream(srv.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Publishes a stream's leader took just before it died are never answered. A stream that
+	// acknowledges nothing stands for that leader: the client fills with publishes awaiting an
+	// answer, as many as it lets wait.
+	if _, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "LOST", Subjects: []string{"lost.>"}, NoAck: true,
+		Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if _, err := js.PublishAsync("lost.x", []byte("x")); err != nil {
+			break
+		}
+		if i == 100000 {
+			t.Fatal("the client let 100,000 publishes wait for an answer")
+		}
+	}
+	// The writer goes on appending once those are given up on.
+	e, _ := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{To: events.StatusDown})
+	subj := events.EndpointStateSubject("shop", "west", "a")
+	eventstest.Eventually(t, 3*events.AsyncAckTimeout, func() bool {
+		f, err := events.AppendAsync(js, subj, e, 0)
+		if err != nil {
+			return false
+		}
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = events.AppendResult(actx, f, e, 0)
+		return err == nil
+	}, "an append stored")
 }

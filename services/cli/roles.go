@@ -299,7 +299,7 @@ func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats at %s: %w", redact.String(url), err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := events.NewJetStream(nc)
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
