@@ -216,21 +216,32 @@ type Shortfall struct {
 
 // EnsureStreams creates every stream and the probers' bucket, or updates them to these
 // definitions; it never lowers the replicas of an existing one, nor changes its storage (which
-// JetStream cannot). It is what `detour apply` and `detour up` run.
+// JetStream cannot). It is what `detour apply` and `detour up` run. A stream it cannot read
+// (its group electing a leader, say) is an error: updating it blind could lower its replicas.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	for _, sc := range Streams(o) {
-		if cur, err := js.Stream(ctx, sc.Name); err == nil {
+	// current keeps what an existing stream has that the definitions must not lower.
+	current := func(name string, replicas *int, storage *jetstream.StorageType) error {
+		cur, err := js.Stream(ctx, name)
+		switch {
+		case err == nil:
 			c := cur.CachedInfo().Config
-			sc.Replicas, sc.Storage = max(sc.Replicas, c.Replicas), c.Storage
+			*replicas, *storage = max(*replicas, c.Replicas), c.Storage
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return fmt.Errorf("ensure stream %s: read its current definition: %w", name, err)
+		}
+		return nil
+	}
+	for _, sc := range Streams(o) {
+		if err := current(sc.Name, &sc.Replicas, &sc.Storage); err != nil {
+			return err
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}
 	kc := ProbersBucket(o)
-	if cur, err := js.Stream(ctx, StreamProbers); err == nil {
-		c := cur.CachedInfo().Config
-		kc.Replicas, kc.Storage = max(kc.Replicas, c.Replicas), c.Storage
+	if err := current(StreamProbers, &kc.Replicas, &kc.Storage); err != nil {
+		return err
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", kc.Bucket, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -161,5 +162,35 @@ func TestReportProbeBoundsWarnsWhenTheRateFillsTheStreamBeforeItsAge(t *testing.
 		if got := strings.TrimSpace(b.String()); got != tt.want {
 			t.Errorf("rate %v/s logged\n%s\nwant\n%s", tt.rate, got, tt.want)
 		}
+	}
+}
+
+// unreadable is a JetStream client that cannot read one stream's definition: its STREAM.INFO
+// goes unanswered, as while the stream's group elects a leader.
+type unreadable struct {
+	jetstream.JetStream
+	name string
+}
+
+func (u unreadable) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if name == u.name {
+		return nil, nats.ErrTimeout
+	}
+	return u.JetStream.Stream(ctx, name)
+}
+
+func TestEnsureStreamsChangesNoStreamWhoseDefinitionItCannotRead(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	const before, after = 64 << 20, 128 << 20
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true, ProbeMaxBytes: before}); err != nil {
+		t.Fatal(err)
+	}
+	err := events.EnsureStreams(ctx, unreadable{srv.JS, events.StreamProbes}, events.StreamOptions{Memory: true, ProbeMaxBytes: after})
+	if err == nil || !strings.Contains(err.Error(), "ensure stream "+events.StreamProbes) {
+		t.Fatalf("ensure with PROBES unreadable: %v, want an error naming PROBES", err)
+	}
+	if c := srv.Stream(t, events.StreamProbes).CachedInfo().Config; c.MaxBytes != before || c.Storage != jetstream.MemoryStorage {
+		t.Fatalf("PROBES after a refused ensure: max_bytes %d, storage %s; want %d in memory, unchanged", c.MaxBytes, c.Storage, int64(before))
 	}
 }
