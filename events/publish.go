@@ -159,14 +159,21 @@ func AppendResult(ctx context.Context, f jetstream.PubAckFuture, e Envelope, las
 	case ack := <-f.Ok():
 		return ack, nil
 	case err := <-f.Err():
-		switch apiErrorCode(err) {
-		case errCodeWrongLastSequence, errCodeWrongLastSequenceConst, errCodeDuplicateInProcess:
-			return nil, fmt.Errorf("append %s to %s after seq %d: %w", e.Type, subject, lastSeq, ErrConflict)
-		}
-		return nil, fmt.Errorf("append %s to %s: %w", e.Type, subject, err)
+		return nil, AppendError(subject, e, lastSeq, err)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("append %s to %s: %w", e.Type, subject, ctx.Err())
 	}
+}
+
+// AppendError is what AppendResult returns when the future of an AppendAsync of e to subject
+// after lastSeq failed with err (received from its Err channel): an error wrapping ErrConflict
+// when another writer got there first.
+func AppendError(subject string, e Envelope, lastSeq uint64, err error) error {
+	switch apiErrorCode(err) {
+	case errCodeWrongLastSequence, errCodeWrongLastSequenceConst, errCodeDuplicateInProcess:
+		return fmt.Errorf("append %s to %s after seq %d: %w", e.Type, subject, lastSeq, ErrConflict)
+	}
+	return fmt.Errorf("append %s to %s: %w", e.Type, subject, err)
 }
 
 // Last returns the last event stored on subject and its stream sequence; ok is false when the

@@ -47,6 +47,9 @@ type decider struct {
 	waiting   map[string]heardMsg
 	waitOrder []string
 	fromWire  bool
+	// pipe are the appends in flight, in the order sent; sentKeys counts the appends sent.
+	pipe     []*sent
+	sentKeys uint64
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -109,6 +112,7 @@ func (d *decider) run(ctx context.Context) error {
 		if d.live {
 			tick = ticks
 		}
+		acks, failed := d.front()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -129,6 +133,14 @@ func (d *decider) run(ctx context.Context) error {
 			}
 		case m := <-probes:
 			d.onDelivery(ctx, m)
+			if m.subject != "" {
+				d.flush(ctx)
+				d.countMessage()
+			}
+		case ack := <-acks:
+			d.acked(ctx, ack, nil)
+		case err := <-failed:
+			d.acked(ctx, nil, err)
 		case m := <-heardCh:
 			d.heard(m)
 		case now := <-tick:
@@ -154,7 +166,6 @@ func (d *decider) onDelivery(ctx context.Context, m delivery) {
 
 // onProbes folds the results of one PROBES message.
 func (d *decider) onProbes(ctx context.Context, m delivery) {
-	defer d.o.Stats.Messages.Add(1)
 	d.o.Metrics.Lag("decider", events.StreamProbes, m.pending)
 	if m.err != nil {
 		d.o.Stats.Malformed.Add(1)
@@ -236,20 +247,24 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		if m.seq <= s.seq {
 			return
 		}
-		d.noteUnexpected(m, s.status, s.seq > 0)
+		d.noteUnexpected(m, recorded(s.status, s.seq, s.next), s.seq > 0)
 		s.record(m.seq, stamped(env, m.stamp))
 		d.watchEndpoint(s)
-		// Another replica's transition: if it died before the pool's, append that. One that
-		// contradicts this replica's view waits: re-asserted, or confirmed by the probes (whose
-		// commit then appends the pool's).
+		// Another replica's transition: if it died before the pool's, append that (once this
+		// replica's appends on the pool have landed). One that contradicts this replica's view
+		// waits: re-asserted, or confirmed by the probes (whose commit then appends the pool's).
 		if d.live && m.pending == 0 && s.contradicted.IsZero() {
-			d.checkPool(ctx, s.pool)
+			if s.pool.inFlight > 0 {
+				s.pool.recheck = true
+			} else {
+				d.checkPool(ctx, s.pool)
+			}
 		}
 		return
 	}
 	if p := d.ix.pools[m.subject]; p != nil {
 		if m.seq > p.seq {
-			d.noteUnexpected(m, p.status, p.seq > 0)
+			d.noteUnexpected(m, recorded(p.status, p.seq, p.next), p.seq > 0)
 		}
 		p.record(m.seq, stamped(env, m.stamp))
 		d.watchPool(p)
@@ -348,6 +363,7 @@ func (d *decider) reconcile(ctx context.Context) {
 		d.queue(ctx, s, *dec)
 	}
 	d.flush(ctx)
+	d.settle(ctx)
 	for _, a := range d.ix.apps {
 		for _, p := range a.pools {
 			d.checkPool(ctx, p)
@@ -370,9 +386,11 @@ func (d *decider) explain(s *endpointSlot, now time.Time) *decide.Decision {
 
 // tick lets time pass: staleness and hold-down deadlines, and retries of failed appends.
 // Once an append fails for another reason than a conflict (NATS unreachable), the pool
-// transitions wait for the next tick instead of each waiting for its own timeout.
+// transitions wait for the next tick instead of each waiting for its own timeout. The appends
+// in flight land first: one that fails now is retried on the next tick.
 func (d *decider) tick(ctx context.Context, now time.Time) {
 	d.failing = false
+	d.settle(ctx)
 	for _, s := range d.ix.endpoints {
 		if dec, ok := s.st.Expire(now, s.pool.app.policy); ok {
 			s.pending = &dec
@@ -391,6 +409,7 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		d.queue(ctx, s, *dec)
 	}
 	d.flush(ctx)
+	d.settle(ctx)
 	for _, a := range d.ix.apps {
 		for _, p := range a.pools {
 			if p.retry && !d.failing {
@@ -407,6 +426,9 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 // subject first, it re-reads it and decides again.
 func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decision) {
 	p := s.pool
+	if p.inFlight > 0 {
+		d.settle(ctx)
+	}
 	// STATE already holding a newer event than this decision means another replica is ahead in
 	// the probes: this decision is history already.
 	for attempt := 0; due(s, dec); attempt++ {
@@ -420,7 +442,7 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 		}
 		ack, err := d.append(ctx, s.subject, ev, s.seq)
 		if err == nil {
-			d.endpointRecorded(s, dec, ev, ack)
+			d.endpointRecorded(s, dec, s.status, ev, ack)
 			break
 		}
 		if !d.conflicted(ctx, s, dec, err) {
@@ -450,9 +472,8 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 	return ev, true
 }
 
-// endpointRecorded notes that STATE stored ev, the transition of dec, at ack.
-func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, ev events.Envelope, ack *jetstream.PubAck) {
-	from := s.status
+// endpointRecorded notes that STATE stored ev, the transition of dec from status from, at ack.
+func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, from events.Status, ev events.Envelope, ack *jetstream.PubAck) {
 	s.record(ack.Sequence, ev)
 	if !ack.Duplicate {
 		d.o.Stats.Transitions.Add(1)
@@ -533,6 +554,9 @@ func (d *decider) checkPool(ctx context.Context, p *poolSlot) { d.poolTransition
 // poolTransition is checkPool; with reassert, a pool event newer than the endpoints' does not
 // stop it: that event contradicted them for longer than a race lasts.
 func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool) {
+	if p.inFlight > 0 {
+		d.settle(ctx)
+	}
 	for attempt := 0; ; attempt++ {
 		ev, t, ok := d.poolEvent(p, reassert)
 		if !ok {

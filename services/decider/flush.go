@@ -2,14 +2,15 @@ package decider
 
 import (
 	"context"
+	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/services/decide"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// maxInFlight bounds the appends a flush has outstanding at once (below the client's limit of
-// pending asynchronous publishes).
+// maxInFlight bounds the appends outstanding at once (below the client's limit of pending
+// asynchronous publishes).
 const maxInFlight = 1000
 
 // queued is a decision waiting for the next flush.
@@ -31,20 +32,63 @@ func (d *decider) queue(ctx context.Context, s *endpointSlot, dec decide.Decisio
 	d.queued = append(d.queued, queued{s, dec})
 }
 
-// appendJob is one append a flush sends: ev to subject after lastSeq, and its outcome.
-type appendJob struct {
-	subject string
+// sent is an append on its way to STATE: an endpoint's transition (s, dec) or a pool's (p, t).
+// Until it is acknowledged its slot shows ev as recorded, so that the decisions of the messages
+// folded meanwhile see what they would see once it is stored; the slot's sequence stays the last
+// one STATE acknowledged, and prev keeps what the slot showed before.
+type sent struct {
+	s   *endpointSlot
+	dec decide.Decision
+	p   *poolSlot
+	t   events.Transition
+
 	ev      events.Envelope
 	lastSeq uint64
-	ack     *jetstream.PubAck
-	err     error
+	f       jetstream.PubAckFuture
+	// err is set when the append could not be sent, or once its acknowledgement says it failed.
+	err  error
+	prev shown
+	// key orders the appends in flight after every sequence STATE acknowledged, in the order
+	// sent (which is the order STATE stores them in): see endpointSlot.order.
+	key uint64
+	// messages are the PROBES messages whose appends end with this one: counted in
+	// Stats.Messages once it is acknowledged.
+	messages uint64
 }
 
-// flush appends the queued decisions together: the endpoints' transitions first, pipelined,
-// then the transitions of the pools whose availability they changed, pipelined. Each append
-// still expects its subject's last sequence, so two replicas never both append one change; an
-// append that loses that race is re-read and decided again alone, as commit does. A thousand
-// endpoints failing together so cost two round trips to JetStream rather than two thousand.
+// shown is what a slot shows as recorded on its subject: its status, the event's id and time.
+type shown struct {
+	status  events.Status
+	eventID string
+	since   time.Time
+}
+
+// subject is the STATE subject the append goes to.
+func (j *sent) subject() string {
+	if j.s != nil {
+		return j.s.subject
+	}
+	return j.p.subject
+}
+
+// pool is the pool whose availability the append changes or may change.
+func (j *sent) pool() *poolSlot {
+	if j.s != nil {
+		return j.s.pool
+	}
+	return j.p
+}
+
+// flush sends the queued decisions' appends: the endpoints' transitions first, then the
+// transitions of the pools whose availability they change, in that order, without waiting for
+// their acknowledgements. Each append still expects its subject's last sequence, so two replicas
+// never both append one change; a subject with an append in flight waits for its
+// acknowledgement (settle) before the next is built, as its expected sequence and its event id
+// follow from the sequence STATE gives the first. The acknowledgements come back to the loop in
+// the order sent (landed), and the appends of each decision round reach STATE in the order a
+// flush that waited for every acknowledgement would have appended them, whatever the timing:
+// the stream (and every id derived from its sequences) stays the same, while a storm of
+// thousands of transitions costs no round trip to JetStream per PROBES message.
 func (d *decider) flush(ctx context.Context) {
 	if len(d.queued) == 0 {
 		return
@@ -60,9 +104,10 @@ func (d *decider) flush(ctx context.Context) {
 			pools = append(pools, p)
 		}
 	}
-	jobs := make([]appendJob, 0, len(q))
-	sent := make([]queued, 0, len(q))
 	for _, x := range q {
+		if x.s.next != nil {
+			d.settle(ctx)
+		}
 		if !due(x.s, x.dec) {
 			addPool(x.s.pool)
 			continue
@@ -71,67 +116,170 @@ func (d *decider) flush(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		jobs = append(jobs, appendJob{subject: x.s.subject, ev: ev, lastSeq: x.s.seq})
-		sent = append(sent, x)
+		d.send(ctx, &sent{s: x.s, dec: x.dec, ev: ev, lastSeq: x.s.seq})
+		addPool(x.s.pool)
 	}
-	d.appendAll(ctx, jobs)
-	for i, j := range jobs {
-		x := sent[i]
-		if j.err == nil {
-			d.endpointRecorded(x.s, x.dec, j.ev, j.ack)
-			addPool(x.s.pool)
-			continue
-		}
-		if d.conflicted(ctx, x.s, x.dec, j.err) {
-			d.commit(ctx, x.s, x.dec)
-		}
-	}
-
-	jobs = jobs[:0]
-	var changed []*poolSlot
-	var ts []events.Transition
 	for _, p := range pools {
+		if p.next != nil {
+			d.settle(ctx)
+		}
 		if ev, t, ok := d.poolEvent(p, false); ok {
-			jobs = append(jobs, appendJob{subject: p.subject, ev: ev, lastSeq: p.seq})
-			changed, ts = append(changed, p), append(ts, t)
+			d.send(ctx, &sent{p: p, t: t, ev: ev, lastSeq: p.seq})
 		}
 	}
-	d.appendAll(ctx, jobs)
-	for i, j := range jobs {
-		p := changed[i]
+}
+
+// send starts the append j and shows its event on its slot until it lands.
+func (d *decider) send(ctx context.Context, j *sent) {
+	if len(d.pipe) >= maxInFlight {
+		d.settle(ctx)
+	}
+	j.f, j.err = events.AppendAsync(d.js, j.subject(), j.ev, j.lastSeq)
+	d.sentKeys++
+	j.key = d.sentKeys
+	status, _ := events.TransitionStatus(j.ev.Type)
+	if s := j.s; s != nil {
+		j.prev = shown{s.status, s.eventID, s.since}
+		s.status, s.eventID, s.since, s.next = status, j.ev.ID, j.ev.Time, j
+	} else {
+		p := j.p
+		j.prev = shown{status: p.status, since: p.since}
+		p.status, p.since, p.next = status, j.ev.Time, j
+	}
+	j.pool().inFlight++
+	d.pipe = append(d.pipe, j)
+	if j.err != nil {
+		d.settle(ctx) // not sent: handled now, in order
+	}
+}
+
+// countMessage counts a PROBES message in Stats.Messages once the appends its decisions made
+// have landed.
+func (d *decider) countMessage() {
+	if len(d.pipe) == 0 {
+		d.o.Stats.Messages.Add(1)
+		return
+	}
+	d.pipe[len(d.pipe)-1].messages++
+}
+
+// front returns the channels on which the oldest append in flight is acknowledged or fails; nil
+// channels when none is in flight.
+func (d *decider) front() (<-chan *jetstream.PubAck, <-chan error) {
+	if len(d.pipe) == 0 || d.pipe[0].f == nil {
+		return nil, nil
+	}
+	return d.pipe[0].f.Ok(), d.pipe[0].f.Err()
+}
+
+// acked handles the acknowledgement of the oldest append in flight, or its failure err (from its
+// future). A failure settles every append in flight, as those sent after it may have been built
+// on it.
+func (d *decider) acked(ctx context.Context, ack *jetstream.PubAck, err error) {
+	j := d.pipe[0]
+	if err != nil {
+		j.err = events.AppendError(j.subject(), j.ev, j.lastSeq, err)
+		d.settle(ctx)
+		return
+	}
+	d.pipe[0] = nil
+	d.pipe = d.pipe[1:]
+	if len(d.pipe) == 0 {
+		d.pipe = nil // let the backing array go after a burst
+	}
+	d.landed(ctx, j, ack)
+}
+
+// settle waits for every append in flight, for at most appendTimeout, and handles each outcome
+// in the order sent. When one failed, the appends sent after it were built on it: once every
+// outcome is known, the failures are decided again as a flush waiting for each acknowledgement
+// would have (re-read after a conflict, retried on the next tick otherwise), and the pools they
+// touched are checked again, so that a pool transition stored on a failed endpoint's append is
+// followed by the one its endpoints' recorded statuses imply.
+func (d *decider) settle(ctx context.Context) {
+	if len(d.pipe) == 0 {
+		return
+	}
+	pipe := d.pipe
+	d.pipe = nil
+	wctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	var failed []*sent
+	var touched []*poolSlot
+	for _, j := range pipe {
+		var ack *jetstream.PubAck
 		if j.err == nil {
-			d.poolRecorded(p, ts[i], j.ev, j.ack)
+			ack, j.err = events.AppendResult(wctx, j.f, j.ev, j.lastSeq)
+		}
+		if j.err == nil {
+			d.landed(ctx, j, ack)
+		} else {
+			d.unsent(j)
+			failed = append(failed, j)
+		}
+		if len(failed) > 0 {
+			touched = append(touched, j.pool())
+		}
+	}
+	for _, j := range failed {
+		if j.s != nil {
+			if d.conflicted(ctx, j.s, j.dec, j.err) {
+				d.commit(ctx, j.s, j.dec)
+			}
+		} else if d.poolConflicted(ctx, j.p, j.err) {
+			d.checkPool(ctx, j.p)
+		}
+	}
+	for _, p := range touched {
+		if d.failing {
+			p.retry = true
 			continue
 		}
-		if d.poolConflicted(ctx, p, j.err) {
-			d.checkPool(ctx, p)
-		}
+		d.checkPool(ctx, p)
 	}
 }
 
-// appendAll appends the jobs in order, pipelined: up to maxInFlight are sent before the first
-// acknowledgement is awaited. One connection stores them in the order sent, so the stream (and
-// every id derived from its sequences) is the same whatever the timing.
-func (d *decider) appendAll(ctx context.Context, jobs []appendJob) {
-	for start := 0; start < len(jobs); start += maxInFlight {
-		d.appendWindow(ctx, jobs[start:min(start+maxInFlight, len(jobs))])
+// landed records the acknowledged append j.
+func (d *decider) landed(ctx context.Context, j *sent, ack *jetstream.PubAck) {
+	d.o.Stats.Messages.Add(j.messages)
+	p := j.pool()
+	p.inFlight--
+	if s := j.s; s != nil {
+		s.next = nil
+		d.endpointRecorded(s, j.dec, j.prev.status, j.ev, ack)
+	} else {
+		j.p.next = nil
+		d.poolRecorded(j.p, j.t, j.ev, ack)
+	}
+	if p.recheck && p.inFlight == 0 {
+		p.recheck = false
+		d.checkPool(ctx, p)
 	}
 }
 
-// appendWindow appends up to maxInFlight jobs, awaiting their acknowledgements for at most
-// appendTimeout.
-func (d *decider) appendWindow(ctx context.Context, window []appendJob) {
-	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
-	defer cancel()
-	futures := make([]jetstream.PubAckFuture, len(window))
-	for i := range window {
-		j := &window[i]
-		futures[i], j.err = events.AppendAsync(d.js, j.subject, j.ev, j.lastSeq)
-	}
-	for i, f := range futures {
-		if f != nil {
-			j := &window[i]
-			j.ack, j.err = events.AppendResult(ctx, f, j.ev, j.lastSeq)
+// unsent takes the failed append j off its slot: the slot shows again what STATE recorded,
+// unless STATE delivered a newer event on the subject meanwhile.
+func (d *decider) unsent(j *sent) {
+	d.o.Stats.Messages.Add(j.messages)
+	j.pool().inFlight--
+	if s := j.s; s != nil {
+		s.next = nil
+		if s.seq == j.lastSeq {
+			s.status, s.eventID, s.since = j.prev.status, j.prev.eventID, j.prev.since
 		}
+		return
 	}
+	j.p.next = nil
+	if j.p.seq == j.lastSeq {
+		j.p.status, j.p.since = j.prev.status, j.prev.since
+	}
+}
+
+// recorded is what STATE recorded on the subject of a slot that may have an append in flight
+// (next): the status shown before it.
+func recorded(status events.Status, seq uint64, next *sent) events.Status {
+	if next != nil && seq == next.lastSeq {
+		return next.prev.status
+	}
+	return status
 }

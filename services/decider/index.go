@@ -32,6 +32,12 @@ type poolSlot struct {
 	// contradicted is when STATE began to record a status its endpoints' do not imply; zero
 	// while it does not.
 	contradicted time.Time
+	// next is the pool's transition in flight, if any (see sent); inFlight counts the appends in
+	// flight of the pool and its endpoints, and recheck asks for the pool to be checked once
+	// they have landed (another replica's transition came meanwhile).
+	next     *sent
+	inFlight int
+	recheck  bool
 }
 
 type endpointSlot struct {
@@ -58,6 +64,8 @@ type endpointSlot struct {
 	contradicted time.Time
 	// folded is, per region, the last result folded (see once).
 	folded []foldedResult
+	// next is the endpoint's transition in flight, if any (see sent).
+	next *sent
 }
 
 // foldedResult is the last result folded from one region: its prober time and id, and, while
@@ -170,11 +178,21 @@ func (p *poolSlot) thresholds() events.Thresholds {
 func (p *poolSlot) latest() *endpointSlot {
 	var out *endpointSlot
 	for _, s := range p.endpoints {
-		if s.seq > 0 && (out == nil || s.seq > out.seq) {
+		if s.order() > 0 && (out == nil || s.order() > out.order()) {
 			out = s
 		}
 	}
 	return out
+}
+
+// order places the endpoint's last event among its pool's: its stream sequence or, while its
+// transition is in flight, after every sequence acknowledged, in the order sent (which is the
+// order STATE stores them in).
+func (s *endpointSlot) order() uint64 {
+	if s.next != nil {
+		return 1<<62 + s.next.key
+	}
+	return s.seq
 }
 
 // record notes an event STATE holds on the endpoint's subject, unless a newer one is known.

@@ -14,6 +14,7 @@ import (
 // under the old configuration are appended first.
 func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	d.flush(ctx)
+	d.settle(ctx)
 	old := d.ix
 	ix := newIndex(c)
 	for k, s := range ix.byName {
