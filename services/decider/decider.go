@@ -47,6 +47,11 @@ type decider struct {
 	waiting   map[string]heardMsg
 	waitOrder []string
 	fromWire  bool
+	// early are the ids PROBES delivered before their copy was heard on the wire, the last
+	// wireBuffer of them in earlyRing (the next to go at earlyNext).
+	early     map[string]struct{}
+	earlyRing []string
+	earlyNext int
 	// pipe are the appends in flight, in the order sent; sentKeys counts the appends sent.
 	pipe     []*sent
 	sentKeys uint64
@@ -144,7 +149,7 @@ func (d *decider) run(ctx context.Context) error {
 		case m := <-heardCh:
 			d.heard(m)
 		case now := <-tick:
-			d.foldHeard(ctx, now)
+			d.foldHeard(ctx, now, len(probeCh) > 0)
 			d.tick(ctx, d.streamNow(now))
 		case c := <-d.o.Configs:
 			d.reconfigure(ctx, c)
@@ -387,10 +392,14 @@ func (d *decider) explain(s *endpointSlot, now time.Time) *decide.Decision {
 // tick lets time pass: staleness and hold-down deadlines, and retries of failed appends.
 // Once an append fails for another reason than a conflict (NATS unreachable), the pool
 // transitions wait for the next tick instead of each waiting for its own timeout. The appends
-// in flight land first: one that fails now is retried on the next tick.
+// in flight land as their acknowledgements come, without the tick waiting for them, unless the
+// oldest waited longer than appendTimeout: then they are settled, and one that failed is retried
+// on the next tick.
 func (d *decider) tick(ctx context.Context, now time.Time) {
 	d.failing = false
-	d.settle(ctx)
+	if d.overdue() {
+		d.settle(ctx)
+	}
 	for _, s := range d.ix.endpoints {
 		if dec, ok := s.st.Expire(now, s.pool.app.policy); ok {
 			s.pending = &dec
@@ -409,7 +418,6 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		d.queue(ctx, s, *dec)
 	}
 	d.flush(ctx)
-	d.settle(ctx)
 	for _, a := range d.ix.apps {
 		for _, p := range a.pools {
 			if p.retry && !d.failing {

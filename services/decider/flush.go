@@ -46,7 +46,9 @@ type sent struct {
 	lastSeq uint64
 	f       jetstream.PubAckFuture
 	// err is set when the append could not be sent, or once its acknowledgement says it failed.
-	err  error
+	err error
+	// at is when it was sent, on this host's clock.
+	at   time.Time
 	prev shown
 	// key orders the appends in flight after every sequence STATE acknowledged, in the order
 	// sent (which is the order STATE stores them in): see endpointSlot.order.
@@ -83,8 +85,8 @@ func (j *sent) pool() *poolSlot {
 // transitions of the pools whose availability they change, in that order, without waiting for
 // their acknowledgements. Each append still expects its subject's last sequence, so two replicas
 // never both append one change; a subject with an append in flight waits for its
-// acknowledgement (settle) before the next is built, as its expected sequence and its event id
-// follow from the sequence STATE gives the first. The acknowledgements come back to the loop in
+// acknowledgement (landThrough) before the next is built, as its expected sequence and its
+// event id follow from the sequence STATE gives the first. The acknowledgements come back to the loop in
 // the order sent (landed), and the appends of each decision round reach STATE in the order a
 // flush that waited for every acknowledgement would have appended them, whatever the timing:
 // the stream (and every id derived from its sequences) stays the same, while a storm of
@@ -106,7 +108,7 @@ func (d *decider) flush(ctx context.Context) {
 	}
 	for _, x := range q {
 		if x.s.next != nil {
-			d.settle(ctx)
+			d.landThrough(ctx, x.s.next)
 		}
 		if !due(x.s, x.dec) {
 			addPool(x.s.pool)
@@ -121,7 +123,7 @@ func (d *decider) flush(ctx context.Context) {
 	}
 	for _, p := range pools {
 		if p.next != nil {
-			d.settle(ctx)
+			d.landThrough(ctx, p.next)
 		}
 		if ev, t, ok := d.poolEvent(p, false); ok {
 			d.send(ctx, &sent{p: p, t: t, ev: ev, lastSeq: p.seq})
@@ -131,10 +133,11 @@ func (d *decider) flush(ctx context.Context) {
 
 // send starts the append j and shows its event on its slot until it lands.
 func (d *decider) send(ctx context.Context, j *sent) {
-	if len(d.pipe) >= maxInFlight {
-		d.settle(ctx)
+	for len(d.pipe) >= maxInFlight {
+		d.landThrough(ctx, d.pipe[0])
 	}
 	j.f, j.err = events.AppendAsync(d.js, j.subject(), j.ev, j.lastSeq)
+	j.at = time.Now()
 	d.sentKeys++
 	j.key = d.sentKeys
 	status, _ := events.TransitionStatus(j.ev.Type)
@@ -182,12 +185,48 @@ func (d *decider) acked(ctx context.Context, ack *jetstream.PubAck, err error) {
 		d.settle(ctx)
 		return
 	}
+	d.pop()
+	d.landed(ctx, j, ack)
+}
+
+// landThrough waits for the appends in flight up to j, for at most appendTimeout each, and
+// handles them in the order sent; a failure settles every append in flight.
+func (d *decider) landThrough(ctx context.Context, j *sent) {
+	for len(d.pipe) > 0 {
+		front := d.pipe[0]
+		if front.err != nil {
+			d.settle(ctx)
+			return
+		}
+		wctx, cancel := context.WithTimeout(ctx, appendTimeout)
+		ack, err := events.AppendResult(wctx, front.f, front.ev, front.lastSeq)
+		cancel()
+		if err != nil {
+			front.err = err
+			d.settle(ctx)
+			return
+		}
+		d.pop()
+		d.landed(ctx, front, ack)
+		if front == j {
+			return
+		}
+	}
+}
+
+// overdue reports whether the oldest append in flight has waited for its acknowledgement
+// longer than appendTimeout.
+func (d *decider) overdue() bool {
+	return len(d.pipe) > 0 && time.Since(d.pipe[0].at) > appendTimeout
+}
+
+// pop takes the oldest append off the pipe.
+func (d *decider) pop() {
 	d.pipe[0] = nil
 	d.pipe = d.pipe[1:]
 	if len(d.pipe) == 0 {
 		d.pipe = nil // let the backing array go after a burst
 	}
-	d.landed(ctx, j, ack)
 }
 
 // settle waits for every append in flight, for at most appendTimeout, and handles each outcome
