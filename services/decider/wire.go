@@ -51,6 +51,10 @@ func (d *decider) heard(m heardMsg) {
 	if !d.live {
 		return
 	}
+	if _, ok := d.early[m.id]; ok {
+		delete(d.early, m.id) // PROBES delivered it first
+		return
+	}
 	if d.waiting == nil {
 		d.waiting = map[string]heardMsg{}
 	}
@@ -61,24 +65,39 @@ func (d *decider) heard(m heardMsg) {
 }
 
 // delivered notes that PROBES delivered the message with id: its copy heard on the wire is not
-// needed.
+// needed. The loop may take the copy after the delivery (both wait at once after a busy
+// moment): the id is then remembered, among the last wireBuffer, so that the copy is dropped
+// as it comes instead of waiting wireGrace to be decoded and found folded already.
 func (d *decider) delivered(id string) {
 	if d.fromWire {
 		d.fromWire = false
 		d.log.Info().Msg("PROBES delivers again; results are folded as it delivers them")
 	}
-	if id != "" && len(d.waiting) > 0 {
-		delete(d.waiting, id)
+	if id == "" || !d.live {
+		return
 	}
+	if _, ok := d.waiting[id]; ok {
+		delete(d.waiting, id)
+		return
+	}
+	if d.early == nil {
+		d.early, d.earlyRing = map[string]struct{}{}, make([]string, wireBuffer)
+	}
+	delete(d.early, d.earlyRing[d.earlyNext])
+	d.earlyRing[d.earlyNext] = id
+	d.earlyNext = (d.earlyNext + 1) % len(d.earlyRing)
+	d.early[id] = struct{}{}
 }
 
 // foldHeard folds the messages heard on the wire whose grace ended at local without PROBES
-// delivering them, each timed by when it was heard, on the streams' clock.
-func (d *decider) foldHeard(ctx context.Context, local time.Time) {
+// delivering them, each timed by when it was heard, on the streams' clock. While PROBES
+// deliveries wait for the loop (backlog), PROBES is not what is late: the copies keep waiting
+// for it, as folding them from the wire would only add their decoding to the loop's delay.
+func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) {
 	n := 0
 	for _, id := range d.waitOrder {
 		m, ok := d.waiting[id]
-		if ok && local.Sub(m.at) < wireGrace {
+		if ok && (backlog || local.Sub(m.at) < wireGrace) {
 			break
 		}
 		n++
