@@ -93,7 +93,7 @@ func (d *decider) run(ctx context.Context) error {
 	wg.Go(func() {
 		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime: &from}, events.BridgeNone, decodeProbeResults, probeCh) // the wire bridges PROBES
+			OptStartTime: &from}, events.BridgeNone, probeDecoder(), probeCh) // the wire bridges PROBES
 	})
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNone, decodeState, drillCh) })
 	heardCh := make(chan heardMsg, wireBuffer)

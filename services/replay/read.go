@@ -151,11 +151,7 @@ func readProbes(ctx context.Context, js jetstream.JetStream, w Window, fn func(*
 				c.recs = make([]Record, len(c.msgs))
 				for i, m := range c.msgs {
 					c.recs[i] = Record{Stream: events.StreamProbes, Seq: m.seq, Subject: m.subject, Stored: m.stored}
-					if rs, ok := decodeProbeFast(m.data, names); ok {
-						c.recs[i].Results = rs
-					} else {
-						c.recs[i].Results, c.recs[i].Err = events.DecodeProbes(m.data)
-					}
+					c.recs[i].Results, c.recs[i].Err = events.DecodeProbesNamed(m.data, names)
 				}
 				close(c.done)
 			}

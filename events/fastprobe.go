@@ -1,28 +1,27 @@
-package replay
+package events
 
 import (
 	"bytes"
 	"strconv"
 	"time"
 	"unicode/utf8"
-
-	"github.com/detourdev/detour/events"
 )
 
-// decodeProbeFast decodes a PROBES message of the shape events.Encode writes (the type first,
+// decodeProbeFast decodes a PROBES message of the shape Encode writes (the type first,
 // every string without escapes, every key one the payload types have, no null), which is what
 // probers publish, several times faster than encoding/json. It reports false for anything else,
-// and the caller falls back to events.DecodeProbes: whenever it accepts a message, its results are the
-// ones events.DecodeProbes gives (a differential test and a fuzzer hold it to that).
+// and DecodeProbesNamed falls back to encoding/json (decodeProbesJSON): whenever it accepts a
+// message, its results are the ones decodeProbesJSON gives (a differential test and a fuzzer hold
+// it to that).
 //
 // names, when not nil, interns the strings that repeat from one result to the next (app, pool,
 // endpoint, address, region, prober, check, error class and error), so a million results hold a
 // few thousand of them instead of ten million.
-func decodeProbeFast(data []byte, names map[string]string) ([]events.ProbeResult, bool) {
+func decodeProbeFast(data []byte, names map[string]string) ([]ProbeResult, bool) {
 	s := scanner{b: data, names: names}
-	var rs []events.ProbeResult
+	var rs []ProbeResult
 	var typ, id string
-	var batch events.ProbeBatch
+	var batch ProbeBatch
 	var at time.Time
 	sawData := false
 	ok := s.object(func(key []byte) bool {
@@ -30,7 +29,7 @@ func decodeProbeFast(data []byte, names map[string]string) ([]events.ProbeResult
 		case typ == "" && string(key) != "type":
 			return false // the type comes first, so the data is read as what it is
 		case string(key) == "type":
-			return typ == "" && s.str(&typ) && (typ == events.TypeProbeCompleted || typ == events.TypeProbeBatchCompleted)
+			return typ == "" && s.str(&typ) && (typ == TypeProbeCompleted || typ == TypeProbeBatchCompleted)
 		case string(key) == "id":
 			return s.str(&id)
 		case string(key) == "time":
@@ -40,11 +39,11 @@ func decodeProbeFast(data []byte, names map[string]string) ([]events.ProbeResult
 			return ok
 		case string(key) != "data":
 			return false
-		case typ == events.TypeProbeCompleted:
-			sawData, rs = true, []events.ProbeResult{{}}
+		case typ == TypeProbeCompleted:
+			sawData, rs = true, []ProbeResult{{}}
 			return s.object(func(key []byte) bool { return s.probeField(&rs[0], key) })
 		}
-		sawData, batch = true, events.ProbeBatch{}
+		sawData, batch = true, ProbeBatch{}
 		return s.object(func(key []byte) bool {
 			switch string(key) {
 			case "region":
@@ -55,9 +54,9 @@ func decodeProbeFast(data []byte, names map[string]string) ([]events.ProbeResult
 				if batch.Results != nil {
 					return false // encoding/json would decode the second array over the first
 				}
-				batch.Results = []events.ProbeResult{}
+				batch.Results = []ProbeResult{}
 				return s.array(func() bool {
-					batch.Results = append(batch.Results, events.ProbeResult{})
+					batch.Results = append(batch.Results, ProbeResult{})
 					r := &batch.Results[len(batch.Results)-1]
 					return s.object(func(key []byte) bool { return s.probeField(r, key) })
 				})
@@ -68,7 +67,7 @@ func decodeProbeFast(data []byte, names map[string]string) ([]events.ProbeResult
 	if !ok || s.skipSpace() != len(data) || id == "" || at.IsZero() || !sawData {
 		return nil, false
 	}
-	if typ == events.TypeProbeCompleted {
+	if typ == TypeProbeCompleted {
 		if rs[0].ID == "" {
 			rs[0].ID = id
 		}
@@ -277,7 +276,7 @@ func (s *scanner) integer(out *int64) bool {
 }
 
 // probeField reads the value of one ProbeResult field.
-func (s *scanner) probeField(r *events.ProbeResult, key []byte) bool {
+func (s *scanner) probeField(r *ProbeResult, key []byte) bool {
 	switch string(key) {
 	case "id":
 		return s.str(&r.ID)

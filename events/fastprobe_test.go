@@ -1,4 +1,4 @@
-package replay
+package events
 
 import (
 	"math/rand/v2"
@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/detourdev/detour/events"
 )
 
 // corpus encodes n results as probers publish them, with strings drawn from a set that includes
@@ -25,24 +23,24 @@ func corpus(tb testing.TB, n int) [][]byte {
 			pool = words[:6]
 		}
 		pick := func() string { return pool[rng.IntN(len(pool))] }
-		r := events.ProbeResult{ID: pick(), At: time.Unix(rng.Int64N(2e9), rng.Int64N(1e9)).UTC(), App: pick(), Pool: pick(),
+		r := ProbeResult{ID: pick(), At: time.Unix(rng.Int64N(2e9), rng.Int64N(1e9)).UTC(), App: pick(), Pool: pick(),
 			Endpoint: pick(), Address: pick(), Region: pick(), Prober: pick(), Check: pick(), OK: rng.IntN(2) == 0,
 			LatencyMicros: rng.Int64N(1e7) - 5, ErrorClass: pick(), Error: pick(), HTTPStatus: rng.IntN(600)}
 		if i%3 == 0 {
 			d := rng.NormFloat64() * 1e3
 			r.CertExpiryDays = &d
 		}
-		e, err := events.New(events.TypeProbeCompleted, pick(), r.At, r)
+		e, err := New(TypeProbeCompleted, pick(), r.At, r)
 		if i%5 == 4 {
 			// A batch of the results so far, as a busy prober publishes them.
-			var b events.ProbeBatch
+			var b ProbeBatch
 			b.Region, b.Prober = pick(), pick()
 			for j := range i % 7 {
 				rj := r
 				rj.ID, rj.Region, rj.OK = "", []string{"", pick()}[j%2], j%2 == 0
 				b.Results = append(b.Results, rj)
 			}
-			e, err = events.New(events.TypeProbeBatchCompleted, pick(), r.At, b)
+			e, err = New(TypeProbeBatchCompleted, pick(), r.At, b)
 		}
 		if err != nil {
 			tb.Fatal(err)
@@ -59,7 +57,7 @@ func sameAsLibrary(t *testing.T, data []byte) bool {
 	if !ok {
 		return false
 	}
-	want, err := events.DecodeProbes(data)
+	want, err := decodeProbesJSON(data)
 	if err != nil {
 		t.Fatalf("the fast path accepted %q, which encoding/json refuses (%v)", data, err)
 	}
@@ -80,8 +78,8 @@ func TestTheFastProbeDecoderAgreesWithEncodingJSON(t *testing.T) {
 	if accepted < 8000 {
 		t.Errorf("the fast path took %d of 20,000 results", accepted)
 	}
-	plain := events.ProbeResult{ID: "r1", At: time.Now().UTC(), App: "shop", Pool: "west", Endpoint: "e1", Region: "us-west", OK: true}
-	e, _ := events.New(events.TypeProbeCompleted, "prober/us-west/p1", plain.At, plain)
+	plain := ProbeResult{ID: "r1", At: time.Now().UTC(), App: "shop", Pool: "west", Endpoint: "e1", Region: "us-west", OK: true}
+	e, _ := New(TypeProbeCompleted, "prober/us-west/p1", plain.At, plain)
 	if !sameAsLibrary(t, e.Encode()) {
 		t.Errorf("the fast path refused a plain result")
 	}
@@ -129,7 +127,7 @@ func BenchmarkDecodeProbe(b *testing.B) {
 	})
 	b.Run("encoding-json", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
-			_, _ = events.DecodeProbes(plain[i%len(plain)])
+			_, _ = decodeProbesJSON(plain[i%len(plain)])
 		}
 	})
 }
