@@ -79,11 +79,15 @@ type region struct {
 	// published.
 	spread time.Duration
 	sent   []time.Time
+	// perBatch is how many results one PROBES message holds (500, as a busy prober's batch
+	// window fills; a few, as probers publishing every 2 ms send them at 10,000 checks a
+	// second).
+	perBatch int
 }
 
 func startRegion(tb testing.TB, n int, interval time.Duration, notify string) *region {
 	tb.Helper()
-	r := &region{tb: tb, n: n, interval: interval, cfg: regionConfig(tb, n, interval, notify), srv: eventstest.Start(tb)}
+	r := &region{tb: tb, n: n, interval: interval, cfg: regionConfig(tb, n, interval, notify), srv: eventstest.Start(tb), perBatch: 500}
 	log := zerolog.Nop()
 	if testing.Verbose() {
 		log = zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.InfoLevel)
@@ -104,12 +108,12 @@ func startRegion(tb testing.TB, n int, interval time.Duration, notify string) *r
 }
 
 // probe publishes one round of results for every endpoint, as the probers of a region do: a
-// batch per prober, 500 results each. It returns when JetStream has stored them all.
+// batch per prober, perBatch results each. It returns when JetStream has stored them all.
 func (r *region) probe(ok bool) {
 	r.tb.Helper()
 	r.round++
 	now := time.Now()
-	const perBatch = 500
+	perBatch := r.perBatch
 	if r.sent == nil {
 		r.sent = make([]time.Time, r.n)
 	}
@@ -456,21 +460,22 @@ func TestARegionOfAThousandEndpointsFailingAtOnceMovesEveryAnswerWithinTheCheckB
 // BenchmarkRegionFailure kills a region of 10,000 endpoints in process, as the region test does
 // with 1,000, with each round's results published at once ("at once") or spread evenly over
 // the check interval as probers on their own schedules publish them ("spread": 20 batches of
-// 500, 10,000 endpoint transitions and 10,000 pool transitions a second). It reports, after the
+// 500, 10,000 endpoint transitions and 10,000 pool transitions a second; "spread in small
+// messages": 2,000 messages of 5, as probers publishing every 2 ms send them). It reports, after the
 // round that completed the thresholds, when the last answer moved and when STATE stored the
 // last endpoint and pool transition, and per endpoint transition the time from the publishing
 // of its threshold result to its storage (p99 and max). Each iteration is one failure and one
 // recovery; run it with -benchtime 1x.
 func BenchmarkRegionFailure(b *testing.B) {
 	const n, interval, fall, rise = 10000, time.Second, 3, 2
-	for _, spread := range []time.Duration{0, interval} {
-		name := "at once"
-		if spread > 0 {
-			name = "spread"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		spread   time.Duration
+		perBatch int
+	}{{"at once", 0, 500}, {"spread", interval, 500}, {"spread in small messages", interval, 5}} {
+		b.Run(c.name, func(b *testing.B) {
 			r := startRegion(b, n, interval, "")
-			r.spread = spread
+			r.spread, r.perBatch = c.spread, c.perBatch
 			r.comeUp(rise, 120*time.Second)
 			var down stormResult
 			for b.Loop() {
