@@ -511,7 +511,8 @@ func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.De
 	return true
 }
 
-// appendTimeout bounds one append or read (one window of a pipelined flush), so that an
+// appendTimeout bounds one append or read, and how long the appends in flight are waited for
+// (each, when the next needs it; all, once the oldest has waited this long), so that an
 // unreachable NATS does not stall the decider. While STATE elects a leader (after the node
 // leading it died) an append goes unanswered and the next tick tries it again: the bound is also
 // about how long a decision waits past the election. Trying again is safe: the same decision
