@@ -542,7 +542,9 @@ func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decisio
 	}
 }
 
-// reread updates what STATE last recorded on the endpoint's subject.
+// reread updates what STATE last recorded on the endpoint's subject, and starts the clock of a
+// contradiction it shows (the STATE reader, delivering the same event later, finds it recorded
+// already).
 func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
 	env, seq, ok, err := d.last(ctx, s.subject)
 	if err != nil && !errors.Is(err, events.ErrMalformed) {
@@ -550,6 +552,7 @@ func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
 	}
 	if ok {
 		s.record(seq, env)
+		d.watchEndpoint(s)
 	}
 	return nil
 }

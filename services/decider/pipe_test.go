@@ -13,20 +13,21 @@ import (
 )
 
 // racingWriter is JetStream as the decider sees it, with another writer that appends to subject
-// just before the decider's first asynchronous append of a down transition there: an endpoint
-// transition of its own, dated just before the decider's, so that the decider's append is
-// refused for its expected sequence while the appends sent after it are already on their way.
+// just before the decider's first asynchronous append of a down transition there: an up
+// transition of its own, dated skew after the decider's, so that the decider's append is refused
+// for its expected sequence while the appends sent after it are already on their way.
 type racingWriter struct {
 	jetstream.JetStream
 	t       *testing.T
 	subject string
+	skew    time.Duration
 	once    sync.Once
 }
 
 func (w *racingWriter) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
 	if e, err := events.Decode(m.Data); err == nil && m.Subject == w.subject && e.Type == events.TypeEndpointDown {
 		w.once.Do(func() {
-			forged, err := events.New(events.TypeEndpointUp, "someone-else", e.Time.Add(-time.Millisecond),
+			forged, err := events.New(events.TypeEndpointUp, "someone-else", e.Time.Add(w.skew),
 				events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusUp, To: events.StatusUp, Reason: "another writer"})
 			if err != nil {
 				w.t.Error(err)
@@ -46,7 +47,7 @@ func TestAnEndpointTransitionRefusedWhileItsPoolsTransitionIsInFlightIsDecidedAg
 	p.send("shop", "west", "w1", true)
 	p.send("shop", "west", "w1", true)
 	subject := events.EndpointStateSubject("shop", "west", "w1")
-	r := start(t, &racingWriter{JetStream: srv.JS, t: t, subject: subject}, eventstest.Config(t, shopYAML), "decider/a")
+	r := start(t, &racingWriter{JetStream: srv.JS, t: t, subject: subject, skew: -time.Millisecond}, eventstest.Config(t, shopYAML), "decider/a")
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
 
 	for range 3 {
@@ -59,5 +60,29 @@ func TestAnEndpointTransitionRefusedWhileItsPoolsTransitionIsInFlightIsDecidedAg
 		"endpoint.shop.west.w1:up", "pool.shop.west:down", "endpoint.shop.west.w1:down")
 	if c := r.stats.Conflicts.Load(); c != 1 {
 		t.Errorf("%d conflicts counted, want 1", c)
+	}
+}
+
+func TestAnEndpointTransitionRefusedForANewerEventIsReassertedAndItsPoolFollows(t *testing.T) {
+	srv := eventstest.Start(t)
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	subject := events.EndpointStateSubject("shop", "west", "w1")
+	r := start(t, &racingWriter{JetStream: srv.JS, t: t, subject: subject, skew: time.Millisecond}, eventstest.Config(t, shopYAML), "decider/a")
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	// The other writer's up is newer than the failure that decided the down: the down is history
+	// already, and the pool's down, stored on it, is followed by the up its endpoint's recorded
+	// status implies. The probes still say down: once STATE has contradicted them for a second,
+	// the decider re-asserts its view.
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up",
+		"endpoint.shop.west.w1:up", "pool.shop.west:down", "pool.shop.west:up",
+		"endpoint.shop.west.w1:down", "pool.shop.west:down")
+	if n := r.stats.Reasserted.Load(); n != 1 {
+		t.Errorf("%d re-assertions, want 1", n)
 	}
 }
