@@ -24,21 +24,43 @@ func startDrill(t *testing.T, js jetstream.JetStream, id string, lease time.Dura
 	}
 }
 
-func TestEdgesAreDecidedOnTimeWhileDRILLSElectsALeader(t *testing.T) {
-	ns := eventstest.Start(t)
+// twoEdgesUnderAController starts a controller whose client finds the stream under prefix
+// electing once js.On is set, and edge-west and edge-east heartbeating every 100ms until both
+// are up; closing stopWest stops edge-west's heartbeats.
+func twoEdgesUnderAController(t *testing.T, prefix string) (ns *eventstest.Server, js *eventstest.Electing, stopWest chan struct{}) {
+	t.Helper()
+	ns = eventstest.Start(t)
 	cfg := eventstest.Config(t, edgesDoc)
-	js := eventstest.NewElecting(ns.JS, "detour.drill.", true)
-	stopWest := make(chan struct{})
+	js = eventstest.NewElecting(ns.JS, prefix, true)
+	stopWest = make(chan struct{})
 	beat(t, ns, "edge-west", 100*time.Millisecond, stopWest)
 	beat(t, ns, "edge-east", 100*time.Millisecond, make(chan struct{}))
 	eventstest.Run(t, "controller", func(ctx context.Context) error {
 		return Run(ctx, Options{JS: js, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
-	west := events.EdgeStateSubject("edge-west")
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		return types(history(t, ns, events.StreamState, west)) == "U" &&
+		return types(history(t, ns, events.StreamState, events.EdgeStateSubject("edge-west"))) == "U" &&
 			types(history(t, ns, events.StreamState, events.EdgeStateSubject("edge-east"))) == "U"
 	}, "both edges up")
+	return ns, js, stopWest
+}
+
+// edgeWestGoesDownWithin stops edge-west's heartbeats and asserts that the controller records it
+// down within fall × interval, its tolerance and slack, though the stream named electing elects.
+func edgeWestGoesDownWithin(t *testing.T, ns *eventstest.Server, stopWest chan struct{}, slack time.Duration, electing string) {
+	t.Helper()
+	close(stopWest)
+	died := time.Now()
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		return types(history(t, ns, events.StreamState, events.EdgeStateSubject("edge-west"))) == "UD"
+	}, "edge-west down")
+	if took, limit := time.Since(died), 3*100*time.Millisecond+Tolerance(100*time.Millisecond)+slack; took > limit {
+		t.Errorf("edge-west down %s after its last heartbeat, want within %s: the controller waited for %s", took.Round(time.Millisecond), limit, electing)
+	}
+}
+
+func TestEdgesAreDecidedOnTimeWhileDRILLSElectsALeader(t *testing.T) {
+	ns, js, stopWest := twoEdgesUnderAController(t, "detour.drill.")
 
 	// A drill runs; then DRILLS loses its leader, so its runner's renewals are not stored and
 	// its lease lapses: the controller tries to roll it back and gets no answer.
@@ -47,13 +69,7 @@ func TestEdgesAreDecidedOnTimeWhileDRILLSElectsALeader(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "the controller tries to roll the drill back")
 
 	// Meanwhile edge-west dies: the controller records it down fall × interval later, as ever.
-	close(stopWest)
-	died := time.Now()
-	eventstest.Eventually(t, 10*time.Second, func() bool { return types(history(t, ns, events.StreamState, west)) == "UD" },
-		"edge-west down")
-	if took, limit := time.Since(died), 3*100*time.Millisecond+Tolerance(100*time.Millisecond)+500*time.Millisecond; took > limit {
-		t.Errorf("edge-west down %s after its last heartbeat, want within %s: the controller waited for DRILLS", took.Round(time.Millisecond), limit)
-	}
+	edgeWestGoesDownWithin(t, ns, stopWest, 500*time.Millisecond, "DRILLS")
 }
 
 func TestADrillIsNotRolledBackForRenewalsDRILLSCouldNotStore(t *testing.T) {
@@ -119,20 +135,7 @@ func TestADrillIsNotRolledBackForRenewalsDRILLSCouldNotStore(t *testing.T) {
 }
 
 func TestEdgesAreDecidedOnTimeWhileROUTESElectsALeader(t *testing.T) {
-	ns := eventstest.Start(t)
-	cfg := eventstest.Config(t, edgesDoc)
-	js := eventstest.NewElecting(ns.JS, "detour.routes.", true)
-	stopWest := make(chan struct{})
-	beat(t, ns, "edge-west", 100*time.Millisecond, stopWest)
-	beat(t, ns, "edge-east", 100*time.Millisecond, make(chan struct{}))
-	eventstest.Run(t, "controller", func(ctx context.Context) error {
-		return Run(ctx, Options{JS: js, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
-	})
-	west := events.EdgeStateSubject("edge-west")
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		return types(history(t, ns, events.StreamState, west)) == "U" &&
-			types(history(t, ns, events.StreamState, events.EdgeStateSubject("edge-east"))) == "U"
-	}, "both edges up")
+	ns, js, stopWest := twoEdgesUnderAController(t, "detour.routes.")
 
 	// ROUTES loses its leader while shop's routes change: they cannot be stored, and are tried
 	// again and again.
@@ -150,11 +153,5 @@ func TestEdgesAreDecidedOnTimeWhileROUTESElectsALeader(t *testing.T) {
 	// edge-west dies just as the controller sends them: it is down fall × interval later, as ever.
 	sent := js.Refused.Load()
 	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > sent }, "the controller tries the routes again")
-	close(stopWest)
-	died := time.Now()
-	eventstest.Eventually(t, 10*time.Second, func() bool { return types(history(t, ns, events.StreamState, west)) == "UD" },
-		"edge-west down")
-	if took, limit := time.Since(died), 3*100*time.Millisecond+Tolerance(100*time.Millisecond)+400*time.Millisecond; took > limit {
-		t.Errorf("edge-west down %s after its last heartbeat, want within %s: the controller waited for ROUTES", took.Round(time.Millisecond), limit)
-	}
+	edgeWestGoesDownWithin(t, ns, stopWest, 400*time.Millisecond, "ROUTES")
 }
