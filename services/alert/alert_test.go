@@ -59,6 +59,17 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.headers = append(rc.headers, r.Header.Clone())
 }
 
+// followsSTATE waits until the alert sender follows STATE (its consumer exists), within; when
+// says what it waits for besides.
+func followsSTATE(t *testing.T, ns *eventstest.Server, within time.Duration, when string) {
+	t.Helper()
+	st := ns.Stream(t, events.StreamState)
+	eventstest.Eventually(t, within, func() bool {
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Consumers == 1
+	}, "the alert sender to follow STATE %s", when)
+}
+
 func transition(t *testing.T, js jetstream.JetStream, subject, typ string, tr events.Transition) events.Envelope {
 	t.Helper()
 	e, err := events.New(typ, "test", time.Now(), tr)
@@ -83,11 +94,7 @@ func TestAWebhookThatFailsTwiceGetsOneDeliveryAndThreeRecordedAttempts(t *testin
 		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Backoff: 10 * time.Millisecond,
 			Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
-	st := ns.Stream(t, events.StreamState)
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		info, err := st.Info(context.Background())
-		return err == nil && info.State.Consumers == 1
-	}, "the alert sender to follow STATE")
+	followsSTATE(t, ns, 5*time.Second, "")
 
 	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown, Reason: "w1 down: 0 of 1 endpoints serving, need 1"})
@@ -162,11 +169,7 @@ func TestAnAlertIsAbandonedWhenRetryForRunsOut(t *testing.T) {
 		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Backoff: 20 * time.Millisecond,
 			Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
-	st := ns.Stream(t, events.StreamState)
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		info, err := st.Info(context.Background())
-		return err == nil && info.State.Consumers == 1
-	}, "the alert sender to follow STATE")
+	followsSTATE(t, ns, 5*time.Second, "")
 	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
 	alerts := ns.Stream(t, events.StreamAlerts)
@@ -246,11 +249,7 @@ func TestAlertsAreSentOnceStateExistsWhenItDidNotAtStart(t *testing.T) {
 	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{Memory: true}); err != nil {
 		t.Fatal(err)
 	}
-	st := ns.Stream(t, events.StreamState)
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		info, err := st.Info(context.Background())
-		return err == nil && info.State.Consumers == 1
-	}, "the alert sender to follow STATE once it exists")
+	followsSTATE(t, ns, 10*time.Second, "once it exists")
 	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown, Reason: "w1 down"})
 	eventstest.Eventually(t, 5*time.Second, func() bool {
@@ -271,11 +270,7 @@ func TestAWebhookIsRetriedOnTimeWhileALERTSElectsALeader(t *testing.T) {
 		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Backoff: 10 * time.Millisecond,
 			Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
-	st := ns.Stream(t, events.StreamState)
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		info, err := st.Info(context.Background())
-		return err == nil && info.State.Consumers == 1
-	}, "the alert sender to follow STATE")
+	followsSTATE(t, ns, 5*time.Second, "")
 
 	// ALERTS, where the attempts are recorded, has no leader: the webhook's retry does not wait
 	// for the failed attempt to be recorded.
@@ -312,11 +307,7 @@ func TestAlertsStartWhileDRILLSElectsALeader(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "the sender asks for DRILLS")
 	js.On.Store(false)
 
-	st := ns.Stream(t, events.StreamState)
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		info, err := st.Info(context.Background())
-		return err == nil && info.State.Consumers == 1
-	}, "the alert sender to follow STATE once DRILLS has a leader")
+	followsSTATE(t, ns, 10*time.Second, "once DRILLS has a leader")
 	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
 	eventstest.Eventually(t, 5*time.Second, func() bool {
