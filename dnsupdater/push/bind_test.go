@@ -14,7 +14,6 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
-	"github.com/rs/zerolog"
 )
 
 var testSecret = base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
@@ -80,14 +79,7 @@ func TestPushUpdatesOnlyDetoursRecordsOnARealBINDPrimary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, JS: js.JS, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	p := runPusher(t, *cfg.Zones[0].Push, js.JS)
 
 	v := state.NewView()
 	p.Offer(desired(t, cfg, v, 10))
@@ -143,14 +135,7 @@ func TestAFailedPushIsReportedAndRetried(t *testing.T) {
 	}
 	wrong := *cfg.Zones[0].Push
 	wrong.TSIG.Secret = base64.StdEncoding.EncodeToString([]byte("not the key BIND knows, at all!!"))
-	p, err := New(Options{Zone: "demo.test.", Push: wrong, JS: js.JS, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	p := runPusher(t, wrong, js.JS)
 	p.Offer(desired(t, cfg, state.NewView(), 10))
 
 	st := js.Stream(t, events.StreamDNS)

@@ -11,6 +11,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -35,6 +36,21 @@ func fakePrimary(t *testing.T) (string, <-chan *dns.Msg) {
 	return ln.Addr().String(), got
 }
 
+// runPusher runs a pusher of zone demo.test. to push's primary, recording on js, until the test
+// ends.
+func runPusher(t *testing.T, push config.Push, js jetstream.JetStream) *Pusher {
+	t.Helper()
+	p, err := New(Options{Zone: "demo.test.", Push: push, JS: js, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
 func TestPushesReachThePrimaryWhileTheDNSStreamElectsALeader(t *testing.T) {
 	addr, updates := fakePrimary(t)
 	ns := eventstest.Start(t)
@@ -43,14 +59,7 @@ func TestPushesReachThePrimaryWhileTheDNSStreamElectsALeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, JS: js, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	p := runPusher(t, *cfg.Zones[0].Push, js)
 
 	// DNS, where the pushes are recorded, has no leader: each state still reaches the primary
 	// as soon as it is offered.
