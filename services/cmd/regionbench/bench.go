@@ -26,7 +26,10 @@ func bench(s settings) error {
 		if code, ok := benchenv.Isolated("-in-netns"); ok {
 			os.Exit(code)
 		}
-	} else if err := benchenv.LoopbackUp(); err != nil {
+		// Its firewall rule must not touch the host's.
+		return fmt.Errorf("needs a network namespace of its own (run it as root)")
+	}
+	if err := benchenv.LoopbackUp(); err != nil {
 		return err
 	}
 	if _, err := exec.LookPath("dnsperf"); err != nil {
@@ -143,10 +146,11 @@ func (st *stack) region() error {
 	if err := st.settle(ctx); err != nil {
 		return err
 	}
-	if st.doomed, err = st.bindListeners(1, "listeners-doomed"); err != nil {
+	// The region's new listeners listen while the firewall still refuses them.
+	if st.doomed, err = st.startListeners(1, "listeners-doomed"); err != nil {
 		return err
 	}
-	back, err := st.storm(ctx, "recovery", 2, home, st.restart, staticQPS)
+	back, err := st.storm(ctx, "recovery", 2, home, st.restore, staticQPS)
 	if err != nil {
 		return err
 	}
@@ -173,8 +177,10 @@ func (st *stack) settle(ctx context.Context) error {
 type phase struct {
 	name   string
 	rounds int
-	// at is the kill (or the restart) of the listeners.
-	at time.Time
+	// at is time zero: when the firewall was told to refuse the region (or to admit it again);
+	// committed is how long after it nft acknowledged the change, which took effect in between.
+	at        time.Time
+	committed time.Duration
 	// seen is when a polling client first got each app's new answer; served when the DNS
 	// server recorded the zone version holding it; stored and applied when ROUTES stored, and
 	// the edge applied, the app's first route with its new availability.
@@ -185,9 +191,9 @@ type phase struct {
 	// that result (PROBES's stamp; for a result it heard on the wire because PROBES was late,
 	// its reckoning of stream time, which trails by how far behind PROBES it is).
 	state, checked, probed, timed []time.Time
-	// acted is when the kill returned (the listeners' process reaped) or the restarted
-	// listeners were all ready.
-	acted time.Time
+	// reaped is how long after time zero the SIGKILLed listeners' process was reaped (the
+	// failure only).
+	reaped time.Duration
 	// instant, startLag and took are, per endpoint transition, the instant its threshold check
 	// was scheduled for, how long after it the check started, and how long it ran.
 	instant        []time.Time
@@ -203,9 +209,9 @@ type phase struct {
 	prof *profiler
 }
 
-// storm measures one change of the whole region: act (the kill or the restart) at once, then
-// until every answer is want(i).
-func (st *stack) storm(ctx context.Context, name string, rounds int, want func(int) netip.Addr, act func() error, staticQPS float64) (*phase, error) {
+// storm measures one change of the whole region: act (the kill or the restore), which sets the
+// phase's time zero, then until every answer is want(i).
+func (st *stack) storm(ctx context.Context, name string, rounds int, want func(int) netip.Addr, act func(*phase) error, staticQPS float64) (*phase, error) {
 	ph := &phase{name: name, rounds: rounds, staticQPS: staticQPS}
 	stateFrom, dnsFrom, routesFrom := st.lastSeq(ctx, events.StreamState), st.lastSeq(ctx, events.StreamDNS), st.lastSeq(ctx, events.StreamRoutes)
 	sent := st.notifies.Load()
@@ -225,16 +231,14 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 	defer cancel()
 	watched := make(chan []time.Time, 1)
 	werr := make(chan error, 1)
-	ph.at = time.Now()
 	go func() {
 		t, err := watch(wctx, st.n, want)
 		watched <- t
 		werr <- err
 	}()
-	if err := act(); err != nil {
+	if err := act(ph); err != nil {
 		return nil, err
 	}
-	ph.acted = time.Now()
 	ph.seen = <-watched
 	if err := <-werr; err != nil {
 		return nil, err
@@ -594,9 +598,9 @@ func (st *stack) printSteady(d time.Duration) {
 func (st *stack) print(phases ...*phase) {
 	for _, ph := range phases {
 		bound := time.Duration(ph.rounds)*st.s.interval + 100*time.Millisecond
-		fmt.Printf("\nN=%d %s (bound interval × %d + 100ms = %s; the schedule alone, interval × %d + jitter: %s), times after the listeners' %s:\n",
+		fmt.Printf("\nN=%d %s (bound interval × %d + 100ms = %s; the schedule alone, interval × %d + jitter: %s), times after time zero, the firewall told to %s the region:\n",
 			st.n, ph.name, ph.rounds, bound, ph.rounds, time.Duration(ph.rounds)*st.s.interval+st.s.checkJitter(),
-			map[string]string{"failure": "SIGKILL", "recovery": "restart"}[ph.name])
+			map[string]string{"failure": "refuse", "recovery": "admit"}[ph.name])
 		fmt.Printf("  %-44s %-8s %-8s %-8s %-8s\n", "", "first", "median", "p99", "last")
 		fmt.Printf("  %-44s %s\n", "DNS answer served (zone version recorded)", spread(ph.at, ph.served))
 		fmt.Printf("  %-44s %s\n", "DNS answer seen by a polling client", spread(ph.at, ph.seen))
@@ -611,9 +615,11 @@ func (st *stack) print(phases ...*phase) {
 		fmt.Printf("  %-44s %s\n", "  check completed → result stored in PROBES", spreadOf(lags(ph.checked, ph.probed)))
 		fmt.Printf("  %-44s %s\n", "  result stored → transition appended", spreadOf(lags(ph.probed, ph.state)))
 		fmt.Printf("  %-44s %s\n", "  transition's own time → appended", spreadOf(lags(ph.timed, ph.state)))
-		fmt.Printf("  listeners %s %s after the %s; start after its instant of every check started in the storm: %s\n%s",
-			map[string]string{"failure": "reaped", "recovery": "all listening"}[ph.name], ph.acted.Sub(ph.at).Round(time.Millisecond),
-			map[string]string{"failure": "SIGKILL", "recovery": "restart"}[ph.name],
+		fmt.Printf("  firewall's change acknowledged %s after time zero", ph.committed.Round(10*time.Microsecond))
+		if ph.name == "failure" {
+			fmt.Printf("; the listeners' process, SIGKILLed then, reaped %s after time zero", ph.reaped.Round(time.Millisecond))
+		}
+		fmt.Printf("\n  start after its instant of every check started in the storm: %s\n%s",
 			spreadOf(lagsOf(ph.lagged)), lagsBy(ph.at, 5*time.Second, ph.lagged))
 		rate := 0.0
 		if len(ph.state) > 1 {
@@ -645,7 +651,7 @@ func (st *stack) print(phases ...*phase) {
 			}
 			u.rss = max(u.rss, p.rss)
 		}
-		// The storm: from the kill (or the restart) until the last answer moved.
+		// The storm: from time zero until the last answer moved.
 		storm := slices.MaxFunc(append([]time.Time{ph.at}, ph.seen...), time.Time.Compare).Sub(ph.at)
 		fmt.Printf("  %-22s %9s %14s %16s  (waiting for a CPU, summed over a role's threads; storm %s, load average %s at its end)\n",
 			"role (processes)", "CPU", "peak RSS/proc", "run-queue wait", storm.Round(100*time.Millisecond), ph.load)

@@ -28,40 +28,14 @@ func natsRole(dir string) error {
 	return nil
 }
 
-// listenersRole holds n TCP sockets on port 80 of addr(net, i): it binds them all and prints
-// "bound"; on SIGUSR1 it listens on every one, accepting and closing every connection, and
-// prints "listening"; it holds them until it is killed.
+// listenersRole holds n TCP sockets listening on port 80 of addr(net, i), accepting and closing
+// every connection; it prints "listening" once all of them listen, and holds them until it is
+// killed.
 func listenersRole(netOctet, n int) error {
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	fds := make([]int, n)
 	for i := range n {
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		l, err := net.Listen("tcp4", netip.AddrPortFrom(addr(netOctet, i), 80).String())
 		if err != nil {
-			return fmt.Errorf("socket: %w", err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-			return fmt.Errorf("setsockopt: %w", err)
-		}
-		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: 80, Addr: addr(netOctet, i).As4()}); err != nil {
-			return fmt.Errorf("bind %s:80: %w", addr(netOctet, i), err)
-		}
-		fds[i] = fd
-	}
-	fmt.Println("bound")
-	<-usr1
-	for _, fd := range fds {
-		if err := syscall.Listen(fd, syscall.SOMAXCONN); err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
-	}
-	fmt.Println("listening")
-	for _, fd := range fds {
-		f := os.NewFile(uintptr(fd), "listener")
-		l, err := net.FileListener(f)
-		f.Close() // FileListener holds a copy
-		if err != nil {
-			return fmt.Errorf("listener: %w", err)
+			return err
 		}
 		go func() {
 			for {
@@ -73,6 +47,7 @@ func listenersRole(netOctet, n int) error {
 			}
 		}()
 	}
+	fmt.Println("listening")
 	waitTerm()
 	return nil
 }
