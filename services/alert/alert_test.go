@@ -45,6 +45,16 @@ type receiver struct {
 	at       []time.Time // when each request came
 }
 
+// waitAccepted waits until the receiver has accepted exactly one alert, within; what names it.
+func (rc *receiver) waitAccepted(t *testing.T, within time.Duration, what string) {
+	t.Helper()
+	eventstest.Eventually(t, within, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return len(rc.accepted) == 1
+	}, "%s", what)
+}
+
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	rc.mu.Lock()
@@ -252,11 +262,7 @@ func TestAlertsAreSentOnceStateExistsWhenItDidNotAtStart(t *testing.T) {
 	followsSTATE(t, ns, 10*time.Second, "once it exists")
 	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown, Reason: "w1 down"})
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		return len(rc.accepted) == 1
-	}, "the pool_down delivered")
+	rc.waitAccepted(t, 5*time.Second, "the pool_down delivered")
 }
 
 func TestAWebhookIsRetriedOnTimeWhileALERTSElectsALeader(t *testing.T) {
@@ -277,11 +283,7 @@ func TestAWebhookIsRetriedOnTimeWhileALERTSElectsALeader(t *testing.T) {
 	js.On.Store(true)
 	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		return len(rc.accepted) == 1
-	}, "the alert delivered on its second attempt")
+	rc.waitAccepted(t, 10*time.Second, "the alert delivered on its second attempt")
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if gap := rc.at[1].Sub(rc.at[0]); gap > time.Second {
@@ -310,9 +312,5 @@ func TestAlertsStartWhileDRILLSElectsALeader(t *testing.T) {
 	followsSTATE(t, ns, 10*time.Second, "once DRILLS has a leader")
 	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		return len(rc.accepted) == 1
-	}, "the pool_down alert delivered")
+	rc.waitAccepted(t, 5*time.Second, "the pool_down alert delivered")
 }

@@ -37,15 +37,7 @@ func listenersRole(netOctet, n int) error {
 		if err != nil {
 			return err
 		}
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				_ = c.Close()
-			}
-		}()
+		go acceptAndClose(l)
 	}
 	fmt.Println("listening")
 	waitTerm()
@@ -62,4 +54,16 @@ func waitTerm() {
 // endpoints are net 1, the backup endpoints net 2, the edges' listeners net 3.
 func addr(netOctet, i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, byte(netOctet), byte(1 + i/254), byte(1 + i%254)})
+}
+
+// acceptAndClose closes every connection l accepts, as a backend that only needs to be
+// reachable does, until l is closed.
+func acceptAndClose(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		_ = c.Close()
+	}
 }

@@ -45,15 +45,7 @@ func TestTheFirewallRefusesTheRegionAsADeadListenerWouldAndAdmitsItAgain(t *test
 			t.Fatal(err)
 		}
 		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				_ = c.Close()
-			}
-		}()
+		go acceptAndClose(l)
 	}
 	dial := func(a netip.AddrPort) error {
 		c, err := net.DialTimeout("tcp4", a.String(), 2*time.Second)
