@@ -83,16 +83,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// At a cluster's start STATE may not exist yet (the controller creates it meanwhile): wait
 	// for it rather than leave the controller without alerts.
-	if _, err := events.WaitStream(ctx, o.JS, events.StreamState, r.log); err != nil {
+	st, err := events.WaitStream(ctx, o.JS, events.StreamState, r.log)
+	if err != nil {
 		return nil // ctx ended first
 	}
-	stateSeq, err := lastSeq(ctx, o.JS, events.StreamState, r.log)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
+	stateSeq := st.CachedInfo().State.LastSeq
 	drillSeq := uint64(0)
 	wantDrills := slices.ContainsFunc(o.Config.Alerts, func(a config.Alert) bool { return slices.Contains(a.On, config.AlertDrillResult) })
 	if wantDrills {
@@ -174,11 +169,7 @@ func readLastSeq(ctx context.Context, js jetstream.JetStream, stream string) (ui
 	if err != nil {
 		return 0, fmt.Errorf("run alerts: open stream %s: %w", stream, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("run alerts: read stream %s: %w", stream, err)
-	}
-	return info.State.LastSeq, nil
+	return st.CachedInfo().State.LastSeq, nil // opening it read its state
 }
 
 // follow hands every message of stream on subject to handle, in order, until ctx ends, through
