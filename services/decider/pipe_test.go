@@ -41,18 +41,26 @@ func (w *racingWriter) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt
 	return w.JetStream.PublishMsgAsync(m, opts...)
 }
 
-func TestAnEndpointTransitionRefusedWhileItsPoolsTransitionIsInFlightIsDecidedAgain(t *testing.T) {
+// w1FailsWhileAnotherWriterRaces runs a decider whose endpoint shop/west/w1 is up, then sends
+// the three failures that take it down while another writer stores an event on its subject just
+// before the decider's, dated skew after it.
+func w1FailsWhileAnotherWriterRaces(t *testing.T, skew time.Duration) (*eventstest.Server, *replica) {
+	t.Helper()
 	srv := eventstest.Start(t)
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	p.send("shop", "west", "w1", true)
 	p.send("shop", "west", "w1", true)
 	subject := events.EndpointStateSubject("shop", "west", "w1")
-	r := start(t, &racingWriter{JetStream: srv.JS, t: t, subject: subject, skew: -time.Millisecond}, eventstest.Config(t, shopYAML), "decider/a")
+	r := start(t, &racingWriter{JetStream: srv.JS, t: t, subject: subject, skew: skew}, eventstest.Config(t, shopYAML), "decider/a")
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
-
 	for range 3 {
 		p.send("shop", "west", "w1", false)
 	}
+	return srv, r
+}
+
+func TestAnEndpointTransitionRefusedWhileItsPoolsTransitionIsInFlightIsDecidedAgain(t *testing.T) {
+	srv, r := w1FailsWhileAnotherWriterRaces(t, -time.Millisecond)
 	// The other writer's event comes first and the decider's down is refused; its pool's down,
 	// sent right after it, is stored; the decider re-reads the endpoint and appends its down again
 	// after the other writer's event (which is older than the failure that decided it).
@@ -64,17 +72,7 @@ func TestAnEndpointTransitionRefusedWhileItsPoolsTransitionIsInFlightIsDecidedAg
 }
 
 func TestAnEndpointTransitionRefusedForANewerEventIsReassertedAndItsPoolFollows(t *testing.T) {
-	srv := eventstest.Start(t)
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", true)
-	p.send("shop", "west", "w1", true)
-	subject := events.EndpointStateSubject("shop", "west", "w1")
-	r := start(t, &racingWriter{JetStream: srv.JS, t: t, subject: subject, skew: time.Millisecond}, eventstest.Config(t, shopYAML), "decider/a")
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
-
-	for range 3 {
-		p.send("shop", "west", "w1", false)
-	}
+	srv, r := w1FailsWhileAnotherWriterRaces(t, time.Millisecond)
 	// The other writer's up is newer than the failure that decided the down: the down is history
 	// already, and the pool's down, stored on it, is followed by the up its endpoint's recorded
 	// status implies. The probes still say down: once STATE has contradicted them for a second,
