@@ -16,16 +16,36 @@ import (
 // fileCheckEvery is how often the configuration file is looked at for a change.
 const fileCheckEvery = 500 * time.Millisecond
 
+// retryAtMost is the longest wait before a file version that NATS could not take (no answer, a
+// stream electing its leader, JetStream unavailable) is tried again; the wait doubles from
+// fileCheckEvery up to it.
+const retryAtMost = 30 * time.Second
+
+// applyTimeout bounds one attempt to apply a file version, so that a request nobody answers
+// fails and is retried rather than holding the watcher.
+const applyTimeout = 10 * time.Second
+
+// refused tells a JetStream refusal with a reason (a bound it cannot reserve, a definition it
+// rejects), which trying again will not change, from a failure to be reached or answered: no
+// responders, a timeout, or a cluster that is electing or short of nodes (status 503).
+func refused(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code != 503
+}
+
 // watchFile applies the configuration file at path as a new version each time its content
 // changes, and when reload delivers (SIGHUP), until ctx ends. A change is applied once two
 // looks half a second apart read the same content, so a file caught half-written is not
 // refused for it. A file that does not parse is refused whole: every problem is logged and
-// nothing is applied.
+// nothing is applied. A version NATS could not take is tried again, with a growing wait, until
+// it is applied or the file changes: a change made while a stream elects its leader is not lost.
 func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied []byte, reload <-chan struct{}, log zerolog.Logger) {
 	log = log.With().Str("component", "config-file").Str("file", path).Logger()
 	t := time.NewTicker(fileCheckEvery)
 	defer t.Stop()
 	last, seen := applied, applied
+	var retryAt time.Time // when the version NATS could not take is tried again
+	wait := fileCheckEvery
 	for {
 		forced := false
 		select {
@@ -49,32 +69,61 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 			continue
 		}
 		if !forced && !bytes.Equal(doc, seen) {
-			seen = doc // still being written, perhaps: look again
+			seen, retryAt, wait = doc, time.Time{}, fileCheckEvery // still being written, perhaps: look again
 			continue
 		}
-		last, seen = doc, doc
-		// Its streams' bounds (streams.probes, and the check rate the default follows) too, as
-		// `detour apply` sets them: first, so that bounds JetStream refuses apply nothing.
-		cfg, err := config.Parse(path, doc)
-		if err == nil {
-			if err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); err != nil {
-				log.Error().Err(err).Msg("configuration file refused: its streams' bounds were not taken; nothing applied")
-				continue
-			}
+		if !forced && time.Now().Before(retryAt) {
+			continue
 		}
-		_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
-		var ce *config.Error
-		switch {
-		case errors.As(err, &ce):
-			log.Error().Strs("problems", ce.Problems).Msg("configuration file refused; nothing applied")
+		last, seen, retryAt = doc, doc, time.Time{}
+		if err := applyFile(ctx, js, path, doc, log); err != nil {
+			last, retryAt = nil, time.Now().Add(wait)
+			log.Error().Err(err).Dur("retry_in", wait).Msg("configuration file not applied: NATS did not take it; trying again")
+			wait = min(2*wait, retryAtMost)
+			continue
+		}
+		wait = fileCheckEvery
+	}
+}
+
+// applyFile applies doc, read from path, as a new version: its streams' bounds first, as
+// `detour apply` sets them, so that bounds JetStream refuses apply nothing. A document refused
+// for what it says is logged with every problem and is not an error; the error is a failure to
+// reach NATS or to be answered, worth trying again.
+func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []byte, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	switch active, err := config.Active(ctx, js); {
+	case err == nil && active.Document == string(doc):
+		return nil // taken already: by an attempt whose answer was lost, or by `detour apply`
+	case err != nil && !errors.Is(err, config.ErrNoVersion):
+		return err
+	}
+	cfg, err := config.Parse(path, doc)
+	if err == nil {
+		switch err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); {
+		case err != nil && refused(err):
+			log.Error().Err(err).Msg("configuration file refused: its streams' bounds were not taken; nothing applied")
+			return nil
 		case err != nil:
-			last = nil // try again at the next look
-			log.Error().Err(err).Msg("configuration file not applied")
-		default:
-			log.Info().Uint64("version", v.Number).Msg("configuration file applied")
-			if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), log); err != nil {
-				log.Warn().Err(err).Msg("probe results stream bounds not read")
-			}
+			return err
 		}
 	}
+	_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ce):
+		log.Error().Strs("problems", ce.Problems).Msg("configuration file refused; nothing applied")
+		return nil
+	case err != nil && refused(err):
+		log.Error().Err(err).Msg("configuration file refused by JetStream; nothing applied")
+		return nil
+	case err != nil:
+		return err
+	}
+	log.Info().Uint64("version", v.Number).Msg("configuration file applied")
+	if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), log); err != nil {
+		log.Warn().Err(err).Msg("probe results stream bounds not read")
+	}
+	return nil
 }
