@@ -104,6 +104,10 @@ type controller struct {
 	// append's outcome back to the loop.
 	rollingBack map[string]bool
 	rollbacks   chan rollback
+	// appendingEdge are the edges whose transition is being appended, and edgeAppends carries
+	// each append's outcome back to the loop, which an append STATE does not answer never holds.
+	appendingEdge map[string]bool
+	edgeAppends   chan edgeAppend
 }
 
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
@@ -128,6 +132,7 @@ func run(ctx context.Context, o Options) error {
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
+		appendingEdge: map[string]bool{}, edgeAppends: make(chan edgeAppend),
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -223,10 +228,15 @@ func run(ctx context.Context, o Options) error {
 			}
 		case r := <-c.rollbacks:
 			c.rolledBack(r)
+		case a := <-c.edgeAppends:
+			c.edgeAppended(ctx, a)
+			if c.caught {
+				c.publishRoutes()
+			}
 		case <-ticks:
 			c.rollbackDue(ctx, &wg)
 			if c.caught {
-				c.checkLiveness(ctx)
+				c.checkLiveness(ctx, &wg)
 				c.publishRoutes()
 			}
 		}
@@ -374,9 +384,9 @@ func decodeHeartbeat(subject string, data []byte) (events.Envelope, events.Heart
 	return e, hb, nil
 }
 
-// checkLiveness appends the edge transitions that are due. A conflict means another replica
-// appended first: the subject is re-read and the next tick decides again.
-func (c *controller) checkLiveness(ctx context.Context) {
+// checkLiveness appends the edge transitions that are due, each edge's one at a time, without
+// waiting for STATE's answers: they come back to the loop (edgeAppended).
+func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 	now, nc := c.o.Now(), c.o.JS.Conn()
 	if !nc.IsConnected() {
 		c.cutOffFromNATS("disconnected")
@@ -390,7 +400,7 @@ func (c *controller) checkLiveness(ctx context.Context) {
 	due := c.live.Due(now)
 	for _, ch := range due {
 		// Before taking silence for a dead edge, make sure it is not this replica that is cut off.
-		if ch.To == events.StatusDown {
+		if ch.To == events.StatusDown && !c.appendingEdge[ch.Edge] {
 			if err := nc.FlushTimeout(cutOffProbe); err != nil {
 				c.cutOffFromNATS(err.Error())
 				return
@@ -399,6 +409,9 @@ func (c *controller) checkLiveness(ctx context.Context) {
 		}
 	}
 	for _, ch := range due {
+		if c.appendingEdge[ch.Edge] {
+			continue
+		}
 		subject := events.EdgeStateSubject(ch.Edge)
 		typ := events.TypeEdgeDown
 		if ch.To == events.StatusUp {
@@ -418,30 +431,51 @@ func (c *controller) checkLiveness(ctx context.Context) {
 			continue
 		}
 		entry, _ := c.view.Subject(subject)
-		actx, cancel := context.WithTimeout(ctx, storeTimeout)
-		ack, err := events.Append(actx, c.o.JS, subject, env, entry.Seq)
-		cancel()
-		if errors.Is(err, events.ErrConflict) {
-			c.reread(ctx, subject)
-			continue
-		}
-		if err != nil {
-			c.log.Error().Str("edge", ch.Edge).Err(err).Msg("edge transition not appended")
-			if ch.To == events.StatusDown {
-				// JetStream does not take appends: the cluster is recovering, and the edges'
-				// connections with it. Their silence says nothing until it is back.
-				c.cutOffFromNATS("state stream unavailable")
-				return
+		c.appendingEdge[ch.Edge] = true
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, storeTimeout)
+			ack, err := events.Append(actx, c.o.JS, subject, env, entry.Seq)
+			cancel()
+			select {
+			case c.edgeAppends <- edgeAppend{change: ch, subject: subject, env: env, ack: ack, err: err}:
+			case <-ctx.Done():
 			}
-			continue
-		}
-		if _, err := c.view.Apply(subject, ack.Sequence, env); err == nil {
-			c.applied(subject, env)
-		}
-		c.o.Metrics.Transition("edge", string(ch.To))
-		c.log.Info().Str("edge", ch.Edge).Str("from", string(ch.From)).Str("to", string(ch.To)).
-			Str("reason", ch.Reason).Str("event_id", env.ID).Uint64("stream_seq", ack.Sequence).Msg("edge liveness changed")
+		})
 	}
+}
+
+// edgeAppend is the outcome of appending one edge transition.
+type edgeAppend struct {
+	change  Change
+	subject string
+	env     events.Envelope
+	ack     *jetstream.PubAck
+	err     error
+}
+
+// edgeAppended notes the outcome of an edge transition's append. A conflict means another
+// replica appended first: the subject is re-read and a later tick decides again. A down that
+// STATE did not take means the cluster is recovering, and the edges' connections with it.
+func (c *controller) edgeAppended(ctx context.Context, a edgeAppend) {
+	delete(c.appendingEdge, a.change.Edge)
+	switch {
+	case errors.Is(a.err, events.ErrConflict):
+		c.reread(ctx, a.subject)
+		return
+	case a.err != nil:
+		c.log.Error().Str("edge", a.change.Edge).Err(a.err).Msg("edge transition not appended; the next tick tries again")
+		if a.change.To == events.StatusDown {
+			// Their silence says nothing until it is back.
+			c.cutOffFromNATS("state stream unavailable")
+		}
+		return
+	}
+	if _, err := c.view.Apply(a.subject, a.ack.Sequence, a.env); err == nil {
+		c.applied(a.subject, a.env)
+	}
+	c.o.Metrics.Transition("edge", string(a.change.To))
+	c.log.Info().Str("edge", a.change.Edge).Str("from", string(a.change.From)).Str("to", string(a.change.To)).
+		Str("reason", a.change.Reason).Str("event_id", a.env.ID).Uint64("stream_seq", a.ack.Sequence).Msg("edge liveness changed")
 }
 
 // checkPendingMsgs and checkPendingBytes bound the heartbeats or edge-listener results waiting

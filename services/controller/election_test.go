@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +156,46 @@ func TestEdgesAreDecidedOnTimeWhileROUTESElectsALeader(t *testing.T) {
 	sent := js.Refused.Load()
 	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > sent }, "the controller tries the routes again")
 	edgeWestGoesDownWithin(t, ns, stopWest, 400*time.Millisecond, "ROUTES")
+}
+
+func TestRouteTablesFollowSTATEWhileManyEdgesWaitForSTATEToTakeTheirTransitions(t *testing.T) {
+	// Eight edges heartbeat while STATE, for the controller, has no leader: each edge's "up"
+	// is due at every tick and none can be stored. Before, the loop waited a second for each
+	// answer in turn, eight seconds a tick, and the route tables waited behind them.
+	const edges = 8
+	doc := edgesDoc[:strings.Index(edgesDoc, "edges:")] + "edges:\n"
+	for i := range edges {
+		doc += fmt.Sprintf("  - {name: edge-%d, region: us-west, hostname: edge-%d.demo.test, address: 127.0.0.%d,\n"+
+			"     heartbeat: {interval: 100ms, fall: 3}, apps: [{app: shop, listen: \"127.0.0.%d:8080\", secondary: edge-%d}]}\n",
+			i, i, 30+i, 30+i, (i+1)%edges)
+	}
+	ns := eventstest.Start(t)
+	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
+	js.On.Store(true)
+	for i := range edges {
+		beat(t, ns, fmt.Sprintf("edge-%d", i), 100*time.Millisecond, make(chan struct{}))
+	}
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	route := events.AppRouteSubject("edge-0", "shop")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > 0 }, "edge-0's first route for shop")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return js.Refused.Load() >= edges }, "the edges' transitions tried")
+
+	// The decider, whose own client reaches STATE, records w1 down: the routes follow at once.
+	before := len(history(t, ns, events.StreamRoutes, route))
+	e, err := events.New(events.TypeEndpointDown, "decider-test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+		From: events.StatusUp, To: events.StatusDown, Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), ns.JS, events.EndpointStateSubject("shop", "west", "w1"), e); err != nil {
+		t.Fatal(err)
+	}
+	stored := time.Now()
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
+	if took, limit := time.Since(stored), 500*time.Millisecond; took > limit {
+		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited on STATE for the edges' transitions",
+			took.Round(time.Millisecond), limit)
+	}
 }
