@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,8 +61,28 @@ apps:
 // TestAnswersRecompiledForChangedAppsOnlyEqualAFullRecompilation folds random transitions
 // into a projector, which decides again only the apps they touch and reuses the prepared
 // answers of the rest, and checks after every burst that each zone and each prepared reply is
-// byte for byte what projecting and preparing everything from scratch gives.
+// byte for byte what projecting and preparing everything from scratch gives, and that the IXFR
+// step recorded for the version is the difference between the two whole zones.
 func TestAnswersRecompiledForChangedAppsOnlyEqualAFullRecompilation(t *testing.T) {
+	if versions := recompileAndCompare(t, 1, 2, 300); versions < 50 {
+		t.Fatalf("only %d zone versions in 300 bursts: the transitions hardly changed any answer", versions)
+	}
+}
+
+// FuzzAnswersRecompiledForChangedApps is the test above over bursts drawn from other seeds.
+func FuzzAnswersRecompiledForChangedApps(f *testing.F) {
+	f.Add(uint64(1), uint64(2))
+	f.Add(uint64(7), uint64(0))
+	f.Fuzz(func(t *testing.T, a, b uint64) {
+		recompileAndCompare(t, a, b, 40)
+	})
+}
+
+// recompileAndCompare runs bursts of random transitions drawn from the seeds a and b through
+// the incremental path (recompute, then buildTable from the table before) and compares every
+// version with a full projection and preparation, and its IXFR step with the difference of the
+// whole zones. It returns how many zone versions the bursts made.
+func recompileAndCompare(t *testing.T, a, b uint64, bursts int) int {
 	cfg := eventstest.Config(t, incrementalConfig)
 	static, err := zone.Compile(cfg)
 	if err != nil {
@@ -83,9 +104,9 @@ func TestAnswersRecompiledForChangedAppsOnlyEqualAFullRecompilation(t *testing.T
 	for _, e := range cfg.Edges {
 		subjects = append(subjects, events.EdgeStateSubject(e.Name))
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := rand.New(rand.NewPCG(a, b))
 	seq, versions := uint64(0), 0
-	for burst := range 300 {
+	for burst := range bursts {
 		for range 1 + rng.IntN(6) {
 			subject := subjects[rng.IntN(len(subjects))]
 			typ := []string{events.TypeEndpointDown, events.TypeEndpointUp}[rng.IntN(2)]
@@ -105,6 +126,7 @@ func TestAnswersRecompiledForChangedAppsOnlyEqualAFullRecompilation(t *testing.T
 			}
 		}
 		clock = clock.Add(time.Duration(rng.IntN(3)) * time.Second)
+		before := tbl
 		zones, changes := p.recompute()
 		versions += len(changes)
 		tbl = buildTable(zones, tbl)
@@ -118,14 +140,60 @@ func TestAnswersRecompiledForChangedAppsOnlyEqualAFullRecompilation(t *testing.T
 			if got, want := contentOf(z), contentOf(full[i]); got != want {
 				t.Fatalf("burst %d: zone %s differs from a full projection:\n%s\nwant\n%s", burst, z.Name, got, want)
 			}
+			old := before.zones[i]
+			if old.Serial == z.Serial {
+				continue
+			}
+			h := tbl.history[z.Name]
+			step := h[len(h)-1]
+			if got, want := stepLines(step), wholeDifference(old, z); got != want {
+				t.Fatalf("burst %d: zone %s's step %d -> %d:\n%s\nthe whole zones differ by\n%s", burst, z.Name, old.Serial, z.Serial, got, want)
+			}
 		}
 		if got, want := describe(tbl), describe(fresh); !slices.Equal(got, want) {
 			t.Fatalf("burst %d: prepared replies differ from a full preparation:\n%s", burst, difference(got, want))
 		}
 	}
-	if versions < 50 {
-		t.Fatalf("only %d zone versions in 300 bursts: the transitions hardly changed any answer", versions)
+	return versions
+}
+
+// stepLines lists an IXFR step's records, deleted (-) then added (+), sorted.
+func stepLines(d zone.Delta) string {
+	var lines []string
+	for _, rr := range d.Deleted {
+		lines = append(lines, "- "+rr.String())
 	}
+	for _, rr := range d.Added {
+		lines = append(lines, "+ "+rr.String())
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// wholeDifference lists the records but the SOA that only old (-) or only z (+) holds, sorted,
+// from the whole content of both.
+func wholeDifference(old, z *zone.Zone) string {
+	records := func(z *zone.Zone) []string {
+		var out []string
+		for _, rr := range z.Content()[1:] {
+			out = append(out, rr.String())
+		}
+		return out
+	}
+	o, n := records(old), records(z)
+	var lines []string
+	for _, r := range o {
+		if !slices.Contains(n, r) {
+			lines = append(lines, "- "+r)
+		}
+	}
+	for _, r := range n {
+		if !slices.Contains(o, r) {
+			lines = append(lines, "+ "+r)
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }
 
 func contentOf(z *zone.Zone) string {

@@ -23,6 +23,10 @@ type table struct {
 	history map[string][]zone.Delta
 	// identity is what NSID and CH TXT id.server report (dns.identity); empty reports nothing.
 	identity []byte
+	// volatile holds, per zone, the names whose replies are prepared again in every version
+	// (those not stateless): a version built from the one before visits them and the nodes
+	// its projection replaced, not the whole zone.
+	volatile map[string][]string
 }
 
 // maxDeltas bounds the versions of a zone IXFR can start from; a secondary further behind
@@ -58,10 +62,12 @@ type choice struct {
 // state) are reused where the state cannot change them: names without an app or a CNAME below
 // the apex, of the same configuration, and app names (without a CNAME) whose node is the very
 // one prev was built from. A new version of the same zones starts from prev's entries and
-// visits only the nodes its projection replaced, so that it costs in proportion to the answers
-// that changed, not to the size of the zone.
+// prepares only the nodes its projection replaced and the volatile ones, so that it costs in
+// proportion to the answers that changed, not to the size of the zone: when the projection
+// says which nodes it replaced (zone.ReplacedSince), the zone is not even visited.
 func buildTable(zones []*zone.Zone, prev *table) *table {
-	t := &table{zones: zones, history: map[string][]zone.Delta{}, serials: make(map[string]uint32, len(zones))}
+	t := &table{zones: zones, history: map[string][]zone.Delta{}, serials: make(map[string]uint32, len(zones)),
+		volatile: make(map[string][]string, len(zones))}
 	if prev != nil {
 		t.identity = prev.identity
 	}
@@ -73,20 +79,13 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 		t.entries = maps.Clone(prev.entries)
 		for i, z := range zones {
 			pz := prev.zones[i]
-			if pz == z {
-				continue
-			}
-			for name, n := range z.Nodes {
-				if pz.Nodes[name] != n || !stateless(z, n) {
-					t.put(z, name, n, nil, nil)
-				}
-			}
-			for name := range pz.Nodes {
-				if z.Nodes[name] == nil {
-					if wire, ok := wireName(name); ok {
-						delete(t.entries, wire)
-					}
-				}
+			switch replaced, ok := z.ReplacedSince(pz); {
+			case pz == z:
+				t.volatile[z.Name] = prev.volatile[z.Name]
+			case ok:
+				t.putReplaced(z, replaced, prev.volatile[z.Name])
+			default:
+				t.putChanged(z, pz)
 			}
 		}
 		return t
@@ -99,9 +98,57 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 		}
 		for name, n := range z.Nodes {
 			t.put(z, name, n, prev, pz)
+			t.noteVolatile(z, n)
 		}
 	}
 	return t
+}
+
+// putChanged prepares the nodes of z that differ from pz's, a version of the same zone whose
+// entries t holds, and the volatile ones, visiting both zones.
+func (t *table) putChanged(z, pz *zone.Zone) {
+	for name, n := range z.Nodes {
+		if pz.Nodes[name] != n || !stateless(z, n) {
+			t.put(z, name, n, nil, nil)
+		}
+		t.noteVolatile(z, n)
+	}
+	for name := range pz.Nodes {
+		if z.Nodes[name] == nil {
+			if wire, ok := wireName(name); ok {
+				delete(t.entries, wire)
+			}
+		}
+	}
+}
+
+// putReplaced is putChanged for z reprojected from the version whose entries t holds:
+// replaced names the nodes the projection replaced, and volatile the volatile names of that
+// version. Every other node is the earlier version's own, so only these are visited.
+func (t *table) putReplaced(z *zone.Zone, replaced, volatile []string) {
+	again := make(map[string]bool, len(replaced))
+	for _, name := range replaced {
+		if again[name] {
+			continue
+		}
+		again[name] = true
+		n := z.Nodes[name]
+		t.put(z, name, n, nil, nil)
+		t.noteVolatile(z, n)
+	}
+	for _, name := range volatile {
+		if !again[name] { // the same node as before: still volatile
+			t.put(z, name, z.Nodes[name], nil, nil)
+			t.volatile[z.Name] = append(t.volatile[z.Name], name)
+		}
+	}
+}
+
+// noteVolatile adds n, a node of z, to z's volatile names unless it is stateless.
+func (t *table) noteVolatile(z *zone.Zone, n *zone.Node) {
+	if !stateless(z, n) {
+		t.volatile[z.Name] = append(t.volatile[z.Name], n.Name)
+	}
 }
 
 // sameZones reports whether zones are the zones of t at a later state: the same zones of the

@@ -16,9 +16,18 @@ type Delta struct {
 
 // Diff returns the delta from old to z, two projections of one configuration: only app names
 // change between them. A node z shares with old (Static.Reproject shares every app it did not
-// decide again) adds nothing, so a version that changed a few apps costs a few.
+// decide again) adds nothing, so a version that changed a few apps costs a few; when z is old
+// reprojected, the names to compare are those Reproject replaced, and the zone is not visited.
 func Diff(old, z *Zone) Delta {
-	d := Delta{From: old.Serial, To: z.Serial}
+	names, ok := z.ReplacedSince(old)
+	if !ok {
+		names = unshared(old, z)
+	}
+	return diffNames(old, z, names)
+}
+
+// unshared returns the app names whose nodes differ between old and z, visiting both zones.
+func unshared(old, z *Zone) []string {
 	names := map[string]bool{}
 	for _, zz := range []*Zone{old, z} {
 		for name, n := range zz.Nodes {
@@ -27,7 +36,18 @@ func Diff(old, z *Zone) Delta {
 			}
 		}
 	}
-	for _, name := range slices.SortedFunc(maps.Keys(names), Compare) {
+	return slices.Collect(maps.Keys(names))
+}
+
+// diffNames is Diff over the given names, which must hold every app name whose node differs
+// between old and z (others are skipped).
+func diffNames(old, z *Zone, names []string) Delta {
+	d := Delta{From: old.Serial, To: z.Serial}
+	names = slices.SortedFunc(slices.Values(names), Compare)
+	for i, name := range names {
+		if i > 0 && names[i-1] == name {
+			continue
+		}
 		o, n := old.Nodes[name], z.Nodes[name]
 		if o != nil && n != nil && o.App == n.App && o.AppTTL == n.AppTTL {
 			continue // one answer, shared by both projections

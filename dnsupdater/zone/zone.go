@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/state"
@@ -38,6 +39,23 @@ type Zone struct {
 	SOA *dns.SOA
 	// Nodes holds every name of the zone, empty non-terminals included.
 	Nodes map[string]*Node
+	// version tells the projections apart; base is the version Reproject derived this one
+	// from, and replaced the names whose nodes it holds in place of base's (see ReplacedSince).
+	version, base uint64
+	replaced      []string
+}
+
+// versions numbers the projections, from 1.
+var versions atomic.Uint64
+
+// ReplacedSince returns the names whose nodes z holds in place of old's, and true, when z is
+// old reprojected (Static.Reproject): every other node of z is old's own, so what a version
+// changed is known without visiting the zone. It returns false for any other pair.
+func (z *Zone) ReplacedSince(old *Zone) ([]string, bool) {
+	if old == nil || z.base == 0 || z.base != old.version {
+		return nil, false
+	}
+	return z.replaced, true
 }
 
 // Node is one name of a zone.
@@ -293,7 +311,7 @@ func (s *Static) Project(v *state.View, serials map[string]uint32) []*Zone {
 	out := make([]*Zone, 0, len(s.zones))
 	for i := range s.zones {
 		sz := &s.zones[i]
-		z := &Zone{Name: sz.cfg.Name, Config: sz.cfg, Serial: serials[sz.cfg.Name], Nodes: map[string]*Node{}}
+		z := &Zone{Name: sz.cfg.Name, Config: sz.cfg, Serial: serials[sz.cfg.Name], Nodes: map[string]*Node{}, version: versions.Add(1)}
 		z.SOA = &dns.SOA{
 			Hdr: hdr(z.Name, dns.TypeSOA, sz.cfg.TTL), Ns: sz.cfg.Nameservers[0].Name, Mbox: sz.cfg.Hostmaster,
 			Serial: z.Serial, Refresh: 3600, Retry: 600, Expire: 604800, Minttl: sz.cfg.NegativeTTL,
@@ -459,10 +477,7 @@ func (s *Static) Reproject(z *Zone, apps []int, v *state.View) (*Zone, []string)
 			continue
 		}
 		if nodes == nil {
-			nodes = make(map[string]*Node, len(z.Nodes))
-			for name, n := range z.Nodes {
-				nodes[name] = n
-			}
+			nodes = maps.Clone(z.Nodes)
 		}
 		n := *old
 		n.App, n.AppTTL = &ans, a.TTL
@@ -474,6 +489,11 @@ func (s *Static) Reproject(z *Zone, apps []int, v *state.View) (*Zone, []string)
 	}
 	out := *z
 	out.Nodes = nodes
+	out.version, out.base = versions.Add(1), z.version
+	out.replaced = slices.Clip(changed)
+	if !slices.Contains(changed, z.Name) {
+		out.replaced = append(out.replaced, z.Name)
+	}
 	soa := *z.SOA
 	out.SOA = &soa
 	apex := *nodes[z.Name]
