@@ -142,14 +142,7 @@ func TestEdgesAreDecidedOnTimeWhileROUTESElectsALeader(t *testing.T) {
 	// ROUTES loses its leader while shop's routes change: they cannot be stored, and are tried
 	// again and again.
 	js.On.Store(true)
-	e, err := events.New(events.TypeEndpointDown, "decider-test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
-		From: events.StatusUp, To: events.StatusDown, Reason: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(context.Background(), ns.JS, events.EndpointStateSubject("shop", "west", "w1"), e); err != nil {
-		t.Fatal(err)
-	}
+	recordW1Down(t, ns)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "the controller tries to store the new routes")
 
 	// edge-west dies just as the controller sends them: it is down fall × interval later, as ever.
@@ -184,6 +177,18 @@ func TestRouteTablesFollowSTATEWhileManyEdgesWaitForSTATEToTakeTheirTransitions(
 
 	// The decider, whose own client reaches STATE, records w1 down: the routes follow at once.
 	before := len(history(t, ns, events.StreamRoutes, route))
+	recordW1Down(t, ns)
+	stored := time.Now()
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
+	if took, limit := time.Since(stored), 500*time.Millisecond; took > limit {
+		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited on STATE for the edges' transitions",
+			took.Round(time.Millisecond), limit)
+	}
+}
+
+// recordW1Down stores shop's endpoint w1 down on STATE, as the decider would.
+func recordW1Down(t *testing.T, ns *eventstest.Server) {
+	t.Helper()
 	e, err := events.New(events.TypeEndpointDown, "decider-test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
 		From: events.StatusUp, To: events.StatusDown, Reason: "test"})
 	if err != nil {
@@ -191,11 +196,5 @@ func TestRouteTablesFollowSTATEWhileManyEdgesWaitForSTATEToTakeTheirTransitions(
 	}
 	if _, err := events.Publish(context.Background(), ns.JS, events.EndpointStateSubject("shop", "west", "w1"), e); err != nil {
 		t.Fatal(err)
-	}
-	stored := time.Now()
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
-	if took, limit := time.Since(stored), 500*time.Millisecond; took > limit {
-		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited on STATE for the edges' transitions",
-			took.Round(time.Millisecond), limit)
 	}
 }
