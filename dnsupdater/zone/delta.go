@@ -43,7 +43,8 @@ func unshared(old, z *Zone) []string {
 // between old and z (others are skipped).
 func diffNames(old, z *Zone, names []string) Delta {
 	d := Delta{From: old.Serial, To: z.Serial}
-	names = slices.SortedFunc(slices.Values(names), Compare)
+	names = slices.Clone(names)
+	SortCanonical(names, func(name string) string { return name })
 	for i, name := range names {
 		if i > 0 && names[i-1] == name {
 			continue

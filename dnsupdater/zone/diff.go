@@ -66,12 +66,8 @@ func Changes(before, after map[Key][]string) []events.RecordChange {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortFunc(keys, func(a, b Key) int {
-		if c := Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return int(a.Type) - int(b.Type)
-	})
+	slices.SortFunc(keys, func(a, b Key) int { return int(a.Type) - int(b.Type) })
+	SortCanonical(keys, func(k Key) string { return k.Name }) // stable: by type within a name
 	out := make([]events.RecordChange, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, events.RecordChange{Name: k.Name, Type: dns.TypeToString[k.Type], Before: before[k], After: after[k]})

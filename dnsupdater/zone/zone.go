@@ -433,19 +433,39 @@ func (z *Zone) Names() []string {
 	for name := range z.Nodes {
 		names = append(names, name)
 	}
-	slices.SortFunc(names, func(a, b string) int { return Compare(a, b) })
+	SortCanonical(names, func(name string) string { return name })
 	return names
 }
 
 // Compare orders canonical names as RFC 4034 §6.1 does: label by label from the right.
 func Compare(a, b string) int {
-	la, lb := dns.SplitDomainName(a), dns.SplitDomainName(b)
+	return compareLabels(dns.SplitDomainName(a), dns.SplitDomainName(b))
+}
+
+func compareLabels(la, lb []string) int {
 	for i, j := len(la)-1, len(lb)-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
 		if c := strings.Compare(la[i], lb[j]); c != 0 {
 			return c
 		}
 	}
 	return len(la) - len(lb)
+}
+
+// SortCanonical sorts s stably by the names name gives, in Compare's order, splitting each
+// name once rather than at every comparison.
+func SortCanonical[T any](s []T, name func(T) string) {
+	type item struct {
+		labels []string
+		v      T
+	}
+	items := make([]item, len(s))
+	for i, v := range s {
+		items[i] = item{dns.SplitDomainName(name(v)), v}
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return compareLabels(a.labels, b.labels) })
+	for i := range items {
+		s[i] = items[i].v
+	}
 }
 
 // NegativeSOA is the SOA that NXDOMAIN and NODATA answers carry in their authority section:
