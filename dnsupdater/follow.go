@@ -53,6 +53,9 @@ func (s *Server) follow(ctx context.Context) {
 			s.projMu.Lock()
 			s.noteUnexpected(d.Subject, d.Seq, env)
 			changed, err = s.proj.apply(d.Subject, d.Seq, env)
+			if changed {
+				s.folded.note(time.Now())
+			}
 			s.projMu.Unlock()
 			dirty = dirty || changed
 		}
@@ -154,7 +157,10 @@ func (s *Server) offer(z *zone.Zone) {
 // neither delays the next event.
 func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, snaps *snapshotPacer) {
 	s.projMu.Lock()
+	start, batch := time.Now(), s.folded
+	s.folded = folded{}
 	zones, changes := s.proj.recompute()
+	projected := time.Now()
 	var snap *snapshotSave
 	if (len(changes) > 0 || snaps.pending) && s.o.DataDir != "" && snaps.take(time.Now()) {
 		snap = s.proj.save(!snaps.based)
@@ -174,6 +180,11 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 			s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
 		}
 		s.table.Store(t)
+		if served := time.Now(); len(changes) > 0 && batch.events > 0 {
+			s.log.Debug().Int("events", batch.events).Int("zones", len(changes)).
+				Dur("waited", start.Sub(batch.last)).Dur("project", projected.Sub(start)).Dur("table", served.Sub(projected)).
+				Dur("since_first", served.Sub(batch.first)).Dur("since_last", served.Sub(batch.last)).Msg("zone version served")
+		}
 		at := s.now() // the zones changed now: their events carry this time, however late told
 		for i, c := range changes {
 			changes[i].at = at
@@ -273,6 +284,21 @@ func (p *snapshotPacer) take(now time.Time) bool {
 		p.due = time.After(p.last.Add(snapshotEvery).Sub(now))
 	}
 	return false
+}
+
+// folded counts the STATE events that changed the view since the last projection, and when
+// the first and the last of them were folded.
+type folded struct {
+	events      int
+	first, last time.Time
+}
+
+func (f *folded) note(at time.Time) {
+	if f.events == 0 {
+		f.first = at
+	}
+	f.events++
+	f.last = at
 }
 
 // report is a set of zone changes caused by one STATE event.

@@ -80,6 +80,9 @@ type Server struct {
 	// which projects it; kicks carry the follower's requests for a projection to the refresher.
 	projMu sync.Mutex
 	kicks  chan kick
+	// folded is what the follower folded since the refresher last took the projection (under
+	// projMu): how long a version took to serve, told at debug level.
+	folded folded
 	// synced is set once the refresher has projected a state read to the end of the stream;
 	// only the refresher uses it.
 	synced bool

@@ -203,7 +203,7 @@ func (st *stack) up() error {
 	common := []string{"--config", st.cfgPath, "--log-format", "json", "--log-level", "warn"}
 	roles := [][]string{
 		{"decider", "decider", "--name", "decider-1"},
-		{"dns", "dns", "--name", "dns-1", "--addr", dnsAddr, "--data-dir", filepath.Join(st.dir, "dns-1")},
+		{"dns", "dns", "--name", "dns-1", "--addr", dnsAddr, "--data-dir", filepath.Join(st.dir, "dns-1"), "--log-level", "debug"},
 		{"controller", "controller", "--name", "controller-1", "--api-addr", ""},
 	}
 	for k := range st.s.probers {
