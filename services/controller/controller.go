@@ -108,6 +108,9 @@ type controller struct {
 	// each append's outcome back to the loop, which an append STATE does not answer never holds.
 	appendingEdge map[string]bool
 	edgeAppends   chan edgeAppend
+	// edgeFailures holds back repeats of the line telling that an edge transition was not
+	// appended: while STATE elects a leader every edge's is tried again each storeTimeout.
+	edgeFailures *logs.Repeats
 }
 
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
@@ -132,7 +135,7 @@ func run(ctx context.Context, o Options) error {
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
-		appendingEdge: map[string]bool{}, edgeAppends: make(chan edgeAppend),
+		appendingEdge: map[string]bool{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -463,7 +466,7 @@ func (c *controller) edgeAppended(ctx context.Context, a edgeAppend) {
 		c.reread(ctx, a.subject)
 		return
 	case a.err != nil:
-		c.log.Error().Str("edge", a.change.Edge).Err(a.err).Msg("edge transition not appended; the next tick tries again")
+		c.edgeFailures.Gate(c.log.Error(), "append").Str("edge", a.change.Edge).Err(a.err).Msg("edge transition not appended; the next tick tries again")
 		if a.change.To == events.StatusDown {
 			// Their silence says nothing until it is back.
 			c.cutOffFromNATS("state stream unavailable")

@@ -198,3 +198,30 @@ func recordW1Down(t *testing.T, ns *eventstest.Server) {
 		t.Fatal(err)
 	}
 }
+
+func TestAnElectionOfSTATELogsTheEdgesFailedTransitionsOnceNotOncePerEdgeAndAttempt(t *testing.T) {
+	// Eight edges heartbeat while STATE, for the controller, has no leader: each edge's "up" is
+	// tried again once its attempt goes unanswered. Before, each failed attempt logged an error
+	// line: eight a second, for as long as the election lasts.
+	const edges = 8
+	doc := edgesDoc[:strings.Index(edgesDoc, "edges:")] + "edges:\n"
+	for i := range edges {
+		doc += fmt.Sprintf("  - {name: edge-%d, region: us-west, hostname: edge-%d.demo.test, address: 127.0.0.%d,\n"+
+			"     heartbeat: {interval: 100ms, fall: 3}, apps: [{app: shop, listen: \"127.0.0.%d:8080\", secondary: edge-%d}]}\n",
+			i, i, 30+i, 30+i, (i+1)%edges)
+	}
+	ns := eventstest.Start(t)
+	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
+	js.On.Store(true)
+	for i := range edges {
+		beat(t, ns, fmt.Sprintf("edge-%d", i), 100*time.Millisecond, make(chan struct{}))
+	}
+	var logs eventstest.Logs
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(&logs)})
+	})
+	eventstest.Eventually(t, 10*time.Second, func() bool { return js.Refused.Load() >= 3*edges }, "each edge's transition tried three times")
+	if n := logs.Count("edge transition not appended; the next tick tries again"); n > 1 {
+		t.Errorf("%d lines for %d failed attempts, want one (with a count of the others held back)", n, js.Refused.Load())
+	}
+}
