@@ -106,8 +106,11 @@ type controller struct {
 	rollbacks   chan rollback
 	// appendingEdge are the edges whose transition is being appended, and edgeAppends carries
 	// each append's outcome back to the loop, which an append STATE does not answer never holds.
-	appendingEdge map[string]bool
-	edgeAppends   chan edgeAppend
+	// appendingDowns counts the downs among them: while one waits for its answer, no other down
+	// is sent (see checkLiveness).
+	appendingEdge  map[string]bool
+	appendingDowns int
+	edgeAppends    chan edgeAppend
 	// edgeFailures holds back repeats of the line telling that an edge transition was not
 	// appended: while STATE elects a leader every edge's is tried again each storeTimeout.
 	edgeFailures *logs.Repeats
@@ -388,7 +391,9 @@ func decodeHeartbeat(subject string, data []byte) (events.Envelope, events.Heart
 }
 
 // checkLiveness appends the edge transitions that are due, each edge's one at a time, without
-// waiting for STATE's answers: they come back to the loop (edgeAppended).
+// waiting for STATE's answers: they come back to the loop (edgeAppended). While a down waits for
+// its answer no other down is sent: if STATE does not take it, the cluster is recovering, and the
+// silence of the edges connected through it says nothing (as when this replica is cut off).
 func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 	now, nc := c.o.Now(), c.o.JS.Conn()
 	if !nc.IsConnected() {
@@ -401,9 +406,10 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		c.log.Info().Dur("allowance", reconnectAllowance).Msg("nats reachable again; edge liveness counts from now")
 	}
 	due := c.live.Due(now)
+	holdDowns := c.appendingDowns > 0
 	for _, ch := range due {
 		// Before taking silence for a dead edge, make sure it is not this replica that is cut off.
-		if ch.To == events.StatusDown && !c.appendingEdge[ch.Edge] {
+		if ch.To == events.StatusDown && !holdDowns && !c.appendingEdge[ch.Edge] {
 			if err := nc.FlushTimeout(cutOffProbe); err != nil {
 				c.cutOffFromNATS(err.Error())
 				return
@@ -412,7 +418,7 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	for _, ch := range due {
-		if c.appendingEdge[ch.Edge] {
+		if c.appendingEdge[ch.Edge] || ch.To == events.StatusDown && holdDowns {
 			continue
 		}
 		subject := events.EdgeStateSubject(ch.Edge)
@@ -435,6 +441,9 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		entry, _ := c.view.Subject(subject)
 		c.appendingEdge[ch.Edge] = true
+		if ch.To == events.StatusDown {
+			c.appendingDowns++
+		}
 		wg.Go(func() {
 			actx, cancel := context.WithTimeout(ctx, storeTimeout)
 			ack, err := events.Append(actx, c.o.JS, subject, env, entry.Seq)
@@ -461,6 +470,9 @@ type edgeAppend struct {
 // STATE did not take means the cluster is recovering, and the edges' connections with it.
 func (c *controller) edgeAppended(ctx context.Context, a edgeAppend) {
 	delete(c.appendingEdge, a.change.Edge)
+	if a.change.To == events.StatusDown {
+		c.appendingDowns--
+	}
 	switch {
 	case errors.Is(a.err, events.ErrConflict):
 		c.reread(ctx, a.subject)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,5 +225,76 @@ func TestAnElectionOfSTATELogsTheEdgesFailedTransitionsOnceNotOncePerEdgeAndAtte
 	eventstest.Eventually(t, 10*time.Second, func() bool { return js.Refused.Load() >= 3*edges }, "each edge's transition tried three times")
 	if n := logs.Count("edge transition not appended; the next tick tries again"); n > 1 {
 		t.Errorf("%d lines for %d failed attempts, want one (with a count of the others held back)", n, js.Refused.Load())
+	}
+}
+
+// pausedBeat sends edge's heartbeats every interval while paused is not set.
+func pausedBeat(t *testing.T, ns *eventstest.Server, edge string, interval time.Duration, paused *atomic.Bool) {
+	t.Helper()
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	wg.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			if !paused.Load() {
+				e, err := events.New(events.TypeEdgeHeartbeat, "test", time.Now(), events.Heartbeat{Edge: edge, Seq: seq})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = ns.Conn.Publish(events.HeartbeatSubject(edge), e.Encode())
+			}
+			select {
+			case <-t.Context().Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+}
+
+func TestAnEdgeSilentWhileAnotherEdgesDownIsUnansweredIsNotRecordedDown(t *testing.T) {
+	// A JetStream node dies: STATE elects a leader, and the edges connected through that node
+	// are silent until they reconnect. Their silence says nothing: when STATE does not take the
+	// first down, edge liveness pauses. Before, the downs that fell due while that first one
+	// waited for its answer were sent beside it, and one sent after the election ended was
+	// stored: an edge that never stopped was recorded down.
+	ns := eventstest.Start(t)
+	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
+	var westLost, eastLost atomic.Bool
+	pausedBeat(t, ns, "edge-west", 100*time.Millisecond, &westLost)
+	pausedBeat(t, ns, "edge-east", 100*time.Millisecond, &eastLost)
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, edgesDoc), Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	west, east := events.EdgeStateSubject("edge-west"), events.EdgeStateSubject("edge-east")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return types(history(t, ns, events.StreamState, west)) == "U" && types(history(t, ns, events.StreamState, east)) == "U"
+	}, "both edges up")
+
+	// STATE elects; edge-west's heartbeats are lost, and its down goes unanswered (for
+	// storeTimeout). The election ends; then edge-east's heartbeats are lost too, for less
+	// than the pause an unanswered down grants.
+	js.On.Store(true)
+	westLost.Store(true)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "edge-west's down sent")
+	js.On.Store(false)
+	eastLost.Store(true)
+	lost := time.Now()
+	for time.Since(lost) < storeTimeout+500*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the edges reconnect after this long
+	}
+	westLost.Store(false)
+	eastLost.Store(false)
+	back := time.Now()
+	for time.Since(back) < time.Second {
+		if got := types(history(t, ns, events.StreamState, east)); got != "U" {
+			t.Fatalf("edge-east history %q, want the single up: its silence began while STATE had not answered edge-west's down", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := types(history(t, ns, events.StreamState, west)); got != "U" {
+		t.Errorf("edge-west history %q, want the single up: STATE never took its down", got)
 	}
 }
