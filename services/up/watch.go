@@ -9,6 +9,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -25,12 +26,13 @@ const retryAtMost = 30 * time.Second
 // fails and is retried rather than holding the watcher.
 const applyTimeout = 10 * time.Second
 
-// refused tells a JetStream refusal with a reason (a bound it cannot reserve, a definition it
-// rejects), which trying again will not change, from a failure to be reached or answered: no
-// responders, a timeout, or a cluster that is electing or short of nodes (status 503).
+// refused tells a refusal with a reason (a bound JetStream cannot reserve, a definition it
+// rejects, a document larger than the server's max_payload), which trying again will not
+// change, from a failure to be reached or answered: no responders, a timeout, or a cluster that
+// is electing or short of nodes (status 503).
 func refused(err error) bool {
 	var api *jetstream.APIError
-	return errors.As(err, &api) && api.Code != 503
+	return errors.As(err, &api) && api.Code != 503 || errors.Is(err, nats.ErrMaxPayload)
 }
 
 // watchFile applies the configuration file at path as a new version each time its content

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/nats-io/nats.go/jetstream"
@@ -82,5 +83,56 @@ func TestAFileVersionNATSCouldNotTakeIsAppliedOnceItAnswersWithoutTheFileChangin
 	}
 	if len(versions) != 2 {
 		t.Errorf("%d versions stored, want 2: each file version once", len(versions))
+	}
+}
+
+// watching runs watchFile on path, first applied, until the test ends or stop is called.
+func watching(t *testing.T, js jetstream.JetStream, path string, first []byte, reload chan struct{}, logs *eventstest.Logs) (stop func()) {
+	t.Helper()
+	if err := os.WriteFile(path, first, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := config.Apply(context.Background(), js, path, first, config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchFile(ctx, js, path, first, reload, zerolog.New(logs))
+	}()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+const shopDoc = "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqdn: shop.demo.test\n" +
+	"    pools: [{name: main, endpoints: [{address: \"127.0.0.1:8081\"}]}]\n"
+
+func TestAFileVersionLargerThanNATSTakesIsRefusedNotTriedAgain(t *testing.T) {
+	// A message larger than the server's max_payload is refused by the client, every time:
+	// before, it was taken for NATS not answering and tried again every 30 s for ever.
+	srv := eventstest.Start(t)
+	if err := events.EnsureStreams(context.Background(), srv.JS, eventstest.Config(t, shopDoc).StreamOptions(1)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	reload := make(chan struct{})
+	var logs eventstest.Logs
+	watching(t, srv.JS, path, []byte(shopDoc), reload, &logs)
+
+	big := []byte(shopDoc + "# " + strings.Repeat("x", int(srv.Conn.MaxPayload())) + "\n")
+	if err := os.WriteFile(path, big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	reload <- struct{}{} // returns once the big version was handled
+	const refusedLine, retryLine = "configuration file refused by JetStream; nothing applied", "configuration file not applied: NATS did not take it; trying again"
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(refusedLine)+logs.Count(retryLine) > 0 }, "the big version tried")
+	if n := logs.Count(retryLine); n > 0 {
+		t.Errorf("a version NATS can never take is to be tried again: %s", logs.String()[strings.LastIndex(logs.String(), `{"level"`):])
+	}
+	if n := logs.Count(refusedLine); n != 1 {
+		t.Errorf("%d lines tell the version was refused, want 1", n)
 	}
 }
