@@ -79,6 +79,9 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 		}
 		last, seen, retryAt = doc, doc, time.Time{}
 		if err := applyFile(ctx, js, path, doc, log); err != nil {
+			if ctx.Err() != nil {
+				return // stopping cut the attempt short: nothing failed
+			}
 			last, retryAt = nil, time.Now().Add(wait)
 			log.Error().Err(err).Dur("retry_in", wait).Msg("configuration file not applied: NATS did not take it; trying again")
 			wait = min(2*wait, retryAtMost)

@@ -136,3 +136,27 @@ func TestAFileVersionLargerThanNATSTakesIsRefusedNotTriedAgain(t *testing.T) {
 		t.Errorf("%d lines tell the version was refused, want 1", n)
 	}
 }
+
+func TestStoppingWhileAFileVersionIsAppliedLogsNoFailure(t *testing.T) {
+	// Before, the attempt cut short by the stop was logged as an error, one to try again.
+	srv := eventstest.Start(t)
+	if err := events.EnsureStreams(context.Background(), srv.JS, eventstest.Config(t, shopDoc).StreamOptions(1)); err != nil {
+		t.Fatal(err)
+	}
+	js := &eventstest.Electing{JetStream: srv.JS, StreamName: events.StreamConfig, On: new(atomic.Bool)}
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	reload := make(chan struct{})
+	var logs eventstest.Logs
+	stop := watching(t, js, path, []byte(shopDoc), reload, &logs)
+
+	js.On.Store(true) // CONFIG does not answer
+	if err := os.WriteFile(path, []byte(shopDoc+"# changed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.Refused.Load() > 0 }, "the new version being applied")
+	stop()
+	if strings.Contains(logs.String(), `"level":"error"`) {
+		t.Errorf("stopping logged a failure: %s", logs.String())
+	}
+}
