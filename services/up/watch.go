@@ -101,8 +101,8 @@ func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []b
 	switch active, err := config.Active(ctx, js); {
 	case err == nil && active.Document == string(doc):
 		return nil // taken already: by an attempt whose answer was lost, or by `detour apply`
-	case err != nil && !errors.Is(err, config.ErrNoVersion):
-		return err
+	case err != nil && !errors.Is(err, config.ErrNoVersion) && !errors.Is(err, jetstream.ErrStreamNotFound):
+		return err // without CONFIG, nothing is active: EnsureStreams makes it again
 	}
 	cfg, err := config.Parse(path, doc)
 	if err == nil {

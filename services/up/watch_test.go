@@ -160,3 +160,29 @@ func TestStoppingWhileAFileVersionIsAppliedLogsNoFailure(t *testing.T) {
 		t.Errorf("stopping logged a failure: %s", logs.String())
 	}
 }
+
+func TestAFileVersionIsAppliedWhenTheCONFIGStreamWasRemoved(t *testing.T) {
+	// Its streams are made first, as `detour apply` makes them. Before, the read of the active
+	// version came first, failed for want of the stream, and was tried again for ever.
+	srv := eventstest.Start(t)
+	if err := events.EnsureStreams(context.Background(), srv.JS, eventstest.Config(t, shopDoc).StreamOptions(1)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	reload := make(chan struct{})
+	var logs eventstest.Logs
+	watching(t, srv.JS, path, []byte(shopDoc), reload, &logs)
+
+	if err := srv.JS.DeleteStream(context.Background(), events.StreamConfig); err != nil {
+		t.Fatal(err)
+	}
+	second := []byte(shopDoc + "# changed\n")
+	if err := os.WriteFile(path, second, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		v, err := config.Active(context.Background(), srv.JS)
+		return err == nil && v.Document == string(second)
+	}, "the changed file applied, its CONFIG stream made again")
+}
