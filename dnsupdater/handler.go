@@ -76,7 +76,7 @@ func (w *worker) prepared(t *table, p []byte, remote netip.Addr, tcp bool) []byt
 	if !parseQuery(p, q) || q.qclass != classIN {
 		return nil
 	}
-	e := t.entries[string(q.key)]
+	e := t.entries.lookup(q.key)
 	if e == nil {
 		return nil
 	}

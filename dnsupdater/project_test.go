@@ -208,7 +208,7 @@ func contentOf(z *zone.Zone) string {
 // and query type, in a fixed order.
 func describe(t *table) []string {
 	var lines []string
-	for wire, e := range t.entries {
+	for wire, e := range t.entries.all() {
 		sent := func(tmpl []byte) []byte {
 			out := slices.Clone(tmpl)
 			t.stampSerial(out, tmpl, e)

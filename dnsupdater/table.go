@@ -2,7 +2,6 @@ package dnsupdater
 
 import (
 	"encoding/binary"
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -14,7 +13,7 @@ import (
 // prepared path can give, packed, keyed by the lower-case wire form of the name.
 type table struct {
 	zones   []*zone.Zone
-	entries map[string]*entry
+	entries *entries
 	// serials are the zones' serials, by zone name: the prepared replies that carry the SOA
 	// (NODATA) get it when they are sent, so that an entry serves every version it is in.
 	serials map[string]uint32
@@ -76,7 +75,7 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 		t.history[z.Name] = prev.deltas(z)
 	}
 	if prev.sameZones(zones) {
-		t.entries = maps.Clone(prev.entries)
+		t.entries = prev.entries.next()
 		for i, z := range zones {
 			pz := prev.zones[i]
 			switch replaced, ok := z.ReplacedSince(pz); {
@@ -90,7 +89,11 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 		}
 		return t
 	}
-	t.entries = map[string]*entry{}
+	size := 0
+	for _, z := range zones {
+		size += len(z.Nodes)
+	}
+	t.entries = newEntries(size)
 	for _, z := range zones {
 		var pz *zone.Zone
 		if prev != nil {
@@ -116,7 +119,7 @@ func (t *table) putChanged(z, pz *zone.Zone) {
 	for name := range pz.Nodes {
 		if z.Nodes[name] == nil {
 			if wire, ok := wireName(name); ok {
-				delete(t.entries, wire)
+				t.entries.del(wire)
 			}
 		}
 	}
@@ -173,16 +176,16 @@ func (t *table) put(z *zone.Zone, name string, n *zone.Node, prev *table, pz *zo
 		return
 	}
 	if delegation(z, name) != nil {
-		delete(t.entries, wire) // referrals are answered by the reference path
+		t.entries.del(wire) // referrals are answered by the reference path
 		return
 	}
 	if old := prev.reusable(wire, z, pz, n); old != nil {
-		t.entries[wire] = old
+		t.entries.set(wire, old)
 		return
 	}
 	e := t.prepare(n)
 	e.zone = z.Name
-	t.entries[wire] = e
+	t.entries.set(wire, e)
 }
 
 // deltas returns the history of z's zone in t, extended by the step from t's version to z.
@@ -223,7 +226,7 @@ func (t *table) reusable(wire string, z, pz *zone.Zone, n *zone.Node) *entry {
 	if n.App != nil && pz.Nodes[n.Name] != n {
 		return nil
 	}
-	return t.entries[wire]
+	return t.entries.get(wire)
 }
 
 // negative reports whether a prepared reply has no answer and only the SOA in its authority
