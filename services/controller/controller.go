@@ -154,10 +154,10 @@ func run(ctx context.Context, o Options) error {
 		}
 	}
 
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: the goroutines end with ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	stateMsgs := make(chan events.Delivery, 256)
 	f := events.Follower{JS: o.JS, Stream: events.StreamState, Log: c.log, Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}

@@ -2,11 +2,15 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // TestEdgesGetFallTimesIntervalFromWhenTheControllerCanHearThem starts a controller before its
@@ -56,5 +60,36 @@ func TestEdgesGetFallTimesIntervalFromWhenTheControllerCanHearThem(t *testing.T)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return len(history(t, ns, events.StreamState, west)) > 0 }, "edge-west not recorded")
 	if h := types(history(t, ns, events.StreamState, west)); h != "U" {
 		t.Errorf("edge-west, heartbeating all along, history %q, want U: it was taken down for heartbeats no one could hear", h)
+	}
+}
+
+// connClosed is a JetStream client whose connection for plain subscriptions is closed.
+type connClosed struct {
+	jetstream.JetStream
+	nc *nats.Conn
+}
+
+func (c connClosed) Conn() *nats.Conn { return c.nc }
+
+func TestAControllerThatCannotSubscribeToHeartbeatsReturnsItsError(t *testing.T) {
+	// Before, Run waited for its STATE follower before stopping it, and never returned.
+	ns := eventstest.Start(t)
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	var logs eventstest.Logs
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(t.Context(), Options{JS: connClosed{JetStream: ns.JS, nc: nc}, Config: eventstest.Config(t, edgesDoc), Name: "controller-1", Log: zerolog.New(&logs)})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, nats.ErrConnectionClosed) {
+			t.Errorf("Run returned %v, want the subscription's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of failing to subscribe")
 	}
 }
