@@ -42,6 +42,37 @@ type options struct {
 	queries string
 	// pdnsCache is PowerDNS's packet cache TTL in seconds (its default, 20; 0 turns it off).
 	pdnsCache int
+	// variants are other builds of Detour's server, or this one with another environment,
+	// measured beside it in the same run (-variant).
+	variants []variant
+}
+
+// variant is Detour's server run as program's serve-detour (this program's when empty), with env
+// (K=V) added to its environment.
+type variant struct {
+	name    string
+	program string
+	env     []string
+}
+
+// parseVariant reads -variant's NAME=[PROGRAM][,K=V...].
+func parseVariant(s string) (variant, error) {
+	name, spec, _ := strings.Cut(s, "=")
+	if name == "" || spec == "" || strings.ContainsAny(name, ", ") {
+		return variant{}, fmt.Errorf("want NAME=[PROGRAM][,K=V...], got %q", s)
+	}
+	v := variant{name: "detour-" + name}
+	for i, item := range strings.Split(spec, ",") {
+		switch k, _, isEnv := strings.Cut(item, "="); {
+		case isEnv && k != "":
+			v.env = append(v.env, item)
+		case i == 0 && item != "":
+			v.program = item
+		default:
+			return variant{}, fmt.Errorf("%q: want the program first, then K=V items, got %q", s, item)
+		}
+	}
+	return v, nil
 }
 
 // running is a server under test, started.
@@ -114,13 +145,18 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	}()
 	var changes changeCounter
 	targets := []target{
-		{name: "detour", start: detourTarget(port, 0, nil, o.profile)},
+		{name: "detour", start: detourTarget(port, 0, nil, o.profile, variant{})},
+	}
+	for _, v := range o.variants {
+		targets = append(targets, target{name: v.name, start: detourTarget(port, 0, nil, "", v)})
+	}
+	targets = append(targets, []target{
 		{name: "nsd", start: nsdTarget},
 		{name: "knot", start: knotTarget},
 		{name: "powerdns", start: pdnsTarget(false, port, o.pdnsCache)},
 		{name: "powerdns-lua", start: pdnsTarget(true, port, o.pdnsCache)},
-		{name: "detour-changing", start: detourTarget(port, o.changes, &changes, "")},
-	}
+		{name: "detour-changing", start: detourTarget(port, o.changes, &changes, "", variant{})},
+	}...)
 	var results []result
 	for _, t := range targets {
 		if !selected(o, t.name) {
@@ -371,18 +407,26 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 	for _, f := range failed {
 		fmt.Fprintf(out, "failed: %s\n", f)
 	}
-	var d, best result
+	// Detour and its variants against the lowest peer median.
+	var ds []result
+	var best result
 	for _, m := range meds {
 		switch {
 		case m.skipped != "":
-		case m.name == "detour":
-			d = m
+		case strings.HasPrefix(m.name, "detour"):
+			ds = append(ds, m)
 		case best.p99 == 0 || m.p99 < best.p99:
 			best = m
 		}
 	}
-	if d.p99 > 0 && best.p99 > 0 {
-		fmt.Fprintf(out, "\ndetour p99 / best peer's (%s), medians of the rounds: %.2f  (target <= 1.0)\n", best.name, float64(d.p99)/float64(best.p99))
+	if best.p99 == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	for _, d := range ds {
+		if d.p99 > 0 {
+			fmt.Fprintf(out, "%s p99 / best peer's (%s), medians of the rounds: %.2f  (target <= 1.0)\n", d.name, best.name, float64(d.p99)/float64(best.p99))
+		}
 	}
 }
 
@@ -485,6 +529,11 @@ func report(out io.Writer, o options, rs []result) {
 	}
 	if best.qps > 0 {
 		fmt.Fprintf(out, "detour / best static peer (%s): %.2f  (target >= 1.0)\n", best.name, d.qps/best.qps)
+		for _, v := range o.variants {
+			if r, ok := get[v.name]; ok && r.skipped == "" {
+				fmt.Fprintf(out, "%s / best static peer (%s): %.2f\n", v.name, best.name, r.qps/best.qps)
+			}
+		}
 	}
 	if r, ok := get["powerdns-lua"]; ok && r.skipped == "" && r.qps > 0 {
 		if o.mix == "app" {

@@ -80,3 +80,45 @@ func TestARoundThatAnsweredNothingIsShownAsFailedAndPrintsNoNaN(t *testing.T) {
 		t.Errorf("median p99 over the rounds that answered = %s, want 3ms", m.p99)
 	}
 }
+
+func TestVariantNamesAProgramAndItsEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want variant
+		err  bool
+	}{
+		{in: "gcoff=GOGC=off", want: variant{name: "detour-gcoff", env: []string{"GOGC=off"}}},
+		{in: "old=/tmp/dnsbench-main", want: variant{name: "detour-old", program: "/tmp/dnsbench-main"}},
+		{in: "old=/tmp/b,GOGC=off,GODEBUG=gctrace=1", want: variant{name: "detour-old", program: "/tmp/b", env: []string{"GOGC=off", "GODEBUG=gctrace=1"}}},
+		{in: "nospec", err: true},
+		{in: "=GOGC=off", err: true},
+		{in: "x=GOGC=off,/tmp/b", err: true},
+		{in: "x=/tmp/b,", err: true},
+	} {
+		got, err := parseVariant(tc.in)
+		if (err != nil) != tc.err {
+			t.Errorf("parseVariant(%q) error = %v, want error %v", tc.in, err, tc.err)
+			continue
+		}
+		if !tc.err && (got.name != tc.want.name || got.program != tc.want.program || strings.Join(got.env, " ") != strings.Join(tc.want.env, " ")) {
+			t.Errorf("parseVariant(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestAVariantIsComparedWithThePeersAndIsNotOneOfThem(t *testing.T) {
+	r := func(name string, p99 time.Duration) []result {
+		return []result{{name: name, qps: 20000, p50: time.Millisecond / 10, p99: p99, cpu: 100 * time.Millisecond}}
+	}
+	var out strings.Builder
+	reportLoad(&out, options{load: 20000, clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 1},
+		[][]result{r("detour", 4*time.Millisecond), r("detour-wait", time.Millisecond), r("nsd", 2*time.Millisecond)})
+	for _, want := range []string{
+		"detour p99 / best peer's (nsd), medians of the rounds: 2.00",
+		"detour-wait p99 / best peer's (nsd), medians of the rounds: 0.50",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

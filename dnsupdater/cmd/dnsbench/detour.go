@@ -30,18 +30,23 @@ func (c *changeCounter) applied() uint64 { return c.n }
 // program, as `detour dns` follows a NATS it does not host: the server's process holds the DNS
 // server alone, its CPU time is the DNS server's, and no NATS goroutine or garbage shares its
 // scheduler. With changes > 0 this program also flips an endpoint's state changes times a
-// second (the decider's part).
-func detourTarget(checkPort, changes int, counter *changeCounter, profile string) startFunc {
+// second (the decider's part). A variant's server is another build's serve-detour (its
+// program) or this one's, with the variant's environment added.
+func detourTarget(checkPort, changes int, counter *changeCounter, profile string, v variant) startFunc {
 	return func(ctx context.Context, dir, addr string) (running, error) {
-		self, err := os.Executable()
-		if err != nil {
-			return running{}, fmt.Errorf("find this program: %w", err)
+		prog := v.program
+		if prog == "" {
+			self, err := os.Executable()
+			if err != nil {
+				return running{}, fmt.Errorf("find this program: %w", err)
+			}
+			prog = self
 		}
 		h, err := startJetStream(ctx, dir)
 		if err != nil {
 			return running{}, err
 		}
-		srv, err := startProcess(ctx, dir, self, "serve-detour", "-addr", addr, "-nats", h.ns.ClientURL(),
+		srv, err := startProcessEnv(ctx, dir, v.env, prog, "serve-detour", "-addr", addr, "-nats", h.ns.ClientURL(),
 			"-check-port", strconv.Itoa(checkPort), "-cpuprofile", profile)
 		if err != nil {
 			h.close()

@@ -36,9 +36,19 @@ func run() int {
 	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset), so that the load generator has a core of its own")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")
 	only := flag.String("only", "", "comma-separated targets to run (default: all): "+strings.Join(targetNames, ","))
+	flag.Func("variant", "also measure a variant of Detour's server, as target detour-NAME: NAME=[PROGRAM][,K=V...], where PROGRAM is a dnsbench built from another tree (its serve-detour runs) and K=V is added to the server's environment (repeatable)", func(s string) error {
+		v, err := parseVariant(s)
+		if err == nil {
+			o.variants = append(o.variants, v)
+		}
+		return err
+	})
 	flag.Parse()
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
+		for _, v := range o.variants {
+			o.only = append(o.only, v.name)
+		}
 	}
 	o.profile = *profile
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

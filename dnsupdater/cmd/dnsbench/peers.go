@@ -27,6 +27,11 @@ func pin(cpus, program string, args []string) (string, []string) {
 
 // startProcess runs a server in the foreground (on serverCPU with -pin).
 func startProcess(ctx context.Context, dir, program string, args ...string) (running, error) {
+	return startProcessEnv(ctx, dir, nil, program, args...)
+}
+
+// startProcessEnv is startProcess with env (K=V) added to this program's environment.
+func startProcessEnv(ctx context.Context, dir string, env []string, program string, args ...string) (running, error) {
 	path, err := exec.LookPath(program)
 	if err != nil {
 		return running{}, fmt.Errorf("%s is not installed (deployments/packages/bench.txt)", filepath.Base(program))
@@ -43,6 +48,9 @@ func startProcess(ctx context.Context, dir, program string, args ...string) (run
 		return running{}, fmt.Errorf("create log: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr, cmd.Dir = log, log, dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		cancel()
 		log.Close()
