@@ -159,14 +159,18 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 	s.projMu.Lock()
 	start, batch := time.Now(), s.folded
 	s.folded = folded{}
-	zones, changes := s.proj.recompute()
+	d := s.proj.decide()
+	s.projMu.Unlock()
+	// The follower folds the next events while the zones are made.
+	zones, changes := s.proj.finish(d)
 	projected := time.Now()
 	var snap *snapshotSave
 	if (len(changes) > 0 || snaps.pending) && s.o.DataDir != "" && snaps.take(time.Now()) {
+		s.projMu.Lock()
 		snap = s.proj.save(!snaps.based)
+		s.projMu.Unlock()
 		snaps.based = true
 	}
-	s.projMu.Unlock()
 	if snap != nil {
 		// Handed over whether or not an answer changed: the save has taken the state's
 		// changes, which no later save holds.

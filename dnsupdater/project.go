@@ -150,11 +150,27 @@ func (p *projector) project() []*zone.Zone {
 // so that a burst of transitions costs in proportion to the apps it changed; the result shares
 // every unchanged node with the previous projection, which stays as it was.
 func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
+	return p.finish(p.decide())
+}
+
+// decision is a projection's first half: the answers decided again, per zone of the current
+// projection (or, after a whole projection, its result).
+type decision struct {
+	redecided map[int][]zone.Redecided
+	whole     bool
+	zones     []*zone.Zone
+	out       []zoneChange
+}
+
+// decide is the half of recompute that reads the view: the follower must not fold events
+// meanwhile. finish, the other half, does not read it, so the follower folds while it runs.
+func (p *projector) decide() decision {
 	if p.all || p.current == nil {
-		return p.recomputeAll()
+		zones, out := p.recomputeAll()
+		return decision{whole: true, zones: zones, out: out}
 	}
 	if len(p.dirty) == 0 {
-		return p.current, nil
+		return decision{}
 	}
 	byZone := map[*config.Zone][]int{}
 	c := p.static.Config()
@@ -164,14 +180,31 @@ func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
 		}
 	}
 	p.dirty, p.dirtySet = p.dirty[:0], map[int]bool{}
+	d := decision{redecided: map[int][]zone.Redecided{}}
+	for k, z := range p.current {
+		if apps := byZone[z.Config]; len(apps) > 0 {
+			if r := p.static.Redecide(z, apps, p.view); len(r) > 0 {
+				d.redecided[k] = r
+			}
+		}
+	}
+	return d
+}
+
+// finish makes the zones of a decision: the new versions of the zones whose answers changed,
+// each at a new serial, and how they changed. Only the refresher calls it (and decide before
+// it); it reads no state the follower writes.
+func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
+	if d.whole {
+		return d.zones, d.out
+	}
+	if len(d.redecided) == 0 {
+		return p.current, nil
+	}
 	zones := slices.Clone(p.current)
 	var out []zoneChange
 	for k, z := range zones {
-		apps := byZone[z.Config]
-		if len(apps) == 0 {
-			continue
-		}
-		nz, names := p.static.Reproject(z, apps, p.view)
+		nz, names := z.Replace(d.redecided[k])
 		if len(names) == 0 {
 			continue
 		}

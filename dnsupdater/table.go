@@ -125,7 +125,7 @@ func (t *table) putChanged(z, pz *zone.Zone) {
 	}
 }
 
-// putReplaced is putChanged for z reprojected from the version whose entries t holds:
+// putReplaced is putChanged for z made by zone.Replace from the version whose entries t holds:
 // replaced names the nodes the projection replaced, and volatile the volatile names of that
 // version. Every other node is the earlier version's own, so only these are visited.
 func (t *table) putReplaced(z *zone.Zone, replaced, volatile []string) {

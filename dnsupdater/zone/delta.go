@@ -15,9 +15,9 @@ type Delta struct {
 }
 
 // Diff returns the delta from old to z, two projections of one configuration: only app names
-// change between them. A node z shares with old (Static.Reproject shares every app it did not
+// change between them. A node z shares with old (Zone.Replace shares every app it did not
 // decide again) adds nothing, so a version that changed a few apps costs a few; when z is old
-// reprojected, the names to compare are those Reproject replaced, and the zone is not visited.
+// with answers replaced, the names to compare are those Replace replaced, and the zone is not visited.
 func Diff(old, z *Zone) Delta {
 	names, ok := z.ReplacedSince(old)
 	if !ok {

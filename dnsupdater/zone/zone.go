@@ -39,7 +39,7 @@ type Zone struct {
 	SOA *dns.SOA
 	// Nodes holds every name of the zone, empty non-terminals included.
 	Nodes map[string]*Node
-	// version tells the projections apart; base is the version Reproject derived this one
+	// version tells the projections apart; base is the version Replace derived this one
 	// from, and replaced the names whose nodes it holds in place of base's (see ReplacedSince).
 	version, base uint64
 	replaced      []string
@@ -49,7 +49,7 @@ type Zone struct {
 var versions atomic.Uint64
 
 // ReplacedSince returns the names whose nodes z holds in place of old's, and true, when z is
-// old reprojected (Static.Reproject): every other node of z is old's own, so what a version
+// old with answers replaced (Zone.Replace): every other node of z is old's own, so what a version
 // changed is known without visiting the zone. It returns false for any other pair.
 func (z *Zone) ReplacedSince(old *Zone) ([]string, bool) {
 	if old == nil || z.base == 0 || z.base != old.version {
@@ -479,13 +479,18 @@ func (z *Zone) NegativeSOA() *dns.SOA {
 // Config returns the configuration s was compiled from.
 func (s *Static) Config() *config.Config { return s.cfg }
 
-// Reproject decides again, at v, the answers of the apps of z whose indexes in the
-// configuration are apps, and returns z with those that changed (and their fqdns), or z itself
-// when none did. z is not modified: the result shares every other node with it and has its own
-// SOA (at z's serial) and apex, ready for a new serial.
-func (s *Static) Reproject(z *Zone, apps []int, v *state.View) (*Zone, []string) {
-	var changed []string
-	var nodes map[string]*Node
+// Redecided is an app's answer decided again, to replace its node's.
+type Redecided struct {
+	FQDN string
+	App  *AppAnswer
+	TTL  uint32
+}
+
+// Redecide decides again, at v, the answers of the apps of z whose indexes in the
+// configuration are apps, and returns those that differ from z's. It reads v, not z's nodes
+// beyond those apps': Replace makes the new version, without v.
+func (s *Static) Redecide(z *Zone, apps []int, v *state.View) []Redecided {
+	var out []Redecided
 	for _, j := range apps {
 		a := &s.cfg.Apps[j]
 		old := z.Nodes[a.FQDN]
@@ -496,22 +501,31 @@ func (s *Static) Reproject(z *Zone, apps []int, v *state.View) (*Zone, []string)
 		if ans.Equal(old.App) && old.AppTTL == a.TTL {
 			continue
 		}
-		if nodes == nil {
-			nodes = maps.Clone(z.Nodes)
-		}
-		n := *old
-		n.App, n.AppTTL = &ans, a.TTL
-		nodes[a.FQDN] = &n
-		changed = append(changed, a.FQDN)
+		out = append(out, Redecided{FQDN: a.FQDN, App: &ans, TTL: a.TTL})
 	}
-	if nodes == nil {
+	return out
+}
+
+// Replace returns z with the answers of changed (from Redecide) in place of its apps' (and
+// their fqdns), or z itself when changed is empty. z is not modified: the result shares every
+// other node with it and has its own SOA (at z's serial) and apex, ready for a new serial.
+func (z *Zone) Replace(changed []Redecided) (*Zone, []string) {
+	if len(changed) == 0 {
 		return z, nil
+	}
+	nodes := maps.Clone(z.Nodes)
+	names := make([]string, 0, len(changed))
+	for _, c := range changed {
+		n := *z.Nodes[c.FQDN]
+		n.App, n.AppTTL = c.App, c.TTL
+		nodes[c.FQDN] = &n
+		names = append(names, c.FQDN)
 	}
 	out := *z
 	out.Nodes = nodes
 	out.version, out.base = versions.Add(1), z.version
-	out.replaced = slices.Clip(changed)
-	if !slices.Contains(changed, z.Name) {
+	out.replaced = slices.Clip(names)
+	if !slices.Contains(names, z.Name) {
 		out.replaced = append(out.replaced, z.Name)
 	}
 	soa := *z.SOA
@@ -523,5 +537,5 @@ func (s *Static) Reproject(z *Zone, apps []int, v *state.View) (*Zone, []string)
 	}
 	apex.RRsets[dns.TypeSOA] = []dns.RR{out.SOA}
 	nodes[z.Name] = &apex
-	return &out, changed
+	return &out, names
 }
