@@ -158,18 +158,7 @@ func TestRouteTablesFollowSTATEWhileManyEdgesWaitForSTATEToTakeTheirTransitions(
 	// is due at every tick and none can be stored. Before, the loop waited a second for each
 	// answer in turn, eight seconds a tick, and the route tables waited behind them.
 	const edges = 8
-	doc := edgesDoc[:strings.Index(edgesDoc, "edges:")] + "edges:\n"
-	for i := range edges {
-		doc += fmt.Sprintf("  - {name: edge-%d, region: us-west, hostname: edge-%d.demo.test, address: 127.0.0.%d,\n"+
-			"     heartbeat: {interval: 100ms, fall: 3}, apps: [{app: shop, listen: \"127.0.0.%d:8080\", secondary: edge-%d}]}\n",
-			i, i, 30+i, 30+i, (i+1)%edges)
-	}
-	ns := eventstest.Start(t)
-	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
-	js.On.Store(true)
-	for i := range edges {
-		beat(t, ns, fmt.Sprintf("edge-%d", i), 100*time.Millisecond, make(chan struct{}))
-	}
+	ns, js, doc := edgesHeartbeatingWhileSTATEElects(t, edges)
 	eventstest.Run(t, "controller", func(ctx context.Context) error {
 		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
@@ -206,18 +195,7 @@ func TestAnElectionOfSTATELogsTheEdgesFailedTransitionsOnceNotOncePerEdgeAndAtte
 	// tried again once its attempt goes unanswered. Before, each failed attempt logged an error
 	// line: eight a second, for as long as the election lasts.
 	const edges = 8
-	doc := edgesDoc[:strings.Index(edgesDoc, "edges:")] + "edges:\n"
-	for i := range edges {
-		doc += fmt.Sprintf("  - {name: edge-%d, region: us-west, hostname: edge-%d.demo.test, address: 127.0.0.%d,\n"+
-			"     heartbeat: {interval: 100ms, fall: 3}, apps: [{app: shop, listen: \"127.0.0.%d:8080\", secondary: edge-%d}]}\n",
-			i, i, 30+i, 30+i, (i+1)%edges)
-	}
-	ns := eventstest.Start(t)
-	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
-	js.On.Store(true)
-	for i := range edges {
-		beat(t, ns, fmt.Sprintf("edge-%d", i), 100*time.Millisecond, make(chan struct{}))
-	}
+	_, js, doc := edgesHeartbeatingWhileSTATEElects(t, edges)
 	var logs eventstest.Logs
 	eventstest.Run(t, "controller", func(ctx context.Context) error {
 		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(&logs)})
@@ -297,4 +275,24 @@ func TestAnEdgeSilentWhileAnotherEdgesDownIsUnansweredIsNotRecordedDown(t *testi
 	if got := types(history(t, ns, events.StreamState, west)); got != "U" {
 		t.Errorf("edge-west history %q, want the single up: STATE never took its down", got)
 	}
+}
+
+// edgesHeartbeatingWhileSTATEElects starts JetStream and n edges, edge-0 to edge-(n-1), each
+// fronting shop and heartbeating every 100ms, and returns a client for which STATE has no leader
+// and the configuration that lists the edges.
+func edgesHeartbeatingWhileSTATEElects(t *testing.T, n int) (*eventstest.Server, *eventstest.Electing, string) {
+	t.Helper()
+	doc := edgesDoc[:strings.Index(edgesDoc, "edges:")] + "edges:\n"
+	for i := range n {
+		doc += fmt.Sprintf("  - {name: edge-%d, region: us-west, hostname: edge-%d.demo.test, address: 127.0.0.%d,\n"+
+			"     heartbeat: {interval: 100ms, fall: 3}, apps: [{app: shop, listen: \"127.0.0.%d:8080\", secondary: edge-%d}]}\n",
+			i, i, 30+i, 30+i, (i+1)%n)
+	}
+	ns := eventstest.Start(t)
+	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
+	js.On.Store(true)
+	for i := range n {
+		beat(t, ns, fmt.Sprintf("edge-%d", i), 100*time.Millisecond, make(chan struct{}))
+	}
+	return ns, js, doc
 }

@@ -109,13 +109,20 @@ func watching(t *testing.T, js jetstream.JetStream, path string, first []byte, r
 const shopDoc = "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqdn: shop.demo.test\n" +
 	"    pools: [{name: main, endpoints: [{address: \"127.0.0.1:8081\"}]}]\n"
 
-func TestAFileVersionLargerThanNATSTakesIsRefusedNotTriedAgain(t *testing.T) {
-	// A message larger than the server's max_payload is refused by the client, every time:
-	// before, it was taken for NATS not answering and tried again every 30 s for ever.
+// startForShop starts JetStream with the streams shopDoc's bounds call for.
+func startForShop(t *testing.T) *eventstest.Server {
+	t.Helper()
 	srv := eventstest.Start(t)
 	if err := events.EnsureStreams(context.Background(), srv.JS, eventstest.Config(t, shopDoc).StreamOptions(1)); err != nil {
 		t.Fatal(err)
 	}
+	return srv
+}
+
+func TestAFileVersionLargerThanNATSTakesIsRefusedNotTriedAgain(t *testing.T) {
+	// A message larger than the server's max_payload is refused by the client, every time:
+	// before, it was taken for NATS not answering and tried again every 30 s for ever.
+	srv := startForShop(t)
 	path := filepath.Join(t.TempDir(), "detour.yaml")
 	reload := make(chan struct{})
 	var logs eventstest.Logs
@@ -139,10 +146,7 @@ func TestAFileVersionLargerThanNATSTakesIsRefusedNotTriedAgain(t *testing.T) {
 
 func TestStoppingWhileAFileVersionIsAppliedLogsNoFailure(t *testing.T) {
 	// Before, the attempt cut short by the stop was logged as an error, one to try again.
-	srv := eventstest.Start(t)
-	if err := events.EnsureStreams(context.Background(), srv.JS, eventstest.Config(t, shopDoc).StreamOptions(1)); err != nil {
-		t.Fatal(err)
-	}
+	srv := startForShop(t)
 	js := &eventstest.Electing{JetStream: srv.JS, StreamName: events.StreamConfig, On: new(atomic.Bool)}
 	path := filepath.Join(t.TempDir(), "detour.yaml")
 	reload := make(chan struct{})
@@ -164,10 +168,7 @@ func TestStoppingWhileAFileVersionIsAppliedLogsNoFailure(t *testing.T) {
 func TestAFileVersionIsAppliedWhenTheCONFIGStreamWasRemoved(t *testing.T) {
 	// Its streams are made first, as `detour apply` makes them. Before, the read of the active
 	// version came first, failed for want of the stream, and was tried again for ever.
-	srv := eventstest.Start(t)
-	if err := events.EnsureStreams(context.Background(), srv.JS, eventstest.Config(t, shopDoc).StreamOptions(1)); err != nil {
-		t.Fatal(err)
-	}
+	srv := startForShop(t)
 	path := filepath.Join(t.TempDir(), "detour.yaml")
 	reload := make(chan struct{})
 	var logs eventstest.Logs
