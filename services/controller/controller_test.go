@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,18 +47,27 @@ func startController(t *testing.T, ns *eventstest.Server, cfg *config.Config, na
 // beat publishes edge heartbeats every interval until stop is closed or the test ends.
 func beat(t *testing.T, ns *eventstest.Server, edge string, interval time.Duration, stop <-chan struct{}) {
 	t.Helper()
+	beating(t, ns, edge, interval, stop, new(atomic.Bool))
+}
+
+// beating publishes edge heartbeats every interval while paused is not set, until stop is
+// closed (never, when nil) or the test ends.
+func beating(t *testing.T, ns *eventstest.Server, edge string, interval time.Duration, stop <-chan struct{}, paused *atomic.Bool) {
+	t.Helper()
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
 	wg.Go(func() {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for seq := uint64(1); ; seq++ {
-			e, err := events.New(events.TypeEdgeHeartbeat, "test", time.Now(), events.Heartbeat{Edge: edge, Seq: seq})
-			if err != nil {
-				t.Error(err)
-				return
+			if !paused.Load() {
+				e, err := events.New(events.TypeEdgeHeartbeat, "test", time.Now(), events.Heartbeat{Edge: edge, Seq: seq})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = ns.Conn.Publish(events.HeartbeatSubject(edge), e.Encode())
 			}
-			_ = ns.Conn.Publish(events.HeartbeatSubject(edge), e.Encode())
 			select {
 			case <-stop:
 				return

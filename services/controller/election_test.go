@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,32 +205,6 @@ func TestAnElectionOfSTATELogsTheEdgesFailedTransitionsOnceNotOncePerEdgeAndAtte
 	}
 }
 
-// pausedBeat sends edge's heartbeats every interval while paused is not set.
-func pausedBeat(t *testing.T, ns *eventstest.Server, edge string, interval time.Duration, paused *atomic.Bool) {
-	t.Helper()
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	wg.Go(func() {
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for seq := uint64(1); ; seq++ {
-			if !paused.Load() {
-				e, err := events.New(events.TypeEdgeHeartbeat, "test", time.Now(), events.Heartbeat{Edge: edge, Seq: seq})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				_ = ns.Conn.Publish(events.HeartbeatSubject(edge), e.Encode())
-			}
-			select {
-			case <-t.Context().Done():
-				return
-			case <-tick.C:
-			}
-		}
-	})
-}
-
 func TestAnEdgeSilentWhileAnotherEdgesDownIsUnansweredIsNotRecordedDown(t *testing.T) {
 	// A JetStream node dies: STATE elects a leader, and the edges connected through that node
 	// are silent until they reconnect. Their silence says nothing: when STATE does not take the
@@ -241,8 +214,8 @@ func TestAnEdgeSilentWhileAnotherEdgesDownIsUnansweredIsNotRecordedDown(t *testi
 	ns := eventstest.Start(t)
 	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
 	var westLost, eastLost atomic.Bool
-	pausedBeat(t, ns, "edge-west", 100*time.Millisecond, &westLost)
-	pausedBeat(t, ns, "edge-east", 100*time.Millisecond, &eastLost)
+	beating(t, ns, "edge-west", 100*time.Millisecond, nil, &westLost)
+	beating(t, ns, "edge-east", 100*time.Millisecond, nil, &eastLost)
 	eventstest.Run(t, "controller", func(ctx context.Context) error {
 		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, edgesDoc), Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
