@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -291,16 +292,33 @@ func TestOfTwoDrillRunsStartedTogetherOnOneAppExactlyOneRuns(t *testing.T) {
 	var wg sync.WaitGroup
 	started := make(chan string, 2)
 	errs := make([]error, 2)
+	// A drill that got its app holds it, in Started, until the other has tried too (refused,
+	// or started as well): one that ended first would hand the app on, and two drills one after
+	// the other are not the race this is about.
+	returned, both, release := make(chan struct{}, 2), make(chan struct{}), make(chan struct{})
+	var runs atomic.Int32
 	for i, name := range []string{"first", "second"} {
 		o := s.options(t, "name: "+name+"\nsteps: [{fail: pool shop/west, rto: 2s}]")
 		o.By = name + "@host"
-		o.Started = func(id string) { started <- id }
+		o.Started = func(id string) {
+			started <- id
+			if runs.Add(1) == 2 {
+				close(both)
+			}
+			<-release
+		}
 		wg.Go(func() {
 			<-start
 			_, errs[i] = drill.Run(context.Background(), o)
+			returned <- struct{}{}
 		})
 	}
 	close(start)
+	select {
+	case <-returned:
+	case <-both:
+	}
+	close(release)
 	wg.Wait()
 	close(started)
 	var ran []string
