@@ -104,13 +104,12 @@ type controller struct {
 	// append's outcome back to the loop.
 	rollingBack map[string]bool
 	rollbacks   chan rollback
-	// appendingEdge are the edges whose transition is being appended, and edgeAppends carries
-	// each append's outcome back to the loop, which an append STATE does not answer never holds.
-	// appendingDowns counts the downs among them: while one waits for its answer, no other down
-	// is sent (see checkLiveness).
-	appendingEdge  map[string]bool
-	appendingDowns int
-	edgeAppends    chan edgeAppend
+	// appendingEdge holds, per edge whose transition is being appended, the status it goes to
+	// (while a down waits for its answer no other down is sent: see checkLiveness), and
+	// edgeAppends carries each append's outcome back to the loop, which an append STATE does
+	// not answer never holds.
+	appendingEdge map[string]events.Status
+	edgeAppends   chan edgeAppend
 	// edgeFailures holds back repeats of the line telling that an edge transition was not
 	// appended: while STATE elects a leader every edge's is tried again each storeTimeout.
 	edgeFailures *logs.Repeats
@@ -138,7 +137,7 @@ func run(ctx context.Context, o Options) error {
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
-		appendingEdge: map[string]bool{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
+		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -406,10 +405,13 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		c.log.Info().Dur("allowance", reconnectAllowance).Msg("nats reachable again; edge liveness counts from now")
 	}
 	due := c.live.Due(now)
-	holdDowns := c.appendingDowns > 0
+	holdDowns := false
+	for _, to := range c.appendingEdge {
+		holdDowns = holdDowns || to == events.StatusDown
+	}
 	for _, ch := range due {
 		// Before taking silence for a dead edge, make sure it is not this replica that is cut off.
-		if ch.To == events.StatusDown && !holdDowns && !c.appendingEdge[ch.Edge] {
+		if _, busy := c.appendingEdge[ch.Edge]; ch.To == events.StatusDown && !holdDowns && !busy {
 			if err := nc.FlushTimeout(cutOffProbe); err != nil {
 				c.cutOffFromNATS(err.Error())
 				return
@@ -418,7 +420,7 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	for _, ch := range due {
-		if c.appendingEdge[ch.Edge] || ch.To == events.StatusDown && holdDowns {
+		if _, busy := c.appendingEdge[ch.Edge]; busy || ch.To == events.StatusDown && holdDowns {
 			continue
 		}
 		subject := events.EdgeStateSubject(ch.Edge)
@@ -440,10 +442,7 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		entry, _ := c.view.Subject(subject)
-		c.appendingEdge[ch.Edge] = true
-		if ch.To == events.StatusDown {
-			c.appendingDowns++
-		}
+		c.appendingEdge[ch.Edge] = ch.To
 		wg.Go(func() {
 			actx, cancel := context.WithTimeout(ctx, storeTimeout)
 			ack, err := events.Append(actx, c.o.JS, subject, env, entry.Seq)
@@ -470,9 +469,6 @@ type edgeAppend struct {
 // STATE did not take means the cluster is recovering, and the edges' connections with it.
 func (c *controller) edgeAppended(ctx context.Context, a edgeAppend) {
 	delete(c.appendingEdge, a.change.Edge)
-	if a.change.To == events.StatusDown {
-		c.appendingDowns--
-	}
 	switch {
 	case errors.Is(a.err, events.ErrConflict):
 		c.reread(ctx, a.subject)
