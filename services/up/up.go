@@ -220,7 +220,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 	if o.ConfigPath != "" {
-		go watchFile(g.ctx, js, o.ConfigPath, doc, o.Reload, o.Log)
+		g.Go("config-file", func(ctx context.Context) error {
+			watchFile(ctx, js, o.ConfigPath, doc, o.Reload, o.Log)
+			return nil
+		})
 	}
 	go func() {
 		<-ctx.Done()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -26,13 +27,22 @@ const retryAtMost = 30 * time.Second
 // fails and is retried rather than holding the watcher.
 const applyTimeout = 10 * time.Second
 
+// clusterBusy are JetStream's error codes for a cluster that cannot take the request now but
+// will once an election ends or a node returns, though their status is not 503: the stream's
+// leader is not known (10009), its Raft group failed the proposal (10041), the stream is offline
+// (10118, 10194), or too few peers are up to place it (10005).
+var clusterBusy = []uint16{10005, 10009, 10041, 10118, 10194}
+
 // refused tells a refusal with a reason (a bound JetStream cannot reserve, a definition it
 // rejects, a document larger than the server's max_payload), which trying again will not
 // change, from a failure to be reached or answered: no responders, a timeout, or a cluster that
-// is electing or short of nodes (status 503).
+// is electing or short of nodes (status 503, or one of clusterBusy).
 func refused(err error) bool {
 	var api *jetstream.APIError
-	return errors.As(err, &api) && api.Code != 503 || errors.Is(err, nats.ErrMaxPayload)
+	if errors.As(err, &api) {
+		return api.Code != 503 && !slices.Contains(clusterBusy, uint16(api.ErrorCode))
+	}
+	return errors.Is(err, nats.ErrMaxPayload)
 }
 
 // watchFile applies the configuration file at path as a new version each time its content
@@ -41,6 +51,9 @@ func refused(err error) bool {
 // refused for it. A file that does not parse is refused whole: every problem is logged and
 // nothing is applied. A version NATS could not take is tried again, with a growing wait, until
 // it is applied or the file changes: a change made while a stream elects its leader is not lost.
+// A reload applies the file as it is, even unchanged: after a refusal whose cause was outside
+// the file (a bound JetStream could not reserve then), or after `detour apply` made another
+// version active.
 func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied []byte, reload <-chan struct{}, log zerolog.Logger) {
 	log = log.With().Str("component", "config-file").Str("file", path).Logger()
 	t := time.NewTicker(fileCheckEvery)
@@ -64,54 +77,65 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 			}
 			continue
 		}
-		if bytes.Equal(doc, last) {
-			if forced {
-				log.Info().Msg("configuration file unchanged")
+		if !forced {
+			if bytes.Equal(doc, last) {
+				continue
 			}
-			continue
-		}
-		if !forced && !bytes.Equal(doc, seen) {
-			seen, retryAt, wait = doc, time.Time{}, fileCheckEvery // still being written, perhaps: look again
-			continue
-		}
-		if !forced && time.Now().Before(retryAt) {
-			continue
+			if !bytes.Equal(doc, seen) {
+				seen, retryAt, wait = doc, time.Time{}, fileCheckEvery // still being written, perhaps: look again
+				continue
+			}
+			if time.Now().Before(retryAt) {
+				continue
+			}
 		}
 		last, seen, retryAt = doc, doc, time.Time{}
-		if err := applyFile(ctx, js, path, doc, log); err != nil {
-			if ctx.Err() != nil {
-				return // stopping cut the attempt short: nothing failed
-			}
+		outcome, err := applyFile(ctx, js, path, doc, log)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return // stopping cut the attempt short: nothing failed
+		case err != nil:
 			last, retryAt = nil, time.Now().Add(wait)
 			log.Error().Err(err).Dur("retry_in", wait).Msg("configuration file not applied: NATS did not take it; trying again")
 			wait = min(2*wait, retryAtMost)
 			continue
+		case outcome == fileActive && forced:
+			log.Info().Msg("configuration file unchanged: it is the active version")
 		}
 		wait = fileCheckEvery
 	}
 }
 
+// fileOutcome is what became of a file version NATS answered about.
+type fileOutcome int
+
+const (
+	fileApplied fileOutcome = iota // stored as the new active version
+	fileActive                     // the active version already
+	fileRefused                    // refused for what it says, or for bounds JetStream would not take; logged
+)
+
 // applyFile applies doc, read from path, as a new version: its streams' bounds first, as
 // `detour apply` sets them, so that bounds JetStream refuses apply nothing. A document refused
 // for what it says is logged with every problem and is not an error; the error is a failure to
 // reach NATS or to be answered, worth trying again.
-func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []byte, log zerolog.Logger) error {
+func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []byte, log zerolog.Logger) (fileOutcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
 	switch active, err := config.Active(ctx, js); {
 	case err == nil && active.Document == string(doc):
-		return nil // taken already: by an attempt whose answer was lost, or by `detour apply`
+		return fileActive, nil // taken already: by an attempt whose answer was lost, or by `detour apply`
 	case err != nil && !errors.Is(err, config.ErrNoVersion) && !errors.Is(err, jetstream.ErrStreamNotFound):
-		return err // without CONFIG, nothing is active: EnsureStreams makes it again
+		return 0, err // without CONFIG, nothing is active: EnsureStreams makes it again
 	}
 	cfg, err := config.Parse(path, doc)
 	if err == nil {
 		switch err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); {
 		case err != nil && refused(err):
 			log.Error().Err(err).Msg("configuration file refused: its streams' bounds were not taken; nothing applied")
-			return nil
+			return fileRefused, nil
 		case err != nil:
-			return err
+			return 0, err
 		}
 	}
 	_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
@@ -119,16 +143,16 @@ func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []b
 	switch {
 	case errors.As(err, &ce):
 		log.Error().Strs("problems", ce.Problems).Msg("configuration file refused; nothing applied")
-		return nil
+		return fileRefused, nil
 	case err != nil && refused(err):
 		log.Error().Err(err).Msg("configuration file refused by JetStream; nothing applied")
-		return nil
+		return fileRefused, nil
 	case err != nil:
-		return err
+		return 0, err
 	}
 	log.Info().Uint64("version", v.Number).Msg("configuration file applied")
 	if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), log); err != nil {
 		log.Warn().Err(err).Msg("probe results stream bounds not read")
 	}
-	return nil
+	return fileApplied, nil
 }

@@ -2,6 +2,7 @@ package up
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -186,4 +188,104 @@ func TestAFileVersionIsAppliedWhenTheCONFIGStreamWasRemoved(t *testing.T) {
 		v, err := config.Active(context.Background(), srv.JS)
 		return err == nil && v.Document == string(second)
 	}, "the changed file applied, its CONFIG stream made again")
+}
+
+// answering is a JetStream client whose publishes to CONFIG fail with the API error in err while
+// it is set: a refusal, or a cluster's "not now".
+type answering struct {
+	jetstream.JetStream
+	err atomic.Pointer[jetstream.APIError]
+}
+
+func (a *answering) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if err := a.err.Load(); err != nil && strings.HasPrefix(m.Subject, "detour.config.") {
+		return nil, err
+	}
+	return a.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+func TestAReloadAppliesTheFileAgainAfterJetStreamRefusedIt(t *testing.T) {
+	// A refusal's cause may be outside the file (a reservation JetStream could not make then):
+	// the operator removes it and sends SIGHUP. Before, the reload logged "unchanged" and the
+	// file stayed unapplied until it was edited.
+	srv := startForShop(t)
+	js := &answering{JetStream: srv.JS}
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	reload := make(chan struct{})
+	var logs eventstest.Logs
+	watching(t, js, path, []byte(shopDoc), reload, &logs)
+
+	js.err.Store(&jetstream.APIError{Code: 400, ErrorCode: 10047, Description: "insufficient storage resources available"})
+	second := []byte(shopDoc + "# changed\n")
+	if err := os.WriteFile(path, second, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	reload <- struct{}{} // returns once the refused version was handled
+	if n := logs.Count("configuration file refused by JetStream; nothing applied"); n != 1 {
+		t.Fatalf("%d lines tell the version was refused, want 1: %s", n, logs.String())
+	}
+	js.err.Store(nil)
+	reload <- struct{}{}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		v, err := config.Active(context.Background(), srv.JS)
+		return err == nil && v.Document == string(second)
+	}, "the refused file applied at the reload that followed, unchanged")
+}
+
+func TestAReloadMakesTheFileActiveAgainAfterDetourApplyReplacedIt(t *testing.T) {
+	srv := startForShop(t)
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	reload := make(chan struct{})
+	var logs eventstest.Logs
+	watching(t, srv.JS, path, []byte(shopDoc), reload, &logs)
+
+	other := shopDoc + "# applied by hand\n"
+	if _, _, err := config.Apply(context.Background(), srv.JS, "other.yaml", []byte(other), config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		v, err := config.Active(context.Background(), srv.JS)
+		return err == nil && v.Document == shopDoc
+	}, "the file's version active again after the reload")
+	reload <- struct{}{}
+	reload <- struct{}{} // returns once the second reload was handled
+	if n := logs.Count("configuration file unchanged: it is the active version"); n < 1 {
+		t.Errorf("a reload of the active version is not logged as unchanged: %s", logs.String())
+	}
+	if versions, err := config.History(context.Background(), srv.JS); err != nil || len(versions) != 3 {
+		t.Errorf("%d versions stored (%v), want 3: the file, the hand-applied one, the file again", len(versions), err)
+	}
+}
+
+func TestAFileVersionIsTriedAgainWhileTheClusterCannotTakeIt(t *testing.T) {
+	// Errors a cluster returns while electing or short of nodes have statuses other than 503;
+	// before, they were taken for refusals and the version was dropped.
+	for _, code := range clusterBusy {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			srv := startForShop(t)
+			js := &answering{JetStream: srv.JS}
+			path := filepath.Join(t.TempDir(), "detour.yaml")
+			reload := make(chan struct{})
+			var logs eventstest.Logs
+			watching(t, js, path, []byte(shopDoc), reload, &logs)
+
+			js.err.Store(&jetstream.APIError{Code: 500, ErrorCode: jetstream.ErrorCode(code), Description: "cluster busy"})
+			second := []byte(shopDoc + "# changed\n")
+			if err := os.WriteFile(path, second, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			const retryLine = "configuration file not applied: NATS did not take it; trying again"
+			eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(retryLine) > 0 }, "the version tried and failed")
+			if strings.Contains(logs.String(), "refused") {
+				t.Fatalf("the version was taken as refused: %s", logs.String())
+			}
+			js.err.Store(nil)
+			eventstest.Eventually(t, 5*time.Second, func() bool {
+				v, err := config.Active(context.Background(), srv.JS)
+				return err == nil && v.Document == string(second)
+			}, "the version applied once the cluster took it, the file unchanged")
+		})
+	}
 }
