@@ -193,11 +193,22 @@ type leanConn struct {
 	gone    bool
 }
 
+// leanReaders and leanWriters hold the buffers of the connections the front served: an edge's
+// listeners are checked by every prober of every region on a new connection per check, and a
+// connection's buffers would otherwise be most of what a check allocates. A reader handed to
+// net/http with its connection stays with it.
+var (
+	leanReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxLeanHead) }}
+	leanWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
 // serveConn serves c, whose flag in s.front is idle, until the client closes it or sends a
 // request the front leaves to net/http.
 func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
-	lc := &leanConn{app: s.app, br: bufio.NewReaderSize(c, maxLeanHead), bw: bufio.NewWriterSize(c, 4<<10),
+	lc := &leanConn{app: s.app, br: leanReaders.Get().(*bufio.Reader), bw: leanWriters.Get().(*bufio.Writer),
 		closing: &s.front.closing, conn: c}
+	lc.br.Reset(c)
+	lc.bw.Reset(c)
 	lc.client, _, _ = net.SplitHostPort(c.RemoteAddr().String())
 	lc.node = lc.client
 	if lc.client == "" {
@@ -215,10 +226,14 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 			pass = false
 		}
 		s.front.remove(c)
+		lc.bw.Reset(nil)
+		leanWriters.Put(lc.bw)
 		if pass {
 			s.handoff.pass(&guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes})
 		} else {
 			_ = c.Close()
+			lc.br.Reset(nil)
+			leanReaders.Put(lc.br)
 		}
 	}()
 	for first := true; ; first = false {
@@ -281,6 +296,9 @@ var leanGet = &http.Request{Method: http.MethodGet}
 // serve proxies the parsed request as the policy says and reports whether the connection stays
 // open.
 func (lc *leanConn) serve() bool {
+	if lc.head.ping {
+		return lc.pong()
+	}
 	a := lc.app
 	if string(lc.head.host) != lc.host {
 		lc.host = string(lc.head.host)
@@ -313,6 +331,16 @@ func (lc *leanConn) serve() bool {
 		return false
 	}
 	return lc.fail(err)
+}
+
+// pong answers a ping as the app's handler does through net/http, byte for byte but the Date:
+// 204, naming this edge, whatever its routes.
+func (lc *leanConn) pong() bool {
+	keep := lc.keep()
+	lc.statusLine(http.StatusNoContent)
+	writeField(lc.bw, HeaderEdge, lc.app.edge.name)
+	lc.endHead(false, "", false, keep)
+	return lc.bw.Flush() == nil && keep
 }
 
 // watch watches the client while its request waits for a slow answer on uc: when the client

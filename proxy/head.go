@@ -21,6 +21,9 @@ type reqHead struct {
 	close bool
 	// trailers is set when the client accepts trailers (TE: trailers).
 	trailers bool
+	// ping is set for an edge's ping (a GET or HEAD with HeaderPing), which the front answers
+	// itself.
+	ping bool
 }
 
 // field is one header field with the surrounding whitespace of its value trimmed.
@@ -48,8 +51,9 @@ func headEnd(b []byte) int {
 
 // parseHead parses b, a complete request head as measured by headEnd, into h and reports whether
 // the lean path serves the request: an HTTP/1.1 GET of a path, with a single valid Host, no
-// body, no upgrade, no expectation, not forwarded by another edge and not a ping, whose bytes
-// net/http would accept and forward unchanged.
+// body, no upgrade, no expectation and not forwarded by another edge, whose bytes net/http would
+// accept and forward unchanged; or such a GET or HEAD that is a ping (every HeaderPing field
+// with a value: net/http's handler takes an empty one for none), which sets h.ping.
 func parseHead(b []byte, h *reqHead) bool {
 	*h = reqHead{fields: h.fields[:0], connection: h.connection[:0]}
 	line, rest, ok := bytes.Cut(b, []byte("\r\n"))
@@ -57,8 +61,11 @@ func parseHead(b []byte, h *reqHead) bool {
 		return false
 	}
 	target, ok := bytes.CutPrefix(line, []byte("GET "))
+	head := false
 	if !ok {
-		return false
+		if target, head = bytes.CutPrefix(line, []byte("HEAD ")); !head {
+			return false
+		}
 	}
 	if target, ok = bytes.CutSuffix(target, []byte(" HTTP/1.1")); !ok || !leanTarget(target) {
 		return false
@@ -91,13 +98,17 @@ func parseHead(b []byte, h *reqHead) bool {
 		case fold(name, "Te"):
 			h.trailers = h.trailers || bytes.Contains(bytes.ToLower(value), []byte("trailers"))
 		case fold(name, "Content-Length"), fold(name, "Transfer-Encoding"), fold(name, "Expect"),
-			fold(name, "Upgrade"), fold(name, "Http2-Settings"), fold(name, HeaderForwardedBy),
-			fold(name, HeaderPing):
+			fold(name, "Upgrade"), fold(name, "Http2-Settings"), fold(name, HeaderForwardedBy):
 			return false
+		case fold(name, HeaderPing):
+			if len(value) == 0 {
+				return false
+			}
+			h.ping = true
 		}
 		h.fields = append(h.fields, field{name: name, value: value})
 	}
-	return len(rest) == 0 && h.host != nil
+	return len(rest) == 0 && h.host != nil && (h.ping || !head)
 }
 
 // nextField reads one header line from b: a field's name and trimmed value, or end at the blank

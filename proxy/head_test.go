@@ -57,7 +57,7 @@ func TestParseHeadAcceptsOnlyPlainHTTP11Gets(t *testing.T) {
 		{"an expectation", "GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", false, false, false},
 		{"an upgrade", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false, false, false},
 		{"forwarded by an edge", "GET / HTTP/1.1\r\nHost: a\r\nDetour-Forwarded-By: e\r\n\r\n", false, false, false},
-		{"a ping", "GET / HTTP/1.1\r\nHost: a\r\nDetour-Edge-Ping: 1\r\n\r\n", false, false, false},
+		{"a ping", "GET / HTTP/1.1\r\nHost: a\r\nDetour-Edge-Ping: 1\r\n\r\n", true, false, false},
 		{"a space before the colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", false, false, false},
 		{"a folded line", "GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", false, false, false},
 		{"a field without colon", "GET / HTTP/1.1\r\nHost: a\r\nX\r\n\r\n", false, false, false},
@@ -69,6 +69,28 @@ func TestParseHeadAcceptsOnlyPlainHTTP11Gets(t *testing.T) {
 		if ok != tc.ok || ok && (h.close != tc.close || h.trailers != tc.trailers) {
 			t.Errorf("%s: parseHead = %v close=%v trailers=%v, want %v close=%v trailers=%v",
 				tc.name, ok, h.close, h.trailers, tc.ok, tc.close, tc.trailers)
+		}
+	}
+}
+
+func TestParseHeadTakesPingsByGETOrHEADWithAValue(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		ok, ping   bool
+	}{
+		{"a prober's ping", "HEAD / HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: Go-http-client/1.1\r\nConnection: close\r\nDetour-Edge-Ping: prober\r\n\r\n", true, true},
+		{"a peer edge's ping", "GET / HTTP/1.1\r\nHost: shop\r\ndetour-edge-ping: edge-east\r\n\r\n", true, true},
+		{"a HEAD that is no ping", "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", false, false},
+		{"a ping without a value", "GET / HTTP/1.1\r\nHost: a\r\nDetour-Edge-Ping:\r\n\r\n", false, false},
+		{"a second ping field without a value", "GET / HTTP/1.1\r\nHost: a\r\nDetour-Edge-Ping: 1\r\nDetour-Edge-Ping:\r\n\r\n", false, false},
+		{"a ping with a body", "HEAD / HTTP/1.1\r\nHost: a\r\nDetour-Edge-Ping: 1\r\nContent-Length: 0\r\n\r\n", false, false},
+		{"a ping by POST", "POST / HTTP/1.1\r\nHost: a\r\nDetour-Edge-Ping: 1\r\n\r\n", false, false},
+		{"a ping without Host", "HEAD / HTTP/1.1\r\nDetour-Edge-Ping: 1\r\n\r\n", false, false},
+		{"a plain GET", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, false},
+	} {
+		var h reqHead
+		if ok := parseHead([]byte(tc.head), &h); ok != tc.ok || ok && h.ping != tc.ping {
+			t.Errorf("%s: parseHead = %v ping=%v, want %v ping=%v", tc.name, ok, h.ping, tc.ok, tc.ping)
 		}
 	}
 }
