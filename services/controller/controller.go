@@ -98,7 +98,11 @@ type controller struct {
 	// not take the silence for dead edges.
 	cutOff    bool
 	malformed events.Malformed
-	lastCause string // id of the last STATE event applied
+	// lastCause is the id of the STATE event of the highest sequence folded, causeSeq its
+	// sequence: the cause of the routes computed next, the same on every replica that folded
+	// the same events in whatever order.
+	lastCause string
+	causeSeq  uint64
 	drills    *drill.View
 	// rollingBack are the drills whose rollback is being appended, and rollbacks carries each
 	// append's outcome back to the loop.
@@ -259,24 +263,34 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 	e, err := events.Decode(d.Data)
 	if err == nil {
 		c.noteUnexpected(d.Subject, d.Seq, e)
-		_, err = c.view.Apply(d.Subject, d.Seq, e)
+		err = c.fold(d.Subject, d.Seq, e)
 	}
 	if err != nil {
 		c.o.Metrics.DecodeFailed("controller", events.StreamState)
 		c.malformed.Skip(c.log, err, d.Subject, d.Seq)
-		return d.Pending
 	}
-	c.applied(d.Subject, e)
 	return d.Pending
 }
 
-// applied notes what a folded event means for liveness and the route tables.
-func (c *controller) applied(subject string, e events.Envelope) {
-	c.lastCause = e.ID
+// fold applies e, stored at seq on subject, to the view and notes what it means for liveness
+// and the route tables. An event no later than the one the view holds for its subject (an
+// append's answer that came after STATE delivered the event, and later ones) changes nothing,
+// not even the cause of the routes computed next.
+func (c *controller) fold(subject string, seq uint64, e events.Envelope) error {
+	if prev, ok := c.view.Subject(subject); ok && seq <= prev.Seq {
+		return nil
+	}
+	if _, err := c.view.Apply(subject, seq, e); err != nil {
+		return err
+	}
+	if seq > c.causeSeq {
+		c.lastCause, c.causeSeq = e.ID, seq
+	}
 	c.markDirty(subject)
 	if tok := events.SplitSubject(subject, "detour.state.edge"); len(tok) == 1 {
 		c.live.Recorded(tok[0], c.view.Edge(tok[0]))
 	}
+	return nil
 }
 
 // markDirty notes which routes a STATE event on subject may change: an endpoint's, a pool's or
@@ -481,9 +495,7 @@ func (c *controller) edgeAppended(ctx context.Context, a edgeAppend) {
 		}
 		return
 	}
-	if _, err := c.view.Apply(a.subject, a.ack.Sequence, a.env); err == nil {
-		c.applied(a.subject, a.env)
-	}
+	_ = c.fold(a.subject, a.ack.Sequence, a.env) // the controller made it: it is well formed
 	c.o.Metrics.Transition("edge", string(a.change.To))
 	c.log.Info().Str("edge", a.change.Edge).Str("from", string(a.change.From)).Str("to", string(a.change.To)).
 		Str("reason", a.change.Reason).Str("event_id", a.env.ID).Uint64("stream_seq", a.ack.Sequence).Msg("edge liveness changed")
@@ -533,8 +545,8 @@ func (c *controller) reread(ctx context.Context, subject string) {
 		c.log.Warn().Str("subject", subject).Err(err).Msg("state subject not re-read after a conflict")
 		return
 	}
-	if _, err := c.view.Apply(subject, seq, e); err == nil {
-		c.applied(subject, e)
+	if err := c.fold(subject, seq, e); err != nil {
+		c.log.Warn().Str("subject", subject).Err(err).Msg("state subject re-read after a conflict holds no state event")
 	}
 }
 

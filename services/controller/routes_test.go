@@ -14,6 +14,7 @@ import (
 	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/proxy/route"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -89,10 +90,9 @@ func TestRoutesComputedForChangedAppsOnlyEqualEveryEdgesWholeTable(t *testing.T)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.view.Apply(ch.subject, seq, env); err != nil {
+			if err := c.fold(ch.subject, seq, env); err != nil {
 				t.Fatal(err)
 			}
-			c.applied(ch.subject, env)
 		}
 		if !c.dirty {
 			partial++
@@ -161,10 +161,9 @@ func BenchmarkRoutesAfter500Of10000AppsChanged(b *testing.B) {
 						b.Fatal(err)
 					}
 					subject := events.EndpointStateSubject(fmt.Sprintf("app%d", moved%10000), "west", "w")
-					if _, err := c.view.Apply(subject, seq, env); err != nil {
+					if err := c.fold(subject, seq, env); err != nil {
 						b.Fatal(err)
 					}
-					c.applied(subject, env)
 					moved++
 				}
 				c.dirty = whole
@@ -186,5 +185,72 @@ func settleRoutes(tb testing.TB, c *controller) {
 			tb.Fatalf("%d routes not acknowledged within 10s", len(c.sending))
 		}
 		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// TestTwoReplicasThatFoldedTheSameEventsStoreEachRouteOnce: a route's id is derived from the
+// STATE event that caused it, so two replicas store it once only if they name the same cause.
+// The replica that appended an edge's transition hears STATE's answer to its append after STATE
+// delivered it and a later event; before, folding that answer made the older transition the
+// cause again, and the same route was stored twice, under two ids.
+func TestTwoReplicasThatFoldedTheSameEventsStoreEachRouteOnce(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, routesDoc())
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	replica := func(name string) *controller {
+		return &controller{
+			o:    Options{JS: ns.JS, Config: cfg, Name: name, Now: time.Now},
+			log:  zerolog.New(zerolog.NewTestWriter(t)),
+			view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
+			dirty: true, dirtyApps: map[string]map[string]bool{},
+			sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
+		}
+	}
+	event := func(typ string) events.Envelope {
+		env, err := events.New(typ, "test", time.Now(), events.Transition{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	stored := []struct {
+		subject string
+		env     events.Envelope
+	}{
+		{events.EndpointStateSubject("app0", "west", "a"), event(events.TypeEndpointDown)},
+		{events.EdgeStateSubject("edge-1"), event(events.TypeEdgeDown)}, // appended by the second replica
+		{events.EndpointStateSubject("app1", "west", "a"), event(events.TypeEndpointDown)},
+	}
+	first, second := replica("controller-1"), replica("controller-2")
+	for i, s := range stored {
+		for _, c := range []*controller{first, second} {
+			if err := c.fold(s.subject, uint64(i+1), s.env); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := second.fold(stored[1].subject, 2, stored[1].env); err != nil { // its append's answer, late
+		t.Fatal(err)
+	}
+	for _, c := range []*controller{first, second} {
+		c.publishRoutes()
+		settleRoutes(t, c)
+	}
+	if first.lastCause != second.lastCause {
+		t.Errorf("the replicas name causes %s and %s for the same events", first.lastCause, second.lastCause)
+	}
+	info, err := ns.Stream(t, events.StreamRoutes).Info(context.Background(), jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, n := range info.State.Subjects {
+		if n != 1 {
+			t.Errorf("%s holds %d routes, want 1: the replicas stored one route under two ids", subject, n)
+		}
+	}
+	if len(info.State.Subjects) == 0 {
+		t.Fatal("no route stored")
 	}
 }
