@@ -147,7 +147,7 @@ func BenchmarkZoneVersionOf10000Apps(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if _, err := p.apply(events.EndpointStateSubject(fmt.Sprintf("app%d", seq%10000), "main", "e"), seq, env); err != nil {
+					if _, err := p.apply(events.EndpointStateSubject(fmt.Sprintf("app%d", seq%10000), "main", "e"), seq, env, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -181,7 +181,7 @@ func BenchmarkSnapshotSaveOf10000Apps(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := p.apply(s, seq, env); err != nil {
+			if _, err := p.apply(s, seq, env, env.Encode()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -213,6 +213,41 @@ func BenchmarkSnapshotSaveOf10000Apps(b *testing.B) {
 						b.Fatal(err)
 					}
 				} else if err := w.write(p.save(false)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSnapshotEventsOf500Apps is the CPU a journal line's events cost the snapshot writer
+// when 500 apps' endpoints and pools moved (2,000 STATE events): written as the stream stored
+// them, against each encoded again with json.Marshal (the peer: every save before).
+func BenchmarkSnapshotEventsOf500Apps(b *testing.B) {
+	saved := make(map[string]storedEvent, 2000)
+	for app := range 500 {
+		for _, s := range []string{events.EndpointStateSubject(fmt.Sprintf("app%d", app), "main", "e"), events.PoolStateSubject(fmt.Sprintf("app%d", app), "main"),
+			events.EndpointStateSubject(fmt.Sprintf("app%d", app), "backup", "e"), events.PoolStateSubject(fmt.Sprintf("app%d", app), "backup")} {
+			env, err := events.New(events.TypeEndpointDown, "decider/d1", time.Now(), events.Transition{App: fmt.Sprintf("app%d", app), Pool: "main", Endpoint: "e",
+				From: events.StatusUp, To: events.StatusDown, Reason: "3 of 3 checks failed"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			saved[s] = storedEvent{Subject: s, Seq: uint64(len(saved) + 1), Event: env, raw: env.Encode()}
+		}
+	}
+	for _, again := range []bool{false, true} {
+		b.Run(map[bool]string{false: "as received", true: "encoded again"}[again], func(b *testing.B) {
+			if again {
+				for s, e := range saved {
+					e.raw = nil
+					saved[s] = e
+				}
+			}
+			w := &snapshotWriter{events: map[string]encodedEvent{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := w.encode(saved); err != nil {
 					b.Fatal(err)
 				}
 			}

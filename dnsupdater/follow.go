@@ -52,7 +52,7 @@ func (s *Server) follow(ctx context.Context) {
 			var changed bool
 			s.projMu.Lock()
 			s.noteUnexpected(d.Subject, d.Seq, env)
-			changed, err = s.proj.apply(d.Subject, d.Seq, env)
+			changed, err = s.proj.apply(d.Subject, d.Seq, env, d.Data)
 			if changed {
 				s.folded.note(time.Now())
 			}

@@ -51,6 +51,9 @@ type storedEvent struct {
 	Subject string          `json:"subject"`
 	Seq     uint64          `json:"seq"`
 	Event   events.Envelope `json:"event"`
+	// raw is Event as the stream stored it, when at hand: the snapshot writes it as it is
+	// rather than encoding Event again.
+	raw []byte
 }
 
 type servedZone struct {
@@ -122,13 +125,14 @@ func (p *projector) touch(subject string) {
 }
 
 // apply folds one STATE event stored at seq on subject, and reports whether the view changed.
-func (p *projector) apply(subject string, seq uint64, e events.Envelope) (bool, error) {
+// raw is the message e was decoded from (nil when there is none), which the snapshot keeps.
+func (p *projector) apply(subject string, seq uint64, e events.Envelope, raw []byte) (bool, error) {
 	changed, err := p.view.Apply(subject, seq, e)
 	if err != nil {
 		return false, fmt.Errorf("apply %s at seq %d: %w", subject, seq, err)
 	}
 	if prev, ok := p.latest[subject]; !ok || seq > prev.Seq {
-		p.latest[subject] = storedEvent{Subject: subject, Seq: seq, Event: e}
+		p.latest[subject] = storedEvent{Subject: subject, Seq: seq, Event: e, raw: raw}
 		p.unsaved[subject] = struct{}{}
 	}
 	if changed {

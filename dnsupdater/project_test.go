@@ -121,7 +121,7 @@ func recompileAndCompare(t *testing.T, a, b uint64, bursts int) int {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := p.apply(subject, seq, env); err != nil {
+			if _, err := p.apply(subject, seq, env, env.Encode()); err != nil {
 				t.Fatal(err)
 			}
 		}

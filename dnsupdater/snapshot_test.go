@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -213,7 +214,7 @@ func TestABaseAndItsJournalLoadAsTheWholeStateTheyWereSavedFrom(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := p.apply(subject, seq, env); err != nil {
+			if _, err := p.apply(subject, seq, env, env.Encode()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -504,7 +505,7 @@ func TestASaveTakenByARefreshThatMovesNoAnswerIsHandedOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := srv.proj.apply(subject, 1, env); err != nil || !changed {
+	if changed, err := srv.proj.apply(subject, 1, env, env.Encode()); err != nil || !changed {
 		t.Fatalf("apply: changed %v, %v", changed, err)
 	}
 	saves := make(chan *snapshotSave, 1)
@@ -625,4 +626,69 @@ func shopAnswers(t *testing.T, addr string, want ...string) func() bool {
 // downEvent is an endpoint-down event with the given id, for the snapshot writer's tests.
 func downEvent(id string) events.Envelope {
 	return events.Envelope{Type: events.TypeEndpointDown, ID: id, Time: time.Unix(1, 0).UTC(), Source: "test", Data: []byte(`{}`)}
+}
+
+// FuzzStoredEventsWrittenAsReceivedLoadAsIfEncodedAgain is the differential test of the
+// snapshot's events written as the stream stored them: whatever message decodes as an event, the
+// line holding it as it came loads as the event encoded again (json.Marshal, as every save did
+// before) loads, and a journal of it is read whole.
+func FuzzStoredEventsWrittenAsReceivedLoadAsIfEncodedAgain(f *testing.F) {
+	env, err := events.New(events.TypeEndpointDown, "prober/us-west/p1", time.Unix(1_800_000_000, 5).UTC(),
+		events.Transition{App: "shop", Pool: "us-west", Endpoint: "127-0-0-11_8081", From: events.StatusUp, To: events.StatusDown, Reason: "3 of 3 checks failed <&>"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, env.Encode(), "", "  "); err != nil {
+		f.Fatal(err)
+	}
+	f.Add("detour.state.endpoint.shop.us-west.127-0-0-11_8081", uint64(7), env.Encode())
+	f.Add("detour.state.pool.shop.us-west", uint64(1<<63), indented.Bytes())
+	f.Add(`shop"s`, uint64(3), env.Encode())
+	f.Add("a \"quoted\"\n<subject>\xff é", uint64(0),
+		[]byte(" {\"type\":\"detour.x\",\"id\":\"1\",\"time\":\"2026-01-01T00:00:00+02:00\",\"data\":\n[1, 2],\"extra\":{\"type\":\"y\"},\"source\":\"s\\u00e9\\n\"}\r\n"))
+	f.Fuzz(func(t *testing.T, subject string, seq uint64, raw []byte) {
+		env, err := events.Decode(raw)
+		if err != nil {
+			return
+		}
+		got, err := encodeStored(storedEvent{Subject: subject, Seq: seq, Event: env, raw: raw})
+		if err != nil {
+			t.Fatalf("encode a decoded event: %v", err)
+		}
+		if bytes.ContainsAny(got, "\n") {
+			t.Fatalf("the stored event spans lines: %q", got)
+		}
+		want, err := json.Marshal(storedEvent{Subject: subject, Seq: seq, Event: env})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g, w storedEvent
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("the stored event %q does not decode: %v", got, err)
+		}
+		if err := json.Unmarshal(want, &w); err != nil {
+			t.Fatal(err)
+		}
+		if g.Subject != w.Subject || g.Seq != w.Seq || g.Event.Type != w.Event.Type || g.Event.ID != w.Event.ID ||
+			g.Event.Source != w.Event.Source || g.Event.Cause != w.Event.Cause ||
+			!g.Event.Time.Equal(w.Event.Time) || g.Event.Time.Format(time.RFC3339Nano) != w.Event.Time.Format(time.RFC3339Nano) ||
+			!reflect.DeepEqual(decodeJSON(t, g.Event.Data), decodeJSON(t, w.Event.Data)) {
+			t.Fatalf("written as received %q loads as %+v, encoded again %q as %+v", got, g, want, w)
+		}
+		s := snapshot{Generation: 1, Serials: map[string]uint32{}}
+		readJournal(&s, bytes.NewReader(withEvents([]byte(`{"generation":1,"serials":{},"last_seq":0}`), []encodedEvent{{seq: seq, json: got}}, '\n')))
+		if s.damaged != nil || len(s.Events) != 1 || s.Events[0].Subject != w.Subject {
+			t.Fatalf("a journal line of %q reads as %+v (damaged: %v)", got, s.Events, s.damaged)
+		}
+	})
+}
+
+// decodeJSON returns the value b holds, for comparing JSON whatever its spacing and escapes.
+func decodeJSON(t *testing.T, b []byte) any {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %q: %v", b, err)
+	}
+	return v
 }
