@@ -109,6 +109,13 @@ const EdgeProbeSubjects = "detour.probe.*.*." + EdgeProbePool + ".*"
 // EdgeProbeBatchSubjects matches the batches of edge-listener results of every prober.
 const EdgeProbeBatchSubjects = "detour.probe.*." + EdgeProbePool + ".*"
 
+// ProbeBatchSubjects matches the batches of endpoint results of every prober.
+const ProbeBatchSubjects = "detour.probe.*.batch.*"
+
+// LoneProbeSubjects matches every probe result published alone (ProbeSubject), an edge
+// listener's included.
+const LoneProbeSubjects = "detour.probe.*.*.*.*"
+
 // ProbeBatchSubject is where one prober publishes a batch of endpoint results.
 func ProbeBatchSubject(region, prober string) string {
 	return join("detour.probe", region, "batch", prober)

@@ -97,10 +97,10 @@ func (d *decider) run(ctx context.Context) error {
 	})
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNone, decodeState, drillCh) })
 	heardCh := make(chan heardMsg, wireBuffer)
-	if sub, err := listen(d.js, heardCh); err != nil {
+	if stop, err := listen(d.js, heardCh); err != nil {
 		d.log.Warn().Err(err).Msg("probe results not heard on the wire; folding them from PROBES only")
 	} else {
-		defer func() { _ = sub.Unsubscribe() }()
+		defer stop()
 	}
 	ticks := d.o.Ticks
 	if ticks == nil {

@@ -2,6 +2,7 @@ package decider
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -28,20 +29,48 @@ type heardMsg struct {
 	at          time.Time // this host's clock
 }
 
-// listen subscribes to the probe subjects and hands what it hears to out, in order, dropping a
-// message when out is full. A message without a Nats-Msg-Id is left to PROBES; a batch of
-// edge-listener results is not the decider's.
-func listen(js jetstream.JetStream, out chan<- heardMsg) (*nats.Subscription, error) {
-	return js.Conn().Subscribe(events.SubjectProbes, func(m *nats.Msg) {
-		id := m.Header.Get(jetstream.MsgIDHeader)
-		if id == "" || events.IsEdgeProbeBatch(m.Subject) {
-			return
+// listen subscribes to the probe subjects the decider folds (endpoints' batches and results
+// published alone; not the edge listeners' batches, which the controller follows) and hands
+// what it hears to out, in the order heard on both subjects, dropping a message when out is
+// full. A message without a Nats-Msg-Id is left to PROBES. The returned function stops it.
+func listen(js jetstream.JetStream, out chan<- heardMsg) (func(), error) {
+	// Both subscriptions feed one channel from the connection's reader, which keeps the order
+	// the server sent them in.
+	msgs := make(chan *nats.Msg, wireBuffer)
+	done := make(chan struct{})
+	var subs []*nats.Subscription
+	stop := func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
 		}
-		select {
-		case out <- heardMsg{subject: m.Subject, id: id, data: m.Data, at: time.Now()}:
-		default:
+		close(done)
+	}
+	for _, subject := range []string{events.ProbeBatchSubjects, events.LoneProbeSubjects} {
+		s, err := js.Conn().ChanSubscribe(subject, msgs)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("listen to %s: %w", subject, err)
 		}
-	})
+		subs = append(subs, s)
+	}
+	go func() {
+		for {
+			select {
+			case m := <-msgs:
+				id := m.Header.Get(jetstream.MsgIDHeader)
+				if id == "" {
+					continue
+				}
+				select {
+				case out <- heardMsg{subject: m.Subject, id: id, data: m.Data, at: time.Now()}:
+				default:
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return stop, nil
 }
 
 // heard keeps a message heard on the wire until PROBES delivers it (then it is dropped) or its
