@@ -22,6 +22,9 @@ type Options struct {
 	Port int
 	// Credentials are the only identity let in. Required: the server refuses anonymous clients.
 	Credentials Credentials
+	// MonitorPort, when set, serves NATS's HTTP monitoring endpoints (/varz, /connz, /jsz) on
+	// Host at this port, without credentials. Default none.
+	MonitorPort int
 }
 
 // Start runs the server and waits until it accepts connections.
@@ -40,7 +43,8 @@ func Start(o Options) (*server.Server, error) {
 		Host:       o.Host, Port: o.Port,
 		JetStream: true, StoreDir: o.StoreDir,
 		NoLog: true, NoSigs: true,
-		Nkeys: []*server.NkeyUser{{Nkey: o.Credentials.Public}},
+		Nkeys:    []*server.NkeyUser{{Nkey: o.Credentials.Public}},
+		HTTPHost: o.Host, HTTPPort: o.MonitorPort,
 		// A failover must not wait on a slow disk sync; a crash loses at most the last second of
 		// probe results, which the probers produce again.
 		SyncInterval: time.Second,

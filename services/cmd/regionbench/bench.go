@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -207,6 +208,9 @@ type phase struct {
 	procs                     []proc
 	// prof is the phase's CPU profile of each process (with -profile).
 	prof *profiler
+	// traffic is what NATS carried meanwhile, or why it could not be read.
+	traffic    traffic
+	trafficErr error
 }
 
 // storm measures one change of the whole region: act (the kill or the restore), which sets the
@@ -222,6 +226,7 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 	}
 	time.Sleep(time.Second) // dnsperf's first second is its ramp, not the storm's
 	st.measureFrom()
+	t0, terr := st.natsTraffic(ctx)
 	if st.s.profile {
 		if ph.prof, err = st.profile(name); err != nil {
 			return nil, err
@@ -244,6 +249,11 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		return nil, err
 	}
 	st.measured()
+	if t1, err := st.natsTraffic(ctx); terr != nil || err != nil {
+		ph.trafficErr = cmp.Or(terr, err)
+	} else {
+		ph.traffic = t1.since(t0)
+	}
 	if ph.prof != nil {
 		ph.prof.stop()
 	}
@@ -628,6 +638,11 @@ func (st *stack) print(phases ...*phase) {
 		}
 		fmt.Printf("  DNS during the storm %.0f qps = %.2f × static %.0f qps (dnsperf -Q %d); %d endpoint and pool transitions at %.0f/s; %d zone versions; %d NOTIFYs\n",
 			ph.dnsQPS, ph.dnsQPS/ph.staticQPS, ph.staticQPS, st.s.dnsLoad, ph.transitions, rate, ph.zoneVersions, ph.notifies)
+		if ph.trafficErr != nil {
+			fmt.Printf("  NATS in the storm: not counted (%v)\n", ph.trafficErr)
+		} else {
+			fmt.Print(ph.traffic)
+		}
 		type usage struct {
 			n         int
 			cpu, wait time.Duration

@@ -18,7 +18,7 @@ func natsRole(dir string) error {
 	if err != nil {
 		return err
 	}
-	s, err := natsd.Start(natsd.Options{StoreDir: dir, Port: 4222, Credentials: creds})
+	s, err := natsd.Start(natsd.Options{StoreDir: dir, Port: 4222, Credentials: creds, MonitorPort: natsMonitorPort})
 	if err != nil {
 		return err
 	}
