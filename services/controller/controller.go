@@ -238,7 +238,7 @@ func run(ctx context.Context, o Options) error {
 		case r := <-c.rollbacks:
 			c.rolledBack(r)
 		case a := <-c.edgeAppends:
-			c.edgeAppended(ctx, a)
+			c.edgeAppended(a)
 			if c.caught {
 				c.publishRoutes()
 			}
@@ -458,11 +458,15 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		entry, _ := c.view.Subject(subject)
 		c.appendingEdge[ch.Edge] = ch.To
 		wg.Go(func() {
+			a := edgeAppend{change: ch, subject: subject, env: env}
 			actx, cancel := context.WithTimeout(ctx, storeTimeout)
-			ack, err := events.Append(actx, c.o.JS, subject, env, entry.Seq)
+			a.ack, a.err = events.Append(actx, c.o.JS, subject, env, entry.Seq)
 			cancel()
+			if errors.Is(a.err, events.ErrConflict) {
+				a.reread = c.reread(ctx, subject)
+			}
 			select {
-			case c.edgeAppends <- edgeAppend{change: ch, subject: subject, env: env, ack: ack, err: err}:
+			case c.edgeAppends <- a:
 			case <-ctx.Done():
 			}
 		})
@@ -476,16 +480,28 @@ type edgeAppend struct {
 	env     events.Envelope
 	ack     *jetstream.PubAck
 	err     error
+	// reread is the subject's last event, read again after a conflict; nil if it could not be.
+	reread *storedEvent
+}
+
+// storedEvent is an event as STATE stored it.
+type storedEvent struct {
+	seq uint64
+	env events.Envelope
 }
 
 // edgeAppended notes the outcome of an edge transition's append. A conflict means another
 // replica appended first: the subject is re-read and a later tick decides again. A down that
 // STATE did not take means the cluster is recovering, and the edges' connections with it.
-func (c *controller) edgeAppended(ctx context.Context, a edgeAppend) {
+func (c *controller) edgeAppended(a edgeAppend) {
 	delete(c.appendingEdge, a.change.Edge)
 	switch {
 	case errors.Is(a.err, events.ErrConflict):
-		c.reread(ctx, a.subject)
+		if a.reread != nil {
+			if err := c.fold(a.subject, a.reread.seq, a.reread.env); err != nil {
+				c.log.Warn().Str("subject", a.subject).Err(err).Msg("state subject re-read after a conflict holds no state event")
+			}
+		}
 		return
 	case a.err != nil:
 		c.edgeFailures.Gate(c.log.Error(), "append").Str("edge", a.change.Edge).Err(a.err).Msg("edge transition not appended; the next tick tries again")
@@ -539,15 +555,19 @@ func (c *controller) cutOffFromNATS(why string) {
 	c.cutOff = true
 }
 
-func (c *controller) reread(ctx context.Context, subject string) {
+// reread reads subject's last event again after another replica appended to it first, so that
+// the next tick decides from it rather than conflicting again. It runs beside the loop, bounded
+// like an append: while STATE elects a leader nobody answers, and STATE delivers the event to
+// the follower in any case.
+func (c *controller) reread(ctx context.Context, subject string) *storedEvent {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	e, seq, ok, err := events.Last(ctx, c.state, subject)
 	if err != nil || !ok {
 		c.log.Warn().Str("subject", subject).Err(err).Msg("state subject not re-read after a conflict")
-		return
+		return nil
 	}
-	if err := c.fold(subject, seq, e); err != nil {
-		c.log.Warn().Str("subject", subject).Err(err).Msg("state subject re-read after a conflict holds no state event")
-	}
+	return &storedEvent{seq: seq, env: e}
 }
 
 // loadPublished reads the routes ROUTES holds for edge's apps, so an unchanged route is not

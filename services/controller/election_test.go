@@ -10,6 +10,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -250,10 +251,19 @@ func TestAnEdgeSilentWhileAnotherEdgesDownIsUnansweredIsNotRecordedDown(t *testi
 	}
 }
 
-// edgesHeartbeatingWhileSTATEElects starts JetStream and n edges, edge-0 to edge-(n-1), each
-// fronting shop and heartbeating every 100ms, and returns a client for which STATE has no leader
-// and the configuration that lists the edges.
+// edgesHeartbeatingWhileSTATEElects starts JetStream and n edges (edgesHeartbeating), and
+// returns a client for which STATE has no leader and the configuration that lists the edges.
 func edgesHeartbeatingWhileSTATEElects(t *testing.T, n int) (*eventstest.Server, *eventstest.Electing, string) {
+	t.Helper()
+	ns, doc := edgesHeartbeating(t, n)
+	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
+	js.On.Store(true)
+	return ns, js, doc
+}
+
+// edgesHeartbeating starts JetStream and n edges, edge-0 to edge-(n-1), each fronting shop and
+// heartbeating every 100ms, and returns the configuration that lists the edges.
+func edgesHeartbeating(t *testing.T, n int) (*eventstest.Server, string) {
 	t.Helper()
 	doc := edgesDoc[:strings.Index(edgesDoc, "edges:")] + "edges:\n"
 	for i := range n {
@@ -262,10 +272,68 @@ func edgesHeartbeatingWhileSTATEElects(t *testing.T, n int) (*eventstest.Server,
 			i, i, 30+i, 30+i, (i+1)%n)
 	}
 	ns := eventstest.Start(t)
-	js := eventstest.NewElecting(ns.JS, "detour.state.", true)
-	js.On.Store(true)
 	for i := range n {
 		beat(t, ns, fmt.Sprintf("edge-%d", i), 100*time.Millisecond, make(chan struct{}))
 	}
-	return ns, js, doc
+	return ns, doc
+}
+
+// conflicting is a JetStream client for which another replica has always appended to an
+// edge's STATE subject first, and whose re-reads of a STATE subject go unanswered (as while
+// STATE elects a leader), each waiting as nats.go's does when its context has no deadline.
+type conflicting struct {
+	jetstream.JetStream
+	conflicts atomic.Int64
+}
+
+func (c *conflicting) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if strings.HasPrefix(m.Subject, "detour.state.edge.") {
+		c.conflicts.Add(1)
+		return nil, &jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence"}
+	}
+	return c.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+func (c *conflicting) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	s, err := c.JetStream.Stream(ctx, name)
+	if err != nil || name != events.StreamState {
+		return s, err
+	}
+	return unansweredGets{s}, nil
+}
+
+// unansweredGets is a stream whose last message per subject is asked for and never comes.
+type unansweredGets struct{ jetstream.Stream }
+
+func (unansweredGets) GetLastMsgForSubject(ctx context.Context, _ string) (*jetstream.RawStreamMsg, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(5 * time.Second):
+		return nil, context.DeadlineExceeded
+	}
+}
+
+func TestRouteTablesFollowSTATEWhileEdgeTransitionsConflictAndTheirSubjectsCannotBeReRead(t *testing.T) {
+	// Another replica got to each edge's subject first, and reading the subject again goes
+	// unanswered. Before, each re-read ran in the controller's loop with nats.go's 5 s default,
+	// one after the other, and the route tables waited behind them.
+	const edges = 4
+	ns, doc := edgesHeartbeating(t, edges)
+	js := &conflicting{JetStream: ns.JS}
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	route := events.AppRouteSubject("edge-0", "shop")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > 0 }, "edge-0's first route for shop")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return js.conflicts.Load() >= edges }, "the edges' transitions tried")
+
+	before := len(history(t, ns, events.StreamRoutes, route))
+	recordW1Down(t, ns)
+	stored := time.Now()
+	eventstest.Eventually(t, 15*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
+	if took, limit := time.Since(stored), 500*time.Millisecond; took > limit {
+		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited on its re-reads of STATE",
+			took.Round(time.Millisecond), limit)
+	}
 }
