@@ -218,8 +218,8 @@ func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
 		zones[k] = nz
 		before, after := map[zone.Key][]string{}, map[zone.Key][]string{}
 		for _, name := range names {
-			z.Nodes[name].AppRRsets(before)
-			nz.Nodes[name].AppRRsets(after)
+			z.Nodes.Get(name).AppRRsets(before)
+			nz.Nodes.Get(name).AppRRsets(after)
 		}
 		served := p.served[z.Name].rrsets
 		for k := range before {
@@ -277,11 +277,11 @@ func answersDiffer(a, b *zone.Zone) bool {
 	if a == nil {
 		return true
 	}
-	for name, n := range b.Nodes {
+	for name, n := range b.Nodes.All() {
 		if n.App == nil {
 			continue
 		}
-		o := a.Nodes[name]
+		o := a.Nodes.Get(name)
 		if o == nil || o.App == nil || o.AppTTL != n.AppTTL || !o.App.Equal(n.App) {
 			return true
 		}

@@ -91,7 +91,7 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 	}
 	size := 0
 	for _, z := range zones {
-		size += len(z.Nodes)
+		size += z.Nodes.Len()
 	}
 	t.entries = newEntries(size)
 	for _, z := range zones {
@@ -99,7 +99,7 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 		if prev != nil {
 			pz = prev.zoneFor(z.Name)
 		}
-		for name, n := range z.Nodes {
+		for name, n := range z.Nodes.All() {
 			t.put(z, name, n, prev, pz)
 			t.noteVolatile(z, n)
 		}
@@ -110,14 +110,14 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 // putChanged prepares the nodes of z that differ from pz's, a version of the same zone whose
 // entries t holds, and the volatile ones, visiting both zones.
 func (t *table) putChanged(z, pz *zone.Zone) {
-	for name, n := range z.Nodes {
-		if pz.Nodes[name] != n || !stateless(z, n) {
+	for name, n := range z.Nodes.All() {
+		if pz.Nodes.Get(name) != n || !stateless(z, n) {
 			t.put(z, name, n, nil, nil)
 		}
 		t.noteVolatile(z, n)
 	}
-	for name := range pz.Nodes {
-		if z.Nodes[name] == nil {
+	for name := range pz.Nodes.All() {
+		if z.Nodes.Get(name) == nil {
 			if wire, ok := wireName(name); ok {
 				t.entries.del(wire)
 			}
@@ -135,13 +135,13 @@ func (t *table) putReplaced(z *zone.Zone, replaced, volatile []string) {
 			continue
 		}
 		again[name] = true
-		n := z.Nodes[name]
+		n := z.Nodes.Get(name)
 		t.put(z, name, n, nil, nil)
 		t.noteVolatile(z, n)
 	}
 	for _, name := range volatile {
 		if !again[name] { // the same node as before: still volatile
-			t.put(z, name, z.Nodes[name], nil, nil)
+			t.put(z, name, z.Nodes.Get(name), nil, nil)
 			t.volatile[z.Name] = append(t.volatile[z.Name], name)
 		}
 	}
@@ -223,7 +223,7 @@ func (t *table) reusable(wire string, z, pz *zone.Zone, n *zone.Node) *entry {
 	if n.App == nil && pz.Config != z.Config {
 		return nil
 	}
-	if n.App != nil && pz.Nodes[n.Name] != n {
+	if n.App != nil && pz.Nodes.Get(n.Name) != n {
 		return nil
 	}
 	return t.entries.get(wire)

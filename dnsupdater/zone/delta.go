@@ -30,8 +30,8 @@ func Diff(old, z *Zone) Delta {
 func unshared(old, z *Zone) []string {
 	names := map[string]bool{}
 	for _, zz := range []*Zone{old, z} {
-		for name, n := range zz.Nodes {
-			if n.App != nil && old.Nodes[name] != z.Nodes[name] {
+		for name, n := range zz.Nodes.All() {
+			if n.App != nil && old.Nodes.Get(name) != z.Nodes.Get(name) {
 				names[name] = true
 			}
 		}
@@ -49,7 +49,7 @@ func diffNames(old, z *Zone, names []string) Delta {
 		if i > 0 && names[i-1] == name {
 			continue
 		}
-		o, n := old.Nodes[name], z.Nodes[name]
+		o, n := old.Nodes.Get(name), z.Nodes.Get(name)
 		if o != nil && n != nil && o.App == n.App && o.AppTTL == n.AppTTL {
 			continue // one answer, shared by both projections
 		}

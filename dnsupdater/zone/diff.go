@@ -21,7 +21,7 @@ type Key struct {
 // form: the only records that change while a configuration is in force.
 func (z *Zone) AppRRsets() map[Key][]string {
 	out := map[Key][]string{}
-	for _, n := range z.Nodes {
+	for _, n := range z.Nodes.All() {
 		n.AppRRsets(out)
 	}
 	return out
@@ -80,7 +80,7 @@ func Changes(before, after map[Key][]string) []events.RecordChange {
 func (z *Zone) Content() []dns.RR {
 	rrs := []dns.RR{z.SOA}
 	for _, n := range z.Names() {
-		recs := z.Nodes[n].Records()
+		recs := z.Nodes.Get(n).Records()
 		types := make([]uint16, 0, len(recs))
 		for ty := range recs {
 			if ty != dns.TypeSOA {

@@ -38,7 +38,7 @@ type Zone struct {
 	// SOA is the apex SOA record at Serial.
 	SOA *dns.SOA
 	// Nodes holds every name of the zone, empty non-terminals included.
-	Nodes map[string]*Node
+	Nodes Nodes
 	// version tells the projections apart; base is the version Replace derived this one
 	// from, and replaced the names whose nodes it holds in place of base's (see ReplacedSince).
 	version, base uint64
@@ -196,7 +196,7 @@ func (s *Static) checkChains() []string {
 	reported := map[string]bool{}
 	for _, z := range zones {
 		for _, name := range z.Names() {
-			n := z.Nodes[name]
+			n := z.Nodes.Get(name)
 			if len(n.RRsets[dns.TypeCNAME]) == 0 {
 				continue
 			}
@@ -311,7 +311,7 @@ func (s *Static) Project(v *state.View, serials map[string]uint32) []*Zone {
 	out := make([]*Zone, 0, len(s.zones))
 	for i := range s.zones {
 		sz := &s.zones[i]
-		z := &Zone{Name: sz.cfg.Name, Config: sz.cfg, Serial: serials[sz.cfg.Name], Nodes: map[string]*Node{}, version: versions.Add(1)}
+		z := &Zone{Name: sz.cfg.Name, Config: sz.cfg, Serial: serials[sz.cfg.Name], Nodes: newNodes(len(sz.names) + len(sz.apps)), version: versions.Add(1)}
 		z.SOA = &dns.SOA{
 			Hdr: hdr(z.Name, dns.TypeSOA, sz.cfg.TTL), Ns: sz.cfg.Nameservers[0].Name, Mbox: sz.cfg.Hostmaster,
 			Serial: z.Serial, Refresh: 3600, Retry: 600, Expire: 604800, Minttl: sz.cfg.NegativeTTL,
@@ -341,19 +341,18 @@ func (s *Static) Project(v *state.View, serials map[string]uint32) []*Zone {
 
 // node returns the node of name, creating it and its empty non-terminal ancestors.
 func (z *Zone) node(name string) *Node {
-	n, ok := z.Nodes[name]
-	if ok {
+	if n := z.Nodes.Get(name); n != nil {
 		return n
 	}
-	n = &Node{Name: name}
-	z.Nodes[name] = n
+	n := &Node{Name: name}
+	z.Nodes.set(name, n)
 	for p := name; p != z.Name; {
 		_, rest, _ := strings.Cut(p, ".")
 		if rest == "" || !config.InZone(rest, z.Name) {
 			break
 		}
-		if _, ok := z.Nodes[rest]; !ok {
-			z.Nodes[rest] = &Node{Name: rest}
+		if z.Nodes.Get(rest) == nil {
+			z.Nodes.set(rest, &Node{Name: rest})
 		}
 		p = rest
 	}
@@ -361,13 +360,13 @@ func (z *Zone) node(name string) *Node {
 }
 
 // Lookup returns the node of the canonical name, or nil.
-func (z *Zone) Lookup(name string) *Node { return z.Nodes[name] }
+func (z *Zone) Lookup(name string) *Node { return z.Nodes.Get(name) }
 
 // Match returns the node that answers the canonical name: its own, else the one a wildcard
 // synthesizes for it (RFC 4592: the wildcard child of the closest encloser, the nearest
 // existing ancestor, empty non-terminals included), else nil.
 func (z *Zone) Match(name string) *Node {
-	if n := z.Nodes[name]; n != nil {
+	if n := z.Nodes.Get(name); n != nil {
 		return n
 	}
 	for p := name; p != z.Name; {
@@ -375,8 +374,8 @@ func (z *Zone) Match(name string) *Node {
 		if rest == "" || !config.InZone(rest, z.Name) {
 			return nil
 		}
-		if _, ok := z.Nodes[rest]; ok {
-			src := z.Nodes["*."+rest]
+		if z.Nodes.Get(rest) != nil {
+			src := z.Nodes.Get("*." + rest)
 			if src == nil {
 				return nil
 			}
@@ -429,8 +428,8 @@ func (n *Node) Empty() bool { return len(n.Records()) == 0 }
 
 // Names returns the zone's names in canonical DNS order, the apex first.
 func (z *Zone) Names() []string {
-	names := make([]string, 0, len(z.Nodes))
-	for name := range z.Nodes {
+	names := make([]string, 0, z.Nodes.Len())
+	for name := range z.Nodes.All() {
 		names = append(names, name)
 	}
 	SortCanonical(names, func(name string) string { return name })
@@ -493,7 +492,7 @@ func (s *Static) Redecide(z *Zone, apps []int, v *state.View) []Redecided {
 	var out []Redecided
 	for _, j := range apps {
 		a := &s.cfg.Apps[j]
-		old := z.Nodes[a.FQDN]
+		old := z.Nodes.Get(a.FQDN)
 		if old == nil || old.App == nil {
 			continue
 		}
@@ -513,16 +512,15 @@ func (z *Zone) Replace(changed []Redecided) (*Zone, []string) {
 	if len(changed) == 0 {
 		return z, nil
 	}
-	nodes := maps.Clone(z.Nodes)
+	nodes := z.Nodes.next()
 	names := make([]string, 0, len(changed))
 	for _, c := range changed {
-		n := *z.Nodes[c.FQDN]
+		n := *z.Nodes.Get(c.FQDN)
 		n.App, n.AppTTL = c.App, c.TTL
-		nodes[c.FQDN] = &n
+		nodes.set(c.FQDN, &n)
 		names = append(names, c.FQDN)
 	}
 	out := *z
-	out.Nodes = nodes
 	out.version, out.base = versions.Add(1), z.version
 	out.replaced = slices.Clip(names)
 	if !slices.Contains(names, z.Name) {
@@ -530,12 +528,13 @@ func (z *Zone) Replace(changed []Redecided) (*Zone, []string) {
 	}
 	soa := *z.SOA
 	out.SOA = &soa
-	apex := *nodes[z.Name]
-	apex.RRsets = make(map[uint16][]dns.RR, len(z.Nodes[z.Name].RRsets))
-	for t, rrs := range nodes[z.Name].RRsets {
+	apex := *nodes.Get(z.Name)
+	apex.RRsets = make(map[uint16][]dns.RR, len(apex.RRsets))
+	for t, rrs := range nodes.Get(z.Name).RRsets {
 		apex.RRsets[t] = rrs
 	}
 	apex.RRsets[dns.TypeSOA] = []dns.RR{out.SOA}
-	nodes[z.Name] = &apex
+	nodes.set(z.Name, &apex)
+	out.Nodes = nodes
 	return &out, names
 }

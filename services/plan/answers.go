@@ -36,7 +36,7 @@ func rrsets(c *config.Config, v *state.View) (map[zone.Key][]string, error) {
 		return nil, err
 	}
 	for _, z := range s.Project(v, nil) {
-		for name, n := range z.Nodes {
+		for name, n := range z.Nodes.All() {
 			for t, rrs := range n.Records() {
 				if t == dns.TypeSOA {
 					continue
