@@ -72,9 +72,11 @@ func (e Envelope) Encode() []byte {
 
 // Decode parses and checks an envelope. Errors wrap ErrMalformed.
 func Decode(b []byte) (Envelope, error) {
-	var e Envelope
-	if err := json.Unmarshal(b, &e); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	e, ok := decodeEnvelopeFast(b)
+	if !ok {
+		if err := json.Unmarshal(b, &e); err != nil {
+			return Envelope{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 	}
 	switch {
 	case e.Type == "":
