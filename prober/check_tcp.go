@@ -26,14 +26,17 @@ func newTCPChecker(t Target) *tcpChecker {
 }
 
 func (c *tcpChecker) run(ctx context.Context) Outcome {
+	if len(c.send) == 0 && len(c.expect) == 0 {
+		if err := connectOnly(ctx, &c.dialer, c.addr); err != nil {
+			return failure(classify(err), err)
+		}
+		return Outcome{OK: true}
+	}
 	conn, err := c.dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, c.addr)
 	if err != nil {
 		return failure(classify(err), err)
 	}
 	defer abort(conn)
-	if len(c.send) == 0 && len(c.expect) == 0 {
-		return Outcome{OK: true}
-	}
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(dl); err != nil {
 			return failure(ClassError, fmt.Errorf("set deadline: %w", err))
@@ -48,6 +51,16 @@ func (c *tcpChecker) run(ctx context.Context) Outcome {
 		return Outcome{OK: true}
 	}
 	return c.readExpect(conn)
+}
+
+// dialOnly connects with d and resets the connection: what connectOnly does by hand.
+func dialOnly(ctx context.Context, d *net.Dialer, addr netip.AddrPort) error {
+	conn, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, addr)
+	if err != nil {
+		return err
+	}
+	abort(conn)
+	return nil
 }
 
 // readExpect reads until expect occurs within the first bodyLimit bytes.
