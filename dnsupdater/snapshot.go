@@ -269,9 +269,9 @@ func readJournal(s *snapshot, r io.Reader) {
 }
 
 // snapshotWriter writes the saves the refresher hands it into the data directory. It holds
-// what the files hold: the state of the base and the lines after it, each event encoded once,
-// when a line first carries it, so that a new base costs copying them, not encoding the state.
-// One goroutine owns it.
+// what the files hold: the state of the base and the lines after it, each event's JSON made
+// once, when a line first carries it (the message STATE stored, shared with the projector), so
+// that a new base costs copying them, not encoding the state. One goroutine owns it.
 type snapshotWriter struct {
 	dir string
 	// minJournal is the size the journal may reach before the base is written again,
@@ -290,10 +290,12 @@ type snapshotWriter struct {
 	failed bool
 }
 
-// encodedEvent is a stored event as the files hold it.
+// encodedEvent is a stored event as the files hold it: {"subject":…,"seq":…,"event":event}.
 type encodedEvent struct {
-	seq  uint64
-	json []byte
+	subject string
+	seq     uint64
+	// event is the event's JSON on one line.
+	event []byte
 }
 
 // write records s: as a line of the journal, or as a new base when s is full, when the writer
@@ -354,11 +356,10 @@ func (w *snapshotWriter) write(s *snapshotSave) (err error) {
 func (w *snapshotWriter) encode(events map[string]storedEvent) ([]encodedEvent, error) {
 	out := make([]encodedEvent, 0, len(events))
 	for subject, e := range events {
-		b, err := encodeStored(e)
+		enc, err := encodeStored(e)
 		if err != nil {
 			return nil, fmt.Errorf("encode snapshot event of %s: %w", subject, err)
 		}
-		enc := encodedEvent{seq: e.Seq, json: b}
 		w.events[subject] = enc
 		out = append(out, enc)
 	}
@@ -366,39 +367,46 @@ func (w *snapshotWriter) encode(events map[string]storedEvent) ([]encodedEvent, 
 	return out, nil
 }
 
-// encodeStored returns e as the files hold it, {"subject":…,"seq":…,"event":…}, on one line.
-// The event is written as the stream stored it when e has it (raw), which decodes to e.Event as
-// the stream's message did: encoding every event again was a tenth of the server's CPU in a
-// region's failure, beside the answering. Without it e.Event is encoded; a stored event that
-// spans lines is compacted, since a journal line is one save.
-func encodeStored(e storedEvent) ([]byte, error) {
+// encodeStored returns e as the files hold it. The event is the message the stream stored when
+// e has it (raw), which decodes to e.Event as the stream's message did: encoding every event
+// again was a tenth of the server's CPU in a region's failure, beside the answering. Without it
+// e.Event is encoded; a message that spans lines is compacted, since a journal line is one save.
+func encodeStored(e storedEvent) (encodedEvent, error) {
 	event := e.raw
 	if bytes.IndexByte(event, '\n') >= 0 {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, event); err != nil {
-			return nil, err
+			return encodedEvent{}, err
 		}
 		event = buf.Bytes()
 	}
 	if event == nil {
-		return json.Marshal(e)
-	}
-	out := make([]byte, 0, len(e.Subject)+len(event)+48)
-	out = append(out, `{"subject":`...)
-	if plainJSONString(e.Subject) {
-		out = append(append(append(out, '"'), e.Subject...), '"')
-	} else {
-		quoted, err := json.Marshal(e.Subject)
+		b, err := json.Marshal(e.Event)
 		if err != nil {
-			return nil, err
+			return encodedEvent{}, err
 		}
+		event = b
+	}
+	return encodedEvent{subject: e.Subject, seq: e.Seq, event: event}, nil
+}
+
+// size is about the length of e's JSON.
+func (e encodedEvent) size() int { return len(e.subject) + len(e.event) + 48 }
+
+// appendTo appends e's JSON to out.
+func (e encodedEvent) appendTo(out []byte) []byte {
+	out = append(out, `{"subject":`...)
+	if plainJSONString(e.subject) {
+		out = append(append(append(out, '"'), e.subject...), '"')
+	} else {
+		quoted, _ := json.Marshal(e.subject) // a string always encodes
 		out = append(out, quoted...)
 	}
 	out = append(out, `,"seq":`...)
-	out = strconv.AppendUint(out, e.Seq, 10)
+	out = strconv.AppendUint(out, e.seq, 10)
 	out = append(out, `,"event":`...)
-	out = append(out, event...)
-	return append(out, '}'), nil
+	out = append(out, e.event...)
+	return append(out, '}')
 }
 
 // plainJSONString reports whether s is written in JSON as it is between quotes: printable ASCII
@@ -433,7 +441,7 @@ type baseHead struct {
 func withEvents(head []byte, events []encodedEvent, end byte) []byte {
 	n := len(head) + 16
 	for _, e := range events {
-		n += len(e.json) + 1
+		n += e.size() + 1
 	}
 	out := make([]byte, 0, n)
 	out = append(out, head[:len(head)-1]...) // without its closing brace
@@ -442,7 +450,7 @@ func withEvents(head []byte, events []encodedEvent, end byte) []byte {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = append(out, e.json...)
+		out = e.appendTo(out)
 	}
 	return append(out, ']', '}', end)
 }
