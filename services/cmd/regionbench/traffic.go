@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,10 +26,12 @@ func (c counted) minus(o counted) counted {
 	return counted{c.inMsgs - o.inMsgs, c.outMsgs - o.outMsgs, c.inBytes - o.inBytes, c.outBytes - o.outBytes}
 }
 
-// traffic is what NATS carried in one phase: the messages each client (named as it connected)
-// published (in) and received (out), and the messages each stream stored.
+// traffic is what NATS carried in one phase: the messages each client connection published (in)
+// and received (out), by its id, with the name it connected with, and the messages each stream
+// stored.
 type traffic struct {
-	conns   map[string]counted
+	conns   map[uint64]counted
+	names   map[uint64]string
 	streams map[string]uint64
 }
 
@@ -38,7 +41,7 @@ var trafficStreams = []string{events.StreamProbes, events.StreamState, events.St
 // natsTraffic reads what NATS carried so far: every open connection's counts from /connz, and
 // each stream's last sequence.
 func (st *stack) natsTraffic(ctx context.Context) (traffic, error) {
-	t := traffic{conns: map[string]counted{}, streams: map[string]uint64{}}
+	t := traffic{conns: map[uint64]counted{}, names: map[uint64]string{}, streams: map[string]uint64{}}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/connz?limit=4096", natsMonitorPort), nil)
@@ -55,16 +58,8 @@ func (st *stack) natsTraffic(ctx context.Context) (traffic, error) {
 		return t, fmt.Errorf("decode nats connections: %w", err)
 	}
 	for _, c := range cz.Conns {
-		k := c.Name
-		if k == "" {
-			k = fmt.Sprintf("cid %d", c.Cid)
-		}
-		sum := t.conns[k]
-		sum.inMsgs += c.InMsgs
-		sum.outMsgs += c.OutMsgs
-		sum.inBytes += c.InBytes
-		sum.outBytes += c.OutBytes
-		t.conns[k] = sum
+		t.conns[c.Cid] = counted{c.InMsgs, c.OutMsgs, c.InBytes, c.OutBytes}
+		t.names[c.Cid] = cmp.Or(c.Name, fmt.Sprintf("cid %d", c.Cid))
 	}
 	for _, s := range trafficStreams {
 		t.streams[s] = st.lastSeq(ctx, s)
@@ -72,9 +67,10 @@ func (st *stack) natsTraffic(ctx context.Context) (traffic, error) {
 	return t, nil
 }
 
-// since is what NATS carried between t0 and t (a connection opened in between counts whole).
+// since is what NATS carried between t0 and t, per connection open at t (one opened in between,
+// a client's reconnection, counts whole; what one closed in between carried is not counted).
 func (t traffic) since(t0 traffic) traffic {
-	d := traffic{conns: map[string]counted{}, streams: map[string]uint64{}}
+	d := traffic{conns: map[uint64]counted{}, names: t.names, streams: map[string]uint64{}}
 	for k, c := range t.conns {
 		d.conns[k] = c.minus(t0.conns[k])
 	}
@@ -84,22 +80,29 @@ func (t traffic) since(t0 traffic) traffic {
 	return d
 }
 
-// String prints the phase's traffic: messages stored per stream, then in and out per client,
-// busiest first, with the totals.
+// String prints the phase's traffic: messages stored per stream, then in and out per client
+// (its connections summed by name), busiest first, with the totals.
 func (t traffic) String() string {
+	byName := map[string]counted{}
+	for k, c := range t.conns {
+		sum := byName[t.names[k]]
+		sum.inMsgs, sum.outMsgs = sum.inMsgs+c.inMsgs, sum.outMsgs+c.outMsgs
+		sum.inBytes, sum.outBytes = sum.inBytes+c.inBytes, sum.outBytes+c.outBytes
+		byName[t.names[k]] = sum
+	}
 	var b strings.Builder
 	b.WriteString("  NATS in the storm: stored")
 	for _, s := range trafficStreams {
 		fmt.Fprintf(&b, " %s %d", s, t.streams[s])
 	}
-	names := slices.Collect(maps.Keys(t.conns))
+	names := slices.Collect(maps.Keys(byName))
 	slices.SortFunc(names, func(a, b string) int {
-		ca, cb := t.conns[a], t.conns[b]
+		ca, cb := byName[a], byName[b]
 		return int((cb.inMsgs + cb.outMsgs) - (ca.inMsgs + ca.outMsgs))
 	})
 	var all counted
 	for _, k := range names {
-		c := t.conns[k]
+		c := byName[k]
 		all.inMsgs, all.outMsgs = all.inMsgs+c.inMsgs, all.outMsgs+c.outMsgs
 		all.inBytes, all.outBytes = all.inBytes+c.inBytes, all.outBytes+c.outBytes
 	}
@@ -107,7 +110,7 @@ func (t traffic) String() string {
 		all.inMsgs, float64(all.inBytes)/(1<<20), all.outMsgs, float64(all.outBytes)/(1<<20))
 	b.WriteString("    per client, published / received messages (MiB):")
 	for _, k := range names {
-		c := t.conns[k]
+		c := byName[k]
 		fmt.Fprintf(&b, " %s %d / %d (%.1f / %.1f);", k, c.inMsgs, c.outMsgs, float64(c.inBytes)/(1<<20), float64(c.outBytes)/(1<<20))
 	}
 	return strings.TrimSuffix(b.String(), ";") + "\n"
