@@ -332,7 +332,8 @@ func TestRouteTablesFollowSTATEWhileEdgeTransitionsConflictAndTheirSubjectsCanno
 	recordW1Down(t, ns)
 	stored := time.Now()
 	eventstest.Eventually(t, 15*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
-	if took, limit := time.Since(stored), 500*time.Millisecond; took > limit {
+	// Each re-read the old loop waited for took 5 s; the margin is for a loaded CI machine.
+	if took, limit := time.Since(stored), 2*time.Second; took > limit {
 		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited on its re-reads of STATE",
 			took.Round(time.Millisecond), limit)
 	}
