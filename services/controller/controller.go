@@ -597,6 +597,13 @@ func (c *controller) loadPublished(ctx context.Context, edge string) error {
 // holds up the controller's other work for that long; a route does not (see collectRoutes).
 const storeTimeout = time.Second
 
+// maxRoutesInFlight bounds the routes sent and not yet acknowledged. nats.go keeps at most
+// 4,000 asynchronous publishes pending, and makes each one past that wait up to 200 ms for room,
+// inside the controller's loop: an edge of 10,000 apps starting on a busy NATS held edge
+// liveness and drills that long per route, each logged. The routes past the bound are sent on
+// the next calls (every tick, every STATE batch), as acknowledgements make room.
+const maxRoutesInFlight = 2048
+
 // routeKey names one app's route on one edge.
 type routeKey struct{ edge, app string }
 
@@ -662,6 +669,10 @@ func (c *controller) publishRoutes() {
 			} else if s == nil && bytes.Equal(b, c.published[e.Name][a.App]) {
 				continue
 			}
+			if c.sending[k] == nil && len(c.sending) >= maxRoutesInFlight {
+				c.markApp(e.Name, a.App) // sent on a later call, as acknowledgements come
+				continue
+			}
 			r := events.EdgeRoute{Edge: e.Name, StateSeq: stateSeq, Route: a}
 			env, err := events.Derived(events.TypeRouteComputed, c.o.Name, c.lastCause, e.Name+"|"+string(b), c.o.Now(), r)
 			var f jetstream.PubAckFuture
@@ -670,7 +681,7 @@ func (c *controller) publishRoutes() {
 			}
 			if err != nil {
 				c.markApp(e.Name, a.App) // retried on the next tick
-				c.log.Warn().Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not published")
+				c.routeFailures.Gate(c.log.Warn(), "publish").Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not published")
 				continue
 			}
 			c.sending[k] = &routeSend{route: b, env: env, f: f, sent: c.o.Now()}

@@ -9,7 +9,10 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/logs"
+	"github.com/detourdev/detour/events/state"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // bigEdgeDoc is one edge fronting n apps of one endpoint each.
@@ -67,5 +70,33 @@ func TestAnEdgeOfTenThousandAppsGetsEveryRouteAndThenOnlyTheOneThatChanged(t *te
 	time.Sleep(2 * time.Second) // nothing to wait for: the assertion is that nothing comes
 	if m, _ := routesStored(t, ns, "edge-big"); m != n+1 {
 		t.Errorf("ROUTES holds %d messages for edge-big after a second replica started, want %d", m, n+1)
+	}
+}
+
+func TestAnEdgeOfTenThousandAppsGetsItsRoutesWithoutFillingNATSsAsyncPublishWindow(t *testing.T) {
+	// nats.go holds at most 4,000 asynchronous publishes pending and stalls each one past that
+	// up to 200 ms inside the loop. Before, all 10,000 routes were sent at once.
+	const n = 10000
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, bigEdgeDoc(n))
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := &controller{
+		o:    Options{JS: ns.JS, Config: cfg, Name: "controller-test", Now: time.Now},
+		log:  zerolog.New(zerolog.NewTestWriter(t)),
+		view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
+		dirty: true, dirtyApps: map[string]map[string]bool{},
+		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
+	}
+	most := 0
+	eventstest.Eventually(t, 30*time.Second, func() bool {
+		c.publishRoutes() // a tick
+		most = max(most, len(c.sending))
+		m, s := routesStored(t, ns, "edge-big")
+		return m == n && s == n && len(c.sending) == 0
+	}, "ROUTES to hold one route for each of edge-big's %d apps", n)
+	if most > 4000 {
+		t.Errorf("%d routes were in flight at once, past the 4,000 nats.go holds without stalling", most)
 	}
 }
