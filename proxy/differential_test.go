@@ -99,20 +99,27 @@ func referenceProxy(t *testing.T, upstream string) string {
 	return ln.Addr().String()
 }
 
-// exchange sends raw to addr and returns the statuses of the answers to the requests of
-// methods, until the connection ends or an answer does not come within a second.
-func exchange(t *testing.T, addr, raw string, methods []string) []int {
+// sendRaw sends raw to addr on a new connection, closed when the test ends, whose reads end
+// after a second.
+func sendRaw(t *testing.T, addr, raw string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	br := bufio.NewReader(c)
+	return c
+}
+
+// exchange sends raw to addr and returns the statuses of the answers to the requests of
+// methods, until the connection ends or an answer does not come within a second.
+func exchange(t *testing.T, addr, raw string, methods []string) []int {
+	t.Helper()
+	br := bufio.NewReader(sendRaw(t, addr, raw))
 	var out []int
 	for _, m := range methods {
 		resp, err := http.ReadResponse(br, &http.Request{Method: m})

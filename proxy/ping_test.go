@@ -22,16 +22,7 @@ func proberPing(addr string) string {
 // until it closes the connection or a second passes, with the Date field's value masked.
 func rawAnswer(t *testing.T, addr, raw string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	b, _ := io.ReadAll(c)
+	b, _ := io.ReadAll(sendRaw(t, addr, raw))
 	return string(dateField.ReplaceAll(b, []byte("Date: (masked)\r\n")))
 }
 

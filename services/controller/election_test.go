@@ -159,21 +159,28 @@ func TestRouteTablesFollowSTATEWhileManyEdgesWaitForSTATEToTakeTheirTransitions(
 	// answer in turn, eight seconds a tick, and the route tables waited behind them.
 	const edges = 8
 	ns, js, doc := edgesHeartbeatingWhileSTATEElects(t, edges)
+	routeFollowsW1Down(t, ns, js, doc, func() bool { return js.Refused.Load() >= edges }, 500*time.Millisecond, "on STATE for the edges' transitions")
+}
+
+// routeFollowsW1Down runs a controller on js over doc, waits for edge-0's first route for shop
+// and until tried (the edges' transitions attempted), then records w1 down as the decider would,
+// through its own client, and fails unless edge-0's route follows within limit.
+func routeFollowsW1Down(t *testing.T, ns *eventstest.Server, js jetstream.JetStream, doc string, tried func() bool, limit time.Duration, waitedOn string) {
+	t.Helper()
 	eventstest.Run(t, "controller", func(ctx context.Context) error {
 		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
 	})
 	route := events.AppRouteSubject("edge-0", "shop")
 	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > 0 }, "edge-0's first route for shop")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return js.Refused.Load() >= edges }, "the edges' transitions tried")
+	eventstest.Eventually(t, 10*time.Second, tried, "the edges' transitions tried")
 
-	// The decider, whose own client reaches STATE, records w1 down: the routes follow at once.
 	before := len(history(t, ns, events.StreamRoutes, route))
 	recordW1Down(t, ns)
 	stored := time.Now()
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
-	if took, limit := time.Since(stored), 500*time.Millisecond; took > limit {
-		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited on STATE for the edges' transitions",
-			took.Round(time.Millisecond), limit)
+	eventstest.Eventually(t, 15*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
+	if took := time.Since(stored); took > limit {
+		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited %s",
+			took.Round(time.Millisecond), limit, waitedOn)
 	}
 }
 
@@ -321,20 +328,6 @@ func TestRouteTablesFollowSTATEWhileEdgeTransitionsConflictAndTheirSubjectsCanno
 	const edges = 4
 	ns, doc := edgesHeartbeating(t, edges)
 	js := &conflicting{JetStream: ns.JS}
-	eventstest.Run(t, "controller", func(ctx context.Context) error {
-		return Run(ctx, Options{JS: js, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
-	})
-	route := events.AppRouteSubject("edge-0", "shop")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > 0 }, "edge-0's first route for shop")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return js.conflicts.Load() >= edges }, "the edges' transitions tried")
-
-	before := len(history(t, ns, events.StreamRoutes, route))
-	recordW1Down(t, ns)
-	stored := time.Now()
-	eventstest.Eventually(t, 15*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, route)) > before }, "edge-0's route after w1 went down")
 	// Each re-read the old loop waited for took 5 s; the margin is for a loaded CI machine.
-	if took, limit := time.Since(stored), 2*time.Second; took > limit {
-		t.Errorf("edge-0's route changed %s after w1 went down, want within %s: the controller waited on its re-reads of STATE",
-			took.Round(time.Millisecond), limit)
-	}
+	routeFollowsW1Down(t, ns, js, doc, func() bool { return js.conflicts.Load() >= edges }, 2*time.Second, "on its re-reads of STATE")
 }

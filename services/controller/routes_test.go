@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/state"
@@ -53,13 +54,7 @@ func TestRoutesComputedForChangedAppsOnlyEqualEveryEdgesWholeTable(t *testing.T)
 	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c := &controller{
-		o:    Options{JS: ns.JS, Config: cfg, Name: "controller-test", Now: time.Now},
-		log:  zerolog.New(zerolog.NewTestWriter(t)),
-		view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
-		dirty: true, dirtyApps: map[string]map[string]bool{},
-		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
-	}
+	c := handDriven(ns, cfg, "controller-test", zerolog.New(zerolog.NewTestWriter(t)))
 	type change struct{ subject, typ string }
 	var changes []change
 	for _, a := range cfg.Apps {
@@ -141,13 +136,7 @@ func BenchmarkRoutesAfter500Of10000AppsChanged(b *testing.B) {
 	}
 	for _, whole := range []bool{false, true} {
 		b.Run(map[bool]string{false: "changed apps", true: "whole table"}[whole], func(b *testing.B) {
-			c := &controller{
-				o:    Options{JS: ns.JS, Config: cfg, Name: "controller-bench", Now: time.Now},
-				log:  zerolog.Nop(),
-				view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
-				dirty: true, dirtyApps: map[string]map[string]bool{},
-				sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
-			}
+			c := handDriven(ns, cfg, "controller-bench", zerolog.Nop())
 			c.publishRoutes()
 			settleRoutes(b, c)
 			seq, moved := uint64(0), 0
@@ -175,6 +164,17 @@ func BenchmarkRoutesAfter500Of10000AppsChanged(b *testing.B) {
 	}
 }
 
+// handDriven is a controller of cfg on ns that no loop runs: the test folds STATE events and
+// calls publishRoutes as the loop would.
+func handDriven(ns *eventstest.Server, cfg *config.Config, name string, log zerolog.Logger) *controller {
+	return &controller{
+		o:   Options{JS: ns.JS, Config: cfg, Name: name, Now: time.Now},
+		log: log, view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
+		dirty: true, dirtyApps: map[string]map[string]bool{},
+		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
+	}
+}
+
 // settleRoutes waits until ROUTES acknowledged every route c sent, as the controller's next
 // ticks would find.
 func settleRoutes(tb testing.TB, c *controller) {
@@ -199,15 +199,6 @@ func TestTwoReplicasThatFoldedTheSameEventsStoreEachRouteOnce(t *testing.T) {
 	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	replica := func(name string) *controller {
-		return &controller{
-			o:    Options{JS: ns.JS, Config: cfg, Name: name, Now: time.Now},
-			log:  zerolog.New(zerolog.NewTestWriter(t)),
-			view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
-			dirty: true, dirtyApps: map[string]map[string]bool{},
-			sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
-		}
-	}
 	event := func(typ string) events.Envelope {
 		env, err := events.New(typ, "test", time.Now(), events.Transition{})
 		if err != nil {
@@ -223,7 +214,8 @@ func TestTwoReplicasThatFoldedTheSameEventsStoreEachRouteOnce(t *testing.T) {
 		{events.EdgeStateSubject("edge-1"), event(events.TypeEdgeDown)}, // appended by the second replica
 		{events.EndpointStateSubject("app1", "west", "a"), event(events.TypeEndpointDown)},
 	}
-	first, second := replica("controller-1"), replica("controller-2")
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	first, second := handDriven(ns, cfg, "controller-1", log), handDriven(ns, cfg, "controller-2", log)
 	for i, s := range stored {
 		for _, c := range []*controller{first, second} {
 			if err := c.fold(s.subject, uint64(i+1), s.env); err != nil {

@@ -9,8 +9,6 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/detourdev/detour/events/logs"
-	"github.com/detourdev/detour/events/state"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -82,13 +80,7 @@ func TestAnEdgeOfTenThousandAppsGetsItsRoutesWithoutFillingNATSsAsyncPublishWind
 	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c := &controller{
-		o:    Options{JS: ns.JS, Config: cfg, Name: "controller-test", Now: time.Now},
-		log:  zerolog.New(zerolog.NewTestWriter(t)),
-		view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
-		dirty: true, dirtyApps: map[string]map[string]bool{},
-		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
-	}
+	c := handDriven(ns, cfg, "controller-test", zerolog.New(zerolog.NewTestWriter(t)))
 	most := 0
 	eventstest.Eventually(t, 30*time.Second, func() bool {
 		c.publishRoutes() // a tick

@@ -88,9 +88,11 @@ func TestAFileVersionNATSCouldNotTakeIsAppliedOnceItAnswersWithoutTheFileChangin
 	}
 }
 
-// watching runs watchFile on path, first applied, until the test ends or stop is called.
-func watching(t *testing.T, js jetstream.JetStream, path string, first []byte, reload chan struct{}, logs *eventstest.Logs) (stop func()) {
+// watching writes first to a file of its own, applies it, and runs watchFile on the file until
+// the test ends or stop is called; a value on reload is a SIGHUP.
+func watching(t *testing.T, js jetstream.JetStream, first []byte, logs *eventstest.Logs) (path string, reload chan struct{}, stop func()) {
 	t.Helper()
+	path, reload = filepath.Join(t.TempDir(), "detour.yaml"), make(chan struct{})
 	if err := os.WriteFile(path, first, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +107,7 @@ func watching(t *testing.T, js jetstream.JetStream, path string, first []byte, r
 	}()
 	stop = func() { cancel(); <-done }
 	t.Cleanup(stop)
-	return stop
+	return path, reload, stop
 }
 
 const shopDoc = "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqdn: shop.demo.test\n" +
@@ -125,10 +127,8 @@ func TestAFileVersionLargerThanNATSTakesIsRefusedNotTriedAgain(t *testing.T) {
 	// A message larger than the server's max_payload is refused by the client, every time:
 	// before, it was taken for NATS not answering and tried again every 30 s for ever.
 	srv := startForShop(t)
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	reload := make(chan struct{})
 	var logs eventstest.Logs
-	watching(t, srv.JS, path, []byte(shopDoc), reload, &logs)
+	path, reload, _ := watching(t, srv.JS, []byte(shopDoc), &logs)
 
 	big := []byte(shopDoc + "# " + strings.Repeat("x", int(srv.Conn.MaxPayload())) + "\n")
 	if err := os.WriteFile(path, big, 0o600); err != nil {
@@ -150,10 +150,8 @@ func TestStoppingWhileAFileVersionIsAppliedLogsNoFailure(t *testing.T) {
 	// Before, the attempt cut short by the stop was logged as an error, one to try again.
 	srv := startForShop(t)
 	js := &eventstest.Electing{JetStream: srv.JS, StreamName: events.StreamConfig, On: new(atomic.Bool)}
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	reload := make(chan struct{})
 	var logs eventstest.Logs
-	stop := watching(t, js, path, []byte(shopDoc), reload, &logs)
+	path, reload, stop := watching(t, js, []byte(shopDoc), &logs)
 
 	js.On.Store(true) // CONFIG does not answer
 	if err := os.WriteFile(path, []byte(shopDoc+"# changed\n"), 0o600); err != nil {
@@ -171,10 +169,8 @@ func TestAFileVersionIsAppliedWhenTheCONFIGStreamWasRemoved(t *testing.T) {
 	// Its streams are made first, as `detour apply` makes them. Before, the read of the active
 	// version came first, failed for want of the stream, and was tried again for ever.
 	srv := startForShop(t)
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	reload := make(chan struct{})
 	var logs eventstest.Logs
-	watching(t, srv.JS, path, []byte(shopDoc), reload, &logs)
+	path, reload, _ := watching(t, srv.JS, []byte(shopDoc), &logs)
 
 	if err := srv.JS.DeleteStream(context.Background(), events.StreamConfig); err != nil {
 		t.Fatal(err)
@@ -210,10 +206,8 @@ func TestAReloadAppliesTheFileAgainAfterJetStreamRefusedIt(t *testing.T) {
 	// file stayed unapplied until it was edited.
 	srv := startForShop(t)
 	js := &answering{JetStream: srv.JS}
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	reload := make(chan struct{})
 	var logs eventstest.Logs
-	watching(t, js, path, []byte(shopDoc), reload, &logs)
+	path, reload, _ := watching(t, js, []byte(shopDoc), &logs)
 
 	js.err.Store(&jetstream.APIError{Code: 400, ErrorCode: 10047, Description: "insufficient storage resources available"})
 	second := []byte(shopDoc + "# changed\n")
@@ -235,10 +229,8 @@ func TestAReloadAppliesTheFileAgainAfterJetStreamRefusedIt(t *testing.T) {
 
 func TestAReloadMakesTheFileActiveAgainAfterDetourApplyReplacedIt(t *testing.T) {
 	srv := startForShop(t)
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	reload := make(chan struct{})
 	var logs eventstest.Logs
-	watching(t, srv.JS, path, []byte(shopDoc), reload, &logs)
+	_, reload, _ := watching(t, srv.JS, []byte(shopDoc), &logs)
 
 	other := shopDoc + "# applied by hand\n"
 	if _, _, err := config.Apply(context.Background(), srv.JS, "other.yaml", []byte(other), config.ApplyOptions{By: "test"}); err != nil {
@@ -266,10 +258,8 @@ func TestAFileVersionIsTriedAgainWhileTheClusterCannotTakeIt(t *testing.T) {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
 			srv := startForShop(t)
 			js := &answering{JetStream: srv.JS}
-			path := filepath.Join(t.TempDir(), "detour.yaml")
-			reload := make(chan struct{})
 			var logs eventstest.Logs
-			watching(t, js, path, []byte(shopDoc), reload, &logs)
+			path, _, _ := watching(t, js, []byte(shopDoc), &logs)
 
 			js.err.Store(&jetstream.APIError{Code: 500, ErrorCode: jetstream.ErrorCode(code), Description: "cluster busy"})
 			second := []byte(shopDoc + "# changed\n")
