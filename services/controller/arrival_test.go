@@ -178,8 +178,25 @@ func TestEdgeChecksThatWaitedOutABusyLoopAreWeighedByWhenTheyArrived(t *testing.
 	b.hold()
 	b.failChecks("edge-west", 3, "us-west", "us-east")
 	eventstest.Eventually(t, 5*time.Second, func() bool { return b.checksRecorded() == 12 }, "12 edge checks recorded")
+	// A transition is appended beside the loop, and its outcome logged by the loop: a down
+	// decided on the stale results would be told of by now.
+	var early string
+	for drained := false; !drained; {
+		select {
+		case l := <-b.logged:
+			if strings.Contains(l, "edge liveness changed") && strings.Contains(l, `"to":"down"`) {
+				early = l
+			}
+		default:
+			drained = true
+		}
+	}
 	b.release()
+	if early != "" {
+		t.Fatalf("edge-west was recorded down on stale results: %s", early)
+	}
 	b.tick()
+	b.waitLog("edge liveness changed") // the down's append is answered
 	h := history(t, b.ns, events.StreamState, west)
 	if got := types(h); got != "UD" {
 		t.Fatalf("edge-west history %q after fresh failures from both regions, want UD", got)
