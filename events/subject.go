@@ -109,16 +109,29 @@ const EdgeProbeSubjects = "detour.probe.*.*." + EdgeProbePool + ".*"
 // EdgeProbeBatchSubjects matches the batches of edge-listener results of every prober.
 const EdgeProbeBatchSubjects = "detour.probe.*." + EdgeProbePool + ".*"
 
+// BatchProbePool is the pool token of the subjects of the endpoints' batches: no pool may be
+// named so, so a batch's subject, ProbeBatchSubject, is never a lone result's, though both have
+// four tokens after detour.probe.
+const BatchProbePool = "_batch"
+
+// batchProbeApp stands in the app token of ProbeBatchSubject.
+const batchProbeApp = "_endpoints"
+
 // ProbeBatchSubjects matches the batches of endpoint results of every prober.
-const ProbeBatchSubjects = "detour.probe.*.batch.*"
+const ProbeBatchSubjects = "detour.probe.*." + batchProbeApp + "." + BatchProbePool + ".*"
 
-// LoneProbeSubjects matches every probe result published alone (ProbeSubject), an edge
-// listener's included.
-const LoneProbeSubjects = "detour.probe.*.*.*.*"
+// EndpointProbeSubjects matches every probe result published alone (ProbeSubject, an edge
+// listener's included) and every batch of endpoint results (ProbeBatchSubject): all of PROBES but
+// the batches of edge-listener results, which only the controller follows. It is the decider's
+// one filter subject, so its NATS user may be allowed this filter and no broader one (a consumer
+// with more than one filter subject is created on a subject that carries none).
+const EndpointProbeSubjects = "detour.probe.*.*.*.*"
 
-// ProbeBatchSubject is where one prober publishes a batch of endpoint results.
+// ProbeBatchSubject is where one prober publishes a batch of endpoint results. Before
+// EndpointProbeSubjects it was detour.probe.<region>.batch.<prober>, which no single filter could
+// take with the lone results and not the edge listeners' batches.
 func ProbeBatchSubject(region, prober string) string {
-	return join("detour.probe", region, "batch", prober)
+	return join("detour.probe", region, batchProbeApp, BatchProbePool, prober)
 }
 
 // EdgeProbeBatchSubject is where one prober publishes a batch of edge-listener results.

@@ -741,7 +741,7 @@ func readResults(url, region, app, pool, endpoint string, since time.Time) ([]ev
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, "PROBES", jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.ProbeSubject(region, app, pool, endpoint), "detour.probe." + region + ".batch.>"},
+		FilterSubjects: []string{events.ProbeSubject(region, app, pool, endpoint), "detour.probe." + region + "._endpoints._batch.*"},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &since})
 	if err != nil {
 		return nil, err

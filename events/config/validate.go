@@ -191,6 +191,9 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 		if pl.Name == events.EdgeProbePool {
 			p.add(pp+".name", "%q is reserved for the checks of edge listeners", pl.Name)
 		}
+		if pl.Name == events.BatchProbePool {
+			p.add(pp+".name", "%q is reserved for the subjects of probe batches", pl.Name)
+		}
 		pools[pl.Name] = true
 		if pl.Weight < 0 {
 			p.add(pp+".weight", "must not be negative, got %d", pl.Weight)

@@ -38,7 +38,7 @@ func TestDecodeEdgeChecksTakesOnlyTheSubjectsRegionsEdgeListenerResults(t *testi
 			data: batch(events.ProbeResult{App: "shop", Pool: "west", Endpoint: "w1", Region: "us-west"}),
 			want: "decode edge check: malformed event: result of shop/west/w1 from us-west does not match subject detour.probe.us-west._edge.p1"},
 		{name: "an endpoints' batch subject", subject: events.ProbeBatchSubject("us-west", "p1"),
-			data: batch(edge("us-west", "shop", "edge-west")), want: "decode edge check: malformed event: subject detour.probe.us-west.batch.p1"},
+			data: batch(edge("us-west", "shop", "edge-west")), want: "decode edge check: malformed event: subject detour.probe.us-west._endpoints._batch.p1"},
 		{name: "not a probe event", subject: batched, data: heartbeatMsg(t, events.TypeEdgeHeartbeat, events.Heartbeat{Edge: "edge-west"}),
 			want: "decode edge check: malformed event: detour.edge.heartbeat.v1 is not a probe event"},
 	}

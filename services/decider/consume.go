@@ -31,18 +31,11 @@ type delivery struct {
 // decodeState is the STATE reader's decoder.
 func decodeState(dl *delivery) { dl.env, dl.err = events.Decode(dl.data) }
 
-// probeDecoder returns the PROBES reader's decoder. The batches of edge-listener results are
-// the controller's and hold no endpoint: they are left undecoded (a third of the results at one
-// edge listener per app). The names that repeat from one result to the next are interned in a
-// map of the decoder's own, used by the reader's goroutine alone.
+// probeDecoder returns the PROBES reader's decoder. The names that repeat from one result to the
+// next are interned in a map of the decoder's own, used by the reader's goroutine alone.
 func probeDecoder() func(*delivery) {
 	names := map[string]string{}
-	return func(dl *delivery) {
-		if events.IsEdgeProbeBatch(dl.subject) {
-			return
-		}
-		dl.results, dl.err = events.DecodeProbesNamed(dl.data, names)
-	}
+	return func(dl *delivery) { dl.results, dl.err = events.DecodeProbesNamed(dl.data, names) }
 }
 
 // consume feeds out with the stream's messages, decoded, through an events.Follower until ctx

@@ -1,20 +1,32 @@
-package decider
+package decider_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
 )
 
-func TestTheDeciderLeavesTheEdgeListenersBatchesUndecoded(t *testing.T) {
-	decode := probeDecoder()
-	edge := delivery{subject: events.EdgeProbeBatchSubject("us-west", "p1"), data: []byte("not even JSON")}
-	decode(&edge)
-	if edge.err != nil || edge.results != nil {
-		t.Errorf("an edge-listener batch decoded to %v, %v; want it skipped", edge.results, edge.err)
+// TestTheDecidersConsumerTakesNoEdgeListenerBatch: the batches of edge-listener results (a third
+// of all results, which the controller follows) stay out of the decider's PROBES reading; the
+// endpoints' results around them are folded.
+func TestTheDecidersConsumerTakesNoEdgeListenerBatch(t *testing.T) {
+	srv := eventstest.Start(t)
+	r := start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	for i := range 3 {
+		p.send("shop", "west", "w1", false)
+		if _, err := srv.JS.Publish(t.Context(), events.EdgeProbeBatchSubject("eu", "p1"), []byte("not even JSON")); err != nil {
+			t.Fatalf("edge batch %d: %v", i, err)
+		}
 	}
-	endpoints := delivery{subject: events.ProbeBatchSubject("us-west", "p1"), data: []byte("not even JSON")}
-	if decode(&endpoints); endpoints.err == nil {
-		t.Error("a malformed batch of endpoint results decoded without an error")
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() >= 3 }, "fewer than 3 PROBES messages processed")
+	if got := r.stats.Messages.Load(); got != 3 {
+		t.Errorf("the decider processed %d PROBES messages, want the 3 endpoint results and none of the 3 edge batches", got)
+	}
+	if got := r.stats.Malformed.Load(); got != 0 {
+		t.Errorf("%d malformed messages, want 0", got)
 	}
 }

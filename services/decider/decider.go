@@ -92,7 +92,7 @@ func (d *decider) run(ctx context.Context) error {
 	})
 	wg.Go(func() {
 		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{events.SubjectProbes}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+			FilterSubjects: []string{events.EndpointProbeSubjects}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 			OptStartTime: &from}, events.BridgeNone, probeDecoder(), probeCh) // the wire bridges PROBES
 	})
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNone, decodeState, drillCh) })

@@ -65,7 +65,8 @@ func (p *prober) send(app, pool, endpoint string, ok bool) string {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	subject := "detour.probe." + p.region + ".invalid" // payload names that are no subject tokens
+	// Payload names that are no subject tokens, on a subject the decider reads.
+	subject := "detour.probe." + p.region + ".invalid.names.here"
 	if events.ValidToken(app) && events.ValidToken(pool) && events.ValidToken(endpoint) {
 		subject = events.ProbeSubject(p.region, app, pool, endpoint)
 	}

@@ -29,29 +29,21 @@ type heardMsg struct {
 	at          time.Time // this host's clock
 }
 
-// listen subscribes to the probe subjects the decider folds (endpoints' batches and results
-// published alone; not the edge listeners' batches, which the controller follows) and hands
-// what it hears to out, in the order heard on both subjects, dropping a message when out is
-// full. A message without a Nats-Msg-Id is left to PROBES. The returned function stops it.
+// listen subscribes to the probe subjects the decider folds, events.EndpointProbeSubjects
+// (endpoints' batches and results published alone; not the edge listeners' batches, which the
+// controller follows), and hands what it hears to out, in the order heard, dropping a message
+// when out is full. A message without a Nats-Msg-Id is left to PROBES. The returned function
+// stops it.
 func listen(js jetstream.JetStream, out chan<- heardMsg) (func(), error) {
-	// Both subscriptions feed one channel from the connection's reader, which keeps the order
-	// the server sent them in.
 	msgs := make(chan *nats.Msg, wireBuffer)
 	done := make(chan struct{})
-	var subs []*nats.Subscription
-	stop := func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-		close(done)
+	sub, err := js.Conn().ChanSubscribe(events.EndpointProbeSubjects, msgs)
+	if err != nil {
+		return nil, fmt.Errorf("listen to %s: %w", events.EndpointProbeSubjects, err)
 	}
-	for _, subject := range []string{events.ProbeBatchSubjects, events.LoneProbeSubjects} {
-		s, err := js.Conn().ChanSubscribe(subject, msgs)
-		if err != nil {
-			stop()
-			return nil, fmt.Errorf("listen to %s: %w", subject, err)
-		}
-		subs = append(subs, s)
+	stop := func() {
+		_ = sub.Unsubscribe()
+		close(done)
 	}
 	go func() {
 		for {

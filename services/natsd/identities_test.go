@@ -351,7 +351,7 @@ func consumersOf(user string) []ownConsumer {
 		own = append(own, ownConsumer{events.StreamProbers, user, "$KV." + events.BucketProbers + "." + region + ".*"})
 	case "decider":
 		own = append(own, ownConsumer{events.StreamState, user, events.SubjectState},
-			ownConsumer{events.StreamProbes, user, events.SubjectProbes}, ownConsumer{events.StreamDrills, user, events.SubjectDrills})
+			ownConsumer{events.StreamProbes, user, events.EndpointProbeSubjects}, ownConsumer{events.StreamDrills, user, events.SubjectDrills})
 	case "dns":
 		own = append(own, ownConsumer{events.StreamState, user, events.SubjectState})
 	case "controller":
@@ -561,13 +561,25 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 		permissionRow{"read any message of ROUTES directly", op{subject: "$JS.API.DIRECT.GET.ROUTES"}, nil},
 		// The controller's API reads the configuration history version by version.
 		permissionRow{"read any message of CONFIG directly", op{subject: "$JS.API.DIRECT.GET.CONFIG"}, usersWith("controller")},
-		// The decider hears results as published, to decide while PROBES elects a leader.
-		permissionRow{"hear every probe result as published", op{sub: true, subject: "detour.probe.>"}, usersWith("decider")},
+		// The decider hears results as published, to decide while PROBES elects a leader: those
+		// it folds, not the edge listeners' batches.
+		permissionRow{"hear the results published alone and the endpoints' batches", op{sub: true, subject: events.EndpointProbeSubjects}, usersWith("decider")},
+		permissionRow{"hear every probe result as published", op{sub: true, subject: events.SubjectProbes}, nil},
+		permissionRow{"hear one region's probe results as published", op{sub: true, subject: "detour.probe.us-west.>"}, nil},
 		// The controller hears the checks of edge listeners, alone and batched, and nothing else.
 		permissionRow{"hear the lone results of edge listeners", op{sub: true, subject: events.EdgeProbeSubjects}, usersWith("decider", "controller")},
-		permissionRow{"hear the batches of edge-listener results", op{sub: true, subject: events.EdgeProbeBatchSubjects}, usersWith("decider", "controller")},
-		permissionRow{"hear the batches of endpoint results", op{sub: true, subject: "detour.probe.*.batch.*"}, usersWith("decider")},
+		permissionRow{"hear the batches of edge-listener results", op{sub: true, subject: events.EdgeProbeBatchSubjects}, usersWith("controller")},
+		permissionRow{"hear the batches of endpoint results", op{sub: true, subject: events.ProbeBatchSubjects}, usersWith("decider")},
 	)
+	// A decider reads PROBES through its one consumer with its one filter, and none that takes
+	// the edge listeners' batches. (A permission's * also matches a literal >, so it may end its
+	// filter in > at the fourth token: that takes no three-token subject either.)
+	for _, user := range usersWith("decider") {
+		for _, filter := range []string{events.SubjectProbes, "detour.probe.us-west.>", events.EdgeProbeBatchSubjects, "detour.probe.*.*.>"} {
+			rows = append(rows, permissionRow{"create " + user + "'s consumer of PROBES with filter " + filter,
+				op{subject: "$JS.API.CONSUMER.CREATE." + events.StreamProbes + "." + user + "." + filter}, nil})
+		}
+	}
 	rows = append(rows,
 		permissionRow{"read another region's membership", op{subject: "$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers.us-east.p1"}, usersWith("prober-us-east")},
 		permissionRow{"take a consumer's deliveries as another user", op{subject: "$JS.API.CONSUMER.MSG.NEXT.ROUTES.audit"}, nil},
@@ -596,7 +608,7 @@ func TestDeploymentIdentitiesNoProcessTakesOverDrainsOrDeletesAnothersConsumerEv
 		{name: "a DNS server's STATE", victim: "dns-1", thief: "dns-2", stream: events.StreamState,
 			filter: events.SubjectState, publisher: "decider-1", subject: events.EndpointStateSubject("shop", "west", "w1")},
 		{name: "a decider's PROBES", victim: "decider-1", thief: "decider-2", stream: events.StreamProbes,
-			filter: events.SubjectProbes, publisher: "prober-us-west-1", subject: events.ProbeSubject("us-west", "shop", "west", "w1")},
+			filter: events.EndpointProbeSubjects, publisher: "prober-us-west-1", subject: events.ProbeSubject("us-west", "shop", "west", "w1")},
 		{name: "a prober's configuration watch", victim: "prober-us-west-1", thief: "prober-us-west-2", stream: events.StreamConfig,
 			filter: events.SubjectConfigDoc, reader: "config", publisher: "controller-1", subject: events.SubjectConfigDoc},
 	} {
