@@ -69,7 +69,10 @@ func dialLiteral(ctx context.Context, network, addr string) (net.Conn, error) {
 type statusRange struct{ lo, hi int }
 
 type httpChecker struct {
-	client   *http.Client
+	client *http.Client
+	// hand, when set, runs the check instead of client (handHTTP).
+	hand     *handHTTP
+	dial     netip.AddrPort
 	method   string
 	url      string
 	host     string
@@ -103,6 +106,7 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 		headers:  http.Header{},
 		expectSt: strings.Join(k.ExpectStatus, ","),
 		contains: k.BodyContains,
+		dial:     t.Dial,
 	}
 	if c.method == "" {
 		c.method = http.MethodGet
@@ -127,10 +131,29 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 	if _, err := http.NewRequest(c.method, c.url, nil); err != nil {
 		return nil, fmt.Errorf("check: build request: %w", err)
 	}
+	c.hand = newHandHTTP(c, k.Type == config.CheckHTTPS)
 	return c, nil
 }
 
 func (c *httpChecker) run(ctx context.Context) Outcome {
+	if c.hand == nil {
+		return c.viaTransport(ctx)
+	}
+	code, err := c.hand.status(ctx, c.dial)
+	if err != nil {
+		return failure(classifyHTTP(err), err)
+	}
+	o := Outcome{HTTPStatus: code}
+	if !c.statusOK(code) {
+		o.Class, o.Err = ClassStatus, fmt.Sprintf("status %d, want %s", code, c.expectSt)
+		return o
+	}
+	o.OK = true
+	return o
+}
+
+// viaTransport runs the check with net/http's client.
+func (c *httpChecker) viaTransport(ctx context.Context) Outcome {
 	req, err := http.NewRequestWithContext(ctx, c.method, c.url, nil)
 	if err != nil {
 		return failure(ClassError, err)
