@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -269,4 +270,29 @@ func regionOf10000Apps(b *testing.B) *zone.Static {
 		b.Fatal(err)
 	}
 	return static
+}
+
+// BenchmarkPreparedReplyOf10000Apps answers A queries for the 10,000 apps of a region in a
+// shuffled order, as dnsperf sends them: unlike BenchmarkPreparedReply, whose one name stays in
+// the cache, each query looks up a name the query before did not touch.
+func BenchmarkPreparedReplyOf10000Apps(b *testing.B) {
+	p := newProjector(regionOf10000Apps(b), time.Now)
+	tab := buildTable(p.project(), nil)
+	queries := make([][]byte, 10000)
+	for i, app := range rand.New(rand.NewPCG(1, 2)).Perm(len(queries)) {
+		q, err := withEDNS(newQuery(fmt.Sprintf("app%d.region.test.", app), dns.TypeA), 1232).Pack()
+		if err != nil {
+			b.Fatal(err)
+		}
+		queries[i] = q
+	}
+	w := newWorker(1)
+	remote := netip.MustParseAddr("10.1.2.3")
+	i := 0
+	for b.Loop() {
+		if w.prepared(tab, queries[i], remote, false) == nil {
+			b.Fatal("no prepared reply")
+		}
+		i = (i + 1) % len(queries)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -128,4 +129,74 @@ func FuzzRespond(f *testing.F) {
 			t.Fatalf("UDP reply of %d bytes", len(got))
 		}
 	})
+}
+
+// TestEveryNameInEveryCaseGetsTheReferenceAnswer asks every name of the conformance zones
+// (apps, CNAMEs, wildcards and the names they cover, a delegation and what is below it, an
+// empty non-terminal), a name below each (NXDOMAIN, or a wildcard's answer) and a region of 200
+// apps, each in lower, upper and mixed case, for every ordinary type and a few others, of two
+// table versions: the prepared path's reply must be the reference path's, byte for byte.
+func TestEveryNameInEveryCaseGetsTheReferenceAnswer(t *testing.T) {
+	first := testTable(t)
+	cfg := eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords()))
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2, "other.test.": 2}), first)
+	var region strings.Builder
+	region.WriteString("zones: [{name: region.test, records: [\"*.any IN CNAME app1\", \"x.y.ent IN TXT \\\"t\\\"\", \"deleg IN NS ns.deleg\", \"ns.deleg IN A 192.0.2.1\"]}]\napps:\n")
+	for i := range 200 {
+		fmt.Fprintf(&region, "  - {name: app%d, fqdn: app%d.region.test, pools: [{name: main, endpoints: [{address: \"10.1.0.%d:80\"}]}]}\n", i, i, i)
+	}
+	rs, err := zone.Compile(eventstest.Config(t, region.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regionTab := buildTable(rs.Project(state.NewView(), map[string]uint32{"region.test.": 1}), nil)
+	remote := netip.MustParseAddr("10.1.2.3")
+	for gen, tab := range []*table{first, later, regionTab} {
+		var names []string
+		for _, z := range tab.zones {
+			for name := range z.Nodes.All() {
+				names = append(names, name, "nope."+name, "a.b."+name)
+			}
+		}
+		names = append(names, "deep.demo.test.", "y.ent.region.test.", "example.com.")
+		fast := 0
+		for _, name := range names {
+			for _, cased := range []string{name, strings.ToUpper(name), mixedCase(name)} {
+				for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeTXT, dns.TypeMX, dns.TypeNS, dns.TypeSOA, dns.TypeNULL, dns.TypeSRV, dns.TypeANY, 65, 300} {
+					m := withEDNS(newQuery(cased, qt), 1232)
+					m.Id = 77
+					p, err := m.Pack()
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := newWorker(7).respond(tab, p, remote, false)
+					want := newWorker(7).reference(tab, p, remote, false)
+					if !bytes.Equal(got, want) {
+						t.Errorf("table %d, %s %s: the prepared reply differs from the reference reply", gen, cased, dns.TypeToString[qt])
+					}
+					if newWorker(7).prepared(tab, p, remote, false) != nil {
+						fast++
+					}
+				}
+			}
+		}
+		if fast < len(names) {
+			t.Errorf("table %d: %d of %d queries answered from prepared replies, want most names' ordinary types", gen, fast, len(names)*36)
+		}
+	}
+}
+
+// mixedCase returns name with every other letter in upper case.
+func mixedCase(name string) string {
+	b := []byte(name)
+	for i := 0; i < len(b); i += 2 {
+		if 'a' <= b[i] && b[i] <= 'z' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return string(b)
 }
