@@ -230,7 +230,15 @@ func (s *scanner) array(elem func() bool) bool {
 // number reads a JSON number (RFC 8259 grammar) and returns its text.
 func (s *scanner) number() (string, bool) {
 	start := s.skipSpace()
-	i := start
+	if !s.skipNumber() {
+		return "", false
+	}
+	return string(s.b[start:s.i]), true
+}
+
+// skipNumber reads a JSON number as number does, without returning it.
+func (s *scanner) skipNumber() bool {
+	i := s.skipSpace()
 	digits := func() bool {
 		n := i
 		for i < len(s.b) && s.b[i] >= '0' && s.b[i] <= '9' {
@@ -244,12 +252,12 @@ func (s *scanner) number() (string, bool) {
 	if i < len(s.b) && s.b[i] == '0' {
 		i++
 	} else if !digits() {
-		return "", false
+		return false
 	}
 	if i < len(s.b) && s.b[i] == '.' {
 		i++
 		if !digits() {
-			return "", false
+			return false
 		}
 	}
 	if i < len(s.b) && (s.b[i] == 'e' || s.b[i] == 'E') {
@@ -258,11 +266,11 @@ func (s *scanner) number() (string, bool) {
 			i++
 		}
 		if !digits() {
-			return "", false
+			return false
 		}
 	}
 	s.i = i
-	return string(s.b[start:i]), true
+	return true
 }
 
 func (s *scanner) integer(out *int64) bool {

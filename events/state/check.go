@@ -24,16 +24,10 @@ func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) 
 	if kind == "override" {
 		return ""
 	}
-	// Only the fields checked are decoded: a follower checks every transition it reads.
-	var t struct {
-		App      string        `json:"app"`
-		Pool     string        `json:"pool"`
-		Endpoint string        `json:"endpoint"`
-		Edge     string        `json:"edge"`
-		From     events.Status `json:"from"`
-		To       events.Status `json:"to"`
-	}
-	if err := e.Payload(&t); err != nil {
+	// Only the fields checked are decoded, without encoding/json for the payloads Detour writes:
+	// a follower checks every transition it reads.
+	t, err := e.TransitionHead()
+	if err != nil {
 		return fmt.Sprintf("payload: %v", err)
 	}
 	var named []string
