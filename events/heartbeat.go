@@ -22,6 +22,7 @@ type Heartbeat struct {
 	Started time.Time `json:"started"`
 	// IntervalMS is the heartbeat interval the edge runs with, in milliseconds.
 	IntervalMS int64 `json:"interval_ms"`
-	// Apps are the apps whose listeners are bound.
+	// Apps are the apps whose listeners are bound, in the edge's first heartbeat and in each one
+	// after they changed; absent from the others.
 	Apps []string `json:"apps,omitempty"`
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -163,5 +164,70 @@ func TestAVersionWhoseListenerCannotBindIsRecordedAsRejectedAndTheRestStillServe
 	}
 	if code, body, err := liveGet(shopAddr); err != nil || code != 200 || body != "shop GET " {
 		t.Errorf("shop after the rejected version: %d %q %v, want it served as before", code, body, err)
+	}
+}
+
+// TestAnEdgesHeartbeatNamesItsAppsFirstAndWhenTheyChange: the first heartbeat lists the apps
+// whose listeners are bound, the next ones do not repeat them, and the first after the apps
+// changed lists them again.
+func TestAnEdgesHeartbeatNamesItsAppsFirstAndWhenTheyChange(t *testing.T) {
+	blog := backend(t, "blog")
+	shopAddr, blogAddr := freeAddr(t, "127.0.0.21"), freeAddr(t, "127.0.0.21")
+	shopOnly := fmt.Sprintf("{app: shop, listen: %q}", shopAddr)
+	backendAddr := blog.Listener.Addr().String()
+	ns := eventstest.Start(t)
+	sub, err := ns.Conn.SubscribeSync(events.HeartbeatSubject("edge-west"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	next := func() events.Heartbeat {
+		t.Helper()
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no heartbeat: %v", err)
+		}
+		env, err := events.Decode(m.Data)
+		var hb events.Heartbeat
+		if err == nil {
+			err = env.Payload(&hb)
+		}
+		if err != nil {
+			t.Fatalf("heartbeat %q: %v", m.Data, err)
+		}
+		return hb
+	}
+	configs := make(chan *config.Config)
+	resolver := dnsServer(t, map[string]string{"edge-west.demo.test.": "127.0.0.21"})
+	eventstest.Run(t, "edge", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: liveDoc(t, backendAddr, backendAddr, shopOnly), Edge: "edge-west", Resolver: resolver,
+			Log: zerolog.New(zerolog.NewTestWriter(t)), Configs: configs})
+	})
+	if hb := next(); hb.Seq != 1 || !slices.Equal(hb.Apps, []string{"shop"}) {
+		t.Fatalf("first heartbeat: seq %d, apps %q; want seq 1 naming shop", hb.Seq, hb.Apps)
+	}
+	for range 2 {
+		if hb := next(); hb.Apps != nil {
+			t.Fatalf("heartbeat %d names %q again; want no apps while they are unchanged", hb.Seq, hb.Apps)
+		}
+	}
+	configs <- liveDoc(t, backendAddr, backendAddr, shopOnly+fmt.Sprintf(", {app: blog, listen: %q}", blogAddr))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		hb := next()
+		if hb.Apps != nil {
+			if !slices.Equal(hb.Apps, []string{"shop", "blog"}) {
+				t.Fatalf("heartbeat %d after blog was added names %q, want shop and blog", hb.Seq, hb.Apps)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no heartbeat names the apps within 5s of blog's addition")
+		}
+	}
+	if hb := next(); hb.Apps != nil {
+		t.Errorf("heartbeat %d names %q again; want no apps while they are unchanged", hb.Seq, hb.Apps)
 	}
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +68,31 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 			t.Fatalf("accepted edge %q's heartbeat on %s", hb.Edge, subject)
 		}
 	})
+}
+
+// BenchmarkDecodeHeartbeat decodes the heartbeat of an edge of 10,000 apps as the controller
+// receives it every interval: naming no app (since the edge names them only when they change)
+// against naming every one.
+func BenchmarkDecodeHeartbeat(b *testing.B) {
+	apps := make([]string, 10000)
+	for i := range apps {
+		apps[i] = "app-" + strings.Repeat("0", 5-len(strconv.Itoa(i))) + strconv.Itoa(i)
+	}
+	for _, c := range []struct {
+		name string
+		apps []string
+	}{{"no apps", nil}, {"10000 apps", apps}} {
+		hb := events.Heartbeat{Edge: "edge-0", Region: "safe", Seq: 42, Started: time.Unix(1700000000, 0).UTC(), IntervalMS: 1000, Apps: c.apps}
+		data := heartbeatMsg(b, events.TypeEdgeHeartbeat, hb)
+		subject := events.HeartbeatSubject("edge-0")
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, _, err := decodeHeartbeat(subject, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
