@@ -123,7 +123,7 @@ func (r *serialReserver) write(marks map[string]uint32) error {
 	if err != nil {
 		return fmt.Errorf("reserve serials: %w", err)
 	}
-	if err := writeAtomically(r.dir, serialsFile, b); err != nil {
+	if err := writeAtomically(r.dir, serialsFile, contents(b)); err != nil {
 		return fmt.Errorf("reserve serials: %w", err)
 	}
 	r.reserved = marks

@@ -455,6 +455,35 @@ func withEvents(head []byte, events []encodedEvent, end byte) []byte {
 	return append(out, ']', '}', end)
 }
 
+// chunkSize is about how much of a base streamWithEvents writes at a time.
+const chunkSize = 64 << 10
+
+// streamWithEvents writes to f what withEvents returns, a chunk of about chunkSize at a time,
+// and returns its length: a base of 10,000 apps' events is 23 MB, which withEvents would build
+// whole (and fault in) before writing it.
+func streamWithEvents(f io.Writer, head []byte, events []encodedEvent, end byte) (int, error) {
+	buf := make([]byte, 0, chunkSize+chunkSize/4)
+	buf = append(buf, head[:len(head)-1]...) // without its closing brace
+	buf = append(buf, `,"events":[`...)
+	n := 0
+	for i, e := range events {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = e.appendTo(buf)
+		if len(buf) >= chunkSize {
+			if _, err := f.Write(buf); err != nil {
+				return n, err
+			}
+			n += len(buf)
+			buf = buf[:0]
+		}
+	}
+	buf = append(buf, ']', '}', end)
+	_, err := f.Write(buf)
+	return n + len(buf), err
+}
+
 // journalFailed answers a journal that could not be written: a line of it may be cut short,
 // so the state is written as a new base, which leaves the journal behind.
 func (w *snapshotWriter) journalFailed(err error, zones []*zone.Zone) error {
@@ -475,9 +504,13 @@ func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
 	if err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
 	}
-	all := slices.SortedFunc(maps.Values(w.events), func(a, b encodedEvent) int { return cmp.Compare(a.seq, b.seq) })
-	b := withEvents(head, all, '\n')
-	if err := writeAtomically(w.dir, snapshotFile, b); err != nil {
+	all := slices.AppendSeq(make([]encodedEvent, 0, len(w.events)), maps.Values(w.events))
+	slices.SortFunc(all, func(a, b encodedEvent) int { return cmp.Compare(a.seq, b.seq) })
+	size := 0
+	if err := writeAtomically(w.dir, snapshotFile, func(f io.Writer) (err error) {
+		size, err = streamWithEvents(f, head, all, '\n')
+		return err
+	}); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	// Lines of the old generation are not read after the new base; the journal is truncated
@@ -486,7 +519,7 @@ func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
 		_ = w.journal.Close()
 		w.journal = nil
 	}
-	w.generation, w.baseSize, w.journalSize, w.failed = gen, len(b), 0, false
+	w.generation, w.baseSize, w.journalSize, w.failed = gen, size, 0, false
 	return nil
 }
 
@@ -522,21 +555,29 @@ func saveSnapshot(dir string, s *snapshot) (int, error) {
 	if err := json.NewEncoder(&buf).Encode(s); err != nil {
 		return 0, fmt.Errorf("encode snapshot: %w", err)
 	}
-	if err := writeAtomically(dir, snapshotFile, buf.Bytes()); err != nil {
+	if err := writeAtomically(dir, snapshotFile, contents(buf.Bytes())); err != nil {
 		return 0, fmt.Errorf("snapshot: %w", err)
 	}
 	return buf.Len(), nil
 }
 
-// writeAtomically replaces dir/name with b: a temporary file, synced, renamed over the old one,
-// and the directory synced.
-func writeAtomically(dir, name string, b []byte) error {
+// contents returns the writer of b, for writeAtomically.
+func contents(b []byte) func(io.Writer) error {
+	return func(f io.Writer) error {
+		_, err := f.Write(b)
+		return err
+	}
+}
+
+// writeAtomically replaces dir/name with what write writes to it: a temporary file, synced,
+// renamed over the old one, and the directory synced.
+func writeAtomically(dir, name string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(dir, name+".*")
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", name, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"math/rand/v2"
@@ -693,3 +694,39 @@ func decodeJSON(t *testing.T, b []byte) any {
 	}
 	return v
 }
+
+// TestABaseStreamedInChunksIsTheBaseBuiltWhole writes bases of 0 to 3,000 events (up to 27
+// chunks) a chunk at a time and holds each to the bytes withEvents builds whole (what every base
+// was before), and a base whose write fails to report the failure.
+func TestABaseStreamedInChunksIsTheBaseBuiltWhole(t *testing.T) {
+	head := []byte(`{"version":1,"generation":7,"serials":{"demo.test.":3},"last_seq":9}`)
+	var all []encodedEvent
+	for i := range 3000 {
+		env, err := events.New(events.TypeEndpointDown, "decider/d1", time.Unix(1_800_000_000, 0).UTC(),
+			events.Transition{App: fmt.Sprintf("app%d", i), Pool: "main", Endpoint: "e", From: events.StatusUp, To: events.StatusDown, Reason: strings.Repeat("r", i%700)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := encodeStored(storedEvent{Subject: events.EndpointStateSubject(fmt.Sprintf("app%d", i), "main", "e"), Seq: uint64(i + 1), Event: env, raw: env.Encode()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, enc)
+	}
+	for _, n := range []int{0, 1, 2, 100, 101, 1000, 3000} {
+		var got bytes.Buffer
+		size, err := streamWithEvents(&got, head, all[:n], '\n')
+		want := withEvents(head, all[:n], '\n')
+		if err != nil || size != len(want) || !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("%d events: streamed %d bytes (told %d, %v), built whole %d; they differ", n, got.Len(), size, err, len(want))
+		}
+	}
+	if _, err := streamWithEvents(failingWriter{}, head, all, '\n'); err == nil {
+		t.Errorf("a base whose write failed reported no error")
+	}
+}
+
+// failingWriter fails every write.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
