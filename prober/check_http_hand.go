@@ -30,6 +30,7 @@ type handHTTP struct {
 	head   *http.Request // what http.ReadResponse needs of the request: its method
 	method string        // for errors: "Head", as the Transport's client names it
 	url    string
+	base   *url.URL // the request's URL, against which the client parses a redirect's Location
 }
 
 // newHandHTTP prepares c's check by hand, or returns nil where the Transport must do it: TLS, a
@@ -72,6 +73,7 @@ func newHandHTTP(c *httpChecker, https bool) *handHTTP {
 		head:   &http.Request{Method: c.method},
 		method: c.method[:1] + strings.ToLower(c.method[1:]),
 		url:    req.URL.String(),
+		base:   req.URL,
 	}
 }
 
@@ -220,6 +222,15 @@ func (h *handHTTP) exchange(ctx context.Context, addr netip.AddrPort) (int, erro
 		// The Transport reads past 1xx answers, but for 101, within the same bound.
 		if resp.StatusCode >= 100 && resp.StatusCode <= 199 && resp.StatusCode != http.StatusSwitchingProtocols {
 			continue
+		}
+		// The client follows no redirect, but parses its Location before it is told not to.
+		switch resp.StatusCode {
+		case 301, 302, 303, 307, 308:
+			if loc := resp.Header.Get("Location"); loc != "" {
+				if _, err := h.base.Parse(loc); err != nil {
+					return 0, fmt.Errorf("failed to parse Location header %q: %v", loc, err)
+				}
+			}
 		}
 		return resp.StatusCode, nil
 	}

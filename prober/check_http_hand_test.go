@@ -153,6 +153,11 @@ func TestHandHTTPMatchesTheTransport(t *testing.T) {
 		{name: "1xx answers are read past", addr: serve(writeThen("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"+pong, false)), edit: edgePing, wantOK: true},
 		{name: "a 101 is the answer", addr: serve(writeThen("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n", false)), edit: edgePing,
 			wantClass: ClassStatus, wantErr: "status 101, want 204"},
+		{name: "a redirect is a status like any other", addr: serve(writeThen("HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\n", false)), edit: edgePing,
+			wantClass: ClassStatus, wantErr: "status 302, want 204"},
+		{name: "a redirect whose Location does not parse fails", addr: serve(writeThen("HTTP/1.1 301 Moved\r\nLocation: %zz\r\n\r\n", false)), edit: get,
+			wantClass: ClassError, wantErr: `failed to parse Location header "%zz"`},
+		{name: "a 300 with a Location that does not parse passes", addr: serve(writeThen("HTTP/1.1 300 Choices\r\nLocation: %zz\r\n\r\n", false)), edit: get, wantOK: true},
 		{name: "a closed port fails with refused", addr: closedPort(t), edit: edgePing, wantClass: ClassRefused, wantErr: "connection refused"},
 		{name: "a connect that gets no answer times out", addr: eventstest.Blackhole(t), edit: then(edgePing, short), wantClass: ClassTimeout, wantErr: "context deadline exceeded"},
 		{name: "no answer fails with timeout", addr: serve(stall("")), edit: then(edgePing, short), wantClass: ClassTimeout, wantErr: "context deadline exceeded"},
@@ -259,6 +264,7 @@ func FuzzHandHTTPMatchesTheTransport(f *testing.F) {
 		"HTTP/2.0 204 No Content\r\n\r\n",
 		"HTTP/1.1 204 No Content\r\n Folded: x\r\n\r\n",
 		"SSH-2.0-OpenSSH\r\n",
+		"HTTP/1.1 302 Found\r\nLocation: %zz\r\n\r\n",
 		"",
 	} {
 		f.Add([]byte(seed), false, false)
