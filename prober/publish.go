@@ -73,7 +73,8 @@ func (p *publisher) send(subject, typ, id string, data []byte, results int) {
 
 // batches runs in batch mode. A result that arrives when nothing was sent for a window goes out
 // at once; the results arriving within the window after a send are gathered and sent together
-// when it ends (endpoints' and edge listeners' in a message each). Latency stays at zero for a
+// when it ends (endpoints' and edge listeners' in a message each; a lone endpoint result on its
+// own subject, a lone edge-listener result in a batch of one, which the deciders do not read). Latency stays at zero for a
 // quiet worker and under one window for a busy one.
 func (p *publisher) batches(ctx context.Context) {
 	defer close(p.done)
@@ -85,7 +86,10 @@ func (p *publisher) batches(ctx context.Context) {
 		stop()
 		timer = nil
 		p.sendAll(endpoints, events.ProbeBatchSubject(p.region, p.prober))
-		p.sendAll(edges, events.EdgeProbeBatchSubject(p.region, p.prober))
+		if len(edges) > 0 {
+			// Even one: alone, on its own subject, it would reach the deciders' filter.
+			p.batch(edges, events.EdgeProbeBatchSubject(p.region, p.prober))
+		}
 		endpoints, edges = endpoints[:0], edges[:0]
 		last = p.clock.Now()
 	}
@@ -130,7 +134,7 @@ func (p *publisher) batches(ctx context.Context) {
 	}
 }
 
-// sendAll sends the results gathered of one kind: alone on its own subject, or as a batch on
+// sendAll sends the endpoint results gathered: alone on its own subject, or as a batch on
 // subject.
 func (p *publisher) sendAll(cs []completed, subject string) {
 	switch len(cs) {

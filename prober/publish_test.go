@@ -112,6 +112,44 @@ func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) 
 	}
 }
 
+// TestAWindowsOneEdgeListenerResultGoesOutAsABatchOfOne: alone on its own subject it would reach
+// the deciders (detour.probe.*.*.*.*); as a batch of one it reaches only the controller. An
+// endpoint's one result of a window still goes out alone.
+func TestAWindowsOneEdgeListenerResultGoesOutAsABatchOfOne(t *testing.T) {
+	srv, p, clock, stored := startBatching(t)
+	result := func(pool, endpoint string) completed {
+		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
+			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
+	}
+	p.publish(result("west", "a")) // idle: out at once, alone
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
+	p.publish(result(events.EdgeProbePool, "edge-1"))
+	p.publish(result("west", "b"))
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the window's timer set")
+	clock.advance(2 * time.Millisecond)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 3 }, "the window's two results stored")
+	st := srv.Stream(t, events.StreamProbes)
+	got := map[string]string{}
+	for seq := uint64(2); seq <= 3; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[m.Subject] = e.Type
+	}
+	want := map[string]string{
+		events.ProbeSubject("eu", "shop", "west", "b"): events.TypeProbeCompleted,
+		events.EdgeProbeBatchSubject("eu", "p1"):       events.TypeProbeBatchCompleted,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
+	}
+}
+
 func TestResultsQueuedWhenThePublisherStopsAreStoredInBatchesPROBESTakes(t *testing.T) {
 	srv := eventstest.Start(t)
 	const queued = 3 * maxBatch

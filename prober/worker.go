@@ -51,7 +51,7 @@ type Options struct {
 	// sent within the last window) goes out at once, alone, on its endpoint's subject; results
 	// completing within the window after it go out together when it ends, as one batch message on
 	// detour.probe.<region>._endpoints._batch.<name> for endpoints and one on detour.probe.<region>._edge.<name>
-	// for edge listeners (or alone, if only one came). So a worker checking a few
+	// for edge listeners (an endpoint's result alone, if only one came). So a worker checking a few
 	// endpoints publishes every result the moment it completes, and one checking thousands a
 	// second sends a message every window. Default 2ms; negative: every result alone, at once.
 	BatchWindow time.Duration
