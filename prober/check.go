@@ -190,7 +190,7 @@ func classify(err error) string {
 	return ClassError
 }
 
-// hostPort formats an address for a URL or a dial.
+// hostPort formats an address for a dial (urlHostPort, for a URL).
 func hostPort(ap netip.AddrPort) string {
 	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
 }

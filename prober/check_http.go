@@ -66,6 +66,12 @@ func dialLiteral(ctx context.Context, network, addr string) (net.Conn, error) {
 	return d.DialTCP(ctx, network, netip.AddrPort{}, ap)
 }
 
+// urlHostPort is ap as a URL writes it: an IPv6 zone's "%" escaped as "%25" (RFC 6874), which
+// net/url reads back as the zone.
+func urlHostPort(ap netip.AddrPort) string {
+	return strings.Replace(hostPort(ap), "%", "%25", 1)
+}
+
 type statusRange struct{ lo, hi int }
 
 type httpChecker struct {
@@ -101,7 +107,7 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		method:   k.Method,
-		url:      scheme + "://" + hostPort(t.Dial) + k.Path,
+		url:      scheme + "://" + urlHostPort(t.Dial) + k.Path,
 		host:     k.Host,
 		headers:  http.Header{},
 		expectSt: strings.Join(k.ExpectStatus, ","),

@@ -34,10 +34,11 @@ type handHTTP struct {
 }
 
 // newHandHTTP prepares c's check by hand, or returns nil where the Transport must do it: TLS, a
-// body to match, a method other than GET or HEAD, a header that changes what
-// the Transport does (Connection, Accept-Encoding, Range…) or that it would refuse.
+// body to match, a method other than GET or HEAD, an address with an IPv6 zone (the hand
+// connect has none), a header that changes what the Transport does (Connection,
+// Accept-Encoding, Range…) or that it would refuse.
 func newHandHTTP(c *httpChecker, https bool) *handHTTP {
-	if https || c.contains != "" || (c.method != http.MethodGet && c.method != http.MethodHead) {
+	if https || c.contains != "" || (c.method != http.MethodGet && c.method != http.MethodHead) || c.dial.Addr().Zone() != "" {
 		return nil
 	}
 	req, err := http.NewRequest(c.method, c.url, nil)

@@ -324,3 +324,28 @@ func processCPU(tb testing.TB) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestAnHTTPCheckOfAScopedAddress: an endpoint's IPv6 address may carry a zone
+// ("[fe80::1%eth0]:80", which the configuration accepts); its http check is built, connects
+// within the zone and, the hand connect having no zone, stays with the Transport.
+func TestAnHTTPCheckOfAScopedAddress(t *testing.T) {
+	addr, heads := rawServer(t, "[::1]:0", writeThen("HTTP/1.1 204 No Content\r\n\r\n", false))
+	ap := netip.MustParseAddrPort(addr)
+	scoped := netip.AddrPortFrom(ap.Addr().WithZone("lo"), ap.Port()).String()
+	for _, host := range []string{"", "shop.example.com"} {
+		tg := target(t, "http", scoped, func(k *config.Check) { edgePing(k); k.Host = host })
+		c, err := newHTTPChecker(tg, newSharedTransports())
+		if err != nil {
+			t.Fatalf("Host %q: %v", host, err)
+		}
+		if c.hand != nil {
+			t.Errorf("Host %q: the check of %s is done by hand, whose connect has no zone", host, scoped)
+		}
+		if o := timed(context.Background(), c, time.Second, time.Now); !o.OK {
+			t.Errorf("Host %q: %+v", host, o)
+		}
+	}
+	if got := heads(); len(got) != 2 || !strings.HasPrefix(got[0], "HEAD / HTTP/1.1\r\nHost: [::1]:") || !strings.Contains(got[1], "Host: shop.example.com\r\n") {
+		t.Errorf("requests received: %q", got)
+	}
+}
