@@ -96,6 +96,9 @@ func (d *decider) run(ctx context.Context) error {
 			OptStartTime: &from}, events.BridgeNone, probeDecoder(), probeCh) // the wire bridges PROBES
 	})
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNone, decodeState, drillCh) })
+	oldProbers := time.NewTicker(oldProberEvery)
+	defer oldProbers.Stop()
+	wg.Go(func() { watchOldProbers(ctx, d.js, d.log, oldProbers.C) })
 	heardCh := make(chan heardMsg, wireBuffer)
 	if stop, err := listen(d.js, heardCh); err != nil {
 		d.log.Warn().Err(err).Msg("probe results not heard on the wire; folding them from PROBES only")
