@@ -54,14 +54,8 @@ func seedQueries() []*dns.Msg {
 }
 
 func TestPreparedAnswersAreTheReferenceAnswers(t *testing.T) {
-	first := testTable(t)
 	// A later generation, at a new serial, reuses the replies the state cannot change.
-	cfg := eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords()))
-	static, err := zone.Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	later := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2, "other.test.": 2}), first)
+	first, later := twoGenerations(t)
 	for gen, tab := range []*table{first, later} {
 		t.Run(fmt.Sprintf("generation %d", gen+1), func(t *testing.T) { comparePrepared(t, tab) })
 	}
@@ -137,13 +131,7 @@ func FuzzRespond(f *testing.F) {
 // apps, each in lower, upper and mixed case, for every ordinary type and a few others, of two
 // table versions: the prepared path's reply must be the reference path's, byte for byte.
 func TestEveryNameInEveryCaseGetsTheReferenceAnswer(t *testing.T) {
-	first := testTable(t)
-	cfg := eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords()))
-	static, err := zone.Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	later := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2, "other.test.": 2}), first)
+	first, later := twoGenerations(t)
 	var region strings.Builder
 	region.WriteString("zones: [{name: region.test, records: [\"*.any IN CNAME app1\", \"x.y.ent IN TXT \\\"t\\\"\", \"deleg IN NS ns.deleg\", \"ns.deleg IN A 192.0.2.1\"]}]\napps:\n")
 	for i := range 200 {
@@ -199,4 +187,15 @@ func mixedCase(name string) string {
 		}
 	}
 	return string(b)
+}
+
+// twoGenerations is the conformance table and a later generation of it at a new serial.
+func twoGenerations(t *testing.T) (first, later *table) {
+	t.Helper()
+	first = testTable(t)
+	static, err := zone.Compile(eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first, buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2, "other.test.": 2}), first)
 }

@@ -88,21 +88,14 @@ func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) 
 	clock.advance(2 * time.Millisecond)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 3 }, "the window's results stored as two batches")
 
-	st := srv.Stream(t, events.StreamProbes)
-	got := map[string]string{}
-	for seq := uint64(2); seq <= 3; seq++ {
-		m, err := st.GetMsg(context.Background(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs, err := events.DecodeProbes(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	got := storedBySubject(t, srv, 2, 3, func(data []byte) (string, error) {
+		rs, err := events.DecodeProbes(data)
+		var eps string
 		for _, r := range rs {
-			got[m.Subject] += r.Endpoint + " "
+			eps += r.Endpoint + " "
 		}
-	}
+		return eps, err
+	})
 	want := map[string]string{
 		events.ProbeBatchSubject("eu", "p1"):     "b c ",
 		events.EdgeProbeBatchSubject("eu", "p1"): "edge-1 edge-2 ",
@@ -128,19 +121,10 @@ func TestAWindowsOneEdgeListenerResultGoesOutAsABatchOfOne(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, clock.armed, "the window's timer set")
 	clock.advance(2 * time.Millisecond)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 3 }, "the window's two results stored")
-	st := srv.Stream(t, events.StreamProbes)
-	got := map[string]string{}
-	for seq := uint64(2); seq <= 3; seq++ {
-		m, err := st.GetMsg(context.Background(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := events.Decode(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[m.Subject] = e.Type
-	}
+	got := storedBySubject(t, srv, 2, 3, func(data []byte) (string, error) {
+		e, err := events.Decode(data)
+		return e.Type, err
+	})
 	want := map[string]string{
 		events.ProbeSubject("eu", "shop", "west", "b"): events.TypeProbeCompleted,
 		events.EdgeProbeBatchSubject("eu", "p1"):       events.TypeProbeBatchCompleted,
@@ -171,4 +155,24 @@ func TestResultsQueuedWhenThePublisherStopsAreStoredInBatchesPROBESTakes(t *test
 	if got := len(results(t, srv.JS)); got != queued {
 		t.Errorf("%d of the %d results queued at the stop stored", got, queued)
 	}
+}
+
+// storedBySubject reads PROBES' messages first to last and returns what read makes of each, by
+// subject.
+func storedBySubject(t *testing.T, srv *eventstest.Server, first, last uint64, read func([]byte) (string, error)) map[string]string {
+	t.Helper()
+	st := srv.Stream(t, events.StreamProbes)
+	got := map[string]string{}
+	for seq := first; seq <= last; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := read(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[m.Subject] = v
+	}
+	return got
 }
