@@ -33,10 +33,7 @@ func startBatching(t *testing.T) (srv *eventstest.Server, p *publisher, clock *f
 
 func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *testing.T) {
 	srv, p, clock, stored := startBatching(t)
-	result := func(endpoint string) completed {
-		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: "west", Endpoint: endpoint,
-			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/west/" + endpoint, interval: time.Second}
-	}
+	result := func(endpoint string) completed { return okResult(clock, "west", endpoint) }
 
 	p.publish(result("a")) // idle: out at once, alone
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
@@ -74,11 +71,7 @@ func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *te
 
 func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) {
 	srv, p, clock, stored := startBatching(t)
-	result := func(pool, endpoint string) completed {
-		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
-			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
-	}
-
+	result := func(pool, endpoint string) completed { return okResult(clock, pool, endpoint) }
 	p.publish(result("west", "a")) // idle: out at once, alone
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
 	for _, c := range []completed{result(events.EdgeProbePool, "edge-1"), result("west", "b"), result(events.EdgeProbePool, "edge-2"), result("west", "c")} {
@@ -110,10 +103,7 @@ func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) 
 // endpoint's one result of a window still goes out alone.
 func TestAWindowsOneEdgeListenerResultGoesOutAsABatchOfOne(t *testing.T) {
 	srv, p, clock, stored := startBatching(t)
-	result := func(pool, endpoint string) completed {
-		return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
-			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
-	}
+	result := func(pool, endpoint string) completed { return okResult(clock, pool, endpoint) }
 	p.publish(result("west", "a")) // idle: out at once, alone
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
 	p.publish(result(events.EdgeProbePool, "edge-1"))
@@ -175,4 +165,11 @@ func storedBySubject(t *testing.T, srv *eventstest.Server, first, last uint64, r
 		got[m.Subject] = v
 	}
 	return got
+}
+
+// okResult is a passing tcp result of shop's endpoint in pool, at clock's time, as prober p1 in
+// eu completes it.
+func okResult(clock *fakeClock, pool, endpoint string) completed {
+	return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
+		Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
 }
