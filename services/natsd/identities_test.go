@@ -181,11 +181,17 @@ func TestDeploymentIdentitiesAProberCannotPublishForAnotherRegion(t *testing.T) 
 func TestDeploymentIdentitiesAnEdgeCannotHeartbeatAsAnotherEdge(t *testing.T) {
 	d := startDeployment(t)
 	heard := make(chan string, 16)
-	sub, err := d.as("controller-1").nc.Subscribe("detour.heartbeat.>", func(m *nats.Msg) { heard <- m.Subject })
+	ctrl := d.as("controller-1").nc
+	sub, err := ctrl.Subscribe("detour.heartbeat.>", func(m *nats.Msg) { heard <- m.Subject })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// The subscription must be in place at the server before edge-west, on a connection of its
+	// own, publishes: a heartbeat sent before would reach no one.
+	if err := ctrl.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	west := d.as("edge-west")
 	if err := west.nc.Publish("detour.heartbeat.edge-east", []byte("{}")); err != nil {
 		t.Fatal(err)
@@ -193,8 +199,13 @@ func TestDeploymentIdentitiesAnEdgeCannotHeartbeatAsAnotherEdge(t *testing.T) {
 	if err := west.nc.Publish("detour.heartbeat.edge-west", []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	if got := <-heard; got != "detour.heartbeat.edge-west" {
-		t.Errorf("the controller heard %s first, want only edge-west's own heartbeat", got)
+	select {
+	case got := <-heard:
+		if got != "detour.heartbeat.edge-west" {
+			t.Errorf("the controller heard %s first, want only edge-west's own heartbeat", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the controller heard no heartbeat in 5 s, want edge-west's own")
 	}
 	eventstest.Eventually(t, 2*time.Second, func() bool { return len(west.errors()) > 0 }, "no permissions violation reported to edge-west")
 	select {
