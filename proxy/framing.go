@@ -128,6 +128,23 @@ func (g *guardedConn) CloseWrite() error {
 	return nil
 }
 
+// takeLine moves b up to and including its first newline into g.line and returns the rest, and
+// whether a line ended. A line longer than g.max is not framing the guard understands: it and
+// all that follows pass through untouched, and no line is reported ended.
+func (g *guardedConn) takeLine(b []byte) (rest []byte, ended bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		g.line, rest = append(g.line, b...), nil
+	} else {
+		g.line, rest = append(g.line, b[:i+1]...), b[i+1:]
+	}
+	if len(g.line) > g.max {
+		g.state, g.out, g.line = passThrough, append(g.out, g.line...), nil
+		return rest, false
+	}
+	return rest, i >= 0
+}
+
 // feed moves b through the state machine into g.out.
 func (g *guardedConn) feed(b []byte) {
 	for len(b) > 0 {
@@ -153,35 +170,13 @@ func (g *guardedConn) feed(b []byte) {
 				g.held = append(g.held, b...)
 				return
 			}
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				g.line = append(g.line, b...)
-				b = nil
-			} else {
-				g.line = append(g.line, b[:i+1]...)
-				b = b[i+1:]
-			}
-			if len(g.line) > g.max {
-				g.state, g.out, g.line = passThrough, append(g.out, g.line...), nil
-				continue
-			}
-			if i >= 0 && headComplete(g.line) {
+			var ended bool
+			if b, ended = g.takeLine(b); ended && headComplete(g.line) {
 				g.head()
 			}
 		case inChunkSize, inTrailers:
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				g.line = append(g.line, b...)
-				b = nil
-			} else {
-				g.line = append(g.line, b[:i+1]...)
-				b = b[i+1:]
-			}
-			if len(g.line) > g.max {
-				g.state, g.out, g.line = passThrough, append(g.out, g.line...), nil
-				continue
-			}
-			if i >= 0 {
+			var ended bool
+			if b, ended = g.takeLine(b); ended {
 				g.chunkLine()
 			}
 		}
