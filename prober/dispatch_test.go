@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/rs/zerolog"
 )
@@ -214,4 +215,158 @@ func TestAWorkerPausedForSeveralIntervalsSkipsTheMissedWindowsInsteadOfCatchingU
 	if w.skipped.Load() == 0 {
 		t.Error("no skipped window was counted")
 	}
+}
+
+// fireNext moves time on to the earliest timer's instant and fires it.
+func (c *fakeClock) fireNext() {
+	c.mu.Lock()
+	next := c.timers[0].at
+	for _, ft := range c.timers[1:] {
+		if ft.at.Before(next) {
+			next = ft.at
+		}
+	}
+	d := next.Sub(c.now)
+	c.mu.Unlock()
+	c.advance(d)
+}
+
+func TestReplacedConfigurationsKeepEachChecksInstantsWithNoWindowRunTwiceOrSkipped(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	// shop's checks stay, apart from the ones a configuration drops or adds; api's change
+	// interval from one configuration to the next.
+	conf := func(shop []string, apiInterval string) *config.Config {
+		var eps strings.Builder
+		for i, e := range shop {
+			fmt.Fprintf(&eps, "{name: %s, address: \"127.0.0.%d:10000\"}, ", e, 1+i)
+		}
+		return testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s, jitter: 100ms}
+    pools:
+      - name: west
+        endpoints: [`+eps.String()+`]
+  - name: api
+    fqdn: api.demo.test
+    check: {type: tcp, interval: `+apiInterval+`}
+    pools:
+      - name: west
+        endpoints: [{name: a, address: "127.0.0.1:9000"}, {name: b, address: "127.0.0.1:9001"}]
+`)
+	}
+	names := func(prefix string, n int) []string {
+		var s []string
+		for i := range n {
+			s = append(s, fmt.Sprintf("%s%02d", prefix, i))
+		}
+		return s
+	}
+	a := conf(names("e", 20), "300ms")
+	b := conf(append(names("e", 10), names("f", 10)...), "500ms")
+	// Each configuration from an instant on: the first from the start, the others each the
+	// moment a check has run at that very instant, so a window that check just ran in is due
+	// again by the clock when its configuration replaces the one it ran under.
+	type period struct {
+		c    *config.Config
+		from time.Time
+	}
+	periods := []period{{c: a, from: t0.Add(-1)}}
+	replaceAt := []struct {
+		after time.Duration
+		c     *config.Config
+	}{{1500 * time.Millisecond, a}, {2500 * time.Millisecond, b}, {4 * time.Second, b}, {4500 * time.Millisecond, a}}
+	const end = 6 * time.Second
+
+	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
+	roster := NewRoster(self)
+	roster.Seen(self, t0.Add(time.Hour))
+	configs := make(chan *config.Config)
+	w := &worker{
+		o:       Options{Config: a, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},
+		log:     zerolog.New(zerolog.NewTestWriter(t)),
+		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
+	}
+	t.Cleanup(w.pool.close)
+	type ran struct {
+		key string
+		n   int64
+	}
+	var mu sync.Mutex
+	runs := map[ran][]time.Time{}
+	w.run = func(_ context.Context, s *slot, n int64) {
+		mu.Lock()
+		runs[ran{s.key, n}] = append(runs[ran{s.key, n}], clock.Now())
+		mu.Unlock()
+		s.running.Store(false)
+		w.inflight.Done()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.dispatch(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	idle := func() {
+		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+		w.inflight.Wait()
+	}
+	for idle(); clock.Now().Before(t0.Add(end)); idle() {
+		clock.fireNext()
+		if len(replaceAt) > 0 && !clock.Now().Before(t0.Add(replaceAt[0].after)) {
+			idle() // the checks due at this instant have run
+			configs <- replaceAt[0].c
+			// Taken only once the dispatcher is back waiting: the replacement's pass is done.
+			configs <- nil
+			periods = append(periods, period{c: replaceAt[0].c, from: clock.Now()})
+			replaceAt = replaceAt[1:]
+		}
+	}
+	idle()
+	last := clock.Now()
+
+	mu.Lock()
+	defer mu.Unlock()
+	// Every instant of every configured check while its configuration was in force ran once,
+	// at that instant, and nothing else ran.
+	want := map[ran]time.Time{}
+	for i, p := range periods {
+		to := last
+		if i+1 < len(periods) {
+			to = periods[i+1].from
+		}
+		for _, tg := range Targets(p.c) {
+			interval, jitter := tg.Check.Interval.D(), tg.Check.Jitter.D()
+			for n := Window(p.from, interval); ; n++ {
+				at := SlotTime(tg.Key(), interval, jitter, n)
+				if at.After(to) {
+					break
+				}
+				if at.After(p.from) {
+					want[ran{tg.Key(), n}] = at
+				}
+			}
+		}
+	}
+	for r, at := range want {
+		if got := runs[r]; len(got) != 1 || !got[0].Equal(at) {
+			t.Errorf("%s window %d (instant %s) ran at %v, want once at its instant", r.key, r.n, at.Sub(t0), offsets(got, t0))
+		}
+	}
+	for r, got := range runs {
+		if _, ok := want[r]; !ok {
+			t.Errorf("%s ran in window %d at %v, which no configuration in force had", r.key, r.n, offsets(got, t0))
+		}
+	}
+	if len(want) < 150 {
+		t.Fatalf("only %d runs expected: the test checks too little", len(want))
+	}
+}
+
+func offsets(ts []time.Time, t0 time.Time) []time.Duration {
+	var ds []time.Duration
+	for _, t := range ts {
+		ds = append(ds, t.Sub(t0))
+	}
+	return ds
 }

@@ -1,7 +1,6 @@
 package prober
 
 import (
-	"container/heap"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -309,31 +308,30 @@ func (w *worker) logMembers(last []string) []string {
 
 // slot is one check in the dispatch queue.
 type slot struct {
-	t       Target
-	key     string
-	c       checker
-	window  int64
-	at      time.Time
-	running atomic.Bool
-}
-
-type queue []*slot
-
-func (q queue) Len() int           { return len(q) }
-func (q queue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
-func (q queue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
-func (q *queue) Push(x any)        { *q = append(*q, x.(*slot)) }
-func (q *queue) Pop() any {
-	old := *q
-	s := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return s
+	t      Target
+	key    string
+	c      checker
+	window int64
+	at     time.Time
+	// running is set while a run of the check is in flight; a configuration that keeps the
+	// check hands it on, so a run of the old one still holds back the next.
+	running *atomic.Bool
 }
 
 // build makes the dispatch queue of a configuration, each check at its next instant after now.
-func (w *worker) build(c *config.Config, now time.Time) queue {
+// A check the old queue had, with the same interval and jitter, keeps its next window there
+// when that is later: a window it already ran in is not run again, however soon after the run
+// the configuration comes.
+func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
+	var prev map[string]*slot
+	if old != nil {
+		prev = make(map[string]*slot, old.len())
+		for _, e := range old.e {
+			prev[e.s.key] = e.s
+		}
+	}
 	ts := Targets(c)
-	q := make(queue, 0, len(ts))
+	ss := make([]*slot, 0, len(ts))
 	roots := false
 	for _, t := range ts {
 		if t.Check.Type == config.CheckHTTPS && !roots {
@@ -346,23 +344,29 @@ func (w *worker) build(c *config.Config, now time.Time) queue {
 			// Run it anyway: its results say what is wrong, where the operator looks.
 			ck = brokenChecker{err: err}
 		}
-		s := &slot{t: t, key: t.Key(), c: ck}
-		s.window, s.at = NextSlot(s.key, t.Check.Interval.D(), t.Check.Jitter.D(), now)
-		q = append(q, s)
+		s := &slot{t: t, key: t.Key(), c: ck, running: new(atomic.Bool)}
+		interval, jitter := t.Check.Interval.D(), t.Check.Jitter.D()
+		s.window, s.at = NextSlot(s.key, interval, jitter, now)
+		if p := prev[s.key]; p != nil {
+			s.running = p.running
+			if p.t.Check.Interval == t.Check.Interval && p.t.Check.Jitter == t.Check.Jitter && p.window > s.window {
+				s.window, s.at = p.window, p.at
+			}
+		}
+		ss = append(ss, s)
 	}
-	heap.Init(&q)
-	return q
+	return newQueue(ss)
 }
 
 // dispatch starts each check this worker owns at its instant, until ctx ends.
 func (w *worker) dispatch(ctx context.Context) {
 	clock := w.o.Clock
 	configs := w.o.Configs
-	q := w.build(w.o.Config, clock.Now())
+	q := w.build(w.o.Config, clock.Now(), nil)
 	for {
 		now := clock.Now()
-		for len(q) > 0 && !q[0].at.After(now) {
-			s := q[0]
+		for nowNs := now.UnixNano(); q.len() > 0 && q.topAt() <= nowNs; q.fixTop() {
+			s := q.top()
 			interval := s.t.Check.Interval.D()
 			if now.Sub(s.at) < interval {
 				if Owner(s.key, w.members.live(s.at)) == w.o.Name && s.running.CompareAndSwap(false, true) {
@@ -380,12 +384,11 @@ func (w *worker) dispatch(ctx context.Context) {
 				w.skipped.Add(1)
 				s.window, s.at = NextSlot(s.key, interval, s.t.Check.Jitter.D(), now)
 			}
-			heap.Fix(&q, 0)
 		}
 		var wait <-chan time.Time
 		stop := func() bool { return false }
-		if len(q) > 0 {
-			wait, stop = clock.NewTimer(q[0].at.Sub(now))
+		if q.len() > 0 {
+			wait, stop = clock.NewTimer(q.top().at.Sub(now))
 		}
 		select {
 		case <-ctx.Done():
@@ -399,8 +402,8 @@ func (w *worker) dispatch(ctx context.Context) {
 				continue
 			}
 			if c != nil {
-				q = w.build(c, clock.Now())
-				w.log.Info().Int("checks", len(q)).Msg("prober configuration replaced")
+				q = w.build(c, clock.Now(), &q)
+				w.log.Info().Int("checks", q.len()).Msg("prober configuration replaced")
 			}
 		}
 	}
