@@ -134,18 +134,27 @@ func BenchmarkRecomputeAndPrepare(b *testing.B) {
 	}
 }
 
-// BenchmarkZoneVersionOf10000Apps is the work one zone version costs when 100 of a zone's
-// 10,000 apps changed their answer, as in a region failure: the projection and the prepared
-// replies built from the previous version, against preparing every reply afresh (the peer).
+// BenchmarkZoneVersionOf10000Apps is the work one zone version costs when n of a zone's 10,000
+// apps changed their answer, as in a region failure (tens per version mid-storm, a few at its
+// end): the projection and the prepared replies built from the previous version, against
+// preparing every reply afresh (the peer, at n = 100).
 func BenchmarkZoneVersionOf10000Apps(b *testing.B) {
 	static := regionOf10000Apps(b)
-	for _, whole := range []bool{false, true} {
-		b.Run(map[bool]string{false: "from the previous version", true: "every reply afresh"}[whole], func(b *testing.B) {
+	for _, c := range []struct {
+		n     int
+		whole bool
+	}{{1, false}, {10, false}, {100, false}, {100, true}} {
+		name := fmt.Sprintf("%d apps from the previous version", c.n)
+		if c.whole {
+			name = fmt.Sprintf("%d apps, every reply afresh", c.n)
+		}
+		b.Run(name, func(b *testing.B) {
 			p := newProjector(static, time.Now)
 			tab := buildTable(p.project(), nil)
 			seq := uint64(0)
+			b.ReportAllocs()
 			for b.Loop() {
-				for range 100 {
+				for range c.n {
 					seq++
 					to := []string{events.TypeEndpointDown, events.TypeEndpointUp}[seq/10000%2]
 					env, err := events.New(to, "bench", time.Now(), events.Transition{})
@@ -157,7 +166,7 @@ func BenchmarkZoneVersionOf10000Apps(b *testing.B) {
 					}
 				}
 				zones, _ := p.recompute()
-				if whole {
+				if c.whole {
 					tab = buildTable(zones, nil)
 				} else {
 					tab = buildTable(zones, tab)

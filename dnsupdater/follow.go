@@ -54,7 +54,7 @@ func (s *Server) follow(ctx context.Context) {
 			s.noteUnexpected(d.Subject, d.Seq, env)
 			changed, err = s.proj.apply(d.Subject, d.Seq, env, d.Data)
 			if changed {
-				s.folded.note(time.Now())
+				s.folded.note(time.Now(), d.Stamp)
 			}
 			s.projMu.Unlock()
 			dirty = dirty || changed
@@ -187,7 +187,8 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 		if served := time.Now(); len(changes) > 0 && batch.events > 0 {
 			s.log.Debug().Int("events", batch.events).Int("zones", len(changes)).
 				Dur("waited", start.Sub(batch.last)).Dur("project", projected.Sub(start)).Dur("table", served.Sub(projected)).
-				Dur("since_first", served.Sub(batch.first)).Dur("since_last", served.Sub(batch.last)).Msg("zone version served")
+				Dur("since_first", served.Sub(batch.first)).Dur("since_last", served.Sub(batch.last)).
+				Dur("delivered", batch.last.Sub(batch.stored)).Msg("zone version served")
 		}
 		at := s.now() // the zones changed now: their events carry this time, however late told
 		for i, c := range changes {
@@ -291,18 +292,19 @@ func (p *snapshotPacer) take(now time.Time) bool {
 }
 
 // folded counts the STATE events that changed the view since the last projection, and when
-// the first and the last of them were folded.
+// the first and the last of them were folded; stored is when the stream stored the last.
 type folded struct {
 	events      int
 	first, last time.Time
+	stored      time.Time
 }
 
-func (f *folded) note(at time.Time) {
+func (f *folded) note(at, stored time.Time) {
 	if f.events == 0 {
 		f.first = at
 	}
 	f.events++
-	f.last = at
+	f.last, f.stored = at, stored
 }
 
 // report is a set of zone changes caused by one STATE event.

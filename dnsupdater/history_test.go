@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
@@ -105,4 +106,92 @@ func FuzzStoredStep(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEveryTableKeepsItsOwnIXFRHistory builds more versions than the history holds, each table
+// from the one before (whose history the next extends in place), and a second table from one
+// of them: every table still gives the steps up to its own serial, and each step is the
+// difference of the whole zones.
+func TestEveryTableKeepsItsOwnIXFRHistory(t *testing.T) {
+	static, err := zone.Compile(eventstest.Config(t, `
+zones: [{name: region.test}]
+apps:
+  - {name: a, fqdn: a.region.test, pools: [{name: main, endpoints: [{name: e, address: "10.1.0.1:80"}]}, {name: backup, endpoints: [{name: e, address: "10.2.0.1:80"}]}]}
+  - {name: b, fqdn: b.region.test, pools: [{name: main, endpoints: [{name: e, address: "10.1.0.2:80"}]}, {name: backup, endpoints: [{name: e, address: "10.2.0.2:80"}]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	// main and other see the same events, other one more at the branch: its version there
+	// is another one from the same table.
+	main, other := newProjector(static, now), newProjector(static, now)
+	seq := uint64(0)
+	flip := func(p *projector, app string, down bool) {
+		seq++
+		env, err := events.New(map[bool]string{false: events.TypeEndpointUp, true: events.TypeEndpointDown}[down], "test", clock, events.Transition{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.apply(events.EndpointStateSubject(app, "main", "e"), seq, env, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type kept struct {
+		tab   *table
+		steps []string
+	}
+	stepsOf := func(tab *table) []string {
+		var out []string
+		for _, d := range tab.history["region.test."] {
+			out = append(out, fmt.Sprintf("%d->%d\n%s", d.From, d.To, stepLines(d)))
+		}
+		return out
+	}
+	tab := buildTable(main.project(), nil)
+	other.project()
+	var tables []kept
+	const versions, branch = 2*maxDeltas + 5, maxDeltas + 3
+	for v := range versions {
+		flip(main, "a", v%2 == 0)
+		flip(other, "a", v%2 == 0)
+		before := tab
+		zones, _ := main.recompute()
+		tab = buildTable(zones, before)
+		if got, want := stepLines(tab.history["region.test."][len(tab.history["region.test."])-1]), wholeDifference(before.zones[0], zones[0]); got != want {
+			t.Fatalf("version %d: the last step is\n%s\nthe whole zones differ by\n%s", v, got, want)
+		}
+		if v == branch {
+			flip(other, "b", true)
+			alt := buildTable(other.project(), before)
+			h := alt.history["region.test."]
+			if got, want := stepLines(h[len(h)-1]), wholeDifference(before.zones[0], alt.zones[0]); got != want {
+				t.Fatalf("the second table from version %d: its last step is\n%s\nthe whole zones differ by\n%s", v, got, want)
+			}
+			if got, want := h[:len(h)-1], before.history["region.test."]; len(got) != min(len(want), maxDeltas-1) || got[len(got)-1].To != before.zones[0].Serial {
+				t.Fatalf("the second table from version %d holds %d earlier steps to serial %d, want %d to %d", v, len(got), got[len(got)-1].To, min(len(want), maxDeltas-1), before.zones[0].Serial)
+			}
+			flip(other, "b", false)
+			other.recompute()
+		}
+		tables = append(tables, kept{tab, stepsOf(tab)})
+	}
+	for v, k := range tables {
+		if got := stepsOf(k.tab); !slices.Equal(got, k.steps) {
+			t.Fatalf("version %d's history changed after later versions were built:\n%s", v, difference(got, k.steps))
+		}
+		h := k.tab.history["region.test."]
+		if want := min(v+1, maxDeltas); len(h) != want {
+			t.Fatalf("version %d: %d steps of history, want %d", v, len(h), want)
+		}
+		for i := 1; i < len(h); i++ {
+			if h[i].From != h[i-1].To {
+				t.Fatalf("version %d: step %d starts at serial %d, the one before ends at %d", v, i, h[i].From, h[i-1].To)
+			}
+		}
+		if last := h[len(h)-1].To; last != k.tab.zones[0].Serial {
+			t.Fatalf("version %d: the history ends at serial %d, the zone is at %d", v, last, k.tab.zones[0].Serial)
+		}
+	}
 }

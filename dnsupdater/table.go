@@ -3,7 +3,6 @@ package dnsupdater
 import (
 	"encoding/binary"
 	"net/netip"
-	"slices"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/miekg/dns"
@@ -26,6 +25,11 @@ type table struct {
 	// (those not stateless): a version built from the one before visits them and the nodes
 	// its projection replaced, not the whole zone.
 	volatile map[string][]string
+	// extended says that a later table was built from this one: it appended its delta to
+	// this table's history in place, past the end this table reads (see deltas), so that a
+	// second table built from this one must copy the history instead. Only the refresher,
+	// which builds the tables, reads and writes it.
+	extended bool
 }
 
 // maxDeltas bounds the versions of a zone IXFR can start from; a secondary further behind
@@ -67,12 +71,14 @@ type choice struct {
 func buildTable(zones []*zone.Zone, prev *table) *table {
 	t := &table{zones: zones, history: map[string][]zone.Delta{}, serials: make(map[string]uint32, len(zones)),
 		volatile: make(map[string][]string, len(zones))}
+	inPlace := false
 	if prev != nil {
 		t.identity = prev.identity
+		inPlace, prev.extended = !prev.extended, true
 	}
 	for _, z := range zones {
 		t.serials[z.Name] = z.Serial
-		t.history[z.Name] = prev.deltas(z)
+		t.history[z.Name] = prev.deltas(z, inPlace)
 	}
 	if prev.sameZones(zones) {
 		t.entries = prev.entries.next()
@@ -189,7 +195,10 @@ func (t *table) put(z *zone.Zone, name string, n *zone.Node, prev *table, pz *zo
 }
 
 // deltas returns the history of z's zone in t, extended by the step from t's version to z.
-func (t *table) deltas(z *zone.Zone) []zone.Delta {
+// With inPlace (t is the table of the version before z's, and no other table was built from
+// it) the step is appended in the room past the end of t's history, which t never reads, rather
+// than to a copy of the whole history: a version of a region's storm copied its up to 256 steps.
+func (t *table) deltas(z *zone.Zone, inPlace bool) []zone.Delta {
 	if t == nil {
 		return nil
 	}
@@ -203,8 +212,12 @@ func (t *table) deltas(z *zone.Zone) []zone.Delta {
 		// secondaries behind it get the whole zone.
 		return nil
 	}
-	h = append(slices.Clone(h[max(0, len(h)-maxDeltas+1):]), zone.Diff(old, z))
-	return h
+	h = h[max(0, len(h)-maxDeltas+1):]
+	if !inPlace || len(h) == cap(h) {
+		// Room for maxDeltas more steps: a copy once per as many versions.
+		h = append(make([]zone.Delta, 0, len(h)+maxDeltas), h...)
+	}
+	return append(h, zone.Diff(old, z))
 }
 
 // stateless reports whether a node's replies depend on nothing but the node itself and the
