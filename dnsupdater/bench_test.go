@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -336,7 +335,7 @@ func BenchmarkSnapshotBaseOf10000Apps(b *testing.B) {
 	for _, whole := range []bool{false, true} {
 		b.Run(map[bool]string{false: "streamed", true: "built whole"}[whole], func(b *testing.B) {
 			b.ReportAllocs()
-			start := cpuTime(b)
+			start := eventstest.ProcessCPU(b)
 			for b.Loop() {
 				all := slices.AppendSeq(make([]encodedEvent, 0, len(w.events)), maps.Values(w.events))
 				slices.SortFunc(all, func(a, b encodedEvent) int { return cmp.Compare(a.seq, b.seq) })
@@ -351,16 +350,7 @@ func BenchmarkSnapshotBaseOf10000Apps(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((cpuTime(b)-start).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64((eventstest.ProcessCPU(b)-start).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 		})
 	}
-}
-
-// cpuTime is the CPU the process has used, user and system.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -305,24 +304,15 @@ func BenchmarkEdgePing(b *testing.B) {
 				c.hand = nil
 			}
 			b.ReportAllocs()
-			cpu0 := processCPU(b)
+			cpu0 := eventstest.ProcessCPU(b)
 			for b.Loop() {
 				if o := timed(context.Background(), c, time.Second, time.Now); !o.OK {
 					b.Fatalf("ping: %+v", o)
 				}
 			}
-			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((eventstest.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
-}
-
-// processCPU is the CPU the process used so far, in user and system space.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestAnHTTPCheckOfAScopedAddress: an endpoint's IPv6 address may carry a zone

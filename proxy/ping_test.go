@@ -7,9 +7,9 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
 )
 
 // proberPing is the request a prober checks an HTTP edge listener with (Go's client, keep-alives
@@ -71,7 +71,7 @@ func BenchmarkProberPing(b *testing.B) {
 	req := []byte(proberPing(c.west))
 	head := &http.Request{Method: http.MethodHead}
 	b.ReportAllocs()
-	cpu0 := processCPU(b)
+	cpu0 := eventstest.ProcessCPU(b)
 	for b.Loop() {
 		conn, err := net.Dial("tcp", c.west)
 		if err != nil {
@@ -86,14 +86,5 @@ func BenchmarkProberPing(b *testing.B) {
 		}
 		_ = conn.Close()
 	}
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}
-
-// processCPU is the CPU the process used so far, in user and system space.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((eventstest.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
