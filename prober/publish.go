@@ -3,6 +3,7 @@ package prober
 import (
 	"context"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,17 +42,50 @@ type publisher struct {
 	window time.Duration
 	clock  Clock
 
-	in     chan completed
+	// With a window, results wait in queued, in the order they completed, for the batcher. A
+	// check wakes the batcher only when it waits for a first result or when a batch's worth
+	// waits: while a window is open the batcher sleeps until it ends, where a channel woke it
+	// for every result (a goroutine made ready, often an idle thread woken to run it).
+	mu     sync.Mutex
+	room   *sync.Cond // signalled when the batcher takes what is queued
+	queued []completed
+	idle   bool          // the batcher waits for a result, with no window open
+	wake   chan struct{} // capacity 1
+
 	done   chan struct{}
 	failed atomic.Int64 // results JetStream did not store
 }
 
+// newPublisher returns a publisher; with a positive window, batches must run.
+func newPublisher(js jetstream.JetStream, region, prober string, window time.Duration, clock Clock) *publisher {
+	p := &publisher{js: js, region: region, prober: prober, source: "prober/" + region + "/" + prober,
+		window: window, clock: clock, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	p.room = sync.NewCond(&p.mu)
+	return p
+}
+
+// maxQueued bounds the results waiting for the batcher; a check that completes beyond it waits.
+const maxQueued = 4096
+
 func (p *publisher) publish(c completed) {
-	if p.window > 0 {
-		p.in <- c
+	if p.window <= 0 {
+		p.single(c)
 		return
 	}
-	p.single(c)
+	p.mu.Lock()
+	for len(p.queued) >= maxQueued {
+		p.room.Wait()
+	}
+	p.queued = append(p.queued, c)
+	wake := p.idle || len(p.queued)%maxBatch == 0
+	p.idle = false
+	p.mu.Unlock()
+	if wake {
+		select {
+		case p.wake <- struct{}{}:
+		default: // already woken
+		}
+	}
 }
 
 func (p *publisher) single(c completed) {
@@ -71,6 +105,20 @@ func (p *publisher) send(subject, typ, id string, data []byte, results int) {
 	}
 }
 
+// take returns the results queued since the last take, in their order, and reuses spare for
+// the next ones; sleeping tells publish to wake the batcher for the next result.
+func (p *publisher) take(spare []completed, sleeping bool) []completed {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	got := p.queued
+	p.queued = spare[:0]
+	if len(got) > 0 {
+		p.room.Broadcast()
+	}
+	p.idle = sleeping && len(got) == 0
+	return got
+}
+
 // batches runs in batch mode. A result that arrives when nothing was sent for a window goes out
 // at once; the results arriving within the window after a send are gathered and sent together
 // when it ends (endpoints' and edge listeners' in a message each; a lone endpoint result on its
@@ -78,7 +126,7 @@ func (p *publisher) send(subject, typ, id string, data []byte, results int) {
 // quiet worker and under one window for a busy one.
 func (p *publisher) batches(ctx context.Context) {
 	defer close(p.done)
-	var endpoints, edges []completed
+	var endpoints, edges, got []completed
 	var timer <-chan time.Time
 	stop := func() bool { return false }
 	var last time.Time // when the last message went out
@@ -90,46 +138,59 @@ func (p *publisher) batches(ctx context.Context) {
 			// Even one: alone, on its own subject, it would reach the deciders' filter.
 			p.batch(edges, events.EdgeProbeBatchSubject(p.region, p.prober))
 		}
+		clear(endpoints)
+		clear(edges)
 		endpoints, edges = endpoints[:0], edges[:0]
 		last = p.clock.Now()
 	}
-	add := func(c completed) (full bool) {
+	add := func(c completed) {
+		full := false
 		if c.r.Pool == events.EdgeProbePool {
 			edges = append(edges, c)
-			return len(edges) >= maxBatch
+			full = len(edges) >= maxBatch
+		} else {
+			endpoints = append(endpoints, c)
+			full = len(endpoints) >= maxBatch
 		}
-		endpoints = append(endpoints, c)
-		return len(endpoints) >= maxBatch
+		if full { // a batch PROBES takes (maxBatch)
+			flush()
+		}
+	}
+	// gather adds the results queued since the last look.
+	gather := func() {
+		got = p.take(got, false)
+		for _, c := range got {
+			add(c)
+		}
+		clear(got)
 	}
 	for {
-		select {
-		case c := <-p.in:
-			if timer == nil {
-				now := p.clock.Now()
-				if now.Sub(last) >= p.window {
-					p.single(c)
-					last = now
-					continue
+		// Look at what came; sleep only when nothing did.
+		if got = p.take(got, timer == nil); len(got) > 0 {
+			for _, c := range got {
+				if timer == nil {
+					now := p.clock.Now()
+					if now.Sub(last) >= p.window {
+						p.single(c)
+						last = now
+						continue
+					}
+					timer, stop = p.clock.NewTimer(last.Add(p.window).Sub(now))
 				}
-				timer, stop = p.clock.NewTimer(last.Add(p.window).Sub(now))
+				add(c)
 			}
-			if add(c) {
-				flush()
-			}
+			clear(got)
+			continue
+		}
+		select {
+		case <-p.wake:
 		case <-timer:
+			gather() // what completed up to the window's end goes with it
 			flush()
 		case <-ctx.Done():
-			for {
-				select {
-				case c := <-p.in:
-					if add(c) { // a batch PROBES takes (maxBatch), however many are queued
-						flush()
-					}
-				default:
-					flush()
-					return
-				}
-			}
+			gather()
+			flush()
+			return
 		}
 	}
 }

@@ -19,8 +19,7 @@ func BenchmarkPublishEdgeResults(b *testing.B) {
 	}{{"batched", 2 * time.Millisecond}, {"alone", -1}} {
 		b.Run(c.name, func(b *testing.B) {
 			srv := eventstest.Start(b)
-			p := &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: c.window,
-				clock: realClock{}, in: make(chan completed, 4096), done: make(chan struct{})}
+			p := newPublisher(srv.JS, "eu", "p1", c.window, realClock{})
 			ctx, cancel := context.WithCancel(context.Background())
 			if c.window > 0 {
 				go p.batches(ctx)

@@ -17,8 +17,7 @@ import (
 func startBatching(t *testing.T) (srv *eventstest.Server, p *publisher, clock *fakeClock, stored func() uint64) {
 	srv = eventstest.Start(t)
 	clock = &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	p = &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
-		clock: clock, in: make(chan completed), done: make(chan struct{})}
+	p = newPublisher(srv.JS, "eu", "p1", 2*time.Millisecond, clock)
 	ctx, cancel := context.WithCancel(context.Background())
 	go p.batches(ctx)
 	t.Cleanup(func() { cancel(); <-p.done })
@@ -66,6 +65,25 @@ func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *te
 		if e, _ := events.Decode(m.Data); e.Type != events.TypeProbeCompleted {
 			t.Errorf("message %d is a %s on %s, want a lone result", seq, e.Type, m.Subject)
 		}
+	}
+}
+
+func TestAFullBatchGoesOutWithoutWaitingForItsWindowToEnd(t *testing.T) {
+	srv, p, clock, stored := startBatching(t)
+	p.publish(okResult(clock, "west", "first")) // idle: out at once, alone
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
+	// Two batches' worth and a few within the window the first opened; the clock stands still.
+	for i := range 2*maxBatch + 3 {
+		p.publish(okResult(clock, "west", fmt.Sprintf("e%d", i)))
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 3 }, "two full batches stored before the window ends")
+	if got := len(results(t, srv.JS)); got != 1+2*maxBatch {
+		t.Fatalf("%d results stored before the window ended, want %d", got, 1+2*maxBatch)
+	}
+	clock.advance(2 * time.Millisecond)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 4 }, "the rest stored when the window ends")
+	if got := len(results(t, srv.JS)); got != 4+2*maxBatch {
+		t.Errorf("%d results stored, want %d", got, 4+2*maxBatch)
 	}
 }
 
@@ -127,14 +145,13 @@ func TestAWindowsOneEdgeListenerResultGoesOutAsABatchOfOne(t *testing.T) {
 func TestResultsQueuedWhenThePublisherStopsAreStoredInBatchesPROBESTakes(t *testing.T) {
 	srv := eventstest.Start(t)
 	const queued = 3 * maxBatch
-	p := &publisher{js: srv.JS, region: "eu", prober: "p1", source: "prober/eu/p1", window: 2 * time.Millisecond,
-		clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}, in: make(chan completed, queued), done: make(chan struct{})}
+	p := newPublisher(srv.JS, "eu", "p1", 2*time.Millisecond, &fakeClock{now: time.Unix(1_700_000_000, 0)})
 	// A busy prober stopping: thousands of results a second, each with a long error, still queued.
 	for i := range queued {
 		ep := fmt.Sprintf("e%d", i)
-		p.in <- completed{r: events.ProbeResult{At: time.Unix(1_700_000_000, 0), App: "shop", Pool: "west", Endpoint: ep,
+		p.publish(completed{r: events.ProbeResult{At: time.Unix(1_700_000_000, 0), App: "shop", Pool: "west", Endpoint: ep,
 			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", Error: strings.Repeat("connection refused ", 20)},
-			key: "shop/west/" + ep, interval: time.Second}
+			key: "shop/west/" + ep, interval: time.Second})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -128,8 +128,7 @@ func Run(ctx context.Context, o Options) error {
 		return nil // ctx ended while JetStream was away
 	}
 	// A JetStream context of our own, so failed asynchronous publishes are counted here.
-	pub := &publisher{region: o.Region, prober: o.Name, source: "prober/" + o.Region + "/" + o.Name,
-		window: o.BatchWindow, clock: o.Clock, in: make(chan completed, 4096), done: make(chan struct{})}
+	pub := newPublisher(nil, o.Region, o.Name, o.BatchWindow, o.Clock)
 	js, err := events.NewJetStream(o.JS.Conn(), jetstream.WithPublishAsyncErrHandler(
 		func(jetstream.JetStream, *nats.Msg, error) { pub.failed.Add(1) }),
 		jetstream.WithPublishAsyncMaxPending(8192))
