@@ -315,6 +315,8 @@ type slot struct {
 	// running is set while a run of the check is in flight; a configuration that keeps the
 	// check hands it on, so a run of the old one still holds back the next.
 	running *atomic.Bool
+	// series counts the check's results in the metrics, one run at a time.
+	series *metrics.ProbeSeries
 }
 
 // build makes the dispatch queue of a configuration, each check at its next instant after now.
@@ -343,7 +345,7 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 			// Run it anyway: its results say what is wrong, where the operator looks.
 			ck = brokenChecker{err: err}
 		}
-		s := &slot{t: t, key: t.Key(), c: ck, running: new(atomic.Bool)}
+		s := &slot{t: t, key: t.Key(), c: ck, running: new(atomic.Bool), series: w.o.Metrics.ProbeSeries(t.App, w.o.Region)}
 		interval, jitter := t.Check.Interval.D(), t.Check.Jitter.D()
 		s.window, s.at = NextSlot(s.key, interval, jitter, now)
 		if p := prev[s.key]; p != nil {
@@ -437,7 +439,7 @@ func (w *worker) execute(ctx context.Context, s *slot, n int64) {
 	if !o.OK {
 		result = o.Class
 	}
-	w.o.Metrics.Probe(r.App, r.Region, result, o.Latency.Seconds())
+	s.series.Probe(result, o.Latency.Seconds())
 	w.pub.publish(completed{r: r, key: s.key, interval: s.t.Check.Interval.D(), window: n})
 }
 

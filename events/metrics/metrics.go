@@ -129,13 +129,53 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
 }
 
-// Probe counts one health check.
-func (m *Metrics) Probe(app, region, result string, seconds float64) {
+// ProbeSeries is one check's probe counters and check-duration histogram from one region,
+// each looked up by its label values once, where a lookup on every result hashes and compares
+// them (1–3 µs a result, at thousands of results a second). A series appears on its first
+// result, as with a lookup. Not safe for concurrent use: one check's results come one at a
+// time.
+type ProbeSeries struct {
+	m           *Metrics
+	app, region string
+	ok          prometheus.Counter
+	duration    prometheus.Observer
+	// failed is the result of the last failure, counted by failedCount.
+	failed      string
+	failedCount prometheus.Counter
+}
+
+// ProbeSeries returns the series of app's checks from region; nil, which counts nothing, when m
+// is nil.
+func (m *Metrics) ProbeSeries(app, region string) *ProbeSeries {
 	if m == nil {
+		return nil
+	}
+	return &ProbeSeries{m: m, app: app, region: region}
+}
+
+// Probe counts one probe: result is "ok" or the failure's class.
+func (s *ProbeSeries) Probe(result string, seconds float64) {
+	if s == nil {
 		return
 	}
-	m.Probes.WithLabelValues(app, region, result).Inc()
-	m.CheckDuration.WithLabelValues(app, region).Observe(seconds)
+	var c prometheus.Counter
+	switch {
+	case result == "ok":
+		if s.ok == nil {
+			s.ok = s.m.Probes.WithLabelValues(s.app, s.region, result)
+		}
+		c = s.ok
+	case result == s.failed && s.failedCount != nil:
+		c = s.failedCount
+	default:
+		s.failed, s.failedCount = result, s.m.Probes.WithLabelValues(s.app, s.region, result)
+		c = s.failedCount
+	}
+	c.Inc()
+	if s.duration == nil {
+		s.duration = s.m.CheckDuration.WithLabelValues(s.app, s.region)
+	}
+	s.duration.Observe(seconds)
 }
 
 // Transition counts one appended transition of kind (endpoint, pool, edge).
