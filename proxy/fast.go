@@ -348,6 +348,11 @@ func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response,
 		_, err = io.CopyBuffer(writerOnly{w}, resp.Body, *buf)
 	}
 	buffers.Put(buf)
+	if err != nil {
+		// Closed before the body, whose Close reads what is left of it: the rest of an answer
+		// the client stopped taking may never end.
+		_ = uc.c.Close()
+	}
 	_ = resp.Body.Close()
 	for k, v := range resp.Trailer {
 		dst[http.TrailerPrefix+k] = v

@@ -420,7 +420,9 @@ func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) b
 			}
 		}
 		p, _ := uc.br.Peek(int(min(int64(uc.br.Buffered()), left)))
-		_, _ = lc.bw.Write(p)
+		if _, err := lc.bw.Write(p); err != nil {
+			break
+		}
 		_, _ = uc.br.Discard(len(p))
 		left -= int64(len(p))
 	}
@@ -585,6 +587,11 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 		}
 	default:
 		err = lc.relayUnsized(resp, *buf, keep)
+	}
+	if err != nil {
+		// Closed before the body, whose Close reads what is left of it: the rest of an answer
+		// the client stopped taking may never end.
+		_ = uc.c.Close()
 	}
 	_ = resp.Body.Close()
 	if ferr := lc.bw.Flush(); ferr != nil {

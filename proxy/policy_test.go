@@ -266,35 +266,60 @@ func TestA503IsRetriedOnTheSecondaryOnlyWhenRetryOnNamesIt(t *testing.T) {
 	}
 }
 
-func TestASlowReaderDoesNotHoldTheUpstreamConnection(t *testing.T) {
-	released := make(chan time.Time, 1)
-	w1 := rawInstance(t, func(c net.Conn) {
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+// endless answers every request with a body longer than an edge could relay in minutes, in the
+// framing its path names: /plain relayed as it came, /sniffed without a Content-Type, /chunked
+// without a length. It writes until its connection fails, then sends the path on released.
+func endless(released chan<- string) func(c net.Conn) {
+	return func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
 			return
 		}
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1073741824\r\n\r\n")
 		chunk := make([]byte, 64<<10)
-		for {
-			if _, err := c.Write(chunk); err != nil {
-				released <- time.Now()
-				return
-			}
+		head := "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1099511627776\r\n\r\n"
+		switch req.URL.Path {
+		case "/sniffed":
+			head = "HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n"
+		case "/chunked":
+			head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+			chunk = append(append([]byte("10000\r\n"), chunk...), "\r\n"...)
 		}
-	})
-	e1 := backend(t, "e1")
-	c := twoEdgesWith(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "", ", timeouts: {client_write: 300ms}")
-	conn, err := net.Dial("tcp", c.west)
-	if err != nil {
-		t.Fatal(err)
+		_, err = io.WriteString(c, head)
+		for err == nil {
+			_, err = c.Write(chunk)
+		}
+		released <- req.URL.Path
 	}
-	defer conn.Close()
-	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
-	_, _ = io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: shop\r\n\r\n")
-	// The client reads nothing more.
-	select {
-	case <-released:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the instance was still sending to the edge 5s after the client stopped reading, want its connection closed after client_write (300ms)")
+}
+
+func TestASlowReaderDoesNotHoldTheUpstreamConnectionOnAnyPath(t *testing.T) {
+	released := make(chan string, 1)
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{rawInstance(t, endless(released))}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_write: 300ms}")
+	for _, tc := range []struct{ name, raw string }{
+		{"lean, relayed as it came", "GET /plain HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"lean, sniffed", "GET /sniffed HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"lean, chunked", "GET /chunked HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"net/http", "GET http://shop/plain HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"net/http, chunked", "GET http://shop/chunked HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"ReverseProxy", "PUT /plain HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi"},
+	} {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+		_, _ = io.WriteString(conn, tc.raw)
+		// The client reads nothing more. Its request's answer is longer than the edge could pull
+		// from the instance before the deadline: only closing the connection ends the instance's
+		// writes.
+		select {
+		case <-released:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the instance was still sending to the edge 5s after the client stopped reading, want its connection closed after client_write (300ms)", tc.name)
+		}
+		_ = conn.Close()
 	}
 }
 
