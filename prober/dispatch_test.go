@@ -3,6 +3,7 @@ package prober
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -369,4 +370,61 @@ func offsets(ts []time.Time, t0 time.Time) []time.Duration {
 		ds = append(ds, t.Sub(t0))
 	}
 	return ds
+}
+
+// A configuration can arrive when a check's instant has passed but the dispatcher has not
+// started it yet (its timer fired, and select took the configuration first): the replacement
+// must still run that window, late, rather than move the check on to the next one.
+func TestAConfigurationTakenBeforeADueCheckStartedStillRunsItsWindow(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	cfg := testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s, jitter: 100ms}
+    pools:
+      - name: west
+        endpoints: [{name: a, address: "127.0.0.1:10000"}]
+`)
+	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
+	roster := NewRoster(self)
+	roster.Seen(self, t0.Add(time.Hour))
+	configs := make(chan *config.Config)
+	w := &worker{
+		o:       Options{Config: cfg, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},
+		log:     zerolog.New(zerolog.NewTestWriter(t)),
+		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
+	}
+	t.Cleanup(w.pool.close)
+	var mu sync.Mutex
+	var runs []int64
+	w.run = func(_ context.Context, s *slot, n int64) {
+		mu.Lock()
+		runs = append(runs, n)
+		mu.Unlock()
+		s.running.Store(false)
+		w.inflight.Done()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.dispatch(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	tg := Targets(cfg)[0]
+	n, at := NextSlot(tg.Key(), time.Second, 100*time.Millisecond, t0)
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+	// The check's instant passes, its timer not yet taken, and the configuration comes.
+	clock.mu.Lock()
+	clock.now = at.Add(time.Millisecond)
+	clock.mu.Unlock()
+	configs <- cfg
+	configs <- nil // taken once the replacement's pass is done
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+	w.inflight.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(runs, []int64{n}) {
+		t.Fatalf("windows run %v, want window %d (instant %s) once", runs, n, at.Sub(t0))
+	}
 }

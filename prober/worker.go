@@ -320,9 +320,10 @@ type slot struct {
 }
 
 // build makes the dispatch queue of a configuration, each check at its next instant after now.
-// A check the old queue had, with the same interval and jitter, keeps its next window there
-// when that is later: a window it already ran in is not run again, however soon after the run
-// the configuration comes.
+// A check the old queue had, with the same interval and jitter, keeps its next window and
+// instant there: a window it already ran in is not run again, however soon after the run the
+// configuration comes, and one whose instant passed before the configuration was taken still
+// runs (late) rather than being skipped.
 func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	var prev map[string]*slot
 	if old != nil {
@@ -350,7 +351,7 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 		s.window, s.at = NextSlot(s.key, interval, jitter, now)
 		if p := prev[s.key]; p != nil {
 			s.running = p.running
-			if p.t.Check.Interval == t.Check.Interval && p.t.Check.Jitter == t.Check.Jitter && p.window > s.window {
+			if p.t.Check.Interval == t.Check.Interval && p.t.Check.Jitter == t.Check.Jitter {
 				s.window, s.at = p.window, p.at
 			}
 		}
