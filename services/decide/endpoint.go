@@ -193,6 +193,29 @@ func (e *Endpoint) LastResult() string {
 	return id
 }
 
+// ExpiresAt returns the earliest time at which Expire could change the endpoint: when the first
+// voting region goes stale, or its hold-down runs its course. Before it, Expire changes nothing
+// and reports nothing, so a caller holding thousands of endpoints need not call it; ok is false
+// when only a result or an override can change the endpoint.
+func (e *Endpoint) ExpiresAt(p Policy) (at time.Time, ok bool) {
+	for i := range e.Regions {
+		r := &e.Regions[i]
+		if r.Run == 0 {
+			continue
+		}
+		// Stale once now.Sub(r.Last) > StaleAfter: from a nanosecond past r.Last + StaleAfter.
+		if when := r.Last.Add(p.StaleAfter + time.Nanosecond); !ok || when.Before(at) {
+			at, ok = when, true
+		}
+	}
+	if !e.HealthySince.IsZero() {
+		if when := e.HealthySince.Add(p.HoldDown); !ok || when.Before(at) {
+			at, ok = when, true
+		}
+	}
+	return at, ok
+}
+
 // expireRegions resets the regions silent for longer than StaleAfter at now. It returns the names
 // of those that were voting, the id of the last result of the latest of them, and when it went
 // stale.

@@ -223,7 +223,9 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 		}
 		d.o.Stats.Results.Add(1)
 		s.noteResult(r.OK, stamp)
-		if dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK}, s.pool.app.policy); ok {
+		dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK}, s.pool.app.policy)
+		d.ix.rearm(s)
+		if ok {
 			d.decided(ctx, s, dec)
 		}
 	}
@@ -294,14 +296,18 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	}
 	if s := d.ix.epOverrides[m.subject]; s != nil && m.seq > s.overrideSeq {
 		s.overrideSeq = m.seq
-		if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, overrideTime(s, m.stamp), s.pool.app.policy); ok {
+		dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, overrideTime(s, m.stamp), s.pool.app.policy)
+		d.ix.rearm(s)
+		if ok {
 			d.decided(ctx, s, dec)
 		}
 	}
 	if p := d.ix.poolOverrides[m.subject]; p != nil && m.seq > p.overrideSeq {
 		p.overrideSeq = m.seq
 		for _, s := range p.endpoints {
-			if dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, overrideTime(s, m.stamp), p.app.policy); ok {
+			dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, overrideTime(s, m.stamp), p.app.policy)
+			d.ix.rearm(s)
+			if ok {
 				d.decided(ctx, s, dec)
 			}
 		}
@@ -340,6 +346,7 @@ func (d *decider) streamNow(local time.Time) time.Time {
 func (d *decider) decided(ctx context.Context, s *endpointSlot, dec decide.Decision) {
 	if !d.live {
 		s.pending = &dec
+		d.ix.rearm(s)
 		return
 	}
 	d.queue(ctx, s, dec)
@@ -356,6 +363,7 @@ func (d *decider) reconcile(ctx context.Context) {
 		}
 		dec := s.pending
 		s.pending = nil
+		d.ix.rearm(s)
 		if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
 			continue
 		}
@@ -403,22 +411,16 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 	if d.overdue() {
 		d.settle(ctx)
 	}
-	for _, s := range d.ix.endpoints {
-		if dec, ok := s.st.Expire(now, s.pool.app.policy); ok {
-			s.pending = &dec
-		}
-		if s.pending == nil || d.failing {
+	// Only the endpoints whose deadline passed or that hold a pending decision: Expire would
+	// change nothing on the others (see decide.Endpoint.ExpiresAt).
+	at := now.UnixNano()
+	for i, due := range d.ix.due {
+		if due > at {
 			continue
 		}
-		dec := s.pending
-		s.pending = nil
-		if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
-			continue
-		}
-		if dec.To != s.st.Status {
-			dec = d.explain(s, now)
-		}
-		d.queue(ctx, s, *dec)
+		s := d.ix.endpoints[i]
+		d.expire(ctx, s, now)
+		d.ix.rearm(s)
 	}
 	d.flush(ctx)
 	for _, a := range d.ix.apps {
@@ -430,6 +432,26 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		}
 	}
 	d.reassert(ctx, now)
+}
+
+// expire lets time pass on s until now and queues its pending decision, unless an append failed
+// during this tick (then it waits for the next).
+func (d *decider) expire(ctx context.Context, s *endpointSlot, now time.Time) {
+	if dec, ok := s.st.Expire(now, s.pool.app.policy); ok {
+		s.pending = &dec
+	}
+	if s.pending == nil || d.failing {
+		return
+	}
+	dec := s.pending
+	s.pending = nil
+	if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
+		return
+	}
+	if dec.To != s.st.Status {
+		dec = d.explain(s, now)
+	}
+	d.queue(ctx, s, *dec)
 }
 
 // commit appends the endpoint's transition unless STATE already records its status or a newer
@@ -538,6 +560,7 @@ func (d *decider) last(ctx context.Context, subject string) (events.Envelope, ui
 // later keeps a decision whose append failed for the next tick.
 func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) {
 	s.pending = &dec
+	d.ix.rearm(s)
 	d.failing = true
 	d.o.Stats.Failed.Add(1)
 	if ctx.Err() == nil {

@@ -34,7 +34,9 @@ func (d *decider) onDrill(ctx context.Context, m delivery) {
 		if (want == nil) == (s.st.Drill == nil) && (want == nil || *want == *s.st.Drill) {
 			continue
 		}
-		if dec, ok := s.st.SetDrill(want, m.env.ID, overrideTime(s, m.stamp), s.pool.app.policy); ok {
+		dec, ok := s.st.SetDrill(want, m.env.ID, overrideTime(s, m.stamp), s.pool.app.policy)
+		d.ix.rearm(s)
+		if ok {
 			d.decided(ctx, s, dec)
 		}
 	}

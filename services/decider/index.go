@@ -1,6 +1,7 @@
 package decider
 
 import (
+	"math"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -66,6 +67,8 @@ type endpointSlot struct {
 	folded []foldedResult
 	// next is the endpoint's transition in flight, if any (see sent).
 	next *sent
+	// i is the endpoint's place in index.endpoints and index.due.
+	i int
 }
 
 // foldedResult is the last result folded from one region: its prober time and id, and, while
@@ -125,6 +128,12 @@ type nameKey struct{ app, pool, endpoint string }
 type index struct {
 	apps      []*appSlot
 	endpoints []*endpointSlot
+	// due is, per endpoint (in the order of endpoints), the stream time in Unix nanoseconds from
+	// which a tick must look at it: its ExpiresAt, or math.MinInt64 while it holds a pending
+	// decision; zero (looked at on the next tick) until the first tick computes it. A tick reads
+	// this array rather than every slot, so an idle tick over a hundred thousand endpoints is a
+	// scan of contiguous memory.
+	due       []int64
 	byName    map[nameKey]*endpointSlot
 	bySubject map[string]*endpointSlot
 	pools     map[string]*poolSlot
@@ -147,7 +156,7 @@ func newIndex(c *config.Config) *index {
 			ix.poolOverrides[events.OverrideSubject(a.cfg.Name, pc.Name, "")] = p
 			for k := range pc.Endpoints {
 				ec := &pc.Endpoints[k]
-				s := &endpointSlot{pool: p, cfg: ec, subject: events.EndpointStateSubject(a.cfg.Name, pc.Name, ec.Name)}
+				s := &endpointSlot{pool: p, cfg: ec, subject: events.EndpointStateSubject(a.cfg.Name, pc.Name, ec.Name), i: len(ix.endpoints)}
 				p.endpoints = append(p.endpoints, s)
 				ix.endpoints = append(ix.endpoints, s)
 				ix.byName[nameKey{a.cfg.Name, pc.Name, ec.Name}] = s
@@ -156,7 +165,21 @@ func newIndex(c *config.Config) *index {
 			}
 		}
 	}
+	ix.due = make([]int64, len(ix.endpoints))
 	return ix
+}
+
+// rearm notes when a tick must next look at s: after anything that may have changed its
+// deadlines (a result, an override, a drill, an expiry) or its pending decision.
+func (ix *index) rearm(s *endpointSlot) {
+	switch at, ok := s.st.ExpiresAt(s.pool.app.policy); {
+	case s.pending != nil:
+		ix.due[s.i] = math.MinInt64
+	case ok:
+		ix.due[s.i] = at.UnixNano()
+	default:
+		ix.due[s.i] = math.MaxInt64
+	}
 }
 
 // verdict is the pool's availability from its endpoints' recorded statuses.
