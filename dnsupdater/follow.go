@@ -164,18 +164,6 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 	// The follower folds the next events while the zones are made.
 	zones, changes := s.proj.finish(d)
 	projected := time.Now()
-	var snap *snapshotSave
-	if (len(changes) > 0 || snaps.pending) && s.o.DataDir != "" && snaps.take(time.Now()) {
-		s.projMu.Lock()
-		snap = s.proj.save(!snaps.based)
-		s.projMu.Unlock()
-		snaps.based = true
-	}
-	if snap != nil {
-		// Handed over whether or not an answer changed: the save has taken the state's
-		// changes, which no later save holds.
-		handOver(saves, snap)
-	}
 	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
 		t := buildTable(zones, prev)
 		// The serials file reserves a serial before it is served (a crash may lose the
@@ -191,12 +179,24 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 				Dur("delivered", batch.last.Sub(batch.stored)).Msg("zone version served")
 		}
 		at := s.now() // the zones changed now: their events carry this time, however late told
+		s.proj.describe(changes)
 		for i, c := range changes {
 			changes[i].at = at
 			if h := t.history[c.zone.Name]; len(h) > 0 && h[len(h)-1].To == c.zone.Serial {
 				changes[i].step = stepOf(h[len(h)-1])
 			}
 		}
+	}
+	// The snapshot is taken once the answers are served: it holds the follower back (projMu)
+	// and copies every event folded since the last one.
+	if (len(changes) > 0 || snaps.pending) && s.o.DataDir != "" && snaps.take(time.Now()) {
+		s.projMu.Lock()
+		snap := s.proj.save(!snaps.based)
+		s.projMu.Unlock()
+		snaps.based = true
+		// Handed over whether or not an answer changed: the save has taken the state's
+		// changes, which no later save holds.
+		handOver(saves, snap)
 	}
 	for _, z := range zones {
 		s.o.Metrics.Serial(z.Name, z.Serial)

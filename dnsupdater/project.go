@@ -64,6 +64,10 @@ type servedZone struct {
 type zoneChange struct {
 	zone    *zone.Zone
 	changes []events.RecordChange
+	// from and names, until describe replaces them with changes, are the version before and
+	// the names whose answers zone replaced.
+	from  *zone.Zone
+	names []string
 	// step is the IXFR step from the serial before, when the change is one (refresh sets it).
 	step *events.ZoneStep
 	// at is when the refresher swapped the zone's new answers in (refresh sets it).
@@ -154,7 +158,9 @@ func (p *projector) project() []*zone.Zone {
 // so that a burst of transitions costs in proportion to the apps it changed; the result shares
 // every unchanged node with the previous projection, which stays as it was.
 func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
-	return p.finish(p.decide())
+	zones, out := p.finish(p.decide())
+	p.describe(out)
+	return zones, out
 }
 
 // decision is a projection's first half: the answers decided again, per zone of the current
@@ -196,8 +202,9 @@ func (p *projector) decide() decision {
 }
 
 // finish makes the zones of a decision: the new versions of the zones whose answers changed,
-// each at a new serial, and how they changed. Only the refresher calls it (and decide before
-// it); it reads no state the follower writes.
+// each at a new serial, and which names changed; describe, once the zones are served, says
+// how. Only the refresher calls it (and decide before it, describe after it); it reads no
+// state the follower writes.
 func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
 	if d.whole {
 		return d.zones, d.out
@@ -216,20 +223,32 @@ func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
 		p.serials[z.Name] = serial
 		nz.Serial, nz.SOA.Serial = serial, serial
 		zones[k] = nz
-		before, after := map[zone.Key][]string{}, map[zone.Key][]string{}
-		for _, name := range names {
-			z.Nodes.Get(name).AppRRsets(before)
-			nz.Nodes.Get(name).AppRRsets(after)
+		out = append(out, zoneChange{zone: nz, from: z, names: names})
+	}
+	p.current = zones
+	return zones, out
+}
+
+// describe fills in the record changes of the zone changes finish made, in order, and keeps
+// the served record sets with them: the refresher calls it once the new zones are served, so
+// that the presentation form of every changed record set is not made while the answers wait.
+func (p *projector) describe(out []zoneChange) {
+	for i, c := range out {
+		if c.from == nil {
+			continue
 		}
-		served := p.served[z.Name].rrsets
+		before, after := map[zone.Key][]string{}, map[zone.Key][]string{}
+		for _, name := range c.names {
+			c.from.Nodes.Get(name).AppRRsets(before)
+			c.zone.Nodes.Get(name).AppRRsets(after)
+		}
+		served := p.served[c.zone.Name].rrsets
 		for k := range before {
 			delete(served, k)
 		}
 		maps.Copy(served, after)
-		out = append(out, zoneChange{zone: nz, changes: zone.Changes(before, after)})
+		out[i] = zoneChange{zone: c.zone, changes: zone.Changes(before, after)}
 	}
-	p.current = zones
-	return zones, out
 }
 
 // recomputeAll projects every zone from the whole configuration, as the first projection does.
