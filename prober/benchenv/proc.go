@@ -17,26 +17,32 @@ const clockTicks = 100
 
 // CPUTime returns the user+system CPU time a process used so far.
 func CPUTime(pid int) (time.Duration, error) {
+	user, system, err := CPUTimes(pid)
+	return user + system, err
+}
+
+// CPUTimes returns the CPU time a process used so far in user space and in the kernel.
+func CPUTimes(pid int) (user, system time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read cpu time of %d: %w", pid, err)
+		return 0, 0, fmt.Errorf("read cpu time of %d: %w", pid, err)
 	}
 	// Fields after the command name, which is in parentheses and may hold spaces.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
+		return 0, 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
+		return 0, 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
 	}
 	// utime and stime are fields 14 and 15 of stat: 12 and 13 after the name.
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
+		return 0, 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(ut) * time.Second / clockTicks, time.Duration(st) * time.Second / clockTicks, nil
 }
 
 // PeakRSS returns a process's peak resident memory (VmHWM) in bytes.

@@ -28,6 +28,8 @@ type result struct {
 	name string
 	sum  summary
 	cpu  time.Duration
+	// user is the part of cpu spent in user space, the rest in the kernel.
+	user time.Duration
 	wall time.Duration
 	rss  int64
 	// harness is the CPU the benchmark process itself used meanwhile.
@@ -160,6 +162,10 @@ func report(r result) {
 	fmt.Printf("%-18s checks due %d, ran %d (ok %d, duplicates %d), on time %.3f%%, start lateness p50 %s p99 %s max %s; CPU %.2fs over %.1fs = %.2f cores, %s per successful check; peak RSS %d MiB\n",
 		r.name, s.expected, s.ran, s.ok, s.duplicate, 100*s.share(), s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond),
 		s.worst.Round(time.Microsecond), r.cpu.Seconds(), r.wall.Seconds(), r.cpu.Seconds()/r.wall.Seconds(), r.cpuPerCheck(), r.rss>>20)
+	if s.ok > 0 {
+		fmt.Printf("%-18s of that, per successful check: %s in user space, %s in the kernel\n", "",
+			r.user/time.Duration(s.ok), (r.cpu-r.user)/time.Duration(s.ok))
+	}
 	if len(s.failures) > 0 {
 		fmt.Printf("%-18s failures by class: %v\n", "", s.failures)
 		if s.firstErr != nil {
@@ -289,7 +295,7 @@ func runDetour(s settings, dir, cfgFile string, keys []string, jitter time.Durat
 // peak memory at the end.
 func sample(pid int, s settings, from, to int64) (result, error) {
 	waitUntil(windowStart(from, s.interval))
-	c0, err := benchenv.CPUTime(pid)
+	u0, s0, err := benchenv.CPUTimes(pid)
 	if err != nil {
 		return result{}, err
 	}
@@ -299,7 +305,7 @@ func sample(pid int, s settings, from, to int64) (result, error) {
 	}
 	w0 := time.Now()
 	waitUntil(windowStart(to, s.interval))
-	c1, err := benchenv.CPUTime(pid)
+	u1, s1, err := benchenv.CPUTimes(pid)
 	if err != nil {
 		return result{}, err
 	}
@@ -314,7 +320,7 @@ func sample(pid int, s settings, from, to int64) (result, error) {
 	}
 	// Let the last window's checks complete and arrive.
 	waitUntil(windowStart(to, s.interval).Add(time.Second))
-	return result{cpu: c1 - c0, wall: wall, rss: rss, harness: h1 - h0}, nil
+	return result{cpu: u1 + s1 - u0 - s0, user: u1 - u0, wall: wall, rss: rss, harness: h1 - h0}, nil
 }
 
 func tallyMessage(tl *tally, data []byte) {
