@@ -195,3 +195,51 @@ apps:
 		}
 	}
 }
+
+// TestATableThatKeptItsPredecessorsHistoryDoesNotExtendItUnderAnotherTable: a second table built
+// from one whose history a first extended in place, with no change to the zone, holds that very
+// history; a table built from the second must not append in the room the first's step took.
+func TestATableThatKeptItsPredecessorsHistoryDoesNotExtendItUnderAnotherTable(t *testing.T) {
+	static, err := zone.Compile(eventstest.Config(t, `
+zones: [{name: region.test}]
+apps:
+  - {name: a, fqdn: a.region.test, pools: [{name: main, endpoints: [{name: e, address: "10.1.0.1:80"}]}, {name: backup, endpoints: [{name: e, address: "10.2.0.1:80"}]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newProjector(static, func() time.Time { return clock })
+	seq := uint64(0)
+	flip := func(down bool) []*zone.Zone {
+		seq++
+		env, err := events.New(map[bool]string{false: events.TypeEndpointUp, true: events.TypeEndpointDown}[down], "test", clock, events.Transition{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.apply(events.EndpointStateSubject("a", "main", "e"), seq, env, nil); err != nil {
+			t.Fatal(err)
+		}
+		zones, _ := p.recompute()
+		return zones
+	}
+	stepsOf := func(tab *table) []string {
+		var out []string
+		for _, d := range tab.history["region.test."] {
+			out = append(out, fmt.Sprintf("%d->%d\n%s", d.From, d.To, stepLines(d)))
+		}
+		return out
+	}
+	prev := buildTable(p.project(), nil)
+	prev = buildTable(flip(true), prev) // a history of one step, with room after it
+	first := buildTable(flip(false), prev)
+	want := stepsOf(first)
+	second := buildTable(prev.zones, prev) // the same zones: it keeps prev's history
+	third := buildTable(flip(true), second)
+	if got := stepsOf(first); !slices.Equal(got, want) {
+		t.Fatalf("the first table's history changed when a table was built from the second:\n%s", difference(got, want))
+	}
+	if h := third.history["region.test."]; len(h) != 2 || h[0].To != h[1].From || h[1].To != third.zones[0].Serial {
+		t.Fatalf("the third table's history is %v", stepsOf(third))
+	}
+}

@@ -27,8 +27,9 @@ type table struct {
 	volatile map[string][]string
 	// extended says that a later table was built from this one: it appended its delta to
 	// this table's history in place, past the end this table reads (see deltas), so that a
-	// second table built from this one must copy the history instead. Only the refresher,
-	// which builds the tables, reads and writes it.
+	// second table built from this one must copy the history instead (or, keeping it
+	// unchanged, hold it with no room to append). Only the refresher, which builds the
+	// tables, reads and writes it.
 	extended bool
 }
 
@@ -205,6 +206,11 @@ func (t *table) deltas(z *zone.Zone, inPlace bool) []zone.Delta {
 	old := t.zoneFor(z.Name)
 	h := t.history[z.Name]
 	if old == nil || old.Name != z.Name || old.Serial == z.Serial {
+		if !inPlace {
+			// The room past h's end may hold another table's step: whatever extends this
+			// history from the new table copies it.
+			return h[:len(h):len(h)]
+		}
 		return h
 	}
 	if old.Config != z.Config {
