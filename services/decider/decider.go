@@ -52,9 +52,13 @@ type decider struct {
 	early     map[string]struct{}
 	earlyRing []string
 	earlyNext int
-	// pipe are the appends in flight, in the order sent; sentKeys counts the appends sent.
+	// pipe are the appends in flight, in the order sent; sentKeys counts the appends sent;
+	// landedAt is when one last landed.
 	pipe     []*sent
 	sentKeys uint64
+	landedAt time.Time
+	// retrying are the pools whose transition the next tick appends again (poolSlot.retry).
+	retrying []*poolSlot
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -403,11 +407,12 @@ func (d *decider) explain(s *endpointSlot, now time.Time) *decide.Decision {
 // tick lets time pass: staleness and hold-down deadlines, and retries of failed appends.
 // Once an append fails for another reason than a conflict (NATS unreachable), the pool
 // transitions wait for the next tick instead of each waiting for its own timeout. The appends
-// in flight land as their acknowledgements come, without the tick waiting for them, unless the
-// oldest waited longer than appendTimeout: then they are settled, and one that failed is retried
-// on the next tick.
+// in flight land as their acknowledgements come, without the tick waiting for them, unless they
+// stopped landing (see overdue): then they are settled, and one that failed is retried on the
+// next tick.
 func (d *decider) tick(ctx context.Context, now time.Time) {
 	d.failing = false
+	d.landReady(ctx)
 	if d.overdue() {
 		d.settle(ctx)
 	}
@@ -423,13 +428,13 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		d.ix.rearm(s)
 	}
 	d.flush(ctx)
-	for _, a := range d.ix.apps {
-		for _, p := range a.pools {
-			if p.retry && !d.failing {
-				p.retry = false
-				d.checkPool(ctx, p)
-			}
+	if !d.failing && len(d.retrying) > 0 {
+		pools := d.retrying
+		d.retrying = nil
+		for _, p := range pools {
+			p.retry = false
 		}
+		d.sendPools(ctx, pools)
 	}
 	d.reassert(ctx, now)
 }
@@ -537,7 +542,7 @@ func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.De
 }
 
 // appendTimeout bounds one append or read, and how long the appends in flight are waited for
-// (each, when the next needs it; all, once the oldest has waited this long), so that an
+// (each, when the next needs it; all, once none landed for this long), so that an
 // unreachable NATS does not stall the decider. While STATE elects a leader (after the node
 // leading it died) an append goes unanswered and the next tick tries it again: the bound is also
 // about how long a decision waits past the election. Trying again is safe: the same decision
@@ -672,7 +677,7 @@ func (d *decider) poolConflicted(ctx context.Context, p *poolSlot, err error) bo
 }
 
 func (d *decider) poolLater(ctx context.Context, p *poolSlot, err error) {
-	p.retry = true
+	d.retryLater(p)
 	d.failing = true
 	d.o.Stats.Failed.Add(1)
 	if ctx.Err() == nil {

@@ -121,6 +121,12 @@ func (d *decider) flush(ctx context.Context) {
 		d.send(ctx, &sent{s: x.s, dec: x.dec, ev: ev, lastSeq: x.s.seq})
 		addPool(x.s.pool)
 	}
+	d.sendPools(ctx, pools)
+}
+
+// sendPools sends the transitions of the pools whose availability changed since STATE last
+// recorded them, as flush does after their endpoints'.
+func (d *decider) sendPools(ctx context.Context, pools []*poolSlot) {
 	for _, p := range pools {
 		if p.next != nil {
 			d.landThrough(ctx, p.next)
@@ -128,6 +134,15 @@ func (d *decider) flush(ctx context.Context) {
 		if ev, t, ok := d.poolEvent(p, false); ok {
 			d.send(ctx, &sent{p: p, t: t, ev: ev, lastSeq: p.seq})
 		}
+	}
+}
+
+// retryLater keeps p's transition for the next tick, which sends it again with the others
+// kept, without waiting for each acknowledgement in turn.
+func (d *decider) retryLater(p *poolSlot) {
+	if !p.retry {
+		p.retry = true
+		d.retrying = append(d.retrying, p)
 	}
 }
 
@@ -214,10 +229,30 @@ func (d *decider) landThrough(ctx context.Context, j *sent) {
 	}
 }
 
-// overdue reports whether the oldest append in flight has waited for its acknowledgement
-// longer than appendTimeout.
+// overdue reports whether the appends in flight stopped landing: the oldest has waited for its
+// acknowledgement longer than appendTimeout, and none landed for as long. Acknowledgements that
+// come late but keep coming (JetStream and this process short of CPU in a storm of thousands of
+// transitions) are waited for: settling then would count the appends still on their way as
+// failed and send them again, adding load where there is too much already, while every one of
+// them is stored.
 func (d *decider) overdue() bool {
-	return len(d.pipe) > 0 && time.Since(d.pipe[0].at) > appendTimeout
+	return len(d.pipe) > 0 && time.Since(d.pipe[0].at) > appendTimeout && time.Since(d.landedAt) > appendTimeout
+}
+
+// landReady lands the appends in flight whose acknowledgements have come, without waiting for
+// the others.
+func (d *decider) landReady(ctx context.Context) {
+	for len(d.pipe) > 0 && d.pipe[0].f != nil {
+		select {
+		case ack := <-d.pipe[0].f.Ok():
+			d.acked(ctx, ack, nil)
+		case err := <-d.pipe[0].f.Err():
+			d.acked(ctx, nil, err)
+			return
+		default:
+			return
+		}
+	}
 }
 
 // pop takes the oldest append off the pipe.
@@ -271,7 +306,7 @@ func (d *decider) settle(ctx context.Context) {
 	}
 	for _, p := range touched {
 		if d.failing {
-			p.retry = true
+			d.retryLater(p)
 			continue
 		}
 		d.checkPool(ctx, p)
@@ -280,6 +315,7 @@ func (d *decider) settle(ctx context.Context) {
 
 // landed records the acknowledged append j.
 func (d *decider) landed(ctx context.Context, j *sent, ack *jetstream.PubAck) {
+	d.landedAt = time.Now()
 	d.o.Stats.Messages.Add(j.messages)
 	p := j.pool()
 	p.inFlight--

@@ -34,6 +34,14 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 		}
 	}
 	d.ix, d.o.Config, d.regions = ix, c, map[string]string{}
+	d.retrying = nil
+	for _, a := range ix.apps {
+		for _, p := range a.pools {
+			if p.retry {
+				d.retrying = append(d.retrying, p)
+			}
+		}
+	}
 	d.log.Info().Int("apps", len(c.Apps)).Int("endpoints", len(ix.endpoints)).Msg("configuration applied")
 	if d.live {
 		for _, p := range ix.pools {
