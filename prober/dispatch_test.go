@@ -122,11 +122,17 @@ func TestDispatcherRunsEachOwnedCheckOncePerWindowAtItsInstantAndTakesOverFromAD
 	go func() { w.dispatch(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	for clock.Now().Before(t0.Add(5 * time.Second)) {
+	// Each step waits for the runs started to note their instant: a run that read the clock
+	// after the next step would seem late.
+	idle := func() {
 		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+		w.inflight.Wait()
+	}
+	for clock.Now().Before(t0.Add(5 * time.Second)) {
+		idle()
 		clock.advance(step)
 	}
-	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+	idle()
 
 	mu.Lock()
 	defer mu.Unlock()
