@@ -434,3 +434,81 @@ func TestAConfigurationTakenBeforeADueCheckStartedStillRunsItsWindow(t *testing.
 		t.Fatalf("windows run %v, want window %d (instant %s) once", runs, n, at.Sub(t0))
 	}
 }
+
+// A configuration that changes only a check's jitter keeps the windows apart: the window the
+// check ran in just before is not run again at its new instant later in the same window.
+func TestAConfigurationThatChangesTheJitterDoesNotRunAWindowAgain(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	conf := func(jitter string) *config.Config {
+		var eps strings.Builder
+		for i := range 20 {
+			fmt.Fprintf(&eps, "{name: e%02d, address: \"127.0.0.1:%d\"}, ", i, 10000+i)
+		}
+		return testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s, jitter: `+jitter+`}
+    pools:
+      - name: west
+        endpoints: [`+eps.String()+`]
+`)
+	}
+	before, after := conf("0s"), conf("500ms")
+	// A check whose instant of the first window comes later with the new jitter.
+	first := Window(t0, time.Second) + 1
+	var key string
+	var oldAt, newAt time.Time
+	for _, tg := range Targets(before) {
+		o, n := SlotTime(tg.Key(), time.Second, 0, first), SlotTime(tg.Key(), time.Second, 500*time.Millisecond, first)
+		if n.After(o) {
+			key, oldAt, newAt = tg.Key(), o, n
+			break
+		}
+	}
+	if key == "" {
+		t.Fatal("no check's instant comes later with the new jitter")
+	}
+	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
+	roster := NewRoster(self)
+	roster.Seen(self, t0.Add(time.Hour))
+	configs := make(chan *config.Config)
+	w := &worker{
+		o:       Options{Config: before, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},
+		log:     zerolog.New(zerolog.NewTestWriter(t)),
+		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
+	}
+	t.Cleanup(w.pool.close)
+	var mu sync.Mutex
+	runs := map[int64]int{}
+	w.run = func(_ context.Context, s *slot, n int64) {
+		if s.key == key {
+			mu.Lock()
+			runs[n]++
+			mu.Unlock()
+		}
+		s.running.Store(false)
+		w.inflight.Done()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.dispatch(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	idle := func() {
+		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+		w.inflight.Wait()
+	}
+	idle()
+	clock.advance(oldAt.Sub(clock.Now()))
+	idle() // the check ran in window first at its old instant
+	configs <- after
+	configs <- nil
+	for idle(); clock.Now().Before(newAt.Add(time.Millisecond)); idle() {
+		clock.fireNext()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if runs[first] != 1 {
+		t.Fatalf("%s ran %d times in window %d (instants %s before the new jitter, %s after), want once", key, runs[first], first, oldAt.Sub(t0), newAt.Sub(t0))
+	}
+}

@@ -320,10 +320,11 @@ type slot struct {
 }
 
 // build makes the dispatch queue of a configuration, each check at its next instant after now.
-// A check the old queue had, with the same interval and jitter, keeps its next window and
-// instant there: a window it already ran in is not run again, however soon after the run the
-// configuration comes, and one whose instant passed before the configuration was taken still
-// runs (late) rather than being skipped.
+// A check the old queue had, with the same interval, keeps its next window there (at that
+// window's instant with its jitter now): a window it already ran in is not run again, however
+// soon after the run the configuration comes or wherever a new jitter puts the instant, and
+// one whose instant passed before the configuration was taken still runs (late) rather than
+// being skipped.
 func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	var prev map[string]*slot
 	if old != nil {
@@ -351,8 +352,8 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 		s.window, s.at = NextSlot(s.key, interval, jitter, now)
 		if p := prev[s.key]; p != nil {
 			s.running = p.running
-			if p.t.Check.Interval == t.Check.Interval && p.t.Check.Jitter == t.Check.Jitter {
-				s.window, s.at = p.window, p.at
+			if p.t.Check.Interval == t.Check.Interval {
+				s.window, s.at = p.window, SlotTime(s.key, interval, jitter, p.window)
 			}
 		}
 		ss = append(ss, s)
