@@ -185,15 +185,7 @@ func TestAWorkerPausedForSeveralIntervalsSkipsTheMissedWindowsInsteadOfCatchingU
       - name: west
         endpoints: [{name: a, address: "127.0.0.1:10000"}, {name: b, address: "127.0.0.1:10001"}]
 `)
-	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
-	roster := NewRoster(self)
-	roster.Seen(self, t0.Add(time.Hour))
-	w := &worker{
-		o:       Options{Config: cfg, Region: "us-west", Name: "p1", Clock: clock},
-		log:     zerolog.New(zerolog.NewTestWriter(t)),
-		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
-	}
-	t.Cleanup(w.pool.close)
+	w := loneWorker(t, cfg, nil, clock, t0)
 	var mu sync.Mutex
 	runs := map[string]int{}
 	w.run = func(_ context.Context, s *slot, _ int64) {
@@ -286,16 +278,8 @@ func TestReplacedConfigurationsKeepEachChecksInstantsWithNoWindowRunTwiceOrSkipp
 	}{{1500 * time.Millisecond, a}, {2500 * time.Millisecond, b}, {4 * time.Second, b}, {4500 * time.Millisecond, a}}
 	const end = 6 * time.Second
 
-	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
-	roster := NewRoster(self)
-	roster.Seen(self, t0.Add(time.Hour))
 	configs := make(chan *config.Config)
-	w := &worker{
-		o:       Options{Config: a, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},
-		log:     zerolog.New(zerolog.NewTestWriter(t)),
-		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
-	}
-	t.Cleanup(w.pool.close)
+	w := loneWorker(t, a, configs, clock, t0)
 	type ran struct {
 		key string
 		n   int64
@@ -392,16 +376,8 @@ func TestAConfigurationTakenBeforeADueCheckStartedStillRunsItsWindow(t *testing.
       - name: west
         endpoints: [{name: a, address: "127.0.0.1:10000"}]
 `)
-	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
-	roster := NewRoster(self)
-	roster.Seen(self, t0.Add(time.Hour))
 	configs := make(chan *config.Config)
-	w := &worker{
-		o:       Options{Config: cfg, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},
-		log:     zerolog.New(zerolog.NewTestWriter(t)),
-		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
-	}
-	t.Cleanup(w.pool.close)
+	w := loneWorker(t, cfg, configs, clock, t0)
 	var mu sync.Mutex
 	var runs []int64
 	w.run = func(_ context.Context, s *slot, n int64) {
@@ -469,16 +445,8 @@ func TestAConfigurationThatChangesTheJitterDoesNotRunAWindowAgain(t *testing.T) 
 	if key == "" {
 		t.Fatal("no check's instant comes later with the new jitter")
 	}
-	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
-	roster := NewRoster(self)
-	roster.Seen(self, t0.Add(time.Hour))
 	configs := make(chan *config.Config)
-	w := &worker{
-		o:       Options{Config: before, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},
-		log:     zerolog.New(zerolog.NewTestWriter(t)),
-		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
-	}
-	t.Cleanup(w.pool.close)
+	w := loneWorker(t, before, configs, clock, t0)
 	var mu sync.Mutex
 	runs := map[int64]int{}
 	w.run = func(_ context.Context, s *slot, n int64) {
@@ -511,4 +479,19 @@ func TestAConfigurationThatChangesTheJitterDoesNotRunAWindowAgain(t *testing.T) 
 	if runs[first] != 1 {
 		t.Fatalf("%s ran %d times in window %d (instants %s before the new jitter, %s after), want once", key, runs[first], first, oldAt.Sub(t0), newAt.Sub(t0))
 	}
+}
+
+// loneWorker is prober p1 of us-west, live throughout and alone in its region, dispatching cfg
+// on clock from t0 and taking the configurations sent on configs (nil: none).
+func loneWorker(t *testing.T, cfg *config.Config, configs chan *config.Config, clock Clock, t0 time.Time) *worker {
+	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
+	roster := NewRoster(self)
+	roster.Seen(self, t0.Add(time.Hour))
+	w := &worker{
+		o:       Options{Config: cfg, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},
+		log:     zerolog.New(zerolog.NewTestWriter(t)),
+		members: &membership{roster: roster, clock: clock}, transports: newSharedTransports(), pool: newPool(time.Second),
+	}
+	t.Cleanup(w.pool.close)
+	return w
 }
