@@ -43,14 +43,17 @@ type publisher struct {
 	clock  Clock
 
 	// With a window, results wait in queued, in the order they completed, for the batcher. A
-	// check wakes the batcher only when it waits for a first result or when a batch's worth
-	// waits: while a window is open the batcher sleeps until it ends, where a channel woke it
-	// for every result (a goroutine made ready, often an idle thread woken to run it).
+	// check wakes the batcher only when it waits for a first result or when the results queued
+	// fill a batch it holds: while a window is open the batcher sleeps until it ends, where a
+	// channel woke it for every result (a goroutine made ready, often an idle thread woken to
+	// run it).
 	mu     sync.Mutex
 	room   *sync.Cond // signalled when the batcher takes what is queued
 	queued []completed
-	idle   bool          // the batcher waits for a result, with no window open
-	wake   chan struct{} // capacity 1
+	idle   bool // the batcher waits for a result, with no window open
+	// fill is how many queued results fill the fuller of the batches the batcher holds.
+	fill int
+	wake chan struct{} // capacity 1
 
 	done   chan struct{}
 	failed atomic.Int64 // results JetStream did not store
@@ -59,7 +62,7 @@ type publisher struct {
 // newPublisher returns a publisher; with a positive window, batches must run.
 func newPublisher(js jetstream.JetStream, region, prober string, window time.Duration, clock Clock) *publisher {
 	p := &publisher{js: js, region: region, prober: prober, source: "prober/" + region + "/" + prober,
-		window: window, clock: clock, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		window: window, clock: clock, fill: maxBatch, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	p.room = sync.NewCond(&p.mu)
 	return p
 }
@@ -77,7 +80,7 @@ func (p *publisher) publish(c completed) {
 		p.room.Wait()
 	}
 	p.queued = append(p.queued, c)
-	wake := p.idle || len(p.queued)%maxBatch == 0
+	wake := p.idle || len(p.queued) == p.fill
 	p.idle = false
 	p.mu.Unlock()
 	if wake {
@@ -106,8 +109,9 @@ func (p *publisher) send(subject, typ, id string, data []byte, results int) {
 }
 
 // take returns the results queued since the last take, in their order, and reuses spare for
-// the next ones; sleeping tells publish to wake the batcher for the next result.
-func (p *publisher) take(spare []completed, sleeping bool) []completed {
+// the next ones; sleeping tells publish to wake the batcher for the next result, and fill at
+// how many queued results a batch it holds is full.
+func (p *publisher) take(spare []completed, sleeping bool, fill int) []completed {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	got := p.queued
@@ -116,6 +120,7 @@ func (p *publisher) take(spare []completed, sleeping bool) []completed {
 		p.room.Broadcast()
 	}
 	p.idle = sleeping && len(got) == 0
+	p.fill = fill
 	return got
 }
 
@@ -158,7 +163,7 @@ func (p *publisher) batches(ctx context.Context) {
 	}
 	// gather adds the results queued since the last look.
 	gather := func() {
-		got = p.take(got, false)
+		got = p.take(got, false, maxBatch) // flushed next: it holds none
 		for _, c := range got {
 			add(c)
 		}
@@ -166,7 +171,7 @@ func (p *publisher) batches(ctx context.Context) {
 	}
 	for {
 		// Look at what came; sleep only when nothing did.
-		if got = p.take(got, timer == nil); len(got) > 0 {
+		if got = p.take(got, timer == nil, maxBatch-max(len(endpoints), len(edges))); len(got) > 0 {
 			for _, c := range got {
 				if timer == nil {
 					now := p.clock.Now()
