@@ -21,7 +21,7 @@ type projector struct {
 	// latest holds the last event of every STATE subject: what the snapshot keeps; unsaved
 	// the subjects whose last event changed since the last save.
 	latest  map[string]storedEvent
-	unsaved map[string]struct{}
+	unsaved map[string]storedEvent
 	serials map[string]uint32
 	// restored holds, per zone, the digest of the content the snapshot's serial stood for: a
 	// first projection with other content takes a new serial.
@@ -77,7 +77,7 @@ type zoneChange struct {
 func newProjector(static *zone.Static, now func() time.Time) *projector {
 	p := &projector{
 		now: now, view: state.NewView(),
-		latest: map[string]storedEvent{}, unsaved: map[string]struct{}{}, serials: map[string]uint32{}, served: map[string]servedZone{},
+		latest: map[string]storedEvent{}, unsaved: map[string]storedEvent{}, serials: map[string]uint32{}, served: map[string]servedZone{},
 		restored: map[string]string{}, dirtySet: map[int]bool{},
 	}
 	p.setStatic(static)
@@ -136,8 +136,8 @@ func (p *projector) apply(subject string, seq uint64, e events.Envelope, raw []b
 		return false, fmt.Errorf("apply %s at seq %d: %w", subject, seq, err)
 	}
 	if prev, ok := p.latest[subject]; !ok || seq > prev.Seq {
-		p.latest[subject] = storedEvent{Subject: subject, Seq: seq, Event: e, raw: raw}
-		p.unsaved[subject] = struct{}{}
+		ev := storedEvent{Subject: subject, Seq: seq, Event: e, raw: raw}
+		p.latest[subject], p.unsaved[subject] = ev, ev
 	}
 	if changed {
 		p.touch(subject)

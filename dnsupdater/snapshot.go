@@ -81,17 +81,17 @@ type snapshotSave struct {
 }
 
 // save returns what changed since the last save (every subject when full), and forgets it.
+// Short of a full save it hands over the changes' map itself rather than a copy: the follower
+// waits while the refresher saves (projMu), and copying the thousands of events a storm folds
+// in a second held it up to 80 ms on a loaded machine.
 func (p *projector) save(full bool) *snapshotSave {
 	s := &snapshotSave{full: full, serials: maps.Clone(p.serials), lastSeq: p.view.LastSeq(), zones: p.current}
 	if full {
 		s.events = maps.Clone(p.latest)
+		clear(p.unsaved)
 	} else {
-		s.events = make(map[string]storedEvent, len(p.unsaved))
-		for subject := range p.unsaved {
-			s.events[subject] = p.latest[subject]
-		}
+		s.events, p.unsaved = p.unsaved, map[string]storedEvent{}
 	}
-	clear(p.unsaved)
 	return s
 }
 
