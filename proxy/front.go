@@ -321,6 +321,12 @@ func (lc *leanConn) serve() bool {
 			if err != nil {
 				return err
 			}
+			if lc.gone {
+				// The client left as the answer arrived: watch put uc's deadline in the past,
+				// so uc is neither relayed on nor pooled, where the next request would fail.
+				_ = uc.c.Close()
+				return errClientGone
+			}
 			keep, err = lc.answer(uc, pool, t.Addr, at)
 			return err
 		})

@@ -134,6 +134,9 @@ var errHeaderTimeout = errors.New("no answer within the response_header timeout"
 // take it either.
 var errLoop = errors.New("the local pool is down and the request was already forwarded by another edge: not forwarding it again")
 
+// errClientGone ends an attempt on the lean path whose client left while the answer was on its way.
+var errClientGone = errors.New("the client left while the answer was on its way")
+
 // errNoTarget is the reason a request fails when the route offers nowhere to send it.
 var errNoTarget = errors.New("no instance and no secondary edge to send the request to")
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -380,6 +381,74 @@ func TestAClientCannotSpoofTheForwardedByField(t *testing.T) {
 			_ = resp.Body.Close()
 			return resp.StatusCode == 200 && resp.Header.Get("Backend") == "e1" && resp.Header.Get("Got-Hop") == "edge-west"
 		}, "%s claiming to come from edge-east to be forwarded to the secondary all the same, marked by edge-west only", method)
+	}
+}
+
+// A client that leaves on the lean path while its slow answer arrives: the edge watches the
+// client during the wait and, seeing it gone, ends the upstream connection's reads and writes
+// with a deadline in the past. When the answer came first, that connection must not be
+// relayed on and pooled: the next request to take it would fail to be sent, be charged to the
+// instance and go to the secondary edge.
+func TestAClientThatLeavesAsItsSlowAnswerArrivesLeavesNoDeadConnectionInThePool(t *testing.T) {
+	waiting, release := make(chan struct{}, 1), make(chan struct{}, 1)
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body := "w1"
+			if req.URL.Path == "/slow" {
+				waiting <- struct{}{}
+				<-release
+				body = "w1 slow"
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body); err != nil {
+				return
+			}
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	ask := func(raw string) string {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, raw)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp.Status + ": " + string(b)
+	}
+	const want = "200 OK: w1"
+	if got := ask("GET /fast HTTP/1.1\r\nHost: shop\r\n\r\n"); got != want {
+		t.Fatalf("before any client left: %q, want %q", got, want)
+	}
+	for i := range 10 {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, "GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")
+		select {
+		case <-waiting:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the slow request never reached the instance")
+		}
+		// The instance answers later than slowAnswer, so the edge watches the client meanwhile;
+		// the answer and the client's leaving then arrive together.
+		time.Sleep(3 * slowAnswer)
+		release <- struct{}{}
+		_ = conn.Close()
+		if got := ask("GET /fast HTTP/1.1\r\nHost: shop\r\n\r\n"); got != want {
+			t.Fatalf("after %d clients left as their slow answers arrived, the next request got %q, want %q from the instance", i+1, got, want)
+		}
 	}
 }
 
