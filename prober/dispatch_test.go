@@ -275,7 +275,7 @@ func TestReplacedConfigurationsKeepEachChecksInstantsWithNoWindowRunTwiceOrSkipp
 	replaceAt := []struct {
 		after time.Duration
 		c     *config.Config
-	}{{1500 * time.Millisecond, a}, {2500 * time.Millisecond, b}, {4 * time.Second, b}, {4500 * time.Millisecond, a}}
+	}{{1500 * time.Millisecond, a}, {2500 * time.Millisecond, b}, {4 * time.Second, b}, {4850 * time.Millisecond, a}}
 	const end = 6 * time.Second
 
 	configs := make(chan *config.Config)
@@ -319,25 +319,41 @@ func TestReplacedConfigurationsKeepEachChecksInstantsWithNoWindowRunTwiceOrSkipp
 	mu.Lock()
 	defer mu.Unlock()
 	// Every instant of every configured check while its configuration was in force ran once,
-	// at that instant, and nothing else ran.
+	// at that instant, and nothing else ran; a check whose interval a configuration changed
+	// starts at the first of its new instants one new interval or more after its last run.
 	want := map[ran]time.Time{}
+	lastAt := map[string]time.Time{}
+	held := map[time.Time]int{} // per change of interval, the instants held back
+	var before map[string]Target
 	for i, p := range periods {
 		to := last
 		if i+1 < len(periods) {
 			to = periods[i+1].from
 		}
+		in := map[string]Target{}
 		for _, tg := range Targets(p.c) {
+			in[tg.Key()] = tg
 			interval, jitter := tg.Check.Interval.D(), tg.Check.Jitter.D()
+			from := p.from
+			if b, ok := before[tg.Key()]; ok && b.Check.Interval != tg.Check.Interval {
+				from = lastAt[tg.Key()].Add(interval - 1)
+			}
 			for n := Window(p.from, interval); ; n++ {
 				at := SlotTime(tg.Key(), interval, jitter, n)
 				if at.After(to) {
 					break
 				}
-				if at.After(p.from) {
+				switch {
+				case !at.After(p.from):
+				case !at.After(from):
+					held[p.from]++
+				default:
 					want[ran{tg.Key(), n}] = at
+					lastAt[tg.Key()] = at
 				}
 			}
 		}
+		before = in
 	}
 	for r, at := range want {
 		if got := runs[r]; len(got) != 1 || !got[0].Equal(at) {
@@ -349,8 +365,40 @@ func TestReplacedConfigurationsKeepEachChecksInstantsWithNoWindowRunTwiceOrSkipp
 			t.Errorf("%s ran in window %d at %v, which no configuration in force had", r.key, r.n, offsets(got, t0))
 		}
 	}
+	// No check ran twice closer than the interval less the jitter in force at the second run,
+	// across a change of interval either way as within one: api, without jitter, a full
+	// interval apart.
+	byKey := map[string][]time.Time{}
+	for r, got := range runs {
+		byKey[r.key] = append(byKey[r.key], got...)
+	}
+	for key, ts := range byKey {
+		slices.SortFunc(ts, time.Time.Compare)
+		for i := 1; i < len(ts); i++ {
+			p := periods[0]
+			for _, q := range periods {
+				if q.from.Before(ts[i]) {
+					p = q
+				}
+			}
+			for _, tg := range Targets(p.c) {
+				if tg.Key() != key {
+					continue
+				}
+				if gap, least := ts[i].Sub(ts[i-1]), tg.Check.Interval.D()-tg.Check.Jitter.D(); gap < least {
+					t.Errorf("%s ran at %s and again at %s, %s apart: want at least %s (interval %s, jitter %s)",
+						key, ts[i-1].Sub(t0), ts[i].Sub(t0), gap, least, tg.Check.Interval.D(), tg.Check.Jitter.D())
+				}
+			}
+		}
+	}
 	if len(want) < 150 {
 		t.Fatalf("only %d runs expected: the test checks too little", len(want))
+	}
+	// Both changes of api's interval, the lengthening and the shortening, come where an instant
+	// of the new interval falls less than an interval after api's last run.
+	if len(held) != 2 {
+		t.Fatalf("instants held back at the changes of interval: %v, want some at both", held)
 	}
 }
 
@@ -478,6 +526,87 @@ func TestAConfigurationThatChangesTheJitterDoesNotRunAWindowAgain(t *testing.T) 
 	defer mu.Unlock()
 	if runs[first] != 1 {
 		t.Fatalf("%s ran %d times in window %d (instants %s before the new jitter, %s after), want once", key, runs[first], first, oldAt.Sub(t0), newAt.Sub(t0))
+	}
+}
+
+// A check whose interval a configuration changes runs next one new interval after its last run,
+// or up to one more to land on an instant of the new interval: lengthened, it waits out the new
+// interval; shortened, it does not wait out the old one; changed again before it ran, it still
+// counts from its last run.
+func TestAChangedIntervalRunsTheCheckNextOneNewIntervalAfterItsLastRun(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		intervals []string // the first in force from the start, the others sent right after a run, 100 ms apart
+	}{
+		{name: "lengthened from 1s to 10s, it waits 10 s", intervals: []string{"1s", "10s"}},
+		{name: "shortened from 10s to 1s, it waits 1 s, not 10 s", intervals: []string{"10s", "1s"}},
+		{name: "lengthened and shortened again before it ran, it waits 1 s", intervals: []string{"1s", "10s", "1s"}},
+		{name: "shortened and lengthened again before it ran, it waits 10 s", intervals: []string{"10s", "1s", "10s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t0 := time.Unix(1_700_000_000, 0)
+			clock := &fakeClock{now: t0}
+			conf := func(interval string) *config.Config {
+				return testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: `+interval+`}
+    pools:
+      - name: west
+        endpoints: [{name: a, address: "127.0.0.1:10000"}]
+`)
+			}
+			configs := make(chan *config.Config)
+			w := loneWorker(t, conf(tc.intervals[0]), configs, clock, t0)
+			var mu sync.Mutex
+			var runs []time.Time
+			w.run = func(_ context.Context, s *slot, _ int64) {
+				mu.Lock()
+				runs = append(runs, clock.Now())
+				mu.Unlock()
+				s.running.Store(false)
+				w.inflight.Done()
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { w.dispatch(ctx); close(done) }()
+			t.Cleanup(func() { cancel(); <-done })
+			idle := func() {
+				eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+				w.inflight.Wait()
+			}
+			ran := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(runs)
+			}
+
+			for idle(); ran() < 2; idle() {
+				clock.fireNext()
+			}
+			mu.Lock()
+			lastRun := runs[len(runs)-1]
+			mu.Unlock()
+			for i, iv := range tc.intervals[1:] {
+				if i > 0 {
+					clock.advance(100 * time.Millisecond)
+					idle()
+				}
+				configs <- conf(iv)
+				configs <- nil // taken once the replacement's pass is done
+			}
+			for idle(); ran() < 3; idle() {
+				clock.fireNext()
+			}
+
+			mu.Lock()
+			defer mu.Unlock()
+			interval := conf(tc.intervals[len(tc.intervals)-1]).Apps[0].Check.Interval.D()
+			if got := runs[2].Sub(lastRun); len(runs) != 3 || got < interval || got >= 2*interval {
+				t.Fatalf("after the run at %s the check ran at %v, want once, at least %s and under %s after it",
+					lastRun.Sub(t0), offsets(runs[2:], t0), interval, 2*interval)
+			}
+		})
 	}
 }
 

@@ -312,6 +312,10 @@ type slot struct {
 	c      checker
 	window int64
 	at     time.Time
+	// first is the check's first window in this schedule and prior the instant of the last
+	// window it reached before it, in the schedule the configuration replaced (zero: none).
+	first int64
+	prior time.Time
 	// running is set while a run of the check is in flight; a configuration that keeps the
 	// check hands it on, so a run of the old one still holds back the next.
 	running *atomic.Bool
@@ -319,12 +323,24 @@ type slot struct {
 	series *metrics.ProbeSeries
 }
 
+// last is the instant of the last window the check reached, in which it could have run: the one
+// before its next window, or the last it reached in the schedule this one replaced (zero: none).
+// It is reckoned from the windows, not from the runs, so every worker of the region has the same.
+func (s *slot) last() time.Time {
+	if s.window > s.first {
+		return SlotTime(s.key, s.t.Check.Interval.D(), s.t.Check.Jitter.D(), s.window-1)
+	}
+	return s.prior
+}
+
 // build makes the dispatch queue of a configuration, each check at its next instant after now.
 // A check the old queue had, with the same interval, keeps its next window there (at that
 // window's instant with its jitter now): a window it already ran in is not run again, however
 // soon after the run the configuration comes or wherever a new jitter puts the instant, and
 // one whose instant passed before the configuration was taken still runs (late) rather than
-// being skipped.
+// being skipped. One whose interval changed starts at its first instant of the new interval
+// no sooner than one new interval after the last window it reached, so that it is never
+// probed twice within the new interval, lengthened or shortened.
 func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	var prev map[string]*slot
 	if old != nil {
@@ -351,11 +367,15 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 		interval, jitter := t.Check.Interval.D(), t.Check.Jitter.D()
 		s.window, s.at = NextSlot(s.key, interval, jitter, now)
 		if p := prev[s.key]; p != nil {
-			s.running = p.running
-			if p.t.Check.Interval == t.Check.Interval {
+			s.running, s.prior = p.running, p.last()
+			switch {
+			case p.t.Check.Interval == t.Check.Interval:
 				s.window, s.at = p.window, SlotTime(s.key, interval, jitter, p.window)
+			case !s.prior.IsZero() && s.prior.Add(interval).After(now):
+				s.window, s.at = NextSlot(s.key, interval, jitter, s.prior.Add(interval))
 			}
 		}
+		s.first = s.window
 		ss = append(ss, s)
 	}
 	return newQueue(ss)
