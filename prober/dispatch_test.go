@@ -530,34 +530,37 @@ func TestAConfigurationThatChangesTheJitterDoesNotRunAWindowAgain(t *testing.T) 
 }
 
 // A check whose interval a configuration changes runs next one new interval after its last run,
-// or up to one more to land on an instant of the new interval: lengthened, it waits out the new
-// interval; shortened, it does not wait out the old one; changed again before it ran, it still
-// counts from its last run.
+// or up to one more (and its jitter) to land on an instant of the new interval: lengthened, it
+// waits out the new interval; shortened, it does not wait out the old one; changed again before
+// it ran, the interval or only the jitter, it still counts from its last run.
 func TestAChangedIntervalRunsTheCheckNextOneNewIntervalAfterItsLastRun(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		intervals []string // the first in force from the start, the others sent right after a run, 100 ms apart
+		name   string
+		checks []string // interval (and jitter): the first in force from the start, the others sent right after a run, 100 ms apart
 	}{
-		{name: "lengthened from 1s to 10s, it waits 10 s", intervals: []string{"1s", "10s"}},
-		{name: "shortened from 10s to 1s, it waits 1 s, not 10 s", intervals: []string{"10s", "1s"}},
-		{name: "lengthened and shortened again before it ran, it waits 1 s", intervals: []string{"1s", "10s", "1s"}},
-		{name: "shortened and lengthened again before it ran, it waits 10 s", intervals: []string{"10s", "1s", "10s"}},
+		{name: "lengthened from 1s to 10s, it waits 10 s", checks: []string{"1s", "10s"}},
+		{name: "shortened from 10s to 1s, it waits 1 s, not 10 s", checks: []string{"10s", "1s"}},
+		{name: "lengthened and shortened again before it ran, it waits 1 s", checks: []string{"1s", "10s", "1s"}},
+		{name: "shortened and lengthened again before it ran, it waits 10 s", checks: []string{"10s", "1s", "10s"}},
+		// The jitter puts the instant of the window chosen under no jitter (15.3 s) at 10.1 s,
+		// 8.8 s after the last run at 1.3 s.
+		{name: "lengthened from 1s to 10s, then given a jitter before it ran, it waits 10 s", checks: []string{"1s", "10s", "10s, jitter: 10s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t0 := time.Unix(1_700_000_000, 0)
 			clock := &fakeClock{now: t0}
-			conf := func(interval string) *config.Config {
+			conf := func(check string) *config.Config {
 				return testConfig(t, `
   - name: shop
     fqdn: shop.demo.test
-    check: {type: tcp, interval: `+interval+`}
+    check: {type: tcp, interval: `+check+`}
     pools:
       - name: west
         endpoints: [{name: a, address: "127.0.0.1:10000"}]
 `)
 			}
 			configs := make(chan *config.Config)
-			w := loneWorker(t, conf(tc.intervals[0]), configs, clock, t0)
+			w := loneWorker(t, conf(tc.checks[0]), configs, clock, t0)
 			var mu sync.Mutex
 			var runs []time.Time
 			w.run = func(_ context.Context, s *slot, _ int64) {
@@ -587,12 +590,12 @@ func TestAChangedIntervalRunsTheCheckNextOneNewIntervalAfterItsLastRun(t *testin
 			mu.Lock()
 			lastRun := runs[len(runs)-1]
 			mu.Unlock()
-			for i, iv := range tc.intervals[1:] {
+			for i, c := range tc.checks[1:] {
 				if i > 0 {
 					clock.advance(100 * time.Millisecond)
 					idle()
 				}
-				configs <- conf(iv)
+				configs <- conf(c)
 				configs <- nil // taken once the replacement's pass is done
 			}
 			for idle(); ran() < 3; idle() {
@@ -601,10 +604,11 @@ func TestAChangedIntervalRunsTheCheckNextOneNewIntervalAfterItsLastRun(t *testin
 
 			mu.Lock()
 			defer mu.Unlock()
-			interval := conf(tc.intervals[len(tc.intervals)-1]).Apps[0].Check.Interval.D()
-			if got := runs[2].Sub(lastRun); len(runs) != 3 || got < interval || got >= 2*interval {
+			k := conf(tc.checks[len(tc.checks)-1]).Apps[0].Check
+			interval, most := k.Interval.D(), 2*k.Interval.D()+k.Jitter.D()
+			if got := runs[2].Sub(lastRun); len(runs) != 3 || got < interval || got >= most {
 				t.Fatalf("after the run at %s the check ran at %v, want once, at least %s and under %s after it",
-					lastRun.Sub(t0), offsets(runs[2:], t0), interval, 2*interval)
+					lastRun.Sub(t0), offsets(runs[2:], t0), interval, most)
 			}
 		})
 	}

@@ -316,6 +316,10 @@ type slot struct {
 	// window it reached before it, in the schedule the configuration replaced (zero: none).
 	first int64
 	prior time.Time
+	// hold, while the check has reached no window of this schedule, is the instant it may not
+	// run before: one interval after the last window it reached under another interval (zero:
+	// none). A configuration that keeps the interval keeps it.
+	hold time.Time
 	// running is set while a run of the check is in flight; a configuration that keeps the
 	// check hands it on, so a run of the old one still holds back the next.
 	running *atomic.Bool
@@ -340,7 +344,8 @@ func (s *slot) last() time.Time {
 // one whose instant passed before the configuration was taken still runs (late) rather than
 // being skipped. One whose interval changed starts at its first instant of the new interval
 // no sooner than one new interval after the last window it reached, so that it is never
-// probed twice within the new interval, lengthened or shortened.
+// probed twice within the new interval, lengthened or shortened; a configuration that changes
+// only its jitter before it got there moves it no sooner.
 func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	var prev map[string]*slot
 	if old != nil {
@@ -368,11 +373,16 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 		s.window, s.at = NextSlot(s.key, interval, jitter, now)
 		if p := prev[s.key]; p != nil {
 			s.running, s.prior = p.running, p.last()
-			switch {
-			case p.t.Check.Interval == t.Check.Interval:
+			if p.t.Check.Interval == t.Check.Interval {
 				s.window, s.at = p.window, SlotTime(s.key, interval, jitter, p.window)
-			case !s.prior.IsZero() && s.prior.Add(interval).After(now):
-				s.window, s.at = NextSlot(s.key, interval, jitter, s.prior.Add(interval))
+				if p.window == p.first {
+					s.hold = p.hold
+				}
+			} else if !s.prior.IsZero() {
+				s.hold = s.prior.Add(interval)
+			}
+			if s.at.Before(s.hold) {
+				s.window, s.at = NextSlot(s.key, interval, jitter, s.hold)
 			}
 		}
 		s.first = s.window
