@@ -86,6 +86,36 @@ apps:
 	}
 }
 
+func TestTimingsPastTheirBoundsAreRefused(t *testing.T) {
+	doc := `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    hold_down: 721h
+    check: {type: tcp, interval: 25h, timeout: 1s, stale_after: 100000h}
+    pools: [{name: a, endpoints: [{address: "10.0.0.1:80"}]}]
+  - name: api
+    fqdn: api.demo.test
+    hold_down: 720h
+    check: {type: tcp, interval: 24h, timeout: 1s, stale_after: 720h}
+    pools: [{name: a, endpoints: [{address: "10.0.0.2:80"}]}]
+`
+	_, err := config.Parse("detour.yaml", []byte(doc))
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse = %v, want *config.Error", err)
+	}
+	want := []string{
+		`apps[0].hold_down: want at most 720h (30 days), got 721h0m0s`,
+		`apps[0].check.interval: want at most 24h, got 25h0m0s`,
+		`apps[0].check.stale_after: want at most 720h (30 days), got 100000h0m0s`,
+	}
+	if strings.Join(ce.Problems, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestUnknownKeysAreRefused(t *testing.T) {
 	_, err := config.Parse("x.yaml", []byte("zones: [{name: demo.test}]\napps: []\nedgez: []\n"))
 	if err == nil || !strings.Contains(err.Error(), `x.yaml:3: unknown field "edgez" (did you mean "edges"?)`) {

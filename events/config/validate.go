@@ -174,6 +174,8 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 	}
 	if a.HoldDown < 0 {
 		p.add(path+".hold_down", "must not be negative")
+	} else if a.HoldDown > maxHoldTime {
+		p.add(path+".hold_down", "want at most 720h (30 days), got %s", a.HoldDown)
 	}
 	a.Check.validate(p, path+".check")
 
@@ -272,6 +274,14 @@ func (c *Config) validateAddress(p *problems, n *names, path string, a *App, add
 	}
 }
 
+// maxInterval bounds a check's interval, and maxHoldTime its stale_after and an app's hold_down:
+// far beyond any use (a failover that waits a day for its first check is none), and far below
+// the year 2262, past which a deadline reckoned in Unix nanoseconds overflows.
+const (
+	maxInterval = Duration(24 * time.Hour)
+	maxHoldTime = Duration(30 * 24 * time.Hour)
+)
+
 func (k *Check) validate(p *problems, path string) {
 	switch k.Type {
 	case CheckHTTP, CheckHTTPS, CheckTCP, CheckICMP, CheckDNS:
@@ -283,6 +293,8 @@ func (k *Check) validate(p *problems, path string) {
 	}
 	if k.Interval <= 0 {
 		p.add(path+".interval", "must be positive")
+	} else if k.Interval > maxInterval {
+		p.add(path+".interval", "want at most 24h, got %s", k.Interval)
 	}
 	if k.Timeout <= 0 {
 		p.add(path+".timeout", "must be positive")
@@ -300,6 +312,8 @@ func (k *Check) validate(p *problems, path string) {
 	}
 	if k.StaleAfter <= 0 {
 		p.add(path+".stale_after", "must be positive")
+	} else if k.StaleAfter > maxHoldTime {
+		p.add(path+".stale_after", "want at most 720h (30 days), got %s", k.StaleAfter)
 	}
 	for j, s := range k.ExpectStatus {
 		if _, _, err := ParseStatusRange(s); err != nil {
