@@ -66,21 +66,13 @@ apps:
     fqdn: www.demo.test
     pools: [{name: a, endpoints: [{address: "10.0.0.2:80"}]}]
 `
-	_, err := config.Parse("detour.yaml", []byte(doc))
-	var ce *config.Error
-	if !errors.As(err, &ce) {
-		t.Fatalf("Parse = %v, want *config.Error", err)
-	}
-	want := []string{
+	err := refusedWith(t, doc,
 		`apps[0].fqdn: "shop.other.test" lies in none of the configured zones`,
 		`apps[0].policy: want failover, weighted, round_robin or source, got "fastest"`,
 		`apps[0].check.timeout: 2s is longer than the interval 1s`,
 		`apps[0].pools[0].endpoints[0].address: want ip:port: the http check needs a port and check.port sets none, got "10.0.0.1"`,
 		`apps[1].name: duplicate app "shop"`,
-	}
-	if strings.Join(ce.Problems, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), strings.Join(want, "\n"))
-	}
+	)
 	if !strings.HasPrefix(err.Error(), "detour.yaml: invalid configuration:\n") {
 		t.Errorf("error text starts %q", err.Error())
 	}
@@ -101,19 +93,26 @@ apps:
     check: {type: tcp, interval: 24h, timeout: 1s, stale_after: 720h}
     pools: [{name: a, endpoints: [{address: "10.0.0.2:80"}]}]
 `
+	refusedWith(t, doc,
+		`apps[0].hold_down: want at most 720h (30 days), got 721h0m0s`,
+		`apps[0].check.interval: want at most 24h, got 25h0m0s`,
+		`apps[0].check.stale_after: want at most 720h (30 days), got 100000h0m0s`,
+	)
+}
+
+// refusedWith parses doc as detour.yaml and fails the test unless it is refused with exactly the
+// problems want, in order; it returns the refusal.
+func refusedWith(t *testing.T, doc string, want ...string) error {
+	t.Helper()
 	_, err := config.Parse("detour.yaml", []byte(doc))
 	var ce *config.Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("Parse = %v, want *config.Error", err)
 	}
-	want := []string{
-		`apps[0].hold_down: want at most 720h (30 days), got 721h0m0s`,
-		`apps[0].check.interval: want at most 24h, got 25h0m0s`,
-		`apps[0].check.stale_after: want at most 720h (30 days), got 100000h0m0s`,
-	}
 	if strings.Join(ce.Problems, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), strings.Join(want, "\n"))
 	}
+	return err
 }
 
 func TestUnknownKeysAreRefused(t *testing.T) {
