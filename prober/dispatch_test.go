@@ -73,10 +73,41 @@ func (c *fakeClock) armed() bool {
 	return len(c.timers) > 0
 }
 
+// run is one run the dispatcher started: the check, its window and the clock's time then.
 type run struct {
 	key string
 	n   int64
 	at  time.Time
+}
+
+// dispatchRecording starts w's dispatcher until the test ends, with a run func that records
+// each run it starts and ends it at once. runs returns those recorded so far; idle waits until
+// the dispatcher waits for its next instant and every run it started has ended, so no run reads
+// the clock after the test moves it on.
+func dispatchRecording(t *testing.T, w *worker, clock *fakeClock) (runs func() []run, idle func()) {
+	var mu sync.Mutex
+	var rs []run
+	w.run = func(_ context.Context, s *slot, n int64) {
+		mu.Lock()
+		rs = append(rs, run{key: s.key, n: n, at: clock.Now()})
+		mu.Unlock()
+		s.running.Store(false)
+		w.inflight.Done()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.dispatch(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	runs = func() []run {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(rs)
+	}
+	idle = func() {
+		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+		w.inflight.Wait()
+	}
+	return runs, idle
 }
 
 func TestDispatcherRunsEachOwnedCheckOncePerWindowAtItsInstantAndTakesOverFromADeadMember(t *testing.T) {
@@ -108,36 +139,18 @@ func TestDispatcherRunsEachOwnedCheckOncePerWindowAtItsInstantAndTakesOverFromAD
 		pool:       newPool(time.Second),
 	}
 	t.Cleanup(w.pool.close)
-	var mu sync.Mutex
-	var runs []run
-	w.run = func(_ context.Context, s *slot, n int64) {
-		mu.Lock()
-		runs = append(runs, run{key: s.key, n: n, at: clock.Now()})
-		mu.Unlock()
-		s.running.Store(false)
-		w.inflight.Done()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.dispatch(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runs, idle := dispatchRecording(t, w, clock)
 
 	// Each step waits for the runs started to note their instant: a run that read the clock
 	// after the next step would seem late.
-	idle := func() {
-		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
-		w.inflight.Wait()
-	}
 	for clock.Now().Before(t0.Add(5 * time.Second)) {
 		idle()
 		clock.advance(step)
 	}
 	idle()
 
-	mu.Lock()
-	defer mu.Unlock()
 	seen := map[string]map[int64]int{}
-	for _, r := range runs {
+	for _, r := range runs() {
 		want := SlotTime(r.key, time.Second, 100*time.Millisecond, r.n)
 		if r.at.Before(want) || r.at.Sub(want) >= step {
 			t.Errorf("%s window %d ran at %s, its instant is %s", r.key, r.n, r.at.Sub(t0), want.Sub(t0))
@@ -186,26 +199,15 @@ func TestAWorkerPausedForSeveralIntervalsSkipsTheMissedWindowsInsteadOfCatchingU
         endpoints: [{name: a, address: "127.0.0.1:10000"}, {name: b, address: "127.0.0.1:10001"}]
 `)
 	w := loneWorker(t, cfg, nil, clock, t0)
-	var mu sync.Mutex
-	runs := map[string]int{}
-	w.run = func(_ context.Context, s *slot, _ int64) {
-		mu.Lock()
-		runs[s.key]++
-		mu.Unlock()
-		s.running.Store(false)
-		w.inflight.Done()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.dispatch(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	recorded, idle := dispatchRecording(t, w, clock)
 
-	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+	idle()
 	clock.advance(3500 * time.Millisecond) // the process was frozen for three and a half intervals
-	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
-	w.inflight.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	idle()
+	runs := map[string]int{}
+	for _, r := range recorded() {
+		runs[r.key]++
+	}
 	for _, k := range []string{"shop/west/a", "shop/west/b"} {
 		if runs[k] > 1 {
 			t.Errorf("%s ran %d times at once after the pause, want at most one", k, runs[k])
@@ -280,28 +282,7 @@ func TestReplacedConfigurationsKeepEachChecksInstantsWithNoWindowRunTwiceOrSkipp
 
 	configs := make(chan *config.Config)
 	w := loneWorker(t, a, configs, clock, t0)
-	type ran struct {
-		key string
-		n   int64
-	}
-	var mu sync.Mutex
-	runs := map[ran][]time.Time{}
-	w.run = func(_ context.Context, s *slot, n int64) {
-		mu.Lock()
-		runs[ran{s.key, n}] = append(runs[ran{s.key, n}], clock.Now())
-		mu.Unlock()
-		s.running.Store(false)
-		w.inflight.Done()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.dispatch(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	idle := func() {
-		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
-		w.inflight.Wait()
-	}
+	recorded, idle := dispatchRecording(t, w, clock)
 	for idle(); clock.Now().Before(t0.Add(end)); idle() {
 		clock.fireNext()
 		if len(replaceAt) > 0 && !clock.Now().Before(t0.Add(replaceAt[0].after)) {
@@ -316,8 +297,14 @@ func TestReplacedConfigurationsKeepEachChecksInstantsWithNoWindowRunTwiceOrSkipp
 	idle()
 	last := clock.Now()
 
-	mu.Lock()
-	defer mu.Unlock()
+	type ran struct {
+		key string
+		n   int64
+	}
+	runs := map[ran][]time.Time{}
+	for _, r := range recorded() {
+		runs[ran{r.key, r.n}] = append(runs[ran{r.key, r.n}], r.at)
+	}
 	// Every instant of every configured check while its configuration was in force ran once,
 	// at that instant, and nothing else ran; a check whose interval a configuration changed
 	// starts at the first of its new instants one new interval or more after its last run.
@@ -426,34 +413,23 @@ func TestAConfigurationTakenBeforeADueCheckStartedStillRunsItsWindow(t *testing.
 `)
 	configs := make(chan *config.Config)
 	w := loneWorker(t, cfg, configs, clock, t0)
-	var mu sync.Mutex
-	var runs []int64
-	w.run = func(_ context.Context, s *slot, n int64) {
-		mu.Lock()
-		runs = append(runs, n)
-		mu.Unlock()
-		s.running.Store(false)
-		w.inflight.Done()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.dispatch(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	recorded, idle := dispatchRecording(t, w, clock)
 
 	tg := Targets(cfg)[0]
 	n, at := NextSlot(tg.Key(), time.Second, 100*time.Millisecond, t0)
-	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+	idle()
 	// The check's instant passes, its timer not yet taken, and the configuration comes.
 	clock.mu.Lock()
 	clock.now = at.Add(time.Millisecond)
 	clock.mu.Unlock()
 	configs <- cfg
 	configs <- nil // taken once the replacement's pass is done
-	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
-	w.inflight.Wait()
+	idle()
 
-	mu.Lock()
-	defer mu.Unlock()
+	var runs []int64
+	for _, r := range recorded() {
+		runs = append(runs, r.n)
+	}
 	if !slices.Equal(runs, []int64{n}) {
 		t.Fatalf("windows run %v, want window %d (instant %s) once", runs, n, at.Sub(t0))
 	}
@@ -495,25 +471,7 @@ func TestAConfigurationThatChangesTheJitterDoesNotRunAWindowAgain(t *testing.T) 
 	}
 	configs := make(chan *config.Config)
 	w := loneWorker(t, before, configs, clock, t0)
-	var mu sync.Mutex
-	runs := map[int64]int{}
-	w.run = func(_ context.Context, s *slot, n int64) {
-		if s.key == key {
-			mu.Lock()
-			runs[n]++
-			mu.Unlock()
-		}
-		s.running.Store(false)
-		w.inflight.Done()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.dispatch(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	idle := func() {
-		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
-		w.inflight.Wait()
-	}
+	recorded, idle := dispatchRecording(t, w, clock)
 	idle()
 	clock.advance(oldAt.Sub(clock.Now()))
 	idle() // the check ran in window first at its old instant
@@ -522,8 +480,12 @@ func TestAConfigurationThatChangesTheJitterDoesNotRunAWindowAgain(t *testing.T) 
 	for idle(); clock.Now().Before(newAt.Add(time.Millisecond)); idle() {
 		clock.fireNext()
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	runs := map[int64]int{}
+	for _, r := range recorded() {
+		if r.key == key {
+			runs[r.n]++
+		}
+	}
 	if runs[first] != 1 {
 		t.Fatalf("%s ran %d times in window %d (instants %s before the new jitter, %s after), want once", key, runs[first], first, oldAt.Sub(t0), newAt.Sub(t0))
 	}
@@ -561,35 +523,14 @@ func TestAChangedIntervalRunsTheCheckNextOneNewIntervalAfterItsLastRun(t *testin
 			}
 			configs := make(chan *config.Config)
 			w := loneWorker(t, conf(tc.checks[0]), configs, clock, t0)
-			var mu sync.Mutex
-			var runs []time.Time
-			w.run = func(_ context.Context, s *slot, _ int64) {
-				mu.Lock()
-				runs = append(runs, clock.Now())
-				mu.Unlock()
-				s.running.Store(false)
-				w.inflight.Done()
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { w.dispatch(ctx); close(done) }()
-			t.Cleanup(func() { cancel(); <-done })
-			idle := func() {
-				eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
-				w.inflight.Wait()
-			}
-			ran := func() int {
-				mu.Lock()
-				defer mu.Unlock()
-				return len(runs)
-			}
+			recorded, idle := dispatchRecording(t, w, clock)
+			ran := func() int { return len(recorded()) }
 
 			for idle(); ran() < 2; idle() {
 				clock.fireNext()
 			}
-			mu.Lock()
-			lastRun := runs[len(runs)-1]
-			mu.Unlock()
+			rs := recorded()
+			lastRun := rs[len(rs)-1].at
 			for i, c := range tc.checks[1:] {
 				if i > 0 {
 					clock.advance(100 * time.Millisecond)
@@ -602,8 +543,10 @@ func TestAChangedIntervalRunsTheCheckNextOneNewIntervalAfterItsLastRun(t *testin
 				clock.fireNext()
 			}
 
-			mu.Lock()
-			defer mu.Unlock()
+			var runs []time.Time
+			for _, r := range recorded() {
+				runs = append(runs, r.at)
+			}
 			k := conf(tc.checks[len(tc.checks)-1]).Apps[0].Check
 			interval, most := k.Interval.D(), 2*k.Interval.D()+k.Jitter.D()
 			if got := runs[2].Sub(lastRun); len(runs) != 3 || got < interval || got >= most {
