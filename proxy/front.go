@@ -367,6 +367,10 @@ func (lc *leanConn) watch(uc *upConn) (stop func()) {
 		_ = lc.conn.SetReadDeadline(time.Unix(1, 0))
 		<-done
 		_ = lc.conn.SetReadDeadline(time.Time{})
+		// The peek may have moved the head to the start of br's buffer, where lc.head's slices
+		// no longer point: they are taken again, for a request sent again to the next target.
+		b, _ := lc.br.Peek(lc.headLen)
+		parseHead(b, &lc.head)
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -186,6 +188,77 @@ func TestMalformedAndUnusualRequestsAreAnsweredByNetHTTP(t *testing.T) {
 		resp, body := exchangeRaw(t, c.west, tc.raw)
 		if resp.StatusCode != tc.status || tc.status == 200 && body != tc.body {
 			t.Errorf("%s: answer %d %q, want %d %q", tc.name, resp.StatusCode, body, tc.status, tc.body)
+		}
+	}
+}
+
+// While a slow answer is awaited, the front watches the client by peeking past the request's
+// head, which can move the head within the connection's buffer. A request sent again after
+// that (to the next instance, or on a new connection when the pooled one was closed) must
+// still be the request the client sent, not the bytes now where its head used to be.
+func TestARequestSentAgainAfterASlowFailureIsTheOneTheClientSent(t *testing.T) {
+	var mu sync.Mutex
+	heads := map[string]int{}
+	serve := func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			var head strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				head.WriteString(line)
+				if line == "\r\n" {
+					break
+				}
+			}
+			mu.Lock()
+			heads[head.String()]++
+			first := heads[head.String()] == 1
+			mu.Unlock()
+			if strings.HasPrefix(head.String(), "GET /b ") && first {
+				// The first time, a slow failure: no answer, then the connection closes.
+				time.Sleep(3 * slowAnswer)
+				return
+			}
+			line, _, _ := strings.Cut(head.String(), "\r\n")
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "+strconv.Itoa(len(line))+"\r\n\r\n"+line); err != nil {
+				return
+			}
+		}
+	}
+	w1, w2 := rawInstance(t, serve), rawInstance(t, serve)
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1, w2}, []string{e1.Listener.Addr().String()}, "http", "")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// A short request, then a longer one pipelined behind it in the same write.
+	b := "GET /b HTTP/1.1\r\nHost: shop\r\nX-Pad: " + strings.Repeat("p", 200) + "\r\n\r\n"
+	if _, err := io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: shop\r\n\r\n"+b); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for _, want := range []string{"GET /a HTTP/1.1", "GET /b HTTP/1.1"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("answer %d %q, want 200 %q", resp.StatusCode, body, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for h, n := range heads {
+		if !strings.HasPrefix(h, "GET /a ") && !strings.HasPrefix(h, "GET /b HTTP/1.1\r\nHost: shop\r\nX-Pad: "+strings.Repeat("p", 200)+"\r\n") {
+			t.Errorf("an instance received %d time(s) a request the client never sent: %q", n, h)
 		}
 	}
 }
