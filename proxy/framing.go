@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"math"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -272,6 +273,10 @@ func (g *guardedConn) chunkLine() {
 		g.state = passThrough // net/http refuses the body and closes the connection
 	case n == 0:
 		g.state = inTrailers
+	case n > math.MaxInt64-2:
+		// A chunk that no connection carries to its end, and whose length with its CRLF
+		// overflows g.left.
+		g.state = passThrough
 	default:
 		g.state, g.left = inChunkData, n+2
 	}
