@@ -21,7 +21,9 @@ import (
 )
 
 // recorder is an upstream that records the framing of every request it receives and answers
-// by path: /204, /304, /1xx (103 then 200), /trailers (chunked with a trailer), else 200 "ok".
+// by path: /204, /304, /1xx (103 then 200), /trailers (chunked with a trailer), /close (and
+// closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
+// and /chunked-long (followed by an unsolicited answer), else 200 "ok".
 // bad collects what net/http's parser refused of what it received.
 type recorder struct {
 	addr string
@@ -63,6 +65,20 @@ func newRecorder(tb testing.TB) *recorder {
 				answer = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 			case "/trailers":
 				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n"
+			case "/204-body":
+				answer = "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n" + unsolicited
+			case "/long":
+				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok" + unsolicited
+			case "/untyped-long":
+				answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + unsolicited
+			case "/chunked-long":
+				answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + unsolicited
+			case "/close":
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+				return
+			case "/short":
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nok")
+				return
 			default:
 				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 			}
@@ -73,6 +89,9 @@ func newRecorder(tb testing.TB) *recorder {
 	})
 	return rec
 }
+
+// unsolicited is an answer an upstream sends after the one asked for: it must reach nobody.
+const unsolicited = "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n"
 
 func (r *recorder) take() (got, bad []string) {
 	r.mu.Lock()
@@ -164,6 +183,21 @@ var corpus = []struct {
 	{name: "bare LF line ends", raw: "GET /lf HTTP/1.1\n" + host[:len(host)-2] + "\n\n", methods: []string{"GET"}},
 	{name: "a bare CR in a field", raw: "GET /cr HTTP/1.1\r\n" + host + "X-A: b\rc\r\n\r\n", methods: []string{"GET"}},
 	{name: "a head over max_header_bytes", raw: "GET /big HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", methods: []string{"GET"}},
+	{name: "a 204 with a body, then a GET", raw: "GET /204-body HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "an answer longer than its Content-Length, then a GET", raw: "GET /long HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "an untyped answer longer than its Content-Length, then a GET", raw: "GET /untyped-long HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "a chunked answer followed by more, then a GET", raw: "GET /chunked-long HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "an answer closing its connection, then a GET", raw: "GET /close HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "an answer shorter than its Content-Length, then a GET", raw: "GET /short HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}, edge: []int{200}, forwards: 1,
+		differs: "both close the connection; the edge sends the head and the body as far as it came, net/http drops the answer it buffered"},
+	{name: "a HEAD of an answer longer than its Content-Length, then a GET", raw: "HEAD /long HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"HEAD", "GET"}},
+	{name: "a chunked body with extensions", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d\"\r\nhello\r\n0;e\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},
+	{name: "a malformed chunk size", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
+		differs: "the client's error, answered 400; ReverseProxy answers 502"},
+	{name: "a chunk size of 17 digits", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n00000000000000005\r\nhello\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
+		differs: "the client's error, answered 400; ReverseProxy answers 502"},
+	{name: "a body longer than its Content-Length", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},
+	{name: "a GET with a body", raw: "GET /g HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
 	{name: "pipelined GETs", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
 	{name: "a pipelined POST between GETs", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nPOST /2 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}},
 	{name: "a smuggling attempt after a plain GET", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
