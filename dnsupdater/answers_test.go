@@ -256,3 +256,65 @@ func TestANewConfigurationsRecordsReplaceThePreparedOnes(t *testing.T) {
 		t.Errorf("after the new configuration mx answers\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestMalformedQueriesAreFORMERR(t *testing.T) {
+	tab := answersTable(t, answersConfig)
+	pack := func(m *dns.Msg) []byte {
+		p, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tsigThenOPT := newQuery("mx.demo.test.", dns.TypeA)
+	tsigThenOPT.SetTsig("nobody.", dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
+	tsigThenOPT.Extra = append(tsigThenOPT.Extra, withEDNS(new(dns.Msg), 1232).Extra[0])
+	lyingCount := pack(newQuery("mx.demo.test.", dns.TypeA))
+	lyingCount[11] = 1 // ARCOUNT 1, and no record follows
+	ixfr := func(ns ...dns.RR) []byte {
+		m := newQuery("demo.test.", dns.TypeIXFR)
+		m.Ns = ns
+		return pack(m)
+	}
+	soa := func(name string) dns.RR {
+		rr, err := dns.NewRR(name + " 0 IN SOA ns1.demo.test. hostmaster.demo.test. 1 3600 600 604800 5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rr
+	}
+	tests := []struct {
+		name string
+		p    []byte
+		want string
+	}{
+		{name: "bytes after the last record", p: append(pack(newQuery("mx.demo.test.", dns.TypeA)), 1, 2, 3),
+			want: "FORMERR rd"},
+		{name: "bytes after the OPT record", p: append(pack(withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232)), 0),
+			want: "FORMERR rd\nar: OPT"},
+		{name: "a section count larger than the records sent", p: lyingCount,
+			want: "FORMERR rd"},
+		{name: "a TSIG record before the last of the additional section (RFC 8945 §5.2)", p: pack(tsigThenOPT),
+			want: "FORMERR rd\nar: OPT"},
+		{name: "an IXFR without the client's SOA (RFC 1995 §3)", p: ixfr(),
+			want: "FORMERR rd"},
+		{name: "an IXFR whose SOA is another zone's", p: ixfr(soa("example.com.")),
+			want: "FORMERR rd"},
+		{name: "an IXFR with another record beside its SOA", p: ixfr(soa("demo.test."), soa("demo.test.")),
+			want: "FORMERR rd"},
+	}
+	remote := netip.MustParseAddr("127.0.0.1")
+	for _, tt := range tests {
+		for _, tcp := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s (tcp %v)", tt.name, tcp), func(t *testing.T) {
+				r := new(dns.Msg)
+				if err := r.Unpack(newWorker(1).respond(tab, tt.p, remote, tcp)); err != nil {
+					t.Fatalf("reply does not parse: %v", err)
+				}
+				if got := sections(r); got != tt.want {
+					t.Errorf("want:\n%s\ngot:\n%s", tt.want, got)
+				}
+			})
+		}
+	}
+}

@@ -578,3 +578,75 @@ func ixfrFrom(t *testing.T, addr string, from uint32) []string {
 	}
 	return out
 }
+
+// TestTransfersBreakingARuleGetTheErrorNotTheZone sends transfer queries that break a rule over
+// TCP from a client the zone may be transferred to: each must get the error the same query gets
+// over UDP, in one message without records, not the zone.
+func TestTransfersBreakingARuleGetTheErrorNotTheZone(t *testing.T) {
+	addr := conformanceServer(t)
+	axfr := func() *dns.Msg {
+		m := new(dns.Msg)
+		m.SetAxfr("demo.test.")
+		return m
+	}
+	sign := func(m *dns.Msg) *dns.Msg {
+		m.SetTsig("nobody.", dns.HmacSHA256, 300, time.Now().Unix())
+		return m
+	}
+	ixfr := new(dns.Msg)
+	ixfr.SetIxfr("demo.test.", 1, "ns1.demo.test.", "hostmaster.demo.test.")
+	chaos := axfr()
+	chaos.Question[0].Qclass = dns.ClassCHAOS
+	v1 := withEDNS(axfr(), 1232)
+	v1.IsEdns0().SetVersion(1)
+	twoOPTs := withEDNS(axfr(), 1232)
+	twoOPTs.Extra = append(twoOPTs.Extra, withEDNS(new(dns.Msg), 1232).Extra[0])
+	answer := axfr()
+	answer.Answer = ixfr.Ns
+	ixfrOfOther := new(dns.Msg)
+	ixfrOfOther.SetIxfr("demo.test.", 1, "ns1.demo.test.", "hostmaster.demo.test.")
+	ixfrOfOther.Ns[0].Header().Name = "example.com."
+	tests := []struct {
+		name  string
+		req   *dns.Msg
+		rcode int
+	}{
+		{name: "an AXFR signed with an unknown key is NOTAUTH (RFC 8945 §5.2.2)", req: sign(axfr()), rcode: dns.RcodeNotAuth},
+		{name: "an IXFR signed with an unknown key is NOTAUTH", req: sign(ixfr.Copy()), rcode: dns.RcodeNotAuth},
+		{name: "an AXFR of class CH is REFUSED", req: chaos, rcode: dns.RcodeRefused},
+		{name: "an AXFR of EDNS version 1 is BADVERS (RFC 6891 §6.1.3)", req: v1, rcode: dns.RcodeBadVers},
+		{name: "an AXFR with two OPT records is FORMERR (RFC 6891 §6.1.1)", req: twoOPTs, rcode: dns.RcodeFormatError},
+		{name: "an AXFR with an answer record is FORMERR", req: answer, rcode: dns.RcodeFormatError},
+		{name: "an IXFR whose SOA is another zone's is FORMERR (RFC 1995 §3)", req: ixfrOfOther, rcode: dns.RcodeFormatError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			c := &dns.Conn{Conn: nc}
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			// Packed as is: a TSIG record goes out with no MAC, Detour holding no key.
+			q, err := tt.req.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Write(q); err != nil {
+				t.Fatal(err)
+			}
+			p, err := c.ReadMsgHeader(nil)
+			if err != nil {
+				t.Fatalf("no reply: %v", err)
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(p); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+			if r.Rcode != tt.rcode || len(r.Answer) > 0 {
+				t.Errorf("want %s without records, got %s with %d answer records", dns.RcodeToString[tt.rcode], dns.RcodeToString[r.Rcode], len(r.Answer))
+			}
+		})
+	}
+}

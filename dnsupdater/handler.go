@@ -168,7 +168,8 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		// RD and CD belong to QUERY: an opcode Detour does not know gets neither back.
 		q.flags &^= 0x0110
 		return reply(dns.RcodeNotImplemented, canonical)
-	case len(req.Question) != 1 || canonical == nil || len(req.Answer) > 0 || (len(req.Ns) > 0 && canonical.Qtype != dns.TypeIXFR):
+	case len(req.Question) != 1 || canonical == nil || len(req.Answer) > 0 || breaksFormat(p, req) ||
+		(canonical.Qtype == dns.TypeIXFR && !clientSOA(req, canonical.Name)) || (len(req.Ns) > 0 && canonical.Qtype != dns.TypeIXFR):
 		return reply(dns.RcodeFormatError, canonical)
 	case req.IsTsig() != nil:
 		// Detour holds no keys for queries: a signed query is not authorised.
@@ -237,6 +238,63 @@ func canonicalQuestion(q dns.Question) (dns.Question, []byte, bool) {
 	}
 	q.Name = name
 	return q, sent, true
+}
+
+// breaksFormat reports whether the message p, decoded as req, breaks a rule the decoder lets
+// through: bytes after its last record, a section count larger than the records sent, or a
+// TSIG record other than the last of the additional section (RFC 8945 §5.2).
+func breaksFormat(p []byte, req *dns.Msg) bool {
+	if recordsEnd(p) != len(p) {
+		return true
+	}
+	for i, rr := range req.Extra {
+		if rr.Header().Rrtype == dns.TypeTSIG && i != len(req.Extra)-1 {
+			return true
+		}
+	}
+	return false
+}
+
+// clientSOA reports whether the authority section of req, an IXFR of zone name, is the
+// client's SOA of that zone and nothing else (RFC 1995 §3).
+func clientSOA(req *dns.Msg, name string) bool {
+	if len(req.Ns) != 1 {
+		return false
+	}
+	soa, ok := req.Ns[0].(*dns.SOA)
+	return ok && soa.Hdr.Class == dns.ClassINET && strings.EqualFold(soa.Hdr.Name, name)
+}
+
+// plainTransfer reports whether req, decoded from p, is an AXFR or IXFR that the reference
+// path would hand to the transfer rules: a QUERY of one question of class IN, no answer
+// record, authority only in an IXFR and only the client's SOA, no TSIG record, at most one OPT
+// record, of version 0 and owned by the root, and nothing else the format forbids. The
+// reference path answers every other transfer query with the error it earns.
+func plainTransfer(p []byte, req *dns.Msg) bool {
+	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 || req.Question[0].Qclass != dns.ClassINET ||
+		len(req.Answer) > 0 || req.IsTsig() != nil || breaksFormat(p, req) {
+		return false
+	}
+	switch q := req.Question[0]; q.Qtype {
+	case dns.TypeAXFR:
+		if len(req.Ns) > 0 {
+			return false
+		}
+	case dns.TypeIXFR:
+		if !clientSOA(req, q.Name) {
+			return false
+		}
+	default:
+		return false
+	}
+	opts := 0
+	for _, rr := range req.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			opts++
+		}
+	}
+	opt := req.IsEdns0()
+	return opt == nil || (opts == 1 && opt.Version() == 0 && opt.Hdr.Name == ".")
 }
 
 // transferAllowed reports whether remote is in the zone's transfer_to list.

@@ -98,6 +98,13 @@ func FuzzRespond(f *testing.F) {
 	}
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x0C, 0, 1, 0, 1}, true)
 	f.Add([]byte("garbage"), false)
+	trailing, err := newQuery("shop.demo.test.", dns.TypeA).Pack()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append(trailing, 0), false)
+	trailing[11] = 1 // an additional record announced and missing
+	f.Add(trailing, true)
 	tab := testTable(f)
 	remote := netip.MustParseAddr("10.1.2.3")
 	f.Fuzz(func(t *testing.T, p []byte, tcp bool) {

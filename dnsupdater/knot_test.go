@@ -146,30 +146,7 @@ func mixCase(name string) string {
 }
 
 func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
-	knottest.Skip(t)
-	js := eventstest.Start(t)
-	detour := startServer(t, js, eventstest.Config(t, fmt.Sprintf(differentialConfig, bigTXT())), "").srv.Addr()
-
-	// The same zone content in both: Knot loads what Detour transfers.
-	tr := new(dns.Transfer)
-	axfr := new(dns.Msg)
-	axfr.SetAxfr("conf.test.")
-	ch, err := tr.In(axfr, detour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file strings.Builder
-	owners := map[string]bool{}
-	for env := range ch {
-		if env.Error != nil {
-			t.Fatal(env.Error)
-		}
-		for _, rr := range env.RR {
-			owners[rr.Header().Name] = true
-			file.WriteString(rr.String() + "\n")
-		}
-	}
-	knot := knottest.Start(t, knottest.Zone{Name: "conf.test", File: file.String()})
+	detour, knot, owners := differentialPeers(t)
 
 	names := []string{"nope.conf.test.", "q.wild.conf.test.", "p.q.wild.conf.test.", "c.b.wild.conf.test.", "y.x.wild.conf.test.",
 		"any.walias.conf.test.", "host.sub.conf.test.", "a.b.sub.conf.test.", "x.sub2.conf.test.", "example.com.", "test."}
@@ -229,7 +206,7 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 				if tp.edns > 0 {
 					m.SetEdns0(tp.edns, tp.do)
 				}
-				d, kn := ask(detour, tp, m), ask(knot.Addr, tp, m)
+				d, kn := ask(detour, tp, m), ask(knot, tp, m)
 				sent++
 				if rd, rk := render(d), render(kn); rd != rk {
 					var why []string
@@ -262,6 +239,127 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 	}
 	if len(unexplained) > 0 {
 		t.Errorf("%d replies differ from Knot's without an intended reason; the first:\n%s", len(unexplained), strings.Join(slices.DeleteFunc(unexplained, func(s string) bool { return s == "" }), "\n"))
+	}
+}
+
+// differentialPeers starts Detour with the differential zone and Knot with what Detour
+// transfers of it, so that both serve the same content, and returns their addresses and the
+// zone's owner names.
+func differentialPeers(t *testing.T) (detour, knot string, owners map[string]bool) {
+	t.Helper()
+	knottest.Skip(t)
+	js := eventstest.Start(t)
+	detour = startServer(t, js, eventstest.Config(t, fmt.Sprintf(differentialConfig, bigTXT())), "").srv.Addr()
+	axfr := new(dns.Msg)
+	axfr.SetAxfr("conf.test.")
+	ch, err := new(dns.Transfer).In(axfr, detour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file strings.Builder
+	owners = map[string]bool{}
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatal(env.Error)
+		}
+		for _, rr := range env.RR {
+			owners[rr.Header().Name] = true
+			file.WriteString(rr.String() + "\n")
+		}
+	}
+	return detour, knottest.Start(t, knottest.Zone{Name: "conf.test", File: file.String()}).Addr, owners
+}
+
+// TestDetourRejectsMalformedQueriesAsKnotDoes sends both servers queries that break a rule
+// of the message format, EDNS, TSIG or zone transfers, over UDP and TCP from a client allowed
+// to transfer the zone: Detour must answer each with Knot's rcode and, like Knot, no records.
+func TestDetourRejectsMalformedQueriesAsKnotDoes(t *testing.T) {
+	detour, knot, _ := differentialPeers(t)
+	pack := func(m *dns.Msg) []byte {
+		p, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	query := func() *dns.Msg { return newQuery("mx.conf.test.", dns.TypeA) }
+	transfer := func(qtype uint16, ns ...dns.RR) *dns.Msg {
+		m := newQuery("conf.test.", qtype)
+		m.Ns = ns
+		return m
+	}
+	soa := func(name string) dns.RR {
+		rr, err := dns.NewRR(name + " 0 IN SOA ns1.conf.test. hostmaster.conf.test. 1 3600 600 604800 5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rr
+	}
+	signed := func(m *dns.Msg) *dns.Msg {
+		m.SetTsig("nobody.", dns.HmacSHA256, 300, time.Now().Unix())
+		return m
+	}
+	tsigThenOPT := signed(query())
+	tsigThenOPT.Extra = append(tsigThenOPT.Extra, withEDNS(new(dns.Msg), 1232).Extra[0])
+	lyingCount := pack(query())
+	lyingCount[11] = 1
+	v1 := withEDNS(transfer(dns.TypeAXFR), 1232)
+	v1.IsEdns0().SetVersion(1)
+	twoOPTs := withEDNS(transfer(dns.TypeAXFR), 1232)
+	twoOPTs.Extra = append(twoOPTs.Extra, withEDNS(new(dns.Msg), 1232).Extra[0])
+	a, err := dns.NewRR("conf.test. 0 IN A 192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		p    []byte
+		// tcpOnly marks a transfer Knot does not give over UDP.
+		tcpOnly bool
+	}{
+		{name: "bytes after the last record", p: append(pack(query()), 1, 2, 3)},
+		{name: "bytes after the OPT record", p: append(pack(withEDNS(query(), 1232)), 0)},
+		{name: "a section count larger than the records sent", p: lyingCount},
+		{name: "a TSIG record before the OPT record", p: pack(tsigThenOPT)},
+		{name: "a query signed with an unknown key", p: pack(signed(query()))},
+		{name: "an AXFR signed with an unknown key", p: pack(signed(transfer(dns.TypeAXFR))), tcpOnly: true},
+		{name: "an IXFR signed with an unknown key", p: pack(signed(transfer(dns.TypeIXFR, soa("conf.test.")))), tcpOnly: true},
+		{name: "an AXFR of EDNS version 1", p: pack(v1), tcpOnly: true},
+		{name: "an AXFR with two OPT records", p: pack(twoOPTs), tcpOnly: true},
+		{name: "an IXFR without the client's SOA", p: pack(transfer(dns.TypeIXFR))},
+		{name: "an IXFR whose SOA is another zone's", p: pack(transfer(dns.TypeIXFR, soa("example.com.")))},
+		{name: "an IXFR with an A record for its SOA", p: pack(transfer(dns.TypeIXFR, a))},
+	}
+	ask := func(server, network string, p []byte) string {
+		nc, err := net.DialTimeout(network, server, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		c := &dns.Conn{Conn: nc, UDPSize: 65535}
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.ReadMsgHeader(nil)
+		if err != nil {
+			return "no reply"
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(b); err != nil {
+			return "unparsable reply"
+		}
+		return fmt.Sprintf("%s, %d answer records", dns.RcodeToString[r.Rcode], len(r.Answer))
+	}
+	for _, tc := range cases {
+		for _, network := range []string{"udp", "tcp"} {
+			if tc.tcpOnly && network == "udp" {
+				continue
+			}
+			if d, k := ask(detour, network, tc.p), ask(knot, network, tc.p); d != k {
+				t.Errorf("%s over %s: Detour answers %s, Knot %s", tc.name, network, d, k)
+			}
+		}
 	}
 }
 

@@ -368,7 +368,7 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) []*dns.Msg {
 		return nil
 	}
 	req := new(dns.Msg)
-	if err := req.Unpack(p); err != nil || req.Response || req.Opcode != dns.OpcodeQuery {
+	if err := req.Unpack(p); err != nil || req.Response || !plainTransfer(p, req) {
 		return nil
 	}
 	msgs, incremental := transfer(s.table.Load(), req, remote)

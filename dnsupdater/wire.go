@@ -306,3 +306,29 @@ func findOPT(p []byte) (int, int) {
 	}
 	return -1, -1
 }
+
+// recordsEnd returns where the last record of the message p ends, or -1 when p ends before
+// the records its section counts announce.
+func recordsEnd(p []byte) int {
+	if len(p) < headerLen {
+		return -1
+	}
+	off := headerLen
+	for range binary.BigEndian.Uint16(p[4:]) {
+		if off = skipName(p, off); off < 0 || off+4 > len(p) {
+			return -1
+		}
+		off += 4
+	}
+	records := int(binary.BigEndian.Uint16(p[6:])) + int(binary.BigEndian.Uint16(p[8:])) + int(binary.BigEndian.Uint16(p[10:]))
+	for range records {
+		if off = skipName(p, off); off < 0 || off+10 > len(p) {
+			return -1
+		}
+		off += 10 + int(binary.BigEndian.Uint16(p[off+8:]))
+		if off > len(p) {
+			return -1
+		}
+	}
+	return off
+}
