@@ -27,3 +27,43 @@ func TestTheGuardPassesChunksOfEverySizeNetHTTPReads(t *testing.T) {
 		}
 	}
 }
+
+// pieces reads from s at most n bytes at a time.
+type pieces struct {
+	s string
+	n int
+}
+
+func (p *pieces) Read(b []byte) (int, error) {
+	if len(p.s) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(b[:min(len(b), p.n)], p.s)
+	p.s = p.s[k:]
+	return k, nil
+}
+
+// FuzzGuard checks that the guard never panics, passes on what a client sent unchanged but for
+// a refused head, which ends what it passes on, and does so however the bytes are split
+// across reads.
+func FuzzGuard(f *testing.F) {
+	for _, tc := range corpus {
+		f.Add(tc.raw, uint8(7))
+	}
+	f.Add("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\nhello", uint8(3))
+	f.Fuzz(func(t *testing.T, raw string, split uint8) {
+		read := func(n int) string {
+			g := &guardedConn{r: bufio.NewReaderSize(&pieces{s: raw, n: n}, 16), max: 1 << 10}
+			got, _ := io.ReadAll(g)
+			return string(got)
+		}
+		whole := read(len(raw) + 1)
+		if kept, ok := strings.CutSuffix(whole, refusedHead); !strings.HasPrefix(raw, whole) && (!ok || !strings.HasPrefix(raw, kept)) {
+			t.Fatalf("the guard passed on %q for %q", whole, raw)
+		}
+		n := int(split)%64 + 1
+		if got := read(n); got != whole {
+			t.Fatalf("read in pieces of %d, the guard passed on %q for %q; read whole, %q", n, got, raw, whole)
+		}
+	})
+}
