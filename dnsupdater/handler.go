@@ -104,8 +104,15 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		if len(p) < headerLen || p[2]&0x80 != 0 {
 			return nil
 		}
-		// Answer what cannot be parsed with FORMERR, echoing the id and opcode only.
-		return append(w.out[:0], p[0], p[1], 0x80|p[2]&0x78|p[2]&0x01, dns.RcodeFormatError, 0, 0, 0, 0, 0, 0, 0, 0)
+		// Answer what cannot be parsed with FORMERR, echoing the id, opcode and RD only, and an
+		// OPT record when the query has one: a FORMERR without one would tell the client that
+		// Detour knows no EDNS (RFC 6891 §7), as an undecodable ECS option must not.
+		q := &query{id: binary.BigEndian.Uint16(p), flags: uint16(p[2]&0x01) << 8}
+		if start, _ := findOPT(p); start >= 0 {
+			q.edns, q.size, q.do = true, binary.BigEndian.Uint16(p[start+3:]), p[start+7]&0x80 != 0
+		}
+		hdr := [headerLen]byte{2: 0x80 | p[2]&0x78, 3: dns.RcodeFormatError}
+		return finish(w.out, hdr[:], q, 0, 0, limitFor(q, tcp))
 	}
 	if req.Response {
 		return nil
