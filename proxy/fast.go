@@ -297,6 +297,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	retriable := rt.retry[r.Method]
 	rh := a.pol.timeouts.ResponseHeader.D()
+	var broke bool
 	err := a.forward(func() bool { return ctx.Err() != nil }, rt, plan, retriable, func() bool { return true }, func(at *attempt) error {
 		t := at.t
 		pool, hop := a.pool, forwarded
@@ -313,9 +314,14 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 			return &statusError{resp.StatusCode}
 		}
 		// A client that leaves while the body is relayed ends the relay's reads too.
-		a.relay(w, r, resp, uc, pool, t.Addr, uc.afterCancel(ctx))
+		broke = a.relay(w, r, resp, uc, pool, t.Addr, uc.afterCancel(ctx)) != nil
 		return nil
 	})
+	if broke {
+		// As ReverseProxy does: net/http then ends the connection (or the HTTP/2 stream) without
+		// ending the answer, which would tell the client it is complete.
+		panic(http.ErrAbortHandler)
+	}
 	if err == nil || ctx.Err() != nil {
 		return
 	}
@@ -327,8 +333,9 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 
 // relay writes resp to the client and returns the connection to the pool when the body was
 // read to its end and the instance keeps the connection open. stop ends the cancellation of
-// uc's reads that the client's leaving causes, and reports false when it happened already.
-func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, uc *upConn, pool *connPool, addr string, stop func() bool) {
+// uc's reads that the client's leaving causes, and reports false when it happened already. The
+// error is the body's that broke off, read or written.
+func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, uc *upConn, pool *connPool, addr string, stop func() bool) error {
 	removeHop(resp.Header)
 	dst := w.Header()
 	for k, v := range resp.Header {
@@ -359,9 +366,10 @@ func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response,
 	}
 	if !stop() || err != nil || resp.Close || r.Context().Err() != nil {
 		_ = uc.c.Close()
-		return
+		return err
 	}
 	pool.put(addr, uc)
+	return nil
 }
 
 // copyFlushing copies a body of unknown length, flushing after every read so streams flow.

@@ -600,8 +600,10 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 	}
 	if err != nil {
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
-		// the client stopped taking may never end.
+		// the client stopped taking may never end. An answer that broke off ends the client's
+		// connection too, the only way to tell it the answer is not complete.
 		_ = uc.c.Close()
+		keep = false
 	}
 	_ = resp.Body.Close()
 	if ferr := lc.bw.Flush(); ferr != nil {
@@ -617,10 +619,10 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 }
 
 // relayUnsized writes a body of unknown length chunked, flushing after every read so streams
-// flow; an empty one without trailers is sent with Content-Length 0.
+// flow; an empty one without trailers is sent with Content-Length 0. A body that breaks off is
+// not ended: the error is returned with what came of it written.
 func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool) error {
 	wrote := false
-	var err error
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -639,11 +641,11 @@ func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool) err
 				return werr
 			}
 		}
-		if rerr != nil {
-			if rerr != io.EOF {
-				err = rerr
-			}
+		if rerr == io.EOF {
 			break
+		}
+		if rerr != nil {
+			return rerr
 		}
 	}
 	_, hasDate := resp.Header["Date"]
@@ -651,7 +653,7 @@ func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool) err
 		lc.writeResponseHead(resp, "")
 		if len(resp.Trailer) == 0 {
 			lc.endHead(hasDate, "0", false, keep)
-			return err
+			return nil
 		}
 		lc.endHead(hasDate, "", true, keep)
 	}
@@ -662,5 +664,5 @@ func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool) err
 		}
 	}
 	_, _ = lc.bw.WriteString("\r\n")
-	return err
+	return nil
 }

@@ -324,6 +324,48 @@ func TestASlowReaderDoesNotHoldTheUpstreamConnectionOnAnyPath(t *testing.T) {
 	}
 }
 
+// An instance that fails in the middle of an answer of unknown length: the client must see the
+// answer end early, as with ReverseProxy, never a complete answer it could keep or cache.
+func TestAnAnswerCutShortNeverReachesTheClientAsComplete(t *testing.T) {
+	w1 := rawInstance(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		head := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+		if req.URL.Path == "/sniffed" {
+			head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+		}
+		// The first half of the answer, then the instance dies.
+		_, _ = io.WriteString(c, head+"6\r\nfirst \r\n")
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	for _, tc := range []struct{ name, raw, method string }{
+		{"lean", "GET /typed HTTP/1.1\r\nHost: shop\r\n\r\n", "GET"},
+		{"lean, sniffed", "GET /sniffed HTTP/1.1\r\nHost: shop\r\n\r\n", "GET"},
+		{"net/http", "GET http://shop/typed HTTP/1.1\r\nHost: shop\r\n\r\n", "GET"},
+		{"ReverseProxy", "PUT /typed HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi", "PUT"},
+	} {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(conn, tc.raw)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: tc.method})
+		if err == nil {
+			var body []byte
+			body, err = io.ReadAll(resp.Body)
+			if err == nil {
+				t.Errorf("%s: the client got %s %q as a complete answer, want it cut short", tc.name, resp.Status, body)
+			}
+		}
+		_ = conn.Close()
+	}
+}
+
 func TestAnInstancesExtraBytesNeverReachAnotherClient(t *testing.T) {
 	var n atomic.Int32
 	w1 := rawInstance(t, func(c net.Conn) {
