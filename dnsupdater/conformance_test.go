@@ -650,3 +650,76 @@ func TestTransfersBreakingARuleGetTheErrorNotTheZone(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchedUDPRepliesCarryNoBytesOfTheOnesBefore sends long and short queries and short
+// garbage in one burst, so that the server reads and answers them in batches through buffers
+// it reuses: every reply must end where its last record does, and a short reply must be byte
+// for byte the one the same query gets alone.
+func TestBatchedUDPRepliesCarryNoBytesOfTheOnesBefore(t *testing.T) {
+	addr := conformanceServer(t)
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	read := func() []byte {
+		t.Helper()
+		b := make([]byte, 65535)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatalf("read reply: %v", err)
+		}
+		return b[:n]
+	}
+	pack := func(m *dns.Msg, id uint16) []byte {
+		m.Id = id
+		p, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	short := func(id uint16) []byte { return pack(newQuery("shop.demo.test.", dns.TypeA), id) }
+	if _, err := c.Write(short(1)); err != nil {
+		t.Fatal(err)
+	}
+	alone := read()
+	const rounds = 40
+	for i := range rounds {
+		id := uint16(100 + 3*i)
+		for _, p := range [][]byte{
+			pack(withEDNS(newQuery("big.demo.test.", dns.TypeTXT), 1232), id),
+			short(id + 1),
+			{byte((id + 2) >> 8), byte(id + 2), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, // a header alone: FORMERR
+		} {
+			if _, err := c.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	big := 0
+	for range 3 * rounds {
+		b := read()
+		if end := recordsEnd(b); end != len(b) {
+			t.Fatalf("a reply of %d bytes whose records end at %d: %x", len(b), end, b)
+		}
+		id := uint16(b[0])<<8 | uint16(b[1])
+		switch (id - 100) % 3 {
+		case 0:
+			big++
+		case 1:
+			want := append([]byte{b[0], b[1]}, alone[2:]...)
+			if string(b) != string(want) {
+				t.Fatalf("reply %d to the short query:\n%x\nwant, as it is alone:\n%x", id, b, want)
+			}
+		case 2:
+			if len(b) != headerLen || b[3]&0x0F != dns.RcodeFormatError {
+				t.Fatalf("reply %d to a header alone: want a 12-byte FORMERR, got %x", id, b)
+			}
+		}
+	}
+	if big == 0 {
+		t.Error("no reply to the long queries")
+	}
+}
