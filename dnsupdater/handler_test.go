@@ -129,6 +129,47 @@ func FuzzRespond(f *testing.F) {
 		if !tcp && len(got) > maxUDPSize {
 			t.Fatalf("UDP reply of %d bytes", len(got))
 		}
+		if end := recordsEnd(got); end != len(got) {
+			t.Fatalf("reply of %d bytes whose records end at %d: %x", len(got), end, got)
+		}
+	})
+}
+
+// FuzzTransfer feeds arbitrary packets to the TCP transfer path from a client that may
+// transfer demo.test but not other.test: it must not panic, and what it sends must be a
+// transfer of demo.test, packable, starting and ending with the zone's SOA.
+func FuzzTransfer(f *testing.F) {
+	for _, name := range []string{"demo.test.", "DEMO.test.", "other.test."} {
+		axfr, ixfr := new(dns.Msg), new(dns.Msg)
+		axfr.SetAxfr(name)
+		ixfr.SetIxfr(name, 0, "ns1.demo.test.", "hostmaster.demo.test.")
+		for _, m := range []*dns.Msg{axfr, ixfr, withEDNS(axfr.Copy(), 1232)} {
+			p, err := m.Pack()
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(p)
+		}
+	}
+	s := &Server{}
+	s.table.Store(testTable(f))
+	remote := netip.MustParseAddr("127.0.0.1")
+	f.Fuzz(func(t *testing.T, p []byte) {
+		msgs := s.transferFor(p, remote)
+		if msgs == nil {
+			return
+		}
+		for _, m := range msgs {
+			if _, err := m.Pack(); err != nil {
+				t.Fatalf("transfer message does not pack: %v", err)
+			}
+		}
+		first, last := msgs[0].Answer[0], msgs[len(msgs)-1].Answer[len(msgs[len(msgs)-1].Answer)-1]
+		for _, rr := range []dns.RR{first, last} {
+			if soa, ok := rr.(*dns.SOA); !ok || soa.Hdr.Name != "demo.test." {
+				t.Fatalf("transfer starts with %v and ends with %v, want demo.test.'s SOA", first, last)
+			}
+		}
 	})
 }
 
