@@ -392,3 +392,35 @@ func FuzzEdge(f *testing.F) {
 		}
 	})
 }
+
+// max_header_bytes may be set below net/http's own floor on a head (4 KiB over its
+// MaxHeaderBytes of at least 1): a longer head is still answered 431 and forwarded nowhere,
+// and a long chunk line does not leave the rest of the connection unchecked.
+func TestASmallMaxHeaderBytesHoldsOnEveryRequest(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdgesWith(t, []string{rec.addr}, []string{rec.addr}, "http", "", ", max_header_bytes: 1024")
+	pad := "X-Pad: " + strings.Repeat("p", 2000) + "\r\n"
+	smuggle := "POST /smuggle HTTP/1.1\r\n" + host + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+	for _, tc := range []struct {
+		name, raw string
+		methods   []string
+		want      []int
+		forwards  int
+	}{
+		{name: "a GET over the limit", raw: "GET /big HTTP/1.1\r\n" + host + pad + "\r\n", methods: []string{"GET"}, want: []int{431}},
+		{name: "a smuggling attempt over the limit", raw: "POST /smuggle HTTP/1.1\r\n" + host + pad + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			methods: []string{"POST"}, want: []int{431}},
+		{name: "a GET within the limit", raw: "GET /small HTTP/1.1\r\n" + host + "X-Pad: p\r\n\r\n", methods: []string{"GET"}, want: []int{200}, forwards: 1},
+		{name: "a smuggling attempt after a long chunk line", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5;" + strings.Repeat("e", 2000) + "\r\nhello\r\n0\r\n\r\n" + smuggle,
+			methods: []string{"POST", "POST"}, want: []int{200, 400}, forwards: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec.take()
+			got := exchange(t, c.west, tc.raw, tc.methods)
+			reqs, bad := rec.take()
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) || len(reqs) != tc.forwards || len(bad) > 0 {
+				t.Errorf("answered %v and forwarded %q (refused upstream: %q), want %v and %d request(s)", got, reqs, bad, tc.want, tc.forwards)
+			}
+		})
+	}
+}

@@ -129,9 +129,22 @@ func (g *guardedConn) CloseWrite() error {
 	return nil
 }
 
+// netHTTPBuffer is the size of the buffer net/http's server reads a connection through: it
+// refuses a chunk line or trailers longer than that.
+const netHTTPBuffer = 4 << 10
+
+// tooLong returns what net/http gets in place of a head longer than g.max: a line longer than
+// its limit on a head, max(g.max, netHTTPBuffer+1), by more than the buffer of it net/http may
+// have read ahead, which the limit does not count.
+func (g *guardedConn) tooLong() []byte {
+	return bytes.Repeat([]byte("a"), max(g.max, netHTTPBuffer+1)+netHTTPBuffer+1)
+}
+
 // takeLine moves b up to and including its first newline into g.line and returns the rest, and
-// whether a line ended. A line longer than g.max is not framing the guard understands: it and
-// all that follows pass through untouched, and no line is reported ended.
+// whether a line ended. A head longer than g.max is answered 431: net/http gets in its place
+// bytes over its own limit, which is at least netHTTPBuffer over MaxHeaderBytes and so over a
+// small g.max. A chunk line or trailers longer than net/http reads pass through untouched, with
+// all that follows, for net/http to refuse. No line is reported ended then.
 func (g *guardedConn) takeLine(b []byte) (rest []byte, ended bool) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
@@ -139,7 +152,11 @@ func (g *guardedConn) takeLine(b []byte) (rest []byte, ended bool) {
 	} else {
 		g.line, rest = append(g.line, b[:i+1]...), b[i+1:]
 	}
-	if len(g.line) > g.max {
+	switch {
+	case g.state == inHead && len(g.line) > g.max:
+		g.state, g.out, g.line = refused, append(g.out, g.tooLong()...), nil
+		return nil, false
+	case g.state != inHead && len(g.line) > max(g.max, netHTTPBuffer):
 		g.state, g.out, g.line = passThrough, append(g.out, g.line...), nil
 		return rest, false
 	}
