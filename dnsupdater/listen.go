@@ -15,7 +15,7 @@ import (
 // SO_REUSEPORT (the kernel spreads clients over them), and one TCP listener on the same port.
 type listeners struct {
 	udp []*net.UDPConn
-	tcp *net.TCPListener
+	tcp net.Listener
 }
 
 // listen binds n UDP sockets and a TCP listener on addr. Port 0 takes a free port: the TCP
@@ -36,7 +36,7 @@ func listen(addr string, n int) (*listeners, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on tcp %s: %w", ap, err)
 	}
-	l.tcp = tl.(*net.TCPListener)
+	l.tcp = tl
 	bound := netip.AddrPortFrom(ap.Addr(), uint16(l.tcp.Addr().(*net.TCPAddr).Port))
 	cfg := plain
 	if n > 1 {

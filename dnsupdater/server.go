@@ -267,14 +267,25 @@ func (s *Server) serveTCP(ctx context.Context) {
 		}
 		mu.Unlock()
 	}()
+	var backoff time.Duration
 	for {
 		c, err := s.ls.tcp.Accept()
 		if err != nil {
 			if closedErr(err) {
 				return
 			}
+			// Out of file descriptors, say: the next Accept fails at once too, so wait, from
+			// 5 ms doubling to a second, rather than spin on a core until one is freed.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("tcp accept failed")
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
 			continue
 		}
+		backoff = 0
 		var client netip.Addr
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			client = a.AddrPort().Addr().Unmap()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,5 +316,48 @@ func TestSecondariesAreNotifiedWhileTheDNSStreamElectsALeader(t *testing.T) {
 	awaitNotify(t, got, serial(t, srv.Addr()))
 	if took := time.Since(moved); took > time.Second {
 		t.Errorf("NOTIFY sent %s after the serial moved, want within 1s: it waited for the DNS stream", took.Round(time.Millisecond))
+	}
+}
+
+// failingListener fails every Accept, as a listener does when the process is out of file
+// descriptors, until it is closed.
+type failingListener struct {
+	accepts atomic.Int64
+	closed  atomic.Bool
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.accepts.Add(1)
+	if l.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+}
+
+func (l *failingListener) Close() error   { l.closed.Store(true); return nil }
+func (l *failingListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+func TestAFailingAcceptIsRetriedWithABackOffNotInALoop(t *testing.T) {
+	l := &failingListener{}
+	s := &Server{ls: &listeners{tcp: l}, tcpSem: make(chan struct{}, maxTCPConns), log: zerolog.New(zerolog.NewTestWriter(t))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.serveTCP(ctx)
+	}()
+	start := time.Now()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return l.accepts.Load() >= 4 }, "four accepts")
+	// Backing off from 5 ms and doubling, the fourth try comes 35 ms after the first; a loop
+	// makes it within microseconds.
+	if took := time.Since(start); took < 30*time.Millisecond {
+		t.Errorf("four failing accepts within %v, want a back-off between them", took)
+	}
+	l.Close()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("serveTCP did not return after its listener was closed")
 	}
 }
