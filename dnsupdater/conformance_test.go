@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -548,6 +549,22 @@ func TestOneClientCannotTakeEveryTCPConnection(t *testing.T) {
 	first.Close()
 	eventstest.Eventually(t, 2*time.Second, func() bool { return answers(dial("127.0.0.1")) },
 		"a client that closed a connection may open another")
+}
+
+func TestAnIPv6ClientIsCountedByItsSlash64(t *testing.T) {
+	for _, c := range []struct{ from, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"},
+		{"2001:db8:1:2::1", "2001:db8:1:2::"},
+		{"2001:db8:1:3::1", "2001:db8:1:3::"},
+		{"fe80::1%lo", "fe80::"},
+		{"::1", "::"},
+	} {
+		if got := tcpClient(netip.MustParseAddr(c.from)); got != netip.MustParseAddr(c.want) {
+			t.Errorf("tcpClient(%s) = %s, want %s", c.from, got, c.want)
+		}
+	}
 }
 
 // ixfrFrom returns the records of an IXFR of demo.test. from serial, each as name, type and

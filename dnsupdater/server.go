@@ -288,7 +288,7 @@ func (s *Server) serveTCP(ctx context.Context) {
 		backoff = 0
 		var client netip.Addr
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			client = a.AddrPort().Addr().Unmap()
+			client = tcpClient(a.AddrPort().Addr())
 		}
 		select {
 		case s.tcpSem <- struct{}{}:
@@ -430,4 +430,15 @@ func truncated(resp []byte) []byte {
 	binary.BigEndian.PutUint16(resp[8:], 0)
 	binary.BigEndian.PutUint16(resp[10:], ar)
 	return resp
+}
+
+// tcpClient is the client a TCP connection from addr counts against for dns.tcp_per_client: the
+// IPv4 address, or the IPv6 /64, which one host is routinely given whole (SLAAC, privacy
+// addresses), so that it cannot take every connection from addresses of its own.
+func tcpClient(addr netip.Addr) netip.Addr {
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return addr
+	}
+	return netip.PrefixFrom(addr.WithZone(""), 64).Masked().Addr()
 }
