@@ -206,11 +206,15 @@ func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Du
 		return fmt.Errorf("send request: %w", err)
 	}
 	_, err := uc.br.Peek(1)
-	if watch && err != nil && isTimeout(err) {
+	if watch && (err == nil || isTimeout(err)) {
+		// The rest of the head, or all of it when it is slow, has up to rh: the first byte may
+		// start an interim answer (103 Early Hints) sent long before the final one.
 		_ = uc.c.SetReadDeadline(deadline)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+	if watch && err != nil && isTimeout(err) {
 		stop := slow(uc)
 		_, err = uc.br.Peek(1)
 		stop()

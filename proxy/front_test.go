@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -260,5 +261,31 @@ func TestARequestSentAgainAfterASlowFailureIsTheOneTheClientSent(t *testing.T) {
 		if !strings.HasPrefix(h, "GET /a ") && !strings.HasPrefix(h, "GET /b HTTP/1.1\r\nHost: shop\r\nX-Pad: "+strings.Repeat("p", 200)+"\r\n") {
 			t.Errorf("an instance received %d time(s) a request the client never sent: %q", n, h)
 		}
+	}
+}
+
+// An instance that sends 103 Early Hints at once and its answer later than slowAnswer: the
+// answer's head may take up to the response_header timeout, however early its first byte came.
+func TestAnAnswerAfterEarlyHintsMayComeLaterThanASlowAnswer(t *testing.T) {
+	var asked atomic.Int32
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			asked.Add(1)
+			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+			time.Sleep(4 * slowAnswer)
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nw1"); err != nil {
+				return
+			}
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	resp, body := exchangeRaw(t, c.west, "GET /hinted HTTP/1.1\r\nHost: shop\r\n\r\n")
+	if resp.StatusCode != http.StatusOK || body != "w1" || asked.Load() != 1 {
+		t.Errorf("answer %s %q after the instance was asked %d time(s), want 200 OK %q from its one answer", resp.Status, body, asked.Load(), "w1")
 	}
 }
