@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -22,9 +23,33 @@ import (
 // maxIdlePerAddr caps the idle connections kept to one instance.
 const maxIdlePerAddr = 1024
 
+// maxResponseHead is the most an answer's head, interim ones included, may take, as
+// http.Transport's MaxResponseHeaderBytes defaults to: a longer one fails its attempt.
+const maxResponseHead = 10 << 20
+
+// errHeadTooLong is the failure of an attempt whose answer's head is longer than maxResponseHead.
+var errHeadTooLong = fmt.Errorf("the answer's head is longer than %d bytes", maxResponseHead)
+
+// headLimit is what an upConn's reader reads the connection through: while a head is read,
+// left counts down what it may still take.
+type headLimit struct {
+	c    net.Conn
+	left int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errHeadTooLong
+	}
+	n, err := l.c.Read(p[:min(int64(len(p)), l.left)])
+	l.left -= int64(n)
+	return n, err
+}
+
 // upConn is one connection to an instance or a secondary edge.
 type upConn struct {
 	c      net.Conn
+	limit  *headLimit
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	reused bool
@@ -67,7 +92,8 @@ func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{c: c, br: bufio.NewReaderSize(c, 8<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
+	limit := &headLimit{c: c, left: math.MaxInt64}
+	return &upConn{c: c, limit: limit, br: bufio.NewReaderSize(limit, 8<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
 }
 
 // put keeps uc for the next request to addr when nothing is left buffered on it; otherwise the
@@ -193,8 +219,11 @@ func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Du
 		first = start.Add(slowAnswer)
 	}
 	// The deadline is set before the request leaves and ctx checked after, so a cancellation
-	// (whose deadline in the past afterCancel sets) is never overridden.
+	// (whose deadline in the past afterCancel sets) is never overridden. The answer's head may
+	// take maxResponseHead, counted from what came after the last answer (nothing, as it is
+	// pooled only then); headRead lifts the limit.
 	_ = uc.c.SetReadDeadline(first)
+	uc.limit.left = maxResponseHead
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -245,9 +274,13 @@ func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Respons
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
 			continue
 		}
+		uc.headRead()
 		return resp, nil
 	}
 }
+
+// headRead lifts the limit on what the connection's reads take, once the answer's head is read.
+func (uc *upConn) headRead() { uc.limit.left = math.MaxInt64 }
 
 // closedByPeer reports whether err means the other side had closed the connection.
 func closedByPeer(err error) bool {

@@ -382,6 +382,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 	if err == nil && n > 0 {
 		if b, _ := uc.br.Peek(n); parseRespHead(b, &lc.resp) {
 			_ = uc.c.SetReadDeadline(time.Time{})
+			uc.headRead()
 			lc.app.answered(at, lc.resp.code)
 			if at.retryStatus && lc.app.pol.retryStatus(lc.resp.code) {
 				_ = uc.c.Close()

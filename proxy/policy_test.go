@@ -366,6 +366,35 @@ func TestAnAnswerCutShortNeverReachesTheClientAsComplete(t *testing.T) {
 	}
 }
 
+// An instance whose answer's head never ends: the edge stops reading it past the size
+// http.Transport allows a head, as on the ReverseProxy path, rather than holding all of it until
+// the response_header timeout.
+func TestAnAnswerHeadThatNeverEndsIsRefusedAtItsLimit(t *testing.T) {
+	w1 := rawInstance(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		line := []byte("X-Endless: " + strings.Repeat("a", 4000) + "\r\n")
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		for err == nil {
+			_, err = c.Write(line)
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "", ", retry_on: []")
+	for _, tc := range []struct{ name, raw string }{
+		{"lean", "GET / HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"net/http", "GET http://shop/ HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"ReverseProxy", "PUT / HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi"},
+	} {
+		start := time.Now()
+		resp, body := exchangeRaw(t, c.west, tc.raw)
+		if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, errHeaderTimeout.Error()) {
+			t.Errorf("%s: %s %q after %v, want 502 once the head is over its limit", tc.name, resp.Status, body, time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
+
 func TestAnInstancesExtraBytesNeverReachAnotherClient(t *testing.T) {
 	var n atomic.Int32
 	w1 := rawInstance(t, func(c net.Conn) {
