@@ -21,7 +21,8 @@ import (
 )
 
 // recorder is an upstream that records the framing of every request it receives and answers
-// by path: /204, /304, /1xx (103 then 200), /trailers (chunked with a trailer), /close (and
+// by path: /204, /304, /1xx (103 then 200), /101 (101 Switching Protocols, though no upgrade is
+// asked for, then a 200 in what is no longer HTTP), /trailers (chunked with a trailer), /close (and
 // closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
 // and /chunked-long (followed by an unsolicited answer), else 200 "ok".
 // bad collects what net/http's parser refused of what it received.
@@ -63,6 +64,9 @@ func newRecorder(tb testing.TB) *recorder {
 				answer = "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\n\r\n"
 			case "/1xx":
 				answer = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+			case "/101":
+				answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n" +
+					"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 			case "/trailers":
 				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n"
 			case "/204-body":
@@ -169,6 +173,8 @@ var corpus = []struct {
 	{name: "a 304 answer", raw: "GET /304 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
 	{name: "a 103 before the answer", raw: "GET /1xx HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}, edge: []int{200}, forwards: 1,
 		differs: "the edge drops interim answers (103 Early Hints) and relays the final one; ReverseProxy relays the 103 first"},
+	{name: "a 101 to a GET asking for no upgrade, then a GET", raw: "GET /101 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "a 101 to a DELETE asking for no upgrade, then a GET", raw: "DELETE /101 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"DELETE", "GET"}},
 	{name: "an answer with trailers", raw: "GET /trailers HTTP/1.1\r\n" + host + "TE: trailers\r\n\r\n", methods: []string{"GET"}},
 	{name: "a POST with a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello", methods: []string{"POST"}},
 	{name: "a POST without a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", methods: []string{"POST"}},

@@ -262,14 +262,22 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// readFinal reads the head of the final response to a request with r's method, skipping
-// interim ones (103 Early Hints).
+// errUnaskedSwitch is the failure of an attempt answered 101 Switching Protocols to a request
+// that asked for no upgrade, as the fast paths' requests never do: what follows the 101 is not
+// an answer, so the connection is closed and the client answered 502, as ReverseProxy does.
+var errUnaskedSwitch = errors.New("the instance switched protocols (101) though no upgrade was requested")
+
+// readFinal reads the head of the final response to a request with r's method, which asks for
+// no upgrade, skipping interim ones (103 Early Hints); a 101 is final, and an error.
 func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Response, error) {
 	defer uc.afterCancel(ctx)()
 	for {
 		resp, err := http.ReadResponse(uc.br, r)
 		if err != nil {
 			return nil, fmt.Errorf("read response: %w", err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil, errUnaskedSwitch
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
 			continue

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -107,5 +108,50 @@ func TestAHeadRequestAndTrailersPassThrough(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Errorf("HEAD: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// An instance that answers 101 Switching Protocols to a request asking for no upgrade: on both
+// fast paths the attempt fails, as ReverseProxy fails it, and is not tried elsewhere; the
+// client gets 502, and the connection to the instance, whose bytes after the 101 are no longer
+// HTTP, is closed rather than pooled. A request that asks for the upgrade gets the 101.
+func TestA101ToARequestAskingForNoUpgradeIsA502AndItsConnectionIsClosed(t *testing.T) {
+	var asked atomic.Int32
+	closed := make(chan struct{}, 8)
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		asked.Add(1)
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n"+
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhidden")
+		// Whatever the edge sends next is not HTTP to this instance; the copy ends when the
+		// edge closes the connection.
+		_, _ = io.Copy(io.Discard, br)
+		closed <- struct{}{}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"a plain GET, which the edge's front serves", "GET /switch HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"a GET left to net/http", "GET /switch HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked.Store(0)
+			resp, body := exchangeRaw(t, c.west, tc.raw)
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "switched protocols") || asked.Load() != 1 {
+				t.Errorf("answer %s %q after the instance was asked %d time(s), want 502 naming the switch, from one attempt", resp.Status, body, asked.Load())
+			}
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Error("the edge kept the connection the instance answered 101 on")
+			}
+		})
+	}
+	resp, _ := exchangeRaw(t, c.west, "GET /socket HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n")
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "foo" {
+		t.Errorf("an upgrade to foo was answered %s %v, want 101 with Upgrade: foo", resp.Status, resp.Header)
 	}
 }
