@@ -105,7 +105,13 @@ func FuzzRespond(f *testing.F) {
 	f.Add(append(trailing, 0), false)
 	trailing[11] = 1 // an additional record announced and missing
 	f.Add(trailing, true)
+	crowded, err := withEDNS(newQuery(longestName("example.com."), dns.TypeA), 512, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}, ecs(2, 128, net.ParseIP("2001:db8::1")...)).Pack()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(crowded, false)
 	tab := testTable(f)
+	tab.identity = []byte(strings.Repeat("n", 255)) // the longest dns.identity, so NSID can crowd a reply
 	remote := netip.MustParseAddr("10.1.2.3")
 	f.Fuzz(func(t *testing.T, p []byte, tcp bool) {
 		got := newWorker(3).respond(tab, p, remote, tcp)
@@ -126,13 +132,94 @@ func FuzzRespond(f *testing.F) {
 		if !r.Response {
 			t.Fatalf("reply without QR")
 		}
-		if !tcp && len(got) > maxUDPSize {
-			t.Fatalf("UDP reply of %d bytes", len(got))
+		if limit := clientLimit(p); !tcp && len(got) > limit {
+			t.Fatalf("UDP reply of %d bytes to a client that receives %d", len(got), limit)
 		}
 		if end := recordsEnd(got); end != len(got) {
 			t.Fatalf("reply of %d bytes whose records end at %d: %x", len(got), end, got)
 		}
 	})
+}
+
+// clientLimit is the largest UDP reply the sender of p receives: 512 bytes without EDNS, else
+// the buffer size its OPT record advertises, at least 512 and at most the 1232 Detour sends.
+func clientLimit(p []byte) int {
+	size := -1
+	if m := new(dns.Msg); m.Unpack(p) == nil {
+		if opt := m.IsEdns0(); opt != nil {
+			size = int(opt.UDPSize())
+		}
+	} else if start, _ := findOPT(p); start >= 0 {
+		size = int(p[start+3])<<8 | int(p[start+4])
+	}
+	return min(max(size, 512), 1232)
+}
+
+// longestName returns the name of 255 bytes in wire form, the most a name may have, that ends
+// in suffix.
+func longestName(suffix string) string {
+	name := suffix
+	for room := 255 - (len(suffix) + 1); room > 0; {
+		l := min(63, room-1)
+		name = strings.Repeat("a", l) + "." + name
+		room -= l + 1
+	}
+	return name
+}
+
+// TestTruncatedUDPRepliesFitTheClient asks, of a server with the longest dns.identity, for
+// replies whose EDNS options crowd the client's UDP buffer: a truncated reply leaves out the
+// identity rather than exceed the buffer, and keeps the client subnet and extended error.
+func TestTruncatedUDPRepliesFitTheClient(t *testing.T) {
+	tab := testTable(t)
+	tab.identity = []byte(strings.Repeat("n", 255))
+	nsid := &dns.EDNS0_NSID{Code: dns.EDNS0NSID}
+	subnet := ecs(2, 128, net.ParseIP("2001:db8::1")...)
+	outside, inside := longestName("example.com."), longestName("demo.test.")
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "a longest name outside the zones, NSID and ECS in 512 bytes: TC, ECS and EDE without NSID",
+			req: withEDNS(newQuery(outside, dns.TypeA), 512, nsid, subnet), want: "REFUSED tc, 312 bytes, options ECS EDE"},
+		{name: "a buffer size under 512 is taken as 512",
+			req: withEDNS(newQuery(outside, dns.TypeA), 100, nsid, subnet), want: "REFUSED tc, 312 bytes, options ECS EDE"},
+		{name: "the same in 1232 bytes: the whole reply with NSID",
+			req: withEDNS(newQuery(outside, dns.TypeA), 1232, nsid, subnet), want: "REFUSED, 571 bytes, options ECS NSID EDE"},
+		{name: "a longest name inside the zone with NSID in 512 bytes: TC, the OPT record without NSID",
+			req: withEDNS(newQuery(inside, dns.TypeA), 512, nsid), want: "NXDOMAIN tc, 282 bytes, options"},
+		{name: "a large answer to a short name with NSID in 512 bytes: TC, NSID fits beside the question",
+			req: withEDNS(newQuery("big.demo.test.", dns.TypeTXT), 512, nsid), want: "NOERROR tc, 301 bytes, options NSID"},
+	}
+	names := map[uint16]string{dns.EDNS0SUBNET: "ECS", dns.EDNS0NSID: "NSID", dns.EDNS0EDE: "EDE"}
+	remote := netip.MustParseAddr("10.1.2.3")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tt.req.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := newWorker(1).respond(tab, p, remote, false)
+			r := new(dns.Msg)
+			if err := r.Unpack(b); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+			got := dns.RcodeToString[r.Rcode]
+			if r.Truncated {
+				got += " tc"
+			}
+			got += fmt.Sprintf(", %d bytes, options", len(b))
+			if opt := r.IsEdns0(); opt != nil {
+				for _, o := range opt.Option {
+					got += " " + names[o.Option()]
+				}
+			}
+			if got != tt.want {
+				t.Errorf("want %s, got %s", tt.want, got)
+			}
+		})
+	}
 }
 
 // FuzzTransfer feeds arbitrary packets to the TCP transfer path from a client that may

@@ -176,7 +176,8 @@ func parseECS(d []byte, q *query) bool {
 // finish writes the response to q into dst from a prepared template (a packed reply whose
 // question name is in lower case and which has no OPT record): the query's id, RD and CD bits,
 // question name and type, an OPT record when the query had one (with extRcode, and the client
-// subnet echoed with the given scope), and truncation to limit. It returns the response.
+// subnet echoed with the given scope), and truncation to limit: the header, question and OPT
+// record with TC set, without the server identity when that does not fit. It returns the response.
 func finish(dst, tmpl []byte, q *query, extRcode uint8, scope uint8, limit int) []byte {
 	dst = append(dst[:0], tmpl...)
 	binary.BigEndian.PutUint16(dst, q.id)
@@ -202,10 +203,20 @@ func finish(dst, tmpl []byte, q *query, extRcode uint8, scope uint8, limit int) 
 	binary.BigEndian.PutUint16(dst[6:], 0)
 	binary.BigEndian.PutUint16(dst[8:], 0)
 	binary.BigEndian.PutUint16(dst[10:], 0)
-	if q.edns {
-		dst = appendOPT(dst, q, extRcode, scope)
+	if !q.edns {
+		return dst
 	}
-	return dst
+	if out := appendOPT(dst, q, extRcode, scope); len(out) <= limit || len(q.nsid) == 0 {
+		return out
+	}
+	// The server identity does not fit beside the question: leave it out, as RFC 5001 lets a
+	// server do. The OPT record (RFC 6891 §7), the client subnet (RFC 7871 §7.2.1) and the
+	// extended error always fit: 12+255+4 bytes of header and question and 11+24+6 of OPT
+	// record are 312, under the 512 every client receives.
+	withoutID := *q
+	withoutID.nsid = nil
+	binary.BigEndian.PutUint16(dst[10:], 0) // the OPT record just cut off was counted
+	return appendOPT(dst, &withoutID, extRcode, scope)
 }
 
 // appendOPT appends Detour's OPT record and counts it in the additional section.
