@@ -104,7 +104,8 @@ func (r *recorder) take() (got, bad []string) {
 	return got, bad
 }
 
-// referenceProxy is httputil.ReverseProxy in front of upstream, with the edge's limits.
+// referenceProxy is httputil.ReverseProxy in front of upstream, with the edge's limits and a new
+// upstream connection per request.
 func referenceProxy(t *testing.T, upstream string) string {
 	t.Helper()
 	u, _ := url.Parse("http://" + upstream)
@@ -115,7 +116,12 @@ func referenceProxy(t *testing.T, upstream string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(u), Protocols: &protocols,
+	// Its own Transport without keep-alives: an upstream that sends more than its answer (the
+	// corpus has several) would otherwise leave it on a pooled connection of the process-wide
+	// DefaultTransport, where the next case's request may read it as its answer.
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{DisableKeepAlives: true}
+	srv := &http.Server{Handler: rp, Protocols: &protocols,
 		MaxHeaderBytes: 64<<10 - 4096, ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
