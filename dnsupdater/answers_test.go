@@ -40,6 +40,22 @@ apps:
       - {name: east, endpoints: [{address: "10.0.1.1:80"}]}
 `
 
+// respondTo answers req from tab as a UDP query from remote, and returns the reply parsed and as
+// sent; it fails the test when either does not pack or parse.
+func respondTo(t *testing.T, tab *table, req *dns.Msg, remote netip.Addr) (*dns.Msg, []byte) {
+	t.Helper()
+	p, err := req.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newWorker(1).respond(tab, p, remote, false)
+	r := new(dns.Msg)
+	if err := r.Unpack(b); err != nil {
+		t.Fatalf("reply does not parse: %v", err)
+	}
+	return r, b
+}
+
 // sections renders a reply as the lines a reader compares: header, then every record.
 func sections(r *dns.Msg) string {
 	var b strings.Builder
@@ -166,15 +182,7 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 	remote := netip.MustParseAddr("192.0.2.99")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := tt.req.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := newWorker(1).respond(tab, p, remote, false)
-			r := new(dns.Msg)
-			if err := r.Unpack(b); err != nil {
-				t.Fatalf("reply does not parse: %v", err)
-			}
+			r, _ := respondTo(t, tab, tt.req, remote)
 			if got := sections(r); got != tt.want {
 				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
 			}
@@ -228,14 +236,7 @@ zones:
 	remote := netip.MustParseAddr("192.0.2.99")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := tt.req.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := new(dns.Msg)
-			if err := r.Unpack(newWorker(1).respond(tab, p, remote, false)); err != nil {
-				t.Fatalf("reply does not parse: %v", err)
-			}
+			r, _ := respondTo(t, tab, tt.req, remote)
 			if got := sections(r); got != tt.want {
 				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
 			}
@@ -250,15 +251,8 @@ func TestANewConfigurationsRecordsReplaceThePreparedOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2}), before)
-	p, err := newQuery("mx.demo.test.", dns.TypeA).Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r dns.Msg
-	if err := r.Unpack(newWorker(1).respond(after, p, netip.MustParseAddr("10.1.2.3"), false)); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := sections(&r), "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.26"; got != want {
+	r, _ := respondTo(t, after, newQuery("mx.demo.test.", dns.TypeA), netip.MustParseAddr("10.1.2.3"))
+	if got, want := sections(r), "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.26"; got != want {
 		t.Errorf("after the new configuration mx answers\n%s\nwant\n%s", got, want)
 	}
 }

@@ -196,15 +196,7 @@ func TestTruncatedUDPRepliesFitTheClient(t *testing.T) {
 	remote := netip.MustParseAddr("10.1.2.3")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := tt.req.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := newWorker(1).respond(tab, p, remote, false)
-			r := new(dns.Msg)
-			if err := r.Unpack(b); err != nil {
-				t.Fatalf("reply does not parse: %v", err)
-			}
+			r, b := respondTo(t, tab, tt.req, remote)
 			got := dns.RcodeToString[r.Rcode]
 			if r.Truncated {
 				got += " tc"
