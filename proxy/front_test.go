@@ -153,8 +153,13 @@ func TestAConnectionMixesPlainGetsWithOtherRequestsAndPipelinedOnes(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(conn)
-	for _, want := range []string{"e0 GET ", "e0 GET ", "e0 POST body", "e0 GET "} {
+	wantAnswers(t, bufio.NewReader(conn), "e0 GET ", "e0 GET ", "e0 POST body", "e0 GET ")
+}
+
+// wantAnswers reads one answer per body from br, in order, and wants each a 200 with that body.
+func wantAnswers(t *testing.T, br *bufio.Reader, bodies ...string) {
+	t.Helper()
+	for _, want := range bodies {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -243,18 +248,7 @@ func TestARequestSentAgainAfterASlowFailureIsTheOneTheClientSent(t *testing.T) {
 	if _, err := io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: shop\r\n\r\n"+b); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(conn)
-	for _, want := range []string{"GET /a HTTP/1.1", "GET /b HTTP/1.1"} {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != 200 || string(body) != want {
-			t.Errorf("answer %d %q, want 200 %q", resp.StatusCode, body, want)
-		}
-	}
+	wantAnswers(t, bufio.NewReader(conn), "GET /a HTTP/1.1", "GET /b HTTP/1.1")
 	mu.Lock()
 	defer mu.Unlock()
 	for h, n := range heads {
