@@ -153,8 +153,17 @@ func AppendAsync(js jetstream.JetStream, subject string, e Envelope, lastSeq uin
 }
 
 // AppendResult waits for the outcome of an AppendAsync of e: what Append would have returned.
+// An outcome that has come is returned even when ctx has ended, so that a caller may collect
+// what came without waiting (an ended ctx).
 func AppendResult(ctx context.Context, f jetstream.PubAckFuture, e Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
 	subject := f.Msg().Subject
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, AppendError(subject, e, lastSeq, err)
+	default:
+	}
 	select {
 	case ack := <-f.Ok():
 		return ack, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -127,3 +128,35 @@ func TestAppendsGoOnAfterPublishesTheServerNeverAnswered(t *testing.T) {
 		return err == nil
 	}, "an append stored")
 }
+
+// An acknowledgement that has come is the append's outcome even when the wait for it is over:
+// a writer collecting what came without waiting (an ended context) must not count a stored
+// append as failed and send it again.
+func TestAppendResultReturnsAnAcknowledgementThatCameWhateverTheContext(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	e, _ := events.New(events.TypeEndpointDown, "test", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), events.Transition{To: events.StatusDown})
+	msg := &nats.Msg{Subject: events.EndpointStateSubject("shop", "west", "a")}
+	for i := range uint64(100) {
+		ack, err := events.AppendResult(ended, stored{msg: msg, ack: &jetstream.PubAck{Stream: "STATE", Sequence: i + 1}}, e, i)
+		if err != nil || ack.Sequence != i+1 {
+			t.Fatalf("attempt %d: acknowledged at seq %d, but AppendResult with an ended context returned %v, %v", i, i+1, ack, err)
+		}
+	}
+}
+
+// stored is the future of an append whose acknowledgement has come.
+type stored struct {
+	jetstream.PubAckFuture
+	msg *nats.Msg
+	ack *jetstream.PubAck
+}
+
+func (s stored) Ok() <-chan *jetstream.PubAck {
+	c := make(chan *jetstream.PubAck, 1)
+	c <- s.ack
+	return c
+}
+
+func (s stored) Err() <-chan error { return nil }
+func (s stored) Msg() *nats.Msg    { return s.msg }
