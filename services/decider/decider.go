@@ -414,7 +414,10 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 	d.failing = false
 	d.landReady(ctx)
 	if d.overdue() {
-		d.settle(ctx)
+		// Nothing landed for appendTimeout: the appends in flight are counted failed now, not
+		// after another appendTimeout, so that a retry reaches a STATE electing a leader at
+		// most about appendTimeout after its last attempt.
+		d.settleWithin(ctx, 0)
 	}
 	// Only the endpoints whose deadline passed or that hold a pending decision: Expire would
 	// change nothing on the others (see decide.Endpoint.ExpiresAt).
@@ -429,11 +432,19 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 	}
 	d.flush(ctx)
 	if !d.failing && len(d.retrying) > 0 {
-		pools := d.retrying
-		d.retrying = nil
-		for _, p := range pools {
+		pools := d.retrying[:0:0]
+		for _, p := range d.retrying {
 			p.retry = false
+			if p.inFlight > 0 {
+				// The flush above sent its endpoints' transitions (and its own, built on them)
+				// again: it is checked once they land, rather than the loop waiting here for
+				// their acknowledgements, which a STATE electing a leader never sends.
+				p.recheck = true
+				continue
+			}
+			pools = append(pools, p)
 		}
+		d.retrying = nil
 		d.sendPools(ctx, pools)
 	}
 	d.reassert(ctx, now)

@@ -270,13 +270,16 @@ func (d *decider) pop() {
 // would have (re-read after a conflict, retried on the next tick otherwise), and the pools they
 // touched are checked again, so that a pool transition stored on a failed endpoint's append is
 // followed by the one its endpoints' recorded statuses imply.
-func (d *decider) settle(ctx context.Context) {
+func (d *decider) settle(ctx context.Context) { d.settleWithin(ctx, appendTimeout) }
+
+// settleWithin is settle waiting at most wait for the acknowledgements that have not come.
+func (d *decider) settleWithin(ctx context.Context, wait time.Duration) {
 	if len(d.pipe) == 0 {
 		return
 	}
 	pipe := d.pipe
 	d.pipe = nil
-	wctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var failed []*sent
 	var touched []*poolSlot

@@ -1,0 +1,125 @@
+package decider_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/decider"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// leaderless is JetStream as the decider sees it while STATE elects a new leader: once lose is
+// called, an append goes unanswered and nothing is stored, until the election, which ends right
+// after the attempt that appends to watch for the electAfter-th time is sent.
+type leaderless struct {
+	jetstream.JetStream
+	watch string
+
+	mu         sync.Mutex
+	down       bool
+	electAfter int
+	attempts   int
+	elected    time.Time
+}
+
+// lose starts the election.
+func (w *leaderless) lose(electAfter int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.down, w.electAfter, w.attempts, w.elected = true, electAfter, 0, time.Time{}
+}
+
+// drop reports whether an append to subject goes unanswered, counting the attempts on watch.
+func (w *leaderless) drop(subject string) bool {
+	if !strings.HasPrefix(subject, "detour.state.") {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.down {
+		return false
+	}
+	if subject == w.watch {
+		w.attempts++
+		if w.attempts == w.electAfter {
+			w.down, w.elected = false, time.Now()
+		}
+	}
+	return true
+}
+
+func (w *leaderless) electedAt() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.elected
+}
+
+func (w *leaderless) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if w.drop(m.Subject) {
+		return unanswered{msg: m}, nil
+	}
+	return w.JetStream.PublishMsgAsync(m, opts...)
+}
+
+func (w *leaderless) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if w.drop(m.Subject) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return w.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// unanswered is the future of an append no stream leader received.
+type unanswered struct {
+	jetstream.PubAckFuture
+	msg *nats.Msg
+}
+
+func (u unanswered) Ok() <-chan *jetstream.PubAck { return nil }
+func (u unanswered) Err() <-chan error            { return nil }
+func (u unanswered) Msg() *nats.Msg               { return u.msg }
+
+// A transition decided while STATE has no leader is tried again about every appendTimeout
+// (500 ms): once STATE takes appends again it is stored within that of its last unanswered
+// attempt, not a second appendTimeout later (a tick waited once more for the appends it had
+// found overdue).
+func TestATransitionWaitingForSTATEsElectionIsStoredWithinAnAppendTimeoutOfItsLastAttempt(t *testing.T) {
+	srv := eventstest.Start(t)
+	// The election ends right after the second attempt of the pool's transition, sent just
+	// after the endpoint's: both went unanswered.
+	w := &leaderless{JetStream: srv.JS, watch: "detour.state.pool.shop.west"}
+	r := start(t, w, eventstest.Config(t, shopYAML), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
+	eu := &prober{t: t, js: srv.JS, region: "eu"}
+	for range 2 {
+		eu.send("shop", "west", "w1", true)
+		eu.send("shop", "east", "e1", true)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up")
+
+	w.lose(2)
+	for range 3 {
+		eu.send("shop", "west", "w1", false)
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool { return !w.electedAt().IsZero() }, "the decider did not try w1's transition twice")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(history(t, srv), "endpoint.shop.west.w1:down") },
+		"w1's transition was not stored after the election")
+	stored := time.Since(w.electedAt())
+	// The pool's transition may come first: the election can fall between the two appends.
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(history(t, srv), "pool.shop.west:down") },
+		"the west pool's transition was not stored after the election")
+	if n := r.stats.Failed.Load(); n < 2 {
+		t.Errorf("%d appends counted as failed, want the unanswered attempts (at least 2)", n)
+	}
+	// The attempt sent just before the election went unanswered: the next one is sent once a
+	// tick finds it overdue, appendTimeout after it was sent, plus a few 10 ms ticks.
+	if limit := 800 * time.Millisecond; stored > limit {
+		t.Errorf("w1's transition was stored %s after STATE took appends again, want within %s (appendTimeout 500ms and a few ticks)", stored, limit)
+	}
+	t.Logf("stored %s after the election", stored.Round(time.Millisecond))
+}
