@@ -53,10 +53,12 @@ type decider struct {
 	earlyRing []string
 	earlyNext int
 	// pipe are the appends in flight, in the order sent; sentKeys counts the appends sent;
-	// landedAt is when one last landed.
-	pipe     []*sent
-	sentKeys uint64
-	landedAt time.Time
+	// landedAt is when one last landed; unanswered is set when a tick found the pipe overdue,
+	// until an append lands.
+	pipe       []*sent
+	sentKeys   uint64
+	landedAt   time.Time
+	unanswered bool
 	// retrying are the pools whose transition the next tick appends again (poolSlot.retry).
 	retrying []*poolSlot
 }
@@ -414,10 +416,17 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 	d.failing = false
 	d.landReady(ctx)
 	if d.overdue() {
-		// Nothing landed for appendTimeout: the appends in flight are counted failed now, not
-		// after another appendTimeout, so that a retry reaches a STATE electing a leader at
-		// most about appendTimeout after its last attempt.
-		d.settleWithin(ctx, 0)
+		// Nothing landed for appendTimeout. The first time, the appends in flight are waited for
+		// once more: acknowledgements that come that late in a storm land then, rather than
+		// every append in flight being sent again. Once such a wait got none (STATE electing a
+		// leader, NATS away), the retries are counted failed as soon as they are overdue, so
+		// that a retry reaches STATE at most about appendTimeout after its last attempt.
+		wait := appendTimeout
+		if d.unanswered {
+			wait = 0
+		}
+		d.unanswered = true
+		d.settleWithin(ctx, wait)
 	}
 	// Only the endpoints whose deadline passed or that hold a pending decision: Expire would
 	// change nothing on the others (see decide.Endpoint.ExpiresAt).

@@ -86,9 +86,10 @@ func (u unanswered) Err() <-chan error            { return nil }
 func (u unanswered) Msg() *nats.Msg               { return u.msg }
 
 // A transition decided while STATE has no leader is tried again about every appendTimeout
-// (500 ms): once STATE takes appends again it is stored within that of its last unanswered
-// attempt, not a second appendTimeout later (a tick waited once more for the appends it had
-// found overdue).
+// (500 ms) once an attempt went unanswered: once STATE takes appends again it is stored within
+// that of its last unanswered attempt, not a second appendTimeout later (a tick waited once more
+// for the appends it had found overdue). Only the first attempt's overdue appends are waited for
+// once more (see TestAcknowledgementsLaterThanAnAppendTimeoutAreWaitedForOnceNotRetried).
 func TestATransitionWaitingForSTATEsElectionIsStoredWithinAnAppendTimeoutOfItsLastAttempt(t *testing.T) {
 	srv := eventstest.Start(t)
 	// The election ends right after the second attempt of the pool's transition, sent just

@@ -318,7 +318,7 @@ func (d *decider) settleWithin(ctx context.Context, wait time.Duration) {
 
 // landed records the acknowledged append j.
 func (d *decider) landed(ctx context.Context, j *sent, ack *jetstream.PubAck) {
-	d.landedAt = time.Now()
+	d.landedAt, d.unanswered = time.Now(), false
 	d.o.Stats.Messages.Add(j.messages)
 	p := j.pool()
 	p.inFlight--
