@@ -160,3 +160,33 @@ func (s stored) Ok() <-chan *jetstream.PubAck {
 
 func (s stored) Err() <-chan error { return nil }
 func (s stored) Msg() *nats.Msg    { return s.msg }
+
+// A refusal that has come is the outcome too: a conflict read as the ended wait would be sent
+// again unchanged on the next tick, and refused again, instead of the subject being re-read.
+func TestAppendResultReturnsARefusalThatCameWhateverTheContext(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	e, _ := events.New(events.TypeEndpointDown, "test", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), events.Transition{To: events.StatusDown})
+	msg := &nats.Msg{Subject: events.EndpointStateSubject("shop", "west", "a")}
+	wrongLast := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence, Description: "wrong last sequence"}
+	for i := range uint64(100) {
+		if _, err := events.AppendResult(ended, refused{msg: msg, err: wrongLast}, e, i); !errors.Is(err, events.ErrConflict) {
+			t.Fatalf("attempt %d: refused for its expected sequence, but AppendResult with an ended context returned %v, want a conflict", i, err)
+		}
+	}
+}
+
+// refused is the future of an append whose refusal has come.
+type refused struct {
+	jetstream.PubAckFuture
+	msg *nats.Msg
+	err error
+}
+
+func (r refused) Ok() <-chan *jetstream.PubAck { return nil }
+func (r refused) Err() <-chan error {
+	c := make(chan error, 1)
+	c <- r.err
+	return c
+}
+func (r refused) Msg() *nats.Msg { return r.msg }
