@@ -54,7 +54,7 @@ type decider struct {
 	earlyNext int
 	// pipe are the appends in flight, in the order sent; sentKeys counts the appends sent;
 	// landedAt is when one last landed; unanswered is set when a tick found the pipe overdue,
-	// until an append lands.
+	// until an append lands or STATE delivers an event.
 	pipe       []*sent
 	sentKeys   uint64
 	landedAt   time.Time
@@ -252,6 +252,8 @@ func (d *decider) region(name string) string {
 // onState applies one STATE event: another replica's (or this one's) transition, or an override.
 func (d *decider) onState(ctx context.Context, m delivery) {
 	defer d.o.Stats.StateSeq.Store(m.seq)
+	// STATE delivering means it has a leader: appends found overdue are waited for once more.
+	d.unanswered = false
 	env := m.env
 	d.o.Metrics.Lag("decider", events.StreamState, m.pending)
 	if m.err != nil {

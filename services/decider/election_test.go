@@ -124,3 +124,37 @@ func TestATransitionWaitingForSTATEsElectionIsStoredWithinAnAppendTimeoutOfItsLa
 	}
 	t.Logf("stored %s after the election", stored.Round(time.Millisecond))
 }
+
+// Once STATE has a leader again it may answer slowly (a backlog after the election): an append
+// it stored, whose acknowledgement comes later than appendTimeout, is acknowledged rather than
+// counted failed with the unanswered attempts before it, as STATE delivering events shows it
+// answers again.
+func TestAnAppendStoredAfterTheElectionIsWaitedForWhenItsAcknowledgementIsLate(t *testing.T) {
+	srv := eventstest.Start(t)
+	w := &leaderless{JetStream: &lateAcks{JetStream: srv.JS, latency: 700 * time.Millisecond}, watch: "detour.state.pool.shop.west"}
+	r := start(t, w, eventstest.Config(t, shopYAML), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
+	eu := &prober{t: t, js: srv.JS, region: "eu"}
+	for range 2 {
+		eu.send("shop", "west", "w1", true)
+		eu.send("shop", "east", "e1", true)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Transitions.Load() == 2 && r.stats.PoolTransitions.Load() == 2 },
+		"the ups were not acknowledged")
+
+	w.lose(2)
+	for range 3 {
+		eu.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up",
+		"endpoint.shop.west.w1:down", "pool.shop.west:down")
+	var failed uint64
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		failed = r.stats.Failed.Load()
+		return r.stats.Transitions.Load() == 3 && r.stats.PoolTransitions.Load() == 3
+	}, "w1's down and its pool's, stored after the election, were not acknowledged (%d appends counted as failed)", &failed)
+	// The two attempts of w1's down and of its pool's before the election went unanswered.
+	if n := r.stats.Failed.Load(); n != 4 {
+		t.Errorf("%d appends counted as failed, want the 4 unanswered", n)
+	}
+}
