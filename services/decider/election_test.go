@@ -16,7 +16,7 @@ import (
 
 // leaderless is JetStream as the decider sees it while STATE elects a new leader: once lose is
 // called, an append goes unanswered and nothing is stored, until the election, which ends right
-// after the attempt that appends to watch for the electAfter-th time is sent.
+// after the attempt that appends to watch for the electAfter-th time is sent (or at elect).
 type leaderless struct {
 	jetstream.JetStream
 	watch string
@@ -24,7 +24,8 @@ type leaderless struct {
 	mu         sync.Mutex
 	down       bool
 	electAfter int
-	attempts   int
+	watched    int // unanswered appends to watch
+	dropped    int // unanswered appends
 	elected    time.Time
 }
 
@@ -32,7 +33,7 @@ type leaderless struct {
 func (w *leaderless) lose(electAfter int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.down, w.electAfter, w.attempts, w.elected = true, electAfter, 0, time.Time{}
+	w.down, w.electAfter, w.watched, w.dropped, w.elected = true, electAfter, 0, 0, time.Time{}
 }
 
 // drop reports whether an append to subject goes unanswered, counting the attempts on watch.
@@ -45,13 +46,28 @@ func (w *leaderless) drop(subject string) bool {
 	if !w.down {
 		return false
 	}
+	w.dropped++
 	if subject == w.watch {
-		w.attempts++
-		if w.attempts == w.electAfter {
+		w.watched++
+		if w.watched == w.electAfter {
 			w.down, w.elected = false, time.Now()
 		}
 	}
 	return true
+}
+
+// attempts is how many appends went unanswered since lose, on every subject.
+func (w *leaderless) attempts() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dropped
+}
+
+// elect ends the election.
+func (w *leaderless) elect() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.down, w.elected = false, time.Now()
 }
 
 func (w *leaderless) electedAt() time.Time {
