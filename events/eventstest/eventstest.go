@@ -53,7 +53,7 @@ func StartWith(tb testing.TB, o Options) *Server {
 	} else {
 		s.Conn = Connect(tb, s.URL)
 	}
-	js, err := jetstream.New(s.Conn)
+	js, err := events.NewJetStream(s.Conn) // as every role opens it
 	if err != nil {
 		tb.Fatalf("jetstream: %v", err)
 	}
