@@ -148,7 +148,7 @@ edges:
      apps: [{app: shop-edge, listen: "%[5]s:8080", pool: us-east, secondary: edge-west}]}
 `, c.west, c.east, c.dns, c.edgeWest, c.edgeEast, checkInterval, checkFall, checkRise)
 	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	var out []byte
 	eventually(t, 60*time.Second, func() bool {
@@ -248,13 +248,13 @@ func TestChaosAllOfNATSStopsForThirtySecondsWhileADNSServerAndAnEdgeRestart(t *t
 		n, misses := p.result()
 		t.Logf("%s: %d checks during the outage, %d missed", name, n, len(misses))
 		if len(misses) > 0 {
-			t.Errorf("%s missed %d of %d checks while NATS was away: %v", name, len(misses), n, misses[:min(len(misses), 10)])
+			errorf(t, "%s missed %d of %d checks while NATS was away: %v", name, len(misses), n, misses[:min(len(misses), 10)])
 		}
 	}
 	got := append(transitions(t, c.operator("nats-1"), "detour.state.edge.edge-west"),
 		transitions(t, c.operator("nats-1"), "detour.state.edge.edge-east")...)
 	if !slices.Equal(got, before) {
-		t.Errorf("edge transitions in STATE after the outage = %v, want those before it, %v: no edge went down", got, before)
+		errorf(t, "edge transitions in STATE after the outage = %v, want those before it, %v: no edge went down", got, before)
 	}
 }
 
@@ -303,7 +303,7 @@ func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
 		dnsBack.Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
 	edge.end()
 	if n, misses := edge.result(); len(misses) > 0 {
-		t.Errorf("suite 1: %d of %d requests through edge-west failed: %v", len(misses), n, misses[:min(len(misses), 10)])
+		errorf(t, "suite 1: %d of %d requests through edge-west failed: %v", len(misses), n, misses[:min(len(misses), 10)])
 	} else {
 		t.Logf("suite 1: %d requests through edge-west, none failed", n)
 	}
@@ -348,7 +348,7 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 			node, why = slices.DeleteFunc(slices.Clone(nodes), func(n string) bool { return done[n] })[0], "it is the last one"
 		}
 		if node == "" {
-			t.Fatalf("suite 2: round %d: no node to kill (%s): %v", round+1, why, before)
+			fatalf(t, "suite 2: round %d: no node to kill (%s): %v", round+1, why, before)
 		}
 		done[node] = true
 		alive := slices.DeleteFunc(slices.Clone(nodes), func(n string) bool { return n == node })
@@ -430,14 +430,14 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 			}
 		}
 		if moved > allowed {
-			t.Errorf("suite 2: with %s down the answer moved in %s, over %s (%s)", node, moved, allowed, why2)
+			errorf(t, "suite 2: with %s down the answer moved in %s, over %s (%s)", node, moved, allowed, why2)
 		}
 		if failover.applied > routesFrom+2*time.Second {
-			t.Errorf("suite 2: with %s down edge-west applied the failover's route %s after the kill, over 2 s after %s", node, failover.applied, routesFrom)
+			errorf(t, "suite 2: with %s down edge-west applied the failover's route %s after the kill, over 2 s after %s", node, failover.applied, routesFrom)
 		}
 		for _, r := range tables {
 			if r.current < 0 || r.current-r.stored > 2*time.Second {
-				t.Errorf("suite 2: with %s down edge-west's route of shop-edge for STATE seq %d, stored %s after the kill: it or a later one was applied %s", node, r.stateSeq, ms(r.stored), ms(r.current))
+				errorf(t, "suite 2: with %s down edge-west's route of shop-edge for STATE seq %d, stored %s after the kill: it or a later one was applied %s", node, r.stateSeq, ms(r.stored), ms(r.current))
 			}
 		}
 
@@ -447,7 +447,7 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 		t.Logf("suite 2: kill %d: %s down: backend killed → DNS moved in %s (allowed %s), edge-west served us-east after %s; backend back → both returned in %s (allowed %s)",
 			round+1, node, moved.Round(time.Millisecond), allowed, (moved + served).Round(time.Millisecond), back.Round(time.Millisecond), backBound)
 		if back > backBound {
-			t.Errorf("suite 2: with %s down the answer and edge-west returned in %s, over %s", node, back, backBound)
+			errorf(t, "suite 2: with %s down the answer and edge-west returned in %s, over %s", node, back, backBound)
 		}
 		c.start(node)
 		eventually(t, 60*time.Second, func() bool {
@@ -469,7 +469,7 @@ func (c *edgeCluster) bucketLeaderOutside(done map[string]bool) string {
 	c.t.Helper()
 	nc, err := nats.Connect(c.operator("nats-1") + "," + c.operator("nats-2") + "," + c.operator("nats-3"))
 	if err != nil {
-		c.t.Fatalf("connect: %v", err)
+		fatalf(c.t, "connect: %v", err)
 	}
 	defer nc.Close()
 	var leader string
@@ -509,7 +509,7 @@ func TestChaosADeciderDiesMidFailover(t *testing.T) {
 			}
 		}
 		if want := []string{"up", "down", "up"}; !slices.Equal(got, want) {
-			t.Errorf("suite 3: %s us-west endpoint transitions = %v, want exactly %v", app, got, want)
+			errorf(t, "suite 3: %s us-west endpoint transitions = %v, want exactly %v", app, got, want)
 		}
 	}
 }
@@ -533,7 +533,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	unchanged := func(when string) {
 		t.Helper()
 		if got := stateLog(t, op, "detour.state.>"); len(got) != len(before) {
-			t.Fatalf("suite 4: %s STATE recorded %v, want nothing new", when, got[min(len(before), len(got)):])
+			fatalf(t, "suite 4: %s STATE recorded %v, want nothing new", when, got[min(len(before), len(got)):])
 		}
 	}
 	dns := keepAsking(t, c.shop, is(c.west))
@@ -548,7 +548,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		time.Sleep(500 * time.Millisecond)
 	}
 	if stored := lastStored(t, op, "PROBES", "detour.probe.us-west.>"); stored.After(cutAt.Add(time.Second)) {
-		t.Fatalf("suite 4: a us-west result was stored at %s, %s into the cut: prober-west was not cut off",
+		fatalf(t, "suite 4: a us-west result was stored at %s, %s into the cut: prober-west was not cut off",
 			stored.Format("15:04:05.000"), stored.Sub(cutAt))
 	}
 	c.connect("prober-west")
@@ -584,12 +584,12 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		}
 	}
 	if len(during) < checkFall {
-		t.Fatalf("suite 4: us-west stored %d results for shop's us-west backend of checks begun during the %s partition, want at least %d: prober-west did not keep checking",
+		fatalf(t, "suite 4: us-west stored %d results for shop's us-west backend of checks begun during the %s partition, want at least %d: prober-west did not keep checking",
 			len(during), time.Since(partAt).Round(time.Millisecond), checkFall)
 	}
 	for _, r := range during {
 		if r.OK {
-			t.Fatalf("suite 4: us-west's check of shop's us-west backend completed at %s, %s into the partition, passed: the partition did not take",
+			fatalf(t, "suite 4: us-west's check of shop's us-west backend completed at %s, %s into the partition, passed: the partition did not take",
 				r.At.Format("15:04:05.000"), r.At.Sub(partAt).Round(time.Millisecond))
 		}
 	}
@@ -608,12 +608,12 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		nats.CustomInboxPrefix("_INBOX_prober-us-west-2"), // the only inbox the user may subscribe under
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
 	if err != nil {
-		t.Fatalf("connect as prober-us-west-2: %v", err)
+		fatalf(t, "connect as prober-us-west-2: %v", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	invented := []string{"eu-central", "ap-south", "sa-east"}
 	forged := func(region, app string) events.Envelope {
@@ -622,7 +622,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 			App: app, Pool: "us-west", Endpoint: endpoint, Address: c.west + ":8081", Region: region,
 			Prober: "forger", Check: "http", OK: false, ErrorClass: "refused", Error: "forged"})
 		if err != nil {
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 		return e
 	}
@@ -630,21 +630,21 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	for _, region := range invented {
 		subject := events.ProbeSubject(region, "shop", "us-west", endpoint)
 		if err := nc.PublishMsg(&nats.Msg{Subject: subject, Data: forged(region, "shop").Encode()}); err != nil {
-			t.Fatalf("publish %s: %v", subject, err)
+			fatalf(t, "publish %s: %v", subject, err)
 		}
 		select {
 		case err := <-perm:
 			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subject) {
-				t.Fatalf("suite 4: publishing on %s as prober-us-west-2 failed with %v, want a permissions violation for that subject", subject, err)
+				fatalf(t, "suite 4: publishing on %s as prober-us-west-2 failed with %v, want a permissions violation for that subject", subject, err)
 			}
 			t.Logf("suite 4: forged result on %s refused: %v", subject, err)
 		case <-time.After(5 * time.Second):
-			t.Fatalf("suite 4: NATS accepted prober-us-west-2's publish on %s", subject)
+			fatalf(t, "suite 4: NATS accepted prober-us-west-2's publish on %s", subject)
 		}
 	}
 	for _, region := range invented {
 		if m := lastMsg(t, op, "PROBES", "detour.probe."+region+".>"); m != nil {
-			t.Fatalf("suite 4: PROBES stored a result on %s, refused to its publisher", m.Subject)
+			fatalf(t, "suite 4: PROBES stored a result on %s, refused to its publisher", m.Subject)
 		}
 	}
 	// (b) On its own subject, naming another configured region or an invented one, flooded for
@@ -658,7 +658,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 				_, err := events.Publish(ctx, js, events.ProbeSubject("us-west", app, "us-west", endpoint), forged(region, app))
 				cancel()
 				if err != nil {
-					t.Fatalf("suite 4: publish a forged result on prober-us-west-2's own subject: %v", err)
+					fatalf(t, "suite 4: publish a forged result on prober-us-west-2's own subject: %v", err)
 				}
 				sent++
 			}
@@ -670,7 +670,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	for _, d := range []string{"decider-1", "decider-2"} {
 		lines := logLines(t, c.all[d], "probe results from an unconfigured or mismatched region dropped")
 		if len(lines) == 0 {
-			t.Errorf("suite 4: %s did not log dropping the forged results", d)
+			errorf(t, "suite 4: %s did not log dropping the forged results", d)
 		}
 		t.Logf("suite 4: %d forged results stored on detour.probe.us-west.>; %s logged: %v", sent, d, lines)
 	}
@@ -680,7 +680,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 	for _, role := range []string{"prober-west", "prober-east", "decider-1", "decider-2", "controller", "dns-1", "edge-west", "edge-east"} {
 		for _, line := range logLines(t, c.all[role], "nats error") {
 			if strings.Contains(line, "Permissions Violation") {
-				t.Errorf("suite 4: %s ran into its permissions: %s", role, line)
+				errorf(t, "suite 4: %s ran into its permissions: %s", role, line)
 			}
 		}
 		if n := len(logLines(t, c.all[role], "stream unreachable; retrying")); n > 0 {
@@ -694,7 +694,7 @@ func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) 
 		n, misses := p.result()
 		t.Logf("suite 4: %s: %d checks through the cut and the forgeries, %d missed", name, n, len(misses))
 		if len(misses) > 0 {
-			t.Errorf("suite 4: %s missed %d of %d checks: %v", name, len(misses), n, misses[:min(len(misses), 10)])
+			errorf(t, "suite 4: %s missed %d of %d checks: %v", name, len(misses), n, misses[:min(len(misses), 10)])
 		}
 	}
 }
@@ -706,12 +706,12 @@ func (c *cluster) refuse(name, ip string, on bool) {
 	c.t.Helper()
 	pid, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", c.all[name].GetContainerID()).Output()
 	if err != nil {
-		c.t.Fatalf("find %s's process: %v", name, err)
+		fatalf(c.t, "find %s's process: %v", name, err)
 	}
 	op := map[bool]string{true: "-I", false: "-D"}[on]
 	args := []string{"-t", strings.TrimSpace(string(pid)), "-n", "iptables", op, "OUTPUT", "-d", ip, "-j", "REJECT"}
 	if out, err := exec.Command("nsenter", args...).CombinedOutput(); err != nil {
-		c.t.Fatalf("cut %s off %s (nsenter %s): %v\n%s", name, ip, strings.Join(args, " "), err, out)
+		fatalf(c.t, "cut %s off %s (nsenter %s): %v\n%s", name, ip, strings.Join(args, " "), err, out)
 	}
 }
 
@@ -727,7 +727,7 @@ func resultsSince(t *testing.T, url, region, app, pool, endpoint string, since t
 		}
 	}
 	if err != nil {
-		t.Fatalf("read %s's results for %s/%s/%s: %v", region, app, pool, endpoint, err)
+		fatalf(t, "read %s's results for %s/%s/%s: %v", region, app, pool, endpoint, err)
 	}
 	return out
 }
@@ -819,21 +819,21 @@ func lastMsg(t *testing.T, url, stream, filter string) *jetstream.RawStreamMsg {
 	t.Helper()
 	js, done, err := jetStreamAt(url)
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		t.Fatalf("open %s: %v", stream, err)
+		fatalf(t, "open %s: %v", stream, err)
 	}
 	m, err := s.GetLastMsgForSubject(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
 	if err != nil {
-		t.Fatalf("read the last message of %s on %s: %v", stream, filter, err)
+		fatalf(t, "read the last message of %s on %s: %v", stream, filter, err)
 	}
 	return m
 }
@@ -843,7 +843,7 @@ func logLines(t *testing.T, ctr testcontainers.Container, msg string) []string {
 	t.Helper()
 	r, err := ctr.Logs(context.Background())
 	if err != nil {
-		t.Fatalf("read logs: %v", err)
+		fatalf(t, "read logs: %v", err)
 	}
 	defer r.Close()
 	b, _ := io.ReadAll(r)

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -178,9 +179,16 @@ func newCluster(t *testing.T) *cluster {
 		}
 	}
 	if err != nil {
-		t.Fatalf("create network: %v", err)
+		fatalf(t, "create network: %v", err)
 	}
 	c := &cluster{t: t, ctx: ctx, net: n, prefix: prefix, all: map[string]testcontainers.Container{}}
+	// Registered before the logs' dump, so said after it: the last lines of a failing suite's
+	// output (all a CI summary may keep) say why it failed.
+	t.Cleanup(func() {
+		if why := failures(t); t.Failed() && len(why) > 0 {
+			t.Logf("=== %s failed:\n%s", t.Name(), strings.Join(why, "\n"))
+		}
+	})
 	t.Cleanup(func() {
 		for name, ctr := range c.all {
 			if t.Failed() || os.Getenv("DETOUR_IT_LOGS") != "" {
@@ -249,7 +257,7 @@ func (c *cluster) runAt(ip, name string, entrypoint, args []string, env, files m
 	}
 	ctr, err := testcontainers.GenericContainer(c.ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
 	if err != nil {
-		c.t.Fatalf("start %s: %v", name, err)
+		fatalf(c.t, "start %s: %v", name, err)
 	}
 	c.all[name] = ctr
 	return ctr
@@ -259,7 +267,7 @@ func (c *cluster) ip(name string) string {
 	c.t.Helper()
 	ip, err := c.all[name].ContainerIP(c.ctx)
 	if err != nil || ip == "" {
-		c.t.Fatalf("ip of %s: %q, %v", name, ip, err)
+		fatalf(c.t, "ip of %s: %q, %v", name, ip, err)
 	}
 	return ip
 }
@@ -269,7 +277,7 @@ func (c *cluster) kill(name string) {
 	c.t.Helper()
 	timeout := time.Duration(0)
 	if err := c.all[name].Stop(c.ctx, &timeout); err != nil {
-		c.t.Fatalf("kill %s: %v", name, err)
+		fatalf(c.t, "kill %s: %v", name, err)
 	}
 }
 
@@ -278,21 +286,21 @@ func (c *cluster) kill(name string) {
 func (c *cluster) disconnect(name string) {
 	c.t.Helper()
 	if out, err := exec.Command("docker", "network", "disconnect", "-f", c.net.ID, c.all[name].GetContainerID()).CombinedOutput(); err != nil {
-		c.t.Fatalf("cut %s off the network: %v\n%s", name, err, out)
+		fatalf(c.t, "cut %s off the network: %v\n%s", name, err, out)
 	}
 }
 
 func (c *cluster) connect(name string) {
 	c.t.Helper()
 	if out, err := exec.Command("docker", "network", "connect", "--alias", name, c.net.ID, c.all[name].GetContainerID()).CombinedOutput(); err != nil {
-		c.t.Fatalf("reconnect %s: %v\n%s", name, err, out)
+		fatalf(c.t, "reconnect %s: %v\n%s", name, err, out)
 	}
 }
 
 func (c *cluster) start(name string) {
 	c.t.Helper()
 	if err := c.all[name].Start(c.ctx); err != nil {
-		c.t.Fatalf("restart %s: %v", name, err)
+		fatalf(c.t, "restart %s: %v", name, err)
 	}
 }
 
@@ -344,12 +352,45 @@ func answer(server, name string) []string {
 }
 
 // eventually polls cond every 50ms until it holds or within passes.
+// failed holds why each test failed so far, by test name.
+var failed = struct {
+	sync.Mutex
+	why map[string][]string
+}{why: map[string][]string{}}
+
+func noteFailure(t testing.TB, format string, args ...any) {
+	failed.Lock()
+	defer failed.Unlock()
+	failed.why[t.Name()] = append(failed.why[t.Name()], fmt.Sprintf(format, args...))
+}
+
+// failures is why t failed so far.
+func failures(t testing.TB) []string {
+	failed.Lock()
+	defer failed.Unlock()
+	return failed.why[t.Name()]
+}
+
+// errorf is t.Errorf, noted for the summary a failing suite ends with.
+func errorf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	noteFailure(t, format, args...)
+	t.Errorf(format, args...)
+}
+
+// fatalf is t.Fatalf, noted for the summary a failing suite ends with.
+func fatalf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	noteFailure(t, format, args...)
+	t.Fatalf(format, args...)
+}
+
 func eventually(t *testing.T, within time.Duration, cond func() bool, msg string, args ...any) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > within {
-			t.Fatalf("not within %s: "+msg, append([]any{within}, args...)...)
+			fatalf(t, "not within %s: "+msg, append([]any{within}, args...)...)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -389,7 +430,7 @@ func stateLog(t *testing.T, url, filter string) []stateEvent {
 		time.Sleep(time.Second)
 	}
 	if err != nil {
-		t.Fatalf("read STATE: %v", err)
+		fatalf(t, "read STATE: %v", err)
 	}
 	return out
 }

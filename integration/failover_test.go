@@ -46,7 +46,7 @@ apps:
       - {name: us-east, region: us-east, endpoints: [{address: "%s:8081"}]}
 `, checkInterval, checkFall, checkRise, west, east)
 	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	// The operator applies the configuration from outside the cluster, as from a laptop; the
 	// cluster elects its JetStream leader meanwhile, so apply is retried until it lands.
@@ -87,7 +87,7 @@ apps:
 	c.kill("nats-2")
 	c.start("backend-west")
 	if ip := c.ip("backend-west"); ip != west {
-		t.Fatalf("backend-west came back on %s, not its configured %s", ip, west)
+		fatalf(t, "backend-west came back on %s, not its configured %s", ip, west)
 	}
 	took = eventually(t, checkInterval*checkRise+10*time.Second, isAnswer(west), "the answer returns to us-west %s with one decider and one JetStream node down", west)
 	t.Logf("backend back (one decider and one JetStream node down) → answer returned in %s", took)
@@ -96,14 +96,14 @@ apps:
 	got := transitions(t, fmt.Sprintf("nats://operator:operator-demo@%s:4222", c.ip("nats-1")),
 		"detour.state.endpoint.shop.us-west.>")
 	if want := []string{"up", "down", "up"}; !slices.Equal(got, want) {
-		t.Errorf("us-west endpoint transitions in STATE = %v, want %v", got, want)
+		errorf(t, "us-west endpoint transitions in STATE = %v, want %v", got, want)
 	}
 
 	c.kill("nats-1")
 	c.kill("nats-3")
 	for range 20 {
 		if got := answer(dnsAddr, "shop.demo.test"); !slices.Equal(got, []string{west}) {
-			t.Fatalf("with JetStream gone the DNS server answered %v, want its last answer [%s]", got, west)
+			fatalf(t, "with JetStream gone the DNS server answered %v, want its last answer [%s]", got, west)
 		}
 	}
 }

@@ -44,7 +44,7 @@ func TestSoak(t *testing.T) {
 	if v := os.Getenv("DETOUR_SOAK_DURATION"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < killEvery {
-			t.Fatalf("DETOUR_SOAK_DURATION: want a duration of at least %s, got %q", killEvery, v)
+			fatalf(t, "DETOUR_SOAK_DURATION: want a duration of at least %s, got %q", killEvery, v)
 		}
 		duration = d
 	}
@@ -52,7 +52,7 @@ func TestSoak(t *testing.T) {
 	if v := os.Getenv("DETOUR_SOAK_SEED"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			t.Fatalf("DETOUR_SOAK_SEED: want an unsigned integer, got %q", v)
+			fatalf(t, "DETOUR_SOAK_SEED: want an unsigned integer, got %q", v)
 		}
 		seed = n
 	}
@@ -167,7 +167,7 @@ func TestSoak(t *testing.T) {
 	for bound, n := range map[string]int{"lost events": r.lost, "duplicate transitions": r.duplicate,
 		"false transitions": r.false, "flaps a live DNS server never answered": r.missed} {
 		if n > 0 {
-			t.Errorf("soak: %s: %d, want 0", bound, n)
+			errorf(t, "soak: %s: %d, want 0", bound, n)
 		}
 	}
 }

@@ -166,7 +166,7 @@ func listen(t *testing.T, url, app, pool string) (w *wire, stop func()) {
 	w = &wire{}
 	nc, err := nats.Connect(url)
 	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
+		fatalf(t, "connect %s: %v", url, err)
 	}
 	_, err = nc.Subscribe("detour.>", func(m *nats.Msg) {
 		s := sighting{at: time.Now(), subject: m.Subject}
@@ -194,7 +194,7 @@ func listen(t *testing.T, url, app, pool string) (w *wire, stop func()) {
 		err = nc.Flush()
 	}
 	if err != nil {
-		t.Fatalf("subscribe: %v", err)
+		fatalf(t, "subscribe: %v", err)
 	}
 	return w, nc.Close
 }
