@@ -91,12 +91,7 @@ func TestAcknowledgementsLaterThanAnAppendTimeoutAreWaitedForOnceNotRetried(t *t
 	// appends overdue from 500ms on.
 	r := start(t, &lateAcks{JetStream: srv.JS, latency: 700 * time.Millisecond}, eventstest.Config(t, shopYAML), "decider/a",
 		func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
-	eu := &prober{t: t, js: srv.JS, region: "eu"}
-	for range 2 {
-		eu.send("shop", "west", "w1", true)
-		eu.send("shop", "east", "e1", true)
-	}
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up")
+	shopUp(t, srv)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() == 4 }, "the decider did not land every append")
 	if n := r.stats.Failed.Load(); n != 0 {
 		t.Errorf("%d appends counted as failed and sent again; want none: each acknowledgement came 700ms after its append", n)
