@@ -38,7 +38,12 @@ type Options struct {
 	Name string
 	// Log receives the server's logs.
 	Log zerolog.Logger
-	// UDPSockets is how many UDP sockets share the port. Default: GOMAXPROCS, at most 16.
+	// UDPSockets is how many UDP sockets share the port, each answered by one goroutine.
+	// Default: half of GOMAXPROCS, at least 1 and at most 16. One socket's goroutine answers
+	// about 200,000 queries a second on a core; on 2 processors one socket answered 21-32 %
+	// more queries than two at saturation, at less CPU a query and a lower p99 (bench:dns), as
+	// the processor it leaves runs the rest of the process, the replies' delivery and the
+	// machine's other work.
 	UDPSockets int
 	// Metrics, when set, counts queries, serials, NOTIFYs and pushes.
 	Metrics *metrics.Metrics
@@ -116,7 +121,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}
 	if o.UDPSockets <= 0 {
-		o.UDPSockets = min(runtime.GOMAXPROCS(0), 16)
+		o.UDPSockets = min(max(runtime.GOMAXPROCS(0)/2, 1), 16)
 	}
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
