@@ -40,10 +40,10 @@ type Options struct {
 	Log zerolog.Logger
 	// UDPSockets is how many UDP sockets share the port, each answered by one goroutine.
 	// Default: half of GOMAXPROCS, at least 1 and at most 16. One socket's goroutine answers
-	// about 200,000 queries a second on a core; on 2 processors one socket answered 21-32 %
-	// more queries than two at saturation, at less CPU a query and a lower p99 (bench:dns), as
-	// the processor it leaves runs the rest of the process, the replies' delivery and the
-	// machine's other work.
+	// about 200,000 queries a second on a core; on 2 processors one socket answered with a lower
+	// p99 and less CPU a query than two, and more queries at saturation in two of three holds
+	// (bench:dns), as the processor it leaves runs the rest of the process, the replies'
+	// delivery and the machine's other work.
 	UDPSockets int
 	// Metrics, when set, counts queries, serials, NOTIFYs and pushes.
 	Metrics *metrics.Metrics
