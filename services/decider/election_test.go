@@ -3,7 +3,6 @@ package decider_test
 import (
 	"context"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,60 +13,56 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// leaderless is JetStream as the decider sees it while STATE elects a new leader: once lose is
-// called, an append goes unanswered and nothing is stored, until the election, which ends right
-// after the attempt that appends to watch for the electAfter-th time is sent (or at elect).
+// leaderless is JetStream as the decider sees it while STATE elects a new leader
+// (eventstest.Electing on STATE's subjects, its appends unanswered): once lose is called, until
+// the election ends right after the attempt that appends to watch for the electAfter-th time is
+// sent (or at elect).
 type leaderless struct {
-	jetstream.JetStream
+	*eventstest.Electing
 	watch string
 
 	mu         sync.Mutex
-	down       bool
 	electAfter int
 	watched    int // unanswered appends to watch
-	dropped    int // unanswered appends
 	elected    time.Time
+}
+
+func newLeaderless(js jetstream.JetStream, watch string) *leaderless {
+	return &leaderless{Electing: eventstest.NewElecting(js, "detour.state.", true), watch: watch}
 }
 
 // lose starts the election.
 func (w *leaderless) lose(electAfter int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.down, w.electAfter, w.watched, w.dropped, w.elected = true, electAfter, 0, 0, time.Time{}
+	w.electAfter, w.watched, w.elected = electAfter, 0, time.Time{}
+	w.Refused.Store(0)
+	w.On.Store(true)
 }
 
-// drop reports whether an append to subject goes unanswered, counting the attempts on watch.
-func (w *leaderless) drop(subject string) bool {
-	if !strings.HasPrefix(subject, "detour.state.") {
-		return false
+// sending counts an append to subject about to be sent; what it returns ends the election once
+// that append is sent, when it is the electAfter-th to watch.
+func (w *leaderless) sending(subject string) (sent func()) {
+	if !w.On.Load() || subject != w.watch {
+		return func() {}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.down {
-		return false
+	if w.watched++; w.watched != w.electAfter {
+		return func() {}
 	}
-	w.dropped++
-	if subject == w.watch {
-		w.watched++
-		if w.watched == w.electAfter {
-			w.down, w.elected = false, time.Now()
-		}
-	}
-	return true
+	return w.elect
 }
 
 // attempts is how many appends went unanswered since lose, on every subject.
-func (w *leaderless) attempts() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.dropped
-}
+func (w *leaderless) attempts() int { return int(w.Refused.Load()) }
 
 // elect ends the election.
 func (w *leaderless) elect() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.down, w.elected = false, time.Now()
+	w.On.Store(false)
+	w.elected = time.Now()
 }
 
 func (w *leaderless) electedAt() time.Time {
@@ -77,29 +72,14 @@ func (w *leaderless) electedAt() time.Time {
 }
 
 func (w *leaderless) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
-	if w.drop(m.Subject) {
-		return unanswered{msg: m}, nil
-	}
-	return w.JetStream.PublishMsgAsync(m, opts...)
+	defer w.sending(m.Subject)()
+	return w.Electing.PublishMsgAsync(m, opts...)
 }
 
 func (w *leaderless) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	if w.drop(m.Subject) {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
-	return w.JetStream.PublishMsg(ctx, m, opts...)
+	defer w.sending(m.Subject)()
+	return w.Electing.PublishMsg(ctx, m, opts...)
 }
-
-// unanswered is the future of an append no stream leader received.
-type unanswered struct {
-	jetstream.PubAckFuture
-	msg *nats.Msg
-}
-
-func (u unanswered) Ok() <-chan *jetstream.PubAck { return nil }
-func (u unanswered) Err() <-chan error            { return nil }
-func (u unanswered) Msg() *nats.Msg               { return u.msg }
 
 // A transition decided while STATE has no leader is tried again about every appendTimeout
 // (500 ms) once an attempt went unanswered: once STATE takes appends again it is stored within
@@ -110,7 +90,7 @@ func TestATransitionWaitingForSTATEsElectionIsStoredWithinAnAppendTimeoutOfItsLa
 	srv := eventstest.Start(t)
 	// The election ends right after the second attempt of the pool's transition, sent just
 	// after the endpoint's: both went unanswered.
-	w := &leaderless{JetStream: srv.JS, watch: "detour.state.pool.shop.west"}
+	w := newLeaderless(srv.JS, "detour.state.pool.shop.west")
 	r := start(t, w, eventstest.Config(t, shopYAML), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
 	eu := shopUp(t, srv)
 
@@ -141,7 +121,7 @@ func TestATransitionWaitingForSTATEsElectionIsStoredWithinAnAppendTimeoutOfItsLa
 // answers again.
 func TestAnAppendStoredAfterTheElectionIsWaitedForWhenItsAcknowledgementIsLate(t *testing.T) {
 	srv := eventstest.Start(t)
-	w := &leaderless{JetStream: &lateAcks{JetStream: srv.JS, latency: 700 * time.Millisecond}, watch: "detour.state.pool.shop.west"}
+	w := newLeaderless(&lateAcks{JetStream: srv.JS, latency: 700 * time.Millisecond}, "detour.state.pool.shop.west")
 	r := start(t, w, eventstest.Config(t, shopYAML), "decider/a", func(o *decider.Options) { o.TickEvery = 10 * time.Millisecond })
 	eu := shopUp(t, srv)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Transitions.Load() == 2 && r.stats.PoolTransitions.Load() == 2 },
