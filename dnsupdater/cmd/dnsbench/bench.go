@@ -33,7 +33,8 @@ type options struct {
 	// latency runs every server a second time at one common load, half the slowest
 	// saturation, so that p50 and p99 compare servers doing the same work.
 	latency bool
-	// rounds is how many times the latency run measures every server.
+	// rounds is how many times each run (saturation, health-aware, latency) measures every
+	// server.
 	rounds int
 	// mix names the queries: "mixed" (the app name half the time, static names the rest) or
 	// "app" (the app name only).
@@ -157,37 +158,46 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		{name: "powerdns-lua", start: pdnsTarget(true, port, o.pdnsCache)},
 		{name: "detour-changing", start: detourTarget(port, o.changes, &changes, "", variant{})},
 	}...)
-	var results []result
+	var sat []target
 	for _, t := range targets {
-		if !selected(o, t.name) {
-			continue
+		if selected(o, t.name) {
+			sat = append(sat, t)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r := measure(ctx, o, dir, t)
-		if t.name == "detour-changing" && r.skipped == "" {
-			r.note = fmt.Sprintf("%d answer changes applied (%.0f/s)", changes.applied(), float64(changes.applied())/o.duration.Seconds())
-		}
-		results = append(results, r)
-		fmt.Fprintf(os.Stderr, "dnsbench: %s done\n", t.name)
 	}
-	report(out, o, results)
+	var changed uint64
+	satRounds, err := measureRounds(ctx, o, dir, sat, func(r result, round int) {
+		if r.name == "detour-changing" {
+			changed += changes.applied()
+		}
+		fmt.Fprintf(os.Stderr, "dnsbench: %s, round %d, done\n", r.name, round+1)
+	})
+	if err != nil {
+		return err
+	}
+	results := medians(satRounds)
+	for i := range results {
+		if results[i].name == "detour-changing" && results[i].skipped == "" {
+			secs := o.duration.Seconds() * float64(max(o.rounds, 1))
+			results[i].note = fmt.Sprintf("%d answer changes applied (%.0f/s)", changed, float64(changed)/secs)
+		}
+	}
+	report(out, o, results, satRounds)
 	if o.mix != "app" && selected(o, "detour") && selected(o, "powerdns-lua") {
 		// The health-aware answer alone: with the mixed queries, half of PowerDNS's answers
 		// are static names served from its packet cache, which Lua answers never enter.
 		ho := o
 		ho.queries = appOnly
-		var health []result
+		var pair []target
 		for _, t := range targets {
-			if t.name != "detour" && t.name != "powerdns-lua" {
-				continue
+			if t.name == "detour" || t.name == "powerdns-lua" {
+				pair = append(pair, t)
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			health = append(health, measure(ctx, ho, dir, t))
-			fmt.Fprintf(os.Stderr, "dnsbench: %s, app name only, done\n", t.name)
+		}
+		health, err := measureRounds(ctx, ho, dir, pair, func(r result, round int) {
+			fmt.Fprintf(os.Stderr, "dnsbench: %s, app name only, round %d, done\n", r.name, round+1)
+		})
+		if err != nil {
+			return err
 		}
 		fmt.Fprintln(out)
 		reportHealth(out, ho, health)
@@ -357,9 +367,10 @@ func mixName(o options) string {
 }
 
 // reportHealth prints the run of the health-aware answer alone: Detour against PowerDNS's Lua
-// record with its packet cache as configured.
-func reportHealth(out io.Writer, o options, rs []result) {
-	fmt.Fprintf(out, "health-aware answer only (shop A), at saturation: dnsperf -c %d -q %d, %s per server, PowerDNS cache-ttl %d s%s\n\n", o.clients, o.outstanding, o.duration, o.pdnsCache, pinNote())
+// record with its packet cache as configured, the medians of the rounds and each round's ratio.
+func reportHealth(out io.Writer, o options, rounds [][]result) {
+	fmt.Fprintf(out, "health-aware answer only (shop A), at saturation: dnsperf -c %d -q %d, %s per server, %d rounds, PowerDNS cache-ttl %d s%s\n\n", o.clients, o.outstanding, o.duration, max(o.rounds, 1), o.pdnsCache, pinNote())
+	rs := medians(rounds)
 	writeTable(out, o, rs)
 	fmt.Fprintln(out)
 	get := map[string]result{}
@@ -372,16 +383,15 @@ func reportHealth(out io.Writer, o options, rs []result) {
 	}
 	fmt.Fprintf(out, "detour / powerdns-lua, app name only: %.2f qps  (target >= 3.0), %.2f x less server CPU per query\n",
 		d.qps/l.qps, cpuPerQuery(l, o)/cpuPerQuery(d, o))
+	byName := roundsByName(rounds)
+	fmt.Fprintf(out, "  per round: %s\n", perRound(byName["detour"], [][]result{byName["powerdns-lua"]}, qpsOf, false, 3.0))
 }
 
 // reportLoad prints the latency run: every server at one load, each round and the median of
 // the rounds, and Detour's median p99 against the lowest median p99 of the peers.
 func reportLoad(out io.Writer, o options, rounds [][]result) {
 	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server, %d rounds (each starting one server later)%s\n\n", o.load, o.clients, o.outstanding, o.duration, max(o.rounds, 1), pinNote())
-	meds := make([]result, 0, len(rounds))
-	for _, rs := range rounds {
-		meds = append(meds, median(rs))
-	}
+	meds := medians(rounds)
 	writeTable(out, o, meds)
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -423,11 +433,83 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 		return
 	}
 	fmt.Fprintln(out)
+	byName := roundsByName(rounds)
+	var peers [][]result
+	for name, rs := range byName {
+		if !strings.HasPrefix(name, "detour") {
+			peers = append(peers, rs)
+		}
+	}
 	for _, d := range ds {
 		if d.p99 > 0 {
 			fmt.Fprintf(out, "%s p99 / best peer's (%s), medians of the rounds: %.2f  (target <= 1.0)\n", d.name, best.name, float64(d.p99)/float64(best.p99))
+			fmt.Fprintf(out, "  per round, against that round's best peer: %s\n", perRound(byName[d.name], peers, p99Of, true, 1.0))
 		}
 	}
+}
+
+// medians sums up each target's rounds (median).
+func medians(rounds [][]result) []result {
+	ms := make([]result, 0, len(rounds))
+	for _, rs := range rounds {
+		ms = append(ms, median(rs))
+	}
+	return ms
+}
+
+// roundsByName indexes measureRounds' results by target name.
+func roundsByName(rounds [][]result) map[string][]result {
+	m := make(map[string][]result, len(rounds))
+	for _, rs := range rounds {
+		if len(rs) > 0 {
+			m[rs[0].name] = rs
+		}
+	}
+	return m
+}
+
+func qpsOf(r result) float64 { return r.qps }
+func p99Of(r result) float64 { return float64(r.p99) }
+
+// perRound compares a with the best of peers round by round, the rounds having run one after
+// another on a machine whose load drifts: for each round in which a and at least one peer
+// answered, a's figure over the best peer's in that round (the lowest when lower is better,
+// else the highest), and how many of those ratios meet target (at most it when lower is
+// better, else at least).
+func perRound(a []result, peers [][]result, fig func(result) float64, lower bool, target float64) string {
+	answered := func(r result) bool { return r.skipped == "" && r.qps > 0 && fig(r) > 0 }
+	var ratios []string
+	met := 0
+	for i, r := range a {
+		if !answered(r) {
+			continue
+		}
+		best := 0.0
+		for _, p := range peers {
+			if i >= len(p) || !answered(p[i]) {
+				continue
+			}
+			if v := fig(p[i]); best == 0 || (lower && v < best) || (!lower && v > best) {
+				best = v
+			}
+		}
+		if best == 0 {
+			continue
+		}
+		ratio := fig(r) / best
+		ratios = append(ratios, fmt.Sprintf("%.2f", ratio))
+		if (lower && ratio <= target) || (!lower && ratio >= target) {
+			met++
+		}
+	}
+	if len(ratios) == 0 {
+		return "no round to compare"
+	}
+	cmpSign := ">="
+	if lower {
+		cmpSign = "<="
+	}
+	return fmt.Sprintf("%s  (%d of %d rounds %s %.1f)", strings.Join(ratios, " · "), met, len(ratios), cmpSign, target)
 }
 
 // median is one target's rounds summed up: the median of each figure over the rounds that
@@ -476,7 +558,7 @@ func writeTable(out io.Writer, o options, rs []result) {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, ms(r.p50), ms(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o))
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, latency(r.p50), latency(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o))
 	}
 	tw.Flush()
 }
@@ -491,6 +573,14 @@ func pinNote() string {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// latency prints a latency in milliseconds, or "-" where none was measured (at saturation).
+func latency(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", ms(d))
+}
+
 // cpuPerQuery is the server's CPU time per answered query while dnsperf ran.
 func cpuPerQuery(r result, o options) float64 {
 	return float64(r.cpu.Microseconds()) / (r.qps * o.duration.Seconds())
@@ -502,8 +592,8 @@ func clientShare(r result, o options) float64 {
 	return r.clientCPU.Seconds() / o.duration.Seconds()
 }
 
-func report(out io.Writer, o options, rs []result) {
-	fmt.Fprintf(out, "at saturation: dnsperf -c %d -q %d, %s per server, queries: %s%s\n\n", o.clients, o.outstanding, o.duration, mixName(o), pinNote())
+func report(out io.Writer, o options, rs []result, rounds [][]result) {
+	fmt.Fprintf(out, "at saturation: dnsperf -c %d -q %d, %s per server, %d rounds (medians), queries: %s%s\n\n", o.clients, o.outstanding, o.duration, max(o.rounds, 1), mixName(o), pinNote())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores\tnote")
 	get := map[string]result{}
@@ -513,7 +603,7 @@ func report(out io.Writer, o options, rs []result) {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.2f\t%s\n", r.name, r.qps, ms(r.p50), ms(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o), r.note)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\n", r.name, r.qps, latency(r.p50), latency(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o), r.note)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
@@ -527,8 +617,16 @@ func report(out io.Writer, o options, rs []result) {
 			best = r
 		}
 	}
+	byName := roundsByName(rounds)
+	var static [][]result
+	for _, n := range []string{"nsd", "knot", "powerdns"} {
+		if rs, ok := byName[n]; ok {
+			static = append(static, rs)
+		}
+	}
 	if best.qps > 0 {
 		fmt.Fprintf(out, "detour / best static peer (%s): %.2f  (target >= 1.0)\n", best.name, d.qps/best.qps)
+		fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName["detour"], static, qpsOf, false, 1.0))
 		for _, v := range o.variants {
 			if r, ok := get[v.name]; ok && r.skipped == "" {
 				fmt.Fprintf(out, "%s / best static peer (%s): %.2f\n", v.name, best.name, r.qps/best.qps)
@@ -538,6 +636,7 @@ func report(out io.Writer, o options, rs []result) {
 	if r, ok := get["powerdns-lua"]; ok && r.skipped == "" && r.qps > 0 {
 		if o.mix == "app" {
 			fmt.Fprintf(out, "detour / powerdns-lua:            %.2f  (target >= 3.0)\n", d.qps/r.qps)
+			fmt.Fprintf(out, "  per round: %s\n", perRound(byName["detour"], [][]result{byName["powerdns-lua"]}, qpsOf, false, 3.0))
 		} else {
 			fmt.Fprintf(out, "detour / powerdns-lua:            %.2f  (mixed queries; the target applies to the app name only, below)\n", d.qps/r.qps)
 		}

@@ -122,3 +122,59 @@ func TestAVariantIsComparedWithThePeersAndIsNotOneOfThem(t *testing.T) {
 		}
 	}
 }
+
+func TestEachRoundIsComparedWithThatRoundsBestPeer(t *testing.T) {
+	p99 := func(name string, ms ...float64) []result {
+		var rs []result
+		for _, m := range ms {
+			if m == 0 {
+				rs = append(rs, result{name: name, skipped: "failed"})
+				continue
+			}
+			rs = append(rs, result{name: name, qps: 20000, p99: time.Duration(m * float64(time.Millisecond))})
+		}
+		return rs
+	}
+	// Round 1: knot is the best peer (0.5), round 2 nsd (0.8); in round 3 detour failed, and
+	// in round 4 no peer answered: neither is compared.
+	d := p99("detour", 0.4, 1.2, 0, 0.3)
+	got := perRound(d, [][]result{p99("nsd", 0.6, 0.8, 0.5, 0), p99("knot", 0.5, 0.9, 0.4, 0)}, p99Of, true, 1.0)
+	if want := "0.80 · 1.50  (1 of 2 rounds <= 1.0)"; got != want {
+		t.Errorf("p99 per round = %q, want %q", got, want)
+	}
+	qps := func(name string, q ...float64) []result {
+		var rs []result
+		for _, v := range q {
+			rs = append(rs, result{name: name, qps: v})
+		}
+		return rs
+	}
+	got = perRound(qps("detour", 90000, 60000), [][]result{qps("powerdns-lua", 20000, 30000)}, qpsOf, false, 3.0)
+	if want := "4.50 · 2.00  (1 of 2 rounds >= 3.0)"; got != want {
+		t.Errorf("qps per round = %q, want %q", got, want)
+	}
+	if got := perRound(d[2:3], [][]result{qps("nsd", 1)}, p99Of, true, 1.0); got != "no round to compare" {
+		t.Errorf("no comparable round = %q", got)
+	}
+}
+
+func TestTheSaturationReportGivesEveryRoundsRatio(t *testing.T) {
+	rounds := [][]result{
+		{{name: "detour", qps: 100000, cpu: time.Second}, {name: "detour", qps: 80000, cpu: time.Second}, {name: "detour", qps: 90000, cpu: time.Second}},
+		{{name: "nsd", qps: 90000, cpu: time.Second}, {name: "nsd", qps: 90000, cpu: time.Second}, {name: "nsd", qps: 60000, cpu: time.Second}},
+		{{name: "knot", qps: 95000, cpu: time.Second}, {name: "knot", qps: 70000, cpu: time.Second}, {name: "knot", skipped: "knotd is not installed"}},
+	}
+	var out strings.Builder
+	o := options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 3}
+	report(&out, o, medians(rounds), rounds)
+	for _, want := range []string{
+		// Medians: detour 90,000, nsd 90,000, knot 82,500.
+		"detour / best static peer (nsd): 1.00",
+		"per round, against that round's best static peer: 1.05 · 0.89 · 1.50  (2 of 3 rounds >= 1.0)",
+		"detour  90000  -       -",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

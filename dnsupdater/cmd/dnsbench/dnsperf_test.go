@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDNSPerfReadsLatenciesAndTheSummary(t *testing.T) {
@@ -56,5 +59,63 @@ func TestTreeCPUCountsThisProcess(t *testing.T) {
 	}
 	if got := treeCPU(os.Getpid()); got < clockTick {
 		t.Errorf("want at least %s of CPU for this process, got %s (%d)", clockTick, got, x)
+	}
+}
+
+// fakeDNSPerf puts a dnsperf on PATH that records its arguments in the returned file and
+// prints what the real one does: with -v a line per query (latencies 100, 200 … 1000 µs), then
+// the summary.
+func fakeDNSPerf(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args")
+	script := `#!/bin/sh
+echo "$@" > ` + argsFile + `
+for a in "$@"; do
+  if [ "$a" = "-v" ]; then
+    for us in 100 200 300 400 500 600 700 800 900 1000; do echo "> NOERROR shop.demo.test A 0.000$us" | sed 's/0.0001000/0.001000/'; done
+  fi
+done
+printf 'Statistics:\n\n  Queries sent:         10\n  Queries lost:         0 (0.00%%)\n  Queries per second:   2000.5\n'
+`
+	if err := os.WriteFile(filepath.Join(dir, "dnsperf"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return argsFile
+}
+
+func TestOnlyTheLatencyRunAsksDNSPerfForALinePerQuery(t *testing.T) {
+	argsFile := fakeDNSPerf(t)
+	queries := filepath.Join(t.TempDir(), "queries.txt")
+	if err := os.WriteFile(queries, []byte("shop.demo.test A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := options{clients: 10, outstanding: 100, duration: time.Second}
+	sat, err := dnsperf(context.Background(), o, queries, "127.0.0.1:5300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, _ := os.ReadFile(argsFile)
+	if strings.Contains(string(args), "-v") || strings.Contains(string(args), "-Q") {
+		t.Errorf("saturation run: dnsperf %s, want neither -v nor -Q", args)
+	}
+	if sat.qps != 2000.5 || sat.p50 != 0 || sat.p99 != 0 {
+		t.Errorf("saturation run: %+v, want 2000.5 qps and no latency", sat)
+	}
+	o.load = 2000
+	at, err := dnsperf(context.Background(), o, queries, "127.0.0.1:5300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, _ = os.ReadFile(argsFile)
+	if !strings.Contains(string(args), "-Q 2000 -v") {
+		t.Errorf("latency run: dnsperf %s, want -Q 2000 -v", args)
+	}
+	if at.p50 != 600*time.Microsecond || at.p99 != time.Millisecond {
+		t.Errorf("latency run: p50 %s p99 %s, want 600µs and 1ms", at.p50, at.p99)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(queries), "dnsperf-*")); len(left) != 0 {
+		t.Errorf("dnsperf's output files left behind: %v", left)
 	}
 }

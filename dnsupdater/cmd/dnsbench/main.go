@@ -30,7 +30,7 @@ func run() int {
 	flag.IntVar(&o.changes, "changes", 100, "STATE changes per second during the detour-changing run")
 	flag.BoolVar(&o.latency, "latency", true, "run every server again at one load (half the slowest saturation) for p50/p99 and CPU per query")
 	flag.Float64Var(&o.atLoad, "load", 0, "the common load of the latency run in queries per second (default: half the slowest saturation)")
-	flag.IntVar(&o.rounds, "rounds", 3, "how many times the latency run measures every server, each round starting one server later (the table shows the medians)")
+	flag.IntVar(&o.rounds, "rounds", 3, "how many times every run measures every server, each round starting one server later (the tables show the medians, and each round's ratio to its best peer)")
 	flag.StringVar(&o.mix, "mix", "mixed", "queries: mixed (the app name half the time) or app (the app name only)")
 	flag.IntVar(&o.pdnsCache, "pdns-cache-ttl", 20, "PowerDNS packet cache TTL in seconds (its default 20); 0 turns it off")
 	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset), so that the load generator has a core of its own")
