@@ -164,10 +164,10 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			sat = append(sat, t)
 		}
 	}
-	var changed uint64
+	var changed changeTally
 	satRounds, err := measureRounds(ctx, o, dir, sat, func(r result, round int) {
 		if r.name == "detour-changing" {
-			changed += changes.applied()
+			changed.add(r, &changes)
 		}
 		fmt.Fprintf(os.Stderr, "dnsbench: %s, round %d, done\n", r.name, round+1)
 	})
@@ -177,8 +177,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	results := medians(satRounds)
 	for i := range results {
 		if results[i].name == "detour-changing" && results[i].skipped == "" {
-			secs := o.duration.Seconds() * float64(max(o.rounds, 1))
-			results[i].note = fmt.Sprintf("%d answer changes applied (%.0f/s)", changed, float64(changed)/secs)
+			results[i].note = changed.note(o.duration)
 		}
 	}
 	report(out, o, results, satRounds)
@@ -282,6 +281,31 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 		}
 	}
 	return out, nil
+}
+
+// changeTally adds up the answer changes of the detour-changing rounds that answered.
+type changeTally struct {
+	n      uint64
+	rounds int
+}
+
+// add counts the changes of the round that r ended, taken from c: only when the round answered,
+// since a failed round ran for less than the duration, and c is taken even then, so that a round
+// whose server never started (and so never set c) does not count the round before it again.
+func (t *changeTally) add(r result, c *changeCounter) {
+	n := c.take()
+	if r.skipped == "" && r.qps > 0 {
+		t.n += n
+		t.rounds++
+	}
+}
+
+// note is the tally as the saturation table's note, with the rate over the rounds counted.
+func (t changeTally) note(d time.Duration) string {
+	if t.rounds == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s)", t.n, t.rounds, float64(t.n)/(d.Seconds()*float64(t.rounds)))
 }
 
 // selected reports whether the target name runs (-only).
@@ -630,6 +654,7 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 		for _, v := range o.variants {
 			if r, ok := get[v.name]; ok && r.skipped == "" {
 				fmt.Fprintf(out, "%s / best static peer (%s): %.2f\n", v.name, best.name, r.qps/best.qps)
+				fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName[v.name], static, qpsOf, false, 1.0))
 			}
 		}
 	}

@@ -178,3 +178,37 @@ func TestTheSaturationReportGivesEveryRoundsRatio(t *testing.T) {
 		}
 	}
 }
+
+func TestTheChangesNoteCountsOnlyTheRoundsThatAnswered(t *testing.T) {
+	var c changeCounter
+	var tally changeTally
+	ok := result{name: "detour-changing", qps: 90000}
+	// Round 1 answered with 500 changes; round 2's server never started, so it left the
+	// counter as round 1 had; round 3's dnsperf failed after 20 changes; round 4 answered
+	// with 510.
+	c.n = 500
+	tally.add(ok, &c)
+	tally.add(result{name: "detour-changing", skipped: "find a free port: none free"}, &c)
+	c.n = 20
+	tally.add(result{name: "detour-changing", skipped: "run dnsperf: exit status 1"}, &c)
+	c.n = 510
+	tally.add(ok, &c)
+	if got, want := tally.note(5*time.Second), "1010 answer changes applied in 2 rounds (101/s)"; got != want {
+		t.Errorf("note = %q, want %q", got, want)
+	}
+}
+
+func TestAVariantsSaturationRatioIsGivenRoundByRound(t *testing.T) {
+	rounds := [][]result{
+		{{name: "detour", qps: 100000, cpu: time.Second}, {name: "detour", qps: 90000, cpu: time.Second}},
+		{{name: "detour-old", qps: 80000, cpu: time.Second}, {name: "detour-old", qps: 99000, cpu: time.Second}},
+		{{name: "knot", qps: 100000, cpu: time.Second}, {name: "knot", qps: 90000, cpu: time.Second}},
+	}
+	var out strings.Builder
+	o := options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 2, variants: []variant{{name: "detour-old"}}}
+	report(&out, o, medians(rounds), rounds)
+	want := "detour-old / best static peer (knot): 0.94\n  per round, against that round's best static peer: 0.80 · 1.10  (1 of 2 rounds >= 1.0)\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
+	}
+}

@@ -23,7 +23,12 @@ import (
 // changeCounter holds the zone changes the Detour server recorded during its last run.
 type changeCounter struct{ n uint64 }
 
-func (c *changeCounter) applied() uint64 { return c.n }
+// take returns the changes of the last run and forgets them.
+func (c *changeCounter) take() uint64 {
+	n := c.n
+	c.n = 0
+	return n
+}
 
 // detourTarget runs Detour's DNS server in a child process of its own (this program with the
 // serve-detour subcommand), as the peers run in theirs, following a JetStream that runs in this
