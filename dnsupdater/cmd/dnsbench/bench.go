@@ -62,6 +62,9 @@ func parseVariant(s string) (variant, error) {
 	if name == "" || spec == "" || strings.ContainsAny(name, ", ") {
 		return variant{}, fmt.Errorf("want NAME=[PROGRAM][,K=V...], got %q", s)
 	}
+	if name == "changing" {
+		return variant{}, fmt.Errorf("%q: detour-changing is a target of its own, name the variant otherwise", s)
+	}
 	v := variant{name: "detour-" + name}
 	for i, item := range strings.Split(spec, ",") {
 		switch k, _, isEnv := strings.Cut(item, "="); {
@@ -216,6 +219,10 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	}
 	lo := o
 	lo.load = float64(int(slowest/2/1000)) * 1000
+	if lo.load == 0 {
+		// Under 2,000 qps (a broken setup): still a load, since only a run with -Q measures latency.
+		lo.load = max(float64(int(slowest/2)), 1)
+	}
 	if o.atLoad > 0 {
 		lo.load = o.atLoad
 	}

@@ -94,6 +94,7 @@ func TestVariantNamesAProgramAndItsEnvironment(t *testing.T) {
 		{in: "=GOGC=off", err: true},
 		{in: "x=GOGC=off,/tmp/b", err: true},
 		{in: "x=/tmp/b,", err: true},
+		{in: "changing=GOGC=off", err: true},
 	} {
 		got, err := parseVariant(tc.in)
 		if (err != nil) != tc.err {
