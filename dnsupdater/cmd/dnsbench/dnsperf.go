@@ -46,7 +46,12 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 	name, argv := pin(clientCPU, "dnsperf", args)
 	cmd := exec.CommandContext(ctx, name, argv...)
 	cmd.Stdout = out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
+		if msg := lastLine(stderr.Bytes()); msg != "" {
+			return result{}, fmt.Errorf("run dnsperf: %w: %s", err, msg)
+		}
 		return result{}, fmt.Errorf("run dnsperf: %w", err)
 	}
 	if _, err := out.Seek(0, io.SeekStart); err != nil {
@@ -63,6 +68,13 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 		r.p99 = time.Duration(lat[len(lat)*99/100]) * time.Microsecond
 	}
 	return r, nil
+}
+
+// lastLine is the last line of what dnsperf wrote to its standard error that is not blank: why it
+// failed.
+func lastLine(b []byte) string {
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	return string(bytes.TrimSpace(lines[len(lines)-1]))
 }
 
 // parseDNSPerf reads dnsperf's verbose output: "> NOERROR name type 0.000123" per query, then

@@ -119,3 +119,20 @@ func TestOnlyTheLatencyRunAsksDNSPerfForALinePerQuery(t *testing.T) {
 		t.Errorf("dnsperf's output files left behind: %v", left)
 	}
 }
+
+func TestAFailedDNSPerfSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	script := "#!/bin/sh\necho '[Status] Command line: dnsperf' >&2\necho 'Error: invalid port: 99999' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "dnsperf"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	queries := filepath.Join(t.TempDir(), "queries.txt")
+	if err := os.WriteFile(queries, []byte("shop.demo.test A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := dnsperf(context.Background(), options{clients: 1, outstanding: 1, duration: time.Second}, queries, "127.0.0.1:5300")
+	if err == nil || !strings.Contains(err.Error(), "exit status 1: Error: invalid port: 99999") {
+		t.Fatalf("error = %v, want dnsperf's exit status and its last line on standard error", err)
+	}
+}
