@@ -70,8 +70,8 @@ func parseVariant(s string) (variant, error) {
 		switch k, _, isEnv := strings.Cut(item, "="); {
 		case isEnv && k != "":
 			v.env = append(v.env, item)
-		case i == 0 && item != "":
-			v.program = item
+		case i == 0:
+			v.program = item // empty: this program
 		default:
 			return variant{}, fmt.Errorf("%q: want the program first, then K=V items, got %q", s, item)
 		}
@@ -123,7 +123,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("-pin: needs 2 CPUs, this machine has %d", runtime.NumCPU())
 		}
 	}
-	dir, err := os.MkdirTemp("", "dnsbench-")
+	dir, err := os.MkdirTemp(workRoot(), "dnsbench-")
 	if err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
@@ -580,16 +580,27 @@ func median(rs []result) result {
 	return m
 }
 
-// writeTable prints one row per server: rate, latency, loss and CPU, or why it was skipped.
+// writeTable prints one row per server: rate, loss and CPU, and in the latency run (o.load > 0)
+// p50 and p99, or why the server was skipped. Saturation runs measure no latency.
 func writeTable(out io.Writer, o options, rs []result) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores")
+	lat := o.load > 0
+	if lat {
+		fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores")
+	} else {
+		fmt.Fprintln(tw, "server\tqps\tlost %\tserver cpu µs/query\tdnsperf cores")
+	}
 	for _, r := range rs {
-		if r.skipped != "" {
+		switch {
+		case r.skipped != "" && lat:
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
-			continue
+		case r.skipped != "":
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
+		case lat:
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, latency(r.p50), latency(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o))
+		default:
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, r.lost, cpuPerQuery(r, o), clientShare(r, o))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, latency(r.p50), latency(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o))
 	}
 	tw.Flush()
 }
@@ -604,7 +615,7 @@ func pinNote() string {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// latency prints a latency in milliseconds, or "-" where none was measured (at saturation).
+// latency prints a latency in milliseconds, or "-" where none was measured.
 func latency(d time.Duration) string {
 	if d == 0 {
 		return "-"
@@ -626,15 +637,15 @@ func clientShare(r result, o options) float64 {
 func report(out io.Writer, o options, rs []result, rounds [][]result) {
 	fmt.Fprintf(out, "at saturation: dnsperf -c %d -q %d, %s per server, %d rounds (medians), queries: %s%s\n\n", o.clients, o.outstanding, o.duration, max(o.rounds, 1), mixName(o), pinNote())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores\tnote")
+	fmt.Fprintln(tw, "server\tqps\tlost %\tserver cpu µs/query\tdnsperf cores\tnote")
 	get := map[string]result{}
 	for _, r := range rs {
 		get[r.name] = r
 		if r.skipped != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\n", r.name, r.qps, latency(r.p50), latency(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o), r.note)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\n", r.name, r.qps, r.lost, cpuPerQuery(r, o), clientShare(r, o), r.note)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

@@ -90,6 +90,7 @@ func TestVariantNamesAProgramAndItsEnvironment(t *testing.T) {
 		{in: "gcoff=GOGC=off", want: variant{name: "detour-gcoff", env: []string{"GOGC=off"}}},
 		{in: "old=/tmp/dnsbench-main", want: variant{name: "detour-old", program: "/tmp/dnsbench-main"}},
 		{in: "old=/tmp/b,GOGC=off,GODEBUG=gctrace=1", want: variant{name: "detour-old", program: "/tmp/b", env: []string{"GOGC=off", "GODEBUG=gctrace=1"}}},
+		{in: "s1=,DNSP_SOCKETS=1", want: variant{name: "detour-s1", env: []string{"DNSP_SOCKETS=1"}}},
 		{in: "nospec", err: true},
 		{in: "=GOGC=off", err: true},
 		{in: "x=GOGC=off,/tmp/b", err: true},
@@ -172,11 +173,31 @@ func TestTheSaturationReportGivesEveryRoundsRatio(t *testing.T) {
 		// Medians: detour 90,000, nsd 90,000, knot 82,500.
 		"detour / best static peer (nsd): 1.00",
 		"per round, against that round's best static peer: 1.05 · 0.89 · 1.50  (2 of 3 rounds >= 1.0)",
-		"detour  90000  -       -",
+		// No latency columns: saturation runs measure none.
+		"server  qps    lost %  server cpu µs/query",
+		"detour  90000  0.00",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+	if strings.Contains(out.String(), "p99") {
+		t.Errorf("the saturation report shows a latency it did not measure:\n%s", out.String())
+	}
+}
+
+func TestOnlyTheLatencyRunsTableHasLatencyColumns(t *testing.T) {
+	rs := []result{{name: "detour", qps: 20000, p50: 50 * time.Microsecond, p99: 400 * time.Microsecond, cpu: time.Second}}
+	o := options{duration: 5 * time.Second}
+	var sat, atLoad strings.Builder
+	writeTable(&sat, o, rs)
+	o.load = 20000
+	writeTable(&atLoad, o, rs)
+	if strings.Contains(sat.String(), "p99") {
+		t.Errorf("saturation table has latency columns:\n%s", sat.String())
+	}
+	if !strings.Contains(atLoad.String(), "p99 ms") || !strings.Contains(atLoad.String(), "0.050   0.400") {
+		t.Errorf("latency run's table lacks p50 0.050 and p99 0.400 ms:\n%s", atLoad.String())
 	}
 }
 
