@@ -59,8 +59,11 @@ type variant struct {
 // parseVariant reads -variant's NAME=[PROGRAM][,K=V...].
 func parseVariant(s string) (variant, error) {
 	name, spec, _ := strings.Cut(s, "=")
-	if name == "" || spec == "" || strings.ContainsAny(name, ", ") {
+	if name == "" || strings.ContainsAny(name, ", ") {
 		return variant{}, fmt.Errorf("want NAME=[PROGRAM][,K=V...], got %q", s)
+	}
+	if spec == "" {
+		return variant{}, fmt.Errorf("%q: nothing after the =: give a program, K=V items or both", s)
 	}
 	if name == "changing" {
 		return variant{}, fmt.Errorf("%q: detour-changing is a target of its own, name the variant otherwise", s)
@@ -77,6 +80,21 @@ func parseVariant(s string) (variant, error) {
 		}
 	}
 	return v, nil
+}
+
+// addVariant adds the variant s names to vs, refusing a name already there: the report finds
+// each target's rounds by name, and two variants of one name would be read as one.
+func addVariant(vs []variant, s string) ([]variant, error) {
+	v, err := parseVariant(s)
+	if err != nil {
+		return vs, err
+	}
+	for _, o := range vs {
+		if o.name == v.name {
+			return vs, fmt.Errorf("%q: a variant named %s is given twice", s, strings.TrimPrefix(v.name, "detour-"))
+		}
+	}
+	return append(vs, v), nil
 }
 
 // running is a server under test, started.

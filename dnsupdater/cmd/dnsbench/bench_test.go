@@ -108,6 +108,26 @@ func TestVariantNamesAProgramAndItsEnvironment(t *testing.T) {
 	}
 }
 
+func TestTwoVariantsOfOneNameAreRefused(t *testing.T) {
+	vs, err := addVariant(nil, "old=/tmp/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs, err = addVariant(vs, "new=/tmp/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := addVariant(vs, "old=GOGC=off"); err == nil || !strings.Contains(err.Error(), "old is given twice") {
+		t.Errorf("a second variant named old: error = %v, want one naming it", err)
+	}
+}
+
+func TestAnEmptyVariantSaysWhatIsMissing(t *testing.T) {
+	_, err := parseVariant("x=")
+	if err == nil || !strings.Contains(err.Error(), "nothing after the =") {
+		t.Errorf("parseVariant(\"x=\") error = %v, want it to say nothing follows the =", err)
+	}
+}
+
 func TestAVariantIsComparedWithThePeersAndIsNotOneOfThem(t *testing.T) {
 	r := func(name string, p99 time.Duration) []result {
 		return []result{{name: name, qps: 20000, p50: time.Millisecond / 10, p99: p99, cpu: 100 * time.Millisecond}}

@@ -37,10 +37,8 @@ func run() int {
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")
 	only := flag.String("only", "", "comma-separated targets to run (default: all): "+strings.Join(targetNames, ","))
 	flag.Func("variant", "also measure a variant of Detour's server, as target detour-NAME: NAME=[PROGRAM][,K=V...], where PROGRAM is a dnsbench built from another tree (its serve-detour runs) and K=V is added to the server's environment (repeatable)", func(s string) error {
-		v, err := parseVariant(s)
-		if err == nil {
-			o.variants = append(o.variants, v)
-		}
+		var err error
+		o.variants, err = addVariant(o.variants, s)
 		return err
 	})
 	flag.Parse()
