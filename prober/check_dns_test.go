@@ -12,15 +12,7 @@ import (
 // dnsServer serves handler over UDP and TCP on one loopback port until the test ends.
 func dnsServer(t *testing.T, handler dns.HandlerFunc) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		t.Skipf("tcp port %s is taken: %v", pc.LocalAddr(), err)
-	}
+	pc, l := udpAndTCP(t)
 	for _, s := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}} {
 		started := make(chan struct{})
 		s.NotifyStartedFunc = func() { close(started) }
@@ -29,6 +21,27 @@ func dnsServer(t *testing.T, handler dns.HandlerFunc) string {
 		t.Cleanup(func() { _ = s.Shutdown() })
 	}
 	return pc.LocalAddr().String()
+}
+
+// udpAndTCP listens on a loopback port free for both UDP and TCP: the kernel picks the UDP
+// port, and another process may hold the same TCP port, so a taken one is tried again.
+func udpAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var last error
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l
+		}
+		pc.Close()
+		last = err
+	}
+	t.Fatalf("no loopback port free for both UDP and TCP in 20 tries: %v", last)
+	return nil, nil
 }
 
 func TestDNSCheckOutcomes(t *testing.T) {
