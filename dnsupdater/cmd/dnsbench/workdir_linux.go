@@ -11,14 +11,16 @@ import (
 // neither the servers nor dnsperf wait for a disk (in the latency run dnsperf flushes a line per
 // answer, a write(2) each); else the system's temporary directory.
 func workRoot() string {
-	if os.Getenv("TMPDIR") != "" {
-		return ""
-	}
-	var st unix.Statfs_t
-	if unix.Statfs(shm, &st) == nil && roomy(st) && unix.Access(shm, unix.W_OK) == nil {
+	if os.Getenv("TMPDIR") == "" && shmUsable() {
 		return shm
 	}
 	return ""
+}
+
+// shmUsable reports whether shm is a roomy tmpfs this program may write to.
+func shmUsable() bool {
+	var st unix.Statfs_t
+	return unix.Statfs(shm, &st) == nil && roomy(st) && unix.Access(shm, unix.W_OK) == nil
 }
 
 // roomy reports whether the file system statfs described is a tmpfs with minShm free. The latency
