@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -46,6 +47,8 @@ type options struct {
 	// variants are other builds of Detour's server, or this one with another environment,
 	// measured beside it in the same run (-variant).
 	variants []variant
+	// stages, when set, traces one more run per server at the common load (-stages).
+	stages *stageTracer
 }
 
 // variant is Detour's server run as program's serve-detour (this program's when empty), with env
@@ -101,6 +104,8 @@ func addVariant(vs []variant, s string) ([]variant, error) {
 type running struct {
 	// cpu returns the CPU time (user and system) the server and its children used so far.
 	cpu func() time.Duration
+	// pid is the server's process.
+	pid int
 	// stop stops the server and waits for it to exit.
 	stop func()
 }
@@ -132,6 +137,9 @@ type result struct {
 func bench(ctx context.Context, o options, out io.Writer) error {
 	if _, err := lookPath("dnsperf"); err != nil {
 		return fmt.Errorf("dnsperf (Debian package dnsperf) is not installed: run deployments/install-packages.sh deployments/packages/bench.txt")
+	}
+	if o.stages != nil && !o.latency {
+		return fmt.Errorf("-stages traces a run at the common load: it needs the latency run (-latency=true)")
 	}
 	if pinned {
 		if _, err := lookPath("taskset"); err != nil {
@@ -258,6 +266,19 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	reportLoad(out, lo, rounds)
+	if o.stages == nil {
+		return nil
+	}
+	var stages []stageResult
+	for _, t := range atLoad {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		stages = append(stages, measureStages(ctx, lo, dir, t))
+		fmt.Fprintf(os.Stderr, "dnsbench: %s at %.0f qps, traced, done\n", t.name, lo.load)
+	}
+	fmt.Fprintln(out)
+	reportStages(out, lo, stages)
 	return nil
 }
 
@@ -286,6 +307,45 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 		return result{name: t.name, skipped: err.Error()}
 	}
 	r.name, r.cpu = t.name, srv.cpu()-before
+	return r
+}
+
+// measureStages runs a target once at o.load with its system calls traced (-stages) and
+// returns its stages.
+func measureStages(ctx context.Context, o options, dir string, t target) stageResult {
+	skip := func(err error) stageResult { return stageResult{name: t.name, skipped: err.Error()} }
+	tdir := filepath.Join(dir, t.name)
+	if err := os.MkdirAll(tdir, 0o755); err != nil {
+		return skip(err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return skip(err)
+	}
+	srv, err := t.start(ctx, tdir, addr)
+	if err != nil {
+		return skip(err)
+	}
+	defer srv.stop()
+	if err := waitAnswer(ctx, addr, 20*time.Second); err != nil {
+		return skip(err)
+	}
+	if err := o.stages.start(); err != nil {
+		return skip(err)
+	}
+	_, err = dnsperf(ctx, o, o.queries, addr)
+	tasks := serverTasks(srv.pid)
+	trace, terr := o.stages.stop()
+	if err != nil {
+		return skip(err)
+	}
+	if terr != nil {
+		return skip(terr)
+	}
+	r, err := summarize(t.name, parseStages(bytes.NewReader(trace), tasks))
+	if err != nil {
+		return skip(err)
+	}
 	return r
 }
 

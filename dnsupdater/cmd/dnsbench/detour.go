@@ -64,6 +64,7 @@ func detourTarget(checkPort, changes int, counter *changeCounter, profile string
 		}
 		return running{
 			cpu: srv.cpu,
+			pid: srv.pid,
 			stop: func() {
 				cancel()
 				wg.Wait()

@@ -34,6 +34,7 @@ func run() int {
 	flag.StringVar(&o.mix, "mix", "mixed", "queries: mixed (the app name half the time) or app (the app name only)")
 	flag.IntVar(&o.pdnsCache, "pdns-cache-ttl", 20, "PowerDNS packet cache TTL in seconds (its default 20); 0 turns it off")
 	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset), so that the load generator has a core of its own")
+	stages := flag.Bool("stages", false, "after the latency rounds, run every server once more at the common load with its system calls traced (needs root and tracefs), and show where a query's time goes: dnsperf's send to the server's read, the read to the reply, the reply to dnsperf's receive")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")
 	only := flag.String("only", "", "comma-separated targets to run (default: all): "+strings.Join(targetNames, ","))
 	flag.Func("variant", "also measure a variant of Detour's server, as target detour-NAME: NAME=[PROGRAM][,K=V...], where PROGRAM is a dnsbench built from another tree (its serve-detour runs) and K=V is added to the server's environment (repeatable)", func(s string) error {
@@ -49,6 +50,14 @@ func run() int {
 		}
 	}
 	o.profile = *profile
+	if *stages {
+		t, err := newStageTracer()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dnsbench:", err)
+			return 2
+		}
+		o.stages = t
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := bench(ctx, o, os.Stdout); err != nil {

@@ -58,6 +58,7 @@ func startProcessEnv(ctx context.Context, dir string, env []string, program stri
 	}
 	return running{
 		cpu: func() time.Duration { return treeCPU(cmd.Process.Pid) },
+		pid: cmd.Process.Pid,
 		stop: func() {
 			cancel()
 			_ = cmd.Wait()

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestATraceLineIsReadWhateverItsCommandNameAndTGIDColumn(t *testing.T) {
+	cases := []struct {
+		line string
+		want traceEvent
+	}{
+		{"         dnsperf-18905   (  18903) [001] .....  1632.093269: sys_sendto(fd: 0xc, buff: 0x7f1992029e90, len: 0x20, flags: 0, addr: 0x7ffce1dc85d8, addr_len: 0x10)",
+			traceEvent{comm: "dnsperf", tid: 18905, tgid: 18903, at: 1632093269, name: "sys_sendto", inet: true}},
+		{"         dnsperf-18903   (  18903) [000] .....  1632.090851: sys_sendto(fd: 4, buff: 0x7ffce1dc7c60, len: 0x14, flags: 0, addr: 0x7ffce1dc7c04, addr_len: 0xc)",
+			traceEvent{comm: "dnsperf", tid: 18903, tgid: 18903, at: 1632090851, name: "sys_sendto"}},
+		{"   nsd: server 1-18901   (  18901) [001] .....  1632.093394: sys_recvfrom -> 0x20",
+			traceEvent{comm: "nsd: server 1", tid: 18901, tgid: 18901, at: 1632093394, name: "sys_recvfrom", exit: true, ret: 32}},
+		{"   nsd: server 2-18902   (-------) [000] .....  1632.093405: sys_recvfrom -> 0xfffffffffffffff5",
+			traceEvent{comm: "nsd: server 2", tid: 18902, at: 1632093405, name: "sys_recvfrom", exit: true, ret: -11}},
+		{"   dnsbench-main-11314   [000] .....  1072.650265: sys_sendmmsg(fd: 0xb, mmsg: 0x38ad225c0d80, vlen: 5, flags: 0x40)",
+			traceEvent{comm: "dnsbench-main", tid: 11314, at: 1072650265, name: "sys_sendmmsg", vlen: 5}},
+	}
+	for _, c := range cases {
+		got, ok := parseTraceLine([]byte(c.line))
+		if !ok {
+			t.Errorf("%q: not read", c.line)
+			continue
+		}
+		// The trace's seconds become µs: compare them to the µs, not bit for bit.
+		if d := got.at - c.want.at; d > 0.5 || d < -0.5 {
+			t.Errorf("%q: at %f, want %f", c.line, got.at, c.want.at)
+		}
+		got.at = c.want.at
+		if got != c.want {
+			t.Errorf("%q:\n got %+v\nwant %+v", c.line, got, c.want)
+		}
+	}
+	for _, bad := range []string{"", "# tracer: nop", "  <idle>-0  [000] d..2.  1.0: sched_switch: prev_comm=x", "x-1 [000] .... 1.0: sys_recvfrom -> nope"} {
+		if ev, ok := parseTraceLine([]byte(bad)); ok {
+			t.Errorf("%q read as %+v, want refused", bad, ev)
+		}
+	}
+}
+
+// stageTrace is two queries: dnsperf (process 100) sends each, the server (process 200, two
+// threads) reads both with one recvmmsg and replies to both with one sendmmsg; another
+// process's system calls and a failed send are in between.
+const stageTrace = `# tracer: nop
+#
+       dnsperf-101   (    100) [000] .....  10.000000: sys_sendto(fd: 4, buff: 0x1, len: 0x14, flags: 0, addr: 0x2, addr_len: 0xc)
+       dnsperf-101   (    100) [000] .....  10.000001: sys_sendto -> 0x14
+       dnsperf-101   (    100) [000] .....  10.000100: sys_sendto(fd: 0xe, buff: 0x1, len: 0x1f, flags: 0, addr: 0x2, addr_len: 0x10)
+    containerd-300   (    300) [001] .....  10.000105: sys_recvfrom -> 0x40
+       dnsperf-101   (    100) [000] .....  10.000110: sys_sendto -> 0x1f
+       dnsperf-101   (    100) [000] .....  10.000120: sys_sendto(fd: 0xf, buff: 0x1, len: 0x1f, flags: 0, addr: 0x2, addr_len: 0x10)
+       dnsperf-101   (    100) [000] .....  10.000125: sys_sendto -> 0xfffffffffffffff5
+       dnsperf-101   (    100) [000] .....  10.000130: sys_sendto(fd: 0xf, buff: 0x1, len: 0x1f, flags: 0, addr: 0x2, addr_len: 0x10)
+       dnsperf-101   (    100) [000] .....  10.000135: sys_sendto -> 0x1f
+   serve-201   (-------) [001] .....  10.000140: sys_recvmmsg -> 0x2
+   serve-202   (    200) [001] .....  10.000145: sys_recvmmsg -> 0xfffffffffffffff5
+   serve-201   (    200) [001] .....  10.000150: sys_sendmmsg(fd: 0xb, mmsg: 0x3, vlen: 2, flags: 0x40)
+    containerd-300   (    300) [001] .....  10.000151: sys_sendto(fd: 9, buff: 0x1, len: 0x1, flags: 0, addr: 0x2, addr_len: 0x10)
+       dnsperf-102   (    100) [000] .....  10.000160: sys_recvfrom -> 0x52
+       dnsperf-102   (    100) [000] .....  10.000190: sys_recvfrom -> 0xfffffffffffffff5
+       dnsperf-102   (    100) [000] .....  10.000200: sys_recvfrom -> 0x52
+`
+
+func TestTheFourMomentsOfEveryQueryAreTakenFromTheServersAndDNSPerfsCalls(t *testing.T) {
+	st := parseStages(strings.NewReader(stageTrace), map[int]bool{200: true, 201: true, 202: true})
+	// µs on the trace clock: sends at 100 and 130 (entered), read both at 140, replied both at
+	// 150, received at 160 and 200.
+	want := stageTimes{
+		sent:     []float64{10000100, 10000130},
+		read:     []float64{10000140, 10000140},
+		replied:  []float64{10000150, 10000150},
+		received: []float64{10000160, 10000200},
+	}
+	for _, c := range []struct {
+		name      string
+		got, want []float64
+	}{{"sent", st.sent, want.sent}, {"read", st.read, want.read}, {"replied", st.replied, want.replied}, {"received", st.received, want.received}} {
+		if len(c.got) != len(c.want) {
+			t.Fatalf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+		for i := range c.got {
+			if d := c.got[i] - c.want[i]; d > 0.5 || d < -0.5 {
+				t.Fatalf("%s = %v, want %v", c.name, c.got, c.want)
+			}
+		}
+	}
+	r, err := summarize("detour", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stages of the two queries: send→read 40 and 10, read→reply 10 and 10, reply→receive 10
+	// and 50, end to end 60 and 70; with two queries p50 is the second smallest.
+	round := func(p [3]float64) [3]float64 {
+		for i := range p {
+			p[i] = float64(int(p[i] + 0.5))
+		}
+		return p
+	}
+	if r.queries != 2 || round(r.toRead) != [3]float64{40, 40, 40} || round(r.toReply) != [3]float64{10, 10, 10} ||
+		round(r.toReceive) != [3]float64{50, 50, 50} || round(r.total) != [3]float64{70, 70, 70} {
+		t.Fatalf("stages = %+v", r)
+	}
+}
+
+func TestStagesThatDoNotPairUpAreRefusedWithTheCounts(t *testing.T) {
+	// Without the server's ids, no read or reply is its.
+	st := parseStages(strings.NewReader(stageTrace), map[int]bool{})
+	_, err := summarize("nsd", st)
+	if !errors.Is(err, errUnpaired) || !strings.Contains(err.Error(), "2 sent, 0 read, 0 replied, 2 received") {
+		t.Fatalf("err = %v, want the counts", err)
+	}
+}
+
+// fakeTracefs makes a directory with the files the tracer writes and reads.
+func fakeTracefs(t *testing.T, overrun string) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{
+		"tracing_on":          "0\n",
+		"trace":               stageTrace,
+		"buffer_size_kb":      "7 (expanded: 1408)\n",
+		"options/record-tgid": "0\n",
+		"per_cpu/cpu0/stats":  "entries: 12\noverrun: 0\ncommit overrun: 0\n",
+		"per_cpu/cpu1/stats":  "entries: 4\noverrun: " + overrun + "\ncommit overrun: 0\n",
+	}
+	for _, e := range stageEvents {
+		files["events/syscalls/"+e+"/enable"] = "0\n"
+	}
+	for name, text := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := tracefs
+	tracefs = root
+	t.Cleanup(func() { tracefs = old })
+	return root
+}
+
+func read(t *testing.T, root, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestTheTracerSwitchesItsEventsOnAndLeavesTheKernelAsItFoundIt(t *testing.T) {
+	root := fakeTracefs(t, "0")
+	tr, err := newStageTracer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.start(); err != nil {
+		t.Fatal(err)
+	}
+	if read(t, root, "tracing_on") != "1" || read(t, root, "options/record-tgid") != "1" || read(t, root, "buffer_size_kb") != "131072" {
+		t.Fatal("start did not switch tracing on with a large buffer and thread group ids")
+	}
+	for _, e := range stageEvents {
+		if read(t, root, "events/syscalls/"+e+"/enable") != "1" {
+			t.Fatalf("%s not enabled", e)
+		}
+	}
+	// A real trace file is cleared by start; the fake one was emptied: give it the trace.
+	if err := os.WriteFile(filepath.Join(root, "trace"), []byte(stageTrace), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := tr.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != stageTrace {
+		t.Fatalf("stop returned %d bytes, want the trace", len(b))
+	}
+	if read(t, root, "tracing_on") != "0" || read(t, root, "options/record-tgid") != "0" || read(t, root, "buffer_size_kb") != "7" {
+		t.Fatalf("stop left tracing_on %s, record-tgid %s, buffer %s KB; want 0, 0, 7", read(t, root, "tracing_on"), read(t, root, "options/record-tgid"), read(t, root, "buffer_size_kb"))
+	}
+	for _, e := range stageEvents {
+		if read(t, root, "events/syscalls/"+e+"/enable") != "0" {
+			t.Fatalf("%s left enabled", e)
+		}
+	}
+}
+
+func TestAnOverflowedTraceIsRefused(t *testing.T) {
+	root := fakeTracefs(t, "3")
+	tr, err := newStageTracer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.stop(); err == nil || !strings.Contains(err.Error(), "3 events lost") {
+		t.Fatalf("stop = %v, want the overflow", err)
+	}
+	if read(t, root, "tracing_on") != "0" {
+		t.Fatal("tracing left on")
+	}
+}
+
+func TestWithoutTracefsStagesSaysWhatItNeeds(t *testing.T) {
+	old := tracefs
+	tracefs = filepath.Join(t.TempDir(), "absent")
+	t.Cleanup(func() { tracefs = old })
+	_, err := newStageTracer()
+	if err == nil || !strings.Contains(err.Error(), "needs root and tracefs: mount -t tracefs nodev") {
+		t.Fatalf("err = %v, want what -stages needs", err)
+	}
+}
