@@ -39,8 +39,40 @@ const traceBufferKB = 131072
 // stageTracer switches the tracepoints on and off and reads what they recorded.
 type stageTracer struct {
 	root string
-	// savedKB is the buffer size before start, restored by stop.
-	savedKB string
+	// saved is what start found in the files it changes (relative to root), restored by off.
+	saved map[string]string
+}
+
+// changed are the files start writes and off gives back what start found in them, tracing_on
+// last.
+func changed() []string {
+	files := []string{"buffer_size_kb", "options/record-tgid"}
+	for _, e := range stageEvents {
+		files = append(files, "events/syscalls/"+e+"/enable")
+	}
+	return append(files, "tracing_on")
+}
+
+// savedValue is what to write back to rel for the content b read from it, or "" when it
+// cannot be written back: the buffer's size before first use reads "7 (expanded: 1408)", 1408
+// being the size the kernel would give it and the one to restore (7 would leave later tracing
+// a 7 KB buffer); it reads "X" when the CPUs' sizes differ. An event's enable may carry a
+// "*" (soft mode): what is written back is its 0 or 1.
+func savedValue(rel string, b []byte) string {
+	v := strings.TrimSpace(string(b))
+	if rel == "buffer_size_kb" {
+		if _, exp, ok := strings.Cut(v, "(expanded: "); ok {
+			v = strings.TrimSuffix(exp, ")")
+		}
+		if _, err := strconv.Atoi(v); err != nil {
+			return ""
+		}
+		return v
+	}
+	if strings.HasPrefix(v, "1") {
+		return "1"
+	}
+	return "0"
 }
 
 // newStageTracer checks that the tracepoints can be used, before anything is measured.
@@ -73,13 +105,15 @@ func (t *stageTracer) write(rel, v string) error {
 
 // start clears the buffer and switches the tracepoints on.
 func (t *stageTracer) start() error {
-	kb, err := os.ReadFile(filepath.Join(t.root, "buffer_size_kb"))
-	if err != nil {
-		return fmt.Errorf("-stages: %w", err)
-	}
-	t.savedKB = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(kb)), ")"))
-	if i := strings.IndexByte(t.savedKB, ' '); i > 0 {
-		t.savedKB = t.savedKB[:i] // "7 (expanded: 1408)" before first use
+	t.saved = map[string]string{}
+	for _, rel := range changed() {
+		b, err := os.ReadFile(filepath.Join(t.root, rel))
+		if err != nil {
+			return fmt.Errorf("-stages: %w", err)
+		}
+		if v := savedValue(rel, b); v != "" {
+			t.saved[rel] = v
+		}
 	}
 	steps := [][2]string{
 		{"tracing_on", "0"}, {"trace", ""}, {"buffer_size_kb", strconv.Itoa(traceBufferKB)},
@@ -98,15 +132,13 @@ func (t *stageTracer) start() error {
 	return nil
 }
 
-// off switches the tracepoints off and gives the buffer its size back.
+// off switches tracing off and gives every file start changed what start found in it.
 func (t *stageTracer) off() {
 	_ = t.write("tracing_on", "0")
-	for _, e := range stageEvents {
-		_ = t.write("events/syscalls/"+e+"/enable", "0")
-	}
-	_ = t.write("options/record-tgid", "0")
-	if t.savedKB != "" {
-		_ = t.write("buffer_size_kb", t.savedKB)
+	for _, rel := range changed() {
+		if v, ok := t.saved[rel]; ok {
+			_ = t.write(rel, v)
+		}
 	}
 }
 
@@ -121,7 +153,9 @@ func (t *stageTracer) stop() ([]byte, error) {
 		if err != nil {
 			continue
 		}
-		if n := statField(b, "overrun:"); n > 0 {
+		// overrun: events overwritten (options/overwrite, the default); dropped events: new
+		// events refused when the buffer does not overwrite.
+		if n := statField(b, "overrun:") + statField(b, "dropped events:"); n > 0 {
 			return nil, fmt.Errorf("the trace buffer overflowed (%d events lost): use a shorter -duration", n)
 		}
 	}

@@ -186,12 +186,70 @@ func TestTheTracerSwitchesItsEventsOnAndLeavesTheKernelAsItFoundIt(t *testing.T)
 	if string(b) != stageTrace {
 		t.Fatalf("stop returned %d bytes, want the trace", len(b))
 	}
-	if read(t, root, "tracing_on") != "0" || read(t, root, "options/record-tgid") != "0" || read(t, root, "buffer_size_kb") != "7" {
-		t.Fatalf("stop left tracing_on %s, record-tgid %s, buffer %s KB; want 0, 0, 7", read(t, root, "tracing_on"), read(t, root, "options/record-tgid"), read(t, root, "buffer_size_kb"))
+	// The buffer read "7 (expanded: 1408)": 1408 KB is what the kernel gives it on first use.
+	if read(t, root, "tracing_on") != "0" || read(t, root, "options/record-tgid") != "0" || read(t, root, "buffer_size_kb") != "1408" {
+		t.Fatalf("stop left tracing_on %s, record-tgid %s, buffer %s KB; want 0, 0, 1408", read(t, root, "tracing_on"), read(t, root, "options/record-tgid"), read(t, root, "buffer_size_kb"))
 	}
 	for _, e := range stageEvents {
 		if read(t, root, "events/syscalls/"+e+"/enable") != "0" {
 			t.Fatalf("%s left enabled", e)
+		}
+	}
+}
+
+func TestTheTracerGivesBackATracingStateItDidNotSetUp(t *testing.T) {
+	// Tracing on (the kernel's default), thread group ids recorded, one of the events already
+	// enabled by someone else, a buffer of 4096 KB: after a run, and after a start that fails,
+	// each as it was.
+	for _, fail := range []bool{false, true} {
+		root := fakeTracefs(t, "0")
+		found := map[string]string{
+			"tracing_on":          "1",
+			"options/record-tgid": "1",
+			"events/syscalls/sys_exit_recvmsg/enable": "1",
+			"buffer_size_kb": "4096",
+		}
+		for name, v := range found {
+			if err := os.WriteFile(filepath.Join(root, name), []byte(v+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if fail {
+			// A directory in place of the trace: start cannot clear it, once it has switched
+			// tracing off.
+			if err := os.Remove(filepath.Join(root, "trace")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(root, "trace"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr := &stageTracer{root: root}
+		if err := tr.start(); fail {
+			if err == nil {
+				t.Fatal("start cleared a trace that is a directory")
+			}
+		} else {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tr.stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, want := range found {
+			if got := read(t, root, name); got != want {
+				t.Errorf("failed start %v: %s = %s, want %s as found", fail, name, got, want)
+			}
+		}
+		for _, e := range stageEvents {
+			name := "events/syscalls/" + e + "/enable"
+			if _, ok := found[name]; ok {
+				continue
+			}
+			if got := read(t, root, name); got != "0" {
+				t.Errorf("failed start %v: %s = %s, want 0", fail, name, got)
+			}
 		}
 	}
 }
@@ -210,6 +268,22 @@ func TestAnOverflowedTraceIsRefused(t *testing.T) {
 	}
 	if read(t, root, "tracing_on") != "0" {
 		t.Fatal("tracing left on")
+	}
+}
+
+func TestATraceThatDroppedEventsIsRefused(t *testing.T) {
+	// With options/overwrite off, a full buffer drops new events instead of overwriting.
+	root := fakeTracefs(t, "0")
+	stats := "entries: 4\noverrun: 0\ncommit overrun: 0\nbytes: 0\noldest event ts: 0.0\nnow ts: 1.0\ndropped events: 5\nread events: 0\n"
+	if err := os.WriteFile(filepath.Join(root, "per_cpu/cpu1/stats"), []byte(stats), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr := &stageTracer{root: root}
+	if err := tr.start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.stop(); err == nil || !strings.Contains(err.Error(), "5 events lost") {
+		t.Fatalf("stop = %v, want the dropped events", err)
 	}
 }
 
