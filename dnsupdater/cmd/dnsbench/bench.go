@@ -138,9 +138,6 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	if _, err := lookPath("dnsperf"); err != nil {
 		return fmt.Errorf("dnsperf (Debian package dnsperf) is not installed: run deployments/install-packages.sh deployments/packages/bench.txt")
 	}
-	if o.stages != nil && !o.latency {
-		return fmt.Errorf("-stages traces a run at the common load: it needs the latency run (-latency=true)")
-	}
 	if pinned {
 		if _, err := lookPath("taskset"); err != nil {
 			return fmt.Errorf("-pin: taskset (Debian package util-linux) is not installed")
@@ -241,6 +238,9 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	if slowest == 0 {
+		if o.stages != nil {
+			fmt.Fprintln(out, "\nno server answered at saturation: no latency run and nothing for -stages to trace")
+		}
 		return nil
 	}
 	lo := o
@@ -342,11 +342,11 @@ func measureStages(ctx context.Context, o options, dir string, t target) stageRe
 	if terr != nil {
 		return skip(terr)
 	}
-	r, err := summarize(t.name, parseStages(bytes.NewReader(trace), tasks))
+	qs, byOrder, err := pairStages(bytes.NewReader(trace), tasks)
 	if err != nil {
 		return skip(err)
 	}
-	return r
+	return summarize(t.name, qs, byOrder)
 }
 
 // measureRounds measures every target o.rounds times, each round starting one target later,

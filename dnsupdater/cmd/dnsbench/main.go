@@ -51,6 +51,10 @@ func run() int {
 	}
 	o.profile = *profile
 	if *stages {
+		if !o.latency {
+			fmt.Fprintln(os.Stderr, "dnsbench: -stages traces a run at the common load: it needs the latency run (-latency=true)")
+			return 2
+		}
 		t, err := newStageTracer()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "dnsbench:", err)
@@ -58,7 +62,8 @@ func run() int {
 		}
 		o.stages = t
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM too (timeout(1), kill): -stages must switch the kernel's tracing off on the way out.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := bench(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,24 +18,25 @@ import (
 
 // -stages: where a query's time goes. One more run per server at the common load, with the
 // kernel tracing four moments of every query through its system calls (tracefs): dnsperf sends
-// it (sendto, counted when it returns a length), the server reads it (recvfrom, recvmsg or recvmmsg), the server sends the reply
-// (sendto, sendmsg or sendmmsg), dnsperf receives the reply (recvfrom). A UDP socket delivers in
-// order and every server here answers in the order it reads, so the n-th event of each kind
-// belongs to the n-th query. The traced run is not one of the measured rounds: tracing costs
-// every system call a little, and the rounds' figures stay untraced.
+// it (sendto), the server reads it (recvfrom, recvmsg or recvmmsg), the server sends the reply
+// (sendto, sendmsg or sendmmsg), dnsperf receives the reply (recvfrom). stagePairer says how the
+// moments are tied to one query. The traced run is not one of the measured rounds: tracing
+// costs every system call a little, and the rounds' figures stay untraced.
 
 // tracefs is where the kernel's tracing file system is mounted.
 var tracefs = "/sys/kernel/tracing"
 
 // stageEvents are the system-call tracepoints -stages enables.
 var stageEvents = []string{
-	"sys_enter_sendto", "sys_exit_sendto", "sys_enter_sendmsg", "sys_enter_sendmmsg",
-	"sys_exit_recvfrom", "sys_exit_recvmsg", "sys_exit_recvmmsg",
+	"sys_enter_sendto", "sys_exit_sendto", "sys_enter_sendmsg", "sys_exit_sendmsg",
+	"sys_enter_sendmmsg", "sys_exit_sendmmsg", "sys_enter_recvfrom", "sys_exit_recvfrom",
+	"sys_exit_recvmsg", "sys_exit_recvmmsg",
 }
 
-// traceBufferKB is the per-CPU ring buffer -stages asks for: a 10 s run at 40,000 queries a
-// second fits.
-const traceBufferKB = 131072
+// traceBufferKB is the ring buffer -stages asks for on each CPU: 256 MB in all (a 10 s run at
+// 40,000 queries a second fits in the events of the CPUs dnsperf and a server use), at least
+// 16 MB a CPU.
+func traceBufferKB() int { return max(262144/runtime.NumCPU(), 16384) }
 
 // stageTracer switches the tracepoints on and off and reads what they recorded.
 type stageTracer struct {
@@ -116,7 +118,7 @@ func (t *stageTracer) start() error {
 		}
 	}
 	steps := [][2]string{
-		{"tracing_on", "0"}, {"trace", ""}, {"buffer_size_kb", strconv.Itoa(traceBufferKB)},
+		{"tracing_on", "0"}, {"trace", ""}, {"buffer_size_kb", strconv.Itoa(traceBufferKB())},
 		{"options/record-tgid", "1"},
 	}
 	for _, e := range stageEvents {
@@ -178,18 +180,238 @@ func statField(b []byte, name string) int {
 	return 0
 }
 
-// stageTimes are the moments of every query in order, in µs of the trace clock.
-type stageTimes struct {
-	sent, read, replied, received []float64
+// stageQuery is one query's four moments, in µs of the trace clock, and dnsperf's socket that
+// sent it.
+type stageQuery struct {
+	sent, read, replied, received float64
+	fd                            int
+	// done is how many of the four moments were seen.
+	done int
 }
 
-// parseStages reads a trace: dnsperf's lines (its command name) give the sends and receives,
-// the lines of server (thread or process ids) the reads and replies. Other lines are ignored.
-func parseStages(r io.Reader, server map[int]bool) stageTimes {
-	var st stageTimes
-	// sending holds when each dnsperf thread entered sendto: a send counts once it returned a
-	// length (a failed send reaches no server).
-	sending := map[int]float64{}
+// stagePairer follows every query through the trace. dnsperf has one sending thread and the
+// server one socket, which delivers in order: the n-th datagram a server thread reads is the
+// n-th query sent. A server thread replies to what it read in the order it read it (a reply
+// sent by a thread that read nothing is the oldest unanswered query of its process: a Go
+// goroutine may read on one thread and reply on another). dnsperf's socket delivers replies
+// in the order they were sent to it, so the n-th reply received on a socket is the n-th sent
+// there.
+type stagePairer struct {
+	server map[int]bool
+	qs     []stageQuery
+	next   int // the next query a server read takes
+	// unanswered are the queries each server thread read and has not replied to, oldest first;
+	// process is each server thread's process (0: not known).
+	unanswered map[int][]int
+	process    map[int]int
+	// sending is the query each dnsperf thread's sendto is sending; replying the queries each
+	// server thread's send is sending, confirmed when it returns; receiving the socket each
+	// dnsperf thread's recvfrom reads.
+	sending   map[int]int
+	replying  map[int][]int
+	receiving map[int]int
+	// arriving are the queries whose replies were sent to each dnsperf socket, in that order.
+	arriving map[int][]int
+	err      error
+}
+
+func newStagePairer(server map[int]bool) *stagePairer {
+	return &stagePairer{server: server, unanswered: map[int][]int{}, process: map[int]int{},
+		sending: map[int]int{}, replying: map[int][]int{}, receiving: map[int]int{}, arriving: map[int][]int{}}
+}
+
+func (p *stagePairer) fail(format string, a ...any) {
+	if p.err == nil {
+		p.err = fmt.Errorf("%w: "+format, append([]any{errUnpaired}, a...)...)
+	}
+}
+
+// add takes one event of the trace, in time order.
+func (p *stagePairer) add(ev traceEvent) {
+	if p.err != nil {
+		return
+	}
+	switch {
+	case ev.comm == "dnsperf":
+		p.client(ev)
+	case p.server[ev.tid] || p.server[ev.tgid]:
+		if ev.tgid != 0 {
+			p.process[ev.tid] = ev.tgid
+		}
+		p.serve(ev)
+	}
+}
+
+func (p *stagePairer) client(ev traceEvent) {
+	switch {
+	case ev.name == "sys_sendto" && !ev.exit && ev.inet:
+		p.qs = append(p.qs, stageQuery{sent: ev.at, fd: ev.fd, done: 1})
+		p.sending[ev.tid] = len(p.qs) - 1
+	case ev.name == "sys_sendto" && ev.exit:
+		i, ok := p.sending[ev.tid]
+		delete(p.sending, ev.tid)
+		if !ok || ev.ret > 0 {
+			return
+		}
+		// A failed send reached no server: forget it, unless something already counted it.
+		if i != len(p.qs)-1 || p.next > i {
+			p.fail("dnsperf's failed send at %.0f µs overlaps another", p.qs[i].sent)
+			return
+		}
+		p.qs = p.qs[:i]
+	case ev.name == "sys_recvfrom" && !ev.exit:
+		p.receiving[ev.tid] = ev.fd
+	case ev.name == "sys_recvfrom" && ev.exit:
+		fd, ok := p.receiving[ev.tid]
+		delete(p.receiving, ev.tid)
+		if !ok || ev.ret <= 0 {
+			return
+		}
+		q := p.arriving[fd]
+		if len(q) == 0 {
+			p.fail("dnsperf received a reply on socket %d at %.0f µs that no traced reply was sent to", fd, ev.at)
+			return
+		}
+		i := q[0]
+		p.arriving[fd] = q[1:]
+		p.qs[i].received, p.qs[i].done = ev.at, 4
+	}
+}
+
+func (p *stagePairer) serve(ev traceEvent) {
+	switch ev.name {
+	case "sys_recvfrom", "sys_recvmsg", "sys_recvmmsg":
+		if !ev.exit || ev.ret <= 0 {
+			return
+		}
+		n := 1
+		if ev.name == "sys_recvmmsg" {
+			n = ev.ret
+		}
+		for range n {
+			if p.next >= len(p.qs) {
+				p.fail("the server read more datagrams than dnsperf had sent (%d) at %.0f µs", len(p.qs), ev.at)
+				return
+			}
+			p.qs[p.next].read, p.qs[p.next].done = ev.at, 2
+			p.unanswered[ev.tid] = append(p.unanswered[ev.tid], p.next)
+			p.next++
+		}
+	case "sys_sendto", "sys_sendmsg", "sys_sendmmsg":
+		if !ev.exit {
+			n := 1
+			if ev.name == "sys_sendmmsg" {
+				n = ev.vlen
+			}
+			for range n {
+				i, ok := p.oldest(ev.tid)
+				if !ok {
+					p.fail("the server sent a reply at %.0f µs with no query read and unanswered", ev.at)
+					return
+				}
+				p.qs[i].replied, p.qs[i].done = ev.at, 3
+				p.arriving[p.qs[i].fd] = append(p.arriving[p.qs[i].fd], i)
+				p.replying[ev.tid] = append(p.replying[ev.tid], i)
+			}
+			return
+		}
+		// The send returned: the replies it did not send go back to the front of the thread's
+		// unanswered queries.
+		sent := max(ev.ret, 0)
+		if ev.name != "sys_sendmmsg" {
+			sent = min(sent, 1)
+		}
+		r := p.replying[ev.tid]
+		delete(p.replying, ev.tid)
+		if sent >= len(r) {
+			return
+		}
+		for _, i := range r[sent:] {
+			p.qs[i].replied, p.qs[i].done = 0, 2
+			p.arriving[p.qs[i].fd] = slices.DeleteFunc(p.arriving[p.qs[i].fd], func(j int) bool { return j == i })
+		}
+		p.unanswered[ev.tid] = append(slices.Clone(r[sent:]), p.unanswered[ev.tid]...)
+	}
+}
+
+// oldest takes the oldest unanswered query of server thread tid, or else of its process (or of
+// any server thread when its process is not known).
+func (p *stagePairer) oldest(tid int) (int, bool) {
+	from := tid
+	if len(p.unanswered[tid]) == 0 {
+		from = -1
+		for t, q := range p.unanswered {
+			if len(q) == 0 || (p.process[tid] != 0 && p.process[t] != 0 && p.process[t] != p.process[tid]) {
+				continue
+			}
+			if from < 0 || q[0] < p.unanswered[from][0] {
+				from = t
+			}
+		}
+		if from < 0 {
+			return 0, false
+		}
+	}
+	q := p.unanswered[from]
+	p.unanswered[from] = q[1:]
+	return q[0], true
+}
+
+// byOrder is the fallback pairing: the n-th moment of each kind belongs to the n-th query. It
+// is what stagePairer does when one thread reads the socket. When several read it at once
+// (NSD's two processes, Knot's two workers), two reads a microsecond apart can be recorded in
+// the other order than the socket gave them out, so that each thread's replies are tied to the
+// other's query: stagePairer then finds a reply received on a socket that no reply was sent to,
+// and the stages are paired by order instead, which keeps each stage's times and may exchange
+// them between neighbouring queries.
+type byOrder struct {
+	sent, read, replied, received []float64
+	// sending and replying hold when a dnsperf or server thread entered its send.
+	sending, replying map[int]float64
+}
+
+func (o *byOrder) add(ev traceEvent, server bool) {
+	switch {
+	case ev.comm == "dnsperf" && ev.name == "sys_sendto" && !ev.exit && ev.inet:
+		o.sending[ev.tid] = ev.at
+	case ev.comm == "dnsperf" && ev.name == "sys_sendto" && ev.exit:
+		if at, ok := o.sending[ev.tid]; ok && ev.ret > 0 {
+			o.sent = append(o.sent, at)
+		}
+		delete(o.sending, ev.tid)
+	case ev.comm == "dnsperf" && ev.name == "sys_recvfrom" && ev.exit && ev.ret > 0:
+		o.received = append(o.received, ev.at)
+	case !server:
+	case ev.exit && ev.ret > 0 && (ev.name == "sys_recvfrom" || ev.name == "sys_recvmsg"):
+		o.read = append(o.read, ev.at)
+	case ev.exit && ev.ret > 0 && ev.name == "sys_recvmmsg":
+		for range ev.ret {
+			o.read = append(o.read, ev.at)
+		}
+	case !ev.exit && (ev.name == "sys_sendto" || ev.name == "sys_sendmsg" || ev.name == "sys_sendmmsg"):
+		o.replying[ev.tid] = ev.at
+	case ev.exit && (ev.name == "sys_sendto" || ev.name == "sys_sendmsg" || ev.name == "sys_sendmmsg"):
+		at, ok := o.replying[ev.tid]
+		delete(o.replying, ev.tid)
+		n := max(ev.ret, 0)
+		if ev.name != "sys_sendmmsg" {
+			n = min(n, 1)
+		}
+		for range n {
+			if ok {
+				o.replied = append(o.replied, at)
+			}
+		}
+	}
+}
+
+// pairStages reads a trace: dnsperf's lines (its command name) give the sends and receives,
+// the lines of server (thread or process ids) the reads and replies; other lines are ignored.
+// It returns every query with its four moments, and whether they were paired by order
+// (byOrder), or why they could not be paired.
+func pairStages(r io.Reader, server map[int]bool) (qs []stageQuery, paired bool, err error) {
+	p := newStagePairer(server)
+	o := &byOrder{sending: map[int]float64{}, replying: map[int]float64{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -197,41 +419,40 @@ func parseStages(r io.Reader, server map[int]bool) stageTimes {
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		ev, ok := parseTraceLine(line)
-		if !ok {
-			continue
-		}
-		switch {
-		case ev.comm == "dnsperf":
-			switch {
-			case ev.name == "sys_sendto" && !ev.exit && ev.inet:
-				sending[ev.tid] = ev.at
-			case ev.name == "sys_sendto" && ev.exit:
-				if at, ok := sending[ev.tid]; ok && ev.ret > 0 {
-					st.sent = append(st.sent, at)
-				}
-				delete(sending, ev.tid)
-			case ev.name == "sys_recvfrom" && ev.exit && ev.ret > 0:
-				st.received = append(st.received, ev.at)
-			}
-		case server[ev.tid] || server[ev.tgid]:
-			switch {
-			case ev.exit && ev.ret > 0 && (ev.name == "sys_recvfrom" || ev.name == "sys_recvmsg"):
-				st.read = append(st.read, ev.at)
-			case ev.exit && ev.ret > 0 && ev.name == "sys_recvmmsg":
-				for range ev.ret {
-					st.read = append(st.read, ev.at)
-				}
-			case !ev.exit && (ev.name == "sys_sendto" || ev.name == "sys_sendmsg"):
-				st.replied = append(st.replied, ev.at)
-			case !ev.exit && ev.name == "sys_sendmmsg":
-				for range ev.vlen {
-					st.replied = append(st.replied, ev.at)
-				}
-			}
+		if ev, ok := parseTraceLine(line); ok {
+			p.add(ev)
+			o.add(ev, server[ev.tid] || server[ev.tgid])
 		}
 	}
-	return st
+	if err := sc.Err(); err != nil {
+		return nil, false, fmt.Errorf("read the trace: %w", err)
+	}
+	if err := p.check(); err == nil {
+		return p.qs, false, nil
+	} else if n := len(o.sent); n == 0 || len(o.read) != n || len(o.replied) != n || len(o.received) != n {
+		return nil, false, fmt.Errorf("%w; by order: %d sent, %d read, %d replied, %d received", err, len(o.sent), len(o.read), len(o.replied), len(o.received))
+	}
+	qs = make([]stageQuery, len(o.sent))
+	for i := range qs {
+		qs[i] = stageQuery{sent: o.sent[i], read: o.read[i], replied: o.replied[i], received: o.received[i], done: 4}
+	}
+	return qs, true, nil
+}
+
+// check reports why the queries could not all be followed, or nil.
+func (p *stagePairer) check() error {
+	if p.err != nil {
+		return p.err
+	}
+	var seen [5]int
+	for _, q := range p.qs {
+		seen[q.done]++
+	}
+	if len(p.qs) == 0 || seen[4] != len(p.qs) {
+		return fmt.Errorf("%w: of %d queries dnsperf sent, %d were not read, %d read and not replied to, %d replied to and not received (a server that reads or replies through other system calls is not traced; lost queries are never received)",
+			errUnpaired, len(p.qs), seen[1], seen[2], seen[3])
+	}
+	return nil
 }
 
 // traceEvent is one line of the trace.
@@ -243,6 +464,7 @@ type traceEvent struct {
 	exit      bool
 	ret       int // an exit's return value (negative: an error)
 	vlen      int // sendmmsg's vlen
+	fd        int // the socket of a sendto or recvfrom
 	// inet is set on a sendto to an IPv4 or IPv6 address (dnsperf also sends to a netlink
 	// socket as it starts).
 	inet bool
@@ -301,6 +523,15 @@ func parseTraceLine(line []byte) (traceEvent, bool) {
 		return ev, false
 	}
 	ev.name = name
+	if ev.name == "sys_sendto" || ev.name == "sys_recvfrom" {
+		_, v, _ := strings.Cut(args, "fd: ")
+		v, _, _ = strings.Cut(v, ",")
+		n, err := strconv.ParseInt(v, 0, 32)
+		if err != nil {
+			return ev, false
+		}
+		ev.fd = int(n)
+	}
 	if ev.name == "sys_sendto" {
 		_, v, _ := strings.Cut(args, "addr_len: ")
 		v, _, _ = strings.Cut(v, ")")
@@ -327,33 +558,31 @@ type stageResult struct {
 	name                              string
 	queries                           int
 	toRead, toReply, toReceive, total [3]float64
-	skipped                           string
+	// byOrder is set when the moments were paired by order (see byOrder).
+	byOrder bool
+	skipped string
 }
 
 // errUnpaired is returned when the four moments do not count the same queries.
 var errUnpaired = errors.New("the events do not pair up")
 
-// summarize pairs the n-th moments of each kind and returns the percentiles of each stage.
-func summarize(name string, st stageTimes) (stageResult, error) {
-	n := len(st.sent)
-	if n == 0 || len(st.read) != n || len(st.replied) != n || len(st.received) != n {
-		return stageResult{}, fmt.Errorf("%w: %d sent, %d read, %d replied, %d received (a server that reads or replies with other system calls is not traced)",
-			errUnpaired, len(st.sent), len(st.read), len(st.replied), len(st.received))
-	}
-	r := stageResult{name: name, queries: n}
-	stage := func(from, to []float64) [3]float64 {
+// summarize returns the percentiles of each stage of qs, paired by order or not.
+func summarize(name string, qs []stageQuery, byOrder bool) stageResult {
+	n := len(qs)
+	r := stageResult{name: name, queries: n, byOrder: byOrder}
+	stage := func(of func(q stageQuery) float64) [3]float64 {
 		d := make([]float64, n)
-		for i := range n {
-			d[i] = to[i] - from[i]
+		for i, q := range qs {
+			d[i] = of(q)
 		}
 		slices.Sort(d)
 		return [3]float64{d[n/2], d[n*90/100], d[n*99/100]}
 	}
-	r.toRead = stage(st.sent, st.read)
-	r.toReply = stage(st.read, st.replied)
-	r.toReceive = stage(st.replied, st.received)
-	r.total = stage(st.sent, st.received)
-	return r, nil
+	r.toRead = stage(func(q stageQuery) float64 { return q.read - q.sent })
+	r.toReply = stage(func(q stageQuery) float64 { return q.replied - q.read })
+	r.toReceive = stage(func(q stageQuery) float64 { return q.received - q.replied })
+	r.total = stage(func(q stageQuery) float64 { return q.received - q.sent })
+	return r
 }
 
 // serverTasks returns the process and thread ids of pid and its live descendants.
@@ -389,13 +618,17 @@ func serverTasks(pid int) map[int]bool {
 func reportStages(out io.Writer, o options, rs []stageResult) {
 	fmt.Fprintf(out, "where a query's time goes at %.0f qps (-stages: one more run per server, its system calls traced; not one of the rounds above), µs p50 · p90 · p99:\n\n", o.load)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tqueries\tdnsperf send → server read\tserver read → reply\treply → dnsperf receive\tend to end")
+	fmt.Fprintln(tw, "server\tqueries\tdnsperf send → server read\tserver read → reply\treply → dnsperf receive\tend to end\tnote")
 	for _, r := range rs {
 		if r.skipped != "" {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.name, r.queries, trio(r.toRead), trio(r.toReply), trio(r.toReceive), trio(r.total))
+		note := ""
+		if r.byOrder {
+			note = "paired by order: several threads read the socket"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.name, r.queries, trio(r.toRead), trio(r.toReply), trio(r.toReceive), trio(r.total), note)
 	}
 	tw.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -14,9 +15,9 @@ func TestATraceLineIsReadWhateverItsCommandNameAndTGIDColumn(t *testing.T) {
 		want traceEvent
 	}{
 		{"         dnsperf-18905   (  18903) [001] .....  1632.093269: sys_sendto(fd: 0xc, buff: 0x7f1992029e90, len: 0x20, flags: 0, addr: 0x7ffce1dc85d8, addr_len: 0x10)",
-			traceEvent{comm: "dnsperf", tid: 18905, tgid: 18903, at: 1632093269, name: "sys_sendto", inet: true}},
+			traceEvent{comm: "dnsperf", tid: 18905, tgid: 18903, at: 1632093269, name: "sys_sendto", inet: true, fd: 12}},
 		{"         dnsperf-18903   (  18903) [000] .....  1632.090851: sys_sendto(fd: 4, buff: 0x7ffce1dc7c60, len: 0x14, flags: 0, addr: 0x7ffce1dc7c04, addr_len: 0xc)",
-			traceEvent{comm: "dnsperf", tid: 18903, tgid: 18903, at: 1632090851, name: "sys_sendto"}},
+			traceEvent{comm: "dnsperf", tid: 18903, tgid: 18903, at: 1632090851, name: "sys_sendto", fd: 4}},
 		{"   nsd: server 1-18901   (  18901) [001] .....  1632.093394: sys_recvfrom -> 0x20",
 			traceEvent{comm: "nsd: server 1", tid: 18901, tgid: 18901, at: 1632093394, name: "sys_recvfrom", exit: true, ret: 32}},
 		{"   nsd: server 2-18902   (-------) [000] .....  1632.093405: sys_recvfrom -> 0xfffffffffffffff5",
@@ -46,9 +47,13 @@ func TestATraceLineIsReadWhateverItsCommandNameAndTGIDColumn(t *testing.T) {
 	}
 }
 
-// stageTrace is two queries: dnsperf (process 100) sends each, the server (process 200, two
-// threads) reads both with one recvmmsg and replies to both with one sendmmsg; another
-// process's system calls and a failed send are in between.
+// stageTrace is three queries. dnsperf (process 100) sends them from thread 101, q0 and q2 on
+// socket 0xe, q1 on 0xf, after a send to a netlink socket and with a failed send between q0 and
+// q1. The server (process 200) reads q0 on thread 201 (whose process the trace does not know
+// yet) and q1 and q2 on thread 202 with one recvmmsg; 202's sendmmsg of two replies sends one
+// (q1); 201 replies to q0; thread 203, which read nothing (a goroutine that moved), sends q2's
+// reply. dnsperf's thread 102 receives q1 on 0xf, then q0 and q2 on 0xe. Another process's
+// system calls are in between.
 const stageTrace = `# tracer: nop
 #
        dnsperf-101   (    100) [000] .....  10.000000: sys_sendto(fd: 4, buff: 0x1, len: 0x14, flags: 0, addr: 0x2, addr_len: 0xc)
@@ -60,62 +65,81 @@ const stageTrace = `# tracer: nop
        dnsperf-101   (    100) [000] .....  10.000125: sys_sendto -> 0xfffffffffffffff5
        dnsperf-101   (    100) [000] .....  10.000130: sys_sendto(fd: 0xf, buff: 0x1, len: 0x1f, flags: 0, addr: 0x2, addr_len: 0x10)
        dnsperf-101   (    100) [000] .....  10.000135: sys_sendto -> 0x1f
-   serve-201   (-------) [001] .....  10.000140: sys_recvmmsg -> 0x2
+       dnsperf-101   (    100) [000] .....  10.000136: sys_sendto(fd: 0xe, buff: 0x1, len: 0x20, flags: 0, addr: 0x2, addr_len: 0x10)
+       dnsperf-101   (    100) [000] .....  10.000138: sys_sendto -> 0x20
+   serve-201   (-------) [001] .....  10.000140: sys_recvfrom -> 0x1f
+   serve-202   (    200) [001] .....  10.000142: sys_recvmmsg -> 0x2
    serve-202   (    200) [001] .....  10.000145: sys_recvmmsg -> 0xfffffffffffffff5
-   serve-201   (    200) [001] .....  10.000150: sys_sendmmsg(fd: 0xb, mmsg: 0x3, vlen: 2, flags: 0x40)
+   serve-202   (    200) [001] .....  10.000150: sys_sendmmsg(fd: 0xb, mmsg: 0x3, vlen: 2, flags: 0x40)
     containerd-300   (    300) [001] .....  10.000151: sys_sendto(fd: 9, buff: 0x1, len: 0x1, flags: 0, addr: 0x2, addr_len: 0x10)
-       dnsperf-102   (    100) [000] .....  10.000160: sys_recvfrom -> 0x52
-       dnsperf-102   (    100) [000] .....  10.000190: sys_recvfrom -> 0xfffffffffffffff5
-       dnsperf-102   (    100) [000] .....  10.000200: sys_recvfrom -> 0x52
+   serve-202   (    200) [001] .....  10.000152: sys_sendmmsg -> 0x1
+   serve-201   (    200) [000] .....  10.000155: sys_sendto(fd: 0xb, buff: 0x1, len: 0x52, flags: 0, addr: 0x2, addr_len: 0x10)
+   serve-201   (    200) [000] .....  10.000156: sys_sendto -> 0x52
+   serve-203   (    200) [001] .....  10.000160: sys_sendmmsg(fd: 0xb, mmsg: 0x3, vlen: 1, flags: 0x40)
+   serve-203   (    200) [001] .....  10.000161: sys_sendmmsg -> 0x1
+       dnsperf-102   (    100) [001] .....  10.000165: sys_recvfrom(fd: 0xf, ubuf: 0x1, size: 0x10000, flags: 0, addr: 0x0, addr_len: 0x0)
+       dnsperf-102   (    100) [001] .....  10.000166: sys_recvfrom -> 0x52
+       dnsperf-102   (    100) [001] .....  10.000170: sys_recvfrom(fd: 0xe, ubuf: 0x1, size: 0x10000, flags: 0, addr: 0x0, addr_len: 0x0)
+       dnsperf-102   (    100) [001] .....  10.000171: sys_recvfrom -> 0x52
+       dnsperf-102   (    100) [001] .....  10.000180: sys_recvfrom(fd: 0xe, ubuf: 0x1, size: 0x10000, flags: 0, addr: 0x0, addr_len: 0x0)
+       dnsperf-102   (    100) [001] .....  10.000181: sys_recvfrom -> 0xfffffffffffffff5
+       dnsperf-102   (    100) [001] .....  10.000190: sys_recvfrom(fd: 0xe, ubuf: 0x1, size: 0x10000, flags: 0, addr: 0x0, addr_len: 0x0)
+       dnsperf-102   (    100) [001] .....  10.000200: sys_recvfrom -> 0x52
 `
 
-func TestTheFourMomentsOfEveryQueryAreTakenFromTheServersAndDNSPerfsCalls(t *testing.T) {
-	st := parseStages(strings.NewReader(stageTrace), map[int]bool{200: true, 201: true, 202: true})
-	// µs on the trace clock: sends at 100 and 130 (entered), read both at 140, replied both at
-	// 150, received at 160 and 200.
-	want := stageTimes{
-		sent:     []float64{10000100, 10000130},
-		read:     []float64{10000140, 10000140},
-		replied:  []float64{10000150, 10000150},
-		received: []float64{10000160, 10000200},
+var stageServer = map[int]bool{200: true, 201: true, 202: true, 203: true}
+
+func TestEveryQuerysFourMomentsAreFollowedThroughThreadsSocketsAndPartialSends(t *testing.T) {
+	qs, byOrder, err := pairStages(strings.NewReader(stageTrace), stageServer)
+	if err != nil || byOrder {
+		t.Fatalf("pairStages: by order %v, %v; want each query followed", byOrder, err)
 	}
-	for _, c := range []struct {
-		name      string
-		got, want []float64
-	}{{"sent", st.sent, want.sent}, {"read", st.read, want.read}, {"replied", st.replied, want.replied}, {"received", st.received, want.received}} {
-		if len(c.got) != len(c.want) {
-			t.Fatalf("%s = %v, want %v", c.name, c.got, c.want)
-		}
-		for i := range c.got {
-			if d := c.got[i] - c.want[i]; d > 0.5 || d < -0.5 {
-				t.Fatalf("%s = %v, want %v", c.name, c.got, c.want)
+	// µs after 10 s: sent (at the send's entry), read, replied (at the send's entry), received.
+	want := [][4]float64{{100, 140, 155, 171}, {130, 142, 150, 166}, {136, 142, 160, 200}}
+	if len(qs) != len(want) {
+		t.Fatalf("%d queries, want %d: %+v", len(qs), len(want), qs)
+	}
+	for i, q := range qs {
+		got := [4]float64{q.sent, q.read, q.replied, q.received}
+		for k := range got {
+			if d := got[k] - 10e6 - want[i][k]; d > 0.5 || d < -0.5 {
+				t.Fatalf("q%d moments = %v µs after 10 s, want %v", i, [4]float64{got[0] - 10e6, got[1] - 10e6, got[2] - 10e6, got[3] - 10e6}, want[i])
 			}
 		}
 	}
-	r, err := summarize("detour", st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Stages of the two queries: send→read 40 and 10, read→reply 10 and 10, reply→receive 10
-	// and 50, end to end 60 and 70; with two queries p50 is the second smallest.
+	r := summarize("nsd", qs, false)
+	// Stages: send→read 40, 12, 6; read→reply 15, 8, 18; reply→receive 16, 16, 40; end to end
+	// 71, 36, 64. With three queries p50 is the second smallest, p90 and p99 the largest.
 	round := func(p [3]float64) [3]float64 {
 		for i := range p {
 			p[i] = float64(int(p[i] + 0.5))
 		}
 		return p
 	}
-	if r.queries != 2 || round(r.toRead) != [3]float64{40, 40, 40} || round(r.toReply) != [3]float64{10, 10, 10} ||
-		round(r.toReceive) != [3]float64{50, 50, 50} || round(r.total) != [3]float64{70, 70, 70} {
+	if r.queries != 3 || round(r.toRead) != [3]float64{12, 40, 40} || round(r.toReply) != [3]float64{15, 18, 18} ||
+		round(r.toReceive) != [3]float64{16, 40, 40} || round(r.total) != [3]float64{64, 71, 71} {
 		t.Fatalf("stages = %+v", r)
 	}
 }
 
-func TestStagesThatDoNotPairUpAreRefusedWithTheCounts(t *testing.T) {
-	// Without the server's ids, no read or reply is its.
-	st := parseStages(strings.NewReader(stageTrace), map[int]bool{})
-	_, err := summarize("nsd", st)
-	if !errors.Is(err, errUnpaired) || !strings.Contains(err.Error(), "2 sent, 0 read, 0 replied, 2 received") {
+func TestStagesThatDoNotPairUpAreRefusedWithWhatWasMissing(t *testing.T) {
+	// Without the server's ids no read or reply is the server's: dnsperf's first receive has no
+	// reply sent to its socket.
+	_, _, err := pairStages(strings.NewReader(stageTrace), map[int]bool{})
+	if !errors.Is(err, errUnpaired) || !strings.Contains(err.Error(), "dnsperf received a reply on socket 15") ||
+		!strings.Contains(err.Error(), "by order: 3 sent, 0 read, 0 replied, 3 received") {
+		t.Fatalf("err = %v, want the reply nobody sent", err)
+	}
+	// Without its last line q2's reply is never received.
+	cut := stageTrace[:strings.LastIndex(strings.TrimSuffix(stageTrace, "\n"), "\n")+1]
+	_, _, err = pairStages(strings.NewReader(cut), stageServer)
+	if !errors.Is(err, errUnpaired) || !strings.Contains(err.Error(), "of 3 queries dnsperf sent, 0 were not read, 0 read and not replied to, 1 replied to and not received") {
 		t.Fatalf("err = %v, want the counts", err)
+	}
+	// A server that read more than was sent.
+	extra := stageTrace + "   serve-202   (    200) [001] .....  10.000300: sys_recvfrom -> 0x1f\n"
+	if _, _, err := pairStages(strings.NewReader(extra), stageServer); !errors.Is(err, errUnpaired) || !strings.Contains(err.Error(), "read more datagrams than dnsperf had sent (3)") {
+		t.Fatalf("err = %v, want the extra read", err)
 	}
 }
 
@@ -167,7 +191,7 @@ func TestTheTracerSwitchesItsEventsOnAndLeavesTheKernelAsItFoundIt(t *testing.T)
 	if err := tr.start(); err != nil {
 		t.Fatal(err)
 	}
-	if read(t, root, "tracing_on") != "1" || read(t, root, "options/record-tgid") != "1" || read(t, root, "buffer_size_kb") != "131072" {
+	if read(t, root, "tracing_on") != "1" || read(t, root, "options/record-tgid") != "1" || read(t, root, "buffer_size_kb") != strconv.Itoa(traceBufferKB()) {
 		t.Fatal("start did not switch tracing on with a large buffer and thread group ids")
 	}
 	for _, e := range stageEvents {
@@ -294,5 +318,45 @@ func TestWithoutTracefsStagesSaysWhatItNeeds(t *testing.T) {
 	_, err := newStageTracer()
 	if err == nil || !strings.Contains(err.Error(), "needs root and tracefs: mount -t tracefs nodev") {
 		t.Fatalf("err = %v, want what -stages needs", err)
+	}
+}
+
+// swappedReads is two queries read by two server threads at once, their read exits recorded in
+// the other order than the socket gave them out: thread 201 got q1 (socket 0xf) and 202 got q0
+// (socket 0xe), so 201's reply reaches 0xf first.
+const swappedReads = `       dnsperf-101   (    100) [000] .....  10.000100: sys_sendto(fd: 0xe, buff: 0x1, len: 0x1f, flags: 0, addr: 0x2, addr_len: 0x10)
+       dnsperf-101   (    100) [000] .....  10.000101: sys_sendto -> 0x1f
+       dnsperf-101   (    100) [000] .....  10.000110: sys_sendto(fd: 0xf, buff: 0x1, len: 0x1f, flags: 0, addr: 0x2, addr_len: 0x10)
+       dnsperf-101   (    100) [000] .....  10.000111: sys_sendto -> 0x1f
+   serve-201   (    200) [001] .....  10.000140: sys_recvfrom -> 0x1f
+   serve-202   (    200) [000] .....  10.000141: sys_recvfrom -> 0x1f
+   serve-201   (    200) [001] .....  10.000150: sys_sendto(fd: 0xb, buff: 0x1, len: 0x52, flags: 0, addr: 0x2, addr_len: 0x10)
+   serve-201   (    200) [001] .....  10.000151: sys_sendto -> 0x52
+       dnsperf-102   (    100) [001] .....  10.000154: sys_recvfrom(fd: 0xf, ubuf: 0x1, size: 0x10000, flags: 0, addr: 0x0, addr_len: 0x0)
+       dnsperf-102   (    100) [001] .....  10.000155: sys_recvfrom -> 0x52
+   serve-202   (    200) [000] .....  10.000160: sys_sendto(fd: 0xb, buff: 0x1, len: 0x52, flags: 0, addr: 0x2, addr_len: 0x10)
+   serve-202   (    200) [000] .....  10.000161: sys_sendto -> 0x52
+       dnsperf-102   (    100) [001] .....  10.000164: sys_recvfrom(fd: 0xe, ubuf: 0x1, size: 0x10000, flags: 0, addr: 0x0, addr_len: 0x0)
+       dnsperf-102   (    100) [001] .....  10.000165: sys_recvfrom -> 0x52
+`
+
+func TestReadsToldInTheOtherOrderFallBackToPairingByOrder(t *testing.T) {
+	qs, byOrder, err := pairStages(strings.NewReader(swappedReads), stageServer)
+	if err != nil || !byOrder {
+		t.Fatalf("pairStages: by order %v, %v; want paired by order", byOrder, err)
+	}
+	want := [][4]float64{{100, 140, 150, 155}, {110, 141, 160, 165}}
+	for i, q := range qs {
+		got := [4]float64{q.sent - 10e6, q.read - 10e6, q.replied - 10e6, q.received - 10e6}
+		for k := range got {
+			if d := got[k] - want[i][k]; d > 0.5 || d < -0.5 {
+				t.Fatalf("q%d = %v, want %v", i, got, want[i])
+			}
+		}
+	}
+	var out strings.Builder
+	reportStages(&out, options{load: 1000}, []stageResult{summarize("knot", qs, true)})
+	if !strings.Contains(out.String(), "paired by order: several threads read the socket") {
+		t.Fatalf("report:\n%s\nwant the pairing said", out.String())
 	}
 }
