@@ -16,6 +16,16 @@ const clockTick = 10 * time.Millisecond
 // own times are not enough.
 func treeCPU(pid int) time.Duration {
 	var total time.Duration
+	procs, _ := processTree(pid)
+	for _, p := range procs {
+		total += processCPU(p)
+	}
+	return total
+}
+
+// processTree returns the process pid and its live descendants, and the threads of them all,
+// read from /proc.
+func processTree(pid int) (procs, threads []int) {
 	seen := map[int]bool{}
 	var walk func(int)
 	walk = func(p int) {
@@ -23,9 +33,12 @@ func treeCPU(pid int) time.Duration {
 			return
 		}
 		seen[p] = true
-		total += processCPU(p)
+		procs = append(procs, p)
 		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p))
 		for _, t := range tasks {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				threads = append(threads, tid)
+			}
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", p, t.Name()))
 			if err != nil {
 				continue
@@ -38,7 +51,7 @@ func treeCPU(pid int) time.Duration {
 		}
 	}
 	walk(pid)
-	return total
+	return procs, threads
 }
 
 // processCPU reads utime and stime of one process.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestATraceLineIsReadWhateverItsCommandNameAndTGIDColumn(t *testing.T) {
@@ -89,24 +91,29 @@ const stageTrace = `# tracer: nop
 
 var stageServer = map[int]bool{200: true, 201: true, 202: true, 203: true}
 
+// wantMoments fails unless qs are the queries whose moments are want, in µs after 10 s.
+func wantMoments(t *testing.T, qs []stageQuery, want [][4]float64) {
+	t.Helper()
+	if len(qs) != len(want) {
+		t.Fatalf("%d queries, want %d: %+v", len(qs), len(want), qs)
+	}
+	for i, q := range qs {
+		got := [4]float64{q.sent - 10e6, q.read - 10e6, q.replied - 10e6, q.received - 10e6}
+		for k := range got {
+			if d := got[k] - want[i][k]; d > 0.5 || d < -0.5 {
+				t.Fatalf("q%d moments = %v µs after 10 s, want %v", i, got, want[i])
+			}
+		}
+	}
+}
+
 func TestEveryQuerysFourMomentsAreFollowedThroughThreadsSocketsAndPartialSends(t *testing.T) {
 	qs, byOrder, err := pairStages(strings.NewReader(stageTrace), stageServer)
 	if err != nil || byOrder {
 		t.Fatalf("pairStages: by order %v, %v; want each query followed", byOrder, err)
 	}
-	// µs after 10 s: sent (at the send's entry), read, replied (at the send's entry), received.
-	want := [][4]float64{{100, 140, 155, 171}, {130, 142, 150, 166}, {136, 142, 160, 200}}
-	if len(qs) != len(want) {
-		t.Fatalf("%d queries, want %d: %+v", len(qs), len(want), qs)
-	}
-	for i, q := range qs {
-		got := [4]float64{q.sent, q.read, q.replied, q.received}
-		for k := range got {
-			if d := got[k] - 10e6 - want[i][k]; d > 0.5 || d < -0.5 {
-				t.Fatalf("q%d moments = %v µs after 10 s, want %v", i, [4]float64{got[0] - 10e6, got[1] - 10e6, got[2] - 10e6, got[3] - 10e6}, want[i])
-			}
-		}
-	}
+	// Sent (at the send's entry), read, replied (at the send's entry), received.
+	wantMoments(t, qs, [][4]float64{{100, 140, 155, 171}, {130, 142, 150, 166}, {136, 142, 160, 200}})
 	r := summarize("nsd", qs, false)
 	// Stages: send→read 40, 12, 6; read→reply 15, 8, 18; reply→receive 16, 16, 40; end to end
 	// 71, 36, 64. With three queries p50 is the second smallest, p90 and p99 the largest.
@@ -157,6 +164,7 @@ func fakeTracefs(t *testing.T, overrun string) string {
 	}
 	for _, e := range stageEvents {
 		files["events/syscalls/"+e+"/enable"] = "0\n"
+		files["events/syscalls/"+e+"/filter"] = "none\n"
 	}
 	for name, text := range files {
 		p := filepath.Join(root, name)
@@ -199,6 +207,10 @@ func TestTheTracerSwitchesItsEventsOnAndLeavesTheKernelAsItFoundIt(t *testing.T)
 			t.Fatalf("%s not enabled", e)
 		}
 	}
+	// Only the receives that returned data are recorded.
+	if f := read(t, root, "events/syscalls/sys_exit_recvfrom/filter"); f != "ret > 0" {
+		t.Fatalf("sys_exit_recvfrom filter %q, want ret > 0", f)
+	}
 	// A real trace file is cleared by start; the fake one was emptied: give it the trace.
 	if err := os.WriteFile(filepath.Join(root, "trace"), []byte(stageTrace), 0o644); err != nil {
 		t.Fatal(err)
@@ -219,6 +231,10 @@ func TestTheTracerSwitchesItsEventsOnAndLeavesTheKernelAsItFoundIt(t *testing.T)
 			t.Fatalf("%s left enabled", e)
 		}
 	}
+	// Writing 0 clears a filter (the kernel then reads "none").
+	if f := read(t, root, "events/syscalls/sys_exit_recvmmsg/filter"); f != "0" {
+		t.Fatalf("sys_exit_recvmmsg filter left %q, want cleared", f)
+	}
 }
 
 func TestTheTracerGivesBackATracingStateItDidNotSetUp(t *testing.T) {
@@ -230,7 +246,8 @@ func TestTheTracerGivesBackATracingStateItDidNotSetUp(t *testing.T) {
 		found := map[string]string{
 			"tracing_on":          "1",
 			"options/record-tgid": "1",
-			"events/syscalls/sys_exit_recvmsg/enable": "1",
+			"events/syscalls/sys_exit_recvmsg/enable":  "1",
+			"events/syscalls/sys_exit_recvfrom/filter": "ret > 10",
 			"buffer_size_kb": "4096",
 		}
 		for name, v := range found {
@@ -345,18 +362,17 @@ func TestReadsToldInTheOtherOrderFallBackToPairingByOrder(t *testing.T) {
 	if err != nil || !byOrder {
 		t.Fatalf("pairStages: by order %v, %v; want paired by order", byOrder, err)
 	}
-	want := [][4]float64{{100, 140, 150, 155}, {110, 141, 160, 165}}
-	for i, q := range qs {
-		got := [4]float64{q.sent - 10e6, q.read - 10e6, q.replied - 10e6, q.received - 10e6}
-		for k := range got {
-			if d := got[k] - want[i][k]; d > 0.5 || d < -0.5 {
-				t.Fatalf("q%d = %v, want %v", i, got, want[i])
-			}
-		}
-	}
+	wantMoments(t, qs, [][4]float64{{100, 140, 150, 155}, {110, 141, 160, 165}})
 	var out strings.Builder
 	reportStages(&out, options{load: 1000}, []stageResult{summarize("knot", qs, true)})
 	if !strings.Contains(out.String(), "paired by order: several threads read the socket") {
 		t.Fatalf("report:\n%s\nwant the pairing said", out.String())
+	}
+}
+
+func TestTheServersTasksAreItsProcessesAndTheirThreads(t *testing.T) {
+	ids := serverTasks(os.Getpid())
+	if !ids[os.Getpid()] || !ids[unix.Gettid()] {
+		t.Fatalf("serverTasks(this process) = %v, want this process %d and this thread %d", ids, os.Getpid(), unix.Gettid())
 	}
 }
