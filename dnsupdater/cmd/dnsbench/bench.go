@@ -282,25 +282,35 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	return nil
 }
 
-// measure starts a target in its own directory, waits until it answers, runs dnsperf against it
-// and stops it.
-func measure(ctx context.Context, o options, dir string, t target) result {
+// startAnswering starts a target in its own directory on a free address and waits until it
+// answers; the caller stops it.
+func startAnswering(ctx context.Context, dir string, t target) (running, string, error) {
 	tdir := filepath.Join(dir, t.name)
 	if err := os.MkdirAll(tdir, 0o755); err != nil {
-		return result{name: t.name, skipped: err.Error()}
+		return running{}, "", err
 	}
 	addr, err := freeAddr()
 	if err != nil {
-		return result{name: t.name, skipped: err.Error()}
+		return running{}, "", err
 	}
 	srv, err := t.start(ctx, tdir, addr)
+	if err != nil {
+		return running{}, "", err
+	}
+	if err := waitAnswer(ctx, addr, 20*time.Second); err != nil {
+		srv.stop()
+		return running{}, "", err
+	}
+	return srv, addr, nil
+}
+
+// measure starts a target, runs dnsperf against it and stops it.
+func measure(ctx context.Context, o options, dir string, t target) result {
+	srv, addr, err := startAnswering(ctx, dir, t)
 	if err != nil {
 		return result{name: t.name, skipped: err.Error()}
 	}
 	defer srv.stop()
-	if err := waitAnswer(ctx, addr, 20*time.Second); err != nil {
-		return result{name: t.name, skipped: err.Error()}
-	}
 	before := srv.cpu()
 	r, err := dnsperf(ctx, o, o.queries, addr)
 	if err != nil {
@@ -314,22 +324,11 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 // returns its stages.
 func measureStages(ctx context.Context, o options, dir string, t target) stageResult {
 	skip := func(err error) stageResult { return stageResult{name: t.name, skipped: err.Error()} }
-	tdir := filepath.Join(dir, t.name)
-	if err := os.MkdirAll(tdir, 0o755); err != nil {
-		return skip(err)
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return skip(err)
-	}
-	srv, err := t.start(ctx, tdir, addr)
+	srv, addr, err := startAnswering(ctx, dir, t)
 	if err != nil {
 		return skip(err)
 	}
 	defer srv.stop()
-	if err := waitAnswer(ctx, addr, 20*time.Second); err != nil {
-		return skip(err)
-	}
 	if err := o.stages.start(); err != nil {
 		return skip(err)
 	}
