@@ -217,9 +217,8 @@ type stageQuery struct {
 // in the order they were sent to it, so the n-th reply received on a socket is the n-th sent
 // there.
 type stagePairer struct {
-	server map[int]bool
-	qs     []stageQuery
-	next   int // the next query a server read takes
+	qs   []stageQuery
+	next int // the next query a server read takes
 	// unanswered are the queries each server thread read and has not replied to, oldest first;
 	// process is each server thread's process (0: not known).
 	unanswered map[int][]int
@@ -235,8 +234,8 @@ type stagePairer struct {
 	err      error
 }
 
-func newStagePairer(server map[int]bool) *stagePairer {
-	return &stagePairer{server: server, unanswered: map[int][]int{}, process: map[int]int{},
+func newStagePairer() *stagePairer {
+	return &stagePairer{unanswered: map[int][]int{}, process: map[int]int{},
 		sending: map[int]int{}, replying: map[int][]int{}, receiving: map[int]int{}, arriving: map[int][]int{}}
 }
 
@@ -246,15 +245,15 @@ func (p *stagePairer) fail(format string, a ...any) {
 	}
 }
 
-// add takes one event of the trace, in time order.
-func (p *stagePairer) add(ev traceEvent) {
+// add takes one event of the trace, in time order; server says whether it is the server's.
+func (p *stagePairer) add(ev traceEvent, server bool) {
 	if p.err != nil {
 		return
 	}
 	switch {
 	case ev.comm == "dnsperf":
 		p.client(ev)
-	case p.server[ev.tid] || p.server[ev.tgid]:
+	case server:
 		if ev.tgid != 0 {
 			p.process[ev.tid] = ev.tgid
 		}
@@ -301,14 +300,10 @@ func (p *stagePairer) client(ev traceEvent) {
 func (p *stagePairer) serve(ev traceEvent) {
 	switch ev.name {
 	case "sys_recvfrom", "sys_recvmsg", "sys_recvmmsg":
-		if !ev.exit || ev.ret <= 0 {
+		if !ev.exit {
 			return
 		}
-		n := 1
-		if ev.name == "sys_recvmmsg" {
-			n = ev.ret
-		}
-		for range n {
+		for range ev.datagrams() {
 			if p.next >= len(p.qs) {
 				p.fail("the server read more datagrams than dnsperf had sent (%d) at %.0f µs", len(p.qs), ev.at)
 				return
@@ -337,10 +332,7 @@ func (p *stagePairer) serve(ev traceEvent) {
 		}
 		// The send returned: the replies it did not send go back to the front of the thread's
 		// unanswered queries.
-		sent := max(ev.ret, 0)
-		if ev.name != "sys_sendmmsg" {
-			sent = min(sent, 1)
-		}
+		sent := ev.datagrams()
 		r := p.replying[ev.tid]
 		delete(p.replying, ev.tid)
 		if sent >= len(r) {
@@ -402,10 +394,8 @@ func (o *byOrder) add(ev traceEvent, server bool) {
 	case ev.comm == "dnsperf" && ev.name == "sys_recvfrom" && ev.exit && ev.ret > 0:
 		o.received = append(o.received, ev.at)
 	case !server:
-	case ev.exit && ev.ret > 0 && (ev.name == "sys_recvfrom" || ev.name == "sys_recvmsg"):
-		o.read = append(o.read, ev.at)
-	case ev.exit && ev.ret > 0 && ev.name == "sys_recvmmsg":
-		for range ev.ret {
+	case ev.exit && (ev.name == "sys_recvfrom" || ev.name == "sys_recvmsg" || ev.name == "sys_recvmmsg"):
+		for range ev.datagrams() {
 			o.read = append(o.read, ev.at)
 		}
 	case !ev.exit && (ev.name == "sys_sendto" || ev.name == "sys_sendmsg" || ev.name == "sys_sendmmsg"):
@@ -413,14 +403,11 @@ func (o *byOrder) add(ev traceEvent, server bool) {
 	case ev.exit && (ev.name == "sys_sendto" || ev.name == "sys_sendmsg" || ev.name == "sys_sendmmsg"):
 		at, ok := o.replying[ev.tid]
 		delete(o.replying, ev.tid)
-		n := max(ev.ret, 0)
-		if ev.name != "sys_sendmmsg" {
-			n = min(n, 1)
+		if !ok {
+			return
 		}
-		for range n {
-			if ok {
-				o.replied = append(o.replied, at)
-			}
+		for range ev.datagrams() {
+			o.replied = append(o.replied, at)
 		}
 	}
 }
@@ -428,9 +415,9 @@ func (o *byOrder) add(ev traceEvent, server bool) {
 // pairStages reads a trace: dnsperf's lines (its command name) give the sends and receives,
 // the lines of server (thread or process ids) the reads and replies; other lines are ignored.
 // It returns every query with its four moments, and whether they were paired by order
-// (byOrder), or why they could not be paired.
-func pairStages(r io.Reader, server map[int]bool) (qs []stageQuery, paired bool, err error) {
-	p := newStagePairer(server)
+// (ordered, see byOrder), or why they could not be paired.
+func pairStages(r io.Reader, server map[int]bool) (qs []stageQuery, ordered bool, err error) {
+	p := newStagePairer()
 	o := &byOrder{sending: map[int]float64{}, replying: map[int]float64{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -440,8 +427,9 @@ func pairStages(r io.Reader, server map[int]bool) (qs []stageQuery, paired bool,
 			continue
 		}
 		if ev, ok := parseTraceLine(line); ok {
-			p.add(ev)
-			o.add(ev, server[ev.tid] || server[ev.tgid])
+			isServer := server[ev.tid] || server[ev.tgid]
+			p.add(ev, isServer)
+			o.add(ev, isServer)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -488,6 +476,16 @@ type traceEvent struct {
 	// inet is set on a sendto to an IPv4 or IPv6 address (dnsperf also sends to a netlink
 	// socket as it starts).
 	inet bool
+}
+
+// datagrams is how many datagrams a receive's exit returned or a send's exit sent: recvmmsg
+// and sendmmsg return a count, the others a length (one datagram, or none on an error).
+func (ev traceEvent) datagrams() int {
+	n := max(ev.ret, 0)
+	if ev.name != "sys_recvmmsg" && ev.name != "sys_sendmmsg" {
+		n = min(n, 1)
+	}
+	return n
 }
 
 // parseTraceLine reads "COMM-TID (TGID) [CPU] FLAGS SECONDS: sys_NAME(args)" or
