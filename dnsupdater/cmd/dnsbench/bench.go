@@ -130,8 +130,11 @@ type result struct {
 	lost float64
 	// cpu is the server's CPU time while dnsperf ran, and clientCPU dnsperf's own.
 	cpu, clientCPU time.Duration
-	note           string
-	skipped        string
+	// steal is the share of the machine's CPU time, in per cent, that the hypervisor held
+	// runnable CPUs while dnsperf ran (/proc/stat); -1 where the kernel does not say.
+	steal   float64
+	note    string
+	skipped string
 }
 
 func bench(ctx context.Context, o options, out io.Writer) error {
@@ -312,11 +315,16 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 	}
 	defer srv.stop()
 	before := srv.cpu()
+	stole, known := hostSteal()
+	began := time.Now()
 	r, err := dnsperf(ctx, o, o.queries, addr)
 	if err != nil {
 		return result{name: t.name, skipped: err.Error()}
 	}
-	r.name, r.cpu = t.name, srv.cpu()-before
+	r.name, r.cpu, r.steal = t.name, srv.cpu()-before, -1
+	if now, ok := hostSteal(); known && ok {
+		r.steal = 100 * float64(now-stole) / (float64(time.Since(began)) * float64(runtime.NumCPU()))
+	}
 	return r
 }
 
@@ -503,22 +511,23 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 	writeTable(out, o, meds)
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tp50 ms per round\tp99 ms per round")
+	fmt.Fprintln(tw, "server\tp50 ms per round\tp99 ms per round\thost steal % per round")
 	var failed []string
 	for _, rs := range rounds {
-		var p50s, p99s []string
+		var p50s, p99s, steals []string
 		for i, r := range rs {
 			if r.skipped != "" || r.qps == 0 {
 				// A failed round is shown, not left out: the median is over the others.
-				p50s, p99s = append(p50s, "-"), append(p99s, "-")
+				p50s, p99s, steals = append(p50s, "-"), append(p99s, "-"), append(steals, "-")
 				failed = append(failed, fmt.Sprintf("%s round %d: %s", r.name, i+1, cmp.Or(r.skipped, "no query answered")))
 				continue
 			}
 			p50s = append(p50s, fmt.Sprintf("%.3f", ms(r.p50)))
 			p99s = append(p99s, fmt.Sprintf("%.3f", ms(r.p99)))
+			steals = append(steals, stealText(r.steal))
 		}
 		if len(rs) > 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", rs[0].name, strings.Join(p50s, " · "), strings.Join(p99s, " · "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", rs[0].name, strings.Join(p50s, " · "), strings.Join(p99s, " · "), strings.Join(steals, " · "))
 		}
 	}
 	tw.Flush()
@@ -554,6 +563,44 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 			fmt.Fprintf(out, "  per round, against that round's best peer: %s\n", perRound(byName[d.name], peers, p99Of, true, 1.0))
 		}
 	}
+	if w := stealWarning(rounds); w != "" {
+		fmt.Fprintln(out, w)
+	}
+}
+
+// stealLimit is the host steal, in per cent of the machine's CPU time, above which a latency
+// round measures the hypervisor's scheduling as much as the server: a CPU woken for a datagram
+// then waits for the host before it runs, and that wait lands in the tail.
+const stealLimit = 5.0
+
+// stealWarning says how many latency rounds ran while the host held this machine's CPUs for
+// more than stealLimit of their time, or nothing when none did.
+func stealWarning(rounds [][]result) string {
+	n, over, most := 0, 0, 0.0
+	for _, rs := range rounds {
+		for _, r := range rs {
+			if r.skipped != "" || r.qps == 0 || r.steal < 0 {
+				continue
+			}
+			n++
+			if r.steal > stealLimit {
+				over++
+			}
+			most = max(most, r.steal)
+		}
+	}
+	if over == 0 {
+		return ""
+	}
+	return fmt.Sprintf("caution: in %d of %d rounds the host held this machine's runnable CPUs for more than %.0f %% of their time (up to %.1f %%, steal in /proc/stat); those p99s measure the hypervisor's scheduling as much as the servers", over, n, stealLimit, most)
+}
+
+// stealText prints a host steal share, or "-" where the kernel does not report it.
+func stealText(v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 // medians sums up each target's rounds (median).
@@ -654,6 +701,7 @@ func median(rs []result) result {
 	perQuery := mid(func(r result) float64 { return float64(r.cpu) / r.qps })
 	m.cpu = time.Duration(perQuery * m.qps)
 	m.clientCPU = time.Duration(mid(func(r result) float64 { return float64(r.clientCPU) }))
+	m.steal = mid(func(r result) float64 { return r.steal })
 	return m
 }
 
@@ -663,9 +711,9 @@ func writeTable(out io.Writer, o options, rs []result) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	lat := o.load > 0
 	if lat {
-		fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores")
+		fmt.Fprintln(tw, "server\tqps\tp50 ms\tp99 ms\tlost %\tserver cpu µs/query\tdnsperf cores\thost steal %")
 	} else {
-		fmt.Fprintln(tw, "server\tqps\tlost %\tserver cpu µs/query\tdnsperf cores")
+		fmt.Fprintln(tw, "server\tqps\tlost %\tserver cpu µs/query\tdnsperf cores\thost steal %")
 	}
 	for _, r := range rs {
 		switch {
@@ -674,9 +722,9 @@ func writeTable(out io.Writer, o options, rs []result) {
 		case r.skipped != "":
 			fmt.Fprintf(tw, "%s\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
 		case lat:
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, latency(r.p50), latency(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o))
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\n", r.name, r.qps, latency(r.p50), latency(r.p99), r.lost, cpuPerQuery(r, o), clientShare(r, o), stealText(r.steal))
 		default:
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\n", r.name, r.qps, r.lost, cpuPerQuery(r, o), clientShare(r, o))
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\n", r.name, r.qps, r.lost, cpuPerQuery(r, o), clientShare(r, o), stealText(r.steal))
 		}
 	}
 	tw.Flush()
@@ -714,15 +762,15 @@ func clientShare(r result, o options) float64 {
 func report(out io.Writer, o options, rs []result, rounds [][]result) {
 	fmt.Fprintf(out, "at saturation: dnsperf -c %d -q %d, %s per server, %d rounds (medians), queries: %s%s\n\n", o.clients, o.outstanding, o.duration, max(o.rounds, 1), mixName(o), pinNote())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tqps\tlost %\tserver cpu µs/query\tdnsperf cores\tnote")
+	fmt.Fprintln(tw, "server\tqps\tlost %\tserver cpu µs/query\tdnsperf cores\thost steal %\tnote")
 	get := map[string]result{}
 	for _, r := range rs {
 		get[r.name] = r
 		if r.skipped != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.name, r.skipped)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\n", r.name, r.qps, r.lost, cpuPerQuery(r, o), clientShare(r, o), r.note)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t%s\n", r.name, r.qps, r.lost, cpuPerQuery(r, o), clientShare(r, o), stealText(r.steal), r.note)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -74,4 +75,29 @@ func processCPU(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * clockTick
+}
+
+// hostSteal returns the time this machine's CPUs were ready to run but held by the hypervisor,
+// summed over the CPUs (steal, in /proc/stat); ok is false where the kernel does not say.
+func hostSteal() (steal time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	return parseSteal(b)
+}
+
+// parseSteal reads steal from /proc/stat's first line, "cpu  user nice system idle iowait irq
+// softirq steal ...", in clock ticks.
+func parseSteal(b []byte) (time.Duration, bool) {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(f[8], 10, 64)
+	if err != nil || n > math.MaxInt64/uint64(clockTick) {
+		return 0, false
+	}
+	return time.Duration(n) * clockTick, true
 }
