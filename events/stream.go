@@ -128,8 +128,11 @@ type ProbeBound struct {
 }
 
 // Short reports whether the rate fills the stream before MaxAge: results are then discarded by
-// size, Fill after they are stored, long before their age.
-func (b ProbeBound) Short() bool { return b.Fill > 0 && b.MaxAge > 0 && b.Fill < b.MaxAge }
+// size, Fill after they are stored, long before their age. Fill is compared to the second, as it
+// is printed: the default bound (ProbeBytes), whole bytes, falls short of its retention by less.
+func (b ProbeBound) Short() bool {
+	return b.Fill > 0 && b.MaxAge > 0 && b.Fill.Round(time.Second) < b.MaxAge
+}
 
 // ProbeBounds reads PROBES' bounds from the stream, with how long rate results per second take
 // to fill it.

@@ -139,6 +139,19 @@ func TestProbeBytesHoldsTheRetentionAtTheRateWithinTheDefaultCap(t *testing.T) {
 	}
 }
 
+func TestTheDefaultBoundOfProbesIsNotShortAtAFractionalRate(t *testing.T) {
+	// detour apply of the demo with a third app (16.4 results/s) warned "PROBES fills in 24h0m0s,
+	// before its max_age 24h0m0s": the default bound, truncated to whole bytes, fell short of the
+	// day by a fraction of a millisecond.
+	for _, rate := range []float64{16.4, 1.0 / 3, 48, 100.7, 2000.3} {
+		maxBytes := events.ProbeBytes(rate, 24*time.Hour)
+		b := events.ProbeBound{MaxBytes: maxBytes, MaxAge: 24 * time.Hour, Rate: rate, Fill: events.ProbeFill(maxBytes, rate)}
+		if maxBytes > events.MinProbeMaxBytes && maxBytes < events.CapProbeMaxBytes && b.Short() {
+			t.Errorf("rate %v/s: the default %d bytes fill in %s, short of max_age %s", rate, maxBytes, b.Fill, b.MaxAge)
+		}
+	}
+}
+
 func TestReportProbeBoundsWarnsWhenTheRateFillsTheStreamBeforeItsAge(t *testing.T) {
 	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
 	ctx := context.Background()
