@@ -386,9 +386,11 @@ func (a *Answer) Scope(addr netip.Addr, source uint8) uint8 {
 	return uint8(scope)
 }
 
-// Equal reports whether a answers every query as b does.
+// Equal reports whether a answers every query as b does. AllDown is not compared: it says why,
+// not what, and an app whose pools all go down while fail_open answers the same addresses
+// changes no record (and takes no new serial).
 func (a *AppAnswer) Equal(b *AppAnswer) bool {
-	return a.CNAME == b.CNAME && a.AllDown == b.AllDown && a.V4.Equal(&b.V4) && a.V6.Equal(&b.V6)
+	return a.CNAME == b.CNAME && a.V4.Equal(&b.V4) && a.V6.Equal(&b.V6)
 }
 
 // Equal reports whether a answers every query as b does.

@@ -246,3 +246,23 @@ func TestAnAnswerWithoutVariantsChoosesNone(t *testing.T) {
 		t.Errorf("want -1, got %d", got)
 	}
 }
+
+func TestAllPoolsGoingDownChangesNoAnswerWhenFailOpenAnswersTheSameAddresses(t *testing.T) {
+	// An app's only endpoint went from undecided (answered) to down: fail_open answers it still,
+	// so the zone keeps its serial; it took a new one, an empty zone change and a NOTIFY before.
+	c := eventstest.Config(t, `
+zones: [{name: demo.test}]
+apps:
+  - name: blog
+    fqdn: blog.demo.test
+    pools: [{name: east, endpoints: [{address: "10.0.0.1:80"}]}]
+`)
+	s, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := s.Project(view(t), map[string]uint32{})[0]
+	if r := s.Redecide(z, []int{0}, view(t, "blog/east/10-0-0-1_80=down")); len(r) != 0 {
+		t.Errorf("redecided %d answers, want none: every address is answered before and after", len(r))
+	}
+}
