@@ -189,9 +189,14 @@ func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handle
 			}
 			secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			tok, known := s.o.Tokens.Check(strings.TrimSpace(secret))
-			if !ok || !known {
+			switch {
+			case !ok:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="detour"`)
 				fail(w, http.StatusUnauthorized, "a bearer token is required: Authorization: Bearer detour_…")
+				return
+			case !known:
+				w.Header().Set("WWW-Authenticate", `Bearer realm="detour", error="invalid_token"`)
+				fail(w, http.StatusUnauthorized, "an unknown bearer token: the API knows the tokens its file held when it started (restart it after detour token create)")
 				return
 			}
 			if scope == ScopeWrite && tok.Scope != ScopeWrite {

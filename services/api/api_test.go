@@ -109,10 +109,15 @@ func (f *fixture) transition(t *testing.T, endpoint string, to events.Status) {
 
 func TestARequestWithoutAValidTokenIsRefusedWith401(t *testing.T) {
 	f := start(t)
-	for _, tok := range []string{"", "detour_not-a-token", "Basic abc"} {
-		code, body := f.do(t, "GET", "/v1/apps", tok, "")
-		if code != http.StatusUnauthorized || !strings.Contains(body, "bearer token is required") {
-			t.Errorf("token %q: %d %s, want 401", tok, code, body)
+	const unknown = `an unknown bearer token: the API knows the tokens its file held when it started (restart it after detour token create)`
+	for _, tt := range []struct{ token, want string }{
+		{"", `a bearer token is required: Authorization: Bearer detour_…`},
+		{"detour_not-a-token", unknown},
+		{"Basic abc", unknown},
+	} {
+		code, body := f.do(t, "GET", "/v1/apps", tt.token, "")
+		if code != http.StatusUnauthorized || !strings.Contains(body, `"error": "`+tt.want+`"`) {
+			t.Errorf("token %q: %d %s, want 401 with %q", tt.token, code, body, tt.want)
 		}
 	}
 	if code, _ := f.do(t, "GET", "/v1/apps", f.read, ""); code != http.StatusOK {
