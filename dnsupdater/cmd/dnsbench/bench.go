@@ -570,8 +570,9 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 
 // stealLimit is the host steal, in per cent of the machine's CPU time, above which a latency
 // round measures the hypervisor's scheduling as much as the server: a CPU woken for a datagram
-// then waits for the host before it runs, and that wait lands in the tail.
-const stealLimit = 5.0
+// then waits for the host before it runs, and when the host holds the CPUs for more than 1 % of
+// the time it can hold more than 1 % of the queries, which is the p99 itself.
+const stealLimit = 1.0
 
 // stealWarning says how many latency rounds ran while the host held this machine's CPUs for
 // more than stealLimit of their time, or nothing when none did.
@@ -592,7 +593,7 @@ func stealWarning(rounds [][]result) string {
 	if over == 0 {
 		return ""
 	}
-	return fmt.Sprintf("caution: in %d of %d rounds the host held this machine's runnable CPUs for more than %.0f %% of their time (up to %.1f %%, steal in /proc/stat); those p99s measure the hypervisor's scheduling as much as the servers", over, n, stealLimit, most)
+	return fmt.Sprintf("caution: in %d of %d rounds the host held this machine's runnable CPUs for more than %.0f %% of their time (up to %.1f %%, steal in /proc/stat): the host can then hold more than 1 %% of the queries, so those p99s measure its scheduling as much as the servers", over, n, stealLimit, most)
 }
 
 // stealText prints a host steal share, or "-" where the kernel does not report it.

@@ -41,13 +41,13 @@ func TestTheLatencyReportShowsEachRoundsStealAndWarnsAboveTheLimit(t *testing.T)
 	}
 	o := options{load: 18000, clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 3}
 	quiet := [][]result{
-		{run("detour", 90*time.Microsecond, 0.4), run("detour", 95*time.Microsecond, 1.2), run("detour", 80*time.Microsecond, 0.8)},
-		{run("nsd", 70*time.Microsecond, 0.5), run("nsd", 75*time.Microsecond, 4.9), run("nsd", 72*time.Microsecond, 0.6)},
+		{run("detour", 90*time.Microsecond, 0.4), run("detour", 95*time.Microsecond, 0.9), run("detour", 80*time.Microsecond, 0.8)},
+		{run("nsd", 70*time.Microsecond, 0.5), run("nsd", 75*time.Microsecond, 1.0), run("nsd", 72*time.Microsecond, 0.6)},
 	}
 	var out strings.Builder
 	reportLoad(&out, o, quiet)
 	got := out.String()
-	for _, want := range []string{"host steal % per round", "0.4 · 1.2 · 0.8", "0.5 · 4.9 · 0.6", "host steal %"} {
+	for _, want := range []string{"host steal % per round", "0.4 · 0.9 · 0.8", "0.5 · 1.0 · 0.6", "host steal %"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
@@ -58,11 +58,11 @@ func TestTheLatencyReportShowsEachRoundsStealAndWarnsAboveTheLimit(t *testing.T)
 
 	noisy := [][]result{
 		{run("detour", 5*time.Millisecond, 41.5), run("detour", 90*time.Microsecond, 0.4), run("detour", 6*time.Millisecond, 38)},
-		{run("nsd", 4*time.Millisecond, 44.2), {name: "nsd", skipped: "nsd is not installed", steal: 90}, run("nsd", 70*time.Microsecond, 1)},
+		{run("nsd", 4*time.Millisecond, 44.2), {name: "nsd", skipped: "nsd is not installed", steal: 90}, run("nsd", 70*time.Microsecond, 0.2)},
 	}
 	out.Reset()
 	reportLoad(&out, o, noisy)
-	want := "caution: in 3 of 5 rounds the host held this machine's runnable CPUs for more than 5 % of their time (up to 44.2 %"
+	want := "caution: in 3 of 5 rounds the host held this machine's runnable CPUs for more than 1 % of their time (up to 44.2 %"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("report lacks %q:\n%s", want, out.String())
 	}
