@@ -70,7 +70,7 @@ func New() *Metrics {
 			"Transitions this process appended to STATE, by kind (endpoint, pool, edge) and the status entered.",
 			"kind", "to"),
 		Failover: f.histogram("detour_failover_seconds",
-			"Time from the first failed probe of an endpoint to its down transition being appended.", failoverBuckets).
+			"Time from the first failed probe of the streak that took an endpoint down to that down transition being appended. Down transitions an override, a drill or staleness made are not observed.", failoverBuckets).
 			WithLabelValues(),
 		EdgeChecks: f.counter("detour_edge_checks_total",
 			"Results of the probers' checks of edge listeners a controller recorded, by probing region.", "region"),
@@ -186,7 +186,8 @@ func (m *Metrics) Transition(kind, to string) {
 	m.Transitions.WithLabelValues(kind, to).Inc()
 }
 
-// FailedOver records the time from an endpoint's first failed probe to its down transition.
+// FailedOver records the time from the first failed probe of the streak that took an endpoint down
+// to its down transition being appended.
 func (m *Metrics) FailedOver(seconds float64) {
 	if m == nil {
 		return

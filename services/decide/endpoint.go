@@ -37,9 +37,11 @@ type Region struct {
 	// Status is the region's view after hysteresis: up, down, or unknown before its first fall or
 	// rise results and after it went stale.
 	Status events.Status
-	// OK and Run are the outcome and length of the current streak of equal results.
-	OK  bool
-	Run int
+	// OK and Run are the outcome and length of the current streak of equal results, and
+	// Since is when its first result ran.
+	OK    bool
+	Run   int
+	Since time.Time
 	// Last is when the region's latest result ran.
 	Last time.Time
 	// IDs are the ids of the latest results of the streak, at most max(fall, rise).
@@ -76,6 +78,9 @@ type Decision struct {
 	Reason string
 	// Results are the ids of the results that completed the threshold, oldest first.
 	Results []string
+	// StreakSince is, with Results, when the first result of the streak that completed the
+	// threshold ran; zero for a change an override, a drill, staleness or hold-down made.
+	StreakSince time.Time
 	// Votes are the voting regions' views when the change was made.
 	Votes []events.Vote
 }
@@ -103,7 +108,7 @@ func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
 		reg.Last = r.At
 	}
 	if reg.Run == 0 || reg.OK != r.OK {
-		reg.OK, reg.Run, reg.IDs = r.OK, 0, reg.IDs[:0]
+		reg.OK, reg.Run, reg.IDs, reg.Since = r.OK, 0, reg.IDs[:0], r.At
 	}
 	reg.Run++
 	if len(reg.IDs) == p.streak() {
@@ -134,7 +139,11 @@ func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
 	case note == "":
 		note = "still healthy"
 	}
-	return e.settle(r.At, p, r.ID, note, results)
+	d, ok := e.settle(r.At, p, r.ID, note, results)
+	if ok && results != nil {
+		d.StreakSince = reg.Since
+	}
+	return d, ok
 }
 
 // Expire lets time pass until now: regions silent for longer than StaleAfter stop voting, and a

@@ -228,7 +228,6 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 			continue
 		}
 		d.o.Stats.Results.Add(1)
-		s.noteResult(r.OK, stamp)
 		dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK}, s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
@@ -538,13 +537,20 @@ func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, from ev
 	if !ack.Duplicate {
 		d.o.Stats.Transitions.Add(1)
 		d.o.Metrics.Transition("endpoint", string(dec.To))
-		if dec.To == events.StatusDown && !s.firstFail.IsZero() {
-			d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(s.firstFail).Seconds())
+		if failover(dec) {
+			d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(dec.StreakSince).Seconds())
 		}
 		d.log.Info().Str("app", s.pool.app.cfg.Name).Str("pool", s.pool.cfg.Name).Str("endpoint", s.cfg.Name).
 			Str("from", string(from)).Str("to", string(dec.To)).Str("reason", dec.Reason).
 			Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("endpoint transition")
 	}
+}
+
+// failover reports whether dec is a failover the probes detected: an endpoint taken down by a
+// streak of failed results (see decide.Decision.StreakSince, where its failover time starts). A
+// down transition an override, a drill or staleness made is not timed.
+func failover(dec decide.Decision) bool {
+	return dec.To == events.StatusDown && !dec.StreakSince.IsZero()
 }
 
 // conflicted handles an append of dec that failed with err, and reports whether to decide

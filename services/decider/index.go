@@ -57,9 +57,6 @@ type endpointSlot struct {
 	// pending is the latest decision made before the decider went live, or one whose append
 	// failed and is tried again on the next tick.
 	pending *decide.Decision
-	// firstFail is when the first failed result arrived since the endpoint last passed a check
-	// while up: where the failover time measured by Metrics.FailedOver starts.
-	firstFail time.Time
 	// contradicted is when STATE began to record a status the probes do not imply; zero while
 	// it does not.
 	contradicted time.Time
@@ -110,16 +107,6 @@ func (s *endpointSlot) once(region string, r *events.ProbeResult, heard bool) bo
 	}
 	f.at, f.id = r.At, r.ID
 	return true
-}
-
-// noteResult keeps the start of the current run of failures, for the failover time.
-func (s *endpointSlot) noteResult(ok bool, at time.Time) {
-	switch {
-	case !ok && s.firstFail.IsZero():
-		s.firstFail = at
-	case ok && s.status != events.StatusDown:
-		s.firstFail = time.Time{}
-	}
 }
 
 type nameKey struct{ app, pool, endpoint string }

@@ -24,7 +24,7 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 			continue
 		}
 		s.st, s.status, s.seq, s.eventID, s.since = o.st, o.status, o.seq, o.eventID, o.since
-		s.overrideSeq, s.pending, s.firstFail, s.contradicted, s.folded = o.overrideSeq, o.pending, o.firstFail, o.contradicted, o.folded
+		s.overrideSeq, s.pending, s.contradicted, s.folded = o.overrideSeq, o.pending, o.contradicted, o.folded
 	}
 	for subject, p := range ix.pools {
 		if o := old.pools[subject]; o != nil {

@@ -1,0 +1,108 @@
+package decider_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/metrics"
+	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/override"
+)
+
+// failovers reads detour_failover_seconds: its observations and their sum.
+func failovers(t *testing.T, m *metrics.Metrics) (n uint64, sum float64) {
+	t.Helper()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "detour_failover_seconds" {
+			for _, s := range f.GetMetric() {
+				n += s.GetHistogram().GetSampleCount()
+				sum += s.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return n, sum
+}
+
+func withMetrics(m *metrics.Metrics) func(*decider.Options) {
+	return func(o *decider.Options) { o.Metrics = m }
+}
+
+func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
+	srv := eventstest.Start(t)
+	m := metrics.New()
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
+	ctx := context.Background()
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	if n, _ := failovers(t, m); n != 1 {
+		t.Fatalf("after the probes took w1 down, detour_failover_seconds has %d observations, want 1", n)
+	}
+
+	// The operator forces the failing endpoint up, then lets the probes decide again: the down
+	// transition that follows is the override's, however long ago the failures began.
+	own := events.Override{App: "shop", Pool: "west", Endpoint: "w1", By: "bob@box", Reason: "try it", Action: events.ActionForceUp}
+	if err := override.Set(ctx, srv.JS, own); err != nil {
+		t.Fatal(err)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up")
+	p.send("shop", "west", "w1", false)
+	own.Action, own.Reason = "", "it still fails"
+	if err := override.Clear(ctx, srv.JS, own); err != nil {
+		t.Fatal(err)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	if n, sum := failovers(t, m); n != 1 {
+		t.Errorf("after an override's down transition, detour_failover_seconds has %d observations (sum %.3fs), want 1", n, sum)
+	}
+}
+
+func TestAFailoverIsTimedFromTheStreakThatTookTheEndpointDownNotAnEarlierOne(t *testing.T) {
+	srv := eventstest.Start(t)
+	m := metrics.New()
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	_, first := failovers(t, m)
+
+	// The endpoint stays down a while, recovers, and fails again at once: no result passed
+	// between its up transition and the second streak of failures.
+	const gap = time.Second
+	time.Sleep(gap) // not synchronisation: the time the endpoint spends down
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up")
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	n, sum := failovers(t, m)
+	if n != 2 {
+		t.Fatalf("detour_failover_seconds has %d observations, want 2", n)
+	}
+	if second := sum - first; second >= gap.Seconds() {
+		t.Errorf("the second failover took %.3fs by the histogram, timed from the first streak of failures %v earlier; want under %v", second, gap, gap)
+	}
+}
