@@ -19,12 +19,15 @@ import (
 
 // busyLoop is a controller run on a clock and ticks of the test's, whose loop the test can hold
 // busy: a configuration sent while held has the loop wait, logging it applied, until released.
+// The test also tells it that it runs (Options.Awake) as its clock advances, or not, when the
+// whole controller stalls.
 type busyLoop struct {
 	t        *testing.T
 	ns       *eventstest.Server
 	cfg      *config.Config
 	clock    atomic.Int64 // unix nanoseconds
 	ticks    chan time.Time
+	awake    chan time.Time
 	configs  chan *config.Config
 	held     chan struct{}
 	released chan struct{}
@@ -38,19 +41,31 @@ func startBusyLoop(t *testing.T, doc string) *busyLoop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &busyLoop{t: t, ns: eventstest.Start(t), cfg: cfg, ticks: make(chan time.Time), configs: make(chan *config.Config),
+	b := &busyLoop{t: t, ns: eventstest.Start(t), cfg: cfg, ticks: make(chan time.Time), awake: make(chan time.Time), configs: make(chan *config.Config),
 		held: make(chan struct{}), released: make(chan struct{}), logged: make(chan string, 1024), metrics: metrics.New()}
 	b.clock.Store(time.Unix(1700000000, 0).UnixNano())
 	eventstest.Run(t, "controller", func(ctx context.Context) error {
 		return Run(ctx, Options{JS: b.ns.JS, Config: cfg, Name: "controller-1", Log: zerolog.New(b), Now: b.now,
-			Ticks: b.ticks, Configs: b.configs, Metrics: b.metrics})
+			Ticks: b.ticks, Awake: b.awake, Configs: b.configs, Metrics: b.metrics})
 	})
 	return b
 }
 
 func (b *busyLoop) now() time.Time { return time.Unix(0, b.clock.Load()) }
 
-func (b *busyLoop) advance(d time.Duration) { b.clock.Add(int64(d)) }
+// advance moves the clock on by d while the controller runs: however busy its loop, it is
+// awake every 10ms of it.
+func (b *busyLoop) advance(d time.Duration) {
+	for ; d > 0; d -= 10 * time.Millisecond {
+		b.clock.Add(int64(min(d, 10*time.Millisecond)))
+		b.awake <- b.now()
+	}
+	b.awake <- b.now() // taken once the last one is noted
+}
+
+// stall moves the clock on by d while the controller does not run at all: neither its loop nor
+// the goroutine telling that it is awake.
+func (b *busyLoop) stall(d time.Duration) { b.clock.Add(int64(d)) }
 
 // Write holds the loop on the line saying a configuration was applied until release.
 func (b *busyLoop) Write(p []byte) (int, error) {

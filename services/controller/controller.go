@@ -48,6 +48,11 @@ type Options struct {
 	// Configs, when set, delivers later configurations: edges and the routes of the apps they
 	// front follow each one at once.
 	Configs <-chan *config.Config
+	// Awake tells the controller it runs: a goroutine apart from its loop takes each value and
+	// notes the time (Liveness.Awake), so that a process that was not scheduled does not take
+	// its own stall for the edges' silence. Default: a ticker every quarter of
+	// Liveness.StallAfter.
+	Awake <-chan time.Time
 }
 
 func (o *Options) defaults() error {
@@ -74,7 +79,7 @@ func (o *Options) defaults() error {
 
 // controller is the state of one running replica. Only its run loop touches it, but for live and
 // cfg, which the subscriptions' callbacks also read: they record heartbeats and checks of edge
-// listeners the moment they arrive.
+// listeners the moment they arrive; and live and stalls, which watchStalls also uses.
 type controller struct {
 	o         Options
 	log       zerolog.Logger
@@ -117,6 +122,8 @@ type controller struct {
 	// edgeFailures holds back repeats of the line telling that an edge transition was not
 	// appended: while STATE elects a leader every edge's is tried again each storeTimeout.
 	edgeFailures *logs.Repeats
+	// stalls holds back repeats of the line telling that the controller stalled.
+	stalls *logs.Repeats
 }
 
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
@@ -142,6 +149,7 @@ func run(ctx context.Context, o Options) error {
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
+		stalls: logs.NewRepeats(10 * time.Second),
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -200,6 +208,7 @@ func run(ctx context.Context, o Options) error {
 		defer func() { _ = csub.Unsubscribe() }()
 	}
 	c.hearing()
+	wg.Go(func() { c.watchStalls(ctx) })
 
 	ticks := o.Ticks
 	if ticks == nil {
@@ -409,6 +418,7 @@ func decodeHeartbeat(subject string, data []byte) (events.Envelope, events.Heart
 // silence of the edges connected through it says nothing (as when this replica is cut off).
 func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 	now, nc := c.o.Now(), c.o.JS.Conn()
+	c.awake(now) // the loop may run first after a stall: its time is not the edges' silence
 	if !nc.IsConnected() {
 		c.cutOffFromNATS("disconnected")
 		return
@@ -544,6 +554,44 @@ func (c *controller) hearing() {
 		return
 	}
 	c.live.Grace(c.o.Now())
+}
+
+// watchStalls tells the edges' liveness that the controller runs, every quarter of
+// Liveness.StallAfter (or on each of Options.Awake). It runs apart from the loop: a loop busy
+// for seconds (storing the routes of thousands of apps) hears every heartbeat meanwhile, and is
+// no stall; a process that is not scheduled runs neither.
+func (c *controller) watchStalls(ctx context.Context) {
+	wakes, every := c.o.Awake, stallWatch(c.live)
+	var t *time.Ticker
+	if wakes == nil {
+		t = time.NewTicker(every)
+		defer t.Stop()
+		wakes = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wakes:
+		}
+		c.awake(c.o.Now())
+		if e := stallWatch(c.live); t != nil && e != every {
+			every = e // the configuration changed its shortest heartbeat interval
+			t.Reset(every)
+		}
+	}
+}
+
+// stallWatch is how often the controller tells l that it runs: four times within StallAfter, so
+// that a late tick is not taken for a stall.
+func stallWatch(l *Liveness) time.Duration { return max(l.StallAfter()/4, time.Millisecond) }
+
+// awake tells the edges' liveness that the controller runs at now, and logs a stall: the time
+// it could hear nothing, not counted in any edge's silence.
+func (c *controller) awake(now time.Time) {
+	if deaf := c.live.Awake(now); deaf > 0 {
+		c.stalls.Gate(c.log.Warn(), "stall").Dur("duration", deaf).Msg("controller stalled; not counted as edge silence")
+	}
 }
 
 // cutOffFromNATS pauses edge liveness: heartbeats missed while the replica itself is cut off say

@@ -15,21 +15,28 @@ import (
 // every region, with their first app's check thresholds). While fresh check results exist they
 // decide: a wedged edge whose heartbeats flow goes down when a majority of the regions that check
 // it see its listeners fail, and an edge cut off from NATS stays up while its listeners answer.
-// Without fresh results the heartbeats decide. It does no I/O: the shell feeds it heartbeats,
-// check results, the statuses recorded in STATE and the time, and appends the changes it returns.
+// Without fresh results the heartbeats decide, counting an edge's silence only over the time the
+// controller ran (Awake). It does no I/O: the shell feeds it heartbeats, check results, the
+// statuses recorded in STATE and the time, and appends the changes it returns.
 // It is safe for concurrent use: the shell records heartbeats and check results as they arrive,
 // whatever its loop is busy with.
 type Liveness struct {
 	mu    sync.Mutex
 	edges map[string]*edgeLife
 	names []string
+	// stall is StallAfter; awake is when the controller last told it ran (Awake), zero before.
+	stall time.Duration
+	awake time.Time
 }
 
 type edgeLife struct {
 	interval time.Duration
 	fall     int
 	// last is when the last heartbeat arrived (or when watching began); lastID is its event id.
-	last     time.Time
+	last time.Time
+	// from is when the edge's silence counts from: last, or later where the controller could
+	// not hear (cut off from NATS, or not scheduled at all: Grace, Awake).
+	from     time.Time
 	lastID   string
 	seen     bool
 	recorded events.Status
@@ -69,16 +76,18 @@ func Tolerance(interval time.Duration) time.Duration { return interval / 5 }
 // send its first heartbeat.
 func NewLiveness(c *config.Config, start time.Time) *Liveness {
 	l := &Liveness{}
-	l.edges, l.names = watch(c, start)
+	l.edges, l.names, l.stall = watch(c, start)
 	return l
 }
 
-// watch returns the edges of c, by name and in name order, each silent since start.
-func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string) {
-	edges, names := map[string]*edgeLife{}, []string{}
+// watch returns the edges of c, by name and in name order, each silent since start, and the
+// Tolerance of the shortest heartbeat interval among them (of 1s when there is none).
+func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, time.Duration) {
+	edges, names, shortest := map[string]*edgeLife{}, []string{}, time.Second
 	for _, e := range c.Edges {
-		el := &edgeLife{interval: e.Heartbeat.Interval.D(), fall: e.Heartbeat.Fall, last: start,
+		el := &edgeLife{interval: e.Heartbeat.Interval.D(), fall: e.Heartbeat.Fall, last: start, from: start,
 			pfall: 3, rise: 2, regions: map[string]*probeView{}}
+		shortest = min(shortest, el.interval)
 		el.stale = 3 * el.interval
 		if len(e.Apps) > 0 {
 			if a := c.App(e.Apps[0].App); a != nil {
@@ -89,22 +98,22 @@ func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string) {
 		names = append(names, e.Name)
 	}
 	sort.Strings(names)
-	return edges, names
+	return edges, names, Tolerance(shortest)
 }
 
 // Reconfigure watches the edges of c from now on. Edges that stay keep what l knows of them:
 // their last heartbeat, recorded status, drill and listener checks, with c's thresholds. New
 // ones have fall × interval from start to send their first heartbeat.
 func (l *Liveness) Reconfigure(c *config.Config, start time.Time) {
-	edges, names := watch(c, start)
+	edges, names, stall := watch(c, start)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for name, e := range edges {
 		if o, ok := l.edges[name]; ok {
-			e.last, e.lastID, e.seen, e.recorded, e.simulated, e.regions = o.last, o.lastID, o.seen, o.recorded, o.simulated, o.regions
+			e.last, e.from, e.lastID, e.seen, e.recorded, e.simulated, e.regions = o.last, o.from, o.lastID, o.seen, o.recorded, o.simulated, o.regions
 		}
 	}
-	l.edges, l.names = edges, names
+	l.edges, l.names, l.stall = edges, names, stall
 }
 
 // Heartbeat records that edge's heartbeat id arrived at at. It reports false for an edge that is
@@ -119,22 +128,62 @@ func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {
 	if at.After(e.last) {
 		e.last = at
 	}
+	if at.After(e.from) {
+		e.from = at
+	}
 	e.lastID, e.seen = id, true
 	return true
 }
 
-// Grace restarts at from the silence of every edge not recorded down: the heartbeats that did
-// not arrive before were missed by the watcher (cut off from NATS), not sent by no one. An edge
-// that is really gone is down fall × interval after from. An edge recorded down is left as it
-// is: only a heartbeat brings it back.
+// Grace restarts at from the silence of every edge: the heartbeats that did not arrive before
+// were missed by the watcher (cut off from NATS), not sent by no one. An edge that is really
+// gone is down fall × interval after from. An edge recorded down stays down: only a heartbeat
+// brings it back.
 func (l *Liveness) Grace(from time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range l.edges {
-		if e.recorded != events.StatusDown && e.last.Before(from) {
-			e.last = from
+		if e.from.Before(from) {
+			e.from = from
 		}
 	}
+}
+
+// StallAfter is how long the controller may go without running (see Awake) before the gap is a
+// stall rather than scheduling jitter: the Tolerance of the shortest heartbeat interval it
+// watches, which that jitter is allowed already.
+func (l *Liveness) StallAfter() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stall
+}
+
+// Awake tells l that the controller ran at now, and returns how much of the time since it last
+// did is not counted as any edge's silence. The shell calls it often, apart from its loop, and
+// before each Due. A gap longer than StallAfter is a stall: the process, or the machine, was not
+// scheduled and heard nothing (the heartbeats sent meanwhile wait in its socket, and an edge in
+// the same process did not even send them), so only StallAfter of it counts. A controller that
+// stalls again and again still counts StallAfter of every gap, and a dead edge is down in the end.
+func (l *Liveness) Awake(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	gap, first := now.Sub(l.awake), l.awake.IsZero()
+	if first || gap > 0 {
+		l.awake = now
+	}
+	if first || gap <= l.stall {
+		return 0
+	}
+	deaf := gap - l.stall
+	for _, e := range l.edges {
+		switch to := e.from.Add(deaf); {
+		case to.Before(now):
+			e.from = to
+		case e.from.Before(now):
+			e.from = now
+		}
+	}
+	return deaf
 }
 
 // Recorded tells l the status STATE holds for edge.
@@ -207,9 +256,9 @@ func (l *Liveness) Due(now time.Time) []Change {
 	var out []Change
 	for _, name := range l.names {
 		e := l.edges[name]
-		silent := now.Sub(e.last)
+		silent := now.Sub(e.from)
 		deadline := time.Duration(e.fall)*e.interval + Tolerance(e.interval)
-		beating := silent <= deadline && e.seen
+		beating := now.Sub(e.last) <= deadline && e.seen
 		th := events.Thresholds{IntervalMS: e.interval.Milliseconds(), HeartbeatFall: e.fall}
 		if e.simulated != "" {
 			if e.recorded != events.StatusDown {

@@ -151,3 +151,72 @@ edges:
 		})
 	}
 }
+
+// TestLivenessCountsOnlyTheTimeTheControllerRan runs a timeline, one step per 200ms (the
+// StallAfter of a 1s heartbeat interval): 'h' the controller runs and a heartbeat arrives, '.'
+// it runs and none does, 's' it is not scheduled at all (neither Awake nor Due is called). Each
+// step it runs, it tells Awake, then decides, as the shell does. want is the status after each
+// step, as in TestLiveness.
+func TestLivenessCountsOnlyTheTimeTheControllerRan(t *testing.T) {
+	tests := []struct {
+		name, steps, want string
+	}{
+		{name: "a dead edge is down once silent 3.2s while the controller runs",
+			steps: "h" + strings.Repeat(".", 17), want: strings.Repeat("U", 17) + "D"},
+		{name: "a stall of 4s is not the edge's silence: its heartbeats, queued meanwhile, follow",
+			steps: "h..." + strings.Repeat("s", 20) + ".h", want: strings.Repeat("U", 26)},
+		{name: "a dead edge is down once silent 3.2s of the time the controller ran, a stall's first 200ms with it",
+			steps: "h....." + strings.Repeat("s", 20) + strings.Repeat(".", 12), want: strings.Repeat("U", 37) + "D"},
+		{name: "a controller stalled four steps in five still takes a dead edge down, counting 200ms of each stall",
+			steps: "h" + strings.Repeat("ssss.", 17), want: strings.Repeat("U", 85) + "D"},
+		{name: "a stall brings no dead edge back",
+			steps: "h" + strings.Repeat(".", 17) + strings.Repeat("s", 20) + "..", want: strings.Repeat("U", 17) + strings.Repeat("D", 23)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Unix(1700000000, 0)
+			l := NewLiveness(liveConfig(t), start)
+			if got := l.StallAfter(); got != 200*time.Millisecond {
+				t.Fatalf("StallAfter = %s, want 200ms", got)
+			}
+			l.Awake(start)
+			status := events.StatusUnknown
+			var got strings.Builder
+			for i, s := range tt.steps {
+				now := start.Add(time.Duration(i+1) * 200 * time.Millisecond)
+				if s != 's' {
+					l.Awake(now)
+					if s == 'h' {
+						l.Heartbeat("west", "hb", now)
+					}
+					for _, c := range l.Due(now) {
+						status = c.To
+						l.Recorded("west", status)
+					}
+				}
+				got.WriteByte(map[events.Status]byte{events.StatusUnknown: '?', events.StatusUp: 'U', events.StatusDown: 'D'}[status])
+			}
+			if got.String() != tt.want {
+				t.Errorf("statuses %s\nwant     %s", got.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestAStallDoesNotShortenTheGraceAfterAReconnection(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	l := NewLiveness(liveConfig(t), start)
+	l.Heartbeat("west", "hb", start)
+	l.Recorded("west", events.StatusUp)
+	l.Awake(start)
+	l.Grace(start.Add(5 * time.Second)) // back at start+3s, with a 2s allowance
+	if deaf := l.Awake(start.Add(4 * time.Second)); deaf != 3800*time.Millisecond {
+		t.Fatalf("Awake after 4s = %s, want 3.8s not counted", deaf)
+	}
+	if due := l.Due(start.Add(8200 * time.Millisecond)); len(due) != 0 {
+		t.Fatalf("3.2s after the grace: %+v, want nothing yet", due)
+	}
+	if due := l.Due(start.Add(8201 * time.Millisecond)); len(due) != 1 || due[0].To != events.StatusDown {
+		t.Fatalf("just past 3.2s after the grace: %+v, want the edge down", due)
+	}
+}
