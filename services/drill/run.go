@@ -147,6 +147,9 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if ctx.Err() != nil {
 		reason = "requested"
 	}
+	// The return is timed from the rollback: from this runner's, or from the moment it found a
+	// controller's.
+	rollbackAt := time.Now()
 	sc.RolledBack, _ = rolledBack(rctx, drills, subject)
 	if sc.RolledBack == "" {
 		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}, storeWithin); err != nil {
@@ -156,7 +159,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}
 	releaseClaims(rctx, o.JS, o.By, claims)
 	back := StepPlan{Index: len(plan.Steps), Step: "rollback", RTO: o.File.Steps[0].RTO.D(), Answers: plan.Before.Answers, Routes: plan.Before.Routes}
-	restore := measure(rctx, o, drills, "", prev, back, time.Now())
+	restore := measure(rctx, o, drills, "", prev, back, rollbackAt)
 	sc.Restored = restore
 	sc.Ended = time.Now()
 	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, storeWithin); err != nil {
@@ -276,18 +279,19 @@ func measure(ctx context.Context, o Options, drills jetstream.Stream, subject st
 	score.Expected = append(slices.Clone(watch), routes...)
 	deadline := t0.Add(max(2*sp.RTO, sp.RTO+2*time.Second))
 	seen := map[string]time.Time{}
-	var observed map[string]string
+	var observed map[string]reading
+	firstLook := true
 	for {
-		now := time.Now()
 		observed = observe(ctx, o, watch, routes)
 		for _, w := range append(slices.Clone(watch), routes...) {
-			if _, ok := seen[w.What]; !ok && observed[w.What] == w.Answer {
-				seen[w.What] = now
+			if _, ok := seen[w.What]; !ok && observed[w.What].answer == w.Answer {
+				seen[w.What] = observed[w.What].at
 			}
 		}
-		if len(seen) == len(watch)+len(routes) || now.After(deadline) || ctx.Err() != nil {
+		if len(seen) == len(watch)+len(routes) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
+		firstLook = false
 		if subject != "" {
 			if rb, _ := rolledBack(ctx, drills, subject); rb != "" {
 				score.RolledBack = rb
@@ -302,10 +306,10 @@ func measure(ctx context.Context, o Options, drills jetstream.Stream, subject st
 	var last time.Time
 	var missing []string
 	for _, w := range score.Expected {
-		score.Observed = append(score.Observed, Observation{What: w.What, Answer: observed[w.What]})
+		score.Observed = append(score.Observed, Observation{What: w.What, Answer: observed[w.What].answer})
 		at, ok := seen[w.What]
 		if !ok {
-			missing = append(missing, fmt.Sprintf("%s is %q, want %q", w.What, observed[w.What], w.Answer))
+			missing = append(missing, fmt.Sprintf("%s is %q, want %q", w.What, observed[w.What].answer, w.Answer))
 			continue
 		}
 		last = latestTime(last, at)
@@ -314,19 +318,29 @@ func measure(ctx context.Context, o Options, drills jetstream.Stream, subject st
 	case score.RolledBack != "":
 		score.Reason = "rolled back (" + score.RolledBack + ") before the switch"
 	case len(missing) > 0:
-		score.Reason = fmt.Sprintf("not switched after %s (rto %s): %s", time.Since(t0).Round(time.Millisecond), sp.RTO, strings.Join(missing, "; "))
+		score.Reason = fmt.Sprintf("not switched after %s (rto %s): %s", Millis(time.Since(t0)), Millis(sp.RTO), strings.Join(missing, "; "))
 	case len(score.Expected) == 0:
 		score.Pass, score.Reason = true, "nothing users see was expected to change"
 	default:
 		score.Switch = Millis(last.Sub(t0))
 		score.Pass = last.Sub(t0) <= sp.RTO
-		if score.Pass {
-			score.Reason = fmt.Sprintf("switched in %s, within the rto of %s", roundFor(last.Sub(t0)), sp.RTO)
-		} else {
-			score.Reason = fmt.Sprintf("switched in %s, over the rto of %s", roundFor(last.Sub(t0)), sp.RTO)
-		}
+		score.Reason = switchReason(score.Switch, score.RTO, firstLook)
 	}
 	return score
+}
+
+// switchReason says how a step switched: in d, against its rto. A switch the runner saw at its
+// first look happened while the runner was still recording the step's event and asking: d is
+// then the runner's own latency, an upper bound, not a measure of the failover.
+func switchReason(d, rto Millis, firstLook bool) string {
+	within := "within"
+	if time.Duration(d) > time.Duration(rto) {
+		within = "over"
+	}
+	if firstLook {
+		return fmt.Sprintf("switched before the runner's first look, %s after the step began (an upper bound: the runner's own latency), %s the rto of %s", d, within, rto)
+	}
+	return fmt.Sprintf("switched in %s, %s the rto of %s", d, within, rto)
 }
 
 // baselineWait bounds how long a drill waits for the DNS servers to answer what STATE says
@@ -345,8 +359,8 @@ func awaitBaseline(ctx context.Context, o Options, before StepPlan) error {
 		observed := observe(ctx, o, before.Answers, nil)
 		var differ []string
 		for _, w := range before.Answers {
-			if observed[w.What] != w.Answer {
-				differ = append(differ, fmt.Sprintf("%s is %q, STATE says %q", w.What, observed[w.What], w.Answer))
+			if observed[w.What].answer != w.Answer {
+				differ = append(differ, fmt.Sprintf("%s is %q, STATE says %q", w.What, observed[w.What].answer, w.Answer))
 			}
 		}
 		if len(differ) == 0 {
@@ -362,14 +376,6 @@ func awaitBaseline(ctx context.Context, o Options, before StepPlan) error {
 	}
 }
 
-// roundFor rounds a switch time to the millisecond, or to the microsecond under one.
-func roundFor(d time.Duration) time.Duration {
-	if d < time.Millisecond {
-		return d.Round(time.Microsecond)
-	}
-	return d.Round(time.Millisecond)
-}
-
 func latestTime(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b
@@ -377,10 +383,17 @@ func latestTime(a, b time.Time) time.Time {
 	return a
 }
 
+// reading is what one observation found, and when the runner had it.
+type reading struct {
+	answer string
+	at     time.Time
+}
+
 // observe asks every DNS server for the watched names (all must agree, else the first
-// disagreeing answer is reported) and reads the edges' latest route tables.
-func observe(ctx context.Context, o Options, answers, routes []Observation) map[string]string {
-	out := map[string]string{}
+// disagreeing answer is reported) and reads the edges' latest route tables. Each reading is
+// timed when it was in hand, so a switch is never dated before the look that saw it.
+func observe(ctx context.Context, o Options, answers, routes []Observation) map[string]reading {
+	out := map[string]reading{}
 	for _, w := range answers {
 		var got string
 		for i, server := range o.DNS {
@@ -389,13 +402,13 @@ func observe(ctx context.Context, o Options, answers, routes []Observation) map[
 				got = a
 			}
 		}
-		out[w.What] = got
+		out[w.What] = reading{got, time.Now()}
 	}
 	if len(routes) > 0 {
 		if s, err := o.JS.Stream(ctx, events.StreamRoutes); err == nil {
 			for _, w := range routes {
 				if rest, ok := strings.CutPrefix(w.What, "request via "); ok {
-					out[w.What] = request(o.Config, rest)
+					out[w.What] = reading{request(o.Config, rest), time.Now()}
 					continue
 				}
 				edge, app, _ := strings.Cut(w.What, " ")
@@ -407,7 +420,7 @@ func observe(ctx context.Context, o Options, answers, routes []Observation) map[
 				if err != nil || !ok || e.Payload(&r) != nil {
 					continue
 				}
-				out[w.What] = RouteText(r.Route)
+				out[w.What] = reading{RouteText(r.Route), time.Now()}
 			}
 		}
 	}

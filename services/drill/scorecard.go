@@ -19,7 +19,21 @@ func (m Millis) MarshalJSON() ([]byte, error) {
 	return []byte(strconv.FormatFloat(float64(m)/float64(time.Millisecond), 'f', 3, 64)), nil
 }
 
-func (m Millis) String() string { return time.Duration(m).Round(time.Millisecond).String() }
+// String rounds the duration for people, the same in every column and reason: to the
+// microsecond under a millisecond, to the millisecond under ten seconds, to 10 ms above. A
+// duration that is not zero never shows as "0s".
+func (m Millis) String() string {
+	switch d := time.Duration(m); {
+	case d < time.Microsecond:
+		return d.String()
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < 10*time.Second:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(10 * time.Millisecond).String()
+	}
+}
 
 // Scorecard is how a drill went, step by step.
 type Scorecard struct {
