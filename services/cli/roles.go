@@ -25,6 +25,7 @@ import (
 	"github.com/detourdev/detour/services/api"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/natsd"
 	"github.com/detourdev/detour/services/up"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -289,7 +290,7 @@ func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error
 	opts := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1),
 		nats.CustomInboxPrefix(events.InboxPrefix(natsUser(url)))}, extra...)
 	if seed := os.Getenv("DETOUR_NATS_NKEY"); seed != "" { // the nkey seed file detour up made
-		o, err := nats.NkeyOptionFromSeed(seed)
+		o, err := natsd.SeedOption(seed)
 		if err != nil {
 			return nil, fmt.Errorf("DETOUR_NATS_NKEY: %w", err)
 		}

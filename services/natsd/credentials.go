@@ -54,13 +54,36 @@ func LoadCredentials(dir string) (Credentials, error) {
 	return Credentials{File: abs, Public: pub}, nil
 }
 
-func readSeed(path string) ([]byte, error) {
+// CheckSeedFile refuses an nkey seed file that its group or others may read or write: a
+// secret others can read identifies no one. Every reader of a seed file (detour up, the roles,
+// the operator's commands) calls it, so all refuse the same file with the same words.
+func CheckSeedFile(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
+		return fmt.Errorf("read nats credentials: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("nats credentials %s: mode %04o lets others read it: chmod 600 %s", path, perm, path)
+	}
+	return nil
+}
+
+// SeedOption is the nats.go option that connects with the nkey seed in the file at path, once
+// CheckSeedFile accepts the file.
+func SeedOption(path string) (nats.Option, error) {
+	if err := CheckSeedFile(path); err != nil {
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("nats credentials %s: mode %04o lets others read it: chmod 600 %s", path, fi.Mode().Perm(), path)
+	o, err := nats.NkeyOptionFromSeed(path)
+	if err != nil {
+		return nil, fmt.Errorf("nats credentials %s: %w", path, err)
+	}
+	return o, nil
+}
+
+func readSeed(path string) ([]byte, error) {
+	if err := CheckSeedFile(path); err != nil {
+		return nil, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -96,10 +119,4 @@ func createSeed(dir, path string) ([]byte, error) {
 }
 
 // Option is the nats.go option that connects with these credentials.
-func (c Credentials) Option() (nats.Option, error) {
-	o, err := nats.NkeyOptionFromSeed(c.File)
-	if err != nil {
-		return nil, fmt.Errorf("nats credentials %s: %w", c.File, err)
-	}
-	return o, nil
-}
+func (c Credentials) Option() (nats.Option, error) { return SeedOption(c.File) }

@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/prober/benchenv"
+	"github.com/detourdev/detour/services/natsd"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -175,7 +176,7 @@ func (st *stack) up() error {
 	if st.fw, err = startFirewall(filepath.Join(st.dir, "nft.log")); err != nil {
 		return err
 	}
-	opt, err := nats.NkeyOptionFromSeed(creds)
+	opt, err := natsd.SeedOption(creds)
 	if err != nil {
 		return err
 	}
