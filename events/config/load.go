@@ -23,16 +23,23 @@ type Error struct {
 
 // Error lists the problems under a heading, each as FILE:LINE: path: what is wrong.
 func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File + ": invalid configuration:")
-	for i, p := range e.Problems {
-		b.WriteString("\n")
-		if i < len(e.Lines) && e.Lines[i] > 0 {
-			fmt.Fprintf(&b, "%s:%d: ", e.File, e.Lines[i])
-		}
-		b.WriteString(p)
+	if len(e.Problems) == 0 {
+		return e.File + ": invalid configuration:"
 	}
-	return b.String()
+	return e.File + ": invalid configuration:\n" + strings.Join(e.Located(), "\n")
+}
+
+// Located returns the problems as Error lists them: each as FILE:LINE: path: what is wrong,
+// without the FILE:LINE: where its line is not known.
+func (e *Error) Located() []string {
+	out := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		if i < len(e.Lines) && e.Lines[i] > 0 {
+			p = fmt.Sprintf("%s:%d: %s", e.File, e.Lines[i], p)
+		}
+		out[i] = p
+	}
+	return out
 }
 
 // Load reads, decodes, defaults and validates the file at path.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/configfile"
 )
 
 func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,7 +52,7 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErr("read configuration: %w", err)
 	}
-	parsed, err := parseDoc(path, doc)
+	parsed, err := configfile.Check(path, doc)
 	if err != nil {
 		return err
 	}

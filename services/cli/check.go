@@ -2,14 +2,13 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
-	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/configfile"
 )
 
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -25,11 +24,11 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return usageErr("read configuration: %w", err)
 	}
-	c, err := parseDoc(path, doc)
+	c, err := configfile.Check(path, doc)
 	if err != nil {
 		return err
 	}
-	if err := readSecrets(path, doc, c); err != nil {
+	if err := configfile.CheckSecrets(path, doc, c); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: valid: %s, %s, %s\n", path, count(len(c.Zones), "zone"), count(len(c.Apps), "app"), count(len(c.Edges), "edge"))
@@ -47,49 +46,7 @@ func loadFile(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, usageErr("read configuration: %w", err)
 	}
-	return parseDoc(path, doc)
-}
-
-// parseDoc validates a configuration document completely: what config.Parse checks and what the
-// DNS server refuses when it compiles the zones.
-func parseDoc(name string, doc []byte) (*config.Config, error) {
-	c, err := config.Parse(name, doc)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := zone.Compile(c); err != nil {
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			return nil, config.Locate(name, doc, ce.Problems)
-		}
-		return nil, err
-	}
-	return c, nil
-}
-
-// readSecrets reads every secret the configuration names in a file or a variable (TSIG keys,
-// webhook keys), as detour up and the roles that use them do when they start, and reports
-// those that cannot be read as configuration problems.
-func readSecrets(name string, doc []byte, c *config.Config) error {
-	var problems []string
-	for i, z := range c.Zones {
-		if z.Push != nil {
-			if _, err := z.Push.TSIG.Key(); err != nil {
-				problems = append(problems, fmt.Sprintf("zones[%d].push.%v", i, err))
-			}
-		}
-	}
-	for i := range c.Alerts {
-		for j, w := range c.Alerts[i].Webhooks {
-			if _, err := w.Key(); err != nil {
-				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		return config.Locate(name, doc, problems)
-	}
-	return nil
+	return configfile.Check(path, doc)
 }
 
 // count writes n and noun, in the plural unless n is 1.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/configfile"
 	"github.com/detourdev/detour/services/plan"
 )
 
@@ -35,7 +36,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return usageErr("read configuration: %w", err)
 	}
-	if _, err := parseDoc(path, doc); err != nil {
+	if _, err := configfile.Check(path, doc); err != nil {
 		return err
 	}
 	if *api != "" {

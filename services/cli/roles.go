@@ -23,6 +23,7 @@ import (
 	"github.com/detourdev/detour/proxy"
 	"github.com/detourdev/detour/services/alert"
 	"github.com/detourdev/detour/services/api"
+	"github.com/detourdev/detour/services/configfile"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/natsd"
@@ -63,11 +64,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return usageErr("read configuration: %w", err)
 		}
-		cfg, err := parseDoc(o.ConfigPath, doc)
+		cfg, err := configfile.Check(o.ConfigPath, doc)
 		if err != nil {
 			return err
 		}
-		if err := readSecrets(o.ConfigPath, doc, cfg); err != nil {
+		if err := configfile.CheckSecrets(o.ConfigPath, doc, cfg); err != nil {
 			return err
 		}
 		warnings = cfg.Warnings()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/configfile"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -128,21 +129,31 @@ func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []b
 	case err != nil && !errors.Is(err, config.ErrNoVersion) && !errors.Is(err, jetstream.ErrStreamNotFound):
 		return 0, err // without CONFIG, nothing is active: EnsureStreams makes it again
 	}
-	cfg, err := config.Parse(path, doc)
+	// Checked as detour check and detour up's start check it: the same problems, located.
+	cfg, err := configfile.Check(path, doc)
 	if err == nil {
-		switch err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); {
-		case err != nil && refused(err):
-			log.Error().Err(err).Msg("configuration file refused: its streams' bounds were not taken; nothing applied")
-			return fileRefused, nil
-		case err != nil:
-			return 0, err
-		}
+		err = configfile.CheckSecrets(path, doc, cfg)
 	}
-	_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):
-		log.Error().Strs("problems", ce.Problems).Msg("configuration file refused; nothing applied")
+		log.Error().Strs("problems", ce.Located()).Msg("configuration file refused; nothing applied")
+		return fileRefused, nil
+	case err != nil:
+		log.Error().Err(err).Msg("configuration file refused; nothing applied")
+		return fileRefused, nil
+	}
+	switch err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); {
+	case err != nil && refused(err):
+		log.Error().Err(err).Msg("configuration file refused: its streams' bounds were not taken; nothing applied")
+		return fileRefused, nil
+	case err != nil:
+		return 0, err
+	}
+	_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
+	switch {
+	case errors.As(err, &ce):
+		log.Error().Strs("problems", ce.Located()).Msg("configuration file refused; nothing applied")
 		return fileRefused, nil
 	case err != nil && refused(err):
 		log.Error().Err(err).Msg("configuration file refused by JetStream; nothing applied")

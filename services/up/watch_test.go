@@ -2,9 +2,12 @@ package up
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/configfile"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -277,5 +281,51 @@ func TestAFileVersionIsTriedAgainWhileTheClusterCannotTakeIt(t *testing.T) {
 				return err == nil && v.Document == string(second)
 			}, "the version applied once the cluster took it, the file unchanged")
 		})
+	}
+}
+
+func TestARefusedReloadLogsTheProblemsDetourCheckPrintsWithTheirLines(t *testing.T) {
+	srv := startForShop(t)
+	var logs eventstest.Logs
+	path, reload, _ := watching(t, srv.JS, []byte(shopDoc), &logs)
+	for _, c := range []struct{ name, doc, want string }{
+		{"a bad address", strings.Replace(shopDoc, `"127.0.0.1:8081"`, `"127.0.0.1"`, 1),
+			":5: apps[0].pools[0].endpoints[0].address: "},
+		{"an unreadable webhook key", shopDoc + "alerts:\n  - name: oncall\n    on: [pool_down]\n" +
+			"    webhooks: [{url: \"https://hooks.example.com/x\", secret_file: /nonexistent/hook.key}]\n",
+			":9: alerts[0].webhooks[0]: "},
+	} {
+		before := len(strings.Split(logs.String(), "\n"))
+		if err := os.WriteFile(path, []byte(c.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		reload <- struct{}{}
+		reload <- struct{}{} // returns once the file was handled
+		if v, err := config.Active(context.Background(), srv.JS); err != nil || v.Document != shopDoc {
+			t.Errorf("%s: the reload applied the file (%v)", c.name, err)
+		}
+		_, err := configfile.Check(path, []byte(c.doc))
+		if err == nil {
+			err = configfile.CheckSecrets(path, []byte(c.doc), eventstest.Config(t, c.doc))
+		}
+		var ce *config.Error
+		if !errors.As(err, &ce) {
+			t.Fatalf("%s: detour check finds %v, want problems", c.name, err)
+		}
+		var got struct {
+			Problems []string `json:"problems"`
+		}
+		var line string
+		for _, l := range strings.Split(logs.String(), "\n")[before-1:] {
+			if strings.Contains(l, "configuration file refused; nothing applied") {
+				line = l
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &got); err != nil {
+			t.Fatalf("%s: log line %q: %v", c.name, line, err)
+		}
+		if !reflect.DeepEqual(got.Problems, ce.Located()) || len(got.Problems) == 0 || !strings.HasPrefix(got.Problems[0], path+c.want) {
+			t.Errorf("%s: the reload logged problems %q; want what detour check prints, %q, the first starting %q", c.name, got.Problems, ce.Located(), path+c.want)
+		}
 	}
 }
