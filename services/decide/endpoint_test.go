@@ -163,7 +163,7 @@ func TestATransitionNamesTheResultsTheVotesAndTheThresholds(t *testing.T) {
 	want := Decision{
 		From: events.StatusUp, To: events.StatusDown, At: t0.Add(4 * time.Second), Cause: "r4c",
 		Reason:  "c: 3 consecutive failures (fall 3); 1 of 3 voting regions see it up (quorum 0.5)",
-		Results: []string{"r2c", "r3c", "r4c"},
+		Results: []string{"r2c", "r3c", "r4c"}, StreakSince: t0.Add(2 * time.Second),
 		Votes: []events.Vote{{Region: "a", Status: events.StatusUp}, {Region: "b", Status: events.StatusDown},
 			{Region: "c", Status: events.StatusDown}},
 	}
@@ -288,5 +288,29 @@ func TestOnlyRegionsWithAFreshViewVote(t *testing.T) {
 	e.Expire(at.Add(2*time.Second), p)
 	if e.Voting() != 0 {
 		t.Fatalf("after stale_after with no results: %d voting regions, want 0", e.Voting())
+	}
+}
+
+func TestAFailoverIsDatedFromTheStreakThatMadeItAndAnOverridesIsNot(t *testing.T) {
+	tests := []struct {
+		name, results string
+		want          []time.Time // StreakSince of each decision
+	}{
+		{name: "a down is dated from its streak's first failure, not the previous outage's",
+			results: "++---++---", want: []time.Time{t0, t0.Add(2 * time.Second), t0.Add(5 * time.Second), t0.Add(7 * time.Second)}},
+		{name: "a down made by clearing an override is not dated",
+			results: "+ + !up - - - !clear", want: []time.Time{t0, {}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ds := run(t, tt.results, testPolicy())
+			var got []time.Time
+			for _, d := range ds {
+				got = append(got, d.StreakSince)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("%q: StreakSince %v, want %v", tt.results, got, tt.want)
+			}
+		})
 	}
 }
