@@ -582,9 +582,9 @@ func (c *controller) watchStalls(ctx context.Context) {
 	}
 }
 
-// stallWatch is how often the controller tells l that it runs: four times within StallAfter, so
-// that a late tick is not taken for a stall.
-func stallWatch(l *Liveness) time.Duration { return max(l.StallAfter()/4, time.Millisecond) }
+// stallWatch is how often the controller tells l that it runs: four times within StallAfter (at
+// least every millisecond, see minStallAfter), so that a late tick is not taken for a stall.
+func stallWatch(l *Liveness) time.Duration { return l.StallAfter() / 4 }
 
 // awake tells the edges' liveness that the controller runs at now, and logs a stall: the time
 // it could hear nothing, not counted in any edge's silence.

@@ -80,8 +80,14 @@ func NewLiveness(c *config.Config, start time.Time) *Liveness {
 	return l
 }
 
+// minStallAfter is the least StallAfter: four times the millisecond a watcher's ticker is
+// allowed (stallWatch), so that a controller that runs on time is never taken for stalled, however
+// short the heartbeat interval.
+const minStallAfter = 4 * time.Millisecond
+
 // watch returns the edges of c, by name and in name order, each silent since start, and the
-// Tolerance of the shortest heartbeat interval among them (of 1s when there is none).
+// Tolerance of the shortest heartbeat interval among them (of 1s when there is none), at least
+// minStallAfter.
 func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, time.Duration) {
 	edges, names, shortest := map[string]*edgeLife{}, []string{}, time.Second
 	for _, e := range c.Edges {
@@ -98,7 +104,7 @@ func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, t
 		names = append(names, e.Name)
 	}
 	sort.Strings(names)
-	return edges, names, Tolerance(shortest)
+	return edges, names, max(Tolerance(shortest), minStallAfter)
 }
 
 // Reconfigure watches the edges of c from now on. Edges that stay keep what l knows of them:
@@ -151,7 +157,7 @@ func (l *Liveness) Grace(from time.Time) {
 
 // StallAfter is how long the controller may go without running (see Awake) before the gap is a
 // stall rather than scheduling jitter: the Tolerance of the shortest heartbeat interval it
-// watches, which that jitter is allowed already.
+// watches, which that jitter is allowed already, and at least 4ms.
 func (l *Liveness) StallAfter() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()

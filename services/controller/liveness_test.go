@@ -220,3 +220,37 @@ func TestAStallDoesNotShortenTheGraceAfterAReconnection(t *testing.T) {
 		t.Fatalf("just past 3.2s after the grace: %+v, want the edge down", due)
 	}
 }
+
+// TestAControllerTellingItRunsAsOftenAsItDoesIsNeverStalled: whatever the heartbeat interval, the
+// watcher's period (stallWatch, at least 1ms) fits four times in StallAfter, so a controller
+// that runs on time takes none of its own time for a stall. With heartbeats every 2ms the
+// tolerance is 400µs, and a watcher every 1ms found a stall of 600µs each time: a dead edge
+// went down 2.5 times later than configured, and the warning was logged forever.
+func TestAControllerTellingItRunsAsOftenAsItDoesIsNeverStalled(t *testing.T) {
+	for _, interval := range []string{"1ms", "2ms", "10ms", "100ms", "1s"} {
+		c, err := config.Parse("test.yaml", []byte(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]
+edges:
+  - {name: west, region: w, hostname: west.demo.test, address: 127.0.0.21, heartbeat: {interval: `+interval+`, fall: 3}}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Unix(1700000000, 0)
+		l := NewLiveness(c, start)
+		every := stallWatch(l)
+		l.Awake(start)
+		for i := 1; i <= 8; i++ {
+			// Each tick up to a period late, as a ticker's may be.
+			if deaf := l.Awake(start.Add(time.Duration(i) * 2 * every)); deaf != 0 {
+				t.Errorf("interval %s: told every %s (twice the watcher's period), Awake counts %s as a stall; StallAfter %s",
+					interval, 2*every, deaf, l.StallAfter())
+				break
+			}
+		}
+	}
+}
