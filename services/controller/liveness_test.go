@@ -51,14 +51,8 @@ func TestLiveness(t *testing.T) {
 				if s == 'h' {
 					l.Heartbeat("west", "hb", now)
 				}
-				for _, c := range l.Due(now) {
-					if c.From != status {
-						t.Fatalf("step %d: change from %q, but STATE holds %q", i, c.From, status)
-					}
-					status = c.To
-					l.Recorded("west", status)
-				}
-				got.WriteByte(map[events.Status]byte{events.StatusUnknown: '?', events.StatusUp: 'U', events.StatusDown: 'D'}[status])
+				status = appendDue(t, l, now, status)
+				got.WriteByte(statusLetter[status])
 			}
 			if got.String() != tt.want {
 				t.Errorf("statuses %s, want %s", got.String(), tt.want)
@@ -140,7 +134,7 @@ edges:
 					status, reason = ch.To, ch.Reason
 					l.Recorded("west", status)
 				}
-				got.WriteByte(map[events.Status]byte{events.StatusUnknown: '?', events.StatusUp: 'U', events.StatusDown: 'D'}[status])
+				got.WriteByte(statusLetter[status])
 			}
 			if got.String() != tt.want {
 				t.Errorf("statuses %s, want %s", got.String(), tt.want)
@@ -189,12 +183,9 @@ func TestLivenessCountsOnlyTheTimeTheControllerRan(t *testing.T) {
 					if s == 'h' {
 						l.Heartbeat("west", "hb", now)
 					}
-					for _, c := range l.Due(now) {
-						status = c.To
-						l.Recorded("west", status)
-					}
+					status = appendDue(t, l, now, status)
 				}
-				got.WriteByte(map[events.Status]byte{events.StatusUnknown: '?', events.StatusUp: 'U', events.StatusDown: 'D'}[status])
+				got.WriteByte(statusLetter[status])
 			}
 			if got.String() != tt.want {
 				t.Errorf("statuses %s\nwant     %s", got.String(), tt.want)
@@ -253,4 +244,22 @@ edges:
 			}
 		}
 	}
+}
+
+// statusLetter is a status as the timelines of these tests write it.
+var statusLetter = map[events.Status]byte{events.StatusUnknown: '?', events.StatusUp: 'U', events.StatusDown: 'D'}
+
+// appendDue does what the shell does with the changes l calls for at now: each is appended to
+// STATE, which holds status, and told back to l. It returns the status STATE then holds; a change
+// from another status than STATE's fails t.
+func appendDue(t *testing.T, l *Liveness, now time.Time, status events.Status) events.Status {
+	t.Helper()
+	for _, c := range l.Due(now) {
+		if c.From != status {
+			t.Fatalf("at %s: change from %q, but STATE holds %q", now.Format("15:04:05.000"), c.From, status)
+		}
+		status = c.To
+		l.Recorded("west", status)
+	}
+	return status
 }

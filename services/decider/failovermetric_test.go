@@ -34,11 +34,13 @@ func withMetrics(m *metrics.Metrics) func(*decider.Options) {
 	return func(o *decider.Options) { o.Metrics = m }
 }
 
-func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
+// failedOverByProbes starts a decider with metrics, and a prober in eu that brings w1 up with two
+// passing results and takes it down with three failing ones.
+func failedOverByProbes(t *testing.T) (*eventstest.Server, *metrics.Metrics, *prober) {
+	t.Helper()
 	srv := eventstest.Start(t)
 	m := metrics.New()
 	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
-	ctx := context.Background()
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	p.send("shop", "west", "w1", true)
 	p.send("shop", "west", "w1", true)
@@ -47,6 +49,12 @@ func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
 		p.send("shop", "west", "w1", false)
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	return srv, m, p
+}
+
+func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
+	srv, m, p := failedOverByProbes(t)
+	ctx := context.Background()
 	if n, _ := failovers(t, m); n != 1 {
 		t.Fatalf("after the probes took w1 down, detour_failover_seconds has %d observations, want 1", n)
 	}
@@ -72,17 +80,7 @@ func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
 }
 
 func TestAFailoverIsTimedFromTheStreakThatTookTheEndpointDownNotAnEarlierOne(t *testing.T) {
-	srv := eventstest.Start(t)
-	m := metrics.New()
-	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", true)
-	p.send("shop", "west", "w1", true)
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
-	for range 3 {
-		p.send("shop", "west", "w1", false)
-	}
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	srv, m, p := failedOverByProbes(t)
 	_, first := failovers(t, m)
 
 	// The endpoint stays down a while, recovers, and fails again at once: no result passed
