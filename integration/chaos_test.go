@@ -320,11 +320,14 @@ func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
 // bucket — together with a backend, while the node stays down. The DNS answer moves within
 // interval × fall + 2 s; when the killed node led STATE, no transition can be stored until the
 // others elect a leader (nats-server's election timeout, 4 to 9 s, is not configurable), so the
-// answer then moves within 2 s of STATE having a leader again. Edge-west applies shop-edge's
-// route of the failover within 2 s of the transition being stored (of ROUTES having a leader
-// again, when the killed node led ROUTES), and each route, or a later one of the app, within 2 s
-// of its being stored. With the node still down, the backend's return moves both back within interval × rise + 2 s. Each kill prints
-// where the time went.
+// answer then moves within 2 s of STATE's leader taking writes again (an elected leader takes
+// them only once it applied the previous term's entries, up to 0.94 s after /jsz named it in
+// six runs here; a first leader may also give way to a second election's). Edge-west applies
+// shop-edge's route of the failover within 2 s of the transition being stored (of ROUTES'
+// leader taking writes, when the killed node led ROUTES), and each route, or a later one of
+// the app, within 2 s of its being stored. With the node still down, the backend's return
+// moves both back within interval × rise + 2 s. Each kill prints where the time went, and
+// every leader the surviving nodes named for each group the killed node led.
 func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 	c := newEdgeCluster(t)
 	bound := checkInterval*checkFall + 2*time.Second
@@ -392,21 +395,21 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 		// within 2 s of being stored; the routes stored so far are read again until each is.
 		tables = c.convergedRoutes(c.operator(alive[0]), "edge-west", "shop-edge", killed)
 		eventually(t, 30*time.Second, func() bool { return len(el.seen()) == len(groups) }, "every JetStream group has a leader with %s down", node)
-		again := el.end()
+		leaders := el.end()
 		stop()
 
 		allowed, why2 := bound, "interval × fall + 2 s"
 		if slices.Contains(led, "STATE") {
-			allowed, why2 = max(bound, again["STATE"]+2*time.Second), "STATE's election + 2 s"
+			allowed, why2 = max(bound, leaders.by("STATE", moved)+2*time.Second), "STATE's leader taking writes + 2 s"
 		}
 		routesFrom := down.Stored.Sub(killed)
 		if slices.Contains(led, "ROUTES") {
-			routesFrom = max(routesFrom, again["ROUTES"])
+			routesFrom = max(routesFrom, leaders.by("ROUTES", failover.applied))
 		}
 		t.Logf("suite 2: kill %d: %s (%s), leading or hosting %v", round+1, node, why, led)
 		for _, g := range groups {
 			if slices.Contains(led, g) {
-				t.Logf("suite 2:   %s had a leader again after %s", g, ms(again[g]))
+				t.Logf("suite 2:   %s's leaders after the kill: %s", g, leaders.list(g))
 			}
 		}
 		for _, region := range []string{"us-west", "us-east"} {

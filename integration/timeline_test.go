@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -24,35 +23,51 @@ import (
 // "consumer <stream> <name>" to the node hosting that consumer.
 type placement map[string][]string
 
-// jsz is the part of a node's /jsz that says who leads what.
+// jsz is the part of a node's /jsz that says who leads what. A group's leader reports since
+// when it leads: once elected, a leader takes writes only after applying what the previous
+// term committed (nats-server's raft "leader state"), and leader_since is set then.
 type jsz struct {
 	Meta struct {
 		Leader string `json:"leader"`
 	} `json:"meta_cluster"`
 	Accounts []struct {
 		Streams []struct {
-			Name    string `json:"name"`
-			Cluster struct {
-				Leader string `json:"leader"`
-			} `json:"cluster"`
+			Name      string    `json:"name"`
+			Cluster   jszLeader `json:"cluster"`
 			Consumers []struct {
-				Name    string `json:"name"`
-				Cluster struct {
-					Leader string `json:"leader"`
-				} `json:"cluster"`
+				Name    string    `json:"name"`
+				Cluster jszLeader `json:"cluster"`
 			} `json:"consumer_detail"`
 		} `json:"stream_detail"`
 	} `json:"account_details"`
 }
 
+type jszLeader struct {
+	Leader      string     `json:"leader"`
+	LeaderSince *time.Time `json:"leader_since"`
+}
+
 // where asks each named node's monitoring endpoint who leads what; a node that does not answer
 // is left out.
 func (c *cluster) where(nodes ...string) placement {
-	p := placement{}
+	p, _ := c.leaders(nodes...)
+	return p
+}
+
+// leaders is where, with since when each stream's and consumer's leader takes writes, as that
+// leader reports it (absent while the leader it names has not reported it).
+func (c *cluster) leaders(nodes ...string) (placement, map[string]time.Time) {
+	p, since := placement{}, map[string]time.Time{}
 	add := func(k, v string) {
 		if v != "" && !slices.Contains(p[k], v) {
 			p[k] = append(p[k], v)
 			slices.Sort(p[k])
+		}
+	}
+	addGroup := func(k, node string, l jszLeader) {
+		add(k, l.Leader)
+		if l.Leader == node && l.LeaderSince != nil {
+			since[k] = *l.LeaderSince
 		}
 	}
 	hc := http.Client{Timeout: time.Second}
@@ -74,14 +89,14 @@ func (c *cluster) where(nodes ...string) placement {
 		add("meta", z.Meta.Leader)
 		for _, a := range z.Accounts {
 			for _, s := range a.Streams {
-				add(s.Name, s.Cluster.Leader)
+				addGroup(s.Name, n, s.Cluster)
 				for _, cons := range s.Consumers {
-					add("consumer "+s.Name+" "+cons.Name, cons.Cluster.Leader)
+					addGroup("consumer "+s.Name+" "+cons.Name, n, cons.Cluster)
 				}
 			}
 		}
 	}
-	return p
+	return p, since
 }
 
 // leader is the one node p names for key, or "" while the live nodes disagree or know none.
@@ -92,29 +107,46 @@ func (p placement) leader(key string) string {
 	return ""
 }
 
-// elections records when each Raft group led by a killed node has a leader again, as the
-// surviving nodes report it.
+// elections records, for each Raft group, each leader the surviving nodes name after a kill,
+// when it was first named and when it began to take writes: a group led by the killed node may
+// elect one leader that soon gives way to another (a second election, the surviving nodes'
+// terms racing), and an elected leader takes writes only once it applied the previous term's.
 type elections struct {
-	mu   sync.Mutex
-	at   map[string]time.Duration
-	stop chan struct{}
-	done chan struct{}
+	mu      sync.Mutex
+	leaders electionLog
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// leaderSeen is a group's leader, when after the kill the surviving nodes first named it, and
+// when it began to take writes (writable; known once the leader reported it).
+type leaderSeen struct {
+	node     string
+	at       time.Duration
+	writable time.Duration
+	known    bool
 }
 
 // watchElections polls the surviving nodes every 100 ms, from the kill at killed, until stop.
 func (c *cluster) watchElections(killed time.Time, dead string, groups []string, alive ...string) *elections {
-	e := &elections{at: map[string]time.Duration{}, stop: make(chan struct{}), done: make(chan struct{})}
+	e := &elections{leaders: electionLog{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			p := c.where(alive...)
+			p, since := c.leaders(alive...)
 			e.mu.Lock()
 			for _, g := range groups {
-				if l := p.leader(g); l != "" && l != dead {
-					if _, ok := e.at[g]; !ok {
-						e.at[g] = time.Since(killed)
+				// A poll that no node answered names no leader: it is not counted as a change.
+				seen := e.leaders[g]
+				if l := p.leader(g); l != "" && l != dead && (len(seen) == 0 || seen[len(seen)-1].node != l) {
+					seen = append(seen, leaderSeen{node: l, at: time.Since(killed)})
+					e.leaders[g] = seen
+				}
+				if len(seen) > 0 && !seen[len(seen)-1].known && p.leader(g) == seen[len(seen)-1].node {
+					if at, ok := since[g]; ok {
+						seen[len(seen)-1].writable, seen[len(seen)-1].known = at.Sub(killed), true
 					}
 				}
 			}
@@ -129,20 +161,61 @@ func (c *cluster) watchElections(killed time.Time, dead string, groups []string,
 	return e
 }
 
-// seen is when each group had a leader again so far.
+// seen is when each group had a leader again so far (its first since the kill).
 func (e *elections) seen() map[string]time.Duration {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return maps.Clone(e.at)
+	at := map[string]time.Duration{}
+	for g, seen := range e.leaders {
+		at[g] = seen[0].at
+	}
+	return at
 }
 
-// end stops the polling and returns when each group had a leader again, after the kill.
-func (e *elections) end() map[string]time.Duration {
+// end stops the polling and returns each group's leaders in the order seen.
+func (e *elections) end() electionLog {
 	close(e.stop)
 	<-e.done
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.at
+	return e.leaders
+}
+
+// electionLog is each group's leaders since a kill, in the order seen.
+type electionLog map[string][]leaderSeen
+
+// by is since when group g's leader at t (after the kill) took writes: that of the last leader
+// named by then, or of the first one when none was; when the leader did not report it, since
+// it was first named.
+func (l electionLog) by(g string, t time.Duration) time.Duration {
+	seen := l[g]
+	if len(seen) == 0 {
+		return 0
+	}
+	x := seen[0]
+	for _, s := range seen {
+		if s.at <= t {
+			x = s
+		}
+	}
+	if x.known {
+		return x.writable
+	}
+	return x.at
+}
+
+// list names g's leaders, when each was first named and, where it reported it (a stream's or
+// consumer's leader; the meta leader does not), since when it takes writes.
+func (l electionLog) list(g string) string {
+	var s []string
+	for _, x := range l[g] {
+		line := fmt.Sprintf("%s named at %s", x.node, ms(x.at))
+		if x.known {
+			line += ", takes writes from " + ms(x.writable)
+		}
+		s = append(s, line)
+	}
+	return strings.Join(s, "; ")
 }
 
 // wire records, on a core NATS subscription of the operator, when each message on Detour's
@@ -283,6 +356,7 @@ type logLine struct {
 	Subject  string    `json:"subject"`
 	StateSeq uint64    `json:"state_seq"`
 	App      string    `json:"app"`
+	Error    string    `json:"error"`
 }
 
 // logged is what role name logged from from on.
@@ -319,7 +393,11 @@ func (c *cluster) roleLog(name string, from time.Time) []string {
 			"append pool transition failed, retrying", "zone changed", "route applied", "route not published",
 			"PROBES did not deliver a result in time; folding results as heard on the wire",
 			"PROBES delivers again; results are folded as it delivers them":
-			out = append(out, fmt.Sprintf("%+.3fs %s %s%s", l.Time.Sub(from).Seconds(), l.Message, l.Stream, l.Subject))
+			line := fmt.Sprintf("%+.3fs %s %s%s", l.Time.Sub(from).Seconds(), l.Message, l.Stream, l.Subject)
+			if l.Error != "" {
+				line += " (" + l.Error + ")"
+			}
+			out = append(out, line)
 		}
 	}
 	return out
