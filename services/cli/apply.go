@@ -56,6 +56,9 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	for _, w := range configfile.Warnings(path, doc, parsed) {
+		fmt.Fprintln(stderr, w)
+	}
 	for _, field := range parsed.InlineSecrets() {
 		fmt.Fprintf(stderr, "detour apply: warning: %s is stored in CONFIG, where every role may read it: use secret_file or secret_env\n", field)
 	}

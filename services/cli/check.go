@@ -32,9 +32,8 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: valid: %s, %s, %s\n", path, count(len(c.Zones), "zone"), count(len(c.Apps), "app"), count(len(c.Edges), "edge"))
-	w := config.Locate(path, doc, c.Warnings())
-	for i, p := range w.Problems {
-		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", path, w.Lines[i], p)
+	for _, w := range configfile.Warnings(path, doc, c) {
+		fmt.Fprintln(stderr, w)
 	}
 	return nil
 }

@@ -41,3 +41,27 @@ apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address
 		t.Errorf("exit status %d, stderr:\n%s\nwant 0 and the warning, without the secret", code, stderr)
 	}
 }
+
+func TestApplyWarnsAsDetourCheckDoesAboutWhatCannotWorkAsMeant(t *testing.T) {
+	srv := eventstest.Start(t)
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	doc := `zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - name: west
+        endpoints: [{address: "127.0.0.1:18101"}]
+      - name: east
+        endpoints: [{address: "127.0.0.1:18102"}, {address: "127.0.0.2:18102"}]
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, checkErr := run("check", path)
+	code, _, stderr := run("apply", path, "--nats", srv.URL)
+	want := path + `:8: warning: apps[0].pools[1]: shares 127.0.0.1 with pool "west"`
+	if code != 0 || !strings.HasPrefix(checkErr, want) || !strings.Contains(stderr, checkErr) {
+		t.Errorf("detour apply: exit status %d, stderr:\n%s\nwant 0 and what detour check prints:\n%s", code, stderr, checkErr)
+	}
+}

@@ -71,14 +71,14 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := configfile.CheckSecrets(o.ConfigPath, doc, cfg); err != nil {
 			return err
 		}
-		warnings = cfg.Warnings()
+		warnings = configfile.Warnings(o.ConfigPath, doc, cfg)
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err
 	}
 	for _, w := range warnings {
-		log.Warn().Str("config", o.ConfigPath).Str("problem", w).Msg("configuration valid but probably not meant")
+		log.Warn().Str("problem", w).Msg("configuration valid but probably not meant")
 	}
 	o.Out, o.Log = stdout, log
 	hup := make(chan os.Signal, 1)

@@ -29,6 +29,22 @@ func Check(name string, doc []byte) (*config.Config, error) {
 	return c, nil
 }
 
+// Warnings lists what c says that is valid but cannot work as meant (config.Config.Warnings), as
+// detour check prints it: FILE:LINE: warning: path: what is wrong, without the line where it is
+// not known. Every command that takes a document warns with these lines.
+func Warnings(name string, doc []byte, c *config.Config) []string {
+	w := config.Locate(name, doc, c.Warnings())
+	out := make([]string, len(w.Problems))
+	for i, p := range w.Problems {
+		if w.Lines[i] > 0 {
+			out[i] = fmt.Sprintf("%s:%d: warning: %s", name, w.Lines[i], p)
+		} else {
+			out[i] = fmt.Sprintf("%s: warning: %s", name, p)
+		}
+	}
+	return out
+}
+
 // CheckSecrets reads every secret c names in a file or a variable (TSIG keys, webhook keys), as
 // detour up and the roles that use them do when they start, and reports those that cannot be
 // read as a *config.Error located in doc.

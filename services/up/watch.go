@@ -162,6 +162,9 @@ func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []b
 		return 0, err
 	}
 	log.Info().Uint64("version", v.Number).Msg("configuration file applied")
+	for _, w := range configfile.Warnings(path, doc, cfg) {
+		log.Warn().Str("problem", w).Msg("configuration valid but probably not meant")
+	}
 	if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), log); err != nil {
 		log.Warn().Err(err).Msg("probe results stream bounds not read")
 	}

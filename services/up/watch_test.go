@@ -329,3 +329,42 @@ func TestARefusedReloadLogsTheProblemsDetourCheckPrintsWithTheirLines(t *testing
 		}
 	}
 }
+
+func TestAReloadOfAFileDetourCheckWarnsAboutAppliesItAndLogsTheWarningAsCheckPrintsIt(t *testing.T) {
+	srv := startForShop(t)
+	var logs eventstest.Logs
+	path, reload, _ := watching(t, srv.JS, []byte(shopDoc), &logs)
+	// Two failover pools on one IP: valid, but a failover between them changes no answer.
+	doc := shopDoc + "      - name: backup\n        endpoints: [{address: \"127.0.0.1:8082\"}, {address: \"127.0.0.2:8082\"}]\n"
+	doc = strings.Replace(doc, "    pools: [{name: main, endpoints: [{address: \"127.0.0.1:8081\"}]}]\n",
+		"    pools:\n      - name: main\n        endpoints: [{address: \"127.0.0.1:8081\"}]\n", 1)
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	reload <- struct{}{} // returns once the file was handled
+	if v, err := config.Active(context.Background(), srv.JS); err != nil || v.Document != doc {
+		t.Fatalf("the reload did not apply the file (%v)", err)
+	}
+	want := configfile.Warnings(path, []byte(doc), eventstest.Config(t, doc))
+	if len(want) != 1 || !strings.HasPrefix(want[0], path+":8: warning: apps[0].pools[1]: shares 127.0.0.1 with pool \"main\"") {
+		t.Fatalf("detour check warns %q; want one warning at line 8 about the shared IP", want)
+	}
+	var got []string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		var line struct {
+			Level   string `json:"level"`
+			Problem string `json:"problem"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal([]byte(l), &line) == nil && line.Message == "configuration valid but probably not meant" {
+			if line.Level != "warn" {
+				t.Errorf("logged at level %q, want warn: %s", line.Level, l)
+			}
+			got = append(got, line.Problem)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the reload logged warnings %q; want what detour check prints, %q\nlogs:\n%s", got, want, logs.String())
+	}
+}
