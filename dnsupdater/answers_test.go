@@ -123,6 +123,11 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 	signed.SetTsig("nobody.", dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
 	unknownOpcode := newQuery("mx.demo.test.", dns.TypeA)
 	unknownOpcode.Opcode, unknownOpcode.CheckingDisabled = 3, true
+	update := newQuery("demo.test.", dns.TypeSOA)
+	update.Opcode, update.CheckingDisabled = dns.OpcodeUpdate, true
+	signedNotify := newQuery("demo.test.", dns.TypeSOA)
+	signedNotify.Opcode = dns.OpcodeNotify
+	signedNotify.SetTsig("nobody.", dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
 	tests := []struct {
 		name string
 		req  *dns.Msg
@@ -167,6 +172,10 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 			want: "NOTAUTH rd\nar: TSIG nobody. error BADKEY mac \"\""},
 		{name: "an unknown opcode is NOTIMP without RD or CD", req: unknownOpcode,
 			want: "NOTIMP"},
+		{name: "an UPDATE is REFUSED without RD or CD (RFC 2136 §2.2: zero in an UPDATE)", req: update,
+			want: "REFUSED"},
+		{name: "a signed NOTIFY is NOTAUTH with a BADKEY TSIG, as a signed query (RFC 8945 §5.2)", req: signedNotify,
+			want: "NOTAUTH\nar: TSIG nobody. error BADKEY mac \"\""},
 		{name: "NSID asked for is answered with the server identity (RFC 5001)",
 			req:  withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}),
 			want: "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.25\nar: OPT NSID \"dns-1.example\""},

@@ -168,15 +168,20 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 			rd = rd[4+l:]
 		}
 	}
+	if req.Opcode != dns.OpcodeQuery {
+		q.flags &^= 0x0110 // RD and CD belong to QUERY: other opcodes get neither back
+	}
 	switch {
+	case req.Opcode != dns.OpcodeQuery && req.IsTsig() != nil && !breaksFormat(p, req):
+		// A signed UPDATE or NOTIFY is checked as a signed query is (RFC 8945 §5.2), before
+		// its opcode is looked at: Detour holds no keys, so the key is unknown.
+		return badKey(w.out, req, canonical, q, tcp)
 	case req.Opcode == dns.OpcodeUpdate:
 		return reply(dns.RcodeRefused, canonical)
 	case req.Opcode != dns.OpcodeQuery:
-		// RD and CD belong to QUERY: an opcode Detour does not know gets neither back.
-		q.flags &^= 0x0110
 		return reply(dns.RcodeNotImplemented, canonical)
 	case len(req.Question) != 1 || canonical == nil || len(req.Answer) > 0 || breaksFormat(p, req) ||
-		(canonical.Qtype == dns.TypeIXFR && !clientSOA(req, canonical.Name)) || (len(req.Ns) > 0 && canonical.Qtype != dns.TypeIXFR):
+		(canonical.Qtype == dns.TypeIXFR && !clientSOA(p, req, canonical.Name)) || (len(req.Ns) > 0 && canonical.Qtype != dns.TypeIXFR):
 		return reply(dns.RcodeFormatError, canonical)
 	case req.IsTsig() != nil:
 		// Detour holds no keys for queries: a signed query is not authorised.
@@ -262,14 +267,42 @@ func breaksFormat(p []byte, req *dns.Msg) bool {
 	return false
 }
 
-// clientSOA reports whether the authority section of req, an IXFR of zone name, is the
-// client's SOA of that zone and nothing else (RFC 1995 §3).
-func clientSOA(req *dns.Msg, name string) bool {
+// clientSOA reports whether the authority section of req, an IXFR of zone name decoded from p,
+// is the client's SOA of that zone and nothing else (RFC 1995 §3), sent whole: the decoder
+// reads an SOA cut short as one whose missing numbers are zero, and serial 0 would then be
+// taken for the client's.
+func clientSOA(p []byte, req *dns.Msg, name string) bool {
 	if len(req.Ns) != 1 {
 		return false
 	}
 	soa, ok := req.Ns[0].(*dns.SOA)
-	return ok && soa.Hdr.Class == dns.ClassINET && strings.EqualFold(soa.Hdr.Name, name)
+	return ok && soa.Hdr.Class == dns.ClassINET && strings.EqualFold(soa.Hdr.Name, name) && wholeSOA(p)
+}
+
+// wholeSOA reports whether the first record of p's authority section, an SOA, holds its two
+// names and its five 32-bit numbers and nothing more.
+func wholeSOA(p []byte) bool {
+	if len(p) < headerLen || binary.BigEndian.Uint16(p[6:]) != 0 {
+		return false
+	}
+	off := headerLen
+	for range binary.BigEndian.Uint16(p[4:]) {
+		if off = skipName(p, off); off < 0 || off+4 > len(p) {
+			return false
+		}
+		off += 4
+	}
+	if off = skipName(p, off); off < 0 || off+10 > len(p) {
+		return false
+	}
+	end := off + 10 + int(binary.BigEndian.Uint16(p[off+8:]))
+	rdata := off + 10
+	for range 2 {
+		if rdata = skipName(p, rdata); rdata < 0 || rdata > end {
+			return false
+		}
+	}
+	return rdata+20 == end && end <= len(p)
 }
 
 // plainTransfer reports whether req, decoded from p, is an AXFR or IXFR that the reference
@@ -288,7 +321,7 @@ func plainTransfer(p []byte, req *dns.Msg) bool {
 			return false
 		}
 	case dns.TypeIXFR:
-		if !clientSOA(req, q.Name) {
+		if !clientSOA(p, req, q.Name) {
 			return false
 		}
 	default:
@@ -345,6 +378,9 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) (msgs []*dns.Msg, incre
 		m.SetReply(req)
 		m.Authoritative = true
 		m.Compress = true
+		if opt := req.IsEdns0(); opt != nil {
+			m.SetEdns0(maxUDPSize, opt.Do()) // RFC 6891 §7: an EDNS query gets an OPT record back
+		}
 		size := 0
 		for len(rrs) > 0 && (len(m.Answer) == 0 || size+dns.Len(rrs[0]) < 16000) {
 			size += dns.Len(rrs[0])

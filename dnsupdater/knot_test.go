@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"slices"
@@ -311,6 +312,16 @@ func TestDetourRejectsMalformedQueriesAsKnotDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The client's SOA cut after its two names, its length saying so: no serial.
+	cutSOA := pack(transfer(dns.TypeIXFR, soa("conf.test.")))
+	rdlength := len(cutSOA) - 20 - 2 - len("ns1.conf.test.") - 1 - len("hostmaster.conf.test.") - 1
+	binary.BigEndian.PutUint16(cutSOA[rdlength:], binary.BigEndian.Uint16(cutSOA[rdlength:])-20)
+	cutSOA = cutSOA[:len(cutSOA)-20]
+	opcode := func(op int) *dns.Msg {
+		m := newQuery("conf.test.", dns.TypeSOA)
+		m.Opcode = op
+		return m
+	}
 	cases := []struct {
 		name string
 		p    []byte
@@ -329,6 +340,9 @@ func TestDetourRejectsMalformedQueriesAsKnotDoes(t *testing.T) {
 		{name: "an IXFR without the client's SOA", p: pack(transfer(dns.TypeIXFR))},
 		{name: "an IXFR whose SOA is another zone's", p: pack(transfer(dns.TypeIXFR, soa("example.com.")))},
 		{name: "an IXFR with an A record for its SOA", p: pack(transfer(dns.TypeIXFR, a))},
+		{name: "an IXFR whose SOA is cut after its names", p: cutSOA},
+		{name: "a NOTIFY signed with an unknown key", p: pack(signed(opcode(dns.OpcodeNotify)))},
+		{name: "an UPDATE signed with an unknown key", p: pack(signed(opcode(dns.OpcodeUpdate)))},
 	}
 	ask := func(server, network string, p []byte) string {
 		nc, err := net.DialTimeout(network, server, 2*time.Second)
@@ -349,7 +363,11 @@ func TestDetourRejectsMalformedQueriesAsKnotDoes(t *testing.T) {
 		if err := r.Unpack(b); err != nil {
 			return "unparsable reply"
 		}
-		return fmt.Sprintf("%s, %d answer records", dns.RcodeToString[r.Rcode], len(r.Answer))
+		signed := ""
+		if sig := r.IsTsig(); sig != nil {
+			signed = ", TSIG " + dns.RcodeToString[int(sig.Error)]
+		}
+		return fmt.Sprintf("%s, %d answer records%s", dns.RcodeToString[r.Rcode], len(r.Answer), signed)
 	}
 	for _, tc := range cases {
 		for _, network := range []string{"udp", "tcp"} {
@@ -369,4 +387,64 @@ func sumValues(m map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+// TestAZoneTransferToAnEDNSQueryCarriesOPTAsKnotsDoes: RFC 6891 §7 has a responder put an OPT
+// record in its reply to a query that had one; Detour's AXFR and IXFR replies carried none.
+// Knot's first message has one; every message of Detour's must.
+func TestAZoneTransferToAnEDNSQueryCarriesOPTAsKnotsDoes(t *testing.T) {
+	detour, knot, _ := differentialPeers(t)
+	soa, err := dns.NewRR("conf.test. 0 IN SOA ns1.conf.test. hostmaster.conf.test. 1 3600 600 604800 5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// messages returns the messages of server's reply to m, up to the one that ends the
+	// transfer (the second SOA).
+	messages := func(server string, m *dns.Msg) []*dns.Msg {
+		nc, err := net.DialTimeout("tcp", server, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		c := &dns.Conn{Conn: nc}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		var out []*dns.Msg
+		for soas := 0; soas < 2; {
+			r, err := c.ReadMsg()
+			if err != nil {
+				t.Fatalf("%s from %s: after %d messages: %v", dns.TypeToString[m.Question[0].Qtype], server, len(out), err)
+			}
+			out = append(out, r)
+			for _, rr := range r.Answer {
+				if rr.Header().Rrtype == dns.TypeSOA {
+					soas++
+				}
+			}
+			if r.Rcode != dns.RcodeSuccess {
+				break
+			}
+		}
+		return out
+	}
+	for _, qtype := range []uint16{dns.TypeAXFR, dns.TypeIXFR} {
+		m := withEDNS(newQuery("conf.test.", qtype), 1232)
+		if qtype == dns.TypeIXFR {
+			m.Ns = []dns.RR{soa} // serial 1: older than either server keeps, so the whole zone
+		}
+		name := dns.TypeToString[qtype]
+		k := messages(knot, m)
+		if k[0].Rcode != dns.RcodeSuccess || k[0].IsEdns0() == nil {
+			t.Fatalf("%s: Knot's first message: %s, OPT %v; the comparison needs a transfer with OPT", name, dns.RcodeToString[k[0].Rcode], k[0].IsEdns0() != nil)
+		}
+		d := messages(detour, m)
+		for i, r := range d {
+			if r.Rcode != dns.RcodeSuccess || r.IsEdns0() == nil {
+				t.Errorf("%s: Detour's message %d of %d: %s, OPT %v; want NOERROR and an OPT record, as Knot's first message has",
+					name, i+1, len(d), dns.RcodeToString[r.Rcode], r.IsEdns0() != nil)
+			}
+		}
+	}
 }
