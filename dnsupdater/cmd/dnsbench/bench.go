@@ -506,7 +506,8 @@ func reportHealth(out io.Writer, o options, rounds [][]result) {
 // reportLoad prints the latency run: every server at one load, each round and the median of
 // the rounds, and Detour's median p99 against the lowest median p99 of the peers.
 func reportLoad(out io.Writer, o options, rounds [][]result) {
-	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server, %d rounds (each starting one server later)%s\n\n", o.load, o.clients, o.outstanding, o.duration, max(o.rounds, 1), pinNote())
+	fmt.Fprintf(out, "at one load for every server: dnsperf -Q %.0f -c %d -q %d, %s per server, %d rounds (each starting one server later)%s\n", o.load, o.clients, o.outstanding, o.duration, max(o.rounds, 1), pinNote())
+	fmt.Fprintf(out, "%s\n\n", idleNote("/"))
 	meds := medians(rounds)
 	writeTable(out, o, meds)
 	fmt.Fprintln(out)

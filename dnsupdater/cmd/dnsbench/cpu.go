@@ -101,3 +101,29 @@ func parseSteal(b []byte) (time.Duration, bool) {
 	}
 	return time.Duration(n) * clockTick, true
 }
+
+// idleNote says how this machine's idle CPUs wait, read from sysfs under root ("/" on a real
+// machine): the cpuidle driver and, for the haltpoll driver of a virtual machine, how long an
+// idle vCPU polls before it halts to the host. Waking a halted vCPU is a trip through the host,
+// which adds to every server's tail at a low load, so the latency report names it.
+func idleNote(root string) string {
+	read := func(path string) string {
+		b, err := os.ReadFile(root + path)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	switch driver := read("sys/devices/system/cpu/cpuidle/current_driver"); driver {
+	case "", "none":
+		return "idle CPUs: no cpuidle driver"
+	case "haltpoll":
+		ns := read("sys/module/haltpoll/parameters/guest_halt_poll_ns")
+		if ns == "0" {
+			return "idle CPUs: cpuidle haltpoll, guest_halt_poll_ns 0 (an idle vCPU halts to the host at once)"
+		}
+		return "idle CPUs: cpuidle haltpoll, guest_halt_poll_ns " + ns
+	default:
+		return "idle CPUs: cpuidle " + driver
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +80,35 @@ func TestAKernelThatDoesNotReportStealShowsADash(t *testing.T) {
 	}
 	if w := stealWarning([][]result{rs}); w != "" {
 		t.Errorf("unknown steal warns: %s", w)
+	}
+}
+
+func TestTheLatencyReportSaysHowIdleCPUsWait(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"a virtual machine whose idle vCPUs halt at once",
+			map[string]string{"sys/devices/system/cpu/cpuidle/current_driver": "haltpoll\n", "sys/module/haltpoll/parameters/guest_halt_poll_ns": "0\n"},
+			"idle CPUs: cpuidle haltpoll, guest_halt_poll_ns 0 (an idle vCPU halts to the host at once)"},
+		{"a virtual machine whose idle vCPUs poll first",
+			map[string]string{"sys/devices/system/cpu/cpuidle/current_driver": "haltpoll\n", "sys/module/haltpoll/parameters/guest_halt_poll_ns": "200000\n"},
+			"idle CPUs: cpuidle haltpoll, guest_halt_poll_ns 200000"},
+		{"a real machine", map[string]string{"sys/devices/system/cpu/cpuidle/current_driver": "intel_idle\n"}, "idle CPUs: cpuidle intel_idle"},
+		{"a kernel without cpuidle", nil, "idle CPUs: no cpuidle driver"},
+	} {
+		root := t.TempDir() + "/"
+		for path, content := range tc.files {
+			if err := os.MkdirAll(filepath.Dir(root+path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(root+path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := idleNote(root); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
