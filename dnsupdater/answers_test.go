@@ -253,6 +253,179 @@ zones:
 	}
 }
 
+// appsConfig has an app of every policy that answers clients differently, CNAMEs to each (one
+// through another CNAME), and MX and SRV records whose targets are apps.
+const appsConfig = `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "togeo IN CNAME geo"
+      - "viageo IN CNAME togeo"
+      - "toweighted IN CNAME weighted"
+      - "torr IN CNAME rr"
+      - "toshop IN CNAME shop"
+      - "mail IN MX 10 shop"
+      - "mail IN MX 20 geo"
+      - "_http._tcp IN SRV 0 0 80 rr"
+      - "_http._tcp IN SRV 1 0 80 shop"
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    ttl: 5
+    pools:
+      - {name: p1, endpoints: [{address: "127.0.0.11:80"}, {address: "[2001:db8::11]:80"}]}
+  - name: geo
+    fqdn: geo.demo.test
+    ttl: 30
+    policy: source
+    sources: [{cidrs: ["10.1.0.0/16"], pools: [west]}]
+    default_pools: [east]
+    pools:
+      - {name: west, endpoints: [{address: "10.0.0.1:80"}]}
+      - {name: east, endpoints: [{address: "10.0.1.1:80"}]}
+  - name: weighted
+    fqdn: weighted.demo.test
+    ttl: 30
+    policy: weighted
+    max_answers: 1
+    pools:
+      - {name: a, weight: 1, endpoints: [{address: "10.0.2.1:80"}, {address: "10.0.2.2:80"}, {address: "10.0.2.3:80"}]}
+  - name: rr
+    fqdn: rr.demo.test
+    ttl: 30
+    policy: round_robin
+    max_answers: 1
+    pools:
+      - {name: a, endpoints: [{address: "10.0.3.1:80"}, {address: "10.0.3.2:80"}, {address: "10.0.3.3:80"}]}
+`
+
+func TestACNAMEToAnAppGivesTheAppsAnswerForThisClient(t *testing.T) {
+	tab := answersTable(t, appsConfig)
+	west, elsewhere := netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("192.0.2.99")
+	tests := []struct {
+		name   string
+		req    *dns.Msg
+		remote netip.Addr
+		want   string
+	}{
+		{name: "a client a source rule holds gets the rule's pool", req: newQuery("togeo.demo.test.", dns.TypeA), remote: west,
+			want: "NOERROR aa rd\nan: togeo.demo.test. 3600 IN CNAME geo.demo.test.\nan: geo.demo.test. 30 IN A 10.0.0.1"},
+		{name: "a client no rule holds gets the default pool", req: newQuery("togeo.demo.test.", dns.TypeA), remote: elsewhere,
+			want: "NOERROR aa rd\nan: togeo.demo.test. 3600 IN CNAME geo.demo.test.\nan: geo.demo.test. 30 IN A 10.0.1.1"},
+		{name: "an ECS subnet inside a rule gets the rule's pool, scoped to the subnet",
+			req: withEDNS(newQuery("togeo.demo.test.", dns.TypeA), 1232, ecs(1, 24, 10, 1, 2)), remote: elsewhere,
+			want: "NOERROR aa rd\nan: togeo.demo.test. 3600 IN CNAME geo.demo.test.\nan: geo.demo.test. 30 IN A 10.0.0.1\nar: OPT 10.1.2.0/24/24"},
+		{name: "an ECS subnet wider than a rule gets the rule's length as scope (RFC 7871 §7.2.1)",
+			req: withEDNS(newQuery("togeo.demo.test.", dns.TypeA), 1232, ecs(1, 8, 10)), remote: west,
+			want: "NOERROR aa rd\nan: togeo.demo.test. 3600 IN CNAME geo.demo.test.\nan: geo.demo.test. 30 IN A 10.0.1.1\nar: OPT 10.0.0.0/8/16"},
+		{name: "a chain of two CNAMEs ends at the same answer",
+			req: withEDNS(newQuery("viageo.demo.test.", dns.TypeA), 1232, ecs(1, 24, 10, 1, 2)), remote: elsewhere,
+			want: "NOERROR aa rd\nan: viageo.demo.test. 3600 IN CNAME togeo.demo.test.\nan: togeo.demo.test. 3600 IN CNAME geo.demo.test.\nan: geo.demo.test. 30 IN A 10.0.0.1\nar: OPT 10.1.2.0/24/24"},
+		{name: "an app without an address of the type is NODATA after the CNAME", req: newQuery("togeo.demo.test.", dns.TypeAAAA), remote: west,
+			want: "NOERROR aa rd\nan: togeo.demo.test. 3600 IN CNAME geo.demo.test.\nns: " + negSOA},
+		{name: "max_answers holds through the CNAME", req: newQuery("toweighted.demo.test.", dns.TypeA), remote: west,
+			want: "NOERROR aa rd\nan: toweighted.demo.test. 3600 IN CNAME weighted.demo.test.\nan: weighted.demo.test. 30 IN A 10.0.2.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := respondTo(t, tab, tt.req, tt.remote)
+			if got := sections(r); got != tt.want {
+				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}
+
+// TestACNAMEToAnAppRotatesAndDrawsAsAQueryForTheApp asks one worker for an alias and another,
+// of the same seed, for the app's own name, query after query: each alias reply must hold the
+// records the app's name gave, with the same ECS scope, from the prepared replies and the
+// reference path alike, so the alias's clients get the app's rotation, weights and rules.
+func TestACNAMEToAnAppRotatesAndDrawsAsAQueryForTheApp(t *testing.T) {
+	tab := answersTable(t, appsConfig)
+	type path func(w *worker, p []byte, remote netip.Addr) []byte
+	paths := map[string]path{
+		"prepared":  func(w *worker, p []byte, remote netip.Addr) []byte { return w.respond(tab, p, remote, false) },
+		"reference": func(w *worker, p []byte, remote netip.Addr) []byte { return w.reference(tab, p, remote, false) },
+	}
+	// addresses renders the address records and the ECS option of a reply.
+	addresses := func(b []byte) string {
+		r := new(dns.Msg)
+		if err := r.Unpack(b); err != nil {
+			t.Fatalf("reply does not parse: %v", err)
+		}
+		var out []string
+		for _, rr := range append(r.Answer, r.Extra...) {
+			switch rr.(type) {
+			case *dns.A, *dns.AAAA, *dns.OPT:
+				out = append(out, strings.ReplaceAll(sections(&dns.Msg{Answer: []dns.RR{rr}}), "NOERROR\nan: ", ""))
+			}
+		}
+		return strings.Join(out, ", ")
+	}
+	pack := func(m *dns.Msg) []byte {
+		p, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, pair := range [][2]string{{"togeo", "geo"}, {"viageo", "geo"}, {"toweighted", "weighted"}, {"torr", "rr"}, {"toshop", "shop"}} {
+		for _, remote := range []string{"10.1.2.3", "192.0.2.99", "2001:db8::1"} {
+			for _, opts := range [][]dns.EDNS0{nil, {ecs(1, 24, 10, 1, 2)}, {ecs(1, 8, 10)}, {ecs(1, 16, 192, 168)}} {
+				alias, target := newQuery(pair[0]+".demo.test.", dns.TypeA), newQuery(pair[1]+".demo.test.", dns.TypeA)
+				if opts != nil {
+					alias, target = withEDNS(alias, 1232, opts...), withEDNS(target, 1232, opts...)
+				}
+				for name, answer := range paths {
+					viaAlias, direct := newWorker(7), newWorker(7)
+					seen := map[string]bool{}
+					for i := range 12 {
+						got, want := addresses(answer(viaAlias, pack(alias), netip.MustParseAddr(remote))), addresses(answer(direct, pack(target), netip.MustParseAddr(remote)))
+						if got != want {
+							t.Errorf("%s path, %s from %s with %v, query %d: the alias gives %q, the app's name %q", name, pair[0], remote, opts, i, got, want)
+						}
+						seen[got] = true
+					}
+					if pair[1] == "rr" && len(seen) != 3 {
+						t.Errorf("%s path, %s from %s: 12 queries gave %d answers, want the 3 rotations", name, pair[0], remote, len(seen))
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestAnAppTargetOfMXOrSRVAddsTheAddressesEveryClientGets(t *testing.T) {
+	tab := answersTable(t, appsConfig)
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "an MX target whose answer is the same for every client adds it; one by source adds nothing",
+			req: newQuery("mail.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: mail.demo.test. 3600 IN MX 10 shop.demo.test.\nan: mail.demo.test. 3600 IN MX 20 geo.demo.test.\n" +
+				"ar: shop.demo.test. 5 IN A 127.0.0.11\nar: shop.demo.test. 5 IN AAAA 2001:db8::11"},
+		{name: "an SRV target that rotates adds nothing",
+			req: newQuery("_http._tcp.demo.test.", dns.TypeSRV),
+			want: "NOERROR aa rd\nan: _http._tcp.demo.test. 3600 IN SRV 0 0 80 rr.demo.test.\nan: _http._tcp.demo.test. 3600 IN SRV 1 0 80 shop.demo.test.\n" +
+				"ar: shop.demo.test. 5 IN A 127.0.0.11\nar: shop.demo.test. 5 IN AAAA 2001:db8::11"},
+		{name: "the reply to an MX query with ECS keeps scope 0: it does not depend on the client",
+			req: withEDNS(newQuery("mail.demo.test.", dns.TypeMX), 1232, ecs(1, 24, 10, 1, 2)),
+			want: "NOERROR aa rd\nan: mail.demo.test. 3600 IN MX 10 shop.demo.test.\nan: mail.demo.test. 3600 IN MX 20 geo.demo.test.\n" +
+				"ar: shop.demo.test. 5 IN A 127.0.0.11\nar: shop.demo.test. 5 IN AAAA 2001:db8::11\nar: OPT 10.1.2.0/24/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := respondTo(t, tab, tt.req, netip.MustParseAddr("10.1.2.3"))
+			if got := sections(r); got != tt.want {
+				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}
+
 func TestANewConfigurationsRecordsReplaceThePreparedOnes(t *testing.T) {
 	before := answersTable(t, answersConfig)
 	static, err := zone.Compile(eventstest.Config(t, strings.Replace(answersConfig, "mx IN A 192.0.2.25", "mx IN A 192.0.2.26", 1)))

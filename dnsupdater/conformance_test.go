@@ -29,6 +29,9 @@ zones:
       - "mx IN A 192.0.2.25"
       - "*.wild IN A 192.0.2.80"
       - "*.walias IN CNAME shop"
+      - "togeo IN CNAME geo"
+      - "shopmail IN MX 10 shop"
+      - "geomail IN MX 10 geo"
 %s
   - name: other.test
     transfer_to: ["10.0.0.0/8"]

@@ -30,7 +30,7 @@ func testTable(t testing.TB) *table {
 // seedQueries are queries of every shape the server handles.
 func seedQueries() []*dns.Msg {
 	var out []*dns.Msg
-	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "q.wild.demo.test.", "a.b.walias.demo.test.", "example.com.", "."} {
+	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "q.wild.demo.test.", "a.b.walias.demo.test.", "togeo.demo.test.", "shopmail.demo.test.", "geomail.demo.test.", "example.com.", "."} {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeCNAME, dns.TypeAXFR, dns.TypeIXFR} {
 			out = append(out, newQuery(name, qt))
 		}
@@ -38,6 +38,8 @@ func seedQueries() []*dns.Msg {
 	out = append(out,
 		withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 16, Address: net.ParseIP("10.1.0.0").To4()}),
 		withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 48, Address: net.ParseIP("2001:db8:1::")}),
+		withEDNS(newQuery("togeo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 8, Address: net.ParseIP("10.0.0.0").To4()}),
+		withEDNS(newQuery("togeo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("192.168.1.0").To4()}),
 		withEDNS(newQuery("shop.demo.test.", dns.TypeA), 4096, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}),
 		withEDNS(newQuery("big.demo.test.", dns.TypeTXT), 600),
 	)

@@ -15,12 +15,17 @@ import (
 )
 
 // incrementalConfig mixes every kind of answer: failover with a backup, weighted, round robin,
-// by source, a CNAME to ingress edges, IPv6, and an app at the apex.
+// by source, a CNAME to ingress edges, IPv6, and an app at the apex; and names whose replies
+// hold an app's answer, in its zone and in the other: CNAMEs to apps (one through an app's CNAME
+// to an edge), MX and SRV records whose targets are apps.
 const incrementalConfig = `
 zones:
   - name: demo.test
-    records: ["www IN CNAME shop", "txt IN TXT \"hello\""]
+    records: ["www IN CNAME shop", "txt IN TXT \"hello\"", "tow IN CNAME w", "torr IN CNAME rr.other.test.",
+      "mail IN MX 10 shop", "_http._tcp IN SRV 0 0 80 shop", "geomail IN MX 10 geo"]
   - name: other.test
+    records: ["toshop IN CNAME shop.demo.test.", "toweb IN CNAME web.demo.test.", "mail IN MX 10 shop.demo.test.",
+      "_http._tcp IN SRV 0 0 80 other.test."]
 edges:
   - {name: edge-a, region: west, hostname: edge-a.demo.test, address: 10.9.0.1}
   - {name: edge-b, region: east, hostname: edge-b.demo.test, address: 10.9.0.2}

@@ -14,10 +14,37 @@ import (
 type picker func(a *zone.Answer) int
 
 // resolution is the reference answer to one canonical question: the reply (question in lower
-// case, no OPT record) and the source answer it depended on, if any.
+// case, no OPT record), the source answer it depended on, if any, and what else than the
+// question's own node it read.
 type resolution struct {
 	msg      *dns.Msg
 	bySource *zone.Answer
+	reach    reach
+}
+
+// reach says what a reply read besides the node of its question and its zone's serial (which a
+// NODATA reply gets when it is sent): what a new version of the zones must prepare it again for.
+type reach uint8
+
+const (
+	// ownNode: nothing else; a version prepares the reply again only when it replaced the node.
+	ownNode reach = iota
+	// ownZone: the zone's SOA or an app's answer in the question's zone, which any version of
+	// that zone may change.
+	ownZone
+	// otherZones: the data of another zone, which a version may change while the question's
+	// zone stays as it was.
+	otherZones
+)
+
+// read notes that the reply to a question of zone from read data of zone z that may change
+// without the question's node changing: z's SOA, or an app's answer, or anything of another zone.
+func (r *resolution) read(from, z *zone.Zone) {
+	if z != from {
+		r.reach = otherZones
+	} else {
+		r.reach = max(r.reach, ownZone)
+	}
 }
 
 // zoneFor returns the most specific zone holding the canonical name, or nil.
@@ -57,8 +84,10 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		m.Ns = []dns.RR{z.NegativeSOA()}
 		return resolution{msg: m}
 	}
-	var r resolution
-	r.msg = m
+	r := resolution{msg: m}
+	if n.Name == z.Name {
+		r.read(z, z) // the apex: its SOA is an answer
+	}
 	qtype := q.Qtype
 	if qtype == dns.TypeANY {
 		qtype = minimalAnyType(n)
@@ -72,32 +101,40 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		cname := &dns.CNAME{Hdr: dns.RR_Header{Name: n.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: n.AppTTL}, Target: n.App.CNAME}
 		m.Answer = []dns.RR{cname}
 		if qtype != dns.TypeCNAME {
-			t.chase(m, cname, qtype)
+			t.chase(&r, z, cname, qtype, pick)
 		}
 		return r
 	case n.App != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA):
-		ans := &n.App.V4
-		if qtype == dns.TypeAAAA {
-			ans = &n.App.V6
-		}
-		if ans.Pick == zone.PickSource {
-			r.bySource = ans
-		}
-		if i := pick(ans); i >= 0 {
-			m.Answer = zone.AddressRRs(n.Name, n.AppTTL, ans.Variants[i])
-		}
+		m.Answer, r.bySource = appAddresses(n, qtype, pick)
 	case len(n.RRsets[qtype]) > 0:
 		m.Answer = n.RRsets[qtype]
-		m.Extra = t.additional(m.Answer)
+		m.Extra = t.additional(&r, z, m.Answer)
 	case len(n.RRsets[dns.TypeCNAME]) > 0:
 		m.Answer = slices.Clone(n.RRsets[dns.TypeCNAME])
-		t.chase(m, m.Answer[0].(*dns.CNAME), qtype)
+		t.chase(&r, z, m.Answer[0].(*dns.CNAME), qtype, pick)
 		return r
 	}
 	if len(m.Answer) == 0 {
 		m.Ns = []dns.RR{z.NegativeSOA()}
 	}
 	return r
+}
+
+// appAddresses returns the A or AAAA records (qtype) that n, the name of an app with addresses,
+// answers: the variant pick chooses. bySource is the answer when it picks by the client's
+// address, whose rules the ECS scope reports.
+func appAddresses(n *zone.Node, qtype uint16, pick picker) (rrs []dns.RR, bySource *zone.Answer) {
+	ans := &n.App.V4
+	if qtype == dns.TypeAAAA {
+		ans = &n.App.V6
+	}
+	if ans.Pick == zone.PickSource {
+		bySource = ans
+	}
+	if i := pick(ans); i >= 0 {
+		rrs = zone.AddressRRs(n.Name, n.AppTTL, ans.Variants[i])
+	}
+	return rrs, bySource
 }
 
 // minimalAnyType is the one RRset type an ANY query gets (RFC 8482), or 0 when the name has
@@ -119,13 +156,16 @@ func minimalAnyType(n *zone.Node) uint16 {
 	return slices.Min(types)
 }
 
-// chase follows the CNAME chain that starts with c (already in m's answer) through the zones
-// Detour serves, as RFC 1034 §4.3.2 does: it adds the records of type qtype at its end; a
-// chain that ends at a name without them takes that name's rcode and its zone's SOA (RFC 2308,
-// RFC 6604); one that enters a delegation ends in a referral (RFC 2181 §6.1); one that leaves
-// the served zones or comes back to a name already answered stops there. The AA bit stays as
-// the first name decided it.
-func (t *table) chase(m *dns.Msg, c *dns.CNAME, qtype uint16) {
+// chase follows the CNAME chain that starts with c (already in r's answer, to a question of
+// zone from) through the zones Detour serves, as RFC 1034 §4.3.2 does: it adds the records of
+// type qtype at its end, and at an app's name with addresses the ones a query for that name
+// gets (the variant pick chooses, as step 3a restarts the query there); a chain that ends at a
+// name without them takes that name's rcode and its zone's SOA (RFC 2308, RFC 6604); one that
+// enters a delegation ends in a referral (RFC 2181 §6.1); one that leaves the served zones or
+// comes back to a name already answered stops there. The AA bit stays as the first name
+// decided it.
+func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16, pick picker) {
+	m := r.msg
 	for {
 		target := c.Target
 		for _, rr := range m.Answer {
@@ -137,6 +177,7 @@ func (t *table) chase(m *dns.Msg, c *dns.CNAME, qtype uint16) {
 		if z == nil {
 			return
 		}
+		r.read(from, z)
 		if cut := delegation(z, target); cut != nil {
 			m.Ns = cut.RRsets[dns.TypeNS]
 			m.Extra = glue(t, m.Ns, cut.Name)
@@ -148,10 +189,20 @@ func (t *table) chase(m *dns.Msg, c *dns.CNAME, qtype uint16) {
 			m.Ns = []dns.RR{z.NegativeSOA()}
 			return
 		}
+		if n.App != nil && n.App.CNAME == "" && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
+			rrs, bySource := appAddresses(n, qtype, pick)
+			r.bySource = bySource
+			if len(rrs) == 0 {
+				m.Ns = []dns.RR{z.NegativeSOA()}
+				return
+			}
+			m.Answer = append(m.Answer, rrs...)
+			return
+		}
 		recs := n.Records()
 		if rrs := recs[qtype]; len(rrs) > 0 {
 			m.Answer = append(m.Answer, rrs...)
-			m.Extra = t.additional(rrs)
+			m.Extra = t.additional(r, from, rrs)
 			return
 		}
 		next := recs[dns.TypeCNAME]
@@ -182,9 +233,13 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 }
 
 // additional returns the A and AAAA records Detour serves for the names the NS, MX and SRV
-// records of an answer point to (RFC 1035 §4.3.2 step 6, RFC 2782), as other authoritative
-// servers add them.
-func (t *table) additional(rrs []dns.RR) []dns.RR {
+// records of an answer (to a question of zone from, noted in r) point to (RFC 1035 §4.3.2 step
+// 6, RFC 2782), as other authoritative servers add them. An app's name adds the addresses every
+// query for it gets alike (an answer of one variant), and nothing where the answer depends on
+// the client, the draw or the turn: a resolver would keep one client's variant for every
+// client, and the ECS scope of the whole reply would have to narrow for it. Additional data is
+// optional (RFC 2181 §9): such a target is asked for on its own.
+func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.RR {
 	var out []dns.RR
 	var seen []string
 	for _, rr := range rrs {
@@ -208,10 +263,22 @@ func (t *table) additional(rrs []dns.RR) []dns.RR {
 		if z == nil || delegation(z, target) != nil {
 			continue
 		}
-		if n := z.Lookup(target); n != nil {
-			recs := n.Records()
-			out = append(out, recs[dns.TypeA]...)
-			out = append(out, recs[dns.TypeAAAA]...)
+		n := z.Lookup(target)
+		if n == nil {
+			continue
+		}
+		if n.App != nil || z != from {
+			r.read(from, z)
+		}
+		if n.App == nil {
+			out = append(out, n.RRsets[dns.TypeA]...)
+			out = append(out, n.RRsets[dns.TypeAAAA]...)
+			continue
+		}
+		for _, a := range []*zone.Answer{&n.App.V4, &n.App.V6} {
+			if n.App.CNAME == "" && len(a.Variants) == 1 {
+				out = append(out, zone.AddressRRs(n.Name, n.AppTTL, a.Variants[0])...)
+			}
 		}
 	}
 	return out

@@ -162,6 +162,43 @@ func TestFailoverAnswerMovesToTheNextPoolAndBack(t *testing.T) {
 		"answer returns to us-west once it is up again")
 }
 
+// TestRepliesHoldingAnAppsAnswerFollowItAfterFailover asks, after the app's first pool went
+// down, for the names whose replies hold its answer besides its own: an MX and an SRV record
+// whose target it is (their additional section), and CNAMEs to it, in its zone and in another
+// zone that the version leaves as it was. Each must carry what the app's name now answers, over
+// UDP and TCP.
+func TestRepliesHoldingAnAppsAnswerFollowItAfterFailover(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, `
+zones:
+  - name: demo.test
+    records: ["mail IN MX 10 shop", "_http._tcp IN SRV 0 0 80 shop", "www IN CNAME shop"]
+  - name: other.test
+    records: ["mail IN MX 10 shop.demo.test.", "www IN CNAME shop.demo.test."]
+`+demoConfig[strings.Index(demoConfig, "apps:"):]), "")
+	addr := h.srv.Addr()
+	before := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) != before }, "serial moves after the failover")
+	if got := addrs(ask(t, addr, "udp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.12"}) {
+		t.Fatalf("after us-west went down shop answers %v, want [127.0.0.12]", got)
+	}
+	for _, q := range []struct {
+		name string
+		qt   uint16
+	}{
+		{"mail.demo.test.", dns.TypeMX}, {"_http._tcp.demo.test.", dns.TypeSRV}, {"www.demo.test.", dns.TypeA},
+		{"mail.other.test.", dns.TypeMX}, {"www.other.test.", dns.TypeA},
+	} {
+		for _, network := range []string{"udp", "tcp"} {
+			r := ask(t, addr, network, q.name, q.qt)
+			if got := addrs(&dns.Msg{Answer: append(r.Answer, r.Extra...)}); !slices.Equal(got, []string{"127.0.0.12"}) {
+				t.Errorf("%s %s over %s: addresses %v, want shop's [127.0.0.12]", q.name, dns.TypeToString[q.qt], network, got)
+			}
+		}
+	}
+}
+
 func TestAddrPicksOnePortForUDPAndTCP(t *testing.T) {
 	js := eventstest.Start(t)
 	h := startServer(t, js, eventstest.Config(t, demoConfig), "")

@@ -3,6 +3,7 @@ package dnsupdater
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/miekg/dns"
@@ -22,9 +23,12 @@ type table struct {
 	// identity is what NSID and CH TXT id.server report (dns.identity); empty reports nothing.
 	identity []byte
 	// volatile holds, per zone, the names whose replies are prepared again in every version
-	// (those not stateless): a version built from the one before visits them and the nodes
-	// its projection replaced, not the whole zone.
+	// of the zone (those that read more than their own node, see reach): a version built from
+	// the one before visits them and the nodes its projection replaced, not the whole zone.
 	volatile map[string][]string
+	// foreign holds, per zone, those of its volatile names whose replies read another zone:
+	// they are prepared again in every version of the zones, whichever zone it changed.
+	foreign map[string][]string
 	// extended says that a later table was built from this one: it appended its delta to
 	// this table's history in place, past the end this table reads (see deltas), so that a
 	// second table built from this one must copy the history instead (or, keeping it
@@ -43,8 +47,12 @@ type entry struct {
 	// zone is the name of the zone the name is in, whose serial a NODATA reply carries.
 	zone  string
 	types []prepared
-	// a and aaaa are the address answers of an app's name.
+	// a and aaaa are the address answers of an app's name, or of a CNAME whose chain ends at
+	// one: a template per variant of the app's answer.
 	a, aaaa *choice
+	// reach is what the replies read besides the name's node: what a version prepares them
+	// again for.
+	reach reach
 	// nodata answers every other ordinary type; nil where the name cannot give NODATA.
 	nodata []byte
 }
@@ -63,15 +71,17 @@ type choice struct {
 }
 
 // buildTable prepares every answer of the zones. Entries of prev (the table of an earlier
-// state) are reused where the state cannot change them: names without an app or a CNAME below
-// the apex, of the same configuration, and app names (without a CNAME) whose node is the very
-// one prev was built from. A new version of the same zones starts from prev's entries and
-// prepares only the nodes its projection replaced and the volatile ones, so that it costs in
-// proportion to the answers that changed, not to the size of the zone: when the projection
-// says which nodes it replaced (zone.ReplacedSince), the zone is not even visited.
+// state) are reused where the state cannot change them: names whose replies read only their own
+// node (no CNAME chain, no app's addresses beside an MX or SRV record, not the apex), without
+// an app and of the same configuration, or with an app whose node is the very one prev was
+// built from. A new version of the same zones starts from prev's entries and prepares only the
+// nodes its projection replaced and the volatile ones (those of the other zones too that read a
+// zone it changed), so that it costs in proportion to the answers that changed, not to the size
+// of the zone: when the projection says which nodes it replaced (zone.ReplacedSince), the zone
+// is not even visited.
 func buildTable(zones []*zone.Zone, prev *table) *table {
 	t := &table{zones: zones, history: map[string][]zone.Delta{}, serials: make(map[string]uint32, len(zones)),
-		volatile: make(map[string][]string, len(zones))}
+		volatile: make(map[string][]string, len(zones)), foreign: make(map[string][]string, len(zones))}
 	inPlace := false
 	if prev != nil {
 		t.identity = prev.identity
@@ -83,15 +93,24 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 	}
 	if prev.sameZones(zones) {
 		t.entries = prev.entries.next()
+		changed := !slices.Equal(zones, prev.zones)
 		for i, z := range zones {
 			pz := prev.zones[i]
 			switch replaced, ok := z.ReplacedSince(pz); {
 			case pz == z:
-				t.volatile[z.Name] = prev.volatile[z.Name]
+				// The zone is as it was, and so is which of its names read what (a chain
+				// leaves it, or an MX target lies outside it, by its own records), but not
+				// what they read of the zones that changed.
+				t.volatile[z.Name], t.foreign[z.Name] = prev.volatile[z.Name], prev.foreign[z.Name]
+				if changed {
+					for _, name := range prev.foreign[z.Name] {
+						t.put(z, name, z.Nodes.Get(name), nil, nil)
+					}
+				}
 			case ok:
 				t.putReplaced(z, replaced, prev.volatile[z.Name])
 			default:
-				t.putChanged(z, pz)
+				t.putChanged(z, pz, prev.volatile[z.Name])
 			}
 		}
 		return t
@@ -107,21 +126,23 @@ func buildTable(zones []*zone.Zone, prev *table) *table {
 			pz = prev.zoneFor(z.Name)
 		}
 		for name, n := range z.Nodes.All() {
-			t.put(z, name, n, prev, pz)
-			t.noteVolatile(z, n)
+			t.note(z, name, t.put(z, name, n, prev, pz))
 		}
 	}
 	return t
 }
 
 // putChanged prepares the nodes of z that differ from pz's, a version of the same zone whose
-// entries t holds, and the volatile ones, visiting both zones.
-func (t *table) putChanged(z, pz *zone.Zone) {
+// entries t holds, and the volatile ones (volatile names pz's), visiting both zones.
+func (t *table) putChanged(z, pz *zone.Zone, volatile []string) {
+	again := make(map[string]bool, len(volatile))
+	for _, name := range volatile {
+		again[name] = true
+	}
 	for name, n := range z.Nodes.All() {
-		if pz.Nodes.Get(name) != n || !stateless(z, n) {
-			t.put(z, name, n, nil, nil)
+		if pz.Nodes.Get(name) != n || again[name] {
+			t.note(z, name, t.put(z, name, n, nil, nil))
 		}
-		t.noteVolatile(z, n)
 	}
 	for name := range pz.Nodes.All() {
 		if z.Nodes.Get(name) == nil {
@@ -142,22 +163,24 @@ func (t *table) putReplaced(z *zone.Zone, replaced, volatile []string) {
 			continue
 		}
 		again[name] = true
-		n := z.Nodes.Get(name)
-		t.put(z, name, n, nil, nil)
-		t.noteVolatile(z, n)
+		t.note(z, name, t.put(z, name, z.Nodes.Get(name), nil, nil))
 	}
 	for _, name := range volatile {
-		if !again[name] { // the same node as before: still volatile
-			t.put(z, name, z.Nodes.Get(name), nil, nil)
-			t.volatile[z.Name] = append(t.volatile[z.Name], name)
+		if !again[name] {
+			t.note(z, name, t.put(z, name, z.Nodes.Get(name), nil, nil))
 		}
 	}
 }
 
-// noteVolatile adds n, a node of z, to z's volatile names unless it is stateless.
-func (t *table) noteVolatile(z *zone.Zone, n *zone.Node) {
-	if !stateless(z, n) {
-		t.volatile[z.Name] = append(t.volatile[z.Name], n.Name)
+// note adds name, a name of z whose entry is e (nil: none), to z's volatile names when its
+// replies read more than its node, and to its foreign ones when they read another zone.
+func (t *table) note(z *zone.Zone, name string, e *entry) {
+	if e == nil || e.reach == ownNode {
+		return
+	}
+	t.volatile[z.Name] = append(t.volatile[z.Name], name)
+	if e.reach == otherZones {
+		t.foreign[z.Name] = append(t.foreign[z.Name], name)
 	}
 }
 
@@ -176,23 +199,24 @@ func (t *table) sameZones(zones []*zone.Zone) bool {
 }
 
 // put prepares the entry of name, a node of z, unless prev (whose version of z is pz) holds
-// one that can be reused.
-func (t *table) put(z *zone.Zone, name string, n *zone.Node, prev *table, pz *zone.Zone) {
+// one that can be reused, and returns it, or nil when the name has none.
+func (t *table) put(z *zone.Zone, name string, n *zone.Node, prev *table, pz *zone.Zone) *entry {
 	wire, ok := wireName(name)
 	if !ok {
-		return
+		return nil
 	}
 	if delegation(z, name) != nil {
 		t.entries.del(wire) // referrals are answered by the reference path
-		return
+		return nil
 	}
 	if old := prev.reusable(wire, z, pz, n); old != nil {
 		t.entries.set(wire, old)
-		return
+		return old
 	}
 	e := t.prepare(n)
 	e.zone = z.Name
 	t.entries.set(wire, e)
+	return e
 }
 
 // deltas returns the history of z's zone in t, extended by the step from t's version to z.
@@ -226,17 +250,11 @@ func (t *table) deltas(z *zone.Zone, inPlace bool) []zone.Delta {
 	return append(h, zone.Diff(old, z))
 }
 
-// stateless reports whether a node's replies depend on nothing but the node itself and the
-// zone's serial: not the apex (whose SOA is an answer), no CNAME to follow into other nodes.
-func stateless(z *zone.Zone, n *zone.Node) bool {
-	return n.Name != z.Name && len(n.RRsets[dns.TypeCNAME]) == 0 && (n.App == nil || n.App.CNAME == "")
-}
-
-// reusable returns prev's entry for a node of z whose replies do not follow the state: a
-// stateless name without an app in the same configuration, or a stateless app name whose node
-// is the one prev was built from (pz is prev's version of z); or nil.
+// reusable returns prev's entry for a node of z whose replies do not follow the state: one
+// that read only its node (reach), of a name without an app in the same configuration, or of
+// an app name whose node is the one prev was built from (pz is prev's version of z); or nil.
 func (t *table) reusable(wire string, z, pz *zone.Zone, n *zone.Node) *entry {
-	if t == nil || pz == nil || !stateless(z, n) {
+	if t == nil || pz == nil {
 		return nil
 	}
 	if n.App == nil && pz.Config != z.Config {
@@ -245,7 +263,10 @@ func (t *table) reusable(wire string, z, pz *zone.Zone, n *zone.Node) *entry {
 	if n.App != nil && pz.Nodes.Get(n.Name) != n {
 		return nil
 	}
-	return t.entries.get(wire)
+	if old := t.entries.get(wire); old != nil && old.reach == ownNode {
+		return old
+	}
+	return nil
 }
 
 // negative reports whether a prepared reply has no answer and only the SOA in its authority
@@ -264,50 +285,70 @@ func (t *table) stampSerial(reply, tmpl []byte, e *entry) {
 	binary.BigEndian.PutUint32(reply[len(tmpl)-20:], t.serials[e.zone])
 }
 
-// prepare packs every answer a name gives to the ordinary query types.
+// prepare packs every answer a name gives to the ordinary query types, and notes what they
+// read besides the node.
 func (t *table) prepare(n *zone.Node) *entry {
 	e := &entry{}
-	pack := func(qtype uint16, variant int) []byte {
-		r := t.resolve(0, dns.Question{Name: n.Name, Qtype: qtype, Qclass: dns.ClassINET}, func(*zone.Answer) int { return variant })
+	pack := func(qtype uint16, pick picker) []byte {
+		r := t.resolve(0, dns.Question{Name: n.Name, Qtype: qtype, Qclass: dns.ClassINET}, pick)
+		e.reach = max(e.reach, r.reach)
 		b, err := r.msg.Pack()
 		if err != nil {
 			return nil
 		}
 		return b
 	}
-	choose := func(qtype uint16, a *zone.Answer) *choice {
-		c := &choice{ans: a}
-		if len(a.Variants) == 0 {
-			c.empty = pack(qtype, -1)
+	// add packs the replies to qtype: one, or, when the reply is an app's answer (the name's
+	// own, or at the end of its CNAME chain), one per variant of it.
+	add := func(qtype uint16) {
+		var ans *zone.Answer
+		first := pack(qtype, func(a *zone.Answer) int {
+			ans = a
+			if len(a.Variants) == 0 {
+				return -1
+			}
+			return 0
+		})
+		if ans == nil {
+			e.types = append(e.types, prepared{qtype, first})
+			return
 		}
-		for i := range a.Variants {
-			c.tmpls = append(c.tmpls, pack(qtype, i))
+		c := &choice{ans: ans}
+		if len(ans.Variants) == 0 {
+			c.empty = first
 		}
-		return c
+		for i := range ans.Variants {
+			if i == 0 {
+				c.tmpls = append(c.tmpls, first)
+				continue
+			}
+			c.tmpls = append(c.tmpls, pack(qtype, func(*zone.Answer) int { return i }))
+		}
+		if qtype == dns.TypeA { // resolve picks a variant for A and AAAA only
+			e.a = c
+		} else {
+			e.aaaa = c
+		}
 	}
 	recs := n.Records()
 	switch {
 	case n.App != nil && n.App.CNAME == "":
-		e.a, e.aaaa = choose(dns.TypeA, &n.App.V4), choose(dns.TypeAAAA, &n.App.V6)
-	case n.App != nil:
+		add(dns.TypeA)
+		add(dns.TypeAAAA)
+	case n.App != nil || len(recs[dns.TypeCNAME]) > 0:
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME} {
-			e.types = append(e.types, prepared{qt, pack(qt, 0)})
-		}
-		return e
-	case len(recs[dns.TypeCNAME]) > 0:
-		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME} {
-			e.types = append(e.types, prepared{qt, pack(qt, 0)})
+			add(qt)
 		}
 		return e
 	}
 	for qt := range n.RRsets {
-		e.types = append(e.types, prepared{qt, pack(qt, 0)})
+		add(qt)
 	}
 	absent := uint16(dns.TypeNULL)
 	for len(recs[absent]) > 0 {
 		absent++
 	}
-	e.nodata = pack(absent, 0)
+	e.nodata = pack(absent, func(*zone.Answer) int { return 0 })
 	return e
 }
 
