@@ -500,3 +500,47 @@ func TestMalformedQueriesAreFORMERR(t *testing.T) {
 		}
 	}
 }
+
+func TestNamesInRecordDataMatchWhateverTheirCase(t *testing.T) {
+	tab := answersTable(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "mx IN A 192.0.2.25"
+      - "upper IN CNAME MX"
+      - "upperabs IN CNAME mx.DEMO.test."
+      - "escaped IN CNAME \\077\\088"
+      - "mail IN MX 10 Mx"
+      - "srv IN SRV 0 0 80 MX.Demo.Test."
+      - "sub IN NS NS.SUB"
+      - "ns.sub IN A 192.0.2.7"
+`)
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "a CNAME to a name spelt in upper case is followed (RFC 4343)", req: newQuery("upper.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: upper.demo.test. 3600 IN CNAME mx.demo.test.\nan: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "a CNAME to the zone spelt in another case stays in the zone", req: newQuery("upperabs.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: upperabs.demo.test. 3600 IN CNAME mx.demo.test.\nan: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "a CNAME to a name spelt with escapes is followed", req: newQuery("escaped.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: escaped.demo.test. 3600 IN CNAME mx.demo.test.\nan: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "an MX target in upper case gets its address as additional data", req: newQuery("mail.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: mail.demo.test. 3600 IN MX 10 mx.demo.test.\nar: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "an SRV target in upper case gets its address as additional data", req: newQuery("srv.demo.test.", dns.TypeSRV),
+			want: "NOERROR aa rd\nan: srv.demo.test. 3600 IN SRV 0 0 80 mx.demo.test.\nar: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "a referral to a name server in upper case carries its glue (RFC 9471 §3)", req: newQuery("x.sub.demo.test.", dns.TypeA),
+			want: "NOERROR rd\nns: sub.demo.test. 3600 IN NS ns.sub.demo.test.\nar: ns.sub.demo.test. 3600 IN A 192.0.2.7"},
+	}
+	remote := netip.MustParseAddr("192.0.2.99")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := respondTo(t, tab, tt.req, remote)
+			if got := sections(r); got != tt.want {
+				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}

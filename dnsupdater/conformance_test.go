@@ -32,6 +32,7 @@ zones:
       - "togeo IN CNAME geo"
       - "shopmail IN MX 10 shop"
       - "geomail IN MX 10 geo"
+      - "upper IN CNAME MX"
 %s
   - name: other.test
     transfer_to: ["10.0.0.0/8"]

@@ -15,7 +15,8 @@ import (
 )
 
 // differentialConfig is the zone the differential test loads into Detour and, through an AXFR
-// from Detour, into Knot: every kind of name a query can meet.
+// from Detour, into Knot: every kind of name a query can meet, names in record data spelt in
+// upper case or with escapes among them.
 const differentialConfig = `
 zones:
   - name: conf.test
@@ -48,6 +49,13 @@ zones:
       - "caa IN CAA 0 issue \"ca.example\""
       - "ptr IN PTR mx"
       - "hinfo IN HINFO \"pc\" \"linux\""
+      - "upper IN CNAME MX"
+      - "upperabs IN CNAME Mx.CONF.test."
+      - "umx IN MX 10 MX"
+      - "usrv IN SRV 0 0 80 Mx.Conf.Test."
+      - "usub IN NS NS.USUB"
+      - "ns.usub IN A 192.0.2.8"
+      - "uptr IN PTR \\077X"
 %s
 edges:
   - {name: edge-a, region: west, hostname: edge-a.conf.test, address: 10.9.0.1}
@@ -150,7 +158,8 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 	detour, knot, owners := differentialPeers(t)
 
 	names := []string{"nope.conf.test.", "q.wild.conf.test.", "p.q.wild.conf.test.", "c.b.wild.conf.test.", "y.x.wild.conf.test.",
-		"any.walias.conf.test.", "host.sub.conf.test.", "a.b.sub.conf.test.", "x.sub2.conf.test.", "example.com.", "test."}
+		"any.walias.conf.test.", "host.sub.conf.test.", "a.b.sub.conf.test.", "x.sub2.conf.test.", "example.com.", "test.",
+		"x.usub.conf.test."}
 	for name := range owners {
 		names = append(names, name, "nx."+name)
 	}

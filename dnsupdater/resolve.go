@@ -254,7 +254,6 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 		default:
 			continue
 		}
-		target = strings.ToLower(target)
 		if slices.Contains(seen, target) {
 			continue
 		}

@@ -61,7 +61,9 @@ func (z *Zone) ReplacedSince(old *Zone) ([]string, bool) {
 // Node is one name of a zone.
 type Node struct {
 	Name string
-	// RRsets are the records the configuration gives the name, by type.
+	// RRsets are the records the configuration gives the name, by type. Their owner names and
+	// the names their NS, MX, SRV and CNAME records point to are canonical (Canonical): the
+	// answers look these up as they are.
 	RRsets map[uint16][]dns.RR
 	// App is the answer of the app whose fqdn this is, or nil.
 	App *AppAnswer
@@ -241,7 +243,10 @@ func parseRecord(text string, z *config.Zone) (dns.RR, error) {
 	if _, more := zp.Next(); more {
 		return nil, fmt.Errorf("%q holds more than one record", text)
 	}
-	rr.Header().Name = strings.ToLower(rr.Header().Name)
+	// Names compare case-insensitively (RFC 4343), however escaped: the owner is stored
+	// canonical, as queries are asked, and so are the names the answers follow (canonicalData).
+	rr.Header().Name = Canonical(rr.Header().Name)
+	canonicalData(rr)
 	name := rr.Header().Name
 	if !config.InZone(name, z.Name) {
 		return nil, fmt.Errorf("%q lies outside zone %q", strings.TrimSuffix(name, "."), strings.TrimSuffix(z.Name, "."))

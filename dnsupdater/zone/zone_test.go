@@ -168,6 +168,10 @@ func TestCompileRefusesWhatSecondariesRefuseOrIsNeverAnswered(t *testing.T) {
 			want: `zones[0].records: "a.demo.test" has A records with TTLs 300 and 600; one RRset has one TTL (RFC 2181 §5.2)`},
 		{name: "a CNAME loop", records: `["a IN CNAME b", "b IN CNAME c", "c IN CNAME a"]`,
 			want: `zones: CNAME loop a.demo.test → b.demo.test → c.demo.test → a.demo.test`},
+		{name: "a CNAME loop whose targets are spelt in upper case (RFC 4343)", records: `["a IN CNAME B", "b IN CNAME A.DEMO.TEST."]`,
+			want: `zones: CNAME loop a.demo.test → b.demo.test → a.demo.test`},
+		{name: "a CNAME loop through a name spelt with escapes", records: `["a IN CNAME \\066", "b IN CNAME a"]`,
+			want: `zones: CNAME loop a.demo.test → b.demo.test → a.demo.test`},
 		{name: "a CNAME loop through a wildcard", records: `["*.w IN CNAME x.w"]`,
 			want: `zones: CNAME loop x.w.demo.test → x.w.demo.test`},
 		{name: "a wildcard NS", records: `["*.w IN NS ns1.demo.test."]`,
@@ -185,5 +189,68 @@ func TestCompileRefusesWhatSecondariesRefuseOrIsNeverAnswered(t *testing.T) {
 				t.Errorf("want the one problem\n%s\ngot %v", tt.want, err)
 			}
 		})
+	}
+}
+
+func TestNamesCompareCaseInsensitivelyWhateverTheirSpelling(t *testing.T) {
+	tests := []struct{ name, canonical string }{
+		{name: "www.demo.test.", canonical: "www.demo.test."},
+		{name: "WwW.Demo.TEST.", canonical: "www.demo.test."},
+		{name: `\087ww.demo.test.`, canonical: "www.demo.test."},
+		{name: `\*.demo.test.`, canonical: "*.demo.test."},
+		{name: `a\ b.demo.test.`, canonical: `a\ b.demo.test.`},
+	}
+	for _, tt := range tests {
+		if got := Canonical(tt.name); got != tt.canonical {
+			t.Errorf("Canonical(%s) = %s, want %s", tt.name, got, tt.canonical)
+		}
+	}
+}
+
+func TestProjectKeepsNamesCanonical(t *testing.T) {
+	s, err := Compile(eventstest.Config(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 192.0.2.53}]
+    records:
+      - "Upper IN CNAME MX"
+      - "\\065bs IN CNAME mx.DEMO.test."
+      - "mail IN MX 10 \\077X"
+      - "srv IN SRV 0 0 80 Mx.Demo.Test."
+      - "sub IN NS NS.SUB"
+      - "ns.sub IN A 192.0.2.7"
+      - "svcb IN SVCB 1 Host.Example."
+      - "mx IN A 192.0.2.25"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := s.Project(state.NewView(), nil)[0]
+	want := []string{"demo.test.", "abs.demo.test.", "mail.demo.test.", "mx.demo.test.", "ns1.demo.test.", "srv.demo.test.",
+		"sub.demo.test.", "ns.sub.demo.test.", "svcb.demo.test.", "upper.demo.test."}
+	SortCanonical(want, func(name string) string { return name })
+	if got := z.Names(); !slices.Equal(got, want) {
+		t.Errorf("names: want %v, got %v", want, got)
+	}
+	for _, ck := range []struct {
+		name string
+		typ  uint16
+		want string
+	}{
+		{"upper.demo.test.", dns.TypeCNAME, "mx.demo.test."},
+		{"abs.demo.test.", dns.TypeCNAME, "mx.demo.test."},
+		{"mail.demo.test.", dns.TypeMX, "10 mx.demo.test."},
+		{"srv.demo.test.", dns.TypeSRV, "0 0 80 mx.demo.test."},
+		{"sub.demo.test.", dns.TypeNS, "ns.sub.demo.test."},
+		{"svcb.demo.test.", dns.TypeSVCB, "1 Host.Example."}, // as Knot keeps it: RFC 4034 §6.2 does not list SVCB
+	} {
+		n := z.Lookup(ck.name)
+		if n == nil || len(n.RRsets[ck.typ]) == 0 {
+			t.Errorf("%s %s: no record", ck.name, dns.TypeToString[ck.typ])
+			continue
+		}
+		if got := RData(n.RRsets[ck.typ][0]); got != ck.want {
+			t.Errorf("%s %s: want %q, got %q", ck.name, dns.TypeToString[ck.typ], ck.want, got)
+		}
 	}
 }
