@@ -426,6 +426,46 @@ func TestAnAppTargetOfMXOrSRVAddsTheAddressesEveryClientGets(t *testing.T) {
 	}
 }
 
+func TestALabelHoldingADotIsOneLabel(t *testing.T) {
+	tab := answersTable(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "* IN A 192.0.2.1"
+      - "a\\.b IN TXT \"one label\""
+      - "sub IN NS ns.other.example."
+      - "evil\\.sub IN TXT \"beside sub\""
+`)
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "the label is answered", req: newQuery(`a\.b.demo.test.`, dns.TypeTXT),
+			want: "NOERROR aa rd\nan: a\\.b.demo.test. 3600 IN TXT \"one label\""},
+		{name: "the label is answered whatever the case and escape of its spelling", req: newQuery(`A\046B.demo.test.`, dns.TypeTXT),
+			want: "NOERROR aa rd\nan: A\\.B.demo.test. 3600 IN TXT \"one label\""},
+		{name: "what follows its dot is no name: the wildcard answers it (RFC 4592)", req: newQuery("b.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: b.demo.test. 3600 IN A 192.0.2.1"},
+		{name: "nor is what follows its dot an empty non-terminal hiding the wildcard", req: newQuery("a.b.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: a.b.demo.test. 3600 IN A 192.0.2.1"},
+		{name: "a label ending in a delegation's name is not below it", req: newQuery(`evil\.sub.demo.test.`, dns.TypeTXT),
+			want: "NOERROR aa rd\nan: evil\\.sub.demo.test. 3600 IN TXT \"beside sub\""},
+		{name: "the delegation still refers what is below it", req: newQuery("x.sub.demo.test.", dns.TypeA),
+			want: "NOERROR rd\nns: sub.demo.test. 3600 IN NS ns.other.example."},
+	}
+	remote := netip.MustParseAddr("192.0.2.99")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := respondTo(t, tab, tt.req, remote)
+			if got := sections(r); got != tt.want {
+				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}
+
 func TestANewConfigurationsRecordsReplaceThePreparedOnes(t *testing.T) {
 	before := answersTable(t, answersConfig)
 	static, err := zone.Compile(eventstest.Config(t, strings.Replace(answersConfig, "mx IN A 192.0.2.25", "mx IN A 192.0.2.26", 1)))

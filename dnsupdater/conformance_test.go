@@ -33,6 +33,7 @@ zones:
       - "shopmail IN MX 10 shop"
       - "geomail IN MX 10 geo"
       - "upper IN CNAME MX"
+      - "a\\.b.wild IN TXT \"one label\""
 %s
   - name: other.test
     transfer_to: ["10.0.0.0/8"]

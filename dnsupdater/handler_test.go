@@ -30,7 +30,7 @@ func testTable(t testing.TB) *table {
 // seedQueries are queries of every shape the server handles.
 func seedQueries() []*dns.Msg {
 	var out []*dns.Msg
-	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "q.wild.demo.test.", "a.b.walias.demo.test.", "togeo.demo.test.", "shopmail.demo.test.", "geomail.demo.test.", "upper.demo.test.", "example.com.", "."} {
+	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "q.wild.demo.test.", "a.b.walias.demo.test.", "togeo.demo.test.", "shopmail.demo.test.", "geomail.demo.test.", "upper.demo.test.", `a\.b.wild.demo.test.`, "b.wild.demo.test.", "example.com.", "."} {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeCNAME, dns.TypeAXFR, dns.TypeIXFR} {
 			out = append(out, newQuery(name, qt))
 		}
@@ -262,7 +262,7 @@ func FuzzTransfer(f *testing.F) {
 func TestEveryNameInEveryCaseGetsTheReferenceAnswer(t *testing.T) {
 	first, later := twoGenerations(t)
 	var region strings.Builder
-	region.WriteString("zones: [{name: region.test, records: [\"*.any IN CNAME app1\", \"x.y.ent IN TXT \\\"t\\\"\", \"up IN CNAME APP2\", \"deleg IN NS ns.deleg\", \"ns.deleg IN A 192.0.2.1\"]}]\napps:\n")
+	region.WriteString("zones: [{name: region.test, records: [\"*.any IN CNAME app1\", \"x.y.ent IN TXT \\\"t\\\"\", \"x\\\\.y.dot IN TXT \\\"t\\\"\", \"up IN CNAME APP2\", \"deleg IN NS ns.deleg\", \"ns.deleg IN A 192.0.2.1\"]}]\napps:\n")
 	for i := range 200 {
 		fmt.Fprintf(&region, "  - {name: app%d, fqdn: app%d.region.test, pools: [{name: main, endpoints: [{address: \"10.1.0.%d:80\"}]}]}\n", i, i, i)
 	}

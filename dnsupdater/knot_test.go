@@ -16,7 +16,7 @@ import (
 
 // differentialConfig is the zone the differential test loads into Detour and, through an AXFR
 // from Detour, into Knot: every kind of name a query can meet, names in record data spelt in
-// upper case or with escapes among them.
+// upper case or with escapes, and labels holding a dot among them.
 const differentialConfig = `
 zones:
   - name: conf.test
@@ -56,6 +56,10 @@ zones:
       - "usub IN NS NS.USUB"
       - "ns.usub IN A 192.0.2.8"
       - "uptr IN PTR \\077X"
+      - "a\\.b IN TXT \"one label\""
+      - "x\\.y.wild IN TXT \"one label below a wildcard\""
+      - "evil\\.sub IN TXT \"beside the delegation sub\""
+      - "toevil IN CNAME EVIL\\.sub"
 %s
 edges:
   - {name: edge-a, region: west, hostname: edge-a.conf.test, address: 10.9.0.1}
@@ -159,7 +163,7 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 
 	names := []string{"nope.conf.test.", "q.wild.conf.test.", "p.q.wild.conf.test.", "c.b.wild.conf.test.", "y.x.wild.conf.test.",
 		"any.walias.conf.test.", "host.sub.conf.test.", "a.b.sub.conf.test.", "x.sub2.conf.test.", "example.com.", "test.",
-		"x.usub.conf.test."}
+		"b.conf.test.", "a.b.conf.test.", "y.wild.conf.test.", "x.y.wild.conf.test.", "x.usub.conf.test."}
 	for name := range owners {
 		names = append(names, name, "nx."+name)
 	}

@@ -3,7 +3,6 @@ package dnsupdater
 import (
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
@@ -223,8 +222,8 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 		if n := z.Lookup(p); n != nil && len(n.RRsets[dns.TypeNS]) > 0 {
 			cut = n
 		}
-		_, rest, ok := strings.Cut(p, ".")
-		if !ok || rest == "" {
+		rest := zone.Parent(p)
+		if rest == "" {
 			break
 		}
 		p = rest

@@ -49,6 +49,27 @@ func canonicalEscaped(name string) string {
 	return out
 }
 
+// Parent returns the canonical name without its first label ("b.c." for "a.b.c."), or "" for
+// a name of one label. A label may hold an escaped dot: the parent of "a\.b.c." is "c.".
+func Parent(name string) string {
+	i := strings.IndexByte(name, '.')
+	if i < 0 {
+		return ""
+	}
+	if strings.IndexByte(name[:i], '\\') < 0 {
+		return name[i+1:]
+	}
+	for i = 0; i < len(name); i++ {
+		switch name[i] {
+		case '\\':
+			i++ // the escaped byte; in "\DDD" the digits are no dot either
+		case '.':
+			return name[i+1:]
+		}
+	}
+	return ""
+}
+
 // canonicalData spells canonical the domain names in the data of rr when its type is one of
 // those whose names RFC 4034 §6.2 lowers in the canonical form of a record (RFC 6840 §5.1
 // keeps RRSIG's, drops NSEC's): the names NS, MX, SRV and CNAME records point to among them,

@@ -165,7 +165,7 @@ func checkRRsets(path string, names map[string]map[uint16][]dns.RR) []string {
 		}
 		if strings.HasPrefix(name, "*.") {
 			for p := name; ; {
-				_, rest, _ := strings.Cut(p, ".")
+				rest := Parent(p)
 				if rest == "" || names[rest] != nil && names[rest][dns.TypeSOA] != nil {
 					break
 				}
@@ -352,7 +352,7 @@ func (z *Zone) node(name string) *Node {
 	n := &Node{Name: name}
 	z.Nodes.set(name, n)
 	for p := name; p != z.Name; {
-		_, rest, _ := strings.Cut(p, ".")
+		rest := Parent(p)
 		if rest == "" || !config.InZone(rest, z.Name) {
 			break
 		}
@@ -375,7 +375,7 @@ func (z *Zone) Match(name string) *Node {
 		return n
 	}
 	for p := name; p != z.Name; {
-		_, rest, _ := strings.Cut(p, ".")
+		rest := Parent(p)
 		if rest == "" || !config.InZone(rest, z.Name) {
 			return nil
 		}

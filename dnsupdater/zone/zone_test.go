@@ -254,3 +254,34 @@ zones:
 		}
 	}
 }
+
+func TestALabelHoldingADotIsOneLabel(t *testing.T) {
+	for _, tt := range []struct{ name, parent string }{
+		{name: "a.b.demo.test.", parent: "b.demo.test."},
+		{name: `a\.b.demo.test.`, parent: "demo.test."},
+		{name: `a\\.demo.test.`, parent: "demo.test."},   // the label "a\"
+		{name: `a\\\..demo.test.`, parent: "demo.test."}, // the label "a\."
+		{name: "test.", parent: ""},
+	} {
+		if got := Parent(tt.name); got != tt.parent {
+			t.Errorf("Parent(%s) = %q, want %q", tt.name, got, tt.parent)
+		}
+	}
+	s, err := Compile(eventstest.Config(t, `
+zones:
+  - name: demo.test
+    records:
+      - "A\\046B IN TXT \"one label, spelt with an escape\""
+      - "sub IN NS ns.other.example."
+      - "*.x\\.sub IN TXT \"beside the delegation, not below it\""
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := s.Project(state.NewView(), nil)[0]
+	want := []string{"demo.test.", `a\.b.demo.test.`, "ns1.demo.test.", "sub.demo.test.", `x\.sub.demo.test.`, `*.x\.sub.demo.test.`}
+	SortCanonical(want, func(name string) string { return name })
+	if got := z.Names(); !slices.Equal(got, want) {
+		t.Errorf("names: want %v, got %v (a label holding a dot makes no name of what follows the dot)", want, got)
+	}
+}

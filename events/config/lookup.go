@@ -1,9 +1,6 @@
 package config
 
-import (
-	"net/netip"
-	"strings"
-)
+import "net/netip"
 
 // names indexes a configuration's apps and edges by name, and the edges fronting each app, so
 // that lookups in a configuration of 100,000 endpoints do not scan it.
@@ -143,9 +140,23 @@ func (c *Config) ZoneOf(name string) *Zone {
 	return best
 }
 
-// InZone reports whether the canonical name is zone or lies below it.
+// InZone reports whether the canonical name is zone or lies below it. The name may be a zone
+// record's, in presentation form, whose labels may hold escaped dots: "a\.demo.test." is the
+// label "a.demo" below test., not a name below demo.test.
 func InZone(name, zone string) bool {
-	return name == zone || strings.HasSuffix(name, "."+zone)
+	if name == zone {
+		return true
+	}
+	dot := len(name) - len(zone) - 1
+	if dot < 0 || name[dot] != '.' || name[dot+1:] != zone {
+		return false
+	}
+	// The dot ends a label unless it is escaped: after an odd run of backslashes.
+	escaped := false
+	for i := dot - 1; i >= 0 && name[i] == '\\'; i-- {
+		escaped = !escaped
+	}
+	return !escaped
 }
 
 // Pool returns the app's pool named name, or nil.

@@ -78,3 +78,25 @@ func TestLookupsFollowAConfigurationChangedAfterParsing(t *testing.T) {
 		t.Errorf("Edge(edge-z) = %v, Edge(edge-a) = %v after a rename", e, c.Edge("edge-a"))
 	}
 }
+
+func TestANameIsInAZoneOnlyWhenItsLabelsEndWithTheZones(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"demo.test.", true},
+		{"www.demo.test.", true},
+		{"a.b.demo.test.", true},
+		{"ademo.test.", false},
+		{"test.", false},
+		{`a\.demo.test.`, false},   // the one label "a.demo" below test.
+		{`a\\.demo.test.`, true},   // the label "a\" below demo.test.
+		{`a\\\.demo.test.`, false}, // the label "a\.demo" below test.
+		{`a\046demo.test.`, false}, // the escape of a dot spelt in decimal
+	}
+	for _, tt := range tests {
+		if got := config.InZone(tt.name, "demo.test."); got != tt.want {
+			t.Errorf("InZone(%s, demo.test.) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
