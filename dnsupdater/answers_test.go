@@ -584,3 +584,71 @@ zones:
 		})
 	}
 }
+
+// crowdedConfig holds replies larger than 512 bytes: an MX answer whose targets' addresses do
+// not all fit beside it, a referral whose glue does not fit, and a TXT answer that does not fit
+// itself.
+func crowdedConfig() string {
+	var b strings.Builder
+	b.WriteString("zones:\n  - name: demo.test\n    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]\n    records:\n")
+	for i := range 12 {
+		fmt.Fprintf(&b, "      - \"mail IN MX %d m%02d\"\n", i, i)
+		fmt.Fprintf(&b, "      - \"m%02d IN A 192.0.2.%d\"\n      - \"m%02d IN AAAA 2001:db8::%d\"\n", i, i+1, i, i+1)
+	}
+	for i := range 10 {
+		fmt.Fprintf(&b, "      - \"deleg IN NS ns%02d.deleg\"\n      - \"ns%02d.deleg IN A 192.0.2.%d\"\n", i, i, 100+i)
+		fmt.Fprintf(&b, "      - \"ns%02d.deleg IN AAAA 2001:db8::%d\"\n", i, 100+i)
+	}
+	for i := range 12 {
+		fmt.Fprintf(&b, "      - \"big IN TXT \\\"%02d %s\\\"\"\n", i, strings.Repeat("x", 60))
+	}
+	return b.String()
+}
+
+// TestRepliesLargerThanTheBufferLeaveOutAdditionalAddressesWithoutTC asks for replies that do
+// not fit the client's buffer: addresses beside an answer are extra information, left out
+// RRset by RRset without TC (RFC 2181 §9); a referral that leaves out glue of the delegated
+// zone's name servers has TC set (RFC 9471 §3); an answer that does not fit is truncated.
+func TestRepliesLargerThanTheBufferLeaveOutAdditionalAddressesWithoutTC(t *testing.T) {
+	tab := answersTable(t, crowdedConfig())
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "an MX answer without EDNS keeps its records and the addresses that fit, without TC",
+			req:  newQuery("mail.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd; 12 answers, 0 authority; additional m00/A m00/AAAA m01/A m01/AAAA m02/A m02/AAAA m03/A m03/AAAA m04/A m04/AAAA m05/A; 508 bytes"},
+		{name: "the same in 1232 bytes keeps every address",
+			req:  withEDNS(newQuery("mail.demo.test.", dns.TypeMX), 1232),
+			want: "NOERROR aa rd; 12 answers, 0 authority; additional m00/A m00/AAAA m01/A m01/AAAA m02/A m02/AAAA m03/A m03/AAAA m04/A m04/AAAA m05/A m05/AAAA m06/A m06/AAAA m07/A m07/AAAA m08/A m08/AAAA m09/A m09/AAAA m10/A m10/AAAA m11/A m11/AAAA; 811 bytes"},
+		{name: "an address RRset that does not fit is left out and a smaller one after it stays, as Knot does",
+			req:  withEDNS(newQuery("mail.demo.test.", dns.TypeMX), 535),
+			want: "NOERROR aa rd; 12 answers, 0 authority; additional m00/A m00/AAAA m01/A m01/AAAA m02/A m02/AAAA m03/A m03/AAAA m04/A m04/AAAA m05/A m06/A; 535 bytes"},
+		{name: "a referral whose glue does not fit keeps what fits and has TC",
+			req:  newQuery("x.deleg.demo.test.", dns.TypeA),
+			want: "NOERROR tc rd; 0 answers, 10 authority; additional ns00.deleg/A ns00.deleg/AAAA ns01.deleg/A ns01.deleg/AAAA ns02.deleg/A ns02.deleg/AAAA ns03.deleg/A ns03.deleg/AAAA ns04.deleg/A ns04.deleg/AAAA ns05.deleg/A ns05.deleg/AAAA ns06.deleg/A; 505 bytes"},
+		{name: "a referral whose glue fits has no TC",
+			req:  withEDNS(newQuery("x.deleg.demo.test.", dns.TypeA), 1232),
+			want: "NOERROR rd; 0 answers, 10 authority; additional ns00.deleg/A ns00.deleg/AAAA ns01.deleg/A ns01.deleg/AAAA ns02.deleg/A ns02.deleg/AAAA ns03.deleg/A ns03.deleg/AAAA ns04.deleg/A ns04.deleg/AAAA ns05.deleg/A ns05.deleg/AAAA ns06.deleg/A ns06.deleg/AAAA ns07.deleg/A ns07.deleg/AAAA ns08.deleg/A ns08.deleg/AAAA ns09.deleg/A ns09.deleg/AAAA; 676 bytes"},
+		{name: "an answer that does not fit is truncated to the question",
+			req:  newQuery("big.demo.test.", dns.TypeTXT),
+			want: "NOERROR aa tc rd; 0 answers, 0 authority; additional; 31 bytes"},
+	}
+	remote := netip.MustParseAddr("192.0.2.99")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, b := respondTo(t, tab, tt.req, remote)
+			got := fmt.Sprintf("%s; %d answers, %d authority; additional", strings.SplitN(sections(r), "\n", 2)[0], len(r.Answer), len(r.Ns))
+			for _, rr := range r.Extra {
+				if rr.Header().Rrtype != dns.TypeOPT {
+					got += " " + strings.TrimSuffix(rr.Header().Name, ".demo.test.") + "/" + dns.TypeToString[rr.Header().Rrtype]
+				}
+			}
+			got += fmt.Sprintf("; %d bytes", len(b))
+			if got != tt.want {
+				t.Errorf("query %s\nwant: %s\ngot:  %s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}

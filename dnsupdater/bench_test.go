@@ -43,6 +43,24 @@ func BenchmarkPreparedReply(b *testing.B) {
 	}
 }
 
+// BenchmarkPreparedReplyThatLeavesOutAddresses answers an MX query without EDNS whose targets'
+// addresses do not all fit in 512 bytes: the prepared reply loses the ones that do not fit.
+func BenchmarkPreparedReplyThatLeavesOutAddresses(b *testing.B) {
+	tab := testTable(b)
+	p, err := newQuery("relays.demo.test.", dns.TypeMX).Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := newWorker(1)
+	remote := netip.MustParseAddr("10.1.2.3")
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := w.respond(tab, p, remote, false); len(r) < 300 || r[2]&0x02 != 0 {
+			b.Fatal("no whole answer")
+		}
+	}
+}
+
 // BenchmarkPreparedReplyWithMetrics is BenchmarkPreparedReply with the query counter and the
 // answer-time histogram on: it must stay at zero allocations.
 func BenchmarkPreparedReplyWithMetrics(b *testing.B) {

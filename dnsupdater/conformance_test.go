@@ -59,11 +59,15 @@ apps:
       - {name: east, endpoints: [{address: "10.0.1.1:80"}]}
 `
 
-// bigRecords give big.demo.test a TXT RRset larger than 512 bytes.
+// bigRecords give big.demo.test a TXT RRset larger than 512 bytes, relays.demo.test an MX
+// RRset whose targets' addresses do not all fit beside it in 512 bytes, and the delegation
+// wide.demo.test glue that does not fit beside its NS records in 512 bytes.
 func bigRecords() string {
 	var b strings.Builder
 	for i := range 12 {
 		fmt.Fprintf(&b, "      - \"big IN TXT \\\"%02d %s\\\"\"\n", i, strings.Repeat("x", 60))
+		fmt.Fprintf(&b, "      - \"relays IN MX %d r%02d\"\n      - \"r%02d IN A 192.0.2.%d\"\n      - \"r%02d IN AAAA 2001:db8::%d\"\n", i, i, i, i+1, i, i+1)
+		fmt.Fprintf(&b, "      - \"wide IN NS ns%02d.wide\"\n      - \"ns%02d.wide IN A 192.0.2.%d\"\n      - \"ns%02d.wide IN AAAA 2001:db8::%d\"\n", i, i, 100+i, i, 100+i)
 	}
 	return strings.TrimRight(b.String(), "\n")
 }

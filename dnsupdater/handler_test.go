@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,6 +43,8 @@ func seedQueries() []*dns.Msg {
 		withEDNS(newQuery("togeo.demo.test.", dns.TypeA), 1232, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("192.168.1.0").To4()}),
 		withEDNS(newQuery("shop.demo.test.", dns.TypeA), 4096, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}),
 		withEDNS(newQuery("big.demo.test.", dns.TypeTXT), 600),
+		newQuery("relays.demo.test.", dns.TypeMX), withEDNS(newQuery("relays.demo.test.", dns.TypeMX), 600),
+		newQuery("x.wide.demo.test.", dns.TypeA), withEDNS(newQuery("wide.demo.test.", dns.TypeNS), 600),
 	)
 	do := withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232)
 	do.IsEdns0().SetDo()
@@ -213,6 +216,77 @@ func TestTruncatedUDPRepliesFitTheClient(t *testing.T) {
 				t.Errorf("want %s, got %s", tt.want, got)
 			}
 		})
+	}
+}
+
+// TestLeavingOutAddressesKeepsTheCompressionPointersOfTheRest leaves out the addresses of a
+// reply whose additional owner names point at one another (none is named in the answer), for
+// every room: what is left must parse, fit, keep the answer, and hold whole RRsets of the
+// reply's own records; with room for everything, nothing is left out. A large RRset first
+// makes the records after it move when it is left out, and the pointers into them with them.
+func TestLeavingOutAddressesKeepsTheCompressionPointersOfTheRest(t *testing.T) {
+	m := newQuery("txt.demo.test.", dns.TypeTXT)
+	m.Compress = true
+	rr := func(s string) dns.RR {
+		r, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	m.Answer = []dns.RR{rr(`txt.demo.test. 60 IN TXT "` + strings.Repeat("t", 200) + `"`)}
+	for i := range 5 {
+		m.Extra = append(m.Extra, rr(fmt.Sprintf("w.other. 60 IN AAAA 2001:db8::%d", i)))
+	}
+	for i := range 6 {
+		m.Extra = append(m.Extra, rr(fmt.Sprintf("x.example. 60 IN A 192.0.2.%d", i)))
+	}
+	for _, name := range []string{"y", "z"} {
+		m.Extra = append(m.Extra, rr(name+".example. 60 IN AAAA 2001:db8::1"), rr(name+".example. 60 IN A 192.0.2.9"))
+	}
+	full, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rrsets := map[string]int{}
+	for _, r := range m.Extra {
+		rrsets[r.Header().Name+dns.TypeToString[r.Header().Rrtype]]++
+	}
+	fitted, moved := 0, 0
+	for room := 0; room <= len(full); room++ {
+		out, ok := leaveOutAdditional(bytes.Clone(full), room)
+		if !ok {
+			continue
+		}
+		fitted++
+		r := new(dns.Msg)
+		if err := r.Unpack(out); err != nil {
+			t.Fatalf("room %d: the reply does not parse: %v", room, err)
+		}
+		if len(out) > room || r.Truncated || len(r.Answer) != 1 {
+			t.Fatalf("room %d: %d bytes, TC %v, %d answers", room, len(out), r.Truncated, len(r.Answer))
+		}
+		kept := map[string]int{}
+		for _, x := range r.Extra {
+			if !slices.ContainsFunc(m.Extra, func(y dns.RR) bool { return dns.IsDuplicate(x, y) }) {
+				t.Fatalf("room %d: %v is not a record of the reply", room, x)
+			}
+			kept[x.Header().Name+dns.TypeToString[x.Header().Rrtype]]++
+		}
+		for set, n := range kept {
+			if n != rrsets[set] {
+				t.Errorf("room %d: %d of the %d records of %s kept", room, n, rrsets[set], set)
+			}
+		}
+		if kept["w.other.AAAA"] == 0 && kept["y.example.AAAA"] > 0 {
+			moved++
+		}
+		if room == len(full) && !bytes.Equal(out, full) {
+			t.Errorf("with room for the whole reply, it changed")
+		}
+	}
+	if fitted < len(full)-300 || moved == 0 {
+		t.Errorf("the reply fitted %d rooms of %d, %d with the records after the first RRset moved", fitted, len(full)+1, moved)
 	}
 }
 

@@ -261,11 +261,18 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 // zone's owner names.
 func differentialPeers(t *testing.T) (detour, knot string, owners map[string]bool) {
 	t.Helper()
+	return peers(t, "conf.test", fmt.Sprintf(differentialConfig, bigTXT()))
+}
+
+// peers starts Detour with the configuration conf and Knot with what Detour transfers of its
+// zone name, and returns their addresses and the zone's owner names.
+func peers(t *testing.T, name, conf string) (detour, knot string, owners map[string]bool) {
+	t.Helper()
 	knottest.Skip(t)
 	js := eventstest.Start(t)
-	detour = startServer(t, js, eventstest.Config(t, fmt.Sprintf(differentialConfig, bigTXT())), "").srv.Addr()
+	detour = startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
 	axfr := new(dns.Msg)
-	axfr.SetAxfr("conf.test.")
+	axfr.SetAxfr(name + ".")
 	ch, err := new(dns.Transfer).In(axfr, detour)
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +288,7 @@ func differentialPeers(t *testing.T) (detour, knot string, owners map[string]boo
 			file.WriteString(rr.String() + "\n")
 		}
 	}
-	return detour, knottest.Start(t, knottest.Zone{Name: "conf.test", File: file.String()}).Addr, owners
+	return detour, knottest.Start(t, knottest.Zone{Name: name, File: file.String()}).Addr, owners
 }
 
 // TestDetourRejectsMalformedQueriesAsKnotDoes sends both servers queries that break a rule
@@ -391,6 +398,76 @@ func TestDetourRejectsMalformedQueriesAsKnotDoes(t *testing.T) {
 				t.Errorf("%s over %s: Detour answers %s, Knot %s", tc.name, network, d, k)
 			}
 		}
+	}
+}
+
+// truncationConfig holds replies larger than a client's buffer: an MX and an SRV answer whose
+// targets' addresses do not all fit beside them, a delegation whose glue does not fit, and a
+// TXT answer that does not fit itself.
+const truncationConfig = `
+zones:
+  - name: trunc.test
+    nameservers: [{name: ns1.trunc.test, address: 127.0.0.53}]
+    transfer_to: ["127.0.0.1"]
+    records:
+%s
+`
+
+// truncationRecords are the records of truncationConfig.
+func truncationRecords() string {
+	var b strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&b, "      - \"mail IN MX %d m%02d\"\n      - \"srv IN SRV %d 0 25 m%02d\"\n", i, i, i, i)
+		fmt.Fprintf(&b, "      - \"m%02d IN A 192.0.2.%d\"\n      - \"m%02d IN AAAA 2001:db8::%d\"\n", i, i+1, i, i+1)
+	}
+	for i := range 10 {
+		fmt.Fprintf(&b, "      - \"deleg IN NS ns%02d.deleg\"\n", i)
+		fmt.Fprintf(&b, "      - \"ns%02d.deleg IN A 192.0.2.%d\"\n      - \"ns%02d.deleg IN AAAA 2001:db8::%d\"\n", i, 100+i, i, 100+i)
+	}
+	for i := range 24 {
+		fmt.Fprintf(&b, "      - \"big IN TXT \\\"%02d %s\\\"\"\n", i, strings.Repeat("x", 60))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// TestDetourTruncatesAsKnotDoesAtEveryBufferSize asks both servers, over UDP without EDNS and
+// with every buffer size from 480 to 1300, for answers whose additional addresses, referral
+// glue or answer records do not all fit: Detour must send what Knot sends. Addresses beside an
+// answer are left out, RRset by RRset, without TC (RFC 2181 §9); a referral whose glue does
+// not fit and an answer that does not fit are truncated with TC (RFC 9471 §3, RFC 1035 §4.1.1).
+func TestDetourTruncatesAsKnotDoesAtEveryBufferSize(t *testing.T) {
+	detour, knot, _ := peers(t, "trunc.test", fmt.Sprintf(truncationConfig, truncationRecords()))
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second, UDPSize: 65535}
+	ask := func(server string, m *dns.Msg) *dns.Msg {
+		t.Helper()
+		r, _, err := c.Exchange(m, server)
+		if err != nil {
+			t.Fatalf("udp %s %s: %v", server, m.Question[0].String(), err)
+		}
+		return r
+	}
+	differ := 0
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"mail.trunc.test.", dns.TypeMX}, {"srv.trunc.test.", dns.TypeSRV}, {"x.deleg.trunc.test.", dns.TypeA},
+		{"deleg.trunc.test.", dns.TypeNS}, {"big.trunc.test.", dns.TypeTXT},
+	} {
+		for size := 479; size <= 1300; size++ {
+			m := newQuery(q.name, q.qtype)
+			if size >= 480 {
+				m.SetEdns0(uint16(size), false)
+			}
+			if d, k := render(ask(detour, m)), render(ask(knot, m)); d != k {
+				if differ++; differ <= 5 {
+					t.Errorf("%s %s with a buffer of %d bytes (479: no EDNS):\n--- detour\n%s--- knot\n%s", q.name, dns.TypeToString[q.qtype], size, d, k)
+				}
+			}
+		}
+	}
+	if differ > 5 {
+		t.Errorf("and %d more replies differ", differ-5)
 	}
 }
 

@@ -20,6 +20,10 @@ const (
 	// edeNotAuthoritative is the EDE info code of a REFUSED reply for a name outside the zones.
 	edeNotAuthoritative = 20
 	typeOPT             = 41
+	dnsTypeA            = 1
+	dnsTypeNS           = 2
+	dnsTypeAAAA         = 28
+	dnsTypeTSIG         = 250
 	classIN             = 1
 	headerLen           = 12
 )
@@ -176,8 +180,11 @@ func parseECS(d []byte, q *query) bool {
 // finish writes the response to q into dst from a prepared template (a packed reply whose
 // question name is in lower case and which has no OPT record): the query's id, RD and CD bits,
 // question name and type, an OPT record when the query had one (with extRcode, and the client
-// subnet echoed with the given scope), and truncation to limit: the header, question and OPT
-// record with TC set, without the server identity when that does not fit. It returns the response.
+// subnet echoed with the given scope), and its fit to limit. A reply too large loses the
+// addresses of its additional section that do not fit, RRset by RRset, without TC (RFC 2181
+// §9; see leaveOutAdditional); one whose answer, authority or referral glue does not fit is
+// cut to the header, question and OPT record with TC set, without the server identity when
+// that does not fit. It returns the response.
 func finish(dst, tmpl []byte, q *query, extRcode uint8, scope uint8, limit int) []byte {
 	dst = append(dst[:0], tmpl...)
 	binary.BigEndian.PutUint16(dst, q.id)
@@ -187,11 +194,21 @@ func finish(dst, tmpl []byte, q *query, extRcode uint8, scope uint8, limit int) 
 		copy(dst[headerLen:], q.name)
 		binary.BigEndian.PutUint16(dst[headerLen+len(q.name):], q.qtype)
 	}
+	records := len(dst)
 	if q.edns {
 		dst = appendOPT(dst, q, extRcode, scope)
 	}
 	if len(dst) <= limit {
 		return dst
+	}
+	if q.edns {
+		binary.BigEndian.PutUint16(dst[10:], binary.BigEndian.Uint16(dst[10:])-1) // the OPT record goes again
+	}
+	if trimmed, ok := leaveOutAdditional(dst[:records], limit-(len(dst)-records)); ok {
+		if q.edns {
+			trimmed = appendOPT(trimmed, q, extRcode, scope)
+		}
+		return trimmed
 	}
 	// Too large: the header and question alone, with TC set, so the client asks again over TCP.
 	end := headerLen
@@ -217,6 +234,213 @@ func finish(dst, tmpl []byte, q *query, extRcode uint8, scope uint8, limit int) 
 	withoutID.nsid = nil
 	binary.BigEndian.PutUint16(dst[10:], 0) // the OPT record just cut off was counted
 	return appendOPT(dst, &withoutID, extRcode, scope)
+}
+
+// maxExtra bounds the additional records leaveOutAdditional sorts out without allocating.
+const maxExtra = 64
+
+// extraRecord is one record of a reply's additional section, as leaveOutAdditional sees it.
+type extraRecord struct {
+	start, end int
+	// pointer is where the compression pointer that ends the owner name sits, or -1.
+	pointer int
+	rtype   uint16
+	// rrset numbers the RRset the record belongs to; optional says that it is an address
+	// record that may be left out.
+	rrset    int
+	optional bool
+	keep     bool
+	// moved is how far the record moves towards the start of the message.
+	moved int
+}
+
+// leaveOutAdditional makes the packed reply p fit in room bytes by leaving out address records
+// of its additional section, as Knot does: each A or AAAA RRset in turn stays when it fits
+// beside the sections and the RRsets kept before it, and is left out otherwise. Every other
+// record stays (an OPT or TSIG record already in p). The addresses beside an answer are extra
+// information, left out without TC (RFC 2181 §9); those of a referral (its authority section
+// holds the NS records) are the glue of name servers inside the delegated zone, and a referral
+// that leaves any out has TC set (RFC 9471 §3). It reports false, leaving p as it was, when the
+// answer and authority sections alone do not fit. The records kept move up in p, their
+// compression pointers into the additional section following them.
+func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
+	if len(p) < headerLen {
+		return p, false
+	}
+	off := headerLen
+	for range binary.BigEndian.Uint16(p[4:]) {
+		if off = skipName(p, off); off < 0 || off+4 > len(p) {
+			return p, false
+		}
+		off += 4
+	}
+	an, ns := int(binary.BigEndian.Uint16(p[6:])), int(binary.BigEndian.Uint16(p[8:]))
+	referral := false
+	for i := range an + ns {
+		if off = skipName(p, off); off < 0 || off+10 > len(p) {
+			return p, false
+		}
+		referral = referral || i >= an && binary.BigEndian.Uint16(p[off:]) == dnsTypeNS
+		off += 10 + int(binary.BigEndian.Uint16(p[off+8:]))
+	}
+	extraStart := off
+	if off > room {
+		return p, false
+	}
+	var buf [maxExtra]extraRecord
+	extra := buf[:0]
+	kept := 0 // the bytes of the records that stay in any case
+	for range binary.BigEndian.Uint16(p[10:]) {
+		r := extraRecord{start: off, pointer: -1}
+		for off < len(p) && p[off] != 0 && p[off]&0xC0 == 0 {
+			off += int(p[off]) + 1
+		}
+		if off < len(p) && p[off]&0xC0 == 0xC0 {
+			r.pointer = off
+			off++
+		}
+		off++
+		if off+10 > len(p) {
+			return p, false
+		}
+		r.rtype = binary.BigEndian.Uint16(p[off:])
+		r.end = off + 10 + int(binary.BigEndian.Uint16(p[off+8:]))
+		if r.end > len(p) {
+			return p, false
+		}
+		switch r.rtype {
+		case dnsTypeA, dnsTypeAAAA:
+			r.optional = true
+			r.rrset = len(extra)
+			if n := len(extra); n > 0 && extra[n-1].rtype == r.rtype && sameName(p, extra[n-1].start, r.start) {
+				r.rrset = extra[n-1].rrset
+			}
+		case typeOPT, dnsTypeTSIG:
+			r.rrset, r.keep = len(extra), true
+			kept += r.end - r.start
+		default:
+			return p, false // a record whose data may hold names: never in Detour's replies
+		}
+		extra = append(extra, r)
+		off = r.end
+	}
+	// Which RRsets stay, in order: one whose owner name points into a record left out cannot.
+	size := extraStart + kept
+	if size > room {
+		return p, false
+	}
+	for i := 0; i < len(extra); {
+		j := i
+		fits := true
+		for ; j < len(extra) && extra[j].rrset == extra[i].rrset; j++ {
+			fits = fits && reachable(p, extra[:j], extra[j], extraStart)
+		}
+		if !extra[i].optional {
+			if !fits {
+				return p, false
+			}
+			i = j
+			continue
+		}
+		rrset := extra[j-1].end - extra[i].start
+		if fits && size+rrset <= room {
+			size += rrset
+			for k := i; k < j; k++ {
+				extra[k].keep = true
+			}
+		}
+		i = j
+	}
+	// Move the records that stay up, and their pointers into the additional section with them.
+	out, count := extraStart, 0
+	for i := range extra {
+		r := &extra[i]
+		if !r.keep {
+			continue
+		}
+		r.moved = r.start - out
+		copy(p[out:], p[r.start:r.end])
+		if r.pointer >= 0 {
+			if target := int(binary.BigEndian.Uint16(p[r.pointer-r.moved:]) & 0x3FFF); target >= extraStart {
+				binary.BigEndian.PutUint16(p[r.pointer-r.moved:], uint16(0xC000|(target-holder(extra[:i], target).moved)))
+			}
+		}
+		out += r.end - r.start
+		count++
+	}
+	binary.BigEndian.PutUint16(p[10:], uint16(count))
+	if referral && count < len(extra) {
+		p[2] |= 0x02
+	}
+	return p[:out], true
+}
+
+// reachable reports whether r's owner name, if it ends in a pointer into the additional
+// section (which starts at extraStart), points into one of the records before it that stays
+// or that is of its own RRset.
+func reachable(p []byte, before []extraRecord, r extraRecord, extraStart int) bool {
+	if r.pointer < 0 {
+		return true
+	}
+	target := int(binary.BigEndian.Uint16(p[r.pointer:]) & 0x3FFF)
+	if target < extraStart {
+		return true
+	}
+	h := holder(before, target)
+	return h != nil && (h.keep || h.rrset == r.rrset)
+}
+
+// holder returns the record of extra that holds the offset off, or nil.
+func holder(extra []extraRecord, off int) *extraRecord {
+	for i := range extra {
+		if extra[i].start <= off && off < extra[i].end {
+			return &extra[i]
+		}
+	}
+	return nil
+}
+
+// sameName reports whether the names at a and b of the message p are the same, ignoring the
+// case of ASCII letters and following compression pointers.
+func sameName(p []byte, a, b int) bool {
+	for hops := 0; hops < 32; {
+		for a < len(p) && p[a]&0xC0 == 0xC0 {
+			if a+2 > len(p) {
+				return false
+			}
+			a, hops = int(binary.BigEndian.Uint16(p[a:])&0x3FFF), hops+1
+		}
+		for b < len(p) && p[b]&0xC0 == 0xC0 {
+			if b+2 > len(p) {
+				return false
+			}
+			b, hops = int(binary.BigEndian.Uint16(p[b:])&0x3FFF), hops+1
+		}
+		if a == b {
+			return true
+		}
+		if a >= len(p) || b >= len(p) || p[a]&0xC0 != 0 || p[a] != p[b] || a+int(p[a]) >= len(p) || b+int(p[b]) >= len(p) {
+			return false
+		}
+		l := int(p[a])
+		if l == 0 {
+			return true
+		}
+		for i := 1; i <= l; i++ {
+			if lower(p[a+i]) != lower(p[b+i]) {
+				return false
+			}
+		}
+		a, b = a+l+1, b+l+1
+	}
+	return false
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // appendOPT appends Detour's OPT record and counts it in the additional section.
