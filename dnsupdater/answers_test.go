@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -650,5 +651,56 @@ func TestRepliesLargerThanTheBufferLeaveOutAdditionalAddressesWithoutTC(t *testi
 				t.Errorf("query %s\nwant: %s\ngot:  %s", tt.req.Question[0].String(), tt.want, got)
 			}
 		})
+	}
+}
+
+// TestDSAtAChildZonesApexIsTheParentZonesAnswer serves a zone and the zone it delegates: the
+// DS RRset lives on the parent side of the cut (RFC 4035 §3.1.4.1), so a DS question for the
+// child's apex is answered from the parent, as Knot does, whichever order the zones are listed
+// in and whichever path answers; every other question for the name is the child's.
+func TestDSAtAChildZonesApexIsTheParentZonesAnswer(t *testing.T) {
+	parent := `
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records: ["sub IN NS ns1.sub", "ns1.sub IN A 192.0.2.7"]`
+	child := `
+  - name: sub.demo.test
+    nameservers: [{name: ns1.sub.demo.test, address: 192.0.2.7}]
+    records: ["x IN A 192.0.2.8"]`
+	childSOA := "sub.demo.test. 5 IN SOA ns1.sub.demo.test. hostmaster.sub.demo.test. 0 3600 600 604800 5"
+	tests := []struct {
+		name string
+		req  *dns.Msg
+		want string
+	}{
+		{name: "DS at the child's apex is the parent's NODATA", req: newQuery("sub.demo.test.", dns.TypeDS),
+			want: "NOERROR aa rd\nns: " + negSOA},
+		{name: "DS at the child's apex with EDNS is the parent's NODATA", req: withEDNS(newQuery("SUB.demo.test.", dns.TypeDS), 1232),
+			want: "NOERROR aa rd\nns: " + negSOA + "\nar: OPT"},
+		{name: "other types at the child's apex are the child's", req: newQuery("sub.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nns: " + childSOA},
+		{name: "DS below the child's apex is the child's", req: newQuery("x.sub.demo.test.", dns.TypeDS),
+			want: "NOERROR aa rd\nns: " + childSOA},
+		{name: "DS at the parent's apex, whose parent is not served, is the parent's own", req: newQuery("demo.test.", dns.TypeDS),
+			want: "NOERROR aa rd\nns: " + negSOA},
+	}
+	remote := netip.MustParseAddr("192.0.2.99")
+	for order, zones := range []string{parent + child, child + parent} {
+		tab := answersTable(t, "zones:"+zones)
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("zones in order %d: %s", order+1, tt.name), func(t *testing.T) {
+				r, b := respondTo(t, tab, tt.req, remote)
+				if got := sections(r); got != tt.want {
+					t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+				}
+				p, err := tt.req.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := newWorker(1).reference(tab, p, remote, false); !bytes.Equal(b, want) {
+					t.Errorf("the reply differs from the reference path's")
+				}
+			})
+		}
 	}
 }

@@ -34,9 +34,13 @@ zones:
       - "geomail IN MX 10 geo"
       - "upper IN CNAME MX"
       - "a\\.b.wild IN TXT \"one label\""
+      - "kid IN NS ns.kid"
+      - "ns.kid IN A 192.0.2.8"
 %s
   - name: other.test
     transfer_to: ["10.0.0.0/8"]
+  - name: kid.demo.test
+    nameservers: [{name: ns.kid.demo.test, address: 192.0.2.8}]
 edges:
   - {name: edge-a, region: west, hostname: edge-a.demo.test, address: 10.9.0.1}
 apps:

@@ -45,6 +45,7 @@ func seedQueries() []*dns.Msg {
 		withEDNS(newQuery("big.demo.test.", dns.TypeTXT), 600),
 		newQuery("relays.demo.test.", dns.TypeMX), withEDNS(newQuery("relays.demo.test.", dns.TypeMX), 600),
 		newQuery("x.wide.demo.test.", dns.TypeA), withEDNS(newQuery("wide.demo.test.", dns.TypeNS), 600),
+		newQuery("kid.demo.test.", dns.TypeDS), withEDNS(newQuery("KID.demo.test.", dns.TypeDS), 1232),
 	)
 	do := withEDNS(newQuery("shop.demo.test.", dns.TypeA), 1232)
 	do.IsEdns0().SetDo()
@@ -357,7 +358,7 @@ func TestEveryNameInEveryCaseGetsTheReferenceAnswer(t *testing.T) {
 		fast := 0
 		for _, name := range names {
 			for _, cased := range []string{name, strings.ToUpper(name), mixedCase(name)} {
-				for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeTXT, dns.TypeMX, dns.TypeNS, dns.TypeSOA, dns.TypeNULL, dns.TypeSRV, dns.TypeANY, 65, 300} {
+				for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeTXT, dns.TypeMX, dns.TypeNS, dns.TypeSOA, dns.TypeNULL, dns.TypeSRV, dns.TypeANY, dns.TypeDS, 65, 300} {
 					m := withEDNS(newQuery(cased, qt), 1232)
 					m.Id = 77
 					p, err := m.Pack()

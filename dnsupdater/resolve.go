@@ -57,6 +57,30 @@ func (t *table) zoneFor(name string) *zone.Zone {
 	return best
 }
 
+// zoneAnswering returns the zone that answers a question for the canonical name of type qtype,
+// or nil: the most specific zone holding the name, except that a DS question for the apex of a
+// zone goes to the zone holding its parent name when Detour serves one, as the DS RRset lives
+// on the parent side of the cut (RFC 4035 §3.1.4.1); Knot and BIND answer so too.
+func (t *table) zoneAnswering(name string, qtype uint16) *zone.Zone {
+	z := t.zoneFor(name)
+	if qtype != dns.TypeDS || z == nil || z.Name != name {
+		return z
+	}
+	if parent := t.parentZone(name); parent != nil {
+		return parent
+	}
+	return z
+}
+
+// parentZone returns the most specific zone holding the parent of the canonical name, or nil.
+func (t *table) parentZone(name string) *zone.Zone {
+	next, end := dns.NextLabel(name, 0)
+	if end || next >= len(name) {
+		return nil
+	}
+	return t.zoneFor(name[next:])
+}
+
 // resolve answers one question of class IN as an authoritative server does. The question name
 // must be canonical (lower case, fully qualified). AXFR and IXFR are not questions here.
 func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
@@ -65,7 +89,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 	m.Response = true
 	m.Question = []dns.Question{q}
 	m.Compress = true
-	z := t.zoneFor(q.Name)
+	z := t.zoneAnswering(q.Name, q.Qtype)
 	if z == nil {
 		m.Rcode = dns.RcodeRefused
 		return resolution{msg: m}

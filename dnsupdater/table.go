@@ -215,8 +215,24 @@ func (t *table) put(z *zone.Zone, name string, n *zone.Node, prev *table, pz *zo
 	}
 	e := t.prepare(n)
 	e.zone = z.Name
+	if name == z.Name && t.parentZone(name) != nil {
+		e.answerDSFromParent()
+	}
 	t.entries.set(wire, e)
 	return e
+}
+
+// answerDSFromParent leaves the DS question of e, the entry of a zone's apex whose parent zone
+// Detour serves, to the reference path, which answers it from the parent zone: a prepared reply
+// would carry the serial of e's zone.
+func (e *entry) answerDSFromParent() {
+	for i := range e.types {
+		if e.types[i].qtype == dns.TypeDS {
+			e.types[i].tmpl = nil
+			return
+		}
+	}
+	e.types = append(e.types, prepared{qtype: dns.TypeDS})
 }
 
 // deltas returns the history of z's zone in t, extended by the step from t's version to z.
