@@ -80,32 +80,47 @@ func Compile(c *config.Config) (*Static, error) {
 		z := &c.Zones[i]
 		sz := staticZone{cfg: z, names: map[string]map[uint16][]dns.RR{}}
 		path := fmt.Sprintf("zones[%d]", i)
-		add := func(rr dns.RR) { addRR(sz.names, rr) }
-		add(&dns.SOA{Hdr: hdr(z.Name, dns.TypeSOA, z.TTL)})
-		for _, ns := range z.Nameservers {
-			add(&dns.NS{Hdr: hdr(z.Name, dns.TypeNS, z.TTL), Ns: ns.Name})
+		var origins []origin
+		add := func(rr dns.RR, from string) {
+			addRR(sz.names, rr)
+			origins = append(origins, origin{path: from, rr: rr})
+		}
+		add(&dns.SOA{Hdr: hdr(z.Name, dns.TypeSOA, z.TTL)}, path)
+		for k, ns := range z.Nameservers {
+			add(&dns.NS{Hdr: hdr(z.Name, dns.TypeNS, z.TTL), Ns: ns.Name}, fmt.Sprintf("%s.nameservers[%d].name", path, k))
 			if ns.Address != "" && config.InZone(ns.Name, z.Name) {
 				if ip, err := netip.ParseAddr(ns.Address); err == nil {
-					add(addressRR(ns.Name, z.TTL, ip))
+					add(addressRR(ns.Name, z.TTL, ip), fmt.Sprintf("%s.nameservers[%d].address", path, k))
 				}
 			}
 		}
-		for _, e := range c.Edges {
-			if c.ZoneOf(e.Hostname) != z {
-				continue
-			}
-			if ip, err := netip.ParseAddr(e.Address); err == nil {
-				add(addressRR(e.Hostname, z.TTL, ip))
-			}
-		}
+		var records []origin
+		cuts := map[string]map[uint16][]dns.RR{}
 		for j, text := range z.Records {
 			rr, err := parseRecord(text, z)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s.records[%d]: %v", path, j, err))
 				continue
 			}
-			add(rr)
+			records = append(records, origin{path: fmt.Sprintf("%s.records[%d]", path, j), rr: rr})
+			if rr.Header().Rrtype == dns.TypeNS {
+				addRR(cuts, rr)
+			}
 		}
+		for k, e := range c.Edges {
+			// An edge whose hostname lies below a delegation is in the delegated zone, which
+			// other servers serve: its address is theirs to give.
+			if c.ZoneOf(e.Hostname) != z || delegationOf(z.Name, e.Hostname, cuts) != "" {
+				continue
+			}
+			if ip, err := netip.ParseAddr(e.Address); err == nil {
+				add(addressRR(e.Hostname, z.TTL, ip), fmt.Sprintf("edges[%d].hostname", k))
+			}
+		}
+		for _, r := range records {
+			add(r.rr, r.path)
+		}
+		problems = append(problems, occluded(z.Name, sz.names, origins)...)
 		for j := range c.Apps {
 			a := &c.Apps[j]
 			if c.ZoneOf(a.FQDN) != z {
@@ -126,6 +141,9 @@ func Compile(c *config.Config) (*Static, error) {
 				slices.Sort(types)
 				problems = append(problems, fmt.Sprintf("apps[%d].fqdn: %q already has %s records in zone %q; an app owns its name",
 					j, strings.TrimSuffix(a.FQDN, "."), strings.Join(types, ", "), strings.TrimSuffix(z.Name, ".")))
+			} else if cut := delegationOf(z.Name, a.FQDN, sz.names); cut != "" && cut != a.FQDN {
+				problems = append(problems, fmt.Sprintf("apps[%d].fqdn: %q is below the delegation %s (%s): it would never be answered",
+					j, strings.TrimSuffix(a.FQDN, "."), strings.TrimSuffix(cut, "."), nsOrigin(cut, origins)))
 			}
 		}
 		problems = append(problems, checkRRsets(path, sz.names)...)
@@ -138,6 +156,73 @@ func Compile(c *config.Config) (*Static, error) {
 		return nil, &config.Error{File: "dns zones", Problems: problems}
 	}
 	return s, nil
+}
+
+// origin is a record of a zone and the configuration field it comes from.
+type origin struct {
+	path string
+	rr   dns.RR
+}
+
+// occluded reports the records of the zone apex that Detour would never answer because a
+// delegation hides them (RFC 2181 §6, RFC 9471 §2): every query for a name below a zone cut,
+// or at it, gets the referral. Only the cut's NS and DS records, and the addresses of the name
+// servers its NS records name at or below it (the glue the referral carries), are served
+// there. Wildcards below a delegation are checkRRsets' to report.
+func occluded(apex string, names map[string]map[uint16][]dns.RR, origins []origin) []string {
+	var problems []string
+	for _, o := range origins {
+		name, t := o.rr.Header().Name, o.rr.Header().Rrtype
+		cut := delegationOf(apex, name, names)
+		if cut == "" || strings.HasPrefix(name, "*.") {
+			continue
+		}
+		glue := (t == dns.TypeA || t == dns.TypeAAAA) && slices.ContainsFunc(names[cut][dns.TypeNS], func(rr dns.RR) bool {
+			return strings.EqualFold(rr.(*dns.NS).Ns, name)
+		})
+		shown, shownCut := strings.TrimSuffix(name, "."), strings.TrimSuffix(cut, ".")
+		switch {
+		case glue:
+		case name == cut && (t == dns.TypeNS || t == dns.TypeDS):
+		case name == cut:
+			problems = append(problems, fmt.Sprintf("%s: the %s record of %q stands at the delegation %s (%s), which is answered with a referral: it would never be answered",
+				o.path, dns.TypeToString[t], shown, shownCut, nsOrigin(cut, origins)))
+		case t == dns.TypeA || t == dns.TypeAAAA:
+			problems = append(problems, fmt.Sprintf("%s: %q is below the delegation %s (%s) and is none of its name servers: it would never be answered",
+				o.path, shown, shownCut, nsOrigin(cut, origins)))
+		default:
+			problems = append(problems, fmt.Sprintf("%s: %q is below the delegation %s (%s): it would never be answered",
+				o.path, shown, shownCut, nsOrigin(cut, origins)))
+		}
+	}
+	return problems
+}
+
+// delegationOf returns the zone cut at or above name nearest the apex (a name below the apex
+// with NS records), whose referral every query for name gets, or "".
+func delegationOf(apex, name string, names map[string]map[uint16][]dns.RR) string {
+	cut := ""
+	for p := name; p != apex && config.InZone(p, apex); {
+		if names[p][dns.TypeNS] != nil {
+			cut = p
+		}
+		next, end := dns.NextLabel(p, 0)
+		if end {
+			break
+		}
+		p = p[next:]
+	}
+	return cut
+}
+
+// nsOrigin returns the field of the first NS record of the cut.
+func nsOrigin(cut string, origins []origin) string {
+	for _, o := range origins {
+		if o.rr.Header().Name == cut && o.rr.Header().Rrtype == dns.TypeNS {
+			return o.path
+		}
+	}
+	return "its NS records"
 }
 
 // checkRRsets reports what a zone's names hold that secondaries refuse: a CNAME beside other

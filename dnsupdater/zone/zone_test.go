@@ -180,6 +180,14 @@ func TestCompileRefusesWhatSecondariesRefuseOrIsNeverAnswered(t *testing.T) {
 			want: `zones[0].records: wildcard "*.sub.demo.test" lies below the delegation "sub.demo.test" and is never answered`},
 		{name: "a * label that is not leftmost", records: `["a.*.w IN A 192.0.2.1"]`,
 			want: `zones[0].records[0]: "a.*.w IN A 192.0.2.1": a * label is a wildcard only leftmost (RFC 4592 §2.1.1); elsewhere it is served as nothing`},
+		{name: "a record below a delegation", records: `["sub IN NS ns.other.example.", "txt.sub IN TXT never"]`,
+			want: `zones[0].records[1]: "txt.sub.demo.test" is below the delegation sub.demo.test (zones[0].records[0]): it would never be answered`},
+		{name: "an address below a delegation that none of its NS records names", records: `["sub IN NS ns.sub", "ns.sub IN A 192.0.2.7", "www.sub IN A 192.0.2.8"]`,
+			want: `zones[0].records[2]: "www.sub.demo.test" is below the delegation sub.demo.test (zones[0].records[0]) and is none of its name servers: it would never be answered`},
+		{name: "a record beside the NS records of a delegation", records: `["sub IN NS ns.sub", "ns.sub IN A 192.0.2.7", "sub IN TXT x"]`,
+			want: `zones[0].records[2]: the TXT record of "sub.demo.test" stands at the delegation sub.demo.test (zones[0].records[0]), which is answered with a referral: it would never be answered`},
+		{name: "a delegation below a delegation", records: `["sub IN NS ns.other.example.", "deep.sub IN NS ns.other.example."]`,
+			want: `zones[0].records[1]: "deep.sub.demo.test" is below the delegation sub.demo.test (zones[0].records[0]): it would never be answered`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,5 +291,78 @@ zones:
 	SortCanonical(want, func(name string) string { return name })
 	if got := z.Names(); !slices.Equal(got, want) {
 		t.Errorf("names: want %v, got %v (a label holding a dot makes no name of what follows the dot)", want, got)
+	}
+}
+
+func TestCompileAcceptsGlueAndDSAtADelegation(t *testing.T) {
+	_, err := Compile(eventstest.Config(t, `
+zones:
+  - name: demo.test
+    records:
+      - "sub IN NS NS.SUB"
+      - "sub IN NS self.sub"
+      - "sub IN NS sub"
+      - "sub IN DS 60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118"
+      - "ns.sub IN A 192.0.2.7"
+      - "ns.sub IN AAAA 2001:db8::7"
+      - "self.sub IN A 192.0.2.8"
+      - "sub IN A 192.0.2.9"
+`))
+	if err != nil {
+		t.Errorf("the glue of a delegation's name servers, whatever the case of their names, and its DS record: %v", err)
+	}
+}
+
+// TestCompileRefusesAppsAndNameServerAddressesBelowADelegation: every query for a name below
+// a delegation gets the referral, so an app or a name server's address there would never be
+// answered. An edge whose hostname lies there is in the delegated zone: Detour leaves its
+// address to that zone's servers, and an app's ingress CNAME to it ends in the referral.
+func TestCompileRefusesAppsAndNameServerAddressesBelowADelegation(t *testing.T) {
+	_, err := Compile(eventstest.Config(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}, {name: ns2.sub.demo.test, address: 192.0.2.2}]
+    records: ["sub IN NS ns.other.example."]
+edges: [{name: e1, region: west, hostname: edge.sub.demo.test, address: 10.9.0.1}]
+apps:
+  - name: api
+    fqdn: api.sub.demo.test
+    pools: [{name: p, endpoints: [{address: "10.0.0.1:80"}]}]
+  - name: web
+    fqdn: web.demo.test
+    ingress: [e1]
+    pools: [{name: p, endpoints: [{address: "10.0.0.2:80"}]}]
+`))
+	want := []string{
+		`zones[0].nameservers[1].address: "ns2.sub.demo.test" is below the delegation sub.demo.test (zones[0].records[0]) and is none of its name servers: it would never be answered`,
+		`apps[0].fqdn: "api.sub.demo.test" is below the delegation sub.demo.test (zones[0].records[0]): it would never be answered`,
+	}
+	var cerr *config.Error
+	if !errors.As(err, &cerr) || !slices.Equal(cerr.Problems, want) {
+		t.Errorf("want the problems\n%s\ngot %v", strings.Join(want, "\n"), err)
+	}
+}
+
+func TestAnEdgeBelowADelegationIsLeftToTheDelegatedZone(t *testing.T) {
+	s, err := Compile(eventstest.Config(t, `
+zones:
+  - name: demo.test
+    records: ["edges IN NS ns.cdn.example."]
+edges: [{name: e1, region: west, hostname: pop1.edges.demo.test, address: 10.9.0.1}]
+apps:
+  - name: web
+    fqdn: web.demo.test
+    ingress: [e1]
+    pools: [{name: p, endpoints: [{address: "10.0.0.2:80"}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := s.Project(state.NewView(), nil)[0]
+	if n := z.Lookup("pop1.edges.demo.test."); n != nil && !n.Empty() {
+		t.Errorf("pop1.edges.demo.test, below the delegation edges.demo.test: want no records, got %v", n.Records())
+	}
+	if n := z.Lookup("web.demo.test."); n == nil || n.App == nil || n.App.CNAME != "pop1.edges.demo.test." {
+		t.Errorf("web.demo.test: want the ingress CNAME to pop1.edges.demo.test, got %+v", n)
 	}
 }

@@ -152,6 +152,7 @@ func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
 		"a wrong type":       "zones: [{name: demo.test, ttl: abc}]\napps: []\n",
 		"a bad record":       "zones:\n  - name: demo.test\n    records: [\"www 300 IN A not-an-ip\"]\napps: []\n",
 		"a CNAME loop":       "zones:\n  - name: demo.test\n    records: [\"*.w IN CNAME x.w\"]\napps: []\n",
+		"an occluded app":    "zones:\n  - name: demo.test\n    records: [\"sub IN NS ns.other.example.\"]\napps:\n  - name: api\n    fqdn: api.sub.demo.test\n    pools: [{name: p, endpoints: [{address: 10.0.0.1:80}]}]\n",
 		"bad YAML":           "zones:\n  - name: demo.test\n   apps: []\n",
 		"a missing key file": "zones:\n  - name: demo.test\n    push: {server: \"127.0.0.1:53\", tsig: {name: k, secret_file: /nonexistent/detour-tsig.key}}\napps: []\n",
 	} {
