@@ -100,7 +100,7 @@ func limitFor(q *query, tcp bool) int {
 // applies every rule of an authoritative server.
 func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []byte {
 	req := new(dns.Msg)
-	if err := req.Unpack(p); err != nil {
+	if err := unpack(p, req); err != nil {
 		if len(p) < headerLen || p[2]&0x80 != 0 {
 			return nil
 		}
@@ -227,6 +227,27 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		scope = res.bySource.Scope(q.ecsAddr, q.ecsBits)
 	}
 	return finish(w.out, b, q, 0, scope, limitFor(q, tcp))
+}
+
+// unpack decodes p into req. An OPT record whose options the decoder cannot read (one it knows,
+// such as LLQ, cut short) is decoded without them: an option Detour does not use is ignored
+// (RFC 6891 §6.1.2), as the prepared path ignores it, and those it uses, ECS and NSID, are read
+// from p itself.
+func unpack(p []byte, req *dns.Msg) error {
+	err := req.Unpack(p)
+	if err == nil {
+		return nil
+	}
+	start, end := findOPT(p)
+	if start < 0 || end == start+11 {
+		return err
+	}
+	bare := append(append(append(make([]byte, 0, len(p)), p[:start+9]...), 0, 0), p[end:]...)
+	*req = dns.Msg{}
+	if req.Unpack(bare) != nil {
+		return err
+	}
+	return nil
 }
 
 // canonicalQuestion returns q with its name in lower case, and the name as sent in wire form.

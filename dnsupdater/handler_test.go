@@ -403,3 +403,28 @@ func twoGenerations(t *testing.T) (first, later *table) {
 	}
 	return first, buildTable(static.Project(state.NewView(), map[string]uint32{"demo.test.": 2, "other.test.": 2}), first)
 }
+
+// TestAnOptionTheDecoderCannotReadIsIgnoredOnBothPaths: an LLQ option cut short made the decoder
+// fail, and the reference path answered FORMERR without the question, where the prepared path
+// ignores the option as RFC 6891 §6.1.2 says for one the server does not use (FuzzRespond found
+// it).
+func TestAnOptionTheDecoderCannotReadIsIgnoredOnBothPaths(t *testing.T) {
+	tab := testTable(t)
+	p, err := withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232, &dns.EDNS0_LOCAL{Code: dns.EDNS0LLQ, Data: []byte("00000000")}).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := netip.MustParseAddr("192.0.2.99")
+	prepared := newWorker(1).prepared(tab, p, remote, false)
+	reference := newWorker(1).reference(tab, p, remote, false)
+	r := new(dns.Msg)
+	if err := r.Unpack(reference); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sections(r), "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.25\nar: OPT"; got != want {
+		t.Errorf("the reference path answers\n%s\nwant\n%s", got, want)
+	}
+	if !bytes.Equal(prepared, reference) {
+		t.Errorf("prepared reply %x differs from reference reply %x", prepared, reference)
+	}
+}
