@@ -57,6 +57,26 @@ func respondTo(t *testing.T, tab *table, req *dns.Msg, remote netip.Addr) (*dns.
 	return r, b
 }
 
+// sectionCase is a query and the sections its reply must have, as sections renders them.
+type sectionCase struct {
+	name string
+	req  *dns.Msg
+	want string
+}
+
+// checkSections asks tab every case's query from remote and compares the reply's sections.
+func checkSections(t *testing.T, tab *table, remote netip.Addr, cases []sectionCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := respondTo(t, tab, tt.req, remote)
+			if got := sections(r); got != tt.want {
+				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
+			}
+		})
+	}
+}
+
 // sections renders a reply as the lines a reader compares: header, then every record.
 func sections(r *dns.Msg) string {
 	var b strings.Builder
@@ -129,11 +149,7 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 	signedNotify := newQuery("demo.test.", dns.TypeSOA)
 	signedNotify.Opcode = dns.OpcodeNotify
 	signedNotify.SetTsig("nobody.", dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
-	tests := []struct {
-		name string
-		req  *dns.Msg
-		want string
-	}{
+	tests := []sectionCase{
 		{name: "NXDOMAIN carries the SOA with TTL min(SOA TTL, MINIMUM) (RFC 2308 §3)", req: newQuery("nope.demo.test.", dns.TypeA),
 			want: "NXDOMAIN aa rd\nns: " + negSOA},
 		{name: "NODATA carries the SOA with the negative TTL", req: newQuery("mx.demo.test.", dns.TypeMX),
@@ -189,15 +205,7 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 		{name: "CH TXT version.bind is refused", req: chaos("version.bind."),
 			want: "REFUSED rd"},
 	}
-	remote := netip.MustParseAddr("192.0.2.99")
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, _ := respondTo(t, tab, tt.req, remote)
-			if got := sections(r); got != tt.want {
-				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
-			}
-		})
-	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }
 
 func TestWildcardsAnswerAsRFC4592Says(t *testing.T) {
@@ -215,11 +223,7 @@ zones:
       - "*.gone IN CNAME nothere"
       - "towild IN CNAME z.wild"
 `)
-	tests := []struct {
-		name string
-		req  *dns.Msg
-		want string
-	}{
+	tests := []sectionCase{
 		{name: "a name under a wildcard gets the records with its own name", req: newQuery("q.wild.demo.test.", dns.TypeA),
 			want: "NOERROR aa rd\nan: q.wild.demo.test. 3600 IN A 192.0.2.80"},
 		{name: "a wildcard matches several labels", req: newQuery("p.q.wild.demo.test.", dns.TypeTXT),
@@ -243,15 +247,7 @@ zones:
 		{name: "a CNAME into a wildcard is followed", req: newQuery("towild.demo.test.", dns.TypeA),
 			want: "NOERROR aa rd\nan: towild.demo.test. 3600 IN CNAME z.wild.demo.test.\nan: z.wild.demo.test. 3600 IN A 192.0.2.80"},
 	}
-	remote := netip.MustParseAddr("192.0.2.99")
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, _ := respondTo(t, tab, tt.req, remote)
-			if got := sections(r); got != tt.want {
-				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
-			}
-		})
-	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }
 
 // appsConfig has an app of every policy that answers clients differently, CNAMEs to each (one
@@ -399,11 +395,7 @@ func TestACNAMEToAnAppRotatesAndDrawsAsAQueryForTheApp(t *testing.T) {
 
 func TestAnAppTargetOfMXOrSRVAddsTheAddressesEveryClientGets(t *testing.T) {
 	tab := answersTable(t, appsConfig)
-	tests := []struct {
-		name string
-		req  *dns.Msg
-		want string
-	}{
+	tests := []sectionCase{
 		{name: "an MX target whose answer is the same for every client adds it; one by source adds nothing",
 			req: newQuery("mail.demo.test.", dns.TypeMX),
 			want: "NOERROR aa rd\nan: mail.demo.test. 3600 IN MX 10 shop.demo.test.\nan: mail.demo.test. 3600 IN MX 20 geo.demo.test.\n" +
@@ -417,14 +409,7 @@ func TestAnAppTargetOfMXOrSRVAddsTheAddressesEveryClientGets(t *testing.T) {
 			want: "NOERROR aa rd\nan: mail.demo.test. 3600 IN MX 10 shop.demo.test.\nan: mail.demo.test. 3600 IN MX 20 geo.demo.test.\n" +
 				"ar: shop.demo.test. 5 IN A 127.0.0.11\nar: shop.demo.test. 5 IN AAAA 2001:db8::11\nar: OPT 10.1.2.0/24/0"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, _ := respondTo(t, tab, tt.req, netip.MustParseAddr("10.1.2.3"))
-			if got := sections(r); got != tt.want {
-				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
-			}
-		})
-	}
+	checkSections(t, tab, netip.MustParseAddr("10.1.2.3"), tests)
 }
 
 func TestALabelHoldingADotIsOneLabel(t *testing.T) {
@@ -438,11 +423,7 @@ zones:
       - "sub IN NS ns.other.example."
       - "evil\\.sub IN TXT \"beside sub\""
 `)
-	tests := []struct {
-		name string
-		req  *dns.Msg
-		want string
-	}{
+	tests := []sectionCase{
 		{name: "the label is answered", req: newQuery(`a\.b.demo.test.`, dns.TypeTXT),
 			want: "NOERROR aa rd\nan: a\\.b.demo.test. 3600 IN TXT \"one label\""},
 		{name: "the label is answered whatever the case and escape of its spelling", req: newQuery(`A\046B.demo.test.`, dns.TypeTXT),
@@ -456,15 +437,7 @@ zones:
 		{name: "the delegation still refers what is below it", req: newQuery("x.sub.demo.test.", dns.TypeA),
 			want: "NOERROR rd\nns: sub.demo.test. 3600 IN NS ns.other.example."},
 	}
-	remote := netip.MustParseAddr("192.0.2.99")
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, _ := respondTo(t, tab, tt.req, remote)
-			if got := sections(r); got != tt.want {
-				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
-			}
-		})
-	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }
 
 func TestANewConfigurationsRecordsReplaceThePreparedOnes(t *testing.T) {
@@ -557,11 +530,7 @@ zones:
       - "sub IN NS NS.SUB"
       - "ns.sub IN A 192.0.2.7"
 `)
-	tests := []struct {
-		name string
-		req  *dns.Msg
-		want string
-	}{
+	tests := []sectionCase{
 		{name: "a CNAME to a name spelt in upper case is followed (RFC 4343)", req: newQuery("upper.demo.test.", dns.TypeA),
 			want: "NOERROR aa rd\nan: upper.demo.test. 3600 IN CNAME mx.demo.test.\nan: mx.demo.test. 3600 IN A 192.0.2.25"},
 		{name: "a CNAME to the zone spelt in another case stays in the zone", req: newQuery("upperabs.demo.test.", dns.TypeA),
@@ -575,15 +544,7 @@ zones:
 		{name: "a referral to a name server in upper case carries its glue (RFC 9471 §3)", req: newQuery("x.sub.demo.test.", dns.TypeA),
 			want: "NOERROR rd\nns: sub.demo.test. 3600 IN NS ns.sub.demo.test.\nar: ns.sub.demo.test. 3600 IN A 192.0.2.7"},
 	}
-	remote := netip.MustParseAddr("192.0.2.99")
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, _ := respondTo(t, tab, tt.req, remote)
-			if got := sections(r); got != tt.want {
-				t.Errorf("query %s\nwant:\n%s\ngot:\n%s", tt.req.Question[0].String(), tt.want, got)
-			}
-		})
-	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }
 
 // crowdedConfig holds replies larger than 512 bytes: an MX answer whose targets' addresses do

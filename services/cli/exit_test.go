@@ -171,8 +171,9 @@ func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
 	}
 }
 
-func TestCheckWarnsButPassesWhenTwoFailoverPoolsShareAnIP(t *testing.T) {
-	path := writeFile(t, "detour.yaml", `zones: [{name: demo.test}]
+// sharedIPDoc has two failover pools on one IP: valid, but a failover between them changes no
+// answer, which detour check warns about at line 8.
+const sharedIPDoc = `zones: [{name: demo.test}]
 apps:
   - name: shop
     fqdn: shop.demo.test
@@ -181,7 +182,10 @@ apps:
         endpoints: [{address: "127.0.0.1:18101"}]
       - name: east
         endpoints: [{address: "127.0.0.1:18102"}, {address: "127.0.0.2:18102"}]
-`)
+`
+
+func TestCheckWarnsButPassesWhenTwoFailoverPoolsShareAnIP(t *testing.T) {
+	path := writeFile(t, "detour.yaml", sharedIPDoc)
 	code, stdout, stderr := run("check", path)
 	want := path + `:8: warning: apps[0].pools[1]: shares 127.0.0.1 with pool "west": a DNS answer carries addresses, not ports, so a failover between them changes no answer` + "\n"
 	if code != 0 || !strings.Contains(stdout, "valid: 1 zone, 1 app, 0 edges") || stderr != want {

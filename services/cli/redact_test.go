@@ -44,20 +44,7 @@ apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address
 
 func TestApplyWarnsAsDetourCheckDoesAboutWhatCannotWorkAsMeant(t *testing.T) {
 	srv := eventstest.Start(t)
-	path := filepath.Join(t.TempDir(), "detour.yaml")
-	doc := `zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    pools:
-      - name: west
-        endpoints: [{address: "127.0.0.1:18101"}]
-      - name: east
-        endpoints: [{address: "127.0.0.1:18102"}, {address: "127.0.0.2:18102"}]
-`
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeFile(t, "detour.yaml", sharedIPDoc)
 	_, _, checkErr := run("check", path)
 	code, _, stderr := run("apply", path, "--nats", srv.URL)
 	want := path + `:8: warning: apps[0].pools[1]: shares 127.0.0.1 with pool "west"`
