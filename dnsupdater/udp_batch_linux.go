@@ -126,9 +126,24 @@ func (b *batch) read(rc syscall.RawConn) (int, error) {
 }
 
 // recv is one recvmmsg; it reports false when nothing is waiting, so that rc.Read parks.
+//
+// Before it parks, the thread yields its CPU. A client on this machine waiting for a reply
+// (a local resolver, dnsperf) is woken by the sendmmsg that delivered it, and the kernel may put
+// it on the sender's CPU, expecting the sender to sleep at once, as NSD's and Knot's workers do,
+// straight back in their own wait. Parking a goroutine is not sleeping: the thread first runs
+// Go's scheduler (other run queues, the network poller, the hand-off of its processor), and the
+// client waits behind it; with the yield it runs first. bench:dns at 18,000 qps on two vCPUs
+// (session 19): p99 0.069 against 0.209 ms without it (NSD 0.098), 5.0 against 7.0 µs of server
+// CPU a query, saturation unchanged (1.04 against 1.03 × Knot). Yielding after every send
+// instead cost 10 % at saturation. A reply that leaves through a network card wakes no thread
+// here, and the yield then returns at once.
 func (b *batch) recv(fd uintptr) bool {
 	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
-	if e == unix.EAGAIN || e == unix.EINTR {
+	switch e {
+	case unix.EAGAIN:
+		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		return false
+	case unix.EINTR:
 		return false
 	}
 	b.got, b.errno = int(r), e
