@@ -303,15 +303,9 @@ func clientSOA(p []byte, req *dns.Msg, name string) bool {
 // wholeSOA reports whether the first record of p's authority section, an SOA, holds its two
 // names and its five 32-bit numbers and nothing more.
 func wholeSOA(p []byte) bool {
-	if len(p) < headerLen || binary.BigEndian.Uint16(p[6:]) != 0 {
+	off := questionEnd(p)
+	if off < 0 || binary.BigEndian.Uint16(p[6:]) != 0 {
 		return false
-	}
-	off := headerLen
-	for range binary.BigEndian.Uint16(p[4:]) {
-		if off = skipName(p, off); off < 0 || off+4 > len(p) {
-			return false
-		}
-		off += 4
 	}
 	if off = skipName(p, off); off < 0 || off+10 > len(p) {
 		return false

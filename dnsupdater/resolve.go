@@ -74,11 +74,10 @@ func (t *table) zoneAnswering(name string, qtype uint16) *zone.Zone {
 
 // parentZone returns the most specific zone holding the parent of the canonical name, or nil.
 func (t *table) parentZone(name string) *zone.Zone {
-	next, end := dns.NextLabel(name, 0)
-	if end || next >= len(name) {
-		return nil
+	if parent := zone.Parent(name); parent != "" {
+		return t.zoneFor(parent)
 	}
-	return t.zoneFor(name[next:])
+	return nil
 }
 
 // resolve answers one question of class IN as an authoritative server does. The question name

@@ -264,15 +264,9 @@ type extraRecord struct {
 // answer and authority sections alone do not fit. The records kept move up in p, their
 // compression pointers into the additional section following them.
 func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
-	if len(p) < headerLen {
+	off := questionEnd(p)
+	if off < 0 {
 		return p, false
-	}
-	off := headerLen
-	for range binary.BigEndian.Uint16(p[4:]) {
-		if off = skipName(p, off); off < 0 || off+4 > len(p) {
-			return p, false
-		}
-		off += 4
 	}
 	an, ns := int(binary.BigEndian.Uint16(p[6:])), int(binary.BigEndian.Uint16(p[8:]))
 	referral := false
@@ -495,35 +489,14 @@ func optRData(p []byte) []byte {
 
 // findOPT returns where the first OPT record of the message p starts and ends, or -1, -1.
 func findOPT(p []byte) (int, int) {
-	if len(p) < headerLen {
+	off := questionEnd(p)
+	if off < 0 {
 		return -1, -1
-	}
-	skipName := func(off int) int {
-		for off < len(p) {
-			l := int(p[off])
-			switch {
-			case l == 0:
-				return off + 1
-			case l&0xC0 == 0xC0:
-				return off + 2
-			case l&0xC0 != 0:
-				return -1
-			}
-			off += l + 1
-		}
-		return -1
-	}
-	off := headerLen
-	for range binary.BigEndian.Uint16(p[4:]) {
-		if off = skipName(off); off < 0 || off+4 > len(p) {
-			return -1, -1
-		}
-		off += 4
 	}
 	records := int(binary.BigEndian.Uint16(p[6:])) + int(binary.BigEndian.Uint16(p[8:])) + int(binary.BigEndian.Uint16(p[10:]))
 	for range records {
 		start := off
-		if off = skipName(off); off < 0 || off+10 > len(p) {
+		if off = skipName(p, off); off < 0 || off+10 > len(p) {
 			return -1, -1
 		}
 		rtype, rdlen := binary.BigEndian.Uint16(p[off:]), int(binary.BigEndian.Uint16(p[off+8:]))
@@ -542,9 +515,9 @@ func findOPT(p []byte) (int, int) {
 	return -1, -1
 }
 
-// recordsEnd returns where the last record of the message p ends, or -1 when p ends before
-// the records its section counts announce.
-func recordsEnd(p []byte) int {
+// questionEnd returns the offset in p just past its header and question section, or -1 when
+// they are cut short.
+func questionEnd(p []byte) int {
 	if len(p) < headerLen {
 		return -1
 	}
@@ -554,6 +527,16 @@ func recordsEnd(p []byte) int {
 			return -1
 		}
 		off += 4
+	}
+	return off
+}
+
+// recordsEnd returns where the last record of the message p ends, or -1 when p ends before
+// the records its section counts announce.
+func recordsEnd(p []byte) int {
+	off := questionEnd(p)
+	if off < 0 {
+		return -1
 	}
 	records := int(binary.BigEndian.Uint16(p[6:])) + int(binary.BigEndian.Uint16(p[8:])) + int(binary.BigEndian.Uint16(p[10:]))
 	for range records {

@@ -202,15 +202,10 @@ func occluded(apex string, names map[string]map[uint16][]dns.RR, origins []origi
 // with NS records), whose referral every query for name gets, or "".
 func delegationOf(apex, name string, names map[string]map[uint16][]dns.RR) string {
 	cut := ""
-	for p := name; p != apex && config.InZone(p, apex); {
+	for p := name; p != "" && p != apex && config.InZone(p, apex); p = Parent(p) {
 		if names[p][dns.TypeNS] != nil {
 			cut = p
 		}
-		next, end := dns.NextLabel(p, 0)
-		if end {
-			break
-		}
-		p = p[next:]
 	}
 	return cut
 }
