@@ -229,17 +229,18 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 	return finish(w.out, b, q, 0, scope, limitFor(q, tcp))
 }
 
-// unpack decodes p into req. An OPT record whose options the decoder cannot read (one it knows,
-// such as LLQ, cut short) is decoded without them: an option Detour does not use is ignored
-// (RFC 6891 §6.1.2), as the prepared path ignores it, and those it uses, ECS and NSID, are read
-// from p itself.
+// unpack decodes p into req. An OPT record whose options are framed whole but which the decoder
+// cannot read (one it knows, such as LLQ, with data too short for it) is decoded without them:
+// an option Detour does not use is ignored (RFC 6891 §6.1.2), as the prepared path ignores it,
+// and those it uses, ECS and NSID, are read from p itself. Options whose lengths overrun the
+// record stay a decoding error (FORMERR, as Knot answers).
 func unpack(p []byte, req *dns.Msg) error {
 	err := req.Unpack(p)
 	if err == nil {
 		return nil
 	}
 	start, end := findOPT(p)
-	if start < 0 || end == start+11 {
+	if start < 0 || end == start+11 || !framed(p[start+11:end]) {
 		return err
 	}
 	bare := append(append(append(make([]byte, 0, len(p)), p[:start+9]...), 0, 0), p[end:]...)
@@ -248,6 +249,18 @@ func unpack(p []byte, req *dns.Msg) error {
 		return err
 	}
 	return nil
+}
+
+// framed reports whether the OPT record data rd is a sequence of whole options: each a code, a
+// length and that many bytes, the last ending with rd.
+func framed(rd []byte) bool {
+	for len(rd) > 0 {
+		if len(rd) < 4 || 4+int(binary.BigEndian.Uint16(rd[2:])) > len(rd) {
+			return false
+		}
+		rd = rd[4+int(binary.BigEndian.Uint16(rd[2:])):]
+	}
+	return true
 }
 
 // canonicalQuestion returns q with its name in lower case, and the name as sent in wire form.

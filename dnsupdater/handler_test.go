@@ -2,12 +2,14 @@ package dnsupdater
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/eventstest"
@@ -426,5 +428,52 @@ func TestAnOptionTheDecoderCannotReadIsIgnoredOnBothPaths(t *testing.T) {
 	}
 	if !bytes.Equal(prepared, reference) {
 		t.Errorf("prepared reply %x differs from reference reply %x", prepared, reference)
+	}
+}
+
+// TestOptionsThatOverrunTheirRecordAreFORMERR: an option whose length runs past the OPT record
+// is a broken message, not an option to ignore; Knot answers FORMERR.
+func TestOptionsThatOverrunTheirRecordAreFORMERR(t *testing.T) {
+	tab := testTable(t)
+	for _, opt := range [][]byte{{0, 8, 0, 16, 0, 1, 24}, {0xfd, 0xe9, 0, 100, 1, 2}, {0, 8}, {0, 3, 0, 5, 'a'}} {
+		p, err := withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232).Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = append(p, opt...)
+		binary.BigEndian.PutUint16(p[len(p)-len(opt)-2:], uint16(len(opt)))
+		r := new(dns.Msg)
+		if err := r.Unpack(newWorker(1).respond(tab, p, netip.MustParseAddr("192.0.2.99"), false)); err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeFormatError || len(r.Answer) != 0 {
+			t.Errorf("OPT data %x: %s with %d answers, want FORMERR", opt, dns.RcodeToString[r.Rcode], len(r.Answer))
+		}
+	}
+}
+
+// TestLeavingOutAddressesEndsOnAPointerLoop: a name that points to itself must not hold the
+// writer of a reply for ever.
+func TestLeavingOutAddressesEndsOnAPointerLoop(t *testing.T) {
+	m := new(dns.Msg)
+	m.SetQuestion("x.demo.test.", dns.TypeA)
+	m.Response = true
+	m.Extra = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "a.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: []byte{1, 2, 3, 4}}}
+	p, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := len(p) // a second A record whose owner is a pointer to itself
+	p = append(p, 0xC0|byte(self>>8), byte(self), 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 5, 6, 7, 8)
+	binary.BigEndian.PutUint16(p[10:], 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		leaveOutAdditional(p, 40)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("leaveOutAdditional still runs 5 s after it was given a name pointing to itself")
 	}
 }

@@ -398,17 +398,17 @@ func holder(extra []extraRecord, off int) *extraRecord {
 // case of ASCII letters and following compression pointers.
 func sameName(p []byte, a, b int) bool {
 	for hops := 0; hops < 32; {
-		for a < len(p) && p[a]&0xC0 == 0xC0 {
-			if a+2 > len(p) {
+		for ; a < len(p) && p[a]&0xC0 == 0xC0; hops++ {
+			if a+2 > len(p) || hops >= 32 {
 				return false
 			}
-			a, hops = int(binary.BigEndian.Uint16(p[a:])&0x3FFF), hops+1
+			a = int(binary.BigEndian.Uint16(p[a:]) & 0x3FFF)
 		}
-		for b < len(p) && p[b]&0xC0 == 0xC0 {
-			if b+2 > len(p) {
+		for ; b < len(p) && p[b]&0xC0 == 0xC0; hops++ {
+			if b+2 > len(p) || hops >= 32 {
 				return false
 			}
-			b, hops = int(binary.BigEndian.Uint16(p[b:])&0x3FFF), hops+1
+			b = int(binary.BigEndian.Uint16(p[b:]) & 0x3FFF)
 		}
 		if a == b {
 			return true
