@@ -256,7 +256,8 @@ type extraRecord struct {
 
 // leaveOutAdditional makes the packed reply p fit in room bytes by leaving out address records
 // of its additional section, as Knot does: each A or AAAA RRset in turn stays when it fits
-// beside the sections and the RRsets kept before it, and is left out otherwise. Every other
+// beside the sections and the RRsets kept before it, and is left out otherwise (Knot also
+// leaves out the AAAA of a name whose A it left out; this keeps it when it fits). Every other
 // record stays (an OPT or TSIG record already in p). The addresses beside an answer are extra
 // information, left out without TC (RFC 2181 §9); those of a referral (its authority section
 // holds the NS records) are the glue of name servers inside the delegated zone, and a referral
