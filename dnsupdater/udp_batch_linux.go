@@ -41,6 +41,9 @@ type batch struct {
 	got          int
 	errno        syscall.Errno
 	sent, toSend int
+	// last is how many datagrams the last recvmmsg that read any returned: 1 when the server
+	// keeps up query by query, more when queries queue.
+	last int
 }
 
 func newBatch() *batch {
@@ -127,26 +130,34 @@ func (b *batch) read(rc syscall.RawConn) (int, error) {
 
 // recv is one recvmmsg; it reports false when nothing is waiting, so that rc.Read parks.
 //
-// Before it parks, the thread yields its CPU. A client on this machine waiting for a reply
-// (a local resolver, dnsperf) is woken by the sendmmsg that delivered it, and the kernel may put
-// it on the sender's CPU, expecting the sender to sleep at once, as NSD's and Knot's workers do,
-// straight back in their own wait. Parking a goroutine is not sleeping: the thread first runs
-// Go's scheduler (other run queues, the network poller, the hand-off of its processor), and the
-// client waits behind it; with the yield it runs first. bench:dns at 18,000 qps on two vCPUs
-// (session 19): p99 0.069 against 0.209 ms without it (NSD 0.098), 5.0 against 7.0 µs of server
-// CPU a query, saturation unchanged (1.04 against 1.03 × Knot). Yielding after every send
-// instead cost 10–17 % at saturation. A reply that leaves through a network card wakes no thread
-// here, and the yield then returns at once.
+// Before it parks after a read of one datagram, the thread yields its CPU. A client on this
+// machine waiting for a reply (a local resolver, dnsperf) is woken by the sendmmsg that delivered
+// it, and the kernel may put it on the sender's CPU, expecting the sender to sleep at once, as
+// NSD's and Knot's workers do, straight back in their own wait. Parking a goroutine is not
+// sleeping: the thread first runs Go's scheduler (other run queues, the network poller, the
+// hand-off of its processor), and the client waits behind it; with the yield it runs first.
+// bench:dns at 18,000 qps on two vCPUs (session 19): p99 0.069 against 0.209 ms without it (NSD
+// 0.098), 5.0 against 7.0 µs of server CPU a query. Yielding after every send instead cost
+// 10–17 % at saturation. After a read of several datagrams clients are queueing queries, both
+// CPUs are busy, and a yield gives the CPU away for a whole time slice (perf trace, session 20:
+// 0.33 ms on average): yielding there too took detour-changing, which parks between batches, to
+// 0.63 and 0.64 of the static run's qps in two holds, against 0.85 and 0.78 without (session 20).
+// A reply that leaves through a network card wakes no thread here, and the yield then returns at once.
 func (b *batch) recv(fd uintptr) bool {
 	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
 	switch e {
 	case unix.EAGAIN:
-		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		if b.last <= 1 {
+			unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		}
 		return false
 	case unix.EINTR:
 		return false
 	}
 	b.got, b.errno = int(r), e
+	if e == 0 {
+		b.last = b.got
+	}
 	return true
 }
 
