@@ -80,7 +80,7 @@ func checkSections(t *testing.T, tab *table, remote netip.Addr, cases []sectionC
 // sections renders a reply as the lines a reader compares: header, then every record.
 func sections(r *dns.Msg) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s", dns.RcodeToString[r.Rcode])
+	b.WriteString(rcodeName(r))
 	for _, f := range []struct {
 		on   bool
 		name string
@@ -115,6 +115,15 @@ func sections(r *dns.Msg) string {
 	return b.String()
 }
 
+// rcodeName names the rcode of the reply r. miekg/dns names 16 BADSIG, the TSIG error of that
+// number; in the header and OPT record of a reply it is BADVERS (RFC 6891 §9).
+func rcodeName(r *dns.Msg) string {
+	if r.Rcode == dns.RcodeBadVers && r.IsEdns0() != nil {
+		return "BADVERS"
+	}
+	return dns.RcodeToString[r.Rcode]
+}
+
 const negSOA = "demo.test. 5 IN SOA ns1.demo.test. hostmaster.demo.test. 1 3600 600 604800 5"
 
 func answersTable(t testing.TB, conf string) *table {
@@ -131,6 +140,12 @@ func answersTable(t testing.TB, conf string) *table {
 func chaos(name string) *dns.Msg {
 	m := newQuery(name, dns.TypeTXT)
 	m.Question[0].Qclass = dns.ClassCHAOS
+	return m
+}
+
+// version sets the EDNS version of m, which has an OPT record.
+func version(v uint8, m *dns.Msg) *dns.Msg {
+	m.IsEdns0().SetVersion(v)
 	return m
 }
 
@@ -198,6 +213,10 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 			want: "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.25\nar: OPT NSID \"dns-1.example\""},
 		{name: "NSID is not sent unasked", req: withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232),
 			want: "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.25\nar: OPT"},
+		{name: "an EDNS version above 0 is BADVERS, with the identity when asked for (RFC 6891 §6.1.3, RFC 5001 §3)", req: version(1, withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})),
+			want: "BADVERS rd\nar: OPT NSID \"dns-1.example\""},
+		{name: "an EDNS version above 0 is BADVERS without the identity unasked", req: version(1, withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232)),
+			want: "BADVERS rd\nar: OPT"},
 		{name: "CH TXT id.server names the server", req: chaos("id.server."),
 			want: "NOERROR aa rd\nan: id.server. 0 CH TXT \"dns-1.example\""},
 		{name: "CH TXT hostname.bind names the server", req: chaos("HOSTNAME.bind."),

@@ -148,17 +148,16 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		if opts > 1 || opt.Hdr.Name != "." {
 			return reply(dns.RcodeFormatError, canonical)
 		}
-		if opt.Version() != 0 {
-			return reply(dns.RcodeBadVers, canonical)
-		}
 		// The options as sent: the decoded ones hide an address longer or shorter than its
-		// source prefix, which RFC 7871 §6 answers with FORMERR.
+		// source prefix, which RFC 7871 §6 answers with FORMERR. A version Detour does not
+		// know is BADVERS whatever its client subnet holds (RFC 6891 §6.1.3), and reports
+		// the identity when asked for it, as the other replies do (RFC 5001 §3; Knot too).
 		for rd := optRData(p); len(rd) >= 4; {
 			code, l := binary.BigEndian.Uint16(rd), int(binary.BigEndian.Uint16(rd[2:]))
 			if 4+l > len(rd) {
 				break
 			}
-			if code == optionECS && (q.ecs != nil || !parseECS(rd[4:4+l], q)) {
+			if code == optionECS && opt.Version() == 0 && (q.ecs != nil || !parseECS(rd[4:4+l], q)) {
 				q.ecs = nil
 				return reply(dns.RcodeFormatError, canonical)
 			}
@@ -166,6 +165,9 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 				q.nsid = t.identity
 			}
 			rd = rd[4+l:]
+		}
+		if opt.Version() != 0 {
+			return reply(dns.RcodeBadVers, canonical)
 		}
 	}
 	if req.Opcode != dns.OpcodeQuery {

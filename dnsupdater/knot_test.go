@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -16,8 +17,10 @@ import (
 
 // differentialConfig is the zone the differential test loads into Detour and, through an AXFR
 // from Detour, into Knot: every kind of name a query can meet, names in record data spelt in
-// upper case or with escapes, and labels holding a dot among them.
+// upper case or with escapes, and labels holding a dot among them. Detour reports the identity
+// Knot does (knottest.NSID).
 const differentialConfig = `
+dns: {identity: %[2]s}
 zones:
   - name: conf.test
     nameservers: [{name: ns1.conf.test, address: 127.0.0.53}, {name: ns2.conf.test, address: "::53"}]
@@ -60,7 +63,7 @@ zones:
       - "x\\.y.wild IN TXT \"one label below a wildcard\""
       - "evil\\.sub IN TXT \"beside the delegation sub\""
       - "toevil IN CNAME EVIL\\.sub"
-%s
+%[1]s
 edges:
   - {name: edge-a, region: west, hostname: edge-a.conf.test, address: 10.9.0.1}
 apps:
@@ -122,7 +125,7 @@ var intendedDifferences = []struct {
 // meaning, RFC 2181 §5).
 func render(r *dns.Msg) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s opcode=%d aa=%v tc=%v rd=%v ra=%v ad=%v cd=%v\n", dns.RcodeToString[r.Rcode], r.Opcode,
+	fmt.Fprintf(&b, "%s opcode=%d aa=%v tc=%v rd=%v ra=%v ad=%v cd=%v\n", rcodeName(r), r.Opcode,
 		r.Authoritative, r.Truncated, r.RecursionDesired, r.RecursionAvailable, r.AuthenticatedData, r.CheckingDisabled)
 	for _, q := range r.Question {
 		fmt.Fprintf(&b, "q: %s\n", q.String())
@@ -261,7 +264,7 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 // zone's owner names.
 func differentialPeers(t *testing.T) (detour, knot string, owners map[string]bool) {
 	t.Helper()
-	return peers(t, "conf.test", fmt.Sprintf(differentialConfig, bigTXT()))
+	return peers(t, "conf.test", fmt.Sprintf(differentialConfig, bigTXT(), knottest.NSID))
 }
 
 // peers starts Detour with the configuration conf and Knot with what Detour transfers of its
@@ -365,23 +368,9 @@ func TestDetourRejectsMalformedQueriesAsKnotDoes(t *testing.T) {
 		{name: "an UPDATE signed with an unknown key", p: pack(signed(opcode(dns.OpcodeUpdate)))},
 	}
 	ask := func(server, network string, p []byte) string {
-		nc, err := net.DialTimeout(network, server, 2*time.Second)
+		r, err := exchangeWire(t, server, network, p)
 		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		c := &dns.Conn{Conn: nc, UDPSize: 65535}
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write(p); err != nil {
-			t.Fatal(err)
-		}
-		b, err := c.ReadMsgHeader(nil)
-		if err != nil {
-			return "no reply"
-		}
-		r := new(dns.Msg)
-		if err := r.Unpack(b); err != nil {
-			return "unparsable reply"
+			return err.Error()
 		}
 		signed := ""
 		if sig := r.IsTsig(); sig != nil {
@@ -396,6 +385,65 @@ func TestDetourRejectsMalformedQueriesAsKnotDoes(t *testing.T) {
 			}
 			if d, k := ask(detour, network, tc.p), ask(knot, network, tc.p); d != k {
 				t.Errorf("%s over %s: Detour answers %s, Knot %s", tc.name, network, d, k)
+			}
+		}
+	}
+}
+
+// exchangeWire sends the message p, as it is, to server over network and returns the reply, or
+// an error saying that none came or that it does not parse. The query need not be one
+// dns.Client would send: broken, or signed with a key it does not hold.
+func exchangeWire(t *testing.T, server, network string, p []byte) (*dns.Msg, error) {
+	t.Helper()
+	nc, err := net.DialTimeout(network, server, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := &dns.Conn{Conn: nc, UDPSize: 65535}
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.ReadMsgHeader(nil)
+	if err != nil {
+		return nil, errors.New("no reply")
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(b); err != nil {
+		return nil, errors.New("unparsable reply")
+	}
+	return r, nil
+}
+
+// TestErrorRepliesToEDNSQueriesMatchKnots sends both servers EDNS queries that earn an error,
+// over UDP and TCP: Detour's reply, its OPT record and options included, must be Knot's.
+func TestErrorRepliesToEDNSQueriesMatchKnots(t *testing.T) {
+	detour, knot, _ := differentialPeers(t)
+	cases := []struct {
+		name string
+		req  *dns.Msg
+	}{
+		{name: "EDNS version 1 (RFC 6891 §6.1.3: BADVERS)", req: version(1, withEDNS(newQuery("mx.conf.test.", dns.TypeA), 1232))},
+		{name: "EDNS version 1 asking for NSID (RFC 5001 §3: the identity is reported)",
+			req: version(1, withEDNS(newQuery("mx.conf.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}))},
+	}
+	for _, tc := range cases {
+		p, err := tc.req.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, network := range []string{"udp", "tcp"} {
+			d, err := exchangeWire(t, detour, network, p)
+			if err != nil {
+				t.Fatalf("%s over %s: Detour: %v", tc.name, network, err)
+			}
+			k, err := exchangeWire(t, knot, network, p)
+			if err != nil {
+				t.Fatalf("%s over %s: Knot: %v", tc.name, network, err)
+			}
+			if rd, rk := render(d), render(k); rd != rk {
+				t.Errorf("%s over %s:\n--- detour\n%s--- knot\n%s", tc.name, network, rd, rk)
 			}
 		}
 	}

@@ -16,6 +16,9 @@ import (
 	"github.com/miekg/dns"
 )
 
+// NSID is the identity knotd reports to a query that asks for it (RFC 5001).
+const NSID = "knot.test"
+
 // Knot is a running knotd.
 type Knot struct {
 	// Addr is the ip:port it answers on, over UDP and TCP.
@@ -66,6 +69,7 @@ func StartOn(t testing.TB, port int, zones ...Zone) *Knot {
     rundir: "%[1]s"
     listen: 127.0.0.1@%[2]d
     udp-max-payload: 1232
+    nsid: "%[3]s"
 log:
   - target: stderr
     any: debug
@@ -78,7 +82,7 @@ template:
     journal-content: changes
     zonefile-sync: -1
     zonefile-load: whole
-`, dir, port)
+`, dir, port, NSID)
 	var remotes, zoneConf strings.Builder
 	acls := strings.Builder{}
 	acls.WriteString("  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n")
