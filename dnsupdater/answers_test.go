@@ -149,6 +149,16 @@ func version(v uint8, m *dns.Msg) *dns.Msg {
 	return m
 }
 
+// signedBy signs m with the key named key, which Detour does not hold.
+func signedBy(key string, m *dns.Msg) *dns.Msg {
+	m.SetTsig(key, dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
+	return m
+}
+
+// longQuestion asks for a name of 215 bytes; signed by longKey, of 253 bytes, it earns a BADKEY
+// reply of 534 bytes, which carries both names.
+var longQuestion, longKey = strings.Repeat(strings.Repeat("q", 50)+".", 4) + "demo.test.", strings.Repeat(strings.Repeat("k", 62)+".", 4)
+
 func ecs(family uint16, source uint8, addr ...byte) *dns.EDNS0_LOCAL {
 	return &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: append([]byte{byte(family >> 8), byte(family), source, 0}, addr...)}
 }
@@ -208,6 +218,15 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 			want: "REFUSED"},
 		{name: "a signed NOTIFY is NOTAUTH with a BADKEY TSIG, as a signed query (RFC 8945 §5.2)", req: signedNotify,
 			want: "NOTAUTH\nar: TSIG nobody. error BADKEY mac \"\""},
+		{name: "a BADKEY reply to an EDNS query has the OPT record before the TSIG record, reporting the identity when asked for",
+			req:  signedBy("nobody.", withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})),
+			want: "NOTAUTH rd\nar: OPT NSID \"dns-1.example\"\nar: TSIG nobody. error BADKEY mac \"\""},
+		{name: "a BADKEY reply larger than 512 bytes goes whole to a client that receives 1232",
+			req:  signedBy(longKey, withEDNS(newQuery(longQuestion, dns.TypeA), 1232)),
+			want: "NOTAUTH rd\nar: OPT\nar: TSIG " + longKey + " error BADKEY mac \"\""},
+		{name: "a BADKEY reply larger than the client's buffer is cut to the question and OPT record with TC, the client asking again over TCP",
+			req:  signedBy(longKey, withEDNS(newQuery(longQuestion, dns.TypeA), 512)),
+			want: "NOTAUTH tc rd\nar: OPT"},
 		{name: "NSID asked for is answered with the server identity (RFC 5001)",
 			req:  withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}),
 			want: "NOERROR aa rd\nan: mx.demo.test. 3600 IN A 192.0.2.25\nar: OPT NSID \"dns-1.example\""},

@@ -426,8 +426,10 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) (msgs []*dns.Msg, incre
 }
 
 // badKey is the reply to a query signed with a key Detour does not hold: NOTAUTH with an
-// unsigned TSIG record whose error is BADKEY (RFC 8945 §5.2.2), after the OPT record when the
-// query had one.
+// unsigned TSIG record whose error is BADKEY (RFC 8945 §5.2.2), after the OPT record that every
+// reply to an EDNS query has (RFC 6891 §7). A reply too large for the client is cut to the
+// question and OPT record with TC, so that the client asks again over TCP, where the TSIG record
+// fits (RFC 8945 §5.3 does so for a signed reply; Knot answers SERVFAIL).
 func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp bool) []byte {
 	sig := req.IsTsig()
 	m := new(dns.Msg)
@@ -435,21 +437,27 @@ func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp boo
 	if canonical != nil {
 		m.Question = []dns.Question{*canonical}
 	}
-	if q.edns {
-		m.SetEdns0(maxUDPSize, q.do)
-	}
-	m.Extra = append(m.Extra, &dns.TSIG{
-		Hdr:       dns.RR_Header{Name: sig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
-		Algorithm: sig.Algorithm, TimeSigned: sig.TimeSigned, Fudge: sig.Fudge, OrigId: req.Id, Error: dns.RcodeBadKey,
-	})
 	b, err := m.Pack()
 	if err != nil {
 		return nil
 	}
-	edns := q.edns
-	q.edns = false // the OPT record is in place, before the TSIG record
-	defer func() { q.edns = edns }()
-	return finish(dst, b, q, 0, 0, limitFor(q, tcp))
+	limit := limitFor(q, tcp)
+	dst = finish(dst, b, q, 0, 0, limit)
+	rr := &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: sig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: sig.Algorithm, TimeSigned: sig.TimeSigned, Fudge: sig.Fudge, OrigId: req.Id, Error: dns.RcodeBadKey,
+	}
+	tsig := make([]byte, dns.Len(rr))
+	n, err := dns.PackRR(rr, tsig, 0, nil, false)
+	if err != nil {
+		return nil
+	}
+	if len(dst)+n > limit {
+		dst[2] |= 0x02
+		return dst
+	}
+	binary.BigEndian.PutUint16(dst[10:], binary.BigEndian.Uint16(dst[10:])+1)
+	return append(dst, tsig[:n]...)
 }
 
 // incrementalRecords returns the records of the IXFR reply (RFC 1995) to req for z: the current SOA
