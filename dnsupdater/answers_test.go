@@ -450,6 +450,43 @@ func TestAnAppTargetOfMXOrSRVAddsTheAddressesEveryClientGets(t *testing.T) {
 	checkSections(t, tab, netip.MustParseAddr("10.1.2.3"), tests)
 }
 
+// TestAdditionalAddressesComeFromWildcardsAndGlueAsKnotsDo: the addresses of an NS, MX or SRV
+// target are additional data wherever the zone holds them (RFC 1034 §4.3.2 step 6), as Knot
+// adds them: synthesized from the wildcard that answers the target (RFC 4592), and the glue of a
+// target below a delegation. Glue of the zone's own name servers comes first, as Knot's does: a
+// resolver can ask for the other addresses, not for those.
+func TestAdditionalAddressesComeFromWildcardsAndGlueAsKnotsDo(t *testing.T) {
+	tab := answersTable(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "@ IN NS ns.sub"
+      - "sub IN NS ns.sub"
+      - "ns.sub IN A 192.0.2.7"
+      - "mx IN A 192.0.2.25"
+      - "*.wild IN A 192.0.2.80"
+      - "*.wild IN AAAA 2001:db8::80"
+      - "mail IN MX 10 host.wild"
+      - "srv IN SRV 0 0 80 host.wild"
+      - "*.wmx IN MX 10 mx"
+      - "mxsub IN MX 10 ns.sub"
+`)
+	tests := []sectionCase{
+		{name: "an MX target a wildcard answers gets the addresses it synthesizes", req: newQuery("mail.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: mail.demo.test. 3600 IN MX 10 host.wild.demo.test.\nar: host.wild.demo.test. 3600 IN A 192.0.2.80\nar: host.wild.demo.test. 3600 IN AAAA 2001:db8::80"},
+		{name: "so does an SRV target", req: newQuery("srv.demo.test.", dns.TypeSRV),
+			want: "NOERROR aa rd\nan: srv.demo.test. 3600 IN SRV 0 0 80 host.wild.demo.test.\nar: host.wild.demo.test. 3600 IN A 192.0.2.80\nar: host.wild.demo.test. 3600 IN AAAA 2001:db8::80"},
+		{name: "an MX record a wildcard synthesizes gets its target's addresses", req: newQuery("a.wmx.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: a.wmx.demo.test. 3600 IN MX 10 mx.demo.test.\nar: mx.demo.test. 3600 IN A 192.0.2.25"},
+		{name: "the apex's name server below a delegation gets its glue, before the other addresses", req: newQuery("demo.test.", dns.TypeNS),
+			want: "NOERROR aa rd\nan: demo.test. 3600 IN NS ns1.demo.test.\nan: demo.test. 3600 IN NS ns.sub.demo.test.\nar: ns.sub.demo.test. 3600 IN A 192.0.2.7\nar: ns1.demo.test. 3600 IN A 127.0.0.53"},
+		{name: "an MX target below a delegation gets its glue", req: newQuery("mxsub.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: mxsub.demo.test. 3600 IN MX 10 ns.sub.demo.test.\nar: ns.sub.demo.test. 3600 IN A 192.0.2.7"},
+	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
+}
+
 func TestALabelHoldingADotIsOneLabel(t *testing.T) {
 	tab := answersTable(t, `
 zones:

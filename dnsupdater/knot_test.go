@@ -17,7 +17,8 @@ import (
 
 // differentialConfig is the zone the differential test loads into Detour and, through an AXFR
 // from Detour, into Knot: every kind of name a query can meet, names in record data spelt in
-// upper case or with escapes, and labels holding a dot among them. Detour reports the identity
+// upper case or with escapes, and labels holding a dot among them; NS, MX and SRV targets of
+// every kind: glue below a delegation, names a wildcard answers. Detour reports the identity
 // Knot does (knottest.NSID).
 const differentialConfig = `
 dns: {identity: %[2]s}
@@ -63,6 +64,12 @@ zones:
       - "x\\.y.wild IN TXT \"one label below a wildcard\""
       - "evil\\.sub IN TXT \"beside the delegation sub\""
       - "toevil IN CNAME EVIL\\.sub"
+      - "@ IN NS ns.sub"
+      - "mxsub IN MX 10 ns.sub"
+      - "mxwild IN MX 10 host.wild"
+      - "srvwild IN SRV 0 0 80 host.wild"
+      - "*.wmx IN MX 10 mx"
+      - "*.wmx IN MX 20 host.wild"
 %[1]s
 edges:
   - {name: edge-a, region: west, hostname: edge-a.conf.test, address: 10.9.0.1}
@@ -190,7 +197,7 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 
 	names := []string{"nope.conf.test.", "q.wild.conf.test.", "p.q.wild.conf.test.", "c.b.wild.conf.test.", "y.x.wild.conf.test.",
 		"any.walias.conf.test.", "host.sub.conf.test.", "a.b.sub.conf.test.", "x.sub2.conf.test.", "example.com.", "test.",
-		"b.conf.test.", "a.b.conf.test.", "y.wild.conf.test.", "x.y.wild.conf.test.", "x.usub.conf.test."}
+		"b.conf.test.", "a.b.conf.test.", "y.wild.conf.test.", "x.y.wild.conf.test.", "x.usub.conf.test.", "a.wmx.conf.test."}
 	for name := range owners {
 		names = append(names, name, "nx."+name)
 	}
@@ -478,8 +485,9 @@ func TestErrorRepliesToEDNSQueriesMatchKnots(t *testing.T) {
 }
 
 // truncationConfig holds replies larger than a client's buffer: an MX and an SRV answer whose
-// targets' addresses do not all fit beside them, a delegation whose glue does not fit, and a
-// TXT answer that does not fit itself.
+// targets' addresses do not all fit beside them, a delegation whose glue does not fit, the
+// apex's NS answer whose targets' glue (below that delegation) does not fit, and a TXT answer
+// that does not fit itself.
 const truncationConfig = `
 zones:
   - name: trunc.test
@@ -497,7 +505,7 @@ func truncationRecords() string {
 		fmt.Fprintf(&b, "      - \"m%02d IN A 192.0.2.%d\"\n      - \"m%02d IN AAAA 2001:db8::%d\"\n", i, i+1, i, i+1)
 	}
 	for i := range 10 {
-		fmt.Fprintf(&b, "      - \"deleg IN NS ns%02d.deleg\"\n", i)
+		fmt.Fprintf(&b, "      - \"deleg IN NS ns%02d.deleg\"\n      - \"@ IN NS ns%02d.deleg\"\n", i, i)
 		fmt.Fprintf(&b, "      - \"ns%02d.deleg IN A 192.0.2.%d\"\n      - \"ns%02d.deleg IN AAAA 2001:db8::%d\"\n", i, 100+i, i, 100+i)
 	}
 	for i := range 24 {
@@ -528,7 +536,7 @@ func TestDetourTruncatesAsKnotDoesAtEveryBufferSize(t *testing.T) {
 		qtype uint16
 	}{
 		{"mail.trunc.test.", dns.TypeMX}, {"srv.trunc.test.", dns.TypeSRV}, {"x.deleg.trunc.test.", dns.TypeA},
-		{"deleg.trunc.test.", dns.TypeNS}, {"big.trunc.test.", dns.TypeTXT},
+		{"deleg.trunc.test.", dns.TypeNS}, {"big.trunc.test.", dns.TypeTXT}, {"trunc.test.", dns.TypeNS},
 	} {
 		for size := 479; size <= 1300; size++ {
 			m := newQuery(q.name, q.qtype)

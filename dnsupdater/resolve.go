@@ -256,13 +256,16 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 
 // additional returns the A and AAAA records Detour serves for the names the NS, MX and SRV
 // records of an answer (to a question of zone from, noted in r) point to (RFC 1035 §4.3.2 step
-// 6, RFC 2782), as other authoritative servers add them. An app's name adds the addresses every
-// query for it gets alike (an answer of one variant), and nothing where the answer depends on
-// the client, the draw or the turn: a resolver would keep one client's variant for every
-// client, and the ECS scope of the whole reply would have to narrow for it. Additional data is
-// optional (RFC 2181 §9): such a target is asked for on its own.
+// 6, RFC 2782), as other authoritative servers add them, Knot among them: those a wildcard
+// synthesizes for the name too (RFC 4592), and the glue of a name below a delegation. The glue
+// of the zone's own name servers comes first, as in Knot's replies: a resolver can ask for the
+// other addresses, but for those only the delegated zone's servers. An app's name adds the
+// addresses every query for it gets alike (an answer of one variant), and nothing where the
+// answer depends on the client, the draw or the turn: a resolver would keep one client's
+// variant for every client, and the ECS scope of the whole reply would have to narrow for it.
+// Additional data is optional (RFC 2181 §9): such a target is asked for on its own.
 func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.RR {
-	var out []dns.RR
+	var glue, out []dns.RR
 	var seen []string
 	for _, rr := range rrs {
 		var target string
@@ -281,10 +284,10 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 		}
 		seen = append(seen, target)
 		z := t.zoneFor(target)
-		if z == nil || delegation(z, target) != nil {
+		if z == nil {
 			continue
 		}
-		n := z.Lookup(target)
+		n := z.Match(target)
 		if n == nil {
 			continue
 		}
@@ -292,8 +295,12 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 			r.read(from, z)
 		}
 		if n.App == nil {
-			out = append(out, n.RRsets[dns.TypeA]...)
-			out = append(out, n.RRsets[dns.TypeAAAA]...)
+			addrs := &out
+			if rr.Header().Rrtype == dns.TypeNS && config.InZone(target, rr.Header().Name) && delegation(z, target) != nil {
+				addrs = &glue
+			}
+			*addrs = append(*addrs, n.RRsets[dns.TypeA]...)
+			*addrs = append(*addrs, n.RRsets[dns.TypeAAAA]...)
 			continue
 		}
 		for _, a := range []*zone.Answer{&n.App.V4, &n.App.V6} {
@@ -302,7 +309,7 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 			}
 		}
 	}
-	return out
+	return append(glue, out...)
 }
 
 // glue returns the A and AAAA records Detour serves for the targets of the NS records. Below a
