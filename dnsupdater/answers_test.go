@@ -81,6 +81,13 @@ func checkSections(t *testing.T, tab *table, remote netip.Addr, cases []sectionC
 func sections(r *dns.Msg) string {
 	var b strings.Builder
 	b.WriteString(rcodeName(r))
+	if r.Opcode != dns.OpcodeQuery {
+		name, ok := dns.OpcodeToString[r.Opcode]
+		if !ok {
+			name = fmt.Sprintf("OPCODE%d", r.Opcode)
+		}
+		b.WriteString(" " + name)
+	}
 	for _, f := range []struct {
 		on   bool
 		name string
@@ -174,6 +181,9 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 	signedNotify := newQuery("demo.test.", dns.TypeSOA)
 	signedNotify.Opcode = dns.OpcodeNotify
 	signedNotify.SetTsig("nobody.", dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
+	signedUpdate := newQuery("demo.test.", dns.TypeSOA)
+	signedUpdate.Opcode = dns.OpcodeUpdate
+	signedUpdate.SetTsig("nobody.", dns.HmacSHA256, 300, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
 	tests := []sectionCase{
 		{name: "NXDOMAIN carries the SOA with TTL min(SOA TTL, MINIMUM) (RFC 2308 §3)", req: newQuery("nope.demo.test.", dns.TypeA),
 			want: "NXDOMAIN aa rd\nns: " + negSOA},
@@ -212,12 +222,14 @@ func TestAnswersCarryTheSectionsTheRFCsAskFor(t *testing.T) {
 			want: "FORMERR rd\nar: OPT"},
 		{name: "a query signed with an unknown key is NOTAUTH with a BADKEY TSIG (RFC 8945 §5.2.2)", req: signed,
 			want: "NOTAUTH rd\nar: TSIG nobody. error BADKEY mac \"\""},
-		{name: "an unknown opcode is NOTIMP without RD or CD", req: unknownOpcode,
-			want: "NOTIMP"},
+		{name: "an unknown opcode is NOTIMP without RD or CD, its opcode copied (RFC 1035 §4.1.1)", req: unknownOpcode,
+			want: "NOTIMP OPCODE3"},
 		{name: "an UPDATE is REFUSED without RD or CD (RFC 2136 §2.2: zero in an UPDATE)", req: update,
-			want: "REFUSED"},
-		{name: "a signed NOTIFY is NOTAUTH with a BADKEY TSIG, as a signed query (RFC 8945 §5.2)", req: signedNotify,
-			want: "NOTAUTH\nar: TSIG nobody. error BADKEY mac \"\""},
+			want: "REFUSED UPDATE"},
+		{name: "a signed NOTIFY is NOTAUTH with a BADKEY TSIG, as a signed query (RFC 8945 §5.2), its opcode copied", req: signedNotify,
+			want: "NOTAUTH NOTIFY\nar: TSIG nobody. error BADKEY mac \"\""},
+		{name: "so is a signed UPDATE", req: signedUpdate,
+			want: "NOTAUTH UPDATE\nar: TSIG nobody. error BADKEY mac \"\""},
 		{name: "a BADKEY reply to an EDNS query has the OPT record before the TSIG record, reporting the identity when asked for",
 			req:  signedBy("nobody.", withEDNS(newQuery("mx.demo.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})),
 			want: "NOTAUTH rd\nar: OPT NSID \"dns-1.example\"\nar: TSIG nobody. error BADKEY mac \"\""},
@@ -471,6 +483,16 @@ zones:
       - "srv IN SRV 0 0 80 host.wild"
       - "*.wmx IN MX 10 mx"
       - "mxsub IN MX 10 ns.sub"
+      - "mxother IN MX 10 ns.sub.other.test."
+      - "srvother IN SRV 0 0 25 ns.sub.other.test."
+      - "mxotherwild IN MX 10 host.wild.other.test."
+  - name: other.test
+    nameservers: [{name: ns1.other.test, address: 127.0.0.54}]
+    records:
+      - "sub IN NS ns.sub"
+      - "ns.sub IN A 192.0.2.77"
+      - "*.wild IN A 192.0.2.81"
+      - "*.wild IN TXT \"not an address\""
 `)
 	tests := []sectionCase{
 		{name: "an MX target a wildcard answers gets the addresses it synthesizes", req: newQuery("mail.demo.test.", dns.TypeMX),
@@ -483,6 +505,12 @@ zones:
 			want: "NOERROR aa rd\nan: demo.test. 3600 IN NS ns1.demo.test.\nan: demo.test. 3600 IN NS ns.sub.demo.test.\nar: ns.sub.demo.test. 3600 IN A 192.0.2.7\nar: ns1.demo.test. 3600 IN A 127.0.0.53"},
 		{name: "an MX target below a delegation gets its glue", req: newQuery("mxsub.demo.test.", dns.TypeMX),
 			want: "NOERROR aa rd\nan: mxsub.demo.test. 3600 IN MX 10 ns.sub.demo.test.\nar: ns.sub.demo.test. 3600 IN A 192.0.2.7"},
+		{name: "an MX target below another zone's delegation gets none of that zone's glue", req: newQuery("mxother.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: mxother.demo.test. 3600 IN MX 10 ns.sub.other.test."},
+		{name: "nor does an SRV target", req: newQuery("srvother.demo.test.", dns.TypeSRV),
+			want: "NOERROR aa rd\nan: srvother.demo.test. 3600 IN SRV 0 0 25 ns.sub.other.test."},
+		{name: "a target another served zone answers by a wildcard gets that zone's addresses, and only addresses", req: newQuery("mxotherwild.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: mxotherwild.demo.test. 3600 IN MX 10 host.wild.other.test.\nar: host.wild.other.test. 3600 IN A 192.0.2.81"},
 	}
 	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }

@@ -433,7 +433,7 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) (msgs []*dns.Msg, incre
 func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp bool) []byte {
 	sig := req.IsTsig()
 	m := new(dns.Msg)
-	m.Id, m.Response, m.Rcode = req.Id, true, dns.RcodeNotAuth
+	m.Id, m.Response, m.Opcode, m.Rcode = req.Id, true, req.Opcode, dns.RcodeNotAuth
 	if canonical != nil {
 		m.Question = []dns.Question{*canonical}
 	}

@@ -257,7 +257,8 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 // additional returns the A and AAAA records Detour serves for the names the NS, MX and SRV
 // records of an answer (to a question of zone from, noted in r) point to (RFC 1035 §4.3.2 step
 // 6, RFC 2782), as other authoritative servers add them, Knot among them: those a wildcard
-// synthesizes for the name too (RFC 4592), and the glue of a name below a delegation. The glue
+// synthesizes for the name too (RFC 4592), and the glue of a name below a delegation of the same
+// zone (another zone's glue is that zone's referral, not data of from's to give). The glue
 // of the zone's own name servers comes first, as in Knot's replies: a resolver can ask for the
 // other addresses, but for those only the delegated zone's servers. An app's name adds the
 // addresses every query for it gets alike (an answer of one variant), and nothing where the
@@ -287,7 +288,11 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 		if z == nil {
 			continue
 		}
-		n := z.Match(target)
+		below := delegation(z, target) != nil
+		if below && z != from {
+			continue // another zone's glue: that zone refers the name, as Knot leaves it out
+		}
+		n := z.MatchAddresses(target)
 		if n == nil {
 			continue
 		}
@@ -296,7 +301,7 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 		}
 		if n.App == nil {
 			addrs := &out
-			if rr.Header().Rrtype == dns.TypeNS && config.InZone(target, rr.Header().Name) && delegation(z, target) != nil {
+			if below && rr.Header().Rrtype == dns.TypeNS && config.InZone(target, rr.Header().Name) {
 				addrs = &glue
 			}
 			*addrs = append(*addrs, n.RRsets[dns.TypeA]...)

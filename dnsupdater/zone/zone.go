@@ -450,7 +450,16 @@ func (z *Zone) Lookup(name string) *Node { return z.Nodes.Get(name) }
 // Match returns the node that answers the canonical name: its own, else the one a wildcard
 // synthesizes for it (RFC 4592: the wildcard child of the closest encloser, the nearest
 // existing ancestor, empty non-terminals included), else nil.
-func (z *Zone) Match(name string) *Node {
+func (z *Zone) Match(name string) *Node { return z.match(name, nil) }
+
+// MatchAddresses is Match for a name's A and AAAA records alone: of a node a wildcard
+// synthesizes it copies only those, as additional data needs no more.
+func (z *Zone) MatchAddresses(name string) *Node {
+	return z.match(name, []uint16{dns.TypeA, dns.TypeAAAA})
+}
+
+// match is Match, a synthesized node holding only the given types when types is not nil.
+func (z *Zone) match(name string, types []uint16) *Node {
 	if n := z.Nodes.Get(name); n != nil {
 		return n
 	}
@@ -464,17 +473,21 @@ func (z *Zone) Match(name string) *Node {
 			if src == nil {
 				return nil
 			}
-			return src.synthesize(name)
+			return src.synthesize(name, types)
 		}
 		p = rest
 	}
 	return nil
 }
 
-// synthesize returns the node a wildcard answers for name: its records with name as owner.
-func (n *Node) synthesize(name string) *Node {
+// synthesize returns the node a wildcard answers for name: its records with name as owner, of
+// the given types only when types is not nil.
+func (n *Node) synthesize(name string, types []uint16) *Node {
 	out := &Node{Name: name, RRsets: make(map[uint16][]dns.RR, len(n.RRsets))}
 	for t, rrs := range n.RRsets {
+		if types != nil && !slices.Contains(types, t) {
+			continue
+		}
 		copies := make([]dns.RR, len(rrs))
 		for i, rr := range rrs {
 			copies[i] = dns.Copy(rr)
