@@ -152,19 +152,19 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		// source prefix, which RFC 7871 §6 answers with FORMERR. A version Detour does not
 		// know is BADVERS whatever its client subnet holds (RFC 6891 §6.1.3), and reports
 		// the identity when asked for it, as the other replies do (RFC 5001 §3; Knot too).
-		for rd := optRData(p); len(rd) >= 4; {
-			code, l := binary.BigEndian.Uint16(rd), int(binary.BigEndian.Uint16(rd[2:]))
-			if 4+l > len(rd) {
+		for rd := optRData(p); ; {
+			code, data, rest, ok := nextOption(rd)
+			if !ok {
 				break
 			}
-			if code == optionECS && opt.Version() == 0 && (q.ecs != nil || !parseECS(rd[4:4+l], q)) {
+			if code == optionECS && opt.Version() == 0 && (q.ecs != nil || !parseECS(data, q)) {
 				q.ecs = nil
 				return reply(dns.RcodeFormatError, canonical)
 			}
 			if code == optionNSID {
 				q.nsid = t.identity
 			}
-			rd = rd[4+l:]
+			rd = rest
 		}
 		if opt.Version() != 0 {
 			return reply(dns.RcodeBadVers, canonical)
@@ -257,10 +257,10 @@ func unpack(p []byte, req *dns.Msg) error {
 // length and that many bytes, the last ending with rd.
 func framed(rd []byte) bool {
 	for len(rd) > 0 {
-		if len(rd) < 4 || 4+int(binary.BigEndian.Uint16(rd[2:])) > len(rd) {
+		var ok bool
+		if _, _, rd, ok = nextOption(rd); !ok {
 			return false
 		}
-		rd = rd[4+int(binary.BigEndian.Uint16(rd[2:])):]
 	}
 	return true
 }

@@ -121,27 +121,35 @@ func parseQuery(p []byte, q *query) bool {
 	if off+rdlen != len(p) {
 		return false
 	}
-	for off < len(p) {
-		if off+4 > len(p) {
-			return false
-		}
-		code := binary.BigEndian.Uint16(p[off:])
-		l := int(binary.BigEndian.Uint16(p[off+2:]))
-		off += 4
-		if off+l > len(p) {
+	for rd := p[off:]; len(rd) > 0; {
+		code, data, rest, ok := nextOption(rd)
+		if !ok {
 			return false
 		}
 		if code == optionECS {
-			if q.ecs != nil || !parseECS(p[off:off+l], q) {
+			if q.ecs != nil || !parseECS(data, q) {
 				return false
 			}
 		}
 		if code == optionNSID {
 			return false // the reference path reports the identity
 		}
-		off += l
+		rd = rest
 	}
 	return true
+}
+
+// nextOption splits the first EDNS option off the OPT record data rd: its code, its data and
+// the options after it; ok is false when rd ends within it.
+func nextOption(rd []byte) (code uint16, data, rest []byte, ok bool) {
+	if len(rd) < 4 {
+		return 0, nil, nil, false
+	}
+	end := 4 + int(binary.BigEndian.Uint16(rd[2:]))
+	if end > len(rd) {
+		return 0, nil, nil, false
+	}
+	return binary.BigEndian.Uint16(rd), rd[4:end], rd[end:], true
 }
 
 // parseECS checks an EDNS Client Subnet option as RFC 7871 §6 requires.

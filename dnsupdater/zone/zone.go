@@ -454,9 +454,10 @@ func (z *Zone) Match(name string) *Node { return z.match(name, nil) }
 
 // MatchAddresses is Match for a name's A and AAAA records alone: of a node a wildcard
 // synthesizes it copies only those, as additional data needs no more.
-func (z *Zone) MatchAddresses(name string) *Node {
-	return z.match(name, []uint16{dns.TypeA, dns.TypeAAAA})
-}
+func (z *Zone) MatchAddresses(name string) *Node { return z.match(name, addressTypes) }
+
+// addressTypes are the types of a name's addresses.
+var addressTypes = []uint16{dns.TypeA, dns.TypeAAAA}
 
 // match is Match, a synthesized node holding only the given types when types is not nil.
 func (z *Zone) match(name string, types []uint16) *Node {
