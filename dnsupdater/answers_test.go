@@ -486,11 +486,13 @@ zones:
       - "mxother IN MX 10 ns.sub.other.test."
       - "srvother IN SRV 0 0 25 ns.sub.other.test."
       - "mxotherwild IN MX 10 host.wild.other.test."
+      - "tomxsub IN CNAME mxsub.other.test."
   - name: other.test
     nameservers: [{name: ns1.other.test, address: 127.0.0.54}]
     records:
       - "sub IN NS ns.sub"
       - "ns.sub IN A 192.0.2.77"
+      - "mxsub IN MX 10 ns.sub"
       - "*.wild IN A 192.0.2.81"
       - "*.wild IN TXT \"not an address\""
 `)
@@ -511,6 +513,87 @@ zones:
 			want: "NOERROR aa rd\nan: srvother.demo.test. 3600 IN SRV 0 0 25 ns.sub.other.test."},
 		{name: "a target another served zone answers by a wildcard gets that zone's addresses, and only addresses", req: newQuery("mxotherwild.demo.test.", dns.TypeMX),
 			want: "NOERROR aa rd\nan: mxotherwild.demo.test. 3600 IN MX 10 host.wild.other.test.\nar: host.wild.other.test. 3600 IN A 192.0.2.81"},
+		{name: "an MX record of another zone a CNAME leads to gets the glue of that zone's own delegation", req: newQuery("tomxsub.demo.test.", dns.TypeMX),
+			want: "NOERROR aa rd\nan: tomxsub.demo.test. 3600 IN CNAME mxsub.other.test.\nan: mxsub.other.test. 3600 IN MX 10 ns.sub.other.test.\nar: ns.sub.other.test. 3600 IN A 192.0.2.77"},
+	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
+}
+
+// TestAReferralCarriesTheAddressesOfItsNameServersTheZoneHoldsAsKnotsDoes: a referral carries
+// the glue of the name servers at or below its cut, then, as Knot does, the addresses the zone
+// holds for its other name servers (RFC 9471 §2.2, §3.2: sibling glue, here also authoritative
+// addresses and those a wildcard synthesizes), each group in the order RFC 4034 §6.3 gives the
+// NS records, as Knot keeps them. Only glue below the cut sets TC when it does not fit (RFC 9471
+// §3.1); the others are left out without it. Another served zone's glue stays that zone's to give.
+func TestAReferralCarriesTheAddressesOfItsNameServersTheZoneHoldsAsKnotsDoes(t *testing.T) {
+	conf := `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "sub IN NS host.wild"
+      - "sub IN NS ns"
+      - "sub IN NS ns.sub2"
+      - "sub IN NS ns.sub"
+      - "sub IN NS alias"
+      - "sub IN NS ns.other.test."
+      - "sub IN NS ns.sub.other.test."
+      - "sub IN NS ns.example."
+      - "ns IN A 192.0.2.1"
+      - "ns IN AAAA 2001:db8::1"
+      - "ns.sub IN A 192.0.2.7"
+      - "sub2 IN NS ns.sub2"
+      - "ns.sub2 IN A 192.0.2.8"
+      - "*.wild IN A 192.0.2.80"
+      - "*.wild IN TXT \"not an address\""
+      - "alias IN CNAME ns"
+      - "deleg IN CNAME host.sub"
+      - "wide IN NS ns.wide"
+      - "ns.wide IN A 192.0.2.9"
+%s
+  - name: other.test
+    nameservers: [{name: ns1.other.test, address: 127.0.0.54}]
+    records:
+      - "ns IN A 192.0.2.60"
+      - "sub IN NS ns.sub"
+      - "ns.sub IN A 192.0.2.77"
+      - "toother IN CNAME host.sub.demo.test."
+`
+	var wide strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&wide, "      - \"wide IN NS relay%02d\"\n      - \"relay%02d IN A 192.0.2.%d\"\n      - \"relay%02d IN AAAA 2001:db8::%d\"\n", i, i, 100+i, i, 100+i)
+	}
+	tab := answersTable(t, fmt.Sprintf(conf, strings.TrimRight(wide.String(), "\n")))
+	ns := "ns: sub.demo.test. 3600 IN NS host.wild.demo.test.\nns: sub.demo.test. 3600 IN NS ns.demo.test.\nns: sub.demo.test. 3600 IN NS ns.sub2.demo.test.\n" +
+		"ns: sub.demo.test. 3600 IN NS ns.sub.demo.test.\nns: sub.demo.test. 3600 IN NS alias.demo.test.\nns: sub.demo.test. 3600 IN NS ns.other.test.\n" +
+		"ns: sub.demo.test. 3600 IN NS ns.sub.other.test.\nns: sub.demo.test. 3600 IN NS ns.example."
+	glue := "ar: ns.sub.demo.test. 3600 IN A 192.0.2.7\n" + // below the cut: first
+		"ar: ns.demo.test. 3600 IN A 192.0.2.1\nar: ns.demo.test. 3600 IN AAAA 2001:db8::1\n" + // the zone's own data
+		"ar: ns.sub2.demo.test. 3600 IN A 192.0.2.8\n" + // sibling glue, below another delegation
+		"ar: ns.other.test. 3600 IN A 192.0.2.60\n" + // another served zone's data, as additional data takes it
+		"ar: host.wild.demo.test. 3600 IN A 192.0.2.80" // a wildcard's, its addresses only
+	var relays strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&relays, "\nns: wide.demo.test. 3600 IN NS relay%02d.demo.test.", i)
+	}
+	tests := []sectionCase{
+		{name: "a referral carries the glue below its cut, then the addresses of its other name servers the zone holds",
+			req: newQuery("host.sub.demo.test.", dns.TypeA), want: "NOERROR rd\n" + ns + "\n" + glue},
+		{name: "so does the referral a question for the cut's NS records gets",
+			req: newQuery("sub.demo.test.", dns.TypeNS), want: "NOERROR rd\n" + ns + "\n" + glue},
+		{name: "so does a referral a CNAME chain ends in",
+			req:  newQuery("deleg.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: deleg.demo.test. 3600 IN CNAME host.sub.demo.test.\n" + ns + "\n" + glue},
+		{name: "and one it ends in after leaving the zone of the question",
+			req:  newQuery("toother.other.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: toother.other.test. 3600 IN CNAME host.sub.demo.test.\n" + ns + "\n" + glue},
+		{name: "a referral too large for the client leaves out addresses outside its cut without TC, keeping its glue",
+			req: newQuery("x.wide.demo.test.", dns.TypeA),
+			want: "NOERROR rd\nns: wide.demo.test. 3600 IN NS ns.wide.demo.test." + relays.String() + "\nar: ns.wide.demo.test. 3600 IN A 192.0.2.9" +
+				"\nar: relay00.demo.test. 3600 IN A 192.0.2.100\nar: relay00.demo.test. 3600 IN AAAA 2001:db8::100" +
+				"\nar: relay01.demo.test. 3600 IN A 192.0.2.101\nar: relay01.demo.test. 3600 IN AAAA 2001:db8::101" +
+				"\nar: relay02.demo.test. 3600 IN A 192.0.2.102\nar: relay02.demo.test. 3600 IN AAAA 2001:db8::102" +
+				"\nar: relay03.demo.test. 3600 IN A 192.0.2.103\nar: relay03.demo.test. 3600 IN AAAA 2001:db8::103"},
 	}
 	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }

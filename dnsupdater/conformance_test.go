@@ -36,6 +36,10 @@ zones:
       - "a\\.b.wild IN TXT \"one label\""
       - "kid IN NS ns.kid"
       - "ns.kid IN A 192.0.2.8"
+      - "sib IN NS ns.sub"
+      - "sib IN NS mx"
+      - "sib IN NS x.wild"
+      - "tosib IN CNAME host.sib"
 %s
   - name: other.test
     transfer_to: ["10.0.0.0/8"]

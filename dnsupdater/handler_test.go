@@ -33,7 +33,7 @@ func testTable(t testing.TB) *table {
 // seedQueries are queries of every shape the server handles.
 func seedQueries() []*dns.Msg {
 	var out []*dns.Msg
-	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "q.wild.demo.test.", "a.b.walias.demo.test.", "togeo.demo.test.", "shopmail.demo.test.", "geomail.demo.test.", "upper.demo.test.", `a\.b.wild.demo.test.`, "b.wild.demo.test.", "example.com.", "."} {
+	for _, name := range []string{"shop.demo.test.", "SHOP.demo.TEST.", "www.demo.test.", "web.demo.test.", "geo.demo.test.", "demo.test.", "nope.demo.test.", "deep.demo.test.", "x.sub.demo.test.", "big.demo.test.", "q.wild.demo.test.", "a.b.walias.demo.test.", "togeo.demo.test.", "shopmail.demo.test.", "geomail.demo.test.", "upper.demo.test.", `a\.b.wild.demo.test.`, "b.wild.demo.test.", "x.sib.demo.test.", "tosib.demo.test.", "example.com.", "."} {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeCNAME, dns.TypeAXFR, dns.TypeIXFR} {
 			out = append(out, newQuery(name, qt))
 		}

@@ -18,8 +18,9 @@ import (
 // differentialConfig is the zone the differential test loads into Detour and, through an AXFR
 // from Detour, into Knot: every kind of name a query can meet, names in record data spelt in
 // upper case or with escapes, and labels holding a dot among them; NS, MX and SRV targets of
-// every kind: glue below a delegation, names a wildcard answers. Detour reports the identity
-// Knot does (knottest.NSID).
+// every kind: glue below a delegation, names a wildcard answers; and a delegation whose name
+// servers lie at every kind of place (below its cut, in the zone, below another delegation, at a
+// wildcard, at a CNAME, outside the zone). Detour reports the identity Knot does (knottest.NSID).
 const differentialConfig = `
 dns: {identity: %[2]s}
 zones:
@@ -70,6 +71,14 @@ zones:
       - "srvwild IN SRV 0 0 80 host.wild"
       - "*.wmx IN MX 10 mx"
       - "*.wmx IN MX 20 host.wild"
+      - "sib IN NS ns.sib"
+      - "sib IN NS mx"
+      - "sib IN NS ns.sub"
+      - "sib IN NS host.wild"
+      - "sib IN NS alias"
+      - "sib IN NS ns.other.example."
+      - "ns.sib IN A 192.0.2.10"
+      - "tosib IN CNAME host.sib"
 %[1]s
 edges:
   - {name: edge-a, region: west, hostname: edge-a.conf.test, address: 10.9.0.1}
@@ -125,6 +134,27 @@ var intendedDifferences = []struct {
 			detour.CheckingDisabled = false
 			return true
 		}},
+	{reason: "a name in a record takes the spelling of the earlier name its compression points to (RFC 1035 §4.1.4), the question's among them: miekg/dns points it at " +
+		"any earlier name that ends it, Knot 3.2 only into the name written last, so that to a question spelt in mixed case the two may spell a name in other cases; " +
+		"names compare without regard to case (RFC 4343 §3), and both echo the question, which a resolver checks (0x20), as sent",
+		normalise: func(q, detour, knot *dns.Msg) bool {
+			if len(q.Question) != 1 || q.Question[0].Name == strings.ToLower(q.Question[0].Name) || !slices.Equal(detour.Question, knot.Question) {
+				return false
+			}
+			records := func(r *dns.Msg) string { _, rest, _ := strings.Cut(render(r), "\n"); return rest }
+			if records(detour) == records(knot) {
+				return false
+			}
+			d, k := detour.Copy(), knot.Copy()
+			lowerNames(d)
+			lowerNames(k)
+			if records(d) != records(k) {
+				return false
+			}
+			lowerNames(detour)
+			lowerNames(knot)
+			return true
+		}},
 	{reason: "Detour cuts a BADKEY reply too large for the client to the question and OPT record with TC, so that the client asks again over TCP (RFC 1035 §4.2.1, RFC 8945 §5.3); " +
 		"Knot 3.2 answers SERVFAIL, the error of its failing to add the TSIG record, and the client learns nothing of the key",
 		normalise: func(q, detour, knot *dns.Msg) bool {
@@ -134,6 +164,29 @@ var intendedDifferences = []struct {
 			detour.Rcode, detour.Truncated = dns.RcodeServerFailure, false
 			return true
 		}},
+}
+
+// lowerNames spells the owner names of m's records and the names in their data in lower case.
+func lowerNames(m *dns.Msg) {
+	for _, rrs := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range rrs {
+			rr.Header().Name = strings.ToLower(rr.Header().Name)
+			switch rr := rr.(type) {
+			case *dns.NS:
+				rr.Ns = strings.ToLower(rr.Ns)
+			case *dns.CNAME:
+				rr.Target = strings.ToLower(rr.Target)
+			case *dns.MX:
+				rr.Mx = strings.ToLower(rr.Mx)
+			case *dns.SRV:
+				rr.Target = strings.ToLower(rr.Target)
+			case *dns.PTR:
+				rr.Ptr = strings.ToLower(rr.Ptr)
+			case *dns.SOA:
+				rr.Ns, rr.Mbox = strings.ToLower(rr.Ns), strings.ToLower(rr.Mbox)
+			}
+		}
+	}
 }
 
 // intended reports whether Detour's reply d and Knot's reply k to q are the same once every
@@ -197,7 +250,7 @@ func TestDetourAnswersAsKnotDoesOverAGeneratedCorpus(t *testing.T) {
 
 	names := []string{"nope.conf.test.", "q.wild.conf.test.", "p.q.wild.conf.test.", "c.b.wild.conf.test.", "y.x.wild.conf.test.",
 		"any.walias.conf.test.", "host.sub.conf.test.", "a.b.sub.conf.test.", "x.sub2.conf.test.", "example.com.", "test.",
-		"b.conf.test.", "a.b.conf.test.", "y.wild.conf.test.", "x.y.wild.conf.test.", "x.usub.conf.test.", "a.wmx.conf.test."}
+		"b.conf.test.", "a.b.conf.test.", "y.wild.conf.test.", "x.y.wild.conf.test.", "x.usub.conf.test.", "a.wmx.conf.test.", "host.sib.conf.test."}
 	for name := range owners {
 		names = append(names, name, "nx."+name)
 	}
@@ -485,9 +538,10 @@ func TestErrorRepliesToEDNSQueriesMatchKnots(t *testing.T) {
 }
 
 // truncationConfig holds replies larger than a client's buffer: an MX and an SRV answer whose
-// targets' addresses do not all fit beside them, a delegation whose glue does not fit, the
-// apex's NS answer whose targets' glue (below that delegation) does not fit, and a TXT answer
-// that does not fit itself.
+// targets' addresses do not all fit beside them, a delegation whose glue does not fit, one whose
+// glue and the addresses of its other name servers (in the zone, below the other delegation, at
+// a wildcard; their NS records not in RFC 4034 §6.3 order) do not fit, the apex's NS answer whose
+// targets' glue (below that delegation) does not fit, and a TXT answer that does not fit itself.
 const truncationConfig = `
 zones:
   - name: trunc.test
@@ -508,6 +562,20 @@ func truncationRecords() string {
 		fmt.Fprintf(&b, "      - \"deleg IN NS ns%02d.deleg\"\n      - \"@ IN NS ns%02d.deleg\"\n", i, i)
 		fmt.Fprintf(&b, "      - \"ns%02d.deleg IN A 192.0.2.%d\"\n      - \"ns%02d.deleg IN AAAA 2001:db8::%d\"\n", i, 100+i, i, 100+i)
 	}
+	for i := range 6 {
+		fmt.Fprintf(&b, "      - \"mixed IN NS ns%02d.mixed\"\n", i)
+		fmt.Fprintf(&b, "      - \"ns%02d.mixed IN A 192.0.2.%d\"\n      - \"ns%02d.mixed IN AAAA 2001:db8::%d\"\n", i, 200+i, i, 200+i)
+	}
+	// Knot's compressor points a name only into the one written last: in the order Knot keeps
+	// them, these names pack as tightly that way as they do in miekg/dns, so that both replies
+	// are of one size at every step.
+	for _, target := range []string{"a.mixed", "sibling.deleg", "server2", "server1", "relay.wild"} {
+		fmt.Fprintf(&b, "      - \"mixed IN NS %s\"\n", target)
+	}
+	b.WriteString("      - \"a.mixed IN A 192.0.2.250\"\n      - \"deleg IN NS sibling.deleg\"\n")
+	for i, name := range []string{"sibling.deleg", "server1", "server2", "*.wild"} {
+		fmt.Fprintf(&b, "      - \"%s IN A 192.0.2.%d\"\n      - \"%s IN AAAA 2001:db8::%d\"\n", name, 240+i, name, 240+i)
+	}
 	for i := range 24 {
 		fmt.Fprintf(&b, "      - \"big IN TXT \\\"%02d %s\\\"\"\n", i, strings.Repeat("x", 60))
 	}
@@ -517,8 +585,10 @@ func truncationRecords() string {
 // TestDetourTruncatesAsKnotDoesAtEveryBufferSize asks both servers, over UDP without EDNS and
 // with every buffer size from 480 to 1300, for answers whose additional addresses, referral
 // glue or answer records do not all fit: Detour must send what Knot sends. Addresses beside an
-// answer are left out, RRset by RRset, without TC (RFC 2181 §9); a referral whose glue does
-// not fit and an answer that does not fit are truncated with TC (RFC 9471 §3, RFC 1035 §4.1.1).
+// answer are left out, RRset by RRset, without TC (RFC 2181 §9), and so are those of a
+// referral's name servers outside its cut (RFC 9471 §3.2); a referral whose glue below its cut
+// does not fit and an answer that does not fit are truncated with TC (RFC 9471 §3.1, RFC 1035
+// §4.1.1).
 func TestDetourTruncatesAsKnotDoesAtEveryBufferSize(t *testing.T) {
 	detour, knot, _ := peers(t, "trunc.test", fmt.Sprintf(truncationConfig, truncationRecords()))
 	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second, UDPSize: 65535}
@@ -537,6 +607,7 @@ func TestDetourTruncatesAsKnotDoesAtEveryBufferSize(t *testing.T) {
 	}{
 		{"mail.trunc.test.", dns.TypeMX}, {"srv.trunc.test.", dns.TypeSRV}, {"x.deleg.trunc.test.", dns.TypeA},
 		{"deleg.trunc.test.", dns.TypeNS}, {"big.trunc.test.", dns.TypeTXT}, {"trunc.test.", dns.TypeNS},
+		{"x.mixed.trunc.test.", dns.TypeA}, {"mixed.trunc.test.", dns.TypeNS},
 	} {
 		for size := 479; size <= 1300; size++ {
 			m := newQuery(q.name, q.qtype)

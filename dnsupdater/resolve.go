@@ -1,6 +1,8 @@
 package dnsupdater
 
 import (
+	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 
@@ -97,8 +99,9 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 	if cut := delegation(z, q.Name); cut != nil && !(q.Name == cut.Name && q.Qtype == dns.TypeDS) {
 		m.Authoritative = false
 		m.Ns = cut.RRsets[dns.TypeNS]
-		m.Extra = glue(t, m.Ns, cut.Name)
-		return resolution{msg: m}
+		r := resolution{msg: m}
+		m.Extra = t.additional(&r, z, z, m.Ns)
+		return r
 	}
 	n := z.Match(q.Name)
 	if n == nil {
@@ -130,7 +133,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		m.Answer, r.bySource = appAddresses(n, qtype, pick)
 	case len(n.RRsets[qtype]) > 0:
 		m.Answer = n.RRsets[qtype]
-		m.Extra = t.additional(&r, z, m.Answer)
+		m.Extra = t.additional(&r, z, z, m.Answer)
 	case len(n.RRsets[dns.TypeCNAME]) > 0:
 		m.Answer = slices.Clone(n.RRsets[dns.TypeCNAME])
 		t.chase(&r, z, m.Answer[0].(*dns.CNAME), qtype, pick)
@@ -185,7 +188,7 @@ func minimalAnyType(n *zone.Node) uint16 {
 // name without them takes that name's rcode and its zone's SOA (RFC 2308, RFC 6604); one that
 // enters a delegation ends in a referral (RFC 2181 §6.1); one that leaves the served zones or
 // comes back to a name already answered stops there. The AA bit stays as the first name
-// decided it.
+// decided it. Additional data, a referral's included, is that of the zone the chain reached.
 func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16, pick picker) {
 	m := r.msg
 	for {
@@ -202,7 +205,7 @@ func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16
 		r.read(from, z)
 		if cut := delegation(z, target); cut != nil {
 			m.Ns = cut.RRsets[dns.TypeNS]
-			m.Extra = glue(t, m.Ns, cut.Name)
+			m.Extra = t.additional(r, from, z, m.Ns)
 			return
 		}
 		n := z.Match(target)
@@ -224,7 +227,7 @@ func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16
 		recs := n.Records()
 		if rrs := recs[qtype]; len(rrs) > 0 {
 			m.Answer = append(m.Answer, rrs...)
-			m.Extra = t.additional(r, from, rrs)
+			m.Extra = t.additional(r, from, z, rrs)
 			return
 		}
 		next := recs[dns.TypeCNAME]
@@ -255,44 +258,31 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 }
 
 // additional returns the A and AAAA records Detour serves for the names the NS, MX and SRV
-// records of an answer (to a question of zone from, noted in r) point to (RFC 1035 §4.3.2 step
-// 6, RFC 2782), as other authoritative servers add them, Knot among them: those a wildcard
-// synthesizes for the name too (RFC 4592), and the glue of a name below a delegation of the same
-// zone (another zone's glue is that zone's referral, not data of from's to give). The glue
-// of the zone's own name servers comes first, as in Knot's replies: a resolver can ask for the
-// other addresses, but for those only the delegated zone's servers. An app's name adds the
-// addresses every query for it gets alike (an answer of one variant), and nothing where the
-// answer depends on the client, the draw or the turn: a resolver would keep one client's
-// variant for every client, and the ECS scope of the whole reply would have to narrow for it.
-// Additional data is optional (RFC 2181 §9): such a target is asked for on its own.
-func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.RR {
+// records rrs of zone of point to (RFC 1035 §4.3.2 step 6, RFC 2782), in an answer to a
+// question of zone from (noted in r) or in its referral (rrs the NS records of a cut), as other
+// authoritative servers add them, Knot among them: those a wildcard synthesizes for the name too
+// (RFC 4592), and the glue of a name below a delegation of zone of (another zone's glue is that
+// zone's referral, not of's data to give). The glue of name servers at or below the cut of the
+// NS records comes first, as in Knot's replies: a resolver can ask for the other addresses, but
+// for those only the delegated zone's servers. In a referral it is the glue RFC 9471 §3.1 asks
+// for, and the rest the sibling glue and other addresses §3.2 and RFC 1034 §4.3.2 step 3b let it
+// carry, which Knot gives too. An app's name adds the addresses every query for it gets alike
+// (an answer of one variant), and nothing where the answer depends on the client, the draw or
+// the turn: a resolver would keep one client's variant for every client, and the ECS scope of
+// the whole reply would have to narrow for it. Additional data is optional (RFC 2181 §9): such a
+// target is asked for on its own.
+func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR) []dns.RR {
 	var glue, out []dns.RR
-	var seen []string
-	for _, rr := range rrs {
-		var target string
-		switch rr := rr.(type) {
-		case *dns.NS:
-			target = rr.Ns
-		case *dns.MX:
-			target = rr.Mx
-		case *dns.SRV:
-			target = rr.Target
-		default:
-			continue
-		}
-		if slices.Contains(seen, target) {
-			continue
-		}
-		seen = append(seen, target)
-		z := t.zoneFor(target)
+	for _, tg := range targets(rrs) {
+		z := t.zoneFor(tg.name)
 		if z == nil {
 			continue
 		}
-		below := delegation(z, target) != nil
-		if below && z != from {
+		below := delegation(z, tg.name) != nil
+		if below && z != of {
 			continue // another zone's glue: that zone refers the name, as Knot leaves it out
 		}
-		n := z.MatchAddresses(target)
+		n := z.MatchAddresses(tg.name)
 		if n == nil {
 			continue
 		}
@@ -301,7 +291,7 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 		}
 		if n.App == nil {
 			addrs := &out
-			if below && rr.Header().Rrtype == dns.TypeNS && config.InZone(target, rr.Header().Name) {
+			if below && tg.ns && config.InZone(tg.name, tg.owner) {
 				addrs = &glue
 			}
 			*addrs = append(*addrs, n.RRsets[dns.TypeA]...)
@@ -317,25 +307,51 @@ func (t *table) additional(r *resolution, from *zone.Zone, rrs []dns.RR) []dns.R
 	return append(glue, out...)
 }
 
-// glue returns the A and AAAA records Detour serves for the targets of the NS records. Below a
-// zone cut (cut set) only targets inside the cut are glue.
-func glue(t *table, ns []dns.RR, cut string) []dns.RR {
-	var out []dns.RR
-	for _, rr := range ns {
-		target := rr.(*dns.NS).Ns
-		z := t.zoneFor(target)
-		if z == nil || (cut != "" && !config.InZone(target, cut)) {
+// target is a name an NS, MX or SRV record points to.
+type target struct {
+	name string
+	// owner is the record's owner name, and ns says that it is an NS record.
+	owner string
+	ns    bool
+	// rdata is the record's data as RFC 4034 §6.3 orders an RRset by: in wire form, uncompressed,
+	// its names in lower case (as they are stored).
+	rdata []byte
+}
+
+// targets returns the names the NS, MX and SRV records of rrs point to, each once, in the order
+// of their records' data (RFC 4034 §6.3): the order Knot keeps an RRset in and adds the
+// addresses of its targets in, which decides those that a reply too large for its client
+// leaves out.
+func targets(rrs []dns.RR) []target {
+	out := make([]target, 0, len(rrs))
+	for _, rr := range rrs {
+		var tg target
+		switch rr := rr.(type) {
+		case *dns.NS:
+			tg.name = rr.Ns
+		case *dns.MX:
+			tg.name, tg.rdata = rr.Mx, binary.BigEndian.AppendUint16(nil, rr.Preference)
+		case *dns.SRV:
+			tg.name = rr.Target
+			for _, v := range []uint16{rr.Priority, rr.Weight, rr.Port} {
+				tg.rdata = binary.BigEndian.AppendUint16(tg.rdata, v)
+			}
+		default:
 			continue
 		}
-		n := z.Lookup(target)
-		if n == nil {
-			continue
-		}
-		recs := n.RRsets
-		out = append(out, recs[dns.TypeA]...)
-		out = append(out, recs[dns.TypeAAAA]...)
+		wire, _ := wireName(tg.name)
+		tg.rdata = append(tg.rdata, wire...)
+		tg.owner, tg.ns = rr.Header().Name, rr.Header().Rrtype == dns.TypeNS
+		out = append(out, tg)
 	}
-	return out
+	slices.SortStableFunc(out, func(a, b target) int { return bytes.Compare(a.rdata, b.rdata) })
+	once := out[:0]
+	for _, tg := range out {
+		if !slices.ContainsFunc(once, func(o target) bool { return o.name == tg.name }) {
+			once = append(once, tg)
+		}
+	}
+	return once
 }
 
 // clientOf returns the address the source policy matches: the EDNS Client Subnet when the query

@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 )
@@ -254,9 +255,11 @@ type extraRecord struct {
 	pointer int
 	rtype   uint16
 	// rrset numbers the RRset the record belongs to; optional says that it is an address
-	// record that may be left out.
+	// record that may be left out, and glue that it is one a referral must carry, at or below
+	// its cut.
 	rrset    int
 	optional bool
+	glue     bool
 	keep     bool
 	// moved is how far the record moves towards the start of the message.
 	moved int
@@ -267,23 +270,28 @@ type extraRecord struct {
 // beside the sections and the RRsets kept before it, and is left out otherwise (Knot also
 // leaves out the AAAA of a name whose A it left out; this keeps it when it fits). Every other
 // record stays (an OPT or TSIG record already in p). The addresses beside an answer are extra
-// information, left out without TC (RFC 2181 §9); those of a referral (its authority section
-// holds the NS records) are the glue of name servers inside the delegated zone, and a referral
-// that leaves any out has TC set (RFC 9471 §3). It reports false, leaving p as it was, when the
-// answer and authority sections alone do not fit. The records kept move up in p, their
-// compression pointers into the additional section following them.
+// information, left out without TC (RFC 2181 §9); in a referral (its authority section holds
+// the NS records) those at or below its cut are the glue of name servers inside the delegated
+// zone, and a referral that leaves any of them out has TC set (RFC 9471 §3.1), while the
+// addresses of its other name servers are left out without it (§3.2), as Knot does. It reports
+// false, leaving p as it was, when the answer and authority sections alone do not fit. The
+// records kept move up in p, their compression pointers into the additional section following
+// them.
 func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 	off := questionEnd(p)
 	if off < 0 {
 		return p, false
 	}
 	an, ns := int(binary.BigEndian.Uint16(p[6:])), int(binary.BigEndian.Uint16(p[8:]))
-	referral := false
+	cut := -1 // where the owner of a referral's NS records, its cut, starts
 	for i := range an + ns {
+		start := off
 		if off = skipName(p, off); off < 0 || off+10 > len(p) {
 			return p, false
 		}
-		referral = referral || i >= an && binary.BigEndian.Uint16(p[off:]) == dnsTypeNS
+		if cut < 0 && i >= an && binary.BigEndian.Uint16(p[off:]) == dnsTypeNS {
+			cut = start
+		}
 		off += 10 + int(binary.BigEndian.Uint16(p[off+8:]))
 	}
 	extraStart := off
@@ -314,6 +322,7 @@ func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 		switch r.rtype {
 		case dnsTypeA, dnsTypeAAAA:
 			r.optional = true
+			r.glue = cut >= 0 && inBailiwick(p, r.start, cut)
 			r.rrset = len(extra)
 			if n := len(extra); n > 0 && extra[n-1].rtype == r.rtype && sameName(p, extra[n-1].start, r.start) {
 				r.rrset = extra[n-1].rrset
@@ -355,10 +364,11 @@ func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 		i = j
 	}
 	// Move the records that stay up, and their pointers into the additional section with them.
-	out, count := extraStart, 0
+	out, count, truncated := extraStart, 0, false
 	for i := range extra {
 		r := &extra[i]
 		if !r.keep {
+			truncated = truncated || r.glue
 			continue
 		}
 		r.moved = r.start - out
@@ -372,7 +382,7 @@ func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 		count++
 	}
 	binary.BigEndian.PutUint16(p[10:], uint16(count))
-	if referral && count < len(extra) {
+	if truncated {
 		p[2] |= 0x02
 	}
 	return p[:out], true
@@ -401,6 +411,54 @@ func holder(extra []extraRecord, off int) *extraRecord {
 		}
 	}
 	return nil
+}
+
+// inBailiwick reports whether the name at off of the message p is the name at zone or below it,
+// ignoring the case of ASCII letters and following compression pointers.
+func inBailiwick(p []byte, off, zone int) bool {
+	var nameBuf, zoneBuf [255]byte
+	name, ok := appendName(nameBuf[:0], p, off)
+	if !ok {
+		return false
+	}
+	z, ok := appendName(zoneBuf[:0], p, zone)
+	if !ok || len(z) > len(name) {
+		return false
+	}
+	// The zone's name must end the name at one of its labels.
+	for i := 0; i < len(name); i += int(name[i]) + 1 {
+		if len(name)-i == len(z) {
+			return bytes.Equal(name[i:], z)
+		}
+	}
+	return false
+}
+
+// appendName appends the name at off of the message p to dst in wire form, uncompressed and in
+// lower case, and reports whether it is a whole name of at most 255 bytes.
+func appendName(dst, p []byte, off int) ([]byte, bool) {
+	for hops := 0; off < len(p); {
+		l := int(p[off])
+		switch {
+		case l&0xC0 == 0xC0:
+			if hops++; hops > 32 || off+2 > len(p) {
+				return dst, false
+			}
+			off = int(binary.BigEndian.Uint16(p[off:]) & 0x3FFF)
+			continue
+		case l&0xC0 != 0 || off+l+1 > len(p) || len(dst)+l+1 > 255:
+			return dst, false
+		}
+		dst = append(dst, byte(l))
+		for _, c := range p[off+1 : off+l+1] {
+			dst = append(dst, lower(c))
+		}
+		if l == 0 {
+			return dst, true
+		}
+		off += l + 1
+	}
+	return dst, false
 }
 
 // sameName reports whether the names at a and b of the message p are the same, ignoring the
