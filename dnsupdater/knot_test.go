@@ -206,7 +206,8 @@ func intended(q, d, k *dns.Msg) (reasons []string, ok bool) {
 
 // render is a reply as the differential test compares it: the header fields, the question,
 // and every section with its records sorted (the order of records in a section carries no
-// meaning, RFC 2181 §5).
+// meaning, RFC 2181 §5), and the OPT record's options sorted (their order carries none either,
+// RFC 6891 §6.1.2).
 func render(r *dns.Msg) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s opcode=%d aa=%v tc=%v rd=%v ra=%v ad=%v cd=%v\n", rcodeName(r), r.Opcode,
@@ -222,7 +223,12 @@ func render(r *dns.Msg) string {
 		for _, rr := range sec.rrs {
 			s := rr.String()
 			if opt, ok := rr.(*dns.OPT); ok {
-				s = fmt.Sprintf("OPT udp=%d do=%v version=%d rcode=%d options=%v", opt.UDPSize(), opt.Do(), opt.Version(), opt.ExtendedRcode(), opt.Option)
+				var options []string
+				for _, o := range opt.Option {
+					options = append(options, fmt.Sprintf("%d:%s", o.Option(), o.String()))
+				}
+				slices.Sort(options)
+				s = fmt.Sprintf("OPT udp=%d do=%v version=%d rcode=%d options=%v", opt.UDPSize(), opt.Do(), opt.Version(), opt.ExtendedRcode(), options)
 			}
 			lines = append(lines, sec.name+": "+s)
 		}
@@ -508,6 +514,10 @@ func TestErrorRepliesToEDNSQueriesMatchKnots(t *testing.T) {
 			req: version(1, withEDNS(newQuery("mx.conf.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}))},
 		{name: "signed with an unknown key, asking for NSID (RFC 8945 §5.2.2: NOTAUTH, BADKEY)",
 			req: signedBy("nobody.", withEDNS(newQuery("mx.conf.test.", dns.TypeA), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}))},
+		{name: "signed with an unknown key, with a client subnet and asking for NSID (RFC 7871 §7.2.1: the subnet comes back, at scope 0)",
+			req: signedBy("nobody.", withEDNS(newQuery("mx.conf.test.", dns.TypeA), 1232, ecs(1, 24, 10, 1, 2), &dns.EDNS0_NSID{Code: dns.EDNS0NSID}))},
+		{name: "signed with an unknown key, with an IPv6 client subnet", req: signedBy("nobody.", withEDNS(newQuery("mx.conf.test.", dns.TypeA), 1232, ecs(2, 48, 0x20, 1, 0xd, 0xb8, 0, 1)))},
+		{name: "a name outside the zones, with a client subnet (REFUSED)", req: withEDNS(newQuery("example.com.", dns.TypeA), 1232, ecs(1, 24, 10, 1, 2))},
 		{name: "signed with an unknown key, the reply over 512 bytes and within the client's 1232",
 			req: signedBy(longKey, withEDNS(newQuery(strings.Replace(longQuestion, "demo.test.", "conf.test.", 1), dns.TypeA), 1232))},
 		{name: "signed with an unknown key, the reply larger than the client's 512 bytes",
