@@ -150,21 +150,26 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		}
 		// The options as sent: the decoded ones hide an address longer or shorter than its
 		// source prefix, which RFC 7871 §6 answers with FORMERR. A version Detour does not
-		// know is BADVERS whatever its client subnet holds (RFC 6891 §6.1.3), and reports
-		// the identity when asked for it, as the other replies do (RFC 5001 §3; Knot too).
+		// know is BADVERS whatever its client subnet holds (RFC 6891 §6.1.3). Either reports
+		// the identity when asked for it, as the other replies do (RFC 5001 §3; Knot too),
+		// wherever NSID stands among the options: every option is read before the reply.
+		badECS := false
 		for rd := optRData(p); ; {
 			code, data, rest, ok := nextOption(rd)
 			if !ok {
 				break
 			}
-			if code == optionECS && opt.Version() == 0 && (q.ecs != nil || !parseECS(data, q)) {
-				q.ecs = nil
-				return reply(dns.RcodeFormatError, canonical)
+			if code == optionECS && opt.Version() == 0 && !badECS && (q.ecs != nil || !parseECS(data, q)) {
+				badECS = true
 			}
 			if code == optionNSID {
 				q.nsid = t.identity
 			}
 			rd = rest
+		}
+		if badECS {
+			q.ecs = nil
+			return reply(dns.RcodeFormatError, canonical)
 		}
 		if opt.Version() != 0 {
 			return reply(dns.RcodeBadVers, canonical)

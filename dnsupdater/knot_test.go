@@ -155,6 +155,21 @@ var intendedDifferences = []struct {
 			lowerNames(knot)
 			return true
 		}},
+	{reason: "Detour answers FORMERR to a client subnet whose address has more octets than its source prefix covers, bits set beyond it or a scope prefix " +
+		"(RFC 7871 §6: such a query SHOULD get FORMERR, and SCOPE PREFIX-LENGTH MUST be 0 in a query); Knot 3.2 masks the address, zeroes the scope and answers",
+		normalise: func(q, detour, knot *dns.Msg) bool {
+			if detour.Rcode != dns.RcodeFormatError || knot.Rcode == dns.RcodeFormatError || !forgivenECS(q) {
+				return false
+			}
+			// Knot's reply as the FORMERR it would be: no record but the OPT record, without the
+			// client subnet it echoed.
+			knot.Rcode, knot.Authoritative = dns.RcodeFormatError, false
+			knot.Answer, knot.Ns, knot.Extra = nil, nil, slices.DeleteFunc(knot.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
+			if opt := knot.IsEdns0(); opt != nil {
+				opt.Option = slices.DeleteFunc(opt.Option, func(o dns.EDNS0) bool { return o.Option() == dns.EDNS0SUBNET })
+			}
+			return true
+		}},
 	{reason: "Detour cuts a BADKEY reply too large for the client to the question and OPT record with TC, so that the client asks again over TCP (RFC 1035 §4.2.1, RFC 8945 §5.3); " +
 		"Knot 3.2 answers SERVFAIL, the error of its failing to add the TSIG record, and the client learns nothing of the key",
 		normalise: func(q, detour, knot *dns.Msg) bool {
@@ -164,6 +179,30 @@ var intendedDifferences = []struct {
 			detour.Rcode, detour.Truncated = dns.RcodeServerFailure, false
 			return true
 		}},
+}
+
+// forgivenECS reports whether q carries a client subnet option that Knot 3.2 reads and Detour
+// answers FORMERR: its family and prefixes valid and its address long enough, but with octets
+// past its source prefix, bits set beyond it, or a scope prefix. Knot reads the octets the
+// source prefix covers, masks them and answers at scope 0.
+func forgivenECS(q *dns.Msg) bool {
+	opt := q.IsEdns0()
+	if opt == nil {
+		return false
+	}
+	for _, o := range opt.Option {
+		local, ok := o.(*dns.EDNS0_LOCAL)
+		if !ok || local.Code != dns.EDNS0SUBNET || len(local.Data) < 4 {
+			continue
+		}
+		d := local.Data
+		bits := map[uint16]int{1: 32, 2: 128}[binary.BigEndian.Uint16(d)]
+		source, scope := int(d[2]), int(d[3])
+		if bits > 0 && source <= bits && scope <= bits && len(d)-4 >= (source+7)/8 && !parseECS(d, &query{}) {
+			return true
+		}
+	}
+	return false
 }
 
 // lowerNames spells the owner names of m's records and the names in their data in lower case.
@@ -522,6 +561,33 @@ func TestErrorRepliesToEDNSQueriesMatchKnots(t *testing.T) {
 			req: signedBy(longKey, withEDNS(newQuery(strings.Replace(longQuestion, "demo.test.", "conf.test.", 1), dns.TypeA), 1232))},
 		{name: "signed with an unknown key, the reply larger than the client's 512 bytes",
 			req: signedBy(longKey, withEDNS(newQuery(strings.Replace(longQuestion, "demo.test.", "conf.test.", 1), dns.TypeA), 512))},
+	}
+	// A client subnet that cannot be read (RFC 7871 §6), and those Knot reads and Detour does not,
+	// beside NSID in either order: the identity is reported whatever the order (RFC 5001 §3).
+	nsid := &dns.EDNS0_NSID{Code: dns.EDNS0NSID}
+	for _, bad := range []struct {
+		name string
+		ecs  dns.EDNS0
+	}{
+		{"of an unknown family", ecs(3, 8, 10)},
+		{"too short to hold a family and prefixes", &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 1}}},
+		{"whose address is shorter than its source prefix", ecs(1, 24, 10)},
+		{"whose source prefix is longer than an IPv4 address", ecs(1, 33, 10, 1, 2, 3, 4, 5)},
+		{"whose address is longer than its source prefix", ecs(1, 8, 10, 1)},
+		{"with bits set beyond its source prefix", ecs(1, 12, 10, 0xff)},
+		{"with a scope prefix", &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 1, 24, 8, 10, 1, 2}}},
+	} {
+		for _, order := range []string{"after", "before"} {
+			opts := []dns.EDNS0{bad.ecs, nsid}
+			if order == "before" {
+				opts = []dns.EDNS0{nsid, bad.ecs}
+			}
+			cases = append(cases, struct {
+				name string
+				req  *dns.Msg
+			}{name: fmt.Sprintf("a client subnet %s, NSID asked for %s it", bad.name, order),
+				req: withEDNS(newQuery("mx.conf.test.", dns.TypeA), 1232, opts...)})
+		}
 	}
 	for _, tc := range cases {
 		p, err := tc.req.Pack()
