@@ -5,6 +5,11 @@ package dnsupdater
 import (
 	"net"
 	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // TestBatchedReadsAndWritesAllocateNothing holds the batched UDP path to zero allocations per
@@ -50,4 +55,133 @@ func TestBatchedReadsAndWritesAllocateNothing(t *testing.T) {
 	if err != nil || string(buf[:n]) != "query" {
 		t.Errorf("want the echoed query back, got %q, %v", buf[:n], err)
 	}
+}
+
+// TestTheBusyShareIsTheTimeNotSpentWaiting holds the measure the second reader is called in by:
+// the share of each window the first reader spent answering rather than waiting for datagrams.
+func TestTheBusyShareIsTheTimeNotSpentWaiting(t *testing.T) {
+	at := func(us int) time.Time { return time.Unix(0, 0).Add(time.Duration(us) * time.Microsecond) }
+	var m busyMeter
+	// Within the window: no measure yet.
+	if _, ok := m.note(at(0), at(3000), at(4000)); ok {
+		t.Fatal("a measure before the window ended")
+	}
+	// 3 ms + 2 ms waited of 10 ms: busy half the window.
+	busy, ok := m.note(at(4000), at(6000), at(10000))
+	if !ok || busy != 0.5 {
+		t.Fatalf("after 10 ms with 5 waited: want busy 0.5, got %v (ok %v)", busy, ok)
+	}
+	// The next window starts where the last ended: 1 ms waited of 10 ms.
+	busy, ok = m.note(at(10000), at(11000), at(20000))
+	if !ok || busy != 0.9 {
+		t.Fatalf("after 10 ms with 1 waited: want busy 0.9, got %v (ok %v)", busy, ok)
+	}
+	// A reader that waited for a whole quiet second was not busy.
+	busy, ok = m.note(at(20000), at(1020000), at(1020010))
+	if !ok || busy > 0.001 {
+		t.Fatalf("after a second of waiting: want busy about 0, got %v (ok %v)", busy, ok)
+	}
+}
+
+// TestTheSecondReaderJoinsAboveHalfBusyAndLeavesBelowAQuarter holds the hysteresis that keeps a
+// load near the threshold from calling the second reader in and out at every window.
+func TestTheSecondReaderJoinsAboveHalfBusyAndLeavesBelowAQuarter(t *testing.T) {
+	r := &secondReader{wake: make(chan struct{}, 1)}
+	for _, step := range []struct {
+		busy  float64
+		on    bool
+		woken bool
+	}{
+		{0.4, false, false},
+		{0.5, true, true},
+		{0.3, true, false},
+		{0.9, true, false},
+		{0.2, false, false},
+		{0.45, false, false},
+		{0.7, true, true},
+	} {
+		r.want(step.busy)
+		woken := false
+		select {
+		case <-r.wake:
+			woken = true
+		default:
+		}
+		if r.on.Load() != step.on || woken != step.woken {
+			t.Fatalf("busy %.2f: want on %v and woken %v, got %v and %v", step.busy, step.on, step.woken, r.on.Load(), woken)
+		}
+	}
+}
+
+// TestASecondReaderAnswersWhileCalledInAndSleepsWhenSentAway runs a socket's second reader alone
+// (no first reader): while called in it answers every query; sent away, it answers the one it
+// was waiting for and then no more, the next query waiting in the socket until it is called in
+// again; and it stops when asked.
+func TestASecondReaderAnswersWhileCalledInAndSleepsWhenSentAway(t *testing.T) {
+	js := eventstest.Start(t)
+	s, err := New(Options{JS: js.JS, Config: eventstest.Config(t, demoConfig), Addr: "127.0.0.1:0", Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.ls.close()
+	r, err := s.startSecondReader(s.ls.udp[0], 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := net.Dial("udp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	send := func(id uint16) {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion("demo.test.", dns.TypeSOA)
+		m.Id = id
+		p, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// receive returns the id of the next reply, or false when none comes by the deadline.
+	receive := func(wait time.Duration) (uint16, bool) {
+		t.Helper()
+		buf := make([]byte, 4096)
+		_ = client.SetReadDeadline(time.Now().Add(wait))
+		n, err := client.Read(buf)
+		if err != nil {
+			return 0, false
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(buf[:n]); err != nil || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+			t.Fatalf("want an SOA answer, got %v (%v)", m, err)
+		}
+		return m.Id, true
+	}
+
+	r.want(1)
+	for id := uint16(1); id <= 20; id++ {
+		send(id)
+		if got, ok := receive(5 * time.Second); !ok || got != id {
+			t.Fatalf("called in: want the reply to query %d, got %d (%v)", id, got, ok)
+		}
+	}
+	r.want(0)
+	send(21) // the reader was waiting for a datagram: it answers this one, then sleeps
+	if got, ok := receive(5 * time.Second); !ok || got != 21 {
+		t.Fatalf("sent away: want the reply to the query it waited for (21), got %d (%v)", got, ok)
+	}
+	send(22)
+	if got, ok := receive(300 * time.Millisecond); ok {
+		t.Fatalf("sent away: want no reply while it sleeps, got the reply to %d", got)
+	}
+	r.want(1)
+	if got, ok := receive(5 * time.Second); !ok || got != 22 {
+		t.Fatalf("called in again: want the reply to the query that waited (22), got %d (%v)", got, ok)
+	}
+	r.stop()
 }
