@@ -89,6 +89,29 @@ func BenchmarkReferenceReply(b *testing.B) {
 	}
 }
 
+// BenchmarkReferralReply answers a name below a delegation of 12 name servers in the zone, each
+// with an A and an AAAA record: a referral, which the reference path always answers.
+func BenchmarkReferralReply(b *testing.B) {
+	var conf strings.Builder
+	conf.WriteString("zones:\n  - name: demo.test\n    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]\n    records:\n")
+	for i := range 12 {
+		fmt.Fprintf(&conf, "      - \"wide IN NS relay%02d\"\n      - \"relay%02d IN A 192.0.2.%d\"\n      - \"relay%02d IN AAAA 2001:db8::%d\"\n", i, i, 100+i, i, 100+i)
+	}
+	tab := answersTable(b, conf.String())
+	p, err := withEDNS(newQuery("host.wide.demo.test.", dns.TypeA), 4096).Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := newWorker(1)
+	remote := netip.MustParseAddr("10.1.2.3")
+	b.ReportAllocs()
+	for b.Loop() {
+		if w.respond(tab, p, remote, false) == nil {
+			b.Fatal("no reply")
+		}
+	}
+}
+
 // BenchmarkStateChangeToAnswer measures the time from a STATE transition being stored to the
 // server answering differently: each iteration takes the first pool's endpoint down or up and
 // queries until the answer follows. It reports the 50th and 99th percentiles.

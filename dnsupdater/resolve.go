@@ -100,7 +100,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		m.Authoritative = false
 		m.Ns = cut.RRsets[dns.TypeNS]
 		r := resolution{msg: m}
-		m.Extra = t.additional(&r, z, z, m.Ns)
+		m.Extra = t.referral(&r, z, z, cut)
 		return r
 	}
 	n := z.Match(q.Name)
@@ -133,7 +133,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		m.Answer, r.bySource = appAddresses(n, qtype, pick)
 	case len(n.RRsets[qtype]) > 0:
 		m.Answer = n.RRsets[qtype]
-		m.Extra = t.additional(&r, z, z, m.Answer)
+		m.Extra = t.additional(&r, z, z, m.Answer, false)
 	case len(n.RRsets[dns.TypeCNAME]) > 0:
 		m.Answer = slices.Clone(n.RRsets[dns.TypeCNAME])
 		t.chase(&r, z, m.Answer[0].(*dns.CNAME), qtype, pick)
@@ -205,7 +205,7 @@ func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16
 		r.read(from, z)
 		if cut := delegation(z, target); cut != nil {
 			m.Ns = cut.RRsets[dns.TypeNS]
-			m.Extra = t.additional(r, from, z, m.Ns)
+			m.Extra = t.referral(r, from, z, cut)
 			return
 		}
 		n := z.Match(target)
@@ -227,7 +227,7 @@ func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16
 		recs := n.Records()
 		if rrs := recs[qtype]; len(rrs) > 0 {
 			m.Answer = append(m.Answer, rrs...)
-			m.Extra = t.additional(r, from, z, rrs)
+			m.Extra = t.additional(r, from, z, rrs, false)
 			return
 		}
 		next := recs[dns.TypeCNAME]
@@ -271,11 +271,14 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 // the turn: a resolver would keep one client's variant for every client, and the ECS scope of
 // the whole reply would have to narrow for it. Additional data is optional (RFC 2181 §9): such a
 // target is asked for on its own.
-func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR) []dns.RR {
+//
+// A referral (referral set, rrs the NS records of a cut of zone of) carries the addresses of zone
+// of alone, as Knot's do: a resolver takes nothing from a referral beyond the zone it asked.
+func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR, referral bool) []dns.RR {
 	var glue, out []dns.RR
 	for _, tg := range targets(rrs) {
 		z := t.zoneFor(tg.name)
-		if z == nil {
+		if z == nil || referral && z != of {
 			continue
 		}
 		below := delegation(z, tg.name) != nil
@@ -305,6 +308,32 @@ func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR) []d
 		}
 	}
 	return append(glue, out...)
+}
+
+// referralExtra is the additional section of a referral at one cut (see additional); app says
+// that it holds an app's addresses.
+type referralExtra struct {
+	rrs []dns.RR
+	app bool
+}
+
+// referral returns the additional section of a referral at cut, a delegation of zone of, to a
+// question of zone from (noted in r). It is made once per table and cut: every query for a name
+// below a cut is a referral answered by the reference path, and making it took half of such a
+// reply's time (12.6–15.5 against 6.3–7.7 µs for a cut of 12 name servers).
+func (t *table) referral(r *resolution, from, of *zone.Zone, cut *zone.Node) []dns.RR {
+	v, ok := t.referrals.Load(cut)
+	if !ok {
+		var own resolution
+		rrs := t.additional(&own, of, of, cut.RRsets[dns.TypeNS], true)
+		// Clipped: the caller appends the OPT record to a copy, never to the shared array.
+		v, _ = t.referrals.LoadOrStore(cut, &referralExtra{rrs: slices.Clip(rrs), app: own.reach > ownNode})
+	}
+	x := v.(*referralExtra)
+	if x.app {
+		r.read(from, of)
+	}
+	return x.rrs
 }
 
 // target is a name an NS, MX or SRV record points to.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/miekg/dns"
@@ -35,6 +36,9 @@ type table struct {
 	// unchanged, hold it with no room to append). Only the refresher, which builds the
 	// tables, reads and writes it.
 	extended bool
+	// referrals holds the additional sections of the referrals answered from this table, by
+	// cut (*zone.Node to *referralExtra), made as they are first asked for.
+	referrals *sync.Map
 }
 
 // maxDeltas bounds the versions of a zone IXFR can start from; a secondary further behind
@@ -81,7 +85,8 @@ type choice struct {
 // is not even visited.
 func buildTable(zones []*zone.Zone, prev *table) *table {
 	t := &table{zones: zones, history: map[string][]zone.Delta{}, serials: make(map[string]uint32, len(zones)),
-		volatile: make(map[string][]string, len(zones)), foreign: make(map[string][]string, len(zones))}
+		volatile: make(map[string][]string, len(zones)), foreign: make(map[string][]string, len(zones)),
+		referrals: &sync.Map{}}
 	inPlace := false
 	if prev != nil {
 		t.identity = prev.identity
