@@ -610,6 +610,37 @@ zones:
 	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }
 
+// TestAReferralCarriesItsSiblingGlueForANameServerOfAnotherServedZoneAsKnotsDoes: the sibling
+// glue a zone holds below another of its delegations is its own data, and a referral carries it
+// whether or not Detour also serves the zone delegated there; Knot serving both zones gives the
+// parent's glue (192.0.2.8), not the child's address (192.0.2.9). Only the referral leaves out
+// what another served zone holds; another zone's referral answers for that zone alone.
+func TestAReferralCarriesItsSiblingGlueForANameServerOfAnotherServedZoneAsKnotsDoes(t *testing.T) {
+	tab := answersTable(t, `
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "foo IN NS ns.kid"
+      - "foo IN NS ns.foo"
+      - "ns.foo IN A 192.0.2.5"
+      - "kid IN NS ns.kid"
+      - "ns.kid IN A 192.0.2.8"
+  - name: kid.demo.test
+    nameservers: [{name: ns.kid.demo.test, address: 192.0.2.9}]
+`)
+	tests := []sectionCase{
+		{name: "the referral carries the glue below its cut, then the sibling glue its zone holds",
+			req: newQuery("x.foo.demo.test.", dns.TypeA),
+			want: "NOERROR rd\nns: foo.demo.test. 3600 IN NS ns.kid.demo.test.\nns: foo.demo.test. 3600 IN NS ns.foo.demo.test.\n" +
+				"ar: ns.foo.demo.test. 3600 IN A 192.0.2.5\nar: ns.kid.demo.test. 3600 IN A 192.0.2.8"},
+		{name: "the child zone answers for its own name server",
+			req:  newQuery("ns.kid.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: ns.kid.demo.test. 3600 IN A 192.0.2.9"},
+	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
+}
+
 func TestALabelHoldingADotIsOneLabel(t *testing.T) {
 	tab := answersTable(t, `
 zones:

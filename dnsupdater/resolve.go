@@ -273,12 +273,19 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 // target is asked for on its own.
 //
 // A referral (referral set, rrs the NS records of a cut of zone of) carries the addresses of zone
-// of alone, as Knot's do: a resolver takes nothing from a referral beyond the zone it asked.
+// of alone, as Knot's do: a resolver takes nothing from a referral beyond the zone it asked. They
+// are looked up in zone of even where another served zone is more specific: the sibling glue of
+// holds below its delegation to that zone is of's data, which Knot serving both zones gives.
 func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR, referral bool) []dns.RR {
 	var glue, out []dns.RR
 	for _, tg := range targets(rrs) {
 		z := t.zoneFor(tg.name)
-		if z == nil || referral && z != of {
+		if referral {
+			if z = of; !config.InZone(tg.name, of.Name) {
+				continue
+			}
+		}
+		if z == nil {
 			continue
 		}
 		below := delegation(z, tg.name) != nil
