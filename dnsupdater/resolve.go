@@ -274,8 +274,8 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 //
 // A referral (referral set, rrs the NS records of a cut of zone of) carries the addresses of zone
 // of alone, as Knot's do: a resolver takes nothing from a referral beyond the zone it asked. They
-// are looked up in zone of even where another served zone is more specific: the sibling glue of
-// holds below its delegation to that zone is of's data, which Knot serving both zones gives.
+// are looked up in zone of even where another served zone is more specific: the glue zone of
+// holds below its delegation to that zone is its own data, which Knot serving both zones gives.
 func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR, referral bool) []dns.RR {
 	var glue, out []dns.RR
 	for _, tg := range targets(rrs) {
