@@ -30,10 +30,8 @@ func benchQuery(b *testing.B) []byte {
 	return p
 }
 
-// BenchmarkPreparedReply answers from the replies prepared at state change.
-func BenchmarkPreparedReply(b *testing.B) {
-	tab, p := testTable(b), benchQuery(b)
-	w := newWorker(1)
+// loopReply has w answer the query p from tab until the benchmark ends.
+func loopReply(b *testing.B, w *worker, tab *table, p []byte) {
 	remote := netip.MustParseAddr("10.1.2.3")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -41,6 +39,12 @@ func BenchmarkPreparedReply(b *testing.B) {
 			b.Fatal("no reply")
 		}
 	}
+}
+
+// BenchmarkPreparedReply answers from the replies prepared at state change.
+func BenchmarkPreparedReply(b *testing.B) {
+	tab, p := testTable(b), benchQuery(b)
+	loopReply(b, newWorker(1), tab, p)
 }
 
 // BenchmarkPreparedReplyThatLeavesOutAddresses answers an MX query without EDNS whose targets'
@@ -67,13 +71,7 @@ func BenchmarkPreparedReplyWithMetrics(b *testing.B) {
 	tab, p := testTable(b), benchQuery(b)
 	w := newWorker(1)
 	w.metrics = newQueryMetrics(metrics.New())
-	remote := netip.MustParseAddr("10.1.2.3")
-	b.ReportAllocs()
-	for b.Loop() {
-		if w.respond(tab, p, remote, false) == nil {
-			b.Fatal("no reply")
-		}
-	}
+	loopReply(b, w, tab, p)
 }
 
 // BenchmarkReferenceReply answers as a plain miekg/dns handler would: decode, build, pack.
@@ -102,14 +100,7 @@ func BenchmarkReferralReply(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := newWorker(1)
-	remote := netip.MustParseAddr("10.1.2.3")
-	b.ReportAllocs()
-	for b.Loop() {
-		if w.respond(tab, p, remote, false) == nil {
-			b.Fatal("no reply")
-		}
-	}
+	loopReply(b, newWorker(1), tab, p)
 }
 
 // BenchmarkStateChangeToAnswer measures the time from a STATE transition being stored to the

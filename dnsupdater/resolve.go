@@ -279,13 +279,11 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR, referral bool) []dns.RR {
 	var glue, out []dns.RR
 	for _, tg := range targets(rrs) {
-		z := t.zoneFor(tg.name)
-		if referral {
-			if z = of; !config.InZone(tg.name, of.Name) {
-				continue
-			}
+		z := of
+		if !referral {
+			z = t.zoneFor(tg.name)
 		}
-		if z == nil {
+		if z == nil || !config.InZone(tg.name, z.Name) {
 			continue
 		}
 		below := delegation(z, tg.name) != nil

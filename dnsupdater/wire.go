@@ -464,37 +464,10 @@ func appendName(dst, p []byte, off int) ([]byte, bool) {
 // sameName reports whether the names at a and b of the message p are the same, ignoring the
 // case of ASCII letters and following compression pointers.
 func sameName(p []byte, a, b int) bool {
-	for hops := 0; hops < 32; {
-		for ; a < len(p) && p[a]&0xC0 == 0xC0; hops++ {
-			if a+2 > len(p) || hops >= 32 {
-				return false
-			}
-			a = int(binary.BigEndian.Uint16(p[a:]) & 0x3FFF)
-		}
-		for ; b < len(p) && p[b]&0xC0 == 0xC0; hops++ {
-			if b+2 > len(p) || hops >= 32 {
-				return false
-			}
-			b = int(binary.BigEndian.Uint16(p[b:]) & 0x3FFF)
-		}
-		if a == b {
-			return true
-		}
-		if a >= len(p) || b >= len(p) || p[a]&0xC0 != 0 || p[a] != p[b] || a+int(p[a]) >= len(p) || b+int(p[b]) >= len(p) {
-			return false
-		}
-		l := int(p[a])
-		if l == 0 {
-			return true
-		}
-		for i := 1; i <= l; i++ {
-			if lower(p[a+i]) != lower(p[b+i]) {
-				return false
-			}
-		}
-		a, b = a+l+1, b+l+1
-	}
-	return false
+	var aBuf, bBuf [255]byte
+	x, ok := appendName(aBuf[:0], p, a)
+	y, ok2 := appendName(bBuf[:0], p, b)
+	return ok && ok2 && bytes.Equal(x, y)
 }
 
 func lower(c byte) byte {
