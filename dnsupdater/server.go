@@ -195,6 +195,7 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.requestSlice()
 	var wg sync.WaitGroup
 	for i, c := range s.ls.udp {
 		wg.Go(func() { s.serveUDP(c, uint64(i+1)*0x9E3779B97F4A7C15) })
@@ -213,6 +214,24 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Wait()
 	s.release() // the snapshot writer is done
 	return nil
+}
+
+// requestSlice asks the scheduler for dns.sched_slice for the process's threads (see
+// slice_linux.go), and logs what it got.
+func (s *Server) requestSlice() {
+	d := s.o.Config.DNS.SchedSlice
+	if d == nil || *d == 0 {
+		return
+	}
+	threads, ok, err := requestSlice(d.D())
+	switch {
+	case err != nil:
+		s.log.Warn().Err(err).Stringer("slice", d).Msg("scheduler slice not set: threads keep the kernel's")
+	case !ok:
+		s.log.Info().Stringer("slice", d).Msg("scheduler slice not kept by this kernel (Linux 6.12 or later keeps it): threads keep the kernel's")
+	default:
+		s.log.Info().Stringer("slice", d).Int("threads", threads).Msg("scheduler slice set for the process's threads")
+	}
 }
 
 // release releases the data directory for the next server.

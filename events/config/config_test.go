@@ -162,3 +162,24 @@ func FuzzParseNeverPanics(f *testing.F) {
 		}
 	})
 }
+
+func TestTheDNSSchedulerSliceDefaultsTo300MicrosecondsAndStaysInTheKernelsRange(t *testing.T) {
+	c, err := config.Parse("detour.yaml", []byte(walkingSkeleton))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.DNS.SchedSlice; got == nil || got.D() != 300*time.Microsecond {
+		t.Errorf("default dns.sched_slice = %v, want 300µs", got)
+	}
+	c, err = config.Parse("detour.yaml", []byte(walkingSkeleton+"dns: {sched_slice: 0s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.DNS.SchedSlice; got == nil || *got != 0 {
+		t.Errorf("dns.sched_slice 0s = %v, want 0 (the kernel's own slice)", got)
+	}
+	refusedWith(t, walkingSkeleton+"dns: {sched_slice: 50us}\n",
+		`dns.sched_slice: want 0 (the kernel's own slice) or 100µs to 100ms, got 50µs`)
+	refusedWith(t, walkingSkeleton+"dns: {sched_slice: 1s}\n",
+		`dns.sched_slice: want 0 (the kernel's own slice) or 100µs to 100ms, got 1s`)
+}

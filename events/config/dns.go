@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // DNS sets how Detour's authoritative servers behave.
@@ -16,7 +17,19 @@ type DNS struct {
 	// Identity names this server in NSID (RFC 5001) and in CH TXT id.server and hostname.bind
 	// answers. Default: the host name.
 	Identity string `yaml:"identity,omitempty"`
+	// SchedSlice is the time slice the server asks Linux's scheduler (EEVDF, 6.12 or later)
+	// for each thread of its process: a thread with a shorter slice gets an earlier deadline,
+	// so a client woken by a reply on the same CPU does not take the CPU away from the
+	// thread still sending the batch's other replies. Default 300µs; 0 keeps the kernel's
+	// own slice.
+	SchedSlice *Duration `yaml:"sched_slice,omitempty"`
 }
+
+// The kernel takes slices from 0.1 ms to 100 ms.
+const (
+	minSchedSlice = 100 * time.Microsecond
+	maxSchedSlice = 100 * time.Millisecond
+)
 
 // RateLimit limits the UDP responses sent to one client prefix, so that Detour cannot be used to
 // amplify a spoofed flood (like BIND's and NSD's response rate limiting).
@@ -39,6 +52,10 @@ type RateLimit struct {
 func (d *DNS) applyDefaults() {
 	if d.TCPPerClient == 0 {
 		d.TCPPerClient = 32
+	}
+	if d.SchedSlice == nil {
+		v := Duration(300 * time.Microsecond)
+		d.SchedSlice = &v
 	}
 	rl := &d.RateLimit
 	if rl.ResponsesPerSecond == nil {
@@ -66,6 +83,9 @@ func (d *DNS) validate(p *problems, path string) {
 	}
 	if len(d.Identity) > 255 || strings.ContainsFunc(d.Identity, func(r rune) bool { return r < ' ' || r > '~' || r == '\\' || r == '"' }) {
 		p.add(path+".identity", "want at most 255 printable ASCII characters without \\ or \", got %q", d.Identity)
+	}
+	if v := d.SchedSlice; v != nil && *v != 0 && (v.D() < minSchedSlice || v.D() > maxSchedSlice) {
+		p.add(path+".sched_slice", "want 0 (the kernel's own slice) or %v to %v, got %v", minSchedSlice, maxSchedSlice, v.D())
 	}
 	rl := &d.RateLimit
 	path += ".rate_limit"
