@@ -226,9 +226,11 @@ func (s *Server) requestSlice() {
 	threads, ok, err := requestSlice(d.D())
 	switch {
 	case err != nil:
-		s.log.Warn().Err(err).Stringer("slice", d).Msg("scheduler slice not set: threads keep the kernel's")
+		s.log.Warn().Err(err).Stringer("slice", d).Int("threads", threads).Msg("scheduler slice refused: only the threads counted have it, the others keep the kernel's")
 	case !ok:
 		s.log.Info().Stringer("slice", d).Msg("scheduler slice not kept by this kernel (Linux 6.12 or later keeps it): threads keep the kernel's")
+	case threads == 0:
+		s.log.Info().Stringer("slice", d).Msg("scheduler slice not set: no thread of the process runs under SCHED_OTHER or SCHED_BATCH (real-time, deadline and idle threads are left as they are)")
 	default:
 		s.log.Info().Stringer("slice", d).Int("threads", threads).Msg("scheduler slice set for the process's threads")
 	}

@@ -10,10 +10,12 @@ import (
 )
 
 // requestSlice asks the scheduler for a time slice of d (0: the kernel's own) for every thread
-// of this process, and returns how many threads have it. Threads started later inherit the
-// slice of the thread that starts them. Threads under a real-time, deadline or idle policy are
-// left as they are. It returns an error when the kernel refuses, and ok false when it accepts
-// the request without keeping it (before Linux 6.12 a normal thread's slice is the kernel's).
+// of this process, and returns how many threads have it (threads that ended meanwhile, and
+// threads under a real-time, deadline or idle policy, which are left as they are, are not
+// counted). Threads and processes started later inherit the slice of the thread that starts
+// them. It returns the first error of a thread the kernel refused, after setting the others,
+// and ok false when it refused or accepted the request without keeping it (before Linux 6.12
+// a normal thread's slice is the kernel's).
 //
 // Why: on loopback, a reply wakes a client blocked in its receive, and the kernel often queues
 // the client on the replying thread's CPU. While that thread sends a batch, each reply woke the
@@ -23,64 +25,87 @@ import (
 // (its virtual runtime plus its slice) is earliest, so a shorter slice keeps the CPU for the
 // batch (0.45 preemptions, 68 µs with 100 µs slices) and the client reads the replies together.
 func requestSlice(d time.Duration) (threads int, ok bool, err error) {
-	done := map[int]bool{}
+	seen := map[int]bool{}
 	ok = true
 	// A thread started while the others are being set may have inherited the old slice: go
-	// round again until a pass finds no thread it has not set.
+	// round again until a pass finds no thread it has not seen.
 	for pass := 0; pass < 5; pass++ {
-		tids, err := taskIDs()
-		if err != nil {
-			return len(done), false, err
+		tids, lerr := taskIDs()
+		if lerr != nil {
+			return threads, false, lerr
 		}
 		fresh := 0
 		for _, tid := range tids {
-			if done[tid] {
+			if seen[tid] {
 				continue
 			}
+			seen[tid] = true
 			fresh++
-			kept, err := setSlice(tid, d)
-			if err != nil {
-				return len(done), false, fmt.Errorf("thread %d: %w", tid, err)
+			// A thread the kernel refuses does not stop the others: the process ends with every
+			// thread it could set set, and the count says how many.
+			got, serr := setSlice(tid, d)
+			switch {
+			case serr != nil:
+				if err == nil {
+					err = fmt.Errorf("thread %d: %w", tid, serr)
+				}
+			case got == sliceSet:
+				threads++
+			case got == sliceNotKept:
+				ok = false
 			}
-			done[tid] = true
-			ok = ok && kept
 		}
 		if fresh == 0 {
 			break
 		}
 	}
-	return len(done), ok, nil
+	return threads, ok && err == nil, err
 }
 
-// setSlice sets one thread's slice, keeping its policy and nice value; it reports whether the
-// kernel kept the slice asked for.
-func setSlice(tid int, d time.Duration) (bool, error) {
+// What setSlice did to one thread.
+const (
+	sliceSet     = iota // the thread has the slice asked for
+	sliceNotKept        // the kernel accepted the request without keeping it (before Linux 6.12)
+	sliceSkipped        // the thread runs under a real-time, deadline or idle policy: left as it is
+	sliceGone           // the thread ended
+)
+
+// setSlice sets one thread's slice, keeping its policy, nice value and reset-on-fork flag.
+func setSlice(tid int, d time.Duration) (int, error) {
 	a, err := unix.SchedGetAttr(tid, 0)
 	if err == unix.ESRCH {
-		return true, nil // the thread has ended
+		return sliceGone, nil
 	}
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	if a.Policy != unix.SCHED_NORMAL && a.Policy != unix.SCHED_BATCH {
-		return true, nil
+		return sliceSkipped, nil
 	}
 	want := uint64(d.Nanoseconds())
 	if a.Runtime == want {
-		return true, nil
+		return sliceSet, nil
 	}
 	set := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: a.Policy, Flags: a.Flags & unix.SCHED_FLAG_RESET_ON_FORK, Nice: a.Nice, Runtime: want}
 	if err := unix.SchedSetAttr(tid, &set, 0); err != nil {
 		if err == unix.ESRCH {
-			return true, nil
+			return sliceGone, nil
 		}
-		return false, err
+		return 0, err
+	}
+	if d == 0 {
+		return sliceSet, nil // the kernel shows its own slice, which is not 0
 	}
 	got, err := unix.SchedGetAttr(tid, 0)
-	if err != nil {
-		return err == unix.ESRCH, nil
+	switch {
+	case err == unix.ESRCH:
+		return sliceGone, nil
+	case err != nil:
+		return 0, err
+	case got.Runtime != want:
+		return sliceNotKept, nil
 	}
-	return got.Runtime == want, nil
+	return sliceSet, nil
 }
 
 // taskIDs lists the threads of this process.
