@@ -43,10 +43,11 @@ func skipUnlessSliceable(t *testing.T, err error) {
 	}
 }
 
-func TestEveryThreadAndEveryChildGetsTheRequestedSliceAndZeroGivesTheKernelsBack(t *testing.T) {
-	skipUnlessSliceable(t, nil)
-	threads, ok, err := requestSlice(300 * time.Microsecond)
-	t.Cleanup(func() { _, _, _ = requestSlice(0) })
+// requestOrSkip asks for a slice of d, skips the test where the kernel cannot give one, and
+// returns how many threads have it and the process's threads.
+func requestOrSkip(t *testing.T, d time.Duration) (threads int, tids []int) {
+	t.Helper()
+	threads, ok, err := requestSlice(d)
 	skipUnlessSliceable(t, err)
 	if err != nil {
 		t.Fatal(err)
@@ -54,10 +55,17 @@ func TestEveryThreadAndEveryChildGetsTheRequestedSliceAndZeroGivesTheKernelsBack
 	if !ok {
 		t.Skip("this kernel keeps its own slice for normal threads (Linux 6.12 or later keeps a requested one)")
 	}
-	tids, err := taskIDs()
+	tids, err = taskIDs()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return threads, tids
+}
+
+func TestEveryThreadAndEveryChildGetsTheRequestedSliceAndZeroGivesTheKernelsBack(t *testing.T) {
+	skipUnlessSliceable(t, nil)
+	t.Cleanup(func() { _, _, _ = requestSlice(0) })
+	threads, tids := requestOrSkip(t, 300*time.Microsecond)
 	if threads < len(tids) {
 		t.Errorf("requestSlice set %d threads, the process has %d", threads, len(tids))
 	}
@@ -124,18 +132,7 @@ func TestAThreadUnderTheIdlePolicyIsLeftAsItIsAndNotCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	threads, ok, err := requestSlice(300 * time.Microsecond)
-	skipUnlessSliceable(t, err)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ok {
-		t.Skip("this kernel keeps its own slice for normal threads (Linux 6.12 or later keeps a requested one)")
-	}
-	tids, err := taskIDs()
-	if err != nil {
-		t.Fatal(err)
-	}
+	threads, tids := requestOrSkip(t, 300*time.Microsecond)
 	if threads >= len(tids) {
 		t.Errorf("requestSlice counted %d threads of %d, the idle one among them", threads, len(tids))
 	}
