@@ -283,14 +283,19 @@ func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 		return p, false
 	}
 	an, ns := int(binary.BigEndian.Uint16(p[6:])), int(binary.BigEndian.Uint16(p[8:]))
-	cut := -1 // where the owner of a referral's NS records, its cut, starts
+	// cut is the owner of a referral's first NS record, its cut, in wire form and lower case,
+	// decoded once for every address record below; isCut says it was found and decoded.
+	var cutBuf [255]byte
+	var cut []byte
+	isCut, referral := false, false
 	for i := range an + ns {
 		start := off
 		if off = skipName(p, off); off < 0 || off+10 > len(p) {
 			return p, false
 		}
-		if cut < 0 && i >= an && binary.BigEndian.Uint16(p[off:]) == dnsTypeNS {
-			cut = start
+		if !referral && i >= an && binary.BigEndian.Uint16(p[off:]) == dnsTypeNS {
+			referral = true
+			cut, isCut = appendName(cutBuf[:0], p, start)
 		}
 		off += 10 + int(binary.BigEndian.Uint16(p[off+8:]))
 	}
@@ -322,7 +327,7 @@ func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 		switch r.rtype {
 		case dnsTypeA, dnsTypeAAAA:
 			r.optional = true
-			r.glue = cut >= 0 && inBailiwick(p, r.start, cut)
+			r.glue = isCut && inBailiwick(p, r.start, cut)
 			r.rrset = len(extra)
 			if n := len(extra); n > 0 && extra[n-1].rtype == r.rtype && sameName(p, extra[n-1].start, r.start) {
 				r.rrset = extra[n-1].rrset
@@ -413,15 +418,12 @@ func holder(extra []extraRecord, off int) *extraRecord {
 	return nil
 }
 
-// inBailiwick reports whether the name at off of the message p is the name at zone or below it,
-// ignoring the case of ASCII letters and following compression pointers.
-func inBailiwick(p []byte, off, zone int) bool {
-	var nameBuf, zoneBuf [255]byte
+// inBailiwick reports whether the name at off of the message p is the name z (in wire form and
+// lower case, as appendName gives it) or below it, ignoring the case of ASCII letters and
+// following compression pointers.
+func inBailiwick(p []byte, off int, z []byte) bool {
+	var nameBuf [255]byte
 	name, ok := appendName(nameBuf[:0], p, off)
-	if !ok {
-		return false
-	}
-	z, ok := appendName(zoneBuf[:0], p, zone)
 	if !ok || len(z) > len(name) {
 		return false
 	}
