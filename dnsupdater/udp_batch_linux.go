@@ -177,9 +177,9 @@ func (m *busyMeter) note(waited, read, now time.Time) (busy float64, ok bool) {
 
 // secondReader answers a socket beside its first reader while that one is busy, through a
 // duplicate of the socket's descriptor (Go's poller lets one goroutine wait on a descriptor).
-// A datagram then readies both, and whichever runs first answers it, as Knot's two UDP workers
-// and NSD's two processes share one socket; while the first reader mostly waits, the second
-// sleeps apart, so that a datagram wakes one thread, not two.
+// A datagram then readies both, and whichever runs first answers it, as NSD's two server
+// processes share one socket (Knot instead binds a socket per UDP worker); while the first
+// reader mostly waits, the second sleeps apart, so that a datagram wakes one thread, not two.
 //
 // Measured on two vCPUs whose wake-ups cost more than an answer (session 21: 83 % of the
 // server's CPU in sendmmsg), against one reader in the same rounds: saturation 112,434 against
