@@ -1,10 +1,12 @@
 package up_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/up"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -65,6 +67,15 @@ series:
 func TestMetricsAfterAFailoverShowTheTransitionTheQueriesAndTheFailoverTime(t *testing.T) {
 	st, west, east := slice(t, func(o *up.Options) { o.MetricsAddr = "127.0.0.1:0" })
 	waitAnswer(t, st, host(west.Addr()), 5*time.Second, "at start")
+	// West is answered before any check (an app's first pool serves until STATE says otherwise),
+	// but a failover is timed only from up: killed before its rise-th success, west would go from
+	// unknown to down, which the histogram rightly leaves out. So wait for both endpoints' up.
+	var ups string
+	eventstest.Eventually(t, interval*(rise+4), func() bool {
+		n, _ := sum(scrape(t, st.MetricsAddr), "detour_transitions_total", map[string]string{"kind": "endpoint", "to": "up"})
+		ups = fmt.Sprint(n)
+		return n == 2
+	}, "detour_transitions_total{kind=endpoint,to=up} is %v, want 2 (west and east)", lazy{&ups})
 	before := scrape(t, st.MetricsAddr)
 	downsBefore, _ := sum(before, "detour_transitions_total", map[string]string{"kind": "endpoint", "to": "down"})
 	queriesBefore, _ := sum(before, "detour_dns_queries_total", map[string]string{"rcode": "NOERROR", "type": "A"})
