@@ -63,7 +63,6 @@ func requestOrSkip(t *testing.T, d time.Duration) (threads int, tids []int) {
 }
 
 func TestEveryThreadAndEveryChildGetsTheRequestedSliceAndZeroGivesTheKernelsBack(t *testing.T) {
-	skipUnlessSliceable(t, nil)
 	t.Cleanup(func() { _, _, _ = requestSlice(0) })
 	threads, tids := requestOrSkip(t, 300*time.Microsecond)
 	if threads < len(tids) {
