@@ -304,6 +304,12 @@ func startAnswering(ctx context.Context, dir string, t target) (running, string,
 		srv.stop()
 		return running{}, "", err
 	}
+	if pinned {
+		if err := confine(srv.pid); err != nil {
+			srv.stop()
+			return running{}, "", err
+		}
+	}
 	return srv, addr, nil
 }
 
@@ -320,6 +326,11 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 	r, err := dnsperf(ctx, o, o.queries, addr)
 	if err != nil {
 		return result{name: t.name, skipped: err.Error()}
+	}
+	if pinned {
+		if s := strays(srv.pid); len(s) > 0 {
+			return result{name: t.name, skipped: fmt.Sprintf("-pin: threads %v left CPU %s during the run", s, serverCPU)}
+		}
 	}
 	r.name, r.cpu, r.steal = t.name, srv.cpu()-before, -1
 	if now, ok := hostSteal(); known && ok {

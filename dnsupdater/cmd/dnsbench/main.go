@@ -33,7 +33,7 @@ func run() int {
 	flag.IntVar(&o.rounds, "rounds", 3, "how many times every run measures every server, each round starting one server later (the tables show the medians, and each round's ratio to its best peer)")
 	flag.StringVar(&o.mix, "mix", "mixed", "queries: mixed (the app name half the time) or app (the app name only)")
 	flag.IntVar(&o.pdnsCache, "pdns-cache-ttl", 20, "PowerDNS packet cache TTL in seconds (its default 20); 0 turns it off")
-	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset), so that the load generator has a core of its own")
+	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset; once a server answers, every thread of it and of its children is bound to CPU 0 again, as Knot binds its workers to CPUs itself), so that the load generator has a core of its own")
 	stages := flag.Bool("stages", false, "after the latency rounds, run every server once more at the common load with its system calls traced (needs root and tracefs), and show where a query's time goes: dnsperf's send to the server's read, the read to the reply, the reply to dnsperf's receive")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")
 	only := flag.String("only", "", "comma-separated targets to run (default: all): "+strings.Join(targetNames, ","))
