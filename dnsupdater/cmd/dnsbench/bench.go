@@ -148,6 +148,9 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		if runtime.NumCPU() < 2 {
 			return fmt.Errorf("-pin: needs 2 CPUs, this machine has %d", runtime.NumCPU())
 		}
+		if err := canFindChildren(); err != nil {
+			return err
+		}
 	}
 	dir, err := os.MkdirTemp(workRoot(), "dnsbench-")
 	if err != nil {
@@ -305,7 +308,7 @@ func startAnswering(ctx context.Context, dir string, t target) (running, string,
 		return running{}, "", err
 	}
 	if pinned {
-		if err := confine(srv.pid); err != nil {
+		if err := confine(ctx, srv.pid); err != nil {
 			srv.stop()
 			return running{}, "", err
 		}
@@ -327,10 +330,8 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 	if err != nil {
 		return result{name: t.name, skipped: err.Error()}
 	}
-	if pinned {
-		if s := strays(srv.pid); len(s) > 0 {
-			return result{name: t.name, skipped: fmt.Sprintf("-pin: threads %v left CPU %s during the run", s, serverCPU)}
-		}
+	if err := strayed(srv.pid); err != nil {
+		return result{name: t.name, skipped: err.Error()}
 	}
 	r.name, r.cpu, r.steal = t.name, srv.cpu()-before, -1
 	if now, ok := hostSteal(); known && ok {
@@ -359,6 +360,9 @@ func measureStages(ctx context.Context, o options, dir string, t target) stageRe
 	}
 	if terr != nil {
 		return skip(terr)
+	}
+	if err := strayed(srv.pid); err != nil {
+		return skip(err)
 	}
 	qs, byOrder, err := pairStages(bytes.NewReader(trace), tasks)
 	if err != nil {
@@ -493,12 +497,25 @@ func mixName(o options) string {
 	return "shop A (x2), www A, api A"
 }
 
+// writeFailed lists the rounds that were skipped or answered nothing, with why: the medians are
+// over the other rounds, so a report says which ones it leaves out.
+func writeFailed(out io.Writer, rounds [][]result) {
+	for _, rs := range rounds {
+		for i, r := range rs {
+			if r.skipped != "" || r.qps == 0 {
+				fmt.Fprintf(out, "failed: %s round %d: %s\n", r.name, i+1, cmp.Or(r.skipped, "no query answered"))
+			}
+		}
+	}
+}
+
 // reportHealth prints the run of the health-aware answer alone: Detour against PowerDNS's Lua
 // record with its packet cache as configured, the medians of the rounds and each round's ratio.
 func reportHealth(out io.Writer, o options, rounds [][]result) {
 	fmt.Fprintf(out, "health-aware answer only (shop A), at saturation: dnsperf -c %d -q %d, %s per server, %d rounds, PowerDNS cache-ttl %d s%s\n\n", o.clients, o.outstanding, o.duration, max(o.rounds, 1), o.pdnsCache, pinNote())
 	rs := medians(rounds)
 	writeTable(out, o, rs)
+	writeFailed(out, rounds)
 	fmt.Fprintln(out)
 	get := map[string]result{}
 	for _, r := range rs {
@@ -524,14 +541,12 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "server\tp50 ms per round\tp99 ms per round\thost steal % per round")
-	var failed []string
 	for _, rs := range rounds {
 		var p50s, p99s, steals []string
-		for i, r := range rs {
+		for _, r := range rs {
 			if r.skipped != "" || r.qps == 0 {
 				// A failed round is shown, not left out: the median is over the others.
 				p50s, p99s, steals = append(p50s, "-"), append(p99s, "-"), append(steals, "-")
-				failed = append(failed, fmt.Sprintf("%s round %d: %s", r.name, i+1, cmp.Or(r.skipped, "no query answered")))
 				continue
 			}
 			p50s = append(p50s, fmt.Sprintf("%.3f", ms(r.p50)))
@@ -543,9 +558,7 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 		}
 	}
 	tw.Flush()
-	for _, f := range failed {
-		fmt.Fprintf(out, "failed: %s\n", f)
-	}
+	writeFailed(out, rounds)
 	// Detour and its variants against the lowest peer median.
 	var ds []result
 	var best result
@@ -748,7 +761,7 @@ func pinNote() string {
 	if !pinned {
 		return ""
 	}
-	return ", servers on CPU " + serverCPU + ", dnsperf on CPU " + clientCPU
+	return fmt.Sprintf(", servers on CPU %d, dnsperf on CPU %d", serverCPU, clientCPU)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -786,6 +799,7 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t%s\n", r.name, r.qps, r.lost, cpuPerQuery(r, o), clientShare(r, o), stealText(r.steal), r.note)
 	}
 	tw.Flush()
+	writeFailed(out, rounds)
 	fmt.Fprintln(out)
 	d, ok := get["detour"]
 	if !ok || d.skipped != "" {

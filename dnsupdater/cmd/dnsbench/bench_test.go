@@ -81,6 +81,35 @@ func TestARoundThatAnsweredNothingIsShownAsFailedAndPrintsNoNaN(t *testing.T) {
 	}
 }
 
+// TestTheSaturationAndHealthReportsListTheRoundsTheyLeaveOut holds the other two reports to what
+// the latency report does: a round that failed (a -pin run whose threads left their CPU, say) is
+// named with why, not silently left out of the median.
+func TestTheSaturationAndHealthReportsListTheRoundsTheyLeaveOut(t *testing.T) {
+	o := options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 3}
+	ok := func(name string, qps float64) result {
+		return result{name: name, qps: qps, cpu: 100 * time.Millisecond}
+	}
+	stray := result{name: "knot", skipped: "-pin: by the end of the run thread 7 (knotd, CPUs 1) had left CPU 0"}
+	sat := [][]result{
+		{ok("detour", 100000), ok("detour", 110000), ok("detour", 120000)},
+		{ok("knot", 90000), stray, ok("knot", 95000)},
+	}
+	var out strings.Builder
+	report(&out, o, medians(sat), sat)
+	if want := "failed: knot round 2: " + stray.skipped; !strings.Contains(out.String(), want) {
+		t.Errorf("saturation report lacks %q:\n%s", want, out.String())
+	}
+	health := [][]result{
+		{ok("detour", 100000), {name: "detour"}, ok("detour", 120000)},
+		{ok("powerdns-lua", 30000), ok("powerdns-lua", 31000), ok("powerdns-lua", 32000)},
+	}
+	out.Reset()
+	reportHealth(&out, o, health)
+	if want := "failed: detour round 2: no query answered"; !strings.Contains(out.String(), want) {
+		t.Errorf("health-aware report lacks %q:\n%s", want, out.String())
+	}
+}
+
 func TestVariantNamesAProgramAndItsEnvironment(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

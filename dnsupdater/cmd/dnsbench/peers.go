@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -15,14 +16,14 @@ import (
 // pinned (-pin) runs every server on serverCPU and dnsperf on clientCPU.
 var pinned bool
 
-const serverCPU, clientCPU = "0", "1"
+const serverCPU, clientCPU = 0, 1
 
-// pin returns the command line that runs program with args on cpus when -pin is set.
-func pin(cpus, program string, args []string) (string, []string) {
+// pin returns the command line that runs program with args on cpu when -pin is set.
+func pin(cpu int, program string, args []string) (string, []string) {
 	if !pinned {
 		return program, args
 	}
-	return "taskset", append([]string{"-c", cpus, program}, args...)
+	return "taskset", append([]string{"-c", strconv.Itoa(cpu), program}, args...)
 }
 
 // startProcess runs a server in the foreground (on serverCPU with -pin).

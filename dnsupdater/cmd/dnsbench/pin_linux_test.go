@@ -1,14 +1,38 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"slices"
-	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// pinHelperEnv, when set, makes the test binary stand for a server: a Go process, with
+// several threads, that starts a child process (as NSD forks its workers) and runs until its
+// standard input closes.
+const pinHelperEnv = "DNSBENCH_PIN_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(pinHelperEnv) != "" {
+		child := exec.Command("sleep", "60")
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = child.Process.Kill()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestConfineBindsEveryThreadOfTheServersTreeAndAThreadThatLeavesIsFound holds -pin to what it
 // says: every thread of the server and of the processes it started runs on the server CPU only,
@@ -18,38 +42,47 @@ func TestConfineBindsEveryThreadOfTheServersTreeAndAThreadThatLeavesIsFound(t *t
 	if err := unix.SchedGetaffinity(0, &mine); err != nil {
 		t.Fatal(err)
 	}
-	server, _ := strconv.Atoi(serverCPU)
-	other, _ := strconv.Atoi(clientCPU)
-	if !mine.IsSet(server) || !mine.IsSet(other) {
-		t.Skipf("needs CPUs %s and %s (this test may run on %d CPUs)", serverCPU, clientCPU, mine.Count())
+	if !mine.IsSet(serverCPU) || !mine.IsSet(clientCPU) {
+		t.Skipf("needs CPUs %d and %d (this test may run on %d CPUs)", serverCPU, clientCPU, mine.Count())
 	}
-	// A shell with two children stands for a server that forks its workers (NSD).
-	cmd := exec.Command("sh", "-c", "sleep 60 & sleep 60 & wait")
+	if err := canFindChildren(); err != nil {
+		t.Skip(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), pinHelperEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pid := cmd.Process.Pid
 	t.Cleanup(func() {
-		procs, _ := processTree(cmd.Process.Pid)
-		for _, p := range procs {
-			_ = unix.Kill(p, unix.SIGKILL)
-		}
+		_ = stdin.Close()
+		_ = unix.Kill(-pid, unix.SIGKILL) // the helper and its child, even if the tree was not found
 		_ = cmd.Wait()
 	})
 	var procs, threads []int
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if procs, threads = processTree(cmd.Process.Pid); len(procs) == 3 {
+		procs, threads = processTree(pid)
+		if len(procs) == 2 && len(threads) >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the shell has %d processes after 10s, want 3 (itself and two children)", len(procs))
+			t.Fatalf("the helper has %d processes and %d threads after 10s, want 2 processes (itself and its child) and 3 threads or more", len(procs), len(threads))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := strays(cmd.Process.Pid); len(got) != len(threads) {
-		t.Fatalf("before confine: strays %v, want every thread of %v (they may run on every CPU)", got, threads)
+	got := strays(pid)
+	slices.Sort(got)
+	slices.Sort(threads)
+	if !slices.Equal(got, threads) {
+		t.Fatalf("before confine: strays %v, want every thread %v (they may run on every CPU)", got, threads)
 	}
 
-	if err := confine(cmd.Process.Pid); err != nil {
+	if err := confine(context.Background(), pid); err != nil {
 		t.Fatal(err)
 	}
 	for _, tid := range threads {
@@ -57,21 +90,30 @@ func TestConfineBindsEveryThreadOfTheServersTreeAndAThreadThatLeavesIsFound(t *t
 		if err := unix.SchedGetaffinity(tid, &set); err != nil {
 			t.Fatal(err)
 		}
-		if set.Count() != 1 || !set.IsSet(server) {
-			t.Errorf("thread %d may run on %d CPUs after confine, want CPU %s only", tid, set.Count(), serverCPU)
+		if set.Count() != 1 || !set.IsSet(serverCPU) {
+			t.Errorf("%s after confine, want CPU %d only", describe(tid), serverCPU)
 		}
 	}
-	if got := strays(cmd.Process.Pid); len(got) != 0 {
+	if got := strays(pid); len(got) != 0 {
 		t.Fatalf("after confine: strays %v, want none", got)
 	}
 
-	// A child binds itself to the client's CPU, as a Knot worker binds itself to CPU i.
+	// One of the server's threads other than its first binds itself to the client's CPU, as a
+	// Knot worker binds itself to CPU i.
+	worker := threads[slices.IndexFunc(threads, func(tid int) bool { return tid != pid })]
 	var away unix.CPUSet
-	away.Set(other)
-	if err := unix.SchedSetaffinity(procs[2], &away); err != nil {
+	away.Set(clientCPU)
+	if err := unix.SchedSetaffinity(worker, &away); err != nil {
 		t.Fatal(err)
 	}
-	if got := strays(cmd.Process.Pid); !slices.Equal(got, []int{procs[2]}) {
-		t.Fatalf("after a child moved to CPU %s: strays %v, want [%d]", clientCPU, got, procs[2])
+	if got := strays(pid); !slices.Equal(got, []int{worker}) {
+		t.Fatalf("after thread %d moved to CPU %d: strays %v, want [%d]", worker, clientCPU, got, worker)
+	}
+	was := pinned
+	pinned = true
+	t.Cleanup(func() { pinned = was })
+	err = strayed(pid)
+	if want := fmt.Sprintf("thread %d (", worker); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf("CPUs %d)", clientCPU)) {
+		t.Fatalf("strayed: %v, want an error naming %s… and CPUs %d", err, want, clientCPU)
 	}
 }

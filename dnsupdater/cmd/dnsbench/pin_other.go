@@ -2,10 +2,18 @@
 
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
+
+var errPinLinux = errors.New("-pin: Linux only")
 
 // confine is Linux-only, as -pin is (taskset).
-func confine(int) error { return errors.New("-pin: Linux only") }
+func confine(context.Context, int) error { return errPinLinux }
 
-// strays is Linux-only, as -pin is.
-func strays(int) []int { return nil }
+// strayed is Linux-only, as -pin is.
+func strayed(int) error { return nil }
+
+// canFindChildren is Linux-only, as -pin is.
+func canFindChildren() error { return errPinLinux }
