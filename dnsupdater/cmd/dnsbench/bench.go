@@ -497,13 +497,22 @@ func mixName(o options) string {
 	return "shop A (x2), www A, api A"
 }
 
-// writeFailed lists the rounds that were skipped or answered nothing, with why: the medians are
-// over the other rounds, so a report says which ones it leaves out.
+// failure says why a round counts for nothing (skipped, or no query answered), or "" when it
+// answered.
+func (r result) failure() string {
+	if r.skipped == "" && r.qps > 0 {
+		return ""
+	}
+	return cmp.Or(r.skipped, "no query answered")
+}
+
+// writeFailed lists the rounds that failed, with why: the medians are over the other rounds, so
+// a report says which ones it leaves out.
 func writeFailed(out io.Writer, rounds [][]result) {
 	for _, rs := range rounds {
 		for i, r := range rs {
-			if r.skipped != "" || r.qps == 0 {
-				fmt.Fprintf(out, "failed: %s round %d: %s\n", r.name, i+1, cmp.Or(r.skipped, "no query answered"))
+			if why := r.failure(); why != "" {
+				fmt.Fprintf(out, "failed: %s round %d: %s\n", r.name, i+1, why)
 			}
 		}
 	}
@@ -544,7 +553,7 @@ func reportLoad(out io.Writer, o options, rounds [][]result) {
 	for _, rs := range rounds {
 		var p50s, p99s, steals []string
 		for _, r := range rs {
-			if r.skipped != "" || r.qps == 0 {
+			if r.failure() != "" {
 				// A failed round is shown, not left out: the median is over the others.
 				p50s, p99s, steals = append(p50s, "-"), append(p99s, "-"), append(steals, "-")
 				continue
@@ -605,7 +614,7 @@ func stealWarning(rounds [][]result) string {
 	n, over, most := 0, 0, 0.0
 	for _, rs := range rounds {
 		for _, r := range rs {
-			if r.skipped != "" || r.qps == 0 || r.steal < 0 {
+			if r.failure() != "" || r.steal < 0 {
 				continue
 			}
 			n++
@@ -698,13 +707,13 @@ func perRound(a []result, peers [][]result, fig func(result) float64, lower bool
 func median(rs []result) result {
 	var ran []result
 	for _, r := range rs {
-		if r.skipped == "" && r.qps > 0 {
+		if r.failure() == "" {
 			ran = append(ran, r)
 		}
 	}
 	if len(ran) == 0 {
 		r := rs[0]
-		r.skipped = cmp.Or(r.skipped, "no query answered")
+		r.skipped = r.failure()
 		return r
 	}
 	mid := func(get func(result) float64) float64 {
