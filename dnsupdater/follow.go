@@ -330,10 +330,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 		for _, c := range r.changes {
 			s.log.Info().Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Int("changes", len(c.changes)).Str("event_id", r.cause).Msg("zone changed")
 			s.recordChange(r.cause, c)
-			select {
-			case s.notifyQ <- c.zone:
-			default:
-			}
+			s.notifier.offer(c.zone)
 			if r.push {
 				s.offer(c.zone)
 			}

@@ -67,9 +67,9 @@ type Server struct {
 	proj  *projector
 	limit *limiter
 	now   func() time.Time
-	// notifyQ carries zones whose serial changed to the NOTIFY sender.
-	notifyQ chan *zone.Zone
-	tcpSem  chan struct{}
+	// notifier sends the NOTIFYs of zones whose serial changed.
+	notifier *notifier
+	tcpSem   chan struct{}
 	// pushers send the zones that have a push configuration to their primaries.
 	pushers map[string]*push.Pusher
 	// reports carries zone changes from the follower to the reporter.
@@ -126,10 +126,11 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
-		notifyQ: make(chan *zone.Zone, 64), kicks: make(chan kick, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
+		kicks: make(chan kick, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
 		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics),
 	}
 	s.changes = events.NewRecorder(o.JS, s.log)
+	s.notifier = newNotifier(s.notify)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
 	s.pushers = map[string]*push.Pusher{}
@@ -164,12 +165,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.table.Store(first)
 	for _, z := range s.proj.started {
-		// Sent once Run starts the NOTIFY sender; more zones than the queue holds wait for
-		// their secondaries' refresh.
-		select {
-		case s.notifyQ <- z:
-		default:
-		}
+		s.notifier.offer(z) // sent once Run starts the notifier
 	}
 	if len(s.proj.started) > 0 && o.DataDir != "" {
 		// Record the new serial at once, so that the next start compares with it.
@@ -202,7 +198,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.serveTCP(ctx) })
 	wg.Go(func() { s.follow(ctx) })
-	wg.Go(func() { s.notifyLoop(ctx) })
+	wg.Go(func() { s.notifier.run(ctx) })
 	wg.Go(func() { s.reportLoop(ctx) })
 	wg.Go(func() { s.changes.Run(ctx) })
 	for _, p := range s.pushers {
