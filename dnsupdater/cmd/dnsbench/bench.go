@@ -49,6 +49,9 @@ type options struct {
 	variants []variant
 	// stages, when set, traces one more run per server at the common load (-stages).
 	stages *stageTracer
+	// keep, when set, is a directory where each latency run's dnsperf output (a line per query,
+	// in the order the answers came) is kept, as keepAs: SERVER-round-N.txt (SERVER-stages.txt for -stages).
+	keep, keepAs string
 }
 
 // variant is Detour's server run as program's serve-detour (this program's when empty), with env
@@ -352,6 +355,7 @@ func measureStages(ctx context.Context, o options, dir string, t target) stageRe
 	if err := o.stages.start(); err != nil {
 		return skip(err)
 	}
+	o.keepAs = t.name + "-stages.txt"
 	_, err = dnsperf(ctx, o, o.queries, addr)
 	tasks := serverTasks(srv.pid)
 	trace, terr := o.stages.stop()
@@ -382,6 +386,7 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			o.keepAs = fmt.Sprintf("%s-round-%d.txt", ts[i].name, round+1)
 			r := measure(ctx, o, dir, ts[i])
 			out[i] = append(out[i], r)
 			done(r, round)

@@ -37,11 +37,13 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 	if o.load > 0 {
 		args = append(args, "-Q", strconv.FormatFloat(o.load, 'f', 0, 64), "-v")
 	}
-	out, err := os.CreateTemp(filepath.Dir(queries), "dnsperf-*.out")
+	out, kept, err := dnsperfOutput(o, queries)
 	if err != nil {
 		return result{}, fmt.Errorf("run dnsperf: %w", err)
 	}
-	defer os.Remove(out.Name())
+	if !kept {
+		defer os.Remove(out.Name())
+	}
 	defer out.Close()
 	name, argv := pin(clientCPU, "dnsperf", args)
 	cmd := exec.CommandContext(ctx, name, argv...)
@@ -68,6 +70,17 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 		r.p99 = time.Duration(lat[len(lat)*99/100]) * time.Microsecond
 	}
 	return r, nil
+}
+
+// dnsperfOutput creates the file dnsperf's output goes to: a temporary one beside the queries,
+// or, in a latency run with -keep, one in the directory -keep names, which is kept.
+func dnsperfOutput(o options, queries string) (f *os.File, kept bool, err error) {
+	if o.keep != "" && o.load > 0 {
+		f, err = os.Create(filepath.Join(o.keep, o.keepAs))
+		return f, true, err
+	}
+	f, err = os.CreateTemp(filepath.Dir(queries), "dnsperf-*.out")
+	return f, false, err
 }
 
 // lastLine is the last line of what dnsperf wrote to its standard error that is not blank: why it

@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 func TestParseDNSPerfReadsLatenciesAndTheSummary(t *testing.T) {
@@ -134,5 +137,84 @@ func TestAFailedDNSPerfSaysWhy(t *testing.T) {
 	_, err := dnsperf(context.Background(), options{clients: 1, outstanding: 1, duration: time.Second}, queries, "127.0.0.1:5300")
 	if err == nil || !strings.Contains(err.Error(), "exit status 1: Error: invalid port: 99999") {
 		t.Fatalf("error = %v, want dnsperf's exit status and its last line on standard error", err)
+	}
+}
+
+func TestKeepKeepsEachLatencyRunsLinesUnderItsServerAndRound(t *testing.T) {
+	fakeDNSPerf(t)
+	queries := filepath.Join(t.TempDir(), "queries.txt")
+	if err := os.WriteFile(queries, []byte("shop.demo.test A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keep := t.TempDir()
+	o := options{clients: 10, outstanding: 100, duration: time.Second, keep: keep, keepAs: "knot-round-2.txt"}
+	if _, err := dnsperf(context.Background(), o, queries, "127.0.0.1:5300"); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := os.ReadDir(keep); len(kept) != 0 {
+		t.Errorf("a saturation run kept %d files, want none (it asks for no line per query)", len(kept))
+	}
+	o.load = 2000
+	at, err := dnsperf(context.Background(), o, queries, "127.0.0.1:5300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(keep, "knot-round-2.txt"))
+	if err != nil {
+		t.Fatalf("the latency run's output was not kept: %v", err)
+	}
+	if n := strings.Count(string(b), "\n> NOERROR"); n != 9 || !strings.HasPrefix(string(b), "> NOERROR") || !strings.Contains(string(b), "Queries per second:   2000.5") {
+		t.Errorf("kept output has %d more query lines than the first (want 9) or lacks its summary:\n%s", n, b)
+	}
+	if at.p99 != time.Millisecond {
+		t.Errorf("p99 %s read from a kept file, want 1ms", at.p99)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(queries), "dnsperf-*")); len(left) != 0 {
+		t.Errorf("dnsperf's temporary files left behind: %v", left)
+	}
+}
+
+func TestEveryLatencyRoundIsKeptUnderItsServerAndRound(t *testing.T) {
+	fakeDNSPerf(t)
+	// Each target is a server on loopback answering every query, as a real one would once up.
+	answering := func(_ context.Context, _, addr string) (running, error) {
+		srv := &dns.Server{Addr: addr, Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetReply(r)
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)}}
+			_ = w.WriteMsg(m)
+		})}
+		up := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(up) }
+		failed := make(chan error, 1)
+		go func() { failed <- srv.ListenAndServe() }()
+		select {
+		case <-up:
+		case err := <-failed:
+			return running{}, err
+		}
+		return running{cpu: func() time.Duration { return 0 }, pid: os.Getpid(), stop: func() { _ = srv.Shutdown() }}, nil
+	}
+	dir := t.TempDir()
+	queries := filepath.Join(dir, "queries.txt")
+	if err := os.WriteFile(queries, []byte("shop.demo.test A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keep := t.TempDir()
+	o := options{rounds: 2, load: 2000, clients: 1, outstanding: 1, duration: time.Second, queries: queries, keep: keep}
+	ts := []target{{"detour", answering}, {"knot", answering}}
+	if _, err := measureRounds(context.Background(), o, dir, ts, func(result, int) {}); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if want := "detour-round-1.txt detour-round-2.txt knot-round-1.txt knot-round-2.txt"; strings.Join(got, " ") != want {
+		t.Errorf("kept %v, want %s", got, want)
 	}
 }

@@ -35,6 +35,7 @@ func run() int {
 	flag.IntVar(&o.pdnsCache, "pdns-cache-ttl", 20, "PowerDNS packet cache TTL in seconds (its default 20); 0 turns it off")
 	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset; once a server answers, every thread of it and of its children is bound to CPU 0 again, as Knot binds its workers to CPUs itself), so that the load generator has a core of its own")
 	stages := flag.Bool("stages", false, "after the latency rounds, run every server once more at the common load with its system calls traced (needs root and tracefs), and show where a query's time goes: dnsperf's send to the server's read, the read to the reply, the reply to dnsperf's receive")
+	flag.StringVar(&o.keep, "keep", "", "keep each latency run's dnsperf output (a line per query, in the order the answers came) in this directory, as SERVER-round-N.txt (SERVER-stages.txt for -stages)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the Detour server of the detour run to this file")
 	only := flag.String("only", "", "comma-separated targets to run (default: all): "+strings.Join(targetNames, ","))
 	flag.Func("variant", "also measure a variant of Detour's server, as target detour-NAME: NAME=[PROGRAM][,K=V...], where PROGRAM is a dnsbench built from another tree (its serve-detour runs) and K=V is added to the server's environment (repeatable)", func(s string) error {
@@ -50,6 +51,16 @@ func run() int {
 		}
 	}
 	o.profile = *profile
+	if o.keep != "" {
+		if !o.latency {
+			fmt.Fprintln(os.Stderr, "dnsbench: -keep keeps the latency runs' output: it needs the latency run (-latency=true)")
+			return 2
+		}
+		if st, err := os.Stat(o.keep); err != nil || !st.IsDir() {
+			fmt.Fprintf(os.Stderr, "dnsbench: -keep %s: not a directory\n", o.keep)
+			return 2
+		}
+	}
 	if *stages {
 		if !o.latency {
 			fmt.Fprintln(os.Stderr, "dnsbench: -stages traces a run at the common load: it needs the latency run (-latency=true)")
