@@ -68,6 +68,12 @@ func parseVariant(s string) (variant, error) {
 	if name == "" || strings.ContainsAny(name, ", ") {
 		return variant{}, fmt.Errorf("want NAME=[PROGRAM][,K=V...], got %q", s)
 	}
+	// The name becomes a directory's and a file's (-keep): it must stay one name in its directory.
+	if strings.HasPrefix(name, ".") || strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) {
+		return variant{}, fmt.Errorf("%q: a variant's name is letters, digits, -, _ and . (not first), got %q", s, name)
+	}
 	if spec == "" {
 		return variant{}, fmt.Errorf("%q: nothing after the =: give a program, K=V items or both", s)
 	}

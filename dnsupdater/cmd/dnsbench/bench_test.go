@@ -125,6 +125,10 @@ func TestVariantNamesAProgramAndItsEnvironment(t *testing.T) {
 		{in: "x=GOGC=off,/tmp/b", err: true},
 		{in: "x=/tmp/b,", err: true},
 		{in: "changing=GOGC=off", err: true},
+		{in: "../../escaped=GOGC=off", err: true},
+		{in: "a/b=GOGC=off", err: true},
+		{in: ".hidden=GOGC=off", err: true},
+		{in: "v1.2_x-y=GOGC=off", want: variant{name: "detour-v1.2_x-y", env: []string{"GOGC=off"}}},
 	} {
 		got, err := parseVariant(tc.in)
 		if (err != nil) != tc.err {

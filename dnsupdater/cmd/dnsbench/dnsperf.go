@@ -26,7 +26,7 @@ func lookPath(name string) (string, error) { return exec.LookPath(name) }
 // dnsperf a write per query, on the core it needs for sending. dnsperf's output goes to a file
 // read after it exits: read through a pipe while it ran, the lines cost this program about a
 // quarter of a core at 65,000 queries a second, on the cores the server and dnsperf share.
-func dnsperf(ctx context.Context, o options, queries, addr string) (result, error) {
+func dnsperf(ctx context.Context, o options, queries, addr string) (_ result, err error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return result{}, fmt.Errorf("split %s: %w", addr, err)
@@ -41,9 +41,12 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 	if err != nil {
 		return result{}, fmt.Errorf("run dnsperf: %w", err)
 	}
-	if !kept {
-		defer os.Remove(out.Name())
-	}
+	defer func() {
+		// A kept file stays only when its run counts: a half-written one would read as a run.
+		if !kept || err != nil {
+			os.Remove(out.Name())
+		}
+	}()
 	defer out.Close()
 	name, argv := pin(clientCPU, "dnsperf", args)
 	cmd := exec.CommandContext(ctx, name, argv...)
@@ -76,7 +79,10 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (result, erro
 // or, in a latency run with -keep, one in the directory -keep names, which is kept.
 func dnsperfOutput(o options, queries string) (f *os.File, kept bool, err error) {
 	if o.keep != "" && o.load > 0 {
-		f, err = os.Create(filepath.Join(o.keep, o.keepAs))
+		if o.keepAs == "" {
+			return nil, false, fmt.Errorf("-keep: no name given to this run's output")
+		}
+		f, err = os.OpenFile(filepath.Join(o.keep, o.keepAs), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		return f, true, err
 	}
 	f, err = os.CreateTemp(filepath.Dir(queries), "dnsperf-*.out")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,14 +67,21 @@ func TestTreeCPUCountsThisProcess(t *testing.T) {
 }
 
 // fakeDNSPerf puts a dnsperf on PATH that records its arguments in the returned file and
-// prints what the real one does: with -v a line per query (latencies 100, 200 … 1000 µs), then
-// the summary.
+// prints what the real one does: the server it sends to, with -v a line per query (latencies
+// 100, 200 … 1000 µs), then the summary.
 func fakeDNSPerf(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	argsFile := filepath.Join(dir, "args")
 	script := `#!/bin/sh
 echo "$@" > ` + argsFile + `
+host= port=
+while [ $# -gt 0 ]; do
+  case "$1" in -s) host=$2 ;; -p) port=$2 ;; esac
+  shift
+done
+echo "[Status] Sending queries (to $host:$port)"
+set -- $(cat ` + argsFile + `)
 for a in "$@"; do
   if [ "$a" = "-v" ]; then
     for us in 100 200 300 400 500 600 700 800 900 1000; do echo "> NOERROR shop.demo.test A 0.000$us" | sed 's/0.0001000/0.001000/'; done
@@ -163,8 +171,8 @@ func TestKeepKeepsEachLatencyRunsLinesUnderItsServerAndRound(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the latency run's output was not kept: %v", err)
 	}
-	if n := strings.Count(string(b), "\n> NOERROR"); n != 9 || !strings.HasPrefix(string(b), "> NOERROR") || !strings.Contains(string(b), "Queries per second:   2000.5") {
-		t.Errorf("kept output has %d more query lines than the first (want 9) or lacks its summary:\n%s", n, b)
+	if n := strings.Count(string(b), "\n> NOERROR"); n != 10 || !strings.Contains(string(b), "Queries per second:   2000.5") {
+		t.Errorf("kept output has %d query lines (want 10) or lacks its summary:\n%s", n, b)
 	}
 	if at.p99 != time.Millisecond {
 		t.Errorf("p99 %s read from a kept file, want 1ms", at.p99)
@@ -174,26 +182,40 @@ func TestKeepKeepsEachLatencyRunsLinesUnderItsServerAndRound(t *testing.T) {
 	}
 }
 
+// answering starts a server on addr that answers every query with an address, as a server under
+// test does once it is up.
+func answering(_ context.Context, _, addr string) (running, error) {
+	srv := &dns.Server{Addr: addr, Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)}}
+		_ = w.WriteMsg(m)
+	})}
+	up := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(up) }
+	failed := make(chan error, 1)
+	go func() { failed <- srv.ListenAndServe() }()
+	select {
+	case <-up:
+	case err := <-failed:
+		return running{}, err
+	}
+	return running{cpu: func() time.Duration { return 0 }, pid: os.Getpid(), stop: func() { _ = srv.Shutdown() }}, nil
+}
+
 func TestEveryLatencyRoundIsKeptUnderItsServerAndRound(t *testing.T) {
 	fakeDNSPerf(t)
-	// Each target is a server on loopback answering every query, as a real one would once up.
-	answering := func(_ context.Context, _, addr string) (running, error) {
-		srv := &dns.Server{Addr: addr, Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(r)
-			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)}}
-			_ = w.WriteMsg(m)
-		})}
-		up := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(up) }
-		failed := make(chan error, 1)
-		go func() { failed <- srv.ListenAndServe() }()
-		select {
-		case <-up:
-		case err := <-failed:
-			return running{}, err
+	// Each target is a server on loopback answering every query, as a real one would once up;
+	// its addresses say which server each kept file was measured against.
+	var mu sync.Mutex
+	addrs := map[string]string{}
+	answeringAs := func(name string) startFunc {
+		return func(ctx context.Context, dir, addr string) (running, error) {
+			mu.Lock()
+			addrs[addr] = name
+			mu.Unlock()
+			return answering(ctx, dir, addr)
 		}
-		return running{cpu: func() time.Duration { return 0 }, pid: os.Getpid(), stop: func() { _ = srv.Shutdown() }}, nil
 	}
 	dir := t.TempDir()
 	queries := filepath.Join(dir, "queries.txt")
@@ -202,7 +224,7 @@ func TestEveryLatencyRoundIsKeptUnderItsServerAndRound(t *testing.T) {
 	}
 	keep := t.TempDir()
 	o := options{rounds: 2, load: 2000, clients: 1, outstanding: 1, duration: time.Second, queries: queries, keep: keep}
-	ts := []target{{"detour", answering}, {"knot", answering}}
+	ts := []target{{"detour", answeringAs("detour")}, {"knot", answeringAs("knot")}}
 	if _, err := measureRounds(context.Background(), o, dir, ts, func(result, int) {}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +235,34 @@ func TestEveryLatencyRoundIsKeptUnderItsServerAndRound(t *testing.T) {
 	var got []string
 	for _, e := range ents {
 		got = append(got, e.Name())
+		b, err := os.ReadFile(filepath.Join(keep, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, to, _ := strings.Cut(string(b), "(to ")
+		to, _, _ = strings.Cut(to, ")")
+		if server := addrs[to]; !strings.HasPrefix(e.Name(), server+"-") {
+			t.Errorf("%s holds a run against %s (%q)", e.Name(), to, server)
+		}
 	}
 	if want := "detour-round-1.txt detour-round-2.txt knot-round-1.txt knot-round-2.txt"; strings.Join(got, " ") != want {
 		t.Errorf("kept %v, want %s", got, want)
+	}
+}
+
+func TestAKeptRunThatFailedLeavesNoFile(t *testing.T) {
+	dir := t.TempDir()
+	script := "#!/bin/sh\necho '> NOERROR shop.demo.test A 0.000100'\necho 'Error: interrupted' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "dnsperf"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	keep := t.TempDir()
+	o := options{clients: 1, outstanding: 1, duration: time.Second, load: 1000, keep: keep, keepAs: "detour-round-1.txt"}
+	if _, err := dnsperf(context.Background(), o, filepath.Join(t.TempDir(), "queries.txt"), "127.0.0.1:5300"); err == nil {
+		t.Fatal("a dnsperf that exited 1 read as a run")
+	}
+	if kept, _ := os.ReadDir(keep); len(kept) != 0 {
+		t.Errorf("a failed run left %v in the -keep directory, which would read as a run", kept)
 	}
 }

@@ -56,8 +56,14 @@ func run() int {
 			fmt.Fprintln(os.Stderr, "dnsbench: -keep keeps the latency runs' output: it needs the latency run (-latency=true)")
 			return 2
 		}
-		if st, err := os.Stat(o.keep); err != nil || !st.IsDir() {
-			fmt.Fprintf(os.Stderr, "dnsbench: -keep %s: not a directory\n", o.keep)
+		// Empty, so that the files read afterwards are this run's, none of an earlier one's.
+		ents, err := os.ReadDir(o.keep)
+		switch {
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "dnsbench: -keep: %v\n", err)
+			return 2
+		case len(ents) > 0:
+			fmt.Fprintf(os.Stderr, "dnsbench: -keep %s: not empty (%d entries): give an empty directory\n", o.keep, len(ents))
 			return 2
 		}
 	}
