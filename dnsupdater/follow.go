@@ -127,8 +127,10 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 				s.snapshotNow(saves, &snaps, false)
 			}
 		case c := <-s.o.Configs:
+			before := s.table.Load().zones
 			if s.reconfigure(c) {
-				s.refresh(ctx, kick{cause: "", synced: s.synced}, saves, &snaps)
+				changes := s.refresh(ctx, kick{cause: "", synced: s.synced}, saves, &snaps)
+				s.announceReload(ctx, before, changes)
 			}
 		}
 	}
@@ -154,8 +156,8 @@ func (s *Server) offer(z *zone.Zone) {
 // refresh recomputes the zones and swaps in their prepared answers: from here on queries get
 // the new answers, and queries never wait for the preparation. Zones whose answers changed are
 // handed to the reporter, and what changed since the last save to the snapshot writer, so that
-// neither delays the next event.
-func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, snaps *snapshotPacer) {
+// neither delays the next event. It returns the zone changes handed to the reporter.
+func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, snaps *snapshotPacer) []zoneChange {
 	s.projMu.Lock()
 	start, batch := time.Now(), s.folded
 	s.folded = folded{}
@@ -206,10 +208,48 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 		s.markSynced()
 	}
 	if len(changes) == 0 {
-		return
+		return nil
 	}
 	select {
 	case s.reports <- report{cause: k.cause, changes: changes, push: push}:
+	case <-ctx.Done():
+	}
+	return changes
+}
+
+// announceReload has the reporter notify the secondaries of every zone served that a reload
+// added or gave a secondary it did not name before, at the serial served: their content may be
+// the same, and they would otherwise wait for the zone's next serial. before is the zones
+// served before the reload, changes those the reload's refresh reported (whose NOTIFYs the
+// reporter sends already). A secondary the reload removed needs nothing: its sender stops after
+// the exchange in flight. The secondaries the zone named before get the serial again, which
+// costs each an SOA query: the notifier keeps no record of what each was sent. Only the
+// refresher calls it.
+func (s *Server) announceReload(ctx context.Context, before []*zone.Zone, changes []zoneChange) {
+	was := make(map[string]*zone.Zone, len(before))
+	for _, z := range before {
+		was[z.Name] = z
+	}
+	reported := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		reported[c.zone.Name] = true
+	}
+	var announce []*zone.Zone
+	for _, z := range s.table.Load().zones {
+		if reported[z.Name] || len(z.Config.Notify) == 0 {
+			continue
+		}
+		old := was[z.Name]
+		if old == nil || slices.ContainsFunc(z.Config.Notify, func(t string) bool { return !slices.Contains(old.Config.Notify, t) }) {
+			announce = append(announce, z)
+		}
+	}
+	if len(announce) == 0 {
+		return
+	}
+	// Through the reporter, so that it never offers a version older than these after them.
+	select {
+	case s.reports <- report{announce: announce}:
 	case <-ctx.Done():
 	}
 }
@@ -307,18 +347,21 @@ func (f *folded) note(at, stored time.Time) {
 	f.last, f.stored = at, stored
 }
 
-// report is a set of zone changes caused by one STATE event.
+// report is a set of zone changes caused by one STATE event, or the zones whose secondaries a
+// reload asks to be told of their serial.
 type report struct {
 	cause   string
 	changes []zoneChange
 	// push says whether to send the zones to their primaries (once STATE has been read).
 	push bool
+	// announce holds zones to NOTIFY at their served serial (see announceReload).
+	announce []*zone.Zone
 }
 
 // reportLoop tells of every zone change, in order: a log line, a ZoneChanged event caused by
-// the STATE event, a NOTIFY to the zone's secondaries, and a push to its primary. The event is
-// handed to a recorder: while the DNS stream elects a leader, neither the NOTIFY nor the push
-// waits for it.
+// the STATE event, a NOTIFY to the zone's secondaries, and a push to its primary; and NOTIFYs
+// the zones a reload announces. The event is handed to a recorder: while the DNS stream elects
+// a leader, neither the NOTIFY nor the push waits for it.
 func (s *Server) reportLoop(ctx context.Context) {
 	for {
 		var r report
@@ -334,6 +377,9 @@ func (s *Server) reportLoop(ctx context.Context) {
 			if r.push {
 				s.offer(c.zone)
 			}
+		}
+		for _, z := range r.announce {
+			s.notifier.offer(z)
 		}
 	}
 }

@@ -14,26 +14,41 @@ import (
 // serial (it still polls the SOA at its refresh interval).
 const notifyAttempts = 3
 
+// maxNotifyExchanges bounds the NOTIFY exchanges in flight at once, across zones and
+// secondaries. Each holds a UDP socket for up to notifyAttempts seconds: without a bound, a start
+// with 10,000 new serials and a secondary that does not answer would hold 10,000 sockets for 3 s.
+// A secondary that answers takes a slot for a round trip, so 64 still send thousands a second;
+// exchanges past the bound wait for a slot, and one that does not answer holds its slot for 3 s,
+// slowing the others in a mass start (BIND sends at most 20 NOTIFYs a second at start anyway,
+// its startup-notify-rate).
+const maxNotifyExchanges = 64
+
 // notifier sends NOTIFYs (RFC 1996) to the secondaries of the zones offered to it, coalesced as
 // BIND and Knot do: at most one exchange in flight per zone and secondary, and when it ends the
 // newest version offered meanwhile is announced, the ones between skipped. A burst of serials
 // so costs a slow secondary about one NOTIFY per round trip rather than one per serial, and the
-// last serial is never dropped.
+// newest serial is sent once the exchange in flight ends. At most maxNotifyExchanges exchanges
+// are in flight across all zones and secondaries.
 type notifier struct {
 	// send carries out one exchange: Server.notify, or a fake in tests.
 	send func(ctx context.Context, z *zone.Zone, target string)
-	wg   sync.WaitGroup
-	mu   sync.Mutex
+	// slots holds a token per exchange in flight (maxNotifyExchanges at most).
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
 	// ctx is run's (nil until it starts: what is offered before waits for it); stopped is set
-	// once ctx ends, after which no sender starts (so none starts while run waits for them).
+	// once ctx ends, after which nothing is kept and no sender starts (so none starts while run
+	// waits for them).
 	ctx     context.Context
 	stopped bool
-	// zones holds, per zone name, the zones offered and not yet announced to every secondary.
+	// zones holds, per zone name, the newest version offered and the secondaries that have a
+	// sender (exchanging, or waiting for a slot): a zone is dropped when its last sender ends.
+	// Before run starts, it holds what was offered, with no sender yet.
 	zones map[string]*notifying
 }
 
-// notifying is one zone's NOTIFY state: the newest version offered, and the secondaries with an
-// exchange in flight. It is dropped once none is.
+// notifying is one zone's NOTIFY state: the newest version offered, and the secondaries with a
+// sender. It is dropped once none has.
 type notifying struct {
 	newest *zone.Zone
 	busy   map[string]bool
@@ -41,14 +56,18 @@ type notifying struct {
 
 // newNotifier returns a notifier that carries out each exchange with send.
 func newNotifier(send func(ctx context.Context, z *zone.Zone, target string)) *notifier {
-	return &notifier{send: send, zones: map[string]*notifying{}}
+	return &notifier{send: send, slots: make(chan struct{}, maxNotifyExchanges), zones: map[string]*notifying{}}
 }
 
 // offer asks for z to be announced to its secondaries (z.Config.Notify). It never blocks: a
 // secondary still busy with an earlier version is told of z, or of a later one, once it is done.
+// Once run has stopped, it does nothing.
 func (n *notifier) offer(z *zone.Zone) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.stopped {
+		return
+	}
 	e := n.zones[z.Name]
 	if e == nil {
 		if len(z.Config.Notify) == 0 {
@@ -80,25 +99,45 @@ func (n *notifier) start(e *notifying) {
 }
 
 // sendNewest announces the newest version of a zone to target until the version it announced
-// last is still the newest, the zone no longer names target, or ctx ends.
+// last is still the newest, the zone no longer names target, or ctx ends. Each exchange waits
+// for a slot first, and then sends the version newest by then.
 func (n *notifier) sendNewest(name, target string) {
 	var last *zone.Zone
 	for {
-		n.mu.Lock()
-		e := n.zones[name]
-		z := e.newest
-		if n.ctx.Err() != nil || (last != nil && z.Serial == last.Serial) || !slices.Contains(z.Config.Notify, target) {
-			delete(e.busy, target)
-			if len(e.busy) == 0 {
-				delete(n.zones, name)
-			}
-			n.mu.Unlock()
+		if n.pending(name, target, last) == nil {
 			return
 		}
-		n.mu.Unlock()
+		select {
+		case n.slots <- struct{}{}:
+		case <-n.ctx.Done():
+			continue // pending ends the sender
+		}
+		z := n.pending(name, target, last)
+		if z == nil {
+			<-n.slots
+			return
+		}
 		n.send(n.ctx, z, target)
+		<-n.slots
 		last = z
 	}
+}
+
+// pending returns the version of a zone to announce to target, given the one announced last
+// (nil: none yet); when there is none to announce, it ends target's sender and returns nil.
+func (n *notifier) pending(name, target string, last *zone.Zone) *zone.Zone {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.zones[name]
+	z := e.newest
+	if n.ctx.Err() != nil || (last != nil && z.Serial == last.Serial) || !slices.Contains(z.Config.Notify, target) {
+		delete(e.busy, target)
+		if len(e.busy) == 0 {
+			delete(n.zones, name)
+		}
+		return nil
+	}
+	return z
 }
 
 // run starts the senders of the zones offered so far and of every later offer, until ctx ends;
@@ -117,7 +156,8 @@ func (n *notifier) run(ctx context.Context) {
 	n.wg.Wait()
 }
 
-// notify sends one zone's NOTIFY to target until it is acknowledged or the attempts run out.
+// notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
+// ends.
 func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
@@ -127,7 +167,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 	var err error
 	for range notifyAttempts {
 		var r *dns.Msg
-		r, _, err = c.ExchangeContext(ctx, m, target)
+		r, err = exchangeUntil(ctx, c, m, target)
 		if err == nil && r.Rcode == dns.RcodeSuccess {
 			s.o.Metrics.Notified(z.Name, nil)
 			s.log.Debug().Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify acknowledged")
@@ -142,6 +182,20 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 	}
 	s.o.Metrics.Notified(z.Name, err)
 	s.log.Warn().Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
+}
+
+// exchangeUntil is c.ExchangeContext(ctx, m, target) cut short when ctx ends: miekg/dns only
+// takes ctx's deadline, so a stop would otherwise wait for the attempt's timeout.
+func exchangeUntil(ctx context.Context, c *dns.Client, m *dns.Msg, target string) (*dns.Msg, error) {
+	conn, err := c.DialContext(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	r, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	return r, err
 }
 
 // rcodeError is a reply's error code as an error.

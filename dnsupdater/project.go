@@ -26,8 +26,9 @@ type projector struct {
 	// restored holds, per zone, the digest of the content the snapshot's serial stood for: a
 	// first projection with other content takes a new serial.
 	restored map[string]string
-	// started lists the zones whose first projection took a new serial, whose secondaries
-	// must be notified once the server runs.
+	// started lists the zones of the server's first projection that took a new serial, whose
+	// secondaries must be notified once the server runs: New takes them. Zones a reload adds
+	// are announced by the refresher (see announceReload), so later projections add none.
 	started []*zone.Zone
 	// current holds the zones of the last projection (immutable once projected).
 	current []*zone.Zone
@@ -257,7 +258,7 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 	for _, z := range p.current {
 		prevZones[z.Name] = z
 	}
-	reconfigured := p.reconfigured
+	reconfigured, first := p.reconfigured, p.current == nil
 	p.all, p.reconfigured, p.dirty, p.dirtySet = false, false, p.dirty[:0], map[int]bool{}
 	zones := p.static.Project(p.view, p.serials)
 	p.current = zones
@@ -271,7 +272,9 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 			// Content the snapshot's serial did not stand for (or no snapshot): a secondary
 			// holding that serial must see a later one (RFC 1982), and be told.
 			serial = NextSerial(serial, p.now())
-			p.started = append(p.started, z)
+			if first {
+				p.started = append(p.started, z)
+			}
 		case !seen:
 		case !answersDiffer(prevZones[z.Name], z) && !(reconfigured && prevZones[z.Name].Digest() != z.Digest()):
 			continue

@@ -273,8 +273,9 @@ func awaitNotify(t *testing.T, got <-chan *dns.Msg, want uint32) {
 	}
 }
 
-func withNotify(conf, target string) string {
-	return strings.Replace(conf, "  - name: demo.test\n", "  - name: demo.test\n    notify: [\""+target+"\"]\n", 1)
+// withNotify gives demo.test the secondaries targets.
+func withNotify(conf string, targets ...string) string {
+	return strings.Replace(conf, "  - name: demo.test\n", "  - name: demo.test\n    notify: [\""+strings.Join(targets, "\", \"")+"\"]\n", 1)
 }
 
 func TestNotifyIsSentToSecondariesOnEveryChange(t *testing.T) {
