@@ -89,11 +89,23 @@ for a in "$@"; do
 done
 printf 'Statistics:\n\n  Queries sent:         10\n  Queries lost:         0 (0.00%%)\n  Queries per second:   2000.5\n'
 `
+	scriptedDNSPerfIn(t, dir, script)
+	return argsFile
+}
+
+// scriptedDNSPerf puts a dnsperf on PATH that runs script.
+func scriptedDNSPerf(t *testing.T, script string) {
+	t.Helper()
+	scriptedDNSPerfIn(t, t.TempDir(), script)
+}
+
+// scriptedDNSPerfIn writes script as dir/dnsperf and puts dir first on PATH.
+func scriptedDNSPerfIn(t *testing.T, dir, script string) {
+	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "dnsperf"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	return argsFile
 }
 
 func TestOnlyTheLatencyRunAsksDNSPerfForALinePerQuery(t *testing.T) {
@@ -132,12 +144,7 @@ func TestOnlyTheLatencyRunAsksDNSPerfForALinePerQuery(t *testing.T) {
 }
 
 func TestAFailedDNSPerfSaysWhy(t *testing.T) {
-	dir := t.TempDir()
-	script := "#!/bin/sh\necho '[Status] Command line: dnsperf' >&2\necho 'Error: invalid port: 99999' >&2\nexit 1\n"
-	if err := os.WriteFile(filepath.Join(dir, "dnsperf"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	scriptedDNSPerf(t, "#!/bin/sh\necho '[Status] Command line: dnsperf' >&2\necho 'Error: invalid port: 99999' >&2\nexit 1\n")
 	queries := filepath.Join(t.TempDir(), "queries.txt")
 	if err := os.WriteFile(queries, []byte("shop.demo.test A\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -251,12 +258,7 @@ func TestEveryLatencyRoundIsKeptUnderItsServerAndRound(t *testing.T) {
 }
 
 func TestAKeptRunThatFailedLeavesNoFile(t *testing.T) {
-	dir := t.TempDir()
-	script := "#!/bin/sh\necho '> NOERROR shop.demo.test A 0.000100'\necho 'Error: interrupted' >&2\nexit 1\n"
-	if err := os.WriteFile(filepath.Join(dir, "dnsperf"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	scriptedDNSPerf(t, "#!/bin/sh\necho '> NOERROR shop.demo.test A 0.000100'\necho 'Error: interrupted' >&2\nexit 1\n")
 	keep := t.TempDir()
 	o := options{clients: 1, outstanding: 1, duration: time.Second, load: 1000, keep: keep, keepAs: "detour-round-1.txt"}
 	if _, err := dnsperf(context.Background(), o, filepath.Join(t.TempDir(), "queries.txt"), "127.0.0.1:5300"); err == nil {
