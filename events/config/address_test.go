@@ -71,3 +71,28 @@ func TestCheckWarnsWhenAnAnswerCannotShowAFailover(t *testing.T) {
 		})
 	}
 }
+
+func TestASecondaryListedTwiceInNotifyIsRefusedWhateverItsSpelling(t *testing.T) {
+	for _, c := range []struct {
+		name, notify, want string
+	}{
+		{"two secondaries", `["127.0.0.1:53", "127.0.0.2:53"]`, ""},
+		{"one address at two ports", `["127.0.0.1:53", "127.0.0.1:5300"]`, ""},
+		{"the same entry twice", `["127.0.0.1:53", "127.0.0.1:53"]`, `zones[0].notify[1]: "127.0.0.1:53" names the secondary notify[0] names ("127.0.0.1:53")`},
+		{"two spellings of one IPv6 address", `["[::1]:53", "[0::1]:53"]`, `zones[0].notify[1]: "[0::1]:53" names the secondary notify[0] names ("[::1]:53")`},
+		{"an IPv4 address and its IPv6-mapped form", `["127.0.0.1:53", "[::ffff:127.0.0.1]:53"]`, `zones[0].notify[1]: "[::ffff:127.0.0.1]:53" names the secondary notify[0] names ("127.0.0.1:53")`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := config.Parse("x.yaml", []byte("zones: [{name: demo.test, notify: "+c.notify+"}]\n"))
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %s", err, c.want)
+			}
+		})
+	}
+}

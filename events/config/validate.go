@@ -122,10 +122,21 @@ func (z *Zone) validate(p *problems, path string) {
 			p.add(fmt.Sprintf("%s.transfer_to[%d]", path, j), "want an IP address or CIDR, got %q", s)
 		}
 	}
+	// One secondary listed twice (under two spellings, say) would get each NOTIFY twice at once:
+	// the sender coalesces per entry.
+	notified := map[netip.AddrPort]int{}
 	for j, s := range z.Notify {
-		if _, err := netip.ParseAddrPort(s); err != nil {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
 			p.add(fmt.Sprintf("%s.notify[%d]", path, j), "want ip:port, got %q", s)
+			continue
 		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if k, dup := notified[ap]; dup {
+			p.add(fmt.Sprintf("%s.notify[%d]", path, j), "%q names the secondary notify[%d] names (%q)", s, k, z.Notify[k])
+			continue
+		}
+		notified[ap] = j
 	}
 	if z.Push != nil {
 		pp := path + ".push"
