@@ -217,14 +217,15 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 	return changes
 }
 
-// announceReload has the reporter notify the secondaries of every zone served that a reload
-// added or gave a secondary it did not name before, at the serial served: their content may be
-// the same, and they would otherwise wait for the zone's next serial. before is the zones
-// served before the reload, changes those the reload's refresh reported (whose NOTIFYs the
-// reporter sends already). A secondary the reload removed needs nothing: its sender stops after
-// the exchange in flight. The secondaries the zone named before get the serial again, which
-// costs each an SOA query: the notifier keeps no record of what each was sent. Only the
-// refresher calls it.
+// announceReload has the reporter offer the notifier every zone served that a reload added or
+// whose notify list it changed, at the serial served: their content may be the same, and a
+// secondary added would otherwise wait for the zone's next serial, and one removed would still
+// be sent what was queued for it (its sender stops once the newest version no longer names it).
+// before is the zones served before the reload, changes those the reload's refresh reported
+// (offered by the reporter already). The secondaries the zone named before get the serial
+// again, which costs each an SOA query: the notifier keeps no record of what each was sent. A
+// zone the reload removed may still have the NOTIFY queued for it sent. Only the refresher
+// calls it.
 func (s *Server) announceReload(ctx context.Context, before []*zone.Zone, changes []zoneChange) {
 	was := make(map[string]*zone.Zone, len(before))
 	for _, z := range before {
@@ -236,11 +237,12 @@ func (s *Server) announceReload(ctx context.Context, before []*zone.Zone, change
 	}
 	var announce []*zone.Zone
 	for _, z := range s.table.Load().zones {
-		if reported[z.Name] || len(z.Config.Notify) == 0 {
+		if reported[z.Name] {
 			continue
 		}
-		old := was[z.Name]
-		if old == nil || slices.ContainsFunc(z.Config.Notify, func(t string) bool { return !slices.Contains(old.Config.Notify, t) }) {
+		// A changed list is offered too when it only lost a secondary: the sender to that one
+		// reads the newest version's list and so stops after its exchange in flight.
+		if old := was[z.Name]; old == nil || !slices.Equal(z.Config.Notify, old.Config.Notify) {
 			announce = append(announce, z)
 		}
 	}

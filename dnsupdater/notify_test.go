@@ -123,6 +123,9 @@ func TestAStormOfSerialsSendsASlowSecondaryOneNotifyAtATimeAndTheLastSerialLast(
 	if bound := int(elapsed/hold) + 2; len(got) > bound {
 		t.Errorf("%d NOTIFYs for %d serials in %v, want at most one a hold (%v) and the start's: %d: %v", len(got), changes, elapsed, hold, bound, got)
 	}
+	if len(got) >= changes/2 {
+		t.Errorf("%d NOTIFYs for %d serials: want most serials skipped, as a slow secondary is told only the newest", len(got), changes)
+	}
 	t.Logf("%d NOTIFYs for %d serials in %v", len(got), changes, elapsed)
 }
 
@@ -365,8 +368,8 @@ func TestStoppingCutsShortANotifyToASecondaryThatNeverAnswers(t *testing.T) {
 	// The attempt in flight waits up to 1s for its answer; stopping must not.
 	start := time.Now()
 	h.stop()
-	if d := time.Since(start); d > 300*time.Millisecond {
-		t.Errorf("the server took %v to stop with a NOTIFY unanswered, want under 300ms", d)
+	if d := time.Since(start); d > 800*time.Millisecond {
+		t.Errorf("the server took %v to stop with a NOTIFY unanswered, want under 800ms (an attempt waits 1s)", d)
 	}
 }
 
