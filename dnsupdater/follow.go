@@ -75,9 +75,10 @@ func (s *Server) follow(ctx context.Context) {
 	})
 }
 
-// kick asks the refresher for a new projection, caused by the STATE event of id cause. The
-// follower goes on folding events meanwhile: what arrives before the refresher starts joins
-// this projection, so a burst of transitions makes one zone version rather than one each.
+// kick asks the refresher for a new projection, caused by the event of id cause (a STATE event,
+// or the configuration a reload applies; "" for none). The follower goes on folding events
+// meanwhile: what arrives before the refresher starts joins this projection, so a burst of
+// transitions makes one zone version rather than one each.
 type kick struct {
 	cause string
 	// synced says that the state stream has been read to its end.
@@ -129,7 +130,7 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 		case c := <-s.o.Configs:
 			before := s.table.Load().zones
 			if s.reconfigure(c) {
-				changes := s.refresh(ctx, kick{cause: "", synced: s.synced}, saves, &snaps)
+				changes := s.refresh(ctx, kick{cause: c.Event, synced: s.synced}, saves, &snaps)
 				s.announceReload(ctx, before, changes)
 			}
 		}
@@ -387,12 +388,15 @@ func (s *Server) reportLoop(ctx context.Context) {
 }
 
 // recordChange records the zone's ZoneChanged event, in parts when it outgrows one NATS message
-// (see splitZoneChange). Its id derives from the cause and the zone (and the part), so a
-// redelivered cause (or a second server) does not record the change twice.
+// (see splitZoneChange). Its id derives from the cause, the zone and its serial (and the part),
+// so a redelivered cause (or a second server serving the same serial) does not record the
+// version twice, while versions without a cause (a start's, a reload's from a file) or with the
+// same one (a restart's first after the STATE event it last followed) are kept apart: JetStream
+// drops a second message of one id within its duplicate window.
 func (s *Server) recordChange(cause string, c zoneChange) {
 	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step}
 	for _, p := range splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload())) {
-		key := c.zone.Name
+		key := c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
 		if p.Part > 0 {
 			key += "#" + strconv.Itoa(p.Part)
 		}

@@ -34,6 +34,9 @@ type Config struct {
 	// Version is the CONFIG stream sequence this configuration was read from, set by Watch so
 	// that a role which cannot apply it can say which version it refused (Reject); 0 for a file.
 	Version uint64 `yaml:"-" json:"-"`
+	// Event is the id of the detour.config.applied.v1 event that carried this configuration, set
+	// by Watch, so that what a role changes on applying it can name it as the cause; "" for a file.
+	Event string `yaml:"-" json:"-"`
 
 	// names indexes Apps and Edges by name; ApplyDefaults builds it.
 	names *names

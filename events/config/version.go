@@ -22,6 +22,8 @@ type Version struct {
 	SHA256  string    `json:"sha256"`
 	// Document is the YAML text as it was applied.
 	Document string `json:"document,omitempty"`
+	// Event is the id of the detour.config.applied.v1 event that stored it.
+	Event string `json:"-"`
 }
 
 // ErrVersionConflict is wrapped when `--expect-version` names a version that is no longer the
@@ -69,7 +71,7 @@ func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte,
 	if err != nil {
 		return nil, Version{}, err
 	}
-	v.Number = ack.Sequence
+	v.Number, v.Event = ack.Sequence, e.ID
 	return c, v, nil
 }
 
@@ -177,7 +179,7 @@ func versionOf(seq uint64, data []byte) (Version, error) {
 	if err := e.Payload(&a); err != nil {
 		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
 	}
-	return Version{Number: seq, Time: e.Time, By: a.By, Message: a.Message, SHA256: a.SHA256, Document: a.Document}, nil
+	return Version{Number: seq, Time: e.Time, By: a.By, Message: a.Message, SHA256: a.SHA256, Document: a.Document, Event: e.ID}, nil
 }
 
 // Config parses the version's document.

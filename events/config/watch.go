@@ -63,7 +63,7 @@ func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolo
 			Reject(ctx, js, d.Seq, err, log, role...)
 			return
 		}
-		c.Version = d.Seq
+		c.Version, c.Event = d.Seq, v.Event
 		select {
 		case <-out:
 		default:

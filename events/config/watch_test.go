@@ -21,16 +21,16 @@ func TestWatchDeliversEveryNewVersionAndRecordsOneItCannotApply(t *testing.T) {
 	ns := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	apply := func(doc string) uint64 {
+	apply := func(doc string) config.Version {
 		t.Helper()
 		_, v, err := config.Apply(ctx, ns.JS, "test.yaml", []byte(doc), config.ApplyOptions{By: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v.Number
+		return v
 	}
 	v1 := apply(watchDoc)
-	ch := config.Watch(ctx, ns.JS, v1, zerolog.New(zerolog.NewTestWriter(t)), "prober", "eu", "p1")
+	ch := config.Watch(ctx, ns.JS, v1.Number, zerolog.New(zerolog.NewTestWriter(t)), "prober", "eu", "p1")
 	next := func() *config.Config {
 		t.Helper()
 		select {
@@ -41,9 +41,15 @@ func TestWatchDeliversEveryNewVersionAndRecordsOneItCannotApply(t *testing.T) {
 			return nil
 		}
 	}
-	apply(strings.Replace(watchDoc, "interval: 1s", "interval: 2s", 1))
-	if c := next(); c.Apps[0].Check.Interval.String() != "2s" {
+	v2 := apply(strings.Replace(watchDoc, "interval: 1s", "interval: 2s", 1))
+	c := next()
+	if c.Apps[0].Check.Interval.String() != "2s" {
 		t.Fatalf("delivered interval %s, want 2s", c.Apps[0].Check.Interval)
+	}
+	// It names the version and the event that stored it, which a role's changes name as their cause.
+	stored, _, _, err := events.Last(ctx, ns.Stream(t, events.StreamConfig), events.SubjectConfigDoc)
+	if err != nil || c.Version != v2.Number || c.Event != v2.Event || c.Event != stored.ID {
+		t.Errorf("delivered version %d, event %q; want version %d and the stored event %q (%v)", c.Version, c.Event, v2.Number, stored.ID, err)
 	}
 	// A version no role can parse (written by something newer, or by hand) is recorded, not run.
 	bad, err := events.New(events.TypeConfigApplied, "elsewhere", time.Now(), events.ConfigApplied{Document: "zones: []\nfuture_field: 1\n"})
