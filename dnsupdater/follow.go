@@ -118,8 +118,8 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 		case k := <-s.kicks:
 			s.refresh(ctx, k, saves, &snaps)
 		case <-snaps.due:
-			// The snapshot held back: with the refresh asked for, if one is, or of the state as
-			// it is (a refresh without a cause would record a version under a shared id).
+			// The snapshot held back: with the refresh asked for, if one is (so that its version
+			// names its cause), or of the state as it is.
 			snaps.due = nil
 			select {
 			case k := <-s.kicks:
@@ -130,7 +130,16 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 		case c := <-s.o.Configs:
 			before := s.table.Load().zones
 			if s.reconfigure(c) {
-				changes := s.refresh(ctx, kick{cause: c.Event, synced: s.synced}, saves, &snaps)
+				// The refresh folds the STATE events waiting too: when one asked for it, the
+				// version names that transition as its cause (as a replay links answers to
+				// transitions), else the configuration applied.
+				k := kick{cause: c.Event, synced: s.synced}
+				select {
+				case waiting := <-s.kicks:
+					k = kick{cause: cmp.Or(waiting.cause, c.Event), synced: waiting.synced}
+				default:
+				}
+				changes := s.refresh(ctx, k, saves, &snaps)
 				s.announceReload(ctx, before, changes)
 			}
 		}
@@ -388,15 +397,16 @@ func (s *Server) reportLoop(ctx context.Context) {
 }
 
 // recordChange records the zone's ZoneChanged event, in parts when it outgrows one NATS message
-// (see splitZoneChange). Its id derives from the cause, the zone and its serial (and the part),
-// so a redelivered cause (or a second server serving the same serial) does not record the
-// version twice, while versions without a cause (a start's, a reload's from a file) or with the
-// same one (a restart's first after the STATE event it last followed) are kept apart: JetStream
-// drops a second message of one id within its duplicate window.
+// (see splitZoneChange). Its id derives from the cause, this server's name, the zone and its
+// serial (and the part): JetStream drops a second message of one id within its duplicate
+// window, so a redelivered cause does not record a version twice, while every version is kept
+// that would share the id otherwise: two without a cause (reloads of configurations no event
+// carried), a restart's first and the last one before it (both caused by the last STATE event),
+// and each DNS server's own, whose serials and content may differ (readHistory reads its own).
 func (s *Server) recordChange(cause string, c zoneChange) {
 	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step}
 	for _, p := range splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload())) {
-		key := c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
+		key := s.o.Name + "|" + c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
 		if p.Part > 0 {
 			key += "#" + strconv.Itoa(p.Part)
 		}

@@ -68,9 +68,13 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 }
 
 // readHistory returns the IXFR history of zone name that the DNS stream records up to serial,
-// oldest first: the unbroken run of steps that ends at serial, at most maxDeltas of them. It
-// reads the zone's subject backwards in growing windows, at most maxHistoryReads messages.
-func readHistory(ctx context.Context, js jetstream.JetStream, name string, serial uint32) ([]zone.Delta, error) {
+// oldest first: the unbroken run of steps that ends at serial, at most maxDeltas of them. Only
+// the versions the server named source recorded count: other DNS servers write the same
+// subject, and their serials may repeat this one's with other content (a reservation of its
+// own, a configuration it kept, events batched otherwise), so a step of theirs could give a
+// secondary records this server never served. It reads the zone's subject backwards in growing
+// windows, at most maxHistoryReads messages.
+func readHistory(ctx context.Context, js jetstream.JetStream, name, source string, serial uint32) ([]zone.Delta, error) {
 	st, err := js.Stream(ctx, events.StreamDNS)
 	if err != nil {
 		return nil, fmt.Errorf("read history of %s: %w", name, err)
@@ -107,13 +111,13 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, seria
 			}
 			read++
 			seq = m.Sequence + 1
-			batch = append(batch, storedStep(name, m.Data))
+			batch = append(batch, storedStep(name, source, m.Data))
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			b := batch[i]
 			switch {
 			case !b.changed:
-				continue // another event on the subject (a push report): no version
+				continue // another event on the subject (a push report, another server's version)
 			case b.ok && b.d.To == want:
 				newest = append(newest, b.d)
 				want = b.d.From
@@ -135,16 +139,17 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, seria
 }
 
 // stored is what one message of a zone's subject tells of its history: whether it is a
-// ZoneChanged event of the zone (a version), and whether it carries a valid step to it.
+// ZoneChanged event of the zone recorded by the server reading (a version), and whether it
+// carries a valid step to it.
 type stored struct {
 	d           zone.Delta
 	changed, ok bool
 }
 
-// storedStep reads one stored message of zone name's subject.
-func storedStep(name string, data []byte) stored {
+// storedStep reads one stored message of zone name's subject for the server named source.
+func storedStep(name, source string, data []byte) stored {
 	env, err := events.Decode(data)
-	if err != nil || env.Type != events.TypeZoneChanged {
+	if err != nil || env.Type != events.TypeZoneChanged || env.Source != source {
 		return stored{}
 	}
 	var zc events.ZoneChanged
@@ -169,7 +174,7 @@ func (s *Server) readHistories(ctx context.Context) map[string][]zone.Delta {
 	defer cancel()
 	out := map[string][]zone.Delta{}
 	for _, z := range s.table.Load().zones {
-		h, err := readHistory(ctx, s.o.JS, z.Name, z.Serial)
+		h, err := readHistory(ctx, s.o.JS, z.Name, s.o.Name, z.Serial)
 		if err != nil {
 			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone")
 			continue

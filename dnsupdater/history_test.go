@@ -99,7 +99,7 @@ func FuzzStoredStep(f *testing.F) {
 	f.Add(env.Encode())
 	f.Add([]byte(`{"type":"detour.dns.zone_changed.v1","data":{"zone":"demo.test.","serial":3,"step":{"from":2,"added":["x.other. 5 IN A 1.2.3.4"]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := storedStep("demo.test.", data)
+		s := storedStep("demo.test.", "fuzz", data)
 		if !s.ok {
 			return
 		}
@@ -309,4 +309,120 @@ func TestEveryVersionOfAZoneIsRecordedHoweverCloseTheReloads(t *testing.T) {
 			t.Errorf("serial %d: want recorded with cause %q, got %+v (serials recorded: %v)", v.serial, v.cause, e, slices.Collect(maps.Keys(got)))
 		}
 	}
+}
+
+// recordedSerials returns, per serial, the ZoneChanged events of demo.test. the DNS stream holds.
+func recordedSerials(t *testing.T, js *eventstest.Server) map[uint32][]events.Envelope {
+	t.Helper()
+	st := js.Stream(t, events.StreamDNS)
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint32][]events.Envelope{}
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil || m.Subject != events.ZoneSubject("demo.test.") {
+			continue
+		}
+		e, err := events.Decode(m.Data)
+		var zc events.ZoneChanged
+		if err == nil && e.Type == events.TypeZoneChanged && e.Payload(&zc) == nil {
+			out[zc.Serial] = append(out[zc.Serial], e)
+		}
+	}
+	return out
+}
+
+// reserveSerial writes dir's serials file as a server that reserved serial s for demo.test.
+// before it crashed would have.
+func reserveSerial(t *testing.T, dir string, s uint32) {
+	t.Helper()
+	if err := (&serialReserver{dir: dir}).write(map[string]uint32{"demo.test.": s}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions runs two DNS servers on one STATE
+// and one DNS stream whose serials coincide (A's reservation after a crash is one ahead of B's)
+// while their content differs: A, restarted from its snapshot, must answer IXFR with its own
+// step, not with B's step to the same serial, which would leave a secondary with the address A
+// no longer serves.
+func TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions(t *testing.T) {
+	js := eventstest.Start(t)
+	conf := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1))
+	r := uint32(time.Now().Unix()) + 100000
+	dirA, dirB := t.TempDir(), t.TempDir()
+	reserveSerial(t, dirA, r)
+	reserveSerial(t, dirB, r-1)
+	at := func(h *harness, s uint32) func() bool { return func() bool { return serial(t, h.srv.Addr()) == s } }
+	recorded := func(s uint32, n int) func() bool { return func() bool { return len(recordedSerials(t, js)[s]) == n } }
+
+	a := startNamed(t, js, conf, dirA, "dns-a")
+	eventstest.Eventually(t, 2*time.Second, at(a, r+1), "A starts at serial %d", r+1)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, at(a, r+2), "A's version %d: shop at .12", r+2)
+	eventstest.Eventually(t, 2*time.Second, recorded(r+2, 1), "A's version %d recorded", r+2)
+	a.stop()
+
+	b := startNamed(t, js, conf, dirB, "dns-b")
+	eventstest.Eventually(t, 2*time.Second, at(b, r+1), "B starts at serial %d", r+1)
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, at(b, r+2), "B's version %d: shop at .11", r+2)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, at(b, r+3), "B's version %d", r+3)
+	eventstest.Eventually(t, 2*time.Second, recorded(r+3, 1), "B's version %d recorded", r+3)
+	if n := len(recordedSerials(t, js)[r+2]); n != 2 {
+		t.Errorf("serial %d: want both servers' versions recorded, got %d", r+2, n)
+	}
+
+	a = startNamed(t, js, conf, dirA, "dns-a")
+	addr := a.srv.Addr()
+	if s := serial(t, addr); s != r+2 {
+		t.Fatalf("A restarted at serial %d, want %d", s, r+2)
+	}
+	soa := func(s uint32) string { return fmt.Sprintf("demo.test. SOA %d", s) }
+	want := []string{soa(r + 2), soa(r + 1), "shop.demo.test. A 127.0.0.11", soa(r + 2), "shop.demo.test. A 127.0.0.12", soa(r + 2)}
+	var got []string
+	eventstest.Eventually(t, 5*time.Second, func() bool { got = ixfrFrom(t, addr, r+1); return len(got) > 1 && strings.Contains(got[1], "SOA") },
+		"an incremental answer from A's serial %d", r+1)
+	if !slices.Equal(got, want) {
+		t.Errorf("IXFR from A's serial %d (shop at .11 there, .12 now):\nwant %q\ngot  %q", r+1, want, got)
+	}
+}
+
+// TestAnotherServersVersionsDoNotCutTheHistoryShort has a second DNS server, started without a
+// data dir, record its first version (caused by the same STATE event as A's last, at a serial
+// of its own) after A's: A, restarted from its snapshot, must still answer IXFR with its steps.
+func TestAnotherServersVersionsDoNotCutTheHistoryShort(t *testing.T) {
+	js := eventstest.Start(t)
+	conf := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1))
+	r := uint32(time.Now().Unix()) + 100000
+	dirA := t.TempDir()
+	reserveSerial(t, dirA, r)
+	a := startNamed(t, js, conf, dirA, "dns-a")
+	addr := a.srv.Addr()
+	for i, move := range []func(testing.TB, *eventstest.Server, string, string, string) events.Envelope{endpointDown, endpointUp, endpointDown} {
+		move(t, js, "shop", "us-west", "127-0-0-11_8081")
+		s := r + 2 + uint32(i)
+		eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) == s }, "A at serial %d", s)
+	}
+	eventstest.Eventually(t, 2*time.Second, func() bool { return len(recordedSerials(t, js)[r+4]) == 1 }, "A's version %d recorded", r+4)
+
+	b := startNamed(t, js, conf, "", "dns-b")
+	var sb uint32
+	eventstest.Eventually(t, 2*time.Second, func() bool { sb = serial(t, b.srv.Addr()); return len(recordedSerials(t, js)[sb]) == 1 },
+		"B's first version recorded")
+	a.stop()
+
+	a = startNamed(t, js, conf, dirA, "dns-a")
+	addr = a.srv.Addr()
+	if s := serial(t, addr); s != r+4 {
+		t.Fatalf("A restarted at serial %d, want %d", s, r+4)
+	}
+	soa := func(s uint32) string { return fmt.Sprintf("demo.test. SOA %d", s) }
+	want := []string{soa(r + 4), soa(r + 2), "shop.demo.test. A 127.0.0.12", soa(r + 3), "shop.demo.test. A 127.0.0.11",
+		soa(r + 3), "shop.demo.test. A 127.0.0.11", soa(r + 4), "shop.demo.test. A 127.0.0.12", soa(r + 4)}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(ixfrFrom(t, addr, r+2), want) },
+		"after A's restart, IXFR from %d answers A's two steps (B's first version is %d)", r+2, sb)
 }

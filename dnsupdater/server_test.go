@@ -43,8 +43,14 @@ type harness struct {
 
 func startServer(t testing.TB, js *eventstest.Server, cfg *config.Config, dataDir string) *harness {
 	t.Helper()
+	return startNamed(t, js, cfg, dataDir, "dns-test")
+}
+
+// startNamed is startServer for a server named name, as each of several DNS servers is.
+func startNamed(t testing.TB, js *eventstest.Server, cfg *config.Config, dataDir, name string) *harness {
+	t.Helper()
 	srv, err := New(Options{
-		JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", DataDir: dataDir, Name: "dns-test",
+		JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", DataDir: dataDir, Name: name,
 		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2,
 	})
 	if err != nil {
