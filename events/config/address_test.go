@@ -96,3 +96,24 @@ func TestASecondaryListedTwiceInNotifyIsRefusedWhateverItsSpelling(t *testing.T)
 		})
 	}
 }
+
+func TestANotifyEntryIsKeptInOneSpellingWhateverItsWriting(t *testing.T) {
+	for _, c := range []struct{ written, kept string }{
+		{"127.0.0.1:53", "127.0.0.1:53"},
+		{"[::1]:53", "[::1]:53"},
+		{"[0::1]:53", "[::1]:53"},
+		{"[0:0:0:0:0:0:0:1]:053", "[::1]:53"},
+		{"[::ffff:127.0.0.1]:53", "127.0.0.1:53"},
+		{"[2001:DB8::1]:5300", "[2001:db8::1]:5300"},
+	} {
+		t.Run(c.written, func(t *testing.T) {
+			cfg, err := config.Parse("x.yaml", []byte(`zones: [{name: demo.test, notify: ["`+c.written+`"]}]`+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Zones[0].Notify; len(got) != 1 || got[0] != c.kept {
+				t.Errorf("notify %q kept as %q, want %q", c.written, got, c.kept)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -95,7 +96,23 @@ next:
 	if len(e.Problems) > 0 {
 		return nil, e
 	}
+	c.canonicalNotify()
 	return &c, nil
+}
+
+// canonicalNotify spells every zone's notify entries one way: as netip.AddrPort prints them,
+// an IPv4 address's mapped form unmapped ([0::1]:53 as [::1]:53, [::ffff:127.0.0.1]:53 as
+// 127.0.0.1:53). The NOTIFY sender and a reload's comparison of the lists so take two spellings
+// of one secondary as one, as validation does. It runs on a valid configuration only, so that
+// problems quote the entries as written.
+func (c *Config) canonicalNotify() {
+	for i := range c.Zones {
+		for j, s := range c.Zones[i].Notify {
+			if ap, err := netip.ParseAddrPort(s); err == nil {
+				c.Zones[i].Notify[j] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+			}
+		}
+	}
 }
 
 // ApplyDefaults fills every field left unset with its default. It is the one place defaults live.
