@@ -228,14 +228,14 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 }
 
 // announceReload has the reporter offer the notifier every zone served that a reload added or
-// whose notify list it changed, at the serial served: their content may be the same, and a
-// secondary added would otherwise wait for the zone's next serial, and one removed would still
-// be sent what was queued for it (its sender stops once the newest version no longer names it).
-// before is the zones served before the reload, changes those the reload's refresh reported
-// (offered by the reporter already). The secondaries the zone named before get the serial
-// again, which costs each an SOA query: the notifier keeps no record of what each was sent. A
-// zone the reload removed may still have the NOTIFY queued for it sent. Only the refresher
-// calls it.
+// whose notify list it changed, at the serial served, and forget every zone the reload removed.
+// The content of a zone offered may be the same: a secondary added would otherwise wait for the
+// zone's next serial, and one removed would still be sent what was queued for it (its sender
+// stops once the newest version no longer names it). A zone removed is sent nothing after the
+// exchanges in flight. before is the zones served before the reload, changes those the reload's
+// refresh reported (offered by the reporter already). The secondaries the zone named before get
+// the serial again, which costs each an SOA query: the notifier keeps no record of what each was
+// sent. Only the refresher calls it.
 func (s *Server) announceReload(ctx context.Context, before []*zone.Zone, changes []zoneChange) {
 	was := make(map[string]*zone.Zone, len(before))
 	for _, z := range before {
@@ -247,21 +247,28 @@ func (s *Server) announceReload(ctx context.Context, before []*zone.Zone, change
 	}
 	var announce []*zone.Zone
 	for _, z := range s.table.Load().zones {
+		old := was[z.Name]
+		delete(was, z.Name) // what is left was removed
 		if reported[z.Name] {
 			continue
 		}
 		// A changed list is offered too when it only lost a secondary: the sender to that one
 		// reads the newest version's list and so stops after its exchange in flight.
-		if old := was[z.Name]; old == nil || !slices.Equal(z.Config.Notify, old.Config.Notify) {
+		if old == nil || !slices.Equal(z.Config.Notify, old.Config.Notify) {
 			announce = append(announce, z)
 		}
 	}
-	if len(announce) == 0 {
+	var forget []string
+	for name := range was {
+		forget = append(forget, name)
+	}
+	if len(announce) == 0 && len(forget) == 0 {
 		return
 	}
-	// Through the reporter, so that it never offers a version older than these after them.
+	// Through the reporter, so that it never offers a version older than these after them, nor
+	// a zone removed after it is forgotten.
 	select {
-	case s.reports <- report{announce: announce}:
+	case s.reports <- report{announce: announce, forget: forget}:
 	case <-ctx.Done():
 	}
 }
@@ -360,7 +367,7 @@ func (f *folded) note(at, stored time.Time) {
 }
 
 // report is a set of zone changes caused by one STATE event, or the zones whose secondaries a
-// reload asks to be told of their serial.
+// reload asks to be told of their serial and those it removed.
 type report struct {
 	cause   string
 	changes []zoneChange
@@ -368,12 +375,15 @@ type report struct {
 	push bool
 	// announce holds zones to NOTIFY at their served serial (see announceReload).
 	announce []*zone.Zone
+	// forget names zones a reload removed, whose NOTIFYs not yet sent are dropped.
+	forget []string
 }
 
 // reportLoop tells of every zone change, in order: a log line, a ZoneChanged event caused by
-// the STATE event, a NOTIFY to the zone's secondaries, and a push to its primary; and NOTIFYs
-// the zones a reload announces. The event is handed to a recorder: while the DNS stream elects
-// a leader, neither the NOTIFY nor the push waits for it.
+// the STATE event, a NOTIFY to the zone's secondaries, and a push to its primary; and it has
+// the notifier forget the zones a reload removes and NOTIFY those it announces. The event is
+// handed to a recorder: while the DNS stream elects a leader, neither the NOTIFY nor the push
+// waits for it.
 func (s *Server) reportLoop(ctx context.Context) {
 	for {
 		var r report
@@ -389,6 +399,9 @@ func (s *Server) reportLoop(ctx context.Context) {
 			if r.push {
 				s.offer(c.zone)
 			}
+		}
+		for _, name := range r.forget {
+			s.notifier.forget(name)
 		}
 		for _, z := range r.announce {
 			s.notifier.offer(z)

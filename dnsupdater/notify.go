@@ -2,6 +2,8 @@ package dnsupdater
 
 import (
 	"context"
+	"errors"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -11,31 +13,37 @@ import (
 )
 
 // notifyAttempts is how often a NOTIFY is sent before the secondary is given up on for this
-// serial (it still polls the SOA at its refresh interval).
+// serial (it still polls the SOA at its refresh interval). A secondary whose last exchange timed
+// out is sent one attempt a serial until one is answered again (see secondary.timedOut).
 const notifyAttempts = 3
 
-// maxNotifyExchanges bounds the NOTIFY exchanges in flight at once, across zones and
-// secondaries. Each holds a UDP socket for up to notifyAttempts seconds: without a bound, a start
-// with 10,000 new serials and a secondary that does not answer would hold 10,000 sockets for 3 s.
-// A secondary that answers takes a slot for a round trip, so 64 still send thousands a second;
-// exchanges past the bound wait for a slot, and one that does not answer holds its slot for 3 s,
-// slowing the others in a mass start (BIND sends at most 20 NOTIFYs a second at start anyway,
-// its startup-notify-rate).
-const maxNotifyExchanges = 64
+// maxNotifyPerSecondary bounds the NOTIFY exchanges in flight to one secondary, across its
+// zones. A secondary that answers takes a slot for a round trip, so 32 still send it thousands
+// a second; one that does not answer holds its 32 slots while it is down, and the exchanges to
+// the other secondaries do not wait for them.
+const maxNotifyPerSecondary = 32
+
+// maxNotifySockets bounds the NOTIFY exchanges in flight across zones and secondaries. Each
+// holds a UDP socket for up to notifyAttempts seconds: without a bound, a start with 10,000 new
+// serials and many secondaries would open a socket per zone and secondary at once. An exchange
+// takes its secondary's slot before a socket, so a secondary that does not answer holds at most
+// maxNotifyPerSecondary sockets: k such leave the others 256 - 32k, and eight take them all.
+const maxNotifySockets = 256
 
 // notifier sends NOTIFYs (RFC 1996) to the secondaries of the zones offered to it, coalesced as
 // BIND and Knot do: at most one exchange in flight per zone and secondary, and when it ends the
 // newest version offered meanwhile is announced, the ones between skipped. A burst of serials
 // so costs a slow secondary about one NOTIFY per round trip rather than one per serial, and the
-// newest serial is sent once the exchange in flight ends. At most maxNotifyExchanges exchanges
-// are in flight across all zones and secondaries.
+// newest serial is sent once the exchange in flight ends. At most maxNotifyPerSecondary
+// exchanges are in flight to one secondary, and maxNotifySockets in all.
 type notifier struct {
-	// send carries out one exchange: Server.notify, or a fake in tests.
-	send func(ctx context.Context, z *zone.Zone, target string)
-	// slots holds a token per exchange in flight (maxNotifyExchanges at most).
-	slots chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex
+	// send carries out one exchange of up to attempts attempts, and reports whether every
+	// attempt went unanswered until its timeout: Server.notify, or a fake in tests.
+	send func(ctx context.Context, z *zone.Zone, target string, attempts int) (timedOut bool)
+	// sockets holds a token per exchange in flight (maxNotifySockets at most).
+	sockets chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
 	// ctx is run's (nil until it starts: what is offered before waits for it); stopped is set
 	// once ctx ends, after which nothing is kept and no sender starts (so none starts while run
 	// waits for them).
@@ -45,18 +53,37 @@ type notifier struct {
 	// sender (exchanging, or waiting for a slot): a zone is dropped when its last sender ends.
 	// Before run starts, it holds what was offered, with no sender yet.
 	zones map[string]*notifying
+	// secondaries holds, per target, the slots of the secondaries that have a sender: one is
+	// dropped when its last sender ends.
+	secondaries map[string]*secondary
 }
 
-// notifying is one zone's NOTIFY state: the newest version offered, and the secondaries with a
-// sender. It is dropped once none has.
+// notifying is one zone's NOTIFY state: the newest version offered (nil once the zone is
+// forgotten), and the secondaries with a sender. It is dropped once none has.
 type notifying struct {
 	newest *zone.Zone
 	busy   map[string]bool
 }
 
+// secondary is one secondary's share of the exchanges, kept while it has a sender.
+type secondary struct {
+	target string
+	// slots holds a token per exchange in flight to target (maxNotifyPerSecondary at most),
+	// taken before a socket.
+	slots chan struct{}
+	// senders counts the zones with a sender to target.
+	senders int
+	// timedOut says that the last exchange to end went unanswered: the next are sent one
+	// attempt each, not notifyAttempts, until one is answered. A secondary that is down so
+	// holds each of its slots for one timeout a zone, not three, and one that comes back gets
+	// the newest serials sooner. It is forgotten with the secondary, once it has no sender.
+	timedOut bool
+}
+
 // newNotifier returns a notifier that carries out each exchange with send.
-func newNotifier(send func(ctx context.Context, z *zone.Zone, target string)) *notifier {
-	return &notifier{send: send, slots: make(chan struct{}, maxNotifyExchanges), zones: map[string]*notifying{}}
+func newNotifier(send func(ctx context.Context, z *zone.Zone, target string, attempts int) bool) *notifier {
+	return &notifier{send: send, sockets: make(chan struct{}, maxNotifySockets),
+		zones: map[string]*notifying{}, secondaries: map[string]*secondary{}}
 }
 
 // offer asks for z to be announced to its secondaries (z.Config.Notify). It never blocks: a
@@ -80,6 +107,21 @@ func (n *notifier) offer(z *zone.Zone) {
 	n.start(e)
 }
 
+// forget drops what is offered of the zone name: its senders stop once their exchanges in
+// flight end, and none sends it again unless it is offered again. It never blocks.
+func (n *notifier) forget(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.zones[name]
+	if e == nil {
+		return
+	}
+	e.newest = nil
+	if len(e.busy) == 0 { // offered before run: no sender to end
+		delete(n.zones, name)
+	}
+}
+
 // start starts a sender for every secondary of e's newest version that has none, and forgets
 // e if it has no secondary left. n.mu is held.
 func (n *notifier) start(e *notifying) {
@@ -90,7 +132,13 @@ func (n *notifier) start(e *notifying) {
 	for _, target := range e.newest.Config.Notify {
 		if !e.busy[target] {
 			e.busy[target] = true
-			n.wg.Go(func() { n.sendNewest(name, target) })
+			sec := n.secondaries[target]
+			if sec == nil {
+				sec = &secondary{target: target, slots: make(chan struct{}, maxNotifyPerSecondary)}
+				n.secondaries[target] = sec
+			}
+			sec.senders++
+			n.wg.Go(func() { n.sendNewest(name, sec) })
 		}
 	}
 	if len(e.busy) == 0 {
@@ -98,46 +146,64 @@ func (n *notifier) start(e *notifying) {
 	}
 }
 
-// sendNewest announces the newest version of a zone to target until the version it announced
-// last is still the newest, the zone no longer names target, or ctx ends. Each exchange waits
-// for a slot first, and then sends the version newest by then.
-func (n *notifier) sendNewest(name, target string) {
+// sendNewest announces the newest version of a zone to sec until the version it announced last
+// is still the newest, the zone no longer names sec or is forgotten, or ctx ends. Each exchange
+// waits for a slot of sec's and then a socket, and then sends the version newest by then.
+func (n *notifier) sendNewest(name string, sec *secondary) {
 	var last *zone.Zone
 	for {
-		if n.pending(name, target, last) == nil {
+		if z, _ := n.pending(name, sec, last); z == nil {
 			return
 		}
 		select {
-		case n.slots <- struct{}{}:
+		case sec.slots <- struct{}{}:
 		case <-n.ctx.Done():
 			continue // pending ends the sender
 		}
-		z := n.pending(name, target, last)
+		select {
+		case n.sockets <- struct{}{}:
+		case <-n.ctx.Done():
+			<-sec.slots
+			continue
+		}
+		z, attempts := n.pending(name, sec, last)
 		if z == nil {
-			<-n.slots
+			<-n.sockets
+			<-sec.slots
 			return
 		}
-		n.send(n.ctx, z, target)
-		<-n.slots
+		timedOut := n.send(n.ctx, z, sec.target, attempts)
+		<-n.sockets
+		<-sec.slots
+		n.mu.Lock()
+		sec.timedOut = timedOut
+		n.mu.Unlock()
 		last = z
 	}
 }
 
-// pending returns the version of a zone to announce to target, given the one announced last
-// (nil: none yet); when there is none to announce, it ends target's sender and returns nil.
-func (n *notifier) pending(name, target string, last *zone.Zone) *zone.Zone {
+// pending returns the version of a zone to announce to sec, given the one announced last (nil:
+// none yet), and how many attempts to give it; when there is none to announce, it ends sec's
+// sender and returns nil.
+func (n *notifier) pending(name string, sec *secondary, last *zone.Zone) (*zone.Zone, int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e := n.zones[name]
 	z := e.newest
-	if n.ctx.Err() != nil || (last != nil && z.Serial == last.Serial) || !slices.Contains(z.Config.Notify, target) {
-		delete(e.busy, target)
+	if n.ctx.Err() != nil || z == nil || (last != nil && z.Serial == last.Serial) || !slices.Contains(z.Config.Notify, sec.target) {
+		delete(e.busy, sec.target)
 		if len(e.busy) == 0 {
 			delete(n.zones, name)
 		}
-		return nil
+		if sec.senders--; sec.senders == 0 {
+			delete(n.secondaries, sec.target)
+		}
+		return nil, 0
 	}
-	return z
+	if sec.timedOut {
+		return z, 1
+	}
+	return z, notifyAttempts
 }
 
 // run starts the senders of the zones offered so far and of every later offer, until ctx ends;
@@ -157,31 +223,35 @@ func (n *notifier) run(ctx context.Context) {
 }
 
 // notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
-// ends.
-func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
+// ends, and reports whether every attempt timed out without a reply.
+func (s *Server) notify(ctx context.Context, z *zone.Zone, target string, attempts int) (timedOut bool) {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
 	m.Authoritative = true
 	m.Answer = []dns.RR{z.SOA}
 	c := &dns.Client{Net: "udp", Timeout: time.Second}
 	var err error
-	for range notifyAttempts {
+	replied := false
+	for range attempts {
 		var r *dns.Msg
 		r, err = exchangeUntil(ctx, c, m, target)
 		if err == nil && r.Rcode == dns.RcodeSuccess {
 			s.o.Metrics.Notified(z.Name, nil)
 			s.log.Debug().Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify acknowledged")
-			return
+			return false
 		}
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if err == nil {
+			replied = true
 			err = rcodeError(r.Rcode)
 		}
 	}
 	s.o.Metrics.Notified(z.Name, err)
-	s.log.Warn().Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
+	s.log.Warn().Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Int("attempts", attempts).Msg("notify not acknowledged")
+	var ne net.Error
+	return !replied && errors.As(err, &ne) && ne.Timeout()
 }
 
 // exchangeUntil is c.ExchangeContext(ctx, m, target) cut short when ctx ends: miekg/dns only

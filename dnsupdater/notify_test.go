@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,16 +176,17 @@ type announced struct {
 func TestANotifierSendsTheNewestVersionOnceTheExchangeInFlightEnds(t *testing.T) {
 	sent := make(chan announced)
 	release := make(chan struct{})
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string, attempts int) bool {
 		select {
 		case sent <- announced{z.Serial, target}:
 		case <-ctx.Done():
-			return
+			return false
 		}
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
+		return false
 	})
 	version := func(serial uint32, notify ...string) *zone.Zone {
 		return &zone.Zone{Name: "demo.test.", Serial: serial, Config: &config.Zone{Notify: notify}}
@@ -266,19 +268,22 @@ func TestANotifierSendsTheNewestVersionOnceTheExchangeInFlightEnds(t *testing.T)
 	n.offer(version(8, "a:53")) // after run: no sender starts, nothing is kept
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(n.zones) != 0 {
-		t.Errorf("an offer after run returned left %v", n.zones)
+	if len(n.zones) != 0 || len(n.secondaries) != 0 {
+		t.Errorf("an offer after run returned left %v and %v", n.zones, n.secondaries)
 	}
 }
 
-func TestANotifierHoldsAtMostMaxNotifyExchangesInFlightAndSendsEveryOne(t *testing.T) {
+func TestANotifierHoldsAtMostItsBoundsInFlightAndSendsEveryOne(t *testing.T) {
 	var mu sync.Mutex
 	var inFlight, most, sent int
+	perTarget, mostPerTarget := map[string]int{}, map[string]int{}
 	release := make(chan struct{})
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string, attempts int) bool {
 		mu.Lock()
 		inFlight++
 		most = max(most, inFlight)
+		perTarget[target]++
+		mostPerTarget[target] = max(mostPerTarget[target], perTarget[target])
 		mu.Unlock()
 		select {
 		case <-release:
@@ -286,13 +291,20 @@ func TestANotifierHoldsAtMostMaxNotifyExchangesInFlightAndSendsEveryOne(t *testi
 		}
 		mu.Lock()
 		inFlight--
+		perTarget[target]--
 		sent++
 		mu.Unlock()
+		return false
 	})
-	// Two secondaries a zone: twice as many exchanges as may be in flight.
-	const zones = maxNotifyExchanges
+	// More secondaries than the sockets leave room for at their own bound, and more zones
+	// each than that bound: both bounds are reached.
+	const targets, zones = maxNotifySockets/maxNotifyPerSecondary + 2, maxNotifyPerSecondary + 8
+	var notify []string
+	for i := range targets {
+		notify = append(notify, fmt.Sprintf("10.0.0.%d:53", i+1))
+	}
 	for i := range zones {
-		n.offer(&zone.Zone{Name: fmt.Sprintf("z%d.test.", i), Serial: 1, Config: &config.Zone{Notify: []string{"a:53", "b:53"}}})
+		n.offer(&zone.Zone{Name: fmt.Sprintf("z%d.test.", i), Serial: 1, Config: &config.Zone{Notify: notify}})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -302,40 +314,240 @@ func TestANotifierHoldsAtMostMaxNotifyExchangesInFlightAndSendsEveryOne(t *testi
 		defer mu.Unlock()
 		return inFlight, most, sent
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { f, _, _ := count(); return f >= maxNotifyExchanges }, "%d exchanges in flight", maxNotifyExchanges)
+	eventstest.Eventually(t, 5*time.Second, func() bool { f, _, _ := count(); return f >= maxNotifySockets }, "%d exchanges in flight", maxNotifySockets)
 	close(release)
-	eventstest.Eventually(t, 5*time.Second, func() bool { _, _, s := count(); return s == 2*zones }, "all %d exchanges sent", 2*zones)
-	if _, m, _ := count(); m > maxNotifyExchanges {
-		t.Errorf("%d exchanges in flight at once, want at most %d", m, maxNotifyExchanges)
+	eventstest.Eventually(t, 5*time.Second, func() bool { _, _, s := count(); return s == targets*zones }, "all %d exchanges sent", targets*zones)
+	if _, m, _ := count(); m > maxNotifySockets {
+		t.Errorf("%d exchanges in flight at once, want at most %d", m, maxNotifySockets)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	for target, m := range mostPerTarget {
+		if m > maxNotifyPerSecondary {
+			t.Errorf("%d exchanges in flight to %s at once, want at most %d", m, target, maxNotifyPerSecondary)
+		}
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.zones) == 0 && len(n.secondaries) == 0
+	}, "the notifier keeps nothing once every exchange is sent")
 }
 
-func TestANotifierStoppingAbandonsTheExchangesWaitingForTheirTurn(t *testing.T) {
-	var started atomic.Int64
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
-		started.Add(1)
+func TestANotifierSendsToALiveSecondaryAtItsOwnPaceWhileAnotherNeverAnswers(t *testing.T) {
+	var mu sync.Mutex
+	live := map[string]uint32{} // zone → the last serial the live secondary was sent
+	var deadInFlight, deadMost int
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string, attempts int) bool {
+		if target == "live:53" {
+			mu.Lock()
+			live[z.Name] = z.Serial
+			mu.Unlock()
+			return false
+		}
+		// The dead secondary holds each exchange until the notifier stops.
+		mu.Lock()
+		deadInFlight++
+		deadMost = max(deadMost, deadInFlight)
+		mu.Unlock()
 		<-ctx.Done()
+		mu.Lock()
+		deadInFlight--
+		mu.Unlock()
+		return true
 	})
-	for i := range 2 * maxNotifyExchanges {
-		n.offer(&zone.Zone{Name: fmt.Sprintf("z%d.test.", i), Serial: 1, Config: &config.Zone{Notify: []string{"a:53"}}})
+	// Several times more zones than the sockets: on their own, the dead secondary's exchanges
+	// would take every one.
+	const zones = 200
+	offer := func(serial uint32) {
+		for i := range zones {
+			n.offer(&zone.Zone{Name: fmt.Sprintf("z%d.test.", i), Serial: serial, Config: &config.Zone{Notify: []string{"dead:53", "live:53"}}})
+		}
+	}
+	// awaitLive polls until the live secondary was sent serial of every zone, for 2s.
+	awaitLive := func(serial uint32) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			mu.Lock()
+			told, dead := 0, deadInFlight
+			for _, s := range live {
+				if s == serial {
+					told++
+				}
+			}
+			mu.Unlock()
+			if told == zones {
+				return time.Since(start)
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("the live secondary was sent serial %d of %d of %d zones within 2s, with %d exchanges to the dead one in flight", serial, told, zones, dead)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	offer(1)
 	go func() { n.run(ctx); close(done) }()
-	eventstest.Eventually(t, 5*time.Second, func() bool { return started.Load() >= maxNotifyExchanges }, "%d exchanges in flight", maxNotifyExchanges)
+	first := awaitLive(1)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return deadInFlight == maxNotifyPerSecondary
+	}, "the dead secondary holds its %d exchanges", maxNotifyPerSecondary)
+	// With the dead secondary's share taken, every zone changes again.
+	offer(2)
+	second := awaitLive(2)
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("run did not return within 5s of its context's end")
 	}
-	if got := started.Load(); got != maxNotifyExchanges {
-		t.Errorf("%d exchanges started, want the %d in flight when the notifier stopped and no more", got, maxNotifyExchanges)
+	if deadMost > maxNotifyPerSecondary {
+		t.Errorf("%d exchanges to the dead secondary in flight at once, want at most %d", deadMost, maxNotifyPerSecondary)
+	}
+	t.Logf("the live secondary was sent %d zones in %v, and again in %v with the dead one holding %d exchanges", zones, first, second, maxNotifyPerSecondary)
+}
+
+func TestANotifierSendsOneAttemptToASecondaryWhoseLastExchangeTimedOutUntilOneIsAnswered(t *testing.T) {
+	type exchange struct {
+		serial   uint32
+		attempts int
+	}
+	sent := make(chan exchange)
+	outcome := make(chan bool) // whether the exchange timed out
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string, attempts int) bool {
+		if z.Name == "held.test." { // keeps the secondary busy, so that the notifier keeps it
+			<-ctx.Done()
+			return false
+		}
+		select {
+		case sent <- exchange{z.Serial, attempts}:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case timedOut := <-outcome:
+			return timedOut
+		case <-ctx.Done():
+			return false
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.run(ctx)
+	n.offer(&zone.Zone{Name: "held.test.", Serial: 1, Config: &config.Zone{Notify: []string{"a:53"}}})
+	for i, step := range []struct {
+		attempts int
+		timedOut bool
+	}{
+		{notifyAttempts, true}, // unanswered: the next gets one attempt
+		{1, true},              // still unanswered
+		{1, false},             // answered: the next gets every attempt again
+		{notifyAttempts, false},
+	} {
+		serial := uint32(i + 1)
+		n.offer(&zone.Zone{Name: "demo.test.", Serial: serial, Config: &config.Zone{Notify: []string{"a:53"}}})
+		select {
+		case e := <-sent:
+			if e != (exchange{serial, step.attempts}) {
+				t.Fatalf("exchange %d: want serial %d with %d attempts, got %+v", i+1, serial, step.attempts, e)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("exchange %d: no NOTIFY within 5s", i+1)
+		}
+		select {
+		case outcome <- step.timedOut:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("exchange %d: not ended within 5s", i+1)
+		}
+		// The sender ends once the exchange has: the next offer starts another.
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			return n.zones["demo.test."] == nil
+		}, "exchange %d's sender ends", i+1)
+	}
+}
+
+func TestANotifierSendsAZoneItForgetsNothingAfterTheExchangeInFlight(t *testing.T) {
+	sent := make(chan announced, 8)
+	release := make(chan struct{})
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string, attempts int) bool {
+		sent <- announced{z.Serial, target}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return false
+	})
+	version := func(serial uint32) *zone.Zone {
+		return &zone.Zone{Name: "demo.test.", Serial: serial, Config: &config.Zone{Notify: []string{"a:53"}}}
+	}
+	n.offer(version(1))
+	n.forget("demo.test.") // before run: nothing is kept
+	n.mu.Lock()
+	left := len(n.zones)
+	n.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("forgetting a zone offered before run left %d zones", left)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.run(ctx)
+	n.offer(version(2))
+	select {
+	case a := <-sent:
+		if a != (announced{2, "a:53"}) {
+			t.Fatalf("want serial 2 to a:53, got %v", a)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no NOTIFY within 5s")
+	}
+	n.offer(version(3)) // queued behind 2
+	n.forget("demo.test.")
+	close(release)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.zones) == 0 && len(n.secondaries) == 0
+	}, "the sender ends")
+	select {
+	case a := <-sent:
+		t.Fatalf("a zone forgotten was sent %v after its exchange in flight", a)
+	default:
+	}
+}
+
+func TestANotifierStoppingAbandonsTheExchangesWaitingForTheirTurn(t *testing.T) {
+	var started atomic.Int64
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string, attempts int) bool {
+		started.Add(1)
+		<-ctx.Done()
+		return false
+	})
+	for i := range 2 * maxNotifyPerSecondary {
+		n.offer(&zone.Zone{Name: fmt.Sprintf("z%d.test.", i), Serial: 1, Config: &config.Zone{Notify: []string{"a:53"}}})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.run(ctx); close(done) }()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return started.Load() >= maxNotifyPerSecondary }, "%d exchanges in flight", maxNotifyPerSecondary)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not return within 5s of its context's end")
+	}
+	if got := started.Load(); got != maxNotifyPerSecondary {
+		t.Errorf("%d exchanges started, want the %d in flight when the notifier stopped and no more", got, maxNotifyPerSecondary)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(n.zones) != 0 {
-		t.Errorf("the notifier kept %d zones after it stopped", len(n.zones))
+	if len(n.zones) != 0 || len(n.secondaries) != 0 {
+		t.Errorf("the notifier kept %d zones and %d secondaries after it stopped", len(n.zones), len(n.secondaries))
 	}
 }
 
@@ -432,4 +644,253 @@ func TestAZoneAReloadAddsNotifiesItsSecondariesOfItsFirstSerial(t *testing.T) {
 	if left != 0 {
 		t.Errorf("the projector still lists %d zones to announce after the reload, want none", left)
 	}
+}
+
+// gatedSecondary is a secondary on loopback that records per zone the serials of the NOTIFYs
+// it gets, and answers none until answer is called.
+type gatedSecondary struct {
+	mu      sync.Mutex
+	serials map[string][]uint32
+	open    chan struct{}
+	once    sync.Once
+}
+
+func startGatedSecondary(t *testing.T) (string, *gatedSecondary) {
+	t.Helper()
+	sec := &gatedSecondary{serials: map[string][]uint32{}, open: make(chan struct{})}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		if r.Opcode != dns.OpcodeNotify || len(r.Question) != 1 || len(r.Answer) != 1 {
+			return
+		}
+		name := r.Question[0].Name
+		sec.mu.Lock()
+		sec.serials[name] = append(sec.serials[name], r.Answer[0].(*dns.SOA).Serial)
+		sec.mu.Unlock()
+		<-sec.open
+		m := new(dns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { sec.answer(); _ = srv.Shutdown() })
+	return pc.LocalAddr().String(), sec
+}
+
+// answer lets the secondary answer the NOTIFYs it holds and every later one.
+func (s *gatedSecondary) answer() { s.once.Do(func() { close(s.open) }) }
+
+// received returns the serials of the NOTIFYs of zone name so far, in the order they came.
+func (s *gatedSecondary) received(name string) []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.serials[name])
+}
+
+// notifierIdle reports whether srv's notifier has nothing to send and no exchange in flight.
+func notifierIdle(srv *Server) bool {
+	srv.notifier.mu.Lock()
+	defer srv.notifier.mu.Unlock()
+	return len(srv.notifier.zones) == 0
+}
+
+func TestAZoneAReloadRemovesIsSentNothingAfterItsExchangeInFlight(t *testing.T) {
+	target, sec := startGatedSecondary(t)
+	other, gotOther := fakeSecondary(t)
+	js := eventstest.Start(t)
+	srv, configs := startReloadable(t, js, eventstest.Config(t, withNotify(demoConfig, target)))
+	first := serial(t, srv.Addr())
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(sec.received("demo.test.")) > 0 }, "the secondary holds the NOTIFY of serial %d", first)
+
+	// A later serial waits for the exchange in flight.
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	var second uint32
+	eventstest.Eventually(t, 2*time.Second, func() bool { second = serial(t, srv.Addr()); return second != first }, "serial moves after the change")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		srv.notifier.mu.Lock()
+		defer srv.notifier.mu.Unlock()
+		e := srv.notifier.zones["demo.test."]
+		return e != nil && e.newest != nil && e.newest.Serial == second
+	}, "serial %d waits for the exchange in flight", second)
+
+	// The reload removes the zone; a second one adds another zone, whose NOTIFY comes after
+	// the first reload's reports: by then the notifier has been told of the removal.
+	configs <- eventstest.Config(t, "zones:\n  - name: keep.test\n")
+	configs <- eventstest.Config(t, "zones:\n  - name: keep.test\n  - name: other.test\n    notify: [\""+other+"\"]\n")
+	select {
+	case <-gotOther:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no NOTIFY of other.test. within 5s of the reload that adds it")
+	}
+	sec.answer()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
+	for _, s := range sec.received("demo.test.") {
+		if s != first { // the exchange in flight may have sent its serial again
+			t.Errorf("the secondary was sent serial %d of demo.test. after a reload removed the zone (got %v)", s, sec.received("demo.test."))
+		}
+	}
+}
+
+func TestAReloadThatOnlyRespellsASecondaryDoesNotNotifyItAgain(t *testing.T) {
+	target, got := fakeSecondary(t)
+	other, gotOther := fakeSecondary(t)
+	js := eventstest.Start(t)
+	srv, configs := startReloadable(t, js, eventstest.Config(t, withNotify(demoConfig, target)))
+	first := serial(t, srv.Addr())
+	awaitNotify(t, got, first)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
+
+	// The same secondary in its IPv6-mapped form; then a reload that adds a zone, whose NOTIFY
+	// comes after the first reload's.
+	respelled := "[::ffff:" + strings.Replace(target, ":", "]:", 1)
+	configs <- eventstest.Config(t, withNotify(demoConfig, respelled))
+	configs <- eventstest.Config(t, strings.Replace(withNotify(demoConfig, respelled), "zones:\n", "zones:\n  - name: other.test\n    notify: [\""+other+"\"]\n", 1))
+	select {
+	case <-gotOther:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no NOTIFY of other.test. within 5s of the reload that adds it")
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
+	select {
+	case m := <-got:
+		t.Errorf("a reload that only respelled %s as %s sent it %v", target, respelled, m)
+	default:
+	}
+}
+
+// silentSecondary is a secondary on loopback that answers nothing, as one that is down behind a
+// firewall does, and records the zone of each NOTIFY it gets, in the order they came.
+type silentSecondary struct {
+	mu    sync.Mutex
+	zones []string
+}
+
+func startSilentSecondary(t *testing.T) (string, *silentSecondary) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	sec := &silentSecondary{}
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m := new(dns.Msg)
+			if m.Unpack(buf[:n]) != nil || len(m.Question) != 1 {
+				continue
+			}
+			sec.mu.Lock()
+			sec.zones = append(sec.zones, m.Question[0].Name)
+			sec.mu.Unlock()
+		}
+	}()
+	return pc.LocalAddr().String(), sec
+}
+
+// firstExchanges returns how many zones the secondary got a NOTIFY of before its first repeated
+// one: a NOTIFY is repeated a timeout after its first attempt, and an exchange gives back its
+// slot only after its last, so these are the exchanges it held at once when it went silent.
+func (s *silentSecondary) firstExchanges() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for _, z := range s.zones {
+		if seen[z] {
+			break
+		}
+		seen[z] = true
+	}
+	return len(seen)
+}
+
+func TestASecondaryThatNeverAnswersDoesNotSlowTheNotifiesToOneThatDoes(t *testing.T) {
+	dead, silent := startSilentSecondary(t)
+	live, sec := startSlowSecondary(t, 0)
+	const zones = 200 // several times the exchanges a secondary may hold
+	var doc strings.Builder
+	doc.WriteString("zones:\n")
+	for i := range zones {
+		fmt.Fprintf(&doc, "  - name: z%d.test\n    notify: [%q, %q]\n", i, dead, live)
+	}
+	cfg := eventstest.Config(t, doc.String())
+	js := eventstest.Start(t)
+	start := time.Now()
+	startServer(t, js, cfg, "") // no snapshot: every serial is new
+
+	told := func() int {
+		n := 0
+		for i := range zones {
+			if got, _ := sec.received(fmt.Sprintf("z%d.test.", i)); len(got) > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	// Polled by hand rather than with Eventually, whose message is made before it polls.
+	for n := told(); n < zones; n = told() {
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("the live secondary was notified of %d of %d zones within 3s of the start", n, zones)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	held := silent.firstExchanges()
+	if held > maxNotifyPerSecondary {
+		t.Errorf("the dead secondary held %d exchanges at once, want at most %d", held, maxNotifyPerSecondary)
+	}
+	t.Logf("the live secondary was notified of %d zones %v after the start, while the dead one held %d exchanges", zones, elapsed, held)
+}
+
+func TestANotifyReportsATimeoutOnlyWhenNoAttemptIsAnswered(t *testing.T) {
+	silent, _ := startSilentSecondary(t)
+	acknowledging, _ := fakeSecondary(t)
+	refusing := startAnsweringSecondary(t, dns.RcodeRefused)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := pc.LocalAddr().String() // nothing listens: the kernel refuses each datagram
+	pc.Close()
+	s := &Server{log: zerolog.New(zerolog.NewTestWriter(t))}
+	z := &zone.Zone{Name: "demo.test.", Serial: 1, SOA: &dns.SOA{Hdr: dns.RR_Header{Name: "demo.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Serial: 1}}
+	for _, c := range []struct {
+		name, target string
+		want         bool
+	}{
+		{"a secondary that never answers", silent, true},
+		{"a secondary that acknowledges", acknowledging, false},
+		{"a secondary that refuses the NOTIFY", refusing, false},
+		{"a port where nothing listens", closed, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := s.notify(context.Background(), z, c.target, 1); got != c.want {
+				t.Errorf("notify reported a timeout: %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// startAnsweringSecondary is a secondary on loopback that answers every NOTIFY with rcode.
+func startAnsweringSecondary(t *testing.T, rcode int) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, rcode)
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
 }
