@@ -551,32 +551,61 @@ func TestANotifierStoppingAbandonsTheExchangesWaitingForTheirTurn(t *testing.T) 
 	}
 }
 
-func TestStoppingCutsShortANotifyToASecondaryThatNeverAnswers(t *testing.T) {
+// silentSecondary is a secondary on loopback that answers nothing, as one that is down behind a
+// firewall does, and records the zone of each NOTIFY it gets, in the order they came.
+type silentSecondary struct {
+	mu    sync.Mutex
+	zones []string
+}
+
+func startSilentSecondary(t *testing.T) (string, *silentSecondary) {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	arrived := make(chan struct{}, 1)
+	sec := &silentSecondary{}
 	go func() {
 		buf := make([]byte, 512)
 		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
 				return
 			}
-			select {
-			case arrived <- struct{}{}:
-			default:
+			m := new(dns.Msg)
+			if m.Unpack(buf[:n]) != nil || len(m.Question) != 1 {
+				continue
 			}
+			sec.mu.Lock()
+			sec.zones = append(sec.zones, m.Question[0].Name)
+			sec.mu.Unlock()
 		}
 	}()
-	js := eventstest.Start(t)
-	h := startServer(t, js, eventstest.Config(t, withNotify(demoConfig, pc.LocalAddr().String())), "")
-	select {
-	case <-arrived:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no NOTIFY within 5s")
+	return pc.LocalAddr().String(), sec
+}
+
+// firstExchanges returns how many zones the secondary got a NOTIFY of before its first repeated
+// one: a NOTIFY is repeated a timeout after its first attempt, and an exchange gives back its
+// slot only after its last, so these are the exchanges it held at once when it went silent.
+func (s *silentSecondary) firstExchanges() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for _, z := range s.zones {
+		if seen[z] {
+			break
+		}
+		seen[z] = true
 	}
+	return len(seen)
+}
+
+func TestStoppingCutsShortANotifyToASecondaryThatNeverAnswers(t *testing.T) {
+	target, silent := startSilentSecondary(t)
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, withNotify(demoConfig, target)), "")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return silent.firstExchanges() > 0 }, "a NOTIFY arrives")
 	// The attempt in flight waits up to 1s for its answer; stopping must not.
 	start := time.Now()
 	h.stop()
@@ -759,56 +788,6 @@ func TestAReloadThatOnlyRespellsASecondaryDoesNotNotifyItAgain(t *testing.T) {
 		t.Errorf("a reload that only respelled %s as %s sent it %v", target, respelled, m)
 	default:
 	}
-}
-
-// silentSecondary is a secondary on loopback that answers nothing, as one that is down behind a
-// firewall does, and records the zone of each NOTIFY it gets, in the order they came.
-type silentSecondary struct {
-	mu    sync.Mutex
-	zones []string
-}
-
-func startSilentSecondary(t *testing.T) (string, *silentSecondary) {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	sec := &silentSecondary{}
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			m := new(dns.Msg)
-			if m.Unpack(buf[:n]) != nil || len(m.Question) != 1 {
-				continue
-			}
-			sec.mu.Lock()
-			sec.zones = append(sec.zones, m.Question[0].Name)
-			sec.mu.Unlock()
-		}
-	}()
-	return pc.LocalAddr().String(), sec
-}
-
-// firstExchanges returns how many zones the secondary got a NOTIFY of before its first repeated
-// one: a NOTIFY is repeated a timeout after its first attempt, and an exchange gives back its
-// slot only after its last, so these are the exchanges it held at once when it went silent.
-func (s *silentSecondary) firstExchanges() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	seen := map[string]bool{}
-	for _, z := range s.zones {
-		if seen[z] {
-			break
-		}
-		seen[z] = true
-	}
-	return len(seen)
 }
 
 func TestASecondaryThatNeverAnswersDoesNotSlowTheNotifiesToOneThatDoes(t *testing.T) {
