@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,18 +19,31 @@ import (
 
 // slowSecondary is a secondary on loopback that holds each NOTIFY's reply for a while, as a busy
 // or distant one does, and records per zone the serials it was told of, when each came, and how
-// many NOTIFYs it held at once.
+// many NOTIFYs it held at once. A gated one holds every reply until answer is called.
 type slowSecondary struct {
 	mu           sync.Mutex
 	serials      map[string][]uint32
 	arrived      map[string][]time.Time
 	inFlight     map[string]int
 	mostInFlight map[string]int
+	gate         chan struct{} // nil: not gated
+	open         sync.Once
 }
 
 func startSlowSecondary(t *testing.T, hold time.Duration) (string, *slowSecondary) {
 	t.Helper()
-	sec := &slowSecondary{serials: map[string][]uint32{}, arrived: map[string][]time.Time{}, inFlight: map[string]int{}, mostInFlight: map[string]int{}}
+	return serveSlowSecondary(t, hold, nil)
+}
+
+// startGatedSecondary starts a secondary that answers no NOTIFY until its answer is called.
+func startGatedSecondary(t *testing.T) (string, *slowSecondary) {
+	t.Helper()
+	return serveSlowSecondary(t, 0, make(chan struct{}))
+}
+
+func serveSlowSecondary(t *testing.T, hold time.Duration, gate chan struct{}) (string, *slowSecondary) {
+	t.Helper()
+	sec := &slowSecondary{serials: map[string][]uint32{}, arrived: map[string][]time.Time{}, inFlight: map[string]int{}, mostInFlight: map[string]int{}, gate: gate}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +62,9 @@ func startSlowSecondary(t *testing.T, hold time.Duration) (string, *slowSecondar
 		sec.mostInFlight[name] = max(sec.mostInFlight[name], sec.inFlight[name])
 		sec.mu.Unlock()
 		time.Sleep(hold) // the secondary's delay, not a wait for anything
+		if sec.gate != nil {
+			<-sec.gate
+		}
 		// No longer in flight before the reply leaves, or the next NOTIFY may arrive first.
 		sec.mu.Lock()
 		sec.inFlight[name]--
@@ -59,8 +74,15 @@ func startSlowSecondary(t *testing.T, hold time.Duration) (string, *slowSecondar
 		_ = w.WriteMsg(m)
 	})}
 	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	t.Cleanup(func() { sec.answer(); _ = srv.Shutdown() })
 	return pc.LocalAddr().String(), sec
+}
+
+// answer lets a gated secondary answer the NOTIFYs it holds and every later one.
+func (s *slowSecondary) answer() {
+	if s.gate != nil {
+		s.open.Do(func() { close(s.gate) })
+	}
 }
 
 // received returns the serials of the NOTIFYs of zone name so far, in the order they came, and
@@ -675,50 +697,6 @@ func TestAZoneAReloadAddsNotifiesItsSecondariesOfItsFirstSerial(t *testing.T) {
 	}
 }
 
-// gatedSecondary is a secondary on loopback that records per zone the serials of the NOTIFYs
-// it gets, and answers none until answer is called.
-type gatedSecondary struct {
-	mu      sync.Mutex
-	serials map[string][]uint32
-	open    chan struct{}
-	once    sync.Once
-}
-
-func startGatedSecondary(t *testing.T) (string, *gatedSecondary) {
-	t.Helper()
-	sec := &gatedSecondary{serials: map[string][]uint32{}, open: make(chan struct{})}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		if r.Opcode != dns.OpcodeNotify || len(r.Question) != 1 || len(r.Answer) != 1 {
-			return
-		}
-		name := r.Question[0].Name
-		sec.mu.Lock()
-		sec.serials[name] = append(sec.serials[name], r.Answer[0].(*dns.SOA).Serial)
-		sec.mu.Unlock()
-		<-sec.open
-		m := new(dns.Msg)
-		m.SetReply(r)
-		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { sec.answer(); _ = srv.Shutdown() })
-	return pc.LocalAddr().String(), sec
-}
-
-// answer lets the secondary answer the NOTIFYs it holds and every later one.
-func (s *gatedSecondary) answer() { s.once.Do(func() { close(s.open) }) }
-
-// received returns the serials of the NOTIFYs of zone name so far, in the order they came.
-func (s *gatedSecondary) received(name string) []uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.serials[name])
-}
-
 // notifierIdle reports whether srv's notifier has nothing to send and no exchange in flight.
 func notifierIdle(srv *Server) bool {
 	srv.notifier.mu.Lock()
@@ -732,7 +710,7 @@ func TestAZoneAReloadRemovesIsSentNothingAfterItsExchangeInFlight(t *testing.T) 
 	js := eventstest.Start(t)
 	srv, configs := startReloadable(t, js, eventstest.Config(t, withNotify(demoConfig, target)))
 	first := serial(t, srv.Addr())
-	eventstest.Eventually(t, 5*time.Second, func() bool { return len(sec.received("demo.test.")) > 0 }, "the secondary holds the NOTIFY of serial %d", first)
+	eventstest.Eventually(t, 5*time.Second, func() bool { got, _ := sec.received("demo.test."); return len(got) > 0 }, "the secondary holds the NOTIFY of serial %d", first)
 
 	// A later serial waits for the exchange in flight.
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
@@ -756,9 +734,10 @@ func TestAZoneAReloadRemovesIsSentNothingAfterItsExchangeInFlight(t *testing.T) 
 	}
 	sec.answer()
 	eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
-	for _, s := range sec.received("demo.test.") {
+	got, _ := sec.received("demo.test.")
+	for _, s := range got {
 		if s != first { // the exchange in flight may have sent its serial again
-			t.Errorf("the secondary was sent serial %d of demo.test. after a reload removed the zone (got %v)", s, sec.received("demo.test."))
+			t.Errorf("the secondary was sent serial %d of demo.test. after a reload removed the zone (got %v)", s, got)
 		}
 	}
 }
