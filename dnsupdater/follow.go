@@ -254,7 +254,7 @@ func (s *Server) announceReload(ctx context.Context, before []*zone.Zone, change
 		}
 		// A changed list is offered too when it only lost a secondary: the sender to that one
 		// reads the newest version's list and so stops after its exchange in flight.
-		if old == nil || !slices.Equal(z.Config.Notify, old.Config.Notify) {
+		if old == nil || !sameSecondaries(z.Config.Notify, old.Config.Notify) {
 			announce = append(announce, z)
 		}
 	}
@@ -364,6 +364,12 @@ func (f *folded) note(at, stored time.Time) {
 	}
 	f.events++
 	f.last, f.stored = at, stored
+}
+
+// sameSecondaries reports whether two notify lists name the same secondaries, in any order
+// (the configuration keeps each in one spelling).
+func sameSecondaries(a, b []string) bool {
+	return len(a) == len(b) && slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
 
 // report is a set of zone changes caused by one STATE event, or the zones whose secondaries a

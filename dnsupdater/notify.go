@@ -17,6 +17,10 @@ import (
 // out is sent one attempt a serial until one is answered again (see secondary.timedOut).
 const notifyAttempts = 3
 
+// notifyFailureWindow is how often a secondary's failed NOTIFYs are logged at most: one line,
+// with the count of those held back since the last.
+const notifyFailureWindow = 10 * time.Second
+
 // maxNotifyPerSecondary bounds the NOTIFY exchanges in flight to one secondary, across its
 // zones. A secondary that answers takes a slot for a round trip, so 32 still send it thousands
 // a second; one that does not answer holds its 32 slots while it is down, and the exchanges to
@@ -249,7 +253,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string, attemp
 		}
 	}
 	s.o.Metrics.Notified(z.Name, err)
-	s.log.Warn().Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Int("attempts", attempts).Msg("notify not acknowledged")
+	s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Int("attempts", attempts).Msg("notify not acknowledged")
 	var ne net.Error
 	return !replied && errors.As(err, &ne) && ne.Timeout()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	evlogs "github.com/detourdev/detour/events/logs"
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 )
@@ -742,30 +743,47 @@ func TestAZoneAReloadRemovesIsSentNothingAfterItsExchangeInFlight(t *testing.T) 
 	}
 }
 
-func TestAReloadThatOnlyRespellsASecondaryDoesNotNotifyItAgain(t *testing.T) {
-	target, got := fakeSecondary(t)
-	other, gotOther := fakeSecondary(t)
-	js := eventstest.Start(t)
-	srv, configs := startReloadable(t, js, eventstest.Config(t, withNotify(demoConfig, target)))
-	first := serial(t, srv.Addr())
-	awaitNotify(t, got, first)
-	eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
-
-	// The same secondary in its IPv6-mapped form; then a reload that adds a zone, whose NOTIFY
-	// comes after the first reload's.
-	respelled := "[::ffff:" + strings.Replace(target, ":", "]:", 1)
-	configs <- eventstest.Config(t, withNotify(demoConfig, respelled))
-	configs <- eventstest.Config(t, strings.Replace(withNotify(demoConfig, respelled), "zones:\n", "zones:\n  - name: other.test\n    notify: [\""+other+"\"]\n", 1))
-	select {
-	case <-gotOther:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no NOTIFY of other.test. within 5s of the reload that adds it")
+func TestAReloadThatOnlyRespellsOrReordersTheSecondariesNotifiesNoneAgain(t *testing.T) {
+	respell := func(target string) string { return "[::ffff:" + strings.Replace(target, ":", "]:", 1) }
+	tests := []struct {
+		name string
+		// after is the reload's notify list, given the secondaries a and b listed before.
+		after func(a, b string) []string
+	}{
+		{name: "the first in its IPv6-mapped form", after: func(a, b string) []string { return []string{respell(a), b} }},
+		{name: "in the other order", after: func(a, b string) []string { return []string{b, a} }},
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
-	select {
-	case m := <-got:
-		t.Errorf("a reload that only respelled %s as %s sent it %v", target, respelled, m)
-	default:
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, gotA := fakeSecondary(t)
+			b, gotB := fakeSecondary(t)
+			other, gotOther := fakeSecondary(t)
+			js := eventstest.Start(t)
+			srv, configs := startReloadable(t, js, eventstest.Config(t, withNotify(demoConfig, a, b)))
+			first := serial(t, srv.Addr())
+			awaitNotify(t, gotA, first)
+			awaitNotify(t, gotB, first)
+			eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
+
+			// The reload under test; then one that adds a zone, whose NOTIFY comes after the
+			// first reload's.
+			after := withNotify(demoConfig, tt.after(a, b)...)
+			configs <- eventstest.Config(t, after)
+			configs <- eventstest.Config(t, strings.Replace(after, "zones:\n", "zones:\n  - name: other.test\n    notify: [\""+other+"\"]\n", 1))
+			select {
+			case <-gotOther:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no NOTIFY of other.test. within 5s of the reload that adds it")
+			}
+			eventstest.Eventually(t, 5*time.Second, func() bool { return notifierIdle(srv) }, "the notifier ends its senders")
+			for name, got := range map[string]<-chan *dns.Msg{a: gotA, b: gotB} {
+				select {
+				case m := <-got:
+					t.Errorf("a reload that listed %s as %q sent %s %v", []string{a, b}, tt.after(a, b), name, m)
+				default:
+				}
+			}
+		})
 	}
 }
 
@@ -817,7 +835,8 @@ func TestANotifyReportsATimeoutOnlyWhenNoAttemptIsAnswered(t *testing.T) {
 	}
 	closed := pc.LocalAddr().String() // nothing listens: the kernel refuses each datagram
 	pc.Close()
-	s := &Server{log: zerolog.New(zerolog.NewTestWriter(t))}
+	var logs eventstest.Logs
+	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
 	z := &zone.Zone{Name: "demo.test.", Serial: 1, SOA: &dns.SOA{Hdr: dns.RR_Header{Name: "demo.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Serial: 1}}
 	for _, c := range []struct {
 		name, target string
@@ -833,6 +852,11 @@ func TestANotifyReportsATimeoutOnlyWhenNoAttemptIsAnswered(t *testing.T) {
 				t.Errorf("notify reported a timeout: %v, want %v", got, c.want)
 			}
 		})
+	}
+	// A secondary's failures are logged once per window, not once per zone.
+	s.notify(context.Background(), z, silent, 1)
+	if n := strings.Count(logs.String(), `"secondary":"`+silent+`"`); n != 1 {
+		t.Errorf("two failed NOTIFYs to %s within %v logged %d lines, want 1:\n%s", silent, notifyFailureWindow, n, logs.String())
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,7 +70,10 @@ type Server struct {
 	now   func() time.Time
 	// notifier sends the NOTIFYs of zones whose serial changed.
 	notifier *notifier
-	tcpSem   chan struct{}
+	// notifyFailures lets one "notify not acknowledged" line a secondary through per window: a
+	// secondary that is down would otherwise log one for every zone that changes.
+	notifyFailures *logs.Repeats
+	tcpSem         chan struct{}
 	// pushers send the zones that have a push configuration to their primaries.
 	pushers map[string]*push.Pusher
 	// reports carries zone changes from the follower to the reporter.
@@ -131,6 +135,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.changes = events.NewRecorder(o.JS, s.log)
 	s.notifier = newNotifier(s.notify)
+	s.notifyFailures = logs.NewRepeats(notifyFailureWindow)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
 	s.pushers = map[string]*push.Pusher{}
