@@ -2,8 +2,6 @@ package dnsupdater
 
 import (
 	"context"
-	"errors"
-	"net"
 	"slices"
 	"sync"
 	"time"
@@ -13,8 +11,8 @@ import (
 )
 
 // notifyAttempts is how often a NOTIFY is sent before the secondary is given up on for this
-// serial (it still polls the SOA at its refresh interval). A secondary whose last exchange timed
-// out is sent one attempt a serial until one is answered again (see secondary.timedOut).
+// serial (it still polls the SOA at its refresh interval). The attempts share one socket, one
+// second apart: a reply to any of them, however late, acknowledges the NOTIFY.
 const notifyAttempts = 3
 
 // notifyFailureWindow is how often a secondary's failed NOTIFYs are logged at most: one line,
@@ -41,9 +39,8 @@ const maxNotifySockets = 256
 // newest serial is sent once the exchange in flight ends. At most maxNotifyPerSecondary
 // exchanges are in flight to one secondary, and maxNotifySockets in all.
 type notifier struct {
-	// send carries out one exchange of up to attempts attempts, and reports whether every
-	// attempt went unanswered until its timeout: Server.notify, or a fake in tests.
-	send func(ctx context.Context, z *zone.Zone, target string, attempts int) (timedOut bool)
+	// send carries out one exchange: Server.notify, or a fake in tests.
+	send func(ctx context.Context, z *zone.Zone, target string)
 	// sockets holds a token per exchange in flight (maxNotifySockets at most).
 	sockets chan struct{}
 	wg      sync.WaitGroup
@@ -77,15 +74,10 @@ type secondary struct {
 	slots chan struct{}
 	// senders counts the zones with a sender to target.
 	senders int
-	// timedOut says that the last exchange to end went unanswered: the next are sent one
-	// attempt each, not notifyAttempts, until one is answered. A secondary that is down so
-	// holds each of its slots for one timeout a zone, not three, and one that comes back gets
-	// the newest serials sooner. It is forgotten with the secondary, once it has no sender.
-	timedOut bool
 }
 
 // newNotifier returns a notifier that carries out each exchange with send.
-func newNotifier(send func(ctx context.Context, z *zone.Zone, target string, attempts int) bool) *notifier {
+func newNotifier(send func(ctx context.Context, z *zone.Zone, target string)) *notifier {
 	return &notifier{send: send, sockets: make(chan struct{}, maxNotifySockets),
 		zones: map[string]*notifying{}, secondaries: map[string]*secondary{}}
 }
@@ -156,7 +148,7 @@ func (n *notifier) start(e *notifying) {
 func (n *notifier) sendNewest(name string, sec *secondary) {
 	var last *zone.Zone
 	for {
-		if z, _ := n.pending(name, sec, last); z == nil {
+		if n.pending(name, sec, last) == nil {
 			return
 		}
 		select {
@@ -170,26 +162,22 @@ func (n *notifier) sendNewest(name string, sec *secondary) {
 			<-sec.slots
 			continue
 		}
-		z, attempts := n.pending(name, sec, last)
+		z := n.pending(name, sec, last)
 		if z == nil {
 			<-n.sockets
 			<-sec.slots
 			return
 		}
-		timedOut := n.send(n.ctx, z, sec.target, attempts)
+		n.send(n.ctx, z, sec.target)
 		<-n.sockets
 		<-sec.slots
-		n.mu.Lock()
-		sec.timedOut = timedOut
-		n.mu.Unlock()
 		last = z
 	}
 }
 
 // pending returns the version of a zone to announce to sec, given the one announced last (nil:
-// none yet), and how many attempts to give it; when there is none to announce, it ends sec's
-// sender and returns nil.
-func (n *notifier) pending(name string, sec *secondary, last *zone.Zone) (*zone.Zone, int) {
+// none yet); when there is none to announce, it ends sec's sender and returns nil.
+func (n *notifier) pending(name string, sec *secondary, last *zone.Zone) *zone.Zone {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e := n.zones[name]
@@ -202,12 +190,9 @@ func (n *notifier) pending(name string, sec *secondary, last *zone.Zone) (*zone.
 		if sec.senders--; sec.senders == 0 {
 			delete(n.secondaries, sec.target)
 		}
-		return nil, 0
+		return nil
 	}
-	if sec.timedOut {
-		return z, 1
-	}
-	return z, notifyAttempts
+	return z
 }
 
 // run starts the senders of the zones offered so far and of every later offer, until ctx ends;
@@ -227,49 +212,53 @@ func (n *notifier) run(ctx context.Context) {
 }
 
 // notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
-// ends, and reports whether every attempt timed out without a reply.
-func (s *Server) notify(ctx context.Context, z *zone.Zone, target string, attempts int) (timedOut bool) {
+// ends. The attempts go out on one socket with one message id, so a secondary that answers
+// after an attempt's timeout is still heard (miekg/dns skips replies to other ids, not late ones).
+func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
 	m.Authoritative = true
 	m.Answer = []dns.RR{z.SOA}
 	c := &dns.Client{Net: "udp", Timeout: time.Second}
-	var err error
-	replied := false
-	for range attempts {
-		var r *dns.Msg
-		r, err = exchangeUntil(ctx, c, m, target)
-		if err == nil && r.Rcode == dns.RcodeSuccess {
-			s.o.Metrics.Notified(z.Name, nil)
-			s.log.Debug().Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify acknowledged")
-			return false
+	err := exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {
+		var err error
+		for range notifyAttempts {
+			var r *dns.Msg
+			if r, _, err = c.ExchangeWithConnContext(ctx, m, conn); err == nil {
+				if r.Rcode == dns.RcodeSuccess {
+					return nil
+				}
+				err = rcodeError(r.Rcode)
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
-		if ctx.Err() != nil {
-			return false
-		}
-		if err == nil {
-			replied = true
-			err = rcodeError(r.Rcode)
-		}
+		return err
+	})
+	switch {
+	case ctx.Err() != nil:
+	case err == nil:
+		s.o.Metrics.Notified(z.Name, nil)
+		s.log.Debug().Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify acknowledged")
+	default:
+		s.o.Metrics.Notified(z.Name, err)
+		s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
 	}
-	s.o.Metrics.Notified(z.Name, err)
-	s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Int("attempts", attempts).Msg("notify not acknowledged")
-	var ne net.Error
-	return !replied && errors.As(err, &ne) && ne.Timeout()
 }
 
-// exchangeUntil is c.ExchangeContext(ctx, m, target) cut short when ctx ends: miekg/dns only
-// takes ctx's deadline, so a stop would otherwise wait for the attempt's timeout.
-func exchangeUntil(ctx context.Context, c *dns.Client, m *dns.Msg, target string) (*dns.Msg, error) {
+// exchangeUntil dials target with c and runs exchange on the connection, which it closes when
+// ctx ends: miekg/dns only takes ctx's deadline, so a stop would otherwise wait for an
+// attempt's timeout.
+func exchangeUntil(ctx context.Context, c *dns.Client, target string, exchange func(*dns.Conn) error) error {
 	conn, err := c.DialContext(ctx, target)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	r, _, err := c.ExchangeWithConnContext(ctx, m, conn)
-	return r, err
+	return exchange(conn)
 }
 
 // rcodeError is a reply's error code as an error.
