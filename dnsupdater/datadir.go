@@ -3,8 +3,13 @@ package dnsupdater
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
 )
 
 // lockFile is the name, inside the data directory, of the file a running server holds locked:
@@ -38,11 +43,42 @@ func openDataDir(dir string, warn func(error)) (release func(), err error) {
 		warn(fmt.Errorf("data dir %s: %w", dir, err))
 		return func() {}, nil
 	}
-	for _, name := range []string{snapshotFile, serialsFile} {
+	for _, name := range []string{snapshotFile, serialsFile, serverIDFile} {
 		stale, _ := filepath.Glob(filepath.Join(dir, name+".*"))
 		for _, p := range stale {
 			_ = os.Remove(p)
 		}
 	}
 	return func() { f.Close() }, nil // closing the file releases its lock
+}
+
+// serverIDFile is the name, inside the data directory, of the server's id: the DNS servers of a
+// deployment write their zone versions on the same subjects, and a server that rebuilds its IXFR
+// history at start must step through only its own, whose serials another's may repeat with
+// other content. Names are not enough: two hosts may share one (ns1.eu and ns1.us are both ns1).
+const serverIDFile = "dns-server-id"
+
+// loadServerID returns the id the data directory dir holds, writing a new one when it holds
+// none (a first start). A directory that holds an unreadable id, or cannot keep a new one, is
+// an error: the caller then takes an id for this run only.
+func loadServerID(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, serverIDFile))
+	if err == nil {
+		id, err := uuid.Parse(strings.TrimSpace(string(b)))
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", filepath.Join(dir, serverIDFile), err)
+		}
+		return id.String(), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read server id: %w", err)
+	}
+	id := uuid.NewString()
+	if err := writeAtomically(dir, serverIDFile, func(w io.Writer) error {
+		_, err := io.WriteString(w, id+"\n")
+		return err
+	}); err != nil {
+		return "", fmt.Errorf("write server id: %w", err)
+	}
+	return id, nil
 }

@@ -416,16 +416,16 @@ func (s *Server) reportLoop(ctx context.Context) {
 }
 
 // recordChange records the zone's ZoneChanged event, in parts when it outgrows one NATS message
-// (see splitZoneChange). Its id derives from the cause, this server's name, the zone and its
-// serial (and the part): JetStream drops a second message of one id within its duplicate
+// (see splitZoneChange). Its id derives from the cause, this server's name and id, the zone and
+// its serial (and the part): JetStream drops a second message of one id within its duplicate
 // window, so a redelivered cause does not record a version twice, while every version is kept
 // that would share the id otherwise: two without a cause (reloads of configurations no event
 // carried), a restart's first and the last one before it (both caused by the last STATE event),
 // and each DNS server's own, whose serials and content may differ (readHistory reads its own).
 func (s *Server) recordChange(cause string, c zoneChange) {
-	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step}
+	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step, Server: s.id}
 	for _, p := range splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload())) {
-		key := s.o.Name + "|" + c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
+		key := s.o.Name + "|" + s.id + "|" + c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
 		if p.Part > 0 {
 			key += "#" + strconv.Itoa(p.Part)
 		}

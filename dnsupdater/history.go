@@ -69,12 +69,12 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 
 // readHistory returns the IXFR history of zone name that the DNS stream records up to serial,
 // oldest first: the unbroken run of steps that ends at serial, at most maxDeltas of them. Only
-// the versions the server named source recorded count: other DNS servers write the same
-// subject, and their serials may repeat this one's with other content (a reservation of its
-// own, a configuration it kept, events batched otherwise), so a step of theirs could give a
-// secondary records this server never served. It reads the zone's subject backwards in growing
-// windows, at most maxHistoryReads messages.
-func readHistory(ctx context.Context, js jetstream.JetStream, name, source string, serial uint32) ([]zone.Delta, error) {
+// the versions the server self recorded count: other DNS servers write the same subject, and
+// their serials may repeat this one's with other content (a reservation of its own, a
+// configuration it kept, events batched otherwise), so a step of theirs could give a secondary
+// records this server never served. It reads the zone's subject backwards in growing windows,
+// at most maxHistoryReads messages (the other servers' count too).
+func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, error) {
 	st, err := js.Stream(ctx, events.StreamDNS)
 	if err != nil {
 		return nil, fmt.Errorf("read history of %s: %w", name, err)
@@ -111,7 +111,7 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name, source strin
 			}
 			read++
 			seq = m.Sequence + 1
-			batch = append(batch, storedStep(name, source, m.Data))
+			batch = append(batch, storedStep(name, self, m.Data))
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			b := batch[i]
@@ -122,7 +122,7 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name, source strin
 				newest = append(newest, b.d)
 				want = b.d.From
 			case len(newest) == 0 && b.ok && serialAfter(b.d.To, serial):
-				continue // a version after serial's, by another writer
+				continue // a version after serial's: one the snapshot restored lacks (a crash)
 			default:
 				return chain(newest), nil // a version the chain cannot step over
 			}
@@ -146,14 +146,27 @@ type stored struct {
 	changed, ok bool
 }
 
-// storedStep reads one stored message of zone name's subject for the server named source.
-func storedStep(name, source string, data []byte) stored {
+// writer identifies the server whose versions a history follows: its name, the source of its
+// events, and its id (see serverIDFile).
+type writer struct {
+	name, id string
+}
+
+// storedStep reads one stored message of zone name's subject for the server self: another
+// server's version is no version of self's.
+func storedStep(name string, self writer, data []byte) stored {
 	env, err := events.Decode(data)
-	if err != nil || env.Type != events.TypeZoneChanged || env.Source != source {
+	if err != nil || env.Type != events.TypeZoneChanged || env.Source != self.name {
 		return stored{}
 	}
 	var zc events.ZoneChanged
-	if err := env.Payload(&zc); err != nil || zc.Zone != name || zc.Step == nil || zc.Step.From == zc.Serial {
+	if err := env.Payload(&zc); err != nil {
+		return stored{changed: true} // unreadable: a break, whoever wrote it
+	}
+	if zc.Server != self.id {
+		return stored{}
+	}
+	if zc.Zone != name || zc.Step == nil || zc.Step.From == zc.Serial {
 		return stored{changed: true}
 	}
 	d, err := deltaOf(name, zc)
@@ -174,7 +187,7 @@ func (s *Server) readHistories(ctx context.Context) map[string][]zone.Delta {
 	defer cancel()
 	out := map[string][]zone.Delta{}
 	for _, z := range s.table.Load().zones {
-		h, err := readHistory(ctx, s.o.JS, z.Name, s.o.Name, z.Serial)
+		h, err := readHistory(ctx, s.o.JS, z.Name, writer{s.o.Name, s.id}, z.Serial)
 		if err != nil {
 			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone")
 			continue

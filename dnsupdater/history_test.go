@@ -99,7 +99,7 @@ func FuzzStoredStep(f *testing.F) {
 	f.Add(env.Encode())
 	f.Add([]byte(`{"type":"detour.dns.zone_changed.v1","data":{"zone":"demo.test.","serial":3,"step":{"from":2,"added":["x.other. 5 IN A 1.2.3.4"]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := storedStep("demo.test.", "fuzz", data)
+		s := storedStep("demo.test.", writer{name: "fuzz"}, data)
 		if !s.ok {
 			return
 		}
@@ -347,8 +347,15 @@ func reserveSerial(t *testing.T, dir string, s uint32) {
 // and one DNS stream whose serials coincide (A's reservation after a crash is one ahead of B's)
 // while their content differs: A, restarted from its snapshot, must answer IXFR with its own
 // step, not with B's step to the same serial, which would leave a secondary with the address A
-// no longer serves.
+// no longer serves; whether the two servers' names differ or not (a name is the host's, cut at
+// its first dot: ns1.eu.example.com and ns1.us.example.com are both ns1).
 func TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions(t *testing.T) {
+	for _, names := range [][2]string{{"dns-a", "dns-b"}, {"ns1", "ns1"}} {
+		t.Run(names[0]+" and "+names[1], func(t *testing.T) { ixfrThroughOwnVersions(t, names[0], names[1]) })
+	}
+}
+
+func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 	js := eventstest.Start(t)
 	conf := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1))
 	r := uint32(time.Now().Unix()) + 100000
@@ -358,14 +365,14 @@ func TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions(t *testing.T) {
 	at := func(h *harness, s uint32) func() bool { return func() bool { return serial(t, h.srv.Addr()) == s } }
 	recorded := func(s uint32, n int) func() bool { return func() bool { return len(recordedSerials(t, js)[s]) == n } }
 
-	a := startNamed(t, js, conf, dirA, "dns-a")
+	a := startNamed(t, js, conf, dirA, nameA)
 	eventstest.Eventually(t, 2*time.Second, at(a, r+1), "A starts at serial %d", r+1)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
 	eventstest.Eventually(t, 2*time.Second, at(a, r+2), "A's version %d: shop at .12", r+2)
 	eventstest.Eventually(t, 2*time.Second, recorded(r+2, 1), "A's version %d recorded", r+2)
 	a.stop()
 
-	b := startNamed(t, js, conf, dirB, "dns-b")
+	b := startNamed(t, js, conf, dirB, nameB)
 	eventstest.Eventually(t, 2*time.Second, at(b, r+1), "B starts at serial %d", r+1)
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
 	eventstest.Eventually(t, 2*time.Second, at(b, r+2), "B's version %d: shop at .11", r+2)
@@ -376,7 +383,7 @@ func TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions(t *testing.T) {
 		t.Errorf("serial %d: want both servers' versions recorded, got %d", r+2, n)
 	}
 
-	a = startNamed(t, js, conf, dirA, "dns-a")
+	a = startNamed(t, js, conf, dirA, nameA)
 	addr := a.srv.Addr()
 	if s := serial(t, addr); s != r+2 {
 		t.Fatalf("A restarted at serial %d, want %d", s, r+2)

@@ -20,6 +20,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/metrics"
+	"github.com/google/uuid"
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -100,6 +101,9 @@ type Server struct {
 	serials *serialReserver
 	// unlock releases the data directory's lock (nil without a data dir).
 	unlock func()
+	// id tells this server's zone versions from those of the other DNS servers on the same
+	// subjects: the data directory's (see serverIDFile), or one for this run without one.
+	id string
 }
 
 // maxTCPConns bounds the TCP connections served at once; dns.tcp_per_client bounds those of
@@ -149,12 +153,18 @@ func New(o Options) (*Server, error) {
 		}
 		s.pushers[z.Name] = p
 	}
+	s.id = uuid.NewString()
 	if o.DataDir != "" {
 		warn := func(err error) {
 			s.log.Warn().Err(err).Msg("data dir not locked; it must not be shared with another server")
 		}
 		if s.unlock, err = openDataDir(o.DataDir, warn); err != nil {
 			return nil, fmt.Errorf("new dns server: %w", err)
+		}
+		if id, err := loadServerID(o.DataDir); err != nil {
+			s.log.Warn().Err(err).Msg("server id not kept; after a restart, secondaries behind get the whole zone once")
+		} else {
+			s.id = id
 		}
 		s.restoreSnapshot()
 	}

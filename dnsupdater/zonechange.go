@@ -18,13 +18,13 @@ func splitZoneChange(zc events.ZoneChanged, limit int) []events.ZoneChanged {
 		return []events.ZoneChanged{zc}
 	}
 	var parts []events.ZoneChanged
-	part := events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial}
+	part := events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server}
 	used := 0
 	for _, c := range zc.Changes {
 		n := size(c) + 1
 		if len(part.Changes) > 0 && used+n > limit-envelopeRoom {
 			parts = append(parts, part)
-			part = events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial}
+			part = events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server}
 			used = 0
 		}
 		part.Changes = append(part.Changes, c)

@@ -168,6 +168,10 @@ type ZoneChanged struct {
 	// the step. Both are zero for a version told in one event.
 	Part  int `json:"part,omitempty"`
 	Parts int `json:"parts,omitempty"`
+	// Server is the id of the DNS server that served the version (kept in its data directory),
+	// beside its name in the envelope's source: a server rebuilding its IXFR history steps only
+	// through its own versions. Events written before it was added lack it.
+	Server string `json:"server,omitempty"`
 }
 
 // ZoneStep is one version step of a zone: the records From had that Serial lacks, and those
