@@ -59,26 +59,26 @@ func openDataDir(dir string, warn func(error)) (release func(), err error) {
 const serverIDFile = "dns-server-id"
 
 // loadServerID returns the id the data directory dir holds, writing a new one when it holds
-// none (a first start). A directory that holds an unreadable id, or cannot keep a new one, is
-// an error: the caller then takes an id for this run only.
-func loadServerID(dir string) (string, error) {
+// none (a first start) or one that does not parse (a damaged file: damaged then says so). An
+// error means that no id could be kept: the caller then takes one for this run only.
+func loadServerID(dir string) (id string, damaged, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, serverIDFile))
-	if err == nil {
-		id, err := uuid.Parse(strings.TrimSpace(string(b)))
-		if err != nil {
-			return "", fmt.Errorf("read %s: %w", filepath.Join(dir, serverIDFile), err)
+	switch {
+	case err == nil:
+		u, perr := uuid.Parse(strings.TrimSpace(string(b)))
+		if perr == nil {
+			return u.String(), nil, nil
 		}
-		return id.String(), nil
+		damaged = fmt.Errorf("%s: %w", filepath.Join(dir, serverIDFile), perr)
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", nil, fmt.Errorf("read server id: %w", err)
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("read server id: %w", err)
-	}
-	id := uuid.NewString()
+	id = uuid.NewString()
 	if err := writeAtomically(dir, serverIDFile, func(w io.Writer) error {
 		_, err := io.WriteString(w, id+"\n")
 		return err
 	}); err != nil {
-		return "", fmt.Errorf("write server id: %w", err)
+		return "", damaged, fmt.Errorf("write server id: %w", err)
 	}
-	return id, nil
+	return id, damaged, nil
 }

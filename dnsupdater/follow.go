@@ -104,7 +104,10 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 	histories := make(chan map[string][]zone.Delta, 1)
 	var reader sync.WaitGroup
 	defer reader.Wait()
-	reader.Go(func() { histories <- s.readHistories(ctx) })
+	if s.o.DataDir != "" {
+		// Without one, the serial is new and the id this run's: no version recorded leads to it.
+		reader.Go(func() { histories <- s.readHistories(ctx) })
+	}
 	var snaps snapshotPacer
 	for {
 		select {

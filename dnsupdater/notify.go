@@ -2,8 +2,11 @@ package dnsupdater
 
 import (
 	"context"
+	"errors"
+	"net"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -11,9 +14,14 @@ import (
 )
 
 // notifyAttempts is how often a NOTIFY is sent before the secondary is given up on for this
-// serial (it still polls the SOA at its refresh interval). The attempts share one socket, one
-// second apart: a reply to any of them, however late, acknowledges the NOTIFY.
+// serial (it still polls the SOA at its refresh interval). The attempts share one socket and
+// go out notifyWait apart: a reply to any of them, however late, acknowledges the NOTIFY.
 const notifyAttempts = 3
+
+// notifyWait is how long an attempt waits for its answer, and so the time between attempts,
+// however the attempt fails: a secondary whose port is closed while it restarts refuses each
+// datagram at once, and three attempts in a millisecond would all be refused.
+const notifyWait = time.Second
 
 // notifyFailureWindow is how often a secondary's failed NOTIFYs are logged at most: one line,
 // with the count of those held back since the last.
@@ -212,38 +220,72 @@ func (n *notifier) run(ctx context.Context) {
 }
 
 // notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
-// ends. The attempts go out on one socket with one message id, so a secondary that answers
-// after an attempt's timeout is still heard (miekg/dns skips replies to other ids, not late ones).
+// ends.
 func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
 	m.Authoritative = true
 	m.Answer = []dns.RR{z.SOA}
-	c := &dns.Client{Net: "udp", Timeout: time.Second}
+	c := &dns.Client{Net: "udp", Timeout: notifyWait}
 	err := exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {
 		var err error
 		for range notifyAttempts {
-			var r *dns.Msg
-			if r, _, err = c.ExchangeWithConnContext(ctx, m, conn); err == nil {
-				if r.Rcode == dns.RcodeSuccess {
-					return nil
-				}
-				err = rcodeError(r.Rcode)
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
+			err = notifyAttempt(conn, m, time.Now().Add(notifyWait))
+			if err == nil || ctx.Err() != nil || errors.As(err, new(rcodeError)) {
+				return err // an error code is the secondary's answer: it is not asked again
 			}
 		}
 		return err
 	})
 	switch {
-	case ctx.Err() != nil:
 	case err == nil:
 		s.o.Metrics.Notified(z.Name, nil)
 		s.log.Debug().Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify acknowledged")
+	case ctx.Err() != nil: // stopping: neither a failure nor an acknowledgement
 	default:
 		s.o.Metrics.Notified(z.Name, err)
 		s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
+	}
+}
+
+// notifyAttempt sends m on conn and reads until deadline for the answer: nil for an
+// acknowledgement, a rcodeError for an answer with an error code. Every attempt of an exchange
+// sends m with its id, so a late answer to an earlier one counts; a reply to another id, and a
+// datagram that does not parse, are skipped (a stray or forged datagram does not end the
+// attempt). A refusal (the secondary's port is closed) is kept and reported at deadline, unless
+// an answer comes first.
+func notifyAttempt(conn *dns.Conn, m *dns.Msg, deadline time.Time) error {
+	if err := conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	var failed error
+	if err := conn.WriteMsg(m); err != nil {
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return err
+		}
+		failed = err // an earlier datagram's refusal, told on this send
+	}
+	for {
+		r, err := conn.ReadMsg()
+		var ne net.Error
+		switch {
+		case err == nil && r.Id == m.Id && r.Response:
+			if r.Rcode == dns.RcodeSuccess {
+				return nil
+			}
+			return rcodeError(r.Rcode)
+		case err == nil: // a reply to another id, or no reply
+		case errors.Is(err, syscall.ECONNREFUSED):
+			failed = err
+		case errors.As(err, &ne) && ne.Timeout():
+			if failed != nil {
+				return failed
+			}
+			return err
+		case errors.As(err, &ne):
+			return err // the socket closed (a stop), or it cannot read
+		default: // a datagram that is no DNS message
+		}
 	}
 }
 

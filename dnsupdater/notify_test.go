@@ -772,6 +772,82 @@ func TestANotifyIsAcknowledgedByASecondaryThatAnswersAfterTheFirstAttemptTimedOu
 	}
 }
 
+func TestANotifyIsAcknowledgedThroughDatagramsThatAreNoAnswerToIt(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	notifies := make(chan int, 8)
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil {
+				continue
+			}
+			notifies <- 1
+			// Junk, a reply to another id, then the answer.
+			other := new(dns.Msg)
+			other.SetReply(q)
+			other.Id = q.Id + 1
+			ok := new(dns.Msg)
+			ok.SetReply(q)
+			for _, m := range []*dns.Msg{other, ok} {
+				b, _ := m.Pack()
+				_, _ = pc.WriteTo([]byte{0, 1, 2, 3, 4, 5}, from)
+				_, _ = pc.WriteTo(b, from)
+			}
+		}
+	}()
+	var logs eventstest.Logs
+	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
+	s.notify(context.Background(), notifiedZone("demo.test.", 7), pc.LocalAddr().String())
+	if logs.Count("notify acknowledged") != 1 || len(notifies) != 1 {
+		t.Errorf("a secondary sending junk and a reply to another id before its answer: want one NOTIFY acknowledged, sent %d:\n%s", len(notifies), logs.String())
+	}
+}
+
+func TestANotifyReachesASecondaryWhosePortOpensWhileItIsSent(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close() // the secondary restarts: its port refuses datagrams for a while
+	opened := make(chan string, 1)
+	reopen := time.AfterFunc(1300*time.Millisecond, func() { // past the first attempt's wait
+		target, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			opened <- err.Error()
+			return
+		}
+		t.Cleanup(func() { target.Close() })
+		srv := &dns.Server{PacketConn: target, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetReply(r)
+			_ = w.WriteMsg(m)
+		})}
+		go func() { _ = srv.ActivateAndServe() }()
+		t.Cleanup(func() { _ = srv.Shutdown() })
+		opened <- ""
+	})
+	defer reopen.Stop()
+	var logs eventstest.Logs
+	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
+	s.notify(context.Background(), notifiedZone("demo.test.", 7), addr)
+	if msg := <-opened; msg != "" {
+		t.Skipf("the secondary's port could not be opened again: %s", msg)
+	}
+	if logs.Count("notify acknowledged") != 1 {
+		t.Errorf("a secondary whose port opened 1.3 s after the first attempt: want the NOTIFY acknowledged by a later attempt, got\n%s", logs.String())
+	}
+}
+
 func TestASecondarysFailedNotifiesAreLoggedOncePerWindow(t *testing.T) {
 	refusing := startAnsweringSecondary(t, dns.RcodeRefused)
 	var logs eventstest.Logs

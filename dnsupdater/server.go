@@ -161,8 +161,12 @@ func New(o Options) (*Server, error) {
 		if s.unlock, err = openDataDir(o.DataDir, warn); err != nil {
 			return nil, fmt.Errorf("new dns server: %w", err)
 		}
-		if id, err := loadServerID(o.DataDir); err != nil {
-			s.log.Warn().Err(err).Msg("server id not kept; after a restart, secondaries behind get the whole zone once")
+		id, damaged, err := loadServerID(o.DataDir)
+		if damaged != nil {
+			s.log.Warn().Err(damaged).Msg("server id damaged; a new one is kept, and secondaries behind get the whole zone once")
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Msg("server id not kept; after each restart, secondaries behind get the whole zone once")
 		} else {
 			s.id = id
 		}
