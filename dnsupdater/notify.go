@@ -6,7 +6,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -18,9 +17,10 @@ import (
 // go out notifyWait apart: a reply to any of them, however late, acknowledges the NOTIFY.
 const notifyAttempts = 3
 
-// notifyWait is how long an attempt waits for its answer, and so the time between attempts,
-// however the attempt fails: a secondary whose port is closed while it restarts refuses each
-// datagram at once, and three attempts in a millisecond would all be refused.
+// notifyWait is how long an attempt waits for its answer, and so the time between attempts
+// unless the secondary answers with an error code: a secondary whose port is closed while it
+// restarts refuses each datagram at once, and three attempts in a millisecond would all be
+// refused.
 const notifyWait = time.Second
 
 // notifyFailureWindow is how often a secondary's failed NOTIFYs are logged at most: one line,
@@ -29,8 +29,9 @@ const notifyFailureWindow = 10 * time.Second
 
 // maxNotifyPerSecondary bounds the NOTIFY exchanges in flight to one secondary, across its
 // zones. A secondary that answers takes a slot for a round trip, so 32 still send it thousands
-// a second; one that does not answer holds its 32 slots while it is down, and the exchanges to
-// the other secondaries do not wait for them.
+// a second; one that does not answer, or whose port or host refuses the datagrams, holds each
+// of its 32 slots notifyAttempts × notifyWait (about 10 zones a second) while it is down, and
+// the exchanges to the other secondaries do not wait for them.
 const maxNotifyPerSecondary = 32
 
 // maxNotifySockets bounds the NOTIFY exchanges in flight across zones and secondaries. Each
@@ -231,7 +232,8 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 		var err error
 		for range notifyAttempts {
 			err = notifyAttempt(conn, m, time.Now().Add(notifyWait))
-			if err == nil || ctx.Err() != nil || errors.As(err, new(rcodeError)) {
+			var rc rcodeError
+			if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc != dns.RcodeServerFailure {
 				return err // an error code is the secondary's answer: it is not asked again
 			}
 		}
@@ -248,45 +250,67 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 	}
 }
 
+// maxAttemptErrors bounds the socket errors one attempt reads past: each reports an ICMP error
+// once, so more are a fault that would otherwise spin until the deadline.
+const maxAttemptErrors = 64
+
 // notifyAttempt sends m on conn and reads until deadline for the answer: nil for an
 // acknowledgement, a rcodeError for an answer with an error code. Every attempt of an exchange
-// sends m with its id, so a late answer to an earlier one counts; a reply to another id, and a
-// datagram that does not parse, are skipped (a stray or forged datagram does not end the
-// attempt). A refusal (the secondary's port is closed) is kept and reported at deadline, unless
-// an answer comes first.
+// sends m with its id, so a late answer to an earlier one counts; a reply to another id, a
+// message that is no reply, and a datagram that does not parse are skipped (a stray or forged
+// datagram does not end the attempt). An ICMP error (the secondary's port closed, its host
+// unreachable or refusing) and SERVFAIL (often a secondary still loading) are kept and
+// reported at deadline, unless an answer comes first; another error code ends the exchange.
 func notifyAttempt(conn *dns.Conn, m *dns.Msg, deadline time.Time) error {
 	if err := conn.SetDeadline(deadline); err != nil {
 		return err
 	}
 	var failed error
-	if err := conn.WriteMsg(m); err != nil {
-		if !errors.Is(err, syscall.ECONNREFUSED) {
+	err := conn.WriteMsg(m)
+	if err != nil && !timeoutOrClosed(err) {
+		// An earlier datagram's ICMP error, told on this send instead of sending it: again.
+		failed, err = err, conn.WriteMsg(m)
+	}
+	if err != nil {
+		if timeoutOrClosed(err) {
 			return err
 		}
-		failed = err // an earlier datagram's refusal, told on this send
+		failed = err
 	}
-	for {
+	for errs := 0; ; {
 		r, err := conn.ReadMsg()
 		var ne net.Error
 		switch {
 		case err == nil && r.Id == m.Id && r.Response:
-			if r.Rcode == dns.RcodeSuccess {
+			switch r.Rcode {
+			case dns.RcodeSuccess:
 				return nil
+			case dns.RcodeServerFailure:
+				failed = rcodeError(r.Rcode)
+			default:
+				return rcodeError(r.Rcode)
 			}
-			return rcodeError(r.Rcode)
 		case err == nil: // a reply to another id, or no reply
-		case errors.Is(err, syscall.ECONNREFUSED):
-			failed = err
-		case errors.As(err, &ne) && ne.Timeout():
-			if failed != nil {
+		case timeoutOrClosed(err):
+			if failed != nil && !errors.Is(err, net.ErrClosed) {
 				return failed
 			}
 			return err
 		case errors.As(err, &ne):
-			return err // the socket closed (a stop), or it cannot read
+			if errs++; errs > maxAttemptErrors {
+				return err
+			}
+			failed = err
 		default: // a datagram that is no DNS message
 		}
 	}
+}
+
+// timeoutOrClosed reports whether err ends an attempt: its deadline passed, or the socket was
+// closed (a stop).
+func timeoutOrClosed(err error) bool {
+	var ne net.Error
+	return errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // exchangeUntil dials target with c and runs exchange on the connection, which it closes when

@@ -791,13 +791,16 @@ func TestANotifyIsAcknowledgedThroughDatagramsThatAreNoAnswerToIt(t *testing.T) 
 				continue
 			}
 			notifies <- 1
-			// Junk, a reply to another id, then the answer.
+			// Junk, a reply to another id, a message of its id that is no reply (refusing:
+			// taken for one, it would end the exchange), then the answer.
 			other := new(dns.Msg)
 			other.SetReply(q)
 			other.Id = q.Id + 1
+			noReply := q.Copy()
+			noReply.Rcode = dns.RcodeRefused
 			ok := new(dns.Msg)
 			ok.SetReply(q)
-			for _, m := range []*dns.Msg{other, ok} {
+			for _, m := range []*dns.Msg{other, noReply, ok} {
 				b, _ := m.Pack()
 				_, _ = pc.WriteTo([]byte{0, 1, 2, 3, 4, 5}, from)
 				_, _ = pc.WriteTo(b, from)
@@ -808,7 +811,7 @@ func TestANotifyIsAcknowledgedThroughDatagramsThatAreNoAnswerToIt(t *testing.T) 
 	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
 	s.notify(context.Background(), notifiedZone("demo.test.", 7), pc.LocalAddr().String())
 	if logs.Count("notify acknowledged") != 1 || len(notifies) != 1 {
-		t.Errorf("a secondary sending junk and a reply to another id before its answer: want one NOTIFY acknowledged, sent %d:\n%s", len(notifies), logs.String())
+		t.Errorf("a secondary sending junk, a reply to another id and the query back before its answer: want one NOTIFY acknowledged, sent %d:\n%s", len(notifies), logs.String())
 	}
 }
 
@@ -848,8 +851,32 @@ func TestANotifyReachesASecondaryWhosePortOpensWhileItIsSent(t *testing.T) {
 	}
 }
 
+func TestAnErrorCodeEndsANotifyButServfailIsAskedAgain(t *testing.T) {
+	tests := []struct {
+		name   string
+		rcodes []int
+		sent   int64
+		acked  bool
+	}{
+		{name: "REFUSED", rcodes: []int{dns.RcodeRefused}, sent: 1},
+		{name: "NOTAUTH", rcodes: []int{dns.RcodeNotAuth}, sent: 1},
+		{name: "SERVFAIL, then NOERROR", rcodes: []int{dns.RcodeServerFailure, dns.RcodeSuccess}, sent: 2, acked: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, got := startAnsweringSecondary(t, tt.rcodes...)
+			var logs eventstest.Logs
+			s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
+			s.notify(context.Background(), notifiedZone("demo.test.", 7), addr)
+			if got.Load() != tt.sent || (logs.Count("notify acknowledged") == 1) != tt.acked {
+				t.Errorf("want %d NOTIFYs sent, acknowledged %v; got %d:\n%s", tt.sent, tt.acked, got.Load(), logs.String())
+			}
+		})
+	}
+}
+
 func TestASecondarysFailedNotifiesAreLoggedOncePerWindow(t *testing.T) {
-	refusing := startAnsweringSecondary(t, dns.RcodeRefused)
+	refusing, _ := startAnsweringSecondary(t, dns.RcodeRefused)
 	var logs eventstest.Logs
 	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
 	for i := range 5 {
@@ -866,19 +893,22 @@ func notifiedZone(name string, serial uint32) *zone.Zone {
 		Ns: "ns1." + name, Mbox: "hostmaster." + name, Serial: serial}}
 }
 
-// startAnsweringSecondary is a secondary on loopback that answers every NOTIFY with rcode.
-func startAnsweringSecondary(t *testing.T, rcode int) string {
+// startAnsweringSecondary is a secondary on loopback that answers its i-th NOTIFY with
+// rcodes[i], or the last of them, and counts the NOTIFYs it gets.
+func startAnsweringSecondary(t *testing.T, rcodes ...int) (string, *atomic.Int64) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var got atomic.Int64
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		i := int(got.Add(1)) - 1
 		m := new(dns.Msg)
-		m.SetRcode(r, rcode)
+		m.SetRcode(r, rcodes[min(i, len(rcodes)-1)])
 		_ = w.WriteMsg(m)
 	})}
 	go func() { _ = srv.ActivateAndServe() }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	return pc.LocalAddr().String()
+	return pc.LocalAddr().String(), &got
 }
