@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -313,10 +314,11 @@ func FuzzTransfer(f *testing.F) {
 	s.table.Store(testTable(f))
 	remote := netip.MustParseAddr("127.0.0.1")
 	f.Fuzz(func(t *testing.T, p []byte) {
-		msgs := s.transferFor(p, remote)
-		if msgs == nil {
+		tr := s.transferFor(p, remote)
+		if tr == nil {
 			return
 		}
+		msgs := tr.msgs
 		for _, m := range msgs {
 			if _, err := m.Pack(); err != nil {
 				t.Fatalf("transfer message does not pack: %v", err)
@@ -475,5 +477,38 @@ func TestLeavingOutAddressesEndsOnAPointerLoop(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("leaveOutAdditional still runs 5 s after it was given a name pointing to itself")
+	}
+}
+
+func TestATransferIsWrittenToTheEndWhileTheSecondaryKeepsReadingHoweverLongItTakes(t *testing.T) {
+	const idle = 100 * time.Millisecond
+	var msgs []*dns.Msg
+	for i := range 10 {
+		m := new(dns.Msg)
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "demo.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.IPv4(192, 0, 2, byte(i))}}
+		msgs = append(msgs, m)
+	}
+	server, client := net.Pipe()
+	defer client.Close()
+	got := make(chan int)
+	go func() {
+		n := 0
+		var lenBuf [2]byte
+		for {
+			time.Sleep(idle * 6 / 10) // a slow secondary: each message within idle, all of them over 6 × idle
+			if _, err := io.ReadFull(client, lenBuf[:]); err != nil {
+				break
+			}
+			if _, err := io.ReadFull(client, make([]byte, binary.BigEndian.Uint16(lenBuf[:]))); err != nil {
+				break
+			}
+			n++
+		}
+		got <- n
+	}()
+	err := writeTransfer(server, msgs, idle)
+	server.Close()
+	if n := <-got; err != nil || n != len(msgs) {
+		t.Errorf("a secondary reading a message every %v with %v allowed per message: want all %d read, got %d (%v)", idle*6/10, idle, len(msgs), n, err)
 	}
 }

@@ -394,13 +394,16 @@ func (s *Server) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, in[:n]); err != nil {
 			return
 		}
-		_ = c.SetWriteDeadline(time.Now().Add(tcpIdle))
-		if msgs := s.transferFor(in[:n], remote); msgs != nil {
-			if err := writeTransfer(c, msgs); err != nil {
+		if t := s.transferFor(in[:n], remote); t != nil {
+			start := time.Now()
+			if err := writeTransfer(c, t.msgs, tcpIdle); err != nil {
+				t.log(s.log.Warn().Err(err), remote, start).Msg("zone transfer cut short")
 				return
 			}
+			t.log(s.log.Info(), remote, start).Msg("zone transferred")
 			continue
 		}
+		_ = c.SetWriteDeadline(time.Now().Add(tcpIdle))
 		resp := w.respond(s.table.Load(), in[:n], remote, true)
 		if resp == nil {
 			continue
@@ -413,9 +416,24 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-// transferFor returns the messages of the zone transfer p asks for, or nil when p is not a
-// transfer this client may have (the ordinary path then answers or refuses it).
-func (s *Server) transferFor(p []byte, remote netip.Addr) []*dns.Msg {
+// zoneTransfer is a transfer a client asked for and may have.
+type zoneTransfer struct {
+	zone        string
+	qtype       uint16
+	incremental bool
+	msgs        []*dns.Msg
+}
+
+// log adds what a log line of t tells: the zone, the client, the kind of transfer, how many
+// messages and how long they took since start.
+func (t *zoneTransfer) log(e *zerolog.Event, client netip.Addr, start time.Time) *zerolog.Event {
+	return e.Str("zone", t.zone).Str("client", client.String()).Str("type", dns.TypeToString[t.qtype]).
+		Bool("incremental", t.incremental).Int("messages", len(t.msgs)).Dur("took", time.Since(start))
+}
+
+// transferFor returns the zone transfer p asks for, or nil when p is not a transfer this client
+// may have (the ordinary path then answers or refuses it).
+func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 	var q query
 	if parseQuery(p, &q) && q.qtype != dns.TypeAXFR && q.qtype != dns.TypeIXFR {
 		return nil
@@ -425,22 +443,25 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) []*dns.Msg {
 		return nil
 	}
 	msgs, incremental := transfer(s.table.Load(), req, remote)
-	if msgs != nil {
-		s.log.Info().Str("zone", req.Question[0].Name).Str("client", remote.String()).Str("type", dns.TypeToString[req.Question[0].Qtype]).
-			Bool("incremental", incremental).Msg("zone transferred")
+	if msgs == nil {
+		return nil
 	}
-	return msgs
+	return &zoneTransfer{zone: req.Question[0].Name, qtype: req.Question[0].Qtype, incremental: incremental, msgs: msgs}
 }
 
-func writeTransfer(c net.Conn, msgs []*dns.Msg) error {
-	for _, m := range msgs {
+// writeTransfer writes a transfer's messages to c. Each message may take idle to be taken by
+// the client, not the whole transfer: a secondary reading a large zone over a slow link for
+// minutes is served to the end, as long as it keeps reading (RFC 7766 §6.2.3).
+func writeTransfer(c net.Conn, msgs []*dns.Msg, idle time.Duration) error {
+	for i, m := range msgs {
 		b, err := m.Pack()
 		if err != nil {
-			return fmt.Errorf("pack transfer message: %w", err)
+			return fmt.Errorf("pack transfer message %d of %d: %w", i+1, len(msgs), err)
 		}
 		out := append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)
+		_ = c.SetWriteDeadline(time.Now().Add(idle))
 		if _, err := c.Write(out); err != nil {
-			return fmt.Errorf("write transfer message: %w", err)
+			return fmt.Errorf("write transfer message %d of %d: %w", i+1, len(msgs), err)
 		}
 	}
 	return nil
