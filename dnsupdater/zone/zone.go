@@ -144,6 +144,9 @@ func Compile(c *config.Config) (*Static, error) {
 			} else if cut := delegationOf(z.Name, a.FQDN, sz.names); cut != "" && cut != a.FQDN {
 				problems = append(problems, fmt.Sprintf("apps[%d].fqdn: %q is below the delegation %s (%s): it would never be answered",
 					j, strings.TrimSuffix(a.FQDN, "."), strings.TrimSuffix(cut, "."), nsOrigin(cut, origins)))
+			} else if w := wildcardOver(z.Name, a.FQDN, sz.names); w != "" && a.WhenAllDown == config.FailClosed {
+				problems = append(problems, fmt.Sprintf("apps[%d].when_all_down: with every endpoint down, fail_closed answers %q with no address, but a zone transfer cannot carry a name without records: secondaries would answer it from the wildcard %q (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard",
+					j, strings.TrimSuffix(a.FQDN, "."), strings.TrimSuffix(w, ".")))
 			}
 		}
 		problems = append(problems, checkRRsets(path, sz.names)...)
@@ -218,6 +221,39 @@ func nsOrigin(cut string, origins []origin) string {
 		}
 	}
 	return "its NS records"
+}
+
+// wildcardOver returns the wildcard of zone that would answer name if name held no records
+// (and none of its descendants any): the wildcard child of its closest encloser among the
+// static names, empty non-terminals included (RFC 4592 §3.3.1); "" when there is none.
+func wildcardOver(zone, name string, names map[string]map[uint16][]dns.RR) string {
+	exists := func(n string) bool {
+		if names[n] != nil {
+			return true
+		}
+		for k := range names {
+			if strings.HasSuffix(k, "."+n) {
+				return true
+			}
+		}
+		return false
+	}
+	if exists(name) {
+		return ""
+	}
+	for p := name; p != zone; {
+		p = Parent(p)
+		if p == "" || !config.InZone(p, zone) {
+			return ""
+		}
+		if exists(p) {
+			if names["*."+p] != nil {
+				return "*." + p
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // checkRRsets reports what a zone's names hold that secondaries refuse: a CNAME beside other

@@ -200,6 +200,38 @@ func TestCompileRefusesWhatSecondariesRefuseOrIsNeverAnswered(t *testing.T) {
 	}
 }
 
+func TestAFailClosedAppUnderAWildcardIsRefused(t *testing.T) {
+	app := func(fqdn, whenAllDown string) string {
+		return "apps:\n  - name: shop\n    fqdn: " + fqdn + "\n    when_all_down: " + whenAllDown +
+			"\n    pools: [{name: p, endpoints: [{address: \"127.0.0.1:80\"}]}]\n"
+	}
+	zone := "zones:\n  - name: demo.test\n    records: [\"*.wild IN A 192.0.2.80\", \"x.other IN A 192.0.2.81\", \"*.other IN A 192.0.2.82\", \"y.z.other IN A 192.0.2.83\"]\n"
+	tests := []struct {
+		name, fqdn, whenAllDown, want string
+	}{
+		{name: "fail_closed under a wildcard", fqdn: "shop.wild.demo.test", whenAllDown: "fail_closed",
+			want: `apps[0].when_all_down: with every endpoint down, fail_closed answers "shop.wild.demo.test" with no address, but a zone transfer cannot carry a name without records: secondaries would answer it from the wildcard "*.wild.demo.test" (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard`},
+		{name: "fail_closed two labels under a wildcard", fqdn: "a.shop.wild.demo.test", whenAllDown: "fail_closed",
+			want: `apps[0].when_all_down: with every endpoint down, fail_closed answers "a.shop.wild.demo.test" with no address, but a zone transfer cannot carry a name without records: secondaries would answer it from the wildcard "*.wild.demo.test" (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard`},
+		{name: "fail_open under a wildcard", fqdn: "shop.wild.demo.test", whenAllDown: "fail_open"},
+		{name: "fail_closed beside no wildcard", fqdn: "shop.demo.test", whenAllDown: "fail_closed"},
+		{name: "fail_closed at a name whose descendants exist", fqdn: "z.other.demo.test", whenAllDown: "fail_closed"},
+		{name: "fail_closed below a name that exists, whose wildcard is not its", fqdn: "s.x.other.demo.test", whenAllDown: "fail_closed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Compile(eventstest.Config(t, zone+app(tt.fqdn, tt.whenAllDown)))
+			var cerr *config.Error
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("want accepted, got %v", err)
+			case tt.want != "" && (!errors.As(err, &cerr) || len(cerr.Problems) != 1 || cerr.Problems[0] != tt.want):
+				t.Errorf("want the one problem\n%s\ngot %v", tt.want, err)
+			}
+		})
+	}
+}
+
 func TestNamesCompareCaseInsensitivelyWhateverTheirSpelling(t *testing.T) {
 	tests := []struct{ name, canonical string }{
 		{name: "www.demo.test.", canonical: "www.demo.test."},
