@@ -852,7 +852,9 @@ func TestDSAtAChildZonesApexIsTheParentZonesAnswer(t *testing.T) {
 	parent := `
   - name: demo.test
     nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
-    records: ["sub IN NS ns1.sub", "ns1.sub IN A 192.0.2.7"]`
+    records: ["sub IN NS ns1.sub", "ns1.sub IN A 192.0.2.7", "tosub IN CNAME sub",
+      "other IN NS ns.elsewhere.example.", "other IN DS 12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE3D6C3E0A6D3A6B2E2C1C0C1D",
+      "toother IN CNAME other"]`
 	child := `
   - name: sub.demo.test
     nameservers: [{name: ns1.sub.demo.test, address: 192.0.2.7}]
@@ -873,6 +875,12 @@ func TestDSAtAChildZonesApexIsTheParentZonesAnswer(t *testing.T) {
 			want: "NOERROR aa rd\nns: " + childSOA},
 		{name: "DS at the parent's apex, whose parent is not served, is the parent's own", req: newQuery("demo.test.", dns.TypeDS),
 			want: "NOERROR aa rd\nns: " + negSOA},
+		{name: "DS through a CNAME to the child's apex is the parent's NODATA", req: newQuery("tosub.demo.test.", dns.TypeDS),
+			want: "NOERROR aa rd\nan: tosub.demo.test. 3600 IN CNAME sub.demo.test.\nns: " + negSOA},
+		{name: "DS through a CNAME to a delegation is the parent's DS", req: newQuery("toother.demo.test.", dns.TypeDS),
+			want: "NOERROR aa rd\nan: toother.demo.test. 3600 IN CNAME other.demo.test.\nan: other.demo.test. 3600 IN DS 12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE3D6C3E0A6D3A6B2E2C1C0C1D"},
+		{name: "A through a CNAME to a delegation is a referral", req: newQuery("toother.demo.test.", dns.TypeA),
+			want: "NOERROR aa rd\nan: toother.demo.test. 3600 IN CNAME other.demo.test.\nns: other.demo.test. 3600 IN NS ns.elsewhere.example."},
 	}
 	remote := netip.MustParseAddr("192.0.2.99")
 	for order, zones := range []string{parent + child, child + parent} {

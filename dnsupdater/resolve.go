@@ -186,7 +186,8 @@ func minimalAnyType(n *zone.Node) uint16 {
 // type qtype at its end, and at an app's name with addresses the ones a query for that name
 // gets (the variant pick chooses, as step 3a restarts the query there); a chain that ends at a
 // name without them takes that name's rcode and its zone's SOA (RFC 2308, RFC 6604); one that
-// enters a delegation ends in a referral (RFC 2181 §6.1); one that leaves the served zones or
+// enters a delegation ends in a referral (RFC 2181 §6.1), unless it asks for the DS at the cut,
+// which the parent answers (RFC 4035 §3.1.4.1); one that leaves the served zones or
 // comes back to a name already answered stops there. The AA bit stays as the first name
 // decided it. Additional data, a referral's included, is that of the zone the chain reached.
 func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16, pick picker) {
@@ -198,12 +199,12 @@ func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16
 				return // a loop: every record of it is in the answer once
 			}
 		}
-		z := t.zoneFor(target)
+		z := t.zoneAnswering(target, qtype) // a DS question restarted at a child's apex is its parent's
 		if z == nil {
 			return
 		}
 		r.read(from, z)
-		if cut := delegation(z, target); cut != nil {
+		if cut := delegation(z, target); cut != nil && !(target == cut.Name && qtype == dns.TypeDS) {
 			m.Ns = cut.RRsets[dns.TypeNS]
 			m.Extra = t.referral(r, from, z, cut)
 			return
