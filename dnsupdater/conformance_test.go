@@ -2,9 +2,11 @@ package dnsupdater
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -566,6 +568,84 @@ func TestOneClientCannotTakeEveryTCPConnection(t *testing.T) {
 	first.Close()
 	eventstest.Eventually(t, 2*time.Second, func() bool { return answers(dial("127.0.0.1")) },
 		"a client that closed a connection may open another")
+}
+
+// holdEveryTCPSlot opens, as the hostile review did, dns.tcp_per_client (32) connections from
+// each of 127.0.0.2–127.0.0.33, maxTCPConns in all, and has each answer a query in the order
+// returned, so that the first has waited longest for its next one.
+func holdEveryTCPSlot(t *testing.T, addr string) []*dns.Conn {
+	t.Helper()
+	conns := make([]*dns.Conn, 0, maxTCPConns)
+	for i := range maxTCPConns {
+		from := net.IPv4(127, 0, 0, byte(2+i/32))
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: from}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("connection %d from %s: %v", i, from, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, &dns.Conn{Conn: c})
+	}
+	for i, c := range conns {
+		if !answersSOA(c) {
+			t.Fatalf("connection %d of %d was not answered", i, len(conns))
+		}
+	}
+	return conns
+}
+
+// answersSOA reports whether c answers a query for demo.test.'s SOA within two seconds.
+func answersSOA(c *dns.Conn) bool {
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := c.WriteMsg(newQuery("demo.test.", dns.TypeSOA)); err != nil {
+		return false
+	}
+	r, err := c.ReadMsg()
+	return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1
+}
+
+func TestASecondaryTransfersWhileOrdinaryClientsHoldEveryTCPSlot(t *testing.T) {
+	addr := conformanceServer(t)
+	conns := holdEveryTCPSlot(t, addr)
+	ch, err := (&dns.Transfer{DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second}).In(newQuery("demo.test.", dns.TypeAXFR), addr)
+	if err != nil {
+		t.Fatalf("axfr from 127.0.0.1 (in transfer_to): %v", err)
+	}
+	var rrs int
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("axfr from 127.0.0.1 (in transfer_to): %v", env.Error)
+		}
+		rrs += len(env.RR)
+	}
+	if rrs < 3 {
+		t.Fatalf("axfr: want the zone between two SOAs, got %d records", rrs)
+	}
+	// The secondary took a reserved slot: no ordinary connection was closed to make room.
+	if !answersSOA(conns[0]) {
+		t.Errorf("the connection idle longest was closed; the secondary should have used the reserve")
+	}
+}
+
+func TestANewcomerTakesTheSlotOfTheConnectionIdleLongestWhenEveryTCPSlotIsHeld(t *testing.T) {
+	addr := conformanceServer(t)
+	conns := holdEveryTCPSlot(t, addr)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 34)}, Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if !answersSOA(&dns.Conn{Conn: c}) {
+		t.Fatal("a newcomer from 127.0.0.34 must be answered when idle connections can make room")
+	}
+	_ = conns[0].SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conns[0].ReadMsg(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the connection idle longest: want it closed by the server, got %v", err)
+	}
+	if !answersSOA(conns[1]) {
+		t.Errorf("only the connection idle longest should have been closed")
+	}
 }
 
 func TestAnIPv6ClientIsCountedByItsSlash64(t *testing.T) {

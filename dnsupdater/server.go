@@ -106,8 +106,8 @@ type Server struct {
 	id string
 }
 
-// maxTCPConns bounds the TCP connections served at once; dns.tcp_per_client bounds those of
-// one client address.
+// maxTCPConns bounds the TCP connections of ordinary clients served at once (secondaries have
+// tcpReserve more); dns.tcp_per_client bounds those of one client address.
 const maxTCPConns = 1024
 
 // tcpIdle is how long a TCP connection may stay silent between queries (RFC 7766 §6.2.3).
@@ -293,14 +293,22 @@ func (s *Server) answerUDP(w *worker, p []byte, remote netip.Addr) []byte {
 	return resp
 }
 
-// serveTCP accepts connections until the listener is closed.
+// serveTCP accepts connections until the listener is closed. Ordinary clients share
+// maxTCPConns slots, at most dns.tcp_per_client each; when those are full, a client that a
+// zone's transfer_to allows takes one of tcpReserve more, and any other newcomer takes the slot
+// of the connection that has waited longest for its next query, which is closed to make room
+// (RFC 7766 §6.2.3); a newcomer that finds no slot is refused.
 func (s *Server) serveTCP(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var mu sync.Mutex
-	open := map[net.Conn]struct{}{}
+	// open holds the connections being served, each with its client and slot.
+	open := map[*tcpConn]tcpSlot{}
 	// perClient counts the open connections of each client address (dns.tcp_per_client).
 	perClient := map[netip.Addr]int{}
+	// reserved counts the connections in the secondaries' reserve.
+	reserved := 0
+	refusals := logs.NewRepeats(tcpRefusalWindow)
 	go func() {
 		<-ctx.Done()
 		mu.Lock()
@@ -328,44 +336,153 @@ func (s *Server) serveTCP(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		var client netip.Addr
+		var remote netip.Addr
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			client = tcpClient(a.AddrPort().Addr())
+			remote = a.AddrPort().Addr().Unmap()
 		}
-		select {
-		case s.tcpSem <- struct{}{}:
-		default:
-			_ = c.Close()
-			continue
-		}
+		tc, slot := &tcpConn{Conn: c}, tcpSlot{client: tcpClient(remote)}
+		var refused string
+		var evicted bool
 		mu.Lock()
 		if ctx.Err() != nil {
 			mu.Unlock()
 			_ = c.Close()
-			<-s.tcpSem
 			return
 		}
-		if perClient[client] >= s.o.Config.DNS.TCPPerClient {
-			mu.Unlock()
+		switch {
+		case perClient[slot.client] >= s.o.Config.DNS.TCPPerClient:
+			refused = "per client limit"
+		case acquire(s.tcpSem):
+		case reserved < tcpReserve && s.transferClient(remote):
+			reserved++
+			slot.reserved = true
+		case evictIdlest(open, perClient):
+			// The evicted connection's slot passes to this one.
+			evicted = true
+		default:
+			refused = "no idle connection to close"
+		}
+		if refused == "" {
+			open[tc] = slot
+			perClient[slot.client]++
+		}
+		mu.Unlock()
+		if refused != "" {
 			_ = c.Close()
-			<-s.tcpSem
+			refusals.Gate(s.log.Warn(), refused).Str("client", remote.String()).Str("reason", refused).Msg("tcp connection refused")
 			continue
 		}
-		open[c] = struct{}{}
-		perClient[client]++
-		mu.Unlock()
+		if evicted {
+			refusals.Gate(s.log.Warn(), "evicted").Msg("idle tcp connection closed to make room")
+		}
 		wg.Go(func() {
-			s.serveConn(c)
+			s.serveConn(tc)
 			mu.Lock()
-			delete(open, c)
-			if perClient[client]--; perClient[client] == 0 {
-				delete(perClient, client)
+			// A connection closed to make room is no longer in open: its slot is already another's.
+			_, release := open[tc]
+			if release {
+				delete(open, tc)
+				if perClient[slot.client]--; perClient[slot.client] == 0 {
+					delete(perClient, slot.client)
+				}
+				if slot.reserved {
+					reserved--
+				}
 			}
 			mu.Unlock()
 			_ = c.Close()
-			<-s.tcpSem
+			if release && !slot.reserved {
+				<-s.tcpSem
+			}
 		})
 	}
+}
+
+// tcpReserve is how many TCP connections beyond maxTCPConns only clients that a zone's
+// transfer_to allows may open, so that ordinary clients holding every other slot cannot keep a
+// secondary from transferring. It is added, not carved from maxTCPConns, so that ordinary
+// clients keep the slots they had; 64 is several times the secondaries a zone has.
+const tcpReserve = 64
+
+// tcpRefusalWindow is how often refused (or closed to make room) TCP connections are logged at
+// most: one line a reason, carrying the count held back.
+const tcpRefusalWindow = 10 * time.Second
+
+// tcpSlot is what the accept loop keeps of a connection it serves: the client it counts against
+// and whether it holds a slot of the secondaries' reserve.
+type tcpSlot struct {
+	client   netip.Addr
+	reserved bool
+}
+
+// tcpConn is an accepted TCP connection that tells the accept loop when it waits for its
+// client. idleSince is when its pending Read began, in Unix nanoseconds; 0 while no Read is
+// pending (the connection is answering), and -1 once the accept loop closed it to make room.
+type tcpConn struct {
+	net.Conn
+	idleSince atomic.Int64
+}
+
+// Read reads from the connection, which is idle while it waits. Bytes that arrive as the accept
+// loop closes the connection are dropped, so that a connection closed to make room never
+// answers a query it was closed in the middle of.
+func (c *tcpConn) Read(p []byte) (int, error) {
+	since := time.Now().UnixNano()
+	c.idleSince.Store(since)
+	n, err := c.Conn.Read(p)
+	if !c.idleSince.CompareAndSwap(since, 0) {
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+// evictIdlest closes the ordinary connection in open that has waited longest for its client,
+// removes it from open and perClient and reports whether it found one; its slot is then free
+// for the caller. A connection that is answering is never closed. The caller holds open's lock.
+func evictIdlest(open map[*tcpConn]tcpSlot, perClient map[netip.Addr]int) bool {
+	var idlest *tcpConn
+	var oldest int64
+	for c, slot := range open {
+		if since := c.idleSince.Load(); since > 0 && !slot.reserved && (idlest == nil || since < oldest) {
+			idlest, oldest = c, since
+		}
+	}
+	// The connection may have begun answering since: then it stays, and the newcomer is refused.
+	if idlest == nil || !idlest.idleSince.CompareAndSwap(oldest, -1) {
+		return false
+	}
+	_ = idlest.Close()
+	client := open[idlest].client
+	delete(open, idlest)
+	if perClient[client]--; perClient[client] == 0 {
+		delete(perClient, client)
+	}
+	return true
+}
+
+// acquire takes a slot of sem if one is free and reports whether it did.
+func acquire(sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// transferClient reports whether a zone's transfer_to allows remote in the configuration in
+// force.
+func (s *Server) transferClient(remote netip.Addr) bool {
+	cfg := s.cfg.Load()
+	if cfg == nil {
+		return false
+	}
+	for i := range cfg.Zones {
+		if transferAllowed(&zone.Zone{Config: &cfg.Zones[i]}, remote) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveConn answers the queries of one TCP connection in turn; a client may send several
