@@ -21,6 +21,9 @@ type worker struct {
 	// metrics, when set, counts every reply and times one in timeEvery.
 	metrics *queryMetrics
 	replies uint64
+	// wildcard is the owner name of the wildcard that synthesized the last reply's answer or
+	// NODATA, or "": response rate limiting keys such a reply by it, not by the question name.
+	wildcard string
 }
 
 // timeEvery is how often a reply's build time is measured: one reply in 64 keeps the answer
@@ -57,6 +60,9 @@ func (w *worker) respond(t *table, p []byte, remote netip.Addr, tcp bool) []byte
 			start = time.Now()
 		}
 	}
+	// Only the reference path synthesizes from a wildcard: a prepared reply is the question
+	// name's own (a wildcard's own name asked literally included).
+	w.wildcard = ""
 	out := w.prepared(t, p, remote, tcp)
 	if out == nil {
 		out = w.reference(t, p, remote, tcp)
@@ -222,6 +228,7 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 	}
 	client := clientOf(remote, q.ecsAddr, q.ecsBits)
 	res := t.resolve(req.Id, *canonical, func(a *zone.Answer) int { return a.Choose(w.random(), w.next(), client) })
+	w.wildcard = res.wildcard
 	b, err := res.msg.Pack()
 	if err != nil {
 		return reply(dns.RcodeServerFailure, canonical)

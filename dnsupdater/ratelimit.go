@@ -24,8 +24,8 @@ const (
 
 // limiter is response rate limiting (RRL) keyed as BIND's is: a token bucket of
 // responses_per_second per client prefix (/ipv4_prefix or /ipv6_prefix) and kind of response:
-// answers per query name and type, NODATA per query name, referrals per delegation, NXDOMAIN
-// per zone and errors per prefix. Every slip-th limited response is sent truncated instead of dropped. TCP is never
+// answers per query name and type, NODATA per query name (per wildcard for those a wildcard
+// synthesizes), referrals per delegation, NXDOMAIN per zone and errors per prefix. Every slip-th limited response is sent truncated instead of dropped. TCP is never
 // limited: its clients cannot be spoofed.
 type limiter struct {
 	rate, burst    float64
@@ -72,16 +72,17 @@ func newLimiter(rl config.RateLimit) *limiter {
 	return l
 }
 
-// check decides the fate of the UDP response resp to client at the time now returns.
-func (l *limiter) check(client netip.Addr, resp []byte, now func() time.Time) verdict {
+// check decides the fate of the UDP response resp to client at the time now returns. wildcard
+// is the owner name of the wildcard that synthesized resp's answer or NODATA, or "".
+func (l *limiter) check(client netip.Addr, resp []byte, wildcard string, now func() time.Time) verdict {
 	if l == nil {
 		return verdictSend
 	}
-	return l.decide(client, resp, now())
+	return l.decide(client, resp, wildcard, now())
 }
 
 // decide is check at a given time.
-func (l *limiter) decide(client netip.Addr, resp []byte, at time.Time) verdict {
+func (l *limiter) decide(client netip.Addr, resp []byte, wildcard string, at time.Time) verdict {
 	client = client.Unmap()
 	for _, p := range l.exempt {
 		if p.Contains(client) {
@@ -93,7 +94,14 @@ func (l *limiter) decide(client netip.Addr, resp []byte, at time.Time) verdict {
 		bits = l.v4bits
 	}
 	prefix, _ := client.Prefix(bits)
-	key := rrlKey(prefix, resp)
+	var buf [256]byte
+	var wild []byte
+	if wildcard != "" {
+		if n, err := dns.PackDomainName(wildcard, buf[:], 0, nil, false); err == nil {
+			wild = buf[:n]
+		}
+	}
+	key := rrlKey(prefix, resp, wild)
 	sh := &l.shards[key%uint64(len(l.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -138,8 +146,11 @@ const (
 // the kind of response and a domain name — the query name and type for answers, the query name
 // for NODATA, the delegation (the authority's NS owner) for referrals and the zone (the
 // authority's SOA owner) for NXDOMAIN, so that random names under one zone or one delegation
-// share a bucket and two zones do not. Errors have no name.
-func rrlKey(prefix netip.Prefix, resp []byte) uint64 {
+// share a bucket and two zones do not. Errors have no name. An answer or NODATA that a
+// wildcard synthesized (its CNAME chain's included) is keyed by the wildcard's owner name,
+// wild in wire form, instead of the query name, so that random names under one wildcard share
+// the bucket of the wildcard asked for literally; wild is nil for any other reply.
+func rrlKey(prefix netip.Prefix, resp, wild []byte) uint64 {
 	h := fnv64(14695981039346656037, prefix.Addr().AsSlice())
 	kind := rrlError
 	var qname, qtype []byte
@@ -166,7 +177,10 @@ func rrlKey(prefix netip.Prefix, resp []byte) uint64 {
 		}
 	}
 	h = fnv64(h, []byte{byte(prefix.Bits()), kind})
-	if name > 0 {
+	switch {
+	case wild != nil && (kind == rrlAnswer || kind == rrlNoData):
+		h, _ = foldName(h, wild, 0)
+	case name > 0:
 		h, _ = foldName(h, resp, name)
 	}
 	if kind == rrlAnswer {

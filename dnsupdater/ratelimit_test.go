@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -24,7 +25,7 @@ func verdicts(l *limiter, client string, at []time.Duration) string {
 	base := time.Unix(1000, 0)
 	resp := response(dns.RcodeSuccess, "shop.demo.test.", dns.TypeA, true)
 	for _, d := range at {
-		b.WriteByte("SDT"[l.decide(netip.MustParseAddr(client), resp, base.Add(d))])
+		b.WriteByte("SDT"[l.decide(netip.MustParseAddr(client), resp, "", base.Add(d))])
 	}
 	return b.String()
 }
@@ -80,9 +81,9 @@ func TestClientsOfOnePrefixShareABucketAndOthersDoNot(t *testing.T) {
 	l := newLimiter(rateLimit(1, 0))
 	at := time.Unix(1000, 0)
 	resp := response(dns.RcodeSuccess, "shop.demo.test.", dns.TypeA, true)
-	first := l.decide(netip.MustParseAddr("198.51.100.1"), resp, at)
-	sameNet := l.decide(netip.MustParseAddr("198.51.100.200"), resp, at)
-	otherNet := l.decide(netip.MustParseAddr("198.51.101.1"), resp, at)
+	first := l.decide(netip.MustParseAddr("198.51.100.1"), resp, "", at)
+	sameNet := l.decide(netip.MustParseAddr("198.51.100.200"), resp, "", at)
+	otherNet := l.decide(netip.MustParseAddr("198.51.101.1"), resp, "", at)
 	if first != verdictSend || sameNet != verdictDrop || otherNet != verdictSend {
 		t.Errorf("want send, drop (same /24), send (other /24); got %d %d %d", first, sameNet, otherNet)
 	}
@@ -116,8 +117,8 @@ func TestRateLimitBucketsAreKeyedByNameTypeAndKindAsBINDs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLimiter(rateLimit(1, 0))
 			at := time.Unix(1000, 0)
-			l.decide(client, tt.first, at)
-			shared := l.decide(client, tt.second, at) == verdictDrop
+			l.decide(client, tt.first, "", at)
+			shared := l.decide(client, tt.second, "", at) == verdictDrop
 			if shared != tt.wantShare {
 				t.Errorf("want shared bucket %v, got %v", tt.wantShare, shared)
 			}
@@ -151,14 +152,116 @@ func TestServedNegativeAnswersAndReferralsAreLimitedPerZoneAndDelegationAsBINDs(
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLimiter(rateLimit(1, 0))
 			at := time.Unix(1000, 0)
-			if l.decide(client, tt.first, at) != verdictSend {
+			if l.decide(client, tt.first, "", at) != verdictSend {
 				t.Fatal("the first reply was limited")
 			}
-			shared := l.decide(client, tt.second, at) == verdictDrop
+			shared := l.decide(client, tt.second, "", at) == verdictDrop
 			if shared != tt.wantShare {
 				t.Errorf("want shared bucket %v, got %v", tt.wantShare, shared)
 			}
 		})
+	}
+}
+
+func TestRepliesAWildcardSynthesizesAreLimitedPerWildcardAsBINDs(t *testing.T) {
+	tab := testTable(t)
+	w := newWorker(1)
+	client := netip.MustParseAddr("198.51.100.1")
+	// reply is a reply and the wildcard it was synthesized from, as answerUDP hands them over.
+	type reply struct {
+		resp     []byte
+		wildcard string
+	}
+	ask := func(name string, qtype uint16) reply {
+		p, err := withEDNS(newQuery(name, qtype), 1232).Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply{slices.Clone(w.respond(tab, p, client, false)), w.wildcard}
+	}
+	tests := []struct {
+		name          string
+		first, second reply
+		wantShare     bool
+	}{
+		{name: "answers for random names under one wildcard share a bucket", first: ask("r1.wild.demo.test.", dns.TypeA), second: ask("r2.x.wild.demo.test.", dns.TypeA), wantShare: true},
+		{name: "an answer under a wildcard shares the bucket of the wildcard asked literally", first: ask("*.wild.demo.test.", dns.TypeA), second: ask("r1.wild.demo.test.", dns.TypeA), wantShare: true},
+		{name: "NODATA for random names under one wildcard shares a bucket", first: ask("r1.wild.demo.test.", dns.TypeMX), second: ask("r2.wild.demo.test.", dns.TypeTXT), wantShare: true},
+		{name: "CNAMEs a wildcard synthesizes for random names share a bucket", first: ask("r1.walias.demo.test.", dns.TypeA), second: ask("r2.walias.demo.test.", dns.TypeA), wantShare: true},
+		{name: "answers of two wildcards are limited apart", first: ask("r1.wild.demo.test.", dns.TypeA), second: ask("r1.walias.demo.test.", dns.TypeA), wantShare: false},
+		{name: "a wildcard's answer and an ordinary name's are limited apart", first: ask("r1.walias.demo.test.", dns.TypeA), second: ask("shop.demo.test.", dns.TypeA), wantShare: false},
+		{name: "answers of two types under one wildcard are limited apart", first: ask("r1.walias.demo.test.", dns.TypeA), second: ask("r2.walias.demo.test.", dns.TypeCNAME), wantShare: false},
+		{name: "a wildcard's answer and its NODATA are limited apart", first: ask("r1.wild.demo.test.", dns.TypeA), second: ask("r2.wild.demo.test.", dns.TypeMX), wantShare: false},
+		{name: "NXDOMAIN below a name beside a wildcard stays per zone", first: ask("x.a\\.b.wild.demo.test.", dns.TypeA), second: ask("nope.demo.test.", dns.TypeA), wantShare: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLimiter(rateLimit(1, 0))
+			at := time.Unix(1000, 0)
+			if l.decide(client, tt.first.resp, tt.first.wildcard, at) != verdictSend {
+				t.Fatal("the first reply was limited")
+			}
+			shared := l.decide(client, tt.second.resp, tt.second.wildcard, at) == verdictDrop
+			if shared != tt.wantShare {
+				t.Errorf("want shared bucket %v, got %v", tt.wantShare, shared)
+			}
+		})
+	}
+}
+
+func TestServerLimitsRandomNamesUnderAWildcardAsOneName(t *testing.T) {
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, `
+zones:
+  - name: demo.test
+    records: ["*.wild IN A 192.0.2.80", "*.wild2 IN A 192.0.2.81", "plain IN A 192.0.2.82"]
+dns:
+  rate_limit: {responses_per_second: 5, slip: 2, exempt: []}
+`)
+	h := startServer(t, js, cfg, "")
+	c, err := net.Dial("udp", h.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// send sends queries for names, ids from 0, and counts the full and truncated replies.
+	send := func(names ...string) (full, truncated int) {
+		for i, name := range names {
+			m := newQuery(name, dns.TypeA)
+			m.Id = uint16(i)
+			p, _ := m.Pack()
+			if _, err := c.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		buf := make([]byte, 1500)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			n, err := c.Read(buf)
+			if err != nil {
+				return full, truncated
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(buf[:n]); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+			if r.Truncated {
+				truncated++
+			} else {
+				full++
+			}
+		}
+	}
+	var names []string
+	for i := range 40 {
+		names = append(names, fmt.Sprintf("r%d.wild.demo.test.", i))
+	}
+	if full, truncated := send(names...); full < 5 || full > 6 || truncated < 15 {
+		t.Errorf("40 random names under one wildcard at once, 5 a second, slip 2: want 5 (or 6) full answers and the rest half truncated, as for one name; got %d full and %d truncated", full, truncated)
+	}
+	// Another wildcard's and an ordinary name's buckets are their own: full, the first five.
+	if full, truncated := send("r1.wild2.demo.test.", "r2.wild2.demo.test.", "plain.demo.test."); full != 3 || truncated != 0 {
+		t.Errorf("another wildcard and an ordinary name after the flood: want 3 full answers, got %d full and %d truncated", full, truncated)
 	}
 }
 
@@ -167,13 +270,13 @@ func TestASpoofedFloodDoesNotResetTheLimitOfAnActiveClient(t *testing.T) {
 	at := time.Unix(1000, 0)
 	victim := netip.MustParseAddr("203.0.113.7")
 	resp := response(0, "shop.demo.test.", dns.TypeA, true)
-	l.decide(victim, resp, at)
+	l.decide(victim, resp, "", at)
 	// Twice as many spoofed prefixes as the limiter holds, the victim asking all along.
 	for i := range 2 * len(l.shards) * maxBuckets {
 		spoofed := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		l.decide(spoofed, resp, at)
+		l.decide(spoofed, resp, "", at)
 		if i%256 == 0 {
-			if v := l.decide(victim, resp, at); v != verdictDrop {
+			if v := l.decide(victim, resp, "", at); v != verdictDrop {
 				t.Fatalf("after %d spoofed prefixes the victim's bucket was forgotten (verdict %d)", i, v)
 			}
 		}
@@ -252,9 +355,13 @@ func FuzzRRLKey(f *testing.F) {
 		}
 	}
 	prefix := netip.MustParsePrefix("198.51.100.0/24")
+	wild, _ := wireName("*.wild.demo.test.")
 	f.Fuzz(func(t *testing.T, resp []byte) {
-		if rrlKey(prefix, resp) != rrlKey(prefix, slices.Clone(resp)) {
+		if rrlKey(prefix, resp, nil) != rrlKey(prefix, slices.Clone(resp), nil) {
 			t.Fatal("two keys for one reply")
+		}
+		if rrlKey(prefix, resp, []byte(wild)) != rrlKey(prefix, slices.Clone(resp), []byte(wild)) {
+			t.Fatal("two keys for one reply synthesized from a wildcard")
 		}
 	})
 }

@@ -15,12 +15,14 @@ import (
 type picker func(a *zone.Answer) int
 
 // resolution is the reference answer to one canonical question: the reply (question in lower
-// case, no OPT record), the source answer it depended on, if any, and what else than the
-// question's own node it read.
+// case, no OPT record), the source answer it depended on, if any, what else than the
+// question's own node it read, and the owner name of the wildcard that synthesized the
+// question's node, if one did (what response rate limiting keys its answer and NODATA by).
 type resolution struct {
 	msg      *dns.Msg
 	bySource *zone.Answer
 	reach    reach
+	wildcard string
 }
 
 // reach says what a reply read besides the node of its question and its zone's serial (which a
@@ -103,13 +105,13 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		m.Extra = t.referral(&r, z, z, cut)
 		return r
 	}
-	n := z.Match(q.Name)
+	n, wildcard := z.MatchWildcard(q.Name)
 	if n == nil {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = []dns.RR{z.NegativeSOA()}
 		return resolution{msg: m}
 	}
-	r := resolution{msg: m}
+	r := resolution{msg: m, wildcard: wildcard}
 	if n.Name == z.Name {
 		r.read(z, z) // the apex: its SOA is an answer
 	}

@@ -284,7 +284,7 @@ func (s *Server) answerUDP(w *worker, p []byte, remote netip.Addr) []byte {
 	if resp == nil {
 		return nil
 	}
-	switch s.limit.check(remote, resp, s.now) {
+	switch s.limit.check(remote, resp, w.wildcard, s.now) {
 	case verdictDrop:
 		return nil
 	case verdictSlip:

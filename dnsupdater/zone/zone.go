@@ -486,35 +486,45 @@ func (z *Zone) Lookup(name string) *Node { return z.Nodes.Get(name) }
 // Match returns the node that answers the canonical name: its own, else the one a wildcard
 // synthesizes for it (RFC 4592: the wildcard child of the closest encloser, the nearest
 // existing ancestor, empty non-terminals included), else nil.
-func (z *Zone) Match(name string) *Node { return z.match(name, nil) }
+func (z *Zone) Match(name string) *Node {
+	n, _ := z.match(name, nil)
+	return n
+}
+
+// MatchWildcard is Match that also returns the owner name of the wildcard that synthesized the
+// node, or "" when the node is the name's own.
+func (z *Zone) MatchWildcard(name string) (n *Node, wildcard string) { return z.match(name, nil) }
 
 // MatchAddresses is Match for a name's A and AAAA records alone: of a node a wildcard
 // synthesizes it copies only those, as additional data needs no more.
-func (z *Zone) MatchAddresses(name string) *Node { return z.match(name, addressTypes) }
+func (z *Zone) MatchAddresses(name string) *Node {
+	n, _ := z.match(name, addressTypes)
+	return n
+}
 
 // addressTypes are the types of a name's addresses.
 var addressTypes = []uint16{dns.TypeA, dns.TypeAAAA}
 
-// match is Match, a synthesized node holding only the given types when types is not nil.
-func (z *Zone) match(name string, types []uint16) *Node {
+// match is MatchWildcard, a synthesized node holding only the given types when types is not nil.
+func (z *Zone) match(name string, types []uint16) (*Node, string) {
 	if n := z.Nodes.Get(name); n != nil {
-		return n
+		return n, ""
 	}
 	for p := name; p != z.Name; {
 		rest := Parent(p)
 		if rest == "" || !config.InZone(rest, z.Name) {
-			return nil
+			return nil, ""
 		}
 		if z.Nodes.Get(rest) != nil {
 			src := z.Nodes.Get("*." + rest)
 			if src == nil {
-				return nil
+				return nil, ""
 			}
-			return src.synthesize(name, types)
+			return src.synthesize(name, types), src.Name
 		}
 		p = rest
 	}
-	return nil
+	return nil, ""
 }
 
 // synthesize returns the node a wildcard answers for name: its records with name as owner, of
