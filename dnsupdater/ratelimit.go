@@ -25,8 +25,9 @@ const (
 // limiter is response rate limiting (RRL) keyed as BIND's is: a token bucket of
 // responses_per_second per client prefix (/ipv4_prefix or /ipv6_prefix) and kind of response:
 // answers per query name and type, NODATA per query name (per wildcard for those a wildcard
-// synthesizes), referrals per delegation, NXDOMAIN per zone and errors per prefix. Every slip-th limited response is sent truncated instead of dropped. TCP is never
-// limited: its clients cannot be spoofed.
+// synthesizes), referrals per delegation, NXDOMAIN per zone and errors per prefix. Every
+// slip-th limited response is sent truncated instead of dropped. TCP is never limited: its
+// clients cannot be spoofed.
 type limiter struct {
 	rate, burst    float64
 	slip           int
