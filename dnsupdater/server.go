@@ -373,7 +373,7 @@ func (s *Server) serveTCP(ctx context.Context) {
 			continue
 		}
 		if evicted {
-			refusals.Gate(s.log.Warn(), "evicted").Msg("idle tcp connection closed to make room")
+			refusals.Gate(s.log.Warn(), "evicted").Str("client", remote.String()).Msg("idle tcp connection closed to make room")
 		}
 		wg.Go(func() {
 			s.serveConn(tc)
@@ -513,7 +513,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		if t := s.transferFor(in[:n], remote); t != nil {
 			start := time.Now()
-			if err := writeTransfer(c, t.msgs, tcpIdle); err != nil {
+			if err := writeTransfer(c, t.msgs, tcpIdle, start.Add(maxTransferTime)); err != nil {
 				t.log(s.log.Warn().Err(err), remote, start).Msg("zone transfer cut short")
 				return
 			}
@@ -566,17 +566,26 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 	return &zoneTransfer{zone: req.Question[0].Name, qtype: req.Question[0].Qtype, incremental: incremental, msgs: msgs}
 }
 
-// writeTransfer writes a transfer's messages to c. Each message may take idle to be taken by
-// the client, not the whole transfer: a secondary reading a large zone over a slow link for
-// minutes is served to the end, as long as it keeps reading (RFC 7766 §6.2.3).
-func writeTransfer(c net.Conn, msgs []*dns.Msg, idle time.Duration) error {
+// maxTransferTime bounds a zone transfer, as BIND's max-transfer-time-out does (120 minutes):
+// a secondary that reads a message every few seconds would otherwise hold the transfer's
+// messages and its goroutine for hours.
+const maxTransferTime = 2 * time.Hour
+
+// writeTransfer writes a transfer's messages to c by until. Each message may take idle to be
+// taken by the client, not the whole transfer: a secondary reading a large zone over a slow
+// link for minutes is served to the end, as long as it keeps reading (RFC 7766 §6.2.3).
+func writeTransfer(c net.Conn, msgs []*dns.Msg, idle time.Duration, until time.Time) error {
 	for i, m := range msgs {
 		b, err := m.Pack()
 		if err != nil {
 			return fmt.Errorf("pack transfer message %d of %d: %w", i+1, len(msgs), err)
 		}
 		out := append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)
-		_ = c.SetWriteDeadline(time.Now().Add(idle))
+		deadline := time.Now().Add(idle)
+		if until.Before(deadline) {
+			deadline = until
+		}
+		_ = c.SetWriteDeadline(deadline)
 		if _, err := c.Write(out); err != nil {
 			return fmt.Errorf("write transfer message %d of %d: %w", i+1, len(msgs), err)
 		}

@@ -144,10 +144,10 @@ func Compile(c *config.Config) (*Static, error) {
 			} else if cut := delegationOf(z.Name, a.FQDN, sz.names); cut != "" && cut != a.FQDN {
 				problems = append(problems, fmt.Sprintf("apps[%d].fqdn: %q is below the delegation %s (%s): it would never be answered",
 					j, strings.TrimSuffix(a.FQDN, "."), strings.TrimSuffix(cut, "."), nsOrigin(cut, origins)))
-			} else if w := wildcardOver(z.Name, a.FQDN, sz.names); w != "" && a.WhenAllDown == config.FailClosed {
-				problems = append(problems, fmt.Sprintf("apps[%d].when_all_down: with every endpoint down, fail_closed answers %q with no address, but a zone transfer cannot carry a name without records: secondaries would answer it from the wildcard %q (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard",
-					j, strings.TrimSuffix(a.FQDN, "."), strings.TrimSuffix(w, ".")))
 			}
+		}
+		if len(z.TransferTo) > 0 || z.Push != nil {
+			problems = append(problems, failClosedUnderWildcards(c, z, sz.names)...)
 		}
 		problems = append(problems, checkRRsets(path, sz.names)...)
 		s.zones = append(s.zones, sz)
@@ -223,37 +223,52 @@ func nsOrigin(cut string, origins []origin) string {
 	return "its NS records"
 }
 
-// wildcardOver returns the wildcard of zone that would answer name if name held no records
-// (and none of its descendants any): the wildcard child of its closest encloser among the
-// static names, empty non-terminals included (RFC 4592 §3.3.1); "" when there is none.
-func wildcardOver(zone, name string, names map[string]map[uint16][]dns.RR) string {
-	exists := func(n string) bool {
-		if names[n] != nil {
-			return true
-		}
-		for k := range names {
-			if strings.HasSuffix(k, "."+n) {
-				return true
-			}
-		}
-		return false
-	}
-	if exists(name) {
-		return ""
-	}
-	for p := name; p != zone; {
-		p = Parent(p)
-		if p == "" || !config.InZone(p, zone) {
-			return ""
-		}
-		if exists(p) {
-			if names["*."+p] != nil {
-				return "*." + p
-			}
-			return ""
+// failClosedUnderWildcards reports the fail_closed apps of zone z that a wildcard would answer
+// on a server that loads z from Detour, by transfer or push: with every endpoint down Detour
+// answers such an app's name with no address, and neither can carry a name without records,
+// so the wildcard answers for it there (RFC 4592 §2.2.2). names are z's static names; the other
+// apps' names exist too, as their answers always hold records.
+func failClosedUnderWildcards(c *config.Config, z *config.Zone, names map[string]map[uint16][]dns.RR) []string {
+	var closed []int
+	for j := range c.Apps {
+		if c.Apps[j].WhenAllDown == config.FailClosed && c.ZoneOf(c.Apps[j].FQDN) == z {
+			closed = append(closed, j)
 		}
 	}
-	return ""
+	if len(closed) == 0 {
+		return nil
+	}
+	// Every name that exists without the fail_closed apps, empty non-terminals included.
+	exists := map[string]bool{}
+	add := func(name string) {
+		for p := name; p != "" && !exists[p] && config.InZone(p, z.Name); p = Parent(p) {
+			exists[p] = true
+		}
+	}
+	for name := range names {
+		add(name)
+	}
+	for j := range c.Apps {
+		if c.Apps[j].WhenAllDown != config.FailClosed && c.ZoneOf(c.Apps[j].FQDN) == z {
+			add(c.Apps[j].FQDN)
+		}
+	}
+	var problems []string
+	for _, j := range closed {
+		name := c.Apps[j].FQDN
+		if exists[name] {
+			continue
+		}
+		p := name
+		for !exists[p] && p != z.Name {
+			p = Parent(p)
+		}
+		if w := "*." + p; names[w] != nil {
+			problems = append(problems, fmt.Sprintf("apps[%d].when_all_down: with every endpoint down, fail_closed answers %q with no address, but a zone transfer or push cannot carry a name without records: the secondaries of zone %q would answer it from the wildcard %q (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard",
+				j, strings.TrimSuffix(name, "."), strings.TrimSuffix(z.Name, "."), strings.TrimSuffix(w, ".")))
+		}
+	}
+	return problems
 }
 
 // checkRRsets reports what a zone's names hold that secondaries refuse: a CNAME beside other

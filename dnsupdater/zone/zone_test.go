@@ -200,27 +200,34 @@ func TestCompileRefusesWhatSecondariesRefuseOrIsNeverAnswered(t *testing.T) {
 	}
 }
 
-func TestAFailClosedAppUnderAWildcardIsRefused(t *testing.T) {
-	app := func(fqdn, whenAllDown string) string {
-		return "apps:\n  - name: shop\n    fqdn: " + fqdn + "\n    when_all_down: " + whenAllDown +
+func TestAFailClosedAppUnderAWildcardIsRefusedWhereSecondariesTransferTheZone(t *testing.T) {
+	app := func(name, fqdn, whenAllDown string) string {
+		return "  - name: " + name + "\n    fqdn: " + fqdn + "\n    when_all_down: " + whenAllDown +
 			"\n    pools: [{name: p, endpoints: [{address: \"127.0.0.1:80\"}]}]\n"
 	}
-	zone := "zones:\n  - name: demo.test\n    records: [\"*.wild IN A 192.0.2.80\", \"x.other IN A 192.0.2.81\", \"*.other IN A 192.0.2.82\", \"y.z.other IN A 192.0.2.83\"]\n"
+	records := `["*.wild IN A 192.0.2.80", "x.other IN A 192.0.2.81", "*.other IN A 192.0.2.82", "y.z.other IN A 192.0.2.83"]`
+	refusal := func(fqdn string) string {
+		return `apps[0].when_all_down: with every endpoint down, fail_closed answers "` + fqdn + `" with no address, but a zone transfer or push cannot carry a name without records: the secondaries of zone "demo.test" would answer it from the wildcard "*.wild.demo.test" (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard`
+	}
 	tests := []struct {
-		name, fqdn, whenAllDown, want string
+		name, transferTo, apps, want string
 	}{
-		{name: "fail_closed under a wildcard", fqdn: "shop.wild.demo.test", whenAllDown: "fail_closed",
-			want: `apps[0].when_all_down: with every endpoint down, fail_closed answers "shop.wild.demo.test" with no address, but a zone transfer cannot carry a name without records: secondaries would answer it from the wildcard "*.wild.demo.test" (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard`},
-		{name: "fail_closed two labels under a wildcard", fqdn: "a.shop.wild.demo.test", whenAllDown: "fail_closed",
-			want: `apps[0].when_all_down: with every endpoint down, fail_closed answers "a.shop.wild.demo.test" with no address, but a zone transfer cannot carry a name without records: secondaries would answer it from the wildcard "*.wild.demo.test" (RFC 4592 §2.2.2); use fail_open, or move the app from under the wildcard`},
-		{name: "fail_open under a wildcard", fqdn: "shop.wild.demo.test", whenAllDown: "fail_open"},
-		{name: "fail_closed beside no wildcard", fqdn: "shop.demo.test", whenAllDown: "fail_closed"},
-		{name: "fail_closed at a name whose descendants exist", fqdn: "z.other.demo.test", whenAllDown: "fail_closed"},
-		{name: "fail_closed below a name that exists, whose wildcard is not its", fqdn: "s.x.other.demo.test", whenAllDown: "fail_closed"},
+		{name: "fail_closed under a wildcard", transferTo: `["127.0.0.1"]`, apps: app("shop", "shop.wild.demo.test", "fail_closed"),
+			want: refusal("shop.wild.demo.test")},
+		{name: "fail_closed two labels under a wildcard", transferTo: `["127.0.0.1"]`, apps: app("shop", "a.shop.wild.demo.test", "fail_closed"),
+			want: refusal("a.shop.wild.demo.test")},
+		{name: "fail_closed under a wildcard, with no secondary", transferTo: `[]`, apps: app("shop", "shop.wild.demo.test", "fail_closed")},
+		{name: "fail_open under a wildcard", transferTo: `["127.0.0.1"]`, apps: app("shop", "shop.wild.demo.test", "fail_open")},
+		{name: "fail_closed above a fail_open app", transferTo: `["127.0.0.1"]`,
+			apps: app("shop", "shop.wild.demo.test", "fail_closed") + app("api", "api.shop.wild.demo.test", "fail_open")},
+		{name: "fail_closed beside no wildcard", transferTo: `["127.0.0.1"]`, apps: app("shop", "shop.demo.test", "fail_closed")},
+		{name: "fail_closed at a name whose descendants exist", transferTo: `["127.0.0.1"]`, apps: app("shop", "z.other.demo.test", "fail_closed")},
+		{name: "fail_closed below a name that exists, whose wildcard is not its", transferTo: `["127.0.0.1"]`, apps: app("shop", "s.x.other.demo.test", "fail_closed")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Compile(eventstest.Config(t, zone+app(tt.fqdn, tt.whenAllDown)))
+			doc := "zones:\n  - name: demo.test\n    transfer_to: " + tt.transferTo + "\n    records: " + records + "\napps:\n" + tt.apps
+			_, err := Compile(eventstest.Config(t, doc))
 			var cerr *config.Error
 			switch {
 			case tt.want == "" && err != nil:
