@@ -126,44 +126,10 @@ func TestRateLimitBucketsAreKeyedByNameTypeAndKindAsBINDs(t *testing.T) {
 	}
 }
 
-func TestServedNegativeAnswersAndReferralsAreLimitedPerZoneAndDelegationAsBINDs(t *testing.T) {
-	tab := testTable(t)
-	w := newWorker(1)
-	client := netip.MustParseAddr("198.51.100.1")
-	reply := func(name string, qtype uint16) []byte {
-		p, err := withEDNS(newQuery(name, qtype), 1232).Pack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return slices.Clone(w.respond(tab, p, client, false))
-	}
-	tests := []struct {
-		name          string
-		first, second []byte
-		wantShare     bool
-	}{
-		{name: "NXDOMAIN for random names of one zone shares a bucket", first: reply("x1.demo.test.", dns.TypeA), second: reply("x2.deep.demo.test.", dns.TypeAAAA), wantShare: true},
-		{name: "NXDOMAIN of two zones is limited apart", first: reply("x1.demo.test.", dns.TypeA), second: reply("x1.other.test.", dns.TypeA), wantShare: false},
-		{name: "referrals for random names under one delegation share a bucket", first: reply("a.sub.demo.test.", dns.TypeA), second: reply("b.c.sub.demo.test.", dns.TypeMX), wantShare: true},
-		{name: "a referral and a NODATA are limited apart", first: reply("a.sub.demo.test.", dns.TypeA), second: reply("demo.test.", dns.TypeA), wantShare: false},
-		{name: "NODATA of two names is limited apart", first: reply("mail.demo.test.", dns.TypeA), second: reply("mx.demo.test.", dns.TypeMX), wantShare: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l := newLimiter(rateLimit(1, 0))
-			at := time.Unix(1000, 0)
-			if l.decide(client, tt.first, "", at) != verdictSend {
-				t.Fatal("the first reply was limited")
-			}
-			shared := l.decide(client, tt.second, "", at) == verdictDrop
-			if shared != tt.wantShare {
-				t.Errorf("want shared bucket %v, got %v", tt.wantShare, shared)
-			}
-		})
-	}
-}
-
-func TestRepliesAWildcardSynthesizesAreLimitedPerWildcardAsBINDs(t *testing.T) {
+// TestServedRepliesAreLimitedPerZoneDelegationAndWildcardAsBINDs builds real replies and checks
+// which share a bucket: NXDOMAIN per zone, referrals per delegation, and answers and NODATA a
+// wildcard synthesizes per wildcard, as BIND's RRL keys them.
+func TestServedRepliesAreLimitedPerZoneDelegationAndWildcardAsBINDs(t *testing.T) {
 	tab := testTable(t)
 	w := newWorker(1)
 	client := netip.MustParseAddr("198.51.100.1")
@@ -184,6 +150,11 @@ func TestRepliesAWildcardSynthesizesAreLimitedPerWildcardAsBINDs(t *testing.T) {
 		first, second reply
 		wantShare     bool
 	}{
+		{name: "NXDOMAIN for random names of one zone shares a bucket", first: ask("x1.demo.test.", dns.TypeA), second: ask("x2.deep.demo.test.", dns.TypeAAAA), wantShare: true},
+		{name: "NXDOMAIN of two zones is limited apart", first: ask("x1.demo.test.", dns.TypeA), second: ask("x1.other.test.", dns.TypeA), wantShare: false},
+		{name: "referrals for random names under one delegation share a bucket", first: ask("a.sub.demo.test.", dns.TypeA), second: ask("b.c.sub.demo.test.", dns.TypeMX), wantShare: true},
+		{name: "a referral and a NODATA are limited apart", first: ask("a.sub.demo.test.", dns.TypeA), second: ask("demo.test.", dns.TypeA), wantShare: false},
+		{name: "NODATA of two names is limited apart", first: ask("mail.demo.test.", dns.TypeA), second: ask("mx.demo.test.", dns.TypeMX), wantShare: false},
 		{name: "answers for random names under one wildcard share a bucket", first: ask("r1.wild.demo.test.", dns.TypeA), second: ask("r2.x.wild.demo.test.", dns.TypeA), wantShare: true},
 		{name: "an answer under a wildcard shares the bucket of the wildcard asked literally", first: ask("*.wild.demo.test.", dns.TypeA), second: ask("r1.wild.demo.test.", dns.TypeA), wantShare: true},
 		{name: "NODATA for random names under one wildcard shares a bucket", first: ask("r1.wild.demo.test.", dns.TypeMX), second: ask("r2.wild.demo.test.", dns.TypeTXT), wantShare: true},
@@ -224,43 +195,15 @@ dns:
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// send sends queries for names, ids from 0, and counts the full and truncated replies.
-	send := func(names ...string) (full, truncated int) {
-		for i, name := range names {
-			m := newQuery(name, dns.TypeA)
-			m.Id = uint16(i)
-			p, _ := m.Pack()
-			if _, err := c.Write(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		buf := make([]byte, 1500)
-		for {
-			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			n, err := c.Read(buf)
-			if err != nil {
-				return full, truncated
-			}
-			r := new(dns.Msg)
-			if err := r.Unpack(buf[:n]); err != nil {
-				t.Fatalf("reply does not parse: %v", err)
-			}
-			if r.Truncated {
-				truncated++
-			} else {
-				full++
-			}
-		}
-	}
 	var names []string
 	for i := range 40 {
 		names = append(names, fmt.Sprintf("r%d.wild.demo.test.", i))
 	}
-	if full, truncated := send(names...); full < 5 || full > 6 || truncated < 15 {
+	if full, truncated := sendAndCount(t, c, names...); full < 5 || full > 6 || truncated < 15 {
 		t.Errorf("40 random names under one wildcard at once, 5 a second, slip 2: want 5 (or 6) full answers and the rest half truncated, as for one name; got %d full and %d truncated", full, truncated)
 	}
 	// Another wildcard's and an ordinary name's buckets are their own: full, the first five.
-	if full, truncated := send("r1.wild2.demo.test.", "r2.wild2.demo.test.", "plain.demo.test."); full != 3 || truncated != 0 {
+	if full, truncated := sendAndCount(t, c, "r1.wild2.demo.test.", "r2.wild2.demo.test.", "plain.demo.test."); full != 3 || truncated != 0 {
 		t.Errorf("another wildcard and an ordinary name after the flood: want 3 full answers, got %d full and %d truncated", full, truncated)
 	}
 }
@@ -306,9 +249,27 @@ func TestServerRateLimitsUDPButNotTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	full, truncated := 0, 0
-	for i := range 20 {
-		m := newQuery("shop.demo.test.", dns.TypeA)
+	names := make([]string, 20)
+	for i := range names {
+		names[i] = "shop.demo.test."
+	}
+	full, truncated := sendAndCount(t, c, names...)
+	if full < 5 || full > 6 || truncated < 6 {
+		t.Errorf("20 queries at once, 5 a second, slip 2: want 5 (or 6) full answers and the rest half truncated, got %d full and %d truncated", full, truncated)
+	}
+	for range 10 {
+		if got := addrs(ask(t, h.srv.Addr(), "tcp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
+			t.Fatalf("TCP must not be limited, got %v", got)
+		}
+	}
+}
+
+// sendAndCount sends c a query of type A for each of names, with ids from 0, and counts the
+// full and the truncated replies that come until none has for 300 ms.
+func sendAndCount(t *testing.T, c net.Conn, names ...string) (full, truncated int) {
+	t.Helper()
+	for i, name := range names {
+		m := newQuery(name, dns.TypeA)
 		m.Id = uint16(i)
 		p, _ := m.Pack()
 		if _, err := c.Write(p); err != nil {
@@ -320,7 +281,7 @@ func TestServerRateLimitsUDPButNotTCP(t *testing.T) {
 		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		n, err := c.Read(buf)
 		if err != nil {
-			break
+			return full, truncated
 		}
 		r := new(dns.Msg)
 		if err := r.Unpack(buf[:n]); err != nil {
@@ -330,14 +291,6 @@ func TestServerRateLimitsUDPButNotTCP(t *testing.T) {
 			truncated++
 		} else {
 			full++
-		}
-	}
-	if full < 5 || full > 6 || truncated < 6 {
-		t.Errorf("20 queries at once, 5 a second, slip 2: want 5 (or 6) full answers and the rest half truncated, got %d full and %d truncated", full, truncated)
-	}
-	for range 10 {
-		if got := addrs(ask(t, h.srv.Addr(), "tcp", "shop.demo.test.", dns.TypeA)); !slices.Equal(got, []string{"127.0.0.11"}) {
-			t.Fatalf("TCP must not be limited, got %v", got)
 		}
 	}
 }
