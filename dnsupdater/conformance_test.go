@@ -200,6 +200,12 @@ func TestServerFollowsTheRulesOfAnAuthoritativeServer(t *testing.T) {
 					t.Errorf("want CNAME to edge-a and its address; got %v", r)
 				}
 			}},
+		{name: "RRSIG at an ingress app's name is its own NODATA, not the CNAME followed (RFC 2181 §10.1)", req: func() *dns.Msg { return newQuery("web.demo.test.", dns.TypeRRSIG) },
+			check: func(t *testing.T, r *dns.Msg) {
+				if r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 0 || !hasType(r.Ns, dns.TypeSOA) {
+					t.Errorf("want NODATA with the SOA; got %v", r)
+				}
+			}},
 		{name: "ANY is answered with one RRset (RFC 8482)", req: func() *dns.Msg { return newQuery("demo.test.", dns.TypeANY) },
 			check: func(t *testing.T, r *dns.Msg) {
 				types := map[uint16]bool{}

@@ -124,6 +124,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		}
 	}
 	switch {
+	case n.App != nil && n.App.CNAME != "" && besideCNAME(qtype):
 	case n.App != nil && n.App.CNAME != "":
 		cname := &dns.CNAME{Hdr: dns.RR_Header{Name: n.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: n.AppTTL}, Target: n.App.CNAME}
 		m.Answer = []dns.RR{cname}
@@ -136,7 +137,7 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 	case len(n.RRsets[qtype]) > 0:
 		m.Answer = n.RRsets[qtype]
 		m.Extra = t.additional(&r, z, z, m.Answer, false)
-	case len(n.RRsets[dns.TypeCNAME]) > 0:
+	case len(n.RRsets[dns.TypeCNAME]) > 0 && !besideCNAME(qtype):
 		m.Answer = slices.Clone(n.RRsets[dns.TypeCNAME])
 		t.chase(&r, z, m.Answer[0].(*dns.CNAME), qtype, pick)
 		return r
@@ -145,6 +146,13 @@ func (t *table) resolve(id uint16, q dns.Question, pick picker) resolution {
 		m.Ns = []dns.RR{z.NegativeSOA()}
 	}
 	return r
+}
+
+// besideCNAME reports whether qtype is a type that may stand beside a CNAME, RRSIG and NSEC
+// (RFC 2181 §10.1, RFC 4035 §2.5): a question for it is answered by the name itself, not
+// restarted at the CNAME's target. Detour signs nothing, so such a question is NODATA there.
+func besideCNAME(qtype uint16) bool {
+	return qtype == dns.TypeRRSIG || qtype == dns.TypeNSEC
 }
 
 // appAddresses returns the A or AAAA records (qtype) that n, the name of an app with addresses,
@@ -234,7 +242,7 @@ func (t *table) chase(r *resolution, from *zone.Zone, c *dns.CNAME, qtype uint16
 			return
 		}
 		next := recs[dns.TypeCNAME]
-		if len(next) == 0 {
+		if len(next) == 0 || besideCNAME(qtype) {
 			m.Ns = []dns.RR{z.NegativeSOA()}
 			return
 		}
