@@ -376,7 +376,7 @@ func (s *Server) serveTCP(ctx context.Context) {
 			refusals.Gate(s.log.Warn(), "evicted").Str("client", remote.String()).Msg("idle tcp connection closed to make room")
 		}
 		wg.Go(func() {
-			s.serveConn(tc)
+			s.serveConn(tc, remote)
 			mu.Lock()
 			// A connection closed to make room is no longer in open: its slot is already another's.
 			_, release := open[tc]
@@ -487,11 +487,7 @@ func (s *Server) transferClient(remote netip.Addr) bool {
 
 // serveConn answers the queries of one TCP connection in turn; a client may send several
 // without waiting (pipelining).
-func (s *Server) serveConn(c net.Conn) {
-	var remote netip.Addr
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		remote = a.AddrPort().Addr().Unmap()
-	}
+func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 	w := newWorker(uint64(time.Now().UnixNano()))
 	w.metrics = s.queries
 	// Buffers start small and grow to the largest message seen, so that many idle connections

@@ -147,7 +147,7 @@ func Compile(c *config.Config) (*Static, error) {
 			}
 		}
 		if len(z.TransferTo) > 0 || z.Push != nil {
-			problems = append(problems, failClosedUnderWildcards(c, z, sz.names)...)
+			problems = append(problems, failClosedUnderWildcards(c, &sz)...)
 		}
 		problems = append(problems, checkRRsets(path, sz.names)...)
 		s.zones = append(s.zones, sz)
@@ -223,15 +223,16 @@ func nsOrigin(cut string, origins []origin) string {
 	return "its NS records"
 }
 
-// failClosedUnderWildcards reports the fail_closed apps of zone z that a wildcard would answer
+// failClosedUnderWildcards reports the fail_closed apps of zone sz that a wildcard would answer
 // on a server that loads z from Detour, by transfer or push: with every endpoint down Detour
 // answers such an app's name with no address, and neither can carry a name without records,
-// so the wildcard answers for it there (RFC 4592 §2.2.2). names are z's static names; the other
-// apps' names exist too, as their answers always hold records.
-func failClosedUnderWildcards(c *config.Config, z *config.Zone, names map[string]map[uint16][]dns.RR) []string {
+// so the wildcard answers for it there (RFC 4592 §2.2.2). The zone's other apps' names exist
+// beside its static names, as their answers always hold records.
+func failClosedUnderWildcards(c *config.Config, sz *staticZone) []string {
+	z, names := sz.cfg, sz.names
 	var closed []int
-	for j := range c.Apps {
-		if c.Apps[j].WhenAllDown == config.FailClosed && c.ZoneOf(c.Apps[j].FQDN) == z {
+	for _, j := range sz.apps {
+		if c.Apps[j].WhenAllDown == config.FailClosed {
 			closed = append(closed, j)
 		}
 	}
@@ -248,8 +249,8 @@ func failClosedUnderWildcards(c *config.Config, z *config.Zone, names map[string
 	for name := range names {
 		add(name)
 	}
-	for j := range c.Apps {
-		if c.Apps[j].WhenAllDown != config.FailClosed && c.ZoneOf(c.Apps[j].FQDN) == z {
+	for _, j := range sz.apps {
+		if c.Apps[j].WhenAllDown != config.FailClosed {
 			add(c.Apps[j].FQDN)
 		}
 	}
