@@ -517,29 +517,42 @@ type silentSecondary struct {
 
 func startSilentSecondary(t *testing.T) (string, *silentSecondary) {
 	t.Helper()
+	sec := &silentSecondary{}
+	addr := serveDatagrams(t, func(_ net.PacketConn, _ net.Addr, m *dns.Msg) {
+		if len(m.Question) != 1 {
+			return
+		}
+		sec.mu.Lock()
+		sec.zones = append(sec.zones, m.Question[0].Name)
+		sec.mu.Unlock()
+	})
+	return addr, sec
+}
+
+// serveDatagrams listens on a loopback UDP port until the test ends and hands handle every
+// datagram that is a DNS message, with the socket and its sender, so that a fake secondary can
+// answer as no server library would (not at all, or with junk first). It returns the address.
+func serveDatagrams(t *testing.T, handle func(pc net.PacketConn, from net.Addr, m *dns.Msg)) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	sec := &silentSecondary{}
 	go func() {
 		buf := make([]byte, 512)
 		for {
-			n, _, err := pc.ReadFrom(buf)
+			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				return
 			}
 			m := new(dns.Msg)
-			if m.Unpack(buf[:n]) != nil || len(m.Question) != 1 {
-				continue
+			if m.Unpack(buf[:n]) == nil {
+				handle(pc, from, m)
 			}
-			sec.mu.Lock()
-			sec.zones = append(sec.zones, m.Question[0].Name)
-			sec.mu.Unlock()
 		}
 	}()
-	return pc.LocalAddr().String(), sec
+	return pc.LocalAddr().String()
 }
 
 // firstExchanges returns how many zones the secondary got a NOTIFY of before its first repeated
@@ -773,43 +786,27 @@ func TestANotifyIsAcknowledgedByASecondaryThatAnswersAfterTheFirstAttemptTimedOu
 }
 
 func TestANotifyIsAcknowledgedThroughDatagramsThatAreNoAnswerToIt(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
 	notifies := make(chan int, 8)
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			q := new(dns.Msg)
-			if q.Unpack(buf[:n]) != nil {
-				continue
-			}
-			notifies <- 1
-			// Junk, a reply to another id, a message of its id that is no reply (refusing:
-			// taken for one, it would end the exchange), then the answer.
-			other := new(dns.Msg)
-			other.SetReply(q)
-			other.Id = q.Id + 1
-			noReply := q.Copy()
-			noReply.Rcode = dns.RcodeRefused
-			ok := new(dns.Msg)
-			ok.SetReply(q)
-			for _, m := range []*dns.Msg{other, noReply, ok} {
-				b, _ := m.Pack()
-				_, _ = pc.WriteTo([]byte{0, 1, 2, 3, 4, 5}, from)
-				_, _ = pc.WriteTo(b, from)
-			}
+	addr := serveDatagrams(t, func(pc net.PacketConn, from net.Addr, q *dns.Msg) {
+		notifies <- 1
+		// Junk, a reply to another id, a message of its id that is no reply (refusing: taken
+		// for one, it would end the exchange), then the answer.
+		other := new(dns.Msg)
+		other.SetReply(q)
+		other.Id = q.Id + 1
+		noReply := q.Copy()
+		noReply.Rcode = dns.RcodeRefused
+		ok := new(dns.Msg)
+		ok.SetReply(q)
+		for _, m := range []*dns.Msg{other, noReply, ok} {
+			b, _ := m.Pack()
+			_, _ = pc.WriteTo([]byte{0, 1, 2, 3, 4, 5}, from)
+			_, _ = pc.WriteTo(b, from)
 		}
-	}()
+	})
 	var logs eventstest.Logs
 	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
-	s.notify(context.Background(), notifiedZone("demo.test.", 7), pc.LocalAddr().String())
+	s.notify(context.Background(), notifiedZone("demo.test.", 7), addr)
 	if logs.Count("notify acknowledged") != 1 || len(notifies) != 1 {
 		t.Errorf("a secondary sending junk, a reply to another id and the query back before its answer: want one NOTIFY acknowledged, sent %d:\n%s", len(notifies), logs.String())
 	}
