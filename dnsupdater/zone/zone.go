@@ -227,12 +227,16 @@ func nsOrigin(cut string, origins []origin) string {
 // on a server that loads z from Detour, by transfer or push: with every endpoint down Detour
 // answers such an app's name with no address, and neither can carry a name without records,
 // so the wildcard answers for it there (RFC 4592 §2.2.2). The zone's other apps' names exist
-// beside its static names, as their answers always hold records.
+// beside its static names, as their answers always hold records; so do those of apps with
+// ingress edges, which always answer a CNAME.
 func failClosedUnderWildcards(c *config.Config, sz *staticZone) []string {
 	z, names := sz.cfg, sz.names
+	mayVanish := func(a *config.App) bool {
+		return a.WhenAllDown == config.FailClosed && len(a.Ingress) == 0 && a.PrimaryEdge == ""
+	}
 	var closed []int
 	for _, j := range sz.apps {
-		if c.Apps[j].WhenAllDown == config.FailClosed {
+		if mayVanish(&c.Apps[j]) {
 			closed = append(closed, j)
 		}
 	}
@@ -250,7 +254,7 @@ func failClosedUnderWildcards(c *config.Config, sz *staticZone) []string {
 		add(name)
 	}
 	for _, j := range sz.apps {
-		if c.Apps[j].WhenAllDown != config.FailClosed {
+		if !mayVanish(&c.Apps[j]) {
 			add(c.Apps[j].FQDN)
 		}
 	}

@@ -221,12 +221,15 @@ func TestAFailClosedAppUnderAWildcardIsRefusedWhereSecondariesTransferTheZone(t 
 		{name: "fail_closed above a fail_open app", transferTo: `["127.0.0.1"]`,
 			apps: app("shop", "shop.wild.demo.test", "fail_closed") + app("api", "api.shop.wild.demo.test", "fail_open")},
 		{name: "fail_closed beside no wildcard", transferTo: `["127.0.0.1"]`, apps: app("shop", "shop.demo.test", "fail_closed")},
+		{name: "fail_closed with an ingress edge, which always answers a CNAME", transferTo: `["127.0.0.1"]`,
+			apps: app("shop", "shop.wild.demo.test", "fail_closed") + "    ingress: [e1]\n"},
 		{name: "fail_closed at a name whose descendants exist", transferTo: `["127.0.0.1"]`, apps: app("shop", "z.other.demo.test", "fail_closed")},
 		{name: "fail_closed below a name that exists, whose wildcard is not its", transferTo: `["127.0.0.1"]`, apps: app("shop", "s.x.other.demo.test", "fail_closed")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			doc := "zones:\n  - name: demo.test\n    transfer_to: " + tt.transferTo + "\n    records: " + records + "\napps:\n" + tt.apps
+			doc := "zones:\n  - name: demo.test\n    transfer_to: " + tt.transferTo + "\n    records: " + records +
+				"\nedges: [{name: e1, region: west, hostname: e1.demo.test, address: 10.9.0.1}]\napps:\n" + tt.apps
 			_, err := Compile(eventstest.Config(t, doc))
 			var cerr *config.Error
 			switch {
