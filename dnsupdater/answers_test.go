@@ -535,6 +535,55 @@ zones:
 	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
 }
 
+// TestAnSVCBOrHTTPSAnswerCarriesTheRecordsOfItsTargets: RFC 9460 §4.1 has an authoritative
+// server add to an SVCB or HTTPS answer the A, AAAA and SVCB (HTTPS) records of every
+// TargetName in its zone, as Knot does: a wildcard's synthesized for the target's name, in the
+// order of the answer's records (RFC 4034 §6.3), each target once. The target "." (the owner
+// itself, in ServiceMode) adds nothing, as Knot adds nothing; nor do another type's records.
+// Left out when the reply does not fit, without TC.
+func TestAnSVCBOrHTTPSAnswerCarriesTheRecordsOfItsTargets(t *testing.T) {
+	// Two ALPN ids of 250 bytes: bigpool's HTTPS record does not fit in 512 bytes.
+	alpn := strings.Repeat("x", 250) + "," + strings.Repeat("y", 250)
+	tab := answersTable(t, fmt.Sprintf(`
+zones:
+  - name: demo.test
+    nameservers: [{name: ns1.demo.test, address: 127.0.0.53}]
+    records:
+      - "@ IN HTTPS 0 svc"
+      - "svc IN HTTPS 1 Pool alpn=h2"
+      - "svc IN HTTPS 2 . alpn=h3"
+      - "svc IN HTTPS 3 pool port=8443"
+      - "pool IN A 192.0.2.1"
+      - "pool IN AAAA 2001:db8::1"
+      - "pool IN HTTPS 1 . alpn=h2"
+      - "pool IN SVCB 1 . alpn=h2"
+      - "_dns IN SVCB 1 host.wild alpn=dot"
+      - "*.wild IN A 192.0.2.80"
+      - "*.wild IN SVCB 1 . alpn=dot"
+      - "*.wild IN TXT \"not additional data\""
+      - "big IN HTTPS 1 bigpool alpn=h2"
+      - "bigpool IN A 192.0.2.2"
+      - "bigpool IN AAAA 2001:db8::2"
+      - "bigpool IN HTTPS 1 . alpn=h2,%s"
+`, alpn))
+	tests := []sectionCase{
+		{name: "an AliasMode target gets its addresses and records of the type", req: newQuery("demo.test.", dns.TypeHTTPS),
+			want: "NOERROR aa rd\nan: demo.test. 3600 IN HTTPS 0 svc.demo.test.\nar: svc.demo.test. 3600 IN HTTPS 1 Pool.demo.test. alpn=\"h2\"\n" +
+				"ar: svc.demo.test. 3600 IN HTTPS 2 . alpn=\"h3\"\nar: svc.demo.test. 3600 IN HTTPS 3 pool.demo.test. port=\"8443\""},
+		{name: "a ServiceMode target, however spelt, gets them once; the target . nothing", req: newQuery("svc.demo.test.", dns.TypeHTTPS),
+			want: "NOERROR aa rd\nan: svc.demo.test. 3600 IN HTTPS 1 Pool.demo.test. alpn=\"h2\"\nan: svc.demo.test. 3600 IN HTTPS 2 . alpn=\"h3\"\n" +
+				"an: svc.demo.test. 3600 IN HTTPS 3 pool.demo.test. port=\"8443\"\n" +
+				"ar: pool.demo.test. 3600 IN A 192.0.2.1\nar: pool.demo.test. 3600 IN AAAA 2001:db8::1\nar: pool.demo.test. 3600 IN HTTPS 1 . alpn=\"h2\""},
+		{name: "an SVCB target a wildcard answers gets what it synthesizes, of the type", req: newQuery("_dns.demo.test.", dns.TypeSVCB),
+			want: "NOERROR aa rd\nan: _dns.demo.test. 3600 IN SVCB 1 host.wild.demo.test. alpn=\"dot\"\n" +
+				"ar: host.wild.demo.test. 3600 IN A 192.0.2.80\nar: host.wild.demo.test. 3600 IN SVCB 1 . alpn=\"dot\""},
+		{name: "they are left out, without TC, where they do not fit", req: newQuery("big.demo.test.", dns.TypeHTTPS),
+			want: "NOERROR aa rd\nan: big.demo.test. 3600 IN HTTPS 1 bigpool.demo.test. alpn=\"h2\"\n" +
+				"ar: bigpool.demo.test. 3600 IN A 192.0.2.2\nar: bigpool.demo.test. 3600 IN AAAA 2001:db8::2"},
+	}
+	checkSections(t, tab, netip.MustParseAddr("192.0.2.99"), tests)
+}
+
 // TestAReferralCarriesTheAddressesOfItsNameServersTheZoneHoldsAsKnotsDoes: a referral carries
 // the glue of the name servers at or below its cut, then, as Knot does, the addresses the zone
 // holds for its other name servers (RFC 9471 §2.2, §3.2: sibling glue, here also authoritative

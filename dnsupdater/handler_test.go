@@ -224,10 +224,11 @@ func TestTruncatedUDPRepliesFitTheClient(t *testing.T) {
 }
 
 // TestLeavingOutAddressesKeepsTheCompressionPointersOfTheRest leaves out the addresses of a
-// reply whose additional owner names point at one another (none is named in the answer), for
-// every room: what is left must parse, fit, keep the answer, and hold whole RRsets of the
-// reply's own records; with room for everything, nothing is left out. A large RRset first
-// makes the records after it move when it is left out, and the pointers into them with them.
+// reply whose additional owner names point at one another and into the targets of HTTPS
+// records among them (none is named in the answer), for every room: what is left must parse,
+// fit, keep the answer, and hold whole RRsets of the reply's own records; with room for
+// everything, nothing is left out. A large RRset first makes the records after it move when it
+// is left out, and the pointers into them with them.
 func TestLeavingOutAddressesKeepsTheCompressionPointersOfTheRest(t *testing.T) {
 	m := newQuery("txt.demo.test.", dns.TypeTXT)
 	m.Compress = true
@@ -245,6 +246,9 @@ func TestLeavingOutAddressesKeepsTheCompressionPointersOfTheRest(t *testing.T) {
 	for i := range 6 {
 		m.Extra = append(m.Extra, rr(fmt.Sprintf("x.example. 60 IN A 192.0.2.%d", i)))
 	}
+	// An HTTPS target's own records: their targets are never compressed, and z.example's
+	// records below point into them.
+	m.Extra = append(m.Extra, rr("v.example. 60 IN HTTPS 1 z.example. alpn=h2"), rr("v.example. 60 IN HTTPS 2 z.example."))
 	for _, name := range []string{"y", "z"} {
 		m.Extra = append(m.Extra, rr(name+".example. 60 IN AAAA 2001:db8::1"), rr(name+".example. 60 IN A 192.0.2.9"))
 	}

@@ -268,8 +268,9 @@ func delegation(z *zone.Zone, name string) *zone.Node {
 	return cut
 }
 
-// additional returns the A and AAAA records Detour serves for the names the NS, MX and SRV
-// records rrs of zone of point to (RFC 1035 §4.3.2 step 6, RFC 2782), in an answer to a
+// additional returns the A and AAAA records Detour serves for the names the NS, MX, SRV, SVCB
+// and HTTPS records rrs of zone of point to (RFC 1035 §4.3.2 step 6, RFC 2782, RFC 9460 §4.1),
+// after each SVCB or HTTPS target's addresses its own records of the type, in an answer to a
 // question of zone from (noted in r) or in its referral (rrs the NS records of a cut), as other
 // authoritative servers add them, Knot among them: those a wildcard synthesizes for the name too
 // (RFC 4592), and the glue of a name below a delegation of zone of (another zone's glue is that
@@ -301,7 +302,7 @@ func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR, ref
 		if below && z != of {
 			continue // another zone's glue: that zone refers the name, as Knot leaves it out
 		}
-		n := z.MatchAddresses(tg.name)
+		n := z.MatchAdditional(tg.name, tg.svcb)
 		if n == nil {
 			continue
 		}
@@ -315,6 +316,9 @@ func (t *table) additional(r *resolution, from, of *zone.Zone, rrs []dns.RR, ref
 			}
 			*addrs = append(*addrs, n.RRsets[dns.TypeA]...)
 			*addrs = append(*addrs, n.RRsets[dns.TypeAAAA]...)
+			if tg.svcb != 0 {
+				*addrs = append(*addrs, n.RRsets[tg.svcb]...)
+			}
 			continue
 		}
 		for _, a := range []*zone.Answer{&n.App.V4, &n.App.V6} {
@@ -352,21 +356,25 @@ func (t *table) referral(r *resolution, from, of *zone.Zone, cut *zone.Node) []d
 	return x.rrs
 }
 
-// target is a name an NS, MX or SRV record points to.
+// target is a name an NS, MX, SRV, SVCB or HTTPS record points to.
 type target struct {
 	name string
-	// owner is the record's owner name, and ns says that it is an NS record.
+	// owner is the record's owner name, and ns says that it is an NS record; svcb is the type of
+	// an SVCB or HTTPS record, whose target's records of that type are additional data too.
 	owner string
 	ns    bool
+	svcb  uint16
 	// rdata is the record's data as RFC 4034 §6.3 orders an RRset by: in wire form, uncompressed,
-	// its names in lower case (as they are stored).
+	// its names as they are stored (an NS, MX or SRV target in lower case, an SVCB target as
+	// written).
 	rdata []byte
 }
 
-// targets returns the names the NS, MX and SRV records of rrs point to, each once, in the order
-// of their records' data (RFC 4034 §6.3): the order Knot keeps an RRset in and adds the
-// addresses of its targets in, which decides those that a reply too large for its client
-// leaves out.
+// targets returns the names the NS, MX, SRV, SVCB and HTTPS records of rrs point to, each once,
+// in the order of their records' data (RFC 4034 §6.3): the order Knot keeps an RRset in and adds
+// the addresses of its targets in, which decides those that a reply too large for its client
+// leaves out. The target "." of an SVCB or HTTPS record (the owner's own name, RFC 9460 §2.5)
+// names no other name: Knot adds nothing for it.
 func targets(rrs []dns.RR) []target {
 	out := make([]target, 0, len(rrs))
 	for _, rr := range rrs {
@@ -381,6 +389,19 @@ func targets(rrs []dns.RR) []target {
 			for _, v := range []uint16{rr.Priority, rr.Weight, rr.Port} {
 				tg.rdata = binary.BigEndian.AppendUint16(tg.rdata, v)
 			}
+		case *dns.SVCB, *dns.HTTPS:
+			// The target is kept as written (RFC 4034 §6.2 lowers no name of these types), and
+			// the whole data orders the RRset: the parameters too.
+			if tg.rdata = rdataWire(rr); tg.rdata == nil {
+				continue
+			}
+			tg.svcb = rr.Header().Rrtype
+			tg.name = zone.Canonical(svcbTarget(rr))
+			if tg.name == "." {
+				continue
+			}
+			out = append(out, tg)
+			continue
 		default:
 			continue
 		}
@@ -397,6 +418,28 @@ func targets(rrs []dns.RR) []target {
 		}
 	}
 	return once
+}
+
+// svcbTarget returns the TargetName of an SVCB or HTTPS record.
+func svcbTarget(rr dns.RR) string {
+	if h, ok := rr.(*dns.HTTPS); ok {
+		return h.Target
+	}
+	return rr.(*dns.SVCB).Target
+}
+
+// rdataWire returns the data of rr in wire form, uncompressed, or nil when it does not pack.
+func rdataWire(rr dns.RR) []byte {
+	buf := make([]byte, dns.Len(rr))
+	end, err := dns.PackRR(rr, buf, 0, nil, false)
+	if err != nil {
+		return nil
+	}
+	owner, err := dns.PackDomainName(rr.Header().Name, buf, 0, nil, false)
+	if err != nil || owner+10 > end {
+		return nil
+	}
+	return buf[owner+10 : end]
 }
 
 // clientOf returns the address the source policy matches: the EDNS Client Subnet when the query

@@ -24,6 +24,8 @@ const (
 	dnsTypeA            = 1
 	dnsTypeNS           = 2
 	dnsTypeAAAA         = 28
+	dnsTypeSVCB         = 64
+	dnsTypeHTTPS        = 65
 	dnsTypeTSIG         = 250
 	classIN             = 1
 	headerLen           = 12
@@ -266,17 +268,17 @@ type extraRecord struct {
 }
 
 // leaveOutAdditional makes the packed reply p fit in room bytes by leaving out address records
-// of its additional section, as Knot does: each A or AAAA RRset in turn stays when it fits
-// beside the sections and the RRsets kept before it, and is left out otherwise (Knot also
-// leaves out the AAAA of a name whose A it left out; this keeps it when it fits). Every other
-// record stays (an OPT or TSIG record already in p). The addresses beside an answer are extra
-// information, left out without TC (RFC 2181 §9); in a referral (its authority section holds
-// the NS records) those at or below its cut are the glue of name servers inside the delegated
-// zone, and a referral that leaves any of them out has TC set (RFC 9471 §3.1), while the
-// addresses of its other name servers are left out without it (§3.2), as Knot does. It reports
-// false, leaving p as it was, when the answer and authority sections alone do not fit. The
-// records kept move up in p, their compression pointers into the additional section following
-// them.
+// of its additional section, and the SVCB and HTTPS records of SVCB and HTTPS targets beside
+// them, as Knot does: each such RRset in turn stays when it fits beside the sections and the
+// RRsets kept before it, and is left out otherwise (Knot also leaves out the AAAA of a name
+// whose A it left out; this keeps it when it fits). Every other record stays (an OPT or TSIG
+// record already in p). The records beside an answer are extra information, left out without
+// TC (RFC 2181 §9); in a referral (its authority section holds the NS records) the addresses at
+// or below its cut are the glue of name servers inside the delegated zone, and a referral that
+// leaves any of them out has TC set (RFC 9471 §3.1), while the addresses of its other name
+// servers are left out without it (§3.2), as Knot does. It reports false, leaving p as it was,
+// when the answer and authority sections alone do not fit. The records kept move up in p, their
+// compression pointers into the additional section following them.
 func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 	off := questionEnd(p)
 	if off < 0 {
@@ -325,9 +327,11 @@ func leaveOutAdditional(p []byte, room int) ([]byte, bool) {
 			return p, false
 		}
 		switch r.rtype {
-		case dnsTypeA, dnsTypeAAAA:
+		case dnsTypeA, dnsTypeAAAA, dnsTypeSVCB, dnsTypeHTTPS:
+			// An SVCB or HTTPS record's target is never compressed (RFC 9460 §2.2): only its
+			// owner name may point elsewhere, as an address record's does.
 			r.optional = true
-			r.glue = isCut && inBailiwick(p, r.start, cut)
+			r.glue = isCut && r.rtype != dnsTypeSVCB && r.rtype != dnsTypeHTTPS && inBailiwick(p, r.start, cut)
 			r.rrset = len(extra)
 			if n := len(extra); n > 0 && extra[n-1].rtype == r.rtype && sameName(p, extra[n-1].start, r.start) {
 				r.rrset = extra[n-1].rrset

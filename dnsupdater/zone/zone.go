@@ -515,15 +515,29 @@ func (z *Zone) Match(name string) *Node {
 // node, or "" when the node is the name's own.
 func (z *Zone) MatchWildcard(name string) (n *Node, wildcard string) { return z.match(name, nil) }
 
-// MatchAddresses is Match for a name's A and AAAA records alone: of a node a wildcard
-// synthesizes it copies only those, as additional data needs no more.
-func (z *Zone) MatchAddresses(name string) *Node {
-	n, _ := z.match(name, addressTypes)
+// MatchAdditional is Match for the records additional data takes of a target: its A and AAAA
+// records, and its SVCB or HTTPS records too when svcb is that type (RFC 9460 §4.1 adds them
+// beside the addresses of an SVCB or HTTPS record's target). Of a node a wildcard synthesizes
+// it copies only those, as additional data needs no more.
+func (z *Zone) MatchAdditional(name string, svcb uint16) *Node {
+	types := addressTypes
+	switch svcb {
+	case dns.TypeSVCB:
+		types = svcbTypes
+	case dns.TypeHTTPS:
+		types = httpsTypes
+	}
+	n, _ := z.match(name, types)
 	return n
 }
 
-// addressTypes are the types of a name's addresses.
-var addressTypes = []uint16{dns.TypeA, dns.TypeAAAA}
+// addressTypes are the types of a name's addresses; svcbTypes and httpsTypes add those of an
+// SVCB and an HTTPS target's own records.
+var (
+	addressTypes = []uint16{dns.TypeA, dns.TypeAAAA}
+	svcbTypes    = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSVCB}
+	httpsTypes   = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS}
+)
 
 // match is MatchWildcard, a synthesized node holding only the given types when types is not nil.
 func (z *Zone) match(name string, types []uint16) (*Node, string) {
