@@ -407,6 +407,12 @@ func parseRecord(text string, z *config.Zone) (dns.RR, error) {
 	if rr.Header().Class != dns.ClassINET {
 		return nil, fmt.Errorf("%q: only class IN is served", text)
 	}
+	// The parser takes some data that no message can hold (an odd number of hex digits, an SVCB
+	// key twice, an ALPN id over 255 bytes): every answer holding the record would fail to be
+	// written, and so would every transfer of the zone, which no secondary could then load.
+	if _, err := dns.PackRR(rr, make([]byte, dns.Len(rr)), 0, nil, false); err != nil {
+		return nil, fmt.Errorf("%q: its data cannot be written in a DNS message, so no answer or zone transfer could carry it: %v", text, err)
+	}
 	return rr, nil
 }
 

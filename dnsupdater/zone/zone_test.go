@@ -186,6 +186,12 @@ func TestCompileRefusesWhatSecondariesRefuseOrIsNeverAnswered(t *testing.T) {
 			want: `zones[0].records[2]: "www.sub.demo.test" is below the delegation sub.demo.test (zones[0].records[0]) and is none of its name servers: it would never be answered`},
 		{name: "a record beside the NS records of a delegation", records: `["sub IN NS ns.sub", "ns.sub IN A 192.0.2.7", "sub IN TXT x"]`,
 			want: `zones[0].records[2]: the TXT record of "sub.demo.test" stands at the delegation sub.demo.test (zones[0].records[0]), which is answered with a referral: it would never be answered`},
+		{name: "data the parser takes but no message can carry: an odd number of hex digits", records: `["x IN SSHFP 1 1 abc"]`,
+			want: `zones[0].records[0]: "x IN SSHFP 1 1 abc": its data cannot be written in a DNS message, so no answer or zone transfer could carry it: encoding/hex: odd length hex string`},
+		{name: "an SVCB key given twice", records: `["x IN SVCB 1 . port=1 port=2"]`,
+			want: `zones[0].records[0]: "x IN SVCB 1 . port=1 port=2": its data cannot be written in a DNS message, so no answer or zone transfer could carry it: dns: repeated SVCB keys are not allowed`},
+		{name: "an ALPN id longer than 255 bytes", records: `["x IN HTTPS 1 . alpn=` + strings.Repeat("h", 256) + `"]`,
+			want: `zones[0].records[0]: "x IN HTTPS 1 . alpn=` + strings.Repeat("h", 256) + `": its data cannot be written in a DNS message, so no answer or zone transfer could carry it: bad svcbalpn: alpn-id too long`},
 		{name: "a delegation below a delegation", records: `["sub IN NS ns.other.example.", "deep.sub IN NS ns.other.example."]`,
 			want: `zones[0].records[1]: "deep.sub.demo.test" is below the delegation sub.demo.test (zones[0].records[0]): it would never be answered`},
 	}
