@@ -1,0 +1,222 @@
+package eventstest
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Cluster is a JetStream cluster of nats-server nodes in process on loopback, whose routes and
+// client connections all pass through relays the test controls, so that a node can be made to
+// hang (Silence) as a stalled or partitioned node does: its connections stay open and carry
+// nothing.
+type Cluster struct {
+	Servers []*server.Server
+	// URLs are the nodes' client URLs, each through its node's relay.
+	URLs []string
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	silent []bool
+	closed bool
+	// client and route are the nodes' own listen addresses, once they listen.
+	client, route []string
+}
+
+// StartCluster runs n JetStream nodes (named n0, n1, …) with their stores in temporary
+// directories, each routed to every other through a relay per ordered pair, and waits until the
+// meta leader counts every node online, so that a stream of n replicas can be placed. Clients must connect through URLs: the nodes do not advertise their own
+// addresses, to clients or to each other. Everything stops when the test ends.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	c := &Cluster{silent: make([]bool, n), client: make([]string, n), route: make([]string, n)}
+	c.cond = sync.NewCond(&c.mu)
+	// A closed port, refused at once: gossip carries it instead of a node's own cluster address,
+	// so that no node connects to another behind the relays' backs.
+	nowhere := listen(tb)
+	_ = nowhere.Close()
+	for i := range n {
+		c.URLs = append(c.URLs, "nats://"+c.relay(tb, i, false, i))
+	}
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, "nats://"+c.relay(tb, j, true, i, j))
+			}
+		}
+		o := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(),
+			NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: -1, NoAdvertise: true,
+				Advertise: nowhere.Addr().String()},
+			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		ns, err := server.NewServer(o)
+		if err != nil {
+			tb.Fatalf("new nats server n%d: %v", i, err)
+		}
+		ns.Start()
+		tb.Cleanup(ns.Shutdown)
+		c.Servers = append(c.Servers, ns)
+	}
+	for i, ns := range c.Servers {
+		if !ns.ReadyForConnections(10 * time.Second) {
+			tb.Fatalf("nats server n%d did not become ready in 10s", i)
+		}
+		c.mu.Lock()
+		c.client[i], c.route[i] = ns.Addr().String(), ns.ClusterAddr().String()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
+	// Relays close first, so that a silenced node does not hold the others' shutdown.
+	tb.Cleanup(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	Eventually(tb, 20*time.Second, func() bool {
+		for _, ns := range c.Servers {
+			if !ns.JetStreamIsLeader() {
+				continue
+			}
+			jsz, err := ns.Jsz(nil)
+			if err != nil || jsz.Meta == nil || len(jsz.Meta.Replicas) != n-1 {
+				return false
+			}
+			for _, p := range jsz.Meta.Replicas {
+				if !p.Current || p.Offline {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	}, "a JetStream meta leader that counts all %d nodes online and current", n)
+	return c
+}
+
+// Silence stalls every connection of node i, its routes and its clients': nothing more is
+// forwarded either way, and nothing is closed. It lasts until the test ends.
+func (c *Cluster) Silence(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.silent[i] = true
+}
+
+// Knows returns how many nodes node i knows to subscribe to subject (exactly that subject, say
+// "$JS.API.DIRECT.GET.S" for the direct gets of stream S), itself included: how many places a
+// request there may be sent to.
+func (c *Cluster) Knows(i int, subject string) int {
+	ns := c.Servers[i]
+	nodes := map[string]bool{}
+	if sz, err := ns.Subsz(&server.SubszOptions{Subscriptions: true, Limit: 1 << 16}); err == nil {
+		for _, d := range sz.Subs {
+			nodes[ns.Name()] = nodes[ns.Name()] || d.Subject == subject
+		}
+	}
+	if rz, err := ns.Routez(&server.RoutezOptions{SubscriptionsDetail: true}); err == nil {
+		for _, r := range rz.Routes {
+			for _, d := range r.SubsDetail {
+				nodes[r.RemoteName] = nodes[r.RemoteName] || d.Subject == subject
+			}
+		}
+	}
+	n := 0
+	for _, knows := range nodes {
+		if knows {
+			n++
+		}
+	}
+	return n
+}
+
+// relay listens on loopback and forwards each connection to node to's route port (or client
+// port), stalling while any of the nodes ends is silenced. It returns the address it listens on.
+func (c *Cluster) relay(tb testing.TB, to int, route bool, ends ...int) string {
+	ln := listen(tb)
+	tb.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go c.forward(in, to, route, ends)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func (c *Cluster) forward(in net.Conn, to int, route bool, ends []int) {
+	defer in.Close()
+	c.mu.Lock()
+	for !c.closed && (route && c.route[to] == "" || !route && c.client[to] == "") {
+		c.cond.Wait()
+	}
+	addr := c.client[to]
+	if route {
+		addr = c.route[to]
+	}
+	c.mu.Unlock()
+	out, err := net.Dial("tcp", addr)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	done := make(chan struct{}, 2)
+	go func() { c.pipe(out, in, ends); done <- struct{}{} }()
+	go func() { c.pipe(in, out, ends); done <- struct{}{} }()
+	<-done
+}
+
+// pipe copies src to dst, holding what it read while any of ends is silenced, until either
+// fails or the relays close.
+func (c *Cluster) pipe(dst io.Writer, src io.Reader, ends []int) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			c.mu.Lock()
+			for !c.closed && c.anySilent(ends) {
+				c.cond.Wait()
+			}
+			closed := c.closed
+			c.mu.Unlock()
+			if closed {
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (c *Cluster) anySilent(ends []int) bool {
+	for _, i := range ends {
+		if c.silent[i] {
+			return true
+		}
+	}
+	return false
+}
+
+func listen(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
+}
