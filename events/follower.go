@@ -181,6 +181,16 @@ func (st *followState) lastSeq() uint64 {
 	return st.last
 }
 
+// fresh reports whether deliver would hand m to its handler now.
+func (st *followState) fresh(m *jetstream.RawStreamMsg) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.mode == BridgeLast {
+		return m.Sequence > st.bySubject[m.Subject]
+	}
+	return m.Sequence > st.last
+}
+
 // deliver hands d to handle unless a message at or after d's sequence was handled already (on
 // d's subject, for BridgeLast).
 func (st *followState) deliver(d Delivery, handle func(Delivery)) {
