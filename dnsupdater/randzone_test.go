@@ -731,15 +731,9 @@ func compareRandomZone(t *testing.T, seed uint64, conf, apex string, names []str
 	compare := func(when string) {
 		var unexplained []string
 		for _, q := range queries {
-			d, k := c.ask(p.detour, q.tp, q.m), c.ask(p.knot.Addr, q.tp, q.m)
 			sent++
-			rd, rk := render(d), render(k)
-			why, ok := intended(q.m, d, k, q.tp.tcp)
-			for _, w := range why {
-				explained[w]++
-			}
-			if !ok {
-				unexplained = append(unexplained, fmt.Sprintf("%s over %s:\n--- detour\n%s--- knot\n%s", q.m.Question[0].String(), q.tp.name, rd, rk))
+			if diff := c.compareWithKnot(p.detour, p.knot.Addr, q.m, q.tp, explained); diff != "" {
+				unexplained = append(unexplained, diff)
 			}
 		}
 		if len(unexplained) > 0 {
