@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,7 +88,11 @@ func TestConfineBindsEveryThreadOfTheServersTreeAndAThreadThatLeavesIsFound(t *t
 	}
 	for _, tid := range threads {
 		var set unix.CPUSet
-		if err := unix.SchedGetaffinity(tid, &set); err != nil {
+		err := unix.SchedGetaffinity(tid, &set)
+		if errors.Is(err, unix.ESRCH) {
+			continue // the thread ended since the tree was read (seen once in CI): it runs nowhere
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		if set.Count() != 1 || !set.IsSet(serverCPU) {
@@ -100,6 +105,7 @@ func TestConfineBindsEveryThreadOfTheServersTreeAndAThreadThatLeavesIsFound(t *t
 
 	// One of the server's threads other than its first binds itself to the client's CPU, as a
 	// Knot worker binds itself to CPU i.
+	_, threads = processTree(pid)
 	worker := threads[slices.IndexFunc(threads, func(tid int) bool { return tid != pid })]
 	var away unix.CPUSet
 	away.Set(clientCPU)
