@@ -793,7 +793,7 @@ func (p *randomPeers) followed(t *testing.T, apex, what string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		serial := soaSerial(p.detour, apex)
-		if soaSerial(p.knot.Addr, apex) == serial && soaSerial(p.detour, apex) == serial {
+		if serial != 0 && soaSerial(p.knot.Addr, apex) == serial && soaSerial(p.detour, apex) == serial {
 			break
 		}
 		if transferFailed(p.knot.Log()) || time.Now().After(deadline) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,8 +14,8 @@ import (
 // bridgePoll is how often a bridge asks for the next message once it has read all there was.
 const bridgePoll = 200 * time.Millisecond
 
-// bridgeHedge is how long a bridge waits for the answer to a direct get before it sends the
-// same request again (see ask).
+// bridgeHedge is the shortest a bridge waits for the answer to a direct get before it sends the
+// same request again (see hedge).
 const bridgeHedge = 50 * time.Millisecond
 
 // bridgeAsks is how many subjects a BridgeLast bridge asks for at once.
@@ -45,6 +46,7 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	b := &bridge{cancel: cancel, done: make(chan struct{})}
+	h := &hedge{}
 	deliver := func(m *jetstream.RawStreamMsg) {
 		st.deliver(Delivery{Msg: storedMsg{m: m, stream: name}, Subject: m.Subject, Data: m.Data, Seq: m.Sequence, Stamp: m.Time}, handle)
 	}
@@ -53,7 +55,7 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 		for ctx.Err() == nil {
 			if mode == BridgeNext {
 				seq := st.lastSeq() + 1
-				m, err := ask(ctx, st.fresh, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+				m, err := h.ask(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 					return s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(st.cfg.FilterSubjects[0]))
 				})
 				if err == nil {
@@ -66,10 +68,13 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 				var wg sync.WaitGroup
 				slots := make(chan struct{}, bridgeAsks)
 				for _, subject := range subjects {
+					if ctx.Err() != nil {
+						break
+					}
 					slots <- struct{}{}
 					wg.Go(func() {
 						defer func() { <-slots }()
-						m, err := ask(ctx, st.fresh, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+						m, err := h.ask(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 							return s.GetLastMsgForSubject(ctx, subject)
 						})
 						if err == nil {
@@ -90,22 +95,34 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 	return b
 }
 
-// ask sends the direct get get, and sends it again whenever bridgeHedge passes without an answer,
-// or at once when an answer brings nothing new (no message, or one that fresh says was
-// delivered already), while the copies sent before keep waiting. It returns the first new
-// message any copy answers, or gives up when two copies answered without one, or after
-// followProbe.
+// hedge sends a bridge's direct gets again while they wait for a replica that does not answer.
 //
-// NATS hands each copy to one of the stream's replicas at random, even to one behind a route
-// whose node hangs: asked once, the bridge would wait followProbe for that node every time it
+// NATS hands each direct get to one of the stream's replicas at random, even to one behind a
+// route whose node hangs: asked once, a bridge would wait followProbe for that node every time it
 // drew it. Every copy asks the same question (the first message at or after a sequence, or the
 // last of a subject), and every replica holds a prefix of the same stream, so a copy answers
 // what the leader would, or what the leader held earlier: nothing, or an older last message,
-// which followState.deliver would drop. A replica that lags answers so at once; taken as final,
-// that answer would cost the bridge a bridgePoll while another replica held the message. So one
-// such answer sends another copy, and only a second ends the ask, which is also how every ask
-// ends while the stream holds nothing new: two requests a poll instead of one.
-func ask(ctx context.Context, fresh func(*jetstream.RawStreamMsg) bool, get func(context.Context) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+// which followState.deliver drops. Such an answer from a replica that lags ends the ask like any
+// other, and costs the bridge a bridgePoll.
+type hedge struct {
+	// rtt is how long the last answered copy took, in nanoseconds.
+	rtt atomic.Int64
+}
+
+// after is how long an ask waits for an answer before it sends another copy: twice the last
+// answer's round trip, so that a distant cluster is not asked again before it could have
+// answered, but at least bridgeHedge and at most four times that, so that one slow answer (a
+// node busy with an election) does not leave the next ask waiting on a hung replica.
+func (h *hedge) after() time.Duration {
+	return min(max(bridgeHedge, 2*time.Duration(h.rtt.Load())), 4*bridgeHedge)
+}
+
+// ask sends the direct get get, and sends it again each h.after() while no copy has answered,
+// those sent before still waiting. The first answer ends it (a message, or an error such as "no
+// message found"), or followProbe does. Copies are not capped at the stream's replicas: NATS
+// may hand several in a row to the same hung replica (a cap of twice the replicas still let
+// asks wait out followProbe in the test).
+func (h *hedge) ask(ctx context.Context, get func(context.Context) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(ctx, followProbe)
 	defer cancel()
 	type answer struct {
@@ -114,41 +131,31 @@ func ask(ctx context.Context, fresh func(*jetstream.RawStreamMsg) bool, get func
 	}
 	answers := make(chan answer)
 	send := func() {
-		go func() {
+		go func(at time.Time) {
 			m, err := get(ctx)
+			if ctx.Err() == nil {
+				h.rtt.Store(int64(time.Since(at)))
+			}
 			select {
 			case answers <- answer{m, err}:
 			case <-ctx.Done():
 			}
-		}()
+		}(time.Now())
 	}
 	send()
-	hedge := time.NewTicker(bridgeHedge)
-	defer hedge.Stop()
-	var no error
+	again := time.NewTimer(h.after())
+	defer again.Stop()
 	for {
 		select {
 		case a := <-answers:
-			if a.err == nil && !fresh(a.m) {
-				a.err = errNothingNew
+			if a.err != nil && (errors.Is(a.err, context.DeadlineExceeded) || errors.Is(a.err, context.Canceled)) {
+				continue // this copy's wait ended with the ask's: the case below says so
 			}
-			switch {
-			case a.err == nil:
-				return a.m, nil
-			case errors.Is(a.err, context.DeadlineExceeded) || errors.Is(a.err, context.Canceled):
-				// This copy's wait ended with the ask's: the select below says so.
-			case no != nil:
-				return nil, a.err
-			default:
-				no = a.err
-				send()
-			}
-		case <-hedge.C:
+			return a.m, a.err
+		case <-again.C:
 			send()
+			again.Reset(h.after())
 		case <-ctx.Done():
-			if no != nil {
-				return nil, no
-			}
 			return nil, ctx.Err()
 		}
 	}
@@ -162,9 +169,6 @@ func (b *bridge) stop() {
 	b.cancel()
 	<-b.done
 }
-
-// errNothingNew is the answer of a replica that holds no message the bridge has not delivered.
-var errNothingNew = errors.New("events: no message newer than the last delivered")
 
 // errDirect is what acknowledging a message read by a direct get returns: no consumer sent it.
 var errDirect = errors.New("events: a message read by direct get has no consumer to acknowledge")

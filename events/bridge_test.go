@@ -11,6 +11,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -73,7 +74,16 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 	if leader < 0 || hung < 0 {
 		t.Fatalf("stream leader %q: no node to hang", info.Cluster.Leader)
 	}
-	js, err := jetstream.New(eventstest.Connect(t, c.URLs[leader]))
+	// A connection with an inbox of its own, as every role has, so that the follower's consumer
+	// has a fixed name and a start that lost its answer on a loaded machine ("no heartbeat
+	// received") finds and deletes the consumer it left, which MaxConsumers would count
+	// otherwise (seen in CI).
+	nc, err := nats.Connect(c.URLs[leader], nats.CustomInboxPrefix(events.InboxPrefix("t")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +137,15 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 		})
 	}()
 	defer func() { cancel(); <-done }()
+	defer func() {
+		if t.Failed() {
+			var names []string
+			for n := range st.ConsumerNames(context.Background()).Name() {
+				names = append(names, n)
+			}
+			t.Logf("consumers %v; the follower logged:\n%s", names, logs.String())
+		}
+	}()
 	eventstest.Eventually(t, 10*time.Second, func() bool { return len(deliveries()) == len(subjects) }, "the messages stored before")
 
 	for n := range st.ConsumerNames(ctx).Name() {

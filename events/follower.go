@@ -106,8 +106,10 @@ type Delivery struct {
 	CaughtUp bool
 }
 
-// Run calls handle with every message, in stream order, until ctx ends. handle runs on the
-// follower's goroutine: while it blocks, nothing more is read.
+// Run calls handle with every message, in stream order, until ctx ends. handle is called once
+// at a time, on the follower's goroutine or, while a BridgeLast bridge reads, on one of the
+// goroutines asking for its subjects (each subject in order; subjects asked in one round in any
+// order): while it blocks, nothing more is delivered.
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
 	st := &followState{cfg: f.Start, mode: f.Bridge}
@@ -179,16 +181,6 @@ func (st *followState) lastSeq() uint64 {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.last
-}
-
-// fresh reports whether deliver would hand m to its handler now.
-func (st *followState) fresh(m *jetstream.RawStreamMsg) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.mode == BridgeLast {
-		return m.Sequence > st.bySubject[m.Subject]
-	}
-	return m.Sequence > st.last
 }
 
 // deliver hands d to handle unless a message at or after d's sequence was handled already (on

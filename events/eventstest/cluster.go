@@ -31,16 +31,17 @@ type Cluster struct {
 
 // StartCluster runs n JetStream nodes (named n0, n1, …) with their stores in temporary
 // directories, each routed to every other through a relay per ordered pair, and waits until the
-// meta leader counts every node online, so that a stream of n replicas can be placed. Clients must connect through URLs: the nodes do not advertise their own
-// addresses, to clients or to each other. Everything stops when the test ends.
+// meta leader counts every node online, so that a stream of n replicas can be placed. Clients
+// must connect through URLs: the nodes do not advertise their own addresses, to clients or to
+// each other. Everything stops when the test ends.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
 	c := &Cluster{silent: make([]bool, n), client: make([]string, n), route: make([]string, n)}
 	c.cond = sync.NewCond(&c.mu)
 	// A closed port, refused at once: gossip carries it instead of a node's own cluster address,
-	// so that no node connects to another behind the relays' backs.
+	// so that no node connects to another behind the relays' backs. It is closed once the relays
+	// and nodes hold their own ports, so that none of them is given it.
 	nowhere := listen(tb)
-	_ = nowhere.Close()
 	for i := range n {
 		c.URLs = append(c.URLs, "nats://"+c.relay(tb, i, false, i))
 	}
@@ -66,6 +67,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		tb.Cleanup(ns.Shutdown)
 		c.Servers = append(c.Servers, ns)
 	}
+	_ = nowhere.Close()
 	for i, ns := range c.Servers {
 		if !ns.ReadyForConnections(10 * time.Second) {
 			tb.Fatalf("nats server n%d did not become ready in 10s", i)
