@@ -175,8 +175,7 @@ var intendedDifferences = []struct {
 			}
 			// Knot's reply as it would be had it chosen the AAAA records.
 			knot.Answer, knot.Truncated = detour.Answer, detour.Truncated
-			knot.Extra = append(slices.DeleteFunc(slices.Clone(detour.Extra), func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT }),
-				slices.DeleteFunc(knot.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })...)
+			takeAdditional(knot, detour)
 			return true
 		}},
 	{reason: "a UDP reply too large for the client's buffer leaves out the additional RRsets that do not fit, without TC (RFC 2181 §9): " +
@@ -279,21 +278,20 @@ var intendedDifferences = []struct {
 				return false
 			}
 			knot.Truncated, knot.Answer, knot.Ns = false, detour.Answer, detour.Ns
-			knot.Extra = append(slices.DeleteFunc(slices.Clone(detour.Extra), func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT }),
-				slices.DeleteFunc(knot.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })...)
+			takeAdditional(knot, detour)
 			return true
 		}},
 	{reason: "to a reply whose answer does not fit the client's buffer both set TC, and the client asks again over TCP (RFC 2181 §9: it ignores what a truncated reply holds): " +
 		"Knot 3.2 keeps the RRsets that fit (the first CNAME records of a chain), Detour sends the question alone",
 		normalise: func(q, detour, knot *dns.Msg, _ bool) bool {
 			records := func(m *dns.Msg) int {
-				return len(m.Answer) + len(m.Ns) + len(slices.DeleteFunc(slices.Clone(m.Extra), func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT }))
+				return len(m.Answer) + len(m.Ns) + len(slices.DeleteFunc(slices.Clone(m.Extra), isOPT))
 			}
 			if !detour.Truncated || !knot.Truncated || detour.Rcode != knot.Rcode || records(detour) > 0 || records(knot) == 0 {
 				return false
 			}
 			knot.Answer, knot.Ns = nil, nil
-			knot.Extra = slices.DeleteFunc(knot.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
+			knot.Extra = slices.DeleteFunc(knot.Extra, notOPT)
 			return true
 		}},
 	{reason: "Knot 3.2 follows a CNAME chain for 5 records and answers them alone (NOERROR, no SOA); Detour follows it to its end, " +
@@ -302,12 +300,12 @@ var intendedDifferences = []struct {
 		normalise: func(q, detour, knot *dns.Msg, tcp bool) bool {
 			const knotChain = 5
 			if len(knot.Answer) != knotChain || len(knot.Ns) > 0 || knot.Rcode != dns.RcodeSuccess || knot.Truncated ||
-				slices.ContainsFunc(knot.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT }) ||
+				slices.ContainsFunc(knot.Extra, notOPT) ||
 				slices.ContainsFunc(knot.Answer, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeCNAME }) {
 				return false
 			}
 			if !tcp && detour.Truncated && detour.Rcode == dns.RcodeSuccess && len(detour.Answer)+len(detour.Ns) == 0 &&
-				!slices.ContainsFunc(detour.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT }) {
+				!slices.ContainsFunc(detour.Extra, notOPT) {
 				knot.Truncated, knot.Answer = true, nil
 				return true
 			}
@@ -321,7 +319,7 @@ var intendedDifferences = []struct {
 			}
 			// Knot's reply as it would be had it followed the chain on.
 			knot.Rcode, knot.Answer, knot.Ns = detour.Rcode, detour.Answer, detour.Ns
-			knot.Extra = append(slices.DeleteFunc(slices.Clone(detour.Extra), func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT }), knot.Extra...)
+			takeAdditional(knot, detour)
 			return true
 		}},
 	{reason: "Detour answers FORMERR to a client subnet whose address has more octets than its source prefix covers, bits set beyond it or a scope prefix " +
@@ -333,7 +331,7 @@ var intendedDifferences = []struct {
 			// Knot's reply as the FORMERR it would be: no record but the OPT record, without the
 			// client subnet it echoed.
 			knot.Rcode, knot.Authoritative = dns.RcodeFormatError, false
-			knot.Answer, knot.Ns, knot.Extra = nil, nil, slices.DeleteFunc(knot.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
+			knot.Answer, knot.Ns, knot.Extra = nil, nil, slices.DeleteFunc(knot.Extra, notOPT)
 			if opt := knot.IsEdns0(); opt != nil {
 				opt.Option = slices.DeleteFunc(opt.Option, func(o dns.EDNS0) bool { return o.Option() == dns.EDNS0SUBNET })
 			}
@@ -962,4 +960,13 @@ func TestAZoneTransferToAnEDNSQueryCarriesOPTAsKnotsDoes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// isOPT and notOPT tell a reply's OPT record from its additional records.
+func isOPT(rr dns.RR) bool  { return rr.Header().Rrtype == dns.TypeOPT }
+func notOPT(rr dns.RR) bool { return !isOPT(rr) }
+
+// takeAdditional gives knot's reply detour's additional records beside its own OPT record.
+func takeAdditional(knot, detour *dns.Msg) {
+	knot.Extra = append(slices.DeleteFunc(slices.Clone(detour.Extra), isOPT), slices.DeleteFunc(knot.Extra, notOPT)...)
 }
