@@ -806,18 +806,6 @@ func (p *randomPeers) followed(t *testing.T, apex, what string) {
 	}
 }
 
-// soaSerial is the serial of the SOA record server answers for apex, 0 for none.
-func soaSerial(server, apex string) uint32 {
-	r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(newQuery(apex, dns.TypeSOA), server)
-	if err != nil || len(r.Answer) != 1 {
-		return 0
-	}
-	if soa, ok := r.Answer[0].(*dns.SOA); ok {
-		return soa.Serial
-	}
-	return 0
-}
-
 // takeDown publishes, as the decider and the controller do, a transition to down for each
 // endpoint of the configuration's apps and each of its edges that a draw from seed picks,
 // about half of them. When the states change the zone, it waits until Detour serves the zone
@@ -893,11 +881,12 @@ func (p *randomPeers) takeDown(t *testing.T, seed uint64, apex string) string {
 		}
 		return true
 	}, "Detour serving the zone with %v down", down)
-	p.followed(t, apex, fmt.Sprintf("%v went down", down))
+	what := fmt.Sprintf("%v went down", down)
+	p.followed(t, apex, what)
 	if got := transfers(p.knot.Log()); len(got) < 2 || got[0] != "AXFR" || slices.Contains(got[1:], "AXFR") {
 		t.Errorf("want the first transfer by AXFR and the changes after it by IXFR; Knot's transfers: %v", got)
 	}
-	return fmt.Sprintf("%v went down", down)
+	return what
 }
 
 // transferFailed reports whether a Knot secondary's log says that it failed to take its zone:

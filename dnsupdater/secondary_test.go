@@ -105,10 +105,8 @@ func TestAKnotSecondaryFollowsDetourThroughFailoversOverridesAndRestarts(t *test
 			"step %d (%s): Detour takes a new serial after %d", step, what, last)
 		want := serial(t, detourAddr)
 		last = want
-		eventstest.Eventually(t, 10*time.Second, func() bool {
-			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(newQuery("demo.test.", dns.TypeSOA), knotAddr)
-			return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SOA).Serial == want
-		}, "step %d (%s): Knot at Detour's serial %d", step, what, want)
+		eventstest.Eventually(t, 10*time.Second, func() bool { return soaSerial(knotAddr, "demo.test.") == want },
+			"step %d (%s): Knot at Detour's serial %d", step, what, want)
 		detour, secondary := zoneRecords(t, detourAddr, "demo.test."), zoneRecords(t, knotAddr, "demo.test.")
 		if !slices.Equal(detour, secondary) {
 			t.Fatalf("step %d (%s): the secondary's zone differs from Detour's\ndetour:\n%s\nknot:\n%s", step, what,
@@ -190,12 +188,7 @@ func TestABINDSecondaryFollowsDetourByIXFR(t *testing.T) {
 	bindAddr := fmt.Sprintf("127.0.0.1:%d", bindPort)
 	detour := startServer(t, js, eventstest.Config(t, fmt.Sprintf(secondaryConfig, bindAddr, `"www IN A 192.0.2.1"`, "")), "").srv.Addr()
 	bind := bindtest.StartSecondary(t, "demo.test", detour, bindPort)
-	at := func(want uint32) func() bool {
-		return func() bool {
-			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(newQuery("demo.test.", dns.TypeSOA), bindAddr)
-			return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SOA).Serial == want
-		}
-	}
+	at := func(want uint32) func() bool { return func() bool { return soaSerial(bindAddr, "demo.test.") == want } }
 	first := serial(t, detour)
 	eventstest.Eventually(t, 15*time.Second, at(first), "BIND at Detour's serial %d", first)
 	if _, err := os.Stat(bind.Journal); err == nil {

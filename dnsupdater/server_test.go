@@ -124,6 +124,18 @@ func serial(t testing.TB, addr string) uint32 {
 	return r.Answer[0].(*dns.SOA).Serial
 }
 
+// soaSerial is the serial of the SOA record server answers for apex, 0 for none.
+func soaSerial(server, apex string) uint32 {
+	r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(newQuery(apex, dns.TypeSOA), server)
+	if err != nil || len(r.Answer) != 1 {
+		return 0
+	}
+	if soa, ok := r.Answer[0].(*dns.SOA); ok {
+		return soa.Serial
+	}
+	return 0
+}
+
 func TestFailoverAnswerMovesToTheNextPoolAndBack(t *testing.T) {
 	js := eventstest.Start(t)
 	h := startServer(t, js, eventstest.Config(t, demoConfig), "")

@@ -137,13 +137,16 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 		})
 	}()
 	defer func() { cancel(); <-done }()
+	consumers := func(ctx context.Context) []string {
+		var names []string
+		for n := range st.ConsumerNames(ctx).Name() {
+			names = append(names, n)
+		}
+		return names
+	}
 	defer func() {
 		if t.Failed() {
-			var names []string
-			for n := range st.ConsumerNames(context.Background()).Name() {
-				names = append(names, n)
-			}
-			t.Logf("consumers %v; the follower logged:\n%s", names, logs.String())
+			t.Logf("consumers %v; the follower logged:\n%s", consumers(context.Background()), logs.String())
 		}
 	}()
 	eventstest.Eventually(t, 10*time.Second, func() bool { return len(deliveries()) == len(subjects) }, "the messages stored before")
@@ -218,11 +221,7 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 			t.Errorf("delivered %v on %s, want %v: each once, in order", seqs, s, want)
 		}
 	}
-	var names []string
-	for n := range st.ConsumerNames(ctx).Name() {
-		names = append(names, n)
-	}
-	if !slices.Equal(names, []string{"blocker"}) {
+	if names := consumers(ctx); !slices.Equal(names, []string{"blocker"}) {
 		t.Errorf("consumers %v, want only the blocker: the follower must have read by direct gets", names)
 	}
 	t.Logf("%d messages, the slowest delivered %s after it was published, with the replica on n%d hung", messages, slowest, hung)
