@@ -549,6 +549,21 @@ func reportHealth(out io.Writer, o options, rounds [][]result) {
 		d.qps/l.qps, cpuPerQuery(l, o)/cpuPerQuery(d, o))
 	byName := roundsByName(rounds)
 	fmt.Fprintf(out, "  per round: %s\n", perRound(byName["detour"], [][]result{byName["powerdns-lua"]}, qpsOf, false, 3.0))
+	if !pinned && d.clientCPU > 0 && l.clientCPU > 0 {
+		writeSharedCeiling(out, o, d, l)
+	}
+}
+
+// writeSharedCeiling says what the qps ratio of d over l can reach when the servers share their
+// CPUs with dnsperf: each answer then costs the machine the server's CPU and dnsperf's, and
+// two runs that both fill the CPUs answer in the inverse ratio of those sums, however little
+// the faster server spends. Where dnsperf's own cost is near or above a server's, this is
+// below the servers' CPU ratio.
+func writeSharedCeiling(out io.Writer, o options, d, l result) {
+	ds, dc := cpuPerQuery(d, o), clientPerQuery(d, o)
+	ls, lc := cpuPerQuery(l, o), clientPerQuery(l, o)
+	fmt.Fprintf(out, "  CPU per answer, server + dnsperf: %s %.2f + %.2f µs, %s %.2f + %.2f µs; the runs used %.2f and %.2f of the %d CPUs the servers share with dnsperf, and runs that fill them answer in the ratio (%.2f + %.2f) / (%.2f + %.2f) = %.2f\n",
+		d.name, ds, dc, l.name, ls, lc, cpusUsed(d, o), cpusUsed(l, o), runtime.NumCPU(), ls, lc, ds, dc, (ls+lc)/(ds+dc))
 }
 
 // reportLoad prints the latency run: every server at one load, each round and the median of
@@ -797,6 +812,16 @@ func latency(d time.Duration) string {
 // cpuPerQuery is the server's CPU time per answered query while dnsperf ran.
 func cpuPerQuery(r result, o options) float64 {
 	return float64(r.cpu.Microseconds()) / (r.qps * o.duration.Seconds())
+}
+
+// clientPerQuery is dnsperf's CPU time per query answered, in microseconds.
+func clientPerQuery(r result, o options) float64 {
+	return float64(r.clientCPU.Microseconds()) / (r.qps * o.duration.Seconds())
+}
+
+// cpusUsed is the server's and dnsperf's CPU time together over the run's length, in CPUs.
+func cpusUsed(r result, o options) float64 {
+	return (r.cpu + r.clientCPU).Seconds() / o.duration.Seconds()
 }
 
 // clientShare is dnsperf's CPU time over the run's length, in cores: near the cores it runs

@@ -287,3 +287,34 @@ func TestAVariantsSaturationRatioIsGivenRoundByRound(t *testing.T) {
 		t.Errorf("report lacks %q:\n%s", want, out.String())
 	}
 }
+
+// TestTheHealthReportSaysWhatRatioTheSharedCPUsAllow holds the health-aware report to the sum a
+// reader needs when Detour's rate is the load generator's: each answer's cost to the machine,
+// the server's CPU and dnsperf's, and the ratio two runs filling the shared CPUs reach. Pinned,
+// dnsperf has a CPU of its own and the line is left out.
+func TestTheHealthReportSaysWhatRatioTheSharedCPUsAllow(t *testing.T) {
+	o := options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 1}
+	// Detour: 5 µs of server CPU and 7 of dnsperf's a query at 100,000 qps; PowerDNS-Lua 17 and
+	// 7 at 40,000. Runs that fill the CPUs answer in the ratio 24 / 12.
+	health := [][]result{
+		{{name: "detour", qps: 100000, cpu: 2500 * time.Millisecond, clientCPU: 3500 * time.Millisecond}},
+		{{name: "powerdns-lua", qps: 40000, cpu: 3400 * time.Millisecond, clientCPU: 1400 * time.Millisecond}},
+	}
+	var out strings.Builder
+	reportHealth(&out, o, health)
+	want := "detour 5.00 + 7.00 µs, powerdns-lua 17.00 + 7.00 µs; the runs used 1.20 and 0.96 of the"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("health-aware report lacks %q:\n%s", want, out.String())
+	}
+	if want := "(17.00 + 7.00) / (5.00 + 7.00) = 2.00"; !strings.Contains(out.String(), want) {
+		t.Errorf("health-aware report lacks %q:\n%s", want, out.String())
+	}
+	was := pinned
+	pinned = true
+	t.Cleanup(func() { pinned = was })
+	out.Reset()
+	reportHealth(&out, o, health)
+	if strings.Contains(out.String(), "server + dnsperf") {
+		t.Errorf("pinned, the health-aware report still gives the shared CPUs' ratio:\n%s", out.String())
+	}
+}
