@@ -549,21 +549,36 @@ func reportHealth(out io.Writer, o options, rounds [][]result) {
 		d.qps/l.qps, cpuPerQuery(l, o)/cpuPerQuery(d, o))
 	byName := roundsByName(rounds)
 	fmt.Fprintf(out, "  per round: %s\n", perRound(byName["detour"], [][]result{byName["powerdns-lua"]}, qpsOf, false, 3.0))
-	if !pinned && d.clientCPU > 0 && l.clientCPU > 0 {
-		writeSharedCeiling(out, o, d, l)
+	if !pinned {
+		writeSharedCost(out, o, d.qps/l.qps, byName["detour"], byName["powerdns-lua"])
 	}
 }
 
-// writeSharedCeiling says what the qps ratio of d over l can reach when the servers share their
-// CPUs with dnsperf: each answer then costs the machine the server's CPU and dnsperf's, and
-// two runs that both fill the CPUs answer in the inverse ratio of those sums, however little
-// the faster server spends. Where dnsperf's own cost is near or above a server's, this is
-// below the servers' CPU ratio.
-func writeSharedCeiling(out io.Writer, o options, d, l result) {
-	ds, dc := cpuPerQuery(d, o), clientPerQuery(d, o)
-	ls, lc := cpuPerQuery(l, o), clientPerQuery(l, o)
-	fmt.Fprintf(out, "  CPU per answer, server + dnsperf: %s %.2f + %.2f µs, %s %.2f + %.2f µs; the runs used %.2f and %.2f of the %d CPUs the servers share with dnsperf, and runs that fill them answer in the ratio (%.2f + %.2f) / (%.2f + %.2f) = %.2f\n",
-		d.name, ds, dc, l.name, ls, lc, cpusUsed(d, o), cpusUsed(l, o), runtime.NumCPU(), ls, lc, ds, dc, (ls+lc)/(ds+dc))
+// writeSharedCost breaks the qps ratio of d's rounds over l's into what each answer costs the
+// machine, the server's CPU and dnsperf's, and the CPUs each run used: unpinned, the servers
+// share their CPUs with dnsperf, and the qps ratio is the ratio of those costs times the ratio
+// of the CPUs used. Where both runs fill the CPUs, the second factor is near 1 and dnsperf's cost
+// is part of the ratio: a client that spends more on a query than a server holds the qps ratio
+// below the servers' own CPU ratio. Each figure is the median over the rounds that answered.
+func writeSharedCost(out io.Writer, o options, ratio float64, d, l []result) {
+	type costs struct{ server, client, cpus float64 }
+	get := func(rs []result) (costs, bool) {
+		var c costs
+		var ok [3]bool
+		c.server, ok[0] = roundsMedian(rs, func(r result) float64 { return cpuPerQuery(r, o) })
+		c.client, ok[1] = roundsMedian(rs, func(r result) float64 { return clientPerQuery(r, o) })
+		c.cpus, ok[2] = roundsMedian(rs, func(r result) float64 { return cpusUsed(r, o) })
+		return c, ok[0] && ok[1] && ok[2] && c.client > 0
+	}
+	dc, dok := get(d)
+	lc, lok := get(l)
+	if !dok || !lok || lc.cpus == 0 {
+		return
+	}
+	fmt.Fprintf(out, "  CPU per answer, server + dnsperf: detour %.2f + %.2f µs, powerdns-lua %.2f + %.2f µs; CPUs used, server and dnsperf: %.2f and %.2f of %d\n",
+		dc.server, dc.client, lc.server, lc.client, dc.cpus, lc.cpus, runtime.NumCPU())
+	fmt.Fprintf(out, "  qps ratio %.2f ≈ cost ratio %.2f × CPUs-used ratio %.2f: where both runs fill the CPUs they share with dnsperf, the qps ratio is the cost ratio, dnsperf's share included\n",
+		ratio, (lc.server+lc.client)/(dc.server+dc.client), dc.cpus/lc.cpus)
 }
 
 // reportLoad prints the latency run: every server at one load, each round and the median of
@@ -673,6 +688,24 @@ func medians(rounds [][]result) []result {
 	return ms
 }
 
+// roundsMedian is the median of get over the rounds of rs that answered, and false when none did.
+func roundsMedian(rs []result, get func(result) float64) (float64, bool) {
+	var v []float64
+	for _, r := range rs {
+		if r.failure() == "" {
+			v = append(v, get(r))
+		}
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2], true
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
+}
+
 // roundsByName indexes measureRounds' results by target name.
 func roundsByName(rounds [][]result) map[string][]result {
 	m := make(map[string][]result, len(rounds))
@@ -743,15 +776,8 @@ func median(rs []result) result {
 		return r
 	}
 	mid := func(get func(result) float64) float64 {
-		v := make([]float64, len(ran))
-		for i, r := range ran {
-			v[i] = get(r)
-		}
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		v, _ := roundsMedian(ran, get)
+		return v
 	}
 	m := result{name: ran[0].name}
 	m.qps = mid(func(r result) float64 { return r.qps })
@@ -877,6 +903,9 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 		if o.mix == "app" {
 			fmt.Fprintf(out, "detour / powerdns-lua:            %.2f  (target >= 3.0)\n", d.qps/r.qps)
 			fmt.Fprintf(out, "  per round: %s\n", perRound(byName["detour"], [][]result{byName["powerdns-lua"]}, qpsOf, false, 3.0))
+			if !pinned {
+				writeSharedCost(out, o, d.qps/r.qps, byName["detour"], byName["powerdns-lua"])
+			}
 		} else {
 			fmt.Fprintf(out, "detour / powerdns-lua:            %.2f  (mixed queries; the target applies to the app name only, below)\n", d.qps/r.qps)
 		}

@@ -288,33 +288,60 @@ func TestAVariantsSaturationRatioIsGivenRoundByRound(t *testing.T) {
 	}
 }
 
-// TestTheHealthReportSaysWhatRatioTheSharedCPUsAllow holds the health-aware report to the sum a
-// reader needs when Detour's rate is the load generator's: each answer's cost to the machine,
-// the server's CPU and dnsperf's, and the ratio two runs filling the shared CPUs reach. Pinned,
-// dnsperf has a CPU of its own and the line is left out.
-func TestTheHealthReportSaysWhatRatioTheSharedCPUsAllow(t *testing.T) {
-	o := options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 1}
-	// Detour: 5 µs of server CPU and 7 of dnsperf's a query at 100,000 qps; PowerDNS-Lua 17 and
-	// 7 at 40,000. Runs that fill the CPUs answer in the ratio 24 / 12.
+// TestTheHealthReportBreaksTheQPSRatioIntoCostsAndCPUsUsed holds the health-aware report to the
+// sum a reader needs when the servers share their CPUs with dnsperf: what an answer costs the
+// machine, the server's CPU and dnsperf's, and the CPUs each run used, each the median over the
+// rounds that answered (a round's costs are not mixed with another's qps). Pinned, dnsperf has a
+// CPU of its own and the lines are left out.
+func TestTheHealthReportBreaksTheQPSRatioIntoCostsAndCPUsUsed(t *testing.T) {
+	o := options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 4}
+	// Detour's rounds cost 5 + 7, 6 + 6 and 6 + 8 µs a query (server + dnsperf) and used 1.20,
+	// 1.44 and 1.54 CPUs; its fourth round answered nothing. PowerDNS-Lua: 17 + 7 µs, 0.96 CPUs.
+	// dnsperf's median CPU over the median qps would be 6.55 µs, a figure of no round.
+	round := func(name string, qps float64, server, client time.Duration) result {
+		return result{name: name, qps: qps, cpu: server, clientCPU: client}
+	}
 	health := [][]result{
-		{{name: "detour", qps: 100000, cpu: 2500 * time.Millisecond, clientCPU: 3500 * time.Millisecond}},
-		{{name: "powerdns-lua", qps: 40000, cpu: 3400 * time.Millisecond, clientCPU: 1400 * time.Millisecond}},
+		{
+			round("detour", 100000, 2500*time.Millisecond, 3500*time.Millisecond),
+			round("detour", 120000, 3600*time.Millisecond, 3600*time.Millisecond),
+			round("detour", 110000, 3300*time.Millisecond, 4400*time.Millisecond),
+			{name: "detour"},
+		},
+		{
+			round("powerdns-lua", 40000, 3400*time.Millisecond, 1400*time.Millisecond),
+			round("powerdns-lua", 40000, 3400*time.Millisecond, 1400*time.Millisecond),
+			round("powerdns-lua", 40000, 3400*time.Millisecond, 1400*time.Millisecond),
+			round("powerdns-lua", 40000, 3400*time.Millisecond, 1400*time.Millisecond),
+		},
 	}
 	var out strings.Builder
 	reportHealth(&out, o, health)
-	want := "detour 5.00 + 7.00 µs, powerdns-lua 17.00 + 7.00 µs; the runs used 1.20 and 0.96 of the"
-	if !strings.Contains(out.String(), want) {
-		t.Errorf("health-aware report lacks %q:\n%s", want, out.String())
+	for _, want := range []string{
+		"CPU per answer, server + dnsperf: detour 6.00 + 7.00 µs, powerdns-lua 17.00 + 7.00 µs; CPUs used, server and dnsperf: 1.44 and 0.96 of ",
+		// 110,000 / 40,000 = 2.75; (17 + 7) / (6 + 7) = 1.85; 1.44 / 0.96 = 1.50.
+		"qps ratio 2.75 ≈ cost ratio 1.85 × CPUs-used ratio 1.50",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("health-aware report lacks %q:\n%s", want, out.String())
+		}
 	}
-	if want := "(17.00 + 7.00) / (5.00 + 7.00) = 2.00"; !strings.Contains(out.String(), want) {
-		t.Errorf("health-aware report lacks %q:\n%s", want, out.String())
+	// -mix app asks the app name only in the saturation run too, which then reports the same.
+	app := o
+	app.mix = "app"
+	var sat strings.Builder
+	report(&sat, app, medians(health), health)
+	if want := "qps ratio 2.75 ≈ cost ratio 1.85 × CPUs-used ratio 1.50"; !strings.Contains(sat.String(), want) {
+		t.Errorf("saturation report of the app name only lacks %q:\n%s", want, sat.String())
 	}
 	was := pinned
 	pinned = true
 	t.Cleanup(func() { pinned = was })
 	out.Reset()
 	reportHealth(&out, o, health)
-	if strings.Contains(out.String(), "server + dnsperf") {
-		t.Errorf("pinned, the health-aware report still gives the shared CPUs' ratio:\n%s", out.String())
+	sat.Reset()
+	report(&sat, app, medians(health), health)
+	if strings.Contains(out.String()+sat.String(), "server + dnsperf") {
+		t.Errorf("pinned, a report still breaks the ratio into shared costs:\n%s\n%s", out.String(), sat.String())
 	}
 }
