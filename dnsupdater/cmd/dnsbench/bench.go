@@ -568,14 +568,14 @@ func writeSharedCost(out io.Writer, o options, ratio float64, d, l []result) {
 		c.server, ok[0] = roundsMedian(rs, func(r result) float64 { return cpuPerQuery(r, o) })
 		c.client, ok[1] = roundsMedian(rs, func(r result) float64 { return clientPerQuery(r, o) })
 		c.cpus, ok[2] = roundsMedian(rs, func(r result) float64 { return cpusUsed(r, o) })
-		return c, ok[0] && ok[1] && ok[2] && c.client > 0
+		return c, ok[0] && ok[1] && ok[2] && c.server > 0 && c.client > 0
 	}
 	dc, dok := get(d)
 	lc, lok := get(l)
-	if !dok || !lok || lc.cpus == 0 {
+	if !dok || !lok {
 		return
 	}
-	fmt.Fprintf(out, "  CPU per answer, server + dnsperf: detour %.2f + %.2f µs, powerdns-lua %.2f + %.2f µs; CPUs used, server and dnsperf: %.2f and %.2f of %d\n",
+	fmt.Fprintf(out, "  CPU per answer, server + dnsperf: detour %.2f + %.2f µs, powerdns-lua %.2f + %.2f µs; CPUs used, server + dnsperf: detour %.2f, powerdns-lua %.2f of %d\n",
 		dc.server, dc.client, lc.server, lc.client, dc.cpus, lc.cpus, runtime.NumCPU())
 	fmt.Fprintf(out, "  qps ratio %.2f ≈ cost ratio %.2f × CPUs-used ratio %.2f: where both runs fill the CPUs they share with dnsperf, the qps ratio is the cost ratio, dnsperf's share included\n",
 		ratio, (lc.server+lc.client)/(dc.server+dc.client), dc.cpus/lc.cpus)

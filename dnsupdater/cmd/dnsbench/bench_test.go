@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,13 +319,23 @@ func TestTheHealthReportBreaksTheQPSRatioIntoCostsAndCPUsUsed(t *testing.T) {
 	var out strings.Builder
 	reportHealth(&out, o, health)
 	for _, want := range []string{
-		"CPU per answer, server + dnsperf: detour 6.00 + 7.00 µs, powerdns-lua 17.00 + 7.00 µs; CPUs used, server and dnsperf: 1.44 and 0.96 of ",
+		"CPU per answer, server + dnsperf: detour 6.00 + 7.00 µs, powerdns-lua 17.00 + 7.00 µs; CPUs used, server + dnsperf: detour 1.44, powerdns-lua 0.96 of ",
 		// 110,000 / 40,000 = 2.75; (17 + 7) / (6 + 7) = 1.85; 1.44 / 0.96 = 1.50.
 		"qps ratio 2.75 ≈ cost ratio 1.85 × CPUs-used ratio 1.50",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("health-aware report lacks %q:\n%s", want, out.String())
 		}
+	}
+	// A run whose server CPU was not read has no breakdown: half of it would be missing.
+	unread := [][]result{health[0], slices.Clone(health[1])}
+	for i := range unread[1] {
+		unread[1][i].cpu = 0
+	}
+	var none strings.Builder
+	report(&none, options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 4, mix: "app"}, medians(unread), unread)
+	if strings.Contains(none.String(), "server + dnsperf") {
+		t.Errorf("with PowerDNS-Lua's CPU unread, the report still breaks the ratio into costs:\n%s", none.String())
 	}
 	// -mix app asks the app name only in the saturation run too, which then reports the same.
 	app := o
