@@ -563,12 +563,11 @@ func reportHealth(out io.Writer, o options, rounds [][]result) {
 func writeSharedCost(out io.Writer, o options, ratio float64, d, l []result) {
 	type costs struct{ server, client, cpus float64 }
 	get := func(rs []result) (costs, bool) {
-		var c costs
-		var ok [3]bool
-		c.server, ok[0] = roundsMedian(rs, func(r result) float64 { return cpuPerQuery(r, o) })
-		c.client, ok[1] = roundsMedian(rs, func(r result) float64 { return clientPerQuery(r, o) })
-		c.cpus, ok[2] = roundsMedian(rs, func(r result) float64 { return cpusUsed(r, o) })
-		return c, ok[0] && ok[1] && ok[2] && c.server > 0 && c.client > 0
+		// The three medians are over the same rounds: one answered if any did.
+		server, ok := roundsMedian(rs, func(r result) float64 { return cpuPerQuery(r, o) })
+		client, _ := roundsMedian(rs, func(r result) float64 { return clientPerQuery(r, o) })
+		cpus, _ := roundsMedian(rs, func(r result) float64 { return cpusUsed(r, o) })
+		return costs{server, client, cpus}, ok && server > 0 && client > 0
 	}
 	dc, dok := get(d)
 	lc, lok := get(l)
