@@ -52,6 +52,8 @@ type options struct {
 	// keep, when set, is a directory where each latency run's dnsperf output (a line per query,
 	// in the order the answers came) is kept, as keepAs: SERVER-round-N.txt (SERVER-stages.txt for -stages).
 	keep, keepAs string
+	// network says which network namespace the servers and dnsperf run in (-netns).
+	network string
 }
 
 // variant is Detour's server run as program's serve-detour (this program's when empty), with env
@@ -137,8 +139,10 @@ type result struct {
 	p50  time.Duration
 	p99  time.Duration
 	lost float64
-	// cpu is the server's CPU time while dnsperf ran, and clientCPU dnsperf's own.
-	cpu, clientCPU time.Duration
+	// cpu is the server's CPU time while dnsperf ran, and clientCPU dnsperf's own; ownCPU is
+	// this program's, which hosts the JetStream Detour follows and, for detour-changing, makes
+	// its changes.
+	cpu, clientCPU, ownCPU time.Duration
 	// steal is the share of the machine's CPU time, in per cent, that the hypervisor held
 	// runnable CPUs while dnsperf ran (/proc/stat); -1 where the kernel does not say.
 	steal   float64
@@ -161,6 +165,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			return err
 		}
 	}
+	fmt.Fprintf(out, "%s\n\n", o.network)
 	dir, err := os.MkdirTemp(workRoot(), "dnsbench-")
 	if err != nil {
 		return fmt.Errorf("create work dir: %w", err)
@@ -332,7 +337,7 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 		return result{name: t.name, skipped: err.Error()}
 	}
 	defer srv.stop()
-	before := srv.cpu()
+	before, ownBefore := srv.cpu(), ownCPU()
 	stole, known := hostSteal()
 	began := time.Now()
 	r, err := dnsperf(ctx, o, o.queries, addr)
@@ -342,7 +347,7 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 	if err := strayed(srv.pid); err != nil {
 		return result{name: t.name, skipped: err.Error()}
 	}
-	r.name, r.cpu, r.steal = t.name, srv.cpu()-before, -1
+	r.name, r.cpu, r.ownCPU, r.steal = t.name, srv.cpu()-before, ownCPU()-ownBefore, -1
 	if now, ok := hostSteal(); known && ok {
 		r.steal = 100 * float64(now-stole) / (float64(time.Since(began)) * float64(runtime.NumCPU()))
 	}
@@ -401,10 +406,12 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 	return out, nil
 }
 
-// changeTally adds up the answer changes of the detour-changing rounds that answered.
+// changeTally adds up the answer changes of the detour-changing rounds that answered, and the
+// CPU time this program spent in them (the JetStream and the changes).
 type changeTally struct {
 	n      uint64
 	rounds int
+	own    time.Duration
 }
 
 // add counts the changes of the round that r ended, taken from c: only when the round answered,
@@ -415,15 +422,20 @@ func (t *changeTally) add(r result, c *changeCounter) {
 	if r.skipped == "" && r.qps > 0 {
 		t.n += n
 		t.rounds++
+		t.own += r.ownCPU
 	}
 }
 
-// note is the tally as the saturation table's note, with the rate over the rounds counted.
+// note is the tally as the saturation table's note, with the rate over the rounds counted and
+// the cores this program used meanwhile: it shares the machine with the server and dnsperf, so
+// what the JetStream and the changes take is taken from them (Detour's own cost of a change is
+// in its server CPU column).
 func (t changeTally) note(d time.Duration) string {
 	if t.rounds == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s)", t.n, t.rounds, float64(t.n)/(d.Seconds()*float64(t.rounds)))
+	span := d.Seconds() * float64(t.rounds)
+	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s); the JetStream and the changes took %.2f cores of this program's", t.n, t.rounds, float64(t.n)/span, t.own.Seconds()/span)
 }
 
 // selected reports whether the target name runs (-only).

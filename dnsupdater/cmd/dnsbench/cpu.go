@@ -127,3 +127,7 @@ func idleNote(root string) string {
 		return "idle CPUs: cpuidle " + driver
 	}
 }
+
+// ownCPU returns the CPU time this program used so far: the JetStream the Detour server
+// follows runs in it.
+func ownCPU() time.Duration { return processCPU(os.Getpid()) }

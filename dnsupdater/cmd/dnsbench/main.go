@@ -33,6 +33,7 @@ func run() int {
 	flag.IntVar(&o.rounds, "rounds", 3, "how many times every run measures every server, each round starting one server later (the tables show the medians, and each round's ratio to its best peer)")
 	flag.StringVar(&o.mix, "mix", "mixed", "queries: mixed (the app name half the time) or app (the app name only)")
 	flag.IntVar(&o.pdnsCache, "pdns-cache-ttl", 20, "PowerDNS packet cache TTL in seconds (its default 20); 0 turns it off")
+	netns := flag.Bool("netns", true, "run the servers and dnsperf in a network namespace of their own, with loopback only, so that no firewall rule or connection tracking of the host's is on their path (needs root; without it, or with -netns=false, the run stays in the host's namespace and the report says so)")
 	flag.BoolVar(&pinned, "pin", false, "run every server on CPU 0 and dnsperf on CPU 1 (taskset; once a server answers, every thread of it and of its children is bound to CPU 0 again, as Knot binds its workers to CPUs itself), so that the load generator has a core of its own")
 	stages := flag.Bool("stages", false, "after the latency rounds, run every server once more at the common load with its system calls traced (needs root and tracefs), and show where a query's time goes: dnsperf's send to the server's read, the read to the reply, the reply to dnsperf's receive")
 	flag.StringVar(&o.keep, "keep", "", "keep each latency run's dnsperf output (a line per query, in the order the answers came) in this directory, as SERVER-round-N.txt (SERVER-stages.txt for -stages)")
@@ -44,6 +45,22 @@ func run() int {
 		return err
 	})
 	flag.Parse()
+	o.network = ownNetnsNote
+	switch {
+	case !*netns:
+		o.network = "network: the host's namespace (-netns=false)"
+	case os.Getenv(netnsEnv) != "":
+		if err := upLoopback(); err != nil {
+			fmt.Fprintln(os.Stderr, "dnsbench:", err)
+			return 1
+		}
+	default:
+		code, err := inOwnNetns(os.Args[1:])
+		if err == nil {
+			return code
+		}
+		o.network = fmt.Sprintf("network: the host's namespace (no namespace of its own: %v)", err)
+	}
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
 		for _, v := range o.variants {

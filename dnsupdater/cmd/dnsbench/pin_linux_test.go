@@ -22,6 +22,9 @@ import (
 const pinHelperEnv = "DNSBENCH_PIN_HELPER"
 
 func TestMain(m *testing.M) {
+	if role := os.Getenv(netnsHelperEnv); role != "" {
+		os.Exit(netnsHelper(role))
+	}
 	if os.Getenv(pinHelperEnv) != "" {
 		child := exec.Command("sleep", "60")
 		if err := child.Start(); err != nil {
