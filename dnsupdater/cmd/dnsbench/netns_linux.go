@@ -28,7 +28,8 @@ const ownNetnsNote = "network: a namespace of its own, loopback only (no firewal
 // exempt from connection tracking (a NOTRACK rule) for that reason.
 //
 // It fails, having started nothing, where a namespace cannot be made (not root): the run then
-// stays in the host's namespace. Once the run started, it returns its status and no error.
+// stays in the host's namespace. Once the run started, it returns its status and no error; a
+// run killed by a signal returns 128 plus the signal's number.
 func inOwnNetns(args []string) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -69,10 +70,16 @@ func inOwnNetns(args []string) (int, error) {
 		return 0, nil
 	case errors.As(err, &exit) && exit.ExitCode() >= 0:
 		return exit.ExitCode(), nil
-	default:
-		fmt.Fprintf(os.Stderr, "dnsbench: the run in its own network namespace: %v\n", err)
-		return 1, nil
 	}
+	fmt.Fprintf(os.Stderr, "dnsbench: the run in its own network namespace: %v\n", err)
+	// A run a signal ended (the OOM killer, SIGPIPE from a closed report) ends this one with
+	// the status a shell gives a command killed by that signal, as a run here would have had.
+	if exit != nil {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+	}
+	return 1, nil
 }
 
 // upLoopback brings up the loopback interface of the namespace this process runs in; a new

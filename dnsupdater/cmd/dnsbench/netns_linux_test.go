@@ -60,6 +60,11 @@ func netnsHelper(role string) int {
 	}
 	ifs, _ := net.Interfaces()
 	report = append(report, fmt.Sprintf("interfaces %d", len(ifs)))
+	if os.Getenv("DNSBENCH_NETNS_KILLED") != "" {
+		// As the kernel's OOM killer ends a run.
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
 	if os.Getenv("DNSBENCH_NETNS_WAIT") != "" {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM)
@@ -149,5 +154,17 @@ func TestASignalToDnsbenchReachesTheRunInItsOwnNamespace(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 7 {
 		t.Fatalf("dnsbench after SIGTERM: %v, want the status of a run that caught it, 7", err)
+	}
+}
+
+// TestDnsbenchExitsAsARunKilledByASignal: a run that a signal ended (the OOM killer's SIGKILL,
+// SIGPIPE when the reader of its report went away) ends dnsbench with the status a shell gives
+// a command killed by that signal, 128 + its number, as a dnsbench that ran alone would have.
+func TestDnsbenchExitsAsARunKilledByASignal(t *testing.T) {
+	cmd, _ := startNetnsParent(t, "DNSBENCH_NETNS_KILLED=1")
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 128+int(syscall.SIGKILL) {
+		t.Fatalf("dnsbench after its run was killed by SIGKILL: %v, want exit status %d", err, 128+int(syscall.SIGKILL))
 	}
 }
