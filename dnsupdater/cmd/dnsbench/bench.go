@@ -428,14 +428,14 @@ func (t *changeTally) add(r result, c *changeCounter) {
 
 // note is the tally as the saturation table's note, with the rate over the rounds counted and
 // the cores this program used meanwhile: it shares the machine with the server and dnsperf, so
-// what the JetStream and the changes take is taken from them (Detour's own cost of a change is
-// in its server CPU column).
+// what its JetStream and the changes take (with the little the listeners on the checked ports and
+// its runtime take) is taken from them. Detour's own cost of a change is in its server CPU column.
 func (t changeTally) note(d time.Duration) string {
 	if t.rounds == 0 {
 		return ""
 	}
 	span := d.Seconds() * float64(t.rounds)
-	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s); the JetStream and the changes took %.2f cores of this program's", t.n, t.rounds, float64(t.n)/span, t.own.Seconds()/span)
+	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s); dnsbench itself (its JetStream, the changes, the checked ports) took %.2f cores", t.n, t.rounds, float64(t.n)/span, t.own.Seconds()/span)
 }
 
 // selected reports whether the target name runs (-only).

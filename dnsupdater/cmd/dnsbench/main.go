@@ -50,7 +50,7 @@ func run() int {
 	case !*netns:
 		o.network = "network: the host's namespace (-netns=false)"
 	case os.Getenv(netnsEnv) != "":
-		if err := upLoopback(); err != nil {
+		if err := enterOwnNetns(os.Getenv(netnsEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, "dnsbench:", err)
 			return 1
 		}

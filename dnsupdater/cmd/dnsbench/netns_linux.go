@@ -12,12 +12,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netnsEnv marks a dnsbench that already runs in the network namespace it was started in by
-// inOwnNetns, so that it measures rather than starting itself again.
+// netnsEnv marks a dnsbench that inOwnNetns started in a network namespace of its own, so that
+// it measures rather than starting itself again. Its value is the namespace it left, which
+// enterOwnNetns checks it is no longer in.
 const netnsEnv = "DNSBENCH_NETNS"
 
 // ownNetnsNote is the report's network line for a run in a namespace of its own.
-const ownNetnsNote = "network: a namespace of its own, loopback only (no firewall rule or connection tracking of the host's on the path)"
+const ownNetnsNote = "network: a namespace of its own, only its loopback up (no firewall rule or connection tracking of the host's on the path)"
+
+// netnsOf names the network namespace this process runs in.
+func netnsOf() (string, error) { return os.Readlink("/proc/self/ns/net") }
 
 // inOwnNetns runs this program again, with the same arguments, in a new network namespace with
 // only its loopback interface, and returns its exit status. Every server and dnsperf then send
@@ -37,7 +41,11 @@ func inOwnNetns(args []string) (int, error) {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	host, err := netnsOf()
+	if err != nil {
+		return 0, fmt.Errorf("read this network namespace: %w", err)
+	}
+	cmd.Env = append(os.Environ(), netnsEnv+"="+host)
 	// Pdeathsig is sent when the thread that started the child ends, not the process: this
 	// goroutine keeps its thread until the child has ended.
 	runtime.LockOSThread()
@@ -82,8 +90,21 @@ func inOwnNetns(args []string) (int, error) {
 	return 1, nil
 }
 
-// upLoopback brings up the loopback interface of the namespace this process runs in; a new
-// network namespace starts with it down.
+// enterOwnNetns prepares the namespace inOwnNetns started this run in: it checks that the run
+// left the namespace named left (an environment that merely carries netnsEnv is refused), and
+// brings its loopback up, which a new namespace starts with down.
+func enterOwnNetns(left string) error {
+	here, err := netnsOf()
+	if err != nil {
+		return fmt.Errorf("read this network namespace: %w", err)
+	}
+	if here == left {
+		return fmt.Errorf("%s=%s names this network namespace: the run is not in one of its own (unset %s)", netnsEnv, left, netnsEnv)
+	}
+	return upLoopback()
+}
+
+// upLoopback brings up the loopback interface of the namespace this process runs in.
 func upLoopback() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -15,5 +15,5 @@ var errNetnsLinux = errors.New("network namespaces are Linux only")
 // inOwnNetns is Linux-only: elsewhere the run stays in the host's network.
 func inOwnNetns([]string) (int, error) { return 0, errNetnsLinux }
 
-// upLoopback is Linux-only, as inOwnNetns is.
-func upLoopback() error { return errNetnsLinux }
+// enterOwnNetns is Linux-only, as inOwnNetns is.
+func enterOwnNetns(string) error { return errNetnsLinux }
