@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/detourdev/detour/events v0.0.0
+	github.com/detourdev/detour/prober v0.0.0
 	github.com/google/uuid v1.6.0
 	github.com/miekg/dns v1.1.73
 	github.com/nats-io/nats-server/v2 v2.15.2
@@ -39,3 +40,5 @@ require (
 )
 
 replace github.com/detourdev/detour/events => ../events
+
+replace github.com/detourdev/detour/prober => ../prober

@@ -9,7 +9,7 @@ import (
 	"runtime"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 // netnsEnv marks a dnsbench that inOwnNetns started in a network namespace of its own, so that
@@ -55,38 +55,33 @@ func inOwnNetns(args []string) (int, error) {
 	// lost: the child switches the kernel's tracing off (-stages) and stops its servers.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
+		signal.Stop(sigs)
 		return 0, err
 	}
-	done := make(chan struct{})
-	defer close(done)
 	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				_ = cmd.Process.Signal(s)
-			case <-done:
-				return
-			}
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
 		}
 	}()
 	err = cmd.Wait()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
+	signal.Stop(sigs)
+	close(sigs)
+	if err == nil {
 		return 0, nil
-	case errors.As(err, &exit) && exit.ExitCode() >= 0:
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		// A run a signal ended (the OOM killer, SIGPIPE from a closed report) ends this one
+		// with the status a shell gives a command killed by that signal, as a run here would
+		// have had.
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			fmt.Fprintf(os.Stderr, "dnsbench: the run in its own network namespace: %v\n", err)
+			return 128 + int(ws.Signal()), nil
+		}
 		return exit.ExitCode(), nil
 	}
 	fmt.Fprintf(os.Stderr, "dnsbench: the run in its own network namespace: %v\n", err)
-	// A run a signal ended (the OOM killer, SIGPIPE from a closed report) ends this one with
-	// the status a shell gives a command killed by that signal, as a run here would have had.
-	if exit != nil {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-	}
 	return 1, nil
 }
 
@@ -101,26 +96,5 @@ func enterOwnNetns(left string) error {
 	if here == left {
 		return fmt.Errorf("%s=%s names this network namespace: the run is not in one of its own (unset %s)", netnsEnv, left, netnsEnv)
 	}
-	return upLoopback()
-}
-
-// upLoopback brings up the loopback interface of the namespace this process runs in.
-func upLoopback() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("bring loopback up: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return fmt.Errorf("bring loopback up: %w", err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring loopback up: read its flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring loopback up: %w", err)
-	}
-	return nil
+	return benchenv.LoopbackUp()
 }
