@@ -22,8 +22,8 @@ import (
 const pinHelperEnv = "DNSBENCH_PIN_HELPER"
 
 func TestMain(m *testing.M) {
-	if role := os.Getenv(netnsHelperEnv); role != "" {
-		os.Exit(netnsHelper(role))
+	if out := os.Getenv(netnsHelperEnv); out != "" {
+		os.Exit(netnsHelper(out))
 	}
 	if os.Getenv(pinHelperEnv) != "" {
 		child := exec.Command("sleep", "60")

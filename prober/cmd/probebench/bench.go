@@ -45,12 +45,8 @@ func (r result) cpuPerCheck() time.Duration {
 	return r.cpu / time.Duration(r.sum.ok)
 }
 
-func bench(s settings) error {
-	if s.inNetns {
-		if err := benchenv.LoopbackUp(); err != nil {
-			return err
-		}
-	}
+// bench measures the contenders in the network namespace where says.
+func bench(s settings, where benchenv.Netns) error {
 	limit, err := benchenv.RaiseFileLimit(1 << 20)
 	if err != nil {
 		return err
@@ -73,10 +69,6 @@ func bench(s settings) error {
 	if _, err := exec.LookPath(s.blackbox); peer && err != nil {
 		fmt.Printf("blackbox_exporter: skipped: %s not found (install it: deployments/install-packages.sh deployments/packages/bench.txt)\n", s.blackbox)
 		peer = false
-	}
-	where := "the host's network namespace"
-	if s.inNetns {
-		where = "a network namespace of its own (loopback only, no connection tracking)"
 	}
 	fmt.Printf("probebench: in %s; interval %s, %s measured after %s warm-up per run, on time = started within %s of its instant and succeeded; load average %s\n",
 		where, s.interval, s.duration, s.warmup, s.onTime, loadavg())

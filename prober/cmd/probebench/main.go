@@ -26,7 +26,6 @@ type settings struct {
 	proberUntil  time.Duration
 	profile      string
 	compareScale float64
-	inNetns      bool
 }
 
 func run() int {
@@ -47,7 +46,6 @@ func run() int {
 	flag.StringVar(&s.configFile, "config", "", "configuration file (role prober)")
 	flag.DurationVar(&s.proberUntil, "for", 0, "how long to probe (role prober)")
 	flag.StringVar(&s.profile, "cpuprofile", "", "write the prober's CPU profile to this file")
-	flag.BoolVar(&s.inNetns, "in-netns", false, "running in the benchmark's own network namespace (internal)")
 	flag.Parse()
 	if s.tcp < 0 || s.http < 0 || s.tcp+s.http == 0 || s.tcp+s.http > 60000 {
 		fmt.Fprintln(os.Stderr, "probebench: -tcp and -http: want 1 to 60000 endpoints in all")
@@ -60,12 +58,13 @@ func run() int {
 	var err error
 	switch s.role {
 	case "bench":
-		if !s.inNetns {
-			if code, ok := benchenv.Isolated("-in-netns"); ok {
-				return code
+		var where benchenv.Netns
+		if where, err = benchenv.Isolate("probebench"); err == nil {
+			if where.Done {
+				return where.Status
 			}
+			err = bench(s, where)
 		}
-		err = bench(s)
 	case "prober":
 		err = proberRole(s)
 	default:

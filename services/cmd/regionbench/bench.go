@@ -22,17 +22,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func bench(s settings) error {
-	if !s.inNetns {
-		if code, ok := benchenv.Isolated("-in-netns"); ok {
-			os.Exit(code)
-		}
-		// Its firewall rule must not touch the host's.
-		return fmt.Errorf("needs a network namespace of its own (run it as root)")
-	}
-	if err := benchenv.LoopbackUp(); err != nil {
-		return err
-	}
+// bench runs the regions, in the network namespace where says (its own: isolate).
+func bench(s settings, where benchenv.Netns) error {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
 		return fmt.Errorf("dnsperf (Debian package dnsperf) is not installed: run deployments/install-packages.sh deployments/packages/bench.txt")
 	}
@@ -55,8 +46,8 @@ func bench(s settings) error {
 		}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("regionbench: check tcp every %s, timeout %s, jitter %s, fall 3, rise 2; %d probers; %d apps per edge; dnsperf offers %d qps; load %s",
-		s.interval, s.interval/2, s.checkJitter(), s.probers, s.appsPerEdge, s.dnsLoad, load)
+	fmt.Printf("regionbench: in %s; check tcp every %s, timeout %s, jitter %s, fall 3, rise 2; %d probers; %d apps per edge; dnsperf offers %d qps; load %s",
+		where, s.interval, s.interval/2, s.checkJitter(), s.probers, s.appsPerEdge, s.dnsLoad, load)
 	if s.keep {
 		fmt.Printf("working directory (kept): %s\n", dir)
 	}

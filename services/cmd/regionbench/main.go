@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 func main() { os.Exit(run()) }
@@ -21,7 +23,6 @@ type settings struct {
 	jitter      time.Duration
 	keep        bool
 	profile     bool
-	inNetns     bool
 
 	// The roles the benchmark runs in its own children.
 	role string
@@ -46,7 +47,6 @@ func run() int {
 	flag.DurationVar(&s.jitter, "jitter", 0, "check jitter (default none, as the configuration's)")
 	flag.BoolVar(&s.keep, "keep", false, "keep the working directory (logs, configuration)")
 	flag.BoolVar(&s.profile, "profile", false, "record each role's CPU with perf during each storm and print where the two busiest spent it")
-	flag.BoolVar(&s.inNetns, "in-netns", false, "running in the benchmark's own network namespace (internal)")
 	flag.StringVar(&s.role, "role", "bench", "bench, or nats or listeners (internal)")
 	flag.IntVar(&s.n, "listeners", 0, "listeners to hold (role listeners)")
 	flag.IntVar(&s.net, "net", 0, "second octet of the listeners' addresses (role listeners)")
@@ -67,7 +67,13 @@ func run() int {
 	var err error
 	switch s.role {
 	case "bench":
-		err = bench(s)
+		var where benchenv.Netns
+		if where, err = isolate(); err == nil {
+			if where.Done {
+				return where.Status
+			}
+			err = bench(s, where)
+		}
 	case "nats":
 		err = natsRole(s.dir)
 	case "listeners":
@@ -81,4 +87,15 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// isolate runs the benchmark in a network namespace of its own (benchenv.Isolate), which it
+// needs: its firewall rule must not touch the host's. Done says the run was a process of its own,
+// which ended with Status.
+func isolate() (benchenv.Netns, error) {
+	where, err := benchenv.Isolate("regionbench")
+	if err == nil && !where.Done && !where.Own {
+		return where, fmt.Errorf("needs a network namespace of its own, for its firewall rule (run it as root): %s", where.Why)
+	}
+	return where, err
 }
