@@ -10,7 +10,6 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -260,8 +259,7 @@ func runDetour(s settings, dir, cfgFile string, keys []string, jitter time.Durat
 	cmd := exec.Command(self, "-role=prober", "-nats="+ns.ClientURL(), "-config="+cfgFile,
 		fmt.Sprintf("-for=%s", runFor), fmt.Sprintf("-batch=%s", s.batch), "-cpuprofile="+s.profile)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	// Dies with the benchmark, however the benchmark ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	benchenv.DiesWithThis(cmd)
 	if err := cmd.Start(); err != nil {
 		return result{}, fmt.Errorf("start prober: %w", err)
 	}

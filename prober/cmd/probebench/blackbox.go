@@ -16,6 +16,7 @@ import (
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/prober"
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 // blackboxConfig gives blackbox_exporter the same checks Detour runs: a TCP connect and an HTTP
@@ -49,8 +50,7 @@ func runBlackbox(s settings, dir string, targets []prober.Target, keys []string,
 	}
 	cmd := exec.Command(s.blackbox, "--config.file="+cfgFile, "--web.listen-address="+addr, "--log.level=error")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	// Dies with the benchmark, however the benchmark ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	benchenv.DiesWithThis(cmd)
 	if err := cmd.Start(); err != nil {
 		return result{}, fmt.Errorf("start blackbox_exporter: %w", err)
 	}

@@ -7,8 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 // refuseRule refuses every TCP connection to the doomed region's endpoints (addr(1, i):80) with
@@ -41,7 +42,7 @@ func startFirewall(logFile string) (*firewall, error) {
 	defer logf.Close()
 	f := &firewall{cmd: exec.Command("nft", "-i", "-e"), lines: make(chan string, 64), logFile: logFile}
 	f.cmd.Stderr = logf
-	f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	benchenv.DiesWithThis(f.cmd)
 	if f.in, err = f.cmd.StdinPipe(); err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func (st *stack) start(role, name string, firstLine bool, bin string, args ...st
 	p.cmd.Dir = st.dir
 	p.cmd.Env = append(os.Environ(), "DETOUR_NATS="+st.natsURL, "DETOUR_NATS_NKEY="+st.creds)
 	p.cmd.Stderr = logf
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	benchenv.DiesWithThis(p.cmd)
 	var out io.ReadCloser
 	if firstLine {
 		if out, err = p.cmd.StdoutPipe(); err != nil {
