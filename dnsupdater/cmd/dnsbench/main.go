@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -94,11 +96,39 @@ func run() int {
 	// SIGTERM too (timeout(1), kill): -stages must switch the kernel's tracing off on the way out.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bench(ctx, o, os.Stdout); err != nil {
+	// A report whose reader left (piped into head) stops the run as those signals do: Go would
+	// end the program with SIGPIPE at its next write, leaving the work directory behind. With
+	// SIGPIPE caught, that write fails with EPIPE instead (the channel is never read: a broken
+	// pipe elsewhere, a server's socket, is the code's to handle).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	ctx, leave := context.WithCancelCause(ctx)
+	err = bench(ctx, o, reportTo{os.Stdout, leave})
+	if errors.Is(context.Cause(ctx), errReaderLeft) {
+		fmt.Fprintln(os.Stderr, "dnsbench:", errReaderLeft)
+		return 128 + int(syscall.SIGPIPE) // as a shell shows a command SIGPIPE ended
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		return 1
 	}
 	return 0
+}
+
+// errReaderLeft is why a run whose report nobody reads any more stopped.
+var errReaderLeft = errors.New("the report's reader left (broken pipe): stopped")
+
+// reportTo is the report's writer: a write that finds no reader (EPIPE) stops the run.
+type reportTo struct {
+	w     io.Writer
+	leave context.CancelCauseFunc
+}
+
+func (r reportTo) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		r.leave(errReaderLeft)
+	}
+	return n, err
 }
 
 // isolate runs the servers and dnsperf in a network namespace of its own, with only its

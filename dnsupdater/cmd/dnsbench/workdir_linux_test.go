@@ -1,10 +1,68 @@
 package main
 
 import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// runHelperEnv, when set, makes the test binary dnsbench: it runs run() with its arguments.
+const runHelperEnv = "DNSBENCH_RUN_HELPER"
+
+// TestARunWhoseReportsReaderLeftLeavesNoWorkDirectoryOrServer pipes a run's report into a
+// reader that leaves after the first line, as head does: the run stops, removes its work
+// directory and its servers, and ends with the status of a command that SIGPIPE killed.
+func TestARunWhoseReportsReaderLeftLeavesNoWorkDirectoryOrServer(t *testing.T) {
+	fakeDNSPerf(t)
+	root := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-netns=false", "-only=detour", "-rounds=1", "-latency=false", "-duration=1s")
+	cmd.Env = append(os.Environ(), runHelperEnv+"=1", "TMPDIR="+root)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	first, err := bufio.NewReader(r).ReadString('\n')
+	r.Close()
+	if want := "network: the host's network namespace (-netns=false)\n"; err != nil || first != want {
+		t.Fatalf("the report's first line: %q, %v; want %q", first, err, want)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- cmd.Wait() }()
+	select {
+	case err = <-ended:
+	case <-time.After(60 * time.Second):
+		t.Fatal("dnsbench did not end within 60 s of its report's reader leaving")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGPIPE) {
+		t.Errorf("dnsbench: %v, want exit status %d, as a command SIGPIPE killed", err, 128+int(syscall.SIGPIPE))
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*")); len(left) != 0 {
+		t.Errorf("work directories left behind: %v", left)
+	}
+	// The servers dnsbench started are in its process group (the test made it one).
+	for deadline := time.Now().Add(5 * time.Second); !errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH); {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes dnsbench started (process group %d) still run 5 s after it ended", pgid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 func TestTheWorkDirectoryIsInMemoryUnlessTMPDIRNamesOne(t *testing.T) {
 	if !shmUsable() {
@@ -34,5 +92,41 @@ func TestTheWorkDirectoryIsNotPutOnASmallTmpfs(t *testing.T) {
 		if got := roomy(c.st); got != c.want {
 			t.Errorf("%s: roomy = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestARunStoppedBySIGTERMLeavesNoWorkDirectory: timeout(1) and kill end a run with SIGTERM.
+func TestARunStoppedBySIGTERMLeavesNoWorkDirectory(t *testing.T) {
+	scriptedDNSPerf(t, "#!/bin/sh\nexec sleep 60\n")
+	root := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-netns=false", "-only=detour", "-rounds=1", "-latency=false", "-duration=1s")
+	cmd.Env = append(os.Environ(), runHelperEnv+"=1", "TMPDIR="+root)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*", "dnsperf-*")); len(left) > 0 {
+			break // dnsperf runs
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dnsbench did not start dnsperf within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- cmd.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(60 * time.Second):
+		t.Fatal("dnsbench did not end within 60 s of SIGTERM")
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*")); len(left) != 0 {
+		t.Errorf("work directories left behind: %v", left)
 	}
 }
