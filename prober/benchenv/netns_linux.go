@@ -3,6 +3,7 @@ package benchenv
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,9 +24,10 @@ import (
 // a new namespace, passes SIGINT and SIGTERM on to it, and returns Done with its exit status (128
 // plus the signal's number for a run a signal killed, as a shell gives): the caller exits with
 // it. In that run, which the environment variable NAME_NETNS marks with the namespace it left,
-// it checks that the run did leave it (an environment that merely carries the mark is refused
-// with an error), brings the loopback up and returns Own. Where no namespace can be made (not
-// root, not permitted), it starts nothing and returns the host's namespace with the reason.
+// it checks that the run did leave it and that no interface is up yet, as in a namespace just
+// made (an environment that merely carries the mark is refused with an error), brings the
+// loopback up and returns Own. Where no namespace can be made (not root, not permitted), it
+// starts nothing and returns the host's namespace with the reason.
 func Isolate(name string) (Netns, error) {
 	mark := markEnv(name)
 	if left := os.Getenv(mark); left != "" {
@@ -35,6 +37,15 @@ func Isolate(name string) (Netns, error) {
 		}
 		if here == left {
 			return Netns{}, fmt.Errorf("%s=%s names this network namespace: the run is not in one of its own (unset %s)", mark, left, mark)
+		}
+		// A mark naming another namespace (stale, mistyped) proves nothing: a namespace that
+		// Isolate made has no interface up yet.
+		up, err := anUp()
+		if err != nil {
+			return Netns{}, err
+		}
+		if up != "" {
+			return Netns{}, fmt.Errorf("%s=%s is set, but interface %s is up here: the run is not in a network namespace of its own (unset %s)", mark, left, up, mark)
 		}
 		if err := LoopbackUp(); err != nil {
 			return Netns{}, err
@@ -93,6 +104,20 @@ func status(name string, err error) int {
 	}
 	fmt.Fprintf(os.Stderr, "%s: the run in its own network namespace: %v\n", name, err)
 	return 1
+}
+
+// anUp names an interface of this network namespace that is up, or none.
+func anUp() (string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", fmt.Errorf("list this network namespace's interfaces: %w", err)
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp != 0 {
+			return i.Name, nil
+		}
+	}
+	return "", nil
 }
 
 // netnsOf names the network namespace this process runs in.

@@ -223,6 +223,31 @@ func TestARunThatInheritsTheMarkButNotANamespaceIsRefused(t *testing.T) {
 	}
 }
 
+// TestAMarkThatNamesAnotherNamespaceDoesNotMakeTheHostsOneItsOwn: a mark naming some other
+// namespace (a stale one, a typo, one from another machine) in a namespace whose interfaces are
+// up is no namespace of Isolate's: regionbench would put its firewall rule in the host's.
+func TestAMarkThatNamesAnotherNamespaceDoesNotMakeTheHostsOneItsOwn(t *testing.T) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := ""
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp != 0 {
+			up = i.Name
+			break
+		}
+	}
+	if up == "" {
+		t.Skip("no interface is up here: this namespace is as one of Isolate's")
+	}
+	t.Setenv("BENCHENVTEST_NETNS", "net:[1]")
+	n, err := Isolate(helperName)
+	if want := "BENCHENVTEST_NETNS=net:[1] is set, but interface " + up + " is up here: the run is not in a network namespace of its own (unset BENCHENVTEST_NETNS)"; err == nil || err.Error() != want {
+		t.Fatalf("Isolate in a namespace with %s up: %+v, %v; want the refusal %q", up, n, err, want)
+	}
+}
+
 // TestWithoutRootTheRunStaysInTheHostsNamespaceAndSaysWhy runs the program as nobody, who
 // may not make a network namespace.
 func TestWithoutRootTheRunStaysInTheHostsNamespaceAndSaysWhy(t *testing.T) {
