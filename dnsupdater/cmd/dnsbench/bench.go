@@ -295,6 +295,9 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			return ctx.Err()
 		}
 		stages = append(stages, measureStages(ctx, lo, dir, t))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		fmt.Fprintf(os.Stderr, "dnsbench: %s at %.0f qps, traced, done\n", t.name, lo.load)
 	}
 	fmt.Fprintln(out)
@@ -399,6 +402,9 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 			}
 			o.keepAs = fmt.Sprintf("%s-round-%d.txt", ts[i].name, round+1)
 			r := measure(ctx, o, dir, ts[i])
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // a measurement cut short is no result
+			}
 			out[i] = append(out[i], r)
 			done(r, round)
 		}

@@ -93,19 +93,30 @@ func run() int {
 		}
 		o.stages = t
 	}
+	ctx, leave := context.WithCancelCause(context.Background())
+	defer leave(nil)
 	// SIGTERM too (timeout(1), kill): -stages must switch the kernel's tracing off on the way out.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer func() {
+		signal.Stop(sigs)
+		close(sigs)
+	}()
+	go func() {
+		if s, ok := <-sigs; ok {
+			leave(stopped{s.String(), s.(syscall.Signal)})
+		}
+	}()
 	// A report whose reader left (piped into head) stops the run as those signals do: Go would
 	// end the program with SIGPIPE at its next write, leaving the work directory behind. With
 	// SIGPIPE caught, that write fails with EPIPE instead (the channel is never read: a broken
 	// pipe elsewhere, a server's socket, is the code's to handle).
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	ctx, leave := context.WithCancelCause(ctx)
 	err = bench(ctx, o, reportTo{os.Stdout, leave})
-	if errors.Is(context.Cause(ctx), errReaderLeft) {
-		fmt.Fprintln(os.Stderr, "dnsbench:", errReaderLeft)
-		return 128 + int(syscall.SIGPIPE) // as a shell shows a command SIGPIPE ended
+	var stop stopped
+	if errors.As(context.Cause(ctx), &stop) {
+		fmt.Fprintf(os.Stderr, "dnsbench: %s: stopped\n", stop.why)
+		return 128 + int(stop.by) // as a shell shows a command that signal ended
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
@@ -114,8 +125,17 @@ func run() int {
 	return 0
 }
 
+// stopped is why a run stopped before its end (SIGINT, SIGTERM, its report's reader leaving),
+// with the signal that ends a command for that reason.
+type stopped struct {
+	why string
+	by  syscall.Signal
+}
+
+func (s stopped) Error() string { return s.why + ": stopped" }
+
 // errReaderLeft is why a run whose report nobody reads any more stopped.
-var errReaderLeft = errors.New("the report's reader left (broken pipe): stopped")
+var errReaderLeft = stopped{"the report's reader left (broken pipe)", syscall.SIGPIPE}
 
 // reportTo is the report's writer: a write that finds no reader (EPIPE) stops the run.
 type reportTo struct {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -95,13 +96,17 @@ func TestTheWorkDirectoryIsNotPutOnASmallTmpfs(t *testing.T) {
 	}
 }
 
-// TestARunStoppedBySIGTERMLeavesNoWorkDirectory: timeout(1) and kill end a run with SIGTERM.
+// TestARunStoppedBySIGTERMLeavesNoWorkDirectory: timeout(1) and kill end a run with SIGTERM. The
+// signal lands in the run's last measurement: the run reports nothing (a measurement cut short
+// is no result) and ends with the status of a command SIGTERM killed.
 func TestARunStoppedBySIGTERMLeavesNoWorkDirectory(t *testing.T) {
 	scriptedDNSPerf(t, "#!/bin/sh\nexec sleep 60\n")
 	root := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-netns=false", "-only=detour", "-rounds=1", "-latency=false", "-duration=1s")
 	cmd.Env = append(os.Environ(), runHelperEnv+"=1", "TMPDIR="+root)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out strings.Builder
+	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +127,15 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectory(t *testing.T) {
 	ended := make(chan error, 1)
 	go func() { ended <- cmd.Wait() }()
 	select {
-	case <-ended:
+	case err := <-ended:
+		if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGTERM) {
+			t.Errorf("dnsbench: %v, want exit status %d, as a command SIGTERM killed", err, 128+int(syscall.SIGTERM))
+		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("dnsbench did not end within 60 s of SIGTERM")
+	}
+	if want := "network: the host's network namespace (-netns=false)\n\n"; out.String() != want {
+		t.Errorf("the report of a run SIGTERM stopped:\n%s\nwant its first line alone, %q", out.String(), want)
 	}
 	if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*")); len(left) != 0 {
 		t.Errorf("work directories left behind: %v", left)
