@@ -23,11 +23,17 @@ const (
 	helperEnv  = "BENCHENV_NETNS_HELPER"
 	outEnv     = "BENCHENV_NETNS_OUT"
 	helperName = "benchenvtest"
+	// exitEnv, when set, makes the test binary call Exit with its value.
+	exitEnv = "BENCHENV_EXIT"
 )
 
 func TestMain(m *testing.M) {
+	if code := os.Getenv(exitEnv); code != "" {
+		n, _ := strconv.Atoi(code)
+		Exit(n)
+	}
 	if do := os.Getenv(helperEnv); do != "" {
-		os.Exit(helper(do))
+		Exit(helper(do)) // as the benchmarks' main does
 	}
 	os.Exit(m.Run())
 }
@@ -75,6 +81,10 @@ func helper(do string) int {
 	case "killed":
 		// As the kernel's OOM killer ends a run.
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	case "interrupted":
+		// As Ctrl-C ends a run that does not catch it (probebench, regionbench).
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
 		select {}
 	case "wait":
 		sigs := make(chan os.Signal, 1)
@@ -206,6 +216,43 @@ func TestTheProgramExitsAsARunKilledByASignal(t *testing.T) {
 	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 128+int(syscall.SIGKILL) {
 		t.Fatalf("the program after its run was killed by SIGKILL: %s, want exit status %d", exitStatus(err), 128+int(syscall.SIGKILL))
 	}
+}
+
+// TestTheProgramDiesOfCtrlCAsItsRunDid: a shell running the program in a loop or a script stops
+// when Ctrl-C killed it, and goes on when it merely exited 130 (it handled Ctrl-C); the program
+// must end as its run did, not exit 130.
+func TestTheProgramDiesOfCtrlCAsItsRunDid(t *testing.T) {
+	canIsolate(t)
+	if b, err := os.ReadFile("/proc/self/status"); err == nil && sigIgnored(string(b), syscall.SIGINT) {
+		t.Skip("SIGINT is ignored here (a background job): the run cannot die of it")
+	}
+	cmd, _ := startHelper(t, "interrupted")
+	err := cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Fatalf("the program after Ctrl-C killed its run: %s, want it killed by SIGINT too", exitStatus(err))
+	}
+}
+
+// TestExitWithCtrlCsStatusWhereCtrlCIsIgnoredExits: a program started with SIGINT ignored
+// (a shell's background job) cannot die of it, and exits 130.
+func TestExitWithCtrlCsStatusWhereCtrlCIsIgnoredExits(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "trap '' INT; exec \"$0\" -test.run=^$", os.Args[0])
+	cmd.Env = append(os.Environ(), exitEnv+"=130")
+	err := cmd.Run()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 130 {
+		t.Fatalf("Exit(130) with SIGINT ignored: %s, want exit status 130", exitStatus(err))
+	}
+}
+
+// sigIgnored reads the SigIgn mask of a /proc/PID/status for sig.
+func sigIgnored(status string, sig syscall.Signal) bool {
+	for _, line := range strings.Split(status, "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigIgn:\t"); ok {
+			m, err := strconv.ParseUint(mask, 16, 64)
+			return err == nil && m&(1<<(sig-1)) != 0
+		}
+	}
+	return false
 }
 
 // TestARunThatInheritsTheMarkButNotANamespaceIsRefused: a mark left in the environment

@@ -15,7 +15,7 @@ import (
 	"github.com/detourdev/detour/prober/benchenv"
 )
 
-func main() { os.Exit(run()) }
+func main() { benchenv.Exit(run()) }
 
 func run() int {
 	if len(os.Args) > 1 && os.Args[1] == "serve-detour" {

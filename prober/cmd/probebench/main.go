@@ -9,7 +9,7 @@ import (
 	"github.com/detourdev/detour/prober/benchenv"
 )
 
-func main() { os.Exit(run()) }
+func main() { benchenv.Exit(run()) }
 
 type settings struct {
 	tcp, http    int

@@ -11,7 +11,7 @@ import (
 	"github.com/detourdev/detour/prober/benchenv"
 )
 
-func main() { os.Exit(run()) }
+func main() { benchenv.Exit(run()) }
 
 type settings struct {
 	sizes       []int
