@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/prober/benchenv"
+	"golang.org/x/sys/unix"
 )
 
 func main() { benchenv.Exit(run()) }
@@ -112,6 +113,7 @@ func run() int {
 	// SIGPIPE caught, that write fails with EPIPE instead (the channel is never read: a broken
 	// pipe elsewhere, a server's socket, is the code's to handle).
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	watchReader(os.Stdout, leave)
 	err = bench(ctx, o, reportTo{os.Stdout, leave})
 	var stop stopped
 	if errors.As(context.Cause(ctx), &stop) {
@@ -149,6 +151,32 @@ func (r reportTo) Write(p []byte) (int, error) {
 		r.leave(errReaderLeft)
 	}
 	return n, err
+}
+
+// watchReader stops the run (leave) as soon as the reader of f, a pipe, has left, as head does
+// after its lines: the report's next line may be minutes of measurement away. Anything else (a
+// terminal, a file) it leaves to the writes.
+func watchReader(f *os.File, leave context.CancelCauseFunc) {
+	fd := int(f.Fd())
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return
+	}
+	go func() {
+		// Asked for no event, poll returns for POLLERR alone: the pipe has no reader.
+		fds := []unix.PollFd{{Fd: int32(fd)}}
+		for {
+			n, err := unix.Poll(fds, -1)
+			switch {
+			case errors.Is(err, unix.EINTR):
+			case err != nil:
+				return
+			case n > 0:
+				leave(errReaderLeft)
+				return
+			}
+		}
+	}()
 }
 
 // isolate runs the servers and dnsperf in a network namespace of its own, with only its

@@ -17,17 +17,45 @@ import (
 // runHelperEnv, when set, makes the test binary dnsbench: it runs run() with its arguments.
 const runHelperEnv = "DNSBENCH_RUN_HELPER"
 
-// TestARunWhoseReportsReaderLeftLeavesNoWorkDirectoryOrServer pipes a run's report into a
-// reader that leaves after the first line, as head does: the run stops, removes its work
-// directory and its servers, and ends with the status of a command that SIGPIPE killed.
+// TestARunWhoseReportsReaderLeftLeavesNoWorkDirectoryOrServer sends a run's report to a
+// socket whose reader leaves after the first line: the run's next write finds no reader, and
+// the run stops, removes its work directory and its servers, and ends with the status of a
+// command that SIGPIPE killed.
 func TestARunWhoseReportsReaderLeftLeavesNoWorkDirectoryOrServer(t *testing.T) {
 	fakeDNSPerf(t)
+	readerLeaves(t, socketPair, 60*time.Second)
+}
+
+// TestARunWhoseReportsReaderLeftStopsWithoutWaitingForItsNextLine pipes a run's report into
+// a reader that leaves after the first line, as head does, while a measurement runs (dnsperf
+// for 60 s here; a default run writes its next line after minutes of them): the run stops
+// then, not at its next write.
+func TestARunWhoseReportsReaderLeftStopsWithoutWaitingForItsNextLine(t *testing.T) {
+	scriptedDNSPerf(t, "#!/bin/sh\nexec sleep 60\n")
+	readerLeaves(t, os.Pipe, 20*time.Second)
+}
+
+// socketPair is os.Pipe over a connected pair of Unix stream sockets.
+func socketPair() (r, w *os.File, err error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "report-r"), os.NewFile(uintptr(fds[1]), "report-w"), nil
+}
+
+// readerLeaves runs dnsbench with its report written to w of pipe() and a reader of r that
+// leaves after the first line, and holds the run to ending within the time given, with the
+// status of a command SIGPIPE killed, and to leaving neither its work directory nor any
+// process it started.
+func readerLeaves(t *testing.T, pipe func() (r, w *os.File, err error), within time.Duration) {
+	t.Helper()
 	root := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-netns=false", "-only=detour", "-rounds=1", "-latency=false", "-duration=1s")
 	cmd.Env = append(os.Environ(), runHelperEnv+"=1", "TMPDIR="+root)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r, w, err := os.Pipe()
+	r, w, err := pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +75,8 @@ func TestARunWhoseReportsReaderLeftLeavesNoWorkDirectoryOrServer(t *testing.T) {
 	go func() { ended <- cmd.Wait() }()
 	select {
 	case err = <-ended:
-	case <-time.After(60 * time.Second):
-		t.Fatal("dnsbench did not end within 60 s of its report's reader leaving")
+	case <-time.After(within):
+		t.Fatalf("dnsbench did not end within %s of its report's reader leaving", within)
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGPIPE) {
 		t.Errorf("dnsbench: %v, want exit status %d, as a command SIGPIPE killed", err, 128+int(syscall.SIGPIPE))
