@@ -4,22 +4,17 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// Exit ends this program with status code, as os.Exit does, except that 130 (128 + SIGINT,
-// a run that Ctrl-C stopped) ends it by SIGINT: a shell running it in a loop or a script stops
-// then, as for any command Ctrl-C killed, where a status of 130 tells it that the program
-// handled Ctrl-C and the script goes on. The benchmarks' main calls it with run's status.
-// Where SIGINT was ignored when the program started (a shell's background job), it exits 130.
-func Exit(code int) {
-	if code == 128+int(unix.SIGINT) {
-		signal.Reset(os.Interrupt)
-		// Sent to this thread, the signal is handled before Tgkill returns: the runtime ends
-		// the program by it, unless it is ignored.
-		runtime.LockOSThread()
-		_ = unix.Tgkill(os.Getpid(), unix.Gettid(), unix.SIGINT)
-	}
-	os.Exit(code)
+// dieOf ends this program by sig, its default action restored, unless sig is ignored: then it
+// returns.
+func dieOf(sig syscall.Signal) {
+	signal.Reset(sig)
+	// Sent to this thread, the signal is handled before Tgkill returns: the runtime ends the
+	// program by it, unless it is ignored.
+	runtime.LockOSThread()
+	_ = unix.Tgkill(os.Getpid(), unix.Gettid(), sig)
 }

@@ -58,6 +58,7 @@ func bench(s settings, where benchenv.Netns) error {
 		return fmt.Errorf("make work directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	benchenv.RemoveOnSignal(dir)
 
 	eps, err := listen(s.tcp, s.http)
 	if err != nil {

@@ -36,6 +36,7 @@ func bench(s settings, where benchenv.Netns) error {
 	}
 	if !s.keep {
 		defer os.RemoveAll(dir)
+		benchenv.RemoveOnSignal(dir)
 	}
 	if s.detour == "" {
 		s.detour = filepath.Join(dir, "detour")

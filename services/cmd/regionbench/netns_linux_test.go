@@ -16,7 +16,13 @@ import (
 // the file isolateEnv names.
 const isolateEnv = "REGIONBENCH_TEST_ISOLATE"
 
+// runEnv, when set, makes the test binary regionbench itself: it runs run() with its arguments.
+const runEnv = "REGIONBENCH_TEST_RUN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runEnv) != "" {
+		benchenv.Exit(run())
+	}
 	if out := os.Getenv(isolateEnv); out != "" {
 		where, err := isolate()
 		switch {

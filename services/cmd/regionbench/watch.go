@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/detourdev/detour/prober/benchenv"
 	"github.com/miekg/dns"
 )
 
@@ -133,6 +134,7 @@ func (st *stack) dnsperf(d time.Duration, rate int) (*dnsperfRun, error) {
 		args = append(args, "-Q", strconv.Itoa(rate))
 	}
 	cmd := exec.Command("dnsperf", args...)
+	benchenv.DiesWithThis(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

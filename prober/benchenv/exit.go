@@ -1,0 +1,18 @@
+package benchenv
+
+import (
+	"os"
+	"syscall"
+)
+
+// Exit ends this program with status code, as os.Exit does, except that 130 (128 + SIGINT,
+// a run that Ctrl-C stopped) ends it by SIGINT: a shell running it in a loop or a script stops
+// then, as for any command Ctrl-C killed, where a status of 130 tells it that the program
+// handled Ctrl-C and the script goes on. The benchmarks' main calls it with run's status.
+// Where SIGINT was ignored when the program started (a shell's background job), it exits 130.
+func Exit(code int) {
+	if code == 128+int(syscall.SIGINT) {
+		dieOf(syscall.SIGINT)
+	}
+	os.Exit(code)
+}
