@@ -21,9 +21,9 @@ import (
 // contender, shrinking every ratio towards 1.
 //
 // Called first thing by the benchmark, it runs this program again, with the same arguments, in
-// a new namespace, passes SIGINT and SIGTERM on to it, and returns Done with its exit status (128
-// plus the signal's number for a run a signal killed, as a shell gives): the caller exits with
-// it. In that run, which the environment variable NAME_NETNS marks with the namespace it left,
+// a new namespace, passes StopSignals on to it, and returns Done with its exit status (128 plus
+// the signal's number for a run a signal killed, as a shell gives): the caller exits with it
+// (Exit). In that run, which the environment variable NAME_NETNS marks with the namespace it left,
 // it checks that the run did leave it and that no interface is up yet, as in a namespace just
 // made (an environment that merely carries the mark is refused with an error), brings the
 // loopback up and returns Own. Where no namespace can be made (not root, not permitted), it
@@ -71,7 +71,7 @@ func Isolate(name string) (Netns, error) {
 	// Caught before the child starts, so that a signal meant for the run is passed on, not
 	// lost: the run stops its servers and removes its files.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, StopSignals()...)
 	if err := cmd.Start(); err != nil {
 		signal.Stop(sigs)
 		return Host(fmt.Sprintf("no namespace of its own: %v", err)), nil

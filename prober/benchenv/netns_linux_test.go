@@ -191,6 +191,34 @@ func TestASignalToTheProgramReachesTheRun(t *testing.T) {
 	}
 }
 
+// TestAProgramStartedWithCtrlCIgnoredKeepsIgnoringIt: a shell starts a background job with
+// SIGINT ignored, so that Ctrl-C, meant for the job in the foreground, leaves it running.
+func TestAProgramStartedWithCtrlCIgnoredKeepsIgnoringIt(t *testing.T) {
+	canIsolate(t)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command("sh", "-c", "trap '' INT; exec \"$0\" -test.run=^$", os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=wait", outEnv+"="+out)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	waitFor(t, out, "waiting")
+	// As Ctrl-C reaches every process of the terminal's foreground group.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 7 {
+		t.Fatalf("the program after SIGINT, then SIGTERM: %s, want the status of a run that ignored SIGINT and caught SIGTERM, exit status 7", exitStatus(err))
+	}
+	waitFor(t, out, "got terminated")
+}
+
 // TestARunOutlivesNotTheProgramThatStartedIt: a program killed (SIGKILL, which it cannot pass
 // on) leaves no run behind holding its servers: the run gets SIGTERM.
 func TestARunOutlivesNotTheProgramThatStartedIt(t *testing.T) {

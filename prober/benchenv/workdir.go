@@ -8,14 +8,14 @@ import (
 	"syscall"
 )
 
-// RemoveOnSignal removes dir when SIGINT or SIGTERM arrives, once the processes this program
+// RemoveOnSignal removes dir when one of StopSignals arrives, once the processes this program
 // started have ended (passed the signal, then killed), and ends the program by that signal, as
 // it would have ended without the handler: a benchmark that runs to its end, stopping on no
 // context, leaves no work directory behind when Ctrl-C, timeout(1) or Isolate passing a signal
 // on stops it. It holds for the rest of the program's life.
 func RemoveOnSignal(dir string) {
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, StopSignals()...)
 	go func() {
 		s := (<-sigs).(syscall.Signal)
 		stopChildren(s)

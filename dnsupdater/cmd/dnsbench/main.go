@@ -20,7 +20,7 @@ func main() { benchenv.Exit(run()) }
 
 func run() int {
 	if len(os.Args) > 1 && os.Args[1] == "serve-detour" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, stop := signal.NotifyContext(context.Background(), benchenv.StopSignals()...)
 		defer stop()
 		if err := serveDetour(ctx, os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "dnsbench serve-detour:", err)
@@ -97,8 +97,9 @@ func run() int {
 	ctx, leave := context.WithCancelCause(context.Background())
 	defer leave(nil)
 	// SIGTERM too (timeout(1), kill): -stages must switch the kernel's tracing off on the way out.
+	// Ctrl-C unless ignored: a background job's is meant for another (benchenv.StopSignals).
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, benchenv.StopSignals()...)
 	defer func() {
 		signal.Stop(sigs)
 		close(sigs)
