@@ -22,7 +22,13 @@ func StopSignals() []os.Signal {
 // then, as for any command Ctrl-C killed, where a status of 130 tells it that the program
 // handled Ctrl-C and the script goes on. The benchmarks' main calls it with run's status.
 // Where SIGINT was ignored when the program started (a shell's background job), it exits 130.
+// Once RemoveOnSignal has a signal, Exit leaves the end to it.
 func Exit(code int) {
+	select {
+	case <-stopping:
+		select {} // RemoveOnSignal ends the program, by the signal
+	default:
+	}
 	if code == 128+int(syscall.SIGINT) {
 		dieOf(syscall.SIGINT)
 	}

@@ -23,9 +23,9 @@ import (
 // Called first thing by the benchmark, it runs this program again, with the same arguments, in
 // a new namespace, passes StopSignals on to it, and returns Done with its exit status (128 plus
 // the signal's number for a run a signal killed, as a shell gives): the caller exits with it
-// (Exit). In that run, which the environment variable NAME_NETNS marks with the namespace it left,
-// it checks that the run did leave it and that no interface is up yet, as in a namespace just
-// made (an environment that merely carries the mark is refused with an error), brings the
+// (Exit). In that run, which the environment variable NAME_NETNS marks with the namespace it
+// left, it checks that the run did leave it and that no interface is up yet, as in a namespace
+// just made (an environment that merely carries the mark is refused with an error), brings the
 // loopback up and returns Own. Where no namespace can be made (not root, not permitted), it
 // starts nothing and returns the host's namespace with the reason.
 func Isolate(name string) (Netns, error) {

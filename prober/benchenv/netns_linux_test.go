@@ -28,6 +28,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(removeEnv); dir != "" {
+		stoppedWhileItsProcessesEnd(dir)
+	}
 	if code := os.Getenv(exitEnv); code != "" {
 		n, _ := strconv.Atoi(code)
 		Exit(n)

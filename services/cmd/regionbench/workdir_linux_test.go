@@ -13,10 +13,14 @@ import (
 	"time"
 )
 
+// detourScript is a Detour role that never starts and takes a second to stop, while other
+// processes of the run stop at once.
+const detourScript = "#!/bin/sh\ntrap 'sleep 1; exit 0' TERM\nwhile :; do sleep 0.1; done\n"
+
 // TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess: timeout(1) and kill stop a run with
 // SIGTERM, which the program passes on to its run in a namespace of its own; the run removes its
-// work directory, where NATS is writing, and leaves no process it started. Detour here is a
-// program that never starts, so that the run waits for it.
+// work directory, where NATS is writing, and leaves no process it started, and ends by the
+// signal, whichever of its processes end first.
 func TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess(t *testing.T) {
 	probe := exec.Command("true")
 	probe.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
@@ -27,7 +31,7 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess(t *testing.T) {
 		t.Skip("nft (Debian package nftables) is not installed")
 	}
 	bin := t.TempDir()
-	for name, script := range map[string]string{"dnsperf": "#!/bin/sh\nexit 0\n", "detour": "#!/bin/sh\nexec sleep 60\n"} {
+	for name, script := range map[string]string{"dnsperf": "#!/bin/sh\nexit 0\n", "detour": detourScript} {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +53,7 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess(t *testing.T) {
 	if first, err := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(first, "regionbench: in ") {
 		t.Fatalf("the report's first line: %q, %v", first, err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(strings.Join(inGroup(pgid), "\n"), "sleep 60"); {
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(strings.Join(inGroup(pgid), "\n"), "sleep 0.1"); {
 		if time.Now().After(deadline) {
 			t.Fatalf("Detour's roles not started within 30 s; the process group holds %q", inGroup(pgid))
 		}

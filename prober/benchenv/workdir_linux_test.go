@@ -1,0 +1,65 @@
+package benchenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// removeEnv, when set, makes the test binary a benchmark whose work directory it names: it
+// starts a process that takes a second to end on SIGTERM, calls RemoveOnSignal, says it is
+// ready in the file "ready" there, and exits 1 as soon as that process ends, as a run that
+// sees one of its servers end does.
+const removeEnv = "BENCHENV_REMOVE_DIR"
+
+func stoppedWhileItsProcessesEnd(dir string) {
+	slow := exec.Command("sh", "-c", "trap 'sleep 1; exit 0' TERM; while :; do sleep 0.1; done")
+	if err := slow.Start(); err != nil {
+		os.Exit(100)
+	}
+	RemoveOnSignal(dir)
+	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
+		os.Exit(100)
+	}
+	_ = slow.Wait()
+	Exit(1)
+}
+
+// TestAStopUnderwayEndsTheProgramHoweverItsRunEnds: on SIGTERM, the run's own code may see its
+// processes end and exit before RemoveOnSignal has removed the work directory; the program
+// still ends by the signal, without the directory.
+func TestAStopUnderwayEndsTheProgramHoweverItsRunEnds(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "work")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), removeEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the program was not ready within 10 s")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("the program after SIGTERM: %s, want it ended by SIGTERM", exitStatus(err))
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the work directory after SIGTERM: %v, want it removed", err)
+	}
+}
