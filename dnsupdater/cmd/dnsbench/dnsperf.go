@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
@@ -50,6 +52,7 @@ func dnsperf(ctx context.Context, o options, queries, addr string) (_ result, er
 	defer out.Close()
 	name, argv := pin(clientCPU, "dnsperf", args)
 	cmd := exec.CommandContext(ctx, name, argv...)
+	benchenv.DiesWithThis(cmd)
 	cmd.Stdout = out
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

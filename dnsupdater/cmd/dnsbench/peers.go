@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/detourdev/detour/prober/benchenv"
 )
 
 // pinned (-pin) runs every server on serverCPU and dnsperf on clientCPU.
@@ -40,6 +42,7 @@ func startProcessEnv(ctx context.Context, dir string, env []string, program stri
 	ctx, cancel := context.WithCancel(ctx)
 	name, argv := pin(serverCPU, path, args)
 	cmd := exec.CommandContext(ctx, name, argv...)
+	benchenv.DiesWithThis(cmd)
 	// Stop servers as an operator would, so they can finish and report.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second

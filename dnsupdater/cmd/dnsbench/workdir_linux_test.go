@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,4 +170,56 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectory(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*")); len(left) != 0 {
 		t.Errorf("work directories left behind: %v", left)
 	}
+}
+
+// TestARunKilledLeavesNoServerOrDNSPerfRunning: a run the OOM killer ends (SIGKILL, which it
+// cannot catch) takes its servers and dnsperf with it.
+func TestARunKilledLeavesNoServerOrDNSPerfRunning(t *testing.T) {
+	scriptedDNSPerf(t, "#!/bin/sh\nexec sleep 60\n")
+	root := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-netns=false", "-only=detour", "-rounds=1", "-latency=false", "-duration=1s")
+	cmd.Env = append(os.Environ(), runHelperEnv+"=1", "TMPDIR="+root)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(strings.Join(inGroup(pgid), "\n"), "sleep 60"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("dnsbench did not start dnsperf within 30 s; its process group holds %q", inGroup(pgid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	for deadline := time.Now().Add(5 * time.Second); len(inGroup(pgid)) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes dnsbench started still run 5 s after it was killed: %q", inGroup(pgid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// inGroup lists the command lines of the live processes (zombies left out) of process group
+// pgid.
+func inGroup(pgid int) []string {
+	ents, _ := os.ReadDir("/proc")
+	var cmds []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// After the command name, in parentheses: state, ppid, pgrp.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		c, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cmds = append(cmds, string(bytes.ReplaceAll(c, []byte{0}, []byte{' '})))
+	}
+	return cmds
 }
