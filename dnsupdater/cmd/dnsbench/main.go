@@ -58,7 +58,7 @@ func run() int {
 	if where.Done {
 		return where.Status
 	}
-	o.network = "network: " + where.String()
+	o.network = whereLine(where)
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
 		for _, v := range o.variants {
@@ -179,6 +179,9 @@ func watchReader(f *os.File, leave context.CancelCauseFunc) {
 		}
 	}()
 }
+
+// whereLine is the report's first line: where the servers and dnsperf run.
+func whereLine(where benchenv.Netns) string { return "dnsbench: in " + where.String() }
 
 // isolate runs the servers and dnsperf in a network namespace of its own, with only its
 // loopback (benchenv.Isolate), unless netns is false (-netns=false). Every datagram of the

@@ -27,7 +27,7 @@ func netnsHelper(out string) int {
 	if err != nil {
 		ns = err.Error()
 	}
-	_ = os.WriteFile(out, []byte(ns+"\nnetwork: "+where.String()), 0o644)
+	_ = os.WriteFile(out, []byte(ns+"\n"+whereLine(where)), 0o644)
 	return 3
 }
 
@@ -60,14 +60,14 @@ func TestDnsbenchRunsInANetworkNamespaceOfItsOwn(t *testing.T) {
 	if !strings.HasPrefix(ns, "net:[") || ns == host {
 		t.Errorf("the run is in %q, want a network namespace other than the host's, %s", ns, host)
 	}
-	if want := "network: a network namespace of its own, only its loopback up (no firewall rule or connection tracking of the host's on the path)"; line != want {
+	if want := "dnsbench: in a network namespace of its own, only its loopback up (no firewall rule or connection tracking of the host's on the path)"; line != want {
 		t.Errorf("the report's network line: %q, want %q", line, want)
 	}
 }
 
 func TestWithNetnsFalseTheReportSaysTheHostsNamespace(t *testing.T) {
 	where, err := isolate(false)
-	if got, want := "network: "+where.String(), "network: the host's network namespace (-netns=false)"; err != nil || where.Done || where.Own || got != want {
+	if got, want := whereLine(where), "dnsbench: in the host's network namespace (-netns=false)"; err != nil || where.Done || where.Own || got != want {
 		t.Errorf("isolate(false): %+v, %v; network line %q, want %q", where, err, got, want)
 	}
 }

@@ -70,7 +70,7 @@ func readerLeaves(t *testing.T, pipe func() (r, w *os.File, err error), within t
 	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
 	first, err := bufio.NewReader(r).ReadString('\n')
 	r.Close()
-	if want := "network: the host's network namespace (-netns=false)\n"; err != nil || first != want {
+	if want := "dnsbench: in the host's network namespace (-netns=false)\n"; err != nil || first != want {
 		t.Fatalf("the report's first line: %q, %v; want %q", first, err, want)
 	}
 	ended := make(chan error, 1)
@@ -164,7 +164,7 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectory(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("dnsbench did not end within 60 s of SIGTERM")
 	}
-	if want := "network: the host's network namespace (-netns=false)\n\n"; out.String() != want {
+	if want := "dnsbench: in the host's network namespace (-netns=false)\n\n"; out.String() != want {
 		t.Errorf("the report of a run SIGTERM stopped:\n%s\nwant its first line alone, %q", out.String(), want)
 	}
 	if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*")); len(left) != 0 {
