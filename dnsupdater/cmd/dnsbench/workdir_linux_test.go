@@ -2,17 +2,15 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/prober/benchenv/benchenvtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,37 +60,19 @@ func readerLeaves(t *testing.T, pipe func() (r, w *os.File, err error), within t
 		t.Fatal(err)
 	}
 	cmd.Stdout = w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	run := benchenvtest.Start(t, "dnsbench", cmd)
 	w.Close()
-	pgid := cmd.Process.Pid
-	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
 	first, err := bufio.NewReader(r).ReadString('\n')
 	r.Close()
 	if want := "dnsbench: in the host's network namespace (-netns=false)\n"; err != nil || first != want {
 		t.Fatalf("the report's first line: %q, %v; want %q", first, err, want)
 	}
-	ended := make(chan error, 1)
-	go func() { ended <- cmd.Wait() }()
-	select {
-	case err = <-ended:
-	case <-time.After(within):
-		t.Fatalf("dnsbench did not end within %s of its report's reader leaving", within)
-	}
+	err = run.Ends(t, within, "of its report's reader leaving")
 	if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGPIPE) {
 		t.Errorf("dnsbench: %v, want exit status %d, as a command SIGPIPE killed", err, 128+int(syscall.SIGPIPE))
 	}
-	if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*")); len(left) != 0 {
-		t.Errorf("work directories left behind: %v", left)
-	}
-	// The servers dnsbench started are in its process group (the test made it one).
-	for deadline := time.Now().Add(5 * time.Second); !errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH); {
-		if time.Now().After(deadline) {
-			t.Fatalf("processes dnsbench started (process group %d) still run 5 s after it ended", pgid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	benchenvtest.NoneMatch(t, filepath.Join(root, "dnsbench-*"))
+	run.NoneLeft(t) // the servers dnsbench started are in its process group
 }
 
 func TestTheWorkDirectoryIsInMemoryUnlessTMPDIRNamesOne(t *testing.T) {
@@ -134,14 +114,9 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectory(t *testing.T) {
 	root := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-netns=false", "-only=detour", "-rounds=1", "-latency=false", "-duration=1s")
 	cmd.Env = append(os.Environ(), runHelperEnv+"=1", "TMPDIR="+root)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out strings.Builder
 	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pgid := cmd.Process.Pid
-	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	run := benchenvtest.Start(t, "dnsbench", cmd)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*", "dnsperf-*")); len(left) > 0 {
 			break // dnsperf runs
@@ -151,25 +126,11 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectory(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	ended := make(chan error, 1)
-	go func() { ended <- cmd.Wait() }()
-	select {
-	case err := <-ended:
-		if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGTERM) {
-			t.Errorf("dnsbench: %v, want exit status %d, as a command SIGTERM killed", err, 128+int(syscall.SIGTERM))
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("dnsbench did not end within 60 s of SIGTERM")
-	}
+	run.StopBy(t, syscall.SIGTERM, 60*time.Second)
 	if want := "dnsbench: in the host's network namespace (-netns=false)\n\n"; out.String() != want {
 		t.Errorf("the report of a run SIGTERM stopped:\n%s\nwant its first line alone, %q", out.String(), want)
 	}
-	if left, _ := filepath.Glob(filepath.Join(root, "dnsbench-*")); len(left) != 0 {
-		t.Errorf("work directories left behind: %v", left)
-	}
+	benchenvtest.NoneMatch(t, filepath.Join(root, "dnsbench-*"))
 }
 
 // TestARunKilledLeavesNoServerOrDNSPerfRunning: a run the OOM killer ends (SIGKILL, which it
@@ -179,47 +140,11 @@ func TestARunKilledLeavesNoServerOrDNSPerfRunning(t *testing.T) {
 	root := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-netns=false", "-only=detour", "-rounds=1", "-latency=false", "-duration=1s")
 	cmd.Env = append(os.Environ(), runHelperEnv+"=1", "TMPDIR="+root)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pgid := cmd.Process.Pid
-	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(strings.Join(inGroup(pgid), "\n"), "sleep 60"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("dnsbench did not start dnsperf within 30 s; its process group holds %q", inGroup(pgid))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	run := benchenvtest.Start(t, "dnsbench", cmd)
+	run.WaitFor(t, "sleep 60", "dnsperf", 30*time.Second)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	for deadline := time.Now().Add(5 * time.Second); len(inGroup(pgid)) > 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("processes dnsbench started still run 5 s after it was killed: %q", inGroup(pgid))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// inGroup lists the command lines of the live processes (zombies left out) of process group
-// pgid.
-func inGroup(pgid int) []string {
-	ents, _ := os.ReadDir("/proc")
-	var cmds []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// After the command name, in parentheses: state, ppid, pgrp.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(pgid) {
-			continue
-		}
-		c, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		cmds = append(cmds, string(bytes.ReplaceAll(c, []byte{0}, []byte{' '})))
-	}
-	return cmds
+	run.NoneLeft(t)
 }

@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/detourdev/detour/prober/benchenv"
+	"github.com/detourdev/detour/prober/benchenv/benchenvtest"
 )
 
 // runEnv, when set, makes the test binary probebench itself: it runs run() with its
@@ -34,11 +34,7 @@ func TestMain(m *testing.M) {
 // TestProbebenchRunsInANetworkNamespaceOfItsOwn runs a benchmark of one endpoint as root and
 // holds its report's first line to where the run was.
 func TestProbebenchRunsInANetworkNamespaceOfItsOwn(t *testing.T) {
-	probe := exec.Command("true")
-	probe.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	if err := probe.Run(); err != nil {
-		t.Skipf("a new network namespace cannot be made here (%v): run as root", err)
-	}
+	benchenvtest.NeedNetns(t)
 	nsFile := filepath.Join(t.TempDir(), "netns")
 	cmd := exec.Command(os.Args[0], "-tcp=1", "-http=0", "-skip-peer", "-compare-scale=0", "-duration=200ms", "-warmup=0")
 	cmd.Env = append(os.Environ(), runEnv+"="+nsFile)

@@ -2,15 +2,15 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/prober/benchenv/benchenvtest"
 )
 
 // TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess: timeout(1) and kill stop a run with
@@ -21,66 +21,16 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-tcp=1", "-http=0", "-skip-peer", "-compare-scale=0", "-duration=60s", "-warmup=0")
 	cmd.Env = append(os.Environ(), runEnv+"="+filepath.Join(root, "netns"), "TMPDIR="+root)
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pgid := cmd.Process.Pid
-	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	run := benchenvtest.Start(t, "probebench", cmd)
 	if first, err := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(first, "probebench: in ") {
 		t.Fatalf("the report's first line: %q, %v", first, err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(strings.Join(inGroup(pgid), "\n"), "-role=prober"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no prober within 30 s; the process group holds %q", inGroup(pgid))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	ended := make(chan error, 1)
-	go func() { ended <- cmd.Wait() }()
-	select {
-	case err := <-ended:
-		if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGTERM) {
-			t.Errorf("probebench after SIGTERM: %v, want exit status %d", err, 128+int(syscall.SIGTERM))
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("probebench did not end within 20 s of SIGTERM")
-	}
-	if left, _ := filepath.Glob(filepath.Join(root, "probebench-*")); len(left) != 0 {
-		t.Errorf("work directories left behind: %v", left)
-	}
-	for deadline := time.Now().Add(5 * time.Second); len(inGroup(pgid)) > 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("processes probebench started still run 5 s after it ended: %q", inGroup(pgid))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// inGroup lists the command lines of the live processes (zombies left out) of process group
-// pgid.
-func inGroup(pgid int) []string {
-	ents, _ := os.ReadDir("/proc")
-	var cmds []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// After the command name, in parentheses: state, ppid, pgrp.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(pgid) {
-			continue
-		}
-		c, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		cmds = append(cmds, string(bytes.ReplaceAll(c, []byte{0}, []byte{' '})))
-	}
-	return cmds
+	run.WaitFor(t, "-role=prober", "prober", 30*time.Second)
+	run.StopBy(t, syscall.SIGTERM, 20*time.Second)
+	benchenvtest.NoneMatch(t, filepath.Join(root, "probebench-*"))
+	run.NoneLeft(t)
 }
