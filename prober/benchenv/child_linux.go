@@ -1,7 +1,6 @@
 package benchenv
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,10 @@ import (
 // thread that started it ends: Pdeathsig), so that a benchmark that is killed leaves none of
 // its servers behind.
 func DiesWithThis(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }
 
 // stopChildren passes sig to the processes this one started and gives them 5 s to end, as an
@@ -31,24 +33,24 @@ func stopChildren(sig syscall.Signal) {
 	}
 }
 
-// children lists the processes this one started that have not ended (zombies are ended).
+// children lists the processes this one started that have not ended (zombies are ended), from
+// the children files of its threads.
 func children() []int {
-	ents, _ := os.ReadDir("/proc")
-	self := strconv.Itoa(os.Getpid())
+	tasks, _ := os.ReadDir("/proc/self/task")
 	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join("/proc/self/task", t.Name(), "children"))
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// After the command name, in parentheses and free to hold anything: state, ppid.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 && f[0] != "Z" && f[0] != "X" && f[1] == self {
-			pids = append(pids, pid)
+		for _, c := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(c)
+			if err != nil {
+				continue
+			}
+			if f, err := StatFields(pid); err == nil && len(f) > 0 && f[0] != "Z" && f[0] != "X" {
+				pids = append(pids, pid)
+			}
 		}
 	}
 	return pids

@@ -23,16 +23,10 @@ func CPUTime(pid int) (time.Duration, error) {
 
 // CPUTimes returns the CPU time a process used so far in user space and in the kernel.
 func CPUTimes(pid int) (user, system time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := StatFields(pid)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read cpu time of %d: %w", pid, err)
 	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
 		return 0, 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
 	}
@@ -43,6 +37,21 @@ func CPUTimes(pid int) (user, system time.Duration, err error) {
 		return 0, 0, fmt.Errorf("read cpu time of %d: malformed stat", pid)
 	}
 	return time.Duration(ut) * time.Second / clockTicks, time.Duration(st) * time.Second / clockTicks, nil
+}
+
+// StatFields returns the fields of /proc/PID/stat that follow the command name (which is in
+// parentheses and may hold anything, spaces and parentheses included): the state first, then
+// the parent's pid, the process group, and so on (field 3 of proc(5) onwards).
+func StatFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
 }
 
 // PeakRSS returns a process's peak resident memory (VmHWM) in bytes.

@@ -10,13 +10,13 @@ import (
 )
 
 // removeEnv, when set, makes the test binary a benchmark whose work directory it names: it
-// starts a process that takes a second to end on SIGTERM, calls RemoveOnSignal, says it is
-// ready in the file "ready" there, and exits 1 as soon as that process ends, as a run that
-// sees one of its servers end does.
+// starts a process that takes a second to end on SIGTERM (and then writes the file DIR.ended,
+// beside the work directory), calls RemoveOnSignal, says it is ready in the file "ready" there,
+// and exits 1 as soon as that process ends, as a run that sees one of its servers end does.
 const removeEnv = "BENCHENV_REMOVE_DIR"
 
 func stoppedWhileItsProcessesEnd(dir string) {
-	slow := exec.Command("sh", "-c", "trap 'sleep 1; exit 0' TERM; while :; do sleep 0.1; done")
+	slow := exec.Command("sh", "-c", "trap 'sleep 1; : > \"$0\"; exit 0' TERM; while :; do sleep 0.1; done", dir+".ended")
 	if err := slow.Start(); err != nil {
 		os.Exit(100)
 	}
@@ -30,7 +30,8 @@ func stoppedWhileItsProcessesEnd(dir string) {
 
 // TestAStopUnderwayEndsTheProgramHoweverItsRunEnds: on SIGTERM, the run's own code may see its
 // processes end and exit before RemoveOnSignal has removed the work directory; the program
-// still ends by the signal, without the directory.
+// still ends by the signal, without the directory, and only once the process it started has
+// ended as SIGTERM asked it to.
 func TestAStopUnderwayEndsTheProgramHoweverItsRunEnds(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "work")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -61,5 +62,8 @@ func TestAStopUnderwayEndsTheProgramHoweverItsRunEnds(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the work directory after SIGTERM: %v, want it removed", err)
+	}
+	if _, err := os.Stat(dir + ".ended"); err != nil {
+		t.Errorf("the process the program started, when the program ended: %v, want it ended after SIGTERM (passed on to it)", err)
 	}
 }

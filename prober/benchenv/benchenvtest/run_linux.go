@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/prober/benchenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,13 +50,13 @@ func (r *Run) Group() []string {
 	ents, _ := os.ReadDir("/proc")
 	var cmds []string
 	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		// After the command name, in parentheses and free to hold anything: state, ppid, pgrp.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(r.pgid) {
+		// State, parent, process group.
+		f, err := benchenv.StatFields(pid)
+		if err != nil || len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(r.pgid) {
 			continue
 		}
 		c, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
