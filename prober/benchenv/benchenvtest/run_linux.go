@@ -5,6 +5,7 @@
 package benchenvtest
 
 import (
+	"bufio"
 	"bytes"
 	"os"
 	"os/exec"
@@ -41,6 +42,22 @@ func Start(t testing.TB, name string, cmd *exec.Cmd) *Run {
 	}
 	r := &Run{Cmd: cmd, Name: name, pgid: cmd.Process.Pid}
 	t.Cleanup(func() { _ = syscall.Kill(-r.pgid, syscall.SIGKILL) })
+	return r
+}
+
+// StartReported starts cmd as Start does, with its report's first line read from its standard
+// output and held to say where the run is, as every benchmark's does ("NAME: in …"). The rest
+// of the report is left unread.
+func StartReported(t testing.TB, name string, cmd *exec.Cmd) *Run {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Start(t, name, cmd)
+	if first, err := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(first, name+": in ") {
+		t.Fatalf("the report's first line: %q, %v; want it to start %q", first, err, name+": in ")
+	}
 	return r
 }
 

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,14 +19,7 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-tcp=1", "-http=0", "-skip-peer", "-compare-scale=0", "-duration=60s", "-warmup=0")
 	cmd.Env = append(os.Environ(), runEnv+"="+filepath.Join(root, "netns"), "TMPDIR="+root)
 	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := benchenvtest.Start(t, "probebench", cmd)
-	if first, err := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(first, "probebench: in ") {
-		t.Fatalf("the report's first line: %q, %v", first, err)
-	}
+	run := benchenvtest.StartReported(t, "probebench", cmd)
 	run.WaitFor(t, "-role=prober", "prober", 30*time.Second)
 	run.StopBy(t, syscall.SIGTERM, 20*time.Second)
 	benchenvtest.NoneMatch(t, filepath.Join(root, "probebench-*"))

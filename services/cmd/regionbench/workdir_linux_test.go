@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,14 +34,7 @@ func TestARunStoppedBySIGTERMLeavesNoWorkDirectoryOrProcess(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-n=10", "-detour="+filepath.Join(bin, "detour"))
 	cmd.Env = append(os.Environ(), runEnv+"=1", "TMPDIR="+root, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := benchenvtest.Start(t, "regionbench", cmd)
-	if first, err := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(first, "regionbench: in ") {
-		t.Fatalf("the report's first line: %q, %v", first, err)
-	}
+	run := benchenvtest.StartReported(t, "regionbench", cmd)
 	run.WaitFor(t, "sleep 0.1", "Detour role", 30*time.Second)
 	run.StopBy(t, syscall.SIGTERM, 30*time.Second)
 	benchenvtest.NoneMatch(t, filepath.Join(root, "regionbench-*"))
