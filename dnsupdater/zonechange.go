@@ -10,12 +10,13 @@ import (
 // changes, with a margin.
 const envelopeRoom = 4 << 10
 
-// splitZoneChange returns zc as events that each fit in limit bytes: zc itself when it fits;
-// otherwise its changes spread over numbered parts, without the IXFR step (which readers then
-// take for a break in the history, so secondaries get the whole zone once).
-func splitZoneChange(zc events.ZoneChanged, limit int) []events.ZoneChanged {
-	if size(zc) <= limit-envelopeRoom {
-		return []events.ZoneChanged{zc}
+// splitZoneChange returns zc encoded as the payloads of events that each fit in limit bytes: zc
+// itself when it fits; otherwise its changes spread over numbered parts, without the IXFR step
+// (which readers then take for a break in the history, so secondaries get the whole zone once).
+// The payloads are returned encoded, as measured, so that the common single one is encoded once.
+func splitZoneChange(zc events.ZoneChanged, limit int) []json.RawMessage {
+	if whole, err := json.Marshal(zc); err == nil && len(whole) <= limit-envelopeRoom {
+		return []json.RawMessage{whole}
 	}
 	var parts []events.ZoneChanged
 	part := events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server}
@@ -31,10 +32,16 @@ func splitZoneChange(zc events.ZoneChanged, limit int) []events.ZoneChanged {
 		used += n
 	}
 	parts = append(parts, part)
+	encoded := make([]json.RawMessage, 0, len(parts))
 	for i := range parts {
 		parts[i].Part, parts[i].Parts = i+1, len(parts)
+		b, err := json.Marshal(parts[i])
+		if err != nil {
+			return nil
+		}
+		encoded = append(encoded, b)
 	}
-	return parts
+	return encoded
 }
 
 // size is the length of v in JSON (0 if it cannot be encoded).

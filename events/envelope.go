@@ -47,6 +47,12 @@ func Derived(typ, source, cause, key string, at time.Time, data any) (Envelope, 
 	return build(typ, id, source, cause, at, data)
 }
 
+// DerivedJSON is Derived for a payload its caller has already encoded (valid JSON), so a
+// payload measured before it is sent is not encoded twice.
+func DerivedJSON(typ, source, cause, key string, at time.Time, data json.RawMessage) Envelope {
+	return Envelope{Type: typ, ID: DerivedID(cause, typ+"|"+key), Time: at.UTC(), Source: source, Cause: cause, Data: data}
+}
+
 // DerivedID is the deterministic id of the event of the given key caused by cause.
 func DerivedID(cause, key string) string {
 	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(cause+"|"+key)).String()
