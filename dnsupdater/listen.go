@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
-// listeners are the bound sockets of one server: several UDP sockets sharing one port through
-// SO_REUSEPORT (the kernel spreads clients over them), and one TCP listener on the same port.
+// listeners are the bound sockets of one server: one or more UDP sockets sharing one port
+// (udpListenConfig), and one TCP listener on the same port.
 type listeners struct {
 	udp []*net.UDPConn
 	tcp net.Listener
@@ -25,12 +22,15 @@ func listen(addr string, n int) (*listeners, error) {
 	if err != nil {
 		return nil, fmt.Errorf("addr: want ip:port, got %q", addr)
 	}
-	ctx := context.Background()
-	plain := net.ListenConfig{}
-	shared := net.ListenConfig{Control: reusePort}
 	if n < 1 {
 		n = 1
 	}
+	cfg, err := udpListenConfig(n)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	plain := net.ListenConfig{}
 	l := &listeners{}
 	tl, err := plain.Listen(ctx, "tcp", ap.String())
 	if err != nil {
@@ -38,10 +38,6 @@ func listen(addr string, n int) (*listeners, error) {
 	}
 	l.tcp = tl
 	bound := netip.AddrPortFrom(ap.Addr(), uint16(l.tcp.Addr().(*net.TCPAddr).Port))
-	cfg := plain
-	if n > 1 {
-		cfg = shared
-	}
 	for range n {
 		pc, err := cfg.ListenPacket(ctx, "udp", bound.String())
 		if err != nil {
@@ -60,20 +56,6 @@ func (l *listeners) close() {
 	if l.tcp != nil {
 		_ = l.tcp.Close()
 	}
-}
-
-// reusePort sets SO_REUSEPORT on a socket before it is bound.
-func reusePort(_, _ string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("set SO_REUSEPORT: %w", serr)
-	}
-	return nil
 }
 
 // closedErr reports whether err comes from a socket closed at shutdown.

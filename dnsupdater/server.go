@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,11 +41,12 @@ type Options struct {
 	Log zerolog.Logger
 	// UDPSockets is how many UDP sockets share the port, each answered by one goroutine, and on
 	// Linux by a second one beside it while the first is busy more than half the time.
-	// Default: half of GOMAXPROCS, at least 1 and at most 16. One socket's goroutine answers
-	// about 200,000 queries a second on a core; on 2 processors one socket answered with a lower
-	// p99 and less CPU a query than two, and more queries at saturation in two of three holds
-	// (bench:dns), as the processor it leaves runs the rest of the process, the replies'
-	// delivery and the machine's other work.
+	// Default: half of GOMAXPROCS, at least 1 and at most 16; on Windows, which has no
+	// SO_REUSEPORT for them to share the port with, 1, and more is an error. One socket's
+	// goroutine answers about 200,000 queries a second on a core; on 2 processors one socket
+	// answered with a lower p99 and less CPU a query than two, and more queries at saturation in
+	// two of three holds (bench:dns), as the processor it leaves runs the rest of the process, the
+	// replies' delivery and the machine's other work.
 	UDPSockets int
 	// Metrics, when set, counts queries, serials, NOTIFYs and pushes.
 	Metrics *metrics.Metrics
@@ -130,7 +130,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}
 	if o.UDPSockets <= 0 {
-		o.UDPSockets = min(max(runtime.GOMAXPROCS(0)/2, 1), 16)
+		o.UDPSockets = defaultUDPSockets()
 	}
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
