@@ -1,3 +1,5 @@
+//go:build unix
+
 package eventstest
 
 import (
@@ -14,7 +16,13 @@ import (
 // that room taken, so the kernel drops every further SYN. Nothing leaves loopback.
 func Blackhole(t testing.TB) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	// Made close-on-exec under ForkLock, as net does where socket(2) takes no SOCK_CLOEXEC (darwin).
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		t.Fatal(err)
 	}
