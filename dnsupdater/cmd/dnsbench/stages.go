@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-
-	"golang.org/x/sys/unix"
 )
 
 // -stages: where a query's time goes. One more run per server at the common load, with the
@@ -22,6 +20,10 @@ import (
 // (sendto, sendmsg or sendmmsg), dnsperf receives the reply (recvfrom). stagePairer says how the
 // moments are tied to one query. The traced run is not one of the measured rounds: tracing
 // costs every system call a little, and the rounds' figures stay untraced.
+
+// sizeofSockaddrInet4 and sizeofSockaddrInet6 are the addr_len of a sendto to an IPv4 or an IPv6
+// address: Linux's struct sockaddr_in and sockaddr_in6, as the traced kernel is Linux.
+const sizeofSockaddrInet4, sizeofSockaddrInet6 = 16, 28
 
 // tracefs is where the kernel's tracing file system is mounted.
 var tracefs = "/sys/kernel/tracing"
@@ -554,7 +556,7 @@ func parseTraceLine(line []byte) (traceEvent, bool) {
 		_, v, _ := strings.Cut(args, "addr_len: ")
 		v, _, _ = strings.Cut(v, ")")
 		n, err := strconv.ParseInt(v, 0, 32)
-		ev.inet = err == nil && (n == unix.SizeofSockaddrInet4 || n == unix.SizeofSockaddrInet6)
+		ev.inet = err == nil && (n == sizeofSockaddrInet4 || n == sizeofSockaddrInet6)
 	}
 	if ev.name == "sys_sendmmsg" {
 		_, v, ok := strings.Cut(args, "vlen: ")
