@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -353,9 +352,7 @@ func (st *stack) storm(ctx context.Context, name string, rounds int, want func(i
 		lp := *load.p
 		lp.cpu = ps.UserTime() + ps.SystemTime()
 		lp.wait = -1 // its threads are gone: not known
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			lp.rss = ru.Maxrss << 10
-		}
+		lp.rss = peakRSS(ps)
 		ph.procs = append(ph.procs, lp)
 	}
 	return ph, nil

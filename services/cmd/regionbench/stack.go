@@ -226,20 +226,6 @@ func (st *stack) up() error {
 	return nil
 }
 
-// exited returns an error naming a child that has exited.
-func (st *stack) exited() error {
-	for _, p := range st.procs {
-		if err := syscall.Kill(p.cmd.Process.Pid, 0); err != nil {
-			return fmt.Errorf("%s exited; see %s", p.name, p.logFile)
-		}
-		var ws syscall.WaitStatus
-		if pid, _ := syscall.Wait4(p.cmd.Process.Pid, &ws, syscall.WNOHANG, nil); pid == p.cmd.Process.Pid {
-			return fmt.Errorf("%s exited (%v); see %s", p.name, ws, p.logFile)
-		}
-	}
-	return nil
-}
-
 func (st *stack) edges() int { return (st.n + st.s.appsPerEdge - 1) / st.s.appsPerEdge }
 
 // down stops every child: SIGTERM, then SIGKILL after 10 s.

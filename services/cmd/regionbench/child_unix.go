@@ -1,0 +1,31 @@
+//go:build unix
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// exited returns an error naming a child that has exited.
+func (st *stack) exited() error {
+	for _, p := range st.procs {
+		if err := syscall.Kill(p.cmd.Process.Pid, 0); err != nil {
+			return fmt.Errorf("%s exited; see %s", p.name, p.logFile)
+		}
+		var ws syscall.WaitStatus
+		if pid, _ := syscall.Wait4(p.cmd.Process.Pid, &ws, syscall.WNOHANG, nil); pid == p.cmd.Process.Pid {
+			return fmt.Errorf("%s exited (%v); see %s", p.name, ws, p.logFile)
+		}
+	}
+	return nil
+}
+
+// peakRSS is the peak resident set of an ended child, in bytes.
+func peakRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
+}
