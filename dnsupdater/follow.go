@@ -427,14 +427,14 @@ func (s *Server) reportLoop(ctx context.Context) {
 // and each DNS server's own, whose serials and content may differ (readHistory reads its own).
 func (s *Server) recordChange(cause string, c zoneChange) {
 	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step, Server: s.id}
-	parts := splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload()))
+	parts, numbered := splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload()))
 	if parts == nil {
 		s.log.Error().Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Msg("zone change not published: it cannot be encoded")
 		return
 	}
 	for i, p := range parts {
 		key := s.o.Name + "|" + s.id + "|" + c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
-		if len(parts) > 1 {
+		if numbered {
 			key += "#" + strconv.Itoa(i+1)
 		}
 		env := events.DerivedJSON(events.TypeZoneChanged, s.o.Name, cause, key, cmp.Or(c.at, s.now()), p)

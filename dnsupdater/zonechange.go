@@ -13,10 +13,11 @@ const envelopeRoom = 4 << 10
 // splitZoneChange returns zc encoded as the payloads of events that each fit in limit bytes: zc
 // itself when it fits; otherwise its changes spread over numbered parts, without the IXFR step
 // (which readers then take for a break in the history, so secondaries get the whole zone once).
-// The payloads are returned encoded, as measured, so that the common single one is encoded once.
-func splitZoneChange(zc events.ZoneChanged, limit int) []json.RawMessage {
+// The payloads are returned encoded, as measured, so that the common single one is encoded once;
+// numbered says that they are parts (even a single one, when the step alone made zc too long).
+func splitZoneChange(zc events.ZoneChanged, limit int) (payloads []json.RawMessage, numbered bool) {
 	if whole, err := json.Marshal(zc); err == nil && len(whole) <= limit-envelopeRoom {
-		return []json.RawMessage{whole}
+		return []json.RawMessage{whole}, false
 	}
 	var parts []events.ZoneChanged
 	part := events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server}
@@ -37,11 +38,11 @@ func splitZoneChange(zc events.ZoneChanged, limit int) []json.RawMessage {
 		parts[i].Part, parts[i].Parts = i+1, len(parts)
 		b, err := json.Marshal(parts[i])
 		if err != nil {
-			return nil
+			return nil, true
 		}
 		encoded = append(encoded, b)
 	}
-	return encoded
+	return encoded, true
 }
 
 // size is the length of v in JSON (0 if it cannot be encoded).

@@ -28,9 +28,9 @@ func regionChange(n int) (events.ZoneChanged, []events.RecordChange) {
 
 func TestAZoneChangeThatFitsOneMessageIsToldWhole(t *testing.T) {
 	zc, _ := regionChange(100)
-	parts := splitZoneChange(zc, 1<<20)
-	if len(parts) != 1 {
-		t.Fatalf("a 100-app change became %d parts, want itself", len(parts))
+	parts, numbered := splitZoneChange(zc, 1<<20)
+	if len(parts) != 1 || numbered {
+		t.Fatalf("a 100-app change became %d parts (numbered %v), want itself", len(parts), numbered)
 	}
 	var got events.ZoneChanged
 	if err := json.Unmarshal(parts[0], &got); err != nil {
@@ -38,6 +38,27 @@ func TestAZoneChangeThatFitsOneMessageIsToldWhole(t *testing.T) {
 	}
 	if got.Part != 0 || got.Step == nil || len(got.Changes) != 100 {
 		t.Fatalf("a 100-app change was told as part %d, step %v, %d changes; want itself", got.Part, got.Step != nil, len(got.Changes))
+	}
+}
+
+func TestAZoneChangeTooLongOnlyWithItsStepIsToldAsOneNumberedPartWithoutIt(t *testing.T) {
+	zc, want := regionChange(100)
+	bare := zc
+	bare.Step = nil
+	b, err := json.Marshal(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, numbered := splitZoneChange(zc, envelopeRoom+len(b)+100)
+	if len(parts) != 1 || !numbered {
+		t.Fatalf("%d parts (numbered %v), want one numbered part", len(parts), numbered)
+	}
+	var got events.ZoneChanged
+	if err := json.Unmarshal(parts[0], &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Part != 1 || got.Parts != 1 || got.Step != nil || len(got.Changes) != len(want) {
+		t.Fatalf("told as part %d of %d, step %v, %d changes; want part 1 of 1 without the step, holding all %d", got.Part, got.Parts, got.Step != nil, len(got.Changes), len(want))
 	}
 }
 
