@@ -83,8 +83,18 @@ func TestMetricsAfterAFailoverShowTheTransitionTheQueriesAndTheFailoverTime(t *t
 
 	west.Close()
 	waitAnswer(t, st, host(east.Addr()), interval*fall+time.Second, "after the west backend died")
-	after := scrape(t, st.MetricsAddr)
-
+	// The decider counts a transition and times the failover once JetStream has acknowledged its
+	// append, and the DNS server may serve the change before that acknowledgement arrives: wait
+	// for both, then hold them to one more each.
+	var after map[string]*dto.MetricFamily
+	var seen string
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		after = scrape(t, st.MetricsAddr)
+		downs, _ := sum(after, "detour_transitions_total", map[string]string{"kind": "endpoint", "to": "down"})
+		_, n := sum(after, "detour_failover_seconds", nil)
+		seen = fmt.Sprintf("%v downs and %d failovers", downs, n)
+		return downs > downsBefore && n > failoversBefore
+	}, "after the failover the metrics show %v, want more than %v downs and %d failovers", lazy{&seen}, downsBefore, failoversBefore)
 	if downs, _ := sum(after, "detour_transitions_total", map[string]string{"kind": "endpoint", "to": "down"}); downs != downsBefore+1 {
 		t.Errorf("detour_transitions_total{kind=endpoint,to=down} went from %v to %v, want one more", downsBefore, downs)
 	}
