@@ -22,10 +22,11 @@ func (st *stack) exited() error {
 	return nil
 }
 
-// peakRSS is the peak resident set of an ended child, in bytes.
+// peakRSS is the peak resident set of an ended child, in bytes (ru_maxrss counts KiB on Linux;
+// it is an int32 on 386 and arm, widened before it is scaled).
 func peakRSS(ps *os.ProcessState) int64 {
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10
+		return int64(ru.Maxrss) << 10
 	}
 	return 0
 }
