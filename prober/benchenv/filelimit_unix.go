@@ -14,15 +14,21 @@ func RaiseFileLimit(want uint64) (uint64, error) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return 0, fmt.Errorf("read file limit: %w", err)
 	}
-	if l.Cur >= want {
-		return l.Cur, nil
+	if uint64(l.Cur) >= want {
+		return uint64(l.Cur), nil
 	}
-	next := syscall.Rlimit{Cur: want, Max: max(l.Max, want)}
+	next := l
+	setLimit(&next.Cur, want)
+	setLimit(&next.Max, max(uint64(l.Max), want))
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
 		next = syscall.Rlimit{Cur: l.Max, Max: l.Max}
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
-			return l.Cur, fmt.Errorf("raise file limit: %w", err)
+			return uint64(l.Cur), fmt.Errorf("raise file limit: %w", err)
 		}
 	}
-	return next.Cur, nil
+	return uint64(next.Cur), nil
 }
+
+// setLimit stores v in a field of syscall.Rlimit, a uint64 on most systems and an int64 on
+// freebsd and dragonfly.
+func setLimit[T int64 | uint64](field *T, v uint64) { *field = T(v) }
