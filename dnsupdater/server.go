@@ -41,8 +41,9 @@ type Options struct {
 	Log zerolog.Logger
 	// UDPSockets is how many UDP sockets share the port, each answered by one goroutine, and on
 	// Linux by a second one beside it while the first is busy more than half the time.
-	// Default: half of GOMAXPROCS, at least 1 and at most 16; on Windows, which has no
-	// SO_REUSEPORT for them to share the port with, 1, and more is an error. One socket's
+	// Default: on Linux half of GOMAXPROCS, at least 1 and at most 16; elsewhere 1 (the BSDs'
+	// and macOS's SO_REUSEPORT delivers unicast datagrams to one socket only, and on Windows,
+	// which has none, more than 1 is an error). One socket's
 	// goroutine answers about 200,000 queries a second on a core; on 2 processors one socket
 	// answered with a lower p99 and less CPU a query than two, and more queries at saturation in
 	// two of three holds (bench:dns), as the processor it leaves runs the rest of the process, the
