@@ -428,10 +428,6 @@ func (s *Server) reportLoop(ctx context.Context) {
 func (s *Server) recordChange(cause string, c zoneChange) {
 	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step, Server: s.id}
 	parts, numbered := splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload()))
-	if parts == nil {
-		s.log.Error().Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Msg("zone change not published: it cannot be encoded")
-		return
-	}
 	for i, p := range parts {
 		key := s.o.Name + "|" + s.id + "|" + c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
 		if numbered {

@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/detourdev/detour/events"
 )
@@ -16,7 +17,7 @@ const envelopeRoom = 4 << 10
 // The payloads are returned encoded, as measured, so that the common single one is encoded once;
 // numbered says that they are parts (even a single one, when the step alone made zc too long).
 func splitZoneChange(zc events.ZoneChanged, limit int) (payloads []json.RawMessage, numbered bool) {
-	if whole, err := json.Marshal(zc); err == nil && len(whole) <= limit-envelopeRoom {
+	if whole := encodeZoneChange(zc); len(whole) <= limit-envelopeRoom {
 		return []json.RawMessage{whole}, false
 	}
 	var parts []events.ZoneChanged
@@ -36,13 +37,19 @@ func splitZoneChange(zc events.ZoneChanged, limit int) (payloads []json.RawMessa
 	encoded := make([]json.RawMessage, 0, len(parts))
 	for i := range parts {
 		parts[i].Part, parts[i].Parts = i+1, len(parts)
-		b, err := json.Marshal(parts[i])
-		if err != nil {
-			return nil, true
-		}
-		encoded = append(encoded, b)
+		encoded = append(encoded, encodeZoneChange(parts[i]))
 	}
 	return encoded, true
+}
+
+// encodeZoneChange returns zc in JSON. A ZoneChanged holds only strings, numbers and lists of
+// them, which always encode.
+func encodeZoneChange(zc events.ZoneChanged) json.RawMessage {
+	b, err := json.Marshal(zc)
+	if err != nil {
+		panic(fmt.Sprintf("encode zone change: %v", err))
+	}
+	return b
 }
 
 // size is the length of v in JSON (0 if it cannot be encoded).

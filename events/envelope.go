@@ -37,20 +37,27 @@ func New(typ, source string, at time.Time, data any) (Envelope, error) {
 	if err != nil {
 		return Envelope{}, fmt.Errorf("new event id: %w", err)
 	}
-	return build(typ, id.String(), source, "", at, data)
+	raw, err := payload(typ, data)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return build(typ, id.String(), source, "", at, raw), nil
 }
 
 // Derived builds an envelope for a fact caused by another event. Its id is a function of the
 // cause and key, so a redelivered cause yields the same id and JetStream drops the duplicate.
 func Derived(typ, source, cause, key string, at time.Time, data any) (Envelope, error) {
-	id := DerivedID(cause, typ+"|"+key)
-	return build(typ, id, source, cause, at, data)
+	raw, err := payload(typ, data)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return DerivedJSON(typ, source, cause, key, at, raw), nil
 }
 
 // DerivedJSON is Derived for a payload its caller has already encoded (valid JSON), so a
 // payload measured before it is sent is not encoded twice.
 func DerivedJSON(typ, source, cause, key string, at time.Time, data json.RawMessage) Envelope {
-	return Envelope{Type: typ, ID: DerivedID(cause, typ+"|"+key), Time: at.UTC(), Source: source, Cause: cause, Data: data}
+	return build(typ, DerivedID(cause, typ+"|"+key), source, cause, at, data)
 }
 
 // DerivedID is the deterministic id of the event of the given key caused by cause.
@@ -58,12 +65,17 @@ func DerivedID(cause, key string) string {
 	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(cause+"|"+key)).String()
 }
 
-func build(typ, id, source, cause string, at time.Time, data any) (Envelope, error) {
+// payload encodes an event's data.
+func payload(typ string, data any) (json.RawMessage, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return Envelope{}, fmt.Errorf("encode %s payload: %w", typ, err)
+		return nil, fmt.Errorf("encode %s payload: %w", typ, err)
 	}
-	return Envelope{Type: typ, ID: id, Time: at.UTC(), Source: source, Cause: cause, Data: raw}, nil
+	return raw, nil
+}
+
+func build(typ, id, source, cause string, at time.Time, data json.RawMessage) Envelope {
+	return Envelope{Type: typ, ID: id, Time: at.UTC(), Source: source, Cause: cause, Data: data}
 }
 
 // Encode returns the envelope's JSON form.
