@@ -10,18 +10,18 @@ import (
 )
 
 // removeEnv, when set, makes the test binary a benchmark whose work directory it names: it
-// starts a process that takes a second to end on SIGTERM (and then writes the file DIR.ended,
-// beside the work directory), calls RemoveOnSignal, says it is ready in the file "ready" there,
-// and exits 1 as soon as that process ends, as a run that sees one of its servers end does.
+// calls RemoveOnSignal, starts a process that takes a second to end on SIGTERM (and then writes
+// the file DIR.ended, beside the work directory) and that says it is ready in the file "ready"
+// there once its trap is set, and exits 1 as soon as that process ends, as a run that sees one
+// of its servers end does. The process writes the file itself: a SIGTERM between its start and
+// its trap would end it at once, and the test would wait for nothing.
 const removeEnv = "BENCHENV_REMOVE_DIR"
 
 func stoppedWhileItsProcessesEnd(dir string) {
-	slow := exec.Command("sh", "-c", "trap 'sleep 1; : > \"$0\"; exit 0' TERM; while :; do sleep 0.1; done", dir+".ended")
-	if err := slow.Start(); err != nil {
-		os.Exit(100)
-	}
 	RemoveOnSignal(dir)
-	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
+	slow := exec.Command("sh", "-c", "trap 'sleep 1; : > \"$0\"; exit 0' TERM; : > \"$1\"; while :; do sleep 0.1; done",
+		dir+".ended", filepath.Join(dir, "ready"))
+	if err := slow.Start(); err != nil {
 		os.Exit(100)
 	}
 	_ = slow.Wait()
