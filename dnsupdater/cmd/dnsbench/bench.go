@@ -143,6 +143,9 @@ type result struct {
 	// this program's, which hosts the JetStream Detour follows and, for detour-changing, makes
 	// its changes.
 	cpu, clientCPU, ownCPU time.Duration
+	// ran is how long dnsperf ran: the duration asked for, and longer when it waited for the
+	// answers of queries lost at its end.
+	ran time.Duration
 	// steal is the share of the machine's CPU time, in per cent, that the hypervisor held
 	// runnable CPUs while dnsperf ran (/proc/stat); -1 where the kernel does not say.
 	steal   float64
@@ -223,7 +226,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	results := medians(satRounds)
 	for i := range results {
 		if results[i].name == "detour-changing" && results[i].skipped == "" {
-			results[i].note = changed.note(o.duration)
+			results[i].note = changed.note()
 		}
 	}
 	report(out, o, results, satRounds)
@@ -344,13 +347,14 @@ func measure(ctx context.Context, o options, dir string, t target) result {
 	stole, known := hostSteal()
 	began := time.Now()
 	r, err := dnsperf(ctx, o, o.queries, addr)
+	ran := time.Since(began)
 	if err != nil {
 		return result{name: t.name, skipped: err.Error()}
 	}
 	if err := strayed(srv.pid); err != nil {
 		return result{name: t.name, skipped: err.Error()}
 	}
-	r.name, r.cpu, r.ownCPU, r.steal = t.name, srv.cpu()-before, ownCPU()-ownBefore, -1
+	r.name, r.cpu, r.ownCPU, r.ran, r.steal = t.name, srv.cpu()-before, ownCPU()-ownBefore, ran, -1
 	if now, ok := hostSteal(); known && ok {
 		r.steal = 100 * float64(now-stole) / (float64(time.Since(began)) * float64(runtime.NumCPU()))
 	}
@@ -412,36 +416,47 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 	return out, nil
 }
 
-// changeTally adds up the answer changes of the detour-changing rounds that answered, and the
-// CPU time this program spent in them (the JetStream and the changes).
+// changeTally adds up the answer changes of the detour-changing rounds that answered and how
+// long the changes went on in them (from the server's start to its stop), and the CPU time this
+// program spent while their dnsperf ran (the JetStream and the changes) and how long that was.
 type changeTally struct {
-	n      uint64
-	rounds int
-	own    time.Duration
+	n        uint64
+	rounds   int
+	changing time.Duration
+	own, ran time.Duration
 }
 
 // add counts the changes of the round that r ended, taken from c: only when the round answered,
 // since a failed round ran for less than the duration, and c is taken even then, so that a round
 // whose server never started (and so never set c) does not count the round before it again.
 func (t *changeTally) add(r result, c *changeCounter) {
-	n := c.take()
+	n, changing := c.take()
 	if r.skipped == "" && r.qps > 0 {
 		t.n += n
 		t.rounds++
+		t.changing += changing
 		t.own += r.ownCPU
+		t.ran += r.ran
 	}
 }
 
-// note is the tally as the saturation table's note, with the rate over the rounds counted and
-// the cores this program used meanwhile: it shares the machine with the server and dnsperf, so
-// what its JetStream and the changes take (with the little the listeners on the checked ports and
-// its runtime take) is taken from them. Detour's own cost of a change is in its server CPU column.
-func (t changeTally) note(d time.Duration) string {
+// note is the tally as the saturation table's note: the rate of the changes over the time they
+// went on (from each server's start to its stop), and the cores this program used over the time
+// dnsperf ran (past the duration asked for when it waits for the answers to queries lost at its
+// end). It shares the machine with the server and dnsperf, so what its JetStream and the changes
+// take (with the little the listeners on the checked ports and its runtime take) is taken from
+// them. Detour's own cost of a change is in its server CPU column.
+func (t changeTally) note() string {
 	if t.rounds == 0 {
 		return ""
 	}
-	span := d.Seconds() * float64(t.rounds)
-	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s); dnsbench itself (its JetStream, the changes, the checked ports) took %.2f cores", t.n, t.rounds, float64(t.n)/span, t.own.Seconds()/span)
+	per := func(x float64, d time.Duration) float64 {
+		if d <= 0 {
+			return 0
+		}
+		return x / d.Seconds()
+	}
+	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s); dnsbench itself (its JetStream, the changes, the checked ports) took %.2f cores", t.n, t.rounds, per(float64(t.n), t.changing), per(t.own.Seconds(), t.ran))
 }
 
 // selected reports whether the target name runs (-only).

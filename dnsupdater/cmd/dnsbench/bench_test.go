@@ -258,20 +258,37 @@ func TestOnlyTheLatencyRunsTableHasLatencyColumns(t *testing.T) {
 func TestTheChangesNoteCountsOnlyTheRoundsThatAnswered(t *testing.T) {
 	var c changeCounter
 	var tally changeTally
-	ok := result{name: "detour-changing", qps: 90000, ownCPU: 400 * time.Millisecond}
-	// Round 1 answered with 500 changes; round 2's server never started, so it left the
-	// counter as round 1 had; round 3's dnsperf failed after 20 changes; round 4 answered
-	// with 510.
-	c.n = 500
+	ok := result{name: "detour-changing", qps: 90000, ownCPU: 400 * time.Millisecond, ran: 5 * time.Second}
+	// Round 1 answered with 500 changes in 5 s; round 2's server never started, so it left the
+	// counter as round 1 had; round 3's dnsperf failed after 20 changes; round 4 answered with
+	// 510 in 5.1 s.
+	c.n, c.changing = 500, 5*time.Second
 	tally.add(ok, &c)
 	tally.add(result{name: "detour-changing", skipped: "find a free port: none free"}, &c)
-	c.n = 20
-	tally.add(result{name: "detour-changing", skipped: "run dnsperf: exit status 1", ownCPU: time.Second}, &c)
-	c.n = 510
+	c.n, c.changing = 20, time.Second
+	tally.add(result{name: "detour-changing", skipped: "run dnsperf: exit status 1", ownCPU: time.Second, ran: time.Second}, &c)
+	c.n, c.changing = 510, 5100*time.Millisecond
 	tally.add(ok, &c)
 	// This program's CPU is counted over the same rounds: 0.8 s in 10 s.
-	if got, want := tally.note(5*time.Second), "1010 answer changes applied in 2 rounds (101/s); dnsbench itself (its JetStream, the changes, the checked ports) took 0.08 cores"; got != want {
+	if got, want := tally.note(), "1010 answer changes applied in 2 rounds (100/s); dnsbench itself (its JetStream, the changes, the checked ports) took 0.08 cores"; got != want {
 		t.Errorf("note = %q, want %q", got, want)
+	}
+}
+
+// TestTheChangesNoteGivesTheirRateOverTheTimeTheyWentOn: dnsperf waits past its duration for
+// the answers to queries lost at its end, and the changes go on from the server's start to its
+// stop; their rate and this program's cores are over the times they took, not the duration
+// asked for (a round of 5 s whose dnsperf waited 2.5 s more made 750 changes at 100 a second,
+// not 150).
+func TestTheChangesNoteGivesTheirRateOverTheTimeTheyWentOn(t *testing.T) {
+	c := changeCounter{n: 750, changing: 7500 * time.Millisecond}
+	var tally changeTally
+	tally.add(result{name: "detour-changing", qps: 90000, ownCPU: 1500 * time.Millisecond, ran: 7500 * time.Millisecond}, &c)
+	if got, want := tally.note(), "750 answer changes applied in 1 rounds (100/s); dnsbench itself (its JetStream, the changes, the checked ports) took 0.20 cores"; got != want {
+		t.Errorf("note = %q, want %q", got, want)
+	}
+	if n, changing := c.take(); n != 0 || changing != 0 {
+		t.Errorf("the counter after its round was added: %d changes in %s, want it emptied", n, changing)
 	}
 }
 

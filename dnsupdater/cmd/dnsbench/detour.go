@@ -20,14 +20,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// changeCounter holds the zone changes the Detour server recorded during its last run.
-type changeCounter struct{ n uint64 }
+// changeCounter holds the zone changes the Detour server recorded during its last run, and how
+// long the changes were made in it.
+type changeCounter struct {
+	n        uint64
+	changing time.Duration
+}
 
-// take returns the changes of the last run and forgets them.
-func (c *changeCounter) take() uint64 {
-	n := c.n
-	c.n = 0
-	return n
+// take returns the changes of the last run and how long they went on, and forgets them.
+func (c *changeCounter) take() (uint64, time.Duration) {
+	n, changing := c.n, c.changing
+	*c = changeCounter{}
+	return n, changing
 }
 
 // detourTarget runs Detour's DNS server in a child process of its own (this program with the
@@ -59,6 +63,7 @@ func detourTarget(checkPort, changes int, counter *changeCounter, profile string
 		}
 		fctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
+		began := time.Now()
 		if changes > 0 {
 			wg.Go(func() { flip(fctx, h.js, checkPort, changes) })
 		}
@@ -70,7 +75,7 @@ func detourTarget(checkPort, changes int, counter *changeCounter, profile string
 				wg.Wait()
 				srv.stop()
 				if counter != nil {
-					counter.n = h.zoneChanges()
+					counter.n, counter.changing = h.zoneChanges(), time.Since(began)
 				}
 				h.close()
 			},
