@@ -417,8 +417,9 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 }
 
 // changeTally adds up the answer changes of the detour-changing rounds that answered and how
-// long the changes went on in them (from the server's start to its stop), and the CPU time this
-// program spent while their dnsperf ran (the JetStream and the changes) and how long that was.
+// long the flips went on in them (from the server's start until it is stopped), and the CPU time
+// this program spent while their dnsperf ran (the JetStream and the changes) and how long that
+// was.
 type changeTally struct {
 	n        uint64
 	rounds   int
@@ -440,12 +441,12 @@ func (t *changeTally) add(r result, c *changeCounter) {
 	}
 }
 
-// note is the tally as the saturation table's note: the rate of the changes over the time they
-// went on (from each server's start to its stop), and the cores this program used over the time
-// dnsperf ran (past the duration asked for when it waits for the answers to queries lost at its
-// end). It shares the machine with the server and dnsperf, so what its JetStream and the changes
-// take (with the little the listeners on the checked ports and its runtime take) is taken from
-// them. Detour's own cost of a change is in its server CPU column.
+// note is the tally as the saturation table's note: the rate of the changes over the time the
+// flips went on (from each server's start until it is stopped), and the cores this program used
+// over the time dnsperf ran (past the duration asked for when it waits for the answers to
+// queries lost at its end). It shares the machine with the server and dnsperf, so what its
+// JetStream and the changes take (with the little the listeners on the checked ports and its
+// runtime take) is taken from them. Detour's own cost of a change is in its server CPU column.
 func (t changeTally) note() string {
 	if t.rounds == 0 {
 		return ""

@@ -73,9 +73,10 @@ func detourTarget(checkPort, changes int, counter *changeCounter, profile string
 			stop: func() {
 				cancel()
 				wg.Wait()
+				changing := time.Since(began)
 				srv.stop()
 				if counter != nil {
-					counter.n, counter.changing = h.zoneChanges(), time.Since(began)
+					counter.n, counter.changing = h.zoneChanges(), changing
 				}
 				h.close()
 			},
