@@ -4,6 +4,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
 )
 
 func TestAnIdleConnectionIsQuietUntilTheInstanceSendsClosesOrResetsIt(t *testing.T) {
@@ -36,13 +38,7 @@ func TestAnIdleConnectionIsQuietUntilTheInstanceSendsClosesOrResetsIt(t *testing
 				t.Fatal("a connection nothing arrived on is not quiet")
 			}
 			tc.instance(ic.(*net.TCPConn))
-			deadline := time.Now().Add(5 * time.Second)
-			for quiet(c) {
-				if time.Now().After(deadline) {
-					t.Fatal("the connection is still quiet 5 s later")
-				}
-				time.Sleep(time.Millisecond)
-			}
+			eventstest.Eventually(t, 5*time.Second, func() bool { return !quiet(c) }, "the connection is still quiet")
 		})
 	}
 }

@@ -2,23 +2,11 @@
 
 package proxy
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
-// quiet reports whether nothing can be read from c without waiting: no unsolicited byte and no
-// end of stream. It is the check net/http's Transport makes with a reader per idle connection,
-// made here with one non-blocking peek when the connection is taken from the pool.
-func quiet(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
+// pending reports whether rc's socket holds something to read, data or its end, by one
+// non-blocking peek; a failure to look counts as something.
+func pending(rc syscall.RawConn) bool {
 	var b [1]byte
 	readable := true
 	if err := rc.Read(func(fd uintptr) bool {
@@ -26,7 +14,7 @@ func quiet(c net.Conn) bool {
 		readable = err != syscall.EAGAIN
 		return true
 	}); err != nil {
-		return false
+		return true
 	}
-	return !readable
+	return readable
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"syscall"
 	"unsafe"
 
@@ -21,27 +20,17 @@ type wsaPollFD struct {
 // pollRdNorm is POLLRDNORM: data can be read without blocking.
 const pollRdNorm = 0x0100
 
-// quiet reports whether nothing can be read from c without waiting: no unsolicited byte and no
-// end of stream. It is the check net/http's Transport makes with a reader per idle connection,
-// made here when the connection is taken from the pool by one WSAPoll that does not wait: the
-// non-blocking peek of quiet_unix.go does not exist for Go's sockets on Windows, which are not
-// in non-blocking mode. A connection with data waiting, or whose peer closed or reset it, is
-// reported ready (for POLLRDNORM, POLLHUP or POLLERR); so is any failure of the poll itself.
-func quiet(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
+// pending reports whether rc's socket holds something to read, by one WSAPoll that does not
+// wait: the non-blocking peek of quiet_unix.go does not exist for Go's sockets on Windows, which
+// are not in non-blocking mode. Data waiting, or a peer that closed or reset the connection,
+// makes it ready (for POLLRDNORM, POLLHUP or POLLERR); so does any failure of the poll itself.
+func pending(rc syscall.RawConn) bool {
 	var ready uintptr
 	if err := rc.Control(func(fd uintptr) {
 		p := wsaPollFD{fd: windows.Handle(fd), events: pollRdNorm}
 		ready, _, _ = wsaPoll.Call(uintptr(unsafe.Pointer(&p)), 1, 0)
 	}); err != nil {
-		return false
+		return true
 	}
-	return ready == 0
+	return ready != 0
 }
