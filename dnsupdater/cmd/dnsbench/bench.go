@@ -79,8 +79,8 @@ func parseVariant(s string) (variant, error) {
 	if spec == "" {
 		return variant{}, fmt.Errorf("%q: nothing after the =: give a program, K=V items or both", s)
 	}
-	if name == "changing" {
-		return variant{}, fmt.Errorf("%q: detour-changing is a target of its own, name the variant otherwise", s)
+	if changeRun("detour-" + name) {
+		return variant{}, fmt.Errorf("%q: %s is a target of its own, name the variant otherwise", s, "detour-"+name)
 	}
 	v := variant{name: "detour-" + name}
 	for i, item := range strings.Split(spec, ",") {
@@ -130,7 +130,11 @@ type target struct {
 	start startFunc
 }
 
-var targetNames = []string{"detour", "nsd", "knot", "powerdns", "powerdns-lua", "detour-changing"}
+var targetNames = []string{"detour", "nsd", "knot", "powerdns", "powerdns-lua", "detour-changing", "detour-control"}
+
+// changeRun tells the saturation runs of Detour whose answers change (detour-changing) or whose
+// changes go aside (detour-control) from the others: the latency run leaves them out.
+func changeRun(name string) bool { return name == "detour-changing" || name == "detour-control" }
 
 // result is what dnsperf measured against one target.
 type result struct {
@@ -193,19 +197,20 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			l.Close()
 		}
 	}()
-	var changes changeCounter
+	var changes, aside changeCounter
 	targets := []target{
-		{name: "detour", start: detourTarget(port, 0, nil, o.profile, variant{})},
+		{name: "detour", start: detourTarget(port, 0, false, nil, o.profile, variant{})},
 	}
 	for _, v := range o.variants {
-		targets = append(targets, target{name: v.name, start: detourTarget(port, 0, nil, "", v)})
+		targets = append(targets, target{name: v.name, start: detourTarget(port, 0, false, nil, "", v)})
 	}
 	targets = append(targets, []target{
 		{name: "nsd", start: nsdTarget},
 		{name: "knot", start: knotTarget},
 		{name: "powerdns", start: pdnsTarget(false, port, o.pdnsCache)},
 		{name: "powerdns-lua", start: pdnsTarget(true, port, o.pdnsCache)},
-		{name: "detour-changing", start: detourTarget(port, o.changes, &changes, "", variant{})},
+		{name: "detour-changing", start: detourTarget(port, o.changes, false, &changes, "", variant{})},
+		{name: "detour-control", start: detourTarget(port, o.changes, true, &aside, "", variant{})},
 	}...)
 	var sat []target
 	for _, t := range targets {
@@ -213,10 +218,13 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			sat = append(sat, t)
 		}
 	}
-	var changed changeTally
+	changed, asides := changeTally{what: "answer changes applied"}, changeTally{what: "changes published to a stream the server does not follow"}
 	satRounds, err := measureRounds(ctx, o, dir, sat, func(r result, round int) {
-		if r.name == "detour-changing" {
+		switch r.name {
+		case "detour-changing":
 			changed.add(r, &changes)
+		case "detour-control":
+			asides.add(r, &aside)
 		}
 		fmt.Fprintf(os.Stderr, "dnsbench: %s, round %d, done\n", r.name, round+1)
 	})
@@ -225,8 +233,14 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	}
 	results := medians(satRounds)
 	for i := range results {
-		if results[i].name == "detour-changing" && results[i].skipped == "" {
+		if results[i].skipped != "" {
+			continue
+		}
+		switch results[i].name {
+		case "detour-changing":
 			results[i].note = changed.note()
+		case "detour-control":
+			results[i].note = asides.note()
 		}
 	}
 	report(out, o, results, satRounds)
@@ -277,7 +291,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	}
 	var atLoad []target
 	for _, t := range targets {
-		if selected(o, t.name) && t.name != "detour-changing" {
+		if selected(o, t.name) && !changeRun(t.name) {
 			atLoad = append(atLoad, t)
 		}
 	}
@@ -416,11 +430,12 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 	return out, nil
 }
 
-// changeTally adds up the answer changes of the detour-changing rounds that answered and how
-// long the flips went on in them (from the server's start until it is stopped), and the CPU time
-// this program spent while their dnsperf ran (the JetStream and the changes) and how long that
-// was.
+// changeTally adds up what the changes of the detour-changing (or detour-control) rounds that
+// answered counted and how long the flips went on in them (from the server's start until it is
+// stopped), and the CPU time this program spent while their dnsperf ran (the JetStream and the
+// changes) and how long that was. what names the count in the note.
 type changeTally struct {
+	what     string
 	n        uint64
 	rounds   int
 	changing time.Duration
@@ -457,7 +472,7 @@ func (t changeTally) note() string {
 		}
 		return x / d.Seconds()
 	}
-	return fmt.Sprintf("%d answer changes applied in %d rounds (%.0f/s); dnsbench itself (its JetStream, the changes, the checked ports) took %.2f cores", t.n, t.rounds, per(float64(t.n), t.changing), per(t.own.Seconds(), t.ran))
+	return fmt.Sprintf("%d %s in %d rounds (%.0f/s); dnsbench itself (its JetStream, the changes, the checked ports) took %.2f cores", t.n, t.what, t.rounds, per(float64(t.n), t.changing), per(t.own.Seconds(), t.ran))
 }
 
 // selected reports whether the target name runs (-only).
@@ -905,8 +920,10 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 	tw.Flush()
 	writeFailed(out, rounds)
 	fmt.Fprintln(out)
+	byName := roundsByName(rounds)
 	d, ok := get["detour"]
 	if !ok || d.skipped != "" {
+		writeChanging(out, get, byName)
 		return
 	}
 	best := result{}
@@ -915,7 +932,6 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 			best = r
 		}
 	}
-	byName := roundsByName(rounds)
 	var static [][]result
 	for _, n := range []string{"nsd", "knot", "powerdns"} {
 		if rs, ok := byName[n]; ok {
@@ -943,7 +959,23 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 			fmt.Fprintf(out, "detour / powerdns-lua:            %.2f  (mixed queries; the target applies to the app name only, below)\n", d.qps/r.qps)
 		}
 	}
-	if r, ok := get["detour-changing"]; ok && r.skipped == "" {
-		fmt.Fprintf(out, "detour-changing / detour:         %.2f  (target >= 0.9)\n", r.qps/d.qps)
+	writeChanging(out, get, byName)
+}
+
+// writeChanging compares the run whose answers change with the static run and with the control
+// run, whose changes are published aside: the target is against the control, since dnsbench's
+// own JetStream, storing the changes on the CPUs the server and dnsperf share, is no part of
+// the server's cost.
+func writeChanging(out io.Writer, get map[string]result, byName map[string][]result) {
+	r, ok := get["detour-changing"]
+	if !ok || r.skipped != "" {
+		return
+	}
+	if d, ok := get["detour"]; ok && d.skipped == "" {
+		fmt.Fprintf(out, "detour-changing / detour:         %.2f  (dnsbench's JetStream storing the changes takes its share of the CPUs too)\n", r.qps/d.qps)
+	}
+	if c, ok := get["detour-control"]; ok && c.skipped == "" {
+		fmt.Fprintf(out, "detour-changing / detour-control: %.2f  (target >= 0.9: both publish the same changes, only detour-changing's server follows them)\n", r.qps/c.qps)
+		fmt.Fprintf(out, "  per round: %s\n", perRound(byName["detour-changing"], [][]result{byName["detour-control"]}, qpsOf, false, 0.9))
 	}
 }

@@ -126,6 +126,7 @@ func TestVariantNamesAProgramAndItsEnvironment(t *testing.T) {
 		{in: "x=GOGC=off,/tmp/b", err: true},
 		{in: "x=/tmp/b,", err: true},
 		{in: "changing=GOGC=off", err: true},
+		{in: "control=GOGC=off", err: true},
 		{in: "../../escaped=GOGC=off", err: true},
 		{in: "a/b=GOGC=off", err: true},
 		{in: ".hidden=GOGC=off", err: true},
@@ -257,7 +258,7 @@ func TestOnlyTheLatencyRunsTableHasLatencyColumns(t *testing.T) {
 
 func TestTheChangesNoteCountsOnlyTheRoundsThatAnswered(t *testing.T) {
 	var c changeCounter
-	var tally changeTally
+	tally := changeTally{what: "answer changes applied"}
 	ok := result{name: "detour-changing", qps: 90000, ownCPU: 400 * time.Millisecond, ran: 5 * time.Second}
 	// Round 1 answered with 500 changes in 5 s; round 2's server never started, so it left the
 	// counter as round 1 had; round 3's dnsperf failed after 20 changes; round 4 answered with
@@ -282,13 +283,46 @@ func TestTheChangesNoteCountsOnlyTheRoundsThatAnswered(t *testing.T) {
 // not 150).
 func TestTheChangesNoteGivesTheirRateOverTheTimeTheyWentOn(t *testing.T) {
 	c := changeCounter{n: 750, changing: 7500 * time.Millisecond}
-	var tally changeTally
+	tally := changeTally{what: "answer changes applied"}
 	tally.add(result{name: "detour-changing", qps: 90000, ownCPU: 1500 * time.Millisecond, ran: 7500 * time.Millisecond}, &c)
 	if got, want := tally.note(), "750 answer changes applied in 1 rounds (100/s); dnsbench itself (its JetStream, the changes, the checked ports) took 0.20 cores"; got != want {
 		t.Errorf("note = %q, want %q", got, want)
 	}
 	if n, changing := c.take(); n != 0 || changing != 0 {
 		t.Errorf("the counter after its round was added: %d changes in %s, want it emptied", n, changing)
+	}
+}
+
+// TestTheChangingRunIsHeldToTheControlRun: the target compares the run whose server follows
+// the changes with the control run, which publishes the same changes where the server does
+// not follow them, so that dnsbench's own JetStream weighs on both; the ratio to the static run
+// is shown beside it, and both are shown whether or not the static run ran.
+func TestTheChangingRunIsHeldToTheControlRun(t *testing.T) {
+	rounds := [][]result{
+		{{name: "detour", qps: 100000}, {name: "detour", qps: 100000}},
+		{{name: "detour-changing", qps: 72000}, {name: "detour-changing", qps: 81000}},
+		{{name: "detour-control", qps: 80000}, {name: "detour-control", qps: 100000}},
+	}
+	o := options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 2}
+	var out strings.Builder
+	report(&out, o, medians(rounds), rounds)
+	for _, want := range []string{
+		// Medians: detour 100,000, detour-changing 76,500, detour-control 90,000.
+		"detour-changing / detour:         0.77",
+		"detour-changing / detour-control: 0.85  (target >= 0.9",
+		"per round: 0.90 · 0.81  (1 of 2 rounds >= 0.9)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	report(&out, o, medians(rounds[1:]), rounds[1:])
+	if want := "detour-changing / detour-control: 0.85"; !strings.Contains(out.String(), want) {
+		t.Errorf("without the static run, the report lacks %q:\n%s", want, out.String())
+	}
+	if strings.Contains(out.String(), "detour-changing / detour: ") {
+		t.Errorf("without the static run, the report compares with it:\n%s", out.String())
 	}
 }
 

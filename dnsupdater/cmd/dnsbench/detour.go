@@ -20,8 +20,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// changeCounter holds the zone changes the Detour server recorded during its last run, and how
-// long the changes were made in it.
+// changeCounter holds what the changes of the last run counted (the zone changes the Detour
+// server recorded, or the changes published aside where it follows none), and how long the
+// changes were made in it.
 type changeCounter struct {
 	n        uint64
 	changing time.Duration
@@ -39,9 +40,11 @@ func (c *changeCounter) take() (uint64, time.Duration) {
 // program, as `detour dns` follows a NATS it does not host: the server's process holds the DNS
 // server alone, its CPU time is the DNS server's, and no NATS goroutine or garbage shares its
 // scheduler. With changes > 0 this program also flips an endpoint's state changes times a
-// second (the decider's part). A variant's server is another build's serve-detour (its
-// program) or this one's, with the variant's environment added.
-func detourTarget(checkPort, changes int, counter *changeCounter, profile string, v variant) startFunc {
+// second (the decider's part); with aside, it publishes the same changes to a stream the server
+// does not follow, so that the run pays this program's part of them (its JetStream storing
+// them) without the server's. A variant's server is another build's serve-detour (its program)
+// or this one's, with the variant's environment added.
+func detourTarget(checkPort, changes int, aside bool, counter *changeCounter, profile string, v variant) startFunc {
 	return func(ctx context.Context, dir, addr string) (running, error) {
 		prog := v.program
 		if prog == "" {
@@ -65,7 +68,7 @@ func detourTarget(checkPort, changes int, counter *changeCounter, profile string
 		var wg sync.WaitGroup
 		began := time.Now()
 		if changes > 0 {
-			wg.Go(func() { flip(fctx, h.js, checkPort, changes) })
+			wg.Go(func() { flip(fctx, h.js, checkPort, changes, aside) })
 		}
 		return running{
 			cpu: srv.cpu,
@@ -76,7 +79,11 @@ func detourTarget(checkPort, changes int, counter *changeCounter, profile string
 				changing := time.Since(began)
 				srv.stop()
 				if counter != nil {
-					counter.n, counter.changing = h.zoneChanges(), changing
+					stream := events.StreamDNS
+					if aside {
+						stream = streamAside
+					}
+					counter.n, counter.changing = h.messages(stream), changing
 				}
 				h.close()
 			},
@@ -91,8 +98,15 @@ type jetStream struct {
 	js jetstream.JetStream
 }
 
+// streamAside is the stream the control run's changes go to, which Detour's server does not
+// follow, and subjectAside the prefix of its subjects.
+const (
+	streamAside  = "DNSBENCH_ASIDE"
+	subjectAside = "dnsbench.aside."
+)
+
 // startJetStream starts a NATS server with JetStream on a free loopback port, storing in
-// dir/js, and creates Detour's streams in memory.
+// dir/js, and creates Detour's streams in memory, and the stream aside.
 func startJetStream(ctx context.Context, dir string) (*jetStream, error) {
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "js"), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -112,6 +126,9 @@ func startJetStream(ctx context.Context, dir string) (*jetStream, error) {
 	if err == nil {
 		err = events.EnsureStreams(ctx, h.js, events.StreamOptions{Memory: true})
 	}
+	if err == nil {
+		_, err = h.js.CreateStream(ctx, jetstream.StreamConfig{Name: streamAside, Subjects: []string{subjectAside + ">"}, Storage: jetstream.MemoryStorage})
+	}
 	if err != nil {
 		h.close()
 		return nil, fmt.Errorf("create streams: %w", err)
@@ -119,11 +136,12 @@ func startJetStream(ctx context.Context, dir string) (*jetStream, error) {
 	return h, nil
 }
 
-// zoneChanges is the number of zone changes the DNS server recorded (messages in its stream).
-func (h *jetStream) zoneChanges() uint64 {
+// messages is the number of messages in a stream: in DNS, the zone changes the DNS server
+// recorded.
+func (h *jetStream) messages(stream string) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := h.js.Stream(ctx, events.StreamDNS)
+	st, err := h.js.Stream(ctx, stream)
 	if err != nil {
 		return 0
 	}
@@ -195,8 +213,8 @@ func serveDetour(ctx context.Context, args []string) error {
 }
 
 // flip appends alternating down and up transitions of the first pool's endpoint, perSecond
-// times a second, until ctx ends.
-func flip(ctx context.Context, js jetstream.JetStream, checkPort, perSecond int) {
+// times a second, until ctx ends: to STATE, or with aside to the stream aside.
+func flip(ctx context.Context, js jetstream.JetStream, checkPort, perSecond int, aside bool) {
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	cfg, err := benchConfig(checkPort)
 	if err != nil {
@@ -221,7 +239,11 @@ func flip(ctx context.Context, js jetstream.JetStream, checkPort, perSecond int)
 		const app, pool = "shop", "west"
 		e, err := events.New(typ, "dnsbench", time.Now(), events.Transition{App: app, Pool: pool, Endpoint: endpoint, From: from, To: to, Reason: "dnsbench"})
 		if err == nil {
-			_, err = events.Publish(ctx, js, events.EndpointStateSubject(app, pool, endpoint), e)
+			subject := events.EndpointStateSubject(app, pool, endpoint)
+			if aside {
+				subject = subjectAside + subject
+			}
+			_, err = events.Publish(ctx, js, subject, e)
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("state change not published")
