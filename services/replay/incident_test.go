@@ -279,9 +279,10 @@ func TestAReplayOfARecordedIncidentListsEveryEventInOrderWithItsPhases(t *testin
 			t.Errorf("%s → %s: first probe %s, detection %s; want %s and %s", it.From, it.To, p.FirstProbe, p.Detect.D(), first, it.Time.Sub(first))
 		}
 		// fall 3 at a 250ms interval: the third failure comes two intervals after the first (the
-		// checks keep their instants: no jitter), less what the first check's start and run took
-		// more than the third's (a result's time is when its check completed: 9.4 ms more in one
-		// CI run on a loaded machine). Counted from the second failure, it would be one interval.
+		// checks keep their instants: no jitter), less what the first result's check (its start
+		// and run) and its publishing took more than the third's (a probe's time in the timeline
+		// is when PROBES stored it: 9.4 ms more in one CI run on a loaded machine). Counted from
+		// the second failure, it would be one interval.
 		if it.From == events.StatusUp && (p.Detect.D() < 2*250*time.Millisecond-50*time.Millisecond || p.Answered.IsZero()) {
 			t.Errorf("the west endpoint went down %s after its first failed probe with answer at %s, want (fall−1) × 250ms and an answer change", p.Detect.D(), p.Answered)
 		}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/events"
 )
 
 func TestMedianTakesEachFigureOverTheRoundsThatRan(t *testing.T) {
@@ -37,7 +39,7 @@ func TestMeasureRoundsStartsEachRoundOneTargetLater(t *testing.T) {
 			return running{}, errors.New("not started")
 		}
 	}
-	ts := []target{{"a", start("a")}, {"b", start("b")}, {"c", start("c")}}
+	ts := []target{{name: "a", start: start("a")}, {name: "b", start: start("b")}, {name: "c", start: start("c")}}
 	got, err := measureRounds(context.Background(), options{rounds: 3}, t.TempDir(), ts, func(result, int) {})
 	if err != nil {
 		t.Fatal(err)
@@ -323,6 +325,48 @@ func TestTheChangingRunIsHeldToTheControlRun(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "detour-changing / detour: ") {
 		t.Errorf("without the static run, the report compares with it:\n%s", out.String())
+	}
+	out.Reset()
+	report(&out, o, medians(rounds[:2]), rounds[:2])
+	if want := "detour-control did not run: the target (>= 0.9) is not evaluated"; !strings.Contains(out.String(), want) {
+		t.Errorf("without the control run, the report lacks %q:\n%s", want, out.String())
+	}
+}
+
+// TestTheControlDiffersFromTheChangingRunOnlyInWhereItsChangesGo: the two runs make the same
+// changes at the same rate; the control's go aside and are counted there, detour-changing's go
+// to STATE and are counted as the zone changes the server recorded; each keeps its own count and
+// tally; the control runs first; no other target makes changes.
+func TestTheControlDiffersFromTheChangingRunOnlyInWhereItsChangesGo(t *testing.T) {
+	ts := targetList(8053, options{changes: 100, variants: []variant{{name: "detour-old"}}})
+	var names []string
+	for _, tg := range ts {
+		names = append(names, tg.name)
+		if tg.flips != nil && tg.name != "detour-changing" && tg.name != "detour-control" {
+			t.Errorf("%s makes state changes beside it", tg.name)
+		}
+	}
+	if got, want := strings.Join(names, " "), "detour detour-old nsd knot powerdns powerdns-lua detour-control detour-changing"; got != want {
+		t.Errorf("targets %s, want %s", got, want)
+	}
+	control, changing := flipsOf(ts, "detour-control"), flipsOf(ts, "detour-changing")
+	if control == nil || changing == nil {
+		t.Fatalf("changes beside detour-control %v and detour-changing %v, want both", control, changing)
+	}
+	if control.perSecond != 100 || changing.perSecond != 100 {
+		t.Errorf("changes a second: control %d, changing %d, want -changes (100) for both", control.perSecond, changing.perSecond)
+	}
+	if !control.aside || changing.aside {
+		t.Errorf("aside: control %v, changing %v, want only the control's aside", control.aside, changing.aside)
+	}
+	if control.stream() != streamAside || changing.stream() != events.StreamDNS {
+		t.Errorf("counted in: control %s, changing %s, want %s and %s", control.stream(), changing.stream(), streamAside, events.StreamDNS)
+	}
+	if control == changing {
+		t.Error("the two runs share one count")
+	}
+	if !strings.Contains(control.tally.what, "does not follow") || changing.tally.what != "answer changes applied" {
+		t.Errorf("notes: control %q, changing %q", control.tally.what, changing.tally.what)
 	}
 }
 

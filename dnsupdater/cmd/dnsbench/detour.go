@@ -20,6 +20,25 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// changeFlips is what a run of Detour's server has made of state changes beside it: perSecond
+// changes a second, published to STATE, or with aside to a stream the server does not follow;
+// counter holds the last run's count, and tally the count over the rounds.
+type changeFlips struct {
+	perSecond int
+	aside     bool
+	counter   changeCounter
+	tally     changeTally
+}
+
+// stream is the stream whose messages count the changes of a run: DNS, where the server records
+// its zone changes, or the stream aside, which holds the changes published there.
+func (f *changeFlips) stream() string {
+	if f.aside {
+		return streamAside
+	}
+	return events.StreamDNS
+}
+
 // changeCounter holds what the changes of the last run counted (the zone changes the Detour
 // server recorded, or the changes published aside where it follows none), and how long the
 // changes were made in it.
@@ -39,12 +58,12 @@ func (c *changeCounter) take() (uint64, time.Duration) {
 // serve-detour subcommand), as the peers run in theirs, following a JetStream that runs in this
 // program, as `detour dns` follows a NATS it does not host: the server's process holds the DNS
 // server alone, its CPU time is the DNS server's, and no NATS goroutine or garbage shares its
-// scheduler. With changes > 0 this program also flips an endpoint's state changes times a
-// second (the decider's part); with aside, it publishes the same changes to a stream the server
-// does not follow, so that the run pays this program's part of them (its JetStream storing
-// them) without the server's. A variant's server is another build's serve-detour (its program)
-// or this one's, with the variant's environment added.
-func detourTarget(checkPort, changes int, aside bool, counter *changeCounter, profile string, v variant) startFunc {
+// scheduler. With f this program also flips an endpoint's state f.perSecond times a second (the
+// decider's part), and with f.aside publishes the same changes to a stream the server does not
+// follow, so that the run pays this program's part of them (its JetStream storing them) without
+// the server's. A variant's server is another build's serve-detour (its program) or this one's,
+// with the variant's environment added.
+func detourTarget(checkPort int, f *changeFlips, profile string, v variant) startFunc {
 	return func(ctx context.Context, dir, addr string) (running, error) {
 		prog := v.program
 		if prog == "" {
@@ -67,8 +86,8 @@ func detourTarget(checkPort, changes int, aside bool, counter *changeCounter, pr
 		fctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		began := time.Now()
-		if changes > 0 {
-			wg.Go(func() { flip(fctx, h.js, checkPort, changes, aside) })
+		if f != nil && f.perSecond > 0 {
+			wg.Go(func() { flip(fctx, h.js, checkPort, f.perSecond, f.aside) })
 		}
 		return running{
 			cpu: srv.cpu,
@@ -78,12 +97,8 @@ func detourTarget(checkPort, changes int, aside bool, counter *changeCounter, pr
 				wg.Wait()
 				changing := time.Since(began)
 				srv.stop()
-				if counter != nil {
-					stream := events.StreamDNS
-					if aside {
-						stream = streamAside
-					}
-					counter.n, counter.changing = h.messages(stream), changing
+				if f != nil {
+					f.counter.n, f.counter.changing = h.messages(f.stream()), changing
 				}
 				h.close()
 			},

@@ -24,6 +24,7 @@ func TestTheControlRunsChangesGoWhereTheServerDoesNotFollow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(h.close)
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		go func() {
@@ -37,6 +38,5 @@ func TestTheControlRunsChangesGoWhereTheServerDoesNotFollow(t *testing.T) {
 		if n := h.messages(tc.never); n != 0 {
 			t.Errorf("aside %v: %d changes in %s, want none", tc.aside, n, tc.never)
 		}
-		h.close()
 	}
 }

@@ -231,7 +231,7 @@ func TestEveryLatencyRoundIsKeptUnderItsServerAndRound(t *testing.T) {
 	}
 	keep := t.TempDir()
 	o := options{rounds: 2, load: 2000, clients: 1, outstanding: 1, duration: time.Second, queries: queries, keep: keep}
-	ts := []target{{"detour", answeringAs("detour")}, {"knot", answeringAs("knot")}}
+	ts := []target{{name: "detour", start: answeringAs("detour")}, {name: "knot", start: answeringAs("knot")}}
 	if _, err := measureRounds(context.Background(), o, dir, ts, func(result, int) {}); err != nil {
 		t.Fatal(err)
 	}

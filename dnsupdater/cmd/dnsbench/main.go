@@ -31,7 +31,7 @@ func run() int {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long dnsperf runs against each server")
 	flag.IntVar(&o.clients, "clients", 10, "dnsperf clients (-c)")
 	flag.IntVar(&o.outstanding, "outstanding", 100, "dnsperf outstanding queries (-q)")
-	flag.IntVar(&o.changes, "changes", 100, "STATE changes per second during the detour-changing run")
+	flag.IntVar(&o.changes, "changes", 100, "state changes per second during the detour-changing run (to STATE) and the detour-control run (to a stream the server does not follow)")
 	flag.BoolVar(&o.latency, "latency", true, "run every server again at one load (half the slowest saturation) for p50/p99 and CPU per query")
 	flag.Float64Var(&o.atLoad, "load", 0, "the common load of the latency run in queries per second (default: half the slowest saturation)")
 	flag.IntVar(&o.rounds, "rounds", 3, "how many times every run measures every server, each round starting one server later (the tables show the medians, and each round's ratio to its best peer)")
