@@ -39,6 +39,15 @@ func (f *changeFlips) stream() string {
 	return events.StreamDNS
 }
 
+// subject is where a change of STATE's subject s is published: s itself, or with aside its
+// subject in the stream aside.
+func (f *changeFlips) subject(s string) string {
+	if f.aside {
+		return subjectAside + s
+	}
+	return s
+}
+
 // changeCounter holds what the changes of the last run counted (the zone changes the Detour
 // server recorded, or the changes published aside where it follows none), and how long the
 // changes were made in it.
@@ -87,7 +96,7 @@ func detourTarget(checkPort int, f *changeFlips, profile string, v variant) star
 		var wg sync.WaitGroup
 		began := time.Now()
 		if f != nil && f.perSecond > 0 {
-			wg.Go(func() { flip(fctx, h.js, checkPort, f.perSecond, f.aside) })
+			wg.Go(func() { flip(fctx, h.js, checkPort, f) })
 		}
 		return running{
 			cpu: srv.cpu,
@@ -227,9 +236,9 @@ func serveDetour(ctx context.Context, args []string) error {
 	return srv.Run(ctx)
 }
 
-// flip appends alternating down and up transitions of the first pool's endpoint, perSecond
-// times a second, until ctx ends: to STATE, or with aside to the stream aside.
-func flip(ctx context.Context, js jetstream.JetStream, checkPort, perSecond int, aside bool) {
+// flip appends alternating down and up transitions of the first pool's endpoint, f.perSecond
+// times a second, until ctx ends: to STATE, or with f.aside to the stream aside.
+func flip(ctx context.Context, js jetstream.JetStream, checkPort int, f *changeFlips) {
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	cfg, err := benchConfig(checkPort)
 	if err != nil {
@@ -237,7 +246,7 @@ func flip(ctx context.Context, js jetstream.JetStream, checkPort, perSecond int,
 		return
 	}
 	endpoint := cfg.Apps[0].Pools[0].Endpoints[0].Name
-	t := time.NewTicker(time.Second / time.Duration(perSecond))
+	t := time.NewTicker(time.Second / time.Duration(f.perSecond))
 	defer t.Stop()
 	down := true
 	for {
@@ -254,11 +263,7 @@ func flip(ctx context.Context, js jetstream.JetStream, checkPort, perSecond int,
 		const app, pool = "shop", "west"
 		e, err := events.New(typ, "dnsbench", time.Now(), events.Transition{App: app, Pool: pool, Endpoint: endpoint, From: from, To: to, Reason: "dnsbench"})
 		if err == nil {
-			subject := events.EndpointStateSubject(app, pool, endpoint)
-			if aside {
-				subject = subjectAside + subject
-			}
-			_, err = events.Publish(ctx, js, subject, e)
+			_, err = events.Publish(ctx, js, f.subject(events.EndpointStateSubject(app, pool, endpoint)), e)
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("state change not published")

@@ -29,7 +29,7 @@ func TestTheControlRunsChangesGoWhereTheServerDoesNotFollow(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			flip(ctx, h.js, 8053, 200, tc.aside)
+			flip(ctx, h.js, 8053, &changeFlips{perSecond: 200, aside: tc.aside})
 		}()
 		eventstest.Eventually(t, 10*time.Second, func() bool { return h.messages(tc.into) >= 3 },
 			"aside %v: fewer than 3 changes in %s", tc.aside, tc.into)
