@@ -30,6 +30,42 @@ func failovers(t *testing.T, m *metrics.Metrics) (n uint64, sum float64) {
 	return n, sum
 }
 
+// poolTransitions reads detour_transitions_total for pools: how many pool transitions the
+// decider has recorded as stored.
+func poolTransitions(t *testing.T, m *metrics.Metrics) (n float64) {
+	t.Helper()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "detour_transitions_total" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == "pool" {
+					n += s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// recorded waits until the decider has recorded n pool transitions as stored. STATE may hold a
+// transition before the decider has handled its acknowledgement (appends are pipelined), but
+// acknowledgements are handled in the order the appends were sent: once the pool transition an
+// endpoint's took with it is recorded, the endpoint's is too, its failover time included.
+func recorded(t *testing.T, m *metrics.Metrics, n float64) {
+	t.Helper()
+	var got float64
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		got = poolTransitions(t, m)
+		return got >= n
+	}, "the decider recorded %v pool transitions, want %v", &got, n)
+}
+
 func withMetrics(m *metrics.Metrics) func(*decider.Options) {
 	return func(o *decider.Options) { o.Metrics = m }
 }
@@ -49,6 +85,7 @@ func failedOverByProbes(t *testing.T) (*eventstest.Server, *metrics.Metrics, *pr
 		p.send("shop", "west", "w1", false)
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	recorded(t, m, 2)
 	return srv, m, p
 }
 
@@ -74,6 +111,7 @@ func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	recorded(t, m, 4)
 	if n, sum := failovers(t, m); n != 1 {
 		t.Errorf("after an override's down transition, detour_failover_seconds has %d observations (sum %.3fs), want 1", n, sum)
 	}
@@ -96,6 +134,7 @@ func TestAFailoverIsTimedFromTheStreakThatTookTheEndpointDownNotAnEarlierOne(t *
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	recorded(t, m, 4)
 	n, sum := failovers(t, m)
 	if n != 2 {
 		t.Fatalf("detour_failover_seconds has %d observations, want 2", n)
