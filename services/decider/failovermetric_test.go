@@ -10,60 +10,64 @@ import (
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/override"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// family returns the metric family name from m's registry, or nil.
+func family(t *testing.T, m *metrics.Metrics, name string) *dto.MetricFamily {
+	t.Helper()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f
+		}
+	}
+	return nil
+}
 
 // failovers reads detour_failover_seconds: its observations and their sum.
 func failovers(t *testing.T, m *metrics.Metrics) (n uint64, sum float64) {
 	t.Helper()
-	fams, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() == "detour_failover_seconds" {
-			for _, s := range f.GetMetric() {
-				n += s.GetHistogram().GetSampleCount()
-				sum += s.GetHistogram().GetSampleSum()
-			}
-		}
+	for _, s := range family(t, m, "detour_failover_seconds").GetMetric() {
+		n += s.GetHistogram().GetSampleCount()
+		sum += s.GetHistogram().GetSampleSum()
 	}
 	return n, sum
 }
 
-// poolTransitions reads detour_transitions_total for pools: how many pool transitions the
-// decider has recorded as stored.
-func poolTransitions(t *testing.T, m *metrics.Metrics) (n float64) {
+// transitionsOf reads detour_transitions_total for one kind (endpoint or pool): how many of
+// its transitions the decider has seen acknowledged as newly stored.
+func transitionsOf(t *testing.T, m *metrics.Metrics, kind string) (n float64) {
 	t.Helper()
-	fams, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != "detour_transitions_total" {
-			continue
-		}
-		for _, s := range f.GetMetric() {
-			for _, l := range s.GetLabel() {
-				if l.GetName() == "kind" && l.GetValue() == "pool" {
-					n += s.GetCounter().GetValue()
-				}
+	for _, s := range family(t, m, "detour_transitions_total").GetMetric() {
+		for _, l := range s.GetLabel() {
+			if l.GetName() == "kind" && l.GetValue() == kind {
+				n += s.GetCounter().GetValue()
 			}
 		}
 	}
 	return n
 }
 
-// recorded waits until the decider has recorded n pool transitions as stored. STATE may hold a
-// transition before the decider has handled its acknowledgement (appends are pipelined), but
-// acknowledgements are handled in the order the appends were sent: once the pool transition an
-// endpoint's took with it is recorded, the endpoint's is too, its failover time included.
-func recorded(t *testing.T, m *metrics.Metrics, n float64) {
+// waitTransitionsCounted waits until the decider has counted n endpoint and n pool transitions
+// as newly stored, so that the failover times of the endpoints' are in the histogram too. STATE
+// may hold a transition before the decider has handled its acknowledgement (appends are
+// pipelined); the decider handles acknowledgements in the order it sent the appends, and sends
+// a pool's after the endpoint transition that changed the pool, so once the pool's is counted,
+// the endpoint's failover time is observed. Waiting for the endpoint count as well makes a test
+// fail, rather than pass unchecked, where an endpoint's acknowledgement came too late and its
+// append was sent again: the second acknowledgement is a duplicate, which the decider counts
+// neither as a transition nor as a failover.
+func waitTransitionsCounted(t *testing.T, m *metrics.Metrics, n float64) {
 	t.Helper()
-	var got float64
+	var endpoints, pools float64
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		got = poolTransitions(t, m)
-		return got >= n
-	}, "the decider recorded %v pool transitions, want %v", &got, n)
+		endpoints, pools = transitionsOf(t, m, "endpoint"), transitionsOf(t, m, "pool")
+		return endpoints >= n && pools >= n
+	}, "the decider counted %v endpoint and %v pool transitions as stored, want %v of each", &endpoints, &pools, n)
 }
 
 func withMetrics(m *metrics.Metrics) func(*decider.Options) {
@@ -85,7 +89,7 @@ func failedOverByProbes(t *testing.T) (*eventstest.Server, *metrics.Metrics, *pr
 		p.send("shop", "west", "w1", false)
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	recorded(t, m, 2)
+	waitTransitionsCounted(t, m, 2)
 	return srv, m, p
 }
 
@@ -111,7 +115,7 @@ func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	recorded(t, m, 4)
+	waitTransitionsCounted(t, m, 4)
 	if n, sum := failovers(t, m); n != 1 {
 		t.Errorf("after an override's down transition, detour_failover_seconds has %d observations (sum %.3fs), want 1", n, sum)
 	}
@@ -134,7 +138,7 @@ func TestAFailoverIsTimedFromTheStreakThatTookTheEndpointDownNotAnEarlierOne(t *
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	recorded(t, m, 4)
+	waitTransitionsCounted(t, m, 4)
 	n, sum := failovers(t, m)
 	if n != 2 {
 		t.Fatalf("detour_failover_seconds has %d observations, want 2", n)
