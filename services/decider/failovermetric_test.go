@@ -10,46 +10,24 @@ import (
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/override"
-	dto "github.com/prometheus/client_model/go"
 )
 
-// family returns the metric family name from m's registry, or nil.
-func family(t *testing.T, m *metrics.Metrics, name string) *dto.MetricFamily {
+// failovers reads detour_failover_seconds: its observations and their sum.
+func failovers(t *testing.T, m *metrics.Metrics) (n uint64, sum float64) {
 	t.Helper()
 	fams, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range fams {
-		if f.GetName() == name {
-			return f
-		}
-	}
-	return nil
-}
-
-// failovers reads detour_failover_seconds: its observations and their sum.
-func failovers(t *testing.T, m *metrics.Metrics) (n uint64, sum float64) {
-	t.Helper()
-	for _, s := range family(t, m, "detour_failover_seconds").GetMetric() {
-		n += s.GetHistogram().GetSampleCount()
-		sum += s.GetHistogram().GetSampleSum()
-	}
-	return n, sum
-}
-
-// transitionsOf reads detour_transitions_total for one kind (endpoint or pool): how many of
-// its transitions the decider has seen acknowledged as newly stored.
-func transitionsOf(t *testing.T, m *metrics.Metrics, kind string) (n float64) {
-	t.Helper()
-	for _, s := range family(t, m, "detour_transitions_total").GetMetric() {
-		for _, l := range s.GetLabel() {
-			if l.GetName() == "kind" && l.GetValue() == kind {
-				n += s.GetCounter().GetValue()
+		if f.GetName() == "detour_failover_seconds" {
+			for _, s := range f.GetMetric() {
+				n += s.GetHistogram().GetSampleCount()
+				sum += s.GetHistogram().GetSampleSum()
 			}
 		}
 	}
-	return n
+	return n, sum
 }
 
 // waitTransitionsCounted waits until the decider has counted n endpoint and n pool transitions
@@ -61,11 +39,11 @@ func transitionsOf(t *testing.T, m *metrics.Metrics, kind string) (n float64) {
 // fail, rather than pass unchecked, where an endpoint's acknowledgement came too late and its
 // append was sent again: the second acknowledgement is a duplicate, which the decider counts
 // neither as a transition nor as a failover.
-func waitTransitionsCounted(t *testing.T, m *metrics.Metrics, n float64) {
+func waitTransitionsCounted(t *testing.T, st *decider.Stats, n uint64) {
 	t.Helper()
-	var endpoints, pools float64
+	var endpoints, pools uint64
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		endpoints, pools = transitionsOf(t, m, "endpoint"), transitionsOf(t, m, "pool")
+		endpoints, pools = st.Transitions.Load(), st.PoolTransitions.Load()
 		return endpoints >= n && pools >= n
 	}, "the decider counted %v endpoint and %v pool transitions as stored, want %v of each", &endpoints, &pools, n)
 }
@@ -76,11 +54,11 @@ func withMetrics(m *metrics.Metrics) func(*decider.Options) {
 
 // failedOverByProbes starts a decider with metrics, and a prober in eu that brings w1 up with two
 // passing results and takes it down with three failing ones.
-func failedOverByProbes(t *testing.T) (*eventstest.Server, *metrics.Metrics, *prober) {
+func failedOverByProbes(t *testing.T) (*eventstest.Server, *metrics.Metrics, *decider.Stats, *prober) {
 	t.Helper()
 	srv := eventstest.Start(t)
 	m := metrics.New()
-	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
+	r := start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	p.send("shop", "west", "w1", true)
 	p.send("shop", "west", "w1", true)
@@ -89,12 +67,12 @@ func failedOverByProbes(t *testing.T) (*eventstest.Server, *metrics.Metrics, *pr
 		p.send("shop", "west", "w1", false)
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	waitTransitionsCounted(t, m, 2)
-	return srv, m, p
+	waitTransitionsCounted(t, r.stats, 2)
+	return srv, m, r.stats, p
 }
 
 func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
-	srv, m, p := failedOverByProbes(t)
+	srv, m, st, p := failedOverByProbes(t)
 	ctx := context.Background()
 	if n, _ := failovers(t, m); n != 1 {
 		t.Fatalf("after the probes took w1 down, detour_failover_seconds has %d observations, want 1", n)
@@ -115,14 +93,14 @@ func TestADownTransitionAnOperatorCausedIsNoFailoverTime(t *testing.T) {
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	waitTransitionsCounted(t, m, 4)
+	waitTransitionsCounted(t, st, 4)
 	if n, sum := failovers(t, m); n != 1 {
 		t.Errorf("after an override's down transition, detour_failover_seconds has %d observations (sum %.3fs), want 1", n, sum)
 	}
 }
 
 func TestAFailoverIsTimedFromTheStreakThatTookTheEndpointDownNotAnEarlierOne(t *testing.T) {
-	srv, m, p := failedOverByProbes(t)
+	srv, m, st, p := failedOverByProbes(t)
 	_, first := failovers(t, m)
 
 	// The endpoint stays down a while, recovers, and fails again at once: no result passed
@@ -138,7 +116,7 @@ func TestAFailoverIsTimedFromTheStreakThatTookTheEndpointDownNotAnEarlierOne(t *
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	waitTransitionsCounted(t, m, 4)
+	waitTransitionsCounted(t, st, 4)
 	n, sum := failovers(t, m)
 	if n != 2 {
 		t.Fatalf("detour_failover_seconds has %d observations, want 2", n)
