@@ -47,6 +47,10 @@ type options struct {
 	// variants are other builds of Detour's server, or this one with another environment,
 	// measured beside it in the same run (-variant).
 	variants []variant
+	// variantsChange, when set, has every variant follow state changes as detour-changing
+	// does, and reads it against detour-control rather than the peers (-variant-changes): a
+	// variant then measures the path a change takes through the server.
+	variantsChange bool
 	// stages, when set, traces one more run per server at the common load (-stages).
 	stages *stageTracer
 	// keep, when set, is a directory where each latency run's dnsperf output (a line per query,
@@ -297,13 +301,16 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 }
 
 // targetList is every server a run can measure, in the order of the first round: Detour's (static,
-// then each variant), the peers, then the two runs with state changes beside them. The control
+// then each variant), the peers, then the two runs with state changes beside them, and after
+// them the variants instead when they follow the changes too (-variant-changes). The control
 // goes before detour-changing, so that what one run's JetStream leaves in this process (garbage
 // to collect) weighs on the run whose server follows the changes, not on its baseline.
 func targetList(port int, o options) []target {
 	targets := []target{{name: "detour", start: detourTarget(port, nil, o.profile, variant{})}}
-	for _, v := range o.variants {
-		targets = append(targets, target{name: v.name, start: detourTarget(port, nil, "", v)})
+	if !o.variantsChange {
+		for _, v := range o.variants {
+			targets = append(targets, target{name: v.name, start: detourTarget(port, nil, "", v)})
+		}
 	}
 	targets = append(targets, []target{
 		{name: "nsd", start: nsdTarget},
@@ -319,6 +326,12 @@ func targetList(port int, o options) []target {
 		{"detour-changing", &changeFlips{perSecond: o.changes, tally: changeTally{what: "answer changes applied"}}},
 	} {
 		targets = append(targets, target{name: t.name, start: detourTarget(port, t.f, "", variant{}), flips: t.f})
+	}
+	if o.variantsChange {
+		for _, v := range o.variants {
+			f := &changeFlips{perSecond: o.changes, tally: changeTally{what: "answer changes applied"}}
+			targets = append(targets, target{name: v.name, start: detourTarget(port, f, "", v), flips: f})
+		}
 	}
 	return targets
 }
@@ -934,7 +947,7 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 	byName := roundsByName(rounds)
 	d, ok := get["detour"]
 	if !ok || d.skipped != "" {
-		writeChanging(out, get, byName)
+		writeChanging(out, o, get, byName)
 		return
 	}
 	best := result{}
@@ -953,7 +966,7 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 		fmt.Fprintf(out, "detour / best static peer (%s): %.2f  (target >= 1.0)\n", best.name, d.qps/best.qps)
 		fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName["detour"], static, qpsOf, false, 1.0))
 		for _, v := range o.variants {
-			if r, ok := get[v.name]; ok && r.skipped == "" {
+			if r, ok := get[v.name]; ok && r.skipped == "" && !o.variantsChange {
 				fmt.Fprintf(out, "%s / best static peer (%s): %.2f\n", v.name, best.name, r.qps/best.qps)
 				fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName[v.name], static, qpsOf, false, 1.0))
 			}
@@ -970,26 +983,45 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 			fmt.Fprintf(out, "detour / powerdns-lua:            %.2f  (mixed queries; the target applies to the app name only, below)\n", d.qps/r.qps)
 		}
 	}
-	writeChanging(out, get, byName)
+	writeChanging(out, o, get, byName)
 }
 
 // writeChanging compares the run whose answers change with the static run and with the control
 // run, whose changes are published aside: the target is against the control, since dnsbench's
 // own JetStream, storing the changes on the CPUs the server and dnsperf share, is no part of
-// the server's cost.
-func writeChanging(out io.Writer, get map[string]result, byName map[string][]result) {
-	r, ok := get["detour-changing"]
-	if !ok || r.skipped != "" {
-		return
+// the server's cost. Variants that follow the changes (-variant-changes) are read against the
+// control too.
+func writeChanging(out io.Writer, o options, get map[string]result, byName map[string][]result) {
+	names := []string{"detour-changing"}
+	if o.variantsChange {
+		for _, v := range o.variants {
+			names = append(names, v.name)
+		}
 	}
-	if d, ok := get["detour"]; ok && d.skipped == "" {
-		fmt.Fprintf(out, "detour-changing / detour:         %.2f  (dnsbench's JetStream storing the changes takes its share of the CPUs too)\n", r.qps/d.qps)
+	c, controlled := get["detour-control"]
+	controlled = controlled && c.skipped == ""
+	for _, name := range names {
+		r, ok := get[name]
+		if !ok || r.skipped != "" {
+			continue
+		}
+		pad := strings.Repeat(" ", max(0, len("detour-changing")-len(name)))
+		if d, ok := get["detour"]; ok && d.skipped == "" && name == "detour-changing" {
+			fmt.Fprintf(out, "detour-changing / detour:         %.2f  (dnsbench's JetStream storing the changes takes its share of the CPUs too)\n", r.qps/d.qps)
+		}
+		if !controlled {
+			fmt.Fprintf(out, "%s / detour-control: not measured, detour-control did not run", name)
+			if name == "detour-changing" {
+				fmt.Fprint(out, ": the target (>= 0.9) is not evaluated")
+			}
+			fmt.Fprintln(out)
+			continue
+		}
+		note := "(target >= 0.9: both publish the same changes, only detour-changing's server follows them)"
+		if name != "detour-changing" {
+			note = "(a variant following the same changes)"
+		}
+		fmt.Fprintf(out, "%s / detour-control: %s%.2f  %s\n", name, pad, r.qps/c.qps, note)
+		fmt.Fprintf(out, "  per round: %s\n", perRound(byName[name], [][]result{byName["detour-control"]}, qpsOf, false, 0.9))
 	}
-	c, ok := get["detour-control"]
-	if !ok || c.skipped != "" {
-		fmt.Fprintln(out, "detour-changing / detour-control: not measured, detour-control did not run: the target (>= 0.9) is not evaluated")
-		return
-	}
-	fmt.Fprintf(out, "detour-changing / detour-control: %.2f  (target >= 0.9: both publish the same changes, only detour-changing's server follows them)\n", r.qps/c.qps)
-	fmt.Fprintf(out, "  per round: %s\n", perRound(byName["detour-changing"], [][]result{byName["detour-control"]}, qpsOf, false, 0.9))
 }

@@ -385,6 +385,64 @@ func TestAVariantsSaturationRatioIsGivenRoundByRound(t *testing.T) {
 	}
 }
 
+// TestAVariantThatFollowsTheChangesIsHeldToTheControlRun: with -variant-changes every variant
+// makes the same changes beside it as detour-changing, counted apart, and runs after it; the
+// report reads it against detour-control round by round, not against the peers.
+func TestAVariantThatFollowsTheChangesIsHeldToTheControlRun(t *testing.T) {
+	o := options{changes: 100, variants: []variant{{name: "detour-new"}}, variantsChange: true}
+	ts := targetList(8053, o)
+	var names []string
+	for _, tg := range ts {
+		names = append(names, tg.name)
+	}
+	if got, want := strings.Join(names, " "), "detour nsd knot powerdns powerdns-lua detour-control detour-changing detour-new"; got != want {
+		t.Errorf("targets %s, want %s", got, want)
+	}
+	v, changing := flipsOf(ts, "detour-new"), flipsOf(ts, "detour-changing")
+	if v == nil {
+		t.Fatal("no changes beside the variant")
+	}
+	if v == changing || v.perSecond != 100 || v.aside || v.stream() != events.StreamDNS || v.tally.what != changing.tally.what {
+		t.Errorf("the variant's changes %+v, want detour-changing's (%+v) with a count of their own", *v, *changing)
+	}
+	if got, want := strings.Join(onlyTargets("detour-changing", o), ","), "detour-changing,detour-new,detour-control"; got != want {
+		t.Errorf("-only detour-changing runs %s, want %s", got, want)
+	}
+
+	rounds := [][]result{
+		{{name: "detour", qps: 100000}, {name: "detour", qps: 100000}},
+		{{name: "knot", qps: 90000}, {name: "knot", qps: 90000}},
+		{{name: "detour-control", qps: 80000}, {name: "detour-control", qps: 100000}},
+		{{name: "detour-changing", qps: 72000}, {name: "detour-changing", qps: 81000}},
+		{{name: "detour-new", qps: 76000}, {name: "detour-new", qps: 99000}},
+	}
+	o = options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 2, variants: o.variants, variantsChange: true}
+	var out strings.Builder
+	report(&out, o, medians(rounds), rounds)
+	for _, want := range []string{
+		"detour-changing / detour-control: 0.85  (target >= 0.9",
+		// Medians: detour-new 87,500, detour-control 90,000.
+		"detour-new / detour-control:      0.97  (a variant following the same changes)\n  per round: 0.95 · 0.99  (2 of 2 rounds >= 0.9)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "detour-new / best static peer") {
+		t.Errorf("the report holds a variant following changes to the static peers:\n%s", out.String())
+	}
+	out.Reset()
+	report(&out, o, medians(rounds[:2]), rounds[:2])
+	if strings.Contains(out.String(), "detour-new /") {
+		t.Errorf("a variant that did not run is reported:\n%s", out.String())
+	}
+	out.Reset()
+	report(&out, o, medians(append(rounds[:2:2], rounds[4])), append(rounds[:2:2], rounds[4]))
+	if want := "detour-new / detour-control: not measured, detour-control did not run\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("without the control run, the report lacks %q:\n%s", want, out.String())
+	}
+}
+
 // TestTheHealthReportBreaksTheQPSRatioIntoCostsAndCPUsUsed holds the health-aware report to the
 // sum a reader needs when the servers share their CPUs with dnsperf: what an answer costs the
 // machine, the server's CPU and dnsperf's, and the CPUs each run used, each the median over the

@@ -48,6 +48,7 @@ func run() int {
 		o.variants, err = addVariant(o.variants, s)
 		return err
 	})
+	flag.BoolVar(&o.variantsChange, "variant-changes", false, "have every -variant follow the state changes as detour-changing does, and read it against detour-control, which -only then runs too: a variant then measures the path a change takes through the server")
 	flag.Parse()
 	where, err := isolate(*netns)
 	if err != nil {
@@ -59,10 +60,7 @@ func run() int {
 	}
 	o.network = whereLine(where)
 	if *only != "" {
-		o.only = strings.Split(*only, ",")
-		for _, v := range o.variants {
-			o.only = append(o.only, v.name)
-		}
+		o.only = onlyTargets(*only, o)
 	}
 	o.profile = *profile
 	if o.keep != "" {
@@ -168,4 +166,18 @@ func isolate(netns bool) (benchenv.Netns, error) {
 		return benchenv.Host("-netns=false"), nil
 	}
 	return benchenv.Isolate("dnsbench")
+}
+
+// onlyTargets is the targets -only names (comma-separated), with every variant, and with
+// detour-control when the variants follow changes (-variant-changes), since they are read
+// against it.
+func onlyTargets(list string, o options) []string {
+	only := strings.Split(list, ",")
+	for _, v := range o.variants {
+		only = append(only, v.name)
+	}
+	if o.variantsChange && len(o.variants) > 0 {
+		only = append(only, "detour-control")
+	}
+	return only
 }
