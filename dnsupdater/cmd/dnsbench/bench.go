@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -129,7 +130,8 @@ type running struct {
 type startFunc func(ctx context.Context, dir, addr string) (running, error)
 
 // target is one server under test; flips, when set, are the state changes made beside it
-// (detour-changing, detour-control), which only the saturation run measures.
+// (detour-changing, detour-control, and the variants with -variant-changes), which only the
+// saturation run measures.
 type target struct {
 	name  string
 	start startFunc
@@ -245,16 +247,10 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	if !o.latency {
 		return nil
 	}
-	// The same load for every server: half the slowest saturation, so no server queues.
-	slowest := 0.0
-	for _, r := range results {
-		if r.skipped == "" && (slowest == 0 || r.qps < slowest) {
-			slowest = r.qps
-		}
-	}
+	slowest := slowestAtLoad(results, targets)
 	if slowest == 0 {
 		if o.stages != nil {
-			fmt.Fprintln(out, "\nno server answered at saturation: no latency run and nothing for -stages to trace")
+			fmt.Fprintln(out, "\nno server the latency run measures answered at saturation: no latency run and nothing for -stages to trace")
 		}
 		return nil
 	}
@@ -300,11 +296,23 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	return nil
 }
 
+// slowestAtLoad is the lowest qps at saturation (results) among the targets the latency run
+// measures, those without changes beside them: the common load is half of it, so that no server
+// queues. 0 when none of them answered.
+func slowestAtLoad(results []result, targets []target) float64 {
+	slowest := 0.0
+	for _, r := range results {
+		if flipsOf(targets, r.name) == nil && r.skipped == "" && (slowest == 0 || r.qps < slowest) {
+			slowest = r.qps
+		}
+	}
+	return slowest
+}
+
 // targetList is every server a run can measure, in the order of the first round: Detour's (static,
 // then each variant), the peers, then the two runs with state changes beside them, and after
-// them the variants instead when they follow the changes too (-variant-changes). The control
-// goes before detour-changing, so that what one run's JetStream leaves in this process (garbage
-// to collect) weighs on the run whose server follows the changes, not on its baseline.
+// them the variants instead when they follow the changes too (-variant-changes), each counting
+// the zone changes its server recorded.
 func targetList(port int, o options) []target {
 	targets := []target{{name: "detour", start: detourTarget(port, nil, o.profile, variant{})}}
 	if !o.variantsChange {
@@ -329,7 +337,7 @@ func targetList(port int, o options) []target {
 	}
 	if o.variantsChange {
 		for _, v := range o.variants {
-			f := &changeFlips{perSecond: o.changes, tally: changeTally{what: "answer changes applied"}}
+			f := &changeFlips{perSecond: o.changes, tally: changeTally{what: "zone changes the server recorded"}}
 			targets = append(targets, target{name: v.name, start: detourTarget(port, f, "", v), flips: f})
 		}
 	}
@@ -432,8 +440,10 @@ func measureStages(ctx context.Context, o options, dir string, t target) stageRe
 }
 
 // measureRounds measures every target o.rounds times, each round starting one target later,
-// so that every server meets the machine's varying load at each place in the order. It
-// returns each target's results in the order of ts.
+// so that every server meets the machine's varying load at each place in the order. After each
+// run this program's garbage (a JetStream's, whose changes it stored) is collected and its
+// memory returned, so that no run pays for the one before it. It returns each target's results
+// in the order of ts.
 func measureRounds(ctx context.Context, o options, dir string, ts []target, done func(result, int)) ([][]result, error) {
 	out := make([][]result, len(ts))
 	for round := range max(o.rounds, 1) {
@@ -447,6 +457,7 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 			if ctx.Err() != nil {
 				return nil, ctx.Err() // a measurement cut short is no result
 			}
+			debug.FreeOSMemory()
 			out[i] = append(out[i], r)
 			done(r, round)
 		}
@@ -454,7 +465,7 @@ func measureRounds(ctx context.Context, o options, dir string, ts []target, done
 	return out, nil
 }
 
-// changeTally adds up what the changes of the detour-changing (or detour-control) rounds that
+// changeTally adds up what the changes of the rounds of a target with changes beside it that
 // answered counted and how long the flips went on in them (from the server's start until it is
 // stopped), and the CPU time this program spent while their dnsperf ran (the JetStream and the
 // changes) and how long that was. what names the count in the note.
@@ -966,7 +977,10 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 		fmt.Fprintf(out, "detour / best static peer (%s): %.2f  (target >= 1.0)\n", best.name, d.qps/best.qps)
 		fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName["detour"], static, qpsOf, false, 1.0))
 		for _, v := range o.variants {
-			if r, ok := get[v.name]; ok && r.skipped == "" && !o.variantsChange {
+			if o.variantsChange {
+				break // read against detour-control (writeChanging)
+			}
+			if r, ok := get[v.name]; ok && r.skipped == "" {
 				fmt.Fprintf(out, "%s / best static peer (%s): %.2f\n", v.name, best.name, r.qps/best.qps)
 				fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName[v.name], static, qpsOf, false, 1.0))
 			}
@@ -989,8 +1003,8 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 // writeChanging compares the run whose answers change with the static run and with the control
 // run, whose changes are published aside: the target is against the control, since dnsbench's
 // own JetStream, storing the changes on the CPUs the server and dnsperf share, is no part of
-// the server's cost. Variants that follow the changes (-variant-changes) are read against the
-// control too.
+// the server's cost. Variants that follow the changes (-variant-changes) are held to the same
+// target, and compared with detour-changing, the run of this build, round by round.
 func writeChanging(out io.Writer, o options, get map[string]result, byName map[string][]result) {
 	names := []string{"detour-changing"}
 	if o.variantsChange {
@@ -1000,6 +1014,8 @@ func writeChanging(out io.Writer, o options, get map[string]result, byName map[s
 	}
 	c, controlled := get["detour-control"]
 	controlled = controlled && c.skipped == ""
+	ch, changed := get["detour-changing"]
+	changed = changed && ch.skipped == ""
 	for _, name := range names {
 		r, ok := get[name]
 		if !ok || r.skipped != "" {
@@ -1010,18 +1026,18 @@ func writeChanging(out io.Writer, o options, get map[string]result, byName map[s
 			fmt.Fprintf(out, "detour-changing / detour:         %.2f  (dnsbench's JetStream storing the changes takes its share of the CPUs too)\n", r.qps/d.qps)
 		}
 		if !controlled {
-			fmt.Fprintf(out, "%s / detour-control: not measured, detour-control did not run", name)
-			if name == "detour-changing" {
-				fmt.Fprint(out, ": the target (>= 0.9) is not evaluated")
+			fmt.Fprintf(out, "%s / detour-control: not measured, detour-control did not run: the target (>= 0.9) is not evaluated\n", name)
+		} else {
+			note := "(target >= 0.9: both publish the same changes, only detour-changing's server follows them)"
+			if name != "detour-changing" {
+				note = "(target >= 0.9: a variant following the changes detour-changing follows)"
 			}
-			fmt.Fprintln(out)
-			continue
+			fmt.Fprintf(out, "%s / detour-control: %s%.2f  %s\n", name, pad, r.qps/c.qps, note)
+			fmt.Fprintf(out, "  per round: %s\n", perRound(byName[name], [][]result{byName["detour-control"]}, qpsOf, false, 0.9))
 		}
-		note := "(target >= 0.9: both publish the same changes, only detour-changing's server follows them)"
-		if name != "detour-changing" {
-			note = "(a variant following the same changes)"
+		if name != "detour-changing" && changed {
+			fmt.Fprintf(out, "%s / detour-changing: %.2f  (this build's server following the same changes)\n", name, r.qps/ch.qps)
+			fmt.Fprintf(out, "  per round: %s\n", perRound(byName[name], [][]result{byName["detour-changing"]}, qpsOf, false, 1.0))
 		}
-		fmt.Fprintf(out, "%s / detour-control: %s%.2f  %s\n", name, pad, r.qps/c.qps, note)
-		fmt.Fprintf(out, "  per round: %s\n", perRound(byName[name], [][]result{byName["detour-control"]}, qpsOf, false, 0.9))
 	}
 }

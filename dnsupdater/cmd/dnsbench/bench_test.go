@@ -386,27 +386,49 @@ func TestAVariantsSaturationRatioIsGivenRoundByRound(t *testing.T) {
 }
 
 // TestAVariantThatFollowsTheChangesIsHeldToTheControlRun: with -variant-changes every variant
-// makes the same changes beside it as detour-changing, counted apart, and runs after it; the
-// report reads it against detour-control round by round, not against the peers.
+// makes the same changes beside it as detour-changing, counted apart, runs after it and has no
+// latency run; the report reads it against detour-control and detour-changing round by round,
+// not against the peers.
 func TestAVariantThatFollowsTheChangesIsHeldToTheControlRun(t *testing.T) {
-	o := options{changes: 100, variants: []variant{{name: "detour-new"}}, variantsChange: true}
+	o := options{changes: 100, variants: []variant{{name: "detour-new"}, {name: "detour-b"}}, variantsChange: true}
 	ts := targetList(8053, o)
 	var names []string
 	for _, tg := range ts {
 		names = append(names, tg.name)
 	}
-	if got, want := strings.Join(names, " "), "detour nsd knot powerdns powerdns-lua detour-control detour-changing detour-new"; got != want {
+	if got, want := strings.Join(names, " "), "detour nsd knot powerdns powerdns-lua detour-control detour-changing detour-new detour-b"; got != want {
 		t.Errorf("targets %s, want %s", got, want)
 	}
-	v, changing := flipsOf(ts, "detour-new"), flipsOf(ts, "detour-changing")
-	if v == nil {
-		t.Fatal("no changes beside the variant")
+	changing := flipsOf(ts, "detour-changing")
+	for _, name := range []string{"detour-new", "detour-b"} {
+		v := flipsOf(ts, name)
+		if v == nil {
+			t.Fatalf("no changes beside %s, so no latency run left out", name)
+		}
+		if v == changing || v.perSecond != 100 || v.aside || v.stream() != events.StreamDNS || v.tally.what != "zone changes the server recorded" {
+			t.Errorf("%s's changes %+v, want detour-changing's (%+v) with a count of their own", name, *v, *changing)
+		}
 	}
-	if v == changing || v.perSecond != 100 || v.aside || v.stream() != events.StreamDNS || v.tally.what != changing.tally.what {
-		t.Errorf("the variant's changes %+v, want detour-changing's (%+v) with a count of their own", *v, *changing)
+	if flipsOf(ts, "detour-new") == flipsOf(ts, "detour-b") {
+		t.Error("two variants share one count")
 	}
-	if got, want := strings.Join(onlyTargets("detour-changing", o), ","), "detour-changing,detour-new,detour-control"; got != want {
+	if got, want := strings.Join(onlyTargets("detour-changing", o), ","), "detour-changing,detour-new,detour-b,detour-control"; got != want {
 		t.Errorf("-only detour-changing runs %s, want %s", got, want)
+	}
+	if got, want := strings.Join(onlyTargets("detour,knot", options{}), ","), "detour,knot"; got != want {
+		t.Errorf("-only detour,knot without variants runs %s, want %s", got, want)
+	}
+	if err := checkVariantChanges(options{variantsChange: true}); err == nil || !strings.Contains(err.Error(), "-variant") {
+		t.Errorf("-variant-changes without a variant: %v, want it refused", err)
+	}
+	if err := checkVariantChanges(o); err != nil {
+		t.Errorf("-variant-changes with variants refused: %v", err)
+	}
+
+	// A variant slower than every server of the latency run does not set its load.
+	sat := []result{{name: "detour", qps: 100000}, {name: "knot", qps: 90000}, {name: "detour-new", qps: 20000}, {name: "detour-changing", qps: 30000}}
+	if got := slowestAtLoad(sat, ts); got != 90000 {
+		t.Errorf("the latency run's load is set from %.0f qps, want knot's 90000", got)
 	}
 
 	rounds := [][]result{
@@ -415,20 +437,26 @@ func TestAVariantThatFollowsTheChangesIsHeldToTheControlRun(t *testing.T) {
 		{{name: "detour-control", qps: 80000}, {name: "detour-control", qps: 100000}},
 		{{name: "detour-changing", qps: 72000}, {name: "detour-changing", qps: 81000}},
 		{{name: "detour-new", qps: 76000}, {name: "detour-new", qps: 99000}},
+		{{name: "detour-b", skipped: "start detour: exit status 1"}, {name: "detour-b", qps: 90000}},
 	}
 	o = options{clients: 10, outstanding: 100, duration: 5 * time.Second, rounds: 2, variants: o.variants, variantsChange: true}
 	var out strings.Builder
 	report(&out, o, medians(rounds), rounds)
 	for _, want := range []string{
 		"detour-changing / detour-control: 0.85  (target >= 0.9",
-		// Medians: detour-new 87,500, detour-control 90,000.
-		"detour-new / detour-control:      0.97  (a variant following the same changes)\n  per round: 0.95 · 0.99  (2 of 2 rounds >= 0.9)\n",
+		// Medians: detour-new 87,500, detour-control 90,000, detour-changing 76,500.
+		"detour-new / detour-control:      0.97  (target >= 0.9: a variant following the changes detour-changing follows)\n  per round: 0.95 · 0.99  (2 of 2 rounds >= 0.9)\n",
+		"detour-new / detour-changing: 1.14  (this build's server following the same changes)\n  per round: 1.06 · 1.22  (2 of 2 rounds >= 1.0)\n",
+		// detour-b answered in round 2 only: its median is that round's, and its per-round
+		// ratios leave round 1 out.
+		"detour-b / detour-control:        1.00  (target >= 0.9: a variant following the changes detour-changing follows)\n  per round: 0.90  (1 of 1 rounds >= 0.9)\n",
+		"detour-b / detour-changing: 1.18  (this build's server following the same changes)\n  per round: 1.11  (1 of 1 rounds >= 1.0)\n",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
-	if strings.Contains(out.String(), "detour-new / best static peer") {
+	if strings.Contains(out.String(), "best static peer (knot): 0.97") || strings.Contains(out.String(), "detour-new / best static peer") {
 		t.Errorf("the report holds a variant following changes to the static peers:\n%s", out.String())
 	}
 	out.Reset()
@@ -437,9 +465,13 @@ func TestAVariantThatFollowsTheChangesIsHeldToTheControlRun(t *testing.T) {
 		t.Errorf("a variant that did not run is reported:\n%s", out.String())
 	}
 	out.Reset()
-	report(&out, o, medians(append(rounds[:2:2], rounds[4])), append(rounds[:2:2], rounds[4]))
-	if want := "detour-new / detour-control: not measured, detour-control did not run\n"; !strings.Contains(out.String(), want) {
+	alone := [][]result{rounds[0], rounds[1], rounds[4]}
+	report(&out, o, medians(alone), alone)
+	if want := "detour-new / detour-control: not measured, detour-control did not run"; !strings.Contains(out.String(), want) {
 		t.Errorf("without the control run, the report lacks %q:\n%s", want, out.String())
+	}
+	if strings.Contains(out.String(), "detour-new / detour-changing") {
+		t.Errorf("without detour-changing, the report compares with it:\n%s", out.String())
 	}
 }
 

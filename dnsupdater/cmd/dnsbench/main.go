@@ -59,6 +59,10 @@ func run() int {
 		return where.Status
 	}
 	o.network = whereLine(where)
+	if err := checkVariantChanges(o); err != nil {
+		fmt.Fprintln(os.Stderr, "dnsbench:", err)
+		return 2
+	}
 	if *only != "" {
 		o.only = onlyTargets(*only, o)
 	}
@@ -180,4 +184,12 @@ func onlyTargets(list string, o options) []string {
 		only = append(only, "detour-control")
 	}
 	return only
+}
+
+// checkVariantChanges refuses -variant-changes without a -variant, which would change nothing.
+func checkVariantChanges(o options) error {
+	if o.variantsChange && len(o.variants) == 0 {
+		return errors.New("-variant-changes has the variants follow the changes: give at least one -variant")
+	}
+	return nil
 }
