@@ -976,13 +976,12 @@ func report(out io.Writer, o options, rs []result, rounds [][]result) {
 	if best.qps > 0 {
 		fmt.Fprintf(out, "detour / best static peer (%s): %.2f  (target >= 1.0)\n", best.name, d.qps/best.qps)
 		fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName["detour"], static, qpsOf, false, 1.0))
-		for _, v := range o.variants {
-			if o.variantsChange {
-				break // read against detour-control (writeChanging)
-			}
-			if r, ok := get[v.name]; ok && r.skipped == "" {
-				fmt.Fprintf(out, "%s / best static peer (%s): %.2f\n", v.name, best.name, r.qps/best.qps)
-				fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName[v.name], static, qpsOf, false, 1.0))
+		if !o.variantsChange { // else each is read against detour-control (writeChanging)
+			for _, v := range o.variants {
+				if r, ok := get[v.name]; ok && r.skipped == "" {
+					fmt.Fprintf(out, "%s / best static peer (%s): %.2f\n", v.name, best.name, r.qps/best.qps)
+					fmt.Fprintf(out, "  per round, against that round's best static peer: %s\n", perRound(byName[v.name], static, qpsOf, false, 1.0))
+				}
 			}
 		}
 	}
@@ -1016,14 +1015,13 @@ func writeChanging(out io.Writer, o options, get map[string]result, byName map[s
 	controlled = controlled && c.skipped == ""
 	ch, changed := get["detour-changing"]
 	changed = changed && ch.skipped == ""
+	if d, ok := get["detour"]; ok && d.skipped == "" && changed {
+		fmt.Fprintf(out, "detour-changing / detour:         %.2f  (dnsbench's JetStream storing the changes takes its share of the CPUs too)\n", ch.qps/d.qps)
+	}
 	for _, name := range names {
 		r, ok := get[name]
 		if !ok || r.skipped != "" {
 			continue
-		}
-		pad := strings.Repeat(" ", max(0, len("detour-changing")-len(name)))
-		if d, ok := get["detour"]; ok && d.skipped == "" && name == "detour-changing" {
-			fmt.Fprintf(out, "detour-changing / detour:         %.2f  (dnsbench's JetStream storing the changes takes its share of the CPUs too)\n", r.qps/d.qps)
 		}
 		if !controlled {
 			fmt.Fprintf(out, "%s / detour-control: not measured, detour-control did not run: the target (>= 0.9) is not evaluated\n", name)
@@ -1032,6 +1030,7 @@ func writeChanging(out io.Writer, o options, get map[string]result, byName map[s
 			if name != "detour-changing" {
 				note = "(target >= 0.9: a variant following the changes detour-changing follows)"
 			}
+			pad := strings.Repeat(" ", max(0, len("detour-changing")-len(name)))
 			fmt.Fprintf(out, "%s / detour-control: %s%.2f  %s\n", name, pad, r.qps/c.qps, note)
 			fmt.Fprintf(out, "  per round: %s\n", perRound(byName[name], [][]result{byName["detour-control"]}, qpsOf, false, 0.9))
 		}

@@ -173,14 +173,14 @@ func isolate(netns bool) (benchenv.Netns, error) {
 }
 
 // onlyTargets is the targets -only names (comma-separated), with every variant, and with
-// detour-control when the variants follow changes (-variant-changes), since they are read
-// against it.
+// detour-control when the variants follow changes (-variant-changes, refused without a variant
+// by checkVariantChanges), since they are read against it.
 func onlyTargets(list string, o options) []string {
 	only := strings.Split(list, ",")
 	for _, v := range o.variants {
 		only = append(only, v.name)
 	}
-	if o.variantsChange && len(o.variants) > 0 {
+	if o.variantsChange {
 		only = append(only, "detour-control")
 	}
 	return only
