@@ -261,6 +261,9 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		return
 	}
 	if s := d.ix.bySubject[m.subject]; s != nil {
+		if env.Source == d.o.Name {
+			d.endpointStored(s, env.ID, m.seq)
+		}
 		if m.seq <= s.seq {
 			return
 		}
@@ -280,6 +283,9 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		return
 	}
 	if p := d.ix.pools[m.subject]; p != nil {
+		if env.Source == d.o.Name {
+			d.poolStored(p, env.ID, m.seq)
+		}
 		if m.seq > p.seq {
 			d.noteUnexpected(m, recorded(p.status, p.seq, p.next), p.seq > 0)
 		}
@@ -499,9 +505,10 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 		if !ok {
 			return
 		}
+		s.mine = &uncounted{id: ev.ID, from: s.status, dec: dec}
 		ack, err := d.append(ctx, s.subject, ev, s.seq)
 		if err == nil {
-			d.endpointRecorded(s, dec, s.status, ev, ack)
+			d.endpointRecorded(s, ev, ack)
 			break
 		}
 		if !d.conflicted(ctx, s, dec, err) {
@@ -531,19 +538,46 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 	return ev, true
 }
 
-// endpointRecorded notes that STATE stored ev, the transition of dec from status from, at ack.
-func (d *decider) endpointRecorded(s *endpointSlot, dec decide.Decision, from events.Status, ev events.Envelope, ack *jetstream.PubAck) {
+// uncounted is the transition with event id this replica sent to STATE and has not counted yet.
+// It is counted once, when STATE is first known to hold it: by an acknowledgement that is not a
+// duplicate's, or by the STATE reader delivering it with this replica as its source. An
+// acknowledgement can be lost (the node leading STATE dies between storing the append and
+// answering it): the decision is then kept for the next tick, which finds it recorded already,
+// or sends it again and is answered with a conflict (one JetStream server checks the expected
+// sequence first) or a duplicate (a cluster's leader checks the id first). A duplicate may also
+// be another replica's copy of the same derived event, which the reader tells apart by its
+// source.
+type uncounted struct {
+	id   string
+	from events.Status
+	dec  decide.Decision   // an endpoint's
+	t    events.Transition // a pool's
+}
+
+// endpointRecorded notes that STATE stored ev, this replica's append on the endpoint, at ack.
+func (d *decider) endpointRecorded(s *endpointSlot, ev events.Envelope, ack *jetstream.PubAck) {
 	s.record(ack.Sequence, ev)
 	if !ack.Duplicate {
-		d.o.Stats.Transitions.Add(1)
-		d.o.Metrics.Transition("endpoint", string(dec.To))
-		if failover(dec) {
-			d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(dec.StreakSince).Seconds())
-		}
-		d.log.Info().Str("app", s.pool.app.cfg.Name).Str("pool", s.pool.cfg.Name).Str("endpoint", s.cfg.Name).
-			Str("from", string(from)).Str("to", string(dec.To)).Str("reason", dec.Reason).
-			Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("endpoint transition")
+		d.endpointStored(s, ev.ID, ack.Sequence)
 	}
+}
+
+// endpointStored counts and logs the transition this replica sent on the endpoint, when id,
+// stored at seq, is its event (see uncounted).
+func (d *decider) endpointStored(s *endpointSlot, id string, seq uint64) {
+	u := s.mine
+	if u == nil || u.id != id {
+		return
+	}
+	s.mine = nil
+	d.o.Stats.Transitions.Add(1)
+	d.o.Metrics.Transition("endpoint", string(u.dec.To))
+	if failover(u.dec) {
+		d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(u.dec.StreakSince).Seconds())
+	}
+	d.log.Info().Str("app", s.pool.app.cfg.Name).Str("pool", s.pool.cfg.Name).Str("endpoint", s.cfg.Name).
+		Str("from", string(u.from)).Str("to", string(u.dec.To)).Str("reason", u.dec.Reason).
+		Str("event_id", id).Uint64("stream_seq", seq).Msg("endpoint transition")
 }
 
 // failover reports whether dec is a failover the probes detected: an endpoint taken down by a
@@ -637,9 +671,10 @@ func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool
 			d.poolLater(ctx, p, errors.New("too many conflicting writers"))
 			return
 		}
+		p.mine = &uncounted{id: ev.ID, t: t}
 		ack, err := d.append(ctx, p.subject, ev, p.seq)
 		if err == nil {
-			d.poolRecorded(p, t, ev, ack)
+			d.poolRecorded(p, ev, ack)
 			return
 		}
 		if !d.poolConflicted(ctx, p, err) {
@@ -674,15 +709,26 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 	return ev, t, true
 }
 
-// poolRecorded notes that STATE stored ev, the pool transition t, at ack.
-func (d *decider) poolRecorded(p *poolSlot, t events.Transition, ev events.Envelope, ack *jetstream.PubAck) {
+// poolRecorded notes that STATE stored ev, this replica's append on the pool, at ack.
+func (d *decider) poolRecorded(p *poolSlot, ev events.Envelope, ack *jetstream.PubAck) {
 	p.record(ack.Sequence, ev)
 	if !ack.Duplicate {
-		d.o.Stats.PoolTransitions.Add(1)
-		d.o.Metrics.Transition("pool", string(t.To))
-		d.log.Info().Str("app", t.App).Str("pool", t.Pool).Str("from", string(t.From)).Str("to", string(t.To)).
-			Str("reason", t.Reason).Str("event_id", ev.ID).Uint64("stream_seq", ack.Sequence).Msg("pool transition")
+		d.poolStored(p, ev.ID, ack.Sequence)
 	}
+}
+
+// poolStored counts and logs the transition this replica sent on the pool, when id, stored at
+// seq, is its event (see uncounted).
+func (d *decider) poolStored(p *poolSlot, id string, seq uint64) {
+	u := p.mine
+	if u == nil || u.id != id {
+		return
+	}
+	p.mine = nil
+	d.o.Stats.PoolTransitions.Add(1)
+	d.o.Metrics.Transition("pool", string(u.t.To))
+	d.log.Info().Str("app", u.t.App).Str("pool", u.t.Pool).Str("from", string(u.t.From)).Str("to", string(u.t.To)).
+		Str("reason", u.t.Reason).Str("event_id", id).Uint64("stream_seq", seq).Msg("pool transition")
 }
 
 // poolConflicted handles a pool append that failed with err, and reports whether to decide

@@ -2,6 +2,8 @@ package decider_test
 
 import (
 	"context"
+	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/override"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // failovers reads detour_failover_seconds: its observations and their sum.
@@ -123,5 +127,174 @@ func TestAFailoverIsTimedFromTheStreakThatTookTheEndpointDownNotAnEarlierOne(t *
 	}
 	if second := sum - first; second >= gap.Seconds() {
 		t.Errorf("the second failover took %.3fs by the histogram, timed from the first streak of failures %v earlier; want under %v", second, gap, gap)
+	}
+}
+
+// lostAck is JetStream losing one acknowledgement: every append is stored, but the future of the
+// lose-th (counting from 1) never resolves, as when the node leading STATE dies after storing the
+// append and before answering.
+type lostAck struct {
+	jetstream.JetStream
+	lose int
+	mu   sync.Mutex
+	n    int
+}
+
+func (w *lostAck) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	f, err := w.JetStream.PublishMsgAsync(m, opts...)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n++; err != nil || w.n != w.lose {
+		return f, err
+	}
+	return &lateFuture{PubAckFuture: f, ok: make(chan *jetstream.PubAck), err: make(chan error)}, nil
+}
+
+// The decider waits for an acknowledgement for appendTimeout, then keeps the decision for the
+// next tick; STATE meanwhile delivers the transition it stored. The transition is this replica's
+// all the same: it is counted once, and its failover is timed.
+func TestAFailoverWhoseAcknowledgementIsLostIsCountedAndTimedOnce(t *testing.T) {
+	srv := eventstest.Start(t)
+	m := metrics.New()
+	// The appends: w1 up, west up, w1 down (the third, whose acknowledgement is lost), west down.
+	r := start(t, &lostAck{JetStream: srv.JS, lose: 3}, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	waitTransitionsCounted(t, r.stats, 2)
+	if n, sum := failovers(t, m); n != 1 {
+		t.Errorf("detour_failover_seconds has %d observations (sum %.3fs), want 1: the failover whose acknowledgement was lost", n, sum)
+	}
+	// A second look, once the decider has had every chance to count the lost one twice.
+	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Failed.Load() > 0 }, "the lost acknowledgement was not waited for and given up")
+	if e, pl := r.stats.Transitions.Load(), r.stats.PoolTransitions.Load(); e != 2 || pl != 2 {
+		t.Errorf("the decider counted %d endpoint and %d pool transitions, want 2 of each", e, pl)
+	}
+	if n, _ := failovers(t, m); n != 1 {
+		t.Errorf("detour_failover_seconds has %d observations, want 1", n)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+}
+
+// Two replicas fold the same results and race to append each change: STATE keeps one copy, and
+// between them the replicas count each transition once, so that the sum of
+// detour_transitions_total over the replicas is what STATE holds.
+func TestReplicasRacingForEachChangeCountItOnceBetweenThem(t *testing.T) {
+	srv := eventstest.Start(t)
+	c := eventstest.Config(t, shopYAML)
+	a := start(t, srv.JS, c, "decider/a")
+	b := start(t, srv.JS, c, "decider/b")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	const flaps = 10
+	var want []string
+	for range flaps {
+		p.send("shop", "west", "w1", true)
+		p.send("shop", "west", "w1", true)
+		for range 3 {
+			p.send("shop", "west", "w1", false)
+		}
+		want = append(want, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	}
+	waitHistory(t, srv, want...)
+	for _, r := range []*replica{a, b} {
+		eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() == 5*flaps },
+			"a replica did not land the appends of every result")
+	}
+	endpoints := a.stats.Transitions.Load() + b.stats.Transitions.Load()
+	pools := a.stats.PoolTransitions.Load() + b.stats.PoolTransitions.Load()
+	if endpoints != 2*flaps || pools != 2*flaps {
+		t.Errorf("the replicas counted %d endpoint and %d pool transitions between them (a %d+%d, b %d+%d), want %d of each, as STATE holds",
+			endpoints, pools, a.stats.Transitions.Load(), a.stats.PoolTransitions.Load(), b.stats.Transitions.Load(), b.stats.PoolTransitions.Load(), 2*flaps)
+	}
+}
+
+// otherFirst is JetStream where another replica stored the copy of one append first: before the
+// first-th append (counting from 1) is sent, the same event, with the same id and another
+// replica as its source, is stored on its subject. With duplicate, the append is then answered
+// as a cluster's stream leader answers it, which checks the message id before the expected
+// sequence: a duplicate of the copy, not stored. Without, it is sent, and one JetStream server,
+// which checks the expected sequence first, refuses it as a conflict.
+type otherFirst struct {
+	jetstream.JetStream
+	first     int
+	duplicate bool
+	mu        sync.Mutex
+	n         int
+}
+
+func (w *otherFirst) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	w.mu.Lock()
+	w.n++
+	n := w.n
+	w.mu.Unlock()
+	if n != w.first {
+		return w.JetStream.PublishMsgAsync(m, opts...)
+	}
+	var e map[string]any
+	if err := json.Unmarshal(m.Data, &e); err != nil {
+		return nil, err
+	}
+	e["source"] = "decider/other"
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	copied := nats.NewMsg(m.Subject)
+	copied.Data = data
+	ack, err := w.JetStream.PublishMsg(context.Background(), copied, opts...)
+	if err != nil || !w.duplicate {
+		return w.JetStream.PublishMsgAsync(m, opts...)
+	}
+	f := &answered{msg: m, ok: make(chan *jetstream.PubAck, 1)}
+	f.ok <- &jetstream.PubAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: true}
+	return f, nil
+}
+
+// answered is an append's future whose answer has come.
+type answered struct {
+	msg *nats.Msg
+	ok  chan *jetstream.PubAck
+}
+
+func (f *answered) Ok() <-chan *jetstream.PubAck { return f.ok }
+func (f *answered) Err() <-chan error            { return nil }
+func (f *answered) Msg() *nats.Msg               { return f.msg }
+
+// An append that finds another replica's copy of the same event stored is that replica's
+// transition: this one does not count it, nor time its failover, whether JetStream answers a
+// conflict or a duplicate.
+func TestATransitionAnotherReplicaStoredFirstIsNotCountedAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		duplicate bool
+	}{{"one server answers a conflict", false}, {"a cluster's leader answers a duplicate", true}} {
+		t.Run(tc.name, func(t *testing.T) { otherStoredFirst(t, tc.duplicate) })
+	}
+}
+
+func otherStoredFirst(t *testing.T, duplicate bool) {
+	srv := eventstest.Start(t)
+	m := metrics.New()
+	// The appends: w1 up, west up, w1 down (stored first by decider/other), west down.
+	w := &otherFirst{JetStream: srv.JS, first: 3, duplicate: duplicate}
+	r := start(t, w, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() == 5 }, "the decider did not land the appends of every result")
+	if e, pl := r.stats.Transitions.Load(), r.stats.PoolTransitions.Load(); e != 1 || pl != 2 {
+		t.Errorf("decider/a counted %d endpoint and %d pool transitions, want 1 and 2: w1's down is decider/other's", e, pl)
+	}
+	if n, _ := failovers(t, m); n != 0 {
+		t.Errorf("detour_failover_seconds has %d observations, want none: decider/other stored the failover", n)
 	}
 }

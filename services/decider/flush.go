@@ -158,10 +158,12 @@ func (d *decider) send(ctx context.Context, j *sent) {
 	status, _ := events.TransitionStatus(j.ev.Type)
 	if s := j.s; s != nil {
 		j.prev = shown{s.status, s.eventID, s.since}
+		s.mine = &uncounted{id: j.ev.ID, from: s.status, dec: j.dec}
 		s.status, s.eventID, s.since, s.next = status, j.ev.ID, j.ev.Time, j
 	} else {
 		p := j.p
 		j.prev = shown{status: p.status, since: p.since}
+		p.mine = &uncounted{id: j.ev.ID, t: j.t}
 		p.status, p.since, p.next = status, j.ev.Time, j
 	}
 	j.pool().inFlight++
@@ -324,10 +326,10 @@ func (d *decider) landed(ctx context.Context, j *sent, ack *jetstream.PubAck) {
 	p.inFlight--
 	if s := j.s; s != nil {
 		s.next = nil
-		d.endpointRecorded(s, j.dec, j.prev.status, j.ev, ack)
+		d.endpointRecorded(s, j.ev, ack)
 	} else {
 		j.p.next = nil
-		d.poolRecorded(j.p, j.t, j.ev, ack)
+		d.poolRecorded(j.p, j.ev, ack)
 	}
 	if p.recheck && p.inFlight == 0 {
 		p.recheck = false

@@ -39,6 +39,8 @@ type poolSlot struct {
 	next     *sent
 	inFlight int
 	recheck  bool
+	// mine is the last transition this replica sent on the pool, until it is counted.
+	mine *uncounted
 }
 
 type endpointSlot struct {
@@ -64,6 +66,8 @@ type endpointSlot struct {
 	folded []foldedResult
 	// next is the endpoint's transition in flight, if any (see sent).
 	next *sent
+	// mine is the last transition this replica sent on the endpoint, until it is counted.
+	mine *uncounted
 	// i is the endpoint's place in index.endpoints and index.due.
 	i int
 }

@@ -108,8 +108,8 @@ func TestTwoDecidersRecordEachChangeOnceAndOneKilledMidFailoverDelaysNothing(t *
 		got = history(t, srv)
 		return reflect.DeepEqual(got, want)
 	}, "STATE history is %q, want %q", &got, want)
-	// The survivor counts an append once its acknowledgement is back, which may come after
-	// STATE delivered the event.
+	// The survivor counts its appends once STATE is known to hold them: by their
+	// acknowledgements or by the STATE reader delivering them, whichever comes first.
 	eventstest.Eventually(t, time.Second, func() bool { return b.stats.Transitions.Load()+b.stats.PoolTransitions.Load() >= 2 },
 		"the survivor appended fewer events than the down transitions")
 
