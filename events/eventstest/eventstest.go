@@ -5,6 +5,7 @@ package eventstest
 import (
 	"context"
 	"net"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -131,13 +132,21 @@ func (s *Server) Stream(tb testing.TB, name string) jetstream.Stream {
 }
 
 // Eventually polls cond every 5ms until it holds or the deadline passes, then fails the test
-// with msg.
+// with msg. An argument that points to what cond last saw (&got) is shown as the value it points
+// to, unless that is a struct (whose String method may need the pointer).
 func Eventually(tb testing.TB, within time.Duration, cond func() bool, msg string, args ...any) {
 	tb.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("not within %s: "+msg, append([]any{within}, args...)...)
+			shown := []any{within}
+			for _, a := range args {
+				if v := reflect.ValueOf(a); v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() != reflect.Struct {
+					a = v.Elem().Interface()
+				}
+				shown = append(shown, a)
+			}
+			tb.Fatalf("not within %s: "+msg, shown...)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -211,7 +211,7 @@ func TestEdgeChecksThatWaitedOutABusyLoopAreWeighedByWhenTheyArrived(t *testing.
 		t.Fatalf("edge-west was recorded down on stale results: %s", early)
 	}
 	b.tick()
-	b.waitLog("edge liveness changed") // the down's append is answered
+	b.waitLog("edge liveness changed") // the down is stored
 	h := history(t, b.ns, events.StreamState, west)
 	if got := types(h); got != "UD" {
 		t.Fatalf("edge-west history %q after fresh failures from both regions, want UD", got)

@@ -119,6 +119,12 @@ type controller struct {
 	// not answer never holds.
 	appendingEdge map[string]events.Status
 	edgeAppends   chan edgeAppend
+	// uncountedEdge holds, per edge, the transition this replica last sent to STATE until it is
+	// counted: once, when STATE is first known to hold it, by an answer that is not a
+	// duplicate's or by STATE delivering it with this replica as its source. An answer can be
+	// lost (the node leading STATE dies between storing and answering), and a duplicate may be
+	// another replica's copy of an up derived from the same heartbeat.
+	uncountedEdge map[string]uncountedEdge
 	// edgeFailures holds back repeats of the line telling that an edge transition was not
 	// appended: while STATE elects a leader every edge's is tried again each storeTimeout.
 	edgeFailures *logs.Repeats
@@ -149,7 +155,8 @@ func run(ctx context.Context, o Options) error {
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
-		stalls: logs.NewRepeats(10 * time.Second),
+		uncountedEdge: map[string]uncountedEdge{},
+		stalls:        logs.NewRepeats(10 * time.Second),
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -272,6 +279,9 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 	e, err := events.Decode(d.Data)
 	if err == nil {
 		c.noteUnexpected(d.Subject, d.Seq, e)
+		if tok := events.SplitSubject(d.Subject, "detour.state.edge"); len(tok) == 1 && e.Source == c.o.Name {
+			c.edgeStored(tok[0], e.ID, d.Seq)
+		}
 		err = c.fold(d.Subject, d.Seq, e)
 	}
 	if err != nil {
@@ -467,6 +477,7 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		entry, _ := c.view.Subject(subject)
 		c.appendingEdge[ch.Edge] = ch.To
+		c.uncountedEdge[ch.Edge] = uncountedEdge{id: env.ID, change: ch}
 		wg.Go(func() {
 			a := edgeAppend{change: ch, subject: subject, env: env}
 			actx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -522,9 +533,29 @@ func (c *controller) edgeAppended(a edgeAppend) {
 		return
 	}
 	_ = c.fold(a.subject, a.ack.Sequence, a.env) // the controller made it: it is well formed
-	c.o.Metrics.Transition("edge", string(a.change.To))
-	c.log.Info().Str("edge", a.change.Edge).Str("from", string(a.change.From)).Str("to", string(a.change.To)).
-		Str("reason", a.change.Reason).Str("event_id", a.env.ID).Uint64("stream_seq", a.ack.Sequence).Msg("edge liveness changed")
+	if !a.ack.Duplicate {
+		c.edgeStored(a.change.Edge, a.env.ID, a.ack.Sequence)
+	}
+}
+
+// uncountedEdge is an edge transition, with event id, this replica sent to STATE and has not
+// counted yet (see controller.uncountedEdge).
+type uncountedEdge struct {
+	id     string
+	change Change
+}
+
+// edgeStored counts and logs the transition this replica sent on edge, when id, stored at seq,
+// is its event.
+func (c *controller) edgeStored(edge, id string, seq uint64) {
+	u, ok := c.uncountedEdge[edge]
+	if !ok || u.id != id {
+		return
+	}
+	delete(c.uncountedEdge, edge)
+	c.o.Metrics.Transition("edge", string(u.change.To))
+	c.log.Info().Str("edge", edge).Str("from", string(u.change.From)).Str("to", string(u.change.To)).
+		Str("reason", u.change.Reason).Str("event_id", id).Uint64("stream_seq", seq).Msg("edge liveness changed")
 }
 
 // checkPendingMsgs and checkPendingBytes bound the heartbeats or edge-listener results waiting
