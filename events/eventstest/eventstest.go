@@ -131,6 +131,19 @@ func (s *Server) Stream(tb testing.TB, name string) jetstream.Stream {
 	return st
 }
 
+// FromSource returns a copy of m, a message holding an event, with source as the event's source:
+// the same event as another writer would have sent it.
+func FromSource(m *nats.Msg, source string) (*nats.Msg, error) {
+	e, err := events.Decode(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	e.Source = source
+	out := nats.NewMsg(m.Subject)
+	out.Data = e.Encode()
+	return out, nil
+}
+
 // Eventually polls cond every 5ms until it holds or the deadline passes, then fails the test
 // with msg. An argument that points to what cond last saw (&got) is shown as the value it points
 // to, unless that is a struct (whose String method may need the pointer).

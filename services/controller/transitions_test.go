@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,22 +72,29 @@ func edgeTransitions(t *testing.T, m *metrics.Metrics, to ...string) float64 {
 	return n
 }
 
+// countingController runs controller-1 on edgesDoc over js, with metrics, which it returns.
+func countingController(t *testing.T, js jetstream.JetStream) *metrics.Metrics {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: js, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
+	})
+	return m
+}
+
 // STATE stores an edge's down transition but its answer is lost; STATE then delivers the event,
 // so the next tick has nothing to append. The transition is this controller's all the same: it
 // is counted once.
 func TestAnEdgeTransitionWhoseAcknowledgementIsLostIsCountedOnce(t *testing.T) {
 	ns := eventstest.Start(t)
-	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
-	if err != nil {
-		t.Fatal(err)
-	}
 	east := events.EdgeStateSubject("edge-east")
 	// edge-east's appends: up, then down (whose answer is lost).
 	w := &lostStoreAck{JetStream: ns.JS, subject: east, lose: 2}
-	m := metrics.New()
-	eventstest.Run(t, "controller", func(ctx context.Context) error {
-		return Run(ctx, Options{JS: w, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
-	})
+	m := countingController(t, w)
 	stopEast := make(chan struct{})
 	beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
 	beat(t, ns, "edge-east", 100*time.Millisecond, stopEast)
@@ -123,17 +129,10 @@ func (w *otherFirst) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstr
 	if m.Subject != w.subject || !w.done.CompareAndSwap(false, true) {
 		return w.JetStream.PublishMsg(ctx, m, opts...)
 	}
-	var e map[string]any
-	if err := json.Unmarshal(m.Data, &e); err != nil {
-		return nil, err
-	}
-	e["source"] = "controller-2"
-	data, err := json.Marshal(e)
+	copied, err := eventstest.FromSource(m, "controller-2")
 	if err != nil {
 		return nil, err
 	}
-	copied := nats.NewMsg(m.Subject)
-	copied.Data = data
 	ack, err := w.JetStream.PublishMsg(ctx, copied, opts...)
 	if err != nil || !w.duplicate {
 		return w.JetStream.PublishMsg(ctx, m, opts...)
@@ -150,16 +149,8 @@ func TestAnEdgeTransitionAnotherControllerStoredFirstIsNotCountedAgain(t *testin
 	}{{"one server answers a conflict", false}, {"a cluster's leader answers a duplicate", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := eventstest.Start(t)
-			cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
-			if err != nil {
-				t.Fatal(err)
-			}
 			east := events.EdgeStateSubject("edge-east")
-			w := &otherFirst{JetStream: ns.JS, subject: east, duplicate: tc.duplicate}
-			m := metrics.New()
-			eventstest.Run(t, "controller", func(ctx context.Context) error {
-				return Run(ctx, Options{JS: w, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
-			})
+			m := countingController(t, &otherFirst{JetStream: ns.JS, subject: east, duplicate: tc.duplicate})
 			stopEast := make(chan struct{})
 			beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
 			beat(t, ns, "edge-east", 100*time.Millisecond, stopEast)

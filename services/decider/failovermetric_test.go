@@ -2,7 +2,6 @@ package decider_test
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -57,12 +56,17 @@ func withMetrics(m *metrics.Metrics) func(*decider.Options) {
 }
 
 // failedOverByProbes starts a decider with metrics, and a prober in eu that brings w1 up with two
-// passing results and takes it down with three failing ones.
-func failedOverByProbes(t *testing.T) (*eventstest.Server, *metrics.Metrics, *decider.Stats, *prober) {
+// passing results and takes it down with three failing ones. The decider's JetStream is wrap's
+// of the server's, when wrap is given.
+func failedOverByProbes(t *testing.T, wrap ...func(jetstream.JetStream) jetstream.JetStream) (*eventstest.Server, *metrics.Metrics, *decider.Stats, *prober) {
 	t.Helper()
 	srv := eventstest.Start(t)
 	m := metrics.New()
-	r := start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
+	js := srv.JS
+	for _, w := range wrap {
+		js = w(js)
+	}
+	r := start(t, js, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	p.send("shop", "west", "w1", true)
 	p.send("shop", "west", "w1", true)
@@ -154,25 +158,14 @@ func (w *lostAck) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (je
 // next tick; STATE meanwhile delivers the transition it stored. The transition is this replica's
 // all the same: it is counted once, and its failover is timed.
 func TestAFailoverWhoseAcknowledgementIsLostIsCountedAndTimedOnce(t *testing.T) {
-	srv := eventstest.Start(t)
-	m := metrics.New()
 	// The appends: w1 up, west up, w1 down (the third, whose acknowledgement is lost), west down.
-	r := start(t, &lostAck{JetStream: srv.JS, lose: 3}, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", true)
-	p.send("shop", "west", "w1", true)
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
-	for range 3 {
-		p.send("shop", "west", "w1", false)
-	}
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	waitTransitionsCounted(t, r.stats, 2)
+	srv, m, st, _ := failedOverByProbes(t, func(js jetstream.JetStream) jetstream.JetStream { return &lostAck{JetStream: js, lose: 3} })
 	if n, sum := failovers(t, m); n != 1 {
 		t.Errorf("detour_failover_seconds has %d observations (sum %.3fs), want 1: the failover whose acknowledgement was lost", n, sum)
 	}
 	// A second look, once the decider has had every chance to count the lost one twice.
-	eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Failed.Load() > 0 }, "the lost acknowledgement was not waited for and given up")
-	if e, pl := r.stats.Transitions.Load(), r.stats.PoolTransitions.Load(); e != 2 || pl != 2 {
+	eventstest.Eventually(t, 5*time.Second, func() bool { return st.Failed.Load() > 0 }, "the lost acknowledgement was not waited for and given up")
+	if e, pl := st.Transitions.Load(), st.PoolTransitions.Load(); e != 2 || pl != 2 {
 		t.Errorf("the decider counted %d endpoint and %d pool transitions, want 2 of each", e, pl)
 	}
 	if n, _ := failovers(t, m); n != 1 {
@@ -235,17 +228,10 @@ func (w *otherFirst) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) 
 	if n != w.first {
 		return w.JetStream.PublishMsgAsync(m, opts...)
 	}
-	var e map[string]any
-	if err := json.Unmarshal(m.Data, &e); err != nil {
-		return nil, err
-	}
-	e["source"] = "decider/other"
-	data, err := json.Marshal(e)
+	copied, err := eventstest.FromSource(m, "decider/other")
 	if err != nil {
 		return nil, err
 	}
-	copied := nats.NewMsg(m.Subject)
-	copied.Data = data
 	ack, err := w.JetStream.PublishMsg(context.Background(), copied, opts...)
 	if err != nil || !w.duplicate {
 		return w.JetStream.PublishMsgAsync(m, opts...)
