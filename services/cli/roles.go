@@ -328,7 +328,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("decider", flag.ContinueOnError)
 	r := role{streams: Streams("decider")}
-	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
+	fs.StringVar(&r.name, "name", hostname(), "this replica's name, unique among the replicas (the source of the transitions it appends)")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
@@ -393,7 +393,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 	var apiAddr, tokensPath string
 	r := role{streams: Streams("controller"), check: func() error { return checkOptionalHostPort("--api-addr", apiAddr) }}
-	fs.StringVar(&r.name, "name", hostname(), "this replica's name")
+	fs.StringVar(&r.name, "name", hostname(), "this replica's name, unique among the replicas (the source of the transitions it appends)")
 	fs.StringVar(&apiAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
 	fs.StringVar(&tokensPath, "api-tokens", "detour-api-tokens", "the API's tokens file (made with one write token if missing; see detour token)")
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)

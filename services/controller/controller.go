@@ -119,12 +119,11 @@ type controller struct {
 	// not answer never holds.
 	appendingEdge map[string]events.Status
 	edgeAppends   chan edgeAppend
-	// uncountedEdge holds, per edge, the transition this replica last sent to STATE until it is
-	// counted: once, when STATE is first known to hold it, by an answer that is not a
-	// duplicate's or by STATE delivering it with this replica as its source. An answer can be
-	// lost (the node leading STATE dies between storing and answering), and a duplicate may be
-	// another replica's copy of an up derived from the same heartbeat.
-	uncountedEdge map[string]uncountedEdge
+	// sentEdge follows, per edge, the transitions this replica sent to STATE until one is known
+	// stored and counted (see events.Sent): an answer can be lost (the node leading STATE dies
+	// between storing and answering), and a duplicate may be another replica's copy of an up
+	// derived from the same heartbeat.
+	sentEdge map[string]*events.Sent[Change]
 	// edgeFailures holds back repeats of the line telling that an edge transition was not
 	// appended: while STATE elects a leader every edge's is tried again each storeTimeout.
 	edgeFailures *logs.Repeats
@@ -155,8 +154,8 @@ func run(ctx context.Context, o Options) error {
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
-		uncountedEdge: map[string]uncountedEdge{},
-		stalls:        logs.NewRepeats(10 * time.Second),
+		sentEdge: map[string]*events.Sent[Change]{},
+		stalls:   logs.NewRepeats(10 * time.Second),
 	}
 	c.cfg.Store(o.Config)
 	var err error
@@ -280,7 +279,7 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 	if err == nil {
 		c.noteUnexpected(d.Subject, d.Seq, e)
 		if tok := events.SplitSubject(d.Subject, "detour.state.edge"); len(tok) == 1 && e.Source == c.o.Name {
-			c.edgeStored(tok[0], e.ID, d.Seq)
+			c.edgeStored(tok[0], e.ID, c.sent(tok[0]).Delivered(e.ID, d.Seq))
 		}
 		err = c.fold(d.Subject, d.Seq, e)
 	}
@@ -477,7 +476,7 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		entry, _ := c.view.Subject(subject)
 		c.appendingEdge[ch.Edge] = ch.To
-		c.uncountedEdge[ch.Edge] = uncountedEdge{id: env.ID, change: ch}
+		c.sent(ch.Edge).Add(entry.Seq, env.ID, ch)
 		wg.Go(func() {
 			a := edgeAppend{change: ch, subject: subject, env: env}
 			actx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -516,9 +515,15 @@ type storedEvent struct {
 // STATE did not take means the cluster is recovering, and the edges' connections with it.
 func (c *controller) edgeAppended(a edgeAppend) {
 	delete(c.appendingEdge, a.change.Edge)
+	if a.err != nil {
+		c.edgeStored(a.change.Edge, a.env.ID, c.sent(a.change.Edge).Failed(a.env.ID, a.err))
+	}
 	switch {
 	case errors.Is(a.err, events.ErrConflict):
 		if a.reread != nil {
+			if a.reread.env.Source == c.o.Name {
+				c.edgeStored(a.change.Edge, a.reread.env.ID, c.sent(a.change.Edge).Delivered(a.reread.env.ID, a.reread.seq))
+			}
 			if err := c.fold(a.subject, a.reread.seq, a.reread.env); err != nil {
 				c.log.Warn().Str("subject", a.subject).Err(err).Msg("state subject re-read after a conflict holds no state event")
 			}
@@ -533,29 +538,29 @@ func (c *controller) edgeAppended(a edgeAppend) {
 		return
 	}
 	_ = c.fold(a.subject, a.ack.Sequence, a.env) // the controller made it: it is well formed
-	if !a.ack.Duplicate {
-		c.edgeStored(a.change.Edge, a.env.ID, a.ack.Sequence)
+	c.edgeStored(a.change.Edge, a.env.ID, c.sent(a.change.Edge).Acked(a.env.ID, a.ack.Sequence, a.ack.Duplicate))
+}
+
+// sent returns what follows the transitions this replica sent on edge.
+func (c *controller) sent(edge string) *events.Sent[Change] {
+	s := c.sentEdge[edge]
+	if s == nil {
+		s = &events.Sent[Change]{}
+		c.sentEdge[edge] = s
 	}
+	return s
 }
 
-// uncountedEdge is an edge transition, with event id, this replica sent to STATE and has not
-// counted yet (see controller.uncountedEdge).
-type uncountedEdge struct {
-	id     string
-	change Change
-}
-
-// edgeStored counts and logs the transition this replica sent on edge, when id, stored at seq,
-// is its event.
-func (c *controller) edgeStored(edge, id string, seq uint64) {
-	u, ok := c.uncountedEdge[edge]
-	if !ok || u.id != id {
+// edgeStored counts and logs the transition id this replica sent on edge, when events.Sent says
+// STATE is known to hold it as this replica's (st is not nil).
+func (c *controller) edgeStored(edge, id string, st *events.Stored[Change]) {
+	if st == nil {
 		return
 	}
-	delete(c.uncountedEdge, edge)
-	c.o.Metrics.Transition("edge", string(u.change.To))
-	c.log.Info().Str("edge", edge).Str("from", string(u.change.From)).Str("to", string(u.change.To)).
-		Str("reason", u.change.Reason).Str("event_id", id).Uint64("stream_seq", seq).Msg("edge liveness changed")
+	ch := st.Info
+	c.o.Metrics.Transition("edge", string(ch.To))
+	c.log.Info().Str("edge", edge).Str("from", string(ch.From)).Str("to", string(ch.To)).
+		Str("reason", ch.Reason).Str("event_id", id).Uint64("stream_seq", st.Seq).Msg("edge liveness changed")
 }
 
 // checkPendingMsgs and checkPendingBytes bound the heartbeats or edge-listener results waiting

@@ -113,6 +113,62 @@ func TestAnEdgeTransitionWhoseAcknowledgementIsLostIsCountedOnce(t *testing.T) {
 	}
 }
 
+// electingStore is JetStream while STATE elects a leader after its old leader stored the first
+// append to subject and died before answering: the caller hears nothing until its context ends,
+// and STATE delivers the stored event only once a leader is elected, which is when the next
+// append to subject (the retry) reaches it.
+type electingStore struct {
+	jetstream.JetStream
+	subject string
+	mu      sync.Mutex
+	held    *nats.Msg
+	done    bool
+}
+
+func (w *electingStore) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if m.Subject != w.subject {
+		return w.JetStream.PublishMsg(ctx, m, opts...)
+	}
+	w.mu.Lock()
+	if !w.done && w.held == nil {
+		w.held = m
+		w.mu.Unlock()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	held := w.held
+	w.held, w.done = nil, true
+	w.mu.Unlock()
+	if held != nil {
+		if _, err := w.JetStream.PublishMsg(context.Background(), held); err != nil {
+			return nil, err
+		}
+	}
+	return w.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// An up whose answer is lost while STATE elects a leader, and tried again (on a newer
+// heartbeat, so with another id) before STATE delivers it, is this controller's transition all
+// the same: it is counted.
+func TestAnEdgeUpWhoseAnswerIsLostAndTriedAgainBeforeSTATEDeliversItIsCounted(t *testing.T) {
+	ns := eventstest.Start(t)
+	east := events.EdgeStateSubject("edge-east")
+	m := countingController(t, &electingStore{JetStream: ns.JS, subject: east})
+	beat(t, ns, "edge-west", 100*time.Millisecond, make(chan struct{}))
+	beat(t, ns, "edge-east", 100*time.Millisecond, make(chan struct{}))
+	var h []events.Envelope
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		h = history(t, ns, events.StreamState, east)
+		return types(h) == "U" && types(history(t, ns, events.StreamState, events.EdgeStateSubject("edge-west"))) == "U"
+	}, "both edges up")
+	if h[0].Source != "controller-1" {
+		t.Fatalf("edge-east's up was stored from %q, want controller-1", h[0].Source)
+	}
+	var n float64
+	eventstest.Eventually(t, 5*time.Second, func() bool { n = edgeTransitions(t, m, "up"); return n == 2 },
+		"detour_transitions_total{kind=\"edge\",to=\"up\"} is %v, want 2: edge-west's and edge-east's, whose answer was lost", &n)
+}
+
 // otherFirst is JetStream where another controller stored the copy of edge-east's first
 // transition first: the same event, with the same id and controller-2 as its source. With
 // duplicate, this controller's append is then answered as a cluster's stream leader answers it,

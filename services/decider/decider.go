@@ -262,7 +262,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	}
 	if s := d.ix.bySubject[m.subject]; s != nil {
 		if env.Source == d.o.Name {
-			d.endpointStored(s, env.ID, m.seq)
+			d.endpointStored(s, env.ID, s.sent.Delivered(env.ID, m.seq))
 		}
 		if m.seq <= s.seq {
 			return
@@ -284,7 +284,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	}
 	if p := d.ix.pools[m.subject]; p != nil {
 		if env.Source == d.o.Name {
-			d.poolStored(p, env.ID, m.seq)
+			d.poolStored(p, env.ID, p.sent.Delivered(env.ID, m.seq))
 		}
 		if m.seq > p.seq {
 			d.noteUnexpected(m, recorded(p.status, p.seq, p.next), p.seq > 0)
@@ -505,12 +505,13 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 		if !ok {
 			return
 		}
-		s.mine = &uncounted{id: ev.ID, from: s.status, dec: dec}
+		s.sent.Add(s.seq, ev.ID, endpointSent(s, dec))
 		ack, err := d.append(ctx, s.subject, ev, s.seq)
 		if err == nil {
 			d.endpointRecorded(s, ev, ack)
 			break
 		}
+		d.endpointStored(s, ev.ID, s.sent.Failed(ev.ID, err))
 		if !d.conflicted(ctx, s, dec, err) {
 			return
 		}
@@ -538,46 +539,47 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 	return ev, true
 }
 
-// uncounted is the transition with event id this replica sent to STATE and has not counted yet.
-// It is counted once, when STATE is first known to hold it: by an acknowledgement that is not a
-// duplicate's, or by the STATE reader delivering it with this replica as its source. An
-// acknowledgement can be lost (the node leading STATE dies between storing the append and
-// answering it): the decision is then kept for the next tick, which finds it recorded already,
-// or sends it again and is answered with a conflict (one JetStream server checks the expected
-// sequence first) or a duplicate (a cluster's leader checks the id first). A duplicate may also
-// be another replica's copy of the same derived event, which the reader tells apart by its
-// source.
-type uncounted struct {
-	id   string
-	from events.Status
-	dec  decide.Decision   // an endpoint's
-	t    events.Transition // a pool's
+// sentTransition is what this replica counts and logs of a transition it sent to STATE, once
+// STATE is known to hold it: by its acknowledgement, or by the event read back from STATE with
+// this replica as its source where the acknowledgement was lost or came too late (see
+// events.Sent).
+type sentTransition struct {
+	from, to events.Status
+	reason   string
+	// streakSince is when the streak of failed results that took an endpoint down began (see
+	// failover); zero for any other transition.
+	streakSince time.Time
+}
+
+func endpointSent(s *endpointSlot, dec decide.Decision) sentTransition {
+	t := sentTransition{from: s.status, to: dec.To, reason: dec.Reason}
+	if failover(dec) {
+		t.streakSince = dec.StreakSince
+	}
+	return t
 }
 
 // endpointRecorded notes that STATE stored ev, this replica's append on the endpoint, at ack.
 func (d *decider) endpointRecorded(s *endpointSlot, ev events.Envelope, ack *jetstream.PubAck) {
 	s.record(ack.Sequence, ev)
-	if !ack.Duplicate {
-		d.endpointStored(s, ev.ID, ack.Sequence)
-	}
+	d.endpointStored(s, ev.ID, s.sent.Acked(ev.ID, ack.Sequence, ack.Duplicate))
 }
 
-// endpointStored counts and logs the transition this replica sent on the endpoint, when id,
-// stored at seq, is its event (see uncounted).
-func (d *decider) endpointStored(s *endpointSlot, id string, seq uint64) {
-	u := s.mine
-	if u == nil || u.id != id {
+// endpointStored counts and logs the transition id this replica sent on the endpoint, when
+// events.Sent says STATE is known to hold it as this replica's (st is not nil).
+func (d *decider) endpointStored(s *endpointSlot, id string, st *events.Stored[sentTransition]) {
+	if st == nil {
 		return
 	}
-	s.mine = nil
+	t := st.Info
 	d.o.Stats.Transitions.Add(1)
-	d.o.Metrics.Transition("endpoint", string(u.dec.To))
-	if failover(u.dec) {
-		d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(u.dec.StreakSince).Seconds())
+	d.o.Metrics.Transition("endpoint", string(t.to))
+	if !t.streakSince.IsZero() {
+		d.o.Metrics.FailedOver(d.streamNow(d.o.Now()).Sub(t.streakSince).Seconds())
 	}
 	d.log.Info().Str("app", s.pool.app.cfg.Name).Str("pool", s.pool.cfg.Name).Str("endpoint", s.cfg.Name).
-		Str("from", string(u.from)).Str("to", string(u.dec.To)).Str("reason", u.dec.Reason).
-		Str("event_id", id).Uint64("stream_seq", seq).Msg("endpoint transition")
+		Str("from", string(t.from)).Str("to", string(t.to)).Str("reason", t.reason).
+		Str("event_id", id).Uint64("stream_seq", st.Seq).Msg("endpoint transition")
 }
 
 // failover reports whether dec is a failover the probes detected: an endpoint taken down by a
@@ -644,6 +646,9 @@ func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
 		return err
 	}
 	if ok {
+		if env.Source == d.o.Name {
+			d.endpointStored(s, env.ID, s.sent.Delivered(env.ID, seq))
+		}
 		s.record(seq, env)
 		d.watchEndpoint(s)
 	}
@@ -671,12 +676,13 @@ func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool
 			d.poolLater(ctx, p, errors.New("too many conflicting writers"))
 			return
 		}
-		p.mine = &uncounted{id: ev.ID, t: t}
+		p.sent.Add(p.seq, ev.ID, poolSent(t))
 		ack, err := d.append(ctx, p.subject, ev, p.seq)
 		if err == nil {
 			d.poolRecorded(p, ev, ack)
 			return
 		}
+		d.poolStored(p, ev.ID, p.sent.Failed(ev.ID, err))
 		if !d.poolConflicted(ctx, p, err) {
 			return
 		}
@@ -709,26 +715,26 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 	return ev, t, true
 }
 
+func poolSent(t events.Transition) sentTransition {
+	return sentTransition{from: t.From, to: t.To, reason: t.Reason}
+}
+
 // poolRecorded notes that STATE stored ev, this replica's append on the pool, at ack.
 func (d *decider) poolRecorded(p *poolSlot, ev events.Envelope, ack *jetstream.PubAck) {
 	p.record(ack.Sequence, ev)
-	if !ack.Duplicate {
-		d.poolStored(p, ev.ID, ack.Sequence)
-	}
+	d.poolStored(p, ev.ID, p.sent.Acked(ev.ID, ack.Sequence, ack.Duplicate))
 }
 
-// poolStored counts and logs the transition this replica sent on the pool, when id, stored at
-// seq, is its event (see uncounted).
-func (d *decider) poolStored(p *poolSlot, id string, seq uint64) {
-	u := p.mine
-	if u == nil || u.id != id {
+// poolStored is endpointStored for the pool's transitions.
+func (d *decider) poolStored(p *poolSlot, id string, st *events.Stored[sentTransition]) {
+	if st == nil {
 		return
 	}
-	p.mine = nil
+	t := st.Info
 	d.o.Stats.PoolTransitions.Add(1)
-	d.o.Metrics.Transition("pool", string(u.t.To))
-	d.log.Info().Str("app", u.t.App).Str("pool", u.t.Pool).Str("from", string(u.t.From)).Str("to", string(u.t.To)).
-		Str("reason", u.t.Reason).Str("event_id", id).Uint64("stream_seq", seq).Msg("pool transition")
+	d.o.Metrics.Transition("pool", string(t.to))
+	d.log.Info().Str("app", p.app.cfg.Name).Str("pool", p.cfg.Name).Str("from", string(t.from)).Str("to", string(t.to)).
+		Str("reason", t.reason).Str("event_id", id).Uint64("stream_seq", st.Seq).Msg("pool transition")
 }
 
 // poolConflicted handles a pool append that failed with err, and reports whether to decide
@@ -745,6 +751,9 @@ func (d *decider) poolConflicted(ctx context.Context, p *poolSlot, err error) bo
 		return false
 	}
 	if ok {
+		if env.Source == d.o.Name {
+			d.poolStored(p, env.ID, p.sent.Delivered(env.ID, seq))
+		}
 		p.record(seq, env)
 	}
 	return true

@@ -34,14 +34,10 @@ func failovers(t *testing.T, m *metrics.Metrics) (n uint64, sum float64) {
 }
 
 // waitTransitionsCounted waits until the decider has counted n endpoint and n pool transitions
-// as newly stored, so that the failover times of the endpoints' are in the histogram too. STATE
+// as stored by it, so that the failover times of the endpoints' are in the histogram too. STATE
 // may hold a transition before the decider has handled its acknowledgement (appends are
-// pipelined); the decider handles acknowledgements in the order it sent the appends, and sends
-// a pool's after the endpoint transition that changed the pool, so once the pool's is counted,
-// the endpoint's failover time is observed. Waiting for the endpoint count as well makes a test
-// fail, rather than pass unchecked, where an endpoint's acknowledgement came too late and its
-// append was sent again: the second acknowledgement is a duplicate, which the decider counts
-// neither as a transition nor as a failover.
+// pipelined), and the decider counts it on whichever of the two tells it first that STATE holds
+// it as this replica's.
 func waitTransitionsCounted(t *testing.T, st *decider.Stats, n uint64) {
 	t.Helper()
 	var endpoints, pools uint64
@@ -176,12 +172,18 @@ func TestAFailoverWhoseAcknowledgementIsLostIsCountedAndTimedOnce(t *testing.T) 
 
 // Two replicas fold the same results and race to append each change: STATE keeps one copy, and
 // between them the replicas count each transition once, so that the sum of
-// detour_transitions_total over the replicas is what STATE holds.
+// detour_transitions_total over the replicas is what STATE holds; also when they share a name
+// (two deciders on one host, each named after it by default).
 func TestReplicasRacingForEachChangeCountItOnceBetweenThem(t *testing.T) {
+	t.Run("named apart", func(t *testing.T) { racingReplicas(t, "decider/a", "decider/b") })
+	t.Run("one name", func(t *testing.T) { racingReplicas(t, "decider/a", "decider/a") })
+}
+
+func racingReplicas(t *testing.T, nameA, nameB string) {
 	srv := eventstest.Start(t)
 	c := eventstest.Config(t, shopYAML)
-	a := start(t, srv.JS, c, "decider/a")
-	b := start(t, srv.JS, c, "decider/b")
+	a := start(t, srv.JS, c, nameA)
+	b := start(t, srv.JS, c, nameB)
 	p := &prober{t: t, js: srv.JS, region: "eu"}
 	const flaps = 10
 	var want []string
@@ -283,4 +285,80 @@ func otherStoredFirst(t *testing.T, duplicate bool) {
 	if n, _ := failovers(t, m); n != 0 {
 		t.Errorf("detour_failover_seconds has %d observations, want none: decider/other stored the failover", n)
 	}
+}
+
+// heldPool is JetStream whose node leading STATE stored the hold-th append to subject (counting
+// from 1) and died before answering: the append is never answered, and STATE delivers it only
+// once a leader is elected, which is when the next append to subject reaches it.
+type heldPool struct {
+	jetstream.JetStream
+	subject string
+	hold    int
+	mu      sync.Mutex
+	n       int
+	held    *nats.Msg
+}
+
+func (w *heldPool) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if m.Subject == w.subject {
+		w.mu.Lock()
+		w.n++
+		if w.n == w.hold {
+			w.held = m
+			w.mu.Unlock()
+			return &answered{msg: m, ok: make(chan *jetstream.PubAck)}, nil
+		}
+		held := w.held
+		w.held = nil
+		w.mu.Unlock()
+		if held != nil {
+			if _, err := w.JetStream.PublishMsg(context.Background(), held); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return w.JetStream.PublishMsgAsync(m, opts...)
+}
+
+const threeYAML = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 1h}
+    pools:
+      - name: west
+        min_available: 2
+        endpoints:
+          - {name: w1, address: "127.0.0.11:8081"}
+          - {name: w2, address: "127.0.0.12:8081"}
+          - {name: w3, address: "127.0.0.13:8081"}
+`
+
+// A pool's down whose acknowledgement is lost is tried again once another of its endpoints went
+// down meanwhile, so with another cause and id; STATE holds the first, and delivers it with this
+// replica as its source. It is counted.
+func TestAPoolTransitionWhoseAcknowledgementIsLostIsCountedWhenItsRetryHasANewerCause(t *testing.T) {
+	srv := eventstest.Start(t)
+	// The pool's appends: up, then down (never answered).
+	w := &heldPool{JetStream: srv.JS, subject: "detour.state.pool.shop.west", hold: 2}
+	r := start(t, w, eventstest.Config(t, threeYAML), "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	for range 2 {
+		for _, e := range []string{"w1", "w2", "w3"} {
+			p.send("shop", "west", e, true)
+		}
+	}
+	var h []string
+	eventstest.Eventually(t, 5*time.Second, func() bool { h = history(t, srv); return len(h) == 4 }, "STATE history is %q, want three ups and the pool's", &h)
+	for _, e := range []string{"w3", "w2", "w1"} {
+		for range 3 {
+			p.send("shop", "west", e, false)
+		}
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { h = history(t, srv); return len(h) == 8 }, "STATE history is %q, want the downs too", &h)
+	t.Logf("STATE history %q", h)
+	var n uint64
+	eventstest.Eventually(t, 5*time.Second, func() bool { n = r.stats.PoolTransitions.Load(); return n == 2 },
+		"the decider counted %d pool transitions, want 2: west's up and its down, whose acknowledgement was lost", &n)
 }

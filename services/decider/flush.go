@@ -158,12 +158,12 @@ func (d *decider) send(ctx context.Context, j *sent) {
 	status, _ := events.TransitionStatus(j.ev.Type)
 	if s := j.s; s != nil {
 		j.prev = shown{s.status, s.eventID, s.since}
-		s.mine = &uncounted{id: j.ev.ID, from: s.status, dec: j.dec}
+		s.sent.Add(j.lastSeq, j.ev.ID, endpointSent(s, j.dec))
 		s.status, s.eventID, s.since, s.next = status, j.ev.ID, j.ev.Time, j
 	} else {
 		p := j.p
 		j.prev = shown{status: p.status, since: p.since}
-		p.mine = &uncounted{id: j.ev.ID, t: j.t}
+		p.sent.Add(j.lastSeq, j.ev.ID, poolSent(j.t))
 		p.status, p.since, p.next = status, j.ev.Time, j
 	}
 	j.pool().inFlight++
@@ -294,6 +294,11 @@ func (d *decider) settleWithin(ctx context.Context, wait time.Duration) {
 			d.landed(ctx, j, ack)
 		} else {
 			d.unsent(j)
+			if j.s != nil {
+				d.endpointStored(j.s, j.ev.ID, j.s.sent.Failed(j.ev.ID, j.err))
+			} else {
+				d.poolStored(j.p, j.ev.ID, j.p.sent.Failed(j.ev.ID, j.err))
+			}
 			failed = append(failed, j)
 		}
 		if len(failed) > 0 {

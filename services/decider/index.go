@@ -39,8 +39,8 @@ type poolSlot struct {
 	next     *sent
 	inFlight int
 	recheck  bool
-	// mine is the last transition this replica sent on the pool, until it is counted.
-	mine *uncounted
+	// sent follows the transitions this replica sent on the pool until one is counted.
+	sent events.Sent[sentTransition]
 }
 
 type endpointSlot struct {
@@ -66,8 +66,8 @@ type endpointSlot struct {
 	folded []foldedResult
 	// next is the endpoint's transition in flight, if any (see sent).
 	next *sent
-	// mine is the last transition this replica sent on the endpoint, until it is counted.
-	mine *uncounted
+	// sent follows the transitions this replica sent on the endpoint until one is counted.
+	sent events.Sent[sentTransition]
 	// i is the endpoint's place in index.endpoints and index.due.
 	i int
 }

@@ -17,7 +17,8 @@ type Options struct {
 	JS jetstream.JetStream
 	// Config is the defaulted, valid configuration whose endpoints are decided.
 	Config *config.Config
-	// Name identifies this replica as the source of the events it appends, e.g. "decider/a".
+	// Name identifies this replica as the source of the events it appends, e.g. "decider/a";
+	// unique among the replicas, or their counts of the transitions appended can overlap.
 	Name string
 	// Log receives the transitions (info) and failures; a "component" field is added.
 	Log zerolog.Logger

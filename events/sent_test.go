@@ -1,0 +1,116 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestSentCountsAnAppendOnceWhenItIsKnownToBeThisWritersOwn(t *testing.T) {
+	timeout := fmt.Errorf("append: %w", context.DeadlineExceeded)
+	conflict := fmt.Errorf("append: %w", events.ErrConflict)
+	refused := fmt.Errorf("append: %w", &jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "maximum messages exceeded"})
+	// Each step: add (an append sent), ack or dup (its acknowledgement), fail (its failure), or
+	// seen (STATE holding the event with this writer as its source), of the id given, after
+	// sequence 5 unless said. want is the id known stored at that step, "" for none.
+	type step struct {
+		op, id string
+		err    error
+		after  uint64
+		want   string
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"an acknowledgement counts", []step{{op: "add", id: "x"}, {op: "ack", id: "x", want: "x"}, {op: "seen", id: "x"}}},
+		{"STATE delivering first, then the acknowledgement, counts once", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "ack", id: "x", want: "x"}}},
+		{"an answer lost, then the event delivered", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "seen", id: "x", want: "x"}, {op: "seen", id: "x"}}},
+		{"the event delivered, then no answer", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "fail", id: "x", err: timeout, want: "x"}}},
+		{"an answer lost, then the retry a duplicate", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "x"}, {op: "dup", id: "x", want: "x"}, {op: "seen", id: "x"}}},
+		{"a duplicate of another writer's copy", []step{{op: "add", id: "x"}, {op: "dup", id: "x"}, {op: "seen", id: "x"}}},
+		{"a conflict: another writer's event stored", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: conflict}, {op: "seen", id: "x"}}},
+		{"another writer of the same name: delivered, then a conflict", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "fail", id: "x", err: conflict}}},
+		{"a refusal is not a lost answer", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: refused}, {op: "seen", id: "x"}}},
+		{"an answer lost, a retry of another id refused as a conflict, the first delivered", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y"}, {op: "fail", id: "y", err: conflict}, {op: "seen", id: "x", want: "x"}}},
+		{"an answer lost, a retry of another id unanswered too, the retry delivered", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y"}, {op: "fail", id: "y", err: timeout}, {op: "seen", id: "y", want: "y"}, {op: "seen", id: "x"}}},
+		{"an append after a later sequence forgets those before", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y", after: 6}, {op: "seen", id: "x"}}},
+		{"an unknown id", []step{{op: "add", id: "x"}, {op: "ack", id: "z"}, {op: "seen", id: "x"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s events.Sent[string]
+			for i, st := range tt.steps {
+				after := st.after
+				if after == 0 {
+					after = 5
+				}
+				var got *events.Stored[string]
+				switch st.op {
+				case "add":
+					s.Add(after, st.id, "info of "+st.id)
+				case "ack", "dup":
+					got = s.Acked(st.id, 9, st.op == "dup")
+				case "fail":
+					got = s.Failed(st.id, st.err)
+				case "seen":
+					got = s.Delivered(st.id, 9)
+				}
+				switch {
+				case st.want == "" && got != nil:
+					t.Fatalf("step %d (%s %s): %+v known stored, want none", i, st.op, st.id, *got)
+				case st.want != "" && (got == nil || got.Info != "info of "+st.want || got.Seq != 9):
+					t.Fatalf("step %d (%s %s): %+v, want %s known stored at 9", i, st.op, st.id, got, st.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSentFollowsTheFirstAttemptsOfALongElectionAndTheLatest(t *testing.T) {
+	timeout := fmt.Errorf("append: %w", context.DeadlineExceeded)
+	unanswered := func() *events.Sent[string] {
+		var s events.Sent[string]
+		for i := range 100 {
+			id := fmt.Sprint("x", i)
+			s.Add(5, id, id)
+			if got := s.Failed(id, timeout); got != nil {
+				t.Fatalf("attempt %d known stored on its timeout", i)
+			}
+		}
+		return &s
+	}
+	// The first attempt, sent as the leader died, is the likeliest stored: it is still followed.
+	if got := unanswered().Delivered("x0", 6); got == nil || got.Info != "x0" {
+		t.Fatalf("the first of 100 unanswered attempts delivered: %+v, want it known stored", got)
+	}
+	// And so is the attempt sent once a leader answers again.
+	s := unanswered()
+	s.Add(5, "y", "y")
+	if got := s.Acked("y", 6, false); got == nil || got.Info != "y" {
+		t.Fatalf("an attempt acknowledged after 100 unanswered: %+v, want it known stored", got)
+	}
+}
+
+func TestNotStoredTellsARefusalFromNoAnswer(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("append: %w", events.ErrConflict), true},
+		{fmt.Errorf("append: %w", &jetstream.APIError{Code: 400, ErrorCode: 10071}), true},
+		{fmt.Errorf("append: %w", context.DeadlineExceeded), false},
+		{errors.New("nats: connection closed"), false},
+	} {
+		if got := events.NotStored(tt.err); got != tt.want {
+			t.Errorf("NotStored(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
