@@ -5,51 +5,37 @@ import (
 	"slices"
 )
 
-// Sent follows the appends a writer sent to one subject after one sequence of it, each with what
-// the writer counts once it is stored (T), until the writer learns which of them STATE stored.
-// At most one can be: each expects that sequence. The writer learns it from an acknowledgement
-// that is not a duplicate's; from a duplicate's when an earlier attempt with the same id went
-// unanswered (the node leading the stream died between storing it and answering, or the answer
-// came too late); or from the stream delivering the event with the writer as its source, once
-// its attempt went unanswered, or before its answer came if none then does. A duplicate otherwise
-// is another writer's copy of the same derived event, and a conflict says the attempt was not
-// stored. Two writers sharing a name can each take the other's delivery for its own only where
-// their own attempt went unanswered. The zero value is ready to use.
+// Sent follows the appends a writer sent to one subject, each with what the writer counts once
+// it is stored (T), until the writer learns whether the stream stored it as this writer's. Each
+// append expects the sequence the subject was at (its after), so at most one of those sent after
+// one sequence is stored, and the first event the stream holds on the subject past that sequence
+// settles them all. The writer learns it from:
+//   - an acknowledgement that is not a duplicate's: stored;
+//   - a conflict or another refusal (NotStored): not stored, unless an earlier attempt with the
+//     same id went unanswered;
+//   - the stream delivering the subject's events in order, each with its source: the event past
+//     an append's sequence is this writer's append, or the append was never stored.
+//
+// An attempt that went unanswered (the node leading the stream died between storing it and
+// answering, or the answer came too late) is counted when the stream delivers it; one delivered
+// before its answer came is counted on its answer, or when none comes. A duplicate's answer
+// decides nothing: it may be another writer's copy of the same derived event, and the delivery
+// tells whose by its source. Two writers sharing a name can each take the other's delivery for
+// its own only where their own attempt went unanswered. The zero value is ready to use.
 type Sent[T any] struct {
-	after    uint64
 	attempts []sentAttempt[T]
 }
 
 type sentAttempt[T any] struct {
-	id   string
-	info T
+	id    string
+	after uint64
+	info  T
 	// unanswered is set once an attempt with this id failed without an answer from JetStream.
 	unanswered bool
 	// seen is set when the stream delivered the event from this writer, at seq, before the
 	// answer came.
 	seen bool
 	seq  uint64
-}
-
-// maxSent bounds the attempts followed after one sequence: a retry every append timeout through
-// an election of half a minute. Past it, a new attempt takes the place of the last unanswered
-// one: the first was the likeliest stored (sent as the leader died), the later ones went to a
-// stream without a leader.
-const maxSent = 32
-
-// Add notes the append of the event id after sequence after, with info. Appends after another
-// sequence than the last one's end what was followed: the subject moved on.
-func (s *Sent[T]) Add(after uint64, id string, info T) {
-	if after != s.after {
-		s.after, s.attempts = after, nil
-	}
-	if s.find(id) != nil {
-		return
-	}
-	if len(s.attempts) == maxSent {
-		s.attempts = s.attempts[:maxSent-1]
-	}
-	s.attempts = append(s.attempts, sentAttempt[T]{id: id, info: info})
 }
 
 // Stored is an append known stored by its writer: what the writer noted with it, and the
@@ -59,16 +45,37 @@ type Stored[T any] struct {
 	Seq  uint64
 }
 
-// Acked takes the acknowledgement of the append of id, stored at seq or a duplicate of what is
-// stored there, and returns it when it is known stored by this writer (nil otherwise). Either way
-// the subject moved past the appends followed, which are forgotten.
-func (s *Sent[T]) Acked(id string, seq uint64, duplicate bool) *Stored[T] {
-	var out *Stored[T]
-	if a := s.find(id); a != nil && (!duplicate || a.unanswered) {
-		out = &Stored[T]{Info: a.info, Seq: seq}
+// maxSent bounds the attempts followed: a retry every append timeout through an election of
+// half a minute. Past it, a new attempt takes the place of the last one: the first was the
+// likeliest stored (sent as the leader died), the later ones went to a stream without a leader.
+const maxSent = 32
+
+// Add notes the append of the event id after sequence after, with info.
+func (s *Sent[T]) Add(after uint64, id string, info T) {
+	if s.find(id) != nil {
+		return
 	}
-	s.after, s.attempts = 0, nil
-	return out
+	if len(s.attempts) == maxSent {
+		s.attempts = s.attempts[:maxSent-1]
+	}
+	s.attempts = append(s.attempts, sentAttempt[T]{id: id, after: after, info: info})
+}
+
+// Acked takes the acknowledgement of the append of id, stored at seq or a duplicate of what is
+// stored there, and returns it when it is known stored by this writer (nil otherwise).
+func (s *Sent[T]) Acked(id string, seq uint64, duplicate bool) *Stored[T] {
+	a := s.find(id)
+	switch {
+	case a == nil:
+		return nil
+	case !duplicate:
+		out := &Stored[T]{Info: a.info, Seq: seq}
+		s.settle(a.after)
+		return out
+	case !a.unanswered: // another writer's copy
+		s.drop(id)
+	}
+	return nil
 }
 
 // Failed takes the failure err of the append of id, and returns it when it is known stored by
@@ -77,37 +84,51 @@ func (s *Sent[T]) Failed(id string, err error) *Stored[T] {
 	a := s.find(id)
 	switch {
 	case a == nil:
-		return nil
 	case NotStored(err):
-		if !a.unanswered { // never stored: no need to follow it
-			s.attempts = slices.DeleteFunc(s.attempts, func(x sentAttempt[T]) bool { return x.id == id })
+		if !a.unanswered {
+			s.drop(id)
 		}
-		return nil
 	case a.seen:
 		out := &Stored[T]{Info: a.info, Seq: a.seq}
-		s.after, s.attempts = 0, nil
+		s.settle(a.after)
 		return out
+	default:
+		a.unanswered = true
 	}
-	a.unanswered = true
 	return nil
 }
 
-// Delivered takes the stream holding the event id at seq with this writer as its source (as it
-// delivers it, or as a read of the subject finds it), and returns it when it is known stored by
-// this writer: its attempt went unanswered. Otherwise (nil) the answer is still to come, and
-// decides.
-func (s *Sent[T]) Delivered(id string, seq uint64) *Stored[T] {
-	a := s.find(id)
-	if a == nil {
-		return nil
+// Delivered takes the stream delivering, in order, the event id stored at seq on the subject,
+// from this writer (own) or another, and returns the append it is when that is known stored by
+// this writer: its attempt went unanswered. One still waiting for its answer is noted seen, and
+// its answer decides. Every other append after a sequence below seq was not stored.
+func (s *Sent[T]) Delivered(id string, seq uint64, own bool) *Stored[T] {
+	var out *Stored[T]
+	s.attempts = slices.DeleteFunc(s.attempts, func(a sentAttempt[T]) bool {
+		switch {
+		case a.after >= seq:
+			return false
+		case !own || a.id != id:
+			return true
+		case a.unanswered:
+			out = &Stored[T]{Info: a.info, Seq: seq}
+			return true
+		}
+		return false
+	})
+	if a := s.find(id); a != nil && own && a.after < seq {
+		a.seen, a.seq = true, seq
 	}
-	if a.unanswered {
-		out := &Stored[T]{Info: a.info, Seq: seq}
-		s.after, s.attempts = 0, nil
-		return out
-	}
-	a.seen, a.seq = true, seq
-	return nil
+	return out
+}
+
+// settle forgets the appends sent after sequence after: one of them is stored.
+func (s *Sent[T]) settle(after uint64) {
+	s.attempts = slices.DeleteFunc(s.attempts, func(a sentAttempt[T]) bool { return a.after == after })
+}
+
+func (s *Sent[T]) drop(id string) {
+	s.attempts = slices.DeleteFunc(s.attempts, func(a sentAttempt[T]) bool { return a.id == id })
 }
 
 func (s *Sent[T]) find(id string) *sentAttempt[T] {

@@ -14,60 +14,71 @@ func TestSentCountsAnAppendOnceWhenItIsKnownToBeThisWritersOwn(t *testing.T) {
 	timeout := fmt.Errorf("append: %w", context.DeadlineExceeded)
 	conflict := fmt.Errorf("append: %w", events.ErrConflict)
 	refused := fmt.Errorf("append: %w", &jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "maximum messages exceeded"})
-	// Each step: add (an append sent), ack or dup (its acknowledgement), fail (its failure), or
-	// seen (STATE holding the event with this writer as its source), of the id given, after
-	// sequence 5 unless said. want is the id known stored at that step, "" for none.
+	// Each step: add (an append sent, after sequence 5 unless said), ack or dup (its
+	// acknowledgement), fail (its failure), seen or other (the stream delivering the event at
+	// sequence 9 unless said, from this writer or another), of the id given. want is the id
+	// known stored at that step, "" for none.
 	type step struct {
-		op, id string
-		err    error
-		after  uint64
-		want   string
+		op, id     string
+		err        error
+		after, seq uint64
+		want       string
 	}
 	tests := []struct {
 		name  string
 		steps []step
 	}{
 		{"an acknowledgement counts", []step{{op: "add", id: "x"}, {op: "ack", id: "x", want: "x"}, {op: "seen", id: "x"}}},
-		{"STATE delivering first, then the acknowledgement, counts once", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "ack", id: "x", want: "x"}}},
+		{"the stream delivering first, then the acknowledgement, counts once", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "ack", id: "x", want: "x"}}},
 		{"an answer lost, then the event delivered", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "seen", id: "x", want: "x"}, {op: "seen", id: "x"}}},
 		{"the event delivered, then no answer", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "fail", id: "x", err: timeout, want: "x"}}},
-		{"an answer lost, then the retry a duplicate", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "x"}, {op: "dup", id: "x", want: "x"}, {op: "seen", id: "x"}}},
-		{"a duplicate of another writer's copy", []step{{op: "add", id: "x"}, {op: "dup", id: "x"}, {op: "seen", id: "x"}}},
+		{"an answer lost, the retry a duplicate, this writer's copy delivered", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "x"}, {op: "dup", id: "x"}, {op: "seen", id: "x", want: "x"}}},
+		{"an answer lost, the retry a duplicate of another writer's copy", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "x"}, {op: "dup", id: "x"}, {op: "other", id: "x"}, {op: "seen", id: "x", seq: 10}}},
+		{"a duplicate of another writer's copy", []step{{op: "add", id: "x"}, {op: "dup", id: "x"}, {op: "other", id: "x"}}},
 		{"a conflict: another writer's event stored", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: conflict}, {op: "seen", id: "x"}}},
 		{"another writer of the same name: delivered, then a conflict", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "fail", id: "x", err: conflict}}},
 		{"a refusal is not a lost answer", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: refused}, {op: "seen", id: "x"}}},
+		{"an answer lost, the same id's retry refused as a conflict, the first delivered", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "x"}, {op: "fail", id: "x", err: conflict}, {op: "seen", id: "x", want: "x"}}},
 		{"an answer lost, a retry of another id refused as a conflict, the first delivered", []step{
 			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y"}, {op: "fail", id: "y", err: conflict}, {op: "seen", id: "x", want: "x"}}},
 		{"an answer lost, a retry of another id unanswered too, the retry delivered", []step{
-			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y"}, {op: "fail", id: "y", err: timeout}, {op: "seen", id: "y", want: "y"}, {op: "seen", id: "x"}}},
-		{"an append after a later sequence forgets those before", []step{
-			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y", after: 6}, {op: "seen", id: "x"}}},
-		{"an unknown id", []step{{op: "add", id: "x"}, {op: "ack", id: "z"}, {op: "seen", id: "x"}}},
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y"}, {op: "fail", id: "y", err: timeout}, {op: "seen", id: "y", want: "y"}, {op: "seen", id: "x", seq: 10}}},
+		{"an unanswered append outlives one sent after a later sequence (a re-read skipped it)", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "y", after: 7}, {op: "seen", id: "x", seq: 6, want: "x"}, {op: "ack", id: "y", want: "y"}}},
+		{"another writer's event settles the appends before it", []step{
+			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "other", id: "z"}, {op: "seen", id: "x", seq: 10}}},
+		{"an unknown id's acknowledgement", []step{{op: "add", id: "x"}, {op: "ack", id: "z"}, {op: "ack", id: "x", want: "x"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s events.Sent[string]
 			for i, st := range tt.steps {
-				after := st.after
+				after, seq := st.after, st.seq
 				if after == 0 {
 					after = 5
+				}
+				if seq == 0 {
+					seq = 9
 				}
 				var got *events.Stored[string]
 				switch st.op {
 				case "add":
 					s.Add(after, st.id, "info of "+st.id)
 				case "ack", "dup":
-					got = s.Acked(st.id, 9, st.op == "dup")
+					got = s.Acked(st.id, seq, st.op == "dup")
 				case "fail":
 					got = s.Failed(st.id, st.err)
-				case "seen":
-					got = s.Delivered(st.id, 9)
+				case "seen", "other":
+					got = s.Delivered(st.id, seq, st.op == "seen")
 				}
 				switch {
 				case st.want == "" && got != nil:
 					t.Fatalf("step %d (%s %s): %+v known stored, want none", i, st.op, st.id, *got)
-				case st.want != "" && (got == nil || got.Info != "info of "+st.want || got.Seq != 9):
-					t.Fatalf("step %d (%s %s): %+v, want %s known stored at 9", i, st.op, st.id, got, st.want)
+				case st.want != "" && (got == nil || got.Info != "info of "+st.want || got.Seq != seq):
+					t.Fatalf("step %d (%s %s): %+v, want %s known stored at %d", i, st.op, st.id, got, st.want, seq)
 				}
 			}
 		})
@@ -88,7 +99,7 @@ func TestSentFollowsTheFirstAttemptsOfALongElectionAndTheLatest(t *testing.T) {
 		return &s
 	}
 	// The first attempt, sent as the leader died, is the likeliest stored: it is still followed.
-	if got := unanswered().Delivered("x0", 6); got == nil || got.Info != "x0" {
+	if got := unanswered().Delivered("x0", 6, true); got == nil || got.Info != "x0" {
 		t.Fatalf("the first of 100 unanswered attempts delivered: %+v, want it known stored", got)
 	}
 	// And so is the attempt sent once a leader answers again.

@@ -278,8 +278,8 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 	e, err := events.Decode(d.Data)
 	if err == nil {
 		c.noteUnexpected(d.Subject, d.Seq, e)
-		if tok := events.SplitSubject(d.Subject, "detour.state.edge"); len(tok) == 1 && e.Source == c.o.Name {
-			c.edgeStored(tok[0], e.ID, c.sent(tok[0]).Delivered(e.ID, d.Seq))
+		if tok := events.SplitSubject(d.Subject, "detour.state.edge"); len(tok) == 1 && c.sentEdge[tok[0]] != nil {
+			c.edgeStored(tok[0], e.ID, c.sentEdge[tok[0]].Delivered(e.ID, d.Seq, e.Source == c.o.Name))
 		}
 		err = c.fold(d.Subject, d.Seq, e)
 	}
@@ -521,9 +521,6 @@ func (c *controller) edgeAppended(a edgeAppend) {
 	switch {
 	case errors.Is(a.err, events.ErrConflict):
 		if a.reread != nil {
-			if a.reread.env.Source == c.o.Name {
-				c.edgeStored(a.change.Edge, a.reread.env.ID, c.sent(a.change.Edge).Delivered(a.reread.env.ID, a.reread.seq))
-			}
 			if err := c.fold(a.subject, a.reread.seq, a.reread.env); err != nil {
 				c.log.Warn().Str("subject", a.subject).Err(err).Msg("state subject re-read after a conflict holds no state event")
 			}

@@ -261,9 +261,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		return
 	}
 	if s := d.ix.bySubject[m.subject]; s != nil {
-		if env.Source == d.o.Name {
-			d.endpointStored(s, env.ID, s.sent.Delivered(env.ID, m.seq))
-		}
+		d.endpointStored(s, env.ID, s.sent.Delivered(env.ID, m.seq, env.Source == d.o.Name))
 		if m.seq <= s.seq {
 			return
 		}
@@ -283,9 +281,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		return
 	}
 	if p := d.ix.pools[m.subject]; p != nil {
-		if env.Source == d.o.Name {
-			d.poolStored(p, env.ID, p.sent.Delivered(env.ID, m.seq))
-		}
+		d.poolStored(p, env.ID, p.sent.Delivered(env.ID, m.seq, env.Source == d.o.Name))
 		if m.seq > p.seq {
 			d.noteUnexpected(m, recorded(p.status, p.seq, p.next), p.seq > 0)
 		}
@@ -540,9 +536,8 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 }
 
 // sentTransition is what this replica counts and logs of a transition it sent to STATE, once
-// STATE is known to hold it: by its acknowledgement, or by the event read back from STATE with
-// this replica as its source where the acknowledgement was lost or came too late (see
-// events.Sent).
+// STATE is known to hold it: by its acknowledgement, or by STATE delivering the event with this
+// replica as its source where the acknowledgement was lost or came too late (see events.Sent).
 type sentTransition struct {
 	from, to events.Status
 	reason   string
@@ -646,9 +641,6 @@ func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
 		return err
 	}
 	if ok {
-		if env.Source == d.o.Name {
-			d.endpointStored(s, env.ID, s.sent.Delivered(env.ID, seq))
-		}
 		s.record(seq, env)
 		d.watchEndpoint(s)
 	}
@@ -751,9 +743,6 @@ func (d *decider) poolConflicted(ctx context.Context, p *poolSlot, err error) bo
 		return false
 	}
 	if ok {
-		if env.Source == d.o.Name {
-			d.poolStored(p, env.ID, p.sent.Delivered(env.ID, seq))
-		}
 		p.record(seq, env)
 	}
 	return true

@@ -362,3 +362,82 @@ func TestAPoolTransitionWhoseAcknowledgementIsLostIsCountedWhenItsRetryHasANewer
 	eventstest.Eventually(t, 5*time.Second, func() bool { n = r.stats.PoolTransitions.Load(); return n == 2 },
 		"the decider counted %d pool transitions, want 2: west's up and its down, whose acknowledgement was lost", &n)
 }
+
+// lostThenOtherFirst is a cluster's STATE through an election, raced by another replica: the
+// first-th append (counting from 1) is lost with the dying leader (never stored, never
+// answered); when this replica sends the same event again, the other replica's copy (same id,
+// its own source) reached the new leader just before, and the leader answers a duplicate.
+type lostThenOtherFirst struct {
+	jetstream.JetStream
+	first int
+	mu    sync.Mutex
+	n     int
+	lost  string
+}
+
+func (w *lostThenOtherFirst) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	e, err := events.Decode(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	w.n++
+	n, lost := w.n, w.lost
+	if n == w.first {
+		w.lost = e.ID
+	}
+	w.mu.Unlock()
+	if n == w.first {
+		return &answered{msg: m, ok: make(chan *jetstream.PubAck)}, nil
+	}
+	if lost == "" || e.ID != lost {
+		return w.JetStream.PublishMsgAsync(m, opts...)
+	}
+	copied, err := eventstest.FromSource(m, "decider/other")
+	if err != nil {
+		return nil, err
+	}
+	ack, err := w.JetStream.PublishMsg(context.Background(), copied, opts...)
+	if err != nil {
+		return nil, err
+	}
+	f := &answered{msg: m, ok: make(chan *jetstream.PubAck, 1)}
+	f.ok <- &jetstream.PubAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: true}
+	return f, nil
+}
+
+// Both replicas' first attempts at w1's down are lost in an election; the other's retry lands
+// first, and this one's is answered as a duplicate of it. STATE holds decider/other's event:
+// decider/a does not count it, nor time its failover.
+func TestALostAttemptWhoseRetryIsADuplicateOfAnotherReplicasCopyIsNotCounted(t *testing.T) {
+	srv := eventstest.Start(t)
+	m := metrics.New()
+	// The appends: w1 up, west up, w1 down (lost, then stored by decider/other), …
+	r := start(t, &lostThenOtherFirst{JetStream: srv.JS, first: 3}, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	// The pool's down, sent behind the lost attempt, is stored before decider/other's copy.
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "pool.shop.west:down", "endpoint.shop.west.w1:down")
+	// w1 comes back: its up is appended once the retry of its down has its answer.
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "pool.shop.west:down", "endpoint.shop.west.w1:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up")
+	for _, s := range stateOf(t, srv) {
+		if s.Subject == "detour.state.endpoint.shop.west.w1" && s.Env.Type == events.TypeEndpointDown && s.Env.Source != "decider/other" {
+			t.Fatalf("w1's down stored from %q, want decider/other's copy", s.Env.Source)
+		}
+	}
+	waitTransitionsCounted(t, r.stats, 2)
+	if e := r.stats.Transitions.Load(); e != 2 {
+		t.Errorf("decider/a counted %d endpoint transitions, want 2, its two ups: w1's down is decider/other's", e)
+	}
+	if n, _ := failovers(t, m); n != 0 {
+		t.Errorf("detour_failover_seconds has %d observations, want none: decider/other stored the failover", n)
+	}
+}
