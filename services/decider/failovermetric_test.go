@@ -2,6 +2,7 @@ package decider_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -320,20 +321,10 @@ func (w *heldPool) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (j
 	return w.JetStream.PublishMsgAsync(m, opts...)
 }
 
-const threeYAML = `
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 1h}
-    pools:
-      - name: west
-        min_available: 2
-        endpoints:
-          - {name: w1, address: "127.0.0.11:8081"}
-          - {name: w2, address: "127.0.0.12:8081"}
-          - {name: w3, address: "127.0.0.13:8081"}
-`
+// threeYAML is shopYAML with three endpoints in west, which stays up while two of them are.
+var threeYAML = strings.Replace(shopYAML, `        endpoints: [{name: w1, address: "127.0.0.11:8081"}]`,
+	`        min_available: 2
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.13:8081"}, {name: w3, address: "127.0.0.14:8081"}]`, 1)
 
 // A pool's down whose acknowledgement is lost is tried again once another of its endpoints went
 // down meanwhile, so with another cause and id; STATE holds the first, and delivers it with this
