@@ -278,8 +278,10 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 	e, err := events.Decode(d.Data)
 	if err == nil {
 		c.noteUnexpected(d.Subject, d.Seq, e)
-		if tok := events.SplitSubject(d.Subject, "detour.state.edge"); len(tok) == 1 && c.sentEdge[tok[0]] != nil {
-			c.edgeStored(tok[0], e.ID, c.sentEdge[tok[0]].Delivered(e.ID, d.Seq, e.Source == c.o.Name))
+		if tok := events.SplitSubject(d.Subject, "detour.state.edge"); len(tok) == 1 {
+			if sent := c.sentEdge[tok[0]]; sent != nil {
+				c.edgeStored(tok[0], e.ID, sent.Delivered(e.ID, d.Seq, e.Source == c.o.Name))
+			}
 		}
 		err = c.fold(d.Subject, d.Seq, e)
 	}

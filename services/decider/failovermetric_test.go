@@ -37,8 +37,8 @@ func failovers(t *testing.T, m *metrics.Metrics) (n uint64, sum float64) {
 // waitTransitionsCounted waits until the decider has counted n endpoint and n pool transitions
 // as stored by it, so that the failover times of the endpoints' are in the histogram too. STATE
 // may hold a transition before the decider has handled its acknowledgement (appends are
-// pipelined), and the decider counts it on whichever of the two tells it first that STATE holds
-// it as this replica's.
+// pipelined): the decider counts it on its acknowledgement, or on that delivery where the
+// acknowledgement was lost.
 func waitTransitionsCounted(t *testing.T, st *decider.Stats, n uint64) {
 	t.Helper()
 	var endpoints, pools uint64

@@ -65,8 +65,8 @@ type Stats struct {
 	// under regions, or a payload region other than the region token of the result's subject.
 	Foreign atomic.Uint64
 	// Transitions and PoolTransitions count the events this replica appended to STATE, each
-	// once STATE is known to hold it: by its acknowledgement, or by the STATE reader delivering
-	// it when the acknowledgement was lost or has not come yet.
+	// once STATE is known to hold it as this replica's: by its acknowledgement, or by the STATE
+	// reader delivering it when the acknowledgement was lost (see events.Sent).
 	Transitions, PoolTransitions atomic.Uint64
 	// Conflicts counts appends another writer got to first; Failed the appends that failed
 	// otherwise (NATS unreachable) and wait for the next tick.
