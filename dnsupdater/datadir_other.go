@@ -1,9 +1,9 @@
-//go:build !unix
+//go:build !unix || solaris
 
 package dnsupdater
 
 import "os"
 
-// lock does nothing where flock is not available: two servers must not be given one data
-// directory there.
+// lock does nothing where flock is not available (Windows, Solaris): two servers must not be
+// given one data directory there.
 func lock(*os.File) error { return nil }

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !unix || illumos || solaris
 
 package dnsupdater
 
@@ -9,7 +9,7 @@ import (
 
 func TestSeveralUDPSocketsOnOnePortAreRefusedWhereSOReusePortIsMissing(t *testing.T) {
 	_, err := listen("127.0.0.1:0", 2)
-	want := "UDPSockets 2: several UDP sockets cannot share one port on " + runtime.GOOS + ", which has no SO_REUSEPORT: use 1"
+	want := "UDPSockets 2: several UDP sockets cannot share one port on " + runtime.GOOS + ", where Detour cannot set SO_REUSEPORT: use 1"
 	if err == nil || err.Error() != want {
 		t.Fatalf("listen with 2 UDP sockets: got %v, want %q", err, want)
 	}
