@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -156,6 +155,16 @@ func timed(ctx context.Context, c checker, timeout time.Duration, now func() tim
 	return o
 }
 
+// isAny reports whether err is one of targets.
+func isAny(err error, targets []error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // classify maps an error from the network stack to a class.
 func classify(err error) string {
 	var (
@@ -171,13 +180,13 @@ func classify(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return ClassTimeout
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case isAny(err, refusedErrnos):
 		return ClassRefused
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+	case isAny(err, resetErrnos):
 		return ClassReset
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+	case isAny(err, unreachableErrnos):
 		return ClassUnreachable
-	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+	case isAny(err, permissionErrnos):
 		return ClassPermission
 	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr),
 		errors.As(err, &invalidErr), errors.As(err, &recordErr), errors.As(err, &alertErr), errors.As(err, &echErr):

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -268,7 +267,15 @@ func (uc *upConn) headRead() { uc.limit.left = math.MaxInt64 }
 
 // closedByPeer reports whether err means the other side had closed the connection.
 func closedByPeer(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	if errors.Is(err, io.EOF) {
+		return true
+	}
+	for _, e := range resetErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeHead writes the request head sent upstream: the fields upstreamHeader keeps, and the

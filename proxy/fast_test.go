@@ -155,3 +155,37 @@ func TestA101ToARequestAskingForNoUpgradeIsA502AndItsConnectionIsClosed(t *testi
 		t.Errorf("an upgrade to foo was answered %s %v, want 101 with Upgrade: foo", resp.Status, resp.Header)
 	}
 }
+
+// A backend that resets its connection is one that closed it, on every system: a reused
+// connection it reset is retried on a fresh one rather than failing the request.
+func TestAConnectionItsPeerResetIsClosedByPeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = c.Read(make([]byte, 1)) // once the client's connection is up
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close() // with a RST
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Read(make([]byte, 1))
+	if !closedByPeer(err) {
+		t.Fatalf("read from a connection its peer reset: %v (%#v), which closedByPeer does not take for closed by the peer", err, err)
+	}
+}
