@@ -771,6 +771,49 @@ func TestTransfersBreakingARuleGetTheErrorNotTheZone(t *testing.T) {
 	}
 }
 
+// TestATransferAskedWithAnOptionTheDecoderCannotReadIsTheZone asks for the zone over TCP, from
+// a client the zone may be transferred to, with an EDNS option Detour does not use and the
+// decoder cannot read: an empty ZONEVERSION, as RFC 9660 §3.1 has a client ask for the zone's
+// version, and an LLQ option cut short. An option the server does not use is ignored (RFC 6891
+// §6.1.2), as Knot ignores them: the AXFR is the zone between two SOAs, and an IXFR from a
+// serial older than the history is the whole zone too, not the lone current SOA that tells a
+// secondary it is up to date, nor REFUSED.
+func TestATransferAskedWithAnOptionTheDecoderCannotReadIsTheZone(t *testing.T) {
+	addr := conformanceServer(t)
+	current := serial(t, addr)
+	options := map[string]dns.EDNS0{
+		"an empty ZONEVERSION": &dns.EDNS0_LOCAL{Code: dns.EDNS0ZONEVERSION},
+		"an LLQ cut short":     &dns.EDNS0_LOCAL{Code: dns.EDNS0LLQ, Data: []byte{0, 1}},
+	}
+	for name, opt := range options {
+		axfr := new(dns.Msg)
+		axfr.SetAxfr("demo.test.")
+		ixfr := new(dns.Msg)
+		ixfr.SetIxfr("demo.test.", current-1000, "ns1.demo.test.", "hostmaster.demo.test.")
+		for _, m := range []*dns.Msg{axfr, ixfr} {
+			withEDNS(m, 1232, opt)
+			t.Run(name+" "+dns.TypeToString[m.Question[0].Qtype], func(t *testing.T) {
+				ch, err := (&dns.Transfer{}).In(m, addr)
+				if err != nil {
+					t.Fatalf("transfer: %v", err)
+				}
+				var rrs []dns.RR
+				for env := range ch {
+					if env.Error != nil {
+						t.Fatalf("transfer: %v", env.Error)
+					}
+					rrs = append(rrs, env.RR...)
+				}
+				all := strings.Join(rrStrings(rrs), "\n")
+				if len(rrs) < 3 || rrs[0].Header().Rrtype != dns.TypeSOA || rrs[len(rrs)-1].Header().Rrtype != dns.TypeSOA ||
+					!strings.Contains(all, "shop.demo.test.\t5\tIN\tA\t127.0.0.11") {
+					t.Errorf("want the whole zone between two SOAs, got:\n%s", all)
+				}
+			})
+		}
+	}
+}
+
 // TestBatchedUDPRepliesCarryNoBytesOfTheOnesBefore sends long and short queries and short
 // garbage in one burst, so that the server reads and answers them in batches through buffers
 // it reuses: every reply must end where its last record does, and a short reply must be byte

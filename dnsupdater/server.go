@@ -552,8 +552,11 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 	if parseQuery(p, &q) && q.qtype != dns.TypeAXFR && q.qtype != dns.TypeIXFR {
 		return nil
 	}
+	// Decoded as the reference path decodes it: an option Detour does not use, which the decoder
+	// cannot read (an empty ZONEVERSION, RFC 9660 §3.1), is ignored, not a reason to refuse the
+	// transfer, or to answer an IXFR with the lone SOA that tells a secondary it is current.
 	req := new(dns.Msg)
-	if err := req.Unpack(p); err != nil || req.Response || !plainTransfer(p, req) {
+	if err := unpack(p, req); err != nil || req.Response || !plainTransfer(p, req) {
 		return nil
 	}
 	msgs, incremental := transfer(s.table.Load(), req, remote)
