@@ -526,3 +526,68 @@ func TestATransferIsWrittenToTheEndWhileTheSecondaryKeepsReadingHoweverLongItTak
 	}
 	server.Close()
 }
+
+// TestConcurrentSVCBAnswersLeaveTheZoneRecordsAsTheyAre answers HTTPS queries through the
+// reference path from several goroutines at once, as the UDP sockets and TCP connections do,
+// beside a zone transfer reading the same records: ordering the RRset's additional data packed
+// each record with dns.PackRR, which writes the record's Rdlength, a data race on the zone
+// every reader shares (the race detector caught it under the randomized Knot comparison).
+func TestConcurrentSVCBAnswersLeaveTheZoneRecordsAsTheyAre(t *testing.T) {
+	static, err := zone.Compile(eventstest.Config(t, `
+zones:
+  - name: svc.test
+    transfer_to: ["127.0.0.1"]
+    records:
+      - "@ IN HTTPS 1 www alpn=h2"
+      - "@ IN HTTPS 2 alt port=8443"
+      - "www IN A 192.0.2.1"
+      - "alt IN A 192.0.2.2"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := buildTable(static.Project(state.NewView(), map[string]uint32{"svc.test.": 1}), nil)
+	s := &Server{}
+	s.table.Store(tab)
+	// NSID sends the query down the reference path, which orders the additional data.
+	p, err := withEDNS(newQuery("svc.test.", dns.TypeHTTPS), 1232, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	axfr := new(dns.Msg)
+	axfr.SetAxfr("svc.test.")
+	q, err := axfr.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := netip.MustParseAddr("127.0.0.1")
+	done := make(chan []string)
+	for i := range 4 {
+		go func() {
+			var problems []string
+			w := newWorker(uint64(i + 1))
+			for range 200 {
+				r := new(dns.Msg)
+				if err := r.Unpack(w.respond(tab, p, remote, false)); err != nil || len(r.Answer) != 2 || len(r.Extra) != 3 {
+					problems = append(problems, fmt.Sprintf("reply %v (%v)", r, err))
+				}
+				tr := s.transferFor(q, remote)
+				if tr == nil {
+					problems = append(problems, "no transfer")
+					continue
+				}
+				for _, m := range tr.msgs {
+					if _, err := m.Pack(); err != nil {
+						problems = append(problems, err.Error())
+					}
+				}
+			}
+			done <- problems
+		}()
+	}
+	for range 4 {
+		for _, p := range <-done {
+			t.Error(p)
+		}
+	}
+}

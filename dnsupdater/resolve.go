@@ -429,9 +429,11 @@ func svcbTarget(rr dns.RR) string {
 }
 
 // rdataWire returns the data of rr in wire form, uncompressed, or nil when it does not pack.
+// It packs a copy: dns.PackRR writes the Rdlength of the record it packs, and rr is the zone's,
+// which every socket's and connection's goroutine reads at once.
 func rdataWire(rr dns.RR) []byte {
 	buf := make([]byte, dns.Len(rr))
-	end, err := dns.PackRR(rr, buf, 0, nil, false)
+	end, err := dns.PackRR(dns.Copy(rr), buf, 0, nil, false)
 	if err != nil {
 		return nil
 	}
