@@ -273,7 +273,7 @@ func (s *Server) serveUDPEach(c *net.UDPConn, seed uint64) {
 			}
 			continue
 		}
-		if resp := s.answerUDP(w, buf[:n], remote.Addr()); resp != nil {
+		if resp := s.answerUDP(w, buf[:n], clientAddr(remote.Addr())); resp != nil {
 			_, _ = c.WriteToUDPAddrPort(resp, remote)
 		}
 	}
@@ -339,7 +339,7 @@ func (s *Server) serveTCP(ctx context.Context) {
 		backoff = 0
 		var remote netip.Addr
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			remote = a.AddrPort().Addr().Unmap()
+			remote = clientAddr(a.AddrPort().Addr())
 		}
 		tc, slot := &tcpConn{Conn: c}, tcpSlot{client: tcpClient(remote)}
 		var refused string
@@ -620,6 +620,12 @@ func truncated(resp []byte) []byte {
 	binary.BigEndian.PutUint16(resp[10:], ar)
 	return resp
 }
+
+// clientAddr is the address a query from addr is answered, limited and permitted for: IPv4 as
+// IPv4 however it came, and without an IPv6 zone (fe80::1%eth0), which no prefix of a
+// configuration contains, so that a link-local secondary or client is matched over TCP and the
+// portable UDP path as the batched UDP path, which never reads a zone, matches it.
+func clientAddr(addr netip.Addr) netip.Addr { return addr.Unmap().WithZone("") }
 
 // tcpClient is the client a TCP connection from addr counts against for dns.tcp_per_client: the
 // IPv4 address, or the IPv6 /64, which one host is routinely given whole (SLAAC, privacy

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
@@ -417,5 +418,29 @@ func TestAFailingAcceptIsRetriedWithABackOffNotInALoop(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("serveTCP did not return after its listener was closed")
+	}
+}
+
+// A secondary on a link-local address reaches the server with its interface's zone
+// (fe80::53%eth0 over TCP); transfer_to names it, or its prefix, without one, or with another
+// interface's, and permits it all the same.
+func TestALinkLocalSecondaryIsPermittedWhateverItsZone(t *testing.T) {
+	z := &zone.Zone{Config: &config.Zone{TransferTo: []string{"fe80::53", "fe80::54%eth1", "fe80:0:0:1::/64"}}}
+	for _, tt := range []struct {
+		from string
+		want bool
+	}{
+		{"fe80::53%eth0", true},
+		{"fe80::54%eth0", true},
+		{"fe80:0:0:1::7%eth2", true},
+		{"fe80::55%eth0", false},
+		{"::ffff:127.0.0.1", false},
+	} {
+		if got := transferAllowed(z, clientAddr(netip.MustParseAddr(tt.from))); got != tt.want {
+			t.Errorf("a transfer asked from %s: permitted %v, want %v", tt.from, got, tt.want)
+		}
+	}
+	if got := clientAddr(netip.MustParseAddr("::ffff:10.0.0.1")); got != netip.MustParseAddr("10.0.0.1") {
+		t.Errorf("clientAddr(::ffff:10.0.0.1) = %v, want the IPv4 address", got)
 	}
 }
