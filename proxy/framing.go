@@ -19,12 +19,13 @@ import (
 // Content-Length fields (400), a Transfer-Encoding other than a final chunked (501), a bare CR
 // in a field (400), a head over MaxHeaderBytes (431).
 //
-// After an Upgrade or a CONNECT request the bytes may belong to another protocol, or still be
-// HTTP/1.1 when the answer does not switch protocols (101, or a 2xx to CONNECT). guardedConn
-// holds them back until it sees the answer's status line as net/http writes it: after a switch
-// they pass unchecked, after any other answer nothing more is read and net/http closes the
-// connection. (A request pipelined ahead of the Upgrade in the same read is answered first, so
-// such an Upgrade is refused too.)
+// After an Upgrade request the bytes may belong to another protocol, or still be HTTP/1.1 when
+// the answer does not switch protocols (101). guardedConn holds them back until it sees the
+// answer's status line as net/http writes it: after a switch they pass unchecked, after any
+// other answer nothing more is read and net/http closes the connection. (A request pipelined
+// ahead of the Upgrade in the same read is answered first, so such an Upgrade is refused too.)
+// A CONNECT request is checked as any other, and so are the bytes after it: ReverseProxy
+// relays its answer, 2xx included, as an ordinary one, and net/http goes on reading HTTP/1.1.
 
 // refusedHead is a head net/http answers 400 Bad Request and closes the connection after.
 const refusedHead = "GET / HTTP/1.1\r\nHost: refused\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
@@ -51,28 +52,27 @@ type guardedConn struct {
 	line  []byte // the head or chunk line being gathered
 	out   []byte // bytes checked and not yet read by net/http
 	buf   [4 << 10]byte
-	// switching is what an Upgrade or CONNECT request awaits from its answer (switchNone when
-	// none does); net/http writes the answer while it may be reading, hence the atomic.
+	// switching is what an Upgrade request awaits from its answer (switchNone when none does);
+	// net/http writes the answer while it may be reading, hence the atomic.
 	switching atomic.Int32
-	// held are the bytes after an Upgrade or CONNECT request, until its answer.
+	// held are the bytes after an Upgrade request, until its answer.
 	held []byte
 }
 
-// What an Upgrade or CONNECT request awaits; then whether its answer switched protocols.
+// What an Upgrade request awaits; then whether its answer switched protocols.
 const (
 	switchNone = iota
 	switchUpgrade
-	switchConnect
 	switchDone
 	switchRefused
 )
 
-// Write watches the status line of the answer to an Upgrade or CONNECT head: unless it switches
-// protocols, the bytes after that head are unchecked, so nothing more is read.
+// Write watches the status line of the answer to an Upgrade head: unless it switches protocols,
+// the bytes after that head are unchecked, so nothing more is read.
 func (g *guardedConn) Write(p []byte) (int, error) {
-	if w := g.switching.Load(); (w == switchUpgrade || w == switchConnect) && len(p) >= 12 && bytes.HasPrefix(p, []byte("HTTP/1.")) {
+	if g.switching.Load() == switchUpgrade && len(p) >= 12 && bytes.HasPrefix(p, []byte("HTTP/1.")) {
 		switch code := string(p[9:12]); {
-		case w == switchUpgrade && code == "101", w == switchConnect && code[0] == '2':
+		case code == "101":
 			g.switching.Store(switchDone)
 		case code[0] == '1': // an interim answer: the final one decides
 		default:
@@ -184,7 +184,7 @@ func (g *guardedConn) feed(b []byte) {
 				}
 			}
 		case inHead:
-			if w := g.switching.Load(); w == switchUpgrade || w == switchConnect {
+			if g.switching.Load() == switchUpgrade {
 				g.held = append(g.held, b...)
 				return
 			}
@@ -214,7 +214,6 @@ func (g *guardedConn) head() {
 	g.line = nil
 	lines := bytes.Split(bytes.TrimLeft(h, "\r\n"), []byte("\n"))
 	requestLine := bytes.TrimSuffix(lines[0], []byte("\r"))
-	method, _, _ := bytes.Cut(requestLine, []byte(" "))
 	http11 := bytes.HasSuffix(requestLine, []byte(" HTTP/1.1"))
 	var lengths [][]byte
 	chunked, te, upgrade, folded := false, false, false, false
@@ -251,8 +250,6 @@ func (g *guardedConn) head() {
 	case string(requestLine) == "PRI * HTTP/2.0": // the HTTP/2 preface; any other PRI is HTTP/1.1
 		g.state = passThrough
 		return
-	case string(method) == "CONNECT":
-		g.switching.Store(switchConnect)
 	case upgrade:
 		g.switching.Store(switchUpgrade)
 	}
