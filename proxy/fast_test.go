@@ -156,6 +156,48 @@ func TestA101ToARequestAskingForNoUpgradeIsA502AndItsConnectionIsClosed(t *testi
 	}
 }
 
+// A query is forwarded as the client sent it whichever path the request takes: the lean path
+// and the fast path copy it, so the ReverseProxy path must not drop what url.ParseQuery cannot
+// parse (a ';' separator, a bad escape) as ReverseProxy does by default.
+func TestAQueryIsForwardedAsItCameOnEveryPath(t *testing.T) {
+	targets := make(chan string, 8)
+	addr := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			targets <- req.Method + " " + req.RequestURI
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	c := twoEdges(t, []string{addr}, []string{addr}, "http", "")
+	const target = "/q?a=1;b=2&c=%zz&d=4"
+	for _, tc := range []struct{ name, method, raw string }{
+		{"a plain GET (the lean path)", "GET", "GET " + target + " HTTP/1.1\r\n" + host + "\r\n"},
+		{"a GET net/http parses (the fast path)", "GET", "GET " + target + " HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+		{"a POST with a body (ReverseProxy)", "POST", "POST " + target + " HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exchange(t, c.west, tc.raw, []string{tc.method}); len(got) != 1 || got[0] != http.StatusOK {
+				t.Fatalf("answered %v, want [200]", got)
+			}
+			select {
+			case got := <-targets:
+				if want := tc.method + " " + target; got != want {
+					t.Errorf("the instance got %q, want %q", got, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the instance got nothing")
+			}
+		})
+	}
+}
+
 // A backend that resets its connection is one that closed it, on every system: a reused
 // connection it reset is retried on a fresh one rather than failing the request.
 func TestAConnectionItsPeerResetIsClosedByPeer(t *testing.T) {

@@ -159,11 +159,13 @@ func badH2Length(r *http.Request) string {
 }
 
 // rewrite prepares the outbound request of the ReverseProxy path: the target is chosen per
-// attempt in RoundTrip, the Host header is kept and the header is the policy's (upstreamHeader),
-// with the upgrade ReverseProxy carries itself.
+// attempt in RoundTrip, the Host header and the query are kept as they came (ReverseProxy drops
+// the query's parameters url.ParseQuery refuses, which the lean and fast paths forward) and the
+// header is the policy's (upstreamHeader), with the upgrade ReverseProxy carries itself.
 func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = pr.In.Host
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = pr.In.Host
 	upgrade := pr.Out.Header.Get("Upgrade")
 	f := a.forwardingOf(pr.In)
