@@ -216,12 +216,13 @@ func (g *guardedConn) head() {
 	requestLine := bytes.TrimSuffix(lines[0], []byte("\r"))
 	http11 := bytes.HasSuffix(requestLine, []byte(" HTTP/1.1"))
 	var lengths [][]byte
-	chunked, te, upgrade, folded := false, false, false, false
+	chunked, te, upgrade, folded, fields := false, false, false, false, false
 	for _, l := range lines[1:] {
 		l = bytes.TrimSuffix(l, []byte("\r"))
 		if len(l) == 0 {
 			break
 		}
+		fields = true
 		if l[0] == ' ' || l[0] == '\t' {
 			folded = true
 			continue
@@ -247,7 +248,10 @@ func (g *guardedConn) head() {
 	}
 	g.out = append(g.out, h...)
 	switch {
-	case string(requestLine) == "PRI * HTTP/2.0": // the HTTP/2 preface; any other PRI is HTTP/1.1
+	case string(requestLine) == "PRI * HTTP/2.0" && !fields:
+		// The HTTP/2 preface, which net/http serves as HTTP/2 or answers and closes the
+		// connection after. With a field it is not: net/http serves it as an HTTP/1.1 request
+		// and reads on, so it is checked as any other.
 		g.state = passThrough
 		return
 	case upgrade:
