@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Headers the edges exchange.
@@ -120,6 +121,9 @@ func (s *httpServer) serve(ctx context.Context) error {
 // and everything else (bodies, upgrades) through httputil.ReverseProxy.
 func (a *app) handler(rp http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := a.pol.timeouts.ClientWrite.D(); r.ProtoMajor == 2 && d > 0 {
+			w = &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: d}
+		}
 		if r.Header.Get(HeaderPing) != "" {
 			w.Header().Set(HeaderEdge, a.edge.name)
 			w.WriteHeader(http.StatusNoContent)
@@ -366,3 +370,50 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b 
 
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// streamWriter bounds every write and flush to an HTTP/2 client by client_write, as clientConn
+// bounds an HTTP/1.1 client's: net/http's HTTP/2 server waits for flow-control window without
+// end, so a client that grants none would otherwise hold the request, and its connection
+// upstream, for ever. A write that makes no progress in time resets the stream, which ends it
+// with an error.
+type streamWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+// bound runs op, resetting the stream when it takes longer than w.d.
+func (w *streamWriter) bound(op func() error) error {
+	var mu sync.Mutex
+	done := false
+	t := time.AfterFunc(w.d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			_ = w.rc.SetWriteDeadline(time.Unix(1, 0)) // in the past: resets the stream now
+		}
+	})
+	err := op()
+	if !t.Stop() {
+		// The reset may be under way: wait for it, or keep it from starting once the handler
+		// may have returned.
+		mu.Lock()
+		done = true
+		mu.Unlock()
+	}
+	return err
+}
+
+func (w *streamWriter) Write(p []byte) (n int, err error) {
+	err = w.bound(func() error {
+		n, err = w.ResponseWriter.Write(p)
+		return err
+	})
+	return n, err
+}
+
+// FlushError is what http.ResponseController's Flush calls.
+func (w *streamWriter) FlushError() error { return w.bound(w.rc.Flush) }
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // rawInstance is an instance that runs serve on each connection it accepts.
@@ -319,6 +322,54 @@ func TestASlowReaderDoesNotHoldTheUpstreamConnectionOnAnyPath(t *testing.T) {
 		case <-released:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s: the instance was still sending to the edge 5s after the client stopped reading, want its connection closed after client_write (300ms)", tc.name)
+		}
+		_ = conn.Close()
+	}
+}
+
+// An HTTP/2 client that grants no flow-control window reads nothing either: client_write
+// bounds its request as it does an HTTP/1.1 client's that stops reading.
+func TestAnHTTP2ClientThatGrantsNoWindowDoesNotHoldTheUpstreamConnection(t *testing.T) {
+	released := make(chan string, 1)
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{rawInstance(t, endless(released))}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_write: 300ms}")
+	for _, tc := range []struct {
+		name, method, path string
+		body               []byte
+	}{
+		{"fast path", "GET", "/plain", nil},
+		{"fast path, chunked", "GET", "/chunked", nil},
+		{"ReverseProxy", "PUT", "/plain", []byte("hi")},
+	} {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, http2.ClientPreface)
+		fr := http2.NewFramer(conn, conn)
+		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		var hb bytes.Buffer
+		enc := hpack.NewEncoder(&hb)
+		fields := [][2]string{{":method", tc.method}, {":scheme", "http"}, {":authority", "shop"}, {":path", tc.path}}
+		if tc.body != nil {
+			fields = append(fields, [2]string{"content-length", strconv.Itoa(len(tc.body))})
+		}
+		for _, f := range fields {
+			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: tc.body == nil})
+		if tc.body != nil {
+			_ = fr.WriteData(1, true, tc.body)
+		}
+		// The client takes what the edge sends, but never a byte of the answer's body: the
+		// window of its stream stays 0.
+		go func() { _, _ = io.Copy(io.Discard, conn) }()
+		select {
+		case <-released:
+		case <-time.After(5 * time.Second):
+			_ = conn.Close()
+			t.Fatalf("%s: the instance was still sending to the edge 5s after a client that grants no window asked, want its connection closed after client_write (300ms)", tc.name)
 		}
 		_ = conn.Close()
 	}
