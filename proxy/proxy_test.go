@@ -682,3 +682,40 @@ func TestAnEdgeRestartedWhileNATSIsAwayRoutesFromItsSnapshotAndCatchesUpWhenNATS
 	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "w1" },
 		"edge-west to follow a table stored after NATS returned")
 }
+
+// A client that sends without reading, to an instance that echoes what it reads, fills both
+// directions: the edge's writes to either side wait, and no read waits. tcp_idle (no byte
+// either way) still ends both connections.
+func TestATCPConnectionStuckWritingBothWaysEndsAfterTCPIdle(t *testing.T) {
+	released := make(chan struct{}, 1)
+	echo := rawInstance(t, func(c net.Conn) {
+		if n, _ := io.Copy(c, c); n == 0 {
+			return // a connection that carried nothing: not the client's
+		}
+		select {
+		case released <- struct{}{}:
+		default:
+		}
+	})
+	e1 := echoServer(t, "e1")
+	c := twoEdgesWith(t, []string{echo}, []string{e1.Addr().String()}, "tcp", "", ", timeouts: {tcp_idle: 300ms}")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the instance's connection was still open 5s after neither side read, want it closed after tcp_idle (300ms)")
+	}
+}

@@ -114,7 +114,9 @@ func spliceBoth(a, b net.Conn, idle time.Duration) {
 }
 
 // splice copies src to dst, then half-closes dst so the other side sees the end of the stream.
-// A read that waits idle past the last byte either way ends both connections.
+// A read or a write that waits idle past the last byte either way ends both connections: a
+// write waits when its reader takes nothing, and both directions may wait so at once (a
+// client that sends without reading to an instance that echoes), with no read waiting.
 func splice(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 	buf := buffers.Get().(*[]byte)
 	defer buffers.Put(buf)
@@ -125,18 +127,22 @@ func splice(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 		n, err := src.Read(*buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
-			if _, werr := dst.Write((*buf)[:n]); werr != nil {
+			if werr := write(dst, (*buf)[:n], idle, last); werr != nil {
+				if isTimeout(werr) {
+					_ = src.Close()
+					_ = dst.Close()
+					return
+				}
 				break
 			}
 		}
 		if err == nil {
 			continue
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < idle {
+		if isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle {
 			continue // the other direction carried bytes meanwhile
 		}
-		if ne != nil && ne.Timeout() {
+		if isTimeout(err) {
 			_ = src.Close()
 			_ = dst.Close()
 			return
@@ -148,4 +154,23 @@ func splice(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 	} else {
 		_ = dst.Close()
 	}
+}
+
+// write writes p to dst; when idle > 0 it fails with a timeout once no byte went either way
+// for idle.
+func write(dst net.Conn, p []byte, idle time.Duration, last *atomic.Int64) error {
+	for len(p) > 0 {
+		if idle > 0 {
+			_ = dst.SetWriteDeadline(time.Unix(0, last.Load()).Add(idle))
+		}
+		n, err := dst.Write(p)
+		p = p[n:]
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+		}
+		if err != nil && !(isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle) {
+			return err
+		}
+	}
+	return nil
 }
