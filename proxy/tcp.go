@@ -102,14 +102,14 @@ func (s *tcpServer) handle(ctx context.Context, c net.Conn, dialLocal, dialPeer 
 // spliceBoth copies a to b and b to a until both directions ended, or until neither carried a
 // byte for idle (when idle > 0), when both connections are closed.
 func spliceBoth(a, b net.Conn, idle time.Duration) {
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
+	var st spliceState
+	st.last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	go func() {
-		splice(b, a, idle, &last)
+		splice(b, a, idle, &st)
 		close(done)
 	}()
-	splice(a, b, idle, &last)
+	splice(a, b, idle, &st)
 	<-done
 }
 
@@ -117,17 +117,27 @@ func spliceBoth(a, b net.Conn, idle time.Duration) {
 // A read or a write that waits idle past the last byte either way ends both connections: a
 // write waits when its reader takes nothing, and both directions may wait so at once (a
 // client that sends without reading to an instance that echoes), with no read waiting.
-func splice(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
+func splice(dst, src net.Conn, idle time.Duration, st *spliceState) {
+	last := &st.last
 	buf := buffers.Get().(*[]byte)
 	defer buffers.Put(buf)
 	for {
 		if idle > 0 {
-			_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
+			dl := time.Unix(0, last.Load()).Add(idle)
+			if st.writing.Load() > 0 {
+				// The other direction is writing: its write sees the progress this read
+				// cannot, and ends both connections itself once none was made for idle.
+				dl = time.Now().Add(idle)
+			}
+			_ = src.SetReadDeadline(dl)
 		}
 		n, err := src.Read(*buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
-			if werr := write(dst, (*buf)[:n], idle, last); werr != nil {
+			st.writing.Add(1)
+			werr := write(dst, (*buf)[:n], idle, last)
+			st.writing.Add(-1)
+			if werr != nil {
 				if isTimeout(werr) {
 					_ = src.Close()
 					_ = dst.Close()
@@ -139,7 +149,7 @@ func splice(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 		if err == nil {
 			continue
 		}
-		if isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle {
+		if isTimeout(err) && (time.Since(time.Unix(0, last.Load())) < idle || st.writing.Load() > 0) {
 			continue // the other direction carried bytes meanwhile
 		}
 		if isTimeout(err) {
@@ -154,6 +164,13 @@ func splice(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 	} else {
 		_ = dst.Close()
 	}
+}
+
+// spliceState is what the two directions of spliceBoth share: when a byte last went either
+// way, and how many of them are writing (a write's progress is seen only when it returns).
+type spliceState struct {
+	last    atomic.Int64
+	writing atomic.Int32
 }
 
 // write writes p to dst; when idle > 0 it fails with a timeout once no byte went either way
