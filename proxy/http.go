@@ -122,7 +122,12 @@ func (s *httpServer) serve(ctx context.Context) error {
 func (a *app) handler(rp http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := a.pol.timeouts.ClientWrite.D(); r.ProtoMajor == 2 && d > 0 {
-			w = &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: d}
+			sw := &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: d}
+			w = sw
+			// net/http writes what it still buffers (up to 4 KiB, all of a short answer) once
+			// the handler returned, out of streamWriter's reach: the stream's own deadline
+			// bounds that last write.
+			defer func() { _ = sw.rc.SetWriteDeadline(time.Now().Add(d)) }()
 		}
 		if r.Header.Get(HeaderPing) != "" {
 			w.Header().Set(HeaderEdge, a.edge.name)

@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// A short answer (under the 4 KiB net/http's HTTP/2 server buffers) is written only when the
+// handler returns; a client that grants no window must still see its stream reset after
+// client_write, as every other write to it is bounded.
+func TestAShortAnswerToAnHTTP2ClientThatGrantsNoWindowIsBoundedByClientWrite(t *testing.T) {
+	e1 := backend(t, "e1")
+	w1 := backend(t, "w1")
+	c := twoEdgesWith(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_write: 300ms}")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	ended := make(chan string, 1)
+	go func() {
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				ended <- "connection: " + err.Error()
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				ended <- "reset " + f.ErrCode.String()
+				return
+			case *http2.GoAwayFrame:
+				ended <- "goaway"
+				return
+			case *http2.HeadersFrame:
+				t.Logf("headers, end stream %v", f.StreamEnded())
+			case *http2.DataFrame:
+				t.Logf("data %d", len(f.Data()))
+			}
+		}
+	}()
+	select {
+	case how := <-ended:
+		t.Logf("stream ended: %s", how)
+	case <-time.After(3 * time.Second):
+		t.Fatal("the stream was still open 3s after a client that grants no window asked for a short answer, want it reset after client_write (300ms)")
+	}
+}
+
+// A short answer to a client that takes it: no RST_STREAM may follow the stream's end.
+func TestNoResetFollowsAShortAnswerAnHTTP2ClientTook(t *testing.T) {
+	e1 := backend(t, "e1")
+	w1 := backend(t, "w1")
+	c := twoEdgesWith(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_write: 100ms}")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	_ = fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	for id := uint32(1); id < 40; id += 2 {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(1 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok {
+			t.Fatalf("RST_STREAM %v on stream %d after its answer", rst.ErrCode, rst.Header().StreamID)
+		}
+	}
+}
