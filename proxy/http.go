@@ -409,12 +409,27 @@ func (w *streamWriter) bound(op func() error) error {
 	return err
 }
 
+// streamChunk is how much of a write must go within w.d: net/http's HTTP/2 server hands its
+// handler's writes on in chunks of this size, so a client that takes each within w.d is
+// progressing, however long the whole write takes.
+const streamChunk = 4 << 10
+
 func (w *streamWriter) Write(p []byte) (n int, err error) {
-	err = w.bound(func() error {
-		n, err = w.ResponseWriter.Write(p)
-		return err
-	})
-	return n, err
+	for first := true; first || len(p) > 0; first = false { // an empty write still writes the header
+		c := p[:min(len(p), streamChunk)]
+		var m int
+		err = w.bound(func() error {
+			var werr error
+			m, werr = w.ResponseWriter.Write(c)
+			return werr
+		})
+		n += m
+		p = p[m:]
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // FlushError is what http.ResponseController's Flush calls.

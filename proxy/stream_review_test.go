@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -95,4 +97,59 @@ func TestNoResetFollowsAShortAnswerAnHTTP2ClientTook(t *testing.T) {
 			t.Fatalf("RST_STREAM %v on stream %d after its answer", rst.ErrCode, rst.Header().StreamID)
 		}
 	}
+}
+
+// An HTTP/2 client that takes the answer steadily, 1 KiB every 20ms (about 50 KiB/s), is never
+// idle for client_write: each window it grants is used at once.
+func TestASlowButProgressingHTTP2ClientIsNotResetByClientWrite(t *testing.T) {
+	big := httptestServer(t, 1<<20)
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{big}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_write: 300ms}")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1024})
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	got := 0
+	end := time.Now().Add(3 * time.Second)
+	_ = conn.SetReadDeadline(end)
+	for time.Now().Before(end) {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return // the read deadline: 3s with no reset
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			t.Fatalf("stream reset (%v) after %d bytes taken steadily, want it kept while the client takes the answer", f.ErrCode, got)
+		case *http2.DataFrame:
+			n := len(f.Data())
+			got += n
+			if n > 0 {
+				time.Sleep(20 * time.Millisecond) // the client's pace, not synchronisation
+				_ = fr.WriteWindowUpdate(1, uint32(n))
+				_ = fr.WriteWindowUpdate(0, uint32(n))
+			}
+			if f.StreamEnded() {
+				return
+			}
+		}
+	}
+}
+
+func httptestServer(t *testing.T, size int) string {
+	t.Helper()
+	body := bytes.Repeat([]byte("x"), size)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
 }
