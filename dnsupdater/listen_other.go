@@ -1,4 +1,4 @@
-//go:build !unix || illumos || solaris
+//go:build !unix || solaris
 
 package dnsupdater
 
