@@ -379,13 +379,13 @@ func plainTransfer(p []byte, req *dns.Msg) bool {
 	return opt == nil || (opts == 1 && opt.Version() == 0 && opt.Hdr.Name == ".")
 }
 
-// transferAllowed reports whether remote is in the zone's transfer_to list; an IPv6 zone, on
-// either side, is not compared.
+// transferAllowed reports whether remote is in the zone's transfer_to list, which holds no IPv6
+// zone; remote's is not compared.
 func transferAllowed(z *zone.Zone, remote netip.Addr) bool {
 	remote = clientAddr(remote)
 	for _, s := range z.Config.TransferTo {
 		if !strings.Contains(s, "/") {
-			if a, err := netip.ParseAddr(s); err == nil && clientAddr(a) == remote {
+			if a, err := netip.ParseAddr(s); err == nil && a.Unmap() == remote {
 				return true
 			}
 			continue

@@ -117,3 +117,24 @@ func TestANotifyEntryIsKeptInOneSpellingWhateverItsWriting(t *testing.T) {
 		})
 	}
 }
+
+func TestATransferToEntryWithAnIPv6ZoneIsRefused(t *testing.T) {
+	for _, c := range []struct{ name, list, want string }{
+		{"a link-local address", `["fe80::53"]`, ""},
+		{"a link-local prefix", `["fe80::/10"]`, ""},
+		{"a link-local address with its zone", `["192.0.2.1", "fe80::53%eth0"]`, `zones[0].transfer_to[1]: want an address without an IPv6 zone (a secondary is matched by its address on every link), got "fe80::53%eth0"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := config.Parse("x.yaml", []byte("zones: [{name: demo.test, transfer_to: "+c.list+"}]\n"))
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %s", err, c.want)
+			}
+		})
+	}
+}

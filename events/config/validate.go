@@ -120,6 +120,10 @@ func (z *Zone) validate(p *problems, path string) {
 	for j, s := range z.TransferTo {
 		if _, err := parsePrefix(s); err != nil {
 			p.add(fmt.Sprintf("%s.transfer_to[%d]", path, j), "want an IP address or CIDR, got %q", s)
+		} else if strings.Contains(s, "%") {
+			// A client is matched by its address alone (the batched UDP path never reads a
+			// zone), so fe80::53%eth0 would let fe80::53 on every link transfer the zone.
+			p.add(fmt.Sprintf("%s.transfer_to[%d]", path, j), "want an address without an IPv6 zone (a secondary is matched by its address on every link), got %q", s)
 		}
 	}
 	// One secondary listed twice (under two spellings, say) would get each NOTIFY twice at once:
