@@ -20,6 +20,7 @@ func TestClassifyNamesWindowsSocketErrors(t *testing.T) {
 		{op(windows.WSAECONNREFUSED), ClassRefused},
 		{op(windows.WSAECONNRESET), ClassReset},
 		{op(windows.WSAECONNABORTED), ClassReset},
+		{op(windows.ERROR_NETNAME_DELETED), ClassReset},
 		{op(windows.WSAEHOSTUNREACH), ClassUnreachable},
 		{op(windows.WSAENETUNREACH), ClassUnreachable},
 		{op(windows.WSAEACCES), ClassPermission},
