@@ -21,20 +21,8 @@ func TestAShortAnswerToAnHTTP2ClientThatGrantsNoWindowIsBoundedByClientWrite(t *
 	w1 := backend(t, "w1")
 	c := twoEdgesWith(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "",
 		", timeouts: {client_write: 300ms}")
-	conn, err := net.Dial("tcp", c.west)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_, _ = io.WriteString(conn, http2.ClientPreface)
-	fr := http2.NewFramer(conn, conn)
-	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	_, fr, get := h2cClient(t, c.west, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get, EndHeaders: true, EndStream: true})
 	ended := make(chan string, 1)
 	go func() {
 		for {
@@ -71,21 +59,9 @@ func TestNoResetFollowsAShortAnswerAnHTTP2ClientTook(t *testing.T) {
 	w1 := backend(t, "w1")
 	c := twoEdgesWith(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "",
 		", timeouts: {client_write: 100ms}")
-	conn, err := net.Dial("tcp", c.west)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_, _ = io.WriteString(conn, http2.ClientPreface)
-	fr := http2.NewFramer(conn, conn)
-	_ = fr.WriteSettings()
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
+	conn, fr, get := h2cClient(t, c.west)
 	for id := uint32(1); id < 40; id += 2 {
-		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: get, EndHeaders: true, EndStream: true})
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(1 * time.Second))
 	for {
@@ -106,20 +82,8 @@ func TestASlowButProgressingHTTP2ClientIsNotResetByClientWrite(t *testing.T) {
 	e1 := backend(t, "e1")
 	c := twoEdgesWith(t, []string{big}, []string{e1.Listener.Addr().String()}, "http", "",
 		", timeouts: {client_write: 300ms}")
-	conn, err := net.Dial("tcp", c.west)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_, _ = io.WriteString(conn, http2.ClientPreface)
-	fr := http2.NewFramer(conn, conn)
-	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1024})
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	conn, fr, get := h2cClient(t, c.west, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1024})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get, EndHeaders: true, EndStream: true})
 	got := 0
 	end := time.Now().Add(3 * time.Second)
 	_ = conn.SetReadDeadline(end)
@@ -152,4 +116,24 @@ func httptestServer(t *testing.T, size int) string {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
 	t.Cleanup(s.Close)
 	return s.Listener.Addr().String()
+}
+
+// h2cClient opens an HTTP/2 connection without TLS to addr with settings, and returns it, its
+// framer and the header block of a GET / of shop.
+func h2cClient(t *testing.T, addr string, settings ...http2.Setting) (net.Conn, *http2.Framer, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_, _ = io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	_ = fr.WriteSettings(settings...)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	return conn, fr, hb.Bytes()
 }
