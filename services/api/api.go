@@ -17,6 +17,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/configfile"
 	"github.com/detourdev/detour/services/override"
 	"github.com/detourdev/detour/services/plan"
 	"github.com/nats-io/nats.go/jetstream"
@@ -485,6 +486,14 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) 
 	}
 	doc, ok := readDocument(w, r)
 	if !ok {
+		return
+	}
+	// What the DNS servers refuse to compile is refused here too, as detour apply refuses it:
+	// stored, it would be the active version for every role but them.
+	if _, err := configfile.Check("request", doc); configRefused(w, err) {
+		return
+	} else if err != nil {
+		fail(w, http.StatusUnprocessableEntity, "invalid configuration: nothing applied: %v", err)
 		return
 	}
 	_, v, err := config.Apply(r.Context(), s.o.JS, "request", doc, o)

@@ -304,3 +304,20 @@ func ExampleNewToken() {
 	fmt.Println(strings.HasPrefix(secret, "detour_"), strings.HasPrefix(line, "ci read "), len(line))
 	// Output: true true 73
 }
+
+// The DNS servers compile the zones of every version and keep the last good one when a version
+// does not compile, while the other roles take it: a document they refuse must be refused whole
+// by the API, as detour apply and detour check refuse it, not stored as the active version.
+func TestConfigApplyThroughTheAPIRefusesAZoneRecordTheDNSServerCannotServe(t *testing.T) {
+	f := start(t)
+	bad := strings.Replace(doc, "{name: demo.test}", `{name: demo.test, records: ["www IN A not-an-address"]}`, 1)
+	for _, path := range []string{"/v1/config/plan", "/v1/config/apply"} {
+		code, body := f.do(t, "POST", path, f.write, bad)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(body, "zones[0].records[0]") {
+			t.Errorf("POST %s of a bad record: %d %s, want 422 naming zones[0].records[0]", path, code, body)
+		}
+	}
+	if code, body := f.do(t, "GET", "/v1/config/history", f.read, ""); code != http.StatusOK || strings.Count(body, `"version"`) != 1 {
+		t.Errorf("history after a refused apply: %d %s, want version 1 alone", code, body)
+	}
+}
