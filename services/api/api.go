@@ -394,6 +394,8 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 	switch {
 	case errors.Is(err, override.ErrNoOverride):
 		fail(w, http.StatusNotFound, "%v", err)
+	case errors.Is(err, events.ErrConflict):
+		fail(w, http.StatusConflict, "%v: another change to this override came first; read it again (GET /v1/overrides)", err)
 	case err != nil:
 		fail(w, http.StatusBadGateway, "%v", err)
 	default:

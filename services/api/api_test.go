@@ -321,3 +321,45 @@ func TestConfigApplyThroughTheAPIRefusesAZoneRecordTheDNSServerCannotServe(t *te
 		t.Errorf("history after a refused apply: %d %s, want version 1 alone", code, body)
 	}
 }
+
+// Two operators clearing one override at once: one clears it, the other is told it changed
+// under it (409) or is gone (404), not that NATS failed (502).
+func TestTwoClearsOfOneOverrideAtOnceAnswerOneSuccessAndAConflict(t *testing.T) {
+	f := start(t)
+	set := `{"app":"shop","pool":"west","action":"drain","reason":"maintenance"}`
+	clear := `{"app":"shop","pool":"west","reason":"done"}`
+	for round := range 30 {
+		if code, body := f.do(t, "POST", "/v1/overrides", f.write, set); code != http.StatusOK {
+			t.Fatalf("round %d: set: %d %s", round, code, body)
+		}
+		codes := make(chan string, 2)
+		for range 2 {
+			go func() {
+				req, _ := http.NewRequest("DELETE", f.url+"/v1/overrides", strings.NewReader(clear))
+				req.Header.Set("Authorization", "Bearer "+f.write)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					codes <- err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				codes <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+			}()
+		}
+		a, b := <-codes, <-codes
+		ok := 0
+		for _, r := range []string{a, b} {
+			switch {
+			case strings.HasPrefix(r, "200 "):
+				ok++
+			case strings.HasPrefix(r, "404 "), strings.HasPrefix(r, "409 "):
+			default:
+				t.Fatalf("round %d: a clear answered %s, want 200, or 404 or 409 for the second", round, r)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d clears succeeded (%s; %s), want 1", round, ok, a, b)
+		}
+	}
+}
