@@ -20,6 +20,7 @@ import (
 	"github.com/detourdev/detour/services/configfile"
 	"github.com/detourdev/detour/services/override"
 	"github.com/detourdev/detour/services/plan"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -396,6 +397,8 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 		fail(w, http.StatusNotFound, "%v", err)
 	case errors.Is(err, events.ErrConflict):
 		fail(w, http.StatusConflict, "%v: another change to this override came first; read it again (GET /v1/overrides)", err)
+	case errors.Is(err, nats.ErrMaxPayload):
+		fail(w, http.StatusRequestEntityTooLarge, "body: larger than NATS takes in one message: %v", err)
 	case err != nil:
 		fail(w, http.StatusBadGateway, "%v", err)
 	default:
@@ -505,6 +508,8 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) 
 	switch {
 	case errors.Is(err, config.ErrVersionConflict):
 		fail(w, http.StatusConflict, "%v", err)
+	case errors.Is(err, nats.ErrMaxPayload):
+		fail(w, http.StatusRequestEntityTooLarge, "body: larger than NATS takes in one message: %v", err)
 	case err != nil:
 		fail(w, http.StatusBadGateway, "%v", err)
 	default:

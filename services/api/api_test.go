@@ -363,3 +363,17 @@ func TestTwoClearsOfOneOverrideAtOnceAnswerOneSuccessAndAConflict(t *testing.T) 
 		}
 	}
 }
+
+// A body within the API's bound that NATS cannot carry in one message is the client's to make
+// smaller (413), not a failure upstream (502).
+func TestABodyLargerThanNATSCarriesIsRefusedAsTooLarge(t *testing.T) {
+	f := start(t)
+	big := doc + "# " + strings.Repeat("x", 2<<20) + "\n"
+	if code, body := f.do(t, "POST", "/v1/config/apply", f.write, big); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("apply of a 2 MiB document: %d %s, want 413", code, body)
+	}
+	reason := strings.Repeat("x", 2<<20)
+	if code, body := f.do(t, "POST", "/v1/overrides", f.write, `{"app":"shop","pool":"west","action":"drain","reason":"`+reason+`"}`); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("override with a 2 MiB reason: %d %.300s, want 413", code, body)
+	}
+}
