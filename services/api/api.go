@@ -173,9 +173,28 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/config/plan", read(s.handlePlan))
 	mux.Handle("POST /v1/config/apply", write(s.handleApply))
 	mux.Handle("/v1/", read(func(w http.ResponseWriter, r *http.Request, _ Token) {
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			fail(w, http.StatusMethodNotAllowed, "%s %s: this resource takes %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
+			return
+		}
 		fail(w, http.StatusNotFound, "no such resource: %s %s", r.Method, r.URL.Path)
 	}))
 	return mux
+}
+
+// allowed lists the methods mux routes r's path with to a resource of its own, not to the
+// catch-all /v1/: the methods of a known resource that r asked with another.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete} {
+		q := r.Clone(r.Context())
+		q.Method = m
+		if _, pattern := mux.Handler(q); pattern != "/v1/" && pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, tok Token)

@@ -377,3 +377,32 @@ func TestABodyLargerThanNATSCarriesIsRefusedAsTooLarge(t *testing.T) {
 		t.Errorf("override with a 2 MiB reason: %d %.300s, want 413", code, body)
 	}
 }
+
+// A known resource asked with a method it does not take answers 405 with Allow, as net/http's
+// mux does, so a client that PUTs an override learns to POST it, not that it does not exist.
+func TestAKnownResourceAskedWithAnotherMethodAnswers405WithAllow(t *testing.T) {
+	f := start(t)
+	for _, c := range []struct{ method, path, allow string }{
+		{"PUT", "/v1/overrides", "GET, HEAD, POST, DELETE"},
+		{"GET", "/v1/config/apply", "POST"},
+		{"DELETE", "/v1/apps/shop", "GET, HEAD"},
+	} {
+		req, _ := http.NewRequest(c.method, f.url+c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+f.read)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d Allow %q %s, want 405 Allow %q", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), b, c.allow)
+		}
+	}
+	if code, _ := f.do(t, "PUT", "/v1/overrides", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("PUT /v1/overrides without a token: %d, want 401", code)
+	}
+	if code, _ := f.do(t, "GET", "/v1/nope", f.read, ""); code != http.StatusNotFound {
+		t.Errorf("GET /v1/nope: %d, want 404", code)
+	}
+}
