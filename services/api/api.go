@@ -313,6 +313,12 @@ func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Tok
 	q := r.URL.Query()
 	f := filter{kind: q.Get("kind"), app: q.Get("app"), pool: q.Get("pool"), endpoint: q.Get("endpoint"), edge: q.Get("edge"), to: q.Get("to")}
 	limit, before := 50, uint64(0)
+	switch f.kind {
+	case "", "endpoint", "pool", "edge", "override":
+	default:
+		fail(w, http.StatusBadRequest, "kind: want endpoint, pool, edge or override, got %q", f.kind)
+		return
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {

@@ -406,3 +406,18 @@ func TestAKnownResourceAskedWithAnotherMethodAnswers405WithAllow(t *testing.T) {
 		t.Errorf("GET /v1/nope: %d, want 404", code)
 	}
 }
+
+// A filter kind the history never holds is a typo: 400 naming it, not an empty page that reads
+// as "nothing happened".
+func TestATransitionKindThatDoesNotExistIsRefusedNamingTheField(t *testing.T) {
+	f := start(t)
+	code, body := f.do(t, "GET", "/v1/transitions?kind=endpoints", f.read, "")
+	if code != http.StatusBadRequest || !strings.Contains(body, `kind: want endpoint, pool, edge or override, got \"endpoints\"`) {
+		t.Errorf("kind=endpoints: %d %s, want 400 naming kind", code, body)
+	}
+	for _, k := range []string{"endpoint", "pool", "edge", "override"} {
+		if code, body := f.do(t, "GET", "/v1/transitions?kind="+k, f.read, ""); code != http.StatusOK {
+			t.Errorf("kind=%s: %d %s, want 200", k, code, body)
+		}
+	}
+}
