@@ -208,7 +208,7 @@ func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handle
 				h(w, r, Token{Name: "loopback", Scope: ScopeRead})
 				return
 			}
-			secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			secret, ok := bearer(r.Header.Get("Authorization"))
 			tok, known := s.o.Tokens.Check(strings.TrimSpace(secret))
 			switch {
 			case !ok:
@@ -227,6 +227,16 @@ func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handle
 			h(w, r, tok)
 		})
 	}
+}
+
+// bearer returns the credentials of an Authorization header of the Bearer scheme, whose name is
+// case-insensitive (RFC 9110 §11.1).
+func bearer(header string) (string, bool) {
+	const scheme = "Bearer "
+	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return "", false
+	}
+	return header[len(scheme):], true
 }
 
 // loopbackHost reports whether host, a request's Host, names loopback: localhost or a loopback

@@ -421,3 +421,21 @@ func TestATransitionKindThatDoesNotExistIsRefusedNamingTheField(t *testing.T) {
 		}
 	}
 }
+
+// The scheme of an Authorization header is case-insensitive (RFC 9110 §11.1): clients that
+// send "bearer" are as authenticated as those that send "Bearer".
+func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
+	f := start(t)
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, _ := http.NewRequest("GET", f.url+"/v1/apps", nil)
+		req.Header.Set("Authorization", scheme+" "+f.read)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("Authorization: %s <read token>: %d, want 200", scheme, resp.StatusCode)
+		}
+	}
+}
