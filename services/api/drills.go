@@ -157,7 +157,11 @@ func (s *Server) handleDrillRollback(w http.ResponseWriter, r *http.Request, tok
 		return
 	}
 	by := "api/" + tok.Name
-	if err := drill.Rollback(r.Context(), s.o.JS, id, by); err != nil {
+	switch err := drill.Rollback(r.Context(), s.o.JS, id, by); {
+	case errors.Is(err, drill.ErrEnded):
+		fail(w, http.StatusConflict, "%v", err)
+		return
+	case err != nil:
 		fail(w, http.StatusBadGateway, "%v", err)
 		return
 	}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -87,6 +88,37 @@ func TestTheDrillsEndpointsListDrillsAndRollOneBackWithAWriteToken(t *testing.T)
 	} {
 		if code, body := f.do(t, "POST", path, f.write, ""); code != want {
 			t.Errorf("POST %s: %d %s, want %d", path, code, body, want)
+		}
+	}
+}
+
+// Two operators rolling one drill back at once: one rolls it back, the other is told it already
+// rolled back (409), and DRILLS holds one rollback.
+func TestTwoRollbacksOfOneDrillAtOnceRollItBackOnce(t *testing.T) {
+	f := start(t)
+	west := events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"}
+	for round := range 20 {
+		id := fmt.Sprintf("r%d", round)
+		f.drillEvent(t, id, events.TypeDrillStarted, events.DrillStarted{ID: id, Name: "west-outage", By: "ops", Apps: []string{"shop"}, Steps: 1,
+			RollbackAt: time.Now().Add(time.Hour), LeaseMS: 60000})
+		f.drillEvent(t, id, events.TypeDrillStepStarted, events.DrillStep{Index: 0, Step: "pool shop/west", Failures: []events.Failure{west}})
+		codes := make(chan int, 2)
+		for range 2 {
+			go func() {
+				req, _ := http.NewRequest("POST", f.url+"/v1/drills/"+id+"/rollback", nil)
+				req.Header.Set("Authorization", "Bearer "+f.write)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			}()
+		}
+		a, b := <-codes, <-codes
+		if min(a, b) != http.StatusOK || max(a, b) != http.StatusConflict {
+			t.Fatalf("round %d: two rollbacks at once answered %d and %d, want 200 and 409", round, a, b)
 		}
 	}
 }

@@ -169,22 +169,72 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	return sc, nil
 }
 
-// Rollback records that drill id rolled back at an operator's request.
+// ErrEnded means the drill rolled back already: at an operator's request, or on its own.
+var ErrEnded = errors.New("has already rolled back")
+
+// errNotInForce means no drill of the id started.
+var errNotInForce = errors.New("not in force")
+
+// Rollback records that drill id rolled back at an operator's request. It appends after the
+// last event of the drill it read, so that of two rollbacks at once one is recorded and the
+// other returns an error wrapping ErrEnded. It tries again every 250 ms for up to storeWithin
+// while DRILLS does not answer, as a stream electing its leader answers nothing for seconds.
 func Rollback(ctx context.Context, js jetstream.JetStream, id, by string) error {
 	if err := events.CheckToken(id); err != nil {
 		return fmt.Errorf("drill id: %w", err)
 	}
-	active, err := ReadDrills(ctx, js)
+	e, err := events.New(events.TypeDrillRolledBack, "drill/"+by, time.Now(), events.DrillRolledBack{By: by, Reason: "requested"})
 	if err != nil {
 		return err
 	}
-	if active.Ended(id) {
-		return fmt.Errorf("drill %s has already rolled back", id)
+	end := time.Now().Add(storeWithin)
+	for {
+		err := rollbackOnce(ctx, js, id, e, min(storeAttempt, max(time.Until(end), 0)))
+		switch {
+		case errors.Is(err, events.ErrConflict):
+			continue // another event came first: read again
+		case errors.Is(err, errNotInForce):
+			return fmt.Errorf("no drill %s in force", id)
+		case err == nil || errors.Is(err, ErrEnded) || ctx.Err() != nil || time.Until(end) < 250*time.Millisecond:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	if active.Drill(id) == nil {
-		return fmt.Errorf("no drill %s in force", id)
+}
+
+// rollbackOnce appends e, the rollback of drill id, after the drill's last event, unless the
+// drill ended or never started; the append is bounded by store.
+func rollbackOnce(ctx context.Context, js jetstream.JetStream, id string, e events.Envelope, store time.Duration) error {
+	subject := events.DrillSubject(id)
+	st, err := js.Stream(ctx, events.StreamDrills)
+	if err != nil {
+		return fmt.Errorf("read drills: %w", err)
 	}
-	_, err = publish(ctx, js, events.DrillSubject(id), events.TypeDrillRolledBack, by, events.DrillRolledBack{By: by, Reason: "requested"}, storeWithin)
+	// The last sequence is read before the drills, so an event stored after it (another
+	// rollback among them) makes the append conflict, and is read on the next attempt.
+	last, seq, _, err := events.Last(ctx, st, subject)
+	if err != nil {
+		return err
+	}
+	if last.ID == e.ID {
+		return nil // stored by an attempt whose answer was lost
+	}
+	active, err := ReadDrills(ctx, js)
+	switch {
+	case err != nil:
+		return err
+	case active.Ended(id):
+		return fmt.Errorf("drill %s %w", id, ErrEnded)
+	case active.Drill(id) == nil:
+		return errNotInForce
+	}
+	actx, cancel := context.WithTimeout(ctx, store)
+	defer cancel()
+	_, err = events.Append(actx, js, subject, e, seq)
 	return err
 }
 
