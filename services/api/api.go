@@ -133,10 +133,22 @@ func (s *Server) onConfig(m jetstream.Msg, seq uint64) {
 		s.log.Warn().Uint64("version", seq).Err(err).Msg("configuration version not shown: it does not parse")
 		return
 	}
+	if s.configured(c, seq) {
+		s.changed()
+	}
+}
+
+// configured makes c, version seq, the configuration the API shows and validates against,
+// unless it already has that version or a later one: handleApply installs what it applied
+// before CONFIG delivers it back, so an override of a pool just added is not refused.
+func (s *Server) configured(c *config.Config, seq uint64) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq <= s.m.cfgVersion {
+		return false
+	}
 	s.m.cfg, s.m.cfgVersion = c, seq
-	s.mu.Unlock()
-	s.changed()
+	return true
 }
 
 // changed wakes every status stream.
@@ -536,7 +548,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) 
 		fail(w, http.StatusUnprocessableEntity, "invalid configuration: nothing applied: %v", err)
 		return
 	}
-	_, v, err := config.Apply(r.Context(), s.o.JS, "request", doc, o)
+	c, v, err := config.Apply(r.Context(), s.o.JS, "request", doc, o)
 	if configRefused(w, err) {
 		return
 	}
@@ -548,6 +560,9 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) 
 	case err != nil:
 		fail(w, http.StatusBadGateway, "%v", err)
 	default:
+		if s.configured(c, v.Number) {
+			s.changed()
+		}
 		v.Document = ""
 		s.log.Info().Uint64("version", v.Number).Str("by", v.By).Str("message", v.Message).Msg("configuration applied through the api")
 		reply(w, http.StatusOK, v)

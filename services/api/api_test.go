@@ -439,3 +439,20 @@ func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
 		}
 	}
 }
+
+// A script that applies a configuration and at once overrides a pool it adds is not told the
+// pool does not exist: the API validates against what it applied, not what it read back later.
+func TestAnOverrideOfAPoolJustAppliedIsAccepted(t *testing.T) {
+	f := start(t)
+	for i := range 10 {
+		pool := fmt.Sprintf("north%d", i)
+		next := strings.Replace(doc, "      - {name: east,", fmt.Sprintf("      - {name: %s, region: us-north, endpoints: [{name: n1, address: \"127.0.0.13:80\"}]}\n      - {name: east,", pool), 1)
+		if code, body := f.do(t, "POST", "/v1/config/apply", f.write, next); code != http.StatusOK {
+			t.Fatalf("apply adding %s: %d %s", pool, code, body)
+		}
+		body := fmt.Sprintf(`{"app":"shop","pool":%q,"action":"drain","reason":"new"}`, pool)
+		if code, resp := f.do(t, "POST", "/v1/overrides", f.write, body); code != http.StatusOK {
+			t.Fatalf("override of %s just applied: %d %s, want 200", pool, code, resp)
+		}
+	}
+}
