@@ -564,7 +564,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) 
 			s.changed()
 		}
 		v.Document = ""
-		s.log.Info().Uint64("version", v.Number).Str("by", v.By).Str("message", v.Message).Msg("configuration applied through the api")
+		s.log.Info().Uint64("version", v.Number).Str("by", v.By).Str("apply_message", v.Message).Msg("configuration applied through the api")
 		reply(w, http.StatusOK, v)
 	}
 }

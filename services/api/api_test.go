@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,7 @@ type fixture struct {
 	srv         *api.Server
 	url         string
 	read, write string
+	tokens      *api.Tokens
 }
 
 func start(t *testing.T) *fixture {
@@ -69,7 +71,7 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	eventstest.Run(t, "api", srv.Run)
-	return &fixture{ns: ns, srv: srv, url: "http://" + srv.Addr(), read: read, write: write}
+	return &fixture{ns: ns, srv: srv, url: "http://" + srv.Addr(), read: read, write: write, tokens: toks}
 }
 
 func (f *fixture) do(t *testing.T, method, path, token, body string) (int, string) {
@@ -455,4 +457,57 @@ func TestAnOverrideOfAPoolJustAppliedIsAccepted(t *testing.T) {
 			t.Fatalf("override of %s just applied: %d %s, want 200", pool, code, resp)
 		}
 	}
+}
+
+// lockedBuffer is a log sink written by the server's goroutines and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The apply's log line keeps both its own message and the operator's: zerolog's message field
+// is "message", and a second field of that name made the line hold the key twice, so a log
+// pipeline kept one of the two.
+func TestTheApplyLogLineKeepsTheOperatorsMessage(t *testing.T) {
+	f := start(t)
+	var logs lockedBuffer
+	srv, err := api.Listen(api.Options{JS: f.ns.JS, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: f.tokens,
+		Log: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "api-logged", srv.Run)
+	req, _ := http.NewRequest("POST", "http://"+srv.Addr()+"/v1/config/apply?message=retire+us-west", strings.NewReader(doc+"# v2\n"))
+	req.Header.Set("Authorization", "Bearer "+f.write)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, "configuration applied through the api") {
+			continue
+		}
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(line, `"message":`) != 1 || !strings.Contains(line, "retire us-west") {
+			t.Errorf("log line %s: want one message field and the operator's message under another", line)
+		}
+		return
+	}
+	t.Errorf("no apply logged: %s", logs.String())
 }
