@@ -229,6 +229,9 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 				p.add(ep+".name", "duplicate endpoint %q in pool %q", e.Name, pl.Name)
 			}
 			names[e.Name] = true
+			if e.Name == events.OverrideWholePool {
+				p.add(ep+".name", "%q is reserved for the override of a whole pool", e.Name)
+			}
 			if e.Weight != nil && *e.Weight < 0 {
 				p.add(ep+".weight", "must not be negative, got %d", *e.Weight)
 			}

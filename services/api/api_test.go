@@ -511,3 +511,15 @@ func TestTheApplyLogLineKeepsTheOperatorsMessage(t *testing.T) {
 	}
 	t.Errorf("no apply logged: %s", logs.String())
 }
+
+// An endpoint named _pool would share its override subject with its pool's own override
+// (detour.state.override.<app>.<pool>._pool): forcing that one endpoint down would force the
+// whole pool down. The name is refused, naming the field.
+func TestAnEndpointNamedAsThePoolsOverrideIsRefused(t *testing.T) {
+	f := start(t)
+	next := strings.Replace(doc, "{name: w1, address", `{name: _pool, address: "127.0.0.14:80"}, {name: w1, address`, 1)
+	code, body := f.do(t, "POST", "/v1/config/apply", f.write, next)
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body, `apps[0].pools[0].endpoints[0].name: \"_pool\" is reserved`) {
+		t.Errorf("apply of an endpoint named _pool: %d %s, want 422 naming apps[0].pools[0].endpoints[0].name", code, body)
+	}
+}
