@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -459,30 +458,12 @@ func TestAnOverrideOfAPoolJustAppliedIsAccepted(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink written by the server's goroutines and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The apply's log line keeps both its own message and the operator's: zerolog's message field
 // is "message", and a second field of that name made the line hold the key twice, so a log
 // pipeline kept one of the two.
 func TestTheApplyLogLineKeepsTheOperatorsMessage(t *testing.T) {
 	f := start(t)
-	var logs lockedBuffer
+	var logs eventstest.Logs
 	srv, err := api.Listen(api.Options{JS: f.ns.JS, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: f.tokens,
 		Log: zerolog.New(&logs)})
 	if err != nil {
