@@ -35,8 +35,16 @@ type Options struct {
 	Addr string
 	// Tokens are the accepted bearer tokens.
 	Tokens *Tokens
-	Log    zerolog.Logger
+	// IdleTimeout is how long a keep-alive connection may wait for its next request before the
+	// server closes it; 0 means defaultIdleTimeout.
+	IdleTimeout time.Duration
+	Log         zerolog.Logger
 }
+
+// defaultIdleTimeout is Options.IdleTimeout's default: without one, a connection that made one
+// request (answered 401 without a token) could then stay open for ever, and enough of them
+// would use up the server's descriptors.
+const defaultIdleTimeout = 2 * time.Minute
 
 // maxBody bounds a request body: a configuration document or an override.
 const maxBody = 4 << 20
@@ -76,7 +84,11 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Run follows STATE and CONFIG and serves requests until ctx ends; then it returns nil.
 func (s *Server) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+	idle := s.o.IdleTimeout
+	if idle <= 0 {
+		idle = defaultIdleTimeout
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.onState)
 	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig)

@@ -1,10 +1,13 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -502,5 +505,40 @@ func TestAnEndpointNamedAsThePoolsOverrideIsRefused(t *testing.T) {
 	code, body := f.do(t, "POST", "/v1/config/apply", f.write, next)
 	if code != http.StatusUnprocessableEntity || !strings.Contains(body, `apps[0].pools[0].endpoints[0].name: \"_pool\" is reserved`) {
 		t.Errorf("apply of an endpoint named _pool: %d %s, want 422 naming apps[0].pools[0].endpoints[0].name", code, body)
+	}
+}
+
+// A connection that made a request and then sends nothing is closed once it has been idle for
+// IdleTimeout, token or not, so that idle connections cannot pile up for ever.
+func TestAnIdleKeepAliveConnectionIsClosed(t *testing.T) {
+	f := start(t)
+	srv, err := api.Listen(api.Options{JS: f.ns.JS, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: f.tokens,
+		IdleTimeout: 300 * time.Millisecond, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "api-idle", srv.Run)
+	c, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /v1/apps HTTP/1.1\r\nHost: api.example\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Close {
+		t.Fatalf("a request without a token: %d, close %v; want 401 on a connection kept alive", resp.StatusCode, resp.Close)
+	}
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(10 * time.Second))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("an idle connection: read %v after %v, want the server to close it (EOF) after its 300ms idle timeout", err, time.Since(start))
 	}
 }
