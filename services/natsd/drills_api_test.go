@@ -2,7 +2,6 @@ package natsd_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -51,16 +50,8 @@ func TestDeploymentIdentitiesTheControllersAPIListsAndRollsBackADrill(t *testing
 	}
 	eventstest.Run(t, "api", srv.Run)
 	for _, c := range []struct{ method, path string }{{"GET", "/v1/drills"}, {"POST", "/v1/drills/d1/rollback"}} {
-		req, _ := http.NewRequest(c.method, "http://"+srv.Addr()+c.path, nil)
-		req.Header.Set("Authorization", "Bearer "+secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s %s as the controller: %d %s", c.method, c.path, resp.StatusCode, b)
+		if code, b := apiRequest(t, srv.Addr(), secret, c.method, c.path, ""); code != http.StatusOK {
+			t.Errorf("%s %s as the controller: %d %s", c.method, c.path, code, b)
 		}
 	}
 	if v := ctl.errors(); len(v) > 0 {

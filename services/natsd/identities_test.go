@@ -992,16 +992,8 @@ alerts:
 		{http.MethodGet, "/v1/drills", ""},
 		{http.MethodPost, "/v1/config/plan", doc},
 	} {
-		req, _ := http.NewRequest(c.method, "http://"+srv.Addr()+c.path, strings.NewReader(c.body))
-		req.Header.Set("Authorization", "Bearer "+secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s %s as the controller: %d %s", c.method, c.path, resp.StatusCode, b)
+		if code, b := apiRequest(t, srv.Addr(), secret, c.method, c.path, c.body); code != http.StatusOK {
+			t.Errorf("%s %s as the controller: %d %s", c.method, c.path, code, b)
 		}
 	}
 	_, v2, err := config.Apply(ctx, op.js, "test.yaml", []byte(doc+"# v2\n"), config.ApplyOptions{By: "test"})
@@ -1049,4 +1041,19 @@ func lookup(t *testing.T, addr, name string) []string {
 		}
 	}
 	return out
+}
+
+// apiRequest sends method path with body to the API at addr with the bearer token secret, and
+// returns the answer's status and body.
+func apiRequest(t *testing.T, addr, secret, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
