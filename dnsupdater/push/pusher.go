@@ -131,6 +131,9 @@ func (p *Pusher) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			// The primary may have applied the update it did not confirm: what it holds is
+			// unknown again, so the next push rewrites every owned name.
+			pushed = nil
 			p.o.Metrics.Pushed(p.o.Zone, err)
 			p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
 			p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})

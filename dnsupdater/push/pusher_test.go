@@ -1,0 +1,138 @@
+package push
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/state"
+	"github.com/miekg/dns"
+)
+
+// applyingPrimary is a primary on loopback TCP that applies the UPDATEs signed with testSecret to
+// its records and answers them signed, unless told to misbehave.
+type applyingPrimary struct {
+	addr string
+	mu   sync.Mutex
+	// records holds each name's records as "TYPE data" lines.
+	records map[string][]string
+	// updates counts the UPDATEs received.
+	updates int
+	// hangUp applies the next UPDATEs of this many and closes the connection without an answer.
+	hangUp int
+	// unsigned answers every UPDATE NOERROR without a TSIG, and applies nothing.
+	unsigned bool
+}
+
+func startApplyingPrimary(t *testing.T) *applyingPrimary {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}}
+	srv := &dns.Server{Listener: ln, TsigSecret: map[string]string{"detour-key.": testSecret},
+		MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept },
+		Handler:       dns.HandlerFunc(p.serve)}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return p
+}
+
+func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := new(dns.Msg)
+	m.SetReply(r)
+	if r.Opcode != dns.OpcodeUpdate {
+		m.Rcode = dns.RcodeRefused
+		_ = w.WriteMsg(m)
+		return
+	}
+	p.updates++
+	if p.unsigned {
+		_ = w.WriteMsg(m)
+		return
+	}
+	t := r.IsTsig()
+	if t == nil || w.TsigStatus() != nil {
+		m.Rcode = dns.RcodeNotAuth
+		_ = w.WriteMsg(m)
+		return
+	}
+	for _, rr := range r.Ns {
+		h := rr.Header()
+		typ := dns.TypeToString[h.Rrtype]
+		switch h.Class {
+		case dns.ClassANY:
+			p.records[h.Name] = slices.DeleteFunc(p.records[h.Name], func(l string) bool { return strings.HasPrefix(l, typ+" ") })
+		case dns.ClassINET:
+			l := typ + " " + strings.TrimPrefix(rr.String(), rr.Header().String())
+			if !slices.Contains(p.records[h.Name], l) {
+				p.records[h.Name] = append(p.records[h.Name], l)
+			}
+		}
+	}
+	if p.hangUp > 0 {
+		p.hangUp--
+		_ = w.Close()
+		return
+	}
+	m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
+	_ = w.WriteMsg(m)
+}
+
+// at returns the records the primary holds at name, sorted.
+func (p *applyingPrimary) at(name string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(slices.Values(p.records[name]))
+}
+
+func (p *applyingPrimary) set(f func(p *applyingPrimary)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f(p)
+}
+
+func parsePushConfig(t *testing.T, addr string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(pushConfig, addr, testSecret)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestAnUpdateThePrimaryAppliedWithoutAnsweringIsUndoneWhenTheStateGoesBack(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	push := *cfg.Zones[0].Push
+	push.RetryInterval = config.Duration(time.Second)
+	p := runPusher(t, push, nil)
+	firstPool := []string{"A 127.0.0.11", "A 127.0.0.12"}
+
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(primary.at("shop.demo.test."), firstPool) },
+		"the primary serves the first pool")
+
+	// The failover reaches the primary, which applies it and hangs up before answering.
+	primary.set(func(p *applyingPrimary) { p.hangUp = 1 })
+	v := state.NewView()
+	down(t, v, 1, "shop", "p1", "127-0-0-11_80")
+	down(t, v, 2, "shop", "p1", "127-0-0-12_80")
+	p.Offer(desired(t, cfg, v, 11))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(primary.at("shop.demo.test."), []string{"A 127.0.0.21"}) },
+		"the primary applies the failover")
+
+	// The first pool recovers before the retry: the primary must serve it again.
+	p.Offer(desired(t, cfg, state.NewView(), 12))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(primary.at("shop.demo.test."), firstPool) },
+		"the primary serves the first pool again, not the failover it applied unanswered")
+}
