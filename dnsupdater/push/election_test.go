@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// fakePrimary accepts every UPDATE (unsigned answers: the client checks only signed ones) on a loopback TCP port and hands it over.
+// fakePrimary accepts every UPDATE on a loopback TCP port, answers it signed and hands it over.
 func fakePrimary(t *testing.T) (string, <-chan *dns.Msg) {
 	t.Helper()
 	got := make(chan *dns.Msg, 16)
@@ -23,12 +23,15 @@ func fakePrimary(t *testing.T) (string, <-chan *dns.Msg) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	primary := &dns.Server{Listener: ln, MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	primary := &dns.Server{Listener: ln, TsigSecret: map[string]string{"detour-key.": testSecret}, MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		if r.Opcode == dns.OpcodeUpdate {
 			got <- r
 		}
 		m := new(dns.Msg)
 		m.SetReply(r)
+		if t := r.IsTsig(); t != nil {
+			m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
+		}
 		_ = w.WriteMsg(m)
 	})}
 	go func() { _ = primary.ActivateAndServe() }()

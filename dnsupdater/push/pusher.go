@@ -168,6 +168,11 @@ func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want De
 	if r.Rcode != dns.RcodeSuccess {
 		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, rcodeError(r.Rcode))
 	}
+	// The client verifies only a signed answer: an unsigned one may come from anything but
+	// the primary (RFC 8945 §5.3).
+	if r.IsTsig() == nil {
+		return 0, fmt.Errorf("send update to %s: the answer is not signed", p.o.Push.Server)
+	}
 	return n, nil
 }
 

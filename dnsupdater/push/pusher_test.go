@@ -136,3 +136,24 @@ func TestAnUpdateThePrimaryAppliedWithoutAnsweringIsUndoneWhenTheStateGoesBack(t
 	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(primary.at("shop.demo.test."), firstPool) },
 		"the primary serves the first pool again, not the failover it applied unanswered")
 }
+
+func TestAnUnsignedAnswerIsNotTakenForAnAcceptedUpdate(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	primary.set(func(p *applyingPrimary) { p.unsigned = true })
+	cfg := parsePushConfig(t, primary.addr)
+	p := runPusher(t, *cfg.Zones[0].Push, nil)
+
+	// Something other than the primary, which holds no key, answers NOERROR and applies nothing.
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.updates > 0
+	}, "the first UPDATE is answered unsigned")
+
+	// The pusher keeps sending until the primary itself confirms.
+	primary.set(func(p *applyingPrimary) { p.unsigned = false })
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(primary.at("shop.demo.test."), []string{"A 127.0.0.11", "A 127.0.0.12"})
+	}, "the primary serves the first pool once it answers signed")
+}
