@@ -13,7 +13,9 @@ import (
 var ownedTypes = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME}
 
 // Owned returns the RRsets Detour owns in z: the records of every app whose name lies in it and
-// the addresses of every edge hostname in it.
+// the addresses of every edge hostname in it. Every owned type of such a name is present, empty
+// where Detour answers none (a fail_closed app with every pool down), so that a push rewriting
+// the name empties it on the primary too.
 func Owned(c *config.Config, z *zone.Zone) map[zone.Key][]dns.RR {
 	out := map[zone.Key][]dns.RR{}
 	add := func(name string) {
@@ -23,9 +25,7 @@ func Owned(c *config.Config, z *zone.Zone) map[zone.Key][]dns.RR {
 		}
 		recs := n.Records()
 		for _, t := range ownedTypes {
-			if len(recs[t]) > 0 {
-				out[zone.Key{Name: name, Type: t}] = recs[t]
-			}
+			out[zone.Key{Name: name, Type: t}] = recs[t]
 		}
 	}
 	for i := range c.Apps {

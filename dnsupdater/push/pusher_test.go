@@ -157,3 +157,27 @@ func TestAnUnsignedAnswerIsNotTakenForAnAcceptedUpdate(t *testing.T) {
 		return slices.Equal(primary.at("shop.demo.test."), []string{"A 127.0.0.11", "A 127.0.0.12"})
 	}, "the primary serves the first pool once it answers signed")
 }
+
+func TestTheFirstPushAfterAStartEmptiesAFailClosedAppWhosePoolsAreAllDown(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	// What an earlier run pushed, before every pool went down while no DNS server was running.
+	primary.set(func(p *applyingPrimary) { p.records["shop.demo.test."] = []string{"A 127.0.0.11", "A 127.0.0.12"} })
+	text := strings.Replace(fmt.Sprintf(pushConfig, primary.addr, testSecret),
+		"    fqdn: shop.demo.test\n", "    fqdn: shop.demo.test\n    when_all_down: fail_closed\n", 1)
+	cfg, err := config.Parse("test.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runPusher(t, *cfg.Zones[0].Push, nil)
+
+	v := state.NewView()
+	down(t, v, 1, "shop", "p1", "127-0-0-11_80")
+	down(t, v, 2, "shop", "p1", "127-0-0-12_80")
+	down(t, v, 3, "shop", "p2", "127-0-0-21_80")
+	p.Offer(desired(t, cfg, v, 10))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(primary.at("edge-a.demo.test.")) > 0 },
+		"the first push reaches the primary")
+	if got := primary.at("shop.demo.test."); len(got) != 0 {
+		t.Errorf("shop.demo.test. is fail_closed with every pool down: want no records on the primary, got %v", got)
+	}
+}
