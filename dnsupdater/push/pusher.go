@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -162,11 +163,16 @@ func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want De
 	}
 	m.SetTsig(p.key, p.alg, 300, time.Now().Unix())
 	r, _, err := p.client.ExchangeContext(ctx, m, p.o.Push.Server)
+	if errors.Is(err, dns.ErrAuth) && r.Id == m.Id {
+		// The client does not verify a NOTAUTH that carries a TSIG (a key the primary does not
+		// know, a bad signature or time, or a zone it does not serve): its code says why.
+		err = answerError(r)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
 	}
 	if r.Rcode != dns.RcodeSuccess {
-		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, rcodeError(r.Rcode))
+		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, answerError(r))
 	}
 	// The client verifies only a signed answer: an unsigned one may come from anything but
 	// the primary (RFC 8945 §5.3).
@@ -176,10 +182,26 @@ func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want De
 	return n, nil
 }
 
-// rcodeError is the error code a primary answered with.
-type rcodeError int
+// rcodeError is the error code a primary answered with, and the error of its TSIG, if any.
+type rcodeError struct {
+	rcode int
+	tsig  uint16
+}
 
-func (e rcodeError) Error() string { return "primary answered " + dns.RcodeToString[int(e)] }
+func answerError(r *dns.Msg) rcodeError {
+	e := rcodeError{rcode: r.Rcode}
+	if t := r.IsTsig(); t != nil {
+		e.tsig = t.Error
+	}
+	return e
+}
+
+func (e rcodeError) Error() string {
+	if e.tsig != dns.RcodeSuccess {
+		return "primary answered " + dns.RcodeToString[e.rcode] + ", TSIG error " + dns.RcodeToString[int(e.tsig)]
+	}
+	return "primary answered " + dns.RcodeToString[e.rcode]
+}
 
 // report records a push event beside the pushes: while the DNS stream elects a leader, the next
 // push does not wait for it.

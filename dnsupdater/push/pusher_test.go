@@ -181,3 +181,37 @@ func TestTheFirstPushAfterAStartEmptiesAFailClosedAppWhosePoolsAreAllDown(t *tes
 		t.Errorf("shop.demo.test. is fail_closed with every pool down: want no records on the primary, got %v", got)
 	}
 }
+
+func TestAPushThePrimaryRefusesForItsKeyNamesTheTSIGError(t *testing.T) {
+	// As BIND answers an UPDATE signed with a key it does not know: NOTAUTH, with a TSIG whose
+	// error is BADKEY and which carries no MAC (RFC 8945 §5.2.2).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept },
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeNotAuth)
+			if t := r.IsTsig(); t != nil {
+				m.Extra = append(m.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+					Algorithm: t.Algorithm, TimeSigned: t.TimeSigned, Fudge: t.Fudge, OrigId: r.Id, Error: dns.RcodeBadKey})
+			}
+			b, err := m.Pack()
+			if err == nil {
+				_, _ = w.Write(b)
+			}
+		})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	cfg := parsePushConfig(t, ln.Addr().String())
+	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = p.push(t.Context(), nil, desired(t, cfg, state.NewView(), 10))
+	if err == nil || !strings.Contains(err.Error(), "NOTAUTH") || !strings.Contains(err.Error(), "BADKEY") {
+		t.Errorf("err = %v, want it to name the primary's NOTAUTH and BADKEY", err)
+	}
+}
