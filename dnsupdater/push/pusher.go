@@ -2,7 +2,6 @@ package push
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -68,9 +67,6 @@ func New(o Options) (*Pusher, error) {
 	secret, err := o.Push.TSIG.Key()
 	if err != nil {
 		return nil, fmt.Errorf("new pusher for %s: %w", o.Zone, err)
-	}
-	if _, err := base64.StdEncoding.DecodeString(secret); err != nil {
-		return nil, fmt.Errorf("new pusher for %s: tsig: the key is not base64", o.Zone)
 	}
 	key := dns.Fqdn(o.Push.TSIG.Name)
 	p := &Pusher{

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -57,11 +58,21 @@ func ReadSecret(inline, file, env string) (string, error) {
 	return "", errors.New("no secret, secret_file or secret_env")
 }
 
-// Key returns the TSIG key's secret, from wherever the configuration says it is.
+// Key returns the TSIG key's secret, from wherever the configuration says it is. A key that is
+// not base64 is an error naming where it was read, never the key.
 func (k TSIG) Key() (string, error) {
 	s, err := ReadSecret(k.Secret, k.SecretFile, k.SecretEnv)
 	if err != nil {
 		return "", fmt.Errorf("tsig.%w", err)
+	}
+	if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+		switch {
+		case k.SecretFile != "":
+			return "", fmt.Errorf("tsig.secret_file: want a base64 key in %s", k.SecretFile)
+		case k.SecretEnv != "":
+			return "", fmt.Errorf("tsig.secret_env: want a base64 key in $%s", k.SecretEnv)
+		}
+		return "", errors.New("tsig.secret: want a base64 key")
 	}
 	return s, nil
 }

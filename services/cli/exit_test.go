@@ -147,6 +147,7 @@ func TestHelpOfEachCommandGoesToStdoutWithAnExampleAndItsFlags(t *testing.T) {
 }
 
 func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
+	notBase64 := writeFile(t, "tsig.key", "not base64!\n")
 	for name, doc := range map[string]string{
 		"an unknown key":     "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqnd: shop.demo.test\n    pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}]\n",
 		"a wrong type":       "zones: [{name: demo.test, ttl: abc}]\napps: []\n",
@@ -155,6 +156,7 @@ func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
 		"an occluded app":    "zones:\n  - name: demo.test\n    records: [\"sub IN NS ns.other.example.\"]\napps:\n  - name: api\n    fqdn: api.sub.demo.test\n    pools: [{name: p, endpoints: [{address: 10.0.0.1:80}]}]\n",
 		"bad YAML":           "zones:\n  - name: demo.test\n   apps: []\n",
 		"a missing key file": "zones:\n  - name: demo.test\n    push: {server: \"127.0.0.1:53\", tsig: {name: k, secret_file: /nonexistent/detour-tsig.key}}\napps: []\n",
+		"a bad key file":     "zones:\n  - name: demo.test\n    push: {server: \"127.0.0.1:53\", tsig: {name: k, secret_file: " + notBase64 + "}}\napps: []\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := writeFile(t, "detour.yaml", doc)
