@@ -97,6 +97,45 @@ func Update(zoneName string, before, want map[zone.Key][]dns.RR) (*dns.Msg, int)
 	return m, len(remove)
 }
 
+// maxUpdate is the most an UPDATE may hold before its TSIG: a TCP message carries at most
+// 65,535 bytes.
+const maxUpdate = dns.MaxMsgSize - 1024
+
+// split cuts an update into updates of at most max bytes where it is larger, each holding every
+// record of the names it changes, so that each name is still replaced in one step.
+func split(m *dns.Msg, max int) []*dns.Msg {
+	if m.Len() <= max {
+		return []*dns.Msg{m}
+	}
+	var names []string
+	records := map[string][]dns.RR{}
+	for _, rr := range m.Ns {
+		name := rr.Header().Name
+		if _, ok := records[name]; !ok {
+			names = append(names, name)
+		}
+		records[name] = append(records[name], rr)
+	}
+	var parts []*dns.Msg
+	var part *dns.Msg
+	size := 0
+	for _, name := range names {
+		n := 0
+		for _, rr := range records[name] {
+			n += dns.Len(rr)
+		}
+		if part == nil || len(part.Ns) > 0 && size+n > max {
+			part = new(dns.Msg)
+			part.SetUpdate(m.Question[0].Name)
+			parts = append(parts, part)
+			size = part.Len()
+		}
+		part.Ns = append(part.Ns, records[name]...)
+		size += n
+	}
+	return parts
+}
+
 // sameRRset reports whether two RRsets hold the same records with the same TTLs.
 func sameRRset(a, b []dns.RR) bool {
 	if len(a) != len(b) {

@@ -151,12 +151,23 @@ func (p *Pusher) Run(ctx context.Context) {
 	}
 }
 
-// push sends the update from pushed to want, and returns how many RRsets it changed.
+// push sends the update from pushed to want, and returns how many RRsets it changed. An update
+// too large for one TCP message goes in several, each replacing its names whole.
 func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want Desired) (int, error) {
 	m, n := Update(p.o.Zone, pushed, want.RRsets)
 	if m == nil {
 		return 0, nil
 	}
+	for _, part := range split(m, maxUpdate) {
+		if err := p.send(ctx, part); err != nil {
+			return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+		}
+	}
+	return n, nil
+}
+
+// send signs one UPDATE and sends it to the primary.
+func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 	m.SetTsig(p.key, p.alg, 300, time.Now().Unix())
 	r, _, err := p.client.ExchangeContext(ctx, m, p.o.Push.Server)
 	if errors.Is(err, dns.ErrAuth) && r.Id == m.Id {
@@ -165,17 +176,17 @@ func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want De
 		err = answerError(r)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+		return err
 	}
 	if r.Rcode != dns.RcodeSuccess {
-		return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, answerError(r))
+		return answerError(r)
 	}
 	// The client verifies only a signed answer: an unsigned one may come from anything but
 	// the primary (RFC 8945 §5.3).
 	if r.IsTsig() == nil {
-		return 0, fmt.Errorf("send update to %s: the answer is not signed", p.o.Push.Server)
+		return errors.New("the answer is not signed")
 	}
-	return n, nil
+	return nil
 }
 
 // rcodeError is the error code a primary answered with, and the error of its TSIG, if any.

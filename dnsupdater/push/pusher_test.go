@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
@@ -214,4 +215,21 @@ func TestAPushThePrimaryRefusesForItsKeyNamesTheTSIGError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "NOTAUTH") || !strings.Contains(err.Error(), "BADKEY") {
 		t.Errorf("err = %v, want it to name the primary's NOTAUTH and BADKEY", err)
 	}
+}
+
+func TestAZoneOfAThousandAppsReachesThePrimaryThoughItOutgrowsOneTCPMessage(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	p := runPusher(t, *cfg.Zones[0].Push, nil)
+
+	want := map[zone.Key][]dns.RR{}
+	for i := range 1000 {
+		name := fmt.Sprintf("app-%d.demo.test.", i)
+		want[zone.Key{Name: name, Type: dns.TypeA}] = []dns.RR{a(name, "10.0.0.1"), a(name, "10.0.0.2")}
+	}
+	p.Offer(Desired{Serial: 10, RRsets: want})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(primary.at("app-0.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"}) &&
+			slices.Equal(primary.at("app-999.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"})
+	}, "the primary serves the first and the last app")
 }
