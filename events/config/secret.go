@@ -26,7 +26,8 @@ func validateSecret(p *problems, path, inline, file, env string) bool {
 	case n > 1:
 		p.add(path, "want only one of secret_file, secret_env or secret")
 	case env != "" && !envNameRE.MatchString(env):
-		p.add(path+".secret_env", "%q is not an environment variable name", env)
+		// Not repeated: what is not a variable's name may be the secret itself.
+		p.add(path+".secret_env", "want the name of an environment variable: letters, digits and _, not first a digit")
 	default:
 		return true
 	}

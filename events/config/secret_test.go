@@ -27,7 +27,7 @@ func TestATSIGSecretIsGivenExactlyOneWay(t *testing.T) {
 		{`secret: "c2VjcmV0"`, ""},
 		{`algorithm: hmac-sha256`, "zones[0].push.tsig: want one of secret_file, secret_env or secret"},
 		{`secret: "c2VjcmV0", secret_env: DETOUR_TSIG`, "zones[0].push.tsig: want only one of secret_file, secret_env or secret"},
-		{`secret_env: "DETOUR TSIG"`, `zones[0].push.tsig.secret_env: "DETOUR TSIG" is not an environment variable name`},
+		{`secret_env: "DETOUR TSIG"`, `zones[0].push.tsig.secret_env: want the name of an environment variable: letters, digits and _, not first a digit`},
 		{`secret: "not base64!"`, "zones[0].push.tsig.secret: want a base64 key"},
 	} {
 		_, err := config.Parse("detour.yaml", []byte(pushDoc(c.tsig)))
@@ -38,6 +38,14 @@ func TestATSIGSecretIsGivenExactlyOneWay(t *testing.T) {
 		case c.want != "" && (!errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, []string{c.want})):
 			t.Errorf("tsig {%s}: err = %v, want exactly %q", c.tsig, err, c.want)
 		}
+	}
+}
+
+func TestAKeyWrittenWhereItsVariableNameBelongsIsNotRepeatedInTheError(t *testing.T) {
+	const key = "c2VjcmV0LWtleS1ub2JvZHktYnV0LWRucy1zZWVz="
+	_, err := config.Parse("detour.yaml", []byte(pushDoc(`secret_env: "`+key+`"`)))
+	if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "zones[0].push.tsig.secret_env") {
+		t.Errorf("err = %v, want it to name zones[0].push.tsig.secret_env without repeating the key", err)
 	}
 }
 
