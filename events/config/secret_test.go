@@ -41,6 +41,19 @@ func TestATSIGSecretIsGivenExactlyOneWay(t *testing.T) {
 	}
 }
 
+func TestATSIGKeyNameNoMessageCanCarryIsRefused(t *testing.T) {
+	long := strings.Repeat("k", 64)
+	for _, name := range []string{"detour..key", ".detour-key", long + ".example"} {
+		doc := strings.Replace(pushDoc(`secret: "c2VjcmV0"`), "name: k,", "name: "+name+",", 1)
+		_, err := config.Parse("detour.yaml", []byte(doc))
+		var ce *config.Error
+		want := "zones[0].push.tsig.name: want a DNS name: labels of 1 to 63 characters, 253 in all"
+		if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, []string{want}) {
+			t.Errorf("tsig name %q: err = %v, want exactly %q", name, err, want)
+		}
+	}
+}
+
 func TestAKeyWrittenWhereItsVariableNameBelongsIsNotRepeatedInTheError(t *testing.T) {
 	const key = "c2VjcmV0LWtleS1ub2JvZHktYnV0LWRucy1zZWVz="
 	_, err := config.Parse("detour.yaml", []byte(pushDoc(`secret_env: "`+key+`"`)))

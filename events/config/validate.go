@@ -38,6 +38,21 @@ func (p *problems) dnsName(path, s string) bool {
 	return true
 }
 
+// keyName reports whether a TSIG key's name, with or without its final dot, can be written in a
+// DNS message.
+func keyName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if len(l) == 0 || len(l) > 63 {
+			return false
+		}
+	}
+	return true
+}
+
 // Validate returns every problem of a defaulted configuration, each prefixed with its path.
 func (c *Config) Validate() []string {
 	var p problems
@@ -149,6 +164,10 @@ func (z *Zone) validate(p *problems, path string) {
 		}
 		if z.Push.TSIG.Name == "" {
 			p.add(pp+".tsig.name", "must not be empty: updates are always signed")
+		} else if !keyName(z.Push.TSIG.Name) {
+			// The key's name is the owner of every update's TSIG record: no message carries
+			// another, and every push would fail.
+			p.add(pp+".tsig.name", "want a DNS name: labels of 1 to 63 characters, 253 in all")
 		}
 		switch z.Push.TSIG.Algorithm {
 		case "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1":
