@@ -68,11 +68,14 @@ func New(o Options) (*Pusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new pusher for %s: %w", o.Zone, err)
 	}
-	key := dns.Fqdn(o.Push.TSIG.Name)
+	key, err := newTSIGKey(o.Push.TSIG.Name, secret)
+	if err != nil {
+		return nil, fmt.Errorf("new pusher for %s: tsig: the key is not base64", o.Zone)
+	}
 	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
-		offers: make(chan Desired, 1), key: key, alg: alg,
-		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{key: secret}},
+		offers: make(chan Desired, 1), key: key.name, alg: alg,
+		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigProvider: key},
 	}
 	if o.JS != nil {
 		p.recorder = events.NewRecorder(o.JS, p.log)

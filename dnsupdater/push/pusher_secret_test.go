@@ -22,7 +22,7 @@ func TestATSIGKeyIsReadFromTheEnvironmentAndItsAbsenceNamesTheVariable(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.client.TsigSecret["detour-key."]; got != "c2VjcmV0" {
-		t.Errorf("the client signs with %q, want the key from the environment", got)
+	if got := p.client.TsigProvider.(*tsigKey).secret; string(got) != "secret" {
+		t.Errorf("the client signs with %q, want the key from the environment (secret)", got)
 	}
 }

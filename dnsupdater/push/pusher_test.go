@@ -17,7 +17,9 @@ import (
 )
 
 // applyingPrimary is a primary on loopback TCP that applies the UPDATEs signed with testSecret to
-// its records and answers them signed, unless told to misbehave.
+// its records and answers them signed, unless told to misbehave. As BIND, it knows its key as
+// detour-key., matches the name of an UPDATE's key whatever its case, and signs its answer with
+// its own spelling.
 type applyingPrimary struct {
 	addr string
 	mu   sync.Mutex
@@ -38,7 +40,11 @@ func startApplyingPrimary(t *testing.T) *applyingPrimary {
 		t.Fatal(err)
 	}
 	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}}
-	srv := &dns.Server{Listener: ln, TsigSecret: map[string]string{"detour-key.": testSecret},
+	key, err := newTSIGKey("detour-key", testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, TsigProvider: key,
 		MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept },
 		Handler:       dns.HandlerFunc(p.serve)}
 	go func() { _ = srv.ActivateAndServe() }()
@@ -85,7 +91,7 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		_ = w.Close()
 		return
 	}
-	m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
+	m.SetTsig("detour-key.", t.Algorithm, 300, time.Now().Unix())
 	_ = w.WriteMsg(m)
 }
 
@@ -157,6 +163,27 @@ func TestAnUnsignedAnswerIsNotTakenForAnAcceptedUpdate(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		return slices.Equal(primary.at("shop.demo.test."), []string{"A 127.0.0.11", "A 127.0.0.12"})
 	}, "the primary serves the first pool once it answers signed")
+}
+
+func TestAKeyNameSpeltInAnotherCaseThanThePrimarysIsAcceptedBothWays(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	text := strings.Replace(fmt.Sprintf(pushConfig, primary.addr, testSecret), "name: detour-key,", "name: Detour-Key,", 1)
+	cfg, err := config.Parse("test.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The primary accepts the update and answers signed as detour-key.: that is its answer.
+	if _, err := p.push(t.Context(), nil, desired(t, cfg, state.NewView(), 10)); err != nil {
+		t.Errorf("push with the key named Detour-Key to a primary that names it detour-key: %v, want it accepted", err)
+	}
+	if got, want := primary.at("shop.demo.test."), []string{"A 127.0.0.11", "A 127.0.0.12"}; !slices.Equal(got, want) {
+		t.Errorf("the primary holds %v at shop.demo.test., want %v", got, want)
+	}
 }
 
 func TestTheFirstPushAfterAStartEmptiesAFailClosedAppWhosePoolsAreAllDown(t *testing.T) {
