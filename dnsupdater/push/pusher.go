@@ -109,6 +109,7 @@ func (p *Pusher) Run(ctx context.Context) {
 		wg.Go(func() { p.recorder.Run(ctx) })
 	}
 	var pushed map[zone.Key][]dns.RR
+	var failures failureNotes
 	retry := p.o.Push.RetryInterval.D()
 	for {
 		var want Desired
@@ -121,6 +122,7 @@ func (p *Pusher) Run(ctx context.Context) {
 			n, err := p.push(ctx, pushed, want)
 			if err == nil {
 				pushed = want.RRsets
+				failures = failureNotes{}
 				if n > 0 {
 					p.o.Metrics.Pushed(p.o.Zone, nil)
 					p.log.Info().Uint32("serial", want.Serial).Int("rrsets", n).Int("attempt", attempt).Msg("zone pushed")
@@ -135,8 +137,10 @@ func (p *Pusher) Run(ctx context.Context) {
 			// unknown again, so the next push rewrites every owned name.
 			pushed = nil
 			p.o.Metrics.Pushed(p.o.Zone, err)
-			p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
-			p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
+			if failures.tell(err.Error(), time.Now()) {
+				p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
+				p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
+			}
 			t := time.NewTimer(retry)
 			select {
 			case <-ctx.Done():
@@ -152,6 +156,27 @@ func (p *Pusher) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// failureRepeat is how often a push failing for the same reason is logged and recorded again.
+const failureRepeat = time.Minute
+
+// failureNotes decides which failed pushes are logged and recorded as push_failed events: the
+// first, one whose error differs from the last told, and then one a failureRepeat. A primary
+// down for a day, retried every 2 s, would otherwise add 43,200 lines to the log and events to
+// the DNS stream, which keeps them; the metrics count every attempt.
+type failureNotes struct {
+	last string
+	at   time.Time
+}
+
+// tell reports whether the failure err, at now, is to be told, and notes it if so.
+func (f *failureNotes) tell(err string, now time.Time) bool {
+	if f.at.IsZero() || err != f.last || now.Sub(f.at) >= failureRepeat {
+		f.last, f.at = err, now
+		return true
+	}
+	return false
 }
 
 // push sends the update from pushed to want, and returns how many RRsets it changed. An update

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // applyingPrimary is a primary on loopback TCP that applies the UPDATEs signed with testSecret to
@@ -31,6 +33,8 @@ type applyingPrimary struct {
 	hangUp int
 	// unsigned answers every UPDATE NOERROR without a TSIG, and applies nothing.
 	unsigned bool
+	// refuse answers every UPDATE REFUSED, and applies nothing.
+	refuse bool
 }
 
 func startApplyingPrimary(t *testing.T) *applyingPrimary {
@@ -64,6 +68,11 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	p.updates++
 	if p.unsigned {
+		_ = w.WriteMsg(m)
+		return
+	}
+	if p.refuse {
+		m.Rcode = dns.RcodeRefused
 		_ = w.WriteMsg(m)
 		return
 	}
@@ -259,4 +268,39 @@ func TestAZoneOfAThousandAppsReachesThePrimaryThoughItOutgrowsOneTCPMessage(t *t
 		return slices.Equal(primary.at("app-0.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"}) &&
 			slices.Equal(primary.at("app-999.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"})
 	}, "the primary serves the first and the last app")
+}
+
+func TestAPrimaryFailingForTheSameReasonIsReportedOnceNotAtEveryRetry(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	primary.set(func(p *applyingPrimary) { p.unsigned = true })
+	cfg := parsePushConfig(t, primary.addr)
+	push := *cfg.Zones[0].Push
+	push.RetryInterval = config.Duration(5 * time.Millisecond)
+	var logs eventstest.Logs
+	p, err := New(Options{Zone: "demo.test.", Push: push, Log: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.updates >= 20
+	}, "the pusher retries the unconfirmed update")
+	if n := logs.Count("zone push failed"); n != 1 {
+		t.Errorf("%d retries failing alike logged %d times, want once", 20, n)
+	}
+
+	// Another reason is news.
+	primary.set(func(p *applyingPrimary) { p.unsigned, p.refuse = false, true })
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("zone push failed") == 2 },
+		"the primary's refusal is logged")
+	primary.set(func(p *applyingPrimary) { p.refuse = false })
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("zone pushed") == 1 },
+		"the push succeeds once the primary accepts it")
 }
