@@ -99,3 +99,21 @@ func TestInlineSecretsAreListedByPath(t *testing.T) {
 		}
 	}
 }
+
+func TestAPushRetryIntervalUnder100msIsRefused(t *testing.T) {
+	for _, c := range []struct{ interval, want string }{
+		{"100ms", ""},
+		{"1ms", "zones[0].push.retry_interval: want at least 100ms, got 1ms"},
+		{"-1s", "zones[0].push.retry_interval: want at least 100ms, got -1s"},
+	} {
+		doc := strings.Replace(pushDoc(`secret: "c2VjcmV0"`), `}}`, `}, retry_interval: `+c.interval+`}`, 1)
+		_, err := config.Parse("detour.yaml", []byte(doc))
+		var ce *config.Error
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("retry_interval %s: %v, want it accepted", c.interval, err)
+		case c.want != "" && (!errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, []string{c.want})):
+			t.Errorf("retry_interval %s: err = %v, want exactly %q", c.interval, err, c.want)
+		}
+	}
+}

@@ -77,7 +77,7 @@ type Push struct {
 	Server string `yaml:"server"`
 	// TSIG signs the updates. Required: Detour never sends unsigned updates.
 	TSIG TSIG `yaml:"tsig"`
-	// RetryInterval is the wait before retrying a failed push. Default 2s.
+	// RetryInterval is the wait before retrying a failed push. Default 2s, at least 100ms.
 	RetryInterval Duration `yaml:"retry_interval,omitempty"`
 }
 

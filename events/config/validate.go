@@ -53,6 +53,9 @@ func keyName(s string) bool {
 	return true
 }
 
+// minRetryInterval is the shortest wait between a failed push and its retry.
+const minRetryInterval = Duration(100 * time.Millisecond)
+
 // Validate returns every problem of a defaulted configuration, each prefixed with its path.
 func (c *Config) Validate() []string {
 	var p problems
@@ -180,8 +183,10 @@ func (z *Zone) validate(p *problems, path string) {
 				p.add(pp+".tsig.secret", "want a base64 key")
 			}
 		}
-		if z.Push.RetryInterval < 0 {
-			p.add(pp+".retry_interval", "must not be negative")
+		if z.Push.RetryInterval < minRetryInterval {
+			// Each retry opens a connection to the primary: a primary that refuses at once
+			// would be asked as fast as the loop turns.
+			p.add(pp+".retry_interval", "want at least %s, got %s", time.Duration(minRetryInterval), time.Duration(z.Push.RetryInterval))
 		}
 	}
 }
