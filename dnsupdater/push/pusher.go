@@ -197,8 +197,16 @@ func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want De
 // send signs one UPDATE and sends it to the primary.
 func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 	m.SetTsig(p.key, p.alg, 300, time.Now().Unix())
-	r, _, err := p.client.ExchangeContext(ctx, m, p.o.Push.Server)
-	if errors.Is(err, dns.ErrAuth) && r.Id == m.Id {
+	conn, err := p.client.DialContext(ctx, p.o.Push.Server)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// The client bounds an exchange by its timeout and ctx's deadline, but not by ctx's end:
+	// closing the connection then stops a DNS server whose primary does not answer at once.
+	defer context.AfterFunc(ctx, func() { _ = conn.Close() })()
+	r, _, err := p.client.ExchangeWithConnContext(ctx, m, conn)
+	if errors.Is(err, dns.ErrAuth) && r != nil && r.Id == m.Id {
 		// The client does not verify a NOTAUTH that carries a TSIG (a key the primary does not
 		// know, a bad signature or time, or a zone it does not serve): its code says why.
 		err = answerError(r)

@@ -304,3 +304,40 @@ func TestAPrimaryFailingForTheSameReasonIsReportedOnceNotAtEveryRetry(t *testing
 	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("zone pushed") == 1 },
 		"the push succeeds once the primary accepts it")
 }
+
+func TestAPusherWaitingForAPrimaryThatDoesNotAnswerStopsWhenAsked(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c // read nothing, answer nothing
+		}
+	}()
+	cfg := parsePushConfig(t, ln.Addr().String())
+	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pusher did not connect to the primary")
+	}
+
+	// The exchange's own timeout is 5 s: stopping must not wait for it.
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the pusher still waits for the primary's answer 2 s after it was asked to stop")
+	}
+}
