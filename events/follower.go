@@ -39,7 +39,8 @@ type Follower struct {
 	JS     jetstream.JetStream
 	Stream string
 	// Start says where to begin the first time (deliver policy, filter subjects). After a loss
-	// the follower resumes after the last message it delivered.
+	// the follower resumes after the last message it delivered; in a stream that was deleted and
+	// created again (whose sequences start over), at its first message (BridgeLast: at Start).
 	Start jetstream.OrderedConsumerConfig
 	// Log receives the loss and the recovery; the follower adds the stream's name.
 	Log zerolog.Logger
@@ -170,6 +171,9 @@ type followState struct {
 	bySubject map[string]uint64
 	// stream is the stream as last opened, for the bridge.
 	stream jetstream.Stream
+	// created is when that stream was created: another time means it was deleted and created
+	// again, its sequences starting over.
+	created time.Time
 	// name is the consumer's name, the same at every start; "" for a random one each time.
 	name string
 	// started is set once the first consumer was created; shared logs SharedUserMessage.
@@ -217,9 +221,17 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	if err != nil {
 		return fmt.Errorf("open stream %s: %w", f.Stream, err)
 	}
-	target := s.CachedInfo().State.LastSeq
+	si := s.CachedInfo()
+	target := si.State.LastSeq
 	st.mu.Lock()
-	st.stream = s
+	if !st.created.IsZero() && !si.Created.Equal(st.created) {
+		// A new stream of the same name, its sequences started over: all it holds is new here.
+		st.last, st.bySubject = 0, nil
+		if st.mode != BridgeLast {
+			st.cfg.DeliverPolicy, st.cfg.OptStartSeq, st.cfg.OptStartTime = jetstream.DeliverAllPolicy, 0, nil
+		}
+	}
+	st.stream, st.created = s, si.Created
 	last, caught := st.last, st.caught
 	st.mu.Unlock()
 	cfg := st.cfg

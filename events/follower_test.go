@@ -416,3 +416,54 @@ func TestAConsumerLeftByACrashedStartIsTakenOverWithoutBlamingAnotherProcess(t *
 		t.Errorf("blamed another process for a consumer a crashed start left:\n%s", logs.String())
 	}
 }
+
+func TestAFollowerReadsAStreamDeletedAndCreatedAgainFromItsFirstMessage(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subject := events.ZoneSubject("demo.test.")
+	publish := func() {
+		t.Helper()
+		e, _ := events.New(events.TypeZoneChanged, "test", time.Now(), events.ZoneChanged{Zone: "demo.test."})
+		if _, err := events.Publish(ctx, srv.JS, subject, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		publish()
+	}
+	var mu sync.Mutex
+	var seqs []uint64
+	// Started after the first message, as config.Watch starts after the version a role loaded.
+	f := events.Follower{JS: srv.JS, Stream: events.StreamDNS, Log: zerolog.New(zerolog.NewTestWriter(t)),
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS},
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 2}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			if d.Msg != nil {
+				mu.Lock()
+				seqs = append(seqs, d.Seq)
+				mu.Unlock()
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the messages after the first")
+
+	// An operator deletes the stream (or a server loses its store) and `detour apply` creates it
+	// again: its sequences start over at 1.
+	if err := srv.JS.DeleteStream(ctx, events.StreamDNS); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	publish()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 3 }, "the first message of the new stream")
+	if s := got(); s[2] != 1 {
+		t.Fatalf("delivered sequences %v, want the new stream's 1 last", s)
+	}
+}
