@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/detourdev/detour/events"
@@ -9,7 +10,8 @@ import (
 )
 
 // Load builds a view from the last event of every STATE subject, as a client that needs the
-// current state once (a plan, the API) reads it.
+// current state once (a plan, the API) reads it. A last event that is malformed or no state
+// event is skipped, as every follower of STATE skips it: STATE keeps it for ever.
 func Load(ctx context.Context, js jetstream.JetStream) (*View, error) {
 	st, err := js.Stream(ctx, events.StreamState)
 	if err != nil {
@@ -22,13 +24,13 @@ func Load(ctx context.Context, js jetstream.JetStream) (*View, error) {
 	v := NewView()
 	for subject := range info.State.Subjects {
 		e, seq, ok, err := events.Last(ctx, st, subject)
-		if err != nil {
+		switch {
+		case errors.Is(err, events.ErrMalformed):
+		case err != nil:
 			return nil, err
-		}
-		if ok {
-			if _, err := v.Apply(subject, seq, e); err != nil {
-				return nil, fmt.Errorf("load state of %s: %w", subject, err)
-			}
+		case ok:
+			// Apply fails only for an event it cannot use (ErrMalformed).
+			_, _ = v.Apply(subject, seq, e)
 		}
 	}
 	return v, nil
