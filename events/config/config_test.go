@@ -122,6 +122,32 @@ func TestUnknownKeysAreRefused(t *testing.T) {
 	}
 }
 
+func TestAProblemInAnAliasedNodeIsReportedOnceHoweverOftenAliasesRepeatIt(t *testing.T) {
+	// k aliases of k aliases of k aliases of one endpoint: a few kilobytes that stand for k³
+	// endpoints. Walked once per alias, a read-only caller of POST /v1/config/plan could make the
+	// controller spend minutes and gigabytes on one such document.
+	const k = 30
+	many := func(s string) string { return strings.TrimSuffix(strings.Repeat(s+", ", k), ", ") }
+	doc := "zones: [{name: demo.test}]\napps:\n" +
+		"- {name: a, fqdn: a.demo.test, pools: &P [{name: p, endpoints: &E [&e {address: \"10.0.0.1:80\", bogus: 1}, " +
+		many("*e") + "]}, " + many("{name: q, endpoints: *E}") + "]}\n" +
+		strings.Repeat("- {name: b, fqdn: b.demo.test, pools: *P}\n", k)
+	_, err := config.Parse("x.yaml", []byte(doc))
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse = %v, want a configuration error", err)
+	}
+	n := 0
+	for _, p := range ce.Problems {
+		if strings.Contains(p, `unknown field "bogus"`) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the unknown field of the aliased endpoint is reported %d times, want once", n)
+	}
+}
+
 func TestAnEmptyDocumentIsRefused(t *testing.T) {
 	_, err := config.Parse("x.yaml", nil)
 	if err == nil || !strings.Contains(err.Error(), "document is empty") {

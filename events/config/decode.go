@@ -54,7 +54,18 @@ func syntaxProblem(err error) located {
 	return p
 }
 
-type walker struct{ problems []located }
+type walker struct {
+	problems []located
+	// anchored holds the anchored nodes walked already, with the type each was walked as: a
+	// node is walked once per type however many aliases repeat it, so a document of aliases of
+	// aliases costs its own size, not the size it stands for.
+	anchored map[anchoredWalk]bool
+}
+
+type anchoredWalk struct {
+	n *yaml.Node
+	t reflect.Type
+}
 
 func (w *walker) add(path string, line int, format string, args ...any) {
 	w.problems = append(w.problems, located{path: path, line: line, text: fmt.Sprintf(format, args...)})
@@ -65,6 +76,16 @@ var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
+	}
+	if n.Anchor != "" {
+		k := anchoredWalk{n, t}
+		if w.anchored[k] {
+			return
+		}
+		if w.anchored == nil {
+			w.anchored = map[anchoredWalk]bool{}
+		}
+		w.anchored[k] = true
 	}
 	if isNull(n) {
 		return
