@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,31 @@ func TestAProblemInAnAliasedNodeIsReportedOnceHoweverOftenAliasesRepeatIt(t *tes
 	}
 	if n != 1 {
 		t.Fatalf("the unknown field of the aliased endpoint is reported %d times, want once", n)
+	}
+}
+
+func TestAShareThatIsNotANumberIsRefused(t *testing.T) {
+	// NaN passes any range check written as "refuse below or above": a quorum of NaN would have
+	// kept every endpoint of the app down, and a min_available of NaN% counted as 1.
+	doc := `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    quorum: %s
+    pools:
+      - name: west
+        min_available: %s
+        endpoints: [{address: "127.0.0.11:8081"}]
+`
+	for _, c := range []struct{ quorum, minAvailable, want string }{
+		{".nan", "1", "x.yaml:6: apps[0].quorum: want a share in (0, 1], got NaN"},
+		{"0.5", "NaN%", `x.yaml:9: apps[0].pools[0].min_available: want a percentage in (0, 100], got "NaN%"`},
+	} {
+		_, err := config.Parse("x.yaml", []byte(fmt.Sprintf(doc, c.quorum, c.minAvailable)))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse = %v, want it to say %s", err, c.want)
+		}
 	}
 }
 

@@ -373,7 +373,7 @@ func (m *MinAvailable) UnmarshalYAML(n *yaml.Node) error {
 	s := strings.TrimSpace(n.Value)
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		v, err := strconv.ParseFloat(p, 64)
-		if err != nil || v <= 0 || v > 100 {
+		if err != nil || !(v > 0 && v <= 100) { // NaN is refused too
 			return fmt.Errorf("line %d: want a percentage in (0, 100], got %q", n.Line, s)
 		}
 		*m = MinAvailable{Percent: v}

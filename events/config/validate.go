@@ -208,7 +208,7 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 	if a.MaxAnswers < 0 {
 		p.add(path+".max_answers", "must not be negative, got %d", a.MaxAnswers)
 	}
-	if a.Quorum <= 0 || a.Quorum > 1 {
+	if !(a.Quorum > 0 && a.Quorum <= 1) { // NaN is refused too
 		p.add(path+".quorum", "want a share in (0, 1], got %v", a.Quorum)
 	}
 	if a.HoldDown < 0 {
