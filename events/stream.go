@@ -218,24 +218,34 @@ type Shortfall struct {
 }
 
 // EnsureStreams creates every stream and the probers' bucket, or updates them to these
-// definitions; it never lowers the replicas of an existing one, nor changes its storage (which
-// JetStream cannot). It is what `detour apply` and `detour up` run. A stream it cannot read
-// (its group electing a leader, say) is an error: updating it blind could lower its replicas.
+// definitions; it never lowers the replicas of an existing one, nor the storage reserved for
+// STATE (an operator raises it when STATE outgrows it, and no configuration field sets it), nor
+// changes its storage (which JetStream cannot). It is what `detour apply` and `detour up` run.
+// A stream it cannot read (its group electing a leader, say) is an error: updating it blind
+// could lower its replicas.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	// current keeps what an existing stream has that the definitions must not lower.
-	current := func(name string, replicas *int, storage *jetstream.StorageType) error {
+	// current keeps what an existing stream has that the definitions must not lower; maxBytes
+	// is nil where the definition's bound is the one to keep.
+	current := func(name string, replicas *int, storage *jetstream.StorageType, maxBytes *int64) error {
 		cur, err := js.Stream(ctx, name)
 		switch {
 		case err == nil:
 			c := cur.CachedInfo().Config
 			*replicas, *storage = max(*replicas, c.Replicas), c.Storage
+			if maxBytes != nil {
+				*maxBytes = max(*maxBytes, c.MaxBytes)
+			}
 		case !errors.Is(err, jetstream.ErrStreamNotFound):
 			return fmt.Errorf("ensure stream %s: read its current definition: %w", name, err)
 		}
 		return nil
 	}
 	for _, sc := range Streams(o) {
-		if err := current(sc.Name, &sc.Replicas, &sc.Storage); err != nil {
+		var reserve *int64
+		if sc.Name == StreamState {
+			reserve = &sc.MaxBytes
+		}
+		if err := current(sc.Name, &sc.Replicas, &sc.Storage, reserve); err != nil {
 			return err
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
@@ -243,7 +253,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		}
 	}
 	kc := ProbersBucket(o)
-	if err := current(StreamProbers, &kc.Replicas, &kc.Storage); err != nil {
+	if err := current(StreamProbers, &kc.Replicas, &kc.Storage, nil); err != nil {
 		return err
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {

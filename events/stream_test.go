@@ -122,6 +122,42 @@ func TestEnsureStreamsUpgradesStreamsCreatedByAnEarlierVersion(t *testing.T) {
 	}
 }
 
+func TestEnsureStreamsKeepsTheLargerReserveAnOperatorGaveSTATE(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	o := events.StreamOptions{Memory: true, StateReserve: 1 << 20}
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	// STATE outgrew its reserve: the operator raises it with the nats CLI (no configuration
+	// field sets it), and the transitions of the next 2 MiB are stored.
+	c := srv.Stream(t, events.StreamState).CachedInfo().Config
+	c.MaxBytes = 4 << 20
+	if _, err := srv.JS.UpdateStream(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	store := func(reason string) error {
+		e, _ := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{To: events.StatusDown, Reason: reason})
+		_, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "a"), e)
+		return err
+	}
+	for range 200 {
+		if err := store(strings.Repeat("x", 10000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The next detour apply (or detour up start).
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Stream(t, events.StreamState).CachedInfo().Config.MaxBytes; got != 4<<20 {
+		t.Errorf("STATE's max_bytes after ensure: %d, want the operator's %d", got, 4<<20)
+	}
+	if err := store("after the apply"); err != nil {
+		t.Fatalf("append to STATE after ensure: %v", err)
+	}
+}
+
 func TestProbeBytesHoldsTheRetentionAtTheRateWithinTheDefaultCap(t *testing.T) {
 	for _, tc := range []struct {
 		rate float64
