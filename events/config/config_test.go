@@ -101,6 +101,30 @@ apps:
 	)
 }
 
+func TestWeightsPastAMillionAreRefused(t *testing.T) {
+	// Weights near the largest int add up past 2^64: an edge rotating over endpoints weighted
+	// 2^63-1, 2^63-1 and 2 divided by their sum, 0, and crashed on every request for the app.
+	doc := `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    policy: weighted
+    pools:
+      - name: a
+        weight: 1000001
+        endpoints:
+          - {address: "10.0.0.1:80", weight: 9223372036854775807}
+          - {address: "10.0.0.2:80", weight: 9223372036854775807}
+          - {address: "10.0.0.3:80", weight: 1000000}
+`
+	refusedWith(t, doc,
+		`apps[0].pools[0].weight: want at most 1000000, got 1000001`,
+		`apps[0].pools[0].endpoints[0].weight: want at most 1000000, got 9223372036854775807`,
+		`apps[0].pools[0].endpoints[1].weight: want at most 1000000, got 9223372036854775807`,
+	)
+}
+
 // refusedWith parses doc as detour.yaml and fails the test unless it is refused with exactly the
 // problems want, in order; it returns the refusal.
 func refusedWith(t *testing.T, doc string, want ...string) error {

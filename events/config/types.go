@@ -210,7 +210,7 @@ type Pool struct {
 	Region string `yaml:"region,omitempty"`
 	// MinAvailable is a count ("1") or a share ("50%") of endpoints that must be up. Default 1.
 	MinAvailable MinAvailable `yaml:"min_available,omitempty"`
-	// Weight of the pool under policy weighted. Default 1.
+	// Weight of the pool under policy weighted, at most MaxWeight. Default 1.
 	Weight int `yaml:"weight,omitempty"`
 	// Endpoints of the pool. At least one.
 	Endpoints []Endpoint `yaml:"endpoints"`
@@ -223,7 +223,8 @@ type Endpoint struct {
 	// Address is ip:port, or a bare IP (v4 or v6) where no port is needed: the app's check is
 	// icmp or sets check.port, and no edge forwards to it. The ip is what DNS answers.
 	Address string `yaml:"address"`
-	// Weight under policy weighted. Default 1; 0 keeps it out of weighted answers.
+	// Weight under policy weighted, at most MaxWeight. Default 1; 0 keeps it out of weighted
+	// answers.
 	Weight *int `yaml:"weight,omitempty"`
 }
 
@@ -342,6 +343,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes d as a duration string.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MaxWeight bounds a pool's or an endpoint's weight, so that the weights of any pool or app add
+// up far below the largest integer: a sum that wrapped around would weigh nothing.
+const MaxWeight = 1_000_000
 
 // MinAvailable is a count of endpoints, or a share of them when Percent is set.
 type MinAvailable struct {

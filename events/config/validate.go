@@ -238,6 +238,8 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 		pools[pl.Name] = true
 		if pl.Weight < 0 {
 			p.add(pp+".weight", "must not be negative, got %d", pl.Weight)
+		} else if pl.Weight > MaxWeight {
+			p.add(pp+".weight", "want at most %d, got %d", MaxWeight, pl.Weight)
 		}
 		if len(pl.Endpoints) == 0 {
 			p.add(pp+".endpoints", "at least one endpoint is required")
@@ -258,6 +260,8 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 			}
 			if e.Weight != nil && *e.Weight < 0 {
 				p.add(ep+".weight", "must not be negative, got %d", *e.Weight)
+			} else if e.Weight != nil && *e.Weight > MaxWeight {
+				p.add(ep+".weight", "want at most %d, got %d", MaxWeight, *e.Weight)
 			}
 		}
 	}
