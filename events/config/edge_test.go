@@ -35,3 +35,35 @@ edges:
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), want)
 	}
 }
+
+func TestAnEdgesHeartbeatDeadlinePast720hIsRefused(t *testing.T) {
+	// fall × interval past the largest duration wrapped around to a negative deadline, which
+	// every edge had missed at once: the controller recorded it down.
+	doc := `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: west, endpoints: [{address: "127.0.0.11:8081"}]}]
+edges:
+  - name: edge-a
+    region: us-west
+    hostname: edge-a.demo.test
+    address: 127.0.0.21
+    heartbeat: {interval: 1000000h, fall: 3}
+  - name: edge-b
+    region: us-west
+    hostname: edge-b.demo.test
+    address: 127.0.0.22
+    heartbeat: {interval: 1s, fall: 9999999999}
+  - name: edge-c
+    region: us-west
+    hostname: edge-c.demo.test
+    address: 127.0.0.23
+    heartbeat: {interval: 24h, fall: 30}
+`
+	refusedWith(t, doc,
+		`edges[0].heartbeat.interval: want at most 24h, got 1000000h0m0s`,
+		`edges[1].heartbeat.fall: fall × interval want at most 720h (30 days), got 9999999999 × 1s`,
+	)
+}

@@ -385,9 +385,14 @@ func (c *Config) validateEdge(p *problems, n *names, path string, e *Edge) {
 	}
 	if e.Heartbeat.Interval <= 0 {
 		p.add(path+".heartbeat.interval", "must be positive")
+	} else if e.Heartbeat.Interval > maxInterval {
+		p.add(path+".heartbeat.interval", "want at most 24h, got %s", e.Heartbeat.Interval)
 	}
 	if e.Heartbeat.Fall < 1 {
 		p.add(path+".heartbeat.fall", "want at least 1, got %d", e.Heartbeat.Fall)
+	} else if i := e.Heartbeat.Interval; i > 0 && i <= maxInterval && int64(e.Heartbeat.Fall) > int64(maxHoldTime/i) {
+		// The controller's deadline is fall × interval: past the largest duration it would wrap.
+		p.add(path+".heartbeat.fall", "fall × interval want at most 720h (30 days), got %d × %s", e.Heartbeat.Fall, i)
 	}
 	listens := map[string]bool{}
 	for j, ea := range e.Apps {
