@@ -2,25 +2,32 @@ package decider
 
 import (
 	"context"
+	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/services/decide"
 )
 
 // reconfigure makes c the configuration decided from now on. Endpoints and pools that stay
 // (same app, pool and endpoint names) keep everything the decider knows of them: their
 // results, streaks, recorded statuses and overrides; new thresholds apply from their next
-// result. New ones start from what STATE last recorded for them, if anything. Decisions queued
-// under the old configuration are appended first.
+// result. New ones, and those whose address changed, start from what STATE last recorded for
+// them, if anything, held by the overrides in force on them and on their pools, as at a start.
+// Decisions queued under the old configuration are appended first.
 func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	d.flush(ctx)
 	d.settle(ctx)
 	old := d.ix
 	ix := newIndex(c)
+	now := d.streamNow(d.o.Now())
+	adopted := map[*endpointSlot]decide.Decision{}
 	for k, s := range ix.byName {
 		o := old.byName[k]
 		if o == nil || o.cfg.Address != s.cfg.Address {
-			d.adopt(ctx, s)
+			if dec, ok := d.adopt(ctx, s, now); ok {
+				adopted[s] = dec
+			}
 			continue
 		}
 		s.st, s.status, s.seq, s.eventID, s.since = o.st, o.status, o.seq, o.eventID, o.since
@@ -43,6 +50,10 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 		}
 	}
 	d.log.Info().Int("apps", len(c.Apps)).Int("endpoints", len(ix.endpoints)).Msg("configuration applied")
+	for s, dec := range adopted {
+		d.decided(ctx, s, dec)
+	}
+	d.flush(ctx)
 	if d.live {
 		for _, p := range ix.pools {
 			d.checkPool(ctx, p)
@@ -50,14 +61,39 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	}
 }
 
-// adopt gives a slot new to the configuration what STATE last recorded on its subject.
-func (d *decider) adopt(ctx context.Context, s *endpointSlot) {
+// adopt gives a slot new to the configuration what STATE last recorded on its subject and the
+// overrides in force on it and on its pool, as a decider starting cold reads them. It returns the
+// decision those overrides make on an endpoint STATE recorded nothing for, dated now.
+func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time) (decide.Decision, bool) {
+	var dec decide.Decision
+	var decided bool
+	a, p := s.pool.app.cfg.Name, s.pool.cfg.Name
+	for _, scope := range []decide.Scope{decide.ScopePool, decide.ScopeEndpoint} {
+		subject := events.OverrideSubject(a, p, s.cfg.Name)
+		if scope == decide.ScopePool {
+			subject = events.OverrideSubject(a, p, "")
+		}
+		e, seq, ok, err := d.last(ctx, subject)
+		var o events.Override
+		if err != nil || !ok || e.Type != events.TypeOverrideSet || e.Payload(&o) != nil ||
+			o.Action != events.ActionForceUp && o.Action != events.ActionForceDown && o.Action != events.ActionDrain {
+			continue
+		}
+		if scope == decide.ScopeEndpoint {
+			s.overrideSeq = seq
+		}
+		if dc, ok := s.st.SetOverride(scope, o, e.ID, now, s.pool.app.policy); ok {
+			dec, decided = dc, true
+		}
+	}
 	e, seq, ok, err := d.last(ctx, s.subject)
 	if err != nil || !ok {
-		return
+		return dec, decided
 	}
 	if _, isTransition := events.TransitionStatus(e.Type); isTransition {
 		s.record(seq, e)
 		s.st.Restore(s.status)
+		return decide.Decision{}, false
 	}
+	return dec, decided
 }

@@ -1,13 +1,16 @@
 package decider_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/override"
 )
 
 func TestANewConfigurationIsDecidedWithoutARestartAndKeepsWhatItKnew(t *testing.T) {
@@ -38,4 +41,41 @@ func TestANewConfigurationIsDecidedWithoutARestartAndKeepsWhatItKnew(t *testing.
 	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.blog.main.b1:down", "pool.blog.main:down",
 		"endpoint.shop.east.e1:down", "pool.shop.east:down")
+}
+
+func TestAnEndpointANewConfigurationAddsOrMovesIsHeldByTheOverridesInForce(t *testing.T) {
+	srv := eventstest.Start(t)
+	configs := make(chan *config.Config, 1)
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "d1", func(o *decider.Options) { o.Configs = configs })
+	p := &prober{t: t, js: srv.JS, region: "local"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "east", "e1", true)
+	p.send("shop", "east", "e1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up")
+	ctx := context.Background()
+	for _, o := range []events.Override{
+		{App: "shop", Pool: "west", By: "alice@box", Reason: "region outage", Action: events.ActionForceDown},
+		{App: "shop", Pool: "east", Endpoint: "e1", By: "bob@box", Reason: "deploy", Action: events.ActionDrain},
+	} {
+		if err := override.Set(ctx, srv.JS, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up",
+		"endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.east.e1:drained", "pool.shop.east:down")
+
+	// The next configuration adds w2 to the pool forced down and moves e1, drained, to a new
+	// address: both stay as the overrides say, however healthy their probes.
+	next := strings.Replace(shopYAML, `endpoints: [{name: w1, address: "127.0.0.11:8081"}]`,
+		`endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.13:8081"}]`, 1)
+	next = strings.Replace(next, "127.0.0.12:8081", "127.0.0.14:8081", 1)
+	configs <- eventstest.Config(t, next)
+	for range 2 {
+		p.send("shop", "west", "w2", true)
+		p.send("shop", "east", "e1", true)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up",
+		"endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.east.e1:drained", "pool.shop.east:down",
+		"endpoint.shop.west.w2:down")
 }
