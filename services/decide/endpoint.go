@@ -87,10 +87,15 @@ type Decision struct {
 
 // Restore sets the status the endpoint last had in STATE, as a decider starting cold reads it,
 // so that probes replayed afterwards continue from there (hold-down included). Call it after the
-// overrides in force were set.
+// overrides in force were set: the status of one of them stays in force, so that a STATE that
+// lacks its transition (set while no decider ran) is told it.
 func (e *Endpoint) Restore(s events.Status) {
+	if o := e.override(); o != nil {
+		e.Status = overrideStatus(o.Action)
+		return
+	}
 	e.Status = s
-	if (s == events.StatusUp || s == events.StatusDown) && e.override() == nil {
+	if s == events.StatusUp || s == events.StatusDown {
 		e.Probed = s
 	}
 }

@@ -141,6 +141,26 @@ func TestADeciderStartingColdAppendsTheTransitionADeadOneLeftUndone(t *testing.T
 	}
 }
 
+func TestAnOverrideSetWhileNoDeciderRunsIsAppliedByTheNextOneToStart(t *testing.T) {
+	srv := eventstest.Start(t)
+	c := eventstest.Config(t, shopYAML)
+	a := start(t, srv.JS, c, "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	a.stop()
+
+	o := events.Override{App: "shop", Pool: "west", Endpoint: "w1", By: "alice@box", Reason: "deploy", Action: events.ActionDrain}
+	if err := override.Set(context.Background(), srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	// The probers went silent longer ago than the next decider reads PROBES back: STATE's up
+	// stands, and the override alone changes it.
+	start(t, srv.JS, c, "decider/b", func(o *decider.Options) { o.Replay = time.Millisecond })
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:drained", "pool.shop.west:down")
+}
+
 // record is the recorded input of the property test: results of two endpoints from two regions
 // whose health changes in phases, so that they go down and up several times.
 func record() []events.ProbeResult {
