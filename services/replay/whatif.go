@@ -238,19 +238,23 @@ func (w *WhatIf) Add(r *Record) {
 	env := &r.Env
 	switch env.Type {
 	case events.TypeOverrideSet, events.TypeOverrideCleared:
+		// As the decider: the subject names what is overridden, and an unknown action is skipped.
 		var o events.Override
-		if env.Payload(&o) != nil {
+		target := events.SplitSubject(r.Subject, "detour.state.override")
+		if len(target) != 3 || env.Payload(&o) != nil {
 			return
 		}
 		if env.Type == events.TypeOverrideCleared {
 			o.Action = ""
+		} else if o.Action != events.ActionForceUp && o.Action != events.ActionForceDown && o.Action != events.ActionDrain {
+			return
 		}
 		scope := decide.ScopeEndpoint
-		if o.Endpoint == "" {
+		if target[2] == events.OverrideWholePool {
 			scope = decide.ScopePool
 		}
 		for _, e := range w.order {
-			if e.key.app != o.App || e.key.pool != o.Pool || (scope == decide.ScopeEndpoint && e.key.endpoint != o.Endpoint) {
+			if e.key.app != target[0] || e.key.pool != target[1] || (scope == decide.ScopeEndpoint && e.key.endpoint != target[2]) {
 				continue
 			}
 			if dec, ok := e.st.SetOverride(scope, o, env.ID, r.Stored, e.policy); ok && e.started {
