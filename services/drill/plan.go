@@ -120,9 +120,9 @@ func touched(f *File, c *config.Config) []string {
 }
 
 // simulate returns the state view v with failures applied: the endpoints of a failed pool and
-// failed endpoints down, failed edges down, and each endpoint as the decider's own fold
-// (decide.Endpoint) decides it once the failed regions' votes went stale and the other regions'
-// votes stand.
+// failed endpoints down (unless an override holds them, as in the decider), failed edges down,
+// and each endpoint as the decider's own fold (decide.Endpoint) decides it once the failed
+// regions' votes went stale and the other regions' votes stand.
 func simulate(c *config.Config, v *state.View, votes Votes, failures []events.Failure) *state.View {
 	sim := state.NewView()
 	var seq uint64
@@ -149,8 +149,8 @@ func simulate(c *config.Config, v *state.View, votes Votes, failures []events.Fa
 				if rv := votes[events.EndpointStateSubject(a.Name, p.Name, e.Name)]; len(rv) > 0 && !own && !pool {
 					s = withoutRegions(s, rv, failures, decide.PolicyFor(&a))
 				}
-				if failed(a.Name, p.Name, e.Name) {
-					s = events.StatusDown
+				if failed(a.Name, p.Name, e.Name) && !own && !pool {
+					s = events.StatusDown // an override wins over a drill's failure
 				}
 				if typ, ok := status[s]; ok {
 					put(events.EndpointStateSubject(a.Name, p.Name, e.Name), typ, events.Transition{})

@@ -194,3 +194,34 @@ func TestARegionStepIsPlannedFromTheOtherRegionsVotes(t *testing.T) {
 		}
 	}
 }
+
+func TestAPlanKeepsAnEndpointForcedUpAsTheDeciderDoesUnderADrill(t *testing.T) {
+	c := eventstest.Config(t, planConfig)
+	v := state.NewView()
+	for i, ev := range []struct {
+		subject, typ string
+		data         any
+	}{
+		{events.EndpointStateSubject("shop", "west", "w1"), events.TypeEndpointUp, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: events.StatusUp}},
+		{events.OverrideSubject("shop", "west", "w1"), events.TypeOverrideSet,
+			events.Override{App: "shop", Pool: "west", Endpoint: "w1", Action: events.ActionForceUp, By: "ann", Reason: "canary"}},
+	} {
+		e, err := events.New(ev.typ, "test", time.Now(), ev.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Apply(ev.subject, uint64(i+1), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := drill.MakePlan(drillFile(t, "name: d\nsteps: [{fail: pool shop/west, rto: 2s}]"), c, v, nil, drill.NewView())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The decider puts a drill's failure below the operators' overrides: w1 stays up.
+	for _, o := range p.Steps[0].Answers {
+		if o.What == "shop.demo.test." && o.Answer != "127.0.0.51" {
+			t.Errorf("under the drill shop answers %q, want 127.0.0.51 (w1 forced up)", o.Answer)
+		}
+	}
+}
