@@ -439,12 +439,16 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	s.mu.RLock()
-	err = override.Validate(s.m.cfg, o)
-	s.mu.RUnlock()
-	if err != nil {
-		fail(w, http.StatusUnprocessableEntity, "%v", err)
-		return
+	// Only a new override must name what the configuration has: one in force on an endpoint or
+	// pool removed since can still be cleared (Clear finds it in STATE, or answers 404).
+	if !clearing {
+		s.mu.RLock()
+		err = override.Validate(s.m.cfg, o)
+		s.mu.RUnlock()
+		if err != nil {
+			fail(w, http.StatusUnprocessableEntity, "%v", err)
+			return
+		}
 	}
 	if clearing {
 		err = override.Clear(r.Context(), s.o.JS, o)

@@ -20,6 +20,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/api"
+	"github.com/detourdev/detour/services/override"
 	"github.com/rs/zerolog"
 )
 
@@ -540,5 +541,19 @@ func TestAnIdleKeepAliveConnectionIsClosed(t *testing.T) {
 	_ = c.SetReadDeadline(start.Add(10 * time.Second))
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("an idle connection: read %v after %v, want the server to close it (EOF) after its 300ms idle timeout", err, time.Since(start))
+	}
+}
+
+func TestAnOverrideOnAnEndpointTheConfigurationNoLongerHasCanBeClearedThroughTheAPI(t *testing.T) {
+	f := start(t)
+	o := events.Override{App: "shop", Pool: "west", Endpoint: "old", Action: events.ActionDrain, By: "ann@box", Reason: "decommission"}
+	if err := override.Set(t.Context(), f.ns.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if code, resp := f.do(t, "DELETE", "/v1/overrides", f.write, `{"app":"shop","pool":"west","endpoint":"old","reason":"gone for good"}`); code != http.StatusOK {
+		t.Errorf("clear: %d %s, want 200", code, resp)
+	}
+	if code, resp := f.do(t, "GET", "/v1/overrides", f.read, ""); code != http.StatusOK || strings.Contains(resp, `"old"`) {
+		t.Errorf("overrides after the clear: %d %s", code, resp)
 	}
 }

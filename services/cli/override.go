@@ -12,6 +12,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/services/override"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -86,16 +87,10 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	cfg, err := (&role{common: c}).loadConfig(ctx, js, zerolog.Nop())
-	if err != nil {
-		return err
-	}
-	if err := override.Validate(cfg, o); err != nil {
-		return errUsage{err}
-	}
 	if verb == "set" {
-		err = override.Set(ctx, js, o)
+		err = setOverride(ctx, c, js, o)
 	} else {
+		// One in force on an endpoint or pool the configuration no longer has can be cleared.
 		err = override.Clear(ctx, js, o)
 	}
 	if err != nil {
@@ -103,6 +98,18 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "override %s on %s\n", verb, events.OverrideSubject(o.App, o.Pool, o.Endpoint))
 	return nil
+}
+
+// setOverride sets o once the configuration is found to have what it names.
+func setOverride(ctx context.Context, c common, js jetstream.JetStream, o events.Override) error {
+	cfg, err := (&role{common: c}).loadConfig(ctx, js, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	if err := override.Validate(cfg, o); err != nil {
+		return errUsage{err}
+	}
+	return override.Set(ctx, js, o)
 }
 
 func listOverrides(ctx context.Context, url string, stdout io.Writer) error {
