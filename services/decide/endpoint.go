@@ -116,9 +116,9 @@ func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
 		reg.OK, reg.Run, reg.IDs, reg.Since = r.OK, 0, reg.IDs[:0], r.At
 	}
 	reg.Run++
-	if len(reg.IDs) == p.streak() {
-		copy(reg.IDs, reg.IDs[1:])
-		reg.IDs = reg.IDs[:len(reg.IDs)-1]
+	// At least one id goes; more when the thresholds were lowered during the streak.
+	if n := len(reg.IDs) - p.streak() + 1; n > 0 {
+		reg.IDs = reg.IDs[:copy(reg.IDs, reg.IDs[n:])]
 	}
 	reg.IDs = append(reg.IDs, r.ID)
 

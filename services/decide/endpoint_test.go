@@ -314,3 +314,23 @@ func TestAFailoverIsDatedFromTheStreakThatMadeItAndAnOverridesIsNot(t *testing.T
 		})
 	}
 }
+
+func TestARegionKeepsAtMostMaxFallRiseResultIDsAfterTheThresholdsAreLowered(t *testing.T) {
+	p := testPolicy()
+	p.Fall = 5
+	var e Endpoint
+	at := t0
+	observe := func(n int, p Policy) {
+		for range n {
+			at = at.Add(time.Second)
+			e.Observe(Result{ID: at.Format(time.RFC3339), Region: "a", At: at, OK: false}, p)
+		}
+	}
+	observe(5, p)
+	// A new configuration lowers fall to 3 while the endpoint keeps failing.
+	p.Fall = 3
+	observe(100, p)
+	if n := len(e.Regions[0].IDs); n > 3 {
+		t.Errorf("region a holds %d result ids after 105 failures under fall 3, want at most 3", n)
+	}
+}
