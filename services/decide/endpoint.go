@@ -152,16 +152,30 @@ func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
 }
 
 // Expire lets time pass until now: regions silent for longer than StaleAfter stop voting, and a
-// hold-down that has run its course brings the endpoint back. It reports the change, if any.
+// hold-down that has run its course brings the endpoint back. It reports the change, if any; a
+// caller that let much time pass at once calls it again until it reports none.
 func (e *Endpoint) Expire(now time.Time, p Policy) (Decision, bool) {
+	// The deadlines pass in time order: a hold-down that ran its course before a voting region
+	// went stale brings the endpoint back first, however late Expire is called.
+	if end := e.HealthySince.Add(p.HoldDown); !e.HealthySince.IsZero() && !now.Before(end) && !e.staleBy(end, p) {
+		return e.settle(now, p, e.healthyCause, "", nil)
+	}
 	stale, cause, at := e.expireRegions(now, p)
 	if len(stale) > 0 {
 		return e.settle(at, p, cause, staleNote(stale, p), nil)
 	}
-	if e.HealthySince.IsZero() || now.Sub(e.HealthySince) < p.HoldDown {
-		return Decision{}, false
+	return Decision{}, false
+}
+
+// staleBy reports whether a voting region is stale at at.
+func (e *Endpoint) staleBy(at time.Time, p Policy) bool {
+	for i := range e.Regions {
+		r := &e.Regions[i]
+		if r.Run != 0 && r.Status != events.StatusUnknown && at.Sub(r.Last) > p.StaleAfter {
+			return true
+		}
 	}
-	return e.settle(now, p, e.healthyCause, "", nil)
+	return false
 }
 
 // SetOverride records the override o (Action "" clears it) made on the endpoint or its pool by

@@ -334,3 +334,18 @@ func TestARegionKeepsAtMostMaxFallRiseResultIDsAfterTheThresholdsAreLowered(t *t
 		t.Errorf("region a holds %d result ids after 105 failures under fall 3, want at most 3", n)
 	}
 }
+
+func TestAHoldDownThatRanItsCourseBeforeTheRegionWentStaleBringsTheEndpointBackHoweverLateTimeIsLetPass(t *testing.T) {
+	p := testPolicy()
+	p.HoldDown, p.StaleAfter = 3*time.Second, 4*time.Second
+	// Down, healthy again from 4s, silent after: the hold-down ends at 7s, the region goes stale
+	// after 8s.
+	var e Endpoint
+	for i, ok := range []bool{false, false, false, true, true} {
+		e.Observe(Result{ID: fmt.Sprint(i), Region: "a", At: t0.Add(time.Duration(i) * time.Second), OK: ok}, p)
+	}
+	d, ok := e.Expire(t0.Add(20*time.Second), p)
+	if !ok || d.To != events.StatusUp || !d.At.Equal(t0.Add(7*time.Second)) {
+		t.Errorf("time let pass to 20s at once decided %v %+v, want up at 7s as when it passes second by second", ok, d)
+	}
+}

@@ -222,6 +222,7 @@ func (w *WhatIf) Add(r *Record) {
 			}
 			w.results++
 			w.start(e)
+			w.expire(e, r.Stored)
 			if dec, ok := e.st.Observe(decide.Result{ID: res.ID, Region: region, At: r.Stored, OK: res.OK}, e.policy); ok {
 				w.decided(e, dec)
 			}
@@ -257,6 +258,7 @@ func (w *WhatIf) Add(r *Record) {
 			if e.key.app != target[0] || e.key.pool != target[1] || (scope == decide.ScopeEndpoint && e.key.endpoint != target[2]) {
 				continue
 			}
+			w.expire(e, r.Stored)
 			if dec, ok := e.st.SetOverride(scope, o, env.ID, r.Stored, e.policy); ok && e.started {
 				w.decided(e, dec)
 			}
@@ -291,6 +293,7 @@ func (w *WhatIf) drill(r *Record) {
 		if (want == nil) == (e.st.Drill == nil) && (want == nil || *want == *e.st.Drill) {
 			continue
 		}
+		w.expire(e, r.Stored)
 		if dec, ok := e.st.SetDrill(want, r.Env.ID, r.Stored, e.policy); ok && e.started {
 			w.decided(e, dec)
 		}
@@ -303,6 +306,18 @@ func (w *WhatIf) start(e *wiEndpoint) {
 	if !e.started {
 		e.started = true
 		e.st.Restore(e.recorded)
+	}
+}
+
+// expire lets time pass on a started endpoint until at, as the decider's ticks do between the
+// events it folds: staleness and hold-down deadlines, in the order they fell.
+func (w *WhatIf) expire(e *wiEndpoint, at time.Time) {
+	for e.started {
+		dec, ok := e.st.Expire(at, e.policy)
+		if !ok {
+			return
+		}
+		w.decided(e, dec)
 	}
 }
 
@@ -321,11 +336,7 @@ func (w *WhatIf) within(at time.Time) bool {
 func (w *WhatIf) Compare(end time.Time) Comparison {
 	c := Comparison{Settings: w.settings.String(), Results: w.results, Pairs: []Pair{}}
 	for _, e := range w.order {
-		if e.started {
-			if dec, ok := e.st.Expire(end, e.policy); ok {
-				w.decided(e, dec)
-			}
-		}
+		w.expire(e, end)
 		for _, p := range align(e.rec, e.sim) {
 			p.App, p.Pool, p.Endpoint = e.key.app, e.key.pool, e.key.endpoint
 			c.Pairs = append(c.Pairs, p)

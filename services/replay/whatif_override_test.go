@@ -61,3 +61,39 @@ apps:
 		t.Errorf("what-if transitions %v, want %v", got, want)
 	}
 }
+
+func TestWhatIfLetsTimePassBetweenResultsAsTheDecidersTicksDo(t *testing.T) {
+	cfg := eventstest.Config(t, `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 4s}
+    hold_down: 3s
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
+`)
+	s, err := ParseSettings("fall=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWhatIf(cfg, s, time.Time{}, time.Time{})
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	// Down at 2s, healthy from 4s; the region falls silent, so the hold-down ends (7s) before it
+	// goes stale (after 8s); it reports again at 20s.
+	for i, at := range []int{0, 1, 2, 3, 4, 20} {
+		w.Add(&Record{Stream: events.StreamProbes, Seq: uint64(i + 1), Subject: events.ProbeSubject("eu", "shop", "west", "w1"),
+			Stored:  t0.Add(time.Duration(at) * time.Second),
+			Results: []events.ProbeResult{{ID: string(rune('a' + i)), App: "shop", Pool: "west", Endpoint: "w1", Region: "eu", OK: i >= 3}}})
+	}
+	var got []string
+	for _, p := range w.Compare(t0.Add(21 * time.Second)).Pairs {
+		if p.WhatIf != nil {
+			got = append(got, string(p.WhatIf.To)+" at "+p.WhatIf.At.Sub(t0).String())
+		}
+	}
+	if want := []string{"down at 2s", "up at 7s"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("what-if transitions %q, want %q (as a decider ticking through them)", got, want)
+	}
+}
