@@ -63,7 +63,7 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 
 // adopt gives a slot new to the configuration what STATE last recorded on its subject and the
 // overrides in force on it and on its pool, as a decider starting cold reads them. It returns the
-// decision those overrides make on an endpoint STATE recorded nothing for, dated now.
+// decision those overrides make, dated now, when STATE does not record it yet.
 func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time) (decide.Decision, bool) {
 	var dec decide.Decision
 	var decided bool
@@ -87,13 +87,9 @@ func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time) (de
 		}
 	}
 	e, seq, ok, err := d.last(ctx, s.subject)
-	if err != nil || !ok {
-		return dec, decided
-	}
-	if _, isTransition := events.TransitionStatus(e.Type); isTransition {
+	if _, isTransition := events.TransitionStatus(e.Type); err == nil && ok && isTransition {
 		s.record(seq, e)
 		s.st.Restore(s.status)
-		return decide.Decision{}, false
 	}
-	return dec, decided
+	return dec, decided && s.st.Status != s.status
 }

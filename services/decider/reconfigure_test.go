@@ -79,3 +79,29 @@ func TestAnEndpointANewConfigurationAddsOrMovesIsHeldByTheOverridesInForce(t *te
 		"endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.east.e1:drained", "pool.shop.east:down",
 		"endpoint.shop.west.w2:down")
 }
+
+func TestAnEndpointANewConfigurationBringsBackUnderAPoolOverrideIsHeldByIt(t *testing.T) {
+	srv := eventstest.Start(t)
+	two := strings.Replace(shopYAML, `endpoints: [{name: w1, address: "127.0.0.11:8081"}]`,
+		`endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.13:8081"}]`, 1)
+	configs := make(chan *config.Config, 1)
+	start(t, srv.JS, eventstest.Config(t, two), "d1", func(o *decider.Options) { o.Configs = configs })
+	p := &prober{t: t, js: srv.JS, region: "local"}
+	for range 2 {
+		p.send("shop", "west", "w1", true)
+		p.send("shop", "west", "w2", true)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w2:up")
+
+	// w2 leaves the configuration, recorded up; the pool is forced down; w2 comes back.
+	configs <- eventstest.Config(t, shopYAML)
+	o := events.Override{App: "shop", Pool: "west", By: "alice@box", Reason: "region outage", Action: events.ActionForceDown}
+	if err := override.Set(context.Background(), srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w2:up",
+		"endpoint.shop.west.w1:down", "pool.shop.west:down")
+	configs <- eventstest.Config(t, two)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w2:up",
+		"endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.west.w2:down")
+}
