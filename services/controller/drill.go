@@ -51,7 +51,7 @@ func (c *controller) onDrill(m jetstream.Msg) {
 	e, err := events.Decode(m.Data())
 	var changed bool
 	if err == nil {
-		changed, err = c.drills.Apply(m.Subject(), meta.Sequence.Stream, e)
+		changed, err = c.drills.Apply(m.Subject(), meta.Sequence.Stream, meta.Timestamp, e)
 	}
 	if err != nil {
 		c.log.Warn().Str("subject", m.Subject()).Uint64("stream_seq", meta.Sequence.Stream).Err(err).Msg("drill event skipped")

@@ -21,7 +21,7 @@ func (d *decider) onDrill(ctx context.Context, m delivery) {
 		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed drill event skipped")
 		return
 	}
-	changed, err := d.drills.Apply(m.subject, m.seq, m.env)
+	changed, err := d.drills.Apply(m.subject, m.seq, m.stamp, m.env)
 	if err != nil {
 		d.log.Warn().Err(err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("drill event skipped")
 		return

@@ -76,7 +76,7 @@ func TestAPlanIsRefusedByEachSafetyRule(t *testing.T) {
 	c := eventstest.Config(t, planConfig)
 	active := drill.NewView()
 	start, _ := events.New(events.TypeDrillStarted, "test", time.Now(), events.DrillStarted{ID: "other", Name: "other", By: "ann", Apps: []string{"shop"}, RollbackAt: time.Now().Add(time.Hour)})
-	if _, err := active.Apply(events.DrillSubject("other"), 1, start); err != nil {
+	if _, err := active.Apply(events.DrillSubject("other"), 1, start.Time, start); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

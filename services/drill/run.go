@@ -583,7 +583,7 @@ func ReadDrills(ctx context.Context, js jetstream.JetStream) (*View, error) {
 			return nil, fmt.Errorf("read drills: %w", err)
 		}
 		if e, err := events.Decode(m.Data); err == nil {
-			_, _ = v.Apply(m.Subject, seq, e)
+			_, _ = v.Apply(m.Subject, seq, m.Time, e)
 		}
 	}
 	return v, nil

@@ -11,12 +11,13 @@ import (
 
 // Active is a drill that started and has not rolled back.
 type Active struct {
+	// Started is the drill's start, its RollbackAt moved onto the stream's clock (see Apply).
 	Started events.DrillStarted
 	// Seq is the stream sequence of the drill's last event, for an expected-sequence append.
 	Seq uint64
 	// Failures are the simulated failures in force.
 	Failures []events.Failure
-	// Renewed is when the runner last renewed the lease (or started the drill).
+	// Renewed is when DRILLS stored the runner's last renewal of the lease (or the drill's start).
 	Renewed time.Time
 }
 
@@ -29,10 +30,12 @@ type View struct {
 // NewView returns a view with no drill.
 func NewView() *View { return &View{drills: map[string]*Active{}, ended: map[string]bool{}} }
 
-// Apply folds one DRILLS event stored at seq on subject, and reports whether the failures in
-// force changed. Events of a drill that ended change nothing; an event that is not a drill event,
-// or names another drill than its subject, is an error.
-func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error) {
+// Apply folds one DRILLS event stored at seq on subject at stored, and reports whether the
+// failures in force changed. A drill's lease and max_duration are counted from when DRILLS stored
+// its events, not from the times its runner's clock gave them. Events of a drill that ended
+// change nothing; an event that is not a drill event, or names another drill than its subject, is
+// an error.
+func (v *View) Apply(subject string, seq uint64, stored time.Time, e events.Envelope) (bool, error) {
 	tok := events.SplitSubject(subject, "detour.drill")
 	if len(tok) == 2 && tok[0] == "claim" {
 		return false, nil // an app's claim: it puts no failure in force
@@ -55,7 +58,8 @@ func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error
 			return false, fmt.Errorf("%w: drill %q started on the subject of %q", events.ErrMalformed, s.ID, id)
 		}
 		if d == nil {
-			v.drills[id] = &Active{Started: s, Seq: seq, Renewed: e.Time}
+			s.RollbackAt = stored.Add(s.RollbackAt.Sub(e.Time))
+			v.drills[id] = &Active{Started: s, Seq: seq, Renewed: stored}
 		}
 		return false, nil
 	case events.TypeDrillStepStarted:
@@ -66,13 +70,13 @@ func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error
 		if d == nil {
 			return false, nil // a step of a drill whose start is not known: not in force
 		}
-		d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, e.Time)
+		d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, stored)
 		changed := !slices.Equal(d.Failures, s.Failures)
 		d.Failures = s.Failures
 		return changed, nil
 	case events.TypeDrillRenewed:
 		if d != nil {
-			d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, e.Time)
+			d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, stored)
 		}
 		return false, nil
 	case events.TypeDrillRolledBack:

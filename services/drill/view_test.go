@@ -17,7 +17,7 @@ func TestADrillIsDueForRollbackAtMaxDurationOrWhenItsLeaseRunsOut(t *testing.T) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := v.Apply(events.DrillSubject("d1"), seq, e); err != nil {
+		if _, err := v.Apply(events.DrillSubject("d1"), seq, at, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +52,7 @@ func TestADrillIsDueForRollbackAtMaxDurationOrWhenItsLeaseRunsOut(t *testing.T) 
 		t.Error("the drilled edge is not failed")
 	}
 	e, _ := events.New(events.TypeDrillRolledBack, "test", t0, events.DrillRolledBack{By: "c", Reason: "max_duration"})
-	if changed, err := v.Apply(events.DrillSubject("d1"), 4, e); err != nil || !changed {
+	if changed, err := v.Apply(events.DrillSubject("d1"), 4, t0, e); err != nil || !changed {
 		t.Fatalf("the rollback changed nothing (%v)", err)
 	}
 	if _, ok := v.Edge("e"); ok || len(v.Due(t0.Add(time.Hour))) != 0 || !v.Ended("d1") {
@@ -67,7 +67,7 @@ func TestGraceCountsADrillsLeaseFromWhenItsRenewalsCouldBeStoredAgain(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Apply(events.DrillSubject("d1"), 1, e); err != nil {
+	if _, err := v.Apply(events.DrillSubject("d1"), 1, t0, e); err != nil {
 		t.Fatal(err)
 	}
 	// DRILLS stored nothing from t0 to t0+5s: the lease counts from then.
@@ -80,7 +80,7 @@ func TestGraceCountsADrillsLeaseFromWhenItsRenewalsCouldBeStoredAgain(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Apply(events.DrillSubject("d1"), 2, r); err != nil {
+	if _, err := v.Apply(events.DrillSubject("d1"), 2, r.Time, r); err != nil {
 		t.Fatal(err)
 	}
 	if due := v.Due(t0.Add(7 * time.Second)); len(due) != 0 {
@@ -88,5 +88,26 @@ func TestGraceCountsADrillsLeaseFromWhenItsRenewalsCouldBeStoredAgain(t *testing
 	}
 	if due := v.Due(t0.Add(8500 * time.Millisecond)); len(due) != 1 || due[0].Reason != "runner_lost" || due[0].Seq != 2 {
 		t.Errorf("a lease after the grace: %+v, want runner_lost expecting seq 2", due)
+	}
+}
+
+func TestADrillWhoseRunnersClockIsOffIsDueByWhenDRILLSStoredItsEvents(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	v := drill.NewView()
+	// The runner's clock is 10s behind the stream's: it dates its start t0−10s, and its
+	// max_duration of 1 min from then.
+	behind := t0.Add(-10 * time.Second)
+	e, err := events.New(events.TypeDrillStarted, "test", behind, events.DrillStarted{ID: "d1", RollbackAt: behind.Add(time.Minute), LeaseMS: 3000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Apply(events.DrillSubject("d1"), 1, t0, e); err != nil {
+		t.Fatal(err)
+	}
+	if due := v.Due(t0.Add(time.Second)); len(due) != 0 {
+		t.Errorf("1s after the start was stored: %+v, want nothing due", due)
+	}
+	if due := v.Due(t0.Add(time.Minute)); len(due) != 1 || due[0].Reason != "max_duration" {
+		t.Errorf("a minute after the start was stored: %+v, want max_duration", due)
 	}
 }

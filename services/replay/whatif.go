@@ -285,7 +285,7 @@ func (w *WhatIf) Add(r *Record) {
 
 // drill folds a DRILLS event and puts or lifts its simulated failures, as the decider does.
 func (w *WhatIf) drill(r *Record) {
-	if changed, err := w.drills.Apply(r.Subject, r.Seq, r.Env); err != nil || !changed {
+	if changed, err := w.drills.Apply(r.Subject, r.Seq, r.Stored, r.Env); err != nil || !changed {
 		return
 	}
 	for _, e := range w.order {
