@@ -13,8 +13,8 @@ import (
 // (same app, pool and endpoint names) keep everything the decider knows of them: their
 // results, streaks, recorded statuses and overrides; new thresholds apply from their next
 // result. New ones, and those whose address changed, start from what STATE last recorded for
-// them, if anything, held by the overrides in force on them and on their pools, as at a start.
-// Decisions queued under the old configuration are appended first.
+// them, if anything, held by the overrides in force on them and on their pools, as at a start,
+// and by the drills in force. Decisions queued under the old configuration are appended first.
 func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	d.flush(ctx)
 	d.settle(ctx)
@@ -61,9 +61,10 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	}
 }
 
-// adopt gives a slot new to the configuration what STATE last recorded on its subject and the
-// overrides in force on it and on its pool, as a decider starting cold reads them. It returns the
-// decision those overrides make, dated now, when STATE does not record it yet.
+// adopt gives a slot new to the configuration what STATE last recorded on its subject, the
+// overrides in force on it and on its pool, as a decider starting cold reads them, and the
+// failure a drill in force simulates on it. It returns the decision those make, dated now, when
+// STATE does not record it yet.
 func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time) (decide.Decision, bool) {
 	var dec decide.Decision
 	var decided bool
@@ -83,6 +84,11 @@ func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time) (de
 			s.overrideSeq = seq
 		}
 		if dc, ok := s.st.SetOverride(scope, o, e.ID, now, s.pool.app.policy); ok {
+			dec, decided = dc, true
+		}
+	}
+	if id, _, ok := d.drills.Endpoint(a, p, s.cfg.Name); ok {
+		if dc, ok := s.st.SetDrill(d.drills.Override(a, p, s.cfg.Name), d.drills.Drill(id).StepID, now, s.pool.app.policy); ok {
 			dec, decided = dc, true
 		}
 	}

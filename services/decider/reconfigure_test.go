@@ -105,3 +105,20 @@ func TestAnEndpointANewConfigurationBringsBackUnderAPoolOverrideIsHeldByIt(t *te
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w2:up",
 		"endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.west.w2:down")
 }
+
+func TestAnEndpointANewConfigurationAddsToADrilledPoolIsSeenDownWhileTheDrillLasts(t *testing.T) {
+	srv := eventstest.Start(t)
+	configs := make(chan *config.Config, 1)
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "d1", func(o *decider.Options) { o.Configs = configs })
+	p := &prober{t: t, js: srv.JS, region: "local"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+
+	configs <- eventstest.Config(t, strings.Replace(shopYAML, `endpoints: [{name: w1, address: "127.0.0.11:8081"}]`,
+		`endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.13:8081"}]`, 1))
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w2:down")
+}

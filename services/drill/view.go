@@ -15,8 +15,9 @@ type Active struct {
 	Started events.DrillStarted
 	// Seq is the stream sequence of the drill's last event, for an expected-sequence append.
 	Seq uint64
-	// Failures are the simulated failures in force.
+	// Failures are the simulated failures in force, and StepID the id of the event that put them.
 	Failures []events.Failure
+	StepID   string
 	// Renewed is when DRILLS stored the runner's last renewal of the lease (or the drill's start).
 	Renewed time.Time
 }
@@ -72,7 +73,7 @@ func (v *View) Apply(subject string, seq uint64, stored time.Time, e events.Enve
 		}
 		d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, stored)
 		changed := !slices.Equal(d.Failures, s.Failures)
-		d.Failures = s.Failures
+		d.Failures, d.StepID = s.Failures, e.ID
 		return changed, nil
 	case events.TypeDrillRenewed:
 		if d != nil {
