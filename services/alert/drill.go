@@ -43,7 +43,8 @@ type scorecard struct {
 	} `json:"steps"`
 }
 
-// drills tracks the drills seen starting on DRILLS, for the apps each one touches.
+// drills tracks the drills seen starting on DRILLS, for the apps each one touches; a drill told
+// at its rollback for a lost runner is kept with a zero start until its scorecard, if any.
 type drills map[string]events.DrillStarted
 
 // Classify folds a DRILLS event into d and returns the drill_result fact when the drill ended:
@@ -65,6 +66,10 @@ func (d drills) Classify(subject string, e events.Envelope) (Fact, bool) {
 		return Fact{}, false
 	case events.TypeDrillScored:
 		var sc scorecard
+		if s, ok := d[id]; ok && s.ID == "" {
+			delete(d, id)
+			return Fact{}, false // told at its rollback for a lost runner, which was only cut off
+		}
 		if err := e.Payload(&sc); err != nil {
 			return Fact{}, false
 		}
@@ -81,7 +86,7 @@ func (d drills) Classify(subject string, e events.Envelope) (Fact, bool) {
 			return Fact{}, false
 		}
 		s := d[id]
-		delete(d, id)
+		d[id] = events.DrillStarted{} // told now: a scorecard its runner may still record is not
 		f.Drill = &DrillResult{ID: id, Name: s.Name, Apps: s.Apps, RolledBack: rb.Reason + " by " + rb.By, Steps: []StepResult{}}
 		return f, true
 	}
