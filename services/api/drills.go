@@ -66,7 +66,7 @@ func ReadDrillList(ctx context.Context, js jetstream.JetStream, limit int) ([]Dr
 			return nil, fmt.Errorf("read drills: %w", err)
 		}
 		if e, err := events.Decode(m.Data); err == nil {
-			foldDrill(byID, m.Subject, seq, e)
+			foldDrill(byID, m.Subject, seq, m.Time, e)
 		}
 	}
 	out := make([]Drill, 0, len(byID))
@@ -85,9 +85,11 @@ func ReadDrillList(ctx context.Context, js jetstream.JetStream, limit int) ([]Dr
 	return out[:min(len(out), limit)], nil
 }
 
-// foldDrill applies one DRILLS event to the drill of its subject; events of a drill whose start
-// is not held, or that do not decode, are left out.
-func foldDrill(byID map[string]*Drill, subject string, seq uint64, e events.Envelope) {
+// foldDrill applies one DRILLS event, stored at seq at stored, to the drill of its subject;
+// events of a drill whose start is not held, or that do not decode, are left out. A drill's start
+// and rollback time are on the stream's clock, as the controllers that roll it back count them,
+// not on its runner's.
+func foldDrill(byID map[string]*Drill, subject string, seq uint64, stored time.Time, e events.Envelope) {
 	tok := events.SplitSubject(subject, "detour.drill")
 	if len(tok) != 1 {
 		return
@@ -99,8 +101,8 @@ func foldDrill(byID map[string]*Drill, subject string, seq uint64, e events.Enve
 		if d != nil || e.Payload(&s) != nil || s.ID != id {
 			return
 		}
-		byID[id] = &Drill{ID: id, Name: s.Name, By: s.By, Apps: s.Apps, Steps: s.Steps, Started: e.Time,
-			RollbackAt: s.RollbackAt, State: DrillInForce, Failures: []events.Failure{}, seq: seq}
+		byID[id] = &Drill{ID: id, Name: s.Name, By: s.By, Apps: s.Apps, Steps: s.Steps, Started: stored,
+			RollbackAt: stored.Add(s.RollbackAt.Sub(e.Time)), State: DrillInForce, Failures: []events.Failure{}, seq: seq}
 		return
 	}
 	if d == nil {

@@ -23,7 +23,7 @@ func FuzzFoldDrill(f *testing.F) {
 			p   []byte
 		}{{id1, t1, p1}, {id2, t2, p2}} {
 			e := events.Envelope{ID: "e", Type: types[uint(ev.typ)%uint(len(types))], Time: time.Unix(0, 0), Data: json.RawMessage(ev.p)}
-			foldDrill(byID, "detour.drill."+ev.id, uint64(i+1), e)
+			foldDrill(byID, "detour.drill."+ev.id, uint64(i+1), time.Unix(0, 0), e)
 		}
 		for id, d := range byID {
 			if d.ID != id || d.Failures == nil {
