@@ -259,3 +259,13 @@ func TestTheDNSSchedulerSliceDefaultsTo300MicrosecondsAndStaysInTheKernelsRange(
 	refusedWith(t, walkingSkeleton+"dns: {sched_slice: 1s}\n",
 		`dns.sched_slice: want 0 (the kernel's own slice) or 100µs to 100ms, got 1s`)
 }
+
+func TestTwoZonesWhoseChangesWouldShareAnEventSubjectAreRefused(t *testing.T) {
+	// a_b.test and a.b_test both record their changes on detour.dns.a_b_test: each would read
+	// the other's as its own history and answer IXFR from it.
+	doc := `
+zones: [{name: a_b.test}, {name: a.b_test}]
+apps: [{name: shop, fqdn: shop.a_b.test, pools: [{name: a, endpoints: [{address: "10.0.0.1:80"}]}]}]
+`
+	refusedWith(t, doc, `zones[1].name: zone "a.b_test" has the event subject of zone "a_b.test" (detour.dns.a_b_test): rename one`)
+}

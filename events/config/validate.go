@@ -64,14 +64,20 @@ func (c *Config) Validate() []string {
 	if len(c.Zones) == 0 {
 		p.add("zones", "at least one zone is required")
 	}
-	zones := map[string]bool{}
+	zones, zoneTokens := map[string]bool{}, map[string]string{}
 	for i, z := range c.Zones {
 		path := fmt.Sprintf("zones[%d]", i)
 		if p.dnsName(path+".name", z.Name) {
-			if zones[z.Name] {
+			tok := events.ZoneToken(z.Name)
+			switch other, ok := zoneTokens[tok]; {
+			case zones[z.Name]:
 				p.add(path+".name", "duplicate zone %q", strings.TrimSuffix(z.Name, "."))
+			case ok:
+				// The zone's changes are events on that subject: two zones on one would
+				// read each other's as their own history (IXFR).
+				p.add(path+".name", "zone %q has the event subject of zone %q (%s): rename one", strings.TrimSuffix(z.Name, "."), strings.TrimSuffix(other, "."), events.ZoneSubject(z.Name))
 			}
-			zones[z.Name] = true
+			zones[z.Name], zoneTokens[tok] = true, z.Name
 		}
 		z.validate(&p, path)
 	}
