@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -54,7 +55,9 @@ func Parse(name string, doc []byte) (*File, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	if err := dec.Decode(&f); errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: invalid drill file: the document is empty", name)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: invalid drill file: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	var problems []string

@@ -103,6 +103,15 @@ func TestAPlanIsRefusedByEachSafetyRule(t *testing.T) {
 	}
 }
 
+func TestAnEmptyDrillFileIsRefusedAsEmpty(t *testing.T) {
+	for _, doc := range []string{"", "\n# nothing yet\n"} {
+		_, err := drill.Parse("drill.yaml", []byte(doc))
+		if want := "drill.yaml: invalid drill file: the document is empty"; err == nil || err.Error() != want {
+			t.Errorf("Parse(%q) = %v, want %s", doc, err, want)
+		}
+	}
+}
+
 func TestADrillFileNamesEveryProblem(t *testing.T) {
 	_, err := drill.Parse("drill.yaml", []byte("name: a.b\nmax_duration: -1s\nsteps: [{fail: pool shop, rto: 0s}, {fail: explode x, rto: 1s}]"))
 	want := `drill.yaml: invalid drill file:
