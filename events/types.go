@@ -209,7 +209,9 @@ type AlertAttempt struct {
 	Alert string `json:"alert"`
 	// Kind is what the alert is about: transition, pool_down, failover, edge_down.
 	Kind string `json:"kind"`
-	// Webhook is the receiver's scheme, host and path (no query, which may hold a secret).
+	// Webhook is the receiver's scheme and host, with a digest of its URL where it has a path
+	// or query (https://hooks.slack.com/…#1a2b3c4d): a webhook's path or query may be its
+	// credential.
 	Webhook string `json:"webhook"`
 	// Delivery identifies the delivery all attempts of one alert to one webhook share.
 	Delivery string `json:"delivery"`

@@ -102,13 +102,19 @@ func Verify(secret, header string, body []byte, now time.Time, maxAge time.Durat
 	return nil
 }
 
-// target names a webhook in events and logs: scheme, host and path, never its query.
+// target names a webhook in events and logs: its scheme and host, and for a URL with a path or
+// query a digest of the whole URL (…#1a2b3c4d), never the path or query themselves: an incoming
+// webhook's path is often its credential (Slack's /services/T…/B…/secret), as a query may be.
 func target(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable url)"
 	}
-	return u.Scheme + "://" + u.Host + u.Path
+	if (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
+		return u.Scheme + "://" + u.Host
+	}
+	sum := sha256.Sum256([]byte(raw))
+	return u.Scheme + "://" + u.Host + "/…#" + hex.EncodeToString(sum[:4])
 }
 
 // delivery is one alert on its way to one webhook.
