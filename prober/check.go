@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
@@ -152,7 +153,39 @@ func timed(ctx context.Context, c checker, timeout time.Duration, now func() tim
 	if !o.OK && o.Class == "" {
 		o.Class = ClassError
 	}
+	o.Err = clipError(o.Err)
 	return o
+}
+
+// maxErrorJSON bounds a result's error as JSON writes it (appendString). A peer's answer finds
+// its way into errors (net/http quotes the status or header line it could not read, up to 64
+// KiB), and a few results that large took their batch past PROBES' bound on a message, losing
+// every result in it. Bounded, a result with names of usual length takes under 800 bytes, and
+// a batch of maxBatch of them fits.
+const maxErrorJSON = 512
+
+// clipError cuts s, at a character, to what JSON writes in maxErrorJSON bytes, marked with "…".
+func clipError(s string) string {
+	n, cut := 0, len(s)
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			n += len(`\ufffd`)
+		case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
+			n += 2
+		case r < ' ':
+			n += len(`\u0000`)
+		default:
+			n += utf8.RuneLen(r)
+		}
+		if cut == len(s) && n > maxErrorJSON-len("…") {
+			cut = i
+		}
+		if n > maxErrorJSON {
+			return s[:cut] + "…"
+		}
+	}
+	return s
 }
 
 // isAny reports whether err is one of targets.

@@ -190,3 +190,29 @@ func okResult(clock *fakeClock, pool, endpoint string) completed {
 	return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
 		Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
 }
+
+// TestEndpointsAnsweringGarbageStillHaveTheirResultsStored: net/http quotes in its error the
+// line it could not read, up to its 64 KiB bound on an answer's headers, and JSON escapes it
+// further. However much a peer sends, a full batch of such results stays within PROBES' bound
+// on a message, so hostile endpoints (or a middlebox answering for all of them) cost no
+// endpoint of the window its result.
+func TestEndpointsAnsweringGarbageStillHaveTheirResultsStored(t *testing.T) {
+	addr, _ := rawServer(t, "127.0.0.1:0", writeThen(strings.Repeat("\x00", 60<<10)+"\r\n\r\n", false))
+	garbage := Probe(context.Background(), target(t, "http", addr, nil))
+	if garbage.OK || garbage.Class != ClassProtocol || !strings.Contains(garbage.Err, "malformed HTTP response") {
+		t.Fatalf("a check answered with garbage: ok %v class %q error %.200q", garbage.OK, garbage.Class, garbage.Err)
+	}
+	srv, p, clock, stored := startBatching(t)
+	p.publish(okResult(clock, "west", "first")) // idle: out at once, alone
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
+	p.publish(okResult(clock, "west", "healthy"))
+	for i := range maxBatch - 1 { // a full batch: out at once
+		c := okResult(clock, "west", fmt.Sprintf("garbage%d", i))
+		c.r.Check, c.r.OK, c.r.ErrorClass, c.r.Error = "http", false, garbage.Class, garbage.Err
+		p.publish(c)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 2 }, "the batch of the healthy endpoint and %d answering garbage stored", maxBatch-1)
+	if got := len(results(t, srv.JS)); got != 1+maxBatch {
+		t.Errorf("%d results stored, want %d", got, 1+maxBatch)
+	}
+}
