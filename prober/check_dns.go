@@ -36,7 +36,7 @@ func newDNSChecker(t Target) (*dnsChecker, error) {
 	}
 	return &dnsChecker{
 		addr:      hostPort(t.Dial),
-		question:  dns.Question{Name: dns.Fqdn(k.Query), Qtype: qtype, Qclass: dns.ClassINET},
+		question:  dns.Question{Name: wireName(dns.Fqdn(k.Query)), Qtype: qtype, Qclass: dns.ClassINET},
 		rcode:     rcode,
 		rcodeName: rcodeName,
 		answer:    k.ExpectAnswer,
@@ -56,6 +56,9 @@ func (c *dnsChecker) run(ctx context.Context) Outcome {
 	if err != nil {
 		return failure(classifyDNS(err), err)
 	}
+	if err := c.respondsTo(resp); err != nil {
+		return failure(ClassProtocol, err)
+	}
 	if resp.Rcode != c.rcode {
 		return failure(ClassDNS, fmt.Errorf("rcode %s, want %s", dns.RcodeToString[resp.Rcode], c.rcodeName))
 	}
@@ -72,6 +75,38 @@ func (c *dnsChecker) exchange(ctx context.Context, network string, q *dns.Msg) (
 		return nil, fmt.Errorf("ask %s over %s: %w", c.addr, network, err)
 	}
 	return resp, nil
+}
+
+// respondsTo reports, as an error, an answer that is not a response to the check's question,
+// whose id alone the client matched: a query sent back (an echo service on the port, which
+// would otherwise pass as NOERROR) or the answer to another question. An answer without a
+// question section (some servers omit it on an error) is taken.
+func (c *dnsChecker) respondsTo(m *dns.Msg) error {
+	if !m.Response {
+		return fmt.Errorf("the answer from %s is not a response: its QR bit is clear", c.addr)
+	}
+	if len(m.Question) > 0 {
+		q := m.Question[0]
+		if !strings.EqualFold(q.Name, c.question.Name) || q.Qtype != c.question.Qtype || q.Qclass != c.question.Qclass {
+			return fmt.Errorf("the answer from %s answers %s %s, not %s %s", c.addr,
+				q.Name, dns.Type(q.Qtype), c.question.Name, dns.Type(c.question.Qtype))
+		}
+	}
+	return nil
+}
+
+// wireName is name as a DNS message gives it back, an escape of a plain character undone
+// (a\065 is aA), so that the question of an answer compares with it.
+func wireName(name string) string {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		return name
+	}
+	if s, _, err := dns.UnpackDomainName(buf[:n], 0); err == nil {
+		return s
+	}
+	return name
 }
 
 // answerHas reports whether want occurs in the data of any record (the text after the header).

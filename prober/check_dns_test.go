@@ -65,6 +65,14 @@ func TestDNSCheckOutcomes(t *testing.T) {
 		case "garbage.demo.test.":
 			_, _ = w.Write([]byte{0x01, 0x02, 0x03})
 			return
+		case "echo.demo.test.": // an echo service: the query itself, right id and all
+			wire, _ := q.Pack()
+			_, _ = w.Write(wire)
+			return
+		case "other.demo.test.":
+			m.Question[0].Name = "shop.demo.test."
+			rr, _ := dns.NewRR("shop.demo.test. 30 IN A 192.0.2.10")
+			m.Answer = append(m.Answer, rr)
 		default:
 			m.Rcode = dns.RcodeNameError
 		}
@@ -88,6 +96,7 @@ func TestDNSCheckOutcomes(t *testing.T) {
 	}
 	runCases(t, []checkCase{
 		{name: "the expected answer passes", target: target(t, "dns", addr, ask("shop.demo.test", "A", "NOERROR", "192.0.2.10")), wantOK: true},
+		{name: "a name written with escapes passes", target: target(t, "dns", addr, ask(`\115hop.demo.test`, "A", "NOERROR", "192.0.2.10")), wantOK: true},
 		{name: "the expected rcode passes", target: target(t, "dns", addr, ask("gone.demo.test", "A", "NXDOMAIN", "")), wantOK: true},
 		{name: "another rcode fails with dns", target: target(t, "dns", addr, ask("gone.demo.test", "A", "NOERROR", "")),
 			wantClass: ClassDNS, wantErr: "rcode NXDOMAIN, want NOERROR"},
@@ -100,6 +109,10 @@ func TestDNSCheckOutcomes(t *testing.T) {
 			wantClass: ClassRefused, wantErr: "refused"},
 		{name: "a reply that is not DNS fails with protocol", target: target(t, "dns", addr, ask("garbage.demo.test", "A", "NOERROR", "")),
 			wantClass: ClassProtocol, wantErr: "dns:"},
+		{name: "the question sent back as it came fails with protocol", target: target(t, "dns", addr, ask("echo.demo.test", "A", "NOERROR", "")),
+			wantClass: ClassProtocol, wantErr: "not a response"},
+		{name: "an answer to another question fails with protocol", target: target(t, "dns", addr, ask("other.demo.test", "A", "NOERROR", "192.0.2.10")),
+			wantClass: ClassProtocol, wantErr: "answers shop.demo.test. A"},
 		{name: "an unknown query type is reported on every run", target: target(t, "dns", addr, ask("shop.demo.test", "NOPE", "NOERROR", "")),
 			wantClass: ClassError, wantErr: `check.query_type: unknown type "NOPE"`},
 		{name: "an unknown rcode is reported on every run", target: target(t, "dns", addr, ask("shop.demo.test", "A", "MAYBE", "")),
