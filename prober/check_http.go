@@ -96,7 +96,11 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 		scheme = "https"
 		tk = tlsKey{serverName: k.ServerName, insecure: k.InsecureSkipVerify}
 		if tk.serverName == "" {
+			// The Host header may carry a port; the server name is the host alone (RFC 6066).
 			tk.serverName = k.Host
+			if h, _, err := net.SplitHostPort(k.Host); err == nil {
+				tk.serverName = h
+			}
 		}
 	}
 	c := &httpChecker{

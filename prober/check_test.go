@@ -243,6 +243,7 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 		for _, tc := range []struct{ host, serverName, want string }{
 			{"shop.demo.test", "", "shop.demo.test"},
 			{"shop.demo.test", "tls.demo.test", "tls.demo.test"},
+			{"shop.demo.test:8443", "", "shop.demo.test"}, // a Host with its port: the name alone
 			{"", "", ""},
 		} {
 			o := Probe(context.Background(), target(t, "https", addr, func(k *config.Check) {
