@@ -50,7 +50,9 @@ func (c *dnsChecker) run(ctx context.Context) Outcome {
 	q.Question = []dns.Question{c.question}
 	q.SetEdns0(1232, false)
 	resp, err := c.exchange(ctx, "udp", q)
-	if err == nil && resp.Truncated {
+	// A truncated answer is asked again over TCP, also one cut short where the datagram ended
+	// (RFC 1035's truncation), which does not unpack: its header is enough.
+	if resp != nil && resp.Truncated && resp.Id == q.Id {
 		resp, err = c.exchange(ctx, "tcp", q)
 	}
 	if err != nil {
@@ -72,7 +74,8 @@ func (c *dnsChecker) exchange(ctx context.Context, network string, q *dns.Msg) (
 	cl := &dns.Client{Net: network, UDPSize: 1232}
 	resp, _, err := cl.ExchangeContext(ctx, q, c.addr)
 	if err != nil {
-		return nil, fmt.Errorf("ask %s over %s: %w", c.addr, network, err)
+		// resp, when set, holds what of the answer unpacked, its header at least.
+		return resp, fmt.Errorf("ask %s over %s: %w", c.addr, network, err)
 	}
 	return resp, nil
 }

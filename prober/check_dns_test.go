@@ -60,6 +60,15 @@ func TestDNSCheckOutcomes(t *testing.T) {
 				rr, _ := dns.NewRR("big.demo.test. 30 IN TXT \"only-over-tcp\"")
 				m.Answer = append(m.Answer, rr)
 			}
+		case "cut.demo.test.":
+			rr, _ := dns.NewRR("cut.demo.test. 30 IN TXT \"only-over-tcp\"")
+			m.Answer = append(m.Answer, rr)
+			if _, udp := w.RemoteAddr().(*net.UDPAddr); udp { // truncated as RFC 1035 has it: cut short
+				m.Truncated = true
+				wire, _ := m.Pack()
+				_, _ = w.Write(wire[:len(wire)-5])
+				return
+			}
 		case "slow.demo.test.":
 			return // no answer at all
 		case "garbage.demo.test.":
@@ -103,6 +112,7 @@ func TestDNSCheckOutcomes(t *testing.T) {
 		{name: "an answer without the data fails with dns", target: target(t, "dns", addr, ask("shop.demo.test", "A", "NOERROR", "192.0.2.99")),
 			wantClass: ClassDNS, wantErr: `no answer record holds "192.0.2.99" (1 records)`},
 		{name: "a truncated answer is asked again over tcp", target: target(t, "dns", addr, ask("big.demo.test", "TXT", "NOERROR", "only-over-tcp")), wantOK: true},
+		{name: "a truncated answer cut short where the datagram ended is asked again over tcp", target: target(t, "dns", addr, ask("cut.demo.test", "TXT", "NOERROR", "only-over-tcp")), wantOK: true},
 		{name: "no answer within the timeout fails with timeout", target: target(t, "dns", addr, ask("slow.demo.test", "A", "NOERROR", "")),
 			wantClass: ClassTimeout},
 		{name: "a closed port fails with refused", target: target(t, "dns", closedUDP, ask("shop.demo.test", "A", "NOERROR", "")),
