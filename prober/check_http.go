@@ -187,7 +187,14 @@ func (c *httpChecker) viaTransport(ctx context.Context) Outcome {
 		return o
 	}
 	if c.contains != "" {
+		// The context ends the body's read, but for a 101 answer's, the connection the Transport
+		// hands over: closing the body when the context ends ends that one too.
+		stop := context.AfterFunc(ctx, func() { _ = resp.Body.Close() })
+		defer stop()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, bodyLimit))
+		if err != nil && ctx.Err() != nil {
+			err = ctx.Err() // what ended the read, not the closed connection's error
+		}
 		if err != nil && len(body) < len(c.contains) {
 			o.Class, o.Err = classifyHTTP(err), fmt.Sprintf("read body: %v", err)
 			return o

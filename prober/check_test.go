@@ -267,6 +267,33 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 	})
 }
 
+// TestAnHTTPCheckReadingTheBodyOfA101AnswerEndsWithItsTimeout: after a 101 the Transport hands
+// the connection over as the body, and a check whose body_contains reads it must still end
+// with its timeout when the peer then says nothing, or it would hold its goroutine and
+// connection, and its endpoint would never be checked again.
+func TestAnHTTPCheckReadingTheBodyOfA101AnswerEndsWithItsTimeout(t *testing.T) {
+	addr, _ := rawServer(t, "127.0.0.1:0", func(c *net.TCPConn) {
+		_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\nhel"))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second)) // then nothing, for longer than the check may take
+		_, _ = c.Read(make([]byte, 1))
+	})
+	done := make(chan Outcome, 1)
+	go func() {
+		done <- Probe(context.Background(), target(t, "http", addr, func(k *config.Check) {
+			k.ExpectStatus, k.BodyContains = []string{"101"}, "hello"
+			k.Timeout = config.Duration(200 * time.Millisecond)
+		}))
+	}()
+	select {
+	case o := <-done:
+		if o.OK || o.Class != ClassTimeout {
+			t.Errorf("outcome = ok %v class %q (%s), want a timeout", o.OK, o.Class, o.Err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the check of 200ms still runs after 3s")
+	}
+}
+
 func TestTCPCheckOutcomes(t *testing.T) {
 	redis := tcpServer(t, func(c net.Conn) {
 		buf := make([]byte, 64)
