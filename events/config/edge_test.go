@@ -67,3 +67,21 @@ edges:
 		`edges[1].heartbeat.fall: fall × interval want at most 720h (30 days), got 9999999999 × 1s`,
 	)
 }
+
+func TestAnEdgeFrontingAnAppOnTwoListenersIsRefused(t *testing.T) {
+	// The probers check an edge's listener of an app as one endpoint, <edge> of the app's _edge
+	// pool: two listeners would share its results, one's failure hidden by the other's success.
+	refusedWith(t, `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: west, region: us-west, endpoints: [{address: "127.0.0.11:8081"}]}]
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    apps: [{app: shop, listen: "127.0.0.21:8080"}, {app: shop, listen: "127.0.0.21:8443", mode: tcp}]
+`, `edges[0].apps[1].app: app "shop" is already fronted by edges[0].apps[0]: one listener per app`)
+}

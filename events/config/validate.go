@@ -400,12 +400,18 @@ func (c *Config) validateEdge(p *problems, n *names, path string, e *Edge) {
 		// The controller's deadline is fall × interval: past the largest duration it would wrap.
 		p.add(path+".heartbeat.fall", "fall × interval want at most 720h (30 days), got %d × %s", e.Heartbeat.Fall, i)
 	}
-	listens := map[string]bool{}
+	listens, fronted := map[string]bool{}, map[string]int{}
 	for j, ea := range e.Apps {
 		ap := fmt.Sprintf("%s.apps[%d]", path, j)
 		a := n.app(c, ea.App)
 		if a == nil {
 			p.add(ap+".app", "no app %q", ea.App)
+		} else if k, ok := fronted[ea.App]; ok {
+			// The probers check an edge's listener of an app as one endpoint: a second would
+			// share its results, and one's failure could hide behind the other's success.
+			p.add(ap+".app", "app %q is already fronted by %s.apps[%d]: one listener per app", ea.App, path, k)
+		} else {
+			fronted[ea.App] = j
 		}
 		if _, err := netip.ParseAddrPort(ea.Listen); err != nil {
 			p.add(ap+".listen", "want ip:port, got %q", ea.Listen)
