@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -464,11 +465,14 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 			typ = events.TypeEdgeUp
 		}
 		t := events.Transition{Edge: ch.Edge, From: ch.From, To: ch.To, Reason: ch.Reason, Thresholds: ch.Thresholds}
+		entry, _ := c.view.Subject(subject)
 		var env events.Envelope
 		var err error
 		if ch.Heartbeat != "" {
+			// Keyed by the sequence it follows too: the same last heartbeat may lead to the same
+			// status again (down, up for the checks, down once they are stale), no copy of the first.
 			t.Results = []string{ch.Heartbeat}
-			env, err = events.Derived(typ, c.o.Name, ch.Heartbeat, ch.Edge, c.o.Now(), t)
+			env, err = events.Derived(typ, c.o.Name, ch.Heartbeat, ch.Edge+"|"+strconv.FormatUint(entry.Seq, 10), c.o.Now(), t)
 		} else {
 			env, err = events.New(typ, c.o.Name, c.o.Now(), t)
 		}
@@ -476,7 +480,6 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 			c.log.Error().Str("edge", ch.Edge).Err(err).Msg("edge transition not built")
 			continue
 		}
-		entry, _ := c.view.Subject(subject)
 		c.appendingEdge[ch.Edge] = ch.To
 		c.sent(ch.Edge).Add(entry.Seq, env.ID, ch)
 		wg.Go(func() {

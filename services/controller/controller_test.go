@@ -311,3 +311,45 @@ func TestEdgeChecksFromUnconfiguredRegionsDoNotTakeALiveEdgeDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAnEdgeSilentAgainAfterItsChecksBroughtItBackIsRecordedDownAgain: an edge's down rested on
+// its last heartbeat, and its id derived from that heartbeat's alone. An edge recorded down for
+// its silence, up again for its passing listener checks, and silent once those went stale, with
+// no heartbeat in between, had its second down sent under the first one's id: STATE took it for
+// a duplicate for two minutes, and the edge stayed recorded up, and in DNS, all that time.
+func TestAnEdgeSilentAgainAfterItsChecksBroughtItBackIsRecordedDownAgain(t *testing.T) {
+	ns := eventstest.Start(t)
+	doc := strings.Replace(edgesDoc, "    fqdn: shop.demo.test\n", "    fqdn: shop.demo.test\n    check: {interval: 100ms, fall: 3, rise: 2, stale_after: 500ms}\n", 1)
+	cfg, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := new(atomic.Bool)
+	beating(t, ns, "edge-west", 100*time.Millisecond, nil, paused)
+	beat(t, ns, "edge-east", 100*time.Millisecond, nil)
+	startController(t, ns, cfg, "controller-1")
+	west := events.EdgeStateSubject("edge-west")
+	got := func() string { return types(history(t, ns, events.StreamState, west)) }
+	eventstest.Eventually(t, 5*time.Second, func() bool { return got() == "U" }, "edge-west up")
+
+	paused.Store(true) // its heartbeats stop: down
+	eventstest.Eventually(t, 5*time.Second, func() bool { return got() == "UD" }, "edge-west down for its silence")
+
+	// A prober finds its listener answering: up, its heartbeats still silent.
+	for range 2 {
+		r := events.ProbeResult{At: time.Now().UTC(), App: "shop", Pool: events.EdgeProbePool, Endpoint: "edge-west", Region: "us-west", OK: true}
+		e, err := events.New(events.TypeProbeCompleted, "test", time.Now(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Conn.Publish(events.ProbeSubject("us-west", "shop", events.EdgeProbePool, "edge-west"), e.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return got() == "UDU" }, "edge-west up for its listener checks")
+
+	// The checks stop and go stale: its silence decides again, well within the duplicate window.
+	var h string
+	eventstest.Eventually(t, 5*time.Second, func() bool { h = got(); return h == "UDUD" },
+		"edge-west down again once its checks went stale, history %q", &h)
+}
