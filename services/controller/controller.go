@@ -706,9 +706,11 @@ type routeSend struct {
 // the routes that may have changed: every route of every edge after a change of an edge or of
 // the configuration, else those of the apps whose state changed. A route is one message (an
 // edge of 10,000 apps does not fit one), all in flight at once. Its id derives from the last
-// STATE event and the route, so replicas at the same point store it once. The loop does not wait
-// for ROUTES to acknowledge them: while ROUTES elects a leader, edge liveness and drills go on,
-// and the acknowledgements are collected on the next calls.
+// STATE event, the route and the route known stored before it, so replicas at the same point
+// store it once, and a route that comes back (a rollback of the configuration, or after another
+// replica stored an older one) is not dropped as a copy of its earlier self. The loop does not
+// wait for ROUTES to acknowledge them: while ROUTES elects a leader, edge liveness and drills go
+// on, and the acknowledgements are collected on the next calls.
 func (c *controller) publishRoutes() {
 	c.collectRoutes()
 	if !c.dirty && len(c.dirtyApps) == 0 {
@@ -760,7 +762,8 @@ func (c *controller) publishRoutes() {
 				continue
 			}
 			r := events.EdgeRoute{Edge: e.Name, StateSeq: stateSeq, Route: a}
-			env, err := events.Derived(events.TypeRouteComputed, c.o.Name, c.lastCause, e.Name+"|"+string(b), c.o.Now(), r)
+			prev := c.published[e.Name][a.App]
+			env, err := events.Derived(events.TypeRouteComputed, c.o.Name, c.lastCause, e.Name+"|"+string(prev)+"|"+string(b), c.o.Now(), r)
 			var f jetstream.PubAckFuture
 			if err == nil {
 				f, err = events.PublishAsync(c.o.JS, events.AppRouteSubject(e.Name, a.App), env)

@@ -246,3 +246,61 @@ func TestTwoReplicasThatFoldedTheSameEventsStoreEachRouteOnce(t *testing.T) {
 		t.Fatal("no route stored")
 	}
 }
+
+// TestTheLastRouteStoredIsTheLatestWhenTwoReplicasFoldedTheSameEventsInDifferentBursts: a
+// route's id derived from its cause and itself alone. A replica that folded two transitions in
+// one burst stored the route of both; one that folded them one at a time stored the route of the
+// first after it, then the route of both under the id the first replica's had: ROUTES dropped it
+// as a duplicate, and the edge kept a route to an instance STATE holds down.
+func TestTheLastRouteStoredIsTheLatestWhenTwoReplicasFoldedTheSameEventsInDifferentBursts(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, routesDoc())
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	down := func(endpoint string) (string, events.Envelope) {
+		env, err := events.New(events.TypeEndpointDown, "decider-1", time.Now(), events.Transition{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return events.EndpointStateSubject("app0", "west", endpoint), env
+	}
+	aSubject, aDown := down("a")
+	bSubject, bDown := down("b")
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	first, second := handDriven(ns, cfg, "controller-1", log), handDriven(ns, cfg, "controller-2", log)
+	for _, c := range []*controller{first, second} {
+		c.publishRoutes()
+		settleRoutes(t, c)
+	}
+	fold := func(c *controller, subject string, seq uint64, env events.Envelope) {
+		if err := c.fold(subject, seq, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first replica folds both downs in one burst.
+	fold(first, aSubject, 1, aDown)
+	fold(first, bSubject, 2, bDown)
+	first.publishRoutes()
+	settleRoutes(t, first)
+	// The second, a moment behind, folds them one at a time.
+	fold(second, aSubject, 1, aDown)
+	second.publishRoutes()
+	settleRoutes(t, second)
+	fold(second, bSubject, 2, bDown)
+	second.publishRoutes()
+	settleRoutes(t, second)
+
+	h := history(t, ns, events.StreamRoutes, events.AppRouteSubject("edge-0", "app0"))
+	var r events.EdgeRoute
+	if err := h[len(h)-1].Payload(&r); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range r.Route.Endpoints {
+		got = append(got, e.Name+" "+string(e.Status))
+	}
+	if r.Route.Available || strings.Join(got, ", ") != "a down, b down" {
+		t.Errorf("edge-0's last route of app0: %s, available %v; want a and b down, unavailable", strings.Join(got, ", "), r.Route.Available)
+	}
+}
