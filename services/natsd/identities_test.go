@@ -572,6 +572,8 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 		permissionRow{"read any message of ROUTES directly", op{subject: "$JS.API.DIRECT.GET.ROUTES"}, nil},
 		// The controller's API reads the configuration history version by version.
 		permissionRow{"read any message of CONFIG directly", op{subject: "$JS.API.DIRECT.GET.CONFIG"}, usersWith("controller")},
+		// A DNS server reads back, at start, the IXFR history its zone versions left in DNS.
+		permissionRow{"read any message of DNS directly", op{subject: "$JS.API.DIRECT.GET.DNS"}, usersWith("dns")},
 		// It lists the drills DRILLS holds and rolls one back after its last event.
 		permissionRow{"read any message of DRILLS directly", op{subject: "$JS.API.DIRECT.GET.DRILLS"}, usersWith("controller")},
 		// The decider hears results as published, to decide while PROBES elects a leader: those
