@@ -312,7 +312,7 @@ func (c *cluster) natsCluster() {
 	files := map[string]string{filepath.Join(dir, "nats.conf"): "/etc/nats/nats.conf", filepath.Join(dir, "accounts.conf"): "/etc/nats/accounts.conf"}
 	var routes []string
 	for i := 1; i <= 3; i++ {
-		routes = append(routes, fmt.Sprintf("nats://%s:6222", c.natsIP(i)))
+		routes = append(routes, fmt.Sprintf("nats://route:route-demo@%s:6222", c.natsIP(i)))
 	}
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("nats-%d", i)
