@@ -52,11 +52,36 @@ func Start(o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure embedded nats: %w", err)
 	}
+	// The server only logs why it gives up (its port taken, a store JetStream cannot use).
+	fatal := make(chan string, 1)
+	s.SetLogger(fatalLogger(fatal), false, false)
 	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats on %s: not ready after 10s (is the port in use?)",
-			net.JoinHostPort(o.Host, strconv.Itoa(o.Port)))
+	for deadline := time.Now().Add(10 * time.Second); !s.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case msg := <-fatal:
+			s.Shutdown()
+			return nil, fmt.Errorf("embedded nats on %s, files in %s: %s", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), o.StoreDir, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return nil, fmt.Errorf("embedded nats on %s: not ready after 10s", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)))
+		}
 	}
 	return s, nil
 }
+
+// fatalLogger passes on the first message of a server giving up, and drops every other one.
+type fatalLogger chan string
+
+func (l fatalLogger) Fatalf(format string, v ...any) {
+	select {
+	case l <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (fatalLogger) Noticef(string, ...any) {}
+func (fatalLogger) Warnf(string, ...any)   {}
+func (fatalLogger) Errorf(string, ...any)  {}
+func (fatalLogger) Debugf(string, ...any)  {}
+func (fatalLogger) Tracef(string, ...any)  {}
