@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -51,11 +52,7 @@ func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte,
 	if err != nil {
 		return nil, Version{}, err
 	}
-	sum := sha256.Sum256(doc)
-	v := Version{Time: time.Now().UTC(), By: o.By, Message: o.Message, SHA256: hex.EncodeToString(sum[:]), Document: string(doc)}
-	e, err := events.New(events.TypeConfigApplied, o.By, v.Time, events.ConfigApplied{
-		Document: v.Document, SHA256: v.SHA256, By: o.By, Message: o.Message,
-	})
+	v, e, err := newVersion(doc, o)
 	if err != nil {
 		return nil, Version{}, err
 	}
@@ -73,6 +70,34 @@ func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte,
 	}
 	v.Number, v.Event = ack.Sequence, e.ID
 	return c, v, nil
+}
+
+// newVersion is the version of doc that Apply stores, and the event that stores it.
+func newVersion(doc []byte, o ApplyOptions) (Version, events.Envelope, error) {
+	sum := sha256.Sum256(doc)
+	v := Version{Time: time.Now().UTC(), By: o.By, Message: o.Message, SHA256: hex.EncodeToString(sum[:]), Document: string(doc)}
+	e, err := events.New(events.TypeConfigApplied, o.By, v.Time, events.ConfigApplied{
+		Document: v.Document, SHA256: v.SHA256, By: o.By, Message: o.Message,
+	})
+	return v, e, err
+}
+
+// headersAtMost bounds the headers a version is stored with (its type, message id and expected
+// subject sequence, 161 bytes at most), which count against the server's max_payload too.
+const headersAtMost = 256
+
+// Fits returns an error wrapping nats.ErrMaxPayload when the version Apply would store for doc
+// is larger than nc's server takes (its max_payload, 1 MB by default). A caller that bounds the
+// streams before it applies checks first, so that a version refused for its size changes nothing.
+func Fits(nc *nats.Conn, name string, doc []byte, o ApplyOptions) error {
+	_, e, err := newVersion(doc, o)
+	if err != nil {
+		return err
+	}
+	if n := int64(len(e.Encode()) + headersAtMost); n > nc.MaxPayload() {
+		return fmt.Errorf("apply %s: %w: the version takes %d bytes, the server %d at most", name, nats.ErrMaxPayload, n, nc.MaxPayload())
+	}
+	return nil
 }
 
 // CheckExpect returns the error Apply would for a stale expect (wrapping ErrVersionConflict),

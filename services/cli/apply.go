@@ -86,9 +86,13 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	// A refused apply changes nothing: a stale --expect-version is refused before the streams
-	// are bounded by this document (streams.probes, --replicas), and bounds JetStream refuses
-	// before the document is stored.
+	// A refused apply changes nothing: a stale --expect-version, and a document larger than NATS
+	// takes, are refused before the streams are bounded by this document (streams.probes,
+	// --replicas), and bounds JetStream refuses before the document is stored.
+	o.By = operator()
+	if err := config.Fits(js.Conn(), path, doc, o); err != nil {
+		return err
+	}
 	so := parsed.StreamOptions(replicas)
 	if _, err := events.ProvisionStreams(ctx, js, so); err != nil {
 		return err
@@ -101,7 +105,6 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := events.EnsureStreams(ctx, js, so); err != nil {
 		return fmt.Errorf("apply %s: nothing applied: %w", path, err)
 	}
-	o.By = operator()
 	cfg, v, err := config.Apply(ctx, js, path, doc, o)
 	if err != nil {
 		return err

@@ -182,3 +182,20 @@ func TestApplyOfBoundsJetStreamRefusesAppliesNothing(t *testing.T) {
 		t.Errorf("after the refused apply the active version is not version 1:\n%s", out)
 	}
 }
+
+func TestApplyOfADocumentLargerThanNATSTakesLeavesTheStreamsBoundsAsTheyWere(t *testing.T) {
+	s := startBare(t)
+	roomy := writeFile(t, "roomy.yaml", planDoc+"streams:\n  probes: {max_age: 6h, max_bytes: 1GiB}\n")
+	big := writeFile(t, "big.yaml", planDoc+"streams:\n  probes: {max_age: 2h, max_bytes: 1MiB}\n# "+strings.Repeat("x", int(s.Conn.MaxPayload()))+"\n")
+	if code, out, errOut := run("apply", roomy, "--nats", s.URL); code != 0 {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := run("apply", big, "--nats", s.URL)
+	if code != 1 || !strings.Contains(errOut, "maximum payload") || strings.Contains(out, "applied") {
+		t.Fatalf("apply of a document larger than NATS takes: exit %d, want 1 saying so and nothing applied:\n%s%s", code, out, errOut)
+	}
+	c := s.Stream(t, events.StreamProbes).CachedInfo().Config
+	if c.MaxBytes != 1<<30 || c.MaxAge != 6*time.Hour {
+		t.Errorf("after the refused apply PROBES is bounded to %s and %s, want version 1's 1GiB and 6h", config.ByteSize(c.MaxBytes), c.MaxAge)
+	}
+}

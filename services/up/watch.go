@@ -143,6 +143,11 @@ func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []b
 		log.Error().Err(err).Msg("configuration file refused; nothing applied")
 		return fileRefused, nil
 	}
+	ao := config.ApplyOptions{By: "detour-up", Message: "changed " + path}
+	if err := config.Fits(js.Conn(), path, doc, ao); err != nil {
+		log.Error().Err(err).Msg("configuration file refused by JetStream; nothing applied")
+		return fileRefused, nil
+	}
 	switch err := events.EnsureStreams(ctx, js, cfg.StreamOptions(1)); {
 	case err != nil && refused(err):
 		log.Error().Err(err).Msg("configuration file refused: its streams' bounds were not taken; nothing applied")
@@ -150,7 +155,7 @@ func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []b
 	case err != nil:
 		return 0, err
 	}
-	_, v, err := config.Apply(ctx, js, path, doc, config.ApplyOptions{By: "detour-up", Message: "changed " + path})
+	_, v, err := config.Apply(ctx, js, path, doc, ao)
 	switch {
 	case errors.As(err, &ce):
 		log.Error().Strs("problems", ce.Located()).Msg("configuration file refused; nothing applied")

@@ -150,6 +150,37 @@ func TestAFileVersionLargerThanNATSTakesIsRefusedNotTriedAgain(t *testing.T) {
 	}
 }
 
+func TestAFileVersionLargerThanNATSTakesChangesNoStreamsBounds(t *testing.T) {
+	// Refused whole: before, the bounds it sets were given to PROBES, then the document was
+	// refused for its size, and PROBES kept bounds no version had.
+	srv := startForShop(t)
+	var logs eventstest.Logs
+	path, reload, _ := watching(t, srv.JS, []byte(shopDoc), &logs)
+	probes := func() jetstream.StreamConfig {
+		t.Helper()
+		s, err := srv.JS.Stream(context.Background(), events.StreamProbes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config
+	}
+	before := probes()
+
+	big := []byte(shopDoc + "streams:\n  probes: {max_age: 2h, max_bytes: 96MiB}\n# " + strings.Repeat("x", int(srv.Conn.MaxPayload())) + "\n")
+	if err := os.WriteFile(path, big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	reload <- struct{}{} // returns once the big version was handled
+	if after := probes(); after.MaxAge != before.MaxAge || after.MaxBytes != before.MaxBytes {
+		t.Errorf("after a file version NATS cannot take, PROBES keeps %s within %d bytes, want %s within %d as before",
+			after.MaxAge, after.MaxBytes, before.MaxAge, before.MaxBytes)
+	}
+	if v, err := config.Active(context.Background(), srv.JS); err != nil || v.Document != shopDoc {
+		t.Errorf("the active version is not the first file's (%v)", err)
+	}
+}
+
 func TestStoppingWhileAFileVersionIsAppliedLogsNoFailure(t *testing.T) {
 	// Before, the attempt cut short by the stop was logged as an error, one to try again.
 	srv := startForShop(t)
