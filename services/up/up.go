@@ -82,6 +82,8 @@ type Stack struct {
 	control *demo.Control
 	nats    *server.Server
 	group   *group
+	// unlock releases the data directory's lock (nil before it is taken).
+	unlock func()
 }
 
 // Start brings every role up and returns once the DNS server answers. A configuration error is
@@ -133,6 +135,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 
 	if st.NATSCredentials, err = natsd.LoadCredentials(o.DataDir); err != nil {
+		return nil, err
+	}
+	if st.unlock, err = lockDataDir(o.DataDir); err != nil {
 		return nil, err
 	}
 	creds, err := st.NATSCredentials.Option()
@@ -262,6 +267,9 @@ func (s *Stack) stop() {
 	if s.nats != nil {
 		s.nats.Shutdown()
 		s.nats.WaitForShutdown()
+	}
+	if s.unlock != nil {
+		s.unlock()
 	}
 }
 

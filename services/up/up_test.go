@@ -2,6 +2,8 @@ package up_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/demo"
 	"github.com/detourdev/detour/services/internal/stacktest"
@@ -243,4 +246,56 @@ func transitions(t *testing.T, js jetstream.JetStream) map[string][]string {
 		out[kind+" "+name] = append(out[kind+" "+name], string(tr.To))
 	}
 	return out
+}
+
+func TestASecondUpOnTheSameDataDirectoryIsRefusedBeforeItWritesThere(t *testing.T) {
+	// Before, it ran a second JetStream server on the first's files and stored its configuration
+	// there before the DNS server's lock refused it: the first found that version in its
+	// history when it started again.
+	dir := t.TempDir()
+	options := func(addr string) up.Options {
+		doc := "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqdn: shop.demo.test\n" +
+			"    pools: [{name: main, endpoints: [{address: \"" + addr + "\"}]}]\n"
+		path := filepath.Join(t.TempDir(), "detour.yaml")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return up.Options{ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: dir, NATSPort: -1,
+			Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)}
+	}
+	first, second := options("127.0.0.1:8081"), options("127.0.0.1:8082")
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := up.Start(ctx, first)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	other, err := up.Start(context.Background(), second)
+	if err == nil {
+		_ = other.Wait()
+		t.Error("a second detour up on the data directory of a running one started")
+	} else if !strings.Contains(err.Error(), "in use by another detour up") {
+		t.Errorf("a second detour up on the same data directory: %v, want it refused as in use by another detour up", err)
+	}
+	cancel()
+	if err := st.Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := startStack(t, first)
+	_, js := stacktest.Connect(t, again)
+	versions, err := config.History(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(second.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(doc)
+	for _, v := range versions {
+		if v.SHA256 == hex.EncodeToString(sum[:]) {
+			t.Errorf("version %d, by %s, is the configuration of the refused second detour up", v.Number, v.By)
+		}
+	}
 }
