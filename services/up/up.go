@@ -234,7 +234,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		<-ctx.Done()
 		g.cancel()
 	}()
-	if err := waitTCP(ctx, st.DNSAddr, 5*time.Second); err != nil {
+	if err := waitTCP(g.ctx, st.DNSAddr, 5*time.Second); err != nil {
+		// A role that failed meanwhile stopped the others, the DNS server with them: say which.
+		g.cancel()
+		if gerr := g.Wait(); gerr != nil {
+			return nil, gerr
+		}
 		return nil, err
 	}
 	ok = true

@@ -299,3 +299,23 @@ func TestASecondUpOnTheSameDataDirectoryIsRefusedBeforeItWritesThere(t *testing.
 		}
 	}
 }
+
+func TestARoleThatFailsWhileUpStartsIsWhatUpReturnsAtOnce(t *testing.T) {
+	// Before, Start waited 5 s for the DNS server the failure had stopped, then blamed it.
+	doc := "zones: [{name: demo.test}]\nregions: [us-west]\napps:\n  - name: shop\n    fqdn: shop.demo.test\n" +
+		"    pools: [{name: main, endpoints: [{address: \"127.0.0.1:1\"}]}]\n"
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// A prober of a region the configuration does not count fails as it starts.
+	st, err := up.Start(context.Background(), up.Options{ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSPort: -1,
+		Regions: []string{"eu"}, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)})
+	if err == nil {
+		err = st.Wait()
+	}
+	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), "prober eu") || took > 3*time.Second {
+		t.Errorf("after %s: %v; want at once the prober's failure", took.Round(time.Millisecond), err)
+	}
+}
