@@ -32,6 +32,7 @@ func closedPort(t *testing.T) string {
 func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationError(t *testing.T) {
 	good := writeFile(t, "good.yaml", validConfig)
 	bad := writeFile(t, "bad.yaml", "zones: [{name: demo.test}]\napps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}], fqnd: x}]\n")
+	regional := writeFile(t, "regional.yaml", validConfig+"regions: [us-west]\n")
 	missing := filepath.Join(t.TempDir(), "missing.yaml")
 	noNATS := "nats://" + closedPort(t)
 	noDNS := closedPort(t)
@@ -60,6 +61,8 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 		{"up with a DNS address without a port", []string{"up", "--dns-addr", "127.0.0.1", "--data-dir", filepath.Join(data, "a")}, 2, `--dns-addr: want ip:port such as 127.0.0.1:5353, got "127.0.0.1"`},
 		{"up with a NATS port out of range", []string{"up", "--nats-port", "70000"}, 2, "--nats-port: want -1 (any free port) or 0-65535, got 70000"},
 		{"up with a bad region", []string{"up", "--regions", "us west"}, 2, `--regions: "us west" may hold only letters`},
+		{"up with a region the configuration does not count", []string{"up", "--config", regional, "--regions", "us-west,eu", "--data-dir", filepath.Join(data, "e"),
+			"--dns-addr", "127.0.0.1:0", "--nats-port", "-1", "--metrics-addr", "", "--api-addr", ""}, 2, `--regions: "eu" is not among the configuration's probing regions [us-west]`},
 		{"up with a missing configuration", []string{"up", "--config", missing}, 2, "no such file or directory"},
 		{"up with a bad configuration", []string{"up", "--config", bad, "--data-dir", filepath.Join(data, "b")}, 2, "invalid configuration"},
 		{"up with an argument", []string{"up", "now"}, 2, `unexpected argument "now"`},

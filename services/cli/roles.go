@@ -26,6 +26,7 @@ import (
 	"github.com/detourdev/detour/services/configfile"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/demo"
 	"github.com/detourdev/detour/services/natsd"
 	"github.com/detourdev/detour/services/up"
 	"github.com/nats-io/nats.go"
@@ -59,19 +60,27 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var warnings []string
+	cfg, err := config.Parse("demo configuration", demo.Config)
+	if err != nil {
+		return err
+	}
 	if o.ConfigPath != "" {
 		doc, err := os.ReadFile(o.ConfigPath)
 		if err != nil {
 			return usageErr("read configuration: %w", err)
 		}
-		cfg, err := configfile.Check(o.ConfigPath, doc)
-		if err != nil {
+		if cfg, err = configfile.Check(o.ConfigPath, doc); err != nil {
 			return err
 		}
 		if err := configfile.CheckSecrets(o.ConfigPath, doc, cfg); err != nil {
 			return err
 		}
 		warnings = configfile.Warnings(o.ConfigPath, doc, cfg)
+	}
+	for _, r := range o.Regions {
+		if !cfg.RegionAllowed(r) {
+			return usageErr("--regions: %q is not among the configuration's probing regions %v: its results would be dropped", r, cfg.ProbingRegions())
+		}
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
