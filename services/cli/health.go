@@ -34,6 +34,9 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if set != 1 || fs.NArg() > 0 {
 		return usageErr("want exactly one of --dns, --tcp and --http")
 	}
+	if timeout <= 0 {
+		return usageErr("--timeout: must be positive, got %s", timeout)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var err error
