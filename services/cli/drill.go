@@ -65,6 +65,12 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() != 1 {
 		return usageErr(drillUsage)
 	}
+	switch {
+	case verb == "plan" && format != "text" && format != "json":
+		return usageErr("--format: want text or json, got %q", format)
+	case verb == "run" && format != "text" && format != "json" && format != "html":
+		return usageErr("--format: want text, json or html, got %q", format)
+	}
 	js, err := connect(c.natsURL, "detour-drill")
 	if err != nil {
 		return err
@@ -85,9 +91,6 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if verb == "plan" {
 		return planDrill(ctx, o, format, stdout)
-	}
-	if format != "text" && format != "json" && format != "html" {
-		return usageErr("--format: want text, json or html, got %q", format)
 	}
 	if o.Log, err = c.logger(stderr); err != nil {
 		return err
@@ -119,13 +122,10 @@ func planDrill(ctx context.Context, o drill.Options, format string, stdout io.Wr
 	if err != nil {
 		return err
 	}
-	switch format {
-	case "json":
+	if format == "json" {
 		err = json.NewEncoder(stdout).Encode(p)
-	case "text":
+	} else {
 		err = p.WriteText(stdout)
-	default:
-		return usageErr("--format: want text or json, got %q", format)
 	}
 	if err == nil && len(p.Refused) > 0 {
 		return usageErr("%v:\n%s", drill.ErrRefused, strings.Join(p.Refused, "\n"))

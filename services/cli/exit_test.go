@@ -108,6 +108,8 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 		{"events with a negative since", []string{"events", "--since", "-1m"}, 2, "--since: must not be negative"},
 		{"events when NATS is unreachable", []string{"events", "--nats", noNATS}, 1, "connect to nats"},
 
+		{"drill run with an unknown format", []string{"drill", "run", missing, "--format", "pdf", "--nats", noNATS}, 2, `--format: want text, json or html, got "pdf"`},
+		{"drill plan with an unknown format", []string{"drill", "plan", missing, "--format", "html", "--nats", noNATS}, 2, `--format: want text or json, got "html"`},
 		{"health with a timeout of zero", []string{"health", "--tcp", noDNS, "--timeout", "0s"}, 2, "--timeout: must be positive, got 0s"},
 		{"backend with an argument-less flag", []string{"backend", "--listen"}, 2, "flag needs an argument"},
 	} {
