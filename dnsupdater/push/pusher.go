@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -137,7 +139,7 @@ func (p *Pusher) Run(ctx context.Context) {
 			// unknown again, so the next push rewrites every owned name.
 			pushed = nil
 			p.o.Metrics.Pushed(p.o.Zone, err)
-			if failures.tell(err.Error(), time.Now()) {
+			if failures.tell(reason(err), time.Now()) {
 				p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
 				p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
 			}
@@ -177,6 +179,17 @@ func (f *failureNotes) tell(err string, now time.Time) bool {
 		return true
 	}
 	return false
+}
+
+// reason is err as failures compare it: without the local address of the connection it failed
+// on, a new port at every retry, so that a primary resetting or timing out every connection
+// fails for the same reason each time.
+func reason(err error) string {
+	s := err.Error()
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Source != nil && oe.Addr != nil {
+		s = strings.Replace(s, oe.Source.String()+"->", "", 1)
+	}
+	return s
 }
 
 // push sends the update from pushed to want, and returns how many RRsets it changed. An update

@@ -341,3 +341,51 @@ func TestAPusherWaitingForAPrimaryThatDoesNotAnswerStopsWhenAsked(t *testing.T) 
 		t.Fatal("the pusher still waits for the primary's answer 2 s after it was asked to stop")
 	}
 }
+
+func TestAPrimaryResettingEveryConnectionIsReportedOnceThoughEachRetryComesFromAnotherPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	accepted := 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Read the update, then reset the connection instead of answering.
+			buf := make([]byte, 2)
+			_, _ = c.Read(buf)
+			_ = c.(*net.TCPConn).SetLinger(0)
+			_ = c.Close()
+			mu.Lock()
+			accepted++
+			mu.Unlock()
+		}
+	}()
+	cfg := parsePushConfig(t, ln.Addr().String())
+	push := *cfg.Zones[0].Push
+	push.RetryInterval = config.Duration(5 * time.Millisecond)
+	var logs eventstest.Logs
+	p, err := New(Options{Zone: "demo.test.", Push: push, Log: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted >= 20
+	}, "the pusher retries the reset update")
+	if n := logs.Count("zone push failed"); n > 2 {
+		t.Errorf("20 retries reset alike logged %d times, want once (twice should one reset read as another error):\n%s", n, logs.String())
+	}
+}
