@@ -155,16 +155,31 @@ func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
 // hold-down that has run its course brings the endpoint back. It reports the change, if any; a
 // caller that let much time pass at once calls it again until it reports none.
 func (e *Endpoint) Expire(now time.Time, p Policy) (Decision, bool) {
-	// The deadlines pass in time order: a hold-down that ran its course before a voting region
-	// went stale brings the endpoint back first, however late Expire is called.
-	if end := e.HealthySince.Add(p.HoldDown); !e.HealthySince.IsZero() && !now.Before(end) && !e.staleBy(end, p) {
-		return e.settle(now, p, e.healthyCause, "", nil)
+	// The deadlines pass in time order, however late Expire is called: a hold-down that ran its
+	// course before a voting region went stale brings the endpoint back first, and regions go
+	// stale one deadline at a time, each settled as when time passes tick by tick.
+	for {
+		if end := e.HealthySince.Add(p.HoldDown); !e.HealthySince.IsZero() && !now.Before(end) && !e.staleBy(end, p) {
+			return e.settle(now, p, e.healthyCause, "", nil)
+		}
+		var first time.Time // the first deadline of a region stale by now
+		for i := range e.Regions {
+			r := &e.Regions[i]
+			if d := r.Last.Add(p.StaleAfter); r.Run != 0 && now.After(d) && (first.IsZero() || d.Before(first)) {
+				first = d
+			}
+		}
+		if first.IsZero() {
+			return Decision{}, false
+		}
+		stale, cause, at := e.expireRegions(first.Add(time.Nanosecond), p)
+		if len(stale) == 0 {
+			continue
+		}
+		if d, ok := e.settle(at, p, cause, staleNote(stale, p), nil); ok {
+			return d, true
+		}
 	}
-	stale, cause, at := e.expireRegions(now, p)
-	if len(stale) > 0 {
-		return e.settle(at, p, cause, staleNote(stale, p), nil)
-	}
-	return Decision{}, false
 }
 
 // staleBy reports whether a voting region is stale at at.

@@ -349,3 +349,49 @@ func TestAHoldDownThatRanItsCourseBeforeTheRegionWentStaleBringsTheEndpointBackH
 		t.Errorf("time let pass to 20s at once decided %v %+v, want up at 7s as when it passes second by second", ok, d)
 	}
 }
+
+func TestAHoldDownThatRanItsCourseBetweenTwoRegionsGoingStaleBringsTheEndpointBackHoweverLateTimeIsLetPass(t *testing.T) {
+	p := testPolicy()
+	p.HoldDown, p.StaleAfter = 5*time.Second, 4*time.Second
+	// Down in both regions, healthy again in both from 4s; b falls silent after 4s (stale after
+	// 8s), a after 7s (stale after 11s): the hold-down ends at 9s, between the two.
+	var rs []Result
+	for i := range 8 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		rs = append(rs, Result{ID: fmt.Sprint("a", i), Region: "a", At: at, OK: i >= 3})
+		if i <= 4 {
+			rs = append(rs, Result{ID: fmt.Sprint("b", i), Region: "b", At: at, OK: i >= 3})
+		}
+	}
+	end := t0.Add(30 * time.Second)
+
+	// Tick by tick, as the decider: time passes before each result and to the end.
+	var ticked Endpoint
+	tick := t0
+	for _, r := range rs {
+		for ; !tick.After(r.At); tick = tick.Add(100 * time.Millisecond) {
+			ticked.Expire(tick, p)
+		}
+		ticked.Observe(r, p)
+	}
+	for ; !tick.After(end); tick = tick.Add(100 * time.Millisecond) {
+		ticked.Expire(tick, p)
+	}
+	if ticked.Status != events.StatusUp {
+		t.Fatalf("tick by tick the endpoint is %s, want up", ticked.Status)
+	}
+
+	// At once: the results, then time let pass to the end until nothing changes.
+	var once Endpoint
+	for _, r := range rs {
+		once.Observe(r, p)
+	}
+	for range 10 {
+		if _, ok := once.Expire(end, p); !ok {
+			break
+		}
+	}
+	if once.Status != ticked.Status {
+		t.Errorf("time let pass at once leaves the endpoint %s, tick by tick %s", once.Status, ticked.Status)
+	}
+}
