@@ -140,14 +140,7 @@ func TestAFailedPushIsReportedAndRetried(t *testing.T) {
 	wrong := *cfg.Zones[0].Push
 	wrong.TSIG.Secret = base64.StdEncoding.EncodeToString([]byte("not the key BIND knows, at all!!"))
 	m := metrics.New()
-	p, err := New(Options{Zone: "demo.test.", Push: wrong, JS: js.JS, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	p := startPusher(t, Options{Zone: "demo.test.", Push: wrong, JS: js.JS, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
 	p.Offer(desired(t, cfg, state.NewView(), 10))
 
 	eventstest.Eventually(t, 5*time.Second, func() bool { return testutil.ToFloat64(m.Pushes.WithLabelValues("demo.test.", "failed")) >= 3 },

@@ -43,7 +43,13 @@ func fakePrimary(t *testing.T) (string, <-chan *dns.Msg) {
 // ends.
 func runPusher(t *testing.T, push config.Push, js jetstream.JetStream) *Pusher {
 	t.Helper()
-	p, err := New(Options{Zone: "demo.test.", Push: push, JS: js, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	return startPusher(t, Options{Zone: "demo.test.", Push: push, JS: js, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+}
+
+// startPusher runs a pusher made with o until the test ends.
+func startPusher(t *testing.T, o Options) *Pusher {
+	t.Helper()
+	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

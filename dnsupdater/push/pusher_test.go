@@ -277,14 +277,7 @@ func TestAPrimaryFailingForTheSameReasonIsReportedOnceNotAtEveryRetry(t *testing
 	push := *cfg.Zones[0].Push
 	push.RetryInterval = config.Duration(5 * time.Millisecond)
 	var logs eventstest.Logs
-	p, err := New(Options{Zone: "demo.test.", Push: push, Log: zerolog.New(&logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	p := startPusher(t, Options{Zone: "demo.test.", Push: push, Log: zerolog.New(&logs)})
 
 	p.Offer(desired(t, cfg, state.NewView(), 10))
 	eventstest.Eventually(t, 10*time.Second, func() bool {
@@ -370,14 +363,7 @@ func TestAPrimaryResettingEveryConnectionIsReportedOnceThoughEachRetryComesFromA
 	push := *cfg.Zones[0].Push
 	push.RetryInterval = config.Duration(5 * time.Millisecond)
 	var logs eventstest.Logs
-	p, err := New(Options{Zone: "demo.test.", Push: push, Log: zerolog.New(&logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	p := startPusher(t, Options{Zone: "demo.test.", Push: push, Log: zerolog.New(&logs)})
 
 	p.Offer(desired(t, cfg, state.NewView(), 10))
 	eventstest.Eventually(t, 10*time.Second, func() bool {
