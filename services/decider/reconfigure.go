@@ -22,10 +22,11 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	ix := newIndex(c)
 	now := d.streamNow(d.o.Now())
 	adopted := map[*endpointSlot]decide.Decision{}
+	poolOverrides := map[string]lastEvent{}
 	for k, s := range ix.byName {
 		o := old.byName[k]
 		if o == nil || o.cfg.Address != s.cfg.Address {
-			if dec, ok := d.adopt(ctx, s, now); ok {
+			if dec, ok := d.adopt(ctx, s, now, poolOverrides); ok {
 				adopted[s] = dec
 			}
 			continue
@@ -64,17 +65,25 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 // adopt gives a slot new to the configuration what STATE last recorded on its subject, the
 // overrides in force on it and on its pool, as a decider starting cold reads them, and the
 // failure a drill in force simulates on it. It returns the decision those make, dated now, when
-// STATE does not record it yet.
-func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time) (decide.Decision, bool) {
+// STATE does not record it yet. pools holds the pool overrides read so far, so that the
+// endpoints of one pool read it once.
+func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time, pools map[string]lastEvent) (decide.Decision, bool) {
 	var dec decide.Decision
 	var decided bool
 	a, p := s.pool.app.cfg.Name, s.pool.cfg.Name
 	for _, scope := range []decide.Scope{decide.ScopePool, decide.ScopeEndpoint} {
-		subject := events.OverrideSubject(a, p, s.cfg.Name)
+		var l lastEvent
 		if scope == decide.ScopePool {
-			subject = events.OverrideSubject(a, p, "")
+			subject := events.OverrideSubject(a, p, "")
+			var read bool
+			if l, read = pools[subject]; !read {
+				l.e, l.seq, l.ok, l.err = d.last(ctx, subject)
+				pools[subject] = l
+			}
+		} else {
+			l.e, l.seq, l.ok, l.err = d.last(ctx, events.OverrideSubject(a, p, s.cfg.Name))
 		}
-		e, seq, ok, err := d.last(ctx, subject)
+		e, seq, ok, err := l.e, l.seq, l.ok, l.err
 		var o events.Override
 		if err != nil || !ok || e.Type != events.TypeOverrideSet || e.Payload(&o) != nil ||
 			o.Action != events.ActionForceUp && o.Action != events.ActionForceDown && o.Action != events.ActionDrain {
@@ -98,4 +107,12 @@ func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time) (de
 		s.st.Restore(s.status)
 	}
 	return dec, decided && s.st.Status != s.status
+}
+
+// lastEvent is what d.last read of a subject.
+type lastEvent struct {
+	e   events.Envelope
+	seq uint64
+	ok  bool
+	err error
 }
