@@ -163,7 +163,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), o.Log); err != nil {
 		return nil, err
 	}
-	_, applied, err := config.Apply(ctx, js, name, doc, config.ApplyOptions{By: "detour-up"})
+	applied, err := applyAtStart(ctx, js, name, doc)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +285,18 @@ func Regions(cfg *config.Config) []string {
 		return r
 	}
 	return []string{"local"}
+}
+
+// applyAtStart makes doc the active configuration version, storing it only when the active one
+// is not doc already: a restart with an unchanged file adds no version, so restarts do not push
+// real history (and the versions an operator would roll back to) out of the ones CONFIG keeps.
+func applyAtStart(ctx context.Context, js jetstream.JetStream, name string, doc []byte) (config.Version, error) {
+	// Anything else (none yet, a last version that does not read) is stored as before.
+	if active, err := config.Active(ctx, js); err == nil && active.Document == string(doc) {
+		return active, nil
+	}
+	_, v, err := config.Apply(ctx, js, name, doc, config.ApplyOptions{By: "detour-up"})
+	return v, err
 }
 
 // backendHint says what to do when a demo backend cannot listen: another instance holds the

@@ -319,3 +319,49 @@ func TestARoleThatFailsWhileUpStartsIsWhatUpReturnsAtOnce(t *testing.T) {
 		t.Errorf("after %s: %v; want at once the prober's failure", took.Round(time.Millisecond), err)
 	}
 }
+
+func TestARestartWithAnUnchangedConfigurationStoresNoNewVersion(t *testing.T) {
+	// Before, every start stored the file as a new version: restarts pushed real history out
+	// of the versions CONFIG keeps, and a rollback target with it.
+	dir := t.TempDir()
+	path := filepath.Join(t.TempDir(), "detour.yaml")
+	write := func(addr string) {
+		doc := "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqdn: shop.demo.test\n" +
+			"    pools: [{name: main, endpoints: [{address: \"" + addr + "\"}]}]\n"
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := up.Options{ConfigPath: path, DNSAddr: "127.0.0.1:0", DataDir: dir, NATSPort: -1,
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)}
+	run := func() []config.Version {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		st, err := up.Start(ctx, o)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		_, js := stacktest.Connect(t, st)
+		versions, err := config.History(context.Background(), js)
+		cancel()
+		if werr := st.Wait(); werr != nil {
+			t.Fatal(werr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return versions
+	}
+	write("127.0.0.1:8081")
+	if got := run(); len(got) != 1 {
+		t.Fatalf("after the first start: %d versions, want 1", len(got))
+	}
+	if got := run(); len(got) != 1 {
+		t.Errorf("after a restart with the same file: %d versions, want 1 (%+v)", len(got), got)
+	}
+	write("127.0.0.1:8082")
+	if got := run(); len(got) != 2 {
+		t.Errorf("after a restart with a changed file: %d versions, want 2", len(got))
+	}
+}
