@@ -138,3 +138,39 @@ func TestATransferToEntryWithAnIPv6ZoneIsRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestAPushServerOrNotifyEntryThatNoServerCanHaveIsRefused(t *testing.T) {
+	// Before, port 0 and the unspecified address passed `detour check`: every push and NOTIFY
+	// then failed at run time, for ever.
+	push := func(server string) string {
+		return `zones: [{name: demo.test, push: {server: "` + server + `", tsig: {name: k, secret: "c2VjcmV0"}}}]` + "\n"
+	}
+	notify := func(target string) string {
+		return `zones: [{name: demo.test, notify: ["` + target + `"]}]` + "\n"
+	}
+	for _, c := range []struct{ name, doc, want string }{
+		{"a push server", push("192.0.2.53:53"), ""},
+		{"a push server on loopback IPv6", push("[::1]:5300"), ""},
+		{"a push server at port 0", push("192.0.2.53:0"), `zones[0].push.server: want a server's port, got 0 in "192.0.2.53:0"`},
+		{"a push server at 0.0.0.0", push("0.0.0.0:53"), `zones[0].push.server: want a server's address, got the unspecified address in "0.0.0.0:53"`},
+		{"a push server at ::", push("[::]:53"), `zones[0].push.server: want a server's address, got the unspecified address in "[::]:53"`},
+		{"a push server at a multicast address", push("224.0.0.251:53"), `zones[0].push.server: want a server's address, got a multicast address in "224.0.0.251:53"`},
+		{"a secondary", notify("192.0.2.54:53"), ""},
+		{"a secondary at port 0", notify("192.0.2.54:0"), `zones[0].notify[0]: want a server's port, got 0 in "192.0.2.54:0"`},
+		{"a secondary at 0.0.0.0", notify("0.0.0.0:53"), `zones[0].notify[0]: want a server's address, got the unspecified address in "0.0.0.0:53"`},
+		{"a secondary at a multicast address", notify("[ff02::1]:53"), `zones[0].notify[0]: want a server's address, got a multicast address in "[ff02::1]:53"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := config.Parse("x.yaml", []byte(c.doc))
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %s", err, c.want)
+			}
+		})
+	}
+}

@@ -159,6 +159,10 @@ func (z *Zone) validate(p *problems, path string) {
 			p.add(fmt.Sprintf("%s.notify[%d]", path, j), "want ip:port, got %q", s)
 			continue
 		}
+		if problem := notServer(ap); problem != "" {
+			p.add(fmt.Sprintf("%s.notify[%d]", path, j), "%s in %q", problem, s)
+			continue
+		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		if k, dup := notified[ap]; dup {
 			p.add(fmt.Sprintf("%s.notify[%d]", path, j), "%q names the secondary notify[%d] names (%q)", s, k, z.Notify[k])
@@ -168,8 +172,10 @@ func (z *Zone) validate(p *problems, path string) {
 	}
 	if z.Push != nil {
 		pp := path + ".push"
-		if _, err := netip.ParseAddrPort(z.Push.Server); err != nil {
+		if ap, err := netip.ParseAddrPort(z.Push.Server); err != nil {
 			p.add(pp+".server", "want ip:port, got %q", z.Push.Server)
+		} else if problem := notServer(ap); problem != "" {
+			p.add(pp+".server", "%s in %q", problem, z.Push.Server)
 		}
 		if z.Push.TSIG.Name == "" {
 			p.add(pp+".tsig.name", "must not be empty: updates are always signed")
@@ -501,4 +507,19 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// notServer says why ap can be no DNS server that Detour sends to (a primary it pushes to, a
+// secondary it notifies), or "" when it can: port 0 and the unspecified and multicast addresses
+// parse as ip:port, and then every push or NOTIFY would fail for as long as the server ran.
+func notServer(ap netip.AddrPort) string {
+	switch a := ap.Addr().Unmap(); {
+	case a.IsUnspecified():
+		return "want a server's address, got the unspecified address"
+	case a.IsMulticast():
+		return "want a server's address, got a multicast address"
+	case ap.Port() == 0:
+		return "want a server's port, got 0"
+	}
+	return ""
 }
