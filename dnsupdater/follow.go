@@ -434,7 +434,7 @@ func (s *Server) recordChange(cause string, c zoneChange) {
 			key += "#" + strconv.Itoa(i+1)
 		}
 		env := events.DerivedJSON(events.TypeZoneChanged, s.o.Name, cause, key, cmp.Or(c.at, s.now()), p)
-		s.changes.Record(events.ZoneSubject(c.zone.Name), env)
+		s.changes.Record(events.ZoneSubject(c.zone.Name, s.writer), env)
 	}
 }
 

@@ -79,7 +79,7 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 	if err != nil {
 		return nil, fmt.Errorf("read history of %s: %w", name, err)
 	}
-	subject := events.ZoneSubject(name)
+	subject := events.ZoneSubject(name, self.token)
 	last, err := st.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
@@ -150,6 +150,8 @@ type stored struct {
 // events, and its id (see serverIDFile).
 type writer struct {
 	name, id string
+	// token names the server's own subject of each zone (events.ZoneSubject).
+	token string
 }
 
 // storedStep reads one stored message of zone name's subject for the server self: another
@@ -187,7 +189,7 @@ func (s *Server) readHistories(ctx context.Context) map[string][]zone.Delta {
 	defer cancel()
 	out := map[string][]zone.Delta{}
 	for _, z := range s.table.Load().zones {
-		h, err := readHistory(ctx, s.o.JS, z.Name, writer{s.o.Name, s.id}, z.Serial)
+		h, err := readHistory(ctx, s.o.JS, z.Name, writer{s.o.Name, s.id, s.writer}, z.Serial)
 		if err != nil {
 			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone")
 			continue

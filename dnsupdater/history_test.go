@@ -30,7 +30,7 @@ func TestIXFRAnswersTheRealDifferencesAcrossARestart(t *testing.T) {
 	s2 := serial(t, addr)
 	st := js.Stream(t, events.StreamDNS)
 	eventstest.Eventually(t, 2*time.Second, func() bool {
-		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test."))
+		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test.", "dns-test"))
 		var zc events.ZoneChanged
 		return err == nil && ok && e.Payload(&zc) == nil && zc.Serial == s2
 	}, "the change to serial %d recorded on the DNS stream", s2)
@@ -294,7 +294,7 @@ func recordedSerials(t *testing.T, js *eventstest.Server) map[uint32][]events.En
 	out := map[uint32][]events.Envelope{}
 	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := st.GetMsg(context.Background(), seq)
-		if err != nil || m.Subject != events.ZoneSubject("demo.test.") {
+		if err != nil || !strings.HasPrefix(m.Subject, "detour.dns.demo_test.") {
 			continue
 		}
 		e, err := events.Decode(m.Data)

@@ -80,8 +80,10 @@ type Server struct {
 	pushers map[string]*push.Pusher
 	// reports carries zone changes from the follower to the reporter.
 	reports chan report
-	// changes stores the zone changes on the DNS stream, beside the NOTIFYs and pushes.
+	// changes stores the zone changes on the DNS stream, beside the NOTIFYs and pushes, on this
+	// server's own subject of each zone: writer is its token (events.WriterToken).
 	changes *events.Recorder
+	writer  string
 	// queries counts replies when metrics are on.
 	queries *queryMetrics
 	// readToEnd is set once the follower has read the stream to its end; only it uses it.
@@ -143,12 +145,13 @@ func New(o Options) (*Server, error) {
 	s.notifyFailures = logs.NewRepeats(notifyFailureWindow)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
+	s.writer = events.WriterToken(o.JS.Conn(), o.Name)
 	s.pushers = map[string]*push.Pusher{}
 	for _, z := range o.Config.Zones {
 		if z.Push == nil {
 			continue
 		}
-		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, JS: o.JS, Source: o.Name, Log: o.Log, Metrics: o.Metrics})
+		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, JS: o.JS, Source: o.Name, Writer: s.writer, Log: o.Log, Metrics: o.Metrics})
 		if err != nil {
 			return nil, fmt.Errorf("new dns server: %w", err)
 		}

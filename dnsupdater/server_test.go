@@ -160,10 +160,10 @@ func TestFailoverAnswerMovesToTheNextPoolAndBack(t *testing.T) {
 	st := js.Stream(t, events.StreamDNS)
 	var changed events.Envelope
 	eventstest.Eventually(t, 2*time.Second, func() bool {
-		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test."))
+		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test.", "dns-test"))
 		changed = e
 		return err == nil && ok && e.Cause == down.ID
-	}, "a zone change event on %s caused by %s", events.ZoneSubject("demo.test."), down.ID)
+	}, "a zone change event on %s caused by %s", events.ZoneSubject("demo.test.", "dns-test"), down.ID)
 	if changed.Type != events.TypeZoneChanged {
 		t.Errorf("zone change event: want type %s, got %s", events.TypeZoneChanged, changed.Type)
 	}

@@ -82,7 +82,7 @@ func TestTheZoneChangeOfTwentyThousandAppsIsStoredInPartsUnderNATSMaxPayload(t *
 	}
 
 	cons, err := st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.ZoneSubject(zc.Zone)}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
+		FilterSubjects: []string{events.ZoneSubject(zc.Zone, h.srv.writer)}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,14 +137,14 @@ func TestAVersionToldInPartsEndsTheHistoryReadAtStart(t *testing.T) {
 
 	// The versions are recorded beside the server's work: read once the last is stored.
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		last, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject("demo.test."))
+		last, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject("demo.test.", h.srv.writer))
 		if err != nil {
 			return false
 		}
 		e, err := events.Decode(last.Data)
 		return err == nil && e.Cause == "cause-4"
 	}, "the three versions stored")
-	got, err := readHistory(context.Background(), js.JS, "demo.test.", writer{h.srv.o.Name, h.srv.id}, 4)
+	got, err := readHistory(context.Background(), js.JS, "demo.test.", writer{h.srv.o.Name, h.srv.id, h.srv.writer}, 4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -421,7 +421,7 @@ func TestAFollowerReadsAStreamDeletedAndCreatedAgainFromItsFirstMessage(t *testi
 	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	subject := events.ZoneSubject("demo.test.")
+	subject := events.ZoneSubject("demo.test.", "dns-1")
 	publish := func() {
 		t.Helper()
 		e, _ := events.New(events.TypeZoneChanged, "test", time.Now(), events.ZoneChanged{Zone: "demo.test."})

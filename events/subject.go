@@ -3,6 +3,8 @@ package events
 import (
 	"fmt"
 	"strings"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Subject prefixes and wildcards, for consumers.
@@ -25,12 +27,16 @@ func ValidToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+		if !tokenByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// tokenByte reports whether c may stand in a subject token.
+func tokenByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
 }
 
 // InboxPrefix is where the NATS user named user receives its replies (JetStream API answers,
@@ -167,8 +173,31 @@ func OverrideSubject(app, pool, endpoint string) string {
 	return join("detour.state.override", app, pool, endpoint)
 }
 
-// ZoneSubject holds the changes of one zone.
-func ZoneSubject(zone string) string { return join("detour.dns", ZoneToken(zone)) }
+// ZoneSubject holds the changes of one zone that one DNS server recorded (its versions, and its
+// pushes to the zone's primary): writer is WriterToken of the server. Each server its own
+// subject, so that deployments/nats/accounts.conf lets a server write only its own: a server's
+// IXFR history is what it reads back from there, and no other may write into it.
+func ZoneSubject(zone, writer string) string { return join("detour.dns", ZoneToken(zone), writer) }
+
+// WriterToken is the subject token that names the process of nc and name on the subjects each
+// writer has its own of (ZoneSubject): its NATS user, under whose token alone accounts.conf
+// lets it publish there, or, connected without one (detour up), name with every character a
+// token cannot hold made "_".
+func WriterToken(nc *nats.Conn, name string) string {
+	if user := inboxUser(nc); user != "" {
+		return user
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if !tokenByte(c) {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "_"
+	}
+	return string(b)
+}
 
 // RoutesSubject held the whole route tables of one edge (TypeRoutesComputed), before each app's
 // route had a subject of its own; history and the edges' snapshots still hold such tables.

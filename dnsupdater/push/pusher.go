@@ -28,6 +28,9 @@ type Options struct {
 	JS jetstream.JetStream
 	// Source names this worker in its events.
 	Source string
+	// Writer is the token of this server's own subject of the zone's events (events.ZoneSubject).
+	// Default: events.WriterToken of JS's connection and Source.
+	Writer string
 	Log    zerolog.Logger
 	// Metrics, when set, counts the pushes and their outcome.
 	Metrics *metrics.Metrics
@@ -81,6 +84,9 @@ func New(o Options) (*Pusher, error) {
 	}
 	if o.JS != nil {
 		p.recorder = events.NewRecorder(o.JS, p.log)
+		if p.o.Writer == "" {
+			p.o.Writer = events.WriterToken(o.JS.Conn(), o.Source)
+		}
 	}
 	return p, nil
 }
@@ -270,5 +276,5 @@ func (p *Pusher) report(typ string, payload events.ZonePush) {
 		p.log.Warn().Err(err).Str("type", typ).Msg("push event not published")
 		return
 	}
-	p.recorder.Record(events.ZoneSubject(p.o.Zone), e)
+	p.recorder.Record(events.ZoneSubject(p.o.Zone, p.o.Writer), e)
 }

@@ -267,5 +267,5 @@ func TestTwoZonesWhoseChangesWouldShareAnEventSubjectAreRefused(t *testing.T) {
 zones: [{name: a_b.test}, {name: a.b_test}]
 apps: [{name: shop, fqdn: shop.a_b.test, pools: [{name: a, endpoints: [{address: "10.0.0.1:80"}]}]}]
 `
-	refusedWith(t, doc, `zones[1].name: zone "a.b_test" has the event subject of zone "a_b.test" (detour.dns.a_b_test): rename one`)
+	refusedWith(t, doc, `zones[1].name: zone "a.b_test" has the event subjects of zone "a_b.test" (detour.dns.a_b_test.<server>): rename one`)
 }

@@ -75,7 +75,7 @@ func (c *Config) Validate() []string {
 			case ok:
 				// The zone's changes are events on that subject: two zones on one would
 				// read each other's as their own history (IXFR).
-				p.add(path+".name", "zone %q has the event subject of zone %q (%s): rename one", strings.TrimSuffix(z.Name, "."), strings.TrimSuffix(other, "."), events.ZoneSubject(z.Name))
+				p.add(path+".name", "zone %q has the event subjects of zone %q (%s): rename one", strings.TrimSuffix(z.Name, "."), strings.TrimSuffix(other, "."), "detour.dns."+tok+".<server>")
 			}
 			zones[z.Name], zoneTokens[tok] = true, z.Name
 		}

@@ -58,7 +58,7 @@ apps:
 		t.Fatal(err)
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		e, _, ok, err := events.Last(ctx, st, events.ZoneSubject("demo.test."))
+		e, _, ok, err := events.Last(ctx, st, events.ZoneSubject("demo.test.", "dns-1"))
 		var zc events.ZoneChanged
 		return err == nil && ok && e.Payload(&zc) == nil && zc.Serial == s1
 	}, "the change to serial %d is not recorded on the DNS stream", s1)

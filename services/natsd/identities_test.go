@@ -503,7 +503,8 @@ func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
 		{"a route", op{subject: events.AppRouteSubject("edge-west", "shop")}, usersWith("controller")},
 		{"a route", op{subject: events.AppRouteSubject("edge-east", "shop")}, usersWith("controller")},
 		{"the configuration", op{subject: events.SubjectConfigDoc}, usersWith("controller")},
-		{"a zone change", op{subject: events.ZoneSubject("demo.test.")}, usersWith("dns")},
+		{"a DNS server's zone change", op{subject: events.ZoneSubject("demo.test.", "dns-1")}, []string{"dns-1"}},
+		{"a DNS server's zone change", op{subject: events.ZoneSubject("demo.test.", "dns-2")}, []string{"dns-2"}},
 		{"a drill", op{subject: events.DrillSubject("d1")}, usersWith("controller")},
 		{"an alert delivery", op{subject: events.AlertSubject("oncall")}, usersWith("controller")},
 		{"an edge's rejection", op{subject: config.RejectedSubject("edge", "edge-west")}, []string{"edge-west"}},
@@ -972,7 +973,7 @@ alerts:
 		}
 	}
 	_ = shopWest.Close()
-	eventstest.Eventually(t, 5*time.Second, func() bool { return has(events.StreamDNS, events.ZoneSubject("demo.test.")) },
+	eventstest.Eventually(t, 5*time.Second, func() bool { return has(events.StreamDNS, events.ZoneSubject("demo.test.", "dns-1")) },
 		"no zone change stored after shop's us-west endpoint died")
 	eventstest.Eventually(t, 5*time.Second, func() bool { return alerted.Load() > 0 }, "no alert sent for shop's us-west pool")
 	eventstest.Eventually(t, 5*time.Second, func() bool {
