@@ -225,6 +225,15 @@ func TestRunRefusesIncompleteOptions(t *testing.T) {
 // batched, in a batch of its region's prober.
 func check(t *testing.T, ns *eventstest.Server, edge string, ok, batched bool, interval time.Duration, regions ...string) {
 	t.Helper()
+	passing := new(atomic.Bool)
+	passing.Store(ok)
+	checkApp(t, ns, "shop", edge, passing, batched, interval, regions...)
+}
+
+// checkApp publishes results of the probers' checks of edge's listener for app from regions
+// every interval, passing while ok is set, until the test ends, as check does.
+func checkApp(t *testing.T, ns *eventstest.Server, app, edge string, ok *atomic.Bool, batched bool, interval time.Duration, regions ...string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
 	wg.Go(func() {
@@ -232,8 +241,8 @@ func check(t *testing.T, ns *eventstest.Server, edge string, ok, batched bool, i
 		defer tick.Stop()
 		for {
 			for _, region := range regions {
-				r := events.ProbeResult{At: time.Now().UTC(), App: "shop", Pool: events.EdgeProbePool, Endpoint: edge, Region: region, OK: ok}
-				typ, subject, payload := events.TypeProbeCompleted, events.ProbeSubject(region, "shop", events.EdgeProbePool, edge), any(r)
+				r := events.ProbeResult{At: time.Now().UTC(), App: app, Pool: events.EdgeProbePool, Endpoint: edge, Region: region, OK: ok.Load()}
+				typ, subject, payload := events.TypeProbeCompleted, events.ProbeSubject(region, app, events.EdgeProbePool, edge), any(r)
 				if batched {
 					typ, subject = events.TypeProbeBatchCompleted, events.EdgeProbeBatchSubject(region, "p1")
 					payload = events.ProbeBatch{Region: region, Prober: "p1", Results: []events.ProbeResult{r}}
