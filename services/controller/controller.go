@@ -369,7 +369,7 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 	}
 	recorded := 0
 	for _, r := range rs {
-		if cfg.EdgeApp(r.Endpoint, r.App) == nil || !c.live.Probe(r.Endpoint, region, r.OK, at) {
+		if !c.live.Probe(r.Endpoint, r.App, region, r.OK, at) {
 			c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
 			continue
 		}

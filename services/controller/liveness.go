@@ -11,10 +11,11 @@ import (
 )
 
 // Liveness decides which edges are alive from two signals: when their heartbeats arrived, and
-// what the probers' checks of their listeners found (edges are checked like endpoints, from
-// every region, with their first app's check thresholds). While fresh check results exist they
-// decide: a wedged edge whose heartbeats flow goes down when a majority of the regions that check
-// it see its listeners fail, and an edge cut off from NATS stays up while its listeners answer.
+// what the probers' checks of their listeners found (each listener is checked like an endpoint,
+// from every region, and judged with its own app's check thresholds). While fresh check results
+// exist they decide: a wedged edge whose heartbeats flow goes down when every listener is failing
+// from a majority of the regions that check it, and an edge cut off from NATS stays up while one
+// of its listeners answers (see judgeListeners).
 // Without fresh results the heartbeats decide, counting an edge's silence only over the time the
 // controller ran (Awake). It does no I/O: the shell feeds it heartbeats, check results, the
 // statuses recorded in STATE and the time, and appends the changes it returns.
@@ -42,17 +43,8 @@ type edgeLife struct {
 	recorded events.Status
 	// simulated is why a drill has the edge seen dead, whatever its heartbeats say; "" when none.
 	simulated string
-	// probe thresholds, and each region's view of the listeners.
-	pfall, rise int
-	stale       time.Duration
-	regions     map[string]*probeView
-}
-
-// probeView is one region's view of an edge's listeners.
-type probeView struct {
-	fails, oks int
-	status     events.Status
-	last       time.Time
+	// listeners are the checks of the edge's listeners, by app.
+	listeners map[string]*listener
 }
 
 // Change is an edge transition the shell should append to STATE.
@@ -92,12 +84,12 @@ func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, t
 	edges, names, shortest := map[string]*edgeLife{}, []string{}, time.Second
 	for _, e := range c.Edges {
 		el := &edgeLife{interval: e.Heartbeat.Interval.D(), fall: e.Heartbeat.Fall, last: start, from: start,
-			pfall: 3, rise: 2, regions: map[string]*probeView{}}
+			listeners: map[string]*listener{}}
 		shortest = min(shortest, el.interval)
-		el.stale = 3 * el.interval
-		if len(e.Apps) > 0 {
-			if a := c.App(e.Apps[0].App); a != nil {
-				el.pfall, el.rise, el.stale = max(a.Check.Fall, 1), max(a.Check.Rise, 1), a.Check.StaleAfter.D()
+		for _, ea := range e.Apps {
+			if a := c.App(ea.App); a != nil {
+				el.listeners[a.Name] = &listener{regions: map[string]listenerView{},
+					policy: listenerPolicy{fall: max(a.Check.Fall, 1), rise: max(a.Check.Rise, 1), stale: a.Check.StaleAfter.D()}}
 			}
 		}
 		edges[e.Name] = el
@@ -108,15 +100,20 @@ func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, t
 }
 
 // Reconfigure watches the edges of c from now on. Edges that stay keep what l knows of them:
-// their last heartbeat, recorded status, drill and listener checks, with c's thresholds. New
-// ones have fall × interval from start to send their first heartbeat.
+// their last heartbeat, recorded status, drill and the checks of the listeners they keep, judged
+// with c's thresholds. New ones have fall × interval from start to send their first heartbeat.
 func (l *Liveness) Reconfigure(c *config.Config, start time.Time) {
 	edges, names, stall := watch(c, start)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for name, e := range edges {
 		if o, ok := l.edges[name]; ok {
-			e.last, e.from, e.lastID, e.seen, e.recorded, e.simulated, e.regions = o.last, o.from, o.lastID, o.seen, o.recorded, o.simulated, o.regions
+			e.last, e.from, e.lastID, e.seen, e.recorded, e.simulated = o.last, o.from, o.lastID, o.seen, o.recorded, o.simulated
+			for app, ls := range e.listeners {
+				if ol, ok := o.listeners[app]; ok {
+					ls.regions = ol.regions
+				}
+			}
 		}
 	}
 	l.edges, l.names, l.stall = edges, names, stall
@@ -201,61 +198,28 @@ func (l *Liveness) Recorded(edge string, s events.Status) {
 	}
 }
 
-// Probe records the result of a check of one of edge's listeners from region, arriving at at.
-// It reports false for an edge that is not configured.
-func (l *Liveness) Probe(edge, region string, ok bool, at time.Time) bool {
+// Probe records the result of a check of edge's listener for app from region, arriving at at.
+// It reports false for an edge, or a listener of it, that is not configured.
+func (l *Liveness) Probe(edge, app, region string, ok bool, at time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, found := l.edges[edge]
 	if !found {
 		return false
 	}
-	v := e.regions[region]
-	if v == nil {
-		v = &probeView{status: events.StatusUnknown}
-		e.regions[region] = v
+	ls, found := e.listeners[app]
+	if !found {
+		return false
 	}
-	v.last = at
-	if ok {
-		v.fails, v.oks = 0, v.oks+1
-		if v.oks >= e.rise {
-			v.status = events.StatusUp
-		}
-	} else {
-		v.oks, v.fails = 0, v.fails+1
-		if v.fails >= e.pfall {
-			v.status = events.StatusDown
-		}
-	}
+	ls.regions[region] = ls.regions[region].step(ok, at, ls.policy)
 	return true
 }
 
-// probed returns what the regions with a fresh, decided view of e's listeners say at now: down
-// when more than half of them see the listeners fail, up otherwise, unknown when none has.
-func (e *edgeLife) probed(now time.Time) (s events.Status, down, regions int) {
-	for _, v := range e.regions {
-		if v.status == events.StatusUnknown || e.stale > 0 && now.Sub(v.last) > e.stale {
-			continue
-		}
-		regions++
-		if v.status == events.StatusDown {
-			down++
-		}
-	}
-	switch {
-	case regions == 0:
-		return events.StatusUnknown, 0, 0
-	case 2*down > regions:
-		return events.StatusDown, down, regions
-	default:
-		return events.StatusUp, down, regions
-	}
-}
-
 // Due returns the transitions the edges' signals call for at now, in edge name order. With
-// fresh check results: down when a majority of the checking regions see the listeners fail,
-// up when they do not. Without: down for an edge silent for longer than fall × interval (plus
-// Tolerance), up for an edge whose heartbeats arrive. Each reason names the deciding signal.
+// fresh check results: down when every listener is failing from a majority of the regions
+// checking it, up when one is not (see judgeListeners). Without: down for an edge silent for
+// longer than fall × interval (plus Tolerance), up for an edge whose heartbeats arrive. Each
+// reason names the deciding signal.
 func (l *Liveness) Due(now time.Time) []Change {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -276,15 +240,15 @@ func (l *Liveness) Due(now time.Time) []Change {
 		if !beating {
 			heartbeats = "heartbeats stopped"
 		}
-		ps, down, regions := e.probed(now)
+		ps := judgeListeners(e.listeners, now)
 		ch := Change{Edge: name, From: e.recorded, Heartbeat: e.lastID, Thresholds: th}
 		switch {
 		case ps == events.StatusDown && e.recorded != events.StatusDown:
 			ch.To = events.StatusDown
-			ch.Reason = fmt.Sprintf("listener checks: failing from %d of %d regions (%s)", down, regions, heartbeats)
+			ch.Reason = fmt.Sprintf("listener checks: %[1]d of %[1]d listeners failing from a majority of regions (%[2]s)", len(e.listeners), heartbeats)
 		case ps == events.StatusUp && e.recorded != events.StatusUp:
 			ch.To = events.StatusUp
-			ch.Reason = fmt.Sprintf("listener checks: passing from %d of %d regions (%s)", regions-down, regions, heartbeats)
+			ch.Reason = fmt.Sprintf("listener checks: %d of %d listeners answering (%s)", answering(e.listeners, now), len(e.listeners), heartbeats)
 		case ps != events.StatusUnknown:
 			continue
 		case silent > deadline && e.recorded != events.StatusDown:

@@ -94,11 +94,11 @@ func TestLivenessFromHeartbeatsAndListenerChecks(t *testing.T) {
 		name, steps, want, reason string
 	}{
 		{name: "a wedged edge whose heartbeats flow goes down after fall failed checks", steps: "hhhwww", want: "UUUUUD",
-			reason: "listener checks: failing from 2 of 2 regions (heartbeats arrive)"},
+			reason: "listener checks: 1 of 1 listeners failing from a majority of regions (heartbeats arrive)"},
 		{name: "an edge cut off from NATS whose listeners answer stays up", steps: "hhcccccccccc", want: "UUUUUUUUUUUU"},
 		{name: "one region of two seeing failures is not a majority", steps: "hhssssss", want: "UUUUUUUU"},
 		{name: "a wedged edge comes back after rise passing checks", steps: "hhwwwhh", want: "UUUUDDU",
-			reason: "listener checks: passing from 2 of 2 regions (heartbeats arrive)"},
+			reason: "listener checks: 1 of 1 listeners answering (heartbeats arrive)"},
 		{name: "when the checks go stale the heartbeats decide again", steps: "hhh...........", want: "UUUUUUUUUDDDDD",
 			reason: "3 missed heartbeats (interval 1s)"},
 	}
@@ -127,8 +127,8 @@ edges:
 					l.Heartbeat("west", "hb", now)
 				}
 				if s != '.' {
-					l.Probe("west", "r1", s == 'h' || s == 'c' || s == 's', now)
-					l.Probe("west", "r2", s == 'h' || s == 'c', now)
+					l.Probe("west", "shop", "r1", s == 'h' || s == 'c' || s == 's', now)
+					l.Probe("west", "shop", "r2", s == 'h' || s == 'c', now)
 				}
 				for _, ch := range l.Due(now) {
 					status, reason = ch.To, ch.Reason

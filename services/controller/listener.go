@@ -1,0 +1,103 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/detourdev/detour/events"
+)
+
+// listenerPolicy is how the checks of one of an edge's listeners are judged: with the fall, rise
+// and stale_after of the check of the app the listener serves.
+type listenerPolicy struct {
+	fall, rise int
+	stale      time.Duration
+}
+
+// listenerView is one probing region's view of one of an edge's listeners; the zero value is
+// the view of a region that has sent no result yet.
+type listenerView struct {
+	fails, oks int
+	status     events.Status
+	last       time.Time
+}
+
+// step folds the result of one check of the listener, arriving at at, into v: fall consecutive
+// failures make it down, rise consecutive passes up.
+func (v listenerView) step(ok bool, at time.Time, p listenerPolicy) listenerView {
+	v.last = at
+	if ok {
+		v.fails, v.oks = 0, v.oks+1
+		if v.oks >= p.rise {
+			v.status = events.StatusUp
+		}
+	} else {
+		v.oks, v.fails = 0, v.fails+1
+		if v.fails >= p.fall {
+			v.status = events.StatusDown
+		}
+	}
+	return v
+}
+
+// listener is what the probing regions see of one of an edge's listeners, by region.
+type listener struct {
+	policy  listenerPolicy
+	regions map[string]listenerView
+}
+
+// judge returns what the regions with a fresh, decided view of the listener say at now: down
+// when more than half of them see it fail, up otherwise, unknown when none has such a view.
+func (l *listener) judge(now time.Time) events.Status {
+	down, regions := 0, 0
+	for _, v := range l.regions {
+		if v.status == events.StatusUnknown || l.policy.stale > 0 && now.Sub(v.last) > l.policy.stale {
+			continue
+		}
+		regions++
+		if v.status == events.StatusDown {
+			down++
+		}
+	}
+	switch {
+	case regions == 0:
+		return events.StatusUnknown
+	case 2*down > regions:
+		return events.StatusDown
+	default:
+		return events.StatusUp
+	}
+}
+
+// judgeListeners returns what the checks of an edge's listeners say of the edge at now. An edge
+// forwards an app whose local pool is down to its secondary edge, and answers the probers' ping
+// itself whatever its apps do, so one listener failing is that listener's trouble; the edge
+// itself is dead when it fails them all. So: up when one listener is up, down when every one is
+// down, unknown otherwise (no listener at all, or none up and one not judged yet or gone stale:
+// its fall may still be running, and the heartbeats decide). It stops at the first listener up,
+// so an edge of thousands of apps costs one listener's judgement on most ticks.
+func judgeListeners(ls map[string]*listener, now time.Time) events.Status {
+	down := 0
+	for _, l := range ls {
+		switch l.judge(now) {
+		case events.StatusUp:
+			return events.StatusUp
+		case events.StatusDown:
+			down++
+		}
+	}
+	if down > 0 && down == len(ls) {
+		return events.StatusDown
+	}
+	return events.StatusUnknown
+}
+
+// answering returns how many of ls are up at now, for the reason of an edge's change.
+func answering(ls map[string]*listener, now time.Time) int {
+	up := 0
+	for _, l := range ls {
+		if l.judge(now) == events.StatusUp {
+			up++
+		}
+	}
+	return up
+}

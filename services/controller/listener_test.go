@@ -1,0 +1,215 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+// twoListeners is an edge, west, fronting apps shop and cart, each on its own listener and with
+// its own check's fall; both rise 2.
+func twoListeners(t *testing.T, shopFall, cartFall int) *config.Config {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte(fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {interval: 500ms, fall: %d, rise: 2, stale_after: 3s}
+    pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]
+  - name: cart
+    fqdn: cart.demo.test
+    check: {interval: 500ms, fall: %d, rise: 2, stale_after: 3s}
+    pools: [{name: p, endpoints: [{address: "127.0.0.2:80"}]}]
+edges:
+  - {name: west, region: w, hostname: west.demo.test, address: 127.0.0.21, heartbeat: {interval: 1s, fall: 3},
+     apps: [{app: shop, listen: "127.0.0.21:80", pool: p}, {app: cart, listen: "127.0.0.21:81", pool: p}]}
+`, shopFall, cartFall)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestEachListenerIsJudgedOnItsOwnAppsThresholdsWhateverOrderItsResultsArriveIn runs timelines of
+// the checks of west's two listeners, one step per 500ms, each with a heartbeat. A step is a word
+// of results in the order they arrive: 's' shop's listener, 'c' cart's, each followed by '+'
+// (passed) or '-' (failed), every result from both regions r1 and r2. Every order of a case
+// holds the same results, differently interleaved, and must give the same statuses (as in
+// TestLiveness).
+func TestEachListenerIsJudgedOnItsOwnAppsThresholdsWhateverOrderItsResultsArriveIn(t *testing.T) {
+	tests := []struct {
+		name               string
+		shopFall, cartFall int
+		orders             []string
+		want, reason       string
+	}{
+		{name: "one listener failing beside a healthy one leaves the edge up", shopFall: 2, cartFall: 2,
+			orders: []string{
+				"s+c+ s+c+ s-c+ s-c+ s-c+ s-c+ s-c+ s-c+",
+				"s+c+ s+c+ c+s- s-c+ c+s- s-c+ c+s- s-c+",
+				"c+s+ c+s+ c+s- c+s- c+s- c+s- c+s- c+s-",
+			},
+			want: "UUUUUUUU", reason: "first heartbeat"},
+		{name: "a listener recovering beside a failing one counts its own passes", shopFall: 2, cartFall: 2,
+			orders: []string{
+				"s+c+ s+c+ s-c- s-c- s-c+ s-c+ s-c+",
+				"c+s+ s+c+ c-s- s-c- c+s- s-c+ c+s-",
+			},
+			want: "UUUDDUU", reason: "listener checks: 1 of 2 listeners answering (heartbeats arrive)"},
+		{name: "every listener failing takes the edge down on the larger fall, the second app's", shopFall: 2, cartFall: 5,
+			orders: []string{
+				"s+c+ s+c+ s-c- s-c- s-c- s-c- s-c- s-c-",
+				"c+s+ s+c+ c-s- s-c- c-s- s-c- c-s- s-c-",
+			},
+			want: "UUUUUUDD", reason: "listener checks: 2 of 2 listeners failing from a majority of regions (heartbeats arrive)"},
+		{name: "every listener failing takes the edge down on the larger fall, the first app's", shopFall: 5, cartFall: 2,
+			orders: []string{
+				"s+c+ s+c+ s-c- s-c- s-c- s-c- s-c- s-c-",
+				"c+s+ s+c+ c-s- s-c- c-s- s-c- c-s- s-c-",
+			},
+			want: "UUUUUUDD", reason: "listener checks: 2 of 2 listeners failing from a majority of regions (heartbeats arrive)"},
+		{name: "one listener failing while the other has no verdict yet leaves the heartbeats to decide", shopFall: 2, cartFall: 2,
+			orders: []string{
+				"s- s- s- s-c+ s-c+ s-",
+				"s- s- s- c+s- c+s- s-",
+			},
+			want: "UUUUUU", reason: "first heartbeat"},
+	}
+	apps := map[byte]string{'s': "shop", 'c': "cart"}
+	for _, tt := range tests {
+		for _, order := range tt.orders {
+			t.Run(tt.name+"/"+order, func(t *testing.T) {
+				start := time.Unix(1700000000, 0)
+				l := NewLiveness(twoListeners(t, tt.shopFall, tt.cartFall), start)
+				status, reason := events.StatusUnknown, ""
+				var got strings.Builder
+				for i, step := range strings.Fields(order) {
+					now := start.Add(time.Duration(i+1) * 500 * time.Millisecond)
+					l.Heartbeat("west", "hb", now)
+					for j := 0; j+1 < len(step); j += 2 {
+						for _, region := range []string{"r1", "r2"} {
+							l.Probe("west", apps[step[j]], region, step[j+1] == '+', now)
+						}
+					}
+					for _, ch := range l.Due(now) {
+						status, reason = ch.To, ch.Reason
+						l.Recorded("west", status)
+					}
+					got.WriteByte(statusLetter[status])
+				}
+				if got.String() != tt.want {
+					t.Errorf("statuses %s, want %s", got.String(), tt.want)
+				}
+				if reason != tt.reason {
+					t.Errorf("last change's reason %q, want %q", reason, tt.reason)
+				}
+			})
+		}
+	}
+}
+
+// TestOneAppsListenerFailingKeepsItsEdgeUpAndAllFailingTakeItDownWithinTheirFall: edge-west
+// fronts shop (checked every 100ms, fall 3) and cart (every 300ms, fall 4). While shop's listener
+// fails every check from both regions and cart's answers, the edge stays up in STATE (and so in
+// DNS); once cart's fails too, the edge is down within cart's fall × interval.
+func TestOneAppsListenerFailingKeepsItsEdgeUpAndAllFailingTakeItDownWithinTheirFall(t *testing.T) {
+	ns := eventstest.Start(t)
+	cfg, err := config.Parse("test.yaml", []byte(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {interval: 100ms, fall: 3, rise: 2, stale_after: 1s}
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.11:8081"}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.12:8081"}]}
+  - name: cart
+    fqdn: cart.demo.test
+    check: {interval: 300ms, fall: 4, rise: 2, stale_after: 2s}
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.11:8082"}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.12:8082"}]}
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    heartbeat: {interval: 100ms, fall: 3}
+    apps: [{app: shop, listen: "127.0.0.21:8080"}, {app: cart, listen: "127.0.0.21:8081"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cartInterval, cartFall = 300 * time.Millisecond, 4
+	shopOK, cartOK := new(atomic.Bool), new(atomic.Bool)
+	cartOK.Store(true)
+	beat(t, ns, "edge-west", 100*time.Millisecond, nil)
+	checkApp(t, ns, "shop", "edge-west", shopOK, true, 100*time.Millisecond, "us-west", "us-east")
+	checkApp(t, ns, "cart", "edge-west", cartOK, true, cartInterval, "us-west", "us-east")
+	startController(t, ns, cfg, "controller-1")
+	west := events.EdgeStateSubject("edge-west")
+	got := func() []events.Envelope { return history(t, ns, events.StreamState, west) }
+	eventstest.Eventually(t, 5*time.Second, func() bool { return types(got()) == "U" }, "edge-west up")
+
+	// Well past shop's fall × interval, and cart's, the edge is still up: cart's listener answers.
+	for hold := time.Now().Add(3*100*time.Millisecond + 2*cartFall*cartInterval); time.Now().Before(hold); {
+		if h := types(got()); h != "U" {
+			t.Fatalf("edge-west history %q while only shop's listener fails, want a single up", h)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	failed := time.Now()
+	cartOK.Store(false)
+	var h []events.Envelope
+	eventstest.Eventually(t, 5*time.Second, func() bool { h = got(); return types(h) == "UD" }, "edge-west down once every listener fails")
+	if took, limit := h[1].Time.Sub(failed), cartFall*cartInterval+500*time.Millisecond; took > limit {
+		t.Errorf("edge-west down %s after cart's listener failed too, want within %s (cart's fall × interval and a margin)", took, limit)
+	}
+	var tr events.Transition
+	if err := h[1].Payload(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if want := "listener checks: 2 of 2 listeners failing from a majority of regions (heartbeats arrive)"; tr.Reason != want {
+		t.Errorf("edge-west went down for %q, want %q", tr.Reason, want)
+	}
+}
+
+// TestAReconfiguredEdgeKeepsTheChecksOfTheListenersItKeeps: west's two listeners fail until it is
+// down; a configuration without cart keeps it down on shop's checks, which it did not forget,
+// and cart's next results count for nothing.
+func TestAReconfiguredEdgeKeepsTheChecksOfTheListenersItKeeps(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	l := NewLiveness(twoListeners(t, 2, 2), start)
+	status := events.StatusUnknown
+	at := start
+	for range 2 {
+		at = at.Add(500 * time.Millisecond)
+		l.Heartbeat("west", "hb", at)
+		for _, app := range []string{"shop", "cart"} {
+			l.Probe("west", app, "r1", false, at)
+		}
+		status = appendDue(t, l, at, status)
+	}
+	if status != events.StatusDown {
+		t.Fatalf("status %q with both listeners failing, want down", status)
+	}
+	c := twoListeners(t, 2, 2)
+	c.Edges[0].Apps = c.Edges[0].Apps[:1]
+	l.Reconfigure(c, at)
+	at = at.Add(500 * time.Millisecond)
+	l.Heartbeat("west", "hb", at)
+	if l.Probe("west", "cart", "r1", true, at) {
+		t.Error("a check of cart's listener, no longer configured, was recorded")
+	}
+	if status = appendDue(t, l, at, status); status != events.StatusDown {
+		t.Errorf("status %q after the reconfiguration, want down: shop's listener still fails", status)
+	}
+}
