@@ -360,7 +360,7 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 	cfg := c.cfg.Load()
 	region, rs, err := decodeEdgeChecks(m.Subject, m.Data)
 	if err != nil {
-		c.log.Warn().Str("subject", m.Subject).Err(err).Msg("edge check result skipped")
+		c.malformed.Skip(c.log, err, m.Subject, 0)
 		return
 	}
 	if !cfg.RegionAllowed(region) {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -361,4 +362,45 @@ func TestAnEdgeSilentAgainAfterItsChecksBroughtItBackIsRecordedDownAgain(t *test
 	var h string
 	eventstest.Eventually(t, 5*time.Second, func() bool { h = got(); return h == "UDUD" },
 		"edge-west down again once its checks went stale, history %q", &h)
+}
+
+func TestMalformedEdgeChecksAreLoggedOncePerPeriodNotOnceEach(t *testing.T) {
+	// Before, each was a warning of its own: a prober sending garbage on its edge-check subject
+	// wrote the controller's log as fast as it published.
+	ns := eventstest.Start(t)
+	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &eventstest.Logs{}
+	eventstest.Run(t, "controller", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: cfg, Name: "controller-1", Log: zerolog.New(logs).Level(zerolog.DebugLevel)})
+	})
+	subject := events.EdgeProbeBatchSubject("us-west", "p1")
+	// The controller subscribes as it starts: wait until a valid check of an edge it does not
+	// watch is heard, on the subject the garbage comes by.
+	unknown, err := events.New(events.TypeProbeBatchCompleted, "test", time.Now(), events.ProbeBatch{Region: "us-west", Prober: "p1",
+		Results: []events.ProbeResult{{At: time.Now().UTC(), App: "shop", Pool: events.EdgeProbePool, Endpoint: "edge-nowhere", Region: "us-west", OK: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const heard = "check of an edge listener that is not configured"
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		_ = ns.Conn.Publish(subject, unknown.Encode())
+		return logs.Count(heard) > 0
+	}, "the controller hears edge checks")
+	before := logs.Count(heard)
+	for i := range 200 {
+		if err := ns.Conn.Publish(subject, []byte(fmt.Sprintf(`{"garbage":%d`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Published after the garbage on the same subject: heard after it.
+	if err := ns.Conn.Publish(subject, unknown.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(heard) > before }, "the check after the garbage is heard")
+	if n := logs.Count("malformed messages skipped"); n != 1 {
+		t.Errorf("200 malformed edge checks logged %d warnings, want 1 (the first, counting the rest later)", n)
+	}
 }
