@@ -506,14 +506,43 @@ func (s *Server) handleConfigHistory(w http.ResponseWriter, r *http.Request, _ T
 	reply(w, http.StatusOK, map[string]any{"versions": vs})
 }
 
-// readDocument reads a YAML configuration from the body.
+// readDocument reads a YAML configuration from the body: one over maxBody is answered 413, one
+// that breaks off (a dropped connection) 400.
 func readDocument(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
 		fail(w, http.StatusRequestEntityTooLarge, "body: a configuration of at most %d bytes: %v", maxBody, err)
+		return nil, false
+	case err != nil:
+		fail(w, http.StatusBadRequest, "body: not read: %v", err)
 		return nil, false
 	}
 	return doc, true
+}
+
+// documentWarnings lists what detour apply warns of in doc, parsed as c: what is valid but
+// cannot work as meant, and each secret written inline, which CONFIG then holds where every
+// role may read it.
+func documentWarnings(doc []byte, c *config.Config) []string {
+	w := configfile.Warnings("request", doc, c)
+	for _, field := range c.InlineSecrets() {
+		w = append(w, field+" is stored in CONFIG, where every role may read it: use secret_file or secret_env")
+	}
+	return w
+}
+
+// appliedVersion answers an apply: the version stored, and the document's warnings.
+type appliedVersion struct {
+	config.Version
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// plannedChange answers a plan: the changes, and the document's warnings.
+type plannedChange struct {
+	*plan.Plan
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // configRefused answers an invalid configuration with every problem.
@@ -539,7 +568,11 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, _ Token) {
 		fail(w, http.StatusBadGateway, "%v", err)
 		return
 	}
-	reply(w, http.StatusOK, p)
+	answer := plannedChange{Plan: p}
+	if c, err := config.Parse("request", doc); err == nil { // Make parsed it: it parses
+		answer.Warnings = documentWarnings(doc, c)
+	}
+	reply(w, http.StatusOK, answer)
 }
 
 func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) {
@@ -558,7 +591,8 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) 
 	}
 	// What the DNS servers refuse to compile is refused here too, as detour apply refuses it:
 	// stored, it would be the active version for every role but them.
-	if _, err := configfile.Check("request", doc); configRefused(w, err) {
+	parsed, err := configfile.Check("request", doc)
+	if configRefused(w, err) {
 		return
 	} else if err != nil {
 		fail(w, http.StatusUnprocessableEntity, "invalid configuration: nothing applied: %v", err)
@@ -581,6 +615,6 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) 
 		}
 		v.Document = ""
 		s.log.Info().Uint64("version", v.Number).Str("by", v.By).Str("apply_message", v.Message).Msg("configuration applied through the api")
-		reply(w, http.StatusOK, v)
+		reply(w, http.StatusOK, appliedVersion{Version: v, Warnings: documentWarnings(doc, parsed)})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -555,5 +556,44 @@ func TestAnOverrideOnAnEndpointTheConfigurationNoLongerHasCanBeClearedThroughThe
 	}
 	if code, resp := f.do(t, "GET", "/v1/overrides", f.read, ""); code != http.StatusOK || strings.Contains(resp, `"old"`) {
 		t.Errorf("overrides after the clear: %d %s", code, resp)
+	}
+}
+
+// An apply or a plan through the API tells what detour apply prints as warnings: a caller using
+// the API alone (curl, a CI job) did not learn that its inline TSIG key was now in CONFIG, where
+// every role may read it.
+func TestAnApplyAndAPlanThroughTheAPITellTheDocumentsWarnings(t *testing.T) {
+	f := start(t)
+	inline := strings.Replace(doc, "{name: demo.test}", `{name: demo.test, push: {server: "192.0.2.53:53", tsig: {name: k, secret: "c2VjcmV0"}}}`, 1)
+	want := "zones[0].push.tsig.secret is stored in CONFIG, where every role may read it: use secret_file or secret_env"
+	for _, path := range []string{"/v1/config/plan", "/v1/config/apply"} {
+		code, body := f.do(t, "POST", path, f.write, inline)
+		if code != http.StatusOK || !strings.Contains(body, `"warnings"`) || !strings.Contains(body, want) {
+			t.Errorf("POST %s with an inline TSIG key: %d %s, want 200 with the warning %q", path, code, body, want)
+		}
+	}
+	code, body := f.do(t, "POST", "/v1/config/apply", f.write, doc)
+	if code != http.StatusOK || strings.Contains(body, `"warnings"`) {
+		t.Errorf("POST /v1/config/apply of a document without warnings: %d %s, want 200 and no warnings", code, body)
+	}
+}
+
+// A body that breaks off is a bad request, not one too large: only a body over the limit is
+// answered 413.
+func TestAConfigBodyThatBreaksOffIsABadRequestNotOneTooLarge(t *testing.T) {
+	f := start(t)
+	for _, path := range []string{"/v1/config/plan", "/v1/config/apply"} {
+		req := httptest.NewRequest("POST", path, io.MultiReader(strings.NewReader("zones: []\n"), iotest.ErrReader(io.ErrUnexpectedEOF)))
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Header.Set("Authorization", "Bearer "+f.write)
+		rec := httptest.NewRecorder()
+		f.srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "body: not read") {
+			t.Errorf("POST %s whose body broke off: %d %s, want 400 saying the body was not read", path, rec.Code, rec.Body.String())
+		}
+	}
+	big := "# " + strings.Repeat("x", 8<<20) + "\n" + doc
+	if code, body := f.do(t, "POST", "/v1/config/apply", f.write, big); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("POST /v1/config/apply of %d bytes: %d %.200s, want 413", len(big), code, body)
 	}
 }
