@@ -287,7 +287,7 @@ func TestAWedgedEdgeGoesDownAndAnEdgeCutFromNATSStaysUp(t *testing.T) {
 	if err := h[len(h)-1].Payload(&tr); err != nil {
 		t.Fatal(err)
 	}
-	if tr.Reason != "listener checks: 1 of 1 listeners failing from a majority of regions (heartbeats arrive)" {
+	if tr.Reason != "listener checks: 1 of 1 listeners failing by their apps' quorum of regions (heartbeats arrive)" {
 		t.Errorf("edge-west went down for %q, want the listener checks named", tr.Reason)
 	}
 	// Well past fall × interval without a heartbeat, edge-east is still up: its checks pass.

@@ -4,13 +4,15 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/services/decide"
 )
 
 // listenerPolicy is how the checks of one of an edge's listeners are judged: with the fall, rise
-// and stale_after of the check of the app the listener serves.
+// and stale_after of the check of the app the listener serves, and the app's quorum of regions.
 type listenerPolicy struct {
 	fall, rise int
 	stale      time.Duration
+	quorum     float64
 }
 
 // listenerView is one probing region's view of one of an edge's listeners; the zero value is
@@ -45,8 +47,9 @@ type listener struct {
 	regions map[string]listenerView
 }
 
-// judge returns what the regions with a fresh, decided view of the listener say at now: down
-// when more than half of them see it fail, up otherwise, unknown when none has such a view.
+// judge returns what the regions with a fresh, decided view of the listener say at now: up when
+// the share of them that see it answer meets the app's quorum (decide.Healthy, as for an
+// endpoint), down otherwise, unknown when none has such a view.
 func (l *listener) judge(now time.Time) events.Status {
 	down, regions := 0, 0
 	for _, v := range l.regions {
@@ -61,7 +64,7 @@ func (l *listener) judge(now time.Time) events.Status {
 	switch {
 	case regions == 0:
 		return events.StatusUnknown
-	case 2*down > regions:
+	case !decide.Healthy(regions-down, regions, l.policy.quorum):
 		return events.StatusDown
 	default:
 		return events.StatusUp

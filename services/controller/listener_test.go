@@ -68,13 +68,13 @@ func TestEachListenerIsJudgedOnItsOwnAppsThresholdsWhateverOrderItsResultsArrive
 				"s+c+ s+c+ s-c- s-c- s-c- s-c- s-c- s-c-",
 				"c+s+ s+c+ c-s- s-c- c-s- s-c- c-s- s-c-",
 			},
-			want: "UUUUUUDD", reason: "listener checks: 2 of 2 listeners failing from a majority of regions (heartbeats arrive)"},
+			want: "UUUUUUDD", reason: "listener checks: 2 of 2 listeners failing by their apps' quorum of regions (heartbeats arrive)"},
 		{name: "every listener failing takes the edge down on the larger fall, the first app's", shopFall: 5, cartFall: 2,
 			orders: []string{
 				"s+c+ s+c+ s-c- s-c- s-c- s-c- s-c- s-c-",
 				"c+s+ s+c+ c-s- s-c- c-s- s-c- c-s- s-c-",
 			},
-			want: "UUUUUUDD", reason: "listener checks: 2 of 2 listeners failing from a majority of regions (heartbeats arrive)"},
+			want: "UUUUUUDD", reason: "listener checks: 2 of 2 listeners failing by their apps' quorum of regions (heartbeats arrive)"},
 		{name: "one listener failing while the other has no verdict yet leaves the heartbeats to decide", shopFall: 2, cartFall: 2,
 			orders: []string{
 				"s- s- s- s-c+ s-c+ s-",
@@ -177,7 +177,7 @@ edges:
 	if err := h[1].Payload(&tr); err != nil {
 		t.Fatal(err)
 	}
-	if want := "listener checks: 2 of 2 listeners failing from a majority of regions (heartbeats arrive)"; tr.Reason != want {
+	if want := "listener checks: 2 of 2 listeners failing by their apps' quorum of regions (heartbeats arrive)"; tr.Reason != want {
 		t.Errorf("edge-west went down for %q, want %q", tr.Reason, want)
 	}
 }
@@ -211,5 +211,43 @@ func TestAReconfiguredEdgeKeepsTheChecksOfTheListenersItKeeps(t *testing.T) {
 	}
 	if status = appendDue(t, l, at, status); status != events.StatusDown {
 		t.Errorf("status %q after the reconfiguration, want down: shop's listener still fails", status)
+	}
+}
+
+// TestAListenerIsJudgedWithItsAppsQuorumOfRegions: a listener is up when the share of the
+// regions with a fresh verdict that see it answer meets its app's quorum, as an endpoint is
+// (decide.Healthy): before, every listener took half, whatever its app's quorum said.
+func TestAListenerIsJudgedWithItsAppsQuorumOfRegions(t *testing.T) {
+	now := time.Unix(1000, 0)
+	views := func(up, down int) map[string]listenerView {
+		m := map[string]listenerView{}
+		for i := range up {
+			m[fmt.Sprint("up", i)] = listenerView{status: events.StatusUp, last: now}
+		}
+		for i := range down {
+			m[fmt.Sprint("down", i)] = listenerView{status: events.StatusDown, last: now}
+		}
+		return m
+	}
+	for _, c := range []struct {
+		name     string
+		up, down int
+		quorum   float64
+		want     events.Status
+	}{
+		{"half, a tie", 1, 1, 0.5, events.StatusUp},
+		{"half, one of three", 1, 2, 0.5, events.StatusDown},
+		{"every region, one of two failing", 1, 1, 1, events.StatusDown},
+		{"every region, all answering", 3, 0, 1, events.StatusUp},
+		{"a third, one of three", 1, 2, 0.33, events.StatusUp},
+		{"a third, none of three", 0, 3, 0.33, events.StatusDown},
+		{"no verdict", 0, 0, 0.5, events.StatusUnknown},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := &listener{regions: views(c.up, c.down), policy: listenerPolicy{fall: 3, rise: 2, quorum: c.quorum}}
+			if got := l.judge(now); got != c.want {
+				t.Errorf("%d regions up, %d down, quorum %.2f: %s, want %s", c.up, c.down, c.quorum, got, c.want)
+			}
+		})
 	}
 }

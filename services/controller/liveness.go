@@ -14,7 +14,7 @@ import (
 // what the probers' checks of their listeners found (each listener is checked like an endpoint,
 // from every region, and judged with its own app's check thresholds). While fresh check results
 // exist they decide: a wedged edge whose heartbeats flow goes down when every listener is failing
-// from a majority of the regions that check it, and an edge cut off from NATS stays up while one
+// by its app's quorum of the regions that check it, and an edge cut off from NATS stays up while one
 // of its listeners answers (see judgeListeners).
 // Without fresh results the heartbeats decide, counting an edge's silence only over the time the
 // controller ran (Awake). It does no I/O: the shell feeds it heartbeats, check results, the
@@ -89,7 +89,7 @@ func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, t
 		for _, ea := range e.Apps {
 			if a := c.App(ea.App); a != nil {
 				el.listeners[a.Name] = &listener{regions: map[string]listenerView{},
-					policy: listenerPolicy{fall: max(a.Check.Fall, 1), rise: max(a.Check.Rise, 1), stale: a.Check.StaleAfter.D()}}
+					policy: listenerPolicy{fall: max(a.Check.Fall, 1), rise: max(a.Check.Rise, 1), stale: a.Check.StaleAfter.D(), quorum: a.Quorum}}
 			}
 		}
 		edges[e.Name] = el
@@ -216,7 +216,7 @@ func (l *Liveness) Probe(edge, app, region string, ok bool, at time.Time) bool {
 }
 
 // Due returns the transitions the edges' signals call for at now, in edge name order. With
-// fresh check results: down when every listener is failing from a majority of the regions
+// fresh check results: down when every listener is failing by its app's quorum of the regions
 // checking it, up when one is not (see judgeListeners). Without: down for an edge silent for
 // longer than fall × interval (plus Tolerance), up for an edge whose heartbeats arrive. Each
 // reason names the deciding signal.
@@ -245,7 +245,7 @@ func (l *Liveness) Due(now time.Time) []Change {
 		switch {
 		case ps == events.StatusDown && e.recorded != events.StatusDown:
 			ch.To = events.StatusDown
-			ch.Reason = fmt.Sprintf("listener checks: %[1]d of %[1]d listeners failing from a majority of regions (%[2]s)", len(e.listeners), heartbeats)
+			ch.Reason = fmt.Sprintf("listener checks: %[1]d of %[1]d listeners failing by their apps' quorum of regions (%[2]s)", len(e.listeners), heartbeats)
 		case ps == events.StatusUp && e.recorded != events.StatusUp:
 			ch.To = events.StatusUp
 			ch.Reason = fmt.Sprintf("listener checks: %d of %d listeners answering (%s)", answering(e.listeners, now), len(e.listeners), heartbeats)

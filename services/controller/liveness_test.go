@@ -94,7 +94,7 @@ func TestLivenessFromHeartbeatsAndListenerChecks(t *testing.T) {
 		name, steps, want, reason string
 	}{
 		{name: "a wedged edge whose heartbeats flow goes down after fall failed checks", steps: "hhhwww", want: "UUUUUD",
-			reason: "listener checks: 1 of 1 listeners failing from a majority of regions (heartbeats arrive)"},
+			reason: "listener checks: 1 of 1 listeners failing by their apps' quorum of regions (heartbeats arrive)"},
 		{name: "an edge cut off from NATS whose listeners answer stays up", steps: "hhcccccccccc", want: "UUUUUUUUUUUU"},
 		{name: "one region of two seeing failures is not a majority", steps: "hhssssss", want: "UUUUUUUU"},
 		{name: "a wedged edge comes back after rise passing checks", steps: "hhwwwhh", want: "UUUUDDU",
