@@ -11,7 +11,9 @@ import (
 // heartbeat publishes the edge's heartbeat once per configured interval, on core NATS, until
 // ctx is done. A heartbeat that cannot be sent is dropped: the next one is on its way. The apps
 // whose listeners are bound go in the first heartbeat and in each one after they changed (an
-// edge of 10,000 apps would otherwise send 100 KB a heartbeat that nothing reads).
+// edge of 10,000 apps would otherwise send 100 KB a heartbeat that nothing reads). A new
+// interval (setInterval) applies at once: the next heartbeat leaves then and announces it, and
+// the others follow at the new interval.
 func (e *edge) heartbeat(ctx context.Context, js jetstream.JetStream) {
 	interval := e.cfg.Heartbeat.Interval.D()
 	started := time.Now().UTC()
@@ -49,10 +51,35 @@ func (e *edge) heartbeat(ctx context.Context, js jetstream.JetStream) {
 			e.log.Info().Str("subject", subject).Msg("heartbeats sent again")
 		}
 		failing = err != nil
+		for wait := true; wait; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				wait = false
+			case d := <-e.intervals:
+				if d != interval {
+					e.log.Info().Dur("from", interval).Dur("to", d).Msg("heartbeat interval changed")
+					interval, wait = d, false
+					tick.Reset(d)
+				}
+			}
+		}
+	}
+}
+
+// setInterval has the heartbeats sent every d from now on. Only the last interval set counts:
+// one the heartbeat loop has not taken yet is replaced.
+func (e *edge) setInterval(d time.Duration) {
+	for {
 		select {
-		case <-ctx.Done():
+		case e.intervals <- d:
 			return
-		case <-tick.C:
+		default:
+		}
+		select {
+		case <-e.intervals:
+		default:
 		}
 	}
 }

@@ -66,6 +66,8 @@ type edge struct {
 	dataDir   string
 	malformed events.Malformed // route tables that could not be applied
 	metrics   *metrics.Metrics
+	// intervals carries a new heartbeat interval from the configuration to the heartbeat loop.
+	intervals chan time.Duration
 }
 
 // Run binds the listeners of the edge named o.Edge and serves them until ctx is cancelled, when
@@ -145,7 +147,8 @@ func newEdge(o Options) (*edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run edge %s: %w", ce.Name, err)
 	}
-	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, routes: map[string]events.AppRoute{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir, metrics: o.Metrics}
+	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, routes: map[string]events.AppRoute{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir, metrics: o.Metrics,
+		intervals: make(chan time.Duration, 1)}
 	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
 	if a, err := netip.ParseAddr(ce.Address); err == nil {
 		e.source = net.IP(a.AsSlice())
