@@ -347,7 +347,7 @@ func (c *controller) onHeartbeat(m *nats.Msg) {
 		c.malformed.Skip(c.log, err, m.Subject, 0)
 		return
 	}
-	if !c.live.Heartbeat(hb.Edge, e.ID, at) {
+	if !c.live.Heartbeat(hb.Edge, e.ID, time.Duration(hb.IntervalMS)*time.Millisecond, at) {
 		c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
 	}
 }

@@ -92,7 +92,7 @@ func TestEachListenerIsJudgedOnItsOwnAppsThresholdsWhateverOrderItsResultsArrive
 				var got strings.Builder
 				for i, step := range strings.Fields(order) {
 					now := start.Add(time.Duration(i+1) * 500 * time.Millisecond)
-					l.Heartbeat("west", "hb", now)
+					l.Heartbeat("west", "hb", 0, now)
 					for j := 0; j+1 < len(step); j += 2 {
 						for _, region := range []string{"r1", "r2"} {
 							l.Probe("west", apps[step[j]], region, step[j+1] == '+', now)
@@ -192,7 +192,7 @@ func TestAReconfiguredEdgeKeepsTheChecksOfTheListenersItKeeps(t *testing.T) {
 	at := start
 	for range 2 {
 		at = at.Add(500 * time.Millisecond)
-		l.Heartbeat("west", "hb", at)
+		l.Heartbeat("west", "hb", 0, at)
 		for _, app := range []string{"shop", "cart"} {
 			l.Probe("west", app, "r1", false, at)
 		}
@@ -205,7 +205,7 @@ func TestAReconfiguredEdgeKeepsTheChecksOfTheListenersItKeeps(t *testing.T) {
 	c.Edges[0].Apps = c.Edges[0].Apps[:1]
 	l.Reconfigure(c, at)
 	at = at.Add(500 * time.Millisecond)
-	l.Heartbeat("west", "hb", at)
+	l.Heartbeat("west", "hb", 0, at)
 	if l.Probe("west", "cart", "r1", true, at) {
 		t.Error("a check of cart's listener, no longer configured, was recorded")
 	}

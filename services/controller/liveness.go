@@ -33,6 +33,8 @@ type Liveness struct {
 type edgeLife struct {
 	interval time.Duration
 	fall     int
+	// sends is the interval the edge's last heartbeat said it sends at (0 when none said).
+	sends time.Duration
 	// last is when the last heartbeat arrived (or when watching began); lastID is its event id.
 	last time.Time
 	// from is when the edge's silence counts from: last, or later where the controller could
@@ -59,6 +61,25 @@ type Change struct {
 	Heartbeat  string
 	Thresholds events.Thresholds
 }
+
+// deadline is how long e may be silent before it is down: fall × interval plus Tolerance, with
+// the interval of beats.
+func (e *edgeLife) deadline() time.Duration {
+	i := e.beats()
+	return time.Duration(e.fall)*i + Tolerance(i)
+}
+
+// beats is the interval e's heartbeats are expected at: the longer of the configured one and
+// the one its last heartbeat announced. A configuration that changes the interval reaches the
+// controller and the edge at different moments, and until both run it the edge's heartbeats
+// come at the interval the edge runs, not at the one the controller was told: shorter, the
+// controller keeps the edge's longer one until a heartbeat announces the change; longer, the
+// edge's announces it before the controller learns it.
+func (e *edgeLife) beats() time.Duration { return max(e.interval, e.sends) }
+
+// maxAnnounced bounds the interval a heartbeat may announce, as the configuration bounds the
+// configured one.
+const maxAnnounced = 24 * time.Hour
 
 // Tolerance is how late past fall × interval an edge's heartbeat may be before it is down: a
 // fifth of the interval, so scheduling jitter never takes a live edge down.
@@ -100,8 +121,9 @@ func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, t
 }
 
 // Reconfigure watches the edges of c from now on. Edges that stay keep what l knows of them:
-// their last heartbeat, recorded status, drill and the checks of the listeners they keep, judged
-// with c's thresholds. New ones have fall × interval from start to send their first heartbeat.
+// their last heartbeat and the interval it announced, recorded status, drill and the checks of
+// the listeners they keep, judged with c's thresholds. New ones have fall × interval from start
+// to send their first heartbeat.
 func (l *Liveness) Reconfigure(c *config.Config, start time.Time) {
 	edges, names, stall := watch(c, start)
 	l.mu.Lock()
@@ -109,6 +131,7 @@ func (l *Liveness) Reconfigure(c *config.Config, start time.Time) {
 	for name, e := range edges {
 		if o, ok := l.edges[name]; ok {
 			e.last, e.from, e.lastID, e.seen, e.recorded, e.simulated = o.last, o.from, o.lastID, o.seen, o.recorded, o.simulated
+			e.sends = o.sends
 			for app, ls := range e.listeners {
 				if ol, ok := o.listeners[app]; ok {
 					ls.regions = ol.regions
@@ -119,9 +142,11 @@ func (l *Liveness) Reconfigure(c *config.Config, start time.Time) {
 	l.edges, l.names, l.stall = edges, names, stall
 }
 
-// Heartbeat records that edge's heartbeat id arrived at at. It reports false for an edge that is
-// not configured.
-func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {
+// Heartbeat records that edge's heartbeat id, announcing that the edge sends one every interval
+// (0 when it does not say), arrived at at. Until the next one, the edge is down only once
+// silent for fall times the longer of that interval and the configured one (see deadline). It
+// reports false for an edge that is not configured.
+func (l *Liveness) Heartbeat(edge, id string, interval time.Duration, at time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.edges[edge]
@@ -134,6 +159,7 @@ func (l *Liveness) Heartbeat(edge, id string, at time.Time) bool {
 	if at.After(e.from) {
 		e.from = at
 	}
+	e.sends = min(max(interval, 0), maxAnnounced)
 	e.lastID, e.seen = id, true
 	return true
 }
@@ -218,8 +244,8 @@ func (l *Liveness) Probe(edge, app, region string, ok bool, at time.Time) bool {
 // Due returns the transitions the edges' signals call for at now, in edge name order. With
 // fresh check results: down when every listener is failing by its app's quorum of the regions
 // checking it, up when one is not (see judgeListeners). Without: down for an edge silent for
-// longer than fall × interval (plus Tolerance), up for an edge whose heartbeats arrive. Each
-// reason names the deciding signal.
+// longer than fall × interval (plus Tolerance; see deadline), up for an edge whose heartbeats
+// arrive. Each reason names the deciding signal.
 func (l *Liveness) Due(now time.Time) []Change {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -227,9 +253,9 @@ func (l *Liveness) Due(now time.Time) []Change {
 	for _, name := range l.names {
 		e := l.edges[name]
 		silent := now.Sub(e.from)
-		deadline := time.Duration(e.fall)*e.interval + Tolerance(e.interval)
+		deadline := e.deadline()
 		beating := now.Sub(e.last) <= deadline && e.seen
-		th := events.Thresholds{IntervalMS: e.interval.Milliseconds(), HeartbeatFall: e.fall}
+		th := events.Thresholds{IntervalMS: e.beats().Milliseconds(), HeartbeatFall: e.fall}
 		if e.simulated != "" {
 			if e.recorded != events.StatusDown {
 				out = append(out, Change{Edge: name, From: e.recorded, To: events.StatusDown, Reason: e.simulated, Thresholds: th})
@@ -253,9 +279,9 @@ func (l *Liveness) Due(now time.Time) []Change {
 			continue
 		case silent > deadline && e.recorded != events.StatusDown:
 			ch.To = events.StatusDown
-			ch.Reason = fmt.Sprintf("%d missed heartbeats (interval %s)", e.fall, e.interval)
+			ch.Reason = fmt.Sprintf("%d missed heartbeats (interval %s)", e.fall, e.beats())
 			if !e.seen {
-				ch.Reason = fmt.Sprintf("no heartbeat within %d intervals of %s", e.fall, e.interval)
+				ch.Reason = fmt.Sprintf("no heartbeat within %d intervals of %s", e.fall, e.beats())
 			}
 		case beating && e.recorded != events.StatusUp:
 			ch.To = events.StatusUp

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -9,9 +11,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 )
 
-func liveConfig(t *testing.T) *config.Config {
-	t.Helper()
-	c, err := config.Parse("test.yaml", []byte(`
+const liveDoc = `
 zones: [{name: demo.test}]
 apps:
   - name: shop
@@ -19,7 +19,11 @@ apps:
     pools: [{name: p, endpoints: [{address: "127.0.0.1:80"}]}]
 edges:
   - {name: west, region: w, hostname: west.demo.test, address: 127.0.0.21, heartbeat: {interval: 1s, fall: 3}}
-`))
+`
+
+func liveConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte(liveDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +53,7 @@ func TestLiveness(t *testing.T) {
 			for i, s := range tt.steps {
 				now := start.Add(time.Duration(i+1) * 500 * time.Millisecond)
 				if s == 'h' {
-					l.Heartbeat("west", "hb", now)
+					l.Heartbeat("west", "hb", 0, now)
 				}
 				status = appendDue(t, l, now, status)
 				got.WriteByte(statusLetter[status])
@@ -64,7 +68,7 @@ func TestLiveness(t *testing.T) {
 func TestADownChangeSaysWhyAndRestsOnTheLastHeartbeat(t *testing.T) {
 	start := time.Unix(1700000000, 0)
 	l := NewLiveness(liveConfig(t), start)
-	l.Heartbeat("west", "hb-1", start)
+	l.Heartbeat("west", "hb-1", 0, start)
 	l.Recorded("west", events.StatusUp)
 	if due := l.Due(start.Add(3200 * time.Millisecond)); len(due) != 0 {
 		t.Fatalf("at exactly fall × interval + tolerance: %+v, want nothing yet", due)
@@ -79,7 +83,7 @@ func TestADownChangeSaysWhyAndRestsOnTheLastHeartbeat(t *testing.T) {
 
 func TestHeartbeatsOfUnknownEdgesAreRefused(t *testing.T) {
 	l := NewLiveness(liveConfig(t), time.Unix(0, 0))
-	if l.Heartbeat("north", "x", time.Unix(1, 0)) {
+	if l.Heartbeat("north", "x", 0, time.Unix(1, 0)) {
 		t.Fatal("a heartbeat of an edge that is not configured was accepted")
 	}
 }
@@ -124,7 +128,7 @@ edges:
 			for i, s := range tt.steps {
 				now := start.Add(time.Duration(i+1) * 500 * time.Millisecond)
 				if s == 'h' || s == 'w' || s == 's' {
-					l.Heartbeat("west", "hb", now)
+					l.Heartbeat("west", "hb", 0, now)
 				}
 				if s != '.' {
 					l.Probe("west", "shop", "r1", s == 'h' || s == 'c' || s == 's', now)
@@ -181,7 +185,7 @@ func TestLivenessCountsOnlyTheTimeTheControllerRan(t *testing.T) {
 				if s != 's' {
 					l.Awake(now)
 					if s == 'h' {
-						l.Heartbeat("west", "hb", now)
+						l.Heartbeat("west", "hb", 0, now)
 					}
 					status = appendDue(t, l, now, status)
 				}
@@ -197,7 +201,7 @@ func TestLivenessCountsOnlyTheTimeTheControllerRan(t *testing.T) {
 func TestAStallDoesNotShortenTheGraceAfterAReconnection(t *testing.T) {
 	start := time.Unix(1700000000, 0)
 	l := NewLiveness(liveConfig(t), start)
-	l.Heartbeat("west", "hb", start)
+	l.Heartbeat("west", "hb", 0, start)
 	l.Recorded("west", events.StatusUp)
 	l.Awake(start)
 	l.Grace(start.Add(5 * time.Second)) // back at start+3s, with a 2s allowance
@@ -262,4 +266,49 @@ func appendDue(t *testing.T, l *Liveness, now time.Time, status events.Status) e
 		l.Recorded("west", status)
 	}
 	return status
+}
+
+// TestAnEdgeIsJudgedByTheLongerOfItsConfiguredAndAnnouncedIntervals: a configuration that
+// changes an edge's heartbeat interval reaches the controller and the edge at different moments.
+// Shortened at the controller first, the edge's heartbeats still come at the old interval until
+// one announces the new one; lengthened at the edge first, they come at the new one before the
+// controller knows it. Neither is a missed heartbeat.
+func TestAnEdgeIsJudgedByTheLongerOfItsConfiguredAndAnnouncedIntervals(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	fast, err := config.Parse("test.yaml", []byte(strings.Replace(liveDoc, "interval: 1s", "interval: 100ms", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := func(interval time.Duration) []Change {
+		return []Change{{Edge: "west", From: events.StatusUp, To: events.StatusDown, Heartbeat: "hb",
+			Reason:     fmt.Sprintf("3 missed heartbeats (interval %s)", interval),
+			Thresholds: events.Thresholds{IntervalMS: interval.Milliseconds(), HeartbeatFall: 3}}}
+	}
+	check := func(l *Liveness, now time.Time, want []Change) {
+		t.Helper()
+		if got := l.Due(now); !reflect.DeepEqual(got, want) {
+			t.Fatalf("due at %s = %+v, want %+v", now.Sub(start), got, want)
+		}
+	}
+
+	// Shortened to 100ms: the controller has it first.
+	l := NewLiveness(liveConfig(t), start)
+	l.Heartbeat("west", "hb", time.Second, at(0))
+	l.Recorded("west", events.StatusUp)
+	l.Reconfigure(fast, at(100))
+	check(l, at(1000), nil)
+	l.Heartbeat("west", "hb", time.Second, at(1000))
+	check(l, at(4200), nil)
+	l.Heartbeat("west", "hb", 100*time.Millisecond, at(4200)) // the edge has it now
+	check(l, at(4520), nil)
+	check(l, at(4521), down(100*time.Millisecond))
+
+	// Lengthened to 1s: the edge has it first.
+	l = NewLiveness(fast, start)
+	l.Heartbeat("west", "hb", 100*time.Millisecond, at(0))
+	l.Recorded("west", events.StatusUp)
+	l.Heartbeat("west", "hb", time.Second, at(100))
+	check(l, at(3300), nil)
+	check(l, at(3301), down(time.Second))
 }
