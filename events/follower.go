@@ -105,6 +105,12 @@ type Delivery struct {
 	// CaughtUp is set on the first delivery at which everything the stream held when the
 	// follower started has been delivered; on a delivery without Msg when there was nothing.
 	CaughtUp bool
+	// Recreated is set on the first delivery after the follower found its stream deleted and
+	// created again: the first message of the new stream, or a delivery without Msg when that
+	// holds nothing the follower reads. Every message from there on is the new stream's, whose
+	// sequences start over at 1: a handler that folds messages by sequence (one per subject, or
+	// the highest) forgets what it folded before and starts over from this delivery.
+	Recreated bool
 }
 
 // Run calls handle with every message, in stream order, until ctx ends. handle is called once
@@ -174,6 +180,9 @@ type followState struct {
 	// created is when that stream was created: another time means it was deleted and created
 	// again, its sequences starting over.
 	created time.Time
+	// recreated is set from when the follower finds the stream created again until the next
+	// delivery, which tells the handler (Delivery.Recreated).
+	recreated bool
 	// name is the consumer's name, the same at every start; "" for a random one each time.
 	name string
 	// started is set once the first consumer was created; shared logs SharedUserMessage.
@@ -205,7 +214,10 @@ func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 	case d.Seq <= st.last:
 		return
 	}
-	if !st.caught && (d.Msg == nil || d.CaughtUp) {
+	if st.recreated {
+		d.Recreated, st.recreated = true, false
+	}
+	if d.CaughtUp {
 		st.caught = true
 	}
 	if d.Msg != nil {
@@ -226,13 +238,13 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	st.mu.Lock()
 	if !st.created.IsZero() && !si.Created.Equal(st.created) {
 		// A new stream of the same name, its sequences started over: all it holds is new here.
-		st.last, st.bySubject = 0, nil
+		st.last, st.bySubject, st.recreated = 0, nil, true
 		if st.mode != BridgeLast {
 			st.cfg.DeliverPolicy, st.cfg.OptStartSeq, st.cfg.OptStartTime = jetstream.DeliverAllPolicy, 0, nil
 		}
 	}
 	st.stream, st.created = s, si.Created
-	last, caught := st.last, st.caught
+	last, caught, recreated := st.last, st.caught, st.recreated
 	st.mu.Unlock()
 	cfg := st.cfg
 	if last > 0 && st.mode != BridgeLast {
@@ -274,9 +286,15 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	started()
-	if info := cons.CachedInfo(); !caught && (target <= last || (info != nil && info.NumPending == 0)) {
+	info := cons.CachedInfo()
+	empty := info != nil && info.NumPending == 0
+	switch {
+	case !caught && (target <= last || empty):
 		caught = true
 		st.deliver(Delivery{CaughtUp: true}, handle)
+	case recreated && empty:
+		// No message of the new stream is on its way to say it (Delivery.Recreated).
+		st.deliver(Delivery{}, handle)
 	}
 	var consumed uint64
 	for {

@@ -32,6 +32,13 @@ func NewView() *View {
 	return &View{entries: map[string]Entry{}, overrides: map[string]events.Override{}}
 }
 
+// Reset empties the view, as NewView returns it: the STATE stream was deleted and created again
+// (events.Delivery.Recreated), its sequences started over, and the view is folded again from
+// the new stream's first message. Apply alone would drop the new stream's events as old ones.
+func (v *View) Reset() {
+	v.entries, v.overrides, v.lastSeq = map[string]Entry{}, map[string]events.Override{}, 0
+}
+
 // LastSeq is the highest stream sequence the view has applied.
 func (v *View) LastSeq() uint64 { return v.lastSeq }
 
