@@ -17,7 +17,8 @@ import (
 
 // follow keeps the answers in step with the STATE stream, through an events.Follower: the last
 // event of every subject, then every new one. While the stream cannot be reached the server
-// answers from its last state, and the follower tries again.
+// answers from its last state, and the follower tries again. A stream deleted and created again
+// replaces the state: the answers follow the new stream's events alone.
 func (s *Server) follow(ctx context.Context) {
 	saves := make(chan *snapshotSave, 1)
 	if s.o.DataDir != "" {
@@ -34,11 +35,18 @@ func (s *Server) follow(ctx context.Context) {
 	refresher.Go(func() { s.refreshLoop(ctx, saves) })
 	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	dirty := false
+	// rebuilding is set from a stream created again until its events are all folded.
+	dirty, rebuilding := false, false
 	f.Run(ctx, func(d events.Delivery) {
+		if d.Recreated {
+			s.projMu.Lock()
+			s.proj.reset()
+			s.projMu.Unlock()
+			dirty, rebuilding = true, true
+		}
 		if d.Msg == nil { // nothing stored: the stream is read to its end
-			if !s.readToEnd {
-				s.readToEnd = true
+			if !s.readToEnd || dirty {
+				dirty, s.readToEnd, rebuilding = false, true, false
 				s.kickRefresh("")
 			}
 			return
@@ -62,12 +70,14 @@ func (s *Server) follow(ctx context.Context) {
 		if err != nil {
 			s.malformed.Skip(s.log, err, d.Subject, d.Seq)
 		}
-		// While catching up, the refresh waits for the end of the stream; once live, each
-		// change asks for one at once: the refresher takes whatever has been folded when it
-		// starts, so the versions of a burst are as few as refreshes fit in it.
-		if d.Pending > 0 && !s.readToEnd {
+		// While catching up, or rebuilding from a stream created again, the refresh waits for
+		// the end of the stream, so that no answer rests on half of it; once live, each change
+		// asks for one at once: the refresher takes whatever has been folded when it starts,
+		// so the versions of a burst are as few as refreshes fit in it.
+		if d.Pending > 0 && (!s.readToEnd || rebuilding) {
 			return
 		}
+		rebuilding = false
 		if dirty || !s.readToEnd {
 			dirty, s.readToEnd = false, true
 			s.kickRefresh(env.ID)

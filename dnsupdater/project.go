@@ -22,6 +22,8 @@ type projector struct {
 	// the subjects whose last event changed since the last save.
 	latest  map[string]storedEvent
 	unsaved map[string]storedEvent
+	// rebase says that the next save must be whole (see reset).
+	rebase  bool
 	serials map[string]uint32
 	// restored holds, per zone, the digest of the content the snapshot's serial stood for: a
 	// first projection with other content takes a new serial.
@@ -127,6 +129,17 @@ func (p *projector) touch(subject string) {
 		return
 	}
 	p.all = true
+}
+
+// reset forgets every STATE event folded: the stream was deleted and created again
+// (events.Delivery.Recreated), and the projection starts over from the new one's events, whose
+// sequences start over at 1. The next projection decides every app again, and the next save is
+// whole: a journal line's events would lose to the base's of the old stream, sequence for
+// sequence.
+func (p *projector) reset() {
+	p.view.Reset()
+	p.latest, p.unsaved = map[string]storedEvent{}, map[string]storedEvent{}
+	p.all, p.rebase = true, true
 }
 
 // apply folds one STATE event stored at seq on subject, and reports whether the view changed.

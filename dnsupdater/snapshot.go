@@ -80,11 +80,13 @@ type snapshotSave struct {
 	zones []*zone.Zone
 }
 
-// save returns what changed since the last save (every subject when full), and forgets it.
+// save returns what changed since the last save (every subject when full, or after a reset),
+// and forgets it.
 // Short of a full save it hands over the changes' map itself rather than a copy: the follower
 // waits while the refresher saves (projMu), and copying the thousands of events a storm folds
 // in a second held it up to 80 ms on a loaded machine.
 func (p *projector) save(full bool) *snapshotSave {
+	full, p.rebase = full || p.rebase, false
 	s := &snapshotSave{full: full, serials: maps.Clone(p.serials), lastSeq: p.view.LastSeq(), zones: p.current}
 	if full {
 		s.events = maps.Clone(p.latest)

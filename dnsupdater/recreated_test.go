@@ -1,0 +1,67 @@
+package dnsupdater
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+// TestAnswersFollowAStateStreamDeletedAndCreatedAgain: an operator deletes STATE (or a server
+// loses its store) and it is created again, its sequences starting over at 1. The answers
+// follow the new stream's events, though the first of them has the sequence of an event the
+// server folded from the old one; a new stream still empty leaves no endpoint down; and a
+// restart from the last-known-good snapshot answers what the newest stream says, not what the
+// ones before did.
+func TestAnswersFollowAStateStreamDeletedAndCreatedAgain(t *testing.T) {
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, demoConfig)
+	h := startServer(t, js, cfg, dir)
+	recreate := func() {
+		t.Helper()
+		ctx := context.Background()
+		if err := js.JS.DeleteStream(ctx, events.StreamState); err != nil {
+			t.Fatal(err)
+		}
+		if err := events.EnsureStreams(ctx, js.JS, events.StreamOptions{Memory: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const west = "127-0-0-11_8081"
+
+	// us-west down at sequence 1, then another event at 2.
+	endpointDown(t, js, "shop", "us-west", west)
+	endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the answer on us-east")
+
+	// Created again, its first event (sequence 1) bringing us-west back.
+	recreate()
+	endpointUp(t, js, "shop", "us-west", west)
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"),
+		"the answer back on us-west, as the new stream's first event says")
+
+	// Down again at sequence 2, then created again, empty: nothing is recorded down any more.
+	endpointDown(t, js, "shop", "us-west", west)
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the answer on us-east again")
+	recreate()
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"),
+		"the answer on us-west once the stream holding its down is gone")
+
+	// The newest stream records us-east alone; the server stops, and starts again from its
+	// snapshot while NATS is down: us-west's down, folded from the stream before, is not in it.
+	endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		h.srv.projMu.Lock()
+		defer h.srv.projMu.Unlock()
+		_, ok := h.srv.proj.view.Subject(events.EndpointStateSubject("shop", "us-east", "127-0-0-12_8081"))
+		return ok
+	}, "the server to fold us-east's up")
+	h.stop()
+	js.Stop()
+	h = startServer(t, js, cfg, dir)
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"),
+		"the answer on us-west after a restart from the snapshot")
+}
