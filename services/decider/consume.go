@@ -21,6 +21,9 @@ type delivery struct {
 	pending uint64
 	// caughtUp marks the first point where everything the stream held at start was delivered.
 	caughtUp bool
+	// recreated marks the first delivery of a stream deleted and created again, whose
+	// sequences start over (events.Delivery.Recreated).
+	recreated bool
 	// The reader decodes, so that decoding runs beside the decider's loop: a STATE message
 	// into env, a PROBES message into results; err is the decoding error.
 	env     events.Envelope
@@ -43,7 +46,8 @@ func probeDecoder() func(*delivery) {
 func (d *decider) consume(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, bridge events.Bridge, decode func(*delivery), out chan<- delivery) {
 	f := events.Follower{JS: d.js, Stream: stream, Start: cfg, Log: d.log, Bridge: bridge}
 	f.Run(ctx, func(fd events.Delivery) {
-		dl := delivery{subject: fd.Subject, data: fd.Data, seq: fd.Seq, stamp: fd.Stamp, pending: fd.Pending, caughtUp: fd.CaughtUp}
+		dl := delivery{subject: fd.Subject, data: fd.Data, seq: fd.Seq, stamp: fd.Stamp, pending: fd.Pending, caughtUp: fd.CaughtUp,
+			recreated: fd.Recreated}
 		if fd.Msg != nil {
 			dl.id = fd.Msg.Headers().Get(jetstream.MsgIDHeader)
 			decode(&dl)

@@ -132,6 +132,9 @@ func (d *decider) run(ctx context.Context) error {
 			return nil
 		case m := <-stateCh:
 			d.observeClock(m.stamp)
+			if m.recreated {
+				d.restartState(ctx)
+			}
 			if m.subject != "" {
 				d.onState(ctx, m)
 			}
@@ -246,6 +249,40 @@ func (d *decider) region(name string) string {
 	}
 	d.regions[name] = name
 	return name
+}
+
+// restartState forgets what the decider folded of a STATE stream deleted since
+// (events.Delivery.Recreated), whose sequences start over at 1: what STATE recorded on every
+// endpoint and pool is unknown again, overrides are cleared, and the transitions sent to the old
+// stream are no longer followed. The new stream's events fold from its first; once live, every
+// status the probes decide that the new stream does not record is a contradiction, re-asserted
+// reassertAfter later (watchEndpoint), and the pools follow their endpoints.
+func (d *decider) restartState(ctx context.Context) {
+	for _, a := range d.ix.apps {
+		for _, p := range a.pools {
+			p.status, p.seq, p.since, p.overrideSeq, p.contradicted = events.StatusUnknown, 0, time.Time{}, 0, time.Time{}
+			p.sent = events.Sent[sentTransition]{}
+		}
+	}
+	now := d.streamNow(d.o.Now())
+	cleared := events.Override{By: d.o.Name, Reason: "state stream created again"}
+	for _, s := range d.ix.endpoints {
+		s.status, s.seq, s.eventID, s.since, s.overrideSeq = events.StatusUnknown, 0, "", time.Time{}, 0
+		s.sent = events.Sent[sentTransition]{}
+		if s.st.Own != nil {
+			if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, cleared, "", now, s.pool.app.policy); ok {
+				d.decided(ctx, s, dec)
+			}
+		}
+		if s.st.Pool != nil {
+			if dec, ok := s.st.SetOverride(decide.ScopePool, cleared, "", now, s.pool.app.policy); ok {
+				d.decided(ctx, s, dec)
+			}
+		}
+		d.ix.rearm(s)
+		d.watchEndpoint(s)
+	}
+	d.log.Warn().Msg("state stream created again; folding it from its first message")
 }
 
 // onState applies one STATE event: another replica's (or this one's) transition, or an override.
