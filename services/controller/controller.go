@@ -271,6 +271,9 @@ func run(ctx context.Context, o Options) error {
 // onState folds one STATE delivery into the view, and returns how many messages the stream
 // held beyond it when it was delivered.
 func (c *controller) onState(d events.Delivery) (pending uint64) {
+	if d.Recreated {
+		c.restartState()
+	}
 	c.caught = c.caught || d.CaughtUp
 	if d.Msg == nil {
 		return 0
@@ -291,6 +294,22 @@ func (c *controller) onState(d events.Delivery) (pending uint64) {
 		c.malformed.Skip(c.log, err, d.Subject, d.Seq)
 	}
 	return d.Pending
+}
+
+// restartState forgets what the controller folded of a STATE stream deleted since
+// (events.Delivery.Recreated): the view starts over from the new stream's first message, whose
+// sequences start over at 1; the transitions sent to the old stream are no longer followed;
+// every edge's status is unknown until the new stream records one, so that the next ticks
+// record each edge's liveness in it; and every route table is computed again.
+func (c *controller) restartState() {
+	c.view.Reset()
+	c.lastCause, c.causeSeq = "", 0
+	clear(c.sentEdge)
+	for _, e := range c.o.Config.Edges {
+		c.live.Recorded(e.Name, events.StatusUnknown)
+	}
+	c.dirty = true
+	c.log.Warn().Msg("state stream created again; folding it from its first message")
 }
 
 // fold applies e, stored at seq on subject, to the view and notes what it means for liveness
