@@ -90,8 +90,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.onState)
-	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig)
+	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.onState, s.onStateRecreated)
+	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig, nil)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(s.ln) }()
 	s.log.Info().Str("addr", s.Addr()).Int("tokens", s.o.Tokens.Len()).Msg("api serving")
@@ -107,11 +107,16 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // follow reads subject of stream from the start policy on, handing each message to apply,
-// through an events.Follower: it resumes after the last one seen when the consumer fails.
-func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, apply func(jetstream.Msg, uint64)) {
+// through an events.Follower: it resumes after the last one seen when the consumer fails. When
+// the stream was deleted and created again, recreated (unless nil) is called before anything
+// of the new stream is applied.
+func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, apply func(jetstream.Msg, uint64), recreated func()) {
 	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Reader: "api", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: policy}}
 	f.Run(ctx, func(d events.Delivery) {
+		if d.Recreated && recreated != nil {
+			recreated()
+		}
 		if d.Msg != nil {
 			apply(d.Msg, d.Seq)
 		}
@@ -129,6 +134,15 @@ func (s *Server) onState(m jetstream.Msg, seq uint64) {
 	if ok {
 		s.changed()
 	}
+}
+
+// onStateRecreated forgets what the API folded of a STATE stream deleted since: it shows what
+// the new stream holds.
+func (s *Server) onStateRecreated() {
+	s.mu.Lock()
+	s.m.reset()
+	s.mu.Unlock()
+	s.changed()
 }
 
 func (s *Server) onConfig(m jetstream.Msg, seq uint64) {

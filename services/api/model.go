@@ -102,6 +102,13 @@ func newModel(cfg *config.Config, version uint64) *model {
 	return &model{cfg: cfg, cfgVersion: version, view: state.NewView(), last: map[string]Transition{}}
 }
 
+// reset forgets every STATE event folded: the stream was deleted and created again, and its
+// sequences start over (events.Delivery.Recreated).
+func (m *model) reset() {
+	m.view.Reset()
+	m.last, m.history = map[string]Transition{}, nil
+}
+
 // apply folds one STATE event stored at seq on subject; ok is false for what is not a state event.
 func (m *model) apply(subject string, seq uint64, e events.Envelope) bool {
 	if _, err := m.view.Apply(subject, seq, e); err != nil {
