@@ -115,7 +115,7 @@ func Run(ctx context.Context, o Options) error {
 						r.dispatch(ctx, fact)
 					}
 				}
-			})
+			}, func() { seen, drillSeq = drills{}, 0 })
 		}()
 	}
 	r.follow(ctx, events.StreamState, events.SubjectState, func(subject string, seq uint64, data []byte) {
@@ -124,7 +124,7 @@ func Run(ctx context.Context, o Options) error {
 				r.dispatch(ctx, fact)
 			}
 		}
-	})
+	}, func() { view.Reset(); stateSeq = 0 })
 	followers.Wait()
 	r.wg.Wait()
 	return nil
@@ -173,11 +173,16 @@ func readLastSeq(ctx context.Context, js jetstream.JetStream, stream string) (ui
 }
 
 // follow hands every message of stream on subject to handle, in order, until ctx ends, through
-// an events.Follower: it resumes after the last one handled when the consumer fails.
-func (r *runner) follow(ctx context.Context, stream, subject string, handle func(subject string, seq uint64, data []byte)) {
+// an events.Follower: it resumes after the last one handled when the consumer fails. When the
+// stream was deleted and created again, recreated is called before anything of the new stream
+// is handled: every event of that one is new, and alerted.
+func (r *runner) follow(ctx context.Context, stream, subject string, handle func(subject string, seq uint64, data []byte), recreated func()) {
 	f := events.Follower{JS: r.o.JS, Stream: stream, Log: r.log, Reader: "alerts", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}}
 	f.Run(ctx, func(d events.Delivery) {
+		if d.Recreated {
+			recreated()
+		}
 		if d.Msg != nil {
 			handle(d.Subject, d.Seq, d.Data)
 		}
