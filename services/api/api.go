@@ -91,7 +91,7 @@ func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.onState, s.onStateRecreated)
-	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig, nil)
+	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig, s.onConfigRecreated)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(s.ln) }()
 	s.log.Info().Str("addr", s.Addr()).Int("tokens", s.o.Tokens.Len()).Msg("api serving")
@@ -108,13 +108,13 @@ func (s *Server) Run(ctx context.Context) error {
 
 // follow reads subject of stream from the start policy on, handing each message to apply,
 // through an events.Follower: it resumes after the last one seen when the consumer fails. When
-// the stream was deleted and created again, recreated (unless nil) is called before anything
-// of the new stream is applied.
+// the stream was deleted and created again, recreated is called before anything of the new
+// stream is applied.
 func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, apply func(jetstream.Msg, uint64), recreated func()) {
 	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Reader: "api", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: policy}}
 	f.Run(ctx, func(d events.Delivery) {
-		if d.Recreated && recreated != nil {
+		if d.Recreated {
 			recreated()
 		}
 		if d.Msg != nil {
@@ -143,6 +143,15 @@ func (s *Server) onStateRecreated() {
 	s.m.reset()
 	s.mu.Unlock()
 	s.changed()
+}
+
+// onConfigRecreated lets the versions of a CONFIG stream deleted since replace the one the API
+// shows, though their numbers (the new stream's sequences) start over at 1; the API shows the
+// last version it had until the new stream's first arrives.
+func (s *Server) onConfigRecreated() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m.cfgVersion = 0
 }
 
 func (s *Server) onConfig(m jetstream.Msg, seq uint64) {
