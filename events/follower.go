@@ -60,6 +60,10 @@ type Follower struct {
 	// Last lists the subjects a BridgeLast follower reads the last message of; nil asks it for
 	// the list each time it starts bridging, so that it follows a changing configuration.
 	Last func() []string
+	// Created is when the stream was created that the handler's state, kept from an earlier
+	// run (a snapshot), was folded from (Delivery.Created); zero when it kept none. A stream
+	// created at another time is a new one, read from its first message (Delivery.Recreated).
+	Created time.Time
 }
 
 // SharedUserMessage is what a follower logs, at error level, when another client of its NATS user
@@ -111,6 +115,9 @@ type Delivery struct {
 	// sequences start over at 1: a handler that folds messages by sequence (one per subject, or
 	// the highest) forgets what it folded before and starts over from this delivery.
 	Recreated bool
+	// Created is when the stream the delivery comes from was created: a handler that keeps its
+	// state across runs keeps it too, for Follower.Created.
+	Created time.Time
 }
 
 // Run calls handle with every message, in stream order, until ctx ends. handle is called once
@@ -119,7 +126,7 @@ type Delivery struct {
 // order): while it blocks, nothing more is delivered.
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
-	st := &followState{cfg: f.Start, mode: f.Bridge}
+	st := &followState{cfg: f.Start, mode: f.Bridge, created: f.Created}
 	user := inboxUser(f.JS.Conn())
 	if user != "" {
 		st.name = ConsumerName(user, f.Reader)
@@ -177,8 +184,8 @@ type followState struct {
 	bySubject map[string]uint64
 	// stream is the stream as last opened, for the bridge.
 	stream jetstream.Stream
-	// created is when that stream was created: another time means it was deleted and created
-	// again, its sequences starting over.
+	// created is when that stream was created (at first, Follower.Created): another time means
+	// it was deleted and created again, its sequences starting over.
 	created time.Time
 	// recreated is set from when the follower finds the stream created again until the next
 	// delivery, which tells the handler (Delivery.Recreated).
@@ -217,6 +224,7 @@ func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 	if st.recreated {
 		d.Recreated, st.recreated = true, false
 	}
+	d.Created = st.created
 	if d.CaughtUp {
 		st.caught = true
 	}

@@ -467,3 +467,53 @@ func TestAFollowerReadsAStreamDeletedAndCreatedAgainFromItsFirstMessage(t *testi
 		t.Fatalf("delivered sequences %v, want the new stream's 1 last", s)
 	}
 }
+
+// TestAFollowerToldTheCreationOfAnEarlierStreamReadsItsStreamFromItsFirstMessage: a handler that
+// kept its state across runs (a DNS server's snapshot) tells the follower when the stream it was
+// folded from was created. The same stream is read from Start; another one, deleted and created
+// again meanwhile, from its first message, and the first delivery says so.
+func TestAFollowerToldTheCreationOfAnEarlierStreamReadsItsStreamFromItsFirstMessage(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 3 {
+		e, _ := events.New(events.TypeZoneChanged, "test", time.Now(), events.ZoneChanged{Zone: "demo.test."})
+		if _, err := events.Publish(ctx, srv.JS, events.ZoneSubject("demo.test.", "dns-1"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := srv.Stream(t, events.StreamDNS).CachedInfo().Created
+	read := func(kept time.Time) (seqs []uint64, recreated []bool, stamps []time.Time) {
+		t.Helper()
+		var mu sync.Mutex
+		f := events.Follower{JS: srv.JS, Stream: events.StreamDNS, Log: zerolog.New(zerolog.NewTestWriter(t)), Created: kept,
+			Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS},
+				DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 3}}
+		fctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f.Run(fctx, func(d events.Delivery) {
+				mu.Lock()
+				defer mu.Unlock()
+				if d.Msg != nil {
+					seqs, recreated, stamps = append(seqs, d.Seq), append(recreated, d.Recreated), append(stamps, d.Created)
+				}
+			})
+		}()
+		eventstest.Eventually(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seqs) > 0 && seqs[len(seqs)-1] == 3 },
+			"the stream's last message")
+		stop()
+		<-done
+		return seqs, recreated, stamps
+	}
+	seqs, recreated, stamps := read(created)
+	if !slices.Equal(seqs, []uint64{3}) || !slices.Equal(recreated, []bool{false}) || !stamps[0].Equal(created) {
+		t.Errorf("told the stream's own creation: sequences %v, recreated %v, created %v; want [3] from Start, not recreated, created %v",
+			seqs, recreated, stamps, created)
+	}
+	seqs, recreated, _ = read(created.Add(-time.Hour))
+	if !slices.Equal(seqs, []uint64{1, 2, 3}) || !slices.Equal(recreated, []bool{true, false, false}) {
+		t.Errorf("told an earlier stream's creation: sequences %v, recreated %v; want [1 2 3], the first recreated", seqs, recreated)
+	}
+}
