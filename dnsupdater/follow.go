@@ -33,16 +33,22 @@ func (s *Server) follow(ctx context.Context) {
 	var refresher sync.WaitGroup
 	defer refresher.Wait()
 	refresher.Go(func() { s.refreshLoop(ctx, saves) })
-	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	s.projMu.Lock()
+	created := s.proj.created // the snapshot's, if any: a STATE created since is a new one
+	s.projMu.Unlock()
+	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Bridge: events.BridgeNext, Created: created,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	// rebuilding is set from a stream created again until its events are all folded.
 	dirty, rebuilding := false, false
 	f.Run(ctx, func(d events.Delivery) {
-		if d.Recreated {
+		if d.Recreated || !d.Created.Equal(created) {
 			s.projMu.Lock()
-			s.proj.reset()
+			if d.Recreated {
+				s.proj.reset()
+				dirty, rebuilding = true, true
+			}
+			s.proj.created, created = d.Created, d.Created
 			s.projMu.Unlock()
-			dirty, rebuilding = true, true
 		}
 		if d.Msg == nil { // nothing stored: the stream is read to its end
 			if !s.readToEnd || dirty {

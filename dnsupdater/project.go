@@ -23,7 +23,10 @@ type projector struct {
 	latest  map[string]storedEvent
 	unsaved map[string]storedEvent
 	// rebase says that the next save must be whole (see reset).
-	rebase  bool
+	rebase bool
+	// created is when the STATE stream the events folded come from was created; zero when
+	// unknown.
+	created time.Time
 	serials map[string]uint32
 	// restored holds, per zone, the digest of the content the snapshot's serial stood for: a
 	// first projection with other content takes a new serial.

@@ -65,3 +65,31 @@ func TestAnswersFollowAStateStreamDeletedAndCreatedAgain(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"),
 		"the answer on us-west after a restart from the snapshot")
 }
+
+// TestAServerStoppedWhileTheStateStreamIsCreatedAgainAnswersFromTheNewOne: STATE is deleted and
+// created again while a DNS server is stopped. Started again, it serves its snapshot, of the old
+// stream, until it reads the new one, and then answers what the new one says, though its events
+// have sequences the snapshot's events had.
+func TestAServerStoppedWhileTheStateStreamIsCreatedAgainAnswersFromTheNewOne(t *testing.T) {
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, demoConfig)
+	h := startServer(t, js, cfg, dir)
+	const west = "127-0-0-11_8081"
+	endpointDown(t, js, "shop", "us-west", west)
+	endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the answer on us-east")
+	h.stop()
+
+	ctx := context.Background()
+	if err := js.JS.DeleteStream(ctx, events.StreamState); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, js.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	endpointUp(t, js, "shop", "us-west", west)
+	h = startServer(t, js, cfg, dir)
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"),
+		"the answer on us-west, as the new stream's first event says")
+}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 )
@@ -47,7 +48,10 @@ type snapshot struct {
 	Generation uint64            `json:"generation,omitempty"`
 	Serials    map[string]uint32 `json:"serials"`
 	LastSeq    uint64            `json:"last_seq"`
-	Events     []storedEvent     `json:"events"`
+	// StateCreated is when the STATE stream the events come from was created (see
+	// events.Follower.Created); zero when unknown.
+	StateCreated time.Time     `json:"state_created,omitzero"`
+	Events       []storedEvent `json:"events"`
 	// Digests hold, per zone, the digest of the content served at its serial.
 	Digests map[string]string `json:"digests,omitempty"`
 	// zones are the projected zones the digests are taken from, by the writer.
@@ -60,10 +64,11 @@ type snapshot struct {
 // journalLine is one line of the journal: the events folded since the line before (or the
 // base), and the serials and stream position after them.
 type journalLine struct {
-	Generation uint64            `json:"generation"`
-	Serials    map[string]uint32 `json:"serials"`
-	LastSeq    uint64            `json:"last_seq"`
-	Events     []storedEvent     `json:"events"`
+	Generation   uint64            `json:"generation"`
+	Serials      map[string]uint32 `json:"serials"`
+	LastSeq      uint64            `json:"last_seq"`
+	StateCreated time.Time         `json:"state_created,omitzero"`
+	Events       []storedEvent     `json:"events"`
 }
 
 // snapshotSave is what the refresher hands the snapshot writer: the whole state (full), or the
@@ -75,6 +80,8 @@ type snapshotSave struct {
 	final   bool
 	serials map[string]uint32
 	lastSeq uint64
+	// created is when the STATE stream the events come from was created.
+	created time.Time
 	events  map[string]storedEvent
 	// zones are the zones projected at the save, whose digests a base records.
 	zones []*zone.Zone
@@ -87,7 +94,7 @@ type snapshotSave struct {
 // in a second held it up to 80 ms on a loaded machine.
 func (p *projector) save(full bool) *snapshotSave {
 	full, p.rebase = full || p.rebase, false
-	s := &snapshotSave{full: full, serials: maps.Clone(p.serials), lastSeq: p.view.LastSeq(), zones: p.current}
+	s := &snapshotSave{full: full, serials: maps.Clone(p.serials), lastSeq: p.view.LastSeq(), created: p.created, zones: p.current}
 	if full {
 		s.events = maps.Clone(p.latest)
 		clear(p.unsaved)
@@ -107,14 +114,14 @@ func (s *snapshotSave) merge(later *snapshotSave) *snapshotSave {
 	for subject, e := range later.events {
 		s.events[subject] = e
 	}
-	s.serials, s.lastSeq, s.zones = later.serials, later.lastSeq, later.zones
+	s.serials, s.lastSeq, s.created, s.zones = later.serials, later.lastSeq, later.created, later.zones
 	return s
 }
 
 // snapshot returns the projector's whole state, as a base holds it.
 func (p *projector) snapshot() *snapshot {
 	s := p.save(true)
-	return &snapshot{Version: snapshotVersion, Serials: s.serials, LastSeq: s.lastSeq, Events: sortedEvents(s.events), zones: s.zones}
+	return &snapshot{Version: snapshotVersion, Serials: s.serials, LastSeq: s.lastSeq, StateCreated: s.created, Events: sortedEvents(s.events), zones: s.zones}
 }
 
 // sortedEvents lists events in stream order.
@@ -142,6 +149,7 @@ func (p *projector) restore(s *snapshot) {
 		_, _ = p.apply(e.Subject, e.Seq, e.Event, nil)
 	}
 	clear(p.unsaved)
+	p.created = s.StateCreated
 	for z, serial := range s.Serials {
 		p.serials[z] = serial
 	}
@@ -266,6 +274,9 @@ func readJournal(s *snapshot, r io.Reader) {
 			s.Serials[z] = serial
 		}
 		s.LastSeq = max(s.LastSeq, l.LastSeq)
+		if !l.StateCreated.IsZero() {
+			s.StateCreated = l.StateCreated
+		}
 	}
 	s.Events = sortedEvents(latest)
 }
@@ -283,6 +294,7 @@ type snapshotWriter struct {
 	events     map[string]encodedEvent
 	serials    map[string]uint32
 	lastSeq    uint64
+	created    time.Time
 	// baseSize and journalSize are the bytes of the base and of the journal.
 	baseSize, journalSize int
 	journal               *os.File
@@ -310,7 +322,7 @@ func (w *snapshotWriter) write(s *snapshotSave) (err error) {
 			w.failed = true
 		}
 	}()
-	unchanged := !s.full && len(s.events) == 0 && maps.Equal(s.serials, w.serials) && s.lastSeq == w.lastSeq
+	unchanged := !s.full && len(s.events) == 0 && maps.Equal(s.serials, w.serials) && s.lastSeq == w.lastSeq && s.created.Equal(w.created)
 	if s.full || w.events == nil {
 		w.events = make(map[string]encodedEvent, len(s.events))
 	}
@@ -318,7 +330,7 @@ func (w *snapshotWriter) write(s *snapshotSave) (err error) {
 	if err != nil {
 		return err
 	}
-	w.serials, w.lastSeq = s.serials, s.lastSeq
+	w.serials, w.lastSeq, w.created = s.serials, s.lastSeq, s.created
 	switch {
 	case s.full || w.generation == 0 || w.failed:
 		return w.writeBase(s.zones)
@@ -329,7 +341,7 @@ func (w *snapshotWriter) write(s *snapshotSave) (err error) {
 	case unchanged:
 		return nil
 	}
-	head, err := json.Marshal(journalHead{Generation: w.generation, Serials: s.serials, LastSeq: s.lastSeq})
+	head, err := json.Marshal(journalHead{Generation: w.generation, Serials: s.serials, LastSeq: s.lastSeq, StateCreated: s.created})
 	if err != nil {
 		return fmt.Errorf("encode snapshot journal: %w", err)
 	}
@@ -425,17 +437,19 @@ func plainJSONString(s string) bool {
 // journalHead is a journal line without its events, and baseHead a base without its events:
 // the encoded events are appended to them as they are.
 type journalHead struct {
-	Generation uint64            `json:"generation"`
-	Serials    map[string]uint32 `json:"serials"`
-	LastSeq    uint64            `json:"last_seq"`
+	Generation   uint64            `json:"generation"`
+	Serials      map[string]uint32 `json:"serials"`
+	LastSeq      uint64            `json:"last_seq"`
+	StateCreated time.Time         `json:"state_created,omitzero"`
 }
 
 type baseHead struct {
-	Version    int               `json:"version"`
-	Generation uint64            `json:"generation,omitempty"`
-	Serials    map[string]uint32 `json:"serials"`
-	LastSeq    uint64            `json:"last_seq"`
-	Digests    map[string]string `json:"digests,omitempty"`
+	Version      int               `json:"version"`
+	Generation   uint64            `json:"generation,omitempty"`
+	Serials      map[string]uint32 `json:"serials"`
+	LastSeq      uint64            `json:"last_seq"`
+	StateCreated time.Time         `json:"state_created,omitzero"`
+	Digests      map[string]string `json:"digests,omitempty"`
 }
 
 // withEvents returns the JSON object head with an "events" member holding events, followed
@@ -502,7 +516,8 @@ func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	gen := rand.Uint64() | 1 // never 0, which names no generation
-	head, err := json.Marshal(baseHead{Version: snapshotVersion, Generation: gen, Serials: w.serials, LastSeq: w.lastSeq, Digests: digests(w.serials, zones)})
+	head, err := json.Marshal(baseHead{Version: snapshotVersion, Generation: gen, Serials: w.serials, LastSeq: w.lastSeq,
+		StateCreated: w.created, Digests: digests(w.serials, zones)})
 	if err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
 	}
