@@ -121,6 +121,7 @@ func target(raw string) string {
 type delivery struct {
 	group  *config.Alert
 	hook   config.Webhook
+	sink   *sink
 	secret string
 	kind   string
 	fact   Fact

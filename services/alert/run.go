@@ -20,8 +20,12 @@ import (
 type Options struct {
 	// JS reaches STATE (followed) and ALERTS (where attempts are recorded).
 	JS jetstream.JetStream
-	// Config holds the alert groups.
+	// Config holds the alert groups at start.
 	Config *config.Config
+	// Configs, when set, delivers later configuration versions: their alert groups apply to the
+	// events that follow. A version whose webhook secrets cannot be read is refused whole, and
+	// the groups before it kept. Optional.
+	Configs <-chan *config.Config
 	// Name is the source of the attempt events, e.g. "controller-1".
 	Name string
 	Log  zerolog.Logger
@@ -37,21 +41,49 @@ type Options struct {
 }
 
 type runner struct {
-	o       Options
-	log     zerolog.Logger
-	secrets map[*config.Webhook]string
-	wg      sync.WaitGroup
-	slots   chan struct{}
+	o     Options
+	log   zerolog.Logger
+	wg    sync.WaitGroup
+	slots chan struct{}
 	// attempts stores the delivery attempts on ALERTS beside the deliveries.
 	attempts *events.Recorder
+
+	// mu guards groups and sinks: the followers read them for every event, and a new version
+	// replaces them.
+	mu sync.Mutex
+	// groups is the configuration whose alert groups deliveries go to.
+	groups *config.Config
+	// secrets are the signing secrets of groups' webhooks.
+	secrets map[*config.Webhook]string
+	// sinks are groups' webhooks, by sinkKey.
+	sinks map[string]*sink
 }
+
+// sink is one webhook of one alert group, with the context its deliveries run under: a version
+// without the group, or without the webhook in it, ends that context.
+type sink struct {
+	alert, url string
+	ctx        context.Context
+	cancel     context.CancelFunc
+	// inFlight counts the deliveries to it that are being tried or waiting to be tried again;
+	// guarded by the runner's mu.
+	inFlight int
+}
+
+// sinkKey names the webhook at url of the alert group named alert.
+func sinkKey(alert, url string) string { return alert + "|" + url }
 
 // maxInFlight bounds the deliveries retrying at once.
 const maxInFlight = 256
 
-// Run follows STATE (and DRILLS, when a group is told about drill_result) and delivers the
-// alerts of every event appended after it started, until ctx ends; then it returns nil. It
-// returns an error at once when a webhook's secret cannot be read.
+// Run follows STATE (and DRILLS, once a group is told about drill_result) and delivers the
+// alerts of every event appended after it started following, until ctx ends; then it returns
+// nil. It returns an error at once when a webhook's secret in o.Config cannot be read.
+//
+// A version from o.Configs applies to the events handled after it: deliveries in flight to a
+// webhook its groups still name go on, those to a webhook of a group it removed (or a webhook
+// it removed from a group) stop. A sender that started without groups starts following STATE
+// when a version brings some.
 func Run(ctx context.Context, o Options) error {
 	if o.JS == nil || o.Config == nil || o.Name == "" {
 		return errors.New("alert options: JS, Config and Name are required")
@@ -71,63 +103,125 @@ func Run(ctx context.Context, o Options) error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight)}
+	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight),
+		sinks: map[string]*sink{}}
 	r.attempts = events.NewRecorder(o.JS, r.log)
-	var err error
-	if r.secrets, err = Secrets(o.Config); err != nil {
+	secrets, err := Secrets(o.Config)
+	if err != nil {
 		return err
 	}
-	if len(o.Config.Alerts) == 0 {
-		<-ctx.Done()
-		return nil
-	}
-	// At a cluster's start STATE may not exist yet (the controller creates it meanwhile): wait
-	// for it rather than leave the controller without alerts.
-	st, err := events.WaitStream(ctx, o.JS, events.StreamState, r.log)
-	if err != nil {
-		return nil // ctx ended first
-	}
-	stateSeq := st.CachedInfo().State.LastSeq
-	drillSeq := uint64(0)
-	wantDrills := slices.ContainsFunc(o.Config.Alerts, func(a config.Alert) bool { return slices.Contains(a.On, config.AlertDrillResult) })
-	if wantDrills {
-		// Without DRILLS yet (a role started with --config before any apply), every drill
-		// event is new: follow retries until the stream exists.
-		if drillSeq, err = lastSeq(ctx, o.JS, events.StreamDrills, r.log); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
-	view := state.NewView()
-	r.log.Info().Int("groups", len(o.Config.Alerts)).Uint64("state_seq", stateSeq).Msg("alerts started")
+	r.use(ctx, o.Config, secrets)
 	var followers sync.WaitGroup
 	followers.Go(func() { r.attempts.Run(ctx) })
-	if wantDrills {
-		seen := drills{}
-		followers.Add(1)
-		go func() {
-			defer followers.Done()
-			r.follow(ctx, events.StreamDrills, events.SubjectDrills, func(subject string, seq uint64, data []byte) {
-				if e, err := events.Decode(data); err == nil {
-					if fact, ok := seen.Classify(subject, e); ok && seq > drillSeq {
-						r.dispatch(ctx, fact)
-					}
-				}
-			}, func() { seen, drillSeq = drills{}, 0 })
-		}()
+	followingState, followingDrills := false, false
+	follow := func(c *config.Config) {
+		if !followingState && len(c.Alerts) > 0 {
+			followingState = true
+			followers.Go(func() { r.followState(ctx) })
+		}
+		if !followingDrills && slices.ContainsFunc(c.Alerts, func(a config.Alert) bool { return slices.Contains(a.On, config.AlertDrillResult) }) {
+			followingDrills = true
+			followers.Go(func() { r.followDrills(ctx) })
+		}
 	}
+	follow(o.Config)
+	for {
+		select {
+		case <-ctx.Done():
+			followers.Wait()
+			r.wg.Wait()
+			return nil
+		case c := <-o.Configs:
+			secrets, err := Secrets(c)
+			if err != nil {
+				// The sender runs in the controller: its refusal is the controller's, on the
+				// subject the controller's NATS user may publish.
+				config.Reject(ctx, o.JS, c.Version, fmt.Errorf("alerts: %w", err), r.log, "controller", o.Name)
+				continue
+			}
+			r.use(ctx, c, secrets)
+			r.log.Info().Uint64("version", c.Version).Int("groups", len(c.Alerts)).Msg("alert groups follow a new configuration version")
+			follow(c)
+		}
+	}
+}
+
+// use makes c's alert groups, whose webhooks' secrets are secrets, those the events handled from
+// now on are delivered to, and stops the deliveries to webhooks c does not name.
+func (r *runner) use(ctx context.Context, c *config.Config, secrets map[*config.Webhook]string) {
+	keep := map[string]bool{}
+	for _, a := range c.Alerts {
+		for _, w := range a.Webhooks {
+			keep[sinkKey(a.Name, w.URL)] = true
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, s := range r.sinks {
+		if keep[key] {
+			continue
+		}
+		s.cancel()
+		delete(r.sinks, key)
+		if s.inFlight > 0 {
+			r.log.Info().Str("alert", s.alert).Str("webhook", target(s.url)).Int("deliveries", s.inFlight).Uint64("version", c.Version).
+				Msg("alert deliveries stopped: their group or webhook left the configuration")
+		}
+	}
+	for _, a := range c.Alerts {
+		for _, w := range a.Webhooks {
+			if key := sinkKey(a.Name, w.URL); r.sinks[key] == nil {
+				sctx, cancel := context.WithCancel(ctx)
+				r.sinks[key] = &sink{alert: a.Name, url: w.URL, ctx: sctx, cancel: cancel}
+			}
+		}
+	}
+	r.groups, r.secrets = c, secrets
+}
+
+// current returns the configuration whose groups deliveries go to now.
+func (r *runner) current() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.groups
+}
+
+// followState waits for STATE, then delivers the alerts of the events appended to it after that.
+func (r *runner) followState(ctx context.Context) {
+	// At a cluster's start STATE may not exist yet (the controller creates it meanwhile): wait
+	// for it rather than leave the controller without alerts.
+	st, err := events.WaitStream(ctx, r.o.JS, events.StreamState, r.log)
+	if err != nil {
+		return // ctx ended first
+	}
+	after := st.CachedInfo().State.LastSeq
+	view := state.NewView()
+	r.log.Info().Int("groups", len(r.current().Alerts)).Uint64("state_seq", after).Msg("alerts started")
 	r.follow(ctx, events.StreamState, events.SubjectState, func(subject string, seq uint64, data []byte) {
 		if e, err := events.Decode(data); err == nil {
-			if fact, ok := Classify(o.Config, view, subject, seq, e); ok && seq > stateSeq {
+			if fact, ok := Classify(r.current(), view, subject, seq, e); ok && seq > after {
 				r.dispatch(ctx, fact)
 			}
 		}
-	}, func() { view.Reset(); stateSeq = 0 })
-	followers.Wait()
-	r.wg.Wait()
-	return nil
+	}, func() { view.Reset(); after = 0 })
+}
+
+// followDrills delivers the alerts of the drill events appended to DRILLS after it started.
+func (r *runner) followDrills(ctx context.Context) {
+	// Without DRILLS yet (a role started with --config before any apply), every drill event is
+	// new: follow retries until the stream exists.
+	after, err := lastSeq(ctx, r.o.JS, events.StreamDrills, r.log)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return // ctx ended first
+	}
+	seen := drills{}
+	r.follow(ctx, events.StreamDrills, events.SubjectDrills, func(subject string, seq uint64, data []byte) {
+		if e, err := events.Decode(data); err == nil {
+			if fact, ok := seen.Classify(subject, e); ok && seq > after {
+				r.dispatch(ctx, fact)
+			}
+		}
+	}, func() { seen, after = drills{}, 0 })
 }
 
 // lastSeq is the sequence of the last message in stream: alerts are about what comes after it.
@@ -191,8 +285,10 @@ func (r *runner) follow(ctx context.Context, stream, subject string, handle func
 
 // dispatch starts a delivery to every webhook of every group fact matches.
 func (r *runner) dispatch(ctx context.Context, fact Fact) {
-	for i := range r.o.Config.Alerts {
-		a := &r.o.Config.Alerts[i]
+	var ds []*delivery
+	r.mu.Lock()
+	for i := range r.groups.Alerts {
+		a := &r.groups.Alerts[i]
 		kind := Matches(a, fact)
 		if kind == "" {
 			continue
@@ -204,21 +300,37 @@ func (r *runner) dispatch(ctx context.Context, fact Fact) {
 				r.log.Error().Err(err).Str("alert", a.Name).Msg("alert not built")
 				continue
 			}
-			d := &delivery{group: a, hook: *w, secret: r.secrets[w], kind: kind, fact: fact, body: body,
-				id: events.DerivedID(fact.Event.ID, a.Name+"|"+w.URL)}
-			select {
-			case r.slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				defer func() { <-r.slots }()
-				r.deliver(ctx, d)
-			}()
+			s := r.sinks[sinkKey(a.Name, w.URL)]
+			s.inFlight++
+			ds = append(ds, &delivery{group: a, hook: *w, sink: s, secret: r.secrets[w], kind: kind, fact: fact, body: body,
+				id: events.DerivedID(fact.Event.ID, a.Name+"|"+w.URL)})
 		}
 	}
+	r.mu.Unlock()
+	for i, d := range ds {
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			for _, d := range ds[i:] {
+				r.done(d)
+			}
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer func() { <-r.slots }()
+			defer r.done(d)
+			r.deliver(d.sink.ctx, d)
+		}()
+	}
+}
+
+// done counts d out of its webhook's deliveries in flight.
+func (r *runner) done(d *delivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d.sink.inFlight--
 }
 
 // Secrets reads every webhook's signing secret, so that one that cannot be read stops a role at

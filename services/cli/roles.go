@@ -421,7 +421,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		parts = append(parts, part{"api", srv.Run})
 	}
 	parts = append(parts, part{"alerts", func(ctx context.Context) error {
-		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: r.name, Log: log})
+		ao := alert.Options{JS: js, Config: cfg, Name: r.name, Log: log}
+		if r.configPath == "" { // follow the versions `detour apply` makes
+			ao.Configs = config.Watch(ctx, js, r.version, log, "controller", r.name)
+		}
+		return alert.Run(ctx, ao)
 	}})
 	return runParts(ctx, log, func(ctx context.Context) error {
 		co := controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics}

@@ -191,7 +191,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		})
 	}
 	g.Go("alerts", func(ctx context.Context) error {
-		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log})
+		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log,
+			Configs: config.Watch(ctx, js, applied.Number, o.Log, "controller", "controller-1")})
 	})
 	// The controller runs without edges too: it carries out the rollbacks of drills that are due.
 	g.Go("controller", func(ctx context.Context) error {
