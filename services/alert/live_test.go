@@ -75,7 +75,9 @@ func liveSender(t *testing.T, ns *eventstest.Server, first *config.Config, logs 
 		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: first, Configs: configs, Name: "controller-1",
 			Backoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Log: log})
 	})
-	followsSTATE(t, ns, 5*time.Second, "")
+	if len(first.Alerts) > 0 {
+		followsSTATE(t, ns, 5*time.Second, "")
+	}
 	return func(c *config.Config) {
 		t.Helper()
 		select {
@@ -178,6 +180,19 @@ func TestAVersionWhoseWebhookSecretCannotBeReadIsRefusedAndTheLastGoodGroupsKept
 	if n := pager.count(); n != 0 {
 		t.Errorf("pager, of the refused version, got %d requests", n)
 	}
+}
+
+func TestASenderStartedWithoutGroupsFollowsSTATEOnceAVersionBringsSome(t *testing.T) {
+	oncall := &receiver{}
+	oncallHook := httptest.NewServer(oncall)
+	defer oncallHook.Close()
+	ns := eventstest.Start(t)
+	logs := &eventstest.Logs{}
+	send := liveSender(t, ns, version(t, 1), logs)
+	send(version(t, 2, group("oncall", oncallHook.URL, "")))
+	followsSTATE(t, ns, 5*time.Second, "once version 2 brought a group")
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return oncall.count() == 1 }, "oncall told about west going down")
 }
 
 // waitAttempt waits until ALERTS holds the delivered attempt of group's nth delivery.
