@@ -43,7 +43,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.DNSAddr, "dns-addr", "127.0.0.1:5353", "address of the authoritative DNS server, UDP and TCP")
 	fs.StringVar(&o.DataDir, "data-dir", "detour-data", "directory for JetStream's files and the DNS snapshot")
 	fs.IntVar(&o.NATSPort, "nats-port", 4222, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
-	fs.StringVar(&regions, "regions", "", "comma-separated probing regions to run a prober for (default: the pools' regions)")
+	fs.StringVar(&regions, "regions", "", "comma-separated probing regions to run a prober for, whatever versions come (default: the configuration's, following its versions)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "where every role's Prometheus metrics are served on /metrics (\"\": nowhere)")
 	fs.StringVar(&o.APIAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
 	c.register(fs, false)

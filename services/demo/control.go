@@ -87,9 +87,9 @@ type Control struct {
 	token string
 }
 
-// StartControl listens on addr and serves the switches, keyed by edge name, behind a fresh
-// random token.
-func StartControl(addr string, edges map[string]*Switch, report func(role string, err error)) (*Control, error) {
+// StartControl listens on addr and serves the switches that edge returns by edge name (nil for
+// none), behind a fresh random token.
+func StartControl(addr string, edge func(name string) *Switch, report func(role string, err error)) (*Control, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("start demo control: make token: %w", err)
@@ -101,8 +101,8 @@ func StartControl(addr string, edges map[string]*Switch, report func(role string
 	c := &Control{ln: ln, token: hex.EncodeToString(b[:])}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /edges/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		sw, ok := edges[r.PathValue("name")]
-		if !ok {
+		sw := edge(r.PathValue("name"))
+		if sw == nil {
 			http.Error(w, fmt.Sprintf("no edge %q in the demo", r.PathValue("name")), http.StatusNotFound)
 			return
 		}

@@ -15,7 +15,8 @@ func startTestControl(t *testing.T) (*Control, *Switch) {
 	sw := NewSwitch("edge edge-west", func(ctx context.Context) error { <-ctx.Done(); return nil })
 	sw.Start(context.Background(), func(role string, err error) { t.Errorf("%s: %v", role, err) })
 	t.Cleanup(func() { sw.Stop() })
-	c, err := StartControl("127.0.0.1:0", map[string]*Switch{"edge-west": sw}, func(role string, err error) { t.Errorf("%s: %v", role, err) })
+	edges := map[string]*Switch{"edge-west": sw}
+	c, err := StartControl("127.0.0.1:0", func(name string) *Switch { return edges[name] }, func(role string, err error) { t.Errorf("%s: %v", role, err) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ edges:
 	}
 	t.Cleanup(func() { _ = west.Close() })
 	waitAnswer(t, st.DNSAddr, "shop.demo.test.", westHost, "after the west backend came back")
-	st.Edges["edge-a"].Stop()
+	st.Edge("edge-a").Stop()
 	waitAnswer(t, st.DNSAddr, "www.demo.test.", "edge-b.demo.test.", "after edge-a stopped")
 
 	inc := incident{js: js, cfg: st.Config, west: westName, raw: map[string][]events.Envelope{}}

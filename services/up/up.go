@@ -15,8 +15,6 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/metrics"
-	"github.com/detourdev/detour/prober"
-	"github.com/detourdev/detour/proxy"
 	"github.com/detourdev/detour/services/alert"
 	"github.com/detourdev/detour/services/api"
 	"github.com/detourdev/detour/services/controller"
@@ -40,8 +38,9 @@ type Options struct {
 	DataDir string
 	// NATSPort is the embedded server's client port on 127.0.0.1: 0 means 4222, -1 a free port.
 	NATSPort int
-	// Regions are the probing regions to run a prober for. Default: the configuration's regions,
-	// or "local" when it names none.
+	// Regions are the probing regions to run a prober for; given, they stand whatever versions
+	// come. Default: the configuration's regions, or "local" when it names none, following each
+	// version: a region it adds gets a prober, one it removes loses its prober.
 	Regions []string
 	// DemoControlAddr is where the demo accepts POST /edges/NAME/stop and /start. Default
 	// 127.0.0.1:8090. Only the demo (no ConfigPath) serves it.
@@ -74,14 +73,14 @@ type Stack struct {
 	Metrics *metrics.Metrics
 	// Backends are the demo's application instances, by pool name (empty with a configuration).
 	Backends map[string]*demo.Backend
-	// Edges are the edge proxies running in process, by name; each can be stopped and started.
-	Edges map[string]*demo.Switch
 	// NATSCredentials are what every role in the process, and the operator, connect with.
 	NATSCredentials natsd.Credentials
 
 	control *demo.Control
 	nats    *server.Server
 	group   *group
+	// roles are the probers and edges, which follow the configuration's versions.
+	roles *roleSet
 	// unlock releases the data directory's lock (nil before it is taken).
 	unlock func()
 }
@@ -107,7 +106,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.DataDir == "" {
 		o.DataDir = "detour-data"
 	}
-	if len(o.Regions) == 0 {
+	regionsFixed := len(o.Regions) > 0
+	if !regionsFixed {
 		o.Regions = Regions(cfg)
 	}
 	if o.Out == nil {
@@ -116,7 +116,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.DemoControlAddr == "" {
 		o.DemoControlAddr = "127.0.0.1:8090"
 	}
-	st := &Stack{Config: cfg, Backends: map[string]*demo.Backend{}, Edges: map[string]*demo.Switch{}, Metrics: metrics.New()}
+	st := &Stack{Config: cfg, Backends: map[string]*demo.Backend{}, Metrics: metrics.New()}
 	m := st.Metrics
 	ok := false
 	defer func() {
@@ -184,12 +184,6 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return decider.Run(ctx, decider.Options{JS: js, Config: cfg, Name: "decider-1", Log: o.Log, Metrics: m,
 			Configs: config.Watch(ctx, js, applied.Number, o.Log, "decider", "decider-1")})
 	})
-	for _, r := range o.Regions {
-		g.Go("prober "+r, func(ctx context.Context) error {
-			return prober.Run(ctx, prober.Options{JS: js, Config: cfg, Region: r, Name: r + "-1", Log: o.Log, Metrics: m,
-				Configs: config.Watch(ctx, js, applied.Number, o.Log, "prober", r, r+"-1")})
-		})
-	}
 	g.Go("alerts", func(ctx context.Context) error {
 		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log,
 			Configs: config.Watch(ctx, js, applied.Number, o.Log, "controller", "controller-1")})
@@ -199,18 +193,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return controller.Run(ctx, controller.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, Metrics: m,
 			Configs: config.Watch(ctx, js, applied.Number, o.Log, "controller", "controller-1")})
 	})
-	if len(cfg.Edges) > 0 {
-		for _, e := range cfg.Edges {
-			sw := demo.NewSwitch("edge "+e.Name, func(ctx context.Context) error {
-				return proxy.Run(ctx, proxy.Options{JS: js, Config: cfg, Edge: e.Name, Resolver: st.DNSAddr, Log: o.Log, Metrics: m,
-					Configs: config.Watch(ctx, js, applied.Number, o.Log, "edge", e.Name)})
-			})
-			sw.Start(g.ctx, g.fail)
-			st.Edges[e.Name] = sw
-		}
-	}
-	if o.ConfigPath == "" && len(st.Edges) > 0 {
-		st.control, err = demo.StartControl(o.DemoControlAddr, st.Edges, g.fail)
+	// The probers and edges of the configuration run from the start; a version that adds or
+	// removes a region (unless --regions fixed them) or an edge starts or stops its role.
+	st.roles = newRoleSet(js, g, o.Log, m, st.DNSAddr, regionsFixed)
+	st.roles.start(cfg, o.Regions)
+	g.Go("roles", func(ctx context.Context) error {
+		st.roles.follow(ctx, config.Watch(ctx, js, applied.Number, o.Log, "up"))
+		return nil
+	})
+	if o.ConfigPath == "" && len(cfg.Edges) > 0 {
+		st.control, err = demo.StartControl(o.DemoControlAddr, st.Edge, g.fail)
 		if err != nil {
 			return nil, err
 		}
@@ -264,8 +256,8 @@ func (s *Stack) stop() {
 		s.group.cancel()
 		s.group.wg.Wait()
 	}
-	for _, sw := range s.Edges {
-		sw.Stop()
+	if s.roles != nil {
+		s.roles.stop()
 	}
 	for _, b := range s.Backends {
 		_ = b.Close()
@@ -277,6 +269,15 @@ func (s *Stack) stop() {
 	if s.unlock != nil {
 		s.unlock()
 	}
+}
+
+// Edge returns the edge proxy named name running in process, which can be stopped and started,
+// or nil when there is none (the configuration's versions add and remove edges).
+func (s *Stack) Edge(name string) *demo.Switch {
+	if s.roles == nil {
+		return nil
+	}
+	return s.roles.edge(name)
 }
 
 // Regions lists the configuration's probing regions (by default the pools' regions), or "local"
