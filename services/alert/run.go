@@ -139,8 +139,11 @@ func Run(ctx context.Context, o Options) error {
 				config.Reject(ctx, o.JS, c.Version, fmt.Errorf("alerts: %w", err), r.log, "controller", o.Name)
 				continue
 			}
+			before := r.current()
 			r.use(ctx, c, secrets)
-			r.log.Info().Uint64("version", c.Version).Int("groups", len(c.Alerts)).Msg("alert groups follow a new configuration version")
+			r.log.Info().Uint64("version", c.Version).Int("groups", len(c.Alerts)).
+				Strs("added", groupsNotIn(c, before)).Strs("removed", groupsNotIn(before, c)).
+				Msg("alert groups follow a new configuration version")
 			follow(c)
 		}
 	}
@@ -177,6 +180,17 @@ func (r *runner) use(ctx context.Context, c *config.Config, secrets map[*config.
 		}
 	}
 	r.groups, r.secrets = c, secrets
+}
+
+// groupsNotIn names the alert groups of c that other has no group of the same name for.
+func groupsNotIn(c, other *config.Config) []string {
+	out := []string{}
+	for _, a := range c.Alerts {
+		if !slices.ContainsFunc(other.Alerts, func(b config.Alert) bool { return b.Name == a.Name }) {
+			out = append(out, a.Name)
+		}
+	}
+	return out
 }
 
 // current returns the configuration whose groups deliveries go to now.
