@@ -154,33 +154,15 @@ type membership struct {
 	twinWarned bool
 }
 
-// ensureMembersBucket opens MembersBucket, creating it with the configured replicas if it does
-// not exist yet.
-func ensureMembersBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, MembersBucket)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("open bucket %s: %w", MembersBucket, err)
-	}
-	kv, err = js.CreateKeyValue(ctx, events.ProbersBucket(events.StreamOptions{Replicas: replicas}))
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = js.KeyValue(ctx, MembersBucket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", MembersBucket, err)
-	}
-	return kv, nil
-}
-
-// waitMembersBucket is ensureMembersBucket, tried again every half second while JetStream cannot
-// be reached (logged once). It returns an error only when ctx ends.
-func waitMembersBucket(ctx context.Context, js jetstream.JetStream, replicas int, log zerolog.Logger) (jetstream.KeyValue, error) {
+// waitMembersBucket opens MembersBucket, trying again every half second while JetStream cannot
+// be reached or the bucket does not exist yet (logged once). The worker never creates the bucket:
+// detour apply and detour up do, and a prober role allowed to creates it at start (services/cli's
+// provision), with the configured replicas. It returns an error only when ctx ends.
+func waitMembersBucket(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (jetstream.KeyValue, error) {
 	warned := false
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		kv, err := ensureMembersBucket(actx, js, replicas)
+		kv, err := js.KeyValue(actx, MembersBucket)
 		cancel()
 		if err == nil {
 			if warned {

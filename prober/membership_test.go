@@ -259,7 +259,7 @@ func TestAWorkerKeepsTakingChecksWhileItsBucketElectsALeader(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	bucket, err := ensureMembersBucket(ctx, js, 1)
+	bucket, err := js.KeyValue(ctx, MembersBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

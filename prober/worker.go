@@ -54,8 +54,6 @@ type Options struct {
 	// endpoints publishes every result the moment it completes, and one checking thousands a
 	// second sends a message every window. Default 2ms; negative: every result alone, at once.
 	BatchWindow time.Duration
-	// Replicas of the membership bucket when this worker creates it. Default 1.
-	Replicas int
 	// Metrics, when set, counts the checks and their latency.
 	Metrics *metrics.Metrics
 }
@@ -123,7 +121,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	log := o.Log.With().Str("component", "prober").Str("region", o.Region).Str("prober", o.Name).Logger()
-	kv, err := waitMembersBucket(ctx, o.JS, o.Replicas, log)
+	kv, err := waitMembersBucket(ctx, o.JS, log)
 	if err != nil {
 		return nil // ctx ended while JetStream was away
 	}

@@ -327,7 +327,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Replicas: r.replicas, Log: log, Metrics: r.metrics}
+	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics}
 	if r.configPath == "" { // follow the versions `detour apply` makes
 		o.Configs = config.Watch(ctx, js, r.version, log, "prober", region, r.name)
 	}
