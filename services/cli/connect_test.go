@@ -20,7 +20,7 @@ func TestARoleReceivesItsRepliesUnderTheInboxPrefixOfTheUserItsURLNames(t *testi
 		{addr, "_INBOX"},
 		{"nats://a.b:pw@" + addr, "_INBOX"},
 	} {
-		js, err := connectRole(c.url, "test", zerolog.Nop())
+		js, err := connectRole(c.url, "test", &refusals{}, zerolog.Nop())
 		if err != nil {
 			t.Fatalf("%s: %v", c.url, err)
 		}

@@ -129,6 +129,8 @@ type role struct {
 	check func() error
 	// streams are those the role creates if they are missing: Streams(role).
 	streams []string
+	// refused hears the server refuse the role's publishes.
+	refused refusals
 	// dataDir, when set, keeps the active configuration, so that the role (a data-plane one)
 	// starts from it while NATS is away.
 	dataDir *string
@@ -151,7 +153,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	if err != nil {
 		return nil, nil, log, err
 	}
-	js, err := connectRole(r.natsURL, "detour-"+fs.Name()+"-"+r.name, log)
+	js, err := connectRole(r.natsURL, "detour-"+fs.Name()+"-"+r.name, &r.refused, log)
 	if err != nil {
 		return nil, nil, log, err
 	}
@@ -159,7 +161,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	if err != nil {
 		return nil, nil, log, err
 	}
-	go provision(ctx, js, cfg.StreamOptions(r.replicas), r.streams, log)
+	go provision(ctx, js, cfg.StreamOptions(r.replicas), r.streams, &r.refused, log)
 	if r.metricsAddr != "" {
 		r.metrics = metrics.New()
 		addr, err := r.metrics.Serve(ctx, r.metricsAddr)
@@ -172,9 +174,12 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 }
 
 // Streams names the streams and buckets that the role (prober, decider, dns, controller or edge)
-// creates, with the configured replicas, when it finds them missing: those it writes, and the
-// ones it cannot work without. Its NATS user in deployments/nats/accounts.conf may create exactly
-// these and change none; `detour apply` creates and updates them all.
+// creates, with the configured replicas, when it finds them missing and its NATS user may create
+// them (no accounts, or one user for everything): those it writes, and the ones it cannot work
+// without. In deployments/nats/accounts.conf no role's user may create a stream, since a request
+// to create one carries the stream's definition in its body, where permissions cannot look: a role
+// could give a missing stream any subjects, sources or republishing. There `detour apply`, run as
+// the operator, creates and updates them all, and a role that finds one missing waits for it.
 func Streams(role string) []string {
 	switch role {
 	case "prober":
@@ -194,7 +199,9 @@ func Streams(role string) []string {
 // provision creates the named streams and buckets that do not exist yet, with the configured
 // replicas, and warns of those that have fewer: losing one JetStream node may then stop them. It
 // waits for the connection first, so a role that starts without NATS provisions when it comes.
-func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptions, names []string, log zerolog.Logger) {
+// Those the server refuses to let the role create (only the operator creates streams in the
+// compose deployment) it names in one line, with the fix: the role's followers wait for them.
+func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptions, names []string, refused *refusals, log zerolog.Logger) {
 	for !js.Conn().IsConnected() {
 		select {
 		case <-ctx.Done():
@@ -202,15 +209,31 @@ func provision(ctx context.Context, js jetstream.JetStream, o events.StreamOptio
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	short, err := events.ProvisionStreams(ctx, js, o, names...)
+	var short []events.Shortfall
+	var missing []string
+	var errs []error
+	for _, name := range names {
+		pctx, wasRefused := refused.refusable(ctx, "$JS.API.STREAM.CREATE."+name)
+		s, err := events.ProvisionStreams(pctx, js, o, name)
+		if wasRefused() {
+			missing = append(missing, name)
+			continue
+		}
+		short = append(short, s...)
+		errs = append(errs, err)
+	}
 	for _, s := range short {
 		log.Warn().Str("stream", s.Stream).Int("replicas", s.Replicas).Int("configured", s.Configured).
 			Msg("stream has fewer replicas than configured; run detour apply --replicas to raise them")
 	}
-	if err != nil {
+	if len(missing) > 0 {
+		log.Warn().Strs("streams", missing).
+			Msg("streams missing, and this role may not create them; run detour apply as the operator: the role waits for them")
+	}
+	if err := errors.Join(errs...); err != nil {
 		log.Warn().Err(err).Msg("streams not provisioned")
 	}
-	if slices.Contains(names, events.StreamProbes) {
+	if slices.Contains(names, events.StreamProbes) && !slices.Contains(missing, events.StreamProbes) {
 		if err := events.ReportProbeBounds(ctx, js, o.ProbeRate, log); err != nil {
 			log.Warn().Err(err).Msg("probe results stream bounds unknown")
 		}
@@ -275,8 +298,9 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 
 // connectRole opens a role's connection: it never fails because NATS is away (it goes on trying
 // in the background, every quarter second), notices a dead server within seconds, and logs each
-// disconnection and reconnection once.
-func connectRole(url, name string, log zerolog.Logger) (jetstream.JetStream, error) {
+// disconnection and reconnection once. A refusal someone awaits in refused is theirs to report;
+// it logs every other error the server reports.
+func connectRole(url, name string, refused *refusals, log zerolog.Logger) (jetstream.JetStream, error) {
 	return connect(url, name, nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond), nats.Timeout(time.Second),
 		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -286,6 +310,9 @@ func connectRole(url, name string, log zerolog.Logger) (jetstream.JetStream, err
 			log.Info().Str("server", redact.String(nc.ConnectedUrl())).Msg("connected to nats")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if refused.heard(err) {
+				return
+			}
 			ev := log.Warn().Err(err)
 			if sub != nil {
 				ev = ev.Str("subject", sub.Subject)
