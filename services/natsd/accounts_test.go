@@ -54,7 +54,7 @@ const proberComment = `Probe and write membership for their own region only.`
 func proberUser(user, region string) roleUser {
 	return roleUser{name: user, allow: lines(
 		"detour.probe."+region+".> $KV.detour_probers."+region+".> detour.config.rejected.prober."+region+".*",
-		"$JS.API.INFO $JS.API.STREAM.INFO.* $JS.API.STREAM.CREATE.PROBES $JS.API.STREAM.CREATE.KV_detour_probers",
+		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers."+region+".>",
 		consumer("CONFIG", user+"-config", "detour.config.>"),
@@ -69,7 +69,7 @@ edge listeners' batches (detour.probe.<region>._edge.<prober>), which the contro
 func deciderUser(user string) roleUser {
 	return roleUser{name: user, hears: []string{"detour.probe.*.*.*.*"}, allow: lines(
 		"detour.state.endpoint.> detour.state.pool.> detour.config.rejected.decider.*",
-		"$JS.API.INFO $JS.API.STREAM.INFO.* $JS.API.STREAM.CREATE.STATE $JS.API.STREAM.CREATE.PROBES",
+		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.>",
 		consumer("CONFIG", user+"-config", "detour.config.>"),
@@ -84,7 +84,7 @@ const dnsComment = `Read STATE; record their zones' changes and pushes on DNS, e
 func dnsUser(user string) roleUser {
 	return roleUser{name: user, allow: lines(
 		"detour.dns.*."+user+" detour.config.rejected.dns.*",
-		"$JS.API.INFO $JS.API.STREAM.INFO.* $JS.API.STREAM.CREATE.STATE $JS.API.STREAM.CREATE.DNS",
+		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.DNS $JS.API.DIRECT.GET.DNS $JS.API.DIRECT.GET.DNS.>",
 		consumer("CONFIG", user+"-config", "detour.config.>"),
@@ -100,7 +100,7 @@ its alerts follow STATE and DRILLS through consumers controller-1-alerts.`
 func controllerUser(user string) roleUser {
 	return roleUser{name: user, hears: []string{"detour.heartbeat.>", "detour.probe.*.*._edge.*", "detour.probe.*._edge.*"}, allow: lines(
 		"detour.state.edge.> detour.routes.> detour.drill.> detour.state.override.> detour.config.document.active detour.alert.> detour.config.rejected.controller.*",
-		"$JS.API.INFO $JS.API.STREAM.INFO.* $JS.API.STREAM.CREATE.STATE $JS.API.STREAM.CREATE.ROUTES $JS.API.STREAM.CREATE.DRILLS $JS.API.STREAM.CREATE.ALERTS",
+		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.DRILLS $JS.API.DIRECT.GET.DRILLS.> $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
 		consumer("CONFIG", user+"-config", "detour.config.>"),
@@ -117,7 +117,7 @@ const edgeComment = `Heartbeat as themselves; read their own apps' routes throug
 func edgeUser(user string) roleUser {
 	return roleUser{name: user, allow: lines(
 		"detour.heartbeat."+user+" detour.config.rejected.edge."+user,
-		"$JS.API.INFO $JS.API.STREAM.INFO.* $JS.API.STREAM.CREATE.ROUTES",
+		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.ROUTES.detour.routes."+user+".>",
 		consumer("CONFIG", user+"-config", "detour.config.>"),
@@ -159,7 +159,6 @@ var detourExports = []export{
 	{subject: "$KV.>"},
 	{subject: "$JS.API.INFO"},
 	{subject: "$JS.API.STREAM.INFO.*"},
-	{subject: "$JS.API.STREAM.CREATE.*"},
 	{subject: "$JS.API.STREAM.MSG.GET.*"},
 	{subject: "$JS.API.DIRECT.GET.>", several: true},
 	{subject: "$JS.API.CONSUMER.CREATE.>"},
@@ -192,11 +191,12 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #     same role. Two processes connected as one user replace each other's consumers: give every
 #     process its own user (a wildcard in a NATS subject matches a whole token, never a prefix
 #     of a consumer's name, so one user per role could not keep its processes apart);
-#   - a role creates only the streams it writes or cannot work without (services/cli's Streams:
-#     prober PROBES and the probers' bucket, decider STATE and PROBES, dns STATE and DNS,
-#     controller STATE, ROUTES, DRILLS and ALERTS, edge ROUTES), with the configured replicas,
-#     when it is the first to need one; no role updates, purges or deletes a stream or lists
-#     consumers.
+#   - only the operator creates streams (detour apply creates and bounds every one, the probers'
+#     bucket too): a request to create one carries the stream's definition in its body, which
+#     permissions cannot see, so a role that could create a missing stream could give it any
+#     subjects, sources or republishing (into STATE or CONFIG, say). A role that finds a stream
+#     missing says so once and waits for it. No role updates, purges or deletes a stream or
+#     lists consumers.
 # While a node's loss keeps a follower from creating a consumer, it reads by direct gets: the
 # roles that read all of STATE may ask $JS.API.DIRECT.GET.STATE (whose request names any subject),
 # an edge only $JS.API.DIRECT.GET.ROUTES.detour.routes.<itself>.> (the last route of each app).

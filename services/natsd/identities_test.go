@@ -26,7 +26,6 @@ import (
 	"github.com/detourdev/detour/proxy"
 	"github.com/detourdev/detour/services/alert"
 	"github.com/detourdev/detour/services/api"
-	"github.com/detourdev/detour/services/cli"
 	"github.com/detourdev/detour/services/controller"
 	"github.com/detourdev/detour/services/decider"
 	mdns "github.com/miekg/dns"
@@ -293,22 +292,81 @@ func TestDeploymentIdentitiesNoRoleReadsAnotherEdgesRoutesOrDeletesAConsumer(t *
 	}
 }
 
-func TestDeploymentIdentitiesEachRoleCreatesTheStreamsItNeedsButNoneChangesOne(t *testing.T) {
+func TestDeploymentIdentitiesNoRoleCreatesAStreamEvenAMissingOneItNeedsNorChangesOne(t *testing.T) {
 	d := startDeployment(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Each role, started first on an empty cluster, creates the streams it needs: the edge its
-	// ROUTES, the prober PROBES and its bucket, and so on.
+	// On an empty cluster, before detour apply, no role creates a stream, not even one it needs:
+	// the request's body, which permissions cannot see, would choose the stream's subjects,
+	// sources and republishing.
+	var ops []op
+	for _, sc := range events.Streams(events.StreamOptions{}) {
+		ops = append(ops, op{subject: "$JS.API.STREAM.CREATE." + sc.Name})
+	}
+	ops = append(ops, op{subject: "$JS.API.STREAM.CREATE." + events.StreamProbers})
 	for _, user := range roleUsers {
-		if _, err := events.ProvisionStreams(ctx, d.as(user).js, events.StreamOptions{Memory: true}, cli.Streams(roleOf(user))...); err != nil {
-			t.Errorf("%s cannot create the streams it needs (%v): %v", user, cli.Streams(roleOf(user)), err)
+		got := d.refused(d.as(user), ops)
+		for _, o := range ops {
+			if !got[o] {
+				t.Errorf("%s is let %s while the stream is missing", user, o)
+			}
 		}
 	}
-	st, err := d.as("edge-west").js.Stream(ctx, events.StreamProbes)
+	op := d.as("operator")
+	if names := streamNames(ctx, op.js); len(names) > 0 {
+		t.Fatalf("roles created streams %v", names)
+	}
+	// Nor after an operator deleted one: a prober that recreated PROBES republishing its results
+	// into STATE would have STATE store them as an override.
+	d.ensureStreams()
+	if err := op.js.DeleteStream(ctx, events.StreamProbes); err != nil {
+		t.Fatal(err)
+	}
+	const override = "detour.state.override.shop.primary._pool"
+	prober := d.as("prober-us-west-1")
+	result := events.ProbeSubject("us-west", "shop", "primary", "w1")
+	forged := jetstream.StreamConfig{Name: events.StreamProbes, Subjects: []string{events.SubjectProbes}, Storage: jetstream.MemoryStorage,
+		RePublish: &jetstream.RePublish{Source: result, Destination: override}}
+	cctx, ccancel := context.WithTimeout(ctx, time.Second)
+	_, err := prober.js.CreateStream(cctx, forged)
+	ccancel()
+	if err == nil {
+		t.Errorf("prober-us-west-1 recreated PROBES republishing to %s", override)
+	}
+	// Acknowledged once PROBES stores it, and so republishes it, were it recreated.
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	_, err = prober.js.Publish(pctx, result, mustEvent(t).Encode())
+	pcancel()
+	st, err2 := op.js.Stream(ctx, events.StreamState)
+	if err2 != nil {
+		t.Fatal(err2)
+	}
+	inState := func() bool { _, err := st.GetLastMsgForSubject(ctx, override); return err == nil }
+	if err == nil {
+		t.Errorf("prober-us-west-1's result was stored with PROBES deleted")
+		// The republished copy reaches STATE a moment after PROBES stores it.
+		eventstest.Eventually(t, 2*time.Second, inState, "the result stored in PROBES is not republished to STATE")
+	}
+	if inState() {
+		t.Errorf("STATE stored a prober's result as an override on %s", override)
+	}
+	var seen []string
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		seen = prober.errors()
+		return slices.ContainsFunc(seen, func(v string) bool {
+			return strings.Contains(v, "Permissions Violation for Publish to \"$JS.API.STREAM.CREATE."+events.StreamProbes+"\"")
+		})
+	}, "no permissions violation for the prober's creation of PROBES (errors %q)", &seen)
+	if _, err := op.js.Stream(ctx, events.StreamProbes); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("PROBES is back, made by a role (err %v)", err)
+	}
+	// Nor does any role change a stream the operator made.
+	d.ensureStreams()
+	pst, err := op.js.Stream(ctx, events.StreamProbes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := st.CachedInfo().Config
+	cfg := pst.CachedInfo().Config
 	cfg.MaxAge = time.Second
 	for _, user := range []string{"edge-west", "decider-1", "prober-us-west-1"} {
 		uctx, ucancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -318,9 +376,19 @@ func TestDeploymentIdentitiesEachRoleCreatesTheStreamsItNeedsButNoneChangesOne(t
 			t.Errorf("%s changed the PROBES stream", user)
 		}
 	}
-	if info, err := st.Info(ctx); err != nil || info.Config.MaxAge == time.Second {
+	if info, err := pst.Info(ctx); err != nil || info.Config.MaxAge == time.Second {
 		t.Errorf("PROBES max age is %v (err %v): a role changed it", info.Config.MaxAge, err)
 	}
+}
+
+// streamNames lists the streams JetStream holds.
+func streamNames(ctx context.Context, js jetstream.JetStream) []string {
+	var names []string
+	l := js.StreamNames(ctx)
+	for n := range l.Name() {
+		names = append(names, n)
+	}
+	return names
 }
 
 // roleUsers are the NATS users of the roles' processes (the operator's, which may do anything,
@@ -523,14 +591,8 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 	}
 	var rows []permissionRow
 	for _, s := range streams {
-		var creators []string
-		for _, user := range roleUsers {
-			if slices.Contains(cli.Streams(roleOf(user)), s) {
-				creators = append(creators, user)
-			}
-		}
 		rows = append(rows,
-			permissionRow{"create " + s + " when missing", op{subject: "$JS.API.STREAM.CREATE." + s}, creators},
+			permissionRow{"create " + s, op{subject: "$JS.API.STREAM.CREATE." + s}, nil},
 			permissionRow{"change " + s, op{subject: "$JS.API.STREAM.UPDATE." + s}, nil},
 			permissionRow{"purge " + s, op{subject: "$JS.API.STREAM.PURGE." + s}, nil},
 			permissionRow{"delete " + s, op{subject: "$JS.API.STREAM.DELETE." + s}, nil},
@@ -1059,4 +1121,148 @@ func apiRequest(t *testing.T, addr, secret, method, path, body string) (int, []b
 	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+func TestDeploymentIdentitiesRolesStartedBeforeTheOperatorMakesTheStreamsWaitForThemAndThenWork(t *testing.T) {
+	d := startDeployment(t)
+	west, east := listen(t, "127.0.0.1").Addr().String(), listen(t, "127.0.0.1").Addr().String()
+	shopWest, shopEast := listen(t, "127.0.0.31"), listen(t, "127.0.0.32")
+	doc := fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
+    pools:
+      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
+      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
+  - name: www
+    fqdn: www.demo.test
+    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
+    ingress: [edge-west, edge-east]
+    primary_edge: edge-west
+    pools:
+      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
+      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
+edges:
+  - {name: edge-west, region: us-west, hostname: edge-west.demo.test, address: 127.0.0.1,
+     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-east}]}
+  - {name: edge-east, region: us-east, hostname: edge-east.demo.test, address: 127.0.0.1,
+     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-west}]}
+`, shopWest.Addr(), shopEast.Addr(), west, east, freeAddr(t), freeAddr(t))
+	// Every role starts from its --config file on a cluster that has no stream yet, as when the
+	// roles of the compose file start beside its apply service, or before an operator runs
+	// detour apply.
+	cfg, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs eventstest.Logs
+	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &logs))
+	roles := map[string]*client{}
+	for _, user := range roleUsers {
+		roles[user] = d.as(user)
+	}
+	for _, user := range usersWith("prober") {
+		cut := strings.LastIndex(user, "-")
+		region, name := strings.TrimPrefix(user[:cut], "prober-"), "p"+user[cut+1:]
+		eventstest.Run(t, user, func(ctx context.Context) error {
+			return prober.Run(ctx, prober.Options{JS: roles[user].js, Config: cfg, Region: region, Name: name, Log: log})
+		})
+	}
+	for _, user := range usersWith("decider") {
+		eventstest.Run(t, user, func(ctx context.Context) error {
+			return decider.Run(ctx, decider.Options{JS: roles[user].js, Config: cfg, Name: user, Log: log})
+		})
+	}
+	var servers []*dnsupdater.Server
+	for _, user := range usersWith("dns") {
+		s, err := dnsupdater.New(dnsupdater.Options{JS: roles[user].js, Config: cfg, Addr: "127.0.0.1:0", DataDir: t.TempDir(), Name: user, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventstest.Run(t, user, s.Run)
+		servers = append(servers, s)
+	}
+	eventstest.Run(t, "controller-1", func(ctx context.Context) error {
+		return controller.Run(ctx, controller.Options{JS: roles["controller-1"].js, Config: cfg, Name: "controller-1", Log: log})
+	})
+	for _, e := range []string{"edge-west", "edge-east"} {
+		eventstest.Run(t, e, func(ctx context.Context) error {
+			return proxy.Run(ctx, proxy.Options{JS: roles[e].js, Config: cfg, Edge: e, Resolver: servers[0].Addr(), Log: log})
+		})
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("waiting for the membership bucket") == 3 },
+		"the probers do not wait for their bucket")
+	// The operator runs detour apply: it creates every stream and the probers' bucket, and makes
+	// the configuration active.
+	d.ensureStreams()
+	op := d.as("operator")
+	ctx := context.Background()
+	if _, _, err := config.Apply(ctx, op.js, "test.yaml", []byte(doc), config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	has := func(stream, subject string) bool {
+		st, err := op.js.Stream(ctx, stream)
+		if err != nil {
+			return false
+		}
+		_, err = st.GetLastMsgForSubject(ctx, subject)
+		return err == nil
+	}
+	want := [][2]string{
+		{events.StreamProbers, "$KV." + events.BucketProbers + ".us-west.p1"},
+		{events.StreamProbers, "$KV." + events.BucketProbers + ".us-east.p1"},
+		{events.StreamState, events.EndpointStateSubject("shop", "us-west", "w1")},
+		{events.StreamState, events.EndpointStateSubject("www", "us-east", "e1")},
+		{events.StreamState, events.EdgeStateSubject("edge-west")},
+		{events.StreamState, events.EdgeStateSubject("edge-east")},
+		{events.StreamRoutes, events.AppRouteSubject("edge-west", "www")},
+		{events.StreamRoutes, events.AppRouteSubject("edge-east", "www")},
+	}
+	var missing []string
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		missing = missing[:0]
+		for _, w := range want {
+			if !has(w[0], w[1]) {
+				missing = append(missing, w[1])
+			}
+		}
+		return len(missing) == 0
+	}, "nothing stored on %q", &missing)
+	// Each edge follows its route table through its own consumer.
+	for _, e := range []string{"edge-west", "edge-east"} {
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			_, err := op.js.Consumer(ctx, events.StreamRoutes, e)
+			return err == nil
+		}, "%s does not follow ROUTES", e)
+	}
+	// A probe result takes shop's us-west endpoint down: STATE records it and both DNS servers
+	// answer with the us-east one.
+	for _, s := range servers {
+		eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(lookup(t, s.Addr(), "shop.demo.test."), []string{"127.0.0.31"}) },
+			"DNS server %s does not answer shop.demo.test with the us-west endpoint", s.Addr())
+	}
+	_ = shopWest.Close()
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		st, err := op.js.Stream(ctx, events.StreamState)
+		if err != nil {
+			return false
+		}
+		m, err := st.GetLastMsgForSubject(ctx, events.EndpointStateSubject("shop", "us-west", "w1"))
+		if err != nil {
+			return false
+		}
+		e, err := events.Decode(m.Data)
+		return err == nil && e.Type == events.TypeEndpointDown
+	}, "no transition of shop's us-west endpoint to down in STATE")
+	for _, s := range servers {
+		eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(lookup(t, s.Addr(), "shop.demo.test."), []string{"127.0.0.32"}) },
+			"DNS server %s does not answer shop.demo.test with the us-east endpoint", s.Addr())
+	}
+	for user, c := range roles {
+		if v := c.errors(); len(v) > 0 {
+			t.Errorf("%s ran into the server's permissions: %q", user, v)
+		}
+	}
 }
