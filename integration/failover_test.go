@@ -48,16 +48,8 @@ apps:
 	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
 		fatalf(t, "%v", err)
 	}
-	// The operator applies the configuration from outside the cluster, as from a laptop; the
-	// cluster elects its JetStream leader meanwhile, so apply is retried until it lands.
-	var out []byte
-	eventually(t, 60*time.Second, func() bool {
-		var err error
-		out, err = exec.Command(detourBin, "apply", cfg, "--replicas", "3", "--nats",
-			fmt.Sprintf("nats://operator:operator-demo@%s:4222", c.ip("nats-1"))).CombinedOutput()
-		return err == nil
-	}, "detour apply: %s", &out)
-
+	// The roles start first, as beside the compose file's apply service: until the operator has
+	// run detour apply there is no stream and no configuration, and each role waits for them.
 	for _, r := range []struct {
 		name, user string
 		args       []string
@@ -70,6 +62,16 @@ apps:
 	} {
 		c.run(r.name, nil, append(r.args, "--nats", c.natsURL(r.user), "--log-format", "json"), nil, nil, nil)
 	}
+	// The operator applies the configuration from outside the cluster, as from a laptop; the
+	// cluster elects its JetStream leader meanwhile, so apply is retried until it lands.
+	var out []byte
+	eventually(t, 60*time.Second, func() bool {
+		var err error
+		out, err = exec.Command(detourBin, "apply", cfg, "--replicas", "3", "--nats",
+			fmt.Sprintf("nats://operator:operator-demo@%s:4222", c.ip("nats-1"))).CombinedOutput()
+		return err == nil
+	}, "detour apply: %s", &out)
+
 	dnsAddr := c.ip("dns-1") + ":53"
 	isAnswer := func(ip string) func() bool {
 		return func() bool { return slices.Equal(answer(dnsAddr, "shop.demo.test"), []string{ip}) }
