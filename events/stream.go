@@ -265,9 +265,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 // ProvisionStreams creates, with these definitions, the named streams (every stream and the
 // probers' bucket when none is named) that do not exist yet, and leaves existing ones as they are
 // (changing them is the operator's, with `detour apply`). It reports the existing ones that have
-// fewer replicas than o asks for. Every role runs it at start for the streams it uses, so
-// whichever needs a stream first creates it with the configured replicas. A stream it cannot
-// create (no permission) is reported in the error; the others are still created.
+// fewer replicas than o asks for. Every role runs it at start for the streams it uses, so that
+// where its NATS user may create streams whichever needs one first creates it with the
+// configured replicas; in deployments/nats/accounts.conf none may, and only the operator's
+// detour apply creates them. A stream it cannot create is reported in the error; the others are
+// still created.
 func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions, names ...string) ([]Shortfall, error) {
 	o = o.withDefaults()
 	var short []Shortfall
