@@ -11,16 +11,19 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
 
-// recorder is an upstream that records the framing of every request it receives and answers
+// recorder is an upstream that records the framing and Host of every request it receives and answers
 // by path: /204, /304, /1xx (103 then 200), /101 (101 Switching Protocols, though no upgrade is
 // asked for, then a 200 in what is no longer HTTP), /trailers (chunked with a trailer), /close (and
 // closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
@@ -53,8 +56,8 @@ func newRecorder(tb testing.TB) *recorder {
 				return
 			}
 			rec.mu.Lock()
-			rec.got = append(rec.got, fmt.Sprintf("%s %s cl=%d te=%v body=%q trailer=%q", req.Method, req.URL.Path,
-				req.ContentLength, req.TransferEncoding, body, req.Trailer.Get("X-Sum")))
+			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q trailer=%q", req.Method, req.URL.Path,
+				req.Host, req.ContentLength, req.TransferEncoding, body, req.Trailer.Get("X-Sum")))
 			rec.mu.Unlock()
 			var answer string
 			switch req.URL.Path {
@@ -293,9 +296,10 @@ func TestARequestAfterAnHTTP11PriIsStillChecked(t *testing.T) {
 }
 
 // h2cRequest sends one HTTP/2 request with prior knowledge to addr: headers with the fields
-// given, then data, ending the stream with the headers when data is nil. It returns the status
-// answered, or 0 for a stream reset.
-func h2cRequest(t *testing.T, addr, method string, fields [][2]string, data []byte) int {
+// given (a :path or :authority among them replaces the default one), then data, ending the
+// stream with the headers when data is nil. It returns the status answered, or 0 for a stream
+// reset.
+func h2cRequest(t testing.TB, addr, method string, fields [][2]string, data []byte) int {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -308,7 +312,16 @@ func h2cRequest(t *testing.T, addr, method string, fields [][2]string, data []by
 	_ = fr.WriteSettings()
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	for _, f := range append([][2]string{{":method", method}, {":scheme", "http"}, {":authority", "shop.demo.test"}, {":path", "/h2"}}, fields...) {
+	pseudo := [][2]string{{":method", method}, {":scheme", "http"}, {":authority", "shop.demo.test"}, {":path", "/h2"}}
+	var regular [][2]string
+	for _, f := range fields {
+		if i := slices.IndexFunc(pseudo, func(p [2]string) bool { return p[0] == f[0] }); i >= 0 {
+			pseudo[i] = f
+		} else {
+			regular = append(regular, f)
+		}
+	}
+	for _, f := range append(pseudo, regular...) {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: data == nil})
@@ -385,6 +398,151 @@ func TestAnHTTP2RequestWhoseBodyBelieContentLengthIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An HTTP/2 request's :path must be a request target an HTTP/1.1 request line can carry (RFC
+// 9113 §8.3.1: the absolute-path and query of the target, or "*"), and its :authority a valid
+// host[:port] without userinfo: the edge refuses any other with 400 (net/http's HTTP/2 server
+// resets the stream of some itself) on every path, before any upstream sees it, as net/http
+// refuses an HTTP/1.1 request whose target or Host is malformed.
+func TestAnHTTP2RequestWithAMalformedPathOrAuthorityIsRefusedOnEveryPath(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	ref := referenceProxy(t, rec.addr)
+	for _, tc := range []struct {
+		name, path, authority string
+		want                  int    // the edge's answer on every path; 0 for a stream reset
+		h1                    bool   // an HTTP/1.1 request with this target and Host is refused too (400)
+		differs               string // why ReverseProxy answers otherwise, when it does
+	}{
+		{name: "a plain path", path: "/h2?a=1", authority: "shop.demo.test", want: 200},
+		{name: "a host with a port", path: "/h2", authority: "shop.demo.test:8080", want: 200},
+		{name: "an IPv6 host", path: "/h2", authority: "[::1]:80", want: 200},
+		{name: "a query with characters browsers send unescaped", path: "/h2?a={b}|c^d", authority: "shop.demo.test", want: 200},
+		{name: "an asterisk", path: "*", authority: "shop.demo.test", want: 400,
+			differs: "RFC 9113 §8.3.1 allows * for OPTIONS only; ReverseProxy forwards /*"},
+		{name: "a space in the query", path: "/h2?a b", authority: "shop.demo.test", want: 400, h1: true,
+			differs: "ReverseProxy forwards the space, which makes a malformed request line upstream"},
+		{name: "a space in the path", path: "/h2 x", authority: "shop.demo.test", want: 400, h1: true,
+			differs: "ReverseProxy escapes the space and forwards /h2%20x"},
+		{name: "a space and a protocol in the query", path: "/h2?a HTTP/1.1", authority: "shop.demo.test", want: 400, h1: true,
+			differs: "ReverseProxy forwards it, which makes a malformed request line upstream"},
+		{name: "a target in absolute form", path: "http://other.test/h2", authority: "shop.demo.test", want: 400,
+			differs: "ReverseProxy forwards /h2 (RFC 9113 §8.3.1 allows only the path and query)"},
+		{name: "a path without its leading slash", path: "h2", authority: "shop.demo.test", want: 0, h1: true},
+		{name: "a control character in the path", path: "/h2\x01", authority: "shop.demo.test", want: 0, h1: true},
+		{name: "a space in the authority", path: "/h2", authority: "shop demo.test", want: 400, h1: true,
+			differs: "ReverseProxy's transport sends an empty Host in its place"},
+		{name: "a slash in the authority", path: "/h2", authority: "shop.demo.test/x", want: 400, h1: true,
+			differs: "ReverseProxy's transport sends an empty Host in its place"},
+		{name: "a quote in the authority", path: "/h2", authority: `shop"demo`, want: 400, h1: true,
+			differs: "ReverseProxy's transport sends an empty Host in its place"},
+		{name: "a non-ASCII authority", path: "/h2", authority: "shöp.demo.test", want: 400, h1: true,
+			differs: "ReverseProxy forwards it as punycode"},
+		{name: "userinfo in the authority", path: "/h2", authority: "u@shop.demo.test", want: 0, h1: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fields := [][2]string{{":path", tc.path}, {":authority", tc.authority}}
+			for _, m := range []struct {
+				path, method string
+				data         []byte
+			}{{"fast path", "GET", nil}, {"ReverseProxy", "POST", []byte("hello")}} {
+				rec.take()
+				f := fields
+				if m.data != nil {
+					f = append(f, [2]string{"content-length", strconv.Itoa(len(m.data))})
+				}
+				got := h2cRequest(t, c.west, m.method, f, m.data)
+				reqs, bad := rec.take()
+				if got != tc.want || len(bad) > 0 || len(reqs) != btoi(tc.want == 200) {
+					t.Errorf("%s: answered %d and forwarded %q (refused upstream: %q), want %d and %d request(s)",
+						m.path, got, reqs, bad, tc.want, btoi(tc.want == 200))
+				}
+				refGot := h2cRequest(t, ref, m.method, f, m.data)
+				refReqs, refBad := rec.take()
+				same := refGot == got && fmt.Sprint(refReqs) == fmt.Sprint(reqs) && len(refBad) == 0
+				if same == (tc.differs != "") {
+					t.Errorf("%s: edge: %d, upstream got %q; ReverseProxy: %d, upstream got %q (refused %q); documented difference: %q",
+						m.path, got, reqs, refGot, refReqs, refBad, tc.differs)
+				}
+			}
+			if !tc.h1 {
+				return
+			}
+			raw := "GET " + tc.path + " HTTP/1.1\r\nHost: " + tc.authority + "\r\n\r\n"
+			if got := exchange(t, c.west, raw, []string{"GET"}); fmt.Sprint(got) != "[400]" {
+				t.Errorf("over HTTP/1.1 the edge answered %v, want [400]", got)
+			}
+			if reqs, _ := rec.take(); len(reqs) > 0 {
+				t.Errorf("over HTTP/1.1 the edge forwarded %q", reqs)
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// FuzzEdgeHTTP2 sends HTTP/2 requests with arbitrary :path and :authority values, with and
+// without a body, and fails when the upstream receives a request net/http refuses.
+func FuzzEdgeHTTP2(f *testing.F) {
+	rec := newRecorder(f)
+	c := twoEdges(f, []string{rec.addr}, []string{rec.addr}, "http", "")
+	for _, s := range [][2]string{{"/", "shop"}, {"/a?b c", "shop"}, {"/a b", "shop"}, {"*", "shop:80"},
+		{"http://x/y", "shop"}, {"/", "a b"}, {"/", "[::1]:8080"}, {"/%zz?%", "a_b.c"}, {"/?a#b", "xn--e.test"}} {
+		f.Add(s[0], s[1], false)
+	}
+	f.Fuzz(func(t *testing.T, path, authority string, body bool) {
+		fields := [][2]string{{":path", path}, {":authority", authority}}
+		method, data := "GET", []byte(nil)
+		if body {
+			method, data = "POST", []byte("hi")
+			fields = append(fields, [2]string{"content-length", "2"})
+		}
+		_ = h2cRequest(t, c.west, method, fields, data)
+		if _, bad := rec.take(); len(bad) > 0 {
+			t.Fatalf("the upstream refused what the edge sent for :path %q, :authority %q: %q", path, authority, bad)
+		}
+	})
+}
+
+// FuzzBadH2Path holds badH2Path to net/http's HTTP/1.1 server: of the :path values net/http's
+// HTTP/2 server accepts, one badH2Path passes is forwarded on a request line net/http reads
+// back with the same target, and one it refuses in origin form is refused over HTTP/1.1 too.
+func FuzzBadH2Path(f *testing.F) {
+	for _, s := range []string{"/", "/a?b", "/a b", "/?a b", "*", "http://x/y", "/%zz?%", "/?a#b", "/\x80?\xff", "//a", "/?a\tb"} {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, target string, options bool) {
+		method := http.MethodGet
+		if options {
+			method = http.MethodOptions
+		}
+		if !httpguts.ValidHeaderFieldValue(target) {
+			return // net/http's HTTP/2 server resets the stream
+		}
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			return // so does it here
+		}
+		line := func(target string) string { return method + " " + target + " HTTP/1.1\r\nHost: a\r\n\r\n" }
+		if badH2Path(method, target) == "" {
+			r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(line(u.RequestURI()))))
+			if err != nil || r.RequestURI != u.RequestURI() {
+				t.Fatalf(":path %q passed, but net/http reads its request line %q as %v (%v)", target, line(u.RequestURI()), r, err)
+			}
+			return
+		}
+		if strings.HasPrefix(target, "/") {
+			if _, err := http.ReadRequest(bufio.NewReader(strings.NewReader(line(target)))); err == nil {
+				t.Fatalf(":path %q was refused, but net/http accepts it over HTTP/1.1", target)
+			}
+		}
+	})
 }
 
 func FuzzEdge(f *testing.F) {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Headers the edges exchange.
@@ -129,13 +131,13 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			// bounds that last write.
 			defer func() { _ = sw.rc.SetWriteDeadline(time.Now().Add(d)) }()
 		}
+		if msg := badH2Request(r); msg != "" {
+			http.Error(w, msg, http.StatusBadRequest)
+			return
+		}
 		if r.Header.Get(HeaderPing) != "" {
 			w.Header().Set(HeaderEdge, a.edge.name)
 			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		if msg := badH2Length(r); msg != "" {
-			http.Error(w, msg, http.StatusBadRequest)
 			return
 		}
 		if r.ContentLength == 0 && r.Method != http.MethodConnect && r.Header.Get("Upgrade") == "" {
@@ -146,12 +148,55 @@ func (a *app) handler(rp http.Handler) http.Handler {
 	})
 }
 
+// badH2Request returns why an HTTP/2 request is malformed in a way net/http's HTTP/2 server
+// lets through, or "" when it is not (or is not HTTP/2). Every path forwards the request over
+// HTTP/1.1, so it is held to what net/http's HTTP/1.1 server checks of a request line and Host.
+func badH2Request(r *http.Request) string {
+	if r.ProtoMajor != 2 {
+		return ""
+	}
+	if r.Method != http.MethodConnect || r.Header.Get(":protocol") != "" {
+		if msg := badH2Path(r.Method, r.RequestURI); msg != "" {
+			return msg
+		}
+	}
+	// RFC 9113 §8.3.1: host[:port], without userinfo (which net/http refuses itself). Every
+	// path would forward another one differently: the fast path as it came, http.Transport
+	// as an empty Host.
+	if !httpguts.ValidHostHeader(r.Host) {
+		return "malformed :authority"
+	}
+	return badH2Length(r)
+}
+
+// badH2Path returns why target, an HTTP/2 request's :path, is not one RFC 9113 §8.3.1 allows:
+// the absolute path of the target and its query, or "*" for OPTIONS. net/http's HTTP/2 server
+// refuses a :path with control characters, or that is no URI, but not one with a space, which
+// would end the target of the request line the edge writes upstream (RFC 9112 §3). A PRI *
+// passes: net/http's HTTP/1.1 server serves "PRI * HTTP/2.0" with fields as an HTTP/2.0
+// request (see framing.go), and it is forwarded as any other.
+func badH2Path(method, target string) string {
+	if target == "*" {
+		if method == http.MethodOptions || method == "PRI" {
+			return ""
+		}
+		return "malformed :path: * is for OPTIONS only"
+	}
+	if !strings.HasPrefix(target, "/") {
+		return "malformed :path: want an absolute path"
+	}
+	if strings.ContainsFunc(target, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		return "malformed :path: a space or a control character"
+	}
+	return ""
+}
+
 // badH2Length returns why an HTTP/2 request's content-length is malformed (RFC 9113 §8.1.1):
 // several values, or one its body, ended with its headers, cannot match. A body that ends
 // short or runs long is caught by net/http while it is read (see replayableBody).
 func badH2Length(r *http.Request) string {
 	vs, ok := r.Header["Content-Length"]
-	if r.ProtoMajor != 2 || !ok {
+	if !ok {
 		return ""
 	}
 	if len(vs) != 1 {
