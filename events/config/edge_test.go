@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/detourdev/detour/events/config"
 )
@@ -84,4 +85,30 @@ edges:
     address: 127.0.0.21
     apps: [{app: shop, listen: "127.0.0.21:8080"}, {app: shop, listen: "127.0.0.21:8443", mode: tcp}]
 `, `edges[0].apps[1].app: app "shop" is already fronted by edges[0].apps[0]: one listener per app`)
+}
+
+func TestAnEdgeAppsClientBodyTimeoutDefaultsTo60sAndMustBePositive(t *testing.T) {
+	doc := func(timeouts string) string {
+		return `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: west, region: us-west, endpoints: [{address: "127.0.0.11:8081"}]}]
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    apps: [{app: shop, listen: "127.0.0.21:8080"` + timeouts + `}]
+`
+	}
+	cfg, err := config.Parse("detour.yaml", []byte(doc("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Edges[0].Apps[0].Timeouts.ClientBody.D(); got != time.Minute {
+		t.Errorf("client_body = %s, want 1m0s", got)
+	}
+	refusedWith(t, doc(", timeouts: {client_body: -1s}"), `edges[0].apps[0].timeouts.client_body: must be positive, got -1s`)
 }

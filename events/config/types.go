@@ -311,6 +311,12 @@ type EdgeTimeouts struct {
 	Idle Duration `yaml:"idle,omitempty"`
 	// ClientHeader bounds the reading of a client's request head. Default 10s.
 	ClientHeader Duration `yaml:"client_header,omitempty"`
+	// ClientBody is the longest the edge waits between two reads of a request body (not for
+	// the whole body, like nginx's client_body_timeout). On expiry the upstream request is
+	// aborted and its connection closed, and the client is answered 408 Request Timeout and
+	// its connection closed (its HTTP/2 stream ended), or cut when its answer had started.
+	// Default 60s.
+	ClientBody Duration `yaml:"client_body,omitempty"`
 	// ClientWrite is the longest a write to a client may stall before the edge drops the
 	// client and its upstream connection. Default 60s.
 	ClientWrite Duration `yaml:"client_write,omitempty"`

@@ -460,7 +460,7 @@ func (ea *EdgeApp) validatePolicy(p *problems, path string) {
 		name string
 		v    Duration
 	}{{"connect", t.Connect}, {"response_header", t.ResponseHeader}, {"idle", t.Idle},
-		{"client_header", t.ClientHeader}, {"client_write", t.ClientWrite}, {"tcp_idle", t.TCPIdle}} {
+		{"client_header", t.ClientHeader}, {"client_body", t.ClientBody}, {"client_write", t.ClientWrite}, {"tcp_idle", t.TCPIdle}} {
 		if f.v < 0 {
 			p.add(path+".timeouts."+f.name, "must be positive, got %s", f.v)
 		}
