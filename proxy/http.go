@@ -144,6 +144,13 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			a.serveFast(w, r)
 			return
 		}
+		// A body is read only here: the fast paths forward none. A CONNECT's is a tunnel, whose
+		// silences are not a slow body.
+		if d := a.pol.timeouts.ClientBody.D(); d > 0 && r.Body != nil && r.Body != http.NoBody && r.Method != http.MethodConnect {
+			b := newTimedBody(r.Body, w, r, d)
+			defer b.end()
+			r.Body = b
+		}
 		rp.ServeHTTP(w, r)
 	})
 }
@@ -324,7 +331,10 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var resp *http.Response
 	out := req
-	err := a.forward(func() bool { return req.Context().Err() != nil }, r, plan, r.retry[req.Method], func() bool { return !body.started() },
+	// A client whose body fails (cut short, or stopped for client_body) leaves like one that
+	// went away: the failure is not held against the target.
+	gone := func() bool { return req.Context().Err() != nil || body.broke() }
+	err := a.forward(gone, r, plan, r.retry[req.Method], func() bool { return !body.started() },
 		func(at *attempt) error {
 			t := at.t
 			if out != req || t.Secondary {
@@ -351,8 +361,13 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil {
 		return resp, nil
 	}
-	if body != nil && body.failed.Load() != nil {
-		return nil, &clientBodyError{*body.failed.Load()}
+	if body != nil {
+		if tb, ok := body.rc.(*timedBody); ok && tb.expired.Load() {
+			return nil, &clientBodyError{errClientBodyTimeout}
+		}
+		if body.broke() {
+			return nil, &clientBodyError{*body.failed.Load()}
+		}
 	}
 	if hop != "" && !r.Available {
 		return nil, fmt.Errorf("%w (last error: %w)", errLoop, err)
@@ -361,21 +376,33 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // clientBodyError is the failure of a request whose client's body could not be read: it ended
-// before its declared length, or an HTTP/2 one ran past it. The client is answered 400.
+// before its declared length, or an HTTP/2 one ran past it (answered 400), or it stopped
+// arriving for client_body (errClientBodyTimeout, answered 408).
 type clientBodyError struct{ err error }
 
 func (e *clientBodyError) Error() string { return "read request body: " + e.err.Error() }
 
+func (e *clientBodyError) Unwrap() error { return e.err }
+
 // fail answers a request that could not be proxied with 502 and the reason.
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		// The client went away; there is nobody to answer.
+	slow := errors.Is(err, errClientBodyTimeout)
+	if r.Context().Err() != nil && !slow {
+		// The client went away; there is nobody to answer. (net/http's HTTP/1.1 server cancels
+		// the context of a request whose body read failed, client_body's included.)
 		return
 	}
 	code := http.StatusBadGateway
-	if errors.As(err, new(*clientBodyError)) {
+	switch {
+	case slow:
+		code = http.StatusRequestTimeout
+		if r.ProtoMajor == 1 {
+			// The rest of the body may still come: the connection cannot carry another request.
+			w.Header().Set("Connection", "close")
+		}
+	case errors.As(err, new(*clientBodyError)):
 		code = http.StatusBadRequest
-	} else {
+	default:
 		a.metrics.failed()
 		a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("request failed")
 	}
@@ -412,6 +439,9 @@ func (b *replayableBody) Close() error {
 }
 
 func (b *replayableBody) started() bool { return b != nil && b.read.Load() }
+
+// broke reports whether reading the client's body failed.
+func (b *replayableBody) broke() bool { return b != nil && b.failed.Load() != nil }
 
 // bufferPool recycles the buffers ReverseProxy copies bodies with.
 type bufferPool struct{}

@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errClientBodyTimeout is the failure of a request whose client sent nothing of its body for
+// client_body. The client is answered 408 Request Timeout (see fail).
+var errClientBodyTimeout = errors.New("no byte of the request body arrived within the client_body timeout")
+
+// timedBody is a request body each read of which must progress within d, client_body: the
+// edge waits that long between two reads of a body, as nginx's client_body_timeout, not for
+// the whole body. A read that waits longer is ended through ctl, with the connection's read
+// deadline (HTTP/1.1) or the stream's (HTTP/2), and returns errClientBodyTimeout: the
+// transport then closes its connection upstream, mid-body, never pooling it.
+type timedBody struct {
+	rc  io.ReadCloser
+	ctl *http.ResponseController
+	d   time.Duration
+	h2  bool
+	// expired is set before the read is ended, so that whatever fails first, the read or the
+	// request's context (which net/http's HTTP/1.1 server cancels on a read error), the
+	// failure is known as the client's.
+	expired atomic.Bool
+	mu      sync.Mutex
+	t       *time.Timer
+	since   time.Time // when the read under way started; zero between reads
+	done    bool      // the handler returned
+}
+
+func newTimedBody(rc io.ReadCloser, w http.ResponseWriter, r *http.Request, d time.Duration) *timedBody {
+	return &timedBody{rc: rc, ctl: http.NewResponseController(w), d: d, h2: r.ProtoMajor == 2}
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.since = time.Now()
+	if b.t == nil {
+		b.t = time.AfterFunc(b.d, b.expire)
+	} else {
+		b.t.Reset(b.d)
+	}
+	b.mu.Unlock()
+	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	b.since = time.Time{}
+	b.mu.Unlock()
+	if err != nil && b.expired.Load() {
+		err = errClientBodyTimeout
+	}
+	return n, err
+}
+
+// expire ends the read under way when it has waited d. The timer is not stopped between
+// reads, so it may fire with no read under way, or for one that started later, whose own
+// wait it then resumes.
+func (b *timedBody) expire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.since.IsZero() || b.h2 && b.done {
+		return
+	}
+	if left := b.d - time.Since(b.since); left > 0 {
+		b.t.Reset(left)
+		return
+	}
+	b.expired.Store(true)
+	_ = b.ctl.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (b *timedBody) Close() error { return b.rc.Close() }
+
+// end is called when the handler returns. An HTTP/2 stream's controller may not be used after
+// that; the server resets a stream whose body is still open, which ends a read under way. An
+// HTTP/1.1 read may still be under way (the transport sends the body while the answer is
+// relayed, and may be still at it), and net/http waits for it before the next request on the
+// connection, so its wait stays bounded.
+func (b *timedBody) end() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done = true
+	if b.h2 && b.t != nil {
+		b.t.Stop()
+	}
+}

@@ -1,0 +1,367 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// bodyReader is an instance that reads each request's body to its end, sends on ended how the
+// read ended ("5 bytes", or the error that cut it) and answers 200 with the length read.
+func bodyReader(ended chan<- string) func(c net.Conn) {
+	return func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			n, err := io.Copy(io.Discard, req.Body)
+			if err != nil {
+				ended <- "error: " + err.Error()
+				return
+			}
+			ended <- fmt.Sprintf("%d bytes", n)
+			body := fmt.Sprint(n)
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// h2Stream is one HTTP/2 request on its own connection, whose frames are read in the
+// background: the server's settings are acknowledged, the status of the answer, or 0 for a
+// reset of the stream or the connection, is sent on status, and then how the answer ended
+// ("complete", "reset" or "closed") on end.
+type h2Stream struct {
+	conn   net.Conn
+	mu     sync.Mutex // guards fr's writes
+	fr     *http2.Framer
+	status chan int
+	end    chan string
+}
+
+// openH2 sends the head of a POST to addr with the fields given, leaving the stream open for
+// its body.
+func openH2(t *testing.T, addr string, fields ...[2]string) *h2Stream {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_, _ = io.WriteString(conn, http2.ClientPreface)
+	s := &h2Stream{conn: conn, fr: http2.NewFramer(conn, conn), status: make(chan int, 1), end: make(chan string, 1)}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range append([][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/body"}}, fields...) {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	s.mu.Lock()
+	_ = s.fr.WriteSettings()
+	_ = s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	s.mu.Unlock()
+	go func() {
+		dec := hpack.NewDecoder(4096, nil)
+		answered := false
+		finish := func(how string) {
+			if !answered {
+				s.status <- 0
+			}
+			s.end <- how
+		}
+		for {
+			f, err := s.fr.ReadFrame()
+			if err != nil {
+				finish("closed")
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					s.mu.Lock()
+					_ = s.fr.WriteSettingsAck()
+					s.mu.Unlock()
+				}
+			case *http2.HeadersFrame:
+				hfs, _ := dec.DecodeFull(f.HeaderBlockFragment())
+				for _, hf := range hfs {
+					if hf.Name == ":status" && !answered {
+						var code int
+						_, _ = fmt.Sscan(hf.Value, &code)
+						s.status <- code
+						answered = true
+					}
+				}
+				if f.StreamEnded() {
+					finish("complete")
+					_, _ = io.Copy(io.Discard, conn)
+					return
+				}
+			case *http2.DataFrame:
+				if f.StreamEnded() {
+					finish("complete")
+					_, _ = io.Copy(io.Discard, conn)
+					return
+				}
+			case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+				finish("reset")
+				_, _ = io.Copy(io.Discard, conn)
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s *h2Stream) send(p string, end bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.fr.WriteData(1, end, []byte(p))
+}
+
+// slowClient is one way a client sends a request body: start sends the head and the first
+// bytes of a body declared 1000000 bytes long (or of unknown length), more sends more of it (a
+// chunk, an HTTP/2 DATA frame; an empty one ends a body of unknown length) and answer waits
+// for the status of the answer (0 for none or a reset), up to wait.
+type slowClient struct {
+	name  string
+	start func(t *testing.T, addr string) (more func(string), answer func(wait time.Duration) int, closeConn func())
+}
+
+func h1Client(head string) func(t *testing.T, addr string) (func(string), func(time.Duration) int, func()) {
+	return func(t *testing.T, addr string) (func(string), func(time.Duration) int, func()) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_, _ = io.WriteString(conn, head)
+		chunked := strings.Contains(head, "chunked")
+		more := func(p string) {
+			if chunked {
+				p = fmt.Sprintf("%x\r\n%s\r\n", len(p), p)
+			}
+			_, _ = io.WriteString(conn, p)
+		}
+		br := bufio.NewReader(conn)
+		answer := func(wait time.Duration) int {
+			_ = conn.SetReadDeadline(time.Now().Add(wait))
+			resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPost})
+			if err != nil {
+				return 0
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if !resp.Close {
+				t.Errorf("the %d answer keeps the connection open, want Connection: close", resp.StatusCode)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("after the %d answer the connection gave %v, want it closed (EOF)", resp.StatusCode, err)
+			}
+			return resp.StatusCode
+		}
+		return more, answer, func() { conn.Close() }
+	}
+}
+
+func h2Client(fields ...[2]string) func(t *testing.T, addr string) (func(string), func(time.Duration) int, func()) {
+	return func(t *testing.T, addr string) (func(string), func(time.Duration) int, func()) {
+		s := openH2(t, addr, fields...)
+		answer := func(wait time.Duration) int {
+			select {
+			case code := <-s.status:
+				return code
+			case <-time.After(wait):
+				return 0
+			}
+		}
+		return func(p string) { s.send(p, p == "") }, answer, func() { s.conn.Close() }
+	}
+}
+
+var slowClients = []slowClient{
+	{name: "HTTP/1.1, Content-Length", start: h1Client("POST /body HTTP/1.1\r\nHost: shop\r\nContent-Length: 1000000\r\n\r\n")},
+	{name: "HTTP/1.1, chunked", start: h1Client("POST /body HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n")},
+	{name: "HTTP/2, content-length", start: h2Client([2]string{"content-length", "1000000"})},
+	{name: "HTTP/2, no content-length", start: h2Client()},
+}
+
+// A client that sends a request head, a few bytes of its body and then nothing is answered 408
+// once client_body passes without a byte; the upstream request is aborted (its connection
+// closed mid-body), and nothing of the request is left on the edge.
+func TestARequestBodyThatStopsArrivingIsAnswered408AndAbortedUpstream(t *testing.T) {
+	ended := make(chan string, 16)
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{rawInstance(t, bodyReader(ended))}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_body: 200ms}")
+	for _, sc := range slowClients {
+		t.Run(sc.name, func(t *testing.T) {
+			for len(ended) > 0 {
+				<-ended // what a request before left
+			}
+			baseline := quietGoroutines(t)
+			more, answer, closeConn := sc.start(t, c.west)
+			more("hello")
+			sent := time.Now()
+			code := answer(3 * time.Second)
+			took := time.Since(sent)
+			if code != http.StatusRequestTimeout {
+				t.Fatalf("answered %d %.0fms after the last bytes of the body, want 408 once client_body (200ms) passed", code, took.Seconds()*1000)
+			}
+			if took < 200*time.Millisecond {
+				t.Errorf("answered 408 %s after the last bytes of the body, before client_body (200ms)", took)
+			}
+			select {
+			case how := <-ended:
+				if !strings.HasPrefix(how, "error: ") {
+					t.Errorf("the upstream read the body to its end (%s), want it cut", how)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("the upstream was still reading the body 3s after the 408")
+			}
+			closeConn()
+			deadline := time.Now().Add(5 * time.Second)
+			for runtime.NumGoroutine() > baseline {
+				if time.Now().After(deadline) {
+					buf := make([]byte, 1<<20)
+					t.Fatalf("%d goroutines 5s after the client left, %d before it came:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// quietGoroutines returns the fewest goroutines seen over 300ms (three heartbeats between the
+// test's edges), polling until the count has held for that long: the edges' heartbeats of each
+// other open keep-alive connections of their own in the first intervals, and run a goroutine
+// per heartbeat.
+func quietGoroutines(t *testing.T) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	least, since := runtime.NumGoroutine(), time.Now()
+	for time.Since(since) < 300*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatal("the goroutine count did not settle in 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n > least+2 {
+			least, since = n, time.Now() // new connections: start again
+		} else {
+			least = min(least, n)
+		}
+	}
+	return least
+}
+
+// A client that sends its body slowly but steadily, each piece well within client_body, is
+// never cut, however much longer than client_body the whole body takes.
+func TestARequestBodySentSlowlyButSteadilyIsNotCut(t *testing.T) {
+	ended := make(chan string, 16)
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{rawInstance(t, bodyReader(ended))}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_body: 400ms}")
+	for _, sc := range []slowClient{
+		{name: "HTTP/1.1", start: h1Client("POST /body HTTP/1.1\r\nHost: shop\r\nContent-Length: 15\r\nConnection: close\r\n\r\n")},
+		{name: "HTTP/2", start: h2Client([2]string{"content-length", "15"})},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			more, answer, _ := sc.start(t, c.west)
+			for range 15 {
+				more("x")
+				time.Sleep(80 * time.Millisecond) // the client's pace, not synchronisation
+			}
+			more("")
+			if code := answer(3 * time.Second); code != http.StatusOK {
+				t.Fatalf("answered %d to a body sent a byte every 80ms, want 200 with client_body 400ms", code)
+			}
+			if how := <-ended; how != "15 bytes" {
+				t.Errorf("the upstream read %s, want 15 bytes", how)
+			}
+		})
+	}
+}
+
+// earlyAnswer is an instance that answers each request at once, with a body of unknown length
+// it starts at once, then reads the request's body to its end and sends on ended how the read
+// ended, as bodyReader does.
+func earlyAnswer(ended chan<- string) func(c net.Conn) {
+	return func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")
+		n, err := io.Copy(io.Discard, req.Body)
+		if err != nil {
+			ended <- "error: " + err.Error()
+			return
+		}
+		ended <- fmt.Sprintf("%d bytes", n)
+		_, _ = io.WriteString(c, "0\r\n\r\n")
+	}
+}
+
+// When the answer has started, a body that stops arriving for client_body cannot be answered
+// 408: the answer is cut (the connection closed, the HTTP/2 stream reset), never ended as if
+// complete, and the upstream request is aborted all the same.
+func TestARequestBodyThatStopsArrivingAfterTheAnswerStartedCutsTheAnswer(t *testing.T) {
+	ended := make(chan string, 16)
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{rawInstance(t, earlyAnswer(ended))}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_body: 200ms}")
+	t.Run("HTTP/1.1", func(t *testing.T) {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, "POST /body HTTP/1.1\r\nHost: shop\r\nContent-Length: 1000000\r\n\r\nhello")
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodPost})
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err == nil || isTimeout(err) {
+			t.Errorf("the answer ended with %v after %q, want it cut once client_body passed", err, body)
+		}
+	})
+	t.Run("HTTP/2", func(t *testing.T) {
+		s := openH2(t, c.west, [2]string{"content-length", "1000000"})
+		s.send("hello", false)
+		if code := <-s.status; code != http.StatusOK {
+			t.Fatalf("answered %d, want the instance's 200", code)
+		}
+		select {
+		case how := <-s.end:
+			if how == "complete" {
+				t.Errorf("the answer ended complete, want the stream reset")
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("the answer was still open 3s after the body stopped, want the stream reset once client_body passed")
+		}
+	})
+	for range 2 {
+		select {
+		case how := <-ended:
+			if !strings.HasPrefix(how, "error: ") {
+				t.Errorf("the upstream read the body to its end (%s), want it cut", how)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("the upstream was still reading a body 3s after it stopped")
+		}
+	}
+}
