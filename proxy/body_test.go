@@ -200,12 +200,13 @@ var slowClients = []slowClient{
 
 // A client that sends a request head, a few bytes of its body and then nothing is answered 408
 // once client_body passes without a byte; the upstream request is aborted (its connection
-// closed mid-body), and nothing of the request is left on the edge.
+// closed mid-body), nothing of the request is left on the edge, and the instance is not held
+// responsible.
 func TestARequestBodyThatStopsArrivingIsAnswered408AndAbortedUpstream(t *testing.T) {
 	ended := make(chan string, 16)
 	e1 := backend(t, "e1")
 	c := twoEdgesWith(t, []string{rawInstance(t, bodyReader(ended))}, []string{e1.Listener.Addr().String()}, "http", "",
-		", timeouts: {client_body: 200ms}")
+		", timeouts: {client_body: 200ms}, passive_fall: 2")
 	for _, sc := range slowClients {
 		t.Run(sc.name, func(t *testing.T) {
 			for len(ended) > 0 {
@@ -241,6 +242,12 @@ func TestARequestBodyThatStopsArrivingIsAnswered408AndAbortedUpstream(t *testing
 				time.Sleep(10 * time.Millisecond)
 			}
 		})
+	}
+	// Four clients' failures, two of them HTTP/2 (whose context the failure does not cancel),
+	// reach passive_fall (2): the instance is not ejected for them.
+	resp, body := get(t, "http://"+c.west+"/after")
+	if resp.StatusCode != http.StatusOK || body != "0" {
+		t.Errorf("after the slow clients a GET got %d %q, want the instance's 200 \"0\": a client's slow body is not the instance's failure", resp.StatusCode, body)
 	}
 }
 
