@@ -28,7 +28,7 @@ import (
 // asked for, then a 200 in what is no longer HTTP), /trailers (chunked with a trailer), /close (and
 // closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
 // and /chunked-long (followed by an unsolicited answer), else 200 "ok".
-// bad collects what net/http's parser refused of what it received.
+// bad collects what net/http's server would refuse of what it received.
 type recorder struct {
 	addr string
 	mu   sync.Mutex
@@ -49,6 +49,13 @@ func newRecorder(tb testing.TB) *recorder {
 					rec.bad = append(rec.bad, err.Error())
 					rec.mu.Unlock()
 				}
+				return
+			}
+			if !httpguts.ValidHostHeader(req.Host) {
+				// As net/http's server refuses it, which ReadRequest does not.
+				rec.mu.Lock()
+				rec.bad = append(rec.bad, fmt.Sprintf("malformed Host header %q", req.Host))
+				rec.mu.Unlock()
 				return
 			}
 			body, err := io.ReadAll(req.Body)
