@@ -118,9 +118,10 @@ func (s *httpServer) serve(ctx context.Context) error {
 	return nil
 }
 
-// handler answers pings from peer edges, refuses requests whose framing RFC 9112 §6 or RFC
-// 9113 §8.1 forbids that net/http lets through, proxies requests without a body on the fast path
-// and everything else (bodies, upgrades) through httputil.ReverseProxy.
+// handler answers pings from peer edges, refuses requests whose framing or pseudo-header
+// fields RFC 9112 §6 or RFC 9113 §8.1 and §8.3.1 forbid that net/http lets through, proxies
+// requests without a body on the fast path and everything else (bodies, upgrades) through
+// httputil.ReverseProxy, the body's every read bounded by client_body.
 func (a *app) handler(rp http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := a.pol.timeouts.ClientWrite.D(); r.ProtoMajor == 2 && d > 0 {
@@ -384,7 +385,8 @@ func (e *clientBodyError) Error() string { return "read request body: " + e.err.
 
 func (e *clientBodyError) Unwrap() error { return e.err }
 
-// fail answers a request that could not be proxied with 502 and the reason.
+// fail answers a request that could not be proxied with the reason: 502, or 400 when the
+// client's body was malformed, or 408 when it stopped arriving for client_body.
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 	slow := errors.Is(err, errClientBodyTimeout)
 	if r.Context().Err() != nil && !slow {
