@@ -251,26 +251,27 @@ func TestARequestBodyThatStopsArrivingIsAnswered408AndAbortedUpstream(t *testing
 	}
 }
 
-// quietGoroutines returns the fewest goroutines seen over 300ms (three heartbeats between the
-// test's edges), polling until the count has held for that long: the edges' heartbeats of each
-// other open keep-alive connections of their own in the first intervals, and run a goroutine
-// per heartbeat.
+// quietGoroutines returns how many goroutines the test's edges keep running when nothing
+// happens: the fewest seen over 200ms, once two such windows in a row agree. The fewest skips
+// the goroutine each heartbeat runs for a moment; the agreement waits out the start of the
+// edges, which open keep-alive connections to each other and follow their streams.
 func quietGoroutines(t *testing.T) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	least, since := runtime.NumGoroutine(), time.Now()
-	for time.Since(since) < 300*time.Millisecond {
-		if time.Now().After(deadline) {
-			t.Fatal("the goroutine count did not settle in 5s")
+	deadline := time.Now().Add(10 * time.Second)
+	prev := -1
+	for time.Now().Before(deadline) {
+		least := runtime.NumGoroutine()
+		for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+			least = min(least, runtime.NumGoroutine())
 		}
-		time.Sleep(10 * time.Millisecond)
-		if n := runtime.NumGoroutine(); n > least+2 {
-			least, since = n, time.Now() // new connections: start again
-		} else {
-			least = min(least, n)
+		if least == prev {
+			return least
 		}
+		prev = least
 	}
-	return least
+	t.Fatal("the goroutine count did not settle in 10s")
+	return 0
 }
 
 // A client that sends its body slowly but steadily, each piece well within client_body, is
