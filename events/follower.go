@@ -311,7 +311,7 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) && st.name != "" {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) && st.name != "" && f.sameStream(ctx, st) {
 				return fmt.Errorf("read %s: consumer %s %w (another process connected as the same NATS user?): %w", f.Stream, name, errConsumerTaken, err)
 			}
 			return fmt.Errorf("read %s: %w", f.Stream, err)
@@ -335,6 +335,20 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 			return ctx.Err()
 		}
 	}
+}
+
+// sameStream reports whether the stream st follows is still the one it created its consumer on:
+// deleting a stream deletes its consumers, which is no sign of another process of the user.
+func (f *Follower) sameStream(ctx context.Context, st *followState) bool {
+	pctx, cancel := context.WithTimeout(ctx, followProbe)
+	defer cancel()
+	s, err := f.JS.Stream(pctx, f.Stream)
+	if err != nil {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return s.CachedInfo().Created.Equal(st.created)
 }
 
 // inUse reports whether the consumer name exists and a live client waits on it for messages: a
