@@ -145,6 +145,9 @@ func (d *decider) run(ctx context.Context) error {
 				probes, drillsIn = probeCh, drillCh
 			}
 		case m := <-drillsIn:
+			if m.recreated {
+				d.restartDrills(ctx, m.stamp)
+			}
 			if m.subject != "" {
 				d.onDrill(ctx, m)
 			}

@@ -2,8 +2,10 @@ package decider
 
 import (
 	"context"
+	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/services/drill"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -29,12 +31,29 @@ func (d *decider) onDrill(ctx context.Context, m delivery) {
 	if !changed {
 		return
 	}
+	d.applyDrills(ctx, m.env.ID, m.stamp)
+}
+
+// restartDrills forgets the drills folded from a DRILLS stream deleted since
+// (events.Delivery.Recreated): the new stream's drills, folded from its first message, are the
+// ones in force. A drill of the old stream is rolled back by no one (the controller's rollback
+// expects the old stream's sequence, which the new one refuses), and kept, would fail its
+// endpoints until the decider restarted.
+func (d *decider) restartDrills(ctx context.Context, stamp time.Time) {
+	d.drills = drill.NewView()
+	d.applyDrills(ctx, "", stamp)
+	d.log.Warn().Msg("drills stream created again; folding it from its first message")
+}
+
+// applyDrills puts the simulated failures of the drills in force on (or off) the endpoints they
+// cover; cause is the drill event that changed them.
+func (d *decider) applyDrills(ctx context.Context, cause string, stamp time.Time) {
 	for _, s := range d.ix.endpoints {
 		want := d.drills.Override(s.pool.app.cfg.Name, s.pool.cfg.Name, s.cfg.Name)
 		if (want == nil) == (s.st.Drill == nil) && (want == nil || *want == *s.st.Drill) {
 			continue
 		}
-		dec, ok := s.st.SetDrill(want, m.env.ID, overrideTime(s, m.stamp), s.pool.app.policy)
+		dec, ok := s.st.SetDrill(want, cause, overrideTime(s, stamp), s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
 			d.decided(ctx, s, dec)
