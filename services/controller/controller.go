@@ -188,7 +188,7 @@ func run(ctx context.Context, o Options) error {
 		})
 	})
 
-	drillMsgs := make(chan jetstream.Msg, 64)
+	drillMsgs := make(chan drillDelivery, 64)
 	defer c.followDrills(ctx, drillMsgs)()
 
 	// Heartbeats and the edge listeners' results (alone on their own subjects, or batched by
@@ -245,7 +245,12 @@ func run(ctx context.Context, o Options) error {
 				c.publishRoutes()
 			}
 		case m := <-drillMsgs:
-			c.onDrill(m)
+			if m.recreated {
+				c.restartDrills()
+			}
+			if m.msg != nil {
+				c.onDrill(m.msg)
+			}
 		case cfg := <-c.o.Configs:
 			c.reconfigure(cfg)
 			if c.caught {

@@ -20,9 +20,16 @@ func (l *Liveness) Simulate(edge, reason string) {
 	}
 }
 
+// drillDelivery is one DRILLS event (msg, nil when the follower only says recreated), and
+// whether DRILLS was deleted and created again since the one before (events.Delivery.Recreated).
+type drillDelivery struct {
+	msg       jetstream.Msg
+	recreated bool
+}
+
 // followDrills feeds out with every DRILLS event, from the stream's start, through an
 // events.Follower (so a lost node or an outage is survived), until stop is called.
-func (c *controller) followDrills(ctx context.Context, out chan<- jetstream.Msg) (stop func()) {
+func (c *controller) followDrills(ctx context.Context, out chan<- drillDelivery) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	f := events.Follower{JS: c.o.JS, Stream: events.StreamDrills, Log: c.log, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectDrills}, DeliverPolicy: jetstream.DeliverAllPolicy}}
@@ -30,11 +37,11 @@ func (c *controller) followDrills(ctx context.Context, out chan<- jetstream.Msg)
 	go func() {
 		defer close(done)
 		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg == nil {
+			if d.Msg == nil && !d.Recreated {
 				return
 			}
 			select {
-			case out <- d.Msg:
+			case out <- drillDelivery{msg: d.Msg, recreated: d.Recreated}:
 			case <-ctx.Done():
 			}
 		})
@@ -60,6 +67,22 @@ func (c *controller) onDrill(m jetstream.Msg) {
 	if !changed {
 		return
 	}
+	c.simulateDrills()
+}
+
+// restartDrills forgets the drills folded from a DRILLS stream deleted since
+// (events.Delivery.Recreated): the new stream's drills, folded from its first message, are the
+// ones in force. A drill of the old stream cannot be rolled back in the new one (its rollback
+// expects the old stream's sequence, refused every tick as a conflict) and, kept, would have its
+// edges seen dead until the controller restarted.
+func (c *controller) restartDrills() {
+	c.drills = drill.NewView()
+	c.simulateDrills()
+	c.log.Warn().Msg("drills stream created again; folding it from its first message")
+}
+
+// simulateDrills has the edges the drills in force fail seen dead, and the others alive.
+func (c *controller) simulateDrills() {
 	for _, edge := range c.o.Config.Edges {
 		reason := ""
 		if id, ok := c.drills.Edge(edge.Name); ok {
