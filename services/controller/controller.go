@@ -190,6 +190,8 @@ func run(ctx context.Context, o Options) error {
 
 	drillMsgs := make(chan drillDelivery, 64)
 	defer c.followDrills(ctx, drillMsgs)()
+	routesRecreated := make(chan struct{})
+	wg.Go(func() { c.watchRoutes(ctx, c.routes.CachedInfo().Created, routesRecreated) })
 
 	// Heartbeats and the edge listeners' results (alone on their own subjects, or batched by
 	// each prober) are decoded and recorded in the edges' liveness as they arrive, stamped with
@@ -242,6 +244,14 @@ func run(ctx context.Context, o Options) error {
 				}
 			}
 			if c.caught && pending == 0 {
+				c.publishRoutes()
+			}
+		case <-routesRecreated:
+			// The new ROUTES holds no route: every one is stored again, as on a first start.
+			c.published = map[string]map[string][]byte{}
+			c.dirty = true
+			c.log.Warn().Msg("routes stream created again; storing every route in it")
+			if c.caught {
 				c.publishRoutes()
 			}
 		case m := <-drillMsgs:
@@ -678,6 +688,39 @@ func (c *controller) reread(ctx context.Context, subject string) *storedEvent {
 		return nil
 	}
 	return &storedEvent{seq: seq, env: e}
+}
+
+// routesCheck is how often the controller asks when ROUTES was created, to learn that it was
+// deleted and created again: the controller only writes ROUTES, and follows nothing there that
+// would tell it.
+const routesCheck = 5 * time.Second
+
+// watchRoutes tells out each time ROUTES is found created at another time than created, until
+// ctx ends.
+func (c *controller) watchRoutes(ctx context.Context, created time.Time, out chan<- struct{}) {
+	t := time.NewTicker(routesCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		s, err := c.o.JS.Stream(sctx, events.StreamRoutes)
+		cancel()
+		if err != nil {
+			continue // unreachable, or deleted and not created again yet
+		}
+		if now := s.CachedInfo().Created; !now.Equal(created) {
+			created = now
+			select {
+			case out <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 }
 
 // loadPublished reads the routes ROUTES holds for edge's apps, so an unchanged route is not
