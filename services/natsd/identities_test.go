@@ -851,31 +851,9 @@ func TestDeploymentIdentitiesEveryRoleRunsWithOnlyItsOwnPermissions(t *testing.T
 	var alerted atomic.Int64
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { alerted.Add(1) }))
 	defer hook.Close()
-	doc := fmt.Sprintf(`
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
-    pools:
-      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
-      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
-  - name: www
-    fqdn: www.demo.test
-    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
-    ingress: [edge-west, edge-east]
-    primary_edge: edge-west
-    pools:
-      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
-      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
-edges:
-  - {name: edge-west, region: us-west, hostname: edge-west.demo.test, address: 127.0.0.1,
-     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-east}]}
-  - {name: edge-east, region: us-east, hostname: edge-east.demo.test, address: 127.0.0.1,
-     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-west}]}
-alerts:
+	doc := pipelineDoc(t, shopWest, shopEast, west, east) + fmt.Sprintf(`alerts:
   - {name: oncall, on: [pool_down], apps: [shop], webhooks: [{url: %q}]}
-`, shopWest.Addr(), shopEast.Addr(), west, east, freeAddr(t), freeAddr(t), hook.URL)
+`, hook.URL)
 	op := d.as("operator")
 	ctx := context.Background()
 	cfg, v1, err := config.Apply(ctx, op.js, "test.yaml", []byte(doc), config.ApplyOptions{By: "test"})
@@ -911,41 +889,13 @@ alerts:
 	eventstest.Run(t, "alerts", func(ctx context.Context) error {
 		return alert.Run(ctx, alert.Options{JS: ctrl.js, Config: cfg, Name: "controller-1", Log: log})
 	})
-	// Two probers in us-west and one in us-east, two deciders, two DNS servers: each its own user.
 	for _, user := range usersWith("prober") {
-		c, cut := roles[user], strings.LastIndex(user, "-")
-		region, name := strings.TrimPrefix(user[:cut], "prober-"), "p"+user[cut+1:]
-		got, err := config.Latest(ctx, c.js)
-		if err != nil {
+		if _, err := config.Latest(ctx, roles[user].js); err != nil {
 			t.Fatalf("%s reads the configuration: %v", user, err)
 		}
-		eventstest.Run(t, user, func(ctx context.Context) error {
-			return prober.Run(ctx, prober.Options{JS: c.js, Config: got, Region: region, Name: name, Log: log})
-		})
 	}
-	for _, user := range usersWith("decider") {
-		eventstest.Run(t, user, func(ctx context.Context) error {
-			return decider.Run(ctx, decider.Options{JS: roles[user].js, Config: cfg, Name: user, Log: log})
-		})
-	}
-	var servers []*dnsupdater.Server
-	for _, user := range usersWith("dns") {
-		s, err := dnsupdater.New(dnsupdater.Options{JS: roles[user].js, Config: cfg, Addr: "127.0.0.1:0", DataDir: t.TempDir(), Name: user, Log: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eventstest.Run(t, user, s.Run)
-		servers = append(servers, s)
-	}
+	servers := runPipeline(t, roles, cfg, log)
 	dns := servers[0]
-	eventstest.Run(t, "controller-1", func(ctx context.Context) error {
-		return controller.Run(ctx, controller.Options{JS: ctrl.js, Config: cfg, Name: "controller-1", Log: log})
-	})
-	for _, e := range []string{"edge-west", "edge-east"} {
-		eventstest.Run(t, e, func(ctx context.Context) error {
-			return proxy.Run(ctx, proxy.Options{JS: roles[e].js, Config: cfg, Edge: e, Resolver: dns.Addr(), Log: log})
-		})
-	}
 
 	has := func(stream, subject string) bool {
 		st, err := op.js.Stream(ctx, stream)
@@ -1127,29 +1077,7 @@ func TestDeploymentIdentitiesRolesStartedBeforeTheOperatorMakesTheStreamsWaitFor
 	d := startDeployment(t)
 	west, east := listen(t, "127.0.0.1").Addr().String(), listen(t, "127.0.0.1").Addr().String()
 	shopWest, shopEast := listen(t, "127.0.0.31"), listen(t, "127.0.0.32")
-	doc := fmt.Sprintf(`
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
-    pools:
-      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
-      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
-  - name: www
-    fqdn: www.demo.test
-    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
-    ingress: [edge-west, edge-east]
-    primary_edge: edge-west
-    pools:
-      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
-      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
-edges:
-  - {name: edge-west, region: us-west, hostname: edge-west.demo.test, address: 127.0.0.1,
-     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-east}]}
-  - {name: edge-east, region: us-east, hostname: edge-east.demo.test, address: 127.0.0.1,
-     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-west}]}
-`, shopWest.Addr(), shopEast.Addr(), west, east, freeAddr(t), freeAddr(t))
+	doc := pipelineDoc(t, shopWest, shopEast, west, east)
 	// Every role starts from its --config file on a cluster that has no stream yet, as when the
 	// roles of the compose file start beside its apply service, or before an operator runs
 	// detour apply.
@@ -1163,35 +1091,7 @@ edges:
 	for _, user := range roleUsers {
 		roles[user] = d.as(user)
 	}
-	for _, user := range usersWith("prober") {
-		cut := strings.LastIndex(user, "-")
-		region, name := strings.TrimPrefix(user[:cut], "prober-"), "p"+user[cut+1:]
-		eventstest.Run(t, user, func(ctx context.Context) error {
-			return prober.Run(ctx, prober.Options{JS: roles[user].js, Config: cfg, Region: region, Name: name, Log: log})
-		})
-	}
-	for _, user := range usersWith("decider") {
-		eventstest.Run(t, user, func(ctx context.Context) error {
-			return decider.Run(ctx, decider.Options{JS: roles[user].js, Config: cfg, Name: user, Log: log})
-		})
-	}
-	var servers []*dnsupdater.Server
-	for _, user := range usersWith("dns") {
-		s, err := dnsupdater.New(dnsupdater.Options{JS: roles[user].js, Config: cfg, Addr: "127.0.0.1:0", DataDir: t.TempDir(), Name: user, Log: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eventstest.Run(t, user, s.Run)
-		servers = append(servers, s)
-	}
-	eventstest.Run(t, "controller-1", func(ctx context.Context) error {
-		return controller.Run(ctx, controller.Options{JS: roles["controller-1"].js, Config: cfg, Name: "controller-1", Log: log})
-	})
-	for _, e := range []string{"edge-west", "edge-east"} {
-		eventstest.Run(t, e, func(ctx context.Context) error {
-			return proxy.Run(ctx, proxy.Options{JS: roles[e].js, Config: cfg, Edge: e, Resolver: servers[0].Addr(), Log: log})
-		})
-	}
+	servers := runPipeline(t, roles, cfg, log)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("waiting for the membership bucket") == 3 },
 		"the probers do not wait for their bucket")
 	// The operator runs detour apply: it creates every stream and the probers' bucket, and makes
@@ -1265,4 +1165,70 @@ edges:
 			t.Errorf("%s ran into the server's permissions: %q", user, v)
 		}
 	}
+}
+
+// pipelineDoc is the configuration of the pipeline tests: shop with an endpoint in each region on
+// shopWest and shopEast, and www behind edge-west and edge-east, whose endpoints are west and
+// east.
+func pipelineDoc(t *testing.T, shopWest, shopEast net.Listener, west, east string) string {
+	return fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
+    pools:
+      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
+      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
+  - name: www
+    fqdn: www.demo.test
+    check: {type: tcp, interval: 100ms, timeout: 90ms, fall: 3, rise: 2}
+    ingress: [edge-west, edge-east]
+    primary_edge: edge-west
+    pools:
+      - {name: us-west, region: us-west, endpoints: [{name: w1, address: %q}]}
+      - {name: us-east, region: us-east, endpoints: [{name: e1, address: %q}]}
+edges:
+  - {name: edge-west, region: us-west, hostname: edge-west.demo.test, address: 127.0.0.1,
+     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-east}]}
+  - {name: edge-east, region: us-east, hostname: edge-east.demo.test, address: 127.0.0.1,
+     heartbeat: {interval: 100ms}, apps: [{app: www, listen: %q, secondary: edge-west}]}
+`, shopWest.Addr(), shopEast.Addr(), west, east, freeAddr(t), freeAddr(t))
+}
+
+// runPipeline runs every role of the deployment but the controller's API and alerts, each as its
+// own user from roles, with cfg: two probers in us-west and one in us-east, two deciders, two
+// DNS servers (returned), the controller and both edges.
+func runPipeline(t *testing.T, roles map[string]*client, cfg *config.Config, log zerolog.Logger) []*dnsupdater.Server {
+	t.Helper()
+	for _, user := range usersWith("prober") {
+		cut := strings.LastIndex(user, "-")
+		region, name := strings.TrimPrefix(user[:cut], "prober-"), "p"+user[cut+1:]
+		eventstest.Run(t, user, func(ctx context.Context) error {
+			return prober.Run(ctx, prober.Options{JS: roles[user].js, Config: cfg, Region: region, Name: name, Log: log})
+		})
+	}
+	for _, user := range usersWith("decider") {
+		eventstest.Run(t, user, func(ctx context.Context) error {
+			return decider.Run(ctx, decider.Options{JS: roles[user].js, Config: cfg, Name: user, Log: log})
+		})
+	}
+	var servers []*dnsupdater.Server
+	for _, user := range usersWith("dns") {
+		s, err := dnsupdater.New(dnsupdater.Options{JS: roles[user].js, Config: cfg, Addr: "127.0.0.1:0", DataDir: t.TempDir(), Name: user, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventstest.Run(t, user, s.Run)
+		servers = append(servers, s)
+	}
+	eventstest.Run(t, "controller-1", func(ctx context.Context) error {
+		return controller.Run(ctx, controller.Options{JS: roles["controller-1"].js, Config: cfg, Name: "controller-1", Log: log})
+	})
+	for _, e := range []string{"edge-west", "edge-east"} {
+		eventstest.Run(t, e, func(ctx context.Context) error {
+			return proxy.Run(ctx, proxy.Options{JS: roles[e].js, Config: cfg, Edge: e, Resolver: servers[0].Addr(), Log: log})
+		})
+	}
+	return servers
 }
