@@ -549,11 +549,7 @@ func readDocument(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // cannot work as meant, and each secret written inline, which CONFIG then holds where every
 // role may read it.
 func documentWarnings(doc []byte, c *config.Config) []string {
-	w := configfile.Warnings("request", doc, c)
-	for _, field := range c.InlineSecrets() {
-		w = append(w, field+" is stored in CONFIG, where every role may read it: use secret_file or secret_env")
-	}
-	return w
+	return append(configfile.Warnings("request", doc, c), configfile.SecretWarnings(c)...)
 }
 
 // appliedVersion answers an apply: the version stored, and the document's warnings.

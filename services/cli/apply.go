@@ -59,8 +59,8 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range configfile.Warnings(path, doc, parsed) {
 		fmt.Fprintln(stderr, w)
 	}
-	for _, field := range parsed.InlineSecrets() {
-		fmt.Fprintf(stderr, "detour apply: warning: %s is stored in CONFIG, where every role may read it: use secret_file or secret_env\n", field)
+	for _, w := range configfile.SecretWarnings(parsed) {
+		fmt.Fprintf(stderr, "detour apply: warning: %s\n", w)
 	}
 	if *api != "" {
 		q := url.Values{}
