@@ -196,17 +196,25 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{probes, state, config, dns, routes, drills, alerts}
 }
 
-// ProbersBucket returns the definition of the probers' membership bucket. It is stored in files
-// on a cluster, so that losing the node that leads it loses no member and stops no probing.
-func ProbersBucket(o StreamOptions) jetstream.KeyValueConfig {
+// ProbersStream returns the definition of the stream of the probers' membership bucket: the
+// stream nats.go's CreateKeyValue makes for a bucket of History 1 and TTL ProbersTTL, but
+// refusing roll-ups. A prober's NATS user may write the keys of its own region, and permissions
+// look at subjects, never at headers: on a bucket that allows them, a Nats-Rollup: all header on
+// one of its own keys would purge every region's records. No Detour role purges a key (a
+// worker's record is deleted, which needs no roll-up). It is stored in files on a cluster, so
+// that losing the node that leads it loses no member and stops no probing.
+func ProbersStream(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	storage := jetstream.FileStorage
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	return jetstream.KeyValueConfig{
-		Bucket: BucketProbers, Description: "Live prober workers, one heartbeat record per region.worker",
-		History: 1, TTL: ProbersTTL, Storage: storage, Replicas: o.Replicas,
+	return jetstream.StreamConfig{
+		Name: StreamProbers, Description: "Live prober workers, one heartbeat record per region.worker",
+		Subjects: []string{"$KV." + BucketProbers + ".>"}, MaxMsgsPerSubject: 1, MaxAge: ProbersTTL,
+		MaxMsgs: -1, MaxBytes: -1, MaxMsgSize: -1, MaxConsumers: -1, Discard: jetstream.DiscardNew,
+		Duplicates: ProbersTTL, DenyDelete: true, AllowDirect: true, AllowRollup: false,
+		Storage: storage, Replicas: o.Replicas,
 	}
 }
 
@@ -252,12 +260,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}
-	kc := ProbersBucket(o)
-	if err := current(StreamProbers, &kc.Replicas, &kc.Storage, nil); err != nil {
+	// The probers' bucket: one made by an earlier version, or by nats.go's CreateKeyValue, allows
+	// roll-ups, and is updated to refuse them.
+	pc := ProbersStream(o)
+	if err := current(StreamProbers, &pc.Replicas, &pc.Storage, nil); err != nil {
 		return err
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", kc.Bucket, err)
+	if _, err := js.CreateOrUpdateStream(ctx, pc); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", BucketProbers, err)
 	}
 	return nil
 }
@@ -285,7 +295,7 @@ func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptio
 				short = append(short, Shortfall{Stream: name, Replicas: n, Configured: o.Replicas})
 			}
 		case errors.Is(err, jetstream.ErrStreamNotFound):
-			if err := create(); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && !errors.Is(err, jetstream.ErrBucketExists) {
+			if err := create(); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				errs = append(errs, fmt.Errorf("create stream %s: %w", name, err))
 			}
 		default:
@@ -295,6 +305,6 @@ func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptio
 	for _, sc := range Streams(o) {
 		check(sc.Name, func() error { _, err := js.CreateStream(ctx, sc); return err })
 	}
-	check(StreamProbers, func() error { _, err := js.CreateKeyValue(ctx, ProbersBucket(o)); return err })
+	check(StreamProbers, func() error { _, err := js.CreateStream(ctx, ProbersStream(o)); return err })
 	return short, errors.Join(errs...)
 }

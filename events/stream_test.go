@@ -110,7 +110,12 @@ func TestEnsureStreamsUpgradesStreamsCreatedByAnEarlierVersion(t *testing.T) {
 		Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketProbers, Storage: jetstream.FileStorage}); err != nil {
+	// The probers' bucket as nats.go makes a bucket, allowing roll-ups, with a member in it.
+	kv, err := srv.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketProbers, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "us-west.p1", []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
 	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{}); err != nil {
@@ -119,6 +124,18 @@ func TestEnsureStreamsUpgradesStreamsCreatedByAnEarlierVersion(t *testing.T) {
 	c := srv.Stream(t, events.StreamState).CachedInfo().Config
 	if !c.DenyDelete || !c.DenyPurge || c.MaxBytes != events.DefaultStateReserve {
 		t.Fatalf("STATE after ensure: deny_delete %v, deny_purge %v, max_bytes %d", c.DenyDelete, c.DenyPurge, c.MaxBytes)
+	}
+	// The bucket now refuses a roll-up of all its keys, and keeps its member.
+	if c := srv.Stream(t, events.StreamProbers).CachedInfo().Config; c.AllowRollup || c.Storage != jetstream.FileStorage {
+		t.Errorf("probers' bucket after ensure: allow_rollup %v, storage %v", c.AllowRollup, c.Storage)
+	}
+	m := nats.NewMsg("$KV." + events.BucketProbers + ".us-east.p1")
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
+	if _, err := srv.JS.PublishMsg(ctx, m); err == nil {
+		t.Error("the probers' bucket took a roll-up of all its keys after ensure")
+	}
+	if _, err := kv.Get(ctx, "us-west.p1"); err != nil {
+		t.Errorf("us-west.p1 after ensure and a roll-up: %v", err)
 	}
 }
 

@@ -113,4 +113,8 @@ func TestARoleThatMayCreateTheStreamsItNeedsCreatesThoseMissing(t *testing.T) {
 		_, err = kv.Get(context.Background(), "us-west.p1")
 		return err == nil
 	}, "the prober did not announce itself in the bucket it made")
+	// As detour apply makes it: refusing roll-ups, which would purge every region's records.
+	if ns.Stream(t, events.StreamProbers).CachedInfo().Config.AllowRollup {
+		t.Error("the bucket the prober made allows roll-ups")
+	}
 }
