@@ -3,6 +3,8 @@ package dnsupdater
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,6 +37,9 @@ func (s *Server) follow(ctx context.Context) {
 	refresher.Go(func() { s.refreshLoop(ctx, saves) })
 	s.projMu.Lock()
 	created := s.proj.created // the snapshot's, if any: a STATE created since is a new one
+	// A snapshot of an older version does not say when its STATE was created: the stream met
+	// first is checked for its newest event instead.
+	unsure, kept := created.IsZero() && len(s.proj.latest) > 0, s.proj.newest()
 	s.projMu.Unlock()
 	f := events.Follower{JS: s.o.JS, Stream: events.StreamState, Log: s.log, Bridge: events.BridgeNext, Created: created,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
@@ -42,8 +47,21 @@ func (s *Server) follow(ctx context.Context) {
 	dirty, rebuilding := false, false
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Recreated || !d.Created.Equal(created) {
+			// Starting over costs a rebuild, never an answer: the stream delivers the last event
+			// of every subject from here anyway.
+			other := false
+			if unsure {
+				same, err := s.holds(ctx, kept)
+				switch {
+				case err != nil:
+					s.log.Warn().Err(err).Msg("snapshot not checked against the state stream; starting over from the stream")
+				case !same:
+					s.log.Info().Uint64("stream_seq", kept.Seq).Msg("snapshot of another state stream; starting over from the stream")
+				}
+				other, unsure = !same, false
+			}
 			s.projMu.Lock()
-			if d.Recreated {
+			if d.Recreated || other {
 				s.proj.reset()
 				dirty, rebuilding = true, true
 			}
@@ -89,6 +107,30 @@ func (s *Server) follow(ctx context.Context) {
 			s.kickRefresh(env.ID)
 		}
 	})
+}
+
+// holds reports whether the STATE stream holds e at its sequence, as the stream e was folded
+// from did: a stream deleted and created again since holds another event there, or none. An
+// error says that it cannot tell.
+func (s *Server) holds(ctx context.Context, e storedEvent) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := s.o.JS.Stream(ctx, events.StreamState)
+	if err != nil {
+		return false, fmt.Errorf("open stream %s: %w", events.StreamState, err)
+	}
+	if st.CachedInfo().State.LastSeq < e.Seq {
+		return false, nil
+	}
+	m, err := st.GetMsg(ctx, e.Seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s at seq %d: %w", events.StreamState, e.Seq, err)
+	}
+	got, err := events.Decode(m.Data)
+	return err == nil && m.Subject == e.Subject && got.ID == e.Event.ID, nil
 }
 
 // kick asks the refresher for a new projection, caused by the event of id cause (a STATE event,

@@ -134,6 +134,17 @@ func (p *projector) touch(subject string) {
 	p.all = true
 }
 
+// newest returns the event folded at the highest sequence (zero when none was).
+func (p *projector) newest() storedEvent {
+	var out storedEvent
+	for _, e := range p.latest {
+		if e.Seq > out.Seq {
+			out = e
+		}
+	}
+	return out
+}
+
 // reset forgets every STATE event folded: the stream was deleted and created again
 // (events.Delivery.Recreated), and the projection starts over from the new one's events, whose
 // sequences start over at 1. The next projection decides every app again, and the next save is

@@ -1,7 +1,13 @@
 package dnsupdater
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -92,4 +98,69 @@ func TestAServerStoppedWhileTheStateStreamIsCreatedAgainAnswersFromTheNewOne(t *
 	h = startServer(t, js, cfg, dir)
 	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"),
 		"the answer on us-west, as the new stream's first event says")
+}
+
+// TestAServerWithAnOldSnapshotStoppedWhileTheStateStreamIsCreatedAgainAnswersFromTheNewOne: a
+// snapshot written before snapshots recorded when STATE was created says nothing of which
+// stream its events came from. STATE is deleted and created again while the server is stopped,
+// and the new stream is as long as the old one, its events at the old ones' sequences. Started
+// from that snapshot the server answers what the new stream says, not what the snapshot did.
+func TestAServerWithAnOldSnapshotStoppedWhileTheStateStreamIsCreatedAgainAnswersFromTheNewOne(t *testing.T) {
+	dir := t.TempDir()
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, demoConfig)
+	h := startServer(t, js, cfg, dir)
+	const west, east = "127-0-0-11_8081", "127-0-0-12_8081"
+	endpointDown(t, js, "shop", "us-west", west)
+	endpointUp(t, js, "shop", "us-east", east)
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the answer on us-east")
+	h.stop()
+	writeOldSnapshot(t, dir)
+
+	ctx := context.Background()
+	if err := js.JS.DeleteStream(ctx, events.StreamState); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, js.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	endpointUp(t, js, "shop", "us-west", west)
+	endpointUp(t, js, "shop", "us-east", east)
+	h = startServer(t, js, cfg, dir)
+	eventstest.Eventually(t, 5*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"),
+		"the answer on us-west, as the new stream's first event says")
+}
+
+// writeOldSnapshot rewrites the snapshot in dir as a version that did not record when STATE was
+// created wrote it: without state_created, in its base or its journal.
+func writeOldSnapshot(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range []string{snapshotFile, journalFile} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		for line := range bytes.Lines(b) {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if _, ok := m["state_created"]; !ok {
+				t.Fatalf("%s: no state_created to take out: %s", name, line)
+			}
+			delete(m, "state_created")
+			enc, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(append(out, enc...), '\n')
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
