@@ -25,6 +25,8 @@ func validateSecret(p *problems, path, inline, file, env string) bool {
 		p.add(path, "want one of secret_file, secret_env or secret")
 	case n > 1:
 		p.add(path, "want only one of secret_file, secret_env or secret")
+	case inline == Redacted:
+		p.add(path+".secret", redactedProblem)
 	case env != "" && !envNameRE.MatchString(env):
 		// Not repeated: what is not a variable's name may be the secret itself.
 		p.add(path+".secret_env", "want the name of an environment variable: letters, digits and _, not first a digit")

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -116,4 +117,109 @@ func TestAPushRetryIntervalUnder100msIsRefused(t *testing.T) {
 			t.Errorf("retry_interval %s: err = %v, want exactly %q", c.interval, err, c.want)
 		}
 	}
+}
+
+// secretsDoc writes a TSIG key and a webhook's secret inline, each in a style of its own.
+const secretsDoc = `# the demo, with its keys inline
+zones:
+  - name: demo.test
+    push: {server: "127.0.0.1:53", tsig: {name: k, secret: "c2VjcmV0"}}  # the primary's key
+apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: "127.0.0.1:80"}]}]}]
+alerts:
+  - name: ops
+    on: [failover]
+    webhooks:
+      - url: https://hooks.example.test/detour
+        secret: whsec-0123456789
+      - url: https://hooks.example.test/other
+        secret: 'it''s-quoted'
+      - url: https://hooks.example.test/third
+        secret_env: DETOUR_WEBHOOK
+`
+
+func TestRedactReplacesEveryInlineSecretAndLeavesTheRestOfTheText(t *testing.T) {
+	got, fields := config.Redact([]byte(secretsDoc))
+	want := strings.NewReplacer(`"c2VjcmV0"`, `"<redacted>"`, `whsec-0123456789`, `"<redacted>"`, `'it''s-quoted'`, `"<redacted>"`).Replace(secretsDoc)
+	if string(got) != want {
+		t.Errorf("redacted:\n%s\nwant:\n%s", got, want)
+	}
+	wantFields := []string{"zones[0].push.tsig.secret", "alerts[0].webhooks[0].secret", "alerts[0].webhooks[1].secret"}
+	if !reflect.DeepEqual(fields, wantFields) {
+		t.Errorf("fields %q, want %q", fields, wantFields)
+	}
+	if same, fields := config.Redact([]byte(pushDoc(`secret_file: /etc/detour/tsig.key`))); string(same) != pushDoc(`secret_file: /etc/detour/tsig.key`) || fields != nil {
+		t.Errorf("a document without inline secrets changed: %q\n%s", fields, same)
+	}
+}
+
+func TestRedactReplacesASecretWrittenAsABlockOrSharedByAnAlias(t *testing.T) {
+	doc := `zones:
+  - name: demo.test
+    push:
+      server: "127.0.0.1:53"
+      tsig: &key
+        name: k
+        secret: |
+          c2VjcmV0
+  - name: other.test
+    push: {server: "127.0.0.1:53", tsig: *key}
+apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: "127.0.0.1:80"}]}]}]
+`
+	got, fields := config.Redact([]byte(doc))
+	if strings.Contains(string(got), "c2VjcmV0") || len(fields) != 2 {
+		t.Fatalf("redacted %q:\n%s", fields, got)
+	}
+	c, err := config.Parse("redacted.yaml", got)
+	var ce *config.Error
+	if err == nil || !errors.As(err, &ce) {
+		t.Fatalf("the redacted document parses: %v %v", c, err)
+	}
+}
+
+func TestADocumentHoldingTheRedactionMarkerIsRefusedNamingTheField(t *testing.T) {
+	redacted, _ := config.Redact([]byte(secretsDoc))
+	_, err := config.Parse("detour.yaml", redacted)
+	var ce *config.Error
+	const why = `: holds "<redacted>", which detour config get shows in place of a secret: write the secret, or use secret_file or secret_env`
+	want := []string{"zones[0].push.tsig.secret" + why, "alerts[0].webhooks[0].secret" + why, "alerts[0].webhooks[1].secret" + why}
+	if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, want) {
+		t.Errorf("err = %v, want exactly %q", err, want)
+	}
+	if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Lines, []int{4, 11, 13}) {
+		t.Errorf("lines %v, want 4, 11 and 13", ce.Lines)
+	}
+}
+
+func FuzzRedactLeavesNoInlineSecret(f *testing.F) {
+	f.Add([]byte(secretsDoc))
+	f.Add([]byte(pushDoc(`secret: "c2VjcmV0"`)))
+	f.Add([]byte(pushDoc(`secret: &k "c2Vj\u0063mV0"`)))
+	f.Add([]byte("# clé\n" + strings.Replace(secretsDoc, "name: ops", "name: \"opérations\"", 1)))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		c, err := config.Parse("fuzz.yaml", doc)
+		if err != nil {
+			return
+		}
+		secrets := c.InlineSecrets()
+		out, fields := config.Redact(doc)
+		if !reflect.DeepEqual(fields, secrets) {
+			t.Fatalf("redacted %q, want %q", fields, secrets)
+		}
+		if len(fields) == 0 {
+			if string(out) != string(doc) {
+				t.Fatalf("a document without inline secrets changed:\n%s", out)
+			}
+			return
+		}
+		_, err = config.Parse("redacted.yaml", out)
+		var ce *config.Error
+		if !errors.As(err, &ce) {
+			t.Fatalf("the redacted document is not refused: %v\n%s", err, out)
+		}
+		for _, field := range fields {
+			if !slices.ContainsFunc(ce.Problems, func(p string) bool { return strings.HasPrefix(p, field+`: holds "<redacted>"`) }) {
+				t.Fatalf("%s not refused as redacted: %q\n%s", field, ce.Problems, out)
+			}
+		}
+	})
 }

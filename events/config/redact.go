@@ -1,0 +1,216 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Redacted stands for a secret written inline in a document shown to an operator (Redact). A
+// document that holds it where a secret belongs is refused: applied, the marker would be the
+// secret.
+const Redacted = "<redacted>"
+
+// redactedProblem is what Validate says of a secret that holds Redacted.
+const redactedProblem = `holds "` + Redacted + `", which detour config get shows in place of a secret: write the secret, or use secret_file or secret_env`
+
+// Redact returns doc with the value of every secret written inline (the fields InlineSecrets
+// lists) replaced by "<redacted>", and the paths of those secrets. The rest of the text is left
+// as it was, comments included, unless a secret is written in a form replaced only by writing
+// the document again (a block scalar, a tag, an anchor). A document without inline secrets, or
+// that is not YAML, comes back as it is.
+func Redact(doc []byte) ([]byte, []string) {
+	var root yaml.Node
+	if yaml.Unmarshal(doc, &root) != nil {
+		return doc, nil
+	}
+	fields, nodes := inlineSecretNodes(&root)
+	if len(nodes) == 0 {
+		return doc, nil
+	}
+	if out, ok := spliceRedacted(doc, nodes); ok {
+		return out, fields
+	}
+	for _, n := range nodes {
+		n.Value, n.Style, n.Tag = Redacted, yaml.DoubleQuotedStyle, "!!str"
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		// A tree just decoded always encodes; were it not to, nothing of it is shown.
+		return []byte("# not shown: its inline secrets could not be redacted: " + err.Error() + "\n"), fields
+	}
+	return buf.Bytes(), fields
+}
+
+// inlineSecretNodes finds the inline secrets of a decoded document: the paths, as InlineSecrets
+// names them, and the scalars holding them, each once however many aliases share it.
+func inlineSecretNodes(root *yaml.Node) ([]string, []*yaml.Node) {
+	var fields []string
+	var nodes []*yaml.Node
+	seen := map[*yaml.Node]bool{}
+	note := func(path string, n *yaml.Node) {
+		if n == nil || n.Kind != yaml.ScalarNode || n.Value == "" || isNull(n) {
+			return
+		}
+		fields = append(fields, path)
+		if !seen[n] {
+			seen[n] = true
+			nodes = append(nodes, n)
+		}
+	}
+	top := resolve(root)
+	if top != nil && top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
+		top = resolve(top.Content[0])
+	}
+	for i, z := range items(member(top, "zones")) {
+		note(fmt.Sprintf("zones[%d].push.tsig.secret", i), member(member(member(z, "push"), "tsig"), "secret"))
+	}
+	for i, a := range items(member(top, "alerts")) {
+		for j, w := range items(member(a, "webhooks")) {
+			note(fmt.Sprintf("alerts[%d].webhooks[%d].secret", i, j), member(w, "secret"))
+		}
+	}
+	return fields, nodes
+}
+
+// resolve returns the node an alias stands for, or n.
+func resolve(n *yaml.Node) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode {
+		return n.Alias
+	}
+	return n
+}
+
+// member returns the value of key in the mapping n (the last, should it be set twice), or nil.
+func member(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	var v *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			v = resolve(n.Content[i+1])
+		}
+	}
+	return v
+}
+
+// items returns the elements of the sequence n, or none, numbered as the decoder numbers them in
+// a list of structs: without the null ones, which it drops.
+func items(n *yaml.Node) []*yaml.Node {
+	if n == nil || n.Kind != yaml.SequenceNode {
+		return nil
+	}
+	var out []*yaml.Node
+	for _, e := range n.Content {
+		if e = resolve(e); e != nil && !isNull(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// spliceRedacted replaces, in the text of doc, each of the scalars nodes with the marker, and
+// reports whether it could: each a plain or quoted scalar where the parser says it starts, and
+// the result the same document with the marker in their places.
+func spliceRedacted(doc []byte, nodes []*yaml.Node) ([]byte, bool) {
+	type span struct{ from, to int }
+	spans := make([]span, 0, len(nodes))
+	for _, n := range nodes {
+		from, ok := offset(doc, n.Line, n.Column)
+		if !ok || n.Anchor != "" {
+			return nil, false
+		}
+		to, ok := scalarEnd(doc, from, n)
+		if !ok {
+			return nil, false
+		}
+		spans = append(spans, span{from, to})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.from - b.from })
+	var out []byte
+	last := 0
+	for _, s := range spans {
+		if s.from < last {
+			return nil, false
+		}
+		out = append(append(out, doc[last:s.from]...), `"`+Redacted+`"`...)
+		last = s.to
+	}
+	out = append(out, doc[last:]...)
+	var root yaml.Node
+	if yaml.Unmarshal(out, &root) != nil {
+		return nil, false
+	}
+	_, again := inlineSecretNodes(&root)
+	if len(again) != len(nodes) {
+		return nil, false
+	}
+	for _, n := range again {
+		if n.Value != Redacted {
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// offset returns the byte offset of line and column (both from 1, the column in characters) in
+// doc.
+func offset(doc []byte, line, column int) (int, bool) {
+	at := 0
+	for l := 1; l < line; l++ {
+		i := bytes.IndexByte(doc[at:], '\n')
+		if i < 0 {
+			return 0, false
+		}
+		at += i + 1
+	}
+	for c := 1; c < column; c++ {
+		if at >= len(doc) || doc[at] == '\n' {
+			return 0, false
+		}
+		_, size := utf8.DecodeRune(doc[at:])
+		at += size
+	}
+	return at, true
+}
+
+// scalarEnd returns the offset just past the scalar n that starts at from in doc: a plain
+// scalar on one line, or a quoted one.
+func scalarEnd(doc []byte, from int, n *yaml.Node) (int, bool) {
+	switch n.Style {
+	case 0:
+		if bytes.HasPrefix(doc[from:], []byte(n.Value)) && !bytes.ContainsAny([]byte(n.Value), "\r\n") {
+			return from + len(n.Value), true
+		}
+	case yaml.DoubleQuotedStyle:
+		if from < len(doc) && doc[from] == '"' {
+			for i := from + 1; i < len(doc); i++ {
+				switch doc[i] {
+				case '\\':
+					i++
+				case '"':
+					return i + 1, true
+				}
+			}
+		}
+	case yaml.SingleQuotedStyle:
+		if from < len(doc) && doc[from] == '\'' {
+			for i := from + 1; i < len(doc); i++ {
+				if doc[i] == '\'' {
+					if i+1 < len(doc) && doc[i+1] == '\'' {
+						i++
+						continue
+					}
+					return i + 1, true
+				}
+			}
+		}
+	}
+	return 0, false
+}
