@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -71,10 +73,12 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("config "+args[0], flag.ContinueOnError)
 	var c common
 	var version uint64
+	var showSecrets bool
 	c.register(fs, true)
 	api := apiFlag(fs)
 	if args[0] == "get" {
 		fs.Uint64Var(&version, "version", 0, "the version to show (default: the active one)")
+		fs.BoolVar(&showSecrets, "show-secrets", false, `show the secrets written inline in the document (default: each shown as "<redacted>", which detour apply refuses)`)
 	}
 	if err := parse(fs, args[1:], stderr); err != nil {
 		return err
@@ -113,14 +117,21 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var v config.Version
 	if *api != "" {
-		path := "/v1/config"
+		q := url.Values{}
 		if version != 0 {
-			path += "?version=" + strconv.FormatUint(version, 10)
+			q.Set("version", strconv.FormatUint(version, 10))
+		}
+		if showSecrets {
+			q.Set("show_secrets", "true")
+		}
+		path := "/v1/config"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
 		}
 		if err := callAPI(ctx, *api, http.MethodGet, path, "", nil, &v); err != nil {
 			return err
 		}
-		printVersion(v, stdout)
+		printVersion(v, showSecrets, stdout)
 		return nil
 	}
 	js, err := connect(c.natsURL, "detour-config")
@@ -138,15 +149,25 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	printVersion(v, stdout)
+	printVersion(v, showSecrets, stdout)
 	return nil
 }
 
 // printVersion writes a version's document after two comment lines: number, when, who, why.
-func printVersion(v config.Version, stdout io.Writer) {
+// Unless showSecrets, each secret written inline in it is shown as "<redacted>" (config.Redact),
+// and a third line says so: terminal output ends up in tickets and chats.
+func printVersion(v config.Version, showSecrets bool, stdout io.Writer) {
 	fmt.Fprintf(stdout, "# version %s, applied %s by %s", strconv.FormatUint(v.Number, 10), v.Time.Format(time.RFC3339), v.By)
 	if v.Message != "" {
 		fmt.Fprintf(stdout, ": %q", v.Message)
 	}
-	fmt.Fprintf(stdout, "\n# sha256 %s\n%s", v.SHA256, v.Document)
+	fmt.Fprintf(stdout, "\n# sha256 %s\n", v.SHA256)
+	doc := []byte(v.Document)
+	if !showSecrets {
+		var fields []string
+		if doc, fields = config.Redact(doc); len(fields) > 0 {
+			fmt.Fprintf(stdout, "# %s shown as %q, which detour apply refuses: --show-secrets shows them\n", strings.Join(fields, ", "), config.Redacted)
+		}
+	}
+	stdout.Write(doc)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -27,6 +28,8 @@ type eventsOptions struct {
 	since   time.Duration
 	follow  bool
 	json    bool
+	// showSecrets shows the secrets written inline in a configuration's document (--json).
+	showSecrets bool
 }
 
 func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +43,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&o.since, "since", 0, "only events stored within this long, e.g. 10m (default: the whole history)")
 	fs.BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted")
 	fs.BoolVar(&o.json, "json", false, "print each event as one JSON object with its stream, subject and sequence")
+	fs.BoolVar(&o.showSecrets, "show-secrets", false, `with --json, show the secrets written inline in a configuration (default: each shown as "<redacted>")`)
 	if err := parseInterspersed(fs, args, stderr); err != nil {
 		return err
 	}
@@ -178,7 +182,7 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 	}
 	slices.SortStableFunc(history, func(a, b storedEvent) int { return a.Stored.Compare(b.Stored) })
 	for _, e := range history {
-		if err := printEvent(w, e, o.json); err != nil {
+		if err := printEvent(w, e, o); err != nil {
 			return err
 		}
 	}
@@ -196,7 +200,7 @@ func printEvents(ctx context.Context, js jetstream.JetStream, o eventsOptions, w
 					return
 				}
 				mu.Lock()
-				err = printEvent(w, e, o.json)
+				err = printEvent(w, e, o)
 				mu.Unlock()
 				if err != nil {
 					errs <- err
@@ -252,8 +256,11 @@ func toStored(stream string, m jetstream.Msg) (storedEvent, uint64) {
 	return e, pending
 }
 
-func printEvent(w io.Writer, e storedEvent, asJSON bool) error {
-	if asJSON {
+func printEvent(w io.Writer, e storedEvent, o eventsOptions) error {
+	if o.json {
+		if !o.showSecrets {
+			e = redacted(e)
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("encode event: %w", err)
@@ -263,6 +270,49 @@ func printEvent(w io.Writer, e storedEvent, asJSON bool) error {
 	}
 	_, err := fmt.Fprintln(w, eventLine(e))
 	return err
+}
+
+// redacted returns e with each secret written inline in the document of a configuration shown as
+// "<redacted>" (config.Redact), the rest of the event as it was; an event whose document cannot
+// be read is not shown.
+func redacted(e storedEvent) storedEvent {
+	if e.env.Type != events.TypeConfigApplied {
+		return e
+	}
+	event, err := redactConfigApplied(e.env)
+	if err != nil {
+		e.Event, e.Error = nil, fmt.Sprintf("not shown, lest it show a secret: %v (--show-secrets shows it)", err)
+		return e
+	}
+	if event != nil {
+		e.Event = event
+	}
+	return e
+}
+
+// redactConfigApplied returns env, a detour.config.applied event, as JSON with its document's
+// inline secrets redacted, or nil when it has none.
+func redactConfigApplied(env events.Envelope) (json.RawMessage, error) {
+	var data map[string]json.RawMessage
+	var doc string
+	if err := json.Unmarshal(env.Data, &data); err != nil {
+		return nil, fmt.Errorf("decode data: %w", err)
+	}
+	if err := json.Unmarshal(data["document"], &doc); err != nil {
+		return nil, fmt.Errorf("decode document: %w", err)
+	}
+	shown, fields := config.Redact([]byte(doc))
+	if len(fields) == 0 {
+		return nil, nil
+	}
+	var err error
+	if data["document"], err = json.Marshal(string(shown)); err != nil {
+		return nil, fmt.Errorf("encode document: %w", err)
+	}
+	if env.Data, err = json.Marshal(data); err != nil {
+		return nil, fmt.Errorf("encode data: %w", err)
+	}
+	return json.Marshal(env)
 }
 
 // eventLine is one event as a line: when it happened, its type, its subject and what it says.

@@ -71,11 +71,12 @@ stored) and prints the token once. read: every GET; write: also overrides and co
 
 Example:
   detour token create grafana --scope read --file detour-data/api-tokens`,
-	"config": `usage: detour config get [--version N] [--nats URL]
+	"config": `usage: detour config get [--version N] [--show-secrets] [--nats URL]
        detour config history [--nats URL]
 
 Prints the active configuration (or a kept version) with who applied it and why, or every kept
-version.
+version. A secret written inline (a TSIG key, a webhook's secret) is shown as "<redacted>", which
+detour apply refuses; --show-secrets shows it (through the API, with a write token only).
 
 Example:
   detour config history
@@ -105,10 +106,11 @@ reported on stderr; without --watch it exits 1.
 Example:
   detour query shop.demo.test
   detour query --server 127.0.0.1:5353 --watch www.demo.test`,
-	"events": `usage: detour events [--stream S] [--subject FILTER] [--since D] [--follow] [--json] [--nats URL]
+	"events": `usage: detour events [--stream S] [--subject FILTER] [--since D] [--follow] [--json] [--show-secrets] [--nats URL]
 
 Prints the stored events, oldest first, one line each (time, stream, type, subject, summary),
-without a terminal or a pager. --follow keeps printing new ones until Ctrl-C.
+without a terminal or a pager. --follow keeps printing new ones until Ctrl-C. With --json, a
+configuration's secrets written inline are shown as "<redacted>" unless --show-secrets.
 
 Example:
   detour events --since 10m
