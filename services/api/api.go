@@ -494,9 +494,23 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 	}
 }
 
-func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, _ Token) {
+// handleConfig answers a version's document with each secret written inline in it shown as
+// "<redacted>" (config.Redact), unless ?show_secrets=true, which needs a write token: a read
+// token is handed to dashboards, and whoever may apply a document may see it.
+func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, tok Token) {
 	var v config.Version
 	var err error
+	show := false
+	if q := r.URL.Query().Get("show_secrets"); q != "" {
+		if show, err = strconv.ParseBool(q); err != nil {
+			fail(w, http.StatusBadRequest, "show_secrets: want true or false, got %q", q)
+			return
+		}
+	}
+	if show && tok.Scope != ScopeWrite {
+		fail(w, http.StatusForbidden, "show_secrets: token %q has read scope; showing the secrets written inline needs write", tok.Name)
+		return
+	}
 	if q := r.URL.Query().Get("version"); q != "" {
 		n, perr := strconv.ParseUint(q, 10, 64)
 		if perr != nil || n == 0 {
@@ -513,6 +527,10 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, _ Token) {
 	case err != nil:
 		fail(w, http.StatusBadGateway, "%v", err)
 	default:
+		if !show {
+			doc, _ := config.Redact([]byte(v.Document))
+			v.Document = string(doc)
+		}
 		reply(w, http.StatusOK, v)
 	}
 }

@@ -597,3 +597,27 @@ func TestAConfigBodyThatBreaksOffIsABadRequestNotOneTooLarge(t *testing.T) {
 		t.Errorf("POST /v1/config/apply of %d bytes: %d %.200s, want 413", len(big), code, body)
 	}
 }
+
+func TestTheConfigurationShowsInlineSecretsOnlyToAWriteTokenThatAsks(t *testing.T) {
+	f := start(t)
+	withKey := doc + `alerts: [{name: ops, on: [failover], webhooks: [{url: "https://hooks.example.test/detour", secret: whsec-of-the-demo}]}]` + "\n"
+	if code, body := f.do(t, "POST", "/v1/config/apply", f.write, withKey); code != http.StatusOK {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	for _, tt := range []struct {
+		path, token string
+		code        int
+		want        string
+	}{
+		{"/v1/config", f.read, http.StatusOK, `secret: \"\u003credacted\u003e\"`},
+		{"/v1/config?version=2", f.write, http.StatusOK, `secret: \"\u003credacted\u003e\"`},
+		{"/v1/config?show_secrets=true", f.write, http.StatusOK, "secret: whsec-of-the-demo"},
+		{"/v1/config?show_secrets=true", f.read, http.StatusForbidden, `show_secrets: token \"viewer\" has read scope; showing the secrets written inline needs write`},
+		{"/v1/config?show_secrets=yes", f.write, http.StatusBadRequest, `show_secrets: want true or false, got \"yes\"`},
+	} {
+		code, body := f.do(t, "GET", tt.path, tt.token, "")
+		if code != tt.code || !strings.Contains(body, tt.want) || strings.Contains(body, "whsec-of-the-demo") != strings.Contains(tt.want, "whsec-of-the-demo") {
+			t.Errorf("GET %s: %d %s, want %d with %s", tt.path, code, body, tt.code, tt.want)
+		}
+	}
+}
