@@ -41,7 +41,8 @@ type Options struct {
 	// Ticks drive liveness decisions and retries. Default: a ticker every TickEvery.
 	Ticks <-chan time.Time
 	// TickEvery is the default ticker's period. Default: a tenth of the shortest heartbeat
-	// interval, between 10ms and 250ms.
+	// interval (of 1s when it is longer), at least 10ms, of each configuration version from
+	// the moment the controller applies it.
 	TickEvery time.Duration
 	// Metrics, when set, counts edge transitions, edge-listener results recorded, lag and decode
 	// failures.
@@ -52,9 +53,27 @@ type Options struct {
 	// Awake tells the controller it runs: a goroutine apart from its loop takes each value and
 	// notes the time (Liveness.Awake), so that a process that was not scheduled does not take
 	// its own stall for the edges' silence. Default: a ticker every quarter of
-	// Liveness.StallAfter.
+	// Liveness.StallAfter, which each configuration version sets from the moment the controller
+	// applies it.
 	Awake <-chan time.Time
+	// newTicker makes the default tickers of Ticks and Awake: time.NewTicker's, unless a test
+	// drives them from its clock.
+	newTicker func(time.Duration) ticker
 }
+
+// ticker is a time.Ticker, or a test's driven by its clock.
+type ticker interface {
+	Chan() <-chan time.Time
+	Reset(d time.Duration)
+	Stop()
+}
+
+// timeTicker is a time.Ticker as a ticker.
+type timeTicker struct{ *time.Ticker }
+
+func (t timeTicker) Chan() <-chan time.Time { return t.C }
+
+func newTimeTicker(d time.Duration) ticker { return timeTicker{time.NewTicker(d)} }
 
 func (o *Options) defaults() error {
 	switch {
@@ -68,14 +87,24 @@ func (o *Options) defaults() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.TickEvery <= 0 {
-		shortest := time.Second
-		for _, e := range o.Config.Edges {
-			shortest = min(shortest, e.Heartbeat.Interval.D())
-		}
-		o.TickEvery = min(max(shortest/10, 10*time.Millisecond), 250*time.Millisecond)
+	if o.newTicker == nil {
+		o.newTicker = newTimeTicker
 	}
 	return nil
+}
+
+// tickEvery is the default ticker's period under cfg: TickEvery when set, else a tenth of the
+// shortest heartbeat interval of cfg's edges (of 1s when there is none or it is longer), at least
+// 10ms.
+func (o *Options) tickEvery(cfg *config.Config) time.Duration {
+	if o.TickEvery > 0 {
+		return o.TickEvery
+	}
+	shortest := time.Second
+	for _, e := range cfg.Edges {
+		shortest = min(shortest, e.Heartbeat.Interval.D())
+	}
+	return max(shortest/10, 10*time.Millisecond)
 }
 
 // controller is the state of one running replica. Only its run loop touches it, but for live and
@@ -130,6 +159,9 @@ type controller struct {
 	edgeFailures *logs.Repeats
 	// stalls holds back repeats of the line telling that the controller stalled.
 	stalls *logs.Repeats
+	// tick and stallTick are the default tickers of Options.Ticks and Options.Awake, nil where
+	// the options gave channels; each version's reconfigure resets them.
+	tick, stallTick ticker
 }
 
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
@@ -217,13 +249,19 @@ func run(ctx context.Context, o Options) error {
 		defer func() { _ = csub.Unsubscribe() }()
 	}
 	c.hearing()
-	wg.Go(func() { c.watchStalls(ctx) })
+	wakes := o.Awake
+	if wakes == nil {
+		c.stallTick = o.newTicker(stallWatch(c.live))
+		defer c.stallTick.Stop()
+		wakes = c.stallTick.Chan()
+	}
+	wg.Go(func() { c.watchStalls(ctx, wakes) })
 
 	ticks := o.Ticks
 	if ticks == nil {
-		t := time.NewTicker(o.TickEvery)
-		defer t.Stop()
-		ticks = t.C
+		c.tick = o.newTicker(o.tickEvery(o.Config))
+		defer c.tick.Stop()
+		ticks = c.tick.Chan()
 	}
 	c.log.Info().Int("edges", len(o.Config.Edges)).Msg("controller started")
 	for {
@@ -628,18 +666,11 @@ func (c *controller) hearing() {
 	c.live.Grace(c.o.Now())
 }
 
-// watchStalls tells the edges' liveness that the controller runs, every quarter of
-// Liveness.StallAfter (or on each of Options.Awake). It runs apart from the loop: a loop busy
+// watchStalls tells the edges' liveness that the controller runs on each of wakes: every quarter
+// of Liveness.StallAfter (or on each of Options.Awake). It runs apart from the loop: a loop busy
 // for seconds (storing the routes of thousands of apps) hears every heartbeat meanwhile, and is
 // no stall; a process that is not scheduled runs neither.
-func (c *controller) watchStalls(ctx context.Context) {
-	wakes, every := c.o.Awake, stallWatch(c.live)
-	var t *time.Ticker
-	if wakes == nil {
-		t = time.NewTicker(every)
-		defer t.Stop()
-		wakes = t.C
-	}
+func (c *controller) watchStalls(ctx context.Context, wakes <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -647,10 +678,6 @@ func (c *controller) watchStalls(ctx context.Context) {
 		case <-wakes:
 		}
 		c.awake(c.o.Now())
-		if e := stallWatch(c.live); t != nil && e != every {
-			every = e // the configuration changed its shortest heartbeat interval
-			t.Reset(every)
-		}
 	}
 }
 
@@ -892,9 +919,18 @@ func (c *controller) collectRoutes() {
 
 // reconfigure makes cfg the configuration whose edges are watched and routed from now on. Edges
 // that stay keep their liveness; new ones get fall × interval for a first heartbeat; every
-// edge's route table is computed again.
+// edge's route table is computed again. The ticks deciding liveness and the stall watch follow
+// cfg's heartbeat intervals from now (the stall until now is judged by the last version's).
 func (c *controller) reconfigure(cfg *config.Config) {
-	c.live.Reconfigure(cfg, c.o.Now())
+	now := c.o.Now()
+	c.awake(now)
+	c.live.Reconfigure(cfg, now)
+	if c.tick != nil {
+		c.tick.Reset(c.o.tickEvery(cfg))
+	}
+	if c.stallTick != nil {
+		c.stallTick.Reset(stallWatch(c.live))
+	}
 	for _, e := range cfg.Edges {
 		c.live.Recorded(e.Name, c.view.Edge(e.Name))
 	}
