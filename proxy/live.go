@@ -52,9 +52,10 @@ func newServer(a *app, ln net.Listener) server {
 // reconfigure applies c's entry of this edge: listeners of removed apps close, those whose
 // entry changed (listen address, mode, secondary, policy) close and open again with it, new
 // ones open; unchanged ones serve on untouched, in-flight requests and all; the heartbeat
-// interval applies at once. running is updated. It returns why c could not be applied: the
-// edge is not in it (nothing changes then), or a listener could not be bound (the others are
-// applied; that app is not served until a version that binds).
+// interval applies at once, to the edge's heartbeats and to its pings of its secondaries.
+// running is updated. It returns why c could not be applied: the edge is not in it (nothing
+// changes then), or a listener could not be bound (the others are applied; that app is not
+// served until a version that binds).
 func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[string]*listener, failed func(error)) error {
 	ce := c.Edge(e.name)
 	if ce == nil {
@@ -65,6 +66,7 @@ func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[st
 		return fmt.Errorf("edges[%s]: %w; the last good configuration is kept", e.name, err)
 	}
 	e.setInterval(ce.Heartbeat.Interval.D())
+	e.peers.setInterval(ce.Heartbeat.Interval.D())
 	var unbound []error
 	var removed, changed, added int
 	for name, l := range running {

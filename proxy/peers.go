@@ -59,10 +59,13 @@ func (p *peer) dialAddr() string {
 type peers struct {
 	self     string
 	resolver string
-	interval time.Duration
-	log      zerolog.Logger
-	client   *http.Client
-	dial     dialFunc
+	// interval is the heartbeat interval in force (setInterval); intervals carries a new one
+	// to run.
+	interval  atomic.Int64
+	intervals chan struct{}
+	log       zerolog.Logger
+	client    *http.Client
+	dial      dialFunc
 
 	mu  sync.Mutex
 	all map[string]*peer
@@ -71,11 +74,28 @@ type peers struct {
 func newPeers(self, resolver string, interval time.Duration, log zerolog.Logger) *peers {
 	tr := &http.Transport{Proxy: nil, DialContext: dialFrom(nil, peerTimeout), MaxIdleConnsPerHost: 2,
 		IdleConnTimeout: 90 * time.Second, DisableCompression: true}
-	return &peers{
-		self: self, resolver: resolver, interval: interval, log: log,
-		client: &http.Client{Transport: tr, Timeout: min(interval, peerTimeout)},
+	ps := &peers{
+		self: self, resolver: resolver, intervals: make(chan struct{}, 1), log: log,
+		client: &http.Client{Transport: tr},
 		dial:   dialFrom(nil, peerTimeout),
 		all:    map[string]*peer{},
+	}
+	ps.interval.Store(int64(interval))
+	return ps
+}
+
+// every is the heartbeat interval in force.
+func (ps *peers) every() time.Duration { return time.Duration(ps.interval.Load()) }
+
+// setInterval has the peers heartbeated every d from now on: the next heartbeat leaves once d
+// has passed since the last one, at once if it has already.
+func (ps *peers) setInterval(d time.Duration) {
+	if time.Duration(ps.interval.Swap(int64(d))) == d {
+		return
+	}
+	select {
+	case ps.intervals <- struct{}{}:
+	default: // run has one to take already
 	}
 }
 
@@ -104,9 +124,11 @@ func (ps *peers) list() []*peer {
 }
 
 // run resolves every peer when its TTL runs out and heartbeats each once per interval, until
-// ctx is done. A new peer is resolved within a tenth of the interval of its creation.
+// ctx is done. A new peer is resolved within a tenth of the interval of its creation. A new
+// interval (setInterval) applies at once.
 func (ps *peers) run(ctx context.Context) {
-	tick := time.NewTicker(max(ps.interval/10, 10*time.Millisecond))
+	step := func() time.Duration { return max(ps.every()/10, 10*time.Millisecond) }
+	tick := time.NewTicker(step())
 	defer tick.Stop()
 	var lastPing time.Time
 	for {
@@ -116,7 +138,7 @@ func (ps *peers) run(ctx context.Context) {
 				ps.resolve(ctx, p, now)
 			}
 		}
-		if now.Sub(lastPing) >= ps.interval {
+		if now.Sub(lastPing) >= ps.every() {
 			lastPing = now
 			ps.pingAll(ctx)
 		}
@@ -124,6 +146,8 @@ func (ps *peers) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-ps.intervals:
+			tick.Reset(step())
 		}
 	}
 }
@@ -253,9 +277,9 @@ func (ps *peers) pingAll(ctx context.Context) {
 // ping checks a peer's listener: an HTTP listener must answer a ping itself; a TCP listener must
 // accept a connection.
 func (ps *peers) ping(ctx context.Context, p *peer, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, min(ps.every(), peerTimeout))
+	defer cancel()
 	if p.mode == config.ModeTCP {
-		ctx, cancel := context.WithTimeout(ctx, min(ps.interval, peerTimeout))
-		defer cancel()
 		c, err := ps.dial(ctx, "tcp", addr)
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", addr, err)

@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/rs/zerolog"
 )
@@ -78,4 +81,83 @@ func mustAtoi(t *testing.T, s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestAChangedHeartbeatIntervalChangesHowOftenTheEdgePingsItsSecondary runs edge-west, whose
+// app's secondary is edge-east (a server answering pings in its place), at a heartbeat interval
+// of 10s, and applies a version making it 50ms, then one making it 10s again: the pings of
+// edge-east follow each version at once, without a restart.
+func TestAChangedHeartbeatIntervalChangesHowOftenTheEdgePingsItsSecondary(t *testing.T) {
+	var pings atomic.Int64
+	east := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(HeaderPing) == "edge-west" {
+			pings.Add(1)
+			w.Header().Set(HeaderEdge, "edge-east")
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	east.Listener = ln
+	east.Start()
+	t.Cleanup(east.Close)
+	westAddr := freeAddr(t, "127.0.0.1")
+	version := func(n uint64, interval time.Duration) *config.Config {
+		c := eventstest.Config(t, fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.1:9"}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.1:9"}]}
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.1
+    heartbeat: {interval: %[1]s}
+    apps: [{app: shop, listen: %[2]q, secondary: edge-east}]
+  - name: edge-east
+    region: us-east
+    hostname: edge-east.demo.test
+    address: 127.0.0.1
+    heartbeat: {interval: %[1]s}
+    apps: [{app: shop, listen: %[3]q, secondary: edge-west}]
+`, interval, westAddr, ln.Addr().String()))
+		c.Version = n
+		return c
+	}
+	ns := eventstest.Start(t)
+	configs := make(chan *config.Config)
+	resolver := dnsServer(t, map[string]string{"edge-east.demo.test.": "127.0.0.1", "edge-west.demo.test.": "127.0.0.1"})
+	var applied atomic.Int64
+	log := zerolog.New(zerolog.NewTestWriter(t)).Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == "edge configuration applied" {
+			applied.Add(1)
+		}
+	}))
+	eventstest.Run(t, "edge", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: version(1, 10*time.Second), Edge: "edge-west", Resolver: resolver,
+			Log: log, Configs: configs})
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return pings.Load() >= 1 }, "edge-east pinged at start")
+
+	configs <- version(2, 50*time.Millisecond)
+	from := pings.Load()
+	eventstest.Eventually(t, 3*time.Second, func() bool { return pings.Load()-from >= 10 },
+		"10 pings of edge-east within 3s of the interval going from 10s to 50ms")
+
+	configs <- version(3, 10*time.Second)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return applied.Load() == 2 }, "version 3 applied")
+	// A ping already on its way may land; then none for the 10s to come.
+	from = pings.Load()
+	wait := time.NewTimer(time.Second)
+	defer wait.Stop()
+	<-wait.C
+	if n := pings.Load() - from; n > 1 {
+		t.Errorf("%d pings of edge-east in the second after the interval went back to 10s, want at most 1", n)
+	}
 }
