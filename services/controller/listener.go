@@ -45,6 +45,9 @@ func (v listenerView) step(ok bool, at time.Time, p listenerPolicy) listenerView
 type listener struct {
 	policy  listenerPolicy
 	regions map[string]listenerView
+	// since is when the controller began to watch the listener: at its start, or when a
+	// version added it.
+	since time.Time
 }
 
 // judge returns what the regions with a fresh, decided view of the listener say at now: up when
@@ -71,27 +74,50 @@ func (l *listener) judge(now time.Time) events.Status {
 	}
 }
 
-// judgeListeners returns what the checks of an edge's listeners say of the edge at now. An edge
-// forwards an app whose local pool is down to its secondary edge, and answers the probers' ping
-// itself whatever its apps do, so one listener failing is that listener's trouble; the edge
-// itself is dead when it fails them all. So: up when one listener is up, down when every one is
-// down, unknown otherwise (no listener at all, or none up and one not judged yet or gone stale:
-// its fall may still be running, and the heartbeats decide). It stops at the first listener up,
-// so an edge of thousands of apps costs one listener's judgement on most ticks.
-func judgeListeners(ls map[string]*listener, now time.Time) events.Status {
-	down := 0
+// pending reports whether l, which has no fresh verdict at now, may still get one: a result
+// of it arrived, or the controller began to watch it or to hear again (hearing: back from a
+// cut-off or a stall), no longer than its stale_after ago. A listener past that has no recent
+// results, and says nothing of its edge.
+func (l *listener) pending(now, hearing time.Time) bool {
+	latest := l.since
+	if hearing.After(latest) {
+		latest = hearing
+	}
+	for _, v := range l.regions {
+		if v.last.After(latest) {
+			latest = v.last
+		}
+	}
+	return l.policy.stale <= 0 || now.Sub(latest) <= l.policy.stale
+}
+
+// judgeListeners returns what the checks of an edge's listeners say of the edge at now, and how
+// many of them are down. An edge forwards an app whose local pool is down to its secondary edge,
+// and answers the probers' ping itself whatever its apps do, so one listener failing is that
+// listener's trouble; the edge itself is dead when it fails them all. So: up when one listener
+// is up; down when one is down and every other one is down or has no recent results (never
+// checked, or its results stopped, for longer than its stale_after since the controller began
+// to watch it or to hear again: see pending), so that a listener nobody checks does not keep a
+// wedged edge up; unknown otherwise (no listener checked, or none up and one not judged yet
+// whose results may still come: its fall may still be running, and the heartbeats decide).
+// It stops at the first listener up, so an edge of thousands of apps costs one listener's
+// judgement on most ticks.
+func judgeListeners(ls map[string]*listener, now, hearing time.Time) (events.Status, int) {
+	down, pending := 0, false
 	for _, l := range ls {
 		switch l.judge(now) {
 		case events.StatusUp:
-			return events.StatusUp
+			return events.StatusUp, 0
 		case events.StatusDown:
 			down++
+		default:
+			pending = pending || l.pending(now, hearing)
 		}
 	}
-	if down > 0 && down == len(ls) {
-		return events.StatusDown
+	if down > 0 && !pending {
+		return events.StatusDown, down
 	}
-	return events.StatusUnknown
+	return events.StatusUnknown, down
 }
 
 // answering returns how many of ls are up at now, for the reason of an edge's change.

@@ -81,6 +81,21 @@ func TestEachListenerIsJudgedOnItsOwnAppsThresholdsWhateverOrderItsResultsArrive
 				"s- s- s- c+s- c+s- s-",
 			},
 			want: "UUUUUU", reason: "first heartbeat"},
+		{name: "a listener whose first result comes at the end of its stale_after beside a failing one keeps the edge up", shopFall: 2, cartFall: 2,
+			orders: []string{
+				"s- s- s- s- s- s-c+ s-c+ s- s-",
+				"s- s- s- s- s- c+s- c+s- s- s-",
+			},
+			want: "UUUUUUUUU", reason: "first heartbeat"},
+		{name: "a listener never checked beside a failing one is down once its stale_after has passed since watching began", shopFall: 2, cartFall: 2,
+			orders: []string{"s- s- s- s- s- s- s- s-"},
+			want:   "UUUUUUDD", reason: "listener checks: 1 of 2 listeners failing by their apps' quorum of regions, 1 without recent results (heartbeats arrive)"},
+		{name: "a listener whose results stop beside a failing one is down once they are stale", shopFall: 2, cartFall: 2,
+			orders: []string{
+				"s+c+ s+c+ s-c+ s-c+ s- s- s- s- s- s- s- s-",
+				"c+s+ s+c+ c+s- s-c+ s- s- s- s- s- s- s- s-",
+			},
+			want: "UUUUUUUUUUDD", reason: "listener checks: 1 of 2 listeners failing by their apps' quorum of regions, 1 without recent results (heartbeats arrive)"},
 	}
 	apps := map[byte]string{'s': "shop", 'c': "cart"}
 	for _, tt := range tests {
@@ -249,5 +264,60 @@ func TestAListenerIsJudgedWithItsAppsQuorumOfRegions(t *testing.T) {
 				t.Errorf("%d regions up, %d down, quorum %.2f: %s, want %s", c.up, c.down, c.quorum, got, c.want)
 			}
 		})
+	}
+}
+
+// TestAListenerWithoutRecentResultsGetsItsStaleAfterAgainWhenTheControllerHearsAgain: west's
+// listeners have been up, then the controller heard nothing for 10s (cut off from NATS, or not
+// scheduled). When it hears again, shop's listener fails at once and cart's first result comes
+// 2.5s later: within cart's stale_after (3s) of hearing again, so the edge stays up; with no
+// result of cart's, it is down once that has passed.
+func TestAListenerWithoutRecentResultsGetsItsStaleAfterAgainWhenTheControllerHearsAgain(t *testing.T) {
+	for _, how := range []string{"reconnected", "stalled"} {
+		for _, cartAnswers := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/cart answers %t", how, cartAnswers), func(t *testing.T) {
+				start := time.Unix(1700000000, 0)
+				l := NewLiveness(twoListeners(t, 2, 2), start)
+				status := events.StatusUnknown
+				at := start
+				for range 3 {
+					at = at.Add(500 * time.Millisecond)
+					l.Heartbeat("west", "hb", 0, at)
+					for _, app := range []string{"shop", "cart"} {
+						l.Probe("west", app, "r1", true, at)
+					}
+					status = appendDue(t, l, at, status)
+				}
+				l.Awake(at)
+				at = at.Add(10 * time.Second)
+				switch how {
+				case "reconnected":
+					l.Grace(at)
+				case "stalled":
+					if deaf := l.Awake(at); deaf == 0 {
+						t.Fatal("a gap of 10s was not taken for a stall")
+					}
+				}
+				heard := at
+				var got strings.Builder
+				for i := range 8 {
+					at = at.Add(500 * time.Millisecond)
+					l.Heartbeat("west", "hb", 0, at)
+					l.Probe("west", "shop", "r1", false, at)
+					if cartAnswers && i >= 4 {
+						l.Probe("west", "cart", "r1", true, at)
+					}
+					status = appendDue(t, l, at, status)
+					got.WriteByte(statusLetter[status])
+				}
+				want := "UUUUUUUU"
+				if !cartAnswers {
+					want = "UUUUUUDD" // down at 3.5s: cart silent for longer than its stale_after since
+				}
+				if got.String() != want {
+					t.Errorf("statuses every 500ms from %s on: %s, want %s", heard.Format(time.StampMilli), got.String(), want)
+				}
+			})
+		}
 	}
 }

@@ -14,8 +14,8 @@ import (
 // what the probers' checks of their listeners found (each listener is checked like an endpoint,
 // from every region, and judged with its own app's check thresholds). While fresh check results
 // exist they decide: a wedged edge whose heartbeats flow goes down when every listener is failing
-// by its app's quorum of the regions that check it, and an edge cut off from NATS stays up while one
-// of its listeners answers (see judgeListeners).
+// by its app's quorum of the regions that check it, or has no recent results, and an edge cut off
+// from NATS stays up while one of its listeners answers (see judgeListeners).
 // Without fresh results the heartbeats decide, counting an edge's silence only over the time the
 // controller ran (Awake). It does no I/O: the shell feeds it heartbeats, check results, the
 // statuses recorded in STATE and the time, and appends the changes it returns.
@@ -28,6 +28,9 @@ type Liveness struct {
 	// stall is StallAfter; awake is when the controller last told it ran (Awake), zero before.
 	stall time.Duration
 	awake time.Time
+	// hearing is when the controller last began to hear again, after a cut-off (Grace) or a
+	// stall (Awake): a listener without recent results gets its stale_after from then.
+	hearing time.Time
 }
 
 type edgeLife struct {
@@ -109,7 +112,7 @@ func watch(c *config.Config, start time.Time) (map[string]*edgeLife, []string, t
 		shortest = min(shortest, el.interval)
 		for _, ea := range e.Apps {
 			if a := c.App(ea.App); a != nil {
-				el.listeners[a.Name] = &listener{regions: map[string]listenerView{},
+				el.listeners[a.Name] = &listener{regions: map[string]listenerView{}, since: start,
 					policy: listenerPolicy{fall: max(a.Check.Fall, 1), rise: max(a.Check.Rise, 1), stale: a.Check.StaleAfter.D(), quorum: a.Quorum}}
 			}
 		}
@@ -134,7 +137,7 @@ func (l *Liveness) Reconfigure(c *config.Config, start time.Time) {
 			e.sends = o.sends
 			for app, ls := range e.listeners {
 				if ol, ok := o.listeners[app]; ok {
-					ls.regions = ol.regions
+					ls.regions, ls.since = ol.regions, ol.since
 				}
 			}
 		}
@@ -167,10 +170,13 @@ func (l *Liveness) Heartbeat(edge, id string, interval time.Duration, at time.Ti
 // Grace restarts at from the silence of every edge: the heartbeats that did not arrive before
 // were missed by the watcher (cut off from NATS), not sent by no one. An edge that is really
 // gone is down fall × interval after from. An edge recorded down stays down: only a heartbeat
-// brings it back.
+// brings it back. A listener without recent results gets its stale_after from from.
 func (l *Liveness) Grace(from time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if from.After(l.hearing) {
+		l.hearing = from
+	}
 	for _, e := range l.edges {
 		if e.from.Before(from) {
 			e.from = from
@@ -193,6 +199,8 @@ func (l *Liveness) StallAfter() time.Duration {
 // scheduled and heard nothing (the heartbeats sent meanwhile wait in its socket, and an edge in
 // the same process did not even send them), so only StallAfter of it counts. A controller that
 // stalls again and again still counts StallAfter of every gap, and a dead edge is down in the end.
+// After a stall, a listener without recent results gets its stale_after from now: the results
+// that waited in the socket meanwhile are read within it.
 func (l *Liveness) Awake(now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -204,6 +212,7 @@ func (l *Liveness) Awake(now time.Time) time.Duration {
 		return 0
 	}
 	deaf := gap - l.stall
+	l.hearing = now
 	for _, e := range l.edges {
 		switch to := e.from.Add(deaf); {
 		case to.Before(now):
@@ -243,7 +252,7 @@ func (l *Liveness) Probe(edge, app, region string, ok bool, at time.Time) bool {
 
 // Due returns the transitions the edges' signals call for at now, in edge name order. With
 // fresh check results: down when every listener is failing by its app's quorum of the regions
-// checking it, up when one is not (see judgeListeners). Without: down for an edge silent for
+// checking it or has no recent results, up when one is answering (see judgeListeners). Without: down for an edge silent for
 // longer than fall × interval (plus Tolerance; see deadline), up for an edge whose heartbeats
 // arrive. Each reason names the deciding signal.
 func (l *Liveness) Due(now time.Time) []Change {
@@ -266,12 +275,16 @@ func (l *Liveness) Due(now time.Time) []Change {
 		if !beating {
 			heartbeats = "heartbeats stopped"
 		}
-		ps := judgeListeners(e.listeners, now)
+		ps, down := judgeListeners(e.listeners, now, l.hearing)
 		ch := Change{Edge: name, From: e.recorded, Heartbeat: e.lastID, Thresholds: th}
 		switch {
 		case ps == events.StatusDown && e.recorded != events.StatusDown:
 			ch.To = events.StatusDown
-			ch.Reason = fmt.Sprintf("listener checks: %[1]d of %[1]d listeners failing by their apps' quorum of regions (%[2]s)", len(e.listeners), heartbeats)
+			quiet := ""
+			if n := len(e.listeners) - down; n > 0 {
+				quiet = fmt.Sprintf(", %d without recent results", n)
+			}
+			ch.Reason = fmt.Sprintf("listener checks: %d of %d listeners failing by their apps' quorum of regions%s (%s)", down, len(e.listeners), quiet, heartbeats)
 		case ps == events.StatusUp && e.recorded != events.StatusUp:
 			ch.To = events.StatusUp
 			ch.Reason = fmt.Sprintf("listener checks: %d of %d listeners answering (%s)", answering(e.listeners, now), len(e.listeners), heartbeats)
