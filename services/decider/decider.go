@@ -24,6 +24,10 @@ type decider struct {
 	js    jetstream.JetStream
 	state jetstream.Stream
 	ix    *index
+	// ticker is the default ticker, nil when Options.Ticks drive the decider, and tickEvery its
+	// period, which each configuration version sets (Options.tickEvery).
+	ticker    *time.Ticker
+	tickEvery time.Duration
 	// drills are the drills in force, whose failures the decider simulates.
 	drills *drill.View
 	// foreign reports the results dropped for their region, at most once per foreignLogEvery.
@@ -113,9 +117,10 @@ func (d *decider) run(ctx context.Context) error {
 	}
 	ticks := d.o.Ticks
 	if ticks == nil {
-		t := time.NewTicker(d.o.TickEvery)
-		defer t.Stop()
-		ticks = t.C
+		d.tickEvery = d.o.tickEvery(d.o.Config)
+		d.ticker = time.NewTicker(d.tickEvery)
+		defer d.ticker.Stop()
+		ticks = d.ticker.C
 	}
 
 	// Until STATE is read, probes wait; until the PROBES backlog is folded, nothing is appended

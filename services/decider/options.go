@@ -29,7 +29,8 @@ type Options struct {
 	// every TickEvery.
 	Ticks <-chan time.Time
 	// TickEvery is the period of the default ticker. Default: a quarter of the shortest check
-	// interval, between 10ms and 1s.
+	// interval, between 10ms and 1s, of each configuration version from the moment the decider
+	// applies it.
 	TickEvery time.Duration
 	// Replay is how far back in PROBES a starting decider reads: enough for every region to have
 	// reported fall or rise results, and to know which regions are stale. Default: the largest,
@@ -87,16 +88,10 @@ func (o *Options) defaults() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	shortest, replay := time.Duration(0), time.Duration(0)
+	replay := time.Duration(0)
 	for i := range o.Config.Apps {
 		k := &o.Config.Apps[i].Check
-		if iv := k.Interval.D(); shortest == 0 || iv < shortest {
-			shortest = iv
-		}
 		replay = max(replay, k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D())
-	}
-	if o.TickEvery <= 0 {
-		o.TickEvery = min(max(shortest/4, 10*time.Millisecond), time.Second)
 	}
 	if o.Replay <= 0 {
 		o.Replay = replay
@@ -105,4 +100,19 @@ func (o *Options) defaults() error {
 		o.Stats = &Stats{}
 	}
 	return nil
+}
+
+// tickEvery is the default ticker's period under cfg: TickEvery when set, else a quarter of the
+// shortest check interval of cfg's apps, between 10ms and 1s.
+func (o *Options) tickEvery(cfg *config.Config) time.Duration {
+	if o.TickEvery > 0 {
+		return o.TickEvery
+	}
+	shortest := time.Duration(0)
+	for i := range cfg.Apps {
+		if iv := cfg.Apps[i].Check.Interval.D(); shortest == 0 || iv < shortest {
+			shortest = iv
+		}
+	}
+	return min(max(shortest/4, 10*time.Millisecond), time.Second)
 }

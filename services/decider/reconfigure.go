@@ -50,7 +50,11 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 			}
 		}
 	}
-	d.log.Info().Int("apps", len(c.Apps)).Int("endpoints", len(ix.endpoints)).Msg("configuration applied")
+	if every := d.o.tickEvery(c); d.ticker != nil && every != d.tickEvery {
+		d.ticker.Reset(every)
+		d.tickEvery = every
+	}
+	d.log.Info().Int("apps", len(c.Apps)).Int("endpoints", len(ix.endpoints)).Stringer("tick", d.tickEvery).Msg("configuration applied")
 	for s, dec := range adopted {
 		d.decided(ctx, s, dec)
 	}
