@@ -102,9 +102,10 @@ func TestARegionFailingWhileSTATEElectsIsStoredSoonAfterTheElection(t *testing.T
 	eventstest.Eventually(t, 30*time.Second, func() bool { return w.attempts() >= int(n) }, "the decider tried every transition")
 	w.elect()
 	const within = 3 * time.Second
-	eventstest.Eventually(t, within, func() bool { return stored() >= 2*n }, "%d transitions stored %s after the election, want %d", stored, within, 2*n)
+	var got uint64
+	eventstest.Eventually(t, within, func() bool { got = stored(); return got >= 2*n }, "%d transitions stored %s after the election, want %d", &got, within, 2*n)
 	t.Logf("%d transitions stored %s after the election", n, time.Since(w.electedAt()).Round(time.Millisecond))
-	if got := stored(); got != 2*n {
+	if got = stored(); got != 2*n {
 		t.Errorf("STATE holds %d events, want %d: a transition was stored twice", got, 2*n)
 	}
 }
