@@ -304,6 +304,8 @@ func (s *scanner) probeField(r *ProbeResult, key []byte) bool {
 		return s.name(&r.Prober)
 	case "check":
 		return s.name(&r.Check)
+	case "window":
+		return s.integer(&r.Window)
 	case "ok":
 		return s.boolean(&r.OK)
 	case "latency_us":

@@ -25,7 +25,8 @@ func corpus(tb testing.TB, n int) [][]byte {
 		pick := func() string { return pool[rng.IntN(len(pool))] }
 		r := ProbeResult{ID: pick(), At: time.Unix(rng.Int64N(2e9), rng.Int64N(1e9)).UTC(), App: pick(), Pool: pick(),
 			Endpoint: pick(), Address: pick(), Region: pick(), Prober: pick(), Check: pick(), OK: rng.IntN(2) == 0,
-			LatencyMicros: rng.Int64N(1e7) - 5, ErrorClass: pick(), Error: pick(), HTTPStatus: rng.IntN(600)}
+			LatencyMicros: rng.Int64N(1e7) - 5, ErrorClass: pick(), Error: pick(), HTTPStatus: rng.IntN(600),
+			Window: rng.Int64N(4e9) * int64(rng.IntN(2))}
 		if i%3 == 0 {
 			d := rng.NormFloat64() * 1e3
 			r.CertExpiryDays = &d
@@ -90,6 +91,7 @@ func TestTheFastProbeDecoderAgreesWithEncodingJSON(t *testing.T) {
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"OK":true}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"ok":null}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"latency_us":1.5}}`,
+		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{"window":"9"}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"0001-01-01T00:00:00Z","data":{}}`,
 		`{"type":"detour.probe.completed.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}} x`,
 		`{"type":"detour.probe.other.v1","id":"x","time":"2026-01-01T00:00:00Z","data":{}}`,

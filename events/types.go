@@ -60,7 +60,12 @@ type ProbeResult struct {
 	Region   string    `json:"region"`
 	Prober   string    `json:"prober"`
 	Check    string    `json:"check"`
-	OK       bool      `json:"ok"`
+	// Window is the number of the check's interval window the result is from, counted from the
+	// Unix epoch (the window that starts at window × interval). Two results of one region for
+	// one endpoint and window are one check that two probers of the region ran during a
+	// hand-over, and count once. 0: not said (results published before it was).
+	Window int64 `json:"window,omitempty"`
+	OK     bool  `json:"ok"`
 	// LatencyMicros is how long the check took, in microseconds.
 	LatencyMicros int64 `json:"latency_us"`
 	// ErrorClass is a short stable class: timeout, refused, tls, status, body, dns, ...

@@ -20,6 +20,8 @@ type Result struct {
 	At time.Time
 	// OK is whether the check passed.
 	OK bool
+	// Window is the check's window the result is from (events.ProbeResult.Window); 0: not said.
+	Window int64
 }
 
 // Scope says whether an override was set on the endpoint itself or on its whole pool.
@@ -46,6 +48,10 @@ type Region struct {
 	Last time.Time
 	// IDs are the ids of the latest results of the streak, at most max(fall, rise).
 	IDs []string
+	// Windows are the windows of the region's last two results that said theirs, the latest
+	// first: a result of either again is the same check, which a second prober of the region ran
+	// during a hand-over.
+	Windows [2]int64
 }
 
 // Endpoint is everything the decider knows about one endpoint. The zero value is an endpoint
@@ -102,13 +108,18 @@ func (e *Endpoint) Restore(s events.Status) {
 
 // Observe folds one result into the endpoint and reports the change of its effective status, if
 // the result caused one. Regions silent for longer than StaleAfter before r.At stop voting first.
-// A result that is the region's latest already (redelivered) changes nothing.
+// A result that is the region's latest already (redelivered), or of one of the region's last two
+// windows (the same check, run by two of its probers during a hand-over), changes nothing.
 func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
-	if reg := e.find(r.Region); reg != nil && len(reg.IDs) > 0 && reg.IDs[len(reg.IDs)-1] == r.ID {
+	if reg := e.find(r.Region); reg != nil && (len(reg.IDs) > 0 && reg.IDs[len(reg.IDs)-1] == r.ID ||
+		r.Window != 0 && (reg.Windows[0] == r.Window || reg.Windows[1] == r.Window)) {
 		return Decision{}, false
 	}
 	stale, staleCause, staleAt := e.expireRegions(r.At, p)
 	reg := e.region(r.Region)
+	if r.Window != 0 {
+		reg.Windows = [2]int64{r.Window, reg.Windows[0]}
+	}
 	if r.At.After(reg.Last) {
 		reg.Last = r.At
 	}

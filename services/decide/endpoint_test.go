@@ -395,3 +395,45 @@ func TestAHoldDownThatRanItsCourseBetweenTwoRegionsGoingStaleBringsTheEndpointBa
 		t.Errorf("time let pass at once leaves the endpoint %s, tick by tick %s", once.Status, ticked.Status)
 	}
 }
+
+// Two probers of a region that both ran one window's check during a hand-over publish two
+// results, under two ids: they count once, and a result of another region in that window, or
+// of that region in the next, counts.
+func TestARegionsResultsOfOneWindowCountOnce(t *testing.T) {
+	p := testPolicy()
+	var e Endpoint
+	fold := func(id, region string, window int64, ok bool) {
+		t.Helper()
+		e.Observe(Result{ID: id, Region: region, At: t0.Add(time.Duration(window) * p.Interval), OK: ok, Window: window}, p)
+	}
+	run := func(region string) int {
+		if r := e.find(region); r != nil {
+			return r.Run
+		}
+		return 0
+	}
+	fold("p1-1", "a", 1, false)
+	fold("p2-1", "a", 1, false) // the same window again, from the region's other prober
+	fold("p1-2", "a", 2, false)
+	fold("p2-1-late", "a", 1, false) // a hand-over's late copy, after the next window's
+	if got := run("a"); got != 2 {
+		t.Errorf("region a's streak is %d results after windows 1, 1, 2, 1, want 2", got)
+	}
+	if e.Status == events.StatusDown {
+		t.Error("two windows' failures took the endpoint down with fall 3")
+	}
+	fold("b-1", "b", 1, false) // another region's window 1
+	if got := run("b"); got != 1 {
+		t.Errorf("region b's streak is %d results after its window 1, want 1", got)
+	}
+	fold("p1-3", "a", 3, false)
+	if e.Status != events.StatusDown {
+		t.Errorf("three windows' failures left the endpoint %q, want down", e.Status)
+	}
+	// A result that names no window (an older prober's) is counted.
+	fold("old-1", "c", 0, true)
+	fold("old-2", "c", 0, true)
+	if got := run("c"); got != 2 {
+		t.Errorf("region c's streak is %d results without windows, want 2", got)
+	}
+}

@@ -239,7 +239,7 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 			continue
 		}
 		d.o.Stats.Results.Add(1)
-		dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK}, s.pool.app.policy)
+		dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK, Window: r.Window}, s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
 			d.decided(ctx, s, dec)

@@ -95,3 +95,43 @@ func TestAResultHeardOnTheWireAndLaterDeliveredByPROBESIsFoldedOnce(t *testing.T
 		t.Errorf("results folded = %d, want 3", got)
 	}
 }
+
+// windowResult is a failed result of shop/west/w1 from eu's prober p for window n, as a
+// prober publishes it: under an id of its own.
+func windowResult(t *testing.T, p string, n int64) result {
+	t.Helper()
+	id := fmt.Sprintf("eu-%s-%d", p, n)
+	r := events.ProbeResult{ID: id, At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "eu", Prober: p, Check: "http", Window: n}
+	e, err := events.New(events.TypeProbeCompleted, "prober/eu/"+p, r.At, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ID = id
+	return result{id: id, data: e.Encode()}
+}
+
+// Two probers of a region that both ran a window's check during a hand-over publish two results
+// under two ids, which PROBES stores both: they count as one, whether PROBES delivers them or
+// they are heard on the wire.
+func TestTwoProbersResultsOfOneWindowCountOnceFromPROBESAndFromTheWire(t *testing.T) {
+	for _, refused := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stored", true: "heard"}[refused], func(t *testing.T) {
+			srv := eventstest.Start(t)
+			r := start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
+			for _, res := range []result{windowResult(t, "p1", 1), windowResult(t, "p2", 1), windowResult(t, "p2", 2), windowResult(t, "p1", 2)} {
+				publish(t, srv, res, refused)
+			}
+			eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Results.Load()+r.stats.Heard.Load() >= 2 },
+				"the first results folded")
+			publish(t, srv, windowResult(t, "p2", 3), false)
+			waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+			var tr events.Transition
+			if err := stateOf(t, srv)[0].Env.Payload(&tr); err != nil {
+				t.Fatal(err)
+			}
+			if len(tr.Results) != 3 || tr.Results[2] != "eu-p2-3" {
+				t.Errorf("transition results %v, want one of each window, the third eu-p2-3", tr.Results)
+			}
+		})
+	}
+}

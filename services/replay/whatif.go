@@ -223,7 +223,7 @@ func (w *WhatIf) Add(r *Record) {
 			w.results++
 			w.start(e)
 			w.expire(e, r.Stored)
-			if dec, ok := e.st.Observe(decide.Result{ID: res.ID, Region: region, At: r.Stored, OK: res.OK}, e.policy); ok {
+			if dec, ok := e.st.Observe(decide.Result{ID: res.ID, Region: region, At: r.Stored, OK: res.OK, Window: res.Window}, e.policy); ok {
 				w.decided(e, dec)
 			}
 		}
