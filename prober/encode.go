@@ -45,6 +45,10 @@ func appendResult(b []byte, r *events.ProbeResult) []byte {
 		b = append(b, f.k...)
 		b = appendString(b, f.v)
 	}
+	if r.Window != 0 {
+		b = append(b, `,"window":`...)
+		b = strconv.AppendInt(b, r.Window, 10)
+	}
 	b = append(b, `,"ok":`...)
 	b = strconv.AppendBool(b, r.OK)
 	b = append(b, `,"latency_us":`...)

@@ -14,7 +14,7 @@ func sampleResult() events.ProbeResult {
 	return events.ProbeResult{
 		ID: "0192f0c8-1c2b-7c3d-9e4f-5a6b7c8d9e0f", At: time.Date(2026, 11, 22, 1, 2, 3, 456789000, time.UTC),
 		App: "shop", Pool: "us-west", Endpoint: "127-0-0-11_8081", Address: "127.0.0.11:8081",
-		Region: "eu", Prober: "p1", Check: "https", OK: false, LatencyMicros: 1234,
+		Region: "eu", Prober: "p1", Check: "https", Window: 1795310162, OK: false, LatencyMicros: 1234,
 		ErrorClass: ClassStatus, Error: "status 503, want \"200-399\"\n<html>\t\x01", HTTPStatus: 503, CertExpiryDays: &days,
 	}
 }
@@ -92,7 +92,7 @@ func FuzzAppendResult(f *testing.F) {
 	f.Add("", "", int64(0), 599, 1e22, false)
 	f.Fuzz(func(t *testing.T, msg, app string, latency int64, status int, days float64, ok bool) {
 		r := events.ProbeResult{At: time.Unix(latency, 0).UTC(), App: app, Error: msg, ErrorClass: msg,
-			LatencyMicros: latency, HTTPStatus: status, OK: ok, CertExpiryDays: &days}
+			LatencyMicros: latency, Window: latency, HTTPStatus: status, OK: ok, CertExpiryDays: &days}
 		if _, err := json.Marshal(r); err != nil {
 			return // encoding/json refuses it too (NaN, infinities, years beyond 9999)
 		}

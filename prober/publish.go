@@ -13,24 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// resultNamespace makes the ids of probe results: one id per region, check and window, so a
-// check that two workers ran in the same window (a hand-over race) is stored once.
-var resultNamespace = uuid.MustParse("4f8e3f0e-5b7a-4c55-9a4e-6d2f0b1c9e11")
-
-// ResultID is the id of the result of the check key from region in window n of interval.
-func ResultID(region, key string, interval time.Duration, n int64) string {
-	name := region + "|" + key + "|" + strconv.FormatInt(int64(interval), 10) + "|" + strconv.FormatInt(n, 10)
-	return uuid.NewSHA1(resultNamespace, []byte(name)).String()
-}
-
-// completed is a result with what its id is made of.
-type completed struct {
-	r        events.ProbeResult
-	key      string
-	interval time.Duration
-	window   int64
-}
-
 // publisher stores results in the PROBES stream: one message per result, or, with a batch
 // window, the results completed within each window as batch messages: one of the endpoints'
 // results and one of the edge listeners' (which the controller follows apart).
@@ -49,7 +31,7 @@ type publisher struct {
 	// run it).
 	mu     sync.Mutex
 	room   *sync.Cond // signalled when the batcher takes what is queued
-	queued []completed
+	queued []events.ProbeResult
 	idle   bool // the batcher waits for a result, with no window open
 	// fill is how many queued results fill the fuller of the batches the batcher holds.
 	fill int
@@ -70,7 +52,7 @@ func newPublisher(js jetstream.JetStream, region, prober string, window time.Dur
 // maxQueued bounds the results waiting for the batcher; a check that completes beyond it waits.
 const maxQueued = 4096
 
-func (p *publisher) publish(c completed) {
+func (p *publisher) publish(c events.ProbeResult) {
 	if p.window <= 0 {
 		p.single(c)
 		return
@@ -91,11 +73,23 @@ func (p *publisher) publish(c completed) {
 	}
 }
 
-func (p *publisher) single(c completed) {
-	r := &c.r
-	r.ID = ResultID(p.region, c.key, c.interval, c.window)
+// A message's id, its envelope's and its Nats-Msg-Id, is a UUIDv7 drawn for it: JetStream drops
+// a message whose id it stored within PROBES' duplicate window whatever its subject, so an id
+// that another region's prober could compute ahead would let it publish under it first, on its
+// own subjects, and have this result dropped. The id is set once on the message, so that a
+// retry of the same publish is still a duplicate. A check that two probers of a region ran in
+// one window (a hand-over) is stored twice and counted once by its window (ProbeResult.Window).
+
+// single sends r alone, on its endpoint's subject.
+func (p *publisher) single(r events.ProbeResult) {
+	u, err := uuid.NewV7()
+	if err != nil {
+		p.failed.Add(1)
+		return
+	}
+	r.ID = u.String()
 	data := appendEnvelope(make([]byte, 0, 512), events.TypeProbeCompleted, r.ID, p.source, r.At,
-		func(b []byte) []byte { return appendResult(b, r) })
+		func(b []byte) []byte { return appendResult(b, &r) })
 	p.send(events.ProbeSubject(r.Region, r.App, r.Pool, r.Endpoint), events.TypeProbeCompleted, r.ID, data, 1)
 }
 
@@ -111,7 +105,7 @@ func (p *publisher) send(subject, typ, id string, data []byte, results int) {
 // take returns the results queued since the last take, in their order, and reuses spare for
 // the next ones; sleeping tells publish to wake the batcher for the next result, and fill at
 // how many queued results a batch it holds is full.
-func (p *publisher) take(spare []completed, sleeping bool, fill int) []completed {
+func (p *publisher) take(spare []events.ProbeResult, sleeping bool, fill int) []events.ProbeResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	got := p.queued
@@ -131,7 +125,7 @@ func (p *publisher) take(spare []completed, sleeping bool, fill int) []completed
 // quiet worker and under one window for a busy one.
 func (p *publisher) batches(ctx context.Context) {
 	defer close(p.done)
-	var endpoints, edges, got []completed
+	var endpoints, edges, got []events.ProbeResult
 	var timer <-chan time.Time
 	stop := func() bool { return false }
 	var last time.Time // when the last message went out
@@ -148,9 +142,9 @@ func (p *publisher) batches(ctx context.Context) {
 		endpoints, edges = endpoints[:0], edges[:0]
 		last = p.clock.Now()
 	}
-	add := func(c completed) {
+	add := func(c events.ProbeResult) {
 		full := false
-		if c.r.Pool == events.EdgeProbePool {
+		if c.Pool == events.EdgeProbePool {
 			edges = append(edges, c)
 			full = len(edges) >= maxBatch
 		} else {
@@ -202,7 +196,7 @@ func (p *publisher) batches(ctx context.Context) {
 
 // sendAll sends the endpoint results gathered: alone on its own subject, or as a batch on
 // subject.
-func (p *publisher) sendAll(cs []completed, subject string) {
+func (p *publisher) sendAll(cs []events.ProbeResult, subject string) {
 	switch len(cs) {
 	case 0:
 	case 1:
@@ -216,7 +210,7 @@ func (p *publisher) sendAll(cs []completed, subject string) {
 // message (a result takes 300 to 700 bytes).
 const maxBatch = 500
 
-func (p *publisher) batch(cs []completed, subject string) {
+func (p *publisher) batch(cs []events.ProbeResult, subject string) {
 	u, err := uuid.NewV7()
 	if err != nil {
 		p.failed.Add(int64(len(cs)))
@@ -224,12 +218,12 @@ func (p *publisher) batch(cs []completed, subject string) {
 	}
 	id := u.String()
 	rs := make([]events.ProbeResult, len(cs))
-	last := cs[0].r.At
+	last := cs[0].At
 	for i, c := range cs {
-		rs[i] = c.r
+		rs[i] = c
 		rs[i].ID = id + "/" + strconv.Itoa(i)
-		if c.r.At.After(last) {
-			last = c.r.At
+		if c.At.After(last) {
+			last = c.At
 		}
 	}
 	data := appendEnvelope(make([]byte, 0, 400*len(rs)+256), events.TypeProbeBatchCompleted, id, p.source, last,

@@ -30,7 +30,8 @@ func BenchmarkPublishEdgeResults(b *testing.B) {
 				Address: "127.0.0.21:8080", Region: "eu", Prober: "p1", Check: "http", OK: true, LatencyMicros: 120}
 			b.ResetTimer()
 			for i := range b.N {
-				p.publish(completed{r: r, key: "shop/_edge/edge-west", interval: time.Second, window: int64(i)})
+				r.Window = int64(i)
+				p.publish(r)
 			}
 			// Until JetStream stored them all.
 			cancel()

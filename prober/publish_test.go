@@ -10,6 +10,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startBatching runs a publisher gathering results every 2 ms on a clock the test moves, until
@@ -32,7 +33,7 @@ func startBatching(t *testing.T) (srv *eventstest.Server, p *publisher, clock *f
 
 func TestAQuietPublisherSendsAtOnceAndABusyOneGathersTheWindowIntoOneBatch(t *testing.T) {
 	srv, p, clock, stored := startBatching(t)
-	result := func(endpoint string) completed { return okResult(clock, "west", endpoint) }
+	result := func(endpoint string) events.ProbeResult { return okResult(clock, "west", endpoint) }
 
 	p.publish(result("a")) // idle: out at once, alone
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
@@ -89,10 +90,10 @@ func TestAFullBatchGoesOutWithoutWaitingForItsWindowToEnd(t *testing.T) {
 
 func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) {
 	srv, p, clock, stored := startBatching(t)
-	result := func(pool, endpoint string) completed { return okResult(clock, pool, endpoint) }
+	result := func(pool, endpoint string) events.ProbeResult { return okResult(clock, pool, endpoint) }
 	p.publish(result("west", "a")) // idle: out at once, alone
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
-	for _, c := range []completed{result(events.EdgeProbePool, "edge-1"), result("west", "b"), result(events.EdgeProbePool, "edge-2"), result("west", "c")} {
+	for _, c := range []events.ProbeResult{result(events.EdgeProbePool, "edge-1"), result("west", "b"), result(events.EdgeProbePool, "edge-2"), result("west", "c")} {
 		p.publish(c)
 	}
 	eventstest.Eventually(t, 5*time.Second, clock.armed, "the window's timer set")
@@ -121,7 +122,7 @@ func TestEdgeListenerResultsGoOutBatchedApartFromTheEndpointsOnes(t *testing.T) 
 // endpoint's one result of a window still goes out alone.
 func TestAWindowsOneEdgeListenerResultGoesOutAsABatchOfOne(t *testing.T) {
 	srv, p, clock, stored := startBatching(t)
-	result := func(pool, endpoint string) completed { return okResult(clock, pool, endpoint) }
+	result := func(pool, endpoint string) events.ProbeResult { return okResult(clock, pool, endpoint) }
 	p.publish(result("west", "a")) // idle: out at once, alone
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 1 }, "the first result stored at once")
 	p.publish(result(events.EdgeProbePool, "edge-1"))
@@ -149,9 +150,8 @@ func TestResultsQueuedWhenThePublisherStopsAreStoredInBatchesPROBESTakes(t *test
 	// A busy prober stopping: thousands of results a second, each with a long error, still queued.
 	for i := range queued {
 		ep := fmt.Sprintf("e%d", i)
-		p.publish(completed{r: events.ProbeResult{At: time.Unix(1_700_000_000, 0), App: "shop", Pool: "west", Endpoint: ep,
-			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", Error: strings.Repeat("connection refused ", 20)},
-			key: "shop/west/" + ep, interval: time.Second})
+		p.publish(events.ProbeResult{At: time.Unix(1_700_000_000, 0), App: "shop", Pool: "west", Endpoint: ep,
+			Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", Window: 1_700_000_000, Error: strings.Repeat("connection refused ", 20)})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -186,9 +186,9 @@ func storedBySubject(t *testing.T, srv *eventstest.Server, first, last uint64, r
 
 // okResult is a passing tcp result of shop's endpoint in pool, at clock's time, as prober p1 in
 // eu completes it.
-func okResult(clock *fakeClock, pool, endpoint string) completed {
-	return completed{r: events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
-		Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", OK: true}, key: "shop/" + pool + "/" + endpoint, interval: time.Second}
+func okResult(clock *fakeClock, pool, endpoint string) events.ProbeResult {
+	return events.ProbeResult{At: clock.Now(), App: "shop", Pool: pool, Endpoint: endpoint,
+		Address: "127.0.0.1:1", Region: "eu", Prober: "p1", Check: "tcp", Window: Window(clock.Now(), time.Second), OK: true}
 }
 
 // TestEndpointsAnsweringGarbageStillHaveTheirResultsStored: net/http quotes in its error the
@@ -208,11 +208,56 @@ func TestEndpointsAnsweringGarbageStillHaveTheirResultsStored(t *testing.T) {
 	p.publish(okResult(clock, "west", "healthy"))
 	for i := range maxBatch - 1 { // a full batch: out at once
 		c := okResult(clock, "west", fmt.Sprintf("garbage%d", i))
-		c.r.Check, c.r.OK, c.r.ErrorClass, c.r.Error = "http", false, garbage.Class, garbage.Err
+		c.Check, c.OK, c.ErrorClass, c.Error = "http", false, garbage.Class, garbage.Err
 		p.publish(c)
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool { return stored() == 2 }, "the batch of the healthy endpoint and %d answering garbage stored", maxBatch-1)
 	if got := len(results(t, srv.JS)); got != 1+maxBatch {
 		t.Errorf("%d results stored, want %d", got, 1+maxBatch)
+	}
+}
+
+// A result's id is drawn for it, not computed from its region, check and window, which anyone
+// can: two probers of a region that ran one window's check (a hand-over) publish two results
+// that PROBES stores both, each naming the window, under its own Nats-Msg-Id, the id of its
+// envelope and result.
+func TestAResultsIDIsItsOwnAndItNamesItsWindow(t *testing.T) {
+	srv := eventstest.Start(t)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	for _, name := range []string{"p1", "p2"} {
+		p := newPublisher(srv.JS, "eu", name, -1, clock)
+		r := okResult(clock, "west", "a")
+		r.Prober = name
+		p.single(r)
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		p.flush(fctx)
+		cancel()
+	}
+	st := srv.Stream(t, events.StreamProbes)
+	ids := map[string]bool{}
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatalf("PROBES holds %d of the 2 results: %v", seq-1, err)
+		}
+		rs, err := events.DecodeProbes(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if id == "" || id != e.ID || id != rs[0].ID {
+			t.Errorf("message %d: Nats-Msg-Id %q, envelope id %q, result id %q, want one id", seq, id, e.ID, rs[0].ID)
+		}
+		if want := Window(clock.Now(), time.Second); rs[0].Window != want {
+			t.Errorf("message %d names window %d, want %d", seq, rs[0].Window, want)
+		}
+		ids[id] = true
+	}
+	if len(ids) != 2 {
+		t.Errorf("the two probers' results of one window have ids %v, want two", ids)
 	}
 }

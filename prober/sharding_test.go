@@ -17,10 +17,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// checkLog holds every result the workers published, as a subscriber of their subjects sees it:
-// before JetStream drops the second result of one check's window as a duplicate. Each result's
-// id names its check and window (ResultID), so the log says which worker ran which window's
-// check whatever the delays of a loaded machine.
+// checkLog holds every result the workers published, as a subscriber of their subjects sees it.
+// Each result names its check's window (ProbeResult.Window), so the log says which worker ran
+// which window's check whatever the delays of a loaded machine.
 type checkLog struct {
 	t        *testing.T
 	nc       *nats.Conn
@@ -61,9 +60,11 @@ func (l *checkLog) read() {
 				l.t.Fatalf("payload of %s on %s: %v", e.Type, m.Subject, err)
 			}
 			k := r.App + "/" + r.Pool + "/" + r.Endpoint
-			n, ok := l.window(r, k)
-			if !ok {
-				l.t.Fatalf("result %s of %s by %s at %s names no window near its time", r.ID, k, r.Prober, r.At)
+			// At most 20 s before it completed: a check starts at most one interval late, but a
+			// stalled process may complete it much later.
+			n, last := r.Window, Window(r.At, l.interval)
+			if n > last || n < last-int64(20*time.Second/l.interval) {
+				l.t.Fatalf("result %s of %s by %s at %s names window %d, not one near its time", r.ID, k, r.Prober, r.At, n)
 			}
 			if l.runs[k] == nil {
 				l.runs[k] = map[int64][]string{}
@@ -83,18 +84,6 @@ func (l *checkLog) settle() {
 		l.t.Fatalf("flush subscription: %v", err)
 	}
 	l.read()
-}
-
-// window finds the window whose check r is the result of: at most 20 s before it completed (a
-// check starts at most one interval late, but a stalled process may complete it much later).
-func (l *checkLog) window(r events.ProbeResult, key string) (int64, bool) {
-	last := Window(r.At, l.interval)
-	for n := last; n >= last-int64(20*time.Second/l.interval); n-- {
-		if ResultID(r.Region, key, l.interval, n) == r.ID {
-			return n, true
-		}
-	}
-	return 0, false
 }
 
 // twice lists the windows of a check that more than one run took, but those within an interval
@@ -245,7 +234,7 @@ func (a *acceptLog) add(endpoint string) {
 }
 
 // TestThreeProbersShareARegionsChecksAndCoverForEachOther runs real workers against one
-// JetStream and judges each check's windows by the results' ids rather than by when the
+// JetStream and judges each check's windows by the windows the results name rather than by when the
 // endpoints saw them, so a loaded machine delaying a check makes no difference: every window of
 // every check is run by exactly one worker, the three share the checks, a dead worker's checks
 // move to the others, and a new worker takes its share. Only where this process got no CPU for
@@ -312,7 +301,7 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 		stop := startWorker(t, Options{JS: js, Config: cfg, Region: "us-west", Name: name,
 			Log:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
 			Heartbeat: heartbeat, MemberTTL: memberTTL, JoinDelay: joinDelay,
-			BatchWindow: -1}) // each result alone, under its per-window id
+			BatchWindow: -1}) // each result alone
 		probers[name] = handle{nc: nc, stop: stop}
 	}
 	// activeFrom waits for the members' records and returns the latest instant they start taking

@@ -458,6 +458,7 @@ func (w *worker) execute(ctx context.Context, s *slot, n int64) {
 		Region:         w.o.Region,
 		Prober:         w.o.Name,
 		Check:          s.t.Check.Type,
+		Window:         n,
 		OK:             o.OK,
 		LatencyMicros:  o.Latency.Microseconds(),
 		ErrorClass:     o.Class,
@@ -470,7 +471,7 @@ func (w *worker) execute(ctx context.Context, s *slot, n int64) {
 		result = o.Class
 	}
 	s.series.Probe(result, o.Latency.Seconds())
-	w.pub.publish(completed{r: r, key: s.key, interval: s.t.Check.Interval.D(), window: n})
+	w.pub.publish(r)
 }
 
 // brokenChecker stands for a check that cannot be built; every run reports why.
