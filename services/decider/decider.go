@@ -46,15 +46,15 @@ type decider struct {
 	queued      []queued
 	queuedSlots map[*endpointSlot]bool
 	// waiting are the probe messages heard on the wire that PROBES has not delivered yet, by
-	// Nats-Msg-Id, and waitOrder their ids in the order heard; fromWire is set while results are
-	// folded as heard because PROBES did not deliver them in time.
-	waiting   map[string]heardMsg
-	waitOrder []string
+	// subject and Nats-Msg-Id, and waitOrder their keys in the order heard; fromWire is set while
+	// results are folded as heard because PROBES did not deliver them in time.
+	waiting   map[msgKey]heardMsg
+	waitOrder []msgKey
 	fromWire  bool
-	// early are the ids PROBES delivered before their copy was heard on the wire, the last
+	// early are the messages PROBES delivered before their copy was heard on the wire, the last
 	// wireBuffer of them in earlyRing (the next to go at earlyNext).
-	early     map[string]struct{}
-	earlyRing []string
+	early     map[msgKey]struct{}
+	earlyRing []msgKey
 	earlyNext int
 	// pipe are the appends in flight, in the order sent; sentKeys counts the appends sent;
 	// landedAt is when one last landed; unanswered is set when a tick found the pipe overdue,
@@ -198,7 +198,7 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 		d.malformed.Skip(d.log, m.err, m.subject, m.seq)
 		return
 	}
-	d.delivered(m.id)
+	d.delivered(msgKey{m.subject, m.id})
 	if region := probeRegion(m.subject); !d.drills.Region(region) {
 		d.fold(ctx, m.results, m.stamp, region, false)
 	}

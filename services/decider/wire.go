@@ -24,10 +24,15 @@ const wireBuffer = 4096
 // probers publish to JetStream, so the decider hears each one whether or not PROBES has a leader
 // to store it.
 type heardMsg struct {
-	subject, id string
-	data        []byte
-	at          time.Time // this host's clock
+	key  msgKey
+	data []byte
+	at   time.Time // this host's clock
 }
+
+// msgKey matches a message heard on the wire to PROBES' delivery of it: its subject and its
+// Nats-Msg-Id. The id alone would let a message on one region's subject stand in for another
+// region's message under the same id, and drop it.
+type msgKey struct{ subject, id string }
 
 // listen subscribes to the probe subjects the decider folds, events.EndpointProbeSubjects
 // (endpoints' batches and results published alone; not the edge listeners' batches, which the
@@ -54,7 +59,7 @@ func listen(js jetstream.JetStream, out chan<- heardMsg) (func(), error) {
 					continue
 				}
 				select {
-				case out <- heardMsg{subject: m.Subject, id: id, data: m.Data, at: time.Now()}:
+				case out <- heardMsg{key: msgKey{m.Subject, id}, data: m.Data, at: time.Now()}:
 				default:
 				}
 			case <-done:
@@ -72,42 +77,42 @@ func (d *decider) heard(m heardMsg) {
 	if !d.live {
 		return
 	}
-	if _, ok := d.early[m.id]; ok {
-		delete(d.early, m.id) // PROBES delivered it first
+	if _, ok := d.early[m.key]; ok {
+		delete(d.early, m.key) // PROBES delivered it first
 		return
 	}
 	if d.waiting == nil {
-		d.waiting = map[string]heardMsg{}
+		d.waiting = map[msgKey]heardMsg{}
 	}
-	if _, ok := d.waiting[m.id]; !ok {
-		d.waiting[m.id] = m
-		d.waitOrder = append(d.waitOrder, m.id)
+	if _, ok := d.waiting[m.key]; !ok {
+		d.waiting[m.key] = m
+		d.waitOrder = append(d.waitOrder, m.key)
 	}
 }
 
-// delivered notes that PROBES delivered the message with id: its copy heard on the wire is not
+// delivered notes that PROBES delivered the message k: its copy heard on the wire is not
 // needed. The loop may take the copy after the delivery (both wait at once after a busy
-// moment): the id is then remembered, among the last wireBuffer, so that the copy is dropped
-// as it comes instead of waiting wireGrace to be decoded and found folded already.
-func (d *decider) delivered(id string) {
+// moment): k is then remembered, among the last wireBuffer, so that the copy is dropped as it
+// comes instead of waiting wireGrace to be decoded and found folded already.
+func (d *decider) delivered(k msgKey) {
 	if d.fromWire {
 		d.fromWire = false
 		d.log.Info().Msg("PROBES delivers again; results are folded as it delivers them")
 	}
-	if id == "" || !d.live {
+	if k.id == "" || !d.live {
 		return
 	}
-	if _, ok := d.waiting[id]; ok {
-		delete(d.waiting, id)
+	if _, ok := d.waiting[k]; ok {
+		delete(d.waiting, k)
 		return
 	}
 	if d.early == nil {
-		d.early, d.earlyRing = map[string]struct{}{}, make([]string, wireBuffer)
+		d.early, d.earlyRing = map[msgKey]struct{}{}, make([]msgKey, wireBuffer)
 	}
 	delete(d.early, d.earlyRing[d.earlyNext])
-	d.earlyRing[d.earlyNext] = id
+	d.earlyRing[d.earlyNext] = k
 	d.earlyNext = (d.earlyNext + 1) % len(d.earlyRing)
-	d.early[id] = struct{}{}
+	d.early[k] = struct{}{}
 }
 
 // foldHeard folds the messages heard on the wire whose grace ended at local without PROBES
@@ -116,8 +121,8 @@ func (d *decider) delivered(id string) {
 // for it, as folding them from the wire would only add their decoding to the loop's delay.
 func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) {
 	n := 0
-	for _, id := range d.waitOrder {
-		m, ok := d.waiting[id]
+	for _, k := range d.waitOrder {
+		m, ok := d.waiting[k]
 		if ok && (backlog || local.Sub(m.at) < wireGrace) {
 			break
 		}
@@ -125,9 +130,9 @@ func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) 
 		if !ok {
 			continue // delivered by PROBES
 		}
-		delete(d.waiting, id)
+		delete(d.waiting, k)
 		rs, err := events.DecodeProbes(m.data)
-		region := probeRegion(m.subject)
+		region := probeRegion(m.key.subject)
 		if err != nil || d.drills.Region(region) {
 			continue // PROBES counts what is malformed, if it ever delivers it
 		}
@@ -137,7 +142,7 @@ func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) 
 		d.o.Stats.Heard.Add(folded)
 		if folded > 0 && !d.fromWire {
 			d.fromWire = true
-			d.log.Warn().Dur("grace", wireGrace).Str("subject", m.subject).
+			d.log.Warn().Dur("grace", wireGrace).Str("subject", m.key.subject).
 				Msg("PROBES did not deliver a result in time; folding results as heard on the wire")
 		}
 	}

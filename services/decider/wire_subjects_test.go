@@ -45,7 +45,7 @@ func TestTheWireCarriesNoEdgeListenerBatchesToTheDecider(t *testing.T) {
 	for len(got) < 3 {
 		select {
 		case m := <-heard:
-			got = append(got, m.id)
+			got = append(got, m.key.id)
 		case <-time.After(5 * time.Second):
 			t.Fatalf("heard %q, want the endpoints' batch and both results published alone", got)
 		}
