@@ -68,12 +68,14 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 }
 
 // readHistory returns the IXFR history of zone name that the DNS stream records up to serial,
-// oldest first: the unbroken run of steps that ends at serial, at most maxDeltas of them. Only
-// the versions the server self recorded count: other DNS servers write the same subject, and
-// their serials may repeat this one's with other content (a reservation of its own, a
-// configuration it kept, events batched otherwise), so a step of theirs could give a secondary
-// records this server never served. It reads the zone's subject backwards in growing windows,
-// at most maxHistoryReads messages (the other servers' count too).
+// oldest first: the unbroken run of steps that ends at serial, at most maxDeltas of them. It
+// reads only the server's own subject of the zone (events.ZoneSubject), and there only the
+// versions the server self recorded count: servers connected without a user of their own
+// share a subject when they share a name, and their serials may repeat this one's with other
+// content (a reservation of its own, a configuration it kept, events batched otherwise), so a
+// step of theirs could give a secondary records this server never served. It reads the
+// subject backwards in growing windows, at most maxHistoryReads messages (the others' count
+// too).
 func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, error) {
 	st, err := js.Stream(ctx, events.StreamDNS)
 	if err != nil {

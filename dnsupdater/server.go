@@ -81,9 +81,11 @@ type Server struct {
 	// reports carries zone changes from the follower to the reporter.
 	reports chan report
 	// changes stores the zone changes on the DNS stream, beside the NOTIFYs and pushes, on this
-	// server's own subject of each zone: writer is its token (events.WriterToken).
+	// server's own subject of each zone: writer is its token (events.WriterToken), and idKey,
+	// this run's, derives their ids (see recordChange).
 	changes *events.Recorder
 	writer  string
+	idKey   events.IDKey
 	// queries counts replies when metrics are on.
 	queries *queryMetrics
 	// readToEnd is set once the follower has read the stream to its end; only it uses it.
@@ -145,7 +147,7 @@ func New(o Options) (*Server, error) {
 	s.notifyFailures = logs.NewRepeats(notifyFailureWindow)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
-	s.writer = events.WriterToken(o.JS.Conn(), o.Name)
+	s.writer, s.idKey = events.WriterToken(o.JS.Conn(), o.Name), events.NewIDKey()
 	s.pushers = map[string]*push.Pusher{}
 	for _, z := range o.Config.Zones {
 		if z.Push == nil {

@@ -1,6 +1,9 @@
 package events
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +18,8 @@ import (
 type Envelope struct {
 	// Type names the fact and its version, e.g. "detour.endpoint.down.v1".
 	Type string `json:"type"`
-	// ID is a UUID (v7 for new facts, v5 for derived ones); it is also sent as Nats-Msg-Id.
+	// ID is a UUID (v7 for new facts, v5 for derived ones, v8 for those derived under an
+	// IDKey); it is also sent as Nats-Msg-Id.
 	ID string `json:"id"`
 	// Time is when the fact happened, in UTC.
 	Time time.Time `json:"time"`
@@ -51,13 +55,34 @@ func Derived(typ, source, cause, key string, at time.Time, data any) (Envelope, 
 	if err != nil {
 		return Envelope{}, err
 	}
-	return DerivedJSON(typ, source, cause, key, at, raw), nil
+	return build(typ, DerivedID(cause, typ+"|"+key), source, cause, at, raw), nil
 }
 
-// DerivedJSON is Derived for a payload its caller has already encoded (valid JSON), so a
-// payload measured before it is sent is not encoded twice.
-func DerivedJSON(typ, source, cause, key string, at time.Time, data json.RawMessage) Envelope {
-	return build(typ, DerivedID(cause, typ+"|"+key), source, cause, at, data)
+// IDKey is one writer's secret for the ids of its derived events, where writers of other
+// identities share the stream. JetStream drops a message whose Nats-Msg-Id it stored within the
+// stream's duplicate window, whatever its subject: an id every writer can compute (Derived's)
+// lets another identity store it first, on a subject of its own, and have the writer's event
+// dropped as a duplicate. An id derived under a key that only the writer holds is as stable
+// (one cause and key give one id, so a retried or redelivered publish is still a duplicate),
+// and no other writer can predict it.
+type IDKey struct{ secret [32]byte }
+
+// NewIDKey returns a random key.
+func NewIDKey() IDKey {
+	var k IDKey
+	rand.Read(k.secret[:]) // never fails
+	return k
+}
+
+// DerivedJSON is Derived, with an id derived under k, for a payload its caller has already
+// encoded (valid JSON), so a payload measured before it is sent is not encoded twice.
+func (k IDKey) DerivedJSON(typ, source, cause, key string, at time.Time, data json.RawMessage) Envelope {
+	return build(typ, k.derivedID(cause, typ+"|"+key), source, cause, at, data)
+}
+
+// derivedID is the id, under k, of the event of the given key caused by cause.
+func (k IDKey) derivedID(cause, key string) string {
+	return uuid.NewHash(hmac.New(sha256.New, k.secret[:]), uuid.NameSpaceOID, []byte(cause+"|"+key), 8).String()
 }
 
 // DerivedID is the deterministic id of the event of the given key caused by cause.
