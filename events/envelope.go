@@ -74,6 +74,15 @@ func NewIDKey() IDKey {
 	return k
 }
 
+// Derived is Derived with an id derived under k.
+func (k IDKey) Derived(typ, source, cause, key string, at time.Time, data any) (Envelope, error) {
+	raw, err := payload(typ, data)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return k.DerivedJSON(typ, source, cause, key, at, raw), nil
+}
+
 // DerivedJSON is Derived, with an id derived under k, for a payload its caller has already
 // encoded (valid JSON), so a payload measured before it is sent is not encoded twice.
 func (k IDKey) DerivedJSON(typ, source, cause, key string, at time.Time, data json.RawMessage) Envelope {

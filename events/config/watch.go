@@ -74,11 +74,19 @@ func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolo
 	return out
 }
 
+// rejectIDs derives the ids of this process's rejections: the watches of one process (the
+// controller runs several) that reject one version record it once, and no other identity
+// writing CONFIG can compute the id (see events.IDKey) and store it first, hiding the rejection.
+var rejectIDs = events.NewIDKey()
+
 // Reject records, as a detour.config.rejected.v1 event on RejectedSubject(role...), that the role
 // could not apply version because of err, and logs it. Watch calls it for a version that does not
 // parse; a role calls it for one it cannot apply itself (an edge whose listener cannot bind).
+// A role restarted reads again the versions after its last good one: a rejection that is
+// already the last on its subject is not recorded again.
 func Reject(ctx context.Context, js jetstream.JetStream, version uint64, err error, log zerolog.Logger, role ...string) {
 	name := strings.Join(role, "/")
+	subject := RejectedSubject(role...)
 	r := Rejected{Version: version, Role: name}
 	var ce *Error
 	if errors.As(err, &ce) {
@@ -87,11 +95,27 @@ func Reject(ctx context.Context, js jetstream.JetStream, version uint64, err err
 		r.Problems = []string{err.Error()}
 	}
 	log.Error().Uint64("version", version).Strs("problems", r.Problems).Msg("configuration version rejected; keeping the last good one")
-	e, err := events.Derived(events.TypeConfigRejected, name, fmt.Sprintf("config-%d", version), name, time.Now(), r)
+	if rejectedLast(ctx, js, subject, version) {
+		return
+	}
+	e, err := rejectIDs.Derived(events.TypeConfigRejected, name, fmt.Sprintf("config-%d", version), name, time.Now(), r)
 	if err == nil {
-		_, err = events.Publish(ctx, js, RejectedSubject(role...), e)
+		_, err = events.Publish(ctx, js, subject, e)
 	}
 	if err != nil {
 		log.Warn().Err(err).Uint64("version", version).Msg("configuration rejection not recorded")
 	}
+}
+
+// rejectedLast reports whether the last event on subject rejects version. Only the last is read
+// (a role may read CONFIG by subject, not by sequence): a restart that rejects two versions again
+// records both again. A read that fails says no: a rejection recorded twice beats none.
+func rejectedLast(ctx context.Context, js jetstream.JetStream, subject string, version uint64) bool {
+	st, err := js.Stream(ctx, events.StreamConfig)
+	if err != nil {
+		return false
+	}
+	e, _, ok, err := events.Last(ctx, st, subject)
+	var r Rejected
+	return err == nil && ok && e.Type == events.TypeConfigRejected && e.Payload(&r) == nil && r.Version == version
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -77,5 +78,58 @@ func TestWatchDeliversEveryNewVersionAndRecordsOneItCannotApply(t *testing.T) {
 	apply(strings.Replace(watchDoc, "interval: 1s", "interval: 3s", 1))
 	if c := next(); c.Apps[0].Check.Interval.String() != "3s" {
 		t.Fatalf("after a rejection, delivered interval %s, want 3s", c.Apps[0].Check.Interval)
+	}
+}
+
+func TestAVersionRejectedByTwoWatchesOfOneProcessAndAgainAfterARestartIsRecordedOnce(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	apply := func(doc string) config.Version {
+		t.Helper()
+		_, v, err := config.Apply(ctx, ns.JS, "test.yaml", []byte(doc), config.ApplyOptions{By: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v1 := apply(watchDoc)
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	watch := func() <-chan *config.Config {
+		return config.Watch(ctx, ns.JS, v1.Number, log, "controller", "controller-1")
+	}
+	delivers := func(ch <-chan *config.Config, v uint64) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case c := <-ch:
+				if c.Version == v {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("version %d not delivered within 5s", v)
+			}
+		}
+	}
+	first, second := watch(), watch()
+	bad, err := events.New(events.TypeConfigApplied, "elsewhere", time.Now(), events.ConfigApplied{Document: "zones: []\nfuture_field: 1\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, ns.JS, events.SubjectConfigDoc, bad); err != nil {
+		t.Fatal(err)
+	}
+	v3 := apply(strings.Replace(watchDoc, "interval: 1s", "interval: 3s", 1))
+	delivers(first, v3.Number)
+	delivers(second, v3.Number)
+	delivers(watch(), v3.Number) // the process restarted
+	subject := config.RejectedSubject("controller", "controller-1")
+	info, err := ns.Stream(t, events.StreamConfig).Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[subject]; n != 1 {
+		t.Errorf("%s holds %d rejections, want 1", subject, n)
 	}
 }
