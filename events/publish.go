@@ -28,6 +28,27 @@ func NewJetStream(nc *nats.Conn, opts ...jetstream.JetStreamOpt) (jetstream.JetS
 // ErrConflict means another writer appended to the subject first: re-read it and decide again.
 var ErrConflict = errors.New("subject changed since it was read")
 
+// ErrPreempted means that an append was not stored because a message another writer stored on
+// another subject of the stream holds its id: JetStream drops a message whose Nats-Msg-Id it
+// stored within the duplicate window, whatever the subject, and acknowledges it as a duplicate.
+// It wraps ErrConflict; append again under an id that writer cannot compute (IDKey).
+var ErrPreempted = fmt.Errorf("its id is held by a message of another subject: %w", ErrConflict)
+
+// Preempted returns an error wrapping ErrPreempted when ack, the acknowledgement of an append of
+// e on subject, is a duplicate of a message that st stores on another subject; nil when it is
+// not a duplicate, when the message is on subject (the same append, retried or by a replica),
+// and when the message cannot be read (the acknowledgement then stands).
+func Preempted(ctx context.Context, st jetstream.Stream, subject string, e Envelope, ack *jetstream.PubAck) error {
+	if ack == nil || !ack.Duplicate {
+		return nil
+	}
+	m, err := st.GetMsg(ctx, ack.Sequence)
+	if err != nil || m.Subject == subject {
+		return nil
+	}
+	return fmt.Errorf("append %s to %s: seq %d on %s: %w", e.Type, subject, ack.Sequence, m.Subject, ErrPreempted)
+}
+
 // JetStream's error codes for a failed expected-last-subject-sequence check (10164 on replicated
 // streams), and for a message whose id another publisher is storing at this very moment (on
 // replicated streams): both mean another writer got there first.

@@ -54,6 +54,44 @@ func TestPublishingTheSameEventTwiceStoresItOnce(t *testing.T) {
 	}
 }
 
+func TestAnAppendWhoseIDAMessageOfAnotherSubjectHoldsIsPreemptedAndADuplicateOnItsSubjectIsNot(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	st := srv.Stream(t, events.StreamState)
+	e, _ := events.Derived(events.TypePoolDown, "decider-1", "cause-1", "shop/west", time.Now(), events.Transition{})
+	pool := events.PoolStateSubject("shop", "west")
+	forged := e
+	forged.Source = "controller-1"
+	if _, err := events.Publish(ctx, srv.JS, events.EdgeStateSubject("edge-west"), forged); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := events.Append(ctx, srv.JS, pool, e, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Preempted(ctx, st, pool, e, ack); !errors.Is(err, events.ErrPreempted) || !errors.Is(err, events.ErrConflict) {
+		t.Errorf("an append whose id the edge's message holds: got %v, want ErrPreempted, an ErrConflict", err)
+	}
+	if _, _, ok, err := events.Last(ctx, st, pool); ok || err != nil {
+		t.Fatalf("the pool holds an event (err %v): the append was not stored, JetStream took it as a duplicate", err)
+	}
+
+	e2, _ := events.Derived(events.TypePoolDown, "decider-1", "cause-2", "shop/west", time.Now(), events.Transition{})
+	first, err := events.Append(ctx, srv.JS, pool, e2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retried, err := events.Publish(ctx, srv.JS, pool, e2)
+	if err != nil || !retried.Duplicate {
+		t.Fatalf("the same event again: %+v, %v; want a duplicate", retried, err)
+	}
+	for _, ack := range []*jetstream.PubAck{first, retried} {
+		if err := events.Preempted(ctx, st, pool, e2, ack); err != nil {
+			t.Errorf("an append stored on its subject (duplicate %v): %v", ack.Duplicate, err)
+		}
+	}
+}
+
 func TestDecodeRejectsWhatIsNotADetourEvent(t *testing.T) {
 	for _, in := range []string{``, `garbage`, `{}`, `{"type":"x.y","id":"1","time":"2026-01-01T00:00:00Z","data":{}}`,
 		`{"type":"detour.pool.up.v1","time":"2026-01-01T00:00:00Z","data":{}}`} {

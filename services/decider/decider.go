@@ -28,6 +28,15 @@ type decider struct {
 	// period, which each configuration version sets (Options.tickEvery).
 	ticker    *time.Ticker
 	tickEvery time.Duration
+	// idKey derives the ids of the transitions of the slots whose append was preempted. A
+	// transition's id is derived from its cause, so that two replicas deciding one change append
+	// one event; but STATE has a writer of another role, the controller (edge transitions,
+	// overrides), which reads what the id is made of and could store it first, on a subject of
+	// its own: JetStream would drop the transition as a duplicate (events.ErrPreempted). Such a
+	// slot's ids are derived under this replica's key from then on, which no other writer can
+	// compute: a retry is still a duplicate, and a replica deciding the same change conflicts
+	// (the expected subject sequence), re-reads and finds it made.
+	idKey events.IDKey
 	// drills are the drills in force, whose failures the decider simulates.
 	drills *drill.View
 	// foreign reports the results dropped for their region, at most once per foreignLogEvery.
@@ -77,7 +86,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	d := &decider{o: o, log: o.Log.With().Str("component", "decider").Str("replica", o.Name).Logger(),
-		js: o.JS, ix: newIndex(o.Config), drills: drill.NewView(), regions: map[string]string{}}
+		js: o.JS, ix: newIndex(o.Config), drills: drill.NewView(), regions: map[string]string{}, idKey: events.NewIDKey()}
 	return d.run(ctx)
 }
 
@@ -572,7 +581,11 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 	t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, Endpoint: s.cfg.Name, Address: s.cfg.Address,
 		From: s.status, To: dec.To, Reason: dec.Reason, Results: dec.Results, Votes: dec.Votes,
 		Thresholds: p.app.policy.Thresholds()}
-	ev, err := events.Derived(endpointType(dec.To), d.o.Name, dec.Cause, derivedKey(s.subject, dec.To, s.seq), dec.At, t)
+	derive := events.Derived
+	if s.keyed {
+		derive = d.idKey.Derived
+	}
+	ev, err := derive(endpointType(dec.To), d.o.Name, dec.Cause, derivedKey(s.subject, dec.To, s.seq), dec.At, t)
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", s.subject).Msg("build endpoint transition failed")
 		return ev, false
@@ -637,6 +650,7 @@ func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.De
 		d.later(ctx, s, dec, err)
 		return false
 	}
+	s.keyed = s.keyed || errors.Is(err, events.ErrPreempted)
 	d.o.Stats.Conflicts.Add(1)
 	if err := d.reread(ctx, s); err != nil {
 		d.later(ctx, s, dec, err)
@@ -657,7 +671,21 @@ const appendTimeout = 500 * time.Millisecond
 func (d *decider) append(ctx context.Context, subject string, e events.Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
 	defer cancel()
-	return events.Append(ctx, d.js, subject, e, lastSeq)
+	ack, err := events.Append(ctx, d.js, subject, e, lastSeq)
+	if err == nil {
+		err = events.Preempted(ctx, d.state, subject, e, ack)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+// preempted is events.Preempted for an append of e on subject sent ahead, whose ack came.
+func (d *decider) preempted(ctx context.Context, subject string, e events.Envelope, ack *jetstream.PubAck) error {
+	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	return events.Preempted(ctx, d.state, subject, e, ack)
 }
 
 func (d *decider) last(ctx context.Context, subject string) (events.Envelope, uint64, bool, error) {
@@ -744,7 +772,11 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 	t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, From: p.status, To: v.Status,
 		Reason:     latest.cfg.Name + " " + string(latest.status) + ": " + decide.PoolReason(v, others, p.app.cfg.WhenAllDown),
 		Thresholds: p.thresholds()}
-	ev, err := events.Derived(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq), latest.since, t)
+	derive := events.Derived
+	if p.keyed {
+		derive = d.idKey.Derived
+	}
+	ev, err := derive(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq), latest.since, t)
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", p.subject).Msg("build pool transition failed")
 		return ev, t, false
@@ -781,6 +813,7 @@ func (d *decider) poolConflicted(ctx context.Context, p *poolSlot, err error) bo
 		d.poolLater(ctx, p, err)
 		return false
 	}
+	p.keyed = p.keyed || errors.Is(err, events.ErrPreempted)
 	d.o.Stats.Conflicts.Add(1)
 	env, seq, ok, err := d.last(ctx, p.subject)
 	if err != nil && !errors.Is(err, events.ErrMalformed) {

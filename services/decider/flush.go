@@ -199,6 +199,10 @@ func (d *decider) acked(ctx context.Context, ack *jetstream.PubAck, err error) {
 	j := d.pipe[0]
 	if err != nil {
 		j.err = events.AppendError(j.subject(), j.ev, j.lastSeq, err)
+	} else {
+		j.err = d.preempted(ctx, j.subject(), j.ev, ack)
+	}
+	if j.err != nil {
 		d.settle(ctx)
 		return
 	}
@@ -218,6 +222,9 @@ func (d *decider) landThrough(ctx context.Context, j *sent) {
 		wctx, cancel := context.WithTimeout(ctx, appendTimeout)
 		ack, err := events.AppendResult(wctx, front.f, front.ev, front.lastSeq)
 		cancel()
+		if err == nil {
+			err = d.preempted(ctx, front.subject(), front.ev, ack)
+		}
 		if err != nil {
 			front.err = err
 			d.settle(ctx)
@@ -289,6 +296,9 @@ func (d *decider) settleWithin(ctx context.Context, wait time.Duration) {
 		var ack *jetstream.PubAck
 		if j.err == nil {
 			ack, j.err = events.AppendResult(wctx, j.f, j.ev, j.lastSeq)
+			if j.err == nil {
+				j.err = d.preempted(ctx, j.subject(), j.ev, ack)
+			}
 		}
 		if j.err == nil {
 			d.landed(ctx, j, ack)

@@ -41,6 +41,8 @@ type poolSlot struct {
 	recheck  bool
 	// sent follows the transitions this replica sent on the pool until one is counted.
 	sent events.Sent[sentTransition]
+	// keyed is set once an append of the pool was preempted (see decider.idKey).
+	keyed bool
 }
 
 type endpointSlot struct {
@@ -68,6 +70,8 @@ type endpointSlot struct {
 	next *sent
 	// sent follows the transitions this replica sent on the endpoint until one is counted.
 	sent events.Sent[sentTransition]
+	// keyed is set once an append of the endpoint was preempted (see decider.idKey).
+	keyed bool
 	// i is the endpoint's place in index.endpoints and index.due.
 	i int
 }
