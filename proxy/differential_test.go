@@ -487,6 +487,70 @@ func TestAnHTTP2RequestWithAMalformedPathOrAuthorityIsRefusedOnEveryPath(t *test
 	}
 }
 
+// An HTTP/2 request whose host field disagrees with its :authority, or that has several host
+// fields, is refused with 400 on every path, as nginx does (RFC 9113 §8.3.1: a client must not
+// send one, and an intermediary must not forward it as it is): the edge forwards :authority as
+// the Host, and a server behind it, or a cache beside it, that reads the host field instead
+// would serve another virtual host than the one the request was checked and logged for. Case
+// does not matter, as in any host name; a request with a host field and no :authority has that
+// host, as net/http's HTTP/2 server reads it.
+func TestAnHTTP2RequestWhoseHostDisagreesWithItsAuthorityIsRefusedOnEveryPath(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	ref := referenceProxy(t, rec.addr)
+	for _, tc := range []struct {
+		name      string
+		authority string
+		hosts     []string
+		want      int    // the edge's answer on every path
+		differs   string // why ReverseProxy answers otherwise, when it does
+	}{
+		{name: "no host field", authority: "shop.demo.test", want: 200},
+		{name: "a host field equal to :authority", authority: "shop.demo.test", hosts: []string{"shop.demo.test"}, want: 200},
+		{name: "a host field differing in case only", authority: "shop.demo.test", hosts: []string{"Shop.Demo.Test"}, want: 200},
+		{name: "a host field and no :authority", authority: "", hosts: []string{"shop.demo.test"}, want: 200},
+		{name: "a host field naming another host", authority: "shop.demo.test", hosts: []string{"admin.demo.test"}, want: 400,
+			differs: "RFC 9113 §8.3.1: ReverseProxy forwards the request with :authority as its Host"},
+		{name: "a host field naming another port", authority: "shop.demo.test", hosts: []string{"shop.demo.test:8080"}, want: 400,
+			differs: "RFC 9113 §8.3.1: ReverseProxy forwards the request with :authority as its Host"},
+		{name: "a malformed host field", authority: "shop.demo.test", hosts: []string{"shop.demo.test/x"}, want: 400,
+			differs: "RFC 9113 §8.3.1: ReverseProxy forwards the request with :authority as its Host"},
+		{name: "two host fields equal to :authority", authority: "shop.demo.test", hosts: []string{"shop.demo.test", "shop.demo.test"}, want: 400,
+			differs: "ReverseProxy forwards the request with :authority as its Host; net/http refuses two Host fields over HTTP/1.1"},
+		{name: "two differing host fields and no :authority", authority: "", hosts: []string{"shop.demo.test", "admin.demo.test"}, want: 400,
+			differs: "ReverseProxy forwards the request with the first as its Host; net/http refuses two Host fields over HTTP/1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, m := range []struct {
+				path, method string
+				data         []byte
+			}{{"fast path", "GET", nil}, {"ReverseProxy", "POST", []byte("hello")}} {
+				rec.take()
+				f := [][2]string{{":authority", tc.authority}}
+				for _, h := range tc.hosts {
+					f = append(f, [2]string{"host", h})
+				}
+				if m.data != nil {
+					f = append(f, [2]string{"content-length", strconv.Itoa(len(m.data))})
+				}
+				got := h2cRequest(t, c.west, m.method, f, m.data)
+				reqs, bad := rec.take()
+				if got != tc.want || len(bad) > 0 || len(reqs) != btoi(tc.want == 200) {
+					t.Errorf("%s: answered %d and forwarded %q (refused upstream: %q), want %d and %d request(s)",
+						m.path, got, reqs, bad, tc.want, btoi(tc.want == 200))
+				}
+				refGot := h2cRequest(t, ref, m.method, f, m.data)
+				refReqs, refBad := rec.take()
+				same := refGot == got && fmt.Sprint(refReqs) == fmt.Sprint(reqs) && len(refBad) == 0
+				if same == (tc.differs != "") {
+					t.Errorf("%s: edge: %d, upstream got %q; ReverseProxy: %d, upstream got %q (refused %q); documented difference: %q",
+						m.path, got, reqs, refGot, refReqs, refBad, tc.differs)
+				}
+			}
+		})
+	}
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1

@@ -118,10 +118,10 @@ func (s *httpServer) serve(ctx context.Context) error {
 	return nil
 }
 
-// handler answers pings from peer edges, refuses requests whose framing or pseudo-header
-// fields RFC 9112 §6 or RFC 9113 §8.1 and §8.3.1 forbid that net/http lets through, proxies
-// requests without a body on the fast path and everything else (bodies, upgrades) through
-// httputil.ReverseProxy, the body's every read bounded by client_body.
+// handler answers pings from peer edges, refuses requests whose framing, pseudo-header fields
+// or host field RFC 9112 §6 or RFC 9113 §8.1 and §8.3.1 forbid that net/http lets through,
+// proxies requests without a body on the fast path and everything else (bodies, upgrades)
+// through httputil.ReverseProxy, the body's every read bounded by client_body.
 func (a *app) handler(rp http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := a.pol.timeouts.ClientWrite.D(); r.ProtoMajor == 2 && d > 0 {
@@ -173,6 +173,16 @@ func badH2Request(r *http.Request) string {
 	// as an empty Host.
 	if !httpguts.ValidHostHeader(r.Host) {
 		return "malformed :authority"
+	}
+	// RFC 9113 §8.3.1: a host field must not disagree with :authority, which net/http's HTTP/2
+	// server takes for the Host (without one, the first host field's value). Every path
+	// forwards that Host and drops the field, so a request a proxy or firewall in front of the
+	// edge checked or routed by its host field would reach another virtual host upstream.
+	// Several fields are refused as net/http's HTTP/1.1 server refuses several Host fields.
+	if hs := r.Header["Host"]; len(hs) > 1 {
+		return "several host fields"
+	} else if len(hs) == 1 && !fold([]byte(hs[0]), r.Host) {
+		return "host field " + strconv.Quote(hs[0]) + " disagrees with :authority " + strconv.Quote(r.Host)
 	}
 	return badH2Length(r)
 }
