@@ -43,8 +43,10 @@ func newRecorder(tb testing.TB) *recorder {
 		for {
 			req, err := http.ReadRequest(br)
 			if err != nil {
-				var ne net.Error
-				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, net.ErrClosed) && !errors.As(err, &ne) && !closedByPeer(err) {
+				// Only the connection's own errors end it quietly: a *url.Error, which a malformed
+				// target gives, is a net.Error too.
+				var oe *net.OpError
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, net.ErrClosed) && !errors.As(err, &oe) && !closedByPeer(err) {
 					rec.mu.Lock()
 					rec.bad = append(rec.bad, err.Error())
 					rec.mu.Unlock()
@@ -236,6 +238,18 @@ var corpus = []struct {
 		differs: "RFC 9112 §6.3: the edge answers the first request as the upstream does, the second 400, and closes; net/http forwards all three"},
 	{name: "a smuggling attempt after an HTTP/1.0 Transfer-Encoding", raw: "GET /1 HTTP/1.0\r\n" + host + "Connection: keep-alive\r\nTransfer-Encoding: x\r\n\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}, edge: []int{400},
 		differs: "RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing: the edge answers 400 and closes; net/http ignores the field and forwards all three"},
+	{name: "an absolute-form target naming another host than Host", raw: "GET http://other.test/abs?q=1 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
+	{name: "a POST to an absolute-form target naming another host than Host", raw: "POST http://other.test/abs HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
+	{name: "an absolute-form target with a malformed host", raw: "GET http://a\"b/abs HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}, edge: []int{400},
+		differs: "RFC 9112 §3.2.2: the target's host replaces Host, and the edge refuses a malformed one as net/http refuses a malformed Host; ReverseProxy's transport sends an empty Host in its place"},
+	{name: "a POST to an absolute-form target with a malformed host", raw: "POST http://a\"b/abs HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{400},
+		differs: "RFC 9112 §3.2.2: the target's host replaces Host, and the edge refuses a malformed one as net/http refuses a malformed Host; ReverseProxy's transport sends an empty Host in its place"},
+	{name: "an absolute-form target with a non-ASCII host", raw: "GET http://\xc3\xb6.test/abs HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}, edge: []int{400},
+		differs: "RFC 9112 §3.2.2: the target's host replaces Host, and the edge refuses a malformed one as net/http refuses a malformed Host; ReverseProxy's transport sends it as punycode"},
+	{name: "a GET of a target in authority form", raw: "GET other.test:80 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}, edge: []int{400, 200}, forwards: 1,
+		differs: "RFC 9112 §3.2.3: the authority form is for CONNECT only, so the edge refuses it; ReverseProxy forwards the target as \"80\", which no server reads"},
+	{name: "a POST of a target in authority form", raw: "POST other.test:80 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{400},
+		differs: "RFC 9112 §3.2.3: the authority form is for CONNECT only, so the edge refuses it; ReverseProxy forwards the target as \"80\", which no server reads"},
 }
 
 func TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented(t *testing.T) {

@@ -132,7 +132,7 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			// bounds that last write.
 			defer func() { _ = sw.rc.SetWriteDeadline(time.Now().Add(d)) }()
 		}
-		if msg := badH2Request(r); msg != "" {
+		if msg := badRequest(r); msg != "" {
 			http.Error(w, msg, http.StatusBadRequest)
 			return
 		}
@@ -156,13 +156,38 @@ func (a *app) handler(rp http.Handler) http.Handler {
 	})
 }
 
-// badH2Request returns why an HTTP/2 request is malformed in a way net/http's HTTP/2 server
-// lets through, or "" when it is not (or is not HTTP/2). Every path forwards the request over
-// HTTP/1.1, so it is held to what net/http's HTTP/1.1 server checks of a request line and Host.
-func badH2Request(r *http.Request) string {
-	if r.ProtoMajor != 2 {
-		return ""
+// badRequest returns why r is malformed in a way net/http's server lets through, or "" when it
+// is not.
+func badRequest(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return badH2Request(r)
 	}
+	return badH1Target(r)
+}
+
+// badH1Target returns why an HTTP/1 request's target is malformed in a way net/http's server
+// lets through, or "" when it is not. In absolute form (RFC 9112 §3.2.2), the target's host
+// replaces the Host field, and net/http takes it for r.Host unchecked: a malformed one would go
+// upstream as it came on the fast path and as an empty Host through http.Transport, so it is
+// refused as net/http refuses a malformed Host field. A target other than CONNECT's in
+// authority form (RFC 9112 §3.2.3), or any other without a path, net/http reads as an opaque
+// URI, whose opaque part every path would forward as the target.
+func badH1Target(r *http.Request) string {
+	if r.Method != http.MethodConnect {
+		if t := r.URL.RequestURI(); !strings.HasPrefix(t, "/") && t != "*" {
+			return "malformed request target: want an absolute path or an absolute URI"
+		}
+	}
+	if !httpguts.ValidHostHeader(r.Host) {
+		return "malformed host in the request target"
+	}
+	return ""
+}
+
+// badH2Request returns why an HTTP/2 request is malformed in a way net/http's HTTP/2 server
+// lets through, or "" when it is not. Every path forwards the request over HTTP/1.1, so it is
+// held to what net/http's HTTP/1.1 server checks of a request line and Host.
+func badH2Request(r *http.Request) string {
 	if r.Method != http.MethodConnect || r.Header.Get(":protocol") != "" {
 		if msg := badH2Path(r.Method, r.RequestURI); msg != "" {
 			return msg
