@@ -246,6 +246,12 @@ var corpus = []struct {
 		differs: "RFC 9112 §3.2.2: the target's host replaces Host, and the edge refuses a malformed one as net/http refuses a malformed Host; ReverseProxy's transport sends an empty Host in its place"},
 	{name: "an absolute-form target with a non-ASCII host", raw: "GET http://\xc3\xb6.test/abs HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}, edge: []int{400},
 		differs: "RFC 9112 §3.2.2: the target's host replaces Host, and the edge refuses a malformed one as net/http refuses a malformed Host; ReverseProxy's transport sends it as punycode"},
+	{name: "an IPv6 zone in Host", raw: "GET /z HTTP/1.1\r\nHost: [fe80::1%25eth0]:80\r\n\r\n", methods: []string{"GET"}, edge: []int{400},
+		differs: "RFC 3986 §3.2.2 has no zone in a host: the edge refuses it; ReverseProxy's transport drops the zone from the Host it sends"},
+	{name: "a POST with an IPv6 zone in Host", raw: "POST /z HTTP/1.1\r\nHost: [fe80::1%25eth0]:80\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{400},
+		differs: "RFC 3986 §3.2.2 has no zone in a host: the edge refuses it; ReverseProxy's transport drops the zone from the Host it sends"},
+	{name: "an IPv6 zone in an absolute-form target", raw: "GET http://[fe80::1%25eth0]/z HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}, edge: []int{400},
+		differs: "RFC 3986 §3.2.2 has no zone in a host: the edge refuses it; ReverseProxy's transport drops the zone from the Host it sends"},
 	{name: "a GET of a target in authority form", raw: "GET other.test:80 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}, edge: []int{400, 200}, forwards: 1,
 		differs: "RFC 9112 §3.2.3: the authority form is for CONNECT only, so the edge refuses it; ReverseProxy forwards the target as \"80\", which no server reads"},
 	{name: "a POST of a target in authority form", raw: "POST other.test:80 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{400},
@@ -461,6 +467,8 @@ func TestAnHTTP2RequestWithAMalformedPathOrAuthorityIsRefusedOnEveryPath(t *test
 		{name: "a non-ASCII authority", path: "/h2", authority: "shöp.demo.test", want: 400, h1: true,
 			differs: "ReverseProxy forwards it as punycode"},
 		{name: "userinfo in the authority", path: "/h2", authority: "u@shop.demo.test", want: 0, h1: true},
+		{name: "an IPv6 zone in the authority", path: "/h2", authority: "[fe80::1%25eth0]:80", want: 400, h1: true,
+			differs: "RFC 3986 §3.2.2 has no zone in a host; ReverseProxy's transport drops the zone from the Host it sends"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fields := [][2]string{{":path", tc.path}, {":authority", tc.authority}}

@@ -157,12 +157,21 @@ func (a *app) handler(rp http.Handler) http.Handler {
 }
 
 // badRequest returns why r is malformed in a way net/http's server lets through, or "" when it
-// is not.
+// is not. Its host may not hold an IPv6 zone, which RFC 3986 §3.2.2 has no place for in a URI
+// and which no client has a use for at a server: http.Transport drops it from the Host it
+// sends, and the fast path forwarded it as it came.
 func badRequest(r *http.Request) string {
+	msg := badH1Target
 	if r.ProtoMajor == 2 {
-		return badH2Request(r)
+		msg = badH2Request
 	}
-	return badH1Target(r)
+	if m := msg(r); m != "" {
+		return m
+	}
+	if strings.HasPrefix(r.Host, "[") && strings.Contains(r.Host, "%") {
+		return "an IPv6 zone in the host"
+	}
+	return ""
 }
 
 // badH1Target returns why an HTTP/1 request's target is malformed in a way net/http's server
