@@ -256,6 +256,10 @@ var corpus = []struct {
 		differs: "RFC 9112 §3.2.3: the authority form is for CONNECT only, so the edge refuses it; ReverseProxy forwards the target as \"80\", which no server reads"},
 	{name: "a POST of a target in authority form", raw: "POST other.test:80 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{400},
 		differs: "RFC 9112 §3.2.3: the authority form is for CONNECT only, so the edge refuses it; ReverseProxy forwards the target as \"80\", which no server reads"},
+	{name: "an HTTP/1.0 GET without Host", raw: "GET /h10 HTTP/1.0\r\n\r\n", methods: []string{"GET"}},
+	{name: "an HTTP/1.0 POST without Host", raw: "POST /h10 HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
+	{name: "an empty Host", raw: "GET /empty HTTP/1.1\r\nHost:\r\n\r\n", methods: []string{"GET"}},
+	{name: "a POST with an empty Host", raw: "POST /empty HTTP/1.1\r\nHost:\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
 }
 
 func TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented(t *testing.T) {
@@ -467,6 +471,7 @@ func TestAnHTTP2RequestWithAMalformedPathOrAuthorityIsRefusedOnEveryPath(t *test
 		{name: "a non-ASCII authority", path: "/h2", authority: "shöp.demo.test", want: 400, h1: true,
 			differs: "ReverseProxy forwards it as punycode"},
 		{name: "userinfo in the authority", path: "/h2", authority: "u@shop.demo.test", want: 0, h1: true},
+		{name: "no authority and no host field", path: "/h2", authority: "", want: 200},
 		{name: "an IPv6 zone in the authority", path: "/h2", authority: "[fe80::1%25eth0]:80", want: 400, h1: true,
 			differs: "RFC 3986 §3.2.2 has no zone in a host; ReverseProxy's transport drops the zone from the Host it sends"},
 	} {

@@ -278,16 +278,22 @@ func closedByPeer(err error) bool {
 	return false
 }
 
-// writeHead writes the request head sent upstream: the fields upstreamHeader keeps, and the
-// framing of the body forwarded, which is none: Content-Length 0 for the methods that carry a
-// body, as net/http's Transport writes it. Header values came from a parsed request or from the
-// edge, so they hold no line breaks; field order does not matter.
-func writeHead(bw *bufio.Writer, r *http.Request, f *forwarding, hop string) {
+// writeHead writes the request head sent upstream to addr: the fields upstreamHeader keeps, and
+// the framing of the body forwarded, which is none: Content-Length 0 for the methods that carry
+// a body, as net/http's Transport writes it. A request without a Host (an HTTP/1.0 one, or one
+// whose Host is empty) names addr in its place, as net/http's Transport does on the
+// ReverseProxy path. Header values came from a parsed request or from the edge, so they hold no
+// line breaks; field order does not matter.
+func writeHead(bw *bufio.Writer, r *http.Request, addr string, f *forwarding, hop string) {
+	host := r.Host
+	if host == "" {
+		host = addr
+	}
 	_, _ = bw.WriteString(r.Method)
 	_ = bw.WriteByte(' ')
 	_, _ = bw.WriteString(r.URL.RequestURI())
 	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
-	_, _ = bw.WriteString(r.Host)
+	_, _ = bw.WriteString(host)
 	_, _ = bw.WriteString("\r\n")
 	for k, vs := range upstreamHeader(r.Header, f, hop) {
 		for _, v := range vs {
@@ -332,7 +338,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		if t.Secondary {
 			pool, hop = a.peerPool, a.edge.name
 		}
-		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, &f, hop) }, r, rh, retriable)
+		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop) }, r, rh, retriable)
 		if err != nil {
 			return err
 		}
