@@ -578,6 +578,52 @@ func TestAnHTTP2RequestWhoseHostDisagreesWithItsAuthorityIsRefusedOnEveryPath(t 
 	}
 }
 
+// An HTTP/2 request with a connection-specific field (RFC 9113 §8.2.2), a TE other than
+// "trailers", an upper-case field name (§8.2.1) or an unknown pseudo-header field (§8.3) is
+// malformed: net/http's HTTP/2 server answers it 400 or resets its stream before the edge's
+// handler sees it, on every path, as it does in front of ReverseProxy.
+func TestAnHTTP2RequestWithAConnectionSpecificFieldIsForwardedNowhere(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	ref := referenceProxy(t, rec.addr)
+	for _, tc := range []struct {
+		name  string
+		field [2]string
+		want  int // 0 for a stream reset
+	}{
+		{name: "connection", field: [2]string{"connection", "keep-alive"}, want: 400},
+		{name: "keep-alive", field: [2]string{"keep-alive", "timeout=5"}, want: 400},
+		{name: "proxy-connection", field: [2]string{"proxy-connection", "keep-alive"}, want: 400},
+		{name: "upgrade", field: [2]string{"upgrade", "websocket"}, want: 400},
+		{name: "transfer-encoding", field: [2]string{"transfer-encoding", "chunked"}, want: 400},
+		{name: "a TE other than trailers", field: [2]string{"te", "gzip"}, want: 400},
+		{name: "a TE listing trailers and more", field: [2]string{"te", "trailers, gzip"}, want: 400},
+		{name: "an upper-case field name", field: [2]string{"X-Upper", "a"}, want: 0},
+		{name: "an unknown pseudo-header field", field: [2]string{":foo", "a"}, want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, m := range []struct {
+				path, method string
+				data         []byte
+			}{{"fast path", "GET", nil}, {"ReverseProxy", "POST", []byte("hello")}} {
+				rec.take()
+				f := [][2]string{tc.field}
+				if m.data != nil {
+					f = append(f, [2]string{"content-length", strconv.Itoa(len(m.data))})
+				}
+				got := h2cRequest(t, c.west, m.method, f, m.data)
+				reqs, bad := rec.take()
+				refGot := h2cRequest(t, ref, m.method, f, m.data)
+				refReqs, _ := rec.take()
+				if got != tc.want || len(reqs) > 0 || len(bad) > 0 || refGot != got || len(refReqs) > 0 {
+					t.Errorf("%s: edge answered %d and forwarded %q (refused upstream: %q); ReverseProxy answered %d and forwarded %q; want %d and nothing forwarded",
+						m.path, got, reqs, bad, refGot, refReqs, tc.want)
+				}
+			}
+		})
+	}
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1
@@ -585,25 +631,34 @@ func btoi(b bool) int {
 	return 0
 }
 
-// FuzzEdgeHTTP2 sends HTTP/2 requests with arbitrary :path and :authority values, with and
-// without a body, and fails when the upstream receives a request net/http refuses.
+// FuzzEdgeHTTP2 sends HTTP/2 requests with arbitrary :path and :authority values and host
+// field (none when empty), with and without a body, and fails when the upstream receives a
+// request net/http refuses, or one whose host field disagreed with the Host forwarded.
 func FuzzEdgeHTTP2(f *testing.F) {
 	rec := newRecorder(f)
 	c := twoEdges(f, []string{rec.addr}, []string{rec.addr}, "http", "")
-	for _, s := range [][2]string{{"/", "shop"}, {"/a?b c", "shop"}, {"/a b", "shop"}, {"*", "shop:80"},
-		{"http://x/y", "shop"}, {"/", "a b"}, {"/", "[::1]:8080"}, {"/%zz?%", "a_b.c"}, {"/?a#b", "xn--e.test"}} {
-		f.Add(s[0], s[1], false)
+	for _, s := range [][3]string{{"/", "shop", ""}, {"/a?b c", "shop", ""}, {"/a b", "shop", ""}, {"*", "shop:80", ""},
+		{"http://x/y", "shop", ""}, {"/", "a b", ""}, {"/", "[::1]:8080", ""}, {"/%zz?%", "a_b.c", ""}, {"/?a#b", "xn--e.test", ""},
+		{"/", "shop", "shop"}, {"/", "shop", "SHOP"}, {"/", "shop", "admin"}, {"/", "", "shop"}, {"/", "[fe80::1%25eth0]", ""}} {
+		f.Add(s[0], s[1], s[2], false)
 	}
-	f.Fuzz(func(t *testing.T, path, authority string, body bool) {
+	f.Fuzz(func(t *testing.T, path, authority, hostField string, body bool) {
 		fields := [][2]string{{":path", path}, {":authority", authority}}
+		if hostField != "" {
+			fields = append(fields, [2]string{"host", hostField})
+		}
 		method, data := "GET", []byte(nil)
 		if body {
 			method, data = "POST", []byte("hi")
 			fields = append(fields, [2]string{"content-length", "2"})
 		}
 		_ = h2cRequest(t, c.west, method, fields, data)
-		if _, bad := rec.take(); len(bad) > 0 {
+		got, bad := rec.take()
+		if len(bad) > 0 {
 			t.Fatalf("the upstream refused what the edge sent for :path %q, :authority %q: %q", path, authority, bad)
+		}
+		if len(got) > 0 && hostField != "" && !strings.Contains(strings.ToLower(got[0]), "host="+strings.ToLower(strconv.Quote(hostField))+" ") {
+			t.Fatalf("the edge forwarded %q for :authority %q and host field %q", got, authority, hostField)
 		}
 	})
 }
