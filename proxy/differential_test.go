@@ -25,8 +25,8 @@ import (
 
 // recorder is an upstream that records the framing and Host of every request it receives and answers
 // by path: /204, /304, /1xx (103 then 200), /101 (101 Switching Protocols, though no upgrade is
-// asked for, then a 200 in what is no longer HTTP), /trailers (chunked with a trailer), /close (and
-// closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
+// asked for, then a 200 in what is no longer HTTP), /099 (a status under 100, which net/http's
+// ReadResponse takes), /trailers (chunked with a trailer), /close (and closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
 // and /chunked-long (followed by an unsolicited answer), else 200 "ok".
 // bad collects what net/http's server would refuse of what it received.
 type recorder struct {
@@ -89,6 +89,8 @@ func newRecorder(tb testing.TB) *recorder {
 				answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + unsolicited
 			case "/chunked-long":
 				answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + unsolicited
+			case "/099":
+				answer = "HTTP/1.1 099 Weird\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 			case "/close":
 				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
 				return
@@ -260,6 +262,12 @@ var corpus = []struct {
 	{name: "an HTTP/1.0 POST without Host", raw: "POST /h10 HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
 	{name: "an empty Host", raw: "GET /empty HTTP/1.1\r\nHost:\r\n\r\n", methods: []string{"GET"}},
 	{name: "a POST with an empty Host", raw: "POST /empty HTTP/1.1\r\nHost:\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
+	{name: "an answer with a status under 100, then a GET", raw: "GET /099 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}, edge: []int{502, 200}, forwards: 2,
+		differs: "RFC 9110 §15: a status is 100 to 599, so the edge answers 502; ReverseProxy panics writing it and drops the connection"},
+	{name: "an answer with a status under 100 to a request net/http serves, then a GET", raw: "GET /099 HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}, edge: []int{502, 200}, forwards: 2,
+		differs: "RFC 9110 §15: a status is 100 to 599, so the edge answers 502; ReverseProxy panics writing it and drops the connection"},
+	{name: "an answer with a status under 100 to a POST, then a GET", raw: "POST /099 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{502, 200}, forwards: 2,
+		differs: "RFC 9110 §15: a status is 100 to 599, so the edge answers 502; ReverseProxy panics writing it and drops the connection"},
 }
 
 func TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented(t *testing.T) {

@@ -242,12 +242,25 @@ func isTimeout(err error) bool {
 // an answer, so the connection is closed and the client answered 502, as ReverseProxy does.
 var errUnaskedSwitch = errors.New("the instance switched protocols (101) though no upgrade was requested")
 
+// checkStatus fails an attempt answered with a status under 100, which net/http's ReadResponse
+// takes though a status is 100 to 599 (RFC 9110 §15): net/http's ResponseWriter panics writing
+// it, and the lean path would write a status line no client reads.
+func checkStatus(code int) error {
+	if code < 100 {
+		return fmt.Errorf("malformed status %03d", code)
+	}
+	return nil
+}
+
 // readFinal reads the head of the final response to a request with r's method, which asks for
 // no upgrade, skipping interim ones (103 Early Hints); a 101 is final, and an error.
 func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Response, error) {
 	defer uc.afterCancel(ctx)()
 	for {
 		resp, err := http.ReadResponse(uc.br, r)
+		if err == nil {
+			err = checkStatus(resp.StatusCode)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read response: %w", err)
 		}

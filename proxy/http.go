@@ -392,6 +392,11 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				tr = a.peerTransport
 			}
 			res, err := tr.RoundTrip(out)
+			if err == nil {
+				if err = checkStatus(res.StatusCode); err != nil {
+					_ = res.Body.Close()
+				}
+			}
 			if err != nil {
 				return err
 			}
