@@ -415,6 +415,8 @@ func TestAnHTTP2RequestWhoseBodyBelieContentLengthIsRefused(t *testing.T) {
 		{name: "a POST with its declared body", method: "POST", fields: [][2]string{{"content-length", "5"}}, data: []byte("hello"), want: 200, sent: true},
 		{name: "a GET declaring a body it does not send", method: "GET", fields: [][2]string{{"content-length", "10"}}, want: 400,
 			differs: "RFC 9113 §8.1.1: the request is malformed; ReverseProxy forwards it without its content-length"},
+		{name: "a GET whose content-length of 0 has a sign", method: "GET", fields: [][2]string{{"content-length", "+0"}}, want: 400,
+			differs: "RFC 9110 §8.6: a content-length is digits only, as net/http reads it over HTTP/1.1; ReverseProxy forwards it without its content-length"},
 		{name: "a POST whose body is shorter than declared", method: "POST", fields: [][2]string{{"content-length", "10"}}, data: []byte("hello"), want: 400,
 			differs: "RFC 9113 §8.1.1: the client's error, answered 400; ReverseProxy answers 502"},
 	} {

@@ -260,8 +260,9 @@ func badH2Length(r *http.Request) string {
 	if len(vs) != 1 {
 		return "several content-length fields"
 	}
-	n, err := strconv.ParseInt(vs[0], 10, 64)
-	if err != nil || n < 0 {
+	// Digits only (RFC 9110 §8.6), as net/http reads it over HTTP/1.1: ParseInt would take a sign.
+	n, err := strconv.ParseUint(vs[0], 10, 63)
+	if err != nil {
 		return "malformed content-length"
 	}
 	if r.ContentLength == 0 && n != 0 {
