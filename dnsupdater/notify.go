@@ -12,10 +12,20 @@ import (
 	"github.com/miekg/dns"
 )
 
-// notifyAttempts is how often a NOTIFY is sent before the secondary is given up on for this
-// serial (it still polls the SOA at its refresh interval). The attempts share one socket and
-// go out notifyWait apart: a reply to any of them, however late, acknowledges the NOTIFY.
+// notifyAttempts is how often one exchange sends a NOTIFY. The attempts share one socket and
+// go out notifyWait apart: a reply to any of them, however late, acknowledges the NOTIFY. An
+// exchange none of whose attempts is answered is not the end: the secondary is sent the newest
+// serial again after notifyRetry, then twice as long each time, up to maxNotifyRetry, until it
+// answers (it polls the SOA only at the zone's refresh interval, an hour).
 const notifyAttempts = 3
+
+// notifyRetry is how long a sender waits after an exchange no attempt of which was answered
+// before it starts the next; each such exchange doubles it, up to maxNotifyRetry.
+const notifyRetry = time.Second
+
+// maxNotifyRetry bounds the wait between two exchanges to a secondary that does not answer: one
+// that comes back is told the serial served within this (and an exchange) of its return.
+const maxNotifyRetry = time.Minute
 
 // notifyWait is how long an attempt waits for its answer, and so the time between attempts
 // unless the secondary answers with an error code: a secondary whose port is closed while it
@@ -48,8 +58,10 @@ const maxNotifySockets = 256
 // newest serial is sent once the exchange in flight ends. At most maxNotifyPerSecondary
 // exchanges are in flight to one secondary, and maxNotifySockets in all.
 type notifier struct {
-	// send carries out one exchange: Server.notify, or a fake in tests.
-	send func(ctx context.Context, z *zone.Zone, target string)
+	// send carries out one exchange, Server.notify or a fake in tests, and reports whether the
+	// secondary answered it (an acknowledgement or an error code other than SERVFAIL): one that
+	// did not is sent the newest version again later.
+	send func(ctx context.Context, z *zone.Zone, target string) bool
 	// sockets holds a token per exchange in flight (maxNotifySockets at most).
 	sockets chan struct{}
 	wg      sync.WaitGroup
@@ -86,7 +98,7 @@ type secondary struct {
 }
 
 // newNotifier returns a notifier that carries out each exchange with send.
-func newNotifier(send func(ctx context.Context, z *zone.Zone, target string)) *notifier {
+func newNotifier(send func(ctx context.Context, z *zone.Zone, target string) bool) *notifier {
 	return &notifier{send: send, sockets: make(chan struct{}, maxNotifySockets),
 		zones: map[string]*notifying{}, secondaries: map[string]*secondary{}}
 }
@@ -153,9 +165,12 @@ func (n *notifier) start(e *notifying) {
 
 // sendNewest announces the newest version of a zone to sec until the version it announced last
 // is still the newest, the zone no longer names sec or is forgotten, or ctx ends. Each exchange
-// waits for a slot of sec's and then a socket, and then sends the version newest by then.
+// waits for a slot of sec's and then a socket, and then sends the version newest by then. An
+// exchange the secondary did not answer is followed, after a wait that holds neither slot nor
+// socket (notifyRetry, doubling to maxNotifyRetry), by another of the version newest then.
 func (n *notifier) sendNewest(name string, sec *secondary) {
 	var last *zone.Zone
+	retry := notifyRetry
 	for {
 		if n.pending(name, sec, last) == nil {
 			return
@@ -177,10 +192,21 @@ func (n *notifier) sendNewest(name string, sec *secondary) {
 			<-sec.slots
 			return
 		}
-		n.send(n.ctx, z, sec.target)
+		answered := n.send(n.ctx, z, sec.target)
 		<-n.sockets
 		<-sec.slots
-		last = z
+		if answered {
+			last, retry = z, notifyRetry
+			continue
+		}
+		last = nil // the newest version, whatever it is then, goes next
+		wait := time.NewTimer(retry)
+		select {
+		case <-wait.C:
+		case <-n.ctx.Done():
+			wait.Stop()
+		}
+		retry = min(2*retry, maxNotifyRetry)
 	}
 }
 
@@ -221,8 +247,9 @@ func (n *notifier) run(ctx context.Context) {
 }
 
 // notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
-// ends.
-func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
+// ends, and reports whether the secondary answered (or ctx ended): false asks the notifier to
+// send it again later.
+func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
 	m.Authoritative = true
@@ -239,6 +266,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 		}
 		return err
 	})
+	var rc rcodeError
 	switch {
 	case err == nil:
 		s.o.Metrics.Notified(z.Name, nil)
@@ -248,6 +276,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) {
 		s.o.Metrics.Notified(z.Name, err)
 		s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
 	}
+	return err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc != dns.RcodeServerFailure
 }
 
 // maxAttemptErrors bounds the socket errors one attempt reads past: each reports an ICMP error

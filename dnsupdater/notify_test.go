@@ -199,16 +199,17 @@ type announced struct {
 func TestANotifierSendsTheNewestVersionOnceTheExchangeInFlightEnds(t *testing.T) {
 	sent := make(chan announced)
 	release := make(chan struct{})
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) bool {
 		select {
 		case sent <- announced{z.Serial, target}:
 		case <-ctx.Done():
-			return
+			return true
 		}
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
+		return true
 	})
 	version := func(serial uint32, notify ...string) *zone.Zone {
 		return &zone.Zone{Name: "demo.test.", Serial: serial, Config: &config.Zone{Notify: notify}}
@@ -300,7 +301,7 @@ func TestANotifierHoldsAtMostItsBoundsInFlightAndSendsEveryOne(t *testing.T) {
 	var inFlight, most, sent int
 	perTarget, mostPerTarget := map[string]int{}, map[string]int{}
 	release := make(chan struct{})
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) bool {
 		mu.Lock()
 		inFlight++
 		most = max(most, inFlight)
@@ -316,6 +317,7 @@ func TestANotifierHoldsAtMostItsBoundsInFlightAndSendsEveryOne(t *testing.T) {
 		perTarget[target]--
 		sent++
 		mu.Unlock()
+		return true
 	})
 	// More secondaries than the sockets leave room for at their own bound, and more zones
 	// each than that bound: both bounds are reached.
@@ -359,12 +361,12 @@ func TestANotifierSendsToALiveSecondaryAtItsOwnPaceWhileAnotherNeverAnswers(t *t
 	var mu sync.Mutex
 	live := map[string]uint32{} // zone → the last serial the live secondary was sent
 	var deadInFlight, deadMost int
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) bool {
 		if target == "live:53" {
 			mu.Lock()
 			live[z.Name] = z.Serial
 			mu.Unlock()
-			return
+			return true
 		}
 		// The dead secondary holds each exchange until the notifier stops.
 		mu.Lock()
@@ -375,6 +377,7 @@ func TestANotifierSendsToALiveSecondaryAtItsOwnPaceWhileAnotherNeverAnswers(t *t
 		mu.Lock()
 		deadInFlight--
 		mu.Unlock()
+		return true
 	})
 	// Several times more zones than the sockets: on their own, the dead secondary's exchanges
 	// would take every one.
@@ -434,12 +437,13 @@ func TestANotifierSendsToALiveSecondaryAtItsOwnPaceWhileAnotherNeverAnswers(t *t
 func TestANotifierSendsAZoneItForgetsNothingAfterTheExchangeInFlight(t *testing.T) {
 	sent := make(chan announced, 8)
 	release := make(chan struct{})
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) bool {
 		sent <- announced{z.Serial, target}
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
+		return true
 	})
 	version := func(serial uint32) *zone.Zone {
 		return &zone.Zone{Name: "demo.test.", Serial: serial, Config: &config.Zone{Notify: []string{"a:53"}}}
@@ -481,9 +485,10 @@ func TestANotifierSendsAZoneItForgetsNothingAfterTheExchangeInFlight(t *testing.
 
 func TestANotifierStoppingAbandonsTheExchangesWaitingForTheirTurn(t *testing.T) {
 	var started atomic.Int64
-	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) {
+	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) bool {
 		started.Add(1)
 		<-ctx.Done()
+		return true
 	})
 	for i := range 2 * maxNotifyPerSecondary {
 		n.offer(&zone.Zone{Name: fmt.Sprintf("z%d.test.", i), Serial: 1, Config: &config.Zone{Notify: []string{"a:53"}}})
@@ -908,4 +913,33 @@ func startAnsweringSecondary(t *testing.T, rcodes ...int) (string, *atomic.Int64
 	go func() { _ = srv.ActivateAndServe() }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return pc.LocalAddr().String(), &got
+}
+
+func TestANotifyNoAttemptGotThroughIsSentAgainUntilTheSecondaryAcknowledgesIt(t *testing.T) {
+	// The secondary is unreachable for every attempt of the first exchange (restarting, or a
+	// link down for a few seconds), then answers. It polls the SOA only every hour (the
+	// zone's refresh), so a NOTIFY given up on leaves it serving the old answers that long.
+	var seen atomic.Int64
+	acked := make(chan uint32, 16)
+	target := serveDatagrams(t, func(pc net.PacketConn, from net.Addr, q *dns.Msg) {
+		if q.Opcode != dns.OpcodeNotify || len(q.Answer) != 1 || seen.Add(1) <= notifyAttempts {
+			return
+		}
+		r := new(dns.Msg)
+		r.SetReply(q)
+		b, _ := r.Pack()
+		_, _ = pc.WriteTo(b, from)
+		acked <- q.Answer[0].(*dns.SOA).Serial
+	})
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, withNotify(demoConfig, target)), "")
+	want := serial(t, h.srv.Addr())
+	select {
+	case got := <-acked:
+		if got != want {
+			t.Errorf("the secondary acknowledged serial %d, want the one served, %d", got, want)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("a secondary that missed every attempt of the first NOTIFY (%d sent) was not sent serial %d again within 15s", seen.Load(), want)
+	}
 }
