@@ -159,13 +159,12 @@ func (s *Server) kickRefresh(cause string) {
 // refreshLoop projects the state, prepares the answers and tells of the changes each time the
 // follower asks, until ctx ends.
 func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
-	histories := make(chan map[string][]zone.Delta, 1)
+	read := make(chan histories, 1)
 	var reader sync.WaitGroup
 	defer reader.Wait()
-	if s.o.DataDir != "" {
-		// Without one, the serial is new and the id this run's: no version recorded leads to it.
-		reader.Go(func() { histories <- s.readHistories(ctx) })
-	}
+	// Without a data dir the id is this run's, and no version recorded leads to the serial; but
+	// the stream still tells the serials served before, which the zones must pass.
+	reader.Go(func() { read <- s.readHistories(ctx) })
 	var snaps snapshotPacer
 	for {
 		select {
@@ -174,8 +173,13 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 			// the base written again with the digests of the serials served last.
 			s.snapshotNow(saves, &snaps, true)
 			return
-		case h := <-histories:
-			s.installHistories(h)
+		case h := <-read:
+			s.installHistories(h.steps)
+			// Before the state is read to its end the new serial waits for the refresh that
+			// end asks for, so that no version rests on half of the stream.
+			if s.passServed(h.served) && s.synced {
+				s.refresh(ctx, kick{synced: true}, saves, &snaps)
+			}
 		case k := <-s.kicks:
 			s.refresh(ctx, k, saves, &snaps)
 		case <-snaps.due:

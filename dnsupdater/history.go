@@ -75,22 +75,24 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 // content (a reservation of its own, a configuration it kept, events batched otherwise), so a
 // step of theirs could give a secondary records this server never served. It reads the
 // subject backwards in growing windows, at most maxHistoryReads messages (the others' count
-// too).
-func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, error) {
+// too). It also returns the newest version recorded under the server's name by any run of
+// it (nil: none read), whose serial a secondary may hold.
+func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
 	st, err := js.Stream(ctx, events.StreamDNS)
 	if err != nil {
-		return nil, fmt.Errorf("read history of %s: %w", name, err)
+		return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
 	}
 	subject := events.ZoneSubject(name, self.token)
 	last, err := st.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read history of %s: %w", name, err)
+		return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
 	}
 	first := st.CachedInfo().State.FirstSeq
 	var newest []zone.Delta // newest first, each the step before the one ahead of it
+	var served *recorded
 	want := serial
 	read := 0
 	end := last.Sequence
@@ -106,7 +108,7 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 				break
 			}
 			if err != nil {
-				return nil, fmt.Errorf("read history of %s at seq %d: %w", name, seq, err)
+				return nil, nil, fmt.Errorf("read history of %s at seq %d: %w", name, seq, err)
 			}
 			if m.Sequence > end {
 				break
@@ -117,6 +119,9 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			b := batch[i]
+			if served == nil {
+				served = b.served
+			}
 			switch {
 			case !b.changed:
 				continue // another event on the subject (a push report, another server's version)
@@ -126,10 +131,10 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 			case len(newest) == 0 && b.ok && serialAfter(b.d.To, serial):
 				continue // a version after serial's: one the snapshot restored lacks (a crash)
 			default:
-				return chain(newest), nil // a version the chain cannot step over
+				return chain(newest), served, nil // a version the chain cannot step over
 			}
 			if len(newest) == maxDeltas {
-				return chain(newest), nil
+				return chain(newest), served, nil
 			}
 		}
 		if start == first {
@@ -137,15 +142,24 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 		}
 		end = start - 1
 	}
-	return chain(newest), nil
+	return chain(newest), served, nil
 }
 
 // stored is what one message of a zone's subject tells of its history: whether it is a
 // ZoneChanged event of the zone recorded by the server reading (a version), and whether it
-// carries a valid step to it.
+// carries a valid step to it; and served, the version when a run of the server of any id
+// recorded it.
 type stored struct {
 	d           zone.Delta
 	changed, ok bool
+	served      *recorded
+}
+
+// recorded is a version of a zone the DNS stream records under the server's name: its serial
+// and the id of the run that served it.
+type recorded struct {
+	serial uint32
+	server string
 }
 
 // writer identifies the server whose versions a history follows: its name, the source of its
@@ -167,14 +181,18 @@ func storedStep(name string, self writer, data []byte) stored {
 	if err := env.Payload(&zc); err != nil {
 		return stored{changed: true} // unreadable: a break, whoever wrote it
 	}
+	served := &recorded{serial: zc.Serial, server: zc.Server}
+	if zc.Zone != name {
+		served = nil
+	}
 	if zc.Server != self.id {
-		return stored{}
+		return stored{served: served}
 	}
 	if zc.Zone != name || zc.Step == nil || zc.Step.From == zc.Serial {
-		return stored{changed: true}
+		return stored{changed: true, served: served}
 	}
 	d, err := deltaOf(name, zc)
-	return stored{d: d, changed: true, ok: err == nil}
+	return stored{d: d, changed: true, ok: err == nil, served: served}
 }
 
 // chain turns steps read newest first into a history, oldest first.
@@ -183,21 +201,32 @@ func chain(newest []zone.Delta) []zone.Delta {
 	return newest
 }
 
+// histories is what the DNS stream records of the zones a server serves at its start: their
+// IXFR histories, and the newest version of each that a run of the server recorded.
+type histories struct {
+	steps  map[string][]zone.Delta
+	served map[string]recorded
+}
+
 // readHistories reads, for every zone of the current table, the IXFR history the DNS stream
-// records up to the zone's serial. It gives up on NATS after a few seconds: secondaries then
-// get whole zones until the history grows again.
-func (s *Server) readHistories(ctx context.Context) map[string][]zone.Delta {
+// records up to the zone's serial, and the newest version recorded under the server's name.
+// It gives up on NATS after a few seconds: secondaries then get whole zones until the history
+// grows again.
+func (s *Server) readHistories(ctx context.Context) histories {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	out := map[string][]zone.Delta{}
+	out := histories{steps: map[string][]zone.Delta{}, served: map[string]recorded{}}
 	for _, z := range s.table.Load().zones {
-		h, err := readHistory(ctx, s.o.JS, z.Name, writer{s.o.Name, s.id, s.writer}, z.Serial)
+		h, served, err := readHistory(ctx, s.o.JS, z.Name, writer{s.o.Name, s.id, s.writer}, z.Serial)
 		if err != nil {
-			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone")
+			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone, and a serial served before the start is not known")
 			continue
 		}
+		if served != nil {
+			out.served[z.Name] = *served
+		}
 		if len(h) > 0 {
-			out[z.Name] = h
+			out.steps[z.Name] = h
 			s.log.Info().Str("zone", z.Name).Int("versions", len(h)).Uint32("oldest_serial", h[0].From).Msg("ixfr history read from the stream")
 		}
 	}
@@ -231,4 +260,32 @@ func (s *Server) installHistories(read map[string][]zone.Delta) {
 		nt.history = history
 		s.table.Store(&nt)
 	}
+}
+
+// passServed reports whether a zone's serial must move past the versions recorded under the
+// server's name, the newest of each zone in served: the next projection gives every zone served
+// at or before its newest (RFC 1982) a serial after it. A secondary holding that serial ignores
+// every earlier one, and may hold other content at an equal one: a run that served faster than
+// one version a second left serials ahead of the clock, which a start without its data dir (none,
+// a lost one, an older copy) reaches again only later. A version of this server's id counts when
+// it is later than the serial served (an older data dir); one of another id only when the data
+// dir told nothing of the serials served before (it is then an earlier run's, else another
+// host's of the same name). Only the refresher calls it.
+func (s *Server) passServed(served map[string]recorded) bool {
+	raise := map[string]uint32{}
+	for _, z := range s.table.Load().zones {
+		r, ok := served[z.Name]
+		earlier := ok && (r.server == s.id || !s.knowsServed)
+		if earlier && (serialAfter(r.serial, z.Serial) || r.serial == z.Serial && r.server != s.id) {
+			raise[z.Name] = r.serial
+			s.log.Info().Str("zone", z.Name).Uint32("serial", z.Serial).Uint32("recorded_serial", r.serial).Msg("the stream records a serial served at or after this one; the zone takes a later one")
+		}
+	}
+	if len(raise) == 0 {
+		return false
+	}
+	s.projMu.Lock()
+	s.proj.pass(raise)
+	s.projMu.Unlock()
+	return true
 }

@@ -47,6 +47,9 @@ type projector struct {
 	// reconfigured says that the configuration changed since the last projection: a zone's
 	// static records and apps may differ too, not only its answers.
 	reconfigured bool
+	// passing holds the zones whose next projection takes a new serial whatever their content
+	// (see pass).
+	passing map[string]bool
 	// appIndex maps an app's name to its index in the configuration, and edgeApps an edge's
 	// name to the apps whose CNAME it may be.
 	appIndex map[string]int
@@ -143,6 +146,23 @@ func (p *projector) newest() storedEvent {
 		}
 	}
 	return out
+}
+
+// pass gives each zone of serials a new serial at the next projection, after the one given
+// (or after its own, if later), whether or not its answers changed: a secondary may hold the
+// serial given (see Server.passServed).
+func (p *projector) pass(serials map[string]uint32) {
+	if p.passing == nil {
+		p.passing = map[string]bool{}
+	}
+	for name, serial := range serials {
+		if cur, ok := p.serials[name]; !ok || serialAfter(serial, cur) {
+			p.serials[name] = serial
+		}
+		delete(p.restored, name)
+		p.passing[name] = true
+	}
+	p.all = true
 }
 
 // reset forgets every STATE event folded: the stream was deleted and created again
@@ -285,8 +305,8 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 	for _, z := range p.current {
 		prevZones[z.Name] = z
 	}
-	reconfigured, first := p.reconfigured, p.current == nil
-	p.all, p.reconfigured, p.dirty, p.dirtySet = false, false, p.dirty[:0], map[int]bool{}
+	reconfigured, first, passing := p.reconfigured, p.current == nil, p.passing
+	p.all, p.reconfigured, p.dirty, p.dirtySet, p.passing = false, false, p.dirty[:0], map[int]bool{}, nil
 	zones := p.static.Project(p.view, p.serials)
 	p.current = zones
 	var out []zoneChange
@@ -303,6 +323,9 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 				p.started = append(p.started, z)
 			}
 		case !seen:
+		case passing[z.Name]:
+			// Content served before at this serial or a later one, by an earlier run.
+			serial = NextSerial(serial, p.now())
 		case !answersDiffer(prevZones[z.Name], z) && !(reconfigured && prevZones[z.Name].Digest() != z.Digest()):
 			continue
 		case seen:

@@ -109,6 +109,10 @@ type Server struct {
 	// id tells this server's zone versions from those of the other DNS servers on the same
 	// subjects: the data directory's (see serverIDFile), or one for this run without one.
 	id string
+	// knowsServed says that the data directory told the serials an earlier run served (its
+	// snapshot or serials file): versions recorded under the server's name by another id are
+	// then another host's of the same name, not an earlier run's (see passServed).
+	knowsServed bool
 }
 
 // maxTCPConns bounds the TCP connections of ordinary clients served at once (secondaries have

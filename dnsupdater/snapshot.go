@@ -190,6 +190,7 @@ func (s *Server) restoreSnapshot() {
 	}
 	s.proj.reserved(marks)
 	s.serials.reserved = marks
+	s.knowsServed = snap != nil || marks != nil
 }
 
 // loadSnapshot reads the snapshot in dir, its base and the journal lines written after it; it

@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -730,3 +731,50 @@ func TestABaseStreamedInChunksIsTheBaseBuiltWhole(t *testing.T) {
 type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestARestartWithoutItsDataServesALaterSerialThanTheStreamRecordsItServed(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// dataDir returns the data dir of the first run and that of the second.
+		dataDir func(t *testing.T) (string, string)
+	}{
+		{name: "no data dir", dataDir: func(*testing.T) (string, string) { return "", "" }},
+		// A container recreated without a volume: the data dir is new and empty.
+		{name: "data dir lost", dataDir: func(t *testing.T) (string, string) { return t.TempDir(), t.TempDir() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first, second := tt.dataDir(t)
+			js := eventstest.Start(t)
+			cfg := eventstest.Config(t, demoConfig)
+			h := startServer(t, js, cfg, first)
+			// Versions faster than one a second take the serial past the clock (the previous
+			// serial + 1): the clock alone is no longer later than what secondaries hold.
+			last := serial(t, h.srv.Addr())
+			for i := 0; int32(last-uint32(time.Now().Unix())) < 20; i++ {
+				if i%2 == 0 {
+					endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+				} else {
+					endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+				}
+				prev := last
+				eventstest.Eventually(t, 2*time.Second, func() bool { last = serial(t, h.srv.Addr()); return last != prev }, "version %d served", i+1)
+			}
+			eventstest.Eventually(t, 5*time.Second, func() bool {
+				m, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject("demo.test.", h.srv.writer))
+				if err != nil {
+					return false
+				}
+				e, err := events.Decode(m.Data)
+				var zc events.ZoneChanged
+				return err == nil && e.Payload(&zc) == nil && zc.Serial == last
+			}, "serial %d recorded", last)
+			h.stop()
+
+			again := startServer(t, js, cfg, second)
+			// A secondary holding last ignores every serial not after it (RFC 1982), and so
+			// every answer the restarted server gives until its clock passes last.
+			eventstest.Eventually(t, 5*time.Second, func() bool { return serialAfter(serial(t, again.srv.Addr()), last) },
+				"the restarted server serves a serial after %d, the last the stream records it served (it serves %d)", last, serial(t, again.srv.Addr()))
+		})
+	}
+}
