@@ -122,6 +122,9 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 			if served == nil {
 				served = b.served
 			}
+			if served != nil && self.fresh {
+				return nil, served, nil // no version recorded is this run's: no step leads to its serial
+			}
 			switch {
 			case !b.changed:
 				continue // another event on the subject (a push report, another server's version)
@@ -168,6 +171,8 @@ type writer struct {
 	name, id string
 	// token names the server's own subject of each zone (events.ZoneSubject).
 	token string
+	// fresh says that id is this run's (no data dir): no version recorded is the server's.
+	fresh bool
 }
 
 // storedStep reads one stored message of zone name's subject for the server self: another
@@ -217,7 +222,7 @@ func (s *Server) readHistories(ctx context.Context) histories {
 	defer cancel()
 	out := histories{steps: map[string][]zone.Delta{}, served: map[string]recorded{}}
 	for _, z := range s.table.Load().zones {
-		h, served, err := readHistory(ctx, s.o.JS, z.Name, writer{s.o.Name, s.id, s.writer}, z.Serial)
+		h, served, err := readHistory(ctx, s.o.JS, z.Name, writer{name: s.o.Name, id: s.id, token: s.writer, fresh: s.o.DataDir == ""}, z.Serial)
 		if err != nil {
 			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone, and a serial served before the start is not known")
 			continue

@@ -144,7 +144,7 @@ func TestAVersionToldInPartsEndsTheHistoryReadAtStart(t *testing.T) {
 		e, err := events.Decode(last.Data)
 		return err == nil && e.Cause == "cause-4"
 	}, "the three versions stored")
-	got, _, err := readHistory(context.Background(), js.JS, "demo.test.", writer{h.srv.o.Name, h.srv.id, h.srv.writer}, 4)
+	got, _, err := readHistory(context.Background(), js.JS, "demo.test.", writer{name: h.srv.o.Name, id: h.srv.id, token: h.srv.writer}, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
