@@ -153,6 +153,69 @@ func TestAKnotSecondaryFollowsDetourThroughFailoversOverridesAndRestarts(t *test
 	}
 }
 
+// TestAKnotSecondaryFollowsDetourRestartedWithoutItsDataDir has Knot follow a Detour whose
+// versions, faster than one a second, took its serial ahead of the clock, and which then starts
+// again without its data dir (a container recreated without a volume): Knot ignores every
+// serial not after the one it holds, so the restarted server must serve a later one, and Knot
+// then follows its next change.
+func TestAKnotSecondaryFollowsDetourRestartedWithoutItsDataDir(t *testing.T) {
+	knottest.Skip(t)
+	js := eventstest.Start(t)
+	detourAddr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	knotPort := proctest.FreePort(t)
+	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+	cfg := eventstest.Config(t, fmt.Sprintf(secondaryConfig, knotAddr, `"www IN A 192.0.2.1"`, ""))
+	start := func() func() {
+		t.Helper()
+		srv, err := New(Options{JS: js.JS, Config: cfg, Addr: detourAddr, DataDir: t.TempDir(), Name: "dns-test",
+			Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 1})
+		if err != nil {
+			t.Fatalf("new server: %v", err)
+		}
+		return eventstest.Run(t, "dns server", srv.Run)
+	}
+	following := func(what string) {
+		t.Helper()
+		// Polled by hand, so that a failure tells both serials as they were last.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			want, got := serial(t, detourAddr), soaSerial(knotAddr, "demo.test.")
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: Knot holds serial %d, not Detour's %d, after 10s", what, got, want)
+			}
+		}
+		if detour, secondary := zoneRecords(t, detourAddr, "demo.test."), zoneRecords(t, knotAddr, "demo.test."); !slices.Equal(detour, secondary) {
+			t.Fatalf("%s: the secondary's zone differs from Detour's\ndetour:\n%s\nknot:\n%s", what, strings.Join(detour, "\n"), strings.Join(secondary, "\n"))
+		}
+	}
+	stop := start()
+	knottest.StartOn(t, knotPort, knottest.Zone{Name: "demo.test", Primary: detourAddr})
+	following("first transfer")
+	last := serial(t, detourAddr)
+	for i := 0; int32(last-uint32(time.Now().Unix())) < 20; i++ {
+		if i%2 == 0 {
+			endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+		} else {
+			endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+		}
+		prev := last
+		eventstest.Eventually(t, 2*time.Second, func() bool { last = serial(t, detourAddr); return last != prev }, "version %d served", i+1)
+	}
+	following("a burst of versions")
+	stop()
+
+	start()
+	// Every pool down: shop answers both addresses (fail open), whichever it answered before.
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	endpointDown(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(addrs(ask(t, detourAddr, "udp", "shop.demo.test.", dns.TypeA)), []string{"127.0.0.11", "127.0.0.12"})
+	}, "the restarted server answers shop with both pools down")
+	following("a change after the restart without the data dir")
+}
+
 // transfers lists the incoming transfers a Knot log records, in order: AXFR for a whole zone
 // (asked as AXFR, or an IXFR answered AXFR-style), IXFR for an incremental one.
 func transfers(log string) []string {
