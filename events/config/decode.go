@@ -112,21 +112,22 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		seen := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			f, ok := fields[k.Value]
+			name := mapKey(k)
+			f, ok := fields[name]
 			if !ok {
 				hint := ""
-				if s := closest(k.Value, fields); s != "" {
+				if s := closest(name, fields); s != "" {
 					hint = fmt.Sprintf(" (did you mean %q?)", s)
 				}
-				w.add(path, k.Line, "unknown field %q%s", k.Value, hint)
+				w.add(path, k.Line, "unknown field %q%s", name, hint)
 				continue
 			}
-			if first, dup := seen[k.Value]; dup {
-				w.add(join(path, k.Value), k.Line, "set twice (first on line %d)", first)
+			if first, dup := seen[name]; dup {
+				w.add(join(path, name), k.Line, "set twice (first on line %d)", first)
 				continue
 			}
-			seen[k.Value] = k.Line
-			w.walk(v, f.Type, join(path, k.Value))
+			seen[name] = k.Line
+			w.walk(v, f.Type, join(path, name))
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -142,13 +143,22 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			w.walk(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))
+			w.walk(n.Content[i+1], t.Elem(), join(path, mapKey(n.Content[i])))
 		}
 	default:
 		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
 			w.add(path, n.Line, "want %s, got %s", kindOf(t), describe(n))
 		}
 	}
+}
+
+// mapKey is the name a mapping's key k gives its value, as the decoder reads it: a key written
+// as an alias is the scalar it stands for, not its anchor's name.
+func mapKey(k *yaml.Node) string {
+	if k.Kind == yaml.AliasNode && k.Alias != nil {
+		return k.Alias.Value
+	}
+	return k.Value
 }
 
 func isNull(n *yaml.Node) bool {
@@ -312,7 +322,7 @@ func indexLines(n *yaml.Node, path string, lines map[string]int) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := join(path, n.Content[i].Value)
+			p := join(path, mapKey(n.Content[i]))
 			lines[p] = n.Content[i].Line
 			indexLines(n.Content[i+1], p, lines)
 		}

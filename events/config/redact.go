@@ -86,14 +86,15 @@ func resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// member returns the value of key in the mapping n (the last, should it be set twice), or nil.
+// member returns the value of key in the mapping n (the last, should it be set twice), or nil. A
+// key written as an alias is the scalar it stands for, as the decoder reads it.
 func member(n *yaml.Node, key string) *yaml.Node {
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
 	var v *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
+		if mapKey(n.Content[i]) == key {
 			v = resolve(n.Content[i+1])
 		}
 	}

@@ -194,6 +194,7 @@ func FuzzRedactLeavesNoInlineSecret(f *testing.F) {
 	f.Add([]byte(secretsDoc))
 	f.Add([]byte(pushDoc(`secret: "c2VjcmV0"`)))
 	f.Add([]byte(pushDoc(`secret: &k "c2Vj\u0063mV0"`)))
+	f.Add([]byte(strings.Replace(secretsDoc, "name: ops", "name: &secret_env secret", 1) + "      - {url: https://h.test/a, *secret_env : x}\n"))
 	f.Add([]byte("# clé\n" + strings.Replace(secretsDoc, "name: ops", "name: \"opérations\"", 1)))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		c, err := config.Parse("fuzz.yaml", doc)
@@ -222,4 +223,30 @@ func FuzzRedactLeavesNoInlineSecret(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A key may be an alias of a scalar anchored elsewhere: the decoder takes the scalar's value for
+// the field's name, so the alias names the field whatever its anchor is called.
+func TestRedactReplacesASecretWhoseKeyIsAnAlias(t *testing.T) {
+	doc := `zones: [{name: demo.test}]
+apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: "127.0.0.1:80"}]}]}]
+alerts:
+  - name: &secret_env secret
+    on: [failover]
+    webhooks:
+      - url: https://hooks.example.test/detour
+        *secret_env : whsec-0123456789
+`
+	c, err := config.Parse("alias.yaml", []byte(doc))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	want := []string{"alerts[0].webhooks[0].secret"}
+	if got := c.InlineSecrets(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("inline secrets %q, want %q", got, want)
+	}
+	got, fields := config.Redact([]byte(doc))
+	if strings.Contains(string(got), "whsec-0123456789") || !reflect.DeepEqual(fields, want) {
+		t.Errorf("redacted %q, want %q:\n%s", fields, want, got)
+	}
 }
