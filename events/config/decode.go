@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"regexp"
@@ -26,11 +28,21 @@ type located struct {
 func decodeProblems(doc []byte) (root *yaml.Node, found []located, fatal bool, lines map[string]int) {
 	lines = map[string]int{}
 	root = &yaml.Node{}
-	if err := yaml.Unmarshal(doc, root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	if err := dec.Decode(root); err != nil && err != io.EOF {
 		return nil, []located{syntaxProblem(err)}, true, lines
 	}
 	if len(root.Content) == 0 {
 		return nil, []located{{text: "document is empty"}}, true, lines
+	}
+	// A second document would be ignored, and shown as written by Redact, secrets and all.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		return nil, []located{syntaxProblem(err)}, true, lines
+	case len(next.Content) > 0 && !isNull(next.Content[0]):
+		return nil, []located{{line: next.Line, text: fmt.Sprintf("a configuration is one YAML document: another begins on line %d", next.Line)}}, true, lines
 	}
 	indexLines(root.Content[0], "", lines)
 	var w walker

@@ -250,3 +250,20 @@ alerts:
 		t.Errorf("redacted %q, want %q:\n%s", fields, want, got)
 	}
 }
+
+// A document stream of several documents would have the decoder read the first and Redact show
+// the others as written, secrets and all: the configuration is one document.
+func TestASecondDocumentIsRefusedNamingItsLine(t *testing.T) {
+	doc := secretsDoc + "---\nalerts: [{name: old, webhooks: [{url: https://h.test/a, secret: whsec-old}]}]\n"
+	_, err := config.Parse("two.yaml", []byte(doc))
+	var ce *config.Error
+	want := []string{"a configuration is one YAML document: another begins on line 16"}
+	if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, want) || !reflect.DeepEqual(ce.Lines, []int{16}) {
+		t.Fatalf("err = %v, want exactly %q", err, want)
+	}
+	for _, end := range []string{"---\n", "---\n# nothing more\n", "...\n"} {
+		if _, err := config.Parse("one.yaml", []byte(secretsDoc+end)); err != nil {
+			t.Errorf("a document ending %q: %v", end, err)
+		}
+	}
+}
