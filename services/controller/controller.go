@@ -441,7 +441,7 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 	}
 	recorded := 0
 	for _, r := range rs {
-		if !c.live.Probe(r.Endpoint, r.App, region, r.OK, at) {
+		if !c.live.Probe(r.Endpoint, r.App, region, r.OK, r.Window, at) {
 			c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
 			continue
 		}

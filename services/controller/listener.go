@@ -21,11 +21,23 @@ type listenerView struct {
 	fails, oks int
 	status     events.Status
 	last       time.Time
+	// windows are the windows of the region's last two results that said theirs, the latest
+	// first (events.ProbeResult.Window).
+	windows [2]int64
 }
 
-// step folds the result of one check of the listener, arriving at at, into v: fall consecutive
-// failures make it down, rise consecutive passes up.
-func (v listenerView) step(ok bool, at time.Time, p listenerPolicy) listenerView {
+// step folds the result of one check of the listener from window (0: not said), arriving at at,
+// into v: fall consecutive failures make it down, rise consecutive passes up. A result of one of
+// the region's last two windows is the same check, which a second prober of the region ran
+// during a hand-over, and changes nothing, as for an endpoint (decide.Endpoint.Observe): the
+// controller hears every copy on the wire.
+func (v listenerView) step(ok bool, window int64, at time.Time, p listenerPolicy) listenerView {
+	if window != 0 {
+		if v.windows[0] == window || v.windows[1] == window {
+			return v
+		}
+		v.windows = [2]int64{window, v.windows[0]}
+	}
 	v.last = at
 	if ok {
 		v.fails, v.oks = 0, v.oks+1

@@ -110,7 +110,7 @@ func TestEachListenerIsJudgedOnItsOwnAppsThresholdsWhateverOrderItsResultsArrive
 					l.Heartbeat("west", "hb", 0, now)
 					for j := 0; j+1 < len(step); j += 2 {
 						for _, region := range []string{"r1", "r2"} {
-							l.Probe("west", apps[step[j]], region, step[j+1] == '+', now)
+							l.Probe("west", apps[step[j]], region, step[j+1] == '+', 0, now)
 						}
 					}
 					for _, ch := range l.Due(now) {
@@ -209,7 +209,7 @@ func TestAReconfiguredEdgeKeepsTheChecksOfTheListenersItKeeps(t *testing.T) {
 		at = at.Add(500 * time.Millisecond)
 		l.Heartbeat("west", "hb", 0, at)
 		for _, app := range []string{"shop", "cart"} {
-			l.Probe("west", app, "r1", false, at)
+			l.Probe("west", app, "r1", false, 0, at)
 		}
 		status = appendDue(t, l, at, status)
 	}
@@ -221,7 +221,7 @@ func TestAReconfiguredEdgeKeepsTheChecksOfTheListenersItKeeps(t *testing.T) {
 	l.Reconfigure(c, at)
 	at = at.Add(500 * time.Millisecond)
 	l.Heartbeat("west", "hb", 0, at)
-	if l.Probe("west", "cart", "r1", true, at) {
+	if l.Probe("west", "cart", "r1", true, 0, at) {
 		t.Error("a check of cart's listener, no longer configured, was recorded")
 	}
 	if status = appendDue(t, l, at, status); status != events.StatusDown {
@@ -284,7 +284,7 @@ func TestAListenerWithoutRecentResultsGetsItsStaleAfterAgainWhenTheControllerHea
 					at = at.Add(500 * time.Millisecond)
 					l.Heartbeat("west", "hb", 0, at)
 					for _, app := range []string{"shop", "cart"} {
-						l.Probe("west", app, "r1", true, at)
+						l.Probe("west", app, "r1", true, 0, at)
 					}
 					status = appendDue(t, l, at, status)
 				}
@@ -303,9 +303,9 @@ func TestAListenerWithoutRecentResultsGetsItsStaleAfterAgainWhenTheControllerHea
 				for i := range 8 {
 					at = at.Add(500 * time.Millisecond)
 					l.Heartbeat("west", "hb", 0, at)
-					l.Probe("west", "shop", "r1", false, at)
+					l.Probe("west", "shop", "r1", false, 0, at)
 					if cartAnswers && i >= 4 {
-						l.Probe("west", "cart", "r1", true, at)
+						l.Probe("west", "cart", "r1", true, 0, at)
 					}
 					status = appendDue(t, l, at, status)
 					got.WriteByte(statusLetter[status])
@@ -319,5 +319,44 @@ func TestAListenerWithoutRecentResultsGetsItsStaleAfterAgainWhenTheControllerHea
 				}
 			})
 		}
+	}
+}
+
+// TestAListenersCheckThatTwoProbersOfARegionRanInOneWindowCountsOnce: during a hand-over two
+// probers of a region may both run a check in one window; the controller hears both results on
+// the wire (JetStream's duplicate window does not filter core subscribers), and counts them once,
+// as the deciders count an endpoint's, so that a fall of 2 is two windows, not one.
+func TestAListenersCheckThatTwoProbersOfARegionRanInOneWindowCountsOnce(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	l := NewLiveness(twoListeners(t, 2, 2), start)
+	status := events.StatusUnknown
+	at := start
+	for w := range int64(2) {
+		at = at.Add(500 * time.Millisecond)
+		l.Heartbeat("west", "hb", 0, at)
+		for _, app := range []string{"shop", "cart"} {
+			l.Probe("west", app, "r1", true, 3400000000+w, at)
+		}
+		status = appendDue(t, l, at, status)
+	}
+	if status != events.StatusUp {
+		t.Fatalf("status %q with both listeners answering, want up", status)
+	}
+	at = at.Add(500 * time.Millisecond)
+	l.Heartbeat("west", "hb", 0, at)
+	for _, app := range []string{"shop", "cart"} {
+		l.Probe("west", app, "r1", false, 3400000002, at) // two probers' runs of one window
+		l.Probe("west", app, "r1", false, 3400000002, at)
+	}
+	if status = appendDue(t, l, at, status); status != events.StatusUp {
+		t.Fatalf("status %q after one window's failures (fall 2), want up", status)
+	}
+	at = at.Add(500 * time.Millisecond)
+	l.Heartbeat("west", "hb", 0, at)
+	for _, app := range []string{"shop", "cart"} {
+		l.Probe("west", app, "r1", false, 3400000003, at)
+	}
+	if status = appendDue(t, l, at, status); status != events.StatusDown {
+		t.Fatalf("status %q after two windows' failures (fall 2), want down", status)
 	}
 }

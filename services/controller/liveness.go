@@ -233,9 +233,10 @@ func (l *Liveness) Recorded(edge string, s events.Status) {
 	}
 }
 
-// Probe records the result of a check of edge's listener for app from region, arriving at at.
-// It reports false for an edge, or a listener of it, that is not configured.
-func (l *Liveness) Probe(edge, app, region string, ok bool, at time.Time) bool {
+// Probe records the result of a check of edge's listener for app from region, of the check's
+// window (events.ProbeResult.Window; 0: not said), arriving at at; a second result of one of the
+// region's last two windows counts for nothing (see listenerView.step). It reports false for an edge, or a listener of it, that is not configured.
+func (l *Liveness) Probe(edge, app, region string, ok bool, window int64, at time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, found := l.edges[edge]
@@ -246,7 +247,7 @@ func (l *Liveness) Probe(edge, app, region string, ok bool, at time.Time) bool {
 	if !found {
 		return false
 	}
-	ls.regions[region] = ls.regions[region].step(ok, at, ls.policy)
+	ls.regions[region] = ls.regions[region].step(ok, window, at, ls.policy)
 	return true
 }
 

@@ -131,8 +131,8 @@ edges:
 					l.Heartbeat("west", "hb", 0, now)
 				}
 				if s != '.' {
-					l.Probe("west", "shop", "r1", s == 'h' || s == 'c' || s == 's', now)
-					l.Probe("west", "shop", "r2", s == 'h' || s == 'c', now)
+					l.Probe("west", "shop", "r1", s == 'h' || s == 'c' || s == 's', 0, now)
+					l.Probe("west", "shop", "r2", s == 'h' || s == 'c', 0, now)
 				}
 				for _, ch := range l.Due(now) {
 					status, reason = ch.To, ch.Reason
