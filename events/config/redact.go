@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"slices"
 	"unicode/utf8"
 
@@ -21,8 +22,61 @@ const redactedProblem = `holds "` + Redacted + `", which detour config get shows
 // lists) replaced by "<redacted>", and the paths of those secrets. The rest of the text is left
 // as it was, comments included, unless a secret is written in a form replaced only by writing
 // the document again (a block scalar, a tag, an anchor). A document without inline secrets, or
-// that is not YAML, comes back as it is.
+// that is not YAML, comes back as it is. Of a second YAML document after the first (which a
+// version applied before Parse refused one may hold, and which the roles ignored), nothing is
+// shown but a comment saying where it began.
 func Redact(doc []byte) ([]byte, []string) {
+	doc, more := firstDocument(doc)
+	out, fields := redactOne(doc)
+	if more > 0 {
+		out = append(slices.Clip(out), fmt.Sprintf("# not shown: a second YAML document, from line %d, which roles ignored (--show-secrets shows it)\n", more)...)
+	}
+	return out, fields
+}
+
+// firstDocument returns the text of doc's first YAML document and the line where a second one
+// with content begins (0: none; nor when doc is not YAML). A second one that is not YAML begins
+// at the first document marker after the first's content.
+func firstDocument(doc []byte) ([]byte, int) {
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	var first, next yaml.Node
+	if dec.Decode(&first) != nil || len(first.Content) == 0 {
+		return doc, 0
+	}
+	line := 0
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		line = nextMarker(doc, first.Content[0].Line)
+	case len(next.Content) > 0 && !isNull(next.Content[0]):
+		line = next.Line
+	}
+	at, ok := offset(doc, line, 1)
+	if line == 0 || !ok {
+		return doc, 0
+	}
+	return doc[:at], line
+}
+
+// nextMarker returns the first line after line that starts with a document marker, --- or ...
+// (0: none).
+func nextMarker(doc []byte, line int) int {
+	for n, l := range bytes.SplitAfter(doc, []byte("\n")) {
+		if n+1 <= line {
+			continue
+		}
+		l = bytes.TrimRight(l, "\r\n")
+		for _, m := range [][]byte{[]byte("---"), []byte("...")} {
+			if bytes.HasPrefix(l, m) && (len(l) == len(m) || l[len(m)] == ' ' || l[len(m)] == '\t') {
+				return n + 1
+			}
+		}
+	}
+	return 0
+}
+
+// redactOne is Redact for a document of one YAML document.
+func redactOne(doc []byte) ([]byte, []string) {
 	var root yaml.Node
 	if yaml.Unmarshal(doc, &root) != nil {
 		return doc, nil

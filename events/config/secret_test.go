@@ -267,3 +267,24 @@ func TestASecondDocumentIsRefusedNamingItsLine(t *testing.T) {
 		}
 	}
 }
+
+// A version applied before a second document was refused may hold one: Redact shows the first,
+// which roles applied, and says that another followed, lest it show the other's secrets.
+func TestRedactShowsNothingOfASecondDocument(t *testing.T) {
+	doc := secretsDoc + "---\nalerts: [{name: old, webhooks: [{url: https://h.test/a, secret: whsec-old}]}]\n"
+	got, fields := config.Redact([]byte(doc))
+	first, _ := config.Redact([]byte(secretsDoc))
+	want := string(first) + "# not shown: a second YAML document, from line 16, which roles ignored (--show-secrets shows it)\n"
+	if string(got) != want || len(fields) != 3 {
+		t.Errorf("redacted %q:\n%s\nwant:\n%s", fields, got, want)
+	}
+	broken := secretsDoc + "---\nalerts: [{webhooks: [{secret: whsec-old}]}\n  - ]\n"
+	if got, _ := config.Redact([]byte(broken)); string(got) != want {
+		t.Errorf("a second document that is not YAML redacted as:\n%s", got)
+	}
+	for _, end := range []string{"---\n", "...\n"} {
+		if got, _ := config.Redact([]byte(secretsDoc + end)); string(got) != string(first)+end {
+			t.Errorf("a document ending %q redacted as:\n%s", end, got)
+		}
+	}
+}
