@@ -24,8 +24,9 @@ type located struct {
 // decodeProblems walks the YAML tree of doc alongside the type of Config and reports every key
 // that is not a field, every value of the wrong kind and every YAML syntax error, each with its
 // path and line; fatal is set when the document cannot be decoded at all. It also returns the
-// line of every path, so that later problems can be placed too.
-func decodeProblems(doc []byte) (root *yaml.Node, found []located, fatal bool, lines map[string]int) {
+// line of every path, so that later problems can be placed too. A second YAML document is a
+// problem, unless ignoreRest (see ParseStored).
+func decodeProblems(doc []byte, ignoreRest bool) (root *yaml.Node, found []located, fatal bool, lines map[string]int) {
 	lines = map[string]int{}
 	root = &yaml.Node{}
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
@@ -37,12 +38,14 @@ func decodeProblems(doc []byte) (root *yaml.Node, found []located, fatal bool, l
 	}
 	// A second document would be ignored, and shown as written by Redact, secrets and all.
 	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case err == io.EOF:
-	case err != nil:
-		return nil, []located{syntaxProblem(err)}, true, lines
-	case len(next.Content) > 0 && !isNull(next.Content[0]):
-		return nil, []located{{line: next.Line, text: fmt.Sprintf("a configuration is one YAML document: another begins on line %d", next.Line)}}, true, lines
+	if !ignoreRest {
+		switch err := dec.Decode(&next); {
+		case err == io.EOF:
+		case err != nil:
+			return nil, []located{syntaxProblem(err)}, true, lines
+		case len(next.Content) > 0 && !isNull(next.Content[0]):
+			return nil, []located{{line: next.Line, text: fmt.Sprintf("a configuration is one YAML document: another begins on line %d", next.Line)}}, true, lines
+		}
 	}
 	indexLines(root.Content[0], "", lines)
 	var w walker

@@ -52,12 +52,22 @@ func Load(path string) (*Config, error) {
 	return Parse(path, b)
 }
 
+// ParseStored is Parse for a document stored as a version (or a copy of one): of a second YAML
+// document, which a version applied before Parse refused one may hold, it reads the first alone,
+// as the roles read it then, so that a role starting after an upgrade is not left without the
+// active version.
+func ParseStored(name string, doc []byte) (*Config, error) { return parse(name, doc, true) }
+
 // Parse decodes a YAML document strictly (unknown keys are errors), applies the defaults and
 // validates the result. Any problem refuses the whole document with an *Error listing them all,
 // each with its path and line. A problem of the document's shape (an unknown key, a value of the
 // wrong kind) hides the problems of what it holds, which would only be its consequences.
-func Parse(name string, doc []byte) (*Config, error) {
-	root, found, fatal, lines := decodeProblems(doc)
+func Parse(name string, doc []byte) (*Config, error) { return parse(name, doc, false) }
+
+// parse is Parse; with stored, a second YAML document is ignored rather than refused
+// (ParseStored).
+func parse(name string, doc []byte, stored bool) (*Config, error) {
+	root, found, fatal, lines := decodeProblems(doc, stored)
 	e := &Error{File: name}
 	for _, p := range found {
 		e.Problems = append(e.Problems, p.String())

@@ -288,3 +288,24 @@ func TestRedactShowsNothingOfASecondDocument(t *testing.T) {
 		}
 	}
 }
+
+// A version stored before a second document was refused is read as the roles read it then, its
+// first document alone: refusing it would leave a role starting after an upgrade without one.
+func TestAStoredVersionWithASecondDocumentIsReadByItsFirst(t *testing.T) {
+	for _, second := range []string{"alerts: [{name: old, webhooks: [{url: https://h.test/a, secret: whsec-old}]}]\n", "alerts: [{\n  - ]\n"} {
+		v := config.Version{Number: 7, Document: secretsDoc + "---\n" + second}
+		c, err := v.Config()
+		if err != nil {
+			t.Fatalf("version 7 with a second document %q: %v", second, err)
+		}
+		if len(c.Alerts) != 1 || c.Alerts[0].Name != "ops" {
+			t.Errorf("version 7 read as %+v, want its first document's alerts", c.Alerts)
+		}
+		if _, err := config.ParseStored("copy.yaml", []byte(v.Document)); err != nil {
+			t.Errorf("ParseStored: %v", err)
+		}
+	}
+	if _, err := config.Parse("new.yaml", []byte(secretsDoc+"---\nalerts: []\n")); err == nil {
+		t.Error("Parse took a new document with a second one")
+	}
+}

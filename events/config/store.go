@@ -32,5 +32,5 @@ func Latest(ctx context.Context, js jetstream.JetStream) (*Config, error) {
 	if err := e.Payload(&applied); err != nil {
 		return nil, err
 	}
-	return Parse(fmt.Sprintf("%s (seq %d)", events.SubjectConfigDoc, seq), []byte(applied.Document))
+	return ParseStored(fmt.Sprintf("%s (seq %d)", events.SubjectConfigDoc, seq), []byte(applied.Document))
 }

@@ -209,5 +209,5 @@ func versionOf(seq uint64, data []byte) (Version, error) {
 
 // Config parses the version's document.
 func (v Version) Config() (*Config, error) {
-	return Parse(fmt.Sprintf("configuration version %d", v.Number), []byte(v.Document))
+	return ParseStored(fmt.Sprintf("configuration version %d", v.Number), []byte(v.Document))
 }

@@ -163,7 +163,7 @@ func (s *Server) onConfig(m jetstream.Msg, seq uint64) {
 	if err := e.Payload(&a); err != nil {
 		return
 	}
-	c, err := config.Parse(fmt.Sprintf("configuration version %d", seq), []byte(a.Document))
+	c, err := config.ParseStored(fmt.Sprintf("configuration version %d", seq), []byte(a.Document))
 	if err != nil {
 		s.log.Warn().Uint64("version", seq).Err(err).Msg("configuration version not shown: it does not parse")
 		return

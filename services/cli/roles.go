@@ -552,5 +552,5 @@ func loadConfigCopy(dir string) (*config.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read configuration copy: %w", err)
 	}
-	return config.Parse(configCopy(dir), doc)
+	return config.ParseStored(configCopy(dir), doc)
 }
