@@ -83,7 +83,7 @@ const dnsComment = `Read STATE; record their zones' changes and pushes on DNS, e
 
 func dnsUser(user string) roleUser {
 	return roleUser{name: user, allow: lines(
-		"detour.dns.*."+user+" detour.config.rejected.dns.*",
+		"detour.dns.*."+user+" detour.config.rejected.dns."+user,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.DNS $JS.API.DIRECT.GET.DNS $JS.API.DIRECT.GET.DNS.>",

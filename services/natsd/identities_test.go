@@ -578,6 +578,8 @@ func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
 		{"an edge's rejection", op{subject: config.RejectedSubject("edge", "edge-west")}, []string{"edge-west"}},
 		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "decider-1")}, usersWith("decider")},
 		{"a prober's rejection", op{subject: config.RejectedSubject("prober", "us-west", "p1")}, usersWith("prober-us-west")},
+		{"a DNS server's rejection", op{subject: config.RejectedSubject("dns", "dns-1")}, []string{"dns-1"}},
+		{"a DNS server's rejection", op{subject: config.RejectedSubject("dns", "dns-2")}, []string{"dns-2"}},
 	}
 	checkRows(t, d, rows)
 }
