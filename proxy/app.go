@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/proxy/route"
 	"github.com/rs/zerolog"
 )
@@ -32,6 +34,8 @@ type app struct {
 	pool, peerPool *connPool
 	// metrics, when set, counts the app's requests.
 	metrics *appMetrics
+	// failures rate-limits the log lines of the requests the edge answered 502.
+	failures *logs.Repeats
 }
 
 // instanceHealth is what the edge saw of one local instance: its failed requests in a row,
@@ -55,7 +59,8 @@ type appRoute struct {
 func newApp(e *edge, ea config.EdgeApp) *app {
 	return &app{
 		edge: e, name: ea.App, cfg: ea, pol: newPolicy(ea), now: time.Now,
-		log: e.log.With().Str("app", ea.App).Str("mode", ea.Mode).Logger(),
+		log:      e.log.With().Str("app", ea.App).Str("mode", ea.Mode).Logger(),
+		failures: logs.NewRepeats(failureLogWindow),
 	}
 }
 
@@ -211,3 +216,40 @@ func (a *app) failed(r *appRoute, t route.Target, f failure, err error) {
 			Dur("cooldown", a.pol.cooldown).Err(err).Msg("instance ejected")
 	}
 }
+
+// failureLogWindow is how often the edge logs the requests it answered 502 for one reason.
+const failureLogWindow = 10 * time.Second
+
+// logFailure logs why a request with method and path was answered 502, once per reason and
+// failureLogWindow: the client's answer says nothing of it (failBody).
+func (a *app) logFailure(method, path string, err error) {
+	a.failures.Gate(a.log.Warn(), failureReason(err)).Str("method", method).Str("path", path).Err(err).Msg("request failed")
+}
+
+// failureReason names what made a request fail, for logFailure's rate limit.
+func failureReason(err error) string {
+	switch {
+	case errors.Is(err, errLoop):
+		return "loop"
+	case errors.Is(err, errNoTarget):
+		return "no target"
+	}
+	switch classify(err) {
+	case notSent:
+		return "not sent"
+	case noAnswer:
+		return "no answer"
+	case timedOut:
+		return "timed out"
+	case badStatus:
+		return "status"
+	default:
+		return "broken"
+	}
+}
+
+// failBody is the body of an answer the edge gives itself with code: the status's text only.
+// The reason (a dial error naming an instance's address, what was malformed in an answer)
+// would tell any client the inside of the edge's network, so it is only logged (logFailure),
+// as HAProxy and nginx answer a page of their own.
+func failBody(code int) string { return http.StatusText(code) + "\n" }

@@ -475,7 +475,7 @@ func (lc *leanConn) writeUpstream(bw *bufio.Writer, hop string) {
 	_, _ = bw.WriteString("\r\n")
 }
 
-// fail answers 502 with the reason, as app.fail does.
+// fail answers 502 as app.fail does, logging the reason.
 func (lc *leanConn) fail(err error) bool {
 	a := lc.app
 	a.metrics.failed()
@@ -483,8 +483,8 @@ func (lc *leanConn) fail(err error) bool {
 	if u, perr := url.ParseRequestURI(string(lc.head.target)); perr == nil {
 		path = u.Path
 	}
-	a.log.Warn().Str("method", http.MethodGet).Str("path", path).Err(err).Msg("request failed")
-	body := "detour edge " + a.edge.name + ": app " + a.name + ": " + err.Error() + "\n"
+	a.logFailure(http.MethodGet, path, err)
+	body := failBody(http.StatusBadGateway)
 	keep := lc.keep()
 	lc.statusLine(http.StatusBadGateway)
 	writeField(lc.bw, "Content-Type", "text/plain; charset=utf-8")

@@ -441,8 +441,9 @@ func (e *clientBodyError) Error() string { return "read request body: " + e.err.
 
 func (e *clientBodyError) Unwrap() error { return e.err }
 
-// fail answers a request that could not be proxied with the reason: 502, or 400 when the
-// client's body was malformed, or 408 when it stopped arriving for client_body.
+// fail answers a request that could not be proxied, with the status's text only (failBody): 502,
+// logged with the reason, or 400 when the client's body was malformed, or 408 when it stopped
+// arriving for client_body.
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 	slow := errors.Is(err, errClientBodyTimeout)
 	if r.Context().Err() != nil && !slow {
@@ -462,11 +463,11 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusBadRequest
 	default:
 		a.metrics.failed()
-		a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("request failed")
+		a.logFailure(r.Method, r.URL.Path, err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
-	_, _ = io.WriteString(w, "detour edge "+a.edge.name+": app "+a.name+": "+err.Error()+"\n")
+	_, _ = io.WriteString(w, failBody(code))
 }
 
 // replayableBody lets a request body be sent again after a connection error if none of it was

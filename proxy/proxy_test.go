@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/detourdev/detour/proxy/route"
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/http2"
 )
 
 // freeAddr returns a loopback ip:port nothing listens on right now.
@@ -66,6 +68,26 @@ type cluster struct {
 	done    map[string]chan error
 	metrics *metrics.Metrics
 	dataDir string // the edges' route table snapshots; "" keeps none
+	// logs holds what every edge logged.
+	logs lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // twoEdges configures edge-west (pool west) and edge-east (pool east), each the other's
@@ -141,7 +163,7 @@ func (c *cluster) start(edge, resolver string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := zerolog.New(zerolog.NewTestWriter(t))
+	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &c.logs))
 	if _, fuzzing := t.(*testing.F); fuzzing {
 		log = zerolog.Nop() // a fuzz target may not log through F
 	}
@@ -318,9 +340,62 @@ func TestARequestAlreadyForwardedIsNeverForwardedAgain(t *testing.T) {
 	c.mark(events.EndpointStateSubject("shop", "east", "i0"), events.TypeEndpointDown)
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		resp, body := get(t, "http://"+c.west+"/")
-		return resp.StatusCode == http.StatusBadGateway &&
-			strings.HasPrefix(body, "detour edge edge-east: app shop: the local pool is down and the request was already forwarded by another edge: not forwarding it again")
-	}, "a 502 from edge-east naming the loop")
+		return resp.StatusCode == http.StatusBadGateway && body == "Bad Gateway\n" &&
+			strings.Contains(c.logs.String(), errLoop.Error())
+	}, "a 502 from edge-east, which logs the loop")
+}
+
+// A request no instance could take is answered with the status's text only, on every path and
+// protocol: the reason (a dial error naming an instance's address, a malformed answer) would
+// tell any client the edge's inside. The edge's log keeps it.
+func TestAFailedRequestIsAnsweredWithoutItsReason(t *testing.T) {
+	west, east := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
+	c := twoEdges(t, []string{west}, []string{east}, "http", "")
+	_, westPort, _ := net.SplitHostPort(west)
+	h2 := &http.Client{Timeout: 5 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, network, addr)
+		}}}
+	for _, tc := range []struct {
+		name, raw string // raw HTTP/1.1, or an HTTP/2 request when empty
+		method    string
+	}{
+		{name: "a plain GET (lean path)", raw: "GET / HTTP/1.1\r\n" + host + "\r\n", method: "GET"},
+		{name: "a GET with an empty body (fast path)", raw: "GET / HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", method: "GET"},
+		{name: "a POST with a body (ReverseProxy path)", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", method: "POST"},
+		{name: "an HTTP/2 GET", method: "GET"},
+		{name: "an HTTP/2 POST with a body", method: "POST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var resp *http.Response
+			if tc.raw != "" {
+				var err error
+				resp, err = http.ReadResponse(bufio.NewReader(sendRaw(t, c.west, tc.raw)), &http.Request{Method: tc.method})
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				var body io.Reader
+				if tc.method == "POST" {
+					body = strings.NewReader("hi")
+				}
+				req, _ := http.NewRequest(tc.method, "http://"+c.west+"/", body)
+				req.Host = "shop.demo.test"
+				var err error
+				if resp, err = h2.Do(req); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway || string(b) != "Bad Gateway\n" {
+				t.Errorf("answered %d %q, want 502 %q", resp.StatusCode, b, "Bad Gateway\n")
+			}
+		})
+	}
+	if logs := c.logs.String(); !strings.Contains(logs, `"message":"request failed"`) || !strings.Contains(logs, ":"+westPort) {
+		t.Errorf("the edges did not log why a request failed, naming the instance's address %s:\n%s", west, logs)
+	}
 }
 
 func TestAClientsOwnForwardingHeadersAreReplaced(t *testing.T) {
