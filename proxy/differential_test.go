@@ -26,7 +26,7 @@ import (
 // recorder is an upstream that records the framing and Host of every request it receives and answers
 // by path: /204, /304, /1xx (103 then 200), /101 (101 Switching Protocols, though no upgrade is
 // asked for, then a 200 in what is no longer HTTP), /099 (a status under 100, which net/http's
-// ReadResponse takes), /trailers (chunked with a trailer), /close (and closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
+// ReadResponse takes), /two-framings (Transfer-Encoding and Content-Length), /trailers (chunked with a trailer), /close (and closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
 // and /chunked-long (followed by an unsolicited answer), else 200 "ok".
 // bad collects what net/http's server would refuse of what it received.
 type recorder struct {
@@ -89,6 +89,8 @@ func newRecorder(tb testing.TB) *recorder {
 				answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + unsolicited
 			case "/chunked-long":
 				answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + unsolicited
+			case "/two-framings":
+				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
 			case "/099":
 				answer = "HTTP/1.1 099 Weird\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 			case "/close":
@@ -268,6 +270,10 @@ var corpus = []struct {
 		differs: "RFC 9110 §15: a status is 100 to 599, so the edge answers 502; ReverseProxy panics writing it and drops the connection"},
 	{name: "an answer with a status under 100 to a POST, then a GET", raw: "POST /099 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{502, 200}, forwards: 2,
 		differs: "RFC 9110 §15: a status is 100 to 599, so the edge answers 502; ReverseProxy panics writing it and drops the connection"},
+	{name: "an answer with both Transfer-Encoding and Content-Length, then a GET", raw: "GET /two-framings HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}, edge: []int{502, 200}, forwards: 2,
+		differs: "RFC 9112 §6.3: two framings are an error, so the edge answers 502 as nginx does; ReverseProxy relays the chunked body"},
+	{name: "an answer with both Transfer-Encoding and Content-Length to a POST, then a GET", raw: "POST /two-framings HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{502, 200}, forwards: 2,
+		differs: "RFC 9112 §6.3: two framings are an error, so the edge answers 502 as nginx does; ReverseProxy relays the chunked body"},
 }
 
 func TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented(t *testing.T) {

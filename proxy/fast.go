@@ -30,10 +30,11 @@ const maxResponseHead = 10 << 20
 var errHeadTooLong = fmt.Errorf("the answer's head is longer than %d bytes", maxResponseHead)
 
 // headLimit is what an upConn's reader reads the connection through: while a head is read,
-// left counts down what it may still take.
+// left counts down what it may still take, and watch follows the answer's framing.
 type headLimit struct {
-	c    net.Conn
-	left int64
+	c     net.Conn
+	left  int64
+	watch framingWatch
 }
 
 func (l *headLimit) Read(p []byte) (int, error) {
@@ -42,6 +43,7 @@ func (l *headLimit) Read(p []byte) (int, error) {
 	}
 	n, err := l.c.Read(p[:min(int64(len(p)), l.left)])
 	l.left -= int64(n)
+	l.watch.feed(p[:n])
 	return n, err
 }
 
@@ -199,6 +201,7 @@ func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Du
 	// pooled only then); headRead lifts the limit.
 	_ = uc.c.SetReadDeadline(first)
 	uc.limit.left = maxResponseHead
+	uc.limit.watch.expect()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -253,7 +256,8 @@ func checkStatus(code int) error {
 }
 
 // readFinal reads the head of the final response to a request with r's method, which asks for
-// no upgrade, skipping interim ones (103 Early Hints); a 101 is final, and an error.
+// no upgrade, skipping interim ones (103 Early Hints); a 101 is final, and an error, and so is a
+// head with both Transfer-Encoding and Content-Length (errAmbiguousLength).
 func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Response, error) {
 	defer uc.afterCancel(ctx)()
 	for {
@@ -269,6 +273,9 @@ func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Respons
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
 			continue
+		}
+		if uc.limit.watch.ambiguous {
+			return nil, errAmbiguousLength
 		}
 		uc.headRead()
 		return resp, nil

@@ -234,3 +234,58 @@ func TestAConnectionItsPeerResetIsClosedByPeer(t *testing.T) {
 		t.Fatalf("read from a connection its peer reset: %v (%#v), which closedByPeer does not take for closed by the peer", err, err)
 	}
 }
+
+// An answer with both Transfer-Encoding and Content-Length (RFC 9112 §6.3) fails its attempt
+// with 502 on every path, and its connection is never used again: the instance stands in for
+// one whose answer's framing a header injected into it made ambiguous, so that the rest of the
+// body, as the instance framed it, comes after the edge read the chunked body and would be read
+// as the answer to the next request on the connection, another client's.
+func TestAnAnswerWithTwoFramingsIsA502AndItsConnectionIsNeverReused(t *testing.T) {
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		ambiguous := false
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			answer := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+			switch {
+			case ambiguous:
+				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nsmuggled"
+			case req.URL.Path == "/two-framings":
+				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 69\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+				ambiguous = true
+			}
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	for _, tc := range []struct{ name, first, next string }{
+		{"plain GETs, which the edge's front serves",
+			"GET /two-framings HTTP/1.1\r\nHost: shop\r\n\r\n", "GET /next HTTP/1.1\r\nHost: shop\r\n\r\n"},
+		{"GETs left to net/http (fast path)",
+			"GET /two-framings HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\n\r\n", "GET /next HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\n\r\n"},
+		{"POSTs with a body (ReverseProxy path)",
+			"POST /two-framings HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi", "POST /next HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := exchangeRaw(t, c.west, tc.first)
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("an answer with two framings was relayed as %s %q, want 502", resp.Status, body)
+			}
+			for range 3 {
+				if resp, body := exchangeRaw(t, c.west, tc.next); resp.StatusCode != http.StatusOK || body != "ok" {
+					t.Fatalf("the next client was answered %s %q, want 200 %q", resp.Status, body, "ok")
+				}
+			}
+		})
+	}
+	if !strings.Contains(c.logs.String(), errAmbiguousLength.Error()) {
+		t.Error("the edge did not log why it answered 502")
+	}
+}

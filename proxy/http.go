@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"strconv"
 	"strings"
@@ -68,9 +69,17 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 // newTransport returns the transport to instances (source nil) or to secondary edges (source:
 // this edge's address, so the peer recognises it), with p's timeouts.
 func newTransport(source net.IP, p *policy) *http.Transport {
+	dial := dialFrom(source, p.timeouts.Connect.D())
 	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialFrom(source, p.timeouts.Connect.D()),
+		Proxy: nil,
+		// RoundTrip watches the framing of the answers (see watchedConn).
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &watchedConn{Conn: c}, nil
+		},
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       p.timeouts.Idle.D(),
@@ -398,9 +407,20 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				out.Header.Set(HeaderForwardedBy, a.edge.name)
 				tr = a.peerTransport
 			}
-			res, err := tr.RoundTrip(out)
+			var wc *watchedConn
+			res, err := tr.RoundTrip(out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
+				GotConn: func(info httptrace.GotConnInfo) {
+					if wc, _ = info.Conn.(*watchedConn); wc != nil {
+						wc.expect()
+					}
+				},
+			})))
 			if err == nil {
-				if err = checkStatus(res.StatusCode); err != nil {
+				if err = checkStatus(res.StatusCode); err == nil && wc != nil && wc.ambiguous() {
+					// Closed before its end, the body takes its connection with it.
+					err = errAmbiguousLength
+				}
+				if err != nil {
 					_ = res.Body.Close()
 				}
 			}
