@@ -66,7 +66,7 @@ func newRecorder(tb testing.TB) *recorder {
 			}
 			rec.mu.Lock()
 			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q trailer=%q", req.Method, req.URL.Path,
-				req.Host, req.ContentLength, req.TransferEncoding, body, req.Trailer.Get("X-Sum")))
+				req.Host, req.ContentLength, req.TransferEncoding, body, trailerOf(req)))
 			rec.mu.Unlock()
 			var answer string
 			switch req.URL.Path {
@@ -201,6 +201,9 @@ var corpus = []struct {
 	{name: "a POST with a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello", methods: []string{"POST"}},
 	{name: "a POST without a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", methods: []string{"POST"}},
 	{name: "a chunked body with a trailer", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n", methods: []string{"POST"}},
+	{name: "a chunked body with trailers a header may not be replaced by", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nHost: admin.internal\r\nContent-Length: 99\r\nConnection: close\r\nTransfer-Encoding: gzip\r\nAuthorization: Basic YTpi\r\nDetour-Forwarded-By: edge-east\r\n\r\n", methods: []string{"POST"}},
+	{name: "a chunked body with declared trailers a header may not be replaced by", raw: "POST /c HTTP/1.1\r\n" + host + "Trailer: X-Sum, X-Forwarded-For, Host, Authorization\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\nX-Forwarded-For: 6.6.6.6\r\nHost: admin.internal\r\nAuthorization: Basic YTpi\r\n\r\n", methods: []string{"POST"}, edge: []int{200}, forwards: 1,
+		differs: "RFC 9110 §6.5.1: a client's trailers are dropped on every path (the fast paths forward no body), as most intermediaries do; ReverseProxy declares their names upstream (Trailer: Authorization,Host,…) and sends none of their values"},
 	{name: "Content-Length and Transfer-Encoding", raw: "POST /smuggle HTTP/1.1\r\n" + host + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", methods: []string{"POST"}, edge: []int{400},
 		differs: "RFC 9112 §6.3: the edge answers 400 and forwards nothing; net/http drops Content-Length and forwards the chunked body"},
 	{name: "two equal Content-Lengths", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", methods: []string{"POST"}},
@@ -346,6 +349,12 @@ func TestARequestAfterAnHTTP11PriIsStillChecked(t *testing.T) {
 // reset.
 func h2cRequest(t testing.TB, addr, method string, fields [][2]string, data []byte) int {
 	t.Helper()
+	return h2cRequestWithTrailers(t, addr, method, fields, data, nil)
+}
+
+// h2cRequestWithTrailers is h2cRequest, ending the stream with trailers when there are any.
+func h2cRequestWithTrailers(t testing.TB, addr, method string, fields [][2]string, data []byte, trailers [][2]string) int {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -369,9 +378,16 @@ func h2cRequest(t testing.TB, addr, method string, fields [][2]string, data []by
 	for _, f := range append(pseudo, regular...) {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
-	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: data == nil})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: data == nil && trailers == nil})
 	if data != nil {
-		_ = fr.WriteData(1, true, data)
+		_ = fr.WriteData(1, trailers == nil, data)
+	}
+	if trailers != nil {
+		hb.Reset()
+		for _, f := range trailers {
+			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
 	}
 	dec := hpack.NewDecoder(4096, nil)
 	for {
@@ -401,6 +417,31 @@ func h2cRequest(t testing.TB, addr, method string, fields [][2]string, data []by
 		case *http2.GoAwayFrame:
 			return 0
 		}
+	}
+}
+
+// A client's trailers reach no instance, whichever path an HTTP/2 request takes: the fast path
+// for one whose content-length is 0, the ReverseProxy path for one with data.
+func TestAnHTTP2RequestsTrailersAreDroppedOnEveryPath(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	trailers := [][2]string{{"x-sum", "5"}, {"x-forwarded-for", "6.6.6.6"}}
+	for _, tc := range []struct {
+		name   string
+		fields [][2]string
+		data   []byte
+	}{
+		{"no data, content-length 0", [][2]string{{"content-length", "0"}, {"trailer", "x-sum, x-forwarded-for"}}, nil},
+		{"data", [][2]string{{"trailer", "x-sum, x-forwarded-for"}}, []byte("hello")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec.take()
+			code := h2cRequestWithTrailers(t, c.west, "POST", tc.fields, tc.data, trailers)
+			got, bad := rec.take()
+			if code != http.StatusOK || len(bad) > 0 || len(got) != 1 || !strings.HasSuffix(got[0], `trailer=""`) {
+				t.Errorf("answered %d; the upstream got %q (refused %q), want one request without trailers", code, got, bad)
+			}
+		})
 	}
 }
 
@@ -822,4 +863,14 @@ func TestASmallMaxHeaderBytesHoldsOnEveryRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// trailerOf lists req's trailer fields, sorted.
+func trailerOf(req *http.Request) string {
+	var out []string
+	for k, vs := range req.Trailer {
+		out = append(out, k+": "+strings.Join(vs, ", "))
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
 }

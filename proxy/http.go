@@ -282,8 +282,9 @@ func badH2Length(r *http.Request) string {
 
 // rewrite prepares the outbound request of the ReverseProxy path: the target is chosen per
 // attempt in RoundTrip, the Host header and the query are kept as they came (ReverseProxy drops
-// the query's parameters url.ParseQuery refuses, which the lean and fast paths forward) and the
-// header is the policy's (upstreamHeader), with the upgrade ReverseProxy carries itself.
+// the query's parameters url.ParseQuery refuses, which the lean and fast paths forward), the
+// header is the policy's (upstreamHeader), with the upgrade ReverseProxy carries itself, and
+// the client's trailers are dropped.
 func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = pr.In.Host
@@ -296,6 +297,14 @@ func (a *app) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header["Connection"] = []string{"Upgrade"}
 		pr.Out.Header["Upgrade"] = []string{upgrade}
 	}
+	// The client's trailers are dropped, as the fast paths, which forward no body, drop them
+	// (RFC 9112 §7.1.2 lets a recipient that removes the chunked coding discard them): RFC 9110
+	// §6.5.1 forbids sending a field as a trailer unless its definition allows it, which the
+	// edge cannot know of an app's fields, and an instance that merges trailers into the header
+	// would take a client's X-Forwarded-For or Host for the edge's. The transport would declare
+	// the names the client declared (Trailer: Host, …) and send none of the values, which
+	// arrive in In's trailer, not in Out's copy.
+	pr.Out.Trailer = nil
 }
 
 // forwardedBy returns the edge that forwarded r, as its HeaderForwardedBy field names it, when
