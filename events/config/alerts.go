@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -48,7 +49,9 @@ type Alert struct {
 
 // Webhook is one HTTP endpoint an alert is POSTed to.
 type Webhook struct {
-	// URL is where to POST: http or https, without user:password (use the secret).
+	// URL is where to POST: http or https, without user:password (use the secret). A token in
+	// it (Slack's, Discord's, Teams' path; a query parameter such as token or sig) is stored in
+	// CONFIG and shown redacted (secretFields).
 	URL string `yaml:"url"`
 	// Format is json (default: Detour's own document) or slack (an incoming-webhook message).
 	Format string `yaml:"format,omitempty"`
@@ -114,6 +117,8 @@ func (c *Config) validateAlerts(p *problems) {
 			wp := fmt.Sprintf("%s.webhooks[%d]", path, j)
 			u, err := url.Parse(w.URL)
 			switch {
+			case strings.Contains(w.URL, Redacted):
+				// Refused by validateRedacted.
 			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 				p.add(wp+".url", "want an http or https URL, got %q", w.URL)
 			case u.User != nil:

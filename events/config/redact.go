@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -15,16 +17,14 @@ import (
 // secret.
 const Redacted = "<redacted>"
 
-// redactedProblem is what Validate says of a secret that holds Redacted.
-const redactedProblem = `holds "` + Redacted + `", which detour config get shows in place of a secret: write the secret, or use secret_file or secret_env`
-
-// Redact returns doc with the value of every secret written inline (the fields InlineSecrets
-// lists) replaced by "<redacted>", and the paths of those secrets. The rest of the text is left
-// as it was, comments included, unless a secret is written in a form replaced only by writing
-// the document again (a block scalar, a tag, an anchor). A document without inline secrets, or
-// that is not YAML, comes back as it is. Of a second YAML document after the first (which a
-// version applied before Parse refused one may hold, and which the roles ignored), nothing is
-// shown but a comment saying where it began.
+// Redact returns doc with every secret written inline (the fields InlineSecrets lists) replaced
+// by "<redacted>", and the paths of those secrets: a secret field's whole value, the secret part
+// of a URL or a check's path (see secretFields). The rest of the text is left as it was,
+// comments included, unless a secret is written in a form replaced only by writing the document
+// again (a block scalar, a tag, an anchor). A document without inline secrets, or that is not
+// YAML, comes back as it is. Of a second YAML document after the first (which a version applied
+// before Parse refused one may hold, and which the roles ignored), nothing is shown but a comment
+// saying where it began.
 func Redact(doc []byte) ([]byte, []string) {
 	doc, more := firstDocument(doc)
 	out, fields := redactOne(doc)
@@ -81,15 +81,20 @@ func redactOne(doc []byte) ([]byte, []string) {
 	if yaml.Unmarshal(doc, &root) != nil {
 		return doc, nil
 	}
-	fields, nodes := inlineSecretNodes(&root)
-	if len(nodes) == 0 {
+	all := inlineSecretNodes(&root)
+	if len(all) == 0 {
 		return doc, nil
 	}
-	if out, ok := spliceRedacted(doc, nodes); ok {
+	fields := make([]string, len(all))
+	for i, s := range all {
+		fields[i] = s.path
+	}
+	found := distinct(all)
+	if out, ok := spliceRedacted(doc, found); ok {
 		return out, fields
 	}
-	for _, n := range nodes {
-		n.Value, n.Style, n.Tag = Redacted, yaml.DoubleQuotedStyle, "!!str"
+	for _, s := range found {
+		s.node.Value, s.node.Style, s.node.Tag = s.redacted, yaml.DoubleQuotedStyle, "!!str"
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -101,35 +106,99 @@ func redactOne(doc []byte) ([]byte, []string) {
 	return buf.Bytes(), fields
 }
 
-// inlineSecretNodes finds the inline secrets of a decoded document: the paths, as InlineSecrets
-// names them, and the scalars holding them, each once however many aliases share it.
-func inlineSecretNodes(root *yaml.Node) ([]string, []*yaml.Node) {
-	var fields []string
-	var nodes []*yaml.Node
-	seen := map[*yaml.Node]bool{}
-	note := func(path string, n *yaml.Node) {
-		if n == nil || n.Kind != yaml.ScalarNode || n.Value == "" || isNull(n) {
-			return
-		}
-		fields = append(fields, path)
-		if !seen[n] {
-			seen[n] = true
-			nodes = append(nodes, n)
-		}
-	}
+// inlineSecret is a secret found in a decoded document: its path, as InlineSecrets names it, its
+// field, the scalar holding it and what Redact writes in its place.
+type inlineSecret struct {
+	path     string
+	field    *secretField
+	node     *yaml.Node
+	redacted string
+}
+
+// inlineSecretNodes finds the inline secrets of a decoded document, in the order of
+// secretFields: one for each path, so a scalar shared by aliases is found under each.
+func inlineSecretNodes(root *yaml.Node) []inlineSecret {
+	var found []inlineSecret
 	top := resolve(root)
 	if top != nil && top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
 		top = resolve(top.Content[0])
 	}
-	for i, z := range items(member(top, "zones")) {
-		note(fmt.Sprintf("zones[%d].push.tsig.secret", i), member(member(member(z, "push"), "tsig"), "secret"))
+	for i := range secretFields {
+		f := &secretFields[i]
+		walkField(top, "", strings.Split(f.path, "."), func(path, key string, n *yaml.Node) {
+			if n == nil || n.Kind != yaml.ScalarNode || n.Value == "" || isNull(n) {
+				return
+			}
+			shown, secret := f.redact(key, n.Value)
+			if strings.Contains(n.Value, Redacted) {
+				// Redacted already, or written where a secret may be: refused (Validate).
+				shown, secret = n.Value, true
+			}
+			if secret {
+				found = append(found, inlineSecret{path, f, n, shown})
+			}
+		})
 	}
-	for i, a := range items(member(top, "alerts")) {
-		for j, w := range items(member(a, "webhooks")) {
-			note(fmt.Sprintf("alerts[%d].webhooks[%d].secret", i, j), member(w, "secret"))
+	return found
+}
+
+// distinct returns found without the secrets of a scalar found before under another path.
+func distinct(found []inlineSecret) []inlineSecret {
+	var out []inlineSecret
+	for _, s := range found {
+		if !slices.ContainsFunc(out, func(o inlineSecret) bool { return o.node == s.node }) {
+			out = append(out, s)
 		}
 	}
-	return fields, nodes
+	return out
+}
+
+// walkField calls at with the path, the last key and the value of every member of n that steps
+// name (secretFields' syntax), in the order a Config is written: the elements of a list in
+// turn, the keys of a map sorted.
+func walkField(n *yaml.Node, path string, steps []string, at func(path, key string, v *yaml.Node)) {
+	if len(steps) == 0 || n == nil {
+		return
+	}
+	step, rest := steps[0], steps[1:]
+	var visit func(path, key string, v *yaml.Node)
+	visit = func(path, key string, v *yaml.Node) {
+		if len(rest) == 0 {
+			at(path, key, v)
+		} else {
+			walkField(v, path, rest, at)
+		}
+	}
+	if step == "*" {
+		for _, k := range keys(n) {
+			visit(join(path, k), k, member(n, k))
+		}
+		return
+	}
+	name, list := strings.CutSuffix(step, "[]")
+	v := member(n, name)
+	if !list {
+		visit(join(path, name), name, v)
+		return
+	}
+	for i, e := range items(v) {
+		visit(fmt.Sprintf("%s[%d]", join(path, name), i), name, e)
+	}
+}
+
+// keys returns the keys of the mapping n, sorted, each once.
+func keys(n *yaml.Node) []string {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	var out []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // resolve returns the node an alias stands for, or n.
@@ -170,22 +239,26 @@ func items(n *yaml.Node) []*yaml.Node {
 	return out
 }
 
-// spliceRedacted replaces, in the text of doc, each of the scalars nodes with the marker, and
-// reports whether it could: each a plain or quoted scalar where the parser says it starts, and
-// the result the same document with the marker in their places.
-func spliceRedacted(doc []byte, nodes []*yaml.Node) ([]byte, bool) {
-	type span struct{ from, to int }
-	spans := make([]span, 0, len(nodes))
-	for _, n := range nodes {
-		from, ok := offset(doc, n.Line, n.Column)
-		if !ok || n.Anchor != "" {
+// spliceRedacted replaces, in the text of doc, the scalar of each secret found with its
+// redacted value, double-quoted, and reports whether it could: each a plain or quoted scalar
+// where the parser says it starts, and the result the same document with the redacted values in
+// their places.
+func spliceRedacted(doc []byte, found []inlineSecret) ([]byte, bool) {
+	type span struct {
+		from, to int
+		with     string
+	}
+	spans := make([]span, 0, len(found))
+	for _, s := range found {
+		from, ok := offset(doc, s.node.Line, s.node.Column)
+		if !ok || s.node.Anchor != "" {
 			return nil, false
 		}
-		to, ok := scalarEnd(doc, from, n)
+		to, ok := scalarEnd(doc, from, s.node)
 		if !ok {
 			return nil, false
 		}
-		spans = append(spans, span{from, to})
+		spans = append(spans, span{from, to, strconv.Quote(s.redacted)})
 	}
 	slices.SortFunc(spans, func(a, b span) int { return a.from - b.from })
 	var out []byte
@@ -194,7 +267,7 @@ func spliceRedacted(doc []byte, nodes []*yaml.Node) ([]byte, bool) {
 		if s.from < last {
 			return nil, false
 		}
-		out = append(append(out, doc[last:s.from]...), `"`+Redacted+`"`...)
+		out = append(append(out, doc[last:s.from]...), s.with...)
 		last = s.to
 	}
 	out = append(out, doc[last:]...)
@@ -202,12 +275,12 @@ func spliceRedacted(doc []byte, nodes []*yaml.Node) ([]byte, bool) {
 	if yaml.Unmarshal(out, &root) != nil {
 		return nil, false
 	}
-	_, again := inlineSecretNodes(&root)
-	if len(again) != len(nodes) {
+	again := distinct(inlineSecretNodes(&root))
+	if len(again) != len(found) {
 		return nil, false
 	}
-	for _, n := range again {
-		if n.Value != Redacted {
+	for i, s := range again {
+		if s.path != found[i].path || s.node.Value != found[i].redacted {
 			return nil, false
 		}
 	}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -25,8 +28,8 @@ func validateSecret(p *problems, path, inline, file, env string) bool {
 		p.add(path, "want one of secret_file, secret_env or secret")
 	case n > 1:
 		p.add(path, "want only one of secret_file, secret_env or secret")
-	case inline == Redacted:
-		p.add(path+".secret", redactedProblem)
+	case strings.Contains(inline, Redacted):
+		// Refused by validateRedacted.
 	case env != "" && !envNameRE.MatchString(env):
 		// Not repeated: what is not a variable's name may be the secret itself.
 		p.add(path+".secret_env", "want the name of an environment variable: letters, digits and _, not first a digit")
@@ -80,21 +83,184 @@ func (k TSIG) Key() (string, error) {
 	return s, nil
 }
 
-// InlineSecrets lists the paths of the secrets written inline in the configuration: stored in
-// CONFIG, where every role may read them.
-func (c *Config) InlineSecrets() []string {
-	var out []string
-	for i, z := range c.Zones {
-		if z.Push != nil && z.Push.TSIG.Secret != "" {
-			out = append(out, fmt.Sprintf("zones[%d].push.tsig.secret", i))
+// secretField is a field of the configuration that may hold a secret written inline.
+type secretField struct {
+	// path names the field: "name" a member, "name[]" each element of a list, "*" each key of
+	// a map.
+	path string
+	// redact returns value, the field's (key the last name in its path), with its secret part
+	// replaced by Redacted, and whether it had one.
+	redact func(key, value string) (string, bool)
+	// write is what to write in place of Redacted.
+	write string
+	// instead is what to do rather than store the secret in CONFIG.
+	instead string
+}
+
+// secretFields are the fields that may hold a secret written inline: the one list Redact, the
+// refusal of Redacted (Validate) and InlineSecrets read.
+var secretFields = []secretField{
+	{"zones[].push.tsig.secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
+	{"apps[].check.path", redactURL, "the path", "a check's path cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
+	{"apps[].check.headers.*", redactHeader, "the header's value", "a check's header cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
+	{"alerts[].webhooks[].secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
+	{"alerts[].webhooks[].url", redactURL, "the URL", "a webhook's URL cannot yet be read from a file or the environment: rotate its token should anyone else read CONFIG"},
+}
+
+// wholeSecret redacts the whole of a secret field.
+func wholeSecret(_, value string) (string, bool) { return Redacted, true }
+
+// secretWords are what, in the name of a header or a URL's query parameter, makes its value a
+// secret.
+var secretWords = []string{"auth", "token", "key", "secret", "pass", "cookie", "session", "sig", "credential"}
+
+// secretName reports whether name, a header or a query parameter, names a secret.
+func secretName(name string) bool {
+	name = strings.ToLower(name)
+	return slices.ContainsFunc(secretWords, func(w string) bool { return strings.Contains(name, w) })
+}
+
+// redactHeader redacts the value of a header whose name says it is a credential (Authorization,
+// Proxy-Authorization, Cookie, X-Api-Key, X-Auth-Token…), or that is one (Bearer, Basic).
+func redactHeader(name, value string) (string, bool) {
+	scheme, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(value)), " ")
+	if secretName(name) || scheme == "bearer" || scheme == "basic" {
+		return Redacted, true
+	}
+	return value, false
+}
+
+// tokenHosts are the webhook services whose URL's path is the token (Slack, Discord, Teams,
+// Power Automate).
+var tokenHosts = []string{"hooks.slack.com", "discord.com", "discordapp.com", ".webhook.office.com", "outlook.office.com", ".logic.azure.com"}
+
+// redactURL redacts the secret parts of a URL, or of a path with its query: the password of its
+// user information (the user when there is no password); its whole path and query on a host of
+// tokenHosts; else each path segment that looks like a token (tokenLike) and the value of each
+// query parameter (or fragment's) whose name says it is a secret.
+func redactURL(_, value string) (string, bool) {
+	rest, out, secret := value, "", false
+	if i := strings.Index(rest, "://"); i >= 0 {
+		end := i + 3 + strings.IndexAny(rest[i+3:]+"/", "/?#")
+		host := rest[i+3 : end]
+		out, rest = rest[:i+3], rest[end:]
+		if at := strings.LastIndex(host, "@"); at >= 0 {
+			user, _, hasPass := strings.Cut(host[:at], ":")
+			if hasPass {
+				out += user + ":" + Redacted + "@"
+			} else {
+				out += Redacted + "@"
+			}
+			host, secret = host[at+1:], true
+		}
+		out += host
+		if rest != "" && rest != "/" && tokenHost(host) {
+			return out + "/" + Redacted, true
 		}
 	}
-	for i, a := range c.Alerts {
-		for j, w := range a.Webhooks {
-			if w.Secret != "" {
-				out = append(out, fmt.Sprintf("alerts[%d].webhooks[%d].secret", i, j))
+	path, query, hasQuery := strings.Cut(rest, "?")
+	fragment, hasFragment := "", false
+	if hasQuery {
+		query, fragment, hasFragment = strings.Cut(query, "#")
+	} else {
+		path, fragment, hasFragment = strings.Cut(path, "#")
+	}
+	segments := strings.Split(path, "/")
+	for i, s := range segments {
+		if tokenLike(s) {
+			segments[i], secret = Redacted, true
+		}
+	}
+	out += strings.Join(segments, "/")
+	for _, part := range []struct {
+		sep, text string
+		has       bool
+	}{{"?", query, hasQuery}, {"#", fragment, hasFragment}} {
+		if !part.has {
+			continue
+		}
+		params := strings.Split(part.text, "&")
+		for i, kv := range params {
+			if k, v, ok := strings.Cut(kv, "="); ok && v != "" && (secretName(k) || tokenLike(v)) {
+				params[i], secret = k+"="+Redacted, true
 			}
 		}
+		out += part.sep + strings.Join(params, "&")
+	}
+	return out, secret
+}
+
+// tokenHost reports whether host (with its port) is one of tokenHosts or under one.
+func tokenHost(host string) bool {
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return slices.ContainsFunc(tokenHosts, func(t string) bool {
+		if strings.HasPrefix(t, ".") {
+			return strings.HasSuffix(host, t)
+		}
+		return host == t || strings.HasSuffix(host, "."+t)
+	})
+}
+
+// tokenLike reports whether s, a path segment or a parameter's value, looks like a token: 16
+// characters or more with a letter and a digit, or 32 or more, of letters, digits and -._~%+=.
+func tokenLike(s string) bool {
+	if len(s) < 16 {
+		return false
+	}
+	letter, digit := false, false
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9':
+			digit = true
+		case !strings.ContainsRune("-._~%+=", r):
+			return false
+		}
+	}
+	return (letter && digit) || len(s) >= 32
+}
+
+// InlineSecrets lists the paths of the secrets written inline in the configuration (the fields
+// secretFields lists, where they hold one): stored in CONFIG, where every role may read them.
+func (c *Config) InlineSecrets() []string {
+	var out []string
+	for _, s := range inlineSecretNodes(c.node()) {
+		out = append(out, s.path)
 	}
 	return out
+}
+
+// SecretWarnings says of each secret c holds inline (InlineSecrets) that CONFIG stores it where
+// every role may read it, and what to do instead; detour apply and the API's apply and plan
+// warn of each.
+func (c *Config) SecretWarnings() []string {
+	var out []string
+	for _, s := range inlineSecretNodes(c.node()) {
+		out = append(out, s.path+" is stored in CONFIG, where every role may read it: "+s.field.instead)
+	}
+	return out
+}
+
+// validateRedacted refuses every secret field that holds Redacted: applied, the marker would be
+// the secret.
+func (c *Config) validateRedacted(p *problems) {
+	for _, s := range inlineSecretNodes(c.node()) {
+		if strings.Contains(s.node.Value, Redacted) {
+			p.add(s.path, "holds %q, which detour config get shows in place of a secret: write %s", Redacted, s.field.write)
+		}
+	}
+}
+
+// node returns c as a YAML tree, as inlineSecretNodes reads it.
+func (c *Config) node() *yaml.Node {
+	var n yaml.Node
+	if err := n.Encode(c); err != nil {
+		// Every type of a Config encodes.
+		panic(fmt.Sprintf("encode the configuration: %v", err))
+	}
+	return &n
 }

@@ -196,6 +196,8 @@ func FuzzRedactLeavesNoInlineSecret(f *testing.F) {
 	f.Add([]byte(pushDoc(`secret: &k "c2Vj\u0063mV0"`)))
 	f.Add([]byte(strings.Replace(secretsDoc, "name: ops", "name: &secret_env secret", 1) + "      - {url: https://h.test/a, *secret_env : x}\n"))
 	f.Add([]byte("# clé\n" + strings.Replace(secretsDoc, "name: ops", "name: \"opérations\"", 1)))
+	f.Add([]byte(tokensDoc))
+	f.Add([]byte(strings.Replace(tokensDoc, "hooks.example.test/detour", "u:p@hooks.example.test/x?sig=1#k=v", 1)))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		c, err := config.Parse("fuzz.yaml", doc)
 		if err != nil {
@@ -221,6 +223,10 @@ func FuzzRedactLeavesNoInlineSecret(f *testing.F) {
 			if !slices.ContainsFunc(ce.Problems, func(p string) bool { return strings.HasPrefix(p, field+`: holds "<redacted>"`) }) {
 				t.Fatalf("%s not refused as redacted: %q\n%s", field, ce.Problems, out)
 			}
+		}
+		// Every secret in out is redacted already: redacting it again changes nothing.
+		if again, againFields := config.Redact(out); string(again) != string(out) || !reflect.DeepEqual(againFields, fields) {
+			t.Fatalf("redacting again gives %q:\n%s\nnot %q:\n%s", againFields, again, fields, out)
 		}
 	})
 }
@@ -307,5 +313,110 @@ func TestAStoredVersionWithASecondDocumentIsReadByItsFirst(t *testing.T) {
 	}
 	if _, err := config.Parse("new.yaml", []byte(secretsDoc+"---\nalerts: []\n")); err == nil {
 		t.Error("Parse took a new document with a second one")
+	}
+}
+
+// tokensDoc carries secrets outside secret fields: a check's credential headers and token in
+// its path, and webhook URLs holding their token in the path or the query.
+const tokensDoc = `apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check:
+      type: https
+      path: /healthz?probe=detour&api_key=k-0123456789
+      headers:
+        Authorization: "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"
+        Accept: application/json
+        X-Api-Key: 'k-9876543210'
+        Cookie: session=abc123
+    pools: [{name: a, endpoints: [{address: "127.0.0.1:80"}]}]
+zones: [{name: demo.test}]
+alerts:
+  - name: ops
+    on: [failover]
+    webhooks:
+      - url: https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX
+        format: slack
+      - url: "https://discord.com/api/webhooks/1234567890/Zx9-aB_cD3eF4gH5iJ6kL7mN8oP9qR0sT1uV2wX3yZ4"
+      - url: https://prod-01.westus.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sig=Sg1234567890abcdef
+      - url: https://alerts.example.test/hook/a1b2c3d4e5f6a7b8c9d0?team=ops&token=t0k3n
+      - url: https://hooks.example.test/detour
+`
+
+func TestRedactHidesCredentialHeadersAndTheTokenOfAURL(t *testing.T) {
+	got, fields := config.Redact([]byte(tokensDoc))
+	want := strings.NewReplacer(
+		`/healthz?probe=detour&api_key=k-0123456789`, `"/healthz?probe=detour&api_key=<redacted>"`,
+		`"Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"`, `"<redacted>"`,
+		`'k-9876543210'`, `"<redacted>"`,
+		`session=abc123`, `"<redacted>"`,
+		`https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX`, `"https://hooks.slack.com/<redacted>"`,
+		`"https://discord.com/api/webhooks/1234567890/Zx9-aB_cD3eF4gH5iJ6kL7mN8oP9qR0sT1uV2wX3yZ4"`, `"https://discord.com/<redacted>"`,
+		`https://prod-01.westus.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sig=Sg1234567890abcdef`, `"https://prod-01.westus.logic.azure.com:443/<redacted>"`,
+		`https://alerts.example.test/hook/a1b2c3d4e5f6a7b8c9d0?team=ops&token=t0k3n`, `"https://alerts.example.test/hook/<redacted>?team=ops&token=<redacted>"`,
+	).Replace(tokensDoc)
+	if string(got) != want {
+		t.Errorf("redacted:\n%s\nwant:\n%s", got, want)
+	}
+	wantFields := []string{
+		"apps[0].check.path",
+		"apps[0].check.headers.Authorization", "apps[0].check.headers.Cookie", "apps[0].check.headers.X-Api-Key",
+		"alerts[0].webhooks[0].url", "alerts[0].webhooks[1].url", "alerts[0].webhooks[2].url", "alerts[0].webhooks[3].url",
+	}
+	if !reflect.DeepEqual(fields, wantFields) {
+		t.Errorf("fields %q, want %q", fields, wantFields)
+	}
+	c, err := config.Parse("detour.yaml", []byte(tokensDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.InlineSecrets(); !reflect.DeepEqual(got, wantFields) {
+		t.Errorf("InlineSecrets = %q, want %q", got, wantFields)
+	}
+	_, err = config.Parse("redacted.yaml", got)
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("the redacted document is not refused: %v", err)
+	}
+	wantProblems := []string{
+		`apps[0].check.path: holds "<redacted>", which detour config get shows in place of a secret: write the path`,
+		`apps[0].check.headers.Authorization: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
+		`apps[0].check.headers.Cookie: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
+		`apps[0].check.headers.X-Api-Key: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
+		`alerts[0].webhooks[0].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
+		`alerts[0].webhooks[1].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
+		`alerts[0].webhooks[2].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
+		`alerts[0].webhooks[3].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
+	}
+	if !reflect.DeepEqual(ce.Problems, wantProblems) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), strings.Join(wantProblems, "\n"))
+	}
+}
+
+func TestAURLsUserinfoIsRedactedEvenWhereValidationRefusesIt(t *testing.T) {
+	doc := strings.Replace(tokensDoc, "https://hooks.example.test/detour", "https://detour:hunter2@hooks.example.test/detour", 1)
+	got, fields := config.Redact([]byte(doc))
+	if strings.Contains(string(got), "hunter2") || !strings.Contains(string(got), `"https://detour:<redacted>@hooks.example.test/detour"`) {
+		t.Errorf("redacted:\n%s", got)
+	}
+	if !slices.Contains(fields, "alerts[0].webhooks[4].url") {
+		t.Errorf("fields %q, want alerts[0].webhooks[4].url among them", fields)
+	}
+}
+
+func TestEveryInlineSecretIsWarnedOfWithWhatToDoInstead(t *testing.T) {
+	c, err := config.Parse("detour.yaml", []byte(strings.Replace(tokensDoc, "zones: [{name: demo.test}]", "zones: [{name: demo.test, push: {server: \"127.0.0.1:53\", tsig: {name: k, secret: c2VjcmV0}}}]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.SecretWarnings()
+	for i, want := range map[int]string{
+		0: "zones[0].push.tsig.secret is stored in CONFIG, where every role may read it: use secret_file or secret_env",
+		2: "apps[0].check.headers.Authorization is stored in CONFIG, where every role may read it: a check's header cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked",
+		5: "alerts[0].webhooks[0].url is stored in CONFIG, where every role may read it: a webhook's URL cannot yet be read from a file or the environment: rotate its token should anyone else read CONFIG",
+	} {
+		if i >= len(w) || w[i] != want {
+			t.Errorf("warning %d of %q, want %q", i, w, want)
+		}
 	}
 }

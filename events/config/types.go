@@ -159,13 +159,15 @@ type Check struct {
 	Type string `yaml:"type,omitempty"`
 	// Port overrides the endpoint's port for the check. Default: the endpoint's port.
 	Port int `yaml:"port,omitempty"`
-	// Path of an http(s) check. Default "/".
+	// Path of an http(s) check. Default "/". A token in it (a query parameter such as api_key,
+	// a segment that looks like one) is stored in CONFIG and shown redacted (secretFields).
 	Path string `yaml:"path,omitempty"`
 	// Method of an http(s) check. Default GET.
 	Method string `yaml:"method,omitempty"`
 	// Host is the Host header (and the TLS server name unless ServerName is set). Default: the address.
 	Host string `yaml:"host,omitempty"`
-	// Headers are added to an http(s) check request.
+	// Headers are added to an http(s) check request. A credential (Authorization, Cookie,
+	// X-Api-Key…) is stored in CONFIG and shown redacted (secretFields).
 	Headers map[string]string `yaml:"headers,omitempty"`
 	// ExpectStatus lists the accepted status codes or ranges ("200", "200-399"). Default ["200-399"].
 	ExpectStatus []string `yaml:"expect_status,omitempty"`

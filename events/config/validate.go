@@ -118,6 +118,7 @@ func (c *Config) Validate() []string {
 	c.Streams.Probes.validate(&p, "streams.probes")
 	c.validateRegions(&p)
 	c.validateAlerts(&p)
+	c.validateRedacted(&p)
 	return p
 }
 
@@ -378,7 +379,7 @@ func (k *Check) validate(p *problems, path string) {
 			p.add(fmt.Sprintf("%s.expect_status[%d]", path, j), "%v", err)
 		}
 	}
-	if k.Path != "" && !strings.HasPrefix(k.Path, "/") {
+	if k.Path != "" && !strings.HasPrefix(k.Path, "/") && !strings.Contains(k.Path, Redacted) {
 		p.add(path+".path", "must start with '/', got %q", k.Path)
 	}
 	if k.Type == CheckDNS && k.Query == "" {

@@ -567,7 +567,7 @@ func readDocument(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // cannot work as meant, and each secret written inline, which CONFIG then holds where every
 // role may read it.
 func documentWarnings(doc []byte, c *config.Config) []string {
-	return append(configfile.Warnings("request", doc, c), configfile.SecretWarnings(c)...)
+	return append(configfile.Warnings("request", doc, c), c.SecretWarnings()...)
 }
 
 // appliedVersion answers an apply: the version stored, and the document's warnings.

@@ -59,7 +59,7 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range configfile.Warnings(path, doc, parsed) {
 		fmt.Fprintln(stderr, w)
 	}
-	for _, w := range configfile.SecretWarnings(parsed) {
+	for _, w := range parsed.SecretWarnings() {
 		fmt.Fprintf(stderr, "detour apply: warning: %s\n", w)
 	}
 	if *api != "" {

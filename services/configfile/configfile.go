@@ -29,17 +29,6 @@ func Check(name string, doc []byte) (*config.Config, error) {
 	return c, nil
 }
 
-// SecretWarnings lists each secret c holds inline (config.Config.InlineSecrets), which CONFIG
-// then stores where every role may read it; detour apply and the API's apply and plan warn of
-// each.
-func SecretWarnings(c *config.Config) []string {
-	var out []string
-	for _, field := range c.InlineSecrets() {
-		out = append(out, field+" is stored in CONFIG, where every role may read it: use secret_file or secret_env")
-	}
-	return out
-}
-
 // Warnings lists what c says that is valid but cannot work as meant (config.Config.Warnings), as
 // detour check prints it: FILE:LINE: warning: path: what is wrong, without the line where it is
 // not known. Every command that takes a document warns with these lines.
