@@ -120,7 +120,8 @@ func (c *Config) validateAlerts(p *problems) {
 			case strings.Contains(w.URL, Redacted):
 				// Refused by validateRedacted.
 			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-				p.add(wp+".url", "want an http or https URL, got %q", w.URL)
+				// Not repeated: the URL may be the webhook's token.
+				p.add(wp+".url", "want an http or https URL with a host")
 			case u.User != nil:
 				p.add(wp+".url", "must not carry a user or password: sign with secret_file or secret_env instead")
 			}

@@ -31,7 +31,7 @@ alerts:
 		`alerts[0].on[1]: want transition, pool_down, failover, edge_down or drill_result, got "everything"`,
 		`alerts[0].apps[0]: no app "blog" in the configuration`,
 		`alerts[0].webhooks[0].url: must not carry a user or password: sign with secret_file or secret_env instead`,
-		`alerts[0].webhooks[1].url: want an http or https URL, got "ftp://hooks.example/x"`,
+		`alerts[0].webhooks[1].url: want an http or https URL with a host`,
 		`alerts[0].webhooks[1].format: want json or slack, got "xml"`,
 		`alerts[0].webhooks[1]: want only one of secret_file, secret_env or secret`,
 		`alerts[1].name: duplicate alert group "oncall"`,

@@ -404,6 +404,20 @@ func TestAURLsUserinfoIsRedactedEvenWhereValidationRefusesIt(t *testing.T) {
 	}
 }
 
+func TestAnInvalidURLOrCheckPathIsNotRepeatedInTheError(t *testing.T) {
+	doc := strings.Replace(tokensDoc, "https://hooks.slack.com/", "hooks.slack.com/", 1)
+	doc = strings.Replace(doc, "path: /healthz?", "path: healthz?", 1)
+	_, err := config.Parse("detour.yaml", []byte(doc))
+	var ce *config.Error
+	want := []string{
+		"apps[0].check.path: must start with '/'",
+		"alerts[0].webhooks[0].url: want an http or https URL with a host",
+	}
+	if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, want) {
+		t.Errorf("err = %v, want exactly %q", err, want)
+	}
+}
+
 func TestEveryInlineSecretIsWarnedOfWithWhatToDoInstead(t *testing.T) {
 	c, err := config.Parse("detour.yaml", []byte(strings.Replace(tokensDoc, "zones: [{name: demo.test}]", "zones: [{name: demo.test, push: {server: \"127.0.0.1:53\", tsig: {name: k, secret: c2VjcmV0}}}]", 1)))
 	if err != nil {

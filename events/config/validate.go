@@ -380,7 +380,8 @@ func (k *Check) validate(p *problems, path string) {
 		}
 	}
 	if k.Path != "" && !strings.HasPrefix(k.Path, "/") && !strings.Contains(k.Path, Redacted) {
-		p.add(path+".path", "must start with '/', got %q", k.Path)
+		// Not repeated: the path may carry a token.
+		p.add(path+".path", "must start with '/'")
 	}
 	if k.Type == CheckDNS && k.Query == "" {
 		p.add(path+".query", "a dns check needs the name to ask for")
