@@ -102,6 +102,7 @@ type secretField struct {
 var secretFields = []secretField{
 	{"zones[].push.tsig.secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
 	{"apps[].check.path", redactURL, "the path", "a check's path cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
+	{"apps[].check.send", redactSend, "what the check sends", "a check's send cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
 	{"apps[].check.headers.*", redactHeader, "the header's value", "a check's header cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
 	{"alerts[].webhooks[].secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
 	{"alerts[].webhooks[].url", redactURL, "the URL", "a webhook's URL cannot yet be read from a file or the environment: rotate its token should anyone else read CONFIG"},
@@ -125,6 +126,15 @@ func secretName(name string) bool {
 func redactHeader(name, value string) (string, bool) {
 	scheme, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(value)), " ")
 	if secretName(name) || scheme == "bearer" || scheme == "basic" {
+		return Redacted, true
+	}
+	return value, false
+}
+
+// redactSend redacts the whole of what a tcp check sends when it logs in: Redis's AUTH, FTP's
+// PASS, IMAP's LOGIN, or any of secretWords.
+func redactSend(_, value string) (string, bool) {
+	if secretName(value) || strings.Contains(strings.ToLower(value), "login") {
 		return Redacted, true
 	}
 	return value, false

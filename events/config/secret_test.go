@@ -434,3 +434,30 @@ func TestEveryInlineSecretIsWarnedOfWithWhatToDoInstead(t *testing.T) {
 		}
 	}
 }
+
+func TestATCPChecksSendThatLogsInIsRedacted(t *testing.T) {
+	doc := `zones: [{name: demo.test}]
+apps:
+  - name: cache
+    fqdn: cache.demo.test
+    check: {type: tcp, send: "AUTH hunter2\r\nPING\r\n", expect: "+PONG"}
+    pools: [{name: a, endpoints: [{address: "127.0.0.1:6379"}]}]
+`
+	got, fields := config.Redact([]byte(doc))
+	if want := strings.Replace(doc, `"AUTH hunter2\r\nPING\r\n"`, `"<redacted>"`, 1); string(got) != want {
+		t.Errorf("redacted:\n%s\nwant:\n%s", got, want)
+	}
+	c, err := config.Parse("detour.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"apps[0].check.send"}; !reflect.DeepEqual(fields, want) || !reflect.DeepEqual(c.InlineSecrets(), want) {
+		t.Errorf("Redact fields %q, InlineSecrets %q, want %q", fields, c.InlineSecrets(), want)
+	}
+	_, err = config.Parse("redacted.yaml", got)
+	var ce *config.Error
+	want := []string{`apps[0].check.send: holds "<redacted>", which detour config get shows in place of a secret: write what the check sends`}
+	if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, want) {
+		t.Errorf("err = %v, want exactly %q", err, want)
+	}
+}

@@ -177,7 +177,8 @@ type Check struct {
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty"`
 	// ServerName is the TLS SNI name. Default: Host, else the address's host.
 	ServerName string `yaml:"server_name,omitempty"`
-	// Send is written after a tcp connect; Expect must then be read. Default: connect only.
+	// Send is written after a tcp connect; Expect must then be read. Default: connect only. A
+	// login in it (AUTH, PASS, LOGIN…) is stored in CONFIG and shown redacted (secretFields).
 	Send   string `yaml:"send,omitempty"`
 	Expect string `yaml:"expect,omitempty"`
 	// Query is the name a dns check asks for; QueryType its type (default A).
