@@ -3,11 +3,13 @@ package prober
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -151,7 +153,7 @@ func (c *httpChecker) run(ctx context.Context) Outcome {
 	}
 	code, err := c.hand.status(ctx, c.dial)
 	if err != nil {
-		return failure(classifyHTTP(err), err)
+		return httpFailure(err)
 	}
 	o := Outcome{HTTPStatus: code}
 	if !c.statusOK(code) {
@@ -159,6 +161,17 @@ func (c *httpChecker) run(ctx context.Context) Outcome {
 		return o
 	}
 	o.OK = true
+	return o
+}
+
+// httpFailure is the outcome of a request that failed with err, which does not repeat the URL
+// the client names in it: the check's path may carry a token (an api_key), and results are
+// events every role and detour events may read.
+func httpFailure(err error) Outcome {
+	o := failure(classifyHTTP(err), err)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		o.Err = ue.Err.Error()
+	}
 	return o
 }
 
@@ -174,7 +187,7 @@ func (c *httpChecker) viaTransport(ctx context.Context) Outcome {
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return failure(classifyHTTP(err), err)
+		return httpFailure(err)
 	}
 	defer resp.Body.Close()
 	o := Outcome{HTTPStatus: resp.StatusCode}

@@ -206,6 +206,15 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 	})
 }
 
+func TestAFailedHTTPChecksErrorDoesNotRepeatATokenInItsPath(t *testing.T) {
+	for _, scheme := range []string{"http", "https"} {
+		o := Probe(context.Background(), target(t, scheme, closedPort(t), func(k *config.Check) { k.Path = "/healthz?api_key=k-0123456789" }))
+		if o.OK || o.Class != ClassRefused || strings.Contains(o.Err, "k-0123456789") {
+			t.Errorf("%s: outcome ok %v class %q error %q, want refused without the api_key", scheme, o.OK, o.Class, o.Err)
+		}
+	}
+}
+
 func TestHTTPSCheckOutcomes(t *testing.T) {
 	var (
 		mu  sync.Mutex
