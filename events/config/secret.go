@@ -255,6 +255,21 @@ func (c *Config) SecretWarnings() []string {
 	return out
 }
 
+// WithSecretsRedacted returns a copy of c with each secret written inline (InlineSecrets) as
+// Redact shows it: for what shows a configuration's values, such as detour plan.
+func (c *Config) WithSecretsRedacted() *Config {
+	n := c.node()
+	for _, s := range inlineSecretNodes(n) {
+		s.node.Value, s.node.Style, s.node.Tag = s.redacted, yaml.DoubleQuotedStyle, "!!str"
+	}
+	out := &Config{Version: c.Version, Event: c.Event}
+	if err := n.Decode(out); err != nil {
+		// What a Config encodes to decodes, a string more redacted.
+		panic(fmt.Sprintf("decode the redacted configuration: %v", err))
+	}
+	return out
+}
+
 // validateRedacted refuses every secret field that holds Redacted: applied, the marker would be
 // the secret.
 func (c *Config) validateRedacted(p *problems) {

@@ -204,6 +204,9 @@ func FuzzRedactLeavesNoInlineSecret(f *testing.F) {
 			return
 		}
 		secrets := c.InlineSecrets()
+		if got := c.WithSecretsRedacted().InlineSecrets(); !reflect.DeepEqual(got, secrets) {
+			t.Fatalf("the copy with its secrets redacted lists %q, want %q", got, secrets)
+		}
 		out, fields := config.Redact(doc)
 		if !reflect.DeepEqual(fields, secrets) {
 			t.Fatalf("redacted %q, want %q", fields, secrets)

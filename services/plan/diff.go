@@ -36,7 +36,7 @@ func (c Change) String() string {
 	return c.Op + " " + c.Path
 }
 
-// redacted stands for a secret's value in a change.
+// redacted stands for both values of a change that only a secret makes.
 const redacted = "(secret)"
 
 // Diff lists what changes from before to after (nil: nothing is running), in document order:
@@ -47,8 +47,24 @@ func Diff(before, after *config.Config) []Change {
 		before = &config.Config{}
 		before.ApplyDefaults()
 	}
-	var out []Change
+	var out, shown []Change
 	diff(&out, "", reflect.ValueOf(*before), reflect.ValueOf(*after))
+	// The values are those of the copies with their secrets redacted (config's secretFields);
+	// a change only a secret makes shows neither.
+	diff(&shown, "", reflect.ValueOf(*before.WithSecretsRedacted()), reflect.ValueOf(*after.WithSecretsRedacted()))
+	values := make(map[string]Change, len(shown))
+	for _, s := range shown {
+		values[s.Op+s.Path] = s
+	}
+	for i, c := range out {
+		s, ok := values[c.Op+c.Path]
+		switch {
+		case ok:
+			out[i].Before, out[i].After = s.Before, s.After
+		case c.Op == Changed:
+			out[i].Before, out[i].After = redacted, redacted
+		}
+	}
 	return out
 }
 
@@ -81,12 +97,6 @@ func diff(out *[]Change, path string, a, b reflect.Value) {
 			p := name
 			if path != "" {
 				p = path + "." + name
-			}
-			if f.Name == "Secret" {
-				if !a.Field(i).Equal(b.Field(i)) {
-					*out = append(*out, Change{Op: Changed, Path: p, Before: redacted, After: redacted})
-				}
-				continue
 			}
 			diff(out, p, a.Field(i), b.Field(i))
 		}
@@ -188,8 +198,6 @@ func format(v reflect.Value) string {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 			switch {
 			case name == "" || name == "-" || v.Field(i).IsZero():
-			case t.Field(i).Name == "Secret":
-				parts = append(parts, name+": "+redacted)
 			default:
 				parts = append(parts, name+": "+format(v.Field(i)))
 			}

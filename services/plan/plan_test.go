@@ -92,8 +92,32 @@ func TestAChangedWebhookIsShownWithoutItsSecret(t *testing.T) {
 		return base + "alerts: [{name: oncall, on: [failover], webhooks: [{url: \"" + url + "\", secret: hook-secret}]}]\n"
 	}
 	changes := plan.Diff(eventstest.Config(t, with("http://127.0.0.1:9/a")), eventstest.Config(t, with("http://127.0.0.1:9/b")))
-	if len(changes) != 1 || strings.Contains(changes[0].String(), "hook-secret") || !strings.Contains(changes[0].String(), "secret: (secret)") {
+	if len(changes) != 1 || strings.Contains(changes[0].String(), "hook-secret") || !strings.Contains(changes[0].String(), "secret: <redacted>") {
 		t.Errorf("changes %v, want one webhook change that hides the secret", changes)
+	}
+}
+
+func TestAChangedCredentialHeaderOrWebhookTokenIsShownWithoutIt(t *testing.T) {
+	for _, tc := range []struct{ name, from, to, secret, want string }{
+		{"a check's Authorization header", "check: {type: http, interval: 1s}",
+			`check: {type: http, interval: 1s, headers: {Authorization: "Bearer t0k3n-0123456789", Accept: text/plain}}`, "t0k3n-0123456789",
+			`~ apps[shop].check.headers: {} → {Accept: text/plain, Authorization: <redacted>}`},
+		{"a webhook's Slack URL", "https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i", "https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6j", "Zx9aB3cD4eF5gH6",
+			"~ alerts[oncall].webhooks: (secret) → (secret)"},
+		{"a webhook URL's token query", "https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i", "https://alerts.example.test/hook?token=t0k3n", "t0k3n",
+			`~ alerts[oncall].webhooks: [{url: "https://hooks.slack.com/<redacted>", format: json}] → [{url: "https://alerts.example.test/hook?token=<redacted>", format: json}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := base + "alerts: [{name: oncall, on: [failover], webhooks: [{url: \"https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i\"}]}]\n"
+			changes := plan.Diff(eventstest.Config(t, doc), eventstest.Config(t, strings.Replace(doc, tc.from, tc.to, 1)))
+			var got []string
+			for _, c := range changes {
+				got = append(got, c.String())
+			}
+			if strings.Join(got, "\n") != tc.want || strings.Contains(strings.Join(got, "\n"), tc.secret) {
+				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), tc.want)
+			}
+		})
 	}
 }
 
