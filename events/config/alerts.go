@@ -51,8 +51,13 @@ type Alert struct {
 type Webhook struct {
 	// URL is where to POST: http or https, without user:password (use the secret). A token in
 	// it (Slack's, Discord's, Teams' path; a query parameter such as token or sig) is stored in
-	// CONFIG and shown redacted (secretFields).
-	URL string `yaml:"url"`
+	// CONFIG and shown redacted (secretFields), so prefer URLFile or URLEnv for such a URL.
+	// Exactly one of the three is required.
+	URL string `yaml:"url,omitempty"`
+	// URLFile is a file holding the URL, read by the alert sender.
+	URLFile string `yaml:"url_file,omitempty"`
+	// URLEnv is an environment variable holding the URL, read by the alert sender.
+	URLEnv string `yaml:"url_env,omitempty"`
 	// Format is json (default: Detour's own document) or slack (an incoming-webhook message).
 	Format string `yaml:"format,omitempty"`
 	// Secret signs every delivery: header Detour-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret,
@@ -60,6 +65,39 @@ type Webhook struct {
 	Secret     string `yaml:"secret,omitempty"`
 	SecretFile string `yaml:"secret_file,omitempty"`
 	SecretEnv  string `yaml:"secret_env,omitempty"`
+}
+
+// Target returns the webhook's URL, from wherever the configuration says it is. A URL read
+// from a file or the environment that is not http or https with a host, or that carries a user
+// or password, is an error naming where it was read, never the URL.
+func (w Webhook) Target() (string, error) {
+	s, err := readValue("url", w.URL, w.URLFile, w.URLEnv)
+	if err != nil {
+		return "", fmt.Errorf("webhook %w", err)
+	}
+	if w.URL == "" && webhookURLProblem(s) != "" {
+		if w.URLFile != "" {
+			return "", fmt.Errorf("webhook url_file: %s, in %s", urlWant, w.URLFile)
+		}
+		return "", fmt.Errorf("webhook url_env: %s, in $%s", urlWant, w.URLEnv)
+	}
+	return s, nil
+}
+
+// urlWant is what a webhook's URL must be.
+const urlWant = "want an http or https URL with a host, without a user or password"
+
+// webhookURLProblem says what is wrong with a webhook's URL, without repeating it (it may be the
+// webhook's token), or "".
+func webhookURLProblem(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return "want an http or https URL with a host"
+	case u.User != nil:
+		return "must not carry a user or password: sign with secret_file or secret_env instead"
+	}
+	return ""
 }
 
 // Key returns the webhook's signing secret, or "" when it has none.
@@ -115,15 +153,22 @@ func (c *Config) validateAlerts(p *problems) {
 		}
 		for j, w := range a.Webhooks {
 			wp := fmt.Sprintf("%s.webhooks[%d]", path, j)
-			u, err := url.Parse(w.URL)
-			switch {
-			case strings.Contains(w.URL, Redacted):
-				// Refused by validateRedacted.
-			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-				// Not repeated: the URL may be the webhook's token.
-				p.add(wp+".url", "want an http or https URL with a host")
-			case u.User != nil:
-				p.add(wp+".url", "must not carry a user or password: sign with secret_file or secret_env instead")
+			switch given(w.URL, w.URLFile, w.URLEnv) {
+			case 0:
+				p.add(wp, "want one of url, url_file or url_env")
+			case 1:
+				switch {
+				case w.URLEnv != "" && !envNameRE.MatchString(w.URLEnv):
+					// Not repeated: what is not a variable's name may be the URL itself.
+					p.add(wp+".url_env", envNameWant)
+				case w.URL == "" || strings.Contains(w.URL, Redacted):
+					// Read where the alert sender runs (Target); the marker is refused by
+					// validateRedacted.
+				case webhookURLProblem(w.URL) != "":
+					p.add(wp+".url", "%s", webhookURLProblem(w.URL))
+				}
+			default:
+				p.add(wp, "want only one of url, url_file or url_env")
 			}
 			if w.Format != FormatJSON && w.Format != FormatSlack {
 				p.add(wp+".format", "want json or slack, got %q", w.Format)

@@ -1,6 +1,9 @@
 package config_test
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -73,5 +76,47 @@ alerts: [{name: oncall, on: [failover], webhooks: [{url: "http://127.0.0.1:9/a",
 	}
 	if got, want := c.InlineSecrets(), []string{"alerts[0].webhooks[1].secret"}; !slices.Equal(got, want) {
 		t.Errorf("InlineSecrets = %v, want %v", got, want)
+	}
+}
+
+func TestAWebhookURLIsGivenExactlyOneWayAndReadFromAFileOrTheEnvironment(t *testing.T) {
+	hook := func(w string) string {
+		return "zones: [{name: demo.test}]\napps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: \"127.0.0.1:80\"}]}]}]\n" +
+			"alerts: [{name: oncall, on: [failover], webhooks: [{" + w + "}]}]\n"
+	}
+	for _, c := range []struct{ webhook, want string }{
+		{`url_env: DETOUR_HOOK_URL`, ""},
+		{`url_file: /etc/detour/hook.url`, ""},
+		{`format: slack`, "alerts[0].webhooks[0]: want one of url, url_file or url_env"},
+		{`url: "https://hooks.example.test/a", url_env: DETOUR_HOOK_URL`, "alerts[0].webhooks[0]: want only one of url, url_file or url_env"},
+		{`url_env: "https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i"`, "alerts[0].webhooks[0].url_env: want the name of an environment variable: letters, digits and _, not first a digit"},
+	} {
+		_, err := config.Parse("detour.yaml", []byte(hook(c.webhook)))
+		var ce *config.Error
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("webhook {%s}: %v", c.webhook, err)
+		case c.want != "" && (!errors.As(err, &ce) || !slices.Equal(ce.Problems, []string{c.want})):
+			t.Errorf("webhook {%s}: err = %v, want exactly %q", c.webhook, err, c.want)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "hook.url")
+	if err := os.WriteFile(file, []byte("https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DETOUR_TEST_HOOK_URL", "ftp://user:Zx9aB3cD4eF5gH6i@hooks.example.test/")
+	for _, w := range []struct {
+		hook      config.Webhook
+		want, err string
+	}{
+		{config.Webhook{URLFile: file}, "https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i", ""},
+		{config.Webhook{URL: "https://hooks.example.test/a"}, "https://hooks.example.test/a", ""},
+		{config.Webhook{URLEnv: "DETOUR_TEST_HOOK_URL"}, "", "webhook url_env: want an http or https URL with a host, without a user or password, in $DETOUR_TEST_HOOK_URL"},
+		{config.Webhook{URLEnv: "DETOUR_TEST_UNSET"}, "", "webhook url_env: $DETOUR_TEST_UNSET is not set in this process's environment"},
+	} {
+		got, err := w.hook.Target()
+		if got != w.want || (err == nil) != (w.err == "") || (err != nil && err.Error() != w.err) {
+			t.Errorf("%+v: Target() = %q, %v; want %q, %q", w.hook, got, err, w.want, w.err)
+		}
 	}
 }

@@ -17,13 +17,7 @@ var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // validateSecret checks that a secret is given exactly one way (inline, secret_file or
 // secret_env) and reports whether it is.
 func validateSecret(p *problems, path, inline, file, env string) bool {
-	n := 0
-	for _, s := range []string{inline, file, env} {
-		if s != "" {
-			n++
-		}
-	}
-	switch {
+	switch n := given(inline, file, env); {
 	case n == 0:
 		p.add(path, "want one of secret_file, secret_env or secret")
 	case n > 1:
@@ -32,36 +26,57 @@ func validateSecret(p *problems, path, inline, file, env string) bool {
 		// Refused by validateRedacted.
 	case env != "" && !envNameRE.MatchString(env):
 		// Not repeated: what is not a variable's name may be the secret itself.
-		p.add(path+".secret_env", "want the name of an environment variable: letters, digits and _, not first a digit")
+		p.add(path+".secret_env", envNameWant)
 	default:
 		return true
 	}
 	return false
 }
 
+// envNameWant is what the name of an environment variable must be.
+const envNameWant = "want the name of an environment variable: letters, digits and _, not first a digit"
+
+// given counts the values set among values.
+func given(values ...string) int {
+	n := 0
+	for _, s := range values {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // ReadSecret returns a secret given inline, in the file named file (surrounding white space
 // trimmed) or in the environment variable env: whichever is set. The error names where it
 // looked, never the secret.
 func ReadSecret(inline, file, env string) (string, error) {
+	return readValue("secret", inline, file, env)
+}
+
+// readValue returns the value of field (secret, url) given inline, in the file named file
+// (surrounding white space trimmed) or in the environment variable env: whichever is set. The
+// error names where it looked, never the value.
+func readValue(field, inline, file, env string) (string, error) {
 	switch {
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("secret_file: %w", err)
+			return "", fmt.Errorf("%s_file: %w", field, err)
 		}
 		if s := strings.TrimSpace(string(b)); s != "" {
 			return s, nil
 		}
-		return "", fmt.Errorf("secret_file: %s is empty", file)
+		return "", fmt.Errorf("%s_file: %s is empty", field, file)
 	case env != "":
 		if s := strings.TrimSpace(os.Getenv(env)); s != "" {
 			return s, nil
 		}
-		return "", fmt.Errorf("secret_env: $%s is not set in this process's environment", env)
+		return "", fmt.Errorf("%s_env: $%s is not set in this process's environment", field, env)
 	case inline != "":
 		return inline, nil
 	}
-	return "", errors.New("no secret, secret_file or secret_env")
+	return "", fmt.Errorf("no %s, %s_file or %s_env", field, field, field)
 }
 
 // Key returns the TSIG key's secret, from wherever the configuration says it is. A key that is
@@ -105,7 +120,7 @@ var secretFields = []secretField{
 	{"apps[].check.send", redactSend, "what the check sends", "a check's send cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
 	{"apps[].check.headers.*", redactHeader, "the header's value", "a check's header cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
 	{"alerts[].webhooks[].secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
-	{"alerts[].webhooks[].url", redactURL, "the URL", "a webhook's URL cannot yet be read from a file or the environment: rotate its token should anyone else read CONFIG"},
+	{"alerts[].webhooks[].url", redactURL, "the URL, or use url_file or url_env", "use url_file or url_env"},
 }
 
 // wholeSecret redacts the whole of a secret field.

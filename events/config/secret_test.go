@@ -386,10 +386,10 @@ func TestRedactHidesCredentialHeadersAndTheTokenOfAURL(t *testing.T) {
 		`apps[0].check.headers.Authorization: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
 		`apps[0].check.headers.Cookie: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
 		`apps[0].check.headers.X-Api-Key: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
-		`alerts[0].webhooks[0].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
-		`alerts[0].webhooks[1].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
-		`alerts[0].webhooks[2].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
-		`alerts[0].webhooks[3].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL`,
+		`alerts[0].webhooks[0].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL, or use url_file or url_env`,
+		`alerts[0].webhooks[1].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL, or use url_file or url_env`,
+		`alerts[0].webhooks[2].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL, or use url_file or url_env`,
+		`alerts[0].webhooks[3].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL, or use url_file or url_env`,
 	}
 	if !reflect.DeepEqual(ce.Problems, wantProblems) {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), strings.Join(wantProblems, "\n"))
@@ -430,7 +430,7 @@ func TestEveryInlineSecretIsWarnedOfWithWhatToDoInstead(t *testing.T) {
 	for i, want := range map[int]string{
 		0: "zones[0].push.tsig.secret is stored in CONFIG, where every role may read it: use secret_file or secret_env",
 		2: "apps[0].check.headers.Authorization is stored in CONFIG, where every role may read it: a check's header cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked",
-		5: "alerts[0].webhooks[0].url is stored in CONFIG, where every role may read it: a webhook's URL cannot yet be read from a file or the environment: rotate its token should anyone else read CONFIG",
+		5: "alerts[0].webhooks[0].url is stored in CONFIG, where every role may read it: use url_file or url_env",
 	} {
 		if i >= len(w) || w[i] != want {
 			t.Errorf("warning %d of %q, want %q", i, w, want)

@@ -314,3 +314,40 @@ func TestAlertsStartWhileDRILLSElectsALeader(t *testing.T) {
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
 	rc.waitAccepted(t, 5*time.Second, "the pool_down alert delivered")
 }
+
+func TestAWebhookWhoseURLIsInTheEnvironmentIsDeliveredAndNamedWithoutIt(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	t.Setenv("DETOUR_TEST_HOOK_SECRET", "s3cret-for-the-hook")
+	t.Setenv("DETOUR_TEST_HOOK_URL", hook.URL+"/services/T0/B0/Zx9aB3cD4eF5gH6i")
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, strings.Replace(doc, "url: %q", "url_env: DETOUR_TEST_HOOK_URL", 1))
+	if cfg.Alerts[0].Webhooks[0].URL != "" {
+		t.Fatalf("the configuration holds the URL %q", cfg.Alerts[0].Webhooks[0].URL)
+	}
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Backoff: 10 * time.Millisecond,
+			Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	followsSTATE(t, ns, 5*time.Second, "")
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown, Reason: "w1 down"})
+	rc.waitAccepted(t, 5*time.Second, "the webhook named by $DETOUR_TEST_HOOK_URL to accept the pool_down")
+
+	m, err := ns.Stream(t, events.StreamAlerts).GetLastMsgForSubject(context.Background(), events.AlertSubject("oncall"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(m.Data), "Zx9aB3cD4eF5gH6i") || !strings.Contains(string(m.Data), hook.URL) {
+		t.Errorf("the attempt names the webhook with its token, or not by its host: %s", m.Data)
+	}
+}
+
+func TestAWebhookURLThatCannotBeReadStopsTheSenderAtStart(t *testing.T) {
+	cfg := eventstest.Config(t, strings.Replace(doc, "url: %q", "url_env: DETOUR_TEST_UNSET_HOOK_URL", 1))
+	err := alert.CheckHooks(cfg)
+	if want := "alerts[0].webhooks[0]: webhook url_env: $DETOUR_TEST_UNSET_HOOK_URL is not set in this process's environment"; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}

@@ -121,6 +121,7 @@ func target(raw string) string {
 type delivery struct {
 	group  *config.Alert
 	hook   config.Webhook
+	url    string // the hook's, read where the sender runs (config.Webhook.Target)
 	sink   *sink
 	secret string
 	kind   string
@@ -133,7 +134,7 @@ type delivery struct {
 func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.hook.URL, bytes.NewReader(d.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(d.body))
 	if err != nil {
 		return 0, err
 	}
@@ -169,7 +170,7 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 		if ctx.Err() != nil {
 			return
 		}
-		a := events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.hook.URL), Delivery: d.id,
+		a := events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
 			Attempt: attempt, HTTPStatus: code, Text: Text(d.kind, d.fact), Result: events.AlertDelivered}
 		last := false
 		if err != nil {

@@ -23,8 +23,8 @@ type Options struct {
 	// Config holds the alert groups at start.
 	Config *config.Config
 	// Configs, when set, delivers later configuration versions: their alert groups apply to the
-	// events that follow. A version whose webhook secrets cannot be read is refused whole, and
-	// the groups before it kept. Optional.
+	// events that follow. A version whose webhook URLs or secrets cannot be read is refused
+	// whole, and the groups before it kept. Optional.
 	Configs <-chan *config.Config
 	// Name is the source of the attempt events, e.g. "controller-1".
 	Name string
@@ -53,8 +53,8 @@ type runner struct {
 	mu sync.Mutex
 	// groups is the configuration whose alert groups deliveries go to.
 	groups *config.Config
-	// secrets are the signing secrets of groups' webhooks.
-	secrets map[*config.Webhook]string
+	// hooks are the URLs and signing secrets of groups' webhooks.
+	hooks map[*config.Webhook]hook
 	// sinks are groups' webhooks, by sinkKey.
 	sinks map[string]*sink
 }
@@ -106,11 +106,11 @@ func Run(ctx context.Context, o Options) error {
 	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight),
 		sinks: map[string]*sink{}}
 	r.attempts = events.NewRecorder(o.JS, r.log)
-	secrets, err := Secrets(o.Config)
+	hooks, err := readHooks(o.Config)
 	if err != nil {
 		return err
 	}
-	r.use(ctx, o.Config, secrets)
+	r.use(ctx, o.Config, hooks)
 	var followers sync.WaitGroup
 	followers.Go(func() { r.attempts.Run(ctx) })
 	followingState, followingDrills := false, false
@@ -132,7 +132,7 @@ func Run(ctx context.Context, o Options) error {
 			r.wg.Wait()
 			return nil
 		case c := <-o.Configs:
-			secrets, err := Secrets(c)
+			hooks, err := readHooks(c)
 			if err != nil {
 				// The sender runs in the controller: its refusal is the controller's, on the
 				// subject the controller's NATS user may publish.
@@ -140,7 +140,7 @@ func Run(ctx context.Context, o Options) error {
 				continue
 			}
 			before := r.current()
-			r.use(ctx, c, secrets)
+			r.use(ctx, c, hooks)
 			r.log.Info().Uint64("version", c.Version).Int("groups", len(c.Alerts)).
 				Strs("added", groupsNotIn(c, before)).Strs("removed", groupsNotIn(before, c)).
 				Msg("alert groups follow a new configuration version")
@@ -149,13 +149,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-// use makes c's alert groups, whose webhooks' secrets are secrets, those the events handled from
-// now on are delivered to, and stops the deliveries to webhooks c does not name.
-func (r *runner) use(ctx context.Context, c *config.Config, secrets map[*config.Webhook]string) {
+// use makes c's alert groups, whose webhooks' URLs and secrets are hooks, those the events
+// handled from now on are delivered to, and stops the deliveries to webhooks c does not name.
+func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.Webhook]hook) {
 	keep := map[string]bool{}
 	for _, a := range c.Alerts {
-		for _, w := range a.Webhooks {
-			keep[sinkKey(a.Name, w.URL)] = true
+		for j := range a.Webhooks {
+			keep[sinkKey(a.Name, hooks[&a.Webhooks[j]].url)] = true
 		}
 	}
 	r.mu.Lock()
@@ -172,14 +172,15 @@ func (r *runner) use(ctx context.Context, c *config.Config, secrets map[*config.
 		}
 	}
 	for _, a := range c.Alerts {
-		for _, w := range a.Webhooks {
-			if key := sinkKey(a.Name, w.URL); r.sinks[key] == nil {
+		for j := range a.Webhooks {
+			url := hooks[&a.Webhooks[j]].url
+			if key := sinkKey(a.Name, url); r.sinks[key] == nil {
 				sctx, cancel := context.WithCancel(ctx)
-				r.sinks[key] = &sink{alert: a.Name, url: w.URL, ctx: sctx, cancel: cancel}
+				r.sinks[key] = &sink{alert: a.Name, url: url, ctx: sctx, cancel: cancel}
 			}
 		}
 	}
-	r.groups, r.secrets = c, secrets
+	r.groups, r.hooks = c, hooks
 }
 
 // groupsNotIn names the alert groups of c that other has no group of the same name for.
@@ -314,10 +315,11 @@ func (r *runner) dispatch(ctx context.Context, fact Fact) {
 				r.log.Error().Err(err).Str("alert", a.Name).Msg("alert not built")
 				continue
 			}
-			s := r.sinks[sinkKey(a.Name, w.URL)]
+			h := r.hooks[w]
+			s := r.sinks[sinkKey(a.Name, h.url)]
 			s.inFlight++
-			ds = append(ds, &delivery{group: a, hook: *w, sink: s, secret: r.secrets[w], kind: kind, fact: fact, body: body,
-				id: events.DerivedID(fact.Event.ID, a.Name+"|"+w.URL)})
+			ds = append(ds, &delivery{group: a, hook: *w, url: h.url, sink: s, secret: h.secret, kind: kind, fact: fact, body: body,
+				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url)})
 		}
 	}
 	r.mu.Unlock()
@@ -347,18 +349,32 @@ func (r *runner) done(d *delivery) {
 	d.sink.inFlight--
 }
 
-// Secrets reads every webhook's signing secret, so that one that cannot be read stops a role at
-// start, not at its first alert.
-func Secrets(c *config.Config) (map[*config.Webhook]string, error) {
-	out := map[*config.Webhook]string{}
+// CheckHooks reads every webhook's URL and signing secret, as Run does, so that one that cannot
+// be read stops the controller at start.
+func CheckHooks(c *config.Config) error {
+	_, err := readHooks(c)
+	return err
+}
+
+// hook is where a webhook is and what signs its deliveries, read where the sender runs.
+type hook struct{ url, secret string }
+
+// readHooks reads every webhook's URL and signing secret, so that one that cannot be read stops
+// a role at start, not at its first alert.
+func readHooks(c *config.Config) (map[*config.Webhook]hook, error) {
+	out := map[*config.Webhook]hook{}
 	for i := range c.Alerts {
 		a := &c.Alerts[i]
 		for j := range a.Webhooks {
+			url, err := a.Webhooks[j].Target()
+			if err != nil {
+				return nil, fmt.Errorf("alerts[%d].webhooks[%d]: %w", i, j, err)
+			}
 			s, err := a.Webhooks[j].Key()
 			if err != nil {
 				return nil, fmt.Errorf("alerts[%d].webhooks[%d]: %w", i, j, err)
 			}
-			out[&a.Webhooks[j]] = s
+			out[&a.Webhooks[j]] = hook{url, s}
 		}
 	}
 	return out, nil

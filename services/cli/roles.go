@@ -436,7 +436,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	if _, err := alert.Secrets(cfg); err != nil {
+	if err := alert.CheckHooks(cfg); err != nil {
 		return err
 	}
 	var parts []part

@@ -45,9 +45,9 @@ func Warnings(name string, doc []byte, c *config.Config) []string {
 	return out
 }
 
-// CheckSecrets reads every secret c names in a file or a variable (TSIG keys, webhook keys), as
-// detour up and the roles that use them do when they start, and reports those that cannot be
-// read as a *config.Error located in doc.
+// CheckSecrets reads every secret c names in a file or a variable (TSIG keys, webhook URLs and
+// keys), as detour up and the roles that use them do when they start, and reports those that
+// cannot be read as a *config.Error located in doc.
 func CheckSecrets(name string, doc []byte, c *config.Config) error {
 	var problems []string
 	for i, z := range c.Zones {
@@ -59,6 +59,9 @@ func CheckSecrets(name string, doc []byte, c *config.Config) error {
 	}
 	for i := range c.Alerts {
 		for j, w := range c.Alerts[i].Webhooks {
+			if _, err := w.Target(); err != nil {
+				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))
+			}
 			if _, err := w.Key(); err != nil {
 				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))
 			}
