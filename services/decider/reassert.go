@@ -68,10 +68,12 @@ func (d *decider) watchPool(p *poolSlot) {
 }
 
 // reassert appends this replica's view over every status STATE has contradicted for
-// reassertAfter: the transition's cause is the contradicting event.
+// reassertAfter: the transition's cause is the contradicting event. An endpoint's is not
+// re-asserted while this replica is behind in the probes (a storm of results can keep it behind
+// for longer than reassertAfter): the results that caused the event may be still to fold.
 func (d *decider) reassert(ctx context.Context, now time.Time) {
 	for _, s := range d.ix.endpoints {
-		if s.contradicted.IsZero() || d.failing {
+		if s.contradicted.IsZero() || d.failing || d.probesPending > 0 || d.probesQueued > 0 {
 			continue
 		}
 		if s.pending != nil || !contradicts(s) {
