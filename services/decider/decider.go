@@ -768,7 +768,7 @@ func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool
 func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events.Transition, bool) {
 	latest := p.latest()
 	v := p.verdict()
-	if latest == nil || v.Status == p.status || (p.since.After(latest.since) && !reassert) {
+	if latest == nil || v.Status == p.status || (superseded(p, latest) && !reassert) {
 		return events.Envelope{}, events.Transition{}, false
 	}
 	others := 0
@@ -790,6 +790,16 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 		return ev, t, false
 	}
 	return ev, t, true
+}
+
+// superseded reports whether STATE's pool event is newer than latest, the newest endpoint event
+// the decider knows of the pool: dated later, or dated at the same instant (the results of one
+// PROBES message are stored at one instant) and stored after it. The replica that appended it had
+// folded the whole message, while this one may know only part of it: the endpoint events another
+// replica stored before its pool's, re-read after a conflict or delivered while this replica is
+// still behind in the probes.
+func superseded(p *poolSlot, latest *endpointSlot) bool {
+	return p.since.After(latest.since) || p.since.Equal(latest.since) && p.seq > latest.order()
 }
 
 func poolSent(t events.Transition) sentTransition {
