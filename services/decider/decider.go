@@ -74,12 +74,10 @@ type decider struct {
 	unanswered bool
 	// retrying are the pools whose transition the next tick appends again (poolSlot.retry).
 	retrying []*poolSlot
-	// probesPending is how many messages PROBES held beyond the last one folded when the reader
-	// took it, and probesQueued how many the reader had taken but not handed to the loop when
-	// the last tick came: while either is not zero this replica is behind in the probes, and no
-	// contradiction is re-asserted.
-	probesPending uint64
-	probesQueued  int
+	// probesQueued is how many PROBES messages the reader had taken but the loop had not folded
+	// when the last tick came: while it is not zero this replica is behind in the probes, and no
+	// endpoint's contradiction is re-asserted.
+	probesQueued int
 }
 
 // Run decides endpoints and pools until ctx is cancelled, then returns nil. It first rebuilds its
@@ -208,7 +206,6 @@ func (d *decider) onDelivery(ctx context.Context, m delivery) {
 // onProbes folds the results of one PROBES message.
 func (d *decider) onProbes(ctx context.Context, m delivery) {
 	d.o.Metrics.Lag("decider", events.StreamProbes, m.pending)
-	d.probesPending = m.pending
 	if m.err != nil {
 		d.o.Stats.Malformed.Add(1)
 		d.o.Metrics.DecodeFailed("decider", events.StreamProbes)

@@ -73,7 +73,7 @@ func (d *decider) watchPool(p *poolSlot) {
 // for longer than reassertAfter): the results that caused the event may be still to fold.
 func (d *decider) reassert(ctx context.Context, now time.Time) {
 	for _, s := range d.ix.endpoints {
-		if s.contradicted.IsZero() || d.failing || d.probesPending > 0 || d.probesQueued > 0 {
+		if s.contradicted.IsZero() || d.failing || d.probesQueued > 0 {
 			continue
 		}
 		if s.pending != nil || !contradicts(s) {
