@@ -186,14 +186,15 @@ func walkField(n *yaml.Node, path string, steps []string, at func(path, key stri
 	}
 }
 
-// keys returns the keys of the mapping n, sorted, each once.
+// keys returns the keys of the mapping n, sorted, each once; a key written as an alias is the
+// scalar it stands for, as the decoder reads it (and member looks it up).
 func keys(n *yaml.Node) []string {
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
 	var out []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i].Value; !slices.Contains(out, k) {
+		if k := mapKey(n.Content[i]); !slices.Contains(out, k) {
 			out = append(out, k)
 		}
 	}

@@ -464,3 +464,35 @@ apps:
 		t.Errorf("err = %v, want exactly %q", err, want)
 	}
 }
+
+// A check header's name may be an alias of a scalar anchored elsewhere: the decoder sends the
+// header under the scalar's value, so Redact must find its value under that name too.
+func TestRedactReplacesACheckHeaderWhoseNameIsAnAlias(t *testing.T) {
+	doc := `apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check:
+      type: https
+      path: /healthz
+      headers:
+        X-Probe: &key X-Api-Key
+        *key : k-9876543210
+    pools: [{name: a, endpoints: [{address: "127.0.0.1:80"}]}]
+zones: [{name: demo.test}]
+`
+	c, err := config.Parse("alias.yaml", []byte(doc))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if got := c.Apps[0].Check.Headers["X-Api-Key"]; got != "k-9876543210" {
+		t.Fatalf("the decoder sends X-Api-Key: %q; the test's premise is wrong", got)
+	}
+	want := []string{"apps[0].check.headers.X-Api-Key"}
+	if got := c.InlineSecrets(); !reflect.DeepEqual(got, want) {
+		t.Errorf("inline secrets %q, want %q", got, want)
+	}
+	got, fields := config.Redact([]byte(doc))
+	if strings.Contains(string(got), "k-9876543210") || !reflect.DeepEqual(fields, want) {
+		t.Errorf("redacted %q, want %q:\n%s", fields, want, got)
+	}
+}
