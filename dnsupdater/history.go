@@ -76,7 +76,7 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 // step of theirs could give a secondary records this server never served. It reads the
 // subject backwards in growing windows, at most maxHistoryReads messages (the others' count
 // too). It also returns the newest version recorded under the server's name by any run of
-// it (nil: none read), whose serial a secondary may hold.
+// it before this one (nil: none read), whose serial a secondary may hold.
 func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
 	st, err := js.Stream(ctx, events.StreamDNS)
 	if err != nil {
@@ -119,11 +119,14 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			b := batch[i]
+			if self.fresh {
+				if b.served != nil {
+					return nil, b.served, nil // no version recorded leads to the serial: only the one served last counts
+				}
+				continue
+			}
 			if served == nil {
 				served = b.served
-			}
-			if served != nil && self.fresh {
-				return nil, served, nil // no version recorded is this run's: no step leads to its serial
 			}
 			switch {
 			case !b.changed:
@@ -171,8 +174,12 @@ type writer struct {
 	name, id string
 	// token names the server's own subject of each zone (events.ZoneSubject).
 	token string
-	// fresh says that id is this run's (no data dir): no version recorded is the server's.
+	// fresh says that no version recorded leads to the serial: the data dir told no serial
+	// served (there is none, or it is new), so the zones took new ones.
 	fresh bool
+	// started is when this run started: a version of id dated then or later is this run's, no
+	// serial served before it.
+	started time.Time
 }
 
 // storedStep reads one stored message of zone name's subject for the server self: another
@@ -187,7 +194,10 @@ func storedStep(name string, self writer, data []byte) stored {
 		return stored{changed: true} // unreadable: a break, whoever wrote it
 	}
 	served := &recorded{serial: zc.Serial, server: zc.Server}
-	if zc.Zone != name {
+	if zc.Zone != name || zc.Server == self.id && !env.Time.Before(self.started) {
+		// Another zone's, or this run's own, recorded before the subject was read (NATS slow
+		// at start, a zone read late among many): no serial served before the start, and it
+		// would hide the one an earlier run served.
 		served = nil
 	}
 	if zc.Server != self.id {
@@ -213,6 +223,11 @@ type histories struct {
 	served map[string]recorded
 }
 
+// self is the writer whose versions the server's histories follow: its own.
+func (s *Server) self() writer {
+	return writer{name: s.o.Name, id: s.id, token: s.writer, fresh: !s.knowsServed, started: s.started}
+}
+
 // readHistories reads, for every zone of the current table, the IXFR history the DNS stream
 // records up to the zone's serial, and the newest version recorded under the server's name.
 // It gives up on NATS after a few seconds: secondaries then get whole zones until the history
@@ -222,7 +237,7 @@ func (s *Server) readHistories(ctx context.Context) histories {
 	defer cancel()
 	out := histories{steps: map[string][]zone.Delta{}, served: map[string]recorded{}}
 	for _, z := range s.table.Load().zones {
-		h, served, err := readHistory(ctx, s.o.JS, z.Name, writer{name: s.o.Name, id: s.id, token: s.writer, fresh: s.o.DataDir == ""}, z.Serial)
+		h, served, err := readHistory(ctx, s.o.JS, z.Name, s.self(), z.Serial)
 		if err != nil {
 			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone, and a serial served before the start is not known")
 			continue

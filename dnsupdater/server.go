@@ -113,6 +113,8 @@ type Server struct {
 	// snapshot or serials file): versions recorded under the server's name by another id are
 	// then another host's of the same name, not an earlier run's (see passServed).
 	knowsServed bool
+	// started is when New made the server: the versions its id recorded since are this run's.
+	started time.Time
 }
 
 // maxTCPConns bounds the TCP connections of ordinary clients served at once (secondaries have
@@ -147,6 +149,7 @@ func New(o Options) (*Server, error) {
 		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics),
 	}
 	s.changes = events.NewRecorder(o.JS, s.log)
+	s.started = s.now()
 	s.notifier = newNotifier(s.notify)
 	s.notifyFailures = logs.NewRepeats(notifyFailureWindow)
 	s.proj = newProjector(static, s.now)

@@ -156,3 +156,53 @@ func TestAVersionToldInPartsEndsTheHistoryReadAtStart(t *testing.T) {
 		t.Fatalf("history read at serial 4: %v; want only 3→4, the step after the version told in parts", steps)
 	}
 }
+
+// TestAServerStartingWithoutItsDataReadsTheSerialServedBeforeItsOwnVersions has a server that
+// starts without its data dir (none, or a new one) record a version of its own before it reads
+// the zone's subject (NATS slow at start, or a zone read late among many): that version is no
+// serial served before the start, and must not hide the one an earlier run of the same name
+// served ahead of the clock, which a secondary may hold.
+func TestAServerStartingWithoutItsDataReadsTheSerialServedBeforeItsOwnVersions(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		dataDir func(t *testing.T) string
+	}{
+		{name: "no data dir", dataDir: func(*testing.T) string { return "" }},
+		{name: "new data dir", dataDir: func(t *testing.T) string { return t.TempDir() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			js := eventstest.Start(t)
+			cfg := eventstest.Config(t, demoConfig)
+			newest := func() events.ZoneChanged {
+				var zc events.ZoneChanged
+				m, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject("demo.test.", "dns-test"))
+				if err != nil {
+					return zc
+				}
+				if e, err := events.Decode(m.Data); err == nil {
+					_ = e.Payload(&zc)
+				}
+				return zc
+			}
+			earlier := startServer(t, js, cfg, "")
+			ahead := uint32(time.Now().Unix()) + 3600
+			earlier.srv.recordChange("cause-earlier", zoneChange{zone: &zone.Zone{Name: "demo.test.", Serial: ahead}})
+			eventstest.Eventually(t, 5*time.Second, func() bool { return newest().Serial == ahead }, "serial %d recorded", ahead)
+			earlier.stop()
+
+			again := startServer(t, js, cfg, tt.dataDir(t))
+			own := serial(t, again.srv.Addr())
+			again.srv.recordChange("cause-own", zoneChange{zone: &zone.Zone{Name: "demo.test.", Serial: own}})
+			eventstest.Eventually(t, 5*time.Second, func() bool { return newest().Server == again.srv.id }, "the restarted server's version recorded")
+
+			_, served, err := readHistory(context.Background(), js.JS, "demo.test.", again.srv.self(), serial(t, again.srv.Addr()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if served == nil || served.serial != ahead || served.server != earlier.srv.id {
+				t.Fatalf("the serial read as served before the start: %+v; want %d, the earlier run's (%s), not the restarted server's own (%s)",
+					served, ahead, earlier.srv.id, again.srv.id)
+			}
+		})
+	}
+}
