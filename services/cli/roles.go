@@ -390,7 +390,9 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	o := dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log, Metrics: r.metrics}
 	if r.configPath == "" { // follow the versions `detour apply` makes
-		o.Configs = config.Watch(ctx, js, r.version, log, "dns", r.name)
+		// Its refusals go on its writer's subject, as its zone versions do: the subject its NATS
+		// user may publish, whatever --name says.
+		o.Configs = config.Watch(ctx, js, r.version, log, "dns", events.WriterToken(js.Conn(), r.name))
 	}
 	srv, err := dnsupdater.New(o)
 	if err != nil {
