@@ -163,7 +163,7 @@ func (c *Config) validateAlerts(p *problems) {
 					p.add(wp+".url_env", envNameWant)
 				case w.URL == "" || strings.Contains(w.URL, Redacted):
 					// Read where the alert sender runs (Target); the marker is refused by
-					// validateRedacted.
+					// redactedProblems.
 				case webhookURLProblem(w.URL) != "":
 					p.add(wp+".url", "%s", webhookURLProblem(w.URL))
 				}

@@ -93,7 +93,7 @@ func parse(name string, doc []byte, stored bool) (*Config, error) {
 	}
 	c.ApplyDefaults()
 next:
-	for _, p := range c.Validate() {
+	for _, p := range append(c.Validate(), redactedProblems(root)...) {
 		path, _, _ := strings.Cut(p, ": ")
 		for _, f := range found {
 			if under(path, f.path) {

@@ -118,7 +118,6 @@ func (c *Config) Validate() []string {
 	c.Streams.Probes.validate(&p, "streams.probes")
 	c.validateRegions(&p)
 	c.validateAlerts(&p)
-	c.validateRedacted(&p)
 	return p
 }
 
