@@ -102,10 +102,7 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 
 // CloseWrite lets ReverseProxy half-close an upgraded connection as it does a plain TCP one.
 func (c *watchedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
+	return closeWrite(c.Conn)
 }
 
 func (c *watchedConn) expect() {

@@ -123,10 +123,7 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 
 // CloseWrite lets net/http half-close the connection as it does a plain TCP one.
 func (g *guardedConn) CloseWrite() error {
-	if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
+	return closeWrite(g.Conn)
 }
 
 // netHTTPBuffer is the size of the buffer net/http's server reads a connection through: it

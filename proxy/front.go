@@ -140,7 +140,14 @@ func (c *clientConn) Write(p []byte) (int, error) {
 }
 
 func (c *clientConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+	return closeWrite(c.Conn)
+}
+
+// closeWrite half-closes c as a TCP connection does (CloseWrite), where c can; elsewhere it does
+// nothing. The wrappers of a connection the edge hands to net/http pass it on, so that net/http
+// half-closes through them as it does a plain TCP connection.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
