@@ -18,7 +18,10 @@ import (
 func TestDeploymentIdentitiesTheControllerCannotDropADecidersPoolTransitionByPublishingItsIDFirst(t *testing.T) {
 	d := startDeployment(t)
 	d.ensureStreams()
-	ctx := context.Background()
+	// A deadline of the test's own for its setup calls, rather than the client's default of 5 s:
+	// CI once saw one STREAM.INFO go unanswered for those 5 s on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	cfg, _, err := config.Apply(ctx, d.as("operator").js, "test.yaml", []byte(`
 zones: [{name: demo.test}]
 apps:
