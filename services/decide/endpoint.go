@@ -106,13 +106,20 @@ func (e *Endpoint) Restore(s events.Status) {
 	}
 }
 
+// Counted reports whether r is counted already: the region's latest result (redelivered), or
+// of one of the region's last two windows (the same check, run by two of its probers during a
+// hand-over).
+func (e *Endpoint) Counted(r Result) bool {
+	reg := e.find(r.Region)
+	return reg != nil && (len(reg.IDs) > 0 && reg.IDs[len(reg.IDs)-1] == r.ID ||
+		r.Window != 0 && (reg.Windows[0] == r.Window || reg.Windows[1] == r.Window))
+}
+
 // Observe folds one result into the endpoint and reports the change of its effective status, if
 // the result caused one. Regions silent for longer than StaleAfter before r.At stop voting first.
-// A result that is the region's latest already (redelivered), or of one of the region's last two
-// windows (the same check, run by two of its probers during a hand-over), changes nothing.
+// A result Counted already changes nothing.
 func (e *Endpoint) Observe(r Result, p Policy) (Decision, bool) {
-	if reg := e.find(r.Region); reg != nil && (len(reg.IDs) > 0 && reg.IDs[len(reg.IDs)-1] == r.ID ||
-		r.Window != 0 && (reg.Windows[0] == r.Window || reg.Windows[1] == r.Window)) {
+	if e.Counted(r) {
 		return Decision{}, false
 	}
 	stale, staleCause, staleAt := e.expireRegions(r.At, p)

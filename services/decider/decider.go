@@ -252,8 +252,12 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 		if !s.once(region, r, heard) {
 			continue
 		}
+		res := decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK, Window: r.Window}
+		if s.st.Counted(res) {
+			continue // another prober of the region ran the same window's check
+		}
 		d.o.Stats.Results.Add(1)
-		dec, ok := s.st.Observe(decide.Result{ID: r.ID, Region: region, At: stamp, OK: r.OK, Window: r.Window}, s.pool.app.policy)
+		dec, ok := s.st.Observe(res, s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
 			d.decided(ctx, s, dec)

@@ -132,6 +132,9 @@ func TestTwoProbersResultsOfOneWindowCountOnceFromPROBESAndFromTheWire(t *testin
 			if len(tr.Results) != 3 || tr.Results[2] != "eu-p2-3" {
 				t.Errorf("transition results %v, want one of each window, the third eu-p2-3", tr.Results)
 			}
+			if got := r.stats.Results.Load(); got != 3 {
+				t.Errorf("results folded = %d, want 3: one per window", got)
+			}
 		})
 	}
 }
