@@ -24,10 +24,22 @@ type Knot struct {
 	// Addr is the ip:port it answers on, over UDP and TCP.
 	Addr string
 	log  *proctest.Output
+	// socket is knotd's control socket.
+	socket string
 }
 
 // Log returns what knotd has logged so far.
 func (k *Knot) Log() string { return k.log.String() }
+
+// Control runs knotc with args against this knotd, as an operator would, and returns an error
+// with its output when it fails.
+func (k *Knot) Control(args ...string) error {
+	out, err := exec.Command("knotc", append([]string{"-s", k.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("knotc %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
 
 // Zone is one zone Knot serves.
 type Zone struct {
@@ -38,6 +50,9 @@ type Zone struct {
 	// Primary is the ip:port of the primary to transfer the zone from, for a secondary zone;
 	// Knot also accepts its NOTIFYs.
 	Primary string
+	// Also lists further primaries, tried after Primary in order, whose NOTIFYs Knot accepts
+	// too: a secondary with two masters.
+	Also []string
 }
 
 // Skip skips the test when knotd is not installed.
@@ -92,10 +107,15 @@ template:
 	for i, z := range zones {
 		fmt.Fprintf(&zoneConf, "  - domain: %s\n    file: \"%s/%s.zone\"\n", z.Name, dir, z.Name)
 		if z.Primary != "" {
-			host, p, _ := net.SplitHostPort(z.Primary)
-			fmt.Fprintf(&remotes, "  - id: primary%d\n    address: %s@%s\n", i, host, p)
-			fmt.Fprintf(&acls, "  - id: notify%d\n    address: %s\n    action: notify\n", i, host)
-			fmt.Fprintf(&zoneConf, "    master: primary%d\n    acl: [transfer, notify%d]\n", i, i)
+			var ids, hosts []string
+			for j, primary := range append([]string{z.Primary}, z.Also...) {
+				host, p, _ := net.SplitHostPort(primary)
+				id := fmt.Sprintf("primary%d-%d", i, j)
+				fmt.Fprintf(&remotes, "  - id: %s\n    address: %s@%s\n", id, host, p)
+				ids, hosts = append(ids, id), append(hosts, host)
+			}
+			fmt.Fprintf(&acls, "  - id: notify%d\n    address: [%s]\n    action: notify\n", i, strings.Join(hosts, ", "))
+			fmt.Fprintf(&zoneConf, "    master: [%s]\n    acl: [transfer, notify%d]\n", strings.Join(ids, ", "), i)
 			continue
 		}
 		zoneConf.WriteString("    acl: transfer\n")
@@ -113,7 +133,8 @@ template:
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, knotd, "-c", confPath, "-s", filepath.Join(dir, "knot.sock"))
+	socket := filepath.Join(dir, "knot.sock")
+	cmd := exec.CommandContext(ctx, knotd, "-c", confPath, "-s", socket)
 	out := &proctest.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -127,7 +148,7 @@ template:
 			t.Logf("knotd output:\n%s", out.String())
 		}
 	})
-	k := &Knot{Addr: fmt.Sprintf("127.0.0.1:%d", port), log: out}
+	k := &Knot{Addr: fmt.Sprintf("127.0.0.1:%d", port), log: out, socket: socket}
 	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
 	for _, z := range zones {
 		if z.Primary != "" {
