@@ -390,7 +390,8 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 // uc's reads that the client's leaving causes, and reports false when it happened already. The
 // error is the body's that broke off, read or written.
 func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, uc *upConn, pool *connPool, addr string, stop func() bool) error {
-	removeHop(resp.Header)
+	listed := removeHop(resp.Header)
+	dropTrailers(resp.Trailer, listed)
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
@@ -409,6 +410,9 @@ func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response,
 		_, err = io.CopyBuffer(writerOnly{w}, resp.Body, *buf)
 	}
 	buffers.Put(buf)
+	if err == nil {
+		err = endTrailer(resp.Trailer, listed)
+	}
 	if err != nil {
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
 		// the client stopped taking may never end.

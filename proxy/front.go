@@ -186,6 +186,8 @@ type leanConn struct {
 	bw   *bufio.Writer
 	head reqHead
 	resp respHead
+	// declared are the trailers the answer relayed announced in its head, and relays.
+	declared []string
 	// client and node are the client's address as X-Forwarded-For and Forwarded's "for" show it.
 	client, node string
 	// host is the Host of the last request, f its forwarding headers.
@@ -538,7 +540,7 @@ func (lc *leanConn) endHead(hasDate bool, length string, chunked, keep bool) {
 }
 
 // writeResponseHead writes resp's status and header fields, without the ones suppressed for
-// its status, and announces its trailers; contentType, when set, is the sniffed Content-Type.
+// its status, and announces its trailers (lc.declared); contentType, when set, is the sniffed Content-Type.
 func (lc *leanConn) writeResponseHead(resp *http.Response, contentType string) {
 	lc.statusLine(resp.StatusCode)
 	noBody := !bodyAllowed(resp.StatusCode)
@@ -550,7 +552,7 @@ func (lc *leanConn) writeResponseHead(resp *http.Response, contentType string) {
 			writeField(lc.bw, k, v)
 		}
 	}
-	for k := range resp.Trailer {
+	for _, k := range lc.declared {
 		writeField(lc.bw, "Trailer", k)
 	}
 	if contentType != "" {
@@ -576,7 +578,12 @@ func sniff(resp *http.Response, p []byte) string {
 // connection upstream to the pool when it is reusable, and reports whether the client's stays
 // open.
 func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr string) bool {
-	removeHop(resp.Header)
+	listed := removeHop(resp.Header)
+	dropTrailers(resp.Trailer, listed)
+	lc.declared = lc.declared[:0]
+	for k := range resp.Trailer {
+		lc.declared = append(lc.declared, k)
+	}
 	keep := lc.keep()
 	buf := buffers.Get().(*[]byte)
 	defer buffers.Put(buf)
@@ -604,7 +611,7 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 			keep = false
 		}
 	default:
-		err = lc.relayUnsized(resp, *buf, keep)
+		err = lc.relayUnsized(resp, *buf, keep, listed)
 	}
 	if err != nil {
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
@@ -627,9 +634,10 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 }
 
 // relayUnsized writes a body of unknown length chunked, flushing after every read so streams
-// flow; an empty one without trailers is sent with Content-Length 0. A body that breaks off is
-// not ended: the error is returned with what came of it written.
-func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool) error {
+// flow, and the trailers endTrailer leaves of those of an answer whose Connection names listed;
+// an empty one without trailers is sent with Content-Length 0. A body that breaks off, or whose
+// trailer section is too long, is not ended: the error is returned with what came of it written.
+func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool, listed map[string]bool) error {
 	wrote := false
 	for {
 		n, rerr := resp.Body.Read(buf)
@@ -655,6 +663,9 @@ func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool) err
 		if rerr != nil {
 			return rerr
 		}
+	}
+	if err := endTrailer(resp.Trailer, listed); err != nil {
+		return err
 	}
 	_, hasDate := resp.Header["Date"]
 	if !wrote {

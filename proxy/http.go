@@ -441,6 +441,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				_ = res.Body.Close()
 				return &statusError{res.StatusCode}
 			}
+			watchTrailer(res)
 			resp = res
 			return nil
 		})

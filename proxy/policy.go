@@ -187,14 +187,17 @@ func connectionListed(h http.Header) map[string]bool {
 }
 
 // removeHop deletes from an answer's header the hop-by-hop fields, including those the
-// Connection field names; the framing fields stay, net/http rewrites them from the body.
-func removeHop(h http.Header) {
-	for k := range connectionListed(h) {
+// Connection field names, which it returns; the framing fields stay, net/http rewrites them
+// from the body.
+func removeHop(h http.Header) (listed map[string]bool) {
+	listed = connectionListed(h)
+	for k := range listed {
 		delete(h, k)
 	}
 	for _, k := range hopByHop {
 		delete(h, k)
 	}
+	return listed
 }
 
 // upstreamHeader returns the fields of in's header that go upstream, the forwarding fields of f
