@@ -122,7 +122,7 @@ func (r *recorder) take() (got, bad []string) {
 
 // referenceProxy is httputil.ReverseProxy in front of upstream, with the edge's limits and a new
 // upstream connection per request.
-func referenceProxy(t *testing.T, upstream string) string {
+func referenceProxy(t testing.TB, upstream string) string {
 	t.Helper()
 	u, _ := url.Parse("http://" + upstream)
 	var protocols http.Protocols

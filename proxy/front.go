@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"runtime/debug"
 	"strconv"
@@ -677,11 +678,18 @@ func (lc *leanConn) relayUnsized(resp *http.Response, buf []byte, keep bool, lis
 		lc.endHead(hasDate, "", true, keep)
 	}
 	_, _ = lc.bw.WriteString("0\r\n")
-	for k, vs := range resp.Trailer {
+	writeTrailer(lc.bw, resp.Trailer)
+	return nil
+}
+
+// writeTrailer writes the trailer section t, which endTrailer checked, and the empty line that
+// ends it. Its values came from net/textproto, which refuses CR, LF and NUL in them; a folded
+// one may end in a space, trimmed as net/http's server trims it.
+func writeTrailer(bw *bufio.Writer, t http.Header) {
+	for k, vs := range t {
 		for _, v := range vs {
-			writeField(lc.bw, k, v)
+			writeField(bw, k, textproto.TrimString(v))
 		}
 	}
-	_, _ = lc.bw.WriteString("\r\n")
-	return nil
+	_, _ = bw.WriteString("\r\n")
 }

@@ -2,7 +2,11 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -213,17 +217,25 @@ func FuzzParseHead(f *testing.F) {
 }
 
 // FuzzParseRespHead checks that no input makes the response parser panic, and that an answer it
-// accepts is one net/http reads with the same status and length.
+// accepts is one net/http reads with the same status and length and without trailers. Of an
+// answer net/http reads whole with its trailers, the lean path writes, of the trailers
+// endTrailer leaves, the section net/http's server writes (sorted aside), which net/http reads
+// back as they were, but for the spaces a folded value may end in, and no longer than maxTrailerBytes.
 func FuzzParseRespHead(f *testing.F) {
 	for _, s := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n",
 		"HTTP/1.1 204 No Content\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"HTTP/1.1 999\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTrailer: X-Sum, Host\r\nConnection: X-S\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\nHost: h\r\nX-S: s\r\nX Bad: 1\r\nSet-Cookie: a=b\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Sum: a\r\n b\r\nX-Lf: a\nX-Other: b\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Big: " + strings.Repeat("b", 4085) + "\r\n\r\n",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		checkTrailerWritten(t, s)
 		n := headEnd([]byte(s))
 		if n <= 0 {
 			return
@@ -240,5 +252,58 @@ func FuzzParseRespHead(f *testing.F) {
 			t.Fatalf("parseRespHead read %q as %d length %d; net/http as %d length %d close=%v",
 				s[:n], h.code, h.length, resp.StatusCode, resp.ContentLength, resp.Close)
 		}
+		if _, ok := resp.Header["Trailer"]; ok || resp.Trailer != nil {
+			t.Fatalf("parseRespHead accepted %q, which announces trailers", s[:n])
+		}
 	})
+}
+
+// checkTrailerWritten holds the trailer section the lean path writes of answer s, when
+// net/http reads it whole, to the one net/http's server writes (see FuzzParseRespHead).
+func checkTrailerWritten(t *testing.T, s string) {
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(s)), &http.Request{Method: http.MethodGet})
+	if err != nil {
+		return
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.Trailer == nil {
+		return
+	}
+	if endTrailer(resp.Trailer, connectionListed(resp.Header)) != nil {
+		return
+	}
+	var lean bytes.Buffer
+	bw := bufio.NewWriter(&lean)
+	writeTrailer(bw, resp.Trailer)
+	_ = bw.Flush()
+	var ref bytes.Buffer
+	_ = resp.Trailer.Write(&ref)
+	ref.WriteString("\r\n")
+	sorted := func(b []byte) []string {
+		l := strings.SplitAfter(string(b), "\r\n")
+		slices.Sort(l)
+		return l
+	}
+	if !slices.Equal(sorted(lean.Bytes()), sorted(ref.Bytes())) {
+		t.Fatalf("of %q the lean path writes the trailer section %q, net/http's server %q", s, lean.Bytes(), ref.Bytes())
+	}
+	if lean.Len() > maxTrailerBytes {
+		t.Fatalf("of %q the lean path writes a trailer section of %d bytes", s, lean.Len())
+	}
+	back, err := textproto.NewReader(bufio.NewReader(&lean)).ReadMIMEHeader()
+	sent := 0 // an announced trailer may not come
+	for _, vs := range resp.Trailer {
+		sent += min(len(vs), 1)
+	}
+	if err != nil || len(back) != sent {
+		t.Fatalf("of %q the lean path writes a trailer section net/http reads as %v (%v), not %v", s, back, err, resp.Trailer)
+	}
+	for k, vs := range back {
+		want := slices.Clone(resp.Trailer[k])
+		for i, v := range want {
+			want[i] = textproto.TrimString(v) // as net/http's server writes it
+		}
+		if !slices.Equal(want, vs) {
+			t.Fatalf("of %q the lean path writes a trailer section net/http reads as %v, not %v", s, back, resp.Trailer)
+		}
+	}
 }
