@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events/eventstest"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -372,4 +374,38 @@ func TestARequestBodyThatStopsArrivingAfterTheAnswerStartedCutsTheAnswer(t *test
 			t.Fatal("the upstream was still reading a body 3s after it stopped")
 		}
 	}
+}
+
+// BenchmarkALargePost is a 16 MiB POST through the edge (the ReverseProxy path, whose transport
+// writes the body to the instance through watchedConn) to an instance that reads and drops it.
+// cpu-µs/op is the process's CPU per request, the client's and the instance's included.
+// watchedConn hides its TCP connection's ReadFrom; forwarding it changed nothing measurable
+// here (benchstat, n=6: cpu-µs/op 42.3k ± 57% before, 42.4k ± 6% after, p=1.000): the body
+// comes from net/http's server, never a socket or a file, so ReadFrom has nothing to splice or
+// send and copies as io.Copy does.
+func BenchmarkALargePost(b *testing.B) {
+	in := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	b.Cleanup(in.Close)
+	e1 := backend(b, "e1")
+	c := twoEdges(b, []string{in.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20)
+	client := &http.Client{Transport: &http.Transport{}}
+	b.Cleanup(client.CloseIdleConnections)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	cpu0 := eventstest.ProcessCPU(b)
+	for b.Loop() {
+		resp, err := client.Post("http://"+c.west+"/upload", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			b.Fatalf("answered %d", resp.StatusCode)
+		}
+	}
+	b.ReportMetric(float64((eventstest.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
