@@ -382,7 +382,9 @@ func TestARequestBodyThatStopsArrivingAfterTheAnswerStartedCutsTheAnswer(t *test
 // watchedConn hides its TCP connection's ReadFrom; forwarding it changed nothing measurable
 // here (benchstat, n=6: cpu-µs/op 42.3k ± 57% before, 42.4k ± 6% after, p=1.000): the body
 // comes from net/http's server, never a socket or a file, so ReadFrom has nothing to splice or
-// send and copies as io.Copy does.
+// send and copies as io.Copy does. The framing guard (guardedConn) allocated a new buffer for
+// nearly every read of the body, 16 MiB a request: reusing its buffer took B/op from 16.2 MiB
+// to 170 KiB and cpu-µs/op from 45.1k to 33.3k (-26%, p=0.002, n=6).
 func BenchmarkALargePost(b *testing.B) {
 	in := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)

@@ -117,7 +117,13 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 		}
 	}
 	n := copy(p, g.out)
-	g.out = g.out[n:]
+	if n == len(g.out) {
+		// Emptied, the buffer takes the next bytes from its start: advanced past its end, it
+		// would have no room left, and every read of a body would allocate another.
+		g.out = g.out[:0]
+	} else {
+		g.out = g.out[n:]
+	}
 	return n, nil
 }
 
