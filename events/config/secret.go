@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -126,43 +127,80 @@ var secretFields = []secretField{
 // wholeSecret redacts the whole of a secret field.
 func wholeSecret(_, value string) (string, bool) { return Redacted, true }
 
-// secretWords are what, in the name of a header or a URL's query parameter, makes its value a
-// secret.
-var secretWords = []string{"auth", "token", "key", "secret", "pass", "cookie", "session", "sig", "credential"}
+// credentialNames are the names of a header or a URL's query parameter whose value is a
+// credential, compared whole once lowercased and without '-', '_' and '.' (so X-Api-Key is
+// xapikey); credentialSuffixes end such a name too (X-Auth-Token, client_secret,
+// X-Amz-Signature). A name that only holds one of these words (assign, keyword, X-Session-Region)
+// names no credential.
+var (
+	credentialNames = []string{
+		"authorization", "proxyauthorization", "cookie", "auth", "key", "accesskey", "secretkey",
+		"privatekey", "authkey", "appkey", "subscriptionkey", "ocpapimsubscriptionkey", "xfunctionskey",
+		"password", "passwd", "pwd", "pass", "sig", "session", "jwt",
+	}
+	credentialSuffixes = []string{"token", "secret", "password", "apikey", "signature", "credential", "credentials", "sessionid", "sessid"}
+)
 
-// secretName reports whether name, a header or a query parameter, names a secret.
-func secretName(name string) bool {
-	name = strings.ToLower(name)
-	return slices.ContainsFunc(secretWords, func(w string) bool { return strings.Contains(name, w) })
+// credentialName reports whether name, a header's or a query parameter's, names a credential
+// (credentialNames).
+func credentialName(name string) bool {
+	name = strings.ToLower(strings.NewReplacer("-", "", "_", "", ".", "").Replace(name))
+	return slices.Contains(credentialNames, name) ||
+		slices.ContainsFunc(credentialSuffixes, func(s string) bool { return strings.HasSuffix(name, s) })
 }
 
+// authSchemes are the HTTP authentication schemes whose value, under any header, is a
+// credential.
+var authSchemes = []string{"bearer", "basic", "digest", "token"}
+
 // redactHeader redacts the value of a header whose name says it is a credential (Authorization,
-// Proxy-Authorization, Cookie, X-Api-Key, X-Auth-Token…), or that is one (Bearer, Basic).
+// Proxy-Authorization, Cookie, X-Api-Key, X-Auth-Token…: credentialName), or that is one (an
+// authentication scheme and its credential: Bearer, Basic, Digest, Token).
 func redactHeader(name, value string) (string, bool) {
-	scheme, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(value)), " ")
-	if secretName(name) || scheme == "bearer" || scheme == "basic" {
+	scheme, rest, _ := strings.Cut(strings.TrimSpace(value), " ")
+	if credentialName(name) || slices.Contains(authSchemes, strings.ToLower(scheme)) && strings.TrimSpace(rest) != "" {
 		return Redacted, true
 	}
 	return value, false
 }
 
-// redactSend redacts the whole of what a tcp check sends when it logs in: Redis's AUTH, FTP's
-// PASS, IMAP's LOGIN, or any of secretWords.
+// redactSend redacts what a tcp check sends after it logs in, from the login's argument to the
+// end: a line that starts with AUTH (Redis, SMTP) or PASS (FTP, POP3), or an IMAP command
+// (after its tag) LOGIN or AUTHENTICATE, followed by an argument.
 func redactSend(_, value string) (string, bool) {
-	if secretName(value) || strings.Contains(strings.ToLower(value), "login") {
-		return Redacted, true
+	at := 0
+	for line := range strings.SplitAfterSeq(value, "\n") {
+		words := strings.Fields(line)
+		for i, w := range words {
+			login := i == 0 && (strings.EqualFold(w, "AUTH") || strings.EqualFold(w, "PASS")) ||
+				i == 1 && (strings.EqualFold(w, "LOGIN") || strings.EqualFold(w, "AUTHENTICATE"))
+			if login && i+1 < len(words) {
+				end := strings.Index(line, w) + len(w)
+				return value[:at+end] + " " + Redacted, true
+			}
+			if i == 1 {
+				break
+			}
+		}
+		at += len(line)
 	}
 	return value, false
 }
 
 // tokenHosts are the webhook services whose URL's path is the token (Slack, Discord, Teams,
-// Power Automate).
-var tokenHosts = []string{"hooks.slack.com", "discord.com", "discordapp.com", ".webhook.office.com", "outlook.office.com", ".logic.azure.com"}
+// Power Automate, IFTTT).
+var tokenHosts = []string{"hooks.slack.com", "discord.com", "discordapp.com", ".webhook.office.com", "outlook.office.com", ".logic.azure.com", "maker.ifttt.com"}
+
+// hookSegments are the path segments after which a webhook URL's path is its token
+// (Mattermost's, Rocket.Chat's /hooks/TOKEN).
+var hookSegments = []string{"hook", "hooks", "webhook", "webhooks"}
 
 // redactURL redacts the secret parts of a URL, or of a path with its query: the password of its
 // user information (the user when there is no password); its whole path and query on a host of
-// tokenHosts; else each path segment that looks like a token (tokenLike) and the value of each
-// query parameter (or fragment's) whose name says it is a secret.
+// tokenHosts; the rest of the path after a segment of hookSegments; and the value of each query
+// parameter (or fragment's) whose name is a credential's (credentialName), however short. A
+// segment or a value is not judged by how it looks: what looks like a token (a region, a build
+// id) is shown, so that what config get shows without a secret, apply takes back.
 func redactURL(_, value string) (string, bool) {
 	rest, out, secret := value, "", false
 	if i := strings.Index(rest, "://"); i >= 0 {
@@ -192,8 +230,9 @@ func redactURL(_, value string) (string, bool) {
 	}
 	segments := strings.Split(path, "/")
 	for i, s := range segments {
-		if tokenLike(s) {
-			segments[i], secret = Redacted, true
+		if slices.Contains(hookSegments, strings.ToLower(s)) && i+1 < len(segments) && strings.Join(segments[i+1:], "") != "" {
+			segments, secret = append(segments[:i+1], Redacted), true
+			break
 		}
 	}
 	out += strings.Join(segments, "/")
@@ -206,13 +245,22 @@ func redactURL(_, value string) (string, bool) {
 		}
 		params := strings.Split(part.text, "&")
 		for i, kv := range params {
-			if k, v, ok := strings.Cut(kv, "="); ok && v != "" && (secretName(k) || tokenLike(v)) {
+			if k, v, ok := strings.Cut(kv, "="); ok && v != "" && credentialName(unescape(k)) {
 				params[i], secret = k+"="+Redacted, true
 			}
 		}
 		out += part.sep + strings.Join(params, "&")
 	}
 	return out, secret
+}
+
+// unescape returns a query parameter's name as a server reads it, or as written when it is not
+// escaped well.
+func unescape(name string) string {
+	if u, err := url.QueryUnescape(name); err == nil {
+		return u
+	}
+	return name
 }
 
 // tokenHost reports whether host (with its port) is one of tokenHosts or under one.
@@ -227,26 +275,6 @@ func tokenHost(host string) bool {
 		}
 		return host == t || strings.HasSuffix(host, "."+t)
 	})
-}
-
-// tokenLike reports whether s, a path segment or a parameter's value, looks like a token: 16
-// characters or more with a letter and a digit, or 32 or more, of letters, digits and -._~%+=.
-func tokenLike(s string) bool {
-	if len(s) < 16 {
-		return false
-	}
-	letter, digit := false, false
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
-			letter = true
-		case r >= '0' && r <= '9':
-			digit = true
-		case !strings.ContainsRune("-._~%+=", r):
-			return false
-		}
-	}
-	return (letter && digit) || len(s) >= 32
 }
 
 // InlineSecrets lists the paths of the secrets written inline in the configuration (the fields

@@ -447,7 +447,7 @@ apps:
     pools: [{name: a, endpoints: [{address: "127.0.0.1:6379"}]}]
 `
 	got, fields := config.Redact([]byte(doc))
-	if want := strings.Replace(doc, `"AUTH hunter2\r\nPING\r\n"`, `"<redacted>"`, 1); string(got) != want {
+	if want := strings.Replace(doc, `"AUTH hunter2\r\nPING\r\n"`, `"AUTH <redacted>"`, 1); string(got) != want {
 		t.Errorf("redacted:\n%s\nwant:\n%s", got, want)
 	}
 	c, err := config.Parse("detour.yaml", []byte(doc))

@@ -158,3 +158,32 @@ func TestConfigGetThroughTheAPIShowsInlineSecretsOnlyWhenAskedTo(t *testing.T) {
 		t.Errorf("config get --show-secrets --api: exit %d, shows %q, want every secret:\n%s%s", code, leaked(out), out, errOut)
 	}
 }
+
+// noSecretDoc has what the redaction once took for tokens: a path segment with letters and
+// digits, a parameter whose name holds "sig", a header whose name holds "session".
+const noSecretDoc = `zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: https, path: "/status/region-us-west-2?assign=ops", headers: {X-Session-Region: us-west-2}}
+    pools: [{name: west, endpoints: [{address: "127.0.0.11:80"}]}]
+alerts: [{name: ops, on: [failover], webhooks: [{url: "https://alerts.example.test/v1/build-0123456789abcdef0123"}]}]
+`
+
+func TestWhatConfigGetShowsOfAConfigurationWithoutSecretsAppliesAsItIs(t *testing.T) {
+	srv := eventstest.Start(t)
+	if code, out, errOut := run("apply", writeFile(t, "detour.yaml", noSecretDoc), "--nats", srv.URL); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	_, shown, _ := run("config", "get", "--nats", srv.URL)
+	if strings.Contains(shown, "redacted") {
+		t.Fatalf("config get redacted a configuration without a secret:\n%s", shown)
+	}
+	if code, out, errOut := run("apply", writeFile(t, "shown.yaml", shown), "--nats", srv.URL); code != 0 || strings.Contains(errOut, "stored in CONFIG") {
+		t.Fatalf("apply of what config get shows: exit %d\n%s%s", code, out, errOut)
+	}
+	_, again, _ := run("config", "get", "--nats", srv.URL)
+	if !strings.HasPrefix(again, "# version 2,") || !strings.HasSuffix(again, noSecretDoc) {
+		t.Errorf("version 2 is\n%s\nwant the document of version 1:\n%s", again, noSecretDoc)
+	}
+}
