@@ -592,12 +592,12 @@ func configRefused(w http.ResponseWriter, err error) bool {
 	return true
 }
 
-func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, _ Token) {
+func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, tok Token) {
 	doc, ok := readDocument(w, r)
 	if !ok {
 		return
 	}
-	p, err := plan.Make(r.Context(), s.o.JS, "request", doc)
+	p, err := plan.Make(r.Context(), s.o.JS, "request", doc, tok.Scope == ScopeWrite)
 	if configRefused(w, err) {
 		return
 	}

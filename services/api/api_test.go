@@ -621,3 +621,28 @@ func TestTheConfigurationShowsInlineSecretsOnlyToAWriteTokenThatAsks(t *testing.
 		}
 	}
 }
+
+// A read token's plan must not tell whether a guessed secret is the running one: it compares
+// what GET /v1/config shows a read token, and says that it did not compare the secrets. A write
+// token, which may see them, is told of a change that only a secret makes.
+func TestAReadTokensPlanCannotTellAGuessedSecretFromTheRunningOne(t *testing.T) {
+	f := start(t)
+	with := func(secret string) string {
+		return doc + `alerts: [{name: ops, on: [failover], webhooks: [{url: "https://hooks.example.test/detour", secret: ` + secret + `}]}]` + "\n"
+	}
+	if code, body := f.do(t, "POST", "/v1/config/apply", f.write, with("whsec-of-the-demo")); code != http.StatusOK {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	const changed = `alerts[ops].webhooks: (secret) → (secret)`
+	_, right := f.do(t, "POST", "/v1/config/plan", f.read, with("whsec-of-the-demo"))
+	_, wrong := f.do(t, "POST", "/v1/config/plan", f.read, with("whsec-guessed"))
+	if right != wrong || strings.Contains(right, "(secret)") || !strings.Contains(right, `"secrets_not_compared": true`) {
+		t.Errorf("a read token's plan of the right secret:\n%s\nof a wrong one:\n%s\nwant the same, with secrets_not_compared", right, wrong)
+	}
+	if _, body := f.do(t, "POST", "/v1/config/plan", f.write, with("whsec-guessed")); !strings.Contains(body, `"after": "(secret)"`) || strings.Contains(body, "secrets_not_compared") {
+		t.Errorf("a write token's plan of a changed secret: %s\nwant the change (%s)", body, changed)
+	}
+	if _, body := f.do(t, "POST", "/v1/config/plan", f.write, with("whsec-of-the-demo")); strings.Contains(body, "(secret)") {
+		t.Errorf("a write token's plan of the same secret: %s\nwant no change", body)
+	}
+}

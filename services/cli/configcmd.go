@@ -54,7 +54,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	p, err := plan.Make(ctx, js, path, doc)
+	p, err := plan.Make(ctx, js, path, doc, true)
 	if err != nil {
 		return err
 	}

@@ -41,17 +41,24 @@ const redacted = "(secret)"
 
 // Diff lists what changes from before to after (nil: nothing is running), in document order:
 // zones, apps, edges, dns. Both configurations are compared after defaults, so spelling a
-// default out is no change.
-func Diff(before, after *config.Config) []Change {
+// default out is no change. The values shown are those of the copies with their secrets
+// redacted (config's secretFields). With compareSecrets, a change that only a secret makes is
+// listed too, with neither value shown; without, only the redacted copies are compared, so
+// what Diff says does not depend on a secret's value: for who may not see the secrets (an API
+// read token), who would otherwise tell from the changes whether a guessed secret is the
+// running one.
+func Diff(before, after *config.Config, compareSecrets bool) []Change {
 	if before == nil {
 		before = &config.Config{}
 		before.ApplyDefaults()
 	}
-	var out, shown []Change
-	diff(&out, "", reflect.ValueOf(*before), reflect.ValueOf(*after))
-	// The values are those of the copies with their secrets redacted (config's secretFields);
-	// a change only a secret makes shows neither.
+	var shown []Change
 	diff(&shown, "", reflect.ValueOf(*before.WithSecretsRedacted()), reflect.ValueOf(*after.WithSecretsRedacted()))
+	if !compareSecrets {
+		return shown
+	}
+	var out []Change
+	diff(&out, "", reflect.ValueOf(*before), reflect.ValueOf(*after))
 	values := make(map[string]Change, len(shown))
 	for _, s := range shown {
 		values[s.Op+s.Path] = s

@@ -23,11 +23,16 @@ type Plan struct {
 	Changes []Change `json:"changes"`
 	// Answers are the RRsets whose answers would change at the current state.
 	Answers []events.RecordChange `json:"answers"`
+	// SecretsNotCompared says that the secrets written inline, which either configuration
+	// holds, were compared only as detour config get shows them (Diff without compareSecrets):
+	// a change that only a secret makes is not listed.
+	SecretsNotCompared bool `json:"secrets_not_compared,omitempty"`
 }
 
-// Make compares doc with the running version and the answers at the current state. An invalid
-// doc is refused with the *config.Error that lists its problems.
-func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte) (*Plan, error) {
+// Make compares doc with the running version and the answers at the current state, the
+// secrets written inline only with compareSecrets (Diff). An invalid doc is refused with the
+// *config.Error that lists its problems.
+func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte, compareSecrets bool) (*Plan, error) {
 	next, err := config.Parse(name, doc)
 	if err != nil {
 		return nil, err
@@ -51,12 +56,14 @@ func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte) 
 	if err != nil {
 		return nil, err
 	}
-	return Compare(p, running, next, v)
+	return Compare(p, running, next, v, compareSecrets)
 }
 
-// Compare fills p with the changes from running (nil: none) to next at the state v.
-func Compare(p *Plan, running, next *config.Config, v *state.View) (*Plan, error) {
-	p.Changes = Diff(running, next)
+// Compare fills p with the changes from running (nil: none) to next at the state v, the
+// secrets written inline only with compareSecrets (Diff).
+func Compare(p *Plan, running, next *config.Config, v *state.View, compareSecrets bool) (*Plan, error) {
+	p.Changes = Diff(running, next, compareSecrets)
+	p.SecretsNotCompared = !compareSecrets && (len(next.InlineSecrets()) > 0 || running != nil && len(running.InlineSecrets()) > 0)
 	answers, err := Answers(running, next, v)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", p.File, err)
@@ -77,6 +84,9 @@ func (p *Plan) Write(w io.Writer) {
 			fmt.Fprintf(w, ": %q", p.Against.Message)
 		}
 		fmt.Fprintln(w, "):")
+	}
+	if p.SecretsNotCompared {
+		fmt.Fprintln(w, "  (secrets written inline compared only as detour config get shows them: a read token's plan cannot tell a changed secret; plan with a write token to compare them)")
 	}
 	if len(p.Changes) == 0 {
 		fmt.Fprintln(w, "no changes")

@@ -77,7 +77,7 @@ func TestDiffNamesEveryKindOfChangeFieldByField(t *testing.T) {
 			before := eventstest.Config(t, base)
 			after := eventstest.Config(t, strings.Replace(base, tc.from, tc.to, 1))
 			var got []string
-			for _, c := range plan.Diff(before, after) {
+			for _, c := range plan.Diff(before, after, true) {
 				got = append(got, c.String())
 			}
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
@@ -91,7 +91,7 @@ func TestAChangedWebhookIsShownWithoutItsSecret(t *testing.T) {
 	with := func(url string) string {
 		return base + "alerts: [{name: oncall, on: [failover], webhooks: [{url: \"" + url + "\", secret: hook-secret}]}]\n"
 	}
-	changes := plan.Diff(eventstest.Config(t, with("http://127.0.0.1:9/a")), eventstest.Config(t, with("http://127.0.0.1:9/b")))
+	changes := plan.Diff(eventstest.Config(t, with("http://127.0.0.1:9/a")), eventstest.Config(t, with("http://127.0.0.1:9/b")), true)
 	if len(changes) != 1 || strings.Contains(changes[0].String(), "hook-secret") || !strings.Contains(changes[0].String(), "secret: <redacted>") {
 		t.Errorf("changes %v, want one webhook change that hides the secret", changes)
 	}
@@ -109,7 +109,7 @@ func TestAChangedCredentialHeaderOrWebhookTokenIsShownWithoutIt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := base + "alerts: [{name: oncall, on: [failover], webhooks: [{url: \"https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i\"}]}]\n"
-			changes := plan.Diff(eventstest.Config(t, doc), eventstest.Config(t, strings.Replace(doc, tc.from, tc.to, 1)))
+			changes := plan.Diff(eventstest.Config(t, doc), eventstest.Config(t, strings.Replace(doc, tc.from, tc.to, 1)), true)
 			var got []string
 			for _, c := range changes {
 				got = append(got, c.String())
@@ -123,7 +123,7 @@ func TestAChangedCredentialHeaderOrWebhookTokenIsShownWithoutIt(t *testing.T) {
 
 func TestDiffAgainstNothingRunningAddsEveryZoneAppAndEdge(t *testing.T) {
 	var got []string
-	for _, c := range plan.Diff(nil, eventstest.Config(t, base)) {
+	for _, c := range plan.Diff(nil, eventstest.Config(t, base), true) {
 		got = append(got, c.String())
 	}
 	want := "+ zones[demo.test]\n+ apps[shop]\n+ edges[edge-west]"
@@ -137,7 +137,7 @@ func TestAnswersShowWhatRemovingTheServingPoolChangesAtTheCurrentState(t *testin
 	before := eventstest.Config(t, noEdges)
 	after := eventstest.Config(t, strings.Replace(noEdges, "      - name: west\n        region: us-west\n        endpoints: [{address: \"127.0.0.11:80\"}]\n", "", 1))
 	v := state.NewView()
-	p, err := plan.Compare(&plan.Plan{File: "next.yaml"}, before, after, v)
+	p, err := plan.Compare(&plan.Plan{File: "next.yaml"}, before, after, v, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestMakeComparesWithTheActiveVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)))
+	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,3 +197,25 @@ func TestMakeComparesWithTheActiveVersion(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+func TestWithoutComparingSecretsAChangeOnlyASecretMakesIsNotListed(t *testing.T) {
+	with := func(secret, interval string) *config.Config {
+		return eventstest.Config(t, strings.Replace(strings.Replace(base, `secret: "c2VjcmV0"`, `secret: "`+secret+`"`, 1), "interval: 1s", "interval: "+interval, 1))
+	}
+	for _, tc := range []struct {
+		name, secret, interval, want string
+	}{
+		{"the running secret", "c2VjcmV0", "1s", ""},
+		{"another secret", "b3RoZXI=", "1s", ""},
+		{"another secret and interval", "b3RoZXI=", "2s",
+			"~ apps[shop].check.interval: 1s → 2s\n~ apps[shop].check.timeout: 1s → 2s\n~ apps[shop].check.stale_after: 3s → 6s"},
+	} {
+		var got []string
+		for _, c := range plan.Diff(with("c2VjcmV0", "1s"), with(tc.secret, tc.interval), false) {
+			got = append(got, c.String())
+		}
+		if strings.Join(got, "\n") != tc.want {
+			t.Errorf("%s: changes %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
