@@ -123,7 +123,13 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 	if c.method == "" {
 		c.method = http.MethodGet
 	}
-	for name, v := range k.Headers {
+	// Read when the check is built, at each configuration: a credential given in a file or the
+	// environment never reaches CONFIG.
+	headers, err := k.ReadHeaders()
+	if err != nil {
+		return nil, err
+	}
+	for name, v := range headers {
 		c.headers.Set(name, v)
 	}
 	if c.headers.Get("User-Agent") == "" {

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,6 +193,35 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 		defer mu.Unlock()
 		if !o.OK || lastMeth != "HEAD" || lastHost != "shop.demo.test" || lastHdr != "detour" {
 			t.Errorf("ok %v (%s); server saw method %q host %q X-Probe %q", o.OK, o.Err, lastMeth, lastHost, lastHdr)
+		}
+	})
+
+	t.Run("a header from a file or the environment is read and sent", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "probe")
+		if err := os.WriteFile(file, []byte("from-the-file\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("DETOUR_TEST_PROBE", "from-the-environment")
+		for _, tc := range []struct {
+			edit func(k *config.Check)
+			want string
+		}{
+			{func(k *config.Check) { k.HeadersFile = map[string]string{"X-Probe": file} }, "from-the-file"},
+			{func(k *config.Check) { k.HeadersEnv = map[string]string{"X-Probe": "DETOUR_TEST_PROBE"} }, "from-the-environment"},
+		} {
+			o := Probe(context.Background(), target(t, "http", addr, func(k *config.Check) { k.Path = "/healthz"; tc.edit(k) }))
+			mu.Lock()
+			got := lastHdr
+			mu.Unlock()
+			if !o.OK || got != tc.want {
+				t.Errorf("ok %v (%s); server saw X-Probe %q, want %q", o.OK, o.Err, got, tc.want)
+			}
+		}
+		o := Probe(context.Background(), target(t, "http", addr, func(k *config.Check) {
+			k.HeadersEnv = map[string]string{"X-Probe": "DETOUR_TEST_UNSET"}
+		}))
+		if want := "check.headers_env.X-Probe: $DETOUR_TEST_UNSET is not set in this process's environment"; o.OK || o.Class != ClassError || o.Err != want {
+			t.Errorf("without the variable: ok %v class %q error %q, want %q", o.OK, o.Class, o.Err, want)
 		}
 	})
 

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"net/textproto"
 	"net/url"
 	"os"
 	"regexp"
@@ -117,9 +119,9 @@ type secretField struct {
 // refusal of Redacted (Validate) and InlineSecrets read.
 var secretFields = []secretField{
 	{"zones[].push.tsig.secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
-	{"apps[].check.path", redactURL, "the path", "a check's path cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
+	{"apps[].check.path", redactURL, "the path", "a check's path cannot be read from a file or the environment: send the credential in a header with headers_file or headers_env where the checked service takes one there, or give it a credential that only lets it be checked"},
 	{"apps[].check.send", redactSend, "what the check sends", "a check's send cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
-	{"apps[].check.headers.*", redactHeader, "the header's value", "a check's header cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
+	{"apps[].check.headers.*", redactHeader, "the header's value", "use headers_file or headers_env"},
 	{"alerts[].webhooks[].secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
 	{"alerts[].webhooks[].url", redactURL, "the URL, or use url_file or url_env", "use url_file or url_env"},
 }
@@ -336,4 +338,59 @@ func (c *Config) node() *yaml.Node {
 		panic(fmt.Sprintf("encode the configuration: %v", err))
 	}
 	return &n
+}
+
+// validateHeaders checks that each header of k is given in one of headers, headers_file and
+// headers_env (names compared as HTTP compares them), a file by its path and a variable by its
+// name.
+func (k *Check) validateHeaders(p *problems, path string) {
+	given := map[string]bool{}
+	for name := range k.Headers {
+		given[textproto.CanonicalMIMEHeaderKey(name)] = true
+	}
+	for _, m := range []struct {
+		field  string
+		values map[string]string
+	}{{"headers_file", k.HeadersFile}, {"headers_env", k.HeadersEnv}} {
+		for _, name := range slices.Sorted(maps.Keys(m.values)) {
+			at, v, canonical := path+"."+m.field+"."+name, m.values[name], textproto.CanonicalMIMEHeaderKey(name)
+			switch {
+			case given[canonical]:
+				p.add(at, "want only one of headers, headers_file or headers_env for %s", canonical)
+			case m.field == "headers_file" && strings.TrimSpace(v) == "":
+				p.add(at, "want the path of a file")
+			case m.field == "headers_env" && !envNameRE.MatchString(v):
+				// Not repeated: what is not a variable's name may be the credential itself.
+				p.add(at, envNameWant)
+			}
+			given[canonical] = true
+		}
+	}
+}
+
+// ReadHeaders returns the headers of the check: Headers, and the value of each header of
+// HeadersFile and HeadersEnv read from its file or environment variable (surrounding white
+// space trimmed). The error names the header and where it looked, never a value.
+func (k Check) ReadHeaders() (map[string]string, error) {
+	out := maps.Clone(k.Headers)
+	if len(k.HeadersFile)+len(k.HeadersEnv) > 0 && out == nil {
+		out = map[string]string{}
+	}
+	for _, name := range slices.Sorted(maps.Keys(k.HeadersFile)) {
+		file := k.HeadersFile[name]
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("check.headers_file.%s: %w", name, err)
+		}
+		if out[name] = strings.TrimSpace(string(b)); out[name] == "" {
+			return nil, fmt.Errorf("check.headers_file.%s: %s is empty", name, file)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(k.HeadersEnv)) {
+		env := k.HeadersEnv[name]
+		if out[name] = strings.TrimSpace(os.Getenv(env)); out[name] == "" {
+			return nil, fmt.Errorf("check.headers_env.%s: $%s is not set in this process's environment", name, env)
+		}
+	}
+	return out, nil
 }

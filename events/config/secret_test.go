@@ -429,7 +429,8 @@ func TestEveryInlineSecretIsWarnedOfWithWhatToDoInstead(t *testing.T) {
 	w := c.SecretWarnings()
 	for i, want := range map[int]string{
 		0: "zones[0].push.tsig.secret is stored in CONFIG, where every role may read it: use secret_file or secret_env",
-		2: "apps[0].check.headers.Authorization is stored in CONFIG, where every role may read it: a check's header cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked",
+		1: "apps[0].check.path is stored in CONFIG, where every role may read it: a check's path cannot be read from a file or the environment: send the credential in a header with headers_file or headers_env where the checked service takes one there, or give it a credential that only lets it be checked",
+		2: "apps[0].check.headers.Authorization is stored in CONFIG, where every role may read it: use headers_file or headers_env",
 		5: "alerts[0].webhooks[0].url is stored in CONFIG, where every role may read it: use url_file or url_env",
 	} {
 		if i >= len(w) || w[i] != want {

@@ -167,8 +167,15 @@ type Check struct {
 	// Host is the Host header (and the TLS server name unless ServerName is set). Default: the address.
 	Host string `yaml:"host,omitempty"`
 	// Headers are added to an http(s) check request. A credential (Authorization, Cookie,
-	// X-Api-Key…) is stored in CONFIG and shown redacted (secretFields).
+	// X-Api-Key…) written here is stored in CONFIG and shown redacted (secretFields): give it
+	// with HeadersFile or HeadersEnv instead.
 	Headers map[string]string `yaml:"headers,omitempty"`
+	// HeadersFile maps a header's name to a file holding its value, and HeadersEnv to an
+	// environment variable holding it (surrounding white space trimmed), read by the prober
+	// that runs the check (ReadHeaders), never stored in CONFIG. A header is given in one of
+	// Headers, HeadersFile and HeadersEnv. Default: none.
+	HeadersFile map[string]string `yaml:"headers_file,omitempty"`
+	HeadersEnv  map[string]string `yaml:"headers_env,omitempty"`
 	// ExpectStatus lists the accepted status codes or ranges ("200", "200-399"). Default ["200-399"].
 	ExpectStatus []string `yaml:"expect_status,omitempty"`
 	// BodyContains must occur in the first 5,120 bytes of the body. Default: not checked.

@@ -382,6 +382,7 @@ func (k *Check) validate(p *problems, path string) {
 		// Not repeated: the path may carry a token.
 		p.add(path+".path", "must start with '/'")
 	}
+	k.validateHeaders(p, path)
 	if k.Type == CheckDNS && k.Query == "" {
 		p.add(path+".query", "a dns check needs the name to ask for")
 	}

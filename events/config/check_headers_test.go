@@ -1,0 +1,91 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/events/config"
+)
+
+func headersDoc(headers string) string {
+	return "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqdn: shop.demo.test\n    check: {type: https, " + headers + "}\n" +
+		"    pools: [{name: a, endpoints: [{address: \"127.0.0.1:80\"}]}]\n"
+}
+
+func TestACheckHeaderIsGivenOneWayFromAFileOrTheEnvironment(t *testing.T) {
+	for _, c := range []struct{ headers, want string }{
+		{`headers_file: {Authorization: /etc/detour/shop-auth}, headers_env: {X-Api-Key: SHOP_API_KEY}, headers: {Accept: text/plain}`, ""},
+		{`headers: {Authorization: "Bearer t"}, headers_file: {authorization: /etc/detour/shop-auth}`,
+			"apps[0].check.headers_file.authorization: want only one of headers, headers_file or headers_env for Authorization"},
+		{`headers_file: {X-Api-Key: /k}, headers_env: {X-API-KEY: K}`,
+			"apps[0].check.headers_env.X-API-KEY: want only one of headers, headers_file or headers_env for X-Api-Key"},
+		{`headers_env: {X-Api-Key: "not a name"}`, "apps[0].check.headers_env.X-Api-Key: " + "want the name of an environment variable: letters, digits and _, not first a digit"},
+		{`headers_file: {X-Api-Key: ""}`, "apps[0].check.headers_file.X-Api-Key: want the path of a file"},
+	} {
+		_, err := config.Parse("detour.yaml", []byte(headersDoc(c.headers)))
+		var ce *config.Error
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("{%s}: %v", c.headers, err)
+		case c.want != "" && (!errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, []string{c.want})):
+			t.Errorf("{%s}: err = %v, want exactly %q", c.headers, err, c.want)
+		}
+	}
+}
+
+func TestACheckHeadersFromAFileOrTheEnvironmentAreReadButNeverStoredOrShown(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "shop-auth")
+	if err := os.WriteFile(file, []byte("Bearer from-the-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DETOUR_TEST_API_KEY", "from-the-environment")
+	doc := headersDoc(`headers_file: {Authorization: ` + file + `}, headers_env: {X-Api-Key: DETOUR_TEST_API_KEY}, headers: {Accept: text/plain}`)
+	c, err := config.Parse("detour.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Apps[0].Check.ReadHeaders()
+	want := map[string]string{"Accept": "text/plain", "Authorization": "Bearer from-the-file", "X-Api-Key": "from-the-environment"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("ReadHeaders = %v, %v, want %v", got, err, want)
+	}
+	if s := c.InlineSecrets(); len(s) != 0 {
+		t.Errorf("inline secrets %q, want none", s)
+	}
+	if shown, _ := config.Redact([]byte(doc)); string(shown) != doc {
+		t.Errorf("config get shows\n%s\nwant the document as applied", shown)
+	}
+	if c.Apps[0].Check.Headers["Authorization"] != "" {
+		t.Errorf("the configuration holds the header's value: %v", c.Apps[0].Check.Headers)
+	}
+	t.Setenv("DETOUR_TEST_API_KEY", "")
+	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_env.X-Api-Key: $DETOUR_TEST_API_KEY is not set in this process's environment" {
+		t.Errorf("ReadHeaders without the variable: %v", err)
+	}
+	if err := os.WriteFile(file, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DETOUR_TEST_API_KEY", "x")
+	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_file.Authorization: "+file+" is empty" {
+		t.Errorf("ReadHeaders of an empty file: %v", err)
+	}
+	_ = os.Remove(file)
+	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || !strings.HasPrefix(err.Error(), "check.headers_file.Authorization: open "+file) {
+		t.Errorf("ReadHeaders without the file: %v", err)
+	}
+}
+
+func TestACredentialHeaderIsWarnedOfWithItsFileOrEnvironmentAlternative(t *testing.T) {
+	c, err := config.Parse("detour.yaml", []byte(headersDoc(`headers: {Authorization: "Bearer t"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"apps[0].check.headers.Authorization is stored in CONFIG, where every role may read it: use headers_file or headers_env"}
+	if got := c.SecretWarnings(); !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings %q, want %q", got, want)
+	}
+}
