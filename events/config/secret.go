@@ -8,6 +8,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -283,9 +284,7 @@ func tokenHost(host string) bool {
 // secretFields lists, where they hold one): stored in CONFIG, where every role may read them.
 func (c *Config) InlineSecrets() []string {
 	var out []string
-	for _, s := range inlineSecretNodes(c.node()) {
-		out = append(out, s.path)
-	}
+	c.redacted(func(path string, _ *secretField) { out = append(out, path) })
 	return out
 }
 
@@ -294,25 +293,132 @@ func (c *Config) InlineSecrets() []string {
 // warn of each.
 func (c *Config) SecretWarnings() []string {
 	var out []string
-	for _, s := range inlineSecretNodes(c.node()) {
-		out = append(out, s.path+" is stored in CONFIG, where every role may read it: "+s.field.instead)
-	}
+	c.redacted(func(path string, f *secretField) {
+		out = append(out, path+" is stored in CONFIG, where every role may read it: "+f.instead)
+	})
 	return out
 }
 
 // WithSecretsRedacted returns a copy of c with each secret written inline (InlineSecrets) as
 // Redact shows it: for what shows a configuration's values, such as detour plan.
 func (c *Config) WithSecretsRedacted() *Config {
-	n := c.node()
-	for _, s := range inlineSecretNodes(n) {
-		s.node.Value, s.node.Style, s.node.Tag = s.redacted, yaml.DoubleQuotedStyle, "!!str"
+	return c.redacted(func(string, *secretField) {})
+}
+
+// redacted calls found with the path and field of each secret c holds inline, in the order of
+// secretFields, and returns a copy of c with each as Redact shows it. It walks c's secret fields
+// alone, copying only what holds a secret: an encoding of the whole configuration for it took
+// 0.3 s at 10,000 endpoints.
+func (c *Config) redacted(found func(path string, f *secretField)) *Config {
+	v := reflect.ValueOf(*c)
+	for i := range secretFields {
+		f := &secretFields[i]
+		v, _ = redactValue(v, "", strings.Split(f.path, "."), "", func(path, key, value string) (string, bool) {
+			shown, secret := f.redact(key, value)
+			if strings.Contains(value, Redacted) {
+				// Redacted already, or written where a secret may be: refused (Validate).
+				shown, secret = value, true
+			}
+			if secret {
+				found(path, f)
+			}
+			return shown, secret
+		})
 	}
-	out := &Config{Version: c.Version, Event: c.Event}
-	if err := n.Decode(out); err != nil {
-		// What a Config encodes to decodes, a string more redacted.
-		panic(fmt.Sprintf("decode the redacted configuration: %v", err))
+	out := v.Interface().(Config)
+	return &out
+}
+
+// redactValue returns v with the string each of its members steps names (secretFields'
+// syntax; key the last name) replaced by what redact returns, when redact says it holds a
+// secret, and whether any did. It visits them in the order inlineSecretNodes visits a
+// document's: the elements of a list in turn, the keys of a map sorted. What holds no secret
+// is v itself, not a copy.
+func redactValue(v reflect.Value, path string, steps []string, key string, redact func(path, key, value string) (string, bool)) (reflect.Value, bool) {
+	switch {
+	case v.Kind() == reflect.Pointer:
+		if v.IsNil() {
+			return v, false
+		}
+		e, changed := redactValue(v.Elem(), path, steps, key, redact)
+		if !changed {
+			return v, false
+		}
+		p := reflect.New(e.Type())
+		p.Elem().Set(e)
+		return p, true
+	case len(steps) == 0:
+		if v.Kind() != reflect.String || v.String() == "" {
+			return v, false
+		}
+		shown, secret := redact(path, key, v.String())
+		return reflect.ValueOf(shown).Convert(v.Type()), secret
+	case steps[0] == "*":
+		if v.Kind() != reflect.Map || v.Len() == 0 {
+			return v, false
+		}
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		var out reflect.Value
+		for _, k := range keys {
+			e, changed := redactValue(v.MapIndex(k), join(path, k.String()), steps[1:], k.String(), redact)
+			if changed {
+				if !out.IsValid() {
+					out = reflect.MakeMapWithSize(v.Type(), v.Len())
+					for it := v.MapRange(); it.Next(); {
+						out.SetMapIndex(it.Key(), it.Value())
+					}
+				}
+				out.SetMapIndex(k, e)
+			}
+		}
+		if !out.IsValid() {
+			return v, false
+		}
+		return out, true
 	}
-	return out
+	name, list := strings.CutSuffix(steps[0], "[]")
+	i := yamlField(v.Type(), name)
+	if v.Kind() != reflect.Struct || i < 0 {
+		return v, false
+	}
+	field, changed := v.Field(i), false
+	if list {
+		var out reflect.Value
+		for j := range field.Len() {
+			e, ch := redactValue(field.Index(j), fmt.Sprintf("%s[%d]", join(path, name), j), steps[1:], name, redact)
+			if ch {
+				if !out.IsValid() {
+					out = reflect.MakeSlice(field.Type(), field.Len(), field.Len())
+					reflect.Copy(out, field)
+				}
+				out.Index(j).Set(e)
+			}
+		}
+		field, changed = out, out.IsValid()
+	} else {
+		field, changed = redactValue(field, join(path, name), steps[1:], name, redact)
+	}
+	if !changed {
+		return v, false
+	}
+	out := reflect.New(v.Type()).Elem()
+	out.Set(v)
+	out.Field(i).Set(field)
+	return out, true
+}
+
+// yamlField returns the index of the field of the struct type t that YAML names name, or -1.
+func yamlField(t reflect.Type, name string) int {
+	if t.Kind() != reflect.Struct {
+		return -1
+	}
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // redactedProblems refuses every secret field of the decoded document root that holds Redacted:
@@ -328,16 +434,6 @@ func redactedProblems(root *yaml.Node) problems {
 		}
 	}
 	return p
-}
-
-// node returns c as a YAML tree, as inlineSecretNodes reads it.
-func (c *Config) node() *yaml.Node {
-	var n yaml.Node
-	if err := n.Encode(c); err != nil {
-		// Every type of a Config encodes.
-		panic(fmt.Sprintf("encode the configuration: %v", err))
-	}
-	return &n
 }
 
 // validateHeaders checks that each header of k is given in one of headers, headers_file and

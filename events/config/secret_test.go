@@ -197,6 +197,7 @@ func FuzzRedactLeavesNoInlineSecret(f *testing.F) {
 	f.Add([]byte(strings.Replace(secretsDoc, "name: ops", "name: &secret_env secret", 1) + "      - {url: https://h.test/a, *secret_env : x}\n"))
 	f.Add([]byte("# clé\n" + strings.Replace(secretsDoc, "name: ops", "name: \"opérations\"", 1)))
 	f.Add([]byte(tokensDoc))
+	f.Add([]byte(headersDoc(`headers: {Authorization: "Bearer t", Accept: x}, headers_file: {X-Api-Key: /k}, headers_env: {Cookie: C}`)))
 	f.Add([]byte(strings.Replace(tokensDoc, "hooks.example.test/detour", "u:p@hooks.example.test/x?sig=1#k=v", 1)))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		c, err := config.Parse("fuzz.yaml", doc)
