@@ -219,3 +219,14 @@ func TestWithoutComparingSecretsAChangeOnlyASecretMakesIsNotListed(t *testing.T)
 		}
 	}
 }
+
+func TestAPlanThatDidNotCompareTheSecretsSaysSo(t *testing.T) {
+	var b strings.Builder
+	(&plan.Plan{File: "next.yaml", SecretsNotCompared: true}).Write(&b)
+	want := "next.yaml against no running configuration:\n" +
+		"  (secrets written inline compared only as detour config get shows them: a read token's plan cannot tell a changed secret; plan with a write token to compare them)\n" +
+		"no changes\n"
+	if b.String() != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
