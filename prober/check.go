@@ -124,7 +124,7 @@ func newChecker(t Target, shared *sharedTransports) (checker, error) {
 	case config.CheckHTTP, config.CheckHTTPS:
 		return newHTTPChecker(t, shared)
 	case config.CheckTCP:
-		return newTCPChecker(t), nil
+		return newTCPChecker(t)
 	case config.CheckICMP:
 		return newICMPChecker(t), nil
 	case config.CheckDNS:

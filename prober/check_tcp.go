@@ -16,13 +16,19 @@ type tcpChecker struct {
 	dialer net.Dialer
 }
 
-func newTCPChecker(t Target) *tcpChecker {
+// newTCPChecker prepares t's tcp check, with what it sends read from wherever the check says
+// (config.Check.ReadSend), once per configuration.
+func newTCPChecker(t Target) (*tcpChecker, error) {
+	send, err := t.Check.ReadSend()
+	if err != nil {
+		return nil, err
+	}
 	return &tcpChecker{
 		addr:   t.Dial,
-		send:   []byte(t.Check.Send),
+		send:   []byte(send),
 		expect: []byte(t.Check.Expect),
 		dialer: net.Dialer{KeepAlive: -1},
-	}
+	}, nil
 }
 
 func (c *tcpChecker) run(ctx context.Context) Outcome {

@@ -370,6 +370,26 @@ func TestTCPCheckOutcomes(t *testing.T) {
 			wantClass: ClassReset, wantErr: "reset"},
 	})
 
+	t.Run("what a check sends is read as it is from a file or the environment", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "send")
+		if err := os.WriteFile(file, []byte("PING\r\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("DETOUR_TEST_SEND", "PING\r\n")
+		for _, edit := range []func(k *config.Check){
+			func(k *config.Check) { k.SendFile = file },
+			func(k *config.Check) { k.SendEnv = "DETOUR_TEST_SEND" },
+		} {
+			if o := Probe(context.Background(), target(t, "tcp", redis, func(k *config.Check) { ping("", "+PONG")(k); edit(k) })); !o.OK {
+				t.Errorf("check: %s %s, want the expected reply", o.Class, o.Err)
+			}
+		}
+		o := Probe(context.Background(), target(t, "tcp", redis, func(k *config.Check) { k.SendEnv = "DETOUR_TEST_UNSET" }))
+		if want := "check.send_env: $DETOUR_TEST_UNSET is not set in this process's environment"; o.OK || o.Class != ClassError || o.Err != want {
+			t.Errorf("without the variable: ok %v class %q error %q, want %q", o.OK, o.Class, o.Err, want)
+		}
+	})
+
 	t.Run("a connect that gets no answer fails with timeout", func(t *testing.T) {
 		addr := eventstest.Blackhole(t)
 		o := Probe(context.Background(), target(t, "tcp", addr, func(k *config.Check) {

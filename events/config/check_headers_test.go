@@ -89,3 +89,24 @@ func TestACredentialHeaderIsWarnedOfWithItsFileOrEnvironmentAlternative(t *testi
 		t.Errorf("warnings %q, want %q", got, want)
 	}
 }
+
+func TestWhatATCPCheckSendsIsGivenOneWay(t *testing.T) {
+	doc := func(send string) string {
+		return strings.Replace(headersDoc("x: y"), "{type: https, x: y}", "{type: tcp, "+send+"}", 1)
+	}
+	for _, c := range []struct{ send, want string }{
+		{`send_file: /etc/detour/redis-auth`, ""},
+		{`send_env: REDIS_AUTH`, ""},
+		{`send: "PING\r\n", send_env: REDIS_AUTH`, "apps[0].check: want only one of send, send_file or send_env"},
+		{`send_env: "AUTH x"`, "apps[0].check.send_env: want the name of an environment variable: letters, digits and _, not first a digit"},
+	} {
+		_, err := config.Parse("detour.yaml", []byte(doc(c.send)))
+		var ce *config.Error
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("{%s}: %v", c.send, err)
+		case c.want != "" && (!errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, []string{c.want})):
+			t.Errorf("{%s}: err = %v, want exactly %q", c.send, err, c.want)
+		}
+	}
+}

@@ -121,8 +121,8 @@ type secretField struct {
 var secretFields = []secretField{
 	{"zones[].push.tsig.secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
 	{"apps[].check.path", redactURL, "the path", "a check's path cannot be read from a file or the environment: send the credential in a header with headers_file or headers_env where the checked service takes one there, or give it a credential that only lets it be checked"},
-	{"apps[].check.send", redactSend, "what the check sends", "a check's send cannot yet be read from a file or the environment: give the checked service a credential that only lets it be checked"},
-	{"apps[].check.headers.*", redactHeader, "the header's value", "use headers_file or headers_env"},
+	{"apps[].check.send", redactSend, "what the check sends, or use send_file or send_env", "use send_file or send_env"},
+	{"apps[].check.headers.*", redactHeader, "the header's value, or use headers_file or headers_env", "use headers_file or headers_env"},
 	{"alerts[].webhooks[].secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
 	{"alerts[].webhooks[].url", redactURL, "the URL, or use url_file or url_env", "use url_file or url_env"},
 }
@@ -489,4 +489,27 @@ func (k Check) ReadHeaders() (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// ReadSend returns what a tcp check sends: Send, or what the file SendFile or the environment
+// variable SendEnv holds, as it is (a protocol's line ends kept). The error names where it
+// looked, never what it found.
+func (k Check) ReadSend() (string, error) {
+	switch {
+	case k.SendFile != "":
+		b, err := os.ReadFile(k.SendFile)
+		if err != nil {
+			return "", fmt.Errorf("check.send_file: %w", err)
+		}
+		if len(b) == 0 {
+			return "", fmt.Errorf("check.send_file: %s is empty", k.SendFile)
+		}
+		return string(b), nil
+	case k.SendEnv != "":
+		if s := os.Getenv(k.SendEnv); s != "" {
+			return s, nil
+		}
+		return "", fmt.Errorf("check.send_env: $%s is not set in this process's environment", k.SendEnv)
+	}
+	return k.Send, nil
 }

@@ -384,9 +384,9 @@ func TestRedactHidesCredentialHeadersAndTheTokenOfAURL(t *testing.T) {
 	}
 	wantProblems := []string{
 		`apps[0].check.path: holds "<redacted>", which detour config get shows in place of a secret: write the path`,
-		`apps[0].check.headers.Authorization: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
-		`apps[0].check.headers.Cookie: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
-		`apps[0].check.headers.X-Api-Key: holds "<redacted>", which detour config get shows in place of a secret: write the header's value`,
+		`apps[0].check.headers.Authorization: holds "<redacted>", which detour config get shows in place of a secret: write the header's value, or use headers_file or headers_env`,
+		`apps[0].check.headers.Cookie: holds "<redacted>", which detour config get shows in place of a secret: write the header's value, or use headers_file or headers_env`,
+		`apps[0].check.headers.X-Api-Key: holds "<redacted>", which detour config get shows in place of a secret: write the header's value, or use headers_file or headers_env`,
 		`alerts[0].webhooks[0].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL, or use url_file or url_env`,
 		`alerts[0].webhooks[1].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL, or use url_file or url_env`,
 		`alerts[0].webhooks[2].url: holds "<redacted>", which detour config get shows in place of a secret: write the URL, or use url_file or url_env`,
@@ -461,7 +461,7 @@ apps:
 	}
 	_, err = config.Parse("redacted.yaml", got)
 	var ce *config.Error
-	want := []string{`apps[0].check.send: holds "<redacted>", which detour config get shows in place of a secret: write what the check sends`}
+	want := []string{`apps[0].check.send: holds "<redacted>", which detour config get shows in place of a secret: write what the check sends, or use send_file or send_env`}
 	if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, want) {
 		t.Errorf("err = %v, want exactly %q", err, want)
 	}

@@ -185,9 +185,14 @@ type Check struct {
 	// ServerName is the TLS SNI name. Default: Host, else the address's host.
 	ServerName string `yaml:"server_name,omitempty"`
 	// Send is written after a tcp connect; Expect must then be read. Default: connect only. A
-	// login in it (AUTH, PASS, LOGIN…) is stored in CONFIG and shown redacted (secretFields).
-	Send   string `yaml:"send,omitempty"`
-	Expect string `yaml:"expect,omitempty"`
+	// login in it (AUTH, PASS, LOGIN…) is stored in CONFIG and shown redacted (secretFields):
+	// give it with SendFile or SendEnv instead, a file or an environment variable holding what
+	// to send, read as it is (line ends kept) by the prober that runs the check (ReadSend). At
+	// most one of the three.
+	Send     string `yaml:"send,omitempty"`
+	SendFile string `yaml:"send_file,omitempty"`
+	SendEnv  string `yaml:"send_env,omitempty"`
+	Expect   string `yaml:"expect,omitempty"`
 	// Query is the name a dns check asks for; QueryType its type (default A).
 	Query     string `yaml:"query,omitempty"`
 	QueryType string `yaml:"query_type,omitempty"`

@@ -383,6 +383,13 @@ func (k *Check) validate(p *problems, path string) {
 		p.add(path+".path", "must start with '/'")
 	}
 	k.validateHeaders(p, path)
+	switch {
+	case given(k.Send, k.SendFile, k.SendEnv) > 1:
+		p.add(path, "want only one of send, send_file or send_env")
+	case k.SendEnv != "" && !envNameRE.MatchString(k.SendEnv):
+		// Not repeated: what is not a variable's name may be the login itself.
+		p.add(path+".send_env", envNameWant)
+	}
 	if k.Type == CheckDNS && k.Query == "" {
 		p.add(path+".query", "a dns check needs the name to ask for")
 	}
