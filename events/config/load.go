@@ -152,10 +152,11 @@ func (c *Config) ApplyDefaults() {
 		for j := range z.Nameservers {
 			z.Nameservers[j].Name = Canonical(z.Nameservers[j].Name)
 		}
+		if z.TransferTSIG != nil {
+			z.TransferTSIG.applyDefaults()
+		}
 		if z.Push != nil {
-			if z.Push.TSIG.Algorithm == "" {
-				z.Push.TSIG.Algorithm = "hmac-sha256"
-			}
+			z.Push.TSIG.applyDefaults()
 			if z.Push.RetryInterval == 0 {
 				z.Push.RetryInterval = Duration(2 * time.Second)
 			}

@@ -119,6 +119,7 @@ type secretField struct {
 // secretFields are the fields that may hold a secret written inline: the one list Redact, the
 // refusal of Redacted (Validate) and InlineSecrets read.
 var secretFields = []secretField{
+	{"zones[].transfer_tsig.secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
 	{"zones[].push.tsig.secret", wholeSecret, "the secret, or use secret_file or secret_env", "use secret_file or secret_env"},
 	{"apps[].check.path", redactURL, "the path", "a check's path cannot be read from a file or the environment: send the credential in a header with headers_file or headers_env where the checked service takes one there, or give it a credential that only lets it be checked"},
 	{"apps[].check.send", redactSend, "what the check sends, or use send_file or send_env", "use send_file or send_env"},

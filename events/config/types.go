@@ -61,6 +61,11 @@ type Zone struct {
 	TransferTo []string `yaml:"transfer_to,omitempty"`
 	// Notify lists host:port secondaries sent a NOTIFY on every serial change. Default none.
 	Notify []string `yaml:"notify,omitempty"`
+	// TransferTSIG, when set, is the key a secondary must sign its transfers with, besides
+	// asking from an address of TransferTo (as Knot's and BIND's ACLs of an address and a
+	// key), and that signs the NOTIFYs to Notify. Default: none, transfers by address alone and
+	// unsigned NOTIFYs.
+	TransferTSIG *TSIG `yaml:"transfer_tsig,omitempty"`
 	// Push, when set, sends every change to an existing primary server with RFC 2136 UPDATE.
 	Push *Push `yaml:"push,omitempty"`
 }
@@ -90,7 +95,7 @@ type TSIG struct {
 	// Secret is the base64 key, inline: stored in CONFIG where every role may read it, so prefer
 	// SecretFile or SecretEnv. Exactly one of the three is required.
 	Secret string `yaml:"secret,omitempty"`
-	// SecretFile is a file holding the base64 key, read by the DNS server that pushes.
+	// SecretFile is a file holding the base64 key, read by the DNS server that uses the key.
 	SecretFile string `yaml:"secret_file,omitempty"`
 	// SecretEnv is an environment variable holding the base64 key, read by the DNS server.
 	SecretEnv string `yaml:"secret_env,omitempty"`

@@ -65,6 +65,9 @@ func (c *Config) Validate() []string {
 		p.add("zones", "at least one zone is required")
 	}
 	zones, zoneTokens := map[string]bool{}, map[string]string{}
+	// keys holds the zone that first defines each transfer key, by its name in lower case: a
+	// server verifies a signed message by the key its TSIG record names, so one name is one key.
+	keys := map[string]int{}
 	for i, z := range c.Zones {
 		path := fmt.Sprintf("zones[%d]", i)
 		if p.dnsName(path+".name", z.Name) {
@@ -80,6 +83,14 @@ func (c *Config) Validate() []string {
 			zones[z.Name], zoneTokens[tok] = true, z.Name
 		}
 		z.validate(&p, path)
+		if k := z.TransferTSIG; k != nil && k.Name != "" {
+			name := strings.ToLower(strings.TrimSuffix(k.Name, "."))
+			if first, ok := keys[name]; !ok {
+				keys[name] = i
+			} else if o := c.Zones[first].TransferTSIG; o.Algorithm != k.Algorithm || o.Secret != k.Secret || o.SecretFile != k.SecretFile || o.SecretEnv != k.SecretEnv {
+				p.add(path+".transfer_tsig", "key %q is defined otherwise by zones[%d].transfer_tsig: a key's name names one algorithm and secret", k.Name, first)
+			}
+		}
 	}
 
 	apps, fqdns := map[string]bool{}, map[string]bool{}
@@ -170,6 +181,9 @@ func (z *Zone) validate(p *problems, path string) {
 		}
 		notified[ap] = j
 	}
+	if z.TransferTSIG != nil {
+		z.TransferTSIG.validate(p, path+".transfer_tsig", "transfers and NOTIFYs are signed with it")
+	}
 	if z.Push != nil {
 		pp := path + ".push"
 		if ap, err := netip.ParseAddrPort(z.Push.Server); err != nil {
@@ -177,28 +191,39 @@ func (z *Zone) validate(p *problems, path string) {
 		} else if problem := notServer(ap); problem != "" {
 			p.add(pp+".server", "%s in %q", problem, z.Push.Server)
 		}
-		if z.Push.TSIG.Name == "" {
-			p.add(pp+".tsig.name", "must not be empty: updates are always signed")
-		} else if !keyName(z.Push.TSIG.Name) {
-			// The key's name is the owner of every update's TSIG record: no message carries
-			// another, and every push would fail.
-			p.add(pp+".tsig.name", "want a DNS name: labels of 1 to 63 characters, 253 in all")
-		}
-		switch z.Push.TSIG.Algorithm {
-		case "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1":
-		default:
-			p.add(pp+".tsig.algorithm", "want hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha1, got %q", z.Push.TSIG.Algorithm)
-		}
-		k := &z.Push.TSIG
-		if validateSecret(p, pp+".tsig", k.Secret, k.SecretFile, k.SecretEnv) && k.Secret != "" {
-			if _, err := base64.StdEncoding.DecodeString(k.Secret); err != nil {
-				p.add(pp+".tsig.secret", "want a base64 key")
-			}
-		}
+		z.Push.TSIG.validate(p, pp+".tsig", "updates are always signed")
 		if z.Push.RetryInterval < minRetryInterval {
 			// Each retry opens a connection to the primary: a primary that refuses at once
 			// would be asked as fast as the loop turns.
 			p.add(pp+".retry_interval", "want at least %s, got %s", time.Duration(minRetryInterval), time.Duration(z.Push.RetryInterval))
+		}
+	}
+}
+
+// applyDefaults sets the algorithm when none is given.
+func (k *TSIG) applyDefaults() {
+	if k.Algorithm == "" {
+		k.Algorithm = "hmac-sha256"
+	}
+}
+
+// validate reports the problems of a TSIG key at path; why says what the key's name is for.
+func (k *TSIG) validate(p *problems, path, why string) {
+	if k.Name == "" {
+		p.add(path+".name", "must not be empty: %s", why)
+	} else if !keyName(k.Name) {
+		// The key's name is the owner of every signed message's TSIG record: no message
+		// carries another, and every signed exchange would fail.
+		p.add(path+".name", "want a DNS name: labels of 1 to 63 characters, 253 in all")
+	}
+	switch k.Algorithm {
+	case "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1":
+	default:
+		p.add(path+".algorithm", "want hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha1, got %q", k.Algorithm)
+	}
+	if validateSecret(p, path, k.Secret, k.SecretFile, k.SecretEnv) && k.Secret != "" {
+		if _, err := base64.StdEncoding.DecodeString(k.Secret); err != nil {
+			p.add(path+".secret", "want a base64 key")
 		}
 	}
 }

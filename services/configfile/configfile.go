@@ -51,6 +51,11 @@ func Warnings(name string, doc []byte, c *config.Config) []string {
 func CheckSecrets(name string, doc []byte, c *config.Config) error {
 	var problems []string
 	for i, z := range c.Zones {
+		if z.TransferTSIG != nil {
+			if _, err := z.TransferTSIG.Key(); err != nil {
+				problems = append(problems, fmt.Sprintf("zones[%d].transfer_%v", i, err))
+			}
+		}
 		if z.Push != nil {
 			if _, err := z.Push.TSIG.Key(); err != nil {
 				problems = append(problems, fmt.Sprintf("zones[%d].push.%v", i, err))
