@@ -512,6 +512,12 @@ func (s *Server) reconfigure(c *config.Config) bool {
 		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
 		return false
 	}
+	keys, err := transferKeys(c)
+	if err != nil {
+		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
+		return false
+	}
+	s.keys.Store(&keys)
 	s.projMu.Lock()
 	s.proj.setStatic(static)
 	s.static = static

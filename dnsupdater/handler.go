@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -24,6 +25,13 @@ type worker struct {
 	// wildcard is the owner name of the wildcard that synthesized the last reply's answer or
 	// NODATA, or "": response rate limiting keys such a reply by it, not by the question name.
 	wildcard string
+	// keys, when set, holds the transfer keys in force: a query signed with one of them is
+	// answered, and its reply signed. Without it every signed query is BADKEY.
+	keys *atomic.Pointer[keyring]
+	// signer is the key that signs the reply the reference path is building, or nil.
+	signer *signer
+	// limit is the size the reply the reference path is building must fit.
+	limit int
 }
 
 // timeEvery is how often a reply's build time is measured: one reply in 64 keeps the answer
@@ -102,9 +110,28 @@ func limitFor(q *query, tcp bool) int {
 	return udpLimit(q)
 }
 
+// keyring returns the transfer keys in force, or nil when the worker has none.
+func (w *worker) keyring() keyring {
+	if w.keys == nil {
+		return nil
+	}
+	return *w.keys.Load()
+}
+
 // reference answers any packet the prepared path does not: it decodes the whole message and
-// applies every rule of an authoritative server.
+// applies every rule of an authoritative server. The reply to a request signed with a key the
+// server holds is signed with it (RFC 8945 §5.3).
 func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []byte {
+	w.signer, w.limit = nil, 512
+	out := w.decide(t, p, remote, tcp)
+	if w.signer == nil || out == nil {
+		return out
+	}
+	return w.signer.sign(out, w.limit, time.Now())
+}
+
+// decide is the reference path's reply, unsigned; w.signer is then the key to sign it with.
+func (w *worker) decide(t *table, p []byte, remote netip.Addr, tcp bool) []byte {
 	req := new(dns.Msg)
 	if err := unpack(p, req); err != nil {
 		if len(p) < headerLen || p[2]&0x80 != 0 {
@@ -184,11 +211,23 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 	if req.Opcode != dns.OpcodeQuery {
 		q.flags &^= 0x0110 // RD and CD belong to QUERY: other opcodes get neither back
 	}
+	w.limit = limitFor(q, tcp)
+	// A signed UPDATE or NOTIFY is checked as a signed query is (RFC 8945 §5.2), before its
+	// opcode is looked at; a query once its format is.
+	signed := req.IsTsig() != nil && !breaksFormat(p, req) && (req.Opcode != dns.OpcodeQuery ||
+		len(req.Question) == 1 && canonical != nil && len(req.Answer) == 0 &&
+			(canonical.Qtype != dns.TypeIXFR || clientSOA(p, req, canonical.Name)) && (len(req.Ns) == 0 || canonical.Qtype == dns.TypeIXFR))
+	if signed {
+		s, tsigErr := w.keyring().verify(p, req.IsTsig())
+		if s == nil {
+			return tsigRefusal(w.out, req, canonical, q, tcp, tsigErr)
+		}
+		w.signer = s
+		if s.err != 0 {
+			return reply(dns.RcodeNotAuth, canonical)
+		}
+	}
 	switch {
-	case req.Opcode != dns.OpcodeQuery && req.IsTsig() != nil && !breaksFormat(p, req):
-		// A signed UPDATE or NOTIFY is checked as a signed query is (RFC 8945 §5.2), before
-		// its opcode is looked at: Detour holds no keys, so the key is unknown.
-		return badKey(w.out, req, canonical, q, tcp)
 	case req.Opcode == dns.OpcodeUpdate:
 		return reply(dns.RcodeRefused, canonical)
 	case req.Opcode != dns.OpcodeQuery:
@@ -196,9 +235,6 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 	case len(req.Question) != 1 || canonical == nil || len(req.Answer) > 0 || breaksFormat(p, req) ||
 		(canonical.Qtype == dns.TypeIXFR && !clientSOA(p, req, canonical.Name)) || (len(req.Ns) > 0 && canonical.Qtype != dns.TypeIXFR):
 		return reply(dns.RcodeFormatError, canonical)
-	case req.IsTsig() != nil:
-		// Detour holds no keys for queries: a signed query is not authorised.
-		return badKey(w.out, req, canonical, q, tcp)
 	case canonical.Qclass == dns.ClassCHAOS && (canonical.Name == "id.server." || canonical.Name == "hostname.bind.") &&
 		(canonical.Qtype == dns.TypeTXT || canonical.Qtype == dns.TypeANY) && len(t.identity) > 0:
 		return identityReply(w.out, req, canonical, t.identity, q, tcp)
@@ -212,8 +248,18 @@ func (w *worker) reference(t *table, p []byte, remote netip.Addr, tcp bool) []by
 		return reply(dns.RcodeNotImplemented, canonical)
 	case dns.TypeAXFR, dns.TypeIXFR:
 		z := t.zoneFor(canonical.Name)
-		if z == nil || z.Name != canonical.Name || !transferAllowed(z, remote) || canonical.Qtype == dns.TypeAXFR {
+		if z == nil || z.Name != canonical.Name {
 			return reply(dns.RcodeRefused, canonical)
+		}
+		switch rcode, badKey := transferRefusal(w.keyring(), z, remote, w.signer); {
+		case badKey:
+			// Signed with another key the server holds: as Knot, NOTAUTH and BADKEY, unsigned.
+			w.signer = nil
+			return tsigRefusal(w.out, req, canonical, q, tcp, dns.RcodeBadKey)
+		case rcode != 0:
+			return reply(rcode, canonical)
+		case canonical.Qtype == dns.TypeAXFR:
+			return reply(dns.RcodeRefused, canonical) // over UDP
 		}
 		// IXFR over UDP: the current SOA tells the secondary to come back over TCP (RFC 1995).
 		m := new(dns.Msg)
@@ -349,12 +395,12 @@ func wholeSOA(p []byte) bool {
 
 // plainTransfer reports whether req, decoded from p, is an AXFR or IXFR that the reference
 // path would hand to the transfer rules: a QUERY of one question of class IN, no answer
-// record, authority only in an IXFR and only the client's SOA, no TSIG record, at most one OPT
-// record, of version 0 and owned by the root, and nothing else the format forbids. The
-// reference path answers every other transfer query with the error it earns.
+// record, authority only in an IXFR and only the client's SOA, at most one OPT record, of
+// version 0 and owned by the root, a TSIG record only last, and nothing else the format
+// forbids. The reference path answers every other transfer query with the error it earns.
 func plainTransfer(p []byte, req *dns.Msg) bool {
 	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 || req.Question[0].Qclass != dns.ClassINET ||
-		len(req.Answer) > 0 || req.IsTsig() != nil || breaksFormat(p, req) {
+		len(req.Answer) > 0 || breaksFormat(p, req) {
 		return false
 	}
 	switch q := req.Question[0]; q.Qtype {
@@ -400,15 +446,18 @@ func transferAllowed(z *zone.Zone, remote netip.Addr) bool {
 // transfer returns the messages of a zone transfer of the zone named in req: for an IXFR the
 // incremental reply when the history allows it, else a full transfer (AXFR, RFC 5936): the SOA,
 // every RRset in canonical order, the SOA again. It returns nil when req is not a transfer
-// Detour gives remote. incremental reports an IXFR answered from the history rather than with
-// the whole zone.
-func transfer(t *table, req *dns.Msg, remote netip.Addr) (msgs []*dns.Msg, incremental bool) {
+// Detour gives remote, whose request s verified (nil: it was not signed) with one of keys.
+// incremental reports an IXFR answered from the history rather than with the whole zone.
+func transfer(t *table, req *dns.Msg, remote netip.Addr, keys keyring, s *signer) (msgs []*dns.Msg, incremental bool) {
 	if len(req.Question) != 1 || (req.Question[0].Qtype != dns.TypeAXFR && req.Question[0].Qtype != dns.TypeIXFR) {
 		return nil, false
 	}
 	name := strings.ToLower(dns.Fqdn(req.Question[0].Name))
 	z := t.zoneFor(name)
-	if z == nil || z.Name != name || !transferAllowed(z, remote) {
+	if z == nil || z.Name != name {
+		return nil, false
+	}
+	if rcode, _ := transferRefusal(keys, z, remote, s); rcode != 0 {
 		return nil, false
 	}
 	rrs := incrementalRecords(t, z, req)
@@ -438,12 +487,13 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr) (msgs []*dns.Msg, incre
 	return msgs, incremental
 }
 
-// badKey is the reply to a query signed with a key Detour does not hold: NOTAUTH with an
-// unsigned TSIG record whose error is BADKEY (RFC 8945 §5.2.2), after the OPT record that every
-// reply to an EDNS query has (RFC 6891 §7). A reply too large for the client is cut to the
-// question and OPT record with TC, so that the client asks again over TCP, where the TSIG record
-// fits (RFC 8945 §5.3 does so for a signed reply; Knot answers SERVFAIL).
-func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp bool) []byte {
+// tsigRefusal is the reply to a query whose signature does not verify: NOTAUTH with an unsigned
+// TSIG record whose error is tsigErr, BADKEY for a key Detour does not hold (RFC 8945 §5.2.1)
+// or BADSIG for a MAC that is not the key's (§5.2.2), after the OPT record that every reply to
+// an EDNS query has (RFC 6891 §7). A reply too large for the client is cut to the question and
+// OPT record with TC, so that the client asks again over TCP, where the TSIG record fits (RFC
+// 8945 §5.3 does so for a signed reply; Knot answers SERVFAIL).
+func tsigRefusal(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp bool, tsigErr uint16) []byte {
 	sig := req.IsTsig()
 	m := new(dns.Msg)
 	m.Id, m.Response, m.Opcode, m.Rcode = req.Id, true, req.Opcode, dns.RcodeNotAuth
@@ -458,7 +508,7 @@ func badKey(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tcp boo
 	dst = finish(dst, b, q, 0, 0, limit)
 	rr := &dns.TSIG{
 		Hdr:       dns.RR_Header{Name: sig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
-		Algorithm: sig.Algorithm, TimeSigned: sig.TimeSigned, Fudge: sig.Fudge, OrigId: req.Id, Error: dns.RcodeBadKey,
+		Algorithm: sig.Algorithm, TimeSigned: sig.TimeSigned, Fudge: sig.Fudge, OrigId: req.Id, Error: tsigErr,
 	}
 	tsig := make([]byte, dns.Len(rr))
 	n, err := dns.PackRR(rr, tsig, 0, nil, false)

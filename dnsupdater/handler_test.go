@@ -510,7 +510,7 @@ func TestATransferIsWrittenToTheEndWhileTheSecondaryKeepsReadingHoweverLongItTak
 		}
 		got <- n
 	}()
-	err := writeTransfer(server, msgs, idle, time.Now().Add(time.Minute))
+	err := writeTransfer(server, msgs, nil, idle, time.Now().Add(time.Minute))
 	server.Close()
 	if n := <-got; err != nil || n != len(msgs) {
 		t.Errorf("a secondary reading a message every %v with %v allowed per message: want all %d read, got %d (%v)", idle*6/10, idle, len(msgs), n, err)
@@ -521,7 +521,7 @@ func TestATransferIsWrittenToTheEndWhileTheSecondaryKeepsReadingHoweverLongItTak
 	defer client.Close()
 	go func() { _, _ = io.Copy(io.Discard, client) }()
 	ended := time.Now().Add(-time.Millisecond)
-	if err := writeTransfer(server, msgs, idle, ended); err == nil {
+	if err := writeTransfer(server, msgs, nil, idle, ended); err == nil {
 		t.Errorf("a transfer whose time had run out was written whole")
 	}
 	server.Close()

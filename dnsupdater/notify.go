@@ -3,11 +3,13 @@ package dnsupdater
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/miekg/dns"
 )
@@ -248,24 +250,28 @@ func (n *notifier) run(ctx context.Context) {
 
 // notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
 // ends, and reports whether the secondary answered (or ctx ended): false asks the notifier to
-// send it again later.
+// send it again later. A zone with a transfer key signs its NOTIFY with it (RFC 8945), once:
+// every attempt sends the same message, so that a late answer to any of them verifies.
 func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
 	m.Authoritative = true
 	m.Answer = []dns.RR{z.SOA}
-	c := &dns.Client{Net: "udp", Timeout: notifyWait}
-	err := exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {
-		var err error
-		for range notifyAttempts {
-			err = notifyAttempt(conn, m, time.Now().Add(notifyWait))
-			var rc rcodeError
-			if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc != dns.RcodeServerFailure {
-				return err // an error code is the secondary's answer: it is not asked again
+	n, err := newNotifyMsg(m, transferKey(*s.keys.Load(), z), time.Now())
+	if err == nil {
+		c := &dns.Client{Net: "udp", Timeout: notifyWait}
+		err = exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {
+			var err error
+			for range notifyAttempts {
+				err = notifyAttempt(conn, n, time.Now().Add(notifyWait))
+				var rc rcodeError
+				if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.rcode != dns.RcodeServerFailure {
+					return err // an error code is the secondary's answer: it is not asked again
+				}
 			}
-		}
-		return err
-	})
+			return err
+		})
+	}
 	var rc rcodeError
 	switch {
 	case err == nil:
@@ -276,29 +282,73 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 		s.o.Metrics.Notified(z.Name, err)
 		s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
 	}
-	return err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc != dns.RcodeServerFailure
+	return err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.rcode != dns.RcodeServerFailure
+}
+
+// notifyMsg is a NOTIFY as sent: its wire form and id, and, when it is signed, the key and the
+// MAC that an acknowledgement must be signed over.
+type notifyMsg struct {
+	wire []byte
+	id   uint16
+	key  *tsig.Key
+	mac  string
+}
+
+// newNotifyMsg packs m, signed at now with key when key is not nil.
+func newNotifyMsg(m *dns.Msg, key *tsig.Key, now time.Time) (*notifyMsg, error) {
+	n := &notifyMsg{id: m.Id, key: key}
+	var err error
+	if key == nil {
+		n.wire, err = m.Pack()
+	} else {
+		m.SetTsig(key.Name, key.Algorithm, 300, now.Unix())
+		n.wire, n.mac, err = dns.TsigGenerateWithProvider(m, key, "", false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pack notify: %w", err)
+	}
+	return n, nil
+}
+
+// errUnsigned is an acknowledgement of a signed NOTIFY that the key did not sign: it may come
+// from anyone (RFC 8945 §5.1), so it acknowledges nothing.
+var errUnsigned = errors.New("answered NOERROR without the key's signature")
+
+// acknowledges reports whether r, decoded from p, a NOERROR answer to n, acknowledges it: any
+// does when n is unsigned, else only one signed with n's key over n's MAC, in its fudge.
+func (n *notifyMsg) acknowledges(p []byte, r *dns.Msg) bool {
+	if n.key == nil {
+		return true
+	}
+	sig := r.IsTsig()
+	return sig != nil && n.key.Signs(sig) && dns.TsigVerifyWithProvider(p, n.key, n.mac, false) == nil
 }
 
 // maxAttemptErrors bounds the socket errors one attempt reads past: each reports an ICMP error
 // once, so more are a fault that would otherwise spin until the deadline.
 const maxAttemptErrors = 64
 
-// notifyAttempt sends m on conn and reads until deadline for the answer: nil for an
+// notifyAttempt sends n on conn and reads until deadline for the answer: nil for an
 // acknowledgement, a rcodeError for an answer with an error code. Every attempt of an exchange
-// sends m with its id, so a late answer to an earlier one counts; a reply to another id, a
+// sends n with its id, so a late answer to an earlier one counts; a reply to another id, a
 // message that is no reply, and a datagram that does not parse are skipped (a stray or forged
-// datagram does not end the attempt). An ICMP error (the secondary's port closed, its host
-// unreachable or refusing) and SERVFAIL (often a secondary still loading) are kept and
-// reported at deadline, unless an answer comes first; another error code ends the exchange.
-func notifyAttempt(conn *dns.Conn, m *dns.Msg, deadline time.Time) error {
+// datagram does not end the attempt), and so is a NOERROR answer to a signed n that n's key did
+// not sign (reported at deadline, unless an answer comes first). An ICMP error (the
+// secondary's port closed, its host unreachable or refusing) and SERVFAIL (often a secondary
+// still loading) are kept and reported at deadline, unless an answer comes first; another
+// error code ends the exchange, signed or not: a secondary that does not hold the key answers
+// NOTAUTH with an unsigned TSIG error (RFC 8945 §5.2), and a forger who guessed the port and id
+// could as well have dropped the NOTIFY.
+func notifyAttempt(conn *dns.Conn, n *notifyMsg, deadline time.Time) error {
 	if err := conn.SetDeadline(deadline); err != nil {
 		return err
 	}
 	var failed error
-	err := conn.WriteMsg(m)
+	_, err := conn.Write(n.wire)
 	if err != nil && !timeoutOrClosed(err) {
 		// An earlier datagram's ICMP error, told on this send instead of sending it: again.
-		failed, err = err, conn.WriteMsg(m)
+		failed = err
+		_, err = conn.Write(n.wire)
 	}
 	if err != nil {
 		if timeoutOrClosed(err) {
@@ -307,17 +357,24 @@ func notifyAttempt(conn *dns.Conn, m *dns.Msg, deadline time.Time) error {
 		failed = err
 	}
 	for errs := 0; ; {
-		r, err := conn.ReadMsg()
+		p, err := conn.ReadMsgHeader(nil)
+		r := new(dns.Msg)
+		if err == nil && r.Unpack(p) != nil {
+			continue // a datagram that is no DNS message
+		}
 		var ne net.Error
 		switch {
-		case err == nil && r.Id == m.Id && r.Response:
+		case err == nil && r.Id == n.id && r.Response:
 			switch r.Rcode {
 			case dns.RcodeSuccess:
-				return nil
+				if n.acknowledges(p, r) {
+					return nil
+				}
+				failed = errUnsigned
 			case dns.RcodeServerFailure:
-				failed = rcodeError(r.Rcode)
+				failed = answerError(r)
 			default:
-				return rcodeError(r.Rcode)
+				return answerError(r)
 			}
 		case err == nil: // a reply to another id, or no reply
 		case timeoutOrClosed(err):
@@ -330,7 +387,7 @@ func notifyAttempt(conn *dns.Conn, m *dns.Msg, deadline time.Time) error {
 				return err
 			}
 			failed = err
-		default: // a datagram that is no DNS message
+		default: // a datagram too short for a DNS header
 		}
 	}
 }
@@ -356,7 +413,24 @@ func exchangeUntil(ctx context.Context, c *dns.Client, target string, exchange f
 	return exchange(conn)
 }
 
-// rcodeError is a reply's error code as an error.
-type rcodeError int
+// rcodeError is a reply's error code as an error, with its TSIG error, if any.
+type rcodeError struct {
+	rcode int
+	tsig  uint16
+}
 
-func (e rcodeError) Error() string { return "answered " + dns.RcodeToString[int(e)] }
+// answerError is the error code r answered with.
+func answerError(r *dns.Msg) rcodeError {
+	e := rcodeError{rcode: r.Rcode}
+	if t := r.IsTsig(); t != nil {
+		e.tsig = t.Error
+	}
+	return e
+}
+
+func (e rcodeError) Error() string {
+	if e.tsig != dns.RcodeSuccess {
+		return "answered " + dns.RcodeToString[e.rcode] + ", TSIG error " + dns.RcodeToString[int(e.tsig)]
+	}
+	return "answered " + dns.RcodeToString[e.rcode]
+}

@@ -70,6 +70,8 @@ type Server struct {
 	proj  *projector
 	limit *limiter
 	now   func() time.Time
+	// keys holds the transfer keys of the configuration in force (never nil once New returns).
+	keys atomic.Pointer[keyring]
 	// notifier sends the NOTIFYs of zones whose serial changed.
 	notifier *notifier
 	// notifyFailures lets one "notify not acknowledged" line a secondary through per window: a
@@ -140,6 +142,10 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}
+	keys, err := transferKeys(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("new dns server: %w", err)
+	}
 	if o.UDPSockets <= 0 {
 		o.UDPSockets = defaultUDPSockets()
 	}
@@ -154,6 +160,7 @@ func New(o Options) (*Server, error) {
 	s.notifyFailures = logs.NewRepeats(notifyFailureWindow)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
+	s.keys.Store(&keys)
 	s.writer, s.idKey = events.WriterToken(o.JS.Conn(), o.Name), events.NewIDKey()
 	s.pushers = map[string]*push.Pusher{}
 	for _, z := range o.Config.Zones {
@@ -271,11 +278,18 @@ func (s *Server) release() {
 	}
 }
 
+// newWorker returns a worker of the answering path that counts its replies and verifies the
+// signed queries with the server's keys.
+func (s *Server) newWorker(seed uint64) *worker {
+	w := newWorker(seed)
+	w.metrics, w.keys = s.queries, &s.keys
+	return w
+}
+
 // serveUDPEach answers the datagrams of one socket one system call at a time, until the socket
 // is closed (the portable path; Linux reads and writes in batches).
 func (s *Server) serveUDPEach(c *net.UDPConn, seed uint64) {
-	w := newWorker(seed)
-	w.metrics = s.queries
+	w := s.newWorker(seed)
 	buf := make([]byte, 65535)
 	for {
 		n, remote, err := c.ReadFromUDPAddrPort(buf)
@@ -501,8 +515,7 @@ func (s *Server) transferClient(remote netip.Addr) bool {
 // serveConn answers the queries of one TCP connection in turn; a client may send several
 // without waiting (pipelining).
 func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
-	w := newWorker(uint64(time.Now().UnixNano()))
-	w.metrics = s.queries
+	w := s.newWorker(uint64(time.Now().UnixNano()))
 	// Buffers start small and grow to the largest message seen, so that many idle connections
 	// cost little.
 	in := make([]byte, 512)
@@ -522,7 +535,7 @@ func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 		}
 		if t := s.transferFor(in[:n], remote); t != nil {
 			start := time.Now()
-			if err := writeTransfer(c, t.msgs, tcpIdle, start.Add(maxTransferTime)); err != nil {
+			if err := writeTransfer(c, t.msgs, t.sign, tcpIdle, start.Add(maxTransferTime)); err != nil {
 				t.log(s.log.Warn().Err(err), remote, start).Msg("zone transfer cut short")
 				return
 			}
@@ -548,6 +561,8 @@ type zoneTransfer struct {
 	qtype       uint16
 	incremental bool
 	msgs        []*dns.Msg
+	// sign, when set, signs each message as it is written: the request was signed.
+	sign *signTransfer
 }
 
 // log adds what a log line of t tells: the zone, the client, the kind of transfer, how many
@@ -571,11 +586,24 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 	if err := unpack(p, req); err != nil || req.Response || !plainTransfer(p, req) {
 		return nil
 	}
-	msgs, incremental := transfer(s.table.Load(), req, remote)
+	keys := *s.keys.Load()
+	var signed *signer
+	if sig := req.IsTsig(); sig != nil {
+		// A signature that does not verify, or a time outside its fudge, is the reference
+		// path's to answer with its TSIG error.
+		if signed, _ = keys.verify(p, sig); signed == nil || signed.err != 0 {
+			return nil
+		}
+	}
+	msgs, incremental := transfer(s.table.Load(), req, remote, keys, signed)
 	if msgs == nil {
 		return nil
 	}
-	return &zoneTransfer{zone: req.Question[0].Name, qtype: req.Question[0].Qtype, incremental: incremental, msgs: msgs}
+	t := &zoneTransfer{zone: req.Question[0].Name, qtype: req.Question[0].Qtype, incremental: incremental, msgs: msgs}
+	if signed != nil {
+		t.sign = &signTransfer{s: signed}
+	}
+	return t
 }
 
 // maxTransferTime bounds a zone transfer, as BIND's max-transfer-time-out does (120 minutes):
@@ -583,12 +611,19 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 // messages and its goroutine for hours.
 const maxTransferTime = 2 * time.Hour
 
-// writeTransfer writes a transfer's messages to c by until. Each message may take idle to be
-// taken by the client, not the whole transfer: a secondary reading a large zone over a slow
-// link for minutes is served to the end, as long as it keeps reading (RFC 7766 §6.2.3).
-func writeTransfer(c net.Conn, msgs []*dns.Msg, idle time.Duration, until time.Time) error {
+// writeTransfer writes a transfer's messages to c by until, each signed by sign when it is set.
+// Each message may take idle to be taken by the client, not the whole transfer: a secondary
+// reading a large zone over a slow link for minutes is served to the end, as long as it keeps
+// reading (RFC 7766 §6.2.3).
+func writeTransfer(c net.Conn, msgs []*dns.Msg, sign *signTransfer, idle time.Duration, until time.Time) error {
 	for i, m := range msgs {
-		b, err := m.Pack()
+		var b []byte
+		var err error
+		if sign != nil {
+			b, err = sign.pack(m, time.Now())
+		} else {
+			b, err = m.Pack()
+		}
 		if err != nil {
 			return fmt.Errorf("pack transfer message %d of %d: %w", i+1, len(msgs), err)
 		}

@@ -96,8 +96,7 @@ func (s *Server) serveUDP(c *net.UDPConn, seed uint64) {
 		}
 	}
 	defer second.stop()
-	w := newWorker(seed)
-	w.metrics = s.queries
+	w := s.newWorker(seed)
 	b := newBatch()
 	var load busyMeter
 	waited := time.Now()
@@ -217,8 +216,7 @@ func (s *Server) startSecondReader(c *net.UDPConn, seed uint64) (*secondReader, 
 	r := &secondReader{conn: conn, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		w := newWorker(seed)
-		w.metrics = s.queries
+		w := s.newWorker(seed)
 		b := newBatch()
 		b.stay = &r.on
 		for range r.wake {

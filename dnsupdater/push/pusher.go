@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
@@ -55,31 +56,15 @@ type Pusher struct {
 	recorder *events.Recorder
 }
 
-// algorithms maps the configured TSIG algorithm to its DNS name.
-var algorithms = map[string]string{
-	"hmac-sha1": dns.HmacSHA1, "hmac-sha256": dns.HmacSHA256, "hmac-sha384": dns.HmacSHA384, "hmac-sha512": dns.HmacSHA512,
-}
-
 // New returns a pusher for one zone.
 func New(o Options) (*Pusher, error) {
-	alg, ok := algorithms[o.Push.TSIG.Algorithm]
-	if !ok {
-		return nil, fmt.Errorf("new pusher for %s: tsig.algorithm: unknown %q", o.Zone, o.Push.TSIG.Algorithm)
-	}
-	if o.Push.TSIG.Name == "" {
-		return nil, fmt.Errorf("new pusher for %s: tsig: a key name is required", o.Zone)
-	}
-	secret, err := o.Push.TSIG.Key()
+	key, err := tsig.New(o.Push.TSIG)
 	if err != nil {
 		return nil, fmt.Errorf("new pusher for %s: %w", o.Zone, err)
 	}
-	key, err := newTSIGKey(o.Push.TSIG.Name, secret)
-	if err != nil {
-		return nil, fmt.Errorf("new pusher for %s: tsig: the key is not base64", o.Zone)
-	}
 	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
-		offers: make(chan Desired, 1), key: key.name, alg: alg,
+		offers: make(chan Desired, 1), key: key.Name, alg: key.Algorithm,
 		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigProvider: key},
 	}
 	if o.JS != nil {

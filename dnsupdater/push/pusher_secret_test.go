@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/detourdev/detour/events/config"
 )
 
@@ -22,7 +23,11 @@ func TestATSIGKeyIsReadFromTheEnvironmentAndItsAbsenceNamesTheVariable(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.client.TsigProvider.(*tsigKey).secret; string(got) != "secret" {
-		t.Errorf("the client signs with %q, want the key from the environment (secret)", got)
+	want, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: "c2VjcmV0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.client.TsigProvider.(*tsig.Key); !got.Same(want) {
+		t.Errorf("the client does not sign with the key from the environment")
 	}
 }

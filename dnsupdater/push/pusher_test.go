@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
@@ -44,7 +45,7 @@ func startApplyingPrimary(t *testing.T) *applyingPrimary {
 		t.Fatal(err)
 	}
 	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}}
-	key, err := newTSIGKey("detour-key", testSecret)
+	key, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,108 @@
+// Package tsig is a TSIG key (RFC 8945) of the configuration, read from wherever the
+// configuration says it is: it signs and verifies messages for miekg/dns, matching the key's
+// name in any case, and only with the key's own algorithm.
+package tsig
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+
+	"github.com/detourdev/detour/events/config"
+	"github.com/miekg/dns"
+)
+
+// Algorithms maps each algorithm the configuration names to its DNS name.
+var Algorithms = map[string]string{
+	"hmac-sha1": dns.HmacSHA1, "hmac-sha256": dns.HmacSHA256, "hmac-sha384": dns.HmacSHA384, "hmac-sha512": dns.HmacSHA512,
+}
+
+// Key signs and verifies with one TSIG key, matching its name whatever its letters' case.
+// A name is compared without regard to case in DNS (RFC 4343), and a peer signs its answer
+// with its own spelling of the key's name: miekg/dns's own provider looks the name up exactly,
+// so an answer from a primary that spells it otherwise failed to verify, and every update it
+// applied read as a failed push.
+type Key struct {
+	// Name is the key's name, fully qualified, as the configuration spells it.
+	Name string
+	// Algorithm is the DNS name of its algorithm (dns.HmacSHA256…).
+	Algorithm string
+	secret    []byte
+	hash      func() hash.Hash
+}
+
+// New returns the key the configuration k describes, its secret read from where k says. The
+// error names the field at fault (tsig.algorithm, tsig.secret_file…), never the secret.
+func New(k config.TSIG) (*Key, error) {
+	alg, ok := Algorithms[k.Algorithm]
+	if !ok {
+		return nil, fmt.Errorf("tsig.algorithm: unknown %q", k.Algorithm)
+	}
+	if k.Name == "" {
+		return nil, errors.New("tsig.name: a key name is required")
+	}
+	secret, err := k.Key()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil {
+		return nil, errors.New("tsig: the key is not base64")
+	}
+	key := &Key{Name: dns.Fqdn(k.Name), Algorithm: alg, secret: raw}
+	switch alg {
+	case dns.HmacSHA1:
+		key.hash = sha1.New
+	case dns.HmacSHA256:
+		key.hash = sha256.New
+	case dns.HmacSHA384:
+		key.hash = sha512.New384
+	case dns.HmacSHA512:
+		key.hash = sha512.New
+	}
+	return key, nil
+}
+
+// Signs reports whether t is a TSIG record of this key: its name, in any case, and its algorithm.
+// A record that names the key with another algorithm is not (RFC 8945 §5.2.1: BADKEY).
+func (k *Key) Signs(t *dns.TSIG) bool {
+	return strings.EqualFold(t.Hdr.Name, k.Name) && strings.EqualFold(t.Algorithm, k.Algorithm)
+}
+
+// Same reports whether o is the same key as k: name, algorithm and secret.
+func (k *Key) Same(o *Key) bool {
+	return o != nil && strings.EqualFold(k.Name, o.Name) && k.Algorithm == o.Algorithm && hmac.Equal(k.secret, o.secret)
+}
+
+// Generate returns the MAC of msg, signed as t says.
+func (k *Key) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
+	if !strings.EqualFold(t.Hdr.Name, k.Name) {
+		return nil, dns.ErrSecret
+	}
+	if !strings.EqualFold(t.Algorithm, k.Algorithm) {
+		return nil, dns.ErrKeyAlg
+	}
+	m := hmac.New(k.hash, k.secret)
+	m.Write(msg)
+	return m.Sum(nil), nil
+}
+
+// Verify checks t's MAC over msg.
+func (k *Key) Verify(msg []byte, t *dns.TSIG) error {
+	want, err := k.Generate(msg, t)
+	if err != nil {
+		return err
+	}
+	got, err := hex.DecodeString(t.MAC)
+	if err != nil || !hmac.Equal(got, want) {
+		return dns.ErrSig
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package dnsupdater
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/internal/tsig"
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/config"
+	"github.com/miekg/dns"
+)
+
+// keyring holds the transfer keys of the zones in force (zones[].transfer_tsig), by name in
+// lower case, fully qualified: a signed message is verified with the key its TSIG record names.
+type keyring map[string]*tsig.Key
+
+// transferKeys reads the transfer key of every zone of c from where the configuration says it
+// is. The error names the zone's field at fault, never a secret.
+func transferKeys(c *config.Config) (keyring, error) {
+	keys := keyring{}
+	for i, z := range c.Zones {
+		if z.TransferTSIG == nil {
+			continue
+		}
+		k, err := tsig.New(*z.TransferTSIG)
+		if err != nil {
+			return nil, fmt.Errorf("zones[%d].transfer_%w", i, err)
+		}
+		keys[strings.ToLower(k.Name)] = k
+	}
+	return keys, nil
+}
+
+// signer is a request whose TSIG record verified: its key and its record, whose MAC the reply's
+// covers (RFC 8945 §5.3). err is the TSIG error the reply carries: 0, or BADTIME for a request
+// signed outside its fudge, which is answered NOTAUTH and signed all the same (§5.2.3).
+type signer struct {
+	key *tsig.Key
+	req *dns.TSIG
+	err uint16
+}
+
+// verify checks the TSIG record sig of the request p (RFC 8945 §5.2): the key it names, with
+// its algorithm, must be one of keys, its MAC that key's over p, and its time within its fudge
+// of now. It returns the signer of the reply, or nil and the TSIG error (BADKEY or BADSIG) of an
+// unsigned NOTAUTH.
+func (keys keyring) verify(p []byte, sig *dns.TSIG) (*signer, uint16) {
+	k := keys[strings.ToLower(sig.Hdr.Name)]
+	if k == nil || !k.Signs(sig) {
+		return nil, dns.RcodeBadKey
+	}
+	// Verifying writes the original id over the message's: p is the caller's.
+	switch err := dns.TsigVerifyWithProvider(append([]byte(nil), p...), k, "", false); {
+	case err == nil:
+		return &signer{key: k, req: sig}, 0
+	case errors.Is(err, dns.ErrTime):
+		// The MAC is the key's: the client is told the server's time, signed (§5.2.3).
+		return &signer{key: k, req: sig, err: dns.RcodeBadTime}, 0
+	default:
+		return nil, dns.RcodeBadSig
+	}
+}
+
+// sign returns the reply out, to a request s verified, with a TSIG record signed by s's key over
+// the request's MAC and out (RFC 8945 §5.3), or nil when out cannot be decoded. A signed reply
+// larger than limit is cut to its question and OPT record with TC set, and signed, so that the
+// client asks again over TCP. A BADTIME reply carries the request's time and, in its other data,
+// the server's (§5.2.3).
+func (s *signer) sign(out []byte, limit int, now time.Time) []byte {
+	signed, err := s.signMsg(out, now)
+	if err == nil && len(signed) > limit {
+		signed, err = s.signMsg(truncated(out), now)
+	}
+	if err != nil {
+		return nil
+	}
+	return signed
+}
+
+// signMsg decodes out and signs it as sign does, whatever its size.
+func (s *signer) signMsg(out []byte, now time.Time) ([]byte, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(out); err != nil {
+		return nil, err
+	}
+	m.Compress = true
+	m.Extra = append(m.Extra, s.record(m.Id, now))
+	b, _, err := dns.TsigGenerateWithProvider(m, s.key, s.req.MAC, false)
+	return b, err
+}
+
+// record is the TSIG record, MAC to come, of a reply with id signed at now.
+func (s *signer) record(id uint16, now time.Time) *dns.TSIG {
+	t := &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: s.req.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: s.req.Algorithm, Fudge: 300, TimeSigned: uint64(now.Unix()), OrigId: id, Error: s.err,
+	}
+	if s.err == dns.RcodeBadTime {
+		var at [8]byte
+		binary.BigEndian.PutUint64(at[:], uint64(now.Unix()))
+		t.TimeSigned, t.OtherLen, t.OtherData = s.req.TimeSigned, 6, hex.EncodeToString(at[2:])
+	}
+	return t
+}
+
+// signTransfer signs the messages of a zone transfer, each as it is written (RFC 8945 §5.3.1):
+// the first over the request's MAC and every TSIG variable, each later one over the MAC before
+// it and the timers alone.
+type signTransfer struct {
+	s   *signer
+	mac string
+}
+
+// pack returns m packed and signed as the next message of the transfer.
+func (st *signTransfer) pack(m *dns.Msg, now time.Time) ([]byte, error) {
+	prev, timersOnly := st.mac, true
+	if prev == "" {
+		prev, timersOnly = st.s.req.MAC, false
+	}
+	m.Extra = append(m.Extra, st.s.record(m.Id, now)) // taken out again as it is signed
+	b, mac, err := dns.TsigGenerateWithProvider(m, st.s.key, prev, timersOnly)
+	if err != nil {
+		return nil, err
+	}
+	st.mac = mac
+	return b, nil
+}
+
+// transferKey is the key the zone z's transfers must be signed with, or nil when its
+// transfer_to alone decides.
+func transferKey(keys keyring, z *zone.Zone) *tsig.Key {
+	k := z.Config.TransferTSIG
+	if k == nil {
+		return nil
+	}
+	return keys[strings.ToLower(dns.Fqdn(k.Name))]
+}
+
+// transferRefusal is why a client may not transfer the zone z: 0 when it may; REFUSED when its
+// address is not in transfer_to; NOTAUTH when the zone has a transfer key and the request was
+// not signed with it (badKey then says that it was signed with another key the server holds,
+// and so gets a TSIG record with BADKEY, as from Knot).
+func transferRefusal(keys keyring, z *zone.Zone, remote netip.Addr, s *signer) (rcode int, badKey bool) {
+	if !transferAllowed(z, remote) {
+		return dns.RcodeRefused, false
+	}
+	if z.Config.TransferTSIG == nil {
+		return 0, false
+	}
+	if k := transferKey(keys, z); k == nil || s == nil || !k.Same(s.key) {
+		return dns.RcodeNotAuth, s != nil
+	}
+	return 0, false
+}
