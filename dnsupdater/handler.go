@@ -115,7 +115,7 @@ func (w *worker) keyring() keyring {
 	if w.keys == nil {
 		return nil
 	}
-	return *w.keys.Load()
+	return loadKeys(w.keys)
 }
 
 // reference answers any packet the prepared path does not: it decodes the whole message and

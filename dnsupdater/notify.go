@@ -257,7 +257,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	m.SetNotify(z.Name)
 	m.Authoritative = true
 	m.Answer = []dns.RR{z.SOA}
-	n, err := newNotifyMsg(m, transferKey(*s.keys.Load(), z), time.Now())
+	n, err := newNotifyMsg(m, transferKey(loadKeys(&s.keys), z), time.Now())
 	if err == nil {
 		c := &dns.Client{Net: "udp", Timeout: notifyWait}
 		err = exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {

@@ -891,7 +891,7 @@ func TestASecondarysFailedNotifiesAreLoggedOncePerWindow(t *testing.T) {
 
 // notifiedZone is zone name at serial, as much of it as a NOTIFY carries.
 func notifiedZone(name string, serial uint32) *zone.Zone {
-	return &zone.Zone{Name: name, Serial: serial, SOA: &dns.SOA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 5},
+	return &zone.Zone{Name: name, Serial: serial, Config: &config.Zone{Name: name}, SOA: &dns.SOA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 5},
 		Ns: "ns1." + name, Mbox: "hostmaster." + name, Serial: serial}}
 }
 

@@ -586,7 +586,7 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 	if err := unpack(p, req); err != nil || req.Response || !plainTransfer(p, req) {
 		return nil
 	}
-	keys := *s.keys.Load()
+	keys := loadKeys(&s.keys)
 	var signed *signer
 	if sig := req.IsTsig(); sig != nil {
 		// A signature that does not verify, or a time outside its fudge, is the reference

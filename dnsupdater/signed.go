@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/tsig"
@@ -18,6 +19,14 @@ import (
 // keyring holds the transfer keys of the zones in force (zones[].transfer_tsig), by name in
 // lower case, fully qualified: a signed message is verified with the key its TSIG record names.
 type keyring map[string]*tsig.Key
+
+// loadKeys returns the keyring p holds, or nil when it holds none.
+func loadKeys(p *atomic.Pointer[keyring]) keyring {
+	if k := p.Load(); k != nil {
+		return *k
+	}
+	return nil
+}
 
 // transferKeys reads the transfer key of every zone of c from where the configuration says it
 // is. The error names the zone's field at fault, never a secret.

@@ -3,12 +3,17 @@ package dnsupdater
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/knottest"
+	"github.com/detourdev/detour/dnsupdater/internal/proctest"
 	"github.com/detourdev/detour/events/eventstest"
+	evlogs "github.com/detourdev/detour/events/logs"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 const (
@@ -198,5 +203,133 @@ func TestAQuerySignedWithAKeyTheServerHoldsIsAnsweredSigned(t *testing.T) {
 	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second, TsigSecret: map[string]string{xfrKey: xfrSecret}}
 	if r, _, err := c.Exchange(m, h.srv.Addr()); err != nil || r.IsTsig() == nil {
 		t.Errorf("signed NS over UDP: %v %v", r, err)
+	}
+}
+
+// signedZoneRecords is zoneRecords for a zone whose transfers need the key name with secret.
+func signedZoneRecords(t *testing.T, addr, zone, name, secret string) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetAxfr(zone)
+	m.SetTsig(name, dns.HmacSHA256, 300, time.Now().Unix())
+	ch, err := (&dns.Transfer{TsigSecret: map[string]string{name: secret}}).In(m, addr)
+	if err != nil {
+		t.Fatalf("axfr %s from %s: %v", zone, addr, err)
+	}
+	var out []string
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("axfr %s from %s: %v", zone, addr, env.Error)
+		}
+		for _, rr := range env.RR {
+			out = append(out, rr.String())
+		}
+	}
+	if len(out) > 1 {
+		out = out[:len(out)-1]
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestAKnotSecondaryHoldingTheKeyTransfersTheZoneAndFollowsItsSignedNotifies(t *testing.T) {
+	knottest.Skip(t)
+	js := eventstest.Start(t)
+	knotPort := proctest.FreePort(t)
+	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+	cfg := strings.Replace(fmt.Sprintf(secondaryConfig, knotAddr, `"www IN A 192.0.2.1"`, ""),
+		`    notify:`, `    transfer_tsig: {name: `+xfrKey+`, secret_env: DETOUR_TEST_XFR_KEY}
+    notify:`, 1)
+	t.Setenv("DETOUR_TEST_XFR_KEY", xfrSecret)
+	h := startServer(t, js, eventstest.Config(t, cfg), "")
+	detourAddr := h.srv.Addr()
+	knot := knottest.StartOn(t, knotPort, knottest.Zone{Name: "demo.test", Primary: detourAddr,
+		Key: &knottest.Key{Name: strings.TrimSuffix(xfrKey, "."), Algorithm: "hmac-sha256", Secret: xfrSecret}})
+
+	follows := func(what string) {
+		t.Helper()
+		want := serial(t, detourAddr)
+		eventstest.Eventually(t, 10*time.Second, func() bool { return soaSerial(knotAddr, "demo.test.") == want },
+			"%s: Knot at Detour's serial %d", what, want)
+		detour, secondary := signedZoneRecords(t, detourAddr, "demo.test.", xfrKey, xfrSecret), zoneRecords(t, knotAddr, "demo.test.")
+		if !slices.Equal(detour, secondary) {
+			t.Fatalf("%s: the secondary's zone differs from Detour's\ndetour:\n%s\nknot:\n%s", what, strings.Join(detour, "\n"), strings.Join(secondary, "\n"))
+		}
+	}
+	follows("first transfer")
+	before := serial(t, detourAddr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, detourAddr) != before }, "Detour takes a new serial after %d", before)
+	// Knot refreshes only every hour: at the new serial within seconds, it took the NOTIFY,
+	// which its ACL accepts only signed with the key.
+	follows("failover, announced by a signed NOTIFY")
+	if got := transfers(knot.Log()); !slices.Equal(got, []string{"AXFR", "IXFR"}) {
+		t.Errorf("want the first transfer by AXFR and the change by IXFR; Knot's transfers: %v\n%s", got, knot.Log())
+	}
+	if strings.Contains(knot.Log(), "denied") || strings.Contains(knot.Log(), "TSIG") {
+		t.Errorf("Knot refused or failed to verify something:\n%s", knot.Log())
+	}
+}
+
+// signingSecondary is a secondary on loopback that holds xfrKey, hands over each NOTIFY with
+// whether its signature verified, and answers it: signed with the key when sign is set.
+func signingSecondary(t *testing.T, sign bool) (string, <-chan error) {
+	t.Helper()
+	got := make(chan error, 16)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{xfrKey: xfrSecret},
+		MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept },
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			status := w.TsigStatus()
+			if r.IsTsig() == nil {
+				status = fmt.Errorf("unsigned")
+			}
+			select {
+			case got <- status:
+			default:
+			}
+			m := new(dns.Msg)
+			m.SetReply(r)
+			if sig := r.IsTsig(); sig != nil && sign {
+				m.SetTsig(sig.Hdr.Name, sig.Algorithm, 300, time.Now().Unix())
+			}
+			_ = w.WriteMsg(m)
+		})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String(), got
+}
+
+func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *testing.T) {
+	cfg := eventstest.Config(t, signedConfig())
+	keys, err := transferKeys(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := notifiedZone("demo.test.", 7)
+	z.Config = &cfg.Zones[0]
+	for _, sign := range []bool{true, false} {
+		var logs eventstest.Logs
+		s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
+		s.keys.Store(&keys)
+		addr, got := signingSecondary(t, sign)
+		answered := s.notify(t.Context(), z, addr)
+		select {
+		case status := <-got:
+			if status != nil {
+				t.Errorf("answers signed %v: the secondary holding the key did not verify the NOTIFY: %v", sign, status)
+			}
+		default:
+			t.Fatalf("answers signed %v: the secondary got no NOTIFY", sign)
+		}
+		switch {
+		case sign && (!answered || logs.Count("notify acknowledged") != 1):
+			t.Errorf("a signed answer: want the NOTIFY acknowledged, got\n%s", logs.String())
+		case !sign && (answered || logs.Count("notify not acknowledged") != 1 || !strings.Contains(logs.String(), errUnsigned.Error())):
+			t.Errorf("an unsigned answer: want the NOTIFY not acknowledged (%v), got\n%s", errUnsigned, logs.String())
+		}
 	}
 }

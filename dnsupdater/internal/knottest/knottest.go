@@ -53,6 +53,19 @@ type Zone struct {
 	// Also lists further primaries, tried after Primary in order, whose NOTIFYs Knot accepts
 	// too: a secondary with two masters.
 	Also []string
+	// Key, when set, signs a secondary zone's queries and transfers from the primary, and
+	// every NOTIFY from it must be signed with it (Knot's remote and ACL each name the key).
+	Key *Key
+}
+
+// Key is a TSIG key as Knot's configuration names it.
+type Key struct {
+	// Name is the key's name, e.g. "xfr-key".
+	Name string
+	// Algorithm is hmac-sha256, hmac-sha512…
+	Algorithm string
+	// Secret is the base64 key.
+	Secret string
 }
 
 // Skip skips the test when knotd is not installed.
@@ -101,20 +114,30 @@ template:
     zonefile-sync: -1
     zonefile-load: whole
 `, dir, port, NSID)
-	var remotes, zoneConf strings.Builder
+	var keys, remotes, zoneConf strings.Builder
 	acls := strings.Builder{}
 	acls.WriteString("  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n")
 	for i, z := range zones {
 		fmt.Fprintf(&zoneConf, "  - domain: %s\n    file: \"%s/%s.zone\"\n", z.Name, dir, z.Name)
 		if z.Primary != "" {
+			k := z.Key
+			if k != nil {
+				fmt.Fprintf(&keys, "  - id: %s\n    algorithm: %s\n    secret: %s\n", k.Name, k.Algorithm, k.Secret)
+			}
 			var ids, hosts []string
 			for j, primary := range append([]string{z.Primary}, z.Also...) {
 				host, p, _ := net.SplitHostPort(primary)
 				id := fmt.Sprintf("primary%d-%d", i, j)
 				fmt.Fprintf(&remotes, "  - id: %s\n    address: %s@%s\n", id, host, p)
+				if k != nil {
+					fmt.Fprintf(&remotes, "    key: %s\n", k.Name)
+				}
 				ids, hosts = append(ids, id), append(hosts, host)
 			}
 			fmt.Fprintf(&acls, "  - id: notify%d\n    address: [%s]\n    action: notify\n", i, strings.Join(hosts, ", "))
+			if k != nil {
+				fmt.Fprintf(&acls, "    key: %s\n", k.Name)
+			}
 			fmt.Fprintf(&zoneConf, "    master: [%s]\n    acl: [transfer, notify%d]\n", strings.Join(ids, ", "), i)
 			continue
 		}
@@ -122,6 +145,9 @@ template:
 		if err := os.WriteFile(filepath.Join(dir, z.Name+".zone"), []byte(z.File), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if keys.Len() > 0 {
+		conf.WriteString("key:\n" + keys.String())
 	}
 	if remotes.Len() > 0 {
 		conf.WriteString("remote:\n" + remotes.String())
