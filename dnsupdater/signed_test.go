@@ -3,8 +3,10 @@ package dnsupdater
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,4 +334,51 @@ func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *tes
 			t.Errorf("an unsigned answer: want the NOTIFY not acknowledged (%v), got\n%s", errUnsigned, logs.String())
 		}
 	}
+}
+
+// FuzzSignedRespond feeds arbitrary packets, seeded with queries signed with a key the server
+// holds, to the answering path of a worker holding it: the reply, if any, parses, fits a UDP
+// client's size, and ends with a TSIG record whenever the request's last record is one, but
+// for the errors decided before the signature is read (FORMERR, BADVERS, as before keys).
+func FuzzSignedRespond(f *testing.F) {
+	cfg := eventstest.Config(f, signedConfig())
+	keys, err := transferKeys(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, m := range seedQueries() {
+		for _, secret := range []string{xfrSecret, otherSecret} {
+			m := m.Copy()
+			m.SetTsig(xfrKey, dns.HmacSHA256, 300, time.Now().Unix())
+			p, _, err := dns.TsigGenerate(m, secret, "", false)
+			if err != nil {
+				continue // a seed the library cannot sign
+			}
+			f.Add(p, false)
+			f.Add(p, true)
+		}
+	}
+	tab := testTable(f)
+	var held atomic.Pointer[keyring]
+	held.Store(&keys)
+	remote := netip.MustParseAddr("127.0.0.1")
+	f.Fuzz(func(t *testing.T, p []byte, tcp bool) {
+		w := newWorker(3)
+		w.keys = &held
+		got := w.respond(tab, p, remote, tcp)
+		if got == nil {
+			return
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(got); err != nil {
+			t.Fatalf("reply does not parse: %v (%x)", err, got)
+		}
+		if limit := clientLimit(p); !tcp && len(got) > limit {
+			t.Fatalf("UDP reply of %d bytes to a client that receives %d", len(got), limit)
+		}
+		req := new(dns.Msg)
+		if req.Unpack(p) == nil && req.IsTsig() != nil && r.Rcode != dns.RcodeFormatError && r.Rcode != dns.RcodeBadVers && r.IsTsig() == nil && !r.Truncated {
+			t.Fatalf("reply %v to a signed request carries no TSIG record", r)
+		}
+	})
 }

@@ -59,6 +59,7 @@ const inlineSecretsDoc = `
 zones:
   - name: demo.test
     push: {server: "127.0.0.1:53", tsig: {name: k, secret: "dHNpZy1rZXktb2YtdGhlLWRlbW8="}}
+    transfer_tsig: {name: xfr, secret: "eGZyLWtleS1vZi10aGUtZGVtbw=="}
 apps:
   - name: shop
     fqdn: shop.demo.test
@@ -72,7 +73,7 @@ alerts:
         secret: whsec-of-the-demo
 `
 
-var inlineSecrets = []string{"dHNpZy1rZXktb2YtdGhlLWRlbW8=", "whsec-of-the-demo"}
+var inlineSecrets = []string{"dHNpZy1rZXktb2YtdGhlLWRlbW8=", "eGZyLWtleS1vZi10aGUtZGVtbw==", "whsec-of-the-demo"}
 
 // leaked returns the inline secrets out holds.
 func leaked(out string) []string {
@@ -108,7 +109,7 @@ func TestConfigGetAndEventsShowInlineSecretsOnlyWhenAskedTo(t *testing.T) {
 			}
 			shown = line.Event.Data.Document
 		}
-		if args[1] != "--stream" && strings.Count(shown, `secret: "<redacted>"`) != 2 {
+		if args[1] != "--stream" && strings.Count(shown, `secret: "<redacted>"`) != 3 {
 			t.Errorf("%v: not every secret shown as <redacted>:\n%s", args, shown)
 		}
 	}
@@ -130,8 +131,9 @@ func TestADocumentShownByConfigGetIsRefusedByApplyNamingEachRedactedSecret(t *te
 	const why = `: holds "<redacted>", which detour config get shows in place of a secret: write the secret, or use secret_file or secret_env`
 	for _, args := range [][]string{{"apply", again, "--nats", srv.URL}, {"check", again}, {"plan", again, "--nats", srv.URL}} {
 		code, out, errOut := run(args...)
-		if code != 2 || !strings.Contains(errOut, again+":7: zones[0].push.tsig.secret"+why) || !strings.Contains(errOut, again+":18: alerts[0].webhooks[0].secret"+why) {
-			t.Errorf("detour %s of what config get shows: exit %d, want 2 naming both secrets:\n%s%s", args[0], code, out, errOut)
+		if code != 2 || !strings.Contains(errOut, again+":7: zones[0].push.tsig.secret"+why) || !strings.Contains(errOut, again+":8: zones[0].transfer_tsig.secret"+why) ||
+			!strings.Contains(errOut, again+":19: alerts[0].webhooks[0].secret"+why) {
+			t.Errorf("detour %s of what config get shows: exit %d, want 2 naming each secret:\n%s%s", args[0], code, out, errOut)
 		}
 	}
 	if _, out, _ := run("config", "get", "--nats", srv.URL); !strings.Contains(out, `"with keys"`) {
