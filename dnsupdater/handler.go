@@ -348,13 +348,18 @@ func canonicalQuestion(q dns.Question) (dns.Question, []byte, bool) {
 
 // breaksFormat reports whether the message p, decoded as req, breaks a rule the decoder lets
 // through: bytes after its last record, a section count larger than the records sent, or a
-// TSIG record other than the last of the additional section (RFC 8945 §5.2).
+// TSIG record other than the last of the additional section (RFC 8945 §5.2) or cut short.
 func breaksFormat(p []byte, req *dns.Msg) bool {
 	if recordsEnd(p) != len(p) {
 		return true
 	}
 	for i, rr := range req.Extra {
-		if rr.Header().Rrtype == dns.TypeTSIG && i != len(req.Extra)-1 {
+		if rr.Header().Rrtype != dns.TypeTSIG {
+			continue
+		}
+		// A TSIG record cut short decodes with no algorithm: echoed in a BADKEY reply, it
+		// packed as a record no decoder reads (found by FuzzSignedRespond).
+		if t, ok := rr.(*dns.TSIG); i != len(req.Extra)-1 || !ok || t.Algorithm == "" {
 			return true
 		}
 	}
