@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/tsig"
@@ -39,18 +40,19 @@ const notifyWait = time.Second
 // with the count of those held back since the last.
 const notifyFailureWindow = 10 * time.Second
 
-// maxNotifyPerSecondary bounds the NOTIFY exchanges in flight to one secondary, across its
-// zones. A secondary that answers takes a slot for a round trip, so 32 still send it thousands
-// a second; one that does not answer, or whose port or host refuses the datagrams, holds each
-// of its 32 slots notifyAttempts × notifyWait (about 10 zones a second) while it is down, and
-// the exchanges to the other secondaries do not wait for them.
+// maxNotifyPerSecondary bounds the NOTIFY exchanges in flight to one secondary that answers,
+// across its zones. A secondary that answers takes a slot for a round trip, so 32 still send it
+// thousands a second; one that does not answer, or whose port or host refuses the datagrams,
+// has a single exchange in flight (see secondary.probe), each holding its socket
+// notifyAttempts × notifyWait, until one is answered; its other zones wait, coalesced.
 const maxNotifyPerSecondary = 32
 
 // maxNotifySockets bounds the NOTIFY exchanges in flight across zones and secondaries. Each
 // holds a UDP socket for up to notifyAttempts seconds: without a bound, a start with 10,000 new
 // serials and many secondaries would open a socket per zone and secondary at once. An exchange
-// takes its secondary's slot before a socket, so a secondary that does not answer holds at most
-// maxNotifyPerSecondary sockets: k such leave the others 256 - 32k, and eight take them all.
+// takes its secondary's slot before a socket, and a secondary that has not answered yet, or
+// left its last exchange unanswered, has one slot (its probe) rather than maxNotifyPerSecondary:
+// k secondaries that are down hold k sockets, not 32k (with the old bound, eight took them all).
 const maxNotifySockets = 256
 
 // notifier sends NOTIFYs (RFC 1996) to the secondaries of the zones offered to it, coalesced as
@@ -93,10 +95,39 @@ type notifying struct {
 type secondary struct {
 	target string
 	// slots holds a token per exchange in flight to target (maxNotifyPerSecondary at most),
-	// taken before a socket.
+	// taken before a socket, once target has answered.
 	slots chan struct{}
+	// probe holds the token of the one exchange in flight to a target that has not answered
+	// yet, or whose last exchange went unanswered: such a target holds one socket, not
+	// maxNotifyPerSecondary, so that secondaries that are down cannot take every socket.
+	probe chan struct{}
+	// answering is set once an exchange to target is answered, cleared when one is not.
+	answering atomic.Bool
 	// senders counts the zones with a sender to target.
 	senders int
+}
+
+// acquire takes a slot of sec's for one exchange, or its probe while sec is not answering,
+// and returns the channel to release it to; nil once ctx ends. One that finds sec's state
+// changed while it waited gives back what it took and takes the other: a secondary that stops
+// answering is left its probe, and one that answers again gets its slots.
+func (sec *secondary) acquire(ctx context.Context) chan struct{} {
+	for {
+		answering := sec.answering.Load()
+		ch := sec.probe
+		if answering {
+			ch = sec.slots
+		}
+		select {
+		case ch <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		if sec.answering.Load() == answering {
+			return ch
+		}
+		<-ch
+	}
 }
 
 // newNotifier returns a notifier that carries out each exchange with send.
@@ -153,7 +184,7 @@ func (n *notifier) start(e *notifying) {
 			e.busy[target] = true
 			sec := n.secondaries[target]
 			if sec == nil {
-				sec = &secondary{target: target, slots: make(chan struct{}, maxNotifyPerSecondary)}
+				sec = &secondary{target: target, slots: make(chan struct{}, maxNotifyPerSecondary), probe: make(chan struct{}, 1)}
 				n.secondaries[target] = sec
 			}
 			sec.senders++
@@ -177,26 +208,26 @@ func (n *notifier) sendNewest(name string, sec *secondary) {
 		if n.pending(name, sec, last) == nil {
 			return
 		}
-		select {
-		case sec.slots <- struct{}{}:
-		case <-n.ctx.Done():
+		slot := sec.acquire(n.ctx)
+		if slot == nil {
 			continue // pending ends the sender
 		}
 		select {
 		case n.sockets <- struct{}{}:
 		case <-n.ctx.Done():
-			<-sec.slots
+			<-slot
 			continue
 		}
 		z := n.pending(name, sec, last)
 		if z == nil {
 			<-n.sockets
-			<-sec.slots
+			<-slot
 			return
 		}
 		answered := n.send(n.ctx, z, sec.target)
+		sec.answering.Store(answered)
 		<-n.sockets
-		<-sec.slots
+		<-slot
 		if answered {
 			last, retry = z, notifyRetry
 			continue

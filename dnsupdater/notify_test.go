@@ -301,8 +301,17 @@ func TestANotifierHoldsAtMostItsBoundsInFlightAndSendsEveryOne(t *testing.T) {
 	var inFlight, most, sent int
 	perTarget, mostPerTarget := map[string]int{}, map[string]int{}
 	release := make(chan struct{})
+	answered := map[string]bool{}
 	n := newNotifier(func(ctx context.Context, z *zone.Zone, target string) bool {
 		mu.Lock()
+		if !answered[target] {
+			// Each secondary answers its first exchange at once: until one answers, it has
+			// a single exchange in flight.
+			answered[target] = true
+			sent++
+			mu.Unlock()
+			return true
+		}
 		inFlight++
 		most = max(most, inFlight)
 		perTarget[target]++
@@ -417,9 +426,9 @@ func TestANotifierSendsToALiveSecondaryAtItsOwnPaceWhileAnotherNeverAnswers(t *t
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return deadInFlight == maxNotifyPerSecondary
-	}, "the dead secondary holds its %d exchanges", maxNotifyPerSecondary)
-	// With the dead secondary's share taken, every zone changes again.
+		return deadInFlight == 1
+	}, "the dead secondary holds its one exchange")
+	// With the dead secondary's exchange held, every zone changes again.
 	offer(2)
 	second := awaitLive(2)
 	cancel()
@@ -428,10 +437,10 @@ func TestANotifierSendsToALiveSecondaryAtItsOwnPaceWhileAnotherNeverAnswers(t *t
 	case <-time.After(5 * time.Second):
 		t.Fatal("run did not return within 5s of its context's end")
 	}
-	if deadMost > maxNotifyPerSecondary {
-		t.Errorf("%d exchanges to the dead secondary in flight at once, want at most %d", deadMost, maxNotifyPerSecondary)
+	if deadMost > 1 {
+		t.Errorf("%d exchanges to the dead secondary, which never answered, in flight at once, want 1", deadMost)
 	}
-	t.Logf("the live secondary was sent %d zones in %v, and again in %v with the dead one holding %d exchanges", zones, first, second, maxNotifyPerSecondary)
+	t.Logf("the live secondary was sent %d zones in %v, and again in %v with the dead one holding its exchange", zones, first, second)
 }
 
 func TestANotifierSendsAZoneItForgetsNothingAfterTheExchangeInFlight(t *testing.T) {
@@ -496,15 +505,16 @@ func TestANotifierStoppingAbandonsTheExchangesWaitingForTheirTurn(t *testing.T) 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { n.run(ctx); close(done) }()
-	eventstest.Eventually(t, 5*time.Second, func() bool { return started.Load() >= maxNotifyPerSecondary }, "%d exchanges in flight", maxNotifyPerSecondary)
+	// The secondary has not answered: it has one exchange in flight, the others wait.
+	eventstest.Eventually(t, 5*time.Second, func() bool { return started.Load() >= 1 }, "an exchange in flight")
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("run did not return within 5s of its context's end")
 	}
-	if got := started.Load(); got != maxNotifyPerSecondary {
-		t.Errorf("%d exchanges started, want the %d in flight when the notifier stopped and no more", got, maxNotifyPerSecondary)
+	if got := started.Load(); got != 1 {
+		t.Errorf("%d exchanges started, want the one in flight when the notifier stopped and no more", got)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -771,10 +781,55 @@ func TestASecondaryThatNeverAnswersDoesNotSlowTheNotifiesToOneThatDoes(t *testin
 	}
 	elapsed := time.Since(start)
 	held := silent.firstExchanges()
-	if held > maxNotifyPerSecondary {
-		t.Errorf("the dead secondary held %d exchanges at once, want at most %d", held, maxNotifyPerSecondary)
+	if held > 1 {
+		t.Errorf("the dead secondary held %d exchanges at once, want 1", held)
 	}
 	t.Logf("the live secondary was notified of %d zones %v after the start, while the dead one held %d exchanges", zones, elapsed, held)
+}
+
+func TestTenSecondariesThatNeverAnswerDoNotDelayTheNotifiesToOneThatDoes(t *testing.T) {
+	const deadOnes, zones = 10, 200 // ten took 320 sockets of 256 with 32 each
+	var dead []string
+	var silent []*silentSecondary
+	for range deadOnes {
+		addr, sec := startSilentSecondary(t)
+		dead, silent = append(dead, addr), append(silent, sec)
+	}
+	live, sec := startSlowSecondary(t, 0)
+	notify := `"` + strings.Join(append(dead, live), `", "`) + `"`
+	var doc strings.Builder
+	doc.WriteString("zones:\n")
+	for i := range zones {
+		fmt.Fprintf(&doc, "  - name: z%d.test\n    notify: [%s]\n", i, notify)
+	}
+	cfg := eventstest.Config(t, doc.String())
+	js := eventstest.Start(t)
+	start := time.Now()
+	startServer(t, js, cfg, "") // no snapshot: every serial is new
+	told := func() int {
+		n := 0
+		for i := range zones {
+			if got, _ := sec.received(fmt.Sprintf("z%d.test.", i)); len(got) > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	// Within the first attempt's wait of the dead ones' exchanges: nothing of the live one's
+	// waited for a socket they held.
+	for n := told(); n < zones; n = told() {
+		if time.Since(start) > notifyWait {
+			t.Fatalf("the live secondary was notified of %d of %d zones within %v of the start, beside %d dead ones", n, zones, notifyWait, deadOnes)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	for i, s := range silent {
+		if held := s.firstExchanges(); held > 1 {
+			t.Errorf("dead secondary %d held %d exchanges at once, want 1", i, held)
+		}
+	}
+	t.Logf("the live secondary was notified of %d zones %v after the start, beside %d dead secondaries", zones, elapsed, deadOnes)
 }
 
 func TestANotifyIsAcknowledgedByASecondaryThatAnswersAfterTheFirstAttemptTimedOut(t *testing.T) {
