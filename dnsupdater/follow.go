@@ -35,6 +35,8 @@ func (s *Server) follow(ctx context.Context) {
 	var refresher sync.WaitGroup
 	defer refresher.Wait()
 	refresher.Go(func() { s.refreshLoop(ctx, saves) })
+	// The renewer stops with the refresher, before the last save releases the serials.
+	refresher.Go(func() { s.serials.renewLoop(ctx, s.log) })
 	s.projMu.Lock()
 	created := s.proj.created // the snapshot's, if any: a STATE created since is a new one
 	// A snapshot of an older version does not say when its STATE was created: the stream met
@@ -244,7 +246,8 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
 		t := buildTable(zones, prev)
 		// The serials file reserves a serial before it is served (a crash may lose the
-		// snapshot's last second, never a serial).
+		// snapshot's last second, never a serial); a write here waits only when a burst of
+		// versions outran the renewer.
 		if err := s.serials.cover(zones); err != nil {
 			s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
 		}

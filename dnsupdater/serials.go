@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,8 +9,11 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/rs/zerolog"
 )
 
 // serialsFile is the name, inside the data directory, of the serials reserved ahead of those
@@ -22,10 +26,26 @@ const serialsFile = "dns-serials.json"
 // serialsVersion is written in every serials file; a file of another version is ignored.
 const serialsVersion = 1
 
-// reserveAhead is how far past the serial it serves a server reserves, so that the file is
-// written once per this many versions (or seconds, serials following the clock): a restart
-// after a crash starts up to this far ahead of the clock.
-const reserveAhead = 3600
+// reserveAhead is how far past the serial it serves, or the clock when that is later, a server
+// reserves: a restart after a crash starts up to this far ahead of the clock (more only after
+// versions faster than one a second had taken the serial ahead of it), where a secondary that
+// also lists another Detour server as master ignores that one's changes.
+const reserveAhead = 60
+
+// renewWithin is how close the next serial of a zone may come to its mark before the marks are
+// renewed in the background, off the path that serves a version: versions up to one a second
+// (serials following the clock) and a quiet server alike find their serial covered, and the
+// write before serving is left to a burst that outruns the renewal.
+const renewWithin = reserveAhead / 2
+
+// renewEvery is how often the renewer looks at the clock when no version asks it to: a quiet
+// server's marks fall behind the clock, and the next version would wait for a write.
+const renewEvery = renewWithin / 2 * time.Second
+
+// lostReservation is how far past its snapshot's serials a server starts when its serials file
+// is lost or damaged: the snapshot may lack the versions of the second before a crash, as many
+// as a storm of transitions makes, and the served ones run up to reserveAhead past those.
+const lostReservation = 3600
 
 // serialMarks is the serials file.
 type serialMarks struct {
@@ -35,12 +55,42 @@ type serialMarks struct {
 	Reserved map[string]uint32 `json:"reserved"`
 }
 
-// serialReserver keeps the serials file ahead of the serials served. Only the refresher (and
-// New, before it) uses it.
+// serialReserver keeps the serials file ahead of the serials served. The refresher (and New,
+// before it) covers each version before serving it; the renewer moves the marks ahead in the
+// background; the snapshot writer releases them once both have stopped.
+//
+// The invariant, that no serial served is after the mark the file on disk holds for its zone,
+// so that a crash at any moment leaves a file covering every serial served:
+//   - cover returns (and the version is served) only once reserved covers every serial of
+//     the version, writing the file first when it does not;
+//   - reserved takes marks only once a file holding them has been synced, file and
+//     directory, and renamed into place (atomically: a crash leaves the old file or the new);
+//   - every write but release's holds each mark of reserved as it is when the write starts
+//     (writes go one at a time, and only they change reserved), or a later one; so reserved
+//     only moves ahead, and no file written after reserved took a mark holds an earlier one;
+//   - release moves marks back only once the refresher has stopped: nothing more is served.
+//
+// So the file on disk, whichever write a crash left, covers every serial cover let through.
+// A renewal the refresher does not wait for never uncovers one: lost in a crash, it leaves the
+// file it would have replaced, whose marks reserved held when the serials were served.
 type serialReserver struct {
 	dir string
-	// reserved is what the file holds.
+	now func() time.Time
+	// renew asks the renewer (buffered, one) to move the marks ahead.
+	renew chan struct{}
+	// writing is held through each write of the file, so that one starts from what the last
+	// wrote.
+	writing sync.Mutex
+	mu      sync.Mutex // guards reserved and served, never held through a write
+	// reserved is what the last write that succeeded put in the file (or what the file read
+	// at start held).
 	reserved map[string]uint32
+	// served is the serial of each zone of the last version covered.
+	served map[string]uint32
+}
+
+func newSerialReserver(dir string, now func() time.Time) *serialReserver {
+	return &serialReserver{dir: dir, now: now, renew: make(chan struct{}, 1)}
 }
 
 // loadSerialMarks reads the serials file in dir: the serials reserved per zone, nil when there
@@ -76,25 +126,105 @@ func (p *projector) reserved(marks map[string]uint32) {
 }
 
 // cover makes sure the serials file reserves every zone's serial before it is served: for a
-// zone beyond its mark, the file is written with the serial plus reserveAhead.
+// zone beyond its mark, the file is written at once (see reserve). When a zone's next serial
+// comes within renewWithin of its mark, the renewer is asked to move the marks ahead, and
+// cover does not wait for it.
 func (r *serialReserver) cover(zones []*zone.Zone) error {
 	if r == nil {
 		return nil
 	}
-	var next map[string]uint32
+	served := make(map[string]uint32, len(zones))
 	for _, z := range zones {
-		if hw, ok := r.reserved[z.Name]; ok && !serialAfter(z.Serial, hw) {
-			continue
-		}
-		if next == nil {
-			next = maps.Clone(r.reserved)
-			if next == nil {
-				next = map[string]uint32{}
-			}
-		}
-		next[z.Name] = z.Serial + reserveAhead
+		served[z.Name] = z.Serial
 	}
+	r.mu.Lock()
+	r.served = served
+	beyond, soon := r.due(served, r.now())
+	r.mu.Unlock()
+	if beyond {
+		return r.reserve(served)
+	}
+	if soon {
+		select {
+		case r.renew <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// due reports whether a serial of served is beyond the marks reserved, and whether a zone's
+// next serial at now comes within renewWithin of its mark. r.mu is held.
+func (r *serialReserver) due(served map[string]uint32, now time.Time) (beyond, soon bool) {
+	for name, serial := range served {
+		mark, ok := r.reserved[name]
+		if !ok || serialAfter(serial, mark) {
+			return true, true
+		}
+		if serialAfter(NextSerial(serial, now)+renewWithin, mark) {
+			soon = true
+		}
+	}
+	return false, soon
+}
+
+// renewLoop moves the marks ahead whenever cover asks, or the clock takes a zone's next serial
+// within renewWithin of its mark, until ctx ends.
+func (r *serialReserver) renewLoop(ctx context.Context, log zerolog.Logger) {
+	if r == nil {
+		return
+	}
+	tick := time.NewTicker(renewEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.renew:
+		case <-tick.C:
+		}
+		if err := r.renewDue(); err != nil {
+			log.Error().Err(err).Msg("serials not renewed; the next version waits for their write")
+		}
+	}
+}
+
+// renewDue moves the marks ahead if a zone's next serial comes within renewWithin of its mark.
+func (r *serialReserver) renewDue() error {
+	r.mu.Lock()
+	served := r.served
+	_, soon := r.due(served, r.now())
+	r.mu.Unlock()
+	if !soon {
+		return nil
+	}
+	return r.reserve(served)
+}
+
+// reserve writes the file with the mark of each zone of served moved to reserveAhead past its
+// serial, or past the clock when that is later (so that a quiet zone's next serial, the time,
+// is covered too), unless its mark is later already.
+func (r *serialReserver) reserve(served map[string]uint32) error {
+	r.writing.Lock()
+	defer r.writing.Unlock()
+	now := uint32(r.now().Unix())
+	r.mu.Lock()
+	next := maps.Clone(r.reserved)
+	r.mu.Unlock()
 	if next == nil {
+		next = map[string]uint32{}
+	}
+	moved := false
+	for name, serial := range served {
+		from := serial
+		if serialAfter(now, from) {
+			from = now
+		}
+		if mark, ok := next[name]; !ok || serialAfter(from+reserveAhead, mark) {
+			next[name], moved = from+reserveAhead, true
+		}
+	}
+	if !moved {
 		return nil
 	}
 	return r.write(next)
@@ -106,7 +236,11 @@ func (r *serialReserver) release(serials map[string]uint32) error {
 	if r == nil {
 		return nil
 	}
+	r.writing.Lock()
+	defer r.writing.Unlock()
+	r.mu.Lock()
 	next := maps.Clone(r.reserved)
+	r.mu.Unlock()
 	if next == nil {
 		next = map[string]uint32{}
 	}
@@ -114,7 +248,8 @@ func (r *serialReserver) release(serials map[string]uint32) error {
 	return r.write(next)
 }
 
-// write replaces the serials file with marks.
+// write replaces the serials file with marks, and has reserved hold them once it is synced.
+// r.writing is held.
 func (r *serialReserver) write(marks map[string]uint32) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return fmt.Errorf("reserve serials: create data dir: %w", err)
@@ -126,6 +261,8 @@ func (r *serialReserver) write(marks map[string]uint32) error {
 	if err := writeAtomically(r.dir, serialsFile, contents(b)); err != nil {
 		return fmt.Errorf("reserve serials: %w", err)
 	}
+	r.mu.Lock()
 	r.reserved = marks
+	r.mu.Unlock()
 	return nil
 }

@@ -163,7 +163,7 @@ func (p *projector) restore(s *snapshot) {
 // zone without a reserved serial takes one after its snapshot's and a reservation (or the
 // clock).
 func (s *Server) restoreSnapshot() {
-	s.serials = &serialReserver{dir: s.o.DataDir}
+	s.serials = newSerialReserver(s.o.DataDir, s.now)
 	snap, err := loadSnapshot(s.o.DataDir)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("last-known-good snapshot ignored")
@@ -181,10 +181,11 @@ func (s *Server) restoreSnapshot() {
 	}
 	if marks == nil && snap != nil && len(snap.Serials) > 0 {
 		// The serials file is lost or damaged: the server may have served past its snapshot's
-		// serials, as far as a reservation reaches, so every zone starts past that.
+		// serials, by the versions of the second before a crash and a reservation, so every
+		// zone starts past that.
 		marks = make(map[string]uint32, len(snap.Serials))
 		for z, serial := range snap.Serials {
-			marks[z] = serial + reserveAhead
+			marks[z] = serial + lostReservation
 		}
 		s.log.Warn().Str("file", filepath.Join(s.o.DataDir, serialsFile)).Msg("no reserved serials beside the snapshot; every zone takes a serial past its snapshot's and a reservation")
 	}
