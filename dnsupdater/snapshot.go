@@ -179,6 +179,8 @@ func (s *Server) restoreSnapshot() {
 	if err != nil {
 		s.log.Warn().Err(err).Msg("reserved serials ignored")
 	}
+	// The reserver holds only what the file holds: a serial it takes as covered is on disk.
+	s.serials.reserved = marks
 	if marks == nil && snap != nil && len(snap.Serials) > 0 {
 		// The serials file is lost or damaged: the server may have served past its snapshot's
 		// serials, by the versions of the second before a crash and a reservation, so every
@@ -190,7 +192,6 @@ func (s *Server) restoreSnapshot() {
 		s.log.Warn().Str("file", filepath.Join(s.o.DataDir, serialsFile)).Msg("no reserved serials beside the snapshot; every zone takes a serial past its snapshot's and a reservation")
 	}
 	s.proj.reserved(marks)
-	s.serials.reserved = marks
 	s.knowsServed = snap != nil || marks != nil
 }
 
