@@ -246,8 +246,8 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
 		t := buildTable(zones, prev)
 		// The serials file reserves a serial before it is served (a crash may lose the
-		// snapshot's last second, never a serial); a write here waits only when a burst of
-		// versions outran the renewer.
+		// snapshot's last second, never a serial); a write here waits only for a zone new to
+		// the file, or when a burst of versions outran the renewer.
 		if err := s.serials.cover(zones); err != nil {
 			s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
 		}
