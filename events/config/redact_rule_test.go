@@ -102,6 +102,13 @@ func TestRedactHidesCredentialShapesAndNothingElse(t *testing.T) {
 		{name: "a Redis AUTH", send: "AUTH hunter2\r\nPING\r\n", want: "AUTH <redacted>"},
 		{name: "an FTP PASS after USER", send: "USER probe\r\nPASS x\r\n", want: "USER probe\r\nPASS <redacted>"},
 		{name: "an IMAP LOGIN", send: "a1 LOGIN probe x\r\n", want: "a1 LOGIN <redacted>"},
+		{name: "a token in the query before a URL in it", path: "/h?token=abc&next=https://x.test/", want: "/h?token=<redacted>&next=https://x.test/"},
+		{name: "a webhook's token in a path that holds a URL", path: "/hooks/abc?back=http://x.test", want: "/hooks/<redacted>?back=http://x.test"},
+		{name: "a Redis AUTH as a RESP array", send: "*2\r\n$4\r\nAUTH\r\n$7\r\nhunter2\r\n", want: "*2\r\n$4\r\nAUTH <redacted>"},
+		{name: "a Redis HELLO with AUTH", send: "HELLO 3 AUTH default hunter2\r\n", want: "HELLO 3 AUTH <redacted>"},
+		{name: "a Cloudflare X-Auth-Key header", header: "X-Auth-Key", value: "k1", want: "<redacted>"},
+		{name: "an X-Access-Key header", header: "X-Access-Key", value: "k1", want: "<redacted>"},
+		{name: "a Datadog application key header", header: "DD-Application-Key", value: "k1", want: "<redacted>"},
 		// False positives no longer.
 		{name: "a path segment with letters and digits", path: "/status/region-us-west-2"},
 		{name: "a long path segment", path: "/v1/health/service-detour-production-cluster-01"},

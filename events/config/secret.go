@@ -134,15 +134,14 @@ func wholeSecret(_, value string) (string, bool) { return Redacted, true }
 // credentialNames are the names of a header or a URL's query parameter whose value is a
 // credential, compared whole once lowercased and without '-', '_' and '.' (so X-Api-Key is
 // xapikey); credentialSuffixes end such a name too (X-Auth-Token, client_secret,
-// X-Amz-Signature). A name that only holds one of these words (assign, keyword, X-Session-Region)
-// names no credential.
+// X-Amz-Signature, X-Auth-Key, DD-Application-Key). A name that only holds one of these words
+// (assign, keyword, sort_key, X-Session-Region) names no credential.
 var (
-	credentialNames = []string{
-		"authorization", "proxyauthorization", "cookie", "auth", "key", "accesskey", "secretkey",
-		"privatekey", "authkey", "appkey", "subscriptionkey", "ocpapimsubscriptionkey", "xfunctionskey",
-		"password", "passwd", "pwd", "pass", "sig", "session", "jwt",
+	credentialNames    = []string{"authorization", "proxyauthorization", "cookie", "auth", "key", "password", "passwd", "pwd", "pass", "sig", "session", "jwt"}
+	credentialSuffixes = []string{
+		"token", "secret", "password", "apikey", "signature", "credential", "credentials", "sessionid", "sessid",
+		"accesskey", "secretkey", "privatekey", "authkey", "appkey", "applicationkey", "subscriptionkey", "functionskey",
 	}
-	credentialSuffixes = []string{"token", "secret", "password", "apikey", "signature", "credential", "credentials", "sessionid", "sessid"}
 )
 
 // credentialName reports whether name, a header's or a query parameter's, names a credential
@@ -169,23 +168,34 @@ func redactHeader(name, value string) (string, bool) {
 }
 
 // redactSend redacts what a tcp check sends after it logs in, from the login's argument to the
-// end: a line that starts with AUTH (Redis, SMTP) or PASS (FTP, POP3), or an IMAP command
-// (after its tag) LOGIN or AUTHENTICATE, followed by an argument.
+// end: a line that starts with AUTH (Redis, SMTP) or PASS (FTP, POP3), an IMAP command (after
+// its tag) LOGIN or AUTHENTICATE, or a Redis HELLO's AUTH, followed by an argument; or, in
+// Redis's RESP, an AUTH alone on its line after a bulk string's length ($4), followed by
+// anything (its arguments are the lines after it).
 func redactSend(_, value string) (string, bool) {
-	at := 0
+	at, bulk := 0, false
 	for line := range strings.SplitAfterSeq(value, "\n") {
-		words := strings.Fields(line)
-		for i, w := range words {
-			login := i == 0 && (strings.EqualFold(w, "AUTH") || strings.EqualFold(w, "PASS")) ||
-				i == 1 && (strings.EqualFold(w, "LOGIN") || strings.EqualFold(w, "AUTHENTICATE"))
-			if login && i+1 < len(words) {
-				end := strings.Index(line, w) + len(w)
-				return value[:at+end] + " " + Redacted, true
-			}
-			if i == 1 {
+		var words []string
+		var ends []int
+		for rest, off := line, 0; ; {
+			w := strings.Fields(rest)
+			if len(w) == 0 {
 				break
 			}
+			i := strings.Index(rest, w[0]) + len(w[0])
+			words, ends = append(words, w[0]), append(ends, off+i)
+			rest, off = rest[i:], off+i
 		}
+		for i, w := range words {
+			login := i == 0 && (strings.EqualFold(w, "AUTH") || strings.EqualFold(w, "PASS")) ||
+				i == 1 && (strings.EqualFold(w, "LOGIN") || strings.EqualFold(w, "AUTHENTICATE")) ||
+				i >= 2 && strings.EqualFold(words[0], "HELLO") && strings.EqualFold(w, "AUTH")
+			resp := len(words) == 1 && bulk && strings.TrimSpace(value[at+len(line):]) != ""
+			if login && (i+1 < len(words) || resp) {
+				return value[:at+ends[i]] + " " + Redacted, true
+			}
+		}
+		bulk = len(words) == 1 && strings.HasPrefix(words[0], "$")
 		at += len(line)
 	}
 	return value, false
@@ -207,7 +217,7 @@ var hookSegments = []string{"hook", "hooks", "webhook", "webhooks"}
 // id) is shown, so that what config get shows without a secret, apply takes back.
 func redactURL(_, value string) (string, bool) {
 	rest, out, secret := value, "", false
-	if i := strings.Index(rest, "://"); i >= 0 {
+	if i := strings.Index(rest, "://"); i >= 0 && schemeRE.MatchString(rest[:i]) {
 		end := i + 3 + strings.IndexAny(rest[i+3:]+"/", "/?#")
 		host := rest[i+3 : end]
 		out, rest = rest[:i+3], rest[end:]
@@ -257,6 +267,10 @@ func redactURL(_, value string) (string, bool) {
 	}
 	return out, secret
 }
+
+// schemeRE matches a URL's scheme: what comes before "://" elsewhere (a URL in a check path's
+// query) is no scheme, nor what follows it a host.
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
 
 // unescape returns a query parameter's name as a server reads it, or as written when it is not
 // escaped well.
