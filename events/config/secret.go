@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/textproto"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -64,7 +66,7 @@ func ReadSecret(inline, file, env string) (string, error) {
 func readValue(field, inline, file, env string) (string, error) {
 	switch {
 	case file != "":
-		b, err := os.ReadFile(file)
+		b, err := readFile(file)
 		if err != nil {
 			return "", fmt.Errorf("%s_file: %w", field, err)
 		}
@@ -81,6 +83,34 @@ func readValue(field, inline, file, env string) (string, error) {
 		return inline, nil
 	}
 	return "", fmt.Errorf("no %s, %s_file or %s_env", field, field, field)
+}
+
+// maxFileBytes is the most a file holding a secret, a header or what a check sends may hold.
+const maxFileBytes = 64 << 10
+
+// readFile returns what the regular file named name holds, at most maxFileBytes. What is not a
+// regular file (a FIFO nobody writes, /dev/zero) is refused, opened without waiting for a
+// writer: the prober reads these files as it builds its checks, all in turn, and one that never
+// ended would stop them all. The error names the file, never what it holds.
+func readFile(name string) ([]byte, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case len(b) > maxFileBytes:
+		return nil, fmt.Errorf("%s is longer than %d bytes", name, maxFileBytes)
+	}
+	return b, nil
 }
 
 // Key returns the TSIG key's secret, from wherever the configuration says it is. A key that is
@@ -489,7 +519,7 @@ func (k Check) ReadHeaders() (map[string]string, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.HeadersFile)) {
 		file := k.HeadersFile[name]
-		b, err := os.ReadFile(file)
+		b, err := readFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("check.headers_file.%s: %w", name, err)
 		}
@@ -512,7 +542,7 @@ func (k Check) ReadHeaders() (map[string]string, error) {
 func (k Check) ReadSend() (string, error) {
 	switch {
 	case k.SendFile != "":
-		b, err := os.ReadFile(k.SendFile)
+		b, err := readFile(k.SendFile)
 		if err != nil {
 			return "", fmt.Errorf("check.send_file: %w", err)
 		}
