@@ -274,7 +274,7 @@ func redactURL(_, value string) (string, bool) {
 	}
 	segments := strings.Split(path, "/")
 	for i, s := range segments {
-		if slices.Contains(hookSegments, strings.ToLower(s)) && i+1 < len(segments) && strings.Join(segments[i+1:], "") != "" {
+		if slices.Contains(hookSegments, strings.ToLower(unescapeSegment(s))) && i+1 < len(segments) && strings.Join(segments[i+1:], "") != "" {
 			segments, secret = append(segments[:i+1], Redacted), true
 			break
 		}
@@ -309,6 +309,15 @@ func unescape(name string) string {
 		return u
 	}
 	return name
+}
+
+// unescapeSegment returns a path's segment as a server reads it, or as written when it is not
+// escaped well.
+func unescapeSegment(s string) string {
+	if u, err := url.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
 }
 
 // tokenHost reports whether host (with its port) is one of tokenHosts or under one.
