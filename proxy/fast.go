@@ -413,6 +413,11 @@ func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response,
 	if err == nil {
 		err = endTrailer(resp.Trailer, listed)
 	}
+	if err == nil && len(resp.Trailer) > 0 {
+		// As ReverseProxy does: an empty body not yet flushed would be sent with Content-Length
+		// 0, and its trailers nobody announced dropped.
+		_ = http.NewResponseController(w).Flush()
+	}
 	if err != nil {
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
 		// the client stopped taking may never end.

@@ -79,12 +79,16 @@ func (b *trailerBody) Read(p []byte) (int, error) {
 }
 
 // watchTrailer makes the trailers of res, an answer on the ReverseProxy path, follow the edge's
-// rule: the ones announced at once, the ones that arrive when its body ends.
+// rule: the ones announced at once, also by an answer without a body (to a HEAD, a 304), the
+// ones that arrive when its chunked body ends.
 func watchTrailer(res *http.Response) {
-	if res.ContentLength != -1 || len(res.TransferEncoding) == 0 || res.StatusCode == http.StatusSwitchingProtocols {
+	if res.StatusCode == http.StatusSwitchingProtocols {
 		return
 	}
 	listed := connectionListed(res.Header)
 	dropTrailers(res.Trailer, listed)
+	if res.ContentLength != -1 || len(res.TransferEncoding) == 0 {
+		return
+	}
 	res.Body = &trailerBody{ReadCloser: res.Body, resp: res, listed: listed}
 }

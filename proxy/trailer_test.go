@@ -58,10 +58,15 @@ const cutHere = "\x00cut"
 // trailer section section (what follows the last chunk, up to and with its empty line), and
 // returns its path.
 func (u *trailerUpstream) add(head, section string) string {
+	return u.answer("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + head +
+		"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" + section)
+}
+
+// answer registers the whole of an answer, as the instance writes it, and returns its path.
+func (u *trailerUpstream) answer(raw string) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.answers = append(u.answers, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"+head+
-		"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"+section)
+	u.answers = append(u.answers, raw)
 	return "/t/" + strconv.Itoa(len(u.answers)-1)
 }
 
@@ -314,4 +319,41 @@ func FuzzEdgeTrailers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An answer with no body but a trailer section, and answers that carry no body at all (to a
+// HEAD, a 204, a 304) yet announce trailers: every path of the edge shows its client what
+// ReverseProxy's does, but that none announces a trailer the edge never relays.
+func TestTheTrailersOfAnEmptyOrBodilessAnswerFollowTheEdgesRuleOnEveryPath(t *testing.T) {
+	up := newTrailerUpstream(t)
+	c := twoEdgesWith(t, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
+	ref := referenceProxy(t, up.addr)
+	const announced = "Trailer: X-Sum, Set-Cookie, Upgrade\r\nConnection: close\r\n"
+	for _, tc := range []struct {
+		name, method, answer string
+	}{
+		{"an empty body with a trailer nobody announced", "GET",
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Sum: 1\r\n\r\n"},
+		{"an empty body with an announced trailer", "GET",
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Sum\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Sum: 1\r\n\r\n"},
+		{"a 304 that announces trailers", "GET", "HTTP/1.1 304 Not Modified\r\n" + announced + "Transfer-Encoding: chunked\r\n\r\n"},
+		{"a 204 that announces trailers", "GET", "HTTP/1.1 204 No Content\r\n" + announced + "\r\n"},
+		{"the answer to a HEAD that announces trailers", "HEAD", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + announced + "Transfer-Encoding: chunked\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := up.answer(tc.answer)
+			h := " HTTP/1.1\r\nHost: shop.demo.test\r\nConnection: close\r\n"
+			want := seenAnswer(t, ref, tc.method+" "+path+h+"\r\n")
+			want.declared = slices.DeleteFunc(want.declared, func(k string) bool { return neverRelayed[k] })
+			for name, raw := range map[string]string{
+				"lean":         tc.method + " " + path + h + "\r\n",
+				"fast":         tc.method + " " + path + h + "Content-Length: 0\r\n\r\n",
+				"ReverseProxy": tc.method + " " + path + h + "Content-Length: 2\r\n\r\nhi",
+			} {
+				if got := seenAnswer(t, c.west, raw); got.String() != want.String() {
+					t.Errorf("%s path: the client sees\n%s\nwant\n%s", name, got, want)
+				}
+			}
+		})
+	}
 }
