@@ -107,6 +107,8 @@ func TestRedactHidesCredentialShapesAndNothingElse(t *testing.T) {
 		{name: "a Redis AUTH as a RESP array", send: "*2\r\n$4\r\nAUTH\r\n$7\r\nhunter2\r\n", want: "*2\r\n$4\r\nAUTH <redacted>"},
 		{name: "a Redis HELLO with AUTH", send: "HELLO 3 AUTH default hunter2\r\n", want: "HELLO 3 AUTH <redacted>"},
 		{name: "a webhook's token after an escaped hooks", url: "https://chat.example.test/%68ooks/abc", want: "https://chat.example.test/%68ooks/<redacted>"},
+		{name: "an api key header whose name ends in a space", header: "X-Api-Key ", value: "k1", want: "<redacted>"},
+		{name: "an api key header written with its colon", header: "X-Api-Key:", value: "k1", want: "<redacted>"},
 		{name: "a Cloudflare X-Auth-Key header", header: "X-Auth-Key", value: "k1", want: "<redacted>"},
 		{name: "an X-Access-Key header", header: "X-Access-Key", value: "k1", want: "<redacted>"},
 		{name: "a Datadog application key header", header: "DD-Application-Key", value: "k1", want: "<redacted>"},

@@ -162,8 +162,9 @@ var secretFields = []secretField{
 func wholeSecret(_, value string) (string, bool) { return Redacted, true }
 
 // credentialNames are the names of a header or a URL's query parameter whose value is a
-// credential, compared whole once lowercased and without '-', '_' and '.' (so X-Api-Key is
-// xapikey); credentialSuffixes end such a name too (X-Auth-Token, client_secret,
+// credential, compared whole once lowercased and with only their ASCII letters and digits (so
+// X-Api-Key is xapikey, and so is "X-Api-Key " or "X-Api-Key:", which a prober does not send
+// but CONFIG stores all the same); credentialSuffixes end such a name too (X-Auth-Token, client_secret,
 // X-Amz-Signature, X-Auth-Key, DD-Application-Key). A name that only holds one of these words
 // (assign, keyword, sort_key, X-Session-Region) names no credential.
 var (
@@ -177,7 +178,12 @@ var (
 // credentialName reports whether name, a header's or a query parameter's, names a credential
 // (credentialNames).
 func credentialName(name string) bool {
-	name = strings.ToLower(strings.NewReplacer("-", "", "_", "", ".", "").Replace(name))
+	name = strings.ToLower(strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
+			return r
+		}
+		return -1
+	}, name))
 	return slices.Contains(credentialNames, name) ||
 		slices.ContainsFunc(credentialSuffixes, func(s string) bool { return strings.HasSuffix(name, s) })
 }
