@@ -1,0 +1,186 @@
+package dnsupdater
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
+
+// signedWire is m signed with secret under key and alg, as spelt, at signed; cut, when not 0,
+// keeps only that many octets of the MAC.
+func signedWire(t *testing.T, m *dns.Msg, key, alg, secret string, signed time.Time, cut int) ([]byte, string) {
+	t.Helper()
+	m.SetTsig(key, alg, 300, signed.Unix())
+	wire, mac, err := dns.TsigGenerate(m, secret, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cut == 0 {
+		return wire, mac
+	}
+	c := new(dns.Msg)
+	if err := c.Unpack(wire); err != nil {
+		t.Fatal(err)
+	}
+	sig := c.IsTsig()
+	sig.MAC, sig.MACSize = sig.MAC[:2*cut], uint16(cut)
+	if wire, err = c.Pack(); err != nil {
+		t.Fatal(err)
+	}
+	return wire, mac
+}
+
+// exchangeSigned sends wire over network and returns the reply undecoded.
+func exchangeSigned(t *testing.T, network, addr string, wire []byte) []byte {
+	t.Helper()
+	conn, err := net.DialTimeout(network, addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &dns.Conn{Conn: conn}
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.ReadMsgHeader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSignedRequestsAtTheEdgesOfTheKeyNameTheMACAndTheFudge(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, signedConfig()), "")
+	addr := h.srv.Addr()
+	for _, c := range []struct {
+		name      string
+		network   string
+		qtype     uint16
+		key, alg  string
+		at        time.Duration
+		cut       int
+		rcode     int
+		tsigErr   uint16
+		verifying bool // the reply verifies with the key over the request's MAC
+	}{
+		{"key and algorithm in capitals", "tcp", dns.TypeSOA, "XFR-KEY.", "HMAC-SHA256.", 0, 0, dns.RcodeSuccess, 0, true},
+		{"a transfer, key in mixed case", "tcp", dns.TypeAXFR, "Xfr-Key.", dns.HmacSHA256, 0, 0, dns.RcodeSuccess, 0, true},
+		{"signed 290s ago, inside the fudge", "tcp", dns.TypeSOA, xfrKey, dns.HmacSHA256, -290 * time.Second, 0, dns.RcodeSuccess, 0, true},
+		{"signed 290s ahead, inside the fudge", "tcp", dns.TypeSOA, xfrKey, dns.HmacSHA256, 290 * time.Second, 0, dns.RcodeSuccess, 0, true},
+		{"signed 310s ago, outside the fudge", "tcp", dns.TypeSOA, xfrKey, dns.HmacSHA256, -310 * time.Second, 0, dns.RcodeNotAuth, dns.RcodeBadTime, true},
+		{"signed 310s ahead, outside the fudge", "tcp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 310 * time.Second, 0, dns.RcodeNotAuth, dns.RcodeBadTime, true},
+		{"MAC cut to 16 octets", "tcp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 0, 16, dns.RcodeNotAuth, dns.RcodeBadSig, false},
+		{"MAC cut to 1 octet", "udp", dns.TypeSOA, xfrKey, dns.HmacSHA256, 0, 1, dns.RcodeNotAuth, dns.RcodeBadSig, false},
+		{"an AXFR over UDP", "udp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 0, 0, dns.RcodeRefused, 0, true},
+		{"a query of a zone without that key", "udp", dns.TypeSOA, otherKey, dns.HmacSHA512, 0, 0, dns.RcodeSuccess, 0, true},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion("demo.test.", c.qtype)
+		secret := xfrSecret
+		if c.key == otherKey {
+			secret = otherSecret
+		}
+		wire, mac := signedWire(t, m, c.key, c.alg, secret, time.Now().Add(c.at), c.cut)
+		p := exchangeSigned(t, c.network, addr, wire)
+		r := new(dns.Msg)
+		if err := r.Unpack(p); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		sig := r.IsTsig()
+		if r.Rcode != c.rcode || sig == nil || sig.Error != c.tsigErr {
+			t.Errorf("%s: rcode %s, TSIG %v; want %s and TSIG error %s", c.name, dns.RcodeToString[r.Rcode], sig, dns.RcodeToString[c.rcode], dns.RcodeToString[int(c.tsigErr)])
+			continue
+		}
+		// The reply's MAC is checked over the request's, the time aside (BADTIME carries the
+		// request's time).
+		err := dns.TsigVerify(p, secret, mac, false)
+		if r.Rcode == dns.RcodeNotAuth && err == dns.ErrAuth {
+			err = verifyNotAuth(p, secret, mac) // miekg/dns verifies no NOTAUTH reply
+		}
+		if c.tsigErr == dns.RcodeBadTime && err == dns.ErrTime {
+			err = nil
+		}
+		if (err == nil) != c.verifying {
+			t.Errorf("%s: the reply's signature verifies: %v (%v), want %v", c.name, err == nil, err, c.verifying)
+		}
+	}
+}
+
+// verifyNotAuth checks the MAC of a signed NOTAUTH reply p over the request's MAC (RFC 8945
+// §4.3), which miekg/dns refuses to look at.
+func verifyNotAuth(p []byte, secret, reqMAC string) error {
+	r := new(dns.Msg)
+	if err := r.Unpack(p); err != nil {
+		return err
+	}
+	sig := r.IsTsig()
+	// The message as sent, without its TSIG record: the record is the last thing in p.
+	tsigLen := dns.Len(sig)
+	body := append([]byte(nil), p[:len(p)-tsigLen]...)
+	binary.BigEndian.PutUint16(body[0:], sig.OrigId)
+	binary.BigEndian.PutUint16(body[10:], binary.BigEndian.Uint16(body[10:])-1)
+	req, err := hex.DecodeString(reqMAC)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	_ = binary.Write(&buf, binary.BigEndian, uint16(len(req)))
+	buf.Write(req)
+	buf.Write(body)
+	for _, name := range []string{sig.Hdr.Name, sig.Algorithm} {
+		b := make([]byte, 256)
+		n, err := dns.PackDomainName(strings.ToLower(name), b, 0, nil, false)
+		if err != nil {
+			return err
+		}
+		buf.Write(b[:n])
+		if name == sig.Hdr.Name {
+			_ = binary.Write(&buf, binary.BigEndian, uint16(dns.ClassANY))
+			_ = binary.Write(&buf, binary.BigEndian, uint32(0))
+		}
+	}
+	var at [8]byte
+	binary.BigEndian.PutUint64(at[:], sig.TimeSigned)
+	buf.Write(at[2:])
+	other, err := hex.DecodeString(sig.OtherData)
+	if err != nil {
+		return err
+	}
+	_ = binary.Write(&buf, binary.BigEndian, []uint16{sig.Fudge, sig.Error, uint16(len(other))})
+	buf.Write(other)
+	raw, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil {
+		return err
+	}
+	var h func() hash.Hash
+	switch strings.ToLower(sig.Algorithm) {
+	case dns.HmacSHA256:
+		h = sha256.New
+	case dns.HmacSHA512:
+		h = sha512.New
+	default:
+		return dns.ErrKeyAlg
+	}
+	m := hmac.New(h, raw)
+	m.Write(buf.Bytes())
+	got, err := hex.DecodeString(sig.MAC)
+	if err != nil || !hmac.Equal(got, m.Sum(nil)) {
+		return errors.New("the NOTAUTH reply's MAC is not the key's")
+	}
+	return nil
+}
