@@ -28,7 +28,8 @@ type worker struct {
 	// keys, when set, holds the transfer keys in force: a query signed with one of them is
 	// answered, and its reply signed. Without it every signed query is BADKEY.
 	keys *atomic.Pointer[keyring]
-	// signer is the key that signs the reply the reference path is building, or nil.
+	// signer is the key that signs the reply the reference path is building, and then the
+	// last reply respond returned; nil when that is unsigned.
 	signer *signer
 	// limit is the size the reply the reference path is building must fit.
 	limit int
@@ -69,8 +70,8 @@ func (w *worker) respond(t *table, p []byte, remote netip.Addr, tcp bool) []byte
 		}
 	}
 	// Only the reference path synthesizes from a wildcard: a prepared reply is the question
-	// name's own (a wildcard's own name asked literally included).
-	w.wildcard = ""
+	// name's own (a wildcard's own name asked literally included). Only it signs a reply.
+	w.wildcard, w.signer = "", nil
 	out := w.prepared(t, p, remote, tcp)
 	if out == nil {
 		out = w.reference(t, p, remote, tcp)

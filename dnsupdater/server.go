@@ -315,7 +315,7 @@ func (s *Server) answerUDP(w *worker, p []byte, remote netip.Addr) []byte {
 	case verdictDrop:
 		return nil
 	case verdictSlip:
-		return truncated(resp)
+		return w.slip(resp)
 	}
 	return resp
 }

@@ -117,6 +117,17 @@ func (s *signer) record(id uint16, now time.Time) *dns.TSIG {
 	return t
 }
 
+// slip is the reply resp that response rate limiting lets out truncated (see truncated),
+// signed again when respond signed resp: a truncated reply to a signed request is signed as
+// any other (RFC 8945 §5.3), else the client discards it as forged and never asks over TCP.
+func (w *worker) slip(resp []byte) []byte {
+	cut := truncated(resp)
+	if w.signer == nil {
+		return cut
+	}
+	return w.signer.sign(cut, w.limit, time.Now())
+}
+
 // signTransfer signs the messages of a zone transfer, each as it is written (RFC 8945 §5.3.1):
 // the first over the request's MAC and every TSIG variable, each later one over the MAC before
 // it and the timers alone.

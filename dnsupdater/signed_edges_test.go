@@ -184,3 +184,42 @@ func verifyNotAuth(p []byte, secret, reqMAC string) error {
 	}
 	return nil
 }
+
+func TestARateLimitedReplyToASignedQuerySlipsOutSigned(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, signedConfig()+"dns:\n  rate_limit: {responses_per_second: 1, slip: 1, exempt: []}\n"), "")
+	conn, err := net.Dial("udp", h.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &dns.Conn{Conn: conn}
+	slipped := 0
+	for i := range 10 {
+		m := new(dns.Msg)
+		m.SetQuestion("shop.demo.test.", dns.TypeA)
+		m.Id = uint16(i + 1)
+		wire, mac := signedWire(t, m, xfrKey, dns.HmacSHA256, xfrSecret, time.Now(), 0)
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write(wire); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.ReadMsgHeader(nil)
+		if err != nil {
+			t.Fatalf("query %d: %v (slip 1 answers every one)", i+1, err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(p); err != nil {
+			t.Fatal(err)
+		}
+		if r.Truncated {
+			slipped++
+		}
+		if err := dns.TsigVerify(p, xfrSecret, mac, false); err != nil {
+			t.Errorf("query %d: reply (TC %v) does not verify: %v", i+1, r.Truncated, err)
+		}
+	}
+	if slipped == 0 {
+		t.Fatal("no reply slipped: the rate limit did not apply")
+	}
+}

@@ -381,5 +381,18 @@ func FuzzSignedRespond(f *testing.F) {
 		if req.Unpack(p) == nil && req.IsTsig() != nil && !breaksFormat(p, req) && r.Rcode != dns.RcodeFormatError && r.Rcode != dns.RcodeBadVers && r.IsTsig() == nil && !r.Truncated {
 			t.Fatalf("reply %v to a signed request carries no TSIG record", r)
 		}
+		if tcp {
+			return
+		}
+		// Response rate limiting's cut of the reply: signed when the reply is.
+		cut := w.slip(slices.Clone(got))
+		c := new(dns.Msg)
+		if err := c.Unpack(cut); err != nil || !c.Truncated {
+			t.Fatalf("rate-limited cut of the reply does not parse or lacks TC: %v (%x)", err, cut)
+		}
+		sig, cutSig := r.IsTsig(), c.IsTsig()
+		if signed := sig != nil && sig.MAC != ""; signed != (cutSig != nil && cutSig.MAC != "") {
+			t.Fatalf("reply signed %v, its rate-limited cut %v", signed, c)
+		}
 	})
 }
