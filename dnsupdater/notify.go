@@ -295,15 +295,15 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 			var err error
 			for range notifyAttempts {
 				err = notifyAttempt(conn, n, time.Now().Add(notifyWait))
-				var rc rcodeError
-				if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.rcode != dns.RcodeServerFailure {
+				var rc tsig.RcodeError
+				if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.Rcode != dns.RcodeServerFailure {
 					return err // an error code is the secondary's answer: it is not asked again
 				}
 			}
 			return err
 		})
 	}
-	var rc rcodeError
+	var rc tsig.RcodeError
 	switch {
 	case err == nil:
 		s.o.Metrics.Notified(z.Name, nil)
@@ -313,7 +313,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 		s.o.Metrics.Notified(z.Name, err)
 		s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
 	}
-	return err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.rcode != dns.RcodeServerFailure
+	return err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.Rcode != dns.RcodeServerFailure
 }
 
 // notifyMsg is a NOTIFY as sent: its wire form and id, and, when it is signed, the key and the
@@ -360,7 +360,7 @@ func (n *notifyMsg) acknowledges(p []byte, r *dns.Msg) bool {
 const maxAttemptErrors = 64
 
 // notifyAttempt sends n on conn and reads until deadline for the answer: nil for an
-// acknowledgement, a rcodeError for an answer with an error code. Every attempt of an exchange
+// acknowledgement, a tsig.RcodeError for an answer with an error code. Every attempt of an exchange
 // sends n with its id, so a late answer to an earlier one counts; a reply to another id, a
 // message that is no reply, and a datagram that does not parse are skipped (a stray or forged
 // datagram does not end the attempt), and so is a NOERROR answer to a signed n that n's key did
@@ -403,9 +403,9 @@ func notifyAttempt(conn *dns.Conn, n *notifyMsg, deadline time.Time) error {
 				}
 				failed = errUnsigned
 			case dns.RcodeServerFailure:
-				failed = answerError(r)
+				failed = tsig.AnswerError(r)
 			default:
-				return answerError(r)
+				return tsig.AnswerError(r)
 			}
 		case err == nil: // a reply to another id, or no reply
 		case timeoutOrClosed(err):
@@ -442,26 +442,4 @@ func exchangeUntil(ctx context.Context, c *dns.Client, target string, exchange f
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	return exchange(conn)
-}
-
-// rcodeError is a reply's error code as an error, with its TSIG error, if any.
-type rcodeError struct {
-	rcode int
-	tsig  uint16
-}
-
-// answerError is the error code r answered with.
-func answerError(r *dns.Msg) rcodeError {
-	e := rcodeError{rcode: r.Rcode}
-	if t := r.IsTsig(); t != nil {
-		e.tsig = t.Error
-	}
-	return e
-}
-
-func (e rcodeError) Error() string {
-	if e.tsig != dns.RcodeSuccess {
-		return "answered " + dns.RcodeToString[e.rcode] + ", TSIG error " + dns.RcodeToString[int(e.tsig)]
-	}
-	return "answered " + dns.RcodeToString[e.rcode]
 }

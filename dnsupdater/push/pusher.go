@@ -213,13 +213,13 @@ func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 	if errors.Is(err, dns.ErrAuth) && r != nil && r.Id == m.Id {
 		// The client does not verify a NOTAUTH that carries a TSIG (a key the primary does not
 		// know, a bad signature or time, or a zone it does not serve): its code says why.
-		err = answerError(r)
+		err = fmt.Errorf("primary %w", tsig.AnswerError(r))
 	}
 	if err != nil {
 		return err
 	}
 	if r.Rcode != dns.RcodeSuccess {
-		return answerError(r)
+		return fmt.Errorf("primary %w", tsig.AnswerError(r))
 	}
 	// The client verifies only a signed answer: an unsigned one may come from anything but
 	// the primary (RFC 8945 §5.3).
@@ -227,27 +227,6 @@ func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 		return errors.New("the answer is not signed")
 	}
 	return nil
-}
-
-// rcodeError is the error code a primary answered with, and the error of its TSIG, if any.
-type rcodeError struct {
-	rcode int
-	tsig  uint16
-}
-
-func answerError(r *dns.Msg) rcodeError {
-	e := rcodeError{rcode: r.Rcode}
-	if t := r.IsTsig(); t != nil {
-		e.tsig = t.Error
-	}
-	return e
-}
-
-func (e rcodeError) Error() string {
-	if e.tsig != dns.RcodeSuccess {
-		return "primary answered " + dns.RcodeToString[e.rcode] + ", TSIG error " + dns.RcodeToString[int(e.tsig)]
-	}
-	return "primary answered " + dns.RcodeToString[e.rcode]
 }
 
 // report records a push event beside the pushes: while the DNS stream elects a leader, the next

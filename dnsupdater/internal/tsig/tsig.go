@@ -106,3 +106,25 @@ func (k *Key) Verify(msg []byte, t *dns.TSIG) error {
 	}
 	return nil
 }
+
+// RcodeError is the error code a peer answered with, and the error of its TSIG record, if any.
+type RcodeError struct {
+	Rcode int
+	TSIG  uint16
+}
+
+// AnswerError is the error code r answered with.
+func AnswerError(r *dns.Msg) RcodeError {
+	e := RcodeError{Rcode: r.Rcode}
+	if t := r.IsTsig(); t != nil {
+		e.TSIG = t.Error
+	}
+	return e
+}
+
+func (e RcodeError) Error() string {
+	if e.TSIG != dns.RcodeSuccess {
+		return "answered " + dns.RcodeToString[e.Rcode] + ", TSIG error " + dns.RcodeToString[int(e.TSIG)]
+	}
+	return "answered " + dns.RcodeToString[e.Rcode]
+}
