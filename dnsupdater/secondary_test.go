@@ -45,7 +45,14 @@ func zoneRecords(t *testing.T, addr, zone string) []string {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetAxfr(zone)
-	ch, err := (&dns.Transfer{}).In(m, addr)
+	return transferRecords(t, addr, m, &dns.Transfer{})
+}
+
+// transferRecords is zoneRecords through tr, m the AXFR request it sends.
+func transferRecords(t *testing.T, addr string, m *dns.Msg, tr *dns.Transfer) []string {
+	t.Helper()
+	zone := m.Question[0].Name
+	ch, err := tr.In(m, addr)
 	if err != nil {
 		t.Fatalf("axfr %s from %s: %v", zone, addr, err)
 	}
