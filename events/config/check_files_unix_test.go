@@ -6,11 +6,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"golang.org/x/sys/unix"
 )
 
 // The prober reads these files as it builds its checks, all of them in turn: a file that never
@@ -19,7 +19,7 @@ import (
 func TestAFileThatIsNotARegularFileOrIsTooLongIsRefusedWithoutBlocking(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Skipf("no FIFO here: %v", err)
 	}
 	long := filepath.Join(dir, "long")
