@@ -83,10 +83,12 @@ func TestConfineBindsEveryThreadOfTheServersTreeAndAThreadThatLeavesIsFound(t *t
 		time.Sleep(10 * time.Millisecond)
 	}
 	got := strays(pid)
-	slices.Sort(got)
-	slices.Sort(threads)
-	if !slices.Equal(got, threads) {
-		t.Fatalf("before confine: strays %v, want every thread %v (they may run on every CPU)", got, threads)
+	for _, tid := range threads {
+		var set unix.CPUSet
+		if !slices.Contains(got, tid) && !errors.Is(unix.SchedGetaffinity(tid, &set), unix.ESRCH) {
+			// A thread that ended since the tree was read is no stray (seen once in CI).
+			t.Fatalf("before confine: strays %v, want every thread of %v still running (they may run on every CPU)", got, threads)
+		}
 	}
 
 	if err := confine(context.Background(), pid); err != nil {
