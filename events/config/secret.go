@@ -66,23 +66,43 @@ func ReadSecret(inline, file, env string) (string, error) {
 func readValue(field, inline, file, env string) (string, error) {
 	switch {
 	case file != "":
-		b, err := readFile(file)
+		s, err := readTrimmedFile(file)
 		if err != nil {
 			return "", fmt.Errorf("%s_file: %w", field, err)
 		}
-		if s := strings.TrimSpace(string(b)); s != "" {
-			return s, nil
-		}
-		return "", fmt.Errorf("%s_file: %s is empty", field, file)
+		return s, nil
 	case env != "":
-		if s := strings.TrimSpace(os.Getenv(env)); s != "" {
-			return s, nil
+		s, err := readTrimmedEnv(env)
+		if err != nil {
+			return "", fmt.Errorf("%s_env: %w", field, err)
 		}
-		return "", fmt.Errorf("%s_env: $%s is not set in this process's environment", field, env)
+		return s, nil
 	case inline != "":
 		return inline, nil
 	}
 	return "", fmt.Errorf("no %s, %s_file or %s_env", field, field, field)
+}
+
+// readTrimmedFile returns what the file named file holds, surrounding white space trimmed; an
+// empty one is an error.
+func readTrimmedFile(file string) (string, error) {
+	b, err := readFile(file)
+	if err != nil {
+		return "", err
+	}
+	if s := strings.TrimSpace(string(b)); s != "" {
+		return s, nil
+	}
+	return "", fmt.Errorf("%s is empty", file)
+}
+
+// readTrimmedEnv returns the environment variable env, surrounding white space trimmed; an
+// empty or unset one is an error.
+func readTrimmedEnv(env string) (string, error) {
+	if s := strings.TrimSpace(os.Getenv(env)); s != "" {
+		return s, nil
+	}
+	return "", fmt.Errorf("$%s is not set in this process's environment", env)
 }
 
 // maxFileBytes is the most a file holding a secret, a header or what a check sends may hold.
@@ -533,20 +553,18 @@ func (k Check) ReadHeaders() (map[string]string, error) {
 		out = map[string]string{}
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.HeadersFile)) {
-		file := k.HeadersFile[name]
-		b, err := readFile(file)
+		v, err := readTrimmedFile(k.HeadersFile[name])
 		if err != nil {
 			return nil, fmt.Errorf("check.headers_file.%s: %w", name, err)
 		}
-		if out[name] = strings.TrimSpace(string(b)); out[name] == "" {
-			return nil, fmt.Errorf("check.headers_file.%s: %s is empty", name, file)
-		}
+		out[name] = v
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.HeadersEnv)) {
-		env := k.HeadersEnv[name]
-		if out[name] = strings.TrimSpace(os.Getenv(env)); out[name] == "" {
-			return nil, fmt.Errorf("check.headers_env.%s: $%s is not set in this process's environment", name, env)
+		v, err := readTrimmedEnv(k.HeadersEnv[name])
+		if err != nil {
+			return nil, fmt.Errorf("check.headers_env.%s: %w", name, err)
 		}
+		out[name] = v
 	}
 	return out, nil
 }
