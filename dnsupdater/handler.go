@@ -219,8 +219,11 @@ func (w *worker) decide(t *table, p []byte, remote netip.Addr, tcp bool) []byte 
 		len(req.Question) == 1 && canonical != nil && len(req.Answer) == 0 &&
 			(canonical.Qtype != dns.TypeIXFR || clientSOA(p, req, canonical.Name)) && (len(req.Ns) == 0 || canonical.Qtype == dns.TypeIXFR))
 	if signed {
-		s, tsigErr := w.keyring().verify(p, req.IsTsig())
-		if s == nil {
+		s, rcode, tsigErr := w.keyring().verify(p, req.IsTsig())
+		switch {
+		case rcode == dns.RcodeFormatError:
+			return reply(rcode, canonical)
+		case s == nil:
 			return tsigRefusal(w.out, req, canonical, q, tcp, tsigErr)
 		}
 		w.signer = s

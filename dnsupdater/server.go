@@ -589,9 +589,9 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 	keys := loadKeys(&s.keys)
 	var signed *signer
 	if sig := req.IsTsig(); sig != nil {
-		// A signature that does not verify, or a time outside its fudge, is the reference
-		// path's to answer with its TSIG error.
-		if signed, _ = keys.verify(p, sig); signed == nil || signed.err != 0 {
+		// A signature that does not verify, a time outside its fudge or a MAC cut short is
+		// the reference path's to answer with its error.
+		if signed, _, _ = keys.verify(p, sig); signed == nil || signed.err != 0 {
 			return nil
 		}
 	}

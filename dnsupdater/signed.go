@@ -46,33 +46,48 @@ func transferKeys(c *config.Config) (keyring, error) {
 }
 
 // signer is a request whose TSIG record verified: its key and its record, whose MAC the reply's
-// covers (RFC 8945 §5.3). err is the TSIG error the reply carries: 0, or BADTIME for a request
-// signed outside its fudge, which is answered NOTAUTH and signed all the same (§5.2.3).
+// covers (RFC 8945 §5.3; a MAC cut short is covered as sent, §5.2.2.1). err is the TSIG error
+// the reply carries: 0; BADTIME for a request signed outside its fudge; or BADTRUNC for a MAC cut
+// shorter than Detour's policy, the whole MAC. Either is answered NOTAUTH, signed all the same
+// (§5.2.3, §5.2.4, §5.3.2).
 type signer struct {
 	key *tsig.Key
 	req *dns.TSIG
 	err uint16
 }
 
-// verify checks the TSIG record sig of the request p (RFC 8945 §5.2): the key it names, with
-// its algorithm, must be one of keys, its MAC that key's over p, and its time within its fudge
-// of now. It returns the signer of the reply, or nil and the TSIG error (BADKEY or BADSIG) of an
-// unsigned NOTAUTH.
-func (keys keyring) verify(p []byte, sig *dns.TSIG) (*signer, uint16) {
+// verify checks the TSIG record sig of the request p (RFC 8945 §5.2), in the order of §5.2's
+// subsections: the key it names, with its algorithm, must be one of keys; its MAC's length one
+// the RFC allows (§5.2.2.1); its MAC that key's over p; its time within its fudge of now; and
+// its MAC whole.
+// It returns the signer of the reply, or nil and the reply's rcode: FORMERR for a MAC longer
+// than the algorithm's output or shorter than the larger of 10 octets and half of it, answered
+// without a TSIG record, or NOTAUTH with the TSIG error (BADKEY or BADSIG) of an unsigned one.
+func (keys keyring) verify(p []byte, sig *dns.TSIG) (s *signer, rcode int, tsigErr uint16) {
 	k := keys[strings.ToLower(sig.Hdr.Name)]
 	if k == nil || !k.Signs(sig) {
-		return nil, dns.RcodeBadKey
+		return nil, dns.RcodeNotAuth, dns.RcodeBadKey
 	}
+	size, full := int(sig.MACSize), k.Size()
+	if size > full || size < max(10, full/2) {
+		return nil, dns.RcodeFormatError, 0
+	}
+	var provider dns.TsigProvider = k
+	if size < full {
+		provider = tsig.Truncated{Key: k}
+	}
+	s = &signer{key: k, req: sig}
 	// Verifying writes the original id over the message's: p is the caller's.
-	switch err := dns.TsigVerifyWithProvider(append([]byte(nil), p...), k, "", false); {
-	case err == nil:
-		return &signer{key: k, req: sig}, 0
+	switch err := dns.TsigVerifyWithProvider(append([]byte(nil), p...), provider, "", false); {
 	case errors.Is(err, dns.ErrTime):
 		// The MAC is the key's: the client is told the server's time, signed (§5.2.3).
-		return &signer{key: k, req: sig, err: dns.RcodeBadTime}, 0
-	default:
-		return nil, dns.RcodeBadSig
+		s.err = dns.RcodeBadTime
+	case err != nil:
+		return nil, dns.RcodeNotAuth, dns.RcodeBadSig
+	case size < full:
+		s.err = dns.RcodeBadTrunc
 	}
+	return s, 0, 0
 }
 
 // sign returns the reply out, to a request s verified, with a TSIG record signed by s's key over

@@ -19,8 +19,9 @@ import (
 	"github.com/miekg/dns"
 )
 
-// signedWire is m signed with secret under key and alg, as spelt, at signed; cut, when not 0,
-// keeps only that many octets of the MAC.
+// signedWire is m signed with secret under key and alg, as spelt, at signed, and the MAC as
+// sent; cut, when not 0, keeps only that many octets of the MAC, or pads it with zeros to that
+// many, and a negative cut keeps -cut octets with the first one changed.
 func signedWire(t *testing.T, m *dns.Msg, key, alg, secret string, signed time.Time, cut int) ([]byte, string) {
 	t.Helper()
 	m.SetTsig(key, alg, 300, signed.Unix())
@@ -36,11 +37,20 @@ func signedWire(t *testing.T, m *dns.Msg, key, alg, secret string, signed time.T
 		t.Fatal(err)
 	}
 	sig := c.IsTsig()
-	sig.MAC, sig.MACSize = sig.MAC[:2*cut], uint16(cut)
+	raw, err := hex.DecodeString(sig.MAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cut < 0 {
+		cut = -cut
+		raw[0] ^= 1
+	}
+	raw = append(raw, make([]byte, max(0, cut-len(raw)))...)[:cut]
+	sig.MAC, sig.MACSize = hex.EncodeToString(raw), uint16(cut)
 	if wire, err = c.Pack(); err != nil {
 		t.Fatal(err)
 	}
-	return wire, mac
+	return wire, sig.MAC
 }
 
 // exchangeSigned sends wire over network and returns the reply undecoded.
@@ -84,8 +94,19 @@ func TestSignedRequestsAtTheEdgesOfTheKeyNameTheMACAndTheFudge(t *testing.T) {
 		{"signed 290s ahead, inside the fudge", "tcp", dns.TypeSOA, xfrKey, dns.HmacSHA256, 290 * time.Second, 0, dns.RcodeSuccess, 0, true},
 		{"signed 310s ago, outside the fudge", "tcp", dns.TypeSOA, xfrKey, dns.HmacSHA256, -310 * time.Second, 0, dns.RcodeNotAuth, dns.RcodeBadTime, true},
 		{"signed 310s ahead, outside the fudge", "tcp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 310 * time.Second, 0, dns.RcodeNotAuth, dns.RcodeBadTime, true},
-		{"MAC cut to 16 octets", "tcp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 0, 16, dns.RcodeNotAuth, dns.RcodeBadSig, false},
-		{"MAC cut to 1 octet", "udp", dns.TypeSOA, xfrKey, dns.HmacSHA256, 0, 1, dns.RcodeNotAuth, dns.RcodeBadSig, false},
+		// RFC 8945 §5.2.2.1 and §5.2.4: a MAC longer than the algorithm's output, or shorter
+		// than 10 octets or half of it, is a format error; a MAC cut to a length the RFC allows
+		// verifies over that length, and is refused as shorter than Detour's policy (the whole
+		// MAC), signed.
+		{"MAC cut to 16 octets of 32", "tcp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 0, 16, dns.RcodeNotAuth, dns.RcodeBadTrunc, true},
+		{"MAC cut to 31 octets of 32", "udp", dns.TypeSOA, xfrKey, dns.HmacSHA256, 0, 31, dns.RcodeNotAuth, dns.RcodeBadTrunc, true},
+		{"MAC cut to 16 octets, one changed", "tcp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 0, -16, dns.RcodeNotAuth, dns.RcodeBadSig, false},
+		{"MAC cut to 32 octets of 64", "udp", dns.TypeSOA, otherKey, dns.HmacSHA512, 0, 32, dns.RcodeNotAuth, dns.RcodeBadTrunc, true},
+		{"MAC cut to 31 octets of 64", "udp", dns.TypeSOA, otherKey, dns.HmacSHA512, 0, 31, dns.RcodeFormatError, 0, false},
+		{"MAC cut to 15 octets of 32", "tcp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 0, 15, dns.RcodeFormatError, 0, false},
+		{"MAC cut to 1 octet", "udp", dns.TypeSOA, xfrKey, dns.HmacSHA256, 0, 1, dns.RcodeFormatError, 0, false},
+		{"MAC of 33 octets of 32", "udp", dns.TypeSOA, xfrKey, dns.HmacSHA256, 0, 33, dns.RcodeFormatError, 0, false},
+		{"MAC cut to 16 octets, signed 310s ago", "tcp", dns.TypeSOA, xfrKey, dns.HmacSHA256, -310 * time.Second, 16, dns.RcodeNotAuth, dns.RcodeBadTime, true},
 		{"an AXFR over UDP", "udp", dns.TypeAXFR, xfrKey, dns.HmacSHA256, 0, 0, dns.RcodeRefused, 0, true},
 		{"a query of a zone without that key", "udp", dns.TypeSOA, otherKey, dns.HmacSHA512, 0, 0, dns.RcodeSuccess, 0, true},
 	} {
@@ -102,6 +123,13 @@ func TestSignedRequestsAtTheEdgesOfTheKeyNameTheMACAndTheFudge(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		sig := r.IsTsig()
+		if c.rcode == dns.RcodeFormatError {
+			// The TSIG record cannot be interpreted: the reply has none (§5.2.2.1).
+			if r.Rcode != c.rcode || sig != nil {
+				t.Errorf("%s: rcode %s, TSIG %v; want FORMERR without a TSIG record", c.name, dns.RcodeToString[r.Rcode], sig)
+			}
+			continue
+		}
 		if r.Rcode != c.rcode || sig == nil || sig.Error != c.tsigErr {
 			t.Errorf("%s: rcode %s, TSIG %v; want %s and TSIG error %s", c.name, dns.RcodeToString[r.Rcode], sig, dns.RcodeToString[c.rcode], dns.RcodeToString[int(c.tsigErr)])
 			continue

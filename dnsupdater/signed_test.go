@@ -323,7 +323,7 @@ func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *tes
 // holds, to the answering path of a worker holding it: the reply, if any, parses, fits a UDP
 // client's size, and ends with a TSIG record whenever the request's last record is one, but
 // for the errors decided before the signature is read (FORMERR, BADVERS, a request breaking the
-// format, as before keys).
+// format, as before keys) and the FORMERR of a MAC whose length RFC 8945 §5.2.2.1 does not allow.
 func FuzzSignedRespond(f *testing.F) {
 	cfg := eventstest.Config(f, signedConfig())
 	keys, err := transferKeys(cfg)

@@ -94,7 +94,7 @@ func (k *Key) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
 	return m.Sum(nil), nil
 }
 
-// Verify checks t's MAC over msg.
+// Verify checks t's MAC over msg: the whole MAC, never one cut short.
 func (k *Key) Verify(msg []byte, t *dns.TSIG) error {
 	want, err := k.Generate(msg, t)
 	if err != nil {
@@ -102,6 +102,28 @@ func (k *Key) Verify(msg []byte, t *dns.TSIG) error {
 	}
 	got, err := hex.DecodeString(t.MAC)
 	if err != nil || !hmac.Equal(got, want) {
+		return dns.ErrSig
+	}
+	return nil
+}
+
+// Size is the length in octets of the key's MAC, its algorithm's output.
+func (k *Key) Size() int { return k.hash().Size() }
+
+// Truncated verifies as its key does, but a MAC cut to its first octets verifies when they are
+// the key's (RFC 8945 §5.2.2.1, rule 4): a server tells such a request, shorter than its policy
+// allows, from a forged one. It checks no length: the caller has refused a MAC the RFC does not
+// allow.
+type Truncated struct{ *Key }
+
+// Verify checks t's MAC, whatever its length up to the whole, over msg.
+func (k Truncated) Verify(msg []byte, t *dns.TSIG) error {
+	want, err := k.Generate(msg, t)
+	if err != nil {
+		return err
+	}
+	got, err := hex.DecodeString(t.MAC)
+	if err != nil || len(got) == 0 || len(got) > len(want) || !hmac.Equal(got, want[:len(got)]) {
 		return dns.ErrSig
 	}
 	return nil
