@@ -298,9 +298,11 @@ func TestLeavingOutAddressesKeepsTheCompressionPointersOfTheRest(t *testing.T) {
 	}
 }
 
-// FuzzTransfer feeds arbitrary packets to the TCP transfer path from a client that may
-// transfer demo.test but not other.test: it must not panic, and what it sends must be a
-// transfer of demo.test, packable, starting and ending with the zone's SOA.
+// FuzzTransfer feeds arbitrary packets, seeded with transfers unsigned and signed with a key
+// the server holds, to the TCP transfer path from a client that may transfer demo.test but not
+// other.test: it must not panic, and what it sends must be a transfer of demo.test, packable,
+// starting and ending with the zone's SOA, or, to a signed request seen before, one signed
+// message refusing it with nothing of the zone.
 func FuzzTransfer(f *testing.F) {
 	for _, name := range []string{"demo.test.", "DEMO.test.", "other.test."} {
 		axfr, ixfr := new(dns.Msg), new(dns.Msg)
@@ -312,9 +314,19 @@ func FuzzTransfer(f *testing.F) {
 				f.Fatal(err)
 			}
 			f.Add(p)
+			m.SetTsig(xfrKey, dns.HmacSHA256, 300, time.Now().Unix())
+			if p, _, err = dns.TsigGenerate(m, xfrSecret, "", false); err != nil {
+				f.Fatal(err)
+			}
+			f.Add(p)
 		}
 	}
-	s := &Server{}
+	keys, err := transferKeys(eventstest.Config(f, signedConfig()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{replays: newReplays(maxReplays)}
+	s.keys.Store(&keys)
 	s.table.Store(testTable(f))
 	remote := netip.MustParseAddr("127.0.0.1")
 	f.Fuzz(func(t *testing.T, p []byte) {
@@ -323,6 +335,15 @@ func FuzzTransfer(f *testing.F) {
 			return
 		}
 		msgs := tr.msgs
+		if tr.refused != "" {
+			if len(msgs) != 1 || len(msgs[0].Answer) > 0 || tr.sign == nil {
+				t.Fatalf("refused (%s) with %d messages, %d records, signed %v; want one message, no record, signed", tr.refused, len(msgs), len(msgs[0].Answer), tr.sign != nil)
+			}
+			if _, err := tr.sign.pack(msgs[0], time.Now()); err != nil {
+				t.Fatalf("refusal does not pack signed: %v", err)
+			}
+			return
+		}
 		for _, m := range msgs {
 			if _, err := m.Pack(); err != nil {
 				t.Fatalf("transfer message does not pack: %v", err)

@@ -72,6 +72,8 @@ type Server struct {
 	now   func() time.Time
 	// keys holds the transfer keys of the configuration in force (never nil once New returns).
 	keys atomic.Pointer[keyring]
+	// replays holds the signed transfer requests served within their fudge, to refuse a copy.
+	replays *replays
 	// notifier sends the NOTIFYs of zones whose serial changed.
 	notifier *notifier
 	// notifyFailures lets one "notify not acknowledged" line a secondary through per window: a
@@ -152,7 +154,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
 		kicks: make(chan kick, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
-		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics),
+		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics), replays: newReplays(maxReplays),
 	}
 	s.changes = events.NewRecorder(o.JS, s.log)
 	s.started = s.now()
@@ -539,6 +541,10 @@ func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 				t.log(s.log.Warn().Err(err), remote, start).Msg("zone transfer cut short")
 				return
 			}
+			if t.refused != "" {
+				t.log(s.log.Warn().Str("reason", t.refused), remote, start).Msg("zone transfer refused")
+				continue
+			}
 			t.log(s.log.Info(), remote, start).Msg("zone transferred")
 			continue
 		}
@@ -563,6 +569,8 @@ type zoneTransfer struct {
 	msgs        []*dns.Msg
 	// sign, when set, signs each message as it is written: the request was signed.
 	sign *signTransfer
+	// refused, when set, is why msgs is a refusal rather than the zone.
+	refused string
 }
 
 // log adds what a log line of t tells: the zone, the client, the kind of transfer, how many
@@ -600,10 +608,31 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 		return nil
 	}
 	t := &zoneTransfer{zone: req.Question[0].Name, qtype: req.Question[0].Qtype, incremental: incremental, msgs: msgs}
-	if signed != nil {
-		t.sign = &signTransfer{s: signed}
+	if signed == nil {
+		return t
+	}
+	t.sign = &signTransfer{s: signed}
+	// A signed request sent again within its fudge is a replay (RFC 8945 §10): NOTAUTH and
+	// BADTIME, signed, as §5.2.3 answers a request older than the last one of its key. One that
+	// cannot be remembered is SERVFAIL, signed: the secondary asks again at its retry interval.
+	switch s.replays.check(signed.req, time.Now()) {
+	case replaySeen:
+		signed.err = dns.RcodeBadTime
+		t.refuse(req, dns.RcodeNotAuth, "a replay of a signed request")
+	case replayFull:
+		t.refuse(req, dns.RcodeServerFailure, "too many signed requests within their fudge")
 	}
 	return t
+}
+
+// refuse makes t the one message that refuses req with rcode, and why.
+func (t *zoneTransfer) refuse(req *dns.Msg, rcode int, why string) {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	if opt := req.IsEdns0(); opt != nil {
+		m.SetEdns0(maxUDPSize, opt.Do())
+	}
+	t.msgs, t.incremental, t.refused = []*dns.Msg{m}, false, why
 }
 
 // maxTransferTime bounds a zone transfer, as BIND's max-transfer-time-out does (120 minutes):

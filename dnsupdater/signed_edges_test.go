@@ -251,3 +251,70 @@ func TestARateLimitedReplyToASignedQuerySlipsOutSigned(t *testing.T) {
 		t.Fatal("no reply slipped: the rate limit did not apply")
 	}
 }
+
+// A signed transfer request captured and sent again within its fudge, from an address in
+// transfer_to, is refused with BADTIME, signed (RFC 8945 §5.2.3, §10); distinct requests of one
+// key are served whatever their times, as from two secondaries sharing it with clocks apart,
+// and a signed query over UDP sent again, as a client retransmits it, is answered again.
+func TestAReplayedSignedTransferRequestIsRefusedAndEveryOtherServed(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, signedConfig()), "")
+	addr := h.srv.Addr()
+	now := time.Now()
+	request := func(qtype uint16, id uint16, at time.Time) ([]byte, string) {
+		m := new(dns.Msg)
+		m.SetQuestion("demo.test.", qtype)
+		if qtype == dns.TypeIXFR {
+			m.SetIxfr("demo.test.", 1, "ns1.demo.test.", "hostmaster.demo.test.")
+		}
+		m.Id = id
+		return signedWire(t, m, xfrKey, dns.HmacSHA256, xfrSecret, at, 0)
+	}
+	type sent struct {
+		wire []byte
+		mac  string
+	}
+	wires := map[string]sent{}
+	for _, c := range []struct {
+		name, request string
+		qtype         uint16
+		id            uint16
+		at            time.Duration
+		network       string
+		rcode         int
+		tsigErr       uint16
+	}{
+		{"an AXFR", "a", dns.TypeAXFR, 1, 0, "tcp", dns.RcodeSuccess, 0},
+		{"the same AXFR again", "a", 0, 0, 0, "tcp", dns.RcodeNotAuth, dns.RcodeBadTime},
+		{"the same AXFR a third time", "a", 0, 0, 0, "tcp", dns.RcodeNotAuth, dns.RcodeBadTime},
+		{"another AXFR in the same second", "b", dns.TypeAXFR, 2, 0, "tcp", dns.RcodeSuccess, 0},
+		{"an AXFR signed a second earlier", "c", dns.TypeAXFR, 3, -time.Second, "tcp", dns.RcodeSuccess, 0},
+		{"an IXFR", "d", dns.TypeIXFR, 4, 0, "tcp", dns.RcodeSuccess, 0},
+		{"the same IXFR again", "d", 0, 0, 0, "tcp", dns.RcodeNotAuth, dns.RcodeBadTime},
+		{"a SOA query over UDP", "e", dns.TypeSOA, 5, 0, "udp", dns.RcodeSuccess, 0},
+		{"the same SOA query retransmitted", "e", 0, 0, 0, "udp", dns.RcodeSuccess, 0},
+	} {
+		s, ok := wires[c.request]
+		if !ok {
+			s.wire, s.mac = request(c.qtype, c.id, now.Add(c.at))
+			wires[c.request] = s
+		}
+		p := exchangeSigned(t, c.network, addr, s.wire)
+		r := new(dns.Msg)
+		if err := r.Unpack(p); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		sig := r.IsTsig()
+		if r.Rcode != c.rcode || sig == nil || sig.Error != c.tsigErr || (c.rcode == dns.RcodeSuccess) != (len(r.Answer) > 0) {
+			t.Errorf("%s: rcode %s, %d records, TSIG %v; want %s and TSIG error %s", c.name, dns.RcodeToString[r.Rcode], len(r.Answer), sig, dns.RcodeToString[c.rcode], dns.RcodeToString[int(c.tsigErr)])
+			continue
+		}
+		err := dns.TsigVerify(p, xfrSecret, s.mac, false)
+		if c.tsigErr == dns.RcodeBadTime {
+			err = verifyNotAuth(p, xfrSecret, s.mac)
+		}
+		if err != nil {
+			t.Errorf("%s: the reply's signature does not verify over the request's MAC: %v", c.name, err)
+		}
+	}
+}
