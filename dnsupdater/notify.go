@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,8 @@ import (
 )
 
 // notifyAttempts is how often one exchange sends a NOTIFY. The attempts share one socket and
-// go out notifyWait apart: a reply to any of them, however late, acknowledges the NOTIFY. An
+// go out notifyWait apart: a reply to any of them, up to notifyLate after the first,
+// acknowledges the NOTIFY. An
 // exchange none of whose attempts is answered is not the end: the secondary is sent the newest
 // serial again after notifyRetry, then twice as long each time, up to maxNotifyRetry, until it
 // answers (it polls the SOA only at the zone's refresh interval, an hour).
@@ -36,6 +38,11 @@ const maxNotifyRetry = time.Minute
 // refused.
 const notifyWait = time.Second
 
+// notifyLate bounds how long after its first attempt an exchange none of whose attempts was
+// answered keeps listening, on its socket, for a late answer to any of them, sending nothing
+// more: a secondary that takes longer than the attempts to answer is still heard.
+const notifyLate = 10 * time.Second
+
 // notifyFailureWindow is how often a secondary's failed NOTIFYs are logged at most: one line,
 // with the count of those held back since the last.
 const notifyFailureWindow = 10 * time.Second
@@ -44,11 +51,12 @@ const notifyFailureWindow = 10 * time.Second
 // across its zones. A secondary that answers takes a slot for a round trip, so 32 still send it
 // thousands a second; one that does not answer, or whose port or host refuses the datagrams,
 // has a single exchange in flight (see secondary.probe), each holding its socket
-// notifyAttempts × notifyWait, until one is answered; its other zones wait, coalesced.
+// notifyLate (notifyAttempts × notifyWait when the port refuses), until one is answered; its
+// other zones wait, coalesced.
 const maxNotifyPerSecondary = 32
 
 // maxNotifySockets bounds the NOTIFY exchanges in flight across zones and secondaries. Each
-// holds a UDP socket for up to notifyAttempts seconds: without a bound, a start with 10,000 new
+// holds a UDP socket for up to notifyLate: without a bound, a start with 10,000 new
 // serials and many secondaries would open a socket per zone and secondary at once. An exchange
 // takes its secondary's slot before a socket, and a secondary that has not answered yet, or
 // left its last exchange unanswered, has one slot (its probe) rather than maxNotifyPerSecondary:
@@ -293,12 +301,18 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 		c := &dns.Client{Net: "udp", Timeout: notifyWait}
 		err = exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {
 			var err error
+			first := time.Now()
 			for range notifyAttempts {
 				err = notifyAttempt(conn, n, time.Now().Add(notifyWait))
 				var rc tsig.RcodeError
 				if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.Rcode != dns.RcodeServerFailure {
 					return err // an error code is the secondary's answer: it is not asked again
 				}
+			}
+			// Nothing heard but junk or an unsigned answer: a slow secondary may yet answer.
+			// One whose port refused the last attempt, or that answered SERVFAIL, is not waited for.
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errUnsigned) {
+				err = awaitAnswer(conn, n, first.Add(notifyLate), err)
 			}
 			return err
 		})
@@ -386,6 +400,15 @@ func notifyAttempt(conn *dns.Conn, n *notifyMsg, deadline time.Time) error {
 			return err
 		}
 		failed = err
+	}
+	return awaitAnswer(conn, n, deadline, failed)
+}
+
+// awaitAnswer reads conn until deadline for the answer to n, as notifyAttempt does after its
+// send; failed is what to report at deadline when nothing else is kept.
+func awaitAnswer(conn *dns.Conn, n *notifyMsg, deadline time.Time, failed error) error {
+	if err := conn.SetDeadline(deadline); err != nil {
+		return err
 	}
 	for errs := 0; ; {
 		p, err := conn.ReadMsgHeader(nil)

@@ -828,6 +828,37 @@ func TestANotifyIsAcknowledgedByASecondaryThatAnswersAfterTheFirstAttemptTimedOu
 	}
 }
 
+func TestANotifyIsAcknowledgedByASecondaryThatAnswersAfterTheLastAttemptAndWaitedForNoLongerThanItsBound(t *testing.T) {
+	late, sec := startSlowSecondary(t, 3500*time.Millisecond) // past the last attempt's wait, 3 s
+	silent, _ := startSilentSecondary(t)
+	for _, c := range []struct {
+		name   string
+		target string
+		acked  bool
+		within time.Duration
+	}{
+		{"a secondary answering each NOTIFY after 3.5 s", late, true, notifyAttempts*notifyWait + time.Second},
+		{"a secondary that never answers", silent, false, notifyLate + time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var logs eventstest.Logs
+			s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
+			start := time.Now()
+			s.notify(context.Background(), notifiedZone("demo.test.", 7), c.target)
+			took := time.Since(start)
+			if acked := logs.Count("notify acknowledged") == 1; acked != c.acked || took > c.within {
+				t.Errorf("acknowledged %v after %v, want %v within %v:\n%s", acked, took, c.acked, c.within, logs.String())
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if got, _ := sec.received("demo.test."); len(got) != notifyAttempts {
+			t.Errorf("the late secondary was sent %d NOTIFYs, want the %d attempts and no more", len(got), notifyAttempts)
+		}
+	})
+}
+
 func TestANotifyIsAcknowledgedThroughDatagramsThatAreNoAnswerToIt(t *testing.T) {
 	notifies := make(chan int, 8)
 	addr := serveDatagrams(t, func(pc net.PacketConn, from net.Addr, q *dns.Msg) {
@@ -977,7 +1008,7 @@ func TestANotifyNoAttemptGotThroughIsSentAgainUntilTheSecondaryAcknowledgesIt(t 
 		if got != want {
 			t.Errorf("the secondary acknowledged serial %d, want the one served, %d", got, want)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("a secondary that missed every attempt of the first NOTIFY (%d sent) was not sent serial %d again within 15s", seen.Load(), want)
+	case <-time.After(notifyLate + 5*time.Second):
+		t.Fatalf("a secondary that missed every attempt of the first NOTIFY (%d sent) was not sent serial %d again within %v", seen.Load(), want, notifyLate+5*time.Second)
 	}
 }
