@@ -200,18 +200,20 @@ func (m *membership) announce(ctx context.Context) error {
 	if _, err := m.kv.Put(ctx, m.self.Key(), b); err != nil {
 		return fmt.Errorf("put member record %s: %w", m.self.Key(), err)
 	}
-	m.mu.Lock()
-	m.roster.Seen(m.self, sent)
-	m.mu.Unlock()
+	m.stillHere(sent)
 	return nil
 }
 
 // stillHere counts this worker live from sent, as a stored record would: its NATS server
 // answered at sent, so the worker is not cut off, whether or not the bucket stores its record.
+// A record stored late, sent before the last answer, does not move that back.
 func (m *membership) stillHere(sent time.Time) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.roster.seen[m.self.Name]; ok && !sent.After(s.LastSeen) {
+		return
+	}
 	m.roster.Seen(m.self, sent)
-	m.mu.Unlock()
 }
 
 // leave deletes this worker's record so the others take its checks at once.

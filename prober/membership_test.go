@@ -251,20 +251,22 @@ func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) (uint64
 	return 0, ctx.Err()
 }
 
-func TestAWorkerKeepsTakingChecksWhileItsBucketElectsALeader(t *testing.T) {
+// heartbeatingWorker starts a worker p1 whose record is stored once, runs its heartbeat with hb
+// and ttl until the test ends, and returns its membership and bucket.
+func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stallingKV) {
+	t.Helper()
 	srv := eventstest.Start(t)
 	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	bucket, err := js.KeyValue(ctx, MembersBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kv := &stallingKV{KeyValue: bucket}
-	const hb, ttl = 100 * time.Millisecond, 300 * time.Millisecond
 	self := Member{Region: "us-west", Name: "p1", TTLMillis: ttl.Milliseconds()}
 	m := &membership{kv: kv, self: self, clock: realClock{}, log: zerolog.Nop(),
 		roster: NewRoster(self), changed: make(chan struct{}, 1), ready: make(chan struct{})}
@@ -277,24 +279,47 @@ func TestAWorkerKeepsTakingChecksWhileItsBucketElectsALeader(t *testing.T) {
 	hbCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.heartbeat(hbCtx) }()
-	defer func() { stop(); <-done }()
+	t.Cleanup(func() { stop(); <-done })
+	return m, kv
+}
 
-	// The bucket stores nothing for ten TTLs while the server answers: the worker is live at
-	// every instant, so no check of its schedule finds it gone.
-	kv.stalled.Store(true)
+// notLiveAhead samples, every millisecond for span, whether m counts p1 live ahead of each
+// sample, and returns when into span it did not.
+func notLiveAhead(m *membership, ahead, span time.Duration) []time.Duration {
 	var gaps []time.Duration
 	start := time.Now()
 	sample := time.NewTicker(time.Millisecond)
 	defer sample.Stop()
 	for now := range sample.C {
-		if now.Sub(start) > 10*ttl {
+		if now.Sub(start) > span {
 			break
 		}
-		if !slices.Contains(m.live(now), "p1") {
+		if !slices.Contains(m.live(now.Add(ahead)), "p1") {
 			gaps = append(gaps, now.Sub(start).Round(time.Millisecond))
 		}
 	}
-	if len(gaps) > 0 {
+	return gaps
+}
+
+func TestAWorkerKeepsTakingChecksWhileItsBucketElectsALeader(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, 300 * time.Millisecond
+	m, kv := heartbeatingWorker(t, hb, ttl)
+	// The bucket stores nothing for ten TTLs while the server answers: the worker is live at
+	// every instant, so no check of its schedule finds it gone.
+	kv.stalled.Store(true)
+	if gaps := notLiveAhead(m, 0, 10*ttl); len(gaps) > 0 {
 		t.Fatalf("the worker counted itself gone at %d of its samples while NATS answered (first at %s into the stall)", len(gaps), gaps[0])
+	}
+}
+
+func TestAWorkerWhoseBucketStallsRenewsItsOwnLeaseEveryHeartbeat(t *testing.T) {
+	// While its record cannot be stored, a worker still counts itself live for MemberTTL from
+	// each heartbeat its server answers, as when the records are stored: a worker descheduled
+	// for most of MemberTTL (here all but four heartbeats) keeps its checks.
+	const hb, ttl = 100 * time.Millisecond, 1500 * time.Millisecond
+	m, kv := heartbeatingWorker(t, hb, ttl)
+	kv.stalled.Store(true)
+	if gaps := notLiveAhead(m, ttl-4*hb, 2*ttl); len(gaps) > 0 {
+		t.Fatalf("the worker would count itself gone %s after %d of its samples while NATS answered (first at %s into the stall)", ttl-4*hb, len(gaps), gaps[0])
 	}
 }

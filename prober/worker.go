@@ -224,6 +224,28 @@ func (w *worker) heartbeat(ctx context.Context) {
 	var reported int64
 	var members []string
 	failing := false
+	// stored receives the outcome of the record being stored, and is nil while none is; owed is
+	// set when a heartbeat came while one was, so the next is stored as soon as it is done.
+	var stored chan error
+	owed := false
+	defer func() {
+		if stored != nil {
+			<-stored // its context ends with ctx; Run deletes the record only after it
+		}
+	}()
+	// A heartbeat has until the last stored record expires (MemberTTL after it, a heartbeat ago):
+	// stored by then, it keeps this worker live for the others without a gap, however busy the
+	// connection (a prober checking thousands of endpoints a second publishes its results on
+	// it). Past that it is failed: waiting longer (nats.go's 5 s) would let the others drop this
+	// worker meanwhile.
+	store := func() {
+		stored = make(chan error, 1)
+		go func(stored chan<- error) {
+			actx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
+			defer cancel()
+			stored <- w.members.announce(actx)
+		}(stored)
+	}
 	next := w.o.Clock.Now().Add(w.o.Heartbeat)
 	nextLag := next.Add(lagEvery)
 	// A worker that stays behind says so once a minute, with the count of reports held back.
@@ -238,6 +260,23 @@ func (w *worker) heartbeat(ctx context.Context) {
 			stop()
 			members = w.logMembers(members)
 			continue
+		case err := <-stored:
+			stop()
+			stored = nil
+			if err != nil {
+				if !failing && ctx.Err() == nil {
+					w.log.Warn().Err(err).Msg("heartbeat failed")
+				}
+				failing = true
+			} else if failing {
+				failing = false
+				w.log.Info().Msg("heartbeat restored")
+			}
+			if owed {
+				owed = false
+				store()
+			}
+			continue
 		case <-tick:
 		}
 		next = next.Add(w.o.Heartbeat)
@@ -247,29 +286,18 @@ func (w *worker) heartbeat(ctx context.Context) {
 		members = w.logMembers(members)
 		// While the NATS server answers, this worker is not cut off: it counts itself live from
 		// now whether or not the bucket stores its record (it cannot while it elects a leader
-		// after a JetStream node died). That comes first, before the record is stored: a store
-		// that fails takes until its budget ends, and waiting for it would leave the worker not
-		// live, taking no checks, for most of each heartbeat of the election.
+		// after a JetStream node died). That comes at every heartbeat, whatever a record being
+		// stored waits for: waiting for a store that fails (its whole budget) would renew the
+		// worker's own lease only every MemberTTL less a heartbeat, so that the worker would
+		// drop out, taking no checks, whenever it ran a heartbeat late.
 		sent := w.o.Clock.Now()
 		if w.o.JS.Conn().FlushTimeout(w.o.Heartbeat) == nil {
 			w.members.stillHere(sent)
 		}
-		// A heartbeat has until the last stored record expires (MemberTTL after it, a heartbeat
-		// ago): stored by then, it keeps this worker live for the others without a gap, however
-		// busy the connection (a prober checking thousands of endpoints a second publishes its
-		// results on it). Past that it is failed: waiting longer (nats.go's 5 s) would let the
-		// others drop this worker meanwhile.
-		actx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
-		err := w.members.announce(actx)
-		cancel()
-		if err != nil {
-			if !failing && ctx.Err() == nil {
-				w.log.Warn().Err(err).Msg("heartbeat failed")
-			}
-			failing = true
-		} else if failing {
-			failing = false
-			w.log.Info().Msg("heartbeat restored")
+		if stored == nil {
+			store()
+		} else {
+			owed = true
 		}
 		if n := w.pub.failed.Load(); n > reported {
 			w.log.Warn().Int64("results", n-reported).Msg("probe results not stored")
