@@ -284,9 +284,15 @@ func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stal
 }
 
 // notLiveAhead samples, every millisecond for span, whether m counts p1 live ahead of each
-// sample, and returns when into span it did not.
-func notLiveAhead(m *membership, ahead, span time.Duration) []time.Duration {
-	var gaps []time.Duration
+// sample, and returns when into span it did not. It leaves out, and logs, the samples for which
+// this process itself got no CPU for most of margin when p1 should have renewed its lease
+// (between ttl before the instant asked about and the sample): no lease outlives that, and on a
+// machine with a load of 25 this process stopped for over 300 ms.
+func notLiveAhead(t *testing.T, m *membership, ahead, span, ttl, margin time.Duration) []time.Duration {
+	t.Helper()
+	long := margin * 3 / 4
+	stalls := watchStalls(t, long)
+	var missed []time.Time
 	start := time.Now()
 	sample := time.NewTicker(time.Millisecond)
 	defer sample.Stop()
@@ -295,8 +301,20 @@ func notLiveAhead(m *membership, ahead, span time.Duration) []time.Duration {
 			break
 		}
 		if !slices.Contains(m.live(now.Add(ahead)), "p1") {
-			gaps = append(gaps, now.Sub(start).Round(time.Millisecond))
+			missed = append(missed, now)
 		}
+	}
+	var gaps, excused []time.Duration
+	for _, at := range missed {
+		into := at.Sub(start).Round(time.Millisecond)
+		if stalls.within(at.Add(ahead-ttl), at, long) {
+			excused = append(excused, into)
+		} else {
+			gaps = append(gaps, into)
+		}
+	}
+	if len(excused) > 0 {
+		t.Logf("samples at %v not judged: this process stalled for %v", excused, stalls.list())
 	}
 	return gaps
 }
@@ -307,7 +325,7 @@ func TestAWorkerKeepsTakingChecksWhileItsBucketElectsALeader(t *testing.T) {
 	// The bucket stores nothing for ten TTLs while the server answers: the worker is live at
 	// every instant, so no check of its schedule finds it gone.
 	kv.stalled.Store(true)
-	if gaps := notLiveAhead(m, 0, 10*ttl); len(gaps) > 0 {
+	if gaps := notLiveAhead(t, m, 0, 10*ttl, ttl, ttl-hb); len(gaps) > 0 {
 		t.Fatalf("the worker counted itself gone at %d of its samples while NATS answered (first at %s into the stall)", len(gaps), gaps[0])
 	}
 }
@@ -316,10 +334,10 @@ func TestAWorkerWhoseBucketStallsRenewsItsOwnLeaseEveryHeartbeat(t *testing.T) {
 	// While its record cannot be stored, a worker still counts itself live for MemberTTL from
 	// each heartbeat its server answers, as when the records are stored: a worker descheduled
 	// for most of MemberTTL (here all but four heartbeats) keeps its checks.
-	const hb, ttl = 100 * time.Millisecond, 1500 * time.Millisecond
+	const hb, ttl, ahead = 100 * time.Millisecond, 1500 * time.Millisecond, 1100 * time.Millisecond
 	m, kv := heartbeatingWorker(t, hb, ttl)
 	kv.stalled.Store(true)
-	if gaps := notLiveAhead(m, ttl-4*hb, 2*ttl); len(gaps) > 0 {
-		t.Fatalf("the worker would count itself gone %s after %d of its samples while NATS answered (first at %s into the stall)", ttl-4*hb, len(gaps), gaps[0])
+	if gaps := notLiveAhead(t, m, ahead, 2*ttl, ttl, ttl-ahead-hb); len(gaps) > 0 {
+		t.Fatalf("the worker would count itself gone %s after %d of its samples while NATS answered (first at %s into the stall)", ahead, len(gaps), gaps[0])
 	}
 }

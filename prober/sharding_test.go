@@ -200,11 +200,15 @@ func watchStalls(t *testing.T, min time.Duration) *stalls {
 // during reports whether a stall of at least long came within one interval of window n.
 func (s *stalls) during(n int64, interval, long time.Duration) bool {
 	start := time.Unix(0, n*int64(interval)).Add(-interval)
-	end := start.Add(3 * interval)
+	return s.within(start, start.Add(3*interval), long)
+}
+
+// within reports whether a stall of at least long came between from and to.
+func (s *stalls) within(from, to time.Time, long time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, g := range s.gaps {
-		if g[1].Sub(g[0]) >= long && g[0].Before(end) && g[1].After(start) {
+		if g[1].Sub(g[0]) >= long && g[0].Before(to) && g[1].After(from) {
 			return true
 		}
 	}
