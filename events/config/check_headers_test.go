@@ -25,6 +25,13 @@ func TestACheckHeaderIsGivenOneWayFromAFileOrTheEnvironment(t *testing.T) {
 			"apps[0].check.headers_env.X-API-KEY: want only one of headers, headers_file or headers_env for X-Api-Key"},
 		{`headers_env: {X-Api-Key: "not a name"}`, "apps[0].check.headers_env.X-Api-Key: " + "want the name of an environment variable: letters, digits and _, not first a digit"},
 		{`headers_file: {X-Api-Key: ""}`, "apps[0].check.headers_file.X-Api-Key: want the path of a file"},
+		{`headers: {"X Bad": v}`, "apps[0].check.headers: want a header name (letters, digits and !#$%&'*+-.^_`|~), got \"X Bad\""},
+		{`headers: {"X-Bad:": v}`, "apps[0].check.headers: want a header name (letters, digits and !#$%&'*+-.^_`|~), got \"X-Bad:\""},
+		{`headers_file: {"Authorization\r\nX-Injected": /k}`, "apps[0].check.headers_file: want a header name (letters, digits and !#$%&'*+-.^_`|~), got \"Authorization\\r\\nX-Injected\""},
+		{`headers_env: {"": K}`, "apps[0].check.headers_env: want a header name (letters, digits and !#$%&'*+-.^_`|~), got \"\""},
+		{`headers: {X-Probe: "a\r\nX-Injected: b"}`, "apps[0].check.headers.X-Probe: want a value without CR, LF, NUL or another control character but tab"},
+		{`headers: {X-Probe: "a\0b"}`, "apps[0].check.headers.X-Probe: want a value without CR, LF, NUL or another control character but tab"},
+		{`headers: {X-Probe: "a\tb"}`, ""},
 	} {
 		_, err := config.Parse("detour.yaml", []byte(headersDoc(c.headers)))
 		var ce *config.Error
@@ -73,6 +80,20 @@ func TestACheckHeadersFromAFileOrTheEnvironmentAreReadButNeverStoredOrShown(t *t
 	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_file.Authorization: "+file+" is empty" {
 		t.Errorf("ReadHeaders of an empty file: %v", err)
 	}
+	if err := os.WriteFile(file, []byte("Bearer a\r\nX-Injected: b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_file.Authorization: "+file+" holds a control character other than tab (CR, LF, NUL…)" {
+		t.Errorf("ReadHeaders of a file holding two lines: %v", err)
+	}
+	if err := os.WriteFile(file, []byte("Bearer b"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DETOUR_TEST_API_KEY", "k\rx")
+	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_env.X-Api-Key: $DETOUR_TEST_API_KEY holds a control character other than tab (CR, LF, NUL…)" {
+		t.Errorf("ReadHeaders of a variable holding CR: %v", err)
+	}
+	t.Setenv("DETOUR_TEST_API_KEY", "x")
 	_ = os.Remove(file)
 	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || !strings.HasPrefix(err.Error(), "check.headers_file.Authorization: open "+file) {
 		t.Errorf("ReadHeaders without the file: %v", err)

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -183,8 +184,8 @@ func wholeSecret(_, value string) (string, bool) { return Redacted, true }
 
 // credentialNames are the names of a header or a URL's query parameter whose value is a
 // credential, compared whole once lowercased and with only their ASCII letters and digits (so
-// X-Api-Key is xapikey, and so is "X-Api-Key " or "X-Api-Key:", which a prober does not send
-// but CONFIG stores all the same); credentialSuffixes end such a name too (X-Auth-Token, client_secret,
+// X-Api-Key is xapikey, and so is "X-Api-Key " or "X-Api-Key:", which apply refuses but a
+// version stored before it did may hold); credentialSuffixes end such a name too (X-Auth-Token, client_secret,
 // X-Amz-Signature, X-Auth-Key, DD-Application-Key). A name that only holds one of these words
 // (assign, keyword, sort_key, X-Session-Region) names no credential.
 var (
@@ -516,12 +517,28 @@ func redactedProblems(root *yaml.Node) problems {
 	return p
 }
 
-// validateHeaders checks that each header of k is given in one of headers, headers_file and
-// headers_env (names compared as HTTP compares them), a file by its path and a variable by its
-// name.
+// headerNameWant is what a header's name must be: an HTTP token (RFC 9110), as net/http, which
+// refuses any other, checks it.
+const headerNameWant = "want a header name (letters, digits and !#$%%&'*+-.^_`|~), got %q"
+
+// headerValueWant is what a header's value must be: net/http sends no other, and CR or LF would
+// end the header.
+const headerValueWant = "want a value without CR, LF, NUL or another control character but tab"
+
+// validateHeaders checks that each header of k has a name net/http sends (headerNameWant) and
+// is given in one of headers, headers_file and headers_env (names compared as HTTP compares
+// them), a value written in headers without a control character but tab (net/http sends none,
+// and CR or LF would end the header), a file by its path and a variable by its name.
 func (k *Check) validateHeaders(p *problems, path string) {
 	given := map[string]bool{}
-	for name := range k.Headers {
+	for _, name := range slices.Sorted(maps.Keys(k.Headers)) {
+		switch {
+		case !httpguts.ValidHeaderFieldName(name):
+			p.add(path+".headers", headerNameWant, name)
+		case !httpguts.ValidHeaderFieldValue(k.Headers[name]):
+			// Not repeated: the value may be a credential.
+			p.add(path+".headers."+name, headerValueWant)
+		}
 		given[textproto.CanonicalMIMEHeaderKey(name)] = true
 	}
 	for _, m := range []struct {
@@ -531,6 +548,8 @@ func (k *Check) validateHeaders(p *problems, path string) {
 		for _, name := range slices.Sorted(maps.Keys(m.values)) {
 			at, v, canonical := path+"."+m.field+"."+name, m.values[name], textproto.CanonicalMIMEHeaderKey(name)
 			switch {
+			case !httpguts.ValidHeaderFieldName(name):
+				p.add(path+"."+m.field, headerNameWant, name)
 			case given[canonical]:
 				p.add(at, "want only one of headers, headers_file or headers_env for %s", canonical)
 			case m.field == "headers_file" && strings.TrimSpace(v) == "":
@@ -546,14 +565,19 @@ func (k *Check) validateHeaders(p *problems, path string) {
 
 // ReadHeaders returns the headers of the check: Headers, and the value of each header of
 // HeadersFile and HeadersEnv read from its file or environment variable (surrounding white
-// space trimmed). The error names the header and where it looked, never a value.
+// space trimmed; one holding a control character but tab refused, as net/http would refuse to
+// send it). The error names the header and where it looked, never a value.
 func (k Check) ReadHeaders() (map[string]string, error) {
 	out := maps.Clone(k.Headers)
 	if len(k.HeadersFile)+len(k.HeadersEnv) > 0 && out == nil {
 		out = map[string]string{}
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.HeadersFile)) {
-		v, err := readTrimmedFile(k.HeadersFile[name])
+		file := k.HeadersFile[name]
+		v, err := readTrimmedFile(file)
+		if err == nil {
+			err = headerValue(file, v)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("check.headers_file.%s: %w", name, err)
 		}
@@ -561,12 +585,24 @@ func (k Check) ReadHeaders() (map[string]string, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.HeadersEnv)) {
 		v, err := readTrimmedEnv(k.HeadersEnv[name])
+		if err == nil {
+			err = headerValue("$"+k.HeadersEnv[name], v)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("check.headers_env.%s: %w", name, err)
 		}
 		out[name] = v
 	}
 	return out, nil
+}
+
+// headerValue refuses v, a header's value read from where (a file's path, $VARIABLE), when it
+// holds a control character other than tab (headerValueWant). The error names where, never v.
+func headerValue(where, v string) error {
+	if !httpguts.ValidHeaderFieldValue(v) {
+		return fmt.Errorf("%s holds a control character other than tab (CR, LF, NUL…)", where)
+	}
+	return nil
 }
 
 // ReadSend returns what a tcp check sends: Send, or what the file SendFile or the environment
