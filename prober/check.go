@@ -16,6 +16,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/rs/zerolog"
 )
 
 // Error classes: short, stable words a result carries when a check fails.
@@ -118,13 +119,14 @@ type checker interface {
 	run(ctx context.Context) Outcome
 }
 
-// newChecker prepares the check of t; the error names what in the check cannot be run.
-func newChecker(t Target, shared *sharedTransports) (checker, error) {
+// newChecker prepares the check of t, with the files it reads from files (one configuration's);
+// the error names what in the check cannot be run.
+func newChecker(t Target, shared *sharedTransports, files *checkFiles) (checker, error) {
 	switch t.Check.Type {
 	case config.CheckHTTP, config.CheckHTTPS:
-		return newHTTPChecker(t, shared)
+		return newHTTPChecker(t, shared, files)
 	case config.CheckTCP:
-		return newTCPChecker(t)
+		return newTCPChecker(t, files)
 	case config.CheckICMP:
 		return newICMPChecker(t), nil
 	case config.CheckDNS:
@@ -136,7 +138,7 @@ func newChecker(t Target, shared *sharedTransports) (checker, error) {
 // Probe runs t's check once, bounded by the check's timeout, and reports what it found: the
 // single-shot form of what a worker does on every interval.
 func Probe(ctx context.Context, t Target) Outcome {
-	c, err := newChecker(t, newSharedTransports())
+	c, err := newChecker(t, newSharedTransports(), newCheckFiles(time.Now, zerolog.Nop(), fileRecheck))
 	if err != nil {
 		return failure(ClassError, err)
 	}

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/events/config"
@@ -80,6 +83,7 @@ type httpChecker struct {
 	client *http.Client
 	// hand, when set, runs the check instead of client (handHTTP).
 	hand     *handHTTP
+	https    bool
 	dial     netip.AddrPort
 	method   string
 	url      string
@@ -88,9 +92,14 @@ type httpChecker struct {
 	expect   []statusRange
 	expectSt string
 	contains string
+	// files, when the check reads headers from files, builds the check with what they hold as
+	// it runs; headers then lacks theirs.
+	files *headerFiles
 }
 
-func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
+// newHTTPChecker prepares t's http(s) check, with its headers read from the environment and
+// from files (files, one configuration's) as it is built.
+func newHTTPChecker(t Target, shared *sharedTransports, files *checkFiles) (*httpChecker, error) {
 	k := t.Check
 	scheme := "http"
 	var tk tlsKey
@@ -119,13 +128,14 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 		expectSt: strings.Join(k.ExpectStatus, ","),
 		contains: k.BodyContains,
 		dial:     t.Dial,
+		https:    k.Type == config.CheckHTTPS,
 	}
 	if c.method == "" {
 		c.method = http.MethodGet
 	}
-	// Read when the check is built, at each configuration: a credential given in a file or the
-	// environment never reaches CONFIG.
-	headers, err := k.ReadHeaders()
+	// Read when the check is built, at each configuration, and a file again as it changes
+	// (headerFiles): a credential given in a file or the environment never reaches CONFIG.
+	headers, err := k.ReadEnvHeaders()
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +144,13 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 	}
 	if c.headers.Get("User-Agent") == "" {
 		c.headers.Set("User-Agent", "detour-prober/1")
+	}
+	if len(k.HeadersFile) > 0 {
+		c.files = &headerFiles{}
+		for _, name := range slices.Sorted(maps.Keys(k.HeadersFile)) {
+			c.files.names = append(c.files.names, name)
+			c.files.files = append(c.files.files, files.header(k.HeadersFile[name]))
+		}
 	}
 	for i, s := range k.ExpectStatus {
 		lo, hi, err := config.ParseStatusRange(s)
@@ -149,11 +166,63 @@ func newHTTPChecker(t Target, shared *sharedTransports) (*httpChecker, error) {
 	if _, err := http.NewRequest(c.method, c.url, nil); err != nil {
 		return nil, fmt.Errorf("check: build request: %w", err)
 	}
-	c.hand = newHandHTTP(c, k.Type == config.CheckHTTPS)
+	if c.files == nil {
+		c.hand = newHandHTTP(c)
+	}
 	return c, nil
 }
 
+// headerFiles are the headers an http check reads from files, and the check as last built with
+// what they held.
+type headerFiles struct {
+	names []string
+	files []*checkFile
+	built atomic.Pointer[builtCheck]
+}
+
+// builtCheck is an http check built with values of its header files.
+type builtCheck struct {
+	c      *httpChecker
+	values []*fileValue
+}
+
+// check returns c built with what its header files hold now, built again only when one changed;
+// the error names the header of a file that was never read well, and why.
+func (h *headerFiles) check(c *httpChecker) (*httpChecker, error) {
+	b := h.built.Load()
+	for i, f := range h.files {
+		if v := f.load(); v.err != nil || b == nil || b.values[i] != v {
+			return h.build(c)
+		}
+	}
+	return b.c, nil
+}
+
+// build returns c with the headers its files hold now, and keeps it for the runs after.
+func (h *headerFiles) build(c *httpChecker) (*httpChecker, error) {
+	with := *c
+	with.files, with.headers = nil, c.headers.Clone()
+	values := make([]*fileValue, len(h.files))
+	for i, f := range h.files {
+		values[i] = f.load()
+		if err := values[i].err; err != nil {
+			return nil, fmt.Errorf("check.headers_file.%s: %w", h.names[i], err)
+		}
+		with.headers.Set(h.names[i], values[i].s)
+	}
+	with.hand = newHandHTTP(&with)
+	h.built.Store(&builtCheck{c: &with, values: values})
+	return &with, nil
+}
+
 func (c *httpChecker) run(ctx context.Context) Outcome {
+	if c.files != nil {
+		with, err := c.files.check(c)
+		if err != nil {
+			return failure(ClassError, err)
+		}
+		c = with
+	}
 	if c.hand == nil {
 		return c.viaTransport(ctx)
 	}

@@ -37,8 +37,8 @@ type handHTTP struct {
 // body to match, a method other than GET or HEAD, an address with an IPv6 zone (the hand
 // connect has none), a header that changes what the Transport does (Connection,
 // Accept-Encoding, Range…) or that it would refuse.
-func newHandHTTP(c *httpChecker, https bool) *handHTTP {
-	if https || c.contains != "" || (c.method != http.MethodGet && c.method != http.MethodHead) || c.dial.Addr().Zone() != "" {
+func newHandHTTP(c *httpChecker) *handHTTP {
+	if c.https || c.contains != "" || (c.method != http.MethodGet && c.method != http.MethodHead) || c.dial.Addr().Zone() != "" {
 		return nil
 	}
 	req, err := http.NewRequest(c.method, c.url, nil)

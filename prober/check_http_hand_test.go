@@ -86,7 +86,7 @@ var localPort = regexp.MustCompile(`:\d+->`)
 // returns what each found, latency aside and the client's port masked.
 func bothWays(t testing.TB, tg Target) (hand, transport Outcome) {
 	t.Helper()
-	c, err := newHTTPChecker(tg, newSharedTransports())
+	c, err := newHTTPChecker(tg, newSharedTransports(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestChecksTheHandCannotDoStayWithTheTransport(t *testing.T) {
 		"Connection set":      target(t, "http", "127.0.0.1:80", func(k *config.Check) { k.Headers = map[string]string{"Connection": "keep-alive"} }),
 		"a Host with a zone":  target(t, "http", "127.0.0.1:80", func(k *config.Check) { k.Host = "[fe80::1%25lo]" }),
 	} {
-		c, err := newHTTPChecker(tg, newSharedTransports())
+		c, err := newHTTPChecker(tg, newSharedTransports(), nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -296,7 +296,7 @@ func BenchmarkEdgePing(b *testing.B) {
 		b.Run(way, func(b *testing.B) {
 			tg := Target{Dial: netip.MustParseAddrPort(addr), Check: config.Check{Type: config.CheckHTTP, Timeout: config.Duration(time.Second)}}
 			edgePing(&tg.Check)
-			c, err := newHTTPChecker(tg, newSharedTransports())
+			c, err := newHTTPChecker(tg, newSharedTransports(), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -324,7 +324,7 @@ func TestAnHTTPCheckOfAScopedAddress(t *testing.T) {
 	scoped := netip.AddrPortFrom(ap.Addr().WithZone("lo"), ap.Port()).String()
 	for _, host := range []string{"", "shop.example.com"} {
 		tg := target(t, "http", scoped, func(k *config.Check) { edgePing(k); k.Host = host })
-		c, err := newHTTPChecker(tg, newSharedTransports())
+		c, err := newHTTPChecker(tg, newSharedTransports(), nil)
 		if err != nil {
 			t.Fatalf("Host %q: %v", host, err)
 		}

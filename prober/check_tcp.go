@@ -10,29 +10,44 @@ import (
 
 // tcpChecker connects, and when the check says so writes Send and reads until Expect appears.
 type tcpChecker struct {
-	addr   netip.AddrPort
-	send   []byte
-	expect []byte
-	dialer net.Dialer
+	addr netip.AddrPort
+	send []byte
+	// sendFile, when set, holds what to send instead of send.
+	sendFile *checkFile
+	expect   []byte
+	dialer   net.Dialer
 }
 
-// newTCPChecker prepares t's tcp check, with what it sends read from wherever the check says
-// (config.Check.ReadSend), once per configuration.
-func newTCPChecker(t Target) (*tcpChecker, error) {
+// newTCPChecker prepares t's tcp check, with what it sends read from wherever the check says:
+// the environment or the check itself (config.Check.ReadSend) once per configuration, a file
+// (from files, one configuration's) again as it changes.
+func newTCPChecker(t Target, files *checkFiles) (*tcpChecker, error) {
 	send, err := t.Check.ReadSend()
 	if err != nil {
 		return nil, err
 	}
-	return &tcpChecker{
+	c := &tcpChecker{
 		addr:   t.Dial,
 		send:   []byte(send),
 		expect: []byte(t.Check.Expect),
 		dialer: net.Dialer{KeepAlive: -1},
-	}, nil
+	}
+	if t.Check.SendFile != "" {
+		c.sendFile = files.send(t.Check.SendFile)
+	}
+	return c, nil
 }
 
 func (c *tcpChecker) run(ctx context.Context) Outcome {
-	if len(c.send) == 0 && len(c.expect) == 0 {
+	send := c.send
+	if c.sendFile != nil {
+		v := c.sendFile.load()
+		if v.err != nil {
+			return failure(ClassError, fmt.Errorf("check.send_file: %w", v.err))
+		}
+		send = []byte(v.s)
+	}
+	if len(send) == 0 && len(c.expect) == 0 {
 		if err := connectOnly(ctx, &c.dialer, c.addr); err != nil {
 			return failure(classify(err), err)
 		}
@@ -48,8 +63,8 @@ func (c *tcpChecker) run(ctx context.Context) Outcome {
 			return failure(ClassError, fmt.Errorf("set deadline: %w", err))
 		}
 	}
-	if len(c.send) > 0 {
-		if _, err := conn.Write(c.send); err != nil {
+	if len(send) > 0 {
+		if _, err := conn.Write(send); err != nil {
 			return failure(classify(err), fmt.Errorf("send: %w", err))
 		}
 	}

@@ -382,6 +382,8 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	}
 	ts := Targets(c)
 	ss := make([]*slot, 0, len(ts))
+	// Each file the checks read is read once here, whatever number of checks share it.
+	files := newCheckFiles(w.o.Clock.Now, w.log, fileRecheck)
 	roots := false
 	for _, t := range ts {
 		if t.Check.Type == config.CheckHTTPS && !roots {
@@ -389,7 +391,7 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 			_, _ = x509.SystemCertPool()
 			roots = true
 		}
-		ck, err := newChecker(t, w.transports)
+		ck, err := newChecker(t, w.transports, files)
 		if err != nil {
 			// Run it anyway: its results say what is wrong, where the operator looks.
 			ck = brokenChecker{err: err}

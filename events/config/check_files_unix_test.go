@@ -31,22 +31,12 @@ func TestAFileThatIsNotARegularFileOrIsTooLongIsRefusedWithoutBlocking(t *testin
 		read func() error
 		want string
 	}{
-		{"a FIFO as a header's file", func() error {
-			_, err := config.Check{HeadersFile: map[string]string{"X-Probe": fifo}}.ReadHeaders()
-			return err
-		},
-			"check.headers_file.X-Probe: " + fifo + " is not a regular file"},
-		{"/dev/zero as a header's file", func() error {
-			_, err := config.Check{HeadersFile: map[string]string{"X-Probe": "/dev/zero"}}.ReadHeaders()
-			return err
-		}, "check.headers_file.X-Probe: /dev/zero is not a regular file"},
-		{"a file of 1 MiB as a header's file", func() error {
-			_, err := config.Check{HeadersFile: map[string]string{"X-Probe": long}}.ReadHeaders()
-			return err
-		},
-			"check.headers_file.X-Probe: " + long + " is longer than 65536 bytes"},
-		{"a FIFO as what a check sends", func() error { _, err := config.Check{SendFile: fifo}.ReadSend(); return err },
-			"check.send_file: " + fifo + " is not a regular file"},
+		{"a FIFO as a check's file", func() error { _, _, err := config.ReadFile(fifo); return err },
+			fifo + " is not a regular file"},
+		{"/dev/zero as a check's file", func() error { _, _, err := config.ReadFile("/dev/zero"); return err },
+			"/dev/zero is not a regular file"},
+		{"a file of 1 MiB as a check's file", func() error { _, _, err := config.ReadFile(long); return err },
+			long + " is longer than 65536 bytes"},
 		{"a FIFO as a secret's file", func() error { _, err := config.ReadSecret("", fifo, ""); return err },
 			"secret_file: " + fifo + " is not a regular file"},
 	} {

@@ -55,10 +55,20 @@ func TestACheckHeadersFromAFileOrTheEnvironmentAreReadButNeverStoredOrShown(t *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.Apps[0].Check.ReadHeaders()
-	want := map[string]string{"Accept": "text/plain", "Authorization": "Bearer from-the-file", "X-Api-Key": "from-the-environment"}
+	got, err := c.Apps[0].Check.ReadEnvHeaders()
+	want := map[string]string{"Accept": "text/plain", "X-Api-Key": "from-the-environment"}
 	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("ReadHeaders = %v, %v, want %v", got, err, want)
+		t.Errorf("ReadEnvHeaders = %v, %v, want %v", got, err, want)
+	}
+	readFile := func() (string, error) {
+		b, _, err := config.ReadFile(c.Apps[0].Check.HeadersFile["Authorization"])
+		if err != nil {
+			return "", err
+		}
+		return config.HeaderFileValue(file, b)
+	}
+	if v, err := readFile(); err != nil || v != "Bearer from-the-file" {
+		t.Errorf("the header's file reads %q, %v, want %q", v, err, "Bearer from-the-file")
 	}
 	if s := c.InlineSecrets(); len(s) != 0 {
 		t.Errorf("inline secrets %q, want none", s)
@@ -70,33 +80,28 @@ func TestACheckHeadersFromAFileOrTheEnvironmentAreReadButNeverStoredOrShown(t *t
 		t.Errorf("the configuration holds the header's value: %v", c.Apps[0].Check.Headers)
 	}
 	t.Setenv("DETOUR_TEST_API_KEY", "")
-	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_env.X-Api-Key: $DETOUR_TEST_API_KEY is not set in this process's environment" {
-		t.Errorf("ReadHeaders without the variable: %v", err)
-	}
-	if err := os.WriteFile(file, []byte("\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("DETOUR_TEST_API_KEY", "x")
-	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_file.Authorization: "+file+" is empty" {
-		t.Errorf("ReadHeaders of an empty file: %v", err)
-	}
-	if err := os.WriteFile(file, []byte("Bearer a\r\nX-Injected: b\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_file.Authorization: "+file+" holds a control character other than tab (CR, LF, NUL…)" {
-		t.Errorf("ReadHeaders of a file holding two lines: %v", err)
-	}
-	if err := os.WriteFile(file, []byte("Bearer b"), 0o600); err != nil {
-		t.Fatal(err)
+	if _, err := c.Apps[0].Check.ReadEnvHeaders(); err == nil || err.Error() != "check.headers_env.X-Api-Key: $DETOUR_TEST_API_KEY is not set in this process's environment" {
+		t.Errorf("ReadEnvHeaders without the variable: %v", err)
 	}
 	t.Setenv("DETOUR_TEST_API_KEY", "k\rx")
-	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || err.Error() != "check.headers_env.X-Api-Key: $DETOUR_TEST_API_KEY holds a control character other than tab (CR, LF, NUL…)" {
-		t.Errorf("ReadHeaders of a variable holding CR: %v", err)
+	if _, err := c.Apps[0].Check.ReadEnvHeaders(); err == nil || err.Error() != "check.headers_env.X-Api-Key: $DETOUR_TEST_API_KEY holds a control character other than tab (CR, LF, NUL…)" {
+		t.Errorf("ReadEnvHeaders of a variable holding CR: %v", err)
 	}
-	t.Setenv("DETOUR_TEST_API_KEY", "x")
+	for _, tc := range []struct{ holds, want string }{
+		{"\n", file + " is empty"},
+		{"Bearer a\r\nX-Injected: b\n", file + " holds a control character other than tab (CR, LF, NUL…)"},
+		{"Bearer a\x00", file + " holds a control character other than tab (CR, LF, NUL…)"},
+	} {
+		if err := os.WriteFile(file, []byte(tc.holds), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readFile(); err == nil || err.Error() != tc.want {
+			t.Errorf("the header's file holding %q: %v, want %q", tc.holds, err, tc.want)
+		}
+	}
 	_ = os.Remove(file)
-	if _, err := c.Apps[0].Check.ReadHeaders(); err == nil || !strings.HasPrefix(err.Error(), "check.headers_file.Authorization: open "+file) {
-		t.Errorf("ReadHeaders without the file: %v", err)
+	if _, err := readFile(); err == nil || !strings.HasPrefix(err.Error(), "open "+file) {
+		t.Errorf("the header's file removed: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/textproto"
 	"net/url"
@@ -87,10 +88,16 @@ func readValue(field, inline, file, env string) (string, error) {
 // readTrimmedFile returns what the file named file holds, surrounding white space trimmed; an
 // empty one is an error.
 func readTrimmedFile(file string) (string, error) {
-	b, err := readFile(file)
+	b, _, err := ReadFile(file)
 	if err != nil {
 		return "", err
 	}
+	return trimmed(file, b)
+}
+
+// trimmed returns b, read from file, with surrounding white space trimmed; an empty one is an
+// error.
+func trimmed(file string, b []byte) (string, error) {
 	if s := strings.TrimSpace(string(b)); s != "" {
 		return s, nil
 	}
@@ -109,29 +116,32 @@ func readTrimmedEnv(env string) (string, error) {
 // maxFileBytes is the most a file holding a secret, a header or what a check sends may hold.
 const maxFileBytes = 64 << 10
 
-// readFile returns what the regular file named name holds, at most maxFileBytes. What is not a
-// regular file (a FIFO nobody writes, /dev/zero) is refused, opened without waiting for a
-// writer: the prober reads these files as it builds its checks, all in turn, and one that never
-// ended would stop them all. The error names the file, never what it holds.
-func readFile(name string) ([]byte, error) {
+// ReadFile returns what the regular file named name holds, at most maxFileBytes, and the
+// description of the file it opened (a symlink followed: what a rename over the name or the
+// symlink's swap after the open does not change). What is not a regular file (a FIFO nobody
+// writes, /dev/zero) is refused, opened without waiting for a writer: the prober reads these
+// files as it builds its checks, all in turn, and one that never ended would stop them all. The
+// error names the file, never what it holds.
+func ReadFile(name string) ([]byte, fs.FileInfo, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
 	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", name)
+		return nil, nil, fmt.Errorf("%s is not a regular file", name)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
 	switch {
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	case len(b) > maxFileBytes:
-		return nil, fmt.Errorf("%s is longer than %d bytes", name, maxFileBytes)
+		return nil, nil, fmt.Errorf("%s is longer than %d bytes", name, maxFileBytes)
 	}
-	return b, nil
+	return b, fi, nil
 }
 
 // Key returns the TSIG key's secret, from wherever the configuration says it is. A key that is
@@ -563,25 +573,15 @@ func (k *Check) validateHeaders(p *problems, path string) {
 	}
 }
 
-// ReadHeaders returns the headers of the check: Headers, and the value of each header of
-// HeadersFile and HeadersEnv read from its file or environment variable (surrounding white
-// space trimmed; one holding a control character but tab refused, as net/http would refuse to
-// send it). The error names the header and where it looked, never a value.
-func (k Check) ReadHeaders() (map[string]string, error) {
+// ReadEnvHeaders returns the headers of the check but those of HeadersFile: Headers, and the
+// value of each header of HeadersEnv read from its environment variable (surrounding white space
+// trimmed; one holding a control character but tab refused, as net/http would refuse to send
+// it). The error names the header and where it looked, never a value. The prober reads the files
+// of HeadersFile itself (ReadFile, HeaderFileValue), and again when they change.
+func (k Check) ReadEnvHeaders() (map[string]string, error) {
 	out := maps.Clone(k.Headers)
-	if len(k.HeadersFile)+len(k.HeadersEnv) > 0 && out == nil {
+	if len(k.HeadersEnv) > 0 && out == nil {
 		out = map[string]string{}
-	}
-	for _, name := range slices.Sorted(maps.Keys(k.HeadersFile)) {
-		file := k.HeadersFile[name]
-		v, err := readTrimmedFile(file)
-		if err == nil {
-			err = headerValue(file, v)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("check.headers_file.%s: %w", name, err)
-		}
-		out[name] = v
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.HeadersEnv)) {
 		v, err := readTrimmedEnv(k.HeadersEnv[name])
@@ -596,6 +596,26 @@ func (k Check) ReadHeaders() (map[string]string, error) {
 	return out, nil
 }
 
+// HeaderFileValue returns a header's value from b, what the file named file holds (ReadFile):
+// surrounding white space trimmed; empty, or holding a control character other than tab, it is
+// an error naming the file, never what it holds.
+func HeaderFileValue(file string, b []byte) (string, error) {
+	v, err := trimmed(file, b)
+	if err == nil {
+		err = headerValue(file, v)
+	}
+	return v, err
+}
+
+// SendFileValue returns what a tcp check sends from b, what the file named file holds
+// (ReadFile): as it is, a protocol's line ends kept; empty, it is an error naming the file.
+func SendFileValue(file string, b []byte) (string, error) {
+	if len(b) == 0 {
+		return "", fmt.Errorf("%s is empty", file)
+	}
+	return string(b), nil
+}
+
 // headerValue refuses v, a header's value read from where (a file's path, $VARIABLE), when it
 // holds a control character other than tab (headerValueWant). The error names where, never v.
 func headerValue(where, v string) error {
@@ -605,20 +625,12 @@ func headerValue(where, v string) error {
 	return nil
 }
 
-// ReadSend returns what a tcp check sends: Send, or what the file SendFile or the environment
+// ReadSend returns what a tcp check sends but from SendFile: Send, or what the environment
 // variable SendEnv holds, as it is (a protocol's line ends kept). The error names where it
-// looked, never what it found.
+// looked, never what it found. The prober reads SendFile itself (ReadFile, SendFileValue), and
+// again when it changes.
 func (k Check) ReadSend() (string, error) {
 	switch {
-	case k.SendFile != "":
-		b, err := readFile(k.SendFile)
-		if err != nil {
-			return "", fmt.Errorf("check.send_file: %w", err)
-		}
-		if len(b) == 0 {
-			return "", fmt.Errorf("check.send_file: %s is empty", k.SendFile)
-		}
-		return string(b), nil
 	case k.SendEnv != "":
 		if s := os.Getenv(k.SendEnv); s != "" {
 			return s, nil
