@@ -1,7 +1,10 @@
 package config_test
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -135,4 +138,38 @@ func TestWhatATCPCheckSendsIsGivenOneWay(t *testing.T) {
 			t.Errorf("{%s}: err = %v, want exactly %q", c.send, err, c.want)
 		}
 	}
+}
+
+// Whatever a header's file holds, the prober either sends it as that one header, as read back by
+// a server, or refuses it with an error that names the file and holds none of it.
+func FuzzAHeaderFileIsSentAsOneHeaderOrRefused(f *testing.F) {
+	for _, s := range []string{"Bearer t\n", "Bearer a\r\nX-Injected: b", " \t\n", "k\x00", "\u0085tok\u00a0", "a\x7fb", "Basic \xff\xfe"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := config.HeaderFileValue("/etc/detour/auth", b)
+		if err != nil {
+			if e := err.Error(); e != "/etc/detour/auth is empty" && e != "/etc/detour/auth holds a control character other than tab (CR, LF, NUL…)" {
+				t.Fatalf("refused %q with %q", b, e)
+			}
+			return
+		}
+		req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", v)
+		var wire bytes.Buffer
+		if err := req.Write(&wire); err != nil {
+			t.Fatalf("net/http does not send %q: %v", v, err)
+		}
+		got, err := http.ReadRequest(bufio.NewReader(&wire))
+		if err != nil {
+			t.Fatalf("a server does not read %q: %v", v, err)
+		}
+		got.Header.Del("User-Agent") // net/http's own
+		if len(got.Header) != 1 || got.Header.Get("Authorization") != v {
+			t.Fatalf("sent %q, a server read %q", v, got.Header)
+		}
+	})
 }

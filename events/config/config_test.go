@@ -231,6 +231,7 @@ apps:
 func FuzzParseNeverPanics(f *testing.F) {
 	f.Add([]byte(walkingSkeleton))
 	f.Add([]byte("zones: [{name: x}]\napps: [{name: a, pools: [{min_available: 0%}]}]"))
+	f.Add([]byte(headersDoc(`headers: {"X Bad": "a\r\nb", X-Ok: "a\tb"}, headers_file: {Authorization: /k}, headers_env: {"X:": K}`)))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		c, err := config.Parse("fuzz.yaml", doc)
 		if err == nil && len(c.Validate()) > 0 {
