@@ -161,12 +161,12 @@ func (s *Server) kickRefresh(cause string) {
 // refreshLoop projects the state, prepares the answers and tells of the changes each time the
 // follower asks, until ctx ends.
 func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
-	read := make(chan histories, 1)
+	read := make(chan histories)
 	var reader sync.WaitGroup
 	defer reader.Wait()
 	// Without a data dir the id is this run's, and no version recorded leads to the serial; but
 	// the stream still tells the serials served before, which the zones must pass.
-	reader.Go(func() { read <- s.readHistories(ctx) })
+	reader.Go(func() { s.readBack(ctx, s.readAgain, read) })
 	var snaps snapshotPacer
 	for {
 		select {
@@ -220,6 +220,16 @@ func (s *Server) markSynced() {
 	s.synced = true
 	for _, z := range s.table.Load().zones {
 		s.offer(z)
+	}
+	s.readBackNow() // NATS answers: the zones whose read failed need not wait for the next try
+}
+
+// readBackNow has the reader of the DNS stream read the zones it has not read yet at once,
+// rather than at its next try (see readBack).
+func (s *Server) readBackNow() {
+	select {
+	case s.readAgain <- struct{}{}:
+	default: // already asked
 	}
 }
 

@@ -216,8 +216,8 @@ func chain(newest []zone.Delta) []zone.Delta {
 	return newest
 }
 
-// histories is what the DNS stream records of the zones a server serves at its start: their
-// IXFR histories, and the newest version of each that a run of the server recorded.
+// histories is what the DNS stream records of zones a server serves (see readBack): their IXFR
+// histories, and the newest version of each that an earlier run of the server recorded.
 type histories struct {
 	steps  map[string][]zone.Delta
 	served map[string]recorded
@@ -226,31 +226,6 @@ type histories struct {
 // self is the writer whose versions the server's histories follow: its own.
 func (s *Server) self() writer {
 	return writer{name: s.o.Name, id: s.id, token: s.writer, fresh: !s.knowsServed, started: s.started}
-}
-
-// readHistories reads, for every zone of the current table, the IXFR history the DNS stream
-// records up to the zone's serial, and the newest version recorded under the server's name.
-// It gives up on NATS after a few seconds: secondaries then get whole zones until the history
-// grows again.
-func (s *Server) readHistories(ctx context.Context) histories {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out := histories{steps: map[string][]zone.Delta{}, served: map[string]recorded{}}
-	for _, z := range s.table.Load().zones {
-		h, served, err := readHistory(ctx, s.o.JS, z.Name, s.self(), z.Serial)
-		if err != nil {
-			s.log.Warn().Err(err).Str("zone", z.Name).Msg("ixfr history not read; secondaries behind get the whole zone, and a serial served before the start is not known")
-			continue
-		}
-		if served != nil {
-			out.served[z.Name] = *served
-		}
-		if len(h) > 0 {
-			out.steps[z.Name] = h
-			s.log.Info().Str("zone", z.Name).Int("versions", len(h)).Uint32("oldest_serial", h[0].From).Msg("ixfr history read from the stream")
-		}
-	}
-	return out
 }
 
 // installHistories puts the histories read from the stream in front of those of the current

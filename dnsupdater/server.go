@@ -100,6 +100,9 @@ type Server struct {
 	// which projects it; kicks carry the follower's requests for a projection to the refresher.
 	projMu sync.Mutex
 	kicks  chan kick
+	// readAgain asks the reader of the DNS stream to read the zones not read yet at once (see
+	// readBack).
+	readAgain chan struct{}
 	// folded is what the follower folded since the refresher last took the projection (under
 	// projMu): how long a version took to serve, told at debug level.
 	folded folded
@@ -153,7 +156,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
-		kicks: make(chan kick, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
+		kicks: make(chan kick, 1), readAgain: make(chan struct{}, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
 		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics), replays: newReplays(maxReplays),
 	}
 	s.changes = events.NewRecorder(o.JS, s.log)

@@ -1,0 +1,90 @@
+package dnsupdater
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
+)
+
+// startLogged starts a server named dns-test on cfg with dataDir, whose log lines also go to
+// logs, and which takes the later configurations sent on configs (nil: none).
+func startLogged(t *testing.T, js *eventstest.Server, cfg *config.Config, dataDir string, configs chan *config.Config) (*Server, *eventstest.Logs) {
+	t.Helper()
+	logs := &eventstest.Logs{}
+	srv, err := New(Options{JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", DataDir: dataDir, Name: "dns-test",
+		Log: zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), logs)), UDPSockets: 2, Configs: configs})
+	if err != nil {
+		t.Fatalf("new server: %v", err)
+	}
+	eventstest.Run(t, "dns server", srv.Run)
+	return srv, logs
+}
+
+// recordAhead has the run of the server h record that it served each zone of apexes at a serial
+// an hour ahead of the clock, as versions faster than one a second leave it, waits for the stream
+// to store them, stops h and returns the serial.
+func recordAhead(t *testing.T, js *eventstest.Server, h *harness, apexes ...string) uint32 {
+	t.Helper()
+	ahead := uint32(time.Now().Unix()) + 3600
+	for _, apex := range apexes {
+		h.srv.recordChange("cause-earlier", zoneChange{zone: &zone.Zone{Name: apex, Serial: ahead}})
+	}
+	for _, apex := range apexes {
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			m, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject(apex, h.srv.writer))
+			if err != nil {
+				return false
+			}
+			var zc events.ZoneChanged
+			e, err := events.Decode(m.Data)
+			return err == nil && e.Payload(&zc) == nil && zc.Serial == ahead
+		}, "serial %d of %s recorded", ahead, apex)
+	}
+	h.stop()
+	return ahead
+}
+
+// TestAServerStartedWhileNATSIsDownPassesTheSerialTheStreamRecordsOnceNATSAnswers starts a
+// server without its data dir while NATS is down for longer than its first read of the DNS
+// stream waits: it answers at once, and once NATS answers it reads back the serial an earlier
+// run served, serves a later one and NOTIFYs it. A secondary holding the earlier run's serial
+// would otherwise ignore every change until the clock passed it.
+func TestAServerStartedWhileNATSIsDownPassesTheSerialTheStreamRecordsOnceNATSAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		dataDir func(t *testing.T) string
+	}{
+		{name: "no data dir", dataDir: func(*testing.T) string { return "" }},
+		// A container recreated without a volume: the data dir is new and empty.
+		{name: "new data dir", dataDir: func(t *testing.T) string { return t.TempDir() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			target, got := fakeSecondary(t)
+			js := eventstest.StartWith(t, eventstest.Options{Files: true})
+			cfg := eventstest.Config(t, withNotify(demoConfig, target))
+			ahead := recordAhead(t, js, startServer(t, js, cfg, ""), "demo.test.")
+
+			js.Stop()
+			srv, logs := startLogged(t, js, cfg, tt.dataDir(t), nil)
+			if s := serial(t, srv.Addr()); serialAfter(s, ahead) {
+				t.Fatalf("serial %d served without NATS is already after %d: the test proves nothing", s, ahead)
+			}
+			// NATS comes back only once the server's first read of the stream has failed.
+			eventstest.Eventually(t, 15*time.Second, func() bool { return strings.Contains(logs.String(), `"message":"ixfr history not read`) },
+				"the first read of the stream fails while NATS is down")
+			js.Restart(t)
+
+			var now uint32
+			eventstest.Eventually(t, 15*time.Second, func() bool { now = serial(t, srv.Addr()); return serialAfter(now, ahead) },
+				"once NATS answers, the server serves a serial after %d, the one the stream records an earlier run served (it serves %d)", ahead, &now)
+			awaitNotify(t, got, now)
+		})
+	}
+}
