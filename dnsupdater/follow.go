@@ -208,6 +208,7 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 				}
 				changes := s.refresh(ctx, k, saves, &snaps)
 				s.announceReload(ctx, before, changes)
+				s.readBackNow() // a zone the reload added reads what the stream records of it
 			}
 		}
 	}

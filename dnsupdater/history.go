@@ -265,22 +265,25 @@ func (s *Server) installHistories(read map[string][]zone.Delta) {
 // a lost one, an older copy) reaches again only later. A version of this server's id counts when
 // it is later than the serial served (an older data dir); one of another id only when the data
 // dir told nothing of the serials served before (it is then an earlier run's, else another
-// host's of the same name). Only the refresher calls it.
+// host's of the same name). The serial compared is the projector's, which a zone a reload removed
+// since it was read keeps, and takes up again if it comes back. Only the refresher calls it.
 func (s *Server) passServed(served map[string]recorded) bool {
 	raise := map[string]uint32{}
-	for _, z := range s.table.Load().zones {
-		r, ok := served[z.Name]
+	s.projMu.Lock()
+	current := make(map[string]uint32, len(served))
+	for name, r := range served {
+		serial, ok := s.proj.serials[name]
 		earlier := ok && (r.server == s.id || !s.knowsServed)
-		if earlier && (serialAfter(r.serial, z.Serial) || r.serial == z.Serial && r.server != s.id) {
-			raise[z.Name] = r.serial
-			s.log.Info().Str("zone", z.Name).Uint32("serial", z.Serial).Uint32("recorded_serial", r.serial).Msg("the stream records a serial served at or after this one; the zone takes a later one")
+		if earlier && (serialAfter(r.serial, serial) || r.serial == serial && r.server != s.id) {
+			raise[name], current[name] = r.serial, serial
 		}
 	}
-	if len(raise) == 0 {
-		return false
+	if len(raise) > 0 {
+		s.proj.pass(raise)
 	}
-	s.projMu.Lock()
-	s.proj.pass(raise)
 	s.projMu.Unlock()
-	return true
+	for _, name := range slices.Sorted(maps.Keys(raise)) {
+		s.log.Info().Str("zone", name).Uint32("serial", current[name]).Uint32("recorded_serial", raise[name]).Msg("the stream records a serial served at or after this one; the zone takes a later one")
+	}
+	return len(raise) > 0
 }

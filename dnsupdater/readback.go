@@ -24,13 +24,14 @@ const (
 const readBackHandOver = time.Second
 
 // readBack reads, once in a run for every zone served, what the DNS stream records of it (see
-// readHistory), and hands the refresher on read each zone's IXFR history up to its serial, and
-// the newest version recorded under the server's name before this run, whose serial the zone
-// must pass (see passServed). While the stream does not answer (NATS down or slow at start, a
-// leader elected), the server answers from what it has and the zones not read yet are read
-// again after readBackRetry, doubling up to maxReadBackRetry, and at once when poked (the state
-// stream read to its end: NATS answers), until ctx ends. It logs the first failure of a run of
-// them and the read that ends it.
+// readHistory): the zones of the table at start, and each zone a reload adds, new to the
+// configuration or coming back, as soon as it is served. It hands the refresher on read each
+// zone's IXFR history up to its serial, and the newest version recorded under the server's name
+// before this run, whose serial the zone must pass (see passServed). While the stream does not
+// answer (NATS down or slow at start, a leader elected), the server answers from what it has and
+// the zones not read yet are read again after readBackRetry, doubling up to maxReadBackRetry,
+// and at once when poked (the state stream read to its end: NATS answers; a reload: a zone may
+// be new), until ctx ends. It logs the first failure of a run of them and the read that ends it.
 func (s *Server) readBack(ctx context.Context, poke <-chan struct{}, read chan<- histories) {
 	done := map[string]bool{}
 	// after is the zone whose read failed last: the next attempt starts with the zones after

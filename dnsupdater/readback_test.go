@@ -10,6 +10,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 )
 
@@ -51,6 +52,36 @@ func recordAhead(t *testing.T, js *eventstest.Server, h *harness, apexes ...stri
 	return ahead
 }
 
+// awaitZoneNotify waits for a NOTIFY of apex carrying serial want, skipping the others.
+func awaitZoneNotify(t *testing.T, got <-chan *dns.Msg, apex string, want uint32) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	var seen []string
+	for {
+		select {
+		case m := <-got:
+			if m.Opcode == dns.OpcodeNotify && len(m.Question) == 1 && m.Question[0].Name == apex && len(m.Answer) == 1 {
+				if soa, ok := m.Answer[0].(*dns.SOA); ok && soa.Serial == want {
+					return
+				}
+			}
+			seen = append(seen, m.Question[0].Name+" "+dns.OpcodeToString[m.Opcode])
+		case <-deadline:
+			t.Fatalf("no NOTIFY of %s at serial %d within 5s (got %v)", apex, want, seen)
+		}
+	}
+}
+
+// soaOf is the serial the server at addr answers for apex, 0 while it serves none.
+func soaOf(t *testing.T, addr, apex string) uint32 {
+	t.Helper()
+	r := ask(t, addr, "udp", apex, dns.TypeSOA)
+	if len(r.Answer) != 1 {
+		return 0
+	}
+	return r.Answer[0].(*dns.SOA).Serial
+}
+
 // TestAServerStartedWhileNATSIsDownPassesTheSerialTheStreamRecordsOnceNATSAnswers starts a
 // server without its data dir while NATS is down for longer than its first read of the DNS
 // stream waits: it answers at once, and once NATS answers it reads back the serial an earlier
@@ -85,6 +116,41 @@ func TestAServerStartedWhileNATSIsDownPassesTheSerialTheStreamRecordsOnceNATSAns
 			eventstest.Eventually(t, 15*time.Second, func() bool { now = serial(t, srv.Addr()); return serialAfter(now, ahead) },
 				"once NATS answers, the server serves a serial after %d, the one the stream records an earlier run served (it serves %d)", ahead, &now)
 			awaitNotify(t, got, now)
+		})
+	}
+}
+
+// TestAZoneAReloadAddsPassesTheSerialTheStreamRecordsItServedAndNotifies adds a zone by a
+// reload, after the server's start: the stream records that an earlier run served it at a
+// serial ahead of the clock, which the zone passes, and its secondaries are told.
+func TestAZoneAReloadAddsPassesTheSerialTheStreamRecordsItServedAndNotifies(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// dataDir returns the data dir of the first run and that of the second.
+		dataDir func(t *testing.T) (string, string)
+	}{
+		{name: "no data dir", dataDir: func(*testing.T) (string, string) { return "", "" }},
+		// The zone comes back: the data dir served it before, at an earlier serial than the
+		// stream records (an older copy of the dir).
+		{name: "the same data dir", dataDir: func(t *testing.T) (string, string) { d := t.TempDir(); return d, d }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			target, got := fakeSecondary(t)
+			js := eventstest.Start(t)
+			first, second := tt.dataDir(t)
+			withOther := eventstest.Config(t, strings.Replace(demoConfig, "zones:\n", "zones:\n  - name: other.test\n    notify: [\""+target+"\"]\n", 1))
+			ahead := recordAhead(t, js, startServer(t, js, withOther, first), "demo.test.", "other.test.")
+
+			configs := make(chan *config.Config, 1)
+			srv, _ := startLogged(t, js, eventstest.Config(t, demoConfig), second, configs)
+			// The start's zone passes its serial: what the start reads of the stream is read.
+			eventstest.Eventually(t, 10*time.Second, func() bool { return serialAfter(serial(t, srv.Addr()), ahead) },
+				"demo.test., served from the start, serves a serial after %d", ahead)
+			configs <- withOther
+			var now uint32
+			eventstest.Eventually(t, 10*time.Second, func() bool { now = soaOf(t, srv.Addr(), "other.test."); return serialAfter(now, ahead) },
+				"other.test., added by a reload, serves a serial after %d, the one the stream records an earlier run served (it serves %d)", ahead, &now)
+			awaitZoneNotify(t, got, "other.test.", now)
 		})
 	}
 }
