@@ -550,7 +550,8 @@ func (lc *leanConn) writeResponseHead(resp *http.Response, contentType string) {
 			continue
 		}
 		for _, v := range vs {
-			writeField(lc.bw, k, v)
+			// A folded value may end in a space, trimmed as net/http's server trims it.
+			writeField(lc.bw, k, textproto.TrimString(v))
 		}
 	}
 	for _, k := range lc.declared {

@@ -85,6 +85,13 @@ func trailerPaths(path string) map[string]string {
 // of the connection.
 func seenAnswer(tb testing.TB, addr, raw string) answerSum {
 	tb.Helper()
+	return sumAnswer(seenBytes(tb, addr, raw))
+}
+
+// seenBytes sends raw to addr and returns what the client received, read to the end of the
+// connection.
+func seenBytes(tb testing.TB, addr, raw string) []byte {
+	tb.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
@@ -98,7 +105,7 @@ func seenAnswer(tb testing.TB, addr, raw string) answerSum {
 	if err != nil && !closedByPeer(err) {
 		tb.Fatalf("read the answer to %q: %v (after %q)", raw, err, b)
 	}
-	return sumAnswer(b)
+	return b
 }
 
 // answerSum is an answer as a client sees it: its status, the trailer names its head

@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// clientView is what a client sees of one exchange: the head of each interim answer as written,
+// then the final answer's head, its status line and its fields sorted with Date's value masked,
+// and the final answer summed up (sumAnswer).
+type clientView struct {
+	interim []string
+	head    string
+	final   answerSum
+}
+
+func (v clientView) String() string {
+	return strings.Join(append(slices.Clone(v.interim), v.head, v.final.String()), "\n---\n")
+}
+
+// seenView sends raw to addr and returns what the client saw, read to the end of the connection.
+func seenView(tb testing.TB, addr, raw string) clientView {
+	tb.Helper()
+	return viewOf(seenBytes(tb, addr, raw))
+}
+
+func viewOf(b []byte) clientView {
+	var v clientView
+	for {
+		head, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+		if !ok || len(head) < 12 {
+			break
+		}
+		if head[9] == '1' && string(head[9:12]) != "101" {
+			v.interim = append(v.interim, string(head))
+			b = rest
+			continue
+		}
+		lines := strings.Split(string(head), "\r\n")
+		fields := lines[1:]
+		for i, f := range fields {
+			if name, _, _ := strings.Cut(f, ":"); http.CanonicalHeaderKey(name) == "Date" {
+				fields[i] = "Date: (masked)"
+			}
+		}
+		slices.Sort(fields)
+		v.head = strings.Join(append([]string{lines[0]}, fields...), "\r\n")
+		break
+	}
+	v.final = sumAnswer(b)
+	if f := v.final; f.body == "" && len(f.trailer) == 0 && (f.complete || !f.chunked) {
+		// ReverseProxy flushes the head of an answer of unknown length from a timer that races
+		// the end of its body: an empty one reaches its client chunked, or with Content-Length 0
+		// (HTTP/1.0: delimited by the connection's end, or Content-Length 0), whichever wins. The
+		// edge sends Content-Length 0. Either way the client sees an empty body.
+		lines := strings.Split(v.head, "\r\n")
+		v.head = strings.Join(slices.DeleteFunc(lines, func(l string) bool {
+			return l == "Content-Length: 0" || l == "Transfer-Encoding: chunked"
+		}), "\r\n")
+		v.final = answerSum{status: f.status, declared: f.declared}
+	}
+	return v
+}
+
+// withoutInterim is v as a client sees it when no interim answer reaches it.
+func withoutInterim(v clientView) clientView {
+	v.interim = nil
+	return v
+}
+
+// withoutHop is v with the hop-by-hop fields of its interim answers removed (RFC 9110 §7.6.1):
+// those of hopByHop and those a Connection field names.
+func withoutHop(v clientView) clientView {
+	out := clientView{head: v.head, final: v.final}
+	for _, h := range v.interim {
+		lines := strings.Split(h, "\r\n")
+		hdr := http.Header{}
+		for _, l := range lines[1:] {
+			name, value, _ := strings.Cut(l, ":")
+			hdr.Add(name, strings.TrimSpace(value))
+		}
+		listed := connectionListed(hdr)
+		kept := lines[:1]
+		for _, l := range lines[1:] {
+			name, _, _ := strings.Cut(l, ":")
+			if k := http.CanonicalHeaderKey(name); !listed[k] && !slices.Contains(hopByHop, k) {
+				kept = append(kept, l)
+			}
+		}
+		out.interim = append(out.interim, strings.Join(kept, "\r\n"))
+	}
+	return out
+}
+
+// headCorpus are answers an instance sends, each with interim answers or an unusual head. edge,
+// when set, is what the edge's client sees given what ReverseProxy's does, a difference
+// documented in differs.
+var headCorpus = []struct {
+	name, answer string
+	differs      string
+	edge         func(clientView) clientView
+}{
+	{name: "a folded field in the final head",
+		answer: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Fold: a \r\n  b  \r\n\t\r\nX-Tail: c\r\n \r\nContent-Length: 2\r\n\r\nok"},
+}
+
+// headPath is a request that reaches one of the edge's paths, over HTTP/1.0 or HTTP/1.1.
+type headPath struct {
+	raw    string
+	http10 bool
+}
+
+// headPaths are the requests for path that reach each of the edge's paths over HTTP/1.1 (as
+// trailerPaths) and over HTTP/1.0 (the fast one and ReverseProxy's).
+func headPaths(path string) map[string]headPath {
+	out := map[string]headPath{}
+	for name, raw := range trailerPaths(path) {
+		out[name] = headPath{raw: raw}
+	}
+	h := " HTTP/1.0\r\nHost: shop.demo.test\r\n"
+	out["HTTP/1.0 fast"] = headPath{raw: "GET " + path + h + "\r\n", http10: true}
+	out["HTTP/1.0 ReverseProxy"] = headPath{raw: "POST " + path + h + "Content-Length: 2\r\n\r\nhi", http10: true}
+	return out
+}
+
+// TestTheEdgeRelaysInterimAnswersAndHeadsAsReverseProxyDoesOrAsDocumented sends each answer of
+// headCorpus through every path of the edge and through httputil.ReverseProxy, over HTTP/1.1
+// and HTTP/1.0, and compares what their clients see: every interim answer as written, the
+// final head (its fields in any order, Date aside), the body and the trailers. An HTTP/1.0
+// client sees no interim answer from the edge (RFC 9110 §15.2: a server must not send one to
+// it); ReverseProxy sends it one.
+func TestTheEdgeRelaysInterimAnswersAndHeadsAsReverseProxyDoesOrAsDocumented(t *testing.T) {
+	up := newTrailerUpstream(t)
+	c := twoEdgesWith(t, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
+	ref := referenceProxy(t, up.addr)
+	for _, tc := range headCorpus {
+		t.Run(tc.name, func(t *testing.T) {
+			path := up.answer(tc.answer)
+			for name, p := range headPaths(path) {
+				want := seenView(t, ref, p.raw)
+				if tc.edge != nil {
+					if tc.edge(want).String() == want.String() {
+						t.Errorf("%s: documented as differing (%s), but ReverseProxy's client sees what the edge's does:\n%s", name, tc.differs, want)
+					}
+					want = tc.edge(want)
+				}
+				if p.http10 {
+					if len(want.interim) == 0 && strings.HasPrefix(tc.answer, "HTTP/1.1 1") {
+						t.Errorf("%s: ReverseProxy sends an HTTP/1.0 client no interim answer, which the edge's documented difference says it does", name)
+					}
+					want = withoutInterim(want)
+				}
+				if got := seenView(t, c.west, p.raw); got.String() != want.String() {
+					t.Errorf("%s path: the client sees\n%s\nwant\n%s", name, got, want)
+				}
+			}
+		})
+	}
+}
