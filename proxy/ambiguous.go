@@ -21,15 +21,16 @@ import (
 var errAmbiguousLength = errors.New("the answer has both Transfer-Encoding and Content-Length")
 
 // framingWatch follows the heads of the answer to one request, interim ones (1xx but 101)
-// included, and notes one with both Transfer-Encoding and Content-Length; it ignores what comes
-// after the final head.
+// included, and notes a final one with both Transfer-Encoding and Content-Length; it ignores
+// what comes after the final head. An interim answer has no body, so neither framing applies
+// to it: net/http reads none and ReverseProxy relays it.
 type framingWatch struct {
 	line            []byte // the start of the line being read, up to watchedLine bytes
 	inStatus        bool   // the line is a head's status line
 	interim         bool   // the current head is an interim answer's
 	length, chunked bool   // the current head has Content-Length, Transfer-Encoding
 	done            bool   // the final head ended
-	ambiguous       bool   // a head had both
+	ambiguous       bool   // the final head had both
 }
 
 // watchedLine is how much of a line framingWatch keeps: enough for a status line's code and
@@ -67,8 +68,8 @@ func (w *framingWatch) endLine() {
 		// "HTTP/1.1 1xx": an interim answer, after which another head comes, unless it is 101.
 		w.interim = len(l) >= 12 && l[9] == '1' && !(l[10] == '0' && l[11] == '1')
 	case len(l) == 0:
-		w.ambiguous = w.ambiguous || w.length && w.chunked
 		if !w.interim {
+			w.ambiguous = w.length && w.chunked
 			w.done = true
 			return
 		}

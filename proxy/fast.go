@@ -131,13 +131,14 @@ func (p *connPool) closeIdle() {
 var errIdleClosed = errors.New("idle connection closed by the instance")
 
 // exchange sends the request head that head writes to addr and reads the final response head
-// to a request with r's method within the response_header timeout rh.
-func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.Writer), r *http.Request, rh time.Duration, replay bool) (*http.Response, *upConn, error) {
+// to a request with r's method within the response_header timeout rh, passing the interim
+// answers before it to interim.
+func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.Writer), r *http.Request, rh time.Duration, replay bool, interim func(int, http.Header)) (*http.Response, *upConn, error) {
 	uc, err := p.send(ctx, addr, head, rh, replay, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := uc.readFinal(ctx, r)
+	resp, err := uc.readFinal(ctx, r, interim)
 	_ = uc.c.SetReadDeadline(time.Time{})
 	if err == nil {
 		err = ctx.Err() // a cancellation whose deadline the line above undid
@@ -256,9 +257,10 @@ func checkStatus(code int) error {
 }
 
 // readFinal reads the head of the final response to a request with r's method, which asks for
-// no upgrade, skipping interim ones (103 Early Hints); a 101 is final, and an error, and so is a
-// head with both Transfer-Encoding and Content-Length (errAmbiguousLength).
-func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Response, error) {
+// no upgrade, passing the interim ones (103 Early Hints) to interim, each within its own
+// maxResponseHead (see interim.go); a 101 is final, and an error, and so is a head with both
+// Transfer-Encoding and Content-Length (errAmbiguousLength).
+func (uc *upConn) readFinal(ctx context.Context, r *http.Request, interim func(int, http.Header)) (*http.Response, error) {
 	defer uc.afterCancel(ctx)()
 	for {
 		resp, err := http.ReadResponse(uc.br, r)
@@ -272,6 +274,8 @@ func (uc *upConn) readFinal(ctx context.Context, r *http.Request) (*http.Respons
 			return nil, errUnaskedSwitch
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+			interim(resp.StatusCode, resp.Header)
+			uc.limit.left = maxResponseHead
 			continue
 		}
 		if uc.limit.watch.ambiguous {
@@ -358,7 +362,8 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		if t.Secondary {
 			pool, hop = a.peerPool, a.edge.name
 		}
-		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop) }, r, rh, retriable)
+		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop) }, r, rh, retriable,
+			func(code int, h http.Header) { relayInterim(w, r, code, h) })
 		if err != nil {
 			return err
 		}

@@ -403,7 +403,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 	}
 	var resp *http.Response
 	if err == nil {
-		resp, err = uc.readFinal(context.Background(), leanGet)
+		resp, err = uc.readFinal(context.Background(), leanGet, lc.interim)
 	}
 	_ = uc.c.SetReadDeadline(time.Time{})
 	if err != nil {

@@ -259,7 +259,8 @@ func TestARequestSentAgainAfterASlowFailureIsTheOneTheClientSent(t *testing.T) {
 }
 
 // An instance that sends 103 Early Hints at once and its answer later than slowAnswer: the
-// answer's head may take up to the response_header timeout, however early its first byte came.
+// client gets the 103 at once, and the answer's head may take up to the response_header
+// timeout, however early its first byte came.
 func TestAnAnswerAfterEarlyHintsMayComeLaterThanASlowAnswer(t *testing.T) {
 	var asked atomic.Int32
 	w1 := rawInstance(t, func(c net.Conn) {
@@ -278,8 +279,19 @@ func TestAnAnswerAfterEarlyHintsMayComeLaterThanASlowAnswer(t *testing.T) {
 	})
 	e1 := backend(t, "e1")
 	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
-	resp, body := exchangeRaw(t, c.west, "GET /hinted HTTP/1.1\r\nHost: shop\r\n\r\n")
-	if resp.StatusCode != http.StatusOK || body != "w1" || asked.Load() != 1 {
+	conn := sendRaw(t, c.west, "GET /hinted HTTP/1.1\r\nHost: shop\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	hints, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+	if err != nil || hints.StatusCode != http.StatusEarlyHints || hints.Header.Get("Link") != "</a.css>; rel=preload" {
+		t.Fatalf("the client got %v (%v) first, want the 103 with its Link", hints, err)
+	}
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if body := string(b); resp.StatusCode != http.StatusOK || body != "w1" || asked.Load() != 1 {
 		t.Errorf("answer %s %q after the instance was asked %d time(s), want 200 OK %q from its one answer", resp.Status, body, asked.Load(), "w1")
 	}
 }

@@ -161,6 +161,9 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			defer b.end()
 			r.Body = b
 		}
+		if !r.ProtoAtLeast(1, 1) {
+			w = http10Writer{w}
+		}
 		rp.ServeHTTP(w, r)
 	})
 }
@@ -423,6 +426,8 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 						wc.expect()
 					}
 				},
+				// Called before ReverseProxy's, which relays the interim answer.
+				Got1xxResponse: dropHopInterim,
 			})))
 			if err == nil {
 				if err = checkStatus(res.StatusCode); err == nil && wc != nil && wc.ambiguous() {

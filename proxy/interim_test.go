@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,7 +20,14 @@ type clientView struct {
 }
 
 func (v clientView) String() string {
-	return strings.Join(append(slices.Clone(v.interim), v.head, v.final.String()), "\n---\n")
+	parts := append(slices.Clone(v.interim), v.head, v.final.String())
+	for i, p := range parts {
+		if len(p) > 1024 {
+			// Still compared whole, but shown short when it differs.
+			parts[i] = fmt.Sprintf("%.200s… (%d bytes, SHA-256 %x)", p, len(p), sha256.Sum256([]byte(p)))
+		}
+	}
+	return strings.Join(parts, "\n---\n")
 }
 
 // seenView sends raw to addr and returns what the client saw, read to the end of the connection.
@@ -103,8 +112,41 @@ var headCorpus = []struct {
 	differs      string
 	edge         func(clientView) clientView
 }{
+	{name: "a 103 with links, then a Content-Length answer",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style\r\nLink: </b.js>; rel=preload; as=script\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "a 103, then an untyped Content-Length answer",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n<b>hi"},
+	{name: "a 100 nobody asked for, a 102, two 103s and an unknown 1xx, then a chunked answer with a trailer",
+		answer: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\nX-Step: 1\r\n\r\n" +
+			"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </b.js>\r\n\r\nHTTP/1.1 199 Whatever\r\nX-Odd: 1\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n"},
+	{name: "a 103, then an answer delimited by the connection's end",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok" + cutHere},
+	{name: "a 103, then an empty chunked answer",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+	{name: "a 103, then a 204",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"},
+	{name: "a 103, then a 304",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\n\r\n"},
+	{name: "a 103, then a 503",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbusy"},
+	{name: "a 103 with framing fields, which a 1xx cannot use",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "a 103 with hop-by-hop fields",
+		answer: "HTTP/1.1 103 Early Hints\r\nConnection: X-Secret, keep-alive\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n" +
+			"Upgrade: h2c\r\nTe: trailers\r\nTrailer: X-Sum\r\nProxy-Authenticate: Basic\r\nLink: </a.css>\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+		differs: "RFC 9110 §7.6.1: the edge removes an interim answer's hop-by-hop fields, as it does a final one's; ReverseProxy relays them as they came",
+		edge:    withoutHop},
 	{name: "a folded field in the final head",
 		answer: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Fold: a \r\n  b  \r\n\t\r\nX-Tail: c\r\n \r\nContent-Length: 2\r\n\r\nok"},
+	{name: "three 103s of 4 MiB each, 12 MiB in all",
+		answer: strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </"+strings.Repeat("a", 4<<20)+">\r\n\r\n", 3) +
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "a folded field in a 103",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>;\r\n rel=preload \r\n \r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
 }
 
 // headPath is a request that reaches one of the edge's paths, over HTTP/1.0 or HTTP/1.1.
@@ -158,5 +200,27 @@ func TestTheEdgeRelaysInterimAnswersAndHeadsAsReverseProxyDoesOrAsDocumented(t *
 				}
 			}
 		})
+	}
+}
+
+// An HTTP/2 client sees an interim answer as a HEADERS frame of its own, on the fast path and
+// ReverseProxy's, as ReverseProxy's client does.
+func TestAnHTTP2ClientSeesTheInterimAnswerFirst(t *testing.T) {
+	up := newTrailerUpstream(t)
+	c := twoEdgesWith(t, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
+	ref := referenceProxy(t, up.addr)
+	path := up.answer("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+	for _, m := range []struct {
+		path, method string
+		data         []byte
+	}{{"fast path", "GET", nil}, {"ReverseProxy", "POST", []byte("hello")}} {
+		f := [][2]string{{":path", path}}
+		if m.data != nil {
+			f = append(f, [2]string{"content-length", "5"})
+		}
+		got, want := h2cRequest(t, c.west, m.method, f, m.data), h2cRequest(t, ref, m.method, f, m.data)
+		if got != http.StatusEarlyHints || want != http.StatusEarlyHints {
+			t.Errorf("%s: the first status the edge sends is %d, ReverseProxy's %d; want 103", m.path, got, want)
+		}
 	}
 }
