@@ -88,14 +88,7 @@ func soaOf(t *testing.T, addr, apex string) uint32 {
 // run served, serves a later one and NOTIFYs it. A secondary holding the earlier run's serial
 // would otherwise ignore every change until the clock passed it.
 func TestAServerStartedWhileNATSIsDownPassesTheSerialTheStreamRecordsOnceNATSAnswers(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		dataDir func(t *testing.T) string
-	}{
-		{name: "no data dir", dataDir: func(*testing.T) string { return "" }},
-		// A container recreated without a volume: the data dir is new and empty.
-		{name: "new data dir", dataDir: func(t *testing.T) string { return t.TempDir() }},
-	} {
+	for _, tt := range withoutItsData {
 		t.Run(tt.name, func(t *testing.T) {
 			target, got := fakeSecondary(t)
 			js := eventstest.StartWith(t, eventstest.Options{Files: true})

@@ -157,19 +157,23 @@ func TestAVersionToldInPartsEndsTheHistoryReadAtStart(t *testing.T) {
 	}
 }
 
+// withoutItsData are the ways a server starts without the data its earlier runs kept: no data
+// dir, or a new, empty one (a container recreated without its volume).
+var withoutItsData = []struct {
+	name    string
+	dataDir func(t *testing.T) string
+}{
+	{name: "no data dir", dataDir: func(*testing.T) string { return "" }},
+	{name: "new data dir", dataDir: func(t *testing.T) string { return t.TempDir() }},
+}
+
 // TestAServerStartingWithoutItsDataReadsTheSerialServedBeforeItsOwnVersions has a server that
 // starts without its data dir (none, or a new one) record a version of its own before it reads
 // the zone's subject (NATS slow at start, or a zone read late among many): that version is no
 // serial served before the start, and must not hide the one an earlier run of the same name
 // served ahead of the clock, which a secondary may hold.
 func TestAServerStartingWithoutItsDataReadsTheSerialServedBeforeItsOwnVersions(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		dataDir func(t *testing.T) string
-	}{
-		{name: "no data dir", dataDir: func(*testing.T) string { return "" }},
-		{name: "new data dir", dataDir: func(t *testing.T) string { return t.TempDir() }},
-	} {
+	for _, tt := range withoutItsData {
 		t.Run(tt.name, func(t *testing.T) {
 			js := eventstest.Start(t)
 			cfg := eventstest.Config(t, demoConfig)

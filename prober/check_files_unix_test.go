@@ -4,7 +4,6 @@ package prober
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -17,26 +16,9 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/rs/zerolog"
 )
-
-// syncBuffer is a log a test reads while checks write it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(msg string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), msg)
-}
 
 // authServer is a loopback HTTP server that records the Authorization header of each request.
 func authServer(t *testing.T) (addr string, last func() string) {
@@ -142,7 +124,7 @@ func TestARotatedHeaderFileIsUsedWithinARecheckAndABrokenOneKeepsTheLastValue(t 
 			way.rotate(t, dir, path, "Bearer one", 1)
 			addr, last := authServer(t)
 			clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-			log := &syncBuffer{}
+			log := &eventstest.Logs{}
 			files := newCheckFiles(clock.Now, zerolog.New(log), recheck)
 			tg := target(t, "http", addr, func(k *config.Check) { k.HeadersFile = map[string]string{"Authorization": path} })
 			c, err := newChecker(tg, newSharedTransports(), files)
@@ -171,7 +153,7 @@ func TestARotatedHeaderFileIsUsedWithinARecheckAndABrokenOneKeepsTheLastValue(t 
 			sends("Bearer one")
 			way.rotate(t, dir, path, "Bearer two", 2)
 			sends("Bearer two")
-			if n := log.count("check file changed"); n != 1 {
+			if n := log.Count("check file changed: its checks use what it holds now"); n != 1 {
 				t.Errorf("logged the change %d times, want once", n)
 			}
 			for i, broken := range way.breaks {
@@ -183,11 +165,11 @@ func TestARotatedHeaderFileIsUsedWithinARecheckAndABrokenOneKeepsTheLastValue(t 
 					}
 				}
 			}
-			if n := log.count("check file not read again"); n != 1 {
-				t.Errorf("logged the broken file %d times, want once:\n%s", n, log.b.String())
+			if n := log.Count("check file not read again: its checks keep what it held"); n != 1 {
+				t.Errorf("logged the broken file %d times, want once:\n%s", n, log.String())
 			}
-			if strings.Contains(log.b.String(), "Bearer") {
-				t.Errorf("the log holds the credential:\n%s", log.b.String())
+			if strings.Contains(log.String(), "Bearer") {
+				t.Errorf("the log holds the credential:\n%s", log.String())
 			}
 			way.rotate(t, dir, path, "Bearer three", 3)
 			sends("Bearer three")
