@@ -35,6 +35,7 @@ func TestACheckHeaderIsGivenOneWayFromAFileOrTheEnvironment(t *testing.T) {
 		{`headers: {X-Probe: "a\r\nX-Injected: b"}`, "apps[0].check.headers.X-Probe: want a value without CR, LF, NUL or another control character but tab"},
 		{`headers: {X-Probe: "a\0b"}`, "apps[0].check.headers.X-Probe: want a value without CR, LF, NUL or another control character but tab"},
 		{`headers: {X-Probe: "a\tb"}`, ""},
+		{`headers: {X-Probe: a, x-probe: b}`, "apps[0].check.headers.x-probe: want only one of headers, headers_file or headers_env for X-Probe"},
 	} {
 		_, err := config.Parse("detour.yaml", []byte(headersDoc(c.headers)))
 		var ce *config.Error

@@ -536,20 +536,24 @@ const headerNameWant = "want a header name (letters, digits and !#$%%&'*+-.^_`|~
 const headerValueWant = "want a value without CR, LF, NUL or another control character but tab"
 
 // validateHeaders checks that each header of k has a name net/http sends (headerNameWant) and
-// is given in one of headers, headers_file and headers_env (names compared as HTTP compares
-// them), a value written in headers without a control character but tab (net/http sends none,
+// is given once, in one of headers, headers_file and headers_env (names compared as HTTP
+// compares them), a value written in headers without a control character but tab (net/http sends none,
 // and CR or LF would end the header), a file by its path and a variable by its name.
 func (k *Check) validateHeaders(p *problems, path string) {
 	given := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(k.Headers)) {
+		canonical := textproto.CanonicalMIMEHeaderKey(name)
 		switch {
 		case !httpguts.ValidHeaderFieldName(name):
 			p.add(path+".headers", headerNameWant, name)
+		case given[canonical]:
+			// Two spellings of one header: the prober would send one of them, either.
+			p.add(path+".headers."+name, "want only one of headers, headers_file or headers_env for %s", canonical)
 		case !httpguts.ValidHeaderFieldValue(k.Headers[name]):
 			// Not repeated: the value may be a credential.
 			p.add(path+".headers."+name, headerValueWant)
 		}
-		given[textproto.CanonicalMIMEHeaderKey(name)] = true
+		given[canonical] = true
 	}
 	for _, m := range []struct {
 		field  string
