@@ -53,10 +53,25 @@ func newReplays(max int) *replays {
 	return &replays{until: map[replayKey]time.Time{}, max: max}
 }
 
+// keyOf is the request signed with sig as replays remembers it.
+func keyOf(sig *dns.TSIG) replayKey {
+	return replayKey{key: strings.ToLower(sig.Hdr.Name), mac: strings.ToLower(sig.MAC)}
+}
+
+// seen says whether the request signed with sig, verified at now, was seen before, as check
+// does, remembering nothing: a copy is refused before its zone's transfer is built.
+func (r *replays) seen(sig *dns.TSIG, now time.Time) bool {
+	k := keyOf(sig)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.until[k]
+	return ok && now.Before(t)
+}
+
 // check says whether the request signed with sig, verified at now, was seen before, and
 // remembers it when it was not.
 func (r *replays) check(sig *dns.TSIG, now time.Time) replayVerdict {
-	k := replayKey{key: strings.ToLower(sig.Hdr.Name), mac: strings.ToLower(sig.MAC)}
+	k := keyOf(sig)
 	// Verified up to Time Signed + fudge inclusive, in whole seconds.
 	until := time.Unix(int64(sig.TimeSigned)+int64(sig.Fudge)+1, 0)
 	r.mu.Lock()

@@ -606,6 +606,18 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 			return nil
 		}
 	}
+	// A signed request sent again within its fudge is a replay (RFC 8945 §10): NOTAUTH and
+	// BADTIME, signed, as §5.2.3 answers a request older than the last one of its key. A copy
+	// of one served is refused before the zone's transfer is built, which copies every record: a
+	// replayer's copies cost a lookup each (from a client no zone allows, the ordinary path's
+	// REFUSED, as before). One that cannot be remembered is SERVFAIL, signed: the secondary asks
+	// again at its retry interval.
+	now := time.Now()
+	if signed != nil && s.replays.seen(signed.req, now) && s.transferClient(remote) {
+		t := &zoneTransfer{zone: req.Question[0].Name, qtype: req.Question[0].Qtype, sign: &signTransfer{s: signed}}
+		t.replayed(req)
+		return t
+	}
 	msgs, incremental := transfer(s.table.Load(), req, remote, keys, signed)
 	if msgs == nil {
 		return nil
@@ -615,17 +627,20 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 		return t
 	}
 	t.sign = &signTransfer{s: signed}
-	// A signed request sent again within its fudge is a replay (RFC 8945 §10): NOTAUTH and
-	// BADTIME, signed, as §5.2.3 answers a request older than the last one of its key. One that
-	// cannot be remembered is SERVFAIL, signed: the secondary asks again at its retry interval.
-	switch s.replays.check(signed.req, time.Now()) {
-	case replaySeen:
-		signed.err = dns.RcodeBadTime
-		t.refuse(req, dns.RcodeNotAuth, "a replay of a signed request")
+	switch s.replays.check(signed.req, now) {
+	case replaySeen: // a copy served meanwhile, on another connection
+		t.replayed(req)
 	case replayFull:
 		t.refuse(req, dns.RcodeServerFailure, "too many signed requests within their fudge")
 	}
 	return t
+}
+
+// replayed makes t the refusal of req, a copy of a signed request served before: NOTAUTH with
+// the TSIG error BADTIME.
+func (t *zoneTransfer) replayed(req *dns.Msg) {
+	t.sign.s.err = dns.RcodeBadTime
+	t.refuse(req, dns.RcodeNotAuth, "a replay of a signed request")
 }
 
 // refuse makes t the one message that refuses req with rcode, and why.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"hash"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +317,29 @@ func TestAReplayedSignedTransferRequestIsRefusedAndEveryOtherServed(t *testing.T
 		if err != nil {
 			t.Errorf("%s: the reply's signature does not verify over the request's MAC: %v", c.name, err)
 		}
+	}
+}
+
+// A copy of a signed transfer request is refused for what a lookup costs, not a build of its
+// zone: a replayer holding one captured request otherwise made the server copy the zone's
+// records for each copy it sent (3,700 allocations and 1.4 ms for signedConfig's 600 records).
+func TestACopyOfASignedTransferRequestIsRefusedWithoutBuildingItsZone(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, signedConfig()), "")
+	m := new(dns.Msg)
+	m.SetQuestion("demo.test.", dns.TypeAXFR)
+	wire, _ := signedWire(t, m, xfrKey, dns.HmacSHA256, xfrSecret, time.Now(), 0)
+	remote := netip.MustParseAddr("127.0.0.1")
+	if tr := h.srv.transferFor(wire, remote); tr == nil || tr.refused != "" || len(tr.msgs) < 2 {
+		t.Fatalf("the request is not given the zone: %+v", tr)
+	}
+	refused := true
+	allocs := testing.AllocsPerRun(100, func() {
+		if tr := h.srv.transferFor(wire, remote); tr == nil || tr.refused == "" {
+			refused = false
+		}
+	})
+	if !refused || allocs >= 600 {
+		t.Errorf("a copy: refused %v, %.0f allocations; want refused, fewer than the zone's 600 records", refused, allocs)
 	}
 }
