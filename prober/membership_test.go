@@ -253,7 +253,7 @@ func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) (uint64
 
 // heartbeatingWorker starts a worker p1 whose record is stored once, runs its heartbeat with hb
 // and ttl until the test ends, and returns its membership and bucket.
-func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stallingKV) {
+func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stallingKV, *eventstest.Server) {
 	t.Helper()
 	srv := eventstest.Start(t)
 	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
@@ -280,7 +280,7 @@ func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stal
 	done := make(chan struct{})
 	go func() { defer close(done); w.heartbeat(hbCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	return m, kv
+	return m, kv, srv
 }
 
 // notLiveAhead samples, every millisecond for span, whether m counts p1 live ahead of each
@@ -321,7 +321,7 @@ func notLiveAhead(t *testing.T, m *membership, ahead, span, ttl, margin time.Dur
 
 func TestAWorkerKeepsTakingChecksWhileItsBucketElectsALeader(t *testing.T) {
 	const hb, ttl = 100 * time.Millisecond, 300 * time.Millisecond
-	m, kv := heartbeatingWorker(t, hb, ttl)
+	m, kv, _ := heartbeatingWorker(t, hb, ttl)
 	// The bucket stores nothing for ten TTLs while the server answers: the worker is live at
 	// every instant, so no check of its schedule finds it gone.
 	kv.stalled.Store(true)
@@ -335,9 +335,30 @@ func TestAWorkerWhoseBucketStallsRenewsItsOwnLeaseEveryHeartbeat(t *testing.T) {
 	// each heartbeat its server answers, as when the records are stored: a worker descheduled
 	// for most of MemberTTL (here all but four heartbeats) keeps its checks.
 	const hb, ttl, ahead = 100 * time.Millisecond, 1500 * time.Millisecond, 1100 * time.Millisecond
-	m, kv := heartbeatingWorker(t, hb, ttl)
+	m, kv, _ := heartbeatingWorker(t, hb, ttl)
 	kv.stalled.Store(true)
 	if gaps := notLiveAhead(t, m, ahead, 2*ttl, ttl, ttl-ahead-hb); len(gaps) > 0 {
 		t.Fatalf("the worker would count itself gone %s after %d of its samples while NATS answered (first at %s into the stall)", ahead, len(gaps), gaps[0])
+	}
+}
+
+// A worker cut off from NATS counts itself gone once the lease from the last heartbeat its
+// server answered runs out, about when the others take its checks, and not live again while cut
+// off: renewing its own lease at every heartbeat must not let it run checks they took over.
+func TestAWorkerCutOffFromNATSCountsItselfGoneWithinItsTTL(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, 300 * time.Millisecond
+	m, _, srv := heartbeatingWorker(t, hb, ttl)
+	srv.Stop()
+	cut := time.Now()
+	for slices.Contains(m.live(time.Now()), "p1") {
+		if time.Since(cut) > ttl+time.Second {
+			t.Fatalf("the worker still counts itself live %s after its server stopped", time.Since(cut))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for end := time.Now().Add(5 * ttl); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if slices.Contains(m.live(time.Now()), "p1") {
+			t.Fatalf("the worker counts itself live again %s after its server stopped", time.Since(cut))
+		}
 	}
 }
