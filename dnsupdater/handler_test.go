@@ -321,12 +321,14 @@ func FuzzTransfer(f *testing.F) {
 			f.Add(p)
 		}
 	}
-	keys, err := transferKeys(eventstest.Config(f, signedConfig()))
+	cfg := eventstest.Config(f, signedConfig())
+	keys, err := transferKeys(cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
 	s := &Server{replays: newReplays(maxReplays)}
 	s.keys.Store(&keys)
+	s.cfg.Store(cfg) // its transfer_to lets a copy be refused before its transfer is built
 	s.table.Store(testTable(f))
 	remote := netip.MustParseAddr("127.0.0.1")
 	f.Fuzz(func(t *testing.T, p []byte) {
