@@ -76,7 +76,8 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 // step of theirs could give a secondary records this server never served. It reads the
 // subject backwards in growing windows, at most maxHistoryReads messages (the others' count
 // too). It also returns the newest version recorded under the server's name by any run of
-// it before this one (nil: none read), whose serial a secondary may hold.
+// it before this one (nil: none read), looked for past the history's end, whose serial a
+// secondary may hold.
 func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
 	st, err := js.Stream(ctx, events.StreamDNS)
 	if err != nil {
@@ -94,9 +95,14 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 	var newest []zone.Delta // newest first, each the step before the one ahead of it
 	var served *recorded
 	want := serial
+	// chaining says that the history still grows: with fresh, no version recorded leads to
+	// the serial. Once it ends, the subject is read on for served alone: this run's own
+	// versions recorded before the read (a version without a step, more than maxDeltas) must
+	// not hide the serial an earlier run served before them.
+	chaining := !self.fresh
 	read := 0
 	end := last.Sequence
-	for window := uint64(maxDeltas); read < maxHistoryReads && len(newest) < maxDeltas; window *= 2 {
+	for window := uint64(maxDeltas); read < maxHistoryReads; window *= 2 {
 		start := first
 		if end >= first+window {
 			start = end - window + 1
@@ -119,27 +125,24 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			b := batch[i]
-			if self.fresh {
-				if b.served != nil {
-					return nil, b.served, nil // no version recorded leads to the serial: only the one served last counts
-				}
-				continue
-			}
 			if served == nil {
 				served = b.served
 			}
-			switch {
-			case !b.changed:
-				continue // another event on the subject (a push report, another server's version)
-			case b.ok && b.d.To == want:
-				newest = append(newest, b.d)
-				want = b.d.From
-			case len(newest) == 0 && b.ok && serialAfter(b.d.To, serial):
-				continue // a version after serial's: one the snapshot restored lacks (a crash)
-			default:
-				return chain(newest), served, nil // a version the chain cannot step over
+			if chaining {
+				switch {
+				case !b.changed:
+					// another event on the subject (a push report, another server's version)
+				case b.ok && b.d.To == want:
+					newest = append(newest, b.d)
+					want = b.d.From
+					chaining = len(newest) < maxDeltas
+				case len(newest) == 0 && b.ok && serialAfter(b.d.To, serial):
+					// a version after serial's: one the snapshot restored lacks (a crash)
+				default:
+					chaining = false // a version the chain cannot step over
+				}
 			}
-			if len(newest) == maxDeltas {
+			if !chaining && served != nil {
 				return chain(newest), served, nil
 			}
 		}

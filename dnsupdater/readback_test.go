@@ -147,3 +147,60 @@ func TestAZoneAReloadAddsPassesTheSerialTheStreamRecordsItServedAndNotifies(t *t
 		})
 	}
 }
+
+// TestTheSerialAnEarlierRunServedIsReadPastThisRunsOwnVersions reads a zone's subject where
+// this run recorded versions before the read (NATS slow at start, a zone a reload added, read
+// after its first version): a version without a step (a reload, a zone new to the table) or
+// more versions than the history holds end the IXFR history, but the serial an earlier run of
+// the same id served, recorded before them, must still be found, or the zone keeps a serial a
+// secondary already holds.
+func TestTheSerialAnEarlierRunServedIsReadPastThisRunsOwnVersions(t *testing.T) {
+	const name, source, token, id = "demo.test.", "dns-test", "dns-test", "id-1"
+	started := time.Now()
+	ahead := uint32(started.Unix()) + 3600
+	now := uint32(started.Unix())
+	step := func(from uint32) *events.ZoneStep {
+		return &events.ZoneStep{From: from, Added: []string{"shop.demo.test.\t5\tIN\tA\t192.0.2.1"}}
+	}
+	for _, tt := range []struct {
+		name string
+		this []events.ZoneChanged // this run's versions, oldest first; the last is the serial read
+	}{
+		{name: "a version without a step", this: []events.ZoneChanged{{Serial: now}}},
+		{name: "stepped versions after one without a step", this: []events.ZoneChanged{{Serial: now}, {Serial: now + 1, Step: step(now)}}},
+		{name: "more stepped versions than the history holds", this: func() []events.ZoneChanged {
+			var out []events.ZoneChanged
+			for i := range uint32(maxDeltas + 1) {
+				out = append(out, events.ZoneChanged{Serial: now + i + 1, Step: step(now + i)})
+			}
+			return out
+		}()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			js := eventstest.Start(t)
+			publish := func(at time.Time, zc events.ZoneChanged) {
+				t.Helper()
+				zc.Zone, zc.Server = name, id
+				env, err := events.New(events.TypeZoneChanged, source, at, zc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := js.JS.Publish(context.Background(), events.ZoneSubject(name, token), env.Encode()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			publish(started.Add(-time.Hour), events.ZoneChanged{Serial: ahead, Step: step(ahead - 1)})
+			for _, zc := range tt.this {
+				publish(started.Add(time.Second), zc)
+			}
+			self := writer{name: source, id: id, token: token, started: started}
+			_, served, err := readHistory(context.Background(), js.JS, name, self, tt.this[len(tt.this)-1].Serial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if served == nil || served.serial != ahead {
+				t.Errorf("read served %+v, want serial %d, the one the earlier run served", served, ahead)
+			}
+		})
+	}
+}
