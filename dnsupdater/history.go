@@ -77,7 +77,7 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 // subject backwards in growing windows, at most maxHistoryReads messages (the others' count
 // too). It also returns the newest version recorded under the server's name by any run of
 // it before this one (nil: none read), looked for past the history's end, whose serial a
-// secondary may hold.
+// secondary may hold: with the serials served known (not fresh), only those of its own id.
 func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
 	st, err := js.Stream(ctx, events.StreamDNS)
 	if err != nil {
@@ -125,7 +125,9 @@ func readHistory(ctx context.Context, js jetstream.JetStream, name string, self 
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			b := batch[i]
-			if served == nil {
+			if served == nil && b.served != nil && (self.fresh || b.served.server == self.id) {
+				// With the serials served known, only its own id's count (see passServed):
+				// another host's of the same name must not hide them.
 				served = b.served
 			}
 			if chaining {
