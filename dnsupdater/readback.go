@@ -61,9 +61,13 @@ func (s *Server) readBack(ctx context.Context, poke <-chan struct{}, read chan<-
 				Msg("ixfr history not read; trying again until the stream answers, meanwhile secondaries behind get the whole zone, and a serial an earlier run served is not known")
 		case err != nil:
 			failures, retry, after = failures+1, min(2*retry, maxReadBackRetry), failedZone
-		case failures > 0 && n > 0:
-			s.log.Info().Int("failed_attempts", failures).Dur("after", time.Since(failingSince)).Int("zones", n).
-				Msg("ixfr history and serials served before read from the stream once it answered")
+		case failures > 0:
+			// Read, or nothing left to read (a reload removed the zones not read yet): the run of
+			// failures ends, so that the next outage is logged and retried from readBackRetry.
+			if n > 0 {
+				s.log.Info().Int("failed_attempts", failures).Dur("after", time.Since(failingSince)).Int("zones", n).
+					Msg("ixfr history and serials served before read from the stream once it answered")
+			}
 			failures, after = 0, ""
 		}
 		var wait <-chan time.Time
