@@ -287,12 +287,14 @@ func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stal
 // sample, and returns when into span it did not. It leaves out, and logs, the samples for which
 // this process itself got no CPU for most of margin when p1 should have renewed its lease
 // (between ttl before the instant asked about and the sample): no lease outlives that, and on a
-// machine with a load of 25 this process stopped for over 300 ms.
+// machine with a load of 25 this process stopped for over 300 ms. When it leaves out more than
+// half of the samples, the test is skipped, saying so.
 func notLiveAhead(t *testing.T, m *membership, ahead, span, ttl, margin time.Duration) []time.Duration {
 	t.Helper()
 	long := margin * 3 / 4
 	stalls := watchStalls(t, long)
 	var missed []time.Time
+	samples := 0
 	start := time.Now()
 	sample := time.NewTicker(time.Millisecond)
 	defer sample.Stop()
@@ -300,6 +302,7 @@ func notLiveAhead(t *testing.T, m *membership, ahead, span, ttl, margin time.Dur
 		if now.Sub(start) > span {
 			break
 		}
+		samples++
 		if !slices.Contains(m.live(now.Add(ahead)), "p1") {
 			missed = append(missed, now)
 		}
@@ -315,6 +318,11 @@ func notLiveAhead(t *testing.T, m *membership, ahead, span, ttl, margin time.Dur
 	}
 	if len(excused) > 0 {
 		t.Logf("samples at %v not judged: this process stalled for %v", excused, stalls.list())
+	}
+	// A test that judged too few samples has not shown the worker live: it says so rather
+	// than pass.
+	if 2*len(excused) > samples {
+		t.Skipf("%d of %d samples not judged: this process stalled for most of the span", len(excused), samples)
 	}
 	return gaps
 }
