@@ -326,7 +326,7 @@ func FuzzTransfer(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := &Server{replays: newReplays(maxReplays)}
+	s := &Server{replays: newReplays(maxReplaysPerKey)}
 	s.keys.Store(&keys)
 	s.cfg.Store(cfg) // its transfer_to lets a copy be refused before its transfer is built
 	s.table.Store(testTable(f))

@@ -8,14 +8,27 @@ import (
 	"github.com/miekg/dns"
 )
 
-// maxReplays bounds the signed transfer requests remembered at once. Only a holder of a key can
-// make a request that verifies, so the bound is sized for real traffic, not for a flood: 65,536
-// transfers within one fudge (300 s from miekg/dns, Knot and BIND) is over 200 a second, and the
-// whole costs about 15 MB at its fullest (SHA-512 MACs, kept as hex).
-const maxReplays = 1 << 16
+// maxReplaysPerKey bounds the signed transfer requests of one key remembered at once. Each key
+// has its own share, as each secondary, perhaps a tenant's, has its own key: a key's holder can
+// fill only its own, after which only its key's new requests get SERVFAIL. Only a holder of a
+// key can make a request that verifies, so the share is sized for real traffic, not for a
+// flood: a secondary of 10,000 zones transferring each within a few minutes of starting holds
+// 10,000 (five sharing its key, 50,000), and 65,536 within the 600 s a request is remembered at
+// most (see maxFudge) is over 100 transfers a second. A share at its fullest costs about 15 MB
+// (SHA-512 MACs, kept as hex); the keys are the configuration's.
+const maxReplaysPerKey = 1 << 16
 
-// replaySweep is how often the requests whose fudge has passed are dropped, at most, when there
-// is still room: a sweep reads every one.
+// maxFudge is the most fudge Detour honours: a request signed further than that from its clock
+// is BADTIME (see keyring.verify), whatever fudge it asks for, as Hickory DNS's configured
+// fudge decides. 300 s is the fudge miekg/dns, Knot and BIND sign with and RFC 8945 recommends,
+// so their secondaries are served as before; RFC 8945 §5.2.3 requires BADTIME outside the
+// request's own window, not that every request inside it be served. Without the bound, a
+// request signed 18 hours ahead with a fudge of 65,535 s verified (as BIND and Knot, which
+// honour the request's fudge, verify it) and was remembered for 36 hours.
+const maxFudge = 300 * time.Second
+
+// replaySweep is how often the requests whose fudge has passed are dropped, at most, when no
+// key's share is full: a sweep reads every one.
 const replaySweep = time.Minute
 
 // replayVerdict is what replays says of a signed request.
@@ -26,8 +39,8 @@ const (
 	replayFirst replayVerdict = iota
 	// replaySeen is a request seen before within its fudge: a replay.
 	replaySeen
-	// replayFull is a request not seen before that cannot be remembered: every one is until
-	// the fudge of some has passed.
+	// replayFull is a request not seen before that cannot be remembered: its key's share is,
+	// until the fudge of some of them has passed.
 	replayFull
 )
 
@@ -35,22 +48,24 @@ const (
 // request of the key has (the MAC covers the id, the question and the time signed).
 type replayKey struct{ key, mac string }
 
-// replays remembers the signed transfer requests served until their time signed and fudge have
-// passed, after which the request would be BADTIME anyway (RFC 8945 §5.2.3), so that one
-// captured and sent again within its fudge is refused (§10) rather than given the zone again.
-// Only an exact copy is: RFC 8945's own check, a time signed earlier than the last seen for its
-// key, would refuse one of two secondaries sharing a key with clocks a second apart. When
-// maxReplays are remembered it refuses new requests, never forgets one early, until their
-// fudge passes: forgetting would let a replay through.
+// replays remembers the signed transfer requests served until their time signed and fudge
+// (maxFudge at most) have passed, after which the request would be BADTIME anyway (RFC 8945
+// §5.2.3), so that one captured and sent again within its fudge is refused (§10) rather than
+// given the zone again. Only an exact copy is: RFC 8945's own check, a time signed earlier than
+// the last seen for its key, would refuse one of two secondaries sharing a key with clocks a
+// second apart. When a key has max requests remembered it refuses that key's new requests,
+// never forgets one early, until their fudge passes: forgetting would let a replay through.
 type replays struct {
-	mu        sync.Mutex
-	until     map[replayKey]time.Time
+	mu    sync.Mutex
+	until map[replayKey]time.Time
+	// perKey counts the requests of each key in until; a key with none has no entry.
+	perKey    map[string]int
 	max       int
 	lastSweep time.Time
 }
 
 func newReplays(max int) *replays {
-	return &replays{until: map[replayKey]time.Time{}, max: max}
+	return &replays{until: map[replayKey]time.Time{}, perKey: map[string]int{}, max: max}
 }
 
 // keyOf is the request signed with sig as replays remembers it.
@@ -69,29 +84,43 @@ func (r *replays) seen(sig *dns.TSIG, now time.Time) bool {
 }
 
 // check says whether the request signed with sig, verified at now, was seen before, and
-// remembers it when it was not.
+// remembers it when it was not and its key's share has room.
 func (r *replays) check(sig *dns.TSIG, now time.Time) replayVerdict {
 	k := keyOf(sig)
-	// Verified up to Time Signed + fudge inclusive, in whole seconds.
-	until := time.Unix(int64(sig.TimeSigned)+int64(sig.Fudge)+1, 0)
+	// Verified up to Time Signed + fudge inclusive, in whole seconds, the fudge maxFudge at most.
+	fudge := min(int64(sig.Fudge), int64(maxFudge/time.Second))
+	until := time.Unix(int64(sig.TimeSigned)+fudge+1, 0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if t, ok := r.until[k]; ok && now.Before(t) {
 		return replaySeen
 	}
-	// Full, it sweeps at most once a second, so that a burst of requests does not read every
-	// one each.
-	if since := now.Sub(r.lastSweep); since >= replaySweep || len(r.until) >= r.max && since >= time.Second {
+	// With a key's share full, it sweeps at most once a second, so that a burst of requests
+	// does not read every one each.
+	if since := now.Sub(r.lastSweep); since >= replaySweep || r.perKey[k.key] >= r.max && since >= time.Second {
 		r.lastSweep = now
 		for k, t := range r.until {
 			if !now.Before(t) {
-				delete(r.until, k)
+				r.forget(k)
 			}
 		}
 	}
-	if len(r.until) >= r.max {
+	if _, ok := r.until[k]; ok {
+		// A copy whose fudge has passed, not swept yet: it takes the place it held.
+		r.forget(k)
+	}
+	if r.perKey[k.key] >= r.max {
 		return replayFull
 	}
 	r.until[k] = until
+	r.perKey[k.key]++
 	return replayFirst
+}
+
+// forget drops the request k, whose fudge has passed. The caller holds r.mu.
+func (r *replays) forget(k replayKey) {
+	delete(r.until, k)
+	if r.perKey[k.key]--; r.perKey[k.key] == 0 {
+		delete(r.perKey, k.key)
+	}
 }

@@ -35,3 +35,48 @@ func TestReplaysRememberARequestUntilItsFudgePassesAndNeverForgetOneEarly(t *tes
 		}
 	}
 }
+
+// One key's requests fill only that key's share: a holder of one key, a secondary of one
+// tenant, cannot make the transfers of another key SERVFAIL.
+func TestReplaysGiveEachKeyItsOwnShare(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	sig := func(key, mac string) *dns.TSIG {
+		return &dns.TSIG{Hdr: dns.RR_Header{Name: key}, MAC: mac, TimeSigned: uint64(t0.Unix()), Fudge: 300}
+	}
+	r := newReplays(2)
+	for i, c := range []struct {
+		sig  *dns.TSIG
+		want replayVerdict
+	}{
+		{sig("tenant-a.", "a1"), replayFirst},
+		{sig("tenant-a.", "a2"), replayFirst},
+		{sig("tenant-a.", "a3"), replayFull},
+		{sig("Tenant-B.", "b1"), replayFirst},
+		{sig("tenant-b.", "b2"), replayFirst},
+		{sig("tenant-b.", "b3"), replayFull},
+		{sig("tenant-a.", "a1"), replaySeen},
+	} {
+		if got := r.check(c.sig, t0.Add(time.Duration(i)*time.Second)); got != c.want {
+			t.Errorf("request %d (%s %s): %d, want %d", i+1, c.sig.Hdr.Name, c.sig.MAC, got, c.want)
+		}
+	}
+}
+
+// A request is remembered until maxFudge past its time signed at most, whatever fudge it asks
+// for, since verify refuses it with BADTIME from then on: one signed 18 hours ahead with a fudge
+// of 65,535 s no longer holds a slot for 36 hours.
+func TestReplaysRememberARequestNoLongerThanTheFudgeDetourHonours(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	r := newReplays(1)
+	sig := &dns.TSIG{Hdr: dns.RR_Header{Name: "xfr-key."}, MAC: "aa", TimeSigned: uint64(t0.Unix()), Fudge: 65535}
+	if got := r.check(sig, t0); got != replayFirst {
+		t.Fatalf("the request: %d, want %d", got, replayFirst)
+	}
+	if got := r.check(sig, t0.Add(maxFudge)); got != replaySeen {
+		t.Errorf("its copy at maxFudge: %d, want %d", got, replaySeen)
+	}
+	other := &dns.TSIG{Hdr: dns.RR_Header{Name: "xfr-key."}, MAC: "bb", TimeSigned: uint64(t0.Add(maxFudge + time.Second).Unix()), Fudge: 300}
+	if got := r.check(other, t0.Add(maxFudge+time.Second)); got != replayFirst {
+		t.Errorf("another request once maxFudge has passed: %d, want %d (the first still held its slot)", got, replayFirst)
+	}
+}

@@ -157,7 +157,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		o: o, log: o.Log.With().Str("component", "dns").Logger(), static: static, now: time.Now,
 		kicks: make(chan kick, 1), readAgain: make(chan struct{}, 1), reports: make(chan report, 256), tcpSem: make(chan struct{}, maxTCPConns),
-		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics), replays: newReplays(maxReplays),
+		limit: newLimiter(o.Config.DNS.RateLimit), queries: newQueryMetrics(o.Metrics), replays: newReplays(maxReplaysPerKey),
 	}
 	s.changes = events.NewRecorder(o.JS, s.log)
 	s.started = s.now()

@@ -58,8 +58,8 @@ type signer struct {
 
 // verify checks the TSIG record sig of the request p (RFC 8945 §5.2), in the order of §5.2's
 // subsections: the key it names, with its algorithm, must be one of keys; its MAC's length one
-// the RFC allows (§5.2.2.1); its MAC that key's over p; its time within its fudge of now; and
-// its MAC whole.
+// the RFC allows (§5.2.2.1); its MAC that key's over p; its time within its fudge of now, and
+// within maxFudge whatever its fudge; and its MAC whole.
 // It returns the signer of the reply, or nil and the reply's rcode: FORMERR for a MAC longer
 // than the algorithm's output or shorter than the larger of 10 octets and half of it, answered
 // without a TSIG record, or NOTAUTH with the TSIG error (BADKEY or BADSIG) of an unsigned one.
@@ -79,7 +79,7 @@ func (keys keyring) verify(p []byte, sig *dns.TSIG) (s *signer, rcode int, tsigE
 	s = &signer{key: k, req: sig}
 	// Verifying writes the original id over the message's: p is the caller's.
 	switch err := dns.TsigVerifyWithProvider(append([]byte(nil), p...), provider, "", false); {
-	case errors.Is(err, dns.ErrTime):
+	case errors.Is(err, dns.ErrTime) || err == nil && beyondMaxFudge(sig, time.Now()):
 		// The MAC is the key's: the client is told the server's time, signed (§5.2.3).
 		s.err = dns.RcodeBadTime
 	case err != nil:
@@ -88,6 +88,12 @@ func (keys keyring) verify(p []byte, sig *dns.TSIG) (s *signer, rcode int, tsigE
 		s.err = dns.RcodeBadTrunc
 	}
 	return s, 0, 0
+}
+
+// beyondMaxFudge reports whether sig was signed further than maxFudge from now.
+func beyondMaxFudge(sig *dns.TSIG, now time.Time) bool {
+	d := now.Unix() - int64(sig.TimeSigned)
+	return max(d, -d) > int64(maxFudge/time.Second)
 }
 
 // sign returns the reply out, to a request s verified, with a TSIG record signed by s's key over

@@ -343,3 +343,43 @@ func TestACopyOfASignedTransferRequestIsRefusedWithoutBuildingItsZone(t *testing
 		t.Errorf("a copy: refused %v, %.0f allocations; want refused, fewer than the zone's 600 records", refused, allocs)
 	}
 }
+
+// Detour honours a fudge of maxFudge (300 s, the fudge of miekg/dns, Knot and BIND) at most: a
+// request signed further from its clock is BADTIME, signed, whatever fudge it asks for, so that
+// a key's holder cannot make the server remember a request for up to 36 hours (18 hours ahead
+// with a fudge of 65,535 s). A request within 300 s is served as before, whatever its fudge.
+func TestARequestSignedFurtherThanTheFudgeDetourHonoursIsBADTIMEWhateverItsFudge(t *testing.T) {
+	js := eventstest.Start(t)
+	h := startServer(t, js, eventstest.Config(t, signedConfig()), "")
+	addr := h.srv.Addr()
+	for i, c := range []struct {
+		name    string
+		qtype   uint16
+		at      time.Duration
+		fudge   uint16
+		rcode   int
+		tsigErr uint16
+	}{
+		{"a transfer signed 18 h ahead, fudge 65535", dns.TypeAXFR, 18 * time.Hour, 65535, dns.RcodeNotAuth, dns.RcodeBadTime},
+		{"a transfer signed 310 s ahead, fudge 600", dns.TypeAXFR, 310 * time.Second, 600, dns.RcodeNotAuth, dns.RcodeBadTime},
+		{"a SOA query signed 310 s ago, fudge 600", dns.TypeSOA, -310 * time.Second, 600, dns.RcodeNotAuth, dns.RcodeBadTime},
+		{"a transfer signed 290 s ahead, fudge 65535", dns.TypeAXFR, 290 * time.Second, 65535, dns.RcodeSuccess, 0},
+		{"a SOA query signed 290 s ago, fudge 600", dns.TypeSOA, -290 * time.Second, 600, dns.RcodeSuccess, 0},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion("demo.test.", c.qtype)
+		m.Id = uint16(i + 1)
+		m.SetTsig(xfrKey, dns.HmacSHA256, c.fudge, time.Now().Add(c.at).Unix())
+		wire, _, err := dns.TsigGenerate(m, xfrSecret, "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(exchangeSigned(t, "tcp", addr, wire)); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if sig := r.IsTsig(); r.Rcode != c.rcode || sig == nil || sig.Error != c.tsigErr || (c.rcode == dns.RcodeSuccess) != (len(r.Answer) > 0) {
+			t.Errorf("%s: rcode %s, %d records, TSIG %v; want %s and TSIG error %s, signed", c.name, dns.RcodeToString[r.Rcode], len(r.Answer), sig, dns.RcodeToString[c.rcode], dns.RcodeToString[int(c.tsigErr)])
+		}
+	}
+}
