@@ -79,7 +79,11 @@ type Server struct {
 	// notifyFailures lets one "notify not acknowledged" line a secondary through per window: a
 	// secondary that is down would otherwise log one for every zone that changes.
 	notifyFailures *logs.Repeats
-	tcpSem         chan struct{}
+	// transferRefusals lets one "zone transfer refused" line a key and reason through per
+	// transferRefusalWindow: a replayer sending copies of a request would otherwise write one
+	// line a copy.
+	transferRefusals *logs.Repeats
+	tcpSem           chan struct{}
 	// pushers send the zones that have a push configuration to their primaries.
 	pushers map[string]*push.Pusher
 	// reports carries zone changes from the follower to the reporter.
@@ -163,6 +167,7 @@ func New(o Options) (*Server, error) {
 	s.started = s.now()
 	s.notifier = newNotifier(s.notify)
 	s.notifyFailures = logs.NewRepeats(notifyFailureWindow)
+	s.transferRefusals = logs.NewRepeats(transferRefusalWindow)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
 	s.keys.Store(&keys)
@@ -440,6 +445,10 @@ const tcpReserve = 64
 // most: one line a reason, carrying the count held back.
 const tcpRefusalWindow = 10 * time.Second
 
+// transferRefusalWindow is how often the signed transfer requests refused of one key, for one
+// reason, are logged at most: one line, carrying the count held back.
+const transferRefusalWindow = 10 * time.Second
+
 // tcpSlot is what the accept loop keeps of a connection it serves: the client it counts against
 // and whether it holds a slot of the secondaries' reserve.
 type tcpSlot struct {
@@ -545,7 +554,11 @@ func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 				return
 			}
 			if t.refused != "" {
-				t.log(s.log.Warn().Str("reason", t.refused), remote, start).Msg("zone transfer refused")
+				// Only a signed request is refused here: its key, one of the configuration's,
+				// bounds the lines.
+				key := keyOf(t.sign.s.req).key
+				e := s.transferRefusals.Gate(s.log.Warn(), t.refused+" "+key)
+				t.log(e.Str("reason", t.refused).Str("key", key), remote, start).Msg("zone transfer refused")
 				continue
 			}
 			t.log(s.log.Info(), remote, start).Msg("zone transferred")

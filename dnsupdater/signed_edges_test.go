@@ -18,6 +18,7 @@ import (
 
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // signedWire is m signed with secret under key and alg, as spelt, at signed, and the MAC as
@@ -381,5 +382,59 @@ func TestARequestSignedFurtherThanTheFudgeDetourHonoursIsBADTIMEWhateverItsFudge
 		if sig := r.IsTsig(); r.Rcode != c.rcode || sig == nil || sig.Error != c.tsigErr || (c.rcode == dns.RcodeSuccess) != (len(r.Answer) > 0) {
 			t.Errorf("%s: rcode %s, %d records, TSIG %v; want %s and TSIG error %s, signed", c.name, dns.RcodeToString[r.Rcode], len(r.Answer), sig, dns.RcodeToString[c.rcode], dns.RcodeToString[int(c.tsigErr)])
 		}
+	}
+}
+
+// A replayer sending copies of a signed transfer request from an address in transfer_to gets
+// each refused, and writes one "zone transfer refused" line a key per window, which carries
+// the count of those held back, not one line a copy.
+func TestCopiesOfASignedTransferRequestAreLoggedOnceAWindow(t *testing.T) {
+	js := eventstest.Start(t)
+	var logs eventstest.Logs
+	srv, err := New(Options{
+		JS: js.JS, Config: eventstest.Config(t, signedConfig()), Addr: "127.0.0.1:0", Name: "dns-test",
+		Log: zerolog.New(&logs), UDPSockets: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "dns server", srv.Run)
+	m := new(dns.Msg)
+	m.SetQuestion("demo.test.", dns.TypeAXFR)
+	wire, _ := signedWire(t, m, xfrKey, dns.HmacSHA256, xfrSecret, time.Now(), 0)
+	exchangeSigned(t, "tcp", srv.Addr(), wire)
+	// The copies go over one connection, then a query: the connection writes a transfer's line
+	// before it reads the next request, so every line is written once the query is answered.
+	conn, err := net.DialTimeout("tcp", srv.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &dns.Conn{Conn: conn}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	const copies = 20
+	for i := range copies {
+		if _, err := c.Write(wire); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.ReadMsgHeader(nil)
+		r := new(dns.Msg)
+		if err == nil {
+			err = r.Unpack(p)
+		}
+		if err != nil || r.Rcode != dns.RcodeNotAuth {
+			t.Fatalf("copy %d: rcode %s (%v), want NOTAUTH", i+1, dns.RcodeToString[r.Rcode], err)
+		}
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("demo.test.", dns.TypeSOA)
+	if err := c.WriteMsg(q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadMsg(); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.Count("zone transfer refused"); n != 1 {
+		t.Errorf("%d copies refused logged %d lines, want 1:\n%s", copies, n, logs.String())
 	}
 }
