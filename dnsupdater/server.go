@@ -559,6 +559,7 @@ func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 				key := keyOf(t.sign.s.req).key
 				e := s.transferRefusals.Gate(s.log.Warn(), t.refused+" "+key)
 				t.log(e.Str("reason", t.refused).Str("key", key), remote, start).Msg("zone transfer refused")
+				s.o.Metrics.TransferRefused(t.reason)
 				continue
 			}
 			t.log(s.log.Info(), remote, start).Msg("zone transferred")
@@ -585,8 +586,9 @@ type zoneTransfer struct {
 	msgs        []*dns.Msg
 	// sign, when set, signs each message as it is written: the request was signed.
 	sign *signTransfer
-	// refused, when set, is why msgs is a refusal rather than the zone.
-	refused string
+	// refused, when set, is why msgs is a refusal rather than the zone; reason is its label in
+	// detour_dns_transfers_refused_total.
+	refused, reason string
 }
 
 // log adds what a log line of t tells: the zone, the client, the kind of transfer, how many
@@ -644,7 +646,7 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 	case replaySeen: // a copy served meanwhile, on another connection
 		t.replayed(req)
 	case replayFull:
-		t.refuse(req, dns.RcodeServerFailure, "too many signed requests within their fudge")
+		t.refuse(req, dns.RcodeServerFailure, "full", "too many signed requests within their fudge")
 	}
 	return t
 }
@@ -653,17 +655,17 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 // the TSIG error BADTIME.
 func (t *zoneTransfer) replayed(req *dns.Msg) {
 	t.sign.s.err = dns.RcodeBadTime
-	t.refuse(req, dns.RcodeNotAuth, "a replay of a signed request")
+	t.refuse(req, dns.RcodeNotAuth, "replay", "a replay of a signed request")
 }
 
-// refuse makes t the one message that refuses req with rcode, and why.
-func (t *zoneTransfer) refuse(req *dns.Msg, rcode int, why string) {
+// refuse makes t the one message that refuses req with rcode, and why, counted as reason.
+func (t *zoneTransfer) refuse(req *dns.Msg, rcode int, reason, why string) {
 	m := new(dns.Msg)
 	m.SetRcode(req, rcode)
 	if opt := req.IsEdns0(); opt != nil {
 		m.SetEdns0(maxUDPSize, opt.Do())
 	}
-	t.msgs, t.incremental, t.refused = []*dns.Msg{m}, false, why
+	t.msgs, t.incremental, t.refused, t.reason = []*dns.Msg{m}, false, why, reason
 }
 
 // maxTransferTime bounds a zone transfer, as BIND's max-transfer-time-out does (120 minutes):

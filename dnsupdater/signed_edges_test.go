@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -387,13 +389,15 @@ func TestARequestSignedFurtherThanTheFudgeDetourHonoursIsBADTIMEWhateverItsFudge
 
 // A replayer sending copies of a signed transfer request from an address in transfer_to gets
 // each refused, and writes one "zone transfer refused" line a key per window, which carries
-// the count of those held back, not one line a copy.
+// the count of those held back, not one line a copy; detour_dns_transfers_refused_total counts
+// every one.
 func TestCopiesOfASignedTransferRequestAreLoggedOnceAWindow(t *testing.T) {
 	js := eventstest.Start(t)
 	var logs eventstest.Logs
+	reg := metrics.New()
 	srv, err := New(Options{
 		JS: js.JS, Config: eventstest.Config(t, signedConfig()), Addr: "127.0.0.1:0", Name: "dns-test",
-		Log: zerolog.New(&logs), UDPSockets: 2,
+		Log: zerolog.New(&logs), UDPSockets: 2, Metrics: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -436,5 +440,8 @@ func TestCopiesOfASignedTransferRequestAreLoggedOnceAWindow(t *testing.T) {
 	}
 	if n := logs.Count("zone transfer refused"); n != 1 {
 		t.Errorf("%d copies refused logged %d lines, want 1:\n%s", copies, n, logs.String())
+	}
+	if got := testutil.ToFloat64(reg.DNSTransfersRefused.WithLabelValues("replay")); got != copies {
+		t.Errorf(`detour_dns_transfers_refused_total{reason="replay"} = %v, want %d`, got, copies)
 	}
 }

@@ -34,6 +34,9 @@ type Metrics struct {
 	ZoneSerial        *prometheus.GaugeVec
 	Notifies          *prometheus.CounterVec
 	Pushes            *prometheus.CounterVec
+	// DNSTransfersRefused counts the signed transfer requests refused before the zone, by
+	// reason: replay (a copy of one served) or full (its key's share of the replay cache is).
+	DNSTransfersRefused *prometheus.CounterVec
 
 	// Edge proxies.
 	EdgeRequests          *prometheus.CounterVec
@@ -84,6 +87,8 @@ func New() *Metrics {
 			"NOTIFY messages sent to secondaries, by zone and outcome (ok, failed).", "zone", "result"),
 		Pushes: f.counter("detour_dns_pushes_total",
 			"RFC 2136 UPDATEs sent to a primary, by zone and outcome (ok, failed).", "zone", "result"),
+		DNSTransfersRefused: f.counter("detour_dns_transfers_refused_total",
+			"Signed zone transfer requests refused with nothing of the zone, by reason: replay (NOTAUTH/BADTIME to a copy of one served), full (SERVFAIL: the key's share of the replay cache is full).", "reason"),
 		EdgeRequests: f.counter("detour_edge_requests_total",
 			"Requests an edge answered, by edge, app, status code class (2xx…5xx) and target (local, secondary, none).",
 			"edge", "app", "status", "target"),
@@ -217,6 +222,14 @@ func (m *Metrics) Pushed(zone string, err error) {
 		return
 	}
 	m.Pushes.WithLabelValues(zone, outcome(err)).Inc()
+}
+
+// TransferRefused counts one signed transfer request refused for reason (replay, full).
+func (m *Metrics) TransferRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.DNSTransfersRefused.WithLabelValues(reason).Inc()
 }
 
 // Lag records how many messages of stream the consumer has still to process.
