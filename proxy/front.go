@@ -201,6 +201,10 @@ type leanConn struct {
 	conn    net.Conn
 	headLen int
 	gone    bool
+	// up is the connection whose answer's head is being read; unwatch, once an interim answer
+	// reached the client, stops watching the client until the final one arrives.
+	up      *upConn
+	unwatch func()
 }
 
 // leanReaders and leanWriters hold the buffers of the connections the front served: an edge's
@@ -363,7 +367,7 @@ func (lc *leanConn) pong() bool {
 // closes its connection, uc's wait ends and the request is abandoned, as net/http's server
 // cancels a request whose client went away. Bytes the client sends meanwhile (a pipelined
 // request) stay buffered. The returned function stops watching; the lean path pays for the
-// watcher only when an answer is slow.
+// watcher only when an answer is slow or starts with an interim one (leanConn.interim).
 func (lc *leanConn) watch(uc *upConn) (stop func()) {
 	done := make(chan struct{})
 	go func() {
@@ -403,11 +407,22 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 	}
 	var resp *http.Response
 	if err == nil {
+		lc.up = uc
 		resp, err = uc.readFinal(context.Background(), leanGet, lc.interim)
+		lc.up = nil
+		if lc.unwatch != nil {
+			lc.unwatch()
+			lc.unwatch = nil
+		}
 	}
 	_ = uc.c.SetReadDeadline(time.Time{})
-	if err != nil {
+	if err != nil || lc.gone {
+		// A client that left after an interim answer put uc's deadline in the past: uc is
+		// neither relayed on nor pooled.
 		_ = uc.c.Close()
+		if lc.gone {
+			return false, errClientGone
+		}
 		return false, headerTimeout(err)
 	}
 	lc.app.answered(at, resp.StatusCode)

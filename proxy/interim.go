@@ -55,11 +55,16 @@ func (w http10Writer) WriteHeader(code int) {
 func (w http10Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // interim writes an interim answer to the lean path's client, an HTTP/1.1 one, as relayInterim
-// has net/http's server write it.
+// has net/http's server write it. From the first one on, the client is watched until the final
+// answer's head arrives (lc.up's), which may take response_header: a client that leaves
+// meanwhile ends the wait, as net/http's server cancels the request of a client gone.
 func (lc *leanConn) interim(code int, h http.Header) {
 	removeHop(h)
 	lc.statusLine(code)
 	_ = h.WriteSubset(lc.bw, noBodyFields)
 	_, _ = lc.bw.WriteString("\r\n")
 	_ = lc.bw.Flush()
+	if lc.unwatch == nil {
+		lc.unwatch = lc.watch(lc.up)
+	}
 }

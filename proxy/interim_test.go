@@ -1,13 +1,17 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // clientView is what a client sees of one exchange: the head of each interim answer as written,
@@ -221,6 +225,67 @@ func TestAnHTTP2ClientSeesTheInterimAnswerFirst(t *testing.T) {
 		got, want := h2cRequest(t, c.west, m.method, f, m.data), h2cRequest(t, ref, m.method, f, m.data)
 		if got != http.StatusEarlyHints || want != http.StatusEarlyHints {
 			t.Errorf("%s: the first status the edge sends is %d, ReverseProxy's %d; want 103", m.path, got, want)
+		}
+	}
+}
+
+// A client that leaves once an interim answer reached it, before the final one: on every path
+// the edge stops waiting on the instance and closes the connection to it, as ReverseProxy does
+// when its request's context ends, rather than holding it until response_header (15 s). The
+// interim answer comes at once, or after the lean path began watching a slow answer.
+func TestAClientThatLeavesAfterAnInterimAnswerCancelsItsRequestUpstreamOnEveryPath(t *testing.T) {
+	received, released := make(chan string, 4), make(chan string, 4)
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		received <- req.URL.Path
+		if req.URL.Path == "/late" {
+			<-time.After(3 * slowAnswer) // the lean path watches the client by then
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+		_, _ = io.Copy(io.Discard, br) // no final answer; returns when the edge closes the connection
+		released <- req.URL.Path
+	})
+	c := twoEdgesWith(t, []string{w1}, []string{w1}, "http", "", neverEjected)
+	for _, path := range []string{"/soon", "/late"} {
+		for name, raw := range map[string]string{
+			"lean":         "GET " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n",
+			"fast":         "HEAD " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n",
+			"ReverseProxy": "PUT " + path + " HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi",
+		} {
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(conn, raw)
+			select {
+			case <-received:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s %s never reached the instance", name, path)
+			}
+			br := bufio.NewReader(conn)
+			var head strings.Builder
+			for !strings.HasSuffix(head.String(), "\r\n\r\n") {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatalf("%s %s: read the interim answer: %v (after %q)", name, path, err, head.String()+l)
+				}
+				head.WriteString(l)
+			}
+			if !strings.HasPrefix(head.String(), "HTTP/1.1 103 ") {
+				t.Fatalf("%s %s: the client's first answer is %q, want a 103", name, path, head.String())
+			}
+			_ = conn.Close()
+			select {
+			case <-released:
+			case <-time.After(3 * time.Second):
+				t.Fatalf("%s %s: the edge still waited on the instance 3s after its client left with an interim answer, want the upstream request cancelled", name, path)
+			}
 		}
 	}
 }
