@@ -40,14 +40,38 @@ func seenView(tb testing.TB, addr, raw string) clientView {
 	return viewOf(seenBytes(tb, addr, raw))
 }
 
+// statusOf returns the status code of head, an answer's, when it starts with a status line
+// (HTTP/1.x, a space, three digits, then a space or the line's end).
+func statusOf(head []byte) (string, bool) {
+	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.")) || head[7] < '0' || head[7] > '9' || head[8] != ' ' ||
+		len(head) > 12 && head[12] != ' ' && head[12] != '\r' {
+		return "", false
+	}
+	for _, c := range head[9:12] {
+		if c < '0' || c > '9' {
+			return "", false
+		}
+	}
+	return string(head[9:12]), true
+}
+
+// isInterim reports whether code, a status, is an interim answer's: 1xx but 101.
+func isInterim(code string) bool { return code[0] == '1' && code != "101" }
+
 func viewOf(b []byte) clientView {
 	var v clientView
 	for {
 		head, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
-		if !ok || len(head) < 12 {
+		if !ok {
 			break
 		}
-		if head[9] == '1' && string(head[9:12]) != "101" {
+		// Bytes that are no status line (a body's, say) are never taken for an interim answer:
+		// sumAnswer says what they are.
+		code, line := statusOf(head)
+		if !line {
+			break
+		}
+		if isInterim(code) {
 			v.interim = append(v.interim, string(head))
 			b = rest
 			continue

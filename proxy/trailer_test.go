@@ -129,7 +129,8 @@ func (a answerSum) String() string {
 
 func sumAnswer(b []byte) answerSum {
 	head, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
-	if !ok || len(head) < 12 {
+	status, line := statusOf(head)
+	if !ok || !line {
 		return answerSum{status: fmt.Sprintf("no head in %q", b)}
 	}
 	lines := strings.Split(string(head), "\r\n")
@@ -147,7 +148,6 @@ func sumAnswer(b []byte) answerSum {
 		}
 	}
 	slices.Sort(declared)
-	status := lines[0][9:12]
 	if !chunked {
 		return answerSum{status: status, declared: declared, body: string(rest)}
 	}
