@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -309,6 +310,228 @@ func TestAClientThatLeavesAfterAnInterimAnswerCancelsItsRequestUpstreamOnEveryPa
 			case <-released:
 			case <-time.After(3 * time.Second):
 				t.Fatalf("%s %s: the edge still waited on the instance 3s after its client left with an interim answer, want the upstream request cancelled", name, path)
+			}
+		}
+	}
+}
+
+// answersOf splits b, what a client read of one connection, into the answers to its requests,
+// whose methods are methods, each cut where its framing ends it: at its head for a HEAD, a 204
+// or a 304, after Content-Length bytes, after the trailer section of a chunked body, or at the
+// connection's end. It returns the views of the complete answers and what follows them: an
+// answer cut short, or bytes that are no answer.
+func answersOf(b []byte, methods []string) ([]clientView, []byte) {
+	var out []clientView
+	for _, m := range methods {
+		n := answerLen(b, m)
+		if n < 0 {
+			break
+		}
+		out = append(out, viewOf(b[:n]))
+		b = b[n:]
+	}
+	return out, b
+}
+
+// answerLen is the length of the answer to a request with method at the start of b, interim
+// answers included, or -1 when b does not start with a complete answer.
+func answerLen(b []byte, method string) int {
+	n := 0
+	for {
+		i := bytes.Index(b[n:], []byte("\r\n\r\n"))
+		if i < 0 {
+			return -1
+		}
+		head := b[n : n+i]
+		code, ok := statusOf(head)
+		if !ok {
+			return -1
+		}
+		n += i + 4
+		if isInterim(code) {
+			continue
+		}
+		if method == http.MethodHead || code == "204" || code == "304" {
+			return n
+		}
+		length, chunked := -1, false
+		for _, l := range strings.Split(string(head), "\r\n")[1:] {
+			name, value, _ := strings.Cut(l, ":")
+			value = strings.TrimSpace(value)
+			switch http.CanonicalHeaderKey(name) {
+			case "Content-Length":
+				if length, ok = atoi(value); !ok {
+					return -1
+				}
+			case "Transfer-Encoding":
+				chunked = value == "chunked"
+			}
+		}
+		switch {
+		case chunked:
+			if m := chunkedLen(b[n:]); m >= 0 {
+				return n + m
+			}
+			return -1
+		case length >= 0 && len(b)-n >= length:
+			return n + length
+		case length >= 0:
+			return -1
+		}
+		return len(b)
+	}
+}
+
+func atoi(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 0
+}
+
+// chunkedLen is the length of the chunked body at the start of b, up to the end of its trailer
+// section, or -1 when b does not start with a complete one.
+func chunkedLen(b []byte) int {
+	n := 0
+	for {
+		line, _, ok := bytes.Cut(b[n:], []byte("\r\n"))
+		if !ok {
+			return -1
+		}
+		size, err := strconv.ParseInt(string(line), 16, 32)
+		if err != nil || size < 0 {
+			return -1
+		}
+		n += len(line) + 2
+		if size == 0 {
+			break
+		}
+		if int64(len(b)-n) < size+2 || string(b[n+int(size):n+int(size)+2]) != "\r\n" {
+			return -1
+		}
+		n += int(size) + 2
+	}
+	for {
+		line, _, ok := bytes.Cut(b[n:], []byte("\r\n"))
+		if !ok {
+			return -1
+		}
+		n += len(line) + 2
+		if len(line) == 0 {
+			return n
+		}
+	}
+}
+
+// keptAliveRequest is a request of kind (the form that reaches a path of the edge, as in
+// trailerPaths) with method for path, that closes the connection after its answer when last
+// is set.
+func keptAliveRequest(kind, method, path string, last bool) string {
+	h := " HTTP/1.1\r\nHost: shop.demo.test\r\n"
+	if last {
+		h += "Connection: close\r\n"
+	}
+	switch kind {
+	case "fast":
+		return method + " " + path + h + "Content-Length: 0\r\n\r\n"
+	case "ReverseProxy":
+		if method == http.MethodGet {
+			method = http.MethodPost
+		}
+		return method + " " + path + h + "Content-Length: 2\r\n\r\nhi"
+	}
+	return method + " " + path + h + "\r\n"
+}
+
+// exchangeOn sends the requests reqs, whose methods are methods, on one connection to addr,
+// all at once when pipelined is set, else each once the answers before it arrived, and returns
+// what the client read to the connection's end.
+func exchangeOn(tb testing.TB, addr string, reqs, methods []string, pipelined bool) []byte {
+	tb.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if pipelined {
+		reqs = []string{strings.Join(reqs, "")}
+	}
+	var got []byte
+	buf := make([]byte, 32<<10)
+	for i, r := range reqs {
+		if _, err := io.WriteString(c, r); err != nil {
+			tb.Fatalf("send request %d: %v (after %q)", i, err, got)
+		}
+		for i < len(reqs)-1 {
+			if views, _ := answersOf(got, methods[:i+1]); len(views) == i+1 {
+				break
+			}
+			n, err := c.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				tb.Fatalf("read the answer to request %d: %v (after %q)", i, err, got)
+			}
+		}
+	}
+	rest, err := io.ReadAll(c)
+	if err != nil && !closedByPeer(err) {
+		tb.Fatalf("read the answers: %v (after %q)", err, append(got, rest...))
+	}
+	return append(got, rest...)
+}
+
+// keptAliveFinals are final answers, each after interim ones, to the first request of a kept-
+// alive connection: one of each framing.
+var keptAliveFinals = []struct{ name, method, answer string }{
+	{"Content-Length", "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Answer: 0\r\nContent-Length: 8\r\n\r\nanswer 0"},
+	{"chunked with trailers", "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Answer: 0\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"6\r\nanswer\r\n2\r\n 0\r\n0\r\nX-Sum: 1\r\n\r\n"},
+	{"empty chunked", "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Answer: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+	{"delimited by the instance's connection end", "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Answer: 0\r\nConnection: close\r\n\r\nanswer 0" + cutHere},
+	{"204", "GET", "HTTP/1.1 204 No Content\r\nX-Answer: 0\r\n\r\n"},
+	{"304", "GET", "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\nX-Answer: 0\r\n\r\n"},
+	{"HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Answer: 0\r\nContent-Length: 8\r\n\r\n"},
+}
+
+// TestTheAnswersAfterAnInterimOneOnAKeptAliveConnectionAreTheirOwnOnEveryPath sends three
+// requests on one client connection, one after the other and pipelined, through every path of
+// the edge (the first on one, the next two on another) and through httputil.ReverseProxy. The
+// first is answered with two 103s then a final answer of each framing, the second with a 103
+// then its own, the third plainly. Each client must see exactly the three answers, each its
+// own request's, and what ReverseProxy's client sees.
+func TestTheAnswersAfterAnInterimOneOnAKeptAliveConnectionAreTheirOwnOnEveryPath(t *testing.T) {
+	up := newTrailerUpstream(t)
+	c := twoEdgesWith(t, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
+	ref := referenceProxy(t, up.addr)
+	const hint = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+	second := up.answer(hint + "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Answer: 1\r\nContent-Length: 8\r\n\r\nanswer 1")
+	third := up.answer("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Answer: 2\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nanswer 2\r\n0\r\n\r\n")
+	kinds := []string{"lean", "fast", "ReverseProxy"}
+	for _, fc := range keptAliveFinals {
+		first := up.answer(hint + hint + fc.answer)
+		methods := []string{fc.method, http.MethodGet, http.MethodGet}
+		for _, k1 := range kinds {
+			for _, k2 := range kinds {
+				reqs := []string{keptAliveRequest(k1, fc.method, first, false), keptAliveRequest(k2, "GET", second, false), keptAliveRequest(k2, "GET", third, true)}
+				for _, pipelined := range []bool{false, true} {
+					name := fmt.Sprintf("%s, %s then %s, pipelined %v", fc.name, k1, k2, pipelined)
+					want, wantRest := answersOf(exchangeOn(t, ref, reqs, methods, pipelined), methods)
+					got, rest := answersOf(exchangeOn(t, c.west, reqs, methods, pipelined), methods)
+					if len(got) != 3 || len(rest) > 0 {
+						t.Errorf("%s: the client saw %d answers and then %q, want 3 and nothing after:\n%s", name, len(got), rest, got)
+						continue
+					}
+					for i, v := range got {
+						if !slices.Contains(strings.Split(v.head, "\r\n"), fmt.Sprintf("X-Answer: %d", i)) || len(v.interim) != []int{2, 1, 0}[i] {
+							t.Errorf("%s: answer %d is another's:\n%s", name, i, v)
+						}
+					}
+					if b := got[1].final.body; b != "answer 1" {
+						t.Errorf("%s: the second answer's body is %q, want %q", name, b, "answer 1")
+					}
+					if fmt.Sprint(got) != fmt.Sprint(want) || !bytes.Equal(rest, wantRest) {
+						t.Errorf("%s: the client saw\n%s\nthen %q; ReverseProxy's\n%s\nthen %q", name, got, rest, want, wantRest)
+					}
+				}
 			}
 		}
 	}
