@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -321,6 +322,8 @@ func withoutField(head, name string) string {
 // ReverseProxy's client does not see, no name of neverRelayed, and no trailer announced that
 // ReverseProxy does not announce. The differences ReverseProxy's timing makes, and the framing
 // of an empty body whose trailers only ReverseProxy relays, are set aside where they arise.
+// Over HTTP/1.1, a second request pipelined behind the fuzzed one on each path must get its
+// own answer and nothing else (keptAliveAfter).
 func FuzzEdgeTrailers(f *testing.F) {
 	up := newTrailerUpstream(f)
 	c := twoEdgesWith(f, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
@@ -339,6 +342,10 @@ func FuzzEdgeTrailers(f *testing.F) {
 			f.Add("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", code, framing, "<b>hi", "X-Sum", "X-Sum: 1\r\n\r\n", false, true)
 		}
 	}
+	// The answer to the request that follows the fuzzed one on its connection, marked with a
+	// value no fuzzed answer holds.
+	mark := "X-Answer: next " + strconv.FormatUint(rand.Uint64(), 36)
+	next := up.answer("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + mark + "\r\nContent-Length: 4\r\n\r\nnext")
 	f.Fuzz(func(t *testing.T, hints string, status uint16, framing uint8, body, declared, section string, typed, fold bool) {
 		if strings.ContainsAny(declared, "\r\n") {
 			return // a broken head, not a trailer
@@ -436,7 +443,41 @@ func FuzzEdgeTrailers(f *testing.F) {
 				}
 			}
 		}
+		for _, kind := range []string{"lean", "fast", "ReverseProxy"} {
+			keptAliveAfter(t, in, kind, c.west, path, next, mark)
+		}
 	})
+}
+
+// keptAliveAfter sends a request of kind for path, then one for next, whose answer carries
+// mark, pipelined on one connection to the edge at addr, and fails unless its client sees the
+// first answer whole and then exactly next's, or the first answer and the connection's end
+// (announced by Connection: close when the answer was complete), and no other byte.
+func keptAliveAfter(t *testing.T, in, kind, addr, path, next, mark string) {
+	t.Helper()
+	method := http.MethodGet
+	reqs := []string{keptAliveRequest(kind, method, path, false), keptAliveRequest(kind, method, next, true)}
+	b := exchangeOn(t, addr, reqs, []string{method, method}, true)
+	views, rest := answersOf(b, []string{method, method})
+	closes := func(v clientView) bool { return slices.Contains(strings.Split(v.head, "\r\n"), "Connection: close") }
+	switch {
+	case len(views) == 2:
+		v := views[1]
+		if len(v.interim) > 0 || v.final.status != "200" || v.final.body != "next" || !slices.Contains(strings.Split(v.head, "\r\n"), mark) || len(rest) > 0 {
+			t.Fatalf("on %s, %s path, the next request on the connection got\n%s\nthen %q; want its own answer alone", in, kind, v, rest)
+		}
+		if closes(views[0]) {
+			t.Fatalf("on %s, %s path, the edge answered the next request after its first answer closed the connection:\n%s", in, kind, views[0])
+		}
+	case len(views) == 1:
+		if !closes(views[0]) || len(rest) > 0 {
+			t.Fatalf("on %s, %s path, the edge answered\n%s\nthen %q and closed the connection, want the next request's answer", in, kind, views[0], rest)
+		}
+	default:
+		if bytes.Contains(rest, []byte(mark)) {
+			t.Fatalf("on %s, %s path, the next request's answer follows an answer not complete: %q", in, kind, rest)
+		}
+	}
 }
 
 // An answer with no body but a trailer section, and answers that carry no body at all (to a
