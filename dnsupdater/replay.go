@@ -87,9 +87,11 @@ func (r *replays) seen(sig *dns.TSIG, now time.Time) bool {
 // remembers it when it was not and its key's share has room.
 func (r *replays) check(sig *dns.TSIG, now time.Time) replayVerdict {
 	k := keyOf(sig)
-	// Verified up to Time Signed + fudge inclusive, in whole seconds, the fudge maxFudge at most.
+	// Verified up to Time Signed + fudge inclusive, in whole seconds, the fudge maxFudge at most;
+	// kept a second more, so that a copy verified in the last instant of its fudge and checked
+	// here a moment later, in the next second, is still found.
 	fudge := min(int64(sig.Fudge), int64(maxFudge/time.Second))
-	until := time.Unix(int64(sig.TimeSigned)+fudge+1, 0)
+	until := time.Unix(int64(sig.TimeSigned)+fudge+2, 0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if t, ok := r.until[k]; ok && now.Before(t) {

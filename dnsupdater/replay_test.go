@@ -26,9 +26,10 @@ func TestReplaysRememberARequestUntilItsFudgePassesAndNeverForgetOneEarly(t *tes
 		{"its copy, the key's name in another case", &dns.TSIG{Hdr: dns.RR_Header{Name: "xfr-key."}, MAC: "AA", TimeSigned: uint64(t0.Unix()), Fudge: 300}, 2 * time.Second, replaySeen},
 		{"another request, signed earlier", sig("bb", t0.Add(-10*time.Second)), 3 * time.Second, replayFirst},
 		{"a third, with both remembered", sig("cc", t0), 4 * time.Second, replayFull},
-		{"a third once the second's fudge has passed", sig("cc", t0), 291 * time.Second, replayFirst},
+		{"a third once the second's fudge has passed", sig("cc", t0), 292 * time.Second, replayFirst},
 		{"the first's copy at the end of its fudge", sig("aa", t0), 300 * time.Second, replaySeen},
-		{"the first's copy once its fudge has passed", sig("aa", t0), 301 * time.Second, replayFirst},
+		{"the first's copy verified in the last instant of its fudge, checked a moment later", sig("aa", t0), 301*time.Second + time.Millisecond, replaySeen},
+		{"the first's copy a second after its fudge has passed", sig("aa", t0), 302 * time.Second, replayFirst},
 	} {
 		if got := r.check(c.sig, t0.Add(c.at)); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
@@ -75,8 +76,8 @@ func TestReplaysRememberARequestNoLongerThanTheFudgeDetourHonours(t *testing.T) 
 	if got := r.check(sig, t0.Add(maxFudge)); got != replaySeen {
 		t.Errorf("its copy at maxFudge: %d, want %d", got, replaySeen)
 	}
-	other := &dns.TSIG{Hdr: dns.RR_Header{Name: "xfr-key."}, MAC: "bb", TimeSigned: uint64(t0.Add(maxFudge + time.Second).Unix()), Fudge: 300}
-	if got := r.check(other, t0.Add(maxFudge+time.Second)); got != replayFirst {
+	other := &dns.TSIG{Hdr: dns.RR_Header{Name: "xfr-key."}, MAC: "bb", TimeSigned: uint64(t0.Add(maxFudge + 2*time.Second).Unix()), Fudge: 300}
+	if got := r.check(other, t0.Add(maxFudge+2*time.Second)); got != replayFirst {
 		t.Errorf("another request once maxFudge has passed: %d, want %d (the first still held its slot)", got, replayFirst)
 	}
 }
