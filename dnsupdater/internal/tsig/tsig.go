@@ -96,11 +96,20 @@ func (k *Key) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
 
 // Verify checks t's MAC over msg: the whole MAC, never one cut short.
 func (k *Key) Verify(msg []byte, t *dns.TSIG) error {
+	return k.verify(msg, t, false)
+}
+
+// verify checks t's MAC over msg, which must be the key's whole MAC, or, when cut, its first
+// octets.
+func (k *Key) verify(msg []byte, t *dns.TSIG, cut bool) error {
 	want, err := k.Generate(msg, t)
 	if err != nil {
 		return err
 	}
 	got, err := hex.DecodeString(t.MAC)
+	if cut && err == nil && len(got) > 0 && len(got) < len(want) {
+		want = want[:len(got)]
+	}
 	if err != nil || !hmac.Equal(got, want) {
 		return dns.ErrSig
 	}
@@ -118,15 +127,7 @@ type Truncated struct{ *Key }
 
 // Verify checks t's MAC, whatever its length up to the whole, over msg.
 func (k Truncated) Verify(msg []byte, t *dns.TSIG) error {
-	want, err := k.Generate(msg, t)
-	if err != nil {
-		return err
-	}
-	got, err := hex.DecodeString(t.MAC)
-	if err != nil || len(got) == 0 || len(got) > len(want) || !hmac.Equal(got, want[:len(got)]) {
-		return dns.ErrSig
-	}
-	return nil
+	return k.verify(msg, t, true)
 }
 
 // RcodeError is the error code a peer answered with, and the error of its TSIG record, if any.
