@@ -125,6 +125,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return nil // ctx ended while JetStream was away
 	}
+	driftCtx, stopDrift := context.WithCancel(ctx)
+	defer stopDrift()
+	go watchRollups(driftCtx, func(ctx context.Context) (bool, bool) { return allowsRollups(ctx, kv) }, driftEvery, log)
 	// A JetStream context of our own, so failed asynchronous publishes are counted here.
 	pub := newPublisher(nil, o.Region, o.Name, o.BatchWindow, o.Clock)
 	js, err := events.NewJetStream(o.JS.Conn(), jetstream.WithPublishAsyncErrHandler(
