@@ -168,6 +168,8 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 	// the stream still tells the serials served before, which the zones must pass.
 	reader.Go(func() { s.readBack(ctx, s.readAgain, read) })
 	var snaps snapshotPacer
+	// restampDue fires when a zone whose re-stamp waits for restampEvery may take it.
+	var restampDue <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -184,6 +186,10 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 			}
 		case k := <-s.kicks:
 			s.refresh(ctx, k, saves, &snaps)
+		case <-s.peerPoke:
+			restampDue = s.restampPeers(ctx, saves, &snaps)
+		case <-restampDue:
+			restampDue = s.restampPeers(ctx, saves, &snaps)
 		case <-snaps.due:
 			// The snapshot held back: with the refresh asked for, if one is (so that its version
 			// names its cause), or of the state as it is.
@@ -212,6 +218,21 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 			}
 		}
 	}
+}
+
+// restampPeers folds the versions other servers recorded since it last ran, re-stamps the zones
+// they ask for (see restamps) and returns when to look again at those held back (nil: none
+// is). Only the refresher calls it.
+func (s *Server) restampPeers(ctx context.Context, saves chan *snapshotSave, snaps *snapshotPacer) <-chan time.Time {
+	past, wait := s.restamps(s.now())
+	if len(past) > 0 {
+		s.restamp(past)
+		s.refresh(ctx, kick{synced: true}, saves, snaps)
+	}
+	if wait > 0 {
+		return time.After(wait)
+	}
+	return nil
 }
 
 // markSynced records that the state stream has been read to its end, and sends every zone to
@@ -272,7 +293,7 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 		at := s.now() // the zones changed now: their events carry this time, however late told
 		s.proj.describe(changes)
 		for i, c := range changes {
-			changes[i].at = at
+			changes[i].at, changes[i].position = at, s.proj.position
 			if h := t.history[c.zone.Name]; len(h) > 0 && h[len(h)-1].To == c.zone.Serial {
 				changes[i].step = stepOf(h[len(h)-1])
 			}
@@ -479,6 +500,9 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		for _, c := range r.changes {
 			s.log.Info().Str("zone", c.zone.Name).Uint32("serial", c.zone.Serial).Int("changes", len(c.changes)).Str("event_id", r.cause).Msg("zone changed")
+			// The digest is made here, off the refresher's path: a zone of 10,000 apps takes
+			// milliseconds.
+			c.digest = c.zone.Digest()
 			s.recordChange(r.cause, c)
 			s.notifier.offer(c.zone)
 			if r.push {
@@ -506,7 +530,8 @@ func (s *Server) reportLoop(ctx context.Context) {
 // subject and have this one's versions dropped, its IXFR history cut. A restart loses nothing
 // by a new key: its versions take serials after every one recorded before (serialsFile).
 func (s *Server) recordChange(cause string, c zoneChange) {
-	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step, Server: s.id}
+	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step, Server: s.id,
+		Digest: c.digest, StateSeq: c.position}
 	parts, numbered := splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload()))
 	for i, p := range parts {
 		key := s.o.Name + "|" + s.id + "|" + c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)

@@ -54,6 +54,20 @@ type projector struct {
 	// name to the apps whose CNAME it may be.
 	appIndex map[string]int
 	edgeApps map[string][]int
+	// folded is the highest STATE sequence folded (under the follower's lock); position is
+	// what it was when the current projection was decided (the refresher's).
+	folded, position uint64
+	// peers holds the serials other servers recorded, which new versions pass (nil: none
+	// followed). The refresher's.
+	peers *peerClock
+	// digests caches the digest of each zone's current version (see digestOf).
+	digests map[string]digested
+}
+
+// digested is a zone version and its digest.
+type digested struct {
+	zone   *zone.Zone
+	digest string
 }
 
 type storedEvent struct {
@@ -81,13 +95,17 @@ type zoneChange struct {
 	step *events.ZoneStep
 	// at is when the refresher swapped the zone's new answers in (refresh sets it).
 	at time.Time
+	// position is the highest STATE sequence folded into the version (refresh sets it), and
+	// digest the digest of its records (the reporter sets it).
+	position uint64
+	digest   string
 }
 
 func newProjector(static *zone.Static, now func() time.Time) *projector {
 	p := &projector{
 		now: now, view: state.NewView(),
 		latest: map[string]storedEvent{}, unsaved: map[string]storedEvent{}, serials: map[string]uint32{}, served: map[string]servedZone{},
-		restored: map[string]string{}, dirtySet: map[int]bool{},
+		restored: map[string]string{}, dirtySet: map[int]bool{}, digests: map[string]digested{},
 	}
 	p.setStatic(static)
 	p.reconfigured = false
@@ -173,7 +191,7 @@ func (p *projector) pass(serials map[string]uint32) {
 func (p *projector) reset() {
 	p.view.Reset()
 	p.latest, p.unsaved = map[string]storedEvent{}, map[string]storedEvent{}
-	p.all, p.rebase = true, true
+	p.all, p.rebase, p.folded = true, true, 0
 }
 
 // apply folds one STATE event stored at seq on subject, and reports whether the view changed.
@@ -183,6 +201,7 @@ func (p *projector) apply(subject string, seq uint64, e events.Envelope, raw []b
 	if err != nil {
 		return false, fmt.Errorf("apply %s at seq %d: %w", subject, seq, err)
 	}
+	p.folded = max(p.folded, seq)
 	if prev, ok := p.latest[subject]; !ok || seq > prev.Seq {
 		ev := storedEvent{Subject: subject, Seq: seq, Event: e, raw: raw}
 		p.latest[subject], p.unsaved[subject] = ev, ev
@@ -214,6 +233,8 @@ func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
 // decision is a projection's first half: the answers decided again, per zone of the current
 // projection (or, after a whole projection, its result).
 type decision struct {
+	// position is the highest STATE sequence folded into it.
+	position  uint64
 	redecided map[int][]zone.Redecided
 	whole     bool
 	zones     []*zone.Zone
@@ -225,10 +246,10 @@ type decision struct {
 func (p *projector) decide() decision {
 	if p.all || p.current == nil {
 		zones, out := p.recomputeAll()
-		return decision{whole: true, zones: zones, out: out}
+		return decision{position: p.folded, whole: true, zones: zones, out: out}
 	}
 	if len(p.dirty) == 0 {
-		return decision{}
+		return decision{position: p.folded}
 	}
 	byZone := map[*config.Zone][]int{}
 	c := p.static.Config()
@@ -238,7 +259,7 @@ func (p *projector) decide() decision {
 		}
 	}
 	p.dirty, p.dirtySet = p.dirty[:0], map[int]bool{}
-	d := decision{redecided: map[int][]zone.Redecided{}}
+	d := decision{position: p.folded, redecided: map[int][]zone.Redecided{}}
 	for k, z := range p.current {
 		if apps := byZone[z.Config]; len(apps) > 0 {
 			if r := p.static.Redecide(z, apps, p.view); len(r) > 0 {
@@ -254,6 +275,7 @@ func (p *projector) decide() decision {
 // how. Only the refresher calls it (and decide before it, describe after it); it reads no
 // state the follower writes.
 func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
+	p.position = d.position
 	if d.whole {
 		return d.zones, d.out
 	}
@@ -267,7 +289,7 @@ func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
 		if len(names) == 0 {
 			continue
 		}
-		serial := NextSerial(p.serials[z.Name], p.now())
+		serial := p.nextSerial(z.Name)
 		p.serials[z.Name] = serial
 		nz.Serial, nz.SOA.Serial = serial, serial
 		zones[k] = nz
@@ -318,18 +340,19 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 		case !seen && (!hasSerial || p.restored[z.Name] != z.Digest()):
 			// Content the snapshot's serial did not stand for (or no snapshot): a secondary
 			// holding that serial must see a later one (RFC 1982), and be told.
-			serial = NextSerial(serial, p.now())
+			serial = p.nextSerial(z.Name)
 			if first {
 				p.started = append(p.started, z)
 			}
 		case !seen:
 		case passing[z.Name]:
-			// Content served before at this serial or a later one, by an earlier run.
-			serial = NextSerial(serial, p.now())
+			// Content served before at this serial or a later one, by an earlier run or
+			// another server.
+			serial = p.nextSerial(z.Name)
 		case !answersDiffer(prevZones[z.Name], z) && !(reconfigured && prevZones[z.Name].Digest() != z.Digest()):
 			continue
 		case seen:
-			serial = NextSerial(serial, p.now())
+			serial = p.nextSerial(z.Name)
 		}
 		p.served[z.Name] = now
 		if serial != z.Serial {
@@ -341,6 +364,27 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 		}
 	}
 	return zones, out
+}
+
+// nextSerial returns the serial of the next version of the zone name: after its own last one
+// and after the highest one other servers recorded of it (see peers.go).
+func (p *projector) nextSerial(name string) uint32 {
+	prev := p.serials[name]
+	if peer, ok := p.peers.floor(name); ok && serialAfter(peer, prev) {
+		prev = peer
+	}
+	return NextSerial(prev, p.now())
+}
+
+// digestOf returns z's digest (zone.Digest), computed once per version. Only the refresher
+// calls it.
+func (p *projector) digestOf(z *zone.Zone) string {
+	if d, ok := p.digests[z.Name]; ok && d.zone == z {
+		return d.digest
+	}
+	d := z.Digest()
+	p.digests[z.Name] = digested{zone: z, digest: d}
+	return d
 }
 
 // answersDiffer reports whether any app name of b answers otherwise than in a (nil: a zone not

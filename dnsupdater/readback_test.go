@@ -35,10 +35,7 @@ func startLogged(t *testing.T, js *eventstest.Server, cfg *config.Config, dataDi
 func recordAhead(t *testing.T, js *eventstest.Server, h *harness, apexes ...string) uint32 {
 	t.Helper()
 	ahead := uint32(time.Now().Unix()) + 3600
-	for _, apex := range apexes {
-		h.srv.recordChange("cause-earlier", zoneChange{zone: &zone.Zone{Name: apex, Serial: ahead}})
-	}
-	for _, apex := range apexes {
+	recorded := func(apex string, serial uint32) {
 		eventstest.Eventually(t, 5*time.Second, func() bool {
 			m, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject(apex, h.srv.writer))
 			if err != nil {
@@ -46,8 +43,17 @@ func recordAhead(t *testing.T, js *eventstest.Server, h *harness, apexes ...stri
 			}
 			var zc events.ZoneChanged
 			e, err := events.Decode(m.Data)
-			return err == nil && e.Payload(&zc) == nil && zc.Serial == ahead
-		}, "serial %d of %s recorded", ahead, apex)
+			return err == nil && e.Payload(&zc) == nil && zc.Serial == serial
+		}, "serial %d of %s recorded", serial, apex)
+	}
+	for _, apex := range apexes {
+		recorded(apex, soaOf(t, h.srv.Addr(), apex)) // the start's version, recorded first
+	}
+	for _, apex := range apexes {
+		h.srv.recordChange("cause-earlier", zoneChange{zone: &zone.Zone{Name: apex, Serial: ahead}})
+	}
+	for _, apex := range apexes {
+		recorded(apex, ahead)
 	}
 	h.stop()
 	return ahead

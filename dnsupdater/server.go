@@ -126,6 +126,15 @@ type Server struct {
 	knowsServed bool
 	// started is when New made the server: the versions its id recorded since are this run's.
 	started time.Time
+	// peerSeen holds the last version of each zone another server recorded, by zone and server,
+	// that the peer follower read since the refresher last took them (under peerMu); peerPoke
+	// tells the refresher there are some. peerHeld lists the zones whose re-stamp waits for
+	// restampEvery (the refresher's). See peers.go.
+	peerMu       sync.Mutex
+	peerSeen     map[peerKey]peerVersion
+	peerPoke     chan struct{}
+	peerHeld     map[string]bool
+	peerRefusals *logs.Repeats
 }
 
 // maxTCPConns bounds the TCP connections of ordinary clients served at once (secondaries have
@@ -168,6 +177,8 @@ func New(o Options) (*Server, error) {
 	s.notifier = newNotifier(s.notify)
 	s.notifyFailures = logs.NewRepeats(notifyFailureWindow)
 	s.transferRefusals = logs.NewRepeats(transferRefusalWindow)
+	s.peerSeen, s.peerPoke, s.peerHeld = map[peerKey]peerVersion{}, make(chan struct{}, 1), map[string]bool{}
+	s.peerRefusals = logs.NewRepeats(peerRefusalWindow)
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
 	s.keys.Store(&keys)
@@ -202,6 +213,7 @@ func New(o Options) (*Server, error) {
 		}
 		s.restoreSnapshot()
 	}
+	s.proj.peers = newPeerClock(s.id)
 	first := buildTable(s.proj.project(), nil)
 	if err := s.serials.cover(first.zones); err != nil {
 		s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
@@ -213,8 +225,14 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.table.Store(first)
-	for _, z := range s.proj.started {
-		s.notifier.offer(z) // sent once Run starts the notifier
+	if len(s.proj.started) > 0 {
+		// Recorded like any version, so that the other servers' next versions pass its serial,
+		// and NOTIFYed once Run starts the reporter and the notifier. The buffer is empty.
+		r := report{changes: make([]zoneChange, 0, len(s.proj.started))}
+		for _, z := range s.proj.started {
+			r.changes = append(r.changes, zoneChange{zone: z, changes: []events.RecordChange{}, at: s.started, position: s.proj.position})
+		}
+		s.reports <- r
 	}
 	if len(s.proj.started) > 0 && o.DataDir != "" {
 		// Record the new serial at once, so that the next start compares with it.
@@ -247,6 +265,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.serveTCP(ctx) })
 	wg.Go(func() { s.follow(ctx) })
+	wg.Go(func() { s.followPeers(ctx) })
 	wg.Go(func() { s.notifier.run(ctx) })
 	wg.Go(func() { s.reportLoop(ctx) })
 	wg.Go(func() { s.changes.Run(ctx) })

@@ -21,13 +21,13 @@ func splitZoneChange(zc events.ZoneChanged, limit int) (payloads []json.RawMessa
 		return []json.RawMessage{whole}, false
 	}
 	var parts []events.ZoneChanged
-	part := events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server}
+	part := events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server, Digest: zc.Digest, StateSeq: zc.StateSeq}
 	used := 0
 	for _, c := range zc.Changes {
 		n := size(c) + 1
 		if len(part.Changes) > 0 && used+n > limit-envelopeRoom {
 			parts = append(parts, part)
-			part = events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server}
+			part = events.ZoneChanged{Zone: zc.Zone, Serial: zc.Serial, Server: zc.Server, Digest: zc.Digest, StateSeq: zc.StateSeq}
 			used = 0
 		}
 		part.Changes = append(part.Changes, c)

@@ -189,6 +189,8 @@ func TestAServerStartingWithoutItsDataReadsTheSerialServedBeforeItsOwnVersions(t
 				return zc
 			}
 			earlier := startServer(t, js, cfg, "")
+			started := serial(t, earlier.srv.Addr())
+			eventstest.Eventually(t, 5*time.Second, func() bool { return newest().Serial == started }, "the start's serial %d recorded", started)
 			ahead := uint32(time.Now().Unix()) + 3600
 			earlier.srv.recordChange("cause-earlier", zoneChange{zone: &zone.Zone{Name: "demo.test.", Serial: ahead}})
 			eventstest.Eventually(t, 5*time.Second, func() bool { return newest().Serial == ahead }, "serial %d recorded", ahead)

@@ -177,6 +177,15 @@ type ZoneChanged struct {
 	// beside its name in the envelope's source: a server rebuilding its IXFR history steps only
 	// through its own versions. Events written before it was added lack it.
 	Server string `json:"server,omitempty"`
+	// Digest is the hex SHA-256 of the version's records in presentation form, the SOA's serial
+	// set to 0 (dnsupdater's zone.Digest): two servers' versions of one zone hold the same
+	// records when their digests are equal, whatever their serials. Events written before it
+	// was added lack it.
+	Digest string `json:"digest,omitempty"`
+	// StateSeq is the sequence of the last STATE event folded when the version was made: of two
+	// servers' versions of one zone with other records, the one folded further is the newer
+	// (their configurations alike). Events written before it was added lack it.
+	StateSeq uint64 `json:"state_seq,omitempty"`
 }
 
 // ZoneStep is one version step of a zone: the records From had that Serial lacks, and those

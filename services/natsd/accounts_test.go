@@ -79,7 +79,8 @@ func deciderUser(user string) roleUser {
 }
 
 const dnsComment = `Read STATE; record their zones' changes and pushes on DNS, each on its own subjects
-(detour.dns.<zone>.<user>): its IXFR history is what it reads back from there.`
+(detour.dns.<zone>.<user>): its IXFR history is what it reads back from there. Each follows the
+others' versions on DNS through its consumer <user>-peers, so that its serials pass theirs.`
 
 func dnsUser(user string) roleUser {
 	return roleUser{name: user, allow: lines(
@@ -88,7 +89,8 @@ func dnsUser(user string) roleUser {
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.DNS $JS.API.DIRECT.GET.DNS $JS.API.DIRECT.GET.DNS.>",
 		consumer("CONFIG", user+"-config", "detour.config.>"),
-		consumer("STATE", user, "detour.state.>"))}
+		consumer("STATE", user, "detour.state.>"),
+		consumer("DNS", user+"-peers", "detour.dns.>"))}
 }
 
 const controllerComment = `Hears heartbeats, reads STATE and DRILLS; appends edge transitions, stores route tables,
@@ -185,7 +187,8 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #   - each user reads a stream only through the consumers named for it (events.ConsumerName): the
 #     role's own reading by the user's name (dns-1 reads STATE through dns-1), its configuration
 #     watch <user>-config on CONFIG, the controller's API and alerts <user>-api and
-#     <user>-alerts; it may create (with its own filter: $JS.API.CONSUMER.CREATE.<stream>.<name>.
+#     <user>-alerts, a DNS server's reading of the other DNS servers' versions <user>-peers on
+#     DNS; it may create (with its own filter: $JS.API.CONSUMER.CREATE.<stream>.<name>.
 #     <filter> carries the filter, so it is scoped here), read, pull from and delete those and no
 #     other, so no process can take over, drain or delete another's consumer, even one of the
 #     same role. Two processes connected as one user replace each other's consumers: give every

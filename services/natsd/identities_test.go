@@ -689,6 +689,8 @@ func TestDeploymentIdentitiesNoProcessTakesOverDrainsOrDeletesAnothersConsumerEv
 			filter: events.SubjectState, publisher: "decider-1", subject: events.EndpointStateSubject("shop", "west", "w1")},
 		{name: "a decider's PROBES", victim: "decider-1", thief: "decider-2", stream: events.StreamProbes,
 			filter: events.EndpointProbeSubjects, publisher: "prober-us-west-1", subject: events.ProbeSubject("us-west", "shop", "west", "w1")},
+		{name: "a DNS server's reading of the others' zone versions", victim: "dns-1", thief: "dns-2", stream: events.StreamDNS,
+			filter: events.SubjectDNS, reader: "peers", publisher: "dns-2", subject: events.ZoneSubject("demo.test.", "dns-2")},
 		{name: "a prober's configuration watch", victim: "prober-us-west-1", thief: "prober-us-west-2", stream: events.StreamConfig,
 			filter: events.SubjectConfigDoc, reader: "config", publisher: "controller-1", subject: events.SubjectConfigDoc},
 	} {

@@ -1,0 +1,255 @@
+package dnsupdater
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Serials across servers. Each DNS server takes its serials by itself (NextSerial, the serials
+// file), and a secondary that lists two of them as masters holds the highest serial either
+// served. When the one that served it stops, the other's versions must still reach the
+// secondary, which ignores every serial not after the one it holds (RFC 1982).
+//
+// Each server therefore follows the versions the others record on the DNS stream (one consumer
+// on detour.dns.>, whatever the number of zones), keeps per zone the highest serial another
+// server recorded, and:
+//   - gives each new version of its own a serial after both its last one and that highest one
+//     (a Lamport clock): a version the server left makes after the other stopped passes
+//     whatever serial the other served;
+//   - re-stamps a zone, serving its content at a serial past the other's and NOTIFYing, when
+//     the other recorded a serial at or after its own for other records (the digest,
+//     events.ZoneChanged.Digest, differs) and its own records are the newer: a secondary that
+//     took the other's serial then takes its content even if the other stops before its next
+//     version. The same records at any serial ask for nothing.
+//
+// "The newer" is told by how far each server had folded the one STATE stream when it made its
+// version (events.ZoneChanged.StateSeq): a zone's records are a function of the state folded
+// (the configurations alike), so a server folded further holds the later records. A server
+// behind does not re-stamp: its next version, once it has folded as far, takes a serial after
+// the other's anyway. At equal positions with other records (the configurations differ while a
+// reload reaches one server before the other) the server of the higher id re-stamps and the
+// other never does. So of any two versions at most one server re-stamps, and a re-stamp, which
+// keeps the server's position and records, never makes the other re-stamp: there is no
+// ping-pong, whatever the positions. A sum of sequences (a CONFIG and a STATE position added)
+// would not do: a server behind on CONFIG and ahead on STATE reaches the sum of one ahead on
+// CONFIG and behind on STATE with other records. Re-stamping every zone on every STATE event
+// would, at one NOTIFY and one IXFR per zone per event.
+//
+// A peer's record is believed because only DNS servers may publish on detour.dns.>
+// (deployments/nats/accounts.conf), each on its own subjects; still, a forged or broken one
+// must not carry the serials off: a serial more than maxPeerLead past the clock is ignored
+// (and logged once per peerRefusalWindow), and a zone is re-stamped at most once per
+// restampEvery. Without NATS nothing changes: the server answers and takes its serials as
+// before, on its own, and picks up the others' records when NATS answers.
+
+// maxPeerLead is how far past the clock another server's serial may be and still count: serials
+// follow the clock, ahead of it only by versions faster than one a second and a restart's
+// reservation (reserveAhead), so a day is far more than any server runs ahead, and a forged
+// record cannot move a serial further than that.
+const maxPeerLead = 24 * 60 * 60
+
+// restampEvery is the shortest time between two re-stamps of one zone.
+const restampEvery = time.Second
+
+// peerRefusalWindow is how often the refused records of one server are logged at most.
+const peerRefusalWindow = time.Minute
+
+// peerVersion is a version of a zone that another DNS server recorded.
+type peerVersion struct {
+	zone     string
+	serial   uint32
+	digest   string // "" when the record has none (an older server's)
+	stateSeq uint64
+	server   string
+}
+
+// ownVersion is a zone as this server serves it: its serial, the digest of its records, and the
+// sequence of the last STATE event folded.
+type ownVersion struct {
+	serial   uint32
+	digest   func() string
+	position uint64
+}
+
+// peerClock keeps, per zone, the highest serial other servers recorded, and decides the
+// re-stamps. Pure: time comes from its callers. Only the refresher uses it.
+type peerClock struct {
+	// self is this server's id, which breaks the tie between versions at one position.
+	self      string
+	highest   map[string]peerVersion
+	restamped map[string]time.Time
+}
+
+func newPeerClock(self string) *peerClock {
+	return &peerClock{self: self, highest: map[string]peerVersion{}, restamped: map[string]time.Time{}}
+}
+
+// see folds v, observed at now, and reports whether it counts: a serial more than maxPeerLead
+// past the clock does not.
+func (c *peerClock) see(v peerVersion, now time.Time) bool {
+	if serialAfter(v.serial, uint32(now.Unix())+maxPeerLead) {
+		return false
+	}
+	if h, ok := c.highest[v.zone]; !ok || !serialAfter(h.serial, v.serial) {
+		c.highest[v.zone] = v
+	}
+	return true
+}
+
+// floor returns the highest serial other servers recorded of the zone name, which its next
+// version passes.
+func (c *peerClock) floor(name string) (uint32, bool) {
+	if c == nil {
+		return 0, false
+	}
+	v, ok := c.highest[name]
+	return v.serial, ok
+}
+
+// restamp reports whether the zone name, as served (own), must take a serial after the highest
+// serial recorded of it, at now, and which; when it must but was re-stamped less than
+// restampEvery ago, wait says how long until it may.
+func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past uint32, ok bool, wait time.Duration) {
+	v, seen := c.highest[name]
+	switch {
+	case !seen, serialAfter(own.serial, v.serial), v.digest == "":
+		return 0, false, 0
+	case v.stateSeq > own.position, v.stateSeq == own.position && v.server > c.self:
+		// The other's records are the newer: this server's next version passes its serial.
+		return 0, false, 0
+	case v.digest == own.digest():
+		return 0, false, 0
+	}
+	if last, ok := c.restamped[name]; ok && now.Sub(last) < restampEvery {
+		return 0, false, last.Add(restampEvery).Sub(now)
+	}
+	c.restamped[name] = now
+	return v.serial, true, 0
+}
+
+// peerVersionOf reads one message of the DNS stream: a version of a zone that a server other
+// than self (an id) recorded on subject, its own for the zone. Anything else (a push report,
+// an event that does not decode, a zone that is not its subject's, this server's own) is not.
+func peerVersionOf(subject string, data []byte, self string) (peerVersion, bool) {
+	tok := events.SplitSubject(subject, "detour.dns")
+	if len(tok) != 2 {
+		return peerVersion{}, false
+	}
+	env, err := events.Decode(data)
+	if err != nil || env.Type != events.TypeZoneChanged {
+		return peerVersion{}, false
+	}
+	var zc events.ZoneChanged
+	if err := env.Payload(&zc); err != nil || zc.Server == "" || zc.Server == self || zc.Zone == "" || events.ZoneToken(zc.Zone) != tok[0] {
+		return peerVersion{}, false
+	}
+	return peerVersion{zone: zone.Canonical(zc.Zone), serial: zc.Serial, digest: zc.Digest, stateSeq: zc.StateSeq, server: zc.Server}, true
+}
+
+// followPeers follows the versions other DNS servers record of every zone, from the last one
+// of each subject, and hands them to the refresher (see restamps), until ctx ends.
+func (s *Server) followPeers(ctx context.Context) {
+	f := events.Follower{JS: s.o.JS, Stream: events.StreamDNS, Reader: "peers", Log: s.log,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	f.Run(ctx, func(d events.Delivery) {
+		if d.Msg == nil {
+			return
+		}
+		v, ok := peerVersionOf(d.Subject, d.Data, s.id)
+		if !ok {
+			return
+		}
+		s.peerMu.Lock()
+		s.peerSeen[peerKey{zone: v.zone, server: v.server}] = v
+		s.peerMu.Unlock()
+		select {
+		case s.peerPoke <- struct{}{}:
+		default: // already poked
+		}
+	})
+}
+
+// peerKey is a zone of one other server: the refresher is handed the last version of each.
+type peerKey struct{ zone, server string }
+
+// restamps folds the versions other servers recorded since the last call into the projector's
+// clock, and returns the zones served that must be re-stamped, each with the serial to pass,
+// and how long until a zone held back by restampEvery may be (0: none is). Only the refresher
+// calls it.
+func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
+	s.peerMu.Lock()
+	seen := s.peerSeen
+	s.peerSeen = map[peerKey]peerVersion{}
+	s.peerMu.Unlock()
+	check := s.peerHeld
+	s.peerHeld = map[string]bool{}
+	served := s.table.Load().serials
+	for _, k := range slices.SortedFunc(maps.Keys(seen), func(a, b peerKey) int {
+		return cmp.Or(cmp.Compare(a.zone, b.zone), cmp.Compare(a.server, b.server))
+	}) {
+		v := seen[k]
+		if _, ok := served[v.zone]; !ok {
+			continue // a zone not served: its next version, if a reload adds it, passes the other's next
+		}
+		if !s.proj.peers.see(v, now) {
+			s.peerRefusals.Gate(s.log.Warn(), v.server).Str("zone", v.zone).Str("server", v.server).Uint32("serial", v.serial).
+				Msg("another dns server recorded a serial more than a day past the clock; ignored")
+			continue
+		}
+		check[v.zone] = true
+	}
+	if len(check) == 0 {
+		return nil, 0
+	}
+	if !s.synced {
+		// Before the state is read to its end this server's records may be old: the zones are
+		// looked at again once it is, and its versions made meanwhile pass the others' serials.
+		maps.Copy(s.peerHeld, check)
+		return nil, restampEvery
+	}
+	zones := map[string]*zone.Zone{}
+	for _, z := range s.table.Load().zones {
+		if check[z.Name] {
+			zones[z.Name] = z
+		}
+	}
+	out := map[string]uint32{}
+	var next time.Duration
+	for name := range check {
+		z := zones[name]
+		if z == nil {
+			continue
+		}
+		own := ownVersion{serial: z.Serial, position: s.proj.position, digest: func() string { return s.proj.digestOf(z) }}
+		past, ok, wait := s.proj.peers.restamp(name, own, now)
+		switch {
+		case ok:
+			out[name] = past
+		case wait > 0:
+			s.peerHeld[name] = true
+			if next == 0 || wait < next {
+				next = wait
+			}
+		}
+	}
+	return out, next
+}
+
+// restamp gives each zone of past a serial after the one given and NOTIFYs, at the next
+// refresh, which it asks for. Only the refresher calls it.
+func (s *Server) restamp(past map[string]uint32) {
+	s.projMu.Lock()
+	s.proj.pass(past)
+	s.projMu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(past)) {
+		s.log.Info().Str("zone", name).Uint32("recorded_serial", past[name]).
+			Msg("another dns server recorded this zone at or after this serial with older records; the zone takes a later one")
+	}
+}

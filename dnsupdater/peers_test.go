@@ -1,0 +1,237 @@
+package dnsupdater
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+// TestANewVersionTakesASerialAfterTheHighestAnotherServerRecorded: another server recorded the
+// zone ten minutes ahead of this one's serial (a restart past its reservation, a burst); the
+// zone's next version, whatever the clock, passes it, so that a secondary holding it follows.
+func TestANewVersionTakesASerialAfterTheHighestAnotherServerRecorded(t *testing.T) {
+	cfg := eventstest.Config(t, incrementalConfig)
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newProjector(static, func() time.Time { return clock })
+	p.peers = newPeerClock("id-a")
+	before := servedSerial(t, p.project(), "demo.test.")
+	if !p.peers.see(peerVersion{zone: "demo.test.", serial: before + 600, digest: "other", stateSeq: 1, server: "id-b"}, clock) {
+		t.Fatal("a serial ten minutes ahead refused")
+	}
+	clock = clock.Add(time.Second)
+	a := cfg.Apps[0]
+	env, err := events.New(events.TypeEndpointDown, "test", clock, events.Transition{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.apply(events.EndpointStateSubject(a.Name, a.Pools[0].Name, a.Pools[0].Endpoints[0].Name), 1, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	zones, changes := p.recompute()
+	if len(changes) == 0 {
+		t.Fatal("the endpoint down changed no zone")
+	}
+	if got, want := servedSerial(t, zones, "demo.test."), before+601; got != want {
+		t.Fatalf("next version's serial = %d, want %d (after the %d another server recorded; the clock says %d)", got, want, before+600, clock.Unix())
+	}
+	if p.position != 1 {
+		t.Fatalf("position = %d, want 1, the sequence folded", p.position)
+	}
+}
+
+func servedSerial(t *testing.T, zones []*zone.Zone, name string) uint32 {
+	t.Helper()
+	for _, z := range zones {
+		if z.Name == name {
+			return z.Serial
+		}
+	}
+	t.Fatalf("zone %s not projected", name)
+	return 0
+}
+
+// TestAZoneIsReStampedOnlyWhenAnotherServerHoldsOlderRecordsAtOrAfterItsSerial tables the
+// re-stamp rule (see peers.go): this server serves serial 1000, records "mine", folded to STATE
+// sequence 10, under id "m".
+func TestAZoneIsReStampedOnlyWhenAnotherServerHoldsOlderRecordsAtOrAfterItsSerial(t *testing.T) {
+	now := time.Unix(1000, 0)
+	own := ownVersion{serial: 1000, position: 10, digest: func() string { return "mine" }}
+	for _, tt := range []struct {
+		name string
+		peer peerVersion
+		want bool
+	}{
+		{name: "the same serial with older records", peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 9, server: "z"}, want: true},
+		{name: "a later serial with older records", peer: peerVersion{serial: 1060, digest: "theirs", stateSeq: 9, server: "z"}, want: true},
+		{name: "the same records at a later serial", peer: peerVersion{serial: 1060, digest: "mine", stateSeq: 9, server: "z"}},
+		{name: "the same records at the same serial", peer: peerVersion{serial: 1000, digest: "mine", stateSeq: 10, server: "z"}},
+		{name: "an earlier serial", peer: peerVersion{serial: 999, digest: "theirs", stateSeq: 9, server: "z"}},
+		{name: "newer records: this server's next version passes them", peer: peerVersion{serial: 1060, digest: "theirs", stateSeq: 11, server: "a"}},
+		{name: "the same position, a lower id: this one re-stamps", peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 10, server: "a"}, want: true},
+		{name: "the same position, a higher id: the other re-stamps", peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 10, server: "z"}},
+		{name: "no digest (an older server's record)", peer: peerVersion{serial: 1060, stateSeq: 9, server: "z"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newPeerClock("m")
+			tt.peer.zone = "demo.test."
+			if !c.see(tt.peer, now) {
+				t.Fatal("refused")
+			}
+			past, got, _ := c.restamp("demo.test.", own, now)
+			if got != tt.want || got && past != tt.peer.serial {
+				t.Fatalf("restamp = %v past %d, want %v past %d", got, past, tt.want, tt.peer.serial)
+			}
+		})
+	}
+}
+
+// TestAZoneIsReStampedAtMostOnceASecond: a peer recording newer serials of older records as
+// fast as it can (broken, or forged) makes one re-stamp a second, not one a record.
+func TestAZoneIsReStampedAtMostOnceASecond(t *testing.T) {
+	c := newPeerClock("m")
+	start := time.Unix(1000, 0)
+	serial, restamps := uint32(1000), 0
+	for i := range 100 {
+		now := start.Add(time.Duration(i) * 100 * time.Millisecond)
+		c.see(peerVersion{zone: "demo.test.", serial: serial, digest: "theirs", stateSeq: 1, server: "z"}, now)
+		past, ok, wait := c.restamp("demo.test.", ownVersion{serial: serial, position: 10, digest: func() string { return "mine" }}, now)
+		if ok {
+			restamps++
+			serial = NextSerial(past, now)
+		} else if wait <= 0 || wait > restampEvery {
+			t.Fatalf("at %v: held back for %v", now.Sub(start), wait)
+		}
+	}
+	if restamps != 10 {
+		t.Fatalf("%d re-stamps in 10s, want 10", restamps)
+	}
+}
+
+// TestASerialMoreThanADayPastTheClockIsIgnored: a forged or broken record far ahead neither
+// moves the next serial nor asks for a re-stamp; one a day ahead still counts.
+func TestASerialMoreThanADayPastTheClockIsIgnored(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := newPeerClock("m")
+	for _, s := range []uint32{uint32(now.Unix()) + maxPeerLead + 1, uint32(now.Unix()) + 1<<31 - 1, uint32(now.Unix()) + 1<<31 + 5} {
+		if c.see(peerVersion{zone: "demo.test.", serial: s, digest: "theirs", server: "z"}, now) {
+			t.Errorf("serial %d (%d past the clock) counted", s, s-uint32(now.Unix()))
+		}
+	}
+	if f, ok := c.floor("demo.test."); ok {
+		t.Fatalf("floor %d after refused records only", f)
+	}
+	if _, ok, _ := c.restamp("demo.test.", ownVersion{serial: uint32(now.Unix()), digest: func() string { return "mine" }}, now); ok {
+		t.Fatal("a refused record asks for a re-stamp")
+	}
+	if !c.see(peerVersion{zone: "demo.test.", serial: uint32(now.Unix()) + maxPeerLead, server: "z"}, now) {
+		t.Fatal("a serial a day ahead refused")
+	}
+}
+
+// TestTwoServersWithOtherRecordsDoNotReStampEachOtherInTurn runs two servers that serve one
+// zone with other records, at every pair of positions, each seeing every version the other
+// records: at most one re-stamp in ten seconds, however their positions compare.
+func TestTwoServersWithOtherRecordsDoNotReStampEachOtherInTurn(t *testing.T) {
+	for _, pos := range [][2]uint64{{10, 10}, {10, 11}, {11, 10}} {
+		type server struct {
+			id       string
+			clock    *peerClock
+			serial   uint32
+			position uint64
+			digest   string
+		}
+		start := time.Unix(1000, 0)
+		a := &server{id: "id-a", clock: newPeerClock("id-a"), serial: 1000, position: pos[0], digest: "a"}
+		b := &server{id: "id-b", clock: newPeerClock("id-b"), serial: 1000, position: pos[1], digest: "b"}
+		restamps := 0
+		for i := range 100 {
+			now := start.Add(time.Duration(i) * 100 * time.Millisecond)
+			for _, pair := range [][2]*server{{a, b}, {b, a}} {
+				from, to := pair[0], pair[1]
+				to.clock.see(peerVersion{zone: "z.", serial: from.serial, digest: from.digest, stateSeq: from.position, server: from.id}, now)
+				if past, ok, _ := to.clock.restamp("z.", ownVersion{serial: to.serial, position: to.position, digest: func() string { return to.digest }}, now); ok {
+					restamps++
+					to.serial = NextSerial(past, now)
+				}
+			}
+		}
+		if restamps > 1 {
+			t.Errorf("positions %v: %d re-stamps in 10s, want at most 1", pos, restamps)
+		}
+	}
+}
+
+// TestAServerReStampsAZoneAnotherRecordedAtItsSerialWithOlderRecordsAndIgnoresOneADayAhead
+// records, as another DNS server, a forged version of the zone far past the clock, then one at
+// the server's own serial with other records folded from less of STATE: the server ignores the
+// first (and says so) and serves the second's successor, and NOTIFYs it; its serial stays near
+// the clock.
+func TestAServerReStampsAZoneAnotherRecordedAtItsSerialWithOlderRecordsAndIgnoresOneADayAhead(t *testing.T) {
+	target, got := fakeSecondary(t)
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, withNotify(demoConfig, target))
+	srv, logs := startLogged(t, js, cfg, "", nil)
+	first := serial(t, srv.Addr())
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	var held uint32
+	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, srv.Addr()); return held != first },
+		"the server serves the endpoint down")
+	record := func(serial uint32) {
+		zc := events.ZoneChanged{Zone: "demo.test.", Serial: serial, Changes: []events.RecordChange{}, Server: "id-other", Digest: "other records"}
+		e, err := events.New(events.TypeZoneChanged, "dns-other", time.Now(), zc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(context.Background(), js.JS, events.ZoneSubject("demo.test.", "dns-other"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record(uint32(time.Now().Unix()) + 2*maxPeerLead)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "more than a day past the clock") },
+		"the server says it ignores the record a day ahead")
+	record(held)
+	var now uint32
+	eventstest.Eventually(t, 10*time.Second, func() bool { now = serial(t, srv.Addr()); return serialAfter(now, held) },
+		"the server re-stamps the zone past %d (it serves %d)", held, &now)
+	awaitZoneNotify(t, got, "demo.test.", now)
+	if lead := int64(now) - time.Now().Unix(); lead > reserveAhead {
+		t.Fatalf("serial %d runs %ds ahead of the clock", now, lead)
+	}
+	if line := "older records; the zone takes a later one"; !strings.Contains(logs.String(), line) {
+		t.Errorf("no log line %q", line)
+	}
+}
+
+// FuzzPeerVersionOf feeds the reader of other servers' records any subject and message: it never
+// panics, and what it takes is another server's version of the zone its subject names.
+func FuzzPeerVersionOf(f *testing.F) {
+	zc := events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: []events.RecordChange{}, Server: "id-b", Digest: "d", StateSeq: 3}
+	e, err := events.New(events.TypeZoneChanged, "dns-b", time.Unix(0, 0), zc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("detour.dns.demo_test.dns-b", e.Encode())
+	f.Add("detour.dns.other_test.dns-b", e.Encode())
+	f.Add("detour.dns.demo_test", e.Encode())
+	f.Add("detour.dns.demo_test.dns-b", []byte(`{"type":"detour.dns.zone_changed.v1","data":{"zone":"demo.test.","serial":4294967295,"server":"id-a"}}`))
+	f.Add("detour.dns.demo_test.dns-b", []byte(`{"type":"detour.dns.zone_changed.v1","data":null}`))
+	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		v, ok := peerVersionOf(subject, data, "id-a")
+		if !ok {
+			return
+		}
+		tok := events.SplitSubject(subject, "detour.dns")
+		if v.server == "" || v.server == "id-a" || len(tok) != 2 || events.ZoneToken(v.zone) != tok[0] {
+			t.Fatalf("took %+v from %s", v, subject)
+		}
+	})
+}
