@@ -168,7 +168,7 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 	// the stream still tells the serials served before, which the zones must pass.
 	reader.Go(func() { s.readBack(ctx, s.readAgain, read) })
 	var snaps snapshotPacer
-	// restampDue fires when a zone whose re-stamp waits for restampEvery may take it.
+	// restampDue fires when a zone whose re-stamp waits (restampGrace, restampEvery) may take it.
 	var restampDue <-chan time.Time
 	for {
 		select {

@@ -27,7 +27,8 @@ import (
 //     the other recorded a serial at or after its own for other records (the digest,
 //     events.ZoneChanged.Digest, differs) and its own records are the newer: a secondary that
 //     took the other's serial then takes its content even if the other stops before its next
-//     version. The same records at any serial ask for nothing.
+//     version. It waits restampGrace first: a server behind usually records its next version,
+//     which asks for nothing, well within it. The same records at any serial ask for nothing.
 //
 // "The newer" is told by how far each server had folded the one STATE stream when it made its
 // version (events.ZoneChanged.StateSeq): a zone's records are a function of the state folded
@@ -58,6 +59,13 @@ const maxPeerLead = 24 * 60 * 60
 // restampEvery is the shortest time between two re-stamps of one zone.
 const restampEvery = time.Second
 
+// restampGrace is how long a zone waits, once another server's record asks for a re-stamp,
+// before it takes one: two servers that batched a burst of STATE events otherwise make versions
+// of other records at one serial, and the one behind records its version of the rest of the
+// burst within milliseconds, which asks for nothing. A server that stops in between has a
+// secondary that took its serial follow the other one this much later.
+const restampGrace = time.Second
+
 // peerRefusalWindow is how often the refused records of one server are logged at most.
 const peerRefusalWindow = time.Minute
 
@@ -82,13 +90,15 @@ type ownVersion struct {
 // re-stamps. Pure: time comes from its callers. Only the refresher uses it.
 type peerClock struct {
 	// self is this server's id, which breaks the tie between versions at one position.
-	self      string
-	highest   map[string]peerVersion
-	restamped map[string]time.Time
+	self    string
+	highest map[string]peerVersion
+	// asked is when a zone's re-stamp was first asked for (see restampGrace), restamped when
+	// it last took one.
+	asked, restamped map[string]time.Time
 }
 
 func newPeerClock(self string) *peerClock {
-	return &peerClock{self: self, highest: map[string]peerVersion{}, restamped: map[string]time.Time{}}
+	return &peerClock{self: self, highest: map[string]peerVersion{}, asked: map[string]time.Time{}, restamped: map[string]time.Time{}}
 }
 
 // see folds v, observed at now, and reports whether it counts: a serial more than maxPeerLead
@@ -114,22 +124,30 @@ func (c *peerClock) floor(name string) (uint32, bool) {
 }
 
 // restamp reports whether the zone name, as served (own), must take a serial after the highest
-// serial recorded of it, at now, and which; when it must but was re-stamped less than
-// restampEvery ago, wait says how long until it may.
+// serial recorded of it, at now, and which; when it must but only after restampGrace, or
+// restampEvery since its last re-stamp, wait says how long until it may be asked again.
 func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past uint32, ok bool, wait time.Duration) {
 	v, seen := c.highest[name]
 	switch {
-	case !seen, serialAfter(own.serial, v.serial), v.digest == "":
-		return 0, false, 0
-	case v.stateSeq > own.position, v.stateSeq == own.position && v.server > c.self:
+	case !seen, serialAfter(own.serial, v.serial), v.digest == "",
 		// The other's records are the newer: this server's next version passes its serial.
-		return 0, false, 0
-	case v.digest == own.digest():
+		v.stateSeq > own.position, v.stateSeq == own.position && v.server > c.self,
+		v.digest == own.digest():
+		delete(c.asked, name)
 		return 0, false, 0
 	}
-	if last, ok := c.restamped[name]; ok && now.Sub(last) < restampEvery {
-		return 0, false, last.Add(restampEvery).Sub(now)
+	asked, ok := c.asked[name]
+	if !ok {
+		c.asked[name], asked = now, now
 	}
+	due := asked.Add(restampGrace)
+	if last, ok := c.restamped[name]; ok && last.Add(restampEvery).After(due) {
+		due = last.Add(restampEvery)
+	}
+	if now.Before(due) {
+		return 0, false, due.Sub(now)
+	}
+	delete(c.asked, name)
 	c.restamped[name] = now
 	return v.serial, true, 0
 }
@@ -146,7 +164,14 @@ func peerVersionOf(subject string, data []byte, self string) (peerVersion, bool)
 	if err != nil || env.Type != events.TypeZoneChanged {
 		return peerVersion{}, false
 	}
-	var zc events.ZoneChanged
+	// Only the fields the clock reads: a version of thousands of changes is scanned, not kept.
+	var zc struct {
+		Zone     string `json:"zone"`
+		Serial   uint32 `json:"serial"`
+		Server   string `json:"server"`
+		Digest   string `json:"digest"`
+		StateSeq uint64 `json:"state_seq"`
+	}
 	if err := env.Payload(&zc); err != nil || zc.Server == "" || zc.Server == self || zc.Zone == "" || events.ZoneToken(zc.Zone) != tok[0] {
 		return peerVersion{}, false
 	}
@@ -181,8 +206,8 @@ type peerKey struct{ zone, server string }
 
 // restamps folds the versions other servers recorded since the last call into the projector's
 // clock, and returns the zones served that must be re-stamped, each with the serial to pass,
-// and how long until a zone held back by restampEvery may be (0: none is). Only the refresher
-// calls it.
+// and how long until a zone held back (restampGrace, restampEvery) may be (0: none is). Only
+// the refresher calls it.
 func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
 	s.peerMu.Lock()
 	seen := s.peerSeen
