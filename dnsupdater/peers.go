@@ -49,6 +49,10 @@ import (
 // (and logged once per peerRefusalWindow), and a zone is re-stamped at most once per
 // restampEvery. Without NATS nothing changes: the server answers and takes its serials as
 // before, on its own, and picks up the others' records when NATS answers.
+//
+// The serials file's invariant (serialReserver) holds as it did: a serial past another's, of a
+// new version or a re-stamp, is served by the refresher like any other, and cover writes the
+// file first when it is beyond the zone's mark.
 
 // maxPeerLead is how far past the clock another server's serial may be and still count: serials
 // follow the clock, ahead of it only by versions faster than one a second and a restart's
