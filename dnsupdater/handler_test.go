@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/miekg/dns"
@@ -322,7 +323,7 @@ func FuzzTransfer(f *testing.F) {
 		}
 	}
 	cfg := eventstest.Config(f, signedConfig())
-	keys, err := transferKeys(cfg)
+	keys, err := transferKeys(cfg, config.CredentialDirs{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -605,7 +605,7 @@ func startReloadable(t *testing.T, js *eventstest.Server, cfg *config.Config) (*
 	t.Helper()
 	configs := make(chan *config.Config, 1)
 	srv, err := New(Options{JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", Name: "dns-test",
-		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2, Configs: configs})
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2, Configs: configs, CredentialDirs: tempCredentialDirs(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

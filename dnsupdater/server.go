@@ -51,6 +51,9 @@ type Options struct {
 	UDPSockets int
 	// Metrics, when set, counts queries, serials, NOTIFYs and pushes.
 	Metrics *metrics.Metrics
+	// CredentialDirs are the directories the TSIG keys' secret_file may name a file in; a
+	// configuration naming one elsewhere is refused. Default: none.
+	CredentialDirs config.CredentialDirs
 	// Configs, when set, delivers later configurations: zones, static records and apps take
 	// effect at once (a zone whose content changed gets a later serial); the dns block, the
 	// listen address and push targets keep what the server started with.
@@ -160,7 +163,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}
-	keys, err := transferKeys(o.Config)
+	keys, err := transferKeys(o.Config, o.CredentialDirs)
 	if err != nil {
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}
@@ -188,7 +191,7 @@ func New(o Options) (*Server, error) {
 		if z.Push == nil {
 			continue
 		}
-		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, JS: o.JS, Source: o.Name, Writer: s.writer, Log: o.Log, Metrics: o.Metrics})
+		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, CredentialDirs: o.CredentialDirs, JS: o.JS, Source: o.Name, Writer: s.writer, Log: o.Log, Metrics: o.Metrics})
 		if err != nil {
 			return nil, fmt.Errorf("new dns server: %w", err)
 		}

@@ -52,13 +52,23 @@ func startNamed(t testing.TB, js *eventstest.Server, cfg *config.Config, dataDir
 	t.Helper()
 	srv, err := New(Options{
 		JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", DataDir: dataDir, Name: name,
-		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2,
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2, CredentialDirs: tempCredentialDirs(t),
 	})
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
 	stop := eventstest.Run(t, "dns server", srv.Run)
 	return &harness{js: js, srv: srv, stop: stop}
+}
+
+// tempCredentialDirs allows the key files the tests write, in their temporary directories.
+func tempCredentialDirs(t testing.TB) config.CredentialDirs {
+	t.Helper()
+	d, err := config.NewCredentialDirs(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func exchange(t testing.TB, addr, network string, m *dns.Msg) *dns.Msg {

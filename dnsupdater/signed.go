@@ -29,14 +29,14 @@ func loadKeys(p *atomic.Pointer[keyring]) keyring {
 }
 
 // transferKeys reads the transfer key of every zone of c from where the configuration says it
-// is. The error names the zone's field at fault, never a secret.
-func transferKeys(c *config.Config) (keyring, error) {
+// is (a file only in one of dirs). The error names the zone's field at fault, never a secret.
+func transferKeys(c *config.Config, dirs config.CredentialDirs) (keyring, error) {
 	keys := keyring{}
 	for i, z := range c.Zones {
 		if z.TransferTSIG == nil {
 			continue
 		}
-		k, err := tsig.New(*z.TransferTSIG)
+		k, err := tsig.New(*z.TransferTSIG, dirs)
 		if err != nil {
 			return nil, fmt.Errorf("zones[%d].transfer_%w", i, err)
 		}

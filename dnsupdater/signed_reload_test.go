@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // unsignedAXFR reports the rcode an unsigned AXFR of zone from loopback gets.
@@ -80,5 +82,27 @@ func TestAReloadWhoseKeyFileCannotBeReadKeepsTheKeyInForce(t *testing.T) {
 	}
 	if r := signedAXFR(); r != dns.RcodeSuccess {
 		t.Errorf("a signed transfer after the reloads: %s, want NOERROR", dns.RcodeToString[r])
+	}
+}
+
+// Whoever applies a configuration chooses the key file; the server's operator chooses where it
+// may be. A key file outside the server's credential directories is refused, at start and on a
+// reload alike, whatever it holds: else the key could be any base64 file the server can read,
+// and a transfer or a NOTIFY signed with it an oracle for guesses of it.
+func TestAKeyFileOutsideTheCredentialDirectoriesIsRefused(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "xfr.key")
+	if err := os.WriteFile(file, []byte(xfrSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromFile := strings.Replace(signedConfig(), `secret: "`+xfrSecret+`"`, `secret_file: "`+file+`"`, 1)
+	js := eventstest.Start(t)
+	elsewhere, err := config.NewCredentialDirs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Options{JS: js.JS, Config: eventstest.Config(t, fromFile), Addr: "127.0.0.1:0", Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), CredentialDirs: elsewhere})
+	if want := "new dns server: zones[0].transfer_tsig.secret_file: " + file + " is not in a credential directory of this process"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("a server whose key file is outside its credential directories: %v, want an error starting %q", err, want)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/internal/knottest"
 	"github.com/detourdev/detour/dnsupdater/internal/proctest"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	evlogs "github.com/detourdev/detour/events/logs"
 	"github.com/miekg/dns"
@@ -290,7 +291,7 @@ func signingSecondary(t *testing.T, sign bool) (string, <-chan error) {
 
 func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *testing.T) {
 	cfg := eventstest.Config(t, signedConfig())
-	keys, err := transferKeys(cfg)
+	keys, err := transferKeys(cfg, config.CredentialDirs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +327,7 @@ func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *tes
 // format, as before keys) and the FORMERR of a MAC whose length RFC 8945 §5.2.2.1 does not allow.
 func FuzzSignedRespond(f *testing.F) {
 	cfg := eventstest.Config(f, signedConfig())
-	keys, err := transferKeys(cfg)
+	keys, err := transferKeys(cfg, config.CredentialDirs{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package prober
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"sync"
@@ -22,6 +23,7 @@ const fileRecheck = 5 * time.Second
 // every recheck while they run. A configuration's checks have files of their own: nothing read
 // for one is kept for the next.
 type checkFiles struct {
+	dirs    config.CredentialDirs
 	recheck time.Duration
 	now     func() time.Time
 	log     zerolog.Logger
@@ -35,10 +37,10 @@ type fileKey struct {
 	header bool
 }
 
-// newCheckFiles returns the files of one configuration's checks, looked at again at most every
-// recheck of now, with what happens to them logged to log.
-func newCheckFiles(now func() time.Time, log zerolog.Logger, recheck time.Duration) *checkFiles {
-	return &checkFiles{recheck: recheck, now: now, log: log, m: map[fileKey]*checkFile{}}
+// newCheckFiles returns the files of one configuration's checks, read only in dirs, looked at
+// again at most every recheck of now, with what happens to them logged to log.
+func newCheckFiles(now func() time.Time, log zerolog.Logger, recheck time.Duration, dirs config.CredentialDirs) *checkFiles {
+	return &checkFiles{dirs: dirs, recheck: recheck, now: now, log: log, m: map[fileKey]*checkFile{}}
 }
 
 // header returns the file at path as a header's value (config.HeaderFileValue), read now if no
@@ -57,7 +59,7 @@ func (cf *checkFiles) file(k fileKey, parse func(string, []byte) (string, error)
 	if f := cf.m[k]; f != nil {
 		return f
 	}
-	f := &checkFile{path: k.path, parse: parse, recheck: cf.recheck, now: cf.now, log: cf.log}
+	f := &checkFile{path: k.path, dirs: cf.dirs, parse: parse, recheck: cf.recheck, now: cf.now, log: cf.log}
 	f.next.Store(cf.now().Add(cf.recheck).UnixNano())
 	f.look()
 	cf.m[k] = f
@@ -67,6 +69,7 @@ func (cf *checkFiles) file(k fileKey, parse func(string, []byte) (string, error)
 // checkFile is one file the checks read, with what they use of it.
 type checkFile struct {
 	path    string
+	dirs    config.CredentialDirs
 	parse   func(path string, b []byte) (string, error)
 	recheck time.Duration
 	now     func() time.Time
@@ -81,7 +84,8 @@ type checkFile struct {
 	// times are); nil while none was read well.
 	info   fs.FileInfo
 	readAt time.Time
-	// failing is set once a read that left v as it was is logged, until a read goes well.
+	// failing is set once a read that left v as it was, or left it without a value, is logged
+	// or failed, until a read goes well.
 	failing bool
 }
 
@@ -102,24 +106,30 @@ func (f *checkFile) load() *fileValue {
 
 // look reads the file when it is another than the one its value was read from (a stat, following
 // a symlink, finds another file, size or modification time), with the safety rules of
-// config.ReadFile. A read that fails keeps the value read before, if one was, and is logged once
-// until one goes well; the log names the file, never what it holds.
+// config.CredentialDirs.ReadFile: a file outside dirs is never read, and that is logged once.
+// A read that fails keeps the value read before, if one was, and is logged once until one goes
+// well; the log names the file, never what it holds.
 func (f *checkFile) look() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fi, err := os.Stat(f.path); err == nil && f.info != nil && sameFile(f.info, fi) && f.readAt.Sub(fi.ModTime()) > mtimeGrain {
+	fi, err := os.Stat(f.path)
+	if err == nil && f.info != nil && sameFile(f.info, fi) && f.readAt.Sub(fi.ModTime()) > mtimeGrain {
 		return
 	}
+	old := f.v.Load()
 	readAt := time.Now()
-	b, fi, err := config.ReadFile(f.path)
+	b, fi, err := f.dirs.ReadFile(f.path)
 	var s string
 	if err == nil {
 		s, err = f.parse(f.path, b)
 	}
-	old := f.v.Load()
 	switch {
 	case err != nil && f.info == nil:
+		if errors.Is(err, config.ErrNotCredentialDir) && !f.failing {
+			f.log.Warn().Err(err).Str("file", f.path).Msg("check file refused: not in a credential directory")
+		}
 		f.v.Store(&fileValue{err: err})
+		f.failing = true
 	case err != nil:
 		if !f.failing {
 			f.log.Warn().Err(err).Str("file", f.path).Msg("check file not read again: its checks keep what it held")

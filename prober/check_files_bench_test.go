@@ -28,7 +28,7 @@ func BenchmarkBuildChecksSharingAHeaderFile(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := &worker{o: Options{Clock: realClock{}}, transports: newSharedTransports()}
+	w := &worker{o: Options{Clock: realClock{}, CredentialDirs: testCredentialDirs(b)}, transports: newSharedTransports()}
 	now := time.Unix(1_700_000_000, 0)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -5,6 +5,7 @@ package prober
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -125,7 +126,7 @@ func TestARotatedHeaderFileIsUsedWithinARecheckAndABrokenOneKeepsTheLastValue(t 
 			addr, last := authServer(t)
 			clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 			log := &eventstest.Logs{}
-			files := newCheckFiles(clock.Now, zerolog.New(log), recheck)
+			files := newCheckFiles(clock.Now, zerolog.New(log), recheck, testCredentialDirs(t))
 			tg := target(t, "http", addr, func(k *config.Check) { k.HeadersFile = map[string]string{"Authorization": path} })
 			c, err := newChecker(tg, newSharedTransports(), files)
 			if err != nil {
@@ -200,7 +201,7 @@ func TestAHeaderFileMissingAtFirstIsUsedOnceItAppears(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth")
 	addr, last := authServer(t)
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	files := newCheckFiles(clock.Now, zerolog.New(zerolog.NewTestWriter(t)), recheck)
+	files := newCheckFiles(clock.Now, zerolog.New(zerolog.NewTestWriter(t)), recheck, testCredentialDirs(t))
 	tg := target(t, "http", addr, func(k *config.Check) { k.HeadersFile = map[string]string{"Authorization": path} })
 	c, err := newChecker(tg, newSharedTransports(), files)
 	if err != nil {
@@ -234,7 +235,7 @@ func TestANewConfigurationReadsTheFilesAgain(t *testing.T) {
     check: {type: http, headers_file: {Authorization: `+path+`}}
     pools: [{name: west, endpoints: [{name: a, address: "`+addr+`"}, {name: b, address: "`+addr+`"}]}]
 `)
-	w := &worker{o: Options{Clock: &fakeClock{now: t0}}, log: zerolog.New(zerolog.NewTestWriter(t)), transports: newSharedTransports()}
+	w := &worker{o: Options{Clock: &fakeClock{now: t0}, CredentialDirs: testCredentialDirs(t)}, log: zerolog.New(zerolog.NewTestWriter(t)), transports: newSharedTransports()}
 	for _, want := range []string{"Bearer one", "Bearer two"} {
 		writeRenamed(t, path, want)
 		q := w.build(cfg, t0, nil)
@@ -270,7 +271,7 @@ func TestARotatedSendFileIsSentWithinARecheck(t *testing.T) {
 		}
 	}()
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	files := newCheckFiles(clock.Now, zerolog.New(zerolog.NewTestWriter(t)), recheck)
+	files := newCheckFiles(clock.Now, zerolog.New(zerolog.NewTestWriter(t)), recheck, testCredentialDirs(t))
 	tg := target(t, "tcp", ln.Addr().String(), func(k *config.Check) { k.SendFile, k.Expect = path, "+OK" })
 	c, err := newChecker(tg, newSharedTransports(), files)
 	if err != nil {
@@ -287,6 +288,68 @@ func TestARotatedSendFileIsSentWithinARecheck(t *testing.T) {
 			} else if time.Now().After(deadline) {
 				t.Fatalf("the server got %q, want %q", line, want)
 			}
+		}
+	}
+}
+
+// Whoever applies a configuration names a check's files; the prober's operator names the
+// directories they may be in. A file outside them (a service account's token, an nkey seed,
+// /etc/hostname), or led out of them by a symlink or "..", is never read, so never sent: the
+// check fails, saying why, and the prober logs it once.
+func TestACheckFileOutsideTheCredentialDirectoriesIsNeverRead(t *testing.T) {
+	root := t.TempDir()
+	creds, outside := filepath.Join(root, "creds"), filepath.Join(root, "outside")
+	for _, d := range []string{creds, outside} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := filepath.Join(outside, "token")
+	writeRenamed(t, token, "stolen-token")
+	if err := os.Symlink(token, filepath.Join(creds, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := config.NewCredentialDirs(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const notIn = " is not in a credential directory of this process (%s): allow its directory with --credential-dir or $DETOUR_CREDENTIAL_DIRS where the process runs"
+	for _, c := range []struct{ path, why string }{
+		{token, token + fmt.Sprintf(notIn, creds)},
+		{creds + "/../outside/token", creds + "/../outside/token" + fmt.Sprintf(notIn, creds)},
+		{filepath.Join(creds, "escape"), filepath.Join(creds, "escape") + " leads, through a symlink, out of the credential directories of this process (" + creds + "): not in a credential directory"},
+	} {
+		addr, last := authServer(t)
+		log := &eventstest.Logs{}
+		clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+		files := newCheckFiles(clock.Now, zerolog.New(log), time.Second, dirs)
+		for _, tg := range []Target{
+			target(t, "http", addr, func(k *config.Check) { k.HeadersFile = map[string]string{"Authorization": c.path} }),
+			target(t, "tcp", addr, func(k *config.Check) { k.SendFile = c.path }),
+		} {
+			ck, err := newChecker(tg, newSharedTransports(), files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "check.headers_file.Authorization: " + c.why
+			if tg.Check.Type == config.CheckTCP {
+				want = "check.send_file: " + c.why
+			}
+			for range 2 {
+				if o := timed(context.Background(), ck, time.Second, time.Now); o.OK || o.Class != ClassError || o.Err != want {
+					t.Errorf("%s check of %s: %+v, want class error %q", tg.Check.Type, c.path, o, want)
+				}
+				clock.advance(time.Second)
+			}
+		}
+		if got := last(); got != "" {
+			t.Errorf("%s: the server got Authorization %q", c.path, got)
+		}
+		if n := log.Count("check file refused: not in a credential directory"); n != 2 {
+			t.Errorf("%s: logged the refusal %d times, want once for each kind of value:\n%s", c.path, n, log.String())
+		}
+		if strings.Contains(log.String(), "stolen") {
+			t.Errorf("the log holds what the file holds:\n%s", log.String())
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 func TestICMPCheckOfLoopbackPassesWhereTheMachineAllowsPing(t *testing.T) {
 	o := Probe(context.Background(), target(t, "icmp", "127.0.0.1:0", func(k *config.Check) {
 		k.Timeout = config.Duration(time.Second)
-	}))
+	}), testCredentialDirs(t))
 	if o.Class == ClassPermission {
 		t.Skipf("this machine allows neither ping sockets nor raw sockets: %s", o.Err)
 	}
@@ -28,7 +28,7 @@ func TestICMPChecksRunConcurrentlyEachSeeingOnlyItsOwnReply(t *testing.T) {
 	done := make(chan Outcome, n)
 	for range n {
 		go func() {
-			done <- Probe(context.Background(), target(t, "icmp", "127.0.0.1:0", nil))
+			done <- Probe(context.Background(), target(t, "icmp", "127.0.0.1:0", nil), testCredentialDirs(t))
 		}()
 	}
 	for range n {

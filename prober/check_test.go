@@ -23,6 +23,16 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 )
 
+// testCredentialDirs allows the files the tests write, in their temporary directories.
+func testCredentialDirs(t testing.TB) config.CredentialDirs {
+	t.Helper()
+	d, err := config.NewCredentialDirs(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // target builds a target of check type kind against addr with a 1s timeout, then applies edit.
 func target(t *testing.T, kind, addr string, edit func(*config.Check)) Target {
 	t.Helper()
@@ -93,7 +103,7 @@ func runCases(t *testing.T, cases []checkCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Probe(context.Background(), tc.target)
+			o := Probe(context.Background(), tc.target, testCredentialDirs(t))
 			if o.OK != tc.wantOK || o.Class != tc.wantClass {
 				t.Fatalf("outcome = ok %v class %q (%s), want ok %v class %q", o.OK, o.Class, o.Err, tc.wantOK, tc.wantClass)
 			}
@@ -188,7 +198,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 		o := Probe(context.Background(), target(t, "http", addr, func(k *config.Check) {
 			k.Path, k.Method, k.Host = "/healthz", "HEAD", "shop.demo.test"
 			k.Headers = map[string]string{"X-Probe": "detour"}
-		}))
+		}), testCredentialDirs(t))
 		mu.Lock()
 		defer mu.Unlock()
 		if !o.OK || lastMeth != "HEAD" || lastHost != "shop.demo.test" || lastHdr != "detour" {
@@ -209,7 +219,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 			{func(k *config.Check) { k.HeadersFile = map[string]string{"X-Probe": file} }, "from-the-file"},
 			{func(k *config.Check) { k.HeadersEnv = map[string]string{"X-Probe": "DETOUR_TEST_PROBE"} }, "from-the-environment"},
 		} {
-			o := Probe(context.Background(), target(t, "http", addr, func(k *config.Check) { k.Path = "/healthz"; tc.edit(k) }))
+			o := Probe(context.Background(), target(t, "http", addr, func(k *config.Check) { k.Path = "/healthz"; tc.edit(k) }), testCredentialDirs(t))
 			mu.Lock()
 			got := lastHdr
 			mu.Unlock()
@@ -219,7 +229,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 		}
 		o := Probe(context.Background(), target(t, "http", addr, func(k *config.Check) {
 			k.HeadersEnv = map[string]string{"X-Probe": "DETOUR_TEST_UNSET"}
-		}))
+		}), testCredentialDirs(t))
 		if want := "check.headers_env.X-Probe: $DETOUR_TEST_UNSET is not set in this process's environment"; o.OK || o.Class != ClassError || o.Err != want {
 			t.Errorf("without the variable: ok %v class %q error %q, want %q", o.OK, o.Class, o.Err, want)
 		}
@@ -230,7 +240,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 		var p int
 		fmt.Sscan(port, &p)
 		tg := target(t, "http", closedPort(t), func(k *config.Check) { k.Port, k.Path = p, "/healthz" })
-		if o := Probe(context.Background(), tg); !o.OK {
+		if o := Probe(context.Background(), tg, testCredentialDirs(t)); !o.OK {
 			t.Errorf("check on port %d failed: %s", p, o.Err)
 		}
 	})
@@ -238,7 +248,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 
 func TestAFailedHTTPChecksErrorDoesNotRepeatATokenInItsPath(t *testing.T) {
 	for _, scheme := range []string{"http", "https"} {
-		o := Probe(context.Background(), target(t, scheme, closedPort(t), func(k *config.Check) { k.Path = "/healthz?api_key=k-0123456789" }))
+		o := Probe(context.Background(), target(t, scheme, closedPort(t), func(k *config.Check) { k.Path = "/healthz?api_key=k-0123456789" }), testCredentialDirs(t))
 		if o.OK || o.Class != ClassRefused || strings.Contains(o.Err, "k-0123456789") {
 			t.Errorf("%s: outcome ok %v class %q error %q, want refused without the api_key", scheme, o.OK, o.Class, o.Err)
 		}
@@ -287,7 +297,7 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 		} {
 			o := Probe(context.Background(), target(t, "https", addr, func(k *config.Check) {
 				k.Host, k.ServerName, k.InsecureSkipVerify = tc.host, tc.serverName, true
-			}))
+			}), testCredentialDirs(t))
 			mu.Lock()
 			got := sni
 			mu.Unlock()
@@ -298,7 +308,7 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 	})
 
 	t.Run("the result carries the days left on the certificate", func(t *testing.T) {
-		o := Probe(context.Background(), target(t, "https", addr, func(k *config.Check) { k.InsecureSkipVerify = true }))
+		o := Probe(context.Background(), target(t, "https", addr, func(k *config.Check) { k.InsecureSkipVerify = true }), testCredentialDirs(t))
 		want := time.Until(srv.Certificate().NotAfter).Hours() / 24
 		if o.CertExpiryDays == nil || *o.CertExpiryDays < want-1 || *o.CertExpiryDays > want+1 {
 			t.Errorf("cert expiry days = %v, want about %.0f", o.CertExpiryDays, want)
@@ -321,7 +331,7 @@ func TestAnHTTPCheckReadingTheBodyOfA101AnswerEndsWithItsTimeout(t *testing.T) {
 		done <- Probe(context.Background(), target(t, "http", addr, func(k *config.Check) {
 			k.ExpectStatus, k.BodyContains = []string{"101"}, "hello"
 			k.Timeout = config.Duration(200 * time.Millisecond)
-		}))
+		}), testCredentialDirs(t))
 	}()
 	select {
 	case o := <-done:
@@ -380,11 +390,11 @@ func TestTCPCheckOutcomes(t *testing.T) {
 			func(k *config.Check) { k.SendFile = file },
 			func(k *config.Check) { k.SendEnv = "DETOUR_TEST_SEND" },
 		} {
-			if o := Probe(context.Background(), target(t, "tcp", redis, func(k *config.Check) { ping("", "+PONG")(k); edit(k) })); !o.OK {
+			if o := Probe(context.Background(), target(t, "tcp", redis, func(k *config.Check) { ping("", "+PONG")(k); edit(k) }), testCredentialDirs(t)); !o.OK {
 				t.Errorf("check: %s %s, want the expected reply", o.Class, o.Err)
 			}
 		}
-		o := Probe(context.Background(), target(t, "tcp", redis, func(k *config.Check) { k.SendEnv = "DETOUR_TEST_UNSET" }))
+		o := Probe(context.Background(), target(t, "tcp", redis, func(k *config.Check) { k.SendEnv = "DETOUR_TEST_UNSET" }), testCredentialDirs(t))
 		if want := "check.send_env: $DETOUR_TEST_UNSET is not set in this process's environment"; o.OK || o.Class != ClassError || o.Err != want {
 			t.Errorf("without the variable: ok %v class %q error %q, want %q", o.OK, o.Class, o.Err, want)
 		}
@@ -394,7 +404,7 @@ func TestTCPCheckOutcomes(t *testing.T) {
 		addr := eventstest.Blackhole(t)
 		o := Probe(context.Background(), target(t, "tcp", addr, func(k *config.Check) {
 			k.Timeout = config.Duration(200 * time.Millisecond)
-		}))
+		}), testCredentialDirs(t))
 		if o.OK {
 			t.Skip("the kernel completed a connect beyond the backlog; cannot provoke a connect timeout here")
 		}

@@ -52,7 +52,7 @@ func TestICMPCheckUsesUnprivilegedPingSocketsWhereTheKernelAllowsThem(t *testing
 	var mode int32
 	inIsolatedNetwork(t, func() {
 		icmpMode[0].Store(icmpModeUnknown)
-		o = Probe(context.Background(), target(t, "icmp", "127.0.0.1:0", nil))
+		o = Probe(context.Background(), target(t, "icmp", "127.0.0.1:0", nil), testCredentialDirs(t))
 		mode = icmpMode[0].Load()
 	})
 	if !o.OK {
@@ -77,7 +77,7 @@ func TestChecksOfAnAddressWithNoRouteFailWithUnreachable(t *testing.T) {
 	got := make([]Outcome, len(cases))
 	inIsolatedNetwork(t, func() {
 		for i, c := range cases {
-			got[i] = Probe(context.Background(), c.target)
+			got[i] = Probe(context.Background(), c.target, testCredentialDirs(t))
 		}
 	})
 	for i, c := range cases {

@@ -198,7 +198,7 @@ func okResult(clock *fakeClock, pool, endpoint string) events.ProbeResult {
 // endpoint of the window its result.
 func TestEndpointsAnsweringGarbageStillHaveTheirResultsStored(t *testing.T) {
 	addr, _ := rawServer(t, "127.0.0.1:0", writeThen(strings.Repeat("\x00", 60<<10)+"\r\n\r\n", false))
-	garbage := Probe(context.Background(), target(t, "http", addr, nil))
+	garbage := Probe(context.Background(), target(t, "http", addr, nil), testCredentialDirs(t))
 	if garbage.OK || garbage.Class != ClassProtocol || !strings.Contains(garbage.Err, "malformed HTTP response") {
 		t.Fatalf("a check answered with garbage: ok %v class %q error %.200q", garbage.OK, garbage.Class, garbage.Err)
 	}

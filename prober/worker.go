@@ -56,6 +56,10 @@ type Options struct {
 	BatchWindow time.Duration
 	// Metrics, when set, counts the checks and their latency.
 	Metrics *metrics.Metrics
+	// CredentialDirs are the directories the checks' headers_file and send_file may name a
+	// file in: a check naming one elsewhere fails, saying so, without the file being read.
+	// Default: none.
+	CredentialDirs config.CredentialDirs
 }
 
 func (o *Options) defaults() error {
@@ -386,7 +390,7 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	ts := Targets(c)
 	ss := make([]*slot, 0, len(ts))
 	// Each file the checks read is read once here, whatever number of checks share it.
-	files := newCheckFiles(w.o.Clock.Now, w.log, fileRecheck)
+	files := newCheckFiles(w.o.Clock.Now, w.log, fileRecheck, w.o.CredentialDirs)
 	roots := false
 	for _, t := range ts {
 		if t.Check.Type == config.CheckHTTPS && !roots {

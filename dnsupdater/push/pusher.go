@@ -25,6 +25,8 @@ type Options struct {
 	Zone string
 	// Push is the zone's push configuration (defaults applied).
 	Push config.Push
+	// CredentialDirs are the directories its TSIG key's secret_file may name a file in.
+	CredentialDirs config.CredentialDirs
 	// JS receives the pushed and push_failed events; nil publishes none.
 	JS jetstream.JetStream
 	// Source names this worker in its events.
@@ -58,7 +60,7 @@ type Pusher struct {
 
 // New returns a pusher for one zone.
 func New(o Options) (*Pusher, error) {
-	key, err := tsig.New(o.Push.TSIG)
+	key, err := tsig.New(o.Push.TSIG, o.CredentialDirs)
 	if err != nil {
 		return nil, fmt.Errorf("new pusher for %s: %w", o.Zone, err)
 	}

@@ -23,7 +23,7 @@ func TestATSIGKeyIsReadFromTheEnvironmentAndItsAbsenceNamesTheVariable(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: "c2VjcmV0"})
+	want, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: "c2VjcmV0"}, config.CredentialDirs{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,11 +67,12 @@ type Webhook struct {
 	SecretEnv  string `yaml:"secret_env,omitempty"`
 }
 
-// Target returns the webhook's URL, from wherever the configuration says it is. A URL read
+// Target returns the webhook's URL, from wherever the configuration says it is: a file only in
+// one of dirs. A URL read
 // from a file or the environment that is not http or https with a host, or that carries a user
 // or password, is an error naming where it was read, never the URL.
-func (w Webhook) Target() (string, error) {
-	s, err := readValue("url", w.URL, w.URLFile, w.URLEnv)
+func (w Webhook) Target(dirs CredentialDirs) (string, error) {
+	s, err := readValue(dirs, "url", w.URL, w.URLFile, w.URLEnv)
 	if err != nil {
 		return "", fmt.Errorf("webhook %w", err)
 	}
@@ -100,12 +101,12 @@ func webhookURLProblem(s string) string {
 	return ""
 }
 
-// Key returns the webhook's signing secret, or "" when it has none.
-func (w Webhook) Key() (string, error) {
+// Key returns the webhook's signing secret, or "" when it has none: a file only in one of dirs.
+func (w Webhook) Key(dirs CredentialDirs) (string, error) {
 	if w.Secret == "" && w.SecretFile == "" && w.SecretEnv == "" {
 		return "", nil
 	}
-	s, err := ReadSecret(w.Secret, w.SecretFile, w.SecretEnv)
+	s, err := ReadSecret(dirs, w.Secret, w.SecretFile, w.SecretEnv)
 	if err != nil {
 		return "", fmt.Errorf("webhook %w", err)
 	}

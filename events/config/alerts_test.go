@@ -60,7 +60,7 @@ alerts: [{name: oncall, on: [failover], webhooks: [{url: "http://127.0.0.1:9/hoo
 	if a.RetryFor.String() != "10m0s" || a.Webhooks[0].Format != config.FormatJSON {
 		t.Errorf("retry_for %s, format %q; want 10m and json", a.RetryFor, a.Webhooks[0].Format)
 	}
-	if k, err := a.Webhooks[0].Key(); k != "" || err != nil {
+	if k, err := a.Webhooks[0].Key(config.CredentialDirs{}); k != "" || err != nil {
 		t.Errorf("a webhook without a secret: key %q, %v", k, err)
 	}
 }
@@ -100,7 +100,8 @@ func TestAWebhookURLIsGivenExactlyOneWayAndReadFromAFileOrTheEnvironment(t *test
 			t.Errorf("webhook {%s}: err = %v, want exactly %q", c.webhook, err, c.want)
 		}
 	}
-	file := filepath.Join(t.TempDir(), "hook.url")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hook.url")
 	if err := os.WriteFile(file, []byte("https://hooks.slack.com/services/T0/B0/Zx9aB3cD4eF5gH6i\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestAWebhookURLIsGivenExactlyOneWayAndReadFromAFileOrTheEnvironment(t *test
 		{config.Webhook{URLEnv: "DETOUR_TEST_HOOK_URL"}, "", "webhook url_env: want an http or https URL with a host, without a user or password, in $DETOUR_TEST_HOOK_URL"},
 		{config.Webhook{URLEnv: "DETOUR_TEST_UNSET"}, "", "webhook url_env: $DETOUR_TEST_UNSET is not set in this process's environment"},
 	} {
-		got, err := w.hook.Target()
+		got, err := w.hook.Target(credentialDirs(t, dir))
 		if got != w.want || (err == nil) != (w.err == "") || (err != nil && err.Error() != w.err) {
 			t.Errorf("%+v: Target() = %q, %v; want %q, %q", w.hook, got, err, w.want, w.err)
 		}

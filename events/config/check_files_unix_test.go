@@ -26,18 +26,22 @@ func TestAFileThatIsNotARegularFileOrIsTooLongIsRefusedWithoutBlocking(t *testin
 	if err := os.WriteFile(long, bytes.Repeat([]byte("a"), 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	dirs, err := config.NewCredentialDirs(dir, "/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		read func() error
 		want string
 	}{
-		{"a FIFO as a check's file", func() error { _, _, err := config.ReadFile(fifo); return err },
+		{"a FIFO as a check's file", func() error { _, _, err := dirs.ReadFile(fifo); return err },
 			fifo + " is not a regular file"},
-		{"/dev/zero as a check's file", func() error { _, _, err := config.ReadFile("/dev/zero"); return err },
+		{"/dev/zero as a check's file", func() error { _, _, err := dirs.ReadFile("/dev/zero"); return err },
 			"/dev/zero is not a regular file"},
-		{"a file of 1 MiB as a check's file", func() error { _, _, err := config.ReadFile(long); return err },
+		{"a file of 1 MiB as a check's file", func() error { _, _, err := dirs.ReadFile(long); return err },
 			long + " is longer than 65536 bytes"},
-		{"a FIFO as a secret's file", func() error { _, err := config.ReadSecret("", fifo, ""); return err },
+		{"a FIFO as a secret's file", func() error { _, err := config.ReadSecret(dirs, "", fifo, ""); return err },
 			"secret_file: " + fifo + " is not a regular file"},
 	} {
 		done := make(chan error, 1)

@@ -49,7 +49,8 @@ func TestACheckHeaderIsGivenOneWayFromAFileOrTheEnvironment(t *testing.T) {
 }
 
 func TestACheckHeadersFromAFileOrTheEnvironmentAreReadButNeverStoredOrShown(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "shop-auth")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "shop-auth")
 	if err := os.WriteFile(file, []byte("Bearer from-the-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestACheckHeadersFromAFileOrTheEnvironmentAreReadButNeverStoredOrShown(t *t
 		t.Errorf("ReadEnvHeaders = %v, %v, want %v", got, err, want)
 	}
 	readFile := func() (string, error) {
-		b, _, err := config.ReadFile(c.Apps[0].Check.HeadersFile["Authorization"])
+		b, _, err := credentialDirs(t, dir).ReadFile(c.Apps[0].Check.HeadersFile["Authorization"])
 		if err != nil {
 			return "", err
 		}

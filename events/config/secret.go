@@ -55,20 +55,20 @@ func given(values ...string) int {
 	return n
 }
 
-// ReadSecret returns a secret given inline, in the file named file (surrounding white space
-// trimmed) or in the environment variable env: whichever is set. The error names where it
-// looked, never the secret.
-func ReadSecret(inline, file, env string) (string, error) {
-	return readValue("secret", inline, file, env)
+// ReadSecret returns a secret given inline, in the file named file, read if it lies in one
+// of dirs (surrounding white space trimmed), or in the environment variable env: whichever is
+// set. The error names where it looked, never the secret.
+func ReadSecret(dirs CredentialDirs, inline, file, env string) (string, error) {
+	return readValue(dirs, "secret", inline, file, env)
 }
 
-// readValue returns the value of field (secret, url) given inline, in the file named file
-// (surrounding white space trimmed) or in the environment variable env: whichever is set. The
-// error names where it looked, never the value.
-func readValue(field, inline, file, env string) (string, error) {
+// readValue returns the value of field (secret, url) given inline, in the file named file,
+// read if it lies in one of dirs (surrounding white space trimmed), or in the environment
+// variable env: whichever is set. The error names where it looked, never the value.
+func readValue(dirs CredentialDirs, field, inline, file, env string) (string, error) {
 	switch {
 	case file != "":
-		s, err := readTrimmedFile(file)
+		s, err := readTrimmedFile(dirs, file)
 		if err != nil {
 			return "", fmt.Errorf("%s_file: %w", field, err)
 		}
@@ -85,10 +85,10 @@ func readValue(field, inline, file, env string) (string, error) {
 	return "", fmt.Errorf("no %s, %s_file or %s_env", field, field, field)
 }
 
-// readTrimmedFile returns what the file named file holds, surrounding white space trimmed; an
-// empty one is an error.
-func readTrimmedFile(file string) (string, error) {
-	b, _, err := ReadFile(file)
+// readTrimmedFile returns what the file named file, in one of dirs, holds, surrounding white
+// space trimmed; an empty one is an error.
+func readTrimmedFile(dirs CredentialDirs, file string) (string, error) {
+	b, _, err := dirs.ReadFile(file)
 	if err != nil {
 		return "", err
 	}
@@ -116,15 +116,17 @@ func readTrimmedEnv(env string) (string, error) {
 // maxFileBytes is the most a file holding a secret, a header or what a check sends may hold.
 const maxFileBytes = 64 << 10
 
-// ReadFile returns what the regular file named name holds, at most maxFileBytes, and the
-// description of the file it opened (a symlink followed: what a rename over the name or the
-// symlink's swap after the open does not change). What is not a regular file (a FIFO nobody
-// writes, /dev/zero) is refused, opened without waiting for a writer: the prober reads these
-// files as it builds its checks, all in turn, and one that never ended would stop them all. The
-// error names the file, never what it holds.
-func ReadFile(name string) ([]byte, fs.FileInfo, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+// readRegular returns what the regular file at path (the real path of the file named name,
+// CredentialDirs.Resolve) holds, at most maxFileBytes, and the description of the file it
+// opened. What is not a regular file is refused, opened without waiting for a writer
+// (CredentialDirs.ReadFile). The error names the file by name, never what it holds.
+func readRegular(name, path string) ([]byte, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Path = name
+		}
 		return nil, nil, err
 	}
 	defer f.Close()
@@ -144,10 +146,10 @@ func ReadFile(name string) ([]byte, fs.FileInfo, error) {
 	return b, fi, nil
 }
 
-// Key returns the TSIG key's secret, from wherever the configuration says it is. A key that is
-// not base64 is an error naming where it was read, never the key.
-func (k TSIG) Key() (string, error) {
-	s, err := ReadSecret(k.Secret, k.SecretFile, k.SecretEnv)
+// Key returns the TSIG key's secret, from wherever the configuration says it is: a file only
+// in one of dirs. A key that is not base64 is an error naming where it was read, never the key.
+func (k TSIG) Key(dirs CredentialDirs) (string, error) {
+	s, err := ReadSecret(dirs, k.Secret, k.SecretFile, k.SecretEnv)
 	if err != nil {
 		return "", fmt.Errorf("tsig.%w", err)
 	}
@@ -581,7 +583,7 @@ func (k *Check) validateHeaders(p *problems, path string) {
 // value of each header of HeadersEnv read from its environment variable (surrounding white space
 // trimmed; one holding a control character but tab refused, as net/http would refuse to send
 // it). The error names the header and where it looked, never a value. The prober reads the files
-// of HeadersFile itself (ReadFile, HeaderFileValue), and again when they change.
+// of HeadersFile itself (CredentialDirs.ReadFile, HeaderFileValue), and again when they change.
 func (k Check) ReadEnvHeaders() (map[string]string, error) {
 	out := maps.Clone(k.Headers)
 	if len(k.HeadersEnv) > 0 && out == nil {
@@ -600,9 +602,9 @@ func (k Check) ReadEnvHeaders() (map[string]string, error) {
 	return out, nil
 }
 
-// HeaderFileValue returns a header's value from b, what the file named file holds (ReadFile):
-// surrounding white space trimmed; empty, or holding a control character other than tab, it is
-// an error naming the file, never what it holds.
+// HeaderFileValue returns a header's value from b, what the file named file holds
+// (CredentialDirs.ReadFile): surrounding white space trimmed; empty, or holding a control
+// character other than tab, it is an error naming the file, never what it holds.
 func HeaderFileValue(file string, b []byte) (string, error) {
 	v, err := trimmed(file, b)
 	if err == nil {
@@ -612,7 +614,8 @@ func HeaderFileValue(file string, b []byte) (string, error) {
 }
 
 // SendFileValue returns what a tcp check sends from b, what the file named file holds
-// (ReadFile): as it is, a protocol's line ends kept; empty, it is an error naming the file.
+// (CredentialDirs.ReadFile): as it is, a protocol's line ends kept; empty, it is an error
+// naming the file.
 func SendFileValue(file string, b []byte) (string, error) {
 	if len(b) == 0 {
 		return "", fmt.Errorf("%s is empty", file)
@@ -631,8 +634,8 @@ func headerValue(where, v string) error {
 
 // ReadSend returns what a tcp check sends but from SendFile: Send, or what the environment
 // variable SendEnv holds, as it is (a protocol's line ends kept). The error names where it
-// looked, never what it found. The prober reads SendFile itself (ReadFile, SendFileValue), and
-// again when it changes.
+// looked, never what it found. The prober reads SendFile itself (CredentialDirs.ReadFile,
+// SendFileValue), and again when it changes.
 func (k Check) ReadSend() (string, error) {
 	switch {
 	case k.SendEnv != "":

@@ -64,10 +64,12 @@ func TestAKeyWrittenWhereItsVariableNameBelongsIsNotRepeatedInTheError(t *testin
 }
 
 func TestASecretIsReadFromAFileOrTheEnvironment(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "key")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "key")
 	if err := os.WriteFile(file, []byte("c2VjcmV0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	dirs := credentialDirs(t, dir)
 	t.Setenv("DETOUR_TEST_SECRET", "ZW52")
 	for _, k := range []struct {
 		tsig config.TSIG
@@ -77,11 +79,11 @@ func TestASecretIsReadFromAFileOrTheEnvironment(t *testing.T) {
 		{config.TSIG{SecretEnv: "DETOUR_TEST_SECRET"}, "ZW52"},
 		{config.TSIG{Secret: "aW5saW5l"}, "aW5saW5l"},
 	} {
-		if got, err := k.tsig.Key(); err != nil || got != k.want {
+		if got, err := k.tsig.Key(dirs); err != nil || got != k.want {
 			t.Errorf("%+v: Key() = %q, %v; want %q", k.tsig, got, err, k.want)
 		}
 	}
-	if _, err := (config.TSIG{SecretFile: file + ".missing"}).Key(); err == nil || !strings.Contains(err.Error(), "tsig.secret_file: open "+file+".missing") {
+	if _, err := (config.TSIG{SecretFile: file + ".missing"}).Key(dirs); err == nil || !strings.Contains(err.Error(), "tsig.secret_file: open "+file+".missing") {
 		t.Errorf("missing file: err = %v, want it to name the file", err)
 	}
 }

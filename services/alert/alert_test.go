@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -344,9 +346,38 @@ func TestAWebhookWhoseURLIsInTheEnvironmentIsDeliveredAndNamedWithoutIt(t *testi
 	}
 }
 
+// tempCredentialDirs allows the files the tests write, in their temporary directories.
+func tempCredentialDirs(t *testing.T) config.CredentialDirs {
+	t.Helper()
+	d, err := config.NewCredentialDirs(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Whoever applies a configuration names a webhook's files; the controller's operator names the
+// directories they may be in. A secret file elsewhere stops the sender at start, unread: else
+// any file the controller can read could sign deliveries to a URL of the applier's choosing,
+// an oracle for guesses of what it holds.
+func TestAWebhookFileOutsideTheCredentialDirectoriesStopsTheSenderAtStart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "hook.key")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := eventstest.Config(t, strings.Replace(doc, "url: %q, secret_env: DETOUR_TEST_HOOK_SECRET", "url: \"https://hooks.example.com/x\", secret_file: "+file, 1))
+	if err := alert.CheckHooks(cfg, tempCredentialDirs(t)); err != nil {
+		t.Fatalf("inside the credential directories: %v", err)
+	}
+	err := alert.CheckHooks(cfg, config.CredentialDirs{})
+	if want := "alerts[0].webhooks[0]: webhook secret_file: " + file + " is not in a credential directory of this process (none)"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("err = %v, want an error starting %q", err, want)
+	}
+}
+
 func TestAWebhookURLThatCannotBeReadStopsTheSenderAtStart(t *testing.T) {
 	cfg := eventstest.Config(t, strings.Replace(doc, "url: %q", "url_env: DETOUR_TEST_UNSET_HOOK_URL", 1))
-	err := alert.CheckHooks(cfg)
+	err := alert.CheckHooks(cfg, config.CredentialDirs{})
 	if want := "alerts[0].webhooks[0]: webhook url_env: $DETOUR_TEST_UNSET_HOOK_URL is not set in this process's environment"; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}

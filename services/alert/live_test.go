@@ -80,7 +80,7 @@ func liveSender(t *testing.T, ns *eventstest.Server, first *config.Config, logs 
 	log := zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t)))
 	eventstest.Run(t, "alerts", func(ctx context.Context) error {
 		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: first, Configs: configs, Name: "controller-1",
-			Backoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Log: log})
+			Backoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Log: log, CredentialDirs: tempCredentialDirs(t)})
 	})
 	if len(first.Alerts) > 0 {
 		followsSTATE(t, ns, 5*time.Second, "")

@@ -38,6 +38,9 @@ type Options struct {
 	Backoff, MaxBackoff time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// CredentialDirs are the directories a webhook's url_file and secret_file may name a file
+	// in; a version naming one elsewhere is refused. Default: none.
+	CredentialDirs config.CredentialDirs
 }
 
 type runner struct {
@@ -106,7 +109,7 @@ func Run(ctx context.Context, o Options) error {
 	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight),
 		sinks: map[string]*sink{}}
 	r.attempts = events.NewRecorder(o.JS, r.log)
-	hooks, err := readHooks(o.Config)
+	hooks, err := readHooks(o.Config, o.CredentialDirs)
 	if err != nil {
 		return err
 	}
@@ -132,7 +135,7 @@ func Run(ctx context.Context, o Options) error {
 			r.wg.Wait()
 			return nil
 		case c := <-o.Configs:
-			hooks, err := readHooks(c)
+			hooks, err := readHooks(c, r.o.CredentialDirs)
 			if err != nil {
 				// The sender runs in the controller: its refusal is the controller's, on the
 				// subject the controller's NATS user may publish.
@@ -349,28 +352,28 @@ func (r *runner) done(d *delivery) {
 	d.sink.inFlight--
 }
 
-// CheckHooks reads every webhook's URL and signing secret, as Run does, so that one that cannot
-// be read stops the controller at start.
-func CheckHooks(c *config.Config) error {
-	_, err := readHooks(c)
+// CheckHooks reads every webhook's URL and signing secret, as Run does (a file only in one of
+// dirs), so that one that cannot be read stops the controller at start.
+func CheckHooks(c *config.Config, dirs config.CredentialDirs) error {
+	_, err := readHooks(c, dirs)
 	return err
 }
 
 // hook is where a webhook is and what signs its deliveries, read where the sender runs.
 type hook struct{ url, secret string }
 
-// readHooks reads every webhook's URL and signing secret, so that one that cannot be read stops
-// a role at start, not at its first alert.
-func readHooks(c *config.Config) (map[*config.Webhook]hook, error) {
+// readHooks reads every webhook's URL and signing secret (a file only in one of dirs), so that
+// one that cannot be read stops a role at start, not at its first alert.
+func readHooks(c *config.Config, dirs config.CredentialDirs) (map[*config.Webhook]hook, error) {
 	out := map[*config.Webhook]hook{}
 	for i := range c.Alerts {
 		a := &c.Alerts[i]
 		for j := range a.Webhooks {
-			url, err := a.Webhooks[j].Target()
+			url, err := a.Webhooks[j].Target(dirs)
 			if err != nil {
 				return nil, fmt.Errorf("alerts[%d].webhooks[%d]: %w", i, j, err)
 			}
-			s, err := a.Webhooks[j].Key()
+			s, err := a.Webhooks[j].Key(dirs)
 			if err != nil {
 				return nil, fmt.Errorf("alerts[%d].webhooks[%d]: %w", i, j, err)
 			}

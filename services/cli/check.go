@@ -13,11 +13,16 @@ import (
 
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	credentialDirs := registerCredentialDirs(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageErr("want exactly one configuration file")
+	}
+	dirs, err := credentialDirs.open()
+	if err != nil {
+		return err
 	}
 	path := fs.Arg(0)
 	doc, err := os.ReadFile(path)
@@ -28,7 +33,7 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if err := configfile.CheckSecrets(path, doc, c); err != nil {
+	if err := configfile.CheckSecrets(path, doc, c, dirs); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: valid: %s, %s, %s\n", path, count(len(c.Zones), "zone"), count(len(c.Apps), "app"), count(len(c.Edges), "edge"))

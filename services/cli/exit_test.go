@@ -34,6 +34,8 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 	bad := writeFile(t, "bad.yaml", "zones: [{name: demo.test}]\napps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}], fqnd: x}]\n")
 	regional := writeFile(t, "regional.yaml", validConfig+"regions: [us-west]\n")
 	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	key := writeFile(t, "tsig.key", "c2VjcmV0\n")
+	keyed := writeFile(t, "keyed.yaml", "zones:\n  - name: demo.test\n    push: {server: \"127.0.0.1:53\", tsig: {name: k, secret_file: "+key+"}}\napps: []\n")
 	noNATS := "nats://" + closedPort(t)
 	noDNS := closedPort(t)
 	// A TCP listener on the DNS address makes `up` fail at run time, after its flags passed.
@@ -73,6 +75,9 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 		{"prober without a region", []string{"prober", "--nats", noNATS}, 2, "--region: must not be empty"},
 		{"prober with a bad NATS URL", []string{"prober", "--region", "r", "--nats", "http://x"}, 2, "--nats: want a nats://"},
 		{"prober with a missing configuration", []string{"prober", "--region", "r", "--config", missing}, 2, "--config: open"},
+		{"prober with a missing credential directory", []string{"prober", "--region", "r", "--credential-dir", missing, "--nats", noNATS}, 2, "--credential-dir: credential directory lstat " + missing + ": no such file or directory"},
+		{"dns with a credential directory that is a file", []string{"dns", "--credential-dir", good, "--nats", noNATS}, 2, "--credential-dir: credential directory " + good + " is not a directory"},
+		{"up with a missing credential directory", []string{"up", "--credential-dir", missing}, 2, "--credential-dir: credential directory lstat"},
 		{"decider with an argument", []string{"decider", "x"}, 2, `unexpected argument "x"`},
 		{"decider with zero replicas", []string{"decider", "--replicas", "0", "--nats", noNATS}, 2, "--replicas: want 1 to 5"},
 		{"decider with a bad metrics address", []string{"decider", "--metrics-addr", "9464", "--nats", noNATS}, 2, "--metrics-addr: want ip:port"},
@@ -88,6 +93,8 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 		{"check of a missing file", []string{"check", missing}, 2, "no such file or directory"},
 		{"check of a bad file", []string{"check", bad}, 2, "invalid configuration"},
 		{"check of a good file", []string{"check", good}, 0, ""},
+		{"check of a key file outside the credential directories", []string{"check", keyed}, 2, "zones[0].push.tsig.secret_file: " + key + " is not in a credential directory of this process (none)"},
+		{"check of a key file inside the credential directories", []string{"check", "--credential-dir", filepath.Dir(key), keyed}, 0, ""},
 		{"apply without a file", []string{"apply"}, 2, "want exactly one configuration file"},
 		{"apply of a bad file", []string{"apply", bad, "--nats", noNATS}, 2, "invalid configuration"},
 		{"apply when NATS is unreachable", []string{"apply", good, "--nats", noNATS}, 1, "connect to nats"},
@@ -154,6 +161,7 @@ func TestHelpOfEachCommandGoesToStdoutWithAnExampleAndItsFlags(t *testing.T) {
 
 func TestCheckRefusesExactlyWhatUpRefusesWithTheSameText(t *testing.T) {
 	notBase64 := writeFile(t, "tsig.key", "not base64!\n")
+	t.Setenv("DETOUR_CREDENTIAL_DIRS", filepath.Dir(notBase64))
 	for name, doc := range map[string]string{
 		"an unknown key":     "zones: [{name: demo.test}]\napps:\n  - name: shop\n    fqnd: shop.demo.test\n    pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}]\n",
 		"a wrong type":       "zones: [{name: demo.test, ttl: abc}]\napps: []\n",

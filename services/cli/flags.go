@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/services/up"
 )
 
@@ -150,4 +154,46 @@ func checkUp(o up.Options) error {
 		}
 	}
 	return nil
+}
+
+// credentialDirFlag is --credential-dir, repeatable: the directories the files a configuration
+// names (headers_file, send_file, secret_file, url_file) may be in, as the operator of the
+// process sets them, never CONFIG. Given, it replaces $DETOUR_CREDENTIAL_DIRS.
+type credentialDirFlag struct {
+	dirs []string
+	set  bool
+}
+
+// registerCredentialDirs adds --credential-dir to fs, its default $DETOUR_CREDENTIAL_DIRS.
+func registerCredentialDirs(fs *flag.FlagSet) *credentialDirFlag {
+	c := &credentialDirFlag{dirs: config.SplitCredentialDirs(os.Getenv("DETOUR_CREDENTIAL_DIRS"))}
+	fs.Var(c, "credential-dir", "read the files the configuration names (headers_file, send_file, secret_file, url_file) only inside this `directory`, symlinks followed; repeat for more ($DETOUR_CREDENTIAL_DIRS, separated by "+string(filepath.ListSeparator)+"; default: none, every such file refused)")
+	return c
+}
+
+func (c *credentialDirFlag) String() string {
+	if c == nil {
+		return ""
+	}
+	return strings.Join(c.dirs, string(filepath.ListSeparator))
+}
+
+func (c *credentialDirFlag) Set(v string) error {
+	if v == "" {
+		return errors.New("want a directory")
+	}
+	if !c.set {
+		c.dirs, c.set = nil, true
+	}
+	c.dirs = append(c.dirs, v)
+	return nil
+}
+
+// open returns the directories, each checked to be one: a usage error names the one at fault.
+func (c *credentialDirFlag) open() (config.CredentialDirs, error) {
+	d, err := config.NewCredentialDirs(c.dirs...)
+	if err != nil {
+		return config.CredentialDirs{}, usageErr("--credential-dir: %v", err)
+	}
+	return d, nil
 }

@@ -46,12 +46,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&regions, "regions", "", "comma-separated probing regions to run a prober for, whatever versions come (default: the configuration's, following its versions)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "where every role's Prometheus metrics are served on /metrics (\"\": nowhere)")
 	fs.StringVar(&o.APIAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
+	credentialDirs := registerCredentialDirs(fs)
 	c.register(fs, false)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if o.CredentialDirs, err = credentialDirs.open(); err != nil {
+		return err
 	}
 	if regions != "" {
 		o.Regions = strings.Split(regions, ",")
@@ -72,7 +77,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg, err = configfile.Check(o.ConfigPath, doc); err != nil {
 			return err
 		}
-		if err := configfile.CheckSecrets(o.ConfigPath, doc, cfg); err != nil {
+		if err := configfile.CheckSecrets(o.ConfigPath, doc, cfg, o.CredentialDirs); err != nil {
 			return err
 		}
 		warnings = configfile.Warnings(o.ConfigPath, doc, cfg)
@@ -134,6 +139,10 @@ type role struct {
 	// dataDir, when set, keeps the active configuration, so that the role (a data-plane one)
 	// starts from it while NATS is away.
 	dataDir *string
+	// credentialDirs, when set (registerCredentialDirs), are opened into dirs as the flags are
+	// checked: where the role reads the files its configuration names.
+	credentialDirs *credentialDirFlag
+	dirs           config.CredentialDirs
 }
 
 func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (jetstream.JetStream, *config.Config, zerolog.Logger, error) {
@@ -148,6 +157,12 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	}
 	if err := r.checkFlags(); err != nil {
 		return nil, nil, zerolog.Logger{}, err
+	}
+	if r.credentialDirs != nil {
+		var err error
+		if r.dirs, err = r.credentialDirs.open(); err != nil {
+			return nil, nil, zerolog.Logger{}, err
+		}
 	}
 	log, err := r.logger(stderr)
 	if err != nil {
@@ -350,11 +365,12 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	r := role{check: func() error { return checkToken("--region", region) }, streams: Streams("prober")}
 	fs.StringVar(&region, "region", "", "probing region this worker belongs to (required)")
 	fs.StringVar(&r.name, "name", hostname(), "this worker's name, unique in its region")
+	r.credentialDirs = registerCredentialDirs(fs)
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics}
+	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics, CredentialDirs: r.dirs}
 	if r.configPath == "" { // follow the versions `detour apply` makes
 		o.Configs = config.Watch(ctx, js, r.version, log, "prober", region, r.name)
 	}
@@ -384,11 +400,12 @@ func runDNS(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.StringVar(&r.name, "name", hostname(), "this server's name")
 	fs.StringVar(&addr, "addr", "127.0.0.1:5353", "listen address, UDP and TCP")
 	fs.StringVar(&dataDir, "data-dir", "detour-dns", "directory for the last-known-good snapshot and configuration")
+	r.credentialDirs = registerCredentialDirs(fs)
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	o := dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log, Metrics: r.metrics}
+	o := dnsupdater.Options{JS: js, Config: cfg, Addr: addr, DataDir: dataDir, Name: r.name, Log: log, Metrics: r.metrics, CredentialDirs: r.dirs}
 	if r.configPath == "" { // follow the versions `detour apply` makes
 		// Its refusals go on its writer's subject, as its zone versions do: the subject its NATS
 		// user may publish, whatever --name says.
@@ -434,11 +451,12 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&r.name, "name", hostname(), "this replica's name, unique among the replicas (the source of the transitions it appends)")
 	fs.StringVar(&apiAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
 	fs.StringVar(&tokensPath, "api-tokens", "detour-api-tokens", "the API's tokens file (made with one write token if missing; see detour token)")
+	r.credentialDirs = registerCredentialDirs(fs)
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	if err := alert.CheckHooks(cfg); err != nil {
+	if err := alert.CheckHooks(cfg, r.dirs); err != nil {
 		return err
 	}
 	var parts []part
@@ -450,7 +468,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		parts = append(parts, part{"api", srv.Run})
 	}
 	parts = append(parts, part{"alerts", func(ctx context.Context) error {
-		ao := alert.Options{JS: js, Config: cfg, Name: r.name, Log: log}
+		ao := alert.Options{JS: js, Config: cfg, Name: r.name, Log: log, CredentialDirs: r.dirs}
 		if r.configPath == "" { // follow the versions `detour apply` makes
 			ao.Configs = config.Watch(ctx, js, r.version, log, "controller", r.name)
 		}

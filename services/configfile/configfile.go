@@ -45,29 +45,29 @@ func Warnings(name string, doc []byte, c *config.Config) []string {
 	return out
 }
 
-// CheckSecrets reads every secret c names in a file or a variable (TSIG keys, webhook URLs and
-// keys), as detour up and the roles that use them do when they start, and reports those that
-// cannot be read as a *config.Error located in doc.
-func CheckSecrets(name string, doc []byte, c *config.Config) error {
+// CheckSecrets reads every secret c names in a file (only in one of dirs) or a variable (TSIG
+// keys, webhook URLs and keys), as detour up and the roles that use them do when they start,
+// and reports those that cannot be read as a *config.Error located in doc.
+func CheckSecrets(name string, doc []byte, c *config.Config, dirs config.CredentialDirs) error {
 	var problems []string
 	for i, z := range c.Zones {
 		if z.TransferTSIG != nil {
-			if _, err := z.TransferTSIG.Key(); err != nil {
+			if _, err := z.TransferTSIG.Key(dirs); err != nil {
 				problems = append(problems, fmt.Sprintf("zones[%d].transfer_%v", i, err))
 			}
 		}
 		if z.Push != nil {
-			if _, err := z.Push.TSIG.Key(); err != nil {
+			if _, err := z.Push.TSIG.Key(dirs); err != nil {
 				problems = append(problems, fmt.Sprintf("zones[%d].push.%v", i, err))
 			}
 		}
 	}
 	for i := range c.Alerts {
 		for j, w := range c.Alerts[i].Webhooks {
-			if _, err := w.Target(); err != nil {
+			if _, err := w.Target(dirs); err != nil {
 				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))
 			}
-			if _, err := w.Key(); err != nil {
+			if _, err := w.Key(dirs); err != nil {
 				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))
 			}
 		}

@@ -28,6 +28,8 @@ type roleSet struct {
 	metrics      *metrics.Metrics
 	resolver     string // the DNS server edges resolve their peers with
 	regionsFixed bool
+	// credentialDirs are where the probers' checks may read files.
+	credentialDirs config.CredentialDirs
 
 	// mu guards the fields below: the roles follower changes them while the roles (starting
 	// again after a stop) and the stack's users (tests, the demo control) read them.
@@ -54,9 +56,9 @@ func (r *role) offer(c *config.Config) {
 	r.configs <- c
 }
 
-func newRoleSet(js jetstream.JetStream, g *group, log zerolog.Logger, m *metrics.Metrics, resolver string, regionsFixed bool) *roleSet {
+func newRoleSet(js jetstream.JetStream, g *group, log zerolog.Logger, m *metrics.Metrics, resolver string, regionsFixed bool, dirs config.CredentialDirs) *roleSet {
 	return &roleSet{js: js, g: g, log: log.With().Str("component", "up").Logger(), roleLog: log, metrics: m, resolver: resolver,
-		regionsFixed: regionsFixed, probers: map[string]*role{}, edges: map[string]*role{}}
+		regionsFixed: regionsFixed, credentialDirs: dirs, probers: map[string]*role{}, edges: map[string]*role{}}
 }
 
 // start runs the probers of regions and the edges of c as the stack's first roles: one that
@@ -135,7 +137,7 @@ func (rs *roleSet) apply(c *config.Config) {
 func (rs *roleSet) startProber(region string, first bool) {
 	rs.run(rs.probers, region, "prober "+region, first, func(ctx context.Context, c *config.Config, configs <-chan *config.Config) error {
 		return prober.Run(ctx, prober.Options{JS: rs.js, Config: c, Region: region, Name: region + "-1", Log: rs.roleLog, Metrics: rs.metrics,
-			Configs: configs})
+			Configs: configs, CredentialDirs: rs.credentialDirs})
 	})
 }
 

@@ -54,6 +54,10 @@ type Options struct {
 	// Reload makes a --config file be read again at once (SIGHUP); it is also read every half
 	// second, and applied as a new version whenever it changed.
 	Reload <-chan struct{}
+	// CredentialDirs are the directories the files the configuration names (a check's
+	// headers_file and send_file, a TSIG key's or a webhook's secret_file, a webhook's
+	// url_file) may be in; one elsewhere is refused. Default: none.
+	CredentialDirs config.CredentialDirs
 	// Out receives the instructions printed at start. Default: nowhere.
 	Out io.Writer
 	Log zerolog.Logger
@@ -171,6 +175,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	dns, err := dnsupdater.New(dnsupdater.Options{
 		JS: js, Config: cfg, Addr: o.DNSAddr, DataDir: filepath.Join(o.DataDir, "dns"),
 		Name: "dns-1", Log: o.Log, Metrics: m, Configs: config.Watch(ctx, js, applied.Number, o.Log, "dns", "dns-1"),
+		CredentialDirs: o.CredentialDirs,
 	})
 	if err != nil {
 		return nil, err
@@ -185,7 +190,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			Configs: config.Watch(ctx, js, applied.Number, o.Log, "decider", "decider-1")})
 	})
 	g.Go("alerts", func(ctx context.Context) error {
-		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log,
+		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, CredentialDirs: o.CredentialDirs,
 			Configs: config.Watch(ctx, js, applied.Number, o.Log, "controller", "controller-1")})
 	})
 	// The controller runs without edges too: it carries out the rollbacks of drills that are due.
@@ -195,7 +200,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	})
 	// The probers and edges of the configuration run from the start; a version that adds or
 	// removes a region (unless --regions fixed them) or an edge starts or stops its role.
-	st.roles = newRoleSet(js, g, o.Log, m, st.DNSAddr, regionsFixed)
+	st.roles = newRoleSet(js, g, o.Log, m, st.DNSAddr, regionsFixed, o.CredentialDirs)
 	st.roles.start(cfg, o.Regions)
 	g.Go("roles", func(ctx context.Context) error {
 		st.roles.follow(ctx, config.Watch(ctx, js, applied.Number, o.Log, "up"))
@@ -219,7 +224,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	if o.ConfigPath != "" {
 		g.Go("config-file", func(ctx context.Context) error {
-			watchFile(ctx, js, o.ConfigPath, doc, o.Reload, o.Log)
+			watchFile(ctx, js, o.ConfigPath, o.CredentialDirs, doc, o.Reload, o.Log)
 			return nil
 		})
 	}

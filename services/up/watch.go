@@ -55,7 +55,7 @@ func refused(err error) bool {
 // A reload applies the file as it is, even unchanged: after a refusal whose cause was outside
 // the file (a bound JetStream could not reserve then), or after `detour apply` made another
 // version active.
-func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied []byte, reload <-chan struct{}, log zerolog.Logger) {
+func watchFile(ctx context.Context, js jetstream.JetStream, path string, dirs config.CredentialDirs, applied []byte, reload <-chan struct{}, log zerolog.Logger) {
 	log = log.With().Str("component", "config-file").Str("file", path).Logger()
 	t := time.NewTicker(fileCheckEvery)
 	defer t.Stop()
@@ -91,7 +91,7 @@ func watchFile(ctx context.Context, js jetstream.JetStream, path string, applied
 			}
 		}
 		last, seen, retryAt = doc, doc, time.Time{}
-		outcome, err := applyFile(ctx, js, path, doc, log)
+		outcome, err := applyFile(ctx, js, path, dirs, doc, log)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return // stopping cut the attempt short: nothing failed
@@ -120,7 +120,7 @@ const (
 // `detour apply` sets them, so that bounds JetStream refuses apply nothing. A document refused
 // for what it says is logged with every problem and is not an error; the error is a failure to
 // reach NATS or to be answered, worth trying again.
-func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []byte, log zerolog.Logger) (fileOutcome, error) {
+func applyFile(ctx context.Context, js jetstream.JetStream, path string, dirs config.CredentialDirs, doc []byte, log zerolog.Logger) (fileOutcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
 	switch active, err := config.Active(ctx, js); {
@@ -132,7 +132,7 @@ func applyFile(ctx context.Context, js jetstream.JetStream, path string, doc []b
 	// Checked as detour check and detour up's start check it: the same problems, located.
 	cfg, err := configfile.Check(path, doc)
 	if err == nil {
-		err = configfile.CheckSecrets(path, doc, cfg)
+		err = configfile.CheckSecrets(path, doc, cfg, dirs)
 	}
 	var ce *config.Error
 	switch {

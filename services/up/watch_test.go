@@ -57,7 +57,7 @@ func TestAFileVersionNATSCouldNotTakeIsAppliedOnceItAnswersWithoutTheFileChangin
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchFile(ctx, js, path, nil, reload, zerolog.New(&logs))
+		watchFile(ctx, js, path, config.CredentialDirs{}, nil, reload, zerolog.New(&logs))
 	}()
 	defer func() { cancel(); <-done }()
 	reload <- struct{}{}
@@ -107,7 +107,7 @@ func watching(t *testing.T, js jetstream.JetStream, first []byte, logs *eventste
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchFile(ctx, js, path, first, reload, zerolog.New(logs))
+		watchFile(ctx, js, path, config.CredentialDirs{}, first, reload, zerolog.New(logs))
 	}()
 	stop = func() { cancel(); <-done }
 	t.Cleanup(stop)
@@ -337,7 +337,7 @@ func TestARefusedReloadLogsTheProblemsDetourCheckPrintsWithTheirLines(t *testing
 		}
 		_, err := configfile.Check(path, []byte(c.doc))
 		if err == nil {
-			err = configfile.CheckSecrets(path, []byte(c.doc), eventstest.Config(t, c.doc))
+			err = configfile.CheckSecrets(path, []byte(c.doc), eventstest.Config(t, c.doc), config.CredentialDirs{})
 		}
 		var ce *config.Error
 		if !errors.As(err, &ce) {

@@ -38,9 +38,10 @@ type Key struct {
 	hash      func() hash.Hash
 }
 
-// New returns the key the configuration k describes, its secret read from where k says. The
-// error names the field at fault (tsig.algorithm, tsig.secret_file…), never the secret.
-func New(k config.TSIG) (*Key, error) {
+// New returns the key the configuration k describes, its secret read from where k says (a file
+// only in one of dirs). The error names the field at fault (tsig.algorithm, tsig.secret_file…),
+// never the secret.
+func New(k config.TSIG, dirs config.CredentialDirs) (*Key, error) {
 	alg, ok := Algorithms[k.Algorithm]
 	if !ok {
 		return nil, fmt.Errorf("tsig.algorithm: unknown %q", k.Algorithm)
@@ -48,7 +49,7 @@ func New(k config.TSIG) (*Key, error) {
 	if k.Name == "" {
 		return nil, errors.New("tsig.name: a key name is required")
 	}
-	secret, err := k.Key()
+	secret, err := k.Key(dirs)
 	if err != nil {
 		return nil, err
 	}

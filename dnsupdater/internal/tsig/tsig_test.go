@@ -15,7 +15,7 @@ const testSecret = "c2VjcmV0LWtleS1mb3ItdGVzdHM="
 // case of the key's name, and refuses its name with another algorithm.
 func TestAKeyAgreesWithTheLibrarysProvider(t *testing.T) {
 	for alg, name := range Algorithms {
-		key, err := New(config.TSIG{Name: "Detour-Key", Algorithm: alg, Secret: testSecret})
+		key, err := New(config.TSIG{Name: "Detour-Key", Algorithm: alg, Secret: testSecret}, config.CredentialDirs{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,12 +54,12 @@ func TestAKeyAgreesWithTheLibrarysProvider(t *testing.T) {
 }
 
 func TestAKeyThatCannotBeReadNamesTheFieldNotTheSecret(t *testing.T) {
-	_, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG_UNSET"})
+	_, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG_UNSET"}, config.CredentialDirs{})
 	if err == nil || !strings.Contains(err.Error(), "tsig.secret_env: $DETOUR_TEST_TSIG_UNSET is not set") {
 		t.Errorf("err = %v, want it to name $DETOUR_TEST_TSIG_UNSET", err)
 	}
 	t.Setenv("DETOUR_TEST_TSIG", "not base64!")
-	if _, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG"}); err == nil || strings.Contains(err.Error(), "not base64!") {
+	if _, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG"}, config.CredentialDirs{}); err == nil || strings.Contains(err.Error(), "not base64!") {
 		t.Errorf("with a bad key: err = %v, want an error that does not repeat the key", err)
 	}
 }

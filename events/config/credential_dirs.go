@@ -1,0 +1,119 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// CredentialDirs are the directories a process may read the files its configuration names
+// from (a check's headers_file and send_file, a TSIG key's or a webhook's secret_file, a
+// webhook's url_file). The operator of the process sets them (--credential-dir,
+// $DETOUR_CREDENTIAL_DIRS), never CONFIG: whoever may apply a configuration would otherwise
+// choose any file the process can read (a service account's token, an nkey seed) and have a
+// prober send it, as a header, to an address of their choosing. The zero value allows none.
+type CredentialDirs struct {
+	// given are the directories as given, absolute and cleaned; real are the same with every
+	// symlink followed, as a file's real path is compared with them.
+	given, real []string
+}
+
+// NewCredentialDirs returns the directories dirs, each of which must be an existing directory
+// (a symlink to one is followed once, now). The error names the directory at fault.
+func NewCredentialDirs(dirs ...string) (CredentialDirs, error) {
+	var d CredentialDirs
+	for _, dir := range dirs {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return CredentialDirs{}, fmt.Errorf("credential directory %q: %w", dir, err)
+		}
+		real, err := filepath.EvalSymlinks(abs)
+		if err != nil {
+			return CredentialDirs{}, fmt.Errorf("credential directory %w", err)
+		}
+		if fi, err := os.Stat(real); err != nil {
+			return CredentialDirs{}, fmt.Errorf("credential directory %w", err)
+		} else if !fi.IsDir() {
+			return CredentialDirs{}, fmt.Errorf("credential directory %s is not a directory", dir)
+		}
+		d.given, d.real = append(d.given, abs), append(d.real, real)
+	}
+	return d, nil
+}
+
+// SplitCredentialDirs returns the directories of a list such as $DETOUR_CREDENTIAL_DIRS holds:
+// separated as $PATH's are (':' but on Windows ';'), empty ones left out.
+func SplitCredentialDirs(list string) []string {
+	var out []string
+	for _, d := range filepath.SplitList(list) {
+		if d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// String lists the directories as given, or says there are none.
+func (d CredentialDirs) String() string {
+	if len(d.given) == 0 {
+		return "none"
+	}
+	return strings.Join(d.given, ", ")
+}
+
+// ErrNotCredentialDir is the error of a file outside the credential directories.
+var ErrNotCredentialDir = errors.New("not in a credential directory")
+
+// Resolve returns the real path of the file named name (relative to the working directory
+// when not absolute), every symlink followed, when it lies inside one of d, and an error
+// wrapping ErrNotCredentialDir when it does not. A name that does not lie inside one as
+// written is refused before the file system is asked anything about it, so that the error says
+// nothing about what exists elsewhere; one that does but leads elsewhere (a symlink, "..")
+// once resolved is refused without saying where it leads.
+func (d CredentialDirs) Resolve(name string) (string, error) {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return "", err
+	}
+	if !within(abs, d.given) && !within(abs, d.real) {
+		return "", fmt.Errorf("%s is %w of this process (%s): allow its directory with --credential-dir or $DETOUR_CREDENTIAL_DIRS where the process runs", name, ErrNotCredentialDir, d)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		// As opening it would have said (a missing file, a directory not searchable).
+		return "", &fs.PathError{Op: "open", Path: name, Err: pe.Err}
+	} else if err != nil {
+		return "", err
+	}
+	if !within(real, d.real) {
+		return "", fmt.Errorf("%s leads, through a symlink, out of the credential directories of this process (%s): %w", name, d, ErrNotCredentialDir)
+	}
+	return real, nil
+}
+
+// within reports whether path, absolute and clean, lies inside one of dirs (but is not one).
+func within(path string, dirs []string) bool {
+	for _, dir := range dirs {
+		if rel, err := filepath.Rel(dir, path); err == nil && rel != "." && rel != ".." &&
+			!strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadFile returns what the regular file named name holds, at most maxFileBytes, and the
+// description of the file it opened, when the file lies inside one of d (Resolve). What is not
+// a regular file (a FIFO nobody writes, /dev/zero) is refused, opened without waiting for a
+// writer: the prober reads these files as it builds its checks, all in turn, and one that
+// never ended would stop them all. The error names the file, never what it holds.
+func (d CredentialDirs) ReadFile(name string) ([]byte, fs.FileInfo, error) {
+	real, err := d.Resolve(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return readRegular(name, real)
+}
