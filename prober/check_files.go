@@ -78,7 +78,7 @@ type checkFile struct {
 	next atomic.Int64
 	// v is what the checks use: the last value read well or, while none was, why.
 	v atomic.Pointer[fileValue]
-	// mu is held by the one look at the file at a time, and guards info and failing.
+	// mu is held by the one look at the file at a time, and guards info, failing and pending.
 	mu sync.Mutex
 	// info describes the file v was last read from, at readAt (the system clock's, as the file's
 	// times are); nil while none was read well.
@@ -87,6 +87,8 @@ type checkFile struct {
 	// failing is set once a read that left v as it was, or left it without a value, is logged
 	// or failed, until a read goes well.
 	failing bool
+	// pending describes the file as a look found it changed but not settled, nil when none did.
+	pending fs.FileInfo
 }
 
 // fileValue is a file's value, or the error that left the checks without one.
@@ -106,7 +108,9 @@ func (f *checkFile) load() *fileValue {
 
 // look reads the file when it is another than the one its value was read from (a stat, following
 // a symlink, finds another file, size or modification time), with the safety rules of
-// config.CredentialDirs.ReadFile: a file outside dirs is never read, and that is logged once.
+// config.CredentialDirs.ReadFile: a file outside dirs is never read, and that is logged once. A
+// file found changed is taken only once it is settled (fileSettle): until then, the checks keep
+// the value they have, if one was read well, and the file is looked at again a fileSettle later.
 // A read that fails keeps the value read before, if one was, and is logged once until one goes
 // well; the log names the file, never what it holds.
 func (f *checkFile) look() {
@@ -114,9 +118,20 @@ func (f *checkFile) look() {
 	defer f.mu.Unlock()
 	fi, err := os.Stat(f.path)
 	if err == nil && f.info != nil && sameFile(f.info, fi) && f.readAt.Sub(fi.ModTime()) > mtimeGrain {
+		f.pending = nil
 		return
 	}
 	old := f.v.Load()
+	if err == nil && !f.settled(fi, time.Now()) {
+		f.pending = fi
+		f.next.Store(f.now().Add(fileSettle).UnixNano())
+		if old != nil && old.err == nil {
+			return
+		}
+		// Nothing better to use meanwhile: read it now, and again once it settled.
+	} else {
+		f.pending = nil
+	}
 	readAt := time.Now()
 	b, fi, err := f.dirs.ReadFile(f.path)
 	var s string
@@ -145,6 +160,20 @@ func (f *checkFile) look() {
 		}
 		f.v.Store(&fileValue{s: s})
 	}
+}
+
+// fileSettle is how long a file found changed must stay the same before the checks use what it
+// holds: a credential rewritten in place (truncated, then written, perhaps in several writes)
+// read between its writes is empty or cut short, and sending that would fail the checks.
+// A rotation is used within fileRecheck and fileSettle.
+const fileSettle = time.Second
+
+// settled reports whether the file fi describes, found changed at wall (the system clock's, as
+// file times are), can be read whole: its modification time a fileSettle before wall, or the
+// same file, size and time seen at the look before, a fileSettle ago (which a modification time
+// in the future, from a skewed clock, cannot stop).
+func (f *checkFile) settled(fi fs.FileInfo, wall time.Time) bool {
+	return wall.Sub(fi.ModTime()) >= fileSettle || f.pending != nil && sameFile(f.pending, fi)
 }
 
 // mtimeGrain bounds how coarse a file system's modification times are (FAT's are 2 s; Linux's

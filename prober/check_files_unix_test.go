@@ -353,3 +353,56 @@ func TestACheckFileOutsideTheCredentialDirectoriesIsNeverRead(t *testing.T) {
 		}
 	}
 }
+
+// A credential rewritten in place (truncated, then written, perhaps in more than one write)
+// can be read between the writes. What the checks send stays what the file held before until
+// the file has stayed the same for a moment: they never send it empty or cut short.
+func TestACredentialRewrittenInPlaceIsNotSentHalfWritten(t *testing.T) {
+	const recheck = time.Second
+	path := filepath.Join(t.TempDir(), "auth")
+	rewrite(t, path, "Bearer one")
+	addr, last := authServer(t)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	log := &eventstest.Logs{}
+	files := newCheckFiles(clock.Now, zerolog.New(log), recheck, testCredentialDirs(t))
+	tg := target(t, "http", addr, func(k *config.Check) { k.HeadersFile = map[string]string{"Authorization": path} })
+	c, err := newChecker(tg, newSharedTransports(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sends := func(when string) string {
+		t.Helper()
+		if o := timed(context.Background(), c, time.Second, time.Now); !o.OK {
+			t.Fatalf("check %s: %+v", when, o)
+		}
+		return last()
+	}
+	if got := sends("at first"); got != "Bearer one" {
+		t.Fatalf("the server got %q, want %q", got, "Bearer one")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, part := range []string{"", "Bear", "er t"} {
+		if _, err := f.WriteString(part); err != nil {
+			t.Fatal(err)
+		}
+		clock.advance(recheck)
+		if got := sends("while the file is written"); got != "Bearer one" {
+			t.Fatalf("after the write of %q, the server got %q, want the value before: %q", part, got, "Bearer one")
+		}
+	}
+	if _, err := f.WriteString("wo"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); sends("after the file is written") != "Bearer two"; clock.advance(recheck) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server got %q, want %q", last(), "Bearer two")
+		}
+	}
+	if n := log.Count("check file not read again: its checks keep what it held"); n != 0 {
+		t.Errorf("a file being written was logged as broken %d times:\n%s", n, log.String())
+	}
+}
