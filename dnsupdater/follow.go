@@ -551,7 +551,7 @@ func (s *Server) reconfigure(c *config.Config) bool {
 		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
 		return false
 	}
-	keys, err := transferKeys(c, s.o.CredentialDirs)
+	keys, err := transferKeys(c, s.o.CredentialDirs, s.log)
 	if err != nil {
 		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
 		return false

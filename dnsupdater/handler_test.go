@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // testTable prepares the conformance configuration's answers without a server.
@@ -323,7 +324,7 @@ func FuzzTransfer(f *testing.F) {
 		}
 	}
 	cfg := eventstest.Config(f, signedConfig())
-	keys, err := transferKeys(cfg, config.CredentialDirs{})
+	keys, err := transferKeys(cfg, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}
-	keys, err := transferKeys(o.Config, o.CredentialDirs)
+	keys, err := transferKeys(o.Config, o.CredentialDirs, o.Log.With().Str("component", "dns").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("new dns server: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // keyring holds the transfer keys of the zones in force (zones[].transfer_tsig), by name in
@@ -29,14 +30,15 @@ func loadKeys(p *atomic.Pointer[keyring]) keyring {
 }
 
 // transferKeys reads the transfer key of every zone of c from where the configuration says it
-// is (a file only in one of dirs). The error names the zone's field at fault, never a secret.
-func transferKeys(c *config.Config, dirs config.CredentialDirs) (keyring, error) {
+// is (a file only in one of dirs, read again as it changes, logged to log). The error names the
+// zone's field at fault, never a secret.
+func transferKeys(c *config.Config, dirs config.CredentialDirs, log zerolog.Logger) (keyring, error) {
 	keys := keyring{}
 	for i, z := range c.Zones {
 		if z.TransferTSIG == nil {
 			continue
 		}
-		k, err := tsig.New(*z.TransferTSIG, dirs)
+		k, err := tsig.New(*z.TransferTSIG, dirs, log)
 		if err != nil {
 			return nil, fmt.Errorf("zones[%d].transfer_%w", i, err)
 		}

@@ -291,7 +291,7 @@ func signingSecondary(t *testing.T, sign bool) (string, <-chan error) {
 
 func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *testing.T) {
 	cfg := eventstest.Config(t, signedConfig())
-	keys, err := transferKeys(cfg, config.CredentialDirs{})
+	keys, err := transferKeys(cfg, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *tes
 // format, as before keys) and the FORMERR of a MAC whose length RFC 8945 §5.2.2.1 does not allow.
 func FuzzSignedRespond(f *testing.F) {
 	cfg := eventstest.Config(f, signedConfig())
-	keys, err := transferKeys(cfg, config.CredentialDirs{})
+	keys, err := transferKeys(cfg, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func newChecker(t Target, shared *sharedTransports, files *checkFiles) (checker,
 // Probe runs t's check once, bounded by the check's timeout, and reports what it found: the
 // single-shot form of what a worker does on every interval, reading files only in dirs.
 func Probe(ctx context.Context, t Target, dirs config.CredentialDirs) Outcome {
-	c, err := newChecker(t, newSharedTransports(), newCheckFiles(time.Now, zerolog.Nop(), fileRecheck, dirs))
+	c, err := newChecker(t, newSharedTransports(), newCheckFiles(time.Now, zerolog.Nop(), config.FileRecheck, dirs))
 	if err != nil {
 		return failure(ClassError, err)
 	}

@@ -176,14 +176,14 @@ func newHTTPChecker(t Target, shared *sharedTransports, files *checkFiles) (*htt
 // what they held.
 type headerFiles struct {
 	names []string
-	files []*checkFile
+	files []*config.WatchedFile
 	built atomic.Pointer[builtCheck]
 }
 
 // builtCheck is an http check built with values of its header files.
 type builtCheck struct {
 	c      *httpChecker
-	values []*fileValue
+	values []*config.FileValue
 }
 
 // check returns c built with what its header files hold now, built again only when one changed;
@@ -191,7 +191,7 @@ type builtCheck struct {
 func (h *headerFiles) check(c *httpChecker) (*httpChecker, error) {
 	b := h.built.Load()
 	for i, f := range h.files {
-		if v := f.load(); v.err != nil || b == nil || b.values[i] != v {
+		if v := f.Load(); v.Err != nil || b == nil || b.values[i] != v {
 			return h.build(c)
 		}
 	}
@@ -202,13 +202,13 @@ func (h *headerFiles) check(c *httpChecker) (*httpChecker, error) {
 func (h *headerFiles) build(c *httpChecker) (*httpChecker, error) {
 	with := *c
 	with.files, with.headers = nil, c.headers.Clone()
-	values := make([]*fileValue, len(h.files))
+	values := make([]*config.FileValue, len(h.files))
 	for i, f := range h.files {
-		values[i] = f.load()
-		if err := values[i].err; err != nil {
+		values[i] = f.Load()
+		if err := values[i].Err; err != nil {
 			return nil, fmt.Errorf("check.headers_file.%s: %w", h.names[i], err)
 		}
-		with.headers.Set(h.names[i], values[i].s)
+		with.headers.Set(h.names[i], values[i].S)
 	}
 	with.hand = newHandHTTP(&with)
 	h.built.Store(&builtCheck{c: &with, values: values})

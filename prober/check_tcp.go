@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/detourdev/detour/events/config"
 )
 
 // tcpChecker connects, and when the check says so writes Send and reads until Expect appears.
@@ -13,7 +15,7 @@ type tcpChecker struct {
 	addr netip.AddrPort
 	send []byte
 	// sendFile, when set, holds what to send instead of send.
-	sendFile *checkFile
+	sendFile *config.WatchedFile
 	expect   []byte
 	dialer   net.Dialer
 }
@@ -41,11 +43,11 @@ func newTCPChecker(t Target, files *checkFiles) (*tcpChecker, error) {
 func (c *tcpChecker) run(ctx context.Context) Outcome {
 	send := c.send
 	if c.sendFile != nil {
-		v := c.sendFile.load()
-		if v.err != nil {
-			return failure(ClassError, fmt.Errorf("check.send_file: %w", v.err))
+		v := c.sendFile.Load()
+		if v.Err != nil {
+			return failure(ClassError, fmt.Errorf("check.send_file: %w", v.Err))
 		}
-		send = []byte(v.s)
+		send = []byte(v.S)
 	}
 	if len(send) == 0 && len(c.expect) == 0 {
 		if err := connectOnly(ctx, &c.dialer, c.addr); err != nil {

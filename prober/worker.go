@@ -390,7 +390,7 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	ts := Targets(c)
 	ss := make([]*slot, 0, len(ts))
 	// Each file the checks read is read once here, whatever number of checks share it.
-	files := newCheckFiles(w.o.Clock.Now, w.log, fileRecheck, w.o.CredentialDirs)
+	files := newCheckFiles(w.o.Clock.Now, w.log, config.FileRecheck, w.o.CredentialDirs)
 	roots := false
 	for _, t := range ts {
 		if t.Check.Type == config.CheckHTTPS && !roots {

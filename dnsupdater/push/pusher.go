@@ -60,7 +60,7 @@ type Pusher struct {
 
 // New returns a pusher for one zone.
 func New(o Options) (*Pusher, error) {
-	key, err := tsig.New(o.Push.TSIG, o.CredentialDirs)
+	key, err := tsig.New(o.Push.TSIG, o.CredentialDirs, o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Logger())
 	if err != nil {
 		return nil, fmt.Errorf("new pusher for %s: %w", o.Zone, err)
 	}

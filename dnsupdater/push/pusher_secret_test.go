@@ -6,6 +6,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/detourdev/detour/events/config"
+	"github.com/rs/zerolog"
 )
 
 func TestATSIGKeyIsReadFromTheEnvironmentAndItsAbsenceNamesTheVariable(t *testing.T) {
@@ -23,7 +24,7 @@ func TestATSIGKeyIsReadFromTheEnvironmentAndItsAbsenceNamesTheVariable(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: "c2VjcmV0"}, config.CredentialDirs{})
+	want, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: "c2VjcmV0"}, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

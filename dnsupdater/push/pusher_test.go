@@ -45,7 +45,7 @@ func startApplyingPrimary(t *testing.T) *applyingPrimary {
 		t.Fatal(err)
 	}
 	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}}
-	key, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: testSecret}, config.CredentialDirs{})
+	key, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: testSecret}, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

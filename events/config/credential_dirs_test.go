@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -149,6 +150,35 @@ func FuzzResolveStaysInsideTheCredentialDirectories(f *testing.F) {
 		}
 		if again, err := filepath.EvalSymlinks(real); err != nil || again != real {
 			t.Fatalf("Resolve(%q) = %q, not a real path (%q, %v)", name, real, again, err)
+		}
+	})
+}
+
+// FuzzAFileValueIsTrimmedAndAnErrorNeverRepeatsIt: whatever a credential file holds, a TSIG
+// key's value is base64 with no surrounding white space, a secret's and a header's are trimmed,
+// and an error names the file, never what it holds.
+func FuzzAFileValueIsTrimmedAndAnErrorNeverRepeatsIt(f *testing.F) {
+	for _, s := range []string{"c2VjcmV0\n", "not base64!", " \n", "", "Bearer a\r\nX: b", "\tc2VjcmV0 \r\n"} {
+		f.Add([]byte(s))
+	}
+	const file = "/etc/detour/k"
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for name, parse := range map[string]func(string, []byte) (string, error){
+			"tsig": config.TSIGFileValue, "secret": config.SecretFileValue, "header": config.HeaderFileValue,
+		} {
+			v, err := parse(file, b)
+			if err != nil {
+				if held := strings.TrimSpace(string(b)); len(held) >= 4 && strings.Contains(err.Error(), held) && !strings.Contains(file, held) && !strings.Contains("want a base64 key in is empty holds a control character other than tab (CR, LF, NUL…)", held) {
+					t.Fatalf("%s: the error %q repeats what the file holds", name, err)
+				}
+				continue
+			}
+			if v == "" || v != strings.TrimSpace(v) {
+				t.Fatalf("%s: value %q is empty or not trimmed", name, v)
+			}
+			if _, derr := base64.StdEncoding.DecodeString(v); name == "tsig" && derr != nil {
+				t.Fatalf("tsig: value %q is not base64", v)
+			}
 		}
 	})
 }

@@ -146,6 +146,27 @@ func readRegular(name, path string) ([]byte, fs.FileInfo, error) {
 	return b, fi, nil
 }
 
+// SecretFileValue returns a secret from b, what the file named file holds
+// (CredentialDirs.ReadFile): surrounding white space trimmed; empty, it is an error naming the
+// file.
+func SecretFileValue(file string, b []byte) (string, error) {
+	return trimmed(file, b)
+}
+
+// TSIGFileValue returns a TSIG key's secret from b, what the file named file holds
+// (CredentialDirs.ReadFile): surrounding white space trimmed, base64; else an error naming the
+// file, never what it holds.
+func TSIGFileValue(file string, b []byte) (string, error) {
+	s, err := trimmed(file, b)
+	if err != nil {
+		return "", err
+	}
+	if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+		return "", fmt.Errorf("want a base64 key in %s", file)
+	}
+	return s, nil
+}
+
 // Key returns the TSIG key's secret, from wherever the configuration says it is: a file only
 // in one of dirs. A key that is not base64 is an error naming where it was read, never the key.
 func (k TSIG) Key(dirs CredentialDirs) (string, error) {

@@ -123,7 +123,7 @@ type delivery struct {
 	hook   config.Webhook
 	url    string // the hook's, read where the sender runs (config.Webhook.Target)
 	sink   *sink
-	secret string
+	secret *secret
 	kind   string
 	fact   Fact
 	id     string
@@ -142,8 +142,8 @@ func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error
 	req.Header.Set("User-Agent", "detour-alerts")
 	req.Header.Set(HeaderDelivery, d.id)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
-	if d.secret != "" {
-		req.Header.Set(HeaderSignature, Sign(d.secret, r.o.Now().Unix(), d.body))
+	if s := d.secret.value(); s != "" {
+		req.Header.Set(HeaderSignature, Sign(s, r.o.Now().Unix(), d.body))
 	}
 	resp, err := r.o.Client.Do(req)
 	if err != nil {

@@ -109,7 +109,7 @@ func Run(ctx context.Context, o Options) error {
 	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight),
 		sinks: map[string]*sink{}}
 	r.attempts = events.NewRecorder(o.JS, r.log)
-	hooks, err := readHooks(o.Config, o.CredentialDirs)
+	hooks, err := readHooks(o.Config, o.CredentialDirs, o.Now, r.log)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func Run(ctx context.Context, o Options) error {
 			r.wg.Wait()
 			return nil
 		case c := <-o.Configs:
-			hooks, err := readHooks(c, r.o.CredentialDirs)
+			hooks, err := readHooks(c, r.o.CredentialDirs, r.o.Now, r.log)
 			if err != nil {
 				// The sender runs in the controller: its refusal is the controller's, on the
 				// subject the controller's NATS user may publish.
@@ -355,16 +355,38 @@ func (r *runner) done(d *delivery) {
 // CheckHooks reads every webhook's URL and signing secret, as Run does (a file only in one of
 // dirs), so that one that cannot be read stops the controller at start.
 func CheckHooks(c *config.Config, dirs config.CredentialDirs) error {
-	_, err := readHooks(c, dirs)
+	_, err := readHooks(c, dirs, time.Now, zerolog.Nop())
 	return err
 }
 
 // hook is where a webhook is and what signs its deliveries, read where the sender runs.
-type hook struct{ url, secret string }
+type hook struct {
+	url    string
+	secret *secret
+}
 
-// readHooks reads every webhook's URL and signing secret (a file only in one of dirs), so that
+// secret is what signs a webhook's deliveries: given inline or in the environment, read with
+// the version; or in a file, read again as it changes (config.WatchedFile), each attempt signed
+// with what it holds then.
+type secret struct {
+	s    string
+	file *config.WatchedFile
+}
+
+// value returns the secret as it is now, "" when the webhook has none.
+func (s *secret) value() string {
+	if s.file != nil {
+		// Never read well, the version would have been refused; a later failed read keeps the
+		// value before.
+		return s.file.Load().S
+	}
+	return s.s
+}
+
+// readHooks reads every webhook's URL and signing secret (a file only in one of dirs; a
+// secret_file looked at again at most every config.FileRecheck of now, logged to log), so that
 // one that cannot be read stops a role at start, not at its first alert.
-func readHooks(c *config.Config, dirs config.CredentialDirs) (map[*config.Webhook]hook, error) {
+func readHooks(c *config.Config, dirs config.CredentialDirs, now func() time.Time, log zerolog.Logger) (map[*config.Webhook]hook, error) {
 	out := map[*config.Webhook]hook{}
 	for i := range c.Alerts {
 		a := &c.Alerts[i]
@@ -373,7 +395,21 @@ func readHooks(c *config.Config, dirs config.CredentialDirs) (map[*config.Webhoo
 			if err != nil {
 				return nil, fmt.Errorf("alerts[%d].webhooks[%d]: %w", i, j, err)
 			}
-			s, err := a.Webhooks[j].Key(dirs)
+			s := &secret{}
+			if w := a.Webhooks[j]; w.SecretFile != "" {
+				s.file = config.WatchFile(w.SecretFile, dirs, config.SecretFileValue, now, config.FileRecheck, config.FileLog{
+					Log:     log.With().Str("alert", a.Name).Logger(),
+					Changed: "webhook secret file changed: deliveries are signed with what it holds now",
+					Kept:    "webhook secret file not read again: deliveries are signed with what it held",
+					Refused: "webhook secret file refused: not in a credential directory",
+				})
+				err = s.file.Load().Err
+				if err != nil {
+					err = fmt.Errorf("webhook secret_file: %w", err)
+				}
+			} else {
+				s.s, err = w.Key(dirs)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("alerts[%d].webhooks[%d]: %w", i, j, err)
 			}

@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+	"time"
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // Algorithms maps each algorithm the configuration names to its DNS name.
@@ -34,14 +36,24 @@ type Key struct {
 	Name string
 	// Algorithm is the DNS name of its algorithm (dns.HmacSHA256…).
 	Algorithm string
-	secret    []byte
-	hash      func() hash.Hash
+	// secret is the key's, given inline or in the environment; file holds it instead when the
+	// configuration names a file, read again as it changes.
+	secret []byte
+	file   *config.WatchedFile
+	hash   func() hash.Hash
 }
 
 // New returns the key the configuration k describes, its secret read from where k says (a file
-// only in one of dirs). The error names the field at fault (tsig.algorithm, tsig.secret_file…),
-// never the secret.
-func New(k config.TSIG, dirs config.CredentialDirs) (*Key, error) {
+// only in one of dirs). A secret_file is read again as it changes (config.WatchedFile: within
+// config.FileRecheck and config.FileSettle of a rotation, logged to log), and a read that
+// fails keeps the key read before. The error names the field at fault (tsig.algorithm,
+// tsig.secret_file…), never the secret.
+func New(k config.TSIG, dirs config.CredentialDirs, log zerolog.Logger) (*Key, error) {
+	return newKey(k, dirs, log, time.Now, config.FileRecheck)
+}
+
+// newKey is New, a secret_file looked at again at most every recheck of now.
+func newKey(k config.TSIG, dirs config.CredentialDirs, log zerolog.Logger, now func() time.Time, recheck time.Duration) (*Key, error) {
 	alg, ok := Algorithms[k.Algorithm]
 	if !ok {
 		return nil, fmt.Errorf("tsig.algorithm: unknown %q", k.Algorithm)
@@ -49,15 +61,26 @@ func New(k config.TSIG, dirs config.CredentialDirs) (*Key, error) {
 	if k.Name == "" {
 		return nil, errors.New("tsig.name: a key name is required")
 	}
-	secret, err := k.Key(dirs)
-	if err != nil {
-		return nil, err
+	key := &Key{Name: dns.Fqdn(k.Name), Algorithm: alg}
+	if k.SecretFile != "" {
+		key.file = config.WatchFile(k.SecretFile, dirs, config.TSIGFileValue, now, recheck, config.FileLog{
+			Log:     log.With().Str("key", key.Name).Logger(),
+			Changed: "tsig key file changed: the key signs and verifies with what it holds now",
+			Kept:    "tsig key file not read again: the key keeps what it held",
+			Refused: "tsig key file refused: not in a credential directory",
+		})
+		if v := key.file.Load(); v.Err != nil {
+			return nil, fmt.Errorf("tsig.secret_file: %w", v.Err)
+		}
+	} else {
+		secret, err := k.Key(dirs)
+		if err != nil {
+			return nil, err
+		}
+		if key.secret, err = base64.StdEncoding.DecodeString(secret); err != nil {
+			return nil, errors.New("tsig: the key is not base64")
+		}
 	}
-	raw, err := base64.StdEncoding.DecodeString(secret)
-	if err != nil {
-		return nil, errors.New("tsig: the key is not base64")
-	}
-	key := &Key{Name: dns.Fqdn(k.Name), Algorithm: alg, secret: raw}
 	switch alg {
 	case dns.HmacSHA1:
 		key.hash = sha1.New
@@ -77,9 +100,19 @@ func (k *Key) Signs(t *dns.TSIG) bool {
 	return strings.EqualFold(t.Hdr.Name, k.Name) && strings.EqualFold(t.Algorithm, k.Algorithm)
 }
 
-// Same reports whether o is the same key as k: name, algorithm and secret.
+// Same reports whether o is the same key as k: name, algorithm and secret (each as it is now).
 func (k *Key) Same(o *Key) bool {
-	return o != nil && strings.EqualFold(k.Name, o.Name) && k.Algorithm == o.Algorithm && hmac.Equal(k.secret, o.secret)
+	return o != nil && strings.EqualFold(k.Name, o.Name) && k.Algorithm == o.Algorithm && hmac.Equal(k.raw(), o.raw())
+}
+
+// raw returns the key's secret as it is now: its file's value last read well (New refuses a
+// key whose file was never read well, and config.TSIGFileValue any that is not base64).
+func (k *Key) raw() []byte {
+	if k.file == nil {
+		return k.secret
+	}
+	b, _ := base64.StdEncoding.DecodeString(k.file.Load().S)
+	return b
 }
 
 // Generate returns the MAC of msg, signed as t says.
@@ -90,7 +123,7 @@ func (k *Key) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
 	if !strings.EqualFold(t.Algorithm, k.Algorithm) {
 		return nil, dns.ErrKeyAlg
 	}
-	m := hmac.New(k.hash, k.secret)
+	m := hmac.New(k.hash, k.raw())
 	m.Write(msg)
 	return m.Sum(nil), nil
 }

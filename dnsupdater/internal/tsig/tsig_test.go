@@ -7,6 +7,7 @@ import (
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 const testSecret = "c2VjcmV0LWtleS1mb3ItdGVzdHM="
@@ -15,7 +16,7 @@ const testSecret = "c2VjcmV0LWtleS1mb3ItdGVzdHM="
 // case of the key's name, and refuses its name with another algorithm.
 func TestAKeyAgreesWithTheLibrarysProvider(t *testing.T) {
 	for alg, name := range Algorithms {
-		key, err := New(config.TSIG{Name: "Detour-Key", Algorithm: alg, Secret: testSecret}, config.CredentialDirs{})
+		key, err := New(config.TSIG{Name: "Detour-Key", Algorithm: alg, Secret: testSecret}, config.CredentialDirs{}, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,12 +55,12 @@ func TestAKeyAgreesWithTheLibrarysProvider(t *testing.T) {
 }
 
 func TestAKeyThatCannotBeReadNamesTheFieldNotTheSecret(t *testing.T) {
-	_, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG_UNSET"}, config.CredentialDirs{})
+	_, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG_UNSET"}, config.CredentialDirs{}, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "tsig.secret_env: $DETOUR_TEST_TSIG_UNSET is not set") {
 		t.Errorf("err = %v, want it to name $DETOUR_TEST_TSIG_UNSET", err)
 	}
 	t.Setenv("DETOUR_TEST_TSIG", "not base64!")
-	if _, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG"}, config.CredentialDirs{}); err == nil || strings.Contains(err.Error(), "not base64!") {
+	if _, err := New(config.TSIG{Name: "k", Algorithm: "hmac-sha256", SecretEnv: "DETOUR_TEST_TSIG"}, config.CredentialDirs{}, zerolog.Nop()); err == nil || strings.Contains(err.Error(), "not base64!") {
 		t.Errorf("with a bad key: err = %v, want an error that does not repeat the key", err)
 	}
 }
