@@ -127,7 +127,7 @@ func TestDispatcherRunsEachOwnedCheckOncePerWindowAtItsInstantAndTakesOverFromAD
         endpoints: [`+eps.String()+`]
 `)
 	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
-	roster := NewRoster(self)
+	roster := NewRoster(self, 100*time.Millisecond)
 	roster.Seen(self, t0.Add(time.Hour)) // its heartbeats are stored throughout
 	// p2 was heard from at t0 and then died: it is live until t0+1.5s.
 	roster.Seen(Member{Region: "us-west", Name: "p2", ActiveFrom: t0, TTLMillis: 1500}, t0)
@@ -561,7 +561,7 @@ func TestAChangedIntervalRunsTheCheckNextOneNewIntervalAfterItsLastRun(t *testin
 // on clock from t0 and taking the configurations sent on configs (nil: none).
 func loneWorker(t *testing.T, cfg *config.Config, configs chan *config.Config, clock Clock, t0 time.Time) *worker {
 	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
-	roster := NewRoster(self)
+	roster := NewRoster(self, 100*time.Millisecond)
 	roster.Seen(self, t0.Add(time.Hour))
 	w := &worker{
 		o:       Options{Config: cfg, Configs: configs, Region: "us-west", Name: "p1", Clock: clock},

@@ -22,6 +22,12 @@ const MembersBucket = events.BucketProbers
 // maxMemberTTL bounds the ttl a record may claim; a worker silent for longer is dead.
 const maxMemberTTL = time.Hour
 
+// BlindGrace bounds how long a worker that sees none of its own records come back (JetStream
+// cannot store them, or its watch cannot read them) keeps the others' leases as they stood: past
+// it, their silence counts again, and a worker that died meanwhile has its checks taken over. It
+// outlasts a Raft election after a JetStream node died (4 to 9 s) and the watch's recovery.
+const BlindGrace = 15 * time.Second
+
 // Member is one prober's heartbeat record.
 type Member struct {
 	Region string `json:"region"`
@@ -67,20 +73,76 @@ type sighting struct {
 
 // Roster is one worker's view of its region's members. It is pure: the shell feeds it records
 // and the times they arrived.
+//
+// The others' silence counts against them only while this worker sees its own records come back
+// through its watch, which carries theirs: from a heartbeat after its last record came back, the
+// others' leases stand still, for up to BlindGrace, as when JetStream cannot store (a bucket
+// electing a leader, no quorum) while NATS answers and every worker would otherwise count itself
+// alone and run every check of the region.
 type Roster struct {
-	self  string
-	seen  map[string]sighting
+	self      string
+	heartbeat time.Duration
+	seen      map[string]sighting
+	// echo is when this worker's own record last came back through its watch.
+	echo  time.Time
 	cache []string
 	// cache is the answer for instants in [validFrom, valid).
 	validFrom, valid time.Time
 	cached           bool
 }
 
-// NewRoster starts a view of self's region. Self is live, like any member, from its ActiveFrom
-// for its TTL after each heartbeat that was stored or that its NATS server answered: a worker
-// cut off from NATS stops probing when the others take its checks over.
-func NewRoster(self Member) *Roster {
-	return &Roster{self: self.Name, seen: map[string]sighting{}}
+// NewRoster starts a view of self's region, whose members heartbeat every heartbeat. Self is
+// live, like any member, from its ActiveFrom for its TTL after each heartbeat that was stored or
+// that its NATS server answered: a worker cut off from NATS stops probing when the others take
+// its checks over.
+func NewRoster(self Member, heartbeat time.Duration) *Roster {
+	return &Roster{self: self.Name, heartbeat: heartbeat, seen: map[string]sighting{}}
+}
+
+// Echoed records that this worker's own record came back through its watch at at: up to then
+// the store stored the region's records and the watch delivered them. The time it saw none come
+// back, a heartbeat after the last, up to BlindGrace, is added to the others' leases.
+func (r *Roster) Echoed(at time.Time) {
+	if !at.After(r.echo) {
+		return
+	}
+	if gap := r.blind(at); gap > 0 {
+		for name, s := range r.seen {
+			if name != r.self {
+				s.LastSeen = s.LastSeen.Add(gap - r.blind(s.LastSeen))
+				r.seen[name] = s
+			}
+		}
+	}
+	r.echo = at
+	r.cached = false
+}
+
+// blind returns how long, up to at, this worker has seen none of its own records come back,
+// beyond the heartbeat it waits for the next and at most until BlindGrace after the last.
+func (r *Roster) blind(at time.Time) time.Duration {
+	if r.echo.IsZero() {
+		return 0
+	}
+	from, until := r.echo.Add(r.heartbeat), r.echo.Add(BlindGrace)
+	if at.After(until) {
+		at = until
+	}
+	if !at.After(from) {
+		return 0
+	}
+	return at.Sub(from)
+}
+
+// leaseClock is the instant t on the clock of the others' leases: less the time blind before it.
+func (r *Roster) leaseClock(t time.Time) time.Time { return t.Add(-r.blind(t)) }
+
+// whenLeaseClock is the first instant whose leaseClock is k.
+func (r *Roster) whenLeaseClock(k time.Time) time.Time {
+	if r.echo.IsZero() || !k.After(r.echo.Add(r.heartbeat)) {
+		return k
+	}
+	return k.Add(max(BlindGrace-r.heartbeat, 0))
 }
 
 // Seen records a heartbeat of m that arrived at at.
@@ -105,7 +167,8 @@ func (r *Roster) Gone(name string) {
 }
 
 // Live returns the sorted names of the members that take checks at t: active by then, and heard
-// from within their TTL. The slice is shared: callers must not change it.
+// from within their TTL (for the others, on the clock of their leases). The slice is shared:
+// callers must not change it.
 func (r *Roster) Live(t time.Time) []string {
 	if r.cached && !t.Before(r.validFrom) && t.Before(r.valid) {
 		return r.cache
@@ -117,16 +180,25 @@ func (r *Roster) Live(t time.Time) []string {
 			valid = at
 		}
 	}
+	now := r.leaseClock(t)
 	for name, s := range r.seen {
 		if s.ActiveFrom.After(t) {
 			later(s.ActiveFrom)
 			continue
 		}
-		expires := s.LastSeen.Add(s.TTL())
-		if !expires.After(t) {
-			continue
+		if name == r.self {
+			expires := s.LastSeen.Add(s.TTL())
+			if !expires.After(t) {
+				continue
+			}
+			later(expires)
+		} else {
+			expires := r.leaseClock(s.LastSeen).Add(s.TTL())
+			if !expires.After(now) {
+				continue
+			}
+			later(r.whenLeaseClock(expires))
 		}
-		later(expires)
 		live = append(live, name)
 	}
 	slices.Sort(live)
@@ -283,8 +355,13 @@ func (m *membership) apply(e record, initial bool) {
 			return
 		}
 		if rec.Name == m.self.Name {
-			// Our own record, or another worker's under our name: both would run the same checks.
-			if !initial && !rec.Started.Equal(m.self.Started) && !m.twinWarned {
+			if !m.self.Started.IsZero() && rec.Started.Equal(m.self.Started) {
+				m.roster.Echoed(now) // the others' records, stored before it, came too
+				return
+			}
+			// Another worker's record under our name, or ours from an earlier start: both would
+			// run the same checks.
+			if !initial && !m.twinWarned {
 				m.twinWarned = true
 				m.log.Warn().Time("other_started", rec.Started).
 					Msg("another prober runs under this name in this region: checks run twice until one is renamed")

@@ -120,7 +120,7 @@ func TestRosterLiveMembers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := NewRoster(tt.self)
+			r := NewRoster(tt.self, 500*time.Millisecond)
 			if !tt.ownBeats {
 				r.Seen(tt.self, tt.at) // its own heartbeat was just stored
 			}
@@ -139,7 +139,7 @@ func TestRosterLiveMembers(t *testing.T) {
 }
 
 func TestRosterAnswersFollowTimeAndChangesAfterACachedAnswer(t *testing.T) {
-	r := NewRoster(member("p1", t0))
+	r := NewRoster(member("p1", t0), 500*time.Millisecond)
 	r.Seen(member("p1", t0), t0.Add(time.Hour))
 	r.Seen(member("p2", t0), t0)
 	steps := []struct {
@@ -162,6 +162,82 @@ func TestRosterAnswersFollowTimeAndChangesAfterACachedAnswer(t *testing.T) {
 		if got := strings.Join(r.Live(s.at), ","); got != s.want {
 			t.Fatalf("step %d: Live(%s) = %q, want %q", i, s.at.Sub(t0), got, s.want)
 		}
+	}
+}
+
+// While none of its own records come back (JetStream stores nothing, or its watch reads
+// nothing), a worker keeps the others' leases as they stood a heartbeat after the last one came
+// back, for up to BlindGrace: the others are probably as cut off from the store as it is.
+func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T) {
+	const hb = 500 * time.Millisecond // member()'s TTL is 1.5 s
+	type step struct {
+		at   time.Duration
+		echo bool   // this worker's own record came back at at
+		seen string // this member's record came at at
+		want string
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"while its records come back, the others' silence counts", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 500 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1000 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1499 * time.Millisecond, want: "p1,p2"},
+			{at: 1500 * time.Millisecond, want: "p1"},
+		}},
+		{"a member silent since its records stopped coming back stays live for the grace and its lease", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 1500 * time.Millisecond, want: "p1,p2"},
+			{at: 10 * time.Second, want: "p1,p2"},
+			{at: BlindGrace, want: "p1,p2"},
+			{at: BlindGrace + time.Second - 1, want: "p1,p2"},
+			{at: BlindGrace + time.Second, want: "p1"},
+		}},
+		{"a member heard from meanwhile is live", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 14 * time.Second, seen: "p2", want: "p1,p2"},
+			{at: BlindGrace + time.Second, want: "p1,p2"},
+			{at: BlindGrace + 1500*time.Millisecond, want: "p1"},
+		}},
+		{"when its records come back, the time they did not is not counted", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 5 * time.Second, echo: true, want: "p1,p2"},
+			{at: 5500 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 5999 * time.Millisecond, want: "p1,p2"},
+			{at: 6 * time.Second, want: "p1"},
+		}},
+		{"a member gone silent before is not brought back", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 500 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1000 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1500 * time.Millisecond, want: "p1"},
+			{at: 10 * time.Second, want: "p1"},
+		}},
+		{"past the grace the silence counts again", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 20 * time.Second, echo: true, want: "p1"},
+			{at: 20 * time.Second, seen: "p2", want: "p1,p2"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewRoster(member("p1", t0), hb)
+			r.Seen(member("p1", t0), t0.Add(time.Hour)) // its own heartbeats are answered
+			for i, s := range tt.steps {
+				at := t0.Add(s.at)
+				if s.seen != "" {
+					r.Seen(member(s.seen, t0), at)
+				}
+				if s.echo {
+					r.Echoed(at)
+				}
+				if got := strings.Join(r.Live(at), ","); got != s.want {
+					t.Fatalf("step %d: Live(%s) = %q, want %q", i, s.at, got, s.want)
+				}
+			}
+		})
 	}
 }
 
@@ -269,7 +345,7 @@ func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stal
 	kv := &stallingKV{KeyValue: bucket}
 	self := Member{Region: "us-west", Name: "p1", TTLMillis: ttl.Milliseconds()}
 	m := &membership{kv: kv, self: self, clock: realClock{}, log: zerolog.Nop(),
-		roster: NewRoster(self), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+		roster: NewRoster(self, hb), changed: make(chan struct{}, 1), ready: make(chan struct{})}
 	m.self.Started, m.self.ActiveFrom = time.Now(), time.Now()
 	if err := m.announce(ctx); err != nil {
 		t.Fatal(err)

@@ -144,7 +144,7 @@ func Run(ctx context.Context, o Options) error {
 
 	self := Member{Region: o.Region, Name: o.Name, TTLMillis: o.MemberTTL.Milliseconds()}
 	m := &membership{kv: kv, self: self, clock: o.Clock, log: log,
-		roster: NewRoster(self), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+		roster: NewRoster(self, o.Heartbeat), changed: make(chan struct{}, 1), ready: make(chan struct{})}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup

@@ -97,6 +97,16 @@ func (s *Server) Restart(tb testing.TB) {
 	s.boot(tb)
 }
 
+// StopJetStream shuts JetStream down while the server goes on answering, as a node does when
+// JetStream cannot store (no quorum, a full disk): a publish to a stream gets no answer, a flush
+// does. Its store stays on disk: Stop and Restart bring JetStream back.
+func (s *Server) StopJetStream(tb testing.TB) {
+	tb.Helper()
+	if err := s.Server.ShutdownJetStream(); err != nil {
+		tb.Fatalf("shut jetstream down: %v", err)
+	}
+}
+
 // Connect opens another connection to url, closed when the test ends.
 func Connect(tb testing.TB, url string) *nats.Conn {
 	tb.Helper()
