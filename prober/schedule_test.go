@@ -140,6 +140,27 @@ func TestTheDefaultHeartbeatFollowsTheShortestInterval(t *testing.T) {
 	}
 }
 
+func TestTheDefaultMemberTTLIsThreeHeartbeatsAndAtLeastASecond(t *testing.T) {
+	tests := []struct {
+		interval time.Duration
+		want     time.Duration
+	}{
+		{100 * time.Millisecond, time.Second}, // heartbeat 100ms: a stall of 900ms, not 200ms, is survived
+		{300 * time.Millisecond, time.Second},
+		{time.Second, time.Second}, // heartbeat 333ms: 999ms before
+		{3 * time.Second, 3 * time.Second},
+		{time.Minute, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		c := config.Config{Apps: []config.App{{Check: config.Check{Interval: config.Duration(tt.interval)}}}}
+		o := Options{Config: &c}
+		_ = o.defaults() // refused for its missing fields, with the durations filled in
+		if o.MemberTTL != tt.want {
+			t.Errorf("interval %s: member ttl %s (heartbeat %s), want %s", tt.interval, o.MemberTTL, o.Heartbeat, tt.want)
+		}
+	}
+}
+
 // The fall-th check after a failure is at most interval × fall after it without jitter, and up
 // to interval × fall + jitter with it: each window's instant moves by up to the jitter, so the
 // span of fall windows after the last success can stretch by as much. At 10,000 endpoints some

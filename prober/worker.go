@@ -37,10 +37,12 @@ type Options struct {
 	Clock Clock
 	// Heartbeat is how often the worker refreshes its membership record. Default: a third of the
 	// shortest check interval, within 100ms and 1s, so that with the default MemberTTL a dead
-	// worker's checks move within two intervals.
+	// worker's checks move within two intervals (for intervals under 1 s, within 1 s and one
+	// interval).
 	Heartbeat time.Duration
 	// MemberTTL is how long a member stays live without a heartbeat; a dead worker's checks move
-	// to the others after at most this long. Default 3 × Heartbeat.
+	// to the others after at most this long, and a worker stalled for longer than this less a
+	// heartbeat loses its checks meanwhile. Default 3 × Heartbeat, at least minMemberTTL (1 s).
 	MemberTTL time.Duration
 	// JoinDelay is how long after announcing itself a worker starts taking checks, so that every
 	// other member (including one starting at the same moment) has seen it and hands its checks
@@ -88,7 +90,7 @@ func (o *Options) defaults() error {
 		o.Heartbeat = defaultHeartbeat(o.Config)
 	}
 	if o.MemberTTL == 0 {
-		o.MemberTTL = 3 * o.Heartbeat
+		o.MemberTTL = max(3*o.Heartbeat, minMemberTTL)
 	}
 	if o.MemberTTL > maxMemberTTL {
 		errs = append(errs, fmt.Errorf("member_ttl: want at most %s, got %s", maxMemberTTL, o.MemberTTL))
@@ -107,6 +109,12 @@ func (o *Options) defaults() error {
 	}
 	return nil
 }
+
+// minMemberTTL is the least default MemberTTL: with checks of 300 ms or less (a 100 ms heartbeat)
+// three heartbeats would survive a stall of only 200 ms (a GC pause, a busy host) before the
+// others take a live worker's checks and it counts itself gone; a second survives 900 ms, and
+// costs a crashed worker's checks at most 700 ms more before they move.
+const minMemberTTL = time.Second
 
 // defaultHeartbeat is a third of the configuration's shortest check interval, within 100ms and 1s.
 func defaultHeartbeat(c *config.Config) time.Duration {
