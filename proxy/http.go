@@ -161,10 +161,7 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			defer b.end()
 			r.Body = b
 		}
-		if !r.ProtoAtLeast(1, 1) {
-			w = http10Writer{w}
-		}
-		rp.ServeHTTP(w, r)
+		rp.ServeHTTP(w, withInterimRelay(w, r))
 	})
 }
 
@@ -397,9 +394,11 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, errNoTarget
 	}
+	ir := interimRelayOf(req.Context())
+	defer ir.end()
 	var body *replayableBody
 	if req.Body != nil && req.Body != http.NoBody {
-		body = &replayableBody{rc: req.Body}
+		body = &replayableBody{rc: req.Body, first: ir.bodyRead}
 		req.Body = body
 	}
 	var resp *http.Response
@@ -407,7 +406,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A client whose body fails (cut short, or stopped for client_body) leaves like one that
 	// went away: the failure is not held against the target.
 	gone := func() bool { return req.Context().Err() != nil || body.broke() }
-	err := a.forward(gone, r, plan, r.retry[req.Method], func() bool { return !body.started() },
+	err := a.forward(gone, r, plan, r.retry[req.Method], func() bool { return !body.started() && !ir.relayed() },
 		func(at *attempt) error {
 			t := at.t
 			if out != req || t.Secondary {
@@ -420,15 +419,13 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				tr = a.peerTransport
 			}
 			var wc *watchedConn
-			res, err := tr.RoundTrip(out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
-				GotConn: func(info httptrace.GotConnInfo) {
-					if wc, _ = info.Conn.(*watchedConn); wc != nil {
-						wc.expect()
-					}
-				},
-				// Called before ReverseProxy's, which relays the interim answer.
-				Got1xxResponse: dropHopInterim,
-			})))
+			ir.begin(at.i)
+			trace := relayTrace(ir, at.i, func(info httptrace.GotConnInfo) {
+				if wc, _ = info.Conn.(*watchedConn); wc != nil {
+					wc.expect()
+				}
+			})
+			res, err := tr.RoundTrip(out.WithContext(httptrace.WithClientTrace(untraced{out.Context()}, trace)))
 			if err == nil {
 				if err = checkStatus(res.StatusCode); err == nil && wc != nil && wc.ambiguous() {
 					// Closed before its end, the body takes its connection with it.
@@ -508,14 +505,18 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 // replayableBody lets a request body be sent again after a connection error if none of it was
 // read: the transport closes a body when an attempt fails, so closing is deferred to the end.
 type replayableBody struct {
-	rc   io.ReadCloser
-	read atomic.Bool
+	rc io.ReadCloser
+	// first is called before the body is first read.
+	first func()
+	read  atomic.Bool
 	// failed holds the client's error reading the body, other than its end.
 	failed atomic.Pointer[error]
 }
 
 func (b *replayableBody) Read(p []byte) (int, error) {
-	b.read.Store(true)
+	if !b.read.Swap(true) {
+		b.first()
+	}
 	n, err := b.rc.Read(p)
 	if err != nil && err != io.EOF {
 		b.failed.CompareAndSwap(nil, &err)

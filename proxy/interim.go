@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptrace"
 	"net/textproto"
+	"sync"
 )
 
 // An instance's interim answers (1xx but 101, which is final: 103 Early Hints, a 100 Continue
@@ -10,9 +13,7 @@ import (
 // httputil.ReverseProxy relays them, with two differences: their hop-by-hop fields are removed
 // (RFC 9110 §7.6.1), as a final answer's are, and an HTTP/1.0 client gets none (RFC 9110 §15.2:
 // a server must not send one to it; net/http's server would, with an HTTP/1.0 status line).
-// Each interim head, like the final one, may take maxResponseHead: the limit starts over after
-// each, as http.Transport's does when its caller takes the interim answers; the final answer
-// must still come within response_header.
+// The final answer must come within response_header.
 
 // noBodyFields are the fields net/http's server leaves out of an interim answer's head.
 var noBodyFields = map[string]bool{"Content-Length": true, "Transfer-Encoding": true}
@@ -33,26 +34,143 @@ func relayInterim(w http.ResponseWriter, r *http.Request, code int, h http.Heade
 	clear(dst)
 }
 
-// dropHopInterim removes the hop-by-hop fields of an interim answer on the ReverseProxy path,
-// before ReverseProxy relays it (an http.Transport's httptrace.ClientTrace.Got1xxResponse).
-func dropHopInterim(_ int, h textproto.MIMEHeader) error {
-	removeHop(http.Header(h))
-	return nil
+// interimRelay relays the interim answers of one request on the ReverseProxy path in place of
+// ReverseProxy, whose own relay (an httptrace.ClientTrace's Got1xxResponse) the edge's
+// transport never sees (untraced). ReverseProxy writes an interim answer from the transport's
+// reading goroutine while net/http's server may be writing, from the transport's writing
+// goroutine, the 100 Continue it owes a client that expects one when the body is first read:
+// the two writes share the connection's buffer unlocked (net/http's writeContinueMu guards
+// only 100 Continue and final answers), and a client could get the bytes of one inside the
+// other. Here both go through mu: the body's first read (bodyRead) writes the 100 Continue
+// itself, which stops net/http from writing it.
+type interimRelay struct {
+	w http.ResponseWriter
+	r *http.Request
+	// owed is set while net/http's server owes the client a 100 Continue at the body's first
+	// read: an HTTP/1.1 request with a body and Expect: 100-continue.
+	owed bool
+	mu   sync.Mutex
+	// attempt is the attempt whose interim answers are relayed: a late one of an attempt
+	// given up on is dropped. done is set once the final answer, or the edge's own, may be
+	// written: nothing more is relayed.
+	attempt int
+	done    bool
+	// sent is set once an interim answer reached the client.
+	sent bool
 }
 
-// http10Writer is the writer of the answer to an HTTP/1.0 request on the ReverseProxy path: it
-// drops the interim answers ReverseProxy relays.
-type http10Writer struct{ http.ResponseWriter }
+type interimRelayKey struct{}
 
-func (w http10Writer) WriteHeader(code int) {
-	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+// withInterimRelay returns r with the relay of its interim answers to w in its context.
+func withInterimRelay(w http.ResponseWriter, r *http.Request) *http.Request {
+	ir := &interimRelay{w: w, r: r, owed: r.ProtoMajor == 1 && r.ProtoAtLeast(1, 1) && r.ContentLength != 0 &&
+		hasToken(r.Header.Get("Expect"), "100-continue")}
+	return r.WithContext(context.WithValue(r.Context(), interimRelayKey{}, ir))
+}
+
+// interimRelayOf returns the relay withInterimRelay put in ctx, or nil.
+func interimRelayOf(ctx context.Context) *interimRelay {
+	ir, _ := ctx.Value(interimRelayKey{}).(*interimRelay)
+	return ir
+}
+
+// begin makes attempt i's interim answers the ones relayed.
+func (ir *interimRelay) begin(i int) {
+	if ir == nil {
 		return
 	}
-	w.ResponseWriter.WriteHeader(code)
+	ir.mu.Lock()
+	ir.attempt = i
+	ir.mu.Unlock()
 }
 
-// Unwrap lets http.ResponseController reach the server's writer.
-func (w http10Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// end stops the relay: the final answer may be written.
+func (ir *interimRelay) end() {
+	if ir == nil {
+		return
+	}
+	ir.mu.Lock()
+	ir.done = true
+	ir.mu.Unlock()
+}
+
+// relayed reports whether an interim answer reached the client.
+func (ir *interimRelay) relayed() bool {
+	if ir == nil {
+		return false
+	}
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	return ir.sent
+}
+
+// relay relays attempt i's interim answer code with header h, unless i was given up on or the
+// final answer is under way.
+func (ir *interimRelay) relay(i, code int, h http.Header) {
+	if ir == nil {
+		return
+	}
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	if ir.done || i != ir.attempt || !ir.r.ProtoAtLeast(1, 1) {
+		return
+	}
+	relayInterim(ir.w, ir.r, code, h)
+	ir.sent = true
+	if code == http.StatusContinue {
+		ir.owed = false // net/http's server writes none after it
+	}
+}
+
+// bodyRead is called before the body is first read: it writes the 100 Continue net/http's
+// server would write then, the same bytes, as the client's next answer.
+func (ir *interimRelay) bodyRead() {
+	if ir == nil {
+		return
+	}
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	if ir.owed && !ir.done {
+		ir.w.WriteHeader(http.StatusContinue)
+		ir.owed = false
+	}
+}
+
+// hasToken reports whether v, a field value, holds token, in any case, between commas or
+// whitespace: net/http's test of an Expect field.
+func hasToken(v, token string) bool {
+	boundary := func(c byte) bool { return c == ' ' || c == ',' || c == '\t' }
+	for i := 0; i+len(token) <= len(v); i++ {
+		if (i == 0 || boundary(v[i-1])) && (i+len(token) == len(v) || boundary(v[i+len(token)])) && fold([]byte(v[i:i+len(token)]), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// untraced is a context without the httptrace.ClientTrace ReverseProxy put in it to relay
+// interim answers, which interimRelay relays instead.
+type untraced struct{ context.Context }
+
+func (c untraced) Value(key any) any {
+	v := c.Context.Value(key)
+	if _, ok := v.(*httptrace.ClientTrace); ok {
+		return nil
+	}
+	return v
+}
+
+// relayTrace returns the trace of attempt i on the ReverseProxy path: it relays the attempt's
+// interim answers through ir.
+func relayTrace(ir *interimRelay, i int, gotConn func(httptrace.GotConnInfo)) *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GotConn: gotConn,
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			ir.relay(i, code, http.Header(h))
+			return nil
+		},
+	}
+}
 
 // interim writes an interim answer to the lean path's client, an HTTP/1.1 one, as relayInterim
 // has net/http's server write it. From the first one on, the client is watched until the final

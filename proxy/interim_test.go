@@ -536,3 +536,62 @@ func TestTheAnswersAfterAnInterimOneOnAKeptAliveConnectionAreTheirOwnOnEveryPath
 		}
 	}
 }
+
+// TestAnInterimAnswerNeverInterleavesWithThe100ContinueOfAClientThatExpectsOne sends, many
+// times, a request with a body through the ReverseProxy path whose client expects 100 Continue
+// before it sends the body, to an instance that answers a 103 as soon as it has the head. The
+// edge's server writes its 100 Continue when the body is first read, while the 103 is relayed
+// from the transport's reading goroutine: every client must see both heads whole, in either
+// order, then the final answer, and the race detector (go test -race) no concurrent write.
+// ReverseProxy itself writes the two unsynchronised, so it is no reference here.
+func TestAnInterimAnswerNeverInterleavesWithThe100ContinueOfAClientThatExpectsOne(t *testing.T) {
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"); err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, req.Body); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	c := twoEdgesWith(t, []string{w1}, []string{w1}, "http", "", neverEjected)
+	want := []string{"HTTP/1.1 100 Continue", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>"}
+	const continued = "HTTP/1.1 100 Continue\r\n\r\n"
+	for i := range 200 {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(conn, "PUT /up HTTP/1.1\r\nHost: shop\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n")
+		var got []byte
+		buf := make([]byte, 4<<10)
+		for !bytes.Contains(got, []byte(continued)) {
+			n, err := conn.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				t.Fatalf("request %d: no 100 Continue came: %v (after %q)", i, err, got)
+			}
+		}
+		_, _ = io.WriteString(conn, "hi")
+		rest, err := io.ReadAll(conn)
+		_ = conn.Close()
+		if err != nil && !closedByPeer(err) {
+			t.Fatalf("request %d: read the answer: %v (after %q)", i, err, append(got, rest...))
+		}
+		v := viewOf(append(got, rest...))
+		slices.Sort(v.interim)
+		if !slices.Equal(v.interim, want) || v.final.status != "200" || v.final.body != "ok" {
+			t.Fatalf("request %d: the client saw\n%s\nwant the interim answers %q, then 200 ok", i, v, want)
+		}
+	}
+}
