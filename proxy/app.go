@@ -116,9 +116,12 @@ func (a *app) skip(addr string) bool {
 // error. try returns nil once it answered the client, whatever happened then, and an error,
 // having answered nothing, when its target failed; at.retryStatus tells it whether an answer
 // whose status retry_on names goes to the next target (try then returns a statusError) rather
-// than to the client, and try calls a.answered when a response head arrives. retriable is
-// whether the method may be sent twice, replayable whether the body still can be; once gone
-// reports the client went away, a failure is not held against the target and ends the request.
+// than to the client (retryAnswer), and try calls a.answered when a response head arrives.
+// retriable is whether the method may be sent twice, replayable whether the request still can
+// be: none of its body was read and no interim answer reached the client, after which the
+// request is never sent to another target, as nginx's proxy_next_upstream passes a request on
+// only while nothing was sent to the client; once gone reports the client went away, a failure
+// is not held against the target and ends the request.
 func (a *app) forward(gone func() bool, r *appRoute, plan []route.Target, retriable bool, replayable func() bool,
 	try func(at *attempt) error) error {
 	n := min(len(plan), maxAttempts)
@@ -153,6 +156,13 @@ type attempt struct {
 	retryStatus bool
 	start       time.Time
 	answered    bool
+}
+
+// retryAnswer reports whether at's answer, with code, goes to the next target rather than to
+// the client: retry_on names code, and the request is still replayable, as forward's
+// replayable reports (an interim answer may have reached the client since the attempt began).
+func (a *app) retryAnswer(at *attempt, code int, replayable bool) bool {
+	return at.retryStatus && a.pol.retryStatus(code) && replayable
 }
 
 // answered records that the head of an answer with code arrived for at.

@@ -355,20 +355,23 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	retriable := rt.retry[r.Method]
 	rh := a.pol.timeouts.ResponseHeader.D()
-	var broke bool
-	err := a.forward(func() bool { return ctx.Err() != nil }, rt, plan, retriable, func() bool { return true }, func(at *attempt) error {
+	var broke, relayed bool
+	err := a.forward(func() bool { return ctx.Err() != nil }, rt, plan, retriable, func() bool { return !relayed }, func(at *attempt) error {
 		t := at.t
 		pool, hop := a.pool, forwarded
 		if t.Secondary {
 			pool, hop = a.peerPool, a.edge.name
 		}
 		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop) }, r, rh, retriable,
-			func(code int, h http.Header) { relayInterim(w, r, code, h) })
+			func(code int, h http.Header) {
+				relayInterim(w, r, code, h)
+				relayed = relayed || r.ProtoAtLeast(1, 1)
+			})
 		if err != nil {
 			return err
 		}
 		a.answered(at, resp.StatusCode)
-		if at.retryStatus && a.pol.retryStatus(resp.StatusCode) {
+		if a.retryAnswer(at, resp.StatusCode, !relayed) {
 			_ = uc.c.Close()
 			return &statusError{resp.StatusCode}
 		}

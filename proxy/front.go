@@ -205,6 +205,9 @@ type leanConn struct {
 	// reached the client, stops watching the client until the final one arrives.
 	up      *upConn
 	unwatch func()
+	// relayed is set once an interim answer to the request reached the client, after which
+	// it goes to no other target.
+	relayed bool
 }
 
 // leanReaders and leanWriters hold the buffers of the connections the front served: an edge's
@@ -323,8 +326,8 @@ func (lc *leanConn) serve() bool {
 	plan := a.plan(rt, false)
 	rh := a.pol.timeouts.ResponseHeader.D()
 	var keep bool
-	lc.gone = false
-	err := a.forward(func() bool { return lc.gone }, rt, plan, rt.retry[http.MethodGet], func() bool { return true },
+	lc.gone, lc.relayed = false, false
+	err := a.forward(func() bool { return lc.gone }, rt, plan, rt.retry[http.MethodGet], func() bool { return !lc.relayed },
 		func(at *attempt) error {
 			t := at.t
 			pool, hop := a.pool, ""
@@ -398,7 +401,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 			_ = uc.c.SetReadDeadline(time.Time{})
 			uc.headRead()
 			lc.app.answered(at, lc.resp.code)
-			if at.retryStatus && lc.app.pol.retryStatus(lc.resp.code) {
+			if lc.app.retryAnswer(at, lc.resp.code, !lc.relayed) {
 				_ = uc.c.Close()
 				return false, &statusError{lc.resp.code}
 			}
@@ -426,7 +429,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 		return false, headerTimeout(err)
 	}
 	lc.app.answered(at, resp.StatusCode)
-	if at.retryStatus && lc.app.pol.retryStatus(resp.StatusCode) {
+	if lc.app.retryAnswer(at, resp.StatusCode, !lc.relayed) {
 		_ = uc.c.Close()
 		return false, &statusError{resp.StatusCode}
 	}

@@ -406,7 +406,8 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A client whose body fails (cut short, or stopped for client_body) leaves like one that
 	// went away: the failure is not held against the target.
 	gone := func() bool { return req.Context().Err() != nil || body.broke() }
-	err := a.forward(gone, r, plan, r.retry[req.Method], func() bool { return !body.started() && !ir.relayed() },
+	replayable := func() bool { return !body.started() && !ir.relayed() }
+	err := a.forward(gone, r, plan, r.retry[req.Method], replayable,
 		func(at *attempt) error {
 			t := at.t
 			if out != req || t.Secondary {
@@ -439,7 +440,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				return err
 			}
 			a.answered(at, res.StatusCode)
-			if at.retryStatus && a.pol.retryStatus(res.StatusCode) {
+			if a.retryAnswer(at, res.StatusCode, replayable()) {
 				_ = res.Body.Close()
 				return &statusError{res.StatusCode}
 			}

@@ -182,6 +182,7 @@ func (lc *leanConn) interim(code int, h http.Header) {
 	_ = h.WriteSubset(lc.bw, noBodyFields)
 	_, _ = lc.bw.WriteString("\r\n")
 	_ = lc.bw.Flush()
+	lc.relayed = true
 	if lc.unwatch == nil {
 		lc.unwatch = lc.watch(lc.up)
 	}

@@ -595,3 +595,51 @@ func TestAnInterimAnswerNeverInterleavesWithThe100ContinueOfAClientThatExpectsOn
 		}
 	}
 }
+
+// TestARequestWhoseInterimAnswerReachedItsClientIsNotSentToAnotherTarget sends a request on
+// every path to an edge whose instances, local and behind its secondary, each answer a 103
+// naming themselves and then either nothing (response_header expires) or a 503 that retry_on
+// names. Once the 103 reached the client, the request goes nowhere else, as nginx's
+// proxy_next_upstream passes a request on only while nothing was sent to the client: the
+// client gets the one 103 and then the edge's 502 for the timeout, the instance's own 503 for
+// the status, never the interim answers of two targets.
+func TestARequestWhoseInterimAnswerReachedItsClientIsNotSentToAnotherTarget(t *testing.T) {
+	received := make(chan string, 16)
+	instance := func(name string) string {
+		return rawInstance(t, func(c net.Conn) {
+			br := bufio.NewReader(c)
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			received <- name
+			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nX-From: "+name+"\r\n\r\n")
+			if req.URL.Path == "/busy" {
+				_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy")
+				return
+			}
+			_, _ = io.Copy(io.Discard, br) // no final answer
+		})
+	}
+	w1, w2, e1 := instance("w1"), instance("w2"), instance("e1")
+	c := twoEdgesWith(t, []string{w1, w2}, []string{e1}, "http", "",
+		neverEjected+`, retry_on: [connect_failure, timeout, "503"], timeouts: {response_header: 300ms}`)
+	for _, tc := range []struct{ path, status, body string }{{"/hang", "502", "Bad Gateway\n"}, {"/busy", "503", "busy"}} {
+		for name, raw := range map[string]string{
+			"lean":         "GET " + tc.path + " HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+			"fast":         "GET " + tc.path + " HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+			"ReverseProxy": "PUT " + tc.path + " HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+		} {
+			v := seenView(t, c.west, raw)
+			var from []string
+			for len(received) > 0 {
+				from = append(from, <-received)
+			}
+			if len(v.interim) != 1 || v.final.status != tc.status || v.final.body != tc.body || len(from) != 1 {
+				t.Errorf("%s %s: the request reached %q and the client saw\n%s\nwant it sent to one instance, whose 103 the client sees, then %s %q",
+					name, tc.path, from, v, tc.status, tc.body)
+			}
+		}
+	}
+}
