@@ -87,16 +87,38 @@ func (w *framingWatch) endLine() {
 // watchedConn is a connection of the ReverseProxy path's transport, whose answers' framing it
 // watches: RoundTrip calls expect when the transport takes it for a request (no request is
 // pipelined, so the answer's first byte is the next read) and ambiguous once the head is read.
+// It also bounds the answer's heads, interim ones included, to maxResponseHead in all, as
+// headLimit does on the fast path: the transport's own limit starts over after each interim
+// answer its caller takes.
 type watchedConn struct {
 	net.Conn
 	mu sync.Mutex
 	w  framingWatch
+	// heading is set from expect until the final head ended; left is what the heads may still
+	// take.
+	heading bool
+	left    int64
 }
 
 func (c *watchedConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	heading, left := c.heading, c.left
+	c.mu.Unlock()
+	if heading {
+		if left <= 0 {
+			return 0, errHeadTooLong
+		}
+		p = p[:min(int64(len(p)), left)]
+	}
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
+	// A read under way when expect was called (the transport's wait on an idle connection)
+	// counts too.
+	if c.heading {
+		c.left -= int64(n)
+	}
 	c.w.feed(p[:n])
+	c.heading = c.heading && !c.w.done
 	c.mu.Unlock()
 	return n, err
 }
@@ -109,6 +131,7 @@ func (c *watchedConn) CloseWrite() error {
 func (c *watchedConn) expect() {
 	c.mu.Lock()
 	c.w.expect()
+	c.heading, c.left = true, maxResponseHead
 	c.mu.Unlock()
 }
 

@@ -22,11 +22,12 @@ import (
 // maxIdlePerAddr caps the idle connections kept to one instance.
 const maxIdlePerAddr = 1024
 
-// maxResponseHead is the most an answer's head, interim ones included, may take, as
-// http.Transport's MaxResponseHeaderBytes defaults to: a longer one fails its attempt.
+// maxResponseHead is the most the heads of an answer, interim ones and the final one together,
+// may take, as http.Transport's MaxResponseHeaderBytes defaults to: more fails the attempt.
 const maxResponseHead = 10 << 20
 
-// errHeadTooLong is the failure of an attempt whose answer's head is longer than maxResponseHead.
+// errHeadTooLong is the failure of an attempt whose answer's heads are longer than
+// maxResponseHead.
 var errHeadTooLong = fmt.Errorf("the answer's head is longer than %d bytes", maxResponseHead)
 
 // headLimit is what an upConn's reader reads the connection through: while a head is read,
@@ -197,9 +198,9 @@ func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Du
 		first = start.Add(slowAnswer)
 	}
 	// The deadline is set before the request leaves and ctx checked after, so a cancellation
-	// (whose deadline in the past afterCancel sets) is never overridden. The answer's head may
-	// take maxResponseHead, counted from what came after the last answer (nothing, as it is
-	// pooled only then); headRead lifts the limit.
+	// (whose deadline in the past afterCancel sets) is never overridden. The answer's heads,
+	// interim ones included, may take maxResponseHead, counted from what came after the last
+	// answer (nothing, as it is pooled only then); headRead lifts the limit.
 	_ = uc.c.SetReadDeadline(first)
 	uc.limit.left = maxResponseHead
 	uc.limit.watch.expect()
@@ -257,9 +258,9 @@ func checkStatus(code int) error {
 }
 
 // readFinal reads the head of the final response to a request with r's method, which asks for
-// no upgrade, passing the interim ones (103 Early Hints) to interim, each within its own
-// maxResponseHead (see interim.go); a 101 is final, and an error, and so is a head with both
-// Transfer-Encoding and Content-Length (errAmbiguousLength).
+// no upgrade, passing the interim ones (103 Early Hints) to interim, all of them and the final
+// one within maxResponseHead (see interim.go); a 101 is final, and an error, and so is a head
+// with both Transfer-Encoding and Content-Length (errAmbiguousLength).
 func (uc *upConn) readFinal(ctx context.Context, r *http.Request, interim func(int, http.Header)) (*http.Response, error) {
 	defer uc.afterCancel(ctx)()
 	for {
@@ -275,7 +276,6 @@ func (uc *upConn) readFinal(ctx context.Context, r *http.Request, interim func(i
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
 			interim(resp.StatusCode, resp.Header)
-			uc.limit.left = maxResponseHead
 			continue
 		}
 		if uc.limit.watch.ambiguous {

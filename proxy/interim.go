@@ -13,7 +13,14 @@ import (
 // httputil.ReverseProxy relays them, with two differences: their hop-by-hop fields are removed
 // (RFC 9110 §7.6.1), as a final answer's are, and an HTTP/1.0 client gets none (RFC 9110 §15.2:
 // a server must not send one to it; net/http's server would, with an HTTP/1.0 status line).
-// The final answer must come within response_header.
+// The final answer must come within response_header, and its heads, interim ones included, may
+// take maxResponseHead (10 MiB) in all, as net/http's Transport bounds them when its caller
+// does not take the interim answers (and its HTTP/2 transport the interim ones alone): where
+// the caller does, as ReverseProxy does, the limit starts over after each and their number is
+// unbounded (its former bound of 5 went with go.dev/issue/65035), so an instance could have
+// the edge parse and allocate 10 MiB after 10 MiB until response_header. Their number is not
+// bounded apart: 10 MiB of small ones cost the edge what a body in as many chunks does, and
+// an instance may send 102 Processing or 104 progress answers through a long wait.
 
 // noBodyFields are the fields net/http's server leaves out of an interim answer's head.
 var noBodyFields = map[string]bool{"Content-Length": true, "Transfer-Encoding": true}

@@ -133,6 +133,22 @@ func withoutHop(v clientView) clientView {
 	return out
 }
 
+// failedAfter is v as a client sees it when the edge relays its first n interim answers, then
+// fails the attempt and answers 502 itself, in v's protocol and with Connection: close where
+// v's head has it.
+func failedAfter(n int) func(clientView) clientView {
+	return func(v clientView) clientView {
+		proto, _, _ := strings.Cut(v.head, " ")
+		head := proto + " 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\nDate: x\r\n"
+		if slices.Contains(strings.Split(v.head, "\r\n"), "Connection: close") {
+			head += "Connection: close\r\n"
+		}
+		out := viewOf([]byte(head + "\r\n" + failBody(http.StatusBadGateway)))
+		out.interim = v.interim[:min(n, len(v.interim))]
+		return out
+	}
+}
+
 // headCorpus are answers an instance sends, each with interim answers or an unusual head. edge,
 // when set, is what the edge's client sees given what ReverseProxy's does, a difference
 // documented in differs.
@@ -171,9 +187,14 @@ var headCorpus = []struct {
 		edge:    withoutHop},
 	{name: "a folded field in the final head",
 		answer: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Fold: a \r\n  b  \r\n\t\r\nX-Tail: c\r\n \r\nContent-Length: 2\r\n\r\nok"},
+	{name: "two 103s of 4 MiB each, 8 MiB in all",
+		answer: strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </"+strings.Repeat("a", 4<<20)+">\r\n\r\n", 2) +
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
 	{name: "three 103s of 4 MiB each, 12 MiB in all",
 		answer: strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </"+strings.Repeat("a", 4<<20)+">\r\n\r\n", 3) +
-			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+		differs: "the heads of an answer may take maxResponseHead (10 MiB) in all on every path: the edge relays the two 103s within it, then answers 502; ReverseProxy's transport starts its limit over after each interim answer",
+		edge:    failedAfter(2)},
 	{name: "a folded field in a 103",
 		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>;\r\n rel=preload \r\n \r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
 }
