@@ -1,8 +1,6 @@
 package dnsupdater
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/miekg/dns"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // maxHistoryReads bounds the messages of one zone's subject read at start to rebuild its IXFR
@@ -67,93 +64,65 @@ func deltaOf(name string, zc events.ZoneChanged) (zone.Delta, error) {
 	return d, nil
 }
 
-// readHistory returns the IXFR history of zone name that the DNS stream records up to serial,
-// oldest first: the unbroken run of steps that ends at serial, at most maxDeltas of them. It
-// reads only the server's own subject of the zone (events.ZoneSubject), and there only the
-// versions the server self recorded count: servers connected without a user of their own
-// share a subject when they share a name, and their serials may repeat this one's with other
+// historyFold rebuilds a zone's IXFR history and the serial served before this run from the
+// messages of the server's own subject of the zone (events.ZoneSubject), read newest first (see
+// dnsReads.history): the unbroken run of steps that ends at serial, at most maxDeltas of them.
+// Only the versions the server self recorded count: servers connected without a user of their
+// own share a subject when they share a name, and their serials may repeat this one's with other
 // content (a reservation of its own, a configuration it kept, events batched otherwise), so a
-// step of theirs could give a secondary records this server never served. It reads the
-// subject backwards in growing windows, at most maxHistoryReads messages (the others' count
-// too). It also returns the newest version recorded under the server's name by any run of
-// it before this one (nil: none read), looked for past the history's end, whose serial a
-// secondary may hold: with the serials served known (not fresh), only those of its own id.
-func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
-	st, err := js.Stream(ctx, events.StreamDNS)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
-	}
-	subject := events.ZoneSubject(name, self.token)
-	last, err := st.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
-	}
-	first := st.CachedInfo().State.FirstSeq
-	var newest []zone.Delta // newest first, each the step before the one ahead of it
-	var served *recorded
-	want := serial
+// step of theirs could give a secondary records this server never served. It also finds the
+// newest version recorded under the server's name by any run of it before this one, looked
+// for past the history's end, whose serial a secondary may hold: with the serials served known
+// (not fresh), only those of its own id.
+type historyFold struct {
+	name   string
+	self   writer
+	serial uint32
+	newest []zone.Delta // newest first, each the step before the one ahead of it
+	served *recorded
+	want   uint32
 	// chaining says that the history still grows: with fresh, no version recorded leads to
 	// the serial. Once it ends, the subject is read on for served alone: this run's own
 	// versions recorded before the read (a version without a step, more than maxDeltas) must
 	// not hide the serial an earlier run served before them.
-	chaining := !self.fresh
-	read := 0
-	end := last.Sequence
-	for window := uint64(maxDeltas); read < maxHistoryReads; window *= 2 {
-		start := first
-		if end >= first+window {
-			start = end - window + 1
-		}
-		var batch []stored
-		for seq := start; seq <= end && read < maxHistoryReads; {
-			m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				break
-			}
-			if err != nil {
-				return nil, nil, fmt.Errorf("read history of %s at seq %d: %w", name, seq, err)
-			}
-			if m.Sequence > end {
-				break
-			}
-			read++
-			seq = m.Sequence + 1
-			batch = append(batch, storedStep(name, self, m.Data))
-		}
-		for i := len(batch) - 1; i >= 0; i-- {
-			b := batch[i]
-			if served == nil && b.served != nil && (self.fresh || b.served.server == self.id) {
-				// With the serials served known, only its own id's count (see passServed):
-				// another host's of the same name must not hide them.
-				served = b.served
-			}
-			if chaining {
-				switch {
-				case !b.changed:
-					// another event on the subject (a push report, another server's version)
-				case b.ok && b.d.To == want:
-					newest = append(newest, b.d)
-					want = b.d.From
-					chaining = len(newest) < maxDeltas
-				case len(newest) == 0 && b.ok && serialAfter(b.d.To, serial):
-					// a version after serial's: one the snapshot restored lacks (a crash)
-				default:
-					chaining = false // a version the chain cannot step over
-				}
-			}
-			if !chaining && served != nil {
-				return chain(newest), served, nil
-			}
-		}
-		if start == first {
-			break
-		}
-		end = start - 1
+	chaining bool
+}
+
+// newHistoryFold starts the fold of zone name's messages for self, whose serial is serial.
+func newHistoryFold(name string, self writer, serial uint32) *historyFold {
+	return &historyFold{name: name, self: self, serial: serial, want: serial, chaining: !self.fresh}
+}
+
+// add folds the next older message, data, and reports whether the fold is done: no older
+// message could change its result.
+func (f *historyFold) add(data []byte) bool {
+	b := storedStep(f.name, f.self, data)
+	if f.served == nil && b.served != nil && (f.self.fresh || b.served.server == f.self.id) {
+		// With the serials served known, only its own id's count (see passServed): another
+		// host's of the same name must not hide them.
+		f.served = b.served
 	}
-	return chain(newest), served, nil
+	if f.chaining {
+		switch {
+		case !b.changed:
+			// another event on the subject (a push report, another server's version)
+		case b.ok && b.d.To == f.want:
+			f.newest = append(f.newest, b.d)
+			f.want = b.d.From
+			f.chaining = len(f.newest) < maxDeltas
+		case len(f.newest) == 0 && b.ok && serialAfter(b.d.To, f.serial):
+			// a version after serial's: one the snapshot restored lacks (a crash)
+		default:
+			f.chaining = false // a version the chain cannot step over
+		}
+	}
+	return !f.chaining && f.served != nil
+}
+
+// result is the history folded, oldest first, and the version served before this run (nil:
+// none found).
+func (f *historyFold) result() ([]zone.Delta, *recorded) {
+	return chain(slices.Clone(f.newest)), f.served
 }
 
 // stored is what one message of a zone's subject tells of its history: whether it is a

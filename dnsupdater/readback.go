@@ -3,14 +3,23 @@ package dnsupdater
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 )
 
-// readBackTimeout bounds the read of one zone's subject: a stream that does not answer by then
-// is read again after a wait (see readBack).
+// readBackTimeout bounds each request of a read of the DNS stream: a stream that does not answer
+// one by then is read again after a wait (see readBack).
 const readBackTimeout = 5 * time.Second
+
+// readBackBatch is how many messages one request of a read of every subject of the server asks
+// for (see readZones).
+const readBackBatch = 1024
+
+// readBackAsks is how many zones a read of the zones one by one reads at once, so that a slow
+// link costs a round trip for readBackAsks zones rather than for each.
+const readBackAsks = 64
 
 // readBackRetry is the first wait before the zones not read yet are read again; each failure in
 // a row doubles it, up to maxReadBackRetry.
@@ -83,9 +92,15 @@ func (s *Server) readBack(ctx context.Context, poke <-chan struct{}, read chan<-
 	}
 }
 
-// readZones reads what the DNS stream records of zones in turn, until one fails, marks each read
-// in done, and hands what it read to read, every readBackHandOver and at the end. It returns how
-// many zones it read, and the zone that failed with the error.
+// readZones reads what the DNS stream records of zones, marks each read in done, and hands what
+// it read to read, every readBackHandOver and at the end. It returns how many zones it read, and
+// the zone that failed with the error. Its cost hardly grows with the zones: one request tells
+// how many messages each of the server's subjects holds, a zone whose subject holds none costs
+// nothing more, and the others are read either all together, by batches of readBackBatch
+// messages of every subject of the server (when the stream holds little more of them than the
+// zones' reads would look at), or each by one request (a few for a history longer than
+// maxHistoryReads), readBackAsks at once. Each request may wait readBackTimeout, so that a slow
+// link, where one zone's history takes longer than that, still finishes.
 func (s *Server) readZones(ctx context.Context, zones []*zone.Zone, done map[string]bool, read chan<- histories) (int, string, error) {
 	out := histories{steps: map[string][]zone.Delta{}, served: map[string]recorded{}}
 	handOver := func() {
@@ -99,15 +114,19 @@ func (s *Server) readZones(ctx context.Context, zones []*zone.Zone, done map[str
 		out = histories{steps: map[string][]zone.Delta{}, served: map[string]recorded{}}
 	}
 	defer handOver()
-	handed := time.Now()
-	for i, z := range zones {
-		rctx, cancel := context.WithTimeout(ctx, readBackTimeout)
-		h, served, err := readHistory(rctx, s.o.JS, z.Name, s.self(), z.Serial)
-		cancel()
-		if err != nil {
-			return i, z.Name, err
-		}
+	if len(zones) == 0 {
+		return 0, "", nil
+	}
+	self := s.self()
+	r, err := openReads(ctx, s.o.JS, self.token)
+	if err != nil {
+		return 0, zones[0].Name, err
+	}
+	defer r.close()
+	n, handed := 0, time.Now()
+	take := func(z *zone.Zone, h []zone.Delta, served *recorded) {
 		done[z.Name] = true
+		n++
 		if served != nil {
 			out.served[z.Name] = *served
 		}
@@ -120,5 +139,59 @@ func (s *Server) readZones(ctx context.Context, zones []*zone.Zone, done map[str
 			handed = time.Now()
 		}
 	}
-	return len(zones), "", nil
+	if r.sweeps(zones, self.token) {
+		folds, err := r.sweep(ctx, zones, self)
+		if err != nil {
+			return 0, zones[0].Name, err
+		}
+		for i, z := range zones {
+			h, served := folds[i].result()
+			take(z, h, served)
+		}
+		return n, "", nil
+	}
+	type zoneRead struct {
+		z      *zone.Zone
+		h      []zone.Delta
+		served *recorded
+		err    error
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next, results := make(chan *zone.Zone), make(chan zoneRead)
+	go func() {
+		defer close(next)
+		for _, z := range zones {
+			select {
+			case next <- z:
+			case <-rctx.Done():
+				return
+			}
+		}
+	}()
+	var readers sync.WaitGroup
+	for range readBackAsks {
+		readers.Go(func() {
+			for z := range next {
+				h, served, err := r.history(rctx, z.Name, self, z.Serial)
+				select {
+				case results <- zoneRead{z: z, h: h, served: served, err: err}:
+				case <-rctx.Done():
+					return
+				}
+			}
+		})
+	}
+	go func() { readers.Wait(); close(results) }()
+	var failed string
+	for res := range results {
+		switch {
+		case res.err == nil:
+			take(res.z, res.h, res.served)
+		case err == nil:
+			failed, err = res.z.Name, res.err
+			cancel() // the zones not read yet are read at the next try
+		}
+	}
+	return n, failed, err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -213,4 +214,15 @@ func TestTheSerialAnEarlierRunServedIsReadPastThisRunsOwnVersions(t *testing.T) 
 			}
 		})
 	}
+}
+
+// readHistory reads what the DNS stream records of zone name for self, as the read-back reads a
+// zone on its own.
+func readHistory(ctx context.Context, js jetstream.JetStream, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
+	r, err := openReads(ctx, js, self.token)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.close()
+	return r.history(ctx, name, self, serial)
 }

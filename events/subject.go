@@ -179,6 +179,14 @@ func OverrideSubject(app, pool, endpoint string) string {
 // IXFR history is what it reads back from there, and no other may write into it.
 func ZoneSubject(zone, writer string) string { return join("detour.dns", ZoneToken(zone), writer) }
 
+// WriterZoneSubjects matches every ZoneSubject of writer: all that one DNS server recorded.
+func WriterZoneSubjects(writer string) string {
+	if !ValidToken(writer) {
+		panic(fmt.Sprintf("events: invalid subject token %q under detour.dns.*", writer))
+	}
+	return "detour.dns.*." + writer
+}
+
 // WriterToken is the subject token that names the process of nc and name on the subjects each
 // writer has its own of (ZoneSubject): its NATS user, under whose token alone accounts.conf
 // lets it publish there, or, connected without one (detour up), name with every character a

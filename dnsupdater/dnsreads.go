@@ -1,0 +1,276 @@
+package dnsupdater
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// dnsReads reads one server's subjects of the DNS stream (events.ZoneSubject) as they were when
+// openReads asked how many messages each holds. It reads by batched direct gets: one request
+// answered by up to a batch of messages of a subject, or of every subject of the server, in
+// order, then an end-of-batch status that tells how many more there are.
+type dnsReads struct {
+	nc *nats.Conn
+	st jetstream.Stream
+	// replies receives the answers to every request, each on inbox.<its number>, and hands them
+	// to the request waiting in waiting: a subscription a request would cost it a millisecond.
+	replies *nats.Subscription
+	inbox   string
+	mu      sync.Mutex
+	asked   uint64
+	waiting map[string]chan *nats.Msg
+	// get is the stream's direct get subject.
+	get string
+	// all matches every subject of the server.
+	all string
+	// first and last are the stream's first and last sequences when opened.
+	first, last uint64
+	// counts holds how many messages each subject of the server held when opened.
+	counts map[string]uint64
+}
+
+// openReads asks the DNS stream how many messages each subject of the server token holds: one
+// request, or one per 100,000 subjects. Close it once read.
+func openReads(ctx context.Context, js jetstream.JetStream, token string) (*dnsReads, error) {
+	ctx, cancel := context.WithTimeout(ctx, readBackTimeout)
+	defer cancel()
+	st, err := js.Stream(ctx, events.StreamDNS)
+	if err != nil {
+		return nil, fmt.Errorf("open the dns stream: %w", err)
+	}
+	all := events.WriterZoneSubjects(token)
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(all))
+	if err != nil {
+		return nil, fmt.Errorf("count the messages of %s: %w", all, err)
+	}
+	if !info.Config.AllowDirect {
+		return nil, fmt.Errorf("read %s: stream %s does not allow direct gets", all, events.StreamDNS)
+	}
+	o := js.Options()
+	prefix := o.APIPrefix
+	switch {
+	case o.Domain != "":
+		prefix = "$JS." + o.Domain + ".API."
+	case prefix == "":
+		prefix = jetstream.DefaultAPIPrefix
+	case !strings.HasSuffix(prefix, "."):
+		prefix += "."
+	}
+	r := &dnsReads{nc: js.Conn(), st: st, get: prefix + "DIRECT.GET." + events.StreamDNS, all: all,
+		first: info.State.FirstSeq, last: info.State.LastSeq, counts: info.State.Subjects,
+		inbox: js.Conn().NewInbox(), waiting: map[string]chan *nats.Msg{}}
+	r.replies, err = r.nc.Subscribe(r.inbox+".*", func(m *nats.Msg) {
+		r.mu.Lock()
+		answers := r.waiting[m.Subject]
+		r.mu.Unlock()
+		if answers != nil {
+			answers <- m // never blocks: it holds every answer a request may get
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", all, err)
+	}
+	return r, nil
+}
+
+// close ends the reads.
+func (r *dnsReads) close() { _ = r.replies.Unsubscribe() }
+
+// sweeps reports whether zones are best read by a sweep of every subject of the server: when the
+// subjects hold at most twice the messages that reading the zones one by one would look at.
+func (r *dnsReads) sweeps(zones []*zone.Zone, token string) bool {
+	var total, needed uint64
+	for _, c := range r.counts {
+		total += c
+	}
+	for _, z := range zones {
+		needed += min(r.counts[events.ZoneSubject(z.Name, token)], maxHistoryReads)
+	}
+	return needed > 0 && total <= 2*needed
+}
+
+// sweep reads every message of the server's subjects up to the stream's last sequence when
+// opened, readBackBatch a request, and returns the fold of each of zones, in their order: each
+// over its subject's newest maxHistoryReads messages, as history reads them.
+func (r *dnsReads) sweep(ctx context.Context, zones []*zone.Zone, self writer) ([]*historyFold, error) {
+	kept := map[string][][]byte{}
+	for _, z := range zones {
+		kept[events.ZoneSubject(z.Name, self.token)] = nil
+	}
+	for seq := r.first; seq <= r.last; {
+		msgs, more, err := r.batch(ctx, seq, r.all, readBackBatch)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if m.seq > r.last {
+				more = 0
+				break
+			}
+			seq = m.seq + 1
+			if k, ok := kept[m.subject]; ok {
+				if len(k) == 2*maxHistoryReads {
+					k = append(k[:0], k[maxHistoryReads:]...)
+				}
+				kept[m.subject] = append(k, m.data)
+			}
+		}
+		if len(msgs) == 0 || more == 0 {
+			break
+		}
+	}
+	folds := make([]*historyFold, len(zones))
+	for i, z := range zones {
+		folds[i] = newHistoryFold(z.Name, self, z.Serial)
+		k := kept[events.ZoneSubject(z.Name, self.token)]
+		for j := len(k) - 1; j >= max(0, len(k)-maxHistoryReads); j-- {
+			if folds[i].add(k[j]) {
+				break
+			}
+		}
+	}
+	return folds, nil
+}
+
+// history returns the IXFR history of zone name that its subject records up to serial, oldest
+// first, and the version served before this run (see historyFold). It reads the subject
+// backwards from its last message in growing windows, each by as few batches as it holds, at
+// most maxHistoryReads messages (the others' count too), and stops as soon as the fold is done:
+// a subject that held no more than that when opened is read by one request from the stream's
+// first sequence, one that held none by none.
+func (r *dnsReads) history(ctx context.Context, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
+	subject := events.ZoneSubject(name, self.token)
+	count := r.counts[subject]
+	if count == 0 {
+		return nil, nil, nil
+	}
+	end, window := r.last, r.last-r.first+1
+	if count > maxHistoryReads {
+		lctx, cancel := context.WithTimeout(ctx, readBackTimeout)
+		last, err := r.st.GetLastMsgForSubject(lctx, subject)
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
+		}
+		end, window = last.Sequence, maxDeltas
+	}
+	f := newHistoryFold(name, self, serial)
+	read := 0
+	for ; read < maxHistoryReads; window *= 2 {
+		start := r.first
+		if end >= r.first+window {
+			start = end - window + 1
+		}
+		var batch [][]byte
+	window:
+		for seq := start; seq <= end && read < maxHistoryReads; {
+			msgs, more, err := r.batch(ctx, seq, subject, int(min(uint64(maxHistoryReads-read), end-seq+1)))
+			if err != nil {
+				return nil, nil, fmt.Errorf("read history of %s at seq %d: %w", name, seq, err)
+			}
+			for _, m := range msgs {
+				if m.seq > end {
+					break window
+				}
+				read++
+				seq = m.seq + 1
+				batch = append(batch, m.data)
+			}
+			if len(msgs) == 0 || more == 0 {
+				break
+			}
+		}
+		for i := len(batch) - 1; i >= 0; i-- {
+			if f.add(batch[i]) {
+				h, served := f.result()
+				return h, served, nil
+			}
+		}
+		if start == r.first {
+			break
+		}
+		end = start - 1
+	}
+	h, served := f.result()
+	return h, served, nil
+}
+
+// storedMsg is one message a direct get read.
+type storedMsg struct {
+	seq     uint64
+	subject string
+	data    []byte
+}
+
+// directGet is a batched direct get request (ADR-31).
+type directGet struct {
+	Seq     uint64 `json:"seq"`
+	NextFor string `json:"next_by_subj"`
+	Batch   int    `json:"batch"`
+}
+
+// batch asks, by one request that may wait readBackTimeout, for up to n messages of subject (a
+// wildcard too) from seq on, and returns them in order, with how many more of subject the stream
+// held after them when it answered.
+func (r *dnsReads) batch(ctx context.Context, seq uint64, subject string, n int) ([]storedMsg, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, readBackTimeout)
+	defer cancel()
+	req, err := json.Marshal(directGet{Seq: max(seq, 1), NextFor: subject, Batch: n})
+	if err != nil {
+		return nil, 0, err
+	}
+	r.mu.Lock()
+	r.asked++
+	reply := r.inbox + "." + strconv.FormatUint(r.asked, 10)
+	answers := make(chan *nats.Msg, n+1) // n messages and the end of the batch
+	r.waiting[reply] = answers
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.waiting, reply)
+		r.mu.Unlock()
+	}()
+	if err := r.nc.PublishRequest(r.get, reply, req); err != nil {
+		return nil, 0, err
+	}
+	var out []storedMsg
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-answers:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204": // the end of the batch
+			more, err := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			if err != nil {
+				return nil, 0, fmt.Errorf("direct get of %s: end of batch without its pending count", subject)
+			}
+			return out, more, nil
+		case "404": // none from seq on
+			return out, 0, nil
+		default:
+			return nil, 0, fmt.Errorf("direct get of %s: %s %s", subject, status, m.Header.Get("Description"))
+		}
+		s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("direct get of %s: a message without its sequence", subject)
+		}
+		out = append(out, storedMsg{seq: s, subject: m.Header.Get(jetstream.SubjectHeader), data: m.Data})
+	}
+}
