@@ -16,12 +16,15 @@ import (
 	"github.com/miekg/dns"
 )
 
-// notifyAttempts is how often one exchange sends a NOTIFY. The attempts share one socket and
-// go out notifyWait apart: a reply to any of them, up to notifyLate after the first,
-// acknowledges the NOTIFY. An
-// exchange none of whose attempts is answered is not the end: the secondary is sent the newest
-// serial again after notifyRetry, then twice as long each time, up to maxNotifyRetry, until it
-// answers (it polls the SOA only at the zone's refresh interval, an hour).
+// notifyAttempts is how often one exchange sends a NOTIFY before it takes the secondary for
+// silent. The attempts share one socket and go out notifyWait apart: a reply to any of them, up
+// to notifyLate after the first, acknowledges the NOTIFY. When none was answered (nothing heard
+// at all), the exchange goes on sending it notifyWait apart until notifyLate, so that a
+// secondary coming back meanwhile is told within notifyWait, or until a later serial of the zone
+// is offered, which is sent at once. An exchange none of whose attempts is answered is not the
+// end: the secondary is sent the newest serial again after notifyRetry, then twice as long each
+// time, up to maxNotifyRetry, or at once when a later serial is offered, until it answers (it
+// polls the SOA only at the zone's refresh interval, an hour).
 const notifyAttempts = 3
 
 // notifyRetry is how long a sender waits after an exchange no attempt of which was answered
@@ -39,8 +42,9 @@ const maxNotifyRetry = time.Minute
 const notifyWait = time.Second
 
 // notifyLate bounds how long after its first attempt an exchange none of whose attempts was
-// answered keeps listening, on its socket, for a late answer to any of them, sending nothing
-// more: a secondary that takes longer than the attempts to answer is still heard.
+// answered keeps sending the NOTIFY, notifyWait apart, and listening on its socket for an answer
+// to any of them: a secondary that takes longer than the attempts to answer is still heard, and
+// one that comes back meanwhile is told within notifyWait.
 const notifyLate = 10 * time.Second
 
 // notifyFailureWindow is how often a secondary's failed NOTIFYs are logged at most: one line,
@@ -97,6 +101,9 @@ type notifier struct {
 type notifying struct {
 	newest *zone.Zone
 	busy   map[string]bool
+	// newer is closed when a version of another serial than newest's is offered, or the zone
+	// forgotten (nil until superseded asks for it).
+	newer chan struct{}
 }
 
 // secondary is one secondary's share of the exchanges, kept while it has a sender.
@@ -161,8 +168,33 @@ func (n *notifier) offer(z *zone.Zone) {
 		e = &notifying{busy: map[string]bool{}}
 		n.zones[z.Name] = e
 	}
+	if e.newer != nil && (e.newest == nil || e.newest.Serial != z.Serial) {
+		close(e.newer)
+		e.newer = nil
+	}
 	e.newest = z
 	n.start(e)
+}
+
+// superseded returns a channel closed once a version of z's zone of another serial than z's is
+// offered, or the zone forgotten: an exchange to a silent secondary ends, and the next starts
+// at once. It never closes on a nil n (a server that only sends, in tests).
+func (n *notifier) superseded(z *zone.Zone) <-chan struct{} {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.zones[z.Name]
+	if e == nil || e.newest == nil || e.newest.Serial != z.Serial {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	if e.newer == nil {
+		e.newer = make(chan struct{})
+	}
+	return e.newer
 }
 
 // forget drops what is offered of the zone name: its senders stop once their exchanges in
@@ -175,6 +207,10 @@ func (n *notifier) forget(name string) {
 		return
 	}
 	e.newest = nil
+	if e.newer != nil {
+		close(e.newer)
+		e.newer = nil
+	}
 	if len(e.busy) == 0 { // offered before run: no sender to end
 		delete(n.zones, name)
 	}
@@ -208,7 +244,8 @@ func (n *notifier) start(e *notifying) {
 // is still the newest, the zone no longer names sec or is forgotten, or ctx ends. Each exchange
 // waits for a slot of sec's and then a socket, and then sends the version newest by then. An
 // exchange the secondary did not answer is followed, after a wait that holds neither slot nor
-// socket (notifyRetry, doubling to maxNotifyRetry), by another of the version newest then.
+// socket (notifyRetry, doubling to maxNotifyRetry, cut short by a later serial), by another of
+// the version newest then.
 func (n *notifier) sendNewest(name string, sec *secondary) {
 	var last *zone.Zone
 	retry := notifyRetry
@@ -244,6 +281,8 @@ func (n *notifier) sendNewest(name string, sec *secondary) {
 		wait := time.NewTimer(retry)
 		select {
 		case <-wait.C:
+		case <-n.superseded(z): // a later serial is news the secondary waits for: at once
+			wait.Stop()
 		case <-n.ctx.Done():
 			wait.Stop()
 		}
@@ -289,7 +328,8 @@ func (n *notifier) run(ctx context.Context) {
 
 // notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
 // ends, and reports whether the secondary answered (or ctx ended): false asks the notifier to
-// send it again later. A zone with a transfer key signs its NOTIFY with it (RFC 8945), once:
+// send it again later. After notifyAttempts silent attempts it goes on sending a second apart
+// until notifyLate, unless a later serial of the zone is offered (see notifier.superseded). A zone with a transfer key signs its NOTIFY with it (RFC 8945), once:
 // every attempt sends the same message, so that a late answer to any of them verifies.
 func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	m := new(dns.Msg)
@@ -299,22 +339,45 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	n, err := newNotifyMsg(m, transferKey(loadKeys(&s.keys), z), time.Now())
 	if err == nil {
 		c := &dns.Client{Net: "udp", Timeout: notifyWait}
+		newer := s.notifier.superseded(z)
 		err = exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {
 			var err error
 			first := time.Now()
-			for range notifyAttempts {
-				err = notifyAttempt(conn, n, time.Now().Add(notifyWait))
+			late := first.Add(notifyLate)
+			for i := 0; ; i++ {
+				now := time.Now()
+				deadline := now.Add(notifyWait)
+				if i >= notifyAttempts {
+					// Nothing heard but junk or an unsigned answer: a slow secondary may yet
+					// answer, and one coming back is told within a second. One whose port
+					// refused the last attempt, or that answered SERVFAIL, is not waited for,
+					// nor one whose zone has a later serial to send.
+					silent := errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errUnsigned)
+					if !silent || !now.Before(late) || closed(newer) {
+						return err
+					}
+					if deadline.After(late) {
+						deadline = late
+					}
+				}
+				if i == notifyAttempts && newer != nil {
+					// A later serial cuts the current wait short (the next check ends it).
+					done := make(chan struct{})
+					defer close(done)
+					go func() {
+						select {
+						case <-newer:
+							_ = conn.SetDeadline(time.Now())
+						case <-done:
+						}
+					}()
+				}
+				err = notifyAttempt(conn, n, deadline)
 				var rc tsig.RcodeError
 				if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.Rcode != dns.RcodeServerFailure {
 					return err // an error code is the secondary's answer: it is not asked again
 				}
 			}
-			// Nothing heard but junk or an unsigned answer: a slow secondary may yet answer.
-			// One whose port refused the last attempt, or that answered SERVFAIL, is not waited for.
-			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errUnsigned) {
-				err = awaitAnswer(conn, n, first.Add(notifyLate), err)
-			}
-			return err
 		})
 	}
 	var rc tsig.RcodeError
@@ -465,4 +528,14 @@ func exchangeUntil(ctx context.Context, c *dns.Client, target string, exchange f
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	return exchange(conn)
+}
+
+// closed reports whether ch is closed; a nil ch never is.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

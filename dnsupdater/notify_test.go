@@ -853,8 +853,10 @@ func TestANotifyIsAcknowledgedByASecondaryThatAnswersAfterTheLastAttemptAndWaite
 		})
 	}
 	t.Cleanup(func() {
-		if got, _ := sec.received("demo.test."); len(got) != notifyAttempts {
-			t.Errorf("the late secondary was sent %d NOTIFYs, want the %d attempts and no more", len(got), notifyAttempts)
+		// One a second until its first answer, 3.5 s after the first: the attempts, and the
+		// one sent while the exchange listened for a late answer.
+		if got, _ := sec.received("demo.test."); len(got) != notifyAttempts+1 {
+			t.Errorf("the late secondary was sent %d NOTIFYs, want %d, one a second until it answered", len(got), notifyAttempts+1)
 		}
 	})
 }
@@ -1010,5 +1012,123 @@ func TestANotifyNoAttemptGotThroughIsSentAgainUntilTheSecondaryAcknowledgesIt(t 
 		}
 	case <-time.After(notifyLate + 5*time.Second):
 		t.Fatalf("a secondary that missed every attempt of the first NOTIFY (%d sent) was not sent serial %d again within %v", seen.Load(), want, notifyLate+5*time.Second)
+	}
+}
+
+// returningSecondary is a secondary on loopback that drops every NOTIFY until back is closed
+// (it is down, or restarting), then acknowledges each; it reports each NOTIFY's serial on got,
+// and closes silent once it has dropped n of them.
+func returningSecondary(t *testing.T, back <-chan struct{}, n int) (addr string, got <-chan uint32, silent <-chan struct{}) {
+	t.Helper()
+	serials := make(chan uint32, 64)
+	thrice := make(chan struct{})
+	dropped := 0
+	addr = serveDatagrams(t, func(pc net.PacketConn, from net.Addr, q *dns.Msg) {
+		if q.Opcode != dns.OpcodeNotify || len(q.Answer) != 1 {
+			return
+		}
+		serial := q.Answer[0].(*dns.SOA).Serial
+		select {
+		case <-back:
+		default:
+			if dropped++; dropped == n {
+				close(thrice)
+			}
+			return
+		}
+		r := new(dns.Msg)
+		r.SetReply(q)
+		b, _ := r.Pack()
+		_, _ = pc.WriteTo(b, from)
+		select {
+		case serials <- serial:
+		default:
+		}
+	})
+	return addr, serials, thrice
+}
+
+// TestASecondaryComingBackWhileANotifyWaitsForALateAnswerIsToldWithinASecond has a secondary
+// miss every attempt of a NOTIFY (down), then come back while the exchange still listens for a
+// late answer: it is sent the NOTIFY again within a second, where it waited for the exchange's
+// end, 10 s after its first attempt, and the next one's start.
+func TestASecondaryComingBackWhileANotifyWaitsForALateAnswerIsToldWithinASecond(t *testing.T) {
+	back := make(chan struct{})
+	addr, got, thrice := returningSecondary(t, back, notifyAttempts)
+	var logs eventstest.Logs
+	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.notify(context.Background(), notifiedZone("demo.test.", 7), addr)
+	}()
+	select {
+	case <-thrice:
+	case <-time.After(notifyAttempts*notifyWait + time.Second):
+		t.Fatalf("the secondary did not get the %d attempts within %v", notifyAttempts, notifyAttempts*notifyWait+time.Second)
+	}
+	close(back)
+	cameBack := time.Now()
+	select {
+	case serial := <-got:
+		if serial != 7 {
+			t.Errorf("the secondary back was told serial %d, want 7", serial)
+		}
+		t.Logf("the secondary back was told the serial %v after its return", time.Since(cameBack))
+	case <-time.After(notifyWait + 500*time.Millisecond):
+		t.Fatalf("the secondary back was told nothing within %v of its return", notifyWait+500*time.Millisecond)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the exchange did not end once acknowledged")
+	}
+	if logs.Count("notify acknowledged") != 1 {
+		t.Errorf("want the NOTIFY acknowledged once, got\n%s", logs.String())
+	}
+}
+
+// TestALaterSerialOfferedWhileANotifyWaitsForALateAnswerIsSentAtOnce offers a zone's next serial
+// while the exchange of the one before, none of whose attempts a secondary answered, still
+// listens for a late answer: the later serial goes out at once, not once that exchange ends
+// and the wait after it passes.
+func TestALaterSerialOfferedWhileANotifyWaitsForALateAnswerIsSentAtOnce(t *testing.T) {
+	back := make(chan struct{})
+	// The exchange listens for a late answer from its third attempt's wait on: once the
+	// secondary dropped a fourth NOTIFY (or, before, after the third attempt's second).
+	addr, got, window := returningSecondary(t, back, notifyAttempts+1)
+	var logs eventstest.Logs
+	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow)}
+	s.notifier = newNotifier(s.notify)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); s.notifier.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	z := func(serial uint32) *zone.Zone {
+		z := notifiedZone("demo.test.", serial)
+		z.Config.Notify = []string{addr}
+		return z
+	}
+	s.notifier.offer(z(7))
+	select {
+	case <-window:
+	case <-time.After(notifyAttempts*notifyWait + 2*time.Second):
+		// Before this change the exchange sent nothing after its attempts: past their wait, it
+		// is listening for a late answer.
+	}
+	close(back) // it answers from now on: the next NOTIFY it gets is acknowledged
+	s.notifier.offer(z(8))
+	offered := time.Now()
+	deadline := time.After(notifyWait / 2)
+	for {
+		select {
+		case serial := <-got:
+			if serial == 8 {
+				t.Logf("serial 8 sent %v after it was offered", time.Since(offered))
+				return
+			}
+		case <-deadline:
+			t.Fatalf("serial 8, offered while the exchange of 7 listened for a late answer, was not sent within %v", notifyWait/2)
+		}
 	}
 }
