@@ -315,6 +315,15 @@ func reserveSerial(t *testing.T, dir string, s uint32) {
 	}
 }
 
+// followBound is how long the history tests below wait for a server to serve a STATE event or
+// record its version: an upper bound, not a pace. Under load a follower misses JetStream's
+// heartbeats (two of events.FollowHeartbeat, 500 ms), waits a retry (500 ms) and creates its
+// consumer again, so one event can take seconds to serve: beside four busy loops on two cores,
+// a run of TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions that logged "no heartbeat
+// received" took 5.4 s where 46 others took under a second each, and one run beside that log
+// line failed when each step had 2 s.
+const followBound = 10 * time.Second
+
 // TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions runs two DNS servers on one STATE
 // and one DNS stream whose serials coincide (A's reservation after a crash is one ahead of B's)
 // while their content differs: A, restarted from its snapshot, must answer IXFR with its own
@@ -338,19 +347,19 @@ func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 	recorded := func(s uint32, n int) func() bool { return func() bool { return len(recordedSerials(t, js)[s]) == n } }
 
 	a := startNamed(t, js, conf, dirA, nameA)
-	eventstest.Eventually(t, 2*time.Second, at(a, r+1), "A starts at serial %d", r+1)
+	eventstest.Eventually(t, followBound, at(a, r+1), "A starts at serial %d", r+1)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, at(a, r+2), "A's version %d: shop at .12", r+2)
-	eventstest.Eventually(t, 2*time.Second, recorded(r+2, 1), "A's version %d recorded", r+2)
+	eventstest.Eventually(t, followBound, at(a, r+2), "A's version %d: shop at .12", r+2)
+	eventstest.Eventually(t, followBound, recorded(r+2, 1), "A's version %d recorded", r+2)
 	a.stop()
 
 	b := startNamed(t, js, conf, dirB, nameB)
-	eventstest.Eventually(t, 2*time.Second, at(b, r+1), "B starts at serial %d", r+1)
+	eventstest.Eventually(t, followBound, at(b, r+1), "B starts at serial %d", r+1)
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, at(b, r+2), "B's version %d: shop at .11", r+2)
+	eventstest.Eventually(t, followBound, at(b, r+2), "B's version %d: shop at .11", r+2)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, at(b, r+3), "B's version %d", r+3)
-	eventstest.Eventually(t, 2*time.Second, recorded(r+3, 1), "B's version %d recorded", r+3)
+	eventstest.Eventually(t, followBound, at(b, r+3), "B's version %d", r+3)
+	eventstest.Eventually(t, followBound, recorded(r+3, 1), "B's version %d recorded", r+3)
 	if n := len(recordedSerials(t, js)[r+2]); n != 2 {
 		t.Errorf("serial %d: want both servers' versions recorded, got %d", r+2, n)
 	}
@@ -363,7 +372,7 @@ func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 	soa := func(s uint32) string { return fmt.Sprintf("demo.test. SOA %d", s) }
 	want := []string{soa(r + 2), soa(r + 1), "shop.demo.test. A 127.0.0.11", soa(r + 2), "shop.demo.test. A 127.0.0.12", soa(r + 2)}
 	var got []string
-	eventstest.Eventually(t, 5*time.Second, func() bool { got = ixfrFrom(t, addr, r+1); return len(got) > 1 && strings.Contains(got[1], "SOA") },
+	eventstest.Eventually(t, followBound, func() bool { got = ixfrFrom(t, addr, r+1); return len(got) > 1 && strings.Contains(got[1], "SOA") },
 		"an incremental answer from A's serial %d", r+1)
 	if !slices.Equal(got, want) {
 		t.Errorf("IXFR from A's serial %d (shop at .11 there, .12 now):\nwant %q\ngot  %q", r+1, want, got)
@@ -384,13 +393,13 @@ func TestAnotherServersVersionsDoNotCutTheHistoryShort(t *testing.T) {
 	for i, move := range []func(testing.TB, *eventstest.Server, string, string, string) events.Envelope{endpointDown, endpointUp, endpointDown} {
 		move(t, js, "shop", "us-west", "127-0-0-11_8081")
 		s := r + 2 + uint32(i)
-		eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, addr) == s }, "A at serial %d", s)
+		eventstest.Eventually(t, followBound, func() bool { return serial(t, addr) == s }, "A at serial %d", s)
 	}
-	eventstest.Eventually(t, 2*time.Second, func() bool { return len(recordedSerials(t, js)[r+4]) == 1 }, "A's version %d recorded", r+4)
+	eventstest.Eventually(t, followBound, func() bool { return len(recordedSerials(t, js)[r+4]) == 1 }, "A's version %d recorded", r+4)
 
 	b := startNamed(t, js, conf, "", "dns-b")
 	var sb uint32
-	eventstest.Eventually(t, 2*time.Second, func() bool { sb = serial(t, b.srv.Addr()); return len(recordedSerials(t, js)[sb]) == 1 },
+	eventstest.Eventually(t, followBound, func() bool { sb = serial(t, b.srv.Addr()); return len(recordedSerials(t, js)[sb]) == 1 },
 		"B's first version recorded")
 	a.stop()
 
@@ -402,6 +411,6 @@ func TestAnotherServersVersionsDoNotCutTheHistoryShort(t *testing.T) {
 	soa := func(s uint32) string { return fmt.Sprintf("demo.test. SOA %d", s) }
 	want := []string{soa(r + 4), soa(r + 2), "shop.demo.test. A 127.0.0.12", soa(r + 3), "shop.demo.test. A 127.0.0.11",
 		soa(r + 3), "shop.demo.test. A 127.0.0.11", soa(r + 4), "shop.demo.test. A 127.0.0.12", soa(r + 4)}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(ixfrFrom(t, addr, r+2), want) },
+	eventstest.Eventually(t, followBound, func() bool { return slices.Equal(ixfrFrom(t, addr, r+2), want) },
 		"after A's restart, IXFR from %d answers A's two steps (B's first version is %d)", r+2, sb)
 }

@@ -33,7 +33,7 @@ const (
 const readBackHandOver = time.Second
 
 // readBack reads, once in a run for every zone served, what the DNS stream records of it (see
-// readHistory): the zones of the table at start, and each zone a reload adds, new to the
+// historyFold): the zones of the table at start, and each zone a reload adds, new to the
 // configuration or coming back, as soon as it is served. It hands the refresher on read each
 // zone's IXFR history up to its serial, and the newest version recorded under the server's name
 // before this run, whose serial the zone must pass (see passServed). While the stream does not
