@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -236,5 +237,94 @@ func TestAZoneWithALongHistoryIsReadBackOverASlowLink(t *testing.T) {
 	}
 	if s := got.steps[name]; len(s) != 2 || s[1].To != serial {
 		t.Errorf("history %+v, want 2 steps to %d", s, serial)
+	}
+}
+
+// TestASweepOfEveryZoneReadsWhatReadingEachZoneOnItsOwnReads records random versions of a few
+// zones (this server's id and another's, with steps, without, out of order, this run's own,
+// another server's name, more than a read looks at) and reads them back both ways a start may:
+// all zones together by a sweep of the server's subjects, and each zone on its own. Both must
+// find the same IXFR history and the same serial served before, with the data dir and without.
+func TestASweepOfEveryZoneReadsWhatReadingEachZoneOnItsOwnReads(t *testing.T) {
+	js := eventstest.Start(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	started := time.Now()
+	base := uint32(started.Unix())
+	names := zoneNames(6)
+	serials := map[string]uint32{}
+	for zi, name := range names {
+		serial := base + uint32(rng.IntN(5))
+		versions := rng.IntN(20)
+		if zi == len(names)-1 {
+			versions = maxHistoryReads + 50 // longer than a read looks at
+		}
+		for i := range versions {
+			s := serial - uint32(versions-1-i)
+			zc := events.ZoneChanged{Zone: name, Serial: s, Server: []string{"id-0", "id-0", "id-0", "id-1"}[rng.IntN(4)]}
+			if rng.IntN(5) > 0 {
+				zc.Step = &events.ZoneStep{From: s - 1 - uint32(rng.IntN(2)), Added: []string{"shop." + name + "\t5\tIN\tA\t192.0.2.1"}}
+			}
+			at := started.Add(-time.Hour)
+			if rng.IntN(6) == 0 {
+				at = started.Add(time.Second) // this run's own
+			}
+			source := "dns-test"
+			if rng.IntN(8) == 0 {
+				source = "dns-other" // another server of the same token
+			}
+			env, err := events.New(events.TypeZoneChanged, source, at, zc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.JS.PublishAsync(events.ZoneSubject(name, "dns-test"), env.Encode()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		serials[name] = serial
+	}
+	select {
+	case <-js.JS.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("the versions were not stored within a minute")
+	}
+	zones := make([]*zone.Zone, len(names))
+	for i, name := range names {
+		zones[i] = &zone.Zone{Name: name, Serial: serials[name]}
+	}
+	for _, self := range []writer{
+		{name: "dns-test", id: "id-0", token: "dns-test", started: started},
+		{name: "dns-test", id: "id-2", token: "dns-test", started: started, fresh: true},
+	} {
+		r, err := openReads(context.Background(), js.JS, self.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.close()
+		folds, err := r.sweep(context.Background(), zones, self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var steps, served int
+		for i, z := range zones {
+			swept, sweptServed := folds[i].result()
+			if len(swept) > 0 {
+				steps++
+			}
+			if sweptServed != nil {
+				served++
+			}
+			alone, aloneServed, err := r.history(context.Background(), z.Name, self, z.Serial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(swept) != fmt.Sprint(alone) || fmt.Sprint(sweptServed) != fmt.Sprint(aloneServed) {
+				t.Errorf("fresh %t, zone %s: the sweep read %v and served %v, the zone on its own %v and served %v",
+					self.fresh, z.Name, swept, sweptServed, alone, aloneServed)
+			}
+		}
+		t.Logf("fresh %t: %d of %d zones with a history, %d with a serial served before", self.fresh, steps, len(zones), served)
+		if served == 0 || !self.fresh && steps == 0 {
+			t.Errorf("fresh %t: nothing read to compare", self.fresh)
+		}
 	}
 }
