@@ -361,18 +361,21 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 					}
 				}
 				if i == notifyAttempts && newer != nil {
-					// A later serial cuts the current wait short (the next check ends it).
+					// A later serial ends the exchange at once: its socket is closed.
 					done := make(chan struct{})
 					defer close(done)
 					go func() {
 						select {
 						case <-newer:
-							_ = conn.SetDeadline(time.Now())
+							_ = conn.Close()
 						case <-done:
 						}
 					}()
 				}
 				err = notifyAttempt(conn, n, deadline)
+				if i >= notifyAttempts && errors.Is(err, net.ErrClosed) && closed(newer) {
+					return errSuperseded
+				}
 				var rc tsig.RcodeError
 				if err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.Rcode != dns.RcodeServerFailure {
 					return err // an error code is the secondary's answer: it is not asked again
@@ -417,6 +420,10 @@ func newNotifyMsg(m *dns.Msg, key *tsig.Key, now time.Time) (*notifyMsg, error) 
 	}
 	return n, nil
 }
+
+// errSuperseded ends an exchange none of whose attempts was answered when a later serial of its
+// zone is offered: that one is sent instead, at once.
+var errSuperseded = errors.New("no answer before a later serial was offered")
 
 // errUnsigned is an acknowledgement of a signed NOTIFY that the key did not sign: it may come
 // from anyone (RFC 8945 §5.1), so it acknowledges nothing.
