@@ -30,15 +30,20 @@ import (
 //     version. It waits restampGrace first: a server behind usually records its next version,
 //     which asks for nothing, well within it. The same records at any serial ask for nothing.
 //
-// "The newer" is told by how far each server had folded the one STATE stream when it made its
-// version (events.ZoneChanged.StateSeq): a zone's records are a function of the state folded
+// "The newer" is told by how far each server had folded the one STATE stream when it recorded
+// its version (events.ZoneChanged.StateSeq): a zone's records are a function of the state folded
 // (the configurations alike), so a server folded further holds the later records. A server
 // behind does not re-stamp: its next version, once it has folded as far, takes a serial after
-// the other's anyway. At equal positions with other records (the configurations differ while a
-// reload reaches one server before the other) the server of the higher id re-stamps and the
-// other never does. So of any two versions at most one server re-stamps, and a re-stamp, which
-// keeps the server's position and records, never makes the other re-stamp: there is no
-// ping-pong, whatever the positions. A sum of sequences (a CONFIG and a STATE position added)
+// the other's anyway. A server re-stamps as the newer only when its records were made after the
+// other's position (ownVersion.since): when they were already its records there, the records
+// differ at one position, which only other configurations explain (a reload reaching one
+// server before the other, or one server refusing a version for long), and the server of the
+// higher id re-stamps while the other never does. A re-stamp records the position its server
+// reached, past the other's, with records made no later: were the positions alone compared,
+// under other configurations and a moving STATE each server would find itself further than the
+// other's last re-stamp and re-stamp in turn, a version and a NOTIFY a second per zone for as
+// long as the configurations differ. So of any two versions at most one server re-stamps, and
+// a re-stamp never makes the other re-stamp: there is no ping-pong, whatever the positions. A sum of sequences (a CONFIG and a STATE position added)
 // would not do: a server behind on CONFIG and ahead on STATE reaches the sum of one ahead on
 // CONFIG and behind on STATE with other records. Re-stamping every zone on every STATE event
 // would, at one NOTIFY and one IXFR per zone per event.
@@ -82,12 +87,13 @@ type peerVersion struct {
 	server   string
 }
 
-// ownVersion is a zone as this server serves it: its serial, the digest of its records, and the
-// sequence of the last STATE event folded.
+// ownVersion is a zone as this server serves it: its serial, the digest of its records, the
+// sequence of the last STATE event folded (position) and what it was when the records were made
+// (since): the records are those of every position from since to position.
 type ownVersion struct {
-	serial   uint32
-	digest   func() string
-	position uint64
+	serial          uint32
+	digest          func() string
+	position, since uint64
 }
 
 // peerClock keeps, per zone, the highest serial other servers recorded, and decides the
@@ -135,7 +141,10 @@ func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past ui
 	switch {
 	case !seen, serialAfter(own.serial, v.serial), v.digest == "",
 		// The other's records are the newer: this server's next version passes its serial.
-		v.stateSeq > own.position, v.stateSeq == own.position && v.server > c.self,
+		v.stateSeq > own.position,
+		// This server's records were the same at the other's position: the configurations
+		// differ, which no position tells apart, and the higher id re-stamps.
+		v.stateSeq >= own.since && v.server > c.self,
 		v.digest == own.digest():
 		delete(c.asked, name)
 		return 0, false, 0
@@ -256,7 +265,7 @@ func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
 		if z == nil {
 			continue
 		}
-		own := ownVersion{serial: z.Serial, position: s.proj.position, digest: func() string { return s.proj.digestOf(z) }}
+		own := ownVersion{serial: z.Serial, position: s.proj.position, since: s.proj.since[name], digest: func() string { return s.proj.digestOf(z) }}
 		past, ok, wait := s.proj.peers.restamp(name, own, now)
 		switch {
 		case ok:

@@ -60,15 +60,16 @@ func servedSerial(t *testing.T, zones []*zone.Zone, name string) uint32 {
 }
 
 // TestAZoneIsReStampedOnlyWhenAnotherServerHoldsOlderRecordsAtOrAfterItsSerial tables the
-// re-stamp rule (see peers.go): this server serves serial 1000, records "mine", folded to STATE
-// sequence 10, under id "m".
+// re-stamp rule (see peers.go): this server serves serial 1000, records "mine" made at STATE
+// sequence 10 and folded to it, under id "m".
 func TestAZoneIsReStampedOnlyWhenAnotherServerHoldsOlderRecordsAtOrAfterItsSerial(t *testing.T) {
 	now := time.Unix(1000, 0)
-	own := ownVersion{serial: 1000, position: 10, digest: func() string { return "mine" }}
+	own := ownVersion{serial: 1000, position: 10, since: 10, digest: func() string { return "mine" }}
 	for _, tt := range []struct {
-		name string
-		peer peerVersion
-		want bool
+		name  string
+		since uint64 // when this server's records were made, if before 10
+		peer  peerVersion
+		want  bool
 	}{
 		{name: "the same serial with older records", peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 9, server: "z"}, want: true},
 		{name: "a later serial with older records", peer: peerVersion{serial: 1060, digest: "theirs", stateSeq: 9, server: "z"}, want: true},
@@ -79,9 +80,17 @@ func TestAZoneIsReStampedOnlyWhenAnotherServerHoldsOlderRecordsAtOrAfterItsSeria
 		{name: "the same position, a lower id: this one re-stamps", peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 10, server: "a"}, want: true},
 		{name: "the same position, a higher id: the other re-stamps", peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 10, server: "z"}},
 		{name: "no digest (an older server's record)", peer: peerVersion{serial: 1060, stateSeq: 9, server: "z"}},
+		{name: "records this server held already at the other's position, a lower id: this one re-stamps", since: 5,
+			peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 9, server: "a"}, want: true},
+		{name: "records this server held already at the other's position, a higher id: the other re-stamps", since: 5,
+			peer: peerVersion{serial: 1000, digest: "theirs", stateSeq: 9, server: "z"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newPeerClock("m")
+			own := own
+			if tt.since != 0 {
+				own.since = tt.since
+			}
 			tt.peer.zone = "demo.test."
 			if !c.see(tt.peer, now) {
 				t.Fatal("refused")
@@ -103,7 +112,7 @@ func TestAZoneIsReStampedOnlyWhenAnotherServerHoldsOlderRecordsAtOrAfterItsSeria
 // version, with this server's records, comes within restampGrace, and nothing is re-stamped.
 func TestAServerBehindThatRecordsTheRestOfABurstWithinTheGraceAsksForNoReStamp(t *testing.T) {
 	now := time.Unix(1000, 0)
-	own := ownVersion{serial: 1000, position: 10, digest: func() string { return "mine" }}
+	own := ownVersion{serial: 1000, position: 10, since: 10, digest: func() string { return "mine" }}
 	c := newPeerClock("m")
 	c.see(peerVersion{zone: "demo.test.", serial: 1000, digest: "theirs", stateSeq: 9, server: "z"}, now)
 	if _, ok, wait := c.restamp("demo.test.", own, now); ok || wait != restampGrace {
@@ -124,7 +133,7 @@ func TestAZoneIsReStampedAtMostOnceASecond(t *testing.T) {
 	for i := range 100 {
 		now := start.Add(time.Duration(i) * 100 * time.Millisecond)
 		c.see(peerVersion{zone: "demo.test.", serial: serial, digest: "theirs", stateSeq: 1, server: "z"}, now)
-		past, ok, wait := c.restamp("demo.test.", ownVersion{serial: serial, position: 10, digest: func() string { return "mine" }}, now)
+		past, ok, wait := c.restamp("demo.test.", ownVersion{serial: serial, position: 10, since: 10, digest: func() string { return "mine" }}, now)
 		if ok {
 			restamps++
 			serial = NextSerial(past, now)
@@ -179,7 +188,7 @@ func TestTwoServersWithOtherRecordsDoNotReStampEachOtherInTurn(t *testing.T) {
 			for _, pair := range [][2]*server{{a, b}, {b, a}} {
 				from, to := pair[0], pair[1]
 				to.clock.see(peerVersion{zone: "z.", serial: from.serial, digest: from.digest, stateSeq: from.position, server: from.id}, now)
-				if past, ok, _ := to.clock.restamp("z.", ownVersion{serial: to.serial, position: to.position, digest: func() string { return to.digest }}, now); ok {
+				if past, ok, _ := to.clock.restamp("z.", ownVersion{serial: to.serial, position: to.position, since: to.position, digest: func() string { return to.digest }}, now); ok {
 					restamps++
 					to.serial = NextSerial(past, now)
 				}
@@ -255,4 +264,102 @@ func FuzzPeerVersionOf(f *testing.F) {
 			t.Fatalf("took %+v from %s", v, subject)
 		}
 	})
+}
+
+// TestTwoServersOnOtherConfigurationsDoNotReStampEachOtherInTurnWhileStateMoves: one server
+// keeps an older configuration (it refused the newer one), so the zone's records differ for as
+// long as it does, whatever either folds; STATE meanwhile moves on (other zones' transitions),
+// ten events a second. Each re-stamp records the position its server has reached, which the
+// other has passed by the time it looks: neither may take that for newer records of its own,
+// or each re-stamps the other's re-stamp, a version and a NOTIFY a second for ever. A record
+// reaches the other 200 ms after it is made.
+func TestTwoServersOnOtherConfigurationsDoNotReStampEachOtherInTurnWhileStateMoves(t *testing.T) {
+	type record struct {
+		serial   uint32
+		position uint64
+		at       time.Time // when the other server reads it
+	}
+	type server struct {
+		id       string
+		clock    *peerClock
+		serial   uint32
+		position uint64
+		digest   string
+		recorded []record // what it recorded, in order
+		read     int      // how many of the other's records it has seen
+		held     bool     // a re-stamp is waiting (restampGrace, restampEvery)
+	}
+	start := time.Unix(1000, 0)
+	// Both made their version at position 10 with their own configuration, at one serial.
+	a := &server{id: "id-a", clock: newPeerClock("id-a"), serial: 1000, position: 10, digest: "old configuration", recorded: []record{{1000, 10, start}}}
+	b := &server{id: "id-b", clock: newPeerClock("id-b"), serial: 1000, position: 10, digest: "new configuration", recorded: []record{{1000, 10, start}}}
+	restamps := 0
+	for i := range 300 { // 30 s
+		now := start.Add(time.Duration(i) * 100 * time.Millisecond)
+		a.position++
+		b.position++
+		for _, pair := range [][2]*server{{a, b}, {b, a}} {
+			from, to := pair[0], pair[1]
+			fresh := false
+			for ; to.read < len(from.recorded) && !from.recorded[to.read].at.After(now); to.read++ {
+				fresh = true
+				r := from.recorded[to.read]
+				to.clock.see(peerVersion{zone: "z.", serial: r.serial, digest: from.digest, stateSeq: r.position, server: from.id}, now)
+			}
+			if !fresh && !to.held {
+				continue // the refresher looks at a zone when a record comes or its wait ends
+			}
+			past, ok, wait := to.clock.restamp("z.", ownVersion{serial: to.serial, position: to.position, since: 10, digest: func() string { return to.digest }}, now)
+			to.held = wait > 0
+			if ok {
+				restamps++
+				to.serial = NextSerial(past, now)
+				to.recorded = append(to.recorded, record{to.serial, to.position, now.Add(200 * time.Millisecond)})
+			}
+		}
+	}
+	if restamps > 1 {
+		t.Fatalf("%d re-stamps in 30 s (a at %d, b at %d), want at most 1", restamps, a.serial, b.serial)
+	}
+}
+
+// TestAReStampKeepsWhenTheZonesRecordsWereMade: the position a zone's records were made at moves
+// with a version of other records, and neither with a re-stamp nor with events that leave the
+// zone as it is, which the re-stamp rule compares with the other server's position.
+func TestAReStampKeepsWhenTheZonesRecordsWereMade(t *testing.T) {
+	cfg := eventstest.Config(t, incrementalConfig)
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newProjector(static, func() time.Time { return clock })
+	p.peers = newPeerClock("id-a")
+	p.project()
+	a := cfg.Apps[0]
+	fold := func(seq uint64, typ string) {
+		t.Helper()
+		env, err := events.New(typ, "test", clock, events.Transition{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.apply(events.EndpointStateSubject(a.Name, a.Pools[0].Name, a.Pools[0].Endpoints[0].Name), seq, env, nil); err != nil {
+			t.Fatal(err)
+		}
+		p.recompute()
+	}
+	fold(3, events.TypeEndpointDown)
+	if got := p.since["demo.test."]; got != 3 {
+		t.Fatalf("records made at %d, want 3 (the endpoint down)", got)
+	}
+	fold(4, events.TypeEndpointDown) // the same again: no other records
+	serial := servedSerial(t, p.current, "demo.test.")
+	p.pass(map[string]uint32{"demo.test.": serial})
+	zones, _ := p.recompute()
+	if servedSerial(t, zones, "demo.test.") == serial {
+		t.Fatal("the re-stamp took no new serial")
+	}
+	if got := p.since["demo.test."]; got != 3 || p.position != 4 {
+		t.Fatalf("after the re-stamp: records made at %d, position %d; want 3 and 4", got, p.position)
+	}
 }

@@ -57,6 +57,9 @@ type projector struct {
 	// folded is the highest STATE sequence folded (under the follower's lock); position is
 	// what it was when the current projection was decided (the refresher's).
 	folded, position uint64
+	// since holds, per zone, the position when its current records were made (a re-stamp
+	// keeps them; see peers.go). The refresher's.
+	since map[string]uint64
 	// peers holds the serials other servers recorded, which new versions pass (nil: none
 	// followed). The refresher's.
 	peers *peerClock
@@ -105,7 +108,7 @@ func newProjector(static *zone.Static, now func() time.Time) *projector {
 	p := &projector{
 		now: now, view: state.NewView(),
 		latest: map[string]storedEvent{}, unsaved: map[string]storedEvent{}, serials: map[string]uint32{}, served: map[string]servedZone{},
-		restored: map[string]string{}, dirtySet: map[int]bool{}, digests: map[string]digested{},
+		restored: map[string]string{}, dirtySet: map[int]bool{}, digests: map[string]digested{}, since: map[string]uint64{},
 	}
 	p.setStatic(static)
 	p.reconfigured = false
@@ -190,7 +193,7 @@ func (p *projector) pass(serials map[string]uint32) {
 // sequence.
 func (p *projector) reset() {
 	p.view.Reset()
-	p.latest, p.unsaved = map[string]storedEvent{}, map[string]storedEvent{}
+	p.latest, p.unsaved, p.since = map[string]storedEvent{}, map[string]storedEvent{}, map[string]uint64{}
 	p.all, p.rebase, p.folded = true, true, 0
 }
 
@@ -290,7 +293,7 @@ func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
 			continue
 		}
 		serial := p.nextSerial(z.Name)
-		p.serials[z.Name] = serial
+		p.serials[z.Name], p.since[z.Name] = serial, d.position
 		nz.Serial, nz.SOA.Serial = serial, serial
 		zones[k] = nz
 		out = append(out, zoneChange{zone: nz, from: z, names: names})
@@ -336,6 +339,10 @@ func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
 		now := servedZone{rrsets: z.AppRRsets()}
 		prev, seen := p.served[z.Name]
 		serial, hasSerial := p.serials[z.Name]
+		if _, ok := p.since[z.Name]; !ok || !seen || answersDiffer(prevZones[z.Name], z) ||
+			reconfigured && prevZones[z.Name].Digest() != z.Digest() {
+			p.since[z.Name] = p.folded
+		}
 		switch {
 		case !seen && (!hasSerial || p.restored[z.Name] != z.Digest()):
 			// Content the snapshot's serial did not stand for (or no snapshot): a secondary
