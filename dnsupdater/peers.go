@@ -233,15 +233,16 @@ func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
 		return cmp.Or(cmp.Compare(a.zone, b.zone), cmp.Compare(a.server, b.server))
 	}) {
 		v := seen[k]
-		if _, ok := served[v.zone]; !ok {
-			continue // a zone not served: its next version, if a reload adds it, passes the other's next
-		}
 		if !s.proj.peers.see(v, now) {
 			s.peerRefusals.Gate(s.log.Warn(), v.server).Str("zone", v.zone).Str("server", v.server).Uint32("serial", v.serial).
 				Msg("another dns server recorded a serial more than a day past the clock; ignored")
 			continue
 		}
-		check[v.zone] = true
+		// A zone not served is kept too: the record, the last of its subject, comes once, and
+		// the zone's first version, if a reload adds it, must pass it.
+		if _, ok := served[v.zone]; ok {
+			check[v.zone] = true
+		}
 	}
 	if len(check) == 0 {
 		return nil, 0

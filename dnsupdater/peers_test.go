@@ -8,6 +8,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 )
 
@@ -361,5 +362,39 @@ func TestAReStampKeepsWhenTheZonesRecordsWereMade(t *testing.T) {
 	}
 	if got := p.since["demo.test."]; got != 3 || p.position != 4 {
 		t.Fatalf("after the re-stamp: records made at %d, position %d; want 3 and 4", got, p.position)
+	}
+}
+
+// TestAZoneAReloadAddsPassesTheSerialAnotherServerRecordedBefore: another server serves a zone
+// this one does not serve yet (a reload that reached it first, or one this server refused) and
+// recorded it an hour ahead of the clock, as a restart past its reservation leaves it; its
+// record is the last of its subject, delivered once. When a reload adds the zone here, its first
+// serial passes that one, or a secondary listing both holds the other's serial and ignores this
+// server's versions until the other records its next.
+func TestAZoneAReloadAddsPassesTheSerialAnotherServerRecordedBefore(t *testing.T) {
+	js := eventstest.Start(t)
+	configs := make(chan *config.Config, 1)
+	srv, _ := startLogged(t, js, eventstest.Config(t, demoConfig), "", configs)
+	ahead := uint32(time.Now().Unix()) + 3600
+	for _, apex := range []string{"other.test.", "demo.test."} {
+		zc := events.ZoneChanged{Zone: apex, Serial: ahead, Changes: []events.RecordChange{}, Server: "id-other", Digest: "other records"}
+		e, err := events.New(events.TypeZoneChanged, "dns-other", time.Now(), zc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(context.Background(), js.JS, events.ZoneSubject(apex, "dns-other"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The records are read in order: once demo.test. passes the second, the first was read.
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return serialAfter(serial(t, srv.Addr()), ahead) },
+		"demo.test. serves a serial after %d", ahead)
+	configs <- eventstest.Config(t, strings.Replace(demoConfig, "zones:\n", "zones:\n  - name: other.test\n", 1))
+	var now uint32
+	eventstest.Eventually(t, 10*time.Second, func() bool { now = soaOf(t, srv.Addr(), "other.test."); return now != 0 },
+		"other.test. served after the reload")
+	if !serialAfter(now, ahead) {
+		t.Fatalf("other.test., added by a reload, serves %d, not after the %d another server recorded", now, ahead)
 	}
 }
