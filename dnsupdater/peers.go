@@ -117,7 +117,8 @@ func (c *peerClock) see(v peerVersion, now time.Time) bool {
 	if serialAfter(v.serial, uint32(now.Unix())+maxPeerLead) {
 		return false
 	}
-	if h, ok := c.highest[v.zone]; !ok || !serialAfter(h.serial, v.serial) {
+	// At one serial a version with a digest wins over a push, which says less.
+	if h, ok := c.highest[v.zone]; !ok || serialAfter(v.serial, h.serial) || v.serial == h.serial && (v.digest != "" || h.digest == "") {
 		c.highest[v.zone] = v
 	}
 	return true
@@ -166,15 +167,19 @@ func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past ui
 }
 
 // peerVersionOf reads one message of the DNS stream: a version of a zone that a server other
-// than self (an id) recorded on subject, its own for the zone. Anything else (a push report,
-// an event that does not decode, a zone that is not its subject's, this server's own) is not.
-func peerVersionOf(subject string, data []byte, self string) (peerVersion, bool) {
+// than self (an id) recorded on subject, its own for the zone; or, on a subject of a writer
+// other than selfWriter, a push of the zone to its primary (pushed or failed), which names a
+// serial its server served and comes after the version on the subject, so that it is the last
+// message a start reads there: it counts as a version without a digest, by the writer's token.
+// Anything else (an event that does not decode, a zone that is not its subject's, this server's
+// own) is not.
+func peerVersionOf(subject string, data []byte, self, selfWriter string) (peerVersion, bool) {
 	tok := events.SplitSubject(subject, "detour.dns")
 	if len(tok) != 2 {
 		return peerVersion{}, false
 	}
 	env, err := events.Decode(data)
-	if err != nil || env.Type != events.TypeZoneChanged {
+	if err != nil {
 		return peerVersion{}, false
 	}
 	// Only the fields the clock reads: a version of thousands of changes is scanned, not kept.
@@ -185,7 +190,27 @@ func peerVersionOf(subject string, data []byte, self string) (peerVersion, bool)
 		Digest   string `json:"digest"`
 		StateSeq uint64 `json:"state_seq"`
 	}
-	if err := env.Payload(&zc); err != nil || zc.Server == "" || zc.Server == self || zc.Zone == "" || events.ZoneToken(zc.Zone) != tok[0] {
+	switch env.Type {
+	case events.TypeZoneChanged:
+		if err := env.Payload(&zc); err != nil {
+			return peerVersion{}, false
+		}
+	case events.TypeZonePushed, events.TypeZonePushFailed:
+		if tok[1] == selfWriter {
+			return peerVersion{}, false
+		}
+		var p struct {
+			Zone   string `json:"zone"`
+			Serial uint32 `json:"serial"`
+		}
+		if err := env.Payload(&p); err != nil {
+			return peerVersion{}, false
+		}
+		zc.Zone, zc.Serial, zc.Server = p.Zone, p.Serial, tok[1]
+	default:
+		return peerVersion{}, false
+	}
+	if zc.Server == "" || zc.Server == self || zc.Zone == "" || events.ZoneToken(zc.Zone) != tok[0] {
 		return peerVersion{}, false
 	}
 	return peerVersion{zone: zone.Canonical(zc.Zone), serial: zc.Serial, digest: zc.Digest, stateSeq: zc.StateSeq, server: zc.Server}, true
@@ -200,7 +225,7 @@ func (s *Server) followPeers(ctx context.Context) {
 		if d.Msg == nil {
 			return
 		}
-		v, ok := peerVersionOf(d.Subject, d.Data, s.id)
+		v, ok := peerVersionOf(d.Subject, d.Data, s.id, s.writer)
 		if !ok {
 			return
 		}

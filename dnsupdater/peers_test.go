@@ -255,13 +255,15 @@ func FuzzPeerVersionOf(f *testing.F) {
 	f.Add("detour.dns.demo_test", e.Encode())
 	f.Add("detour.dns.demo_test.dns-b", []byte(`{"type":"detour.dns.zone_changed.v1","data":{"zone":"demo.test.","serial":4294967295,"server":"id-a"}}`))
 	f.Add("detour.dns.demo_test.dns-b", []byte(`{"type":"detour.dns.zone_changed.v1","data":null}`))
+	f.Add("detour.dns.demo_test.dns-b", []byte(`{"type":"detour.dns.pushed.v1","data":{"zone":"demo.test.","serial":7,"server":"192.0.2.1:53"}}`))
+	f.Add("detour.dns.demo_test.dns-a", []byte(`{"type":"detour.dns.push_failed.v1","data":{"zone":"demo.test.","serial":7}}`))
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
-		v, ok := peerVersionOf(subject, data, "id-a")
+		v, ok := peerVersionOf(subject, data, "id-a", "dns-a")
 		if !ok {
 			return
 		}
 		tok := events.SplitSubject(subject, "detour.dns")
-		if v.server == "" || v.server == "id-a" || len(tok) != 2 || events.ZoneToken(v.zone) != tok[0] {
+		if v.server == "" || v.server == "id-a" || len(tok) != 2 || tok[1] == "dns-a" && v.digest == "" || events.ZoneToken(v.zone) != tok[0] {
 			t.Fatalf("took %+v from %s", v, subject)
 		}
 	})
@@ -396,5 +398,49 @@ func TestAZoneAReloadAddsPassesTheSerialAnotherServerRecordedBefore(t *testing.T
 		"other.test. served after the reload")
 	if !serialAfter(now, ahead) {
 		t.Fatalf("other.test., added by a reload, serves %d, not after the %d another server recorded", now, ahead)
+	}
+}
+
+// TestAStartPassesTheSerialOfAnotherServerWhosePushWasRecordedLast: a zone pushed to a primary
+// (RFC 2136) and served to secondaries has another server's push report after each version on
+// its subject, the last one that a start reads. The report's serial is a serial that server
+// served: a server started then passes it.
+func TestAStartPassesTheSerialOfAnotherServerWhosePushWasRecordedLast(t *testing.T) {
+	js := eventstest.Start(t)
+	ahead := uint32(time.Now().Unix()) + 3600
+	publish := func(apex, typ string, payload any) {
+		t.Helper()
+		e, err := events.New(typ, "dns-other", time.Now(), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(context.Background(), js.JS, events.ZoneSubject(apex, "dns-other"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("demo.test.", events.TypeZoneChanged, events.ZoneChanged{Zone: "demo.test.", Serial: ahead, Changes: []events.RecordChange{}, Server: "id-other", Digest: "other records"})
+	publish("demo.test.", events.TypeZonePushed, events.ZonePush{Zone: "demo.test.", Server: "192.0.2.1:53", Serial: ahead, Attempt: 1, RRsets: 1})
+	// A record the server says it ignores, read after the push.
+	publish("other.test.", events.TypeZoneChanged, events.ZoneChanged{Zone: "other.test.", Serial: ahead + 2*maxPeerLead, Changes: []events.RecordChange{}, Server: "id-other", Digest: "d"})
+	srv, logs := startLogged(t, js, eventstest.Config(t, demoConfig), "", nil)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "more than a day past the clock") },
+		"the server reads the other's records")
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	var now uint32
+	eventstest.Eventually(t, 10*time.Second, func() bool { now = serial(t, srv.Addr()); return serialAfter(now, ahead) },
+		"demo.test. serves a serial after the %d another server pushed (it serves %d)", ahead, &now)
+}
+
+// TestAPushAtTheSerialOfAVersionLeavesItsDigest: live, another server's push report follows its
+// version at the same serial; the version's digest still decides the re-stamp.
+func TestAPushAtTheSerialOfAVersionLeavesItsDigest(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := newPeerClock("m")
+	c.see(peerVersion{zone: "demo.test.", serial: 1000, digest: "theirs", stateSeq: 9, server: "z"}, now)
+	c.see(peerVersion{zone: "demo.test.", serial: 1000, server: "dns-z"}, now)
+	own := ownVersion{serial: 1000, position: 10, since: 10, digest: func() string { return "mine" }}
+	c.restamp("demo.test.", own, now)
+	if _, ok, _ := c.restamp("demo.test.", own, now.Add(restampGrace)); !ok {
+		t.Fatal("the push hid the older records the version before it recorded at this serial")
 	}
 }
