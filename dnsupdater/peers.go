@@ -34,7 +34,8 @@ import (
 // its version (events.ZoneChanged.StateSeq): a zone's records are a function of the state folded
 // (the configurations alike), so a server folded further holds the later records. A server
 // behind does not re-stamp: its next version, once it has folded as far, takes a serial after
-// the other's anyway. A server re-stamps as the newer only when its records were made after the
+// the other's anyway if the zone changes meanwhile, and looks again once it has read as far if
+// it does not (other configurations). A server re-stamps as the newer only when its records were made after the
 // other's position (ownVersion.since): when they were already its records there, the records
 // differ at one position, which only other configurations explain (a reload reaching one
 // server before the other, or one server refusing a version for long), and the server of the
@@ -74,6 +75,10 @@ const restampEvery = time.Second
 // burst within milliseconds, which asks for nothing. A server that stops in between has a
 // secondary that took its serial follow the other one this much later.
 const restampGrace = time.Second
+
+// behindRecheck is how often a zone another server recorded with other records from further in
+// STATE is looked at again while this server has not read as far.
+const behindRecheck = 250 * time.Millisecond
 
 // peerRefusalWindow is how often the refused records of one server are logged at most.
 const peerRefusalWindow = time.Minute
@@ -136,13 +141,18 @@ func (c *peerClock) floor(name string) (uint32, bool) {
 
 // restamp reports whether the zone name, as served (own), must take a serial after the highest
 // serial recorded of it, at now, and which; when it must but only after restampGrace, or
-// restampEvery since its last re-stamp, wait says how long until it may be asked again.
+// restampEvery since its last re-stamp, or may once it has read as far as the other
+// (behindRecheck), wait says how long until it may be asked again.
 func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past uint32, ok bool, wait time.Duration) {
 	v, seen := c.highest[name]
 	switch {
+	case seen && !serialAfter(own.serial, v.serial) && v.digest != "" && v.stateSeq > own.position:
+		// The other has read further: this server's next version passes its serial, if the
+		// zone changes meanwhile; if it does not (other configurations), the zone is looked
+		// at again once this server has read as far.
+		delete(c.asked, name)
+		return 0, false, behindRecheck
 	case !seen, serialAfter(own.serial, v.serial), v.digest == "",
-		// The other's records are the newer: this server's next version passes its serial.
-		v.stateSeq > own.position,
 		// This server's records were the same at the other's position: the configurations
 		// differ, which no position tells apart, and the higher id re-stamps.
 		v.stateSeq >= own.since && v.server > c.self,

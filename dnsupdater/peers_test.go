@@ -293,36 +293,42 @@ func TestTwoServersOnOtherConfigurationsDoNotReStampEachOtherInTurnWhileStateMov
 		held     bool     // a re-stamp is waiting (restampGrace, restampEvery)
 	}
 	start := time.Unix(1000, 0)
-	// Both made their version at position 10 with their own configuration, at one serial.
-	a := &server{id: "id-a", clock: newPeerClock("id-a"), serial: 1000, position: 10, digest: "old configuration", recorded: []record{{1000, 10, start}}}
-	b := &server{id: "id-b", clock: newPeerClock("id-b"), serial: 1000, position: 10, digest: "new configuration", recorded: []record{{1000, 10, start}}}
-	restamps := 0
-	for i := range 300 { // 30 s
-		now := start.Add(time.Duration(i) * 100 * time.Millisecond)
-		a.position++
-		b.position++
-		for _, pair := range [][2]*server{{a, b}, {b, a}} {
-			from, to := pair[0], pair[1]
-			fresh := false
-			for ; to.read < len(from.recorded) && !from.recorded[to.read].at.After(now); to.read++ {
-				fresh = true
-				r := from.recorded[to.read]
-				to.clock.see(peerVersion{zone: "z.", serial: r.serial, digest: from.digest, stateSeq: r.position, server: from.id}, now)
-			}
-			if !fresh && !to.held {
-				continue // the refresher looks at a zone when a record comes or its wait ends
-			}
-			past, ok, wait := to.clock.restamp("z.", ownVersion{serial: to.serial, position: to.position, since: 10, digest: func() string { return to.digest }}, now)
-			to.held = wait > 0
-			if ok {
-				restamps++
-				to.serial = NextSerial(past, now)
-				to.recorded = append(to.recorded, record{to.serial, to.position, now.Add(200 * time.Millisecond)})
+	// Both made their version at position 10 with their own configuration, at one serial, and
+	// recorded it lead events further (a server that reads STATE late).
+	for _, lead := range [][2]uint64{{0, 0}, {5, 0}, {0, 5}, {30, 0}, {0, 30}} {
+		a := &server{id: "id-a", clock: newPeerClock("id-a"), serial: 1000, position: 10 + lead[0], digest: "old configuration", recorded: []record{{1000, 10 + lead[0], start}}}
+		b := &server{id: "id-b", clock: newPeerClock("id-b"), serial: 1000, position: 10 + lead[1], digest: "new configuration", recorded: []record{{1000, 10 + lead[1], start}}}
+		restamps := 0
+		for i := range 300 { // 30 s
+			now := start.Add(time.Duration(i) * 100 * time.Millisecond)
+			a.position++
+			b.position++
+			for _, pair := range [][2]*server{{a, b}, {b, a}} {
+				from, to := pair[0], pair[1]
+				fresh := false
+				for ; to.read < len(from.recorded) && !from.recorded[to.read].at.After(now); to.read++ {
+					fresh = true
+					r := from.recorded[to.read]
+					to.clock.see(peerVersion{zone: "z.", serial: r.serial, digest: from.digest, stateSeq: r.position, server: from.id}, now)
+				}
+				if !fresh && !to.held {
+					continue // the refresher looks at a zone when a record comes or its wait ends
+				}
+				past, ok, wait := to.clock.restamp("z.", ownVersion{serial: to.serial, position: to.position, since: 10, digest: func() string { return to.digest }}, now)
+				to.held = wait > 0
+				if ok {
+					restamps++
+					to.serial = NextSerial(past, now)
+					to.recorded = append(to.recorded, record{to.serial, to.position, now.Add(200 * time.Millisecond)})
+				}
 			}
 		}
-	}
-	if restamps > 1 {
-		t.Fatalf("%d re-stamps in 30 s (a at %d, b at %d), want at most 1", restamps, a.serial, b.serial)
+		if restamps > 1 {
+			t.Errorf("lead %v: %d re-stamps in 30 s (a at %d, b at %d), want at most 1", lead, restamps, a.serial, b.serial)
+		}
+		if a.serial == b.serial {
+			t.Errorf("lead %v: both serve other records at serial %d after 30 s", lead, a.serial)
+		}
 	}
 }
 
@@ -442,5 +448,37 @@ func TestAPushAtTheSerialOfAVersionLeavesItsDigest(t *testing.T) {
 	c.restamp("demo.test.", own, now)
 	if _, ok, _ := c.restamp("demo.test.", own, now.Add(restampGrace)); !ok {
 		t.Fatal("the push hid the older records the version before it recorded at this serial")
+	}
+}
+
+// TestAServerBehindLooksAgainOnceItHasReadAsFar: two servers on other configurations served
+// one serial with other records. The one of the lower id, folded further, leaves the re-stamp to
+// the other, whose records it held already at the other's position; the other, behind when the
+// record came, must look again once it has read as far rather than wait for a version of its
+// own, which other configurations may never make: else the two serve other records at one
+// serial for as long as the zone does not change.
+func TestAServerBehindLooksAgainOnceItHasReadAsFar(t *testing.T) {
+	now := time.Unix(1000, 0)
+	ahead, behind := newPeerClock("id-a"), newPeerClock("id-z")
+	ahead.see(peerVersion{zone: "z.", serial: 1000, digest: "behind's", stateSeq: 10, server: "id-z"}, now)
+	if _, ok, wait := ahead.restamp("z.", ownVersion{serial: 1000, position: 20, since: 5, digest: func() string { return "ahead's" }}, now); ok || wait != 0 {
+		t.Fatalf("the server of the lower id: restamp %v, wait %v; want neither", ok, wait)
+	}
+	behind.see(peerVersion{zone: "z.", serial: 1000, digest: "ahead's", stateSeq: 20, server: "id-a"}, now)
+	own := ownVersion{serial: 1000, position: 10, since: 5, digest: func() string { return "behind's" }}
+	for at := now; ; at = at.Add(100 * time.Millisecond) {
+		if at.Sub(now) > 5*time.Second {
+			t.Fatal("no re-stamp within 5 s")
+		}
+		if at.Sub(now) >= 300*time.Millisecond {
+			own.position = 25 // read as far as the other, with the same records
+		}
+		_, ok, wait := behind.restamp("z.", own, at)
+		if ok {
+			break
+		}
+		if wait == 0 {
+			t.Fatalf("at +%v, position %d: the zone is not looked at again", at.Sub(now), own.position)
+		}
 	}
 }
