@@ -482,3 +482,45 @@ func TestAServerBehindLooksAgainOnceItHasReadAsFar(t *testing.T) {
 		}
 	}
 }
+
+// TestAReStampMakesANewVersionOfItsZoneAlone: a re-stamp (or a serial passed after a start's
+// read-back) gives its zone a new serial with the same answers, one IXFR step of the SOA alone,
+// and leaves every other zone's version as it was, where it projected every app of every zone
+// again: 166 ms of the refresher at 10,000 apps, during which no failover was served
+// (BenchmarkReStampOf10000Apps: 8.6 µs since).
+func TestAReStampMakesANewVersionOfItsZoneAlone(t *testing.T) {
+	static, err := zone.Compile(eventstest.Config(t, incrementalConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newProjector(static, func() time.Time { return clock })
+	before := p.project()
+	tab := buildTable(before, nil)
+	clock = clock.Add(time.Second)
+	p.pass(map[string]uint32{"demo.test.": servedSerial(t, before, "demo.test.")})
+	zones, changes := p.finish(p.decide())
+	tab = buildTable(zones, tab)
+	p.describe(changes)
+	if len(changes) != 1 || changes[0].zone.Name != "demo.test." || len(changes[0].changes) != 0 {
+		t.Fatalf("changes %+v, want demo.test. alone, with no record changed", changes)
+	}
+	for i, z := range zones {
+		switch {
+		case z.Name != "demo.test." && z != before[i]:
+			t.Errorf("%s: a new version, want the one before", z.Name)
+		case z.Name == "demo.test." && !serialAfter(z.Serial, before[i].Serial):
+			t.Errorf("demo.test.: serial %d, want one after %d", z.Serial, before[i].Serial)
+		}
+	}
+	h := tab.history["demo.test."]
+	if len(h) == 0 {
+		t.Fatal("no IXFR step to the new serial")
+	}
+	step := h[len(h)-1]
+	// The SOAs that frame a step are the IXFR's: the step itself deletes and adds nothing.
+	if step.From != servedSerial(t, before, "demo.test.") || step.To != servedSerial(t, zones, "demo.test.") || len(step.Deleted)+len(step.Added) != 0 {
+		t.Fatalf("step %d→%d deletes %v, adds %v; want %d→%d and nothing", step.From, step.To, step.Deleted, step.Added,
+			servedSerial(t, before, "demo.test."), servedSerial(t, zones, "demo.test."))
+	}
+}

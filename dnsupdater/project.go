@@ -183,7 +183,6 @@ func (p *projector) pass(serials map[string]uint32) {
 		delete(p.restored, name)
 		p.passing[name] = true
 	}
-	p.all = true
 }
 
 // reset forgets every STATE event folded: the stream was deleted and created again
@@ -242,16 +241,20 @@ type decision struct {
 	whole     bool
 	zones     []*zone.Zone
 	out       []zoneChange
+	// passing lists the zones that take a new serial whatever their answers (see pass).
+	passing map[string]bool
 }
 
 // decide is the half of recompute that reads the view: the follower must not fold events
 // meanwhile. finish, the other half, does not read it, so the follower folds while it runs.
 func (p *projector) decide() decision {
+	passing := p.passing
+	p.passing = nil
 	if p.all || p.current == nil {
-		zones, out := p.recomputeAll()
+		zones, out := p.recomputeAll(passing)
 		return decision{position: p.folded, whole: true, zones: zones, out: out}
 	}
-	if len(p.dirty) == 0 {
+	if len(p.dirty) == 0 && len(passing) == 0 {
 		return decision{position: p.folded}
 	}
 	byZone := map[*config.Zone][]int{}
@@ -262,7 +265,7 @@ func (p *projector) decide() decision {
 		}
 	}
 	p.dirty, p.dirtySet = p.dirty[:0], map[int]bool{}
-	d := decision{position: p.folded, redecided: map[int][]zone.Redecided{}}
+	d := decision{position: p.folded, redecided: map[int][]zone.Redecided{}, passing: passing}
 	for k, z := range p.current {
 		if apps := byZone[z.Config]; len(apps) > 0 {
 			if r := p.static.Redecide(z, apps, p.view); len(r) > 0 {
@@ -282,18 +285,27 @@ func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
 	if d.whole {
 		return d.zones, d.out
 	}
-	if len(d.redecided) == 0 {
+	if len(d.redecided) == 0 && len(d.passing) == 0 {
 		return p.current, nil
 	}
 	zones := slices.Clone(p.current)
 	var out []zoneChange
 	for k, z := range zones {
 		nz, names := z.Replace(d.redecided[k])
-		if len(names) == 0 {
+		switch {
+		case len(names) > 0:
+		case d.passing[z.Name]:
+			// Served before at this serial or a later one, by an earlier run or another server:
+			// the same answers at a new serial, which costs the apex alone.
+			nz = z.Restamp()
+		default:
 			continue
 		}
 		serial := p.nextSerial(z.Name)
-		p.serials[z.Name], p.since[z.Name] = serial, d.position
+		p.serials[z.Name] = serial
+		if len(names) > 0 {
+			p.since[z.Name] = d.position
+		}
 		nz.Serial, nz.SOA.Serial = serial, serial
 		zones[k] = nz
 		out = append(out, zoneChange{zone: nz, from: z, names: names})
@@ -324,14 +336,15 @@ func (p *projector) describe(out []zoneChange) {
 	}
 }
 
-// recomputeAll projects every zone from the whole configuration, as the first projection does.
-func (p *projector) recomputeAll() ([]*zone.Zone, []zoneChange) {
+// recomputeAll projects every zone from the whole configuration, as the first projection does;
+// the zones of passing take a new serial whatever their answers (see pass).
+func (p *projector) recomputeAll(passing map[string]bool) ([]*zone.Zone, []zoneChange) {
 	prevZones := map[string]*zone.Zone{}
 	for _, z := range p.current {
 		prevZones[z.Name] = z
 	}
-	reconfigured, first, passing := p.reconfigured, p.current == nil, p.passing
-	p.all, p.reconfigured, p.dirty, p.dirtySet, p.passing = false, false, p.dirty[:0], map[int]bool{}, nil
+	reconfigured, first := p.reconfigured, p.current == nil
+	p.all, p.reconfigured, p.dirty, p.dirtySet = false, false, p.dirty[:0], map[int]bool{}
 	zones := p.static.Project(p.view, p.serials)
 	p.current = zones
 	var out []zoneChange

@@ -697,6 +697,17 @@ func (z *Zone) Replace(changed []Redecided) (*Zone, []string) {
 	if len(changed) == 0 {
 		return z, nil
 	}
+	return z.replace(changed)
+}
+
+// Restamp returns a new version of z with the same answers, its own SOA (at z's serial) and apex
+// ready for a new serial, as Replace makes them: a version that costs what its apex costs.
+func (z *Zone) Restamp() *Zone {
+	out, _ := z.replace(nil)
+	return out
+}
+
+func (z *Zone) replace(changed []Redecided) (*Zone, []string) {
 	nodes := z.Nodes.next()
 	names := make([]string, 0, len(changed))
 	for _, c := range changed {
