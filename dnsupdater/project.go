@@ -352,8 +352,9 @@ func (p *projector) recomputeAll(passing map[string]bool) ([]*zone.Zone, []zoneC
 		now := servedZone{rrsets: z.AppRRsets()}
 		prev, seen := p.served[z.Name]
 		serial, hasSerial := p.serials[z.Name]
-		if _, ok := p.since[z.Name]; !ok || !seen || answersDiffer(prevZones[z.Name], z) ||
-			reconfigured && prevZones[z.Name].Digest() != z.Digest() {
+		// Other records than the version before (each digest made once, and only on a reload).
+		other := !seen || answersDiffer(prevZones[z.Name], z) || reconfigured && prevZones[z.Name].Digest() != z.Digest()
+		if _, ok := p.since[z.Name]; !ok || other {
 			p.since[z.Name] = p.folded
 		}
 		switch {
@@ -369,7 +370,7 @@ func (p *projector) recomputeAll(passing map[string]bool) ([]*zone.Zone, []zoneC
 			// Content served before at this serial or a later one, by an earlier run or
 			// another server.
 			serial = p.nextSerial(z.Name)
-		case !answersDiffer(prevZones[z.Name], z) && !(reconfigured && prevZones[z.Name].Digest() != z.Digest()):
+		case !other:
 			continue
 		case seen:
 			serial = p.nextSerial(z.Name)
