@@ -407,6 +407,10 @@ type notifyMsg struct {
 
 // newNotifyMsg packs m, signed at now with key when key is not nil.
 func newNotifyMsg(m *dns.Msg, key *tsig.Key, now time.Time) (*notifyMsg, error) {
+	if key != nil {
+		// The NOTIFY and its answer with one secret, though the key's file rotates meanwhile.
+		key = key.Snapshot()
+	}
 	n := &notifyMsg{id: m.Id, key: key}
 	var err error
 	if key == nil {

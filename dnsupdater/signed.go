@@ -70,6 +70,9 @@ func (keys keyring) verify(p []byte, sig *dns.TSIG) (s *signer, rcode int, tsigE
 	if k == nil || !k.Signs(sig) {
 		return nil, dns.RcodeNotAuth, dns.RcodeBadKey
 	}
+	// The request and every message of its reply with one secret, though the key's file
+	// rotates meanwhile.
+	k = k.Snapshot()
 	size, full := int(sig.MACSize), k.Size()
 	if size > full || size < max(10, full/2) {
 		return nil, dns.RcodeFormatError, 0

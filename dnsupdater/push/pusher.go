@@ -203,7 +203,10 @@ func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want De
 // send signs one UPDATE and sends it to the primary.
 func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 	m.SetTsig(p.key, p.alg, 300, time.Now().Unix())
-	conn, err := p.client.DialContext(ctx, p.o.Push.Server)
+	// The UPDATE and its answer with one secret, though the key's file rotates meanwhile.
+	client := *p.client
+	client.TsigProvider = p.client.TsigProvider.(*tsig.Key).Snapshot()
+	conn, err := client.DialContext(ctx, p.o.Push.Server)
 	if err != nil {
 		return err
 	}
@@ -211,7 +214,7 @@ func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 	// The client bounds an exchange by its timeout and ctx's deadline, but not by ctx's end:
 	// closing the connection then stops a DNS server whose primary does not answer at once.
 	defer context.AfterFunc(ctx, func() { _ = conn.Close() })()
-	r, _, err := p.client.ExchangeWithConnContext(ctx, m, conn)
+	r, _, err := client.ExchangeWithConnContext(ctx, m, conn)
 	if errors.Is(err, dns.ErrAuth) && r != nil && r.Id == m.Id {
 		// The client does not verify a NOTAUTH that carries a TSIG (a key the primary does not
 		// know, a bad signature or time, or a zone it does not serve): its code says why.

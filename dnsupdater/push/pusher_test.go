@@ -36,6 +36,8 @@ type applyingPrimary struct {
 	unsigned bool
 	// refuse answers every UPDATE REFUSED, and applies nothing.
 	refuse bool
+	// answering, when set, is called before the primary answers an UPDATE it applied.
+	answering func()
 }
 
 func startApplyingPrimary(t *testing.T) *applyingPrimary {
@@ -100,6 +102,9 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		p.hangUp--
 		_ = w.Close()
 		return
+	}
+	if p.answering != nil {
+		p.answering()
 	}
 	m.SetTsig("detour-key.", t.Algorithm, 300, time.Now().Unix())
 	_ = w.WriteMsg(m)

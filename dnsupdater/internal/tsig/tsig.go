@@ -105,6 +105,17 @@ func (k *Key) Same(o *Key) bool {
 	return o != nil && strings.EqualFold(k.Name, o.Name) && k.Algorithm == o.Algorithm && hmac.Equal(k.raw(), o.raw())
 }
 
+// Snapshot returns the key with its secret as it is now, fixed though its file changes later:
+// what signs and verifies every message of one exchange (a request and its reply, each message
+// of a zone transfer, a NOTIFY and its answer), which a rotation in between would otherwise
+// split between two secrets (RFC 8945 §5.3: a reply is signed with its request's key).
+func (k *Key) Snapshot() *Key {
+	if k.file == nil {
+		return k
+	}
+	return &Key{Name: k.Name, Algorithm: k.Algorithm, secret: k.raw(), hash: k.hash}
+}
+
 // raw returns the key's secret as it is now: its file's value last read well (New refuses a
 // key whose file was never read well, and config.TSIGFileValue any that is not base64).
 func (k *Key) raw() []byte {
