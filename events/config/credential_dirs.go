@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // CredentialDirs are the directories a process may read the files its configuration names
@@ -106,14 +107,45 @@ func within(path string, dirs []string) bool {
 }
 
 // ReadFile returns what the regular file named name holds, at most maxFileBytes, and the
-// description of the file it opened, when the file lies inside one of d (Resolve). What is not
-// a regular file (a FIFO nobody writes, /dev/zero) is refused, opened without waiting for a
-// writer: the prober reads these files as it builds its checks, all in turn, and one that
-// never ended would stop them all. The error names the file, never what it holds.
+// description of the file it opened, when the file lies inside one of d (Resolve). The file is
+// opened beneath the directory its real path lies in (os.Root), so that one swapped for a
+// symlink out between the check and the opening (by whoever may write in the directory) is
+// refused, not followed. What is not a regular file (a FIFO nobody writes, /dev/zero) is
+// refused, opened without waiting for a writer: the prober reads these files as it builds its
+// checks, all in turn, and one that never ended would stop them all. The error names the file,
+// never what it holds.
 func (d CredentialDirs) ReadFile(name string) ([]byte, fs.FileInfo, error) {
 	real, err := d.Resolve(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	return readRegular(name, real)
+	dir := d.outermost(real)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("credential directory %w", err)
+	}
+	defer root.Close()
+	rel, err := filepath.Rel(dir, real)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, fi, err := readRegular(name, root, rel)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) && !errors.As(pe.Err, new(syscall.Errno)) {
+		// os.Root's refusal of a path that escapes it: no error of the file system's.
+		return nil, nil, fmt.Errorf("%s leads, through a symlink, out of the credential directories of this process (%s): %w", name, d, ErrNotCredentialDir)
+	}
+	return b, fi, err
+}
+
+// outermost returns the outermost of the real directories of d that real, the real path of a
+// file inside one (Resolve), lies in: a directory nested in another may be replaced by whoever
+// may write in the other.
+func (d CredentialDirs) outermost(real string) string {
+	out := ""
+	for _, dir := range d.real {
+		if within(real, []string{dir}) && (out == "" || len(dir) < len(out)) {
+			out = dir
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/detourdev/detour/events/config"
 )
@@ -181,4 +182,68 @@ func FuzzAFileValueIsTrimmedAndAnErrorNeverRepeatsIt(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A file swapped for a symlink out of the credential directories between the check of its real
+// path and its opening (by someone who may write in the directory but not read the target) is
+// refused as the symlink itself is: the file opened is the one checked, never the target.
+func TestAFileSwappedForASymlinkOutAsItIsReadIsNeverReadOutside(t *testing.T) {
+	root := t.TempDir()
+	creds, outside := filepath.Join(root, "creds"), filepath.Join(root, "outside")
+	for _, d := range []string{creds, outside} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(outside, "seed"), []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	regular, token := filepath.Join(creds, "regular"), filepath.Join(creds, "token")
+	if err := os.WriteFile(regular, []byte("inside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dirs := credentialDirs(t, creds)
+
+	stop, stopped := make(chan struct{}), make(chan error, 1)
+	go func() {
+		// token, renamed over in turn by a hard link of regular and by a symlink out.
+		link, sym := filepath.Join(creds, "link"), filepath.Join(creds, "sym")
+		for {
+			select {
+			case <-stop:
+				stopped <- nil
+				return
+			default:
+			}
+			for _, step := range []func() error{
+				func() error { return os.Link(regular, link) },
+				func() error { return os.Rename(link, token) },
+				func() error { return os.Symlink(filepath.Join(outside, "seed"), sym) },
+				func() error { return os.Rename(sym, token) },
+			} {
+				if err := step(); err != nil {
+					stopped <- err
+					return
+				}
+			}
+		}
+	}()
+	inside, refused := 0, 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && (inside < 1000 || refused < 1000); {
+		b, _, err := dirs.ReadFile(token)
+		switch {
+		case err == nil && string(b) == "inside":
+			inside++
+		case err == nil:
+			close(stop)
+			t.Fatalf("read %q, through a symlink out of the credential directories, after %d reads inside and %d refused", b, inside, refused)
+		case errors.Is(err, config.ErrNotCredentialDir):
+			refused++
+		}
+	}
+	close(stop)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d reads inside, %d refused", inside, refused)
 }

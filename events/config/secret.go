@@ -116,16 +116,16 @@ func readTrimmedEnv(env string) (string, error) {
 // maxFileBytes is the most a file holding a secret, a header or what a check sends may hold.
 const maxFileBytes = 64 << 10
 
-// readRegular returns what the regular file at path (the real path of the file named name,
-// CredentialDirs.Resolve) holds, at most maxFileBytes, and the description of the file it
-// opened. What is not a regular file is refused, opened without waiting for a writer
+// readRegular returns what the regular file at path beneath root (the real path of the file
+// named name, CredentialDirs.Resolve) holds, at most maxFileBytes, and the description of the
+// file it opened. What is not a regular file is refused, opened without waiting for a writer
 // (CredentialDirs.ReadFile). The error names the file by name, never what it holds.
-func readRegular(name, path string) ([]byte, fs.FileInfo, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+func readRegular(name string, root *os.Root, path string) ([]byte, fs.FileInfo, error) {
+	f, err := root.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			pe.Path = name
+			pe.Op, pe.Path = "open", name
 		}
 		return nil, nil, err
 	}
