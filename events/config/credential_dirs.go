@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -93,6 +94,32 @@ func (d CredentialDirs) Resolve(name string) (string, error) {
 		return "", fmt.Errorf("%s leads, through a symlink, out of the credential directories of this process (%s): %w", name, d, ErrNotCredentialDir)
 	}
 	return real, nil
+}
+
+// Holds reports whether path (a file or a directory, which need not exist yet) is one of d or
+// lies inside one, its symlinks followed as far as it exists: where the process keeps a secret
+// of its own (an nkey seed, the API's tokens), which any configuration could then name.
+func (d CredentialDirs) Holds(path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	real, rest := abs, ""
+	for {
+		if r, err := filepath.EvalSymlinks(real); err == nil {
+			real = filepath.Join(r, rest)
+			break
+		}
+		parent := filepath.Dir(real)
+		if parent == real {
+			break
+		}
+		real, rest = parent, filepath.Join(filepath.Base(real), rest)
+	}
+	in := func(p string, dirs []string) bool {
+		return slices.Contains(dirs, p) || within(p, dirs)
+	}
+	return in(abs, d.given) || in(abs, d.real) || in(real, d.real)
 }
 
 // within reports whether path, absolute and clean, lies inside one of dirs (but is not one).

@@ -45,6 +45,7 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 	}
 	defer busy.Close()
 	data := t.TempDir()
+	creds := t.TempDir()
 
 	for _, c := range []struct {
 		name       string
@@ -78,6 +79,9 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 		{"prober with a missing credential directory", []string{"prober", "--region", "r", "--credential-dir", missing, "--nats", noNATS}, 2, "--credential-dir: credential directory lstat " + missing + ": no such file or directory"},
 		{"dns with a credential directory that is a file", []string{"dns", "--credential-dir", good, "--nats", noNATS}, 2, "--credential-dir: credential directory " + good + " is not a directory"},
 		{"up with a missing credential directory", []string{"up", "--credential-dir", missing}, 2, "--credential-dir: credential directory lstat"},
+		{"up with a credential directory holding its data directory", []string{"up", "--credential-dir", creds, "--data-dir", filepath.Join(creds, "data")}, 2, "--credential-dir: --data-dir " + filepath.Join(creds, "data") + " lies in a credential directory (" + creds + "), where a configuration could name the NATS key it keeps"},
+		{"up with the working directory as a credential directory and its data directory there", []string{"up", "--credential-dir", "."}, 2, "--credential-dir: --data-dir detour-data lies in a credential directory"},
+		{"controller with a credential directory holding its API tokens", []string{"controller", "--credential-dir", creds, "--api-tokens", filepath.Join(creds, "tokens"), "--nats", noNATS}, 2, "--credential-dir: --api-tokens " + filepath.Join(creds, "tokens") + " lies in a credential directory (" + creds + "), where a configuration could name the API's tokens"},
 		{"decider with an argument", []string{"decider", "x"}, 2, `unexpected argument "x"`},
 		{"decider with zero replicas", []string{"decider", "--replicas", "0", "--nats", noNATS}, 2, "--replicas: want 1 to 5"},
 		{"decider with a bad metrics address", []string{"decider", "--metrics-addr", "9464", "--nats", noNATS}, 2, "--metrics-addr: want ip:port"},

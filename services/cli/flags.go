@@ -189,11 +189,26 @@ func (c *credentialDirFlag) Set(v string) error {
 	return nil
 }
 
-// open returns the directories, each checked to be one: a usage error names the one at fault.
-func (c *credentialDirFlag) open() (config.CredentialDirs, error) {
+// ownSecret is where the process keeps a secret of its own: the flag that names the path (read
+// once the flags are parsed), and what it keeps.
+type ownSecret struct {
+	flag string
+	path *string
+	what string
+}
+
+// open returns the directories, each checked to be one and to hold none of own: a configuration
+// could name a file there (the nkey seed of `detour up`'s data directory, the API's tokens) and
+// have a prober send it. A usage error names the one at fault.
+func (c *credentialDirFlag) open(own ...ownSecret) (config.CredentialDirs, error) {
 	d, err := config.NewCredentialDirs(c.dirs...)
 	if err != nil {
 		return config.CredentialDirs{}, usageErr("--credential-dir: %v", err)
+	}
+	for _, o := range own {
+		if d.Holds(*o.path) {
+			return config.CredentialDirs{}, usageErr("--credential-dir: %s %s lies in a credential directory (%s), where a configuration could name %s for a check to send or a webhook to sign with: give the files a configuration names a directory of their own", o.flag, *o.path, d, o.what)
+		}
 	}
 	return d, nil
 }

@@ -55,7 +55,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageErr("unexpected argument %q", fs.Arg(0))
 	}
 	var err error
-	if o.CredentialDirs, err = credentialDirs.open(); err != nil {
+	if o.CredentialDirs, err = credentialDirs.open(ownSecret{"--data-dir", &o.DataDir, "the NATS key it keeps"}); err != nil {
 		return err
 	}
 	if regions != "" {
@@ -140,9 +140,10 @@ type role struct {
 	// starts from it while NATS is away.
 	dataDir *string
 	// credentialDirs, when set (registerCredentialDirs), are opened into dirs as the flags are
-	// checked: where the role reads the files its configuration names.
+	// checked: where the role reads the files its configuration names, none holding own.
 	credentialDirs *credentialDirFlag
 	dirs           config.CredentialDirs
+	own            []ownSecret
 }
 
 func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (jetstream.JetStream, *config.Config, zerolog.Logger, error) {
@@ -160,7 +161,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	}
 	if r.credentialDirs != nil {
 		var err error
-		if r.dirs, err = r.credentialDirs.open(); err != nil {
+		if r.dirs, err = r.credentialDirs.open(r.own...); err != nil {
 			return nil, nil, zerolog.Logger{}, err
 		}
 	}
@@ -452,6 +453,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&apiAddr, "api-addr", "127.0.0.1:8088", "where the HTTP API and the status page are served (\"\": nowhere)")
 	fs.StringVar(&tokensPath, "api-tokens", "detour-api-tokens", "the API's tokens file (made with one write token if missing; see detour token)")
 	r.credentialDirs = registerCredentialDirs(fs)
+	r.own = []ownSecret{{"--api-tokens", &tokensPath, "the API's tokens"}}
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
