@@ -84,16 +84,27 @@ func (d CredentialDirs) Resolve(name string) (string, error) {
 		return "", fmt.Errorf("%s is %w of this process (%s): allow its directory with --credential-dir or $DETOUR_CREDENTIAL_DIRS where the process runs", name, ErrNotCredentialDir, d)
 	}
 	real, err := filepath.EvalSymlinks(abs)
-	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+	pe := (*fs.PathError)(nil)
+	switch {
+	case errors.As(err, &pe) && within(pe.Path, d.real):
 		// As opening it would have said (a missing file, a directory not searchable).
 		return "", &fs.PathError{Op: "open", Path: name, Err: pe.Err}
-	} else if err != nil {
+	case errors.As(err, &pe):
+		// Failed where a symlink led out (pe.Path, symlinks followed): refused as one that
+		// exists there is, so that the error says nothing of what exists elsewhere.
+		return "", d.ledOut(name)
+	case err != nil:
 		return "", err
-	}
-	if !within(real, d.real) {
-		return "", fmt.Errorf("%s leads, through a symlink, out of the credential directories of this process (%s): %w", name, d, ErrNotCredentialDir)
+	case !within(real, d.real):
+		return "", d.ledOut(name)
 	}
 	return real, nil
+}
+
+// ledOut is the error of the file named name, inside one of d as written, which a symlink
+// leads out of them.
+func (d CredentialDirs) ledOut(name string) error {
+	return fmt.Errorf("%s leads, through a symlink, out of the credential directories of this process (%s): %w", name, d, ErrNotCredentialDir)
 }
 
 // Holds reports whether path (a file or a directory, which need not exist yet) is one of d or
@@ -159,7 +170,7 @@ func (d CredentialDirs) ReadFile(name string) ([]byte, fs.FileInfo, error) {
 	b, fi, err := readRegular(name, root, rel)
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) && !errors.As(pe.Err, new(syscall.Errno)) {
 		// os.Root's refusal of a path that escapes it: no error of the file system's.
-		return nil, nil, fmt.Errorf("%s leads, through a symlink, out of the credential directories of this process (%s): %w", name, d, ErrNotCredentialDir)
+		return nil, nil, d.ledOut(name)
 	}
 	return b, fi, err
 }

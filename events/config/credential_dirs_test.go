@@ -63,6 +63,9 @@ func TestOnlyAFileInsideACredentialDirectoryIsRead(t *testing.T) {
 		{creds, "", creds + " is not in a credential directory"},
 		{filepath.Join(creds, "escape"), "", filepath.Join(creds, "escape") + " leads, through a symlink, out of the credential directories of this process (" + creds + "): not in a credential directory"},
 		{filepath.Join(creds, "escapedir", "token"), "", filepath.Join(creds, "escapedir", "token") + " leads, through a symlink, out of"},
+		// Told as one that exists is: else the error would say what exists where it leads.
+		{filepath.Join(creds, "escapedir", "missing"), "", filepath.Join(creds, "escapedir", "missing") + " leads, through a symlink, out of"},
+		{filepath.Join(creds, "escapedir", "missing", "deeper"), "", filepath.Join(creds, "escapedir", "missing", "deeper") + " leads, through a symlink, out of"},
 	} {
 		got, err := config.ReadSecret(dirs, "", c.name, "")
 		switch {
