@@ -80,11 +80,33 @@ type FileValue struct {
 // WatchFile returns the file at path, read now if it lies in one of dirs, its value what parse
 // makes of what it holds (HeaderFileValue, SendFileValue…), looked at again at most every
 // recheck of now, with what happens to it logged to log.
+// A file whose first read fails while it is changing (rewritten in place, truncated with its
+// value to come) is read again as it settles, for at most firstSettles FileSettles: it has no
+// value before to keep, and a TSIG key or webhook secret without one refuses its version.
 func WatchFile(path string, dirs CredentialDirs, parse func(path string, b []byte) (string, error), now func() time.Time, recheck time.Duration, log FileLog) *WatchedFile {
 	f := &WatchedFile{path: path, dirs: dirs, parse: parse, recheck: recheck, now: now, log: log}
 	f.next.Store(now().Add(recheck).UnixNano())
 	f.look()
+	for range firstSettles {
+		if !f.unsettledFailure() {
+			break
+		}
+		time.Sleep(FileSettle)
+		f.look()
+	}
 	return f
+}
+
+// firstSettles bounds the FileSettles WatchFile waits for a file changing as it is first read.
+const firstSettles = 3
+
+// unsettledFailure reports whether the file has no value, for a reason other than its place,
+// and was changing when last looked at.
+func (f *WatchedFile) unsettledFailure() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.v.Load()
+	return f.pending != nil && v.Err != nil && !errors.Is(v.Err, ErrNotCredentialDir)
 }
 
 // Load returns the value in use, looking at the file first when it has not for a recheck: one
