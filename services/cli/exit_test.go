@@ -212,3 +212,13 @@ func TestCheckWarnsButPassesWhenTwoFailoverPoolsShareAnIP(t *testing.T) {
 		t.Errorf("detour check: exit %d\nstdout: %s\nstderr: %s\nwant exit 0, valid, and on stderr:\n%s", code, stdout, stderr, want)
 	}
 }
+
+func TestARoleRefusesACredentialDirectoryHoldingTheNATSKeyItConnectsWith(t *testing.T) {
+	creds := t.TempDir()
+	seed := filepath.Join(creds, "nats.seed")
+	t.Setenv("DETOUR_NATS_NKEY", seed)
+	code, _, stderr := run("prober", "--region", "r", "--credential-dir", creds, "--nats", "nats://"+closedPort(t))
+	if want := "--credential-dir: $DETOUR_NATS_NKEY " + seed + " lies in a credential directory (" + creds + ")"; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, want 2 with %q; stderr:\n%s", code, want, stderr)
+	}
+}

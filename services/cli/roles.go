@@ -161,7 +161,11 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 	}
 	if r.credentialDirs != nil {
 		var err error
-		if r.dirs, err = r.credentialDirs.open(r.own...); err != nil {
+		own := r.own
+		if seed := os.Getenv("DETOUR_NATS_NKEY"); seed != "" {
+			own = append(own, ownSecret{"$DETOUR_NATS_NKEY", &seed, "the NATS key it connects with"})
+		}
+		if r.dirs, err = r.credentialDirs.open(own...); err != nil {
 			return nil, nil, zerolog.Logger{}, err
 		}
 	}
