@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -18,6 +19,10 @@ const (
 	FormatJSON    = "json"
 )
 
+// formats sets zerolog's process-wide formats once: roles started in one process (detour up, a
+// test) build their loggers while others already log.
+var formats sync.Once
+
 // New returns a root logger that writes to w in format (auto, console or json) at level (debug,
 // info, warn or error). Colours are used only when w is a terminal and $NO_COLOR is unset.
 // Durations are written in Go's syntax ("1.5s", "250ms") and times in UTC to the millisecond, as
@@ -30,9 +35,11 @@ func New(w io.Writer, format, level string) (zerolog.Logger, error) {
 	if err := CheckFormat(format); err != nil {
 		return zerolog.Logger{}, err
 	}
-	zerolog.DurationFieldFormat = zerolog.DurationFormatString
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
-	zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
+	formats.Do(func() {
+		zerolog.DurationFieldFormat = zerolog.DurationFormatString
+		zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+		zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
+	})
 	tty := IsTerminal(w)
 	if format == FormatConsole || (format == FormatAuto && tty) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty || os.Getenv("NO_COLOR") != ""}
