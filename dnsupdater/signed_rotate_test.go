@@ -1,7 +1,6 @@
 package dnsupdater
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,20 +22,8 @@ import (
 func TestAKeyRotatedInItsFileMidTransferOrMidNotifyLeavesTheExchangeWithTheKeyItBeganWith(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "xfr.key")
-	write := func(secret string) {
-		t.Helper()
-		if err := os.WriteFile(file+".new", []byte(secret+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// Written long ago, as a secret manager's copy keeps its time: settled at once.
-		past := time.Now().Add(-time.Hour)
-		if err := os.Chtimes(file+".new", past, past); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(file+".new", file); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Written long ago, as a secret manager's copy keeps its time: settled at once.
+	write := func(secret string) { t.Helper(); eventstest.ReplaceFile(t, file, secret+"\n", true) }
 	write(xfrSecret)
 	dirs, err := config.NewCredentialDirs(dir)
 	if err != nil {

@@ -20,15 +20,7 @@ import (
 func TestAWebhookSecretRotatedInItsFileSignsWithinARecheck(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hook.key")
-	write := func(s string) {
-		t.Helper()
-		if err := os.WriteFile(file+".new", []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(file+".new", file); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string) { t.Helper(); eventstest.ReplaceFile(t, file, s, false) }
 	write("secret-one\n")
 	cfg := eventstest.Config(t, fmt.Sprintf(`
 zones: [{name: demo.test}]

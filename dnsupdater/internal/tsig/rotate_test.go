@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 )
@@ -31,24 +32,6 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// logBuffer collects what a logger writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A key rotated in its file (renamed over, as a secret manager or a Kubernetes volume does) is
 // the one the server signs and verifies with within a recheck and a settle, without a new
 // configuration; a rotation that breaks the file (not base64, empty, gone) keeps the key read
@@ -58,22 +41,14 @@ func TestAKeyRotatedInItsFileSignsWithinARecheckAndABrokenFileKeepsTheKeyBefore(
 	const one, two = "b25lLWtleS1mb3ItdGhlLXRlc3Q=", "dHdvLWtleS1mb3ItdGhlLXRlc3Q="
 	dir := t.TempDir()
 	file := filepath.Join(dir, "xfr.key")
-	write := func(s string) {
-		t.Helper()
-		if err := os.WriteFile(file+".new", []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(file+".new", file); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string) { t.Helper(); eventstest.ReplaceFile(t, file, s, false) }
 	write(one + "\n")
 	dirs, err := config.NewCredentialDirs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	logs := &logBuffer{}
+	logs := &eventstest.Logs{}
 	key, err := newKey(config.TSIG{Name: "xfr-key", Algorithm: "hmac-sha256", SecretFile: file}, dirs, zerolog.New(logs), clock.Now, recheck)
 	if err != nil {
 		t.Fatal(err)
