@@ -22,8 +22,8 @@ const MembersBucket = events.BucketProbers
 // maxMemberTTL bounds the ttl a record may claim; a worker silent for longer is dead.
 const maxMemberTTL = time.Hour
 
-// BlindGrace bounds how long a worker that sees none of its own records come back (JetStream
-// cannot store them, or its watch cannot read them) keeps the others' leases as they stood: past
+// BlindGrace bounds how long a worker that sees none of its own records come back or stored
+// (JetStream cannot store them) keeps the others' leases as they stood: past
 // it, their silence counts again, and a worker that died meanwhile has its checks taken over. It
 // outlasts a Raft election after a JetStream node died (4 to 9 s) and the watch's recovery.
 const BlindGrace = 15 * time.Second
@@ -75,7 +75,8 @@ type sighting struct {
 // and the times they arrived.
 //
 // The others' silence counts against them only while this worker sees its own records come back
-// through its watch, which carries theirs: from a heartbeat after its last record came back, the
+// through its watch, which carries theirs, or stored (a watch that reads nothing while the store
+// stores is this worker's fault, not the others'): from a heartbeat after the last, the
 // others' leases stand still, for up to BlindGrace, as when JetStream cannot store (a bucket
 // electing a leader, no quorum) while NATS answers and every worker would otherwise count itself
 // alone and run every check of the region.
@@ -99,9 +100,10 @@ func NewRoster(self Member, heartbeat time.Duration) *Roster {
 	return &Roster{self: self.Name, heartbeat: heartbeat, seen: map[string]sighting{}}
 }
 
-// Echoed records that this worker's own record came back through its watch at at: up to then
-// the store stored the region's records and the watch delivered them. The time it saw none come
-// back, a heartbeat after the last, up to BlindGrace, is added to the others' leases.
+// Echoed records that this worker's own record came back through its watch at at, or that the
+// store acknowledged one sent at at: up to then the store stored the region's records. The time
+// it saw none come back, a heartbeat after the last, up to BlindGrace, is added to the others'
+// leases.
 func (r *Roster) Echoed(at time.Time) {
 	if !at.After(r.echo) {
 		return
@@ -224,6 +226,8 @@ type membership struct {
 	ready chan struct{}
 	// twinWarned is set once another worker's record was seen under this worker's name.
 	twinWarned bool
+	// watched is when this worker's own record last came back through its watch.
+	watched time.Time
 }
 
 // waitMembersBucket opens MembersBucket, trying again every half second while JetStream cannot
@@ -273,7 +277,68 @@ func (m *membership) announce(ctx context.Context) error {
 		return fmt.Errorf("put member record %s: %w", m.self.Key(), err)
 	}
 	m.stillHere(sent)
+	// Stored: the bucket stores the others' records too, so their silence counts against them
+	// even while this worker's watch reads nothing (its consumer lost while JetStream stores),
+	// where holding their leases would leave a dead worker's checks unrun for BlindGrace. While
+	// the watch lags, their records are read from the bucket instead.
+	m.mu.Lock()
+	m.roster.Echoed(sent)
+	var others []string
+	if m.clock.Now().Sub(m.watched) > m.roster.heartbeat {
+		for name := range m.roster.seen {
+			if name != m.self.Name {
+				others = append(others, name)
+			}
+		}
+	}
+	m.mu.Unlock()
+	m.readOthers(ctx, others)
 	return nil
+}
+
+// readOthers reads the records of the members named from the bucket, for a worker whose watch
+// does not deliver its own records though the bucket stores them (its consumer is being created
+// again, after a node died or JetStream came back): a live member stays live, and one that
+// stopped writing is dated from its last record, as the watch would have it.
+func (m *membership) readOthers(ctx context.Context, names []string) {
+	for _, name := range names {
+		e, err := m.kv.Get(ctx, m.self.Region+"."+name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			m.mu.Lock()
+			gone := m.roster.Has(name)
+			m.roster.Gone(name)
+			m.mu.Unlock()
+			if gone {
+				m.tell()
+			}
+			continue
+		}
+		if err != nil {
+			return
+		}
+		rec, err := DecodeMember(e.Value())
+		if err != nil || rec.Key() != e.Key() {
+			continue
+		}
+		seen := m.clock.Now()
+		if e.Created().Before(seen) {
+			seen = e.Created()
+		}
+		m.mu.Lock()
+		// Never earlier than the watch had it, nor back from a deletion it delivered meanwhile.
+		if s, ok := m.roster.seen[name]; ok && seen.After(s.LastSeen) {
+			m.roster.Seen(rec, seen)
+		}
+		m.mu.Unlock()
+	}
+}
+
+// tell wakes the heartbeat to log the changed members.
+func (m *membership) tell() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
 }
 
 // stillHere counts this worker live from sent, as a stored record would: its NATS server
@@ -356,6 +421,7 @@ func (m *membership) apply(e record, initial bool) {
 		}
 		if rec.Name == m.self.Name {
 			if !m.self.Started.IsZero() && rec.Started.Equal(m.self.Started) {
+				m.watched = now
 				m.roster.Echoed(now) // the others' records, stored before it, came too
 				return
 			}
@@ -380,8 +446,5 @@ func (m *membership) apply(e record, initial bool) {
 			return // a refresh: nothing to tell
 		}
 	}
-	select {
-	case m.changed <- struct{}{}:
-	default:
-	}
+	m.tell()
 }

@@ -446,3 +446,44 @@ func TestAWorkerCutOffFromNATSCountsItselfGoneWithinItsTTL(t *testing.T) {
 		}
 	}
 }
+
+// A worker whose watch reads nothing (its consumer lost, on a node that died with another
+// worker) while JetStream stores its records goes on counting the others' silence: its records
+// are stored, so the others' would be too. A worker that died meanwhile has its checks taken
+// over within its TTL rather than held for BlindGrace, when no one would run the share of them
+// that the live workers hash onto this one; one that lives on stays live, its records read from
+// the bucket.
+func TestAWorkerWhoseWatchReadsNothingWhileItsRecordsAreStoredCountsTheOthersSilence(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, time.Second
+	m, kv, _ := heartbeatingWorker(t, hb, ttl) // its watch is not running: none of its records come back
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	put := func(name string) {
+		b, err := json.Marshal(Member{Region: "us-west", Name: name, ActiveFrom: time.Now().Add(-time.Hour), TTLMillis: ttl.Milliseconds()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.KeyValue.Put(ctx, "us-west."+name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("p2") // its last record: it dies at once
+	put("p3")
+	now := time.Now()
+	m.mu.Lock()
+	m.roster.Echoed(now) // this worker's record came back once, then the watch lost its consumer
+	for _, name := range []string{"p2", "p3"} {
+		m.roster.Seen(Member{Region: "us-west", Name: name, ActiveFrom: now.Add(-time.Hour), TTLMillis: ttl.Milliseconds()}, now)
+	}
+	m.mu.Unlock()
+	for slices.Contains(m.live(time.Now()), "p2") {
+		if time.Since(now) > ttl+3*time.Second {
+			t.Fatalf("p2, silent while the bucket stored this worker's records, still live %s after its last record (ttl %s)", time.Since(now), ttl)
+		}
+		put("p3") // p3 heartbeats on
+		time.Sleep(hb)
+	}
+	if live := m.live(time.Now()); !slices.Contains(live, "p3") {
+		t.Fatalf("p3, whose records the bucket stored every heartbeat, not live: %v", live)
+	}
+}
