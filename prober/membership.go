@@ -69,6 +69,9 @@ func DecodeMember(b []byte) (Member, error) {
 type sighting struct {
 	Member
 	LastSeen time.Time
+	// held is the blind time already added to LastSeen since the member was last heard from:
+	// all of it, over however many blind spells, stays within BlindGrace.
+	held time.Duration
 }
 
 // Roster is one worker's view of its region's members. It is pure: the shell feeds it records
@@ -77,14 +80,15 @@ type sighting struct {
 // The others' silence counts against them only while this worker sees its own records come back
 // through its watch, which carries theirs, or stored (a watch that reads nothing while the store
 // stores is this worker's fault, not the others'): from a heartbeat after the last, the
-// others' leases stand still, for up to BlindGrace, as when JetStream cannot store (a bucket
+// others' leases stand still, for up to BlindGrace in all since each was heard from (however
+// often a flapping store lets one record through), as when JetStream cannot store (a bucket
 // electing a leader, no quorum) while NATS answers and every worker would otherwise count itself
 // alone and run every check of the region.
 type Roster struct {
 	self      string
 	heartbeat time.Duration
 	seen      map[string]sighting
-	// echo is when this worker's own record last came back through its watch.
+	// echo is when this worker's own record last came back through its watch or was stored.
 	echo  time.Time
 	cache []string
 	// cache is the answer for instants in [validFrom, valid).
@@ -102,49 +106,59 @@ func NewRoster(self Member, heartbeat time.Duration) *Roster {
 
 // Echoed records that this worker's own record came back through its watch at at, or that the
 // store acknowledged one sent at at: up to then the store stored the region's records. The time
-// it saw none come back, a heartbeat after the last, up to BlindGrace, is added to the others'
-// leases.
+// it saw none come back, a heartbeat after the last, is added to the others' leases, up to
+// BlindGrace in all since each was last heard from.
 func (r *Roster) Echoed(at time.Time) {
 	if !at.After(r.echo) {
 		return
 	}
-	if gap := r.blind(at); gap > 0 {
-		for name, s := range r.seen {
-			if name != r.self {
-				s.LastSeen = s.LastSeen.Add(gap - r.blind(s.LastSeen))
-				r.seen[name] = s
+	for name, s := range r.seen {
+		if name == r.self {
+			continue
+		}
+		if from, until := r.held(s); until.After(from) && at.After(from) {
+			if until.After(at) {
+				until = at
 			}
+			add := until.Sub(from)
+			s.LastSeen, s.held = s.LastSeen.Add(add), s.held+add
+			r.seen[name] = s
 		}
 	}
 	r.echo = at
 	r.cached = false
 }
 
-// blind returns how long, up to at, this worker has seen none of its own records come back,
-// beyond the heartbeat it waits for the next and at most until BlindGrace after the last.
-func (r *Roster) blind(at time.Time) time.Duration {
+// held returns the span over which s's lease stands still: from a heartbeat after this worker's
+// last record came back (or from s's last sighting, if later) for as long as no record comes
+// back, up to BlindGrace after the last and up to BlindGrace in all for s. Empty before any
+// record came back.
+func (r *Roster) held(s sighting) (from, until time.Time) {
 	if r.echo.IsZero() {
-		return 0
+		return time.Time{}, time.Time{}
 	}
-	from, until := r.echo.Add(r.heartbeat), r.echo.Add(BlindGrace)
-	if at.After(until) {
-		at = until
+	from = r.echo.Add(r.heartbeat)
+	if s.LastSeen.After(from) {
+		from = s.LastSeen
 	}
-	if !at.After(from) {
-		return 0
+	until = r.echo.Add(BlindGrace)
+	if left := from.Add(BlindGrace - s.held); left.Before(until) {
+		until = left
 	}
-	return at.Sub(from)
+	return from, until
 }
 
-// leaseClock is the instant t on the clock of the others' leases: less the time blind before it.
-func (r *Roster) leaseClock(t time.Time) time.Time { return t.Add(-r.blind(t)) }
-
-// whenLeaseClock is the first instant whose leaseClock is k.
-func (r *Roster) whenLeaseClock(k time.Time) time.Time {
-	if r.echo.IsZero() || !k.After(r.echo.Add(r.heartbeat)) {
-		return k
+// expires returns when s's lease runs out: its TTL after it was last heard from, the time it
+// stands still (held) added for the others.
+func (r *Roster) expires(name string, s sighting) time.Time {
+	e := s.LastSeen.Add(s.TTL())
+	if name == r.self {
+		return e
 	}
-	return k.Add(max(BlindGrace-r.heartbeat, 0))
+	if from, until := r.held(s); until.After(from) && e.After(from) {
+		e = e.Add(until.Sub(from))
+	}
+	return e
 }
 
 // Seen records a heartbeat of m that arrived at at.
@@ -182,25 +196,16 @@ func (r *Roster) Live(t time.Time) []string {
 			valid = at
 		}
 	}
-	now := r.leaseClock(t)
 	for name, s := range r.seen {
 		if s.ActiveFrom.After(t) {
 			later(s.ActiveFrom)
 			continue
 		}
-		if name == r.self {
-			expires := s.LastSeen.Add(s.TTL())
-			if !expires.After(t) {
-				continue
-			}
-			later(expires)
-		} else {
-			expires := r.leaseClock(s.LastSeen).Add(s.TTL())
-			if !expires.After(now) {
-				continue
-			}
-			later(r.whenLeaseClock(expires))
+		expires := r.expires(name, s)
+		if !expires.After(t) {
+			continue
 		}
+		later(expires)
 		live = append(live, name)
 	}
 	slices.Sort(live)

@@ -215,6 +215,12 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 			{at: 1500 * time.Millisecond, want: "p1"},
 			{at: 10 * time.Second, want: "p1"},
 		}},
+		{"a store that stores one record every grace holds a dead member no longer than one grace", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 14 * time.Second, echo: true, want: "p1,p2"},
+			{at: 28 * time.Second, echo: true, want: "p1"},
+			{at: 42 * time.Second, echo: true, want: "p1"},
+		}},
 		{"past the grace the silence counts again", []step{
 			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
 			{at: 20 * time.Second, echo: true, want: "p1"},
