@@ -231,8 +231,9 @@ type membership struct {
 	ready chan struct{}
 	// twinWarned is set once another worker's record was seen under this worker's name.
 	twinWarned bool
-	// watched is when this worker's own record last came back through its watch.
-	watched time.Time
+	// watched is when this worker's own record last came back through its watch, acked when
+	// the last record the bucket acknowledged was sent.
+	watched, acked time.Time
 }
 
 // waitMembersBucket opens MembersBucket, trying again every half second while JetStream cannot
@@ -288,8 +289,12 @@ func (m *membership) announce(ctx context.Context) error {
 	// the watch lags, their records are read from the bucket instead.
 	m.mu.Lock()
 	m.roster.Echoed(sent)
+	// The watch lags when the record stored before this one has not come back: this one's
+	// echo may well come after its acknowledgement.
+	lagging := m.watched.Before(m.acked)
+	m.acked = sent
 	var others []string
-	if m.clock.Now().Sub(m.watched) > m.roster.heartbeat {
+	if lagging {
 		for name := range m.roster.seen {
 			if name != m.self.Name {
 				others = append(others, name)

@@ -322,10 +322,17 @@ func TestAHeartbeatMayTakeUntilTheLastRecordExpires(t *testing.T) {
 // while the bucket's Raft group elects a leader after a JetStream node died.
 type stallingKV struct {
 	jetstream.KeyValue
-	stalled atomic.Bool
+	stalled    atomic.Bool
+	puts, gets atomic.Int64
+}
+
+func (kv *stallingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	kv.gets.Add(1)
+	return kv.KeyValue.Get(ctx, key)
 }
 
 func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	kv.puts.Add(1)
 	if !kv.stalled.Load() {
 		return kv.KeyValue.Put(ctx, key, value)
 	}
@@ -491,5 +498,33 @@ func TestAWorkerWhoseWatchReadsNothingWhileItsRecordsAreStoredCountsTheOthersSil
 	}
 	if live := m.live(time.Now()); !slices.Contains(live, "p3") {
 		t.Fatalf("p3, whose records the bucket stored every heartbeat, not live: %v", live)
+	}
+}
+
+// A worker whose watch delivers its records reads none from the bucket: each heartbeat's record
+// comes back before the next one is stored, though rarely before its own Put returns.
+func TestAWorkerWhoseWatchDeliversReadsNoRecordFromTheBucket(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, time.Second
+	m, kv, srv := heartbeatingWorker(t, hb, ttl)
+	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.follow(ctx, js) }()
+	t.Cleanup(func() { cancel(); <-done })
+	b, err := json.Marshal(Member{Region: "us-west", Name: "p2", ActiveFrom: time.Now(), TTLMillis: time.Hour.Milliseconds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.KeyValue.Put(ctx, "us-west.p2", b); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(m.live(time.Now()), "p2") }, "p2 seen through the watch")
+	before, puts := kv.gets.Load(), kv.puts.Load()
+	eventstest.Eventually(t, 10*time.Second, func() bool { return kv.puts.Load() >= puts+20 }, "twenty more heartbeats")
+	if n := kv.gets.Load() - before; n > 0 {
+		t.Fatalf("over 20 heartbeats with its watch delivering, the worker read %d records from the bucket, want none", n)
 	}
 }
