@@ -490,7 +490,9 @@ func TestAWorkerWhoseWatchReadsNothingWhileItsRecordsAreStoredCountsTheOthersSil
 	}
 	m.mu.Unlock()
 	for slices.Contains(m.live(time.Now()), "p2") {
-		if time.Since(now) > ttl+3*time.Second {
+		// Its TTL, and time for heartbeats a loaded machine delays (each counts as blind time
+		// from a heartbeat after the last one stored): well short of BlindGrace.
+		if time.Since(now) > ttl+BlindGrace/2 {
 			t.Fatalf("p2, silent while the bucket stored this worker's records, still live %s after its last record (ttl %s)", time.Since(now), ttl)
 		}
 		put("p3") // p3 heartbeats on
@@ -522,9 +524,14 @@ func TestAWorkerWhoseWatchDeliversReadsNoRecordFromTheBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(m.live(time.Now()), "p2") }, "p2 seen through the watch")
-	before, puts := kv.gets.Load(), kv.puts.Load()
+	stalls := watchStalls(t, hb/2)
+	from, before, puts := time.Now(), kv.gets.Load(), kv.puts.Load()
 	eventstest.Eventually(t, 10*time.Second, func() bool { return kv.puts.Load() >= puts+20 }, "twenty more heartbeats")
-	if n := kv.gets.Load() - before; n > 0 {
+	n := kv.gets.Load() - before
+	// A stall of half a heartbeat may delay an echo past the next record: no fault of the watch.
+	if n > 0 && stalls.within(from, time.Now(), hb/2) {
+		t.Logf("%d records read while this process stalled for %v", n, stalls.list())
+	} else if n > 0 {
 		t.Fatalf("over 20 heartbeats with its watch delivering, the worker read %d records from the bucket, want none", n)
 	}
 }
