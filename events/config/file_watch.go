@@ -13,9 +13,10 @@ import (
 
 // FileRecheck is how often, at most, a file a value is read from (a check's headers_file or
 // send_file, a TSIG key's or a webhook's secret_file) is looked at again while the value is
-// used: a stat of its path, and a read when that finds another file, another size or another
-// modification time. A credential rotated by a symlink's swap (a Kubernetes secret's mount), a
-// rename over the file or a rewrite in place is used within it and FileSettle.
+// used: a stat of its real path (Resolve: none of a path outside the credential directories),
+// and a read when that finds another file, another size or another modification time. A
+// credential rotated by a symlink's swap (a Kubernetes secret's mount), a rename over the file
+// or a rewrite in place is used within it and FileSettle.
 const FileRecheck = 5 * time.Second
 
 // FileSettle is how long a file found changed must stay the same before its value is used: a
@@ -118,16 +119,23 @@ func (f *WatchedFile) Load() *FileValue {
 	return f.v.Load()
 }
 
-// look reads the file when it is another than the one its value was read from (a stat, following
-// a symlink, finds another file, size or modification time), with the safety rules of
-// CredentialDirs.ReadFile: a file outside dirs is never read, and that is logged once. A file
+// look reads the file when it is another than the one its value was read from (a stat of its
+// real path, found inside dirs, finds another file, size or modification time), with the safety
+// rules of CredentialDirs.ReadFile: a file outside dirs is never statted nor read, and that is
+// logged once. A file
 // found changed is taken only once it is settled: until then, the value in use stays, if one was
 // read well, and the file is looked at again a FileSettle later. A read that fails keeps the
 // value read before, if one was, and is logged once until one goes well.
 func (f *WatchedFile) look() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fi, err := os.Stat(f.path)
+	// The path is resolved, and refused when outside dirs, before anything about the file is
+	// asked: what the process may not read it does not stat either.
+	real, err := f.dirs.Resolve(f.path)
+	var fi fs.FileInfo
+	if err == nil {
+		fi, err = statFile(real)
+	}
 	if err == nil && f.info != nil && sameFile(f.info, fi) && f.readAt.Sub(fi.ModTime()) > mtimeGrain {
 		f.pending = nil
 		return
@@ -180,6 +188,9 @@ func (f *WatchedFile) look() {
 func (f *WatchedFile) settled(fi fs.FileInfo, wall time.Time) bool {
 	return wall.Sub(fi.ModTime()) >= FileSettle || f.pending != nil && sameFile(f.pending, fi)
 }
+
+// statFile is os.Stat, which a test replaces to see what is statted.
+var statFile = os.Stat
 
 // sameFile reports whether a and b describe one file, unchanged.
 func sameFile(a, b fs.FileInfo) bool {
