@@ -18,17 +18,7 @@ import (
 // it: the worker warns once, however many times it looks, and says once that the bucket refuses
 // them again when the current definition is applied.
 func TestAWorkerWarnsWhileItsBucketAllowsRollUpsAndSaysSoWhenMended(t *testing.T) {
-	srv := eventstest.Start(t)
-	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	kv, err := js.KeyValue(ctx, MembersBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, js, kv, ctx := membersBucket(t)
 	old := srv.Stream(t, events.StreamProbers).CachedInfo().Config
 	old.AllowRollup = true
 	if _, err := js.UpdateStream(ctx, old); err != nil {
@@ -63,17 +53,7 @@ func TestAWorkerWarnsWhileItsBucketAllowsRollUpsAndSaysSoWhenMended(t *testing.T
 // TestAWorkerSaysNothingOfABucketThatRefusesRollUps watches the bucket as the current version
 // makes it: no line at all.
 func TestAWorkerSaysNothingOfABucketThatRefusesRollUps(t *testing.T) {
-	srv := eventstest.Start(t)
-	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	kv, err := js.KeyValue(ctx, MembersBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, kv, ctx := membersBucket(t)
 	if allowed, ok := allowsRollups(ctx, kv); !ok || allowed {
 		t.Fatalf("the bucket as made: want roll-ups refused and read, got allowed %v read %v", allowed, ok)
 	}
@@ -114,4 +94,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// membersBucket starts a NATS server with the streams made and returns it, a JetStream context
+// on it, the membership bucket and a context that ends with the test (30 s at most).
+func membersBucket(t *testing.T) (*eventstest.Server, jetstream.JetStream, jetstream.KeyValue, context.Context) {
+	t.Helper()
+	srv := eventstest.Start(t)
+	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	kv, err := js.KeyValue(ctx, MembersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, js, kv, ctx
 }
