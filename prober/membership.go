@@ -105,9 +105,9 @@ func NewRoster(self Member, heartbeat time.Duration) *Roster {
 }
 
 // Echoed records that this worker's own record came back through its watch at at, or that the
-// store acknowledged one sent at at: up to then the store stored the region's records. The time
-// it saw none come back, a heartbeat after the last, is added to the others' leases, up to
-// BlindGrace in all since each was last heard from.
+// store's acknowledgement of one arrived at at: up to then the store stored the region's
+// records. The time it saw none come back, a heartbeat after the last, is added to the others'
+// leases, up to BlindGrace in all since each was last heard from.
 func (r *Roster) Echoed(at time.Time) {
 	if !at.After(r.echo) {
 		return
@@ -286,9 +286,12 @@ func (m *membership) announce(ctx context.Context) error {
 	// Stored: the bucket stores the others' records too, so their silence counts against them
 	// even while this worker's watch reads nothing (its consumer lost while JetStream stores),
 	// where holding their leases would leave a dead worker's checks unrun for BlindGrace. While
-	// the watch lags, their records are read from the bucket instead.
+	// the watch lags, their records are read from the bucket instead. The store is known to
+	// work when the answer comes, not when the record was sent: one sent while NATS was down
+	// waited in the reconnect buffer, and the others could not be heard meanwhile either.
+	stored := m.clock.Now()
 	m.mu.Lock()
-	m.roster.Echoed(sent)
+	m.roster.Echoed(stored)
 	// The watch lags when the record stored before this one has not come back: this one's
 	// echo may well come after its acknowledgement.
 	lagging := m.watched.Before(m.acked)

@@ -535,3 +535,90 @@ func TestAWorkerWhoseWatchDeliversReadsNoRecordFromTheBucket(t *testing.T) {
 		t.Fatalf("over 20 heartbeats with its watch delivering, the worker read %d records from the bucket, want none", n)
 	}
 }
+
+// heldKV holds each Put until the test releases it, as nats.go holds a request sent while the
+// connection is down in its reconnect buffer and sends it when NATS is back.
+type heldKV struct {
+	jetstream.KeyValue
+	sent, release chan struct{}
+}
+
+func (kv *heldKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	kv.sent <- struct{}{}
+	<-kv.release
+	return kv.KeyValue.Put(ctx, key, value)
+}
+
+// A record sent while all of NATS was down is stored only when NATS is back: its
+// acknowledgement ends the others' hold when it arrives, not when the record was sent, or part of
+// the outage would count against the others as silence while none of them could be heard, and a
+// worker that reconnects a little after this one would be counted gone.
+func TestARecordStoredAfterAnOutageEndsTheHoldWhenItIsAcknowledged(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, time.Second
+	srv := eventstest.Start(t)
+	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bucket, err := js.KeyValue(ctx, MembersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := Member{Region: "us-west", Name: "p2", ActiveFrom: t0, TTLMillis: ttl.Milliseconds()}
+	b, err := json.Marshal(p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Put(ctx, p2.Key(), b); err != nil { // p2's last record before the outage
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Now()}
+	kv := &heldKV{KeyValue: bucket, sent: make(chan struct{}, 1), release: make(chan struct{})}
+	self := Member{Region: "us-west", Name: "p1", TTLMillis: ttl.Milliseconds(), Started: t0, ActiveFrom: t0}
+	m := &membership{kv: kv, self: self, clock: clock, log: zerolog.Nop(),
+		roster: NewRoster(self, hb), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+	m.roster.Echoed(clock.Now()) // p1's record came back, and p2's with it
+	m.roster.Seen(p2, clock.Now())
+	m.watched = clock.Now()
+
+	// NATS goes down. Near its end a heartbeat's record is sent, and waits in the reconnect
+	// buffer until NATS is back, 300 ms later.
+	clock.advance(2 * time.Second)
+	acked := make(chan error, 1)
+	go func() { acked <- m.announce(ctx) }()
+	<-kv.sent
+	clock.advance(300 * time.Millisecond)
+	close(kv.release)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	back := clock.Now()
+	// A heartbeat came meanwhile: its record is sent as soon as the first is stored, and from
+	// then on each heartbeat's record is stored at once. p2, whose lease had TTL less a
+	// heartbeat to run when this worker's records stopped coming back, has as long from now.
+	heartbeats := func(d time.Duration) {
+		for end := clock.Now().Add(d); clock.Now().Before(end); {
+			clock.advance(hb)
+			if err := m.announce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			<-kv.sent
+		}
+	}
+	if err := m.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-kv.sent
+	heartbeats(ttl - 2*hb)
+	clock.advance(hb / 2)
+	if live := m.live(clock.Now()); !slices.Contains(live, "p2") {
+		t.Fatalf("p2 counted gone %s after this worker's first record after the outage was stored: %v", clock.Now().Sub(back), live)
+	}
+	// p2 is dead: its silence counts from when this worker can hear again.
+	heartbeats(hb)
+	if live := m.live(clock.Now()); slices.Contains(live, "p2") {
+		t.Fatalf("p2, silent since the outage, still live %s after it: %v", clock.Now().Sub(back), live)
+	}
+}
