@@ -3,8 +3,11 @@ package prober
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -345,7 +348,14 @@ func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) (uint64
 func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stallingKV, *eventstest.Server) {
 	t.Helper()
 	srv := eventstest.Start(t)
-	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
+	m, kv := heartbeatingWorkerAt(t, srv.URL, hb, ttl)
+	return m, kv, srv
+}
+
+// heartbeatingWorkerAt is heartbeatingWorker on the server at url.
+func heartbeatingWorkerAt(t *testing.T, url string, hb, ttl time.Duration) (*membership, *stallingKV) {
+	t.Helper()
+	js, err := jetstream.New(eventstest.Connect(t, url))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +379,81 @@ func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stal
 	done := make(chan struct{})
 	go func() { defer close(done); w.heartbeat(hbCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	return m, kv, srv
+	return m, kv
+}
+
+// slowProxy relays connections to a NATS server, holding each read from the server for delay
+// before passing it on, as a loaded machine answers late: the server answers, only later.
+type slowProxy struct {
+	url   string
+	delay atomic.Int64 // nanoseconds
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newSlowProxy(t *testing.T, to string) *slowProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &slowProxy{url: "nats://" + ln.Addr().String()}
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	addr := strings.TrimPrefix(to, "nats://")
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in) }()
+			go p.late(in, out)
+		}
+	}()
+	return p
+}
+
+// late copies src to dst, each read delay after it came.
+func (p *slowProxy) late(dst io.Writer, src io.Reader) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	chunks := make(chan chunk, 1024)
+	go func() {
+		defer close(chunks)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := src.Read(b)
+			if n > 0 {
+				chunks <- chunk{b[:n], time.Now().Add(time.Duration(p.delay.Load()))}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range chunks {
+		time.Sleep(time.Until(c.at)) // the latency simulated, not a wait for another goroutine
+		if _, err := dst.Write(c.b); err != nil {
+			return
+		}
+	}
 }
 
 // notLiveAhead samples, every millisecond for span, whether m counts p1 live ahead of each
@@ -436,6 +520,21 @@ func TestAWorkerWhoseBucketStallsRenewsItsOwnLeaseEveryHeartbeat(t *testing.T) {
 	kv.stalled.Store(true)
 	if gaps := notLiveAhead(t, m, ahead, 2*ttl, ttl, ttl-ahead-hb); len(gaps) > 0 {
 		t.Fatalf("the worker would count itself gone %s after %d of its samples while NATS answered (first at %s into the stall)", ahead, len(gaps), gaps[0])
+	}
+}
+
+func TestAWorkerWhoseServerAnswersLaterThanAHeartbeatKeepsItsLease(t *testing.T) {
+	// Under load the server's answer may come later than a heartbeat, though well within the
+	// TTL: the worker is not cut off, so it stays live at every instant, its record stored or not.
+	// These are the defaults at checks of 300 ms or less.
+	const hb, ttl, delay = 100 * time.Millisecond, time.Second, 300 * time.Millisecond
+	srv := eventstest.Start(t)
+	proxy := newSlowProxy(t, srv.URL)
+	m, kv := heartbeatingWorkerAt(t, proxy.url, hb, ttl)
+	kv.stalled.Store(true)
+	proxy.delay.Store(int64(delay))
+	if gaps := notLiveAhead(t, m, 0, 3*ttl, ttl, ttl-delay); len(gaps) > 0 {
+		t.Fatalf("the worker counted itself gone at %d of its samples while NATS answered within %s (first at %s into the stall)", len(gaps), delay, gaps[0])
 	}
 }
 

@@ -243,10 +243,13 @@ func (w *worker) heartbeat(ctx context.Context) {
 	// set when a heartbeat came while one was, so the next is stored as soon as it is done.
 	var stored chan error
 	owed := false
+	// flushes counts the server's answers awaited, each until its context ends with ctx.
+	var flushes sync.WaitGroup
 	defer func() {
 		if stored != nil {
 			<-stored // its context ends with ctx; Run deletes the record only after it
 		}
+		flushes.Wait()
 	}()
 	// A heartbeat has until the last stored record expires (MemberTTL after it, a heartbeat ago):
 	// stored by then, it keeps this worker live for the others without a gap, however busy the
@@ -304,11 +307,21 @@ func (w *worker) heartbeat(ctx context.Context) {
 		// after a JetStream node died). That comes at every heartbeat, whatever a record being
 		// stored waits for: waiting for a store that fails (its whole budget) would renew the
 		// worker's own lease only every MemberTTL less a heartbeat, so that the worker would
-		// drop out, taking no checks, whenever it ran a heartbeat late.
+		// drop out, taking no checks, whenever it ran a heartbeat late. The server's answer
+		// counts until the lease would run out (putBudget, as a record's), not just within a
+		// heartbeat: on a loaded machine it may come later than that, and the worker is not cut
+		// off. Each is awaited apart, so that a late one delays neither the next heartbeat's nor
+		// the records; one never answered renews nothing, and the lease runs out.
 		sent := w.o.Clock.Now()
-		if w.o.JS.Conn().FlushTimeout(w.o.Heartbeat) == nil {
-			w.members.stillHere(sent)
-		}
+		flushes.Add(1)
+		go func() {
+			defer flushes.Done()
+			fctx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
+			defer cancel()
+			if w.o.JS.Conn().FlushWithContext(fctx) == nil {
+				w.members.stillHere(sent)
+			}
+		}()
 		if stored == nil {
 			store()
 		} else {
@@ -329,8 +342,8 @@ func (w *worker) heartbeat(ctx context.Context) {
 	}
 }
 
-// putBudget is how long one heartbeat's record may take to be stored: until the record stored a
-// heartbeat earlier expires, and at least a heartbeat.
+// putBudget is how long one heartbeat's record may take to be stored, and its server to answer
+// it: until the record stored a heartbeat earlier expires, and at least a heartbeat.
 func putBudget(heartbeat, ttl time.Duration) time.Duration { return max(heartbeat, ttl-heartbeat) }
 
 // lagEvery is how often a worker that falls behind its schedule says so.
