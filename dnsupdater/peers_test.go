@@ -17,20 +17,15 @@ import (
 // zone's next version, whatever the clock, passes it, so that a secondary holding it follows.
 func TestANewVersionTakesASerialAfterTheHighestAnotherServerRecorded(t *testing.T) {
 	cfg := eventstest.Config(t, incrementalConfig)
-	static, err := zone.Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newProjector(static, func() time.Time { return clock })
+	p, _, clock := clockedProjector(t, cfg)
 	p.peers = newPeerClock("id-a")
 	before := servedSerial(t, p.project(), "demo.test.")
-	if !p.peers.see(peerVersion{zone: "demo.test.", serial: before + 600, digest: "other", stateSeq: 1, server: "id-b"}, clock) {
+	if !p.peers.see(peerVersion{zone: "demo.test.", serial: before + 600, digest: "other", stateSeq: 1, server: "id-b"}, *clock) {
 		t.Fatal("a serial ten minutes ahead refused")
 	}
-	clock = clock.Add(time.Second)
+	*clock = clock.Add(time.Second)
 	a := cfg.Apps[0]
-	env, err := events.New(events.TypeEndpointDown, "test", clock, events.Transition{})
+	env, err := events.New(events.TypeEndpointDown, "test", *clock, events.Transition{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,18 +332,13 @@ func TestTwoServersOnOtherConfigurationsDoNotReStampEachOtherInTurnWhileStateMov
 // zone as it is, which the re-stamp rule compares with the other server's position.
 func TestAReStampKeepsWhenTheZonesRecordsWereMade(t *testing.T) {
 	cfg := eventstest.Config(t, incrementalConfig)
-	static, err := zone.Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newProjector(static, func() time.Time { return clock })
+	p, _, clock := clockedProjector(t, cfg)
 	p.peers = newPeerClock("id-a")
 	p.project()
 	a := cfg.Apps[0]
 	fold := func(seq uint64, typ string) {
 		t.Helper()
-		env, err := events.New(typ, "test", clock, events.Transition{})
+		env, err := events.New(typ, "test", *clock, events.Transition{})
 		if err != nil {
 			t.Fatal(err)
 		}

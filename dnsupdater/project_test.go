@@ -11,6 +11,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 )
 
@@ -89,12 +90,7 @@ func FuzzAnswersRecompiledForChangedApps(f *testing.F) {
 // whole zones. It returns how many zone versions the bursts made.
 func recompileAndCompare(t *testing.T, a, b uint64, bursts int) int {
 	cfg := eventstest.Config(t, incrementalConfig)
-	static, err := zone.Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newProjector(static, func() time.Time { return clock })
+	p, static, clock := clockedProjector(t, cfg)
 	tbl := buildTable(p.project(), nil)
 
 	var subjects []string
@@ -122,7 +118,7 @@ func recompileAndCompare(t *testing.T, a, b uint64, bursts int) int {
 				typ = []string{events.TypeEdgeDown, events.TypeEdgeUp}[rng.IntN(2)]
 			}
 			seq++
-			env, err := events.New(typ, "test", clock, events.Transition{})
+			env, err := events.New(typ, "test", *clock, events.Transition{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +126,7 @@ func recompileAndCompare(t *testing.T, a, b uint64, bursts int) int {
 				t.Fatal(err)
 			}
 		}
-		clock = clock.Add(time.Duration(rng.IntN(3)) * time.Second)
+		*clock = clock.Add(time.Duration(rng.IntN(3)) * time.Second)
 		before := tbl
 		zones, changes := p.recompute()
 		versions += len(changes)
@@ -251,4 +247,16 @@ func difference(got, want []string) string {
 		}
 	}
 	return b.String()
+}
+
+// clockedProjector compiles cfg and returns a projector of it, its static part, and the clock it
+// reads, set to the start of 2026 and moved by the test.
+func clockedProjector(t *testing.T, cfg *config.Config) (*projector, *zone.Static, *time.Time) {
+	t.Helper()
+	static, err := zone.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	return newProjector(static, func() time.Time { return clock }), static, &clock
 }

@@ -1,7 +1,6 @@
 package dnsupdater
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +19,8 @@ import (
 // key would be dropped by the secondary half way, and an answer signed with the old key
 // would not acknowledge the NOTIFY.
 func TestAKeyRotatedInItsFileMidTransferOrMidNotifyLeavesTheExchangeWithTheKeyItBeganWith(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "xfr.key")
 	// Written long ago, as a secret manager's copy keeps its time: settled at once.
-	write := func(secret string) { t.Helper(); eventstest.ReplaceFile(t, file, secret+"\n", true) }
-	write(xfrSecret)
-	dirs, err := config.NewCredentialDirs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, dirs, write := eventstest.SecretFile(t, "xfr.key", xfrSecret)
 	cfg := eventstest.Config(t, strings.Replace(signedConfig(), `secret: "`+xfrSecret+`"`, `secret_file: "`+file+`"`, 1))
 	keys, err := transferKeys(cfg, dirs, zerolog.Nop())
 	if err != nil {

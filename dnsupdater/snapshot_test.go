@@ -182,12 +182,7 @@ func TestAServerStoppedRightAfterAChangeKeepsItInItsSnapshot(t *testing.T) {
 // bases written again when the journal outgrows them.
 func TestABaseAndItsJournalLoadAsTheWholeStateTheyWereSavedFrom(t *testing.T) {
 	cfg := eventstest.Config(t, incrementalConfig)
-	static, err := zone.Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newProjector(static, func() time.Time { return clock })
+	p, _, clock := clockedProjector(t, cfg)
 	p.project()
 	var subjects []string
 	for _, a := range cfg.Apps {
@@ -212,7 +207,7 @@ func TestABaseAndItsJournalLoadAsTheWholeStateTheyWereSavedFrom(t *testing.T) {
 			if strings.HasPrefix(subject, "detour.state.pool") {
 				typ = []string{events.TypePoolDown, events.TypePoolUp}[rng.IntN(2)]
 			}
-			env, err := events.New(typ, "test", clock, events.Transition{})
+			env, err := events.New(typ, "test", *clock, events.Transition{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,7 +215,7 @@ func TestABaseAndItsJournalLoadAsTheWholeStateTheyWereSavedFrom(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		clock = clock.Add(time.Duration(rng.IntN(2)) * time.Second)
+		*clock = clock.Add(time.Duration(rng.IntN(2)) * time.Second)
 		p.recompute()
 		save := p.save(round == 0)
 		if pending != nil {

@@ -3,7 +3,6 @@ package push
 import (
 	"encoding/base64"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +19,8 @@ import (
 // (RFC 8945 §5.3), and verifying its answer with the new one would fail a push the primary
 // applied, to be sent again.
 func TestAKeyRotatedInItsFileWhileAnUpdateAwaitsItsAnswerVerifiesTheAnswerWithTheKeyItWasSentWith(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "tsig.key")
 	// Written long ago, as a secret manager's copy keeps its time: settled at once.
-	write := func(secret string) { t.Helper(); eventstest.ReplaceFile(t, file, secret+"\n", true) }
-	write(testSecret)
-	dirs, err := config.NewCredentialDirs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, dirs, write := eventstest.SecretFile(t, "tsig.key", testSecret)
 	primary := startApplyingPrimary(t)
 	cfg, err := config.Parse("test.yaml", []byte(strings.Replace(fmt.Sprintf(pushConfig, primary.addr, testSecret), `secret: "`+testSecret+`"`, `secret_file: "`+file+`"`, 1)))
 	if err != nil {
