@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"testing"
 	"time"
 
@@ -15,61 +14,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// slowLink starts a proxy on loopback to the NATS server at url that delays every byte by delay
+// slowLink starts a link on loopback to the NATS server at url that delays every byte by delay
 // each way, as a link of round trip 2*delay does, and returns its URL.
 func slowLink(t testing.TB, url string, delay time.Duration) string {
-	t.Helper()
-	target := url[len("nats://"):]
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			go delayed(out, in, delay)
-			go delayed(in, out, delay)
-		}
-	}()
-	return "nats://" + l.Addr().String()
-}
-
-// delayed copies src to dst, each chunk delay after it was read, until either end closes.
-func delayed(dst io.WriteCloser, src io.ReadCloser, delay time.Duration) {
-	type chunk struct {
-		at time.Time
-		b  []byte
-	}
-	chunks := make(chan chunk, 1<<16)
-	go func() {
-		defer close(chunks)
-		for {
-			b := make([]byte, 32<<10)
-			n, err := src.Read(b)
-			if n > 0 {
-				chunks <- chunk{at: time.Now().Add(delay), b: b[:n]}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { _ = dst.Close(); _ = src.Close() }()
-	for c := range chunks {
-		time.Sleep(time.Until(c.at)) // the link's latency, not a wait for another goroutine
-		if _, err := dst.Write(c.b); err != nil {
-			return
-		}
-	}
+	l := eventstest.NewSlowLink(t, url)
+	l.Delay(delay, delay)
+	return l.URL
 }
 
 // zoneHistory is what the stream records of each zone in a read-back measurement: an earlier

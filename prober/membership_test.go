@@ -3,11 +3,8 @@ package prober
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -382,80 +379,6 @@ func heartbeatingWorkerAt(t *testing.T, url string, hb, ttl time.Duration) (*mem
 	return m, kv
 }
 
-// slowProxy relays connections to a NATS server, holding each read from the server for delay
-// before passing it on, as a loaded machine answers late: the server answers, only later.
-type slowProxy struct {
-	url   string
-	delay atomic.Int64 // nanoseconds
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newSlowProxy(t *testing.T, to string) *slowProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &slowProxy{url: "nats://" + ln.Addr().String()}
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-	})
-	addr := strings.TrimPrefix(to, "nats://")
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", addr)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in) }()
-			go p.late(in, out)
-		}
-	}()
-	return p
-}
-
-// late copies src to dst, each read delay after it came.
-func (p *slowProxy) late(dst io.Writer, src io.Reader) {
-	type chunk struct {
-		b  []byte
-		at time.Time
-	}
-	chunks := make(chan chunk, 1024)
-	go func() {
-		defer close(chunks)
-		for {
-			b := make([]byte, 32<<10)
-			n, err := src.Read(b)
-			if n > 0 {
-				chunks <- chunk{b[:n], time.Now().Add(time.Duration(p.delay.Load()))}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	for c := range chunks {
-		time.Sleep(time.Until(c.at)) // the latency simulated, not a wait for another goroutine
-		if _, err := dst.Write(c.b); err != nil {
-			return
-		}
-	}
-}
-
 // notLiveAhead samples, every millisecond for span, whether m counts p1 live ahead of each
 // sample, and returns when into span it did not. It leaves out, and logs, the samples for which
 // this process itself got no CPU for most of margin when p1 should have renewed its lease
@@ -529,10 +452,10 @@ func TestAWorkerWhoseServerAnswersLaterThanAHeartbeatKeepsItsLease(t *testing.T)
 	// These are the defaults at checks of 300 ms or less.
 	const hb, ttl, delay = 100 * time.Millisecond, time.Second, 300 * time.Millisecond
 	srv := eventstest.Start(t)
-	proxy := newSlowProxy(t, srv.URL)
-	m, kv := heartbeatingWorkerAt(t, proxy.url, hb, ttl)
+	link := eventstest.NewSlowLink(t, srv.URL)
+	m, kv := heartbeatingWorkerAt(t, link.URL, hb, ttl)
 	kv.stalled.Store(true)
-	proxy.delay.Store(int64(delay))
+	link.Delay(0, delay)
 	if gaps := notLiveAhead(t, m, 0, 3*ttl, ttl, ttl-delay); len(gaps) > 0 {
 		t.Fatalf("the worker counted itself gone at %d of its samples while NATS answered within %s (first at %s into the stall)", len(gaps), delay, gaps[0])
 	}
