@@ -423,7 +423,7 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 		t.Logf("suite 2:   shop's us-west endpoint down: first append %s (%d publishes); DNS answer moved %s (allowed %s: %s)",
 			ms(pub), n, ms(moved), allowed, why2)
 		for _, r := range tables {
-			t.Logf("suite 2:   edge-west's route of shop-edge for STATE seq %d stored %s, applied %s, it or a later one %s", r.stateSeq, ms(r.stored), ms(r.applied), ms(r.current))
+			t.Logf("suite 2:   edge-west's route of shop-edge for STATE seq %d computed %s, stored %s, applied %s, it or a later one %s", r.stateSeq, ms(r.computed), ms(r.stored), ms(r.applied), ms(r.current))
 		}
 		t.Logf("suite 2:   shop-edge's us-west endpoint down stored %s (STATE seq %d); edge-west applied its route %s (allowed from %s + 2 s); edge-west served us-east %s",
 			ms(down.Stored.Sub(killed)), down.Seq, ms(failover.applied), ms(routesFrom), ms(moved+served))
@@ -436,7 +436,20 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 			errorf(t, "suite 2: with %s down the answer moved in %s, over %s (%s)", node, moved, allowed, why2)
 		}
 		if failover.applied > routesFrom+2*time.Second {
-			errorf(t, "suite 2: with %s down edge-west applied the failover's route %s after the kill, over 2 s after %s", node, failover.applied, routesFrom)
+			// Said in the failure itself, which a CI log cut short keeps: what STATE stored on
+			// shop-edge's us-west endpoint and pool (the route follows the endpoint's record),
+			// and when the controller computed each route and ROUTES stored it.
+			var stored, routes []string
+			for _, e := range stateLog(t, c.operator(alive[0]), "detour.state.>") {
+				if e.Stored.After(killed.Add(-time.Second)) && (strings.HasPrefix(e.Subject, "detour.state.endpoint.shop-edge.us-west.") || e.Subject == "detour.state.pool.shop-edge.us-west") {
+					stored = append(stored, fmt.Sprintf("seq %d %s %s by %s stored %s", e.Seq, strings.Split(e.Subject, ".")[2], e.To, e.Source, ms(e.Stored.Sub(killed))))
+				}
+			}
+			for _, r := range tables {
+				routes = append(routes, fmt.Sprintf("for STATE seq %d computed %s, stored %s", r.stateSeq, ms(r.computed), ms(r.stored)))
+			}
+			errorf(t, "suite 2: with %s down edge-west applied the failover's route %s after the kill, over 2 s after %s; STATE holds for shop-edge's us-west [%s], and ROUTES edge-west's routes of shop-edge [%s]",
+				node, ms(failover.applied), ms(routesFrom), strings.Join(stored, "; "), strings.Join(routes, "; "))
 		}
 		for _, r := range tables {
 			if r.current < 0 || r.current-r.stored > 2*time.Second {

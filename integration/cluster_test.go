@@ -409,7 +409,8 @@ func transitions(t *testing.T, url, filter string) []string {
 
 // stateEvent is one transition as STATE holds it.
 type stateEvent struct {
-	Subject, To string
+	// Source is the worker that appended it.
+	Subject, To, Source string
 	// Stored is when JetStream stored it, at stream sequence Seq.
 	Stored time.Time
 	Seq    uint64
@@ -458,7 +459,8 @@ func readState(url, filter string) ([]stateEvent, error) {
 		for m := range batch.Messages() {
 			n++
 			var e struct {
-				Data struct {
+				Source string `json:"source"`
+				Data   struct {
 					To string `json:"to"`
 				} `json:"data"`
 			}
@@ -469,7 +471,7 @@ func readState(url, filter string) ([]stateEvent, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, stateEvent{Subject: m.Subject(), To: e.Data.To, Stored: md.Timestamp, Seq: md.Sequence.Stream})
+			out = append(out, stateEvent{Subject: m.Subject(), To: e.Data.To, Source: e.Source, Stored: md.Timestamp, Seq: md.Sequence.Stream})
 			if md.NumPending == 0 {
 				return out, batch.Error()
 			}

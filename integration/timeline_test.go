@@ -391,6 +391,7 @@ func (c *cluster) roleLog(name string, from time.Time) []string {
 		case "disconnected from nats; serving what this role has", "connected to nats", "stream unreachable; retrying",
 			"stream reachable again", "endpoint transition", "pool transition", "append endpoint transition failed, retrying",
 			"append pool transition failed, retrying", "zone changed", "route applied", "route not published",
+			"routes not published, retrying",
 			"PROBES did not deliver a result in time; folding results as heard on the wire",
 			"PROBES delivers again; results are folded as it delivers them":
 			line := fmt.Sprintf("%+.3fs %s %s%s", l.Time.Sub(from).Seconds(), l.Message, l.Stream, l.Subject)
@@ -411,11 +412,12 @@ func ms(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// routeDelivery is one route of an edge's app: when ROUTES stored it and when the edge logged
-// applying it, both after from; applied is -1 while it has not.
+// routeDelivery is one route of an edge's app: when the controller computed it (its event's
+// time: that of the last attempt, where ROUTES did not take an earlier one), when ROUTES stored
+// it and when the edge logged applying it, all after from; applied is -1 while it has not.
 type routeDelivery struct {
-	stateSeq        uint64
-	stored, applied time.Duration
+	stateSeq                  uint64
+	computed, stored, applied time.Duration
 	// current is when the edge applied this route or a later one of the app (-1: neither yet).
 	current time.Duration
 }
@@ -446,6 +448,7 @@ func (c *cluster) routeDeliveries(url, edge, app string, from time.Time) []route
 	for m := range batch.Messages() {
 		meta, err := m.Metadata()
 		var e struct {
+			Time time.Time `json:"time"`
 			Data struct {
 				StateSeq uint64 `json:"state_seq"`
 			} `json:"data"`
@@ -453,7 +456,7 @@ func (c *cluster) routeDeliveries(url, edge, app string, from time.Time) []route
 		if err != nil || json.Unmarshal(m.Data(), &e) != nil {
 			continue
 		}
-		out = append(out, routeDelivery{stateSeq: e.Data.StateSeq, stored: meta.Timestamp.Sub(from), applied: -1})
+		out = append(out, routeDelivery{stateSeq: e.Data.StateSeq, computed: e.Time.Sub(from), stored: meta.Timestamp.Sub(from), applied: -1})
 	}
 	for _, l := range c.logged(edge, from) {
 		for i := range out {
