@@ -369,15 +369,25 @@ func (lc *leanConn) pong() bool {
 // watch watches the client while its request waits for a slow answer on uc: when the client
 // closes its connection, uc's wait ends and the request is abandoned, as net/http's server
 // cancels a request whose client went away. Bytes the client sends meanwhile (a pipelined
-// request) stay buffered. The returned function stops watching; the lean path pays for the
-// watcher only when an answer is slow or starts with an interim one (leanConn.interim).
+// request) stay buffered, and the connection is still watched past them, as net/http's server
+// watches past a pipelined request it already read: a client that pipelined its next request
+// and then left is gone too. Only once br's buffer is full is it no longer watched. The
+// returned function stops watching; the lean path pays for the watcher only when an answer is
+// slow or starts with an interim one (leanConn.interim).
 func (lc *leanConn) watch(uc *upConn) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if _, err := lc.br.Peek(lc.headLen + 1); err != nil && err != bufio.ErrBufferFull && !isTimeout(err) {
-			lc.gone = true
-			_ = uc.c.SetDeadline(time.Unix(1, 0))
+		for {
+			_, err := lc.br.Peek(max(lc.headLen, lc.br.Buffered()) + 1)
+			if err == nil {
+				continue // more of what the client pipelined
+			}
+			if err != bufio.ErrBufferFull && !isTimeout(err) {
+				lc.gone = true
+				_ = uc.c.SetDeadline(time.Unix(1, 0))
+			}
+			return
 		}
 	}()
 	return func() {

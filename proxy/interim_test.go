@@ -278,59 +278,94 @@ func TestAnHTTP2ClientSeesTheInterimAnswerFirst(t *testing.T) {
 // A client that leaves once an interim answer reached it, before the final one: on every path
 // the edge stops waiting on the instance and closes the connection to it, as ReverseProxy does
 // when its request's context ends, rather than holding it until response_header (15 s). The
-// interim answer comes at once, or after the lean path began watching a slow answer.
+// interim answer comes at once, or after the lean path began watching a slow answer; the
+// client sent its request alone, or pipelined another after it, which net/http's server
+// already read when the client leaves. ReverseProxy, in front of the same instance, is held
+// to the same.
 func TestAClientThatLeavesAfterAnInterimAnswerCancelsItsRequestUpstreamOnEveryPath(t *testing.T) {
-	received, released := make(chan string, 4), make(chan string, 4)
-	w1 := rawInstance(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		received <- req.URL.Path
-		if req.URL.Path == "/late" {
-			<-time.After(3 * slowAnswer) // the lean path watches the client by then
-		}
-		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
-		_, _ = io.Copy(io.Discard, br) // no final answer; returns when the edge closes the connection
-		released <- req.URL.Path
-	})
+	instance := func() (addr string, received, released chan string) {
+		received, released = make(chan string, 64), make(chan string, 64)
+		addr = rawInstance(t, func(c net.Conn) {
+			br := bufio.NewReader(c)
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			received <- req.URL.Path
+			if req.URL.Path == "/late" {
+				<-time.After(3 * slowAnswer) // the lean path watches the client by then
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+			_, _ = io.Copy(io.Discard, br) // no final answer; returns when the proxy closes the connection
+			released <- req.URL.Path
+		})
+		return addr, received, released
+	}
+	w1, received, released := instance()
 	c := twoEdgesWith(t, []string{w1}, []string{w1}, "http", "", neverEjected)
+	r1, refReceived, refReleased := instance()
+	ref := referenceProxy(t, r1)
+	// await reports whether path comes on ch within d; the request pipelined after it may come
+	// too, when a proxy serves it after the client left.
+	await := func(ch chan string, path string, d time.Duration) bool {
+		deadline := time.After(d)
+		for {
+			select {
+			case got := <-ch:
+				if got == path {
+					return true
+				}
+			case <-deadline:
+				return false
+			}
+		}
+	}
+	// leaves sends raw, a request for path, to addr, reads the 103, leaves, and reports whether
+	// the instance was released within 3 s.
+	leaves := func(addr, path, raw string, received, released chan string) bool {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(conn, raw)
+		if !await(received, path, 5*time.Second) {
+			t.Fatalf("%q never reached the instance", raw)
+		}
+		br := bufio.NewReader(conn)
+		var head strings.Builder
+		for !strings.HasSuffix(head.String(), "\r\n\r\n") {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%q: read the interim answer: %v (after %q)", raw, err, head.String()+l)
+			}
+			head.WriteString(l)
+		}
+		if !strings.HasPrefix(head.String(), "HTTP/1.1 103 ") {
+			t.Fatalf("%q: the client's first answer is %q, want a 103", raw, head.String())
+		}
+		_ = conn.Close()
+		return await(released, path, 3*time.Second)
+	}
 	for _, path := range []string{"/soon", "/late"} {
 		for name, raw := range map[string]string{
 			"lean":         "GET " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n",
 			"fast":         "HEAD " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n",
 			"ReverseProxy": "PUT " + path + " HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi",
 		} {
-			conn, err := net.Dial("tcp", c.west)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-			_, _ = io.WriteString(conn, raw)
-			select {
-			case <-received:
-			case <-time.After(5 * time.Second):
-				t.Fatalf("%s %s never reached the instance", name, path)
-			}
-			br := bufio.NewReader(conn)
-			var head strings.Builder
-			for !strings.HasSuffix(head.String(), "\r\n\r\n") {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					t.Fatalf("%s %s: read the interim answer: %v (after %q)", name, path, err, head.String()+l)
+			for _, pipelined := range []bool{false, true} {
+				if pipelined {
+					raw += "GET /next HTTP/1.1\r\nHost: shop\r\n\r\n"
 				}
-				head.WriteString(l)
-			}
-			if !strings.HasPrefix(head.String(), "HTTP/1.1 103 ") {
-				t.Fatalf("%s %s: the client's first answer is %q, want a 103", name, path, head.String())
-			}
-			_ = conn.Close()
-			select {
-			case <-released:
-			case <-time.After(3 * time.Second):
-				t.Fatalf("%s %s: the edge still waited on the instance 3s after its client left with an interim answer, want the upstream request cancelled", name, path)
+				if !leaves(ref, path, raw, refReceived, refReleased) {
+					t.Errorf("%s %s, pipelined %v: ReverseProxy still waited on the instance 3s after its client left with an interim answer", name, path, pipelined)
+				}
+				if !leaves(c.west, path, raw, received, released) {
+					t.Errorf("%s %s, pipelined %v: the edge still waited on the instance 3s after its client left with an interim answer, want the upstream request cancelled as ReverseProxy cancels it", name, path, pipelined)
+				}
 			}
 		}
 	}
