@@ -427,6 +427,9 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 			})
 			res, err := tr.RoundTrip(out.WithContext(httptrace.WithClientTrace(untraced{out.Context()}, trace)))
+			if err != nil {
+				ir.over(at.i)
+			}
 			if err == nil {
 				if err = checkStatus(res.StatusCode); err == nil && wc != nil && wc.ambiguous() {
 					// Closed before its end, the body takes its connection with it.

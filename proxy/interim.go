@@ -57,8 +57,8 @@ type interimRelay struct {
 	// read: an HTTP/1.1 request with a body and Expect: 100-continue.
 	owed bool
 	mu   sync.Mutex
-	// attempt is the attempt whose interim answers are relayed: a late one of an attempt
-	// given up on is dropped. done is set once the final answer, or the edge's own, may be
+	// attempt is the attempt whose interim answers are relayed, -1 between attempts: a late
+	// one of an attempt given up on is dropped. done is set once the final answer, or the edge's own, may be
 	// written: nothing more is relayed.
 	attempt int
 	done    bool
@@ -88,6 +88,22 @@ func (ir *interimRelay) begin(i int) {
 	}
 	ir.mu.Lock()
 	ir.attempt = i
+	ir.mu.Unlock()
+}
+
+// over stops relaying attempt i's interim answers once the transport gave up on it (its
+// RoundTrip returned): its reading goroutine may still hand on an interim answer it had read,
+// which must neither reach the client nor, by reaching it, keep the request from the next
+// target. Whether one reached the client before is settled here, under mu, before forward
+// asks (replayable).
+func (ir *interimRelay) over(i int) {
+	if ir == nil {
+		return
+	}
+	ir.mu.Lock()
+	if ir.attempt == i {
+		ir.attempt = -1
+	}
 	ir.mu.Unlock()
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -11,8 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/rs/zerolog"
 )
 
 // clientView is what a client sees of one exchange: the head of each interim answer as written,
@@ -697,5 +703,130 @@ func TestARequestWhoseInterimAnswerReachedItsClientIsNotSentToAnotherTarget(t *t
 					name, tc.path, from, v, tc.status, tc.body)
 			}
 		}
+	}
+}
+
+// lateConn is a connection to an instance whose Close takes effect at the next Read: a Read
+// under way when the transport closes it still returns what arrives, as bytes already read
+// when the transport gave up on the attempt would be. drained is closed at that next Read.
+type lateConn struct {
+	net.Conn
+	closing chan struct{}
+	drained chan struct{}
+	once    sync.Once
+}
+
+func (c *lateConn) Close() error {
+	c.once.Do(func() { close(c.closing) })
+	return nil
+}
+
+func (c *lateConn) Read(p []byte) (int, error) {
+	select {
+	case <-c.closing:
+		_ = c.Conn.Close()
+		close(c.drained)
+		return 0, net.ErrClosed
+	default:
+	}
+	return c.Conn.Read(p)
+}
+
+// logHook is a log writer that calls on with every line written to it.
+type logHook struct{ on func(line string) }
+
+func (h logHook) Write(p []byte) (int, error) {
+	h.on(string(p))
+	return len(p), nil
+}
+
+// An attempt the edge gave up on (response_header expired) may still hand the edge an interim
+// answer its transport had read as it gave up: the 103 arrives after the attempt's timeout,
+// before the next attempt begins. It must reach no client, and the request goes on to the next
+// instance as any timed-out one does: the client sees exactly what ReverseProxy's client sees
+// of that instance's answer, and no interim answer.
+func TestALateInterimAnswerOfAnAttemptGivenUpOnNeitherReachesTheClientNorStopsTheRetry(t *testing.T) {
+	hint, late := make(chan struct{}), make(chan struct{})
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		<-hint // after the edge gave up on this attempt
+		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nX-From: w1\r\n\r\n")
+		close(late)
+		_, _ = io.Copy(io.Discard, br)
+	})
+	const answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-From: w2\r\nContent-Length: 2\r\n\r\nw2"
+	w2 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+		}
+	})
+	var conn *lateConn
+	// The edge logs w1's ejection between its attempt on w1 and the next: the 103 is sent then,
+	// and the log line returns once the edge's transport took it.
+	e := &edge{name: "edge-west", peers: newPeers("edge-west", "", time.Second, zerolog.Nop()),
+		log: zerolog.New(logHook{on: func(line string) {
+			if !strings.Contains(line, "instance ejected") {
+				return
+			}
+			close(hint)
+			select {
+			case <-late:
+			case <-time.After(5 * time.Second):
+				t.Error("w1 never sent its late 103")
+				return
+			}
+			select {
+			case <-conn.drained:
+			case <-time.After(5 * time.Second):
+				t.Error("the edge's transport never read past w1's late 103")
+			}
+		}})}
+	second := 5 * time.Second
+	a := newApp(e, config.EdgeApp{App: "shop", Mode: config.ModeHTTP, PassiveFall: 1, PassiveCooldown: config.Duration(time.Hour),
+		RetryOn: []string{config.RetryOnTimeout}, MaxHeaderBytes: 64 << 10,
+		Timeouts: config.EdgeTimeouts{Connect: config.Duration(second), ResponseHeader: config.Duration(200 * time.Millisecond),
+			Idle: config.Duration(second), ClientHeader: config.Duration(second), ClientBody: config.Duration(second)}})
+	a.setRoute(events.AppRoute{App: "shop", Pool: "west", Available: true, Endpoints: []events.RouteEndpoint{
+		{Name: "w1", Address: w1, Status: events.StatusUp, Weight: 1}, {Name: "w2", Address: w2, Status: events.StatusUp, Weight: 1}}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newHTTPServer(a, ln)
+	dial := a.transport.DialContext
+	a.transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil || addr != w1 {
+			return c, err
+		}
+		conn = &lateConn{Conn: c, closing: make(chan struct{}), drained: make(chan struct{})}
+		return conn, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+	// A request without a body, so that it may go to another target after a timeout, that
+	// takes the ReverseProxy path: one that asks for an upgrade.
+	const raw = "GET /late HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade, close\r\nUpgrade: foo\r\n\r\n"
+	got := seenView(t, ln.Addr().String(), raw)
+	if want := seenView(t, referenceProxy(t, w2), raw); got.String() != want.String() {
+		t.Errorf("the client saw\n%s\nwant what ReverseProxy's client sees of w2's answer\n%s", got, want)
 	}
 }
