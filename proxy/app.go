@@ -134,7 +134,7 @@ func (a *app) forward(gone func() bool, r *appRoute, plan []route.Target, retria
 			a.metrics.attempted(i, t.Secondary, at.start, 0)
 		}
 		if err == nil {
-			a.succeeded(t)
+			a.succeeded(r, t)
 			return nil
 		}
 		if gone() {
@@ -176,9 +176,16 @@ type statusError struct{ code int }
 
 func (e *statusError) Error() string { return fmt.Sprintf("the instance answered %d", e.code) }
 
-// succeeded ends the run of failures of t, and puts it back in rotation when it was ejected.
-func (a *app) succeeded(t route.Target) {
+// succeeded ends the run of failures of t, and puts it back in rotation when it was ejected. A
+// secondary that answered is used again as one whose heartbeat answers (peers.pingAll), as a
+// request it failed takes it out at once (failed): tried as the last resort while its
+// heartbeats failed (it was not listening yet when this edge started, say), it would otherwise
+// stay behind an ejected instance until its next heartbeat.
+func (a *app) succeeded(r *appRoute, t route.Target) {
 	if t.Secondary {
+		if r.secondary != nil && !r.secondary.alive.Swap(true) {
+			a.log.Info().Str("secondary", r.Secondary.Edge).Str("address", t.Addr).Msg("secondary edge answers requests again")
+		}
 		return
 	}
 	v, ok := a.health.Load(t.Addr)
