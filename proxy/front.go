@@ -127,17 +127,66 @@ func (h *handoff) pass(c net.Conn) {
 }
 
 // clientConn is a client's connection whose every write must progress within write, so that a
-// client that stops reading frees the edge's connection upstream.
+// client that stops reading frees the edge's connection upstream. On an HTTP/2 connection it
+// also follows the frames written (frames), for streamWriter: a client that grants small
+// windows takes a stream's answer a few bytes at a time, and each write to the connection
+// progresses though no handler's write completes.
 type clientConn struct {
 	net.Conn
 	write time.Duration
+	// http1 is set from the first write on when it is an HTTP/1 answer's; otherwise the
+	// connection speaks HTTP/2 (the server's preface, a SETTINGS frame, comes first) and
+	// frames follows what is written.
+	http1, started bool
+	frames         frameWatch
+	// dataAt is when a DATA frame's bytes were last written, in Unix nanoseconds.
+	dataAt atomic.Int64
 }
 
 func (c *clientConn) Write(p []byte) (int, error) {
 	if c.write > 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if !c.started && n > 0 {
+		c.started, c.http1 = true, p[0] == 'H'
+	}
+	if !c.http1 && c.frames.feed(p[:n]) {
+		c.dataAt.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// frameWatch follows a stream of HTTP/2 frames (RFC 9113 §4.1) written in pieces of any size.
+type frameWatch struct {
+	head [9]byte
+	n    int   // bytes of head gathered
+	left int64 // bytes of the current frame's payload still to come
+	data bool  // the current frame is a DATA frame
+}
+
+// feed follows p, the next bytes of the stream, and reports whether any were a DATA frame's
+// payload.
+func (w *frameWatch) feed(p []byte) bool {
+	moved := false
+	for len(p) > 0 {
+		if w.left > 0 {
+			k := min(int64(len(p)), w.left)
+			moved = moved || w.data
+			w.left -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(w.head[w.n:], p)
+		w.n += k
+		p = p[k:]
+		if w.n == len(w.head) {
+			w.n = 0
+			w.left = int64(w.head[0])<<16 | int64(w.head[1])<<8 | int64(w.head[2])
+			w.data = w.head[3] == 0x0 // DATA
+		}
+	}
+	return moved
 }
 
 func (c *clientConn) CloseWrite() error {

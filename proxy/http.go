@@ -62,7 +62,10 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 		IdleTimeout:       t.Idle.D(),
 		// net/http allows 4096 bytes more than MaxHeaderBytes.
 		MaxHeaderBytes: max(a.pol.maxHeaderBytes-4096, 1),
-		ErrorLog:       log.New(httpErrorLog{a.log}, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, clientConnKey{}, c)
+		},
+		ErrorLog: log.New(httpErrorLog{a.log}, "", 0),
 	}}
 }
 
@@ -134,7 +137,7 @@ func (s *httpServer) serve(ctx context.Context) error {
 func (a *app) handler(rp http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := a.pol.timeouts.ClientWrite.D(); r.ProtoMajor == 2 && d > 0 {
-			sw := &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: d}
+			sw := &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: d, conn: clientConnOf(r.Context())}
 			w = sw
 			// net/http writes what it still buffers (up to 4 KiB, all of a short answer) once
 			// the handler returned, out of streamWriter's reach: the stream's own deadline
@@ -550,28 +553,59 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b 
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
+type clientConnKey struct{}
+
+// clientConnOf returns the client's connection of a request whose context is ctx, when the
+// edge accepted it (a clientConn, handed to net/http in a guardedConn); nil otherwise.
+func clientConnOf(ctx context.Context) *clientConn {
+	c, _ := ctx.Value(clientConnKey{}).(net.Conn)
+	if g, ok := c.(*guardedConn); ok {
+		c = g.Conn
+	}
+	cc, _ := c.(*clientConn)
+	return cc
+}
+
 // streamWriter bounds every write and flush to an HTTP/2 client by client_write, as clientConn
 // bounds an HTTP/1.1 client's: net/http's HTTP/2 server waits for flow-control window without
 // end, so a client that grants none would otherwise hold the request, and its connection
 // upstream, for ever. A write that makes no progress in time resets the stream, which ends it
-// with an error.
+// with an error. Progress is a DATA frame's bytes written on the client's connection (conn,
+// when the edge accepted it): a write of a chunk takes as many windows as the client grants
+// it in, each a frame, and a client that takes its answer in small windows progresses with
+// every one though the chunk takes longer than client_write. The frame may be another
+// stream's of the same connection: net/http does not say which stream is the handler's.
 type streamWriter struct {
 	http.ResponseWriter
-	rc *http.ResponseController
-	d  time.Duration
+	rc   *http.ResponseController
+	d    time.Duration
+	conn *clientConn
 }
 
-// bound runs op, resetting the stream when it takes longer than w.d.
+// bound runs op, resetting the stream once neither op ended nor the connection took data for
+// w.d.
 func (w *streamWriter) bound(op func() error) error {
 	var mu sync.Mutex
 	done := false
-	t := time.AfterFunc(w.d, func() {
+	start := time.Now()
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(w.d, func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if !done {
-			_ = w.rc.SetWriteDeadline(time.Unix(1, 0)) // in the past: resets the stream now
+		if done {
+			return
 		}
+		if w.conn != nil {
+			last := time.Unix(0, max(w.conn.dataAt.Load(), start.UnixNano()))
+			if left := w.d - time.Since(last); left > 0 {
+				t.Reset(left)
+				return
+			}
+		}
+		_ = w.rc.SetWriteDeadline(time.Unix(1, 0)) // in the past: resets the stream now
 	})
+	mu.Unlock()
 	err := op()
 	if !t.Stop() {
 		// The reset may be under way: wait for it, or keep it from starting once the handler

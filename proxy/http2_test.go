@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,14 +76,15 @@ func TestNoResetFollowsAShortAnswerAnHTTP2ClientTook(t *testing.T) {
 	}
 }
 
-// An HTTP/2 client that takes the answer steadily, 1 KiB every 20ms (about 50 KiB/s), is never
-// idle for client_write: each window it grants is used at once.
+// An HTTP/2 client that takes the answer steadily in small windows, 256 bytes every 20ms (about
+// 12 KiB/s), is never idle for client_write: each window it grants is used at once, though the
+// 4 KiB the edge's server hands on at a time take it 16 windows, longer than client_write.
 func TestASlowButProgressingHTTP2ClientIsNotResetByClientWrite(t *testing.T) {
 	big := httptestServer(t, 1<<20)
 	e1 := backend(t, "e1")
 	c := twoEdgesWith(t, []string{big}, []string{e1.Listener.Addr().String()}, "http", "",
 		", timeouts: {client_write: 300ms}")
-	conn, fr, get := h2cClient(t, c.west, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1024})
+	conn, fr, get := h2cClient(t, c.west, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 256})
 	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get, EndHeaders: true, EndStream: true})
 	got := 0
 	end := time.Now().Add(3 * time.Second)
@@ -136,4 +138,52 @@ func h2cClient(t *testing.T, addr string, settings ...http2.Setting) (net.Conn, 
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	return conn, fr, hb.Bytes()
+}
+
+// dataBytes marks, for each byte of b, a stream of HTTP/2 frames read whole, whether it is a
+// DATA frame's payload.
+func dataBytes(b []byte) []bool {
+	out := make([]bool, len(b))
+	for i := 0; i+9 <= len(b); {
+		n := int(b[i])<<16 | int(b[i+1])<<8 | int(b[i+2])
+		data := b[i+3] == 0
+		i += 9
+		for k := 0; k < n && i < len(b); k++ {
+			out[i] = data
+			i++
+		}
+	}
+	return out
+}
+
+// FuzzFrameWatch feeds a stream of HTTP/2 frames to frameWatch in pieces cut where cuts says,
+// and fails when a piece's report differs from whether the piece holds a DATA frame's payload
+// byte, as reading the stream whole finds it.
+func FuzzFrameWatch(f *testing.F) {
+	var b bytes.Buffer
+	fr := http2.NewFramer(&b, nil)
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 256})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x88}, EndHeaders: true})
+	_ = fr.WriteData(1, false, bytes.Repeat([]byte("x"), 300))
+	_ = fr.WriteData(3, false, nil)
+	_ = fr.WritePing(true, [8]byte{1})
+	_ = fr.WriteData(1, true, []byte("end"))
+	f.Add(b.Bytes(), []byte{1, 9, 10, 200, 3})
+	f.Add(b.Bytes(), []byte{})
+	f.Fuzz(func(t *testing.T, stream, cuts []byte) {
+		want := dataBytes(stream)
+		var w frameWatch
+		rest := stream
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if i < len(cuts) {
+				n = min(n, int(cuts[i])+1)
+			}
+			at := len(stream) - len(rest)
+			if got := w.feed(rest[:n]); got != slices.Contains(want[at:at+n], true) {
+				t.Fatalf("the piece of %d bytes at %d: feed reports DATA bytes %v, reading the stream whole finds %v", n, at, got, !got)
+			}
+			rest = rest[n:]
+		}
+	})
 }
