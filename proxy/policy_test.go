@@ -225,7 +225,22 @@ func TestAnEjectedInstanceReturnsWhenTheRouteTableSaysItRecovered(t *testing.T) 
 	if got := backendOf(t, "http://"+c.west+"/"); got != "e1" {
 		t.Fatalf("within passive_cooldown, answered by %q, want e1: w1 is ejected", got)
 	}
+	// The route table says it recovered when the edge saw it down, then up: an edge that sees
+	// only the up (its routes' consumer started after the down was stored, and begins at the
+	// last route) keeps it ejected, as unknown → up may be older news than the failure. So
+	// the up is published once the edge applied the down.
+	applied := func() int {
+		n := 0
+		for _, l := range strings.Split(c.logs.String(), "\n") {
+			if strings.Contains(l, `"edge":"edge-west"`) && strings.Contains(l, `"message":"route applied"`) {
+				n++
+			}
+		}
+		return n
+	}
+	before := applied()
 	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return applied() > before }, "edge-west applied the route with w1 down")
 	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointUp)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "w1" },
 		"w1 back in rotation once the route table says it is up, an hour before its cooldown ends")
