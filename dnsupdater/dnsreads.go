@@ -69,18 +69,26 @@ func openReads(ctx context.Context, js jetstream.JetStream, token string) (*dnsR
 	r := &dnsReads{nc: js.Conn(), st: st, get: prefix + "DIRECT.GET." + events.StreamDNS, all: all,
 		first: info.State.FirstSeq, last: info.State.LastSeq, counts: info.State.Subjects,
 		inbox: js.Conn().NewInbox(), waiting: map[string]chan *nats.Msg{}}
-	r.replies, err = r.nc.Subscribe(r.inbox+".*", func(m *nats.Msg) {
-		r.mu.Lock()
-		answers := r.waiting[m.Subject]
-		r.mu.Unlock()
-		if answers != nil {
-			answers <- m // never blocks: it holds every answer a request may get
-		}
-	})
+	r.replies, err = r.nc.Subscribe(r.inbox+".*", r.hand)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", all, err)
 	}
 	return r, nil
+}
+
+// hand gives the answer m to the request waiting for it. It never blocks, or every later
+// answer would wait behind it: a request has room for every answer it asked for, and one more
+// than that is dropped (the request fails on the first one too many).
+func (r *dnsReads) hand(m *nats.Msg) {
+	r.mu.Lock()
+	answers := r.waiting[m.Subject]
+	r.mu.Unlock()
+	if answers != nil {
+		select {
+		case answers <- m:
+		default:
+		}
+	}
 }
 
 // close ends the reads.
@@ -246,7 +254,7 @@ func (r *dnsReads) batch(ctx context.Context, seq uint64, subject string, n int)
 	if err := r.nc.PublishRequest(r.get, reply, req); err != nil {
 		return nil, 0, err
 	}
-	var out []storedMsg
+	b := batchReply{subject: subject, from: max(seq, 1), n: n}
 	for {
 		var m *nats.Msg
 		select {
@@ -254,23 +262,83 @@ func (r *dnsReads) batch(ctx context.Context, seq uint64, subject string, n int)
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()
 		}
-		switch status := m.Header.Get("Status"); status {
-		case "":
-		case "204": // the end of the batch
-			more, err := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			if err != nil {
-				return nil, 0, fmt.Errorf("direct get of %s: end of batch without its pending count", subject)
-			}
-			return out, more, nil
-		case "404": // none from seq on
-			return out, 0, nil
-		default:
-			return nil, 0, fmt.Errorf("direct get of %s: %s %s", subject, status, m.Header.Get("Description"))
-		}
-		s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		done, more, err := b.take(m.Header, m.Data)
 		if err != nil {
-			return nil, 0, fmt.Errorf("direct get of %s: a message without its sequence", subject)
+			return nil, 0, fmt.Errorf("direct get of %s: %w", subject, err)
 		}
-		out = append(out, storedMsg{seq: s, subject: m.Header.Get(jetstream.SubjectHeader), data: m.Data})
+		if done {
+			return b.msgs, more, nil
+		}
+	}
+}
+
+// batchReply reads the answers of one batched direct get of up to n messages of subject (a
+// wildcard too) from the sequence from on, in the order the stream's server sends them.
+type batchReply struct {
+	subject string
+	from    uint64
+	n       int
+	msgs    []storedMsg
+}
+
+// take reads one answer, its headers h and data: a message, kept in msgs, or the end of the
+// batch (done), with how many more messages of the subject the stream held after those sent.
+func (b *batchReply) take(h nats.Header, data []byte) (done bool, more uint64, err error) {
+	switch status := h.Get("Status"); status {
+	case "":
+	case "204": // the end of the batch
+		more, err := strconv.ParseUint(h.Get("Nats-Num-Pending"), 10, 64)
+		if err != nil {
+			return false, 0, errors.New("end of batch without its pending count")
+		}
+		return true, more, nil
+	case "404": // none from seq on
+		return true, 0, nil
+	default:
+		return false, 0, fmt.Errorf("%s %s", status, h.Get("Description"))
+	}
+	if len(b.msgs) == b.n {
+		return false, 0, fmt.Errorf("more than the %d messages asked for", b.n)
+	}
+	s, err := strconv.ParseUint(h.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return false, 0, errors.New("a message without its sequence")
+	}
+	// The readers go on from the sequence after the last message: one before it would have
+	// them read the same messages for ever.
+	after := b.from - 1
+	if len(b.msgs) > 0 {
+		after = b.msgs[len(b.msgs)-1].seq
+	}
+	if s <= after {
+		return false, 0, fmt.Errorf("message at seq %d after seq %d", s, after)
+	}
+	subject := h.Get(jetstream.SubjectHeader)
+	if !subjectMatches(b.subject, subject) {
+		return false, 0, fmt.Errorf("message at seq %d of subject %q, not of %s", s, subject, b.subject)
+	}
+	b.msgs = append(b.msgs, storedMsg{seq: s, subject: subject, data: data})
+	return false, 0, nil
+}
+
+// subjectMatches reports whether subject, a message's, is one that filter (a subject, or one
+// with "*" and ">" wildcards) matches.
+func subjectMatches(filter, subject string) bool {
+	if subject == "" {
+		return false
+	}
+	for {
+		f, frest, fmore := strings.Cut(filter, ".")
+		if f == ">" && !fmore {
+			return subject != ""
+		}
+		s, srest, smore := strings.Cut(subject, ".")
+		if s == "" || f != "*" && f != s || fmore != smore {
+			return false
+		}
+		if !fmore {
+			return true
+		}
+		filter, subject = frest, srest
 	}
 }
