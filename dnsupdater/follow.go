@@ -534,13 +534,24 @@ func (s *Server) recordChange(cause string, c zoneChange) {
 		Digest: c.digest, StateSeq: c.position}
 	parts, numbered := splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload()))
 	for i, p := range parts {
-		key := s.o.Name + "|" + s.id + "|" + c.zone.Name + "@" + strconv.FormatUint(uint64(c.zone.Serial), 10)
+		part := 0
 		if numbered {
-			key += "#" + strconv.Itoa(i+1)
+			part = i + 1
 		}
+		key := changeKey(s.o.Name, s.id, c.zone.Name, c.zone.Serial, part)
 		env := s.idKey.DerivedJSON(events.TypeZoneChanged, s.o.Name, cause, key, cmp.Or(c.at, s.now()), p)
 		s.changes.Record(events.ZoneSubject(c.zone.Name, s.writer), env)
 	}
+}
+
+// changeKey is the key a ZoneChanged event's id derives from (see recordChange): the server's
+// name and id, the zone, its serial, and the part when the version is told in parts (0: not).
+func changeKey(name, id, zone string, serial uint32, part int) string {
+	key := name + "|" + id + "|" + zone + "@" + strconv.FormatUint(uint64(serial), 10)
+	if part > 0 {
+		key += "#" + strconv.Itoa(part)
+	}
+	return key
 }
 
 // reconfigure makes c the configuration the next refresh projects, and reports whether it

@@ -39,7 +39,7 @@ import (
 // other's position (ownVersion.since): when they were already its records there, the records
 // differ at one position, which only other configurations explain (a reload reaching one
 // server before the other, or one server refusing a version for long), and the server of the
-// higher id re-stamps while the other never does. A re-stamp records the position its server
+// higher name (peerName: its writer, then its id) re-stamps while the other never does. A re-stamp records the position its server
 // reached, past the other's, with records made no later: were the positions alone compared,
 // under other configurations and a moving STATE each server would find itself further than the
 // other's last re-stamp and re-stamp in turn, a version and a NOTIFY a second per zone for as
@@ -50,8 +50,10 @@ import (
 // would, at one NOTIFY and one IXFR per zone per event.
 //
 // A peer's record is believed because only DNS servers may publish on detour.dns.>
-// (deployments/nats/accounts.conf), each on its own subjects; still, a forged or broken one
-// must not carry the serials off: a serial more than maxPeerLead past the clock is ignored
+// (deployments/nats/accounts.conf), each on its own subjects, which name it; the server id a
+// record claims counts only beside that writer (peerName), and one claiming this server's
+// own id is ignored and logged (see peerRecord). Still, a forged or broken one must not carry
+// the serials off: a serial more than maxPeerLead past the clock is ignored
 // (and logged once per peerRefusalWindow), and a zone is re-stamped at most once per
 // restampEvery. Without NATS nothing changes: the server answers and takes its serials as
 // before, on its own, and picks up the others' records when NATS answers.
@@ -89,7 +91,7 @@ type peerVersion struct {
 	serial   uint32
 	digest   string // "" when the record has none (an older server's)
 	stateSeq uint64
-	server   string
+	server   string // peerName of its writer and id
 }
 
 // ownVersion is a zone as this server serves it: its serial, the digest of its records, the
@@ -104,7 +106,7 @@ type ownVersion struct {
 // peerClock keeps, per zone, the highest serial other servers recorded, and decides the
 // re-stamps. Pure: time comes from its callers. Only the refresher uses it.
 type peerClock struct {
-	// self is this server's id, which breaks the tie between versions at one position.
+	// self is this server's peerName, which breaks the tie between versions at one position.
 	self    string
 	highest map[string]peerVersion
 	// asked is when a zone's re-stamp was first asked for (see restampGrace), restamped when
@@ -154,7 +156,7 @@ func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past ui
 		return 0, false, behindRecheck
 	case !seen, serialAfter(own.serial, v.serial), v.digest == "",
 		// This server's records were the same at the other's position: the configurations
-		// differ, which no position tells apart, and the higher id re-stamps.
+		// differ, which no position tells apart, and the higher name re-stamps.
 		v.stateSeq >= own.since && v.server > c.self,
 		v.digest == own.digest():
 		delete(c.asked, name)
@@ -176,21 +178,56 @@ func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past ui
 	return v.serial, true, 0
 }
 
+// peerName is the name of the server of id that writes on writer's subjects (events.ZoneSubject)
+// among the DNS servers, as the clock compares them: the writer first, which the subject names
+// and only that server's NATS user may publish under (deployments/nats/accounts.conf), and the
+// id, which a record claims, only to tell apart servers sharing a writer (one name without
+// NATS users). So a record claiming another server's id carries its writer's weight, not that
+// server's.
+func peerName(writer, id string) string { return writer + "/" + id }
+
+// peerSelf is what peerVersionOf tells this server's own records by.
+type peerSelf struct {
+	id, writer string
+	// started is when this run started and key its IDKey: a record under id on writer's
+	// subjects, dated since, is this run's only if key derived its event's id.
+	started time.Time
+	key     events.IDKey
+}
+
+// peerRecord is what peerVersionOf made of a message.
+type peerRecord int
+
+const (
+	// recordIgnored is no version of another server's: this server's own, or anything else.
+	recordIgnored peerRecord = iota
+	// recordOfPeer is a version of another server's.
+	recordOfPeer
+	// recordOurIDElsewhere is a version under this server's id on another writer's subject: from a
+	// server whose data dir was copied from this one's, or forged.
+	recordOurIDElsewhere
+	// recordOurIDCopied is a version under this server's id, on its own subject and dated since this
+	// run started, that this run did not record: from a server whose data dir and credentials
+	// were copied from this one's.
+	recordOurIDCopied
+)
+
 // peerVersionOf reads one message of the DNS stream: a version of a zone that a server other
-// than self (an id) recorded on subject, its own for the zone; or, on a subject of a writer
-// other than selfWriter, a push of the zone to its primary (pushed or failed), which names a
-// serial its server served and comes after the version on the subject, so that it is the last
-// message a start reads there: it counts as a version without a digest, by the writer's token.
-// Anything else (an event that does not decode, a zone that is not its subject's, this server's
-// own) is not.
-func peerVersionOf(subject string, data []byte, self, selfWriter string) (peerVersion, bool) {
+// than self recorded on subject, its own for the zone; or, on a subject of a writer other than
+// self's, a push of the zone to its primary (pushed or failed), which names a serial its server
+// served and comes after the version on the subject, so that it is the last message a start
+// reads there: it counts as a version without a digest, by the writer's name alone. Anything
+// else (an event that does not decode, a zone that is not its subject's, this server's own) is
+// not; nor is a version under this server's id that this run did not record, which it tells
+// apart (see peerRecord).
+func peerVersionOf(subject string, data []byte, self peerSelf) (peerVersion, peerRecord) {
 	tok := events.SplitSubject(subject, "detour.dns")
 	if len(tok) != 2 {
-		return peerVersion{}, false
+		return peerVersion{}, recordIgnored
 	}
 	env, err := events.Decode(data)
 	if err != nil {
-		return peerVersion{}, false
+		return peerVersion{}, recordIgnored
 	}
 	// Only the fields the clock reads: a version of thousands of changes is scanned, not kept.
 	var zc struct {
@@ -199,31 +236,42 @@ func peerVersionOf(subject string, data []byte, self, selfWriter string) (peerVe
 		Server   string `json:"server"`
 		Digest   string `json:"digest"`
 		StateSeq uint64 `json:"state_seq"`
+		Part     int    `json:"part"`
 	}
 	switch env.Type {
 	case events.TypeZoneChanged:
-		if err := env.Payload(&zc); err != nil {
-			return peerVersion{}, false
+		if err := env.Payload(&zc); err != nil || zc.Server == "" {
+			return peerVersion{}, recordIgnored
 		}
 	case events.TypeZonePushed, events.TypeZonePushFailed:
-		if tok[1] == selfWriter {
-			return peerVersion{}, false
+		if tok[1] == self.writer {
+			return peerVersion{}, recordIgnored
 		}
 		var p struct {
 			Zone   string `json:"zone"`
 			Serial uint32 `json:"serial"`
 		}
 		if err := env.Payload(&p); err != nil {
-			return peerVersion{}, false
+			return peerVersion{}, recordIgnored
 		}
-		zc.Zone, zc.Serial, zc.Server = p.Zone, p.Serial, tok[1]
+		zc.Zone, zc.Serial = p.Zone, p.Serial
 	default:
-		return peerVersion{}, false
+		return peerVersion{}, recordIgnored
 	}
-	if zc.Server == "" || zc.Server == self || zc.Zone == "" || events.ZoneToken(zc.Zone) != tok[0] {
-		return peerVersion{}, false
+	if zc.Zone == "" || events.ZoneToken(zc.Zone) != tok[0] {
+		return peerVersion{}, recordIgnored
 	}
-	return peerVersion{zone: zone.Canonical(zc.Zone), serial: zc.Serial, digest: zc.Digest, stateSeq: zc.StateSeq, server: zc.Server}, true
+	v := peerVersion{zone: zone.Canonical(zc.Zone), serial: zc.Serial, digest: zc.Digest, stateSeq: zc.StateSeq, server: peerName(tok[1], zc.Server)}
+	switch {
+	case zc.Server != self.id:
+		return v, recordOfPeer
+	case tok[1] != self.writer:
+		return v, recordOurIDElsewhere
+	case env.Time.Before(self.started) || self.key.Derives(env, changeKey(env.Source, zc.Server, zc.Zone, zc.Serial, zc.Part)):
+		return peerVersion{}, recordIgnored // an earlier run's, or this one's
+	default:
+		return v, recordOurIDCopied
+	}
 }
 
 // followPeers follows the versions other DNS servers record of every zone, from the last one
@@ -231,12 +279,22 @@ func peerVersionOf(subject string, data []byte, self, selfWriter string) (peerVe
 func (s *Server) followPeers(ctx context.Context) {
 	f := events.Follower{JS: s.o.JS, Stream: events.StreamDNS, Reader: "peers", Log: s.log,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	self := peerSelf{id: s.id, writer: s.writer, started: s.started, key: s.idKey}
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Msg == nil {
 			return
 		}
-		v, ok := peerVersionOf(d.Subject, d.Data, s.id, s.writer)
-		if !ok {
+		v, rec := peerVersionOf(d.Subject, d.Data, self)
+		switch rec {
+		case recordIgnored:
+			return
+		case recordOurIDElsewhere:
+			s.peerRefusals.Gate(s.log.Warn(), "elsewhere "+d.Subject).Str("subject", d.Subject).Str("server_id", s.id).
+				Msg("a version on another dns server's subject names this server's id; ignored: that server's data dir was copied from this one's (remove dns-server-id from it and restart it), or the record is forged")
+			return
+		case recordOurIDCopied:
+			s.peerRefusals.Gate(s.log.Error(), "copied "+v.zone).Str("zone", v.zone).Str("subject", d.Subject).Str("server_id", s.id).
+				Msg("another dns server records versions under this server's id and credentials: its data dir was copied from this one's, and the two never pass each other's serials; stop it, remove dns-server-id from its data dir and start it again")
 			return
 		}
 		s.peerMu.Lock()
@@ -249,7 +307,8 @@ func (s *Server) followPeers(ctx context.Context) {
 	})
 }
 
-// peerKey is a zone of one other server: the refresher is handed the last version of each.
+// peerKey is a zone of one other server (its peerName): the refresher is handed the last
+// version of each.
 type peerKey struct{ zone, server string }
 
 // restamps folds the versions other servers recorded since the last call into the projector's

@@ -252,14 +252,19 @@ func FuzzPeerVersionOf(f *testing.F) {
 	f.Add("detour.dns.demo_test.dns-b", []byte(`{"type":"detour.dns.zone_changed.v1","data":null}`))
 	f.Add("detour.dns.demo_test.dns-b", []byte(`{"type":"detour.dns.pushed.v1","data":{"zone":"demo.test.","serial":7,"server":"192.0.2.1:53"}}`))
 	f.Add("detour.dns.demo_test.dns-a", []byte(`{"type":"detour.dns.push_failed.v1","data":{"zone":"demo.test.","serial":7}}`))
+	f.Add("detour.dns.demo_test.dns-a", []byte(`{"type":"detour.dns.zone_changed.v1","time":"2026-01-01T00:00:00Z","data":{"zone":"demo.test.","serial":7,"server":"id-a"}}`))
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
-		v, ok := peerVersionOf(subject, data, "id-a", "dns-a")
-		if !ok {
+		v, rec := peerVersionOf(subject, data, peerSelf{id: "id-a", writer: "dns-a", started: time.Unix(0, 0), key: events.NewIDKey()})
+		if rec == recordIgnored {
 			return
 		}
 		tok := events.SplitSubject(subject, "detour.dns")
-		if v.server == "" || v.server == "id-a" || len(tok) != 2 || tok[1] == "dns-a" && v.digest == "" || events.ZoneToken(v.zone) != tok[0] {
+		if len(tok) != 2 || events.ZoneToken(v.zone) != tok[0] || !strings.HasPrefix(v.server, tok[1]+"/") {
 			t.Fatalf("took %+v from %s", v, subject)
+		}
+		claimsOurs := v.server == peerName(tok[1], "id-a")
+		if rec == recordOfPeer && (claimsOurs || tok[1] == "dns-a" && v.digest == "") || rec != recordOfPeer && !claimsOurs {
+			t.Fatalf("took %+v from %s as %d", v, subject, rec)
 		}
 	})
 }

@@ -216,7 +216,7 @@ func New(o Options) (*Server, error) {
 		}
 		s.restoreSnapshot()
 	}
-	s.proj.peers = newPeerClock(s.id)
+	s.proj.peers = newPeerClock(peerName(s.writer, s.id))
 	first := buildTable(s.proj.project(), nil)
 	if err := s.serials.cover(first.zones); err != nil {
 		s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")

@@ -89,6 +89,12 @@ func (k IDKey) DerivedJSON(typ, source, cause, key string, at time.Time, data js
 	return build(typ, k.derivedID(cause, typ+"|"+key), source, cause, at, data)
 }
 
+// Derives reports whether k derived e's id, as DerivedJSON does for e's type, source and cause,
+// and key: whether e is one of k's writer's events.
+func (k IDKey) Derives(e Envelope, key string) bool {
+	return e.ID == k.derivedID(e.Cause, e.Type+"|"+key)
+}
+
 // derivedID is the id, under k, of the event of the given key caused by cause.
 func (k IDKey) derivedID(cause, key string) string {
 	return uuid.NewHash(hmac.New(sha256.New, k.secret[:]), uuid.NameSpaceOID, []byte(cause+"|"+key), 8).String()

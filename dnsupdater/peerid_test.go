@@ -1,0 +1,117 @@
+package dnsupdater
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+)
+
+// zoneChangedOn publishes on subject a ZoneChanged event of zc, dated at, with an id no DNS
+// server derived.
+func zoneChangedOn(t *testing.T, js *eventstest.Server, subject string, at time.Time, zc events.ZoneChanged) {
+	t.Helper()
+	env, err := events.New(events.TypeZoneChanged, "dns-forger", at, zc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.JS.Publish(context.Background(), subject, env.Encode()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tableSerial is the serial srv serves apex at, read from its table rather than asked over the
+// network (0: none yet).
+func tableSerial(srv *Server, apex string) uint32 { return srv.table.Load().serials[apex] }
+
+// TestTheServerIDARecordClaimsDoesNotChooseWhichServerReStamps: two servers whose records of a
+// zone differ at one position (other configurations) leave the re-stamp to one of them, the
+// same whatever server id the other's record claims: a DNS user may write any id in its
+// records, but only on its own subjects, and its writer is what counts.
+func TestTheServerIDARecordClaimsDoesNotChooseWhichServerReStamps(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	self := peerSelf{id: "id-m", writer: "dns-m", started: now.Add(-time.Hour), key: events.NewIDKey()}
+	own := ownVersion{serial: 1000, position: 10, since: 5, digest: func() string { return "mine" }}
+	restamps := map[string]bool{}
+	for _, claimed := range []string{"id-a", "id-z"} {
+		env, err := events.New(events.TypeZoneChanged, "dns-a", now, events.ZoneChanged{Zone: "demo.test.", Serial: 1000, Server: claimed, Digest: "theirs", StateSeq: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, rec := peerVersionOf(events.ZoneSubject("demo.test.", "dns-a"), env.Encode(), self)
+		if rec != recordOfPeer {
+			t.Fatalf("the record of dns-a claiming %s: not taken for another server's version (%d)", claimed, rec)
+		}
+		c := newPeerClock(peerName(self.writer, self.id))
+		c.see(v, now)
+		c.restamp("demo.test.", own, now)
+		_, ok, _ := c.restamp("demo.test.", own, now.Add(restampGrace))
+		restamps[claimed] = ok
+	}
+	if restamps["id-a"] != restamps["id-z"] {
+		t.Errorf("whether this server re-stamps depends on the id dns-a's record claims: %v", restamps)
+	}
+}
+
+// TestARecordClaimingThisServersIDOnAnotherServersSubjectIsIgnoredWithOneWarning: a DNS user
+// writes, on its own subject, versions that claim this server's id, at a serial an hour ahead.
+// This server ignores them (its next version does not pass their serial) and logs one warning
+// for the two.
+func TestARecordClaimingThisServersIDOnAnotherServersSubjectIsIgnoredWithOneWarning(t *testing.T) {
+	js := eventstest.Start(t)
+	srv, logs := startLogged(t, js, eventstest.Config(t, demoConfig), t.TempDir(), nil)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return tableSerial(srv, "demo.test.") != 0 }, "the zone served")
+	ahead := uint32(time.Now().Unix()) + 3600
+	forged := events.ZoneSubject("demo.test.", "dns-forger")
+	for range 2 {
+		zoneChangedOn(t, js, forged, time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: ahead, Server: srv.id, Digest: "forged", StateSeq: 1 << 40})
+	}
+	// A record a day ahead from a third server, read after the forged ones, is logged by the
+	// refresher once the follower has handed it over: both forged ones are read by then.
+	zoneChangedOn(t, js, events.ZoneSubject("demo.test.", "dns-third"), time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: ahead + 2*maxPeerLead, Server: "id-third", Digest: "d"})
+	const warning = "a version on another dns server's subject names this server's id; ignored: that server's data dir was copied from this one's (remove dns-server-id from it and restart it), or the record is forged"
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		return logs.Count("another dns server recorded a serial more than a day past the clock; ignored") > 0
+	}, "the third server's record read")
+	if n := logs.Count(warning); n != 1 {
+		t.Errorf("two forged records: want one warning line, got %d", n)
+	}
+	before := tableSerial(srv, "demo.test.")
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return tableSerial(srv, "demo.test.") != before }, "the failover served")
+	if got := tableSerial(srv, "demo.test."); serialAfter(got, ahead) {
+		t.Errorf("the next version took serial %d, past the forged %d", got, ahead)
+	}
+}
+
+// TestAServerWhoseDataDirWasCopiedIsToldToTheOperator: a second server runs from a copy of this
+// one's data dir and credentials, and so records its versions on this server's subjects under
+// its id. This server's own versions raise nothing; the copy's get one error line naming the
+// id file to remove.
+func TestAServerWhoseDataDirWasCopiedIsToldToTheOperator(t *testing.T) {
+	js := eventstest.Start(t)
+	srv, logs := startLogged(t, js, eventstest.Config(t, demoConfig), t.TempDir(), nil)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return tableSerial(srv, "demo.test.") != 0 }, "the zone served")
+	before := tableSerial(srv, "demo.test.")
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return tableSerial(srv, "demo.test.") != before }, "the failover served")
+	own := tableSerial(srv, "demo.test.")
+	// The copy's version comes last on the subject, which a follower starting late reads alone.
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		m, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject("demo.test.", srv.writer))
+		if err != nil {
+			return false
+		}
+		var zc events.ZoneChanged
+		e, err := events.Decode(m.Data)
+		return err == nil && e.Payload(&zc) == nil && zc.Serial == own
+	}, "serial %d recorded", own)
+	zoneChangedOn(t, js, events.ZoneSubject("demo.test.", srv.writer), time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: own + 1, Server: srv.id, Digest: "the copy's", StateSeq: 1})
+	const line = "another dns server records versions under this server's id and credentials: its data dir was copied from this one's, and the two never pass each other's serials; stop it, remove dns-server-id from its data dir and start it again"
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(line) > 0 }, "the copy told")
+	if n := logs.Count(line); n != 1 {
+		t.Errorf("one version of the copy's after this server's own two: want one error line, got %d", n)
+	}
+}
