@@ -571,7 +571,7 @@ func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 		}
 		if t := s.transferFor(in[:n], remote); t != nil {
 			start := time.Now()
-			if err := writeTransfer(c, t.msgs, t.sign, tcpIdle, start.Add(maxTransferTime)); err != nil {
+			if err := writeTransfer(c, t.msgs, t.sign, tcpIdle, start.Add(maxTransferTime), time.Now); err != nil {
 				t.log(s.log.Warn().Err(err), remote, start).Msg("zone transfer cut short")
 				return
 			}
@@ -698,13 +698,14 @@ const maxTransferTime = 2 * time.Hour
 // writeTransfer writes a transfer's messages to c by until, each signed by sign when it is set.
 // Each message may take idle to be taken by the client, not the whole transfer: a secondary
 // reading a large zone over a slow link for minutes is served to the end, as long as it keeps
-// reading (RFC 7766 §6.2.3).
-func writeTransfer(c net.Conn, msgs []*dns.Msg, sign *signTransfer, idle time.Duration, until time.Time) error {
+// reading (RFC 7766 §6.2.3). The deadlines, and the time each message is signed at, are of the
+// clock now.
+func writeTransfer(c net.Conn, msgs []*dns.Msg, sign *signTransfer, idle time.Duration, until time.Time, now func() time.Time) error {
 	for i, m := range msgs {
 		var b []byte
 		var err error
 		if sign != nil {
-			b, err = sign.pack(m, time.Now())
+			b, err = sign.pack(m, now())
 		} else {
 			b, err = m.Pack()
 		}
@@ -712,7 +713,7 @@ func writeTransfer(c net.Conn, msgs []*dns.Msg, sign *signTransfer, idle time.Du
 			return fmt.Errorf("pack transfer message %d of %d: %w", i+1, len(msgs), err)
 		}
 		out := append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)
-		deadline := time.Now().Add(idle)
+		deadline := now().Add(idle)
 		if until.Before(deadline) {
 			deadline = until
 		}
