@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -104,6 +105,17 @@ type notifying struct {
 	// newer is closed when a version of another serial than newest's is offered, or the zone
 	// forgotten (nil until superseded asks for it).
 	newer chan struct{}
+	// held is the highest serial each secondary's address is known to hold (it transferred
+	// it), and holding the exchanges in flight waiting to learn it (see holding).
+	held    map[netip.Addr]uint32
+	holding map[*heldWait]bool
+}
+
+// heldWait is an exchange in flight that ends once the secondary at addr holds serial.
+type heldWait struct {
+	addr   netip.Addr
+	serial uint32
+	done   chan struct{}
 }
 
 // secondary is one secondary's share of the exchanges, kept while it has a sender.
@@ -195,6 +207,65 @@ func (n *notifier) superseded(z *zone.Zone) <-chan struct{} {
 		e.newer = make(chan struct{})
 	}
 	return e.newer
+}
+
+// holding returns a channel closed once the secondary at target (an address and port) is known
+// to hold z's serial or a later one, because it transferred it (see held), and a function to
+// call once the exchange ends. It never closes for a target that is no address, or on a nil n.
+func (n *notifier) holding(z *zone.Zone, target string) (<-chan struct{}, func()) {
+	ap, err := netip.ParseAddrPort(target)
+	if n == nil || err != nil {
+		return nil, func() {}
+	}
+	w := &heldWait{addr: ap.Addr().Unmap(), serial: z.Serial, done: make(chan struct{})}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.zones[z.Name]
+	if e == nil {
+		return nil, func() {}
+	}
+	if h, ok := e.held[w.addr]; ok && !serialAfter(w.serial, h) {
+		close(w.done)
+		return w.done, func() {}
+	}
+	if e.holding == nil {
+		e.holding = map[*heldWait]bool{}
+	}
+	e.holding[w] = true
+	return w.done, func() {
+		n.mu.Lock()
+		delete(e.holding, w)
+		n.mu.Unlock()
+	}
+}
+
+// held tells the notifier that the secondary at addr holds serial of the zone name, as a zone
+// transfer it took ends: an exchange announcing that serial or an earlier one to it ends,
+// acknowledged, however its NOTIFY's answers fare (a secondary answering from another of its
+// addresses is never heard on the NOTIFY's socket). It never blocks.
+func (n *notifier) held(name string, serial uint32, addr netip.Addr) {
+	if n == nil {
+		return
+	}
+	addr = addr.Unmap()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.zones[name]
+	if e == nil {
+		return // no exchange in flight, nor waiting
+	}
+	if h, ok := e.held[addr]; !ok || serialAfter(serial, h) {
+		if e.held == nil {
+			e.held = map[netip.Addr]uint32{}
+		}
+		e.held[addr] = serial
+	}
+	for w := range e.holding {
+		if w.addr == addr && !serialAfter(w.serial, serial) {
+			close(w.done)
+			delete(e.holding, w)
+		}
+	}
 }
 
 // forget drops what is offered of the zone name: its senders stop once their exchanges in
@@ -329,7 +400,9 @@ func (n *notifier) run(ctx context.Context) {
 // notify sends one zone's NOTIFY to target until it is acknowledged, the attempts run out or ctx
 // ends, and reports whether the secondary answered (or ctx ended): false asks the notifier to
 // send it again later. After notifyAttempts silent attempts it goes on sending a second apart
-// until notifyLate, unless a later serial of the zone is offered (see notifier.superseded). A zone with a transfer key signs its NOTIFY with it (RFC 8945), once:
+// until notifyLate, unless a later serial of the zone is offered (see notifier.superseded).
+// Whichever the attempt, the secondary transferring the serial ends the exchange, acknowledged
+// (see notifier.held). A zone with a transfer key signs its NOTIFY with it (RFC 8945), once:
 // every attempt sends the same message, so that a late answer to any of them verifies.
 func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	m := new(dns.Msg)
@@ -340,10 +413,31 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	if err == nil {
 		c := &dns.Client{Net: "udp", Timeout: notifyWait}
 		newer := s.notifier.superseded(z)
+		has, release := s.notifier.holding(z, target)
+		defer release()
 		err = exchangeUntil(ctx, c, target, func(conn *dns.Conn) error {
 			var err error
 			first := time.Now()
 			late := first.Add(notifyLate)
+			// The secondary holding the serial ends the exchange at once, and, once its attempts
+			// are out, a later serial does: its socket is closed.
+			listening, done := make(chan struct{}), make(chan struct{})
+			defer close(done)
+			go func() {
+				select {
+				case <-has:
+				case <-listening:
+					select {
+					case <-has:
+					case <-newer:
+					case <-done:
+						return
+					}
+				case <-done:
+					return
+				}
+				_ = conn.Close()
+			}()
 			for i := 0; ; i++ {
 				now := time.Now()
 				deadline := now.Add(notifyWait)
@@ -360,20 +454,14 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 						deadline = late
 					}
 				}
-				if i == notifyAttempts && newer != nil {
-					// A later serial ends the exchange at once: its socket is closed.
-					done := make(chan struct{})
-					defer close(done)
-					go func() {
-						select {
-						case <-newer:
-							_ = conn.Close()
-						case <-done:
-						}
-					}()
+				if i == notifyAttempts {
+					close(listening)
 				}
 				err = notifyAttempt(conn, n, deadline)
-				if i >= notifyAttempts && errors.Is(err, net.ErrClosed) && closed(newer) {
+				switch {
+				case closed(has):
+					return nil // the secondary holds the serial: acknowledged
+				case i >= notifyAttempts && errors.Is(err, net.ErrClosed) && closed(newer):
 					return errSuperseded
 				}
 				var rc tsig.RcodeError

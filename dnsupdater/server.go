@@ -585,6 +585,9 @@ func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 				continue
 			}
 			t.log(s.log.Info(), remote, start).Msg("zone transferred")
+			if serial, ok := t.serial(); ok {
+				s.notifier.held(zone.Canonical(t.zone), serial, remote)
+			}
 			continue
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(tcpIdle))
@@ -671,6 +674,20 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 		t.refuse(req, dns.RcodeServerFailure, "full", "too many signed requests within their fudge")
 	}
 	return t
+}
+
+// serial returns the serial t gave the secondary, which then holds it: that of the SOA that
+// opens an answer that is no error (a whole zone, its changes, or the lone SOA that tells a
+// secondary it is current).
+func (t *zoneTransfer) serial() (uint32, bool) {
+	if t.refused != "" || len(t.msgs) == 0 || t.msgs[0].Rcode != dns.RcodeSuccess || len(t.msgs[0].Answer) == 0 {
+		return 0, false
+	}
+	soa, ok := t.msgs[0].Answer[0].(*dns.SOA)
+	if !ok {
+		return 0, false
+	}
+	return soa.Serial, true
 }
 
 // replayed makes t the refusal of req, a copy of a signed request served before: NOTAUTH with
