@@ -83,14 +83,19 @@ type sighting struct {
 // others' leases stand still, for up to BlindGrace in all since each was heard from (however
 // often a flapping store lets one record through), as when JetStream cannot store (a bucket
 // electing a leader, no quorum) while NATS answers and every worker would otherwise count itself
-// alone and run every check of the region.
+// alone and run every check of the region. When one of its records comes back, the time it sent
+// none for longer than its TTL less a heartbeat is taken off: that was this worker's own stall,
+// not the store's.
 type Roster struct {
 	self      string
 	heartbeat time.Duration
 	seen      map[string]sighting
-	// echo is when this worker's own record last came back through its watch or was stored.
-	echo  time.Time
-	cache []string
+	// ttl is this worker's own TTL.
+	ttl time.Duration
+	// echo is when this worker's own record last came back through its watch or was stored,
+	// and sent when it first sent one after that (zero: none yet).
+	echo, sent time.Time
+	cache      []string
 	// cache is the answer for instants in [validFrom, valid).
 	validFrom, valid time.Time
 	cached           bool
@@ -101,31 +106,52 @@ type Roster struct {
 // that its NATS server answered: a worker cut off from NATS stops probing when the others take
 // its checks over.
 func NewRoster(self Member, heartbeat time.Duration) *Roster {
-	return &Roster{self: self.Name, heartbeat: heartbeat, seen: map[string]sighting{}}
+	return &Roster{self: self.Name, heartbeat: heartbeat, ttl: self.TTL(), seen: map[string]sighting{}}
+}
+
+// Sent records that this worker sent one of its records at at, to be stored.
+func (r *Roster) Sent(at time.Time) {
+	if r.sent.IsZero() && !at.Before(r.echo) {
+		r.sent = at
+	}
 }
 
 // Echoed records that this worker's own record came back through its watch at at, or that the
 // store's acknowledgement of one arrived at at: up to then the store stored the region's
 // records. The time it saw none come back, a heartbeat after the last, is added to the others'
-// leases, up to BlindGrace in all since each was last heard from.
+// leases, up to BlindGrace in all since each was last heard from. Of the time before this worker
+// sent its next record, at most its TTL less a heartbeat counts so (the most a heartbeat may be
+// late and the worker stay live for the others): a worker that stalled for longer (descheduled,
+// its host paused) was gone itself, and a member that died meanwhile is not kept for as long as
+// this worker stalled. Within that bound a stall still counts, as it may hide an outage in which
+// a live member could not be heard either.
 func (r *Roster) Echoed(at time.Time) {
 	if !at.After(r.echo) {
 		return
 	}
+	sent := r.sent
+	if sent.IsZero() {
+		sent = at // none sent since the last came back
+	}
+	late := sent.Add(r.heartbeat - r.ttl)
 	for name, s := range r.seen {
 		if name == r.self {
 			continue
 		}
 		if from, until := r.held(s); until.After(from) && at.After(from) {
+			if late.After(from) {
+				from = late
+			}
 			if until.After(at) {
 				until = at
 			}
-			add := until.Sub(from)
-			s.LastSeen, s.held = s.LastSeen.Add(add), s.held+add
-			r.seen[name] = s
+			if add := until.Sub(from); add > 0 {
+				s.LastSeen, s.held = s.LastSeen.Add(add), s.held+add
+				r.seen[name] = s
+			}
 		}
 	}
-	r.echo = at
+	r.echo, r.sent = at, time.Time{}
 	r.cached = false
 }
 
@@ -279,6 +305,9 @@ func (m *membership) announce(ctx context.Context) error {
 		return fmt.Errorf("encode member record: %w", err)
 	}
 	sent := m.clock.Now()
+	m.mu.Lock()
+	m.roster.Sent(sent)
+	m.mu.Unlock()
 	if _, err := m.kv.Put(ctx, m.self.Key(), b); err != nil {
 		return fmt.Errorf("put member record %s: %w", m.self.Key(), err)
 	}

@@ -172,6 +172,7 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 	const hb = 500 * time.Millisecond // member()'s TTL is 1.5 s
 	type step struct {
 		at   time.Duration
+		sent bool   // this worker sent one of its records at at
 		echo bool   // this worker's own record came back at at
 		seen string // this member's record came at at
 		want string
@@ -203,6 +204,7 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 		}},
 		{"when its records come back, the time they did not is not counted", []step{
 			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 500 * time.Millisecond, sent: true, want: "p1,p2"},
 			{at: 5 * time.Second, echo: true, want: "p1,p2"},
 			{at: 5500 * time.Millisecond, echo: true, want: "p1,p2"},
 			{at: 5999 * time.Millisecond, want: "p1,p2"},
@@ -217,14 +219,51 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 		}},
 		{"a store that stores one record every grace holds a dead member no longer than one grace", []step{
 			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 500 * time.Millisecond, sent: true, want: "p1,p2"},
 			{at: 14 * time.Second, echo: true, want: "p1,p2"},
+			{at: 14500 * time.Millisecond, sent: true, want: "p1,p2"},
 			{at: 28 * time.Second, echo: true, want: "p1"},
+			{at: 28500 * time.Millisecond, sent: true, want: "p1"},
 			{at: 42 * time.Second, echo: true, want: "p1"},
 		}},
 		{"past the grace the silence counts again", []step{
 			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 500 * time.Millisecond, sent: true, want: "p1,p2"},
 			{at: 20 * time.Second, echo: true, want: "p1"},
 			{at: 20 * time.Second, seen: "p2", want: "p1,p2"},
+		}},
+		// This worker stalls (descheduled, its host paused): it sends nothing, so nothing can
+		// come back. A member that died meanwhile is not kept for as long as this worker stalled:
+		// of the time before it sent again, its TTL less a heartbeat (1 s) counts as blind.
+		{"a worker that stalls longer than its ttl counts no more than its ttl less a heartbeat of it", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 5 * time.Second, sent: true, want: "p1,p2"},
+			{at: 5010 * time.Millisecond, echo: true, want: "p1"},
+		}},
+		{"a heartbeat a little later than the ttl counts its lateness up to the ttl less a heartbeat", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 2 * time.Second, sent: true, want: "p1,p2"},
+			{at: 2010 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 2509 * time.Millisecond, want: "p1,p2"},
+			{at: 2510 * time.Millisecond, want: "p1"},
+		}},
+		{"a heartbeat late by less than the ttl less a heartbeat counts as blind time, which may hide an outage", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: time.Second, sent: true, want: "p1,p2"},
+			{at: 2 * time.Second, echo: true, want: "p1,p2"},
+			{at: 2500 * time.Millisecond, sent: true, echo: true, want: "p1,p2"},
+			{at: 2999 * time.Millisecond, want: "p1,p2"},
+			{at: 3 * time.Second, want: "p1"},
+		}},
+		{"a member whose records wait unread behind this worker's stall is kept until its own record comes back", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 5 * time.Second, want: "p1,p2"},
+			{at: 5 * time.Second, sent: true, want: "p1,p2"},
+			{at: 5001 * time.Millisecond, seen: "p2", echo: true, want: "p1,p2"},
+			{at: 5500 * time.Millisecond, sent: true, echo: true, want: "p1,p2"},
+			{at: 6 * time.Second, sent: true, echo: true, want: "p1,p2"},
+			{at: 6500 * time.Millisecond, sent: true, echo: true, want: "p1,p2"},
+			{at: 6501 * time.Millisecond, want: "p1"},
 		}},
 	}
 	for _, tt := range tests {
@@ -235,6 +274,9 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 				at := t0.Add(s.at)
 				if s.seen != "" {
 					r.Seen(member(s.seen, t0), at)
+				}
+				if s.sent {
+					r.Sent(at)
 				}
 				if s.echo {
 					r.Echoed(at)
@@ -605,9 +647,11 @@ func TestARecordStoredAfterAnOutageEndsTheHoldWhenItIsAcknowledged(t *testing.T)
 	m.roster.Seen(p2, clock.Now())
 	m.watched = clock.Now()
 
-	// NATS goes down. Near its end a heartbeat's record is sent, and waits in the reconnect
-	// buffer until NATS is back, 300 ms later.
-	clock.advance(2 * time.Second)
+	// NATS goes down. The next heartbeat's record is sent and fails; near the outage's end
+	// another is sent, and waits in the reconnect buffer until NATS is back, 300 ms later.
+	clock.advance(hb)
+	m.roster.Sent(clock.Now())
+	clock.advance(2*time.Second - hb)
 	acked := make(chan error, 1)
 	go func() { acked <- m.announce(ctx) }()
 	<-kv.sent
