@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -254,6 +255,16 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 			{at: 2500 * time.Millisecond, sent: true, echo: true, want: "p1,p2"},
 			{at: 2999 * time.Millisecond, want: "p1,p2"},
 			{at: 3 * time.Second, want: "p1"},
+		}},
+		// Cut off from NATS, this worker's records fail: when it hears again, a member that
+		// died meanwhile has the rest of its lease (its TTL less a heartbeat) and no more.
+		{"a member that died while this worker was cut off has the rest of its lease from when it hears again", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 500 * time.Millisecond, sent: true, want: "p1,p2"},
+			{at: 3 * time.Second, echo: true, want: "p1,p2"},
+			{at: 3500 * time.Millisecond, sent: true, echo: true, want: "p1,p2"},
+			{at: 3999 * time.Millisecond, want: "p1,p2"},
+			{at: 4 * time.Second, want: "p1"},
 		}},
 		{"a member whose records wait unread behind this worker's stall is kept until its own record comes back", []step{
 			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
@@ -521,6 +532,106 @@ func TestAWorkerCutOffFromNATSCountsItselfGoneWithinItsTTL(t *testing.T) {
 		if slices.Contains(m.live(time.Now()), "p1") {
 			t.Fatalf("the worker counts itself live again %s after its server stopped", time.Since(cut))
 		}
+	}
+}
+
+// watchingWorker starts a worker p1 connected to url, as the roles connect (reconnecting for
+// ever): it watches the region's records, stores its own once, and heartbeats with hb and ttl
+// until the test ends.
+func watchingWorker(t *testing.T, url string, hb, ttl time.Duration) *membership {
+	t.Helper()
+	js, err := jetstream.New(eventstest.ConnectRetrying(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	t.Cleanup(func() { cancel(); bg.Wait() })
+	actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+	defer acancel()
+	kv, err := js.KeyValue(actx, MembersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := Member{Region: "us-west", Name: "p1", TTLMillis: ttl.Milliseconds()}
+	m := &membership{kv: kv, self: self, clock: realClock{}, log: zerolog.Nop(),
+		roster: NewRoster(self, hb), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+	bg.Go(func() { m.follow(ctx, js) })
+	select {
+	case <-m.ready:
+	case <-actx.Done():
+		t.Fatal("the watch did not catch up within 30 s")
+	}
+	m.mu.Lock()
+	m.self.Started, m.self.ActiveFrom = time.Now(), time.Now()
+	m.mu.Unlock()
+	if err := m.announce(actx); err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{o: Options{JS: js, Clock: realClock{}, Heartbeat: hb, MemberTTL: ttl}, log: zerolog.Nop(),
+		members: m, pub: &publisher{}}
+	bg.Go(func() { w.heartbeat(ctx) })
+	return m
+}
+
+// heartbeatAs stores name's record in the region every hb, as a live worker does, until the
+// returned function kills it: it stops writing without deleting its record.
+func heartbeatAs(t *testing.T, kv jetstream.KeyValue, name string, hb, ttl time.Duration) (kill func()) {
+	t.Helper()
+	b, err := json.Marshal(Member{Region: "us-west", Name: name, ActiveFrom: time.Now(), TTLMillis: ttl.Milliseconds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(hb)
+		defer tick.Stop()
+		for {
+			pctx, pcancel := context.WithTimeout(ctx, ttl)
+			_, _ = kv.Put(pctx, "us-west."+name, b)
+			pcancel()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	kill = func() { cancel(); <-done }
+	t.Cleanup(kill)
+	return kill
+}
+
+// A worker cut off from NATS cannot hear the others: a member that died meanwhile counts
+// against it from when it hears again, as the others' silence does after JetStream stored
+// nothing. The member is counted gone within its TTL of this worker hearing again, not kept
+// for BlindGrace.
+func TestAMemberThatDiedWhileThisWorkerWasCutOffIsGoneWithinItsTTLOfReconnecting(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, time.Second
+	srv, _, kv, _ := membersBucket(t)
+	link := eventstest.NewSlowLink(t, srv.URL)
+	m := watchingWorker(t, link.URL, hb, ttl)
+	kill := heartbeatAs(t, kv, "p2", hb, ttl)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(m.live(time.Now()), "p2") }, "p1 to see p2")
+
+	// p1 is cut off for 3 s. p2 writes on for half of it, records p1 cannot read, then dies.
+	link.Sever()
+	time.Sleep(3 * time.Second / 2) // the cut-off itself
+	kill()
+	time.Sleep(3 * time.Second / 2)
+	link.Mend()
+	// p1 hears again when its server answers it: it counts itself live again.
+	eventstest.Eventually(t, 10*time.Second, func() bool { return slices.Contains(m.live(time.Now()), "p1") }, "p1 to reconnect")
+	back := time.Now()
+	eventstest.Eventually(t, 10*time.Second, func() bool { return !slices.Contains(m.live(time.Now()), "p2") }, "p1 to count p2 gone")
+	gone := time.Since(back)
+	t.Logf("p1 counted p2 gone %s after it heard again", gone.Round(time.Millisecond))
+	// Its TTL, and a second for this worker's first records after it to be stored on a loaded
+	// machine: well short of BlindGrace.
+	if gone > ttl+time.Second {
+		t.Fatalf("p2, dead since half-way through p1's cut-off, counted live %s after p1 heard again (ttl %s)", gone.Round(time.Millisecond), ttl)
 	}
 }
 

@@ -19,8 +19,10 @@ type SlowLink struct {
 	URL string
 	// up and down are the delays, in nanoseconds, towards the server and back.
 	up, down atomic.Int64
-	mu       sync.Mutex
-	conns    []net.Conn
+	// cut is set while the link is severed.
+	cut   atomic.Bool
+	mu    sync.Mutex
+	conns []net.Conn
 }
 
 // NewSlowLink starts a link to the NATS server at url, without delay until Delay sets one. It
@@ -47,6 +49,10 @@ func NewSlowLink(tb testing.TB, url string) *SlowLink {
 			if err != nil {
 				return
 			}
+			if l.cut.Load() {
+				_ = in.Close()
+				continue
+			}
 			out, err := net.Dial("tcp", addr)
 			if err != nil {
 				_ = in.Close()
@@ -67,6 +73,21 @@ func (l *SlowLink) Delay(up, down time.Duration) {
 	l.up.Store(int64(up))
 	l.down.Store(int64(down))
 }
+
+// Sever cuts the link's clients off from the server until Mend, as a network partition does:
+// it closes every connection and refuses new ones.
+func (l *SlowLink) Sever() {
+	l.cut.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
+	l.conns = nil
+}
+
+// Mend lets the link's clients connect again after Sever.
+func (l *SlowLink) Mend() { l.cut.Store(false) }
 
 // relay copies src to dst, each chunk the delay after it was read, until either end closes.
 func relay(dst io.WriteCloser, src io.ReadCloser, delay *atomic.Int64) {
