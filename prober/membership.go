@@ -414,6 +414,9 @@ func (m *membership) follow(ctx context.Context, js jetstream.JetStream) {
 		FilterSubjects: []string{prefix + m.self.Region + ".*"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
 	initial := true
 	f.Run(ctx, func(d events.Delivery) {
+		if d.Recreated {
+			m.forget()
+		}
 		if d.Msg != nil {
 			op := jetstream.KeyValuePut
 			switch d.Msg.Headers().Get("KV-Operation") {
@@ -429,6 +432,25 @@ func (m *membership) follow(ctx context.Context, js jetstream.JetStream) {
 			close(m.ready)
 		}
 	})
+}
+
+// forget drops the others' records, for a bucket that was deleted and created again: those
+// were the old bucket's, and a live member writes its next record into the new one within a
+// heartbeat, where one that died since would otherwise be kept until its TTL ran out.
+func (m *membership) forget() {
+	m.mu.Lock()
+	dropped := false
+	for name := range m.roster.seen {
+		if name != m.self.Name {
+			m.roster.Gone(name)
+			dropped = true
+		}
+	}
+	m.mu.Unlock()
+	if dropped {
+		m.log.Info().Msg("membership bucket created again: forgot the old records")
+		m.tell()
+	}
 }
 
 // record is one stored change of a member's key.

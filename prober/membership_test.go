@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -633,6 +634,41 @@ func TestAMemberThatDiedWhileThisWorkerWasCutOffIsGoneWithinItsTTLOfReconnecting
 	if gone > ttl+time.Second {
 		t.Fatalf("p2, dead since half-way through p1's cut-off, counted live %s after p1 heard again (ttl %s)", gone.Round(time.Millisecond), ttl)
 	}
+}
+
+// A bucket deleted and created again holds none of the old records: a worker drops the ones it
+// had from the old bucket once its watch reads the new one, rather than keep a member that
+// died meanwhile for as long as its record claimed, while a member that lives on is live again
+// from its first record in the new bucket.
+func TestAWorkerForgetsTheRecordsOfABucketDeletedAndCreatedAgain(t *testing.T) {
+	// A heartbeat longer than the watch takes to read the new bucket (checks of 3 s or more):
+	// no record read from the bucket, for a watch lagging behind the records stored, drops p2.
+	const hb, ttl = time.Second, 3 * time.Second
+	srv, js, kv, ctx := membersBucket(t)
+	m := watchingWorker(t, srv.URL, hb, ttl)
+	// p2 claims a minute of life with each record, and dies; p3 heartbeats on.
+	b, err := json.Marshal(Member{Region: "us-west", Name: "p2", ActiveFrom: time.Now(), TTLMillis: time.Minute.Milliseconds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "us-west.p2", b); err != nil {
+		t.Fatal(err)
+	}
+	heartbeatAs(t, kv, "p3", hb, ttl)
+	sees := func(want ...string) func() bool {
+		return func() bool { return slices.Equal(m.live(time.Now()), want) }
+	}
+	eventstest.Eventually(t, 5*time.Second, sees("p1", "p2", "p3"), "p1 to see p2 and p3")
+
+	if err := js.DeleteKeyValue(ctx, MembersBucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.ProvisionStreams(ctx, js, events.StreamOptions{Memory: true}, events.StreamProbers); err != nil {
+		t.Fatal(err)
+	}
+	recreated := time.Now()
+	eventstest.Eventually(t, 10*time.Second, sees("p1", "p3"), "p1 to forget p2's record from the deleted bucket")
+	t.Logf("p1 forgot p2 %s after the bucket was created again", time.Since(recreated).Round(time.Millisecond))
 }
 
 // A worker whose watch reads nothing (its consumer lost, on a node that died with another
