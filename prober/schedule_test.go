@@ -134,7 +134,7 @@ func TestTheDefaultHeartbeatFollowsTheShortestInterval(t *testing.T) {
 		for _, iv := range tt.intervals {
 			c.Apps = append(c.Apps, config.App{Check: config.Check{Interval: config.Duration(iv)}})
 		}
-		if got := defaultHeartbeat(&c); got != tt.want {
+		if got := DefaultHeartbeat(&c); got != tt.want {
 			t.Errorf("intervals %v: heartbeat %s, want %s", tt.intervals, got, tt.want)
 		}
 	}

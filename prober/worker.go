@@ -42,7 +42,8 @@ type Options struct {
 	Heartbeat time.Duration
 	// MemberTTL is how long a member stays live without a heartbeat; a dead worker's checks move
 	// to the others after at most this long, and a worker stalled for longer than this less a
-	// heartbeat loses its checks meanwhile. Default 3 × Heartbeat, at least minMemberTTL (1 s).
+	// heartbeat loses its checks meanwhile. At least 2 × Heartbeat (CheckMemberTTL). Default
+	// 3 × Heartbeat, at least minMemberTTL (1 s).
 	MemberTTL time.Duration
 	// JoinDelay is how long after announcing itself a worker starts taking checks, so that every
 	// other member (including one starting at the same moment) has seen it and hands its checks
@@ -87,16 +88,13 @@ func (o *Options) defaults() error {
 		o.Clock = realClock{}
 	}
 	if o.Heartbeat == 0 && o.Config != nil {
-		o.Heartbeat = defaultHeartbeat(o.Config)
+		o.Heartbeat = DefaultHeartbeat(o.Config)
 	}
 	if o.MemberTTL == 0 {
 		o.MemberTTL = max(3*o.Heartbeat, minMemberTTL)
 	}
-	if o.MemberTTL > maxMemberTTL {
-		errs = append(errs, fmt.Errorf("member_ttl: want at most %s, got %s", maxMemberTTL, o.MemberTTL))
-	}
-	if o.MemberTTL < o.Heartbeat {
-		errs = append(errs, fmt.Errorf("member_ttl: %s is shorter than the heartbeat %s", o.MemberTTL, o.Heartbeat))
+	if err := CheckMemberTTL(o.MemberTTL, o.Heartbeat); err != nil {
+		errs = append(errs, fmt.Errorf("member_ttl: %w", err))
 	}
 	if o.JoinDelay == 0 {
 		o.JoinDelay = o.Heartbeat
@@ -116,8 +114,21 @@ func (o *Options) defaults() error {
 // costs a crashed worker's checks at most 700 ms more before they move.
 const minMemberTTL = time.Second
 
-// defaultHeartbeat is a third of the configuration's shortest check interval, within 100ms and 1s.
-func defaultHeartbeat(c *config.Config) time.Duration {
+// CheckMemberTTL reports whether ttl can be a member TTL at heartbeat: at least two heartbeats,
+// so that a record stored a heartbeat late still renews the lease before it runs out, and at
+// most an hour.
+func CheckMemberTTL(ttl, heartbeat time.Duration) error {
+	switch {
+	case ttl > maxMemberTTL:
+		return fmt.Errorf("want at most %s, got %s", maxMemberTTL, ttl)
+	case ttl < 2*heartbeat:
+		return fmt.Errorf("%s is shorter than two heartbeats (2 × %s)", ttl, heartbeat)
+	}
+	return nil
+}
+
+// DefaultHeartbeat is a third of the configuration's shortest check interval, within 100ms and 1s.
+func DefaultHeartbeat(c *config.Config) time.Duration {
 	hb := time.Second
 	for _, a := range c.Apps {
 		hb = min(hb, a.Check.Interval.D()/3)

@@ -244,7 +244,7 @@ func TestInvalidOptionsAreRefusedNamingEachField(t *testing.T) {
 		t.Fatal("Run accepted invalid options")
 	}
 	for _, want := range []string{"js: missing", "config: missing", `region: "us west" may hold only`, "name: must not be empty",
-		"member_ttl: 1ms is shorter than the heartbeat 1s"} {
+		"member_ttl: 1ms is shorter than two heartbeats (2 × 1s)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}

@@ -76,6 +76,12 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 		{"prober without a region", []string{"prober", "--nats", noNATS}, 2, "--region: must not be empty"},
 		{"prober with a bad NATS URL", []string{"prober", "--region", "r", "--nats", "http://x"}, 2, "--nats: want a nats://"},
 		{"prober with a missing configuration", []string{"prober", "--region", "r", "--config", missing}, 2, "--config: open"},
+		{"prober with a negative member ttl", []string{"prober", "--region", "r", "--member-ttl", "-1s", "--nats", noNATS}, 2, "--member-ttl: must not be negative, got -1s"},
+		// Its heartbeat comes from the configuration's checks (5 s by default: 1 s), which the
+		// role reads while NATS is away.
+		{"prober with a member ttl shorter than two heartbeats", []string{"prober", "--region", "r", "--config", good, "--member-ttl", "1500ms", "--nats", noNATS}, 2,
+			"--member-ttl: 1.5s is shorter than two heartbeats (2 × 1s): the heartbeat is a third of the configuration's shortest check interval, within 100ms and 1s"},
+		{"prober with a member ttl over an hour", []string{"prober", "--region", "r", "--config", good, "--member-ttl", "2h", "--nats", noNATS}, 2, "--member-ttl: want at most 1h0m0s, got 2h0m0s"},
 		{"prober with a missing credential directory", []string{"prober", "--region", "r", "--credential-dir", missing, "--nats", noNATS}, 2, "--credential-dir: credential directory lstat " + missing + ": no such file or directory"},
 		{"dns with a credential directory that is a file", []string{"dns", "--credential-dir", good, "--nats", noNATS}, 2, "--credential-dir: credential directory " + good + " is not a directory"},
 		{"up with a missing credential directory", []string{"up", "--credential-dir", missing}, 2, "--credential-dir: credential directory lstat"},

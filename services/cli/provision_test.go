@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/prober"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -116,5 +118,29 @@ func TestARoleThatMayCreateTheStreamsItNeedsCreatesThoseMissing(t *testing.T) {
 	// As detour apply makes it: refusing roll-ups, which would purge every region's records.
 	if ns.Stream(t, events.StreamProbers).CachedInfo().Config.AllowRollup {
 		t.Error("the bucket the prober made allows roll-ups")
+	}
+}
+
+func TestAProberAnnouncesTheMemberTTLItWasGiven(t *testing.T) {
+	ns := eventstest.Start(t)
+	eventstest.Run(t, "prober", func(ctx context.Context) error {
+		return runProber(ctx, []string{"--nats", ns.URL, "--config", writeConfig(t), "--region", "us-west", "--name", "p1",
+			"--member-ttl", "5s", "--log-level", "error"}, nil, io.Discard)
+	})
+	var rec prober.Member
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		kv, err := ns.JS.KeyValue(context.Background(), events.BucketProbers)
+		if err != nil {
+			return false
+		}
+		e, err := kv.Get(context.Background(), "us-west.p1")
+		if err != nil {
+			return false
+		}
+		rec, err = prober.DecodeMember(e.Value())
+		return err == nil
+	}, "the prober to announce itself")
+	if rec.TTL() != 5*time.Second {
+		t.Errorf("the prober's record claims a ttl of %s, want the 5s of --member-ttl", rec.TTL())
 	}
 }

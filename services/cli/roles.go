@@ -367,15 +367,28 @@ func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error
 func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prober", flag.ContinueOnError)
 	var region string
-	r := role{check: func() error { return checkToken("--region", region) }, streams: Streams("prober")}
+	var memberTTL time.Duration
+	r := role{check: func() error {
+		if memberTTL < 0 {
+			return usageErr("--member-ttl: must not be negative, got %s", memberTTL)
+		}
+		return checkToken("--region", region)
+	}, streams: Streams("prober")}
 	fs.StringVar(&region, "region", "", "probing region this worker belongs to (required)")
 	fs.StringVar(&r.name, "name", hostname(), "this worker's name, unique in its region")
+	fs.DurationVar(&memberTTL, "member-ttl", 0, "how long this worker counts as live after each heartbeat: its checks move to the others this long after it dies, and a stall of this less a heartbeat is survived; at least two heartbeats (a heartbeat is a third of the shortest check interval, within 100ms and 1s) (default: three heartbeats, at least 1s)")
 	r.credentialDirs = registerCredentialDirs(fs)
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics, CredentialDirs: r.dirs}
+	if memberTTL != 0 {
+		if err := prober.CheckMemberTTL(memberTTL, prober.DefaultHeartbeat(cfg)); err != nil {
+			return usageErr("--member-ttl: %w: the heartbeat is a third of the configuration's shortest check interval, within 100ms and 1s", err)
+		}
+	}
+	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics, CredentialDirs: r.dirs,
+		MemberTTL: memberTTL}
 	if r.configPath == "" { // follow the versions `detour apply` makes
 		o.Configs = config.Watch(ctx, js, r.version, log, "prober", region, r.name)
 	}
