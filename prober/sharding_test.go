@@ -216,6 +216,27 @@ func (s *stalls) within(from, to time.Time, long time.Duration) bool {
 	return false
 }
 
+// stalled returns how long this process stalled, in all, between from and to: each gap's part
+// there beyond the detector's own 10 ms tick.
+func (s *stalls) stalled(from, to time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum time.Duration
+	for _, g := range s.gaps {
+		start, end := g[0].Add(10*time.Millisecond), g[1]
+		if start.Before(from) {
+			start = from
+		}
+		if end.After(to) {
+			end = to
+		}
+		if end.After(start) {
+			sum += end.Sub(start)
+		}
+	}
+	return sum
+}
+
 func (s *stalls) list() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
