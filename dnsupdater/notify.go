@@ -211,11 +211,18 @@ func (n *notifier) superseded(z *zone.Zone) <-chan struct{} {
 
 // holding returns a channel closed once the secondary at target (an address and port) is known
 // to hold z's serial or a later one, because it transferred it (see held), and a function to
-// call once the exchange ends. It never closes for a target that is no address, or on a nil n.
+// call once the exchange ends. It never closes for a target that is no address, one whose
+// address another of z's secondaries shares (a transfer from there may be the other's: two
+// name servers on one host, or behind one NAT), or on a nil n.
 func (n *notifier) holding(z *zone.Zone, target string) (<-chan struct{}, func()) {
 	ap, err := netip.ParseAddrPort(target)
 	if n == nil || err != nil {
 		return nil, func() {}
+	}
+	for _, other := range z.Config.Notify {
+		if o, err := netip.ParseAddrPort(other); err == nil && other != target && o.Addr().Unmap() == ap.Addr().Unmap() {
+			return nil, func() {}
+		}
 	}
 	w := &heldWait{addr: ap.Addr().Unmap(), serial: z.Serial, done: make(chan struct{})}
 	n.mu.Lock()
