@@ -115,3 +115,38 @@ func TestAServerWhoseDataDirWasCopiedIsToldToTheOperator(t *testing.T) {
 		t.Errorf("one version of the copy's after this server's own two: want one error line, got %d", n)
 	}
 }
+
+// TestAnotherServersRecordDoesNotHideAThirdServersOlderRecordsAtItsSerial: dns-b recorded the
+// zone at this server's serial with older records, which a secondary may have taken from it:
+// this server must re-stamp, or the secondary keeps dns-b's records until the zone next
+// changes. A DNS user (dns-x) that records the zone after dns-b, at its serial or the next,
+// with this server's digest, or from a position far ahead, must not hide dns-b's record.
+func TestAnotherServersRecordDoesNotHideAThirdServersOlderRecordsAtItsSerial(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	own := ownVersion{serial: 1000, position: 10, since: 8, digest: func() string { return "mine" }}
+	b := peerVersion{zone: "demo.test.", serial: 1000, digest: "theirs", stateSeq: 5, server: peerName("dns-b", "id-b")}
+	for _, tt := range []struct {
+		name string
+		x    peerVersion
+	}{
+		{"at its serial with this server's digest", peerVersion{serial: 1000, digest: "mine", stateSeq: 10}},
+		{"one past its serial with this server's digest", peerVersion{serial: 1001, digest: "mine", stateSeq: 10}},
+		{"at its serial from a position far ahead", peerVersion{serial: 1000, digest: "forged", stateSeq: 1 << 62}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newPeerClock(peerName("dns-m", "id-m"))
+			c.see(b, now)
+			x := tt.x
+			x.zone, x.server = "demo.test.", peerName("dns-x", "id-x")
+			c.see(x, now)
+			c.restamp("demo.test.", own, now)
+			past, ok, _ := c.restamp("demo.test.", own, now.Add(restampGrace))
+			if !ok {
+				t.Fatal("no re-stamp: dns-x's record hid dns-b's older records at this server's serial")
+			}
+			if past != x.serial {
+				t.Errorf("re-stamped past %d, want past the highest serial recorded, %d", past, x.serial)
+			}
+		})
+	}
+}

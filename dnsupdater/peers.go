@@ -5,6 +5,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -19,12 +20,12 @@ import (
 //
 // Each server therefore follows the versions the others record on the DNS stream (one consumer
 // on detour.dns.>, whatever the number of zones), keeps per zone the highest serial another
-// server recorded, and:
+// server recorded and each writer's highest version, and:
 //   - gives each new version of its own a serial after both its last one and that highest one
 //     (a Lamport clock): a version the server left makes after the other stopped passes
 //     whatever serial the other served;
 //   - re-stamps a zone, serving its content at a serial past the other's and NOTIFYing, when
-//     the other recorded a serial at or after its own for other records (the digest,
+//     any other recorded a serial at or after its own for other records (the digest,
 //     events.ZoneChanged.Digest, differs) and its own records are the newer: a secondary that
 //     took the other's serial then takes its content even if the other stops before its next
 //     version. It waits restampGrace first: a server behind usually records its next version,
@@ -92,6 +93,9 @@ type peerVersion struct {
 	digest   string // "" when the record has none (an older server's)
 	stateSeq uint64
 	server   string // peerName of its writer and id
+	// writer is the writer its subject names ("": server's alone), whose last version of a
+	// zone the clock keeps beside every other writer's (see peerClock.latest).
+	writer string
 }
 
 // ownVersion is a zone as this server serves it: its serial, the digest of its records, the
@@ -103,19 +107,26 @@ type ownVersion struct {
 	position, since uint64
 }
 
-// peerClock keeps, per zone, the highest serial other servers recorded, and decides the
-// re-stamps. Pure: time comes from its callers. Only the refresher uses it.
+// peerClock keeps, per zone, the highest serial other servers recorded and each writer's
+// highest version, and decides the re-stamps. Pure: time comes from its callers. Only the
+// refresher uses it.
 type peerClock struct {
 	// self is this server's peerName, which breaks the tie between versions at one position.
 	self    string
 	highest map[string]peerVersion
+	// latest holds, per zone, each writer's highest version: a re-stamp is asked for by any of
+	// them, so that one writer's record (at the serial of another's with older records, with
+	// this server's digest or from a position far ahead) cannot hide another's. One per
+	// writer, not per id a record claims, which any DNS user may vary at will.
+	latest map[string]map[string]peerVersion
 	// asked is when a zone's re-stamp was first asked for (see restampGrace), restamped when
 	// it last took one.
 	asked, restamped map[string]time.Time
 }
 
 func newPeerClock(self string) *peerClock {
-	return &peerClock{self: self, highest: map[string]peerVersion{}, asked: map[string]time.Time{}, restamped: map[string]time.Time{}}
+	return &peerClock{self: self, highest: map[string]peerVersion{}, latest: map[string]map[string]peerVersion{},
+		asked: map[string]time.Time{}, restamped: map[string]time.Time{}}
 }
 
 // see folds v, observed at now, and reports whether it counts: a serial more than maxPeerLead
@@ -125,8 +136,18 @@ func (c *peerClock) see(v peerVersion, now time.Time) bool {
 		return false
 	}
 	// At one serial a version with a digest wins over a push, which says less.
-	if h, ok := c.highest[v.zone]; !ok || serialAfter(v.serial, h.serial) || v.serial == h.serial && (v.digest != "" || h.digest == "") {
+	higher := func(h peerVersion, ok bool) bool {
+		return !ok || serialAfter(v.serial, h.serial) || v.serial == h.serial && (v.digest != "" || h.digest == "")
+	}
+	if h, ok := c.highest[v.zone]; higher(h, ok) {
 		c.highest[v.zone] = v
+	}
+	writer := cmp.Or(v.writer, v.server)
+	if c.latest[v.zone] == nil {
+		c.latest[v.zone] = map[string]peerVersion{}
+	}
+	if h, ok := c.latest[v.zone][writer]; higher(h, ok) {
+		c.latest[v.zone][writer] = v
 	}
 	return true
 }
@@ -146,22 +167,33 @@ func (c *peerClock) floor(name string) (uint32, bool) {
 // restampEvery since its last re-stamp, or may once it has read as far as the other
 // (behindRecheck), wait says how long until it may be asked again.
 func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past uint32, ok bool, wait time.Duration) {
-	v, seen := c.highest[name]
+	// Each writer's version is weighed alone; any one asking for a re-stamp has it.
+	digest := sync.OnceValue(own.digest)
+	asks, behind := false, false
+	for _, v := range c.latest[name] {
+		switch {
+		case serialAfter(own.serial, v.serial), v.digest == "", v.digest == digest(),
+			// This server's records were the same at the other's position: the configurations
+			// differ, which no position tells apart, and the higher name re-stamps.
+			v.stateSeq >= own.since && v.stateSeq <= own.position && v.server > c.self:
+		case v.stateSeq > own.position:
+			// The other has read further: this server's next version passes its serial, if
+			// the zone changes meanwhile; if it does not (other configurations), the zone is
+			// looked at again once this server has read as far.
+			behind = true
+		default:
+			asks = true
+		}
+	}
 	switch {
-	case seen && !serialAfter(own.serial, v.serial) && v.digest != "" && v.stateSeq > own.position:
-		// The other has read further: this server's next version passes its serial, if the
-		// zone changes meanwhile; if it does not (other configurations), the zone is looked
-		// at again once this server has read as far.
+	case !asks && behind:
 		delete(c.asked, name)
 		return 0, false, behindRecheck
-	case !seen, serialAfter(own.serial, v.serial), v.digest == "",
-		// This server's records were the same at the other's position: the configurations
-		// differ, which no position tells apart, and the higher name re-stamps.
-		v.stateSeq >= own.since && v.server > c.self,
-		v.digest == own.digest():
+	case !asks:
 		delete(c.asked, name)
 		return 0, false, 0
 	}
+	v := c.highest[name]
 	asked, ok := c.asked[name]
 	if !ok {
 		c.asked[name], asked = now, now
@@ -261,7 +293,7 @@ func peerVersionOf(subject string, data []byte, self peerSelf) (peerVersion, pee
 	if zc.Zone == "" || events.ZoneToken(zc.Zone) != tok[0] {
 		return peerVersion{}, recordIgnored
 	}
-	v := peerVersion{zone: zone.Canonical(zc.Zone), serial: zc.Serial, digest: zc.Digest, stateSeq: zc.StateSeq, server: peerName(tok[1], zc.Server)}
+	v := peerVersion{zone: zone.Canonical(zc.Zone), serial: zc.Serial, digest: zc.Digest, stateSeq: zc.StateSeq, server: peerName(tok[1], zc.Server), writer: tok[1]}
 	switch {
 	case zc.Server != self.id:
 		return v, recordOfPeer
