@@ -7,6 +7,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
 )
 
 // zoneChangedOn publishes on subject a ZoneChanged event of zc, dated at, with an id no DNS
@@ -32,7 +33,7 @@ func tableSerial(srv *Server, apex string) uint32 { return srv.table.Load().seri
 // records, but only on its own subjects, and its writer is what counts.
 func TestTheServerIDARecordClaimsDoesNotChooseWhichServerReStamps(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	self := peerSelf{id: "id-m", writer: "dns-m", started: now.Add(-time.Hour), key: events.NewIDKey()}
+	self := peerSelf{id: "id-m", writer: "dns-m", key: events.NewIDKey()}
 	own := ownVersion{serial: 1000, position: 10, since: 5, digest: func() string { return "mine" }}
 	restamps := map[string]bool{}
 	for _, claimed := range []string{"id-a", "id-z"} {
@@ -40,7 +41,7 @@ func TestTheServerIDARecordClaimsDoesNotChooseWhichServerReStamps(t *testing.T) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, rec := peerVersionOf(events.ZoneSubject("demo.test.", "dns-a"), env.Encode(), self)
+		v, rec := peerVersionOf(events.ZoneSubject("demo.test.", "dns-a"), env.Encode(), 1, self)
 		if rec != recordOfPeer {
 			t.Fatalf("the record of dns-a claiming %s: not taken for another server's version (%d)", claimed, rec)
 		}
@@ -148,5 +149,46 @@ func TestAnotherServersRecordDoesNotHideAThirdServersOlderRecordsAtItsSerial(t *
 				t.Errorf("re-stamped past %d, want past the highest serial recorded, %d", past, x.serial)
 			}
 		})
+	}
+}
+
+// TestARestartAfterTheClockWasSetBackIsNotTakenForACopiedDataDir: the run before this one
+// recorded its last version with a clock a minute ahead (set back since, by NTP at boot or on
+// another host the data dir moved to). That version, on this server's subject under its id,
+// is the previous run's, not a copy's: no error may tell the operator to remove dns-server-id.
+func TestARestartAfterTheClockWasSetBackIsNotTakenForACopiedDataDir(t *testing.T) {
+	js := eventstest.Start(t)
+	dir := t.TempDir()
+	first, err := New(Options{JS: js.JS, Config: eventstest.Config(t, demoConfig), Addr: "127.0.0.1:0", DataDir: dir, Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := eventstest.Run(t, "first run", first.Run)
+	subject := events.ZoneSubject("demo.test.", first.writer)
+	var last events.Envelope
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		m, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), subject)
+		if err != nil {
+			return false
+		}
+		last, err = events.Decode(m.Data)
+		return err == nil && last.Type == events.TypeZoneChanged
+	}, "the first run's version recorded")
+	stop()
+	// The first run's last version, as its clock a minute ahead dated it.
+	last.Time = time.Now().Add(time.Minute).UTC()
+	if _, err := js.JS.Publish(context.Background(), subject, last.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	// A version claiming the server's id on another writer's subject, after that one in the
+	// stream: once its warning is logged, the follower has read the first run's version.
+	zoneChangedOn(t, js, events.ZoneSubject("demo.test.", "dns-other"), time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: 1, Server: first.id, Digest: "forged", StateSeq: 1})
+	_, logs := startLogged(t, js, eventstest.Config(t, demoConfig), dir, nil)
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		return logs.Count("a version on another dns server's subject names this server's id; ignored: that server's data dir was copied from this one's (remove dns-server-id from it and restart it), or the record is forged") > 0
+	}, "the version on dns-other's subject read")
+	if n := logs.Count("another dns server records versions under this server's id and credentials: its data dir was copied from this one's, and the two never pass each other's serials; stop it, remove dns-server-id from its data dir and start it again"); n != 0 {
+		t.Errorf("the first run's version, dated a minute ahead of this run's clock, was taken for a copy's: %d error lines", n)
 	}
 }

@@ -221,26 +221,32 @@ func peerName(writer, id string) string { return writer + "/" + id }
 // peerSelf is what peerVersionOf tells this server's own records by.
 type peerSelf struct {
 	id, writer string
-	// started is when this run started and key its IDKey: a record under id on writer's
-	// subjects, dated since, is this run's only if key derived its event's id.
-	started time.Time
-	key     events.IDKey
+	// key is this run's IDKey, which derived the ids of its versions, and firstOwn the stream
+	// sequence of the first of them read (0: none yet). A record under id on writer's subjects
+	// that key did not derive is an earlier run's if the stream holds it before firstOwn, and a
+	// copy's if after: the stream's order, not the dates the records carry, which a clock set
+	// back between two runs would make the earlier run's later than this one's start.
+	key      events.IDKey
+	firstOwn uint64
 }
 
 // peerRecord is what peerVersionOf made of a message.
 type peerRecord int
 
 const (
-	// recordIgnored is no version of another server's: this server's own, or anything else.
+	// recordIgnored is no version of another server's: an earlier run's of this server, or
+	// anything else.
 	recordIgnored peerRecord = iota
+	// recordOwn is a version this run recorded.
+	recordOwn
 	// recordOfPeer is a version of another server's.
 	recordOfPeer
 	// recordOurIDElsewhere is a version under this server's id on another writer's subject: from a
 	// server whose data dir was copied from this one's, or forged.
 	recordOurIDElsewhere
-	// recordOurIDCopied is a version under this server's id, on its own subject and dated since this
-	// run started, that this run did not record: from a server whose data dir and credentials
-	// were copied from this one's.
+	// recordOurIDCopied is a version under this server's id, on its own subject and after this
+	// run's first in the stream, that this run did not record: from a server whose data dir and
+	// credentials were copied from this one's.
 	recordOurIDCopied
 )
 
@@ -250,9 +256,9 @@ const (
 // served and comes after the version on the subject, so that it is the last message a start
 // reads there: it counts as a version without a digest, by the writer's name alone. Anything
 // else (an event that does not decode, a zone that is not its subject's, this server's own) is
-// not; nor is a version under this server's id that this run did not record, which it tells
-// apart (see peerRecord).
-func peerVersionOf(subject string, data []byte, self peerSelf) (peerVersion, peerRecord) {
+// not; nor is a version under this server's id, which it tells apart by the message's stream
+// sequence seq (see peerRecord).
+func peerVersionOf(subject string, data []byte, seq uint64, self peerSelf) (peerVersion, peerRecord) {
 	tok := events.SplitSubject(subject, "detour.dns")
 	if len(tok) != 2 {
 		return peerVersion{}, recordIgnored
@@ -299,8 +305,10 @@ func peerVersionOf(subject string, data []byte, self peerSelf) (peerVersion, pee
 		return v, recordOfPeer
 	case tok[1] != self.writer:
 		return v, recordOurIDElsewhere
-	case env.Time.Before(self.started) || self.key.Derives(env, changeKey(env.Source, zc.Server, zc.Zone, zc.Serial, zc.Part)):
-		return peerVersion{}, recordIgnored // an earlier run's, or this one's
+	case self.key.Derives(env, changeKey(env.Source, zc.Server, zc.Zone, zc.Serial, zc.Part)):
+		return peerVersion{}, recordOwn
+	case self.firstOwn == 0 || seq < self.firstOwn:
+		return peerVersion{}, recordIgnored // an earlier run's
 	default:
 		return v, recordOurIDCopied
 	}
@@ -311,14 +319,22 @@ func peerVersionOf(subject string, data []byte, self peerSelf) (peerVersion, pee
 func (s *Server) followPeers(ctx context.Context) {
 	f := events.Follower{JS: s.o.JS, Stream: events.StreamDNS, Reader: "peers", Log: s.log,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	self := peerSelf{id: s.id, writer: s.writer, started: s.started, key: s.idKey}
+	self := peerSelf{id: s.id, writer: s.writer, key: s.idKey}
 	f.Run(ctx, func(d events.Delivery) {
+		if d.Recreated {
+			self.firstOwn = 0 // the new stream's sequences start over
+		}
 		if d.Msg == nil {
 			return
 		}
-		v, rec := peerVersionOf(d.Subject, d.Data, self)
+		v, rec := peerVersionOf(d.Subject, d.Data, d.Seq, self)
 		switch rec {
 		case recordIgnored:
+			return
+		case recordOwn:
+			if self.firstOwn == 0 {
+				self.firstOwn = d.Seq
+			}
 			return
 		case recordOurIDElsewhere:
 			s.peerRefusals.Gate(s.log.Warn(), "elsewhere "+d.Subject).Str("subject", d.Subject).Str("server_id", s.id).

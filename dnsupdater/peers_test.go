@@ -254,8 +254,8 @@ func FuzzPeerVersionOf(f *testing.F) {
 	f.Add("detour.dns.demo_test.dns-a", []byte(`{"type":"detour.dns.push_failed.v1","data":{"zone":"demo.test.","serial":7}}`))
 	f.Add("detour.dns.demo_test.dns-a", []byte(`{"type":"detour.dns.zone_changed.v1","time":"2026-01-01T00:00:00Z","data":{"zone":"demo.test.","serial":7,"server":"id-a"}}`))
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
-		v, rec := peerVersionOf(subject, data, peerSelf{id: "id-a", writer: "dns-a", started: time.Unix(0, 0), key: events.NewIDKey()})
-		if rec == recordIgnored {
+		v, rec := peerVersionOf(subject, data, 2, peerSelf{id: "id-a", writer: "dns-a", key: events.NewIDKey(), firstOwn: 1})
+		if rec == recordIgnored || rec == recordOwn {
 			return
 		}
 		tok := events.SplitSubject(subject, "detour.dns")
