@@ -53,7 +53,7 @@ import (
 // A peer's record is believed because only DNS servers may publish on detour.dns.>
 // (deployments/nats/accounts.conf), each on its own subjects, which name it; the server id a
 // record claims counts only beside that writer (peerName), and one claiming this server's
-// own id is ignored and logged (see peerRecord). Still, a forged or broken one must not carry
+// own id is logged (see peerRecord). Still, a forged or broken one must not carry
 // the serials off: a serial more than maxPeerLead past the clock is ignored
 // (and logged once per peerRefusalWindow), and a zone is re-stamped at most once per
 // restampEvery. Without NATS nothing changes: the server answers and takes its serials as
@@ -242,7 +242,7 @@ const (
 	// recordOfPeer is a version of another server's.
 	recordOfPeer
 	// recordOurIDElsewhere is a version under this server's id on another writer's subject: from a
-	// server whose data dir was copied from this one's, or forged.
+	// server whose data dir was copied from this one's, or forged. It counts as that writer's.
 	recordOurIDElsewhere
 	// recordOurIDCopied is a version under this server's id, on its own subject and after this
 	// run's first in the stream, that this run did not record: from a server whose data dir and
@@ -337,9 +337,10 @@ func (s *Server) followPeers(ctx context.Context) {
 			}
 			return
 		case recordOurIDElsewhere:
+			// Counted still: a copy under its own NATS user is a master whose serials a
+			// secondary may hold, and a forger gains nothing that another id would not give it.
 			s.peerRefusals.Gate(s.log.Warn(), "elsewhere "+d.Subject).Str("subject", d.Subject).Str("server_id", s.id).
-				Msg("a version on another dns server's subject names this server's id; ignored: that server's data dir was copied from this one's (remove dns-server-id from it and restart it), or the record is forged")
-			return
+				Msg("a version on another dns server's subject names this server's id; counted as that server's: its data dir was copied from this one's (remove dns-server-id from it and restart it), or the record is forged")
 		case recordOurIDCopied:
 			s.peerRefusals.Gate(s.log.Error(), "copied "+v.zone).Str("zone", v.zone).Str("subject", d.Subject).Str("server_id", s.id).
 				Msg("another dns server records versions under this server's id and credentials: its data dir was copied from this one's, and the two never pass each other's serials; stop it, remove dns-server-id from its data dir and start it again")
