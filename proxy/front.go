@@ -130,7 +130,10 @@ func (h *handoff) pass(c net.Conn) {
 // client that stops reading frees the edge's connection upstream. On an HTTP/2 connection it
 // also follows the frames written (frames), for streamWriter: a client that grants small
 // windows takes a stream's answer a few bytes at a time, and each write to the connection
-// progresses though no handler's write completes.
+// progresses though no handler's write completes. A DATA frame's bytes are known to be a
+// stream's only while that stream is the one the connection is answering (answering), as a
+// stream's answer bytes go out only while its handler writes or flushes, or within
+// client_write of its handler's end.
 type clientConn struct {
 	net.Conn
 	write time.Duration
@@ -139,7 +142,10 @@ type clientConn struct {
 	// frames follows what is written.
 	http1, started bool
 	frames         frameWatch
-	// dataAt is when a DATA frame's bytes were last written, in Unix nanoseconds.
+	// answering counts the streams whose answer bytes may be being written (see streamWriter).
+	answering atomic.Int32
+	// dataAt is when a DATA frame's bytes were last written while a single stream was being
+	// answered, in Unix nanoseconds.
 	dataAt atomic.Int64
 }
 
@@ -147,11 +153,14 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	if c.write > 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
 	}
+	sole := c.answering.Load() <= 1
 	n, err := c.Conn.Write(p)
 	if !c.started && n > 0 {
 		c.started, c.http1 = true, p[0] == 'H'
 	}
-	if !c.http1 && c.frames.feed(p[:n]) {
+	// A stream that began to be answered while p was written saw the count rise: the bytes
+	// are credited to the one answered before and after.
+	if !c.http1 && c.frames.feed(p[:n]) && sole && c.answering.Load() <= 1 {
 		c.dataAt.Store(time.Now().UnixNano())
 	}
 	return n, err

@@ -141,8 +141,11 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			w = sw
 			// net/http writes what it still buffers (up to 4 KiB, all of a short answer) once
 			// the handler returned, out of streamWriter's reach: the stream's own deadline
-			// bounds that last write.
-			defer func() { _ = sw.rc.SetWriteDeadline(time.Now().Add(d)) }()
+			// bounds that last write, and the stream counts as answered until then.
+			defer func() {
+				sw.answering(d)
+				_ = sw.rc.SetWriteDeadline(time.Now().Add(d))
+			}()
 		}
 		if msg := badRequest(r); msg != "" {
 			http.Error(w, msg, http.StatusBadRequest)
@@ -570,11 +573,14 @@ func clientConnOf(ctx context.Context) *clientConn {
 // bounds an HTTP/1.1 client's: net/http's HTTP/2 server waits for flow-control window without
 // end, so a client that grants none would otherwise hold the request, and its connection
 // upstream, for ever. A write that makes no progress in time resets the stream, which ends it
-// with an error. Progress is a DATA frame's bytes written on the client's connection (conn,
-// when the edge accepted it): a write of a chunk takes as many windows as the client grants
-// it in, each a frame, and a client that takes its answer in small windows progresses with
-// every one though the chunk takes longer than client_write. The frame may be another
-// stream's of the same connection: net/http does not say which stream is the handler's.
+// with an error. Progress is the write's end or, while the stream is the only one its
+// connection (conn, when the edge accepted it) answers, a DATA frame's bytes written on the
+// connection: a write of a chunk takes as many windows as the client grants it in, each a
+// frame, and a client that takes its answer in small windows progresses with every one though
+// the chunk takes longer than client_write. net/http does not say which stream a frame is
+// for, so while several streams are answered at once each chunk must go within client_write:
+// otherwise a client could keep one stream waiting for window for ever, and its connection
+// upstream, by taking another's answer a byte at a time.
 type streamWriter struct {
 	http.ResponseWriter
 	rc   *http.ResponseController
@@ -585,6 +591,10 @@ type streamWriter struct {
 // bound runs op, resetting the stream once neither op ended nor the connection took data for
 // w.d.
 func (w *streamWriter) bound(op func() error) error {
+	if w.conn != nil {
+		w.conn.answering.Add(1)
+		defer w.conn.answering.Add(-1)
+	}
 	var mu sync.Mutex
 	done := false
 	start := time.Now()
@@ -615,6 +625,15 @@ func (w *streamWriter) bound(op func() error) error {
 		mu.Unlock()
 	}
 	return err
+}
+
+// answering counts the stream as answered on its connection for d, while net/http writes what
+// it still buffers once the handler returned.
+func (w *streamWriter) answering(d time.Duration) {
+	if w.conn != nil {
+		w.conn.answering.Add(1)
+		time.AfterFunc(d, func() { w.conn.answering.Add(-1) })
+	}
 }
 
 // streamChunk is how much of a write must go within w.d: net/http's HTTP/2 server hands its

@@ -187,3 +187,41 @@ func FuzzFrameWatch(f *testing.F) {
 		}
 	})
 }
+
+// A client may not keep one stream's answer waiting for window for ever by taking another
+// stream's answer a few bytes at a time on the same connection: the waiting stream is reset
+// after client_write, which frees its connection upstream, as it would be with no other
+// stream open.
+func TestAnHTTP2StreamGrantedNoWindowIsResetThoughAnotherStreamOfItsConnectionProgresses(t *testing.T) {
+	big := httptestServer(t, 1<<20)
+	e1 := backend(t, "e1")
+	c := twoEdgesWith(t, []string{big}, []string{e1.Listener.Addr().String()}, "http", "",
+		", timeouts: {client_write: 300ms}")
+	conn, fr, get := h2cClient(t, c.west, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get, EndHeaders: true, EndStream: true})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: get, EndHeaders: true, EndStream: true})
+	_ = fr.WriteWindowUpdate(3, 256) // stream 1 is granted nothing, ever
+	taken := 0
+	end := time.Now().Add(3 * time.Second)
+	_ = conn.SetReadDeadline(end)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("stream 1 was still open 3s after it asked, while stream 3 took %d bytes in 256-byte windows, want it reset after client_write (300ms)", taken)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 1 {
+				t.Logf("stream 1 reset (%v) while stream 3 had taken %d bytes", f.ErrCode, taken)
+				return
+			}
+		case *http2.DataFrame:
+			if n := len(f.Data()); f.StreamID == 3 && n > 0 {
+				taken += n
+				time.Sleep(20 * time.Millisecond) // the client's pace, not synchronisation
+				_ = fr.WriteWindowUpdate(3, uint32(n))
+				_ = fr.WriteWindowUpdate(0, uint32(n))
+			}
+		}
+	}
+}
