@@ -134,7 +134,7 @@ func (a *app) forward(gone func() bool, r *appRoute, plan []route.Target, retria
 			a.metrics.attempted(i, t.Secondary, at.start, 0)
 		}
 		if err == nil {
-			a.succeeded(r, t)
+			a.succeeded(r, at)
 			return nil
 		}
 		if gone() {
@@ -156,6 +156,7 @@ type attempt struct {
 	retryStatus bool
 	start       time.Time
 	answered    bool
+	code        int // the answer's status, once answered (0 for a TCP connection)
 }
 
 // retryAnswer reports whether at's answer, with code, goes to the next target rather than to
@@ -167,7 +168,7 @@ func (a *app) retryAnswer(at *attempt, code int, replayable bool) bool {
 
 // answered records that the head of an answer with code arrived for at.
 func (a *app) answered(at *attempt, code int) {
-	at.answered = true
+	at.answered, at.code = true, code
 	a.metrics.attempted(at.i, at.t.Secondary, at.start, code)
 }
 
@@ -176,14 +177,18 @@ type statusError struct{ code int }
 
 func (e *statusError) Error() string { return fmt.Sprintf("the instance answered %d", e.code) }
 
-// succeeded ends the run of failures of t, and puts it back in rotation when it was ejected. A
-// secondary that answered is used again as one whose heartbeat answers (peers.pingAll), as a
-// request it failed takes it out at once (failed): tried as the last resort while its
-// heartbeats failed (it was not listening yet when this edge started, say), it would otherwise
-// stay behind an ejected instance until its next heartbeat.
-func (a *app) succeeded(r *appRoute, t route.Target) {
+// succeeded ends the run of failures of at's target, and puts it back in rotation when it was
+// ejected. A secondary that answered, other than with a 5xx, is used again as one whose
+// heartbeat answers (peers.pingAll), as a request it failed takes it out at once (failed):
+// tried as the last resort while its heartbeats failed (it was not listening yet when this
+// edge started, say), it would otherwise stay behind an ejected instance until its next
+// heartbeat. A 5xx (its own 502, having reached no instance either) shows no such thing: the
+// heartbeats still decide, so a secondary that fails them does not take requests from an
+// instance that may have recovered.
+func (a *app) succeeded(r *appRoute, at *attempt) {
+	t := at.t
 	if t.Secondary {
-		if r.secondary != nil && !r.secondary.alive.Swap(true) {
+		if r.secondary != nil && at.code < 500 && !r.secondary.alive.Swap(true) {
 			a.log.Info().Str("secondary", r.Secondary.Edge).Str("address", t.Addr).Msg("secondary edge answers requests again")
 		}
 		return

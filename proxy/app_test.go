@@ -40,7 +40,7 @@ func TestAnEjectedInstanceReturnsWhenItAnswersOrTheDeciderSawItRecover(t *testin
 		{func() { a.failed(a.route.Load(), target, noAnswer, refused) }, false, "a broken connection is one of passive_fall's 3"},
 		{func() { a.failed(a.route.Load(), target, timedOut, refused) }, false, "a timeout is the second"},
 		{func() { a.failed(a.route.Load(), target, noAnswer, refused) }, true, "the third ejects it"},
-		{func() { now = now.Add(2 * time.Second); a.succeeded(a.route.Load(), target) }, false, "a try after the cooldown that answers puts it back"},
+		{func() { now = now.Add(2 * time.Second); a.succeeded(a.route.Load(), &attempt{t: target}) }, false, "a try after the cooldown that answers puts it back"},
 		{func() { a.failed(a.route.Load(), target, notSent, refused) }, true, "and the next connect failure ejects it at once"},
 	}
 	for i, s := range steps {
@@ -78,5 +78,36 @@ func TestASecondaryThatAnsweredARequestComesBeforeAnEjectedInstanceWhateverItsLa
 	}
 	if plan := a.plan(a.route.Load(), false); len(plan) == 0 || !plan[0].Secondary {
 		t.Errorf("the next request's plan is %+v, want the secondary first: it answered, and w1 is ejected for an hour", plan)
+	}
+}
+
+// A secondary whose heartbeats fail and that answers a request as the last resort with an
+// error of its own (a 502: it reached no instance either) does not show it serves: it stays
+// the last resort, after the ejected instance, until a heartbeat answers, rather than taking
+// the next requests from an instance that may have recovered.
+func TestASecondaryThatAnsweredAsTheLastResortWithA5xxStaysTheLastResort(t *testing.T) {
+	e := &edge{name: "edge-west", log: zerolog.Nop(), peers: newPeers("edge-west", "", time.Second, zerolog.Nop())}
+	a := newApp(e, config.EdgeApp{App: "shop", Mode: config.ModeHTTP, PassiveFall: 1, PassiveCooldown: config.Duration(time.Hour),
+		RetryOn: []string{config.RetryOnConnectFailure}})
+	a.setRoute(events.AppRoute{App: "shop", Pool: "west", Available: true,
+		Endpoints: []events.RouteEndpoint{{Name: "w1", Address: "127.0.0.11:8081", Status: events.StatusUp, Weight: 1}},
+		Secondary: &events.SecondaryRoute{Edge: "edge-east", Hostname: "edge-east.demo.test", Address: "127.0.0.22", Port: 8080, Status: events.StatusUp}})
+	r := a.route.Load()
+	r.secondary.alive.Store(false) // its heartbeats fail
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
+	var tried []string
+	err := a.forward(func() bool { return false }, r, a.plan(r, false), true, func() bool { return true }, func(at *attempt) error {
+		tried = append(tried, at.t.Addr)
+		if at.t.Secondary {
+			a.answered(at, 502)
+			return nil
+		}
+		return refused
+	})
+	if err != nil || len(tried) != 2 || tried[1] != "127.0.0.22:8080" {
+		t.Fatalf("the first request tried %q and ended with %v, want w1 then the secondary, which answered 502", tried, err)
+	}
+	if plan := a.plan(a.route.Load(), false); len(plan) == 0 || plan[0].Secondary {
+		t.Errorf("the next request's plan is %+v, want w1 first: the secondary's heartbeats fail and it answered only its own 502", plan)
 	}
 }
