@@ -296,9 +296,14 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 	pass := false
 	defer func() {
 		if v := recover(); v != nil {
-			// As net/http does, a panic ends the connection, not the edge.
+			// As net/http does, a panic ends the connection, not the edge. Its reader and
+			// writer are left to the collector, not pooled: a goroutine of the request (the
+			// watch on a client waiting for an interim answer) may still be using them, and
+			// another connection would be handed a buffer this one's bytes still land in.
 			s.app.log.Error().Interface("panic", v).Str("stack", string(debug.Stack())).Msg("request panicked")
-			pass = false
+			s.front.remove(c)
+			_ = c.Close()
+			return
 		}
 		s.front.remove(c)
 		lc.bw.Reset(nil)
