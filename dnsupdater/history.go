@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
@@ -151,9 +150,10 @@ type writer struct {
 	// fresh says that no version recorded leads to the serial: the data dir told no serial
 	// served (there is none, or it is new), so the zones took new ones.
 	fresh bool
-	// started is when this run started: a version of id dated then or later is this run's, no
-	// serial served before it.
-	started time.Time
+	// key derives the ids of this run's own versions (Server.idKey, new at each start): a
+	// version of id it did not derive is an earlier run's, whatever its date (a clock set back
+	// since dates an earlier run's versions after this start).
+	key events.IDKey
 }
 
 // storedStep reads one stored message of zone name's subject for the server self: another
@@ -168,7 +168,7 @@ func storedStep(name string, self writer, data []byte) stored {
 		return stored{changed: true} // unreadable: a break, whoever wrote it
 	}
 	served := &recorded{serial: zc.Serial, server: zc.Server}
-	if zc.Zone != name || zc.Server == self.id && !env.Time.Before(self.started) {
+	if zc.Zone != name || zc.Server == self.id && self.key.Derives(env, changeKey(env.Source, zc.Server, zc.Zone, zc.Serial, zc.Part)) {
 		// Another zone's, or this run's own, recorded before the subject was read (NATS slow
 		// at start, a zone read late among many): no serial served before the start, and it
 		// would hide the one an earlier run served.
@@ -199,7 +199,7 @@ type histories struct {
 
 // self is the writer whose versions the server's histories follow: its own.
 func (s *Server) self() writer {
-	return writer{name: s.o.Name, id: s.id, token: s.writer, fresh: !s.knowsServed, started: s.started}
+	return writer{name: s.o.Name, id: s.id, token: s.writer, fresh: !s.knowsServed, key: s.idKey}
 }
 
 // installHistories puts the histories read from the stream in front of those of the current

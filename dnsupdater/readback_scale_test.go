@@ -22,10 +22,10 @@ func slowLink(t testing.TB, url string, delay time.Duration) string {
 	return l.URL
 }
 
-// zoneHistory is what the stream records of each zone in a read-back measurement: an earlier
-// run of id earlier served serial-2 (no step), then serial-1 and serial, each a step from the
-// one before.
-func publishHistories(t testing.TB, js *eventstest.Server, names []string, token, earlier string, serial uint32, at time.Time) {
+// publishHistories records what the stream holds of each zone in a read-back measurement: a run
+// of id earlier, whose versions' ids key derived, served serial-2 (no step), then serial-1 and
+// serial, each a step from the one before, an hour ago.
+func publishHistories(t testing.TB, js *eventstest.Server, names []string, token, earlier string, serial uint32, key events.IDKey) {
 	t.Helper()
 	step := func(name string, from uint32) *events.ZoneStep {
 		return &events.ZoneStep{From: from, Added: []string{"shop." + name + "\t5\tIN\tA\t192.0.2.1"}}
@@ -47,7 +47,7 @@ func publishHistories(t testing.TB, js *eventstest.Server, names []string, token
 			{Serial: serial, Step: step(name, serial-1)},
 		} {
 			zc.Zone, zc.Server = name, earlier
-			env, err := events.New(events.TypeZoneChanged, "dns-test", at, zc)
+			env, err := key.Derived(events.TypeZoneChanged, "dns-test", "test", changeKey("dns-test", earlier, name, zc.Serial, 0), time.Now().Add(-time.Hour), zc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,10 +59,10 @@ func publishHistories(t testing.TB, js *eventstest.Server, names []string, token
 	stored()
 }
 
-// readBackOnce has a server named dns-test, connected to url, read every zone of names at
-// serial once, as its start does, and returns what it read, how many messages its connection
-// sent to NATS for it and how long it took.
-func readBackOnce(t testing.TB, url string, names []string, serial uint32, id string, knowsServed bool, started time.Time) (histories, uint64, time.Duration) {
+// readBackOnce has a server named dns-test, whose versions' ids key derives, connected to url,
+// read every zone of names at serial once, as its start does, and returns what it read, how many
+// messages its connection sent to NATS for it and how long it took.
+func readBackOnce(t testing.TB, url string, names []string, serial uint32, id string, knowsServed bool, key events.IDKey) (histories, uint64, time.Duration) {
 	t.Helper()
 	nc := eventstest.Connect(t, url)
 	js, err := events.NewJetStream(nc)
@@ -70,7 +70,7 @@ func readBackOnce(t testing.TB, url string, names []string, serial uint32, id st
 		t.Fatal(err)
 	}
 	s := &Server{o: Options{JS: js, Name: "dns-test"}, log: zerolog.New(io.Discard), writer: "dns-test",
-		id: id, knowsServed: knowsServed, started: started}
+		id: id, knowsServed: knowsServed, idKey: key}
 	zones := make([]*zone.Zone, len(names))
 	for i, name := range names {
 		zones[i] = &zone.Zone{Name: name, Serial: serial}
@@ -123,10 +123,10 @@ func TestReadingBackTenThousandZonesAsksTheStreamFarFewerTimesThanThereAreZones(
 	js := eventstest.Start(t)
 	names := zoneNames(zones)
 	serial := uint32(time.Now().Unix()) + 3600
-	publishHistories(t, js, names, "dns-test", "id-0", serial, time.Now().Add(-time.Hour))
+	publishHistories(t, js, names, "dns-test", "id-0", serial, events.NewIDKey())
 	// A zone of another server's, and one this server no longer serves, are no zone of these.
-	publishHistories(t, js, zoneNames(1), "other", "id-9", serial, time.Now().Add(-time.Hour))
-	publishHistories(t, js, []string{"gone.test."}, "dns-test", "id-0", serial, time.Now().Add(-time.Hour))
+	publishHistories(t, js, zoneNames(1), "other", "id-9", serial, events.NewIDKey())
+	publishHistories(t, js, []string{"gone.test."}, "dns-test", "id-0", serial, events.NewIDKey())
 	slow := slowLink(t, js.URL, 10*time.Millisecond)
 	for _, tt := range []struct {
 		name        string
@@ -145,7 +145,7 @@ func TestReadingBackTenThousandZonesAsksTheStreamFarFewerTimesThanThereAreZones(
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			names := names[:tt.zones]
-			got, asked, took := readBackOnce(t, tt.url, names, serial, tt.id, tt.knowsServed, time.Now())
+			got, asked, took := readBackOnce(t, tt.url, names, serial, tt.id, tt.knowsServed, events.NewIDKey())
 			t.Logf("%d zones read back in %v with %d messages sent to NATS", len(names), took, asked)
 			for _, name := range names {
 				if r, ok := got.served[name]; !ok || r.serial != serial || r.server != "id-0" {
@@ -179,8 +179,9 @@ func TestAZoneWithALongHistoryIsReadBackOverASlowLink(t *testing.T) {
 		versions = append(versions, name)
 	}
 	// Each round of three versions ends at serial: the history chains through the newest three.
-	publishHistories(t, js, versions, "dns-test", "id-0", serial, time.Now().Add(-time.Hour))
-	got, asked, took := readBackOnce(t, slowLink(t, js.URL, 10*time.Millisecond), []string{name}, serial, "id-0", true, time.Now().Add(-2*time.Hour))
+	run := events.NewIDKey()
+	publishHistories(t, js, versions, "dns-test", "id-0", serial, run)
+	got, asked, took := readBackOnce(t, slowLink(t, js.URL, 10*time.Millisecond), []string{name}, serial, "id-0", true, run)
 	t.Logf("a zone of %d versions read back over a 20ms link in %v with %d messages sent to NATS", 3*len(versions), took, asked)
 	if r, ok := got.served[name]; ok {
 		t.Errorf("served %+v, want none: every version is this run's", r)
@@ -198,7 +199,7 @@ func TestAZoneWithALongHistoryIsReadBackOverASlowLink(t *testing.T) {
 func TestASweepOfEveryZoneReadsWhatReadingEachZoneOnItsOwnReads(t *testing.T) {
 	js := eventstest.Start(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	started := time.Now()
+	started, this := time.Now(), events.NewIDKey()
 	base := uint32(started.Unix())
 	names := zoneNames(6)
 	serials := map[string]uint32{}
@@ -214,15 +215,17 @@ func TestASweepOfEveryZoneReadsWhatReadingEachZoneOnItsOwnReads(t *testing.T) {
 			if rng.IntN(5) > 0 {
 				zc.Step = &events.ZoneStep{From: s - 1 - uint32(rng.IntN(2)), Added: []string{"shop." + name + "\t5\tIN\tA\t192.0.2.1"}}
 			}
-			at := started.Add(-time.Hour)
+			// An earlier run's, dated before this start or, after the clock was set back,
+			// after it; or this run's own, its id derived with this run's key.
+			at, key := started.Add(time.Duration(rng.IntN(3)-1)*time.Hour), events.NewIDKey()
 			if rng.IntN(6) == 0 {
-				at = started.Add(time.Second) // this run's own
+				at, key = started.Add(time.Second), this
 			}
 			source := "dns-test"
 			if rng.IntN(8) == 0 {
 				source = "dns-other" // another server of the same token
 			}
-			env, err := events.New(events.TypeZoneChanged, source, at, zc)
+			env, err := key.Derived(events.TypeZoneChanged, source, "test", changeKey(source, zc.Server, name, s, 0), at, zc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,8 +245,8 @@ func TestASweepOfEveryZoneReadsWhatReadingEachZoneOnItsOwnReads(t *testing.T) {
 		zones[i] = &zone.Zone{Name: name, Serial: serials[name]}
 	}
 	for _, self := range []writer{
-		{name: "dns-test", id: "id-0", token: "dns-test", started: started},
-		{name: "dns-test", id: "id-2", token: "dns-test", started: started, fresh: true},
+		{name: "dns-test", id: "id-0", token: "dns-test", key: this},
+		{name: "dns-test", id: "id-2", token: "dns-test", key: this, fresh: true},
 	} {
 		r, err := openReads(context.Background(), js.JS, self.token)
 		if err != nil {

@@ -170,10 +170,13 @@ func TestTheSerialAnEarlierRunServedIsReadPastThisRunsOwnVersions(t *testing.T) 
 	step := func(from uint32) *events.ZoneStep {
 		return &events.ZoneStep{From: from, Added: []string{"shop.demo.test.\t5\tIN\tA\t192.0.2.1"}}
 	}
-	for _, tt := range []struct {
+	type version struct {
 		name string
 		this []events.ZoneChanged // this run's versions, oldest first; the last is the serial read
-	}{
+		// earlierAt dates the earlier run's version from this run's start.
+		earlierAt time.Duration
+	}
+	cases := []version{
 		{name: "a version without a step", this: []events.ZoneChanged{{Serial: now}}},
 		{name: "stepped versions after one without a step", this: []events.ZoneChanged{{Serial: now}, {Serial: now + 1, Step: step(now)}}},
 		// A host of the same name sharing the subject (connected without a user of its own):
@@ -186,13 +189,24 @@ func TestTheSerialAnEarlierRunServedIsReadPastThisRunsOwnVersions(t *testing.T) 
 			}
 			return out
 		}()},
-	} {
+	}
+	for _, tt := range cases {
+		tt.earlierAt = time.Hour
+		cases = append(cases, tt)
+	}
+	for i := range cases[:len(cases)/2] {
+		cases[i].earlierAt = -time.Hour
+		cases[len(cases)/2+i].name += ", the earlier run dated after this start"
+	}
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			js := eventstest.Start(t)
-			publish := func(at time.Time, zc events.ZoneChanged) {
+			// Each run derives its versions' ids with a key of its own.
+			earlier, this := events.NewIDKey(), events.NewIDKey()
+			publish := func(key events.IDKey, at time.Time, zc events.ZoneChanged) {
 				t.Helper()
 				zc.Zone, zc.Server = name, cmp.Or(zc.Server, id)
-				env, err := events.New(events.TypeZoneChanged, source, at, zc)
+				env, err := key.Derived(events.TypeZoneChanged, source, "test", changeKey(source, zc.Server, name, zc.Serial, zc.Part), at, zc)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -200,11 +214,14 @@ func TestTheSerialAnEarlierRunServedIsReadPastThisRunsOwnVersions(t *testing.T) 
 					t.Fatal(err)
 				}
 			}
-			publish(started.Add(-time.Hour), events.ZoneChanged{Serial: ahead, Step: step(ahead - 1)})
+			// The earlier run's version is dated an hour before this start, or, when the
+			// clock was set back since (NTP at boot, the data dir moved to a host behind), an
+			// hour after it.
+			publish(earlier, started.Add(tt.earlierAt), events.ZoneChanged{Serial: ahead, Step: step(ahead - 1)})
 			for _, zc := range tt.this {
-				publish(started.Add(time.Second), zc)
+				publish(this, started.Add(time.Second), zc)
 			}
-			self := writer{name: source, id: id, token: token, started: started}
+			self := writer{name: source, id: id, token: token, key: this}
 			_, served, err := readHistory(context.Background(), js.JS, name, self, tt.this[len(tt.this)-1].Serial)
 			if err != nil {
 				t.Fatal(err)

@@ -127,7 +127,7 @@ type Server struct {
 	// snapshot or serials file): versions recorded under the server's name by another id are
 	// then another host's of the same name, not an earlier run's (see passServed).
 	knowsServed bool
-	// started is when New made the server: the versions its id recorded since are this run's.
+	// started is when New made the server, the time of the versions its first projection made.
 	started time.Time
 	// peerSeen holds the last version of each zone another server recorded, by zone and server,
 	// that the peer follower read since the refresher last took them (under peerMu); peerPoke
