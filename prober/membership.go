@@ -193,6 +193,25 @@ func (r *Roster) Seen(m Member, at time.Time) {
 	r.cached = false
 }
 
+// Recreated records that the watch found the bucket deleted and created again at at: the
+// others' records were the old bucket's. Each of their leases ends two heartbeats after at, or
+// sooner as it stood (held, as any, while this worker's own records do not come back): a member
+// that lives on writes its next record into the new bucket within a heartbeat and stays live
+// without a gap, and one that died meanwhile is not kept for as long as its old record claimed.
+func (r *Roster) Recreated(at time.Time) {
+	end := at.Add(2 * r.heartbeat)
+	for name, s := range r.seen {
+		if name == r.self {
+			continue
+		}
+		if r.expires(name, s).After(end) {
+			s.LastSeen = end.Add(-s.TTL())
+			r.seen[name] = s
+		}
+	}
+	r.cached = false
+}
+
 // Has reports whether the roster holds a record of name, live or not.
 func (r *Roster) Has(name string) bool {
 	_, ok := r.seen[name]
@@ -415,7 +434,7 @@ func (m *membership) follow(ctx context.Context, js jetstream.JetStream) {
 	initial := true
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Recreated {
-			m.forget()
+			m.recreated()
 		}
 		if d.Msg != nil {
 			op := jetstream.KeyValuePut
@@ -434,23 +453,13 @@ func (m *membership) follow(ctx context.Context, js jetstream.JetStream) {
 	})
 }
 
-// forget drops the others' records, for a bucket that was deleted and created again: those
-// were the old bucket's, and a live member writes its next record into the new one within a
-// heartbeat, where one that died since would otherwise be kept until its TTL ran out.
-func (m *membership) forget() {
+// recreated ends the leases of the others' records within two heartbeats, for a bucket that was
+// deleted and created again (Roster.Recreated).
+func (m *membership) recreated() {
 	m.mu.Lock()
-	dropped := false
-	for name := range m.roster.seen {
-		if name != m.self.Name {
-			m.roster.Gone(name)
-			dropped = true
-		}
-	}
+	m.roster.Recreated(m.clock.Now())
 	m.mu.Unlock()
-	if dropped {
-		m.log.Info().Msg("membership bucket created again: forgot the old records")
-		m.tell()
-	}
+	m.log.Info().Msg("membership bucket created again: the old records expire within two heartbeats")
 }
 
 // record is one stored change of a member's key.

@@ -301,6 +301,104 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 	}
 }
 
+func TestRosterEndsTheLeasesOfABucketCreatedAgainWithinTwoHeartbeats(t *testing.T) {
+	const hb = 500 * time.Millisecond // member()'s TTL is 1.5 s
+	long := member("p3", t0)
+	long.TTLMillis = time.Minute.Milliseconds()
+	type step struct {
+		at        time.Duration
+		seen      string // this member's record came at at
+		sent      bool   // this worker sent one of its records at at
+		echo      bool   // this worker's own record came back at at
+		recreated bool   // the watch found the bucket created again at at
+		want      string
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"an old record claiming a minute is gone two heartbeats after", []step{
+			{at: 0, echo: true, seen: "p3", want: "p1,p3"},
+			{at: 100 * time.Millisecond, recreated: true, want: "p1,p3"},
+			{at: 500 * time.Millisecond, echo: true, want: "p1,p3"},
+			{at: 1000 * time.Millisecond, echo: true, want: "p1,p3"},
+			{at: 1099 * time.Millisecond, want: "p1,p3"},
+			{at: 1100 * time.Millisecond, want: "p1"},
+		}},
+		{"a member that writes into the new bucket lives on without a gap", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 100 * time.Millisecond, recreated: true, want: "p1,p2"},
+			{at: 500 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 600 * time.Millisecond, seen: "p2", want: "p1,p2"},
+			{at: 1000 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1500 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 2000 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 2099 * time.Millisecond, want: "p1,p2"},
+			{at: 2100 * time.Millisecond, want: "p1"},
+		}},
+		{"a lease ending sooner than two heartbeats keeps its end", []step{
+			{at: 0, echo: true, seen: "p2", want: "p1,p2"},
+			{at: 500 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1000 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1200 * time.Millisecond, recreated: true, want: "p1,p2"},
+			{at: 1499 * time.Millisecond, want: "p1,p2"},
+			{at: 1500 * time.Millisecond, want: "p1"},
+		}},
+		{"an old record is held like any while this worker's own records do not come back, up to the grace", []step{
+			{at: 0, echo: true, seen: "p3", want: "p1,p3"},
+			{at: 100 * time.Millisecond, recreated: true, want: "p1,p3"},
+			{at: 10 * time.Second, want: "p1,p3"},
+			{at: 100*time.Millisecond + BlindGrace, want: "p1,p3"},
+			{at: 600*time.Millisecond + BlindGrace, want: "p1"},
+		}},
+		{"an old record held before keeps to the grace in all since it was heard from", []step{
+			{at: 0, echo: true, seen: "p3", want: "p1,p3"},
+			{at: 500 * time.Millisecond, sent: true, want: "p1,p3"},
+			{at: 10 * time.Second, echo: true, want: "p1,p3"},
+			{at: 10100 * time.Millisecond, recreated: true, want: "p1,p3"},
+			// Ended at 11.1 s, held for the 5.5 s of the grace left since it was heard from.
+			{at: 16599 * time.Millisecond, want: "p1,p3"},
+			{at: 16600 * time.Millisecond, want: "p1"},
+		}},
+		{"the new bucket's first record, read at the instant it was found, is not cut short", []step{
+			{at: 0, echo: true, want: "p1"},
+			{at: 100 * time.Millisecond, recreated: true, seen: "p2", echo: true, want: "p1,p2"},
+			{at: 600 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1100 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1599 * time.Millisecond, echo: true, want: "p1,p2"},
+			{at: 1600 * time.Millisecond, want: "p1"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewRoster(member("p1", t0), hb)
+			r.Seen(member("p1", t0), t0.Add(time.Hour)) // its own heartbeats are answered
+			for i, s := range tt.steps {
+				at := t0.Add(s.at)
+				if s.recreated {
+					r.Recreated(at)
+				}
+				switch s.seen {
+				case "":
+				case "p3":
+					r.Seen(long, at)
+				default:
+					r.Seen(member(s.seen, t0), at)
+				}
+				if s.sent {
+					r.Sent(at)
+				}
+				if s.echo {
+					r.Echoed(at)
+				}
+				if got := strings.Join(r.Live(at), ","); got != s.want {
+					t.Fatalf("step %d: Live(%s) = %q, want %q", i, s.at, got, s.want)
+				}
+			}
+		})
+	}
+}
+
 func TestDecodeMemberNamesTheFieldThatIsWrong(t *testing.T) {
 	good := member("p1", t0)
 	enc := func(m Member) string {
@@ -639,11 +737,10 @@ func TestAMemberThatDiedWhileThisWorkerWasCutOffIsGoneWithinItsTTLOfReconnecting
 	}
 }
 
-// A bucket deleted and created again holds none of the old records: a worker drops the ones it
-// had from the old bucket once its watch reads the new one, rather than keep a member that
-// died meanwhile for as long as its record claimed, while a member that lives on is live again
-// from its first record in the new bucket.
-func TestAWorkerForgetsTheRecordsOfABucketDeletedAndCreatedAgain(t *testing.T) {
+// A bucket deleted and created again holds none of the old records: a worker ends the leases
+// it had from the old bucket within two heartbeats of its watch reading the new one, rather than
+// keep a member that died meanwhile for as long as its record claimed.
+func TestAWorkerEndsTheOldLeasesOfABucketDeletedAndCreatedAgain(t *testing.T) {
 	// A heartbeat longer than the watch takes to read the new bucket (checks of 3 s or more):
 	// no record read from the bucket, for a watch lagging behind the records stored, drops p2.
 	const hb, ttl = time.Second, 3 * time.Second
@@ -670,8 +767,35 @@ func TestAWorkerForgetsTheRecordsOfABucketDeletedAndCreatedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	recreated := time.Now()
-	eventstest.Eventually(t, 10*time.Second, sees("p1", "p3"), "p1 to forget p2's record from the deleted bucket")
-	t.Logf("p1 forgot p2 %s after the bucket was created again", time.Since(recreated).Round(time.Millisecond))
+	eventstest.Eventually(t, 10*time.Second, sees("p1", "p3"), "p1 to count p2, dead, gone after its bucket was created again")
+	t.Logf("p1 counted p2 gone %s after the bucket was created again", time.Since(recreated).Round(time.Millisecond))
+}
+
+// A member that heartbeats on writes its next record into a bucket created again within a
+// heartbeat: it stays live throughout, where dropping it until then had every worker of the
+// region count itself alone for up to a heartbeat and run the region's checks twice or more.
+func TestAMemberThatHeartbeatsOnStaysLiveWhenItsBucketIsCreatedAgain(t *testing.T) {
+	const hb, ttl = time.Second, 3 * time.Second
+	srv, js, kv, ctx := membersBucket(t)
+	m := watchingWorker(t, srv.URL, hb, ttl)
+	heartbeatAs(t, kv, "p3", hb, ttl)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(m.live(time.Now()), "p3") }, "p1 to see p3")
+
+	if err := js.DeleteKeyValue(ctx, MembersBucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.ProvisionStreams(ctx, js, events.StreamOptions{Memory: true}, events.StreamProbers); err != nil {
+		t.Fatal(err)
+	}
+	recreated := time.Now()
+	// Long enough for the watch to read the new bucket and for p3 to write into it twice.
+	for time.Since(recreated) < 3*hb {
+		if live := m.live(time.Now()); !slices.Contains(live, "p3") {
+			t.Fatalf("p3, heartbeating on, counted gone %s after its bucket was created again (live: %v)",
+				time.Since(recreated).Round(time.Millisecond), live)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // A worker whose watch reads nothing (its consumer lost, on a node that died with another
