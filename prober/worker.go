@@ -127,13 +127,16 @@ func CheckMemberTTL(ttl, heartbeat time.Duration) error {
 	return nil
 }
 
+// MinHeartbeat is the shortest DefaultHeartbeat, whatever the configuration.
+const MinHeartbeat = 100 * time.Millisecond
+
 // DefaultHeartbeat is a third of the configuration's shortest check interval, within 100ms and 1s.
 func DefaultHeartbeat(c *config.Config) time.Duration {
 	hb := time.Second
 	for _, a := range c.Apps {
 		hb = min(hb, a.Check.Interval.D()/3)
 	}
-	return max(hb, 100*time.Millisecond)
+	return max(hb, MinHeartbeat)
 }
 
 // Run probes from one region until ctx ends, then leaves the membership and returns nil. It

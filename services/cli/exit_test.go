@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // validConfig is a configuration every command accepts; it binds nothing fixed.
@@ -226,5 +227,36 @@ func TestARoleRefusesACredentialDirectoryHoldingTheNATSKeyItConnectsWith(t *test
 	code, _, stderr := run("prober", "--region", "r", "--credential-dir", creds, "--nats", "nats://"+closedPort(t))
 	if want := "--credential-dir: $DETOUR_NATS_NKEY " + seed + " lies in a credential directory (" + creds + ")"; code != 2 || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, want 2 with %q; stderr:\n%s", code, want, stderr)
+	}
+}
+
+// The member TTL's bounds that hold under any configuration are checked before the role waits
+// for NATS to hand it one: a prober given a TTL over an hour, or under two of the shortest
+// heartbeat, stops at once with exit 2 rather than wait for NATS first.
+func TestAProberRefusesAMemberTTLNoConfigurationAllowsBeforeNATSAnswers(t *testing.T) {
+	noNATS := "nats://" + closedPort(t)
+	for _, c := range []struct {
+		ttl, want string
+	}{
+		{"2h", "--member-ttl: want at most 1h0m0s, got 2h0m0s"},
+		{"150ms", "--member-ttl: 150ms is shorter than two heartbeats (2 × 100ms)"},
+	} {
+		type result struct {
+			code   int
+			stderr string
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, _, stderr := run("prober", "--region", "r", "--member-ttl", c.ttl, "--nats", noNATS)
+			done <- result{code, stderr}
+		}()
+		select {
+		case r := <-done:
+			if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("detour prober --member-ttl %s: exit %d, want 2 saying %q; stderr:\n%s", c.ttl, r.code, c.want, r.stderr)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("detour prober --member-ttl %s still waits for NATS after 10 s instead of exiting 2", c.ttl)
+		}
 	}
 }

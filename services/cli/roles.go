@@ -364,6 +364,9 @@ func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error
 	return js, nil
 }
 
+// heartbeatIs explains a prober's heartbeat, for the errors of --member-ttl.
+const heartbeatIs = "the heartbeat is a third of the configuration's shortest check interval, within 100ms and 1s"
+
 func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prober", flag.ContinueOnError)
 	var region string
@@ -371,6 +374,12 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	r := role{check: func() error {
 		if memberTTL < 0 {
 			return usageErr("--member-ttl: must not be negative, got %s", memberTTL)
+		}
+		// What no configuration allows is refused before the role waits for NATS to hand it one.
+		if memberTTL != 0 {
+			if err := prober.CheckMemberTTL(memberTTL, prober.MinHeartbeat); err != nil {
+				return usageErr("--member-ttl: %w: %s", err, heartbeatIs)
+			}
 		}
 		return checkToken("--region", region)
 	}, streams: Streams("prober")}
@@ -384,7 +393,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if memberTTL != 0 {
 		if err := prober.CheckMemberTTL(memberTTL, prober.DefaultHeartbeat(cfg)); err != nil {
-			return usageErr("--member-ttl: %w: the heartbeat is a third of the configuration's shortest check interval, within 100ms and 1s", err)
+			return usageErr("--member-ttl: %w: %s", err, heartbeatIs)
 		}
 	}
 	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics, CredentialDirs: r.dirs,
