@@ -816,6 +816,7 @@ func FuzzEdge(f *testing.F) {
 	for _, tc := range corpus {
 		f.Add([]byte(tc.raw))
 	}
+	f.Add([]byte("GET / HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		conn, err := net.Dial("tcp", c.west)
 		if err != nil {

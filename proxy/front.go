@@ -20,7 +20,8 @@ import (
 // The front accepts the connections of an HTTP app listener and serves their plain HTTP/1.1 GET
 // requests itself, on the connection's own goroutine, answering exactly as net/http would. At
 // the first request it does not serve (see parseHead) it hands the connection, with what it has
-// buffered, to the net/http server, which serves the rest of the connection.
+// buffered, to the net/http server, which serves the rest of the connection: httpServer.srv when
+// the front served no request on it, else httpServer.h1, for which it is no longer at its start.
 
 // frontConns tracks the connections the front serves, so that a shutdown closes the idle ones
 // at once and lets the busy ones finish their answer.
@@ -293,7 +294,7 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 	if strings.Contains(lc.client, ":") {
 		lc.node = `"[` + lc.client + `]"`
 	}
-	pass := false
+	pass, served := false, false
 	defer func() {
 		if v := recover(); v != nil {
 			// As net/http does, a panic ends the connection, not the edge. Its reader and
@@ -309,17 +310,21 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 		lc.bw.Reset(nil)
 		leanWriters.Put(lc.bw)
 		if pass {
-			s.handoff.pass(&guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes})
+			to := s.handoff
+			if served {
+				to = s.h1Handoff
+			}
+			to.pass(&guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes})
 		} else {
 			_ = c.Close()
 			lc.br.Reset(nil)
 			leanReaders.Put(lc.br)
 		}
 	}()
-	for first := true; ; first = false {
+	for {
 		if lc.br.Buffered() == 0 {
 			wait := s.srv.IdleTimeout
-			if first {
+			if !served {
 				wait = s.srv.ReadHeaderTimeout
 			}
 			_ = c.SetReadDeadline(time.Now().Add(wait))
@@ -346,6 +351,7 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 		}
 		lc.headLen = n
 		keep := lc.serve()
+		served = true
 		_, _ = lc.br.Discard(n)
 		if !keep || !s.front.rest(idle) {
 			return

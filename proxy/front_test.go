@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // variedBackend answers each path in a different shape: sized, sniffed, large, streamed, empty
@@ -293,5 +295,51 @@ func TestAnAnswerAfterEarlyHintsMayComeLaterThanASlowAnswer(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if body := string(b); resp.StatusCode != http.StatusOK || body != "w1" || asked.Load() != 1 {
 		t.Errorf("answer %s %q after the instance was asked %d time(s), want 200 OK %q from its one answer", resp.Status, body, asked.Load(), "w1")
+	}
+}
+
+// HTTP/2 with prior knowledge opens a connection (RFC 9113 §3.3): net/http serves the preface
+// as HTTP/2 at a connection's start only, and later on a connection it answers it as an HTTP/1
+// request and closes the connection. The edge must do the same, whichever path served the
+// requests before, a plain GET the front serves itself included.
+func TestAnHTTP2PrefaceAfterARequestIsAnsweredAsNetHTTPAnswersIt(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	ref := referenceProxy(t, rec.addr)
+	for _, tc := range []struct{ name, raw, want string }{
+		{"at the connection's start", http2.ClientPreface, "[] then not HTTP/1"},
+		{"after a plain GET", "GET / HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface, "[200 200] then closed"},
+		{"after two plain GETs", "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface, "[200 200 200] then closed"},
+		{"after a POST net/http serves", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi" + http2.ClientPreface, "[200 200] then closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, want := connectionOutcome(t, c.west, tc.raw), connectionOutcome(t, ref, tc.raw)
+			if got != want || got != tc.want {
+				t.Errorf("the edge: %s; net/http: %s; want both %s", got, want, tc.want)
+			}
+		})
+	}
+}
+
+// connectionOutcome sends raw on a new connection to addr and describes what came back: the
+// statuses of the HTTP/1 answers, then "closed" when the connection ended, "open" when it stayed
+// quiet for a second, or "not HTTP/1" when other bytes (an HTTP/2 frame) came in an answer's place.
+func connectionOutcome(t *testing.T, addr, raw string) string {
+	t.Helper()
+	br := bufio.NewReader(sendRaw(t, addr, raw))
+	statuses := []int{}
+	for {
+		if _, err := br.Peek(1); err != nil {
+			if isTimeout(err) {
+				return fmt.Sprint(statuses, " then open")
+			}
+			return fmt.Sprint(statuses, " then closed")
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return fmt.Sprint(statuses, " then not HTTP/1")
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		statuses = append(statuses, resp.StatusCode)
 	}
 }

@@ -33,10 +33,15 @@ const (
 type httpServer struct {
 	app *app
 	ln  net.Listener
-	srv *http.Server
-	// front serves plain requests itself and passes other connections to srv through handoff.
-	front   frontConns
-	handoff *handoff
+	// srv serves the connections the front passes on before it served a request on them; h1,
+	// which speaks HTTP/1 alone, those it passes on after. net/http takes the HTTP/2 preface for
+	// prior knowledge (RFC 9113 §3.3) at a connection's start only and answers it later on as an
+	// HTTP/1 request; srv would take a connection passed on mid-way for one at its start.
+	srv, h1 *http.Server
+	// front serves plain requests itself and passes other connections to srv through handoff,
+	// or to h1 through h1Handoff.
+	front              frontConns
+	handoff, h1Handoff *handoff
 }
 
 func newHTTPServer(a *app, ln net.Listener) *httpServer {
@@ -47,26 +52,31 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 		ErrorLog:     log.New(httpErrorLog{a.log}, "", 0),
 		BufferPool:   bufferPool{},
 	}
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
 	t := a.pol.timeouts
 	a.transport = newTransport(nil, a.pol)
 	a.peerTransport = newTransport(a.edge.source, a.pol)
 	a.pool = newConnPool(dialFrom(nil, t.Connect.D()), t.Idle.D())
 	a.peerPool = newConnPool(dialFrom(a.edge.source, t.Connect.D()), t.Idle.D())
-	return &httpServer{app: a, ln: ln, front: frontConns{idle: map[net.Conn]*atomic.Bool{}}, handoff: newHandoff(ln.Addr()), srv: &http.Server{
-		Handler:           a.handler(rp),
-		Protocols:         &protocols,
-		ReadHeaderTimeout: t.ClientHeader.D(),
-		IdleTimeout:       t.Idle.D(),
-		// net/http allows 4096 bytes more than MaxHeaderBytes.
-		MaxHeaderBytes: max(a.pol.maxHeaderBytes-4096, 1),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, clientConnKey{}, c)
-		},
-		ErrorLog: log.New(httpErrorLog{a.log}, "", 0),
-	}}
+	handler := a.handler(rp)
+	server := func(h2c bool) *http.Server {
+		var protocols http.Protocols
+		protocols.SetHTTP1(true)
+		protocols.SetUnencryptedHTTP2(h2c)
+		return &http.Server{
+			Handler:           handler,
+			Protocols:         &protocols,
+			ReadHeaderTimeout: t.ClientHeader.D(),
+			IdleTimeout:       t.Idle.D(),
+			// net/http allows 4096 bytes more than MaxHeaderBytes.
+			MaxHeaderBytes: max(a.pol.maxHeaderBytes-4096, 1),
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				return context.WithValue(ctx, clientConnKey{}, c)
+			},
+			ErrorLog: log.New(httpErrorLog{a.log}, "", 0),
+		}
+	}
+	return &httpServer{app: a, ln: ln, front: frontConns{idle: map[net.Conn]*atomic.Bool{}},
+		srv: server(true), h1: server(false), handoff: newHandoff(ln.Addr()), h1Handoff: newHandoff(ln.Addr())}
 }
 
 // newTransport returns the transport to instances (source nil) or to secondary edges (source:
@@ -93,14 +103,16 @@ func newTransport(source net.IP, p *policy) *http.Transport {
 }
 
 func (s *httpServer) serve(ctx context.Context) error {
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- s.srv.Serve(s.handoff) }()
+	go func() { done <- s.h1.Serve(s.h1Handoff) }()
+	serving := 2
 	accepting := make(chan error, 1)
 	go func() { accepting <- s.accept() }()
 	var failed error
 	select {
 	case failed = <-done:
-		done = nil
+		serving--
 	case failed = <-accepting:
 		accepting = nil
 	case <-ctx.Done():
@@ -110,11 +122,15 @@ func (s *httpServer) serve(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.front.shutdown(sctx) })
-	if err := s.srv.Shutdown(sctx); err != nil {
-		_ = s.srv.Close()
+	for _, srv := range []*http.Server{s.srv, s.h1} {
+		wg.Go(func() {
+			if err := srv.Shutdown(sctx); err != nil {
+				_ = srv.Close()
+			}
+		})
 	}
 	wg.Wait()
-	if done != nil {
+	for ; serving > 0; serving-- {
 		<-done
 	}
 	if accepting != nil {
