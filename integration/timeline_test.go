@@ -390,7 +390,7 @@ func (c *cluster) roleLog(name string, from time.Time) []string {
 		switch l.Message {
 		case "disconnected from nats; serving what this role has", "connected to nats", "stream unreachable; retrying",
 			"stream reachable again", "endpoint transition", "pool transition", "append endpoint transition failed, retrying",
-			"append pool transition failed, retrying", "zone changed", "route applied", "route not published",
+			"append pool transition failed, retrying", "zone changed", "route applied",
 			"routes not published, retrying",
 			"PROBES did not deliver a result in time; folding results as heard on the wire",
 			"PROBES delivers again; results are folded as it delivers them":

@@ -119,9 +119,14 @@ type controller struct {
 	state     jetstream.Stream
 	routes    jetstream.Stream
 	published map[string]map[string][]byte // edge -> app -> the last route stored for it, as JSON
-	// sending are the routes sent and not acknowledged yet, or that failed less than
-	// storeTimeout ago; the loop never waits for them (see collectRoutes).
+	// sending are the routes sent and not acknowledged yet, or that failed and wait to be sent
+	// again; the loop never waits for them (see collectRoutes).
 	sending map[routeKey]*routeSend
+	// routeRetry is how long after it was sent a route that failed at once is sent again (see
+	// firstRouteRetry), and routesDue wakes the loop to collect the routes sent and send again
+	// those due, while any is in sending.
+	routeRetry time.Duration
+	routesDue  *time.Timer
 	// routeFailures holds back repeats of the line telling that routes were not stored.
 	routeFailures *logs.Repeats
 	dirty         bool // every edge's route table may differ from what is stored
@@ -184,12 +189,14 @@ func run(ctx context.Context, o Options) error {
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
+		routeRetry: firstRouteRetry, routesDue: time.NewTimer(time.Hour),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
 		sentEdge: map[string]*events.Sent[Change]{},
 		stalls:   logs.NewRepeats(10 * time.Second),
 	}
+	c.routesDue.Stop()
 	c.cfg.Store(o.Config)
 	var err error
 	if c.state, err = events.WaitStream(ctx, o.JS, events.StreamState, c.log); err != nil {
@@ -308,6 +315,11 @@ func run(ctx context.Context, o Options) error {
 			c.rolledBack(r)
 		case a := <-c.edgeAppends:
 			c.edgeAppended(a)
+			if c.caught {
+				c.publishRoutes()
+			}
+		case <-c.routesDue.C:
+			// Routes are in flight: some may have failed at once, and be due again.
 			if c.caught {
 				c.publishRoutes()
 			}
@@ -777,11 +789,19 @@ func (c *controller) loadPublished(ctx context.Context, edge string) error {
 // holds up the controller's other work for that long; a route does not (see collectRoutes).
 const storeTimeout = time.Second
 
+// firstRouteRetry is how long after it was sent a route whose publish failed at once (no
+// responders: the stream lost its leader a moment ago) is sent again, and how often the loop
+// looks at the routes in flight to find such failures. Each round of routes sent again after
+// failing at once doubles the wait, up to storeTimeout; an acknowledgement brings it back here.
+// A route merely unacknowledged waits storeTimeout: it may still be stored.
+const firstRouteRetry = 50 * time.Millisecond
+
 // maxRoutesInFlight bounds the routes sent and not yet acknowledged. nats.go keeps at most
 // 4,000 asynchronous publishes pending, and makes each one past that wait up to 200 ms for room,
 // inside the controller's loop: an edge of 10,000 apps starting on a busy NATS held edge
 // liveness and drills that long per route, each logged. The routes past the bound are sent on
-// the next calls (every tick, every STATE batch), as acknowledgements make room.
+// the next calls (every tick, every STATE batch, and firstRouteRetry after the last while routes
+// are in flight), as acknowledgements make room.
 const maxRoutesInFlight = 2048
 
 // routeKey names one app's route on one edge.
@@ -791,9 +811,9 @@ type routeKey struct{ edge, app string }
 type routeSend struct {
 	route  []byte
 	env    events.Envelope
-	f      jetstream.PubAckFuture
+	f      jetstream.PubAckFuture // nil when the publish itself failed
 	sent   time.Time
-	failed error // set once it failed: it is sent again storeTimeout after it was sent
+	failed error // set once it failed: it is sent again routeRetry after it was sent
 }
 
 // publishRoutes stores the route of every app whose route changed on an edge, computing only
@@ -804,8 +824,10 @@ type routeSend struct {
 // store it once, and a route that comes back (a rollback of the configuration, or after another
 // replica stored an older one) is not dropped as a copy of its earlier self. The loop does not
 // wait for ROUTES to acknowledge them: while ROUTES elects a leader, edge liveness and drills go
-// on, and the acknowledgements are collected on the next calls.
+// on, and the acknowledgements are collected on the next calls, at the latest firstRouteRetry
+// after this one.
 func (c *controller) publishRoutes() {
+	defer c.lookAgain()
 	c.collectRoutes()
 	if !c.dirty && len(c.dirtyApps) == 0 {
 		return
@@ -847,7 +869,7 @@ func (c *controller) publishRoutes() {
 			}
 			k := routeKey{e.Name, a.App}
 			if s := c.sending[k]; s != nil && bytes.Equal(b, s.route) {
-				continue // on its way, or sent again once its failure is storeTimeout old
+				continue // on its way, or sent again once it is due (see collectRoutes)
 			} else if s == nil && bytes.Equal(b, c.published[e.Name][a.App]) {
 				continue
 			}
@@ -862,19 +884,15 @@ func (c *controller) publishRoutes() {
 			if err == nil {
 				f, err = events.PublishAsync(c.o.JS, events.AppRouteSubject(e.Name, a.App), env)
 			}
-			if err != nil {
-				c.markApp(e.Name, a.App) // retried on the next tick
-				c.routeFailures.Gate(c.log.Warn(), "publish").Str("edge", e.Name).Str("app", a.App).Err(err).Msg("route not published")
-				continue
-			}
-			c.sending[k] = &routeSend{route: b, env: env, f: f, sent: c.o.Now()}
+			// A publish that failed at once is sent again as one whose future failed.
+			c.sending[k] = &routeSend{route: b, env: env, f: f, sent: c.o.Now(), failed: err}
 		}
 	}
 }
 
 // collectRoutes takes the acknowledgements of the routes sent that came, without waiting for
-// the others. A route that failed, or that ROUTES did not acknowledge within storeTimeout, is
-// computed and sent again storeTimeout after it was sent (with the same id, unless it changed).
+// the others. A route that failed is computed and sent again (with the same id, unless it
+// changed) routeRetry after it was sent; one that ROUTES did not acknowledge, storeTimeout after.
 func (c *controller) collectRoutes() {
 	if len(c.sending) == 0 {
 		return
@@ -883,6 +901,7 @@ func (c *controller) collectRoutes() {
 	stored := map[string]int{}
 	var failed int
 	var why error
+	retried := false
 	for k, s := range c.sending {
 		if s.failed == nil {
 			select {
@@ -893,21 +912,31 @@ func (c *controller) collectRoutes() {
 				c.published[k.edge][k.app] = s.route
 				stored[k.edge]++
 				delete(c.sending, k)
+				c.routeRetry = firstRouteRetry
 				continue
 			case err := <-s.f.Err():
 				s.failed = err
 			default:
 			}
 		}
-		if now.Sub(s.sent) < storeTimeout {
+		wait := storeTimeout
+		if s.failed != nil {
+			wait = c.routeRetry
+		}
+		if now.Sub(s.sent) < wait {
 			continue
 		}
 		if s.failed == nil {
 			s.failed = errors.New("not acknowledged within " + storeTimeout.String())
+		} else {
+			retried = true
 		}
 		failed, why = failed+1, s.failed
 		delete(c.sending, k)
 		c.markApp(k.edge, k.app)
+	}
+	if retried {
+		c.routeRetry = min(2*c.routeRetry, storeTimeout)
 	}
 	for edge, n := range stored {
 		c.log.Debug().Str("edge", edge).Int("routes", n).Str("cause", c.lastCause).Msg("routes published")
@@ -915,6 +944,16 @@ func (c *controller) collectRoutes() {
 	if failed > 0 {
 		c.routeFailures.Gate(c.log.Warn(), "routes").Int("routes", failed).Err(why).Msg("routes not published, retrying")
 	}
+}
+
+// lookAgain wakes the loop firstRouteRetry from now while routes are in flight, to find those
+// that failed at once and send them again when due; it sleeps while none is.
+func (c *controller) lookAgain() {
+	if len(c.sending) == 0 {
+		c.routesDue.Stop()
+		return
+	}
+	c.routesDue.Reset(firstRouteRetry)
 }
 
 // reconfigure makes cfg the configuration whose edges are watched and routed from now on. Edges
