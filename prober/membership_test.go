@@ -3,6 +3,7 @@ package prober
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -616,6 +617,21 @@ func TestAWorkerWhoseServerAnswersLaterThanAHeartbeatKeepsItsLease(t *testing.T)
 	}
 }
 
+func TestAWorkerWhoseServerAnswersLaterThanManyHeartbeatsKeepsItsLease(t *testing.T) {
+	// A server answering later than the few heartbeats a worker awaits at once, though well
+	// within a long TTL, still renews the lease as its answers come: the worker stays live at
+	// every instant.
+	const hb, ttl, delay = 100 * time.Millisecond, 2 * time.Second, 1200 * time.Millisecond
+	srv := eventstest.Start(t)
+	link := eventstest.NewSlowLink(t, srv.URL)
+	m, kv := heartbeatingWorkerAt(t, link.URL, hb, ttl)
+	kv.stalled.Store(true)
+	link.Delay(0, delay)
+	if gaps := notLiveAhead(t, m, 0, 2*ttl, ttl, ttl-delay); len(gaps) > 0 {
+		t.Fatalf("the worker counted itself gone at %d of its samples while NATS answered within %s (first at %s into the stall)", len(gaps), delay, gaps[0])
+	}
+}
+
 // A worker cut off from NATS counts itself gone once the lease from the last heartbeat its
 // server answered runs out, about when the others take its checks, and not live again while cut
 // off: renewing its own lease at every heartbeat must not let it run checks they took over.
@@ -633,6 +649,25 @@ func TestAWorkerCutOffFromNATSCountsItselfGoneWithinItsTTL(t *testing.T) {
 	for end := time.Now().Add(5 * ttl); time.Now().Before(end); time.Sleep(time.Millisecond) {
 		if slices.Contains(m.live(time.Now()), "p1") {
 			t.Fatalf("the worker counts itself live again %s after its server stopped", time.Since(cut))
+		}
+	}
+}
+
+// A worker cut off from NATS with a long TTL (detour prober --member-ttl 1h) waits for the
+// answer to each heartbeat for most of that TTL. Its goroutines and pending pings stay a handful
+// however many heartbeats go unanswered, rather than growing by one each heartbeat for the hour.
+func TestAWorkerCutOffFromNATSWithALongTTLHoldsAFewHeartbeatsOpenAtMost(t *testing.T) {
+	const hb, ttl, most = 10 * time.Millisecond, time.Hour, 20
+	const span = 100 * hb
+	_, _, srv := heartbeatingWorker(t, hb, ttl)
+	srv.Stop()
+	base, peak := runtime.NumGoroutine(), 0
+	defer func() { t.Logf("at most %d more goroutines after its server stopped", peak) }()
+	for end := time.Now().Add(span); time.Now().Before(end); time.Sleep(hb) {
+		n := runtime.NumGoroutine() - base
+		peak = max(peak, n)
+		if n > most {
+			t.Fatalf("the worker holds %d more goroutines %s after its server stopped, at %s heartbeats; want at most %d", n, span-time.Until(end).Round(time.Millisecond), hb, most)
 		}
 	}
 }

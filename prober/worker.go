@@ -257,8 +257,10 @@ func (w *worker) heartbeat(ctx context.Context) {
 	// set when a heartbeat came while one was, so the next is stored as soon as it is done.
 	var stored chan error
 	owed := false
-	// flushes counts the server's answers awaited, each until its context ends with ctx.
+	// flushes counts the server's answers awaited, each until its context ends with ctx; at
+	// most maxFlushes are awaited at once, each holding a place in flying.
 	var flushes sync.WaitGroup
+	flying := make(chan struct{}, maxFlushes)
 	defer func() {
 		if stored != nil {
 			<-stored // its context ends with ctx; Run deletes the record only after it
@@ -325,17 +327,27 @@ func (w *worker) heartbeat(ctx context.Context) {
 		// counts until the lease would run out (putBudget, as a record's), not just within a
 		// heartbeat: on a loaded machine it may come later than that, and the worker is not cut
 		// off. Each is awaited apart, so that a late one delays neither the next heartbeat's nor
-		// the records; one never answered renews nothing, and the lease runs out.
-		sent := w.o.Clock.Now()
-		flushes.Add(1)
-		go func() {
-			defer flushes.Done()
-			fctx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
-			defer cancel()
-			if w.o.JS.Conn().FlushWithContext(fctx) == nil {
-				w.members.stillHere(sent)
-			}
-		}()
+		// the records; one never answered renews nothing, and the lease runs out. While
+		// maxFlushes are awaited (the server cut off, with a long TTL), this heartbeat asks
+		// nothing: the server answers in order, so the oldest awaited is answered first and
+		// frees a place for the next heartbeat, and nothing is lost but the ones that would
+		// have piled up, one a heartbeat for the TTL, each holding a goroutine and a pending
+		// ping. Keeping the newest instead, the older given up, would never renew the lease
+		// from a server answering later than a heartbeat.
+		select {
+		case flying <- struct{}{}:
+			sent := w.o.Clock.Now()
+			flushes.Add(1)
+			go func() {
+				defer func() { <-flying; flushes.Done() }()
+				fctx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
+				defer cancel()
+				if w.o.JS.Conn().FlushWithContext(fctx) == nil {
+					w.members.stillHere(sent)
+				}
+			}()
+		default:
+		}
 		if stored == nil {
 			store()
 		} else {
@@ -359,6 +371,12 @@ func (w *worker) heartbeat(ctx context.Context) {
 // putBudget is how long one heartbeat's record may take to be stored, and its server to answer
 // it: until the record stored a heartbeat earlier expires, and at least a heartbeat.
 func putBudget(heartbeat, ttl time.Duration) time.Duration { return max(heartbeat, ttl-heartbeat) }
+
+// maxFlushes is how many of its server's answers a worker awaits at once. A server answering
+// later than maxFlushes heartbeats still renews the lease every eighth of its delay and a
+// heartbeat (each answer frees a place for the next heartbeat), so the worker stays live while
+// the delay is under 8/9 of its TTL less a heartbeat.
+const maxFlushes = 8
 
 // lagEvery is how often a worker that falls behind its schedule says so.
 const lagEvery = 10 * time.Second
