@@ -173,13 +173,7 @@ func TestRosterAnswersFollowTimeAndChangesAfterACachedAnswer(t *testing.T) {
 // back, for up to BlindGrace: the others are probably as cut off from the store as it is.
 func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T) {
 	const hb = 500 * time.Millisecond // member()'s TTL is 1.5 s
-	type step struct {
-		at   time.Duration
-		sent bool   // this worker sent one of its records at at
-		echo bool   // this worker's own record came back at at
-		seen string // this member's record came at at
-		want string
-	}
+	type step = rosterStep
 	tests := []struct {
 		name  string
 		steps []step
@@ -280,40 +274,13 @@ func TestRosterHoldsTheOthersLeasesWhileItsOwnRecordsDoNotComeBack(t *testing.T)
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := NewRoster(member("p1", t0), hb)
-			r.Seen(member("p1", t0), t0.Add(time.Hour)) // its own heartbeats are answered
-			for i, s := range tt.steps {
-				at := t0.Add(s.at)
-				if s.seen != "" {
-					r.Seen(member(s.seen, t0), at)
-				}
-				if s.sent {
-					r.Sent(at)
-				}
-				if s.echo {
-					r.Echoed(at)
-				}
-				if got := strings.Join(r.Live(at), ","); got != s.want {
-					t.Fatalf("step %d: Live(%s) = %q, want %q", i, s.at, got, s.want)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { playRoster(t, hb, tt.steps) })
 	}
 }
 
 func TestRosterEndsTheLeasesOfABucketCreatedAgainWithinTwoHeartbeats(t *testing.T) {
 	const hb = 500 * time.Millisecond // member()'s TTL is 1.5 s
-	long := member("p3", t0)
-	long.TTLMillis = time.Minute.Milliseconds()
-	type step struct {
-		at        time.Duration
-		seen      string // this member's record came at at
-		sent      bool   // this worker sent one of its records at at
-		echo      bool   // this worker's own record came back at at
-		recreated bool   // the watch found the bucket created again at at
-		want      string
-	}
+	type step = rosterStep
 	tests := []struct {
 		name  string
 		steps []step
@@ -371,32 +338,50 @@ func TestRosterEndsTheLeasesOfABucketCreatedAgainWithinTwoHeartbeats(t *testing.
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := NewRoster(member("p1", t0), hb)
-			r.Seen(member("p1", t0), t0.Add(time.Hour)) // its own heartbeats are answered
-			for i, s := range tt.steps {
-				at := t0.Add(s.at)
-				if s.recreated {
-					r.Recreated(at)
-				}
-				switch s.seen {
-				case "":
-				case "p3":
-					r.Seen(long, at)
-				default:
-					r.Seen(member(s.seen, t0), at)
-				}
-				if s.sent {
-					r.Sent(at)
-				}
-				if s.echo {
-					r.Echoed(at)
-				}
-				if got := strings.Join(r.Live(at), ","); got != s.want {
-					t.Fatalf("step %d: Live(%s) = %q, want %q", i, s.at, got, s.want)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { playRoster(t, hb, tt.steps) })
+	}
+}
+
+// rosterStep is one instant of a Roster table test: what happened at at, and the members that
+// must be live then.
+type rosterStep struct {
+	at        time.Duration
+	seen      string // this member's record came at at; p3's claims a TTL of a minute
+	sent      bool   // this worker sent one of its records at at
+	echo      bool   // this worker's own record came back at at
+	recreated bool   // the watch found the bucket created again at at
+	want      string
+}
+
+// playRoster plays steps on the roster of p1, whose own heartbeats are answered throughout, with
+// heartbeats every hb.
+func playRoster(t *testing.T, hb time.Duration, steps []rosterStep) {
+	t.Helper()
+	long := member("p3", t0)
+	long.TTLMillis = time.Minute.Milliseconds()
+	r := NewRoster(member("p1", t0), hb)
+	r.Seen(member("p1", t0), t0.Add(time.Hour))
+	for i, s := range steps {
+		at := t0.Add(s.at)
+		if s.recreated {
+			r.Recreated(at)
+		}
+		switch s.seen {
+		case "":
+		case "p3":
+			r.Seen(long, at)
+		default:
+			r.Seen(member(s.seen, t0), at)
+		}
+		if s.sent {
+			r.Sent(at)
+		}
+		if s.echo {
+			r.Echoed(at)
+		}
+		if got := strings.Join(r.Live(at), ","); got != s.want {
+			t.Fatalf("step %d: Live(%s) = %q, want %q", i, s.at, got, s.want)
+		}
 	}
 }
 
