@@ -26,6 +26,8 @@ const bridgeAsks = 8
 type bridge struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	// read counts the messages its direct gets returned.
+	read atomic.Int64
 }
 
 // bridge starts reading the stream as mode says, after the last message delivered, until stop.
@@ -48,6 +50,7 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 	b := &bridge{cancel: cancel, done: make(chan struct{})}
 	h := &hedge{}
 	deliver := func(m *jetstream.RawStreamMsg) {
+		b.read.Add(1)
 		st.deliver(Delivery{Msg: storedMsg{m: m, stream: name}, Subject: m.Subject, Data: m.Data, Seq: m.Sequence, Stamp: m.Time}, handle)
 	}
 	go func() {
@@ -168,6 +171,15 @@ func (b *bridge) stop() {
 	}
 	b.cancel()
 	<-b.done
+}
+
+// count returns how many messages b's direct gets returned, or -1 for no bridge: the follower
+// said when it is reachable again, so that an operator sees whether it read anything meanwhile.
+func (b *bridge) count() int64 {
+	if b == nil {
+		return -1
+	}
+	return b.read.Load()
 }
 
 // errDirect is what acknowledging a message read by a direct get returns: no consumer sent it.

@@ -141,9 +141,11 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	for {
 		err := f.once(ctx, st, handle, func() {
 			gap.stop()
+			bridged := gap.count()
 			gap = nil
 			if !lostAt.IsZero() {
-				log.Info().Dur("down_for", time.Since(lostAt)).Uint64("stream_seq", st.lastSeq()).Msg("stream reachable again")
+				log.Info().Dur("down_for", time.Since(lostAt)).Uint64("stream_seq", st.lastSeq()).Int64("bridged", bridged).
+					Msg("stream reachable again")
 				lostAt = time.Time{}
 			}
 		})

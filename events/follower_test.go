@@ -83,6 +83,12 @@ func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItO
 			t.Fatalf("logged the loss %d times and the recovery %d times, want at most once each and as often", lost, back)
 		}
 	}
+	// Without a bridge it read nothing by direct get meanwhile, and its recovery says so.
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"stream reachable again"`) && !strings.Contains(l, `"bridged":-1`) {
+			t.Errorf("the recovery of a follower without a bridge does not say it read nothing by direct get: %s", l)
+		}
+	}
 	cancel()
 	<-done
 }

@@ -357,6 +357,9 @@ type logLine struct {
 	StateSeq uint64    `json:"state_seq"`
 	App      string    `json:"app"`
 	Error    string    `json:"error"`
+	// Bridged is how many messages a follower read by direct get while it had no consumer (-1:
+	// it could not read so; absent from other lines).
+	Bridged *int64 `json:"bridged"`
 }
 
 // logged is what role name logged from from on.
@@ -397,6 +400,9 @@ func (c *cluster) roleLog(name string, from time.Time) []string {
 			line := fmt.Sprintf("%+.3fs %s %s%s", l.Time.Sub(from).Seconds(), l.Message, l.Stream, l.Subject)
 			if l.Error != "" {
 				line += " (" + l.Error + ")"
+			}
+			if l.Bridged != nil {
+				line += fmt.Sprintf(" (%d read by direct get meanwhile)", *l.Bridged)
 			}
 			out = append(out, line)
 		}
