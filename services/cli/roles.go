@@ -385,7 +385,7 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}, streams: Streams("prober")}
 	fs.StringVar(&region, "region", "", "probing region this worker belongs to (required)")
 	fs.StringVar(&r.name, "name", hostname(), "this worker's name, unique in its region")
-	fs.DurationVar(&memberTTL, "member-ttl", 0, "how long this worker counts as live after each heartbeat: its checks move to the others this long after it dies, and a stall of this less a heartbeat is survived; at least two heartbeats (a heartbeat is a third of the shortest check interval, within 100ms and 1s) (default: three heartbeats, at least 1s)")
+	fs.DurationVar(&memberTTL, "member-ttl", 0, "how long this worker counts as live after each heartbeat: its checks move to the others this long after it dies, and a stall of this less a heartbeat is survived; at least two heartbeats ("+heartbeatIs+") (default: three heartbeats, at least 1s)")
 	r.credentialDirs = registerCredentialDirs(fs)
 	js, cfg, log, err := r.start(ctx, fs, args, stderr)
 	if err != nil {
