@@ -17,37 +17,10 @@ import (
 // attempt, rather than sending the NOTIFY again for ten seconds and then logging it
 // unacknowledged and sending it again later for ever.
 func TestANotifyEndsAsSoonAsTheSecondaryHasTransferredTheSerial(t *testing.T) {
-	notifies := make(chan uint32, 64)
-	secondary := serveDatagrams(t, func(_ net.PacketConn, _ net.Addr, q *dns.Msg) {
-		if q.Opcode == dns.OpcodeNotify && len(q.Answer) == 1 {
-			notifies <- q.Answer[0].(*dns.SOA).Serial
-		}
-	})
-	conf := strings.Replace(withNotify(demoConfig, secondary), "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
-	js := eventstest.Start(t)
-	srv, logs := startLogged(t, js, eventstest.Config(t, conf), t.TempDir(), nil)
-	var serial uint32
-	select {
-	case serial = <-notifies:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no NOTIFY of the first serial within 5 s")
-	}
-	axfr := new(dns.Msg)
-	axfr.SetAxfr("demo.test.")
-	env, err := (&dns.Transfer{}).In(axfr, srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var transferred uint32
-	for e := range env {
-		if e.Error != nil {
-			t.Fatal(e.Error)
-		}
-		if soa, ok := e.RR[0].(*dns.SOA); ok {
-			transferred = soa.Serial
-		}
-	}
-	if transferred != serial {
+	secondary, notifies := notifiedSecondary(t)
+	srv, logs := startTransferring(t, secondary)
+	serial := firstNotified(t, notifies)
+	if transferred := transferredSerial(t, srv.Addr()); transferred != serial {
 		t.Fatalf("transferred serial %d, notified %d", transferred, serial)
 	}
 	held := time.Now()
@@ -62,33 +35,11 @@ func TestANotifyEndsAsSoonAsTheSecondaryHasTransferredTheSerial(t *testing.T) {
 // exchange, which goes on sending the serial a second apart, or a secondary that lost the
 // first datagram stays on its old serial until its SOA refresh.
 func TestATransferFromAnAddressTwoSecondariesShareDoesNotEndEitherOnesNotify(t *testing.T) {
-	notifies := make(chan uint32, 64)
-	first := serveDatagrams(t, func(_ net.PacketConn, _ net.Addr, q *dns.Msg) {
-		if q.Opcode == dns.OpcodeNotify && len(q.Answer) == 1 {
-			notifies <- q.Answer[0].(*dns.SOA).Serial
-		}
-	})
+	first, notifies := notifiedSecondary(t)
 	second := serveDatagrams(t, func(net.PacketConn, net.Addr, *dns.Msg) {})
-	conf := strings.Replace(withNotify(demoConfig, first, second), "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
-	js := eventstest.Start(t)
-	srv, _ := startLogged(t, js, eventstest.Config(t, conf), t.TempDir(), nil)
-	var serial uint32
-	select {
-	case serial = <-notifies:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no NOTIFY of the first serial within 5 s")
-	}
-	axfr := new(dns.Msg)
-	axfr.SetAxfr("demo.test.")
-	env, err := (&dns.Transfer{}).In(axfr, srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for e := range env {
-		if e.Error != nil {
-			t.Fatal(e.Error)
-		}
-	}
+	srv, _ := startTransferring(t, first, second)
+	serial := firstNotified(t, notifies)
+	transferredSerial(t, srv.Addr())
 	// The attempt in flight when the transfer ended may have been sent just before it: the one
 	// after it must come too.
 	for range 2 {
@@ -101,4 +52,58 @@ func TestATransferFromAnAddressTwoSecondariesShareDoesNotEndEitherOnesNotify(t *
 			t.Fatalf("the first secondary was sent no NOTIFY of serial %d within %v after a transfer from the address it shares with the second", serial, 3*notifyWait)
 		}
 	}
+}
+
+// notifiedSecondary starts a secondary on loopback that answers nothing and reports the serial
+// of each NOTIFY it is sent.
+func notifiedSecondary(t *testing.T) (string, chan uint32) {
+	notifies := make(chan uint32, 64)
+	addr := serveDatagrams(t, func(_ net.PacketConn, _ net.Addr, q *dns.Msg) {
+		if q.Opcode == dns.OpcodeNotify && len(q.Answer) == 1 {
+			notifies <- q.Answer[0].(*dns.SOA).Serial
+		}
+	})
+	return addr, notifies
+}
+
+// startTransferring starts a server of demo.test that notifies secondaries and lets loopback
+// transfer the zone.
+func startTransferring(t *testing.T, secondaries ...string) (*Server, *eventstest.Logs) {
+	t.Helper()
+	conf := strings.Replace(withNotify(demoConfig, secondaries...), "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	return startLogged(t, eventstest.Start(t), eventstest.Config(t, conf), t.TempDir(), nil)
+}
+
+// firstNotified returns the serial of the first NOTIFY a secondary reports.
+func firstNotified(t *testing.T, notifies chan uint32) uint32 {
+	t.Helper()
+	select {
+	case serial := <-notifies:
+		return serial
+	case <-time.After(5 * time.Second):
+		t.Fatal("no NOTIFY of the first serial within 5 s")
+		return 0
+	}
+}
+
+// transferredSerial transfers demo.test from addr, as a secondary does, and returns the serial
+// of the zone it got.
+func transferredSerial(t *testing.T, addr string) uint32 {
+	t.Helper()
+	axfr := new(dns.Msg)
+	axfr.SetAxfr("demo.test.")
+	env, err := (&dns.Transfer{}).In(axfr, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serial uint32
+	for e := range env {
+		if e.Error != nil {
+			t.Fatal(e.Error)
+		}
+		if soa, ok := e.RR[0].(*dns.SOA); ok {
+			serial = soa.Serial
+		}
+	}
+	return serial
 }
