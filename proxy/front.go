@@ -151,8 +151,13 @@ type clientConn struct {
 }
 
 func (c *clientConn) Write(p []byte) (int, error) {
-	if c.write > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
+	if c.write <= 0 {
+		// No streamWriter reads dataAt: the frames need not be followed.
+		return c.Conn.Write(p)
+	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
+	if c.http1 {
+		return c.Conn.Write(p)
 	}
 	sole := c.answering.Load() <= 1
 	n, err := c.Conn.Write(p)

@@ -451,8 +451,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 			res, err := tr.RoundTrip(out.WithContext(httptrace.WithClientTrace(untraced{out.Context()}, trace)))
 			if err != nil {
 				ir.over(at.i)
-			}
-			if err == nil {
+			} else {
 				if err = checkStatus(res.StatusCode); err == nil && wc != nil && wc.ambiguous() {
 					// Closed before its end, the body takes its connection with it.
 					err = errAmbiguousLength

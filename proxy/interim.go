@@ -58,8 +58,8 @@ type interimRelay struct {
 	owed bool
 	mu   sync.Mutex
 	// attempt is the attempt whose interim answers are relayed, -1 between attempts: a late
-	// one of an attempt given up on is dropped. done is set once the final answer, or the edge's own, may be
-	// written: nothing more is relayed.
+	// one of an attempt given up on is dropped. done is set once the final answer, or the
+	// edge's own, may be written: nothing more is relayed.
 	attempt int
 	done    bool
 	// sent is set once an interim answer reached the client.
