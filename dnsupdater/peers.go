@@ -5,7 +5,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -168,11 +167,10 @@ func (c *peerClock) floor(name string) (uint32, bool) {
 // (behindRecheck), wait says how long until it may be asked again.
 func (c *peerClock) restamp(name string, own ownVersion, now time.Time) (past uint32, ok bool, wait time.Duration) {
 	// Each writer's version is weighed alone; any one asking for a re-stamp has it.
-	digest := sync.OnceValue(own.digest)
 	asks, behind := false, false
 	for _, v := range c.latest[name] {
 		switch {
-		case serialAfter(own.serial, v.serial), v.digest == "", v.digest == digest(),
+		case serialAfter(own.serial, v.serial), v.digest == "", v.digest == own.digest(),
 			// This server's records were the same at the other's position: the configurations
 			// differ, which no position tells apart, and the higher name re-stamps.
 			v.stateSeq >= own.since && v.stateSeq <= own.position && v.server > c.self:

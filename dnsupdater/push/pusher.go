@@ -52,8 +52,7 @@ type Pusher struct {
 	log    zerolog.Logger
 	offers chan Desired
 	client *dns.Client
-	key    string
-	alg    string
+	key    *tsig.Key
 	// events stores the pushed and push_failed events beside the pushes (nil without JS).
 	recorder *events.Recorder
 }
@@ -66,7 +65,7 @@ func New(o Options) (*Pusher, error) {
 	}
 	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
-		offers: make(chan Desired, 1), key: key.Name, alg: key.Algorithm,
+		offers: make(chan Desired, 1), key: key,
 		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigProvider: key},
 	}
 	if o.JS != nil {
@@ -202,10 +201,10 @@ func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want De
 
 // send signs one UPDATE and sends it to the primary.
 func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
-	m.SetTsig(p.key, p.alg, 300, time.Now().Unix())
+	m.SetTsig(p.key.Name, p.key.Algorithm, 300, time.Now().Unix())
 	// The UPDATE and its answer with one secret, though the key's file rotates meanwhile.
 	client := *p.client
-	client.TsigProvider = p.client.TsigProvider.(*tsig.Key).Snapshot()
+	client.TsigProvider = p.key.Snapshot()
 	conn, err := client.DialContext(ctx, p.o.Push.Server)
 	if err != nil {
 		return err
