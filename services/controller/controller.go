@@ -319,9 +319,15 @@ func run(ctx context.Context, o Options) error {
 				c.publishRoutes()
 			}
 		case <-c.routesDue.C:
-			// Routes are in flight: some may have failed at once, and be due again.
+			// Routes are in flight: some may have failed at once, and be due again. Only a
+			// route due again, or a place freed, gives the routes to compute anything new to
+			// send: those held back by maxRoutesInFlight wait for a place, not for a wake-up.
 			if c.caught {
-				c.publishRoutes()
+				if c.collectRoutes() {
+					c.publishRoutes()
+				} else {
+					c.lookAgain()
+				}
 			}
 		case <-ticks:
 			c.rollbackDue(ctx, &wg)
@@ -893,10 +899,12 @@ func (c *controller) publishRoutes() {
 // collectRoutes takes the acknowledgements of the routes sent that came, without waiting for
 // the others. A route that failed is computed and sent again (with the same id, unless it
 // changed) routeRetry after it was sent; one that ROUTES did not acknowledge, storeTimeout after.
-func (c *controller) collectRoutes() {
+// It tells whether any route left the routes in flight, stored or to be sent again.
+func (c *controller) collectRoutes() bool {
 	if len(c.sending) == 0 {
-		return
+		return false
 	}
+	inFlight := len(c.sending)
 	now := c.o.Now()
 	stored := map[string]int{}
 	var failed int
@@ -944,6 +952,7 @@ func (c *controller) collectRoutes() {
 	if failed > 0 {
 		c.routeFailures.Gate(c.log.Warn(), "routes").Int("routes", failed).Err(why).Msg("routes not published, retrying")
 	}
+	return len(c.sending) < inFlight
 }
 
 // lookAgain wakes the loop firstRouteRetry from now while routes are in flight, to find those
