@@ -31,15 +31,30 @@ type bridge struct {
 }
 
 // bridge starts reading the stream as mode says, after the last message delivered, until stop.
-// It starts nothing (and stop is a no-op) for BridgeNone, before the follower first caught up or
-// opened the stream, or, for BridgeNext, when it follows more than one filter subject.
-func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []string, handle func(Delivery)) *bridge {
+// It starts nothing (and stop is a no-op) for BridgeNone, before the follower first opened the
+// stream or caught up with it, or, for BridgeNext, when it follows more than one filter subject;
+// how says which, for the follower's log ("" for BridgeNone), or "direct gets" when it started.
+//
+// Before it first caught up, a follower has no place to bridge from: it holds only part of
+// what its Start asks for (the last message of every subject, say), and the rest is not a
+// matter of reading after its last message.
+func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []string, handle func(Delivery)) (b *bridge, how string) {
 	st.mu.Lock()
 	s, caught := st.stream, st.caught
 	st.mu.Unlock()
-	if mode == BridgeNone || s == nil || !caught || !s.CachedInfo().Config.AllowDirect ||
-		(mode == BridgeNext && len(st.cfg.FilterSubjects) != 1) || (mode == BridgeLast && lastOf == nil) {
-		return nil
+	switch {
+	case mode == BridgeNone:
+		return nil, ""
+	case s == nil:
+		return nil, "none: stream not opened since start"
+	case !caught:
+		return nil, "none: not caught up since start"
+	case !s.CachedInfo().Config.AllowDirect:
+		return nil, "none: stream does not allow direct gets"
+	case mode == BridgeNext && len(st.cfg.FilterSubjects) != 1:
+		return nil, "none: more than one filter subject"
+	case mode == BridgeLast && lastOf == nil:
+		return nil, "none: no subjects listed"
 	}
 	name := s.CachedInfo().Config.Name
 	var subjects []string
@@ -47,7 +62,7 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 		subjects = lastOf()
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	b := &bridge{cancel: cancel, done: make(chan struct{})}
+	b = &bridge{cancel: cancel, done: make(chan struct{})}
 	h := &hedge{}
 	deliver := func(m *jetstream.RawStreamMsg) {
 		b.read.Add(1)
@@ -95,7 +110,7 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 			}
 		}
 	}()
-	return b
+	return b, "direct gets"
 }
 
 // hedge sends a bridge's direct gets again while they wait for a replica that does not answer.

@@ -127,6 +127,10 @@ type Delivery struct {
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
 	st := &followState{cfg: f.Start, mode: f.Bridge, created: f.Created}
+	began := time.Now()
+	st.caughtUp = func(seq uint64) {
+		log.Info().Uint64("stream_seq", seq).Dur("after", time.Since(began)).Msg("stream caught up")
+	}
 	user := inboxUser(f.JS.Conn())
 	if user != "" {
 		st.name = ConsumerName(user, f.Reader)
@@ -152,17 +156,22 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 		if ctx.Err() != nil {
 			return
 		}
+		var how string
+		if gap == nil {
+			gap, how = st.bridge(ctx, f.Bridge, f.Last, handle)
+		}
 		if errors.Is(err, errConsumerTaken) {
 			// Said by SharedUserMessage instead: a loss and a recovery a second otherwise.
 			st.shared("deleted while reading")
 		} else if lostAt.IsZero() {
 			lostAt = time.Now()
-			log.Warn().Err(err).Uint64("stream_seq", st.lastSeq()).Msg("stream unreachable; retrying")
+			ev := log.Warn().Err(err).Uint64("stream_seq", st.lastSeq())
+			if how != "" {
+				ev = ev.Str("bridge", how)
+			}
+			ev.Msg("stream unreachable; retrying")
 		} else {
 			log.Debug().Err(err).Msg("stream still unreachable")
-		}
-		if gap == nil {
-			gap = st.bridge(ctx, f.Bridge, f.Last, handle)
 		}
 		t := time.NewTimer(followRetry)
 		select {
@@ -197,6 +206,8 @@ type followState struct {
 	// started is set once the first consumer was created; shared logs SharedUserMessage.
 	started bool
 	shared  func(how string)
+	// caughtUp logs the first catching up, at the stream sequence delivered by then.
+	caughtUp func(seq uint64)
 }
 
 func (st *followState) lastSeq() uint64 {
@@ -227,11 +238,12 @@ func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 		d.Recreated, st.recreated = true, false
 	}
 	d.Created = st.created
-	if d.CaughtUp {
-		st.caught = true
-	}
 	if d.Msg != nil {
 		st.last = max(st.last, d.Seq)
+	}
+	if d.CaughtUp && !st.caught {
+		st.caught = true
+		st.caughtUp(st.last)
 	}
 	handle(d)
 }

@@ -278,6 +278,115 @@ func followWithoutConsumer(t *testing.T, bridge events.Bridge) {
 	<-done
 }
 
+// TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo starts a BridgeNext follower of the last message
+// per subject while no consumer can be created, as a role started while the meta leader is being
+// replaced: it cannot bridge yet (it holds none of the last messages) and must say why, then
+// catch up once a consumer can be made, say so once, and bridge at its next loss.
+func TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
+		AllowDirect: true, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func() {
+		t.Helper()
+		if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(subject string) {
+		t.Helper()
+		if _, err := srv.JS.Publish(ctx, subject, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("t.a")
+	publish("t.b")
+	publish("t.a")
+	block()
+
+	var logs eventstest.Logs
+	var mu sync.Mutex
+	var seqs []uint64
+	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }
+	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.New(&logs), Bridge: events.BridgeNext,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			if d.Msg != nil {
+				mu.Lock()
+				seqs = append(seqs, d.Seq)
+				mu.Unlock()
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("the follower logged:\n%s", logs.String())
+		}
+	}()
+	line := func(msg string) string {
+		for l := range strings.SplitSeq(logs.String(), "\n") {
+			if strings.Contains(l, `"message":"`+msg+`"`) {
+				return l
+			}
+		}
+		return ""
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return line("stream unreachable; retrying") != "" }, "the follower failing to create its consumer")
+	if l := line("stream unreachable; retrying"); !strings.Contains(l, `"bridge":"none: not caught up since start"`) {
+		t.Errorf("the loss of a follower that never caught up does not say it cannot bridge yet: %s", l)
+	}
+	if s := got(); len(s) != 0 {
+		t.Fatalf("delivered %v before any consumer: a follower not caught up must not bridge", s)
+	}
+
+	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the last message of t.a and of t.b")
+	if s := got(); !slices.Equal(s, []uint64{2, 3}) {
+		t.Fatalf("delivered %v, want the last message of each subject, [2 3]", s)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return line("stream caught up") != "" }, "the catching up logged")
+	if l := line("stream caught up"); !strings.Contains(l, `"stream_seq":3`) || !strings.Contains(l, `"after":`) {
+		t.Errorf("the catching up does not say where and after how long: %s", l)
+	}
+
+	// Its next loss is bridged, and says so.
+	for n := range st.ConsumerNames(ctx).Name() {
+		if err := st.DeleteConsumer(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("stream unreachable; retrying") == 2 }, "the second loss logged")
+	publish("t.b")
+	eventstest.Eventually(t, 3*time.Second, func() bool { return len(got()) == 3 }, "message 4, read by direct get")
+	var second string
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(l, `"message":"stream unreachable; retrying"`) {
+			second = l
+		}
+	}
+	if !strings.Contains(second, `"bridge":"direct gets"`) {
+		t.Errorf("the loss of a follower that caught up does not say it bridges: %s", second)
+	}
+	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"bridged":1,`) }, "the recovery saying one message was bridged")
+	if n := logs.Count("stream caught up"); n != 1 {
+		t.Errorf("logged catching up %d times, want once per run", n)
+	}
+}
+
 // TestTwoProcessesOfOneNATSUserAreToldToGiveEachItsOwn runs two followers connected as one NATS
 // user, as two DNS servers given the same credentials would: they share one consumer name, so
 // each deletes the other's when it (re)starts. Both must say so at error level, naming the user

@@ -176,6 +176,22 @@ edges:
 	return c
 }
 
+// caughtUp waits until every follower that bridges has caught up with its stream since its role
+// started: those of STATE in the deciders, the controller and the DNS server, and the edges'
+// route watches.
+func (c *edgeCluster) caughtUp(t *testing.T) {
+	for _, f := range []struct{ role, stream string }{
+		{"decider-1", "STATE"}, {"decider-2", "STATE"}, {"controller", "STATE"}, {"dns-1", "STATE"},
+		{"edge-west", "ROUTES"}, {"edge-east", "ROUTES"},
+	} {
+		eventually(t, 30*time.Second, func() bool {
+			return slices.ContainsFunc(c.logged(f.role, time.Time{}), func(l logLine) bool {
+				return l.Message == "stream caught up" && l.Stream == f.stream
+			})
+		}, "%s caught up with %s", f.role, f.stream)
+	}
+}
+
 func (c *edgeCluster) shop() string {
 	return strings.Join(answer(c.dns+":53", "shop.demo.test"), " ")
 }
@@ -335,6 +351,12 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 	const edgeConsumer = "consumer ROUTES edge-west" // named for the edge (proxy/watch.go)
 	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
 		"the cluster answers shop with us-west and edge-west serves it")
+	// The suite is about a running cluster: a follower reads by direct gets while it has no
+	// consumer only once it has caught up since its start, and the cluster answers before all
+	// of them have (a DNS server answers its defaults from the start). Killed before that, the
+	// node that led meta left one of them blind until the election (seen in CI: dns-1 and
+	// decider-2 logged "none: not caught up since start").
+	c.caughtUp(t)
 	nodes := []string{"nats-1", "nats-2", "nats-3"}
 	groups := []string{"meta", "PROBES", "STATE", "ROUTES", "KV_detour_probers"}
 	done := map[string]bool{}

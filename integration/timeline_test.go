@@ -360,6 +360,9 @@ type logLine struct {
 	// Bridged is how many messages a follower read by direct get while it had no consumer (-1:
 	// it could not read so; absent from other lines).
 	Bridged *int64 `json:"bridged"`
+	// Bridge is how a follower reads while it has no consumer, or why it cannot ("stream
+	// unreachable; retrying" only).
+	Bridge string `json:"bridge"`
 }
 
 // logged is what role name logged from from on.
@@ -400,6 +403,9 @@ func (c *cluster) roleLog(name string, from time.Time) []string {
 			line := fmt.Sprintf("%+.3fs %s %s%s", l.Time.Sub(from).Seconds(), l.Message, l.Stream, l.Subject)
 			if l.Error != "" {
 				line += " (" + l.Error + ")"
+			}
+			if l.Bridge != "" {
+				line += " (bridge: " + l.Bridge + ")"
 			}
 			if l.Bridged != nil {
 				line += fmt.Sprintf(" (%d read by direct get meanwhile)", *l.Bridged)
