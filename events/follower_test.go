@@ -218,26 +218,13 @@ func followWithoutConsumer(t *testing.T, bridge events.Bridge) {
 	}
 	publish("t.a")
 	publish("t.b")
-	var mu sync.Mutex
-	var seqs []uint64
-	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return append([]uint64(nil), seqs...) }
 	policy := jetstream.DeliverAllPolicy
 	if bridge == events.BridgeLast {
 		policy = jetstream.DeliverLastPerSubjectPolicy
 	}
 	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.Nop(), Bridge: bridge, Last: func() []string { return []string{"t.a", "t.b"} },
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: policy}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg != nil {
-				mu.Lock()
-				seqs = append(seqs, d.Seq)
-				mu.Unlock()
-			}
-		})
-	}()
+	got, done := recordSeqs(ctx, &f)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the two stored messages")
 
 	names := func() []string {
@@ -309,22 +296,9 @@ func TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo(t *testing.T) {
 	block()
 
 	var logs eventstest.Logs
-	var mu sync.Mutex
-	var seqs []uint64
-	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }
 	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.New(&logs), Bridge: events.BridgeNext,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg != nil {
-				mu.Lock()
-				seqs = append(seqs, d.Seq)
-				mu.Unlock()
-			}
-		})
-	}()
+	got, done := recordSeqs(ctx, &f)
 	defer func() { cancel(); <-done }()
 	defer func() {
 		if t.Failed() {
@@ -547,25 +521,12 @@ func TestAFollowerReadsAStreamDeletedAndCreatedAgainFromItsFirstMessage(t *testi
 	for range 3 {
 		publish()
 	}
-	var mu sync.Mutex
-	var seqs []uint64
 	// Started after the first message, as config.Watch starts after the version a role loaded.
 	f := events.Follower{JS: srv.JS, Stream: events.StreamDNS, Log: zerolog.New(zerolog.NewTestWriter(t)),
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS},
 			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 2}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg != nil {
-				mu.Lock()
-				seqs = append(seqs, d.Seq)
-				mu.Unlock()
-			}
-		})
-	}()
+	got, done := recordSeqs(ctx, &f)
 	defer func() { cancel(); <-done }()
-	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }
 	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the messages after the first")
 
 	// An operator deletes the stream (or a server loses its store) and `detour apply` creates it
@@ -631,4 +592,23 @@ func TestAFollowerToldTheCreationOfAnEarlierStreamReadsItsStreamFromItsFirstMess
 	if !slices.Equal(seqs, []uint64{1, 2, 3}) || !slices.Equal(recreated, []bool{true, false, false}) {
 		t.Errorf("told an earlier stream's creation: sequences %v, recreated %v; want [1 2 3], the first recreated", seqs, recreated)
 	}
+}
+
+// recordSeqs runs f until ctx ends, recording the stream sequence of every message it delivers:
+// got returns those delivered so far, and done is closed once Run returned.
+func recordSeqs(ctx context.Context, f *events.Follower) (got func() []uint64, done chan struct{}) {
+	var mu sync.Mutex
+	var seqs []uint64
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			if d.Msg != nil {
+				mu.Lock()
+				seqs = append(seqs, d.Seq)
+				mu.Unlock()
+			}
+		})
+	}()
+	return func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }, done
 }
