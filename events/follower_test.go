@@ -55,7 +55,9 @@ func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItO
 	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the two stored messages")
 
 	srv.Stop()
-	time.Sleep(1500 * time.Millisecond) // three missed idle heartbeats: the consumer is lost
+	// The follower's connection sees the outage; its consumer, kept in memory, is lost with the
+	// server.
+	eventstest.Eventually(t, 5*time.Second, func() bool { return !srv.Conn.IsConnected() }, "the connection lost")
 	srv.Restart(t)
 	back := time.Now()
 	eventstest.Eventually(t, 10*time.Second, srv.Conn.IsConnected, "the connection back")
