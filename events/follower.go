@@ -141,12 +141,15 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	}
 	var lostAt time.Time
 	var gap *bridge
+	// how is how the follower reads while it has no consumer, or why it cannot (st.bridge): it
+	// holds while gap runs, across the attempts that fail after the one that started it.
+	var how string
 	defer func() { gap.stop() }()
 	for {
 		err := f.once(ctx, st, handle, func() {
 			gap.stop()
 			bridged := gap.count()
-			gap = nil
+			gap, how = nil, ""
 			if !lostAt.IsZero() {
 				log.Info().Dur("down_for", time.Since(lostAt)).Uint64("stream_seq", st.lastSeq()).Int64("bridged", bridged).
 					Msg("stream reachable again")
@@ -156,7 +159,8 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 		if ctx.Err() != nil {
 			return
 		}
-		var how string
+		// Where it lost the stream, read before a bridge starts delivering past it.
+		seq := st.lastSeq()
 		if gap == nil {
 			gap, how = st.bridge(ctx, f.Bridge, f.Last, handle)
 		}
@@ -165,7 +169,7 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 			st.shared("deleted while reading")
 		} else if lostAt.IsZero() {
 			lostAt = time.Now()
-			ev := log.Warn().Err(err).Uint64("stream_seq", st.lastSeq())
+			ev := log.Warn().Err(err).Uint64("stream_seq", seq)
 			if how != "" {
 				ev = ev.Str("bridge", how)
 			}

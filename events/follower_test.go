@@ -363,6 +363,63 @@ func TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo(t *testing.T) {
 	}
 }
 
+// TestAFollowerWhoseConsumerAnotherClientDeletedSaysItBridgesWhenItCannotMakeAnother: a
+// follower whose consumer another client of its NATS user deleted says so (SharedUserMessage)
+// and bridges at once; when it then cannot create another, its "stream unreachable" line must
+// still say it reads by direct gets, as it does, not leave the field out as a BridgeNone
+// follower's line does.
+func TestAFollowerWhoseConsumerAnotherClientDeletedSaysItBridgesWhenItCannotMakeAnother(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
+		AllowDirect: true, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(subject string) {
+		t.Helper()
+		if _, err := srv.JS.Publish(ctx, subject, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("t.a")
+	nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs eventstest.Logs
+	f := events.Follower{JS: js, Stream: "T", Log: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))), Bridge: events.BridgeNext,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}}}
+	got, done := recordSeqs(ctx, &f)
+	defer func() { cancel(); <-done }()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 1 }, "the stored message")
+
+	// Another process of the user deletes the consumer, and the one slot is taken at once.
+	if err := st.DeleteConsumer(ctx, "dns-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(events.SharedUserMessage) == 1 },
+		"the follower saying another client of its user deleted its consumer")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("stream unreachable; retrying") == 1 },
+		"the follower failing to create another consumer")
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(l, `"message":"stream unreachable; retrying"`) && !strings.Contains(l, `"bridge":"direct gets"`) {
+			t.Errorf("the loss of a follower that bridges does not say it reads by direct gets: %s", l)
+		}
+	}
+	publish("t.b")
+	eventstest.Eventually(t, 3*time.Second, func() bool { return len(got()) == 2 }, "message 2, read by direct get")
+}
+
 // TestTwoProcessesOfOneNATSUserAreToldToGiveEachItsOwn runs two followers connected as one NATS
 // user, as two DNS servers given the same credentials would: they share one consumer name, so
 // each deletes the other's when it (re)starts. Both must say so at error level, naming the user
