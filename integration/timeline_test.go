@@ -350,13 +350,14 @@ func failedResult(b []byte, app, pool string) bool {
 
 // logLine is one line a role logged, as JSON.
 type logLine struct {
-	Time     time.Time `json:"time"`
-	Message  string    `json:"message"`
-	Stream   string    `json:"stream"`
-	Subject  string    `json:"subject"`
-	StateSeq uint64    `json:"state_seq"`
-	App      string    `json:"app"`
-	Error    string    `json:"error"`
+	Time      time.Time `json:"time"`
+	Message   string    `json:"message"`
+	Component string    `json:"component"`
+	Stream    string    `json:"stream"`
+	Subject   string    `json:"subject"`
+	StateSeq  uint64    `json:"state_seq"`
+	App       string    `json:"app"`
+	Error     string    `json:"error"`
 	// Bridged is how many messages a follower read by direct get while it had no consumer (-1:
 	// it could not read so; absent from other lines).
 	Bridged *int64 `json:"bridged"`
