@@ -2,7 +2,10 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,13 +34,19 @@ type bridge struct {
 }
 
 // bridge starts reading the stream as mode says, after the last message delivered, until stop.
-// It starts nothing (and stop is a no-op) for BridgeNone, before the follower first opened the
-// stream or caught up with it, or, for BridgeNext, when it follows more than one filter subject;
-// how says which, for the follower's log ("" for BridgeNone), or "direct gets" when it started.
+// It starts nothing (and stop is a no-op) for BridgeNone, for a stream found not to allow
+// direct gets, or, for BridgeNext, when it follows more than one filter subject or, before it
+// first caught up, when its Start begins at a sequence or a time; how says which, for the
+// follower's log ("" for BridgeNone), or "direct gets" when it started.
 //
-// Before it first caught up, a follower has no place to bridge from: it holds only part of
-// what its Start asks for (the last message of every subject, say), and the rest is not a
-// matter of reading after its last message.
+// It needs neither a consumer nor the stream's leader, nor the stream's information (which
+// only the leader gives): a follower started while the stream has no leader, or the cluster no
+// quorum, reads what the replicas left hold. One that has not caught up since its start catches
+// up through the bridge: a BridgeLast bridge reads the last message of each subject, which is
+// what its consumer would have delivered, and a BridgeNext one reads every message from the
+// stream's first on (see next), each with the count of those still to come (Delivery.Pending),
+// so that a handler waiting for the end of the backlog waits as it does for a consumer's, and
+// is told CaughtUp at the end.
 func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []string, handle func(Delivery)) (b *bridge, how string) {
 	st.mu.Lock()
 	s, caught := st.stream, st.caught
@@ -45,18 +54,15 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 	switch {
 	case mode == BridgeNone:
 		return nil, ""
-	case s == nil:
-		return nil, "none: stream not opened since start"
-	case !caught:
-		return nil, "none: not caught up since start"
-	case !s.CachedInfo().Config.AllowDirect:
+	case s != nil && !s.CachedInfo().Config.AllowDirect:
 		return nil, "none: stream does not allow direct gets"
 	case mode == BridgeNext && len(st.cfg.FilterSubjects) != 1:
 		return nil, "none: more than one filter subject"
+	case mode == BridgeNext && !caught && !fromFirst(st.cfg.DeliverPolicy):
+		return nil, "none: not caught up since start, which is not the stream's first message"
 	case mode == BridgeLast && lastOf == nil:
 		return nil, "none: no subjects listed"
 	}
-	name := s.CachedInfo().Config.Name
 	var subjects []string
 	if mode == BridgeLast {
 		subjects = lastOf()
@@ -64,20 +70,11 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 	ctx, cancel := context.WithCancel(ctx)
 	b = &bridge{cancel: cancel, done: make(chan struct{})}
 	h := &hedge{}
-	deliver := func(m *jetstream.RawStreamMsg) {
-		b.read.Add(1)
-		st.deliver(Delivery{Msg: storedMsg{m: m, stream: name}, Subject: m.Subject, Data: m.Data, Seq: m.Sequence, Stamp: m.Time}, handle)
-	}
 	go func() {
 		defer close(b.done)
 		for ctx.Err() == nil {
 			if mode == BridgeNext {
-				seq := st.lastSeq() + 1
-				m, err := h.ask(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-					return s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(st.cfg.FilterSubjects[0]))
-				})
-				if err == nil {
-					deliver(m)
+				if st.next(ctx, h, handle, b) {
 					continue
 				}
 			} else {
@@ -85,6 +82,9 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 				// one ask whatever the number of subjects.
 				var wg sync.WaitGroup
 				slots := make(chan struct{}, bridgeAsks)
+				// unanswered counts the subjects of the round whose ask ended without an
+				// answer: until a round has none, a follower that never caught up has not.
+				var unanswered atomic.Int64
 				for _, subject := range subjects {
 					if ctx.Err() != nil {
 						break
@@ -92,15 +92,22 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 					slots <- struct{}{}
 					wg.Go(func() {
 						defer func() { <-slots }()
-						m, err := h.ask(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-							return s.GetLastMsgForSubject(ctx, subject)
+						g, err := ask(ctx, h, func(ctx context.Context) (batchMsg, error) {
+							return getLast(ctx, st.nc, st.streamName, subject)
 						})
-						if err == nil {
-							deliver(m)
+						switch {
+						case err == nil:
+							b.read.Add(1)
+							st.deliver(g.delivery(st.streamName, 0), handle)
+						case !errors.Is(err, jetstream.ErrMsgNotFound):
+							unanswered.Add(1)
 						}
 					})
 				}
 				wg.Wait()
+				if ctx.Err() == nil && unanswered.Load() == 0 {
+					st.deliver(Delivery{CaughtUp: true}, handle) // dropped once caught up
+				}
 			}
 			t := time.NewTimer(bridgePoll)
 			select {
@@ -111,6 +118,169 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 		}
 	}()
 	return b, "direct gets"
+}
+
+// isCaught reports whether the follower caught up since its start.
+func (st *followState) isCaught() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.caught
+}
+
+// fromFirst reports whether a consumer started with policy reads the stream from its first
+// message on (all of it, or the last message of each subject), so that a bridge can read in its
+// place before the follower first caught up: every message from the first, which folded in
+// order ends where the last of each subject does.
+func fromFirst(policy jetstream.DeliverPolicy) bool {
+	return policy == jetstream.DeliverAllPolicy || policy == jetstream.DeliverLastPerSubjectPolicy
+}
+
+// directGet starts the subjects of direct gets, under the JetStream API prefix every role uses
+// (NewJetStream).
+const directGet = "$JS.API.DIRECT.GET."
+
+// bridgeBatch is how many messages a BridgeNext bridge asks for in one direct get.
+const bridgeBatch = 256
+
+// next reads the messages after the last one delivered, up to bridgeBatch of them, and delivers
+// them, each with the count of those the stream held beyond it (Delivery.Pending) and CaughtUp
+// on the one with none; when there is none after the last one delivered, it delivers CaughtUp
+// alone (deliver drops both once the follower caught up). It reports whether it read any
+// message (the bridge then asks again at once).
+func (st *followState) next(ctx context.Context, h *hedge, handle func(Delivery), b *bridge) bool {
+	from := st.lastSeq() + 1
+	got, err := ask(ctx, h, func(ctx context.Context) ([]batchMsg, error) {
+		return getBatch(ctx, st.nc, st.streamName, st.cfg.FilterSubjects[0], from, bridgeBatch)
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		st.deliver(Delivery{CaughtUp: true}, handle)
+	}
+	if err != nil {
+		return false
+	}
+	for _, g := range got {
+		b.read.Add(1)
+		pending := g.pending
+		if pending == unknownPending {
+			pending = 1 // more may follow
+		}
+		d := g.delivery(st.streamName, pending)
+		d.CaughtUp = g.pending == 0
+		st.deliver(d, handle)
+	}
+	return len(got) > 0
+}
+
+// batchMsg is one message of a batched direct get, with how many messages matching the filter
+// the stream held beyond it.
+type batchMsg struct {
+	m       *jetstream.RawStreamMsg
+	pending uint64
+}
+
+// delivery is the Delivery of g read from stream, with pending.
+func (g batchMsg) delivery(stream string, pending uint64) Delivery {
+	return Delivery{Msg: storedMsg{m: g.m, stream: stream}, Subject: g.m.Subject, Data: g.m.Data, Seq: g.m.Sequence,
+		Stamp: g.m.Time, Pending: pending}
+}
+
+// getLast asks any replica of stream, by a direct get, for the last message of subject.
+// jetstream.ErrMsgNotFound says the stream holds none.
+func getLast(ctx context.Context, nc *nats.Conn, stream, subject string) (batchMsg, error) {
+	r, err := nc.RequestWithContext(ctx, directGet+stream+"."+subject, nil)
+	if err != nil {
+		return batchMsg{}, err
+	}
+	g, end, err := parseBatchReply(r.Header, r.Data)
+	if err == nil && (end || g.m.Subject != subject) {
+		err = fmt.Errorf("direct get of %s: an answer that is not the last message of %s", stream, subject)
+	}
+	return g, err
+}
+
+// getBatch asks any replica of stream, by one direct get, for up to n messages matching filter
+// from sequence from on. nats-server 2.11 and later answer with the messages, then an
+// end-of-batch status; an earlier one answers the first message alone, which is returned alone.
+// jetstream.ErrMsgNotFound says the stream holds none.
+func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from uint64, n int) ([]batchMsg, error) {
+	req, err := json.Marshal(struct {
+		Seq   uint64 `json:"seq"`
+		Next  string `json:"next_by_subj"`
+		Batch int    `json:"batch"`
+	}{from, filter, n})
+	if err != nil {
+		return nil, err
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(directGet+stream, inbox, req); err != nil {
+		return nil, err
+	}
+	var out []batchMsg
+	for len(out) <= n {
+		r, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		g, end, err := parseBatchReply(r.Header, r.Data)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) && len(out) > 0:
+			return out, nil
+		case err != nil:
+			return nil, err
+		case end:
+			return out, nil
+		}
+		out = append(out, g)
+		if g.pending == unknownPending {
+			return out, nil // a server that does not batch
+		}
+	}
+	return nil, fmt.Errorf("direct get of %s: more than the %d messages asked for", stream, n)
+}
+
+// unknownPending stands for the count of messages beyond one that a server answering a direct
+// get without batches does not give: more may follow.
+const unknownPending = 1<<64 - 1
+
+// parseBatchReply reads one reply to a batched direct get: a message, whose pending is
+// unknownPending when the reply does not say it, or the end of the batch (end), or the error a
+// status reply stands for (jetstream.ErrMsgNotFound for none). Anything else is an error: the
+// reply comes from the network.
+func parseBatchReply(hdr nats.Header, data []byte) (g batchMsg, end bool, err error) {
+	if status := hdr.Get("Status"); status != "" && len(data) == 0 {
+		switch status {
+		case "204":
+			return batchMsg{}, true, nil
+		case "404":
+			return batchMsg{}, false, jetstream.ErrMsgNotFound
+		default:
+			return batchMsg{}, false, fmt.Errorf("direct get: status %s %s", status, hdr.Get("Description"))
+		}
+	}
+	seq, err := strconv.ParseUint(hdr.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil || seq == 0 {
+		return batchMsg{}, false, fmt.Errorf("direct get: sequence %q", hdr.Get(jetstream.SequenceHeader))
+	}
+	at, err := time.Parse(time.RFC3339Nano, hdr.Get(jetstream.TimeStampHeaer))
+	if err != nil {
+		return batchMsg{}, false, fmt.Errorf("direct get: time stamp %q", hdr.Get(jetstream.TimeStampHeaer))
+	}
+	subject := hdr.Get(jetstream.SubjectHeader)
+	if subject == "" {
+		return batchMsg{}, false, errors.New("direct get: no subject")
+	}
+	pending := uint64(unknownPending)
+	if p := hdr.Get("Nats-Num-Pending"); p != "" {
+		if pending, err = strconv.ParseUint(p, 10, 64); err != nil || pending == unknownPending {
+			return batchMsg{}, false, fmt.Errorf("direct get: pending %q", p)
+		}
+	}
+	return batchMsg{m: &jetstream.RawStreamMsg{Subject: subject, Sequence: seq, Header: hdr, Data: data, Time: at}, pending: pending}, false, nil
 }
 
 // hedge sends a bridge's direct gets again while they wait for a replica that does not answer.
@@ -140,11 +310,11 @@ func (h *hedge) after() time.Duration {
 // message found"), or followProbe does. Copies are not capped at the stream's replicas: NATS
 // may hand several in a row to the same hung replica (a cap of twice the replicas still let
 // asks wait out followProbe in the test).
-func (h *hedge) ask(ctx context.Context, get func(context.Context) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, followProbe)
 	defer cancel()
 	type answer struct {
-		m   *jetstream.RawStreamMsg
+		m   T
 		err error
 	}
 	answers := make(chan answer)
@@ -174,7 +344,8 @@ func (h *hedge) ask(ctx context.Context, get func(context.Context) (*jetstream.R
 			send()
 			again.Reset(h.after())
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			var none T
+			return none, ctx.Err()
 		}
 	}
 }

@@ -226,3 +226,83 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 	}
 	t.Logf("%d messages, the slowest delivered %s after it was published, with the replica on n%d hung", messages, slowest, hung)
 }
+
+// TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds: two of three
+// nodes are gone, so the stream has no leader and no consumer can be created; a role started
+// then (a DNS server restarted during the outage) must still read the stream from the replica
+// left, catch up, and be told so.
+func TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds(t *testing.T) {
+	const stored = 40
+	c := eventstest.StartCluster(t, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	admin, err := jetstream.New(eventstest.Connect(t, strings.Join(c.URLs, ",")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		cctx, ccancel := context.WithTimeout(ctx, time.Second)
+		defer ccancel()
+		_, err = admin.CreateStream(cctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3,
+			AllowDirect: true, Storage: jetstream.FileStorage})
+		return err == nil
+	}, "the stream created: %v", err)
+	var last uint64
+	for i := range stored {
+		ack, err := admin.Publish(ctx, fmt.Sprintf("t.%d", i%4), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	// Every replica holds every message before two nodes go.
+	for i := range c.Servers {
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			return c.Knows(i, "$JS.API.DIRECT.GET.T") == 3
+		}, "node %d knowing the direct gets of all three replicas", i)
+	}
+	c.Servers[1].Shutdown()
+	c.Servers[2].Shutdown()
+
+	nc, err := nats.Connect(c.URLs[0], nats.CustomInboxPrefix(events.InboxPrefix("t")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs eventstest.Logs
+	var mu sync.Mutex
+	var seqs []uint64
+	caught := 0
+	f := events.Follower{JS: js, Stream: "T", Log: zerolog.New(&logs), Bridge: events.BridgeNext,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			mu.Lock()
+			defer mu.Unlock()
+			if d.Msg != nil {
+				seqs = append(seqs, d.Seq)
+			}
+			if d.CaughtUp {
+				caught++
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("the follower logged:\n%s", logs.String())
+		}
+	}()
+	eventstest.Eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return caught == 1 }, "the follower caught up from the replica left")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seqs) != stored || seqs[0] != 1 || seqs[len(seqs)-1] != last || !slices.IsSorted(seqs) {
+		t.Errorf("delivered %d messages (%v…), want the %d stored, 1 to %d in order", len(seqs), seqs[:min(len(seqs), 5)], stored, last)
+	}
+}

@@ -126,7 +126,7 @@ type Delivery struct {
 // order): while it blocks, nothing more is delivered.
 func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 	log := f.Log.With().Str("stream", f.Stream).Logger()
-	st := &followState{cfg: f.Start, mode: f.Bridge, created: f.Created}
+	st := &followState{cfg: f.Start, mode: f.Bridge, created: f.Created, nc: f.JS.Conn(), streamName: f.Stream}
 	began := time.Now()
 	st.caughtUp = func(seq uint64) {
 		log.Info().Uint64("stream_seq", seq).Dur("after", time.Since(began)).Msg("stream caught up")
@@ -197,8 +197,11 @@ type followState struct {
 	caught bool
 	// bySubject is, for BridgeLast, the sequence last delivered on each subject.
 	bySubject map[string]uint64
-	// stream is the stream as last opened, for the bridge.
-	stream jetstream.Stream
+	// stream is the stream as last opened (nil until then); the bridge reads the one named
+	// streamName through nc.
+	stream     jetstream.Stream
+	streamName string
+	nc         *nats.Conn
 	// created is when that stream was created (at first, Follower.Created): another time means
 	// it was deleted and created again, its sequences starting over.
 	created time.Time
@@ -221,22 +224,30 @@ func (st *followState) lastSeq() uint64 {
 }
 
 // deliver hands d to handle unless a message at or after d's sequence was handled already (on
-// d's subject, for BridgeLast).
+// d's subject, for BridgeLast). CaughtUp is told once a run: a consumer created while a bridge
+// caught up may say it again, and a message handled already may carry it (it is then delivered
+// alone).
 func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch {
 	case d.Msg == nil:
-	case st.mode == BridgeLast:
-		if d.Seq <= st.bySubject[d.Subject] {
+	case st.mode == BridgeLast && d.Seq <= st.bySubject[d.Subject], st.mode != BridgeLast && d.Seq <= st.last:
+		if !d.CaughtUp || st.caught {
 			return
 		}
+		d = Delivery{CaughtUp: true}
+	case st.mode == BridgeLast:
 		if st.bySubject == nil {
 			st.bySubject = map[string]uint64{}
 		}
 		st.bySubject[d.Subject] = d.Seq
-	case d.Seq <= st.last:
-		return
+	}
+	if d.CaughtUp && st.caught {
+		d.CaughtUp = false
+		if d.Msg == nil && !st.recreated {
+			return
+		}
 	}
 	if st.recreated {
 		d.Recreated, st.recreated = true, false
@@ -245,7 +256,7 @@ func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 	if d.Msg != nil {
 		st.last = max(st.last, d.Seq)
 	}
-	if d.CaughtUp && !st.caught {
+	if d.CaughtUp {
 		st.caught = true
 		st.caughtUp(st.last)
 	}
@@ -312,6 +323,10 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	started()
+	// The bridge, stopped now, may have caught up meanwhile.
+	st.mu.Lock()
+	caught = st.caught
+	st.mu.Unlock()
 	info := cons.CachedInfo()
 	empty := info != nil && info.NumPending == 0
 	switch {

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -267,11 +268,14 @@ func followWithoutConsumer(t *testing.T, bridge events.Bridge) {
 	<-done
 }
 
-// TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo starts a BridgeNext follower of the last message
-// per subject while no consumer can be created, as a role started while the meta leader is being
-// replaced: it cannot bridge yet (it holds none of the last messages) and must say why, then
-// catch up once a consumer can be made, say so once, and bridge at its next loss.
-func TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo(t *testing.T) {
+// TestAFollowerThatCannotCreateItsFirstConsumerCatchesUpByDirectGets starts a BridgeNext
+// follower of the last message per subject while no consumer can be created, as a role started
+// while the meta leader is being replaced: it must read the stream's 300 messages by direct gets
+// (more than one batch), in order, each with the count of those still to come, be told it
+// caught up once, at the last, say so in its log, and go on reading new messages; once a
+// consumer can be made it resumes after the last message, repeating none.
+func TestAFollowerThatCannotCreateItsFirstConsumerCatchesUpByDirectGets(t *testing.T) {
+	const stored = 300
 	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -280,33 +284,51 @@ func TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block := func() {
-		t.Helper()
-		if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	publish := func(subject string) {
 		t.Helper()
 		if _, err := srv.JS.Publish(ctx, subject, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	publish("t.a")
-	publish("t.b")
-	publish("t.a")
-	block()
+	for i := range stored {
+		publish([]string{"t.a", "t.b", "t.c"}[i%3])
+	}
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
 
+	type got struct {
+		seq, pending uint64
+		caught       bool
+	}
+	var mu sync.Mutex
+	var deliveries []got
+	all := func() []got { mu.Lock(); defer mu.Unlock(); return slices.Clone(deliveries) }
 	var logs eventstest.Logs
 	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.New(&logs), Bridge: events.BridgeNext,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	got, done := recordSeqs(ctx, &f)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			mu.Lock()
+			defer mu.Unlock()
+			deliveries = append(deliveries, got{d.Seq, d.Pending, d.CaughtUp})
+		})
+	}()
 	defer func() { cancel(); <-done }()
 	defer func() {
 		if t.Failed() {
 			t.Logf("the follower logged:\n%s", logs.String())
 		}
 	}()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(all()) >= stored }, "the %d stored messages, read by direct gets", stored)
+	for i, d := range all()[:stored] {
+		if want := (got{uint64(i + 1), uint64(stored - i - 1), i == stored-1}); d != want {
+			t.Fatalf("delivery %d is seq %d, pending %d, caught up %v; want seq %d, pending %d, caught up %v",
+				i, d.seq, d.pending, d.caught, want.seq, want.pending, want.caught)
+		}
+	}
 	line := func(msg string) string {
 		for l := range strings.SplitSeq(logs.String(), "\n") {
 			if strings.Contains(l, `"message":"`+msg+`"`) {
@@ -315,60 +337,45 @@ func TestAFollowerBridgesOnlyOnceCaughtUpAndSaysSo(t *testing.T) {
 		}
 		return ""
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return line("stream unreachable; retrying") != "" }, "the follower failing to create its consumer")
-	if l := line("stream unreachable; retrying"); !strings.Contains(l, `"bridge":"none: not caught up since start"`) {
-		t.Errorf("the loss of a follower that never caught up does not say it cannot bridge yet: %s", l)
-	}
-	if s := got(); len(s) != 0 {
-		t.Fatalf("delivered %v before any consumer: a follower not caught up must not bridge", s)
-	}
-
-	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
-		t.Fatal(err)
-	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the last message of t.a and of t.b")
-	if s := got(); !slices.Equal(s, []uint64{2, 3}) {
-		t.Fatalf("delivered %v, want the last message of each subject, [2 3]", s)
+	if l := line("stream unreachable; retrying"); !strings.Contains(l, `"bridge":"direct gets"`) {
+		t.Errorf("the follower's loss does not say it reads by direct gets: %s", l)
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool { return line("stream caught up") != "" }, "the catching up logged")
-	if l := line("stream caught up"); !strings.Contains(l, `"stream_seq":3`) || !strings.Contains(l, `"after":`) {
+	if l := line("stream caught up"); !strings.Contains(l, fmt.Sprintf(`"stream_seq":%d`, stored)) || !strings.Contains(l, `"after":`) {
 		t.Errorf("the catching up does not say where and after how long: %s", l)
 	}
 
-	// Its next loss is bridged, and says so.
-	for n := range st.ConsumerNames(ctx).Name() {
-		if err := st.DeleteConsumer(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	block()
-	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("stream unreachable; retrying") == 2 }, "the second loss logged")
 	publish("t.b")
-	eventstest.Eventually(t, 3*time.Second, func() bool { return len(got()) == 3 }, "message 4, read by direct get")
-	var second string
-	for l := range strings.SplitSeq(logs.String(), "\n") {
-		if strings.Contains(l, `"message":"stream unreachable; retrying"`) {
-			second = l
-		}
-	}
-	if !strings.Contains(second, `"bridge":"direct gets"`) {
-		t.Errorf("the loss of a follower that caught up does not say it bridges: %s", second)
-	}
+	eventstest.Eventually(t, 3*time.Second, func() bool { return len(all()) == stored+1 }, "the message stored after catching up, read by direct get")
 	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
 		t.Fatal(err)
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"bridged":1,`) }, "the recovery saying one message was bridged")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return line("stream reachable again") != "" }, "the follower's own consumer")
+	if l := line("stream reachable again"); !strings.Contains(l, fmt.Sprintf(`"bridged":%d,`, stored+1)) {
+		t.Errorf("the recovery does not say %d messages were read by direct gets: %s", stored+1, l)
+	}
+	publish("t.c")
+	eventstest.Eventually(t, 3*time.Second, func() bool { return len(all()) == stored+2 }, "the message stored after the consumer came back")
+	var seqs []uint64
+	caught := 0
+	for _, d := range all() {
+		seqs = append(seqs, d.seq)
+		if d.caught {
+			caught++
+		}
+	}
+	if seqs[stored] != stored+1 || seqs[stored+1] != stored+2 || caught != 1 {
+		t.Errorf("delivered %v after the backlog, told caught up %d times; want %d and %d, and once", seqs[stored:], caught, stored+1, stored+2)
+	}
 	if n := logs.Count("stream caught up"); n != 1 {
 		t.Errorf("logged catching up %d times, want once per run", n)
 	}
 }
 
-// TestAFollowerWhoseConsumerAnotherClientDeletedSaysItBridgesWhenItCannotMakeAnother: a
-// follower whose consumer another client of its NATS user deleted says so (SharedUserMessage)
-// and bridges at once; when it then cannot create another, its "stream unreachable" line must
-// still say it reads by direct gets, as it does, not leave the field out as a BridgeNone
-// follower's line does.
-func TestAFollowerWhoseConsumerAnotherClientDeletedSaysItBridgesWhenItCannotMakeAnother(t *testing.T) {
+// TestAFollowerStartedAtATimeDoesNotBridgeBeforeItCaughtUpAndSaysWhy: a follower whose Start
+// begins at a time or a sequence cannot be caught up by reading from the stream's first message,
+// so while no consumer can be created it reads nothing, and its loss says why.
+func TestAFollowerStartedAtATimeDoesNotBridgeBeforeItCaughtUpAndSaysWhy(t *testing.T) {
 	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -377,47 +384,32 @@ func TestAFollowerWhoseConsumerAnotherClientDeletedSaysItBridgesWhenItCannotMake
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish := func(subject string) {
-		t.Helper()
-		if _, err := srv.JS.Publish(ctx, subject, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish("t.a")
-	nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs eventstest.Logs
-	f := events.Follower{JS: js, Stream: "T", Log: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))), Bridge: events.BridgeNext,
-		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}}}
-	got, done := recordSeqs(ctx, &f)
-	defer func() { cancel(); <-done }()
-	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 1 }, "the stored message")
-
-	// Another process of the user deletes the consumer, and the one slot is taken at once.
-	if err := st.DeleteConsumer(ctx, "dns-1"); err != nil {
+	if _, err := srv.JS.Publish(ctx, "t.a", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
 		t.Fatal(err)
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(events.SharedUserMessage) == 1 },
-		"the follower saying another client of its user deleted its consumer")
-	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("stream unreachable; retrying") == 1 },
-		"the follower failing to create another consumer")
-	for l := range strings.SplitSeq(logs.String(), "\n") {
-		if strings.Contains(l, `"message":"stream unreachable; retrying"`) && !strings.Contains(l, `"bridge":"direct gets"`) {
-			t.Errorf("the loss of a follower that bridges does not say it reads by direct gets: %s", l)
-		}
+	from := time.Now()
+	if _, err := srv.JS.Publish(ctx, "t.a", nil); err != nil {
+		t.Fatal(err)
 	}
-	publish("t.b")
-	eventstest.Eventually(t, 3*time.Second, func() bool { return len(got()) == 2 }, "message 2, read by direct get")
+	var logs eventstest.Logs
+	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.New(&logs), Bridge: events.BridgeNext,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from}}
+	got, done := recordSeqs(ctx, &f)
+	defer func() { cancel(); <-done }()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("stream unreachable; retrying") == 1 }, "the follower failing to create its consumer")
+	if l := logs.String(); !strings.Contains(l, `"bridge":"none: not caught up since start, which is not the stream's first message"`) {
+		t.Errorf("the loss does not say why the follower cannot read by direct gets: %s", l)
+	}
+	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 1 }, "the message stored after the start time")
+	if s := got(); s[0] != 2 {
+		t.Errorf("delivered %v, want [2]: only what was stored from the start time on", s)
+	}
 }
 
 // TestTwoProcessesOfOneNATSUserAreToldToGiveEachItsOwn runs two followers connected as one NATS

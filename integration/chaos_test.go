@@ -353,11 +353,10 @@ func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 	const edgeConsumer = "consumer ROUTES edge-west" // named for the edge (proxy/watch.go)
 	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
 		"the cluster answers shop with us-west and edge-west serves it")
-	// The suite is about a running cluster: a follower reads by direct gets while it has no
-	// consumer only once it has caught up since its start, and the cluster answers before all
-	// of them have (a DNS server answers its defaults from the start). Killed before that, the
-	// node that led meta left one of them blind until the election (seen in CI: dns-1 and
-	// decider-2 logged "none: not caught up since start").
+	// The suite is about a running cluster, and the cluster answers before every follower has
+	// caught up (a DNS server answers its defaults from the start): a kill then also measured
+	// a follower catching up from the stream's first message by direct gets. (Before followers
+	// could, such a kill left dns-1 and decider-2 blind until the election, in CI.)
 	c.caughtUp(t)
 	nodes := []string{"nats-1", "nats-2", "nats-3"}
 	groups := []string{"meta", "PROBES", "STATE", "ROUTES", "KV_detour_probers"}
