@@ -250,9 +250,11 @@ const unknownPending = 1<<64 - 1
 // parseBatchReply reads one reply to a batched direct get: a message, whose pending is
 // unknownPending when the reply does not say it, or the end of the batch (end), or the error a
 // status reply stands for (jetstream.ErrMsgNotFound for none). Anything else is an error: the
-// reply comes from the network.
+// reply comes from the network. A status reply is one without a sequence: a stored message
+// always has one, even one its publisher gave a Status header and no body, which is a message
+// (read as the end of the batch, it held the bridge at its sequence).
 func parseBatchReply(hdr nats.Header, data []byte) (g batchMsg, end bool, err error) {
-	if status := hdr.Get("Status"); status != "" && len(data) == 0 {
+	if status := hdr.Get("Status"); status != "" && len(data) == 0 && hdr.Get(jetstream.SequenceHeader) == "" {
 		switch status {
 		case "204":
 			return batchMsg{}, true, nil

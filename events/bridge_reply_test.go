@@ -32,6 +32,7 @@ func TestABatchedDirectGetReplyIsReadOrRefusedWithAReason(t *testing.T) {
 		{name: "a message of a server that does not batch", hdr: msg(good[:8]...), data: "x", seq: 7, pending: unknownPending},
 		{name: "the end of the batch", hdr: msg("Status", "204", "Description", "EOB", "Nats-Num-Pending", "0"), end: true},
 		{name: "nothing stored from there", hdr: msg("Status", "404", "Description", "Message Not Found"), err: "not found"},
+		{name: "a stored message with a status header and no body", hdr: msg(append(good, "Status", "204")...), seq: 7, pending: 3},
 		{name: "a refused request", hdr: msg("Status", "408", "Description", "Bad Request"), err: "status 408 Bad Request"},
 		{name: "no sequence", hdr: msg(append(headerWithout(good, "Nats-Sequence"), "Nats-Sequence", "")...), data: "x", err: "sequence"},
 		{name: "sequence 0", hdr: msg(append(headerWithout(good, "Nats-Sequence"), "Nats-Sequence", "0")...), data: "x", err: "sequence"},

@@ -306,3 +306,44 @@ func TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds(
 		t.Errorf("delivered %d messages (%v…), want the %d stored, 1 to %d in order", len(seqs), seqs[:min(len(seqs), 5)], stored, last)
 	}
 }
+
+// TestABridgeReadsPastAStoredMessageThatLooksLikeAStatusReply: a publisher may give a message a
+// Status header and no body, as the server's own replies to a direct get have ("204 EOB", "404
+// Message Not Found"). Read by direct gets, such a message is a message like any other (the
+// handler's decoding refuses it): a bridge that took it for the end of the batch, or for
+// "nothing stored from there", read nothing past it until a consumer could be created again.
+func TestABridgeReadsPastAStoredMessageThatLooksLikeAStatusReply(t *testing.T) {
+	for _, status := range []string{"204", "404"} {
+		t.Run(status, func(t *testing.T) {
+			srv := eventstest.Start(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
+				AllowDirect: true, Storage: jetstream.MemoryStorage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := srv.JS.Publish(ctx, "t.a", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			m := nats.NewMsg("t.b")
+			m.Header.Set("Status", status)
+			if _, err := srv.JS.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := srv.JS.Publish(ctx, "t.c", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			// The only consumer the stream allows: the follower reads by direct gets alone.
+			if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+				t.Fatal(err)
+			}
+			f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.Nop(), Bridge: events.BridgeNext,
+				Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+			got, done := recordSeqs(ctx, &f)
+			defer func() { cancel(); <-done }()
+			var seqs []uint64
+			eventstest.Eventually(t, 3*time.Second, func() bool { seqs = got(); return len(seqs) == 3 }, "the three stored messages (delivered %v)", &seqs)
+		})
+	}
+}
