@@ -347,3 +347,84 @@ func TestABridgeReadsPastAStoredMessageThatLooksLikeAStatusReply(t *testing.T) {
 		})
 	}
 }
+
+// TestAFollowerOfTheLastMessagePerSubjectThatBridgedPartOfTheStreamStartsItsConsumerAtItsStart:
+// a role that follows the last message of each subject (the DNS server, the deciders, the
+// controller on STATE) reads, while no consumer can be created, the stream from its first
+// message by direct gets. When a consumer can be created before it caught up, that consumer
+// starts where the role's Start says, the last message of each subject, not after the last
+// message the bridge delivered: the whole history after it (up to a gigabyte of STATE) would
+// otherwise be read message by message, and the role catch up that much later.
+func TestAFollowerOfTheLastMessagePerSubjectThatBridgedPartOfTheStreamStartsItsConsumerAtItsStart(t *testing.T) {
+	const stored = 3000
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
+		AllowDirect: true, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range stored {
+		if _, err := srv.JS.PublishAsync([]string{"t.a", "t.b", "t.c"}[i%3], nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-srv.JS.PublishAsyncComplete():
+	case <-time.After(10 * time.Second):
+		t.Fatal("messages not stored in 10s")
+	}
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seqs []uint64
+	caught := 0
+	delivered := func() (int, int, uint64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seqs) == 0 {
+			return 0, caught, 0
+		}
+		return len(seqs), caught, seqs[len(seqs)-1]
+	}
+	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.Nop(), Bridge: events.BridgeNext,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func(d events.Delivery) {
+			mu.Lock()
+			if d.Msg != nil {
+				seqs = append(seqs, d.Seq)
+			}
+			if d.CaughtUp {
+				caught++
+			}
+			mu.Unlock()
+			// A handler slow enough that the bridge is still reading when the consumer comes.
+			time.Sleep(time.Millisecond)
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	eventstest.Eventually(t, 5*time.Second, func() bool { n, _, _ := delivered(); return n > 0 }, "the bridge's first message")
+	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool { _, c, last := delivered(); return c == 1 && last == stored }, "the last message, and the catching up")
+	n, c, _ := delivered()
+	if n >= stored/2 {
+		t.Errorf("delivered %d of the %d messages of 3 subjects: the consumer read the history after the bridge's last message", n, stored)
+	}
+	if c != 1 {
+		t.Errorf("told caught up %d times, want once", c)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("delivered %d after %d", seqs[i], seqs[i-1])
+		}
+	}
+}

@@ -284,7 +284,13 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	last, caught, recreated := st.last, st.caught, st.recreated
 	st.mu.Unlock()
 	cfg := st.cfg
-	if last > 0 && st.mode != BridgeLast {
+	// Before it first caught up, a follower of the last message of each subject starts at
+	// Start again: a bridge that read part of the stream from its first message left the
+	// follower at a sequence after which the whole history would follow. The last message of
+	// each subject at or before the last delivered is dropped as handled (deliver). A bridge
+	// that catches up while this consumer is created may leave out a message stored meanwhile
+	// that a later one replaced on its subject, as this Start does.
+	if last > 0 && st.mode != BridgeLast && (caught || cfg.DeliverPolicy != jetstream.DeliverLastPerSubjectPolicy) {
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, last+1, nil
 	}
 	// A plain ephemeral consumer that this loop replaces itself, rather than nats.go's ordered
