@@ -145,8 +145,9 @@ const bridgeBatch = 256
 // next reads the messages after the last one delivered, up to bridgeBatch of them, and delivers
 // them, each with the count of those the stream held beyond it (Delivery.Pending) and CaughtUp
 // on the one with none; when there is none after the last one delivered, it delivers CaughtUp
-// alone (deliver drops both once the follower caught up). It reports whether it read any
-// message (the bridge then asks again at once).
+// alone (deliver drops both once the follower caught up). A server that does not batch gives
+// no count: a message then counts one more to come until the follower caught up, none after.
+// It reports whether it read any message (the bridge then asks again at once).
 func (st *followState) next(ctx context.Context, h *hedge, handle func(Delivery), b *bridge) bool {
 	from := st.lastSeq() + 1
 	got, err := ask(ctx, h, func(ctx context.Context) ([]batchMsg, error) {
@@ -161,8 +162,10 @@ func (st *followState) next(ctx context.Context, h *hedge, handle func(Delivery)
 	for _, g := range got {
 		b.read.Add(1)
 		pending := g.pending
-		if pending == unknownPending {
-			pending = 1 // more may follow
+		if pending == unknownPending && !st.isCaught() {
+			pending = 1 // more may follow: the CaughtUp that the end brings tells when none does
+		} else if pending == unknownPending {
+			pending = 0 // no CaughtUp follows once caught up: each message is told as the last
 		}
 		d := g.delivery(st.streamName, pending)
 		d.CaughtUp = g.pending == 0

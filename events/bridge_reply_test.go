@@ -1,10 +1,16 @@
 package events
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -97,4 +103,72 @@ func FuzzBatchedDirectGetReply(f *testing.F) {
 			t.Fatalf("read %+v from status %q seq %q subject %q pending %q", g, status, seq, subject, pending)
 		}
 	})
+}
+
+// TestAMessageFromAServerThatDoesNotBatchIsPendingUntilTheEndOnlyBeforeCatchingUp: nats-server
+// before 2.11 answers a batched direct get with one message and no count of those beyond it.
+// Before the follower caught up each such message counts one more to come, so that a handler
+// waits for the CaughtUp that the end brings; once caught up no CaughtUp follows any more, and
+// a message counted one more to come would leave the controller's routes and the decider's
+// pool checks, which wait for nothing pending, waiting until a consumer is made again.
+func TestAMessageFromAServerThatDoesNotBatchIsPendingUntilTheEndOnlyBeforeCatchingUp(t *testing.T) {
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats server not ready in 5s")
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// A direct get as nats-server 2.10 answers it: one message, or 404 past the last of two.
+	if _, err := nc.Subscribe(directGet+"T", func(m *nats.Msg) {
+		var req struct {
+			Seq uint64 `json:"seq"`
+		}
+		_ = json.Unmarshal(m.Data, &req)
+		r := nats.NewMsg(m.Reply)
+		if req.Seq > 2 {
+			r.Header.Set("Status", "404")
+			r.Header.Set("Description", "Message Not Found")
+		} else {
+			r.Header.Set(jetstream.StreamHeader, "T")
+			r.Header.Set(jetstream.SubjectHeader, "t.a")
+			r.Header.Set(jetstream.SequenceHeader, strconv.FormatUint(req.Seq, 10))
+			r.Header.Set(jetstream.TimeStampHeaer, time.Now().UTC().Format(time.RFC3339Nano))
+			r.Data = []byte("x")
+		}
+		_ = m.RespondMsg(r)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, caught := range []bool{false, true} {
+		st := &followState{mode: BridgeNext, cfg: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}},
+			nc: nc, streamName: "T", caught: caught, caughtUp: func(uint64) {}}
+		var got []Delivery
+		for st.next(context.Background(), &hedge{}, func(d Delivery) { got = append(got, d) }, &bridge{}) {
+		}
+		var pending []uint64
+		for _, d := range got {
+			if d.Msg != nil {
+				pending = append(pending, d.Pending)
+			}
+		}
+		want := []uint64{1, 1}
+		if caught {
+			want = []uint64{0, 0}
+		}
+		if !slices.Equal(pending, want) {
+			t.Errorf("caught up before: %v; delivered pending %v, want %v", caught, pending, want)
+		}
+		if n := len(got); !caught && (n != 3 || !got[2].CaughtUp) {
+			t.Errorf("before catching up: delivered %+v, want two messages and CaughtUp", got)
+		}
+	}
 }
