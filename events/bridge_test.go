@@ -315,14 +315,9 @@ func TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds(
 func TestABridgeReadsPastAStoredMessageThatLooksLikeAStatusReply(t *testing.T) {
 	for _, status := range []string{"204", "404"} {
 		t.Run(status, func(t *testing.T) {
-			srv := eventstest.Start(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
-				AllowDirect: true, Storage: jetstream.MemoryStorage})
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv, st := oneConsumerStream(t)
 			if _, err := srv.JS.Publish(ctx, "t.a", []byte("x")); err != nil {
 				t.Fatal(err)
 			}
@@ -357,14 +352,9 @@ func TestABridgeReadsPastAStoredMessageThatLooksLikeAStatusReply(t *testing.T) {
 // otherwise be read message by message, and the role catch up that much later.
 func TestAFollowerOfTheLastMessagePerSubjectThatBridgedPartOfTheStreamStartsItsConsumerAtItsStart(t *testing.T) {
 	const stored = 3000
-	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
-		AllowDirect: true, Storage: jetstream.MemoryStorage})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, st := oneConsumerStream(t)
 	for i := range stored {
 		if _, err := srv.JS.PublishAsync([]string{"t.a", "t.b", "t.c"}[i%3], nil); err != nil {
 			t.Fatal(err)

@@ -203,16 +203,9 @@ func TestAFollowerThatCannotReplaceItsConsumerReadsByDirectGetsUntilItCan(t *tes
 // followWithoutConsumer follows t.> (t.a and t.b) with bridge, and takes its consumer away while
 // messages 3 (on t.b) and 4 (on t.a) are stored.
 func followWithoutConsumer(t *testing.T, bridge events.Bridge) {
-	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// A stream that allows one consumer: once the follower's is gone and the test holds the only
-	// slot, the follower cannot create another, as while the meta leader that died is replaced.
-	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
-		AllowDirect: true, Storage: jetstream.MemoryStorage})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, st := oneConsumerStream(t)
 	publish := func(subject string) {
 		t.Helper()
 		if _, err := srv.JS.Publish(ctx, subject, nil); err != nil {
@@ -276,14 +269,9 @@ func followWithoutConsumer(t *testing.T, bridge events.Bridge) {
 // consumer can be made it resumes after the last message, repeating none.
 func TestAFollowerThatCannotCreateItsFirstConsumerCatchesUpByDirectGets(t *testing.T) {
 	const stored = 300
-	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
-		AllowDirect: true, Storage: jetstream.MemoryStorage})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, st := oneConsumerStream(t)
 	publish := func(subject string) {
 		t.Helper()
 		if _, err := srv.JS.Publish(ctx, subject, nil); err != nil {
@@ -376,14 +364,9 @@ func TestAFollowerThatCannotCreateItsFirstConsumerCatchesUpByDirectGets(t *testi
 // begins at a time or a sequence cannot be caught up by reading from the stream's first message,
 // so while no consumer can be created it reads nothing, and its loss says why.
 func TestAFollowerStartedAtATimeDoesNotBridgeBeforeItCaughtUpAndSaysWhy(t *testing.T) {
-	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
-		AllowDirect: true, Storage: jetstream.MemoryStorage})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, st := oneConsumerStream(t)
 	if _, err := srv.JS.Publish(ctx, "t.a", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -662,4 +645,18 @@ func recordSeqs(ctx context.Context, f *events.Follower) (got func() []uint64, d
 		})
 	}()
 	return func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }, done
+}
+
+// oneConsumerStream starts a server with stream T (subjects t.>) that allows one consumer: once
+// the test holds it, a follower cannot create its own, as while the meta leader that died is
+// replaced.
+func oneConsumerStream(t *testing.T) (*eventstest.Server, jetstream.Stream) {
+	t.Helper()
+	srv := eventstest.Start(t)
+	st, err := srv.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, MaxConsumers: 1,
+		AllowDirect: true, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, st
 }
