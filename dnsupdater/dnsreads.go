@@ -284,26 +284,19 @@ type batchReply struct {
 // take reads one answer, its headers h and data: a message, kept in msgs, or the end of the
 // batch (done), with how many more messages of the subject the stream held after those sent.
 func (b *batchReply) take(h nats.Header, data []byte) (done bool, more uint64, err error) {
-	switch status := h.Get("Status"); status {
-	case "":
-	case "204": // the end of the batch
-		more, err := strconv.ParseUint(h.Get("Nats-Num-Pending"), 10, 64)
-		if err != nil {
-			return false, 0, errors.New("end of batch without its pending count")
-		}
-		return true, more, nil
-	case "404": // none from seq on
+	m, more, end, err := events.ParseDirectGet(h, data)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound): // none from seq on
 		return true, 0, nil
-	default:
-		return false, 0, fmt.Errorf("%s %s", status, h.Get("Description"))
+	case err != nil:
+		return false, 0, err
+	case end:
+		return true, more, nil
 	}
 	if len(b.msgs) == b.n {
 		return false, 0, fmt.Errorf("more than the %d messages asked for", b.n)
 	}
-	s, err := strconv.ParseUint(h.Get(jetstream.SequenceHeader), 10, 64)
-	if err != nil {
-		return false, 0, errors.New("a message without its sequence")
-	}
+	s := m.Sequence
 	// The readers go on from the sequence after the last message: one before it would have
 	// them read the same messages for ever.
 	after := b.from - 1
@@ -313,7 +306,7 @@ func (b *batchReply) take(h nats.Header, data []byte) (done bool, more uint64, e
 	if s <= after {
 		return false, 0, fmt.Errorf("message at seq %d after seq %d", s, after)
 	}
-	subject := h.Get(jetstream.SubjectHeader)
+	subject := m.Subject
 	if !subjectMatches(b.subject, subject) {
 		return false, 0, fmt.Errorf("message at seq %d of subject %q, not of %s", s, subject, b.subject)
 	}

@@ -205,6 +205,7 @@ func TestAPrimaryAnsweringMoreThanABatchAskedForFailsThatReadAndTheNextReadsStil
 			a := nats.NewMsg(m.Reply)
 			a.Header.Set("Nats-Sequence", strconv.Itoa(i+1))
 			a.Header.Set("Nats-Subject", subject)
+			a.Header.Set("Nats-Time-Stamp", time.Now().UTC().Format(time.RFC3339Nano))
 			_ = js.Conn.PublishMsg(a)
 		}
 		end := nats.NewMsg(m.Reply)

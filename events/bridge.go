@@ -159,13 +159,18 @@ func (st *followState) next(ctx context.Context, h *hedge, handle func(Delivery)
 	if err != nil {
 		return false
 	}
+	// A message from a server that does not batch counts one more to come before the follower
+	// caught up (the CaughtUp the end brings tells when none does), none after (no CaughtUp
+	// follows then: each message is told as the last).
+	unknown := uint64(0)
+	if !st.isCaught() {
+		unknown = 1
+	}
 	for _, g := range got {
 		b.read.Add(1)
 		pending := g.pending
-		if pending == unknownPending && !st.isCaught() {
-			pending = 1 // more may follow: the CaughtUp that the end brings tells when none does
-		} else if pending == unknownPending {
-			pending = 0 // no CaughtUp follows once caught up: each message is told as the last
+		if pending == unknownPending {
+			pending = unknown
 		}
 		d := g.delivery(st.streamName, pending)
 		d.CaughtUp = g.pending == 0
@@ -250,17 +255,32 @@ func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from ui
 // get without batches does not give: more may follow.
 const unknownPending = 1<<64 - 1
 
+// ParseDirectGet reads one reply to a direct get (batched or not), whatever reads it: a
+// message m with the count of messages matching the request's filter the stream held beyond it
+// (pending; math.MaxUint64 when the reply does not say it, as a server that does not batch
+// does not), or the end of a batch (end), with the count the stream held beyond the batch, or
+// the error a status reply stands for (jetstream.ErrMsgNotFound for none). Anything else is an
+// error: the reply comes from the network.
+func ParseDirectGet(hdr nats.Header, data []byte) (m *jetstream.RawStreamMsg, pending uint64, end bool, err error) {
+	g, end, err := parseBatchReply(hdr, data)
+	return g.m, g.pending, end, err
+}
+
 // parseBatchReply reads one reply to a batched direct get: a message, whose pending is
-// unknownPending when the reply does not say it, or the end of the batch (end), or the error a
-// status reply stands for (jetstream.ErrMsgNotFound for none). Anything else is an error: the
-// reply comes from the network. A status reply is one without a sequence: a stored message
+// unknownPending when the reply does not say it, or the end of the batch (end, pending the
+// count beyond it), or the error a status reply stands for (jetstream.ErrMsgNotFound for none).
+// Anything else is an error: the reply comes from the network. A status reply is one without a sequence: a stored message
 // always has one, even one its publisher gave a Status header and no body, which is a message
 // (read as the end of the batch, it held the bridge at its sequence).
 func parseBatchReply(hdr nats.Header, data []byte) (g batchMsg, end bool, err error) {
 	if status := hdr.Get("Status"); status != "" && len(data) == 0 && hdr.Get(jetstream.SequenceHeader) == "" {
 		switch status {
 		case "204":
-			return batchMsg{}, true, nil
+			more, err := strconv.ParseUint(hdr.Get("Nats-Num-Pending"), 10, 64)
+			if err != nil {
+				return batchMsg{}, false, errors.New("direct get: end of batch without its pending count")
+			}
+			return batchMsg{pending: more}, true, nil
 		case "404":
 			return batchMsg{}, false, jetstream.ErrMsgNotFound
 		default:
