@@ -56,13 +56,7 @@ func TestAnEjectedInstanceReturnsWhenItAnswersOrTheDeciderSawItRecover(t *testin
 // serves again: the next requests go to it first, not to the instance ejected for an hour, as
 // a request it failed takes it out at once (app.failed).
 func TestASecondaryThatAnsweredARequestComesBeforeAnEjectedInstanceWhateverItsLastHeartbeat(t *testing.T) {
-	e := &edge{name: "edge-west", log: zerolog.Nop(), peers: newPeers("edge-west", "", time.Second, zerolog.Nop())}
-	a := newApp(e, config.EdgeApp{App: "shop", Mode: config.ModeHTTP, PassiveFall: 1, PassiveCooldown: config.Duration(time.Hour),
-		RetryOn: []string{config.RetryOnConnectFailure}})
-	a.setRoute(events.AppRoute{App: "shop", Pool: "west", Available: true,
-		Endpoints: []events.RouteEndpoint{{Name: "w1", Address: "127.0.0.11:8081", Status: events.StatusUp, Weight: 1}},
-		Secondary: &events.SecondaryRoute{Edge: "edge-east", Hostname: "edge-east.demo.test", Address: "127.0.0.22", Port: 8080, Status: events.StatusUp}})
-	r := a.route.Load()
+	a, r := shopWithASecondary()
 	r.secondary.alive.Store(false) // its first heartbeat failed
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
 	var tried []string
@@ -86,13 +80,7 @@ func TestASecondaryThatAnsweredARequestComesBeforeAnEjectedInstanceWhateverItsLa
 // the last resort, after the ejected instance, until a heartbeat answers, rather than taking
 // the next requests from an instance that may have recovered.
 func TestASecondaryThatAnsweredAsTheLastResortWithA5xxStaysTheLastResort(t *testing.T) {
-	e := &edge{name: "edge-west", log: zerolog.Nop(), peers: newPeers("edge-west", "", time.Second, zerolog.Nop())}
-	a := newApp(e, config.EdgeApp{App: "shop", Mode: config.ModeHTTP, PassiveFall: 1, PassiveCooldown: config.Duration(time.Hour),
-		RetryOn: []string{config.RetryOnConnectFailure}})
-	a.setRoute(events.AppRoute{App: "shop", Pool: "west", Available: true,
-		Endpoints: []events.RouteEndpoint{{Name: "w1", Address: "127.0.0.11:8081", Status: events.StatusUp, Weight: 1}},
-		Secondary: &events.SecondaryRoute{Edge: "edge-east", Hostname: "edge-east.demo.test", Address: "127.0.0.22", Port: 8080, Status: events.StatusUp}})
-	r := a.route.Load()
+	a, r := shopWithASecondary()
 	r.secondary.alive.Store(false) // its heartbeats fail
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
 	var tried []string
@@ -110,4 +98,17 @@ func TestASecondaryThatAnsweredAsTheLastResortWithA5xxStaysTheLastResort(t *test
 	if plan := a.plan(a.route.Load(), false); len(plan) == 0 || plan[0].Secondary {
 		t.Errorf("the next request's plan is %+v, want w1 first: the secondary's heartbeats fail and it answered only its own 502", plan)
 	}
+}
+
+// shopWithASecondary is app shop of edge-west, one instance w1 ejected for an hour by one failed
+// request, retried on connect failures, with edge-east as its secondary; and its route.
+func shopWithASecondary() (*app, *appRoute) {
+	e := &edge{name: "edge-west", log: zerolog.Nop(), peers: newPeers("edge-west", "", time.Second, zerolog.Nop())}
+	a := newApp(e, config.EdgeApp{App: "shop", Mode: config.ModeHTTP, PassiveFall: 1, PassiveCooldown: config.Duration(time.Hour),
+		RetryOn: []string{config.RetryOnConnectFailure}})
+	a.setRoute(events.AppRoute{App: "shop", Pool: "west", Available: true,
+		Endpoints: []events.RouteEndpoint{{Name: "w1", Address: "127.0.0.11:8081", Status: events.StatusUp, Weight: 1}},
+		Secondary: &events.SecondaryRoute{Edge: "edge-east", Hostname: "edge-east.demo.test", Address: "127.0.0.22", Port: 8080, Status: events.StatusUp}})
+	r := a.route.Load()
+	return a, r
 }
