@@ -2,8 +2,10 @@ package events_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -415,6 +417,86 @@ func TestAFollowerOfTheLastMessagePerSubjectThatBridgedPartOfTheStreamStartsItsC
 	for i := 1; i < len(seqs); i++ {
 		if seqs[i] <= seqs[i-1] {
 			t.Fatalf("delivered %d after %d", seqs[i], seqs[i-1])
+		}
+	}
+}
+
+// TestADirectGetReadAsTheBridgeReadsItMatchesJetStreamsOwnRead: the bridge reads batched
+// direct gets itself (events.ParseDirectGet) where it used nats.go's Stream.GetMsg. For a
+// stream of messages on several subjects, some with headers, some empty, each message read
+// from a batch must be the one nats.go reads at that sequence — subject, data, time stamp,
+// headers — and each batch must count what the stream holds beyond it.
+func TestADirectGetReadAsTheBridgeReadsItMatchesJetStreamsOwnRead(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	st, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowDirect: true,
+		Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stored = 40
+	for i := range stored {
+		m := nats.NewMsg([]string{"t.a", "t.b.c", "t.d"}[i%3])
+		if i%2 == 0 {
+			m.Data = fmt.Appendf(nil, "message %d", i)
+		}
+		if i%5 == 0 {
+			m.Header.Set("X-Detour", strconv.Itoa(i))
+		}
+		if _, err := srv.JS.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := srv.Conn.SubscribeSync(srv.Conn.NewInbox())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for _, filter := range []string{"t.>", "t.b.*"} {
+		for from := uint64(1); ; {
+			req := fmt.Appendf(nil, `{"seq":%d,"next_by_subj":%q,"batch":7}`, from, filter)
+			if err := srv.Conn.PublishRequest("$JS.API.DIRECT.GET.T", sub.Subject, req); err != nil {
+				t.Fatal(err)
+			}
+			var read []*jetstream.RawStreamMsg
+			var more uint64
+			for {
+				r, err := sub.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, pending, end, err := events.ParseDirectGet(r.Header, r.Data)
+				if err != nil {
+					t.Fatalf("%s from %d: %v", filter, from, err)
+				}
+				if end {
+					more = pending
+					break
+				}
+				read = append(read, m)
+			}
+			for _, m := range read {
+				want, err := st.GetMsg(ctx, m.Sequence)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Subject != want.Subject || string(m.Data) != string(want.Data) || !m.Time.Equal(want.Time) ||
+					m.Header.Get("X-Detour") != want.Header.Get("X-Detour") {
+					t.Errorf("%s: seq %d read as %s %q %s %q, nats.go reads %s %q %s %q", filter, m.Sequence, m.Subject, m.Data,
+						m.Time, m.Header.Get("X-Detour"), want.Subject, want.Data, want.Time, want.Header.Get("X-Detour"))
+				}
+				next, err := st.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
+				if err != nil || next.Sequence != m.Sequence {
+					t.Fatalf("%s from %d: the batch gave seq %d, nats.go the next matching message at %v (%v)", filter, from, m.Sequence, next, err)
+				}
+				from = m.Sequence + 1
+			}
+			if _, err := st.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter)); errors.Is(err, jetstream.ErrMsgNotFound) != (more == 0) {
+				t.Fatalf("%s: the batch ended with %d more, nats.go finds after seq %d: %v", filter, more, from-1, err)
+			}
+			if more == 0 {
+				break
+			}
 		}
 	}
 }
