@@ -200,7 +200,10 @@ func getLast(ctx context.Context, nc *nats.Conn, stream, subject string) (batchM
 		return batchMsg{}, err
 	}
 	g, end, err := parseBatchReply(r.Header, r.Data)
-	if err == nil && (end || g.m.Subject != subject) {
+	switch {
+	case err != nil:
+		err = fmt.Errorf("direct get of %s: %w", stream, err)
+	case end || g.m.Subject != subject:
 		err = fmt.Errorf("direct get of %s: an answer that is not the last message of %s", stream, subject)
 	}
 	return g, err
@@ -239,7 +242,7 @@ func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from ui
 		case errors.Is(err, jetstream.ErrMsgNotFound) && len(out) > 0:
 			return out, nil
 		case err != nil:
-			return nil, err
+			return nil, fmt.Errorf("direct get of %s: %w", stream, err)
 		case end:
 			return out, nil
 		}
@@ -278,31 +281,31 @@ func parseBatchReply(hdr nats.Header, data []byte) (g batchMsg, end bool, err er
 		case "204":
 			more, err := strconv.ParseUint(hdr.Get("Nats-Num-Pending"), 10, 64)
 			if err != nil {
-				return batchMsg{}, false, errors.New("direct get: end of batch without its pending count")
+				return batchMsg{}, false, errors.New("end of batch without its pending count")
 			}
 			return batchMsg{pending: more}, true, nil
 		case "404":
 			return batchMsg{}, false, jetstream.ErrMsgNotFound
 		default:
-			return batchMsg{}, false, fmt.Errorf("direct get: status %s %s", status, hdr.Get("Description"))
+			return batchMsg{}, false, fmt.Errorf("status %s %s", status, hdr.Get("Description"))
 		}
 	}
 	seq, err := strconv.ParseUint(hdr.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil || seq == 0 {
-		return batchMsg{}, false, fmt.Errorf("direct get: sequence %q", hdr.Get(jetstream.SequenceHeader))
+		return batchMsg{}, false, fmt.Errorf("sequence %q", hdr.Get(jetstream.SequenceHeader))
 	}
 	at, err := time.Parse(time.RFC3339Nano, hdr.Get(jetstream.TimeStampHeaer))
 	if err != nil {
-		return batchMsg{}, false, fmt.Errorf("direct get: time stamp %q", hdr.Get(jetstream.TimeStampHeaer))
+		return batchMsg{}, false, fmt.Errorf("time stamp %q", hdr.Get(jetstream.TimeStampHeaer))
 	}
 	subject := hdr.Get(jetstream.SubjectHeader)
 	if subject == "" {
-		return batchMsg{}, false, errors.New("direct get: no subject")
+		return batchMsg{}, false, errors.New("no subject")
 	}
 	pending := uint64(unknownPending)
 	if p := hdr.Get("Nats-Num-Pending"); p != "" {
 		if pending, err = strconv.ParseUint(p, 10, 64); err != nil || pending == unknownPending {
-			return batchMsg{}, false, fmt.Errorf("direct get: pending %q", p)
+			return batchMsg{}, false, fmt.Errorf("pending %q", p)
 		}
 	}
 	return batchMsg{m: &jetstream.RawStreamMsg{Subject: subject, Sequence: seq, Header: hdr, Data: data, Time: at}, pending: pending}, false, nil
