@@ -101,12 +101,14 @@ func (s *Sent[T]) Failed(id string, err error) *Stored[T] {
 // Delivered takes the stream delivering, in order, the event id stored at seq on the subject,
 // from this writer (own) or another, and returns the append it is when that is known stored by
 // this writer: its attempt went unanswered. One still waiting for its answer is noted seen, and
-// its answer decides. Every other append after a sequence below seq was not stored.
+// its answer decides, also when the events stored after it are delivered before that answer
+// (the loop handling the answer is behind the stream). Every other append after a sequence
+// below seq was not stored.
 func (s *Sent[T]) Delivered(id string, seq uint64, own bool) *Stored[T] {
 	var out *Stored[T]
 	s.attempts = slices.DeleteFunc(s.attempts, func(a sentAttempt[T]) bool {
 		switch {
-		case a.after >= seq:
+		case a.after >= seq, a.seen:
 			return false
 		case !own || a.id != id:
 			return true

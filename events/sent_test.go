@@ -32,6 +32,12 @@ func TestSentCountsAnAppendOnceWhenItIsKnownToBeThisWritersOwn(t *testing.T) {
 		{"the stream delivering first, then the acknowledgement, counts once", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "ack", id: "x", want: "x"}}},
 		{"an answer lost, then the event delivered", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "seen", id: "x", want: "x"}, {op: "seen", id: "x"}}},
 		{"the event delivered, then no answer", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "fail", id: "x", err: timeout, want: "x"}}},
+		{"the event delivered, then another writer's next event, then the acknowledgement", []step{
+			{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "other", id: "z", seq: 10}, {op: "ack", id: "x", want: "x"}}},
+		{"the event delivered, then the next event of a writer of the same name, then the acknowledgement", []step{
+			{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "seen", id: "z", seq: 10}, {op: "ack", id: "x", want: "x"}}},
+		{"the event delivered, then another writer's next event, then no answer", []step{
+			{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "other", id: "z", seq: 10}, {op: "fail", id: "x", err: timeout, want: "x"}}},
 		{"an answer lost, the retry a duplicate, this writer's copy delivered", []step{
 			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "x"}, {op: "dup", id: "x"}, {op: "seen", id: "x", want: "x"}}},
 		{"an answer lost, the retry a duplicate of another writer's copy", []step{
@@ -39,6 +45,8 @@ func TestSentCountsAnAppendOnceWhenItIsKnownToBeThisWritersOwn(t *testing.T) {
 		{"a duplicate of another writer's copy", []step{{op: "add", id: "x"}, {op: "dup", id: "x"}, {op: "other", id: "x"}}},
 		{"a conflict: another writer's event stored", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: conflict}, {op: "seen", id: "x"}}},
 		{"another writer of the same name: delivered, then a conflict", []step{{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "fail", id: "x", err: conflict}}},
+		{"another writer of the same name: delivered, its next event delivered, then a conflict", []step{
+			{op: "add", id: "x"}, {op: "seen", id: "x"}, {op: "seen", id: "z", seq: 10}, {op: "fail", id: "x", err: conflict}}},
 		{"a refusal is not a lost answer", []step{{op: "add", id: "x"}, {op: "fail", id: "x", err: refused}, {op: "seen", id: "x"}}},
 		{"an answer lost, the same id's retry refused as a conflict, the first delivered", []step{
 			{op: "add", id: "x"}, {op: "fail", id: "x", err: timeout}, {op: "add", id: "x"}, {op: "fail", id: "x", err: conflict}, {op: "seen", id: "x", want: "x"}}},
