@@ -86,11 +86,16 @@ func (j *sent) pool() *poolSlot {
 // their acknowledgements. Each append still expects its subject's last sequence, so two replicas
 // never both append one change; a subject with an append in flight waits for its
 // acknowledgement (landThrough) before the next is built, as its expected sequence and its
-// event id follow from the sequence STATE gives the first. The acknowledgements come back to the loop in
-// the order sent (landed), and the appends of each decision round reach STATE in the order a
-// flush that waited for every acknowledgement would have appended them, whatever the timing:
-// the stream (and every id derived from its sequences) stays the same, while a storm of
-// thousands of transitions costs no round trip to JetStream per PROBES message.
+// event id follow from the sequence STATE gives the first. An endpoint's transition also waits
+// for its pool's in flight, which was built on the endpoints' statuses as they are: were the
+// pool's refused (another replica appended to the pool first), it is decided again on those
+// statuses, not on a later one of the endpoint that makes it moot (STATE would then show the
+// pool up while its endpoints are down, or the reverse, until the endpoint changes back). The
+// acknowledgements come back to the loop in the order sent (landed), and the appends of each
+// decision round reach STATE in the order a flush that waited for every acknowledgement would
+// have appended them, whatever the timing: the stream (and every id derived from its sequences)
+// stays the same, while a storm of thousands of transitions costs no round trip to JetStream per
+// PROBES message.
 func (d *decider) flush(ctx context.Context) {
 	if len(d.queued) == 0 {
 		return
@@ -109,6 +114,9 @@ func (d *decider) flush(ctx context.Context) {
 	for _, x := range q {
 		if x.s.next != nil {
 			d.landThrough(ctx, x.s.next)
+		}
+		if p := x.s.pool; p.next != nil {
+			d.landThrough(ctx, p.next)
 		}
 		if !due(x.s, x.dec) {
 			addPool(x.s.pool)
