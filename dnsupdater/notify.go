@@ -408,9 +408,10 @@ func (n *notifier) run(ctx context.Context) {
 // ends, and reports whether the secondary answered (or ctx ended): false asks the notifier to
 // send it again later. After notifyAttempts silent attempts it goes on sending a second apart
 // until notifyLate, unless a later serial of the zone is offered (see notifier.superseded).
-// Whichever the attempt, the secondary transferring the serial ends the exchange, acknowledged
-// (see notifier.held). A zone with a transfer key signs its NOTIFY with it (RFC 8945), once:
-// every attempt sends the same message, so that a late answer to any of them verifies.
+// Whichever the attempt, once the first is written, the secondary transferring the serial ends
+// the exchange, acknowledged (see notifier.held). A zone with a transfer key signs its NOTIFY
+// with it (RFC 8945), once: every attempt sends the same message, so that a late answer to any
+// of them verifies.
 func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
@@ -426,11 +427,19 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 			var err error
 			first := time.Now()
 			late := first.Add(notifyLate)
-			// The secondary holding the serial ends the exchange at once, and, once its attempts
-			// are out, a later serial does: its socket is closed.
-			listening, done := make(chan struct{}), make(chan struct{})
+			// The secondary holding the serial ends the exchange once its first attempt is
+			// written, and, once its attempts are out, a later serial does: its socket is
+			// closed. Not before that write: a transfer from the secondary's address may be
+			// another client's (an operator's dig, a monitor), and a serial it took first must
+			// still be announced, once.
+			sent, listening, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 			defer close(done)
 			go func() {
+				select {
+				case <-sent:
+				case <-done:
+					return
+				}
 				select {
 				case <-has:
 				case <-listening:
@@ -464,7 +473,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 				if i == notifyAttempts {
 					close(listening)
 				}
-				err = notifyAttempt(conn, n, deadline)
+				err = notifyAttempt(conn, n, deadline, sent)
 				switch {
 				case closed(has):
 					return nil // the secondary holds the serial: acknowledged
@@ -542,18 +551,19 @@ func (n *notifyMsg) acknowledges(p []byte, r *dns.Msg) bool {
 // once, so more are a fault that would otherwise spin until the deadline.
 const maxAttemptErrors = 64
 
-// notifyAttempt sends n on conn and reads until deadline for the answer: nil for an
-// acknowledgement, a tsig.RcodeError for an answer with an error code. Every attempt of an exchange
-// sends n with its id, so a late answer to an earlier one counts; a reply to another id, a
-// message that is no reply, and a datagram that does not parse are skipped (a stray or forged
-// datagram does not end the attempt), and so is a NOERROR answer to a signed n that n's key did
-// not sign (reported at deadline, unless an answer comes first). An ICMP error (the
-// secondary's port closed, its host unreachable or refusing) and SERVFAIL (often a secondary
-// still loading) are kept and reported at deadline, unless an answer comes first; another
-// error code ends the exchange, signed or not: a secondary that does not hold the key answers
-// NOTAUTH with an unsigned TSIG error (RFC 8945 §5.2), and a forger who guessed the port and id
-// could as well have dropped the NOTIFY.
-func notifyAttempt(conn *dns.Conn, n *notifyMsg, deadline time.Time) error {
+// notifyAttempt sends n on conn, closes sent (unless an earlier attempt did) once the send is
+// done, and reads until deadline for the answer: nil for an acknowledgement, a tsig.RcodeError
+// for an answer with an error code. Every attempt of an exchange sends n with its id, so a late
+// answer to an earlier one counts; a reply to another id, a message that is no reply, and a
+// datagram that does not parse are skipped (a stray or forged datagram does not end the
+// attempt), and so is a NOERROR answer to a signed n that n's key did not sign (reported at
+// deadline, unless an answer comes first). An ICMP error (the secondary's port closed, its
+// host unreachable or refusing) and SERVFAIL (often a secondary still loading) are kept and
+// reported at deadline, unless an answer comes first; another error code ends the exchange,
+// signed or not: a secondary that does not hold the key answers NOTAUTH with an unsigned TSIG
+// error (RFC 8945 §5.2), and a forger who guessed the port and id could as well have dropped
+// the NOTIFY.
+func notifyAttempt(conn *dns.Conn, n *notifyMsg, deadline time.Time, sent chan struct{}) error {
 	if err := conn.SetDeadline(deadline); err != nil {
 		return err
 	}
@@ -569,6 +579,9 @@ func notifyAttempt(conn *dns.Conn, n *notifyMsg, deadline time.Time) error {
 			return err
 		}
 		failed = err
+	}
+	if !closed(sent) {
+		close(sent)
 	}
 	return awaitAnswer(conn, n, deadline, failed)
 }

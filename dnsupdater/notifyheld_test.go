@@ -107,3 +107,35 @@ func transferredSerial(t *testing.T, addr string) uint32 {
 	}
 	return serial
 }
+
+// TestASerialTransferredFromTheSecondarysAddressBeforeItsNotifyIsStillSentOnce: the server is
+// still sending a silent secondary the first serial when the zone changes, and a client on the
+// secondary's address (an operator's dig, a monitor, or, on loopback, this test) transfers the
+// new serial before its NOTIFY goes out. That transfer tells the server nothing the secondary
+// heard: the NOTIFY of the new serial is sent all the same, at least once, as BIND, Knot and NSD
+// send every serial. It was not when the exchange's watcher, finding the serial held already,
+// closed the socket before the first attempt was written (a loaded machine runs the watcher
+// first): the secondary was never told, and stayed on the old serial until its SOA refresh.
+func TestASerialTransferredFromTheSecondarysAddressBeforeItsNotifyIsStillSentOnce(t *testing.T) {
+	secondary, notifies := notifiedSecondary(t)
+	js := eventstest.Start(t)
+	conf := strings.Replace(withNotify(demoConfig, secondary), "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	srv, _ := startLogged(t, js, eventstest.Config(t, conf), t.TempDir(), nil)
+	first := firstNotified(t, notifies)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, srv.Addr()) != first }, "the serial moves after the change")
+	// The first serial's exchange is in its attempts, which a later serial does not end: the
+	// transfer does, and the new serial's exchange starts with it held.
+	next := transferredSerial(t, srv.Addr())
+	wait := time.After(notifyAttempts*notifyWait + time.Second)
+	for {
+		select {
+		case got := <-notifies:
+			if got == next {
+				return
+			}
+		case <-wait:
+			t.Fatalf("the secondary was sent no NOTIFY of serial %d, which a client on its address transferred first", next)
+		}
+	}
+}
