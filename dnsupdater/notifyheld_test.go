@@ -2,12 +2,16 @@ package dnsupdater
 
 import (
 	"net"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events/eventstest"
+	evlogs "github.com/detourdev/detour/events/logs"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // TestANotifyEndsAsSoonAsTheSecondaryHasTransferredTheSerial: a secondary whose answers to
@@ -137,5 +141,28 @@ func TestASerialTransferredFromTheSecondarysAddressBeforeItsNotifyIsStillSentOnc
 		case <-wait:
 			t.Fatalf("the secondary was sent no NOTIFY of serial %d, which a client on its address transferred first", next)
 		}
+	}
+}
+
+// TestEveryExchangeOfASerialTheSecondaryHoldsAlreadySendsItsNOTIFYOnce: the exchange starts with
+// the serial held (a client on the secondary's address transferred it first), so its watcher may
+// close the socket at once; each of many exchanges still writes its first attempt. Done over
+// and over, as the watcher running before the first write is a matter of scheduling: the
+// end-to-end test above passes without the fix on an idle machine, this one did not (about one
+// exchange in a few hundred sent nothing).
+func TestEveryExchangeOfASerialTheSecondaryHoldsAlreadySendsItsNOTIFYOnce(t *testing.T) {
+	var got atomic.Int64
+	addr := serveDatagrams(t, func(net.PacketConn, net.Addr, *dns.Msg) { got.Add(1) })
+	n := &notifier{zones: map[string]*notifying{"demo.test.": {held: map[netip.Addr]uint32{netip.MustParseAddr("127.0.0.1"): 7}}}}
+	var logs eventstest.Logs
+	s := &Server{log: zerolog.New(&logs), notifyFailures: evlogs.NewRepeats(notifyFailureWindow), notifier: n}
+	for i := range int64(500) {
+		if !s.notify(t.Context(), notifiedZone("demo.test.", 7), addr) {
+			t.Fatalf("exchange %d of a serial the secondary holds: not acknowledged", i)
+		}
+		eventstest.Eventually(t, time.Second, func() bool { return got.Load() > i }, "exchange %d of a serial the secondary holds sent no NOTIFY", i)
+	}
+	if sent := got.Load(); sent != 500 {
+		t.Errorf("500 exchanges sent %d NOTIFYs, want one each", sent)
 	}
 }
