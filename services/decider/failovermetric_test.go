@@ -52,6 +52,20 @@ func withMetrics(m *metrics.Metrics) func(*decider.Options) {
 	return func(o *decider.Options) { o.Metrics = m }
 }
 
+// w1UpThenFailing brings w1 up with two passing results from a prober in eu, waits for STATE to
+// record it and its pool up, then sends three failing results, and returns the prober.
+func w1UpThenFailing(t *testing.T, srv *eventstest.Server) *prober {
+	t.Helper()
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	return p
+}
+
 // failedOverByProbes starts a decider with metrics, and a prober in eu that brings w1 up with two
 // passing results and takes it down with three failing ones. The decider's JetStream is wrap's
 // of the server's, when wrap is given.
@@ -64,13 +78,7 @@ func failedOverByProbes(t *testing.T, wrap ...func(jetstream.JetStream) jetstrea
 		js = w(js)
 	}
 	r := start(t, js, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", true)
-	p.send("shop", "west", "w1", true)
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
-	for range 3 {
-		p.send("shop", "west", "w1", false)
-	}
+	p := w1UpThenFailing(t, srv)
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
 	waitTransitionsCounted(t, r.stats, 2)
 	return srv, m, r.stats, p

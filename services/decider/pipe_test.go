@@ -175,13 +175,7 @@ func TestAPoolTransitionRefusedIsDecidedAgainBeforeItsEndpointsNextTransition(t 
 	srv := eventstest.Start(t)
 	w := &refusedPool{JetStream: srv.JS, t: t, pool: events.PoolStateSubject("shop", "west")}
 	start(t, w, eventstest.Config(t, shopYAML), "decider/a")
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", true)
-	p.send("shop", "west", "w1", true)
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
-	for range 3 {
-		p.send("shop", "west", "w1", false)
-	}
+	p := w1UpThenFailing(t, srv)
 	p.send("shop", "west", "w1", true)
 	p.send("shop", "west", "w1", true)
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down",
