@@ -55,7 +55,7 @@ type guardedConn struct {
 	// switching is what an Upgrade request awaits from its answer (switchNone when none does);
 	// net/http writes the answer while it may be reading, hence the atomic.
 	switching atomic.Int32
-	// held are the bytes after an Upgrade request, until its answer.
+	// held are the bytes after an Upgrade request, until its answer: one read of them.
 	held []byte
 }
 
@@ -91,6 +91,15 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 			g.switching.Store(switchNone)
 			g.state, g.out, g.held = passThrough, g.held, nil
 			continue
+		case switchUpgrade:
+			if len(g.held) > 0 {
+				// net/http's background read, which watches for the client's leaving while
+				// the request is served, is the only read until the answer: as it does at a
+				// pipelined byte, it stops watching, and the rest of what the client sends
+				// waits on the connection. Held without bound, a client could have the edge
+				// buffer all it sends until the answer, up to response_header later.
+				return 0, nil
+			}
 		}
 		switch g.state {
 		case passThrough:

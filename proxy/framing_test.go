@@ -43,6 +43,20 @@ func (p *pieces) Read(b []byte) (int, error) {
 	return k, nil
 }
 
+// passedOn returns what g passes on to net/http until its stream ends, or until it waits for
+// the answer to an Upgrade request, where its read returns nothing (see guardedConn.Read).
+func passedOn(g *guardedConn) string {
+	var out []byte
+	p := make([]byte, 512)
+	for {
+		n, err := g.Read(p)
+		out = append(out, p[:n]...)
+		if err != nil || n == 0 {
+			return string(out)
+		}
+	}
+}
+
 // FuzzGuard checks that the guard never panics, passes on what a client sent unchanged but for
 // a refused or too long head, whose replacement ends what it passes on, and does so however the
 // bytes are split across reads.
@@ -56,8 +70,7 @@ func FuzzGuard(f *testing.F) {
 			return &guardedConn{r: bufio.NewReaderSize(&pieces{s: raw, n: n}, 16), max: 1 << 10}
 		}
 		read := func(n int) string {
-			got, _ := io.ReadAll(guard(n))
-			return string(got)
+			return passedOn(guard(n))
 		}
 		whole := read(len(raw) + 1)
 		kept, ok := strings.CutSuffix(whole, refusedHead)
@@ -72,4 +85,45 @@ func FuzzGuard(f *testing.F) {
 			t.Fatalf("read in pieces of %d, the guard passed on %.200q for %.200q; read whole, %.200q", n, got, raw, whole)
 		}
 	})
+}
+
+// flood reads as a client that sends without end: n bytes, then an error, counting them.
+type flood struct{ n, read int }
+
+func (e *flood) Read(p []byte) (int, error) {
+	if e.read >= e.n {
+		return 0, io.ErrUnexpectedEOF
+	}
+	k := min(len(p), e.n-e.read)
+	clear(p[:k])
+	e.read += k
+	return k, nil
+}
+
+// While an Upgrade request awaits its answer, the guard holds back what the client sends after
+// it, but no more than one read of it: net/http's background read, which watches for the
+// client's leaving, stops at the first byte too, leaving the rest to the socket's flow control.
+// Held without bound, a client could have the edge buffer all it sends until the answer comes,
+// up to response_header later.
+func TestTheGuardHoldsBackLittleOfWhatFollowsAnUpgradeBeforeItsAnswer(t *testing.T) {
+	const head = "GET /socket HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+	client := &flood{n: 64 << 20}
+	g := &guardedConn{r: bufio.NewReader(io.MultiReader(strings.NewReader(head), client)), max: 64 << 10}
+	got := make([]byte, len(head))
+	if _, err := io.ReadFull(g, got); err != nil || string(got) != head {
+		t.Fatalf("the guard passed on %q (%v), want the Upgrade request", got, err)
+	}
+	// net/http's background read, while the request is served.
+	if n, err := g.Read(make([]byte, 1)); n != 0 || err != nil {
+		t.Errorf("the read after an Upgrade request, before its answer, returned %d, %v; want 0, nil", n, err)
+	}
+	if client.read > len(g.buf) {
+		t.Errorf("the guard read %d bytes the client sent after an Upgrade request before its answer, want at most %d", client.read, len(g.buf))
+	}
+	// The answer switched protocols (as Write notes it): every byte the client sent follows.
+	g.switching.Store(switchDone)
+	n, err := io.Copy(io.Discard, g)
+	if n != int64(client.n) || err != io.ErrUnexpectedEOF {
+		t.Errorf("after the switch the guard passed on %d bytes (%v), want all %d the client sent", n, err, client.n)
+	}
 }
