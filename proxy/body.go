@@ -49,6 +49,10 @@ func (b *timedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.mu.Lock()
 	b.since = time.Time{}
+	if b.done {
+		// A read that outlived its request: nothing waits for another.
+		b.t.Stop()
+	}
 	b.mu.Unlock()
 	if err != nil && b.expired.Load() {
 		err = errClientBodyTimeout
@@ -75,16 +79,17 @@ func (b *timedBody) expire() {
 
 func (b *timedBody) Close() error { return b.rc.Close() }
 
-// end is called when the handler returns. An HTTP/2 stream's controller may not be used after
-// that; the server resets a stream whose body is still open, which ends a read under way. An
-// HTTP/1.1 read may still be under way (the transport sends the body while the answer is
-// relayed, and may be still at it), and net/http waits for it before the next request on the
-// connection, so its wait stays bounded.
+// end is called when the handler returns, and stops the timer: pending, it would hold the
+// request and its writer for up to client_body after it ended. An HTTP/2 stream's controller
+// may not be used after that; the server resets a stream whose body is still open, which ends
+// a read under way. An HTTP/1.1 read may still be under way (the transport sends the body
+// while the answer is relayed, and may be still at it), and net/http waits for it before the
+// next request on the connection: the timer goes on bounding its wait, and the read stops it.
 func (b *timedBody) end() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.done = true
-	if b.h2 && b.t != nil {
+	if b.t != nil && (b.h2 || b.since.IsZero()) {
 		b.t.Stop()
 	}
 }
