@@ -36,13 +36,34 @@ type headLimit struct {
 	c     net.Conn
 	left  int64
 	watch framingWatch
+	// client, while an answer's body is relayed to a lean path's client, is watched for its
+	// leaving (leanConn.watch) from the moment a read has waited slowAnswer: net/http's
+	// server cancels a request whose client left, and the lean path would otherwise wait on
+	// an instance that sends nothing more, holding both connections. up is the connection
+	// read.
+	client *leanConn
+	up     *upConn
 }
 
 func (l *headLimit) Read(p []byte) (int, error) {
 	if l.left <= 0 {
 		return 0, errHeadTooLong
 	}
-	n, err := l.c.Read(p[:min(int64(len(p)), l.left)])
+	p = p[:min(int64(len(p)), l.left)]
+	var n int
+	var err error
+	if l.client == nil {
+		n, err = l.c.Read(p)
+	} else {
+		_ = l.c.SetReadDeadline(time.Now().Add(slowAnswer))
+		n, err = l.c.Read(p)
+		_ = l.c.SetReadDeadline(time.Time{})
+		if n == 0 && isTimeout(err) {
+			stop := l.client.watch(l.up)
+			n, err = l.c.Read(p)
+			stop()
+		}
+	}
 	l.left -= int64(n)
 	l.watch.feed(p[:n])
 	return n, err
@@ -95,7 +116,9 @@ func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 		return nil, err
 	}
 	limit := &headLimit{c: c, left: math.MaxInt64}
-	return &upConn{c: c, limit: limit, br: bufio.NewReaderSize(limit, 8<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
+	uc := &upConn{c: c, limit: limit, br: bufio.NewReaderSize(limit, 8<<10), bw: bufio.NewWriterSize(c, 4<<10)}
+	limit.up = uc
+	return uc, nil
 }
 
 // put keeps uc for the next request to addr when nothing is left buffered on it; otherwise the

@@ -489,6 +489,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 				_ = uc.c.Close()
 				return false, &statusError{lc.resp.code}
 			}
+			uc.limit.client = lc // until the body is read (see headLimit)
 			return lc.relayPlain(uc, n, pool, addr), nil
 		}
 	}
@@ -517,6 +518,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 		_ = uc.c.Close()
 		return false, &statusError{resp.StatusCode}
 	}
+	uc.limit.client = lc // until the body is read (see headLimit)
 	return lc.relay(resp, uc, pool, addr), nil
 }
 
@@ -549,6 +551,7 @@ func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) b
 		_, _ = uc.br.Discard(len(p))
 		left -= int64(len(p))
 	}
+	uc.limit.client = nil
 	if err := lc.bw.Flush(); err != nil || left > 0 {
 		_ = uc.c.Close()
 		return false
@@ -717,6 +720,7 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 	default:
 		err = lc.relayUnsized(resp, *buf, keep, listed)
 	}
+	uc.limit.client = nil
 	if err != nil {
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
 		// the client stopped taking may never end. An answer that broke off ends the client's

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -629,6 +630,69 @@ func TestAClientThatLeavesCancelsItsRequestUpstreamOnEveryPath(t *testing.T) {
 			}
 		case <-time.After(3 * time.Second):
 			t.Fatalf("%s: the edge still waited on the instance 3s after its client left, want the upstream request cancelled", method)
+		}
+	}
+}
+
+// A client that leaves while its answer's body is on its way, the instance having sent part of
+// it and then nothing more (a stream, a hung instance), cancels the request upstream on every
+// path, as it does while the head is awaited: the lean path, whose relay reads the body on the
+// client's own goroutine, would otherwise wait on the instance, holding both connections, until
+// the instance sent more or closed.
+func TestAClientThatLeavesMidBodyCancelsItsRequestUpstreamOnEveryPath(t *testing.T) {
+	released := make(chan string, 8)
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		// More than a writer buffers, so that some reaches the client on every path.
+		part := strings.Repeat("x", 16<<10) + "hello"
+		if strings.HasSuffix(req.URL.Path, "/sized") {
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", 2*len(part), part)
+		} else {
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(part), part)
+		}
+		_, _ = io.Copy(io.Discard, br) // sends nothing more; returns when the edge closes the connection
+		released <- req.Method + " " + req.URL.Path
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{w1}, []string{e1.Listener.Addr().String()}, "http", "")
+	for _, raw := range []string{
+		"GET /lean/sized HTTP/1.1\r\nHost: shop\r\n\r\n",   // the lean path, relayed as it came
+		"GET /lean/chunked HTTP/1.1\r\nHost: shop\r\n\r\n", // the lean path, through net/http's reader
+		"GET /fast/sized HTTP/1.0\r\nHost: shop\r\n\r\n",   // net/http, no body
+		"GET /fast/chunked HTTP/1.0\r\nHost: shop\r\n\r\n",
+		"PUT /body/sized HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi", // ReverseProxy
+		"PUT /body/chunked HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi",
+	} {
+		req := strings.Join(strings.Fields(raw)[:2], " ")
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, raw)
+		// Leave once some of the body arrived.
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var got []byte
+		for !bytes.Contains(got, []byte("xxxx")) {
+			b := make([]byte, 512)
+			n, err := conn.Read(b)
+			got = append(got, b[:n]...)
+			if err != nil {
+				t.Fatalf("%s: read %.100q (%v), want some of the body", req, got, err)
+			}
+		}
+		_ = conn.Close()
+		select {
+		case r := <-released:
+			if r != req {
+				t.Errorf("released %s, want %s", r, req)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: the edge still waited on the instance 3s after its client left mid-body, want the upstream request cancelled", req)
 		}
 	}
 }
