@@ -249,9 +249,20 @@ func TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds(
 			AllowDirect: true, Storage: jetstream.FileStorage})
 		return err == nil
 	}, "the stream created: %v", err)
+	// A stream just created may still be electing its leader, which answers no publish.
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		cctx, ccancel := context.WithTimeout(ctx, time.Second)
+		defer ccancel()
+		var st jetstream.Stream
+		if st, err = admin.Stream(cctx, "T"); err != nil {
+			return false
+		}
+		info, err := st.Info(cctx)
+		return err == nil && info.Cluster != nil && info.Cluster.Leader != ""
+	}, "the stream has a leader")
 	var last uint64
 	for i := range stored {
-		ack, err := admin.Publish(ctx, fmt.Sprintf("t.%d", i%4), nil)
+		ack, err := admin.Publish(ctx, fmt.Sprintf("t.%d", i%4), nil, jetstream.WithRetryAttempts(20))
 		if err != nil {
 			t.Fatal(err)
 		}
