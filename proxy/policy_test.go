@@ -623,14 +623,21 @@ func TestAClientThatLeavesCancelsItsRequestUpstreamOnEveryPath(t *testing.T) {
 			t.Fatalf("%s never reached the instance", method)
 		}
 		_ = conn.Close()
-		select {
-		case got := <-released:
-			if got != method {
-				t.Errorf("released %s, want %s", got, method)
-			}
-		case <-time.After(3 * time.Second):
-			t.Fatalf("%s: the edge still waited on the instance 3s after its client left, want the upstream request cancelled", method)
+		waitReleased(t, released, method, "")
+	}
+}
+
+// waitReleased waits for the instance to report, on released, that the edge let go of the
+// request want once its client left (when: how it left, for the failure's message).
+func waitReleased(t *testing.T, released <-chan string, want, when string) {
+	t.Helper()
+	select {
+	case got := <-released:
+		if got != want {
+			t.Errorf("released %s, want %s", got, want)
 		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("%s: the edge still waited on the instance 3s after its client left%s, want the upstream request cancelled", want, when)
 	}
 }
 
@@ -686,13 +693,6 @@ func TestAClientThatLeavesMidBodyCancelsItsRequestUpstreamOnEveryPath(t *testing
 			}
 		}
 		_ = conn.Close()
-		select {
-		case r := <-released:
-			if r != req {
-				t.Errorf("released %s, want %s", r, req)
-			}
-		case <-time.After(3 * time.Second):
-			t.Fatalf("%s: the edge still waited on the instance 3s after its client left mid-body, want the upstream request cancelled", req)
-		}
+		waitReleased(t, released, req, " mid-body")
 	}
 }

@@ -413,13 +413,7 @@ func TestALostAttemptWhoseRetryIsADuplicateOfAnotherReplicasCopyIsNotCounted(t *
 	m := metrics.New()
 	// The appends: w1 up, west up, w1 down (lost, then stored by decider/other), …
 	r := start(t, &lostThenOtherFirst{JetStream: srv.JS, first: 3}, eventstest.Config(t, shopYAML), "decider/a", withMetrics(m))
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", true)
-	p.send("shop", "west", "w1", true)
-	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
-	for range 3 {
-		p.send("shop", "west", "w1", false)
-	}
+	p := w1UpThenFailing(t, srv)
 	// The pool's down, sent behind the lost attempt, is stored before decider/other's copy.
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "pool.shop.west:down", "endpoint.shop.west.w1:down")
 	// w1 comes back: its up is appended once the retry of its down has its answer.
