@@ -80,15 +80,7 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 	// has a fixed name and a start that lost its answer on a loaded machine ("no heartbeat
 	// received") finds and deletes the consumer it left, which MaxConsumers would count
 	// otherwise (seen in CI).
-	nc, err := nats.Connect(c.URLs[leader], nats.CustomInboxPrefix(events.InboxPrefix("t")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectAs(t, c.URLs[leader], "t")
 	if st, err = js.Stream(ctx, "T"); err != nil {
 		t.Fatal(err)
 	}
@@ -277,15 +269,7 @@ func TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds(
 	c.Servers[1].Shutdown()
 	c.Servers[2].Shutdown()
 
-	nc, err := nats.Connect(c.URLs[0], nats.CustomInboxPrefix(events.InboxPrefix("t")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectAs(t, c.URLs[0], "t")
 	var logs eventstest.Logs
 	var mu sync.Mutex
 	var seqs []uint64

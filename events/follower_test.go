@@ -114,15 +114,7 @@ func TestMalformedMessagesAreCountedAndLoggedOncePerPeriod(t *testing.T) {
 func TestAFollowerNamesItsConsumerForItsUserReplacesTheOneLeftByAnEarlierStartAndResumesAfterItsLoss(t *testing.T) {
 	srv := eventstest.Start(t)
 	// A role's connection receives its replies under its NATS user's own inbox.
-	nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("edge-west")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectAs(t, srv.URL, "edge-west")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	subject := events.RoutesSubject("edge-west")
@@ -420,15 +412,7 @@ func TestTwoProcessesOfOneNATSUserAreToldToGiveEachItsOwn(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	start := func() *process {
 		p := &process{seqs: make(chan uint64, 64)}
-		nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, js := connectAs(t, srv.URL, "dns-1")
 		f := events.Follower{JS: js, Stream: events.StreamState, Log: zerolog.New(io.MultiWriter(&p.logs, zerolog.NewTestWriter(t))),
 			Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}}, Bridge: events.BridgeNext}
 		wg.Go(func() {
@@ -489,14 +473,7 @@ func TestAConsumerLeftByACrashedStartIsTakenOverWithoutBlamingAnotherProcess(t *
 	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	crashed, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(crashed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	crashed, js := connectAs(t, srv.URL, "dns-1")
 	c, err := js.CreateOrUpdateConsumer(ctx, events.StreamState, jetstream.ConsumerConfig{Name: "dns-1",
 		FilterSubject: events.SubjectState, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
 	if err != nil {
@@ -507,15 +484,7 @@ func TestAConsumerLeftByACrashedStartIsTakenOverWithoutBlamingAnotherProcess(t *
 	}
 	crashed.Close()
 
-	nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err = jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js = connectAs(t, srv.URL, "dns-1")
 	var logs eventstest.Logs
 	caught := make(chan struct{})
 	f := events.Follower{JS: js, Stream: events.StreamState, Log: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))),
@@ -659,4 +628,20 @@ func oneConsumerStream(t *testing.T) (*eventstest.Server, jetstream.Stream) {
 		t.Fatal(err)
 	}
 	return srv, st
+}
+
+// connectAs opens a connection to url as a role's connection whose NATS user is user: its
+// replies come under that user's own inbox. It is closed when the test ends.
+func connectAs(t *testing.T, url, user string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.CustomInboxPrefix(events.InboxPrefix(user)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }

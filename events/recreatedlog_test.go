@@ -10,7 +10,6 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -24,15 +23,7 @@ func TestAStreamDeletedAndCreatedAgainIsNotBlamedOnAnotherProcessOfTheUser(t *te
 	srv := eventstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nc, err := nats.Connect(srv.URL, nats.CustomInboxPrefix(events.InboxPrefix("dns-1")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectAs(t, srv.URL, "dns-1")
 	publish := func() {
 		t.Helper()
 		if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), mustEnvelope(t)); err != nil {
