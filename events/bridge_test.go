@@ -119,17 +119,13 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 	var logs eventstest.Logs
 	f := events.Follower{JS: js, Stream: "T", Log: zerolog.New(&logs), Bridge: mode, Last: func() []string { return subjects },
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: policy}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg != nil {
-				mu.Lock()
-				got = append(got, message{d.Subject, d.Seq, time.Now()})
-				mu.Unlock()
-			}
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		if d.Msg != nil {
+			mu.Lock()
+			got = append(got, message{d.Subject, d.Seq, time.Now()})
+			mu.Unlock()
+		}
+	})
 	defer func() { cancel(); <-done }()
 	consumers := func(ctx context.Context) []string {
 		var names []string
@@ -276,20 +272,16 @@ func TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds(
 	caught := 0
 	f := events.Follower{JS: js, Stream: "T", Log: zerolog.New(&logs), Bridge: events.BridgeNext,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			mu.Lock()
-			defer mu.Unlock()
-			if d.Msg != nil {
-				seqs = append(seqs, d.Seq)
-			}
-			if d.CaughtUp {
-				caught++
-			}
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Msg != nil {
+			seqs = append(seqs, d.Seq)
+		}
+		if d.CaughtUp {
+			caught++
+		}
+	})
 	defer func() { cancel(); <-done }()
 	defer func() {
 		if t.Failed() {
@@ -378,22 +370,18 @@ func TestAFollowerOfTheLastMessagePerSubjectThatBridgedPartOfTheStreamStartsItsC
 	}
 	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.Nop(), Bridge: events.BridgeNext,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			mu.Lock()
-			if d.Msg != nil {
-				seqs = append(seqs, d.Seq)
-			}
-			if d.CaughtUp {
-				caught++
-			}
-			mu.Unlock()
-			// A handler slow enough that the bridge is still reading when the consumer comes.
-			time.Sleep(time.Millisecond)
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		mu.Lock()
+		if d.Msg != nil {
+			seqs = append(seqs, d.Seq)
+		}
+		if d.CaughtUp {
+			caught++
+		}
+		mu.Unlock()
+		// A handler slow enough that the bridge is still reading when the consumer comes.
+		time.Sleep(time.Millisecond)
+	})
 	defer func() { cancel(); <-done }()
 	eventstest.Eventually(t, 5*time.Second, func() bool { n, _, _ := delivered(); return n > 0 }, "the bridge's first message")
 	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {

@@ -38,20 +38,16 @@ func TestAFollowerResumesAfterAnOutageWithoutLosingOrRepeatingAMessageAndLogsItO
 	caught := 0
 	f := events.Follower{JS: srv.JS, Stream: events.StreamState, Log: zerolog.New(&logs),
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			mu.Lock()
-			defer mu.Unlock()
-			if d.CaughtUp {
-				caught++
-			}
-			if d.Msg != nil {
-				seqs = append(seqs, d.Seq)
-			}
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.CaughtUp {
+			caught++
+		}
+		if d.Msg != nil {
+			seqs = append(seqs, d.Seq)
+		}
+	})
 	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return append([]uint64(nil), seqs...) }
 	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the two stored messages")
 
@@ -135,15 +131,11 @@ func TestAFollowerNamesItsConsumerForItsUserReplacesTheOneLeftByAnEarlierStartAn
 	seqs := make(chan uint64, 16)
 	f := events.Follower{JS: js, Stream: events.StreamRoutes, Log: zerolog.New(zerolog.NewTestWriter(t)),
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg != nil {
-				seqs <- d.Seq
-			}
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		if d.Msg != nil {
+			seqs <- d.Seq
+		}
+	})
 	defer func() { cancel(); <-done }()
 	next := func(want uint64) {
 		t.Helper()
@@ -287,15 +279,11 @@ func TestAFollowerThatCannotCreateItsFirstConsumerCatchesUpByDirectGets(t *testi
 	var logs eventstest.Logs
 	f := events.Follower{JS: srv.JS, Stream: "T", Log: zerolog.New(&logs), Bridge: events.BridgeNext,
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			mu.Lock()
-			defer mu.Unlock()
-			deliveries = append(deliveries, got{d.Seq, d.Pending, d.CaughtUp})
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		deliveries = append(deliveries, got{d.Seq, d.Pending, d.CaughtUp})
+	})
 	defer func() { cancel(); <-done }()
 	defer func() {
 		if t.Failed() {
@@ -489,15 +477,11 @@ func TestAConsumerLeftByACrashedStartIsTakenOverWithoutBlamingAnotherProcess(t *
 	caught := make(chan struct{})
 	f := events.Follower{JS: js, Stream: events.StreamState, Log: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))),
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.CaughtUp {
-				close(caught)
-			}
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		if d.CaughtUp {
+			close(caught)
+		}
+	})
 	defer func() { cancel(); <-done }()
 	select {
 	case <-caught:
@@ -569,17 +553,13 @@ func TestAFollowerToldTheCreationOfAnEarlierStreamReadsItsStreamFromItsFirstMess
 			Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS},
 				DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 3}}
 		fctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			f.Run(fctx, func(d events.Delivery) {
-				mu.Lock()
-				defer mu.Unlock()
-				if d.Msg != nil {
-					seqs, recreated, stamps = append(seqs, d.Seq), append(recreated, d.Recreated), append(stamps, d.Created)
-				}
-			})
-		}()
+		done := follow(fctx, &f, func(d events.Delivery) {
+			mu.Lock()
+			defer mu.Unlock()
+			if d.Msg != nil {
+				seqs, recreated, stamps = append(seqs, d.Seq), append(recreated, d.Recreated), append(stamps, d.Created)
+			}
+		})
 		eventstest.Eventually(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seqs) > 0 && seqs[len(seqs)-1] == 3 },
 			"the stream's last message")
 		stop()
@@ -599,20 +579,16 @@ func TestAFollowerToldTheCreationOfAnEarlierStreamReadsItsStreamFromItsFirstMess
 
 // recordSeqs runs f until ctx ends, recording the stream sequence of every message it delivers:
 // got returns those delivered so far, and done is closed once Run returned.
-func recordSeqs(ctx context.Context, f *events.Follower) (got func() []uint64, done chan struct{}) {
+func recordSeqs(ctx context.Context, f *events.Follower) (got func() []uint64, done <-chan struct{}) {
 	var mu sync.Mutex
 	var seqs []uint64
-	done = make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg != nil {
-				mu.Lock()
-				seqs = append(seqs, d.Seq)
-				mu.Unlock()
-			}
-		})
-	}()
+	done = follow(ctx, f, func(d events.Delivery) {
+		if d.Msg != nil {
+			mu.Lock()
+			seqs = append(seqs, d.Seq)
+			mu.Unlock()
+		}
+	})
 	return func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }, done
 }
 
@@ -644,4 +620,14 @@ func connectAs(t *testing.T, url, user string) (*nats.Conn, jetstream.JetStream)
 		t.Fatal(err)
 	}
 	return nc, js
+}
+
+// follow runs f with handle until ctx ends, and returns a channel closed once Run returned.
+func follow(ctx context.Context, f *events.Follower, handle func(events.Delivery)) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, handle)
+	}()
+	return done
 }

@@ -37,17 +37,13 @@ func TestAStreamDeletedAndCreatedAgainIsNotBlamedOnAnotherProcessOfTheUser(t *te
 	var recreated []bool
 	f := events.Follower{JS: js, Stream: events.StreamState, Log: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))),
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectState}}, Bridge: events.BridgeNext}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx, func(d events.Delivery) {
-			if d.Msg != nil {
-				mu.Lock()
-				seqs, recreated = append(seqs, d.Seq), append(recreated, d.Recreated)
-				mu.Unlock()
-			}
-		})
-	}()
+	done := follow(ctx, &f, func(d events.Delivery) {
+		if d.Msg != nil {
+			mu.Lock()
+			seqs, recreated = append(seqs, d.Seq), append(recreated, d.Recreated)
+			mu.Unlock()
+		}
+	})
 	defer func() { cancel(); <-done }()
 	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }
 	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 1 }, "the first message")
