@@ -12,7 +12,6 @@ import (
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startFileNATS runs JetStream with file storage in dir, on 127.0.0.1 at port (-1: a free one).
@@ -34,15 +33,7 @@ func TestServerCatchesUpWhenNATSReturns(t *testing.T) {
 	dir := t.TempDir()
 	ns := startFileNATS(t, dir, -1)
 	port := ns.Addr().(*net.TCPAddr).Port
-	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := eventstest.ConnectJS(t, ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err := events.EnsureStreams(context.Background(), js, events.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -610,16 +610,7 @@ func oneConsumerStream(t *testing.T) (*eventstest.Server, jetstream.Stream) {
 // replies come under that user's own inbox. It is closed when the test ends.
 func connectAs(t *testing.T, url, user string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.CustomInboxPrefix(events.InboxPrefix(user)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	return eventstest.ConnectJS(t, url, nats.CustomInboxPrefix(events.InboxPrefix(user)))
 }
 
 // follow runs f with handle until ctx ends, and returns a channel closed once Run returned.

@@ -118,6 +118,21 @@ func Connect(tb testing.TB, url string) *nats.Conn {
 	return nc
 }
 
+// ConnectJS opens a connection to url with opts, closed when the test ends, and its JetStream.
+func ConnectJS(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		tb.Fatalf("connect %s: %v", url, err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
 // ConnectRetrying opens a connection to url that reconnects every 50ms for ever, as the roles'
 // connections do, and is opened even while no server answers yet.
 func ConnectRetrying(tb testing.TB, url string) *nats.Conn {

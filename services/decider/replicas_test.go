@@ -18,7 +18,6 @@ import (
 	"github.com/detourdev/detour/services/override"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestOverridesWinOverProbesAndTheHistorySaysWhoAndWhy(t *testing.T) {
@@ -323,16 +322,8 @@ func TestADecisionMadeWhileNATSIsAwayIsAppendedWhenItReturns(t *testing.T) {
 	}
 	srv := run()
 	opts.Port = srv.Addr().(*net.TCPAddr).Port // come back on the same port
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+	_, js := eventstest.ConnectJS(t, srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the outage is the point here
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := events.EnsureStreams(context.Background(), js, events.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/up"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,16 +50,7 @@ func Connect(t *testing.T, st *up.Stack) (*nats.Conn, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(st.NATSURL, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	return eventstest.ConnectJS(t, st.NATSURL, creds)
 }
 
 // FreePort returns an address on host whose port is free now.
