@@ -78,36 +78,7 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 					continue
 				}
 			} else {
-				// Up to bridgeAsks subjects at once, so that a round takes about as long as
-				// one ask whatever the number of subjects.
-				var wg sync.WaitGroup
-				slots := make(chan struct{}, bridgeAsks)
-				// unanswered counts the subjects of the round whose ask ended without an
-				// answer: until a round has none, a follower that never caught up has not.
-				var unanswered atomic.Int64
-				for _, subject := range subjects {
-					if ctx.Err() != nil {
-						break
-					}
-					slots <- struct{}{}
-					wg.Go(func() {
-						defer func() { <-slots }()
-						g, err := ask(ctx, h, func(ctx context.Context) (batchMsg, error) {
-							return getLast(ctx, st.nc, st.streamName, subject)
-						})
-						switch {
-						case err == nil:
-							b.read.Add(1)
-							st.deliver(g.delivery(st.streamName, 0), handle)
-						case !errors.Is(err, jetstream.ErrMsgNotFound):
-							unanswered.Add(1)
-						}
-					})
-				}
-				wg.Wait()
-				if ctx.Err() == nil && unanswered.Load() == 0 {
-					st.deliver(Delivery{CaughtUp: true}, handle) // dropped once caught up
-				}
+				st.lastRound(ctx, h, subjects, handle, b)
 			}
 			t := time.NewTimer(bridgePoll)
 			select {
@@ -118,6 +89,41 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 		}
 	}()
 	return b, "direct gets"
+}
+
+// lastRound reads the last message of each of subjects and delivers those it has not, up to
+// bridgeAsks subjects at once, so that a round takes about as long as one ask whatever the
+// number of subjects; after a round in which every subject answered, it delivers CaughtUp
+// (deliver drops it once the follower caught up).
+func (st *followState) lastRound(ctx context.Context, h *hedge, subjects []string, handle func(Delivery), b *bridge) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, bridgeAsks)
+	// unanswered counts the subjects whose ask ended without an answer: until a round has none,
+	// a follower that never caught up has not.
+	var unanswered atomic.Int64
+	for _, subject := range subjects {
+		if ctx.Err() != nil {
+			break
+		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			g, err := ask(ctx, h, func(ctx context.Context) (batchMsg, error) {
+				return getLast(ctx, st.nc, st.streamName, subject)
+			})
+			switch {
+			case err == nil:
+				b.read.Add(1)
+				st.deliver(g.delivery(st.streamName, 0), handle)
+			case !errors.Is(err, jetstream.ErrMsgNotFound):
+				unanswered.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() == nil && unanswered.Load() == 0 {
+		st.deliver(Delivery{CaughtUp: true}, handle)
+	}
 }
 
 // isCaught reports whether the follower caught up since its start.
