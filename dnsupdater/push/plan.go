@@ -97,6 +97,27 @@ func Update(zoneName string, before, want map[zone.Key][]dns.RR) (*dns.Msg, int)
 	return m, len(remove)
 }
 
+// unknown returns what is known of the primary's copy after an update from before to want
+// failed, the primary having applied it or not: nothing of any name either holds. Every type
+// Detour may own at such a name is marked unknownRRset, so that the next update rewrites each
+// name Detour still owns and empties each it no longer does (an app that left the
+// configuration meanwhile), which forgetting before altogether would leave on the primary.
+func unknown(before, want map[zone.Key][]dns.RR) map[zone.Key][]dns.RR {
+	out := map[zone.Key][]dns.RR{}
+	for _, m := range []map[zone.Key][]dns.RR{before, want} {
+		for k := range m {
+			for _, t := range ownedTypes {
+				out[zone.Key{Name: k.Name, Type: t}] = unknownRRset
+			}
+		}
+	}
+	return out
+}
+
+// unknownRRset stands for an RRset whose records on the primary are not known: a record of
+// type ANY, which no RRset Detour owns holds, so that Update replaces it.
+var unknownRRset = []dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeANY, Class: dns.ClassANY}}}
+
 // maxUpdate is the most an UPDATE may hold before its TSIG: a TCP message carries at most
 // 65,535 bytes.
 const maxUpdate = dns.MaxMsgSize - 1024

@@ -128,8 +128,8 @@ func (p *Pusher) Run(ctx context.Context) {
 				return
 			}
 			// The primary may have applied the update it did not confirm: what it holds is
-			// unknown again, so the next push rewrites every owned name.
-			pushed = nil
+			// unknown again, so the next push rewrites every name owned before or now.
+			pushed = unknown(pushed, want.RRsets)
 			p.o.Metrics.Pushed(p.o.Zone, err)
 			if failures.tell(reason(err), time.Now()) {
 				p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")

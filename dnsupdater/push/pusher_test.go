@@ -159,6 +159,36 @@ func TestAnUpdateThePrimaryAppliedWithoutAnsweringIsUndoneWhenTheStateGoesBack(t
 		"the primary serves the first pool again, not the failover it applied unanswered")
 }
 
+func TestAnAppRemovedWhileThePrimaryRefusesPushesLeavesThePrimaryOnceItAccepts(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	var logs eventstest.Logs
+	p := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Log: zerolog.New(&logs)})
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(primary.at("web.demo.test."), []string{"CNAME edge-a.demo.test."}) },
+		"the primary serves web's CNAME")
+
+	// web leaves the configuration while the primary refuses every update.
+	primary.set(func(p *applyingPrimary) { p.refuse = true })
+	text := strings.Replace(fmt.Sprintf(pushConfig, primary.addr, testSecret),
+		"  - name: web\n    fqdn: web.demo.test\n    ingress: [edge-a]\n    pools: [{name: p1, endpoints: [{address: \"127.0.0.11:80\"}]}]\n", "", 1)
+	withoutWeb, err := config.Parse("test.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(withoutWeb.Apps) != 1 {
+		t.Fatalf("the configuration without web has %d apps, want 1", len(withoutWeb.Apps))
+	}
+	p.Offer(desired(t, withoutWeb, state.NewView(), 11))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone push failed") == 1 }, "the refused push is logged")
+
+	primary.set(func(p *applyingPrimary) { p.refuse = false })
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 2 }, "the retry is accepted")
+	if got := primary.at("web.demo.test."); len(got) != 0 {
+		t.Errorf("web left the configuration: want no records of it on the primary, got %v", got)
+	}
+}
+
 func TestAnUnsignedAnswerIsNotTakenForAnAcceptedUpdate(t *testing.T) {
 	primary := startApplyingPrimary(t)
 	primary.set(func(p *applyingPrimary) { p.unsigned = true })
