@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/bindtest"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
 )
 
 func TestServerPushesItsAnswersToAnExistingPrimaryOnEveryChange(t *testing.T) {
@@ -51,5 +53,24 @@ apps:
 	}, "the primary serves the failover answer")
 	if got := bindtest.Dig(t, primary, "other.demo.test", "A"); !slices.Equal(got, []string{"192.0.2.99"}) {
 		t.Errorf("the primary's own records must stay: want [192.0.2.99], got %v", got)
+	}
+}
+
+// A server that cannot read its push key does not start, and says which field of which zone
+// names it, as it does for a zone's transfer key and as detour check does.
+func TestAServerThatCannotReadItsPushKeyNamesTheZonesField(t *testing.T) {
+	js := eventstest.Start(t)
+	cfg := eventstest.Config(t, `
+zones:
+  - name: demo.test
+    push: {server: "127.0.0.1:53", tsig: {name: detour-key, secret_env: DETOUR_TEST_UNSET_PUSH_KEY}}
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: p1, endpoints: [{address: "127.0.0.11:80"}]}]
+`)
+	_, err := New(Options{JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if want := "new dns server: zones[0].push.tsig.secret_env: $DETOUR_TEST_UNSET_PUSH_KEY is not set"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("a server whose push key's variable is not set: %v, want an error starting %q", err, want)
 	}
 }

@@ -187,13 +187,13 @@ func New(o Options) (*Server, error) {
 	s.keys.Store(&keys)
 	s.writer, s.idKey = events.WriterToken(o.JS.Conn(), o.Name), events.NewIDKey()
 	s.pushers = map[string]*push.Pusher{}
-	for _, z := range o.Config.Zones {
+	for i, z := range o.Config.Zones {
 		if z.Push == nil {
 			continue
 		}
 		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, CredentialDirs: o.CredentialDirs, JS: o.JS, Source: o.Name, Writer: s.writer, Log: o.Log, Metrics: o.Metrics})
 		if err != nil {
-			return nil, fmt.Errorf("new dns server: %w", err)
+			return nil, fmt.Errorf("new dns server: zones[%d].%w", i, err)
 		}
 		s.pushers[z.Name] = p
 	}

@@ -57,11 +57,12 @@ type Pusher struct {
 	recorder *events.Recorder
 }
 
-// New returns a pusher for one zone.
+// New returns a pusher for one zone. Its error names the field at fault below the zone's
+// (push.tsig.secret_file…), never the secret.
 func New(o Options) (*Pusher, error) {
 	key, err := tsig.New(o.Push.TSIG, o.CredentialDirs, o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Logger())
 	if err != nil {
-		return nil, fmt.Errorf("new pusher for %s: %w", o.Zone, err)
+		return nil, fmt.Errorf("push.%w", err)
 	}
 	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
