@@ -42,35 +42,37 @@ func Owned(c *config.Config, z *zone.Zone) map[zone.Key][]dns.RR {
 }
 
 // Update returns the UPDATE for zoneName that turns the RRsets pushed before into want, and how
-// many RRsets it removes or replaces; nil when nothing differs. With before nil (what the
-// primary holds is unknown) every owned name is rewritten whole: each type Detour may own there
-// is removed, then want's records are added.
+// many RRsets it removes or replaces; nil when nothing differs. A name of want that before does
+// not hold (every name, with before nil: what the primary holds is unknown; or an app a reload
+// added, whose name may hold the primary's own records) is rewritten whole: each type Detour
+// may own there is removed, then want's records are added.
 func Update(zoneName string, before, want map[zone.Key][]dns.RR) (*dns.Msg, int) {
 	var remove, insert []zone.Key
-	if before == nil {
-		names := map[string]bool{}
-		for k := range want {
-			names[k.Name] = true
+	held := map[string]bool{}
+	for k := range before {
+		held[k.Name] = true
+	}
+	fresh := map[string]bool{}
+	for k, rrs := range want {
+		switch {
+		case !held[k.Name]:
+			fresh[k.Name] = true
+		case !sameRRset(before[k], rrs):
+			remove, insert = append(remove, k), append(insert, k)
 		}
-		for name := range names {
-			for _, t := range ownedTypes {
-				k := zone.Key{Name: name, Type: t}
-				remove = append(remove, k)
-				if len(want[k]) > 0 {
-					insert = append(insert, k)
-				}
+	}
+	for name := range fresh {
+		for _, t := range ownedTypes {
+			k := zone.Key{Name: name, Type: t}
+			remove = append(remove, k)
+			if len(want[k]) > 0 {
+				insert = append(insert, k)
 			}
 		}
-	} else {
-		for k, rrs := range want {
-			if !sameRRset(before[k], rrs) {
-				remove, insert = append(remove, k), append(insert, k)
-			}
-		}
-		for k := range before {
-			if _, ok := want[k]; !ok {
-				remove = append(remove, k)
-			}
+	}
+	for k := range before {
+		if _, ok := want[k]; !ok {
+			remove = append(remove, k)
 		}
 	}
 	if len(remove) == 0 {

@@ -189,6 +189,31 @@ func TestAnAppRemovedWhileThePrimaryRefusesPushesLeavesThePrimaryOnceItAccepts(t
 	}
 }
 
+func TestAnAppAddedByAReloadIsWrittenWholeOnThePrimaryAsAtAStart(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	var logs eventstest.Logs
+	p := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Log: zerolog.New(&logs)})
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push is accepted")
+
+	// The primary holds the operator's own IPv6 address of api.demo.test, which a reload then
+	// hands to Detour, with IPv4 endpoints.
+	primary.set(func(p *applyingPrimary) { p.records["api.demo.test."] = []string{"AAAA 2001:db8::99"} })
+	withAPI, err := config.Parse("test.yaml", []byte(fmt.Sprintf(pushConfig, primary.addr, testSecret)+`  - name: api
+    fqdn: api.demo.test
+    pools: [{name: p1, endpoints: [{address: "127.0.0.31:80"}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Offer(desired(t, withAPI, state.NewView(), 11))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 2 }, "the reload's push is accepted")
+	if got, want := primary.at("api.demo.test."), []string{"A 127.0.0.31"}; !slices.Equal(got, want) {
+		t.Errorf("api.demo.test. is Detour's now: want %v on the primary, as a start would leave it, got %v", want, got)
+	}
+}
+
 func TestAnUnsignedAnswerIsNotTakenForAnAcceptedUpdate(t *testing.T) {
 	primary := startApplyingPrimary(t)
 	primary.set(func(p *applyingPrimary) { p.unsigned = true })
