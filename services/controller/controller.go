@@ -2,6 +2,7 @@ package controller
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,10 +123,11 @@ type controller struct {
 	// sending are the routes sent and not acknowledged yet, or that failed and wait to be sent
 	// again; the loop never waits for them (see collectRoutes).
 	sending map[routeKey]*routeSend
-	// routeRetry is how long after it was sent a route that failed at once is sent again (see
-	// firstRouteRetry), and routesDue wakes the loop to collect the routes sent and send again
-	// those due, while any is in sending.
-	routeRetry time.Duration
+	// routeRetry is, per route whose last publish failed at once, how long after its next
+	// publish it is sent again should that one fail at once too (firstRouteRetry for a route not
+	// in it), and routesDue wakes the loop to collect the routes sent and send again those due,
+	// while any is in sending.
+	routeRetry map[routeKey]time.Duration
 	routesDue  *time.Timer
 	// routeFailures holds back repeats of the line telling that routes were not stored.
 	routeFailures *logs.Repeats
@@ -189,7 +191,7 @@ func run(ctx context.Context, o Options) error {
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
-		routeRetry: firstRouteRetry, routesDue: time.NewTimer(time.Hour),
+		routeRetry: map[routeKey]time.Duration{}, routesDue: time.NewTimer(time.Hour),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
@@ -797,9 +799,12 @@ const storeTimeout = time.Second
 
 // firstRouteRetry is how long after it was sent a route whose publish failed at once (no
 // responders: the stream lost its leader a moment ago) is sent again, and how often the loop
-// looks at the routes in flight to find such failures. Each round of routes sent again after
-// failing at once doubles the wait, up to storeTimeout; an acknowledgement brings it back here.
-// A route merely unacknowledged waits storeTimeout: it may still be stored.
+// looks at the routes in flight to find such failures. Each time a route is sent again after
+// failing at once its own wait doubles, up to storeTimeout; its acknowledgement brings it back
+// here. One route ROUTES refuses for a reason of its own (larger than the stream's max_msg_size)
+// is so tried once per storeTimeout, however many others it stores; after an election each
+// route is tried again at most storeTimeout after its last attempt. A route merely
+// unacknowledged waits storeTimeout: it may still be stored.
 const firstRouteRetry = 50 * time.Millisecond
 
 // maxRoutesInFlight bounds the routes sent and not yet acknowledged. nats.go keeps at most
@@ -819,7 +824,7 @@ type routeSend struct {
 	env    events.Envelope
 	f      jetstream.PubAckFuture // nil when the publish itself failed
 	sent   time.Time
-	failed error // set once it failed: it is sent again routeRetry after it was sent
+	failed error // set once it failed: it is sent again its routeRetry after it was sent
 }
 
 // publishRoutes stores the route of every app whose route changed on an edge, computing only
@@ -898,8 +903,9 @@ func (c *controller) publishRoutes() {
 
 // collectRoutes takes the acknowledgements of the routes sent that came, without waiting for
 // the others. A route that failed is computed and sent again (with the same id, unless it
-// changed) routeRetry after it was sent; one that ROUTES did not acknowledge, storeTimeout after.
-// It tells whether any route left the routes in flight, stored or to be sent again.
+// changed) its routeRetry after it was sent; one that ROUTES did not acknowledge, storeTimeout
+// after. It tells whether any route left the routes in flight, stored or to be sent again. The
+// line telling of failures names one of the routes, with its error.
 func (c *controller) collectRoutes() bool {
 	if len(c.sending) == 0 {
 		return false
@@ -909,7 +915,7 @@ func (c *controller) collectRoutes() bool {
 	stored := map[string]int{}
 	var failed int
 	var why error
-	retried := false
+	var whose routeKey
 	for k, s := range c.sending {
 		if s.failed == nil {
 			select {
@@ -920,7 +926,7 @@ func (c *controller) collectRoutes() bool {
 				c.published[k.edge][k.app] = s.route
 				stored[k.edge]++
 				delete(c.sending, k)
-				c.routeRetry = firstRouteRetry
+				delete(c.routeRetry, k)
 				continue
 			case err := <-s.f.Err():
 				s.failed = err
@@ -929,7 +935,7 @@ func (c *controller) collectRoutes() bool {
 		}
 		wait := storeTimeout
 		if s.failed != nil {
-			wait = c.routeRetry
+			wait = cmp.Or(c.routeRetry[k], firstRouteRetry)
 		}
 		if now.Sub(s.sent) < wait {
 			continue
@@ -937,20 +943,18 @@ func (c *controller) collectRoutes() bool {
 		if s.failed == nil {
 			s.failed = errors.New("not acknowledged within " + storeTimeout.String())
 		} else {
-			retried = true
+			c.routeRetry[k] = min(2*wait, storeTimeout)
 		}
-		failed, why = failed+1, s.failed
+		failed, why, whose = failed+1, s.failed, k
 		delete(c.sending, k)
 		c.markApp(k.edge, k.app)
-	}
-	if retried {
-		c.routeRetry = min(2*c.routeRetry, storeTimeout)
 	}
 	for edge, n := range stored {
 		c.log.Debug().Str("edge", edge).Int("routes", n).Str("cause", c.lastCause).Msg("routes published")
 	}
 	if failed > 0 {
-		c.routeFailures.Gate(c.log.Warn(), "routes").Int("routes", failed).Err(why).Msg("routes not published, retrying")
+		c.routeFailures.Gate(c.log.Warn(), "routes").Int("routes", failed).Str("edge", whose.edge).Str("app", whose.app).Err(why).
+			Msg("routes not published, retrying")
 	}
 	return len(c.sending) < inFlight
 }
@@ -981,6 +985,11 @@ func (c *controller) reconfigure(cfg *config.Config) {
 	}
 	for _, e := range cfg.Edges {
 		c.live.Recorded(e.Name, c.view.Edge(e.Name))
+	}
+	for k := range c.routeRetry {
+		if cfg.EdgeApp(k.edge, k.app) == nil {
+			delete(c.routeRetry, k) // no longer routed, never sent again
+		}
 	}
 	c.o.Config, c.dirty = cfg, true
 	c.cfg.Store(cfg)
