@@ -807,12 +807,14 @@ const storeTimeout = time.Second
 // unacknowledged waits storeTimeout: it may still be stored.
 const firstRouteRetry = 50 * time.Millisecond
 
-// maxRoutesInFlight bounds the routes sent and not yet acknowledged. nats.go keeps at most
-// 4,000 asynchronous publishes pending, and makes each one past that wait up to 200 ms for room,
-// inside the controller's loop: an edge of 10,000 apps starting on a busy NATS held edge
-// liveness and drills that long per route, each logged. The routes past the bound are sent on
-// the next calls (every tick, every STATE batch, and firstRouteRetry after the last while routes
-// are in flight), as acknowledgements make room.
+// maxRoutesInFlight bounds the routes sent and not yet acknowledged, and the publishes nats.go
+// holds pending when one more is sent: a route given up on after storeTimeout stays pending
+// there until events.AsyncAckTimeout. nats.go keeps at most 4,000 asynchronous publishes
+// pending, and makes each one past that wait up to 200 ms for room, inside the controller's
+// loop: an edge of 10,000 apps starting on a busy NATS held edge liveness and drills that long
+// per route, each logged, and so did the routes sent again while ROUTES answered none. The
+// routes past the bound are sent on the next calls (every tick, every STATE batch, and
+// firstRouteRetry after the last while routes are in flight), as acknowledgements make room.
 const maxRoutesInFlight = 2048
 
 // routeKey names one app's route on one edge.
@@ -884,7 +886,7 @@ func (c *controller) publishRoutes() {
 			} else if s == nil && bytes.Equal(b, c.published[e.Name][a.App]) {
 				continue
 			}
-			if c.sending[k] == nil && len(c.sending) >= maxRoutesInFlight {
+			if (c.sending[k] == nil && len(c.sending) >= maxRoutesInFlight) || c.o.JS.PublishAsyncPending() >= maxRoutesInFlight {
 				c.markApp(e.Name, a.App) // sent on a later call, as acknowledgements come
 				continue
 			}
