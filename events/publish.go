@@ -116,16 +116,23 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, f jetstream.PubA
 }
 
 // LastOf calls f, one call at a time, with the last event stored on each of subjects that holds
-// one; the reads run 16 at a time. It returns the first error met.
+// one; the reads run 16 at a time. It returns the first error met. Each read is sent again while
+// no copy has answered, as a bridge's are (see hedge), and gives up after followProbe: NATS hands
+// each direct get to a replica at random, even one whose node hangs, and a read that waited for
+// it waited nats.go's 5 s (a controller of thousands of routes started minutes late).
 func LastOf(ctx context.Context, s jetstream.Stream, subjects []string, f func(subject string, e Envelope)) error {
 	var mu sync.Mutex
 	var first error
 	next := make(chan string)
 	var wg sync.WaitGroup
+	h := &hedge{}
 	for range min(16, len(subjects)) {
 		wg.Go(func() {
 			for subject := range next {
-				e, _, ok, err := Last(ctx, s, subject)
+				m, err := ask(ctx, h, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+					return s.GetLastMsgForSubject(ctx, subject)
+				})
+				e, _, ok, err := decodeLast(subject, m, err)
 				mu.Lock()
 				switch {
 				case err != nil && first == nil:
@@ -210,13 +217,18 @@ func AppendError(subject string, e Envelope, lastSeq uint64, err error) error {
 // subject holds nothing.
 func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
 	m, err := s.GetLastMsgForSubject(ctx, subject)
+	return decodeLast(subject, m, err)
+}
+
+// decodeLast is what Last returns for m, the last message of subject, read with err.
+func decodeLast(subject string, m *jetstream.RawStreamMsg, err error) (Envelope, uint64, bool, error) {
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Envelope{}, 0, false, nil
 	}
 	if err != nil {
 		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, err)
 	}
-	e, err = Decode(m.Data)
+	e, err := Decode(m.Data)
 	if err != nil {
 		return Envelope{}, m.Sequence, true, fmt.Errorf("read last of %s (seq %d): %w", subject, m.Sequence, err)
 	}
