@@ -207,10 +207,8 @@ func run(ctx context.Context, o Options) error {
 	if c.routes, err = events.WaitStream(ctx, o.JS, events.StreamRoutes, c.log); err != nil {
 		return err
 	}
-	for _, e := range o.Config.Edges {
-		if err := c.loadPublished(ctx, e.Name); err != nil {
-			c.log.Warn().Str("edge", e.Name).Err(err).Msg("stored route table unreadable; it will be replaced")
-		}
+	if err := c.loadPublished(ctx); err != nil {
+		c.log.Warn().Err(err).Msg("stored routes unreadable; those not read will be stored again")
 	}
 
 	var wg sync.WaitGroup
@@ -770,23 +768,25 @@ func (c *controller) watchRoutes(ctx context.Context, created time.Time, out cha
 	}
 }
 
-// loadPublished reads the routes ROUTES holds for edge's apps, so an unchanged route is not
-// stored again when the controller restarts.
-func (c *controller) loadPublished(ctx context.Context, edge string) error {
-	got := map[string][]byte{}
-	c.published[edge] = got
-	e := c.o.Config.Edge(edge)
-	subjects := make([]string, 0, len(e.Apps))
-	for _, ea := range e.Apps {
-		subjects = append(subjects, events.AppRouteSubject(edge, ea.App))
+// loadPublished reads the routes ROUTES holds for every edge's apps, so an unchanged route is
+// not stored again when the controller restarts. The reads of all edges run together: one edge
+// at a time, 2,000 edges of one app each behind a 10 ms round trip started the controller 20 s
+// late.
+func (c *controller) loadPublished(ctx context.Context) error {
+	edgeOf := map[string]string{}
+	for _, e := range c.o.Config.Edges {
+		c.published[e.Name] = map[string][]byte{}
+		for _, ea := range e.Apps {
+			edgeOf[events.AppRouteSubject(e.Name, ea.App)] = e.Name
+		}
 	}
-	return events.LastOf(ctx, c.routes, subjects, func(_ string, e events.Envelope) {
+	return events.LastOf(ctx, c.routes, slices.Collect(maps.Keys(edgeOf)), func(subject string, e events.Envelope) {
 		var r events.EdgeRoute
 		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
 			return
 		}
 		if b, err := json.Marshal(r.Route); err == nil {
-			got[r.Route.App] = b
+			c.published[edgeOf[subject]][r.Route.App] = b
 		}
 	})
 }
