@@ -164,6 +164,16 @@ type controller struct {
 	// edgeFailures holds back repeats of the line telling that an edge transition was not
 	// appended: while STATE elects a leader every edge's is tried again each storeTimeout.
 	edgeFailures *logs.Repeats
+	// idKey derives the ids of the transitions of the edges in keyedEdges, those whose append was
+	// preempted. An edge transition resting on a heartbeat has its id derived from that
+	// heartbeat, so that two replicas append one event; but STATE has writers of another role,
+	// the deciders, which read in STATE the heartbeat a down rested on and the sequence the next
+	// transition follows, and so the id of a second down resting on the same heartbeat: one could
+	// store a message of its own under it first, and JetStream would drop the down as a
+	// duplicate (events.ErrPreempted). Such an edge's ids are derived under this replica's key
+	// from then on, which no other writer can compute.
+	idKey      events.IDKey
+	keyedEdges map[string]bool
 	// stalls holds back repeats of the line telling that the controller stalled.
 	stalls *logs.Repeats
 	// tick and stallTick are the default tickers of Options.Ticks and Options.Awake, nil where
@@ -195,8 +205,8 @@ func run(ctx context.Context, o Options) error {
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
-		sentEdge: map[string]*events.Sent[Change]{},
-		stalls:   logs.NewRepeats(10 * time.Second),
+		sentEdge: map[string]*events.Sent[Change]{}, idKey: events.NewIDKey(), keyedEdges: map[string]bool{},
+		stalls: logs.NewRepeats(10 * time.Second),
 	}
 	c.routesDue.Stop()
 	c.cfg.Store(o.Config)
@@ -562,7 +572,11 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 			// Keyed by the sequence it follows too: the same last heartbeat may lead to the same
 			// status again (down, up for the checks, down once they are stale), no copy of the first.
 			t.Results = []string{ch.Heartbeat}
-			env, err = events.Derived(typ, c.o.Name, ch.Heartbeat, ch.Edge+"|"+strconv.FormatUint(entry.Seq, 10), c.o.Now(), t)
+			derive := events.Derived
+			if c.keyedEdges[ch.Edge] {
+				derive = c.idKey.Derived
+			}
+			env, err = derive(typ, c.o.Name, ch.Heartbeat, ch.Edge+"|"+strconv.FormatUint(entry.Seq, 10), c.o.Now(), t)
 		} else {
 			env, err = events.New(typ, c.o.Name, c.o.Now(), t)
 		}
@@ -576,6 +590,9 @@ func (c *controller) checkLiveness(ctx context.Context, wg *sync.WaitGroup) {
 			a := edgeAppend{change: ch, subject: subject, env: env}
 			actx, cancel := context.WithTimeout(ctx, storeTimeout)
 			a.ack, a.err = events.Append(actx, c.o.JS, subject, env, entry.Seq)
+			if a.err == nil {
+				a.err = events.Preempted(actx, c.state, subject, env, a.ack)
+			}
 			cancel()
 			if errors.Is(a.err, events.ErrConflict) {
 				a.reread = c.reread(ctx, subject)
@@ -615,6 +632,11 @@ func (c *controller) edgeAppended(a edgeAppend) {
 	}
 	switch {
 	case errors.Is(a.err, events.ErrConflict):
+		if errors.Is(a.err, events.ErrPreempted) {
+			c.keyedEdges[a.change.Edge] = true
+			c.log.Warn().Str("edge", a.change.Edge).Str("event_id", a.env.ID).Err(a.err).
+				Msg("edge transition's id held by a message on another subject; appending it again under an id of this run")
+		}
 		if a.reread != nil {
 			if err := c.fold(a.subject, a.reread.seq, a.reread.env); err != nil {
 				c.log.Warn().Str("subject", a.subject).Err(err).Msg("state subject re-read after a conflict holds no state event")
