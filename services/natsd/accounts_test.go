@@ -57,7 +57,7 @@ func proberUser(user, region string) roleUser {
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers."+region+".>",
-		consumer("CONFIG", user+"-config", "detour.config.>"),
+		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("KV_detour_probers", user, "$KV.detour_probers."+region+".*"))}
 }
 
@@ -72,7 +72,7 @@ func deciderUser(user string) roleUser {
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.>",
-		consumer("CONFIG", user+"-config", "detour.config.>"),
+		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
 		consumer("PROBES", user, "detour.probe.*.*.*.*"),
 		consumer("DRILLS", user, "detour.drill.>"))}
@@ -88,7 +88,7 @@ func dnsUser(user string) roleUser {
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.DNS $JS.API.DIRECT.GET.DNS $JS.API.DIRECT.GET.DNS.>",
-		consumer("CONFIG", user+"-config", "detour.config.>"),
+		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
 		consumer("DNS", user+"-peers", "detour.dns.>"))}
 }
@@ -105,8 +105,8 @@ func controllerUser(user string) roleUser {
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.DRILLS $JS.API.DIRECT.GET.DRILLS.> $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
-		consumer("CONFIG", user+"-config", "detour.config.>"),
-		consumer("CONFIG", user+"-api", "detour.config.>"),
+		consumer("CONFIG", user+"-config", "detour.config.document.active"),
+		consumer("CONFIG", user+"-api", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
 		consumer("STATE", user+"-api", "detour.state.>"),
 		consumer("STATE", user+"-alerts", "detour.state.>"),
@@ -122,7 +122,7 @@ func edgeUser(user string) roleUser {
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.ROUTES.detour.routes."+user+".>",
-		consumer("CONFIG", user+"-config", "detour.config.>"),
+		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("ROUTES", user, "detour.routes."+user+".>"))}
 }
 
@@ -191,9 +191,17 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #     DNS; it may create (with its own filter: $JS.API.CONSUMER.CREATE.<stream>.<name>.
 #     <filter> carries the filter, so it is scoped here), read, pull from and delete those and no
 #     other, so no process can take over, drain or delete another's consumer, even one of the
-#     same role. Two processes connected as one user replace each other's consumers: give every
-#     process its own user (a wildcard in a NATS subject matches a whole token, never a prefix
-#     of a consumer's name, so one user per role could not keep its processes apart);
+#     same role, through the API. Two processes connected as one user replace each other's
+#     consumers: give every process its own user (a wildcard in a NATS subject matches a whole
+#     token, never a prefix of a consumer's name, so one user per role could not keep its
+#     processes apart);
+#   - a consumer's definition is in the body of the request creating it, too: a role may make its
+#     own a push consumer delivering, as requests, what it reads to the pull or the reset of
+#     another's ($JS.API.CONSUMER.MSG.NEXT.<stream>.<name>, ...RESET...), where a body the role
+#     wrote can take that consumer's messages or move it past them. So the configuration watch
+#     and the API read CONFIG's detour.config.document.active only, not the roles' own
+#     rejections: an edge reads nothing it writes. The other roles read what they write (see the
+#     README's Security / identities);
 #   - only the operator creates streams (detour apply creates and bounds every one, the probers'
 #     bucket too): a request to create one carries the stream's definition in its body, which
 #     permissions cannot see, so a role that could create a missing stream could give it any
