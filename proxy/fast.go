@@ -31,11 +31,14 @@ const maxResponseHead = 10 << 20
 var errHeadTooLong = fmt.Errorf("the answer's head is longer than %d bytes", maxResponseHead)
 
 // headLimit is what an upConn's reader reads the connection through: while a head is read,
-// left counts down what it may still take, and watch follows the answer's framing.
+// left counts down what it may still take, and watch follows the answer's framing; while the
+// answer's body is read (body), stall, when set, bounds each read by response_body.
 type headLimit struct {
 	c     net.Conn
 	left  int64
 	watch framingWatch
+	body  bool
+	stall *stallTimer
 	// client, while an answer's body is relayed to a lean path's client, is watched for its
 	// leaving (leanConn.watch) from the moment a read has waited slowAnswer: net/http's
 	// server cancels a request whose client left, and the lean path would otherwise wait on
@@ -50,6 +53,11 @@ func (l *headLimit) Read(p []byte) (int, error) {
 		return 0, errHeadTooLong
 	}
 	p = p[:min(int64(len(p)), l.left)]
+	var stall *stallTimer
+	if l.body && l.stall != nil {
+		stall = l.stall
+		stall.begin()
+	}
 	var n int
 	var err error
 	if l.client == nil {
@@ -58,11 +66,17 @@ func (l *headLimit) Read(p []byte) (int, error) {
 		_ = l.c.SetReadDeadline(time.Now().Add(slowAnswer))
 		n, err = l.c.Read(p)
 		_ = l.c.SetReadDeadline(time.Time{})
+		if stall != nil {
+			stall.recut() // the line above may have undone its cut
+		}
 		if n == 0 && isTimeout(err) {
 			stop := l.client.watch(l.up)
 			n, err = l.c.Read(p)
 			stop()
 		}
+	}
+	if stall != nil {
+		err = stall.end(err)
 	}
 	l.left -= int64(n)
 	l.watch.feed(p[:n])
@@ -79,16 +93,18 @@ type upConn struct {
 	idleAt time.Time
 }
 
-// connPool keeps idle connections per address, newest first out, for up to idle.
+// connPool keeps idle connections per address, newest first out, for up to idle. Each read of
+// an answer's body on its connections waits for up to body (response_body; 0: without bound).
 type connPool struct {
 	dial dialFunc
 	idle time.Duration
+	body time.Duration
 	mu   sync.Mutex
 	free map[string][]*upConn
 }
 
-func newConnPool(dial dialFunc, idle time.Duration) *connPool {
-	return &connPool{dial: dial, idle: idle, free: map[string][]*upConn{}}
+func newConnPool(dial dialFunc, idle, body time.Duration) *connPool {
+	return &connPool{dial: dial, idle: idle, body: body, free: map[string][]*upConn{}}
 }
 
 // get returns an idle connection to addr that is still quiet (nothing arrived on it since its
@@ -116,6 +132,9 @@ func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 		return nil, err
 	}
 	limit := &headLimit{c: c, left: math.MaxInt64}
+	if p.body > 0 {
+		limit.stall = &stallTimer{d: p.body, cut: cutReads(c)}
+	}
 	uc := &upConn{c: c, limit: limit, br: bufio.NewReaderSize(limit, 8<<10), bw: bufio.NewWriterSize(c, 4<<10)}
 	limit.up = uc
 	return uc, nil
@@ -225,7 +244,7 @@ func (uc *upConn) send(ctx context.Context, head func(*bufio.Writer), rh time.Du
 	// interim ones included, may take maxResponseHead, counted from what came after the last
 	// answer (nothing, as it is pooled only then); headRead lifts the limit.
 	_ = uc.c.SetReadDeadline(first)
-	uc.limit.left = maxResponseHead
+	uc.limit.left, uc.limit.body = maxResponseHead, false
 	uc.limit.watch.expect()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -309,8 +328,14 @@ func (uc *upConn) readFinal(ctx context.Context, r *http.Request, interim func(i
 	}
 }
 
-// headRead lifts the limit on what the connection's reads take, once the answer's head is read.
-func (uc *upConn) headRead() { uc.limit.left = math.MaxInt64 }
+// headRead lifts the limit on what the connection's reads take, once the answer's head is read,
+// and bounds each read of its body by response_body.
+func (uc *upConn) headRead() {
+	uc.limit.left, uc.limit.body = math.MaxInt64, true
+	if uc.limit.stall != nil {
+		uc.limit.stall.reset()
+	}
+}
 
 // closedByPeer reports whether err means the other side had closed the connection.
 func closedByPeer(err error) bool {
@@ -399,7 +424,9 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 			return &statusError{resp.StatusCode}
 		}
 		// A client that leaves while the body is relayed ends the relay's reads too.
-		broke = a.relay(w, r, resp, uc, pool, t.Addr, uc.afterCancel(ctx)) != nil
+		err = a.relay(w, r, resp, uc, pool, t.Addr, uc.afterCancel(ctx))
+		a.noteBodyTimeout(t, err)
+		broke = err != nil
 		return nil
 	})
 	if broke {

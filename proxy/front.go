@@ -490,7 +490,9 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 				return false, &statusError{lc.resp.code}
 			}
 			uc.limit.client = lc // until the body is read (see headLimit)
-			return lc.relayPlain(uc, n, pool, addr), nil
+			keep, err := lc.relayPlain(uc, n, pool, addr)
+			lc.app.noteBodyTimeout(at.t, err)
+			return keep, nil
 		}
 	}
 	var resp *http.Response
@@ -519,12 +521,15 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 		return false, &statusError{resp.StatusCode}
 	}
 	uc.limit.client = lc // until the body is read (see headLimit)
-	return lc.relay(resp, uc, pool, addr), nil
+	keep, err := lc.relay(resp, uc, pool, addr)
+	lc.app.noteBodyTimeout(at.t, err)
+	return keep, nil
 }
 
 // relayPlain relays an answer parseRespHead accepted, whose head is the first n bytes buffered
-// on uc, as net/http answers for the fast path's relay.
-func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) bool {
+// on uc, as net/http answers for the fast path's relay, and reports whether the client's
+// connection stays open, and the error of a read of the body that broke it off.
+func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) (bool, error) {
 	h := &lc.resp
 	keep := lc.keep()
 	lc.statusLine(h.code)
@@ -538,9 +543,10 @@ func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) b
 	lc.endHead(h.hasDate, "", false, keep)
 	_, _ = uc.br.Discard(n)
 	left := h.length
+	var rerr error
 	for left > 0 {
 		if uc.br.Buffered() == 0 {
-			if _, err := uc.br.Peek(1); err != nil {
+			if _, rerr = uc.br.Peek(1); rerr != nil {
 				break
 			}
 		}
@@ -554,10 +560,10 @@ func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) b
 	uc.limit.client = nil
 	if err := lc.bw.Flush(); err != nil || left > 0 {
 		_ = uc.c.Close()
-		return false
+		return false, rerr
 	}
 	pool.put(addr, uc)
-	return keep
+	return keep, nil
 }
 
 // writeUpstream writes the request head sent upstream, as writeHead does for net/http's requests.
@@ -683,8 +689,8 @@ func sniff(resp *http.Response, p []byte) string {
 
 // relay writes resp to the client as net/http answers for the fast path's relay, returns the
 // connection upstream to the pool when it is reusable, and reports whether the client's stays
-// open.
-func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr string) bool {
+// open, and the error that broke the answer off.
+func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr string) (bool, error) {
 	listed := removeHop(resp.Header)
 	dropTrailers(resp.Trailer, listed)
 	lc.declared = lc.declared[:0]
@@ -738,7 +744,7 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 	} else {
 		pool.put(addr, uc)
 	}
-	return keep
+	return keep, err
 }
 
 // relayUnsized writes a body of unknown length chunked, flushing after every read so streams

@@ -55,8 +55,8 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 	t := a.pol.timeouts
 	a.transport = newTransport(nil, a.pol)
 	a.peerTransport = newTransport(a.edge.source, a.pol)
-	a.pool = newConnPool(dialFrom(nil, t.Connect.D()), t.Idle.D())
-	a.peerPool = newConnPool(dialFrom(a.edge.source, t.Connect.D()), t.Idle.D())
+	a.pool = newConnPool(dialFrom(nil, t.Connect.D()), t.Idle.D(), t.ResponseBody.D())
+	a.peerPool = newConnPool(dialFrom(a.edge.source, t.Connect.D()), t.Idle.D(), t.ResponseBody.D())
 	handler := a.handler(rp)
 	server := func(h2c bool) *http.Server {
 		var protocols http.Protocols
@@ -469,6 +469,10 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				return &statusError{res.StatusCode}
 			}
 			watchTrailer(res)
+			// An upgraded connection's silences are not a stalled body.
+			if d := a.pol.timeouts.ResponseBody.D(); d > 0 && wc != nil && res.Body != http.NoBody && res.StatusCode != http.StatusSwitchingProtocols {
+				res.Body = &stallBody{ReadCloser: res.Body, s: stallTimer{d: d, cut: cutReads(wc)}, a: a, t: t}
+			}
 			resp = res
 			return nil
 		})

@@ -23,6 +23,7 @@ type appMetrics struct {
 	upLocal, upSecondary prometheus.Observer
 	retries, forwards    prometheus.Counter
 	ejections            prometheus.Counter
+	bodyTimeouts         prometheus.Counter
 }
 
 func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
@@ -31,11 +32,12 @@ func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
 	}
 	return &appMetrics{
 		m: m, edge: edge, app: app,
-		upLocal:     m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetLocal),
-		upSecondary: m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetSecondary),
-		retries:     m.EdgeRetries.WithLabelValues(edge, app),
-		forwards:    m.EdgeSecondaryForwards.WithLabelValues(edge, app),
-		ejections:   m.EdgeEjections.WithLabelValues(edge, app),
+		upLocal:      m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetLocal),
+		upSecondary:  m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetSecondary),
+		retries:      m.EdgeRetries.WithLabelValues(edge, app),
+		forwards:     m.EdgeSecondaryForwards.WithLabelValues(edge, app),
+		ejections:    m.EdgeEjections.WithLabelValues(edge, app),
+		bodyTimeouts: m.EdgeTimeouts.WithLabelValues(edge, app, timeoutResponseBody),
 	}
 }
 
@@ -81,4 +83,12 @@ func (am *appMetrics) ejected() {
 		return
 	}
 	am.ejections.Inc()
+}
+
+// bodyTimedOut records an answer cut mid-way for response_body.
+func (am *appMetrics) bodyTimedOut() {
+	if am == nil {
+		return
+	}
+	am.bodyTimeouts.Inc()
 }

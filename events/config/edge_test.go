@@ -87,9 +87,10 @@ edges:
 `, `edges[0].apps[1].app: app "shop" is already fronted by edges[0].apps[0]: one listener per app`)
 }
 
-func TestAnEdgeAppsClientBodyTimeoutDefaultsTo60sAndMustBePositive(t *testing.T) {
-	doc := func(timeouts string) string {
-		return `
+// oneEdgeApp is a configuration of one edge fronting one app, with the YAML fields extra
+// (", key: value…") on its edge app.
+func oneEdgeApp(extra string) string {
+	return `
 zones: [{name: demo.test}]
 apps:
   - name: shop
@@ -100,15 +101,33 @@ edges:
     region: us-west
     hostname: edge-west.demo.test
     address: 127.0.0.21
-    apps: [{app: shop, listen: "127.0.0.21:8080"` + timeouts + `}]
+    apps: [{app: shop, listen: "127.0.0.21:8080"` + extra + `}]
 `
-	}
-	cfg, err := config.Parse("detour.yaml", []byte(doc("")))
+}
+
+func TestAnEdgeAppsClientBodyTimeoutDefaultsTo60sAndMustBePositive(t *testing.T) {
+	cfg, err := config.Parse("detour.yaml", []byte(oneEdgeApp("")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := cfg.Edges[0].Apps[0].Timeouts.ClientBody.D(); got != time.Minute {
 		t.Errorf("client_body = %s, want 1m0s", got)
 	}
-	refusedWith(t, doc(", timeouts: {client_body: -1s}"), `edges[0].apps[0].timeouts.client_body: must be positive, got -1s`)
+	refusedWith(t, oneEdgeApp(", timeouts: {client_body: -1s}"), `edges[0].apps[0].timeouts.client_body: must be positive, got -1s`)
+}
+
+func TestAnEdgeAppsResponseBodyTimeoutDefaultsTo60sAndMustBePositive(t *testing.T) {
+	cfg, err := config.Parse("detour.yaml", []byte(oneEdgeApp("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Edges[0].Apps[0].Timeouts.ResponseBody.D(); got != time.Minute {
+		t.Errorf("response_body = %s, want 1m0s", got)
+	}
+	if cfg, err = config.Parse("detour.yaml", []byte(oneEdgeApp(", timeouts: {response_body: 5m}"))); err != nil {
+		t.Fatal(err)
+	} else if got := cfg.Edges[0].Apps[0].Timeouts.ResponseBody.D(); got != 5*time.Minute {
+		t.Errorf("response_body = %s, want 5m0s as set", got)
+	}
+	refusedWith(t, oneEdgeApp(", timeouts: {response_body: -1s}"), `edges[0].apps[0].timeouts.response_body: must be positive, got -1s`)
 }

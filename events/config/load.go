@@ -238,14 +238,14 @@ func (c *Config) ApplyDefaults() {
 // connection not made in 500 ms is to a dead or blackholed instance, and the rest of a
 // one-second client's patience is left for the retry on the next target.
 var defaultEdgeTimeouts = EdgeTimeouts{Connect: Duration(500 * time.Millisecond),
-	ResponseHeader: Duration(15 * time.Second), Idle: Duration(90 * time.Second),
+	ResponseHeader: Duration(15 * time.Second), ResponseBody: Duration(60 * time.Second), Idle: Duration(90 * time.Second),
 	ClientHeader: Duration(10 * time.Second), ClientBody: Duration(60 * time.Second),
 	ClientWrite: Duration(60 * time.Second), TCPIdle: Duration(time.Hour)}
 
 func (ea *EdgeApp) applyDefaults() {
 	t, d := &ea.Timeouts, defaultEdgeTimeouts
 	for _, f := range []struct{ v, d *Duration }{{&t.Connect, &d.Connect},
-		{&t.ResponseHeader, &d.ResponseHeader}, {&t.Idle, &d.Idle}, {&t.ClientHeader, &d.ClientHeader},
+		{&t.ResponseHeader, &d.ResponseHeader}, {&t.ResponseBody, &d.ResponseBody}, {&t.Idle, &d.Idle}, {&t.ClientHeader, &d.ClientHeader},
 		{&t.ClientBody, &d.ClientBody}, {&t.ClientWrite, &d.ClientWrite}, {&t.TCPIdle, &d.TCPIdle}} {
 		if *f.v == 0 {
 			*f.v = *f.d

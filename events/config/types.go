@@ -327,6 +327,12 @@ type EdgeTimeouts struct {
 	// ResponseHeader bounds the wait for an answer's head once the request was sent; when it
 	// expires a retriable request goes to the next target. Default 15s.
 	ResponseHeader Duration `yaml:"response_header,omitempty"`
+	// ResponseBody is the longest the edge waits between two reads of an instance's answer
+	// body (not for the whole body, like nginx's proxy_read_timeout): a stream that sends
+	// something at least that often is never cut. On expiry the connection to the instance is
+	// closed, never reused, and the client's answer, which has started, is cut: its connection
+	// closed (HTTP/1), never ended as if complete, or its stream reset (HTTP/2). Default 60s.
+	ResponseBody Duration `yaml:"response_body,omitempty"`
 	// Idle closes a keep-alive connection (client's or instance's) idle that long. Default 90s.
 	Idle Duration `yaml:"idle,omitempty"`
 	// ClientHeader bounds the reading of a client's request head. Default 10s.

@@ -493,7 +493,7 @@ func (ea *EdgeApp) validatePolicy(p *problems, path string) {
 	for _, f := range []struct {
 		name string
 		v    Duration
-	}{{"connect", t.Connect}, {"response_header", t.ResponseHeader}, {"idle", t.Idle},
+	}{{"connect", t.Connect}, {"response_header", t.ResponseHeader}, {"response_body", t.ResponseBody}, {"idle", t.Idle},
 		{"client_header", t.ClientHeader}, {"client_body", t.ClientBody}, {"client_write", t.ClientWrite}, {"tcp_idle", t.TCPIdle}} {
 		if f.v < 0 {
 			p.add(path+".timeouts."+f.name, "must be positive, got %s", f.v)

@@ -44,6 +44,9 @@ type Metrics struct {
 	EdgeRetries           *prometheus.CounterVec
 	EdgeSecondaryForwards *prometheus.CounterVec
 	EdgeEjections         *prometheus.CounterVec
+	// EdgeTimeouts counts the answers an edge cut because a timeout of its app expired once
+	// they had started (response_body), by edge, app and timeout.
+	EdgeTimeouts *prometheus.CounterVec
 
 	// Every follower of a stream.
 	ConsumerLag    *prometheus.GaugeVec
@@ -102,6 +105,9 @@ func New() *Metrics {
 		EdgeEjections: f.counter("detour_edge_ejections_total",
 			"Times an edge took a local instance out of rotation for passive_cooldown after failed requests, by edge and app.",
 			"edge", "app"),
+		EdgeTimeouts: f.counter("detour_edge_timeouts_total",
+			"Answers an edge cut mid-way because a timeout expired (response_body: an instance sent nothing of its answer's body for that long), by edge, app and timeout.",
+			"edge", "app", "timeout"),
 		ConsumerLag: f.gauge("detour_consumer_lag_messages",
 			"Messages of a stream a follower has not processed yet, by consumer and stream.", "consumer", "stream"),
 		DecodeFailures: f.counter("detour_decode_failures_total",

@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/detourdev/detour/proxy/route"
+)
+
+// An instance that sends an answer's head and part of its body, then nothing, would hold the
+// edge, its connection to the instance and the client for as long as the client waits:
+// response_body bounds the wait between two reads of an answer's body on every path, as nginx's
+// proxy_read_timeout does. The lean and fast paths read the body through their connection's
+// headLimit, the ReverseProxy path through stallBody. An answer cut so has started, so no
+// status can tell the client: net/http's server, on the fast and ReverseProxy paths, closes an
+// HTTP/1 client's connection or resets an HTTP/2 stream (http.ErrAbortHandler), and the lean
+// path closes the connection, a chunked answer without its last chunk.
+
+// errResponseBodyTimeout is the failure of an answer whose instance sent nothing of its body for
+// response_body.
+var errResponseBodyTimeout = errors.New("no byte of the answer's body arrived within the response_body timeout")
+
+// stallTimer bounds each read of an answer's body by d. A read that waits longer is ended by
+// cut, which puts the connection's read deadline in the past (the connection is then never
+// reused), and fails with errResponseBodyTimeout. A deadline set per read would undo the one in
+// the past that a client's leaving sets on the fast path; the timer only ever ends reads.
+// It is not stopped between reads: it fires at most once after the last one, and is rearmed by
+// the next.
+type stallTimer struct {
+	d   time.Duration
+	cut func()
+	mu  sync.Mutex
+	t   *time.Timer
+	// armed is set while t is pending.
+	armed bool
+	// since is when the read under way started; zero between reads.
+	since time.Time
+	// expired is set once cut ended a read.
+	expired bool
+}
+
+// begin starts a read.
+func (s *stallTimer) begin() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.since = time.Now()
+	if s.armed {
+		return
+	}
+	s.armed = true
+	if s.t == nil {
+		s.t = time.AfterFunc(s.d, s.expire)
+	} else {
+		s.t.Reset(s.d)
+	}
+}
+
+// end ends the read begun last, which returned err, and returns its error:
+// errResponseBodyTimeout when the timer ended it.
+func (s *stallTimer) end(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.since = time.Time{}
+	if err != nil && s.expired {
+		return errResponseBodyTimeout
+	}
+	return err
+}
+
+// recut ends the read under way again when the timer ended it already: for a caller that
+// moved the connection's read deadline since.
+func (s *stallTimer) recut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.expired {
+		s.cut()
+	}
+}
+
+// reset readies the timer for another answer's body.
+func (s *stallTimer) reset() {
+	s.mu.Lock()
+	s.expired = false
+	s.mu.Unlock()
+}
+
+// stop stops the timer.
+func (s *stallTimer) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t != nil {
+		s.t.Stop()
+	}
+	s.armed = false
+}
+
+// expire ends the read under way when it has waited d, and otherwise waits for the rest of it.
+func (s *stallTimer) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.since.IsZero() || !s.armed {
+		s.armed = false
+		return
+	}
+	if left := s.d - time.Since(s.since); left > 0 {
+		s.t.Reset(left)
+		return
+	}
+	s.armed = false
+	s.expired = true
+	s.cut()
+}
+
+// cutReads returns a function that ends the reads of c under way and to come.
+func cutReads(c net.Conn) func() {
+	return func() { _ = c.SetReadDeadline(time.Unix(1, 0)) }
+}
+
+// stallBody is the body of an answer from t on a's ReverseProxy path, each read of which is
+// bounded by response_body: on expiry its connection's reads fail, and the transport closes it.
+type stallBody struct {
+	io.ReadCloser
+	s stallTimer
+	a *app
+	t route.Target
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	b.s.begin()
+	n, err := b.ReadCloser.Read(p)
+	err = b.s.end(err)
+	if err != nil {
+		b.a.noteBodyTimeout(b.t, err)
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error {
+	b.s.stop()
+	return b.ReadCloser.Close()
+}
+
+// noteBodyTimeout logs and counts an answer from t whose body broke off with err, when
+// response_body cut it: at most one line per 10 s (failureLogWindow), with the count of those
+// held back.
+func (a *app) noteBodyTimeout(t route.Target, err error) {
+	if !errors.Is(err, errResponseBodyTimeout) {
+		return
+	}
+	a.metrics.bodyTimedOut()
+	ev := a.failures.Gate(a.log.Warn(), timeoutResponseBody).Str("instance", t.Addr)
+	if t.Secondary {
+		ev = ev.Bool("secondary", true)
+	} else {
+		ev = ev.Str("endpoint", t.Endpoint)
+	}
+	ev.Str("timeout", timeoutResponseBody).Dur("duration", a.pol.timeouts.ResponseBody.D()).
+		Msg("answer cut: the instance stopped sending its body")
+}
+
+// timeoutResponseBody names the response_body timeout in logs and metrics.
+const timeoutResponseBody = "response_body"
