@@ -65,8 +65,8 @@ func newRecorder(tb testing.TB) *recorder {
 				return
 			}
 			rec.mu.Lock()
-			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q trailer=%q", req.Method, req.URL.Path,
-				req.Host, req.ContentLength, req.TransferEncoding, body, trailerOf(req)))
+			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q underscored=%q trailer=%q", req.Method, req.URL.Path,
+				req.Host, req.ContentLength, req.TransferEncoding, body, underscoredOf(req), trailerOf(req)))
 			rec.mu.Unlock()
 			var answer string
 			switch req.URL.Path {
@@ -262,6 +262,10 @@ var corpus = []struct {
 		differs: "RFC 9112 §3.2.3: the authority form is for CONNECT only, so the edge refuses it; ReverseProxy forwards the target as \"80\", which no server reads"},
 	{name: "a POST of a target in authority form", raw: "POST other.test:80 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{400},
 		differs: "RFC 9112 §3.2.3: the authority form is for CONNECT only, so the edge refuses it; ReverseProxy forwards the target as \"80\", which no server reads"},
+	{name: "a field name with an underscore", raw: "GET /u HTTP/1.1\r\n" + host + "X_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\n\r\n", methods: []string{"GET"}, edge: []int{200}, forwards: 1,
+		differs: "the edge drops a request field whose name holds an underscore, as nginx does (underscores_in_headers): a gateway folding '-' and '_' (CGI's HTTP_X_FORWARDED_FOR) would take it for the edge's X-Forwarded-For; ReverseProxy forwards it"},
+	{name: "a POST with a field name with an underscore", raw: "POST /u HTTP/1.1\r\n" + host + "X_Forwarded_For: 6.6.6.6\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{200}, forwards: 1,
+		differs: "the edge drops a request field whose name holds an underscore, as nginx does (underscores_in_headers): a gateway folding '-' and '_' (CGI's HTTP_X_FORWARDED_FOR) would take it for the edge's X-Forwarded-For; ReverseProxy forwards it"},
 	{name: "an HTTP/1.0 GET without Host", raw: "GET /h10 HTTP/1.0\r\n\r\n", methods: []string{"GET"}},
 	{name: "an HTTP/1.0 POST without Host", raw: "POST /h10 HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
 	{name: "an empty Host", raw: "GET /empty HTTP/1.1\r\nHost:\r\n\r\n", methods: []string{"GET"}},
@@ -863,6 +867,18 @@ func TestASmallMaxHeaderBytesHoldsOnEveryRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// underscoredOf lists req's header fields whose names hold an underscore, sorted.
+func underscoredOf(req *http.Request) string {
+	var out []string
+	for k, vs := range req.Header {
+		if strings.Contains(k, "_") {
+			out = append(out, k+": "+strings.Join(vs, ", "))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
 }
 
 // trailerOf lists req's trailer fields, sorted.

@@ -356,7 +356,7 @@ func closedByPeer(err error) bool {
 // whose Host is empty) names addr in its place, as net/http's Transport does on the
 // ReverseProxy path. Header values came from a parsed request or from the edge, so they hold no
 // line breaks; field order does not matter.
-func writeHead(bw *bufio.Writer, r *http.Request, addr string, f *forwarding, hop string) {
+func writeHead(bw *bufio.Writer, r *http.Request, addr string, f *forwarding, hop string, underscores bool) {
 	host := r.Host
 	if host == "" {
 		host = addr
@@ -367,7 +367,7 @@ func writeHead(bw *bufio.Writer, r *http.Request, addr string, f *forwarding, ho
 	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
 	_, _ = bw.WriteString(host)
 	_, _ = bw.WriteString("\r\n")
-	for k, vs := range upstreamHeader(r.Header, f, hop) {
+	for k, vs := range upstreamHeader(r.Header, f, hop, underscores) {
 		for _, v := range vs {
 			writeField(bw, k, v)
 		}
@@ -410,7 +410,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		if t.Secondary {
 			pool, hop = a.peerPool, a.edge.name
 		}
-		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop) }, r, rh, retriable,
+		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop, a.pol.underscores) }, r, rh, retriable,
 			func(code int, h http.Header) {
 				relayInterim(w, r, code, h)
 				relayed = relayed || r.ProtoAtLeast(1, 1)

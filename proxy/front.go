@@ -576,7 +576,7 @@ func (lc *leanConn) writeUpstream(bw *bufio.Writer, hop string) {
 	_, _ = bw.WriteString("\r\n")
 	for _, f := range h.fields {
 		lc.scratch = appendCanonical(lc.scratch[:0], f.name)
-		if isHop[string(lc.scratch)] || h.listed(f.name) {
+		if isHop[string(lc.scratch)] || h.listed(f.name) || dropped(f.name, lc.app.pol.underscores) {
 			continue
 		}
 		_, _ = bw.Write(lc.scratch)

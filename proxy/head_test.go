@@ -100,9 +100,9 @@ func TestParseHeadTakesPingsByGETOrHEADWithAValue(t *testing.T) {
 }
 
 func TestTheHeadSentUpstreamDropsHopByHopFieldsAndAddsForwarding(t *testing.T) {
-	lc := &leanConn{f: forwarding{xff: "10.0.0.1", xfh: "a", xfp: "http", fwd: "for=10.0.0.1;host=a;proto=http"}}
+	lc := &leanConn{app: &app{pol: &policy{}}, f: forwarding{xff: "10.0.0.1", xfh: "a", xfp: "http", fwd: "for=10.0.0.1;host=a;proto=http"}}
 	head := "GET /p HTTP/1.1\r\nhost: a\r\nx-kept: 1\r\nConnection: x-drop\r\nX-Drop: 2\r\nKeep-Alive: 3\r\n" +
-		"X-Forwarded-For: 6.6.6.6\r\nte: trailers\r\naccept-ENCODING: gzip\r\n\r\n"
+		"X-Forwarded-For: 6.6.6.6\r\nX_Forwarded_For: 6.6.6.6\r\nte: trailers\r\naccept-ENCODING: gzip\r\n\r\n"
 	if !parseHead([]byte(head), &lc.head) {
 		t.Fatal("parseHead refused the request")
 	}
@@ -165,7 +165,10 @@ func TestAppendCanonicalWritesFieldNamesAsNetHTTPDoes(t *testing.T) {
 
 // FuzzParseHead checks that no input makes the request parsers panic, and that a request they
 // accept is one net/http reads as a GET (or, for a ping, a HEAD) with the same target, Host and
-// fields, which the edge's handler takes for a ping exactly when parseHead does.
+// fields, which the edge's handler takes for a ping exactly when parseHead does; and that the
+// lean path forwards such a request, with underscores_in_headers off or on, with the head the
+// fast path writes of net/http's reading (fields in any order), without a field name holding
+// an underscore when it is off.
 func FuzzParseHead(f *testing.F) {
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -179,6 +182,7 @@ func FuzzParseHead(f *testing.F) {
 		"HEAD / HTTP/1.1\r\nHost: a\r\nDetour-Edge-Ping: 1\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\ndetour-edge-ping: 1\r\nDetour-Edge-Ping: \r\n\r\n",
 		"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 1\r\nx_a-b: 2\r\nx-c: 3\r\nConnection: X_A-b\r\n\r\n",
 	} {
 		f.Add(s)
 	}
@@ -213,7 +217,36 @@ func FuzzParseHead(f *testing.F) {
 		if fields != len(h.fields)-1 {
 			t.Fatalf("parseHead read %d fields besides Host in %q; net/http %d", len(h.fields)-1, s[:n], fields)
 		}
+		if h.ping {
+			return // answered by the edge, forwarded nowhere
+		}
+		f := forwarding{xff: "10.0.0.1", xfh: string(h.host), xfp: "http", fwd: "for=10.0.0.1;host=" + quoteForwarded(string(h.host)) + ";proto=http"}
+		for _, underscores := range []bool{false, true} {
+			lc := &leanConn{app: &app{pol: &policy{underscores: underscores}}, head: h, f: f}
+			lean, fast := upstreamHeadLines(func(bw *bufio.Writer) { lc.writeUpstream(bw, "") }),
+				upstreamHeadLines(func(bw *bufio.Writer) { writeHead(bw, r, "instance:80", &f, "", underscores) })
+			if !slices.Equal(lean, fast) {
+				t.Fatalf("with underscores_in_headers %v, the lean path forwards %q as\n%q\nthe fast path as\n%q", underscores, s[:n], lean, fast)
+			}
+			for _, l := range lean[1:] {
+				if name, _, _ := strings.Cut(l, ":"); !underscores && strings.Contains(name, "_") {
+					t.Fatalf("with underscores_in_headers off, %q is forwarded with %q", s[:n], l)
+				}
+			}
+		}
 	})
+}
+
+// upstreamHeadLines returns the lines of the request head write writes, the request line first
+// and the fields sorted.
+func upstreamHeadLines(write func(bw *bufio.Writer)) []string {
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	write(bw)
+	_ = bw.Flush()
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\r\n\r\n"), "\r\n")
+	slices.Sort(lines[1:])
+	return lines
 }
 
 // FuzzParseRespHead checks that no input makes the response parser panic, and that an answer it

@@ -314,7 +314,7 @@ func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	upgrade := pr.Out.Header.Get("Upgrade")
 	f := a.forwardingOf(pr.In)
-	pr.Out.Header = upstreamHeader(pr.In.Header, &f, a.forwardedBy(pr.In))
+	pr.Out.Header = upstreamHeader(pr.In.Header, &f, a.forwardedBy(pr.In), a.pol.underscores)
 	if upgrade != "" {
 		pr.Out.Header["Connection"] = []string{"Upgrade"}
 		pr.Out.Header["Upgrade"] = []string{upgrade}

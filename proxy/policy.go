@@ -22,6 +22,9 @@ type policy struct {
 	timeouts config.EdgeTimeouts
 	// maxHeaderBytes bounds a request head.
 	maxHeaderBytes int
+	// underscores is underscores_in_headers: the request fields whose names hold an underscore
+	// go upstream.
+	underscores bool
 	// onConnect and onTimeout are retry_on's connect_failure and timeout.
 	onConnect, onTimeout bool
 	// onStatus holds retry_on's statuses.
@@ -34,7 +37,7 @@ type policy struct {
 }
 
 func newPolicy(ea config.EdgeApp) *policy {
-	p := &policy{timeouts: ea.Timeouts, maxHeaderBytes: ea.MaxHeaderBytes, onStatus: map[int]bool{},
+	p := &policy{timeouts: ea.Timeouts, maxHeaderBytes: ea.MaxHeaderBytes, underscores: ea.UnderscoresInHeaders, onStatus: map[int]bool{},
 		fall: max(ea.PassiveFall, 1), cooldown: ea.PassiveCooldown.D()}
 	for _, v := range ea.RetryOn {
 		switch v {
@@ -201,13 +204,14 @@ func removeHop(h http.Header) (listed map[string]bool) {
 }
 
 // upstreamHeader returns the fields of in's header that go upstream, the forwarding fields of f
-// and, towards a secondary edge, the hop field naming this edge. An upgrade is carried by
-// net/http's ReverseProxy, which rewrite lets add its Upgrade and Connection back.
-func upstreamHeader(in http.Header, f *forwarding, hop string) http.Header {
+// and, towards a secondary edge, the hop field naming this edge; a field whose name holds an
+// underscore only when underscores is set (see dropped). An upgrade is carried by net/http's
+// ReverseProxy, which rewrite lets add its Upgrade and Connection back.
+func upstreamHeader(in http.Header, f *forwarding, hop string, underscores bool) http.Header {
 	listed := connectionListed(in)
 	out := make(http.Header, len(in)+5)
 	for k, vs := range in {
-		if isHop[k] || listed[k] {
+		if isHop[k] || listed[k] || dropped(k, underscores) {
 			continue
 		}
 		out[k] = vs
@@ -222,6 +226,22 @@ func upstreamHeader(in http.Header, f *forwarding, hop string) http.Header {
 		out[HeaderForwardedBy] = []string{hop}
 	}
 	return out
+}
+
+// dropped reports whether a request field named name stays out of the request upstream for
+// holding an underscore, unless underscores (underscores_in_headers) lets it through: a gateway
+// that folds '-' and '_' into one variable (CGI's HTTP_X_FORWARDED_FOR) would take a client's
+// X_Forwarded_For for the X-Forwarded-For the edge sets. nginx drops them too.
+func dropped[S string | []byte](name S, underscores bool) bool {
+	if underscores {
+		return false
+	}
+	for i := range len(name) {
+		if name[i] == '_' {
+			return true
+		}
+	}
+	return false
 }
 
 // withDeadline runs op with c's deadline set d from now when d > 0, and clears it after.

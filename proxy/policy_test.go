@@ -696,3 +696,58 @@ func TestAClientThatLeavesMidBodyCancelsItsRequestUpstreamOnEveryPath(t *testing
 		waitReleased(t, released, req, " mid-body")
 	}
 }
+
+// underscoreEcho is an instance that answers with the X-Forwarded-For it received and its
+// fields whose names hold an underscore ("xff=… underscored=[X_forwarded_for: 6.6.6.6]").
+func underscoreEcho(t *testing.T) string {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var under []string
+		for k, vs := range r.Header {
+			if strings.Contains(k, "_") {
+				under = append(under, k+": "+strings.Join(vs, ", "))
+			}
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = fmt.Fprintf(w, "xff=%s underscored=%v", r.Header.Get("X-Forwarded-For"), under)
+	}))
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// A gateway that folds '-' and '_' into one variable (CGI's, WSGI's, PHP's HTTP_X_FORWARDED_FOR)
+// would take a client's X_Forwarded_For for the X-Forwarded-For the edge sets: a field name
+// with an underscore is dropped on every path, as nginx drops it, unless
+// underscores_in_headers allows it.
+func TestARequestFieldNameWithAnUnderscoreIsDroppedOnEveryPathUnlessAllowed(t *testing.T) {
+	const spoof = "X_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 1.2.3.4\r\n"
+	h2Fields := [][2]string{{"x_forwarded_for", "6.6.6.6"}, {"x-forwarded-for", "1.2.3.4"}}
+	for _, tc := range []struct {
+		name, extra, want string
+	}{
+		{name: "by default", want: "xff=127.0.0.1 underscored=[]"},
+		{name: "with underscores_in_headers", extra: ", underscores_in_headers: true", want: "xff=127.0.0.1 underscored=[X_forwarded_for: 6.6.6.6]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e1 := backend(t, "e1")
+			c := twoEdgesWith(t, []string{underscoreEcho(t)}, []string{e1.Listener.Addr().String()}, "http", "", tc.extra)
+			for _, raw := range []string{
+				"GET /lean HTTP/1.1\r\nHost: shop\r\n" + spoof + "\r\n",                        // the lean path
+				"GET http://shop/fast HTTP/1.1\r\nHost: shop\r\n" + spoof + "\r\n",             // net/http, no body
+				"PUT /body HTTP/1.1\r\nHost: shop\r\n" + spoof + "Content-Length: 2\r\n\r\nhi", // ReverseProxy
+			} {
+				if resp, body := exchangeRaw(t, c.west, raw); resp.StatusCode != 200 || body != tc.want {
+					t.Errorf("%s: the instance saw %q (%s), want %q", strings.Join(strings.Fields(raw)[:2], " "), body, resp.Status, tc.want)
+				}
+			}
+			for _, h2 := range []struct {
+				method string
+				body   []byte
+			}{{"GET", nil}, {"PUT", []byte("hi")}} { // the fast path, ReverseProxy
+				got, _, how := h2ExchangeWith(t, c.west, h2.method, "/h2", h2.body, h2Fields, 5*time.Second)
+				if how != "complete" || string(got) != tc.want {
+					t.Errorf("HTTP/2 %s: the instance saw %q (stream %s), want %q", h2.method, got, how, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -103,6 +103,12 @@ func complete(b []byte, method string) bool {
 // "waiting" (wait passed first).
 func h2Exchange(t *testing.T, addr, method, path string, body []byte, wait time.Duration) (data []byte, took time.Duration, how string) {
 	t.Helper()
+	return h2ExchangeWith(t, addr, method, path, body, nil, wait)
+}
+
+// h2ExchangeWith is h2Exchange with the request's fields besides the pseudo-header ones.
+func h2ExchangeWith(t *testing.T, addr, method, path string, body []byte, extra [][2]string, wait time.Duration) (data []byte, took time.Duration, how string) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +125,7 @@ func h2Exchange(t *testing.T, addr, method, path string, body []byte, wait time.
 	if body != nil {
 		fields = append(fields, [2]string{"content-length", strconv.Itoa(len(body))})
 	}
-	for _, f := range fields {
+	for _, f := range append(fields, extra...) {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: body == nil})

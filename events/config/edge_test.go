@@ -131,3 +131,18 @@ func TestAnEdgeAppsResponseBodyTimeoutDefaultsTo60sAndMustBePositive(t *testing.
 	}
 	refusedWith(t, oneEdgeApp(", timeouts: {response_body: -1s}"), `edges[0].apps[0].timeouts.response_body: must be positive, got -1s`)
 }
+
+func TestAnEdgeAppDropsUnderscoredHeaderNamesUnlessUnderscoresInHeadersIsSet(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  bool
+	}{{"", false}, {", underscores_in_headers: false", false}, {", underscores_in_headers: true", true}} {
+		cfg, err := config.Parse("detour.yaml", []byte(oneEdgeApp(tc.extra)))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.extra, err)
+		}
+		if got := cfg.Edges[0].Apps[0].UnderscoresInHeaders; got != tc.want {
+			t.Errorf("%q: underscores_in_headers = %v, want %v", tc.extra, got, tc.want)
+		}
+	}
+}

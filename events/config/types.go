@@ -316,6 +316,12 @@ type EdgeApp struct {
 	// MaxHeaderBytes is the largest request head accepted; a larger one is answered 431.
 	// Default 65536.
 	MaxHeaderBytes int `yaml:"max_header_bytes,omitempty"`
+	// UnderscoresInHeaders forwards the request header fields whose names hold an underscore
+	// (X_Forwarded_For). Default false: they are dropped, as nginx drops them, since a gateway
+	// that folds '-' and '_' into one variable (CGI's, WSGI's, PHP's HTTP_X_FORWARDED_FOR)
+	// would take a client's X_Forwarded_For for the X-Forwarded-For the edge sets, or for a
+	// field the edge removes.
+	UnderscoresInHeaders bool `yaml:"underscores_in_headers,omitempty"`
 }
 
 // EdgeTimeouts are an edge app's timeouts.
