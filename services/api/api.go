@@ -38,6 +38,10 @@ type Options struct {
 	// IdleTimeout is how long a keep-alive connection may wait for its next request before the
 	// server closes it; 0 means defaultIdleTimeout.
 	IdleTimeout time.Duration
+	// ReadTimeout is how long a request's head and body may take to arrive; 0 means
+	// defaultReadTimeout. What a handler does once it has read them (the status page's event
+	// stream) is not bounded by it.
+	ReadTimeout time.Duration
 	Log         zerolog.Logger
 }
 
@@ -45,6 +49,12 @@ type Options struct {
 // request (answered 401 without a token) could then stay open for ever, and enough of them
 // would use up the server's descriptors.
 const defaultIdleTimeout = 2 * time.Minute
+
+// defaultReadTimeout is Options.ReadTimeout's default: without one, a client that sent a
+// request's head and held back the body it announced kept its connection for ever, token or
+// not (net/http reads a refused request's body before it answers). A minute reads a document
+// of maxBody at 70 KB/s.
+const defaultReadTimeout = time.Minute
 
 // maxBody bounds a request body: a configuration document or an override.
 const maxBody = 4 << 20
@@ -88,7 +98,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if idle <= 0 {
 		idle = defaultIdleTimeout
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle,
+	read := s.o.ReadTimeout
+	if read <= 0 {
+		read = defaultReadTimeout
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: read, IdleTimeout: idle,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.onState, s.onStateRecreated)
 	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig, s.onConfigRecreated)
