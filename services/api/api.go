@@ -509,8 +509,9 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 }
 
 // handleConfig answers a version's document with each secret written inline in it shown as
-// "<redacted>" (config.Redact), unless ?show_secrets=true, which needs a write token: a read
-// token is handed to dashboards, and whoever may apply a document may see it.
+// "<redacted>" (config.Redact), and then its digest too, unless ?show_secrets=true, which needs
+// a write token: a read token is handed to dashboards, and whoever may apply a document may see
+// it.
 func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, tok Token) {
 	var v config.Version
 	var err error
@@ -542,18 +543,37 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, tok Token)
 		fail(w, http.StatusBadGateway, "%v", err)
 	default:
 		if !show {
-			doc, _ := config.Redact([]byte(v.Document))
+			doc, fields := config.Redact([]byte(v.Document))
 			v.Document = string(doc)
+			if len(fields) > 0 {
+				v.SHA256 = config.Redacted
+			}
 		}
 		reply(w, http.StatusOK, v)
 	}
 }
 
-func (s *Server) handleConfigHistory(w http.ResponseWriter, r *http.Request, _ Token) {
+// handleConfigHistory answers every kept version. For a read token, the digest of a version
+// whose document holds a secret written inline is "<redacted>", as that of GET /v1/config: with
+// the redacted document, it would check a guessed secret offline.
+func (s *Server) handleConfigHistory(w http.ResponseWriter, r *http.Request, tok Token) {
 	vs, err := config.History(r.Context(), s.o.JS)
 	if err != nil {
 		fail(w, http.StatusBadGateway, "%v", err)
 		return
+	}
+	if tok.Scope != ScopeWrite {
+		for i := range vs {
+			v, err := config.GetVersion(r.Context(), s.o.JS, vs[i].Number)
+			if err != nil && !errors.Is(err, config.ErrNoVersion) {
+				fail(w, http.StatusBadGateway, "%v", err)
+				return
+			}
+			// A version dropped since History read it is not known to hold none.
+			if _, fields := config.Redact([]byte(v.Document)); err != nil || len(fields) > 0 {
+				vs[i].SHA256 = config.Redacted
+			}
+		}
 	}
 	if vs == nil {
 		vs = []config.Version{}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -644,5 +645,38 @@ func TestAReadTokensPlanCannotTellAGuessedSecretFromTheRunningOne(t *testing.T) 
 	}
 	if _, body := f.do(t, "POST", "/v1/config/plan", f.write, with("whsec-of-the-demo")); strings.Contains(body, "(secret)") {
 		t.Errorf("a write token's plan of the same secret: %s\nwant no change", body)
+	}
+}
+
+// The SHA-256 of a document that holds a secret written inline checks a guess of that secret
+// offline (hash the redacted document with the guess put back), as a read token's plan must
+// not: a read token is shown "<redacted>" in its place, in the version, the history and the
+// plan, and sees the digest of a document without one.
+func TestAReadTokenIsNotShownTheDigestOfADocumentWithAnInlineSecret(t *testing.T) {
+	f := start(t)
+	withKey := doc + `alerts: [{name: ops, on: [failover], webhooks: [{url: "https://hooks.example.test/detour", secret: whsec-of-the-demo}]}]` + "\n"
+	if code, body := f.do(t, "POST", "/v1/config/apply", f.write, withKey); code != http.StatusOK {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	leaked, plain := fmt.Sprintf("%x", sha256.Sum256([]byte(withKey))), fmt.Sprintf("%x", sha256.Sum256([]byte(doc)))
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/v1/config", ""},
+		{"GET", "/v1/config?version=2", ""},
+		{"GET", "/v1/config/history", ""},
+		{"POST", "/v1/config/plan", withKey},
+	} {
+		code, body := f.do(t, r.method, r.path, f.read, r.body)
+		if code != http.StatusOK || strings.Contains(body, leaked) || !strings.Contains(body, `"sha256": "\u003credacted\u003e"`) {
+			t.Errorf("%s %s with a read token: %d %s\nwant 200 with the sha256 of version 2 shown as <redacted>", r.method, r.path, code, body)
+		}
+	}
+	if _, body := f.do(t, "GET", "/v1/config/history", f.read, ""); !strings.Contains(body, plain) {
+		t.Errorf("history with a read token: %s\nwant the sha256 of version 1, which holds no secret", body)
+	}
+	if _, body := f.do(t, "GET", "/v1/config/history", f.write, ""); !strings.Contains(body, leaked) {
+		t.Errorf("history with a write token: %s\nwant the sha256 of version 2", body)
+	}
+	if _, body := f.do(t, "GET", "/v1/config?show_secrets=true", f.write, ""); !strings.Contains(body, leaked) {
+		t.Errorf("the version with its secrets, to a write token: %s\nwant its sha256", body)
 	}
 }

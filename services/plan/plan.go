@@ -30,8 +30,9 @@ type Plan struct {
 }
 
 // Make compares doc with the running version and the answers at the current state, the
-// secrets written inline only with compareSecrets (Diff). An invalid doc is refused with the
-// *config.Error that lists its problems.
+// secrets written inline only with compareSecrets (Diff); without it, the running version's
+// digest is "<redacted>" when its document holds one, since it would check a guessed secret
+// offline. An invalid doc is refused with the *config.Error that lists its problems.
 func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte, compareSecrets bool) (*Plan, error) {
 	next, err := config.Parse(name, doc)
 	if err != nil {
@@ -50,6 +51,11 @@ func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte, 
 		if running, err = active.Config(); err != nil {
 			// A running version this build cannot parse is compared as if nothing ran.
 			running = nil
+		}
+		if !compareSecrets {
+			if _, fields := config.Redact([]byte(active.Document)); len(fields) > 0 {
+				p.Against.SHA256 = config.Redacted
+			}
 		}
 	}
 	v, err := state.Load(ctx, js)
