@@ -44,10 +44,9 @@ type Options struct {
 }
 
 type runner struct {
-	o     Options
-	log   zerolog.Logger
-	wg    sync.WaitGroup
-	slots chan struct{}
+	o   Options
+	log zerolog.Logger
+	wg  sync.WaitGroup
 	// attempts stores the delivery attempts on ALERTS beside the deliveries.
 	attempts *events.Recorder
 
@@ -68,16 +67,24 @@ type sink struct {
 	alert, url string
 	ctx        context.Context
 	cancel     context.CancelFunc
-	// inFlight counts the deliveries to it that are being tried or waiting to be tried again;
-	// guarded by the runner's mu.
+	// slots holds one token for each delivery to it being tried or waiting to be tried again:
+	// one webhook's deliveries wait for its own, never another's.
+	slots chan struct{}
+	// inFlight counts the deliveries to it that are being tried, waiting to be tried again or
+	// waiting for a slot; guarded by the runner's mu.
 	inFlight int
 }
 
 // sinkKey names the webhook at url of the alert group named alert.
 func sinkKey(alert, url string) string { return alert + "|" + url }
 
-// maxInFlight bounds the deliveries retrying at once.
-const maxInFlight = 256
+// maxInFlight bounds the deliveries to one webhook being tried, or waiting to be tried again,
+// at once; maxQueued those in flight, with the ones that wait for a slot. A delivery beyond
+// maxQueued is abandoned at once, and recorded so.
+const (
+	maxInFlight = 256
+	maxQueued   = 4096
+)
 
 // Run follows STATE (and DRILLS, once a group is told about drill_result) and delivers the
 // alerts of every event appended after it started following, until ctx ends; then it returns
@@ -106,8 +113,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), slots: make(chan struct{}, maxInFlight),
-		sinks: map[string]*sink{}}
+	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), sinks: map[string]*sink{}}
 	r.attempts = events.NewRecorder(o.JS, r.log)
 	hooks, err := readHooks(o.Config, o.CredentialDirs, o.Now, r.log)
 	if err != nil {
@@ -179,7 +185,7 @@ func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.We
 			url := hooks[&a.Webhooks[j]].url
 			if key := sinkKey(a.Name, url); r.sinks[key] == nil {
 				sctx, cancel := context.WithCancel(ctx)
-				r.sinks[key] = &sink{alert: a.Name, url: url, ctx: sctx, cancel: cancel}
+				r.sinks[key] = &sink{alert: a.Name, url: url, ctx: sctx, cancel: cancel, slots: make(chan struct{}, maxInFlight)}
 			}
 		}
 	}
@@ -218,7 +224,7 @@ func (r *runner) followState(ctx context.Context) {
 	r.follow(ctx, events.StreamState, events.SubjectState, func(subject string, seq uint64, data []byte) {
 		if e, err := events.Decode(data); err == nil {
 			if fact, ok := Classify(r.current(), view, subject, seq, e); ok && seq > after {
-				r.dispatch(ctx, fact)
+				r.dispatch(fact)
 			}
 		}
 	}, func() { view.Reset(); after = 0 })
@@ -236,7 +242,7 @@ func (r *runner) followDrills(ctx context.Context) {
 	r.follow(ctx, events.StreamDrills, events.SubjectDrills, func(subject string, seq uint64, data []byte) {
 		if e, err := events.Decode(data); err == nil {
 			if fact, ok := seen.Classify(subject, e); ok && seq > after {
-				r.dispatch(ctx, fact)
+				r.dispatch(fact)
 			}
 		}
 	}, func() { seen, after = drills{}, 0 })
@@ -301,9 +307,11 @@ func (r *runner) follow(ctx context.Context, stream, subject string, handle func
 	})
 }
 
-// dispatch starts a delivery to every webhook of every group fact matches.
-func (r *runner) dispatch(ctx context.Context, fact Fact) {
-	var ds []*delivery
+// dispatch starts a delivery to every webhook of every group fact matches. It never waits: a
+// delivery waits for a slot of its own webhook, and one that finds maxQueued to its webhook in
+// flight is abandoned.
+func (r *runner) dispatch(fact Fact) {
+	var ds, full []*delivery
 	r.mu.Lock()
 	for i := range r.groups.Alerts {
 		a := &r.groups.Alerts[i]
@@ -320,26 +328,33 @@ func (r *runner) dispatch(ctx context.Context, fact Fact) {
 			}
 			h := r.hooks[w]
 			s := r.sinks[sinkKey(a.Name, h.url)]
+			d := &delivery{group: a, hook: *w, url: h.url, sink: s, secret: h.secret, kind: kind, fact: fact, body: body,
+				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url)}
+			if s.inFlight >= maxQueued {
+				full = append(full, d)
+				continue
+			}
 			s.inFlight++
-			ds = append(ds, &delivery{group: a, hook: *w, url: h.url, sink: s, secret: h.secret, kind: kind, fact: fact, body: body,
-				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url)})
+			ds = append(ds, d)
 		}
 	}
 	r.mu.Unlock()
-	for i, d := range ds {
-		select {
-		case r.slots <- struct{}{}:
-		case <-ctx.Done():
-			for _, d := range ds[i:] {
-				r.done(d)
-			}
-			return
-		}
+	for _, d := range full {
+		r.record(d, events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
+			Text: Text(d.kind, d.fact), Result: events.AlertAbandoned,
+			Error: fmt.Sprintf("not sent: %d deliveries to this webhook are in flight already", maxQueued)})
+	}
+	for _, d := range ds {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			defer func() { <-r.slots }()
 			defer r.done(d)
+			select {
+			case d.sink.slots <- struct{}{}:
+			case <-d.sink.ctx.Done():
+				return
+			}
+			defer func() { <-d.sink.slots }()
 			r.deliver(d.sink.ctx, d)
 		}()
 	}
