@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode"
 )
 
 // Scopes of a token. Write includes read.
@@ -99,7 +100,7 @@ func (t *Tokens) Len() int { return len(t.byHash) }
 
 // NewToken draws a new secret and returns it with its file line. The secret is shown once.
 func NewToken(name, scope string) (secret, line string, err error) {
-	if name == "" || strings.ContainsAny(name, " \t\n#") {
+	if name == "" || strings.ContainsRune(name, '#') || strings.IndexFunc(name, unicode.IsSpace) >= 0 {
 		return "", "", fmt.Errorf("token name: want a word without spaces, got %q", name)
 	}
 	if scope != ScopeRead && scope != ScopeWrite {
@@ -115,9 +116,10 @@ func NewToken(name, scope string) (secret, line string, err error) {
 }
 
 // AddToken appends a new token to the file at path (created 0600 if missing) and returns its
-// secret.
+// secret. A file edited by hand whose last line has no newline gets one first.
 func AddToken(path, name, scope string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
+	b, err := os.ReadFile(path)
+	if err == nil {
 		if _, err := ParseTokens(b); err != nil {
 			return "", fmt.Errorf("%s: %w", path, err)
 		}
@@ -127,6 +129,9 @@ func AddToken(path, name, scope string) (string, error) {
 	secret, line, err := NewToken(name, scope)
 	if err != nil {
 		return "", err
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		line = "\n" + line
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {

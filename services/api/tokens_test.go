@@ -1,0 +1,55 @@
+package api_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/detourdev/detour/services/api"
+)
+
+// An operator who edits the tokens file by hand may leave its last line without a newline;
+// detour token create must not then write its line onto that one, which made the file
+// unreadable and the controller unable to start.
+func TestATokenAddedToAFileEditedWithoutAFinalNewlineIsReadWithTheOthers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	first, err := api.AddToken(path, "grafana", api.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, []byte("# tokens of ops\n"+strings.TrimSuffix(string(b), "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second, err := api.AddToken(path, "ci", api.ScopeWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := api.LoadTokens(path)
+	if err != nil {
+		t.Fatalf("the file after detour token create: %v", err)
+	}
+	for _, c := range []struct{ secret, name, scope string }{{first, "grafana", api.ScopeRead}, {second, "ci", api.ScopeWrite}} {
+		if tok, ok := toks.Check(c.secret); !ok || tok.Name != c.name || tok.Scope != c.scope {
+			t.Errorf("token %s: %+v, %v; want %s of scope %s", c.name, tok, ok, c.name, c.scope)
+		}
+	}
+}
+
+// A name holding any space the file's reader splits on is refused, not written as a line the
+// file cannot be read back with.
+func TestATokenNameWithAnySpaceIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	if _, err := api.AddToken(path, "ops", api.ScopeRead); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ops\r", "ops\u00a0team", "ops\vteam", "ops team"} {
+		if _, err := api.AddToken(path, name, api.ScopeRead); err == nil || !strings.Contains(err.Error(), "token name: want a word without spaces") {
+			t.Errorf("token name %q: %v, want it refused", name, err)
+		}
+	}
+	if toks, err := api.LoadTokens(path); err != nil || toks.Len() != 1 {
+		t.Errorf("the file after the refused names: %v, want it read with its one token", err)
+	}
+}
