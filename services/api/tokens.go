@@ -37,9 +37,11 @@ type Tokens struct {
 }
 
 // ParseTokens reads a tokens file: one token a line, "NAME SCOPE SHA256-HEX"; blank lines and
-// lines starting with # are ignored. Every problem is reported, with its line.
+// lines starting with # are ignored. Every problem is reported, with its line; one token on two
+// lines is one, as its name and scope would depend on their order.
 func ParseTokens(doc []byte) (*Tokens, error) {
 	t := &Tokens{byHash: map[[sha256.Size]byte]Token{}}
+	lineOf := map[[sha256.Size]byte]int{}
 	var problems []string
 	sc := bufio.NewScanner(bytes.NewReader(doc))
 	for n := 1; sc.Scan(); n++ {
@@ -62,7 +64,11 @@ func ParseTokens(doc []byte) (*Tokens, error) {
 			continue
 		}
 		copy(tok.Hash[:], h)
-		t.byHash[tok.Hash] = tok
+		if first, ok := lineOf[tok.Hash]; ok {
+			problems = append(problems, fmt.Sprintf("line %d: the same token as line %d", n, first))
+			continue
+		}
+		t.byHash[tok.Hash], lineOf[tok.Hash] = tok, n
 	}
 	if err := sc.Err(); err != nil {
 		problems = append(problems, err.Error())

@@ -53,3 +53,18 @@ func TestATokenNameWithAnySpaceIsRefused(t *testing.T) {
 		t.Errorf("the file after the refused names: %v, want it read with its one token", err)
 	}
 }
+
+// One token on two lines has two names or scopes, and which one it is used with must not
+// depend on the lines' order: such a file is refused, naming both lines, as when a write token
+// is given a read line below and its write line is not removed.
+func TestATokensFileWithOneTokenOnTwoLinesIsRefused(t *testing.T) {
+	_, line, err := api.NewToken("ci", api.ScopeWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := line + "grafana read " + strings.Repeat("ab", 32) + "\n" + strings.Replace(line, "ci write", "ci read", 1)
+	_, err = api.ParseTokens([]byte(doc))
+	if want := "tokens file: line 3: the same token as line 1"; err == nil || err.Error() != want {
+		t.Errorf("ParseTokens: %v, want %q", err, want)
+	}
+}
