@@ -315,7 +315,16 @@ func loopbackHost(host string) bool {
 	return err == nil && a.Unmap().IsLoopback()
 }
 
+// fromLoopback reports whether r came from loopback and not through a proxy: a reverse proxy on
+// the controller's host (TLS in front of it) connects from loopback for clients from anywhere,
+// and one that says so (Forwarded, X-Forwarded-For, X-Real-IP) forwarded a request from
+// elsewhere.
 func fromLoopback(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if _, ok := r.Header[h]; ok {
+			return false
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return false

@@ -306,6 +306,31 @@ func TestTheStatusPageNeedsATokenFromLoopbackUnderAnotherHostName(t *testing.T) 
 	}
 }
 
+// A reverse proxy on the controller's host (TLS in front of 127.0.0.1:8088) makes every
+// request it forwards come from loopback, and may name a loopback host: one that says it
+// forwarded the request came from elsewhere, and needs a token.
+func TestTheStatusPageNeedsATokenForARequestAProxyForwarded(t *testing.T) {
+	f := start(t)
+	for _, h := range []struct{ name, value string }{
+		{"X-Forwarded-For", "203.0.113.9"},
+		{"Forwarded", "for=203.0.113.9;proto=https"},
+		{"X-Real-Ip", "203.0.113.9"},
+	} {
+		for _, path := range []string{"/", "/status/events"} {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // the event stream, let in, ends after its first event
+			req := httptest.NewRequestWithContext(ctx, "GET", path, nil)
+			req.RemoteAddr, req.Host = "127.0.0.1:40000", "127.0.0.1:8088"
+			req.Header.Set(h.name, h.value)
+			rec := httptest.NewRecorder()
+			f.srv.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized {
+				t.Errorf("%s from loopback with %s: %s: %d, want 401", path, h.name, h.value, rec.Code)
+			}
+		}
+	}
+}
+
 func ExampleNewToken() {
 	secret, line, _ := api.NewToken("ci", api.ScopeRead)
 	fmt.Println(strings.HasPrefix(secret, "detour_"), strings.HasPrefix(line, "ci read "), len(line))
