@@ -55,7 +55,7 @@ type Payload struct {
 func Body(a *config.Alert, w config.Webhook, kind string, f Fact) ([]byte, error) {
 	text := Text(kind, f)
 	if w.Format == config.FormatSlack {
-		return json.Marshal(map[string]string{"text": "Detour " + a.Name + ": " + text})
+		return json.Marshal(map[string]string{"text": slackEscape.Replace("Detour " + a.Name + ": " + text)})
 	}
 	t := f.Transition
 	if f.Drill != nil {
@@ -66,6 +66,10 @@ func Body(a *config.Alert, w config.Webhook, kind string, f Fact) ([]byte, error
 		Subject: f.Subject, Time: f.Event.Time, App: t.App, Pool: t.Pool, Endpoint: t.Endpoint, Edge: t.Edge,
 		From: statusText(t.From), To: statusText(t.To), Reason: t.Reason, Answer: f.Answer})
 }
+
+// slackEscape writes text so that Slack shows it as it is: Slack reads <…> as a mention (<!channel>,
+// <@U…>) or a link, and & as the start of an escape, in the text of every message.
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // Sign returns the signature header value for body sent at unix time ts.
 func Sign(secret string, ts int64, body []byte) string {
