@@ -116,10 +116,7 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, f jetstream.PubA
 }
 
 // LastOf calls f, one call at a time, with the last event stored on each of subjects that holds
-// one; the reads run 16 at a time. It returns the first error met. Each read is sent again while
-// no copy has answered, as a bridge's are (see hedge), and gives up after followProbe: NATS hands
-// each direct get to a replica at random, even one whose node hangs, and a read that waited for
-// it waited nats.go's 5 s (a controller of thousands of routes started minutes late).
+// one; the reads run 16 at a time, each as Last's. It returns the first error met.
 func LastOf(ctx context.Context, s jetstream.Stream, subjects []string, f func(subject string, e Envelope)) error {
 	var mu sync.Mutex
 	var first error
@@ -129,10 +126,7 @@ func LastOf(ctx context.Context, s jetstream.Stream, subjects []string, f func(s
 	for range min(16, len(subjects)) {
 		wg.Go(func() {
 			for subject := range next {
-				m, err := ask(ctx, h, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-					return s.GetLastMsgForSubject(ctx, subject)
-				})
-				e, _, ok, err := decodeLast(subject, m, err)
+				e, _, ok, err := last(ctx, h, s, subject)
 				mu.Lock()
 				switch {
 				case err != nil && first == nil:
@@ -214,14 +208,19 @@ func AppendError(subject string, e Envelope, lastSeq uint64, err error) error {
 }
 
 // Last returns the last event stored on subject and its stream sequence; ok is false when the
-// subject holds nothing.
+// subject holds nothing. The read is sent again while no copy has answered, as a bridge's are
+// (see hedge), and gives up after followProbe: NATS hands each direct get to a replica at
+// random, even one whose node hangs, and a read that drew it waited for the caller's bound or
+// nats.go's 5 s (the decider's loop 500 ms, each time).
 func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
-	m, err := s.GetLastMsgForSubject(ctx, subject)
-	return decodeLast(subject, m, err)
+	return last(ctx, &hedge{}, s, subject)
 }
 
-// decodeLast is what Last returns for m, the last message of subject, read with err.
-func decodeLast(subject string, m *jetstream.RawStreamMsg, err error) (Envelope, uint64, bool, error) {
+// last is Last, its read sent again on h's clock.
+func last(ctx context.Context, h *hedge, s jetstream.Stream, subject string) (Envelope, uint64, bool, error) {
+	m, err := ask(ctx, h, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.GetLastMsgForSubject(ctx, subject)
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Envelope{}, 0, false, nil
 	}
