@@ -37,12 +37,15 @@ var ErrPreempted = fmt.Errorf("its id is held by a message of another subject: %
 // Preempted returns an error wrapping ErrPreempted when ack, the acknowledgement of an append of
 // e on subject, is a duplicate of a message that st stores on another subject; nil when it is
 // not a duplicate, when the message is on subject (the same append, retried or by a replica),
-// and when the message cannot be read (the acknowledgement then stands).
+// and when the message cannot be read (the acknowledgement then stands). The read is sent again
+// while no copy has answered, as Last's is.
 func Preempted(ctx context.Context, st jetstream.Stream, subject string, e Envelope, ack *jetstream.PubAck) error {
 	if ack == nil || !ack.Duplicate {
 		return nil
 	}
-	m, err := st.GetMsg(ctx, ack.Sequence)
+	m, err := ask(ctx, &hedge{}, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return st.GetMsg(ctx, ack.Sequence)
+	})
 	if err != nil || m.Subject == subject {
 		return nil
 	}
