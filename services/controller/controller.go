@@ -119,7 +119,7 @@ type controller struct {
 	cfg       atomic.Pointer[config.Config] // o.Config, for the callbacks
 	state     jetstream.Stream
 	routes    jetstream.Stream
-	published map[string]map[string][]byte // edge -> app -> the last route stored for it, as JSON
+	published map[string]map[string][]byte // edge -> app it fronts -> the last route stored for it, as JSON
 	// sending are the routes sent and not acknowledged yet, or that failed and wait to be sent
 	// again; the loop never waits for them (see collectRoutes).
 	sending map[routeKey]*routeSend
@@ -1013,6 +1013,24 @@ func (c *controller) reconfigure(cfg *config.Config) {
 	for k := range c.routeRetry {
 		if cfg.EdgeApp(k.edge, k.app) == nil {
 			delete(c.routeRetry, k) // no longer routed, never sent again
+		}
+	}
+	// A route no longer fronted is forgotten, stored or on its way: another replica, which cfg
+	// has not reached yet, may store one for it meanwhile, so should it come back it is sent
+	// again, not taken as stored.
+	for k := range c.sending {
+		if cfg.EdgeApp(k.edge, k.app) == nil {
+			delete(c.sending, k)
+		}
+	}
+	for edge, apps := range c.published {
+		for app := range apps {
+			if cfg.EdgeApp(edge, app) == nil {
+				delete(apps, app)
+			}
+		}
+		if len(apps) == 0 {
+			delete(c.published, edge)
 		}
 	}
 	c.o.Config, c.dirty = cfg, true

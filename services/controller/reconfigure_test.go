@@ -87,3 +87,82 @@ func TestAVersionBringingBackAnEarlierRouteStoresItAgain(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, func() bool { r, _ = last(); return len(r.Endpoints) == 1 },
 		"edge-west's last route to hold w1 alone after the rollback: %+v", &r)
 }
+
+// TestAnAppAnEdgeFrontsAgainGetsTheRouteOfItsStateWhateverAReplicaStoredMeanwhile: two
+// controllers; a new version takes shop from edge-west, and reaches one of them first. The
+// other, still on the last version, stores edge-west's route for shop when w1 goes down, and
+// dies. w1 comes back; a later version gives shop back to edge-west. The controller left kept the
+// route it had stored for edge-west before (w1 up; or recorded it when its acknowledgement came
+// after the version), took the one it computed again as stored already, and sent nothing:
+// edge-west routed shop around a w1 that was up. A route an edge no longer fronts is forgotten
+// with the version that takes it away, stored or on its way, and sent again when it comes back.
+func TestAnAppAnEdgeFrontsAgainGetsTheRouteOfItsStateWhateverAReplicaStoredMeanwhile(t *testing.T) {
+	// Heartbeats an hour apart: no edge goes down, and only the test's transitions reach STATE.
+	const doc = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.11:8081"}]}]
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    heartbeat: {interval: 1h, fall: 3}
+    apps: [{app: shop, listen: "127.0.0.21:8080"}]
+  - name: edge-north
+    region: us-west
+    hostname: edge-north.demo.test
+    address: 127.0.0.23
+    heartbeat: {interval: 1h, fall: 3}
+    apps: [{app: shop, listen: "127.0.0.23:8080"}]
+`
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	w1 := func(from, to events.Status) {
+		t.Helper()
+		typ := map[events.Status]string{events.StatusDown: events.TypeEndpointDown, events.StatusUp: events.TypeEndpointUp}[to]
+		e, err := events.New(typ, "decider-test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: from, To: to, Reason: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(ctx, ns.JS, events.EndpointStateSubject("shop", "west", "w1"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// w1 is what the last route stored for shop on edge says of it.
+	w1On := func(edge string) events.Status {
+		h := history(t, ns, events.StreamRoutes, events.AppRouteSubject(edge, "shop"))
+		if len(h) == 0 {
+			return ""
+		}
+		var r events.EdgeRoute
+		if err := h[len(h)-1].Payload(&r); err != nil || len(r.Route.Endpoints) != 1 {
+			t.Fatalf("edge %s's route for shop: %+v, %v", edge, r, err)
+		}
+		return r.Route.Endpoints[0].Status
+	}
+	w1(events.StatusUnknown, events.StatusUp)
+	var logs eventstest.Logs
+	first := make(chan *config.Config, 1)
+	eventstest.Run(t, "controller-1", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: eventstest.Config(t, doc), Name: "controller-1", Log: zerolog.New(&logs), Configs: first})
+	})
+	stopSecond := eventstest.Run(t, "controller-2", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: eventstest.Config(t, doc), Name: "controller-2", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return w1On("edge-west") == events.StatusUp }, "edge-west's route for shop with w1 up")
+
+	first <- eventstest.Config(t, strings.Replace(doc, `apps: [{app: shop, listen: "127.0.0.21:8080"}]`, `apps: []`, 1))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("configuration applied") == 1 }, "controller-1 taking shop from edge-west")
+	w1(events.StatusUp, events.StatusDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return w1On("edge-west") == events.StatusDown }, "controller-2 storing edge-west's route for shop with w1 down")
+	stopSecond()
+	w1(events.StatusDown, events.StatusUp)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return w1On("edge-north") == events.StatusUp }, "controller-1 storing edge-north's route for shop with w1 up")
+
+	first <- eventstest.Config(t, doc)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return w1On("edge-west") == events.StatusUp },
+		"edge-west's route for shop with w1 up once it fronts shop again, as STATE says")
+}
