@@ -341,12 +341,17 @@ func (h *hedge) after() time.Duration {
 
 // ask sends the direct get get, and sends it again each h.after() while no copy has answered,
 // those sent before still waiting. The first answer ends it (a message, or an error such as "no
-// message found"), or followProbe does. Copies are not capped at the stream's replicas: NATS
-// may hand several in a row to the same hung replica (a cap of twice the replicas still let
-// asks wait out followProbe in the test).
+// message found"), or ctx's deadline does, or, for a ctx without one (a bridge's), followProbe:
+// a caller that allows a read longer (an operator's command against a cluster that answers
+// slowly) is not failed sooner. Copies are not capped at the stream's replicas: NATS may hand
+// several in a row to the same hung replica (a cap of twice the replicas still let asks wait out
+// followProbe in the test).
 func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, followProbe)
-	defer cancel()
+	if _, bounded := ctx.Deadline(); !bounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, followProbe)
+		defer cancel()
+	}
 	type answer struct {
 		m   T
 		err error

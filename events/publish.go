@@ -212,9 +212,10 @@ func AppendError(subject string, e Envelope, lastSeq uint64, err error) error {
 
 // Last returns the last event stored on subject and its stream sequence; ok is false when the
 // subject holds nothing. The read is sent again while no copy has answered, as a bridge's are
-// (see hedge), and gives up after followProbe: NATS hands each direct get to a replica at
-// random, even one whose node hangs, and a read that drew it waited for the caller's bound or
-// nats.go's 5 s (the decider's loop 500 ms, each time).
+// (see hedge), and gives up when ctx ends (after followProbe for a ctx without a deadline):
+// NATS hands each direct get to a replica at random, even one whose node hangs, and a read
+// that drew it waited for the caller's bound or nats.go's 5 s (the decider's loop 500 ms, each
+// time).
 func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
 	return last(ctx, &hedge{}, s, subject)
 }
