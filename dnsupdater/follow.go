@@ -241,7 +241,7 @@ func (s *Server) restampPeers(ctx context.Context, saves chan *snapshotSave, sna
 func (s *Server) markSynced() {
 	s.synced = true
 	for _, z := range s.table.Load().zones {
-		s.offer(z)
+		s.offer(z, s.statePosition())
 	}
 	s.readBackNow() // NATS answers: the zones whose read failed need not wait for the next try
 }
@@ -255,11 +255,18 @@ func (s *Server) readBackNow() {
 	}
 }
 
-// offer hands a zone's current records to its pusher, if it has one.
-func (s *Server) offer(z *zone.Zone) {
+// offer hands a zone's current records, which reflect the STATE position at, to its pusher, if
+// it has one.
+func (s *Server) offer(z *zone.Zone, at push.Position) {
 	if p := s.pushers[z.Name]; p != nil {
-		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.cfg.Load(), z)})
+		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.cfg.Load(), z), State: at})
 	}
+}
+
+// statePosition is the STATE position of the zones served: the last event folded into them, in
+// the stream created when. Only the refresher calls it.
+func (s *Server) statePosition() push.Position {
+	return push.Position{Seq: s.proj.position, Created: s.proj.positionCreated}
 }
 
 // refresh recomputes the zones and swaps in their prepared answers: from here on queries get
@@ -321,7 +328,7 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 		return nil
 	}
 	select {
-	case s.reports <- report{cause: k.cause, changes: changes, push: push}:
+	case s.reports <- report{cause: k.cause, changes: changes, push: push, state: s.statePosition()}:
 	case <-ctx.Done():
 	}
 	return changes
@@ -477,8 +484,10 @@ func sameSecondaries(a, b []string) bool {
 type report struct {
 	cause   string
 	changes []zoneChange
-	// push says whether to send the zones to their primaries (once STATE has been read).
-	push bool
+	// push says whether to send the zones to their primaries (once STATE has been read), and
+	// state is the STATE position they reflect.
+	push  bool
+	state push.Position
 	// announce holds zones to NOTIFY at their served serial (see announceReload).
 	announce []*zone.Zone
 	// forget names zones a reload removed, whose NOTIFYs not yet sent are dropped.
@@ -506,7 +515,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 			s.recordChange(r.cause, c)
 			s.notifier.offer(c.zone)
 			if r.push {
-				s.offer(c.zone)
+				s.offer(c.zone, r.state)
 			}
 		}
 		for _, name := range r.forget {

@@ -55,8 +55,10 @@ type projector struct {
 	appIndex map[string]int
 	edgeApps map[string][]int
 	// folded is the highest STATE sequence folded (under the follower's lock); position is
-	// what it was when the current projection was decided (the refresher's).
+	// what it was when the current projection was decided, and positionCreated created then
+	// (the refresher's).
 	folded, position uint64
+	positionCreated  time.Time
 	// since holds, per zone, the position when its current records were made (a re-stamp
 	// keeps them; see peers.go). The refresher's.
 	since map[string]uint64
@@ -235,8 +237,9 @@ func (p *projector) recompute() ([]*zone.Zone, []zoneChange) {
 // decision is a projection's first half: the answers decided again, per zone of the current
 // projection (or, after a whole projection, its result).
 type decision struct {
-	// position is the highest STATE sequence folded into it.
+	// position is the highest STATE sequence folded into it, of the stream created at created.
 	position  uint64
+	created   time.Time
 	redecided map[int][]zone.Redecided
 	whole     bool
 	zones     []*zone.Zone
@@ -252,10 +255,10 @@ func (p *projector) decide() decision {
 	p.passing = nil
 	if p.all || p.current == nil {
 		zones, out := p.recomputeAll(passing)
-		return decision{position: p.folded, whole: true, zones: zones, out: out}
+		return decision{position: p.folded, created: p.created, whole: true, zones: zones, out: out}
 	}
 	if len(p.dirty) == 0 && len(passing) == 0 {
-		return decision{position: p.folded}
+		return decision{position: p.folded, created: p.created}
 	}
 	byZone := map[*config.Zone][]int{}
 	c := p.static.Config()
@@ -265,7 +268,7 @@ func (p *projector) decide() decision {
 		}
 	}
 	p.dirty, p.dirtySet = p.dirty[:0], map[int]bool{}
-	d := decision{position: p.folded, redecided: map[int][]zone.Redecided{}, passing: passing}
+	d := decision{position: p.folded, created: p.created, redecided: map[int][]zone.Redecided{}, passing: passing}
 	for k, z := range p.current {
 		if apps := byZone[z.Config]; len(apps) > 0 {
 			if r := p.static.Redecide(z, apps, p.view); len(r) > 0 {
@@ -281,7 +284,7 @@ func (p *projector) decide() decision {
 // how. Only the refresher calls it (and decide before it, describe after it); it reads no
 // state the follower writes.
 func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
-	p.position = d.position
+	p.position, p.positionCreated = d.position, d.created
 	if d.whole {
 		return d.zones, d.out
 	}

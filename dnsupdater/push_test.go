@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/bindtest"
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/rs/zerolog"
 )
@@ -54,6 +55,26 @@ apps:
 	if got := bindtest.Dig(t, primary, "other.demo.test", "A"); !slices.Equal(got, []string{"192.0.2.99"}) {
 		t.Errorf("the primary's own records must stay: want [192.0.2.99], got %v", got)
 	}
+	// The marker says which STATE position the records reflect: the failover's event, in the
+	// stream as it was created.
+	info, err := js.Stream(t, events.StreamState).Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := []string{fmt.Sprintf(`"seq=%d"`, info.State.LastSeq), `"stream-created=` + info.Created.UTC().Format(time.RFC3339Nano) + `"`, `"server=dns-test"`}
+	marker := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT")
+	if len(marker) != 1 || !strings.HasPrefix(marker[0], `"detour-state" `) || !containsAll(marker[0], fields) {
+		t.Errorf("marker %v, want one detour-state record with %v", marker, fields)
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // A server that cannot read its push key does not start, and says which field of which zone

@@ -54,7 +54,8 @@ apps:
     pools: [{name: p1, endpoints: [{address: "127.0.0.11:80"}]}]
 `
 
-// desired projects the configuration at a state into what the pusher sends.
+// desired projects the configuration at a state into what the pusher sends, as of the position
+// serial of testStream.
 func desired(t *testing.T, c *config.Config, v *state.View, serial uint32) Desired {
 	t.Helper()
 	s, err := zone.Compile(c)
@@ -62,7 +63,7 @@ func desired(t *testing.T, c *config.Config, v *state.View, serial uint32) Desir
 		t.Fatal(err)
 	}
 	z := s.Project(v, map[string]uint32{"demo.test.": serial})[0]
-	return Desired{Serial: serial, RRsets: Owned(c, z)}
+	return Desired{Serial: serial, RRsets: Owned(c, z), State: Position{Seq: uint64(serial), Created: testStream}}
 }
 
 func down(t *testing.T, v *state.View, seq uint64, app, pool, endpoint string) {
@@ -169,4 +170,12 @@ func TestAFailedPushIsReportedAndRetried(t *testing.T) {
 	if got := dig(t, addr, "shop.demo.test", "A"); !slices.Equal(got, []string{"192.0.2.200"}) {
 		t.Errorf("an update signed with an unknown key must not change the zone: got %v", got)
 	}
+}
+
+func TestOnARealBINDPrimaryAServerAtAnOlderStatePositionLeavesTheNewerState(t *testing.T) {
+	olderLeavesNewer(t, startBIND(t))
+}
+
+func TestOnARealBINDPrimaryTheLoserOfARaceForTheMarkerLeavesTheNewerState(t *testing.T) {
+	raceLostToNewer(t, startBIND(t))
 }

@@ -2,6 +2,8 @@ package push
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -39,14 +41,17 @@ type Options struct {
 	Metrics *metrics.Metrics
 }
 
-// Desired is the state of a zone to push: Detour's serial and the RRsets it owns.
+// Desired is the state of a zone to push: Detour's serial, the RRsets it owns, and the STATE
+// position they reflect.
 type Desired struct {
 	Serial uint32
 	RRsets map[zone.Key][]dns.RR
+	State  Position
 }
 
 // Pusher keeps a primary server's copy of Detour's records up to date. Offer hands it the
-// newest state; Run sends it, retrying failed updates every retry_interval.
+// newest state; Run sends it, unless the primary's marker says that another server pushed a
+// later one, retrying failed updates every retry_interval.
 type Pusher struct {
 	o      Options
 	log    zerolog.Logger
@@ -55,6 +60,14 @@ type Pusher struct {
 	key    *tsig.Key
 	// events stores the pushed and push_failed events beside the pushes (nil without JS).
 	recorder *events.Recorder
+	// run tells this pusher's marks from those of every other pusher, this server's earlier
+	// runs too.
+	run string
+	// pushed is what this pusher last brought the primary to, and digest its digest; digest is
+	// "" while what the primary holds is unknown (before the first push, after a failure), and
+	// pushed then names the RRsets to rewrite (see unknown). Only push touches them.
+	pushed map[zone.Key][]dns.RR
+	digest string
 }
 
 // New returns a pusher for one zone. Its error names the field at fault below the zone's
@@ -64,9 +77,11 @@ func New(o Options) (*Pusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("push.%w", err)
 	}
+	run := make([]byte, 8)
+	_, _ = rand.Read(run) // crypto/rand's Read never fails
 	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
-		offers: make(chan Desired, 1), key: key,
+		offers: make(chan Desired, 1), key: key, run: hex.EncodeToString(run),
 		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigProvider: key},
 	}
 	if o.JS != nil {
@@ -94,7 +109,8 @@ func (p *Pusher) Offer(d Desired) {
 }
 
 // Run pushes every offered state until ctx is cancelled. The first push after start rewrites
-// every owned name whole, since what the primary holds is unknown; later ones send differences.
+// every owned name whole, since what the primary holds is unknown; later ones send differences
+// from what the primary's marker says it holds.
 func (p *Pusher) Run(ctx context.Context) {
 	if p.recorder != nil {
 		var wg sync.WaitGroup
@@ -103,9 +119,10 @@ func (p *Pusher) Run(ctx context.Context) {
 		defer cancel()
 		wg.Go(func() { p.recorder.Run(ctx) })
 	}
-	var pushed map[zone.Key][]dns.RR
 	var failures failureNotes
 	retry := p.o.Push.RetryInterval.D()
+	// behind says that the last push was held back, which is told once.
+	behind := false
 	for {
 		var want Desired
 		select {
@@ -114,23 +131,32 @@ func (p *Pusher) Run(ctx context.Context) {
 		case want = <-p.offers:
 		}
 		for attempt := 1; ; attempt++ {
-			n, err := p.push(ctx, pushed, want)
+			out, err := p.push(ctx, want)
 			if err == nil {
-				pushed = want.RRsets
 				failures = failureNotes{}
-				if n > 0 {
+				switch {
+				case out.ahead != nil:
+					p.o.Metrics.PushBehind(p.o.Zone)
+					if !behind {
+						p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).
+							Uint64("primary_stream_seq", out.ahead.at.Seq).Time("primary_stream_created", out.ahead.at.Created).
+							Str("primary_pushed_by", out.ahead.server).Bool("primary_push_under_way", out.ahead.claim).
+							Msg("zone not pushed: the primary holds a later state")
+					}
+					behind = true
+				case out.rrsets > 0:
+					behind = false
 					p.o.Metrics.Pushed(p.o.Zone, nil)
-					p.log.Info().Uint32("serial", want.Serial).Int("rrsets", n).Int("attempt", attempt).Msg("zone pushed")
-					p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: n})
+					p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Int("attempt", attempt).Msg("zone pushed")
+					p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: out.rrsets})
+				default:
+					behind = false
 				}
 				break
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			// The primary may have applied the update it did not confirm: what it holds is
-			// unknown again, so the next push rewrites every name owned before or now.
-			pushed = unknown(pushed, want.RRsets)
 			p.o.Metrics.Pushed(p.o.Zone, err)
 			if failures.tell(reason(err), time.Now()) {
 				p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
@@ -185,30 +211,128 @@ func reason(err error) string {
 	return s
 }
 
-// push sends the update from pushed to want, and returns how many RRsets it changed. An update
-// too large for one TCP message goes in several, each replacing its names whole.
-func (p *Pusher) push(ctx context.Context, pushed map[zone.Key][]dns.RR, want Desired) (int, error) {
-	m, n := Update(p.o.Zone, pushed, want.RRsets)
-	if m == nil {
-		return 0, nil
-	}
-	for _, part := range split(m, maxUpdate) {
-		if err := p.send(ctx, part); err != nil {
-			return 0, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
-		}
-	}
-	return n, nil
+// outcome is what a push did.
+type outcome struct {
+	// rrsets is how many RRsets the update removed or replaced.
+	rrsets int
+	// ahead is the mark of the later state the primary holds, which held the push back; nil
+	// when the push went out, or had nothing to send.
+	ahead *mark
 }
 
-// send signs one UPDATE and sends it to the primary.
+// maxRaces is how many times in a row a push reads the marker again after another server
+// changed it between the read and the update, before it counts as failed.
+const maxRaces = 5
+
+// push brings the primary to want, unless its marker says that it holds a later state: it reads
+// the marker, and sends the update from what the marker says the primary holds, conditional on
+// the marker (see conditional). When another server changed the marker meanwhile, it reads it
+// again and decides again. An update too large for one TCP message goes in several, each
+// replacing its names whole.
+func (p *Pusher) push(ctx context.Context, want Desired) (outcome, error) {
+	digest := digestOf(want.RRsets)
+	for races := 1; ; races++ {
+		out, err := p.try(ctx, want, digest)
+		if err == nil || !lostRace(err) || races == maxRaces {
+			return out, err
+		}
+		p.log.Debug().Err(err).Msg("marker changed since it was read; reading it again")
+	}
+}
+
+// lostRace reports whether err is the primary's refusal of an update for its prerequisite: the
+// marker changed since it was read.
+func lostRace(err error) bool {
+	var rc tsig.RcodeError
+	return errors.As(err, &rc) && (rc.Rcode == dns.RcodeNXRrset || rc.Rcode == dns.RcodeYXRrset)
+}
+
+// try is one round of push: read the marker, decide, send.
+func (p *Pusher) try(ctx context.Context, want Desired, digest string) (outcome, error) {
+	h, err := p.read(ctx)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read marker %s from %s: %w", p.o.Push.Marker, p.o.Push.Server, err)
+	}
+	if m := h.ahead(want.State, p.o.Source, p.run, time.Now()); m != nil {
+		return outcome{ahead: m}, nil
+	}
+	// The update goes from what the marker says the primary holds: what this pusher last
+	// pushed, or what it pushes now, when another server pushed it since. Another server's
+	// records, a claim (a push cut short) or a first push rewrite every name.
+	before := unknown(p.pushed, want.RRsets)
+	if h.marker != nil && h.claim == nil && p.digest != "" {
+		switch h.marker.digest {
+		case digest:
+			before = want.RRsets
+		case p.digest:
+			before = p.pushed
+		}
+	}
+	u, n := Update(p.o.Zone, before, want.RRsets)
+	if u == nil {
+		p.log.Debug().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Msg("zone not pushed: the primary holds its records")
+		p.pushed, p.digest = want.RRsets, digest
+		return outcome{}, nil
+	}
+	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run}
+	claim := mark{claim: true, at: want.State, server: p.o.Source, run: p.run, since: time.Now()}
+	for i, part := range conditional(p.o.Zone, p.o.Push.Marker, h, u, marker, claim, maxUpdate) {
+		if err := p.send(ctx, part); err != nil {
+			// A part refused for its prerequisite applies nothing, but the primary may have
+			// applied any other without confirming it, and the parts before: what it holds is
+			// unknown, and the next push rewrites every name owned before or now.
+			if i > 0 || !lostRace(err) {
+				p.pushed, p.digest = unknown(p.pushed, want.RRsets), ""
+			}
+			return outcome{}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+		}
+	}
+	p.pushed, p.digest = want.RRsets, digest
+	return outcome{rrsets: n}, nil
+}
+
+// read returns the primary's marker RRset.
+func (p *Pusher) read(ctx context.Context) (held, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(p.o.Push.Marker, dns.TypeTXT)
+	q.RecursionDesired = false
+	r, err := p.exchange(ctx, q)
+	if err != nil {
+		return held{}, err
+	}
+	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+		return held{}, fmt.Errorf("primary %w", tsig.AnswerError(r))
+	}
+	var rrs []dns.RR
+	for _, rr := range r.Answer {
+		if h := rr.Header(); h.Rrtype == dns.TypeTXT && strings.EqualFold(h.Name, p.o.Push.Marker) {
+			rrs = append(rrs, rr)
+		}
+	}
+	return readHeld(rrs), nil
+}
+
+// send sends one UPDATE to the primary.
 func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
+	r, err := p.exchange(ctx, m)
+	if err != nil {
+		return err
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return fmt.Errorf("primary %w", tsig.AnswerError(r))
+	}
+	return nil
+}
+
+// exchange signs m, sends it to the primary and returns its answer, signed by the primary.
+func (p *Pusher) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 	m.SetTsig(p.key.Name, p.key.Algorithm, 300, time.Now().Unix())
-	// The UPDATE and its answer with one secret, though the key's file rotates meanwhile.
+	// The message and its answer with one secret, though the key's file rotates meanwhile.
 	client := *p.client
 	client.TsigProvider = p.key.Snapshot()
 	conn, err := client.DialContext(ctx, p.o.Push.Server)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
 	// The client bounds an exchange by its timeout and ctx's deadline, but not by ctx's end:
@@ -221,17 +345,14 @@ func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 		err = fmt.Errorf("primary %w", tsig.AnswerError(r))
 	}
 	if err != nil {
-		return err
-	}
-	if r.Rcode != dns.RcodeSuccess {
-		return fmt.Errorf("primary %w", tsig.AnswerError(r))
+		return nil, err
 	}
 	// The client verifies only a signed answer: an unsigned one may come from anything but
-	// the primary (RFC 8945 §5.3).
-	if r.IsTsig() == nil {
-		return errors.New("the answer is not signed")
+	// the primary (RFC 8945 §5.3), and is believed only when it refuses.
+	if r.IsTsig() == nil && (r.Rcode == dns.RcodeSuccess || r.Rcode == dns.RcodeNameError) {
+		return nil, errors.New("the answer is not signed")
 	}
-	return nil
+	return r, nil
 }
 
 // report records a push event beside the pushes: while the DNS stream elects a leader, the next

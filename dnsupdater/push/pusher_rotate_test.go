@@ -51,7 +51,7 @@ func TestAKeyRotatedInItsFileWhileAnUpdateAwaitsItsAnswerVerifiesTheAnswerWithTh
 	// comes well within the client's 5 s.
 	eventstest.Eventually(t, config.FileRecheck, func() bool { return time.Since(made) > config.FileRecheck-time.Second },
 		"a second before the key looks at its file again")
-	if _, err := p.push(t.Context(), nil, desired(t, cfg, state.NewView(), 10)); err != nil {
+	if _, err := p.push(t.Context(), desired(t, cfg, state.NewView(), 10)); err != nil {
 		t.Errorf("an UPDATE the primary applied and answered with the key it was signed with: %v", err)
 	}
 }

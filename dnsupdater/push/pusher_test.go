@@ -22,14 +22,19 @@ import (
 // applyingPrimary is a primary on loopback TCP that applies the UPDATEs signed with testSecret to
 // its records and answers them signed, unless told to misbehave. As BIND, it knows its key as
 // detour-key., matches the name of an UPDATE's key whatever its case, and signs its answer with
-// its own spelling.
+// its own spelling. It checks the prerequisites "RRset exists (value dependent)" and "RRset does
+// not exist" (RFC 2136 §2.4.2, §2.4.3), deletes single records (§2.5.4), and answers queries
+// from its records, signed when they are.
 type applyingPrimary struct {
 	addr string
 	mu   sync.Mutex
 	// records holds each name's records as "TYPE data" lines.
 	records map[string][]string
-	// updates counts the UPDATEs received.
-	updates int
+	// updates counts the UPDATEs received; unconditional those without a prerequisite, and
+	// unmet those refused for a prerequisite.
+	updates, unconditional, unmet int
+	// tried holds when each UPDATE came.
+	tried []time.Time
 	// hangUp applies the next UPDATEs of this many and closes the connection without an answer.
 	hangUp int
 	// unsigned answers every UPDATE NOERROR without a TSIG, and applies nothing.
@@ -64,12 +69,17 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	defer p.mu.Unlock()
 	m := new(dns.Msg)
 	m.SetReply(r)
+	if r.Opcode == dns.OpcodeQuery && len(r.Question) == 1 {
+		p.answer(w, r, m)
+		return
+	}
 	if r.Opcode != dns.OpcodeUpdate {
 		m.Rcode = dns.RcodeRefused
 		_ = w.WriteMsg(m)
 		return
 	}
 	p.updates++
+	p.tried = append(p.tried, time.Now())
 	if p.unsigned {
 		_ = w.WriteMsg(m)
 		return
@@ -85,14 +95,27 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		_ = w.WriteMsg(m)
 		return
 	}
+	if len(r.Answer) == 0 {
+		p.unconditional++
+	}
+	if rcode := p.prerequisites(r.Answer); rcode != dns.RcodeSuccess {
+		p.unmet++
+		m.Rcode = rcode
+		m.SetTsig("detour-key.", t.Algorithm, 300, time.Now().Unix())
+		_ = w.WriteMsg(m)
+		return
+	}
 	for _, rr := range r.Ns {
 		h := rr.Header()
 		typ := dns.TypeToString[h.Rrtype]
 		switch h.Class {
 		case dns.ClassANY:
 			p.records[h.Name] = slices.DeleteFunc(p.records[h.Name], func(l string) bool { return strings.HasPrefix(l, typ+" ") })
+		case dns.ClassNONE:
+			l := line(rr)
+			p.records[h.Name] = slices.DeleteFunc(p.records[h.Name], func(have string) bool { return have == l })
 		case dns.ClassINET:
-			l := typ + " " + strings.TrimPrefix(rr.String(), rr.Header().String())
+			l := line(rr)
 			if !slices.Contains(p.records[h.Name], l) {
 				p.records[h.Name] = append(p.records[h.Name], l)
 			}
@@ -107,6 +130,69 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		p.answering()
 	}
 	m.SetTsig("detour-key.", t.Algorithm, 300, time.Now().Unix())
+	_ = w.WriteMsg(m)
+}
+
+// line is rr as the primary keeps it: "TYPE data".
+func line(rr dns.RR) string {
+	return dns.TypeToString[rr.Header().Rrtype] + " " + strings.TrimPrefix(rr.String(), rr.Header().String())
+}
+
+// prerequisites returns the code of an UPDATE whose prerequisite section is prereqs: NOERROR
+// when each holds, else that of the first that does not (RFC 2136 §3.2).
+func (p *applyingPrimary) prerequisites(prereqs []dns.RR) int {
+	type rrset struct{ name, typ string }
+	want := map[rrset][]string{}
+	var sets []rrset
+	for _, rr := range prereqs {
+		h := rr.Header()
+		set := rrset{h.Name, dns.TypeToString[h.Rrtype]}
+		switch h.Class {
+		case dns.ClassNONE: // RRset does not exist
+			if slices.ContainsFunc(p.records[h.Name], func(l string) bool { return strings.HasPrefix(l, set.typ+" ") }) {
+				return dns.RcodeYXRrset
+			}
+		case dns.ClassINET: // RRset exists, value dependent
+			if _, ok := want[set]; !ok {
+				sets = append(sets, set)
+			}
+			want[set] = append(want[set], line(rr))
+		}
+	}
+	for _, set := range sets {
+		var have []string
+		for _, l := range p.records[set.name] {
+			if strings.HasPrefix(l, set.typ+" ") {
+				have = append(have, l)
+			}
+		}
+		if !slices.Equal(slices.Sorted(slices.Values(have)), slices.Sorted(slices.Values(want[set]))) {
+			return dns.RcodeNXRrset
+		}
+	}
+	return dns.RcodeSuccess
+}
+
+// answer answers the query r with the records the primary holds, signed when r is.
+func (p *applyingPrimary) answer(w dns.ResponseWriter, r, m *dns.Msg) {
+	q := r.Question[0]
+	typ := dns.TypeToString[q.Qtype]
+	for _, l := range p.records[q.Name] {
+		if data, ok := strings.CutPrefix(l, typ+" "); ok {
+			rr, err := dns.NewRR(q.Name + " 60 IN " + typ + " " + data)
+			if err == nil {
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+	}
+	m.Authoritative = true
+	if t := r.IsTsig(); t != nil {
+		if w.TsigStatus() != nil {
+			m.Rcode = dns.RcodeNotAuth
+		} else {
+			m.SetTsig("detour-key.", t.Algorithm, 300, time.Now().Unix())
+		}
+	}
 	_ = w.WriteMsg(m)
 }
 
@@ -248,7 +334,7 @@ func TestAKeyNameSpeltInAnotherCaseThanThePrimarysIsAcceptedBothWays(t *testing.
 	}
 
 	// The primary accepts the update and answers signed as detour-key.: that is its answer.
-	if _, err := p.push(t.Context(), nil, desired(t, cfg, state.NewView(), 10)); err != nil {
+	if _, err := p.push(t.Context(), desired(t, cfg, state.NewView(), 10)); err != nil {
 		t.Errorf("push with the key named Detour-Key to a primary that names it detour-key: %v, want it accepted", err)
 	}
 	if got, want := primary.at("shop.demo.test."), []string{"A 127.0.0.11", "A 127.0.0.12"}; !slices.Equal(got, want) {
@@ -308,7 +394,7 @@ func TestAPushThePrimaryRefusesForItsKeyNamesTheTSIGError(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = p.push(t.Context(), nil, desired(t, cfg, state.NewView(), 10))
+	_, err = p.push(t.Context(), desired(t, cfg, state.NewView(), 10))
 	if err == nil || !strings.Contains(err.Error(), "NOTAUTH") || !strings.Contains(err.Error(), "BADKEY") {
 		t.Errorf("err = %v, want it to name the primary's NOTAUTH and BADKEY", err)
 	}

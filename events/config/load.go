@@ -160,6 +160,10 @@ func (c *Config) ApplyDefaults() {
 			if z.Push.RetryInterval == 0 {
 				z.Push.RetryInterval = Duration(2 * time.Second)
 			}
+			if z.Push.Marker == "" {
+				z.Push.Marker = "_detour-state." + z.Name
+			}
+			z.Push.Marker = Canonical(z.Push.Marker)
 		}
 	}
 	for i := range c.Apps {

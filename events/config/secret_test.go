@@ -121,6 +121,33 @@ func TestAPushRetryIntervalUnder100msIsRefused(t *testing.T) {
 	}
 }
 
+func TestAPushMarkerDefaultsToANameOfItsOwnInTheZoneAndElsewhereIsRefused(t *testing.T) {
+	c, err := config.Parse("detour.yaml", []byte(pushDoc(`secret: "c2VjcmV0"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Zones[0].Push.Marker; got != "_detour-state.demo.test." {
+		t.Errorf("default marker %q, want _detour-state.demo.test.", got)
+	}
+	for _, m := range []struct{ marker, want string }{
+		{"_Detour.Demo.Test", ""},
+		{"_detour-state.other.test", `zones[0].push.marker: "_detour-state.other.test" lies outside zone "demo.test"`},
+		{"demo.test", "zones[0].push.marker: want a name below the zone, not its apex: every TXT record at the marker's name is replaced"},
+		{"shop.demo.test", `zones[0].push.marker: "shop.demo.test" is the name of apps[0].fqdn, whose records Detour replaces: give the marker a name of its own`},
+		{"not a name", `zones[0].push.marker: "not a name" is not a valid DNS name`},
+	} {
+		doc := strings.Replace(pushDoc(`secret: "c2VjcmV0"`), `}}`, `}, marker: "`+m.marker+`"}`, 1)
+		_, err := config.Parse("detour.yaml", []byte(doc))
+		var ce *config.Error
+		switch {
+		case m.want == "" && err != nil:
+			t.Errorf("marker %s: %v, want it accepted", m.marker, err)
+		case m.want != "" && (!errors.As(err, &ce) || !reflect.DeepEqual(ce.Problems, []string{m.want})):
+			t.Errorf("marker %s: err = %v, want exactly %q", m.marker, err, m.want)
+		}
+	}
+}
+
 // secretsDoc writes a TSIG key and a webhook's secret inline, each in a style of its own.
 const secretsDoc = `# the demo, with its keys inline
 zones:

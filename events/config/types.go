@@ -84,6 +84,10 @@ type Push struct {
 	TSIG TSIG `yaml:"tsig"`
 	// RetryInterval is the wait before retrying a failed push. Default 2s, at least 100ms.
 	RetryInterval Duration `yaml:"retry_interval,omitempty"`
+	// Marker is the name, in the zone, of the TXT record each push leaves to say which STATE
+	// position the pushed records reflect: a server behind it does not push. Default
+	// _detour-state.<zone>.
+	Marker string `yaml:"marker,omitempty"`
 }
 
 // TSIG is a shared key for signing DNS messages.

@@ -125,11 +125,32 @@ func (c *Config) Validate() []string {
 		seen[e.Name] = true
 		c.validateEdge(&p, n, path, e)
 	}
+	c.validateMarkers(&p)
 	c.DNS.validate(&p, "dns")
 	c.Streams.Probes.validate(&p, "streams.probes")
 	c.validateRegions(&p)
 	c.validateAlerts(&p)
 	return p
+}
+
+// validateMarkers refuses a push marker at a name whose records Detour pushes: an app's CNAME
+// cannot stand beside the marker's TXT record.
+func (c *Config) validateMarkers(p *problems) {
+	owners := map[string]string{}
+	for i := range c.Apps {
+		owners[c.Apps[i].FQDN] = fmt.Sprintf("apps[%d].fqdn", i)
+	}
+	for i := range c.Edges {
+		owners[c.Edges[i].Hostname] = fmt.Sprintf("edges[%d].hostname", i)
+	}
+	for i, z := range c.Zones {
+		if z.Push == nil {
+			continue
+		}
+		if owner, ok := owners[z.Push.Marker]; ok {
+			p.add(fmt.Sprintf("zones[%d].push.marker", i), "%q is the name of %s, whose records Detour replaces: give the marker a name of its own", strings.TrimSuffix(z.Push.Marker, "."), owner)
+		}
+	}
 }
 
 func (ps ProbeStream) validate(p *problems, path string) {
@@ -196,6 +217,16 @@ func (z *Zone) validate(p *problems, path string) {
 			// Each retry opens a connection to the primary: a primary that refuses at once
 			// would be asked as fast as the loop turns.
 			p.add(pp+".retry_interval", "want at least %s, got %s", time.Duration(minRetryInterval), time.Duration(z.Push.RetryInterval))
+		}
+		if p.dnsName(pp+".marker", z.Push.Marker) {
+			switch {
+			case z.Push.Marker == z.Name:
+				// The marker replaces every TXT record at its name: SPF and site verifications
+				// live at the apex.
+				p.add(pp+".marker", "want a name below the zone, not its apex: every TXT record at the marker's name is replaced")
+			case !InZone(z.Push.Marker, z.Name):
+				p.add(pp+".marker", "%q lies outside zone %q", strings.TrimSuffix(z.Push.Marker, "."), strings.TrimSuffix(z.Name, "."))
+			}
 		}
 	}
 }

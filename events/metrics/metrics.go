@@ -89,7 +89,7 @@ func New() *Metrics {
 		Notifies: f.counter("detour_dns_notifies_total",
 			"NOTIFY messages sent to secondaries, by zone and outcome (ok, failed).", "zone", "result"),
 		Pushes: f.counter("detour_dns_pushes_total",
-			"RFC 2136 UPDATEs sent to a primary, by zone and outcome (ok, failed).", "zone", "result"),
+			"RFC 2136 pushes to a primary, by zone and outcome (ok, failed, behind: held back, the primary holding a later state).", "zone", "result"),
 		DNSTransfersRefused: f.counter("detour_dns_transfers_refused_total",
 			"Signed zone transfer requests refused with nothing of the zone, by reason: replay (NOTAUTH/BADTIME to a copy of one served), full (SERVFAIL: the key's share of the replay cache is full).", "reason"),
 		EdgeRequests: f.counter("detour_edge_requests_total",
@@ -228,6 +228,14 @@ func (m *Metrics) Pushed(zone string, err error) {
 		return
 	}
 	m.Pushes.WithLabelValues(zone, outcome(err)).Inc()
+}
+
+// PushBehind counts one push of zone held back because the primary holds a later state.
+func (m *Metrics) PushBehind(zone string) {
+	if m == nil {
+		return
+	}
+	m.Pushes.WithLabelValues(zone, "behind").Inc()
 }
 
 // TransferRefused counts one signed transfer request refused for reason (replay, full).

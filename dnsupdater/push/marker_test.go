@@ -1,0 +1,446 @@
+package push
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/metrics"
+	"github.com/detourdev/detour/events/state"
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+)
+
+// testStream is when the tests' STATE stream was created.
+var testStream = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+const markerName = "_detour-state.demo.test."
+
+// at returns d as of position seq of the stream created at created.
+func at(d Desired, seq uint64, created time.Time) Desired {
+	d.State = Position{Seq: seq, Created: created}
+	return d
+}
+
+// ask asks the server at addr over TCP, unsigned, and returns the data of the answer's records,
+// sorted.
+func ask(t *testing.T, addr, name, qtype string) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.StringToType[qtype])
+	r, _, err := (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("ask %s %s: %v", name, qtype, err)
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if rr.Header().Rrtype == m.Question[0].Qtype {
+			out = append(out, strings.TrimPrefix(rr.String(), rr.Header().String()))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// markerSays reports whether the primary's marker RRset is one marker, no claim, that holds
+// every field of want ("seq=20", "server=dns-a").
+func markerSays(t *testing.T, addr string, want ...string) bool {
+	t.Helper()
+	got := ask(t, addr, markerName, "TXT")
+	if len(got) != 1 || !strings.HasPrefix(got[0], `"detour-state" `) {
+		return false
+	}
+	for _, w := range want {
+		if !strings.Contains(got[0], `"`+w+`"`) {
+			return false
+		}
+	}
+	return true
+}
+
+// startGate passes DNS messages over TCP between pushers and the primary at upstream, and returns
+// its address. Before it passes on the nth UPDATE it calls before(n), which may block to order
+// the UPDATEs of several pushers; after the primary answered it, after(n).
+func startGate(t *testing.T, upstream string, before, after func(n int)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var mu sync.Mutex
+	updates := 0
+	read := func(c net.Conn) ([]byte, error) {
+		var n uint16
+		if err := binary.Read(c, binary.BigEndian, &n); err != nil {
+			return nil, err
+		}
+		b := make([]byte, 2+int(n))
+		binary.BigEndian.PutUint16(b, n)
+		_, err := io.ReadFull(c, b[2:])
+		return b, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", upstream)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				for {
+					q, err := read(c)
+					if err != nil {
+						return
+					}
+					var m dns.Msg
+					n := 0
+					if m.Unpack(q[2:]) == nil && m.Opcode == dns.OpcodeUpdate {
+						mu.Lock()
+						updates++
+						n = updates
+						mu.Unlock()
+						if before != nil {
+							before(n)
+						}
+					}
+					if _, err := up.Write(q); err != nil {
+						return
+					}
+					r, err := read(up)
+					if err != nil {
+						return
+					}
+					if n > 0 && after != nil {
+						after(n)
+					}
+					if _, err := c.Write(r); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// await waits for ch to close, at most 10 s.
+func await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Errorf("no %s within 10s", what)
+	}
+}
+
+// pushers runs two pushers of demo.test to addr, one of the server dns-a and one of dns-b
+// through push (nil: to addr), counting in m.
+func pushers(t *testing.T, cfg *config.Config, m *metrics.Metrics, bPush *config.Push) (*Pusher, *Pusher) {
+	t.Helper()
+	push := *cfg.Zones[0].Push
+	if bPush == nil {
+		bPush = &push
+	}
+	a := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-a", Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("server", "dns-a").Logger(), Metrics: m})
+	b := startPusher(t, Options{Zone: "demo.test.", Push: *bPush, Source: "dns-b", Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("server", "dns-b").Logger(), Metrics: m})
+	return a, b
+}
+
+func behind(m *metrics.Metrics) float64 {
+	return testutil.ToFloat64(m.Pushes.WithLabelValues("demo.test.", "behind"))
+}
+
+// failover is the state in which shop's first pool is down.
+func failover(t *testing.T) *state.View {
+	v := state.NewView()
+	down(t, v, 1, "shop", "p1", "127-0-0-11_80")
+	down(t, v, 2, "shop", "p1", "127-0-0-12_80")
+	return v
+}
+
+var (
+	firstPool  = []string{"127.0.0.11", "127.0.0.12"}
+	secondPool = []string{"127.0.0.21"}
+)
+
+// olderLeavesNewer: the server at the newer STATE position pushes its failover; the other, at
+// an older position, must leave it on the primary at addr.
+func olderLeavesNewer(t *testing.T, addr string) {
+	cfg := parsePushConfig(t, addr)
+	m := metrics.New()
+	newer, older := pushers(t, cfg, m, nil)
+	newer.Offer(at(desired(t, cfg, failover(t), 20), 20, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(ask(t, addr, "shop.demo.test.", "A"), secondPool) },
+		"the primary serves the newer server's failover")
+
+	// The other server lost NATS before the failover and still pushes what it knew.
+	older.Offer(at(desired(t, cfg, state.NewView(), 10), 10, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return behind(m) == 1 }, "the older server counts a push held back")
+	if got := ask(t, addr, "shop.demo.test.", "A"); !slices.Equal(got, secondPool) {
+		t.Errorf("the older server replaced the failover: the primary serves %v, want %v", got, secondPool)
+	}
+	if !markerSays(t, addr, "seq=20", "stream-created=2025-06-01T12:00:00Z", "server=dns-a") {
+		t.Errorf("marker %v, want the newer server's, at seq 20", ask(t, addr, markerName, "TXT"))
+	}
+}
+
+// raceLostToNewer: both servers read the same marker; the newer one's UPDATE lands first, and
+// the older one's, conditional on what it read, must find the marker changed and leave the
+// newer state on the primary at addr.
+func raceLostToNewer(t *testing.T, addr string) {
+	cfg := parsePushConfig(t, addr)
+	held, release := make(chan struct{}), make(chan struct{})
+	gate := startGate(t, addr, func(n int) {
+		if n == 1 {
+			close(held)
+			<-release
+		}
+	}, nil)
+	bPush := *cfg.Zones[0].Push
+	bPush.Server = gate
+	m := metrics.New()
+	newer, older := pushers(t, cfg, m, &bPush)
+	older.Offer(at(desired(t, cfg, state.NewView(), 10), 10, testStream))
+	await(t, held, "UPDATE from the older server")
+
+	newer.Offer(at(desired(t, cfg, failover(t), 20), 20, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(ask(t, addr, "shop.demo.test.", "A"), secondPool) },
+		"the primary serves the newer server's failover")
+	close(release)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return behind(m) == 1 },
+		"the older server, its UPDATE refused, reads the marker again and holds back")
+	if got := ask(t, addr, "shop.demo.test.", "A"); !slices.Equal(got, secondPool) {
+		t.Errorf("the older server's UPDATE replaced the failover: the primary serves %v, want %v", got, secondPool)
+	}
+	if !markerSays(t, addr, "seq=20", "server=dns-a") {
+		t.Errorf("marker %v, want the newer server's, at seq 20", ask(t, addr, markerName, "TXT"))
+	}
+}
+
+func TestAServerAtAnOlderStatePositionLeavesTheNewerStateAnotherServerPushed(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	olderLeavesNewer(t, primary.addr)
+}
+
+func TestAServerThatLosesTheRaceForTheMarkerReadsItAgainAndLeavesTheNewerState(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	raceLostToNewer(t, primary.addr)
+	primary.mu.Lock()
+	defer primary.mu.Unlock()
+	if primary.unmet != 1 {
+		t.Errorf("the primary refused %d UPDATEs for their prerequisite, want 1", primary.unmet)
+	}
+}
+
+func TestARecreatedStateStreamIsNotHeldBackByTheOldStreamsMarker(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	m := metrics.New()
+	old, recreated := pushers(t, cfg, m, nil)
+	old.Offer(at(desired(t, cfg, failover(t), 10), 500, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(ask(t, primary.addr, "shop.demo.test.", "A"), secondPool) },
+		"the primary serves the failover at seq 500")
+
+	// STATE was deleted and created again: its sequences start over.
+	again := testStream.Add(time.Hour)
+	recreated.Offer(at(desired(t, cfg, state.NewView(), 11), 3, again))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(ask(t, primary.addr, "shop.demo.test.", "A"), firstPool) },
+		"the primary serves the recreated stream's state, at seq 3")
+	if !markerSays(t, primary.addr, "seq=3", "stream-created=2025-06-01T13:00:00Z", "server=dns-b") {
+		t.Errorf("marker %v, want seq 3 of the stream created at 13:00", ask(t, primary.addr, markerName, "TXT"))
+	}
+
+	// A server that has not seen the new stream yet is behind it, however high its sequence.
+	laggard := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-c", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
+	laggard.Offer(at(desired(t, cfg, failover(t), 12), 600, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return behind(m) == 1 }, "the server on the old stream holds back")
+	if got := ask(t, primary.addr, "shop.demo.test.", "A"); !slices.Equal(got, firstPool) {
+		t.Errorf("a server on the deleted stream replaced the recreated stream's state: %v, want %v", got, firstPool)
+	}
+}
+
+func TestAServerRewritesEveryNameWhenAnotherServerPushedSinceItsOwnLastPush(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	a, b := pushers(t, cfg, metrics.New(), nil)
+	rrsets := func(x, y string) map[zone.Key][]dns.RR {
+		return map[zone.Key][]dns.RR{
+			{Name: "x.demo.test.", Type: dns.TypeA}: {aRecord("x.demo.test.", x)},
+			{Name: "y.demo.test.", Type: dns.TypeA}: {aRecord("y.demo.test.", y)},
+		}
+	}
+	a.Offer(Desired{Serial: 1, RRsets: rrsets("10.0.0.1", "10.0.0.1"), State: Position{Seq: 10, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=10", "server=dns-a") }, "a's first push")
+	b.Offer(Desired{Serial: 2, RRsets: rrsets("10.0.0.2", "10.0.0.1"), State: Position{Seq: 20, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-b") }, "b's push")
+
+	// a folds x's change at 20 and its reversal at 25 in one go, and y's change at 30: its own
+	// last push holds the x it wants, the primary another.
+	a.Offer(Desired{Serial: 3, RRsets: rrsets("10.0.0.1", "10.0.0.3"), State: Position{Seq: 30, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=30", "server=dns-a") }, "a's second push")
+	if got := ask(t, primary.addr, "x.demo.test.", "A"); !slices.Equal(got, []string{"10.0.0.1"}) {
+		t.Errorf("x.demo.test. A: %v, want [10.0.0.1]: a sent only what differs from its own last push, over b's", got)
+	}
+	if got := ask(t, primary.addr, "y.demo.test.", "A"); !slices.Equal(got, []string{"10.0.0.3"}) {
+		t.Errorf("y.demo.test. A: %v, want [10.0.0.3]", got)
+	}
+}
+
+func TestAServerSendsNothingWhenThePrimaryHoldsTheStateAnotherServerPushedForIt(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	var logs eventstest.Logs
+	a := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-a", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	b := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-b", Log: zerolog.New(&logs)})
+	b.Offer(at(desired(t, cfg, state.NewView(), 10), 10, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "b's first push")
+	a.Offer(at(desired(t, cfg, failover(t), 11), 20, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-a") }, "a's failover")
+	primary.mu.Lock()
+	updates := primary.updates
+	primary.mu.Unlock()
+
+	// b folds the same failover: the primary holds its records already.
+	b.Offer(at(desired(t, cfg, failover(t), 11), 20, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return logs.Count("zone not pushed: the primary holds its records") == 1 || logs.Count("zone pushed") > 1
+	}, "b's push of the failover")
+	primary.mu.Lock()
+	defer primary.mu.Unlock()
+	if primary.updates != updates {
+		t.Errorf("b sent %d UPDATEs for records the primary holds, want none", primary.updates-updates)
+	}
+}
+
+// bigZone is a zone of a thousand names, each with the address ip: an update of it outgrows one
+// TCP message.
+func bigZone(ip string) map[zone.Key][]dns.RR {
+	out := map[zone.Key][]dns.RR{}
+	for i := range 1000 {
+		name := fmt.Sprintf("app-%d.demo.test.", i)
+		out[zone.Key{Name: name, Type: dns.TypeA}] = []dns.RR{aRecord(name, ip), aRecord(name, "10.1.0.1")}
+	}
+	return out
+}
+
+func aRecord(name, ip string) dns.RR { return a(name, ip) }
+
+func TestTwoServersSplittingLargeUpdatesCannotInterleaveTheirParts(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	aFirst, bAtGate, bFirst := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	// The newer server's second part waits for the older server's first to be answered...
+	gateA := startGate(t, primary.addr, func(n int) {
+		if n == 2 {
+			await(t, bFirst, "answer to the older server's first part")
+		}
+	}, func(n int) {
+		if n == 1 {
+			close(aFirst)
+		}
+	})
+	// ... which comes after the newer server's first part, both decided on the same marker.
+	gateB := startGate(t, primary.addr, func(n int) {
+		if n == 1 {
+			close(bAtGate)
+			await(t, aFirst, "answer to the newer server's first part")
+		}
+	}, func(n int) {
+		if n == 1 {
+			close(bFirst)
+		}
+	})
+	aPush, bPush := *cfg.Zones[0].Push, *cfg.Zones[0].Push
+	aPush.Server, bPush.Server = gateA, gateB
+	m := metrics.New()
+	newer := startPusher(t, Options{Zone: "demo.test.", Push: aPush, Source: "dns-a", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
+	older := startPusher(t, Options{Zone: "demo.test.", Push: bPush, Source: "dns-b", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
+	older.Offer(Desired{Serial: 1, RRsets: bigZone("10.0.0.2"), State: Position{Seq: 10, Created: testStream}})
+	await(t, bAtGate, "the older server's first part")
+	newer.Offer(Desired{Serial: 2, RRsets: bigZone("10.0.0.1"), State: Position{Seq: 20, Created: testStream}})
+
+	eventstest.Eventually(t, 10*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-a") },
+		"the newer server's marker")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return behind(m) == 1 }, "the older server holds back")
+	var older1 []string
+	for i := range 1000 {
+		name := fmt.Sprintf("app-%d.demo.test.", i)
+		if got := primary.at(name); !slices.Equal(got, []string{"A 10.0.0.1", "A 10.1.0.1"}) {
+			older1 = append(older1, name)
+		}
+	}
+	if len(older1) > 0 {
+		t.Errorf("%d names (%s first) do not hold the newer server's records under its marker", len(older1), older1[0])
+	}
+	primary.mu.Lock()
+	defer primary.mu.Unlock()
+	if primary.unconditional > 0 {
+		t.Errorf("%d UPDATEs of %d carried no prerequisite: each part must", primary.unconditional, primary.updates)
+	}
+}
+
+func TestAPushIsHeldBackByTheMarkOfALaterStateOrOfAnotherServersPushUnderWayAlone(t *testing.T) {
+	now := testStream.Add(time.Hour)
+	pos := func(seq uint64) Position { return Position{Seq: seq, Created: testStream} }
+	marker := func(seq uint64) *mark { return &mark{at: pos(seq), server: "dns-b", run: "b1"} }
+	claim := func(seq uint64, server, run string, age time.Duration) *mark {
+		return &mark{claim: true, at: pos(seq), server: server, run: run, since: now.Add(-age)}
+	}
+	for _, c := range []struct {
+		name   string
+		h      held
+		at     Position
+		behind bool
+	}{
+		{"no marker", held{}, pos(10), false},
+		{"a marker of an earlier position", held{marker: marker(9)}, pos(10), false},
+		{"a marker of the same position", held{marker: marker(10)}, pos(10), false},
+		{"a marker of a later position", held{marker: marker(11)}, pos(10), true},
+		{"a marker of a stream created since", held{marker: marker(1)}, Position{Seq: 500, Created: testStream.Add(-time.Hour)}, true},
+		{"a marker of a stream deleted since", held{marker: marker(500)}, Position{Seq: 1, Created: testStream.Add(time.Hour)}, false},
+		{"another server's claim of a later position", held{marker: marker(5), claim: claim(11, "dns-b", "b1", time.Second)}, pos(10), true},
+		{"another server's claim of the same position", held{marker: marker(5), claim: claim(10, "dns-b", "b1", time.Second)}, pos(10), true},
+		{"another server's claim of an earlier position", held{marker: marker(5), claim: claim(9, "dns-b", "b1", time.Second)}, pos(10), false},
+		{"another server's claim left over a minute ago", held{marker: marker(5), claim: claim(11, "dns-b", "b1", 2*time.Minute)}, pos(10), false},
+		{"this pusher's own claim", held{marker: marker(5), claim: claim(11, "dns-a", "a1", time.Second)}, pos(10), false},
+		{"an earlier run's claim of the same position", held{marker: marker(5), claim: claim(10, "dns-a", "a0", time.Second)}, pos(10), false},
+		{"an earlier run's claim of a later position", held{marker: marker(5), claim: claim(11, "dns-a", "a0", time.Second)}, pos(10), true},
+	} {
+		if got := c.h.ahead(c.at, "dns-a", "a1", now); (got != nil) != c.behind {
+			t.Errorf("%s: held back %v, want %v", c.name, got != nil, c.behind)
+		}
+	}
+}
+
+func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
+	for _, m := range []mark{
+		{at: Position{Seq: 42, Created: testStream.Add(123 * time.Nanosecond)}, digest: "0123abcd", server: "dns-1", run: "r1"},
+		{claim: true, at: Position{Seq: 43, Created: testStream}, server: "dns-2", run: "r2", since: testStream.Add(time.Minute)},
+	} {
+		rr, err := dns.NewRR(m.rr(markerName).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := parseMark(rr)
+		if !ok || got.claim != m.claim || got.at.Seq != m.at.Seq || !got.at.Created.Equal(m.at.Created) || got.digest != m.digest ||
+			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) {
+			t.Errorf("%s read back as %+v, %v", rr, got, ok)
+		}
+	}
+}
