@@ -395,6 +395,55 @@ func TestTwoServersSplittingLargeUpdatesCannotInterleaveTheirParts(t *testing.T)
 	}
 }
 
+func TestRetriesAgainstARefusingPrimaryBackOffAndANewStateGoesOutAtOnce(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	primary.set(func(p *applyingPrimary) { p.refuse = true })
+	cfg := parsePushConfig(t, primary.addr)
+	push := *cfg.Zones[0].Push
+	push.RetryInterval = config.Duration(100 * time.Millisecond)
+	p := runPusher(t, push, nil)
+	tried := func() []time.Time {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return slices.Clone(primary.tried)
+	}
+	gaps := func(ts []time.Time) []time.Duration {
+		var out []time.Duration
+		for i := 1; i < len(ts); i++ {
+			out = append(out, ts[i].Sub(ts[i-1]))
+		}
+		return out
+	}
+
+	p.Offer(desired(t, cfg, state.NewView(), 10))
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(tried()) >= 5 }, "five attempts")
+	g := gaps(tried()[:5])
+	if g[2] <= g[0] || g[3] < 3*g[0] {
+		t.Errorf("gaps between attempts %v: want them to grow, the fourth at least three times the first", g)
+	}
+
+	// A new state does not wait for the backoff of the one before.
+	n := len(tried())
+	offered := time.Now()
+	p.Offer(desired(t, cfg, failover(t), 11))
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(tried()) > n }, "an attempt with the new state")
+	if took := tried()[n].Sub(offered); took > 500*time.Millisecond {
+		t.Errorf("the new state reached the primary %s after it was offered, want within 500ms", took.Round(time.Millisecond))
+	}
+
+	// A success starts the backoff over.
+	primary.set(func(p *applyingPrimary) { p.refuse = false })
+	eventstest.Eventually(t, 10*time.Second, func() bool { return slices.Equal(primary.at("shop.demo.test."), []string{"A 127.0.0.21"}) },
+		"the primary accepts the failover")
+	primary.set(func(p *applyingPrimary) { p.refuse = true })
+	n = len(tried())
+	p.Offer(desired(t, cfg, state.NewView(), 12))
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(tried()) >= n+2 }, "two attempts after the success")
+	if g := tried()[n+1].Sub(tried()[n]); g > 400*time.Millisecond {
+		t.Errorf("the first retry after a success came %s after its attempt, want about the retry interval (100ms)", g.Round(time.Millisecond))
+	}
+}
+
 func TestAPushIsHeldBackByTheMarkOfALaterStateOrOfAnotherServersPushUnderWayAlone(t *testing.T) {
 	now := testStream.Add(time.Hour)
 	pos := func(seq uint64) Position { return Position{Seq: seq, Created: testStream} }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -51,7 +52,7 @@ type Desired struct {
 
 // Pusher keeps a primary server's copy of Detour's records up to date. Offer hands it the
 // newest state; Run sends it, unless the primary's marker says that another server pushed a
-// later one, retrying failed updates every retry_interval.
+// later one, and retries failed updates with a growing wait.
 type Pusher struct {
 	o      Options
 	log    zerolog.Logger
@@ -110,7 +111,9 @@ func (p *Pusher) Offer(d Desired) {
 
 // Run pushes every offered state until ctx is cancelled. The first push after start rewrites
 // every owned name whole, since what the primary holds is unknown; later ones send differences
-// from what the primary's marker says it holds.
+// from what the primary's marker says it holds. A failed push is retried after a wait that
+// grows at each failure (see backoff), with the newest state; a state offered meanwhile goes
+// out at once.
 func (p *Pusher) Run(ctx context.Context) {
 	if p.recorder != nil {
 		var wg sync.WaitGroup
@@ -120,7 +123,7 @@ func (p *Pusher) Run(ctx context.Context) {
 		wg.Go(func() { p.recorder.Run(ctx) })
 	}
 	var failures failureNotes
-	retry := p.o.Push.RetryInterval.D()
+	retry := backoff{base: p.o.Push.RetryInterval.D()}
 	// behind says that the last push was held back, which is told once.
 	behind := false
 	for {
@@ -133,6 +136,7 @@ func (p *Pusher) Run(ctx context.Context) {
 		for attempt := 1; ; attempt++ {
 			out, err := p.push(ctx, want)
 			if err == nil {
+				retry = backoff{base: retry.base}
 				failures = failureNotes{}
 				switch {
 				case out.ahead != nil:
@@ -158,25 +162,44 @@ func (p *Pusher) Run(ctx context.Context) {
 				return
 			}
 			p.o.Metrics.Pushed(p.o.Zone, err)
+			wait := retry.next()
 			if failures.tell(reason(err), time.Now()) {
-				p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", retry).Msg("zone push failed")
+				p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", wait).Msg("zone push failed")
 				p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
 			}
-			t := time.NewTimer(retry)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
-			}
-			// A newer state replaces the one that failed.
-			select {
 			case newer := <-p.offers:
+				// A newer state replaces the one that failed, and goes out at once.
+				t.Stop()
 				want, attempt = newer, 0
-			default:
 			}
 		}
 	}
+}
+
+// maxDoublings caps the backoff: the wait before a retry grows to 2^maxDoublings (16) times
+// retry_interval, 32 s by default.
+const maxDoublings = 4
+
+// backoff spaces the retries of a failing push: the first comes retry_interval after the
+// failure, each next one twice as long after the one before, up to 16 times retry_interval;
+// each wait is drawn within a quarter either side, so that servers failing alike (a primary
+// restarting) do not retry in step. A push that goes out, or is held back, starts it over.
+type backoff struct {
+	base     time.Duration
+	failures int
+}
+
+// next returns the wait before the next retry, and counts a failure.
+func (b *backoff) next() time.Duration {
+	d := b.base << min(b.failures, maxDoublings)
+	b.failures++
+	return time.Duration(float64(d) * (0.75 + mathrand.Float64()/2))
 }
 
 // failureRepeat is how often a push failing for the same reason is logged and recorded again.
@@ -184,8 +207,9 @@ const failureRepeat = time.Minute
 
 // failureNotes decides which failed pushes are logged and recorded as push_failed events: the
 // first, one whose error differs from the last told, and then one a failureRepeat. A primary
-// down for a day, retried every 2 s, would otherwise add 43,200 lines to the log and events to
-// the DNS stream, which keeps them; the metrics count every attempt.
+// down for a day, retried every 32 s once the backoff is at its cap (or at every new state),
+// would otherwise add thousands of lines to the log and events to the DNS stream, which keeps
+// them; the metrics count every attempt.
 type failureNotes struct {
 	last string
 	at   time.Time
