@@ -67,6 +67,7 @@ type Server struct {
 
 	mu      sync.RWMutex
 	m       *model
+	drills  *drillsView
 	watchMu sync.Mutex
 	watch   map[chan struct{}]struct{}
 }
@@ -86,13 +87,13 @@ func Listen(o Options) (*Server, error) {
 		return nil, fmt.Errorf("listen for the api on %s: %w", o.Addr, err)
 	}
 	return &Server{o: o, log: o.Log.With().Str("component", "api").Logger(), ln: ln,
-		m: newModel(o.Config, 0), watch: map[chan struct{}]struct{}{}}, nil
+		m: newModel(o.Config, 0), drills: newDrillsView(), watch: map[chan struct{}]struct{}{}}, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Run follows STATE and CONFIG and serves requests until ctx ends; then it returns nil.
+// Run follows STATE, CONFIG and DRILLS and serves requests until ctx ends; then it returns nil.
 func (s *Server) Run(ctx context.Context) error {
 	idle := s.o.IdleTimeout
 	if idle <= 0 {
@@ -104,8 +105,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: read, IdleTimeout: idle,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.onState, s.onStateRecreated)
-	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, s.onConfig, s.onConfigRecreated)
+	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, messages(s.onState, s.onStateRecreated))
+	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, messages(s.onConfig, s.onConfigRecreated))
+	go s.follow(ctx, events.StreamDrills, events.SubjectDrills, jetstream.DeliverAllPolicy, s.drills.fold)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(s.ln) }()
 	s.log.Info().Str("addr", s.Addr()).Int("tokens", s.o.Tokens.Len()).Msg("api serving")
@@ -120,21 +122,25 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// follow reads subject of stream from the start policy on, handing each message to apply,
-// through an events.Follower: it resumes after the last one seen when the consumer fails. When
-// the stream was deleted and created again, recreated is called before anything of the new
-// stream is applied.
-func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, apply func(jetstream.Msg, uint64), recreated func()) {
+// follow reads subject of stream from the start policy on, handing each delivery to handle,
+// through an events.Follower: it resumes after the last one seen when the consumer fails.
+func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, handle func(events.Delivery)) {
 	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Reader: "api", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: policy}}
-	f.Run(ctx, func(d events.Delivery) {
+	f.Run(ctx, handle)
+}
+
+// messages hands each delivered message to apply. When the stream was deleted and created
+// again, recreated is called before anything of the new stream is applied.
+func messages(apply func(jetstream.Msg, uint64), recreated func()) func(events.Delivery) {
+	return func(d events.Delivery) {
 		if d.Recreated {
 			recreated()
 		}
 		if d.Msg != nil {
 			apply(d.Msg, d.Seq)
 		}
-	})
+	}
 }
 
 func (s *Server) onState(m jetstream.Msg, seq uint64) {

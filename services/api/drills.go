@@ -1,12 +1,11 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -16,123 +15,118 @@ import (
 
 // Drill states in GET /v1/drills.
 const (
-	DrillInForce    = "in_force"
-	DrillRolledBack = "rolled_back"
-	DrillScored     = "scored"
+	DrillInForce    = drill.StateInForce
+	DrillRolledBack = drill.StateRolledBack
+	DrillScored     = drill.StateScored
 )
 
 // maxDrills bounds the drills GET /v1/drills lists, newest first.
 const maxDrills = 50
 
 // Drill is one drill run as GET /v1/drills shows it.
-type Drill struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	By         string    `json:"by"`
-	Apps       []string  `json:"apps"`
-	Steps      int       `json:"steps"`
-	Started    time.Time `json:"started"`
-	RollbackAt time.Time `json:"rollback_at"`
-	// State is in_force, rolled_back or scored.
-	State string `json:"state"`
-	// Step is the step in force (or the last one put in force), and Failures its simulated failures.
-	Step     string           `json:"step,omitempty"`
-	Failures []events.Failure `json:"failures"`
-	// RolledBack is why and by whom: "requested by api/ops".
-	RolledBack string `json:"rolled_back,omitempty"`
-	// Pass is the scorecard's verdict, once scored.
-	Pass *bool `json:"pass,omitempty"`
-	seq  uint64
+type Drill = drill.Summary
+
+// drillsWait bounds how long a request waits for the API's fold of DRILLS to reach what the
+// stream holds: longer, and it is answered 503.
+const drillsWait = 5 * time.Second
+
+// errDrillsBehind means the API has not folded DRILLS up to what a request needs yet.
+var errDrillsBehind = errors.New("the api has not read DRILLS up to its last event yet (it is starting, or NATS is slow); try again")
+
+// drillsView is the API's fold of DRILLS (drill.View), kept by a follower from the stream's first
+// message on: GET /v1/drills and the rollbacks look drills up in it rather than read the
+// stream, whose renewals grow with every drill run.
+type drillsView struct {
+	mu sync.Mutex
+	v  *drill.View
+	// created is when the stream folded was created (zero until the follower first tells), and
+	// seq the last sequence of it folded.
+	created time.Time
+	seq     uint64
+	// moved is closed, and replaced, whenever seq or created change.
+	moved chan struct{}
 }
 
-// ReadDrillList folds the DRILLS stream into its drills: those in force first, then the others,
-// newest first, at most limit.
-func ReadDrillList(ctx context.Context, js jetstream.JetStream, limit int) ([]Drill, error) {
+func newDrillsView() *drillsView { return &drillsView{v: drill.NewView(), moved: make(chan struct{})} }
+
+// fold applies one delivery of the DRILLS follower; a stream created again is folded from its
+// first message.
+func (p *drillsView) fold(d events.Delivery) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d.Recreated {
+		p.v, p.seq = drill.NewView(), 0
+	}
+	p.created = d.Created
+	if d.Msg != nil {
+		if e, err := events.Decode(d.Data); err == nil {
+			_, _ = p.v.Apply(d.Subject, d.Seq, d.Stamp, e)
+		}
+		p.seq = max(p.seq, d.Seq)
+	}
+	close(p.moved)
+	p.moved = make(chan struct{})
+}
+
+// at calls f with the view once it holds the stream created at created up to seq, waiting up to
+// drillsWait for it; errDrillsBehind when it does not by then.
+func (p *drillsView) at(ctx context.Context, created time.Time, seq uint64, f func(v *drill.View)) error {
+	timer := time.NewTimer(drillsWait)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		if p.created.Equal(created) && p.seq >= seq {
+			f(p.v)
+			p.mu.Unlock()
+			return nil
+		}
+		moved := p.moved
+		p.mu.Unlock()
+		select {
+		case <-moved:
+		case <-timer.C:
+			return errDrillsBehind
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// current calls f with the view once it holds everything DRILLS holds now (see at).
+func (p *drillsView) current(ctx context.Context, js jetstream.JetStream, f func(v *drill.View)) error {
 	s, err := js.Stream(ctx, events.StreamDrills)
 	if err != nil {
-		return nil, fmt.Errorf("read drills: %w", err)
+		return fmt.Errorf("read drills: %w", err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read drills: %w", err)
+	info := s.CachedInfo()
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		last = 0 // purged: its last sequence was not stored
 	}
-	byID := map[string]*Drill{}
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read drills: %w", err)
-		}
-		if e, err := events.Decode(m.Data); err == nil {
-			foldDrill(byID, m.Subject, seq, m.Time, e)
-		}
-	}
-	out := make([]Drill, 0, len(byID))
-	for _, d := range byID {
-		out = append(out, *d)
-	}
-	slices.SortFunc(out, func(a, b Drill) int {
-		if (a.State == DrillInForce) != (b.State == DrillInForce) {
-			if a.State == DrillInForce {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Compare(b.seq, a.seq)
-	})
-	return out[:min(len(out), limit)], nil
+	return p.at(ctx, info.Created, last, f)
 }
 
-// foldDrill applies one DRILLS event, stored at seq at stored, to the drill of its subject;
-// events of a drill whose start is not held, or that do not decode, are left out. A drill's start
-// and rollback time are on the stream's clock, as the controllers that roll it back count them,
-// not on its runner's.
-func foldDrill(byID map[string]*Drill, subject string, seq uint64, stored time.Time, e events.Envelope) {
-	tok := events.SplitSubject(subject, "detour.drill")
-	if len(tok) != 1 {
+// lookup is the drill.Lookup of the API's rollbacks.
+func (p *drillsView) lookup(ctx context.Context, st jetstream.Stream, id string, seq uint64) (inForce, ended bool, err error) {
+	err = p.at(ctx, st.CachedInfo().Created, seq, func(v *drill.View) {
+		inForce, ended = v.Drill(id) != nil, v.Ended(id)
+	})
+	return inForce, ended, err
+}
+
+// drillsFailed answers a request the API could not look its drills up for.
+func drillsFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, errDrillsBehind) {
+		fail(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
-	id := tok[0]
-	d := byID[id]
-	if e.Type == events.TypeDrillStarted {
-		var s events.DrillStarted
-		if d != nil || e.Payload(&s) != nil || s.ID != id {
-			return
-		}
-		byID[id] = &Drill{ID: id, Name: s.Name, By: s.By, Apps: s.Apps, Steps: s.Steps, Started: stored,
-			RollbackAt: stored.Add(s.RollbackAt.Sub(e.Time)), State: DrillInForce, Failures: []events.Failure{}, seq: seq}
-		return
-	}
-	if d == nil {
-		return
-	}
-	switch e.Type {
-	case events.TypeDrillStepStarted:
-		var s events.DrillStep
-		if d.State == DrillInForce && e.Payload(&s) == nil {
-			d.Step, d.Failures = s.Step, append([]events.Failure{}, s.Failures...)
-		}
-	case events.TypeDrillRolledBack:
-		var r events.DrillRolledBack
-		if d.State == DrillInForce && e.Payload(&r) == nil {
-			d.State, d.RolledBack, d.Failures = DrillRolledBack, r.Reason+" by "+r.By, []events.Failure{}
-		}
-	case events.TypeDrillScored:
-		var sc struct {
-			Pass bool `json:"pass"`
-		}
-		if e.Payload(&sc) == nil {
-			d.State, d.Pass, d.Failures = DrillScored, &sc.Pass, []events.Failure{}
-		}
-	}
+	fail(w, http.StatusBadGateway, "%v", err)
 }
 
 func (s *Server) handleDrills(w http.ResponseWriter, r *http.Request, _ Token) {
-	list, err := ReadDrillList(r.Context(), s.o.JS, maxDrills)
-	if err != nil {
-		fail(w, http.StatusBadGateway, "%v", err)
+	var list []Drill
+	if err := s.drills.current(r.Context(), s.o.JS, func(v *drill.View) { list = v.Runs(maxDrills) }); err != nil {
+		drillsFailed(w, err)
 		return
 	}
 	reply(w, http.StatusOK, map[string]any{"drills": list})
@@ -145,26 +139,26 @@ func (s *Server) handleDrillRollback(w http.ResponseWriter, r *http.Request, tok
 		fail(w, http.StatusBadRequest, "drill id: %v", err)
 		return
 	}
-	v, err := drill.ReadDrills(r.Context(), s.o.JS)
-	if err != nil {
-		fail(w, http.StatusBadGateway, "%v", err)
+	var inForce, ended bool
+	if err := s.drills.current(r.Context(), s.o.JS, func(v *drill.View) { inForce, ended = v.Drill(id) != nil, v.Ended(id) }); err != nil {
+		drillsFailed(w, err)
 		return
 	}
 	switch {
-	case v.Ended(id):
+	case ended:
 		fail(w, http.StatusConflict, "drill %s has already rolled back", id)
 		return
-	case v.Drill(id) == nil:
+	case !inForce:
 		fail(w, http.StatusNotFound, "no drill %s in force", id)
 		return
 	}
 	by := "api/" + tok.Name
-	switch err := drill.Rollback(r.Context(), s.o.JS, id, by); {
+	switch err := drill.Rollback(r.Context(), s.o.JS, id, by, s.drills.lookup); {
 	case errors.Is(err, drill.ErrEnded):
 		fail(w, http.StatusConflict, "%v", err)
 		return
 	case err != nil:
-		fail(w, http.StatusBadGateway, "%v", err)
+		drillsFailed(w, err)
 		return
 	}
 	s.log.Info().Str("drill", id).Str("by", by).Msg("drill rolled back through the api")

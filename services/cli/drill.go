@@ -76,7 +76,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if verb == "rollback" {
-		if err := drill.Rollback(ctx, js, fs.Arg(0), operator()); err != nil {
+		if err := drill.Rollback(ctx, js, fs.Arg(0), operator(), nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "drill %s rolled back\n", fs.Arg(0))

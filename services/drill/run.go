@@ -175,13 +175,21 @@ var ErrEnded = errors.New("has already rolled back")
 // errNotInForce means no drill of the id started.
 var errNotInForce = errors.New("not in force")
 
+// Lookup tells whether drill id is in force, and whether it ended, as the DRILLS stream st holds
+// it up to seq at least.
+type Lookup func(ctx context.Context, st jetstream.Stream, id string, seq uint64) (inForce, ended bool, err error)
+
 // Rollback records that drill id rolled back at an operator's request. It appends after the
 // last event of the drill it read, so that of two rollbacks at once one is recorded and the
 // other returns an error wrapping ErrEnded. It tries again every 250 ms for up to storeWithin
 // while DRILLS does not answer, as a stream electing its leader answers nothing for seconds.
-func Rollback(ctx context.Context, js jetstream.JetStream, id, by string) error {
+// look tells where the drill stands; nil folds DRILLS from its first message (ReadDrills).
+func Rollback(ctx context.Context, js jetstream.JetStream, id, by string, look Lookup) error {
 	if err := events.CheckToken(id); err != nil {
 		return fmt.Errorf("drill id: %w", err)
+	}
+	if look == nil {
+		look = readLookup
 	}
 	e, err := events.New(events.TypeDrillRolledBack, "drill/"+by, time.Now(), events.DrillRolledBack{By: by, Reason: "requested"})
 	if err != nil {
@@ -189,7 +197,7 @@ func Rollback(ctx context.Context, js jetstream.JetStream, id, by string) error 
 	}
 	end := time.Now().Add(storeWithin)
 	for {
-		err := rollbackOnce(ctx, js, id, e, min(storeAttempt, max(time.Until(end), 0)))
+		err := rollbackOnce(ctx, js, id, e, look, min(storeAttempt, max(time.Until(end), 0)))
 		switch {
 		case errors.Is(err, events.ErrConflict):
 			continue // another event came first: read again
@@ -206,9 +214,18 @@ func Rollback(ctx context.Context, js jetstream.JetStream, id, by string) error 
 	}
 }
 
+// readLookup is the Lookup that folds DRILLS from its first message.
+func readLookup(ctx context.Context, st jetstream.Stream, id string, _ uint64) (bool, bool, error) {
+	v, err := readDrills(ctx, st)
+	if err != nil {
+		return false, false, err
+	}
+	return v.Drill(id) != nil, v.Ended(id), nil
+}
+
 // rollbackOnce appends e, the rollback of drill id, after the drill's last event, unless the
-// drill ended or never started; the append is bounded by store.
-func rollbackOnce(ctx context.Context, js jetstream.JetStream, id string, e events.Envelope, store time.Duration) error {
+// drill ended or never started, as look tells; the append is bounded by store.
+func rollbackOnce(ctx context.Context, js jetstream.JetStream, id string, e events.Envelope, look Lookup, store time.Duration) error {
 	subject := events.DrillSubject(id)
 	st, err := js.Stream(ctx, events.StreamDrills)
 	if err != nil {
@@ -223,13 +240,13 @@ func rollbackOnce(ctx context.Context, js jetstream.JetStream, id string, e even
 	if last.ID == e.ID {
 		return nil // stored by an attempt whose answer was lost
 	}
-	active, err := ReadDrills(ctx, js)
+	inForce, ended, err := look(ctx, st, id, seq)
 	switch {
 	case err != nil:
 		return err
-	case active.Ended(id):
+	case ended:
 		return fmt.Errorf("drill %s %w", id, ErrEnded)
-	case active.Drill(id) == nil:
+	case !inForce:
 		return errNotInForce
 	}
 	actx, cancel := context.WithTimeout(ctx, store)
@@ -565,11 +582,16 @@ func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*
 
 // ReadDrills folds the whole DRILLS stream into a view of the drills in force.
 func ReadDrills(ctx context.Context, js jetstream.JetStream) (*View, error) {
-	v := NewView()
 	s, err := js.Stream(ctx, events.StreamDrills)
 	if err != nil {
 		return nil, fmt.Errorf("read drills: %w", err)
 	}
+	return readDrills(ctx, s)
+}
+
+// readDrills folds the DRILLS stream s, from its first message, into a view.
+func readDrills(ctx context.Context, s jetstream.Stream) (*View, error) {
+	v := NewView()
 	info, err := s.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read drills: %w", err)

@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,20 +23,55 @@ type Active struct {
 	Renewed time.Time
 }
 
-// View is the drills in force, folded from the DRILLS stream. It does no I/O.
+// Drill states, as a Summary gives them.
+const (
+	StateInForce    = "in_force"
+	StateRolledBack = "rolled_back"
+	StateScored     = "scored"
+)
+
+// Summary is one drill run as DRILLS tells it, in force or ended: GET /v1/drills lists them.
+type Summary struct {
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	By    string   `json:"by"`
+	Apps  []string `json:"apps"`
+	Steps int      `json:"steps"`
+	// Started and RollbackAt are on the stream's clock, as the controllers that roll the drill
+	// back count them (see Apply), not on its runner's.
+	Started    time.Time `json:"started"`
+	RollbackAt time.Time `json:"rollback_at"`
+	// State is in_force, rolled_back or scored.
+	State string `json:"state"`
+	// Step is the step in force (or the last one put in force), and Failures its simulated failures.
+	Step     string           `json:"step,omitempty"`
+	Failures []events.Failure `json:"failures"`
+	// RolledBack is why and by whom: "requested by api/ops".
+	RolledBack string `json:"rolled_back,omitempty"`
+	// Pass is the scorecard's verdict, once scored.
+	Pass *bool `json:"pass,omitempty"`
+	// Seq is the stream sequence of the drill's start: a later one is a newer drill.
+	Seq uint64 `json:"-"`
+}
+
+// View is the drills in force, and a summary of every drill, folded from the DRILLS stream. It
+// does no I/O.
 type View struct {
 	drills map[string]*Active
 	ended  map[string]bool
+	runs   map[string]*Summary
 }
 
 // NewView returns a view with no drill.
-func NewView() *View { return &View{drills: map[string]*Active{}, ended: map[string]bool{}} }
+func NewView() *View {
+	return &View{drills: map[string]*Active{}, ended: map[string]bool{}, runs: map[string]*Summary{}}
+}
 
 // Apply folds one DRILLS event stored at seq on subject at stored, and reports whether the
 // failures in force changed. A drill's lease and max_duration are counted from when DRILLS stored
 // its events, not from the times its runner's clock gave them. Events of a drill that ended
-// change nothing; an event that is not a drill event, or names another drill than its subject, is
-// an error.
+// change nothing but its scorecard's verdict; an event that is not a drill event, or names
+// another drill than its subject, is an error.
 func (v *View) Apply(subject string, seq uint64, stored time.Time, e events.Envelope) (bool, error) {
 	tok := events.SplitSubject(subject, "detour.drill")
 	if len(tok) == 2 && tok[0] == "claim" {
@@ -45,9 +81,19 @@ func (v *View) Apply(subject string, seq uint64, stored time.Time, e events.Enve
 		return false, fmt.Errorf("%w: %s is not a drill subject", events.ErrMalformed, subject)
 	}
 	id := tok[0]
+	if e.Type == events.TypeDrillScored {
+		var sc struct {
+			Pass bool `json:"pass"`
+		}
+		if r := v.runs[id]; r != nil && e.Payload(&sc) == nil {
+			r.State, r.Pass, r.Failures = StateScored, &sc.Pass, []events.Failure{}
+		}
+		return false, nil
+	}
 	if v.ended[id] {
 		return false, nil
 	}
+	r := v.runs[id]
 	d := v.drills[id]
 	switch e.Type {
 	case events.TypeDrillStarted:
@@ -61,6 +107,8 @@ func (v *View) Apply(subject string, seq uint64, stored time.Time, e events.Enve
 		if d == nil {
 			s.RollbackAt = stored.Add(s.RollbackAt.Sub(e.Time))
 			v.drills[id] = &Active{Started: s, Seq: seq, Renewed: stored}
+			v.runs[id] = &Summary{ID: id, Name: s.Name, By: s.By, Apps: s.Apps, Steps: s.Steps, Started: stored,
+				RollbackAt: s.RollbackAt, State: StateInForce, Failures: []events.Failure{}, Seq: seq}
 		}
 		return false, nil
 	case events.TypeDrillStepStarted:
@@ -74,6 +122,9 @@ func (v *View) Apply(subject string, seq uint64, stored time.Time, e events.Enve
 		d.Seq, d.Renewed = max(d.Seq, seq), later(d.Renewed, stored)
 		changed := !slices.Equal(d.Failures, s.Failures)
 		d.Failures, d.StepID = s.Failures, e.ID
+		if r.State == StateInForce {
+			r.Step, r.Failures = s.Step, append([]events.Failure{}, s.Failures...)
+		}
 		return changed, nil
 	case events.TypeDrillRenewed:
 		if d != nil {
@@ -83,9 +134,14 @@ func (v *View) Apply(subject string, seq uint64, stored time.Time, e events.Enve
 	case events.TypeDrillRolledBack:
 		v.ended[id] = true
 		delete(v.drills, id)
+		if r != nil && r.State == StateInForce {
+			r.State, r.Failures = StateRolledBack, []events.Failure{}
+			var rb events.DrillRolledBack
+			if e.Payload(&rb) == nil {
+				r.RolledBack = rb.Reason + " by " + rb.By
+			}
+		}
 		return d != nil && len(d.Failures) > 0, nil
-	case events.TypeDrillScored:
-		return false, nil
 	}
 	return false, fmt.Errorf("%w: %s is not a drill event", events.ErrMalformed, e.Type)
 }
@@ -115,6 +171,25 @@ func (v *View) Active() []*Active {
 	}
 	slices.SortFunc(out, func(a, b *Active) int { return strings.Compare(a.Started.ID, b.Started.ID) })
 	return out
+}
+
+// Runs returns the summaries of the drills: those in force first, then the others, newest first,
+// at most limit.
+func (v *View) Runs(limit int) []Summary {
+	out := make([]Summary, 0, len(v.runs))
+	for _, r := range v.runs {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b Summary) int {
+		if (a.State == StateInForce) != (b.State == StateInForce) {
+			if a.State == StateInForce {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(b.Seq, a.Seq)
+	})
+	return out[:min(len(out), limit)]
 }
 
 // Drill returns the drill id in force, or nil.

@@ -96,21 +96,23 @@ func dnsUser(user string) roleUser {
 const controllerComment = `Hears heartbeats, reads STATE and DRILLS; appends edge transitions, stores route tables,
 records alert deliveries and appends the rollbacks of drills that are due. Its HTTP API
 (consumers controller-1-api) also sets overrides and applies configurations for callers
-holding a write token, and reads the configuration history and the drills by direct gets;
-its alerts follow STATE and DRILLS through consumers controller-1-alerts.`
+holding a write token, reads the configuration history by direct gets and follows DRILLS,
+reading a drill's last event before it rolls it back; its alerts follow STATE and DRILLS
+through consumers controller-1-alerts.`
 
 func controllerUser(user string) roleUser {
 	return roleUser{name: user, hears: []string{"detour.heartbeat.>", "detour.probe.*.*._edge.*", "detour.probe.*._edge.*"}, allow: lines(
 		"detour.state.edge.> detour.routes.> detour.drill.> detour.state.override.> detour.config.document.active detour.alert.> detour.config.rejected.controller.*",
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
-		"$JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.DRILLS $JS.API.DIRECT.GET.DRILLS.> $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
+		"$JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.DRILLS.> $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("CONFIG", user+"-api", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
 		consumer("STATE", user+"-api", "detour.state.>"),
 		consumer("STATE", user+"-alerts", "detour.state.>"),
 		consumer("DRILLS", user, "detour.drill.>"),
+		consumer("DRILLS", user+"-api", "detour.drill.>"),
 		consumer("DRILLS", user+"-alerts", "detour.drill.>"))}
 }
 

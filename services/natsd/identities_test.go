@@ -439,6 +439,7 @@ func consumersOf(user string) []ownConsumer {
 			ownConsumer{events.StreamState, events.ConsumerName(user, "api"), events.SubjectState},
 			ownConsumer{events.StreamState, events.ConsumerName(user, "alerts"), events.SubjectState},
 			ownConsumer{events.StreamDrills, user, events.SubjectDrills},
+			ownConsumer{events.StreamDrills, events.ConsumerName(user, "api"), events.SubjectDrills},
 			ownConsumer{events.StreamDrills, events.ConsumerName(user, "alerts"), events.SubjectDrills})
 	case "edge":
 		own = append(own, ownConsumer{events.StreamRoutes, user, events.EdgeRoutesSubjects(user)})
@@ -639,8 +640,8 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 		permissionRow{"read any message of CONFIG directly", op{subject: "$JS.API.DIRECT.GET.CONFIG"}, usersWith("controller")},
 		// A DNS server reads back, at start, the IXFR history its zone versions left in DNS.
 		permissionRow{"read any message of DNS directly", op{subject: "$JS.API.DIRECT.GET.DNS"}, usersWith("dns")},
-		// It lists the drills DRILLS holds and rolls one back after its last event.
-		permissionRow{"read any message of DRILLS directly", op{subject: "$JS.API.DIRECT.GET.DRILLS"}, usersWith("controller")},
+		// The controller's API follows DRILLS and reads only a drill's last event directly.
+		permissionRow{"read any message of DRILLS directly", op{subject: "$JS.API.DIRECT.GET.DRILLS"}, nil},
 		// The decider hears results as published, to decide while PROBES elects a leader: those
 		// it folds, not the edge listeners' batches.
 		permissionRow{"hear the results published alone and the endpoints' batches", op{sub: true, subject: events.EndpointProbeSubjects}, usersWith("decider")},
