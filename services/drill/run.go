@@ -32,7 +32,8 @@ type Options struct {
 	// Hold is how long the last step's failures stay in force before the runner rolls back.
 	Hold time.Duration
 	// Lease is how long the drill survives its runner: without a renewal for Lease, a controller
-	// rolls it back. Default 3s; the runner renews every third of it.
+	// rolls it back. Default 3s; the runner renews every third of it, deleting each renewal
+	// from DRILLS once the next is stored.
 	Lease time.Duration
 	Log   zerolog.Logger
 	// Started, when set, receives the drill's id once its start is recorded.
@@ -100,14 +101,32 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 		defer close(renewed)
 		t := time.NewTicker(o.Lease / 3)
 		defer t.Stop()
+		// prev is the sequence of the last renewal stored, deleted once the next one is:
+		// DRILLS keeps a drill's last renewal only, and every other event of it.
+		var prev uint64
+		warned := false
 		for {
 			select {
 			case <-renewCtx.Done():
 				return
 			case <-t.C:
-				if _, err := publish(renewCtx, o.JS, subject, events.TypeDrillRenewed, o.By, events.DrillRenewed{By: o.By}, o.Lease/3); err != nil && renewCtx.Err() == nil {
-					log.Warn().Err(err).Msg("drill lease not renewed")
+				ack, err := publish(renewCtx, o.JS, subject, events.TypeDrillRenewed, o.By, events.DrillRenewed{By: o.By}, o.Lease/3)
+				if err != nil {
+					if renewCtx.Err() == nil {
+						log.Warn().Err(err).Msg("drill lease not renewed")
+					}
+					continue
 				}
+				if prev != 0 && prev != ack.Sequence {
+					dctx, cancel := context.WithTimeout(renewCtx, rollbackCheck)
+					err := drills.DeleteMsg(dctx, prev)
+					cancel()
+					if err != nil && !warned && renewCtx.Err() == nil {
+						log.Warn().Err(err).Uint64("stream_seq", prev).Msg("drill renewal not deleted: DRILLS keeps it")
+						warned = true
+					}
+				}
+				prev = ack.Sequence
 			}
 		}
 	}()
