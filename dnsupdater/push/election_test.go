@@ -46,12 +46,15 @@ func runPusher(t *testing.T, push config.Push, js jetstream.JetStream) *Pusher {
 	return startPusher(t, Options{Zone: "demo.test.", Push: push, JS: js, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
 }
 
-// startPusher runs a pusher made with o until the test ends.
-func startPusher(t *testing.T, o Options) *Pusher {
+// startPusher runs a pusher made with o, then changed by each of with, until the test ends.
+func startPusher(t *testing.T, o Options, with ...func(*Pusher)) *Pusher {
 	t.Helper()
 	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range with {
+		f(p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -133,12 +133,12 @@ func readHeld(rrs []dns.RR) held {
 // ahead returns the mark of a later state than at that the primary holds or is given, which the
 // pusher run of server must leave there; nil when there is none. A claim holds back a push of
 // the same position too, unless it is this server's, so that two servers at one position do not
-// take a push from each other in turn; a claim older than claimExpiry holds back none.
-func (h held) ahead(at Position, server, run string, now time.Time) *mark {
+// take a push from each other in turn; an expired claim (claimLive false) holds back none.
+func (h held) ahead(at Position, server, run string, claimLive bool) *mark {
 	if h.marker != nil && at.Before(h.marker.at) {
 		return h.marker
 	}
-	if c := h.claim; c != nil && c.run != run && now.Sub(c.since) < claimExpiry &&
+	if c := h.claim; c != nil && c.run != run && claimLive &&
 		(at.Before(c.at) || !c.at.Before(at) && c.server != server) {
 		return c
 	}

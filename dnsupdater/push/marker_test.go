@@ -471,7 +471,8 @@ func TestAPushIsHeldBackByTheMarkOfALaterStateOrOfAnotherServersPushUnderWayAlon
 		{"an earlier run's claim of the same position", held{marker: marker(5), claim: claim(10, "dns-a", "a0", time.Second)}, pos(10), false},
 		{"an earlier run's claim of a later position", held{marker: marker(5), claim: claim(11, "dns-a", "a0", time.Second)}, pos(10), true},
 	} {
-		if got := c.h.ahead(c.at, "dns-a", "a1", now); (got != nil) != c.behind {
+		live := c.h.claim != nil && now.Sub(c.h.claim.since) < claimExpiry
+		if got := c.h.ahead(c.at, "dns-a", "a1", live); (got != nil) != c.behind {
 			t.Errorf("%s: held back %v, want %v", c.name, got != nil, c.behind)
 		}
 	}
@@ -491,5 +492,33 @@ func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
 			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) {
 			t.Errorf("%s read back as %+v, %v", rr, got, ok)
 		}
+	}
+}
+
+// leaveClaim has the primary hold what dns-a leaves when it stops in the middle of a push of
+// seq 20 begun at since (by its own clock): its marker of seq 10 and its claim.
+func leaveClaim(primary *applyingPrimary, since time.Time) {
+	marker := mark{at: Position{Seq: 10, Created: testStream}, digest: "0123", server: "dns-a", run: "a1"}
+	claim := mark{claim: true, at: Position{Seq: 20, Created: testStream}, server: "dns-a", run: "a1", since: since}
+	primary.set(func(p *applyingPrimary) {
+		p.records[markerName] = []string{line(marker.rr(markerName)), line(claim.rr(markerName))}
+	})
+}
+
+func TestAClaimLeftByAServerThatStoppedMidPushHoldsAnotherBackOnlyUntilItExpires(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	leaveClaim(primary, time.Now())
+	m := metrics.New()
+	b := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-b", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m},
+		func(p *Pusher) { p.expiry = 2 * time.Second })
+	b.Offer(at(desired(t, cfg, failover(t), 20), 20, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return behind(m) == 1 }, "dns-b holds back for dns-a's claim")
+
+	// No newer state comes: dns-b pushes the one it holds once the claim expires.
+	eventstest.Eventually(t, 10*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-b") },
+		"dns-b's push once dns-a's claim expired")
+	if got := primary.at("shop.demo.test."); !slices.Equal(got, []string{"A 127.0.0.21"}) {
+		t.Errorf("shop.demo.test.: %v, want dns-b's failover [A 127.0.0.21]", got)
 	}
 }

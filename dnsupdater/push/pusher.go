@@ -64,6 +64,9 @@ type Pusher struct {
 	// run tells this pusher's marks from those of every other pusher, this server's earlier
 	// runs too.
 	run string
+	// expiry is how long another server's claim holds this pusher back: claimExpiry (tests
+	// shorten it).
+	expiry time.Duration
 	// pushed is what this pusher last brought the primary to, and digest its digest; digest is
 	// "" while what the primary holds is unknown (before the first push, after a failure), and
 	// pushed then names the RRsets to rewrite (see unknown). Only push touches them.
@@ -82,7 +85,7 @@ func New(o Options) (*Pusher, error) {
 	_, _ = rand.Read(run) // crypto/rand's Read never fails
 	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
-		offers: make(chan Desired, 1), key: key, run: hex.EncodeToString(run),
+		offers: make(chan Desired, 1), key: key, run: hex.EncodeToString(run), expiry: claimExpiry,
 		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigProvider: key},
 	}
 	if o.JS != nil {
@@ -112,8 +115,9 @@ func (p *Pusher) Offer(d Desired) {
 // Run pushes every offered state until ctx is cancelled. The first push after start rewrites
 // every owned name whole, since what the primary holds is unknown; later ones send differences
 // from what the primary's marker says it holds. A failed push is retried after a wait that
-// grows at each failure (see backoff), with the newest state; a state offered meanwhile goes
-// out at once.
+// grows at each failure (see backoff), with the newest state; a push held back by another
+// server's claim is tried again once the claim expires, as that server may have stopped in the
+// middle of its push; a state offered meanwhile goes out at once.
 func (p *Pusher) Run(ctx context.Context) {
 	if p.recorder != nil {
 		var wg sync.WaitGroup
@@ -135,6 +139,7 @@ func (p *Pusher) Run(ctx context.Context) {
 		}
 		for attempt := 1; ; attempt++ {
 			out, err := p.push(ctx, want)
+			var wait time.Duration
 			if err == nil {
 				retry = backoff{base: retry.base}
 				failures = failureNotes{}
@@ -156,16 +161,20 @@ func (p *Pusher) Run(ctx context.Context) {
 				default:
 					behind = false
 				}
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			p.o.Metrics.Pushed(p.o.Zone, err)
-			wait := retry.next()
-			if failures.tell(reason(err), time.Now()) {
-				p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", wait).Msg("zone push failed")
-				p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
+				if out.ahead == nil || !out.ahead.claim {
+					break
+				}
+				wait = out.claimLeft
+			} else {
+				if ctx.Err() != nil {
+					return
+				}
+				p.o.Metrics.Pushed(p.o.Zone, err)
+				wait = retry.next()
+				if failures.tell(reason(err), time.Now()) {
+					p.log.Warn().Err(err).Uint32("serial", want.Serial).Int("attempt", attempt).Dur("retry_in", wait).Msg("zone push failed")
+					p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
+				}
 			}
 			t := time.NewTimer(wait)
 			select {
@@ -240,8 +249,10 @@ type outcome struct {
 	// rrsets is how many RRsets the update removed or replaced.
 	rrsets int
 	// ahead is the mark of the later state the primary holds, which held the push back; nil
-	// when the push went out, or had nothing to send.
-	ahead *mark
+	// when the push went out, or had nothing to send. claimLeft is how long the claim that held
+	// it back holds pushes back still.
+	ahead     *mark
+	claimLeft time.Duration
 }
 
 // maxRaces is how many times in a row a push reads the marker again after another server
@@ -277,8 +288,12 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string) (outcome,
 	if err != nil {
 		return outcome{}, fmt.Errorf("read marker %s from %s: %w", p.o.Push.Marker, p.o.Push.Server, err)
 	}
-	if m := h.ahead(want.State, p.o.Source, p.run, time.Now()); m != nil {
-		return outcome{ahead: m}, nil
+	var claimLeft time.Duration
+	if h.claim != nil {
+		claimLeft = p.expiry - time.Since(h.claim.since)
+	}
+	if m := h.ahead(want.State, p.o.Source, p.run, claimLeft > 0); m != nil {
+		return outcome{ahead: m, claimLeft: claimLeft}, nil
 	}
 	// The update goes from what the marker says the primary holds: what this pusher last
 	// pushed, or what it pushes now, when another server pushed it since. Another server's
