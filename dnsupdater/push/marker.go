@@ -36,8 +36,9 @@ const (
 	claimTag  = "detour-pushing"
 	// markerTTL is the TTL of the marker RRset's records.
 	markerTTL = 60
-	// claimExpiry is how long a claim holds back the pushes of other servers: one older was
-	// left by a server that stopped in the middle of its push.
+	// claimExpiry is how long a claim holds back the pushes of other servers, from when each
+	// first reads it: one that stays longer was left by a server that stopped in the middle of
+	// its push.
 	claimExpiry = time.Minute
 )
 
@@ -51,7 +52,8 @@ type mark struct {
 	// server is the name of the DNS server that pushed, and run the pusher's own id, which
 	// tells it from every other, this server's earlier runs too.
 	server, run string
-	// since is the claim's: when its push began.
+	// since is the claim's: when its push began, by its server's clock, which may differ from
+	// the others' (they count a claim's life from when they first read it).
 	since time.Time
 }
 

@@ -445,34 +445,34 @@ func TestRetriesAgainstARefusingPrimaryBackOffAndANewStateGoesOutAtOnce(t *testi
 }
 
 func TestAPushIsHeldBackByTheMarkOfALaterStateOrOfAnotherServersPushUnderWayAlone(t *testing.T) {
-	now := testStream.Add(time.Hour)
 	pos := func(seq uint64) Position { return Position{Seq: seq, Created: testStream} }
 	marker := func(seq uint64) *mark { return &mark{at: pos(seq), server: "dns-b", run: "b1"} }
-	claim := func(seq uint64, server, run string, age time.Duration) *mark {
-		return &mark{claim: true, at: pos(seq), server: server, run: run, since: now.Add(-age)}
+	claim := func(seq uint64, server, run string) *mark {
+		return &mark{claim: true, at: pos(seq), server: server, run: run}
 	}
 	for _, c := range []struct {
 		name   string
 		h      held
 		at     Position
 		behind bool
+		// expired says that the claim has been read for longer than it holds pushes back.
+		expired bool
 	}{
-		{"no marker", held{}, pos(10), false},
-		{"a marker of an earlier position", held{marker: marker(9)}, pos(10), false},
-		{"a marker of the same position", held{marker: marker(10)}, pos(10), false},
-		{"a marker of a later position", held{marker: marker(11)}, pos(10), true},
-		{"a marker of a stream created since", held{marker: marker(1)}, Position{Seq: 500, Created: testStream.Add(-time.Hour)}, true},
-		{"a marker of a stream deleted since", held{marker: marker(500)}, Position{Seq: 1, Created: testStream.Add(time.Hour)}, false},
-		{"another server's claim of a later position", held{marker: marker(5), claim: claim(11, "dns-b", "b1", time.Second)}, pos(10), true},
-		{"another server's claim of the same position", held{marker: marker(5), claim: claim(10, "dns-b", "b1", time.Second)}, pos(10), true},
-		{"another server's claim of an earlier position", held{marker: marker(5), claim: claim(9, "dns-b", "b1", time.Second)}, pos(10), false},
-		{"another server's claim left over a minute ago", held{marker: marker(5), claim: claim(11, "dns-b", "b1", 2*time.Minute)}, pos(10), false},
-		{"this pusher's own claim", held{marker: marker(5), claim: claim(11, "dns-a", "a1", time.Second)}, pos(10), false},
-		{"an earlier run's claim of the same position", held{marker: marker(5), claim: claim(10, "dns-a", "a0", time.Second)}, pos(10), false},
-		{"an earlier run's claim of a later position", held{marker: marker(5), claim: claim(11, "dns-a", "a0", time.Second)}, pos(10), true},
+		{"no marker", held{}, pos(10), false, false},
+		{"a marker of an earlier position", held{marker: marker(9)}, pos(10), false, false},
+		{"a marker of the same position", held{marker: marker(10)}, pos(10), false, false},
+		{"a marker of a later position", held{marker: marker(11)}, pos(10), true, false},
+		{"a marker of a stream created since", held{marker: marker(1)}, Position{Seq: 500, Created: testStream.Add(-time.Hour)}, true, false},
+		{"a marker of a stream deleted since", held{marker: marker(500)}, Position{Seq: 1, Created: testStream.Add(time.Hour)}, false, false},
+		{"another server's claim of a later position", held{marker: marker(5), claim: claim(11, "dns-b", "b1")}, pos(10), true, false},
+		{"another server's claim of the same position", held{marker: marker(5), claim: claim(10, "dns-b", "b1")}, pos(10), true, false},
+		{"another server's claim of an earlier position", held{marker: marker(5), claim: claim(9, "dns-b", "b1")}, pos(10), false, false},
+		{"another server's claim read over a minute ago", held{marker: marker(5), claim: claim(11, "dns-b", "b1")}, pos(10), false, true},
+		{"this pusher's own claim", held{marker: marker(5), claim: claim(11, "dns-a", "a1")}, pos(10), false, false},
+		{"an earlier run's claim of the same position", held{marker: marker(5), claim: claim(10, "dns-a", "a0")}, pos(10), false, false},
+		{"an earlier run's claim of a later position", held{marker: marker(5), claim: claim(11, "dns-a", "a0")}, pos(10), true, false},
 	} {
-		live := c.h.claim != nil && now.Sub(c.h.claim.since) < claimExpiry
-		if got := c.h.ahead(c.at, "dns-a", "a1", live); (got != nil) != c.behind {
+		if got := c.h.ahead(c.at, "dns-a", "a1", !c.expired); (got != nil) != c.behind {
 			t.Errorf("%s: held back %v, want %v", c.name, got != nil, c.behind)
 		}
 	}
@@ -520,5 +520,31 @@ func TestAClaimLeftByAServerThatStoppedMidPushHoldsAnotherBackOnlyUntilItExpires
 		"dns-b's push once dns-a's claim expired")
 	if got := primary.at("shop.demo.test."); !slices.Equal(got, []string{"A 127.0.0.21"}) {
 		t.Errorf("shop.demo.test.: %v, want dns-b's failover [A 127.0.0.21]", got)
+	}
+}
+
+func TestAClaimHoldsOtherServersBackForItsLifeWhateverTheClockOfItsServer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// skew is how far dns-a's clock is ahead of dns-b's.
+		skew time.Duration
+	}{
+		{"a clock two minutes behind", -2 * time.Minute},
+		{"a clock an hour ahead", time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			primary := startApplyingPrimary(t)
+			cfg := parsePushConfig(t, primary.addr)
+			leaveClaim(primary, time.Now().Add(c.skew))
+			m := metrics.New()
+			b := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-b", Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m},
+				func(p *Pusher) { p.expiry = 2 * time.Second })
+			b.Offer(at(desired(t, cfg, failover(t), 20), 20, testStream))
+			eventstest.Eventually(t, 10*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-b") },
+				"dns-b's push once dns-a's claim expired")
+			if n := behind(m); n != 1 {
+				t.Errorf("dns-b held back %v times before it pushed, want once: the claim, just read, holds it back", n)
+			}
+		})
 	}
 }

@@ -65,8 +65,12 @@ type Pusher struct {
 	// runs too.
 	run string
 	// expiry is how long another server's claim holds this pusher back: claimExpiry (tests
-	// shorten it).
-	expiry time.Duration
+	// shorten it). claim is the claim last read on the primary, and claimSeen when this pusher
+	// first read it, from when expiry counts: not from the claim's since, which the clock of
+	// another server wrote. Only push touches them.
+	expiry    time.Duration
+	claim     string
+	claimSeen time.Time
 	// pushed is what this pusher last brought the primary to, and digest its digest; digest is
 	// "" while what the primary holds is unknown (before the first push, after a failure), and
 	// pushed then names the RRsets to rewrite (see unknown). Only push touches them.
@@ -290,7 +294,10 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string) (outcome,
 	}
 	var claimLeft time.Duration
 	if h.claim != nil {
-		claimLeft = p.expiry - time.Since(h.claim.since)
+		if c := h.claim.rr(p.o.Push.Marker).String(); c != p.claim {
+			p.claim, p.claimSeen = c, time.Now()
+		}
+		claimLeft = p.expiry - time.Since(p.claimSeen)
 	}
 	if m := h.ahead(want.State, p.o.Source, p.run, claimLeft > 0); m != nil {
 		return outcome{ahead: m, claimLeft: claimLeft}, nil
