@@ -257,6 +257,8 @@ type outcome struct {
 	// it back holds pushes back still.
 	ahead     *mark
 	claimLeft time.Duration
+	// unmarked says that the marker's name answered records, none of them a mark.
+	unmarked bool
 }
 
 // maxRaces is how many times in a row a push reads the marker again after another server
@@ -268,13 +270,20 @@ const maxRaces = 5
 // the marker (see conditional). When another server changed the marker meanwhile, it reads it
 // again and decides again. An update too large for one TCP message goes in several, each
 // replacing its names whole.
+//
+// Records without a mark answered for the marker's name may be a wildcard's (RFC 4592), which
+// answers for a name that holds no TXT RRset: an update requiring them is refused, every time.
+// So when such an update is refused, the next requires the RRset to be absent, and the one
+// after that, if that is refused too, the records read again.
 func (p *Pusher) push(ctx context.Context, want Desired) (outcome, error) {
 	digest := digestOf(want.RRsets)
+	absent := false
 	for races := 1; ; races++ {
-		out, err := p.try(ctx, want, digest)
+		out, err := p.try(ctx, want, digest, absent)
 		if err == nil || !lostRace(err) || races == maxRaces {
 			return out, err
 		}
+		absent = out.unmarked && !absent
 		p.log.Debug().Err(err).Msg("marker changed since it was read; reading it again")
 	}
 }
@@ -286,11 +295,16 @@ func lostRace(err error) bool {
 	return errors.As(err, &rc) && (rc.Rcode == dns.RcodeNXRrset || rc.Rcode == dns.RcodeYXRrset)
 }
 
-// try is one round of push: read the marker, decide, send.
-func (p *Pusher) try(ctx context.Context, want Desired, digest string) (outcome, error) {
+// try is one round of push: read the marker, decide, send. absent takes records without a mark
+// at the marker's name for none (see push).
+func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bool) (outcome, error) {
 	h, err := p.read(ctx)
 	if err != nil {
 		return outcome{}, fmt.Errorf("read marker %s from %s: %w", p.o.Push.Marker, p.o.Push.Server, err)
+	}
+	unmarked := h.marker == nil && h.claim == nil && len(h.rrs) > 0
+	if unmarked && absent {
+		h.rrs = nil
 	}
 	var claimLeft time.Duration
 	if h.claim != nil {
@@ -330,7 +344,7 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string) (outcome,
 			if i > 0 || !lostRace(err) {
 				p.pushed, p.digest = unknown(p.pushed, want.RRsets), ""
 			}
-			return outcome{}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+			return outcome{unmarked: unmarked}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
 		}
 	}
 	p.pushed, p.digest = want.RRsets, digest
