@@ -548,3 +548,107 @@ func TestAClaimHoldsOtherServersBackForItsLifeWhateverTheClockOfItsServer(t *tes
 		})
 	}
 }
+
+// txtAt returns the TXT record at name whose RDATA is rdata as a primary sends it, or nil when
+// rdata is not one.
+func txtAt(name string, rdata []byte) dns.RR {
+	buf := make([]byte, 256+10+len(rdata))
+	off, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil || len(rdata) > 0xffff {
+		return nil
+	}
+	binary.BigEndian.PutUint16(buf[off:], dns.TypeTXT)
+	binary.BigEndian.PutUint16(buf[off+2:], dns.ClassINET)
+	binary.BigEndian.PutUint32(buf[off+4:], 3600)
+	binary.BigEndian.PutUint16(buf[off+8:], uint16(len(rdata)))
+	off += 10 + copy(buf[off+10:], rdata)
+	rr, _, err := dns.UnpackRR(buf[:off], 0)
+	if err != nil {
+		return nil
+	}
+	return rr
+}
+
+// rdataOf returns the RDATA of rr as packed.
+func rdataOf(t testing.TB, rr dns.RR) []byte {
+	t.Helper()
+	buf := make([]byte, dns.Len(rr)+256)
+	n, err := dns.PackRR(rr, buf, 0, nil, false)
+	if err != nil {
+		t.Fatalf("pack %s: %v", rr, err)
+	}
+	return buf[n-int(rr.Header().Rdlength) : n]
+}
+
+// FuzzMarkerRRset holds the reading of the marker RRset to whatever TXT records a primary answers
+// there (a hand edit, another tool's, a marker cut short or of another version): reading them
+// never panics, every update requires exactly the records read, byte for byte (a primary
+// compares them so: RFC 2136 §3.2.3), and a mark read writes back as itself.
+func FuzzMarkerRRset(f *testing.F) {
+	created := testStream.Add(123 * time.Nanosecond)
+	for _, m := range []mark{
+		{at: Position{Seq: 42, Created: created}, digest: "0123abcd", server: "dns-1", run: "r1"},
+		{claim: true, at: Position{Seq: 43, Created: created}, server: "dns-2", run: "r2", since: testStream},
+	} {
+		f.Add(rdataOf(f, m.rr(markerName)), []byte("\x05hello"))
+	}
+	f.Add([]byte("\x0cdetour-state\x06seq=99\x0fstream-created="), []byte("\x00\x00"))
+	positions := []Position{{}, {Seq: 42, Created: created}, {Seq: 1 << 63, Created: created.Add(time.Hour)}}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var rrs []dns.RR
+		var rdatas [][]byte
+		for _, rdata := range [][]byte{a, b} {
+			if rr := txtAt(markerName, rdata); rr != nil {
+				rrs, rdatas = append(rrs, rr), append(rdatas, rdataOf(t, rr))
+			}
+		}
+		h := readHeld(rrs)
+		for _, at := range positions {
+			h.ahead(at, "dns-1", "r1", true)
+			h.ahead(at, "dns-1", "r1", false)
+		}
+		for _, rr := range rrs {
+			m, ok := parseMark(rr)
+			if !ok || len(m.server) > 240 {
+				continue
+			}
+			back, ok := parseMark(m.rr(markerName))
+			if !ok || back.claim != m.claim || back.at.Seq != m.at.Seq || !back.at.Created.Equal(m.at.Created) || back.digest != m.digest ||
+				back.server != m.server || back.run != m.run || !back.since.Equal(m.since) {
+				t.Errorf("%s read as %+v, written back as %s, read again as %+v, %v", rr, m, m.rr(markerName), back, ok)
+			}
+		}
+
+		// The update, whole or in parts, carries the records read as its prerequisite.
+		u := new(dns.Msg)
+		u.SetUpdate("demo.test.")
+		u.Insert([]dns.RR{aRecord("shop.demo.test.", "10.0.0.1")})
+		marker := mark{at: positions[1], digest: "0123", server: "dns-1", run: "r1"}
+		claim := mark{claim: true, at: positions[1], server: "dns-1", run: "r1", since: testStream}
+		for _, max := range []int{maxUpdate, 0} {
+			parts := conditional("demo.test.", markerName, h, u, marker, claim, max)
+			wire, err := parts[0].Pack()
+			if err != nil {
+				t.Fatalf("pack the update's first part: %v", err)
+			}
+			var got dns.Msg
+			if err := got.Unpack(wire); err != nil {
+				t.Fatalf("unpack the update's first part: %v", err)
+			}
+			var required [][]byte
+			for _, rr := range got.Answer {
+				if rr.Header().Class == dns.ClassINET {
+					required = append(required, rdataOf(t, rr))
+				}
+			}
+			if len(required) != len(rdatas) {
+				t.Fatalf("the update requires %d records, want the %d read", len(required), len(rdatas))
+			}
+			for i := range rdatas {
+				if !slices.Equal(required[i], rdatas[i]) {
+					t.Errorf("the update requires %q, want %q as read", required[i], rdatas[i])
+				}
+			}
+		}
+	})
+}
