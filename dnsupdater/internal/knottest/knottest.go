@@ -54,7 +54,8 @@ type Zone struct {
 	// too: a secondary with two masters.
 	Also []string
 	// Key, when set, signs a secondary zone's queries and transfers from the primary, and
-	// every NOTIFY from it must be signed with it (Knot's remote and ACL each name the key).
+	// every NOTIFY from it must be signed with it (Knot's remote and ACL each name the key);
+	// a primary zone applies the UPDATEs signed with it (RFC 2136).
 	Key *Key
 }
 
@@ -141,7 +142,13 @@ template:
 			fmt.Fprintf(&zoneConf, "    master: [%s]\n    acl: [transfer, notify%d]\n", strings.Join(ids, ", "), i)
 			continue
 		}
-		zoneConf.WriteString("    acl: transfer\n")
+		if k := z.Key; k != nil {
+			fmt.Fprintf(&keys, "  - id: %s\n    algorithm: %s\n    secret: %s\n", k.Name, k.Algorithm, k.Secret)
+			fmt.Fprintf(&acls, "  - id: update%d\n    key: %s\n    action: update\n", i, k.Name)
+			fmt.Fprintf(&zoneConf, "    acl: [transfer, update%d]\n", i)
+		} else {
+			zoneConf.WriteString("    acl: transfer\n")
+		}
 		if err := os.WriteFile(filepath.Join(dir, z.Name+".zone"), []byte(z.File), 0o644); err != nil {
 			t.Fatal(err)
 		}
