@@ -84,12 +84,13 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}
 	start := time.Now()
 	sc := Scorecard{Drill: id, Name: o.File.Name, By: o.By, Started: start, Pass: true}
-	_, err = publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
+	ack, err := publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
 		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()}, storeWithin)
 	if err != nil {
 		releaseClaims(context.WithoutCancel(ctx), o.JS, o.By, claims)
 		return Scorecard{}, err
 	}
+	rb := &rollbackWatch{drills: drills, subject: subject, next: ack.Sequence}
 	if o.Started != nil {
 		o.Started(id)
 	}
@@ -138,7 +139,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 			reason = "requested"
 			break
 		}
-		score := measure(ctx, o, drills, subject, prev, sp, t0)
+		score := measure(ctx, o, rb, prev, sp, t0)
 		sc.Steps = append(sc.Steps, score)
 		sc.Pass = sc.Pass && score.Pass
 		log.Info().Str("step", sp.Step).Bool("pass", score.Pass).Str("reason", score.Reason).Msg("drill step scored")
@@ -148,9 +149,10 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 			break
 		}
 	}
-	// Hold the last step, unless a controller rolls the drill back meanwhile (max_duration).
+	// Hold the last step, unless the drill is rolled back meanwhile (an operator, or a controller at
+	// max_duration).
 	for end := time.Now().Add(o.Hold); ctx.Err() == nil && time.Now().Before(end); {
-		if rb, _ := rolledBack(ctx, drills, subject); rb != "" {
+		if found, _ := rb.check(ctx); found != "" {
 			break
 		}
 		select {
@@ -169,7 +171,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	// The return is timed from the rollback: from this runner's, or from the moment it found a
 	// controller's.
 	rollbackAt := time.Now()
-	sc.RolledBack, _ = rolledBack(rctx, drills, subject)
+	sc.RolledBack, _ = rb.check(rctx)
 	if sc.RolledBack == "" {
 		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}, storeWithin); err != nil {
 			return sc, err
@@ -178,7 +180,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}
 	releaseClaims(rctx, o.JS, o.By, claims)
 	back := StepPlan{Index: len(plan.Steps), Step: "rollback", RTO: o.File.Steps[0].RTO.D(), Answers: plan.Before.Answers, Routes: plan.Before.Routes}
-	restore := measure(rctx, o, drills, "", prev, back, rollbackAt)
+	restore := measure(rctx, o, nil, prev, back, rollbackAt)
 	sc.Restored = restore
 	sc.Ended = time.Now()
 	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, storeWithin); err != nil {
@@ -311,29 +313,53 @@ func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by strin
 // was made, and must not delay the measuring it runs beside.
 const rollbackCheck = 250 * time.Millisecond
 
-// rolledBack returns "REASON by WHO" when the drill's subject holds its rollback. It reads from
-// drills, a handle opened before the drill started: opening DRILLS asks its leader, which there
-// is none of while the stream elects one.
-func rolledBack(ctx context.Context, drills jetstream.Stream, subject string) (string, error) {
+// rollbackWatch finds the rollback of a drill among the events of its subject, reading them
+// forward from the last one it read. The runner renews its lease on that subject every Lease/3,
+// beside its steps and hold, so a renewal stored right after a rollback (by an operator's drill
+// rollback, or a controller's) would hide it from a look at the subject's last event alone. It
+// reads from drills, a handle opened before the drill started: opening DRILLS asks its leader,
+// which there is none of while the stream elects one; the reads are direct gets, which any
+// replica answers.
+type rollbackWatch struct {
+	drills  jetstream.Stream
+	subject string
+	next    uint64 // the first sequence not read yet
+	found   string // "REASON by WHO", once read
+}
+
+// check returns "REASON by WHO" once the drill's subject holds its rollback.
+func (w *rollbackWatch) check(ctx context.Context) (string, error) {
+	if w.found != "" {
+		return w.found, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, rollbackCheck)
 	defer cancel()
-	e, _, ok, err := events.Last(ctx, drills, subject)
-	if err != nil || !ok {
-		return "", err
+	for {
+		m, err := w.drills.GetMsg(ctx, w.next, jetstream.WithGetMsgSubject(w.subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return "", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s from %d: %w", w.subject, w.next, err)
+		}
+		w.next = m.Sequence + 1
+		e, err := events.Decode(m.Data)
+		if err != nil || e.Type != events.TypeDrillRolledBack {
+			continue
+		}
+		var r events.DrillRolledBack
+		if err := e.Payload(&r); err != nil {
+			continue
+		}
+		w.found = r.Reason + " by " + r.By
+		return w.found, nil
 	}
-	if e.Type != events.TypeDrillRolledBack {
-		return "", nil
-	}
-	var r events.DrillRolledBack
-	if err := e.Payload(&r); err != nil {
-		return "", err
-	}
-	return r.Reason + " by " + r.By, nil
 }
 
 // measure waits until every answer and route sp expects differently from prev is observed, or
-// until twice the step's rto (at least rto + 2s), and scores the step.
-func measure(ctx context.Context, o Options, drills jetstream.Stream, subject string, prev, sp StepPlan, t0 time.Time) StepScore {
+// until twice the step's rto (at least rto + 2s), or until rb (when not nil) finds the drill
+// rolled back, and scores the step.
+func measure(ctx context.Context, o Options, rb *rollbackWatch, prev, sp StepPlan, t0 time.Time) StepScore {
 	score := StepScore{Index: sp.Index, Step: sp.Step, RTO: Millis(sp.RTO)}
 	var watch []Observation
 	for _, want := range sp.Answers {
@@ -378,9 +404,9 @@ func measure(ctx context.Context, o Options, drills jetstream.Stream, subject st
 			break
 		}
 		firstLook = false
-		if subject != "" {
-			if rb, _ := rolledBack(ctx, drills, subject); rb != "" {
-				score.RolledBack = rb
+		if rb != nil {
+			if found, _ := rb.check(ctx); found != "" {
+				score.RolledBack = found
 				break
 			}
 		}

@@ -225,6 +225,44 @@ func TestADrillRollsBackByItselfAfterMaxDuration(t *testing.T) {
 	}
 }
 
+func TestAnOperatorsRollbackDuringTheHoldEndsTheDrillThoughTheRunnerRenewedItsLeaseAfter(t *testing.T) {
+	s := startStack(t)
+	o := s.options(t, "name: held\nsteps: [{fail: pool shop/west, rto: 2s}]")
+	o.Hold = time.Minute
+	ids := make(chan string, 1)
+	o.Started = func(id string) { ids <- id }
+	type result struct {
+		sc  drill.Scorecard
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { sc, err := drill.Run(context.Background(), o); done <- result{sc, err} }()
+	id := <-ids
+	east := host(s.Config.Apps[0].Pools[1].Endpoints[0].Address)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return s.answer(t, "shop.demo.test.") == east },
+		"the drill fails shop/west")
+	if err := drill.Rollback(context.Background(), s.js, id, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	// The runner renews its lease every second, beside the hold: one renewal lands right after
+	// the rollback, as it did one run in ten at a human pace.
+	renewal, err := events.New(events.TypeDrillRenewed, "drill/tester", time.Now(), events.DrillRenewed{By: "tester"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), s.js, events.DrillSubject(id), renewal); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.sc.RolledBack != "requested by operator" {
+			t.Errorf("the drill ended with %q (%v), want rolled back as requested by operator", r.sc.RolledBack, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the drill still holds its failures 20s after the operator rolled it back (hold 1m)")
+	}
+}
+
 // TestDrillRunnerChild is the runner TestADrillWhoseRunnerIsKilledIsRolledBackByAController
 // starts in a child process and kills.
 func TestDrillRunnerChild(t *testing.T) {
