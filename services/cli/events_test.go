@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,18 @@ func TestEventsSaysWhichPartOfAZoneVersionAnEventTells(t *testing.T) {
 	}
 	if got, want := summary(part), "demo.test serial 7 (part 2 of 3): shop.demo.test A 127.0.0.12"; !strings.HasPrefix(got, want) {
 		t.Errorf("summary of a version's part = %q, want it to start %q", got, want)
+	}
+}
+
+func TestEventsHelpNamesTheColumnsALinePrints(t *testing.T) {
+	s := eventstest.Start(t)
+	publish(t, s, events.EndpointStateSubject("shop", "us-west", "127-0-0-11_8081"), events.TypeEndpointDown, time.Now(),
+		events.Transition{App: "shop", Pool: "us-west", Endpoint: "127-0-0-11_8081", From: events.StatusUp, To: events.StatusDown, Reason: "3 consecutive failures"})
+	_, stdout, _ := runMain("events", "--nats", s.URL)
+	columns := regexp.MustCompile(`  +`).Split(strings.TrimSpace(stdout), -1)
+	_, help, _ := runMain("help", "events")
+	listed := regexp.MustCompile(`one line each \(([^)]*)\)`).FindStringSubmatch(help)
+	if listed == nil || len(strings.Split(listed[1], ", ")) != len(columns) {
+		t.Errorf("detour help events lists the columns %q; a line has %d: %q", listed, len(columns), columns)
 	}
 }

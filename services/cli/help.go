@@ -108,7 +108,7 @@ Example:
   detour query --server 127.0.0.1:5353 --watch www.demo.test`,
 	"events": `usage: detour events [--stream S] [--subject FILTER] [--since D] [--follow] [--json] [--show-secrets] [--nats URL]
 
-Prints the stored events, oldest first, one line each (time, stream, type, subject, summary),
+Prints the stored events, oldest first, one line each (time, type, subject, summary),
 without a terminal or a pager. --follow keeps printing new ones until Ctrl-C. With --json, a
 configuration's secrets written inline are shown as "<redacted>" unless --show-secrets.
 
