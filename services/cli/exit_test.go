@@ -83,6 +83,8 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 		{"prober with a member ttl shorter than two heartbeats", []string{"prober", "--region", "r", "--config", good, "--member-ttl", "1500ms", "--nats", noNATS}, 2,
 			"--member-ttl: 1.5s is shorter than two heartbeats (2 × 1s): the heartbeat is a third of the configuration's shortest check interval, within 100ms and 1s"},
 		{"prober with a member ttl over an hour", []string{"prober", "--region", "r", "--config", good, "--member-ttl", "2h", "--nats", noNATS}, 2, "--member-ttl: want at most 1h0m0s, got 2h0m0s"},
+		{"prober of a region the configuration does not count", []string{"prober", "--region", "eu-central", "--config", regional, "--nats", noNATS}, 2,
+			`--region: "eu-central" is not among the configuration's probing regions [us-west]: its results would be dropped`},
 		{"prober with a missing credential directory", []string{"prober", "--region", "r", "--credential-dir", missing, "--nats", noNATS}, 2, "--credential-dir: credential directory lstat " + missing + ": no such file or directory"},
 		{"dns with a credential directory that is a file", []string{"dns", "--credential-dir", good, "--nats", noNATS}, 2, "--credential-dir: credential directory " + good + " is not a directory"},
 		{"up with a missing credential directory", []string{"up", "--credential-dir", missing}, 2, "--credential-dir: credential directory lstat"},

@@ -396,6 +396,9 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return usageErr("--member-ttl: %w: %s", err, heartbeatIs)
 		}
 	}
+	if !cfg.RegionAllowed(region) {
+		return usageErr("--region: %q is not among the configuration's probing regions %v: its results would be dropped", region, cfg.ProbingRegions())
+	}
 	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics, CredentialDirs: r.dirs,
 		MemberTTL: memberTTL}
 	if r.configPath == "" { // follow the versions `detour apply` makes
