@@ -114,6 +114,34 @@ func summary(env events.Envelope) string {
 			apps = append(apps, s)
 		}
 		return fmt.Sprintf("edge %s: %s%s", r.Edge, strings.Join(apps, ", "), by)
+	case events.TypeAlertAttempted:
+		var a events.AlertAttempt
+		if env.Payload(&a) != nil {
+			break
+		}
+		s := fmt.Sprintf("%s %s to %s, attempt %d: %s", a.Alert, a.Kind, a.Webhook, a.Attempt, a.Result)
+		if a.HTTPStatus != 0 {
+			s += fmt.Sprintf(" (HTTP %d)", a.HTTPStatus)
+		}
+		if a.Error != "" {
+			s += ": " + a.Error
+		}
+		if a.RetryInMS > 0 {
+			s += "; next in " + (time.Duration(a.RetryInMS) * time.Millisecond).String()
+		}
+		return s + by
+	case events.TypeDrillStepStarted:
+		var st events.DrillStep
+		if env.Payload(&st) != nil {
+			break
+		}
+		return fmt.Sprintf("step %d: %s%s", st.Index+1, st.Step, by)
+	case events.TypeDrillRolledBack:
+		var r events.DrillRolledBack
+		if env.Payload(&r) != nil {
+			break
+		}
+		return fmt.Sprintf("rolled back: %s by %s%s", r.Reason, r.By, by)
 	}
 	return "from " + env.Source
 }
