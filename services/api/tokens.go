@@ -101,6 +101,16 @@ func (t *Tokens) Check(secret string) (Token, bool) {
 	return tok, ok
 }
 
+// named reports whether a token is named name.
+func (t *Tokens) named(name string) bool {
+	for _, tok := range t.byHash {
+		if tok.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Len is the number of tokens.
 func (t *Tokens) Len() int { return len(t.byHash) }
 
@@ -122,12 +132,17 @@ func NewToken(name, scope string) (secret, line string, err error) {
 }
 
 // AddToken appends a new token to the file at path (created 0600 if missing) and returns its
-// secret. A file edited by hand whose last line has no newline gets one first.
+// secret; a name the file holds already is refused. A file edited by hand whose last line has no
+// newline gets one first.
 func AddToken(path, name, scope string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
-		if _, err := ParseTokens(b); err != nil {
+		t, err := ParseTokens(b)
+		if err != nil {
 			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		if t.named(name) {
+			return "", fmt.Errorf("token name: %q is in %s already, and the API records a change as by api/NAME: pick another name, or remove its line to replace it", name, path)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read tokens: %w", err)

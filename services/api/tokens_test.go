@@ -68,3 +68,24 @@ func TestATokensFileWithOneTokenOnTwoLinesIsRefused(t *testing.T) {
 		t.Errorf("ParseTokens: %v, want %q", err, want)
 	}
 }
+
+// A change through the API is recorded as by api/<token name>, so two tokens of one name could
+// not be told apart there, nor one of them revoked by its line: a second token of a name in the
+// file is refused, and the file keeps its one.
+func TestASecondTokenOfANameInTheFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	first, err := api.AddToken(path, "grafana", api.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.AddToken(path, "grafana", api.ScopeWrite); err == nil || !strings.Contains(err.Error(), `token name: "grafana" is in `+path+` already`) {
+		t.Errorf("a second token named grafana: %v, want it refused", err)
+	}
+	toks, err := api.LoadTokens(path)
+	if err != nil || toks.Len() != 1 {
+		t.Fatalf("the file after the refused name: %v, want it read with its one token", err)
+	}
+	if tok, ok := toks.Check(first); !ok || tok.Scope != api.ScopeRead {
+		t.Errorf("the first grafana token: %+v, %v; want it kept, of scope read", tok, ok)
+	}
+}
