@@ -13,7 +13,8 @@ func TestReplayRefusesBadFlagsWithExitStatus2(t *testing.T) {
 		{[]string{"--format", "pdf"}, `--format: want text, json or html, got "pdf"`},
 		{[]string{"--from", "yesterday"}, `--from: want an RFC 3339 time or a duration ago such as 15m, got "yesterday"`},
 		{[]string{"--from", "5m", "--to", "10m"}, `--to 10m is before --from 5m`},
-		{[]string{"--what-if", "fall=0"}, `--what-if: what-if: fall: "0": want 1 to 1000`},
+		{[]string{"--what-if", "fall=0"}, `--what-if: fall: "0": want 1 to 1000`},
+		{[]string{"--what-if", "fal=3"}, `detour replay: --what-if: unknown setting "fal": want fall, rise, quorum, hold_down or stale_after`},
 	} {
 		code, _, stderr := run(append([]string{"replay", "--nats", "nats://127.0.0.1:1"}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

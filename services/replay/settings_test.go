@@ -10,14 +10,14 @@ import (
 func TestParseSettingsNamesTheFieldAndTheProblem(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"fall=5,rise=3,quorum=0.67,hold_down=30s,stale_after=10s", ""},
-		{"fall=0", `what-if: fall: "0": want 1 to 1000`},
-		{"quorum=1.5", `what-if: quorum: "1.5": want a share in (0, 1]`},
-		{"stale_after=0s", `what-if: stale_after: "0s": want a positive duration`},
-		{"hold_down=soon", `what-if: hold_down: "soon": time: invalid duration "soon"`},
-		{"fall", `what-if: "fall": want key=value`},
-		{"interval=1s", `what-if: unknown setting "interval": want fall, rise, quorum, hold_down or stale_after`},
-		{"fall=2,fall=3", `what-if: fall given twice`},
-		{"", `what-if: no setting given: want e.g. fall=5,rise=3`},
+		{"fall=0", `fall: "0": want 1 to 1000`},
+		{"quorum=1.5", `quorum: "1.5": want a share in (0, 1]`},
+		{"stale_after=0s", `stale_after: "0s": want a positive duration`},
+		{"hold_down=soon", `hold_down: "soon": time: invalid duration "soon"`},
+		{"fall", `"fall": want key=value`},
+		{"interval=1s", `unknown setting "interval": want fall, rise, quorum, hold_down or stale_after`},
+		{"fall=2,fall=3", `fall given twice`},
+		{"", `no setting given: want e.g. fall=5,rise=3`},
 	} {
 		s, err := ParseSettings(tc.in)
 		got := ""

@@ -32,7 +32,7 @@ func ParseSettings(s string) (Settings, error) {
 		}
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return Settings{}, fmt.Errorf("what-if: %q: want key=value", kv)
+			return Settings{}, fmt.Errorf("%q: want key=value", kv)
 		}
 		var err error
 		switch k {
@@ -64,20 +64,20 @@ func ParseSettings(s string) (Settings, error) {
 				out.StaleAfter = d
 			}
 		default:
-			return Settings{}, fmt.Errorf("what-if: unknown setting %q: want fall, rise, quorum, hold_down or stale_after", k)
+			return Settings{}, fmt.Errorf("unknown setting %q: want fall, rise, quorum, hold_down or stale_after", k)
 		}
 		if err != nil {
-			return Settings{}, fmt.Errorf("what-if: %s: %q: %v", k, v, err)
+			return Settings{}, fmt.Errorf("%s: %q: %v", k, v, err)
 		}
 		for _, prev := range out.set {
 			if prev == k {
-				return Settings{}, fmt.Errorf("what-if: %s given twice", k)
+				return Settings{}, fmt.Errorf("%s given twice", k)
 			}
 		}
 		out.set = append(out.set, k)
 	}
 	if len(out.set) == 0 {
-		return Settings{}, fmt.Errorf("what-if: no setting given: want e.g. fall=5,rise=3")
+		return Settings{}, fmt.Errorf("no setting given: want e.g. fall=5,rise=3")
 	}
 	return out, nil
 }
