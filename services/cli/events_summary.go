@@ -75,6 +75,9 @@ func summary(env events.Envelope) string {
 			}
 			changes = append(changes, fmt.Sprintf("%s %s %s", strings.TrimSuffix(c.Name, "."), c.Type, after))
 		}
+		if len(changes) == 0 {
+			changes = []string{"no record changed"}
+		}
 		part := ""
 		if z.Parts > 0 { // a version too large for one message, told in parts
 			part = fmt.Sprintf(" (part %d of %d)", z.Part, z.Parts)

@@ -163,3 +163,15 @@ func TestEventsSaysWhatAnAlertAttemptAndADrillStepRecord(t *testing.T) {
 		}
 	}
 }
+
+// A DNS server's first serial after it starts, or after a version that changed no answer,
+// changes no record: its line says so instead of ending in an empty list.
+func TestEventsSaysWhenAZoneVersionChangedNoRecord(t *testing.T) {
+	none, err := events.New(events.TypeZoneChanged, "dns-1", time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := summary(none), "demo.test serial 7: no record changed (dns-1)"; got != want {
+		t.Errorf("summary of a version that changed no record = %q, want %q", got, want)
+	}
+}
