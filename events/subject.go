@@ -188,9 +188,9 @@ func WriterZoneSubjects(writer string) string {
 }
 
 // WriterToken is the subject token that names the process of nc and name on the subjects each
-// writer has its own of (ZoneSubject): its NATS user, under whose token alone accounts.conf
-// lets it publish there, or, connected without one (detour up), name with every character a
-// token cannot hold made "_".
+// writer has its own of (ZoneSubject, and its refusals of a configuration version): its NATS
+// user, under whose token alone accounts.conf lets it publish there, or, connected without one
+// (detour up), name with every character a token cannot hold made "_".
 func WriterToken(nc *nats.Conn, name string) string {
 	if user := inboxUser(nc); user != "" {
 		return user

@@ -144,8 +144,8 @@ func Run(ctx context.Context, o Options) error {
 			hooks, err := readHooks(c, r.o.CredentialDirs, r.o.Now, r.log)
 			if err != nil {
 				// The sender runs in the controller: its refusal is the controller's, on the
-				// subject the controller's NATS user may publish.
-				config.Reject(ctx, o.JS, c.Version, fmt.Errorf("alerts: %w", err), r.log, "controller", o.Name)
+				// subject the controller's NATS user may publish (named for that user).
+				config.Reject(ctx, o.JS, c.Version, fmt.Errorf("alerts: %w", err), r.log, "controller", events.WriterToken(o.JS.Conn(), o.Name))
 				continue
 			}
 			before := r.current()

@@ -402,7 +402,9 @@ func runProber(ctx context.Context, args []string, _, stderr io.Writer) error {
 	o := prober.Options{JS: js, Config: cfg, Region: region, Name: r.name, Log: log, Metrics: r.metrics, CredentialDirs: r.dirs,
 		MemberTTL: memberTTL}
 	if r.configPath == "" { // follow the versions `detour apply` makes
-		o.Configs = config.Watch(ctx, js, r.version, log, "prober", region, r.name)
+		// Its refusals go on the subject its NATS user may publish, named for that user
+		// (events.WriterToken), whatever --name says; so for each role below.
+		o.Configs = config.Watch(ctx, js, r.version, log, "prober", region, events.WriterToken(js.Conn(), r.name))
 	}
 	return prober.Run(ctx, o)
 }
@@ -417,7 +419,7 @@ func runDecider(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	o := decider.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics}
 	if r.configPath == "" { // follow the versions `detour apply` makes
-		o.Configs = config.Watch(ctx, js, r.version, log, "decider", r.name)
+		o.Configs = config.Watch(ctx, js, r.version, log, "decider", events.WriterToken(js.Conn(), r.name))
 	}
 	return decider.Run(ctx, o)
 }
@@ -501,14 +503,14 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	parts = append(parts, part{"alerts", func(ctx context.Context) error {
 		ao := alert.Options{JS: js, Config: cfg, Name: r.name, Log: log, CredentialDirs: r.dirs}
 		if r.configPath == "" { // follow the versions `detour apply` makes
-			ao.Configs = config.Watch(ctx, js, r.version, log, "controller", r.name)
+			ao.Configs = config.Watch(ctx, js, r.version, log, "controller", events.WriterToken(js.Conn(), r.name))
 		}
 		return alert.Run(ctx, ao)
 	}})
 	return runParts(ctx, log, func(ctx context.Context) error {
 		co := controller.Options{JS: js, Config: cfg, Name: r.name, Log: log, Metrics: r.metrics}
 		if r.configPath == "" { // follow the versions `detour apply` makes
-			co.Configs = config.Watch(ctx, js, r.version, log, "controller", r.name)
+			co.Configs = config.Watch(ctx, js, r.version, log, "controller", events.WriterToken(js.Conn(), r.name))
 		}
 		return controller.Run(ctx, co)
 	}, parts...)

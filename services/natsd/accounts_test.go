@@ -53,7 +53,7 @@ const proberComment = `Probe and write membership for their own region only.`
 
 func proberUser(user, region string) roleUser {
 	return roleUser{name: user, allow: lines(
-		"detour.probe."+region+".> $KV.detour_probers."+region+".> detour.config.rejected.prober."+region+".*",
+		"detour.probe."+region+".> $KV.detour_probers."+region+".> detour.config.rejected.prober."+region+"."+user,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers."+region+".>",
@@ -68,7 +68,7 @@ edge listeners' batches (detour.probe.<region>._edge.<prober>), which the contro
 
 func deciderUser(user string) roleUser {
 	return roleUser{name: user, hears: []string{"detour.probe.*.*.*.*"}, allow: lines(
-		"detour.state.endpoint.> detour.state.pool.> detour.config.rejected.decider.*",
+		"detour.state.endpoint.> detour.state.pool.> detour.config.rejected.decider."+user,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.>",
@@ -102,7 +102,7 @@ through consumers controller-1-alerts.`
 
 func controllerUser(user string) roleUser {
 	return roleUser{name: user, hears: []string{"detour.heartbeat.>", "detour.probe.*.*._edge.*", "detour.probe.*._edge.*"}, allow: lines(
-		"detour.state.edge.> detour.routes.> detour.drill.> detour.state.override.> detour.config.document.active detour.alert.> detour.config.rejected.controller.*",
+		"detour.state.edge.> detour.routes.> detour.drill.> detour.state.override.> detour.config.document.active detour.alert.> detour.config.rejected.controller."+user,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
 		"$JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.DRILLS.> $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
@@ -179,6 +179,9 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #   - an edge may heartbeat only as itself and read only its own route table;
 #   - a DNS server may record zone versions and pushes only on its own subjects,
 #     detour.dns.<zone>.<user>, the IXFR history it reads back at start;
+#   - each process records its refusals of a configuration version on its own subject only,
+#     detour.config.rejected.<role>.<user> (a prober's: <role>.<region>.<user>), of which the
+#     stream keeps the last 100: what one process's credentials can store there is bounded;
 #   - only the deciders may append endpoint and pool transitions, only the controller edge
 #     transitions and route tables, only the operator (and the controller's API, for callers
 #     holding a write token) overrides and configuration;

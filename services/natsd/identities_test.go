@@ -577,8 +577,15 @@ func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
 		{"a drill", op{subject: events.DrillSubject("d1")}, usersWith("controller")},
 		{"an alert delivery", op{subject: events.AlertSubject("oncall")}, usersWith("controller")},
 		{"an edge's rejection", op{subject: config.RejectedSubject("edge", "edge-west")}, []string{"edge-west"}},
-		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "decider-1")}, usersWith("decider")},
-		{"a prober's rejection", op{subject: config.RejectedSubject("prober", "us-west", "p1")}, usersWith("prober-us-west")},
+		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "decider-1")}, []string{"decider-1"}},
+		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "decider-2")}, []string{"decider-2"}},
+		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "d9")}, nil},
+		{"a prober's rejection", op{subject: config.RejectedSubject("prober", "us-west", "prober-us-west-1")}, []string{"prober-us-west-1"}},
+		{"a prober's rejection", op{subject: config.RejectedSubject("prober", "us-west", "prober-us-west-2")}, []string{"prober-us-west-2"}},
+		{"a prober's rejection", op{subject: config.RejectedSubject("prober", "us-west", "p1")}, nil},
+		{"a prober's rejection", op{subject: config.RejectedSubject("prober", "us-east", "prober-us-east-1")}, []string{"prober-us-east-1"}},
+		{"the controller's rejection", op{subject: config.RejectedSubject("controller", "controller-1")}, []string{"controller-1"}},
+		{"the controller's rejection", op{subject: config.RejectedSubject("controller", "c9")}, nil},
 		{"a DNS server's rejection", op{subject: config.RejectedSubject("dns", "dns-1")}, []string{"dns-1"}},
 		{"a DNS server's rejection", op{subject: config.RejectedSubject("dns", "dns-2")}, []string{"dns-2"}},
 	}
@@ -875,7 +882,7 @@ func TestDeploymentIdentitiesEveryRoleRunsWithOnlyItsOwnPermissions(t *testing.T
 	// alerts, each following STATE (and CONFIG) on the controller's connection.
 	watches := map[string]<-chan *config.Config{}
 	for _, user := range roleUsers {
-		watches[user] = config.Watch(t.Context(), roles[user].js, v1.Number, log, roleOf(user), user)
+		watches[user] = config.Watch(t.Context(), roles[user].js, v1.Number, log, rejectingAs(user)...)
 	}
 	secret, line, err := api.NewToken("ci", api.ScopeRead)
 	if err != nil {

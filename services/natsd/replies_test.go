@@ -24,13 +24,16 @@ type replyTarget struct {
 
 // rejectedSubjectOf is the subject on which user publishes its refusals of a configuration, which
 // CONFIG stores and acknowledges.
-func rejectedSubjectOf(user string) string {
+func rejectedSubjectOf(user string) string { return config.RejectedSubject(rejectingAs(user)...) }
+
+// rejectingAs are the tokens naming user's process on its refusals of a configuration (the
+// role, a prober's region, and its user, for config.Watch and config.Reject).
+func rejectingAs(user string) []string {
 	switch role := roleOf(user); role {
 	case "prober":
-		cut := strings.LastIndex(user, "-")
-		return config.RejectedSubject(role, strings.TrimPrefix(user[:cut], "prober-"), "p"+user[cut+1:])
+		return []string{role, strings.TrimPrefix(user[:strings.LastIndex(user, "-")], "prober-"), user}
 	default:
-		return config.RejectedSubject(role, user)
+		return []string{role, user}
 	}
 }
 
