@@ -528,20 +528,21 @@ func (s *Server) reportLoop(ctx context.Context) {
 }
 
 // recordChange records the zone's ZoneChanged event, in parts when it outgrows one NATS message
-// (see splitZoneChange). Its id derives, under the server's IDKey, from the cause, this server's
-// name and id, the zone and its serial (and the part): JetStream drops a second message of one
-// id within its duplicate window, so a redelivered cause does not record a version twice, while
-// every version is kept that would share the id otherwise: two without a cause (reloads of
-// configurations no event carried), a restart's first and the last one before it (both caused
-// by the last STATE event), and each DNS server's own. The key, this run's secret, keeps the id
-// from every other writer of the DNS stream: JetStream drops a duplicate id whatever its subject,
-// so another server that could compute this one's next ids could store them first on its own
-// subject and have this one's versions dropped, its IXFR history cut. A restart loses nothing
-// by a new key: its versions take serials after every one recorded before (serialsFile).
+// or the most DNS takes in one, events.MaxDNSMessage (see splitZoneChange). Its id derives,
+// under the server's IDKey, from the cause, this server's name and id, the zone and its serial
+// (and the part): JetStream drops a second message of one id within its duplicate window, so a
+// redelivered cause does not record a version twice, while every version is kept that would
+// share the id otherwise: two without a cause (reloads of configurations no event carried), a
+// restart's first and the last one before it (both caused by the last STATE event), and each
+// DNS server's own. The key, this run's secret, keeps the id from every other writer of the DNS
+// stream: JetStream drops a duplicate id whatever its subject, so another server that could
+// compute this one's next ids could store them first on its own subject and have this one's
+// versions dropped, its IXFR history cut. A restart loses nothing by a new key: its versions
+// take serials after every one recorded before (serialsFile).
 func (s *Server) recordChange(cause string, c zoneChange) {
 	payload := events.ZoneChanged{Zone: c.zone.Name, Serial: c.zone.Serial, Changes: c.changes, Step: c.step, Server: s.id,
 		Digest: c.digest, StateSeq: c.position}
-	parts, numbered := splitZoneChange(payload, int(s.o.JS.Conn().MaxPayload()))
+	parts, numbered := splitZoneChange(payload, int(min(s.o.JS.Conn().MaxPayload(), events.MaxDNSMessage)))
 	for i, p := range parts {
 		part := 0
 		if numbered {

@@ -62,12 +62,22 @@ func TestAZoneChangeTooLongOnlyWithItsStepIsToldAsOneNumberedPartWithoutIt(t *te
 	}
 }
 
-func TestTheZoneChangeOfTwentyThousandAppsIsStoredInPartsUnderNATSMaxPayload(t *testing.T) {
-	js := eventstest.Start(t)
+// A version is stored in parts of at most NATS's max_payload, and of events.MaxDNSMessage, the
+// most DNS takes in one message, on a server whose max_payload is larger.
+func TestTheZoneChangeOfTwentyThousandAppsIsStoredInPartsUnderNATSMaxPayloadAndDNSsBound(t *testing.T) {
+	for _, maxPayload := range []int32{0, 8 << 20} {
+		t.Run(fmt.Sprintf("max_payload %d", maxPayload), func(t *testing.T) { zoneChangeInParts(t, maxPayload) })
+	}
+}
+
+func zoneChangeInParts(t *testing.T, maxPayload int32) {
+	js := eventstest.StartWith(t, eventstest.Options{MaxPayload: maxPayload})
 	h := startServer(t, js, eventstest.Config(t, demoConfig), "")
 	zc, want := regionChange(20000)
-	if whole, _ := events.New(events.TypeZoneChanged, "dns-test", time.Now(), zc); len(whole.Encode()) <= int(js.JS.Conn().MaxPayload()) {
-		t.Fatalf("the change takes %d bytes, within max_payload %d: the test proves nothing", len(whole.Encode()), js.JS.Conn().MaxPayload())
+	limit := min(js.JS.Conn().MaxPayload(), events.MaxDNSMessage)
+	whole, _ := events.New(events.TypeZoneChanged, "dns-test", time.Now(), zc)
+	if size := len(whole.Encode()); size <= int(limit) || maxPayload > 0 && size > int(maxPayload) {
+		t.Fatalf("the change takes %d bytes, within %d or over max_payload %d: the test proves nothing", size, limit, maxPayload)
 	}
 	z := &zone.Zone{Name: zc.Zone, Serial: zc.Serial}
 	st := js.Stream(t, events.StreamDNS)

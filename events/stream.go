@@ -17,10 +17,13 @@ const (
 	StreamProbes = "PROBES"
 	StreamState  = "STATE"
 	StreamConfig = "CONFIG"
-	StreamDNS    = "DNS"
-	StreamRoutes = "ROUTES"
-	StreamDrills = "DRILLS"
-	StreamAlerts = "ALERTS"
+	// StreamRejections holds each process's refusals of configuration versions, apart from
+	// CONFIG: no flood of them can push a version out of CONFIG.
+	StreamRejections = "REJECTIONS"
+	StreamDNS        = "DNS"
+	StreamRoutes     = "ROUTES"
+	StreamDrills     = "DRILLS"
+	StreamAlerts     = "ALERTS"
 )
 
 // BucketProbers is the key-value bucket where prober workers announce themselves, one key per
@@ -33,11 +36,17 @@ const (
 	ProbersTTL = time.Minute
 )
 
-// Storage bounds. PROBES holds facts that can be sampled away: it is bounded by bytes and message
-// size and discards its oldest results. STATE holds transitions, which cannot: it has storage of
-// its own reserved (JetStream reserves a stream's max_bytes at creation), so a flood of results
-// can never fill the store and stop transitions, and when even that is full appends fail loudly
-// instead of discarding history.
+// Storage bounds. STATE holds transitions, which cannot be sampled away: it has max_bytes of its
+// own (StateReserve), and when even that is full appends fail loudly instead of discarding
+// history. Every other stream a role writes is bounded too, so that one role's credentials
+// cannot fill the store and stop STATE's appends: JetStream checks a stream's max_bytes against
+// the server's max_file_store (or memory) only when the stream is made or changed, and a write
+// against what the store holds, so STATE's max_bytes is room of its own only while the others'
+// bounds hold what they store. PROBES holds facts that can be sampled away: bounded by bytes and
+// message size, it discards its oldest results. CONFIG, REJECTIONS and DNS discard their oldest
+// too, past bounds that hold far more than their writers legitimately store; the probers'
+// bucket refuses new records when full. ROUTES, DRILLS and ALERTS, which only the controller
+// writes, have no byte bound.
 const (
 	// ProbeResultBytes is what one stored probe result costs, envelope and stream overhead included.
 	ProbeResultBytes = 512
@@ -56,6 +65,39 @@ const (
 	MaxProbeMessage = 512 << 10
 	// DefaultStateReserve is the storage reserved for STATE.
 	DefaultStateReserve = 1 << 30
+	// ConfigVersions is how many versions CONFIG keeps.
+	ConfigVersions = 100
+	// DefaultConfigMaxBytes bounds CONFIG, which only the operator and the controller's API
+	// write: ConfigVersions of 1 MiB (NATS's default max_payload, the most one version takes
+	// unless the servers' is raised) and more. Past it the oldest versions are discarded, never
+	// the active one, the newest.
+	DefaultConfigMaxBytes = 128 << 20
+	// RejectionsPerSubject is how many refusals REJECTIONS keeps on each subject: each
+	// process's last ones, its NATS user's only subject.
+	RejectionsPerSubject = 100
+	// MaxRejectionMessage bounds one refusal (config.Reject keeps the problems it lists within
+	// it).
+	MaxRejectionMessage = 64 << 10
+	// RejectionsMaxBytes bounds REJECTIONS: RejectionsPerSubject of MaxRejectionMessage for ten
+	// processes, and in practice all a deployment's (a refusal takes a few hundred bytes). Past
+	// it the oldest refusals are discarded.
+	RejectionsMaxBytes = 64 << 20
+	// DefaultDNSMaxBytes bounds DNS, every DNS server's zone versions (a few hundred bytes to a
+	// few KiB each: half a million versions), unless configured. Past it the oldest are
+	// discarded.
+	DefaultDNSMaxBytes = 512 << 20
+	// MaxDNSMessage bounds one DNS message: a version whose changes take more is recorded in
+	// parts.
+	MaxDNSMessage = 1 << 20
+	// ProbersPerRegion is how many records the probers' bucket holds for each probing region:
+	// a record per live worker, and per worker stopped or renamed within ProbersTTL.
+	ProbersPerRegion = 1000
+	// DefaultProbingRegions sizes the probers' bucket when the number of probing regions is not
+	// known.
+	DefaultProbingRegions = 16
+	// MaxProberRecord bounds one record of the probers' bucket, a worker's heartbeat (about
+	// 150 bytes and its region's and name's).
+	MaxProberRecord = 1 << 10
 	// memoryShare divides the defaults of streams kept in memory (tests, benchmarks).
 	memoryShare = 8
 )
@@ -76,6 +118,11 @@ type StreamOptions struct {
 	// StateReserve is the storage reserved for STATE. Default DefaultStateReserve (an eighth of
 	// it in memory).
 	StateReserve int64
+	// DNSMaxBytes bounds DNS. Default DefaultDNSMaxBytes (an eighth of it in memory).
+	DNSMaxBytes int64
+	// Regions is how many regions probe (config.Config.ProbingRegions); it sizes the probers'
+	// bucket, ProbersPerRegion records each. Default DefaultProbingRegions.
+	Regions int
 	// Memory keeps every stream in memory instead of files (tests and benchmarks).
 	Memory bool
 }
@@ -92,12 +139,23 @@ func (o StreamOptions) withDefaults() StreamOptions {
 		}
 	}
 	if o.StateReserve == 0 {
-		o.StateReserve = DefaultStateReserve
-		if o.Memory {
-			o.StateReserve /= memoryShare
-		}
+		o.StateReserve = o.share(DefaultStateReserve)
+	}
+	if o.DNSMaxBytes == 0 {
+		o.DNSMaxBytes = o.share(DefaultDNSMaxBytes)
+	}
+	if o.Regions <= 0 {
+		o.Regions = DefaultProbingRegions
 	}
 	return o
+}
+
+// share is a default bound of n bytes, an eighth of it in memory.
+func (o StreamOptions) share(n int64) int64 {
+	if o.Memory {
+		return n / memoryShare
+	}
+	return n
 }
 
 // ProbeBytes is the default size of PROBES: retention's worth of results at rate per second,
@@ -185,34 +243,48 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	state := base(StreamState, "Append-only transitions of endpoints, pools, edges and overrides", SubjectState)
 	state.DenyDelete, state.DenyPurge = true, true
 	state.MaxBytes, state.Discard = o.StateReserve, jetstream.DiscardNew
-	config := base(StreamConfig, "Desired configuration, every applied version", SubjectConfig)
-	config.MaxMsgsPerSubject = 100
+	config := base(StreamConfig, "Desired configuration, every applied version", SubjectConfigDocs)
+	config.MaxMsgsPerSubject, config.MaxBytes = ConfigVersions, o.share(DefaultConfigMaxBytes)
+	rejections := base(StreamRejections, "Each process's refusals of configuration versions", SubjectRejected)
+	rejections.MaxMsgsPerSubject, rejections.MaxMsgSize = RejectionsPerSubject, MaxRejectionMessage
+	rejections.MaxBytes = o.share(RejectionsMaxBytes)
 	dns := base(StreamDNS, "Zone changes with their serials", SubjectDNS)
+	dns.MaxBytes, dns.MaxMsgSize = o.DNSMaxBytes, MaxDNSMessage
 	routes := base(StreamRoutes, "Route tables of each edge proxy", SubjectRoutes)
 	routes.MaxMsgsPerSubject = 1000
 	drills := base(StreamDrills, "Drill runs: plan, steps, rollback, scorecard", SubjectDrills)
 	alerts := base(StreamAlerts, "Every alert delivery attempt, delivered or not", SubjectAlerts)
 	alerts.MaxAge = 90 * 24 * time.Hour
-	return []jetstream.StreamConfig{probes, state, config, dns, routes, drills, alerts}
+	// CONFIG before REJECTIONS: EnsureStreams takes the rejections' subjects from an earlier
+	// version's CONFIG before it makes REJECTIONS.
+	return []jetstream.StreamConfig{probes, state, config, rejections, dns, routes, drills, alerts}
 }
 
 // ProbersStream returns the definition of the stream of the probers' membership bucket: the
 // stream nats.go's CreateKeyValue makes for a bucket of History 1 and TTL ProbersTTL, but
-// refusing roll-ups. A prober's NATS user may write the keys of its own region, and permissions
-// look at subjects, never at headers: on a bucket that allows them, a Nats-Rollup: all header on
-// one of its own keys would purge every region's records. No Detour role purges a key (a
-// worker's record is deleted, which needs no roll-up). It is stored in files on a cluster, so
-// that losing the node that leads it loses no member and stops no probing.
+// refusing roll-ups and bounded. A prober's NATS user may write the keys of its own region, and
+// permissions look at subjects, never at headers: on a bucket that allows them, a Nats-Rollup:
+// all header on one of its own keys would purge every region's records. No Detour role purges a
+// key (a worker's record is deleted, which needs no roll-up). Nor can permissions bound the keys
+// (each worker names its own): the bucket holds ProbersPerRegion records of MaxProberRecord for
+// each of o.Regions, and refuses a record for a new key when full, while every key it holds may
+// still be written (a worker renewing its record replaces it), so a flood of keys keeps new
+// workers out until its records expire, ProbersTTL after they were written, but stops no
+// worker already in. It is stored in files on a cluster, so that losing the node that leads it
+// loses no member and stops no probing.
 func ProbersStream(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	storage := jetstream.FileStorage
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
+	records := int64(o.Regions) * ProbersPerRegion
 	return jetstream.StreamConfig{
 		Name: StreamProbers, Description: "Live prober workers, one heartbeat record per region.worker",
 		Subjects: []string{"$KV." + BucketProbers + ".>"}, MaxMsgsPerSubject: 1, MaxAge: ProbersTTL,
-		MaxMsgs: -1, MaxBytes: -1, MaxMsgSize: -1, MaxConsumers: -1, Discard: jetstream.DiscardNew,
+		// Room in bytes for each record with its subject: the count binds first.
+		MaxMsgs: records, MaxBytes: records * 2 * MaxProberRecord, MaxMsgSize: MaxProberRecord,
+		MaxConsumers: -1, Discard: jetstream.DiscardNew,
 		Duplicates: ProbersTTL, DenyDelete: true, AllowDirect: true, AllowRollup: false,
 		Storage: storage, Replicas: o.Replicas,
 	}
@@ -228,32 +300,34 @@ type Shortfall struct {
 // EnsureStreams creates every stream and the probers' bucket, or updates them to these
 // definitions; it never lowers the replicas of an existing one, nor the storage reserved for
 // STATE (an operator raises it when STATE outgrows it, and no configuration field sets it), nor
-// changes its storage (which JetStream cannot). It is what `detour apply` and `detour up` run.
+// changes its storage (which JetStream cannot). Nor does it discard what CONFIG or DNS hold: it
+// never lowers their max_bytes, and gives one that holds more than its bound (made unbounded by
+// an earlier version) a bound of what it holds, which JetStream would otherwise cut to the new
+// bound at once, oldest first; from there its oldest messages are discarded as new ones come.
+// It is what `detour apply` and `detour up` run.
 // A stream it cannot read (its group electing a leader, say) is an error: updating it blind
 // could lower its replicas.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	// current keeps what an existing stream has that the definitions must not lower; maxBytes
-	// is nil where the definition's bound is the one to keep.
-	current := func(name string, replicas *int, storage *jetstream.StorageType, maxBytes *int64) error {
-		cur, err := js.Stream(ctx, name)
+	// current keeps what an existing stream has that the definition sc must not lower.
+	current := func(sc *jetstream.StreamConfig) error {
+		cur, err := js.Stream(ctx, sc.Name)
 		switch {
 		case err == nil:
-			c := cur.CachedInfo().Config
-			*replicas, *storage = max(*replicas, c.Replicas), c.Storage
-			if maxBytes != nil {
-				*maxBytes = max(*maxBytes, c.MaxBytes)
+			info := cur.CachedInfo()
+			sc.Replicas, sc.Storage = max(sc.Replicas, info.Config.Replicas), info.Config.Storage
+			switch sc.Name {
+			case StreamState:
+				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes)
+			case StreamConfig, StreamDNS:
+				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes, int64(min(info.State.Bytes, math.MaxInt64)))
 			}
 		case !errors.Is(err, jetstream.ErrStreamNotFound):
-			return fmt.Errorf("ensure stream %s: read its current definition: %w", name, err)
+			return fmt.Errorf("ensure stream %s: read its current definition: %w", sc.Name, err)
 		}
 		return nil
 	}
 	for _, sc := range Streams(o) {
-		var reserve *int64
-		if sc.Name == StreamState {
-			reserve = &sc.MaxBytes
-		}
-		if err := current(sc.Name, &sc.Replicas, &sc.Storage, reserve); err != nil {
+		if err := current(&sc); err != nil {
 			return err
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
@@ -263,7 +337,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	// The probers' bucket: one made by an earlier version, or by nats.go's CreateKeyValue, allows
 	// roll-ups, and is updated to refuse them.
 	pc := ProbersStream(o)
-	if err := current(StreamProbers, &pc.Replicas, &pc.Storage, nil); err != nil {
+	if err := current(&pc); err != nil {
 		return err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, pc); err != nil {
@@ -279,7 +353,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 // where its NATS user may create streams whichever needs one first creates it with the
 // configured replicas; in deployments/nats/accounts.conf none may, and only the operator's
 // detour apply creates them. A stream it cannot create is reported in the error; the others are
-// still created.
+// still created. REJECTIONS is not created while an earlier version's CONFIG holds its subjects
+// (detour.config.>): EnsureStreams moves them first.
 func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions, names ...string) ([]Shortfall, error) {
 	o = o.withDefaults()
 	var short []Shortfall
@@ -303,8 +378,21 @@ func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptio
 		}
 	}
 	for _, sc := range Streams(o) {
-		check(sc.Name, func() error { _, err := js.CreateStream(ctx, sc); return err })
+		check(sc.Name, func() error {
+			if sc.Name == StreamRejections && configHoldsRejections(ctx, js) {
+				return nil
+			}
+			_, err := js.CreateStream(ctx, sc)
+			return err
+		})
 	}
 	check(StreamProbers, func() error { _, err := js.CreateStream(ctx, ProbersStream(o)); return err })
 	return short, errors.Join(errs...)
+}
+
+// configHoldsRejections reports whether CONFIG, as an earlier version made it, holds every
+// subject of the configuration, the rejections' too.
+func configHoldsRejections(ctx context.Context, js jetstream.JetStream) bool {
+	cur, err := js.Stream(ctx, StreamConfig)
+	return err == nil && slices.Contains(cur.CachedInfo().Config.Subjects, SubjectConfig)
 }

@@ -2,6 +2,8 @@ package events_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ func TestProvisionStreamsCreatesWhatIsMissingWithTheConfiguredStorage(t *testing
 	if err != nil || len(short) != 0 {
 		t.Fatalf("provision on an empty server: shortfalls %v, error %v", short, err)
 	}
-	for _, name := range []string{"PROBES", "STATE", "CONFIG", "DNS", "ROUTES", "DRILLS", "KV_detour_probers"} {
+	for _, name := range []string{"PROBES", "STATE", "CONFIG", "REJECTIONS", "DNS", "ROUTES", "DRILLS", "KV_detour_probers"} {
 		info := srv.Stream(t, name).CachedInfo()
 		if info.Config.Storage != jetstream.FileStorage || info.Config.Replicas != 1 {
 			t.Errorf("%s: storage %v with %d replicas, want files with 1", name, info.Config.Storage, info.Config.Replicas)
@@ -44,7 +46,7 @@ func TestProvisionStreamsReportsStreamsWithFewerReplicasThanConfigured(t *testin
 		}
 		names = append(names, s.Stream)
 	}
-	if got := strings.Join(names, " "); got != "PROBES STATE CONFIG DNS ROUTES DRILLS ALERTS KV_detour_probers" {
+	if got := strings.Join(names, " "); got != "PROBES STATE CONFIG REJECTIONS DNS ROUTES DRILLS ALERTS KV_detour_probers" {
 		t.Fatalf("shortfalls: got %q, want every stream and the bucket", got)
 	}
 	if r := srv.Stream(t, "STATE").CachedInfo().Config.Replicas; r != 1 {
@@ -258,5 +260,105 @@ func TestEnsureStreamsChangesNoStreamWhoseDefinitionItCannotRead(t *testing.T) {
 	}
 	if c := srv.Stream(t, events.StreamProbes).CachedInfo().Config; c.MaxBytes != before || c.Storage != jetstream.MemoryStorage {
 		t.Fatalf("PROBES after a refused ensure: max_bytes %d, storage %s; want %d in memory, unchanged", c.MaxBytes, c.Storage, int64(before))
+	}
+}
+
+// A stream an earlier version made without a byte bound may hold more than the bound this one
+// gives it, and JetStream cuts a stream that discards its oldest messages to a lower max_bytes at
+// once: DNS's history and CONFIG's versions are bounded at what they hold, nothing discarded
+// until new messages come. CONFIG gives the rejections' subjects up to REJECTIONS, keeping the
+// rejections it holds, and the probers' bucket, which refuses new records rather than discarding,
+// keeps every record past its new bound.
+func TestEnsureStreamsBoundsAnEarlierVersionsStreamsWithoutDiscardingWhatTheyHold(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	o := events.StreamOptions{Memory: true, DNSMaxBytes: 1 << 20, Regions: 1}
+	// The earlier version's streams: every one as this version makes it, but CONFIG holding
+	// every configuration subject, and CONFIG, DNS and the bucket without bounds.
+	for _, sc := range append(events.Streams(o), events.ProbersStream(o)) {
+		switch sc.Name {
+		case events.StreamRejections:
+			continue
+		case events.StreamConfig:
+			sc.Subjects = []string{events.SubjectConfig}
+		}
+		if sc.Name == events.StreamConfig || sc.Name == events.StreamDNS || sc.Name == events.StreamProbers {
+			sc.MaxBytes, sc.MaxMsgs, sc.MaxMsgSize = -1, -1, -1
+		}
+		if _, err := srv.JS.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(subject string, data []byte) *jetstream.PubAck {
+		t.Helper()
+		ack, err := srv.JS.Publish(ctx, subject, data)
+		if err != nil {
+			t.Fatalf("publish on %s: %v", subject, err)
+		}
+		return ack
+	}
+	doc := publish(events.SubjectConfigDoc, []byte(`{}`))
+	rejection := publish("detour.config.rejected.dns.dns-1", []byte(`{}`))
+	version := make([]byte, 64<<10)
+	for range 32 { // 2 MiB of zone versions
+		publish(events.ZoneSubject("demo.test.", "dns-1"), version)
+	}
+	for i := range 1500 {
+		publish(fmt.Sprintf("$KV.%s.us-west.p%d", events.BucketProbers, i), []byte(`{}`))
+	}
+	info := func(name string) *jetstream.StreamInfo {
+		t.Helper()
+		i, err := srv.Stream(t, name).Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	held := info(events.StreamDNS).State
+
+	// detour apply provisions the missing streams first: REJECTIONS, whose subjects the earlier
+	// CONFIG holds, waits for EnsureStreams.
+	if _, err := events.ProvisionStreams(ctx, srv.JS, o); err != nil {
+		t.Fatalf("provision before ensure: %v", err)
+	}
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if dns := info(events.StreamDNS); dns.State.Msgs != held.Msgs || dns.State.FirstSeq != held.FirstSeq || dns.Config.MaxBytes != int64(held.Bytes) {
+		t.Errorf("DNS after ensure: %d versions from %d, max_bytes %d; want the %d from %d it held, bound at its %d bytes",
+			dns.State.Msgs, dns.State.FirstSeq, dns.Config.MaxBytes, held.Msgs, held.FirstSeq, held.Bytes)
+	}
+	cfg := info(events.StreamConfig)
+	if cfg.State.Msgs != 2 || cfg.Config.MaxBytes <= 0 || !slices.Equal(cfg.Config.Subjects, []string{events.SubjectConfigDocs}) {
+		t.Errorf("CONFIG after ensure: %d messages, max_bytes %d, subjects %v; want its version and the rejection, bound, holding the documents only",
+			cfg.State.Msgs, cfg.Config.MaxBytes, cfg.Config.Subjects)
+	}
+	for _, seq := range []uint64{doc.Sequence, rejection.Sequence} {
+		if _, err := srv.Stream(t, events.StreamConfig).GetMsg(ctx, seq); err != nil {
+			t.Errorf("CONFIG's message %d after ensure: %v", seq, err)
+		}
+	}
+	if ack := publish("detour.config.rejected.dns.dns-1", []byte(`{}`)); ack.Stream != events.StreamRejections {
+		t.Errorf("a rejection after ensure went to %s, want %s", ack.Stream, events.StreamRejections)
+	}
+	if kv := info(events.StreamProbers); kv.State.Msgs != 1500 || kv.Config.MaxMsgs != events.ProbersPerRegion {
+		t.Errorf("the probers' bucket after ensure: %d records, max_msgs %d; want the 1500 it held, bound at %d", kv.State.Msgs, kv.Config.MaxMsgs, events.ProbersPerRegion)
+	}
+	publish("$KV."+events.BucketProbers+".us-west.p1", []byte(`{}`))
+	if _, err := srv.JS.Publish(ctx, "$KV."+events.BucketProbers+".us-west.new", []byte(`{}`)); err == nil {
+		t.Error("the probers' bucket, past its bound, took a new record")
+	}
+	// From there, DNS discards its oldest versions as new ones come, and an ensure again
+	// changes nothing.
+	publish(events.ZoneSubject("demo.test.", "dns-1"), version)
+	if dns := info(events.StreamDNS); dns.State.FirstSeq != held.FirstSeq+1 {
+		t.Errorf("DNS after a new version past its bound: first version %d, want %d", dns.State.FirstSeq, held.FirstSeq+1)
+	}
+	before := info(events.StreamDNS).Config.MaxBytes
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if dns := info(events.StreamDNS); dns.Config.MaxBytes != before || dns.State.FirstSeq != held.FirstSeq+1 {
+		t.Errorf("DNS after a second ensure: max_bytes %d, first version %d; want %d and %d", dns.Config.MaxBytes, dns.State.FirstSeq, before, held.FirstSeq+1)
 	}
 }

@@ -9,14 +9,19 @@ import (
 
 // Subject prefixes and wildcards, for consumers.
 const (
-	SubjectProbes    = "detour.probe.>"
-	SubjectState     = "detour.state.>"
-	SubjectConfig    = "detour.config.>"
-	SubjectDNS       = "detour.dns.>"
-	SubjectRoutes    = "detour.routes.>"
-	SubjectDrills    = "detour.drill.>"
-	SubjectAlerts    = "detour.alert.>"
-	SubjectConfigDoc = "detour.config.document.active"
+	SubjectProbes = "detour.probe.>"
+	SubjectState  = "detour.state.>"
+	// SubjectConfig holds the configuration's subjects: its documents, which CONFIG stores
+	// (SubjectConfigDocs), and each role's refusals of a version, which REJECTIONS stores
+	// (SubjectRejected).
+	SubjectConfig     = "detour.config.>"
+	SubjectConfigDocs = "detour.config.document.>"
+	SubjectRejected   = "detour.config.rejected.>"
+	SubjectDNS        = "detour.dns.>"
+	SubjectRoutes     = "detour.routes.>"
+	SubjectDrills     = "detour.drill.>"
+	SubjectAlerts     = "detour.alert.>"
+	SubjectConfigDoc  = "detour.config.document.active"
 )
 
 // ValidToken reports whether s can stand as one subject token: letters, digits, '_' and '-'

@@ -34,8 +34,10 @@ func (c *Config) ProbeRate() float64 {
 }
 
 // StreamOptions sizes the streams for this configuration: PROBES by its check rate and its
-// streams.probes bounds, every stream with replicas.
+// streams.probes bounds, the probers' bucket by its probing regions (when it names none,
+// events.DefaultProbingRegions), every stream with replicas.
 func (c *Config) StreamOptions(replicas int) events.StreamOptions {
 	return events.StreamOptions{Replicas: replicas, ProbeRate: c.ProbeRate(),
-		ProbeRetention: c.Streams.Probes.MaxAge.D(), ProbeMaxBytes: int64(c.Streams.Probes.MaxBytes)}
+		ProbeRetention: c.Streams.Probes.MaxAge.D(), ProbeMaxBytes: int64(c.Streams.Probes.MaxBytes),
+		Regions: len(c.ProbingRegions())}
 }

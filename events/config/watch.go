@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -76,12 +77,15 @@ func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolo
 
 // rejectIDs derives the ids of this process's rejections: the watches of one process (the
 // controller runs several) that reject one version record it once, and no other identity
-// writing CONFIG can compute the id (see events.IDKey) and store it first, hiding the rejection.
+// writing REJECTIONS can compute the id (see events.IDKey) and store it first, hiding the
+// rejection.
 var rejectIDs = events.NewIDKey()
 
-// Reject records, as a detour.config.rejected.v1 event on RejectedSubject(role...), that the role
-// could not apply version because of err, and logs it. Watch calls it for a version that does not
-// parse; a role calls it for one it cannot apply itself (an edge whose listener cannot bind).
+// Reject records, as a detour.config.rejected.v1 event on RejectedSubject(role...) in the stream
+// REJECTIONS, that the role could not apply version because of err, and logs it. Watch calls it
+// for a version that does not parse; a role calls it for one it cannot apply itself (an edge
+// whose listener cannot bind). The event lists the problems that fit in
+// events.MaxRejectionMessage, and how many more there were; the log line lists them all.
 // A role restarted reads again the versions after its last good one: a rejection that is
 // already the last on its subject is not recorded again.
 func Reject(ctx context.Context, js jetstream.JetStream, version uint64, err error, log zerolog.Logger, role ...string) {
@@ -95,6 +99,7 @@ func Reject(ctx context.Context, js jetstream.JetStream, version uint64, err err
 		r.Problems = []string{err.Error()}
 	}
 	log.Error().Uint64("version", version).Strs("problems", r.Problems).Msg("configuration version rejected; keeping the last good one")
+	r.Problems = fitProblems(r.Problems, rejectionProblemBytes)
 	if rejectedLast(ctx, js, subject, version) {
 		return
 	}
@@ -107,11 +112,38 @@ func Reject(ctx context.Context, js jetstream.JetStream, version uint64, err err
 	}
 }
 
+// rejectionProblemBytes is how much of events.MaxRejectionMessage a rejection's problems may take:
+// the rest holds the envelope and the headers.
+const rejectionProblemBytes = events.MaxRejectionMessage - 4<<10
+
+// fitProblems returns the first problems that take at most limit bytes in JSON, and a last one
+// telling how many more there were. A first problem longer than that is cut.
+func fitProblems(problems []string, limit int) []string {
+	used := 0
+	for i, p := range problems {
+		b, _ := json.Marshal(p)
+		if used+len(b)+1 <= limit {
+			used += len(b) + 1
+			continue
+		}
+		kept := problems[:i:i]
+		if i == 0 {
+			// A byte takes at most 6 in JSON (\u00XX): the cut problem fits.
+			kept, i = []string{strings.ToValidUTF8(p[:min(len(p), limit/6)], "") + "…"}, 1
+		}
+		if more := len(problems) - i; more > 0 {
+			kept = append(kept, fmt.Sprintf("and %d more", more))
+		}
+		return kept
+	}
+	return problems
+}
+
 // rejectedLast reports whether the last event on subject rejects version. Only the last is read
-// (a role may read CONFIG by subject, not by sequence): a restart that rejects two versions again
+// (a role may read only the last of its own subject of REJECTIONS): a restart that rejects two versions again
 // records both again. A read that fails says no: a rejection recorded twice beats none.
 func rejectedLast(ctx context.Context, js jetstream.JetStream, subject string, version uint64) bool {
-	st, err := js.Stream(ctx, events.StreamConfig)
+	st, err := js.Stream(ctx, events.StreamRejections)
 	if err != nil {
 		return false
 	}

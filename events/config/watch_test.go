@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +63,7 @@ func TestWatchDeliversEveryNewVersionAndRecordsOneItCannotApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := ns.Stream(t, events.StreamConfig)
+	st := ns.Stream(t, events.StreamRejections)
 	var rej config.Rejected
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		e, _, ok, err := events.Last(ctx, st, config.RejectedSubject("prober", "eu", "p1"))
@@ -125,11 +127,45 @@ func TestAVersionRejectedByTwoWatchesOfOneProcessAndAgainAfterARestartIsRecorded
 	delivers(second, v3.Number)
 	delivers(watch(), v3.Number) // the process restarted
 	subject := config.RejectedSubject("controller", "controller-1")
-	info, err := ns.Stream(t, events.StreamConfig).Info(ctx, jetstream.WithSubjectFilter(subject))
+	info, err := ns.Stream(t, events.StreamRejections).Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := info.State.Subjects[subject]; n != 1 {
 		t.Errorf("%s holds %d rejections, want 1", subject, n)
+	}
+}
+
+// A version may have thousands of problems, more than REJECTIONS takes in one message
+// (events.MaxRejectionMessage): the rejection lists the first ones and how many more there were,
+// and a problem alone longer than that is cut; the log line lists them all.
+func TestARejectionWithMoreProblemsThanAMessageTakesIsRecordedWithTheFirstOnes(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.Disabled)
+	last := func(role string) config.Rejected {
+		t.Helper()
+		e, _, ok, err := events.Last(ctx, ns.Stream(t, events.StreamRejections), config.RejectedSubject("dns", role))
+		var r config.Rejected
+		if err != nil || !ok || e.Payload(&r) != nil {
+			t.Fatalf("%s's rejection: found %v, err %v", role, ok, err)
+		}
+		return r
+	}
+	var problems []string
+	for i := range 5000 {
+		problems = append(problems, fmt.Sprintf(`apps[%d].pools[0].endpoints[0].address: want host:port, got "<10.0.0.%d>"`, i, i%250))
+	}
+	config.Reject(ctx, ns.JS, 7, &config.Error{Problems: problems}, log, "dns", "many")
+	r := last("many")
+	n := len(r.Problems) - 1
+	if r.Version != 7 || n < 100 || n >= len(problems) || !slices.Equal(r.Problems[:n], problems[:n]) ||
+		r.Problems[n] != fmt.Sprintf("and %d more", len(problems)-n) {
+		t.Errorf("rejection of 5000 problems: version %d, %d problems ending %q", r.Version, len(r.Problems), r.Problems[len(r.Problems)-1])
+	}
+	long := strings.Repeat("<", events.MaxRejectionMessage)
+	config.Reject(ctx, ns.JS, 8, &config.Error{Problems: []string{long, "b"}}, log, "dns", "long")
+	if r := last("long"); r.Version != 8 || len(r.Problems) != 2 || !strings.HasPrefix(long, strings.TrimSuffix(r.Problems[0], "…")) || r.Problems[1] != "and 1 more" {
+		t.Errorf("rejection of a problem of %d bytes: version %d, problems of %d bytes and %q", len(long), r.Version, len(r.Problems[0]), r.Problems[1:])
 	}
 }

@@ -33,6 +33,8 @@ type Options struct {
 	// Files stores the streams in files, so that they survive Stop and Restart; the connection
 	// then reconnects for ever.
 	Files bool
+	// MaxPayload is the server's max_payload. Default NATS's, 1 MiB.
+	MaxPayload int32
 }
 
 // Start runs JetStream on 127.0.0.1 with its store in a temporary directory, creates Detour's
@@ -44,7 +46,7 @@ func StartWith(tb testing.TB, o Options) *Server {
 	tb.Helper()
 	s := &Server{opts: server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(),
-		NoLog: true, NoSigs: true,
+		NoLog: true, NoSigs: true, MaxPayload: o.MaxPayload,
 	}}
 	s.boot(tb)
 	s.opts.Port = s.Server.Addr().(*net.TCPAddr).Port

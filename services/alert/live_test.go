@@ -177,7 +177,7 @@ func TestAVersionWhoseWebhookSecretCannotBeReadIsRefusedAndTheLastGoodGroupsKept
 	if logs.Count(followsVersion) != 0 {
 		t.Errorf("the refused version was applied:\n%s", logs.String())
 	}
-	m, err := ns.Stream(t, events.StreamConfig).GetLastMsgForSubject(context.Background(), config.RejectedSubject("controller", "controller-1"))
+	m, err := ns.Stream(t, events.StreamRejections).GetLastMsgForSubject(context.Background(), config.RejectedSubject("controller", "controller-1"))
 	if err != nil {
 		t.Fatalf("the refusal was not recorded on CONFIG: %v", err)
 	}

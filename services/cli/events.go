@@ -20,7 +20,7 @@ import (
 
 // defaultEventStreams are the streams `detour events` reads without --stream: every decision and
 // change, not the probe results (thousands a minute; ask for them with --stream PROBES).
-var defaultEventStreams = []string{events.StreamState, events.StreamDNS, events.StreamConfig, events.StreamRoutes, events.StreamDrills}
+var defaultEventStreams = []string{events.StreamState, events.StreamDNS, events.StreamConfig, events.StreamRejections, events.StreamRoutes, events.StreamDrills}
 
 type eventsOptions struct {
 	streams []string

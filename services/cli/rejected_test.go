@@ -12,11 +12,12 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 )
 
-// A DNS server records its refusal of a configuration version on the subject of its NATS user,
-// where it records its zones' versions, whatever its --name: the deployment's accounts let the
-// user dns-1 publish only detour.config.rejected.dns.dns-1, and a refusal recorded under a name
-// of another would be refused by the server, leaving no word of it in CONFIG.
-func TestADNSServerRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
+// Every role records its refusal of a configuration version on the subject of its NATS user,
+// where the deployment's accounts let it publish, whatever its --name: the user dns-1 may publish
+// only detour.config.rejected.dns.dns-1, the user prober-us-west-1 only
+// detour.config.rejected.prober.us-west.prober-us-west-1, and a refusal recorded under a name of
+// another would be refused by the server, leaving no word of it in REJECTIONS.
+func TestEveryRoleRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
 	addr, op := startCreators(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -32,8 +33,12 @@ func TestADNSServerRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
 	}
 	dnsAddr := l.Addr().String()
 	l.Close()
-	startRole(t, runDNS, "--nats", "nats://role:role-demo@"+addr, "--name", "dns-east-7",
+	url := "nats://role:role-demo@" + addr
+	startRole(t, runDNS, "--nats", url, "--name", "dns-east-7",
 		"--addr", dnsAddr, "--data-dir", filepath.Join(t.TempDir(), "dns"), "--log-format", "json")
+	startRole(t, runProber, "--nats", url, "--region", "us-west", "--name", "p7", "--log-format", "json")
+	startRole(t, runDecider, "--nats", url, "--name", "d7", "--log-format", "json")
+	startRole(t, runController, "--nats", url, "--name", "c7", "--api-addr", "", "--log-format", "json")
 	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, dnsAddr)) > 0 }, "the DNS server does not answer on %s", dnsAddr)
 	bad, err := events.New(events.TypeConfigApplied, "elsewhere", time.Now(), events.ConfigApplied{Document: "zones: []\nfuture_field: 1\n"})
 	if err != nil {
@@ -43,13 +48,16 @@ func TestADNSServerRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := op.Stream(ctx, events.StreamConfig)
+	st, err := op.Stream(ctx, events.StreamRejections)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rej config.Rejected
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		e, _, ok, err := events.Last(ctx, st, config.RejectedSubject("dns", "role"))
-		return err == nil && ok && e.Payload(&rej) == nil && rej.Version == ack.Sequence
-	}, "no refusal of version %d on %s", ack.Sequence, config.RejectedSubject("dns", "role"))
+	for _, subject := range []string{config.RejectedSubject("dns", "role"), config.RejectedSubject("prober", "us-west", "role"),
+		config.RejectedSubject("decider", "role"), config.RejectedSubject("controller", "role")} {
+		var rej config.Rejected
+		eventstest.Eventually(t, 10*time.Second, func() bool {
+			e, _, ok, err := events.Last(ctx, st, subject)
+			return err == nil && ok && e.Payload(&rej) == nil && rej.Version == ack.Sequence
+		}, "no refusal of version %d on %s", ack.Sequence, subject)
+	}
 }

@@ -38,6 +38,13 @@ func consumer(stream, name, filter string) string {
 		stream, name, filter)
 }
 
+// rejections returns, for subject, the one on which a user records its refusals of a
+// configuration version (config.RejectedSubject, its last token the user), the subject to
+// publish them on and the direct get by which it reads back its last one.
+func rejections(subject string) (publish, read string) {
+	return subject, "$JS.API.DIRECT.GET.REJECTIONS." + subject
+}
+
 // lines splits each argument, a line of the file's allow list, at its spaces.
 func lines(l ...string) [][]string {
 	out := make([][]string, len(l))
@@ -52,10 +59,11 @@ func lines(l ...string) [][]string {
 const proberComment = `Probe and write membership for their own region only.`
 
 func proberUser(user, region string) roleUser {
+	rejected, readRejected := rejections("detour.config.rejected.prober." + region + "." + user)
 	return roleUser{name: user, allow: lines(
-		"detour.probe."+region+".> $KV.detour_probers."+region+".> detour.config.rejected.prober."+region+"."+user,
+		"detour.probe."+region+".> $KV.detour_probers."+region+".> "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers."+region+".>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("KV_detour_probers", user, "$KV.detour_probers."+region+".*"))}
@@ -67,10 +75,11 @@ detour.probe.*.*.*.*: the results published alone and the endpoints' batches, no
 edge listeners' batches (detour.probe.<region>._edge.<prober>), which the controller folds.`
 
 func deciderUser(user string) roleUser {
+	rejected, readRejected := rejections("detour.config.rejected.decider." + user)
 	return roleUser{name: user, hears: []string{"detour.probe.*.*.*.*"}, allow: lines(
-		"detour.state.endpoint.> detour.state.pool.> detour.config.rejected.decider."+user,
+		"detour.state.endpoint.> detour.state.pool.> "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
@@ -83,10 +92,11 @@ const dnsComment = `Read STATE; record their zones' changes and pushes on DNS, e
 others' versions on DNS through its consumer <user>-peers, so that its serials pass theirs.`
 
 func dnsUser(user string) roleUser {
+	rejected, readRejected := rejections("detour.config.rejected.dns." + user)
 	return roleUser{name: user, allow: lines(
-		"detour.dns.*."+user+" detour.config.rejected.dns."+user,
+		"detour.dns.*."+user+" "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.DNS $JS.API.DIRECT.GET.DNS $JS.API.DIRECT.GET.DNS.>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
@@ -101,10 +111,11 @@ reading a drill's last event before it rolls it back; its alerts follow STATE an
 through consumers controller-1-alerts.`
 
 func controllerUser(user string) roleUser {
+	rejected, readRejected := rejections("detour.config.rejected.controller." + user)
 	return roleUser{name: user, hears: []string{"detour.heartbeat.>", "detour.probe.*.*._edge.*", "detour.probe.*._edge.*"}, allow: lines(
-		"detour.state.edge.> detour.routes.> detour.drill.> detour.state.override.> detour.config.document.active detour.alert.> detour.config.rejected.controller."+user,
+		"detour.state.edge.> detour.routes.> detour.drill.> detour.state.override.> detour.config.document.active detour.alert.> "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.DRILLS.> $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("CONFIG", user+"-api", "detour.config.document.active"),
@@ -119,10 +130,11 @@ func controllerUser(user string) roleUser {
 const edgeComment = `Heartbeat as themselves; read their own apps' routes through the one consumer named for each.`
 
 func edgeUser(user string) roleUser {
+	rejected, readRejected := rejections("detour.config.rejected.edge." + user)
 	return roleUser{name: user, allow: lines(
-		"detour.heartbeat."+user+" detour.config.rejected.edge."+user,
+		"detour.heartbeat."+user+" "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.>",
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.DIRECT.GET.ROUTES.detour.routes."+user+".>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("ROUTES", user, "detour.routes."+user+".>"))}
@@ -180,8 +192,10 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #   - a DNS server may record zone versions and pushes only on its own subjects,
 #     detour.dns.<zone>.<user>, the IXFR history it reads back at start;
 #   - each process records its refusals of a configuration version on its own subject only,
-#     detour.config.rejected.<role>.<user> (a prober's: <role>.<region>.<user>), of which the
-#     stream keeps the last 100: what one process's credentials can store there is bounded;
+#     detour.config.rejected.<role>.<user> (a prober's: <role>.<region>.<user>), and reads back
+#     the last one there by a direct get; REJECTIONS keeps the last 100 of each subject, so what
+#     one process's credentials can store there is bounded (see the README's Security /
+#     identities, Storage);
 #   - only the deciders may append endpoint and pool transitions, only the controller edge
 #     transitions and route tables, only the operator (and the controller's API, for callers
 #     holding a write token) overrides and configuration;
@@ -205,7 +219,7 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #     another's ($JS.API.CONSUMER.MSG.NEXT.<stream>.<name>, ...RESET...), where a body the role
 #     wrote can take that consumer's messages or move it past them. So the configuration watch
 #     and the API read CONFIG's detour.config.document.active only, not the roles' own
-#     rejections: an edge reads nothing it writes. The other roles read what they write (see the
+#     rejections: an edge's consumers read nothing it writes. The other roles read what they write (see the
 #     README's Security / identities);
 #   - only the operator creates streams (detour apply creates and bounds every one, the probers'
 #     bucket too): a request to create one carries the stream's definition in its body, which

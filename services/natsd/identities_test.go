@@ -44,12 +44,19 @@ type deployment struct {
 
 func startDeployment(t *testing.T) *deployment {
 	t.Helper()
+	return startDeploymentWith(t, "")
+}
+
+// startDeploymentWith is startDeployment with settings added to the server's jetstream block
+// ("max_memory_store: 64MB").
+func startDeploymentWith(t *testing.T, jetstream string) *deployment {
+	t.Helper()
 	accounts, err := os.ReadFile(filepath.Join("..", "..", "deployments", "nats", "accounts.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	conf := fmt.Sprintf("host: 127.0.0.1\nport: -1\njetstream {store_dir: %q}\ninclude ./accounts.conf\n", filepath.Join(dir, "js"))
+	conf := fmt.Sprintf("host: 127.0.0.1\nport: -1\njetstream {store_dir: %q\n%s}\ninclude ./accounts.conf\n", filepath.Join(dir, "js"), jetstream)
 	for name, body := range map[string][]byte{"nats.conf": []byte(conf), "accounts.conf": accounts} {
 		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
 			t.Fatal(err)

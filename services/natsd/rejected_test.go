@@ -13,9 +13,9 @@ import (
 )
 
 // JetStream drops a message whose Nats-Msg-Id it stored within the stream's duplicate window,
-// on whatever subject: a prober, which may publish only its own rejections on CONFIG, must not be
-// able to store the ids of a DNS server's next rejections first and so hide that the server
-// refused a configuration version.
+// on whatever subject: a prober, which may publish only its own rejections in REJECTIONS, must
+// not be able to store the ids of a DNS server's next rejections first and so hide that the
+// server refused a configuration version.
 func TestDeploymentIdentitiesAProberCannotHideAnotherRolesRejectionOfAVersionByPublishingItsIDFirst(t *testing.T) {
 	d := startDeployment(t)
 	d.ensureStreams()
@@ -32,16 +32,15 @@ apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: p, endpoints: [{address
 	configs := config.Watch(ctx, d.as("dns-1").js, v1.Number, zerolog.New(zerolog.NewTestWriter(t)), "dns", "dns-1")
 
 	// The prober reads where CONFIG ends and stores, on its own subject, an event under the id
-	// each of dns-1's rejections of the next versions would take (its own messages take the
-	// first sequences).
+	// each of dns-1's rejections of the next versions would take.
 	prober := d.as("prober-us-west-1")
-	st, err := prober.js.Stream(ctx, events.StreamConfig)
+	cfg, err := prober.js.Stream(ctx, events.StreamConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const forged = 20
-	last := st.CachedInfo().State.LastSeq
-	for v := last + forged + 1; v <= last+2*forged; v++ {
+	last := cfg.CachedInfo().State.LastSeq
+	for v := last + 1; v <= last+forged; v++ {
 		e, err := events.New(events.TypeConfigRejected, "prober/us-west/p1", time.Now(), config.Rejected{Version: v, Role: "prober/us-west/p1", Problems: []string{"forged"}})
 		if err != nil {
 			t.Fatal(err)
@@ -63,8 +62,12 @@ apps: [{name: shop, fqdn: shop.demo.test, pools: [{name: p, endpoints: [{address
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ack.Sequence <= last+forged || ack.Sequence > last+2*forged {
-		t.Fatalf("the bad version is %d, not one of the forged ids' %d to %d", ack.Sequence, last+forged+1, last+2*forged)
+	if ack.Sequence <= last || ack.Sequence > last+forged {
+		t.Fatalf("the bad version is %d, not one of the forged ids' %d to %d", ack.Sequence, last+1, last+forged)
+	}
+	st, err := op.js.Stream(ctx, events.StreamRejections)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var rej config.Rejected
 	eventstest.Eventually(t, 5*time.Second, func() bool {

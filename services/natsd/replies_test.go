@@ -23,7 +23,7 @@ type replyTarget struct {
 }
 
 // rejectedSubjectOf is the subject on which user publishes its refusals of a configuration, which
-// CONFIG stores and acknowledges.
+// REJECTIONS stores and acknowledges.
 func rejectedSubjectOf(user string) string { return config.RejectedSubject(rejectingAs(user)...) }
 
 // rejectingAs are the tokens naming user's process on its refusals of a configuration (the
@@ -37,10 +37,12 @@ func rejectingAs(user string) []string {
 	}
 }
 
-// directGetsOf are the direct gets user makes (each role reads CONFIG so; a prober its region's
-// members, the readers of all of STATE a batch of it, an edge its last route), with their bodies.
+// directGetsOf are the direct gets user makes (each role reads CONFIG so, and its last refusal in
+// REJECTIONS; a prober its region's members, the readers of all of STATE a batch of it, an edge
+// its last route), with their bodies.
 func directGetsOf(user string) [][2]string {
-	gets := [][2]string{{"$JS.API.DIRECT.GET." + events.StreamConfig + "." + events.SubjectConfigDoc, ""}}
+	gets := [][2]string{{"$JS.API.DIRECT.GET." + events.StreamConfig + "." + events.SubjectConfigDoc, ""},
+		{"$JS.API.DIRECT.GET." + events.StreamRejections + "." + rejectedSubjectOf(user), ""}}
 	switch roleOf(user) {
 	case "prober":
 		region := strings.TrimPrefix(user[:strings.LastIndex(user, "-")], "prober-")
@@ -187,7 +189,7 @@ func TestDeploymentIdentitiesAnAnswerOnAReplySubjectARoleMayNotPublishIsNeitherS
 		t.Errorf("the operator's consumer of STATE is gone: %v", err)
 	}
 	// A role's own subjects stay its own: what it publishes through a request is still stored.
-	if _, err := st(events.StreamConfig).GetLastMsgForSubject(ctx, rejectedSubjectOf("edge-west")); err != nil {
-		t.Errorf("edge-west's refusal is not in CONFIG: %v", err)
+	if _, err := st(events.StreamRejections).GetLastMsgForSubject(ctx, rejectedSubjectOf("edge-west")); err != nil {
+		t.Errorf("edge-west's refusal is not in REJECTIONS: %v", err)
 	}
 }
