@@ -241,7 +241,7 @@ func TestAnOperatorsRollbackDuringTheHoldEndsTheDrillThoughTheRunnerRenewedItsLe
 	east := host(s.Config.Apps[0].Pools[1].Endpoints[0].Address)
 	eventstest.Eventually(t, 10*time.Second, func() bool { return s.answer(t, "shop.demo.test.") == east },
 		"the drill fails shop/west")
-	if err := drill.Rollback(context.Background(), s.js, id, "operator"); err != nil {
+	if err := drill.Rollback(context.Background(), s.js, id, "operator", nil); err != nil {
 		t.Fatal(err)
 	}
 	// The runner renews its lease every second, beside the hold: one renewal lands right after
