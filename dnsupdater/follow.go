@@ -269,6 +269,20 @@ func (s *Server) statePosition() push.Position {
 	return push.Position{Seq: s.proj.position, Created: s.proj.positionCreated}
 }
 
+// liveState returns the STATE stream's position as the stream tells it now: the sequence of its
+// last event, and when it was created. The pushers check a primary's marker of a later position
+// than theirs against it.
+func (s *Server) liveState(ctx context.Context) (push.Position, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := s.o.JS.Stream(ctx, events.StreamState)
+	if err != nil {
+		return push.Position{}, fmt.Errorf("open stream %s: %w", events.StreamState, err)
+	}
+	info := st.CachedInfo()
+	return push.Position{Seq: info.State.LastSeq, Created: info.Created}, nil
+}
+
 // refresh recomputes the zones and swaps in their prepared answers: from here on queries get
 // the new answers, and queries never wait for the preparation. Zones whose answers changed are
 // handed to the reporter, and what changed since the last save to the snapshot writer, so that

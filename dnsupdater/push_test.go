@@ -13,6 +13,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater/internal/bindtest"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -65,6 +66,62 @@ apps:
 	marker := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT")
 	if len(marker) != 1 || !strings.HasPrefix(marker[0], `"detour-state" `) || !containsAll(marker[0], fields) {
 		t.Errorf("marker %v, want one detour-state record with %v", marker, fields)
+	}
+}
+
+// A marker naming a position the STATE stream does not hold (a sequence beyond its last, a
+// stream created later than the live one) is pushed over at the server's first push, not
+// obeyed until STATE passes it.
+func TestAServerPushesOverAMarkerOfAPositionTheStateStreamDoesNotHold(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// marker returns the marker's seq and stream-created from the live stream's info.
+		marker func(info *jetstream.StreamInfo) (uint64, time.Time)
+	}{
+		{"a sequence far beyond the stream's last", func(info *jetstream.StreamInfo) (uint64, time.Time) {
+			return info.State.LastSeq + 1<<40, info.Created
+		}},
+		{"a stream created an hour after the live one", func(info *jetstream.StreamInfo) (uint64, time.Time) {
+			return 1, info.Created.Add(time.Hour)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			js := eventstest.Start(t)
+			endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+			info, err := js.Stream(t, events.StreamState).Info(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq, created := c.marker(info)
+			secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
+			primary := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", KeyName: "detour-key", Secret: secret, File: fmt.Sprintf(`$TTL 300
+@     IN SOA ns1 hostmaster 1 3600 600 604800 5
+@     IN NS  ns1
+ns1   IN A   127.0.0.1
+_detour-state IN TXT "detour-state" "seq=%d" "stream-created=%s" "digest=0123" "server=dns-x" "run=x1"
+`, seq, created.UTC().Format(time.RFC3339Nano))})
+			cfg := eventstest.Config(t, fmt.Sprintf(`
+zones:
+  - name: demo.test
+    push: {server: "%s", tsig: {name: detour-key, secret: "%s"}, retry_interval: 100ms}
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - name: us-west
+        endpoints: [{address: "127.0.0.11:8081"}]
+      - name: us-east
+        endpoints: [{address: "127.0.0.12:8081"}]
+`, primary, secret))
+			startServer(t, js, cfg, "")
+			eventstest.Eventually(t, 10*time.Second, func() bool {
+				return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.12"})
+			}, "the primary serves the server's answer, pushed over the marker")
+			fields := []string{fmt.Sprintf(`"seq=%d"`, info.State.LastSeq), `"stream-created=` + info.Created.UTC().Format(time.RFC3339Nano) + `"`, `"server=dns-test"`}
+			if marker := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT"); len(marker) != 1 || !containsAll(marker[0], fields) {
+				t.Errorf("marker %v, want one detour-state record with %v", marker, fields)
+			}
+		})
 	}
 }
 

@@ -1,7 +1,9 @@
 package push
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -273,6 +275,114 @@ func TestARecreatedStateStreamIsNotHeldBackByTheOldStreamsMarker(t *testing.T) {
 	if got := ask(t, primary.addr, "shop.demo.test.", "A"); !slices.Equal(got, firstPool) {
 		t.Errorf("a server on the deleted stream replaced the recreated stream's state: %v, want %v", got, firstPool)
 	}
+}
+
+// unheldWarning is the log line of a server that pushes over a marker STATE does not hold.
+const unheldWarning = "the primary's marker names a position STATE does not hold; pushing over it"
+
+func TestAMarkerOfAPositionTheLiveStateStreamDoesNotHoldIsPushedOverWithOneWarning(t *testing.T) {
+	pos := func(seq uint64) Position { return Position{Seq: seq, Created: testStream} }
+	later := testStream.Add(time.Hour)
+	for _, c := range []struct {
+		name string
+		// marker is the position of the marker on the primary, live STATE's as the stream
+		// tells it, at the server's.
+		marker, live, at Position
+		over             bool
+	}{
+		{"a sequence far beyond the last STATE holds (a hand edit, a STATE restored from a backup)",
+			pos(1 << 40), pos(25), pos(25), true},
+		{"a stream created later, by a clock ahead, than the live one the server follows",
+			Position{Seq: 3, Created: later}, pos(25), pos(25), true},
+		{"a later sequence STATE holds: another server is ahead", pos(20), pos(25), pos(10), false},
+		{"the live stream, created since the one the server follows", Position{Seq: 3, Created: later}, Position{Seq: 3, Created: later}, pos(25), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			primary := startApplyingPrimary(t)
+			cfg := parsePushConfig(t, primary.addr)
+			marker := mark{at: c.marker, digest: "0123", server: "dns-x", run: "x1"}
+			primary.set(func(p *applyingPrimary) { p.records[markerName] = []string{line(marker.rr(markerName))} })
+			var logs eventstest.Logs
+			m := metrics.New()
+			live := func(context.Context) (Position, error) { return c.live, nil }
+			b := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-b", Log: zerolog.New(&logs), Metrics: m, Live: live})
+			b.Offer(at(desired(t, cfg, failover(t), 20), c.at.Seq, c.at.Created))
+			if !c.over {
+				eventstest.Eventually(t, 5*time.Second, func() bool { return behind(m) == 1 }, "dns-b holds back")
+				if got := ask(t, primary.addr, markerName, "TXT"); len(got) != 1 || !strings.Contains(got[0], `"server=dns-x"`) {
+					t.Errorf("marker %v, want dns-x's left in place", got)
+				}
+				if n := logs.Count(unheldWarning); n != 0 {
+					t.Errorf("%d warnings of a marker STATE does not hold, want none: STATE holds it", n)
+				}
+				return
+			}
+			seq := fmt.Sprintf("seq=%d", c.at.Seq)
+			eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, seq, "server=dns-b") },
+				"dns-b's push over the marker, at its own position")
+			if got := primary.at("shop.demo.test."); !slices.Equal(got, []string{"A 127.0.0.21"}) {
+				t.Errorf("shop.demo.test.: %v, want dns-b's failover [A 127.0.0.21]", got)
+			}
+			if n := logs.Count(unheldWarning); n != 1 {
+				t.Fatalf("%d warnings of a marker STATE does not hold, want one:\n%s", n, logs.String())
+			}
+			for _, field := range []string{
+				fmt.Sprintf(`"primary_stream_seq":%d`, c.marker.Seq), `"primary_stream_created":"` + c.marker.Created.Format(time.RFC3339) + `"`,
+				fmt.Sprintf(`"state_last_seq":%d`, c.live.Seq), `"state_stream_created":"` + c.live.Created.Format(time.RFC3339) + `"`,
+			} {
+				if !strings.Contains(logs.String(), field) {
+					t.Errorf("the warning lacks %s:\n%s", field, logs.String())
+				}
+			}
+			if n := behind(m); n != 0 {
+				t.Errorf("dns-b held back %v times, want none", n)
+			}
+		})
+	}
+}
+
+func TestAServerThatCannotAskSTATEPushesNothingOverALaterMarkerAndAsksAgainAfterTheBackoff(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	push := *cfg.Zones[0].Push
+	push.RetryInterval = config.Duration(100 * time.Millisecond)
+	marker := mark{at: Position{Seq: 1 << 40, Created: testStream}, digest: "0123", server: "dns-x", run: "x1"}
+	primary.set(func(p *applyingPrimary) { p.records[markerName] = []string{line(marker.rr(markerName))} })
+	var mu sync.Mutex
+	asked, reachable := 0, false
+	live := func(context.Context) (Position, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		if !reachable {
+			return Position{}, errors.New("nats: no responders available for request")
+		}
+		return Position{Seq: 25, Created: testStream}, nil
+	}
+	var logs eventstest.Logs
+	b := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-b", Log: zerolog.New(&logs), Live: live})
+	b.Offer(at(desired(t, cfg, failover(t), 20), 25, testStream))
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return asked >= 3
+	}, "dns-b asking STATE again")
+	primary.mu.Lock()
+	updates := primary.updates
+	primary.mu.Unlock()
+	if updates != 0 {
+		t.Errorf("dns-b sent %d UPDATEs over a marker it could not check, want none", updates)
+	}
+	if !strings.Contains(logs.String(), "check the primary's marker against STATE") {
+		t.Errorf("the log does not say why the push waits:\n%s", logs.String())
+	}
+
+	// NATS answers again, with no new state: the marker is checked and pushed over.
+	mu.Lock()
+	reachable = true
+	mu.Unlock()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=25", "server=dns-b") },
+		"dns-b's push once STATE answers")
 }
 
 func TestAServerRewritesEveryNameWhenAnotherServerPushedSinceItsOwnLastPush(t *testing.T) {

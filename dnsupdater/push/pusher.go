@@ -40,6 +40,10 @@ type Options struct {
 	Log    zerolog.Logger
 	// Metrics, when set, counts the pushes and their outcome.
 	Metrics *metrics.Metrics
+	// Live, when set, returns the STATE stream's position as the stream tells it now: the
+	// sequence of its last event, and when it was created. A primary's marker of a later
+	// position than the pusher's is checked against it (see unheld); nil believes every marker.
+	Live func(context.Context) (Position, error)
 }
 
 // Desired is the state of a zone to push: Detour's serial, the RRsets it owns, and the STATE
@@ -71,6 +75,9 @@ type Pusher struct {
 	expiry    time.Duration
 	claim     string
 	claimSeen time.Time
+	// overruled is the last marker pushed over for naming a position STATE does not hold, told
+	// once. Only push touches it.
+	overruled string
 	// pushed is what this pusher last brought the primary to, and digest its digest; digest is
 	// "" while what the primary holds is unknown (before the first push, after a failure), and
 	// pushed then names the RRsets to rewrite (see unknown). Only push touches them.
@@ -313,6 +320,16 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 		}
 		claimLeft = p.expiry - time.Since(p.claimSeen)
 	}
+	if h.marker != nil && want.State.Before(h.marker.at) {
+		unheld, err := p.unheld(ctx, *h.marker, want.State)
+		if err != nil {
+			return outcome{}, err
+		}
+		if unheld {
+			// Pushed over as another server's records are: every name rewritten.
+			h.marker = nil
+		}
+	}
 	if m := h.ahead(want.State, p.o.Source, p.run, claimLeft > 0); m != nil {
 		return outcome{ahead: m, claimLeft: claimLeft}, nil
 	}
@@ -349,6 +366,36 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 	}
 	p.pushed, p.digest = want.RRsets, digest
 	return outcome{rrsets: n}, nil
+}
+
+// unheld reports whether m, the primary's marker of a later position than at, names a position
+// that the live STATE stream, whose position at is, does not hold: a sequence beyond its last (a
+// marker edited by hand, or left before STATE was restored from a backup) or a stream created
+// after it (stamped by a clock that was ahead, before the stream was deleted and created again).
+// Such a marker was never true: the stream it names is the live one, which has not reached it,
+// or one deleted before the live one was created, whatever its creation time says. The stream is
+// asked once the marker has been read, so a marker another server pushed is of a position the
+// stream held then, and holds now. Pushing over one is logged once. A pusher on another stream
+// than the live one believes the marker, and so does one without Live. An error says that the
+// stream could not be asked: the push fails, to be tried again.
+func (p *Pusher) unheld(ctx context.Context, m mark, at Position) (bool, error) {
+	if p.o.Live == nil {
+		return false, nil
+	}
+	live, err := p.o.Live(ctx)
+	if err != nil {
+		return false, fmt.Errorf("check the primary's marker against STATE: %w", err)
+	}
+	if !live.Created.Equal(at.Created) || !live.Before(m.at) {
+		return false, nil
+	}
+	if rr := m.rr(p.o.Push.Marker).String(); rr != p.overruled {
+		p.overruled = rr
+		p.log.Warn().Uint64("stream_seq", at.Seq).Uint64("primary_stream_seq", m.at.Seq).Time("primary_stream_created", m.at.Created).
+			Str("primary_pushed_by", m.server).Uint64("state_last_seq", live.Seq).Time("state_stream_created", live.Created).
+			Msg("the primary's marker names a position STATE does not hold; pushing over it")
+	}
+	return true, nil
 }
 
 // read returns the primary's marker RRset.
