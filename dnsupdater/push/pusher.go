@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	mathrand "math/rand/v2"
 	"net"
 	"strings"
@@ -215,11 +216,20 @@ type backoff struct {
 	failures int
 }
 
-// next returns the wait before the next retry, and counts a failure.
+// next returns the wait before the next retry, and counts a failure. The wait saturates at the
+// longest time.Duration where doubling or drawing it would overflow to a negative wait, which
+// would retry in a tight loop; the configuration bounds retry_interval far below that.
 func (b *backoff) next() time.Duration {
-	d := b.base << min(b.failures, maxDoublings)
+	n := min(b.failures, maxDoublings)
 	b.failures++
-	return time.Duration(float64(d) * (0.75 + mathrand.Float64()/2))
+	d := time.Duration(math.MaxInt64)
+	if b.base <= d>>n {
+		d = b.base << n
+	}
+	if w := float64(d) * (0.75 + mathrand.Float64()/2); w < math.MaxInt64 {
+		return time.Duration(w)
+	}
+	return math.MaxInt64
 }
 
 // failureRepeat is how often a push failing for the same reason is logged and recorded again.

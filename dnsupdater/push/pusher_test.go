@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"strings"
@@ -415,6 +416,18 @@ func TestAZoneOfAThousandAppsReachesThePrimaryThoughItOutgrowsOneTCPMessage(t *t
 		return slices.Equal(primary.at("app-0.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"}) &&
 			slices.Equal(primary.at("app-999.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"})
 	}, "the primary serves the first and the last app")
+}
+
+func TestTheBackoffOfAHugeRetryIntervalSaturatesWhereItWouldOverflow(t *testing.T) {
+	for _, base := range []time.Duration{time.Hour, 1 << 60, math.MaxInt64 / 3, math.MaxInt64} {
+		b := backoff{base: base}
+		for i := range 2 * maxDoublings {
+			// The wait is at least three quarters of retry_interval, whatever it doubles to.
+			if d := b.next(); d < base/4*3 {
+				t.Errorf("retry_interval %v, failure %d: wait %v, want at least %v", base, i+1, d, base/4*3)
+			}
+		}
+	}
 }
 
 func TestAPrimaryFailingForTheSameReasonIsReportedOnceNotAtEveryRetry(t *testing.T) {

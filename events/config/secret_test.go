@@ -103,11 +103,14 @@ func TestInlineSecretsAreListedByPath(t *testing.T) {
 	}
 }
 
-func TestAPushRetryIntervalUnder100msIsRefused(t *testing.T) {
+func TestAPushRetryIntervalUnder100msOrOver1hIsRefused(t *testing.T) {
 	for _, c := range []struct{ interval, want string }{
 		{"100ms", ""},
+		{"1h", ""},
 		{"1ms", "zones[0].push.retry_interval: want at least 100ms, got 1ms"},
 		{"-1s", "zones[0].push.retry_interval: want at least 100ms, got -1s"},
+		{"1h0m1s", "zones[0].push.retry_interval: want at most 1h, got 1h0m1s"},
+		{"2562047h", "zones[0].push.retry_interval: want at most 1h, got 2562047h0m0s"},
 	} {
 		doc := strings.Replace(pushDoc(`secret: "c2VjcmV0"`), `}}`, `}, retry_interval: `+c.interval+`}`, 1)
 		_, err := config.Parse("detour.yaml", []byte(doc))

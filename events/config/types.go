@@ -83,7 +83,7 @@ type Push struct {
 	// TSIG signs the updates. Required: Detour never sends unsigned updates.
 	TSIG TSIG `yaml:"tsig"`
 	// RetryInterval is the wait before retrying a failed push, doubled at each failure after
-	// the first up to 16 times it. Default 2s, at least 100ms.
+	// the first up to 16 times it. Default 2s, at least 100ms, at most 1h.
 	RetryInterval Duration `yaml:"retry_interval,omitempty"`
 	// Marker is the name, in the zone, of the TXT record each push leaves to say which STATE
 	// position the pushed records reflect: a server behind it does not push. Default

@@ -53,8 +53,11 @@ func keyName(s string) bool {
 	return true
 }
 
-// minRetryInterval is the shortest wait between a failed push and its retry.
-const minRetryInterval = Duration(100 * time.Millisecond)
+// minRetryInterval and maxRetryInterval bound the wait between a failed push and its retry.
+const (
+	minRetryInterval = Duration(100 * time.Millisecond)
+	maxRetryInterval = Duration(time.Hour)
+)
 
 // Validate returns every problem of a defaulted configuration, each prefixed with its path.
 func (c *Config) Validate() []string {
@@ -217,6 +220,9 @@ func (z *Zone) validate(p *problems, path string) {
 			// Each retry opens a connection to the primary: a primary that refuses at once
 			// would be asked as fast as the loop turns.
 			p.add(pp+".retry_interval", "want at least %s, got %s", time.Duration(minRetryInterval), time.Duration(z.Push.RetryInterval))
+		} else if z.Push.RetryInterval > maxRetryInterval {
+			// Doubled up to 16 times at each failure: a primary back up would wait for as long.
+			p.add(pp+".retry_interval", "want at most 1h, got %s", time.Duration(z.Push.RetryInterval))
 		}
 		if p.dnsName(pp+".marker", z.Push.Marker) {
 			switch {
