@@ -98,7 +98,13 @@ func pickStreams(list, subject string) ([]string, error) {
 		if !slices.Contains(want, sc.Name) {
 			continue
 		}
-		for _, s := range sc.Subjects {
+		subjects := sc.Subjects
+		if sc.Name == events.StreamConfig {
+			// An earlier version's CONFIG took the rejections too, and keeps those it holds
+			// after detour apply gives the new ones to REJECTIONS.
+			subjects = []string{events.SubjectConfig}
+		}
+		for _, s := range subjects {
 			if server.SubjectsCollide(s, subject) {
 				out = append(out, sc.Name)
 				break

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 )
 
@@ -173,5 +175,46 @@ func TestEventsSaysWhenAZoneVersionChangedNoRecord(t *testing.T) {
 	}
 	if got, want := summary(none), "demo.test serial 7: no record changed (dns-1)"; got != want {
 		t.Errorf("summary of a version that changed no record = %q, want %q", got, want)
+	}
+}
+
+// An earlier version kept the rejections in CONFIG, and `detour apply` from this one leaves
+// those there, recording the new ones in REJECTIONS: --subject 'detour.config.rejected.>' shows
+// both, and, before that apply, the ones CONFIG still takes.
+func TestEventsShowsTheRejectionsAnEarlierVersionKeptInConfig(t *testing.T) {
+	s := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	o := events.StreamOptions{Memory: true}
+	for _, sc := range events.Streams(o) { // the earlier version's: CONFIG holds every subject of the configuration
+		switch sc.Name {
+		case events.StreamRejections:
+			continue
+		case events.StreamConfig:
+			sc.Subjects = []string{events.SubjectConfig}
+		}
+		if _, err := s.JS.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Date(2026, 11, 30, 1, 2, 4, 0, time.UTC)
+	publish(t, s, config.RejectedSubject("dns", "dns-1"), events.TypeConfigRejected, at, config.Rejected{Version: 3, Role: "dns/dns-1", Problems: []string{"zones: bad"}})
+	rejections := func() []string {
+		t.Helper()
+		code, stdout, stderr := runMain("events", "--nats", s.URL, "--subject", "detour.config.rejected.>")
+		if code != 0 {
+			t.Fatalf("detour events --subject 'detour.config.rejected.>': exit %d: %s", code, stderr)
+		}
+		return strings.Fields(stdout)
+	}
+	if got := rejections(); !slices.Contains(got, "detour.config.rejected.dns.dns-1") {
+		t.Errorf("before the upgrade's apply, detour events --subject 'detour.config.rejected.>' printed %q, want the rejection CONFIG holds", got)
+	}
+	if err := events.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, s, config.RejectedSubject("dns", "dns-2"), events.TypeConfigRejected, at.Add(time.Second), config.Rejected{Version: 4, Role: "dns/dns-2", Problems: []string{"zones: bad"}})
+	got := rejections()
+	if i, j := slices.Index(got, "detour.config.rejected.dns.dns-1"), slices.Index(got, "detour.config.rejected.dns.dns-2"); i < 0 || j < i {
+		t.Errorf("after it, detour events --subject 'detour.config.rejected.>' printed %q, want the rejection CONFIG kept, then the one REJECTIONS holds", got)
 	}
 }
