@@ -357,6 +357,56 @@ func (m *membership) announce(ctx context.Context) error {
 	return nil
 }
 
+// join stores the worker's first record, starting it joinDelay after each attempt, and tries
+// again every heartbeat until it is stored or ctx ends (it then returns ctx's error). Until then
+// the worker takes no checks. The bucket refuses a record for a new key when it is full
+// (events.ProbersStream: a flood of keys, or more workers than its bound): the worker says so
+// once, naming the way out, and joins as soon as a record expires or the bound is raised; the
+// first refusal of another kind (JetStream electing the bucket's leader) is a warning.
+func (m *membership) join(ctx context.Context, heartbeat, joinDelay time.Duration) error {
+	refused := false
+	for {
+		m.mu.Lock()
+		m.self.ActiveFrom = m.clock.Now().Add(joinDelay)
+		m.mu.Unlock()
+		err := m.announce(ctx)
+		switch {
+		case err == nil:
+			if refused {
+				m.log.Info().Msg("member record stored; joining the region")
+			}
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !refused && bucketFull(err):
+			m.log.Error().Err(err).Str("bucket", MembersBucket).
+				Msg("membership bucket full: this worker takes no checks until a record expires or the bucket's bound is raised (nats stream edit " + events.StreamProbers + " --max-msgs); trying again every heartbeat")
+		case !refused:
+			m.log.Warn().Err(err).Msg("member record not stored; trying again every heartbeat")
+		}
+		refused = true
+		tick, stop := m.clock.NewTimer(heartbeat)
+		select {
+		case <-ctx.Done():
+			stop()
+			return ctx.Err()
+		case <-tick:
+		}
+	}
+}
+
+// bucketFull reports whether err is the bucket's refusal of a record for a new key because it
+// holds all the records, or bytes, it may (JetStream's "maximum messages exceeded", a store
+// failure).
+func bucketFull(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeStoreFailed &&
+		(api.Description == "maximum messages exceeded" || api.Description == "maximum bytes exceeded")
+}
+
+// errCodeStoreFailed is JetStream's error code for a message a stream did not store.
+const errCodeStoreFailed = 10077
+
 // readOthers reads the records of the members named from the bucket, for a worker whose watch
 // does not deliver its own records though the bucket stores them (its consumer is being created
 // again, after a node died or JetStream came back): a live member stays live, and one that

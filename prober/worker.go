@@ -181,18 +181,15 @@ func Run(ctx context.Context, o Options) error {
 	case <-runCtx.Done():
 		return nil
 	}
-	now := o.Clock.Now()
 	m.mu.Lock()
-	m.self.Started, m.self.ActiveFrom = now, now.Add(o.JoinDelay)
+	m.self.Started = o.Clock.Now()
 	m.mu.Unlock()
-	if err := m.announce(runCtx); err != nil {
-		if ctx.Err() != nil { // stopped while storing its first record, which may be stored
-			if err := m.leave(); err != nil {
-				log.Warn().Err(err).Msg("left without deleting the member record")
-			}
-			return nil
+	if m.join(runCtx, o.Heartbeat, o.JoinDelay) != nil {
+		// Stopped while storing its first record, which may be stored.
+		if err := m.leave(); err != nil {
+			log.Warn().Err(err).Msg("left without deleting the member record")
 		}
-		return err
+		return nil
 	}
 
 	w := &worker{o: o, log: log, members: m, pub: pub, transports: newSharedTransports(), pool: newPool(10 * time.Second)}

@@ -277,3 +277,66 @@ func TestTwoProbersUnderOneNameAreReported(t *testing.T) {
 		return strings.Contains(logs.String(), "another prober runs under this name in this region")
 	}, "a warning about the duplicate name")
 }
+
+// The probers' bucket refuses a record for a new key when it is full (events.ProbersStream): a
+// worker kept out says so and why, and joins as soon as there is room (the flood's records
+// expire, or the operator raises the bound), where it stopped with an error, to be restarted
+// into the same refusal.
+func TestAProberKeptOutOfAFullMembershipBucketSaysSoAndJoinsWhenThereIsRoom(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	bound := func(records int64) {
+		t.Helper()
+		c := srv.Stream(t, events.StreamProbers).CachedInfo().Config
+		c.MaxMsgs = records
+		if _, err := srv.JS.UpdateStream(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bound(1)
+	if _, err := srv.JS.Publish(ctx, "$KV."+events.BucketProbers+".us-west.flood", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s}
+    pools:
+      - name: west
+        endpoints: [{address: "127.0.0.1:1"}]
+`)
+	var logs eventstest.Logs
+	log := zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t)))
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(runCtx, Options{JS: srv.JS, Config: cfg, Region: "us-west", Name: "p1", Log: log, Heartbeat: 50 * time.Millisecond})
+	}()
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), "membership bucket full") || len(done) > 0
+	}, "no word of the full bucket")
+	select {
+	case err := <-done:
+		t.Fatalf("the prober kept out of the full bucket stopped: %v", err)
+	default:
+	}
+	bound(2)
+	kv, err := srv.JS.KeyValue(ctx, events.BucketProbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		_, err := kv.Get(ctx, "us-west.p1")
+		return err == nil && strings.Contains(logs.String(), "prober started")
+	}, "the prober did not join once the bucket had room")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the prober stopped with %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the prober did not stop within 10s")
+	}
+}
