@@ -90,7 +90,8 @@ const (
 	// parts.
 	MaxDNSMessage = 1 << 20
 	// ProbersPerRegion is how many records the probers' bucket holds for each probing region:
-	// a record per live worker, and per worker stopped or renamed within ProbersTTL.
+	// a record per live worker, and per worker stopped or renamed within ProbersTTL. An
+	// operator raises the bucket's bound for a larger fleet (EnsureStreams keeps it).
 	ProbersPerRegion = 1000
 	// DefaultProbingRegions sizes the probers' bucket when the number of probing regions is not
 	// known.
@@ -300,7 +301,8 @@ type Shortfall struct {
 // EnsureStreams creates every stream and the probers' bucket, or updates them to these
 // definitions; it never lowers the replicas of an existing one, nor the storage reserved for
 // STATE (an operator raises it when STATE outgrows it, and no configuration field sets it), nor
-// changes its storage (which JetStream cannot). Nor does it discard what CONFIG or DNS hold: it
+// the bound of the probers' bucket (raised likewise for a region of more workers than it
+// holds), nor changes its storage (which JetStream cannot). Nor does it discard what CONFIG or DNS hold: it
 // never lowers their max_bytes, and gives one that holds more than its bound (made unbounded by
 // an earlier version) a bound of what it holds, which JetStream would otherwise cut to the new
 // bound at once, oldest first; from there its oldest messages are discarded as new ones come.
@@ -320,6 +322,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes)
 			case StreamConfig, StreamDNS:
 				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes, int64(min(info.State.Bytes, math.MaxInt64)))
+			case StreamProbers:
+				// An operator raises it for a region of more workers than the bound holds.
+				sc.MaxMsgs, sc.MaxBytes = max(sc.MaxMsgs, info.Config.MaxMsgs), max(sc.MaxBytes, info.Config.MaxBytes)
 			}
 		case !errors.Is(err, jetstream.ErrStreamNotFound):
 			return fmt.Errorf("ensure stream %s: read its current definition: %w", sc.Name, err)

@@ -177,6 +177,37 @@ func TestEnsureStreamsKeepsTheLargerReserveAnOperatorGaveSTATE(t *testing.T) {
 	}
 }
 
+// A region with more workers than the probers' bucket holds (events.ProbersPerRegion for each
+// probing region) keeps its new ones out: the operator raises the bound with the nats CLI, and
+// the next detour apply keeps it, raising it only for more regions.
+func TestEnsureStreamsKeepsTheLargerBoundAnOperatorGaveTheProbersBucket(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	o := events.StreamOptions{Memory: true, Regions: 1}
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	c := srv.Stream(t, events.StreamProbers).CachedInfo().Config
+	c.MaxMsgs, c.MaxBytes = 3*events.ProbersPerRegion, 3*c.MaxBytes
+	if _, err := srv.JS.UpdateStream(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// The next detour apply (or detour up start).
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Stream(t, events.StreamProbers).CachedInfo().Config; got.MaxMsgs != c.MaxMsgs || got.MaxBytes != c.MaxBytes {
+		t.Errorf("the probers' bucket after ensure: max_msgs %d, max_bytes %d; want the operator's %d and %d", got.MaxMsgs, got.MaxBytes, c.MaxMsgs, c.MaxBytes)
+	}
+	more := events.ProbersStream(events.StreamOptions{Memory: true, Regions: 4})
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true, Regions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Stream(t, events.StreamProbers).CachedInfo().Config; got.MaxMsgs != more.MaxMsgs || got.MaxBytes != more.MaxBytes {
+		t.Errorf("the probers' bucket after ensure for 4 regions: max_msgs %d, max_bytes %d; want %d and %d", got.MaxMsgs, got.MaxBytes, more.MaxMsgs, more.MaxBytes)
+	}
+}
+
 func TestProbeBytesHoldsTheRetentionAtTheRateWithinTheDefaultCap(t *testing.T) {
 	for _, tc := range []struct {
 		rate float64
