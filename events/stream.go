@@ -302,7 +302,8 @@ type Shortfall struct {
 // definitions; it never lowers the replicas of an existing one, nor the storage reserved for
 // STATE (an operator raises it when STATE outgrows it, and no configuration field sets it), nor
 // the bound of the probers' bucket (raised likewise for a region of more workers than it
-// holds), nor changes its storage (which JetStream cannot). Nor does it discard what CONFIG or DNS hold: it
+// holds), nor cancels the denial of deletes or purges an operator set, nor changes its storage
+// (which JetStream cannot do either). Nor does it discard what CONFIG or DNS hold: it
 // never lowers their max_bytes, and gives one that holds more than its bound (made unbounded by
 // an earlier version) a bound of what it holds, which JetStream would otherwise cut to the new
 // bound at once, oldest first; from there its oldest messages are discarded as new ones come.
@@ -317,6 +318,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		case err == nil:
 			info := cur.CachedInfo()
 			sc.Replicas, sc.Storage = max(sc.Replicas, info.Config.Replicas), info.Config.Storage
+			// Denials an operator set, which JetStream lets no update cancel.
+			sc.DenyDelete, sc.DenyPurge = sc.DenyDelete || info.Config.DenyDelete, sc.DenyPurge || info.Config.DenyPurge
 			switch sc.Name {
 			case StreamState:
 				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes)

@@ -208,6 +208,35 @@ func TestEnsureStreamsKeepsTheLargerBoundAnOperatorGaveTheProbersBucket(t *testi
 	}
 }
 
+// An operator may have hardened an earlier version's CONFIG, denying deletes and purges, which
+// JetStream lets no update cancel: detour apply keeps the denials, and still gives the
+// rejections' subjects to REJECTIONS, where it failed and applied nothing.
+func TestEnsureStreamsKeepsTheDenialsAnOperatorSetOnAStream(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	o := events.StreamOptions{Memory: true}
+	for _, sc := range events.Streams(o) {
+		switch sc.Name {
+		case events.StreamRejections:
+			continue
+		case events.StreamConfig:
+			sc.Subjects, sc.DenyDelete, sc.DenyPurge = []string{events.SubjectConfig}, true, true
+		}
+		if _, err := srv.JS.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatalf("ensure over a CONFIG denying deletes and purges: %v", err)
+	}
+	if c := srv.Stream(t, events.StreamConfig).CachedInfo().Config; !c.DenyDelete || !c.DenyPurge || !slices.Equal(c.Subjects, []string{events.SubjectConfigDocs}) {
+		t.Errorf("CONFIG after ensure: deny_delete %v, deny_purge %v, subjects %v; want both denials kept and the documents' subjects", c.DenyDelete, c.DenyPurge, c.Subjects)
+	}
+	if ack, err := srv.JS.Publish(ctx, "detour.config.rejected.dns.dns-1", []byte(`{}`)); err != nil || ack.Stream != events.StreamRejections {
+		t.Errorf("a rejection after ensure: %v, stored in %v; want %s", err, ack, events.StreamRejections)
+	}
+}
+
 func TestProbeBytesHoldsTheRetentionAtTheRateWithinTheDefaultCap(t *testing.T) {
 	for _, tc := range []struct {
 		rate float64
