@@ -339,7 +339,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			return err
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, unreserved(sc, err))
 		}
 	}
 	// The probers' bucket: one made by an earlier version, or by nats.go's CreateKeyValue, allows
@@ -349,7 +349,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		return err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, pc); err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", BucketProbers, err)
+		return fmt.Errorf("ensure bucket %s: %w", BucketProbers, unreserved(pc, err))
 	}
 	return nil
 }
@@ -391,11 +391,39 @@ func ProvisionStreams(ctx context.Context, js jetstream.JetStream, o StreamOptio
 				return nil
 			}
 			_, err := js.CreateStream(ctx, sc)
-			return err
+			return unreserved(sc, err)
 		})
 	}
-	check(StreamProbers, func() error { _, err := js.CreateStream(ctx, ProbersStream(o)); return err })
+	check(StreamProbers, func() error {
+		pc := ProbersStream(o)
+		_, err := js.CreateStream(ctx, pc)
+		return unreserved(pc, err)
+	})
 	return short, errors.Join(errs...)
+}
+
+// JetStream's error codes for a bound the servers' store cannot reserve beside the other
+// streams': in memory, in files.
+const (
+	errCodeMemoryExceeded  = 10028
+	errCodeStorageExceeded = 10047
+)
+
+// unreserved explains err, JetStream's answer to making or changing sc, when it refuses a bound
+// the servers' store cannot reserve: JetStream reserves each stream's max_bytes on
+// max_file_store (max_memory_store for a stream in memory), and the streams an earlier version
+// left unbounded (CONFIG, DNS, the probers' bucket) reserved nothing, so a store sized for its
+// bounds may hold too little for these.
+func unreserved(sc jetstream.StreamConfig, err error) error {
+	if code := apiErrorCode(err); code != errCodeMemoryExceeded && code != errCodeStorageExceeded {
+		return err
+	}
+	setting := "max_file_store"
+	if sc.Storage == jetstream.MemoryStorage {
+		setting = "max_memory_store"
+	}
+	return fmt.Errorf("the servers' store cannot reserve its bound, %d MiB, beside the other streams' (JetStream reserves each stream's max_bytes): raise %s (see the README's Storage): %w",
+		(sc.MaxBytes+1<<20-1)>>20, setting, err)
 }
 
 // configHoldsRejections reports whether CONFIG, as an earlier version made it, holds every

@@ -237,6 +237,43 @@ func TestEnsureStreamsKeepsTheDenialsAnOperatorSetOnAStream(t *testing.T) {
 	}
 }
 
+// JetStream reserves each stream's max_bytes on the servers' store when the stream is made or
+// changed. An earlier version bounded PROBES and STATE only; this one bounds CONFIG, REJECTIONS,
+// DNS and the probers' bucket too, which a store sized for the earlier bounds cannot reserve:
+// detour apply's refusal names the stream, its bound and the server setting to raise, where it
+// passed on JetStream's bare "insufficient memory resources available".
+func TestEnsureStreamsNamesTheBoundAStoreSizedForAnEarlierVersionCannotReserve(t *testing.T) {
+	o := events.StreamOptions{Memory: true}
+	var earlier int64 // what the earlier version's streams reserved: PROBES's and STATE's bounds
+	for _, sc := range events.Streams(o) {
+		if sc.Name == events.StreamProbes || sc.Name == events.StreamState {
+			earlier += sc.MaxBytes
+		}
+	}
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true, MaxMemoryStore: earlier + 1<<20})
+	ctx := context.Background()
+	for _, sc := range append(events.Streams(o), events.ProbersStream(o)) {
+		switch sc.Name {
+		case events.StreamRejections:
+			continue
+		case events.StreamConfig:
+			sc.Subjects = []string{events.SubjectConfig}
+		}
+		if sc.Name == events.StreamConfig || sc.Name == events.StreamDNS || sc.Name == events.StreamProbers {
+			sc.MaxBytes, sc.MaxMsgs, sc.MaxMsgSize = -1, -1, -1
+		}
+		if _, err := srv.JS.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := events.EnsureStreams(ctx, srv.JS, o)
+	for _, want := range []string{"ensure stream CONFIG", "16 MiB", "raise max_memory_store"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ensure on a store sized for the earlier bounds: %v; want it to say %q", err, want)
+		}
+	}
+}
+
 func TestProbeBytesHoldsTheRetentionAtTheRateWithinTheDefaultCap(t *testing.T) {
 	for _, tc := range []struct {
 		rate float64

@@ -35,6 +35,9 @@ type Options struct {
 	Files bool
 	// MaxPayload is the server's max_payload. Default NATS's, 1 MiB.
 	MaxPayload int32
+	// MaxMemoryStore is the server's max_memory_store, what the streams kept in memory may
+	// reserve. Default JetStream's (most of the machine's memory).
+	MaxMemoryStore int64
 }
 
 // Start runs JetStream on 127.0.0.1 with its store in a temporary directory, creates Detour's
@@ -46,7 +49,7 @@ func StartWith(tb testing.TB, o Options) *Server {
 	tb.Helper()
 	s := &Server{opts: server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(),
-		NoLog: true, NoSigs: true, MaxPayload: o.MaxPayload,
+		NoLog: true, NoSigs: true, MaxPayload: o.MaxPayload, JetStreamMaxMemory: o.MaxMemoryStore,
 	}}
 	s.boot(tb)
 	s.opts.Port = s.Server.Addr().(*net.TCPAddr).Port
