@@ -2,6 +2,7 @@ package drill_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,8 +26,8 @@ type drillReads struct {
 const drillReadsMarker = "test.drill-reads.marker"
 
 // countDrillReads counts the reads of DRILLS through the server at url; onRead, when set, is
-// called with the count at each one.
-func countDrillReads(t *testing.T, url string, onRead func(n int64)) *drillReads {
+// called with the subject of each one, one at a time.
+func countDrillReads(t *testing.T, url string, onRead func(subject string)) *drillReads {
 	t.Helper()
 	r := &drillReads{t: t, nc: eventstest.Connect(t, url), marker: make(chan struct{}, 1)}
 	seen := make(chan *nats.Msg, 1<<16)
@@ -48,8 +49,8 @@ func countDrillReads(t *testing.T, url string, onRead func(n int64)) *drillReads
 					r.marker <- struct{}{}
 					continue
 				}
-				if n := r.n.Add(1); onRead != nil {
-					onRead(n)
+				if r.n.Add(1); onRead != nil {
+					onRead(m.Subject)
 				}
 			case <-done:
 				return
@@ -128,5 +129,53 @@ func TestReadingDRILLSAsksForTheMessagesItHoldsNotForEachRenewalDeleted(t *testi
 	// nothing follows.
 	if n > 5 {
 		t.Errorf("reading DRILLS, which holds 4 messages, took %d reads", n)
+	}
+}
+
+// `detour drill rollback` of a drill whose runner renews while the rollback reads DRILLS: a
+// renewal stored between reading the drill's last event and appending after it makes the append
+// conflict, and the rollback reads again. It reads only what was stored since, and is recorded,
+// however long reading the whole of DRILLS takes against the runner's renewals (here, a renewal
+// 100 reads after each look at the drill's last event; a renewal a second with reads a
+// millisecond apart).
+func TestARollbackIsRecordedWhileTheRunnerRenewsFasterThanDRILLSCanBeReadWhole(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	storeDrillEvent(t, ns.JS, "d1", events.TypeDrillStarted, events.DrillStarted{ID: "d1", Name: "long", By: "ops", Apps: []string{"shop"},
+		Steps: 1, RollbackAt: time.Now().Add(time.Hour), LeaseMS: 3000})
+	// Renewals an earlier version's runner left, and other drills' history.
+	for i := range 3000 {
+		if i%2 == 0 {
+			storeDrillEvent(t, ns.JS, "d1", events.TypeDrillRenewed, events.DrillRenewed{By: "ops"})
+		} else {
+			id := fmt.Sprintf("old%d", i)
+			storeDrillEvent(t, ns.JS, id, events.TypeDrillStarted, events.DrillStarted{ID: id, Name: "old", By: "ops", Apps: []string{"www"}, Steps: 1})
+		}
+	}
+	renewals, sinceLast := 0, -1
+	countDrillReads(t, ns.URL, func(subject string) {
+		if subject == "$JS.API.DIRECT.GET.DRILLS."+events.DrillSubject("d1") {
+			sinceLast = 0
+			return
+		}
+		if sinceLast++; sinceLast == 100 {
+			e, err := events.New(events.TypeDrillRenewed, "drill/ops", time.Now(), events.DrillRenewed{By: "ops"})
+			if err == nil {
+				_, err = events.Publish(ctx, ns.JS, events.DrillSubject("d1"), e)
+			}
+			if err != nil {
+				t.Errorf("renewal: %v", err)
+			}
+			renewals++
+		}
+	})
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := drill.Rollback(rctx, ns.JS, "d1", "ops", nil); err != nil {
+		t.Fatalf("rollback while the runner renewed %d times: %v", renewals, err)
+	}
+	e, _, _, err := events.Last(ctx, ns.Stream(t, events.StreamDrills), events.DrillSubject("d1"))
+	if err != nil || e.Type != events.TypeDrillRolledBack {
+		t.Fatalf("d1's last event is %s (%v), want its rollback", e.Type, err)
 	}
 }

@@ -204,13 +204,14 @@ type Lookup func(ctx context.Context, st jetstream.Stream, id string, seq uint64
 // last event of the drill it read, so that of two rollbacks at once one is recorded and the
 // other returns an error wrapping ErrEnded. It tries again every 250 ms for up to storeWithin
 // while DRILLS does not answer, as a stream electing its leader answers nothing for seconds.
-// look tells where the drill stands; nil folds DRILLS from its first message (ReadDrills).
+// look tells where the drill stands; nil folds the drill's events from DRILLS, each attempt
+// reading only those stored since the one before (subjectLookup).
 func Rollback(ctx context.Context, js jetstream.JetStream, id, by string, look Lookup) error {
 	if err := events.CheckToken(id); err != nil {
 		return fmt.Errorf("drill id: %w", err)
 	}
 	if look == nil {
-		look = readLookup
+		look = subjectLookup()
 	}
 	e, err := events.New(events.TypeDrillRolledBack, "drill/"+by, time.Now(), events.DrillRolledBack{By: by, Reason: "requested"})
 	if err != nil {
@@ -235,13 +236,35 @@ func Rollback(ctx context.Context, js jetstream.JetStream, id, by string, look L
 	}
 }
 
-// readLookup is the Lookup that folds DRILLS from its first message.
-func readLookup(ctx context.Context, st jetstream.Stream, id string, _ uint64) (bool, bool, error) {
-	v, err := readDrills(ctx, st)
-	if err != nil {
-		return false, false, err
+// subjectLookup returns a Lookup that folds the events of the drill's own subject, which alone
+// say whether it is in force, and goes on from where its last call stopped: a rollback whose
+// append conflicted with a renewal reads the renewal, not the drill's history again (reading
+// that for longer than the runner takes to renew would conflict every time). A DRILLS created
+// again is read from its first message.
+func subjectLookup() Lookup {
+	var v *View
+	var created time.Time
+	var next uint64
+	return func(ctx context.Context, st jetstream.Stream, id string, seq uint64) (bool, bool, error) {
+		if c := st.CachedInfo().Created; v == nil || !c.Equal(created) {
+			v, created, next = NewView(), c, 1
+		}
+		subject := events.DrillSubject(id)
+		for next <= seq {
+			m, err := st.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return false, false, fmt.Errorf("read drill %s: %w", id, err)
+			}
+			if e, err := events.Decode(m.Data); err == nil {
+				_, _ = v.Apply(m.Subject, m.Sequence, m.Time, e)
+			}
+			next = m.Sequence + 1
+		}
+		return v.Drill(id) != nil, v.Ended(id), nil
 	}
-	return v.Drill(id) != nil, v.Ended(id), nil
 }
 
 // rollbackOnce appends e, the rollback of drill id, after the drill's last event, unless the
