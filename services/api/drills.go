@@ -43,6 +43,11 @@ type drillsView struct {
 	// seq the last sequence of it folded.
 	created time.Time
 	seq     uint64
+	// consumer is the consumer the last message folded came through, delivered its sequence in
+	// that consumer, and drained whether the consumer held nothing more when it sent it.
+	consumer  string
+	delivered uint64
+	drained   bool
 	// moved is closed, and replaced, whenever seq or created change.
 	moved chan struct{}
 }
@@ -55,7 +60,7 @@ func (p *drillsView) fold(d events.Delivery) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if d.Recreated {
-		p.v, p.seq = drill.NewView(), 0
+		p.v, p.seq, p.consumer, p.delivered, p.drained = drill.NewView(), 0, "", 0, false
 	}
 	p.created = d.Created
 	if d.Msg != nil {
@@ -63,16 +68,22 @@ func (p *drillsView) fold(d events.Delivery) {
 			_, _ = p.v.Apply(d.Subject, d.Seq, d.Stamp, e)
 		}
 		p.seq = max(p.seq, d.Seq)
+		if meta, err := d.Msg.Metadata(); err == nil {
+			p.consumer, p.delivered, p.drained = meta.Consumer, meta.Sequence.Consumer, d.Pending == 0
+		}
 	}
 	close(p.moved)
 	p.moved = make(chan struct{})
 }
 
 // at calls f with the view once it holds the stream created at created up to seq, waiting up to
-// drillsWait for it; errDrillsBehind when it does not by then.
-func (p *drillsView) at(ctx context.Context, created time.Time, seq uint64, f func(v *drill.View)) error {
-	timer := time.NewTimer(drillsWait)
-	defer timer.Stop()
+// drillsWait for it; errDrillsBehind when it does not by then. With s, the stream, the view also
+// holds it when the consumer it reads through has delivered it everything there is, though
+// short of seq: the messages up to seq were removed (see caughtUp).
+func (p *drillsView) at(ctx context.Context, s jetstream.Stream, created time.Time, seq uint64, f func(v *drill.View)) error {
+	wctx, cancel := context.WithTimeout(ctx, drillsWait)
+	defer cancel()
+	var asked uint64
 	for {
 		p.mu.Lock()
 		if p.created.Equal(created) && p.seq >= seq {
@@ -81,15 +92,44 @@ func (p *drillsView) at(ctx context.Context, created time.Time, seq uint64, f fu
 			return nil
 		}
 		moved := p.moved
+		consumer, delivered := p.consumer, p.delivered
+		ask := s != nil && p.created.Equal(created) && p.drained && delivered != asked
 		p.mu.Unlock()
+		if ask {
+			asked = delivered
+			if p.caughtUp(wctx, s, consumer, delivered) {
+				p.mu.Lock()
+				if p.created.Equal(created) && p.consumer == consumer && p.delivered >= delivered {
+					f(p.v)
+					p.mu.Unlock()
+					return nil
+				}
+				p.mu.Unlock()
+			}
+		}
 		select {
 		case <-moved:
-		case <-timer.C:
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return errDrillsBehind
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
+}
+
+// caughtUp reports whether the consumer named consumer of s has nothing left to deliver past
+// its delivered-th message, the last the view folded. It is asked only once that message came
+// with nothing pending behind it and the stream says it holds more, which it does when its
+// last messages were removed (by an operator; a drill's runner removes only renewals a later
+// one follows): its last sequence stays, and no reader can reach it.
+func (p *drillsView) caughtUp(ctx context.Context, s jetstream.Stream, consumer string, delivered uint64) bool {
+	c, err := s.Consumer(ctx, consumer)
+	if err != nil {
+		return false
+	}
+	info := c.CachedInfo()
+	return info.NumPending == 0 && info.Delivered.Consumer == delivered
 }
 
 // current calls f with the view once it holds everything DRILLS holds now (see at).
@@ -103,12 +143,12 @@ func (p *drillsView) current(ctx context.Context, js jetstream.JetStream, f func
 	if info.State.Msgs == 0 {
 		last = 0 // purged: its last sequence was not stored
 	}
-	return p.at(ctx, info.Created, last, f)
+	return p.at(ctx, s, info.Created, last, f)
 }
 
 // lookup is the drill.Lookup of the API's rollbacks.
 func (p *drillsView) lookup(ctx context.Context, st jetstream.Stream, id string, seq uint64) (inForce, ended bool, err error) {
-	err = p.at(ctx, st.CachedInfo().Created, seq, func(v *drill.View) {
+	err = p.at(ctx, nil, st.CachedInfo().Created, seq, func(v *drill.View) {
 		inForce, ended = v.Drill(id) != nil, v.Ended(id)
 	})
 	return inForce, ended, err

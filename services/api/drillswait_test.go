@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -22,14 +23,27 @@ import (
 func unfolded(t *testing.T) (http.Handler, string, *eventstest.Server) {
 	t.Helper()
 	ns := eventstest.Start(t)
-	e, err := events.New(events.TypeDrillStarted, "drill/ops", time.Now(), events.DrillStarted{ID: "d1", Name: "west", By: "ops",
+	storeDrill(t, ns, "d1")
+	srv, read := drillsAPI(t, ns)
+	return srv.Handler(), read, ns
+}
+
+// storeDrill stores the start of drill id.
+func storeDrill(t *testing.T, ns *eventstest.Server, id string) {
+	t.Helper()
+	e, err := events.New(events.TypeDrillStarted, "drill/ops", time.Now(), events.DrillStarted{ID: id, Name: "west", By: "ops",
 		Apps: []string{"shop"}, Steps: 1, RollbackAt: time.Now().Add(time.Hour), LeaseMS: 60000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := events.Publish(context.Background(), ns.JS, events.DrillSubject("d1"), e); err != nil {
+	if _, err := events.Publish(context.Background(), ns.JS, events.DrillSubject(id), e); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// drillsAPI returns an API server on ns, not run, and a read token.
+func drillsAPI(t *testing.T, ns *eventstest.Server) (*api.Server, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokens")
 	read, err := api.AddToken(path, "viewer", api.ScopeRead)
 	if err != nil {
@@ -44,7 +58,7 @@ func unfolded(t *testing.T) (http.Handler, string, *eventstest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return srv.Handler(), read, ns
+	return srv, read
 }
 
 // While the API has not folded what DRILLS holds, a list of the drills waits for it for 5 s,
@@ -116,5 +130,41 @@ func TestADrillsListWhoseClientLeftStopsWaiting(t *testing.T) {
 	}
 	if took := time.Since(left); took > time.Second {
 		t.Errorf("the handler ended %s after its client left, want at once", took)
+	}
+}
+
+// An operator removed the last message DRILLS holds (`nats stream rmm DRILLS <seq>`: a forged
+// event, say), so the stream's last sequence is one no reader can read: the API lists the drills
+// DRILLS holds at once, not 503 after 5 s until the next drill event is stored.
+func TestTheDrillsAreListedAtOnceThoughTheLastMessageOfDRILLSWasRemoved(t *testing.T) {
+	ns := eventstest.Start(t)
+	storeDrill(t, ns, "d1")
+	storeDrill(t, ns, "forged")
+	st := ns.Stream(t, events.StreamDrills)
+	if err := st.DeleteMsg(t.Context(), st.CachedInfo().State.LastSeq); err != nil {
+		t.Fatal(err)
+	}
+	srv, read := drillsAPI(t, ns)
+	eventstest.Run(t, "api", srv.Run)
+	for range 3 {
+		req, err := http.NewRequest("GET", "http://"+srv.Addr()+"/v1/drills", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+read)
+		began := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct{ Drills []api.Drill }
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		_ = resp.Body.Close()
+		if took := time.Since(began); resp.StatusCode != http.StatusOK || err != nil || took > 2*time.Second {
+			t.Fatalf("GET /v1/drills: %d (%v) after %s, want 200 at once", resp.StatusCode, err, took)
+		}
+		if got := ids(out.Drills); len(got) != 1 || got[0] != "d1:in_force" {
+			t.Fatalf("drills %v, want d1 in force", got)
+		}
 	}
 }
