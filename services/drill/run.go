@@ -84,13 +84,13 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}
 	start := time.Now()
 	sc := Scorecard{Drill: id, Name: o.File.Name, By: o.By, Started: start, Pass: true}
-	ack, err := publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
+	started, err := publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
 		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()}, storeWithin)
 	if err != nil {
 		releaseClaims(context.WithoutCancel(ctx), o.JS, o.By, claims)
 		return Scorecard{}, err
 	}
-	rb := &rollbackWatch{drills: drills, subject: subject, next: ack.Sequence}
+	rb := &rollbackWatch{drills: drills, subject: subject, next: started.Sequence}
 	if o.Started != nil {
 		o.Started(id)
 	}
@@ -98,6 +98,8 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	log.Info().Int("steps", len(plan.Steps)).Msg("drill started")
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	renewed := make(chan struct{})
+	// warned is set once a renewal could not be deleted: it is said once a run.
+	warned := false
 	go func() {
 		defer close(renewed)
 		t := time.NewTicker(o.Lease / 3)
@@ -105,7 +107,6 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 		// prev is the sequence of the last renewal stored, deleted once the next one is:
 		// DRILLS keeps a drill's last renewal only, and every other event of it.
 		var prev uint64
-		warned := false
 		for {
 			select {
 			case <-renewCtx.Done():
@@ -186,8 +187,38 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, storeWithin); err != nil {
 		return sc, err
 	}
+	keepLastRenewal(rctx, drills, subject, started.Sequence, log, &warned)
 	log.Info().Bool("pass", sc.Pass).Msg("drill scored")
 	return sc, nil
+}
+
+// keepLastRenewal deletes every renewal of the drill on subject, which started at seq, but the
+// last: those its runner could not delete as it went, such as one stored as the runner stopped
+// renewing, whose answer the stop cut off, or the one before it, whose deletion the stop cut
+// short. It runs once the runner's last event is stored, so every renewal it sent before is
+// stored or never will be.
+func keepLastRenewal(ctx context.Context, drills jetstream.Stream, subject string, seq uint64, log zerolog.Logger, warned *bool) {
+	var renewals []uint64
+	for {
+		m, err := drills.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			log.Warn().Err(err).Msg("drill renewals not read: DRILLS keeps those not deleted")
+			return
+		}
+		if e, err := events.Decode(m.Data); err == nil && e.Type == events.TypeDrillRenewed {
+			renewals = append(renewals, m.Sequence)
+		}
+		seq = m.Sequence + 1
+	}
+	for _, r := range renewals[:max(len(renewals)-1, 0)] {
+		if err := drills.DeleteMsg(ctx, r); err != nil && !*warned {
+			log.Warn().Err(err).Uint64("stream_seq", r).Msg("drill renewal not deleted: DRILLS keeps it")
+			*warned = true
+		}
+	}
 }
 
 // ErrEnded means the drill rolled back already: at an operator's request, or on its own.
