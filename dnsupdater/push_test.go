@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/bindtest"
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -32,19 +34,7 @@ other IN A   192.0.2.99
 	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := eventstest.Config(t, fmt.Sprintf(`
-zones:
-  - name: demo.test
-    push: {server: "%s", tsig: {name: detour-key, secret_file: "%s"}, retry_interval: 100ms}
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    pools:
-      - name: us-west
-        endpoints: [{address: "127.0.0.11:8081"}]
-      - name: us-east
-        endpoints: [{address: "127.0.0.12:8081"}]
-`, primary, keyFile))
+	cfg := pushedShop(t, primary, "secret_file: "+strconv.Quote(keyFile))
 	startServer(t, js, cfg, "")
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.11"})
@@ -100,19 +90,7 @@ func TestAServerPushesOverAMarkerOfAPositionTheStateStreamDoesNotHold(t *testing
 ns1   IN A   127.0.0.1
 _detour-state IN TXT "detour-state" "seq=%d" "stream-created=%s" "digest=0123" "server=dns-x" "run=x1"
 `, seq, created.UTC().Format(time.RFC3339Nano))})
-			cfg := eventstest.Config(t, fmt.Sprintf(`
-zones:
-  - name: demo.test
-    push: {server: "%s", tsig: {name: detour-key, secret: "%s"}, retry_interval: 100ms}
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    pools:
-      - name: us-west
-        endpoints: [{address: "127.0.0.11:8081"}]
-      - name: us-east
-        endpoints: [{address: "127.0.0.12:8081"}]
-`, primary, secret))
+			cfg := pushedShop(t, primary, "secret: "+strconv.Quote(secret))
 			startServer(t, js, cfg, "")
 			eventstest.Eventually(t, 10*time.Second, func() bool {
 				return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.12"})
@@ -123,6 +101,25 @@ apps:
 			}
 		})
 	}
+}
+
+// pushedShop is the configuration of an app, shop, in zone demo.test, pushed to primary with the
+// key detour-key whose secret key names (`secret: …` or `secret_file: …`).
+func pushedShop(t *testing.T, primary, key string) *config.Config {
+	t.Helper()
+	return eventstest.Config(t, fmt.Sprintf(`
+zones:
+  - name: demo.test
+    push: {server: %q, tsig: {name: detour-key, %s}, retry_interval: 100ms}
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - name: us-west
+        endpoints: [{address: "127.0.0.11:8081"}]
+      - name: us-east
+        endpoints: [{address: "127.0.0.12:8081"}]
+`, primary, key))
 }
 
 func containsAll(s string, parts []string) bool {
