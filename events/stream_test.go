@@ -242,16 +242,11 @@ func TestEnsureStreamsKeepsTheDenialsAnOperatorSetOnAStream(t *testing.T) {
 // DNS and the probers' bucket too, which a store sized for the earlier bounds cannot reserve:
 // detour apply's refusal names the stream, its bound and the server setting to raise, where it
 // passed on JetStream's bare "insufficient memory resources available".
-func TestEnsureStreamsNamesTheBoundAStoreSizedForAnEarlierVersionCannotReserve(t *testing.T) {
-	o := events.StreamOptions{Memory: true}
-	var earlier int64 // what the earlier version's streams reserved: PROBES's and STATE's bounds
-	for _, sc := range events.Streams(o) {
-		if sc.Name == events.StreamProbes || sc.Name == events.StreamState {
-			earlier += sc.MaxBytes
-		}
-	}
-	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true, MaxMemoryStore: earlier + 1<<20})
-	ctx := context.Background()
+// createEarlierStreams creates the streams of the version before REJECTIONS: every one as this
+// version makes it, but CONFIG holding every configuration subject, and CONFIG, DNS and the
+// probers' bucket without bounds.
+func createEarlierStreams(t *testing.T, js jetstream.JetStream, o events.StreamOptions) {
+	t.Helper()
 	for _, sc := range append(events.Streams(o), events.ProbersStream(o)) {
 		switch sc.Name {
 		case events.StreamRejections:
@@ -262,10 +257,23 @@ func TestEnsureStreamsNamesTheBoundAStoreSizedForAnEarlierVersionCannotReserve(t
 		if sc.Name == events.StreamConfig || sc.Name == events.StreamDNS || sc.Name == events.StreamProbers {
 			sc.MaxBytes, sc.MaxMsgs, sc.MaxMsgSize = -1, -1, -1
 		}
-		if _, err := srv.JS.CreateStream(ctx, sc); err != nil {
+		if _, err := js.CreateStream(context.Background(), sc); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestEnsureStreamsNamesTheBoundAStoreSizedForAnEarlierVersionCannotReserve(t *testing.T) {
+	o := events.StreamOptions{Memory: true}
+	var earlier int64 // what the earlier version's streams reserved: PROBES's and STATE's bounds
+	for _, sc := range events.Streams(o) {
+		if sc.Name == events.StreamProbes || sc.Name == events.StreamState {
+			earlier += sc.MaxBytes
+		}
+	}
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true, MaxMemoryStore: earlier + 1<<20})
+	ctx := context.Background()
+	createEarlierStreams(t, srv.JS, o)
 	err := events.EnsureStreams(ctx, srv.JS, o)
 	for _, want := range []string{"ensure stream CONFIG", "16 MiB", "raise max_memory_store"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -370,22 +378,7 @@ func TestEnsureStreamsBoundsAnEarlierVersionsStreamsWithoutDiscardingWhatTheyHol
 	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
 	ctx := context.Background()
 	o := events.StreamOptions{Memory: true, DNSMaxBytes: 1 << 20, Regions: 1}
-	// The earlier version's streams: every one as this version makes it, but CONFIG holding
-	// every configuration subject, and CONFIG, DNS and the bucket without bounds.
-	for _, sc := range append(events.Streams(o), events.ProbersStream(o)) {
-		switch sc.Name {
-		case events.StreamRejections:
-			continue
-		case events.StreamConfig:
-			sc.Subjects = []string{events.SubjectConfig}
-		}
-		if sc.Name == events.StreamConfig || sc.Name == events.StreamDNS || sc.Name == events.StreamProbers {
-			sc.MaxBytes, sc.MaxMsgs, sc.MaxMsgSize = -1, -1, -1
-		}
-		if _, err := srv.JS.CreateStream(ctx, sc); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createEarlierStreams(t, srv.JS, o)
 	publish := func(subject string, data []byte) *jetstream.PubAck {
 		t.Helper()
 		ack, err := srv.JS.Publish(ctx, subject, data)
