@@ -199,19 +199,15 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 // stored or never will be.
 func keepLastRenewal(ctx context.Context, drills jetstream.Stream, subject string, seq uint64, log zerolog.Logger, warned *bool) {
 	var renewals []uint64
-	for {
-		m, err := drills.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			log.Warn().Err(err).Msg("drill renewals not read: DRILLS keeps those not deleted")
-			return
-		}
+	_, err := forward(ctx, drills, subject, seq, func(m *jetstream.RawStreamMsg) bool {
 		if e, err := events.Decode(m.Data); err == nil && e.Type == events.TypeDrillRenewed {
 			renewals = append(renewals, m.Sequence)
 		}
-		seq = m.Sequence + 1
+		return true
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("drill renewals not read: DRILLS keeps those not deleted")
+		return
 	}
 	for _, r := range renewals[:max(len(renewals)-1, 0)] {
 		if err := drills.DeleteMsg(ctx, r); err != nil && !*warned {
@@ -280,19 +276,17 @@ func subjectLookup() Lookup {
 		if c := st.CachedInfo().Created; v == nil || !c.Equal(created) {
 			v, created, next = NewView(), c, 1
 		}
-		subject := events.DrillSubject(id)
-		for next <= seq {
-			m, err := st.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				break
-			}
+		if next <= seq {
+			var err error
+			next, err = forward(ctx, st, events.DrillSubject(id), next, func(m *jetstream.RawStreamMsg) bool {
+				if e, err := events.Decode(m.Data); err == nil {
+					_, _ = v.Apply(m.Subject, m.Sequence, m.Time, e)
+				}
+				return m.Sequence < seq
+			})
 			if err != nil {
 				return false, false, fmt.Errorf("read drill %s: %w", id, err)
 			}
-			if e, err := events.Decode(m.Data); err == nil {
-				_, _ = v.Apply(m.Subject, m.Sequence, m.Time, e)
-			}
-			next = m.Sequence + 1
 		}
 		return v.Drill(id) != nil, v.Ended(id), nil
 	}
@@ -388,25 +382,43 @@ func (w *rollbackWatch) check(ctx context.Context) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, rollbackCheck)
 	defer cancel()
-	for {
-		m, err := w.drills.GetMsg(ctx, w.next, jetstream.WithGetMsgSubject(w.subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return "", nil
-		}
-		if err != nil {
-			return "", fmt.Errorf("read %s from %d: %w", w.subject, w.next, err)
-		}
-		w.next = m.Sequence + 1
+	from := w.next
+	next, err := forward(ctx, w.drills, w.subject, from, func(m *jetstream.RawStreamMsg) bool {
 		e, err := events.Decode(m.Data)
 		if err != nil || e.Type != events.TypeDrillRolledBack {
-			continue
+			return true
 		}
 		var r events.DrillRolledBack
 		if err := e.Payload(&r); err != nil {
-			continue
+			return true
 		}
 		w.found = r.Reason + " by " + r.By
-		return w.found, nil
+		return false
+	})
+	w.next = next
+	if err != nil {
+		return "", fmt.Errorf("read %s from %d: %w", w.subject, from, err)
+	}
+	return w.found, nil
+}
+
+// forward calls f with each message st holds on subject (a filter, wildcards allowed) from
+// sequence from on, in stream order, until f returns false or no message is left, and returns
+// the sequence after the last message read. Each read asks for the next message held, so
+// messages deleted (the renewals a runner replaced) cost nothing.
+func forward(ctx context.Context, st jetstream.Stream, subject string, from uint64, f func(*jetstream.RawStreamMsg) bool) (uint64, error) {
+	for {
+		m, err := st.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return from, nil
+		}
+		if err != nil {
+			return from, err
+		}
+		from = m.Sequence + 1
+		if !f(m) {
+			return from, nil
+		}
 	}
 }
 
@@ -696,18 +708,17 @@ func readDrills(ctx context.Context, s jetstream.Stream) (*View, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read drills: %w", err)
 	}
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(events.SubjectDrills))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read drills: %w", err)
-		}
+	if info.State.Msgs == 0 {
+		return v, nil
+	}
+	_, err = forward(ctx, s, events.SubjectDrills, info.State.FirstSeq, func(m *jetstream.RawStreamMsg) bool {
 		if e, err := events.Decode(m.Data); err == nil {
 			_, _ = v.Apply(m.Subject, m.Sequence, m.Time, e)
 		}
-		seq = m.Sequence + 1
+		return m.Sequence < info.State.LastSeq
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read drills: %w", err)
 	}
 	return v, nil
 }
