@@ -140,8 +140,7 @@ func (p *Pusher) Run(ctx context.Context) {
 	}
 	var failures failureNotes
 	retry := backoff{base: p.o.Push.RetryInterval.D()}
-	// behind says that the last push was held back, which is told once.
-	behind := false
+	behind := false // the last push was held back (see went)
 	for {
 		var want Desired
 		select {
@@ -155,28 +154,10 @@ func (p *Pusher) Run(ctx context.Context) {
 			if err == nil {
 				retry = backoff{base: retry.base}
 				failures = failureNotes{}
-				switch {
-				case out.ahead != nil:
-					p.o.Metrics.PushBehind(p.o.Zone)
-					if !behind {
-						p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).
-							Uint64("primary_stream_seq", out.ahead.at.Seq).Time("primary_stream_created", out.ahead.at.Created).
-							Str("primary_pushed_by", out.ahead.server).Bool("primary_push_under_way", out.ahead.claim).
-							Msg("zone not pushed: the primary holds a later state")
-					}
-					behind = true
-				case out.rrsets > 0:
-					behind = false
-					p.o.Metrics.Pushed(p.o.Zone, nil)
-					p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Int("attempt", attempt).Msg("zone pushed")
-					p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: out.rrsets})
-				default:
-					behind = false
-				}
-				if out.ahead == nil || !out.ahead.claim {
+				var again bool
+				if wait, again = p.went(want, out, attempt, &behind); !again {
 					break
 				}
-				wait = out.claimLeft
 			} else {
 				if ctx.Err() != nil {
 					return
@@ -201,6 +182,34 @@ func (p *Pusher) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// went tells what a push of want that went through did (attempt, its number), and returns
+// whether to try want again and how long after: only a push held back by another server's claim
+// is, once the claim expires. *behind says that the last push was held back, told once.
+func (p *Pusher) went(want Desired, out outcome, attempt int, behind *bool) (time.Duration, bool) {
+	switch {
+	case out.ahead != nil:
+		p.o.Metrics.PushBehind(p.o.Zone)
+		if !*behind {
+			p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).
+				Uint64("primary_stream_seq", out.ahead.at.Seq).Time("primary_stream_created", out.ahead.at.Created).
+				Str("primary_pushed_by", out.ahead.server).Bool("primary_push_under_way", out.ahead.claim).
+				Msg("zone not pushed: the primary holds a later state")
+		}
+		*behind = true
+	case out.rrsets > 0:
+		*behind = false
+		p.o.Metrics.Pushed(p.o.Zone, nil)
+		p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Int("attempt", attempt).Msg("zone pushed")
+		p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: out.rrsets})
+	default:
+		*behind = false
+	}
+	if out.ahead == nil || !out.ahead.claim {
+		return 0, false
+	}
+	return out.claimLeft, true
 }
 
 // maxDoublings caps the backoff: the wait before a retry grows to 2^maxDoublings (16) times
