@@ -345,13 +345,17 @@ func (h *hedge) after() time.Duration {
 // a caller that allows a read longer (an operator's command against a cluster that answers
 // slowly) is not failed sooner. Copies are not capped at the stream's replicas: NATS may hand
 // several in a row to the same hung replica (a cap of twice the replicas still let asks wait out
-// followProbe in the test).
+// followProbe in the test). The copies still waiting when it returns end with it, not with
+// ctx: those on a hung replica waited out the caller's bound, a goroutine and a request each
+// (fifty reads within a caller's 10 s left 22).
 func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, error)) (T, error) {
-	if _, bounded := ctx.Deadline(); !bounded {
-		var cancel context.CancelFunc
+	var cancel context.CancelFunc
+	if _, bounded := ctx.Deadline(); bounded {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
 		ctx, cancel = context.WithTimeout(ctx, followProbe)
-		defer cancel()
 	}
+	defer cancel()
 	type answer struct {
 		m   T
 		err error

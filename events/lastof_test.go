@@ -1,9 +1,12 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +162,42 @@ func TestPreemptedTellsSoonOneAfterAnotherWhileAReplicaHangs(t *testing.T) {
 		}
 	}
 	t.Logf("%d duplicates told preempted in %s with the replica on n%d hung", appends, time.Since(start).Round(time.Millisecond), h.hung)
+}
+
+// TestLastLeavesNoReadWaitingOnceItAnswersWhileAReplicaHangs: a caller of Last that allows
+// 10 s (an operator's command, a drill) reads while one of the stream's three replicas hangs.
+// Each read that drew the hung replica is asked again, and answered by another; the copy still
+// waiting on the hung one must end with the read, not with the caller's 10 s: it waited there,
+// a goroutine and a NATS request each, so that fifty reads left about twenty behind them, and a
+// reader calling Last in a loop piled up more with every read.
+func TestLastLeavesNoReadWaitingOnceItAnswersWhileAReplicaHangs(t *testing.T) {
+	const reads = 50
+	h := startHungStream(t, reads)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, subject := range h.subjects {
+		if _, _, ok, err := events.Last(ctx, h.st, subject); err != nil || !ok {
+			t.Fatalf("read %d of %d: Last(%s) = %t, %v; want its event", i+1, reads, subject, ok, err)
+		}
+	}
+	waiting := 0
+	eventstest.Eventually(t, 2*time.Second, func() bool {
+		waiting = readsWaiting()
+		return waiting == 0
+	}, "the copies of the reads that drew the hung replica on n%d ending with their reads; %d still wait on it", h.hung, &waiting)
+}
+
+// readsWaiting counts the goroutines of this process that run a copy of a hedged read.
+func readsWaiting() int {
+	var b bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	n := 0
+	for g := range strings.SplitSeq(b.String(), "\n\n") {
+		if strings.Contains(g, "events.ask[") {
+			n++
+		}
+	}
+	return n
 }
 
 // allHold reports whether every server's replica of stream holds n messages.
