@@ -345,9 +345,9 @@ func (h *hedge) after() time.Duration {
 // a caller that allows a read longer (an operator's command against a cluster that answers
 // slowly) is not failed sooner. Copies are not capped at the stream's replicas: NATS may hand
 // several in a row to the same hung replica (a cap of twice the replicas still let asks wait out
-// followProbe in the test). The copies still waiting when it returns end with it, not with
-// ctx: those on a hung replica waited out the caller's bound, a goroutine and a request each
-// (fifty reads within a caller's 10 s left 22).
+// followProbe in the test). An answer get gives as errBehind is no answer. The copies still
+// waiting when it returns end with it, not with ctx: those on a hung replica waited out the
+// caller's bound, a goroutine and a request each (fifty reads within a caller's 10 s left 22).
 func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, error)) (T, error) {
 	var cancel context.CancelFunc
 	if _, bounded := ctx.Deadline(); bounded {
@@ -382,6 +382,9 @@ func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, err
 			if a.err != nil && (errors.Is(a.err, context.DeadlineExceeded) || errors.Is(a.err, context.Canceled)) {
 				continue // this copy's wait ended with the ask's: the case below says so
 			}
+			if errors.Is(a.err, errBehind) {
+				continue // another copy, sent on h's clock, may reach a replica that is not
+			}
 			return a.m, a.err
 		case <-again.C:
 			send()
@@ -392,6 +395,10 @@ func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, err
 		}
 	}
 }
+
+// errBehind is what a copy of an ask's read returns for an answer that only a replica behind
+// the leader gives (see Preempted): ask waits for another copy's answer, as for none.
+var errBehind = errors.New("answered by a replica behind the leader")
 
 // stop ends the bridge and waits until it delivers no more.
 func (b *bridge) stop() {

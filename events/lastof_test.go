@@ -200,6 +200,121 @@ func readsWaiting() int {
 	return n
 }
 
+// TestPreemptedTellsAPreemptionWhileAReplicaLags: a writer whose append was acknowledged as a
+// duplicate reads the message that holds its id (Preempted) while one of the stream's three
+// replicas, cut from the leader (a partition between two nodes), has not stored it yet and
+// still answers direct gets by way of the third node. Its "no message found" is no answer: the
+// leader acknowledged that sequence. Taken for one, as an unreadable message is, the
+// acknowledgement stood, and a transition whose id another writer stored first on another
+// subject was taken as stored, about one read in three.
+func TestPreemptedTellsAPreemptionWhileAReplicaLags(t *testing.T) {
+	const appends = 30
+	l := startLaggingStream(t)
+	ctx := context.Background()
+	start := time.Now()
+	for i := range appends {
+		e, err := events.New(events.TypeRouteComputed, "test", time.Now(), struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := events.Publish(ctx, l.js, fmt.Sprintf("t.other.%d", i), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := events.Publish(ctx, l.js, fmt.Sprintf("t.mine.%d", i), e)
+		if err != nil || !ack.Duplicate || ack.Sequence != first.Sequence {
+			t.Fatalf("the copy of %s on another subject acknowledged %+v, %v; want a duplicate of seq %d", e.ID, ack, err, first.Sequence)
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		err = events.Preempted(rctx, l.st, fmt.Sprintf("t.mine.%d", i), e, ack)
+		cancel()
+		if !errors.Is(err, events.ErrPreempted) {
+			t.Fatalf("append %d of %d: Preempted = %v, want ErrPreempted with the replica on n%d behind (holding %d messages of %d)",
+				i+1, appends, err, l.lagging, held(l.servers[l.lagging], "T"), first.Sequence)
+		}
+	}
+	if n := held(l.servers[l.lagging], "T"); n >= appends {
+		t.Fatalf("the replica on n%d holds %d messages, every one: it did not lag", l.lagging, n)
+	}
+	t.Logf("%d duplicates told preempted in %s with the replica on n%d behind", appends, time.Since(start).Round(time.Millisecond), l.lagging)
+}
+
+// laggingStream is stream T of three replicas, one of which is cut from the leader and falls
+// behind it, as a reader connected to the third node sees it.
+type laggingStream struct {
+	st      jetstream.Stream
+	js      jetstream.JetStream
+	servers []*server.Server
+	// lagging is the index of the node that falls behind.
+	lagging int
+}
+
+// startLaggingStream creates T and cuts the routes between its leader and a replica that leads
+// nothing, once each node knows the direct gets of all three.
+func startLaggingStream(t *testing.T) laggingStream {
+	t.Helper()
+	c := eventstest.StartCluster(t, 3)
+	ctx := context.Background()
+	admin, err := jetstream.New(eventstest.Connect(t, c.URLs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st jetstream.Stream
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		st, err = admin.CreateStream(cctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3,
+			AllowDirect: true, Storage: jetstream.MemoryStorage})
+		return err == nil
+	}, "the stream created: %v", err)
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := laggingStream{servers: c.Servers, lagging: -1}
+	leader, reader := -1, -1
+	for i, ns := range c.Servers {
+		switch {
+		case ns.Name() == info.Cluster.Leader:
+			leader = i
+		case l.lagging < 0 && !ns.JetStreamIsLeader():
+			l.lagging = i
+		default:
+			reader = i
+		}
+	}
+	if leader < 0 || l.lagging < 0 || reader < 0 {
+		t.Fatalf("stream leader %q: no node to cut from it", info.Cluster.Leader)
+	}
+	for i := range c.Servers {
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			return c.Knows(i, "$JS.API.DIRECT.GET.T") == 3 && c.Knows(i, "$JS.API.DIRECT.GET.T.>") == 3
+		}, "node %d knowing the direct gets of all three replicas", i)
+	}
+	c.Cut(leader, l.lagging)
+	_, l.js = connectAs(t, c.URLs[reader], "t")
+	if l.st, err = l.js.Stream(ctx, "T"); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// held returns how many messages ns's replica of stream holds.
+func held(ns *server.Server, stream string) uint64 {
+	jsz, err := ns.Jsz(&server.JSzOptions{Streams: true})
+	if err != nil {
+		return 0
+	}
+	for _, a := range jsz.AccountDetails {
+		for _, s := range a.Streams {
+			if s.Name == stream {
+				return s.State.Msgs
+			}
+		}
+	}
+	return 0
+}
+
 // allHold reports whether every server's replica of stream holds n messages.
 func allHold(servers []*server.Server, stream string, n int) bool {
 	for _, ns := range servers {

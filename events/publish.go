@@ -38,13 +38,20 @@ var ErrPreempted = fmt.Errorf("its id is held by a message of another subject: %
 // e on subject, is a duplicate of a message that st stores on another subject; nil when it is
 // not a duplicate, when the message is on subject (the same append, retried or by a replica),
 // and when the message cannot be read (the acknowledgement then stands). The read is sent again
-// while no copy has answered, as Last's is.
+// while no copy has answered, as Last's is, and "no message found" is no answer: the leader
+// acknowledged that sequence, and a replica behind it (cut from it, or slow) that has not
+// stored the message yet says so; taken for an answer, the acknowledgement stood, about one read
+// in three while a replica lagged.
 func Preempted(ctx context.Context, st jetstream.Stream, subject string, e Envelope, ack *jetstream.PubAck) error {
 	if ack == nil || !ack.Duplicate {
 		return nil
 	}
 	m, err := ask(ctx, &hedge{}, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return st.GetMsg(ctx, ack.Sequence)
+		m, err := st.GetMsg(ctx, ack.Sequence)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, errBehind
+		}
+		return m, err
 	})
 	if err != nil || m.Subject == subject {
 		return nil

@@ -24,6 +24,8 @@ type Cluster struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	silent []bool
+	// cut are the pairs of nodes whose routes to each other stall (see Cut), lower index first.
+	cut    map[[2]int]bool
 	closed bool
 	// client and route are the nodes' own listen addresses, once they listen.
 	client, route []string
@@ -36,7 +38,7 @@ type Cluster struct {
 // each other. Everything stops when the test ends.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
-	c := &Cluster{silent: make([]bool, n), client: make([]string, n), route: make([]string, n)}
+	c := &Cluster{silent: make([]bool, n), cut: map[[2]int]bool{}, client: make([]string, n), route: make([]string, n)}
 	c.cond = sync.NewCond(&c.mu)
 	// A closed port, refused at once: gossip carries it instead of a node's own cluster address,
 	// so that no node connects to another behind the relays' backs. It is closed once the relays
@@ -113,6 +115,16 @@ func (c *Cluster) Silence(i int) {
 	c.silent[i] = true
 }
 
+// Cut stalls the routes between nodes i and j, both ways, as a partition between two nodes
+// does: every other route and every client connection, theirs included, carries on. A replica
+// on i or j whose stream the other leads falls behind it, and still answers direct gets sent by
+// way of the third node. It lasts until the test ends.
+func (c *Cluster) Cut(i, j int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut[[2]int{min(i, j), max(i, j)}] = true
+}
+
 // Knows returns how many nodes node i knows to subscribe to subject (exactly that subject, say
 // "$JS.API.DIRECT.GET.S" for the direct gets of stream S), itself included: how many places a
 // request there may be sent to.
@@ -141,7 +153,8 @@ func (c *Cluster) Knows(i int, subject string) int {
 }
 
 // relay listens on loopback and forwards each connection to node to's route port (or client
-// port), stalling while any of the nodes ends is silenced. It returns the address it listens on.
+// port), stalling while any of the nodes ends is silenced, or the two ends of a route are cut
+// from each other. It returns the address it listens on.
 func (c *Cluster) relay(tb testing.TB, to int, route bool, ends ...int) string {
 	ln := listen(tb)
 	tb.Cleanup(func() { _ = ln.Close() })
@@ -211,7 +224,7 @@ func (c *Cluster) anySilent(ends []int) bool {
 			return true
 		}
 	}
-	return false
+	return len(ends) == 2 && c.cut[[2]int{min(ends[0], ends[1]), max(ends[0], ends[1])}]
 }
 
 func listen(tb testing.TB) net.Listener {
