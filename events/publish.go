@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -125,18 +126,23 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, f jetstream.PubA
 	}
 }
 
-// LastOf calls f, one call at a time, with the last event stored on each of subjects that holds
-// one; the reads run 16 at a time, each as Last's. It returns the first error met.
-func LastOf(ctx context.Context, s jetstream.Stream, subjects []string, f func(subject string, e Envelope)) error {
+// LastOf calls f, one call at a time, with the last event stored on each of subjects of stream
+// that holds one; the reads run 16 at a time, each bounded by ctx or followProbe. It returns the
+// first error met. Each read is answered by the stream's leader, not by a direct get: NATS hands
+// a direct get to any replica, and one behind the leader (cut from it while the node the reader
+// is connected to still reaches it) answers with what it holds, an older last message or none.
+// A controller starting takes the route it reads for the one stored, and sends none where it
+// computes the same: about one edge in three kept a later route, for as long as its app's state
+// did not change. A replica that hangs delays no read: only the leader answers.
+func LastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, f func(subject string, e Envelope)) error {
 	var mu sync.Mutex
 	var first error
 	next := make(chan string)
 	var wg sync.WaitGroup
-	h := &hedge{}
 	for range min(16, len(subjects)) {
 		wg.Go(func() {
 			for subject := range next {
-				e, _, ok, err := last(ctx, h, s, subject)
+				e, ok, err := leaderLast(ctx, js.Conn(), stream, subject)
 				mu.Lock()
 				switch {
 				case err != nil && first == nil:
@@ -154,6 +160,48 @@ func LastOf(ctx context.Context, s jetstream.Stream, subjects []string, f func(s
 	close(next)
 	wg.Wait()
 	return first
+}
+
+// leaderLast returns the last event stored on subject of stream as the stream's leader holds it
+// (JetStream's API message get, which only the leader answers); ok is false when the subject
+// holds nothing.
+func leaderLast(ctx context.Context, nc *nats.Conn, stream, subject string) (e Envelope, ok bool, err error) {
+	if _, bounded := ctx.Deadline(); !bounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, followProbe)
+		defer cancel()
+	}
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, err)
+	}
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, err)
+	}
+	var r struct {
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	switch err := json.Unmarshal(m.Data, &r); {
+	case err != nil:
+		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, err)
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return Envelope{}, false, nil
+	case r.Error != nil:
+		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, r.Error)
+	case r.Message == nil:
+		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, jetstream.ErrInvalidJetStreamResponse)
+	}
+	if e, err = Decode(r.Message.Data); err != nil {
+		return Envelope{}, true, fmt.Errorf("read last of %s (seq %d): %w", subject, r.Message.Seq, err)
+	}
+	return e, true, nil
 }
 
 // Append stores e on subject only if the subject's last stored message is still lastSeq (0: the
@@ -222,14 +270,11 @@ func AppendError(subject string, e Envelope, lastSeq uint64, err error) error {
 // (see hedge), and gives up when ctx ends (after followProbe for a ctx without a deadline):
 // NATS hands each direct get to a replica at random, even one whose node hangs, and a read
 // that drew it waited for the caller's bound or nats.go's 5 s (the decider's loop 500 ms, each
-// time).
+// time). A replica behind the leader answers with what it holds, an older last message or none:
+// a caller that appends after seq conflicts and reads again; one that must not take an older
+// message for the last reads with LastOf.
 func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
-	return last(ctx, &hedge{}, s, subject)
-}
-
-// last is Last, its read sent again on h's clock.
-func last(ctx context.Context, h *hedge, s jetstream.Stream, subject string) (Envelope, uint64, bool, error) {
-	m, err := ask(ctx, h, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	m, err := ask(ctx, &hedge{}, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.GetLastMsgForSubject(ctx, subject)
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -238,8 +283,7 @@ func last(ctx context.Context, h *hedge, s jetstream.Stream, subject string) (En
 	if err != nil {
 		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, err)
 	}
-	e, err := Decode(m.Data)
-	if err != nil {
+	if e, err = Decode(m.Data); err != nil {
 		return Envelope{}, m.Sequence, true, fmt.Errorf("read last of %s (seq %d): %w", subject, m.Sequence, err)
 	}
 	return e, m.Sequence, true, nil

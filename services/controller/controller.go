@@ -793,7 +793,8 @@ func (c *controller) watchRoutes(ctx context.Context, created time.Time, out cha
 // loadPublished reads the routes ROUTES holds for every edge's apps, so an unchanged route is
 // not stored again when the controller restarts. The reads of all edges run together: one edge
 // at a time, 2,000 edges of one app each behind a 10 ms round trip started the controller 20 s
-// late.
+// late. ROUTES's leader answers them (see events.LastOf): a route read from a replica behind it
+// was taken for the last stored, and a later one kept where the controller computed the same.
 func (c *controller) loadPublished(ctx context.Context) error {
 	edgeOf := map[string]string{}
 	for _, e := range c.o.Config.Edges {
@@ -802,7 +803,7 @@ func (c *controller) loadPublished(ctx context.Context) error {
 			edgeOf[events.AppRouteSubject(e.Name, ea.App)] = e.Name
 		}
 	}
-	return events.LastOf(ctx, c.routes, slices.Collect(maps.Keys(edgeOf)), func(subject string, e events.Envelope) {
+	return events.LastOf(ctx, c.o.JS, events.StreamRoutes, slices.Collect(maps.Keys(edgeOf)), func(subject string, e events.Envelope) {
 		var r events.EdgeRoute
 		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
 			return

@@ -1251,3 +1251,23 @@ func runPipeline(t *testing.T, roles map[string]*client, cfg *config.Config, log
 	}
 	return servers
 }
+
+// The controller reads the routes ROUTES holds from the stream's leader when it starts (see
+// events.LastOf): its user may ask it, and has the answer.
+func TestDeploymentIdentitiesTheControllerReadsTheStoredRoutesFromROUTESsLeader(t *testing.T) {
+	d := startDeployment(t)
+	d.ensureStreams()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stored := mustEvent(t)
+	subject := events.AppRouteSubject("edge-west", "shop")
+	if _, err := events.Publish(ctx, d.as("controller-1").js, subject, stored); err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	err := events.LastOf(ctx, d.as("controller-1").js, events.StreamRoutes, []string{subject, events.AppRouteSubject("edge-east", "shop")},
+		func(subject string, e events.Envelope) { read = append(read, subject+" "+e.ID) })
+	if want := subject + " " + stored.ID; err != nil || len(read) != 1 || read[0] != want {
+		t.Fatalf("controller-1 read %q, %v; want %q", read, err, want)
+	}
+}

@@ -1,0 +1,142 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAgain: a controller
+// stored every edge's route (w unknown, available); another one, on its way out, stored the
+// route of w down after it; and one of ROUTES's three replicas, cut from the leader (a partition
+// between two nodes), never got those. A controller starting now computes the first route
+// again. It read the route ROUTES held for each edge from whichever replica NATS drew, and where
+// it drew the lagging one it took the first route for the last stored, computed the same, and
+// sent nothing: about one edge in three kept the route of w down, for as long as w's state did
+// not change.
+func TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAgain(t *testing.T) {
+	const edges = 30
+	c := eventstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, admin := eventstest.ConnectJS(t, c.URLs[0])
+	var err error
+	eventstest.Eventually(t, 20*time.Second, func() bool {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		err = events.EnsureStreams(sctx, admin, events.StreamOptions{Replicas: 3, Memory: true})
+		return err == nil
+	}, "the streams created: %v", &err)
+	cfg := eventstest.Config(t, manyEdgesDoc(edges))
+	run := func(name, url string) (*eventstest.Logs, func()) {
+		_, js := eventstest.ConnectJS(t, url)
+		var logs eventstest.Logs
+		stop := eventstest.Run(t, name, func(ctx context.Context) error {
+			return Run(ctx, Options{JS: js, Config: cfg, Name: name, Ticks: make(chan time.Time), Log: zerolog.New(&logs)})
+		})
+		return &logs, stop
+	}
+	routes, err := admin.Stream(ctx, events.StreamRoutes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// perSubject counts the routes the leader holds for each subject.
+	perSubject := func() map[string]uint64 {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		info, err := routes.Info(sctx, jetstream.WithSubjectFilter(events.SubjectRoutes))
+		if err != nil {
+			return nil
+		}
+		return info.State.Subjects
+	}
+
+	_, stop := run("controller-1", c.URLs[0])
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(perSubject()) == edges }, "every edge's route stored")
+	stop()
+
+	info, err := routes.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, lagging, reader := -1, -1, -1
+	for i, ns := range c.Servers {
+		switch {
+		case ns.Name() == info.Cluster.Leader:
+			leader = i
+		case lagging < 0 && !ns.JetStreamIsLeader():
+			lagging = i
+		default:
+			reader = i
+		}
+	}
+	if leader < 0 || lagging < 0 || reader < 0 {
+		t.Fatalf("ROUTES leader %q: no node to cut from it", info.Cluster.Leader)
+	}
+	for i := range c.Servers {
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			return c.Knows(i, "$JS.API.DIRECT.GET.ROUTES") == 3 && c.Knows(i, "$JS.API.DIRECT.GET.ROUTES.>") == 3
+		}, "node %d knowing the direct gets of all three replicas of ROUTES", i)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return routesHeld(c.Servers[lagging]) == edges }, "n%d holding every route", lagging)
+	c.Cut(leader, lagging)
+
+	// The route of w down, stored by a controller on its way out. From here on the test reaches
+	// ROUTES's leader through the third node, as controller-2 does.
+	_, js := eventstest.ConnectJS(t, c.URLs[reader])
+	if routes, err = js.Stream(ctx, events.StreamRoutes); err != nil {
+		t.Fatal(err)
+	}
+	for i := range edges {
+		edge := fmt.Sprintf("edge%d", i)
+		down := events.EdgeRoute{Edge: edge, Route: events.AppRoute{App: "shop", Pool: "west",
+			Endpoints: []events.RouteEndpoint{{Name: "w", Address: "10.1.0.1:80", Status: events.StatusDown, Weight: 1}}}}
+		e, err := events.New(events.TypeRouteComputed, "controller-0", time.Now(), down)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(ctx, js, events.AppRouteSubject(edge, "shop"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return routesHeld(c.Servers[reader]) == 2*edges }, "n%d holding the routes of w down", reader)
+
+	logs, _ := run("controller-2", c.URLs[reader])
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("controller started") == 1 }, "controller-2 started")
+	behind := routesHeld(c.Servers[lagging])
+	var stale []string
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		stale = stale[:0]
+		for subject, n := range perSubject() {
+			if n < 3 {
+				stale = append(stale, subject)
+			}
+		}
+		return len(perSubject()) == edges && len(stale) == 0
+	}, "every edge's route of w unknown stored again, with n%d (holding %d routes) behind n%d; these kept the route of w down: %v",
+		lagging, behind, leader, &stale)
+	t.Logf("every route stored again with the replica on n%d behind, holding %d routes of %d", lagging, behind, 2*edges)
+}
+
+// routesHeld returns how many messages ns's replica of ROUTES holds.
+func routesHeld(ns *server.Server) uint64 {
+	jsz, err := ns.Jsz(&server.JSzOptions{Streams: true})
+	if err != nil {
+		return 0
+	}
+	for _, a := range jsz.AccountDetails {
+		for _, s := range a.Streams {
+			if s.Name == events.StreamRoutes {
+				return s.State.Msgs
+			}
+		}
+	}
+	return 0
+}
