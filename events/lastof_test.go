@@ -240,6 +240,62 @@ func TestPreemptedTellsAPreemptionWhileAReplicaLags(t *testing.T) {
 	t.Logf("%d duplicates told preempted in %s with the replica on n%d behind", appends, time.Since(start).Round(time.Millisecond), l.lagging)
 }
 
+// TestLastAsksADistantClusterOnceARead: reads of one subject's last message (Last) one after
+// another, from a cluster 100 ms away. A read is sent again while no copy has answered, after
+// twice the last answer's round trip (see hedge), so that a distant cluster is not asked again
+// before it could have answered; but each read started with no round trip known, and sent its
+// copies 50 and 100 ms after the first: every read was asked three times, and a cluster slowed
+// by load was asked more as it slowed. After the first, each read is asked once.
+func TestLastAsksADistantClusterOnceARead(t *testing.T) {
+	const reads = 20
+	ns := eventstest.Start(t)
+	link := eventstest.NewSlowLink(t, ns.URL)
+	_, js := eventstest.ConnectJS(t, link.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowDirect: true, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := events.New(events.TypeRouteComputed, "test", time.Now(), struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, js, "t.0", e); err != nil {
+		t.Fatal(err)
+	}
+	watch := eventstest.Connect(t, ns.URL)
+	sub, err := watch.SubscribeSync("$JS.API.DIRECT.GET.T.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	link.Delay(50*time.Millisecond, 50*time.Millisecond)
+	for i := range reads {
+		if _, _, ok, err := events.Last(ctx, st, "t.0"); err != nil || !ok {
+			t.Fatalf("read %d of %d: %t, %v", i+1, reads, ok, err)
+		}
+	}
+	// Every copy sent has reached the server, and been passed on to the watch, once both
+	// connections' round trips are done.
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	asked, _, err := sub.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d reads of a cluster 100 ms away asked it %d times", reads, asked)
+	if asked > reads+2 {
+		t.Errorf("%d reads of a cluster 100 ms away asked it %d times, want %d and at most 2 more for the first", reads, asked, reads)
+	}
+}
+
 // laggingStream is stream T of three replicas, one of which is cut from the leader and falls
 // behind it, as a reader connected to the third node sees it.
 type laggingStream struct {
