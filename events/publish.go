@@ -142,7 +142,7 @@ func LastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects
 	for range min(16, len(subjects)) {
 		wg.Go(func() {
 			for subject := range next {
-				e, ok, err := leaderLast(ctx, js.Conn(), stream, subject)
+				e, _, ok, err := LeaderLast(ctx, js, stream, subject)
 				mu.Lock()
 				switch {
 				case err != nil && first == nil:
@@ -162,10 +162,13 @@ func LastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects
 	return first
 }
 
-// leaderLast returns the last event stored on subject of stream as the stream's leader holds it
-// (JetStream's API message get, which only the leader answers); ok is false when the subject
-// holds nothing.
-func leaderLast(ctx context.Context, nc *nats.Conn, stream, subject string) (e Envelope, ok bool, err error) {
+// LeaderLast returns the last event stored on subject of stream as the stream's leader holds it
+// (JetStream's API message get, which only the leader answers), and its stream sequence; ok is
+// false when the subject holds nothing. A message that does not decode is returned with ok and
+// an error wrapping ErrMalformed, as Last does. Read so what must not be taken from a replica
+// behind the leader (see LastOf): it answers with what it holds, an older last message or none.
+// The read gives up when ctx ends (after followProbe for a ctx without a deadline).
+func LeaderLast(ctx context.Context, js jetstream.JetStream, stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
 	if _, bounded := ctx.Deadline(); !bounded {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, followProbe)
@@ -175,11 +178,11 @@ func leaderLast(ctx context.Context, nc *nats.Conn, stream, subject string) (e E
 		LastFor string `json:"last_by_subj"`
 	}{subject})
 	if err != nil {
-		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, err)
+		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, err)
 	}
-	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	m, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
-		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, err)
+		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, err)
 	}
 	var r struct {
 		Message *struct {
@@ -190,18 +193,18 @@ func leaderLast(ctx context.Context, nc *nats.Conn, stream, subject string) (e E
 	}
 	switch err := json.Unmarshal(m.Data, &r); {
 	case err != nil:
-		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, err)
+		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, err)
 	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return Envelope{}, false, nil
+		return Envelope{}, 0, false, nil
 	case r.Error != nil:
-		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, r.Error)
+		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, r.Error)
 	case r.Message == nil:
-		return Envelope{}, false, fmt.Errorf("read last of %s: %w", subject, jetstream.ErrInvalidJetStreamResponse)
+		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, jetstream.ErrInvalidJetStreamResponse)
 	}
 	if e, err = Decode(r.Message.Data); err != nil {
-		return Envelope{}, true, fmt.Errorf("read last of %s (seq %d): %w", subject, r.Message.Seq, err)
+		return Envelope{}, r.Message.Seq, true, fmt.Errorf("read last of %s (seq %d): %w", subject, r.Message.Seq, err)
 	}
-	return e, true, nil
+	return e, r.Message.Seq, true, nil
 }
 
 // Append stores e on subject only if the subject's last stored message is still lastSeq (0: the
@@ -278,7 +281,7 @@ var reads hedge
 // that drew it waited for the caller's bound or nats.go's 5 s (the decider's loop 500 ms, each
 // time). A replica behind the leader answers with what it holds, an older last message or none:
 // a caller that appends after seq conflicts and reads again; one that must not take an older
-// message for the last reads with LastOf.
+// message for the last reads with LeaderLast or LastOf.
 func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
 	m, err := ask(ctx, &reads, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.GetLastMsgForSubject(ctx, subject)

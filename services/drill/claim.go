@@ -19,7 +19,12 @@ type claim struct {
 // holder returns the drill that holds app, if any, and the claim subject's last sequence to
 // append after. A claim holds the app until its drill rolls back or releases it; a claim whose
 // drill never started holds it until the claim's Until.
-func holder(ctx context.Context, s jetstream.Stream, app string, now time.Time) (*events.DrillClaim, uint64, error) {
+//
+// The claim subject is read from any replica: one behind the leader answers an older claim, or
+// none, and the append after its sequence conflicts. The drill's subject is read from the
+// stream's leader: a replica that has not stored the drill's start yet answered that it never
+// started, and once the claim's Until passed a second drill claimed the app it held.
+func holder(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, app string, now time.Time) (*events.DrillClaim, uint64, error) {
 	e, seq, ok, err := events.Last(ctx, s, events.DrillClaimSubject(app))
 	if errors.Is(err, events.ErrMalformed) || !ok || err == nil && e.Type != events.TypeDrillClaimed {
 		return nil, seq, nil // a forged or malformed claim holds nothing, but is appended after
@@ -36,7 +41,7 @@ func holder(ctx context.Context, s jetstream.Stream, app string, now time.Time) 
 	}
 	// The drill's own subject says whether it started and whether it ended: the rollback and the
 	// scorecard are its last events.
-	last, _, started, err := events.Last(ctx, s, events.DrillSubject(c.ID))
+	last, _, started, err := events.LeaderLast(ctx, js, events.StreamDrills, events.DrillSubject(c.ID))
 	if err != nil && !errors.Is(err, events.ErrMalformed) {
 		return nil, 0, err
 	}
@@ -75,7 +80,7 @@ var claimRead = func(app string) {}
 
 // claimOne appends c's claim on its app and returns the claim's sequence.
 func claimOne(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, c events.DrillClaim) (uint64, error) {
-	h, last, err := holder(ctx, s, c.App, time.Now())
+	h, last, err := holder(ctx, js, s, c.App, time.Now())
 	if err == nil && h == nil {
 		claimRead(c.App)
 		e, eerr := events.New(events.TypeDrillClaimed, "drill/"+c.By, time.Now(), c)
@@ -90,7 +95,7 @@ func claimOne(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, c
 			return 0, fmt.Errorf("claim app %s: %w", c.App, aerr)
 		}
 		// Another drill claimed the app between the read and the append: say which.
-		h, _, err = holder(ctx, s, c.App, time.Now())
+		h, _, err = holder(ctx, js, s, c.App, time.Now())
 	}
 	if err != nil {
 		return 0, fmt.Errorf("claim app %s: %w", c.App, err)

@@ -50,14 +50,14 @@ func TestOfTwoDrillsClaimingOneAppAtOnceExactlyOneWinsAndTheOtherIsToldWhich(t *
 		// The loser released what it took: the winner holds both apps, then releases them.
 		s := srv.Stream(t, events.StreamDrills)
 		for _, app := range []string{"shop", "www"} {
-			h, _, err := holder(ctx, s, app, time.Now())
+			h, _, err := holder(ctx, srv.JS, s, app, time.Now())
 			if err != nil || h == nil || h.ID != ids[winner] {
 				t.Fatalf("iteration %d: app %s is held by %+v (%v), want drill %s", i, app, h, err, ids[winner])
 			}
 		}
 		releaseClaims(ctx, srv.JS, "runner", held[winner])
 		for _, app := range []string{"shop", "www"} {
-			if h, _, err := holder(ctx, s, app, time.Now()); err != nil || h != nil {
+			if h, _, err := holder(ctx, srv.JS, s, app, time.Now()); err != nil || h != nil {
 				t.Fatalf("iteration %d: app %s still held by %+v (%v) after the release", i, app, h, err)
 			}
 		}
@@ -72,7 +72,7 @@ func TestAClaimIsFreedWhenItsDrillRollsBackOrNeverStarts(t *testing.T) {
 	if _, err := claimApps(ctx, srv.JS, events.DrillClaim{ID: "gone-1", By: "x", Until: time.Now().Add(-time.Second)}, []string{"shop"}); err != nil {
 		t.Fatal(err)
 	}
-	if h, _, _ := holder(ctx, s, "shop", time.Now()); h != nil {
+	if h, _, _ := holder(ctx, srv.JS, s, "shop", time.Now()); h != nil {
 		t.Errorf("a claim whose drill never started past its until still holds shop: %+v", h)
 	}
 	if _, err := claimApps(ctx, srv.JS, events.DrillClaim{ID: "back-1", By: "x", Until: time.Now().Add(time.Minute)}, []string{"shop"}); err != nil {
@@ -83,14 +83,14 @@ func TestAClaimIsFreedWhenItsDrillRollsBackOrNeverStarts(t *testing.T) {
 		if typ == events.TypeDrillRolledBack {
 			data = events.DrillRolledBack{By: "controller-1", Reason: "runner_lost"}
 		}
-		if h, _, _ := holder(ctx, s, "shop", time.Now()); h == nil || h.ID != "back-1" {
+		if h, _, _ := holder(ctx, srv.JS, s, "shop", time.Now()); h == nil || h.ID != "back-1" {
 			t.Fatalf("before %s shop is held by %+v, want back-1", typ, h)
 		}
 		if _, err := publish(ctx, srv.JS, events.DrillSubject("back-1"), typ, "x", data, storeWithin); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if h, _, _ := holder(ctx, s, "shop", time.Now()); h != nil {
+	if h, _, _ := holder(ctx, srv.JS, s, "shop", time.Now()); h != nil {
 		t.Errorf("a claim whose drill a controller rolled back still holds shop: %+v", h)
 	}
 }
