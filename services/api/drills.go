@@ -92,12 +92,12 @@ func (p *drillsView) at(ctx context.Context, s jetstream.Stream, created time.Ti
 			return nil
 		}
 		moved := p.moved
-		consumer, delivered := p.consumer, p.delivered
+		consumer, delivered, folded := p.consumer, p.delivered, p.seq
 		ask := s != nil && p.created.Equal(created) && p.drained && delivered != asked
 		p.mu.Unlock()
 		if ask {
 			asked = delivered
-			if p.caughtUp(wctx, s, consumer, delivered) {
+			if caughtUp(wctx, s, consumer, delivered, folded) {
 				p.mu.Lock()
 				if p.created.Equal(created) && p.consumer == consumer && p.delivered >= delivered {
 					f(p.v)
@@ -118,18 +118,36 @@ func (p *drillsView) at(ctx context.Context, s jetstream.Stream, created time.Ti
 	}
 }
 
-// caughtUp reports whether the consumer named consumer of s has nothing left to deliver past
-// its delivered-th message, the last the view folded. It is asked only once that message came
-// with nothing pending behind it and the stream says it holds more, which it does when its
-// last messages were removed (by an operator; a drill's runner removes only renewals a later
-// one follows): its last sequence stays, and no reader can reach it.
-func (p *drillsView) caughtUp(ctx context.Context, s jetstream.Stream, consumer string, delivered uint64) bool {
+// caughtUp reports whether the view, which folded s up to sequence folded, through the
+// delivered-th message of the consumer named consumer, holds every message s holds. It is asked
+// only once that message came with nothing pending behind it and the stream says it holds more,
+// which it does when its last messages were removed (by an operator; a drill's runner removes
+// only renewals a later one follows): its last sequence stays, and no reader can reach it. The
+// consumer saying it has nothing left to deliver is not enough: it counts a message the stream
+// stored a moment ago only once it has seen it, and a GET right after a rollback was answered
+// without the rollback. So every sequence past folded must also be one the stream removed.
+func caughtUp(ctx context.Context, s jetstream.Stream, consumer string, delivered, folded uint64) bool {
 	c, err := s.Consumer(ctx, consumer)
 	if err != nil {
 		return false
 	}
-	info := c.CachedInfo()
-	return info.NumPending == 0 && info.Delivered.Consumer == delivered
+	if info := c.CachedInfo(); info.NumPending != 0 || info.Delivered.Consumer != delivered {
+		return false
+	}
+	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
+	if err != nil {
+		return false
+	}
+	removed := make(map[uint64]bool, len(info.State.Deleted))
+	for _, seq := range info.State.Deleted {
+		removed[seq] = true
+	}
+	for seq := folded + 1; seq <= info.State.LastSeq; seq++ {
+		if !removed[seq] {
+			return false
+		}
+	}
+	return true
 }
 
 // current calls f with the view once it holds everything DRILLS holds now (see at).
