@@ -59,12 +59,14 @@ func (s *stallTimer) begin() {
 }
 
 // end ends the read begun last, which returned err, and returns its error:
-// errResponseBodyTimeout when the timer ended it.
+// errResponseBodyTimeout when the timer ended it, the read failing for the deadline cut put in
+// the past. A read that returned the answer's last bytes or its end as the timer fired was
+// not cut: the answer came whole.
 func (s *stallTimer) end(err error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.since = time.Time{}
-	if err != nil && s.expired {
+	if s.expired && isTimeout(err) {
 		return errResponseBodyTimeout
 	}
 	return err

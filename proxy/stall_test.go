@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events/logs"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -310,5 +314,48 @@ func TestAnAnswerThatTricklesFasterThanResponseBodyIsRelayedWholeOnEveryPath(t *
 				t.Errorf("after %v the stream ended %s with %q, want it complete with %q", took.Round(time.Millisecond), how, got, want)
 			}
 		})
+	}
+}
+
+// lateEnd is the last read of an answer's body that returns only once response_body's timer
+// cut it (fired is closed): the instance's last bytes, or its closing the connection, and the
+// timer's expiry cross. It returns last, then the end of the body.
+type lateEnd struct {
+	net.Conn
+	fired chan struct{}
+	last  string
+}
+
+func (c *lateEnd) Read(p []byte) (int, error) {
+	<-c.fired
+	return copy(p, c.last), io.EOF
+}
+
+// An answer whose last read returns as response_body expires came whole: its end, with its
+// last bytes (a Content-Length or chunked body on the ReverseProxy path) or without (an answer
+// delimited by the instance's closing the connection, on the lean and fast paths), is relayed
+// as the end, not as a cut, which would break off a complete answer, reset its HTTP/2 stream,
+// and log and count a stall that did not happen.
+func TestAnAnswerWhoseLastReadReturnsAsResponseBodyExpiresIsNotCut(t *testing.T) {
+	a := &app{pol: &policy{}, log: zerolog.Nop(), failures: logs.NewRepeats(time.Second)}
+	for _, tc := range []struct{ name, last string }{
+		{name: "its last bytes and its end", last: "end"},
+		{name: "its end alone", last: ""},
+	} {
+		for _, path := range []string{"lean and fast paths", "ReverseProxy"} {
+			fired := make(chan struct{})
+			var once sync.Once
+			c := &lateEnd{fired: fired, last: tc.last}
+			b := &stallBody{ReadCloser: io.NopCloser(c), s: stallTimer{d: time.Millisecond, cut: func() { once.Do(func() { close(fired) }) }}, a: a}
+			var r io.Reader = b
+			if path != "ReverseProxy" {
+				r = &headLimit{c: c, left: math.MaxInt64, body: true, stall: &b.s}
+			}
+			p := make([]byte, 16)
+			n, err := r.Read(p)
+			if string(p[:n]) != tc.last || err != io.EOF {
+				t.Errorf("%s, %s: the read returned %q, %v; want %q and the end (io.EOF)", path, tc.name, p[:n], err, tc.last)
+			}
+		}
 	}
 }
