@@ -337,6 +337,16 @@ func (uc *upConn) headRead() {
 	}
 }
 
+// bodyRead ends what headRead began, once the answer's body is relayed: the client is no longer
+// watched (see headLimit), and the response_body timer is stopped, which, left pending, would
+// hold the connection, closed or idle, until it fired.
+func (uc *upConn) bodyRead() {
+	uc.limit.client = nil
+	if uc.limit.stall != nil {
+		uc.limit.stall.stop()
+	}
+}
+
 // closedByPeer reports whether err means the other side had closed the connection.
 func closedByPeer(err error) bool {
 	if errors.Is(err, io.EOF) {
@@ -482,6 +492,7 @@ func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response,
 		_ = uc.c.Close()
 	}
 	_ = resp.Body.Close()
+	uc.bodyRead()
 	for k, v := range resp.Trailer {
 		dst[http.TrailerPrefix+k] = v
 	}

@@ -557,7 +557,7 @@ func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) (
 		_, _ = uc.br.Discard(len(p))
 		left -= int64(len(p))
 	}
-	uc.limit.client = nil
+	uc.bodyRead()
 	if err := lc.bw.Flush(); err != nil || left > 0 {
 		_ = uc.c.Close()
 		return false, rerr
@@ -726,7 +726,7 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 	default:
 		err = lc.relayUnsized(resp, *buf, keep, listed)
 	}
-	uc.limit.client = nil
+	uc.bodyRead()
 	if err != nil {
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
 		// the client stopped taking may never end. An answer that broke off ends the client's

@@ -28,7 +28,8 @@ var errResponseBodyTimeout = errors.New("no byte of the answer's body arrived wi
 // reused), and fails with errResponseBodyTimeout. A deadline set per read would undo the one in
 // the past that a client's leaving sets on the fast path; the timer only ever ends reads.
 // It is not stopped between reads: it fires at most once after the last one, and is rearmed by
-// the next.
+// the next. Once the body is relayed it is stopped (upConn.bodyRead, stallBody.Close), so that
+// it does not hold the connection until it fires.
 type stallTimer struct {
 	d   time.Duration
 	cut func()

@@ -3,14 +3,17 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -356,6 +359,89 @@ func TestAnAnswerWhoseLastReadReturnsAsResponseBodyExpiresIsNotCut(t *testing.T)
 			if string(p[:n]) != tc.last || err != io.EOF {
 				t.Errorf("%s, %s: the read returned %q, %v; want %q and the end (io.EOF)", path, tc.name, p[:n], err, tc.last)
 			}
+		}
+	}
+}
+
+// An answer's connection to its instance holds no pending response_body timer once the
+// answer's body is relayed, on the lean and fast paths, kept alive or closed: a timer left
+// pending held the connection, closed or idle, until it fired, up to response_body (60 s by
+// default) later, about 550 bytes a connection (measured), so an instance that closes its
+// connection after each answer had the edge hold that much per request for a minute.
+func TestAnAnswersConnectionHoldsNoResponseBodyTimerOnceItsBodyIsRelayed(t *testing.T) {
+	body := strings.Repeat("x", 64<<10) // read from the connection after the head
+	addr := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			closing := strings.HasPrefix(req.URL.Path, "/closing")
+			if closing {
+				_, err = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n")
+			} else {
+				_, err = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+			}
+			if strings.HasSuffix(req.URL.Path, "/chunked") {
+				_, err = fmt.Fprintf(c, "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+			} else {
+				_, err = fmt.Fprintf(c, "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			}
+			if err != nil || closing {
+				return
+			}
+		}
+	})
+	ctx := context.Background()
+	noInterim := func(int, http.Header) {}
+	for _, path := range []string{"/kept/sized", "/kept/chunked", "/closing/sized", "/closing/chunked"} {
+		for _, relay := range []string{"fast path", "lean path"} {
+			pool := newConnPool(dialFrom(nil, time.Second), time.Minute, time.Minute)
+			r := httptest.NewRequest(http.MethodGet, "http://shop"+path, nil)
+			head := func(bw *bufio.Writer) { writeHead(bw, r, addr, &forwarding{}, "", false) }
+			var uc *upConn
+			if relay == "fast path" {
+				resp, c, err := pool.exchange(ctx, addr, head, r, 5*time.Second, true, noInterim)
+				if err != nil {
+					t.Fatal(err)
+				}
+				uc = c
+				if err := (&app{}).relay(httptest.NewRecorder(), r, resp, uc, pool, addr, func() bool { return true }); err != nil {
+					t.Fatalf("%s %s: %v", relay, path, err)
+				}
+			} else {
+				c, err := pool.send(ctx, addr, head, 5*time.Second, true, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				uc = c
+				lc := &leanConn{bw: bufio.NewWriter(io.Discard), closing: new(atomic.Bool)}
+				n, err := peekHead(uc.br)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, _ := uc.br.Peek(n); parseRespHead(b, &lc.resp) { // relayed as it came
+					uc.headRead()
+					_, err = lc.relayPlain(uc, n, pool, addr)
+				} else {
+					var resp *http.Response
+					if resp, err = uc.readFinal(ctx, leanGet, noInterim); err != nil {
+						t.Fatal(err)
+					}
+					_, err = lc.relay(resp, uc, pool, addr)
+				}
+				if err != nil {
+					t.Fatalf("%s %s: %v", relay, path, err)
+				}
+			}
+			if uc.limit.stall.t == nil {
+				t.Fatalf("%s %s: the body was relayed without a read bounded by response_body", relay, path)
+			}
+			if uc.limit.stall.t.Stop() {
+				t.Errorf("%s %s: once the body was relayed, the connection's response_body timer was still pending", relay, path)
+			}
+			pool.closeIdle()
 		}
 	}
 }
