@@ -98,11 +98,13 @@ type watchedConn struct {
 	// take.
 	heading bool
 	left    int64
+	// stall, while an answer's body is read (stallBody), times each read by response_body.
+	stall *stallTimer
 }
 
 func (c *watchedConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
-	heading, left := c.heading, c.left
+	heading, left, stall := c.heading, c.left, c.stall
 	c.mu.Unlock()
 	if heading {
 		if left <= 0 {
@@ -110,7 +112,13 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 		}
 		p = p[:min(int64(len(p)), left)]
 	}
+	if stall != nil {
+		stall.begin()
+	}
 	n, err := c.Conn.Read(p)
+	if stall != nil {
+		err = stall.end(err)
+	}
 	c.mu.Lock()
 	// A read under way when expect was called (the transport's wait on an idle connection)
 	// counts too.
@@ -132,6 +140,22 @@ func (c *watchedConn) expect() {
 	c.mu.Lock()
 	c.w.expect()
 	c.heading, c.left = true, maxResponseHead
+	c.mu.Unlock()
+}
+
+// timeReads has s time the connection's reads, from the head of an answer whose body s bounds.
+func (c *watchedConn) timeReads(s *stallTimer) {
+	c.mu.Lock()
+	c.stall = s
+	c.mu.Unlock()
+}
+
+// stopTiming ends s's timing of the connection's reads, unless the next answer's took over.
+func (c *watchedConn) stopTiming(s *stallTimer) {
+	c.mu.Lock()
+	if c.stall == s {
+		c.stall = nil
+	}
 	c.mu.Unlock()
 }
 

@@ -471,7 +471,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 			watchTrailer(res)
 			// An upgraded connection's silences are not a stalled body.
 			if d := a.pol.timeouts.ResponseBody.D(); d > 0 && wc != nil && res.Body != http.NoBody && res.StatusCode != http.StatusSwitchingProtocols {
-				res.Body = &stallBody{ReadCloser: res.Body, s: stallTimer{d: d, cut: cutReads(wc)}, a: a, t: t}
+				res.Body = newStallBody(res.Body, wc, d, a, t)
 			}
 			resp = res
 			return nil

@@ -13,8 +13,8 @@ import (
 // An instance that sends an answer's head and part of its body, then nothing, would hold the
 // edge, its connection to the instance and the client for as long as the client waits:
 // response_body bounds the wait between two reads of an answer's body on every path, as nginx's
-// proxy_read_timeout does. The lean and fast paths read the body through their connection's
-// headLimit, the ReverseProxy path through stallBody. An answer cut so has started, so no
+// proxy_read_timeout does. The lean and fast paths time the reads of their connection in its
+// headLimit, the ReverseProxy path in its watchedConn while a stallBody is read. An answer cut so has started, so no
 // status can tell the client: net/http's server, on the fast and ReverseProxy paths, closes an
 // HTTP/1 client's connection or resets an HTTP/2 stream (http.ErrAbortHandler), and the lean
 // path closes the connection, a chunked answer without its last chunk.
@@ -26,15 +26,20 @@ var errResponseBodyTimeout = errors.New("no byte of the answer's body arrived wi
 // stallTimer bounds each read of an answer's body by d. A read that waits longer is ended by
 // cut, which puts the connection's read deadline in the past (the connection is then never
 // reused), and fails with errResponseBodyTimeout. A deadline set per read would undo the one in
-// the past that a client's leaving sets on the fast path; the timer only ever ends reads.
+// the past that a client's leaving sets on the fast path; the timer only ever ends reads. A
+// read that returns as the timer fires was not cut, but the reads after it would be: uncut,
+// when set, puts the deadline back then, before the bytes read reach whoever may keep the
+// connection for another request (the ReverseProxy path's transport, on the answer's end);
+// unset, the next read fails, and the lean and fast paths, whose pool takes no connection
+// whose deadline has passed (quiet), lose the connection at most.
 // It is not stopped between reads: it fires at most once after the last one, and is rearmed by
 // the next. Once the body is relayed it is stopped (upConn.bodyRead, stallBody.Close), so that
 // it does not hold the connection until it fires.
 type stallTimer struct {
-	d   time.Duration
-	cut func()
-	mu  sync.Mutex
-	t   *time.Timer
+	d          time.Duration
+	cut, uncut func()
+	mu         sync.Mutex
+	t          *time.Timer
 	// armed is set while t is pending.
 	armed bool
 	// since is when the read under way started; zero between reads.
@@ -67,8 +72,13 @@ func (s *stallTimer) end(err error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.since = time.Time{}
-	if s.expired && isTimeout(err) {
+	switch {
+	case !s.expired:
+	case isTimeout(err):
 		return errResponseBodyTimeout
+	case s.uncut != nil:
+		s.uncut()
+		s.expired = false
 	}
 	return err
 }
@@ -123,27 +133,45 @@ func cutReads(c net.Conn) func() {
 }
 
 // stallBody is the body of an answer from t on a's ReverseProxy path, each read of which is
-// bounded by response_body: on expiry its connection's reads fail, and the transport closes it.
+// bounded by response_body: until the body ends, its connection wc times its reads (the
+// transport's, which keeps the connection once it read the body's end, before the body returns
+// it), and on expiry they fail, and the transport closes it.
 type stallBody struct {
 	io.ReadCloser
-	s stallTimer
-	a *app
-	t route.Target
+	wc *watchedConn
+	s  stallTimer
+	a  *app
+	t  route.Target
+}
+
+// newStallBody bounds each read of body, an answer's from t on a's ReverseProxy path arriving
+// on wc, by d.
+func newStallBody(body io.ReadCloser, wc *watchedConn, d time.Duration, a *app, t route.Target) *stallBody {
+	b := &stallBody{ReadCloser: body, wc: wc, a: a, t: t}
+	b.s = stallTimer{d: d, cut: cutReads(wc), uncut: func() { _ = wc.SetReadDeadline(time.Time{}) }}
+	wc.timeReads(&b.s)
+	return b
 }
 
 func (b *stallBody) Read(p []byte) (int, error) {
-	b.s.begin()
 	n, err := b.ReadCloser.Read(p)
-	err = b.s.end(err)
 	if err != nil {
+		b.release()
 		b.a.noteBodyTimeout(b.t, err)
 	}
 	return n, err
 }
 
 func (b *stallBody) Close() error {
-	b.s.stop()
+	b.release()
 	return b.ReadCloser.Close()
+}
+
+// release ends the timing of the connection's reads once the body ended: the transport may
+// already be waiting on it for the next answer.
+func (b *stallBody) release() {
+	b.wc.stopTiming(&b.s)
+	b.s.stop()
 }
 
 // noteBodyTimeout logs and counts an answer from t whose body broke off with err, when

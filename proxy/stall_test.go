@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/logs"
+	"github.com/detourdev/detour/proxy/route"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"golang.org/x/net/http2"
@@ -320,13 +323,22 @@ func TestAnAnswerThatTricklesFasterThanResponseBodyIsRelayedWholeOnEveryPath(t *
 	}
 }
 
-// lateEnd is the last read of an answer's body that returns only once response_body's timer
-// cut it (fired is closed): the instance's last bytes, or its closing the connection, and the
-// timer's expiry cross. It returns last, then the end of the body.
+// lateEnd is a connection whose read, the last of an answer's body, returns only once
+// response_body's timer cut it (put its deadline in the past): the instance's last bytes, or
+// its closing the connection, and the timer's expiry cross. It returns last, then the end of
+// the body.
 type lateEnd struct {
 	net.Conn
 	fired chan struct{}
+	once  sync.Once
 	last  string
+}
+
+func (c *lateEnd) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && t.Before(time.Now()) {
+		c.once.Do(func() { close(c.fired) })
+	}
+	return nil
 }
 
 func (c *lateEnd) Read(p []byte) (int, error) {
@@ -346,13 +358,13 @@ func TestAnAnswerWhoseLastReadReturnsAsResponseBodyExpiresIsNotCut(t *testing.T)
 		{name: "its end alone", last: ""},
 	} {
 		for _, path := range []string{"lean and fast paths", "ReverseProxy"} {
-			fired := make(chan struct{})
-			var once sync.Once
-			c := &lateEnd{fired: fired, last: tc.last}
-			b := &stallBody{ReadCloser: io.NopCloser(c), s: stallTimer{d: time.Millisecond, cut: func() { once.Do(func() { close(fired) }) }}, a: a}
-			var r io.Reader = b
-			if path != "ReverseProxy" {
-				r = &headLimit{c: c, left: math.MaxInt64, body: true, stall: &b.s}
+			c := &lateEnd{fired: make(chan struct{}), last: tc.last}
+			var r io.Reader
+			if path == "ReverseProxy" {
+				wc := &watchedConn{Conn: c}
+				r = newStallBody(io.NopCloser(wc), wc, time.Millisecond, a, route.Target{})
+			} else {
+				r = &headLimit{c: c, left: math.MaxInt64, body: true, stall: &stallTimer{d: time.Millisecond, cut: cutReads(c)}}
 			}
 			p := make([]byte, 16)
 			n, err := r.Read(p)
@@ -443,5 +455,112 @@ func TestAnAnswersConnectionHoldsNoResponseBodyTimerOnceItsBodyIsRelayed(t *test
 			}
 			pool.closeIdle()
 		}
+	}
+}
+
+// crossingConn is an instance's connection whose read deadline is kept, not applied: a read
+// fails at once while it is in the past, as a net.Conn's does, except the one read held
+// (hold), which waits until the deadline is put in the past and then reads what the instance
+// sends, released (sent) by then: the answer's last bytes arriving as response_body's timer
+// fires, the read they end under way.
+type crossingConn struct {
+	net.Conn
+	mu       sync.Mutex
+	deadline time.Time
+	hold     bool
+	cut      chan struct{} // closed once the deadline is put in the past
+	sent     chan struct{} // closed to let the instance send the rest of its answer
+	once     sync.Once
+}
+
+func (c *crossingConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	if !t.IsZero() && t.Before(time.Now()) {
+		c.once.Do(func() { close(c.cut) })
+	}
+	return nil
+}
+
+func (c *crossingConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	hold, deadline := c.hold, c.deadline
+	c.hold = false
+	c.mu.Unlock()
+	if hold {
+		<-c.cut
+		close(c.sent)
+		return c.Conn.Read(p)
+	}
+	if !deadline.IsZero() && deadline.Before(time.Now()) {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	}
+	return c.Conn.Read(p)
+}
+
+// On the ReverseProxy path, an answer whose last bytes arrive as response_body expires leaves
+// its connection to the instance as it found it: the transport, which keeps the connection for
+// the next request once it read the answer's end, got it with its reads cut (a read deadline
+// in the past), and the next request sent on it failed (502), or it was closed unused.
+func TestAnAnswerWhoseLastBytesArriveAsResponseBodyExpiresLeavesItsConnectionToTheNextRequest(t *testing.T) {
+	sent := make(chan struct{})
+	addr := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if req.URL.Path == "/ok" {
+				if _, err := io.WriteString(c, okAnswer); err != nil {
+					return
+				}
+				continue
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n")
+			<-sent
+			if _, err := io.WriteString(c, "hello"); err != nil {
+				return
+			}
+		}
+	})
+	var cc *crossingConn
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cc = &crossingConn{Conn: c, cut: make(chan struct{}), sent: sent}
+		return &watchedConn{Conn: cc}, nil
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	a := &app{pol: &policy{}, log: zerolog.Nop(), failures: logs.NewRepeats(time.Second)}
+	put := func(path string) (body string, reused bool, err error) {
+		var wc *watchedConn
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			wc, _ = info.Conn.(*watchedConn)
+			reused = info.Reused
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPut, "http://"+addr+path, strings.NewReader("hi"))
+		res, err := tr.RoundTrip(req)
+		if err != nil {
+			return "", reused, err
+		}
+		// As RoundTrip bounds the body.
+		res.Body = newStallBody(res.Body, wc, time.Millisecond, a, route.Target{Addr: addr})
+		defer res.Body.Close()
+		cc.mu.Lock()
+		cc.hold = path == "/crossing"
+		cc.mu.Unlock()
+		b, err := io.ReadAll(res.Body)
+		return string(b), reused, err
+	}
+	if body, _, err := put("/crossing"); body != "hello" || err != nil {
+		t.Fatalf("the answer whose last bytes crossed response_body was read as %q (%v), want it whole (hello)", body, err)
+	}
+	if body, reused, err := put("/ok"); body != "ok" || err != nil || !reused {
+		t.Errorf("the next request was answered %q (%v) on a connection reused: %v; want ok, on the connection the answer came on", body, err, reused)
 	}
 }
