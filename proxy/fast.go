@@ -133,7 +133,7 @@ func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 	}
 	limit := &headLimit{c: c, left: math.MaxInt64}
 	if p.body > 0 {
-		limit.stall = &stallTimer{d: p.body, cut: cutReads(c)}
+		limit.stall = &stallTimer{d: p.body, c: c}
 	}
 	uc := &upConn{c: c, limit: limit, br: bufio.NewReaderSize(limit, 8<<10), bw: bufio.NewWriterSize(c, 4<<10)}
 	limit.up = uc

@@ -14,32 +14,34 @@ import (
 // edge, its connection to the instance and the client for as long as the client waits:
 // response_body bounds the wait between two reads of an answer's body on every path, as nginx's
 // proxy_read_timeout does. The lean and fast paths time the reads of their connection in its
-// headLimit, the ReverseProxy path in its watchedConn while a stallBody is read. An answer cut so has started, so no
-// status can tell the client: net/http's server, on the fast and ReverseProxy paths, closes an
-// HTTP/1 client's connection or resets an HTTP/2 stream (http.ErrAbortHandler), and the lean
-// path closes the connection, a chunked answer without its last chunk.
+// headLimit, the ReverseProxy path in its watchedConn while a stallBody is read. An answer cut
+// so has started, so no status can tell the client: net/http's server, on the fast and
+// ReverseProxy paths, closes an HTTP/1 client's connection or resets an HTTP/2 stream
+// (http.ErrAbortHandler), and the lean path closes the connection, a chunked answer without
+// its last chunk.
 
 // errResponseBodyTimeout is the failure of an answer whose instance sent nothing of its body for
 // response_body.
 var errResponseBodyTimeout = errors.New("no byte of the answer's body arrived within the response_body timeout")
 
-// stallTimer bounds each read of an answer's body by d. A read that waits longer is ended by
-// cut, which puts the connection's read deadline in the past (the connection is then never
-// reused), and fails with errResponseBodyTimeout. A deadline set per read would undo the one in
-// the past that a client's leaving sets on the fast path; the timer only ever ends reads. A
-// read that returns as the timer fires was not cut, but the reads after it would be: uncut,
-// when set, puts the deadline back then, before the bytes read reach whoever may keep the
-// connection for another request (the ReverseProxy path's transport, on the answer's end);
-// unset, the next read fails, and the lean and fast paths, whose pool takes no connection
-// whose deadline has passed (quiet), lose the connection at most.
+// stallTimer bounds each read of an answer's body on c by d. A read that waits longer is ended
+// by cut, which puts c's read deadline in the past (the connection is then never reused), and
+// fails with errResponseBodyTimeout. A deadline set per read would undo the one in the past
+// that a client's leaving sets on the fast path; the timer only ever ends reads. A read that
+// returns as the timer fires was not cut, but the reads after it would be: uncut, when set,
+// has the deadline put back then, before the bytes read reach whoever may keep the connection
+// for another request (the ReverseProxy path's transport, on the answer's end); unset, the
+// next read fails, and the lean and fast paths, whose pool takes no connection whose deadline
+// has passed (quiet), lose the connection at most.
 // It is not stopped between reads: it fires at most once after the last one, and is rearmed by
-// the next. Once the body is relayed it is stopped (upConn.bodyRead, stallBody.Close), so that
+// the next. Once the body is relayed it is stopped (upConn.bodyRead, stallBody.release), so that
 // it does not hold the connection until it fires.
 type stallTimer struct {
-	d          time.Duration
-	cut, uncut func()
-	mu         sync.Mutex
-	t          *time.Timer
+	d     time.Duration
+	c     net.Conn
+	uncut bool
+	mu    sync.Mutex
+	t     *time.Timer
 	// armed is set while t is pending.
 	armed bool
 	// since is when the read under way started; zero between reads.
@@ -76,8 +78,8 @@ func (s *stallTimer) end(err error) error {
 	case !s.expired:
 	case isTimeout(err):
 		return errResponseBodyTimeout
-	case s.uncut != nil:
-		s.uncut()
+	case s.uncut:
+		_ = s.c.SetReadDeadline(time.Time{})
 		s.expired = false
 	}
 	return err
@@ -127,10 +129,8 @@ func (s *stallTimer) expire() {
 	s.cut()
 }
 
-// cutReads returns a function that ends the reads of c under way and to come.
-func cutReads(c net.Conn) func() {
-	return func() { _ = c.SetReadDeadline(time.Unix(1, 0)) }
-}
+// cut ends the reads of the connection under way and to come.
+func (s *stallTimer) cut() { _ = s.c.SetReadDeadline(time.Unix(1, 0)) }
 
 // stallBody is the body of an answer from t on a's ReverseProxy path, each read of which is
 // bounded by response_body: until the body ends, its connection wc times its reads (the
@@ -148,7 +148,7 @@ type stallBody struct {
 // on wc, by d.
 func newStallBody(body io.ReadCloser, wc *watchedConn, d time.Duration, a *app, t route.Target) *stallBody {
 	b := &stallBody{ReadCloser: body, wc: wc, a: a, t: t}
-	b.s = stallTimer{d: d, cut: cutReads(wc), uncut: func() { _ = wc.SetReadDeadline(time.Time{}) }}
+	b.s = stallTimer{d: d, c: wc, uncut: true}
 	wc.timeReads(&b.s)
 	return b
 }

@@ -364,7 +364,7 @@ func TestAnAnswerWhoseLastReadReturnsAsResponseBodyExpiresIsNotCut(t *testing.T)
 				wc := &watchedConn{Conn: c}
 				r = newStallBody(io.NopCloser(wc), wc, time.Millisecond, a, route.Target{})
 			} else {
-				r = &headLimit{c: c, left: math.MaxInt64, body: true, stall: &stallTimer{d: time.Millisecond, cut: cutReads(c)}}
+				r = &headLimit{c: c, left: math.MaxInt64, body: true, stall: &stallTimer{d: time.Millisecond, c: c}}
 			}
 			p := make([]byte, 16)
 			n, err := r.Read(p)
