@@ -143,6 +143,36 @@ func Active(ctx context.Context, js jetstream.JetStream) (Version, error) {
 	return versionOf(m.Sequence, m.Data)
 }
 
+// NewestParsed returns the newest version before version before whose document this binary
+// parses, and its configuration: what a role starts on when the active version is one it cannot
+// parse (a newer `detour apply` wrote a field it does not know), as its running peers keep the
+// last good one. It reads back one version at a time from before, down to the oldest CONFIG
+// keeps, and wraps ErrNoVersion when none of them parses.
+func NewestParsed(ctx context.Context, js jetstream.JetStream, before uint64) (Version, *Config, error) {
+	s, err := js.Stream(ctx, events.StreamConfig)
+	if err != nil {
+		return Version{}, nil, fmt.Errorf("open stream %s: %w", events.StreamConfig, err)
+	}
+	first := max(s.CachedInfo().State.FirstSeq, 1)
+	for n := before - 1; n >= first && n < before; n-- {
+		m, err := s.GetMsg(ctx, n)
+		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && m.Subject != events.SubjectConfigDoc) {
+			continue
+		}
+		if err != nil {
+			return Version{}, nil, fmt.Errorf("read configuration version %d: %w", n, err)
+		}
+		v, err := versionOf(m.Sequence, m.Data)
+		if err != nil {
+			continue
+		}
+		if c, err := v.Config(); err == nil {
+			return v, c, nil
+		}
+	}
+	return Version{}, nil, fmt.Errorf("no configuration version before %d parses: %w", before, ErrNoVersion)
+}
+
 // GetVersion returns the version numbered n; it wraps ErrNoVersion when the stream holds none
 // (it was never a version, or it is older than the last 100 kept).
 func GetVersion(ctx context.Context, js jetstream.JetStream, n uint64) (Version, error) {

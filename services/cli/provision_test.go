@@ -17,17 +17,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// startCreators runs JetStream in process with two users: operator, who may do anything, and
-// role, who may do anything but create a stream (as the role users of the compose deployment).
-// It returns the server's address and the operator's JetStream.
-func startCreators(t *testing.T) (string, jetstream.JetStream) {
+// startCreators runs JetStream in process with the user operator, who may do anything, and the
+// users role and each of roles, who may do anything but create a stream (as the role users of the
+// compose deployment), each with the password <name>-demo. It returns the server's address and
+// the operator's JetStream.
+func startCreators(t *testing.T, roles ...string) (string, jetstream.JetStream) {
 	t.Helper()
+	users := []*server.User{{Username: "operator", Password: "operator-demo"}}
+	for _, name := range append([]string{"role"}, roles...) {
+		users = append(users, &server.User{Username: name, Password: name + "-demo", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.CREATE.>"}}}})
+	}
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-		Users: []*server.User{
-			{Username: "operator", Password: "operator-demo"},
-			{Username: "role", Password: "role-demo", Permissions: &server.Permissions{
-				Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.CREATE.>"}}}},
-		}})
+		Users: users})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,6 +178,9 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 		return nil, nil, log, err
 	}
 	cfg, err := r.loadConfig(ctx, js, log)
+	if ce := (*config.Error)(nil); errors.As(err, &ce) && r.configPath == "" {
+		cfg, err = r.startBefore(ctx, js, r.version, err, log)
+	}
 	if err != nil {
 		return nil, nil, log, err
 	}
@@ -314,6 +317,28 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// startBefore finds, when the active version (active) is one the role cannot parse (parseErr), the
+// newest version before it that parses and returns its configuration, to start on it as the
+// role's running peers keep it. r.version becomes that version, so that the role's configuration
+// watch reads the versions after it and records its refusal of each one it cannot apply, as it
+// would have running. With no such version it returns parseErr.
+func (r *role) startBefore(ctx context.Context, js jetstream.JetStream, active uint64, parseErr error, log zerolog.Logger) (*config.Config, error) {
+	v, cfg, err := config.NewestParsed(ctx, js, active)
+	if err != nil {
+		log.Warn().Err(err).Msg("no earlier configuration version to start on")
+		return nil, parseErr
+	}
+	log.Warn().Uint64("active", active).Uint64("version", v.Number).
+		Msg("the active configuration version does not parse; starting on the newest one that does")
+	r.version = v.Number
+	if r.dataDir != nil {
+		if err := saveConfigCopy(*r.dataDir, v.Document); err != nil {
+			log.Warn().Err(err).Msg("configuration copy not saved")
+		}
+	}
+	return cfg, nil
 }
 
 // connectRole opens a role's connection: it never fails because NATS is away (it goes on trying

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,16 +27,18 @@ apps:
       - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.12:8081"}]}
 `
 
-// startRole runs a role command until the returned stop is called, which checks it returned nil.
+// startRole runs a role command until the returned stop is called, which checks it returned nil;
+// a test that fails shows what the role logged.
 func startRole(t *testing.T, cmd command, args ...string) (stop func()) {
 	t.Helper()
 	var stderr eventstest.Logs
-	return eventstest.Run(t, args[0], func(ctx context.Context) error {
-		err := cmd(ctx, args, io.Discard, &stderr)
-		if err != nil {
-			t.Logf("stderr:\n%s", stderr.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s: stderr:\n%s", strings.Join(args, " "), stderr.String())
 		}
-		return err
+	})
+	return eventstest.Run(t, strings.Join(args, " "), func(ctx context.Context) error {
+		return cmd(ctx, args, io.Discard, &stderr)
 	})
 }
 
