@@ -821,6 +821,7 @@ func FuzzEdge(f *testing.F) {
 		f.Add([]byte(tc.raw))
 	}
 	f.Add([]byte("GET / HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface))
+	f.Add([]byte("GET / HTTP/1.1\r\n" + host + "X_Forwarded_For: 10.0.0.1\r\nX-Real_IP: a\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		conn, err := net.Dial("tcp", c.west)
 		if err != nil {
@@ -831,8 +832,16 @@ func FuzzEdge(f *testing.F) {
 		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 		_, _ = io.Copy(io.Discard, conn)
 		_ = conn.Close()
-		if _, bad := rec.take(); len(bad) > 0 {
+		got, bad := rec.take()
+		if len(bad) > 0 {
 			t.Fatalf("the upstream refused what the edge sent for %q: %q", raw, bad)
+		}
+		// No field whose name holds an underscore reaches the instance: the edges leave
+		// underscores_in_headers off.
+		for _, r := range got {
+			if !strings.Contains(r, ` underscored="" `) {
+				t.Fatalf("the edge forwarded a field named with an underscore for %q: %s", raw, r)
+			}
 		}
 	})
 }
