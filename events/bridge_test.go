@@ -45,43 +45,19 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 	c := eventstest.StartCluster(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	admin, err := jetstream.New(eventstest.Connect(t, c.URLs[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// One consumer at most: once the follower's is gone and the test holds the only one, the
 	// follower cannot create another and bridges, as while the meta leader is replaced.
-	var st jetstream.Stream
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		cctx, ccancel := context.WithTimeout(ctx, time.Second)
-		defer ccancel()
-		st, err = admin.CreateStream(cctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3,
-			MaxConsumers: 1, AllowDirect: true, Storage: jetstream.MemoryStorage})
-		return err == nil
-	}, "the stream created: %v", err)
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := createT(t, c, 1)
 	// The follower and the publisher connect to the stream's leader; a replica that leads
 	// neither the stream nor the cluster's metadata hangs.
-	leader, hung := -1, -1
-	for i, ns := range c.Servers {
-		if ns.Name() == info.Cluster.Leader {
-			leader = i
-		} else if hung < 0 && !ns.JetStreamIsLeader() {
-			hung = i
-		}
-	}
-	if leader < 0 || hung < 0 {
-		t.Fatalf("stream leader %q: no node to hang", info.Cluster.Leader)
-	}
+	leader, hung, _ := c.Replicas(t, st)
 	// A connection with an inbox of its own, as every role has, so that the follower's consumer
 	// has a fixed name and a start that lost its answer on a loaded machine ("no heartbeat
 	// received") finds and deletes the consumer it left, which MaxConsumers would count
 	// otherwise (seen in CI).
 	_, js := connectAs(t, c.URLs[leader], "t")
-	if st, err = js.Stream(ctx, "T"); err != nil {
+	st, err := js.Stream(ctx, "T")
+	if err != nil {
 		t.Fatal(err)
 	}
 	publish := func(subject string) uint64 {
@@ -95,13 +71,8 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 	for _, s := range subjects {
 		publish(s)
 	}
-	// Every node knows every replica's direct gets before one hangs (a replica that follows
-	// takes them once it holds what the leader committed, checked every 2 s).
-	for i := range c.Servers {
-		eventstest.Eventually(t, 5*time.Second, func() bool {
-			return c.Knows(i, "$JS.API.DIRECT.GET.T") == 3 && c.Knows(i, "$JS.API.DIRECT.GET.T.>") == 3
-		}, "node %d knowing the direct gets of all three replicas", i)
-	}
+	// Every node knows every replica's direct gets before one hangs.
+	c.DirectGets(t, "T")
 
 	// A message is published at, and delivered at.
 	type message struct {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -35,36 +34,11 @@ func startHungStream(t *testing.T, n int) hungStream {
 	t.Helper()
 	c := eventstest.StartCluster(t, 3)
 	ctx := context.Background()
-	admin, err := jetstream.New(eventstest.Connect(t, c.URLs[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st jetstream.Stream
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		st, err = admin.CreateStream(cctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3,
-			AllowDirect: true, Storage: jetstream.MemoryStorage})
-		return err == nil
-	}, "the stream created: %v", err)
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := createT(t, c, 0)
 	// The reader connects to the stream's leader; a replica that leads neither the stream nor
 	// the cluster's metadata hangs.
-	h := hungStream{hung: -1}
-	leader := -1
-	for i, ns := range c.Servers {
-		if ns.Name() == info.Cluster.Leader {
-			leader = i
-		} else if h.hung < 0 && !ns.JetStreamIsLeader() {
-			h.hung = i
-		}
-	}
-	if leader < 0 || h.hung < 0 {
-		t.Fatalf("stream leader %q: no node to hang", info.Cluster.Leader)
-	}
+	leader, hung, _ := c.Replicas(t, st)
+	h := hungStream{hung: hung}
 	_, h.js = connectAs(t, c.URLs[leader], "t")
 	for i := range n {
 		e, err := events.New(events.TypeRouteComputed, "test", time.Now(), struct{}{})
@@ -76,14 +50,13 @@ func startHungStream(t *testing.T, n int) hungStream {
 			t.Fatal(err)
 		}
 	}
-	for i := range c.Servers {
-		eventstest.Eventually(t, 5*time.Second, func() bool {
-			return c.Knows(i, "$JS.API.DIRECT.GET.T") == 3 && c.Knows(i, "$JS.API.DIRECT.GET.T.>") == 3
-		}, "node %d knowing the direct gets of all three replicas", i)
-	}
+	c.DirectGets(t, "T")
 	// Every replica holds every message before one hangs.
-	eventstest.Eventually(t, 5*time.Second, func() bool { return allHold(c.Servers, "T", n) }, "every replica holding the %d messages", n)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return c.Held(0, "T") == uint64(n) && c.Held(1, "T") == uint64(n) && c.Held(2, "T") == uint64(n)
+	}, "every replica holding the %d messages", n)
 	c.Silence(h.hung)
+	var err error
 	if h.st, err = h.js.Stream(ctx, "T"); err != nil {
 		t.Fatal(err)
 	}
@@ -231,10 +204,10 @@ func TestPreemptedTellsAPreemptionWhileAReplicaLags(t *testing.T) {
 		cancel()
 		if !errors.Is(err, events.ErrPreempted) {
 			t.Fatalf("append %d of %d: Preempted = %v, want ErrPreempted with the replica on n%d behind (holding %d messages of %d)",
-				i+1, appends, err, l.lagging, held(l.servers[l.lagging], "T"), first.Sequence)
+				i+1, appends, err, l.lagging, l.cluster.Held(l.lagging, "T"), first.Sequence)
 		}
 	}
-	if n := held(l.servers[l.lagging], "T"); n >= appends {
+	if n := l.cluster.Held(l.lagging, "T"); n >= appends {
 		t.Fatalf("the replica on n%d holds %d messages, every one: it did not lag", l.lagging, n)
 	}
 	t.Logf("%d duplicates told preempted in %s with the replica on n%d behind", appends, time.Since(start).Round(time.Millisecond), l.lagging)
@@ -301,7 +274,7 @@ func TestLastAsksADistantClusterOnceARead(t *testing.T) {
 type laggingStream struct {
 	st      jetstream.Stream
 	js      jetstream.JetStream
-	servers []*server.Server
+	cluster *eventstest.Cluster
 	// lagging is the index of the node that falls behind.
 	lagging int
 }
@@ -312,82 +285,35 @@ func startLaggingStream(t *testing.T) laggingStream {
 	t.Helper()
 	c := eventstest.StartCluster(t, 3)
 	ctx := context.Background()
-	admin, err := jetstream.New(eventstest.Connect(t, c.URLs[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st jetstream.Stream
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		st, err = admin.CreateStream(cctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3,
-			AllowDirect: true, Storage: jetstream.MemoryStorage})
-		return err == nil
-	}, "the stream created: %v", err)
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := laggingStream{servers: c.Servers, lagging: -1}
-	leader, reader := -1, -1
-	for i, ns := range c.Servers {
-		switch {
-		case ns.Name() == info.Cluster.Leader:
-			leader = i
-		case l.lagging < 0 && !ns.JetStreamIsLeader():
-			l.lagging = i
-		default:
-			reader = i
-		}
-	}
-	if leader < 0 || l.lagging < 0 || reader < 0 {
-		t.Fatalf("stream leader %q: no node to cut from it", info.Cluster.Leader)
-	}
-	for i := range c.Servers {
-		eventstest.Eventually(t, 5*time.Second, func() bool {
-			return c.Knows(i, "$JS.API.DIRECT.GET.T") == 3 && c.Knows(i, "$JS.API.DIRECT.GET.T.>") == 3
-		}, "node %d knowing the direct gets of all three replicas", i)
-	}
+	st := createT(t, c, 0)
+	leader, lagging, reader := c.Replicas(t, st)
+	l := laggingStream{cluster: c, lagging: lagging}
+	c.DirectGets(t, "T")
 	c.Cut(leader, l.lagging)
 	_, l.js = connectAs(t, c.URLs[reader], "t")
+	var err error
 	if l.st, err = l.js.Stream(ctx, "T"); err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-// held returns how many messages ns's replica of stream holds.
-func held(ns *server.Server, stream string) uint64 {
-	jsz, err := ns.Jsz(&server.JSzOptions{Streams: true})
+// createT creates stream T (subjects t.>, three replicas in memory, direct gets allowed, at most
+// maxConsumers consumers, 0 for no limit) through c's node 0, trying again while the new cluster
+// elects a leader for it.
+func createT(t *testing.T, c *eventstest.Cluster, maxConsumers int) jetstream.Stream {
+	t.Helper()
+	admin, err := jetstream.New(eventstest.Connect(t, c.URLs[0]))
 	if err != nil {
-		return 0
+		t.Fatal(err)
 	}
-	for _, a := range jsz.AccountDetails {
-		for _, s := range a.Streams {
-			if s.Name == stream {
-				return s.State.Msgs
-			}
-		}
-	}
-	return 0
-}
-
-// allHold reports whether every server's replica of stream holds n messages.
-func allHold(servers []*server.Server, stream string, n int) bool {
-	for _, ns := range servers {
-		jsz, err := ns.Jsz(&server.JSzOptions{Streams: true})
-		if err != nil {
-			return false
-		}
-		held := false
-		for _, a := range jsz.AccountDetails {
-			for _, s := range a.Streams {
-				held = held || s.Name == stream && s.State.Msgs == uint64(n)
-			}
-		}
-		if !held {
-			return false
-		}
-	}
-	return true
+	var st jetstream.Stream
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err = admin.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3,
+			MaxConsumers: maxConsumers, AllowDirect: true, Storage: jetstream.MemoryStorage})
+		return err == nil
+	}, "the stream created: %v", &err)
+	return st
 }

@@ -1,6 +1,7 @@
 package eventstest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Cluster is a JetStream cluster of nats-server nodes in process on loopback, whose routes and
@@ -123,6 +126,79 @@ func (c *Cluster) Cut(i, j int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cut[[2]int{min(i, j), max(i, j)}] = true
+}
+
+// Streams creates Detour's streams, three replicas each in memory, through node 0, trying again
+// while the new cluster elects their leaders, and returns node 0's JetStream.
+func (c *Cluster) Streams(tb testing.TB) jetstream.JetStream {
+	tb.Helper()
+	_, js := ConnectJS(tb, c.URLs[0])
+	var err error
+	Eventually(tb, 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err = events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: 3, Memory: true})
+		return err == nil
+	}, "the streams created: %v", &err)
+	return js
+}
+
+// Replicas names the nodes of st's three replicas, to set one against the others: the stream's
+// leader, a follower that does not lead the cluster's metadata either (one to hang or to cut from
+// the leader without an election), and the third.
+func (c *Cluster) Replicas(tb testing.TB, st jetstream.Stream) (leader, follower, third int) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := st.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	leader, follower, third = -1, -1, -1
+	for i, ns := range c.Servers {
+		switch {
+		case ns.Name() == info.Cluster.Leader:
+			leader = i
+		case follower < 0 && !ns.JetStreamIsLeader():
+			follower = i
+		default:
+			third = i
+		}
+	}
+	if leader < 0 || follower < 0 || third < 0 {
+		tb.Fatalf("stream %s led by %q: no follower to set against it", info.Config.Name, info.Cluster.Leader)
+	}
+	return leader, follower, third
+}
+
+// DirectGets waits until every node knows the direct gets of all three replicas of the named
+// stream, so that a read sent through any node may be answered by any of them. A follower takes
+// them once it holds what the leader committed (checked every 2 s): wait after storing what the
+// test reads.
+func (c *Cluster) DirectGets(tb testing.TB, stream string) {
+	tb.Helper()
+	direct := "$JS.API.DIRECT.GET." + stream
+	for i := range c.Servers {
+		Eventually(tb, 5*time.Second, func() bool { return c.Knows(i, direct) == 3 && c.Knows(i, direct+".>") == 3 },
+			"node %d knowing the direct gets of all three replicas of %s", i, stream)
+	}
+}
+
+// Held returns how many messages node i's replica of the named stream holds: 0 when it holds
+// none or cannot say.
+func (c *Cluster) Held(i int, stream string) uint64 {
+	jsz, err := c.Servers[i].Jsz(&server.JSzOptions{Streams: true})
+	if err != nil {
+		return 0
+	}
+	for _, a := range jsz.AccountDetails {
+		for _, s := range a.Streams {
+			if s.Name == stream {
+				return s.State.Msgs
+			}
+		}
+	}
+	return 0
 }
 
 // Knows returns how many nodes node i knows to subscribe to subject (exactly that subject, say

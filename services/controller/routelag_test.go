@@ -8,7 +8,6 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -26,14 +25,7 @@ func TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAg
 	c := eventstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, admin := eventstest.ConnectJS(t, c.URLs[0])
-	var err error
-	eventstest.Eventually(t, 20*time.Second, func() bool {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		err = events.EnsureStreams(sctx, admin, events.StreamOptions{Replicas: 3, Memory: true})
-		return err == nil
-	}, "the streams created: %v", &err)
+	admin := c.Streams(t)
 	cfg := eventstest.Config(t, manyEdgesDoc(edges))
 	run := func(name, url string) (*eventstest.Logs, func()) {
 		_, js := eventstest.ConnectJS(t, url)
@@ -62,30 +54,9 @@ func TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAg
 	eventstest.Eventually(t, 10*time.Second, func() bool { return len(perSubject()) == edges }, "every edge's route stored")
 	stop()
 
-	info, err := routes.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader, lagging, reader := -1, -1, -1
-	for i, ns := range c.Servers {
-		switch {
-		case ns.Name() == info.Cluster.Leader:
-			leader = i
-		case lagging < 0 && !ns.JetStreamIsLeader():
-			lagging = i
-		default:
-			reader = i
-		}
-	}
-	if leader < 0 || lagging < 0 || reader < 0 {
-		t.Fatalf("ROUTES leader %q: no node to cut from it", info.Cluster.Leader)
-	}
-	for i := range c.Servers {
-		eventstest.Eventually(t, 5*time.Second, func() bool {
-			return c.Knows(i, "$JS.API.DIRECT.GET.ROUTES") == 3 && c.Knows(i, "$JS.API.DIRECT.GET.ROUTES.>") == 3
-		}, "node %d knowing the direct gets of all three replicas of ROUTES", i)
-	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return routesHeld(c.Servers[lagging]) == edges }, "n%d holding every route", lagging)
+	leader, lagging, reader := c.Replicas(t, routes)
+	c.DirectGets(t, events.StreamRoutes)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return c.Held(lagging, events.StreamRoutes) == edges }, "n%d holding every route", lagging)
 	c.Cut(leader, lagging)
 
 	// The route of w down, stored by a controller on its way out. From here on the test reaches
@@ -106,11 +77,11 @@ func TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAg
 			t.Fatal(err)
 		}
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return routesHeld(c.Servers[reader]) == 2*edges }, "n%d holding the routes of w down", reader)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return c.Held(reader, events.StreamRoutes) == 2*edges }, "n%d holding the routes of w down", reader)
 
 	logs, _ := run("controller-2", c.URLs[reader])
 	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("controller started") == 1 }, "controller-2 started")
-	behind := routesHeld(c.Servers[lagging])
+	behind := c.Held(lagging, events.StreamRoutes)
 	var stale []string
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		stale = stale[:0]
@@ -123,20 +94,4 @@ func TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAg
 	}, "every edge's route of w unknown stored again, with n%d (holding %d routes) behind n%d; these kept the route of w down: %v",
 		lagging, behind, leader, &stale)
 	t.Logf("every route stored again with the replica on n%d behind, holding %d routes of %d", lagging, behind, 2*edges)
-}
-
-// routesHeld returns how many messages ns's replica of ROUTES holds.
-func routesHeld(ns *server.Server) uint64 {
-	jsz, err := ns.Jsz(&server.JSzOptions{Streams: true})
-	if err != nil {
-		return 0
-	}
-	for _, a := range jsz.AccountDetails {
-		for _, s := range a.Streams {
-			if s.Name == events.StreamRoutes {
-				return s.State.Msgs
-			}
-		}
-	}
-	return 0
 }
