@@ -40,19 +40,7 @@ const okAnswer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length:
 // then sends the request ("PUT /body/sized") on released.
 func stallingInstance(released chan<- string) func(c net.Conn) {
 	return func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			if req.URL.Path == "/ok" {
-				if _, err := io.WriteString(c, okAnswer); err != nil {
-					return
-				}
-				continue
-			}
+		answerRequests(c, func(req *http.Request, br *bufio.Reader) bool {
 			switch {
 			case strings.HasSuffix(req.URL.Path, "/sized"):
 				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", 2*len(stallPart), stallPart)
@@ -63,6 +51,29 @@ func stallingInstance(released chan<- string) func(c net.Conn) {
 			}
 			_, _ = io.Copy(io.Discard, br) // returns when the edge closes the connection
 			released <- req.Method + " " + req.URL.Path
+			return false
+		})
+	}
+}
+
+// answerRequests reads c's requests in turn and their bodies: it answers /ok with okAnswer
+// and hands any other request, and c's reader, to answer, until a read or a write fails or answer
+// returns false.
+func answerRequests(c net.Conn, answer func(req *http.Request, br *bufio.Reader) bool) {
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		if req.URL.Path == "/ok" {
+			if _, err := io.WriteString(c, okAnswer); err != nil {
+				return
+			}
+			continue
+		}
+		if !answer(req, br) {
 			return
 		}
 	}
@@ -235,19 +246,8 @@ func TestAnInstanceThatStallsMidBodyIsCutAfterResponseBodyOnEveryPath(t *testing
 // interval, in the framing its path names (…/sized: with a Content-Length, else chunked).
 func tricklingInstance(interval time.Duration) func(c net.Conn) {
 	return func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			if req.URL.Path == "/ok" {
-				if _, err := io.WriteString(c, okAnswer); err != nil {
-					return
-				}
-				continue
-			}
+		answerRequests(c, func(req *http.Request, _ *bufio.Reader) bool {
+			var err error
 			sized := strings.HasSuffix(req.URL.Path, "/sized")
 			if sized {
 				_, err = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", trickleParts*len(tricklePart))
@@ -267,10 +267,8 @@ func tricklingInstance(interval time.Duration) func(c net.Conn) {
 			if err == nil && !sized {
 				_, err = io.WriteString(c, "0\r\n\r\n")
 			}
-			if err != nil {
-				return
-			}
-		}
+			return err == nil
+		})
 	}
 }
 
