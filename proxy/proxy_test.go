@@ -595,6 +595,46 @@ func TestTheTCPProxyNeverPassesAConnectionFromAnotherEdgeOn(t *testing.T) {
 	}
 }
 
+// A client retrying in a loop while no target accepts its connections (the local pool and the
+// secondary down) makes the edge log why once per 10 s, as for HTTP requests, not a line per
+// connection: a thousand lines a second would bury everything else the edge logs.
+func TestTheTCPProxyLogsConnectionsNoTargetAcceptedOnceAWhile(t *testing.T) {
+	w1, e1 := echoServer(t, "w1"), echoServer(t, "e1")
+	c := twoEdges(t, []string{w1.Addr().String()}, []string{e1.Addr().String()}, "tcp", "")
+	_ = w1.Close()
+	_ = e1.Close()
+	const connections = 50
+	for range connections {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if n, err := conn.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("read %d bytes, want the connection closed: no target accepts it", n)
+		}
+		_ = conn.Close()
+	}
+	// Each edge logs once: edge-west for the client's connections, edge-east for those
+	// edge-west tried it with.
+	lines := func(edge string) int {
+		n := 0
+		for _, l := range strings.Split(c.logs.String(), "\n") {
+			if strings.Contains(l, `"edge":"`+edge+`"`) && strings.Contains(l, "connection refused: no target accepted it") {
+				n++
+			}
+		}
+		return n
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return lines("edge-west") > 0 && lines("edge-east") > 0 },
+		"no line saying why the connections were closed")
+	for _, edge := range []string{"edge-west", "edge-east"} {
+		if n := lines(edge); n != 1 {
+			t.Errorf("%d connections refused within a few seconds: %s logged %d lines saying so, want 1", connections, edge, n)
+		}
+	}
+}
+
 // dnsServer answers A queries for the given names on 127.0.0.1.
 func dnsServer(t testing.TB, records map[string]string) string {
 	t.Helper()

@@ -95,7 +95,10 @@ func (s *tcpServer) handle(ctx context.Context, c net.Conn, dialLocal, dialPeer 
 			return nil
 		})
 	if err != nil && ctx.Err() == nil {
-		a.log.Warn().Str("client", c.RemoteAddr().String()).Err(err).Msg("connection refused: no target accepted it")
+		// Once per reason a while, as logFailure for requests: a client retrying in a loop
+		// would write a line per connection.
+		a.failures.Gate(a.log.Warn(), "tcp "+failureReason(err)).Str("client", c.RemoteAddr().String()).Err(err).
+			Msg("connection refused: no target accepted it")
 	}
 }
 
