@@ -14,6 +14,7 @@ import (
 
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 const conformanceConfig = `
@@ -652,6 +653,78 @@ func TestANewcomerTakesTheSlotOfTheConnectionIdleLongestWhenEveryTCPSlotIsHeld(t
 	if !answersSOA(conns[1]) {
 		t.Errorf("only the connection idle longest should have been closed")
 	}
+}
+
+// TestANewcomerIsAnsweredWhenEveryTCPSlotIsHeldByClientsThatDoNotRead holds every slot of a
+// server of four with connections that send queries without reading a reply until the server
+// stops reading them: it waits on each to take the replies before. A newcomer must still find
+// room, as it does beside connections that wait for their next query. The server's connections
+// send from a buffer of a few kilobytes, as under memory pressure, rather than one the kernel
+// grows to 4 MiB as the client acknowledges its window probes.
+func TestANewcomerIsAnsweredWhenEveryTCPSlotIsHeldByClientsThatDoNotRead(t *testing.T) {
+	js := eventstest.Start(t)
+	srv, err := New(Options{
+		JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords())), Addr: "127.0.0.1:0", Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), CredentialDirs: tempCredentialDirs(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const slots = 4
+	srv.tcpSem = make(chan struct{}, slots)
+	srv.ls.tcp = smallSendBuffers{srv.ls.tcp}
+	eventstest.Run(t, "dns server", srv.Run)
+	// Replies of about a kilobyte to queries of 40 bytes, sent a hundred at a time.
+	p, err := newQuery("big.demo.test.", dns.TypeTXT).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queries []byte
+	for range 100 {
+		queries = append(append(queries, byte(len(p)>>8), byte(len(p))), p...)
+	}
+	for i := range slots {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		// Queries until they are not taken within 200 ms: the server no longer reads, as it
+		// waits for the client to take the replies before.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if time.Now().After(deadline) {
+				t.Fatalf("connection %d: the server read every query for 10 s", i)
+			}
+			_ = c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, err := c.Write(queries); errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			} else if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+		}
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}, Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if !answersSOA(&dns.Conn{Conn: c}) {
+		t.Fatal("a newcomer from 127.0.0.3 must be answered when every slot is held by a client that does not read")
+	}
+}
+
+// smallSendBuffers is a listener whose connections send from a buffer of 4 KiB.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
 }
 
 func TestAnIPv6ClientIsCountedByItsSlash64(t *testing.T) {

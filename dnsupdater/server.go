@@ -355,8 +355,9 @@ func (s *Server) answerUDP(w *worker, p []byte, remote netip.Addr) []byte {
 // serveTCP accepts connections until the listener is closed. Ordinary clients share
 // maxTCPConns slots, at most dns.tcp_per_client each; when those are full, a client that a
 // zone's transfer_to allows takes one of tcpReserve more, and any other newcomer takes the slot
-// of the connection that has waited longest for its next query, which is closed to make room
-// (RFC 7766 §6.2.3); a newcomer that finds no slot is refused.
+// of the connection that has waited longest for its next query or for its client to take a
+// reply, which is closed to make room (RFC 7766 §6.2.3); a newcomer that finds no slot is
+// refused.
 func (s *Server) serveTCP(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -479,8 +480,10 @@ type tcpSlot struct {
 }
 
 // tcpConn is an accepted TCP connection that tells the accept loop when it waits for its
-// client. idleSince is when its pending Read began, in Unix nanoseconds; 0 while no Read is
-// pending (the connection is answering), and -1 once the accept loop closed it to make room.
+// client: for its next query, or to take a reply. idleSince is when its pending Read or Write
+// began, in Unix nanoseconds; 0 while neither is pending (the connection is answering), and -1
+// once the accept loop closed it to make room. A zone transfer is written to Conn, so that a
+// secondary reading it slowly is never closed to make room.
 type tcpConn struct {
 	net.Conn
 	idleSince atomic.Int64
@@ -495,6 +498,19 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if !c.idleSince.CompareAndSwap(since, 0) {
 		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+// Write writes to the connection, which is idle while the client leaves the reply untaken: a
+// client that sends queries and reads no reply holds its slot no longer than one that sends
+// nothing, where it held it for tcpIdle a reply, out of reach of newcomers.
+func (c *tcpConn) Write(p []byte) (int, error) {
+	since := time.Now().UnixNano()
+	c.idleSince.Store(since)
+	n, err := c.Conn.Write(p)
+	if !c.idleSince.CompareAndSwap(since, 0) {
+		return n, net.ErrClosed
 	}
 	return n, err
 }
@@ -550,7 +566,7 @@ func (s *Server) transferClient(remote netip.Addr) bool {
 
 // serveConn answers the queries of one TCP connection in turn; a client may send several
 // without waiting (pipelining).
-func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
+func (s *Server) serveConn(c *tcpConn, remote netip.Addr) {
 	w := s.newWorker(uint64(time.Now().UnixNano()))
 	// Buffers start small and grow to the largest message seen, so that many idle connections
 	// cost little.
@@ -571,7 +587,7 @@ func (s *Server) serveConn(c net.Conn, remote netip.Addr) {
 		}
 		if t := s.transferFor(in[:n], remote); t != nil {
 			start := time.Now()
-			if err := writeTransfer(c, t.msgs, t.sign, tcpIdle, start.Add(maxTransferTime), time.Now); err != nil {
+			if err := writeTransfer(c.Conn, t.msgs, t.sign, tcpIdle, start.Add(maxTransferTime), time.Now); err != nil {
 				t.log(s.log.Warn().Err(err), remote, start).Msg("zone transfer cut short")
 				return
 			}
