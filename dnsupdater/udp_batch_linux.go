@@ -21,6 +21,10 @@ const udpBatch = 32
 // udpQueryMax is the largest query read; a longer datagram is not a query Detour answers.
 const udpQueryMax = 4096
 
+// pktinfoLen is the room for the control message that tells a datagram's destination address
+// (IP_PKTINFO or IPV6_PKTINFO, 32 or 40 bytes).
+const pktinfoLen = 64
+
 // mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2) on 64-bit Linux.
 type mmsghdr struct {
 	hdr unix.Msghdr
@@ -38,6 +42,10 @@ type batch struct {
 	out     [udpBatch]mmsghdr
 	outIov  [udpBatch]unix.Iovec
 	outBufs [udpBatch][]byte
+	// ctrl receives the address each datagram was sent to, when pktinfo is set: a socket bound
+	// to the wildcard address sends each reply from it (see replyFrom).
+	ctrl    [udpBatch][pktinfoLen]byte
+	pktinfo bool
 	// recvFn and sendFn are recv and send bound once: a closure made per call would be
 	// allocated per call, and its garbage collected under load.
 	recvFn, sendFn func(fd uintptr) bool
@@ -53,14 +61,19 @@ type batch struct {
 	stay *atomic.Bool
 }
 
-func newBatch() *batch {
-	b := &batch{}
+// newBatch returns the buffers of a socket's batches; pktinfo says that the socket tells each
+// datagram's destination address (see wantPktinfo).
+func newBatch(pktinfo bool) *batch {
+	b := &batch{pktinfo: pktinfo}
 	for i := range b.in {
 		b.inIov[i].Base = &b.bufs[i][0]
 		b.inIov[i].SetLen(udpQueryMax)
 		b.in[i].hdr.Iov = &b.inIov[i]
 		b.in[i].hdr.SetIovlen(1)
 		b.in[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		if pktinfo {
+			b.in[i].hdr.Control = &b.ctrl[i][0]
+		}
 		b.out[i].hdr.Iov = &b.outIov[i]
 		b.out[i].hdr.SetIovlen(1)
 		b.outBufs[i] = make([]byte, 0, maxUDPSize)
@@ -89,15 +102,19 @@ func (s *Server) serveUDP(c *net.UDPConn, seed uint64) {
 		s.serveUDPEach(c, seed)
 		return
 	}
+	pktinfo, err := wantPktinfo(c, rc)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("udp replies sent from the address the routing table prefers, which may not be the one asked")
+	}
 	var second *secondReader
 	if runtime.GOMAXPROCS(0) > 1 {
-		if second, err = s.startSecondReader(c, seed^0xD1B54A32D192ED03); err != nil {
+		if second, err = s.startSecondReader(c, pktinfo, seed^0xD1B54A32D192ED03); err != nil {
 			s.log.Warn().Err(err).Msg("udp socket read by one goroutine only")
 		}
 	}
 	defer second.stop()
 	w := s.newWorker(seed)
-	b := newBatch()
+	b := newBatch(pktinfo)
 	var load busyMeter
 	waited := time.Now()
 	for {
@@ -136,6 +153,10 @@ func (s *Server) answerBatch(w *worker, b *batch, n int) int {
 		b.outIov[k].SetLen(len(b.outBufs[k]))
 		b.out[k].hdr.Name = h.hdr.Name
 		b.out[k].hdr.Namelen = h.hdr.Namelen
+		b.out[k].hdr.Control, b.out[k].hdr.Controllen = nil, 0
+		if b.pktinfo && h.hdr.Flags&unix.MSG_CTRUNC == 0 && replyFrom(b.ctrl[i][:h.hdr.Controllen]) {
+			b.out[k].hdr.Control, b.out[k].hdr.Controllen = h.hdr.Control, h.hdr.Controllen
+		}
 		k++
 	}
 	return k
@@ -196,8 +217,9 @@ type secondReader struct {
 	done chan struct{}
 }
 
-// startSecondReader starts a second reader of c, asleep until the first reader calls it in.
-func (s *Server) startSecondReader(c *net.UDPConn, seed uint64) (*secondReader, error) {
+// startSecondReader starts a second reader of c, asleep until the first reader calls it in;
+// pktinfo says that c tells each datagram's destination address.
+func (s *Server) startSecondReader(c *net.UDPConn, pktinfo bool, seed uint64) (*secondReader, error) {
 	f, err := c.File()
 	if err != nil {
 		return nil, fmt.Errorf("duplicate the udp socket: %w", err)
@@ -217,7 +239,7 @@ func (s *Server) startSecondReader(c *net.UDPConn, seed uint64) (*secondReader, 
 	go func() {
 		defer close(r.done)
 		w := s.newWorker(seed)
-		b := newBatch()
+		b := newBatch(pktinfo)
 		b.stay = &r.on
 		for range r.wake {
 			for r.on.Load() {
@@ -263,6 +285,9 @@ func (b *batch) read(rc syscall.RawConn) (int, error) {
 	for i := range b.in {
 		b.in[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		b.in[i].hdr.Flags = 0
+		if b.pktinfo {
+			b.in[i].hdr.SetControllen(pktinfoLen)
+		}
 	}
 	b.got, b.errno = 0, 0
 	if err := rc.Read(b.recvFn); err != nil {
@@ -346,4 +371,71 @@ func sockaddrAddr(sa *unix.RawSockaddrInet6) (netip.Addr, bool) {
 		return netip.AddrFrom16(sa.Addr).Unmap(), true
 	}
 	return netip.Addr{}, false
+}
+
+// wantPktinfo asks the kernel to tell the destination address of each datagram c receives, when
+// c is bound to the wildcard address (0.0.0.0 or ::), and reports whether it does. A reply sent
+// from such a socket leaves from the address the routing table prefers, not necessarily the one
+// the query was sent to, on a host of several addresses (a service address beside the host's,
+// an anycast address, IPv6 temporary addresses); a resolver drops it as from an unexpected
+// source. Each reply is sent from the address its query was sent to instead (see replyFrom), as
+// Knot does. A socket bound to one address needs none of this.
+func wantPktinfo(c *net.UDPConn, rc syscall.RawConn) (bool, error) {
+	if a, ok := c.LocalAddr().(*net.UDPAddr); !ok || !a.IP.IsUnspecified() {
+		return false, nil
+	}
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		domain, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if err != nil {
+			serr = fmt.Errorf("read the socket's domain: %w", err)
+			return
+		}
+		// An IPv6 socket (Go binds 0.0.0.0 as a dual-stack ::) tells the IPv4 datagrams'
+		// addresses too, IPv4-mapped, and takes them back so.
+		level, opt, name := unix.IPPROTO_IP, unix.IP_PKTINFO, "IP_PKTINFO"
+		if domain == unix.AF_INET6 {
+			level, opt, name = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"
+		}
+		if err := unix.SetsockoptInt(int(fd), level, opt, 1); err != nil {
+			serr = fmt.Errorf("set %s: %w", name, err)
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	return err == nil, err
+}
+
+// replyFrom turns ctrl, the control messages received with a datagram, into those of its reply:
+// each packet-info message keeps the local address the datagram was sent to (IPv4's
+// ipi_spec_dst, which for a unicast datagram is its destination, IPv6's ipi6_addr), the reply's
+// source, and loses the interface it came in on, so that the routing table still picks the way
+// out, as Knot does. It reports whether ctrl holds such messages and nothing else, and so may go
+// with the reply.
+func replyFrom(ctrl []byte) bool {
+	found := false
+	for len(ctrl) > 0 {
+		if len(ctrl) < unix.SizeofCmsghdr {
+			return false
+		}
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+		end := int(h.Len)
+		if end < unix.SizeofCmsghdr || end > len(ctrl) {
+			return false
+		}
+		data := ctrl[unix.SizeofCmsghdr:end]
+		switch {
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			(*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Ifindex = 0
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			(*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])).Ifindex = 0
+		default:
+			return false
+		}
+		found = true
+		// The next message starts at the next multiple of the word size.
+		ctrl = ctrl[min(len(ctrl), (end+7)&^7):]
+	}
+	return found
 }

@@ -30,7 +30,7 @@ func TestBatchedReadsAndWritesAllocateNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newBatch()
+	b := newBatch(false)
 	query := []byte("query")
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := client.Write(query); err != nil {
@@ -125,7 +125,7 @@ func TestASecondReaderAnswersWhileCalledInAndSleepsWhenSentAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.ls.close()
-	r, err := s.startSecondReader(s.ls.udp[0], 1)
+	r, err := s.startSecondReader(s.ls.udp[0], false, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +191,96 @@ func TestASecondReaderAnswersWhileCalledInAndSleepsWhenSentAway(t *testing.T) {
 		}
 	}
 	r.stop()
+}
+
+// TestAServerOnTheWildcardAddressAnswersFromTheAddressAsked binds the server to 0.0.0.0 (a
+// dual-stack socket) and to ::, and asks it at 127.0.0.2 and 127.0.0.3 from a connected socket, as
+// resolvers ask (they drop a reply from another address than the one they asked, dig says
+// "reply from unexpected source"): the reply must come from the address asked, not from the
+// one the routing table prefers (127.0.0.1).
+func TestAServerOnTheWildcardAddressAnswersFromTheAddressAsked(t *testing.T) {
+	for _, bind := range []string{"0.0.0.0:0", "[::]:0"} {
+		js := eventstest.Start(t)
+		srv, err := New(Options{
+			JS: js.JS, Config: eventstest.Config(t, demoConfig), Addr: bind, Name: "dns-test",
+			Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2, CredentialDirs: tempCredentialDirs(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := eventstest.Run(t, "dns server", srv.Run)
+		_, port, err := net.SplitHostPort(srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, to := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3", "::1"} {
+			c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+			r, _, err := c.Exchange(newQuery("shop.demo.test.", dns.TypeA), net.JoinHostPort(to, port))
+			if err != nil {
+				t.Errorf("bound to %s, asked at %s: %v", bind, to, err)
+				continue
+			}
+			if len(r.Answer) != 1 {
+				t.Errorf("bound to %s, asked at %s: want one address, got %v", bind, to, r.Answer)
+			}
+		}
+		stop()
+	}
+}
+
+// TestAnIPv4SocketOnTheWildcardAddressRepliesFromTheAddressAsked holds the batched path's
+// IPv4 socket (a host without IPv6, where 0.0.0.0 is no dual-stack socket) to the same: each
+// reply of a batch leaves from the address its query was sent to.
+func TestAnIPv4SocketOnTheWildcardAddressRepliesFromTheAddressAsked(t *testing.T) {
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	rc, err := srv.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, err := wantPktinfo(srv, rc); !on || err != nil {
+		t.Fatalf("want the destination addresses told, got %v, %v", on, err)
+	}
+	port := srv.LocalAddr().(*net.UDPAddr).Port
+	var clients []*net.UDPConn
+	for _, to := range []byte{1, 2, 3} {
+		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, to), Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte{to}); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	b := newBatch(true)
+	for got := 0; got < len(clients); {
+		n, err := b.read(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if !replyFrom(b.ctrl[i][:b.in[i].hdr.Controllen]) {
+				t.Fatalf("datagram %d: no destination address told", got+i)
+			}
+			b.outBufs[i] = append(b.outBufs[i][:0], b.bufs[i][:b.in[i].n]...)
+			b.outIov[i].Base = &b.outBufs[i][0]
+			b.outIov[i].SetLen(len(b.outBufs[i]))
+			b.out[i].hdr.Name, b.out[i].hdr.Namelen = b.in[i].hdr.Name, b.in[i].hdr.Namelen
+			b.out[i].hdr.Control, b.out[i].hdr.Controllen = b.in[i].hdr.Control, b.in[i].hdr.Controllen
+		}
+		b.write(rc, n)
+		got += n
+	}
+	for _, c := range clients {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 16)
+		if n, err := c.Read(buf); err != nil || n != 1 {
+			t.Errorf("asked at %s: want the echo back, got %d bytes, %v", c.RemoteAddr(), n, err)
+		}
+	}
 }
