@@ -3,6 +3,7 @@
 package dnsupdater
 
 import (
+	"encoding/binary"
 	"net"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // TestBatchedReadsAndWritesAllocateNothing holds the batched UDP path to zero allocations per
@@ -283,4 +285,49 @@ func TestAnIPv4SocketOnTheWildcardAddressRepliesFromTheAddressAsked(t *testing.T
 			t.Errorf("asked at %s: want the echo back, got %d bytes, %v", c.RemoteAddr(), n, err)
 		}
 	}
+}
+
+// FuzzReplyFrom holds replyFrom to any control data, as the kernel could truncate or pad it:
+// it never reads past the data, and what it lets go with a reply is packet-info messages alone,
+// each with no interface.
+func FuzzReplyFrom(f *testing.F) {
+	v4 := make([]byte, 32)
+	binary.NativeEndian.PutUint64(v4, 28)
+	binary.NativeEndian.PutUint32(v4[8:], unix.IPPROTO_IP)
+	binary.NativeEndian.PutUint32(v4[12:], unix.IP_PKTINFO)
+	binary.NativeEndian.PutUint32(v4[16:], 1)
+	v6 := make([]byte, 40)
+	binary.NativeEndian.PutUint64(v6, 36)
+	binary.NativeEndian.PutUint32(v6[8:], unix.IPPROTO_IPV6)
+	binary.NativeEndian.PutUint32(v6[12:], unix.IPV6_PKTINFO)
+	binary.NativeEndian.PutUint32(v6[32:], 1)
+	f.Add(v4)
+	f.Add(v6)
+	f.Add(append(append([]byte(nil), v6...), v4...))
+	f.Add(v4[:20])
+	f.Fuzz(func(t *testing.T, ctrl []byte) {
+		if len(ctrl) > pktinfoLen {
+			ctrl = ctrl[:pktinfoLen]
+		}
+		if !replyFrom(ctrl) {
+			return
+		}
+		for off := 0; off < len(ctrl); {
+			l := int(binary.NativeEndian.Uint64(ctrl[off:]))
+			level, typ := binary.NativeEndian.Uint32(ctrl[off+8:]), binary.NativeEndian.Uint32(ctrl[off+12:])
+			switch {
+			case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO:
+				if i := binary.NativeEndian.Uint32(ctrl[off+16:]); i != 0 {
+					t.Fatalf("IP_PKTINFO at %d keeps interface %d", off, i)
+				}
+			case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO:
+				if i := binary.NativeEndian.Uint32(ctrl[off+32:]); i != 0 {
+					t.Fatalf("IPV6_PKTINFO at %d keeps interface %d", off, i)
+				}
+			default:
+				t.Fatalf("a message of level %d and type %d at %d went with the reply", level, typ, off)
+			}
+			off += (l + 7) &^ 7
+		}
+	})
 }
