@@ -420,6 +420,9 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	n, err := newNotifyMsg(m, transferKey(loadKeys(&s.keys), z), time.Now())
 	if err == nil {
 		c := &dns.Client{Net: "udp", Timeout: notifyWait}
+		if from := notifySource(s.addr, target); from != nil {
+			c.Dialer = &net.Dialer{Timeout: notifyWait, LocalAddr: from}
+		}
 		newer := s.notifier.superseded(z)
 		has, release := s.notifier.holding(z, target)
 		defer release()
@@ -498,6 +501,25 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 		s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
 	}
 	return err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.Rcode != dns.RcodeServerFailure
+}
+
+// notifySource is the address a NOTIFY to target leaves from: the address the server listens
+// on (listen, its ip:port), when that is one address of target's family, since a secondary
+// takes NOTIFYs only from its primary's address (Knot: "ACL, denied, action notify"), and a
+// server bound to a host's service address beside the host's own otherwise sent them from the
+// one the routing table prefers, so that its secondaries followed it only at the SOA's refresh,
+// an hour later. It is nil (the routing table's choice, as a NOTIFY from Knot or BIND without
+// a source set) for a server on the wildcard address, or a target of the other family.
+func notifySource(listen, target string) *net.UDPAddr {
+	l, err := netip.ParseAddrPort(listen)
+	if err != nil || l.Addr().IsUnspecified() {
+		return nil
+	}
+	t, err := netip.ParseAddrPort(target)
+	if err != nil || t.Addr().Unmap().Is4() != l.Addr().Unmap().Is4() {
+		return nil
+	}
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.Addr(), 0))
 }
 
 // notifyMsg is a NOTIFY as sent: its wire form and id, and, when it is signed, the key and the

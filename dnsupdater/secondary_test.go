@@ -282,3 +282,35 @@ func TestABINDSecondaryFollowsDetourByIXFR(t *testing.T) {
 		t.Errorf("want BIND's journal %s written by IXFR, got %v; its log:\n%s", bind.Journal, err, bind.Log())
 	}
 }
+
+// TestAKnotSecondaryFollowsADetourBoundToAnAddressTheRoutingTableDoesNotPrefer runs Detour on
+// 127.0.0.2 (a host's service address beside its own) and a Knot secondary whose primary is
+// that address, and which takes NOTIFYs from it alone, as secondaries do: a change must reach
+// Knot through the NOTIFY, not an hour later at the SOA's refresh.
+func TestAKnotSecondaryFollowsADetourBoundToAnAddressTheRoutingTableDoesNotPrefer(t *testing.T) {
+	knottest.Skip(t)
+	knotPort := proctest.FreePort(t)
+	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+	js := eventstest.Start(t)
+	srv, err := New(Options{
+		JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(secondaryConfig, knotAddr, "", "")), Addr: "127.0.0.2:0",
+		Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)), CredentialDirs: tempCredentialDirs(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Run(t, "dns server", srv.Run)
+	detourAddr := srv.Addr()
+	knot := knottest.StartOn(t, knotPort, knottest.Zone{Name: "demo.test", Primary: detourAddr})
+	eventstest.Eventually(t, 10*time.Second, func() bool { return soaSerial(knotAddr, "demo.test.") == serial(t, detourAddr) },
+		"Knot transfers the zone at its start")
+	first := serial(t, detourAddr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 2*time.Second, func() bool { return serial(t, detourAddr) != first }, "a new version served")
+	want := serial(t, detourAddr)
+	for deadline := time.Now().Add(10 * time.Second); soaSerial(knotAddr, "demo.test.") != want; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Knot holds serial %d, not Detour's %d, 10 s after the change; its log:\n%s", soaSerial(knotAddr, "demo.test."), want, knot.Log())
+		}
+	}
+}
