@@ -509,17 +509,27 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 // server bound to a host's service address beside the host's own otherwise sent them from the
 // one the routing table prefers, so that its secondaries followed it only at the SOA's refresh,
 // an hour later. It is nil (the routing table's choice, as a NOTIFY from Knot or BIND without
-// a source set) for a server on the wildcard address, or a target of the other family.
+// a source set) for a server on the wildcard address, a target of the other family, or one
+// beyond the listening address's scope (a loopback or link-local address, from which no
+// datagram reaches a secondary elsewhere: one listening there behind a port forward has its
+// secondaries take NOTIFYs from the host's address).
 func notifySource(listen, target string) *net.UDPAddr {
-	l, err := netip.ParseAddrPort(listen)
-	if err != nil || l.Addr().IsUnspecified() {
+	lp, err := netip.ParseAddrPort(listen)
+	if err != nil || lp.Addr().IsUnspecified() {
 		return nil
 	}
-	t, err := netip.ParseAddrPort(target)
-	if err != nil || t.Addr().Unmap().Is4() != l.Addr().Unmap().Is4() {
+	tp, err := netip.ParseAddrPort(target)
+	if err != nil {
 		return nil
 	}
-	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.Addr(), 0))
+	l, t := lp.Addr().Unmap(), tp.Addr().Unmap()
+	switch {
+	case l.Is4() != t.Is4(),
+		l.IsLoopback() && !t.IsLoopback(),
+		l.IsLinkLocalUnicast() && !t.IsLinkLocalUnicast():
+		return nil
+	}
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(lp.Addr(), 0))
 }
 
 // notifyMsg is a NOTIFY as sent: its wire form and id, and, when it is signed, the key and the

@@ -1144,6 +1144,11 @@ func TestANotifyLeavesFromTheAddressTheServerListensOnWhenItListensOnOne(t *test
 		{"[::]:53", "[2001:db8::1]:53", ""},
 		{"127.0.0.2:53", "[2001:db8::1]:53", ""},
 		{"[2001:db8::53]:53", "192.0.2.1:53", ""},
+		// Nor from an address no datagram leaves the host or the link from.
+		{"127.0.0.1:5353", "192.0.2.53:53", ""},
+		{"[::1]:5353", "[2001:db8::1]:53", ""},
+		{"[fe80::53%lo]:53", "[2001:db8::1]:53", ""},
+		{"192.0.2.53:53", "127.0.0.1:5300", "192.0.2.53:0"},
 	} {
 		got := ""
 		if a := notifySource(c.listen, c.target); a != nil {
