@@ -731,8 +731,8 @@ func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
 
 // checkPool appends the pool's transition when its endpoints' recorded statuses changed its
 // availability. The transition is caused by, and dated as, the newest endpoint event the decider
-// knows of the pool; when STATE holds a pool event newer than that, a replica with a fresher
-// view has decided already. On a conflict it re-reads the pool and decides again.
+// knows of the pool; when STATE holds a pool event newer than that (see superseded), a replica
+// with a fresher view has decided already. On a conflict it re-reads the pool and decides again.
 func (d *decider) checkPool(ctx context.Context, p *poolSlot) { d.poolTransition(ctx, p, false) }
 
 // poolTransition is checkPool; with reassert, a pool event newer than the endpoints' does not
@@ -799,7 +799,21 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 // folded the whole message, while this one may know only part of it: the endpoint events another
 // replica stored before its pool's, re-read after a conflict or delivered while this replica is
 // still behind in the probes.
+//
+// An endpoint event stored after the pool's is never superseded by it, however the two are
+// dated: the pool's was decided without it. STATE is one stream, and its sequences order the
+// events as every replica sees them; their times do not. Two replicas date one change
+// differently (one folded its result as heard on the wire, dated when heard; the other as PROBES
+// stored it) and append the same event (its id is derived from its cause), of which STATE keeps
+// the copy that came first: a pool event can be dated after the endpoint transition stored next.
+// Judged by its time, it superseded that transition for every replica, and none appended the
+// pool's: a pool left up while its only endpoint was down. While latest is in flight, its
+// sequence is not known yet: the times tell whether this replica is behind in the probes (its
+// transition is then refused), and landed checks the pool again once it is stored.
 func superseded(p *poolSlot, latest *endpointSlot) bool {
+	if latest.next == nil && latest.seq > p.seq {
+		return false
+	}
 	return p.since.After(latest.since) || p.since.Equal(latest.since) && p.seq > latest.order()
 }
 

@@ -350,6 +350,9 @@ func (d *decider) landed(ctx context.Context, j *sent, ack *jetstream.PubAck) {
 	if s := j.s; s != nil {
 		s.next = nil
 		d.endpointRecorded(s, j.ev, ack)
+		// Stored after the pool's last event: a pool transition it was sent without (see
+		// superseded) is decided again.
+		p.recheck = p.recheck || p.next == nil && s.seq > p.seq
 	} else {
 		j.p.next = nil
 		d.poolRecorded(j.p, j.ev, ack)
