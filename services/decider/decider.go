@@ -329,6 +329,9 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 			return
 		}
 		d.noteUnexpected(m, recorded(s.status, s.seq, s.next), s.seq > 0)
+		if s.next != nil {
+			env = ownTime(env, s.next.ev) // another replica's copy of this one's append in flight
+		}
 		s.record(m.seq, stamped(env, m.stamp))
 		d.watchEndpoint(s)
 		// Another replica's transition: if it died before the pool's, append that (once this
@@ -571,7 +574,7 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 			break
 		}
 		d.endpointStored(s, ev.ID, s.sent.Failed(ev.ID, err))
-		if !d.conflicted(ctx, s, dec, err) {
+		if !d.conflicted(ctx, s, dec, ev, err) {
 			return
 		}
 	}
@@ -651,17 +654,17 @@ func failover(dec decide.Decision) bool {
 	return dec.To == events.StatusDown && !dec.StreakSince.IsZero()
 }
 
-// conflicted handles an append of dec that failed with err, and reports whether to decide
-// again: after a conflict, once the subject has been re-read. Any other failure keeps dec for
-// the next tick.
-func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) bool {
+// conflicted handles an append of dec, the event sent, that failed with err, and reports whether
+// to decide again: after a conflict, once the subject has been re-read. Any other failure keeps
+// dec for the next tick.
+func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.Decision, sent events.Envelope, err error) bool {
 	if !errors.Is(err, events.ErrConflict) {
 		d.later(ctx, s, dec, err)
 		return false
 	}
 	s.keyed = s.keyed || errors.Is(err, events.ErrPreempted)
 	d.o.Stats.Conflicts.Add(1)
-	if err := d.reread(ctx, s); err != nil {
+	if err := d.reread(ctx, s, sent); err != nil {
 		d.later(ctx, s, dec, err)
 		return false
 	}
@@ -714,19 +717,33 @@ func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decisio
 	}
 }
 
-// reread updates what STATE last recorded on the endpoint's subject, and starts the clock of a
-// contradiction it shows (the STATE reader, delivering the same event later, finds it recorded
-// already).
-func (d *decider) reread(ctx context.Context, s *endpointSlot) error {
+// reread updates what STATE last recorded on the endpoint's subject after this replica's append
+// of sent was refused, and starts the clock of a contradiction it shows (the STATE reader,
+// delivering the same event later, finds it recorded already).
+func (d *decider) reread(ctx context.Context, s *endpointSlot, sent events.Envelope) error {
 	env, seq, ok, err := d.last(ctx, s.subject)
 	if err != nil && !errors.Is(err, events.ErrMalformed) {
 		return err
 	}
 	if ok {
-		s.record(seq, env)
+		s.record(seq, ownTime(env, sent))
 		d.watchEndpoint(s)
 	}
 	return nil
+}
+
+// ownTime returns e, an event STATE holds on an endpoint, dated as this replica dated sent when e
+// is another replica's copy of it (the same id: the same change, as ids derive from causes).
+// Replicas date one change differently (one folds its result as heard on the wire, dated when
+// heard; the other as PROBES stored it), and STATE keeps the copy that came first. This replica
+// dates its next decisions on its own clock and drops those dated before what STATE last recorded
+// (due): against a copy dated later by another replica, its next transition looked older than
+// the change it follows, and was never appended.
+func ownTime(e, sent events.Envelope) events.Envelope {
+	if sent.ID != "" && e.ID == sent.ID {
+		e.Time = sent.Time
+	}
+	return e
 }
 
 // checkPool appends the pool's transition when its endpoints' recorded statuses changed its

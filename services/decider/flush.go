@@ -325,7 +325,7 @@ func (d *decider) settleWithin(ctx context.Context, wait time.Duration) {
 	}
 	for _, j := range failed {
 		if j.s != nil {
-			if d.conflicted(ctx, j.s, j.dec, j.err) {
+			if d.conflicted(ctx, j.s, j.dec, j.ev, j.err) {
 				d.commit(ctx, j.s, j.dec)
 			}
 		} else if d.poolConflicted(ctx, j.p, j.err) {

@@ -102,3 +102,36 @@ func TestAPoolTransitionAnotherReplicaDatedLaterIsFollowedByTheNextOne(t *testin
 		waitHistory(t, srv, append(append(up, down...), up...)...)
 	})
 }
+
+// The same for an endpoint: its transition another replica stored first, dated later than the
+// results that follow, does not keep its next transition from being recorded on the result that
+// completes it. The decider may learn of the other's copy from its answer (a conflict, then a
+// re-read) or from STATE delivering it first.
+func TestAnEndpointTransitionAnotherReplicaDatedLaterIsFollowedByTheNextOne(t *testing.T) {
+	const w1 = "detour.state.endpoint.shop.west.w1"
+	up := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up"}
+	down := []string{"endpoint.shop.west.w1:down", "pool.shop.west:down"}
+	for _, answer := range []struct {
+		name string
+		wrap func(jetstream.JetStream) jetstream.JetStream
+	}{
+		{"answered as sent", func(js jetstream.JetStream) jetstream.JetStream { return atOnce{js} }},
+		{"answered when stored", func(js jetstream.JetStream) jetstream.JetStream { return js }},
+	} {
+		t.Run(answer.name+": endpoint up, then down", func(t *testing.T) {
+			srv := eventstest.Start(t)
+			start(t, &laterCopy{JetStream: answer.wrap(srv.JS), subject: w1, nth: 1, later: 10 * time.Second}, eventstest.Config(t, shopYAML), "decider/a")
+			w1UpThenFailing(t, srv)
+			waitHistory(t, srv, append(up, down...)...)
+		})
+		t.Run(answer.name+": endpoint down, then up", func(t *testing.T) {
+			srv := eventstest.Start(t)
+			start(t, &laterCopy{JetStream: answer.wrap(srv.JS), subject: w1, nth: 2, later: 10 * time.Second}, eventstest.Config(t, shopYAML), "decider/a")
+			p := w1UpThenFailing(t, srv)
+			waitHistory(t, srv, append(up, down...)...)
+			p.send("shop", "west", "w1", true)
+			p.send("shop", "west", "w1", true)
+			waitHistory(t, srv, append(append(up, down...), up...)...)
+		})
+	}
+}
