@@ -257,6 +257,16 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 			continue // another prober of the region ran the same window's check
 		}
 		d.o.Stats.Results.Add(1)
+		// The deadlines that passed before the result was stored are decided first, in the order
+		// they fell, whether or not a tick came between them and the result: what is decided
+		// follows from the streams alone, as a replay of them decides it.
+		for {
+			dec, ok := s.st.Expire(stamp, s.pool.app.policy)
+			if !ok {
+				break
+			}
+			d.decided(ctx, s, dec)
+		}
 		dec, ok := s.st.Observe(res, s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {

@@ -1,0 +1,39 @@
+package decider_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/decider"
+)
+
+// TestAHoldDownThatRanOutBeforeTheNextResultIsRecordedWhetherOrNotATickCame: an endpoint healthy
+// again is held down for hold_down; the next result, a failure that completes fall, comes after
+// the hold-down ran out. The endpoint was up from the hold-down's end until that failure, and
+// STATE says so (as `detour replay` re-decides it) however the decider's ticks fell: here none
+// comes at all, where the failure used to be folded first and the recovery was never recorded.
+func TestAHoldDownThatRanOutBeforeTheNextResultIsRecordedWhetherOrNotATickCame(t *testing.T) {
+	srv := eventstest.Start(t)
+	doc := strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1)
+	doc = strings.Replace(doc, "    pools:", "    hold_down: 100ms\n    pools:", 1)
+	never := make(chan time.Time)
+	start(t, srv.JS, eventstest.Config(t, doc), "d1", func(o *decider.Options) { o.Ticks = never })
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", false)
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	healthy := p.send("shop", "west", "w1", true)
+	healthyAt := stamp(t, srv, events.StreamProbes, p.lastSeq)
+	for time.Since(healthyAt) < 150*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the hold-down runs out: the subject of the test, not a wait
+	}
+	p.send("shop", "west", "w1", false)
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	up := stateOf(t, srv)[2].Env
+	if want := healthyAt.Add(100 * time.Millisecond); !up.Time.Equal(want) || up.Cause != healthy {
+		t.Errorf("up at %s caused by %q, want at the hold-down's end %s caused by %q", up.Time, up.Cause, want, healthy)
+	}
+}

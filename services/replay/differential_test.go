@@ -1,0 +1,228 @@
+package replay_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/replay"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// flapYAML is the configuration the differential runs start from: three endpoints probed by
+// three regions every 40ms, with staleness and hold-down short enough to happen many times.
+const flapYAML = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 40ms, timeout: 20ms, fall: 2, rise: 2, stale_after: 130ms}
+    hold_down: 90ms
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.12:8081"}]
+      - name: east
+        endpoints: [{name: e1, address: "127.0.0.13:8081"}]
+`
+
+// flapRun is one generated incident: what the live deciders go through while it is recorded.
+type flapRun struct {
+	seed     uint64
+	steps    int
+	replicas int
+	// restartAt restarts the first replica before that step (0: never).
+	restartAt int
+	// configs are later configuration documents, applied before the step that is their key.
+	configs map[int]string
+}
+
+// flap records a generated incident on live deciders, replays it with the what-if thresholds
+// the configuration already has, and returns every transition where the replay and STATE differ.
+func flap(t *testing.T, run flapRun) []string {
+	t.Helper()
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	_, v, err := config.Apply(ctx, srv.JS, "v1.yaml", []byte(flapYAML), config.ApplyOptions{By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	startReplica := func(name string) func() {
+		cfg, err := config.Latest(ctx, srv.JS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		active, err := config.Active(ctx, srv.JS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		o := decider.Options{JS: srv.JS, Config: cfg, Name: name, Log: log.With().Str("replica", name).Logger(), Stats: &decider.Stats{},
+			Configs: config.Watch(wctx, srv.JS, active.Number, log, "decider", name)}
+		stop := eventstest.Run(t, "decider "+name, func(ctx context.Context) error { return decider.Run(ctx, o) })
+		eventstest.Eventually(t, 5*time.Second, o.Stats.Live.Load, "decider %s did not go live", name)
+		return func() { stop(); cancel() }
+	}
+	stops := make([]func(), run.replicas)
+	for i := range stops {
+		stops[i] = startReplica(fmt.Sprintf("d%d", i+1))
+	}
+	_ = v
+
+	rng := rand.New(rand.NewPCG(run.seed, 7))
+	regions := []string{"a", "b", "c"}
+	endpoints := [][2]string{{"west", "w1"}, {"west", "w2"}, {"east", "e1"}}
+	healthy := map[string]bool{}
+	silentFor := map[string]int{}
+	n := 0
+	var last uint64
+	for step := 1; step <= run.steps; step++ {
+		if doc, ok := run.configs[step]; ok {
+			if _, _, err := config.Apply(ctx, srv.JS, fmt.Sprintf("v%d.yaml", step), []byte(doc), config.ApplyOptions{By: "test"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if step == run.restartAt {
+			stops[0]()
+			stops[0] = startReplica("d1-again")
+		}
+		type send struct {
+			region, pool, endpoint string
+			ok                     bool
+		}
+		var sends []send
+		for _, r := range regions {
+			if silentFor[r] > 0 {
+				silentFor[r]--
+				continue
+			}
+			if rng.IntN(25) == 0 {
+				silentFor[r] = 3 + rng.IntN(5) // silent for longer than stale_after
+			}
+			for _, ep := range endpoints {
+				k := r + "/" + ep[1]
+				if rng.IntN(5) == 0 {
+					healthy[k] = !healthy[k]
+				}
+				sends = append(sends, send{r, ep[0], ep[1], healthy[k]})
+			}
+		}
+		// Regions publish in no set order.
+		rng.Shuffle(len(sends), func(i, j int) { sends[i], sends[j] = sends[j], sends[i] })
+		for _, s := range sends {
+			n++
+			res := events.ProbeResult{ID: fmt.Sprintf("%s-%d", s.region, n), At: time.Now(), App: "shop", Pool: s.pool,
+				Endpoint: s.endpoint, Region: s.region, Prober: "p-" + s.region, Check: "http", OK: s.ok}
+			e, err := events.New(events.TypeProbeCompleted, "prober/"+s.region, res.At, res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack, err := events.Publish(ctx, srv.JS, events.ProbeSubject(s.region, "shop", s.pool, s.endpoint), e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = ack.Sequence
+		}
+		time.Sleep(40 * time.Millisecond) // the check interval passes: the incident is made of time
+	}
+	probes, err := srv.JS.Stream(ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := probes.GetMsg(ctx, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := m.Time
+
+	// The deciders fold the last results and tick past their deadlines within moments; until
+	// then the replay may show transitions STATE does not hold yet.
+	var diffs []string
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		diffs = compare(t, srv.JS, end)
+		if len(diffs) == 0 || time.Now().After(deadline) {
+			return diffs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// compare replays the streams up to end with the what-if thresholds the configuration has, as a
+// user would with `detour replay --to END --what-if quorum=0.5 --format json`, and lists the
+// pairs that are not the same transition at the same time, for the same cause and reason.
+func compare(t *testing.T, js jetstream.JetStream, end time.Time) []string {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := config.Latest(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := replay.ParseSettings("quorum=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := replay.Run(ctx, js, replay.Options{Filter: replay.Filter{To: end}, Config: cfg, WhatIf: &s, Format: "json"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var diffs []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var p struct {
+			Kind    string `json:"kind"`
+			Verdict string `json:"verdict"`
+			replay.Pair
+			Shift float64 `json:"shift_ms"` // Millis writes JSON, it does not read it
+
+		}
+		if err := json.Unmarshal([]byte(l), &p); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		if p.Kind != "what_if" {
+			continue
+		}
+		if p.Verdict == "same" && p.Recorded.Cause == p.WhatIf.Cause && p.Recorded.From == p.WhatIf.From &&
+			p.Recorded.Reason == p.WhatIf.Reason {
+			continue
+		}
+		diffs = append(diffs, fmt.Sprintf("%s/%s/%s %s: %s\n    recorded %s\n    replayed %s", p.App, p.Pool, p.Endpoint, p.To, p.Verdict,
+			change(p.Recorded, end), change(p.WhatIf, end)))
+	}
+	return diffs
+}
+
+func change(c *replay.Change, end time.Time) string {
+	if c == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%s→%s at end%s cause %s: %s", c.From, c.To, c.At.Sub(end).Round(time.Millisecond), c.Cause, c.Reason)
+}
+
+func TestReplayingTheLiveThresholdsGivesBackWhatTheDecidersRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  flapRun
+	}{
+		{"one replica", flapRun{steps: 60, replicas: 1}},
+	} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			t.Run(fmt.Sprintf("%s seed %d", tc.name, seed), func(t *testing.T) {
+				run := tc.run
+				run.seed = seed
+				if diffs := flap(t, run); len(diffs) > 0 {
+					t.Errorf("the replay differs from STATE on %d transitions:\n%s", len(diffs), strings.Join(diffs, "\n"))
+				}
+			})
+		}
+	}
+}
