@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/decider"
 )
@@ -32,6 +33,33 @@ func TestAHoldDownThatRanOutBeforeTheNextResultIsRecordedWhetherOrNotATickCame(t
 	p.send("shop", "west", "w1", false)
 	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	up := stateOf(t, srv)[2].Env
+	if want := healthyAt.Add(100 * time.Millisecond); !up.Time.Equal(want) || up.Cause != healthy {
+		t.Errorf("up at %s caused by %q, want at the hold-down's end %s caused by %q", up.Time, up.Cause, want, healthy)
+	}
+}
+
+// TestAHoldDownThatRanOutBeforeANewVersionCameIsDecidedWithTheOldThresholds: a version that
+// lengthens hold_down comes after the hold-down in force ran out, before a tick decided it. The
+// endpoint came back under the version that was active then, as `detour replay` re-decides it:
+// the new version does not hold it down for its longer hold_down.
+func TestAHoldDownThatRanOutBeforeANewVersionCameIsDecidedWithTheOldThresholds(t *testing.T) {
+	srv := eventstest.Start(t)
+	doc := strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1)
+	first := strings.Replace(doc, "    pools:", "    hold_down: 100ms\n    pools:", 1)
+	never := make(chan time.Time)
+	configs := make(chan *config.Config)
+	start(t, srv.JS, eventstest.Config(t, first), "d1", func(o *decider.Options) { o.Ticks, o.Configs = never, configs })
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", false)
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	healthy := p.send("shop", "west", "w1", true)
+	healthyAt := stamp(t, srv, events.StreamProbes, p.lastSeq)
+	for time.Since(healthyAt) < 150*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the hold-down runs out: the subject of the test, not a wait
+	}
+	configs <- eventstest.Config(t, strings.Replace(doc, "    pools:", "    hold_down: 1h\n    pools:", 1))
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.west.w1:up", "pool.shop.west:up")
 	up := stateOf(t, srv)[2].Env
 	if want := healthyAt.Add(100 * time.Millisecond); !up.Time.Equal(want) || up.Cause != healthy {
 		t.Errorf("up at %s caused by %q, want at the hold-down's end %s caused by %q", up.Time, up.Cause, want, healthy)

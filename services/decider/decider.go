@@ -257,22 +257,29 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 			continue // another prober of the region ran the same window's check
 		}
 		d.o.Stats.Results.Add(1)
-		// The deadlines that passed before the result was stored are decided first, in the order
-		// they fell, whether or not a tick came between them and the result: what is decided
-		// follows from the streams alone, as a replay of them decides it.
-		for {
-			dec, ok := s.st.Expire(stamp, s.pool.app.policy)
-			if !ok {
-				break
-			}
-			d.decided(ctx, s, dec)
-		}
+		// The deadlines that passed before the result was stored are decided first, whether or
+		// not a tick came between them and the result: what is decided follows from the streams
+		// alone, as a replay of them decides it.
+		d.passUntil(ctx, s, stamp)
 		dec, ok := s.st.Observe(res, s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
 			d.decided(ctx, s, dec)
 		}
 	}
+}
+
+// passUntil lets time pass on s until at: the staleness and hold-down deadlines that fell before
+// it are decided in the order they fell.
+func (d *decider) passUntil(ctx context.Context, s *endpointSlot, at time.Time) {
+	for {
+		dec, ok := s.st.Expire(at, s.pool.app.policy)
+		if !ok {
+			break
+		}
+		d.decided(ctx, s, dec)
+	}
+	d.ix.rearm(s)
 }
 
 // region returns the interned region name, or "" when the configuration does not let name vote.

@@ -16,11 +16,18 @@ import (
 // them, if anything, held by the overrides in force on them and on their pools, as at a start,
 // and by the drills in force. Decisions queued under the old configuration are appended first.
 func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
+	now := d.streamNow(d.o.Now())
+	if d.live {
+		// Time passes under the old version until now, as a tick would have let it: the
+		// deadlines that fell before the new one came are decided with the old thresholds.
+		for _, s := range d.ix.endpoints {
+			d.passUntil(ctx, s, now)
+		}
+	}
 	d.flush(ctx)
 	d.settle(ctx)
 	old := d.ix
 	ix := newIndex(c)
-	now := d.streamNow(d.o.Now())
 	adopted := map[*endpointSlot]decide.Decision{}
 	poolOverrides := map[string]lastEvent{}
 	for k, s := range ix.byName {
