@@ -18,7 +18,9 @@ func init() {
 Reads PROBES, STATE, DNS, ROUTES and DRILLS back and prints one timeline of an incident: first
 failed probes, transitions with their phases (first probe → threshold → appended → answer
 changed → edges switched), answer changes, route tables, overrides and drill steps. --what-if
-re-decides the recorded results with other thresholds and shows the transitions side by side.
+re-decides the recorded results with other thresholds and shows the transitions side by side;
+the thresholds not given are those of each configuration version when it was active (with
+--config, that file's for the whole window).
 
 Example:
   detour replay --from 15m --app shop
@@ -78,6 +80,8 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if c.configPath != "" {
 		o.Config, err = config.Load(c.configPath)
 	} else {
+		// A what-if follows the versions as the deciders did; the active one sizes the warm-up.
+		o.Versions = true
 		o.Config, err = config.Latest(ctx, js)
 		if err != nil && o.WhatIf == nil {
 			o.Config, err = nil, nil // a timeline needs no configuration

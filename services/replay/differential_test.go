@@ -40,8 +40,6 @@ type flapRun struct {
 	seed     uint64
 	steps    int
 	replicas int
-	// restartAt restarts the first replica before that step (0: never).
-	restartAt int
 	// configs are later configuration documents, applied before the step that is their key.
 	configs map[int]string
 }
@@ -52,12 +50,15 @@ func flap(t *testing.T, run flapRun) []string {
 	t.Helper()
 	srv := eventstest.Start(t)
 	ctx := context.Background()
-	_, v, err := config.Apply(ctx, srv.JS, "v1.yaml", []byte(flapYAML), config.ApplyOptions{By: "test"})
-	if err != nil {
+	if _, _, err := config.Apply(ctx, srv.JS, "v1.yaml", []byte(flapYAML), config.ApplyOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	startReplica := func(name string) func() {
+	// A replica takes each version as `detour decider` does, through config.Watch, and says so
+	// on took once its loop has it: a version decides from when the deciders take it, which the
+	// replay dates by when CONFIG stored it, so the run waits for them before going on.
+	type replica struct{ took chan uint64 }
+	startReplica := func(name string) replica {
 		cfg, err := config.Latest(ctx, srv.JS)
 		if err != nil {
 			t.Fatal(err)
@@ -67,34 +68,58 @@ func flap(t *testing.T, run flapRun) []string {
 			t.Fatal(err)
 		}
 		wctx, cancel := context.WithCancel(ctx)
+		watch, configs, took := config.Watch(wctx, srv.JS, active.Number, log, "decider", name), make(chan *config.Config), make(chan uint64, 8)
+		go func() {
+			for {
+				select {
+				case c := <-watch:
+					select {
+					case configs <- c:
+						took <- c.Version
+					case <-wctx.Done():
+						return
+					}
+				case <-wctx.Done():
+					return
+				}
+			}
+		}()
 		o := decider.Options{JS: srv.JS, Config: cfg, Name: name, Log: log.With().Str("replica", name).Logger(), Stats: &decider.Stats{},
-			Configs: config.Watch(wctx, srv.JS, active.Number, log, "decider", name)}
-		stop := eventstest.Run(t, "decider "+name, func(ctx context.Context) error { return decider.Run(ctx, o) })
+			Configs: configs}
+		eventstest.Run(t, "decider "+name, func(ctx context.Context) error { return decider.Run(ctx, o) })
+		t.Cleanup(cancel)
 		eventstest.Eventually(t, 5*time.Second, o.Stats.Live.Load, "decider %s did not go live", name)
-		return func() { stop(); cancel() }
+		return replica{took: took}
 	}
-	stops := make([]func(), run.replicas)
-	for i := range stops {
-		stops[i] = startReplica(fmt.Sprintf("d%d", i+1))
+	replicas := make([]replica, run.replicas)
+	for i := range replicas {
+		replicas[i] = startReplica(fmt.Sprintf("d%d", i+1))
 	}
-	_ = v
 
 	rng := rand.New(rand.NewPCG(run.seed, 7))
 	regions := []string{"a", "b", "c"}
-	endpoints := [][2]string{{"west", "w1"}, {"west", "w2"}, {"east", "e1"}}
+	// w3 is in no version but the one that adds it: the deciders skip its results until then.
+	endpoints := [][2]string{{"west", "w1"}, {"west", "w2"}, {"east", "e1"}, {"west", "w3"}}
 	healthy := map[string]bool{}
 	silentFor := map[string]int{}
 	n := 0
 	var last uint64
 	for step := 1; step <= run.steps; step++ {
 		if doc, ok := run.configs[step]; ok {
-			if _, _, err := config.Apply(ctx, srv.JS, fmt.Sprintf("v%d.yaml", step), []byte(doc), config.ApplyOptions{By: "test"}); err != nil {
+			_, v, err := config.Apply(ctx, srv.JS, fmt.Sprintf("v%d.yaml", step), []byte(doc), config.ApplyOptions{By: "test"})
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		if step == run.restartAt {
-			stops[0]()
-			stops[0] = startReplica("d1-again")
+			for _, r := range replicas {
+				select {
+				case got := <-r.took:
+					if got != v.Number {
+						t.Fatalf("a replica took version %d, want %d", got, v.Number)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("a replica did not take version %d within 5s", v.Number)
+				}
+			}
 		}
 		type send struct {
 			region, pool, endpoint string
@@ -173,7 +198,7 @@ func compare(t *testing.T, js jetstream.JetStream, end time.Time) []string {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := replay.Run(ctx, js, replay.Options{Filter: replay.Filter{To: end}, Config: cfg, WhatIf: &s, Format: "json"}, &out); err != nil {
+	if err := replay.Run(ctx, js, replay.Options{Filter: replay.Filter{To: end}, Config: cfg, WhatIf: &s, Versions: true, Format: "json"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	var diffs []string
@@ -214,6 +239,12 @@ func TestReplayingTheLiveThresholdsGivesBackWhatTheDecidersRecorded(t *testing.T
 		run  flapRun
 	}{
 		{"one replica", flapRun{steps: 60, replicas: 1}},
+		{"two replicas", flapRun{steps: 60, replicas: 2}},
+		{"a version changes the thresholds", flapRun{steps: 60, replicas: 1, configs: map[int]string{
+			30: strings.Replace(strings.Replace(flapYAML, "fall: 2, rise: 2", "fall: 3, rise: 1", 1), "hold_down: 90ms", "hold_down: 50ms", 1)}}},
+		{"versions add and remove endpoints", flapRun{steps: 60, replicas: 2, configs: map[int]string{
+			20: strings.Replace(flapYAML, `{name: w2, address: "127.0.0.12:8081"}`, `{name: w3, address: "127.0.0.14:8081"}`, 1),
+			40: strings.Replace(flapYAML, `{name: w2, address: "127.0.0.12:8081"}`, `{name: w2, address: "127.0.0.15:8081"}`, 1)}}},
 	} {
 		for seed := uint64(1); seed <= 3; seed++ {
 			t.Run(fmt.Sprintf("%s seed %d", tc.name, seed), func(t *testing.T) {

@@ -22,6 +22,9 @@ type Window struct {
 	// To is the latest stored time read; zero reads up to what the streams held when reading
 	// began.
 	To time.Time
+	// Config also reads CONFIG from its start up to To: the configuration versions a what-if
+	// follows.
+	Config bool
 }
 
 // chunkSize is how many PROBES messages one decoding task holds.
@@ -32,9 +35,13 @@ const chunkSize = 512
 // caused it). Records of PROBES are decoded by several goroutines beside the reader.
 func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record)) error {
 	var small []Record
-	for _, name := range []string{events.StreamState, events.StreamDNS, events.StreamRoutes, events.StreamDrills} {
+	names := []string{events.StreamState, events.StreamDNS, events.StreamRoutes, events.StreamDrills}
+	if w.Config {
+		names = append(names, events.StreamConfig)
+	}
+	for _, name := range names {
 		from := w.From
-		if name == events.StreamState || name == events.StreamDrills {
+		if name == events.StreamState || name == events.StreamDrills || name == events.StreamConfig {
 			from = time.Time{}
 		}
 		err := readStream(ctx, js, name, from, w.To, func(m rawMsg) {

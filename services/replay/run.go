@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/services/decide"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,10 @@ type Options struct {
 	Config *config.Config
 	// WhatIf, when set, re-decides the endpoints with these settings.
 	WhatIf *Settings
+	// Versions has a what-if follow the configuration versions CONFIG stored, each deciding
+	// from when it was stored, as the deciders do; Config is the one decided before the first.
+	// Without it, Config decides the whole history.
+	Versions bool
 	// Format is text, json or html.
 	Format string
 	// Now dates the end of a what-if when Filter.To is zero. Default time.Now.
@@ -37,7 +42,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	if o.WhatIf != nil && o.Config == nil {
 		return fmt.Errorf("replay: a what-if needs the configuration")
 	}
-	win := Window{To: o.Filter.To}
+	win := Window{To: o.Filter.To, Config: o.WhatIf != nil && o.Versions}
 	if !o.Filter.From.IsZero() {
 		win.From = o.Filter.From.Add(-Warmup(o.Config, o.WhatIf))
 	}
@@ -47,7 +52,9 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	if o.WhatIf != nil {
 		wi = NewWhatIf(o.Config, *o.WhatIf, o.Filter.From, o.Filter.To)
 		add = func(r *Record) {
-			b.Add(r)
+			if r.Stream != events.StreamConfig {
+				b.Add(r)
+			}
 			wi.Add(r)
 		}
 	}

@@ -167,20 +167,39 @@ type Comparison struct {
 }
 
 // WhatIf re-runs the decider's fold (decide.Endpoint) with other settings over records given in
-// stored order, as Read delivers them, and pairs its transitions with the recorded ones.
+// stored order, as Read delivers them, and pairs its transitions with the recorded ones. Given
+// the records of CONFIG (Window.Config), it follows the configuration versions as the deciders
+// do: each version decides from when CONFIG stored it.
 type WhatIf struct {
-	cfg       *config.Config
-	settings  Settings
-	from, to  time.Time
+	cfg      *config.Config
+	settings Settings
+	from, to time.Time
+	// endpoints are the endpoints of cfg, current those in configuration order; order is every
+	// endpoint decided so far, one a version removed or moved included, in the order first met.
 	endpoints map[epKey]*wiEndpoint
+	current   []*wiEndpoint
 	order     []*wiEndpoint
 	results   uint64
+	// probed is set once a probe record was folded: a version stored before it only replaces
+	// the configuration.
+	probed bool
+	// recorded is the status STATE last recorded on every endpoint, and overrides the overrides
+	// in force, by the tokens of their subject, for the endpoints a version adds.
+	recorded  map[epKey]events.Status
+	overrides map[epKey]overrideIn
 	// drills are the drills in force, whose simulated failures the decider honoured.
 	drills *drill.View
 }
 
+// overrideIn is an override in force and the id of the event that set it.
+type overrideIn struct {
+	o  events.Override
+	id string
+}
+
 type wiEndpoint struct {
 	key      epKey
+	address  string
 	policy   decide.Policy
 	st       decide.Endpoint
 	started  bool
@@ -192,19 +211,92 @@ type wiEndpoint struct {
 // NewWhatIf prepares a what-if over cfg's endpoints with settings s; transitions outside
 // [from, to] (zero: unbounded) are folded but not compared.
 func NewWhatIf(cfg *config.Config, s Settings, from, to time.Time) *WhatIf {
-	w := &WhatIf{cfg: cfg, settings: s, from: from, to: to, endpoints: map[epKey]*wiEndpoint{}, drills: drill.NewView()}
+	w := &WhatIf{settings: s, from: from, to: to, drills: drill.NewView(),
+		recorded: map[epKey]events.Status{}, overrides: map[epKey]overrideIn{}}
+	w.configure(cfg, time.Time{})
+	return w
+}
+
+// configure makes cfg the configuration decided from at on, as the decider's reconfigure does:
+// an endpoint that stays (same app, pool, endpoint and address) keeps what it knew and takes its
+// app's new thresholds; one the version adds or moves starts from what STATE recorded for it,
+// held by the overrides and drills in force, once probes are being folded.
+func (w *WhatIf) configure(cfg *config.Config, at time.Time) {
+	// Time passes under the version replaced until at: the deadlines that fell before it are
+	// decided with its thresholds, as the deciders' ticks decide them.
+	for _, e := range w.current {
+		w.expire(e, at)
+	}
+	old := w.endpoints
+	w.cfg, w.endpoints, w.current = cfg, map[epKey]*wiEndpoint{}, nil
 	for i := range cfg.Apps {
 		a := &cfg.Apps[i]
-		pol := s.apply(decide.PolicyFor(a))
+		pol := w.settings.apply(decide.PolicyFor(a))
 		for j := range a.Pools {
 			for k := range a.Pools[j].Endpoints {
-				e := &wiEndpoint{key: epKey{a.Name, a.Pools[j].Name, a.Pools[j].Endpoints[k].Name}, policy: pol}
-				w.endpoints[e.key] = e
-				w.order = append(w.order, e)
+				ec := &a.Pools[j].Endpoints[k]
+				key := epKey{a.Name, a.Pools[j].Name, ec.Name}
+				e := old[key]
+				if e == nil || e.address != ec.Address {
+					e = &wiEndpoint{key: key, address: ec.Address}
+					w.order = append(w.order, e)
+					if w.probed {
+						e.policy = pol
+						w.adopt(e, at)
+					}
+				}
+				e.policy = pol
+				w.endpoints[key] = e
+				w.current = append(w.current, e)
 			}
 		}
 	}
-	return w
+}
+
+// adopt starts an endpoint a version added while probes were being folded, as the decider's
+// adopt does: the overrides in force on its pool and on it, and a drill's failure, hold it; it
+// starts from the status STATE recorded; the status they make, when STATE does not record it, is
+// a transition dated at.
+func (w *WhatIf) adopt(e *wiEndpoint, at time.Time) {
+	var dec decide.Decision
+	var decided bool
+	for _, scope := range []decide.Scope{decide.ScopePool, decide.ScopeEndpoint} {
+		target := epKey{e.key.app, e.key.pool, e.key.endpoint}
+		if scope == decide.ScopePool {
+			target.endpoint = events.OverrideWholePool
+		}
+		if in, ok := w.overrides[target]; ok {
+			if d, ok := e.st.SetOverride(scope, in.o, in.id, at, e.policy); ok {
+				dec, decided = d, true
+			}
+		}
+	}
+	if id, _, ok := w.drills.Endpoint(e.key.app, e.key.pool, e.key.endpoint); ok {
+		if d, ok := e.st.SetDrill(w.drills.Override(e.key.app, e.key.pool, e.key.endpoint), w.drills.Drill(id).StepID, at, e.policy); ok {
+			dec, decided = d, true
+		}
+	}
+	e.recorded = w.recorded[e.key]
+	e.started = true
+	e.st.Restore(e.recorded)
+	if decided && e.st.Status != e.recorded {
+		dec.From = e.recorded
+		w.decided(e, dec)
+	}
+}
+
+// version folds a configuration version stored on CONFIG; one that does not parse is skipped,
+// as the deciders refuse it and keep the version they run.
+func (w *WhatIf) version(r *Record) {
+	var a events.ConfigApplied
+	if r.Subject != events.SubjectConfigDoc || r.Env.Type != events.TypeConfigApplied || r.Env.Payload(&a) != nil {
+		return
+	}
+	cfg, err := config.ParseStored(fmt.Sprintf("configuration version %d", r.Seq), []byte(a.Document))
+	if err != nil {
+		return
+	}
+	w.configure(cfg, r.Stored)
 }
 
 // Add folds one record.
@@ -212,7 +304,12 @@ func (w *WhatIf) Add(r *Record) {
 	if r.Err != nil {
 		return
 	}
+	if r.Stream == events.StreamConfig {
+		w.version(r)
+		return
+	}
 	if r.Stream == events.StreamProbes {
+		w.probed = true
 		region := probeRegion(r.Subject)
 		for i := range r.Results {
 			res := &r.Results[i]
@@ -254,7 +351,12 @@ func (w *WhatIf) Add(r *Record) {
 		if target[2] == events.OverrideWholePool {
 			scope = decide.ScopePool
 		}
-		for _, e := range w.order {
+		if o.Action == "" {
+			delete(w.overrides, epKey{target[0], target[1], target[2]})
+		} else {
+			w.overrides[epKey{target[0], target[1], target[2]}] = overrideIn{o, env.ID}
+		}
+		for _, e := range w.current {
 			if e.key.app != target[0] || e.key.pool != target[1] || (scope == decide.ScopeEndpoint && e.key.endpoint != target[2]) {
 				continue
 			}
@@ -273,6 +375,7 @@ func (w *WhatIf) Add(r *Record) {
 	if env.Payload(&t) != nil || t.Endpoint == "" {
 		return
 	}
+	w.recorded[epKey{t.App, t.Pool, t.Endpoint}] = to
 	e := w.endpoints[epKey{t.App, t.Pool, t.Endpoint}]
 	if e == nil {
 		return
@@ -288,7 +391,7 @@ func (w *WhatIf) drill(r *Record) {
 	if changed, err := w.drills.Apply(r.Subject, r.Seq, r.Stored, r.Env); err != nil || !changed {
 		return
 	}
-	for _, e := range w.order {
+	for _, e := range w.current {
 		want := w.drills.Override(e.key.app, e.key.pool, e.key.endpoint)
 		if (want == nil) == (e.st.Drill == nil) && (want == nil || *want == *e.st.Drill) {
 			continue
@@ -335,8 +438,10 @@ func (w *WhatIf) within(at time.Time) bool {
 // endpoint with the what-if's.
 func (w *WhatIf) Compare(end time.Time) Comparison {
 	c := Comparison{Settings: w.settings.String(), Results: w.results, Pairs: []Pair{}}
-	for _, e := range w.order {
+	for _, e := range w.current {
 		w.expire(e, end)
+	}
+	for _, e := range w.order {
 		for _, p := range align(e.rec, e.sim) {
 			p.App, p.Pool, p.Endpoint = e.key.app, e.key.pool, e.key.endpoint
 			c.Pairs = append(c.Pairs, p)

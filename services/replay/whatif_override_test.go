@@ -1,7 +1,9 @@
 package replay
 
 import (
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +97,67 @@ apps:
 	}
 	if want := []string{"down at 2s", "up at 7s"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("what-if transitions %q, want %q (as a decider ticking through them)", got, want)
+	}
+}
+
+func TestWhatIfDecidesEachStretchWithTheConfigurationVersionActiveThen(t *testing.T) {
+	v1 := `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h}
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
+`
+	v2 := strings.Replace(v1, "fall: 3", "fall: 5", 1)
+	s, err := ParseSettings("quorum=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replayed today, with version 2 the active one: fall 5 from the start would take w1 down at
+	// 5s; version 1, active until 3.5s, took it down at 3s, as STATE recorded.
+	w := NewWhatIf(eventstest.Config(t, v2), s, time.Time{}, time.Time{})
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	seq := uint64(0)
+	add := func(r *Record) {
+		seq++
+		r.Seq = seq
+		w.Add(r)
+	}
+	version := func(doc string, at time.Time) {
+		e, err := events.New(events.TypeConfigApplied, "alice@box", at, events.ConfigApplied{Document: doc, By: "alice@box"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(&Record{Stream: events.StreamConfig, Subject: events.SubjectConfigDoc, Stored: at, Env: e})
+	}
+	version(v1, t0.Add(-time.Hour))
+	for i := range 7 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		if i == 4 {
+			version(v2, at.Add(-500*time.Millisecond))
+		}
+		add(&Record{Stream: events.StreamProbes, Subject: events.ProbeSubject("eu", "shop", "west", "w1"), Stored: at,
+			Results: []events.ProbeResult{{ID: fmt.Sprintf("eu-%d", i), App: "shop", Pool: "west", Endpoint: "w1", Region: "eu", OK: i == 0}}})
+		if i == 0 || i == 3 {
+			e, err := events.Derived(map[bool]string{true: events.TypeEndpointUp, false: events.TypeEndpointDown}[i == 0], "d1",
+				fmt.Sprintf("eu-%d", i), "k", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: map[bool]events.Status{true: events.StatusUp, false: events.StatusDown}[i == 0]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			add(&Record{Stream: events.StreamState, Subject: events.EndpointStateSubject("shop", "west", "w1"), Stored: at, Env: e})
+		}
+	}
+	var got []string
+	for _, p := range w.Compare(t0.Add(10 * time.Second)).Pairs {
+		got = append(got, p.To+" "+p.Verdict())
+		if p.WhatIf != nil {
+			got[len(got)-1] += " at " + p.WhatIf.At.Sub(t0).String()
+		}
+	}
+	if want := []string{"up same at 0s", "down same at 3s"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("what-if %q, want %q", got, want)
 	}
 }
