@@ -20,7 +20,8 @@ type Window struct {
 	// the statuses recorded and the drills in force before the window.
 	From time.Time
 	// To is the latest stored time read; zero reads up to what the streams held when reading
-	// began.
+	// began. STATE is read up to that in any case: a transition is stored a moment after its
+	// time (the result's that completed it), and one dated at To is in the window.
 	To time.Time
 	// Config also reads CONFIG from its start up to To: the configuration versions a what-if
 	// follows.
@@ -40,11 +41,14 @@ func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record
 		names = append(names, events.StreamConfig)
 	}
 	for _, name := range names {
-		from := w.From
+		from, to := w.From, w.To
 		if name == events.StreamState || name == events.StreamDrills || name == events.StreamConfig {
 			from = time.Time{}
 		}
-		err := readStream(ctx, js, name, from, w.To, func(m rawMsg) {
+		if name == events.StreamState {
+			to = time.Time{}
+		}
+		err := readStream(ctx, js, name, from, to, func(m rawMsg) {
 			rec := Record{Stream: name, Seq: m.seq, Subject: m.subject, Stored: m.stored}
 			rec.Env, rec.Err = events.Decode(m.data)
 			small = append(small, rec)
