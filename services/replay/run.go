@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -69,6 +70,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 			end = o.Now()
 		}
 		cmp := wi.Compare(end)
+		cmp.Pairs = slices.DeleteFunc(cmp.Pairs, func(p Pair) bool { return !o.Filter.keepsEndpoint(p.App, p.Endpoint) })
 		c = &cmp
 	}
 	switch o.Format {

@@ -253,6 +253,11 @@ func (b *Builder) Timeline() Timeline {
 	return t
 }
 
+// keepsEndpoint reports whether f keeps the endpoint named endpoint of app.
+func (f *Filter) keepsEndpoint(app, endpoint string) bool {
+	return (f.App == "" || app == f.App) && (f.Endpoint == "" || endpoint == f.Endpoint)
+}
+
 func (b *Builder) keep(it *Item) bool {
 	f := &b.filter
 	switch {

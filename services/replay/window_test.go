@@ -3,6 +3,7 @@ package replay_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,10 @@ import (
 // timeline into --to. STATE stored the transition a moment after its time (the time of the
 // result that completed it): the window still holds it, and the what-if with the live
 // thresholds says it is the same, not one that "would happen only with the what-if settings".
-func TestAWindowEndingAtATransitionsTimeShowsIt(t *testing.T) {
+// downs runs a decider with fall 1 and has region a fail once on each endpoint named, and returns
+// the streams, the configuration and the transition that took the last one down.
+func downs(t *testing.T, endpoints ...[2]string) (*eventstest.Server, *config.Config, events.Envelope) {
+	t.Helper()
 	srv := eventstest.Start(t)
 	doc := strings.Replace(flapYAML, "fall: 2, rise: 2", "fall: 1, rise: 1", 1)
 	cfg, err := config.Publish(context.Background(), srv.JS, "shop.yaml", []byte(doc), "test")
@@ -29,33 +33,62 @@ func TestAWindowEndingAtATransitionsTimeShowsIt(t *testing.T) {
 	o := decider.Options{JS: srv.JS, Config: cfg, Name: "d1", Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Stats: &decider.Stats{}}
 	eventstest.Run(t, "decider", func(ctx context.Context) error { return decider.Run(ctx, o) })
 	eventstest.Eventually(t, 5*time.Second, o.Stats.Live.Load, "the decider did not go live")
-	r := events.ProbeResult{ID: "a-1", At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http"}
-	e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(context.Background(), srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e); err != nil {
-		t.Fatal(err)
-	}
 	var down events.Envelope
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		st, err := srv.JS.Stream(context.Background(), events.StreamState)
+	for i, ep := range endpoints {
+		r := events.ProbeResult{ID: fmt.Sprintf("a-%d", i), At: time.Now(), App: "shop", Pool: ep[0], Endpoint: ep[1], Region: "a", Prober: "p", Check: "http"}
+		e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
 		if err != nil {
-			return false
+			t.Fatal(err)
 		}
-		down, _, _, err = events.Last(context.Background(), st, events.EndpointStateSubject("shop", "west", "w1"))
-		return err == nil && down.Type == events.TypeEndpointDown
-	}, "w1 to go down")
+		if _, err := events.Publish(context.Background(), srv.JS, events.ProbeSubject("a", "shop", ep[0], ep[1]), e); err != nil {
+			t.Fatal(err)
+		}
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			st, err := srv.JS.Stream(context.Background(), events.StreamState)
+			if err != nil {
+				return false
+			}
+			down, _, _, err = events.Last(context.Background(), st, events.EndpointStateSubject("shop", ep[0], ep[1]))
+			return err == nil && down.Type == events.TypeEndpointDown
+		}, "%s to go down", ep[1])
+	}
+	return srv, cfg, down
+}
 
+// whatIf runs `detour replay --what-if fall=1` as o says and returns its text.
+func whatIf(t *testing.T, srv *eventstest.Server, cfg *config.Config, o replay.Options) string {
+	t.Helper()
 	s, err := replay.ParseSettings("fall=1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.Config, o.WhatIf = cfg, &s
 	var out bytes.Buffer
-	if err := replay.Run(context.Background(), srv.JS, replay.Options{Filter: replay.Filter{To: down.Time}, Config: cfg, WhatIf: &s}, &out); err != nil {
+	if err := replay.Run(context.Background(), srv.JS, o, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "unknown → down: a: 1 consecutive failures (fall 1)") || !strings.Contains(out.String(), "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
-		t.Errorf("replay --to %s (w1's down) does not show it, or not as the same:\n%s", down.Time.Format(time.RFC3339Nano), out.String())
+	return out.String()
+}
+
+func TestAWindowEndingAtATransitionsTimeShowsIt(t *testing.T) {
+	srv, cfg, down := downs(t, [2]string{"west", "w1"})
+	out := whatIf(t, srv, cfg, replay.Options{Filter: replay.Filter{To: down.Time}})
+	if !strings.Contains(out, "unknown → down: a: 1 consecutive failures (fall 1)") || !strings.Contains(out, "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
+		t.Errorf("replay --to %s (w1's down) does not show it, or not as the same:\n%s", down.Time.Format(time.RFC3339Nano), out)
+	}
+}
+
+// TestAWhatIfKeepsTheEndpointsTheFiltersSelect: --app and --endpoint select what is shown, the
+// what-if's comparison included.
+func TestAWhatIfKeepsTheEndpointsTheFiltersSelect(t *testing.T) {
+	srv, cfg, _ := downs(t, [2]string{"west", "w1"}, [2]string{"east", "e1"})
+	for _, f := range []replay.Filter{{Endpoint: "w1"}, {App: "shop", Endpoint: "w1"}} {
+		out := whatIf(t, srv, cfg, replay.Options{Filter: f})
+		if !strings.Contains(out, "shop/west/w1") || strings.Contains(out, "shop/east/e1") || !strings.Contains(out, "1 same, 0 earlier") {
+			t.Errorf("replay --app %q --endpoint %q shows another endpoint, or not w1:\n%s", f.App, f.Endpoint, out)
+		}
+	}
+	if out := whatIf(t, srv, cfg, replay.Options{Filter: replay.Filter{App: "blog"}}); strings.Contains(out, "shop/") {
+		t.Errorf("replay --app blog shows shop:\n%s", out)
 	}
 }
