@@ -12,6 +12,8 @@ func TestParseSettingsNamesTheFieldAndTheProblem(t *testing.T) {
 		{"fall=5,rise=3,quorum=0.67,hold_down=30s,stale_after=10s", ""},
 		{"fall=0", `fall: "0": want 1 to 1000`},
 		{"quorum=1.5", `quorum: "1.5": want a share in (0, 1]`},
+		{"quorum=NaN", `quorum: "NaN": want a share in (0, 1]`},
+		{"hold_down=-1s", `hold_down: "-1s": want a duration of 0 or more`},
 		{"stale_after=0s", `stale_after: "0s": want a positive duration`},
 		{"hold_down=soon", `hold_down: "soon": time: invalid duration "soon"`},
 		{"fall", `"fall": want key=value`},

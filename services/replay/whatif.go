@@ -49,14 +49,17 @@ func ParseSettings(s string) (Settings, error) {
 			}
 		case "quorum":
 			out.Quorum, err = strconv.ParseFloat(v, 64)
-			if err == nil && (out.Quorum <= 0 || out.Quorum > 1) {
+			if err == nil && !(out.Quorum > 0 && out.Quorum <= 1) { // NaN included
 				err = fmt.Errorf("want a share in (0, 1]")
 			}
 		case "hold_down", "stale_after":
 			var d time.Duration
 			d, err = time.ParseDuration(v)
-			if err == nil && (d < 0 || (k == "stale_after" && d == 0)) {
+			switch {
+			case err == nil && k == "stale_after" && d <= 0:
 				err = fmt.Errorf("want a positive duration")
+			case err == nil && d < 0:
+				err = fmt.Errorf("want a duration of 0 or more")
 			}
 			if k == "hold_down" {
 				out.HoldDown = d
