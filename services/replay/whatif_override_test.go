@@ -161,3 +161,67 @@ apps:
 		t.Errorf("what-if %q, want %q", got, want)
 	}
 }
+
+func TestWhatIfMovesTheFailoverAndTheRecoveryAsFallAndRiseSay(t *testing.T) {
+	cfg := eventstest.Config(t, `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 1h}
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
+`)
+	// One result a second: passing at 0–1s, failing at 2–9s, passing from 10s. Recorded with
+	// fall 3 and rise 2: up at 1s, down at 4s (the third failure), up at 11s (the second pass).
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	run := func(settings string) []string {
+		s, err := ParseSettings(settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := NewWhatIf(cfg, s, time.Time{}, time.Time{})
+		seq := uint64(0)
+		for i := range 14 {
+			at := t0.Add(time.Duration(i) * time.Second)
+			seq++
+			w.Add(&Record{Stream: events.StreamProbes, Seq: seq, Subject: events.ProbeSubject("eu", "shop", "west", "w1"), Stored: at,
+				Results: []events.ProbeResult{{ID: fmt.Sprintf("eu-%d", i), App: "shop", Pool: "west", Endpoint: "w1", Region: "eu", OK: i < 2 || i >= 10}}})
+			for _, rec := range []struct {
+				at int
+				to events.Status
+			}{{1, events.StatusUp}, {4, events.StatusDown}, {11, events.StatusUp}} {
+				if rec.at != i {
+					continue
+				}
+				e, err := events.Derived(map[events.Status]string{events.StatusUp: events.TypeEndpointUp, events.StatusDown: events.TypeEndpointDown}[rec.to],
+					"d1", fmt.Sprintf("eu-%d", i), "k", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: rec.to})
+				if err != nil {
+					t.Fatal(err)
+				}
+				seq++
+				w.Add(&Record{Stream: events.StreamState, Seq: seq, Subject: events.EndpointStateSubject("shop", "west", "w1"), Stored: at, Env: e})
+			}
+		}
+		var got []string
+		for _, p := range w.Compare(t0.Add(20 * time.Second)).Pairs {
+			got = append(got, fmt.Sprintf("%s %s %s", p.To, p.Verdict(), p.Shift.D()))
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		settings string
+		want     []string
+	}{
+		{"fall=3,rise=2", []string{"up same 0s", "down same 0s", "up same 0s"}},
+		// fall 5: the fifth failure, at 6s; rise 4: the fourth pass, at 13s (and at 3s at the start).
+		{"fall=5,rise=4", []string{"up gone 0s", "down later 2s", "up later 2s"}},
+		// fall 1: the first failure, at 2s; rise 1: the first pass, at 0s and 10s.
+		{"fall=1,rise=1", []string{"up earlier -1s", "down earlier -2s", "up earlier -1s"}},
+	} {
+		if got := run(tc.settings); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("what-if %s: %q, want %q", tc.settings, got, tc.want)
+		}
+	}
+}
