@@ -105,6 +105,9 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
+	if _, local := time.Parse("2006-01-02T15:04:05.999999999", s); err != nil && local == nil {
+		return time.Time{}, usageErr("%q has no time zone: add Z for UTC or an offset such as +01:00", s)
+	}
 	if err != nil {
 		return time.Time{}, usageErr("want an RFC 3339 time or a duration ago such as 15m, got %q", s)
 	}
