@@ -84,21 +84,21 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 
 // Warmup is how long before a window a replay starts reading results, so that the streaks in
 // force when the window opens are known: as the decider's replay, the largest over the apps of
-// stale_after and max(fall, rise) × interval + jitter, with the what-if settings applied; one
-// minute without a configuration.
+// stale_after and max(fall, rise) × interval + jitter, and further back by hold_down, so that a
+// hold-down under way when the window opens is re-decided from when it began; with the what-if
+// settings applied; one minute without a configuration.
 func Warmup(c *config.Config, s *Settings) time.Duration {
 	if c == nil {
 		return time.Minute
 	}
 	var w time.Duration
 	for i := range c.Apps {
-		k := &c.Apps[i].Check
-		fall, rise, stale := k.Fall, k.Rise, k.StaleAfter.D()
+		p := decide.PolicyFor(&c.Apps[i])
 		if s != nil {
-			p := s.apply(decide.PolicyFor(&c.Apps[i]))
-			fall, rise, stale = p.Fall, p.Rise, p.StaleAfter
+			p = s.apply(p)
 		}
-		w = max(w, stale, time.Duration(max(fall, rise))*k.Interval.D()+k.Jitter.D())
+		k := &c.Apps[i].Check
+		w = max(w, p.HoldDown+max(p.StaleAfter, time.Duration(max(p.Fall, p.Rise))*k.Interval.D()+k.Jitter.D()))
 	}
 	return w
 }

@@ -92,3 +92,61 @@ func TestAWhatIfKeepsTheEndpointsTheFiltersSelect(t *testing.T) {
 		t.Errorf("replay --app blog shows shop:\n%s", out)
 	}
 }
+
+// TestAWindowOpeningDuringAHoldDownReplaysItWhole: a window that opens while an endpoint is held
+// down (healthy again for less than hold_down) re-decides its recovery when it was recorded: the
+// warm-up read before the window reaches back to when the hold-down began.
+func TestAWindowOpeningDuringAHoldDownReplaysItWhole(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	doc := strings.Replace(flapYAML, "interval: 40ms, timeout: 20ms, fall: 2, rise: 2, stale_after: 130ms", "interval: 50ms, timeout: 20ms, fall: 1, rise: 1, stale_after: 150ms", 1)
+	doc = strings.Replace(doc, "hold_down: 90ms", "hold_down: 400ms", 1)
+	cfg, err := config.Publish(ctx, srv.JS, "shop.yaml", []byte(doc), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := decider.Options{JS: srv.JS, Config: cfg, Name: "d1", Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Stats: &decider.Stats{}}
+	eventstest.Run(t, "decider", func(ctx context.Context) error { return decider.Run(ctx, o) })
+	eventstest.Eventually(t, 5*time.Second, o.Stats.Live.Load, "the decider did not go live")
+	var healthy time.Time
+	for i := range 16 {
+		r := events.ProbeResult{ID: fmt.Sprintf("a-%d", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http", OK: i > 0}
+		e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := events.Publish(ctx, srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			probes, err := srv.JS.Stream(ctx, events.StreamProbes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := probes.GetMsg(ctx, ack.Sequence)
+			if err != nil {
+				t.Fatal(err)
+			}
+			healthy = m.Time
+		}
+		time.Sleep(50 * time.Millisecond) // the check interval passes: the incident is made of time
+	}
+	var up events.Envelope
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		st, err := srv.JS.Stream(ctx, events.StreamState)
+		if err != nil {
+			return false
+		}
+		up, _, _, err = events.Last(ctx, st, events.EndpointStateSubject("shop", "west", "w1"))
+		return err == nil && up.Type == events.TypeEndpointUp
+	}, "w1 to come back up")
+	if want := healthy.Add(400 * time.Millisecond); !up.Time.Equal(want) {
+		t.Fatalf("w1 recorded up at %s, want at the hold-down's end %s", up.Time, want)
+	}
+	// The window opens 300ms into the hold-down.
+	out := whatIf(t, srv, cfg, replay.Options{Filter: replay.Filter{From: healthy.Add(300 * time.Millisecond), To: up.Time.Add(time.Second)}})
+	if !strings.Contains(out, "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
+		t.Errorf("a window opening during w1's hold-down does not re-decide its recovery as recorded:\n%s", out)
+	}
+}
