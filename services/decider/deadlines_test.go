@@ -1,6 +1,7 @@
 package decider_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/override"
 )
 
 // TestAHoldDownThatRanOutBeforeTheNextResultIsRecordedWhetherOrNotATickCame: an endpoint healthy
@@ -64,4 +66,29 @@ func TestAHoldDownThatRanOutBeforeANewVersionCameIsDecidedWithTheOldThresholds(t
 	if want := healthyAt.Add(100 * time.Millisecond); !up.Time.Equal(want) || up.Cause != healthy {
 		t.Errorf("up at %s caused by %q, want at the hold-down's end %s caused by %q", up.Time, up.Cause, want, healthy)
 	}
+}
+
+// TestAHoldDownThatRanOutBeforeAnOverrideIsRecordedBeforeIt: the hold-down of an endpoint healthy
+// again runs out, then an operator forces it down before a tick came. The endpoint was up from
+// the hold-down's end until the override, and STATE says so, as `detour replay` re-decides it.
+func TestAHoldDownThatRanOutBeforeAnOverrideIsRecordedBeforeIt(t *testing.T) {
+	srv := eventstest.Start(t)
+	doc := strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1)
+	doc = strings.Replace(doc, "    pools:", "    hold_down: 100ms\n    pools:", 1)
+	never := make(chan time.Time)
+	start(t, srv.JS, eventstest.Config(t, doc), "d1", func(o *decider.Options) { o.Ticks = never })
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", false)
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	p.send("shop", "west", "w1", true)
+	healthyAt := stamp(t, srv, events.StreamProbes, p.lastSeq)
+	for time.Since(healthyAt) < 150*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the hold-down runs out: the subject of the test, not a wait
+	}
+	o := events.Override{App: "shop", Pool: "west", Endpoint: "w1", By: "alice@box", Reason: "deploy", Action: events.ActionForceDown}
+	if err := override.Set(context.Background(), srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
 }

@@ -386,8 +386,10 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		d.log.Warn().Str("subject", m.subject).Str("action", o.Action).Uint64("stream_seq", m.seq).Msg("override with an unknown action skipped")
 		return
 	}
+	// The deadlines that passed before the override are decided first, as for a result.
 	if s := d.ix.epOverrides[m.subject]; s != nil && m.seq > s.overrideSeq {
 		s.overrideSeq = m.seq
+		d.passUntil(ctx, s, overrideTime(s, m.stamp))
 		dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, overrideTime(s, m.stamp), s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
@@ -397,6 +399,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	if p := d.ix.poolOverrides[m.subject]; p != nil && m.seq > p.overrideSeq {
 		p.overrideSeq = m.seq
 		for _, s := range p.endpoints {
+			d.passUntil(ctx, s, overrideTime(s, m.stamp))
 			dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, overrideTime(s, m.stamp), p.app.policy)
 			d.ix.rearm(s)
 			if ok {

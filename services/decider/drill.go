@@ -53,6 +53,7 @@ func (d *decider) applyDrills(ctx context.Context, cause string, stamp time.Time
 		if (want == nil) == (s.st.Drill == nil) && (want == nil || *want == *s.st.Drill) {
 			continue
 		}
+		d.passUntil(ctx, s, overrideTime(s, stamp)) // the deadlines that passed before it first
 		dec, ok := s.st.SetDrill(want, cause, overrideTime(s, stamp), s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
