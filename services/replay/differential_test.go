@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/decider"
+	"github.com/detourdev/detour/services/override"
 	"github.com/detourdev/detour/services/replay"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -42,6 +44,8 @@ type flapRun struct {
 	replicas int
 	// configs are later configuration documents, applied before the step that is their key.
 	configs map[int]string
+	// overrides has an operator set and clear overrides now and then.
+	overrides bool
 }
 
 // flap records a generated incident on live deciders, replays it with the what-if thresholds
@@ -142,6 +146,26 @@ func flap(t *testing.T, run flapRun) []string {
 				sends = append(sends, send{r, ep[0], ep[1], healthy[k]})
 			}
 		}
+		// Now and then an operator overrides an endpoint or a whole pool, or clears it.
+		if run.overrides && rng.IntN(8) == 0 {
+			ep := endpoints[rng.IntN(3)]
+			o := events.Override{App: "shop", Pool: ep[0], By: "alice@box", Reason: fmt.Sprintf("step %d", step)}
+			if rng.IntN(3) > 0 {
+				o.Endpoint = ep[1]
+			}
+			var err error
+			if action := []string{"", events.ActionForceUp, events.ActionForceDown, events.ActionDrain}[rng.IntN(4)]; action == "" {
+				if err = override.Clear(ctx, srv.JS, o); errors.Is(err, override.ErrNoOverride) {
+					err = nil
+				}
+			} else {
+				o.Action = action
+				err = override.Set(ctx, srv.JS, o)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 		// Regions publish in no set order.
 		rng.Shuffle(len(sends), func(i, j int) { sends[i], sends[j] = sends[j], sends[i] })
 		for _, s := range sends {
@@ -240,6 +264,7 @@ func TestReplayingTheLiveThresholdsGivesBackWhatTheDecidersRecorded(t *testing.T
 	}{
 		{"one replica", flapRun{steps: 60, replicas: 1}},
 		{"two replicas", flapRun{steps: 60, replicas: 2}},
+		{"overrides set and cleared", flapRun{steps: 60, replicas: 2, overrides: true}},
 		{"a version changes the thresholds", flapRun{steps: 60, replicas: 1, configs: map[int]string{
 			30: strings.Replace(strings.Replace(flapYAML, "fall: 2, rise: 2", "fall: 3, rise: 1", 1), "hold_down: 90ms", "hold_down: 50ms", 1)}}},
 		{"versions add and remove endpoints", flapRun{steps: 60, replicas: 2, configs: map[int]string{

@@ -363,8 +363,9 @@ func (w *WhatIf) Add(r *Record) {
 			if e.key.app != target[0] || e.key.pool != target[1] || (scope == decide.ScopeEndpoint && e.key.endpoint != target[2]) {
 				continue
 			}
+			w.start(e)
 			w.expire(e, r.Stored)
-			if dec, ok := e.st.SetOverride(scope, o, env.ID, r.Stored, e.policy); ok && e.started {
+			if dec, ok := e.st.SetOverride(scope, o, env.ID, r.Stored, e.policy); ok {
 				w.decided(e, dec)
 			}
 		}
@@ -399,17 +400,19 @@ func (w *WhatIf) drill(r *Record) {
 		if (want == nil) == (e.st.Drill == nil) && (want == nil || *want == *e.st.Drill) {
 			continue
 		}
+		w.start(e)
 		w.expire(e, r.Stored)
-		if dec, ok := e.st.SetDrill(want, r.Env.ID, r.Stored, e.policy); ok && e.started {
+		if dec, ok := e.st.SetDrill(want, r.Env.ID, r.Stored, e.policy); ok {
 			w.decided(e, dec)
 		}
 	}
 }
 
-// start restores, before an endpoint's first result, the status STATE recorded for it then, as
-// a decider starting cold does.
+// start restores, until an endpoint's first result, the status STATE recorded for it then, as a
+// decider starting cold does: before its first result, an override, a drill or its first result
+// change it from there, as they changed it on the live deciders.
 func (w *WhatIf) start(e *wiEndpoint) {
-	if !e.started {
+	if !e.started || len(e.st.Regions) == 0 {
 		e.started = true
 		e.st.Restore(e.recorded)
 	}

@@ -225,3 +225,45 @@ apps:
 		}
 	}
 }
+
+func TestWhatIfDecidesAnOverrideOnAnEndpointNotProbedYetAsTheLiveDeciderDoes(t *testing.T) {
+	cfg := eventstest.Config(t, `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 1h}
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.12:8081"}]
+`)
+	s, err := ParseSettings("fall=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWhatIf(cfg, s, time.Time{}, time.Time{})
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	// w2 is being probed; w1 has had no result yet when an operator forces it up, which the
+	// live decider recorded as w1's first transition.
+	w.Add(&Record{Stream: events.StreamProbes, Seq: 1, Subject: events.ProbeSubject("eu", "shop", "west", "w2"), Stored: t0,
+		Results: []events.ProbeResult{{ID: "eu-1", App: "shop", Pool: "west", Endpoint: "w2", Region: "eu", OK: true}}})
+	o, err := events.New(events.TypeOverrideSet, "override/alice", t0.Add(time.Second),
+		events.Override{App: "shop", Pool: "west", Endpoint: "w1", Action: events.ActionForceUp, By: "alice@box", Reason: "deploy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Add(&Record{Stream: events.StreamState, Seq: 2, Subject: events.OverrideSubject("shop", "west", "w1"), Stored: t0.Add(time.Second), Env: o})
+	up, err := events.Derived(events.TypeEndpointUp, "d1", o.ID, "k", t0.Add(time.Second),
+		events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: events.StatusUp, Reason: "override force_up by alice@box: deploy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Add(&Record{Stream: events.StreamState, Seq: 3, Subject: events.EndpointStateSubject("shop", "west", "w1"), Stored: t0.Add(time.Second), Env: up})
+	var got []string
+	for _, p := range w.Compare(t0.Add(2 * time.Second)).Pairs {
+		got = append(got, p.Endpoint+" "+p.To+" "+p.Verdict())
+	}
+	if want := []string{"w1 up same"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("what-if %q, want %q", got, want)
+	}
+}
