@@ -1,6 +1,8 @@
 package replay
 
 import (
+	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -76,5 +78,77 @@ func TestAlignPairsTransitionsInOrderAndClosestInTime(t *testing.T) {
 				t.Errorf("verdicts %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAlignHoldsLittleMemoryForAnEndpointThatFlappedThousandsOfTimes: a day's window over an
+// endpoint flapping every 20 s has 4,000 recorded transitions and as many re-decided; pairing them
+// held a cell for every pair of the two (16 bytes × 4,001², 256 MB for this endpoint alone, and
+// gigabytes for longer windows), where a row at a time is enough.
+func TestAlignHoldsLittleMemoryForAnEndpointThatFlappedThousandsOfTimes(t *testing.T) {
+	var rec, sim []Change
+	for i := range 4000 {
+		to := events.StatusDown
+		if i%2 == 1 {
+			to = events.StatusUp
+		}
+		at := time.Unix(0, 0).Add(time.Duration(i) * 20 * time.Second)
+		rec = append(rec, Change{To: to, At: at})
+		sim = append(sim, Change{To: to, At: at.Add(time.Second)})
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	pairs := align(rec, sim)
+	runtime.ReadMemStats(&after)
+	if len(pairs) != 4000 || pairs[0].Verdict() != "later" || pairs[3999].Shift.D() != time.Second {
+		t.Fatalf("%d pairs, first %s, last shifted %s; want 4000, each 1s later", len(pairs), pairs[0].Verdict(), pairs[3999].Shift.D())
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 32<<20 {
+		t.Errorf("pairing 4,000 transitions with 4,000 allocated %d MB, want at most 32", got>>20)
+	}
+}
+
+// TestAlignFindsABestAlignmentOfRandomSequences: on random sequences, align pairs equal target
+// statuses in order, lists every transition once, and makes as many pairs, as close in time, as
+// the best alignment (scored over the whole table).
+func TestAlignFindsABestAlignmentOfRandomSequences(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	statuses := []events.Status{events.StatusUp, events.StatusDown, events.StatusDrained}
+	gen := func() []Change {
+		var out []Change
+		at := time.Unix(0, 0)
+		for range rng.IntN(12) {
+			at = at.Add(time.Duration(rng.IntN(5)) * time.Second)
+			out = append(out, Change{To: statuses[rng.IntN(3)], At: at})
+		}
+		return out
+	}
+	for range 2000 {
+		rec, sim := gen(), gen()
+		var got cell
+		i, j := 0, 0
+		for _, p := range align(rec, sim) {
+			switch {
+			case p.Recorded != nil && p.WhatIf != nil:
+				if p.Recorded != &rec[i] || p.WhatIf != &sim[j] || p.Recorded.To != p.WhatIf.To {
+					t.Fatalf("rec %v sim %v: pair out of order or of unequal statuses", rec, sim)
+				}
+				got = got.plus(cell{1, absDuration(p.WhatIf.At.Sub(p.Recorded.At))})
+				i, j = i+1, j+1
+			case p.Recorded != nil:
+				if p.Recorded != &rec[i] {
+					t.Fatalf("rec %v sim %v: recorded transition out of order", rec, sim)
+				}
+				i++
+			default:
+				if p.WhatIf != &sim[j] {
+					t.Fatalf("rec %v sim %v: what-if transition out of order", rec, sim)
+				}
+				j++
+			}
+		}
+		if want := prefixScores(rec, sim)[len(sim)]; i != len(rec) || j != len(sim) || got != want {
+			t.Fatalf("rec %v sim %v: %d pairs %s apart in all, want %d pairs %s apart", rec, sim, got.matches, got.cost, want.matches, want.cost)
+		}
 	}
 }

@@ -456,7 +456,7 @@ func (w *WhatIf) Compare(end time.Time) Comparison {
 	return c
 }
 
-// cell is the best alignment of two suffixes: most pairs, then least total time between them.
+// cell is the best alignment of two sequences: most pairs, then least total time between them.
 type cell struct {
 	matches int
 	cost    time.Duration
@@ -466,56 +466,113 @@ func (a cell) better(b cell) bool {
 	return a.matches > b.matches || (a.matches == b.matches && a.cost < b.cost)
 }
 
+func (a cell) plus(b cell) cell { return cell{a.matches + b.matches, a.cost + b.cost} }
+
 // align pairs two sequences of transitions of one endpoint: as many pairs of equal target
 // status as can be made in order, and among those the closest in time. Unpaired transitions
 // stand alone, in time order.
 func align(rec, sim []Change) []Pair {
-	n, m := len(rec), len(sim)
-	dp := make([][]cell, n+1)
-	for i := range dp {
-		dp[i] = make([]cell, m+1)
-	}
-	match := func(i, j int) (cell, bool) {
-		if rec[i].To != sim[j].To {
-			return cell{}, false
-		}
-		c := dp[i+1][j+1]
-		c.matches++
-		c.cost += absDuration(sim[j].At.Sub(rec[i].At))
-		return c, true
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			best := dp[i+1][j]
-			if dp[i][j+1].better(best) {
-				best = dp[i][j+1]
-			}
-			if c, ok := match(i, j); ok && c.better(best) {
-				best = c
-			}
-			dp[i][j] = best
-		}
-	}
+	var paired [][2]int
+	pairUp(rec, sim, 0, 0, &paired)
 	var out []Pair
-	for i, j := 0, 0; i < n || j < m; {
-		if i < n && j < m {
-			if c, ok := match(i, j); ok && c == dp[i][j] {
-				out = append(out, Pair{To: string(rec[i].To), Recorded: &rec[i], WhatIf: &sim[j], Shift: Millis(sim[j].At.Sub(rec[i].At))})
-				i, j = i+1, j+1
-				continue
+	i, j := 0, 0
+	// alone adds the unpaired transitions before rec[ui] and sim[uj], in time order.
+	alone := func(ui, uj int) {
+		for i < ui || j < uj {
+			if i < ui && (j == uj || !sim[j].At.Before(rec[i].At)) {
+				out = append(out, Pair{To: string(rec[i].To), Recorded: &rec[i]})
+				i++
+			} else {
+				out = append(out, Pair{To: string(sim[j].To), WhatIf: &sim[j]})
+				j++
 			}
 		}
-		skipRec := i < n && dp[i+1][j] == dp[i][j]
-		skipSim := j < m && dp[i][j+1] == dp[i][j]
-		if skipRec && (!skipSim || !sim[j].At.Before(rec[i].At)) {
-			out = append(out, Pair{To: string(rec[i].To), Recorded: &rec[i]})
-			i++
-		} else {
-			out = append(out, Pair{To: string(sim[j].To), WhatIf: &sim[j]})
-			j++
+	}
+	for _, p := range paired {
+		alone(p[0], p[1])
+		out = append(out, Pair{To: string(rec[i].To), Recorded: &rec[i], WhatIf: &sim[j], Shift: Millis(sim[j].At.Sub(rec[i].At))})
+		i, j = i+1, j+1
+	}
+	alone(len(rec), len(sim))
+	return out
+}
+
+// pairUp appends to out the pairs (index in rec + ri, index in sim + si) of a best alignment of
+// rec and sim, in order. It holds a few rows of len(sim) cells at a time (Hirschberg's
+// divide and conquer): a best alignment splits, at the middle of rec, into best alignments of
+// the halves with the parts of sim before and after some point, which the best score of each
+// half over each point finds.
+func pairUp(rec, sim []Change, ri, si int, out *[][2]int) {
+	switch {
+	case len(rec) == 0 || len(sim) == 0:
+		return
+	case len(rec) == 1:
+		best := -1
+		for j := range sim {
+			if sim[j].To == rec[0].To && (best < 0 || absDuration(sim[j].At.Sub(rec[0].At)) < absDuration(sim[best].At.Sub(rec[0].At))) {
+				best = j
+			}
+		}
+		if best >= 0 {
+			*out = append(*out, [2]int{ri, si + best})
+		}
+		return
+	}
+	mid := len(rec) / 2
+	before, after := prefixScores(rec[:mid], sim), suffixScores(rec[mid:], sim)
+	k := 0
+	for j := 1; j <= len(sim); j++ {
+		if before[j].plus(after[j]).better(before[k].plus(after[k])) {
+			k = j
 		}
 	}
-	return out
+	pairUp(rec[:mid], sim[:k], ri, si, out)
+	pairUp(rec[mid:], sim[k:], ri+mid, si+k, out)
+}
+
+// prefixScores returns, for each j, the best alignment of rec with sim[:j].
+func prefixScores(rec, sim []Change) []cell {
+	prev, cur := make([]cell, len(sim)+1), make([]cell, len(sim)+1)
+	for i := range rec {
+		cur[0] = cell{}
+		for j := 1; j <= len(sim); j++ {
+			best := prev[j]
+			if cur[j-1].better(best) {
+				best = cur[j-1]
+			}
+			if rec[i].To == sim[j-1].To {
+				if c := prev[j-1].plus(cell{1, absDuration(sim[j-1].At.Sub(rec[i].At))}); c.better(best) {
+					best = c
+				}
+			}
+			cur[j] = best
+		}
+		prev, cur = cur, prev
+	}
+	return prev
+}
+
+// suffixScores returns, for each j, the best alignment of rec with sim[j:].
+func suffixScores(rec, sim []Change) []cell {
+	m := len(sim)
+	prev, cur := make([]cell, m+1), make([]cell, m+1)
+	for i := len(rec) - 1; i >= 0; i-- {
+		cur[m] = cell{}
+		for j := m - 1; j >= 0; j-- {
+			best := prev[j]
+			if cur[j+1].better(best) {
+				best = cur[j+1]
+			}
+			if rec[i].To == sim[j].To {
+				if c := prev[j+1].plus(cell{1, absDuration(sim[j].At.Sub(rec[i].At))}); c.better(best) {
+					best = c
+				}
+			}
+			cur[j] = best
+		}
+		prev, cur = cur, prev
+	}
+	return prev
 }
 
 func absDuration(d time.Duration) time.Duration {
