@@ -50,6 +50,7 @@ type flapRun struct {
 
 // flap records a generated incident on live deciders, replays it with the what-if thresholds
 // the configuration already has, and returns every transition where the replay and STATE differ.
+// It skips the test when a decider had to fold results as heard on the wire.
 func flap(t *testing.T, run flapRun) []string {
 	t.Helper()
 	srv := eventstest.Start(t)
@@ -61,7 +62,10 @@ func flap(t *testing.T, run flapRun) []string {
 	// A replica takes each version as `detour decider` does, through config.Watch, and says so
 	// on took once its loop has it: a version decides from when the deciders take it, which the
 	// replay dates by when CONFIG stored it, so the run waits for them before going on.
-	type replica struct{ took chan uint64 }
+	type replica struct {
+		took  chan uint64
+		stats *decider.Stats
+	}
 	startReplica := func(name string) replica {
 		cfg, err := config.Latest(ctx, srv.JS)
 		if err != nil {
@@ -93,7 +97,7 @@ func flap(t *testing.T, run flapRun) []string {
 		eventstest.Run(t, "decider "+name, func(ctx context.Context) error { return decider.Run(ctx, o) })
 		t.Cleanup(cancel)
 		eventstest.Eventually(t, 5*time.Second, o.Stats.Live.Load, "decider %s did not go live", name)
-		return replica{took: took}
+		return replica{took: took, stats: o.Stats}
 	}
 	replicas := make([]replica, run.replicas)
 	for i := range replicas {
@@ -148,6 +152,13 @@ func flap(t *testing.T, run flapRun) []string {
 		}
 		// Now and then an operator overrides an endpoint or a whole pool, or clears it.
 		if run.overrides && rng.IntN(8) == 0 {
+			// A decider reads STATE and PROBES with two consumers and may apply an override
+			// before a result stored just before it (see the README): the operator acts once
+			// the deciders have folded the results published so far.
+			for _, r := range replicas {
+				eventstest.Eventually(t, 5*time.Second, func() bool { return r.stats.Messages.Load() >= uint64(n) },
+					"a replica to fold the %d results published", n)
+			}
 			ep := endpoints[rng.IntN(3)]
 			o := events.Override{App: "shop", Pool: ep[0], By: "alice@box", Reason: fmt.Sprintf("step %d", step)}
 			if rng.IntN(3) > 0 {
@@ -201,10 +212,20 @@ func flap(t *testing.T, run flapRun) []string {
 	for {
 		diffs = compare(t, srv.JS, end)
 		if len(diffs) == 0 || time.Now().After(deadline) {
-			return diffs
+			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A result PROBES did not deliver within 300 ms (a loaded machine) was folded as heard on the
+	// wire and timed then: the exception the README names, which a replay of PROBES does not
+	// give back.
+	for _, r := range replicas {
+		if heard := r.stats.Heard.Load(); heard > 0 && len(diffs) > 0 {
+			t.Skipf("%d results were folded as heard on the wire, PROBES having not delivered them in time; the replay differs on:\n%s",
+				heard, strings.Join(diffs, "\n"))
+		}
+	}
+	return diffs
 }
 
 // compare replays the streams up to end with the what-if thresholds the configuration has, as a
