@@ -257,6 +257,7 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 			continue // another prober of the region ran the same window's check
 		}
 		d.o.Stats.Results.Add(1)
+		s.ownDate(res.ID, res.At)
 		// The deadlines that passed before the result was stored are decided first, whether or
 		// not a tick came between them and the result: what is decided follows from the streams
 		// alone, as a replay of them decides it.
@@ -310,7 +311,7 @@ func (d *decider) restartState(ctx context.Context) {
 	now := d.streamNow(d.o.Now())
 	cleared := events.Override{By: d.o.Name, Reason: "state stream created again"}
 	for _, s := range d.ix.endpoints {
-		s.status, s.seq, s.eventID, s.since, s.overrideSeq = events.StatusUnknown, 0, "", time.Time{}, 0
+		s.status, s.seq, s.eventID, s.cause, s.since, s.overrideSeq = events.StatusUnknown, 0, "", "", time.Time{}, 0
 		s.sent = events.Sent[sentTransition]{}
 		if s.st.Own != nil {
 			if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, cleared, "", now, s.pool.app.policy); ok {
@@ -598,11 +599,17 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 			return
 		}
 	}
+	d.watchEndpoint(s)
 	d.checkPool(ctx, p)
 }
 
 // due reports whether dec is still to be appended: STATE holds neither its status nor a newer
-// event (another replica ahead in the probes made this decision history already).
+// event (another replica ahead in the probes made this decision history already). A decision
+// found not due starts the clock of the contradiction it leaves, if any (watchEndpoint): when
+// the replica that stored the newer event made it out of results this one folds too, this one
+// comes to the same status, and the clock stops; when it dated one change later than this
+// replica would and then died, with nothing else to append this replica's next transition, the
+// transition is re-asserted reassertAfter later instead of lost.
 func due(s *endpointSlot, dec decide.Decision) bool {
 	return dec.To != s.status && !s.since.After(dec.At)
 }

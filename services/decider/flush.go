@@ -119,6 +119,7 @@ func (d *decider) flush(ctx context.Context) {
 			d.landThrough(ctx, p.next)
 		}
 		if !due(x.s, x.dec) {
+			d.watchEndpoint(x.s)
 			addPool(x.s.pool)
 			continue
 		}

@@ -50,11 +50,12 @@ type endpointSlot struct {
 	cfg     *config.Endpoint
 	subject string
 	st      decide.Endpoint
-	// status, seq, eventID and since are what STATE last recorded on subject, and when it
-	// happened.
+	// status, seq, eventID, cause and since are what STATE last recorded on subject, what caused
+	// it, and when it happened (see ownDate).
 	status  events.Status
 	seq     uint64
 	eventID string
+	cause   string
 	since   time.Time
 	// overrideSeq is the stream sequence of the last override of this endpoint applied.
 	overrideSeq uint64
@@ -217,7 +218,22 @@ func (s *endpointSlot) order() uint64 {
 func (s *endpointSlot) record(seq uint64, e events.Envelope) {
 	if seq > s.seq {
 		s.status, _ = events.TransitionStatus(e.Type)
-		s.seq, s.eventID, s.since = seq, e.ID, e.Time
+		s.seq, s.eventID, s.cause, s.since = seq, e.ID, e.Cause, e.Time
+	}
+}
+
+// ownDate dates what STATE last recorded on the endpoint as this replica dates the result that
+// caused it, id, which this replica folds at at after STATE delivered the event (another
+// replica's copy: this replica's own is dated so already). Replicas date one result differently
+// (one folds it as heard on the wire, dated when heard; the other as PROBES stored it), and this
+// replica judges its next decisions, on its own clock, against what STATE last recorded (due):
+// against another's copy dated later than this replica dates the results that follow, its next
+// transition looked older than the change it follows, and was dropped. Every result this
+// replica folds after the cause is newer than the change, whatever the other replica's clock.
+// ownTime does the same for a copy of this replica's own append.
+func (s *endpointSlot) ownDate(id string, at time.Time) {
+	if s.next == nil && id != "" && id == s.cause {
+		s.since = at
 	}
 }
 

@@ -2,12 +2,14 @@ package decider_test
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/decider"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -132,6 +134,89 @@ func TestAnEndpointTransitionAnotherReplicaDatedLaterIsFollowedByTheNextOne(t *t
 			p.send("shop", "west", "w1", true)
 			p.send("shop", "west", "w1", true)
 			waitHistory(t, srv, append(append(up, down...), up...)...)
+		})
+	}
+}
+
+// laterDates is JetStream for a replica that dates every change it appends later than another
+// replica would (it heard its results on the wire, while the other reads them from PROBES).
+type laterDates struct {
+	jetstream.JetStream
+	later time.Duration
+}
+
+func (w laterDates) date(m *nats.Msg) (*nats.Msg, error) {
+	e, err := events.Decode(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	e.Time = e.Time.Add(w.later)
+	m.Data = e.Encode()
+	return m, nil
+}
+
+func (w laterDates) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	m, err := w.date(m)
+	if err != nil {
+		return nil, err
+	}
+	return w.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+func (w laterDates) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	m, err := w.date(m)
+	if err != nil {
+		return nil, err
+	}
+	return w.JetStream.PublishMsgAsync(m, opts...)
+}
+
+// A replica that learned an endpoint's transition only from another replica's copy, dated later
+// than its own clock dates the results that follow, records the endpoint's next transition, and
+// its pool's, when that replica has died: the failover happens within a few check intervals.
+// Replica A starts while B runs (a restart, or a replica added), and finds w1 up in STATE as B
+// dated it; B then dies, and w1 fails. A dropped its down transition as older than B's up, and
+// nothing appended it, ever.
+func TestAReplicaRecordsTheNextTransitionAfterOneAnotherReplicaDatedLaterWhenThatReplicaDies(t *testing.T) {
+	up := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up"}
+	down := []string{"endpoint.shop.west.w1:down", "pool.shop.west:down"}
+	for _, tc := range []struct {
+		name  string
+		tweak []func(*decider.Options)
+		// byProbes: w1's down transition is the one the failures completed, caused by the third
+		// (not a re-assertion of A's view over a contradiction).
+		byProbes bool
+	}{
+		// A folds the result that took w1 up (its replay window holds it).
+		{name: "A folded the result that caused it", byProbes: true},
+		// A's replay window begins after that result: A knows w1 up from STATE alone.
+		{name: "A never folded the result that caused it", tweak: []func(*decider.Options){
+			func(o *decider.Options) { o.Replay = time.Millisecond }}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := eventstest.Start(t)
+			cfg := eventstest.Config(t, shopYAML)
+			b := start(t, laterDates{srv.JS, 10 * time.Second}, cfg, "decider/b")
+			p := &prober{t: t, js: srv.JS, region: "eu"}
+			p.send("shop", "west", "w1", true)
+			p.send("shop", "west", "w1", true)
+			waitHistory(t, srv, up...)
+			start(t, srv.JS, cfg, "decider/a", tc.tweak...)
+			b.stop()
+			var last string
+			for range 3 {
+				last = p.send("shop", "west", "w1", false)
+			}
+			// A few check intervals of shopYAML (1s) from the result that completed fall.
+			want := append(up, down...)
+			var got []string
+			eventstest.Eventually(t, 3*time.Second, func() bool {
+				got = history(t, srv)
+				return reflect.DeepEqual(got, want)
+			}, "3s after w1's third failure, with decider/b dead, STATE history is %q, want %q", &got, want)
+			if down := stateOf(t, srv)[2].Env; tc.byProbes && (down.Cause != last || down.Source != "decider/a") {
+				t.Errorf("w1 down caused by %q from %q, want caused by the third failure %q from decider/a", down.Cause, down.Source, last)
+			}
 		})
 	}
 }
