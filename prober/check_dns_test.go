@@ -1,7 +1,9 @@
 package prober
 
 import (
+	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,7 +12,7 @@ import (
 )
 
 // dnsServer serves handler over UDP and TCP on one loopback port until the test ends.
-func dnsServer(t *testing.T, handler dns.HandlerFunc) string {
+func dnsServer(t testing.TB, handler dns.HandlerFunc) string {
 	t.Helper()
 	pc, l := udpAndTCP(t)
 	for _, s := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}} {
@@ -25,7 +27,7 @@ func dnsServer(t *testing.T, handler dns.HandlerFunc) string {
 
 // udpAndTCP listens on a loopback port free for both UDP and TCP: the kernel picks the UDP
 // port, and another process may hold the same TCP port, so a taken one is tried again.
-func udpAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
+func udpAndTCP(t testing.TB) (net.PacketConn, net.Listener) {
 	t.Helper()
 	var last error
 	for range 20 {
@@ -69,6 +71,19 @@ func TestDNSCheckOutcomes(t *testing.T) {
 				_, _ = w.Write(wire[:len(wire)-5])
 				return
 			}
+		case "late.demo.test.", "forged.demo.test.":
+			// First a datagram with another id: cut short (a late answer, truncated, to an
+			// earlier check that had this port), or whole with another answer (a forgery).
+			other := m.Copy()
+			other.Id = q.Id ^ 0x8000
+			other.Rcode = dns.RcodeNameError
+			wire, _ := other.Pack()
+			if q.Question[0].Name == "late.demo.test." {
+				wire = wire[:len(wire)-3]
+			}
+			_, _ = w.Write(wire)
+			rr, _ := dns.NewRR(q.Question[0].Name + " 30 IN A 192.0.2.10")
+			m.Answer = append(m.Answer, rr)
 		case "slow.demo.test.":
 			return // no answer at all
 		case "garbage.demo.test.":
@@ -113,6 +128,8 @@ func TestDNSCheckOutcomes(t *testing.T) {
 			wantClass: ClassDNS, wantErr: `no answer record holds "192.0.2.99" (1 records)`},
 		{name: "a truncated answer is asked again over tcp", target: target(t, "dns", addr, ask("big.demo.test", "TXT", "NOERROR", "only-over-tcp")), wantOK: true},
 		{name: "a truncated answer cut short where the datagram ended is asked again over tcp", target: target(t, "dns", addr, ask("cut.demo.test", "TXT", "NOERROR", "only-over-tcp")), wantOK: true},
+		{name: "a datagram with another id that does not unpack is read past", target: target(t, "dns", addr, ask("late.demo.test", "A", "NOERROR", "192.0.2.10")), wantOK: true},
+		{name: "an answer with another id is read past", target: target(t, "dns", addr, ask("forged.demo.test", "A", "NOERROR", "192.0.2.10")), wantOK: true},
 		{name: "no answer within the timeout fails with timeout", target: target(t, "dns", addr, ask("slow.demo.test", "A", "NOERROR", "")),
 			wantClass: ClassTimeout},
 		{name: "a closed port fails with refused", target: target(t, "dns", closedUDP, ask("shop.demo.test", "A", "NOERROR", "")),
@@ -127,5 +144,48 @@ func TestDNSCheckOutcomes(t *testing.T) {
 			wantClass: ClassError, wantErr: `check.query_type: unknown type "NOPE"`},
 		{name: "an unknown rcode is reported on every run", target: target(t, "dns", addr, ask("shop.demo.test", "A", "MAYBE", "")),
 			wantClass: ClassError, wantErr: `check.expect_rcode: unknown rcode "MAYBE"`},
+	})
+}
+
+// FuzzDNSCheckReadsPastAnyDatagramWithAnotherID: whatever comes over UDP with another id than
+// the question's before the answer, the check passes within its timeout.
+func FuzzDNSCheckReadsPastAnyDatagramWithAnotherID(f *testing.F) {
+	var (
+		mu    sync.Mutex
+		first []byte
+	)
+	addr := dnsServer(f, func(w dns.ResponseWriter, q *dns.Msg) {
+		mu.Lock()
+		b := append([]byte(nil), first...)
+		mu.Unlock()
+		// Another id than the question's, or too short to carry one.
+		if len(b) >= 2 && b[0] == byte(q.Id>>8) && b[1] == byte(q.Id) {
+			b[0] ^= 0x80
+		}
+		_, _ = w.Write(b)
+		m := new(dns.Msg)
+		m.SetReply(q)
+		rr, _ := dns.NewRR("shop.demo.test. 30 IN A 192.0.2.10")
+		m.Answer = append(m.Answer, rr)
+		_ = w.WriteMsg(m)
+	})
+	other := new(dns.Msg)
+	other.SetQuestion("shop.demo.test.", dns.TypeA)
+	other.Response, other.Truncated = true, true
+	wire, _ := other.Pack()
+	for _, seed := range [][]byte{wire, wire[:len(wire)-3], {0x01, 0x02, 0x03}, {0x01}, nil} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		mu.Lock()
+		first = b
+		mu.Unlock()
+		tg := target(t, "dns", addr, func(k *config.Check) {
+			k.Query, k.QueryType, k.ExpectAnswer = "shop.demo.test", "A", "192.0.2.10"
+			k.Timeout = config.Duration(2 * time.Second)
+		})
+		if o := Probe(context.Background(), tg, config.CredentialDirs{}); !o.OK {
+			t.Fatalf("after %q: %+v", b, o)
+		}
 	})
 }
