@@ -50,18 +50,6 @@ func target(t *testing.T, kind, addr string, edit func(*config.Check)) Target {
 	return Target{App: "shop", Pool: "west", Endpoint: "a", Address: addr, Dial: ap, Check: k}
 }
 
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // tcpServer accepts connections on loopback and hands each to serve.
 func tcpServer(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
@@ -180,7 +168,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 			k.Path = "/late-marker"
 			k.BodyContains = "status: ok"
 		}), wantClass: ClassBody, wantErr: "first 5120 bytes"},
-		{name: "a closed port fails with refused", target: target(t, "http", closedPort(t), nil),
+		{name: "a closed port fails with refused", target: target(t, "http", eventstest.ClosedPort(t), nil),
 			wantClass: ClassRefused, wantErr: "connection refused"},
 		{name: "no answer within the timeout fails with timeout", target: target(t, "http", addr, func(k *config.Check) {
 			k.Path = "/slow"
@@ -239,7 +227,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 		_, port, _ := net.SplitHostPort(addr)
 		var p int
 		fmt.Sscan(port, &p)
-		tg := target(t, "http", closedPort(t), func(k *config.Check) { k.Port, k.Path = p, "/healthz" })
+		tg := target(t, "http", eventstest.ClosedPort(t), func(k *config.Check) { k.Port, k.Path = p, "/healthz" })
 		if o := Probe(context.Background(), tg, testCredentialDirs(t)); !o.OK {
 			t.Errorf("check on port %d failed: %s", p, o.Err)
 		}
@@ -248,7 +236,7 @@ func TestHTTPCheckOutcomes(t *testing.T) {
 
 func TestAFailedHTTPChecksErrorDoesNotRepeatATokenInItsPath(t *testing.T) {
 	for _, scheme := range []string{"http", "https"} {
-		o := Probe(context.Background(), target(t, scheme, closedPort(t), func(k *config.Check) { k.Path = "/healthz?api_key=k-0123456789" }), testCredentialDirs(t))
+		o := Probe(context.Background(), target(t, scheme, eventstest.ClosedPort(t), func(k *config.Check) { k.Path = "/healthz?api_key=k-0123456789" }), testCredentialDirs(t))
 		if o.OK || o.Class != ClassRefused || strings.Contains(o.Err, "k-0123456789") {
 			t.Errorf("%s: outcome ok %v class %q error %q, want refused without the api_key", scheme, o.OK, o.Class, o.Err)
 		}
@@ -367,7 +355,7 @@ func TestTCPCheckOutcomes(t *testing.T) {
 	}
 	runCases(t, []checkCase{
 		{name: "a connect passes", target: target(t, "tcp", silent, nil), wantOK: true},
-		{name: "a closed port fails with refused", target: target(t, "tcp", closedPort(t), nil),
+		{name: "a closed port fails with refused", target: target(t, "tcp", eventstest.ClosedPort(t), nil),
 			wantClass: ClassRefused, wantErr: "connection refused"},
 		{name: "the expected reply passes", target: target(t, "tcp", redis, ping("PING\r\n", "+PONG")), wantOK: true},
 		{name: "another reply fails with expect", target: target(t, "tcp", redis, ping("QUIT\r\n", "+PONG")),

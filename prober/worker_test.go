@@ -89,12 +89,7 @@ func TestWorkerPublishesEveryResultOnTheEndpointsSubject(t *testing.T) {
 		fmt.Fprint(w, "ok")
 	}))
 	t.Cleanup(up.Close)
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := closed.Addr().String()
-	closed.Close()
+	deadAddr := eventstest.ClosedPort(t)
 	cfg := testConfig(t, fmt.Sprintf(`
   - name: shop
     fqdn: shop.demo.test
