@@ -79,6 +79,21 @@ func stall(raw string) func(c *net.TCPConn) {
 	}
 }
 
+// endless answers with head, then with more for as long as the client reads, a little at a time.
+func endless(head, more string) func(c *net.TCPConn) {
+	return func(c *net.TCPConn) {
+		if _, err := c.Write([]byte(head)); err != nil {
+			return
+		}
+		for {
+			if _, err := c.Write([]byte(more)); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond) // a trickle, not a flood the client could read no faster than
+		}
+	}
+}
+
 // localPort masks the client's own port in an error: the two ways connect from different ones.
 var localPort = regexp.MustCompile(`:\d+->`)
 
@@ -158,6 +173,22 @@ func TestHandHTTPMatchesTheTransport(t *testing.T) {
 		{name: "a redirect whose Location does not parse fails", addr: serve(writeThen("HTTP/1.1 301 Moved\r\nLocation: %zz\r\n\r\n", false)), edit: get,
 			wantClass: ClassError, wantErr: `failed to parse Location header "%zz"`},
 		{name: "a 300 with a Location that does not parse passes", addr: serve(writeThen("HTTP/1.1 300 Choices\r\nLocation: %zz\r\n\r\n", false)), edit: get, wantOK: true},
+		{name: "a body that never stops coming is not read", addr: serve(endless("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "1000\r\n"+strings.Repeat("a", 4096)+"\r\n")), edit: get, wantOK: true},
+		{name: "a body shorter than its Content-Length passes", addr: serve(writeThen("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello", false)), edit: get, wantOK: true},
+		{name: "a body longer than its Content-Length passes", addr: serve(writeThen("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhello", false)), edit: get, wantOK: true},
+		{name: "a malformed chunk is not read", addr: serve(writeThen("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n", false)), edit: get, wantOK: true},
+		{name: "two Content-Lengths that differ fail", addr: serve(writeThen("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nhi", false)), edit: get,
+			wantClass: ClassError, wantErr: "multiple Content-Length headers"},
+		{name: "an unknown Transfer-Encoding fails", addr: serve(writeThen("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false)), edit: get,
+			wantClass: ClassError, wantErr: "unsupported transfer encoding"},
+		{name: "a reset right after the headers passes", addr: serve(writeThen("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true)), edit: get, wantOK: true},
+		{name: "a redirect to another host and scheme is a status like any other", addr: serve(writeThen("HTTP/1.1 301 Moved\r\nLocation: https://elsewhere.example:8443/x\r\n\r\n", false)), edit: edgePing,
+			wantClass: ClassStatus, wantErr: "status 301, want 204"},
+		{name: "a redirect to itself passes where 3xx is expected", addr: serve(writeThen("HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n", false)), edit: get, wantOK: true},
+		{name: "1xx answers that never end fail with timeout", addr: serve(endless("", "HTTP/1.1 102 Processing\r\n\r\n")), edit: then(edgePing, short),
+			wantClass: ClassTimeout, wantErr: "context deadline exceeded"},
+		{name: "a header that never ends fails at 64 KiB", addr: serve(endless("HTTP/1.1 204 No Content\r\nX: ", strings.Repeat("a", 1024))), edit: edgePing,
+			wantClass: ClassError, wantErr: "server response headers exceeded 65536 bytes"},
 		// A refusal comes at once: the long timeout only bounds a process starved of CPU, which
 		// 1 s did not (a loaded CI runner: the refusal seen after the deadline, a timeout).
 		{name: "a closed port fails with refused", addr: eventstest.ClosedPort(t), edit: then(edgePing, patient), wantClass: ClassRefused, wantErr: "connection refused"},
