@@ -91,8 +91,6 @@ func dispatchRecording(t *testing.T, w *worker, clock *fakeClock) (runs func() [
 		mu.Lock()
 		rs = append(rs, run{key: s.key, n: n, at: clock.Now()})
 		mu.Unlock()
-		s.running.Store(false)
-		w.inflight.Done()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

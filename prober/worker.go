@@ -403,9 +403,9 @@ type slot struct {
 	// run before: one interval after the last window it reached under another interval (zero:
 	// none). A configuration that keeps the interval keeps it.
 	hold time.Time
-	// running is set while a run of the check is in flight; a configuration that keeps the
-	// check hands it on, so a run of the old one still holds back the next.
-	running *atomic.Bool
+	// runs holds back the check's next run while one is in flight; a configuration that keeps
+	// the check hands it on, so a run of the old one still holds back the next.
+	runs *runState
 	// series counts the check's results in the metrics, one run at a time.
 	series *metrics.ProbeSeries
 }
@@ -453,11 +453,11 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 			// Run it anyway: its results say what is wrong, where the operator looks.
 			ck = brokenChecker{err: err}
 		}
-		s := &slot{t: t, key: t.Key(), c: ck, running: new(atomic.Bool), series: w.o.Metrics.ProbeSeries(t.App, w.o.Region)}
+		s := &slot{t: t, key: t.Key(), c: ck, runs: new(runState), series: w.o.Metrics.ProbeSeries(t.App, w.o.Region)}
 		interval, jitter := t.Check.Interval.D(), t.Check.Jitter.D()
 		s.window, s.at = NextSlot(s.key, interval, jitter, now)
 		if p := prev[s.key]; p != nil {
-			s.running, s.prior = p.running, p.last()
+			s.runs, s.prior = p.runs, p.last()
 			if p.t.Check.Interval == t.Check.Interval {
 				s.window, s.at = p.window, SlotTime(s.key, interval, jitter, p.window)
 				if p.window == p.first {
@@ -487,13 +487,18 @@ func (w *worker) dispatch(ctx context.Context) {
 			s := q.top()
 			interval := s.t.Check.Interval.D()
 			if now.Sub(s.at) < interval {
-				if Owner(s.key, w.members.live(s.at)) == w.o.Name && s.running.CompareAndSwap(false, true) {
-					if now.Sub(s.at) > interval/10 {
-						w.late.Add(1)
+				if Owner(s.key, w.members.live(s.at)) == w.o.Name {
+					switch s.runs.start(s, s.window, s.at) {
+					case started:
+						if now.Sub(s.at) > interval/10 {
+							w.late.Add(1)
+						}
+						w.inflight.Add(1)
+						n := s.window
+						w.pool.do(func() { w.runFrom(ctx, s, n) })
+					case replaced:
+						w.skipped.Add(1)
 					}
-					w.inflight.Add(1)
-					n := s.window
-					w.pool.do(func() { w.run(ctx, s, n) })
 				}
 				s.window++
 				s.at = SlotTime(s.key, interval, s.t.Check.Jitter.D(), s.window)
@@ -527,11 +532,80 @@ func (w *worker) dispatch(ctx context.Context) {
 	}
 }
 
-// execute runs one check of window n and publishes its result. It is called with the slot marked
-// running and the in-flight group raised, and clears both.
-func (w *worker) execute(ctx context.Context, s *slot, n int64) {
+// runState is what holds back a check's next run while one is in flight. A window whose
+// instant comes meanwhile is owed, and runs as soon as the run in flight ends, where it was
+// skipped: a check whose timeout is its interval (the default up to 2 s) against an endpoint
+// that never answers ends just after its next instant, so every other window went unchecked,
+// and a hung endpoint took twice as long to be taken down.
+type runState struct {
+	mu      sync.Mutex
+	running bool
+	// owed, while a run is in flight, is the slot of the window owed (nil: none), owedN that
+	// window and owedAt its instant.
+	owed   *slot
+	owedN  int64
+	owedAt time.Time
+}
+
+// What start did with a window.
+const (
+	started  = iota // no run was in flight: the caller runs the window
+	owed            // the window runs when the run in flight ends
+	replaced        // as owed, where it replaced a window owed before, which is skipped
+)
+
+// start marks a run of s's window n, due at at, in flight, or owes it to the run in flight.
+func (r *runState) start(s *slot, n int64, at time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.running {
+		r.running = true
+		return started
+	}
+	how := owed
+	if r.owed != nil {
+		how = replaced
+	}
+	r.owed, r.owedN, r.owedAt = s, n, at
+	return how
+}
+
+// next ends the run in flight and returns the window owed meanwhile, which the caller runs, in
+// flight from then (ok false: none, and no run is in flight).
+func (r *runState) next() (s *slot, n int64, at time.Time, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owed == nil {
+		r.running = false
+		return nil, 0, time.Time{}, false
+	}
+	s, n, at = r.owed, r.owedN, r.owedAt
+	r.owed = nil
+	return s, n, at, true
+}
+
+// runFrom runs s's window n, then each window owed to the check meanwhile (runState), and lowers
+// the in-flight group, which the dispatcher raised for it.
+func (w *worker) runFrom(ctx context.Context, s *slot, n int64) {
 	defer w.inflight.Done()
-	defer s.running.Store(false)
+	for {
+		w.run(ctx, s, n)
+		var at time.Time
+		var ok bool
+		if s, n, at, ok = s.runs.next(); !ok {
+			return
+		}
+		if w.o.Clock.Now().Sub(at) > s.t.Check.Interval.D()/10 {
+			w.late.Add(1)
+		}
+	}
+}
+
+// execute runs one check of window n and publishes its result.
+func (w *worker) execute(ctx context.Context, s *slot, n int64) {
+	if ctx.Err() != nil {
+		return // shutdown came first (an owed window): a check cut short is no fact
+	}
 	o := timed(ctx, s.c, s.t.Check.Timeout.D(), w.o.Clock.Now)
 	if ctx.Err() != nil {
 		return // cut short by shutdown: not a fact about the endpoint

@@ -335,3 +335,52 @@ func TestAProberKeptOutOfAFullMembershipBucketSaysSoAndJoinsWhenThereIsRoom(t *t
 		t.Error("the prober did not stop within 10s")
 	}
 }
+
+// TestAnEndpointThatNeverAnswersIsCheckedInEveryWindow: a check whose timeout is its interval
+// (the default for intervals up to 2 s) ends as its next window comes, against an endpoint
+// that never answers; that window's check still runs, and a result names every window.
+func TestAnEndpointThatNeverAnswersIsCheckedInEveryWindow(t *testing.T) {
+	srv := eventstest.Start(t)
+	cfg := testConfig(t, fmt.Sprintf(`
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 200ms}
+    pools:
+      - name: west
+        endpoints: [{address: %q, name: hung}]
+`, eventstest.Blackhole(t)))
+	if got := cfg.Apps[0].Check.Timeout.D(); got != 200*time.Millisecond {
+		t.Fatalf("the check's timeout is %s, want its interval (the default)", got)
+	}
+	startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "us-west", Name: "p1",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), BatchWindow: -1})
+
+	const span = 15 // windows
+	windows := map[int64]bool{}
+	var first, last int64
+	eventstest.Eventually(t, 20*time.Second, func() bool {
+		clear(windows)
+		first, last = 0, 0
+		for _, r := range results(t, srv.JS) {
+			if r.OK || r.ErrorClass != ClassTimeout {
+				t.Fatalf("result %+v, want a timeout", r)
+			}
+			windows[r.Window] = true
+			if first == 0 || r.Window < first {
+				first = r.Window
+			}
+			last = max(last, r.Window)
+		}
+		return last-first >= span
+	}, "results over %d windows", span)
+	var missing []int64
+	for n := first; n <= last; n++ {
+		if !windows[n] {
+			missing = append(missing, n-first)
+		}
+	}
+	// A window or two may be skipped on a loaded machine; one in two is the bug.
+	if len(missing) > 2 {
+		t.Errorf("of %d windows, %d have no result (windows %v after the first)", last-first+1, len(missing), missing)
+	}
+}
