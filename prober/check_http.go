@@ -57,18 +57,71 @@ func (s *sharedTransports) get(k tlsKey) *http.Transport {
 		MaxResponseHeaderBytes: 64 << 10,
 		ForceAttemptHTTP2:      false,
 	}
+	t.DialTLSContext = dialTLS(t.TLSClientConfig)
 	s.m[k] = t
 	return t
 }
 
 // dialLiteral connects to an ip:port without the resolver: check addresses are always literals.
+// The Transport dials with a context detached from the request's, so that a connection may serve
+// a later request: a connect to an endpoint that never answers went on for the kernel's SYN
+// retries (about 2 minutes) after its check ended, holding a socket and goroutines (at a check
+// a second, over a hundred for one such endpoint, and a region cut off holds them for every
+// endpoint). The check's context, which viaTransport hands down as a value (checkContext),
+// ends the connect once it has ended, so that the client, finding the request's context ended,
+// still reports that rather than the connect's error.
 func dialLiteral(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := withCheck(ctx)
+	defer cancel()
 	d := net.Dialer{KeepAlive: -1}
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return d.DialContext(ctx, network, addr)
 	}
 	return d.DialTCP(ctx, network, netip.AddrPort{}, ap)
+}
+
+// dialTLS returns the Transport's DialTLSContext for cfg: dialLiteral, then the handshake the
+// Transport would make (cfg's server name, else the address's host), ended with the check as
+// the connect is, where the Transport's own went on for its TLSHandshakeTimeout (30 s) against
+// a server that stalled it, a socket and goroutines each.
+func dialTLS(cfg *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ctx, cancel := withCheck(ctx)
+		defer cancel()
+		conn, err := dialLiteral(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := cfg.Clone()
+		if c.ServerName == "" {
+			if h, _, err := net.SplitHostPort(addr); err == nil {
+				c.ServerName = h
+			}
+		}
+		tc := tls.Client(conn, c)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// checkContext is the context key under which viaTransport hands its check's context to
+// dialLiteral and dialTLS.
+type checkContext struct{}
+
+// withCheck returns ctx ended also once the check's context it carries has ended; cancel
+// releases it.
+func withCheck(ctx context.Context) (_ context.Context, cancel func()) {
+	check, ok := ctx.Value(checkContext{}).(context.Context)
+	if !ok {
+		return ctx, func() {}
+	}
+	ctx, cancelCtx := context.WithCancel(ctx)
+	stop := context.AfterFunc(check, cancelCtx)
+	return ctx, func() { stop(); cancelCtx() }
 }
 
 // urlHostPort is ap as a URL writes it: an IPv6 zone's "%" escaped as "%25" (RFC 6874), which
@@ -252,7 +305,7 @@ func httpFailure(err error) Outcome {
 
 // viaTransport runs the check with net/http's client.
 func (c *httpChecker) viaTransport(ctx context.Context) Outcome {
-	req, err := http.NewRequestWithContext(ctx, c.method, c.url, nil)
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, checkContext{}, ctx), c.method, c.url, nil)
 	if err != nil {
 		return failure(ClassError, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -264,6 +265,11 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 	addr := srv.Listener.Addr().String()
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(plain.Close)
+	// A server that reads the ClientHello and never answers it.
+	stalled := tcpServer(t, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 4096))
+		_, _ = c.Read(make([]byte, 1))
+	})
 
 	runCases(t, []checkCase{
 		{name: "a certificate no root vouches for fails with tls", target: target(t, "https", addr, nil),
@@ -274,6 +280,9 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 		{name: "a plain HTTP server fails with tls", target: target(t, "https", plain.Listener.Addr().String(), func(k *config.Check) {
 			k.InsecureSkipVerify = true
 		}), wantClass: ClassTLS},
+		{name: "a handshake that stalls fails with timeout", target: target(t, "https", stalled, func(k *config.Check) {
+			k.InsecureSkipVerify, k.Timeout = true, config.Duration(200*time.Millisecond)
+		}), wantClass: ClassTimeout},
 	})
 
 	t.Run("the host is sent as SNI and server_name overrides it", func(t *testing.T) {
@@ -429,4 +438,27 @@ func TestClassifyNamesEveryNetworkFailure(t *testing.T) {
 			t.Errorf("classify(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
+}
+
+// TestAStalledHandshakeIsGivenUpWithItsCheck: an https check against a server that accepts
+// and never answers the ClientHello fails with timeout, and its connection is closed then, not
+// left to the Transport's own handshake timeout: at a check a second, an endpoint stalled so
+// held 30 of the prober's connections and goroutines.
+func TestAStalledHandshakeIsGivenUpWithItsCheck(t *testing.T) {
+	var open atomic.Int64
+	addr := tcpServer(t, func(c net.Conn) {
+		open.Add(1)
+		defer open.Add(-1)
+		_, _ = io.Copy(io.Discard, c) // until the prober closes it
+	})
+	tg := target(t, "https", addr, func(k *config.Check) {
+		k.InsecureSkipVerify, k.Timeout = true, config.Duration(100*time.Millisecond)
+	})
+	for range 5 {
+		if o := Probe(context.Background(), tg, testCredentialDirs(t)); o.Class != ClassTimeout {
+			t.Fatalf("outcome %+v, want a timeout", o)
+		}
+	}
+	eventstest.Eventually(t, 2*time.Second, func() bool { return open.Load() == 0 },
+		"the checks' connections closed as they ended (%d open)", open.Load())
 }
