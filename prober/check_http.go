@@ -364,8 +364,17 @@ func classifyHTTP(err error) string {
 		return cl
 	}
 	s := err.Error()
+	inner := err
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		inner = ue.Err
+	}
 	switch {
 	case strings.Contains(s, "server gave HTTP response to HTTPS client"):
+		return ClassTLS
+	// The handshake's own failures are mostly untyped errors of crypto/tls ("tls: handshake
+	// message of length … exceeds maximum", "tls: received unexpected handshake message…"),
+	// which classify cannot tell from others.
+	case strings.HasPrefix(inner.Error(), "tls: "):
 		return ClassTLS
 	case strings.Contains(s, "malformed HTTP"):
 		return ClassProtocol

@@ -265,7 +265,12 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 	addr := srv.Listener.Addr().String()
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(plain.Close)
-	// A server that reads the ClientHello and never answers it.
+	// A server that reads the ClientHello and answers a record that says it holds a handshake
+	// message, whose header is then nonsense; and one that never answers it.
+	garbled := tcpServer(t, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 4096))
+		_, _ = c.Write([]byte("\x16\x03\x03\x00\x05hello"))
+	})
 	stalled := tcpServer(t, func(c net.Conn) {
 		_, _ = c.Read(make([]byte, 4096))
 		_, _ = c.Read(make([]byte, 1))
@@ -280,6 +285,9 @@ func TestHTTPSCheckOutcomes(t *testing.T) {
 		{name: "a plain HTTP server fails with tls", target: target(t, "https", plain.Listener.Addr().String(), func(k *config.Check) {
 			k.InsecureSkipVerify = true
 		}), wantClass: ClassTLS},
+		{name: "a handshake answered with what is no handshake message fails with tls", target: target(t, "https", garbled, func(k *config.Check) {
+			k.InsecureSkipVerify = true
+		}), wantClass: ClassTLS, wantErr: "tls: handshake message of length"},
 		{name: "a handshake that stalls fails with timeout", target: target(t, "https", stalled, func(k *config.Check) {
 			k.InsecureSkipVerify, k.Timeout = true, config.Duration(200*time.Millisecond)
 		}), wantClass: ClassTimeout},
