@@ -332,7 +332,7 @@ func (c *httpChecker) viaTransport(ctx context.Context) Outcome {
 		// hands over: closing the body when the context ends ends that one too.
 		stop := context.AfterFunc(ctx, func() { _ = resp.Body.Close() })
 		defer stop()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, bodyLimit))
+		body, err := readUntil(resp.Body, c.contains)
 		if err != nil && ctx.Err() != nil {
 			err = ctx.Err() // what ended the read, not the closed connection's error
 		}
@@ -347,6 +347,33 @@ func (c *httpChecker) viaTransport(ctx context.Context) Outcome {
 	}
 	o.OK = true
 	return o
+}
+
+// readUntil reads r until want appears in what it read, bodyLimit bytes are read, or r ends,
+// and returns what it read and the error that ended it. Reading to the limit or the end, as
+// io.ReadAll does, held a check whose server sent want and then kept its connection open (a
+// page still coming, a stream) until its timeout, which its result gave as the latency.
+func readUntil(r io.Reader, want string) ([]byte, error) {
+	buf := make([]byte, 0, 512)
+	for len(buf) < bodyLimit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), bodyLimit-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), bodyLimit)])
+		// Only the bytes read now, and len(want)-1 before them, can complete it.
+		from := max(0, len(buf)-len(want)+1)
+		buf = buf[:len(buf)+n]
+		if strings.Contains(string(buf[from:]), want) {
+			return buf, nil
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 func (c *httpChecker) statusOK(code int) bool {

@@ -1,6 +1,7 @@
 package prober
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -469,4 +470,61 @@ func TestAStalledHandshakeIsGivenUpWithItsCheck(t *testing.T) {
 	}
 	eventstest.Eventually(t, 2*time.Second, func() bool { return open.Load() == 0 },
 		"the checks' connections closed as they ended (%d open)", open.Load())
+}
+
+// TestABodyCheckPassesAsSoonAsTheStringArrives: a body_contains check against a server that
+// sends the string and then holds its connection open (a page still coming, a stream) passes
+// when the string arrives, its latency the server's, not at its timeout.
+func TestABodyCheckPassesAsSoonAsTheStringArrives(t *testing.T) {
+	addr := tcpServer(t, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 4096))
+		_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + `{"status":"ok"`))
+		_, _ = c.Read(make([]byte, 1)) // until the prober closes it
+	})
+	tg := target(t, "http", addr, func(k *config.Check) {
+		k.BodyContains, k.Timeout = `"status":"ok"`, config.Duration(2*time.Second)
+	})
+	o := Probe(context.Background(), tg, testCredentialDirs(t))
+	if !o.OK || o.Latency >= time.Second {
+		t.Errorf("outcome ok %v (%s), latency %s; want it ok well within its 2 s timeout", o.OK, o.Err, o.Latency)
+	}
+}
+
+// chunked reads from b at most n bytes a time.
+type chunked struct {
+	b []byte
+	n int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.n)], c.b)
+	c.b = c.b[n:]
+	return n, nil
+}
+
+// FuzzReadUntilFindsWhatReadAllFinds: reading a body until the string appears finds it exactly
+// where reading its first bodyLimit bytes whole does, however the body comes in pieces.
+func FuzzReadUntilFindsWhatReadAllFinds(f *testing.F) {
+	f.Add([]byte(strings.Repeat("x", bodyLimit-3)+"status: ok"), "status: ok", uint16(7))
+	f.Add([]byte(`{"status":"ok"}`), `"ok"`, uint16(1))
+	f.Add([]byte("abc"), "abcd", uint16(2))
+	f.Fuzz(func(t *testing.T, body []byte, want string, piece uint16) {
+		if want == "" {
+			return
+		}
+		got, err := readUntil(&chunked{b: body, n: int(piece%600) + 1}, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole := body[:min(len(body), bodyLimit)]
+		if !bytes.HasPrefix(whole, got) {
+			t.Fatalf("read %q, not a prefix of the body", got)
+		}
+		if strings.Contains(string(got), want) != strings.Contains(string(whole), want) {
+			t.Fatalf("found %v in %q, whole %v", strings.Contains(string(got), want), got, strings.Contains(string(whole), want))
+		}
+	})
 }
