@@ -16,10 +16,22 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestAWindowEndingAtATransitionsTimeShowsIt: a user copies the time of a transition from the
-// timeline into --to. STATE stored the transition a moment after its time (the time of the
-// result that completed it): the window still holds it, and the what-if with the live
-// thresholds says it is the same, not one that "would happen only with the what-if settings".
+// flapYAML is the configuration these tests and the differential runs (differential_test.go)
+// start from: three endpoints probed by three regions every 40ms, with staleness and hold-down short enough to happen many times.
+const flapYAML = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 40ms, timeout: 20ms, fall: 2, rise: 2, stale_after: 130ms}
+    hold_down: 90ms
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.12:8081"}]
+      - name: east
+        endpoints: [{name: e1, address: "127.0.0.13:8081"}]
+`
+
 // downs runs a decider with fall 1 and has region a fail once on each endpoint named, and returns
 // the streams, the configuration and the transition that took the last one down.
 func downs(t *testing.T, endpoints ...[2]string) (*eventstest.Server, *config.Config, events.Envelope) {
@@ -70,6 +82,10 @@ func whatIf(t *testing.T, srv *eventstest.Server, cfg *config.Config, o replay.O
 	return out.String()
 }
 
+// TestAWindowEndingAtATransitionsTimeShowsIt: a user copies the time of a transition from the
+// timeline into --to. STATE stored the transition a moment after its time (the time of the
+// result that completed it): the window still holds it, and the what-if with the live
+// thresholds says it is the same, not one that "would happen only with the what-if settings".
 func TestAWindowEndingAtATransitionsTimeShowsIt(t *testing.T) {
 	srv, cfg, down := downs(t, [2]string{"west", "w1"})
 	out := whatIf(t, srv, cfg, replay.Options{Filter: replay.Filter{To: down.Time}})
