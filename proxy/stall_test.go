@@ -504,25 +504,12 @@ func (c *crossingConn) Read(p []byte) (int, error) {
 func TestAnAnswerWhoseLastBytesArriveAsResponseBodyExpiresLeavesItsConnectionToTheNextRequest(t *testing.T) {
 	sent := make(chan struct{})
 	addr := rawInstance(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			if req.URL.Path == "/ok" {
-				if _, err := io.WriteString(c, okAnswer); err != nil {
-					return
-				}
-				continue
-			}
+		answerRequests(c, func(*http.Request, *bufio.Reader) bool {
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n")
 			<-sent
-			if _, err := io.WriteString(c, "hello"); err != nil {
-				return
-			}
-		}
+			_, err := io.WriteString(c, "hello")
+			return err == nil
+		})
 	})
 	var cc *crossingConn
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

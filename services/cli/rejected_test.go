@@ -10,6 +10,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Every role records its refusal of a configuration version on the subject of its NATS user,
@@ -20,47 +21,17 @@ import (
 func TestEveryRoleRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
 	// Each role has a NATS user of its own, as the deployment requires: roles of one user share
 	// its consumers, and one's configuration watch would take the others' versions.
-	addr, op := startCreators(t, "dns-7", "prober-7", "decider-7", "controller-7")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := events.EnsureStreams(ctx, op, events.StreamOptions{Memory: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := config.Apply(ctx, op, "detour.yaml", []byte(failoverDoc), config.ApplyOptions{By: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dnsAddr := l.Addr().String()
-	l.Close()
-	url := func(user string) string { return "nats://" + user + ":" + user + "-demo@" + addr }
-	startRole(t, runDNS, "--nats", url("dns-7"), "--name", "dns-east-7",
-		"--addr", dnsAddr, "--data-dir", filepath.Join(t.TempDir(), "dns"), "--log-format", "json")
-	startRole(t, runProber, "--nats", url("prober-7"), "--region", "us-west", "--name", "p7", "--log-format", "json")
-	startRole(t, runDecider, "--nats", url("decider-7"), "--name", "d7", "--log-format", "json")
-	startRole(t, runController, "--nats", url("controller-7"), "--name", "c7", "--api-addr", "", "--log-format", "json")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, dnsAddr)) > 0 }, "the DNS server does not answer on %s", dnsAddr)
-	bad, err := events.New(events.TypeConfigApplied, "elsewhere", time.Now(), events.ConfigApplied{Document: "zones: []\nfuture_field: 1\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack, err := events.Publish(ctx, op, events.SubjectConfigDoc, bad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := op.Stream(ctx, events.StreamRejections)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := startVersioned(t, "dns-7", "prober-7", "decider-7", "controller-7")
+	startRole(t, runDNS, "--nats", r.url("dns-7"), "--name", "dns-east-7",
+		"--addr", r.dnsAddr, "--data-dir", filepath.Join(t.TempDir(), "dns"), "--log-format", "json")
+	startRole(t, runProber, "--nats", r.url("prober-7"), "--region", "us-west", "--name", "p7", "--log-format", "json")
+	startRole(t, runDecider, "--nats", r.url("decider-7"), "--name", "d7", "--log-format", "json")
+	startRole(t, runController, "--nats", r.url("controller-7"), "--name", "c7", "--api-addr", "", "--log-format", "json")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, r.dnsAddr)) > 0 }, "the DNS server does not answer on %s", r.dnsAddr)
+	bad := r.unparsable(t, "zones: []\nfuture_field: 1\n")
 	for _, subject := range []string{config.RejectedSubject("dns", "dns-7"), config.RejectedSubject("prober", "us-west", "prober-7"),
 		config.RejectedSubject("decider", "decider-7"), config.RejectedSubject("controller", "controller-7")} {
-		var rej config.Rejected
-		eventstest.Eventually(t, 10*time.Second, func() bool {
-			e, _, ok, err := events.Last(ctx, st, subject)
-			return err == nil && ok && e.Payload(&rej) == nil && rej.Version == ack.Sequence
-		}, "no refusal of version %d on %s", ack.Sequence, subject)
+		r.refused(t, subject, bad)
 	}
 }
 
@@ -69,8 +40,27 @@ func TestEveryRoleRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
 // version it can parse, as its running peers keep it, and records its refusal of the newer one:
 // it does not exit into a restart loop.
 func TestARoleStartedOnAVersionItCannotParseRunsTheNewestItCanAndRecordsTheRefusal(t *testing.T) {
-	addr, op := startCreators(t, "dns-8")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	r := startVersioned(t, "dns-8")
+	bad := r.unparsable(t, failoverDoc+"future_field: 1\n")
+	startRole(t, runDNS, "--nats", r.url("dns-8"), "--name", "dns-8",
+		"--addr", r.dnsAddr, "--data-dir", filepath.Join(t.TempDir(), "dns"), "--log-format", "json")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, r.dnsAddr)) > 0 },
+		"the DNS server does not answer on %s from the version before the one it cannot parse", r.dnsAddr)
+	r.refused(t, config.RejectedSubject("dns", "dns-8"), bad)
+}
+
+// versioned is JetStream with its streams and failoverDoc applied as version 1, for roles of
+// their own NATS users, and a free loopback address for a DNS server.
+type versioned struct {
+	addr, dnsAddr string
+	op            jetstream.JetStream
+}
+
+// startVersioned starts versioned with the role users named (startCreators).
+func startVersioned(t *testing.T, users ...string) versioned {
+	t.Helper()
+	addr, op := startCreators(t, users...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := events.EnsureStreams(ctx, op, events.StreamOptions{Memory: true}); err != nil {
 		t.Fatal(err)
@@ -78,31 +68,43 @@ func TestARoleStartedOnAVersionItCannotParseRunsTheNewestItCanAndRecordsTheRefus
 	if _, _, err := config.Apply(ctx, op, "detour.yaml", []byte(failoverDoc), config.ApplyOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	bad, err := events.New(events.TypeConfigApplied, "elsewhere", time.Now(), events.ConfigApplied{Document: failoverDoc + "future_field: 1\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack, err := events.Publish(ctx, op, events.SubjectConfigDoc, bad)
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dnsAddr := l.Addr().String()
-	l.Close()
-	startRole(t, runDNS, "--nats", "nats://dns-8:dns-8-demo@"+addr, "--name", "dns-8",
-		"--addr", dnsAddr, "--data-dir", filepath.Join(t.TempDir(), "dns"), "--log-format", "json")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, dnsAddr)) > 0 },
-		"the DNS server does not answer on %s from the version before the one it cannot parse", dnsAddr)
-	st, err := op.Stream(ctx, events.StreamRejections)
+	defer l.Close()
+	return versioned{addr: addr, dnsAddr: l.Addr().String(), op: op}
+}
+
+// url is the NATS URL of user.
+func (v versioned) url(user string) string { return "nats://" + user + ":" + user + "-demo@" + v.addr }
+
+// unparsable stores doc, which this binary cannot parse (a newer detour apply's), as the active
+// version, and returns its number.
+func (v versioned) unparsable(t *testing.T, doc string) uint64 {
+	t.Helper()
+	e, err := events.New(events.TypeConfigApplied, "elsewhere", time.Now(), events.ConfigApplied{Document: doc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := events.Publish(context.Background(), v.op, events.SubjectConfigDoc, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// refused waits for the refusal of version on subject of REJECTIONS.
+func (v versioned) refused(t *testing.T, subject string, version uint64) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := v.op.Stream(ctx, events.StreamRejections)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rej config.Rejected
 	eventstest.Eventually(t, 10*time.Second, func() bool {
-		e, _, ok, err := events.Last(ctx, st, config.RejectedSubject("dns", "dns-8"))
-		return err == nil && ok && e.Payload(&rej) == nil && rej.Version == ack.Sequence
-	}, "no refusal of version %d", ack.Sequence)
+		e, _, ok, err := events.Last(ctx, st, subject)
+		return err == nil && ok && e.Payload(&rej) == nil && rej.Version == version
+	}, "no refusal of version %d on %s", version, subject)
 }
