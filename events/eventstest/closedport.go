@@ -17,6 +17,14 @@ import (
 // answers, or read its answer.
 func ClosedPort(t testing.TB) string {
 	t.Helper()
+	_, addr := boundSocket(t)
+	return addr
+}
+
+// boundSocket returns a TCP socket bound to a free port of 127.0.0.1, closed when the test ends,
+// and its address.
+func boundSocket(t testing.TB) (fd int, addr string) {
+	t.Helper()
 	// Made close-on-exec under ForkLock, as net does where socket(2) takes no SOCK_CLOEXEC (darwin).
 	syscall.ForkLock.RLock()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
@@ -35,5 +43,5 @@ func ClosedPort(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	return fd, fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
