@@ -12,21 +12,7 @@ import (
 )
 
 func TestWhatIfHonoursAnOverrideAsTheDeciderDoesForItsSubjectAndOnlyWithAKnownAction(t *testing.T) {
-	cfg := eventstest.Config(t, `
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 1h}
-    pools:
-      - name: west
-        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.12:8081"}]
-`)
-	s, err := ParseSettings("fall=3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := NewWhatIf(cfg, s, time.Time{}, time.Time{})
+	w := fall3WhatIf(t)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	seq := uint64(0)
 	for i := range 2 {
@@ -227,21 +213,7 @@ apps:
 }
 
 func TestWhatIfDecidesAnOverrideOnAnEndpointNotProbedYetAsTheLiveDeciderDoes(t *testing.T) {
-	cfg := eventstest.Config(t, `
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 1h}
-    pools:
-      - name: west
-        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.12:8081"}]
-`)
-	s, err := ParseSettings("fall=3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := NewWhatIf(cfg, s, time.Time{}, time.Time{})
+	w := fall3WhatIf(t)
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	// w2 is being probed; w1 has had no result yet when an operator forces it up, which the
 	// live decider recorded as w1's first transition.
@@ -266,4 +238,25 @@ apps:
 	if want := []string{"w1 up same"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("what-if %q, want %q", got, want)
 	}
+}
+
+// fall3WhatIf is a what-if with fall=3 over app shop, pool west, endpoints w1 and w2, checked
+// every second, whose configuration has fall 3 and rise 2.
+func fall3WhatIf(t *testing.T) *WhatIf {
+	t.Helper()
+	cfg := eventstest.Config(t, `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 2, stale_after: 1h}
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.12:8081"}]
+`)
+	s, err := ParseSettings("fall=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewWhatIf(cfg, s, time.Time{}, time.Time{})
 }
