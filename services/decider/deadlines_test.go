@@ -20,25 +20,11 @@ import (
 // comes at all, where the failure used to be folded first and the recovery was never recorded.
 func TestAHoldDownThatRanOutBeforeTheNextResultIsRecordedWhetherOrNotATickCame(t *testing.T) {
 	srv := eventstest.Start(t)
-	doc := strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1)
-	doc = strings.Replace(doc, "    pools:", "    hold_down: 100ms\n    pools:", 1)
-	never := make(chan time.Time)
-	start(t, srv.JS, eventstest.Config(t, doc), "d1", func(o *decider.Options) { o.Ticks = never })
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", false)
-	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	healthy := p.send("shop", "west", "w1", true)
-	healthyAt := stamp(t, srv, events.StreamProbes, p.lastSeq)
-	for time.Since(healthyAt) < 150*time.Millisecond {
-		time.Sleep(10 * time.Millisecond) // the hold-down runs out: the subject of the test, not a wait
-	}
+	p, healthy, healthyAt := ranOutHoldDown(t, srv, nil)
 	p.send("shop", "west", "w1", false)
 	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	up := stateOf(t, srv)[2].Env
-	if want := healthyAt.Add(100 * time.Millisecond); !up.Time.Equal(want) || up.Cause != healthy {
-		t.Errorf("up at %s caused by %q, want at the hold-down's end %s caused by %q", up.Time, up.Cause, want, healthy)
-	}
+	upAtHoldDownsEnd(t, srv, healthy, healthyAt)
 }
 
 // TestAHoldDownThatRanOutBeforeANewVersionCameIsDecidedWithTheOldThresholds: a version that
@@ -47,25 +33,12 @@ func TestAHoldDownThatRanOutBeforeTheNextResultIsRecordedWhetherOrNotATickCame(t
 // the new version does not hold it down for its longer hold_down.
 func TestAHoldDownThatRanOutBeforeANewVersionCameIsDecidedWithTheOldThresholds(t *testing.T) {
 	srv := eventstest.Start(t)
-	doc := strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1)
-	first := strings.Replace(doc, "    pools:", "    hold_down: 100ms\n    pools:", 1)
-	never := make(chan time.Time)
 	configs := make(chan *config.Config)
-	start(t, srv.JS, eventstest.Config(t, first), "d1", func(o *decider.Options) { o.Ticks, o.Configs = never, configs })
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", false)
-	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	healthy := p.send("shop", "west", "w1", true)
-	healthyAt := stamp(t, srv, events.StreamProbes, p.lastSeq)
-	for time.Since(healthyAt) < 150*time.Millisecond {
-		time.Sleep(10 * time.Millisecond) // the hold-down runs out: the subject of the test, not a wait
-	}
-	configs <- eventstest.Config(t, strings.Replace(doc, "    pools:", "    hold_down: 1h\n    pools:", 1))
+	_, healthy, healthyAt := ranOutHoldDown(t, srv, func(o *decider.Options) { o.Configs = configs })
+	configs <- eventstest.Config(t, strings.Replace(strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1),
+		"    pools:", "    hold_down: 1h\n    pools:", 1))
 	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.west.w1:up", "pool.shop.west:up")
-	up := stateOf(t, srv)[2].Env
-	if want := healthyAt.Add(100 * time.Millisecond); !up.Time.Equal(want) || up.Cause != healthy {
-		t.Errorf("up at %s caused by %q, want at the hold-down's end %s caused by %q", up.Time, up.Cause, want, healthy)
-	}
+	upAtHoldDownsEnd(t, srv, healthy, healthyAt)
 }
 
 // TestAHoldDownThatRanOutBeforeAnOverrideIsRecordedBeforeIt: the hold-down of an endpoint healthy
@@ -73,22 +46,46 @@ func TestAHoldDownThatRanOutBeforeANewVersionCameIsDecidedWithTheOldThresholds(t
 // the hold-down's end until the override, and STATE says so, as `detour replay` re-decides it.
 func TestAHoldDownThatRanOutBeforeAnOverrideIsRecordedBeforeIt(t *testing.T) {
 	srv := eventstest.Start(t)
-	doc := strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1)
-	doc = strings.Replace(doc, "    pools:", "    hold_down: 100ms\n    pools:", 1)
-	never := make(chan time.Time)
-	start(t, srv.JS, eventstest.Config(t, doc), "d1", func(o *decider.Options) { o.Ticks = never })
-	p := &prober{t: t, js: srv.JS, region: "eu"}
-	p.send("shop", "west", "w1", false)
-	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
-	p.send("shop", "west", "w1", true)
-	healthyAt := stamp(t, srv, events.StreamProbes, p.lastSeq)
-	for time.Since(healthyAt) < 150*time.Millisecond {
-		time.Sleep(10 * time.Millisecond) // the hold-down runs out: the subject of the test, not a wait
-	}
+	ranOutHoldDown(t, srv, nil)
 	o := events.Override{App: "shop", Pool: "west", Endpoint: "w1", By: "alice@box", Reason: "deploy", Action: events.ActionForceDown}
 	if err := override.Set(context.Background(), srv.JS, o); err != nil {
 		t.Fatal(err)
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down",
 		"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+}
+
+// ranOutHoldDown starts a decider (fall 1, rise 1, hold_down 100ms, no tick, and as opt says)
+// that takes w1 down on a failure, then has w1 pass and returns once its hold-down ran out,
+// undecided: the prober, the passing result's id, and when PROBES stored it.
+func ranOutHoldDown(t *testing.T, srv *eventstest.Server, opt func(*decider.Options)) (p *prober, healthy string, healthyAt time.Time) {
+	t.Helper()
+	doc := strings.Replace(shopYAML, "fall: 3, rise: 2", "fall: 1, rise: 1", 1)
+	doc = strings.Replace(doc, "    pools:", "    hold_down: 100ms\n    pools:", 1)
+	never := make(chan time.Time)
+	start(t, srv.JS, eventstest.Config(t, doc), "d1", func(o *decider.Options) {
+		o.Ticks = never
+		if opt != nil {
+			opt(o)
+		}
+	})
+	p = &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", false)
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	healthy = p.send("shop", "west", "w1", true)
+	healthyAt = stamp(t, srv, events.StreamProbes, p.lastSeq)
+	for time.Since(healthyAt) < 150*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the hold-down runs out: the subject of the test, not a wait
+	}
+	return p, healthy, healthyAt
+}
+
+// upAtHoldDownsEnd checks that STATE's third event, w1 up, was caused by the passing result
+// healthy and dated at the end of its hold-down.
+func upAtHoldDownsEnd(t *testing.T, srv *eventstest.Server, healthy string, healthyAt time.Time) {
+	t.Helper()
+	up := stateOf(t, srv)[2].Env
+	if want := healthyAt.Add(100 * time.Millisecond); !up.Time.Equal(want) || up.Cause != healthy {
+		t.Errorf("up at %s caused by %q, want at the hold-down's end %s caused by %q", up.Time, up.Cause, want, healthy)
+	}
 }
