@@ -367,18 +367,26 @@ func source(a *config.App, v *state.View, available []bool, v4 bool) Answer {
 // PickSource answer gives the client subnet addr/source: source, unless a rule's prefix is
 // longer than source and overlaps the subnet, in which case the longest such prefix, so that a
 // resolver caches the answer only for the clients it holds for. A source of 0 has scope 0.
+//
+// The scope is a length in the subnet's own family: an IPv6 subnet (addr not Is4) meets an IPv4
+// rule as the IPv4-mapped prefix ::ffff:a.b.c.d/(96+bits), the clients Choose answers by that
+// rule, so ::ffff:10.0.0.0/104 beside a rule 10.1.0.0/16 has scope 112.
 func (a *Answer) Scope(addr netip.Addr, source uint8) uint8 {
 	if a.Pick != PickSource || source == 0 {
 		return 0
 	}
-	subnet, err := addr.Unmap().Prefix(int(source))
+	subnet, err := addr.Prefix(int(source))
 	if err != nil {
 		return source
 	}
+	v6 := subnet.Addr().Is6()
 	scope := int(source)
 	for _, r := range a.Rules {
 		for _, p := range r.Prefixes {
-			if p.Addr().Is4() == subnet.Addr().Is4() && p.Bits() > scope && p.Overlaps(subnet) {
+			if v6 && p.Addr().Is4() {
+				p = netip.PrefixFrom(netip.AddrFrom16(p.Addr().As16()), p.Bits()+96)
+			}
+			if p.Bits() > scope && p.Overlaps(subnet) {
 				scope = p.Bits()
 			}
 		}
