@@ -970,3 +970,26 @@ func TestDSAtAChildZonesApexIsTheParentZonesAnswer(t *testing.T) {
 		}
 	}
 }
+
+func TestIPv4MappedPrefixesInTheConfigurationHoldTheIPv4ClientsTheyMap(t *testing.T) {
+	conf := strings.NewReplacer(`"10.1.0.0/16"`, `"::ffff:10.1.0.0/112"`, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"::ffff:127.0.0.0/104\"]\n").Replace(answersConfig)
+	tab := answersTable(t, conf)
+	west := netip.MustParseAddr("10.1.2.3")
+	r, _ := respondTo(t, tab, newQuery("geo.demo.test.", dns.TypeA), west)
+	if want, got := "NOERROR aa rd\nan: geo.demo.test. 30 IN A 10.0.0.1", sections(r); got != want {
+		t.Errorf("a client of sources ::ffff:10.1.0.0/112 (10.1.0.0/16)\nwant:\n%s\ngot:\n%s", want, got)
+	}
+	r, _ = respondTo(t, tab, withEDNS(newQuery("geo.demo.test.", dns.TypeA), 1232, ecs(1, 8, 10)), west)
+	if want, got := "NOERROR aa rd\nan: geo.demo.test. 30 IN A 10.0.1.1\nar: OPT 10.0.0.0/8/16", sections(r); got != want {
+		t.Errorf("a subnet wider than the rule is scoped to it\nwant:\n%s\ngot:\n%s", want, got)
+	}
+	for _, tt := range []struct {
+		remote string
+		want   bool
+	}{{"127.0.0.1", true}, {"::ffff:127.0.0.2", true}, {"10.0.0.1", false}} {
+		msgs, _ := transfer(tab, newQuery("demo.test.", dns.TypeAXFR), netip.MustParseAddr(tt.remote), nil, nil)
+		if got := msgs != nil; got != tt.want {
+			t.Errorf("AXFR from %s with transfer_to ::ffff:127.0.0.0/104 (127.0.0.0/8): want transferred %v, got %v", tt.remote, tt.want, got)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/config"
 	"github.com/miekg/dns"
 )
 
@@ -439,13 +440,7 @@ func plainTransfer(p []byte, req *dns.Msg) bool {
 func transferAllowed(z *zone.Zone, remote netip.Addr) bool {
 	remote = clientAddr(remote)
 	for _, s := range z.Config.TransferTo {
-		if !strings.Contains(s, "/") {
-			if a, err := netip.ParseAddr(s); err == nil && a.Unmap() == remote {
-				return true
-			}
-			continue
-		}
-		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(remote) {
+		if p, err := config.ParsePrefix(s); err == nil && p.Contains(remote) {
 			return true
 		}
 	}

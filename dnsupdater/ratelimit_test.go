@@ -66,6 +66,7 @@ func TestResponseRateLimitingPerClientPrefix(t *testing.T) {
 		{name: "tokens come back at the configured rate", rl: rateLimit(2, 0), client: "192.0.2.1", at: []time.Duration{0, 0, 0, 500 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond}, want: "SSDSDS"},
 		{name: "a client within its rate is never limited", rl: rateLimit(10, 2), client: "192.0.2.1", at: times(50, 100*time.Millisecond), want: strings.Repeat("S", 50)},
 		{name: "exempt clients are never limited", rl: rateLimit(1, 2, "192.0.2.0/24"), client: "192.0.2.1", at: times(5, 0), want: "SSSSS"},
+		{name: "an IPv4-mapped exempt prefix exempts the IPv4 clients it maps", rl: rateLimit(1, 2, "::ffff:192.0.2.0/120"), client: "192.0.2.1", at: times(5, 0), want: "SSSSS"},
 		{name: "IPv6 clients are limited per /56", rl: rateLimit(1, 0), client: "2001:db8:0:ff::1", at: times(3, 0), want: "SDD"},
 	}
 	for _, tt := range tests {

@@ -353,8 +353,8 @@ func source(a *config.App, v *state.View, available []bool, v4 bool) Answer {
 	for _, r := range a.Sources {
 		rule := SourceRule{Variant: variant(pick(append(slices.Clone(r.Pools), a.DefaultPools...)))}
 		for _, s := range r.CIDRs {
-			if p, err := netip.ParsePrefix(s); err == nil {
-				rule.Prefixes = append(rule.Prefixes, p.Masked())
+			if p, err := config.ParsePrefix(s); err == nil {
+				rule.Prefixes = append(rule.Prefixes, p)
 			}
 		}
 		ans.Rules = append(ans.Rules, rule)

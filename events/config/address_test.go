@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -173,4 +174,56 @@ func TestAPushServerOrNotifyEntryThatNoServerCanHaveIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAnIPv4MappedPrefixShorterThanItsMappedRangeIsRefusedAndALongerOneMeansItsIPv4Prefix(t *testing.T) {
+	doc := `
+zones: [{name: demo.test, transfer_to: ["::ffff:127.0.0.0/104", "::ffff:10.0.0.0/80"]}]
+apps:
+  - name: geo
+    fqdn: geo.demo.test
+    policy: source
+    sources: [{cidrs: ["::ffff:10.1.0.0/112", "::ffff:10.2.0.0/64"], pools: [a]}]
+    pools: [{name: a, endpoints: [{address: "10.0.0.1:80"}]}]
+dns:
+  rate_limit: {exempt: ["::ffff:192.0.2.0/120", "::ffff:192.0.2.1/95"]}
+`
+	refusedWith(t, doc,
+		`zones[0].transfer_to[1]: want an IPv4-mapped prefix of /96 or longer (::ffff:a.b.c.d/96+n is the IPv4 prefix a.b.c.d/n; a shorter one holds IPv6 addresses, and never an IPv4 client), got "::ffff:10.0.0.0/80"`,
+		`apps[0].sources[0].cidrs[1]: want an IPv4-mapped prefix of /96 or longer (::ffff:a.b.c.d/96+n is the IPv4 prefix a.b.c.d/n; a shorter one holds IPv6 addresses, and never an IPv4 client), got "::ffff:10.2.0.0/64"`,
+		`dns.rate_limit.exempt[1]: want an IPv4-mapped prefix of /96 or longer (::ffff:a.b.c.d/96+n is the IPv4 prefix a.b.c.d/n; a shorter one holds IPv6 addresses, and never an IPv4 client), got "::ffff:192.0.2.1/95"`,
+	)
+	for _, c := range []struct{ written, want string }{
+		{"::ffff:127.0.0.0/104", "127.0.0.0/8"},
+		{"::ffff:10.1.2.3", "10.1.2.3/32"},
+		{"::ffff:0.0.0.0/96", "0.0.0.0/0"},
+		{"::ffff:10.1.2.3/112", "10.1.0.0/16"},
+		{"2001:db8::/32", "2001:db8::/32"},
+		{"::/0", "::/0"},
+	} {
+		if got, err := config.ParsePrefix(c.written); err != nil || got.String() != c.want {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", c.written, got, err, c.want)
+		}
+	}
+}
+
+func FuzzParsePrefixHoldsTheClientsWritten(f *testing.F) {
+	for _, s := range []string{"::ffff:10.0.0.0/104", "::ffff:10.1.2.3", "10.0.0.0/8", "2001:db8::/32", "::ffff:1.2.3.4/95", "fe80::1%eth0", "::/0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := config.ParsePrefix(s)
+		if err != nil {
+			return
+		}
+		if p != p.Masked() || p.Addr().Is4In6() {
+			t.Fatalf("ParsePrefix(%q) = %v: want it masked and in the family of the clients it holds", s, p)
+		}
+		if again, err := config.ParsePrefix(p.String()); err != nil || again != p {
+			t.Fatalf("ParsePrefix(%q) = %v, which reads back as %v, %v", s, p, again, err)
+		}
+		if written := netip.MustParseAddr(strings.Split(strings.Split(s, "/")[0], "%")[0]); !p.Contains(written.Unmap()) {
+			t.Fatalf("ParsePrefix(%q) = %v, which does not hold the address written", s, p)
+		}
+	})
 }

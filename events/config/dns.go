@@ -102,18 +102,18 @@ func (d *DNS) validate(p *problems, path string) {
 		p.add(path+".ipv6_prefix", "want 1 to 128, got %d", rl.IPv6Prefix)
 	}
 	for i, s := range rl.Exempt {
-		if _, err := parsePrefix(s); err != nil {
-			p.add(fmt.Sprintf("%s.exempt[%d]", path, i), "want an IP address or CIDR, got %q", s)
+		if msg := prefixProblem(s, "an IP address or CIDR"); msg != "" {
+			p.add(fmt.Sprintf("%s.exempt[%d]", path, i), "%s", msg)
 		}
 	}
 }
 
-// ExemptPrefixes returns the parsed exempt list of a validated configuration.
+// ExemptPrefixes returns the parsed exempt list of a validated configuration (see ParsePrefix).
 func (rl *RateLimit) ExemptPrefixes() []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(rl.Exempt))
 	for _, s := range rl.Exempt {
-		if pr, err := parsePrefix(s); err == nil {
-			out = append(out, pr.Masked())
+		if pr, err := ParsePrefix(s); err == nil {
+			out = append(out, pr)
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -177,8 +178,8 @@ func (z *Zone) validate(p *problems, path string) {
 		}
 	}
 	for j, s := range z.TransferTo {
-		if _, err := parsePrefix(s); err != nil {
-			p.add(fmt.Sprintf("%s.transfer_to[%d]", path, j), "want an IP address or CIDR, got %q", s)
+		if msg := prefixProblem(s, "an IP address or CIDR"); msg != "" {
+			p.add(fmt.Sprintf("%s.transfer_to[%d]", path, j), "%s", msg)
 		} else if strings.Contains(s, "%") {
 			// A client is matched by its address alone (the batched UDP path never reads a
 			// zone), so fe80::53%eth0 would let fe80::53 on every link transfer the zone.
@@ -355,8 +356,10 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 			p.add(sp+".cidrs", "at least one CIDR is required")
 		}
 		for k, s := range r.CIDRs {
-			if _, err := netip.ParsePrefix(s); err != nil {
+			if !strings.Contains(s, "/") {
 				p.add(fmt.Sprintf("%s.cidrs[%d]", sp, k), "want a CIDR such as 10.1.0.0/16, got %q", s)
+			} else if msg := prefixProblem(s, "a CIDR such as 10.1.0.0/16"); msg != "" {
+				p.add(fmt.Sprintf("%s.cidrs[%d]", sp, k), "%s", msg)
 			}
 		}
 		if len(r.Pools) == 0 {
@@ -569,15 +572,47 @@ func ParseStatusRange(s string) (lo, hi int, err error) {
 	return lo, hi, nil
 }
 
-func parsePrefix(s string) (netip.Prefix, error) {
+// errShortMapped refuses an IPv4-mapped prefix shorter than the mapped range.
+var errShortMapped = errors.New("want an IPv4-mapped prefix of /96 or longer (::ffff:a.b.c.d/96+n is the IPv4 prefix a.b.c.d/n; a shorter one holds IPv6 addresses, and never an IPv4 client)")
+
+// ParsePrefix parses an address or CIDR of the configuration (zones[].transfer_to,
+// apps[].sources[].cidrs, dns.rate_limit.exempt) as the clients it holds: masked, a lone address
+// as the prefix of its full length, and an IPv4-mapped IPv6 prefix ::ffff:a.b.c.d/96+n as the
+// IPv4 prefix a.b.c.d/n, since Detour matches a client by its IPv4 address whichever socket
+// its query came in on. An IPv4-mapped prefix shorter than /96 is an error: it holds no IPv4
+// client.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	var p netip.Prefix
 	if strings.Contains(s, "/") {
-		return netip.ParsePrefix(s)
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, err
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, errShortMapped
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	return p.Masked(), nil
+}
+
+// prefixProblem is what is wrong with s as an entry of a prefix list, where want says what
+// the list takes; "" when nothing is.
+func prefixProblem(s, want string) string {
+	if _, err := ParsePrefix(s); errors.Is(err, errShortMapped) {
+		return fmt.Sprintf("%v, got %q", err, s)
+	} else if err != nil {
+		return fmt.Sprintf("want %s, got %q", want, s)
+	}
+	return ""
 }
 
 // notServer says why ap can be no DNS server that Detour sends to (a primary it pushes to, a
