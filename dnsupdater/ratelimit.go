@@ -3,6 +3,7 @@ package dnsupdater
 import (
 	"container/list"
 	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"time"
@@ -33,7 +34,10 @@ type limiter struct {
 	slip           int
 	v4bits, v6bits int
 	exempt         []netip.Prefix
-	shards         [64]rrlShard
+	// seed keys the bucket hash, drawn per limiter so that no one outside the process can
+	// choose names that land on one shard and push a client's bucket out of it.
+	seed   maphash.Seed
+	shards [64]rrlShard
 }
 
 // rrlShard holds some of the buckets, the least recently used last: a full shard forgets that
@@ -61,7 +65,7 @@ func newLimiter(rl config.RateLimit) *limiter {
 	}
 	l := &limiter{
 		rate: float64(*rl.ResponsesPerSecond), burst: float64(*rl.ResponsesPerSecond),
-		v4bits: rl.IPv4Prefix, v6bits: rl.IPv6Prefix,
+		v4bits: rl.IPv4Prefix, v6bits: rl.IPv6Prefix, seed: maphash.MakeSeed(),
 	}
 	if rl.Slip != nil {
 		l.slip = *rl.Slip
@@ -102,7 +106,7 @@ func (l *limiter) decide(client netip.Addr, resp []byte, wildcard string, at tim
 			wild = buf[:n]
 		}
 	}
-	key := rrlKey(prefix, resp, wild)
+	key := rrlKey(l.seed, prefix, resp, wild)
 	sh := &l.shards[key%uint64(len(l.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -143,7 +147,7 @@ const (
 	rrlError
 )
 
-// rrlKey hashes the bucket of resp sent to prefix, as BIND's RRL names its buckets: the prefix,
+// rrlKey hashes, with seed, the bucket of resp sent to prefix, as BIND's RRL names its buckets: the prefix,
 // the kind of response and a domain name — the query name and type for answers, the query name
 // for NODATA, the delegation (the authority's NS owner) for referrals and the zone (the
 // authority's SOA owner) for NXDOMAIN, so that random names under one zone or one delegation
@@ -151,8 +155,7 @@ const (
 // wildcard synthesized (its CNAME chain's included) is keyed by the wildcard's owner name,
 // wild in wire form, instead of the query name, so that random names under one wildcard share
 // the bucket of the wildcard asked for literally; wild is nil for any other reply.
-func rrlKey(prefix netip.Prefix, resp, wild []byte) uint64 {
-	h := fnv64(14695981039346656037, prefix.Addr().AsSlice())
+func rrlKey(seed maphash.Seed, prefix netip.Prefix, resp, wild []byte) uint64 {
 	kind := rrlError
 	var qname, qtype []byte
 	if len(resp) >= headerLen && binary.BigEndian.Uint16(resp[4:]) == 1 {
@@ -177,17 +180,32 @@ func rrlKey(prefix netip.Prefix, resp, wild []byte) uint64 {
 			}
 		}
 	}
-	h = fnv64(h, []byte{byte(prefix.Bits()), kind})
+	// The prefix (16 bytes and a length), the kind (its top bit set for IPv4), a name of at
+	// most 255 bytes and a type.
+	var buf [16 + 2 + 255 + 2]byte
+	a, family := prefix.Addr().As16(), byte(0)
+	if prefix.Addr().Is4() {
+		family = 0x80
+	}
+	copy(buf[:], a[:])
+	buf[16], buf[17] = byte(prefix.Bits()), kind|family
+	// The name: the wildcard's and the question's are uncompressed and copied lower-cased in
+	// one pass (their length bytes, at most 63, are below 'A'); one in a later section may
+	// be compressed.
+	var n []byte
 	switch {
 	case wild != nil && (kind == rrlAnswer || kind == rrlNoData):
-		h, _ = foldName(h, wild, 0)
+		n = lowerInto(buf[18:], wild)
+	case name == headerLen:
+		n = lowerInto(buf[18:], qname)
 	case name > 0:
-		h, _ = foldName(h, resp, name)
+		n, _ = appendName(buf[18:18], resp, name)
 	}
+	b := buf[:18+len(n)]
 	if kind == rrlAnswer {
-		h = fnv64(h, qtype)
+		b = append(b, qtype...)
 	}
-	return h
+	return maphash.Bytes(seed, b)
 }
 
 // firstAuthority returns the offset of the owner name and the type of the first authority
@@ -230,43 +248,14 @@ func skipName(msg []byte, off int) int {
 	return -1
 }
 
-// foldName folds the name at off, following compression pointers (at most maxPointers), into
-// the FNV-1a hash h in its uncompressed wire form with ASCII letters in lower case. ok is false
-// for a name cut short or a pointer loop; h then holds what was folded.
-func foldName(h uint64, msg []byte, off int) (uint64, bool) {
-	const maxPointers = 16
-	for hops := 0; off < len(msg); {
-		l := int(msg[off])
-		switch {
-		case l&0xC0 == 0xC0:
-			if hops++; hops > maxPointers || off+2 > len(msg) {
-				return h, false
-			}
-			off = int(binary.BigEndian.Uint16(msg[off:]) & 0x3FFF)
-			continue
-		case l&0xC0 != 0 || off+1+l > len(msg):
-			return h, false
-		}
-		for _, c := range msg[off : off+1+l] {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			h = (h ^ uint64(c)) * 1099511628211
-		}
-		if l == 0 {
-			return h, true
-		}
-		off += 1 + l
+// lowerInto copies the uncompressed name to the start of dst, of 255 bytes or more, with ASCII
+// letters in lower case, and returns the copy; a name longer than 255 bytes is cut there.
+func lowerInto(dst, name []byte) []byte {
+	dst = dst[:min(len(name), 255)]
+	for i := range dst {
+		dst[i] = lower(name[i])
 	}
-	return h, false
-}
-
-// fnv64 folds b into the FNV-1a hash h.
-func fnv64(h uint64, b []byte) uint64 {
-	for _, c := range b {
-		h = (h ^ uint64(c)) * 1099511628211
-	}
-	return h
+	return dst
 }
 
 // responseQuestion returns the question name of resp in wire form, or nil when the question

@@ -1,7 +1,11 @@
 package dnsupdater
 
 import (
+	"bytes"
 	"fmt"
+	"hash/fnv"
+	"hash/maphash"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -308,14 +312,86 @@ func FuzzRRLKey(f *testing.F) {
 			}
 		}
 	}
-	prefix := netip.MustParsePrefix("198.51.100.0/24")
+	prefix, seed := netip.MustParsePrefix("198.51.100.0/24"), maphash.MakeSeed()
 	wild, _ := wireName("*.wild.demo.test.")
 	f.Fuzz(func(t *testing.T, resp []byte) {
-		if rrlKey(prefix, resp, nil) != rrlKey(prefix, slices.Clone(resp), nil) {
+		if rrlKey(seed, prefix, resp, nil) != rrlKey(seed, prefix, slices.Clone(resp), nil) {
 			t.Fatal("two keys for one reply")
 		}
-		if rrlKey(prefix, resp, []byte(wild)) != rrlKey(prefix, slices.Clone(resp), []byte(wild)) {
+		if rrlKey(seed, prefix, resp, []byte(wild)) != rrlKey(seed, prefix, slices.Clone(resp), []byte(wild)) {
 			t.Fatal("two keys for one reply synthesized from a wildcard")
 		}
 	})
+}
+
+// BenchmarkRateLimit times one verdict: a client within its rate, its bucket found; a flood of
+// spoofed prefixes, each verdict making a bucket and forgetting the oldest; and an answer a
+// wildcard synthesized, keyed by the wildcard's name.
+func BenchmarkRateLimit(b *testing.B) {
+	resp := response(dns.RcodeSuccess, "shop.demo.test.", dns.TypeA, true)
+	at := time.Unix(1000, 0)
+	b.Run("one client", func(b *testing.B) {
+		l := newLimiter(rateLimit(1<<30, 2))
+		client := netip.MustParseAddr("198.51.100.1")
+		for b.Loop() {
+			l.decide(client, resp, "", at)
+		}
+	})
+	b.Run("spoofed prefixes", func(b *testing.B) {
+		l := newLimiter(rateLimit(5, 2))
+		r := rand.New(rand.NewPCG(1, 2))
+		for b.Loop() {
+			i := r.Uint32()
+			l.decide(netip.AddrFrom4([4]byte{byte(i >> 16), byte(i >> 8), byte(i), 1}), resp, "", at)
+		}
+	})
+	b.Run("wildcard", func(b *testing.B) {
+		l := newLimiter(rateLimit(1<<30, 2))
+		client := netip.MustParseAddr("198.51.100.1")
+		wresp := response(dns.RcodeSuccess, "x7f3a.wild.demo.test.", dns.TypeA, true)
+		for b.Loop() {
+			l.decide(client, wresp, "*.wild.demo.test.", at)
+		}
+	})
+}
+
+// fixedKey is the bucket key of an answer to client as Detour computed it before the hash was
+// seeded, FNV-1a over the client's prefix, the kind of response, the lower-case query name and
+// the query type: what an attacker computes to aim names at one shard.
+func fixedKey(client netip.Prefix, resp []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(client.Addr().AsSlice())
+	h.Write([]byte{byte(client.Bits()), rrlAnswer})
+	q := responseQuestion(resp)
+	h.Write(bytes.ToLower(q))
+	h.Write(resp[headerLen+len(q) : headerLen+len(q)+2])
+	return h.Sum64()
+}
+
+func TestNamesAimedAtAVictimsShardDoNotEvictItsBucket(t *testing.T) {
+	// A victim being limited, then a flood of answers for names chosen so that the fixed hash
+	// put each on the victim's shard: the 4,096th forgot the victim's bucket, and the victim's
+	// next response went out with a full one. Seeded, the names spread over every shard.
+	l := newLimiter(rateLimit(1, 0))
+	at := time.Unix(1000, 0)
+	victim := netip.MustParseAddr("192.0.2.1")
+	resp := response(dns.RcodeSuccess, "shop.demo.test.", dns.TypeA, true)
+	if got := verdicts(l, victim.String(), times(3, 0)); got != "SDD" {
+		t.Fatalf("the victim, before the flood: want SDD, got %s", got)
+	}
+	attacker := netip.MustParsePrefix("198.51.100.0/24")
+	target := fixedKey(netip.MustParsePrefix("192.0.2.0/24"), resp) % uint64(len(l.shards))
+	tmpl := response(dns.RcodeSuccess, "n0000000.demo.test.", dns.TypeA, true)
+	aimed := 0
+	for i := 0; aimed < maxBuckets; i++ {
+		r := slices.Clone(tmpl)
+		copy(r[headerLen+2:], fmt.Sprintf("%07d", i))
+		if fixedKey(attacker, r)%uint64(len(l.shards)) == target {
+			l.decide(attacker.Addr(), r, "", at)
+			aimed++
+		}
+	}
+	if got := l.decide(victim, resp, "", at); got != verdictDrop {
+		t.Errorf("after %d answers aimed at its shard the victim's response was %s, want dropped: its bucket was forgotten", aimed, "SDT"[got:got+1])
+	}
 }
