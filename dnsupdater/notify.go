@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/source"
 	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/miekg/dns"
@@ -420,8 +421,8 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	n, err := newNotifyMsg(m, transferKey(loadKeys(&s.keys), z), time.Now())
 	if err == nil {
 		c := &dns.Client{Net: "udp", Timeout: notifyWait}
-		if from := notifySource(s.addr, target); from != nil {
-			c.Dialer = &net.Dialer{Timeout: notifyWait, LocalAddr: from}
+		if from, ok := source.For(s.addr, target); ok {
+			c.Dialer = &net.Dialer{Timeout: notifyWait, LocalAddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
 		}
 		newer := s.notifier.superseded(z)
 		has, release := s.notifier.holding(z, target)
@@ -501,35 +502,6 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 		s.notifyFailures.Gate(s.log.Warn(), target).Err(err).Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify not acknowledged")
 	}
 	return err == nil || ctx.Err() != nil || errors.As(err, &rc) && rc.Rcode != dns.RcodeServerFailure
-}
-
-// notifySource is the address a NOTIFY to target leaves from: the address the server listens
-// on (listen, its ip:port), when that is one address of target's family, since a secondary
-// takes NOTIFYs only from its primary's address (Knot: "ACL, denied, action notify"), and a
-// server bound to a host's service address beside the host's own otherwise sent them from the
-// one the routing table prefers, so that its secondaries followed it only at the SOA's refresh,
-// an hour later. It is nil (the routing table's choice, as a NOTIFY from Knot or BIND without
-// a source set) for a server on the wildcard address, a target of the other family, or one
-// beyond the listening address's scope (a loopback or link-local address, from which no
-// datagram reaches a secondary elsewhere: one listening there behind a port forward has its
-// secondaries take NOTIFYs from the host's address).
-func notifySource(listen, target string) *net.UDPAddr {
-	lp, err := netip.ParseAddrPort(listen)
-	if err != nil || lp.Addr().IsUnspecified() {
-		return nil
-	}
-	tp, err := netip.ParseAddrPort(target)
-	if err != nil {
-		return nil
-	}
-	l, t := lp.Addr().Unmap(), tp.Addr().Unmap()
-	switch {
-	case l.Is4() != t.Is4(),
-		l.IsLoopback() && !t.IsLoopback(),
-		l.IsLinkLocalUnicast() && !t.IsLinkLocalUnicast():
-		return nil
-	}
-	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(lp.Addr(), 0))
 }
 
 // notifyMsg is a NOTIFY as sent: its wire form and id, and, when it is signed, the key and the

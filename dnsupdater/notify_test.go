@@ -1132,30 +1132,3 @@ func TestALaterSerialOfferedWhileANotifyWaitsForALateAnswerIsSentAtOnce(t *testi
 		}
 	}
 }
-
-func TestANotifyLeavesFromTheAddressTheServerListensOnWhenItListensOnOne(t *testing.T) {
-	for _, c := range []struct{ listen, target, want string }{
-		{"127.0.0.2:53", "127.0.0.1:5300", "127.0.0.2:0"},
-		{"127.0.0.2:53", "[::ffff:127.0.0.1]:5300", "127.0.0.2:0"},
-		{"[2001:db8::53]:53", "[2001:db8::1]:53", "[2001:db8::53]:0"},
-		{"[fe80::53%lo]:53", "[fe80::1%lo]:53", "[fe80::53%lo]:0"},
-		// The routing table's choice: the wildcard, or a secondary of the other family.
-		{"0.0.0.0:53", "127.0.0.1:5300", ""},
-		{"[::]:53", "[2001:db8::1]:53", ""},
-		{"127.0.0.2:53", "[2001:db8::1]:53", ""},
-		{"[2001:db8::53]:53", "192.0.2.1:53", ""},
-		// Nor from an address no datagram leaves the host or the link from.
-		{"127.0.0.1:5353", "192.0.2.53:53", ""},
-		{"[::1]:5353", "[2001:db8::1]:53", ""},
-		{"[fe80::53%lo]:53", "[2001:db8::1]:53", ""},
-		{"192.0.2.53:53", "127.0.0.1:5300", "192.0.2.53:0"},
-	} {
-		got := ""
-		if a := notifySource(c.listen, c.target); a != nil {
-			got = a.String()
-		}
-		if got != c.want {
-			t.Errorf("listening on %s, a NOTIFY to %s: want it from %q, got %q", c.listen, c.target, c.want, got)
-		}
-	}
-}

@@ -191,7 +191,7 @@ func New(o Options) (*Server, error) {
 		if z.Push == nil {
 			continue
 		}
-		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, CredentialDirs: o.CredentialDirs, JS: o.JS, Source: o.Name, Writer: s.writer, Log: o.Log, Metrics: o.Metrics, Live: s.liveState})
+		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, CredentialDirs: o.CredentialDirs, JS: o.JS, Source: o.Name, Listen: o.Addr, Writer: s.writer, Log: o.Log, Metrics: o.Metrics, Live: s.liveState})
 		if err != nil {
 			return nil, fmt.Errorf("new dns server: zones[%d].%w", i, err)
 		}

@@ -9,10 +9,12 @@ import (
 	"math"
 	mathrand "math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/internal/source"
 	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
@@ -35,6 +37,9 @@ type Options struct {
 	JS jetstream.JetStream
 	// Source names this worker in its events.
 	Source string
+	// Listen is the ip:port the DNS server listens on: an UPDATE leaves from its address, as a
+	// NOTIFY does (see source.For). Default: the address the routing table prefers.
+	Listen string
 	// Writer is the token of this server's own subject of the zone's events (events.ZoneSubject).
 	// Default: events.WriterToken of JS's connection and Source.
 	Writer string
@@ -99,6 +104,9 @@ func New(o Options) (*Pusher, error) {
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
 		offers: make(chan Desired, 1), key: key, run: hex.EncodeToString(run), expiry: claimExpiry,
 		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigProvider: key},
+	}
+	if from, ok := source.For(o.Listen, o.Push.Server); ok {
+		p.client.Dialer = &net.Dialer{Timeout: p.client.Timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
 	}
 	if o.JS != nil {
 		p.recorder = events.NewRecorder(o.JS, p.log)

@@ -57,6 +57,9 @@ type Zone struct {
 	// every NOTIFY from it must be signed with it (Knot's remote and ACL each name the key);
 	// a primary zone applies the UPDATEs signed with it (RFC 2136).
 	Key *Key
+	// UpdateFrom, when set, is the only address a primary zone applies those UPDATEs from (its
+	// update ACL names it as well as the key); Knot refuses one from elsewhere.
+	UpdateFrom string
 }
 
 // Key is a TSIG key as Knot's configuration names it.
@@ -145,6 +148,9 @@ template:
 		if k := z.Key; k != nil {
 			fmt.Fprintf(&keys, "  - id: %s\n    algorithm: %s\n    secret: %s\n", k.Name, k.Algorithm, k.Secret)
 			fmt.Fprintf(&acls, "  - id: update%d\n    key: %s\n    action: update\n", i, k.Name)
+			if z.UpdateFrom != "" {
+				fmt.Fprintf(&acls, "    address: %s\n", z.UpdateFrom)
+			}
 			fmt.Fprintf(&zoneConf, "    acl: [transfer, update%d]\n", i)
 		} else {
 			zoneConf.WriteString("    acl: transfer\n")
