@@ -31,9 +31,9 @@ func TestServerAnswersFromItsSnapshotWhileNATSIsUnreachable(t *testing.T) {
 	h := startServer(t, js, cfg, dir)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
 	failedOver := func(addr string) bool { return shopAnswers(t, addr, "127.0.0.12")() }
-	eventstest.Eventually(t, 2*time.Second, func() bool { return failedOver(h.srv.Addr()) }, "answer moves to us-east")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return failedOver(h.srv.Addr()) }, "answer moves to us-east")
 	before := serial(t, h.srv.Addr())
-	eventstest.Eventually(t, 2*time.Second, func() bool {
+	eventstest.Eventually(t, 10*time.Second, func() bool {
 		s, err := loadSnapshot(dir)
 		return err == nil && s != nil && s.Serials["demo.test."] == before
 	}, "snapshot at serial %d in %s", before, dir)
@@ -165,9 +165,9 @@ func TestAServerStoppedRightAfterAChangeKeepsItInItsSnapshot(t *testing.T) {
 	// Within the second after the start's snapshot, the endpoint goes down, comes back, and the
 	// server stops.
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the answer moved to us-east")
+	eventstest.Eventually(t, 10*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the answer moved to us-east")
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"), "the answer back to us-west")
+	eventstest.Eventually(t, 10*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"), "the answer back to us-west")
 	last := serial(t, h.srv.Addr())
 	h.stop()
 	if s, err := loadSnapshot(dir); err != nil || s == nil || s.Serials["demo.test."] != last {
@@ -407,9 +407,9 @@ func restartAfterACrash(t *testing.T, damage func(t *testing.T, dir string)) {
 	cfg := eventstest.Config(t, withNotify(demoConfig, target))
 	h := startServer(t, js, cfg, dir)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east")
+	eventstest.Eventually(t, 10*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east")
 	first := serial(t, h.srv.Addr())
-	eventstest.Eventually(t, 3*time.Second, func() bool {
+	eventstest.Eventually(t, 10*time.Second, func() bool {
 		s, err := loadSnapshot(dir)
 		return err == nil && s != nil && s.Serials["demo.test."] == first
 	}, "snapshot at serial %d", first)
@@ -418,9 +418,9 @@ func restartAfterACrash(t *testing.T, damage func(t *testing.T, dir string)) {
 	crashed := t.TempDir()
 	copyDir(t, dir, crashed)
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"), "answer back to us-west")
+	eventstest.Eventually(t, 10*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.11"), "answer back to us-west")
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east again")
+	eventstest.Eventually(t, 10*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east again")
 	last := serial(t, h.srv.Addr())
 	if !serialAfter(last, first) {
 		t.Fatalf("serial %d after two changes, not after %d", last, first)
@@ -431,7 +431,7 @@ func restartAfterACrash(t *testing.T, damage func(t *testing.T, dir string)) {
 	// Restarted on the disk of the crash: a secondary may hold any serial up to last, so the
 	// first version served must be later, though its content is that of the snapshot's.
 	r := startServer(t, js, cfg, crashed)
-	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, r.srv.Addr(), "127.0.0.12"), "the restarted server answers us-east")
+	eventstest.Eventually(t, 10*time.Second, shopAnswers(t, r.srv.Addr(), "127.0.0.12"), "the restarted server answers us-east")
 	got := serial(t, r.srv.Addr())
 	if !serialAfter(got, last) {
 		t.Fatalf("after the crash the server serves serial %d; want one after %d, the last served before it (the snapshot held %d)", got, last, first)
@@ -579,7 +579,7 @@ func TestAServerStartsFromADataDirItCannotLock(t *testing.T) {
 	cfg := eventstest.Config(t, demoConfig)
 	h := startServer(t, js, cfg, dir)
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east")
+	eventstest.Eventually(t, 10*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "answer moves to us-east")
 	h.stop()
 	// The lock cannot be taken (as on a read-only mount, where no file can be created): the
 	// server still starts from its snapshot, NATS away.
@@ -756,7 +756,7 @@ func TestARestartWithoutItsDataServesALaterSerialThanTheStreamRecordsItServed(t 
 					endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
 				}
 				prev := last
-				eventstest.Eventually(t, 2*time.Second, func() bool { last = serial(t, h.srv.Addr()); return last != prev }, "version %d served", i+1)
+				eventstest.Eventually(t, 10*time.Second, func() bool { last = serial(t, h.srv.Addr()); return last != prev }, "version %d served", i+1)
 			}
 			eventstest.Eventually(t, 5*time.Second, func() bool {
 				m, err := js.Stream(t, events.StreamDNS).GetLastMsgForSubject(context.Background(), events.ZoneSubject("demo.test.", h.srv.writer))
