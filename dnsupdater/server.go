@@ -504,16 +504,31 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 
 // Write writes to the connection, which is idle while the client leaves the reply untaken: a
 // client that sends queries and reads no reply holds its slot no longer than one that sends
-// nothing, where it held it for tcpIdle a reply, out of reach of newcomers.
+// nothing, where it held it for tcpIdle a reply, out of reach of newcomers. A reply is written
+// tcpWritePiece bytes at a time, and the client is idle from when the piece it has not taken
+// yet began: one taking a large reply slowly but steadily (tens of kilobytes over a slow link)
+// was idle from the reply's start, and closed in the middle of it to make room for a newcomer
+// before connections that had sent nothing since.
 func (c *tcpConn) Write(p []byte) (int, error) {
-	since := time.Now().UnixNano()
-	c.idleSince.Store(since)
-	n, err := c.Conn.Write(p)
-	if !c.idleSince.CompareAndSwap(since, 0) {
-		return n, net.ErrClosed
+	written := 0
+	for {
+		piece := p[written:min(len(p), written+tcpWritePiece)]
+		since := time.Now().UnixNano()
+		c.idleSince.Store(since)
+		n, err := c.Conn.Write(piece)
+		written += n
+		if !c.idleSince.CompareAndSwap(since, 0) {
+			return written, net.ErrClosed
+		}
+		if err != nil || written == len(p) {
+			return written, err
+		}
 	}
-	return n, err
 }
+
+// tcpWritePiece is how much of a TCP reply is written at a time (see tcpConn.Write): most replies
+// are one piece.
+const tcpWritePiece = 4096
 
 // evictIdlest closes the ordinary connection in open that has waited longest for its client,
 // removes it from open and perClient and reports whether it found one; its slot is then free
