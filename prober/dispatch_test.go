@@ -87,7 +87,7 @@ type run struct {
 func dispatchRecording(t *testing.T, w *worker, clock *fakeClock) (runs func() []run, idle func()) {
 	var mu sync.Mutex
 	var rs []run
-	w.run = func(_ context.Context, s *slot, n int64) {
+	w.run = func(_ context.Context, s *slot, n int64, _ time.Duration) {
 		mu.Lock()
 		rs = append(rs, run{key: s.key, n: n, at: clock.Now()})
 		mu.Unlock()

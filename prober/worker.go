@@ -240,8 +240,8 @@ type worker struct {
 	// late counts checks started more than a tenth of their interval after their instant, and
 	// skipped the windows missed altogether, since the last report.
 	late, skipped atomic.Int64
-	// run executes one check of a window; it is execute, or a recorder in tests.
-	run func(ctx context.Context, s *slot, n int64)
+	// run executes one check of a window with a timeout; it is execute, or a recorder in tests.
+	run func(ctx context.Context, s *slot, n int64, timeout time.Duration)
 }
 
 // heartbeat refreshes this worker's record, logs changes of the live members and reports lost
@@ -588,25 +588,41 @@ func (r *runState) next() (s *slot, n int64, at time.Time, ok bool) {
 // the in-flight group, which the dispatcher raised for it.
 func (w *worker) runFrom(ctx context.Context, s *slot, n int64) {
 	defer w.inflight.Done()
+	timeout := s.t.Check.Timeout.D()
 	for {
-		w.run(ctx, s, n)
+		w.run(ctx, s, n, timeout)
 		var at time.Time
 		var ok bool
 		if s, n, at, ok = s.runs.next(); !ok {
 			return
 		}
-		if w.o.Clock.Now().Sub(at) > s.t.Check.Interval.D()/10 {
+		late := w.o.Clock.Now().Sub(at)
+		if late > s.t.Check.Interval.D()/10 {
 			w.late.Add(1)
 		}
+		timeout = owedTimeout(s.t.Check.Timeout.D(), s.t.Check.Interval.D(), late)
 	}
 }
 
-// execute runs one check of window n and publishes its result.
-func (w *worker) execute(ctx context.Context, s *slot, n int64) {
+// owedTimeout is the timeout of an owed window's check that starts late after its instant: it
+// ends when it would have, had it started at its instant, as long as that takes no more than a
+// tenth of the interval off its timeout (a late start the lag report tolerates). Given its whole
+// timeout from when it started, against an endpoint that never answers, each check ended a
+// moment after the one before (the check before's overrun, a millisecond or so): its results
+// came later window after window, until a whole interval late, a window in two was then
+// skipped, and the lag report blamed the prober's cpu for one hung endpoint. A start later than
+// a tenth, which a jitter can make, is caught up a tenth a window, so that a slow endpoint's
+// check keeps nine tenths of its timeout.
+func owedTimeout(timeout, interval, late time.Duration) time.Duration {
+	return timeout - min(max(late, 0), interval/10)
+}
+
+// execute runs one check of window n with timeout and publishes its result.
+func (w *worker) execute(ctx context.Context, s *slot, n int64, timeout time.Duration) {
 	if ctx.Err() != nil {
 		return // shutdown came first (an owed window): a check cut short is no fact
 	}
-	o := timed(ctx, s.c, s.t.Check.Timeout.D(), w.o.Clock.Now)
+	o := timed(ctx, s.c, timeout, w.o.Clock.Now)
 	if ctx.Err() != nil {
 		return // cut short by shutdown: not a fact about the endpoint
 	}
