@@ -93,3 +93,24 @@ func (b *timedBody) end() {
 		b.t.Stop()
 	}
 }
+
+// sizedBody is an HTTP/1.1 request body of a declared length, which ends once that length was
+// read without reading the client's body again. The transport, having sent the declared
+// bytes, reads the body once more to check it holds no more (net/http's server never gives
+// more); and net/http's server, once the answer starts, closes a body read to its end. That
+// last read, when it came after the instance's answer had started (a busy edge, a CI run),
+// failed ("http: invalid Read on closed Body"), and the transport closed the connection to the
+// instance, cutting an answer the client was being sent.
+type sizedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *sizedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	n, err := b.ReadCloser.Read(p[:min(int64(len(p)), b.left)])
+	b.left -= int64(n)
+	return n, err
+}

@@ -183,6 +183,9 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			defer b.end()
 			r.Body = b
 		}
+		if r.ProtoMajor == 1 && r.ContentLength > 0 {
+			r.Body = &sizedBody{ReadCloser: r.Body, left: r.ContentLength}
+		}
 		rp.ServeHTTP(w, withInterimRelay(w, r))
 	})
 }
