@@ -662,18 +662,8 @@ func TestANewcomerTakesTheSlotOfTheConnectionIdleLongestWhenEveryTCPSlotIsHeld(t
 // send from a buffer of a few kilobytes, as under memory pressure, rather than one the kernel
 // grows to 4 MiB as the client acknowledges its window probes.
 func TestANewcomerIsAnsweredWhenEveryTCPSlotIsHeldByClientsThatDoNotRead(t *testing.T) {
-	js := eventstest.Start(t)
-	srv, err := New(Options{
-		JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords())), Addr: "127.0.0.1:0", Name: "dns-test",
-		Log: zerolog.New(zerolog.NewTestWriter(t)), CredentialDirs: tempCredentialDirs(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const slots = 4
-	srv.tcpSem = make(chan struct{}, slots)
-	srv.ls.tcp = smallSendBuffers{srv.ls.tcp}
-	eventstest.Run(t, "dns server", srv.Run)
+	srv := fourSlotServer(t, bigRecords())
 	// Replies of about a kilobyte to queries of 40 bytes, sent a hundred at a time.
 	p, err := newQuery("big.demo.test.", dns.TypeTXT).Pack()
 	if err != nil {
@@ -723,6 +713,24 @@ func hugeRecords() string {
 		fmt.Fprintf(&b, "      - \"huge IN TXT \\\"%03d %s\\\"\"\n", i, strings.Repeat("x", 240))
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// fourSlotServer runs a DNS server of conformanceConfig with records, whose TCP side has four
+// slots and connections that send from buffers of 4 KiB (smallSendBuffers).
+func fourSlotServer(t *testing.T, records string) *Server {
+	t.Helper()
+	js := eventstest.Start(t)
+	srv, err := New(Options{
+		JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(conformanceConfig, records)), Addr: "127.0.0.1:0", Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), CredentialDirs: tempCredentialDirs(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.tcpSem = make(chan struct{}, 4)
+	srv.ls.tcp = smallSendBuffers{srv.ls.tcp}
+	eventstest.Run(t, "dns server", srv.Run)
+	return srv
 }
 
 // smallSendBuffers is a listener whose connections send from a buffer of 4 KiB.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
-	"github.com/rs/zerolog"
 )
 
 // TestATCPClientTakingALargeReplySteadilyKeepsItsSlot holds the slots of a server of four with
@@ -22,18 +21,8 @@ import (
 // those, which have waited longest for their client: the reply still coming is not cut short, as
 // its client takes every part of it as it comes.
 func TestATCPClientTakingALargeReplySteadilyKeepsItsSlot(t *testing.T) {
-	js := eventstest.Start(t)
-	srv, err := New(Options{
-		JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(conformanceConfig, bigRecords()+"\n"+hugeRecords())), Addr: "127.0.0.1:0", Name: "dns-test",
-		Log: zerolog.New(zerolog.NewTestWriter(t)), CredentialDirs: tempCredentialDirs(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const slots = 4
-	srv.tcpSem = make(chan struct{}, slots)
-	srv.ls.tcp = smallSendBuffers{srv.ls.tcp}
-	eventstest.Run(t, "dns server", srv.Run)
+	srv := fourSlotServer(t, bigRecords()+"\n"+hugeRecords())
 	dial := func(from byte) net.Conn {
 		t.Helper()
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, from)}, Timeout: 2 * time.Second,
