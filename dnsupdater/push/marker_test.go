@@ -438,6 +438,36 @@ func TestAServerSendsNothingWhenThePrimaryHoldsTheStateAnotherServerPushedForIt(
 	}
 }
 
+func TestANameAServerPushedIsEmptiedWhenItLeavesTheConfigurationThoughAnotherServerPushedTheRestFirst(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	var logs eventstest.Logs
+	a := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-a", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	b := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-b", Log: zerolog.New(&logs)})
+	x, y := zone.Key{Name: "x.demo.test.", Type: dns.TypeA}, zone.Key{Name: "y.demo.test.", Type: dns.TypeA}
+	withY := map[zone.Key][]dns.RR{x: {aRecord(x.Name, "10.0.0.1")}, y: {aRecord(y.Name, "10.0.0.9")}}
+	withoutY := map[zone.Key][]dns.RR{x: {aRecord(x.Name, "10.0.0.1")}}
+	b.Offer(Desired{Serial: 1, RRsets: withY, State: Position{Seq: 10, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "b's push of x and y")
+
+	// y leaves the configuration. a, starting with the new one, pushes first: it never owned
+	// y, and leaves it, as it leaves any name of the primary's.
+	a.Offer(Desired{Serial: 2, RRsets: withoutY, State: Position{Seq: 20, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-a") }, "a's push")
+
+	// b takes the reload: the primary holds the records it wants, and y, which b pushed.
+	b.Offer(Desired{Serial: 2, RRsets: withoutY, State: Position{Seq: 20, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return logs.Count("zone not pushed: the primary holds its records") == 1 || logs.Count("zone pushed") == 2
+	}, "b's push of the reload")
+	if got := primary.at(y.Name); len(got) != 0 {
+		t.Errorf("y left the configuration and b had pushed it: want no records of it on the primary, got %v", got)
+	}
+	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.1"}) {
+		t.Errorf("x: %v, want [A 10.0.0.1]", got)
+	}
+}
+
 // bigZone is a zone of a thousand names, each with the address ip: an update of it outgrows one
 // TCP message.
 func bigZone(ip string) map[zone.Key][]dns.RR {

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -111,6 +112,25 @@ func unknown(before, want map[zone.Key][]dns.RR) map[zone.Key][]dns.RR {
 			for _, t := range ownedTypes {
 				out[zone.Key{Name: k.Name, Type: t}] = unknownRRset
 			}
+		}
+	}
+	return out
+}
+
+// leftOver returns what the primary may hold when its marker names want's records, which
+// another server may have pushed: want, and every RRset of pushed (this pusher's last push) at a
+// name want does not hold, so that Update empties it. The other server may never have owned such
+// a name (an app a reload removed, before that server started with the new configuration), and
+// left it on the primary as it leaves the primary's own names.
+func leftOver(pushed, want map[zone.Key][]dns.RR) map[zone.Key][]dns.RR {
+	names := map[string]bool{}
+	for k := range want {
+		names[k.Name] = true
+	}
+	out := maps.Clone(want)
+	for k, rrs := range pushed {
+		if !names[k.Name] {
+			out[k] = rrs
 		}
 	}
 	return out

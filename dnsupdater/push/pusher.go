@@ -361,13 +361,14 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 		return outcome{ahead: m, claimLeft: claimLeft}, nil
 	}
 	// The update goes from what the marker says the primary holds: what this pusher last
-	// pushed, or what it pushes now, when another server pushed it since. Another server's
-	// records, a claim (a push cut short) or a first push rewrite every name.
+	// pushed, or what it pushes now, when another server pushed it since (and the names of its
+	// last push it no longer owns, which that server may never have known: see leftOver).
+	// Another server's records, a claim (a push cut short) or a first push rewrite every name.
 	before := unknown(p.pushed, want.RRsets)
 	if h.marker != nil && h.claim == nil && p.digest != "" {
 		switch h.marker.digest {
 		case digest:
-			before = want.RRsets
+			before = leftOver(p.pushed, want.RRsets)
 		case p.digest:
 			before = p.pushed
 		}
