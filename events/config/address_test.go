@@ -73,6 +73,34 @@ func TestCheckWarnsWhenAnAnswerCannotShowAFailover(t *testing.T) {
 	}
 }
 
+func TestAnIPv4MappedEndpointAddressIsTheIPv4AddressItMaps(t *testing.T) {
+	const head = "zones: [{name: demo.test}]\napps:\n"
+	cfg, err := config.Parse("x.yaml", []byte(head+`  - {name: a, fqdn: a.demo.test, check: {type: http, port: 8080}, pools: [{name: p1, endpoints: [{address: "[::ffff:127.0.0.1]:18101"}, {address: "::ffff:127.0.0.2"}]}, {name: p2, endpoints: [{address: "127.0.0.1:18102"}]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range cfg.Apps[0].Pools[0].Endpoints {
+		got = append(got, e.Name+" "+e.Address)
+	}
+	if want := []string{"127-0-0-1_18101 127.0.0.1:18101", "127-0-0-2 127.0.0.2"}; strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("endpoints %v, want %v", got, want)
+	}
+	// A DNS answer carries 127.0.0.1 for both pools, whichever way the address is spelt.
+	want := `apps[0].pools[1]: shares 127.0.0.1 with pool "p1": a DNS answer carries addresses, not ports, so a failover between them changes no answer`
+	if w := cfg.Warnings(); strings.Join(w, "\n") != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(w, "\n"), want)
+	}
+	// One backend under two spellings is one endpoint, not two that a pool counts apart.
+	_, err = config.Parse("x.yaml", []byte(head+`  - {name: a, fqdn: a.demo.test, pools: [{name: p1, endpoints: [{address: "127.0.0.1:80"}, {address: "[::ffff:127.0.0.1]:80"}]}]}
+`))
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0] != `apps[0].pools[0].endpoints[1].name: duplicate endpoint "127-0-0-1_80" in pool "p1"` {
+		t.Errorf("Parse = %v\nwant exactly: apps[0].pools[0].endpoints[1].name: duplicate endpoint \"127-0-0-1_80\" in pool \"p1\"", err)
+	}
+}
+
 func TestASecondaryListedTwiceInNotifyIsRefusedWhateverItsSpelling(t *testing.T) {
 	for _, c := range []struct {
 		name, notify, want string

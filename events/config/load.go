@@ -125,6 +125,21 @@ func (c *Config) canonicalNotify() {
 	}
 }
 
+// unmapAddress spells an endpoint's address, an IPv4-mapped IPv6 address with or without a port
+// ([::ffff:10.0.0.1]:80, ::ffff:10.0.0.1), as the IPv4 address it maps (10.0.0.1:80, 10.0.0.1),
+// as ParsePrefix takes a mapped prefix: the DNS answers, checks and edges reach it as IPv4, and
+// its name, the answers a pool shares with another and a second entry of it are then told by
+// that one spelling. Any other address is left as it is.
+func unmapAddress(s string) string {
+	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4In6() {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Is4In6() {
+		return a.Unmap().String()
+	}
+	return s
+}
+
 // ApplyDefaults fills every field left unset with its default. It is the one place defaults live.
 func (c *Config) ApplyDefaults() {
 	c.names = newNames(c)
@@ -197,6 +212,7 @@ func (c *Config) ApplyDefaults() {
 			}
 			for k := range p.Endpoints {
 				e := &p.Endpoints[k]
+				e.Address = unmapAddress(e.Address)
 				if e.Name == "" {
 					e.Name = events.AddressToken(e.Address)
 				}
