@@ -411,8 +411,10 @@ func wantPktinfo(c *net.UDPConn, rc syscall.RawConn) (bool, error) {
 // each packet-info message keeps the local address the datagram was sent to (IPv4's
 // ipi_spec_dst, which for a unicast datagram is its destination, IPv6's ipi6_addr), the reply's
 // source, and loses the interface it came in on, so that the routing table still picks the way
-// out, as Knot does. It reports whether ctrl holds such messages and nothing else, and so may go
-// with the reply.
+// out, as Knot does; unless that address is an IPv6 link-local one, which names no link of its
+// own: the kernel sends from it only on the link it is told (sendmsg refuses it otherwise,
+// EINVAL), the one the query came in on. It reports whether ctrl holds such messages and nothing
+// else, and so may go with the reply.
 func replyFrom(ctrl []byte) bool {
 	found := false
 	for len(ctrl) > 0 {
@@ -429,7 +431,9 @@ func replyFrom(ctrl []byte) bool {
 		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			(*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Ifindex = 0
 		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
-			(*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])).Ifindex = 0
+			if info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])); !netip.AddrFrom16(info.Addr).IsLinkLocalUnicast() {
+				info.Ifindex = 0
+			}
 		default:
 			return false
 		}

@@ -5,6 +5,12 @@ package dnsupdater
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -289,7 +295,7 @@ func TestAnIPv4SocketOnTheWildcardAddressRepliesFromTheAddressAsked(t *testing.T
 
 // FuzzReplyFrom holds replyFrom to any control data, as the kernel could truncate or pad it:
 // it never reads past the data, and what it lets go with a reply is packet-info messages alone,
-// each with no interface.
+// each with no interface but an IPv6 link-local address's.
 func FuzzReplyFrom(f *testing.F) {
 	v4 := make([]byte, 32)
 	binary.NativeEndian.PutUint64(v4, 28)
@@ -305,6 +311,9 @@ func FuzzReplyFrom(f *testing.F) {
 	f.Add(v6)
 	f.Add(append(append([]byte(nil), v6...), v4...))
 	f.Add(v4[:20])
+	ll := append([]byte(nil), v6...)
+	copy(ll[16:], netip.MustParseAddr("fe80::53").AsSlice())
+	f.Add(ll)
 	f.Fuzz(func(t *testing.T, ctrl []byte) {
 		if len(ctrl) > pktinfoLen {
 			ctrl = ctrl[:pktinfoLen]
@@ -321,8 +330,9 @@ func FuzzReplyFrom(f *testing.F) {
 					t.Fatalf("IP_PKTINFO at %d keeps interface %d", off, i)
 				}
 			case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO:
-				if i := binary.NativeEndian.Uint32(ctrl[off+32:]); i != 0 {
-					t.Fatalf("IPV6_PKTINFO at %d keeps interface %d", off, i)
+				addr := netip.AddrFrom16([16]byte(ctrl[off+16 : off+32]))
+				if i := binary.NativeEndian.Uint32(ctrl[off+32:]); i != 0 && !addr.IsLinkLocalUnicast() {
+					t.Fatalf("IPV6_PKTINFO at %d keeps interface %d for %v", off, i, addr)
 				}
 			default:
 				t.Fatalf("a message of level %d and type %d at %d went with the reply", level, typ, off)
@@ -330,4 +340,118 @@ func FuzzReplyFrom(f *testing.F) {
 			off += (l + 7) &^ 7
 		}
 	})
+}
+
+// TestAReplyToAGlobalClientLeavesFromTheLinkLocalAddressItAsked holds the wildcard socket's
+// replies to a query sent to the server's IPv6 link-local address from a client's global one:
+// the kernel sends from a link-local address only on the link it is told, so the reply keeps
+// the interface the query came in on (with none, sendmsg refused it, EINVAL, and the client had
+// no reply). It runs as root alone: it links two network namespaces of its own with a veth pair,
+// the server's holding 2001:db8::1 and fe80::53, the client's 2001:db8::2.
+func TestAReplyToAGlobalClientLeavesFromTheLinkLocalAddressItAsked(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to make network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip (iproute2), to make network namespaces")
+	}
+	tag := strconv.Itoa(os.Getpid() % 100000)
+	server, client := "detour-ll-s"+tag, "detour-ll-c"+tag
+	serverLink, clientLink := "dtrlls"+tag, "dtrllc"+tag
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, ns := range []string{server, client} {
+		ip("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	ip("link", "add", serverLink, "netns", server, "type", "veth", "peer", "name", clientLink, "netns", client)
+	ip("-n", server, "link", "set", serverLink, "up")
+	ip("-n", client, "link", "set", clientLink, "up")
+	ip("-n", server, "addr", "add", "2001:db8::1/64", "dev", serverLink, "nodad")
+	ip("-n", server, "addr", "add", "fe80::53/64", "dev", serverLink, "nodad")
+	ip("-n", client, "addr", "add", "2001:db8::2/64", "dev", clientLink, "nodad")
+
+	var srv, c *net.UDPConn
+	inNetns(t, server, func() (err error) {
+		srv, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6unspecified})
+		return err
+	})
+	defer srv.Close()
+	inNetns(t, client, func() (err error) {
+		c, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("2001:db8::2")})
+		return err
+	})
+	defer c.Close()
+	rc, err := srv.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, err := wantPktinfo(srv, rc); !on || err != nil {
+		t.Fatalf("want the destination addresses told, got %v, %v", on, err)
+	}
+	to := &net.UDPAddr{IP: net.ParseIP("fe80::53"), Port: srv.LocalAddr().(*net.UDPAddr).Port, Zone: clientLink}
+	if _, err := c.WriteToUDP([]byte{1}, to); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := newBatch(true)
+	n, err := b.read(rc)
+	if err != nil || n != 1 {
+		t.Fatalf("read %d datagrams, %v; want the query", n, err)
+	}
+	if !replyFrom(b.ctrl[0][:b.in[0].hdr.Controllen]) {
+		t.Fatal("no destination address told")
+	}
+	b.outBufs[0] = append(b.outBufs[0][:0], b.bufs[0][:b.in[0].n]...)
+	b.outIov[0].Base = &b.outBufs[0][0]
+	b.outIov[0].SetLen(len(b.outBufs[0]))
+	b.out[0].hdr.Name, b.out[0].hdr.Namelen = b.in[0].hdr.Name, b.in[0].hdr.Namelen
+	b.out[0].hdr.Control, b.out[0].hdr.Controllen = b.in[0].hdr.Control, b.in[0].hdr.Controllen
+	b.write(rc, 1)
+
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 16)
+	got, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil || got != 1 {
+		t.Fatalf("asked at %v from 2001:db8::2: want the echo back, got %d bytes, %v", to, got, err)
+	}
+	if from.Addr().WithZone("") != netip.MustParseAddr("fe80::53") {
+		t.Errorf("the reply came from %v, want fe80::53, the address asked", from)
+	}
+}
+
+// inNetns runs open, which opens sockets, in the network namespace ns (made by ip netns add):
+// a socket stays in the namespace it was opened in.
+func inNetns(t *testing.T, ns string, open func() error) {
+	t.Helper()
+	runtime.LockOSThread()
+	home, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer home.Close()
+	target, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("enter network namespace %s: %v", ns, err)
+	}
+	err = open()
+	if serr := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); serr != nil {
+		// The thread stays locked, and goes with the goroutine: no other may run in ns.
+		t.Fatalf("leave network namespace %s: %v", ns, serr)
+	}
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
