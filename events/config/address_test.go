@@ -1,11 +1,13 @@
 package config_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 )
 
@@ -252,6 +254,34 @@ func FuzzParsePrefixHoldsTheClientsWritten(f *testing.F) {
 		}
 		if written := netip.MustParseAddr(strings.Split(strings.Split(s, "/")[0], "%")[0]); !p.Contains(written.Unmap()) {
 			t.Fatalf("ParsePrefix(%q) = %v, which does not hold the address written", s, p)
+		}
+	})
+}
+
+func FuzzAnEndpointAddressIsKeptInTheFamilyItIsReachedIn(f *testing.F) {
+	for _, s := range []string{"[::ffff:10.0.0.1]:80", "::ffff:10.0.0.1", "10.0.0.1:80", "[2001:db8::1]:443", "[::ffff:1.2.3.4%eth0]:1", "::ffff:0:0", "[::ffff:255.255.255.255]:65535"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		quoted, _ := json.Marshal(s)
+		cfg, err := config.Parse("x.yaml", []byte("zones: [{name: demo.test}]\napps: [{name: a, fqdn: a.demo.test, check: {type: icmp}, pools: [{name: p, endpoints: [{address: "+string(quoted)+"}]}]}]\n"))
+		if err != nil {
+			return
+		}
+		e := cfg.Apps[0].Pools[0].Endpoints[0]
+		written, err := netip.ParseAddrPort(s)
+		if err != nil {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				t.Fatalf("%q accepted, which is neither an address nor ip:port", s)
+			}
+			written = netip.AddrPortFrom(a, 0)
+		}
+		if got := e.AddrPort(); got.Addr().Is4In6() || got.Addr().WithZone("") != written.Addr().Unmap().WithZone("") || got.Port() != written.Port() {
+			t.Fatalf("%q is endpoint %q at %v, want the address written, unmapped", s, e.Address, got)
+		}
+		if e.Name != events.AddressToken(e.Address) {
+			t.Fatalf("%q is endpoint %q named %q, want the name of that address", s, e.Address, e.Name)
 		}
 	})
 }
