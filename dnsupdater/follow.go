@@ -170,6 +170,12 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 	var snaps snapshotPacer
 	// restampDue fires when a zone whose re-stamp waits (restampGrace, restampEvery) may take it.
 	var restampDue <-chan time.Time
+	var recheck <-chan time.Time
+	if len(s.pushers) > 0 {
+		t := time.NewTicker(s.pushRecheck)
+		defer t.Stop()
+		recheck = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -190,6 +196,8 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 			restampDue = s.restampPeers(ctx, saves, &snaps)
 		case <-restampDue:
 			restampDue = s.restampPeers(ctx, saves, &snaps)
+		case <-recheck:
+			s.recheckPushes(ctx)
 		case <-snaps.due:
 			// The snapshot held back: with the refresh asked for, if one is (so that its version
 			// names its cause), or of the state as it is.
@@ -241,7 +249,7 @@ func (s *Server) restampPeers(ctx context.Context, saves chan *snapshotSave, sna
 func (s *Server) markSynced() {
 	s.synced = true
 	for _, z := range s.table.Load().zones {
-		s.offer(z, s.statePosition())
+		s.offer(z, s.statePosition(), false)
 	}
 	s.readBackNow() // NATS answers: the zones whose read failed need not wait for the next try
 }
@@ -256,10 +264,30 @@ func (s *Server) readBackNow() {
 }
 
 // offer hands a zone's current records, which reflect the STATE position at, to its pusher, if
-// it has one.
-func (s *Server) offer(z *zone.Zone, at push.Position) {
+// it has one; recheck says that they are offered again, nothing having changed (see
+// push.Desired.Recheck).
+func (s *Server) offer(z *zone.Zone, at push.Position, recheck bool) {
 	if p := s.pushers[z.Name]; p != nil {
-		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.cfg.Load(), z), State: at})
+		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.cfg.Load(), z), State: at, Recheck: recheck})
+	}
+}
+
+// pushRecheckEvery is how often a server that pushes offers its zones' records again while
+// nothing changes, so that each pusher reads the primary's marker again: one signed query over
+// TCP a zone, and an UPDATE only where another server left an earlier state.
+const pushRecheckEvery = time.Minute
+
+// recheckPushes has the reporter offer every zone served to its pusher again, at the STATE
+// position read to, once STATE has been read to its end: through the reporter, after the
+// changes before it, so that no recheck offers records older than a change's. Only the
+// refresher calls it.
+func (s *Server) recheckPushes(ctx context.Context) {
+	if !s.synced {
+		return
+	}
+	select {
+	case s.reports <- report{recheck: s.table.Load().zones, state: s.statePosition()}:
+	case <-ctx.Done():
 	}
 }
 
@@ -506,6 +534,9 @@ type report struct {
 	announce []*zone.Zone
 	// forget names zones a reload removed, whose NOTIFYs not yet sent are dropped.
 	forget []string
+	// recheck holds the zones served, to offer their pushers again at state (see
+	// recheckPushes).
+	recheck []*zone.Zone
 }
 
 // reportLoop tells of every zone change, in order: a log line, a ZoneChanged event caused by
@@ -529,8 +560,11 @@ func (s *Server) reportLoop(ctx context.Context) {
 			s.recordChange(r.cause, c)
 			s.notifier.offer(c.zone)
 			if r.push {
-				s.offer(c.zone, r.state)
+				s.offer(c.zone, r.state, false)
 			}
+		}
+		for _, z := range r.recheck {
+			s.offer(z, r.state, true)
 		}
 		for _, name := range r.forget {
 			s.notifier.forget(name)

@@ -15,6 +15,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -101,6 +102,61 @@ _detour-state IN TXT "detour-state" "seq=%d" "stream-created=%s" "digest=0123" "
 			}
 		})
 	}
+}
+
+// A primary that another server left at a state of an earlier position than this one's (a state
+// this server folded away with its reversal, and so never pushed, the other server stopping
+// before it pushed the reversal) is pushed over at the next recheck, though nothing changes here:
+// before, it kept that state, a failover that had ended, until the next change.
+func TestAPrimaryAnotherServerLeftAtAnEarlierStateIsPushedOverThoughNothingChangesHere(t *testing.T) {
+	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
+	primary := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", KeyName: "detour-key", Secret: secret, File: `$TTL 300
+@     IN SOA ns1 hostmaster 1 3600 600 604800 5
+@     IN NS  ns1
+ns1   IN A   127.0.0.1
+`})
+	js := eventstest.Start(t)
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	srv, err := New(Options{JS: js.JS, Config: pushedShop(t, primary, "secret: "+strconv.Quote(secret)), Addr: "127.0.0.1:0", Name: "dns-b",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.pushRecheck = 100 * time.Millisecond
+	eventstest.Run(t, "dns server", srv.Run)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.11"})
+	}, "the server's first push")
+	info, err := js.Stream(t, events.StreamState).Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another server pushed us-west's failure at this position, and stopped before pushing its
+	// recovery; this server folds both at once, and a later event that changes no answer here.
+	u := new(dns.Msg)
+	u.SetUpdate("demo.test.")
+	u.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}},
+		&dns.ANY{Hdr: dns.RR_Header{Name: "_detour-state.demo.test.", Rrtype: dns.TypeTXT, Class: dns.ClassANY}}})
+	marker := fmt.Sprintf(`_detour-state.demo.test. 60 IN TXT "detour-state" "seq=%d" "stream-created=%s" "digest=0123" "server=dns-a" "run=a1"`,
+		info.State.LastSeq, info.Created.UTC().Format(time.RFC3339Nano))
+	for _, text := range []string{"shop.demo.test. 300 IN A 127.0.0.12", marker} {
+		rr, err := dns.NewRR(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Insert([]dns.RR{rr})
+	}
+	u.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": secret}}
+	if r, _, err := c.Exchange(u, primary); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("the other server's update: %v, %v", r, err)
+	}
+	endpointDown(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		m := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT")
+		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.11"}) && len(m) == 1 && strings.Contains(m[0], `"server=dns-b"`)
+	}, "the server's records and marker back on the primary")
 }
 
 // pushedShop is the configuration of an app, shop, in zone demo.test, pushed to primary with the

@@ -87,8 +87,11 @@ type Server struct {
 	// line a copy.
 	transferRefusals *logs.Repeats
 	tcpSem           chan struct{}
-	// pushers send the zones that have a push configuration to their primaries.
-	pushers map[string]*push.Pusher
+	// pushers send the zones that have a push configuration to their primaries, and every
+	// pushRecheck, while nothing changes, have them read the primaries' markers again (see
+	// push.Desired.Recheck).
+	pushers     map[string]*push.Pusher
+	pushRecheck time.Duration
 	// reports carries zone changes from the follower to the reporter.
 	reports chan report
 	// changes stores the zone changes on the DNS stream, beside the NOTIFYs and pushes, on this
@@ -186,7 +189,7 @@ func New(o Options) (*Server, error) {
 	s.cfg.Store(o.Config)
 	s.keys.Store(&keys)
 	s.writer, s.idKey = events.WriterToken(o.JS.Conn(), o.Name), events.NewIDKey()
-	s.pushers = map[string]*push.Pusher{}
+	s.pushers, s.pushRecheck = map[string]*push.Pusher{}, pushRecheckEvery
 	for i, z := range o.Config.Zones {
 		if z.Push == nil {
 			continue

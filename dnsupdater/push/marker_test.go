@@ -468,6 +468,41 @@ func TestANameAServerPushedIsEmptiedWhenItLeavesTheConfigurationThoughAnotherSer
 	}
 }
 
+func TestARecheckLeavesAnotherServersStateOfItsPositionAndPushesOverAnEarlierOne(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	a, b := pushers(t, cfg, metrics.New(), nil)
+	x := zone.Key{Name: "x.demo.test.", Type: dns.TypeA}
+	at := func(ip string, seq uint64, recheck bool) Desired {
+		return Desired{Serial: 1, RRsets: map[zone.Key][]dns.RR{x: {aRecord(x.Name, ip)}}, State: Position{Seq: seq, Created: testStream}, Recheck: recheck}
+	}
+	a.Offer(at("10.0.0.1", 20, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-a") }, "a's push")
+	primary.mu.Lock()
+	reads, updates := primary.reads, primary.updates
+	primary.mu.Unlock()
+
+	// b's records differ at a's position (another configuration): its recheck leaves a's, so
+	// that the two do not take the primary from each other at every recheck.
+	b.Offer(at("10.0.0.2", 20, true))
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.reads > reads
+	}, "b's read of the marker")
+	// Once b has read further, its recheck goes out over a's earlier state.
+	b.Offer(at("10.0.0.2", 21, true))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=21", "server=dns-b") }, "b's push over a's earlier state")
+	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.2"}) {
+		t.Errorf("x: %v, want [A 10.0.0.2]", got)
+	}
+	primary.mu.Lock()
+	defer primary.mu.Unlock()
+	if n := primary.updates - updates; n != 1 {
+		t.Errorf("b sent %d UPDATEs, want 1: its recheck at a's position pushed over a's state", n)
+	}
+}
+
 // bigZone is a zone of a thousand names, each with the address ip: an update of it outgrows one
 // TCP message.
 func bigZone(ip string) map[zone.Key][]dns.RR {

@@ -58,6 +58,16 @@ type Desired struct {
 	Serial uint32
 	RRsets map[zone.Key][]dns.RR
 	State  Position
+	// Recheck says that nothing changed: the server offers its records again, at the position
+	// it has read to, so that the pusher reads the primary's marker again. Another server may
+	// have pushed since an earlier state, which this server folded away with its reversal and
+	// so never offered, and then stopped: the primary would keep that state until the next
+	// change. A recheck goes out over a marker of an earlier position than its own (or none, or
+	// this pusher's own of other records), and stands aside for another server's of the same
+	// position or a later one, which holds its records unless the two servers' configurations
+	// differ (were it pushed over then, two servers would take the primary from each other at
+	// every recheck). It does not cut short the wait before a retry.
+	Recheck bool
 }
 
 // Pusher keeps a primary server's copy of Detour's records up to date. Offer hands it the
@@ -126,7 +136,9 @@ func (p *Pusher) Offer(d Desired) {
 		default:
 		}
 		select {
-		case <-p.offers:
+		case old := <-p.offers:
+			// A state offered before a recheck, not yet sent, is sent as it would have been.
+			d.Recheck = d.Recheck && old.Recheck
 		default:
 		}
 	}
@@ -177,17 +189,31 @@ func (p *Pusher) Run(ctx context.Context) {
 					p.report(events.TypeZonePushFailed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, Error: err.Error()})
 				}
 			}
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !p.await(ctx, wait, &want, &attempt) {
 				return
-			case <-t.C:
-			case newer := <-p.offers:
-				// A newer state replaces the one that failed, and goes out at once.
-				t.Stop()
-				want, attempt = newer, 0
 			}
+		}
+	}
+}
+
+// await waits d before *want is tried again, and reports whether to go on (false: ctx ended). A
+// newer state offered meanwhile replaces *want, and goes out at once (*attempt starts over); a
+// recheck does not, and is dropped: *want holds the records it holds, and goes out by then.
+func (p *Pusher) await(ctx context.Context, d time.Duration, want *Desired, attempt *int) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case newer := <-p.offers:
+			if newer.Recheck {
+				continue
+			}
+			*want, *attempt = newer, 0
+			return true
 		}
 	}
 }
@@ -211,6 +237,7 @@ func (p *Pusher) went(want Desired, out outcome, attempt int, behind *bool) (tim
 		p.o.Metrics.Pushed(p.o.Zone, nil)
 		p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Int("attempt", attempt).Msg("zone pushed")
 		p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: out.rrsets})
+	case out.stood:
 	default:
 		*behind = false
 	}
@@ -293,6 +320,8 @@ type outcome struct {
 	claimLeft time.Duration
 	// unmarked says that the marker's name answered records, none of them a mark.
 	unmarked bool
+	// stood says that a recheck left another server's marker of its position or a later one.
+	stood bool
 }
 
 // maxRaces is how many times in a row a push reads the marker again after another server
@@ -356,6 +385,9 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 			// Pushed over as another server's records are: every name rewritten.
 			h.marker = nil
 		}
+	}
+	if want.Recheck && h.marker != nil && h.marker.run != p.run && !h.marker.at.Before(want.State) {
+		return outcome{stood: true}, nil // another server's push of this position or a later one stands
 	}
 	if m := h.ahead(want.State, p.o.Source, p.run, claimLeft > 0); m != nil {
 		return outcome{ahead: m, claimLeft: claimLeft}, nil

@@ -32,8 +32,8 @@ type applyingPrimary struct {
 	// records holds each name's records as "TYPE data" lines.
 	records map[string][]string
 	// updates counts the UPDATEs received; unconditional those without a prerequisite, and
-	// unmet those refused for a prerequisite.
-	updates, unconditional, unmet int
+	// unmet those refused for a prerequisite; reads the queries.
+	updates, unconditional, unmet, reads int
 	// tried holds when each UPDATE came.
 	tried []time.Time
 	// hangUp applies the next UPDATEs of this many and closes the connection without an answer.
@@ -71,6 +71,7 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	if r.Opcode == dns.OpcodeQuery && len(r.Question) == 1 {
+		p.reads++
 		p.answer(w, r, m)
 		return
 	}
