@@ -177,10 +177,13 @@ func TestAVersionWhoseWebhookSecretCannotBeReadIsRefusedAndTheLastGoodGroupsKept
 	if logs.Count(followsVersion) != 0 {
 		t.Errorf("the refused version was applied:\n%s", logs.String())
 	}
-	m, err := ns.Stream(t, events.StreamRejections).GetLastMsgForSubject(context.Background(), config.RejectedSubject("controller", "controller-1"))
-	if err != nil {
-		t.Fatalf("the refusal was not recorded on CONFIG: %v", err)
-	}
+	// The refusal is logged, then stored.
+	var m *jetstream.RawStreamMsg
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		var err error
+		m, err = ns.Stream(t, events.StreamRejections).GetLastMsgForSubject(context.Background(), config.RejectedSubject("controller", "controller-1"))
+		return err == nil
+	}, "the refusal recorded on REJECTIONS")
 	var r config.Rejected
 	if e, err := events.Decode(m.Data); err != nil || e.Payload(&r) != nil || r.Version != 2 || len(r.Problems) != 1 {
 		t.Errorf("recorded refusal %s, want version 2 with the secret's problem", m.Data)
