@@ -238,4 +238,9 @@ type AlertAttempt struct {
 	RetryInMS int64 `json:"retry_in_ms,omitempty"`
 	// Text is the alert's one-line summary.
 	Text string `json:"text"`
+	// Tried is the id of the STATE event up to which (in STATE order) every delivery the
+	// recording sender owed had been tried at least once, its attempt handed to be recorded
+	// before this one: a sender that starts sends the alerts of later events that no attempt
+	// tells of. Empty until the recording sender has tried what was owed when it started.
+	Tried string `json:"tried,omitempty"`
 }

@@ -132,6 +132,11 @@ type delivery struct {
 	fact   Fact
 	id     string
 	body   []byte
+	// owed is the STATE event d is a first attempt owed for, until that is made (r.tried).
+	owed *owed
+	// resumed is what ALERTS told of d's attempts before the sender started: d goes on from
+	// there.
+	resumed *sent
 }
 
 // send makes one attempt and returns the status code (0 when none came back).
@@ -166,10 +171,17 @@ func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error
 }
 
 // deliver tries until the webhook accepts or retry_for runs out, recording every attempt.
+// A resumed delivery makes the attempt after its last one when that was due, and gives up
+// retry_for after its first.
 func (r *runner) deliver(ctx context.Context, d *delivery) {
-	first := r.o.Now()
-	wait := r.o.Backoff
-	for attempt := 1; ; attempt++ {
+	first, wait, attempt := r.o.Now(), r.o.Backoff, 1
+	if s := d.resumed; s != nil {
+		first, wait, attempt = s.first, min(2*s.retryIn, r.o.MaxBackoff), s.attempt+1
+		if !r.pause(ctx, s.next.Sub(r.o.Now())) {
+			return
+		}
+	}
+	for ; ; attempt++ {
 		code, err := r.send(ctx, d, attempt)
 		if ctx.Err() != nil {
 			return
@@ -186,20 +198,31 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 			}
 		}
 		r.record(d, a)
-		if err == nil || last {
+		if err == nil || last || !r.pause(ctx, wait) {
 			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
 		}
 		wait = min(2*wait, r.o.MaxBackoff)
 	}
 }
 
+// pause waits for wait, or until ctx ends: then it returns false.
+func (r *runner) pause(ctx context.Context, wait time.Duration) bool {
+	if wait <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // record logs the attempt and hands it to the recorder for ALERTS: the next attempt does not
-// wait for the stream (while it elects a leader, a publish goes unanswered for seconds).
+// wait for the stream (while it elects a leader, a publish goes unanswered for seconds). The
+// first attempt of a delivery owed for a STATE event counts it tried (r.tried).
 func (r *runner) record(d *delivery, a events.AlertAttempt) {
 	ev := r.log.Info()
 	switch a.Result {
@@ -210,10 +233,14 @@ func (r *runner) record(d *delivery, a events.AlertAttempt) {
 	}
 	ev.Str("alert", a.Alert).Str("kind", a.Kind).Str("webhook", a.Webhook).Str("delivery", a.Delivery).
 		Int("attempt", a.Attempt).Int("http_status", a.HTTPStatus).Str("result", a.Result).Msg("alert delivery attempted")
-	e, err := events.Derived(events.TypeAlertAttempted, r.o.Name, d.fact.Event.ID, d.id+"|"+strconv.Itoa(a.Attempt), r.o.Now(), a)
-	if err != nil {
-		r.log.Warn().Err(err).Str("alert", a.Alert).Str("delivery", a.Delivery).Msg("alert attempt not recorded")
-		return
-	}
-	r.attempts.Record(events.AlertSubject(d.group.Name), e)
+	r.tried.hand(d.owed, func(through string) {
+		a.Tried = through
+		e, err := events.Derived(events.TypeAlertAttempted, r.o.Name, d.fact.Event.ID, d.id+"|"+strconv.Itoa(a.Attempt), r.o.Now(), a)
+		if err != nil {
+			r.log.Warn().Err(err).Str("alert", a.Alert).Str("delivery", a.Delivery).Msg("alert attempt not recorded")
+			return
+		}
+		r.attempts.Record(events.AlertSubject(d.group.Name), e)
+	})
+	d.owed = nil
 }

@@ -49,6 +49,9 @@ type runner struct {
 	wg  sync.WaitGroup
 	// attempts stores the delivery attempts on ALERTS beside the deliveries.
 	attempts *events.Recorder
+	// tried follows the first attempts of STATE events' deliveries; each attempt's record tells
+	// up to which event every one was made.
+	tried tried
 
 	// mu guards groups and sinks: the followers read them for every event, and a new version
 	// replaces them.
@@ -66,7 +69,7 @@ type runner struct {
 type sink struct {
 	alert, url string
 	ctx        context.Context
-	cancel     context.CancelFunc
+	cancel     context.CancelCauseFunc
 	// slots holds one token for each delivery to it being tried or waiting to be tried again:
 	// one webhook's deliveries wait for its own, never another's.
 	slots chan struct{}
@@ -74,6 +77,9 @@ type sink struct {
 	// waiting for a slot; guarded by the runner's mu.
 	inFlight int
 }
+
+// errLeft ends the deliveries to a webhook a version no longer names.
+var errLeft = errors.New("the webhook left the configuration")
 
 // sinkKey names the webhook at url of the alert group named alert.
 func sinkKey(alert, url string) string { return alert + "|" + url }
@@ -87,8 +93,11 @@ const (
 )
 
 // Run follows STATE (and DRILLS, once a group is told about drill_result) and delivers the
-// alerts of every event appended after it started following, until ctx ends; then it returns
-// nil. It returns an error at once when a webhook's secret in o.Config cannot be read.
+// alerts of its events until ctx ends; then it returns nil. It returns an error at once when a
+// webhook's secret in o.Config cannot be read. Started with groups, it first sends what is owed
+// from before it started, as ALERTS tells (see resume): the alerts of STATE events appended
+// within a group's retry_for that no attempt tells of, and the retries of failed deliveries.
+// Of DRILLS, only the events appended after it started are alerted.
 //
 // A version from o.Configs applies to the events handled after it: deliveries in flight to a
 // webhook its groups still name go on, those to a webhook of a group it removed (or a webhook
@@ -126,13 +135,15 @@ func Run(ctx context.Context, o Options) error {
 	follow := func(c *config.Config) {
 		if !followingState && len(c.Alerts) > 0 {
 			followingState = true
-			followers.Go(func() { r.followState(ctx) })
+			resume := c == o.Config
+			followers.Go(func() { r.followState(ctx, resume) })
 		}
 		if !followingDrills && slices.ContainsFunc(c.Alerts, func(a config.Alert) bool { return slices.Contains(a.On, config.AlertDrillResult) }) {
 			followingDrills = true
 			followers.Go(func() { r.followDrills(ctx) })
 		}
 	}
+	r.tried.held = len(o.Config.Alerts) > 0 // until followState dispatched what is owed from before
 	follow(o.Config)
 	for {
 		select {
@@ -173,7 +184,7 @@ func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.We
 		if keep[key] {
 			continue
 		}
-		s.cancel()
+		s.cancel(errLeft)
 		delete(r.sinks, key)
 		if s.inFlight > 0 {
 			r.log.Info().Str("alert", s.alert).Str("webhook", target(s.url)).Int("deliveries", s.inFlight).Uint64("version", c.Version).
@@ -184,7 +195,7 @@ func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.We
 		for j := range a.Webhooks {
 			url := hooks[&a.Webhooks[j]].url
 			if key := sinkKey(a.Name, url); r.sinks[key] == nil {
-				sctx, cancel := context.WithCancel(ctx)
+				sctx, cancel := context.WithCancelCause(ctx)
 				r.sinks[key] = &sink{alert: a.Name, url: url, ctx: sctx, cancel: cancel, slots: make(chan struct{}, maxInFlight)}
 			}
 		}
@@ -210,24 +221,62 @@ func (r *runner) current() *config.Config {
 	return r.groups
 }
 
-// followState waits for STATE, then delivers the alerts of the events appended to it after that.
-func (r *runner) followState(ctx context.Context) {
-	// At a cluster's start STATE may not exist yet (the controller creates it meanwhile): wait
-	// for it rather than leave the controller without alerts.
-	st, err := events.WaitStream(ctx, r.o.JS, events.StreamState, r.log)
-	if err != nil {
-		return // ctx ended first
-	}
-	after := st.CachedInfo().State.LastSeq
+// followState follows STATE and delivers the alerts of its events. Those appended before it
+// caught up are owed only when resume is set (the sender started with groups): it dispatches
+// those of them appended within the longest retry_for, once ALERTS tells which were sent (see
+// resume), and goes on with the later ones meanwhile. Without resume (a version brought the
+// first groups), only the later ones are alerted.
+func (r *runner) followState(ctx context.Context, resume bool) {
 	view := state.NewView()
-	r.log.Info().Int("groups", len(r.current().Alerts)).Uint64("state_seq", after).Msg("alerts started")
-	r.follow(ctx, events.StreamState, events.SubjectState, func(subject string, seq uint64, data []byte) {
-		if e, err := events.Decode(data); err == nil {
-			if fact, ok := Classify(r.current(), view, subject, seq, e); ok && seq > after {
-				r.dispatch(fact)
+	since := r.o.Now().Add(-longestRetry(r.current()))
+	b, caught := &backlog{}, false
+	var told chan history // what ALERTS tells, once read
+	if resume {
+		told = make(chan history, 1)
+		r.wg.Go(func() {
+			if h, ok := r.readHistory(ctx, since); ok {
+				told <- h
+			}
+		})
+	}
+	catchUp := func() {
+		if caught {
+			return
+		}
+		caught = true
+		if !resume {
+			return
+		}
+		r.wg.Go(func() {
+			select {
+			case h := <-told:
+				r.resume(b, h)
+			case <-ctx.Done():
+			}
+		})
+	}
+	r.log.Info().Int("groups", len(r.current().Alerts)).Bool("resume", resume).Time("since", since).Msg("alerts started")
+	r.follow(ctx, events.StreamState, events.SubjectState, func(d events.Delivery) {
+		if d.Recreated {
+			view.Reset() // every event of the new stream is new, and alerted
+			catchUp()
+		}
+		if d.Msg != nil {
+			if e, err := events.Decode(d.Data); err == nil {
+				if fact, ok := Classify(r.current(), view, d.Subject, d.Seq, e); ok {
+					switch {
+					case caught:
+						r.dispatch(fact, d.Seq, nil)
+					case resume && !d.Stamp.Before(since):
+						b.add(fact, d.Seq, d.Stamp)
+					}
+				}
 			}
 		}
-	}, func() { view.Reset(); after = 0 })
+		if d.CaughtUp {
+			catchUp()
+		}
+	})
 }
 
 // followDrills delivers the alerts of the drill events appended to DRILLS after it started.
@@ -239,13 +288,19 @@ func (r *runner) followDrills(ctx context.Context) {
 		return // ctx ended first
 	}
 	seen := drills{}
-	r.follow(ctx, events.StreamDrills, events.SubjectDrills, func(subject string, seq uint64, data []byte) {
-		if e, err := events.Decode(data); err == nil {
-			if fact, ok := seen.Classify(subject, e); ok && seq > after {
-				r.dispatch(fact)
+	r.follow(ctx, events.StreamDrills, events.SubjectDrills, func(d events.Delivery) {
+		if d.Recreated {
+			seen, after = drills{}, 0
+		}
+		if d.Msg == nil {
+			return
+		}
+		if e, err := events.Decode(d.Data); err == nil {
+			if fact, ok := seen.Classify(d.Subject, e); ok && d.Seq > after {
+				r.dispatch(fact, 0, nil)
 			}
 		}
-	}, func() { seen, after = drills{}, 0 })
+	})
 }
 
 // lastSeq is the sequence of the last message in stream: alerts are about what comes after it.
@@ -290,27 +345,22 @@ func readLastSeq(ctx context.Context, js jetstream.JetStream, stream string) (ui
 	return st.CachedInfo().State.LastSeq, nil // opening it read its state
 }
 
-// follow hands every message of stream on subject to handle, in order, until ctx ends, through
+// follow hands every delivery of stream on subject to handle, in order, until ctx ends, through
 // an events.Follower: it resumes after the last one handled when the consumer fails. When the
-// stream was deleted and created again, recreated is called before anything of the new stream
-// is handled: every event of that one is new, and alerted.
-func (r *runner) follow(ctx context.Context, stream, subject string, handle func(subject string, seq uint64, data []byte), recreated func()) {
+// stream was deleted and created again, the delivery is Recreated: every event of the new one is
+// new, and alerted.
+func (r *runner) follow(ctx context.Context, stream, subject string, handle func(events.Delivery)) {
 	f := events.Follower{JS: r.o.JS, Stream: stream, Log: r.log, Reader: "alerts", Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}}
-	f.Run(ctx, func(d events.Delivery) {
-		if d.Recreated {
-			recreated()
-		}
-		if d.Msg != nil {
-			handle(d.Subject, d.Seq, d.Data)
-		}
-	})
+	f.Run(ctx, handle)
 }
 
-// dispatch starts a delivery to every webhook of every group fact matches. It never waits: a
-// delivery waits for a slot of its own webhook, and one that finds maxQueued to its webhook in
-// flight is abandoned.
-func (r *runner) dispatch(fact Fact) {
+// dispatch starts a delivery to every webhook of every group fact matches, those owe keeps when
+// it is given. It never waits: a delivery waits for a slot of its own webhook, and one that
+// finds maxQueued to its webhook in flight is abandoned. seq is the fact's on STATE, 0 for a
+// fact of another stream: the first attempts of a STATE event's deliveries are followed
+// (r.tried), so that a sender that starts knows which events no attempt tells of.
+func (r *runner) dispatch(fact Fact, seq uint64, owe func(*config.Alert, *delivery) bool) {
 	var ds, full []*delivery
 	r.mu.Lock()
 	for i := range r.groups.Alerts {
@@ -321,24 +371,41 @@ func (r *runner) dispatch(fact Fact) {
 		}
 		for j := range a.Webhooks {
 			w := &a.Webhooks[j]
+			h := r.hooks[w]
+			d := &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact,
+				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url)}
+			if owe != nil && !owe(a, d) {
+				continue
+			}
 			body, err := Body(a, *w, kind, fact)
 			if err != nil {
 				r.log.Error().Err(err).Str("alert", a.Name).Msg("alert not built")
 				continue
 			}
-			h := r.hooks[w]
-			s := r.sinks[sinkKey(a.Name, h.url)]
-			d := &delivery{group: a, hook: *w, url: h.url, sink: s, secret: h.secret, kind: kind, fact: fact, body: body,
-				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url)}
-			if s.inFlight >= maxQueued {
+			d.body, d.sink = body, r.sinks[sinkKey(a.Name, h.url)]
+			if d.sink.inFlight >= maxQueued {
 				full = append(full, d)
 				continue
 			}
-			s.inFlight++
+			d.sink.inFlight++
 			ds = append(ds, d)
 		}
 	}
 	r.mu.Unlock()
+	if seq > 0 {
+		var first []*delivery
+		for _, d := range append(full, ds...) {
+			if d.resumed == nil {
+				first = append(first, d)
+			}
+		}
+		if len(first) > 0 {
+			o := r.tried.add(seq, fact.Event.ID, len(first))
+			for _, d := range first {
+				d.owed = o
+			}
+		}
+	}
 	for _, d := range full {
 		r.record(d, events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
 			Text: Text(d.kind, d.fact), Result: events.AlertAbandoned,
@@ -360,8 +427,13 @@ func (r *runner) dispatch(fact Fact) {
 	}
 }
 
-// done counts d out of its webhook's deliveries in flight.
+// done counts d out of its webhook's deliveries in flight, and as tried if a version that no
+// longer names its webhook stopped it before its first attempt was recorded: one the sender
+// stopped for ending stays owed, so that no later record tells of its event as tried.
 func (r *runner) done(d *delivery) {
+	if d.owed != nil && context.Cause(d.sink.ctx) == errLeft {
+		r.tried.settle(d.owed)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d.sink.inFlight--

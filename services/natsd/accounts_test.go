@@ -107,8 +107,8 @@ const controllerComment = `Hears heartbeats, reads STATE and DRILLS; appends edg
 records alert deliveries and appends the rollbacks of drills that are due. Its HTTP API
 (consumers controller-1-api) also sets overrides and applies configurations for callers
 holding a write token, reads the configuration history by direct gets and follows DRILLS,
-reading a drill's last event before it rolls it back; its alerts follow STATE and DRILLS
-through consumers controller-1-alerts.`
+reading a drill's last event before it rolls it back; its alerts follow STATE and DRILLS,
+and read back at start the attempts ALERTS holds, through consumers controller-1-alerts.`
 
 func controllerUser(user string) roleUser {
 	rejected, readRejected := rejections("detour.config.rejected.controller." + user)
@@ -124,7 +124,8 @@ func controllerUser(user string) roleUser {
 		consumer("STATE", user+"-alerts", "detour.state.>"),
 		consumer("DRILLS", user, "detour.drill.>"),
 		consumer("DRILLS", user+"-api", "detour.drill.>"),
-		consumer("DRILLS", user+"-alerts", "detour.drill.>"))}
+		consumer("DRILLS", user+"-alerts", "detour.drill.>"),
+		consumer("ALERTS", user+"-alerts", "detour.alert.>"))}
 }
 
 const edgeComment = `Heartbeat as themselves; read their own apps' routes through the one consumer named for each.`

@@ -447,7 +447,8 @@ func consumersOf(user string) []ownConsumer {
 			ownConsumer{events.StreamState, events.ConsumerName(user, "alerts"), events.SubjectState},
 			ownConsumer{events.StreamDrills, user, events.SubjectDrills},
 			ownConsumer{events.StreamDrills, events.ConsumerName(user, "api"), events.SubjectDrills},
-			ownConsumer{events.StreamDrills, events.ConsumerName(user, "alerts"), events.SubjectDrills})
+			ownConsumer{events.StreamDrills, events.ConsumerName(user, "alerts"), events.SubjectDrills},
+			ownConsumer{events.StreamAlerts, events.ConsumerName(user, "alerts"), events.SubjectAlerts})
 	case "edge":
 		own = append(own, ownConsumer{events.StreamRoutes, user, events.EdgeRoutesSubjects(user)})
 	}

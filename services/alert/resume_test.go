@@ -1,0 +1,293 @@
+package alert_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/alert"
+	"github.com/rs/zerolog"
+)
+
+// owedDispatched is what a sender logs once it has dispatched what was owed from before it
+// started.
+const owedDispatched = "alerts owed from before the start dispatched"
+
+// startSender runs an alert sender named controller-1 with c's groups and the clock now,
+// logging to logs as well as to the test, until the returned stop.
+func startSender(t *testing.T, ns *eventstest.Server, c *config.Config, logs *eventstest.Logs, now func() time.Time) (stop func()) {
+	t.Helper()
+	log := zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t)))
+	return eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: c, Name: "controller-1", Now: now,
+			Backoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Log: log})
+	})
+}
+
+// owed waits until the sender logged that it dispatched what was owed from before its start,
+// counted as want says ("new":1,"resumed":0,"skipped":0).
+func owed(t *testing.T, logs *eventstest.Logs, want string) {
+	t.Helper()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(owedDispatched) > 0 }, "the sender to log %q", owedDispatched)
+	if !strings.Contains(logs.String(), want) {
+		t.Fatalf("the sender logged %q without %s:\n%s", owedDispatched, want, logs)
+	}
+}
+
+// stored returns the attempts ALERTS holds for group, in order.
+func stored(t *testing.T, ns *eventstest.Server, group string) []events.AlertAttempt {
+	t.Helper()
+	alerts := ns.Stream(t, events.StreamAlerts)
+	var out []events.AlertAttempt
+	for seq := uint64(1); ; seq++ {
+		m, err := alerts.GetMsg(context.Background(), seq)
+		if err != nil {
+			return out
+		}
+		var a events.AlertAttempt
+		if e, err := events.Decode(m.Data); err != nil || e.Payload(&a) != nil {
+			t.Fatalf("ALERTS holds %s", m.Data)
+		}
+		if a.Alert == group {
+			out = append(out, a)
+		}
+	}
+}
+
+func TestATransitionAppendedWhileNoSenderRanIsDeliveredOnceOneStarts(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+
+	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), &eventstest.Logs{}, time.Now)
+	rc.waitAccepted(t, 5*time.Second, "the transition appended before the sender started, delivered")
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var p alert.Payload
+	if err := json.Unmarshal(rc.accepted[0], &p); err != nil || p.EventID != down.ID || rc.headers[0].Get(alert.HeaderAttempt) != "1" {
+		t.Errorf("delivered %s (attempt %s), want attempt 1 about %s", rc.accepted[0], rc.headers[0].Get(alert.HeaderAttempt), down.ID)
+	}
+}
+
+func TestADeliveryFailingWhenTheSenderStopsIsResumedAfterARestartWithItsIDAndTheNextAttempt(t *testing.T) {
+	rc := &receiver{fails: 1 << 30} // it refuses until the test lets it accept
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	c := version(t, 1, group("oncall", hook.URL, ""))
+	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
+	followsSTATE(t, ns, 5*time.Second, "")
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	waitAttempt(t, ns, "oncall", 2)
+	stop()
+
+	before := stored(t, ns, "oncall")
+	last := before[len(before)-1]
+	if last.Result != events.AlertFailed {
+		t.Fatalf("the last attempt stored before the restart is %+v, want failed", last)
+	}
+	rc.mu.Lock()
+	rc.fails = rc.requests // it accepts from now on
+	rc.mu.Unlock()
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, c, logs, time.Now)
+	rc.waitAccepted(t, 5*time.Second, "the failing delivery resumed after the restart")
+	owed(t, logs, `"new":0,"resumed":1,"skipped":0`)
+	rc.mu.Lock()
+	h := rc.headers[0]
+	rc.mu.Unlock()
+	if h.Get(alert.HeaderDelivery) != last.Delivery || h.Get(alert.HeaderAttempt) != strconv.Itoa(last.Attempt+1) {
+		t.Errorf("resumed as delivery %s attempt %s, want delivery %s attempt %d",
+			h.Get(alert.HeaderDelivery), h.Get(alert.HeaderAttempt), last.Delivery, last.Attempt+1)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		after := stored(t, ns, "oncall")
+		a := after[len(after)-1]
+		return a.Result == events.AlertDelivered && a.Attempt == last.Attempt+1 && a.Delivery == last.Delivery
+	}, "attempt %d of %s stored as delivered", last.Attempt+1, last.Delivery)
+}
+
+func TestASenderThatStartsSendsNothingAppendedLongerAgoThanItsGroupsRetryFor(t *testing.T) {
+	long, short := &receiver{}, &receiver{}
+	longHook, shortHook := httptest.NewServer(long), httptest.NewServer(short)
+	defer longHook.Close()
+	defer shortHook.Close()
+	ns := eventstest.Start(t)
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+
+	// The sender starts five minutes after the transition, as its clock tells.
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 1,
+		fmt.Sprintf("  - {name: long, on: [transition], retry_for: 10m, webhooks: [{url: %q}]}\n", longHook.URL),
+		fmt.Sprintf("  - {name: short, on: [transition], retry_for: 1m, webhooks: [{url: %q}]}\n", shortHook.URL)),
+		logs, func() time.Time { return time.Now().Add(5 * time.Minute) })
+	long.waitAccepted(t, 5*time.Second, "the group whose retry_for (10m) has not run out told")
+	owed(t, logs, `"new":1,"resumed":0,"skipped":0`)
+	if n := short.count(); n != 0 {
+		t.Errorf("the group whose retry_for (1m) ran out before the start got %d requests, want none", n)
+	}
+}
+
+func TestASenderRestartedAfterAnAlertWasDeliveredSendsItNoMore(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	c := version(t, 1, group("oncall", hook.URL, ""))
+	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
+	followsSTATE(t, ns, 5*time.Second, "")
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	waitAttempt(t, ns, "oncall", 1)
+	stop()
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, c, logs, time.Now)
+	owed(t, logs, `"new":0,"resumed":0,"skipped":1`)
+	if n := rc.count(); n != 1 {
+		t.Errorf("the receiver got %d requests, want the one before the restart", n)
+	}
+}
+
+func TestAWebhookAddedToAGroupBeforeARestartIsNotSentWhatTheGroupWasToldBefore(t *testing.T) {
+	first, added := &receiver{}, &receiver{}
+	firstHook, addedHook := httptest.NewServer(first), httptest.NewServer(added)
+	defer firstHook.Close()
+	defer addedHook.Close()
+	ns := eventstest.Start(t)
+	stop := startSender(t, ns, version(t, 1, group("oncall", firstHook.URL, "")), &eventstest.Logs{}, time.Now)
+	followsSTATE(t, ns, 5*time.Second, "")
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	waitAttempt(t, ns, "oncall", 1)
+	stop()
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 2, fmt.Sprintf("  - {name: oncall, on: [transition], webhooks: [{url: %q}, {url: %q}]}\n",
+		firstHook.URL, addedHook.URL)), logs, time.Now)
+	owed(t, logs, `"new":0,"resumed":0,"skipped":2`)
+	if n, m := first.count(), added.count(); n != 1 || m != 0 {
+		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
+	}
+}
+
+// hanging answers no request until the request ends (its sender stopped) while hang is set,
+// then accepts.
+type hanging struct {
+	receiver
+	hang atomic.Bool
+}
+
+func (h *hanging) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.hang.Load() {
+		_, _ = io.Copy(io.Discard, r.Body) // a server sees its client go only once it read the body
+		h.mu.Lock()
+		h.requests++
+		h.mu.Unlock()
+		<-r.Context().Done()
+		return
+	}
+	h.receiver.ServeHTTP(w, r)
+}
+
+func TestAFirstAttemptUnansweredWhenTheSenderStopsIsMadeAfterTheRestartThoughALaterAlertWasRecorded(t *testing.T) {
+	slow, fast := &hanging{}, &receiver{}
+	slow.hang.Store(true)
+	slowHook, fastHook := httptest.NewServer(slow), httptest.NewServer(fast)
+	defer slowHook.Close()
+	defer fastHook.Close()
+	ns := eventstest.Start(t)
+	c := version(t, 1, group("slow", slowHook.URL, ""), group("fast", fastHook.URL, ""))
+	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
+	followsSTATE(t, ns, 5*time.Second, "")
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	westGoes(t, ns.JS, events.StatusDown, events.StatusUp)
+	waitAttempt(t, ns, "fast", 2) // both transitions recorded as delivered to fast
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slow.count() == 2 }, "both first attempts to slow waiting")
+	stop()
+	if n := len(stored(t, ns, "slow")); n != 0 {
+		t.Fatalf("ALERTS holds %d attempts to slow, want none (each was waiting when the sender stopped)", n)
+	}
+
+	slow.hang.Store(false)
+	logs := &eventstest.Logs{}
+	startSender(t, ns, c, logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slow.delivered() == 2 }, "both transitions delivered to slow after the restart")
+	owed(t, logs, `"new":2,"resumed":0,"skipped":2`)
+	if n := fast.count(); n != 2 {
+		t.Errorf("fast got %d requests, want the 2 before the restart", n)
+	}
+}
+
+func TestWhileALERTSIsAwayAtStartLaterTransitionsAreAlertedAndThoseOwedWaitForIt(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	before := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	alerts := ns.Stream(t, events.StreamAlerts).CachedInfo().Config
+	if err := ns.JS.DeleteStream(context.Background(), events.StreamAlerts); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return caughtUp(logs, events.StreamState) }, "the sender to catch up with STATE")
+	after := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolUp,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusDown, To: events.StatusUp})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.delivered() == 1 }, "the transition after the start alerted without ALERTS")
+	if got := eventIDs(t, rc); got[0] != after.ID || logs.Count(owedDispatched) != 0 {
+		t.Fatalf("delivered %v before ALERTS was back (owed dispatched %d times), want only %s", got, logs.Count(owedDispatched), after.ID)
+	}
+
+	if _, err := ns.JS.CreateStream(context.Background(), alerts); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool { return rc.delivered() == 2 }, "the transition owed from before the start alerted once ALERTS is back")
+	if got := eventIDs(t, rc); got[1] != before.ID {
+		t.Errorf("delivered %v, want %s second", got, before.ID)
+	}
+}
+
+// caughtUp reports whether logs tell that a follower caught up with stream.
+func caughtUp(logs *eventstest.Logs, stream string) bool {
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"message":"stream caught up"`) && strings.Contains(line, `"stream":"`+stream+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// eventIDs returns the event ids of the alerts rc accepted, in order.
+func eventIDs(t *testing.T, rc *receiver) []string {
+	t.Helper()
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var out []string
+	for _, b := range rc.accepted {
+		var p alert.Payload
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.EventID)
+	}
+	return out
+}
