@@ -57,6 +57,8 @@ type guardedConn struct {
 	switching atomic.Int32
 	// held are the bytes after an Upgrade request, until its answer: one read of them.
 	held []byte
+	// tunnels tracks the connection once net/http handed it over to a handler (hijacked).
+	tunnels *tunnels
 }
 
 // What an Upgrade request awaits; then whether its answer switched protocols.
@@ -134,6 +136,14 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 		g.out = g.out[n:]
 	}
 	return n, nil
+}
+
+// Close stops tracking a connection handed over, as its handler is done with it.
+func (g *guardedConn) Close() error {
+	if g.tunnels != nil {
+		g.tunnels.remove(g)
+	}
+	return g.Conn.Close()
 }
 
 // CloseWrite lets net/http half-close the connection as it does a plain TCP one.

@@ -90,6 +90,48 @@ func (f *frontConns) shutdown(ctx context.Context) {
 	f.mu.Unlock()
 }
 
+// tunnels tracks the connections net/http handed over to a handler (an upgrade ReverseProxy
+// relays, a WebSocket), which http.Server's Shutdown and Close no longer see: they end with the
+// listener, as a TCP listener's connections do, or they would be relayed to an instance of an
+// app the edge no longer fronts for as long as both sides keep them open.
+type tunnels struct {
+	mu     sync.Mutex
+	conns  map[*guardedConn]struct{}
+	closed bool
+}
+
+// add tracks g, or closes it when the listener has stopped.
+func (t *tunnels) add(g *guardedConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		_ = g.Conn.Close()
+		return
+	}
+	if t.conns == nil {
+		t.conns = map[*guardedConn]struct{}{}
+	}
+	t.conns[g] = struct{}{}
+	g.tunnels = t
+}
+
+func (t *tunnels) remove(g *guardedConn) {
+	t.mu.Lock()
+	delete(t.conns, g)
+	t.mu.Unlock()
+}
+
+// close closes the connections tracked and those handed over from now on.
+func (t *tunnels) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for g := range t.conns {
+		_ = g.Conn.Close()
+	}
+	clear(t.conns)
+}
+
 // handoff is the listener the net/http server accepts the connections the front passes on from.
 type handoff struct {
 	addr  net.Addr

@@ -42,6 +42,8 @@ type httpServer struct {
 	// or to h1 through h1Handoff.
 	front              frontConns
 	handoff, h1Handoff *handoff
+	// tunnels are the connections srv and h1 handed over (upgrades), closed with the listener.
+	tunnels tunnels
 }
 
 func newHTTPServer(a *app, ln net.Listener) *httpServer {
@@ -58,6 +60,8 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 	a.pool = newConnPool(dialFrom(nil, t.Connect.D()), t.Idle.D(), t.ResponseBody.D())
 	a.peerPool = newConnPool(dialFrom(a.edge.source, t.Connect.D()), t.Idle.D(), t.ResponseBody.D())
 	handler := a.handler(rp)
+	s := &httpServer{app: a, ln: ln, front: frontConns{idle: map[net.Conn]*atomic.Bool{}},
+		handoff: newHandoff(ln.Addr()), h1Handoff: newHandoff(ln.Addr())}
 	server := func(h2c bool) *http.Server {
 		var protocols http.Protocols
 		protocols.SetHTTP1(true)
@@ -73,10 +77,15 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 				return context.WithValue(ctx, clientConnKey{}, c)
 			},
 			ErrorLog: log.New(httpErrorLog{a.log}, "", 0),
+			ConnState: func(c net.Conn, st http.ConnState) {
+				if g, ok := c.(*guardedConn); ok && st == http.StateHijacked {
+					s.tunnels.add(g)
+				}
+			},
 		}
 	}
-	return &httpServer{app: a, ln: ln, front: frontConns{idle: map[net.Conn]*atomic.Bool{}},
-		srv: server(true), h1: server(false), handoff: newHandoff(ln.Addr()), h1Handoff: newHandoff(ln.Addr())}
+	s.srv, s.h1 = server(true), server(false)
+	return s
 }
 
 // newTransport returns the transport to instances (source nil) or to secondary edges (source:
@@ -130,6 +139,7 @@ func (s *httpServer) serve(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	s.tunnels.close()
 	for ; serving > 0; serving-- {
 		<-done
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"strings"
 
 	"context"
@@ -229,5 +230,64 @@ func TestAnEdgesHeartbeatNamesItsAppsFirstAndWhenTheyChange(t *testing.T) {
 	}
 	if hb := next(); hb.Apps != nil {
 		t.Errorf("heartbeat %d names %q again; want no apps while they are unchanged", hb.Seq, hb.Apps)
+	}
+}
+
+// TestAnUpgradedConnectionOfARemovedListenerIsClosed: a WebSocket (or any upgraded) connection
+// relayed by an app's listener ends with the listener when a version removes the app, as its
+// requests in flight do after shutdownGrace and as a TCP listener's connections do, on both
+// sides: the client's and the instance's.
+func TestAnUpgradedConnectionOfARemovedListenerIsClosed(t *testing.T) {
+	instanceSaw := make(chan error, 1)
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = rw.Flush()
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, err = io.Copy(io.Discard, rw)
+		instanceSaw <- err
+	}))
+	defer ws.Close()
+	blog := backend(t, "blog")
+	shopAddr, blogAddr := freeAddr(t, "127.0.0.21"), freeAddr(t, "127.0.0.21")
+	both := fmt.Sprintf("{app: shop, listen: %q}, {app: blog, listen: %q}", shopAddr, blogAddr)
+	cfg := liveDoc(t, ws.Listener.Addr().String(), blog.Listener.Addr().String(), both)
+	ns := eventstest.Start(t)
+	configs := make(chan *config.Config)
+	resolver := dnsServer(t, map[string]string{"edge-west.demo.test.": "127.0.0.21"})
+	eventstest.Run(t, "edge", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: cfg, Edge: "edge-west", Resolver: resolver, Log: zerolog.New(zerolog.NewTestWriter(t)), Configs: configs})
+	})
+	var conn net.Conn
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		var err error
+		conn, err = net.Dial("tcp", shopAddr)
+		return err == nil
+	}, "shop served on %s", shopAddr)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	_, _ = io.WriteString(conn, "GET /socket HTTP/1.1\r\nHost: shop.demo.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %v, %v; want 101", resp, err)
+	}
+
+	configs <- liveDoc(t, ws.Listener.Addr().String(), blog.Listener.Addr().String(), fmt.Sprintf("{app: blog, listen: %q}", blogAddr))
+	start := time.Now()
+	if n, err := br.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Errorf("the client's upgraded connection to the removed listener: read %d bytes, %v after %v; want its end", n, err, time.Since(start).Round(time.Millisecond))
+	}
+	select {
+	case err := <-instanceSaw:
+		if err != nil {
+			t.Errorf("the instance's side of the tunnel ended with %v, want its end", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the instance's side of the tunnel still open 10 s after the listener was removed")
 	}
 }
