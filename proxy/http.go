@@ -318,8 +318,8 @@ func badH2Length(r *http.Request) string {
 // rewrite prepares the outbound request of the ReverseProxy path: the target is chosen per
 // attempt in RoundTrip, the Host header and the query are kept as they came (ReverseProxy drops
 // the query's parameters url.ParseQuery refuses, which the lean and fast paths forward), the
-// header is the policy's (upstreamHeader), with the upgrade ReverseProxy carries itself, and
-// the client's trailers are dropped.
+// header is the policy's (upstreamHeader), with the upgrade ReverseProxy carries itself (of a
+// request without a body), and the client's trailers are dropped.
 func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = pr.In.Host
@@ -328,7 +328,11 @@ func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	upgrade := pr.Out.Header.Get("Upgrade")
 	f := a.forwardingOf(pr.In)
 	pr.Out.Header = upstreamHeader(pr.In.Header, &f, a.forwardedBy(pr.In), a.pol.underscores)
-	if upgrade != "" {
+	// An upgrade of a request with a body is ignored, as RFC 9110 §7.8 lets a server: the new
+	// protocol would start only after the body (RFC 9112 §9.9), and an instance that switches
+	// before it came would have ReverseProxy's tunnel and the transport's body read the client's
+	// connection at once, the rest of the body and the tunnel's bytes going either way.
+	if upgrade != "" && pr.In.ContentLength == 0 {
 		pr.Out.Header["Connection"] = []string{"Upgrade"}
 		pr.Out.Header["Upgrade"] = []string{upgrade}
 	}

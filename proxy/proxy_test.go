@@ -834,3 +834,56 @@ func TestATCPConnectionStuckWritingBothWaysEndsAfterTCPIdle(t *testing.T) {
 		t.Fatal("the instance's connection was still open 5s after neither side read, want it closed after tcp_idle (300ms)")
 	}
 }
+
+// TestAnUpgradeRequestWithABodyIsForwardedWithoutTheUpgrade: RFC 9112 §9.9 (and RFC 9110 §7.8)
+// lets a protocol change take effect only after the whole request, body included; an instance
+// that switches before the body arrived would have the edge relay the rest of the body and the
+// tunnel at once, read from the client's connection by two goroutines (ReverseProxy's tunnel and
+// the transport's body). The edge ignores the Upgrade of a request with a body, as RFC 9110 §7.8
+// lets a server: the instance gets the request, body whole, without it.
+func TestAnUpgradeRequestWithABodyIsForwardedWithoutTheUpgrade(t *testing.T) {
+	got := make(chan string, 1)
+	instance := rawInstance(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.Header.Get("Upgrade") != "" {
+			// As a WebSocket server does: the switch, before reading any body.
+			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n")
+			rest, _ := io.ReadAll(br)
+			got <- fmt.Sprintf("switched, then read %q", rest)
+			return
+		}
+		body, err := io.ReadAll(req.Body)
+		got <- fmt.Sprintf("body %q, %v", body, err)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	c := twoEdges(t, []string{instance}, []string{instance}, "http", "")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "POST /socket HTTP/1.1\r\nHost: shop.demo.test\r\nUpgrade: foo\r\nConnection: Upgrade\r\nContent-Length: 10\r\n\r\n01234")
+	_, _ = io.WriteString(conn, "56789")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("answered %d, want 200 (the upgrade ignored)", resp.StatusCode)
+	}
+	_, _ = io.WriteString(conn, "TUNNEL")
+	select {
+	case s := <-got:
+		if want := fmt.Sprintf("body %q, %v", "0123456789", nil); s != want {
+			t.Errorf("the instance: %s, want %s", s, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the instance got nothing")
+	}
+}
