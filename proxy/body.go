@@ -114,3 +114,62 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 	b.left -= int64(n)
 	return n, err
 }
+
+// duplex serves an HTTP/1 request with a body, body, full duplex: the answer's head goes to the
+// client as soon as it arrives, while the body is still forwarded. net/http's server otherwise
+// holds an answer's head back until it has read what is left of the body (up to 256 KiB), so
+// that an instance answering early, to a client that sends the rest of its body only once that
+// answer came (a bidirectional stream), waited with it until client_body. Without that read,
+// net/http keeps the connection after a body it did not read to its end, or whose chunked
+// framing was malformed, and would read what follows, the rest of that body, as the next
+// request (unchecked by guardedConn, which stops following a body net/http refuses): so a final
+// answer whose head leaves before the body ended cleanly carries Connection: close, and net/http
+// closes the connection after it. A body read to its end keeps it, as net/http would.
+func duplex(w http.ResponseWriter, body io.ReadCloser) (http.ResponseWriter, io.ReadCloser) {
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	dw := &duplexWriter{ResponseWriter: w, body: &endedBody{ReadCloser: body}}
+	return dw, dw.body
+}
+
+// endedBody is a request body that records its end: a read that returned io.EOF, which
+// net/http's server returns only once the body's framing ended well (its declared length, or
+// the last chunk and trailers, when sizedBody does not end it at its length first).
+type endedBody struct {
+	io.ReadCloser
+	ended atomic.Bool
+}
+
+func (b *endedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.ended.Store(true)
+	}
+	return n, err
+}
+
+// duplexWriter writes the answer to a request served full duplex (see duplex).
+type duplexWriter struct {
+	http.ResponseWriter
+	body  *endedBody
+	wrote bool
+}
+
+func (w *duplexWriter) WriteHeader(code int) {
+	if code >= http.StatusOK && !w.wrote {
+		w.wrote = true
+		if !w.body.ended.Load() {
+			w.Header().Set("Connection", "close")
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *duplexWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *duplexWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -470,3 +470,90 @@ func TestARequestBodyReadToItsLengthEndsThereOnceTheAnswerStarted(t *testing.T) 
 		t.Errorf("once the answer started, the body read to its length read %s; want its end (0 bytes, EOF)", g)
 	}
 }
+
+// TestAnAnswerWhoseHeadComesBeforeTheRequestBodyReachesTheClientAtOnce: an instance that
+// answers a request's head before its body ends, to a client that sends the rest of the body
+// only once that head arrived (a bidirectional stream), gets the rest: the head reaches the
+// client at once, Content-Length and chunked bodies alike, where net/http's server held it
+// back until it had read what was left of the body, until client_body. Such an answer ends
+// the connection, as the bytes after it may be the rest of a body the instance no longer
+// reads; a body read to its end before the answer keeps it.
+func TestAnAnswerWhoseHeadComesBeforeTheRequestBodyReachesTheClientAtOnce(t *testing.T) {
+	instance := rawInstance(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/whole" {
+				body, _ := io.ReadAll(req.Body)
+				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				continue
+			}
+			first := make([]byte, 5)
+			if _, err := io.ReadFull(req.Body, first); err != nil {
+				return
+			}
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n%s\r\n", first)
+			rest, err := io.ReadAll(req.Body)
+			if err != nil {
+				return
+			}
+			_, _ = fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(rest), rest)
+		}
+	})
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", ", timeouts: {client_body: 5s}")
+	for _, framing := range []struct{ name, head, first, rest string }{
+		{"Content-Length", "Content-Length: 10\r\n", "01234", "56789"},
+		{"chunked", "Transfer-Encoding: chunked\r\n", "5\r\n01234\r\n", "5\r\n56789\r\n0\r\n\r\n"},
+	} {
+		t.Run(framing.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, "POST /stream HTTP/1.1\r\n"+host+framing.head+"\r\n"+framing.first)
+			br := bufio.NewReader(conn)
+			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no head 2 s after the instance sent it (client_body is 5 s): %v", err)
+			}
+			first := make([]byte, 5)
+			if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "01234" {
+				t.Fatalf("the answer's first chunk: %q, %v", first, err)
+			}
+			_, _ = io.WriteString(conn, framing.rest)
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != "56789" {
+				t.Errorf("the rest of the answer: %q, %v; want %q", rest, err, "56789")
+			}
+			if !resp.Close {
+				t.Error("the connection stays open after an answer that began before its request's body ended")
+			}
+		})
+	}
+	t.Run("a body ended before the answer keeps the connection", func(t *testing.T) {
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		for _, path := range []string{"/whole", "/whole"} {
+			_, _ = io.WriteString(conn, "POST "+path+" HTTP/1.1\r\n"+host+"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != "hi" || resp.Close {
+				t.Fatalf("answered %q, closing %v; want %q on a kept connection", body, resp.Close, "hi")
+			}
+		}
+	})
+}

@@ -25,7 +25,8 @@ import (
 
 // recorder is an upstream that records the framing and Host of every request it receives and answers
 // by path: /204, /304, /1xx (103 then 200), /101 (101 Switching Protocols, though no upgrade is
-// asked for, then a 200 in what is no longer HTTP), /099 (a status under 100, which net/http's
+// asked for, then a 200 in what is no longer HTTP; when one is, the rest of the connection is
+// the new protocol's), /099 (a status under 100, which net/http's
 // ReadResponse takes), /two-framings (Transfer-Encoding and Content-Length), /trailers (chunked with a trailer), /close (and closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
 // and /chunked-long (followed by an unsolicited answer), else 200 "ok".
 // bad collects what net/http's server would refuse of what it received.
@@ -103,6 +104,11 @@ func newRecorder(tb testing.TB) *recorder {
 				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 			}
 			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+			if req.URL.Path == "/101" && httpguts.HeaderValuesContainsToken(req.Header["Connection"], "Upgrade") {
+				// Switched as asked: what follows is the new protocol's, not requests.
+				_, _ = io.Copy(io.Discard, c)
 				return
 			}
 		}
@@ -228,6 +234,8 @@ var corpus = []struct {
 	{name: "a chunked body with extensions", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d\"\r\nhello\r\n0;e\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},
 	{name: "a malformed chunk size", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
 		differs: "the client's error, answered 400; ReverseProxy answers 502"},
+	{name: "a chunk line ending in a bare LF before a smuggled request", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n2\nGET /smuggled HTTP/1.1\r\n" + host + "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
+		differs: "the client's error, answered 400, and the connection closed: served full duplex, net/http would read what follows the malformed line as the next request; ReverseProxy answers 502"},
 	{name: "a chunk size of 17 digits", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n00000000000000005\r\nhello\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
 		differs: "the client's error, answered 400; ReverseProxy answers 502"},
 	{name: "a body longer than its Content-Length", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},

@@ -196,6 +196,9 @@ func (a *app) handler(rp http.Handler) http.Handler {
 		if r.ProtoMajor == 1 && r.ContentLength > 0 {
 			r.Body = &sizedBody{ReadCloser: r.Body, left: r.ContentLength}
 		}
+		if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Method != http.MethodConnect {
+			w, r.Body = duplex(w, r.Body)
+		}
 		rp.ServeHTTP(w, withInterimRelay(w, r))
 	})
 }
