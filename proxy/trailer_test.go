@@ -363,6 +363,9 @@ func FuzzEdgeTrailers(f *testing.F) {
 		// its first write, and net/http's server sniffs a Content-Type for an untyped one only
 		// when the write wins: the lean and fast paths always do.
 		sniffRace := !typed && framing%4 != 0
+		// hints may hold a final answer of its own (HTTP/1.1 301 …, without framing), which is
+		// then the answer, untyped and of unknown length as far as anyone knows.
+		sniffs := func(v clientView) bool { return sniffRace || v.final.status != strconv.Itoa(code) }
 		// An answer of unknown length that breaks off before the first byte of its body:
 		// ReverseProxy's head may have gone out, flushed by its timer, or not; the lean and
 		// fast paths send none and close the connection. Over HTTP/1.0, where a head with an
@@ -383,7 +386,7 @@ func FuzzEdgeTrailers(f *testing.F) {
 			}
 			want := broken(seenView(t, ref, raw), http10)
 			want.head = withoutField(want.head, "Trailer")
-			if sniffRace {
+			if sniffs(want) {
 				want.head = withoutField(want.head, "Content-Type")
 			}
 			want.interim = withoutHop(want).interim
@@ -398,7 +401,7 @@ func FuzzEdgeTrailers(f *testing.F) {
 				}
 				v := broken(seenView(t, c.west, p.raw), http10)
 				v.head = withoutField(v.head, "Trailer")
-				if sniffRace {
+				if sniffs(v) {
 					v.head = withoutField(v.head, "Content-Type")
 				}
 				if first == "" {
