@@ -298,6 +298,29 @@ func Last(ctx context.Context, s jetstream.Stream, subject string) (e Envelope, 
 	return e, m.Sequence, true, nil
 }
 
+// AnyLast returns the last event stored on subject of stream, as the first replica to answer a
+// direct get holds it, and its stream sequence; ok is false when the subject holds nothing. It
+// reads as Last does, sending the read again while no copy has answered, but needs neither a
+// jetstream.Stream nor the stream's information, which only the leader gives: a role starting
+// reads the active configuration so, and neither a hung replica nor a hung leader holds its
+// start. A stream that does not exist (or allows no direct gets) gives nats.ErrNoResponders. A
+// replica behind the leader answers with what it holds, an older last message or none.
+func AnyLast(ctx context.Context, js jetstream.JetStream, stream, subject string) (e Envelope, seq uint64, ok bool, err error) {
+	g, err := ask(ctx, &reads, func(ctx context.Context) (batchMsg, error) {
+		return getLast(ctx, js.Conn(), stream, subject)
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Envelope{}, 0, false, nil
+	}
+	if err != nil {
+		return Envelope{}, 0, false, fmt.Errorf("read last of %s: %w", subject, err)
+	}
+	if e, err = Decode(g.m.Data); err != nil {
+		return Envelope{}, g.m.Sequence, true, fmt.Errorf("read last of %s (seq %d): %w", subject, g.m.Sequence, err)
+	}
+	return e, g.m.Sequence, true, nil
+}
+
 func message(subject string, e Envelope) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Data = e.Encode()

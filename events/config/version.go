@@ -127,20 +127,27 @@ func conflict(ctx context.Context, js jetstream.JetStream, name string, expect u
 		name, ErrVersionConflict, expect, active.Number, active.Time.Format(time.RFC3339), active.By)
 }
 
-// Active returns the active version; it wraps ErrNoVersion when nothing was applied yet.
+// Active returns the active version; it wraps ErrNoVersion when nothing was applied yet. It is
+// read as the first of CONFIG's replicas to answer holds it (events.AnyLast): a role starts on
+// it, and one replica that hangs, even CONFIG's leader, does not hold its start.
 func Active(ctx context.Context, js jetstream.JetStream) (Version, error) {
-	s, err := js.Stream(ctx, events.StreamConfig)
-	if err != nil {
-		return Version{}, fmt.Errorf("open stream %s: %w", events.StreamConfig, err)
+	e, seq, ok, err := events.AnyLast(ctx, js, events.StreamConfig, events.SubjectConfigDoc)
+	if errors.Is(err, nats.ErrNoResponders) {
+		// No replica took the read: the stream's information tells whether CONFIG exists
+		// (jetstream.ErrStreamNotFound: nothing is active, `detour up` makes it again).
+		if _, serr := js.Stream(ctx, events.StreamConfig); serr != nil {
+			return Version{}, fmt.Errorf("open stream %s: %w", events.StreamConfig, serr)
+		}
 	}
-	m, err := s.GetLastMsgForSubject(ctx, events.SubjectConfigDoc)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	switch {
+	case err != nil && ok:
+		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
+	case err != nil:
+		return Version{}, fmt.Errorf("read the active configuration: %w", err)
+	case !ok:
 		return Version{}, fmt.Errorf("no configuration on %s yet: run `detour apply FILE`: %w", events.SubjectConfigDoc, ErrNoVersion)
 	}
-	if err != nil {
-		return Version{}, fmt.Errorf("read the active configuration: %w", err)
-	}
-	return versionOf(m.Sequence, m.Data)
+	return versionOfEvent(seq, e)
 }
 
 // NewestParsed returns the newest version before version before whose document this binary
@@ -230,6 +237,11 @@ func versionOf(seq uint64, data []byte) (Version, error) {
 	if err != nil {
 		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
 	}
+	return versionOfEvent(seq, e)
+}
+
+// versionOfEvent is the version that e, stored at seq, applied.
+func versionOfEvent(seq uint64, e events.Envelope) (Version, error) {
 	var a events.ConfigApplied
 	if err := e.Payload(&a); err != nil {
 		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
