@@ -118,8 +118,10 @@ type controller struct {
 	live      *Liveness
 	cfg       atomic.Pointer[config.Config] // o.Config, for the callbacks
 	state     jetstream.Stream
-	routes    jetstream.Stream
 	published map[string]map[string][]byte // edge -> app it fronts -> the last route stored for it, as JSON
+	// routesRead is set once the routes ROUTES held at start were read into published (see
+	// openRoutes): no route is computed before, so that none stored already is stored again.
+	routesRead bool
 	// sending are the routes sent and not acknowledged yet, or that failed and wait to be sent
 	// again; the loop never waits for them (see collectRoutes).
 	sending map[routeKey]*routeSend
@@ -184,7 +186,9 @@ type controller struct {
 // Run publishes route tables and records edge liveness until ctx is cancelled, then returns nil.
 // It first reads STATE to where it stands, then stores every edge's route table that differs from
 // the one ROUTES holds, and from there on one table per edge whose routes a STATE event changes.
-// It returns an error for invalid options; while the streams cannot be opened it waits.
+// It returns an error for invalid options; while STATE cannot be opened it waits. It does not
+// wait for ROUTES (see openRoutes): edge liveness and drills go on while ROUTES does not answer,
+// and the routes are stored once it does.
 func Run(ctx context.Context, o Options) error {
 	err := run(ctx, o)
 	if ctx.Err() != nil {
@@ -214,12 +218,6 @@ func run(ctx context.Context, o Options) error {
 	if c.state, err = events.WaitStream(ctx, o.JS, events.StreamState, c.log); err != nil {
 		return err
 	}
-	if c.routes, err = events.WaitStream(ctx, o.JS, events.StreamRoutes, c.log); err != nil {
-		return err
-	}
-	if err := c.loadPublished(ctx); err != nil {
-		c.log.Warn().Err(err).Msg("stored routes unreadable; those not read will be stored again")
-	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: the goroutines end with ctx
@@ -239,8 +237,9 @@ func run(ctx context.Context, o Options) error {
 
 	drillMsgs := make(chan drillDelivery, 64)
 	defer c.followDrills(ctx, drillMsgs)()
+	routesOpened := make(chan openedRoutes, 1)
 	routesRecreated := make(chan struct{})
-	wg.Go(func() { c.watchRoutes(ctx, c.routes.CachedInfo().Created, routesRecreated) })
+	wg.Go(func() { c.openRoutes(ctx, o.JS, o.Config, routesOpened, routesRecreated) })
 
 	// Heartbeats and the edge listeners' results (alone on their own subjects, or batched by
 	// each prober) are decoded and recorded in the edges' liveness as they arrive, stamped with
@@ -299,6 +298,11 @@ func run(ctx context.Context, o Options) error {
 				}
 			}
 			if c.caught && pending == 0 {
+				c.publishRoutes()
+			}
+		case r := <-routesOpened:
+			c.readRoutes(r)
+			if c.caught {
 				c.publishRoutes()
 			}
 		case <-routesRecreated:
@@ -790,28 +794,85 @@ func (c *controller) watchRoutes(ctx context.Context, created time.Time, out cha
 	}
 }
 
-// loadPublished reads the routes ROUTES holds for every edge's apps, so an unchanged route is
-// not stored again when the controller restarts. The reads of all edges run together: one edge
-// at a time, 2,000 edges of one app each behind a 10 ms round trip started the controller 20 s
-// late. ROUTES's leader answers them (see events.LastOf): a route read from a replica behind it
-// was taken for the last stored, and a later one kept where the controller computed the same.
-func (c *controller) loadPublished(ctx context.Context) error {
+// openedRoutes is what openRoutes learned of ROUTES: the routes it holds (see readPublished),
+// but those err says could not be read, and how long that took from the controller's start.
+type openedRoutes struct {
+	published map[string]map[string][]byte
+	took      time.Duration
+	err       error
+}
+
+// openRoutes opens ROUTES, reads the routes it holds for the apps of cfg's edges, hands them to
+// the loop on opened, then watches for ROUTES to be created again (watchRoutes), until ctx ends.
+// Both the opening (the stream's information) and the reads (events.LastOf) are answered by
+// ROUTES's leader alone: while it hangs, the loop goes on without routes, recording edge
+// liveness and following drills, where the controller waited for it to start (5–10 s, until the
+// other nodes elected another leader).
+func (c *controller) openRoutes(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opened chan<- openedRoutes, recreated chan<- struct{}) {
+	start := time.Now()
+	s, err := events.WaitStream(ctx, js, events.StreamRoutes, c.log)
+	if err != nil {
+		return // ctx ended
+	}
+	r := openedRoutes{}
+	r.published, r.err = readPublished(ctx, js, cfg)
+	r.took = time.Since(start)
+	select {
+	case opened <- r:
+	case <-ctx.Done():
+		return
+	}
+	c.watchRoutes(ctx, s.CachedInfo().Created, recreated)
+}
+
+// readRoutes takes the routes ROUTES held at start (openRoutes) for those stored, so that an
+// unchanged route is not stored again, and lets the routes be computed. A route of an app no
+// longer fronted (the configuration changed meanwhile) is not taken.
+func (c *controller) readRoutes(r openedRoutes) {
+	n := 0
+	for edge, apps := range r.published {
+		for app, b := range apps {
+			if c.o.Config.EdgeApp(edge, app) == nil {
+				continue
+			}
+			if c.published[edge] == nil {
+				c.published[edge] = map[string][]byte{}
+			}
+			c.published[edge][app] = b
+			n++
+		}
+	}
+	c.routesRead = true
+	if r.err != nil {
+		c.log.Warn().Err(r.err).Msg("stored routes unreadable; those not read will be stored again")
+	}
+	c.log.Info().Int("routes", n).Dur("duration", r.took.Round(time.Millisecond)).Msg("stored routes read")
+}
+
+// readPublished reads the routes ROUTES holds for the apps of cfg's edges: edge -> app -> the
+// route, as JSON. The reads of all edges run together: one edge at a time, 2,000 edges of one
+// app each behind a 10 ms round trip started the controller 20 s late. ROUTES's leader answers
+// them (see events.LastOf): a route read from a replica behind it was taken for the last stored,
+// and a later one kept where the controller computed the same.
+func readPublished(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (map[string]map[string][]byte, error) {
+	published := map[string]map[string][]byte{}
 	edgeOf := map[string]string{}
-	for _, e := range c.o.Config.Edges {
-		c.published[e.Name] = map[string][]byte{}
+	for _, e := range cfg.Edges {
+		published[e.Name] = map[string][]byte{}
 		for _, ea := range e.Apps {
 			edgeOf[events.AppRouteSubject(e.Name, ea.App)] = e.Name
 		}
 	}
-	return events.LastOf(ctx, c.o.JS, events.StreamRoutes, slices.Collect(maps.Keys(edgeOf)), func(subject string, e events.Envelope) {
+	err := events.LastOf(ctx, js, events.StreamRoutes, slices.Collect(maps.Keys(edgeOf)), func(subject string, e events.Envelope) {
 		var r events.EdgeRoute
 		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
 			return
 		}
 		if b, err := json.Marshal(r.Route); err == nil {
-			c.published[edgeOf[subject]][r.Route.App] = b
+			published[edgeOf[subject]][r.Route.App] = b
 		}
 	})
+	return published, err
 }
 
 // storeTimeout bounds storing one event (an edge transition, a route). While the stream elects
@@ -863,6 +924,9 @@ type routeSend struct {
 // on, and the acknowledgements are collected on the next calls, at the latest firstRouteRetry
 // after this one.
 func (c *controller) publishRoutes() {
+	if !c.routesRead {
+		return // computed once the routes ROUTES holds are read
+	}
 	defer c.lookAgain()
 	c.collectRoutes()
 	if !c.dirty && len(c.dirtyApps) == 0 {

@@ -165,12 +165,12 @@ func BenchmarkRoutesAfter500Of10000AppsChanged(b *testing.B) {
 }
 
 // handDriven is a controller of cfg on ns that no loop runs: the test folds STATE events and
-// calls publishRoutes as the loop would.
+// calls publishRoutes as the loop would. It read ROUTES at start, which held nothing.
 func handDriven(ns *eventstest.Server, cfg *config.Config, name string, log zerolog.Logger) *controller {
 	return &controller{
 		o:   Options{JS: ns.JS, Config: cfg, Name: name, Now: time.Now},
 		log: log, view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
-		dirty: true, dirtyApps: map[string]map[string]bool{},
+		dirty: true, dirtyApps: map[string]map[string]bool{}, routesRead: true,
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
 		routeRetry: map[routeKey]time.Duration{}, routesDue: time.NewTimer(time.Hour),
 	}
