@@ -43,10 +43,9 @@ const (
 // the server's max_file_store (or memory) only when the stream is made or changed, and a write
 // against what the store holds, so STATE's max_bytes is room of its own only while the others'
 // bounds hold what they store. PROBES holds facts that can be sampled away: bounded by bytes and
-// message size, it discards its oldest results. CONFIG, REJECTIONS and DNS discard their oldest
-// too, past bounds that hold far more than their writers legitimately store; the probers'
-// bucket refuses new records when full. ROUTES, DRILLS and ALERTS, which only the controller
-// writes, have no byte bound.
+// message size, it discards its oldest results. CONFIG, REJECTIONS, DNS, ROUTES, DRILLS and
+// ALERTS discard their oldest too, past bounds that hold far more than their writers
+// legitimately store; the probers' bucket refuses new records when full.
 const (
 	// ProbeResultBytes is what one stored probe result costs, envelope and stream overhead included.
 	ProbeResultBytes = 512
@@ -99,6 +98,32 @@ const (
 	// MaxProberRecord bounds one record of the probers' bucket, a worker's heartbeat (about
 	// 150 bytes and its region's and name's).
 	MaxProberRecord = 1 << 10
+	// RoutesPerSubject is how many routes ROUTES keeps of each edge's app: the last one, which
+	// an edge and the controller read at start, and the changes before it that replay shows.
+	RoutesPerSubject = 100
+	// RoutesMaxBytes bounds ROUTES, which only the controller writes: about 250,000 routes of
+	// 1 KiB (an app of a few endpoints). Past it the oldest are discarded, whatever their
+	// subject: a route no app has changed since is then gone with them (see the README).
+	RoutesMaxBytes = 256 << 20
+	// MaxRouteMessage bounds one route (one app on one edge): NATS's default max_payload.
+	MaxRouteMessage = 1 << 20
+	// DrillsRetention is how long DRILLS keeps a drill's events: far longer than a drill lasts
+	// (its max_duration, 10 minutes by default), so that the controller, the deciders and the
+	// API, which read DRILLS from its first message at start, find every drill still running,
+	// and the status page and replay the drills of three months.
+	DrillsRetention = 90 * 24 * time.Hour
+	// DrillsMaxBytes bounds DRILLS, which only the controller and an operator's drill write (a
+	// drill's events take a few KiB). Past it the oldest are discarded.
+	DrillsMaxBytes = 64 << 20
+	// MaxDrillMessage bounds one drill event (the apps of a drill and its scorecard).
+	MaxDrillMessage = 1 << 20
+	// AlertsRetention is how long ALERTS keeps a delivery attempt. No role reads ALERTS back.
+	AlertsRetention = 90 * 24 * time.Hour
+	// AlertsMaxBytes bounds ALERTS, which only the controller's alert sender writes (an attempt
+	// takes under 1 KiB). Past it the oldest attempts are discarded.
+	AlertsMaxBytes = 64 << 20
+	// MaxAlertMessage bounds one delivery attempt.
+	MaxAlertMessage = 64 << 10
 	// memoryShare divides the defaults of streams kept in memory (tests, benchmarks).
 	memoryShare = 8
 )
@@ -252,10 +277,11 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	dns := base(StreamDNS, "Zone changes with their serials", SubjectDNS)
 	dns.MaxBytes, dns.MaxMsgSize = o.DNSMaxBytes, MaxDNSMessage
 	routes := base(StreamRoutes, "Route tables of each edge proxy", SubjectRoutes)
-	routes.MaxMsgsPerSubject = 1000
+	routes.MaxMsgsPerSubject, routes.MaxBytes, routes.MaxMsgSize = RoutesPerSubject, o.share(RoutesMaxBytes), MaxRouteMessage
 	drills := base(StreamDrills, "Drill runs: plan, steps, rollback, scorecard", SubjectDrills)
+	drills.MaxAge, drills.MaxBytes, drills.MaxMsgSize = DrillsRetention, o.share(DrillsMaxBytes), MaxDrillMessage
 	alerts := base(StreamAlerts, "Every alert delivery attempt, delivered or not", SubjectAlerts)
-	alerts.MaxAge = 90 * 24 * time.Hour
+	alerts.MaxAge, alerts.MaxBytes, alerts.MaxMsgSize = AlertsRetention, o.share(AlertsMaxBytes), MaxAlertMessage
 	// CONFIG before REJECTIONS: EnsureStreams takes the rejections' subjects from an earlier
 	// version's CONFIG before it makes REJECTIONS.
 	return []jetstream.StreamConfig{probes, state, config, rejections, dns, routes, drills, alerts}
@@ -302,11 +328,14 @@ type Shortfall struct {
 // definitions; it never lowers the replicas of an existing one, nor the storage reserved for
 // STATE (an operator raises it when STATE outgrows it, and no configuration field sets it), nor
 // the bound of the probers' bucket (raised likewise for a region of more workers than it
-// holds), nor cancels the denial of deletes or purges an operator set, nor changes its storage
-// (which JetStream cannot do either). Nor does it discard what CONFIG or DNS hold: it
-// never lowers their max_bytes, and gives one that holds more than its bound (made unbounded by
-// an earlier version) a bound of what it holds, which JetStream would otherwise cut to the new
-// bound at once, oldest first; from there its oldest messages are discarded as new ones come.
+// holds), nor the bounds an operator raised on ROUTES, DRILLS and ALERTS (bytes, message size,
+// routes kept per app, age), nor cancels the denial of deletes or purges an operator set, nor
+// changes its storage (which JetStream cannot do either). Nor does it discard by bytes what
+// CONFIG, DNS, ROUTES, DRILLS or ALERTS hold: it never lowers their max_bytes, and gives one
+// that holds more than its bound (made unbounded by an earlier version) a bound of what it
+// holds, which JetStream would otherwise cut to the new bound at once, oldest first; from there
+// its oldest messages are discarded as new ones come. (DRILLS, which an earlier version kept
+// forever, discards at once the drills older than DrillsRetention.)
 // It is what `detour apply` and `detour up` run.
 // A stream it cannot read (its group electing a leader, say) is an error: updating it blind
 // could lower its replicas.
@@ -325,6 +354,15 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes)
 			case StreamConfig, StreamDNS:
 				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes, int64(min(info.State.Bytes, math.MaxInt64)))
+			case StreamRoutes, StreamDrills, StreamAlerts:
+				// An earlier version left them without a byte bound; an operator may have raised
+				// one, or kept more of each route or for longer.
+				sc.MaxBytes = max(sc.MaxBytes, info.Config.MaxBytes, int64(min(info.State.Bytes, math.MaxInt64)))
+				sc.MaxMsgSize = max(sc.MaxMsgSize, info.Config.MaxMsgSize)
+				sc.MaxMsgsPerSubject = max(sc.MaxMsgsPerSubject, info.Config.MaxMsgsPerSubject)
+				if sc.MaxAge > 0 && info.Config.MaxAge > sc.MaxAge {
+					sc.MaxAge = info.Config.MaxAge
+				}
 			case StreamProbers:
 				// An operator raises it for a region of more workers than the bound holds.
 				sc.MaxMsgs, sc.MaxBytes = max(sc.MaxMsgs, info.Config.MaxMsgs), max(sc.MaxBytes, info.Config.MaxBytes)

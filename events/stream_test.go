@@ -254,8 +254,15 @@ func createEarlierStreams(t *testing.T, js jetstream.JetStream, o events.StreamO
 		case events.StreamConfig:
 			sc.Subjects = []string{events.SubjectConfig}
 		}
-		if sc.Name == events.StreamConfig || sc.Name == events.StreamDNS || sc.Name == events.StreamProbers {
+		switch sc.Name {
+		case events.StreamConfig, events.StreamDNS, events.StreamProbers, events.StreamRoutes, events.StreamDrills, events.StreamAlerts:
 			sc.MaxBytes, sc.MaxMsgs, sc.MaxMsgSize = -1, -1, -1
+		}
+		switch sc.Name {
+		case events.StreamRoutes:
+			sc.MaxMsgsPerSubject = 1000
+		case events.StreamDrills:
+			sc.MaxAge = 0
 		}
 		if _, err := js.CreateStream(context.Background(), sc); err != nil {
 			t.Fatal(err)
@@ -438,6 +445,26 @@ func TestEnsureStreamsBoundsAnEarlierVersionsStreamsWithoutDiscardingWhatTheyHol
 	if _, err := srv.JS.Publish(ctx, "$KV."+events.BucketProbers+".us-west.new", []byte(`{}`)); err == nil {
 		t.Error("the probers' bucket, past its bound, took a new record")
 	}
+	for _, name := range []string{events.StreamRoutes, events.StreamDrills, events.StreamAlerts} {
+		if c := info(name).Config; c.MaxBytes <= 0 || c.MaxMsgSize <= 0 {
+			t.Errorf("%s after ensure: max_bytes %d, max_msg_size %d; want both bound", name, c.MaxBytes, c.MaxMsgSize)
+		}
+	}
+	if c := info(events.StreamRoutes).Config; c.MaxMsgsPerSubject != 1000 {
+		t.Errorf("ROUTES after ensure keeps %d routes of each app, want the earlier version's 1000 (never fewer than it kept)", c.MaxMsgsPerSubject)
+	}
+	// A bound an operator raised stays.
+	raised := info(events.StreamRoutes).Config
+	raised.MaxBytes *= 2
+	if _, err := srv.JS.UpdateStream(ctx, raised); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, srv.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if c := info(events.StreamRoutes).Config; c.MaxBytes != raised.MaxBytes {
+		t.Errorf("ROUTES after an operator raised its max_bytes to %d and an ensure: %d", raised.MaxBytes, c.MaxBytes)
+	}
 	// From there, DNS discards its oldest versions as new ones come, and an ensure again
 	// changes nothing.
 	publish(events.ZoneSubject("demo.test.", "dns-1"), version)
@@ -450,5 +477,77 @@ func TestEnsureStreamsBoundsAnEarlierVersionsStreamsWithoutDiscardingWhatTheyHol
 	}
 	if dns := info(events.StreamDNS); dns.Config.MaxBytes != before || dns.State.FirstSeq != held.FirstSeq+1 {
 		t.Errorf("DNS after a second ensure: max_bytes %d, first version %d; want %d and %d", dns.Config.MaxBytes, dns.State.FirstSeq, before, held.FirstSeq+1)
+	}
+}
+
+// TestRoutesDrillsAndAlertsKeepWithinTheirBoundsWhatTheRolesReadAtStart: ROUTES, DRILLS and
+// ALERTS had no byte bound (ROUTES kept 1000 routes of each edge's app, DRILLS everything), so a
+// long-running cluster, or a controller's credentials, filled the store, and with it STATE's
+// room. Each now discards its oldest past a byte bound and refuses a message over its size;
+// ROUTES keeps RoutesPerSubject routes of each edge's app, the last one (what an edge and the
+// controller read at start) with them however often another app's route changes; DRILLS and
+// ALERTS keep 90 days, far more than a drill lasts (its max_duration).
+func TestRoutesDrillsAndAlertsKeepWithinTheirBoundsWhatTheRolesReadAtStart(t *testing.T) {
+	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
+	ctx := context.Background()
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(subject string, data []byte) *jetstream.PubAck {
+		t.Helper()
+		ack, err := srv.JS.Publish(ctx, subject, data)
+		if err != nil {
+			t.Fatalf("publish on %s: %v", subject, err)
+		}
+		return ack
+	}
+	routes := srv.Stream(t, events.StreamRoutes)
+	stable := publish(events.AppRouteSubject("edge-a", "shop"), []byte(`{"stable":true}`))
+	flapping := events.AppRouteSubject("edge-b", "shop")
+	for i := range events.RoutesPerSubject + 50 {
+		publish(flapping, fmt.Appendf(nil, `{"change":%d}`, i))
+	}
+	info, err := routes.Info(ctx, jetstream.WithSubjectFilter(events.SubjectRoutes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[flapping]; n != events.RoutesPerSubject {
+		t.Errorf("ROUTES holds %d routes of %s after %d, want the last %d", n, flapping, events.RoutesPerSubject+50, events.RoutesPerSubject)
+	}
+	if m, err := routes.GetLastMsgForSubject(ctx, events.AppRouteSubject("edge-a", "shop")); err != nil || m.Sequence != stable.Sequence {
+		t.Errorf("the last route of edge-a's shop after edge-b's changed %d times: %v, %v; want seq %d", events.RoutesPerSubject+50, m, err, stable.Sequence)
+	}
+	for _, bound := range []struct {
+		stream, subject string
+		age             time.Duration
+	}{
+		{events.StreamRoutes, "detour.routes.edge-c.app%d", 0},
+		{events.StreamDrills, "detour.drill.d%d", events.DrillsRetention},
+		{events.StreamAlerts, "detour.alert.g%d", events.AlertsRetention},
+	} {
+		st := srv.Stream(t, bound.stream)
+		c := st.CachedInfo().Config
+		if c.MaxBytes <= 0 || c.MaxMsgSize <= 0 || c.MaxAge != bound.age || c.Discard != jetstream.DiscardOld {
+			t.Errorf("%s: max_bytes %d, max_msg_size %d, max_age %s, discard %v; want a byte and a size bound, max_age %s, the oldest discarded",
+				bound.stream, c.MaxBytes, c.MaxMsgSize, c.MaxAge, c.Discard, bound.age)
+			continue
+		}
+		if _, err := srv.JS.Publish(ctx, fmt.Sprintf(bound.subject, 0), make([]byte, c.MaxMsgSize+1)); err == nil {
+			t.Errorf("%s stored a message over its max_msg_size %d", bound.stream, c.MaxMsgSize)
+		}
+		chunk := make([]byte, 64<<10)
+		n := int(c.MaxBytes/int64(len(chunk))) + 8
+		var last *jetstream.PubAck
+		for i := range n {
+			last = publish(fmt.Sprintf(bound.subject, i), chunk)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Bytes > uint64(c.MaxBytes) || info.State.LastSeq != last.Sequence || info.State.FirstSeq <= 1 {
+			t.Errorf("%s after %d messages of 64 KiB: %d bytes from seq %d to %d; want at most %d, the oldest discarded, the newest (%d) kept",
+				bound.stream, n, info.State.Bytes, info.State.FirstSeq, info.State.LastSeq, c.MaxBytes, last.Sequence)
+		}
 	}
 }
