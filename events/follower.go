@@ -23,6 +23,12 @@ const followRetry = 500 * time.Millisecond
 // created: nats.go waits up to ten seconds for a consumer while the cluster has no quorum.
 const followProbe = time.Second
 
+// bridgeEarly is how long a consumer's creation may go unanswered before a follower with a Bridge
+// reads by direct gets while it waits: JetStream places the consumer on any node of the stream,
+// even one that hangs, whose answer the creation then waits 2*followProbe for. A creation
+// answered later stops the bridge, as after a loss.
+const bridgeEarly = followProbe / 4
+
 // Follower reads one stream, in order, for as long as its context lasts, through whatever
 // happens to JetStream: every long-lived reader in Detour (the DNS server, the decider, the
 // controller, the edges' route watch, the probers' membership) is one. When its consumer fails
@@ -140,13 +146,40 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 		shared.Gate(log.Error(), "shared").Str("consumer", st.name).Str("nats_user", user).Str("how", how).Msg(SharedUserMessage)
 	}
 	var lostAt time.Time
+	// mu guards gap and how: a bridge may start while a consumer's creation waits (see
+	// bridgeEarly), on a timer's goroutine.
+	var mu sync.Mutex
 	var gap *bridge
 	// how is how the follower reads while it has no consumer, or why it cannot (st.bridge): it
 	// holds while gap runs, across the attempts that fail after the one that started it.
 	var how string
-	defer func() { gap.stop() }()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		gap.stop()
+	}()
+	// creating starts the bridge should the consumer's creation go unanswered for bridgeEarly,
+	// until the end it returns is called once the creation is answered.
+	creating := func() (answered func()) {
+		waiting := true
+		t := time.AfterFunc(bridgeEarly, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if waiting && gap == nil {
+				gap, how = st.bridge(ctx, f.Bridge, f.Last, handle)
+			}
+		})
+		return func() {
+			t.Stop()
+			mu.Lock()
+			defer mu.Unlock()
+			waiting = false
+		}
+	}
 	for {
-		err := f.once(ctx, st, handle, func() {
+		err := f.once(ctx, st, handle, creating, func() {
+			mu.Lock()
+			defer mu.Unlock()
 			gap.stop()
 			bridged := gap.count()
 			gap, how = nil, ""
@@ -161,17 +194,20 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 		}
 		// Where it lost the stream, read before a bridge starts delivering past it.
 		seq := st.lastSeq()
+		mu.Lock()
 		if gap == nil {
 			gap, how = st.bridge(ctx, f.Bridge, f.Last, handle)
 		}
+		bridging := how
+		mu.Unlock()
 		if errors.Is(err, errConsumerTaken) {
 			// Said by SharedUserMessage instead: a loss and a recovery a second otherwise.
 			st.shared("deleted while reading")
 		} else if lostAt.IsZero() {
 			lostAt = time.Now()
 			ev := log.Warn().Err(err).Uint64("stream_seq", seq)
-			if how != "" {
-				ev = ev.Str("bridge", how)
+			if bridging != "" {
+				ev = ev.Str("bridge", bridging)
 			}
 			ev.Msg("stream unreachable; retrying")
 		} else {
@@ -263,7 +299,10 @@ func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 	handle(d)
 }
 
-func (f *Follower) once(ctx context.Context, st *followState, handle func(Delivery), started func()) error {
+// once creates a consumer and delivers what it reads until it fails or ctx ends. creating is
+// called as the consumer's creation is sent, and what it returns once that is answered; started
+// once the consumer reads.
+func (f *Follower) once(ctx context.Context, st *followState, handle func(Delivery), creating func() (answered func()), started func()) error {
 	pctx, cancel := context.WithTimeout(ctx, followProbe)
 	s, err := f.JS.Stream(pctx, f.Stream)
 	cancel()
@@ -315,7 +354,9 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		cc.FilterSubjects = cfg.FilterSubjects
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*followProbe)
+	answered := creating()
 	cons, err := s.CreateOrUpdateConsumer(cctx, cc)
+	answered()
 	cancel()
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", f.Stream, err)
