@@ -117,7 +117,8 @@ const (
 	DrillsMaxBytes = 64 << 20
 	// MaxDrillMessage bounds one drill event (the apps of a drill and its scorecard).
 	MaxDrillMessage = 1 << 20
-	// AlertsRetention is how long ALERTS keeps a delivery attempt. No role reads ALERTS back.
+	// AlertsRetention is how long ALERTS keeps a delivery attempt. A controller that starts
+	// reads back only its alert groups' longest retry_for, to resume the deliveries owed.
 	AlertsRetention = 90 * 24 * time.Hour
 	// AlertsMaxBytes bounds ALERTS, which only the controller's alert sender writes (an attempt
 	// takes under 1 KiB). Past it the oldest attempts are discarded.
