@@ -569,3 +569,72 @@ func loneWorker(t *testing.T, cfg *config.Config, configs chan *config.Config, c
 	t.Cleanup(w.pool.close)
 	return w
 }
+
+// A window owed while the check's run is in flight runs with the configuration in force when it
+// starts: one that moves the endpoint meanwhile has it probe the new address, and one that drops
+// the endpoint has it not probed again.
+func TestAnOwedWindowRunsWithTheConfigurationAppliedBeforeItStarts(t *testing.T) {
+	conf := func(endpoint string) *config.Config {
+		return testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s, jitter: 100ms}
+    pools:
+      - name: west
+        endpoints: [`+endpoint+`, {name: b, address: "127.0.0.1:10002"}]
+`)
+	}
+	for _, tc := range []struct {
+		name, endpoint string
+		want           []string // the addresses of the owed window's runs
+	}{
+		{"moved", `{name: a, address: "127.0.0.1:10001"}`, []string{"127.0.0.1:10001"}},
+		{"dropped", `{name: c, address: "127.0.0.1:10003"}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t0 := time.Unix(1_700_000_000, 0)
+			clock := &fakeClock{now: t0}
+			configs := make(chan *config.Config)
+			w := loneWorker(t, conf(`{name: a, address: "127.0.0.1:10000"}`), configs, clock, t0)
+			release := make(chan struct{})
+			var mu sync.Mutex
+			var addrs []string
+			w.run = func(_ context.Context, s *slot, n int64, _ time.Duration) {
+				if s.key != "shop/west/a" {
+					return
+				}
+				mu.Lock()
+				addrs = append(addrs, s.t.Address)
+				first := len(addrs) == 1
+				mu.Unlock()
+				if first {
+					<-release // the first run hangs past its next window's instant
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { w.dispatch(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+
+			n, at := NextSlot("shop/west/a", time.Second, 100*time.Millisecond, t0)
+			eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its first instant")
+			clock.advance(at.Sub(t0))
+			eventstest.Eventually(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(addrs) == 1 },
+				"the first run to start")
+			// The next window's instant passes while the first run hangs: it is owed.
+			next := SlotTime("shop/west/a", time.Second, 100*time.Millisecond, n+1)
+			clock.advance(next.Sub(clock.Now()) + time.Millisecond)
+			eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher to owe the next window and wait")
+			configs <- conf(tc.endpoint)
+			configs <- nil // taken once the replacement is built
+			close(release)
+			w.inflight.Wait()
+
+			mu.Lock()
+			defer mu.Unlock()
+			if got := addrs[1:]; !slices.Equal(got, tc.want) {
+				t.Fatalf("the owed window probed %v after the configuration changed, want %v", got, tc.want)
+			}
+		})
+	}
+}

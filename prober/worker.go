@@ -457,7 +457,9 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 		interval, jitter := t.Check.Interval.D(), t.Check.Jitter.D()
 		s.window, s.at = NextSlot(s.key, interval, jitter, now)
 		if p := prev[s.key]; p != nil {
+			delete(prev, s.key)
 			s.runs, s.prior = p.runs, p.last()
+			s.runs.retarget(s)
 			if p.t.Check.Interval == t.Check.Interval {
 				s.window, s.at = p.window, SlotTime(s.key, interval, jitter, p.window)
 				if p.window == p.first {
@@ -472,6 +474,10 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 		}
 		s.first = s.window
 		ss = append(ss, s)
+	}
+	// A check the configuration dropped runs no window owed to its run in flight.
+	for _, p := range prev {
+		p.runs.retarget(nil)
 	}
 	return newQueue(ss)
 }
@@ -568,6 +574,18 @@ func (r *runState) start(s *slot, n int64, at time.Time) int {
 	}
 	r.owed, r.owedN, r.owedAt = s, n, at
 	return how
+}
+
+// retarget has the window owed, if any, run as s, the check's slot in a configuration that
+// replaced the one it was owed in (nil: the configuration dropped the check, and the window is
+// not run): the configuration applied wins for every check that starts after it, where the
+// owed window probed the address the replaced configuration gave, once.
+func (r *runState) retarget(s *slot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owed != nil {
+		r.owed = s
+	}
 }
 
 // next ends the run in flight and returns the window owed meanwhile, which the caller runs, in
