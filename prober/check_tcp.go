@@ -65,6 +65,11 @@ func (c *tcpChecker) run(ctx context.Context) Outcome {
 			return failure(ClassError, fmt.Errorf("set deadline: %w", err))
 		}
 	}
+	// The deadline bounds the conversation by the check's timeout; a context cancelled before
+	// it (a stopping worker) ends it then, where a write to a peer that read nothing, or a read
+	// from one that answered nothing, went on to the timeout (up to the interval, 24 h at most).
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	defer stop()
 	if len(send) > 0 {
 		if _, err := conn.Write(send); err != nil {
 			return failure(classify(err), fmt.Errorf("send: %w", err))

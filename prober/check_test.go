@@ -528,3 +528,46 @@ func FuzzReadUntilFindsWhatReadAllFinds(f *testing.F) {
 		}
 	})
 }
+
+// A stopping worker cancels its checks: a tcp check ends then, not at its timeout, whether it is
+// writing what it sends to a peer that reads nothing or reading for what it expects from one
+// that answers nothing.
+func TestATCPCheckEndsWhenItsContextIsCancelled(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		send, expect string
+	}{
+		{"writing to a peer that reads nothing", strings.Repeat("x", 64<<20), ""},
+		{"reading from a peer that answers nothing", "PING\r\n", "+PONG"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The peer reads the first byte sent, then nothing more, and never answers.
+			sending := make(chan struct{}, 1)
+			quit := make(chan struct{})
+			addr := tcpServer(t, func(c net.Conn) {
+				if _, err := c.Read(make([]byte, 1)); err == nil {
+					sending <- struct{}{}
+				}
+				<-quit
+			})
+			t.Cleanup(func() { close(quit) })
+			ck, err := newTCPChecker(target(t, "tcp", addr, func(k *config.Check) {
+				k.Send, k.Expect = tc.send, tc.expect
+			}), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			done := make(chan Outcome, 1)
+			go func() { done <- ck.run(ctx) }()
+			<-sending
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the check went on 10 s after its context was cancelled (its timeout is a minute)")
+			}
+		})
+	}
+}
