@@ -119,20 +119,87 @@ func (c *icmpChecker) run(ctx context.Context) Outcome {
 		if err != nil {
 			return failure(classify(err), fmt.Errorf("wait for echo reply: %w", err))
 		}
-		m, err := icmp.ParseMessage(f.proto, buf[:n])
-		if err != nil {
-			continue // not a message we can read: keep waiting for ours
-		}
-		switch m.Type {
-		case f.reply:
-			if e, ok := m.Body.(*icmp.Echo); ok && bytes.Equal(e.Data, token) {
-				return Outcome{OK: true}
-			}
-		case f.unreach, f.timeExceed:
-			// The quoted datagram holds our request: its token tells it is ours.
-			if bytes.Contains(buf[:n], token[:8]) {
-				return failure(ClassUnreachable, fmt.Errorf("%v from the path to %s", m.Type, c.addr))
-			}
+		switch v, typ := f.match(buf[:n], c.addr, id, seq, token); v {
+		case icmpEchoReply:
+			return Outcome{OK: true}
+		case icmpUnreachable:
+			return failure(ClassUnreachable, fmt.Errorf("%v from the path to %s", typ, c.addr))
 		}
 	}
+}
+
+// What an ICMP message says of an echo request (icmpFamily.match).
+const (
+	icmpOther       = iota // not an answer to it: keep waiting
+	icmpEchoReply          // its reply
+	icmpUnreachable        // an error from the path, quoting it
+)
+
+// match tells what the ICMP message b (no IP header), read on a socket of family f, says of the
+// echo request sent to dst with id, seq and data token, and for an error its type. A reply is
+// told by its data, the token (a ping socket's kernel puts its own id on the wire). An error
+// (destination unreachable, time exceeded) is told by the datagram it quotes: the IP header,
+// whose destination is dst, and the echo request's header, with id and seq, which is all
+// RFC 792 requires a router to quote (the IP header and 8 bytes); data quoted beyond it must
+// start as the token does. Where it was told by the token alone, an error from a router that
+// quoted no data was never the check's, and the check timed out instead. Only raw sockets read
+// errors: a ping socket's kernel delivers none.
+func (f icmpFamily) match(b []byte, dst netip.Addr, id, seq int, token []byte) (int, icmp.Type) {
+	if len(b) < 8 {
+		return icmpOther, nil
+	}
+	var typ icmp.Type
+	switch int(b[0]) {
+	case icmpTypeOf(f.reply):
+		if bytes.Equal(b[8:], token) {
+			return icmpEchoReply, nil
+		}
+		return icmpOther, nil
+	case icmpTypeOf(f.unreach):
+		typ = f.unreach
+	case icmpTypeOf(f.timeExceed):
+		typ = f.timeExceed
+	default:
+		return icmpOther, nil
+	}
+	q := b[8:] // the quoted datagram, after the type, code, checksum and 4 bytes unused or length
+	var hdr int
+	if f.idx == 0 {
+		if len(q) < 20 || q[0]>>4 != 4 || q[9] != byte(f.proto) {
+			return icmpOther, nil
+		}
+		hdr = int(q[0]&0x0f) * 4
+		if hdr < 20 || !dst.Is4() || [4]byte(q[16:20]) != dst.As4() {
+			return icmpOther, nil
+		}
+	} else {
+		if len(q) < 40 || q[0]>>4 != 6 || q[6] != byte(f.proto) || [16]byte(q[24:40]) != dst.As16() {
+			return icmpOther, nil
+		}
+		hdr = 40
+	}
+	if len(q) < hdr+8 {
+		return icmpOther, nil
+	}
+	e := q[hdr:]
+	if int(e[0]) != icmpTypeOf(f.echo) || e[1] != 0 || int(e[4])<<8|int(e[5]) != id || int(e[6])<<8|int(e[7]) != seq {
+		return icmpOther, nil
+	}
+	// A router may quote fewer bytes than were sent, or more (RFC 4884 pads the quote to 128).
+	data := e[8:]
+	if n := min(len(data), len(token)); !bytes.Equal(data[:n], token[:n]) {
+		return icmpOther, nil
+	}
+	return icmpUnreachable, typ
+}
+
+// icmpTypeOf is t's number.
+func icmpTypeOf(t icmp.Type) int {
+	switch t := t.(type) {
+	case ipv4.ICMPType:
+		return int(t)
+	case ipv6.ICMPType:
+		return int(t)
+	}
+	return -1
 }
