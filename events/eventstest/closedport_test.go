@@ -34,3 +34,30 @@ func TestAClosedPortStaysClosedWhileTheTestRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestARefusedUDPPortStaysRefusedWhileTheTestRuns: a datagram to the port is refused, and no
+// other socket (a DNS server of a test on port 0, or on that port) is handed the port while the
+// test runs.
+func TestARefusedUDPPortStaysRefusedWhileTheTestRuns(t *testing.T) {
+	addr := eventstest.RefusedUDP(t)
+	if c, err := net.ListenPacket("udp", addr); err == nil {
+		c.Close()
+		t.Fatalf("another socket took %s, the refused port", addr)
+	}
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// The refusal of the first datagram ends the read (or the second write) on a connected socket.
+	_, err = c.Write([]byte("query"))
+	if err == nil {
+		_, err = c.Read(make([]byte, 16))
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("a datagram to %s: %v, want it refused", addr, err)
+	}
+}

@@ -1,19 +1,14 @@
 package cli
 
 import (
-	"net"
 	"testing"
 
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/rs/zerolog"
 )
 
 func TestARoleReceivesItsRepliesUnderTheInboxPrefixOfTheUserItsURLNames(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close() // nothing answers: the role connects in the background
+	addr := eventstest.ClosedPort(t) // nothing answers: the role connects in the background
 	for _, c := range []struct{ url, want string }{
 		{"nats://edge-west:edge-west-demo@" + addr, "_INBOX_edge-west"},
 		{"nats://" + addr + ",nats://dns:dns-demo@" + addr, "_INBOX_dns"},

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
 )
 
 // validConfig is a configuration every command accepts; it binds nothing fixed.
@@ -18,18 +20,6 @@ apps:
     pools: [{name: a, endpoints: [{address: "127.0.0.1:1"}]}]
 `
 
-// closedPort returns a loopback address where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationError(t *testing.T) {
 	good := writeFile(t, "good.yaml", validConfig)
 	bad := writeFile(t, "bad.yaml", "zones: [{name: demo.test}]\napps: [{name: shop, fqdn: shop.demo.test, pools: [{name: a, endpoints: [{address: 10.0.0.1:80}]}], fqnd: x}]\n")
@@ -37,8 +27,8 @@ func TestEveryCommandExitsWith0OnSuccess1OnFailureAnd2OnAUsageOrConfigurationErr
 	missing := filepath.Join(t.TempDir(), "missing.yaml")
 	key := writeFile(t, "tsig.key", "c2VjcmV0\n")
 	keyed := writeFile(t, "keyed.yaml", "zones:\n  - name: demo.test\n    push: {server: \"127.0.0.1:53\", tsig: {name: k, secret_file: "+key+"}}\napps: []\n")
-	noNATS := "nats://" + closedPort(t)
-	noDNS := closedPort(t)
+	noNATS := "nats://" + eventstest.ClosedPort(t)
+	noDNS := eventstest.RefusedUDP(t)
 	// A TCP listener on the DNS address makes `up` fail at run time, after its flags passed.
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -226,7 +216,7 @@ func TestARoleRefusesACredentialDirectoryHoldingTheNATSKeyItConnectsWith(t *test
 	creds := t.TempDir()
 	seed := filepath.Join(creds, "nats.seed")
 	t.Setenv("DETOUR_NATS_NKEY", seed)
-	code, _, stderr := run("prober", "--region", "r", "--credential-dir", creds, "--nats", "nats://"+closedPort(t))
+	code, _, stderr := run("prober", "--region", "r", "--credential-dir", creds, "--nats", "nats://"+eventstest.ClosedPort(t))
 	if want := "--credential-dir: $DETOUR_NATS_NKEY " + seed + " lies in a credential directory (" + creds + ")"; code != 2 || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, want 2 with %q; stderr:\n%s", code, want, stderr)
 	}
@@ -236,7 +226,7 @@ func TestARoleRefusesACredentialDirectoryHoldingTheNATSKeyItConnectsWith(t *test
 // for NATS to hand it one: a prober given a TTL over an hour, or under two of the shortest
 // heartbeat, stops at once with exit 2 rather than wait for NATS first.
 func TestAProberRefusesAMemberTTLNoConfigurationAllowsBeforeNATSAnswers(t *testing.T) {
-	noNATS := "nats://" + closedPort(t)
+	noNATS := "nats://" + eventstest.ClosedPort(t)
 	for _, c := range []struct {
 		ttl, want string
 	}{

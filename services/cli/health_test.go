@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
 )
 
@@ -26,7 +27,7 @@ func TestHealthExits0OnlyWhenWhatItChecksAnswers(t *testing.T) {
 	t.Cleanup(ok.Close)
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
 	t.Cleanup(failing.Close)
-	closed := closedPort(t)
+	closed, refused := eventstest.ClosedPort(t), eventstest.RefusedUDP(t)
 
 	for _, c := range []struct {
 		args []string
@@ -34,7 +35,7 @@ func TestHealthExits0OnlyWhenWhatItChecksAnswers(t *testing.T) {
 		out  string
 	}{
 		{[]string{"--dns", pc.LocalAddr().String()}, 0, "healthy"},
-		{[]string{"--dns", closed, "--timeout", "300ms"}, 1, "unhealthy"},
+		{[]string{"--dns", refused, "--timeout", "300ms"}, 1, "unhealthy"},
 		{[]string{"--tcp", ok.Listener.Addr().String()}, 0, "healthy"},
 		{[]string{"--tcp", closed}, 1, "unhealthy"},
 		{[]string{"--http", ok.URL}, 0, "healthy"},

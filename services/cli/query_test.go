@@ -2,23 +2,19 @@ package cli
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/detourdev/detour/events/eventstest"
 )
 
 func TestQueryWatchPrintsAFailureOnceNotOnEveryQuery(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing answers there: every query fails the same way, from a new source port
+	addr := eventstest.RefusedUDP(t) // every query fails the same way, from a new source port
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var stdout, stderr strings.Builder
-	err = runQuery(ctx, []string{"--server", addr, "--every", "10ms", "--watch", "shop.demo.test"}, &stdout, &stderr)
+	err := runQuery(ctx, []string{"--server", addr, "--every", "10ms", "--watch", "shop.demo.test"}, &stdout, &stderr)
 	if err != nil || stdout.String() != "" {
 		t.Fatalf("query --watch: err %v, stdout %q; want nil and nothing on stdout", err, stdout.String())
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,12 +21,11 @@ func TestEveryRoleRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
 	// Each role has a NATS user of its own, as the deployment requires: roles of one user share
 	// its consumers, and one's configuration watch would take the others' versions.
 	r := startVersioned(t, "dns-7", "prober-7", "decider-7", "controller-7")
-	startRole(t, runDNS, "--nats", r.url("dns-7"), "--name", "dns-east-7",
-		"--addr", r.dnsAddr, "--data-dir", filepath.Join(t.TempDir(), "dns"), "--log-format", "json")
+	dnsAddr, _ := startDNS(t, "--nats", r.url("dns-7"), "--name", "dns-east-7", "--data-dir", filepath.Join(t.TempDir(), "dns"))
 	startRole(t, runProber, "--nats", r.url("prober-7"), "--region", "us-west", "--name", "p7", "--log-format", "json")
 	startRole(t, runDecider, "--nats", r.url("decider-7"), "--name", "d7", "--log-format", "json")
 	startRole(t, runController, "--nats", r.url("controller-7"), "--name", "c7", "--api-addr", "", "--log-format", "json")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, r.dnsAddr)) > 0 }, "the DNS server does not answer on %s", r.dnsAddr)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, dnsAddr)) > 0 }, "the DNS server does not answer on %s", dnsAddr)
 	bad := r.unparsable(t, "zones: []\nfuture_field: 1\n")
 	for _, subject := range []string{config.RejectedSubject("dns", "dns-7"), config.RejectedSubject("prober", "us-west", "prober-7"),
 		config.RejectedSubject("decider", "decider-7"), config.RejectedSubject("controller", "controller-7")} {
@@ -42,18 +40,17 @@ func TestEveryRoleRecordsItsRefusalOfAVersionUnderItsUser(t *testing.T) {
 func TestARoleStartedOnAVersionItCannotParseRunsTheNewestItCanAndRecordsTheRefusal(t *testing.T) {
 	r := startVersioned(t, "dns-8")
 	bad := r.unparsable(t, failoverDoc+"future_field: 1\n")
-	startRole(t, runDNS, "--nats", r.url("dns-8"), "--name", "dns-8",
-		"--addr", r.dnsAddr, "--data-dir", filepath.Join(t.TempDir(), "dns"), "--log-format", "json")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, r.dnsAddr)) > 0 },
-		"the DNS server does not answer on %s from the version before the one it cannot parse", r.dnsAddr)
+	dnsAddr, _ := startDNS(t, "--nats", r.url("dns-8"), "--name", "dns-8", "--data-dir", filepath.Join(t.TempDir(), "dns"))
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, dnsAddr)) > 0 },
+		"the DNS server does not answer on %s from the version before the one it cannot parse", dnsAddr)
 	r.refused(t, config.RejectedSubject("dns", "dns-8"), bad)
 }
 
 // versioned is JetStream with its streams and failoverDoc applied as version 1, for roles of
-// their own NATS users, and a free loopback address for a DNS server.
+// their own NATS users.
 type versioned struct {
-	addr, dnsAddr string
-	op            jetstream.JetStream
+	addr string
+	op   jetstream.JetStream
 }
 
 // startVersioned starts versioned with the role users named (startCreators).
@@ -68,12 +65,7 @@ func startVersioned(t *testing.T, users ...string) versioned {
 	if _, _, err := config.Apply(ctx, op, "detour.yaml", []byte(failoverDoc), config.ApplyOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return versioned{addr: addr, dnsAddr: l.Addr().String(), op: op}
+	return versioned{addr: addr, op: op}
 }
 
 // url is the NATS URL of user.

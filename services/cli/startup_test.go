@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,15 +31,41 @@ apps:
 // a test that fails shows what the role logged.
 func startRole(t *testing.T, cmd command, args ...string) (stop func()) {
 	t.Helper()
-	var stderr eventstest.Logs
+	return startRoleLogging(t, cmd, new(eventstest.Logs), args...)
+}
+
+// startRoleLogging is startRole, the role logging to stderr too.
+func startRoleLogging(t *testing.T, cmd command, stderr *eventstest.Logs, args ...string) (stop func()) {
+	t.Helper()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("%s: stderr:\n%s", strings.Join(args, " "), stderr.String())
 		}
 	})
 	return eventstest.Run(t, strings.Join(args, " "), func(ctx context.Context) error {
-		return cmd(ctx, args, io.Discard, &stderr)
+		return cmd(ctx, args, io.Discard, stderr)
 	})
+}
+
+// startDNS runs the dns role with args on a port it binds itself (--addr 127.0.0.1:0) and
+// returns the address it serves, as its log says, where a test that picked the port by opening
+// and closing a listener had it handed to another test's socket now and then before the server
+// bound it.
+func startDNS(t *testing.T, args ...string) (addr string, stop func()) {
+	t.Helper()
+	var logs eventstest.Logs
+	stop = startRoleLogging(t, runDNS, &logs, append(args, "--addr", "127.0.0.1:0", "--log-format", "json")...)
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		for line := range strings.Lines(logs.String()) {
+			var l struct{ Message, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "dns server listening" {
+				addr = l.Addr
+				return true
+			}
+		}
+		return false
+	}, "the dns server to log where it listens")
+	return addr, stop
 }
 
 func answer(t *testing.T, addr string) []string {
@@ -79,23 +105,17 @@ func TestADNSServerRestartedWhileNATSIsAwayAnswersFromItsSnapshotAndCatchesUp(t 
 	if _, _, err := config.Apply(context.Background(), ns.JS, "test.yaml", []byte(failoverDoc), config.ApplyOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	dir := filepath.Join(t.TempDir(), "dns")
-	args := []string{"--nats", ns.URL, "--addr", addr, "--data-dir", dir, "--name", "dns-1", "--log-format", "json"}
+	args := []string{"--nats", ns.URL, "--data-dir", dir, "--name", "dns-1"}
 	var last uint64
 
-	stop := startRole(t, runDNS, args...)
+	addr, stop := startDNS(t, args...)
 	mark(t, ns, events.StatusDown, &last)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Equal(answer(t, addr), []string{"127.0.0.12"}) }, "the failover answer")
 	stop()
 
 	ns.Stop()
-	startRole(t, runDNS, args...)
+	addr, _ = startDNS(t, args...)
 	// No NATS: the configuration and the answers come from the data directory.
 	eventstest.Eventually(t, 5*time.Second, func() bool { return answer(t, addr) != nil }, "the restarted server to answer")
 	for range 10 {
