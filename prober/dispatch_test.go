@@ -92,9 +92,10 @@ func dispatchRecording(t *testing.T, w *worker, clock *fakeClock) (runs func() [
 		rs = append(rs, run{key: s.key, n: n, at: clock.Now()})
 		mu.Unlock()
 	}
+	w.retire = clock.Now // stops at once
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { w.dispatch(ctx); close(done) }()
+	go func() { w.dispatch(ctx, ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	runs = func() []run {
 		mu.Lock()
@@ -611,9 +612,10 @@ func TestAnOwedWindowRunsWithTheConfigurationAppliedBeforeItStarts(t *testing.T)
 					<-release // the first run hangs past its next window's instant
 				}
 			}
+			w.retire = clock.Now
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
-			go func() { w.dispatch(ctx); close(done) }()
+			go func() { w.dispatch(ctx, ctx); close(done) }()
 			defer func() { cancel(); <-done }()
 
 			n, at := NextSlot("shop/west/a", time.Second, 100*time.Millisecond, t0)

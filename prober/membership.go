@@ -34,6 +34,9 @@ type Member struct {
 	Name   string `json:"name"`
 	// ActiveFrom is when the worker starts taking checks; others hand them over at that instant.
 	ActiveFrom time.Time `json:"active_from"`
+	// ActiveUntil, set by a worker that is stopping, is when it stops taking checks; others take
+	// them over at that instant, while it finishes the checks it has in flight (zero: none).
+	ActiveUntil time.Time `json:"active_until,omitzero"`
 	// TTLMillis is how long the record stays valid after each heartbeat.
 	TTLMillis int64 `json:"ttl_ms"`
 	// Started is when the worker started, for operators.
@@ -187,8 +190,13 @@ func (r *Roster) expires(name string, s sighting) time.Time {
 	return e
 }
 
-// Seen records a heartbeat of m that arrived at at.
+// Seen records a heartbeat of m that arrived at at. A member that said when it stops taking
+// checks is held to it by the records of the same start that follow, which may have been sent
+// before it said so and stored after.
 func (r *Roster) Seen(m Member, at time.Time) {
+	if s, ok := r.seen[m.Name]; ok && m.ActiveUntil.IsZero() && s.Started.Equal(m.Started) {
+		m.ActiveUntil = s.ActiveUntil
+	}
 	r.seen[m.Name] = sighting{Member: m, LastSeen: at}
 	r.cached = false
 }
@@ -227,9 +235,9 @@ func (r *Roster) Gone(name string) {
 	r.cached = false
 }
 
-// Live returns the sorted names of the members that take checks at t: active by then, and heard
-// from within their TTL (for the others, on the clock of their leases). The slice is shared:
-// callers must not change it.
+// Live returns the sorted names of the members that take checks at t: active by then and not
+// past the instant they stop at, and heard from within their TTL (for the others, on the clock
+// of their leases). The slice is shared: callers must not change it.
 func (r *Roster) Live(t time.Time) []string {
 	if r.cached && !t.Before(r.validFrom) && t.Before(r.valid) {
 		return r.cache
@@ -247,6 +255,9 @@ func (r *Roster) Live(t time.Time) []string {
 			continue
 		}
 		expires := r.expires(name, s)
+		if !s.ActiveUntil.IsZero() && s.ActiveUntil.Before(expires) {
+			expires = s.ActiveUntil
+		}
 		if !expires.After(t) {
 			continue
 		}
@@ -319,7 +330,9 @@ func (m *membership) live(t time.Time) []string {
 
 // announce writes this worker's record; once stored, this worker counts itself live for its TTL.
 func (m *membership) announce(ctx context.Context) error {
+	m.mu.Lock()
 	b, err := json.Marshal(m.self)
+	m.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("encode member record: %w", err)
 	}
@@ -462,6 +475,17 @@ func (m *membership) stillHere(sent time.Time) {
 		return
 	}
 	m.roster.Seen(m.self, sent)
+}
+
+// retire has this worker stop taking checks at until: the others take them over then, once its
+// record saying so (announce) reaches them.
+func (m *membership) retire(until time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.self.ActiveUntil = until
+	if s, ok := m.roster.seen[m.self.Name]; ok {
+		m.roster.Seen(m.self, s.LastSeen)
+	}
 }
 
 // leave deletes this worker's record so the others take its checks at once.

@@ -982,3 +982,33 @@ func TestARecordStoredAfterAnOutageEndsTheHoldWhenItIsAcknowledged(t *testing.T)
 		t.Fatalf("p2, silent since the outage, still live %s after it: %v", clock.Now().Sub(back), live)
 	}
 }
+
+// A member that said when it stops taking checks is live until then and not from then, however
+// its records of the same start come in after; a start of its name anew takes checks again.
+func TestRosterDropsAStoppingMemberAtTheInstantItNamed(t *testing.T) {
+	r := NewRoster(member("p1", t0), 100*time.Millisecond)
+	r.Seen(member("p1", t0), t0)
+	p2 := member("p2", t0)
+	r.Seen(p2, t0)
+	stopping := p2
+	stopping.ActiveUntil = t0.Add(300 * time.Millisecond)
+	r.Seen(stopping, t0.Add(100*time.Millisecond))
+	r.Seen(p2, t0.Add(150*time.Millisecond)) // sent before the one saying it stops, stored after
+	for _, c := range []struct {
+		at   time.Duration
+		want []string
+	}{
+		{299 * time.Millisecond, []string{"p1", "p2"}},
+		{300 * time.Millisecond, []string{"p1"}},
+		{time.Second, []string{"p1"}},
+	} {
+		if got := r.Live(t0.Add(c.at)); !slices.Equal(got, c.want) {
+			t.Errorf("live at %s: %v, want %v", c.at, got, c.want)
+		}
+	}
+	r.Seen(member("p1", t0), t0.Add(2*time.Second))
+	r.Seen(member("p2", t0.Add(2*time.Second)), t0.Add(2*time.Second))
+	if got := r.Live(t0.Add(2 * time.Second)); !slices.Equal(got, []string{"p1", "p2"}) {
+		t.Errorf("live after p2 started again: %v, want [p1 p2]", got)
+	}
+}

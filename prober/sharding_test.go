@@ -419,3 +419,80 @@ func TestThreeProbersShareARegionsChecksAndCoverForEachOther(t *testing.T) {
 		}
 	}
 }
+
+// TestAWorkerStoppedInARollingRestartLeavesNoWindowUnchecked stops one of two workers, as a
+// rolling restart's SIGTERM does, while its checks of slow endpoints are in flight: every window
+// of every check still has its result, the stopped worker's checks in flight published and the
+// windows after it left run by the other, and none is run twice.
+func TestAWorkerStoppedInARollingRestartLeavesNoWindowUnchecked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for several seconds")
+	}
+	const (
+		endpoints = 20
+		interval  = 500 * time.Millisecond
+		heartbeat = 100 * time.Millisecond
+		memberTTL = 3 * time.Second
+		joinDelay = 300 * time.Millisecond
+	)
+	srv := eventstest.Start(t)
+	checks := newCheckLog(t, eventstest.Connect(t, srv.URL), "us-west", interval)
+	// Each endpoint answers 300 ms after it is asked: a check is in flight for 300 ms of every
+	// 500, so a worker stopped at any moment has some of its checks in flight.
+	var eps strings.Builder
+	var keys []string
+	for i := range endpoints {
+		name := fmt.Sprintf("e%02d", i)
+		addr := tcpServer(t, func(c net.Conn) {
+			if _, err := c.Read(make([]byte, 16)); err != nil {
+				return
+			}
+			answer := time.NewTimer(300 * time.Millisecond)
+			defer answer.Stop()
+			<-answer.C
+			_, _ = c.Write([]byte("+PONG\r\n"))
+		})
+		fmt.Fprintf(&eps, "{name: %s, address: %q}, ", name, addr)
+		keys = append(keys, "shop/west/"+name)
+	}
+	cfg := testConfig(t, fmt.Sprintf(`
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: %s, jitter: 100ms, timeout: 450ms, send: "PING\r\n", expect: "+PONG"}
+    pools:
+      - name: west
+        endpoints: [%s]
+`, interval, eps.String()))
+	stops := map[string]func(){}
+	for _, name := range []string{"p1", "p2"} {
+		stops[name] = startWorker(t, Options{JS: srv.JS, Config: cfg, Region: "us-west", Name: name,
+			Log:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
+			Heartbeat: heartbeat, MemberTTL: memberTTL, JoinDelay: joinDelay, BatchWindow: -1})
+	}
+	// Both take checks once each has run one.
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		checks.read()
+		by := map[string]bool{}
+		for _, ws := range checks.runs {
+			for _, ps := range ws {
+				for _, p := range ps {
+					by[p] = true
+				}
+			}
+		}
+		return by["p1"] && by["p2"]
+	}, "both workers to take checks")
+	checks.covered("with p1 and p2", keys, Window(time.Now(), interval)+1, 2)
+
+	stopped := time.Now()
+	stops["p1"]()
+	checks.covered("around p1's stop", keys, Window(stopped, interval), 3)
+	if per := checks.covered("after p1 left", keys, Window(time.Now(), interval)+1, 2); per["p1"] != 0 {
+		t.Errorf("after p1 left the checks ran on %v, want p2 only", per)
+	}
+	stops["p2"]()
+	checks.settle()
+	if twice, excused := checks.twice(memberTTL - heartbeat); len(twice) > 0 {
+		t.Errorf("%d windows were checked twice: %v (excused after stalls: %v)", len(twice), twice, excused)
+	}
+}

@@ -47,7 +47,8 @@ type Options struct {
 	MemberTTL time.Duration
 	// JoinDelay is how long after announcing itself a worker starts taking checks, so that every
 	// other member (including one starting at the same moment) has seen it and hands its checks
-	// over at the same instant. Default Heartbeat.
+	// over at the same instant; and how long a stopping worker goes on taking them after saying
+	// so, for the others to take them over at that instant. Default Heartbeat.
 	JoinDelay time.Duration
 	// BatchWindow gathers results for throughput. A result that finds the publisher idle (none
 	// sent within the last window) goes out at once, alone, on its endpoint's subject; results
@@ -141,7 +142,12 @@ func DefaultHeartbeat(c *config.Config) time.Duration {
 
 // Run probes from one region until ctx ends, then leaves the membership and returns nil. It
 // returns an error when the options are invalid; while JetStream cannot be reached at start it
-// waits.
+// waits. Stopped once it has joined (a rolling restart's SIGTERM), it stores a record saying it
+// takes checks until JoinDelay from then, when the others take them over; runs the windows that
+// come before that; lets the checks in flight end, each within its timeout and all within
+// StopGrace, and publishes their results; and only then leaves. Where it cancelled its checks in
+// flight and left at once, the windows they were in went without a result (the others counted
+// them as its own), and so did the ones that came before the others saw it gone.
 func Run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
@@ -167,11 +173,15 @@ func Run(ctx context.Context, o Options) error {
 	self := Member{Region: o.Region, Name: o.Name, TTLMillis: o.MemberTTL.Milliseconds()}
 	m := &membership{kv: kv, self: self, clock: o.Clock, log: log,
 		roster: NewRoster(self, o.Heartbeat), changed: make(chan struct{}, 1), ready: make(chan struct{})}
-	runCtx, cancel := context.WithCancel(ctx)
+	// The membership outlives the stop of a worker that joined, until it leaves: its heartbeats
+	// keep it live for the others while it finishes its checks. One stopped before it joined
+	// ends at once.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer cancel()
+	starting := context.AfterFunc(ctx, cancel)
 	bg.Go(func() { m.follow(runCtx, o.JS) })
 	// Know the region's members before joining, or this worker would count itself alone and run
 	// their checks too. Then announce a start instant far enough ahead that every member has
@@ -184,7 +194,7 @@ func Run(ctx context.Context, o Options) error {
 	m.mu.Lock()
 	m.self.Started = o.Clock.Now()
 	m.mu.Unlock()
-	if m.join(runCtx, o.Heartbeat, o.JoinDelay) != nil {
+	if m.join(runCtx, o.Heartbeat, o.JoinDelay) != nil || !starting() {
 		// Stopped while storing its first record, which may be stored.
 		if err := m.leave(); err != nil {
 			log.Warn().Err(err).Msg("left without deleting the member record")
@@ -195,6 +205,19 @@ func Run(ctx context.Context, o Options) error {
 	w := &worker{o: o, log: log, members: m, pub: pub, transports: newSharedTransports(), pool: newPool(10 * time.Second)}
 	defer w.pool.close()
 	w.run = w.execute
+	w.retire = func() time.Time {
+		until := o.Clock.Now().Add(o.JoinDelay)
+		m.retire(until)
+		log.Info().Time("active_until", until).Msg("prober stopping")
+		bg.Go(func() {
+			actx, cancel := context.WithTimeout(runCtx, putBudget(o.Heartbeat, o.MemberTTL))
+			defer cancel()
+			if err := m.announce(actx); err != nil {
+				log.Warn().Err(err).Msg("the record saying when this worker stops was not stored: the others take its checks when it leaves")
+			}
+		})
+		return until
+	}
 	bg.Go(func() { w.heartbeat(runCtx) })
 	// The batcher outlives the dispatcher, so checks completing during shutdown still publish.
 	pubCtx, pubCancel := context.WithCancel(context.Background())
@@ -206,11 +229,23 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info().Int("checks", len(Targets(o.Config))).Dur("member_ttl", o.MemberTTL).
 		Time("active_from", m.self.ActiveFrom).Msg("prober started")
-	w.dispatch(runCtx)
+	checks, stopChecks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopChecks()
+	w.dispatch(ctx, checks)
 
-	// Checks in flight end at once (shutdown cancels them, and a cancelled check is no fact
-	// about its endpoint); then the last batch goes out and JetStream acknowledges what is left.
-	w.inflight.Wait()
+	// Checks in flight end as they would have, within their timeouts, up to StopGrace (a check
+	// that grace cuts short is no fact about its endpoint, and is not published); then the last
+	// batch goes out and JetStream acknowledges what is left.
+	drained := make(chan struct{})
+	go func() { w.inflight.Wait(); close(drained) }()
+	grace, stopGrace := o.Clock.NewTimer(StopGrace)
+	select {
+	case <-drained:
+		stopGrace()
+	case <-grace:
+		stopChecks()
+		<-drained
+	}
 	pubCancel()
 	<-pub.done
 	flushCtx, flushCancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -242,7 +277,13 @@ type worker struct {
 	late, skipped atomic.Int64
 	// run executes one check of a window with a timeout; it is execute, or a recorder in tests.
 	run func(ctx context.Context, s *slot, n int64, timeout time.Duration)
+	// retire, called when the worker stops, says so to the others and returns the instant it
+	// stops taking checks at.
+	retire func() time.Time
 }
+
+// StopGrace bounds how long a stopping worker waits for its checks in flight to end.
+const StopGrace = 5 * time.Second
 
 // heartbeat refreshes this worker's record, logs changes of the live members and reports lost
 // results now and then.
@@ -482,13 +523,19 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 	return newQueue(ss)
 }
 
-// dispatch starts each check this worker owns at its instant, until ctx ends.
-func (w *worker) dispatch(ctx context.Context) {
+// dispatch starts each check this worker owns at its instant, with checks as their context,
+// until ctx ends and then until the instant the worker stops taking checks at (retire).
+func (w *worker) dispatch(ctx, checks context.Context) {
 	clock := w.o.Clock
 	configs := w.o.Configs
 	q := w.build(w.o.Config, clock.Now(), nil)
+	stopping := ctx.Done()
+	var until time.Time // once stopping: when the others take the checks over
 	for {
 		now := clock.Now()
+		if !until.IsZero() && !now.Before(until) {
+			return
+		}
 		for nowNs := now.UnixNano(); q.len() > 0 && q.topAt() <= nowNs; q.fixTop() {
 			s := q.top()
 			interval := s.t.Check.Interval.D()
@@ -501,7 +548,7 @@ func (w *worker) dispatch(ctx context.Context) {
 						}
 						w.inflight.Add(1)
 						n := s.window
-						w.pool.do(func() { w.runFrom(ctx, s, n) })
+						w.pool.do(func() { w.runFrom(checks, s, n) })
 					case replaced:
 						w.skipped.Add(1)
 					}
@@ -516,13 +563,18 @@ func (w *worker) dispatch(ctx context.Context) {
 		}
 		var wait <-chan time.Time
 		stop := func() bool { return false }
-		if q.len() > 0 {
-			wait, stop = clock.NewTimer(q.top().at.Sub(now))
+		next := until
+		if q.len() > 0 && (next.IsZero() || q.top().at.Before(next)) {
+			next = q.top().at
+		}
+		if !next.IsZero() {
+			wait, stop = clock.NewTimer(next.Sub(now))
 		}
 		select {
-		case <-ctx.Done():
+		case <-stopping:
 			stop()
-			return
+			stopping = nil
+			until = w.retire()
 		case <-wait:
 		case c, ok := <-configs:
 			stop()
