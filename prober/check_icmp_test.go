@@ -1,6 +1,7 @@
 package prober
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"slices"
@@ -203,4 +204,39 @@ func FuzzICMPErrorMatchesOnlyItsEchoRequest(f *testing.F) {
 			t.Fatalf("byte %d of the error's header changed (^%#x), and the error is no longer the check's", 1+int(pos)%7, flip)
 		}
 	})
+}
+
+// BenchmarkICMPMatchOfAnotherChecksMessage measures what each raw socket of an icmp check pays
+// for every ICMP message of the others (a raw socket reads them all: with n checks in flight, n²
+// messages are read an interval), against parsing each with x/net/icmp as the check did before.
+func BenchmarkICMPMatchOfAnotherChecksMessage(b *testing.B) {
+	token := []byte("0123456789abcdef")
+	dst := netip.MustParseAddr("198.51.100.9")
+	reply, _ := (&icmp.Message{Type: family4.reply, Body: &icmp.Echo{ID: 1, Seq: 2, Data: []byte("fedcba9876543210")}}).Marshal(nil)
+	unreach := pathError(family4, 3, netip.MustParseAddr("198.51.100.10"), 0, echoRequest(b, family4, 1, 2, []byte("fedcba9876543210")), 28)
+	for _, m := range []struct {
+		name string
+		msg  []byte
+	}{{"reply", reply}, {"unreachable", unreach}} {
+		b.Run(m.name+"/match", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if v, _ := family4.match(m.msg, dst, 0x1234, 77, token); v != icmpOther {
+					b.Fatal("matched another check's message")
+				}
+			}
+		})
+		b.Run(m.name+"/parse", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p, err := icmp.ParseMessage(1, m.msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if e, ok := p.Body.(*icmp.Echo); ok && bytes.Equal(e.Data, token) || bytes.Contains(m.msg, token[:8]) {
+					b.Fatal("matched another check's message")
+				}
+			}
+		})
+	}
 }
