@@ -97,6 +97,10 @@ func (c *icmpChecker) run(ctx context.Context) Outcome {
 			return failure(ClassError, fmt.Errorf("set deadline: %w", err))
 		}
 	}
+	// A context cancelled before the deadline (a stopping worker) ends the wait for the reply
+	// then, where it went on to the check's timeout, up to its interval, past StopGrace.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	defer stop()
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
 	id := int(token[0])<<8 | int(token[1])

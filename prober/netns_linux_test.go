@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/prober/benchenv"
@@ -84,5 +85,29 @@ func TestChecksOfAnAddressWithNoRouteFailWithUnreachable(t *testing.T) {
 		if o := got[i]; o.OK || o.Class != c.wantClass {
 			t.Errorf("%s: ok %v class %q (%s), want class %q", c.name, o.OK, o.Class, o.Err, c.wantClass)
 		}
+	}
+}
+
+// A stopping worker cancels its checks: an icmp check waiting for a reply that never comes ends
+// then, not at its timeout, which is up to its interval (and a stop waited for it, past
+// StopGrace). Loopback here ignores echo requests; the context ends before the check reads.
+func TestAnICMPCheckEndsWhenItsContextIsCancelled(t *testing.T) {
+	var o Outcome
+	var took time.Duration
+	inIsolatedNetwork(t, func() {
+		if err := os.WriteFile("/proc/sys/net/ipv4/icmp_echo_ignore_all", []byte("1"), 0o644); err != nil {
+			t.Errorf("ignore echo requests in the new namespace: %v", err)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		start := time.Now()
+		o = Probe(ctx, target(t, "icmp", "127.0.0.1:0", func(k *config.Check) {
+			k.Interval, k.Timeout = config.Duration(20*time.Second), config.Duration(20*time.Second)
+		}), testCredentialDirs(t))
+		took = time.Since(start)
+	})
+	if o.OK || took > 10*time.Second {
+		t.Fatalf("cancelled, the check took %s (ok %v, class %q: %s), want it to end at once", took, o.OK, o.Class, o.Err)
 	}
 }
