@@ -172,12 +172,19 @@ func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error
 
 // deliver tries until the webhook accepts or retry_for runs out, recording every attempt.
 // A resumed delivery makes the attempt after its last one when that was due, and gives up
-// retry_for after its first.
+// retry_for after its first. What ALERTS told of it was written by another process, by its
+// clock (or by anyone allowed to write ALERTS): its next attempt comes within MaxBackoff, its
+// waits stay within Backoff and MaxBackoff, and its first attempt counts as no later than now,
+// so that no record has it wait for hours holding its webhook's slot, retry past retry_for or
+// retry in a tight loop.
 func (r *runner) deliver(ctx context.Context, d *delivery) {
 	first, wait, attempt := r.o.Now(), r.o.Backoff, 1
 	if s := d.resumed; s != nil {
-		first, wait, attempt = s.first, min(2*s.retryIn, r.o.MaxBackoff), s.attempt+1
-		if !r.pause(ctx, s.next.Sub(r.o.Now())) {
+		if s.first.Before(first) {
+			first = s.first
+		}
+		wait, attempt = min(max(2*s.retryIn, r.o.Backoff), r.o.MaxBackoff), s.attempt+1
+		if !r.pause(ctx, min(s.next.Sub(r.o.Now()), r.o.MaxBackoff)) {
 			return
 		}
 	}

@@ -291,3 +291,56 @@ func eventIDs(t *testing.T, rc *receiver) []string {
 	}
 	return out
 }
+
+// recordFailed stores on ALERTS, as another controller would, a failed attempt n of the delivery
+// of e to url in group, recorded at at and asking for its retry retryInMS later.
+func recordFailed(t *testing.T, ns *eventstest.Server, e events.Envelope, group, url string, n int, at time.Time, retryInMS int64) {
+	t.Helper()
+	id := events.DerivedID(e.ID, group+"|"+url)
+	a := events.AlertAttempt{Alert: group, Kind: "pool_down", Webhook: url, Delivery: id, Attempt: n,
+		HTTPStatus: 500, Error: "answered 500", Result: events.AlertFailed, RetryInMS: retryInMS, Text: "shop west down"}
+	rec, err := events.Derived(events.TypeAlertAttempted, "controller-2", e.ID, id+"|"+strconv.Itoa(n), at, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), ns.JS, events.AlertSubject(group), rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAResumedDeliveryWhoseRecordAsksForANegativeRetryIsStillRetriedWithBackoff(t *testing.T) {
+	rc := &receiver{fails: 1 << 30}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now(), -1)
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, time.Now)
+	owed(t, logs, `"new":0,"resumed":1,"skipped":0`)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.count() >= 6 }, "six attempts of the resumed delivery")
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for i := 1; i < 6; i++ {
+		if gap := rc.at[i].Sub(rc.at[i-1]); gap < 10*time.Millisecond {
+			t.Fatalf("attempt %d came %s after the one before, want the backoff (20ms at least) between them", i+2, gap)
+		}
+	}
+}
+
+func TestAResumedDeliveryRecordedByAClockAnHourAheadIsRetriedWithinTheLongestBackoff(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now().Add(time.Hour), 1000)
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, time.Now)
+	owed(t, logs, `"new":0,"resumed":1,"skipped":0`)
+	rc.waitAccepted(t, 5*time.Second, "the resumed delivery's next attempt, within the longest backoff (50ms) of the start")
+}
