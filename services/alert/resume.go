@@ -175,9 +175,10 @@ func longestRetry(c *config.Config) time.Duration {
 }
 
 // resume dispatches what b's facts owe, as h tells: each delivery no attempt tells of, to a
-// group whose retry_for has not run out since the event was stored, when the event comes after
-// the last one every delivery had been tried for; and each delivery whose last attempt failed.
-func (r *runner) resume(b *backlog, h history) {
+// group whose retry_for has not run out at now (by the stream's clock) since the event was
+// stored, when the event comes after the last one every delivery had been tried for; and each
+// delivery whose last attempt failed.
+func (r *runner) resume(b *backlog, h history, now time.Time) {
 	defer r.tried.release()
 	after := uint64(0) // every delivery of an event up to this one was tried
 	for i, f := range b.facts {
@@ -185,7 +186,6 @@ func (r *runner) resume(b *backlog, h history) {
 			after = b.seqs[i]
 		}
 	}
-	now := r.o.Now()
 	var fresh, resumed, skipped int
 	for i, f := range b.facts {
 		seq := b.seqs[i]

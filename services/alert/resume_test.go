@@ -129,19 +129,23 @@ func TestASenderThatStartsSendsNothingAppendedLongerAgoThanItsGroupsRetryFor(t *
 	defer longHook.Close()
 	defer shortHook.Close()
 	ns := eventstest.Start(t)
-	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	stamp := storedAt(t, ns, down.ID)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return time.Since(stamp) > time.Second },
+		"the transition to be stored longer ago than the short group's retry_for (1s)")
 
-	// The sender starts five minutes after the transition, as its clock tells.
+	// The sender's clock is an hour behind the NATS server's, which stamped the transition:
+	// it measures the transition's age by the stream's clock all the same.
 	logs := &eventstest.Logs{}
 	startSender(t, ns, version(t, 1,
 		fmt.Sprintf("  - {name: long, on: [transition], retry_for: 10m, webhooks: [{url: %q}]}\n", longHook.URL),
-		fmt.Sprintf("  - {name: short, on: [transition], retry_for: 1m, webhooks: [{url: %q}]}\n", shortHook.URL)),
-		logs, func() time.Time { return time.Now().Add(5 * time.Minute) })
+		fmt.Sprintf("  - {name: short, on: [transition], retry_for: 1s, webhooks: [{url: %q}]}\n", shortHook.URL)),
+		logs, func() time.Time { return time.Now().Add(-time.Hour) })
 	long.waitAccepted(t, 5*time.Second, "the group whose retry_for (10m) has not run out told")
 	owed(t, logs, `"new":1,"resumed":0,"skipped":0`)
 	if n := short.count(); n != 0 {
-		t.Errorf("the group whose retry_for (1m) ran out before the start got %d requests, want none", n)
+		t.Errorf("the group whose retry_for (1s) ran out before the start got %d requests, want none", n)
 	}
 }
 
@@ -343,4 +347,35 @@ func TestAResumedDeliveryRecordedByAClockAnHourAheadIsRetriedWithinTheLongestBac
 	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, time.Now)
 	owed(t, logs, `"new":0,"resumed":1,"skipped":0`)
 	rc.waitAccepted(t, 5*time.Second, "the resumed delivery's next attempt, within the longest backoff (50ms) of the start")
+}
+
+func TestASenderWhoseClockIsAheadOfTheStreamsStillSendsATransitionStoredWithinItsRetryFor(t *testing.T) {
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	ns := eventstest.Start(t)
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+
+	// The controller's clock is 15 minutes ahead of the NATS server's, which stamped the
+	// transition a moment ago: well within the group's retry_for (10m, the default).
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, func() time.Time { return time.Now().Add(15 * time.Minute) })
+	owed(t, logs, `"new":1,"resumed":0,"skipped":0`)
+	rc.waitAccepted(t, 5*time.Second, "the transition stored a moment ago by the stream's clock, delivered")
+}
+
+// storedAt returns when STATE stored the event id, by the NATS server's clock.
+func storedAt(t *testing.T, ns *eventstest.Server, id string) time.Time {
+	t.Helper()
+	st := ns.Stream(t, events.StreamState)
+	for seq := uint64(1); ; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatalf("STATE holds no event %s: %v", id, err)
+		}
+		if e, err := events.Decode(m.Data); err == nil && e.ID == id {
+			return m.Time
+		}
+	}
 }

@@ -226,9 +226,24 @@ func (r *runner) current() *config.Config {
 // those of them appended within the longest retry_for, once ALERTS tells which were sent (see
 // resume), and goes on with the later ones meanwhile. Without resume (a version brought the
 // first groups), only the later ones are alerted.
+//
+// The stream stamps its events by the NATS server's clock: which are owed is told by that
+// clock, as STATE's information tells it at the start, so that a sender whose clock is ahead
+// does not leave owed alerts unsent, nor one whose clock is behind page for transitions older
+// than retry_for.
 func (r *runner) followState(ctx context.Context, resume bool) {
 	view := state.NewView()
-	since := r.o.Now().Add(-longestRetry(r.current()))
+	var skew time.Duration // how far the stream's clock is ahead of r.o.Now
+	if resume {
+		st, err := events.WaitStream(ctx, r.o.JS, events.StreamState, r.log)
+		if err != nil {
+			return // ctx ended first
+		}
+		if ts := st.CachedInfo().TimeStamp; !ts.IsZero() {
+			skew = ts.Sub(r.o.Now())
+		}
+	}
+	since := r.o.Now().Add(skew - longestRetry(r.current()))
 	b, caught := &backlog{}, false
 	var told chan history // what ALERTS tells, once read
 	if resume {
@@ -250,7 +265,7 @@ func (r *runner) followState(ctx context.Context, resume bool) {
 		r.wg.Go(func() {
 			select {
 			case h := <-told:
-				r.resume(b, h)
+				r.resume(b, h, r.o.Now().Add(skew))
 			case <-ctx.Done():
 			}
 		})
