@@ -55,6 +55,9 @@ type mark struct {
 	// since is the claim's: when its push began, by its server's clock, which may differ from
 	// the others' (they count a claim's life from when they first read it).
 	since time.Time
+	// recheck is the marker's: a recheck wrote it, no change of its server's records (see
+	// Desired.Recheck). Another server's recheck leaves it.
+	recheck bool
 }
 
 // rr returns m as a TXT record at name, one character-string a field.
@@ -65,6 +68,9 @@ func (m mark) rr(name string) *dns.TXT {
 		fields = append(fields, "since="+m.since.UTC().Format(time.RFC3339Nano))
 	} else {
 		fields = append(fields, "digest="+m.digest)
+		if m.recheck {
+			fields = append(fields, "by=recheck")
+		}
 	}
 	server := "server=" + m.server
 	fields = append(fields, server[:min(len(server), 255)], "run="+m.run)
@@ -93,6 +99,8 @@ func parseMark(rr dns.RR) (mark, bool) {
 			m.since, err = time.Parse(time.RFC3339Nano, v)
 		case "digest":
 			m.digest = v
+		case "by":
+			m.recheck = v == "recheck"
 		case "server":
 			m.server = v
 		case "run":

@@ -657,6 +657,7 @@ func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
 	for _, m := range []mark{
 		{at: Position{Seq: 42, Created: testStream.Add(123 * time.Nanosecond)}, digest: "0123abcd", server: "dns-1", run: "r1"},
 		{claim: true, at: Position{Seq: 43, Created: testStream}, server: "dns-2", run: "r2", since: testStream.Add(time.Minute)},
+		{at: Position{Seq: 44, Created: testStream}, digest: "4567cdef", server: "dns-3", run: "r3", recheck: true},
 	} {
 		rr, err := dns.NewRR(m.rr(markerName).String())
 		if err != nil {
@@ -664,7 +665,7 @@ func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
 		}
 		got, ok := parseMark(rr)
 		if !ok || got.claim != m.claim || got.at.Seq != m.at.Seq || !got.at.Created.Equal(m.at.Created) || got.digest != m.digest ||
-			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) {
+			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) || got.recheck != m.recheck {
 			t.Errorf("%s read back as %+v, %v", rr, got, ok)
 		}
 	}
@@ -826,4 +827,65 @@ func FuzzMarkerRRset(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTwoServersWhoseConfigurationsDifferTakeThePrimaryFromEachOtherOnlyAtChangesAndTheRecheckSaysSo(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	push, m := *cfg.Zones[0].Push, metrics.New()
+	aLogs, bLogs := &eventstest.Logs{}, &eventstest.Logs{}
+	logTo := func(l *eventstest.Logs) zerolog.Logger {
+		return zerolog.New(io.MultiWriter(l, zerolog.NewTestWriter(t)))
+	}
+	a := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-a", Log: logTo(aLogs), Metrics: m})
+	b := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-b", Log: logTo(bLogs), Metrics: m})
+	x := zone.Key{Name: "x.demo.test.", Type: dns.TypeA}
+	at := func(ip string, seq uint64, recheck bool) Desired {
+		return Desired{Serial: 1, RRsets: map[zone.Key][]dns.RR{x: {aRecord(x.Name, ip)}}, State: Position{Seq: seq, Created: testStream}, Recheck: recheck}
+	}
+	updates := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.updates
+	}
+	reads := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.reads
+	}
+	a.Offer(at("10.0.0.1", 20, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "server=dns-a") }, "a's push")
+
+	// b's configuration differs from a's, and STATE moved on: b's recheck pushes over a's
+	// change, as over one that a server stopped before it pushed its end, and says so.
+	b.Offer(at("10.0.0.2", 21, true))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=21", "server=dns-b") }, "b's recheck over a's change")
+
+	// a's recheck leaves b's records, which no change of b's made: the two do not take the
+	// primary from each other at every recheck.
+	n, r := updates(), reads()
+	a.Offer(at("10.0.0.1", 22, true))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return reads() > r }, "a's recheck")
+	a.Offer(at("10.0.0.1", 23, true))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return reads() > r+1 }, "a's second recheck")
+	if got, sent := primary.at(x.Name), updates()-n; !slices.Equal(got, []string{"A 10.0.0.2"}) || sent != 0 {
+		t.Fatalf("after a's rechecks x holds %v (%d UPDATEs), want [A 10.0.0.2] and none", got, sent)
+	}
+
+	// A change of a's goes out, as it did before rechecks.
+	a.Offer(at("10.0.0.3", 24, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=24", "server=dns-a") }, "a's change")
+
+	var lines []string
+	for _, l := range strings.Split(bLogs.String(), "\n") {
+		if strings.Contains(l, `"level":"warn"`) && strings.Contains(l, pushedOverMessage) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], `"primary_pushed_by":"dns-a","primary_stream_seq":20`) {
+		t.Errorf("b logged %d warnings %q, want one naming dns-a at 20:\n%s", len(lines), pushedOverMessage, bLogs)
+	}
+	if c := aLogs.Count(pushedOverMessage); c != 0 {
+		t.Errorf("a logged %q %d times, want none", pushedOverMessage, c)
+	}
 }

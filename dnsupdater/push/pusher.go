@@ -65,8 +65,10 @@ type Desired struct {
 	// change. A recheck goes out over a marker of an earlier position than its own (or none, or
 	// this pusher's own of other records), and stands aside for another server's of the same
 	// position or a later one, which holds its records unless the two servers' configurations
-	// differ (were it pushed over then, two servers would take the primary from each other at
-	// every recheck). It does not cut short the wait before a retry.
+	// differ, and for another server's recheck's of any position: were either pushed over, two
+	// servers whose configurations differ would take the primary from each other at every
+	// recheck while STATE moves on; they do only at changes. Its marker says it was a recheck.
+	// It does not cut short the wait before a retry.
 	Recheck bool
 }
 
@@ -235,6 +237,10 @@ func (p *Pusher) went(want Desired, out outcome, attempt int, behind *bool) (tim
 	case out.rrsets > 0:
 		*behind = false
 		p.o.Metrics.Pushed(p.o.Zone, nil)
+		if m := out.over; m != nil {
+			p.log.Warn().Str("primary_pushed_by", m.server).Uint64("primary_stream_seq", m.at.Seq).
+				Uint64("stream_seq", want.State.Seq).Msg(pushedOverMessage)
+		}
 		p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Int("attempt", attempt).Msg("zone pushed")
 		p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: out.rrsets})
 	case out.stood:
@@ -322,7 +328,14 @@ type outcome struct {
 	unmarked bool
 	// stood says that a recheck left another server's marker of its position or a later one.
 	stood bool
+	// over is the marker of another server's other records that a recheck pushed over.
+	over *mark
 }
+
+// pushedOverMessage is what a pusher logs, at warn level, when a recheck pushes its records over
+// another server's other records of an earlier position: a server that stopped before it pushed
+// the end of a change, or a live server whose configuration differs.
+const pushedOverMessage = "recheck pushed over another server's other records of an earlier state: that server stopped part-way, or the two servers' configurations differ"
 
 // maxRaces is how many times in a row a push reads the marker again after another server
 // changed it between the read and the update, before it counts as failed.
@@ -386,8 +399,8 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 			h.marker = nil
 		}
 	}
-	if want.Recheck && h.marker != nil && h.marker.run != p.run && !h.marker.at.Before(want.State) {
-		return outcome{stood: true}, nil // another server's push of this position or a later one stands
+	if want.Recheck && h.marker != nil && h.marker.run != p.run && (h.marker.recheck || !h.marker.at.Before(want.State)) {
+		return outcome{stood: true}, nil // another server's recheck, or its push of this position or a later one, stands
 	}
 	if m := h.ahead(want.State, p.o.Source, p.run, claimLeft > 0); m != nil {
 		return outcome{ahead: m, claimLeft: claimLeft}, nil
@@ -411,7 +424,7 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 		p.pushed, p.digest = want.RRsets, digest
 		return outcome{}, nil
 	}
-	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run}
+	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run, recheck: want.Recheck}
 	claim := mark{claim: true, at: want.State, server: p.o.Source, run: p.run, since: time.Now()}
 	for i, part := range conditional(p.o.Zone, p.o.Push.Marker, h, u, marker, claim, maxUpdate) {
 		if err := p.send(ctx, part); err != nil {
@@ -425,7 +438,11 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 		}
 	}
 	p.pushed, p.digest = want.RRsets, digest
-	return outcome{rrsets: n}, nil
+	out := outcome{rrsets: n}
+	if want.Recheck && h.marker != nil && h.marker.run != p.run && h.marker.digest != digest {
+		out.over = h.marker
+	}
+	return out, nil
 }
 
 // unheld reports whether m, the primary's marker of a later position than at, names a position
