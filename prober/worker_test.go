@@ -423,8 +423,10 @@ func TestAnEndpointThatNeverAnswersIsCheckedOnScheduleWindowAfterWindow(t *testi
 			missing += int(r.Window - rs[i-1].Window - 1)
 		}
 	}
-	// A few may come late, or be skipped, on a loaded machine; most is the bug.
-	if late > len(rs)/10 || missing > 2 {
+	// Some may come late, or be skipped, on a loaded machine (a CPU taken for tens of
+	// milliseconds is a window here); every other window skipped, or checks drifting later
+	// window after window, is the bug.
+	if late > len(rs)/4 || missing > span/10 {
 		t.Errorf("of %d results, %d ended over %s after their window's timeout, and %d windows have none", len(rs), late, interval/2, missing)
 	}
 }
