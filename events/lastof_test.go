@@ -73,7 +73,7 @@ func TestLastOfReadsEverySubjectSoonWhileAReplicaHangs(t *testing.T) {
 	const subjects = 200
 	h := startHungStream(t, subjects)
 	start, read := time.Now(), 0
-	err := events.LastOf(context.Background(), h.js, "T", h.subjects, func(string, events.Envelope) { read++ })
+	err := events.LastOf(context.Background(), h.js, "T", h.subjects, func(string, uint64, events.Envelope) { read++ })
 	took := time.Since(start)
 	t.Logf("%d of %d subjects read in %s with the replica on n%d hung", read, subjects, took.Round(time.Millisecond), h.hung)
 	if err != nil || read != subjects {

@@ -127,14 +127,14 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, f jetstream.PubA
 }
 
 // LastOf calls f, one call at a time, with the last event stored on each of subjects of stream
-// that holds one; the reads run 16 at a time, each bounded by ctx or followProbe. It returns the
+// that holds one, and its stream sequence; the reads run 16 at a time, each bounded by ctx or followProbe. It returns the
 // first error met. Each read is answered by the stream's leader, not by a direct get: NATS hands
 // a direct get to any replica, and one behind the leader (cut from it while the node the reader
 // is connected to still reaches it) answers with what it holds, an older last message or none.
 // A controller starting takes the route it reads for the one stored, and sends none where it
 // computes the same: about one edge in three kept a later route, for as long as its app's state
 // did not change. A replica that hangs delays no read: only the leader answers.
-func LastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, f func(subject string, e Envelope)) error {
+func LastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, f func(subject string, seq uint64, e Envelope)) error {
 	var mu sync.Mutex
 	var first error
 	next := make(chan string)
@@ -142,13 +142,13 @@ func LastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects
 	for range min(16, len(subjects)) {
 		wg.Go(func() {
 			for subject := range next {
-				e, _, ok, err := LeaderLast(ctx, js, stream, subject)
+				e, seq, ok, err := LeaderLast(ctx, js, stream, subject)
 				mu.Lock()
 				switch {
 				case err != nil && first == nil:
 					first = err
 				case err == nil && ok:
-					f(subject, e)
+					f(subject, seq, e)
 				}
 				mu.Unlock()
 			}

@@ -28,6 +28,11 @@ type EdgeRoute struct {
 	StateSeq uint64 `json:"state_seq"`
 	// Route is the app's route.
 	Route AppRoute `json:"route"`
+	// RefreshOf is, when not 0, the ROUTES sequence of the copy of this route that it repeats:
+	// the route did not change, and the controller stored it again so that ROUTES's byte bound,
+	// which discards the oldest messages whatever their subject, never discards an app's only
+	// route. An edge applies it as any route (it is the one it holds); a history shows no change.
+	RefreshOf uint64 `json:"refresh_of,omitempty"`
 }
 
 // Check returns an error naming the first field of r that an edge cannot use, or nil.

@@ -103,7 +103,8 @@ const (
 	RoutesPerSubject = 100
 	// RoutesMaxBytes bounds ROUTES, which only the controller writes: about 250,000 routes of
 	// 1 KiB (an app of a few endpoints). Past it the oldest are discarded, whatever their
-	// subject: a route no app has changed since is then gone with them (see the README).
+	// subject; the controller stores an unchanged route again (EdgeRoute.RefreshOf) before its
+	// only copy would go with them.
 	RoutesMaxBytes = 256 << 20
 	// MaxRouteMessage bounds one route (one app on one edge): NATS's default max_payload.
 	MaxRouteMessage = 1 << 20

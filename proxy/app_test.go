@@ -112,3 +112,30 @@ func shopWithASecondary() (*app, *appRoute) {
 	r := a.route.Load()
 	return a, r
 }
+
+// TestARouteStoredAgainUnchangedChangesNothingOnTheEdge: the controller stores an app's
+// unchanged route again (refresh_of) so that ROUTES's byte bound never discards it. The edge
+// applies it as any route, and since it is the route it holds, nothing changes: an ejected
+// instance stays ejected, the secondary keeps its peer (its resolved address, its failed
+// heartbeats), the rotation goes on where it was.
+func TestARouteStoredAgainUnchangedChangesNothingOnTheEdge(t *testing.T) {
+	a, r := shopWithASecondary()
+	a.failed(r, route.Target{Addr: "127.0.0.11:8081", Endpoint: "w1"}, notSent, errors.New("connect: connection refused"))
+	r.secondary.alive.Store(false)
+	turn := a.turn.Load()
+	env, err := events.New(events.TypeRouteComputed, "controller-1", time.Now(),
+		events.EdgeRoute{Edge: "edge-west", StateSeq: 9, Route: r.AppRoute, RefreshOf: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := decodeRoute(env.Encode(), "edge-west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.setRoute(again.Route)
+	now := a.route.Load()
+	if !a.skip("127.0.0.11:8081") || now.secondary != r.secondary || now.secondary.alive.Load() || a.turn.Load() != turn {
+		t.Errorf("after the same route again: w1 skipped %v (want true), same secondary peer %v, its heartbeats answered %v (want false), turn %d (want %d)",
+			a.skip("127.0.0.11:8081"), now.secondary == r.secondary, now.secondary.alive.Load(), a.turn.Load(), turn)
+	}
+}

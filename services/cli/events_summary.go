@@ -95,12 +95,16 @@ func summary(env events.Envelope) string {
 		return s + by
 	case events.TypeRoutesComputed, events.TypeRouteComputed:
 		var r events.RouteTable
+		refresh := ""
 		if env.Type == events.TypeRouteComputed {
 			var one events.EdgeRoute
 			if env.Payload(&one) != nil {
 				break
 			}
 			r = one.Table()
+			if one.RefreshOf != 0 {
+				refresh = fmt.Sprintf(" (unchanged: seq %d stored again)", one.RefreshOf)
+			}
 		} else if env.Payload(&r) != nil {
 			break
 		}
@@ -116,7 +120,7 @@ func summary(env events.Envelope) string {
 			}
 			apps = append(apps, s)
 		}
-		return fmt.Sprintf("edge %s: %s%s", r.Edge, strings.Join(apps, ", "), by)
+		return fmt.Sprintf("edge %s: %s%s%s", r.Edge, strings.Join(apps, ", "), refresh, by)
 	case events.TypeAlertAttempted:
 		var a events.AlertAttempt
 		if env.Payload(&a) != nil {

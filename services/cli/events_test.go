@@ -116,6 +116,19 @@ func TestEventsSummarisesAnAppsRouteLikeAWholeTable(t *testing.T) {
 	}
 }
 
+// TestEventsSaysARouteStoredAgainIsUnchanged: the controller stores an app's unchanged route again
+// before ROUTES's byte bound would discard it; the line says so, rather than reading as a change.
+func TestEventsSaysARouteStoredAgainIsUnchanged(t *testing.T) {
+	route := events.AppRoute{App: "shop", Pool: "west", Available: true}
+	again, err := events.New(events.TypeRouteComputed, "controller-1", time.Now(), events.EdgeRoute{Edge: "edge-west", Route: route, RefreshOf: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := summary(again), "edge edge-west: shop → west (unchanged: seq 42 stored again) (controller-1)"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+}
+
 func TestEventsSaysWhichPartOfAZoneVersionAnEventTells(t *testing.T) {
 	change := []events.RecordChange{{Name: "shop.demo.test.", Type: "A", After: []string{"127.0.0.12"}}}
 	whole, err := events.New(events.TypeZoneChanged, "dns-1", time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: change})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -133,7 +134,18 @@ type controller struct {
 	routesDue  *time.Timer
 	// routeFailures holds back repeats of the line telling that routes were not stored.
 	routeFailures *logs.Repeats
-	dirty         bool // every edge's route table may differ from what is stored
+	// ages tells how many bytes ROUTES took since each route's last copy, routesMax is ROUTES's
+	// max_bytes as last read, and refreshAt the count of ages at which a route falls due to be
+	// stored again (see routeAges). refreshing is set while refreshes are being stored, whose
+	// outcomes come back on refreshes. routesSmall holds back repeats of the warning that
+	// ROUTES's bound is small for the routes.
+	ages        *routeAges
+	routesMax   int64
+	refreshAt   int64
+	refreshing  bool
+	refreshes   chan []refreshed
+	routesSmall *logs.Repeats
+	dirty       bool // every edge's route table may differ from what is stored
 	// dirtyApps are, per edge, the apps whose routes may differ from what is stored: those
 	// whose endpoints, pools or overrides changed.
 	dirtyApps map[string]map[string]bool
@@ -205,6 +217,7 @@ func run(ctx context.Context, o Options) error {
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
 		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
+		ages: newRouteAges(0), refreshes: make(chan []refreshed), routesSmall: logs.NewRepeats(time.Hour),
 		routeRetry: map[routeKey]time.Duration{}, routesDue: time.NewTimer(time.Hour),
 		dirty: true, dirtyApps: map[string]map[string]bool{},
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
@@ -238,8 +251,8 @@ func run(ctx context.Context, o Options) error {
 	drillMsgs := make(chan drillDelivery, 64)
 	defer c.followDrills(ctx, drillMsgs)()
 	routesOpened := make(chan openedRoutes, 1)
-	routesRecreated := make(chan struct{})
-	wg.Go(func() { c.openRoutes(ctx, o.JS, o.Config, routesOpened, routesRecreated) })
+	routesInfo := make(chan routesState)
+	wg.Go(func() { c.openRoutes(ctx, o.JS, o.Config, routesOpened, routesInfo) })
 
 	// Heartbeats and the edge listeners' results (alone on their own subjects, or batched by
 	// each prober) are decoded and recorded in the edges' liveness as they arrive, stamped with
@@ -305,14 +318,21 @@ func run(ctx context.Context, o Options) error {
 			if c.caught {
 				c.publishRoutes()
 			}
-		case <-routesRecreated:
-			// The new ROUTES holds no route: every one is stored again, as on a first start.
-			c.published = map[string]map[string][]byte{}
-			c.dirty = true
-			c.log.Warn().Msg("routes stream created again; storing every route in it")
-			if c.caught {
-				c.publishRoutes()
+		case ri := <-routesInfo:
+			c.routesMax = ri.maxBytes
+			if ri.recreated {
+				// The new ROUTES holds no route: every one is stored again, as on a first start.
+				c.published, c.ages = map[string]map[string][]byte{}, newRouteAges(0)
+				c.dirty = true
+				c.log.Warn().Msg("routes stream created again; storing every route in it")
+				if c.caught {
+					c.publishRoutes()
+				}
 			}
+			c.refreshAt = math.MinInt64 // look whatever was written since
+			c.refreshRoutes(ctx, &wg)
+		case rs := <-c.refreshes:
+			c.refreshesStored(rs)
 		case m := <-drillMsgs:
 			if m.recreated {
 				c.restartDrills()
@@ -342,12 +362,14 @@ func run(ctx context.Context, o Options) error {
 				} else {
 					c.lookAgain()
 				}
+				c.refreshRoutes(ctx, &wg)
 			}
 		case <-ticks:
 			c.rollbackDue(ctx, &wg)
 			if c.caught {
 				c.checkLiveness(ctx, &wg)
 				c.publishRoutes()
+				c.refreshRoutes(ctx, &wg)
 			}
 		}
 	}
@@ -761,14 +783,20 @@ func (c *controller) reread(ctx context.Context, subject string) *storedEvent {
 	return &storedEvent{seq: seq, env: e}
 }
 
-// routesCheck is how often the controller asks when ROUTES was created, to learn that it was
-// deleted and created again: the controller only writes ROUTES, and follows nothing there that
-// would tell it.
+// routesCheck is how often the controller reads ROUTES's information: to learn that it was
+// deleted and created again (the controller only writes ROUTES, and follows nothing there that
+// would tell it), and its max_bytes, which an operator may raise, to store again the routes it
+// would discard (see routeAges).
 const routesCheck = 5 * time.Second
 
-// watchRoutes tells out each time ROUTES is found created at another time than created, until
-// ctx ends.
-func (c *controller) watchRoutes(ctx context.Context, created time.Time, out chan<- struct{}) {
+// routesState is what the controller learns of ROUTES every routesCheck.
+type routesState struct {
+	recreated bool // created at another time than last read
+	maxBytes  int64
+}
+
+// watchRoutes tells out ROUTES's state every routesCheck, until ctx ends.
+func (c *controller) watchRoutes(ctx context.Context, created time.Time, out chan<- routesState) {
 	t := time.NewTicker(routesCheck)
 	defer t.Stop()
 	for {
@@ -783,23 +811,27 @@ func (c *controller) watchRoutes(ctx context.Context, created time.Time, out cha
 		if err != nil {
 			continue // unreachable, or deleted and not created again yet
 		}
-		if now := s.CachedInfo().Created; !now.Equal(created) {
-			created = now
-			select {
-			case out <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
+		info := s.CachedInfo()
+		st := routesState{recreated: !info.Created.Equal(created), maxBytes: info.Config.MaxBytes}
+		created = info.Created
+		select {
+		case out <- st:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
 
-// openedRoutes is what openRoutes learned of ROUTES: the routes it holds (see readPublished),
-// but those err says could not be read, and how long that took from the controller's start.
+// openedRoutes is what openRoutes learned of ROUTES: the routes it holds (see readPublished)
+// and the sequences of their copies, but those err says could not be read, how long that took
+// from the controller's start, the bytes ROUTES held and its max_bytes.
 type openedRoutes struct {
 	published map[string]map[string][]byte
+	seqs      map[routeKey]uint64
 	took      time.Duration
 	err       error
+	held      uint64
+	maxBytes  int64
 }
 
 // openRoutes opens ROUTES, reads the routes it holds for the apps of cfg's edges, hands them to
@@ -808,27 +840,30 @@ type openedRoutes struct {
 // ROUTES's leader alone: while it hangs, the loop goes on without routes, recording edge
 // liveness and following drills, where the controller waited for it to start (5–10 s, until the
 // other nodes elected another leader).
-func (c *controller) openRoutes(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opened chan<- openedRoutes, recreated chan<- struct{}) {
+func (c *controller) openRoutes(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opened chan<- openedRoutes, states chan<- routesState) {
 	start := time.Now()
 	s, err := events.WaitStream(ctx, js, events.StreamRoutes, c.log)
 	if err != nil {
 		return // ctx ended
 	}
-	r := openedRoutes{}
-	r.published, r.err = readPublished(ctx, js, cfg)
+	info := s.CachedInfo()
+	r := openedRoutes{held: info.State.Bytes, maxBytes: info.Config.MaxBytes}
+	r.published, r.seqs, r.err = readPublished(ctx, js, cfg)
 	r.took = time.Since(start)
 	select {
 	case opened <- r:
 	case <-ctx.Done():
 		return
 	}
-	c.watchRoutes(ctx, s.CachedInfo().Created, recreated)
+	c.watchRoutes(ctx, info.Created, states)
 }
 
 // readRoutes takes the routes ROUTES held at start (openRoutes) for those stored, so that an
 // unchanged route is not stored again, and lets the routes be computed. A route of an app no
-// longer fronted (the configuration changed meanwhile) is not taken.
+// longer fronted (the configuration changed meanwhile) is not taken. Their copies may be the
+// oldest messages ROUTES holds: they are taken to be as old as ROUTES's bytes (see routeAges).
 func (c *controller) readRoutes(r openedRoutes) {
+	c.ages, c.routesMax = newRouteAges(r.held), r.maxBytes
 	n := 0
 	for edge, apps := range r.published {
 		for app, b := range apps {
@@ -839,6 +874,7 @@ func (c *controller) readRoutes(r openedRoutes) {
 				c.published[edge] = map[string][]byte{}
 			}
 			c.published[edge][app] = b
+			c.ages.seen(routeKey{edge, app}, r.seqs[routeKey{edge, app}])
 			n++
 		}
 	}
@@ -850,12 +886,12 @@ func (c *controller) readRoutes(r openedRoutes) {
 }
 
 // readPublished reads the routes ROUTES holds for the apps of cfg's edges: edge -> app -> the
-// route, as JSON. The reads of all edges run together: one edge at a time, 2,000 edges of one
+// route, as JSON, and the sequence of each. The reads of all edges run together: one edge at a time, 2,000 edges of one
 // app each behind a 10 ms round trip started the controller 20 s late. ROUTES's leader answers
 // them (see events.LastOf): a route read from a replica behind it was taken for the last stored,
 // and a later one kept where the controller computed the same.
-func readPublished(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (map[string]map[string][]byte, error) {
-	published := map[string]map[string][]byte{}
+func readPublished(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (map[string]map[string][]byte, map[routeKey]uint64, error) {
+	published, seqs := map[string]map[string][]byte{}, map[routeKey]uint64{}
 	edgeOf := map[string]string{}
 	for _, e := range cfg.Edges {
 		published[e.Name] = map[string][]byte{}
@@ -863,16 +899,17 @@ func readPublished(ctx context.Context, js jetstream.JetStream, cfg *config.Conf
 			edgeOf[events.AppRouteSubject(e.Name, ea.App)] = e.Name
 		}
 	}
-	err := events.LastOf(ctx, js, events.StreamRoutes, slices.Collect(maps.Keys(edgeOf)), func(subject string, e events.Envelope) {
+	err := events.LastOf(ctx, js, events.StreamRoutes, slices.Collect(maps.Keys(edgeOf)), func(subject string, seq uint64, e events.Envelope) {
 		var r events.EdgeRoute
 		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
 			return
 		}
 		if b, err := json.Marshal(r.Route); err == nil {
 			published[edgeOf[subject]][r.Route.App] = b
+			seqs[routeKey{edgeOf[subject], r.Route.App}] = seq
 		}
 	})
-	return published, err
+	return published, seqs, err
 }
 
 // storeTimeout bounds storing one event (an edge transition, a route). While the stream elects
@@ -1008,11 +1045,12 @@ func (c *controller) collectRoutes() bool {
 	for k, s := range c.sending {
 		if s.failed == nil {
 			select {
-			case <-s.f.Ok():
+			case ack := <-s.f.Ok():
 				if c.published[k.edge] == nil {
 					c.published[k.edge] = map[string][]byte{}
 				}
 				c.published[k.edge][k.app] = s.route
+				c.ages.stored(k, ack.Sequence, routeSize(k, s.route), c.routesMax)
 				stored[k.edge]++
 				delete(c.sending, k)
 				delete(c.routeRetry, k)
@@ -1092,6 +1130,7 @@ func (c *controller) reconfigure(cfg *config.Config) {
 		for app := range apps {
 			if cfg.EdgeApp(edge, app) == nil {
 				delete(apps, app)
+				c.ages.forget(routeKey{edge, app})
 			}
 		}
 		if len(apps) == 0 {

@@ -172,7 +172,7 @@ func handDriven(ns *eventstest.Server, cfg *config.Config, name string, log zero
 		log: log, view: state.NewView(), published: map[string]map[string][]byte{}, live: NewLiveness(cfg, time.Now()),
 		dirty: true, dirtyApps: map[string]map[string]bool{}, routesRead: true,
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(time.Minute),
-		routeRetry: map[routeKey]time.Duration{}, routesDue: time.NewTimer(time.Hour),
+		routeRetry: map[routeKey]time.Duration{}, routesDue: time.NewTimer(time.Hour), ages: newRouteAges(0),
 	}
 }
 

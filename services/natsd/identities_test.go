@@ -1267,7 +1267,7 @@ func TestDeploymentIdentitiesTheControllerReadsTheStoredRoutesFromROUTESsLeader(
 	}
 	var read []string
 	err := events.LastOf(ctx, d.as("controller-1").js, events.StreamRoutes, []string{subject, events.AppRouteSubject("edge-east", "shop")},
-		func(subject string, e events.Envelope) { read = append(read, subject+" "+e.ID) })
+		func(subject string, _ uint64, e events.Envelope) { read = append(read, subject+" "+e.ID) })
 	if want := subject + " " + stored.ID; err != nil || len(read) != 1 || read[0] != want {
 		t.Fatalf("controller-1 read %q, %v; want %q", read, err, want)
 	}

@@ -120,6 +120,9 @@ func (b *Builder) Add(r *Record) {
 		var one events.EdgeRoute
 		switch {
 		case e.Type == events.TypeRouteComputed && e.Payload(&one) == nil:
+			if one.RefreshOf != 0 {
+				return // the route did not change: stored again so that ROUTES keeps it
+			}
 			t = one.Table()
 		case e.Type == events.TypeRoutesComputed && e.Payload(&t) == nil:
 		default:

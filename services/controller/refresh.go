@@ -1,0 +1,270 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ROUTES keeps the last routes of each edge's app within a byte bound, past which JetStream
+// discards the oldest messages whatever their subject: an app whose route has not changed for
+// months has only an old copy, which other apps' changes would push out, and an edge starting
+// then would find no route for it. The controller stores such a route again (a refresh, marked
+// with events.EdgeRoute.RefreshOf) once ROUTES has taken half its max_bytes since the copy:
+// ROUTES discards a copy only after taking about max_bytes since it (the whole stream is then
+// newer), so every current route stays with half the bound to spare, whatever the others' churn.
+//
+// routeAges counts the bytes ROUTES took from this replica's routes and refreshes since it
+// started, and marks where in the stream's sequence the count stood, so that the age of any copy
+// (this replica's, another replica's, or one from before its start) is known in bytes, rounded
+// towards older. It does no I/O.
+type routeAges struct {
+	written int64     // bytes ROUTES took from this replica's writes since it started
+	marks   []ageMark // ascending seq and written
+	// floor is the written count given to a copy older than every mark: a copy from before the
+	// start is taken to have as many bytes after it as ROUTES held then (it may be the oldest).
+	floor int64
+	seqs  map[routeKey]uint64 // the sequence of each route's last copy known
+}
+
+// ageMark tells that the copy stored at seq had written bytes before it, or more.
+type ageMark struct {
+	seq     uint64
+	written int64
+}
+
+// marksPerBound is how many marks routeAges keeps within one max_bytes of writes: a copy's age
+// is rounded towards older by at most max_bytes/marksPerBound.
+const marksPerBound = 1024
+
+// routeOverhead bounds what ROUTES stores of a route besides its subject and the route's JSON:
+// the envelope and payload fields around it, the headers and the store's own bytes.
+const routeOverhead = 512
+
+func newRouteAges(held uint64) *routeAges {
+	return &routeAges{floor: -int64(min(held, math.MaxInt64)), seqs: map[routeKey]uint64{}}
+}
+
+// routeSize is what ROUTES stores, at most, for k's route (as JSON) on its subject,
+// detour.routes.<edge>.<app>.
+func routeSize(k routeKey, route []byte) int64 {
+	return int64(len("detour.routes..") + len(k.edge) + len(k.app) + len(route) + routeOverhead)
+}
+
+// stored notes that ROUTES stored a copy of k's route, the one the controller takes for stored,
+// at seq (or acknowledged one as a duplicate of it), taking size bytes, under a bound of
+// maxBytes.
+func (a *routeAges) stored(k routeKey, seq uint64, size, maxBytes int64) {
+	a.wrote(seq, size, maxBytes)
+	a.seen(k, seq)
+}
+
+// wrote notes that ROUTES stored size bytes at seq, under a bound of maxBytes.
+func (a *routeAges) wrote(seq uint64, size, maxBytes int64) {
+	a.written += size
+	n := len(a.marks)
+	if n == 0 || seq > a.marks[n-1].seq && a.written-a.marks[n-1].written >= max(maxBytes/marksPerBound, 1) {
+		a.marks = append(a.marks, ageMark{seq, a.written})
+	}
+}
+
+// seen notes that the copy of k's route the controller takes for stored is at seq. The two go
+// together: a refresh repeats that route after seq, and only if seq is still the last.
+func (a *routeAges) seen(k routeKey, seq uint64) { a.seqs[k] = seq }
+
+// forget drops k: no edge routes that app any more.
+func (a *routeAges) forget(k routeKey) { delete(a.seqs, k) }
+
+// at is the written count before the copy at seq, or less.
+func (a *routeAges) at(seq uint64) int64 {
+	i := sort.Search(len(a.marks), func(i int) bool { return a.marks[i].seq > seq })
+	if i == 0 {
+		return a.floor
+	}
+	return a.marks[i-1].written
+}
+
+// due returns the routes whose last copy ROUTES took half of maxBytes or more since, and the
+// written count at which the next falls due (math.MaxInt64 when none would).
+func (a *routeAges) due(maxBytes int64) (due []routeKey, next int64) {
+	half := maxBytes / 2
+	for len(a.marks) > 1 && a.marks[0].written <= a.written-maxBytes {
+		a.floor, a.marks = a.marks[0].written, a.marks[1:] // what is older is due in any case
+	}
+	next = math.MaxInt64
+	for k, seq := range a.seqs {
+		if at := a.at(seq); a.written-at >= half {
+			due = append(due, k)
+		} else {
+			next = min(next, at+half)
+		}
+	}
+	return due, next
+}
+
+// refreshSend is a route to store again after the copy at seq.
+type refreshSend struct {
+	key     routeKey
+	subject string
+	seq     uint64
+	route   []byte // as JSON
+	size    int64
+	env     events.Envelope
+}
+
+// refreshed is the outcome of a refreshSend that ROUTES answered: the copy stored (seq), or,
+// when the subject had moved on (another replica stored the route again, or a new one), its
+// last copy as read (route, as JSON, and its seq).
+type refreshed struct {
+	send  refreshSend
+	seq   uint64
+	moved bool
+	route []byte
+}
+
+// refreshChunk bounds the refreshes in flight at once, beside the routes the loop sends.
+const refreshChunk = 256
+
+// storeRefreshes stores each of sends after the copy it repeats, expecting that copy to be still
+// the last of its subject: a replica that refreshed it first, or stored a new route, wins, and
+// the copy it stored is read instead (16 subjects at a time, see events.LastOf). Two replicas
+// refreshing one copy store one message (its id derives from the copy). What ROUTES does not
+// answer is left out: a later scan sends it again. It runs beside the loop.
+func storeRefreshes(ctx context.Context, js jetstream.JetStream, sends []refreshSend) []refreshed {
+	var out []refreshed
+	moved := map[string]refreshSend{}
+	for len(sends) > 0 && ctx.Err() == nil {
+		chunk := sends[:min(refreshChunk, len(sends))]
+		sends = sends[len(chunk):]
+		fs := make([]jetstream.PubAckFuture, len(chunk))
+		for i, s := range chunk {
+			fs[i], _ = events.AppendAsync(js, s.subject, s.env, s.seq)
+		}
+		actx, cancel := context.WithTimeout(ctx, storeTimeout)
+		for i, s := range chunk {
+			if fs[i] == nil {
+				continue
+			}
+			ack, err := events.AppendResult(actx, fs[i], s.env, s.seq)
+			switch {
+			case err == nil:
+				out = append(out, refreshed{send: s, seq: ack.Sequence})
+			case errors.Is(err, events.ErrConflict):
+				moved[s.subject] = s
+			}
+		}
+		cancel()
+	}
+	if len(moved) == 0 {
+		return out
+	}
+	var mu sync.Mutex
+	_ = events.LastOf(ctx, js, events.StreamRoutes, slices.Collect(maps.Keys(moved)), func(subject string, seq uint64, e events.Envelope) {
+		var r events.EdgeRoute
+		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
+			return
+		}
+		if b, err := json.Marshal(r.Route); err == nil {
+			mu.Lock()
+			out = append(out, refreshed{send: moved[subject], seq: seq, moved: true, route: b})
+			mu.Unlock()
+		}
+	}) // a subject not read is refreshed again, conflicts and is read again on a later scan
+	return out
+}
+
+// refreshKey is the key of the id of a refresh of the copy at seq on subject.
+func refreshKey(subject string, seq uint64) string {
+	return subject + "|refresh|" + strconv.FormatUint(seq, 10)
+}
+
+// refreshRoutes stores again, beside the loop, the routes due (see routeAges), once ROUTES has
+// taken enough since the last look for one to be, or when told ROUTES's state: not a route that
+// is on its way already, nor while an earlier round is. It warns when the routes themselves take
+// over a quarter of ROUTES's max_bytes: refreshes then come as often as the routes' own bytes
+// fill half of it, and ROUTES keeps less history.
+func (c *controller) refreshRoutes(ctx context.Context, wg *sync.WaitGroup) {
+	if !c.routesRead || c.refreshing || c.routesMax <= 0 || c.ages.written < c.refreshAt {
+		return
+	}
+	due, next := c.ages.due(c.routesMax)
+	c.refreshAt = next
+	var total int64
+	for edge, apps := range c.published {
+		for app, b := range apps {
+			total += routeSize(routeKey{edge, app}, b)
+		}
+	}
+	if total > c.routesMax/4 {
+		c.routesSmall.Gate(c.log.Warn(), "small").Int64("routes_bytes", total).Int64("max_bytes", c.routesMax).
+			Msg("routes take over a quarter of the routes stream's max_bytes: raise it (nats stream edit ROUTES --max-bytes)")
+	}
+	var sends []refreshSend
+	for _, k := range due {
+		b := c.published[k.edge][k.app]
+		var a events.AppRoute
+		if c.sending[k] != nil || b == nil || json.Unmarshal(b, &a) != nil {
+			continue // a new copy is on its way, or none is known
+		}
+		s := refreshSend{key: k, subject: events.AppRouteSubject(k.edge, k.app), seq: c.ages.seqs[k], route: b}
+		s.size = routeSize(k, b)
+		r := events.EdgeRoute{Edge: k.edge, StateSeq: c.view.LastSeq(), Route: a, RefreshOf: s.seq}
+		var err error
+		if s.env, err = events.Derived(events.TypeRouteComputed, c.o.Name, "", refreshKey(s.subject, s.seq), c.o.Now(), r); err != nil {
+			continue
+		}
+		sends = append(sends, s)
+	}
+	if len(sends) == 0 {
+		return
+	}
+	c.refreshing = true
+	wg.Go(func() {
+		out := storeRefreshes(ctx, c.o.JS, sends)
+		select {
+		case c.refreshes <- out:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// refreshesStored takes the outcome of a round of refreshes, and has the next tick look for
+// routes due again. A subject that had moved on holds a copy another replica stored: its route
+// is taken for the one stored (never refreshed over it), and computed again should it differ
+// from this replica's view.
+func (c *controller) refreshesStored(rs []refreshed) {
+	c.refreshing, c.refreshAt = false, math.MinInt64
+	n := 0
+	for _, r := range rs {
+		k := r.send.key
+		if c.o.Config.EdgeApp(k.edge, k.app) == nil || c.published[k.edge] == nil {
+			continue // no longer routed, or ROUTES created again since
+		}
+		if !r.moved {
+			c.ages.wrote(r.seq, r.send.size, c.routesMax)
+			if bytes.Equal(r.send.route, c.published[k.edge][k.app]) {
+				c.ages.seen(k, r.seq) // else a new route was stored after it meanwhile
+			}
+			n++
+			continue
+		}
+		c.ages.seen(k, r.seq)
+		if !bytes.Equal(r.route, c.published[k.edge][k.app]) {
+			c.published[k.edge][k.app] = r.route
+			c.markApp(k.edge, k.app)
+		}
+	}
+	if n > 0 {
+		c.log.Info().Int("routes", n).Int64("max_bytes", c.routesMax).Msg("unchanged routes stored again before the routes stream discards them")
+	}
+}

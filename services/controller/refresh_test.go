@@ -1,0 +1,181 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/logs"
+	"github.com/rs/zerolog"
+)
+
+// TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy: routeAges ages each route's last
+// copy by the bytes ROUTES took since, rounded towards older: a copy read at start, which may be
+// ROUTES's oldest, as old as ROUTES's bytes then; a copy stored since, from the bytes written
+// after it. A route falls due at half of max_bytes, long before ROUTES could discard it.
+func TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy(t *testing.T) {
+	const maxBytes = 1 << 20
+	stable, fresh, flapping := routeKey{"edge-a", "stable"}, routeKey{"edge-a", "fresh"}, routeKey{"edge-b", "flapping"}
+	due := func(a *routeAges) []routeKey {
+		d, _ := a.due(maxBytes)
+		slices.SortFunc(d, func(x, y routeKey) int { return cmpKey(x, y) })
+		return d
+	}
+	// ROUTES held a quarter of its bound at start: the copies read then fall due after another
+	// quarter.
+	a := newRouteAges(maxBytes / 4)
+	a.seen(stable, 10)
+	a.stored(fresh, 20, 1000, maxBytes)
+	if d := due(a); len(d) != 0 {
+		t.Fatalf("due at start: %v, want none", d)
+	}
+	seq := uint64(20)
+	for a.written < maxBytes/4-1000 {
+		seq++
+		a.stored(flapping, seq, 1000, maxBytes)
+	}
+	if d := due(a); len(d) != 0 {
+		t.Fatalf("due before a quarter of the bound was written: %v, want none", d)
+	}
+	for a.written < maxBytes/4+1000 {
+		seq++
+		a.stored(flapping, seq, 1000, maxBytes)
+	}
+	if d := due(a); !slices.Equal(d, []routeKey{stable}) {
+		t.Fatalf("due once a quarter of the bound was written since the start: %v, want %v, read at start", d, []routeKey{stable})
+	}
+	// Stored again: fresh until another half of the bound is written after it; the copy stored
+	// after start falls due half a bound after it, the flapping route never.
+	seq++
+	a.stored(stable, seq, 1000, maxBytes)
+	_, next := a.due(maxBytes)
+	for a.written < maxBytes/2+2000 {
+		seq++
+		a.stored(flapping, seq, 1000, maxBytes)
+	}
+	if d := due(a); !slices.Equal(d, []routeKey{fresh}) {
+		t.Fatalf("due once half the bound was written since the start: %v, want %v", d, []routeKey{fresh})
+	}
+	if next > 20_000+maxBytes/2 { // fresh's copy: rounded towards older by a mark at most
+		t.Errorf("next due at %d written, want by %d (fresh's copy)", next, 20_000+maxBytes/2)
+	}
+	if len(a.marks) > 2*marksPerBound {
+		t.Errorf("%d marks for %d bytes written, want at most %d", len(a.marks), a.written, 2*marksPerBound)
+	}
+	a.forget(fresh)
+	if d := due(a); len(d) != 0 {
+		t.Errorf("due after the route was forgotten: %v, want none", d)
+	}
+}
+
+func cmpKey(x, y routeKey) int {
+	if x.edge != y.edge {
+		return cmpString(x.edge, y.edge)
+	}
+	return cmpString(x.app, y.app)
+}
+
+func cmpString(x, y string) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// BenchmarkRouteRefreshCheck is what the controller's loop spends looking for routes to store
+// again, with 10,000 edge apps' routes of 1 KiB whose copies are spread over ROUTES, none due.
+func BenchmarkRouteRefreshCheck(b *testing.B) {
+	const apps = 10_000
+	c := &controller{log: zerolog.Nop(), routesRead: true, routesMax: events.RoutesMaxBytes, ages: newRouteAges(0),
+		published: map[string]map[string][]byte{"edge-a": {}}, routesSmall: logs.NewRepeats(time.Hour)}
+	route := make([]byte, 1<<10)
+	for i := range apps {
+		k := routeKey{"edge-a", fmt.Sprint("app", i)}
+		c.published[k.edge][k.app] = route
+		c.ages.stored(k, uint64(i+1), routeSize(k, route), c.routesMax)
+	}
+	b.ResetTimer()
+	for range b.N {
+		c.refreshAt = math.MinInt64
+		c.refreshRoutes(b.Context(), nil)
+	}
+	if c.refreshing {
+		b.Fatal("routes were due")
+	}
+}
+
+// TestARouteIsNeverStoredAgainOverANewerOneAnotherReplicaStored: a replica whose last known copy
+// of a route is old (another replica stored a new route since, one this replica has not computed
+// yet) stores nothing when that copy falls due: the subject moved on, and the replica reads the
+// new route and takes it for the one stored, to compute its own against it.
+func TestARouteIsNeverStoredAgainOverANewerOneAnotherReplicaStored(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	k := routeKey{"edge-west", "shop"}
+	subject := events.AppRouteSubject(k.edge, k.app)
+	store := func(r events.AppRoute) uint64 {
+		t.Helper()
+		e, err := events.New(events.TypeRouteComputed, "controller-2", time.Now(), events.EdgeRoute{Edge: k.edge, Route: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := events.Publish(ctx, ns.JS, subject, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	old := events.AppRoute{App: "shop", Pool: "west", Available: true}
+	newer := events.AppRoute{App: "shop", Pool: "west"}
+	oldSeq := store(old)
+	newSeq := store(newer)
+	b, _ := json.Marshal(old)
+	env, err := events.Derived(events.TypeRouteComputed, "controller-1", "", refreshKey(subject, oldSeq), time.Now(),
+		events.EdgeRoute{Edge: k.edge, Route: old, RefreshOf: oldSeq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := storeRefreshes(ctx, ns.JS, []refreshSend{{key: k, subject: subject, seq: oldSeq, route: b, size: routeSize(k, b), env: env}})
+	want, _ := json.Marshal(newer)
+	if len(out) != 1 || !out[0].moved || out[0].seq != newSeq || !bytes.Equal(out[0].route, want) {
+		var got []string
+		for _, r := range out {
+			got = append(got, fmt.Sprintf("seq %d moved %v route %s", r.seq, r.moved, r.route))
+		}
+		t.Fatalf("refreshing seq %d after seq %d was stored: %q; want the route at seq %d read back, %s", oldSeq, newSeq, got, newSeq, want)
+	}
+	m, err := ns.Stream(t, events.StreamRoutes).GetLastMsgForSubject(ctx, subject)
+	if err != nil || m.Sequence != newSeq {
+		t.Fatalf("last of %s: %v, %v; want seq %d, the newer route", subject, m, err, newSeq)
+	}
+}
+
+// TestTheControllerWarnsWhenTheRoutesThemselvesCrowdROUTESsBound: routes that take over a quarter
+// of ROUTES's max_bytes are stored again as often as their own bytes fill half of it, and ROUTES
+// keeps little history: the controller says so, and how to raise the bound.
+func TestTheControllerWarnsWhenTheRoutesThemselvesCrowdROUTESsBound(t *testing.T) {
+	var lines eventstest.Logs
+	k := routeKey{"edge-west", "shop"}
+	route := make([]byte, 1500)
+	c := &controller{log: zerolog.New(&lines), routesRead: true, routesMax: 4096, ages: newRouteAges(0),
+		published: map[string]map[string][]byte{k.edge: {k.app: route}}, routesSmall: logs.NewRepeats(time.Hour)}
+	c.ages.stored(k, 1, routeSize(k, route), c.routesMax)
+	c.refreshRoutes(context.Background(), nil)
+	if c.refreshing {
+		t.Fatal("a route stored just now is due")
+	}
+	if got := lines.String(); !strings.Contains(got, `"routes_bytes":2040,"max_bytes":4096,"message":"routes take over a quarter of the routes stream's max_bytes: raise it (nats stream edit ROUTES --max-bytes)"`) {
+		t.Errorf("logs: %s; want the warning with the routes' bytes and the bound", got)
+	}
+}
