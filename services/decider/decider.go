@@ -311,7 +311,7 @@ func (d *decider) restartState(ctx context.Context) {
 	now := d.streamNow(d.o.Now())
 	cleared := events.Override{By: d.o.Name, Reason: "state stream created again"}
 	for _, s := range d.ix.endpoints {
-		s.status, s.seq, s.eventID, s.cause, s.since, s.overrideSeq = events.StatusUnknown, 0, "", "", time.Time{}, 0
+		s.status, s.seq, s.eventID, s.cause, s.since, s.dated, s.overrideSeq = events.StatusUnknown, 0, "", "", time.Time{}, time.Time{}, 0
 		s.sent = events.Sent[sentTransition]{}
 		if s.st.Own != nil {
 			if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, cleared, "", now, s.pool.app.policy); ok {
@@ -347,10 +347,12 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 			return
 		}
 		d.noteUnexpected(m, recorded(s.status, s.seq, s.next), s.seq > 0)
+		env = stamped(env, m.stamp)
+		at := env.Time
 		if s.next != nil {
-			env = ownTime(env, s.next.ev) // another replica's copy of this one's append in flight
+			at = ownTime(env, s.next.ev.ID, s.next.dec.At) // another replica's copy of this one's append in flight
 		}
-		s.record(m.seq, stamped(env, m.stamp))
+		s.record(m.seq, env, at)
 		d.watchEndpoint(s)
 		// Another replica's transition: if it died before the pool's, append that (once this
 		// replica's appends on the pool have landed). One that contradicts this replica's view
@@ -591,7 +593,7 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 		s.sent.Add(s.seq, ev.ID, endpointSent(s, dec))
 		ack, err := d.append(ctx, s.subject, ev, s.seq)
 		if err == nil {
-			d.endpointRecorded(s, ev, ack)
+			d.endpointRecorded(s, ev, dec.At, ack)
 			break
 		}
 		d.endpointStored(s, ev.ID, s.sent.Failed(ev.ID, err))
@@ -624,12 +626,24 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 	if s.keyed {
 		derive = d.idKey.Derived
 	}
-	ev, err := derive(endpointType(dec.To), d.o.Name, dec.Cause, derivedKey(s.subject, dec.To, s.seq), dec.At, t)
+	ev, err := derive(endpointType(dec.To), d.o.Name, dec.Cause, derivedKey(s.subject, dec.To, s.seq), notBefore(dec.At, s.dated), t)
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", s.subject).Msg("build endpoint transition failed")
 		return ev, false
 	}
 	return ev, true
+}
+
+// notBefore returns at, or floor when at is before it. A transition is dated no earlier than the
+// event STATE holds before it on its subject, so that the history never runs backwards (a status
+// page showing how long a status lasted would show a negative duration): the decision is made
+// on this replica's clock (see ownTime), while the event it follows may be another replica's
+// copy, dated on that one's.
+func notBefore(at, floor time.Time) time.Time {
+	if floor.After(at) {
+		return floor
+	}
+	return at
 }
 
 // sentTransition is what this replica counts and logs of a transition it sent to STATE, once
@@ -651,9 +665,10 @@ func endpointSent(s *endpointSlot, dec decide.Decision) sentTransition {
 	return t
 }
 
-// endpointRecorded notes that STATE stored ev, this replica's append on the endpoint, at ack.
-func (d *decider) endpointRecorded(s *endpointSlot, ev events.Envelope, ack *jetstream.PubAck) {
-	s.record(ack.Sequence, ev)
+// endpointRecorded notes that STATE stored ev, this replica's append on the endpoint of a
+// decision made at at, at ack.
+func (d *decider) endpointRecorded(s *endpointSlot, ev events.Envelope, at time.Time, ack *jetstream.PubAck) {
+	s.record(ack.Sequence, ev, at)
 	d.endpointStored(s, ev.ID, s.sent.Acked(ev.ID, ack.Sequence, ack.Duplicate))
 }
 
@@ -691,7 +706,7 @@ func (d *decider) conflicted(ctx context.Context, s *endpointSlot, dec decide.De
 	}
 	s.keyed = s.keyed || errors.Is(err, events.ErrPreempted)
 	d.o.Stats.Conflicts.Add(1)
-	if err := d.reread(ctx, s, sent); err != nil {
+	if err := d.reread(ctx, s, sent.ID, dec.At); err != nil {
 		d.later(ctx, s, dec, err)
 		return false
 	}
@@ -745,32 +760,34 @@ func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decisio
 }
 
 // reread updates what STATE last recorded on the endpoint's subject after this replica's append
-// of sent was refused, and starts the clock of a contradiction it shows (the STATE reader,
-// delivering the same event later, finds it recorded already).
-func (d *decider) reread(ctx context.Context, s *endpointSlot, sent events.Envelope) error {
+// of the event sent, of a decision made at at, was refused, and starts the clock of a
+// contradiction it shows (the STATE reader, delivering the same event later, finds it recorded
+// already).
+func (d *decider) reread(ctx context.Context, s *endpointSlot, sent string, at time.Time) error {
 	env, seq, ok, err := d.last(ctx, s.subject)
 	if err != nil && !errors.Is(err, events.ErrMalformed) {
 		return err
 	}
 	if ok {
-		s.record(seq, ownTime(env, sent))
+		s.record(seq, env, ownTime(env, sent, at))
 		d.watchEndpoint(s)
 	}
 	return nil
 }
 
-// ownTime returns e, an event STATE holds on an endpoint, dated as this replica dated sent when e
-// is another replica's copy of it (the same id: the same change, as ids derive from causes).
-// Replicas date one change differently (one folds its result as heard on the wire, dated when
-// heard; the other as PROBES stored it), and STATE keeps the copy that came first. This replica
-// dates its next decisions on its own clock and drops those dated before what STATE last recorded
-// (due): against a copy dated later by another replica, its next transition looked older than
-// the change it follows, and was never appended.
-func ownTime(e, sent events.Envelope) events.Envelope {
-	if sent.ID != "" && e.ID == sent.ID {
-		e.Time = sent.Time
+// ownTime returns when this replica judges e, an event STATE holds on an endpoint, happened: at,
+// when it decided the change itself, if e is another replica's copy of its append sent (the same
+// id: the same change, as ids derive from causes), else e's time. Replicas date one change
+// differently (one folds its result as heard on the wire, dated when heard; the other as PROBES
+// stored it), and STATE keeps the copy that came first. This replica judges its next decisions
+// on its own clock and drops those made before what STATE last recorded (due): against a copy
+// dated later by another replica, its next transition looked older than the change it follows,
+// and was never appended.
+func ownTime(e events.Envelope, sent string, at time.Time) time.Time {
+	if sent != "" && e.ID == sent {
+		return at
 	}
-	return e
+	return e.Time
 }
 
 // checkPool appends the pool's transition when its endpoints' recorded statuses changed its
@@ -829,7 +846,8 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 	if p.keyed {
 		derive = d.idKey.Derived
 	}
-	ev, err := derive(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq), latest.since, t)
+	ev, err := derive(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq),
+		notBefore(notBefore(latest.since, latest.dated), p.since), t)
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", p.subject).Msg("build pool transition failed")
 		return ev, t, false

@@ -58,11 +58,13 @@ type sent struct {
 	messages uint64
 }
 
-// shown is what a slot shows as recorded on its subject: its status, the event's id and time.
+// shown is what a slot shows as recorded on its subject: its status, the event's id, when the
+// change happened and the event's time (see endpointSlot.since and dated).
 type shown struct {
 	status  events.Status
 	eventID string
 	since   time.Time
+	dated   time.Time
 }
 
 // subject is the STATE subject the append goes to.
@@ -166,9 +168,9 @@ func (d *decider) send(ctx context.Context, j *sent) {
 	j.key = d.sentKeys
 	status, _ := events.TransitionStatus(j.ev.Type)
 	if s := j.s; s != nil {
-		j.prev = shown{s.status, s.eventID, s.since}
+		j.prev = shown{s.status, s.eventID, s.since, s.dated}
 		s.sent.Add(j.lastSeq, j.ev.ID, endpointSent(s, j.dec))
-		s.status, s.eventID, s.since, s.next = status, j.ev.ID, j.ev.Time, j
+		s.status, s.eventID, s.since, s.dated, s.next = status, j.ev.ID, j.dec.At, j.ev.Time, j
 	} else {
 		p := j.p
 		j.prev = shown{status: p.status, since: p.since}
@@ -350,7 +352,7 @@ func (d *decider) landed(ctx context.Context, j *sent, ack *jetstream.PubAck) {
 	p.inFlight--
 	if s := j.s; s != nil {
 		s.next = nil
-		d.endpointRecorded(s, j.ev, ack)
+		d.endpointRecorded(s, j.ev, j.dec.At, ack)
 		// Stored after the pool's last event: a pool transition it was sent without (see
 		// superseded) is decided again.
 		p.recheck = p.recheck || p.next == nil && s.seq > p.seq
@@ -372,7 +374,7 @@ func (d *decider) unsent(j *sent) {
 	if s := j.s; s != nil {
 		s.next = nil
 		if s.seq == j.lastSeq {
-			s.status, s.eventID, s.since = j.prev.status, j.prev.eventID, j.prev.since
+			s.status, s.eventID, s.since, s.dated = j.prev.status, j.prev.eventID, j.prev.since, j.prev.dated
 		}
 		return
 	}

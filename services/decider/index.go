@@ -51,12 +51,14 @@ type endpointSlot struct {
 	subject string
 	st      decide.Endpoint
 	// status, seq, eventID, cause and since are what STATE last recorded on subject, what caused
-	// it, and when it happened (see ownDate).
+	// it, and when this replica judges it happened (see ownDate), which its next decisions follow;
+	// dated is the time the event bears, which the next transition appended follows (notBefore).
 	status  events.Status
 	seq     uint64
 	eventID string
 	cause   string
 	since   time.Time
+	dated   time.Time
 	// overrideSeq is the stream sequence of the last override of this endpoint applied.
 	overrideSeq uint64
 	// pending is the latest decision made before the decider went live, or one whose append
@@ -214,11 +216,12 @@ func (s *endpointSlot) order() uint64 {
 	return s.seq
 }
 
-// record notes an event STATE holds on the endpoint's subject, unless a newer one is known.
-func (s *endpointSlot) record(seq uint64, e events.Envelope) {
+// record notes e, an event STATE holds on the endpoint's subject, unless a newer one is known; at
+// is when this replica judges it happened (see ownTime).
+func (s *endpointSlot) record(seq uint64, e events.Envelope, at time.Time) {
 	if seq > s.seq {
 		s.status, _ = events.TransitionStatus(e.Type)
-		s.seq, s.eventID, s.cause, s.since = seq, e.ID, e.Cause, e.Time
+		s.seq, s.eventID, s.cause, s.since, s.dated = seq, e.ID, e.Cause, at, e.Time
 	}
 }
 

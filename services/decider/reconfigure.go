@@ -38,7 +38,7 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 			}
 			continue
 		}
-		s.st, s.status, s.seq, s.eventID, s.since = o.st, o.status, o.seq, o.eventID, o.since
+		s.st, s.status, s.seq, s.eventID, s.since, s.dated = o.st, o.status, o.seq, o.eventID, o.since, o.dated
 		s.overrideSeq, s.pending, s.contradicted, s.folded = o.overrideSeq, o.pending, o.contradicted, o.folded
 	}
 	for subject, p := range ix.pools {
@@ -114,7 +114,7 @@ func (d *decider) adopt(ctx context.Context, s *endpointSlot, now time.Time, poo
 	}
 	e, seq, ok, err := d.last(ctx, s.subject)
 	if _, isTransition := events.TransitionStatus(e.Type); err == nil && ok && isTransition {
-		s.record(seq, e)
+		s.record(seq, e, e.Time)
 		s.st.Restore(s.status)
 	}
 	return dec, decided && s.st.Status != s.status

@@ -217,6 +217,22 @@ func TestAReplicaRecordsTheNextTransitionAfterOneAnotherReplicaDatedLaterWhenTha
 			if down := stateOf(t, srv)[2].Env; tc.byProbes && (down.Cause != last || down.Source != "decider/a") {
 				t.Errorf("w1 down caused by %q from %q, want caused by the third failure %q from decider/a", down.Cause, down.Source, last)
 			}
+			datedInOrder(t, srv)
 		})
+	}
+}
+
+// datedInOrder fails the test when STATE holds an event dated before the one stored ahead of it
+// on its subject: a status page or an API showing how long a status lasted would show a negative
+// duration.
+func datedInOrder(t *testing.T, srv *eventstest.Server) {
+	t.Helper()
+	last := map[string]stored{}
+	for _, s := range stateOf(t, srv) {
+		if prev, ok := last[s.Subject]; ok && s.Env.Time.Before(prev.Env.Time) {
+			t.Errorf("%s: %s from %s dated %s, %s before the %s stored ahead of it", s.Subject, s.Env.Type, s.Env.Source,
+				s.Env.Time.Format(time.RFC3339Nano), prev.Env.Time.Sub(s.Env.Time), prev.Env.Type)
+		}
+		last[s.Subject] = s
 	}
 }
