@@ -312,7 +312,7 @@ func (d *decider) restartState(ctx context.Context) {
 	cleared := events.Override{By: d.o.Name, Reason: "state stream created again"}
 	for _, s := range d.ix.endpoints {
 		s.status, s.seq, s.eventID, s.cause, s.since, s.dated, s.overrideSeq = events.StatusUnknown, 0, "", "", time.Time{}, time.Time{}, 0
-		s.sent = events.Sent[sentTransition]{}
+		s.sent, s.dropped = events.Sent[sentTransition]{}, nil
 		if s.st.Own != nil {
 			if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, cleared, "", now, s.pool.app.policy); ok {
 				d.decided(ctx, s, dec)
@@ -581,6 +581,7 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 	}
 	// STATE already holding a newer event than this decision means another replica is ahead in
 	// the probes: this decision is history already.
+	s.dropped = droppedAsOlder(s, dec)
 	for attempt := 0; due(s, dec); attempt++ {
 		if attempt == maxAttempts {
 			d.later(ctx, s, dec, errors.New("too many conflicting writers"))
@@ -614,6 +615,16 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 // transition is re-asserted reassertAfter later instead of lost.
 func due(s *endpointSlot, dec decide.Decision) bool {
 	return dec.To != s.status && !s.since.After(dec.At)
+}
+
+// droppedAsOlder returns dec when it is not due only because STATE records an event dated after it,
+// which reassert appends if the contradiction it leaves lasts, else nil.
+func droppedAsOlder(s *endpointSlot, dec decide.Decision) *decide.Decision {
+	if dec.To != s.status && s.since.After(dec.At) {
+		d := dec
+		return &d
+	}
+	return nil
 }
 
 // endpointEvent builds the transition event of dec, following what STATE last recorded.

@@ -120,6 +120,7 @@ func (d *decider) flush(ctx context.Context) {
 		if p := x.s.pool; p.next != nil {
 			d.landThrough(ctx, p.next)
 		}
+		x.s.dropped = droppedAsOlder(x.s, x.dec)
 		if !due(x.s, x.dec) {
 			d.watchEndpoint(x.s)
 			addPool(x.s.pool)

@@ -65,8 +65,11 @@ type endpointSlot struct {
 	// failed and is tried again on the next tick.
 	pending *decide.Decision
 	// contradicted is when STATE began to record a status the probes do not imply; zero while
-	// it does not.
+	// it does not. dropped is the last decision not appended because STATE recorded an event
+	// dated after it (see due), while that contradiction lasts: re-asserted, it is appended as
+	// made, a failover timed as one.
 	contradicted time.Time
+	dropped      *decide.Decision
 	// folded is, per region, the last result folded (see once).
 	folded []foldedResult
 	// next is the endpoint's transition in flight, if any (see sent).

@@ -50,7 +50,7 @@ func contradicts(s *endpointSlot) bool {
 func (d *decider) watchEndpoint(s *endpointSlot) {
 	switch {
 	case !d.live || !contradicts(s):
-		s.contradicted = time.Time{}
+		s.contradicted, s.dropped = time.Time{}, nil
 	case s.contradicted.IsZero():
 		s.contradicted = d.streamNow(d.o.Now())
 	}
@@ -68,31 +68,36 @@ func (d *decider) watchPool(p *poolSlot) {
 }
 
 // reassert appends this replica's view over every status STATE has contradicted for
-// reassertAfter: the transition's cause is the contradicting event. An endpoint's is not
-// re-asserted while this replica is behind in the probes (a storm of results can keep it behind
-// for longer than reassertAfter): the results that caused the event may be still to fold.
+// reassertAfter. When the contradiction is a decision this replica dropped as older than what
+// STATE records (due), that decision is appended, dated no earlier than what STATE records: the
+// probes made it, and a failover is timed like any other; otherwise the transition's cause is
+// the contradicting event. An endpoint's is not re-asserted while this replica is behind in the
+// probes (a storm of results can keep it behind for longer than reassertAfter): the results that
+// caused the event may be still to fold.
 func (d *decider) reassert(ctx context.Context, now time.Time) {
 	for _, s := range d.ix.endpoints {
 		if s.contradicted.IsZero() || d.failing || d.probesQueued > 0 {
 			continue
 		}
 		if s.pending != nil || !contradicts(s) {
-			s.contradicted = time.Time{}
+			s.contradicted, s.dropped = time.Time{}, nil
 			continue
 		}
 		if now.Sub(s.contradicted) < reassertAfter {
 			continue
 		}
-		s.contradicted = time.Time{}
-		at := now
-		if s.since.After(at) {
-			at = s.since
+		dec := s.st.Explain(s.status, notBefore(now, s.since), s.pool.app.policy, s.eventID,
+			"re-asserted: STATE recorded "+string(s.status)+" against the probes")
+		if dr := s.dropped; dr != nil && dr.To == s.st.Status {
+			dec = *dr
+			dec.At = notBefore(dec.At, s.since)
+			dec.Reason += "; recorded late: STATE's " + string(s.status) + " was dated after it, and no replica recorded it for " + reassertAfter.String()
 		}
+		s.contradicted, s.dropped = time.Time{}, nil
 		d.o.Stats.Reasserted.Add(1)
 		d.log.Warn().Str("subject", s.subject).Str("recorded", string(s.status)).Str("decided", string(s.st.Status)).
-			Str("event_id", s.eventID).Msg("state contradicts the probes, re-asserting")
-		d.commit(ctx, s, s.st.Explain(s.status, at, s.pool.app.policy, s.eventID,
-			"re-asserted: STATE recorded "+string(s.status)+" against the probes"))
+			Str("event_id", s.eventID).Str("cause", dec.Cause).Msg("state contradicts the probes, re-asserting")
+		d.commit(ctx, s, dec)
 	}
 	for _, a := range d.ix.apps {
 		for _, p := range a.pools {

@@ -39,7 +39,7 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 			continue
 		}
 		s.st, s.status, s.seq, s.eventID, s.since, s.dated = o.st, o.status, o.seq, o.eventID, o.since, o.dated
-		s.overrideSeq, s.pending, s.contradicted, s.folded = o.overrideSeq, o.pending, o.contradicted, o.folded
+		s.overrideSeq, s.pending, s.contradicted, s.dropped, s.folded = o.overrideSeq, o.pending, o.contradicted, o.dropped, o.folded
 	}
 	for subject, p := range ix.pools {
 		if o := old.pools[subject]; o != nil {

@@ -3,12 +3,14 @@ package decider_test
 import (
 	"context"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -176,19 +178,18 @@ func (w laterDates) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (
 // its pool's, when that replica has died: the failover happens within a few check intervals.
 // Replica A starts while B runs (a restart, or a replica added), and finds w1 up in STATE as B
 // dated it; B then dies, and w1 fails. A dropped its down transition as older than B's up, and
-// nothing appended it, ever.
+// nothing appended it, ever. The down is the failover the probes decided, whichever way A learned
+// of the up: caused by the third failure, its reason theirs, and timed in
+// detour_failover_seconds.
 func TestAReplicaRecordsTheNextTransitionAfterOneAnotherReplicaDatedLaterWhenThatReplicaDies(t *testing.T) {
 	up := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up"}
 	down := []string{"endpoint.shop.west.w1:down", "pool.shop.west:down"}
 	for _, tc := range []struct {
 		name  string
 		tweak []func(*decider.Options)
-		// byProbes: w1's down transition is the one the failures completed, caused by the third
-		// (not a re-assertion of A's view over a contradiction).
-		byProbes bool
 	}{
 		// A folds the result that took w1 up (its replay window holds it).
-		{name: "A folded the result that caused it", byProbes: true},
+		{name: "A folded the result that caused it"},
 		// A's replay window begins after that result: A knows w1 up from STATE alone.
 		{name: "A never folded the result that caused it", tweak: []func(*decider.Options){
 			func(o *decider.Options) { o.Replay = time.Millisecond }}},
@@ -201,7 +202,8 @@ func TestAReplicaRecordsTheNextTransitionAfterOneAnotherReplicaDatedLaterWhenTha
 			p.send("shop", "west", "w1", true)
 			p.send("shop", "west", "w1", true)
 			waitHistory(t, srv, up...)
-			start(t, srv.JS, cfg, "decider/a", tc.tweak...)
+			m := metrics.New()
+			a := start(t, srv.JS, cfg, "decider/a", append(tc.tweak, withMetrics(m))...)
 			b.stop()
 			var last string
 			for range 3 {
@@ -214,8 +216,18 @@ func TestAReplicaRecordsTheNextTransitionAfterOneAnotherReplicaDatedLaterWhenTha
 				got = history(t, srv)
 				return reflect.DeepEqual(got, want)
 			}, "3s after w1's third failure, with decider/b dead, STATE history is %q, want %q", &got, want)
-			if down := stateOf(t, srv)[2].Env; tc.byProbes && (down.Cause != last || down.Source != "decider/a") {
-				t.Errorf("w1 down caused by %q from %q, want caused by the third failure %q from decider/a", down.Cause, down.Source, last)
+			down := stateOf(t, srv)[2].Env
+			var tr events.Transition
+			if err := down.Payload(&tr); err != nil {
+				t.Fatal(err)
+			}
+			if down.Cause != last || down.Source != "decider/a" || !strings.HasPrefix(tr.Reason, "eu: 3 consecutive failures (fall 3)") {
+				t.Errorf("w1 down caused by %q from %q for %q, want caused by the third failure %q from decider/a for its streak",
+					down.Cause, down.Source, tr.Reason, last)
+			}
+			waitTransitionsCounted(t, a.stats, 1)
+			if n, _ := failovers(t, m); n != 1 {
+				t.Errorf("detour_failover_seconds has %d observations, want the failover's 1", n)
 			}
 			datedInOrder(t, srv)
 		})
