@@ -33,8 +33,10 @@ type Options struct {
 	// applies it.
 	TickEvery time.Duration
 	// Replay is how far back in PROBES a starting decider reads: enough for every region to have
-	// reported fall or rise results, and to know which regions are stale. Default: the largest,
-	// over the apps, of stale_after and max(fall, rise) × interval + jitter.
+	// reported fall or rise results, to know which regions are stale, and to find when a
+	// hold-down under way began (the streak that made the regions healthy again, up to hold_down
+	// ago). Default: the largest, over the apps, of hold_down + max(stale_after, max(fall, rise)
+	// × interval + jitter), as far as detour replay warms up before its window.
 	Replay time.Duration
 	// Stats, when set, receives the decider's counters.
 	Stats *Stats
@@ -90,8 +92,9 @@ func (o *Options) defaults() error {
 	}
 	replay := time.Duration(0)
 	for i := range o.Config.Apps {
-		k := &o.Config.Apps[i].Check
-		replay = max(replay, k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D())
+		a := &o.Config.Apps[i]
+		k := &a.Check
+		replay = max(replay, a.HoldDown.D()+max(k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D()))
 	}
 	if o.Replay <= 0 {
 		o.Replay = replay
