@@ -74,6 +74,10 @@ type decider struct {
 	unanswered bool
 	// retrying are the pools whose transition the next tick appends again (poolSlot.retry).
 	retrying []*poolSlot
+	// held are the overrides STATE delivered before the results heard on the wire ahead of them
+	// were folded, in the order stored (see onState); heardCount counts the messages heard.
+	held       []heldOverride
+	heardCount uint64
 	// probesQueued is how many PROBES messages the reader had taken but the loop had not folded
 	// when the last tick came: while it is not zero this replica is behind in the probes, and no
 	// endpoint's contradiction is re-asserted.
@@ -149,6 +153,11 @@ func (d *decider) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case m := <-stateCh:
+			// What was heard on the wire by now was published before STATE delivered this, and
+			// an override waits for the results among it (onState).
+			for len(heardCh) > 0 {
+				d.heard(<-heardCh)
+			}
 			d.observeClock(m.stamp)
 			if m.recreated {
 				d.restartState(ctx)
@@ -183,6 +192,7 @@ func (d *decider) run(ctx context.Context) error {
 			d.heard(m)
 		case now := <-tick:
 			d.foldHeard(ctx, now, len(probeCh) > 0)
+			d.releaseOverrides(ctx, time.Time{})
 			d.probesQueued = len(probeCh)
 			d.tick(ctx, d.streamNow(now))
 		case c := <-d.o.Configs:
@@ -205,6 +215,9 @@ func (d *decider) onDelivery(ctx context.Context, m delivery) {
 
 // onProbes folds the results of one PROBES message.
 func (d *decider) onProbes(ctx context.Context, m delivery) {
+	if len(d.held) > 0 {
+		d.releaseOverrides(ctx, m.stamp) // before m is taken off the results heard
+	}
 	d.o.Metrics.Lag("decider", events.StreamProbes, m.pending)
 	if m.err != nil {
 		d.o.Stats.Malformed.Add(1)
@@ -215,6 +228,9 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 	d.delivered(msgKey{m.subject, m.id})
 	if region := probeRegion(m.subject); !d.drills.Region(region) {
 		d.fold(ctx, m.results, m.stamp, region, false)
+	}
+	if len(d.held) > 0 {
+		d.releaseOverrides(ctx, time.Time{})
 	}
 }
 
@@ -326,6 +342,7 @@ func (d *decider) restartState(ctx context.Context) {
 		d.ix.rearm(s)
 		d.watchEndpoint(s)
 	}
+	d.held = nil
 	d.log.Warn().Msg("state stream created again; folding it from its first message")
 }
 
@@ -375,6 +392,10 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		d.watchPool(p)
 		return
 	}
+	// An override applies after the results stored before it, as detour replay applies it. PROBES
+	// and STATE are read by two consumers, and STATE may deliver the override first: it waits
+	// until the results heard on the wire before it came are folded (PROBES delivering them, or
+	// their grace ending), and the overrides after it wait behind it.
 	var o events.Override
 	if env.Type != events.TypeOverrideSet && env.Type != events.TypeOverrideCleared {
 		return // edges and what later versions add are not the decider's
@@ -389,21 +410,71 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		d.log.Warn().Str("subject", m.subject).Str("action", o.Action).Uint64("stream_seq", m.seq).Msg("override with an unknown action skipped")
 		return
 	}
-	// The deadlines that passed before the override are decided first, as for a result.
-	if s := d.ix.epOverrides[m.subject]; s != nil && m.seq > s.overrideSeq {
-		s.overrideSeq = m.seq
-		d.passUntil(ctx, s, overrideTime(s, m.stamp))
-		dec, ok := s.st.SetOverride(decide.ScopeEndpoint, o, env.ID, overrideTime(s, m.stamp), s.pool.app.policy)
+	h := heldOverride{subject: m.subject, seq: m.seq, stamp: m.stamp, id: env.ID, o: o, heard: d.heardCount}
+	if d.live && (len(d.held) > 0 || !d.heardFolded(h.heard)) {
+		d.held = append(d.held, h)
+		return
+	}
+	d.applyOverride(ctx, h)
+}
+
+// heldOverride is an override STATE delivered, waiting for the results heard on the wire before
+// it (the first heard of them) to be folded.
+type heldOverride struct {
+	subject string
+	seq     uint64
+	stamp   time.Time
+	id      string
+	o       events.Override
+	heard   uint64
+}
+
+// heardFolded reports whether every probe message heard on the wire among the first n has been
+// folded or dropped: delivered by PROBES, or folded as heard once its grace ended.
+func (d *decider) heardFolded(n uint64) bool {
+	for _, k := range d.waitOrder {
+		if m, ok := d.waiting[k]; ok {
+			return m.n > n
+		}
+	}
+	return true
+}
+
+// releaseOverrides applies, in the order STATE stored them, the overrides held (see onState)
+// whose turn has come: the results heard on the wire before them have been folded, or PROBES
+// delivered a message stored at stored or later (zero: none), after them.
+func (d *decider) releaseOverrides(ctx context.Context, stored time.Time) {
+	n := 0
+	for _, h := range d.held {
+		if !d.heardFolded(h.heard) && (stored.IsZero() || stored.Before(h.stamp)) {
+			break
+		}
+		d.applyOverride(ctx, h)
+		n++
+	}
+	d.held = d.held[n:]
+	if len(d.held) == 0 {
+		d.held = nil
+	}
+}
+
+// applyOverride applies an override STATE stored, to its endpoint or to every endpoint of its
+// pool. The deadlines that passed before it are decided first, as for a result.
+func (d *decider) applyOverride(ctx context.Context, h heldOverride) {
+	if s := d.ix.epOverrides[h.subject]; s != nil && h.seq > s.overrideSeq {
+		s.overrideSeq = h.seq
+		d.passUntil(ctx, s, overrideTime(s, h.stamp))
+		dec, ok := s.st.SetOverride(decide.ScopeEndpoint, h.o, h.id, overrideTime(s, h.stamp), s.pool.app.policy)
 		d.ix.rearm(s)
 		if ok {
 			d.decided(ctx, s, dec)
 		}
 	}
-	if p := d.ix.poolOverrides[m.subject]; p != nil && m.seq > p.overrideSeq {
-		p.overrideSeq = m.seq
+	if p := d.ix.poolOverrides[h.subject]; p != nil && h.seq > p.overrideSeq {
+		p.overrideSeq = h.seq
 		for _, s := range p.endpoints {
-			d.passUntil(ctx, s, overrideTime(s, m.stamp))
-			dec, ok := s.st.SetOverride(decide.ScopePool, o, env.ID, overrideTime(s, m.stamp), p.app.policy)
+			d.passUntil(ctx, s, overrideTime(s, h.stamp))
+			dec, ok := s.st.SetOverride(decide.ScopePool, h.o, h.id, overrideTime(s, h.stamp), p.app.policy)
 			d.ix.rearm(s)
 			if ok {
 				d.decided(ctx, s, dec)
@@ -520,15 +591,21 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		d.unanswered = true
 		d.settleWithin(ctx, wait)
 	}
+	// Time passes up to the first override held, if any: the deadlines after it are decided
+	// once it is applied, as they fell after it.
+	until := now
+	if len(d.held) > 0 && d.held[0].stamp.Before(until) {
+		until = d.held[0].stamp
+	}
 	// Only the endpoints whose deadline passed or that hold a pending decision: Expire would
 	// change nothing on the others (see decide.Endpoint.ExpiresAt).
-	at := now.UnixNano()
+	at := until.UnixNano()
 	for i, due := range d.ix.due {
 		if due > at {
 			continue
 		}
 		s := d.ix.endpoints[i]
-		d.expire(ctx, s, now)
+		d.expire(ctx, s, until)
 		d.ix.rearm(s)
 	}
 	d.flush(ctx)

@@ -16,6 +16,10 @@ import (
 // them, if anything, held by the overrides in force on them and on their pools, as at a start,
 // and by the drills in force. Decisions queued under the old configuration are appended first.
 func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
+	for _, h := range d.held {
+		d.applyOverride(ctx, h) // the held overrides name slots of the old index
+	}
+	d.held = nil
 	now := d.streamNow(d.o.Now())
 	if d.live {
 		// Time passes under the old version until now, as a tick would have let it: the

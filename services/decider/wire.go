@@ -27,6 +27,8 @@ type heardMsg struct {
 	key  msgKey
 	data []byte
 	at   time.Time // this host's clock
+	// n numbers the messages kept waiting, in the order heard (decider.heardCount).
+	n uint64
 }
 
 // msgKey matches a message heard on the wire to PROBES' delivery of it: its subject and its
@@ -85,6 +87,8 @@ func (d *decider) heard(m heardMsg) {
 		d.waiting = map[msgKey]heardMsg{}
 	}
 	if _, ok := d.waiting[m.key]; !ok {
+		d.heardCount++
+		m.n = d.heardCount
 		d.waiting[m.key] = m
 		d.waitOrder = append(d.waitOrder, m.key)
 	}
@@ -129,6 +133,9 @@ func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) 
 		n++
 		if !ok {
 			continue // delivered by PROBES
+		}
+		if len(d.held) > 0 {
+			d.releaseOverrides(ctx, time.Time{}) // those STATE delivered before m was heard
 		}
 		delete(d.waiting, k)
 		rs, err := events.DecodeProbes(m.data)
