@@ -557,3 +557,45 @@ func TestAnAnswerWhoseHeadComesBeforeTheRequestBodyReachesTheClientAtOnce(t *tes
 		}
 	})
 }
+
+// TestAClientThatHalfClosesIsNotToldItsRequestSucceeded: a client that half-closes its
+// connection after its request (or part of its body) is taken for gone, as net/http takes it,
+// and its request is given up on upstream; the connection ends without an answer, as on the
+// lean path, where on the fast and ReverseProxy paths the edge, writing none, had net/http's
+// server answer for it: "200 OK" with an empty body, to a request the instance never answered
+// (ReverseProxy answers 502).
+func TestAClientThatHalfClosesIsNotToldItsRequestSucceeded(t *testing.T) {
+	// The instance reads the head and answers nothing: the edge's answer is its own.
+	instance := rawInstance(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.Copy(io.Discard, c)
+	})
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", ", timeouts: {client_body: 5s, response_header: 10s}")
+	for _, tc := range []struct{ name, raw string }{
+		{"a whole body", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello"},
+		{"a whole chunked body", "POST /p HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+		{"part of a body", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 10\r\n\r\nhello"},
+		{"part of a chunked body", "POST /p HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
+		{"an HTTP/1.0 body", "POST /p HTTP/1.0\r\n" + host + "Content-Length: 5\r\n\r\nhello"},
+		{"no body, on the lean path", "GET /p HTTP/1.1\r\n" + host + "\r\n"},
+		{"no body, on the fast path", "GET /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, tc.raw)
+			_ = conn.(*net.TCPConn).CloseWrite()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(conn)
+			if err != nil {
+				t.Fatalf("the connection did not end after the client half-closed it: %v (read %q)", err, got)
+			}
+			if len(got) > 0 {
+				t.Errorf("answered %q to a client taken for gone, whose request the instance never answered; want no answer", got)
+			}
+		})
+	}
+}

@@ -444,7 +444,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		// ending the answer, which would tell the client it is complete.
 		panic(http.ErrAbortHandler)
 	}
-	if err == nil || ctx.Err() != nil {
+	if err == nil {
 		return
 	}
 	if forwarded != "" && !rt.Available {

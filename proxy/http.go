@@ -524,13 +524,16 @@ func (e *clientBodyError) Unwrap() error { return e.err }
 
 // fail answers a request that could not be proxied, with the status's text only (failBody): 502,
 // logged with the reason, or 400 when the client's body was malformed, or 408 when it stopped
-// arriving for client_body.
+// arriving for client_body. A client gone gets no answer.
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 	slow := errors.Is(err, errClientBodyTimeout)
 	if r.Context().Err() != nil && !slow {
-		// The client went away; there is nobody to answer. (net/http's HTTP/1.1 server cancels
-		// the context of a request whose body read failed, client_body's included.)
-		return
+		// The client went away (net/http's HTTP/1.1 server cancels the context of a request
+		// whose read failed, client_body's included, or found the connection's end: a client
+		// that half-closed it after its request may still read). Its connection (its stream)
+		// ends without an answer: a handler that writes none has net/http's server answer 200
+		// for it, and a client that only half-closed would take it for the instance's.
+		panic(http.ErrAbortHandler)
 	}
 	code := http.StatusBadGateway
 	switch {
