@@ -125,10 +125,9 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 // request (unchecked by guardedConn, which stops following a body net/http refuses): so a final
 // answer whose head leaves before the body ended cleanly carries Connection: close, and net/http
 // closes the connection after it. A body read to its end keeps it, as net/http would.
-func duplex(w http.ResponseWriter, body io.ReadCloser) (http.ResponseWriter, io.ReadCloser) {
+func duplex(w http.ResponseWriter, body io.ReadCloser) *duplexWriter {
 	_ = http.NewResponseController(w).EnableFullDuplex()
-	dw := &duplexWriter{ResponseWriter: w, body: &endedBody{ReadCloser: body}}
-	return dw, dw.body
+	return &duplexWriter{ResponseWriter: w, body: &endedBody{ReadCloser: body}}
 }
 
 // endedBody is a request body that records its end: a read that returned io.EOF, which
@@ -152,12 +151,15 @@ type duplexWriter struct {
 	http.ResponseWriter
 	body  *endedBody
 	wrote bool
+	// cut is set when the answer's head left before the body ended: the connection ends after it.
+	cut bool
 }
 
 func (w *duplexWriter) WriteHeader(code int) {
 	if code >= http.StatusOK && !w.wrote {
 		w.wrote = true
 		if !w.body.ended.Load() {
+			w.cut = true
 			w.Header().Set("Connection", "close")
 		}
 	}
@@ -173,3 +175,18 @@ func (w *duplexWriter) Write(p []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *duplexWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// end is called when the handler returns. After an answer that cut the connection, net/http's
+// server reads what is left of the body, up to 256 KiB, before it closes the connection (so
+// that the client, still sending, gets the answer rather than a reset), with no deadline: that
+// read is ended after d, client_body, as a body's read is, or a client that sends nothing more
+// would hold the connection for as long as it liked. net/http clears the connection's deadline
+// as the handler returns while the transport still reads the body, so the read is ended from a
+// timer; the connection is not reused, so a late one ends nothing else.
+func (w *duplexWriter) end(d time.Duration) {
+	if !w.cut || d <= 0 {
+		return
+	}
+	rc := http.NewResponseController(w.ResponseWriter)
+	time.AfterFunc(d, func() { _ = rc.SetReadDeadline(time.Unix(1, 0)) })
+}

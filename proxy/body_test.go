@@ -599,3 +599,51 @@ func TestAClientThatHalfClosesIsNotToldItsRequestSucceeded(t *testing.T) {
 		})
 	}
 }
+
+// TestAConnectionEndedByAnEarlyAnswerIsNotHeldPastClientBody: once an answer that came before
+// its request's body ended was sent (with Connection: close), the edge reads what is left of
+// the body, up to 256 KiB, before it closes the connection, so that the client gets the answer
+// rather than a reset; a client that sends nothing more is cut after client_body, as a body
+// that stops arriving is. That read, net/http's own, was bounded by nothing: the connection
+// stayed open for as long as the client kept it (3 s and counting with client_body at 500 ms).
+func TestAConnectionEndedByAnEarlyAnswerIsNotHeldPastClientBody(t *testing.T) {
+	instance := rawInstance(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		first := make([]byte, 5)
+		if _, err := io.ReadFull(req.Body, first); err != nil {
+			return
+		}
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 5\r\n\r\n%s", first)
+	})
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", ", timeouts: {client_body: 500ms}")
+	for _, framing := range []struct{ name, head, first string }{
+		{"Content-Length", "Content-Length: 10\r\n", "01234"},
+		{"chunked", "Transfer-Encoding: chunked\r\n", "5\r\n01234\r\n"},
+	} {
+		t.Run(framing.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, "POST /early HTTP/1.1\r\n"+host+framing.head+"\r\n"+framing.first)
+			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "01234" || !resp.Close {
+				t.Fatalf("answered %d %q, closing %v; want the instance's 413 %q, closing", resp.StatusCode, body, resp.Close, "01234")
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("after the answer, with client_body at 500 ms, the connection: %v; want it closed within 3 s", err)
+			}
+		})
+	}
+}

@@ -197,7 +197,9 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			r.Body = &sizedBody{ReadCloser: r.Body, left: r.ContentLength}
 		}
 		if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Method != http.MethodConnect {
-			w, r.Body = duplex(w, r.Body)
+			dw := duplex(w, r.Body)
+			defer dw.end(a.pol.timeouts.ClientBody.D())
+			w, r.Body = dw, dw.body
 		}
 		rp.ServeHTTP(w, withInterimRelay(w, r))
 	})
