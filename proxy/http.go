@@ -102,6 +102,8 @@ func newTransport(source net.IP, p *policy) *http.Transport {
 			}
 			return &watchedConn{Conn: c}, nil
 		},
+		// The buffer the fast paths read answers through (see upstreamReadBuffer).
+		ReadBufferSize:        upstreamReadBuffer,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       p.timeouts.Idle.D(),

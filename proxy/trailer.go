@@ -18,8 +18,9 @@ import (
 // relayed are announced in the head's Trailer field.
 
 // maxTrailerBytes is the longest trailer section the edge relays, counted as it writes it: a
-// "Name: value\r\n" line per value and the empty line. net/http's Transport refuses a section
-// longer than its 4 KiB read buffer as it arrived; the fast paths read answers through 8 KiB.
+// "Name: value\r\n" line per value and the empty line. httputil.ReverseProxy's client sees a
+// section longer than its Transport's default 4 KiB read buffer, as it arrived, cut; every path
+// of the edge reads answers through upstreamReadBuffer, 8 KiB.
 const maxTrailerBytes = 4 << 10
 
 // errTrailerTooLong is the failure of an answer whose trailer section is longer than

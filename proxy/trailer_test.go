@@ -228,6 +228,10 @@ var trailerCorpus = []struct {
 	{name: "a trailer section a byte over 4 KiB", section: "X-Big: " + strings.Repeat("b", 4097-len("X-Big: \r\n\r\n")) + "\r\n\r\n"},
 	{name: "a trailer section over 4 KiB in small fields", section: strings.Repeat("X-Many: 0123456789abcdef\r\n", 200) + "\r\n"},
 	{name: "a trailer section over 8 KiB", section: "X-Big: " + strings.Repeat("b", 9000) + "\r\n\r\n"},
+	{name: "a trailer section ended by bare LFs, 5 KiB before the next CRLFCRLF", section: "X-Sum: 1\n\n" + strings.Repeat("a", 5<<10) + "\r\n\r\n",
+		differs: "net/http reads a trailer section only when a CRLFCRLF follows within its read buffer, which a section ended by bare LFs need not hold: the edge's paths read answers through 8 KiB, ReverseProxy's transport through 4 KiB, and cuts the answer, complete as it was",
+		edge:    `200 declared=[] body="ok" trailer=["X-Sum: 1"] complete=true`},
+	{name: "a trailer section ended by bare LFs, 9 KiB before the next CRLFCRLF", section: "X-Sum: 1\n\n" + strings.Repeat("a", 9<<10) + "\r\n\r\n"},
 	{name: "a trailer section cut short", section: "X-Sum: 1\r\n" + cutHere},
 	{name: "a trailer declared as Content-Length", head: "Trailer: Content-Length\r\n", section: "Content-Length: 5\r\n\r\n",
 		differs: "both answer 502; the edge's names its status in its body, ReverseProxy's is empty",
@@ -318,8 +322,9 @@ func withoutField(head, name string) string {
 // without their hop-by-hop fields (none over HTTP/1.0), the final status, and when it is the
 // instance's, the final head but for its Trailer fields, the body when both answers are
 // complete, and a chunked answer complete where ReverseProxy's is, but for a section near 4 KiB
-// (counted as written by the edge, as it arrived by ReverseProxy's transport); no trailer
-// ReverseProxy's client does not see, no name of neverRelayed, and no trailer announced that
+// (counted as written by the edge, as it arrived by ReverseProxy's transport) or over it (ended
+// by bare LFs: see upstreamReadBuffer); no trailer ReverseProxy's client does not see (of an
+// answer it cut, none of neverRelayed), no name of neverRelayed, and no trailer announced that
 // ReverseProxy does not announce. The differences ReverseProxy's timing makes, and the framing
 // of an empty body whose trailers only ReverseProxy relays, are set aside where they arise.
 // Over HTTP/1.1, a second request pipelined behind the fuzzed one on each path must get its
@@ -436,7 +441,8 @@ func FuzzEdgeTrailers(f *testing.F) {
 			}
 			for _, l := range g.trailer {
 				name, _, _ := strings.Cut(l, ":")
-				if neverRelayed[name] || !slices.Contains(w.trailer, l) {
+				// ReverseProxy may have cut an answer with a long section before its trailers.
+				if neverRelayed[name] || !slices.Contains(w.trailer, l) && (w.complete || !near) {
 					t.Fatalf("on %s the edge relays %q; ReverseProxy relays %q", in, l, w.trailer)
 				}
 			}
