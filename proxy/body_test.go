@@ -508,6 +508,8 @@ func TestAnAnswerWhoseHeadComesBeforeTheRequestBodyReachesTheClientAtOnce(t *tes
 	for _, framing := range []struct{ name, head, first, rest string }{
 		{"Content-Length", "Content-Length: 10\r\n", "01234", "56789"},
 		{"chunked", "Transfer-Encoding: chunked\r\n", "5\r\n01234\r\n", "5\r\n56789\r\n0\r\n\r\n"},
+		// The upgrade of a request with a body is ignored (here a POST asking for h2c).
+		{"Content-Length, with an Upgrade", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 10\r\n", "01234", "56789"},
 	} {
 		t.Run(framing.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", c.west)

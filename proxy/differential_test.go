@@ -229,6 +229,7 @@ var corpus = []struct {
 	{name: "a HEAD of an answer longer than its Content-Length, then a GET", raw: "HEAD /long HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"HEAD", "GET"}},
 	{name: "an Upgrade with a body, answered 101", raw: "POST /101 HTTP/1.1\r\n" + host + "Upgrade: foo\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{502}, forwards: 1,
 		differs: "RFC 9110 §7.8: the edge ignores the upgrade of a request with a body, whose switch could come before the body did, so a 101 is an answer to a request that asked for none; ReverseProxy relays it and tunnels"},
+	{name: "an Upgrade with a body, answered 200, then a GET", raw: "POST /p HTTP/1.1\r\n" + host + "Upgrade: foo\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},
 	{name: "a chunked Upgrade, answered 101", raw: "POST /101 HTTP/1.1\r\n" + host + "Upgrade: foo\r\nConnection: Upgrade\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", methods: []string{"POST"}, edge: []int{502}, forwards: 1,
 		differs: "RFC 9110 §7.8: the edge ignores the upgrade of a request with a body, whose switch could come before the body did, so a 101 is an answer to a request that asked for none; ReverseProxy relays it and tunnels"},
 	{name: "a chunked body with extensions", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d\"\r\nhello\r\n0;e\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},

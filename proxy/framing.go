@@ -19,8 +19,9 @@ import (
 // Content-Length fields (400), a Transfer-Encoding other than a final chunked (501), a bare CR
 // in a field (400), a head over MaxHeaderBytes (431).
 //
-// After an Upgrade request the bytes may belong to another protocol, or still be HTTP/1.1 when
-// the answer does not switch protocols (101). guardedConn holds them back until it sees the
+// After an Upgrade request without a body (the edge forwards the upgrade of no other) the bytes
+// may belong to another protocol, or still be HTTP/1.1 when the answer does not switch
+// protocols (101). guardedConn holds them back until it sees the
 // answer's status line as net/http writes it: after a switch they pass unchecked, after any
 // other answer nothing more is read and net/http closes the connection. (A request pipelined
 // ahead of the Upgrade in the same read is answered first, so such an Upgrade is refused too.)
@@ -276,8 +277,6 @@ func (g *guardedConn) head() {
 		// and reads on, so it is checked as any other.
 		g.state = passThrough
 		return
-	case upgrade:
-		g.switching.Store(switchUpgrade)
 	}
 	switch {
 	case te && chunked:
@@ -291,6 +290,11 @@ func (g *guardedConn) head() {
 		}
 	case te:
 		g.state = passThrough // net/http answers 501 and closes the connection
+	}
+	// The upgrade of a request with a body is not forwarded (see rewrite): its answer never
+	// switches, and what follows the body is HTTP/1.1, checked as after any other request.
+	if upgrade && g.state == inHead {
+		g.switching.Store(switchUpgrade)
 	}
 }
 
