@@ -104,7 +104,7 @@ func Fits(nc *nats.Conn, name string, doc []byte, o ApplyOptions) error {
 // or nil while version expect (0: none yet) is the active one: a caller that does more than
 // store the document (detour apply bounds the streams) checks first, then applies with Expect.
 func CheckExpect(ctx context.Context, js jetstream.JetStream, name string, expect uint64) error {
-	active, err := Active(ctx, js)
+	active, err := LeaderActive(ctx, js)
 	switch {
 	case errors.Is(err, ErrNoVersion):
 		active.Number = 0
@@ -119,7 +119,7 @@ func CheckExpect(ctx context.Context, js jetstream.JetStream, name string, expec
 
 // conflict is the error of an apply that expected version expect, naming the version active.
 func conflict(ctx context.Context, js jetstream.JetStream, name string, expect uint64) error {
-	active, err := Active(ctx, js)
+	active, err := LeaderActive(ctx, js)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w: expected version %d", name, ErrVersionConflict, expect)
 	}
@@ -129,7 +129,9 @@ func conflict(ctx context.Context, js jetstream.JetStream, name string, expect u
 
 // Active returns the active version; it wraps ErrNoVersion when nothing was applied yet. It is
 // read as the first of CONFIG's replicas to answer holds it (events.AnyLast): a role starts on
-// it, and one replica that hangs, even CONFIG's leader, does not hold its start.
+// it, and one replica that hangs, even CONFIG's leader, does not hold its start. A replica behind
+// the leader answers with an older version, which a role's configuration watch follows with
+// the versions after it; what decides a write reads LeaderActive.
 func Active(ctx context.Context, js jetstream.JetStream) (Version, error) {
 	e, seq, ok, err := events.AnyLast(ctx, js, events.StreamConfig, events.SubjectConfigDoc)
 	if errors.Is(err, nats.ErrNoResponders) {
@@ -139,6 +141,21 @@ func Active(ctx context.Context, js jetstream.JetStream) (Version, error) {
 			return Version{}, fmt.Errorf("open stream %s: %w", events.StreamConfig, serr)
 		}
 	}
+	return activeOf(e, seq, ok, err)
+}
+
+// LeaderActive returns the active version as CONFIG's leader holds it (events.LeaderLast); it
+// wraps ErrNoVersion when nothing was applied yet. An apply checking --expect-version, its
+// conflict's message and a plan read it so: a replica behind the leader, which Active may read,
+// holds an older version, and an apply expecting the active one was refused as stale while one
+// expecting the older passed the check, had the streams' bounds updated, and was then refused.
+func LeaderActive(ctx context.Context, js jetstream.JetStream) (Version, error) {
+	e, seq, ok, err := events.LeaderLast(ctx, js, events.StreamConfig, events.SubjectConfigDoc)
+	return activeOf(e, seq, ok, err)
+}
+
+// activeOf is the version a read of the last event on SubjectConfigDoc returned.
+func activeOf(e events.Envelope, seq uint64, ok bool, err error) (Version, error) {
 	switch {
 	case err != nil && ok:
 		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)

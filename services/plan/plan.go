@@ -29,7 +29,8 @@ type Plan struct {
 	SecretsNotCompared bool `json:"secrets_not_compared,omitempty"`
 }
 
-// Make compares doc with the running version and the answers at the current state, the
+// Make compares doc with the running version, as CONFIG's leader holds it (a replica behind it
+// holds an older one), and the answers at the current state, the
 // secrets written inline only with compareSecrets (Diff); without it, the running version's
 // digest is "<redacted>" when its document holds one, since it would check a guessed secret
 // offline. An invalid doc is refused with the *config.Error that lists its problems.
@@ -40,7 +41,7 @@ func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte, 
 	}
 	p := &Plan{File: name}
 	var running *config.Config
-	active, err := config.Active(ctx, js)
+	active, err := config.LeaderActive(ctx, js)
 	switch {
 	case errors.Is(err, config.ErrNoVersion):
 	case err != nil:
