@@ -23,10 +23,12 @@ const followRetry = 500 * time.Millisecond
 // created: nats.go waits up to ten seconds for a consumer while the cluster has no quorum.
 const followProbe = time.Second
 
-// bridgeEarly is how long a consumer's creation may go unanswered before a follower with a Bridge
-// reads by direct gets while it waits: JetStream places the consumer on any node of the stream,
-// even one that hangs, whose answer the creation then waits 2*followProbe for. A creation
-// answered later stops the bridge, as after a loss.
+// bridgeEarly is how long a follower may go without a consumer, once its stream is open, before
+// one with a Bridge reads by direct gets while it waits: JetStream places the consumer on any
+// node of the stream, even one that hangs, whose answer the creation then waits 2*followProbe
+// for, and a restarted follower first asks about and deletes the consumer its last run left,
+// which waits for that consumer's node (followProbe/4 and followProbe). A creation answered
+// later stops the bridge, as after a loss.
 const bridgeEarly = followProbe / 4
 
 // Follower reads one stream, in order, for as long as its context lasts, through whatever
@@ -158,8 +160,8 @@ func (f *Follower) Run(ctx context.Context, handle func(Delivery)) {
 		defer mu.Unlock()
 		gap.stop()
 	}()
-	// creating starts the bridge should the consumer's creation go unanswered for bridgeEarly,
-	// until the end it returns is called once the creation is answered.
+	// creating starts the bridge should the consumer's replacement (see once) go unanswered for
+	// bridgeEarly, until the end it returns is called once the creation is answered.
 	creating := func() (answered func()) {
 		waiting := true
 		t := time.AfterFunc(bridgeEarly, func() {
@@ -300,8 +302,9 @@ func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 }
 
 // once creates a consumer and delivers what it reads until it fails or ctx ends. creating is
-// called as the consumer's creation is sent, and what it returns once that is answered; started
-// once the consumer reads.
+// called once the stream is open, as the consumer's replacement starts (the named consumer
+// asked about and deleted, the new one created), and what it returns once the creation is
+// answered or once returns before; started once the consumer reads.
 func (f *Follower) once(ctx context.Context, st *followState, handle func(Delivery), creating func() (answered func()), started func()) error {
 	pctx, cancel := context.WithTimeout(ctx, followProbe)
 	s, err := f.JS.Stream(pctx, f.Stream)
@@ -322,6 +325,8 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	st.stream, st.created = s, si.Created
 	last, caught, recreated := st.last, st.caught, st.recreated
 	st.mu.Unlock()
+	answered := creating()
+	defer answered()
 	cfg := st.cfg
 	// Before it first caught up, a follower of the last message of each subject starts at
 	// Start again: a bridge that read part of the stream from its first message left the
@@ -354,7 +359,6 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		cc.FilterSubjects = cfg.FilterSubjects
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*followProbe)
-	answered := creating()
 	cons, err := s.CreateOrUpdateConsumer(cctx, cc)
 	answered()
 	cancel()

@@ -662,3 +662,78 @@ func TestFollowersStartingWhileAReplicaHangsCatchUpSoon(t *testing.T) {
 			followers, slowest.Round(time.Millisecond), limit, h.hung)
 	}
 }
+
+// TestAFollowerRestartedWhileItsConsumersNodeHangsCatchesUpSoon: a role restarted (a rolling
+// restart, a crash) finds the consumer named for its NATS user that its last run left, and
+// deletes it before it creates another; that consumer lives on whichever node JetStream placed
+// it, and that node hangs. Asking whether a live client reads through it and deleting it go
+// unanswered (250 ms and 1 s), and the follower read by direct gets only once the creation that
+// followed had gone unanswered for 250 ms too: it caught up 1.3 s or more after its start,
+// where one starting for the first time took 0.3 s. It reads by direct gets once it has gone
+// 250 ms without a consumer, whatever it waits for: each catches up within 0.8 s.
+func TestAFollowerRestartedWhileItsConsumersNodeHangsCatchesUpSoon(t *testing.T) {
+	const restarted = 4
+	h := startHungStreamAwake(t, 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Followers whose consumers JetStream placed on the node about to hang, each of its own
+	// NATS user, run until caught up and stop, leaving their consumers.
+	var users []string
+	for i := 0; len(users) < restarted; i++ {
+		if i == 200 {
+			t.Fatalf("%d of 200 followers' consumers placed on n%d", len(users), h.hung)
+		}
+		user := fmt.Sprintf("r%d", i)
+		_, js := connectAs(t, h.url, user)
+		fctx, fcancel := context.WithCancel(ctx)
+		caught := make(chan struct{})
+		var once sync.Once
+		done := follow(fctx, &events.Follower{JS: js, Stream: "T", Bridge: events.BridgeNext, Log: zerolog.Nop(),
+			Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverAllPolicy}},
+			func(d events.Delivery) {
+				if d.CaughtUp {
+					once.Do(func() { close(caught) })
+				}
+			})
+		select {
+		case <-caught:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("follower %s did not catch up within 10 s with every node up", user)
+		}
+		fcancel()
+		<-done
+		c, err := h.st.Consumer(ctx, events.ConsumerName(user, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.CachedInfo().Cluster.Leader == h.cluster.Servers[h.hung].Name() {
+			users = append(users, user)
+		}
+	}
+	h.cluster.Silence(h.hung)
+	var slowest time.Duration
+	for _, user := range users {
+		_, js := connectAs(t, h.url, user)
+		start := time.Now()
+		caught := make(chan time.Duration, 1)
+		var once sync.Once
+		follow(ctx, &events.Follower{JS: js, Stream: "T", Bridge: events.BridgeNext, Log: zerolog.Nop(),
+			Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverAllPolicy}},
+			func(d events.Delivery) {
+				if d.CaughtUp {
+					once.Do(func() { caught <- time.Since(start) })
+				}
+			})
+		select {
+		case took := <-caught:
+			slowest = max(slowest, took)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("follower %s restarted did not catch up within 10 s with its consumer's node n%d hung", user, h.hung)
+		}
+	}
+	t.Logf("%d followers restarted with their consumers' node n%d hung caught up, the slowest %s after its start", len(users), h.hung, slowest.Round(time.Millisecond))
+	if limit := 800 * time.Millisecond; slowest > limit {
+		t.Errorf("the slowest of %d followers restarted caught up %s after its start, want within %s with its consumer's node n%d hung",
+			len(users), slowest.Round(time.Millisecond), limit, h.hung)
+	}
+}

@@ -26,11 +26,22 @@ type hungStream struct {
 	stored   []events.Envelope
 	// hung is the index of the node that hangs.
 	hung int
+	// cluster is T's cluster; url the address of T's leader, which the reader connects to.
+	cluster *eventstest.Cluster
+	url     string
 }
 
 // startHungStream creates T, stores one event on each of n subjects, and hangs a replica that
 // leads neither T nor the cluster's metadata.
 func startHungStream(t *testing.T, n int) hungStream {
+	t.Helper()
+	h := startHungStreamAwake(t, n)
+	h.cluster.Silence(h.hung)
+	return h
+}
+
+// startHungStreamAwake is startHungStream but for the hanging: h.cluster.Silence(h.hung) does it.
+func startHungStreamAwake(t *testing.T, n int) hungStream {
 	t.Helper()
 	c := eventstest.StartCluster(t, 3)
 	ctx := context.Background()
@@ -38,8 +49,8 @@ func startHungStream(t *testing.T, n int) hungStream {
 	// The reader connects to the stream's leader; a replica that leads neither the stream nor
 	// the cluster's metadata hangs.
 	leader, hung, _ := c.Replicas(t, st)
-	h := hungStream{hung: hung}
-	_, h.js = connectAs(t, c.URLs[leader], "t")
+	h := hungStream{hung: hung, cluster: c, url: c.URLs[leader]}
+	_, h.js = connectAs(t, h.url, "t")
 	for i := range n {
 		e, err := events.New(events.TypeRouteComputed, "test", time.Now(), struct{}{})
 		if err != nil {
@@ -55,7 +66,6 @@ func startHungStream(t *testing.T, n int) hungStream {
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		return c.Held(0, "T") == uint64(n) && c.Held(1, "T") == uint64(n) && c.Held(2, "T") == uint64(n)
 	}, "every replica holding the %d messages", n)
-	c.Silence(h.hung)
 	var err error
 	if h.st, err = h.js.Stream(ctx, "T"); err != nil {
 		t.Fatal(err)
