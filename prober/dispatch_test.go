@@ -640,3 +640,59 @@ func TestAnOwedWindowRunsWithTheConfigurationAppliedBeforeItStarts(t *testing.T)
 		})
 	}
 }
+
+// A stopping worker runs every window of its checks whose instant comes before the instant it
+// named for stopping, however late its dispatcher wakes for the last of them: the others
+// counted those windows as its own. One it woke for only after that instant was left unrun.
+func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	cfg := testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s}
+    pools: [{name: west, endpoints: [{name: a, address: "127.0.0.1:10000"}]}]
+`)
+	w := loneWorker(t, cfg, nil, clock, t0)
+	var mu sync.Mutex
+	var ran []int64
+	w.run = func(_ context.Context, _ *slot, n int64, _ time.Duration) {
+		mu.Lock()
+		ran = append(ran, n)
+		mu.Unlock()
+	}
+	n, at := NextSlot("shop/west/a", time.Second, 0, t0.Add(time.Second))
+	retired := make(chan time.Time, 1)
+	w.retire = func() time.Time {
+		until := clock.Now().Add(100 * time.Millisecond)
+		retired <- until
+		return until
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.dispatch(ctx, context.Background()); close(done) }()
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its first instant")
+	clock.advance(at.Add(-50 * time.Millisecond).Sub(t0))
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for the window")
+	w.inflight.Wait()
+	mu.Lock()
+	before := len(ran)
+	mu.Unlock()
+	cancel()
+	until := <-retired // the window at `at` comes 50 ms before it
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the stopping dispatcher waits for the window")
+	clock.advance(150 * time.Millisecond) // it wakes 100 ms late, past until
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stopping dispatcher did not return once past the instant it stops at")
+	}
+	w.inflight.Wait()
+	mu.Lock()
+	got := ran[before:]
+	mu.Unlock()
+	if !slices.Equal(got, []int64{n}) {
+		t.Fatalf("stopping at %s, the worker ran windows %v after waking at %s, want its window %d (instant %s)",
+			until.Sub(t0), got, clock.Now().Sub(t0), n, at.Sub(t0))
+	}
+}

@@ -533,10 +533,13 @@ func (w *worker) dispatch(ctx, checks context.Context) {
 	var until time.Time // once stopping: when the others take the checks over
 	for {
 		now := clock.Now()
+		// Once stopping, the windows due before until are this worker's, however late it woke
+		// for them (the others counted them as its own); the ones from until are the others'.
+		due := now.UnixNano()
 		if !until.IsZero() && !now.Before(until) {
-			return
+			due = until.UnixNano() - 1
 		}
-		for nowNs := now.UnixNano(); q.len() > 0 && q.topAt() <= nowNs; q.fixTop() {
+		for ; q.len() > 0 && q.topAt() <= due; q.fixTop() {
 			s := q.top()
 			interval := s.t.Check.Interval.D()
 			if now.Sub(s.at) < interval {
@@ -560,6 +563,9 @@ func (w *worker) dispatch(ctx, checks context.Context) {
 				w.skipped.Add(1)
 				s.window, s.at = NextSlot(s.key, interval, s.t.Check.Jitter.D(), now)
 			}
+		}
+		if !until.IsZero() && !now.Before(until) {
+			return
 		}
 		var wait <-chan time.Time
 		stop := func() bool { return false }
