@@ -73,6 +73,14 @@ func (c *fakeClock) armed() bool {
 	return len(c.timers) > 0
 }
 
+// closed is a channel that is closed: a record saying when the worker stops that is stored.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// stopsAtOnce is a worker's retire that stops taking checks at once, its record stored.
+func stopsAtOnce(clock Clock) func() (time.Time, <-chan struct{}) {
+	return func() (time.Time, <-chan struct{}) { return clock.Now(), closed }
+}
+
 // run is one run the dispatcher started: the check, its window and the clock's time then.
 type run struct {
 	key string
@@ -92,7 +100,7 @@ func dispatchRecording(t *testing.T, w *worker, clock *fakeClock) (runs func() [
 		rs = append(rs, run{key: s.key, n: n, at: clock.Now()})
 		mu.Unlock()
 	}
-	w.retire = clock.Now // stops at once
+	w.retire = stopsAtOnce(clock)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.dispatch(ctx, ctx); close(done) }()
@@ -612,7 +620,7 @@ func TestAnOwedWindowRunsWithTheConfigurationAppliedBeforeItStarts(t *testing.T)
 					<-release // the first run hangs past its next window's instant
 				}
 			}
-			w.retire = clock.Now
+			w.retire = stopsAtOnce(clock)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { w.dispatch(ctx, ctx); close(done) }()
@@ -663,10 +671,10 @@ func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing
 	}
 	n, at := NextSlot("shop/west/a", time.Second, 0, t0.Add(time.Second))
 	retired := make(chan time.Time, 1)
-	w.retire = func() time.Time {
+	w.retire = func() (time.Time, <-chan struct{}) {
 		until := clock.Now().Add(100 * time.Millisecond)
 		retired <- until
-		return until
+		return until, closed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -694,5 +702,56 @@ func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing
 	if !slices.Equal(got, []int64{n}) {
 		t.Fatalf("stopping at %s, the worker ran windows %v after waking at %s, want its window %d (instant %s)",
 			until.Sub(t0), got, clock.Now().Sub(t0), n, at.Sub(t0))
+	}
+}
+
+// A stopping worker whose record saying when it stops is stored only after that instant (the
+// bucket slow to answer, electing a leader) goes on running its windows until the record is
+// stored: till then the others count them as its own. It stopped at the instant it named, and
+// the windows from then until the others read the record had no result.
+func TestAStoppingWorkerRunsItsWindowsUntilTheRecordSayingItStopsIsStored(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	cfg := testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: tcp, interval: 1s}
+    pools: [{name: west, endpoints: [{name: a, address: "127.0.0.1:10000"}]}]
+`)
+	w := loneWorker(t, cfg, nil, clock, t0)
+	var mu sync.Mutex
+	var ran []int64
+	w.run = func(_ context.Context, _ *slot, n int64, _ time.Duration) {
+		mu.Lock()
+		ran = append(ran, n)
+		mu.Unlock()
+	}
+	stored := make(chan struct{})
+	retired := make(chan struct{})
+	w.retire = func() (time.Time, <-chan struct{}) {
+		close(retired)
+		return clock.Now().Add(100 * time.Millisecond), stored
+	}
+	n, at := NextSlot("shop/west/a", time.Second, 0, t0.Add(time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.dispatch(ctx, context.Background()); close(done) }()
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its first instant")
+	clock.advance(at.Add(-500 * time.Millisecond).Sub(t0))
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for the window")
+	cancel() // stops at at-400ms; the record saying so is not stored yet
+	<-retired
+	eventstest.Eventually(t, 5*time.Second, clock.armed, "the stopping dispatcher waits")
+	clock.advance(600 * time.Millisecond) // past at: the window is due, the record still unstored
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(ran, n)
+	}, "the window after the instant it named, before its record was stored, to run")
+	close(stored)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stopping dispatcher did not return once its record was stored")
 	}
 }

@@ -290,6 +290,10 @@ type membership struct {
 	// watched is when this worker's own record last came back through its watch, acked when
 	// the last record the bucket acknowledged was sent.
 	watched, acked time.Time
+	// stopping, once the worker stops (retire), is closed when it counts itself as stopping at
+	// ownUntil (retired).
+	stopping chan struct{}
+	ownUntil time.Time
 }
 
 // waitMembersBucket opens MembersBucket, trying again every half second while JetStream cannot
@@ -332,6 +336,7 @@ func (m *membership) live(t time.Time) []string {
 func (m *membership) announce(ctx context.Context) error {
 	m.mu.Lock()
 	b, err := json.Marshal(m.self)
+	stopping := !m.self.ActiveUntil.IsZero()
 	m.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("encode member record: %w", err)
@@ -344,6 +349,9 @@ func (m *membership) announce(ctx context.Context) error {
 		return fmt.Errorf("put member record %s: %w", m.self.Key(), err)
 	}
 	m.stillHere(sent)
+	if stopping {
+		m.retired()
+	}
 	// Stored: the bucket stores the others' records too, so their silence counts against them
 	// even while this worker's watch reads nothing (its consumer lost while JetStream stores),
 	// where holding their leases would leave a dead worker's checks unrun for BlindGrace. While
@@ -474,18 +482,42 @@ func (m *membership) stillHere(sent time.Time) {
 	if s, ok := m.roster.seen[m.self.Name]; ok && !sent.After(s.LastSeen) {
 		return
 	}
-	m.roster.Seen(m.self, sent)
+	m.roster.Seen(m.own(), sent)
 }
 
-// retire has this worker stop taking checks at until: the others take them over then, once its
-// record saying so (announce) reaches them.
-func (m *membership) retire(until time.Time) {
+// retire has this worker's records say it stops taking checks at until: the others take them
+// over then, once a record saying so (announce) reaches them. The returned channel is closed
+// when one is stored, or when retired gives up storing one: from then this worker counts
+// itself as stopping at until too, where before it the others count it live.
+func (m *membership) retire(until time.Time) <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.self.ActiveUntil = until
-	if s, ok := m.roster.seen[m.self.Name]; ok {
-		m.roster.Seen(m.self, s.LastSeen)
+	m.stopping = make(chan struct{})
+	return m.stopping
+}
+
+// retired has this worker count itself as stopping at the instant its records say, once one of
+// them is stored or storing one was given up; it closes the channel retire returned.
+func (m *membership) retired() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopping == nil || !m.own().ActiveUntil.IsZero() {
+		return
 	}
+	m.ownUntil = m.self.ActiveUntil
+	if s, ok := m.roster.seen[m.self.Name]; ok {
+		m.roster.Seen(m.own(), s.LastSeen)
+	}
+	close(m.stopping)
+}
+
+// own is this worker's record as its own roster has it: stopping only once a record saying so
+// was stored (retired).
+func (m *membership) own() Member {
+	o := m.self
+	o.ActiveUntil = m.ownUntil
+	return o
 }
 
 // leave deletes this worker's record so the others take its checks at once.

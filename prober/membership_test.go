@@ -1012,3 +1012,54 @@ func TestRosterDropsAStoppingMemberAtTheInstantItNamed(t *testing.T) {
 		t.Errorf("live after p2 started again: %v, want [p1 p2]", got)
 	}
 }
+
+// A stopping worker counts itself as taking its checks after the instant it named until a
+// record saying so is stored, as the others, who have not read it, count it; from then it does
+// not. It dropped itself at once, so that with the record late neither it nor the others ran
+// its windows from that instant.
+func TestAStoppingWorkerCountsItselfLiveUntilTheRecordSayingItStopsIsStored(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, time.Second
+	srv := eventstest.Start(t)
+	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bucket, err := js.KeyValue(ctx, MembersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Now()}
+	t0 := clock.Now()
+	kv := &heldKV{KeyValue: bucket, sent: make(chan struct{}, 1), release: make(chan struct{})}
+	self := Member{Region: "us-west", Name: "p1", TTLMillis: ttl.Milliseconds(), Started: t0, ActiveFrom: t0}
+	m := &membership{kv: kv, self: self, clock: clock, log: zerolog.Nop(),
+		roster: NewRoster(self, hb), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+	m.stillHere(t0)
+	until := t0.Add(hb)
+	stored := m.retire(until)
+	acked := make(chan error, 1)
+	go func() { acked <- m.announce(ctx) }()
+	<-kv.sent
+	m.stillHere(t0.Add(hb / 2)) // its server answers a heartbeat meanwhile
+	if live := m.live(until); !slices.Equal(live, []string{"p1"}) {
+		t.Fatalf("before the record saying it stops was stored, live at that instant: %v, want [p1]", live)
+	}
+	select {
+	case <-stored:
+		t.Fatal("stored before the record was")
+	default:
+	}
+	close(kv.release)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	<-stored
+	if live := m.live(until); len(live) != 0 {
+		t.Fatalf("once the record saying it stops was stored, live at that instant: %v, want none", live)
+	}
+	if live := m.live(until.Add(-time.Millisecond)); !slices.Equal(live, []string{"p1"}) {
+		t.Fatalf("once the record was stored, live just before the instant: %v, want [p1]", live)
+	}
+}

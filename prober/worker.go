@@ -205,18 +205,21 @@ func Run(ctx context.Context, o Options) error {
 	w := &worker{o: o, log: log, members: m, pub: pub, transports: newSharedTransports(), pool: newPool(10 * time.Second)}
 	defer w.pool.close()
 	w.run = w.execute
-	w.retire = func() time.Time {
+	w.retire = func() (time.Time, <-chan struct{}) {
 		until := o.Clock.Now().Add(o.JoinDelay)
-		m.retire(until)
+		stored := m.retire(until)
 		log.Info().Time("active_until", until).Msg("prober stopping")
 		bg.Go(func() {
-			actx, cancel := context.WithTimeout(runCtx, putBudget(o.Heartbeat, o.MemberTTL))
+			// Till a record saying so is stored (this one or a heartbeat's), the others count
+			// this worker's windows as its own, and it runs them; up to StopGrace.
+			actx, cancel := context.WithTimeout(runCtx, min(putBudget(o.Heartbeat, o.MemberTTL), StopGrace))
 			defer cancel()
 			if err := m.announce(actx); err != nil {
 				log.Warn().Err(err).Msg("the record saying when this worker stops was not stored: the others take its checks when it leaves")
+				m.retired()
 			}
 		})
-		return until
+		return until, stored
 	}
 	bg.Go(func() { w.heartbeat(runCtx) })
 	// The batcher outlives the dispatcher, so checks completing during shutdown still publish.
@@ -278,8 +281,9 @@ type worker struct {
 	// run executes one check of a window with a timeout; it is execute, or a recorder in tests.
 	run func(ctx context.Context, s *slot, n int64, timeout time.Duration)
 	// retire, called when the worker stops, says so to the others and returns the instant it
-	// stops taking checks at.
-	retire func() time.Time
+	// stops taking checks at, and a channel closed once a record saying so is stored (or
+	// storing one was given up).
+	retire func() (time.Time, <-chan struct{})
 }
 
 // StopGrace bounds how long a stopping worker waits for its checks in flight to end.
@@ -524,20 +528,25 @@ func (w *worker) build(c *config.Config, now time.Time, old *queue) queue {
 }
 
 // dispatch starts each check this worker owns at its instant, with checks as their context,
-// until ctx ends and then until the instant the worker stops taking checks at (retire).
+// until ctx ends and then until the instant the worker stops taking checks at (retire), or
+// until the record saying so is stored if that comes later.
 func (w *worker) dispatch(ctx, checks context.Context) {
 	clock := w.o.Clock
 	configs := w.o.Configs
 	q := w.build(w.o.Config, clock.Now(), nil)
 	stopping := ctx.Done()
-	var until time.Time // once stopping: when the others take the checks over
+	// Once stopping: until is when the others take the checks over, stored is closed once they
+	// can know it, and end, set then, when this worker stops running them: until, or when the
+	// record saying so was stored if later, since the others counted the windows before that
+	// as its own.
+	var until, end time.Time
+	var stored <-chan struct{}
 	for {
 		now := clock.Now()
-		// Once stopping, the windows due before until are this worker's, however late it woke
-		// for them (the others counted them as its own); the ones from until are the others'.
+		// The windows due before end are this worker's, however late it woke for them.
 		due := now.UnixNano()
-		if !until.IsZero() && !now.Before(until) {
-			due = until.UnixNano() - 1
+		if !end.IsZero() && !now.Before(end) {
+			due = end.UnixNano() - 1
 		}
 		for ; q.len() > 0 && q.topAt() <= due; q.fixTop() {
 			s := q.top()
@@ -564,12 +573,12 @@ func (w *worker) dispatch(ctx, checks context.Context) {
 				s.window, s.at = NextSlot(s.key, interval, s.t.Check.Jitter.D(), now)
 			}
 		}
-		if !until.IsZero() && !now.Before(until) {
+		if !end.IsZero() && !now.Before(end) {
 			return
 		}
 		var wait <-chan time.Time
 		stop := func() bool { return false }
-		next := until
+		next := end
 		if q.len() > 0 && (next.IsZero() || q.top().at.Before(next)) {
 			next = q.top().at
 		}
@@ -580,7 +589,14 @@ func (w *worker) dispatch(ctx, checks context.Context) {
 		case <-stopping:
 			stop()
 			stopping = nil
-			until = w.retire()
+			until, stored = w.retire()
+		case <-stored:
+			stop()
+			stored = nil
+			end = until
+			if now := clock.Now(); now.After(end) {
+				end = now
+			}
 		case <-wait:
 		case c, ok := <-configs:
 			stop()
