@@ -28,7 +28,14 @@ const (
 // one the kernel refused.
 var icmpMode [2]atomic.Int32
 
-var icmpSeq atomic.Uint32
+// echoIdentity draws an echo request's data, 16 random bytes, and its id and sequence number,
+// the data's first 4: an error quoting only the request's header (icmpFamily.match) is told by
+// them alone, so an off-path host must guess 32 bits to forge one.
+func echoIdentity() (id, seq int, token []byte) {
+	token = make([]byte, 16)
+	_, _ = rand.Read(token)
+	return int(token[0])<<8 | int(token[1]), int(token[2])<<8 | int(token[3]), token
+}
 
 type icmpChecker struct {
 	addr netip.Addr
@@ -101,10 +108,7 @@ func (c *icmpChecker) run(ctx context.Context) Outcome {
 	// then, where it went on to the check's timeout, up to its interval, past StopGrace.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	defer stop()
-	token := make([]byte, 16)
-	_, _ = rand.Read(token)
-	id := int(token[0])<<8 | int(token[1])
-	seq := int(icmpSeq.Add(1) & 0xffff)
+	id, seq, token := echoIdentity()
 	msg := icmp.Message{Type: f.echo, Body: &icmp.Echo{ID: id, Seq: seq, Data: token}}
 	wire, err := msg.Marshal(nil)
 	if err != nil {

@@ -240,3 +240,27 @@ func BenchmarkICMPMatchOfAnotherChecksMessage(b *testing.B) {
 		})
 	}
 }
+
+// An ICMP error that quotes only the echo request's header is the check's by its destination,
+// id and sequence number alone, so both are drawn at random for each check: an off-path host
+// spraying forged errors at a prober must guess 32 bits within the check's timeout. With the
+// sequence number a counter, one more for each check, it guessed 16 (the id), 65,536 forged
+// errors a check, and made a healthy endpoint read unreachable.
+func TestAnEchoRequestsIDAndSequenceNumberCannotBeToldFromTheChecksBefore(t *testing.T) {
+	const draws = 64
+	following := 0
+	_, last, _ := echoIdentity()
+	for range draws {
+		id, seq, token := echoIdentity()
+		if seq == (last+1)&0xffff {
+			following++
+		}
+		if id != int(token[0])<<8|int(token[1]) || seq != int(token[2])<<8|int(token[3]) {
+			t.Fatalf("id %#x and sequence number %#x are not the first 4 random bytes of the data %x", id, seq, token)
+		}
+		last = seq
+	}
+	if following > 2 {
+		t.Fatalf("%d of %d checks' sequence numbers followed the one before by one, want them drawn at random", following, draws)
+	}
+}
