@@ -75,6 +75,8 @@ type sighting struct {
 	// held is the blind time already added to LastSeen since the member was last heard from:
 	// all of it, over however many blind spells, stays within BlindGrace.
 	held time.Duration
+	// named is when the last record naming the member's ActiveUntil arrived (zero: none).
+	named time.Time
 }
 
 // Roster is one worker's view of its region's members. It is pure: the shell feeds it records
@@ -191,13 +193,18 @@ func (r *Roster) expires(name string, s sighting) time.Time {
 }
 
 // Seen records a heartbeat of m that arrived at at. A member that said when it stops taking
-// checks is held to it by the records of the same start that follow, which may have been sent
-// before it said so and stored after.
+// checks is held to it by the records of the same start that follow within its TTL, which may
+// have been sent before it said so and stored after (a stopping worker's own records say so
+// from then on); no longer, so that a record forged under a live worker's key holds it to an
+// instant it never named for a TTL, not for as long as it runs.
 func (r *Roster) Seen(m Member, at time.Time) {
-	if s, ok := r.seen[m.Name]; ok && m.ActiveUntil.IsZero() && s.Started.Equal(m.Started) {
-		m.ActiveUntil = s.ActiveUntil
+	named := time.Time{}
+	if !m.ActiveUntil.IsZero() {
+		named = at
+	} else if s, ok := r.seen[m.Name]; ok && s.Started.Equal(m.Started) && at.Before(s.named.Add(m.TTL())) {
+		m.ActiveUntil, named = s.ActiveUntil, s.named
 	}
-	r.seen[m.Name] = sighting{Member: m, LastSeen: at}
+	r.seen[m.Name] = sighting{Member: m, LastSeen: at, named: named}
 	r.cached = false
 }
 

@@ -1063,3 +1063,25 @@ func TestAStoppingWorkerCountsItselfLiveUntilTheRecordSayingItStopsIsStored(t *t
 		t.Fatalf("once the record was stored, live just before the instant: %v, want [p1]", live)
 	}
 }
+
+// A record naming when a member stops holds the member's records of the same start that follow
+// to it for its TTL only, the most a record sent before it can be stored after. One record
+// forged under a live worker's key (any worker of the region may write it), naming an instant
+// past, held it to that for as long as it ran: the others counted it gone and ran its checks
+// beside it, every window, until it was restarted.
+func TestAForgedRecordNamingWhenAMemberStopsHoldsItsLaterRecordsForATTLAtMost(t *testing.T) {
+	r := NewRoster(member("p1", t0), 100*time.Millisecond)
+	r.Seen(member("p1", t0), t0)
+	p2 := member("p2", t0) // 1.5 s TTL
+	r.Seen(p2, t0)
+	forged := p2
+	forged.ActiveUntil = t0.Add(time.Millisecond)
+	r.Seen(forged, t0.Add(100*time.Millisecond))
+	for at := 200 * time.Millisecond; at <= 5*time.Second; at += 100 * time.Millisecond {
+		r.Seen(p2, t0.Add(at)) // p2 heartbeats on, never stopping
+		r.Seen(member("p1", t0), t0.Add(at))
+	}
+	if got := r.Live(t0.Add(5 * time.Second)); !slices.Equal(got, []string{"p1", "p2"}) {
+		t.Fatalf("live 4.9 s after a record forged under p2's key: %v, want [p1 p2]", got)
+	}
+}
