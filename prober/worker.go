@@ -205,8 +205,11 @@ func Run(ctx context.Context, o Options) error {
 	w := &worker{o: o, log: log, members: m, pub: pub, transports: newSharedTransports(), pool: newPool(10 * time.Second)}
 	defer w.pool.close()
 	w.run = w.execute
+	var stopBy time.Time // once stopping: StopGrace after the stop
 	w.retire = func() (time.Time, <-chan struct{}) {
-		until := o.Clock.Now().Add(o.JoinDelay)
+		now := o.Clock.Now()
+		until := now.Add(o.JoinDelay)
+		stopBy = now.Add(StopGrace)
 		stored := m.retire(until)
 		log.Info().Time("active_until", until).Msg("prober stopping")
 		bg.Go(func() {
@@ -236,12 +239,13 @@ func Run(ctx context.Context, o Options) error {
 	defer stopChecks()
 	w.dispatch(ctx, checks)
 
-	// Checks in flight end as they would have, within their timeouts, up to StopGrace (a check
-	// that grace cuts short is no fact about its endpoint, and is not published); then the last
-	// batch goes out and JetStream acknowledges what is left.
+	// Checks in flight end as they would have, within their timeouts, up to StopGrace after the
+	// stop, whatever the wait for the record saying so took (a check that grace cuts short is
+	// no fact about its endpoint, and is not published); then the last batch goes out and
+	// JetStream acknowledges what is left.
 	drained := make(chan struct{})
 	go func() { w.inflight.Wait(); close(drained) }()
-	grace, stopGrace := o.Clock.NewTimer(StopGrace)
+	grace, stopGrace := o.Clock.NewTimer(stopBy.Sub(o.Clock.Now()))
 	select {
 	case <-drained:
 		stopGrace()
@@ -286,7 +290,9 @@ type worker struct {
 	retire func() (time.Time, <-chan struct{})
 }
 
-// StopGrace bounds how long a stopping worker waits for its checks in flight to end.
+// StopGrace bounds how long a stopping worker, from its stop, runs its last windows and waits
+// for its checks in flight to end; its last results and its leaving may then wait up to 2 s
+// each for NATS, so that it returns within 9 s, under the 10 s docker stop waits.
 const StopGrace = 5 * time.Second
 
 // heartbeat refreshes this worker's record, logs changes of the live members and reports lost
