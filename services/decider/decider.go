@@ -830,10 +830,13 @@ func (d *decider) preempted(ctx context.Context, subject string, e events.Envelo
 	return events.Preempted(ctx, d.state, subject, e, ack)
 }
 
+// last reads the last event STATE holds on subject, dated no later than maxSkew after now on the
+// streams' clock, as stamped dates one STATE delivers: STATE stored it by now.
 func (d *decider) last(ctx context.Context, subject string) (events.Envelope, uint64, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
 	defer cancel()
-	return events.Last(ctx, d.state, subject)
+	e, seq, ok, err := events.Last(ctx, d.state, subject)
+	return stamped(e, d.streamNow(d.o.Now())), seq, ok, err
 }
 
 // later keeps a decision whose append failed for the next tick.
