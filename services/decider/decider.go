@@ -191,9 +191,7 @@ func (d *decider) run(ctx context.Context) error {
 		case m := <-heardCh:
 			d.heard(m)
 		case now := <-tick:
-			d.foldHeard(ctx, now, len(probeCh) > 0)
-			d.releaseOverrides(ctx, time.Time{})
-			d.probesQueued = len(probeCh)
+			d.onTick(ctx, now, len(probeCh))
 			d.tick(ctx, d.streamNow(now))
 		case c := <-d.o.Configs:
 			d.reconfigure(ctx, c)
@@ -213,10 +211,19 @@ func (d *decider) onDelivery(ctx context.Context, m delivery) {
 	}
 }
 
+// onTick folds the results heard on the wire whose grace ended by local, this host's clock, and
+// applies the overrides held whose turn came; queued is how many PROBES deliveries wait for the
+// loop.
+func (d *decider) onTick(ctx context.Context, local time.Time, queued int) {
+	d.foldHeard(ctx, local, queued > 0)
+	d.releaseOverrides(ctx, time.Time{}, local)
+	d.probesQueued = queued
+}
+
 // onProbes folds the results of one PROBES message.
 func (d *decider) onProbes(ctx context.Context, m delivery) {
 	if len(d.held) > 0 {
-		d.releaseOverrides(ctx, m.stamp) // before m is taken off the results heard
+		d.releaseOverrides(ctx, m.stamp, time.Time{}) // before m is taken off the results heard
 	}
 	d.o.Metrics.Lag("decider", events.StreamProbes, m.pending)
 	if m.err != nil {
@@ -230,7 +237,7 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 		d.fold(ctx, m.results, m.stamp, region, false)
 	}
 	if len(d.held) > 0 {
-		d.releaseOverrides(ctx, time.Time{})
+		d.releaseOverrides(ctx, time.Time{}, time.Time{})
 	}
 }
 
@@ -395,7 +402,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	// An override applies after the results stored before it, as detour replay applies it. PROBES
 	// and STATE are read by two consumers, and STATE may deliver the override first: it waits
 	// until the results heard on the wire before it came are folded (PROBES delivering them, or
-	// their grace ending), and the overrides after it wait behind it.
+	// their grace ending), at most wireGrace, and the overrides after it wait behind it.
 	var o events.Override
 	if env.Type != events.TypeOverrideSet && env.Type != events.TypeOverrideCleared {
 		return // edges and what later versions add are not the decider's
@@ -410,7 +417,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		d.log.Warn().Str("subject", m.subject).Str("action", o.Action).Uint64("stream_seq", m.seq).Msg("override with an unknown action skipped")
 		return
 	}
-	h := heldOverride{subject: m.subject, seq: m.seq, stamp: m.stamp, id: env.ID, o: o, heard: d.heardCount}
+	h := heldOverride{subject: m.subject, seq: m.seq, stamp: m.stamp, id: env.ID, o: o, heard: d.heardCount, at: d.o.Now()}
 	if d.live && (len(d.held) > 0 || !d.heardFolded(h.heard)) {
 		d.held = append(d.held, h)
 		return
@@ -419,7 +426,7 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 }
 
 // heldOverride is an override STATE delivered, waiting for the results heard on the wire before
-// it (the first heard of them) to be folded.
+// it (the first heard of them) to be folded, since at (this host's clock).
 type heldOverride struct {
 	subject string
 	seq     uint64
@@ -427,6 +434,7 @@ type heldOverride struct {
 	id      string
 	o       events.Override
 	heard   uint64
+	at      time.Time
 }
 
 // heardFolded reports whether every probe message heard on the wire among the first n has been
@@ -441,12 +449,16 @@ func (d *decider) heardFolded(n uint64) bool {
 }
 
 // releaseOverrides applies, in the order STATE stored them, the overrides held (see onState)
-// whose turn has come: the results heard on the wire before them have been folded, or PROBES
-// delivered a message stored at stored or later (zero: none), after them.
-func (d *decider) releaseOverrides(ctx context.Context, stored time.Time) {
+// whose turn has come: the results heard on the wire before them have been folded, PROBES
+// delivered a message stored at stored or later (zero: none), after them, or they were held
+// wireGrace by local, this host's clock (zero: not looked at). A replica behind in PROBES keeps
+// the results heard on the wire waiting for PROBES beyond their grace (foldHeard), for as long as
+// a storm of results keeps it behind: an operator's override waits no longer than a result
+// would wait for a PROBES that stopped.
+func (d *decider) releaseOverrides(ctx context.Context, stored, local time.Time) {
 	n := 0
 	for _, h := range d.held {
-		if !d.heardFolded(h.heard) && (stored.IsZero() || stored.Before(h.stamp)) {
+		if !d.heardFolded(h.heard) && (stored.IsZero() || stored.Before(h.stamp)) && (local.IsZero() || local.Sub(h.at) < wireGrace) {
 			break
 		}
 		d.applyOverride(ctx, h)
