@@ -74,9 +74,10 @@ type decider struct {
 	unanswered bool
 	// retrying are the pools whose transition the next tick appends again (poolSlot.retry).
 	retrying []*poolSlot
-	// held are the overrides STATE delivered before the results heard on the wire ahead of them
-	// were folded, in the order stored (see onState); heardCount counts the messages heard.
-	held       []heldOverride
+	// held are the overrides STATE and the drill events DRILLS delivered before the results heard
+	// on the wire ahead of them were folded, in the order delivered (see onState and onDrill);
+	// heardCount counts the messages heard.
+	held       []heldEvent
 	heardCount uint64
 	// probesQueued is how many PROBES messages the reader had taken but the loop had not folded
 	// when the last tick came: while it is not zero this replica is behind in the probes, and no
@@ -172,6 +173,10 @@ func (d *decider) run(ctx context.Context) error {
 				probes, drillsIn = probeCh, drillCh
 			}
 		case m := <-drillsIn:
+			// As for STATE: a drill event waits for the results heard before it (onDrill).
+			for len(heardCh) > 0 {
+				d.heard(<-heardCh)
+			}
 			if m.recreated {
 				d.restartDrills(ctx, m.stamp)
 			}
@@ -349,7 +354,7 @@ func (d *decider) restartState(ctx context.Context) {
 		d.ix.rearm(s)
 		d.watchEndpoint(s)
 	}
-	d.held = nil
+	d.dropHeld(false)
 	d.log.Warn().Msg("state stream created again; folding it from its first message")
 }
 
@@ -417,24 +422,56 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		d.log.Warn().Str("subject", m.subject).Str("action", o.Action).Uint64("stream_seq", m.seq).Msg("override with an unknown action skipped")
 		return
 	}
-	h := heldOverride{subject: m.subject, seq: m.seq, stamp: m.stamp, id: env.ID, o: o, heard: d.heardCount, at: d.o.Now()}
-	if d.live && (len(d.held) > 0 || !d.heardFolded(h.heard)) {
-		d.held = append(d.held, h)
-		return
-	}
-	d.applyOverride(ctx, h)
+	d.hold(ctx, heldEvent{subject: m.subject, seq: m.seq, stamp: m.stamp, id: env.ID, o: o})
 }
 
-// heldOverride is an override STATE delivered, waiting for the results heard on the wire before
-// it (the first heard of them) to be folded, since at (this host's clock).
-type heldOverride struct {
+// heldEvent is an override STATE delivered, or a drill event DRILLS delivered (drill), waiting
+// for the results heard on the wire before it (the first heard of them) to be folded, since at
+// (this host's clock).
+type heldEvent struct {
 	subject string
 	seq     uint64
 	stamp   time.Time
 	id      string
 	o       events.Override
+	drill   *delivery
 	heard   uint64
 	at      time.Time
+}
+
+// hold applies h at once, or holds it when results heard on the wire before it are still to be
+// folded, or events held before it are still held.
+func (d *decider) hold(ctx context.Context, h heldEvent) {
+	h.heard, h.at = d.heardCount, d.o.Now()
+	if d.live && (len(d.held) > 0 || !d.heardFolded(h.heard)) {
+		d.held = append(d.held, h)
+		return
+	}
+	d.applyHeld(ctx, h)
+}
+
+// applyHeld applies a held override or drill event.
+func (d *decider) applyHeld(ctx context.Context, h heldEvent) {
+	if h.drill != nil {
+		d.applyDrill(ctx, *h.drill)
+		return
+	}
+	d.applyOverride(ctx, h)
+}
+
+// dropHeld forgets the held drill events (drills), or the held overrides, of a stream created
+// again.
+func (d *decider) dropHeld(drills bool) {
+	kept := d.held[:0]
+	for _, h := range d.held {
+		if (h.drill != nil) != drills {
+			kept = append(kept, h)
+		}
+	}
+	d.held = kept
+	if len(d.held) == 0 {
+		d.held = nil
+	}
 }
 
 // heardFolded reports whether every probe message heard on the wire among the first n has been
@@ -448,8 +485,8 @@ func (d *decider) heardFolded(n uint64) bool {
 	return true
 }
 
-// releaseOverrides applies, in the order STATE stored them, the overrides held (see onState)
-// whose turn has come: the results heard on the wire before them have been folded, PROBES
+// releaseOverrides applies, in the order delivered, the overrides and drill events held (see
+// hold) whose turn has come: the results heard on the wire before them have been folded, PROBES
 // delivered a message stored at stored or later (zero: none), after them, or they were held
 // wireGrace by local, this host's clock (zero: not looked at). A replica behind in PROBES keeps
 // the results heard on the wire waiting for PROBES beyond their grace (foldHeard), for as long as
@@ -461,7 +498,7 @@ func (d *decider) releaseOverrides(ctx context.Context, stored, local time.Time)
 		if !d.heardFolded(h.heard) && (stored.IsZero() || stored.Before(h.stamp)) && (local.IsZero() || local.Sub(h.at) < wireGrace) {
 			break
 		}
-		d.applyOverride(ctx, h)
+		d.applyHeld(ctx, h)
 		n++
 	}
 	d.held = d.held[n:]
@@ -472,7 +509,7 @@ func (d *decider) releaseOverrides(ctx context.Context, stored, local time.Time)
 
 // applyOverride applies an override STATE stored, to its endpoint or to every endpoint of its
 // pool. The deadlines that passed before it are decided first, as for a result.
-func (d *decider) applyOverride(ctx context.Context, h heldOverride) {
+func (d *decider) applyOverride(ctx context.Context, h heldEvent) {
 	if s := d.ix.epOverrides[h.subject]; s != nil && h.seq > s.overrideSeq {
 		s.overrideSeq = h.seq
 		d.passUntil(ctx, s, overrideTime(s, h.stamp))

@@ -16,9 +16,16 @@ func drillConsumer() jetstream.OrderedConsumerConfig {
 		DeliverPolicy: jetstream.DeliverAllPolicy}
 }
 
-// onDrill folds one DRILLS event and puts the drill's simulated failures on (or off) the
-// endpoints they cover; a failed region's results are dropped in onProbes.
+// onDrill folds one DRILLS event once the results heard on the wire before DRILLS delivered it
+// are folded, as an override waits (see onState): a drill event applies after the results stored
+// before it, as detour replay applies it.
 func (d *decider) onDrill(ctx context.Context, m delivery) {
+	d.hold(ctx, heldEvent{stamp: m.stamp, drill: &m})
+}
+
+// applyDrill folds one DRILLS event and puts the drill's simulated failures on (or off) the
+// endpoints they cover; a failed region's results are dropped in onProbes.
+func (d *decider) applyDrill(ctx context.Context, m delivery) {
 	if m.err != nil {
 		d.log.Warn().Err(m.err).Str("subject", m.subject).Uint64("stream_seq", m.seq).Msg("malformed drill event skipped")
 		return
@@ -40,6 +47,7 @@ func (d *decider) onDrill(ctx context.Context, m delivery) {
 // expects the old stream's sequence, which the new one refuses), and kept, would fail its
 // endpoints until the decider restarted.
 func (d *decider) restartDrills(ctx context.Context, stamp time.Time) {
+	d.dropHeld(true)
 	d.drills = drill.NewView()
 	d.applyDrills(ctx, "", stamp)
 	d.log.Warn().Msg("drills stream created again; folding it from its first message")

@@ -139,3 +139,35 @@ func TestAHeldOverrideComesBeforeTheDeadlinesAfterIt(t *testing.T) {
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.east.e1:up", "pool.shop.east:up")
 }
+
+// TestADrillRolledBackJustAfterTheResultThatTookItsPoolDownLeavesItDown: a drill simulates the
+// failure of shop/west while w1's probes pass; w1 then fails three times, and the drill is rolled
+// back just after the third failure was stored. As the streams hold them, and as detour replay
+// re-decides them, the failures took w1 down before the rollback: it stays down. PROBES
+// delivers 100 ms late, DRILLS at once: the decider rolled the drill back first, brought w1 and
+// its pool up on the passes it had folded, and took them down again on the failures after.
+func TestADrillRolledBackJustAfterTheResultThatTookItsPoolDownLeavesItDown(t *testing.T) {
+	srv := eventstest.Start(t)
+	r := start(t, lateProbes{srv.JS, 100 * time.Millisecond}, eventstest.Config(t, shopYAML), "decider/a")
+	w := &prober{t: t, js: srv.JS, region: "eu"}
+	w.send("shop", "west", "w1", true)
+	w.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down")
+
+	for range 3 {
+		w.send("shop", "west", "w1", false)
+	}
+	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	// e1's results, stored after the rollback, are decided after it: once e1 is up, the
+	// rollback was applied, and w1's transitions it made are stored.
+	e := &prober{t: t, js: srv.JS, region: "eu"}
+	e.send("shop", "east", "e1", true)
+	e.send("shop", "east", "e1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
+		"endpoint.shop.east.e1:up", "pool.shop.east:up")
+	if n := r.stats.Reasserted.Load(); n != 0 {
+		t.Errorf("the decider re-asserted %d contradictions, want none", n)
+	}
+}

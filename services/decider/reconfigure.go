@@ -17,7 +17,7 @@ import (
 // and by the drills in force. Decisions queued under the old configuration are appended first.
 func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 	for _, h := range d.held {
-		d.applyOverride(ctx, h) // the held overrides name slots of the old index
+		d.applyHeld(ctx, h) // the held events name slots of the old index
 	}
 	d.held = nil
 	now := d.streamNow(d.o.Now())
