@@ -217,18 +217,22 @@ func (d *decider) onDelivery(ctx context.Context, m delivery) {
 }
 
 // onTick folds the results heard on the wire whose grace ended by local, this host's clock, and
-// applies the overrides held whose turn came; queued is how many PROBES deliveries wait for the
-// loop.
+// applies the overrides and drill events held whose turn came; queued is how many PROBES
+// deliveries wait for the loop. A replica behind in PROBES leaves the results heard to PROBES
+// beyond their grace (foldHeard), for as long as a storm of results keeps it behind; once an
+// event has been held wireGrace, those it waits for are folded as heard, as if PROBES had stopped,
+// and it is applied after them.
 func (d *decider) onTick(ctx context.Context, local time.Time, queued int) {
-	d.foldHeard(ctx, local, queued > 0)
-	d.releaseOverrides(ctx, time.Time{}, local)
+	overdue := len(d.held) > 0 && local.Sub(d.held[0].at) >= wireGrace
+	d.foldHeard(ctx, local, queued > 0 && !overdue)
+	d.releaseOverrides(ctx, time.Time{})
 	d.probesQueued = queued
 }
 
 // onProbes folds the results of one PROBES message.
 func (d *decider) onProbes(ctx context.Context, m delivery) {
 	if len(d.held) > 0 {
-		d.releaseOverrides(ctx, m.stamp, time.Time{}) // before m is taken off the results heard
+		d.releaseOverrides(ctx, m.stamp) // before m is taken off the results heard
 	}
 	d.o.Metrics.Lag("decider", events.StreamProbes, m.pending)
 	if m.err != nil {
@@ -242,7 +246,7 @@ func (d *decider) onProbes(ctx context.Context, m delivery) {
 		d.fold(ctx, m.results, m.stamp, region, false)
 	}
 	if len(d.held) > 0 {
-		d.releaseOverrides(ctx, time.Time{}, time.Time{})
+		d.releaseOverrides(ctx, time.Time{})
 	}
 }
 
@@ -486,16 +490,12 @@ func (d *decider) heardFolded(n uint64) bool {
 }
 
 // releaseOverrides applies, in the order delivered, the overrides and drill events held (see
-// hold) whose turn has come: the results heard on the wire before them have been folded, PROBES
-// delivered a message stored at stored or later (zero: none), after them, or they were held
-// wireGrace by local, this host's clock (zero: not looked at). A replica behind in PROBES keeps
-// the results heard on the wire waiting for PROBES beyond their grace (foldHeard), for as long as
-// a storm of results keeps it behind: an operator's override waits no longer than a result
-// would wait for a PROBES that stopped.
-func (d *decider) releaseOverrides(ctx context.Context, stored, local time.Time) {
+// hold) whose turn has come: the results heard on the wire before them have been folded, or
+// PROBES delivered a message stored at stored or later (zero: none), after them.
+func (d *decider) releaseOverrides(ctx context.Context, stored time.Time) {
 	n := 0
 	for _, h := range d.held {
-		if !d.heardFolded(h.heard) && (stored.IsZero() || stored.Before(h.stamp)) && (local.IsZero() || local.Sub(h.at) < wireGrace) {
+		if !d.heardFolded(h.heard) && (stored.IsZero() || stored.Before(h.stamp)) {
 			break
 		}
 		d.applyHeld(ctx, h)

@@ -135,7 +135,7 @@ func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) 
 			continue // delivered by PROBES
 		}
 		if len(d.held) > 0 {
-			d.releaseOverrides(ctx, time.Time{}, time.Time{}) // those STATE delivered before m was heard
+			d.releaseOverrides(ctx, time.Time{}) // those STATE delivered before m was heard
 		}
 		delete(d.waiting, k)
 		rs, err := events.DecodeProbes(m.data)
