@@ -33,10 +33,8 @@ type Options struct {
 	// applies it.
 	TickEvery time.Duration
 	// Replay is how far back in PROBES a starting decider reads: enough for every region to have
-	// reported fall or rise results, to know which regions are stale, and to find when a
-	// hold-down under way began (the streak that made the regions healthy again, up to hold_down
-	// ago). Default: the largest, over the apps, of hold_down + max(stale_after, max(fall, rise)
-	// × interval + jitter), as far as detour replay warms up before its window.
+	// reported fall or rise results, and to know which regions are stale. Default: the largest,
+	// over the apps, of stale_after and max(fall, rise) × interval + jitter.
 	Replay time.Duration
 	// Stats, when set, receives the decider's counters.
 	Stats *Stats
@@ -92,9 +90,8 @@ func (o *Options) defaults() error {
 	}
 	replay := time.Duration(0)
 	for i := range o.Config.Apps {
-		a := &o.Config.Apps[i]
-		k := &a.Check
-		replay = max(replay, a.HoldDown.D()+max(k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D()))
+		k := &o.Config.Apps[i].Check
+		replay = max(replay, k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D())
 	}
 	if o.Replay <= 0 {
 		o.Replay = replay

@@ -29,15 +29,14 @@ func TestRunRefusesIncompleteOptionsNamingTheField(t *testing.T) {
 
 func TestDefaultsFollowTheShortestIntervalAndTheLongestWindow(t *testing.T) {
 	c := &config.Config{Apps: []config.App{
-		{Check: config.Check{Interval: config.Duration(200 * time.Millisecond), Fall: 3, Rise: 2, StaleAfter: config.Duration(600 * time.Millisecond)},
-			HoldDown: config.Duration(51 * time.Second)},
+		{Check: config.Check{Interval: config.Duration(200 * time.Millisecond), Fall: 3, Rise: 2, StaleAfter: config.Duration(600 * time.Millisecond)}},
 		{Check: config.Check{Interval: config.Duration(10 * time.Second), Jitter: config.Duration(time.Second), Fall: 5, Rise: 2, StaleAfter: config.Duration(30 * time.Second)}},
 	}}
 	o := Options{JS: eventstest.Start(t).JS, Config: c, Name: "a", Log: zerolog.Nop()}
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if every := o.tickEvery(c); every != 50*time.Millisecond || o.Replay != 51*time.Second+600*time.Millisecond {
-		t.Errorf("tick every %s, replay %s; want 50ms (a quarter of 200ms) and 51.6s (the first app's hold_down of 51s + its stale_after of 600ms)", every, o.Replay)
+	if every := o.tickEvery(c); every != 50*time.Millisecond || o.Replay != 51*time.Second {
+		t.Errorf("tick every %s, replay %s; want 50ms (a quarter of 200ms) and 51s (5 × 10s + 1s of jitter)", every, o.Replay)
 	}
 }
