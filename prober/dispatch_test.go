@@ -649,26 +649,38 @@ func TestAnOwedWindowRunsWithTheConfigurationAppliedBeforeItStarts(t *testing.T)
 	}
 }
 
-// A stopping worker runs every window of its checks whose instant comes before the instant it
-// named for stopping, however late its dispatcher wakes for the last of them: the others
-// counted those windows as its own. One it woke for only after that instant was left unrun.
-func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing.T) {
-	t0 := time.Unix(1_700_000_000, 0)
-	clock := &fakeClock{now: t0}
+// windowsRun is a lone worker of one endpoint checked every second, on clock from t0, that
+// records the windows it runs instead of checking; ran lists them.
+func windowsRun(t *testing.T, clock *fakeClock, t0 time.Time) (w *worker, ran func() []int64) {
+	t.Helper()
 	cfg := testConfig(t, `
   - name: shop
     fqdn: shop.demo.test
     check: {type: tcp, interval: 1s}
     pools: [{name: west, endpoints: [{name: a, address: "127.0.0.1:10000"}]}]
 `)
-	w := loneWorker(t, cfg, nil, clock, t0)
+	w = loneWorker(t, cfg, nil, clock, t0)
 	var mu sync.Mutex
-	var ran []int64
+	var windows []int64
 	w.run = func(_ context.Context, _ *slot, n int64, _ time.Duration) {
 		mu.Lock()
-		ran = append(ran, n)
+		windows = append(windows, n)
 		mu.Unlock()
 	}
+	return w, func() []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(windows)
+	}
+}
+
+// A stopping worker runs every window of its checks whose instant comes before the instant it
+// named for stopping, however late its dispatcher wakes for the last of them: the others
+// counted those windows as its own. One it woke for only after that instant was left unrun.
+func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	w, ran := windowsRun(t, clock, t0)
 	n, at := NextSlot("shop/west/a", time.Second, 0, t0.Add(time.Second))
 	retired := make(chan time.Time, 1)
 	w.retire = func() (time.Time, <-chan struct{}) {
@@ -683,9 +695,7 @@ func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing
 	clock.advance(at.Add(-50 * time.Millisecond).Sub(t0))
 	eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for the window")
 	w.inflight.Wait()
-	mu.Lock()
-	before := len(ran)
-	mu.Unlock()
+	before := len(ran())
 	cancel()
 	until := <-retired // the window at `at` comes 50 ms before it
 	eventstest.Eventually(t, 5*time.Second, clock.armed, "the stopping dispatcher waits for the window")
@@ -696,10 +706,7 @@ func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing
 		t.Fatal("the stopping dispatcher did not return once past the instant it stops at")
 	}
 	w.inflight.Wait()
-	mu.Lock()
-	got := ran[before:]
-	mu.Unlock()
-	if !slices.Equal(got, []int64{n}) {
+	if got := ran()[before:]; !slices.Equal(got, []int64{n}) {
 		t.Fatalf("stopping at %s, the worker ran windows %v after waking at %s, want its window %d (instant %s)",
 			until.Sub(t0), got, clock.Now().Sub(t0), n, at.Sub(t0))
 	}
@@ -712,20 +719,7 @@ func TestAStoppingWorkerRunsItsLastWindowBeforeItStopsWhenItWakesLate(t *testing
 func TestAStoppingWorkerRunsItsWindowsUntilTheRecordSayingItStopsIsStored(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	clock := &fakeClock{now: t0}
-	cfg := testConfig(t, `
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: tcp, interval: 1s}
-    pools: [{name: west, endpoints: [{name: a, address: "127.0.0.1:10000"}]}]
-`)
-	w := loneWorker(t, cfg, nil, clock, t0)
-	var mu sync.Mutex
-	var ran []int64
-	w.run = func(_ context.Context, _ *slot, n int64, _ time.Duration) {
-		mu.Lock()
-		ran = append(ran, n)
-		mu.Unlock()
-	}
+	w, ran := windowsRun(t, clock, t0)
 	stored := make(chan struct{})
 	retired := make(chan struct{})
 	w.retire = func() (time.Time, <-chan struct{}) {
@@ -743,11 +737,8 @@ func TestAStoppingWorkerRunsItsWindowsUntilTheRecordSayingItStopsIsStored(t *tes
 	<-retired
 	eventstest.Eventually(t, 5*time.Second, clock.armed, "the stopping dispatcher waits")
 	clock.advance(600 * time.Millisecond) // past at: the window is due, the record still unstored
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Contains(ran, n)
-	}, "the window after the instant it named, before its record was stored, to run")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(ran(), n) },
+		"the window after the instant it named, before its record was stored, to run")
 	close(stored)
 	select {
 	case <-done:
