@@ -408,7 +408,7 @@ func (c *cluster) roleLog(name string, from time.Time) []string {
 			if l.Bridge != "" {
 				line += " (bridge: " + l.Bridge + ")"
 			}
-			if l.Bridged != nil {
+			if l.Bridged != nil && *l.Bridged >= 0 { // -1: the follower had no bridge
 				line += fmt.Sprintf(" (%d read by direct get meanwhile)", *l.Bridged)
 			}
 			out = append(out, line)
