@@ -3,10 +3,14 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"math"
 	"net"
+	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // net/http's server accepts two request framings that RFC 9112 tells a proxy to refuse, because
@@ -60,6 +64,12 @@ type guardedConn struct {
 	held []byte
 	// tunnels tracks the connection once net/http handed it over to a handler (hijacked).
 	tunnels *tunnels
+	// awaiting is set while the edge's handler serves an HTTP/1 request of which no answer
+	// byte was written; a client's half-close found then is not its leaving (see Read).
+	awaiting atomic.Bool
+	// deadline is the read deadline net/http and the edge set, which a read held at the
+	// client's half-close waits for.
+	deadline readDeadline
 }
 
 // What an Upgrade request awaits; then whether its answer switched protocols.
@@ -73,6 +83,7 @@ const (
 // Write watches the status line of the answer to an Upgrade head: unless it switches protocols,
 // the bytes after that head are unchecked, so nothing more is read.
 func (g *guardedConn) Write(p []byte) (int, error) {
+	g.awaiting.Store(false)
 	if g.switching.Load() == switchUpgrade && len(p) >= 12 && bytes.HasPrefix(p, []byte("HTTP/1.")) {
 		switch code := string(p[9:12]); {
 		case code == "101":
@@ -125,6 +136,17 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				g.out, g.line = g.line, nil
 				continue
 			}
+			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaiting.Load() {
+				// The client half-closed its connection after a complete request, before any
+				// of its answer: it will send nothing more, and may still read (nc -N, an
+				// HTTP/1.0 script, a monitoring check). net/http's background read, which
+				// watches for the client's leaving while the request is served, would take
+				// the end for it and cancel the request: the read waits instead, as on a
+				// quiet connection, until net/http ends it (its deadline in the past) once
+				// the answer is written. net/http's next read finds the end and closes the
+				// connection.
+				return 0, g.deadline.wait()
+			}
 			return 0, err
 		}
 	}
@@ -145,6 +167,62 @@ func (g *guardedConn) Close() error {
 		g.tunnels.remove(g)
 	}
 	return g.Conn.Close()
+}
+
+func (g *guardedConn) SetReadDeadline(t time.Time) error {
+	g.deadline.set(t)
+	return g.Conn.SetReadDeadline(t)
+}
+
+func (g *guardedConn) SetDeadline(t time.Time) error {
+	g.deadline.set(t)
+	return g.Conn.SetDeadline(t)
+}
+
+// readDeadline follows a connection's read deadline for a read that does not reach the
+// connection (guardedConn's, held at a half-close).
+type readDeadline struct {
+	mu    sync.Mutex
+	at    time.Time
+	moved chan struct{} // closed when at is set, if a read waits
+}
+
+func (d *readDeadline) set(t time.Time) {
+	d.mu.Lock()
+	d.at = t
+	if d.moved != nil {
+		close(d.moved)
+		d.moved = nil
+	}
+	d.mu.Unlock()
+}
+
+// wait returns once the deadline passed, with the error a read that waited for it returns.
+func (d *readDeadline) wait() error {
+	for {
+		d.mu.Lock()
+		at := d.at
+		if d.moved == nil {
+			d.moved = make(chan struct{})
+		}
+		moved := d.moved
+		d.mu.Unlock()
+		if at.IsZero() {
+			<-moved
+			continue
+		}
+		left := time.Until(at)
+		if left <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-moved:
+			t.Stop()
+		case <-t.C:
+			return os.ErrDeadlineExceeded
+		}
+	}
 }
 
 // CloseWrite lets net/http half-close the connection as it does a plain TCP one.

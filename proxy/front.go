@@ -303,10 +303,12 @@ type leanConn struct {
 	closing *atomic.Bool
 	scratch []byte
 	// conn is the client's connection and headLen the length of the request head being served,
-	// buffered in br; gone is set when the client left while its request waited.
-	conn    net.Conn
-	headLen int
-	gone    bool
+	// buffered in br; gone is set when the client left while its request waited, halfClosed
+	// when it half-closed the connection before the answer's head (see watch).
+	conn       net.Conn
+	headLen    int
+	gone       bool
+	halfClosed bool
 	// up is the connection whose answer's head is being read; unwatch, once an interim answer
 	// reached the client, stops watching the client until the final one arrives.
 	up      *upConn
@@ -442,7 +444,7 @@ func (lc *leanConn) serve() bool {
 	plan := a.plan(rt, false)
 	rh := a.pol.timeouts.ResponseHeader.D()
 	var keep bool
-	lc.gone, lc.relayed = false, false
+	lc.gone, lc.halfClosed, lc.relayed = false, false, false
 	err := a.forward(func() bool { return lc.gone }, rt, plan, rt.retry[http.MethodGet], func() bool { return !lc.relayed },
 		func(at *attempt) error {
 			t := at.t
@@ -490,8 +492,15 @@ func (lc *leanConn) pong() bool {
 // and then left is gone too. Only once br's buffer is full is it no longer watched. The
 // returned function stops watching; the lean path pays for the watcher only when an answer is
 // slow or starts with an interim one (leanConn.interim).
+//
+// A client that half-closes its connection before the answer's head (nc -N, an HTTP/1.0
+// script) will send nothing more but may still read: that end is not its leaving, and the
+// request is served to its end, as HAProxy serves it (a reset or a failed write to the client
+// ends it then); an end found once the answer began (an interim answer relayed, or its body
+// relayed: uc.limit.client is lc) is the client's leaving, unless it had half-closed before.
 func (lc *leanConn) watch(uc *upConn) (stop func()) {
 	done := make(chan struct{})
+	answering := lc.relayed || uc.limit.client == lc
 	go func() {
 		defer close(done)
 		for {
@@ -499,7 +508,9 @@ func (lc *leanConn) watch(uc *upConn) (stop func()) {
 			if err == nil {
 				continue // more of what the client pipelined
 			}
-			if err != bufio.ErrBufferFull && !isTimeout(err) {
+			if err == io.EOF && (!answering || lc.halfClosed) {
+				lc.halfClosed = true
+			} else if err != bufio.ErrBufferFull && !isTimeout(err) {
 				lc.gone = true
 				_ = uc.c.SetDeadline(time.Unix(1, 0))
 			}

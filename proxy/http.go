@@ -175,6 +175,9 @@ func (a *app) handler(rp http.Handler) http.Handler {
 				_ = sw.rc.SetWriteDeadline(time.Now().Add(d))
 			}()
 		}
+		if g, ok := r.Context().Value(clientConnKey{}).(*guardedConn); ok && r.ProtoMajor == 1 {
+			g.awaiting.Store(true)
+		}
 		if msg := badRequest(r); msg != "" {
 			http.Error(w, msg, http.StatusBadRequest)
 			return

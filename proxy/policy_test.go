@@ -622,6 +622,10 @@ func TestAClientThatLeavesCancelsItsRequestUpstreamOnEveryPath(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s never reached the instance", method)
 		}
+		// Leaving is a reset: a close that only ends what the client sends (a FIN, a
+		// half-close) before its answer began is served
+		// (TestAClientThatHalfClosesAfterItsRequestGetsItsAnswer).
+		_ = conn.(*net.TCPConn).SetLinger(0)
 		_ = conn.Close()
 		waitReleased(t, released, method, "")
 	}
