@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -106,5 +107,61 @@ func TestAnUpgradedConnectionsHalfClosePassesThrough(t *testing.T) {
 	_ = conn.(*net.TCPConn).CloseWrite()
 	if got, _ := io.ReadAll(br); string(got) != "got hello" {
 		t.Errorf("after the client's half-close, it read %q, want %q", got, "got hello")
+	}
+}
+
+// An instance that switches protocols (101) where no upgrade was forwarded to it (a request
+// with a body, whose upgrade the edge drops; a request without one) or to another protocol
+// than the one forwarded is answered 502 on every path, and its connection is closed: what
+// follows the 101 is no answer, and the connection can carry no other request. On the
+// ReverseProxy path it was left open (httputil.ReverseProxy answers such a switch with its
+// error handler and never closes the answer's body, which owns the connection), until the
+// instance closed it.
+func TestAnInstanceThatSwitchesProtocolsUnaskedIsAnswered502AndItsConnectionClosed(t *testing.T) {
+	ended := make(chan string, 8)
+	instance := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		upgrade := ""
+		if req.URL.Path != "/bare" {
+			upgrade = "Upgrade: foo\r\nConnection: Upgrade\r\n"
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\n"+upgrade+"\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.Copy(io.Discard, br)
+		ended <- fmt.Sprintf("%s %v", req.URL.Path, err)
+	})
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"a body and an upgrade the edge dropped", "POST /p HTTP/1.1\r\n" + host + "Connection: Upgrade\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nhi"},
+		{"a body and no upgrade", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi"},
+		{"a body and no upgrade, switched without an Upgrade field", "POST /bare HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi"},
+		{"an upgrade to another protocol", "GET /p HTTP/1.1\r\n" + host + "Connection: Upgrade\r\nUpgrade: bar\r\n\r\n"},
+		{"the lean path", "GET /p HTTP/1.1\r\n" + host + "\r\n"},
+		{"the fast path", "GET /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := sendRaw(t, c.west, tc.raw)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("answered %d, want 502", resp.StatusCode)
+			}
+			select {
+			case got := <-ended:
+				if !strings.HasSuffix(got, " <nil>") {
+					t.Errorf("the instance's connection was not closed after its 101: %s", got)
+				}
+			case <-time.After(8 * time.Second):
+				t.Fatal("the instance never saw its connection end")
+			}
+		})
 	}
 }

@@ -482,6 +482,8 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 				if err = checkStatus(res.StatusCode); err == nil && wc != nil && wc.ambiguous() {
 					// Closed before its end, the body takes its connection with it.
 					err = errAmbiguousLength
+				} else if err == nil {
+					err = checkSwitch(out.Header, res)
 				}
 				if err != nil {
 					_ = res.Body.Close()
@@ -518,6 +520,30 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w (last error: %w)", errLoop, err)
 	}
 	return nil, err
+}
+
+// checkSwitch fails an attempt on the ReverseProxy path answered 101 Switching Protocols to a
+// request whose header h forwarded no upgrade (a request with a body, whose upgrade the edge
+// drops, or one that asked for none), or to another protocol than h asked for: what follows
+// is no answer, and the connection, which the answer's body owns, is closed with it.
+// httputil.ReverseProxy answers such a switch with its error handler and never closes that
+// body, so the connection stayed open until the instance closed it.
+func checkSwitch(h http.Header, res *http.Response) error {
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		return nil
+	}
+	asked := h.Get("Upgrade")
+	if asked == "" {
+		return errUnaskedSwitch
+	}
+	got := ""
+	if httpguts.HeaderValuesContainsToken(res.Header["Connection"], "Upgrade") {
+		got = res.Header.Get("Upgrade") // as ReverseProxy reads it
+	}
+	if !strings.EqualFold(got, asked) {
+		return fmt.Errorf("the instance switched protocols (101) to %q, not to %q as requested", got, asked)
+	}
+	return nil
 }
 
 // clientBodyError is the failure of a request whose client's body could not be read: it ended
