@@ -249,8 +249,8 @@ var corpus = []struct {
 		differs: "the bytes after an Upgrade are not checked, so when the answer is not 101 the edge closes the connection; net/http forwards all three"},
 	{name: "a smuggling attempt after a CONNECT the upstream answers 200", raw: "CONNECT shop.demo.test:80 HTTP/1.1\r\n" + host + "\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"CONNECT", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
 		differs: "RFC 9112 §6.3: ReverseProxy relays the answer to a CONNECT as any other and net/http reads HTTP/1.1 after it, so the edge answers the second request 400 and closes; net/http forwards all three"},
-	{name: "a smuggling attempt after a PRI * HTTP/2.0 with fields", raw: "PRI * HTTP/2.0\r\n" + host + "\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"PRI", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
-		differs: "RFC 9112 §6.3: net/http serves a PRI * HTTP/2.0 head with a field as an HTTP/1.1 request and reads on, so the edge checks what follows it and answers the second request 400; net/http forwards all three"},
+	{name: "a smuggling attempt after a PRI * HTTP/2.0 with fields", raw: "PRI * HTTP/2.0\r\n" + host + "\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"PRI", "POST", "GET"}, edge: []int{505}, forwards: 0,
+		differs: "RFC 9112 §2.3, RFC 9113 §3.3: net/http serves a PRI * HTTP/2.0 head with a field as an HTTP/2.0 request and reads on; the edge answers it 505 and closes the connection, as nginx answers a request line of HTTP/2.0; net/http forwards all three"},
 	{name: "a smuggling attempt after a POST", raw: "POST /1 HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
 		differs: "RFC 9112 §6.3: the edge answers the first request as the upstream does, the second 400, and closes; net/http forwards all three"},
 	{name: "a smuggling attempt after a GET net/http serves", raw: "GET /1 HTTP/1.1\r\n" + host + "Expect: 100-continue\r\n\r\nPOST /2 HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "POST", "GET"}, edge: []int{200, 400}, forwards: 1,
@@ -911,4 +911,38 @@ func trailerOf(req *http.Request) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, "; ")
+}
+
+// "PRI * HTTP/2.0" followed by fields is neither the HTTP/2 preface nor an HTTP/1.x request:
+// it is answered 505 and its connection closed, as nginx answers any request line of HTTP/2.0
+// and net/http any other (GET / HTTP/2.0), and nothing of it or after it goes upstream. net/http
+// serves it to the handler as an HTTP/2.0 request (so that a handler can switch to HTTP/2
+// itself), which the edge forwarded as "PRI * HTTP/1.1", body included, to instances that
+// know no such request. An HTTP/2 request whose :method is PRI is refused too (400): RFC 9113
+// §11.6 reserves PRI for the preface.
+func TestAPRIRequestLineWithFieldsIsRefusedAsAnyOtherOfHTTP2(t *testing.T) {
+	rec := newRecorder(t)
+	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
+	for _, raw := range []string{
+		"PRI * HTTP/2.0\r\n" + host + "\r\n",
+		"PRI * HTTP/2.0\r\n" + host + "Content-Length: 5\r\n\r\nhello",
+		"PRI * HTTP/2.0\r\n" + host + "Content-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\n" + host + "\r\n",
+		"GET / HTTP/2.0\r\n" + host + "\r\n",
+	} {
+		conn := sendRaw(t, c.west, raw)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(conn)
+		if err != nil {
+			t.Errorf("%q: the connection was not closed: %v (read %q)", raw, err, got)
+		}
+		if !bytes.HasPrefix(got, []byte("HTTP/1.1 505 ")) || bytes.Count(got, []byte("HTTP/1.1 ")) != 1 {
+			t.Errorf("%q: answered %q, want one 505", raw, got)
+		}
+	}
+	if code := h2cRequest(t, c.west, "PRI", [][2]string{{":path", "*"}}, nil); code != http.StatusBadRequest {
+		t.Errorf("an HTTP/2 PRI * was answered %d, want 400", code)
+	}
+	if got, _ := rec.take(); len(got) > 0 {
+		t.Errorf("the upstream got %q, want nothing", got)
+	}
 }

@@ -35,6 +35,10 @@ import (
 // refusedHead is a head net/http answers 400 Bad Request and closes the connection after.
 const refusedHead = "GET / HTTP/1.1\r\nHost: refused\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
 
+// unsupportedHead is a head net/http answers 505 HTTP Version Not Supported and closes the
+// connection after, as it answers every request line of HTTP/2.0 but "PRI *".
+const unsupportedHead = "GET / HTTP/2.0\r\n\r\n"
+
 // Where guardedConn is in the stream.
 const (
 	inHead = iota
@@ -70,6 +74,10 @@ type guardedConn struct {
 	// deadline is the read deadline net/http and the edge set, which a read held at the
 	// client's half-close waits for.
 	deadline readDeadline
+	// h2c is set when the connection goes to a server that serves HTTP/2 with prior
+	// knowledge, which it does when the preface opens the connection; started once a head
+	// was seen.
+	h2c, started bool
 }
 
 // What an Upgrade request awaits; then whether its answer switched protocols.
@@ -347,15 +355,25 @@ func (g *guardedConn) head() {
 		g.state = refused
 		return
 	}
-	g.out = append(g.out, h...)
-	switch {
-	case string(requestLine) == "PRI * HTTP/2.0" && !fields:
-		// The HTTP/2 preface, which net/http serves as HTTP/2 or answers and closes the
-		// connection after. With a field it is not: net/http serves it as an HTTP/1.1 request
-		// and reads on, so it is checked as any other.
+	first := !g.started
+	g.started = true
+	if string(requestLine) == "PRI * HTTP/2.0" {
+		if fields || !first || !g.h2c {
+			// Not the HTTP/2 preface that opens a connection (RFC 9113 §3.3), nor a request of
+			// HTTP/1.x: net/http would serve it to the handler as an HTTP/2.0 request (for a
+			// handler that switches to HTTP/2 itself), which the edge would forward as
+			// "PRI * HTTP/1.1", body included. It is answered 505, as net/http answers any
+			// other request line of HTTP/2.0 and nginx every one.
+			g.out = append(g.out, unsupportedHead...)
+			g.state = refused
+			return
+		}
+		// The HTTP/2 preface, which net/http serves as HTTP/2.
+		g.out = append(g.out, h...)
 		g.state = passThrough
 		return
 	}
+	g.out = append(g.out, h...)
 	switch {
 	case te && chunked:
 		g.state = inChunkSize

@@ -58,8 +58,9 @@ func passedOn(g *guardedConn) string {
 }
 
 // FuzzGuard checks that the guard never panics, passes on what a client sent unchanged but for
-// a refused or too long head, whose replacement ends what it passes on, and does so however the
-// bytes are split across reads.
+// a refused, unsupported (a PRI * HTTP/2.0 that is no preface opening the connection) or too
+// long head, whose replacement ends what it passes on, and does so however the bytes are split
+// across reads.
 func FuzzGuard(f *testing.F) {
 	for _, tc := range corpus {
 		f.Add(tc.raw, uint8(7))
@@ -74,6 +75,9 @@ func FuzzGuard(f *testing.F) {
 		}
 		whole := read(len(raw) + 1)
 		kept, ok := strings.CutSuffix(whole, refusedHead)
+		if !ok {
+			kept, ok = strings.CutSuffix(whole, unsupportedHead)
+		}
 		if !ok {
 			kept, ok = strings.CutSuffix(whole, string(guard(1).tooLong()))
 		}

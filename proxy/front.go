@@ -363,7 +363,7 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 			if served {
 				to = s.h1Handoff
 			}
-			to.pass(&guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes})
+			to.pass(&guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes, h2c: !served})
 		} else {
 			_ = c.Close()
 			lc.br.Reset(nil)

@@ -299,25 +299,31 @@ func TestAnAnswerAfterEarlyHintsMayComeLaterThanASlowAnswer(t *testing.T) {
 }
 
 // HTTP/2 with prior knowledge opens a connection (RFC 9113 §3.3): net/http serves the preface
-// as HTTP/2 at a connection's start only, and later on a connection it answers it as an HTTP/1
-// request and closes the connection. The edge must do the same, whichever path served the
-// requests before, a plain GET the front serves itself included.
-func TestAnHTTP2PrefaceAfterARequestIsAnsweredAsNetHTTPAnswersIt(t *testing.T) {
+// as HTTP/2 at a connection's start only, and later on a connection it serves it to the
+// handler as an HTTP/2.0 request, which ReverseProxy forwards as "PRI * HTTP/1.1", then closes
+// the connection. The edge serves it as HTTP/2 at the start too, whichever path served the
+// requests before, a plain GET the front serves itself included, and later answers it 505 and
+// closes the connection, as nginx answers a request line of HTTP/2.0, forwarding nothing.
+func TestAnHTTP2PrefaceAfterARequestIsAnswered505(t *testing.T) {
 	rec := newRecorder(t)
 	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
-	ref := referenceProxy(t, rec.addr)
-	for _, tc := range []struct{ name, raw, want string }{
-		{"at the connection's start", http2.ClientPreface, "[] then not HTTP/1"},
-		{"after a plain GET", "GET / HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface, "[200 200] then closed"},
-		{"after two plain GETs", "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface, "[200 200 200] then closed"},
-		{"after a POST net/http serves", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi" + http2.ClientPreface, "[200 200] then closed"},
+	ref := referenceProxy(t, newRecorder(t).addr)
+	for _, tc := range []struct{ name, raw, want, netHTTP string }{
+		{"at the connection's start", http2.ClientPreface, "[] then not HTTP/1", "[] then not HTTP/1"},
+		{"after a plain GET", "GET / HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface, "[200 505] then closed", "[200 200] then closed"},
+		{"after two plain GETs", "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n" + http2.ClientPreface, "[200 200 505] then closed", "[200 200 200] then closed"},
+		{"after a POST net/http serves", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi" + http2.ClientPreface, "[200 505] then closed", "[200 200] then closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, want := connectionOutcome(t, c.west, tc.raw), connectionOutcome(t, ref, tc.raw)
-			if got != want || got != tc.want {
-				t.Errorf("the edge: %s; net/http: %s; want both %s", got, want, tc.want)
+			if got, want := connectionOutcome(t, c.west, tc.raw), connectionOutcome(t, ref, tc.raw); got != tc.want || want != tc.netHTTP {
+				t.Errorf("the edge: %s, want %s; net/http: %s, want %s", got, tc.want, want, tc.netHTTP)
 			}
 		})
+	}
+	for _, got := range func() []string { got, _ := rec.take(); return got }() {
+		if strings.HasPrefix(got, "PRI ") {
+			t.Errorf("the upstream got %q", got)
+		}
 	}
 }
 

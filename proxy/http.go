@@ -284,12 +284,10 @@ func badH2Request(r *http.Request) string {
 // badH2Path returns why target, an HTTP/2 request's :path, is not one RFC 9113 §8.3.1 allows:
 // the absolute path of the target and its query, or "*" for OPTIONS. net/http's HTTP/2 server
 // refuses a :path with control characters, or that is no URI, but not one with a space, which
-// would end the target of the request line the edge writes upstream (RFC 9112 §3). A PRI *
-// passes: net/http's HTTP/1.1 server serves "PRI * HTTP/2.0" with fields as an HTTP/2.0
-// request (see framing.go), and it is forwarded as any other.
+// would end the target of the request line the edge writes upstream (RFC 9112 §3).
 func badH2Path(method, target string) string {
 	if target == "*" {
-		if method == http.MethodOptions || method == "PRI" {
+		if method == http.MethodOptions {
 			return ""
 		}
 		return "malformed :path: * is for OPTIONS only"
