@@ -329,6 +329,25 @@ func withoutField(head, name string) string {
 // of an empty body whose trailers only ReverseProxy relays, are set aside where they arise.
 // Over HTTP/1.1, a second request pipelined behind the fuzzed one on each path must get its
 // own answer and nothing else (keptAliveAfter).
+// underHundred reports whether http.ReadResponse reads a head of hints, up to the final one,
+// for a status under 100 ("HTTP/1.1 +03" reads as 3): ReverseProxy then panics writing it, and
+// its client sees nothing, where the edge fails the attempt with 502 (checkStatus).
+func underHundred(hints string) bool {
+	br := bufio.NewReader(strings.NewReader(hints))
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return false
+		}
+		if resp.StatusCode < 100 {
+			return true
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return false
+		}
+	}
+}
+
 func FuzzEdgeTrailers(f *testing.F) {
 	up := newTrailerUpstream(f)
 	c := twoEdgesWith(f, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
@@ -414,6 +433,9 @@ func FuzzEdgeTrailers(f *testing.F) {
 				} else if v.String() != got.String() {
 					t.Fatalf("on %s the edge's paths differ: %s path\n%s\n%s path\n%s", in, name, v, first, got)
 				}
+			}
+			if strings.HasPrefix(want.final.status, "no head") && got.final.status == "502" && underHundred(hints) {
+				continue // both failed the answer, ReverseProxy by a panic
 			}
 			if fmt.Sprint(got.interim) != fmt.Sprint(want.interim) || got.final.status != want.final.status {
 				t.Fatalf("on %s the edge's client sees\n%s\nReverseProxy's\n%s", in, got, want)
