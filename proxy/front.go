@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The front accepts the connections of an HTTP app listener and serves their plain HTTP/1.1 GET
@@ -711,6 +713,13 @@ func (lc *leanConn) writeResponseHead(resp *http.Response, contentType string) {
 	noBody := !bodyAllowed(resp.StatusCode)
 	for k, vs := range resp.Header {
 		if noBody && (k == "Content-Length" || k == "Transfer-Encoding" || resp.StatusCode == http.StatusNotModified && k == "Content-Type") {
+			continue
+		}
+		// net/http reads a name with a space before its colon ("Content-Length : 5") as a
+		// field of its own and drops it as it writes a head, as every other path does; RFC
+		// 9112 §5.1 has a proxy remove the space, and a client that does would take it for
+		// the field it names, framing included.
+		if !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range vs {

@@ -201,6 +201,9 @@ var headCorpus = []struct {
 			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
 		differs: "the heads of an answer may take maxResponseHead (10 MiB) in all on every path: the edge relays the two 103s within it, then answers 502; ReverseProxy's transport starts its limit over after each interim answer",
 		edge:    failedAfter(2)},
+	{name: "a space between a field's name and its colon, a Content-Length's among them",
+		answer: "HTTP/1.1 103 Early Hints\r\nLink : </a.css>\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Spaced : 1\r\nContent-Length : 5\r\nContent-Length: 2\r\n\r\nok"},
 	{name: "a folded field in a 103",
 		answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>;\r\n rel=preload \r\n \r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"},
 }
