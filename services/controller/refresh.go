@@ -69,9 +69,14 @@ func (a *routeAges) stored(k routeKey, seq uint64, size, maxBytes int64) {
 	a.seen(k, seq)
 }
 
-// wrote notes that ROUTES stored size bytes at seq, under a bound of maxBytes.
+// wrote notes that ROUTES stored size bytes at seq, under a bound of maxBytes. Without a bound
+// (maxBytes 0 or less) no mark is kept: no copy ages, and once a bound is set every copy is
+// taken to be as old as all that was written since the start.
 func (a *routeAges) wrote(seq uint64, size, maxBytes int64) {
 	a.written += size
+	if maxBytes <= 0 {
+		return
+	}
 	n := len(a.marks)
 	if n == 0 || seq > a.marks[n-1].seq && a.written-a.marks[n-1].written >= max(maxBytes/marksPerBound, 1) {
 		a.marks = append(a.marks, ageMark{seq, a.written})

@@ -179,3 +179,23 @@ func TestTheControllerWarnsWhenTheRoutesThemselvesCrowdROUTESsBound(t *testing.T
 		t.Errorf("logs: %s; want the warning with the routes' bytes and the bound", got)
 	}
 }
+
+// TestRouteAgesKeepNoMarksWhileROUTESHasNoByteBound: a controller beside a ROUTES without a byte
+// bound (an earlier version's, before detour apply bounds it, or one an operator unbounded)
+// kept a mark for every route it stored, and looked for none to store again: its memory grew
+// with every route change, for as long as it ran. Without a bound no copy ages; once one is
+// set, every copy is as old as all that was stored since the start.
+func TestRouteAgesKeepNoMarksWhileROUTESHasNoByteBound(t *testing.T) {
+	k := routeKey{"edge-a", "shop"}
+	a := newRouteAges(0)
+	for seq := range uint64(100_000) {
+		a.stored(k, seq+1, 1000, -1)
+	}
+	if len(a.marks) != 0 {
+		t.Errorf("%d marks after 100,000 routes stored on a ROUTES without a byte bound; want none", len(a.marks))
+	}
+	a.seen(routeKey{"edge-a", "stable"}, 1)
+	if d, _ := a.due(1 << 20); len(d) != 2 {
+		t.Errorf("due once a bound of 1 MiB is set, 100 MB stored since the start: %v; want both routes", d)
+	}
+}
