@@ -129,12 +129,13 @@ type refreshSend struct {
 
 // refreshed is the outcome of a refreshSend that ROUTES answered: the copy stored (seq), or,
 // when the subject had moved on (another replica stored the route again, or a new one), its
-// last copy as read (route, as JSON, and its seq).
+// last copy as read (route, as JSON, its seq, and the STATE sequence it was computed at).
 type refreshed struct {
-	send  refreshSend
-	seq   uint64
-	moved bool
-	route []byte
+	send     refreshSend
+	seq      uint64
+	moved    bool
+	route    []byte
+	stateSeq uint64
 }
 
 // refreshChunk bounds the refreshes in flight at once, beside the routes the loop sends.
@@ -181,7 +182,7 @@ func storeRefreshes(ctx context.Context, js jetstream.JetStream, sends []refresh
 		}
 		if b, err := json.Marshal(r.Route); err == nil {
 			mu.Lock()
-			out = append(out, refreshed{send: moved[subject], seq: seq, moved: true, route: b})
+			out = append(out, refreshed{send: moved[subject], seq: seq, moved: true, route: b, stateSeq: r.StateSeq})
 			mu.Unlock()
 		}
 	}) // a subject not read is refreshed again, conflicts and is read again on a later scan
@@ -218,8 +219,10 @@ func (c *controller) refreshRoutes(ctx context.Context, wg *sync.WaitGroup) {
 	for _, k := range due {
 		b := c.published[k.edge][k.app]
 		var a events.AppRoute
-		if c.sending[k] != nil || b == nil || json.Unmarshal(b, &a) != nil {
-			continue // a new copy is on its way, or none is known
+		if c.sending[k] != nil || c.dirty || c.dirtyApps[k.edge][k.app] || b == nil || json.Unmarshal(b, &a) != nil {
+			// A new copy is on its way, or may be once computed (a copy stored again says it is
+			// the route computed at the replica's STATE position), or none is known.
+			continue
 		}
 		s := refreshSend{key: k, subject: events.AppRouteSubject(k.edge, k.app), seq: c.ages.seqs[k], route: b}
 		s.size = routeSize(k, b)
@@ -245,8 +248,11 @@ func (c *controller) refreshRoutes(ctx context.Context, wg *sync.WaitGroup) {
 
 // refreshesStored takes the outcome of a round of refreshes, and has the next tick look for
 // routes due again. A subject that had moved on holds a copy another replica stored: its route
-// is taken for the one stored (never refreshed over it), and computed again should it differ
-// from this replica's view.
+// is taken for the one stored (never refreshed over it), and computed again should it differ,
+// but only when it was computed from less of STATE than this replica folded: one computed from
+// more (STATE events this replica has yet to fold, which mark its app once folded) is newer than
+// what this replica would compute, and one from as much, under another configuration, is no
+// older than it either.
 func (c *controller) refreshesStored(rs []refreshed) {
 	c.refreshing, c.refreshAt = false, math.MinInt64
 	n := 0
@@ -266,7 +272,9 @@ func (c *controller) refreshesStored(rs []refreshed) {
 		c.ages.seen(k, r.seq)
 		if !bytes.Equal(r.route, c.published[k.edge][k.app]) {
 			c.published[k.edge][k.app] = r.route
-			c.markApp(k.edge, k.app)
+			if r.stateSeq < c.view.LastSeq() {
+				c.markApp(k.edge, k.app)
+			}
 		}
 	}
 	if n > 0 {

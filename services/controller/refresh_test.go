@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,6 +178,96 @@ func TestTheControllerWarnsWhenTheRoutesThemselvesCrowdROUTESsBound(t *testing.T
 	}
 	if got := lines.String(); !strings.Contains(got, `"routes_bytes":2040,"max_bytes":4096,"message":"routes take over a quarter of the routes stream's max_bytes: raise it (nats stream edit ROUTES --max-bytes)"`) {
 		t.Errorf("logs: %s; want the warning with the routes' bytes and the bound", got)
+	}
+}
+
+// TestAReplicaBehindOnSTATEStoresNoOlderRouteOverTheNewerOneItReadsBack: a replica that has not
+// yet folded the transition another replica stored a new route for finds, storing its own copy
+// again, that the subject moved on, and reads the new route back. It took it for stored and
+// computed its own against it from its older view: it stored the older route over the newer
+// one, and the edge served an endpoint STATE holds down until the replica caught up. It now
+// takes the newer route for stored and computes its own once it has folded what that one was
+// computed from.
+func TestAReplicaBehindOnSTATEStoresNoOlderRouteOverTheNewerOneItReadsBack(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	cfg := eventstest.Config(t, routesDoc())
+	if err := events.EnsureStreams(ctx, ns.JS, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	ahead, behind := handDriven(ns, cfg, "controller-1", log), handDriven(ns, cfg, "controller-2", log)
+	for _, c := range []*controller{ahead, behind} {
+		c.publishRoutes()
+		settleRoutes(t, c)
+	}
+	subject := events.AppRouteSubject("edge-0", "app0")
+	down, err := events.New(events.TypeEndpointDown, "decider-1", time.Now(), events.Transition{App: "app0", Pool: "west", Endpoint: "a",
+		From: events.StatusUp, To: events.StatusDown, Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fold := func(c *controller) {
+		t.Helper()
+		if err := c.fold(events.EndpointStateSubject("app0", "west", "a"), 1, down); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := func() (uint64, events.EdgeRoute) {
+		t.Helper()
+		m, err := ns.Stream(t, events.StreamRoutes).GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r events.EdgeRoute
+		if e, err := events.Decode(m.Data); err != nil || e.Payload(&r) != nil {
+			t.Fatalf("%s holds %q", subject, m.Data)
+		}
+		return m.Sequence, r
+	}
+	refresh := func(c *controller) []refreshed {
+		t.Helper()
+		c.routesMax, c.refreshAt, c.routesSmall = 1, math.MinInt64, logs.NewRepeats(time.Hour) // every copy due
+		c.refreshes = make(chan []refreshed)
+		var wg sync.WaitGroup
+		c.refreshRoutes(ctx, &wg)
+		if !c.refreshing {
+			return nil
+		}
+		rs := <-c.refreshes
+		wg.Wait()
+		c.refreshesStored(rs)
+		return rs
+	}
+
+	// The replica ahead folds a's fall; until it has computed app0's route, it does not repeat
+	// the route stored as the one it computes at that STATE position.
+	fold(ahead)
+	for _, r := range refresh(ahead) {
+		if r.send.key.app == "app0" {
+			t.Errorf("%s stored again, seq %d, with a's fall folded and app0's route not yet computed from it", r.send.subject, r.send.seq)
+		}
+	}
+	ahead.publishRoutes()
+	settleRoutes(t, ahead)
+	newer, r := last()
+	if r.RefreshOf != 0 || r.Route.Endpoints[0].Status != events.StatusDown {
+		t.Fatalf("%s after a's fall: %+v; want a down", subject, r)
+	}
+
+	// The replica behind stores its copies again, and reads app0's back.
+	refresh(behind)
+	behind.publishRoutes()
+	settleRoutes(t, behind)
+	if seq, r := last(); seq != newer {
+		t.Fatalf("%s after the replica behind stored its routes again: seq %d, %+v; want seq %d, a down", subject, seq, r.Route, newer)
+	}
+	// Once it has folded a's fall, it computes the route stored, and stores nothing.
+	fold(behind)
+	behind.publishRoutes()
+	settleRoutes(t, behind)
+	if seq, r := last(); seq != newer {
+		t.Errorf("%s after the replica behind folded a's fall: seq %d, %+v; want seq %d", subject, seq, r.Route, newer)
 	}
 }
 
