@@ -99,22 +99,34 @@ func (a *routeAges) at(seq uint64) int64 {
 	return a.marks[i-1].written
 }
 
-// due returns the routes whose last copy ROUTES took half of maxBytes or more since, and the
-// written count at which the next falls due (math.MaxInt64 when none would).
-func (a *routeAges) due(maxBytes int64) (due []routeKey, next int64) {
-	half := maxBytes / 2
+// due returns, oldest copy first, the routes whose last copy ROUTES took dueAfter(maxBytes,
+// routes) or more since, routes being what the routes themselves take, and the written count at
+// which the next falls due (math.MaxInt64 when none would).
+func (a *routeAges) due(maxBytes, routes int64) (due []routeKey, next int64) {
+	after := dueAfter(maxBytes, routes)
 	for len(a.marks) > 1 && a.marks[0].written <= a.written-maxBytes {
 		a.floor, a.marks = a.marks[0].written, a.marks[1:] // what is older is due in any case
 	}
 	next = math.MaxInt64
 	for k, seq := range a.seqs {
-		if at := a.at(seq); a.written-at >= half {
+		if at := a.at(seq); a.written-at >= after {
 			due = append(due, k)
 		} else {
-			next = min(next, at+half)
+			next = min(next, at+after)
 		}
 	}
+	sort.Slice(due, func(i, j int) bool { return a.seqs[due[i]] < a.seqs[due[j]] })
 	return due, next
+}
+
+// dueAfter is how much ROUTES takes after a copy before it is stored again: halfway from what
+// the routes themselves take to maxBytes, so that once every route was stored again the first
+// copy of the round is not due before other writes come (at half of maxBytes, routes taking
+// more than half stored again round after round for as long as the controller ran), and half
+// of maxBytes at least, three quarters at most, leaving a quarter for what is written while a
+// copy waits for its turn.
+func dueAfter(maxBytes, routes int64) int64 {
+	return min(max(maxBytes/2+routes/2, maxBytes/2), maxBytes/4*3)
 }
 
 // refreshSend is a route to store again after the copy at seq.
@@ -138,39 +150,39 @@ type refreshed struct {
 	stateSeq uint64
 }
 
-// refreshChunk bounds the refreshes in flight at once, beside the routes the loop sends.
+// refreshChunk bounds the refreshes of one round, in flight at once beside the routes the loop
+// sends: the oldest copies due, the next round, on the tick after, taking the next. Rounds of
+// every route due, in no order, stored copies that ROUTES held young while older ones waited
+// their turn, which ROUTES discarded meanwhile where the routes took over half its max_bytes.
 const refreshChunk = 256
 
-// storeRefreshes stores each of sends after the copy it repeats, expecting that copy to be still
-// the last of its subject: a replica that refreshed it first, or stored a new route, wins, and
-// the copy it stored is read instead (16 subjects at a time, see events.LastOf). Two replicas
-// refreshing one copy store one message (its id derives from the copy). What ROUTES does not
-// answer is left out: a later scan sends it again. It runs beside the loop.
+// storeRefreshes stores each of sends after the copy it repeats, in order, expecting that copy
+// to be still the last of its subject: a replica that refreshed it first, or stored a new
+// route, wins, and the copy it stored is read instead (16 subjects at a time, see
+// events.LastOf). Two replicas refreshing one copy store one message (its id derives from the
+// copy). What ROUTES does not answer is left out: a later scan sends it again. It runs beside
+// the loop.
 func storeRefreshes(ctx context.Context, js jetstream.JetStream, sends []refreshSend) []refreshed {
 	var out []refreshed
 	moved := map[string]refreshSend{}
-	for len(sends) > 0 && ctx.Err() == nil {
-		chunk := sends[:min(refreshChunk, len(sends))]
-		sends = sends[len(chunk):]
-		fs := make([]jetstream.PubAckFuture, len(chunk))
-		for i, s := range chunk {
-			fs[i], _ = events.AppendAsync(js, s.subject, s.env, s.seq)
-		}
-		actx, cancel := context.WithTimeout(ctx, storeTimeout)
-		for i, s := range chunk {
-			if fs[i] == nil {
-				continue
-			}
-			ack, err := events.AppendResult(actx, fs[i], s.env, s.seq)
-			switch {
-			case err == nil:
-				out = append(out, refreshed{send: s, seq: ack.Sequence})
-			case errors.Is(err, events.ErrConflict):
-				moved[s.subject] = s
-			}
-		}
-		cancel()
+	fs := make([]jetstream.PubAckFuture, len(sends))
+	for i, s := range sends {
+		fs[i], _ = events.AppendAsync(js, s.subject, s.env, s.seq)
 	}
+	actx, cancel := context.WithTimeout(ctx, storeTimeout)
+	for i, s := range sends {
+		if fs[i] == nil {
+			continue
+		}
+		ack, err := events.AppendResult(actx, fs[i], s.env, s.seq)
+		switch {
+		case err == nil:
+			out = append(out, refreshed{send: s, seq: ack.Sequence})
+		case errors.Is(err, events.ErrConflict):
+			moved[s.subject] = s
+		}
+	}
+	cancel()
 	if len(moved) == 0 {
 		return out
 	}
@@ -203,20 +215,23 @@ func (c *controller) refreshRoutes(ctx context.Context, wg *sync.WaitGroup) {
 	if !c.routesRead || c.refreshing || c.routesMax <= 0 || c.ages.written < c.refreshAt {
 		return
 	}
-	due, next := c.ages.due(c.routesMax)
-	c.refreshAt = next
 	var total int64
 	for edge, apps := range c.published {
 		for app, b := range apps {
 			total += routeSize(routeKey{edge, app}, b)
 		}
 	}
+	due, next := c.ages.due(c.routesMax, total)
+	c.refreshAt = next
 	if total > c.routesMax/4 {
 		c.routesSmall.Gate(c.log.Warn(), "small").Int64("routes_bytes", total).Int64("max_bytes", c.routesMax).
 			Msg("routes take over a quarter of the routes stream's max_bytes: raise it (nats stream edit ROUTES --max-bytes)")
 	}
 	var sends []refreshSend
 	for _, k := range due {
+		if len(sends) == refreshChunk {
+			break // the next, once this round is stored
+		}
 		b := c.published[k.edge][k.app]
 		var a events.AppRoute
 		if c.sending[k] != nil || c.dirty || c.dirtyApps[k.edge][k.app] || b == nil || json.Unmarshal(b, &a) != nil {

@@ -26,7 +26,7 @@ func TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy(t *testing.T) {
 	const maxBytes = 1 << 20
 	stable, fresh, flapping := routeKey{"edge-a", "stable"}, routeKey{"edge-a", "fresh"}, routeKey{"edge-b", "flapping"}
 	due := func(a *routeAges) []routeKey {
-		d, _ := a.due(maxBytes)
+		d, _ := a.due(maxBytes, 0)
 		slices.SortFunc(d, func(x, y routeKey) int { return cmpKey(x, y) })
 		return d
 	}
@@ -57,7 +57,7 @@ func TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy(t *testing.T) {
 	// after start falls due half a bound after it, the flapping route never.
 	seq++
 	a.stored(stable, seq, 1000, maxBytes)
-	_, next := a.due(maxBytes)
+	_, next := a.due(maxBytes, 0)
 	for a.written < maxBytes/2+2000 {
 		seq++
 		a.stored(flapping, seq, 1000, maxBytes)
@@ -286,7 +286,84 @@ func TestRouteAgesKeepNoMarksWhileROUTESHasNoByteBound(t *testing.T) {
 		t.Errorf("%d marks after 100,000 routes stored on a ROUTES without a byte bound; want none", len(a.marks))
 	}
 	a.seen(routeKey{"edge-a", "stable"}, 1)
-	if d, _ := a.due(1 << 20); len(d) != 2 {
+	if d, _ := a.due(1<<20, 0); len(d) != 2 {
 		t.Errorf("due once a bound of 1 MiB is set, 100 MB stored since the start: %v; want both routes", d)
 	}
+}
+
+// TestRoutesTakingNearHalfROUTESsBoundAreStoredAgainOnceEachOldestFirst: a controller starting
+// on a full ROUTES stores every route again. Where the routes took more than half its
+// max_bytes, as counted, the copies stored first were due again before the round ended, and
+// rounds followed one another for as long as the controller ran (1,900 copies a second with
+// 10,000 routes taking 60% of it); stored in no order, the copies ROUTES held oldest waited
+// behind younger ones, and 844 of the 10,000 routes were discarded. Each route is now stored
+// again once, the oldest copies first, and ROUTES holds every one.
+func TestRoutesTakingNearHalfROUTESsBoundAreStoredAgainOnceEachOldestFirst(t *testing.T) {
+	const n = 2000
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	cfg := eventstest.Config(t, bigEdgeDoc(n))
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	first := handDriven(ns, cfg, "controller-1", log)
+	first.publishRoutes()
+	settleRoutes(t, first)
+	st := ns.Stream(t, events.StreamRoutes)
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := info.Config
+	rc.MaxBytes = int64(info.State.Bytes) * 100 / 45 // the routes take 45% of it
+	if _, err := ns.JS.UpdateStream(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+
+	// A replica starting on a long-running cluster's ROUTES, full of their history.
+	c := handDriven(ns, cfg, "controller-2", log)
+	published, seqs, err := readPublished(ctx, ns.JS, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.readRoutes(openedRoutes{published: published, seqs: seqs, held: uint64(rc.MaxBytes), maxBytes: rc.MaxBytes})
+	c.publishRoutes()
+	c.routesSmall, c.refreshes = logs.NewRepeats(time.Hour), make(chan []refreshed)
+	stored, rounds := 0, 0
+	var prev uint64
+	for ; stored <= 3*n; rounds++ {
+		var wg sync.WaitGroup
+		c.refreshRoutes(ctx, &wg)
+		if !c.refreshing {
+			break
+		}
+		rs := <-c.refreshes
+		wg.Wait()
+		slices.SortFunc(rs, func(a, b refreshed) int { return cmpUint(a.seq, b.seq) })
+		for _, r := range rs {
+			if r.moved {
+				t.Fatalf("%s moved on: nothing else stores routes", r.send.subject)
+			}
+			if r.send.seq < prev {
+				t.Errorf("the copy at seq %d stored again after the one at seq %d: ROUTES discards the oldest first", r.send.seq, prev)
+			}
+			prev = r.send.seq
+		}
+		c.refreshesStored(rs)
+		stored += len(rs)
+	}
+	if stored != n {
+		t.Errorf("%d routes stored again in %d rounds; want each of the %d once", stored, rounds, n)
+	}
+	if _, subjects := routesStored(t, ns, "edge-big"); subjects != n {
+		t.Errorf("ROUTES holds the routes of %d apps, want all %d", subjects, n)
+	}
+}
+
+func cmpUint(x, y uint64) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
 }
