@@ -1050,7 +1050,7 @@ func (c *controller) collectRoutes() bool {
 					c.published[k.edge] = map[string][]byte{}
 				}
 				c.published[k.edge][k.app] = s.route
-				c.ages.stored(k, ack.Sequence, routeSize(k, s.route), c.routesMax)
+				c.ages.stored(k, ack.Sequence, ack.Duplicate, routeSize(k, s.route), c.routesMax)
 				stored[k.edge]++
 				delete(c.sending, k)
 				delete(c.routeRetry, k)

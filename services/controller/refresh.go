@@ -62,19 +62,22 @@ func routeSize(k routeKey, route []byte) int64 {
 }
 
 // stored notes that ROUTES stored a copy of k's route, the one the controller takes for stored,
-// at seq (or acknowledged one as a duplicate of it), taking size bytes, under a bound of
-// maxBytes.
-func (a *routeAges) stored(k routeKey, seq uint64, size, maxBytes int64) {
-	a.wrote(seq, size, maxBytes)
+// at seq (or, dup, acknowledged one as a duplicate of the copy at seq), taking size bytes, under
+// a bound of maxBytes.
+func (a *routeAges) stored(k routeKey, seq uint64, dup bool, size, maxBytes int64) {
+	a.wrote(seq, dup, size, maxBytes)
 	a.seen(k, seq)
 }
 
-// wrote notes that ROUTES stored size bytes at seq, under a bound of maxBytes. Without a bound
-// (maxBytes 0 or less) no mark is kept: no copy ages, and once a bound is set every copy is
-// taken to be as old as all that was written since the start.
-func (a *routeAges) wrote(seq uint64, size, maxBytes int64) {
+// wrote notes that ROUTES stored size bytes at seq, under a bound of maxBytes, or, dup, that a
+// write was acknowledged as a duplicate of the message at seq. Without a bound (maxBytes 0 or
+// less) no mark is kept: no copy ages, and once a bound is set every copy is taken to be as old
+// as all that was written since the start. A duplicate's bytes count (another writer stored
+// them, uncounted), but its seq marks nothing: it may be far older than the stream's last, and
+// every copy after it would look stored just now.
+func (a *routeAges) wrote(seq uint64, dup bool, size, maxBytes int64) {
 	a.written += size
-	if maxBytes <= 0 {
+	if maxBytes <= 0 || dup {
 		return
 	}
 	n := len(a.marks)
@@ -145,6 +148,7 @@ type refreshSend struct {
 type refreshed struct {
 	send     refreshSend
 	seq      uint64
+	dup      bool // acknowledged as a duplicate of the copy at seq
 	moved    bool
 	route    []byte
 	stateSeq uint64
@@ -177,7 +181,7 @@ func storeRefreshes(ctx context.Context, js jetstream.JetStream, sends []refresh
 		ack, err := events.AppendResult(actx, fs[i], s.env, s.seq)
 		switch {
 		case err == nil:
-			out = append(out, refreshed{send: s, seq: ack.Sequence})
+			out = append(out, refreshed{send: s, seq: ack.Sequence, dup: ack.Duplicate})
 		case errors.Is(err, events.ErrConflict):
 			moved[s.subject] = s
 		}
@@ -277,7 +281,7 @@ func (c *controller) refreshesStored(rs []refreshed) {
 			continue // no longer routed, or ROUTES created again since
 		}
 		if !r.moved {
-			c.ages.wrote(r.seq, r.send.size, c.routesMax)
+			c.ages.wrote(r.seq, r.dup, r.send.size, c.routesMax)
 			if bytes.Equal(r.send.route, c.published[k.edge][k.app]) {
 				c.ages.seen(k, r.seq) // else a new route was stored after it meanwhile
 			}

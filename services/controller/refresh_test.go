@@ -34,21 +34,21 @@ func TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy(t *testing.T) {
 	// quarter.
 	a := newRouteAges(maxBytes / 4)
 	a.seen(stable, 10)
-	a.stored(fresh, 20, 1000, maxBytes)
+	a.stored(fresh, 20, false, 1000, maxBytes)
 	if d := due(a); len(d) != 0 {
 		t.Fatalf("due at start: %v, want none", d)
 	}
 	seq := uint64(20)
 	for a.written < maxBytes/4-1000 {
 		seq++
-		a.stored(flapping, seq, 1000, maxBytes)
+		a.stored(flapping, seq, false, 1000, maxBytes)
 	}
 	if d := due(a); len(d) != 0 {
 		t.Fatalf("due before a quarter of the bound was written: %v, want none", d)
 	}
 	for a.written < maxBytes/4+1000 {
 		seq++
-		a.stored(flapping, seq, 1000, maxBytes)
+		a.stored(flapping, seq, false, 1000, maxBytes)
 	}
 	if d := due(a); !slices.Equal(d, []routeKey{stable}) {
 		t.Fatalf("due once a quarter of the bound was written since the start: %v, want %v, read at start", d, []routeKey{stable})
@@ -56,11 +56,11 @@ func TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy(t *testing.T) {
 	// Stored again: fresh until another half of the bound is written after it; the copy stored
 	// after start falls due half a bound after it, the flapping route never.
 	seq++
-	a.stored(stable, seq, 1000, maxBytes)
+	a.stored(stable, seq, false, 1000, maxBytes)
 	_, next := a.due(maxBytes, 0)
 	for a.written < maxBytes/2+2000 {
 		seq++
-		a.stored(flapping, seq, 1000, maxBytes)
+		a.stored(flapping, seq, false, 1000, maxBytes)
 	}
 	if d := due(a); !slices.Equal(d, []routeKey{fresh}) {
 		t.Fatalf("due once half the bound was written since the start: %v, want %v", d, []routeKey{fresh})
@@ -104,7 +104,7 @@ func BenchmarkRouteRefreshCheck(b *testing.B) {
 	for i := range apps {
 		k := routeKey{"edge-a", fmt.Sprint("app", i)}
 		c.published[k.edge][k.app] = route
-		c.ages.stored(k, uint64(i+1), routeSize(k, route), c.routesMax)
+		c.ages.stored(k, uint64(i+1), false, routeSize(k, route), c.routesMax)
 	}
 	b.ResetTimer()
 	for range b.N {
@@ -171,7 +171,7 @@ func TestTheControllerWarnsWhenTheRoutesThemselvesCrowdROUTESsBound(t *testing.T
 	route := make([]byte, 1500)
 	c := &controller{log: zerolog.New(&lines), routesRead: true, routesMax: 4096, ages: newRouteAges(0),
 		published: map[string]map[string][]byte{k.edge: {k.app: route}}, routesSmall: logs.NewRepeats(time.Hour)}
-	c.ages.stored(k, 1, routeSize(k, route), c.routesMax)
+	c.ages.stored(k, 1, false, routeSize(k, route), c.routesMax)
 	c.refreshRoutes(context.Background(), nil)
 	if c.refreshing {
 		t.Fatal("a route stored just now is due")
@@ -280,7 +280,7 @@ func TestRouteAgesKeepNoMarksWhileROUTESHasNoByteBound(t *testing.T) {
 	k := routeKey{"edge-a", "shop"}
 	a := newRouteAges(0)
 	for seq := range uint64(100_000) {
-		a.stored(k, seq+1, 1000, -1)
+		a.stored(k, seq+1, false, 1000, -1)
 	}
 	if len(a.marks) != 0 {
 		t.Errorf("%d marks after 100,000 routes stored on a ROUTES without a byte bound; want none", len(a.marks))
@@ -366,4 +366,60 @@ func cmpUint(x, y uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// TestADuplicateAcknowledgedMakesNoOldCopyLookYoung: a replica that stores a route another
+// replica stored under the same id is answered with that copy's sequence, which may be far
+// older than ROUTES's last. Marking it with the bytes written so far made every copy after it
+// look stored just now: a replica starting on a full ROUTES, whose first route was such a
+// duplicate, stored none of the copies it read again, and ROUTES discarded them. The copy
+// acknowledged is the route's, but marks nothing.
+func TestADuplicateAcknowledgedMakesNoOldCopyLookYoung(t *testing.T) {
+	const n = 50
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	cfg := eventstest.Config(t, bigEdgeDoc(n))
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	first := handDriven(ns, cfg, "controller-1", log)
+	first.publishRoutes()
+	settleRoutes(t, first)
+	info, err := ns.Stream(t, events.StreamRoutes).Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxBytes := int64(info.State.Bytes) * 4
+
+	// A replica starting on a full ROUTES reads every route but the oldest (its read timed out,
+	// say), and stores that one as the first replica did: a duplicate.
+	c := handDriven(ns, cfg, "controller-2", log)
+	published, seqs, err := readPublished(ctx, ns.JS, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldest := routeKey{}
+	for k, seq := range seqs {
+		if oldest.app == "" || seq < seqs[oldest] {
+			oldest = k
+		}
+	}
+	delete(published[oldest.edge], oldest.app)
+	delete(seqs, oldest)
+	c.readRoutes(openedRoutes{published: published, seqs: seqs, held: uint64(maxBytes), maxBytes: maxBytes})
+	c.publishRoutes()
+	settleRoutes(t, c)
+	if got := c.ages.seqs[oldest]; got != 1 {
+		t.Fatalf("%v's copy taken at seq %d, want 1, the first replica's", oldest, got)
+	}
+
+	c.routesSmall, c.refreshes = logs.NewRepeats(time.Hour), make(chan []refreshed)
+	var wg sync.WaitGroup
+	c.refreshRoutes(ctx, &wg)
+	var rs []refreshed
+	if c.refreshing {
+		rs = <-c.refreshes
+	}
+	wg.Wait()
+	if len(rs) != n {
+		t.Errorf("%d of the %d routes stored again, each copy as old as ROUTES's bytes; want all", len(rs), n)
+	}
 }
