@@ -163,22 +163,59 @@ const refreshChunk = 256
 // storeRefreshes stores each of sends after the copy it repeats, in order, expecting that copy
 // to be still the last of its subject: a replica that refreshed it first, or stored a new
 // route, wins, and the copy it stored is read instead (16 subjects at a time, see
-// events.LastOf). Two replicas refreshing one copy store one message (its id derives from the
-// copy). What ROUTES does not answer is left out: a later scan sends it again. It runs beside
-// the loop.
+// events.LastOf). A subject found holding nothing lost its only copy (ROUTES discarded it
+// before its turn came, past a flood faster than the refreshes or a bound lowered): the route is
+// stored there again, expecting the subject to still hold nothing. Two replicas refreshing one
+// copy store one message (its id derives from the copy). What ROUTES does not answer is left
+// out: a later scan sends it again. It runs beside the loop.
 func storeRefreshes(ctx context.Context, js jetstream.JetStream, sends []refreshSend) []refreshed {
+	out, moved := appendRefreshes(ctx, js, sends, func(s refreshSend) uint64 { return s.seq })
+	if len(moved) == 0 {
+		return out
+	}
+	var mu sync.Mutex
+	read := map[string]bool{}
+	err := events.LastOf(ctx, js, events.StreamRoutes, slices.Collect(maps.Keys(moved)), func(subject string, seq uint64, e events.Envelope) {
+		mu.Lock()
+		defer mu.Unlock()
+		read[subject] = true
+		var r events.EdgeRoute
+		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
+			return
+		}
+		if b, err := json.Marshal(r.Route); err == nil {
+			out = append(out, refreshed{send: moved[subject], seq: seq, moved: true, route: b, stateSeq: r.StateSeq})
+		}
+	})
+	if err != nil {
+		return out // a subject not read is refreshed again, conflicts and is read again on a later scan
+	}
+	var gone []refreshSend
+	for subject, s := range moved {
+		if !read[subject] {
+			gone = append(gone, s)
+		}
+	}
+	stored, _ := appendRefreshes(ctx, js, gone, func(refreshSend) uint64 { return 0 })
+	return append(out, stored...)
+}
+
+// appendRefreshes stores each of sends expecting its subject's last sequence to be after(it),
+// and returns those stored and, by subject, those another writer got to first.
+func appendRefreshes(ctx context.Context, js jetstream.JetStream, sends []refreshSend, after func(refreshSend) uint64) ([]refreshed, map[string]refreshSend) {
 	var out []refreshed
 	moved := map[string]refreshSend{}
 	fs := make([]jetstream.PubAckFuture, len(sends))
 	for i, s := range sends {
-		fs[i], _ = events.AppendAsync(js, s.subject, s.env, s.seq)
+		fs[i], _ = events.AppendAsync(js, s.subject, s.env, after(s))
 	}
 	actx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	for i, s := range sends {
 		if fs[i] == nil {
 			continue
 		}
-		ack, err := events.AppendResult(actx, fs[i], s.env, s.seq)
+		ack, err := events.AppendResult(actx, fs[i], s.env, after(s))
 		switch {
 		case err == nil:
 			out = append(out, refreshed{send: s, seq: ack.Sequence, dup: ack.Duplicate})
@@ -186,23 +223,7 @@ func storeRefreshes(ctx context.Context, js jetstream.JetStream, sends []refresh
 			moved[s.subject] = s
 		}
 	}
-	cancel()
-	if len(moved) == 0 {
-		return out
-	}
-	var mu sync.Mutex
-	_ = events.LastOf(ctx, js, events.StreamRoutes, slices.Collect(maps.Keys(moved)), func(subject string, seq uint64, e events.Envelope) {
-		var r events.EdgeRoute
-		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
-			return
-		}
-		if b, err := json.Marshal(r.Route); err == nil {
-			mu.Lock()
-			out = append(out, refreshed{send: moved[subject], seq: seq, moved: true, route: b, stateSeq: r.StateSeq})
-			mu.Unlock()
-		}
-	}) // a subject not read is refreshed again, conflicts and is read again on a later scan
-	return out
+	return out, moved
 }
 
 // refreshKey is the key of the id of a refresh of the copy at seq on subject.

@@ -423,3 +423,47 @@ func TestADuplicateAcknowledgedMakesNoOldCopyLookYoung(t *testing.T) {
 		t.Errorf("%d of the %d routes stored again, each copy as old as ROUTES's bytes; want all", len(rs), n)
 	}
 }
+
+// TestARouteWhoseOnlyCopyROUTESDiscardedIsStoredAgain: a flood faster than the refreshes, or a
+// max_bytes lowered, may discard the only copy of a route. Storing it again expecting that copy
+// to be the subject's last conflicted, the read back found nothing, and the next round tried the
+// same copy again, for as long as the controller ran: the route stayed out of ROUTES (an edge
+// starting then served the app from its configuration alone) until the app's route changed,
+// and with the oldest copies first the same round came every tick. It is now stored again
+// where its subject still holds nothing.
+func TestARouteWhoseOnlyCopyROUTESDiscardedIsStoredAgain(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	cfg := eventstest.Config(t, bigEdgeDoc(3))
+	c := handDriven(ns, cfg, "controller-1", zerolog.New(zerolog.NewTestWriter(t)))
+	c.publishRoutes()
+	settleRoutes(t, c)
+	k := routeKey{"edge-big", "app0"}
+	subject := events.AppRouteSubject(k.edge, k.app)
+	st := ns.Stream(t, events.StreamRoutes)
+	if err := st.DeleteMsg(ctx, c.ages.seqs[k]); err != nil {
+		t.Fatal(err)
+	}
+	c.routesMax, c.routesSmall, c.refreshes = 1, logs.NewRepeats(time.Hour), make(chan []refreshed) // every copy due
+	for round := range 2 {
+		var wg sync.WaitGroup
+		c.refreshAt = math.MinInt64
+		c.refreshRoutes(ctx, &wg)
+		if !c.refreshing {
+			t.Fatalf("round %d: nothing stored again", round)
+		}
+		rs := <-c.refreshes
+		wg.Wait()
+		c.refreshesStored(rs)
+		c.publishRoutes()
+		settleRoutes(t, c)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatalf("%s after its only copy was discarded and two rounds: %v; want its route stored again", subject, err)
+	}
+	var r events.EdgeRoute
+	if e, err := events.Decode(m.Data); err != nil || e.Payload(&r) != nil || r.Route.App != "app0" {
+		t.Fatalf("%s holds %q", subject, m.Data)
+	}
+}
