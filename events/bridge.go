@@ -36,7 +36,7 @@ type bridge struct {
 // bridge starts reading the stream as mode says, after the last message delivered, until stop.
 // It starts nothing (and stop is a no-op) for BridgeNone, for a stream found not to allow
 // direct gets, or, for BridgeNext, when it follows more than one filter subject or, before it
-// first caught up, when its Start begins at a sequence or a time; how says which, for the
+// first caught up, when its Start begins at a sequence; how says which, for the
 // follower's log ("" for BridgeNone), or "direct gets" when it started.
 //
 // It needs neither a consumer nor the stream's leader, nor the stream's information (which
@@ -44,9 +44,9 @@ type bridge struct {
 // quorum, reads what the replicas left hold. One that has not caught up since its start catches
 // up through the bridge: a BridgeLast bridge reads the last message of each subject, which is
 // what its consumer would have delivered, and a BridgeNext one reads every message from the
-// stream's first on (see next), each with the count of those still to come (Delivery.Pending),
-// so that a handler waiting for the end of the backlog waits as it does for a consumer's, and
-// is told CaughtUp at the end.
+// stream's first on, or from the first stored at its Start's time (see next), each with the
+// count of those still to come (Delivery.Pending), so that a handler waiting for the end of the
+// backlog waits as it does for a consumer's, and is told CaughtUp at the end.
 func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []string, handle func(Delivery)) (b *bridge, how string) {
 	st.mu.Lock()
 	s, caught := st.stream, st.caught
@@ -58,8 +58,8 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 		return nil, "none: stream does not allow direct gets"
 	case mode == BridgeNext && len(st.cfg.FilterSubjects) != 1:
 		return nil, "none: more than one filter subject"
-	case mode == BridgeNext && !caught && !fromFirst(st.cfg.DeliverPolicy):
-		return nil, "none: not caught up since start, which is not the stream's first message"
+	case mode == BridgeNext && !caught && !fromFirst(st.cfg):
+		return nil, "none: not caught up since start, which is neither the stream's first message nor a time"
 	case mode == BridgeLast && lastOf == nil:
 		return nil, "none: no subjects listed"
 	}
@@ -133,12 +133,15 @@ func (st *followState) isCaught() bool {
 	return st.caught
 }
 
-// fromFirst reports whether a consumer started with policy reads the stream from its first
-// message on (all of it, or the last message of each subject), so that a bridge can read in its
-// place before the follower first caught up: every message from the first, which folded in
-// order ends where the last of each subject does.
-func fromFirst(policy jetstream.DeliverPolicy) bool {
-	return policy == jetstream.DeliverAllPolicy || policy == jetstream.DeliverLastPerSubjectPolicy
+// fromFirst reports whether a consumer started with cfg reads the stream from its first
+// message on (all of it, or the last message of each subject), or from the first stored at a
+// time (the decider's PROBES), so that a bridge can read in its place before the follower first
+// caught up: every message from the first, which folded in order ends where the last of each
+// subject does, or every message from the first stored at that time, which a direct get asks for
+// by the time.
+func fromFirst(cfg jetstream.OrderedConsumerConfig) bool {
+	return cfg.DeliverPolicy == jetstream.DeliverAllPolicy || cfg.DeliverPolicy == jetstream.DeliverLastPerSubjectPolicy ||
+		cfg.DeliverPolicy == jetstream.DeliverByStartTimePolicy && cfg.OptStartTime != nil
 }
 
 // directGet starts the subjects of direct gets, under the JetStream API prefix every role uses
@@ -148,16 +151,22 @@ const directGet = "$JS.API.DIRECT.GET."
 // bridgeBatch is how many messages a BridgeNext bridge asks for in one direct get.
 const bridgeBatch = 256
 
-// next reads the messages after the last one delivered, up to bridgeBatch of them, and delivers
+// next reads the messages after the last one delivered (before any was, from the first stored at
+// its Start's time, for a follower that starts at one), up to bridgeBatch of them, and delivers
 // them, each with the count of those the stream held beyond it (Delivery.Pending) and CaughtUp
 // on the one with none; when there is none after the last one delivered, it delivers CaughtUp
 // alone (deliver drops both once the follower caught up). A server that does not batch gives
 // no count: a message then counts one more to come until the follower caught up, none after.
 // It reports whether it read any message (the bridge then asks again at once).
 func (st *followState) next(ctx context.Context, h *hedge, handle func(Delivery), b *bridge) bool {
-	from := st.lastSeq() + 1
+	st.mu.Lock()
+	from, filter, since := st.last+1, st.cfg.FilterSubjects[0], st.cfg.OptStartTime
+	if from > 1 || st.cfg.DeliverPolicy != jetstream.DeliverByStartTimePolicy {
+		since = nil
+	}
+	st.mu.Unlock()
 	got, err := ask(ctx, h, func(ctx context.Context) ([]batchMsg, error) {
-		return getBatch(ctx, st.nc, st.streamName, st.cfg.FilterSubjects[0], from, bridgeBatch)
+		return getBatch(ctx, st.nc, st.streamName, filter, from, since, bridgeBatch)
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		st.deliver(Delivery{CaughtUp: true}, handle)
@@ -216,15 +225,20 @@ func getLast(ctx context.Context, nc *nats.Conn, stream, subject string) (batchM
 }
 
 // getBatch asks any replica of stream, by one direct get, for up to n messages matching filter
-// from sequence from on. nats-server 2.11 and later answer with the messages, then an
-// end-of-batch status; an earlier one answers the first message alone, which is returned alone.
+// from sequence from on, or, with since, from the first stored at since on. nats-server 2.11
+// and later answer with the messages, then an end-of-batch status; an earlier one answers the
+// first message alone, which is returned alone.
 // jetstream.ErrMsgNotFound says the stream holds none.
-func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from uint64, n int) ([]batchMsg, error) {
+func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from uint64, since *time.Time, n int) ([]batchMsg, error) {
+	if since != nil {
+		from = 0 // a direct get takes one or the other
+	}
 	req, err := json.Marshal(struct {
-		Seq   uint64 `json:"seq"`
-		Next  string `json:"next_by_subj"`
-		Batch int    `json:"batch"`
-	}{from, filter, n})
+		Seq   uint64     `json:"seq,omitempty"`
+		Since *time.Time `json:"start_time,omitempty"`
+		Next  string     `json:"next_by_subj"`
+		Batch int        `json:"batch"`
+	}{from, since, filter, n})
 	if err != nil {
 		return nil, err
 	}

@@ -340,10 +340,12 @@ func TestAFollowerThatCannotCreateItsFirstConsumerCatchesUpByDirectGets(t *testi
 	}
 }
 
-// TestAFollowerStartedAtATimeDoesNotBridgeBeforeItCaughtUpAndSaysWhy: a follower whose Start
-// begins at a time or a sequence cannot be caught up by reading from the stream's first message,
-// so while no consumer can be created it reads nothing, and its loss says why.
-func TestAFollowerStartedAtATimeDoesNotBridgeBeforeItCaughtUpAndSaysWhy(t *testing.T) {
+// TestAFollowerStartedAtATimeBridgesFromThatTime: a follower whose Start begins at a time (the
+// decider's PROBES reader) read nothing while no consumer could be created, and its loss said
+// why: it cannot be caught up by reading from the stream's first message. It reads by direct
+// gets from the first message stored at that time, as its consumer would, and the consumer
+// created later goes on after the last message read.
+func TestAFollowerStartedAtATimeBridgesFromThatTime(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv, st := oneConsumerStream(t)
@@ -362,16 +364,23 @@ func TestAFollowerStartedAtATimeDoesNotBridgeBeforeItCaughtUpAndSaysWhy(t *testi
 		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from}}
 	got, done := recordSeqs(ctx, &f)
 	defer func() { cancel(); <-done }()
-	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("stream unreachable; retrying") == 1 }, "the follower failing to create its consumer")
-	if l := logs.String(); !strings.Contains(l, `"bridge":"none: not caught up since start, which is not the stream's first message"`) {
-		t.Errorf("the loss does not say why the follower cannot read by direct gets: %s", l)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 1 }, "the message stored after the start time read by direct gets")
+	if s := got(); s[0] != 2 {
+		t.Errorf("delivered %v by direct gets, want [2]: only what was stored from the start time on", s)
+	}
+	if l := logs.String(); !strings.Contains(l, `"bridge":"direct gets"`) {
+		t.Errorf("the loss does not say the follower reads by direct gets: %s", l)
 	}
 	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
 		t.Fatal(err)
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 1 }, "the message stored after the start time")
-	if s := got(); s[0] != 2 {
-		t.Errorf("delivered %v, want [2]: only what was stored from the start time on", s)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("stream reachable again") == 1 }, "the follower's consumer created")
+	if _, err := srv.JS.Publish(ctx, "t.a", nil); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(got()) == 2 }, "the message stored after the consumer was created")
+	if s := got(); !slices.Equal(s, []uint64{2, 3}) {
+		t.Errorf("delivered %v, want [2 3]: what was stored from the start time on, each once", s)
 	}
 }
 
