@@ -118,10 +118,12 @@ func (d *decider) run(ctx context.Context) error {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, events.BridgeNext, decodeState, stateCh)
 	})
+	// PROBES is read by direct gets while its consumer's creation goes unanswered (the decider
+	// goes live only once PROBES has caught up), and heard on the wire while it delivers nothing.
 	wg.Go(func() {
 		d.consume(ctx, events.StreamProbes, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.EndpointProbeSubjects}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime: &from}, events.BridgeNone, probeDecoder(), probeCh) // the wire bridges PROBES
+			OptStartTime: &from}, events.BridgeNext, probeDecoder(), probeCh)
 	})
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNone, decodeState, drillCh) })
 	oldProbers := time.NewTicker(oldProberEvery)

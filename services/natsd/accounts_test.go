@@ -70,9 +70,11 @@ func proberUser(user, region string) roleUser {
 }
 
 const deciderComment = `Read PROBES, STATE and DRILLS; append endpoint and pool transitions. Also hear the probe
-results as they are published, to decide while PROBES elects a leader. Of PROBES, only
-detour.probe.*.*.*.*: the results published alone and the endpoints' batches, not the
-edge listeners' batches (detour.probe.<region>._edge.<prober>), which the controller folds.`
+results as they are published, to decide while PROBES elects a leader. Of PROBES, through
+its consumer, only detour.probe.*.*.*.*: the results published alone and the endpoints'
+batches, not the edge listeners' batches (detour.probe.<region>._edge.<prober>), which the
+controller folds. While that consumer's creation goes unanswered it reads PROBES by direct
+gets (events.BridgeNext), whose permission cannot leave out the edge listeners' batches.`
 
 func deciderUser(user string) roleUser {
 	rejected, readRejected := rejections("detour.config.rejected.decider." + user)
@@ -80,7 +82,7 @@ func deciderUser(user string) roleUser {
 		"detour.state.endpoint.> detour.state.pool.> "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
-		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.>",
+		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.DIRECT.GET.PROBES",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
 		consumer("PROBES", user, "detour.probe.*.*.*.*"),

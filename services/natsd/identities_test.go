@@ -657,6 +657,8 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 		permissionRow{"read any message of DNS directly", op{subject: "$JS.API.DIRECT.GET.DNS"}, usersWith("dns")},
 		// The controller's API follows DRILLS and reads only a drill's last event directly.
 		permissionRow{"read any message of DRILLS directly", op{subject: "$JS.API.DIRECT.GET.DRILLS"}, nil},
+		// A decider reads PROBES so while its consumer's creation goes unanswered.
+		permissionRow{"read any message of PROBES directly", op{subject: "$JS.API.DIRECT.GET.PROBES"}, usersWith("decider")},
 		// The decider hears results as published, to decide while PROBES elects a leader: those
 		// it folds, not the edge listeners' batches.
 		permissionRow{"hear the results published alone and the endpoints' batches", op{sub: true, subject: events.EndpointProbeSubjects}, usersWith("decider")},
