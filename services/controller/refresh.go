@@ -288,7 +288,9 @@ func (c *controller) refreshRoutes(ctx context.Context, wg *sync.WaitGroup) {
 
 // refreshesStored takes the outcome of a round of refreshes, and has the next tick look for
 // routes due again. A subject that had moved on holds a copy another replica stored: its route
-// is taken for the one stored (never refreshed over it), and computed again should it differ,
+// is taken for the one stored (never refreshed over it), unless this replica has stored a copy
+// after it since it was read (taken, its own later route was never stored again where the
+// replica computed the one read back), and computed again should it differ,
 // but only when it was computed from less of STATE than this replica folded: one computed from
 // more (STATE events this replica has yet to fold, which mark its app once folded) is newer than
 // what this replica would compute, and one from as much, under another configuration, is no
@@ -308,6 +310,9 @@ func (c *controller) refreshesStored(rs []refreshed) {
 			}
 			n++
 			continue
+		}
+		if r.seq < c.ages.seqs[k] {
+			continue // read before a copy this replica stored since, which holds the later route
 		}
 		c.ages.seen(k, r.seq)
 		if !bytes.Equal(r.route, c.published[k.edge][k.app]) {

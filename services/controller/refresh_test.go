@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -465,5 +466,81 @@ func TestARouteWhoseOnlyCopyROUTESDiscardedIsStoredAgain(t *testing.T) {
 	var r events.EdgeRoute
 	if e, err := events.Decode(m.Data); err != nil || e.Payload(&r) != nil || r.Route.App != "app0" {
 		t.Fatalf("%s holds %q", subject, m.Data)
+	}
+}
+
+// TestAReplicaKeepsTheRouteItStoredAfterTheCopyItsRefreshReadBack: a replica behind on STATE
+// whose refresh conflicted reads back the newer route another replica stored, then, before that
+// outcome reaches its loop, folds the first of that route's transitions and stores the route
+// between the two. It took the route read back, older in ROUTES than its own, for the one stored:
+// once it folded the second transition it computed the route read back, stored nothing, and
+// ROUTES kept the route between (b up, which STATE holds down) until a later refresh. A copy read
+// back before one the replica knows stored after it is not taken.
+func TestAReplicaKeepsTheRouteItStoredAfterTheCopyItsRefreshReadBack(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	cfg := eventstest.Config(t, routesDoc())
+	if err := events.EnsureStreams(ctx, ns.JS, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	ahead, behind := handDriven(ns, cfg, "controller-1", log), handDriven(ns, cfg, "controller-2", log)
+	for _, c := range []*controller{ahead, behind} {
+		c.publishRoutes()
+		settleRoutes(t, c)
+	}
+	downs := make([]events.Envelope, 2)
+	for i, ep := range []string{"a", "b"} {
+		e, err := events.New(events.TypeEndpointDown, "decider-1", time.Now(), events.Transition{App: "app0", Pool: "west", Endpoint: ep,
+			From: events.StatusUp, To: events.StatusDown, Reason: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		downs[i] = e
+	}
+	fold := func(c *controller, falls ...int) {
+		t.Helper()
+		for _, i := range falls {
+			if err := c.fold(events.EndpointStateSubject("app0", "west", []string{"a", "b"}[i]), uint64(i+1), downs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.publishRoutes()
+		settleRoutes(t, c)
+	}
+	subject := events.AppRouteSubject("edge-0", "app0")
+	last := func() events.AppRoute {
+		t.Helper()
+		m, err := ns.Stream(t, events.StreamRoutes).GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r events.EdgeRoute
+		if e, err := events.Decode(m.Data); err != nil || e.Payload(&r) != nil {
+			t.Fatalf("%s holds %q", subject, m.Data)
+		}
+		return r.Route
+	}
+
+	// The replica ahead folds both falls at once and stores app0's route.
+	fold(ahead, 0, 1)
+	want := last()
+
+	// The replica behind stores its copies again: app0's conflicts and reads that route back.
+	behind.routesMax, behind.refreshAt, behind.routesSmall = 1, math.MinInt64, logs.NewRepeats(time.Hour) // every copy due
+	behind.refreshes = make(chan []refreshed)
+	var wg sync.WaitGroup
+	behind.refreshRoutes(ctx, &wg)
+	if !behind.refreshing {
+		t.Fatal("nothing stored again")
+	}
+	rs := <-behind.refreshes
+	wg.Wait()
+	// Before its loop takes the outcome, it folds a's fall and stores the route between.
+	fold(behind, 0)
+	behind.refreshesStored(rs)
+	fold(behind, 1)
+	if got := last(); !reflect.DeepEqual(got, want) {
+		t.Errorf("%s once the replica behind folded both falls: %+v; want %+v, b down", subject, got, want)
 	}
 }
