@@ -137,15 +137,16 @@ type controller struct {
 	// ages tells how many bytes ROUTES took since each route's last copy, routesMax is ROUTES's
 	// max_bytes as last read, and refreshAt the count of ages at which a route falls due to be
 	// stored again (see routeAges). refreshing is set while refreshes are being stored, whose
-	// outcomes come back on refreshes. routesSmall holds back repeats of the warning that
-	// ROUTES's bound is small for the routes.
-	ages        *routeAges
-	routesMax   int64
-	refreshAt   int64
-	refreshing  bool
-	refreshes   chan []refreshed
-	routesSmall *logs.Repeats
-	dirty       bool // every edge's route table may differ from what is stored
+	// outcomes come back on refreshes; refreshStale, when ROUTES was created again meanwhile.
+	// routesSmall holds back repeats of the warning that ROUTES's bound is small for the routes.
+	ages         *routeAges
+	routesMax    int64
+	refreshAt    int64
+	refreshing   bool
+	refreshStale bool
+	refreshes    chan []refreshed
+	routesSmall  *logs.Repeats
+	dirty        bool // every edge's route table may differ from what is stored
 	// dirtyApps are, per edge, the apps whose routes may differ from what is stored: those
 	// whose endpoints, pools or overrides changed.
 	dirtyApps map[string]map[string]bool
@@ -321,13 +322,7 @@ func run(ctx context.Context, o Options) error {
 		case ri := <-routesInfo:
 			c.routesMax = ri.maxBytes
 			if ri.recreated {
-				// The new ROUTES holds no route: every one is stored again, as on a first start.
-				c.published, c.ages = map[string]map[string][]byte{}, newRouteAges(0)
-				c.dirty = true
-				c.log.Warn().Msg("routes stream created again; storing every route in it")
-				if c.caught {
-					c.publishRoutes()
-				}
+				c.routesRecreated()
 			}
 			c.refreshAt = math.MinInt64 // look whatever was written since
 			c.refreshRoutes(ctx, &wg)
@@ -372,6 +367,19 @@ func run(ctx context.Context, o Options) error {
 				c.refreshRoutes(ctx, &wg)
 			}
 		}
+	}
+}
+
+// routesRecreated stores every route again in a ROUTES created again, which holds none, as on
+// a first start. The outcome of refreshes being stored tells of the old stream, whose sequences
+// the new one's are not: it is dropped.
+func (c *controller) routesRecreated() {
+	c.published, c.ages = map[string]map[string][]byte{}, newRouteAges(0)
+	c.refreshStale = c.refreshing
+	c.dirty = true
+	c.log.Warn().Msg("routes stream created again; storing every route in it")
+	if c.caught {
+		c.publishRoutes()
 	}
 }
 

@@ -294,14 +294,20 @@ func (c *controller) refreshRoutes(ctx context.Context, wg *sync.WaitGroup) {
 // but only when it was computed from less of STATE than this replica folded: one computed from
 // more (STATE events this replica has yet to fold, which mark its app once folded) is newer than
 // what this replica would compute, and one from as much, under another configuration, is no
-// older than it either.
+// older than it either. An outcome from before ROUTES was created again is dropped: marked, the
+// old stream's sequences, past the new one's, left every copy after them unmarked, as old as
+// all written since, and every route was stored again every round.
 func (c *controller) refreshesStored(rs []refreshed) {
-	c.refreshing, c.refreshAt = false, math.MinInt64
+	stale := c.refreshStale
+	c.refreshing, c.refreshStale, c.refreshAt = false, false, math.MinInt64
+	if stale {
+		return
+	}
 	n := 0
 	for _, r := range rs {
 		k := r.send.key
 		if c.o.Config.EdgeApp(k.edge, k.app) == nil || c.published[k.edge] == nil {
-			continue // no longer routed, or ROUTES created again since
+			continue // no longer routed, or taken from the edge and back since
 		}
 		if !r.moved {
 			c.ages.wrote(r.seq, r.dup, r.send.size, c.routesMax)

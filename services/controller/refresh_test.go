@@ -544,3 +544,72 @@ func TestAReplicaKeepsTheRouteItStoredAfterTheCopyItsRefreshReadBack(t *testing.
 		t.Errorf("%s once the replica behind folded both falls: %+v; want %+v, b down", subject, got, want)
 	}
 }
+
+// TestRefreshesStoredInAROUTESSinceCreatedAgainLeaveItsRoutesAges: a round of refreshes stored
+// in ROUTES before it was deleted and created again, whose outcome the loop took after it had
+// stored the routes in the new one, marked the old stream's sequences, far past the new one's:
+// no copy stored after that was marked, each was taken to be as old as all written since, and
+// once half of max_bytes was written every route was stored again every round, for as long as
+// the new stream's sequences stayed below the old one's. Such an outcome is dropped.
+func TestRefreshesStoredInAROUTESSinceCreatedAgainLeaveItsRoutesAges(t *testing.T) {
+	const n = 3
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	cfg := eventstest.Config(t, bigEdgeDoc(n))
+	c := handDriven(ns, cfg, "controller-1", zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+	c.caught = true
+	c.publishRoutes()
+	settleRoutes(t, c)
+	// ROUTES's sequence runs far ahead of the routes': an edge of another cluster stores there.
+	for range 500 {
+		e, err := events.New(events.TypeRouteComputed, "controller-9", time.Now(), events.EdgeRoute{Edge: "edge-other"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(ctx, ns.JS, events.AppRouteSubject("edge-other", "app0"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.routesSmall, c.refreshes = logs.NewRepeats(time.Hour), make(chan []refreshed)
+	round := func() []refreshed {
+		t.Helper()
+		var wg sync.WaitGroup
+		c.refreshAt = math.MinInt64
+		c.refreshRoutes(ctx, &wg)
+		if !c.refreshing {
+			return nil
+		}
+		rs := <-c.refreshes
+		wg.Wait()
+		return rs
+	}
+	c.routesMax = 1 // every copy due
+	stale := round()
+	if len(stale) != n {
+		t.Fatalf("%d routes stored again, want %d", len(stale), n)
+	}
+
+	// ROUTES is created again, and the routes stored in it, before the loop takes that outcome.
+	if err := ns.JS.DeleteStream(ctx, events.StreamRoutes); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, ns.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	c.routesRecreated()
+	settleRoutes(t, c)
+	c.refreshesStored(stale)
+
+	// Past half of max_bytes written, each route is stored again once.
+	c.routesMax = 64 << 10
+	c.ages.wrote(n+1, false, c.routesMax, c.routesMax)
+	stored := 0
+	for range 5 {
+		rs := round()
+		stored += len(rs)
+		c.refreshesStored(rs)
+	}
+	if stored != n {
+		t.Errorf("%d routes stored again in 5 rounds past half of max_bytes; want each of the %d once", stored, n)
+	}
+}
