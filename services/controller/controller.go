@@ -371,11 +371,13 @@ func run(ctx context.Context, o Options) error {
 }
 
 // routesRecreated stores every route again in a ROUTES created again, which holds none, as on
-// a first start. The outcome of refreshes being stored tells of the old stream, whose sequences
-// the new one's are not: it is dropped.
+// a first start. What was sent before tells of either stream: a route in flight, which the old
+// one may have acknowledged, is forgotten (taken for stored, it was not sent again where
+// computed the same, and the new ROUTES held none for its app), and the outcome of refreshes
+// being stored is dropped (the old stream's sequences, past the new one's, are no marks there).
 func (c *controller) routesRecreated() {
 	c.published, c.ages = map[string]map[string][]byte{}, newRouteAges(0)
-	c.refreshStale = c.refreshing
+	c.sending, c.refreshStale = map[routeKey]*routeSend{}, c.refreshing
 	c.dirty = true
 	c.log.Warn().Msg("routes stream created again; storing every route in it")
 	if c.caught {

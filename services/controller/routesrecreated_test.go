@@ -7,6 +7,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/rs/zerolog"
 )
 
 // TestAControllerStoresTheRoutesInARoutesStreamCreatedAgain: an operator deletes ROUTES (or a
@@ -38,4 +39,31 @@ func TestAControllerStoresTheRoutesInARoutesStreamCreatedAgain(t *testing.T) {
 	}
 	eventstest.Eventually(t, 15*time.Second, func() bool { return len(history(t, ns, events.StreamRoutes, west)) > 0 },
 		"edge-west's route of shop in the new ROUTES")
+}
+
+// TestARouteTheOldROUTESAcknowledgedIsStoredInTheNewOne: a route the old ROUTES acknowledged,
+// whose acknowledgement the loop collected only once it learned that ROUTES was created again,
+// was taken for stored in the new stream: computed again, it equalled the route taken, and
+// the new ROUTES held no route for that app until it changed. It is sent again there.
+func TestARouteTheOldROUTESAcknowledgedIsStoredInTheNewOne(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx := context.Background()
+	cfg := eventstest.Config(t, bigEdgeDoc(2))
+	c := handDriven(ns, cfg, "controller-1", zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+	c.caught = true
+	c.publishRoutes()
+	<-ns.JS.PublishAsyncComplete() // acknowledged, not collected
+	if err := ns.JS.DeleteStream(ctx, events.StreamRoutes); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, ns.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	c.routesRecreated()
+	settleRoutes(t, c)
+	for _, app := range []string{"app0", "app1"} {
+		if _, err := ns.Stream(t, events.StreamRoutes).GetLastMsgForSubject(ctx, events.AppRouteSubject("edge-big", app)); err != nil {
+			t.Errorf("edge-big's route of %s in the new ROUTES: %v", app, err)
+		}
+	}
 }
