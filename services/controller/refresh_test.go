@@ -2,6 +2,7 @@ package controller
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,7 +29,7 @@ func TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy(t *testing.T) {
 	stable, fresh, flapping := routeKey{"edge-a", "stable"}, routeKey{"edge-a", "fresh"}, routeKey{"edge-b", "flapping"}
 	due := func(a *routeAges) []routeKey {
 		d, _ := a.due(maxBytes, 0)
-		slices.SortFunc(d, func(x, y routeKey) int { return cmpKey(x, y) })
+		slices.SortFunc(d, cmpKey)
 		return d
 	}
 	// ROUTES held a quarter of its bound at start: the copies read then fall due after another
@@ -79,20 +80,7 @@ func TestARouteFallsDueOnceROUTESTookHalfItsBoundSinceItsCopy(t *testing.T) {
 }
 
 func cmpKey(x, y routeKey) int {
-	if x.edge != y.edge {
-		return cmpString(x.edge, y.edge)
-	}
-	return cmpString(x.app, y.app)
-}
-
-func cmpString(x, y string) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(x.edge, y.edge), cmp.Compare(x.app, y.app))
 }
 
 // BenchmarkRouteRefreshCheck is what the controller's loop spends looking for routes to store
@@ -338,7 +326,7 @@ func TestRoutesTakingNearHalfROUTESsBoundAreStoredAgainOnceEachOldestFirst(t *te
 		}
 		rs := <-c.refreshes
 		wg.Wait()
-		slices.SortFunc(rs, func(a, b refreshed) int { return cmpUint(a.seq, b.seq) })
+		slices.SortFunc(rs, func(a, b refreshed) int { return cmp.Compare(a.seq, b.seq) })
 		for _, r := range rs {
 			if r.moved {
 				t.Fatalf("%s moved on: nothing else stores routes", r.send.subject)
@@ -357,16 +345,6 @@ func TestRoutesTakingNearHalfROUTESsBoundAreStoredAgainOnceEachOldestFirst(t *te
 	if _, subjects := routesStored(t, ns, "edge-big"); subjects != n {
 		t.Errorf("ROUTES holds the routes of %d apps, want all %d", subjects, n)
 	}
-}
-
-func cmpUint(x, y uint64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 // TestADuplicateAcknowledgedMakesNoOldCopyLookYoung: a replica that stores a route another
