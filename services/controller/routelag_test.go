@@ -8,7 +8,6 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -39,19 +38,8 @@ func TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAg
 	if err != nil {
 		t.Fatal(err)
 	}
-	// perSubject counts the routes the leader holds for each subject.
-	perSubject := func() map[string]uint64 {
-		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		info, err := routes.Info(sctx, jetstream.WithSubjectFilter(events.SubjectRoutes))
-		if err != nil {
-			return nil
-		}
-		return info.State.Subjects
-	}
-
 	_, stop := run("controller-1", c.URLs[0])
-	eventstest.Eventually(t, 10*time.Second, func() bool { return len(perSubject()) == edges }, "every edge's route stored")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(routesPerSubject(ctx, routes)) == edges }, "every edge's route stored")
 	stop()
 
 	leader, lagging, reader := c.Replicas(t, routes)
@@ -85,12 +73,13 @@ func TestAControllerStartingWhileAROUTESReplicaLagsStoresEveryRouteStoredSinceAg
 	var stale []string
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		stale = stale[:0]
-		for subject, n := range perSubject() {
+		held := routesPerSubject(ctx, routes)
+		for subject, n := range held {
 			if n < 3 {
 				stale = append(stale, subject)
 			}
 		}
-		return len(perSubject()) == edges && len(stale) == 0
+		return len(held) == edges && len(stale) == 0
 	}, "every edge's route of w unknown stored again, with n%d (holding %d routes) behind n%d; these kept the route of w down: %v",
 		lagging, behind, leader, &stale)
 	t.Logf("every route stored again with the replica on n%d behind, holding %d routes of %d", lagging, behind, 2*edges)
