@@ -95,14 +95,14 @@ func liveSender(t *testing.T, ns *eventstest.Server, first *config.Config, logs 
 	}
 }
 
-// westGoes appends a transition of the west pool to status to.
-func westGoes(t *testing.T, js jetstream.JetStream, from, to events.Status) {
+// westGoes appends a transition of the west pool to status to, and returns it.
+func westGoes(t *testing.T, js jetstream.JetStream, from, to events.Status) events.Envelope {
 	t.Helper()
 	typ := events.TypePoolDown
 	if to == events.StatusUp {
 		typ = events.TypePoolUp
 	}
-	transition(t, js, events.PoolStateSubject("shop", "west"), typ, events.Transition{App: "shop", Pool: "west", From: from, To: to})
+	return transition(t, js, events.PoolStateSubject("shop", "west"), typ, events.Transition{App: "shop", Pool: "west", From: from, To: to})
 }
 
 // applied waits until the sender logged msg n times in all: it took the version sent.

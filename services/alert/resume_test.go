@@ -70,8 +70,7 @@ func TestATransitionAppendedWhileNoSenderRanIsDeliveredOnceOneStarts(t *testing.
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 	ns := eventstest.Start(t)
-	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 
 	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), &eventstest.Logs{}, time.Now)
 	rc.waitAccepted(t, 5*time.Second, "the transition appended before the sender started, delivered")
@@ -91,8 +90,7 @@ func TestADeliveryFailingWhenTheSenderStopsIsResumedAfterARestartWithItsIDAndThe
 	c := version(t, 1, group("oncall", hook.URL, ""))
 	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
 	followsSTATE(t, ns, 5*time.Second, "")
-	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	waitAttempt(t, ns, "oncall", 2)
 	stop()
 
@@ -129,8 +127,7 @@ func TestASenderThatStartsSendsNothingAppendedLongerAgoThanItsGroupsRetryFor(t *
 	defer longHook.Close()
 	defer shortHook.Close()
 	ns := eventstest.Start(t)
-	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	stamp := storedAt(t, ns, down.ID)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return time.Since(stamp) > time.Second },
 		"the transition to be stored longer ago than the short group's retry_for (1s)")
@@ -157,8 +154,7 @@ func TestASenderRestartedAfterAnAlertWasDeliveredSendsItNoMore(t *testing.T) {
 	c := version(t, 1, group("oncall", hook.URL, ""))
 	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
 	followsSTATE(t, ns, 5*time.Second, "")
-	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	waitAttempt(t, ns, "oncall", 1)
 	stop()
 
@@ -244,8 +240,7 @@ func TestWhileALERTSIsAwayAtStartLaterTransitionsAreAlertedAndThoseOwedWaitForIt
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 	ns := eventstest.Start(t)
-	before := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	before := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	alerts := ns.Stream(t, events.StreamAlerts).CachedInfo().Config
 	if err := ns.JS.DeleteStream(context.Background(), events.StreamAlerts); err != nil {
 		t.Fatal(err)
@@ -254,8 +249,7 @@ func TestWhileALERTSIsAwayAtStartLaterTransitionsAreAlertedAndThoseOwedWaitForIt
 	logs := &eventstest.Logs{}
 	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, time.Now)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return caughtUp(logs, events.StreamState) }, "the sender to catch up with STATE")
-	after := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolUp,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusDown, To: events.StatusUp})
+	after := westGoes(t, ns.JS, events.StatusDown, events.StatusUp)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.delivered() == 1 }, "the transition after the start alerted without ALERTS")
 	if got := eventIDs(t, rc); got[0] != after.ID || logs.Count(owedDispatched) != 0 {
 		t.Fatalf("delivered %v before ALERTS was back (owed dispatched %d times), want only %s", got, logs.Count(owedDispatched), after.ID)
@@ -317,8 +311,7 @@ func TestAResumedDeliveryWhoseRecordAsksForANegativeRetryIsStillRetriedWithBacko
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 	ns := eventstest.Start(t)
-	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now(), -1)
 
 	logs := &eventstest.Logs{}
@@ -339,8 +332,7 @@ func TestAResumedDeliveryRecordedByAClockAnHourAheadIsRetriedWithinTheLongestBac
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 	ns := eventstest.Start(t)
-	down := transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now().Add(time.Hour), 1000)
 
 	logs := &eventstest.Logs{}
@@ -354,8 +346,7 @@ func TestASenderWhoseClockIsAheadOfTheStreamsStillSendsATransitionStoredWithinIt
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 	ns := eventstest.Start(t)
-	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
-		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 
 	// The controller's clock is 15 minutes ahead of the NATS server's, which stamped the
 	// transition a moment ago: well within the group's retry_for (10m, the default).
