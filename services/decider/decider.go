@@ -158,9 +158,7 @@ func (d *decider) run(ctx context.Context) error {
 		case m := <-stateCh:
 			// What was heard on the wire by now was published before STATE delivered this, and
 			// an override waits for the results among it (onState).
-			for len(heardCh) > 0 {
-				d.heard(<-heardCh)
-			}
+			d.hearQueued(heardCh)
 			d.observeClock(m.stamp)
 			if m.recreated {
 				d.restartState(ctx)
@@ -176,9 +174,7 @@ func (d *decider) run(ctx context.Context) error {
 			}
 		case m := <-drillsIn:
 			// As for STATE: a drill event waits for the results heard before it (onDrill).
-			for len(heardCh) > 0 {
-				d.heard(<-heardCh)
-			}
+			d.hearQueued(heardCh)
 			if m.recreated {
 				d.restartDrills(ctx, m.stamp)
 			}

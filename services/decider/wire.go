@@ -94,6 +94,13 @@ func (d *decider) heard(m heardMsg) {
 	}
 }
 
+// hearQueued takes, as heard, every message waiting in ch, which only the loop reads.
+func (d *decider) hearQueued(ch <-chan heardMsg) {
+	for len(ch) > 0 {
+		d.heard(<-ch)
+	}
+}
+
 // delivered notes that PROBES delivered the message k: its copy heard on the wire is not
 // needed. The loop may take the copy after the delivery (both wait at once after a busy
 // moment): k is then remembered, among the last wireBuffer, so that the copy is dropped as it
