@@ -154,14 +154,17 @@ func (r *runner) readHistory(ctx context.Context, since time.Time) (history, boo
 
 // backlog holds the facts of STATE appended before the sender started, within the longest
 // retry_for of its groups, until ALERTS tells which of their deliveries were made.
-type backlog struct {
-	facts  []Fact
-	seqs   []uint64
-	stamps []time.Time
+type backlog []backlogged
+
+// backlogged is a fact of the STATE event at seq, stored at stamp.
+type backlogged struct {
+	fact  Fact
+	seq   uint64
+	stamp time.Time
 }
 
 func (b *backlog) add(f Fact, seq uint64, stamp time.Time) {
-	b.facts, b.seqs, b.stamps = append(b.facts, f), append(b.seqs, seq), append(b.stamps, stamp)
+	*b = append(*b, backlogged{f, seq, stamp})
 }
 
 // longestRetry is the longest retry_for of c's groups: no alert of an event older than that is
@@ -181,16 +184,16 @@ func longestRetry(c *config.Config) time.Duration {
 func (r *runner) resume(b *backlog, h history, now time.Time) {
 	defer r.tried.release()
 	after := uint64(0) // every delivery of an event up to this one was tried
-	for i, f := range b.facts {
-		if h.tried[f.Event.ID] {
-			after = b.seqs[i]
+	for _, x := range *b {
+		if h.tried[x.fact.Event.ID] {
+			after = x.seq
 		}
 	}
 	var fresh, resumed, skipped int
-	for i, f := range b.facts {
-		seq := b.seqs[i]
-		r.dispatch(f, seq, func(a *config.Alert, d *delivery) bool {
-			if now.Sub(b.stamps[i]) > a.RetryFor.D() {
+	for _, x := range *b {
+		seq := x.seq
+		r.dispatch(x.fact, seq, func(a *config.Alert, d *delivery) bool {
+			if now.Sub(x.stamp) > a.RetryFor.D() {
 				return false
 			}
 			s := h.deliveries[d.id]
@@ -207,6 +210,6 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 			return true
 		})
 	}
-	r.log.Info().Int("new", fresh).Int("resumed", resumed).Int("skipped", skipped).Int("events", len(b.facts)).
+	r.log.Info().Int("new", fresh).Int("resumed", resumed).Int("skipped", skipped).Int("events", len(*b)).
 		Msg("alerts owed from before the start dispatched")
 }
