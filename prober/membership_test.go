@@ -913,17 +913,7 @@ func (kv *heldKV) Put(ctx context.Context, key string, value []byte) (uint64, er
 // worker that reconnects a little after this one would be counted gone.
 func TestARecordStoredAfterAnOutageEndsTheHoldWhenItIsAcknowledged(t *testing.T) {
 	const hb, ttl = 100 * time.Millisecond, time.Second
-	srv := eventstest.Start(t)
-	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	bucket, err := js.KeyValue(ctx, MembersBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, bucket, ctx := membersBucket(t)
 	p2 := Member{Region: "us-west", Name: "p2", ActiveFrom: t0, TTLMillis: ttl.Milliseconds()}
 	b, err := json.Marshal(p2)
 	if err != nil {
@@ -1019,17 +1009,7 @@ func TestRosterDropsAStoppingMemberAtTheInstantItNamed(t *testing.T) {
 // its windows from that instant.
 func TestAStoppingWorkerCountsItselfLiveUntilTheRecordSayingItStopsIsStored(t *testing.T) {
 	const hb, ttl = 100 * time.Millisecond, time.Second
-	srv := eventstest.Start(t)
-	js, err := jetstream.New(eventstest.Connect(t, srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	bucket, err := js.KeyValue(ctx, MembersBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, bucket, ctx := membersBucket(t)
 	clock := &fakeClock{now: time.Now()}
 	t0 := clock.Now()
 	kv := &heldKV{KeyValue: bucket, sent: make(chan struct{}, 1), release: make(chan struct{})}
