@@ -73,6 +73,11 @@ func (s *sharedTransports) get(k tlsKey) *http.Transport {
 func dialLiteral(ctx context.Context, network, addr string) (net.Conn, error) {
 	ctx, cancel := withCheck(ctx)
 	defer cancel()
+	return dialAddr(ctx, network, addr)
+}
+
+// dialAddr is dialLiteral's connect, with ctx already ended with the check (withCheck).
+func dialAddr(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: -1}
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -89,7 +94,7 @@ func dialTLS(cfg *tls.Config) func(ctx context.Context, network, addr string) (n
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		ctx, cancel := withCheck(ctx)
 		defer cancel()
-		conn, err := dialLiteral(ctx, network, addr)
+		conn, err := dialAddr(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
