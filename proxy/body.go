@@ -94,25 +94,21 @@ func (b *timedBody) end() {
 	}
 }
 
-// sizedBody is an HTTP/1.1 request body of a declared length, which ends once that length was
-// read without reading the client's body again. The transport, having sent the declared
-// bytes, reads the body once more to check it holds no more (net/http's server never gives
+// newSizedBody returns body, an HTTP/1.1 request body of the declared length n, ending once
+// that length was read without reading the client's body again. The transport, having sent the
+// declared bytes, reads the body once more to check it holds no more (net/http's server never gives
 // more); and net/http's server, once the answer starts, closes a body read to its end. That
 // last read, when it came after the instance's answer had started (a busy edge, a CI run),
 // failed ("http: invalid Read on closed Body"), and the transport closed the connection to the
 // instance, cutting an answer the client was being sent.
-type sizedBody struct {
-	io.ReadCloser
-	left int64
+func newSizedBody(body io.ReadCloser, n int64) io.ReadCloser {
+	return &sizedBody{LimitedReader: io.LimitedReader{R: body, N: n}, Closer: body}
 }
 
-func (b *sizedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, io.EOF
-	}
-	n, err := b.ReadCloser.Read(p[:min(int64(len(p)), b.left)])
-	b.left -= int64(n)
-	return n, err
+// sizedBody is a body that io.LimitedReader ends at its declared length (newSizedBody).
+type sizedBody struct {
+	io.LimitedReader
+	io.Closer
 }
 
 // duplex serves an HTTP/1 request with a body, body, full duplex: the answer's head goes to the

@@ -449,7 +449,7 @@ func TestARequestBodyHoldsNoTimerOnceItsRequestEnded(t *testing.T) {
 func TestARequestBodyReadToItsLengthEndsThereOnceTheAnswerStarted(t *testing.T) {
 	got := make(chan string, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body := &sizedBody{ReadCloser: r.Body, left: r.ContentLength}
+		body := newSizedBody(r.Body, r.ContentLength)
 		b, err := io.ReadAll(io.LimitReader(body, r.ContentLength))
 		if err != nil || string(b) != "hi" {
 			got <- fmt.Sprintf("the body read as %q (%v)", b, err)

@@ -199,7 +199,7 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			r.Body = b
 		}
 		if r.ProtoMajor == 1 && r.ContentLength > 0 {
-			r.Body = &sizedBody{ReadCloser: r.Body, left: r.ContentLength}
+			r.Body = newSizedBody(r.Body, r.ContentLength)
 		}
 		if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Method != http.MethodConnect {
 			dw := duplex(w, r.Body)
