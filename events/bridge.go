@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,17 +37,19 @@ type bridge struct {
 // bridge starts reading the stream as mode says, after the last message delivered, until stop.
 // It starts nothing (and stop is a no-op) for BridgeNone, for a stream found not to allow
 // direct gets, or, for BridgeNext, when it follows more than one filter subject or, before it
-// first caught up, when its Start begins at a sequence; how says which, for the
-// follower's log ("" for BridgeNone), or "direct gets" when it started.
+// first caught up, when its Start begins where a direct get cannot ask for (directStart); how
+// says which, for the follower's log ("" for BridgeNone), or "direct gets" when it started.
 //
 // It needs neither a consumer nor the stream's leader, nor the stream's information (which
 // only the leader gives): a follower started while the stream has no leader, or the cluster no
 // quorum, reads what the replicas left hold. One that has not caught up since its start catches
 // up through the bridge: a BridgeLast bridge reads the last message of each subject, which is
 // what its consumer would have delivered, and a BridgeNext one reads every message from the
-// stream's first on, or from the first stored at its Start's time (see next), each with the
+// stream's first on (the last alone where it follows the last message of one subject), or from
+// the first stored at its Start's time, or from its Start's sequence (see next), each with the
 // count of those still to come (Delivery.Pending), so that a handler waiting for the end of the
-// backlog waits as it does for a consumer's, and is told CaughtUp at the end.
+// backlog waits as it does for a consumer's, and is told CaughtUp at the end. It reads nothing
+// while JetStream says the stream does not exist (followState.gone).
 func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []string, handle func(Delivery)) (b *bridge, how string) {
 	st.mu.Lock()
 	s, caught := st.stream, st.caught
@@ -58,8 +61,8 @@ func (st *followState) bridge(ctx context.Context, mode Bridge, lastOf func() []
 		return nil, "none: stream does not allow direct gets"
 	case mode == BridgeNext && len(st.cfg.FilterSubjects) != 1:
 		return nil, "none: more than one filter subject"
-	case mode == BridgeNext && !caught && !fromFirst(st.cfg):
-		return nil, "none: not caught up since start, which is neither the stream's first message nor a time"
+	case mode == BridgeNext && !caught && !directStart(st.cfg):
+		return nil, "none: not caught up since start, which is neither the stream's first message, a time nor a sequence"
 	case mode == BridgeLast && lastOf == nil:
 		return nil, "none: no subjects listed"
 	}
@@ -101,6 +104,12 @@ func (st *followState) lastRound(ctx context.Context, h *hedge, subjects []strin
 	// unanswered counts the subjects whose ask ended without an answer: until a round has none,
 	// a follower that never caught up has not.
 	var unanswered atomic.Int64
+	st.mu.Lock()
+	gone, epoch := st.gone, st.epoch
+	st.mu.Unlock()
+	if gone {
+		return
+	}
 	for _, subject := range subjects {
 		if ctx.Err() != nil {
 			break
@@ -114,7 +123,7 @@ func (st *followState) lastRound(ctx context.Context, h *hedge, subjects []strin
 			switch {
 			case err == nil:
 				b.read.Add(1)
-				st.deliver(g.delivery(st.streamName, 0), handle)
+				st.bridgeDeliver(epoch, g.delivery(st.streamName, 0), handle)
 			case !errors.Is(err, jetstream.ErrMsgNotFound):
 				unanswered.Add(1)
 			}
@@ -122,7 +131,7 @@ func (st *followState) lastRound(ctx context.Context, h *hedge, subjects []strin
 	}
 	wg.Wait()
 	if ctx.Err() == nil && unanswered.Load() == 0 {
-		st.deliver(Delivery{CaughtUp: true}, handle)
+		st.bridgeDeliver(epoch, Delivery{CaughtUp: true}, handle)
 	}
 }
 
@@ -133,15 +142,21 @@ func (st *followState) isCaught() bool {
 	return st.caught
 }
 
-// fromFirst reports whether a consumer started with cfg reads the stream from its first
-// message on (all of it, or the last message of each subject), or from the first stored at a
-// time (the decider's PROBES), so that a bridge can read in its place before the follower first
-// caught up: every message from the first, which folded in order ends where the last of each
-// subject does, or every message from the first stored at that time, which a direct get asks for
-// by the time.
-func fromFirst(cfg jetstream.OrderedConsumerConfig) bool {
-	return cfg.DeliverPolicy == jetstream.DeliverAllPolicy || cfg.DeliverPolicy == jetstream.DeliverLastPerSubjectPolicy ||
-		cfg.DeliverPolicy == jetstream.DeliverByStartTimePolicy && cfg.OptStartTime != nil
+// directStart reports whether a consumer started with cfg begins where a direct get can ask
+// for, so that a bridge can read in its place before the follower first caught up: at the
+// stream's first message (all of it, or the last message of each subject: every message from the
+// first, folded in order, ends where the last of each subject does), at the first stored at a
+// time (the decider's PROBES), which a direct get asks for by the time, or at a sequence (a
+// role's configuration watch, after the version it started on), which a direct get asks for as
+// it asks for the one after the last delivered.
+func directStart(cfg jetstream.OrderedConsumerConfig) bool {
+	switch cfg.DeliverPolicy {
+	case jetstream.DeliverAllPolicy, jetstream.DeliverLastPerSubjectPolicy, jetstream.DeliverByStartSequencePolicy:
+		return true
+	case jetstream.DeliverByStartTimePolicy:
+		return cfg.OptStartTime != nil
+	}
+	return false
 }
 
 // directGet starts the subjects of direct gets, under the JetStream API prefix every role uses
@@ -151,25 +166,63 @@ const directGet = "$JS.API.DIRECT.GET."
 // bridgeBatch is how many messages a BridgeNext bridge asks for in one direct get.
 const bridgeBatch = 256
 
+// batchBytes bounds the bytes of one batched direct get (its last message may pass it), a
+// bridge's and AnyAll's: every copy of a read is answered whole, and a server sends a connection
+// no more than max_pending (64 MiB by default) ahead of what it has read. Unbounded, a batch was
+// cut at max_pending, and a stream of large messages (CONFIG keeps up to 128 MiB, DNS and ROUTES
+// messages of up to 1 MiB) had the server send its copies 64 MiB each and cut the reader off as
+// a slow consumer. 4 MiB is a few copies in flight on a link 1 s away, and 100 messages of
+// 40 KiB in one round trip.
+const batchBytes = 4 << 20
+
 // next reads the messages after the last one delivered (before any was, from the first stored at
-// its Start's time, for a follower that starts at one), up to bridgeBatch of them, and delivers
-// them, each with the count of those the stream held beyond it (Delivery.Pending) and CaughtUp
-// on the one with none; when there is none after the last one delivered, it delivers CaughtUp
-// alone (deliver drops both once the follower caught up). A server that does not batch gives
-// no count: a message then counts one more to come until the follower caught up, none after.
+// its Start's time, or from its Start's sequence, for a follower that starts at one; the last
+// message of its one subject alone, for a follower of the last message per subject whose filter
+// has no wildcard), up to bridgeBatch of them, and delivers them, each with the count of those
+// the stream held beyond it (Delivery.Pending) and CaughtUp on the one with none; when there is
+// none after the last one delivered, it delivers CaughtUp alone (deliver drops both once the
+// follower caught up). Neither comes before the message at followState.target: a replica cut
+// from the leader answers with what it held then. A server that does not batch gives no count:
+// a message then counts one more to come until the follower caught up, none after.
 // It reports whether it read any message (the bridge then asks again at once).
 func (st *followState) next(ctx context.Context, h *hedge, handle func(Delivery), b *bridge) bool {
 	st.mu.Lock()
+	if st.gone {
+		st.mu.Unlock()
+		return false
+	}
 	from, filter, since := st.last+1, st.cfg.FilterSubjects[0], st.cfg.OptStartTime
 	if from > 1 || st.cfg.DeliverPolicy != jetstream.DeliverByStartTimePolicy {
 		since = nil
 	}
+	if st.cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy {
+		from = max(from, st.cfg.OptStartSeq)
+	}
+	lastOnly := st.last == 0 && !st.caught && st.cfg.DeliverPolicy == jetstream.DeliverLastPerSubjectPolicy && literal(filter)
+	target, epoch := st.target, st.epoch
 	st.mu.Unlock()
+	if lastOnly {
+		// One subject's last message is what its consumer would deliver: not every one before it
+		// (the API's CONFIG, whose old versions it would otherwise show in turn).
+		g, err := ask(ctx, h, func(ctx context.Context) (batchMsg, error) {
+			return getLast(ctx, st.nc, st.streamName, filter)
+		})
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) && target == 0:
+			st.bridgeDeliver(epoch, Delivery{CaughtUp: true}, handle)
+		case err == nil:
+			b.read.Add(1)
+			d := g.delivery(st.streamName, 0)
+			d.CaughtUp = g.m.Sequence >= target
+			st.bridgeDeliver(epoch, d, handle)
+		}
+		return err == nil
+	}
 	got, err := ask(ctx, h, func(ctx context.Context) ([]batchMsg, error) {
-		return getBatch(ctx, st.nc, st.streamName, filter, from, since, bridgeBatch)
+		return getBatch(ctx, st.nc, st.streamName, filter, from, since, bridgeBatch, batchBytes)
 	})
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		st.deliver(Delivery{CaughtUp: true}, handle)
+	if errors.Is(err, jetstream.ErrMsgNotFound) && from > target {
+		st.bridgeDeliver(epoch, Delivery{CaughtUp: true}, handle)
 	}
 	if err != nil {
 		return false
@@ -188,10 +241,20 @@ func (st *followState) next(ctx context.Context, h *hedge, handle func(Delivery)
 			pending = unknown
 		}
 		d := g.delivery(st.streamName, pending)
-		d.CaughtUp = g.pending == 0
-		st.deliver(d, handle)
+		d.CaughtUp = g.pending == 0 && g.m.Sequence >= target
+		st.bridgeDeliver(epoch, d, handle)
 	}
 	return len(got) > 0
+}
+
+// literal reports whether subject names one subject: no token of it is a wildcard.
+func literal(subject string) bool {
+	for token := range strings.SplitSeq(subject, ".") {
+		if token == "*" || token == ">" {
+			return false
+		}
+	}
+	return true
 }
 
 // batchMsg is one message of a batched direct get, with how many messages matching the filter
@@ -225,11 +288,13 @@ func getLast(ctx context.Context, nc *nats.Conn, stream, subject string) (batchM
 }
 
 // getBatch asks any replica of stream, by one direct get, for up to n messages matching filter
-// from sequence from on, or, with since, from the first stored at since on. nats-server 2.11
+// from sequence from on, or, with since, from the first stored at since on, and, with maxBytes,
+// no more after those that reach maxBytes (the first is sent whatever its size; 0: the server's
+// max_pending, 64 MiB by default). nats-server 2.11
 // and later answer with the messages, then an end-of-batch status; an earlier one answers the
 // first message alone, which is returned alone.
 // jetstream.ErrMsgNotFound says the stream holds none.
-func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from uint64, since *time.Time, n int) ([]batchMsg, error) {
+func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from uint64, since *time.Time, n, maxBytes int) ([]batchMsg, error) {
 	if since != nil {
 		from = 0 // a direct get takes one or the other
 	}
@@ -238,10 +303,34 @@ func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from ui
 		Since *time.Time `json:"start_time,omitempty"`
 		Next  string     `json:"next_by_subj"`
 		Batch int        `json:"batch"`
-	}{from, since, filter, n})
+		Bytes int        `json:"max_bytes,omitempty"`
+	}{from, since, filter, n, maxBytes})
 	if err != nil {
 		return nil, err
 	}
+	return getReplies(ctx, nc, stream, req, n, nil)
+}
+
+// getMulti asks any replica of stream, by one direct get, for the last message of each of
+// subjects (at most 1,024: a server answers no more to one) stored at sequence from or later,
+// oldest first, and no more after those that reach maxBytes, as getBatch does; each comes with
+// the count of the subjects' last messages stored after it. nats-server 2.11 and later answer it
+// (multi_last). jetstream.ErrMsgNotFound says the stream holds none.
+func getMulti(ctx context.Context, nc *nats.Conn, stream string, subjects []string, from uint64, maxBytes int, answering func()) ([]batchMsg, error) {
+	req, err := json.Marshal(struct {
+		Seq   uint64   `json:"seq,omitempty"`
+		Last  []string `json:"multi_last"`
+		Bytes int      `json:"max_bytes"`
+	}{from, subjects, maxBytes})
+	if err != nil {
+		return nil, err
+	}
+	return getReplies(ctx, nc, stream, req, len(subjects), answering)
+}
+
+// getReplies sends req, a batched direct get of up to n messages, to stream and collects the
+// messages answered until the end of the batch, calling answering, unless nil, at each reply.
+func getReplies(ctx context.Context, nc *nats.Conn, stream string, req []byte, n int, answering func()) ([]batchMsg, error) {
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -256,6 +345,9 @@ func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from ui
 		r, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if answering != nil {
+			answering()
 		}
 		g, end, err := parseBatchReply(r.Header, r.Data)
 		switch {
@@ -307,7 +399,7 @@ func parseBatchReply(hdr nats.Header, data []byte) (g batchMsg, end bool, err er
 		case "404":
 			return batchMsg{}, false, jetstream.ErrMsgNotFound
 		default:
-			return batchMsg{}, false, fmt.Errorf("status %s %s", status, hdr.Get("Description"))
+			return batchMsg{}, false, statusError{status, hdr.Get("Description")}
 		}
 	}
 	seq, err := strconv.ParseUint(hdr.Get(jetstream.SequenceHeader), 10, 64)
@@ -330,6 +422,13 @@ func parseBatchReply(hdr nats.Header, data []byte) (g batchMsg, end bool, err er
 	}
 	return batchMsg{m: &jetstream.RawStreamMsg{Subject: subject, Sequence: seq, Header: hdr, Data: data, Time: at}, pending: pending}, false, nil
 }
+
+// statusError is a direct get's status reply other than a message, the end of a batch or "no
+// message found": the server refused the request (a server older than 2.11 answers a multi_last
+// "408 Empty Request").
+type statusError struct{ status, description string }
+
+func (e statusError) Error() string { return "status " + e.status + " " + e.description }
 
 // hedge sends a bridge's direct gets again while they wait for a replica that does not answer.
 //
@@ -370,30 +469,14 @@ func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, err
 		ctx, cancel = context.WithTimeout(ctx, followProbe)
 	}
 	defer cancel()
-	type answer struct {
-		m   T
-		err error
-	}
-	answers := make(chan answer)
-	send := func() {
-		go func(at time.Time) {
-			m, err := get(ctx)
-			if ctx.Err() == nil {
-				h.rtt.Store(int64(time.Since(at)))
-			}
-			select {
-			case answers <- answer{m, err}:
-			case <-ctx.Done():
-			}
-		}(time.Now())
-	}
+	answers, send := copies(ctx, h, get)
 	send()
 	again := time.NewTimer(h.after())
 	defer again.Stop()
 	for {
 		select {
 		case a := <-answers:
-			if a.err != nil && (errors.Is(a.err, context.DeadlineExceeded) || errors.Is(a.err, context.Canceled)) {
+			if a.ended() {
 				continue // this copy's wait ended with the ask's: the case below says so
 			}
 			if errors.Is(a.err, errBehind) {
@@ -407,6 +490,36 @@ func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, err
 			var none T
 			return none, ctx.Err()
 		}
+	}
+}
+
+// answer is what one copy of an ask's direct get gave.
+type answer[T any] struct {
+	m   T
+	err error
+}
+
+// ended reports whether the copy's wait ended with the ask's (ctx's end), which is no answer.
+func (a answer[T]) ended() bool {
+	return a.err != nil && (errors.Is(a.err, context.DeadlineExceeded) || errors.Is(a.err, context.Canceled))
+}
+
+// copies returns the channel on which the copies of get, sent under ctx, answer, and send, which
+// sends one more: each answered while ctx lasts sets h's round trip, and one answering after ctx
+// ended is dropped.
+func copies[T any](ctx context.Context, h *hedge, get func(context.Context) (T, error)) (<-chan answer[T], func()) {
+	answers := make(chan answer[T])
+	return answers, func() {
+		go func(at time.Time) {
+			m, err := get(ctx)
+			if ctx.Err() == nil {
+				h.rtt.Store(int64(time.Since(at)))
+			}
+			select {
+			case answers <- answer[T]{m, err}:
+			case <-ctx.Done():
+			}
+		}(time.Now())
 	}
 }
 

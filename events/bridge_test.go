@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -193,6 +194,7 @@ func bridgeAroundAHungReplica(t *testing.T, mode events.Bridge, subjects []strin
 // then (a DNS server restarted during the outage) must still read the stream from the replica
 // left, catch up, and be told so.
 func TestAFollowerStartedWhileTheClusterHasNoQuorumReadsWhatTheReplicaLeftHolds(t *testing.T) {
+	t.Parallel()
 	const stored = 40
 	c := eventstest.StartCluster(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -452,5 +454,106 @@ func TestADirectGetReadAsTheBridgeReadsItMatchesJetStreamsOwnRead(t *testing.T) 
 				break
 			}
 		}
+	}
+}
+
+// TestABridgeReadsAStreamLargerThanAConnectionsPendingLimitWithoutBeingCutOff: a follower that
+// cannot create its consumer reads a stream of large messages (DNS zone versions, ROUTES, up to
+// 1 MiB each) by batched direct gets through a link 100 ms away. Each copy of a batch was
+// answered whole, up to the server's max_pending (64 MiB), which is also where the server cuts a
+// connection off as too slow: the follower's connection was cut, and its reads began again.
+func TestABridgeReadsAStreamLargerThanAConnectionsPendingLimitWithoutBeingCutOff(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, st := oneConsumerStream(t)
+	body := bytes.Repeat([]byte("x"), 900<<10)
+	for range 75 {
+		if _, err := srv.JS.Publish(ctx, "t.a", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The only consumer the stream allows: the follower reads by direct gets alone.
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	link := eventstest.NewSlowLink(t, srv.URL)
+	link.Delay(100*time.Millisecond, 0)
+	nc, js := eventstest.ConnectJS(t, link.URL)
+	f := events.Follower{JS: js, Stream: "T", Log: zerolog.Nop(), Bridge: events.BridgeNext,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{"t.>"}}}
+	got, done := recordSeqs(ctx, &f)
+	defer func() { cancel(); <-done }()
+	var seqs []uint64
+	eventstest.Eventually(t, 20*time.Second, func() bool { seqs = got(); return len(seqs) >= 75 }, "the 75 stored messages (delivered %v)", &seqs)
+	for i, seq := range seqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("delivered seq %d as message %d, want each once in order: %v", seq, i+1, seqs)
+		}
+	}
+	if n := nc.Stats().Reconnects; n > 0 {
+		t.Errorf("the follower's connection reconnected %d times, want none: the server cut it off as too slow", n)
+	}
+}
+
+// TestABridgeReadingWhenItsStreamIsFoundCreatedAgainLosesNoneOfTheNewStreamsFirstMessages: a
+// follower's bridge asked for the messages after the last it delivered (3) just as the
+// follower, opening the stream again, found it created again and started over from its first
+// message. The answer, the new stream's messages from 4 on, came afterwards and was delivered
+// as the new stream's first (Recreated, at 4), and the bridge and the consumer after it went on
+// from there: the new stream's first three messages were never delivered (a DNS server missing
+// the records they held until it restarted). An answer to a question asked before the follower
+// started over is dropped, and the new stream is read from its first message. The stream of
+// eight messages stands for the new one; startOver is what the follower does on finding it.
+func TestABridgeReadingWhenItsStreamIsFoundCreatedAgainLosesNoneOfTheNewStreamsFirstMessages(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 8 {
+		e, _ := events.New(events.TypeZoneChanged, "test", time.Now(), events.ZoneChanged{Zone: "demo.test."})
+		if _, err := events.Publish(ctx, srv.JS, events.ZoneSubject("demo.test.", "dns-1"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every question the bridge asks is seen here as the server receives it; its answer takes
+	// 300 ms more to come back.
+	asked := make(chan struct{}, 64)
+	sub, err := srv.Conn.Subscribe("$JS.API.DIRECT.GET."+events.StreamDNS, func(*nats.Msg) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := srv.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	link := eventstest.NewSlowLink(t, srv.URL)
+	link.Delay(0, 300*time.Millisecond)
+	nc, _ := eventstest.ConnectJS(t, link.URL)
+	var mu sync.Mutex
+	var seqs []uint64
+	var recreated []bool
+	startOver, stop := events.BridgeNextAfter(ctx, nc, events.StreamDNS, events.SubjectDNS, 3, func(d events.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Msg != nil || d.Recreated {
+			seqs, recreated = append(seqs, d.Seq), append(recreated, d.Recreated)
+		}
+	})
+	defer stop()
+	select {
+	case <-asked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bridge asked nothing within 5 s")
+	}
+	startOver()
+	eventstest.Eventually(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(seqs, 8) }, "the stream's last message")
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seqs, []uint64{1, 2, 3, 4, 5, 6, 7, 8}) || !slices.Equal(recreated, []bool{true, false, false, false, false, false, false, false}) {
+		t.Errorf("delivered %v recreated %v, want the new stream's [1 2 3 4 5 6 7 8], the first recreated", seqs, recreated)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,8 @@ type Follower struct {
 	// Start says where to begin the first time (deliver policy, filter subjects). After a loss
 	// the follower resumes after the last message it delivered; in a stream that was deleted and
 	// created again (whose sequences start over), at its first message (BridgeLast: at Start).
+	// A Start at a sequence the stream has not reached is read from its first message too: the
+	// sequence before it was read in an earlier stream of the name.
 	Start jetstream.OrderedConsumerConfig
 	// Log receives the loss and the recovery; the follower adds the stream's name.
 	Log zerolog.Logger
@@ -243,9 +246,23 @@ type followState struct {
 	// created is when that stream was created (at first, Follower.Created): another time means
 	// it was deleted and created again, its sequences starting over.
 	created time.Time
+	// target is the last sequence the stream's leader said it held at the last open, for a
+	// follower whose filter is all of the stream's subjects, so that its last message is one the
+	// follower reads; else 0. A BridgeNext bridge does not take a replica's word that nothing
+	// follows before it delivered that message: the replica may lag the leader.
+	target uint64
 	// recreated is set from when the follower finds the stream created again until the next
 	// delivery, which tells the handler (Delivery.Recreated).
 	recreated bool
+	// gone is set from when JetStream says the stream does not exist until the follower opens
+	// it again: a bridge reads nothing meanwhile, since what it would read by the stream's name
+	// is a stream created again, whose sequences started over, and not after the last message
+	// of the one deleted. Opening it tells which (startOver).
+	gone bool
+	// epoch counts the times the follower started over (startOver): a bridge's answer to a
+	// question asked at another epoch is dropped, since it asked after a position in a stream
+	// the follower no longer reads from (bridgeDeliver).
+	epoch uint64
 	// name is the consumer's name, the same at every start; "" for a random one each time.
 	name string
 	// started is set once the first consumer was created; shared logs SharedUserMessage.
@@ -253,6 +270,16 @@ type followState struct {
 	shared  func(how string)
 	// caughtUp logs the first catching up, at the stream sequence delivered by then.
 	caughtUp func(seq uint64)
+}
+
+// startOver makes the stream's first message the next one read, the first delivery telling
+// that the stream is a new one (Delivery.Recreated). st.mu is held.
+func (st *followState) startOver() {
+	st.last, st.bySubject, st.recreated = 0, nil, true
+	st.epoch++
+	if st.mode != BridgeLast {
+		st.cfg.DeliverPolicy, st.cfg.OptStartSeq, st.cfg.OptStartTime = jetstream.DeliverAllPolicy, 0, nil
+	}
 }
 
 func (st *followState) lastSeq() uint64 {
@@ -264,11 +291,32 @@ func (st *followState) lastSeq() uint64 {
 // deliver hands d to handle unless a message at or after d's sequence was handled already (on
 // d's subject, for BridgeLast). CaughtUp is told once a run: a consumer created while a bridge
 // caught up may say it again, and a message handled already may carry it (it is then delivered
-// alone).
+// alone). Nothing is handed while the stream is found deleted (gone).
 func (st *followState) deliver(d Delivery, handle func(Delivery)) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.deliverLocked(d, handle)
+}
+
+// bridgeDeliver is deliver for what a bridge read after asking at epoch: dropped if the
+// follower started over since, whose position the question did not ask after (an answer read
+// from a stream created again, from after the old stream's last message delivered, would skip
+// the new one's first messages).
+func (st *followState) bridgeDeliver(epoch uint64, d Delivery, handle func(Delivery)) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.epoch != epoch {
+		return
+	}
+	st.deliverLocked(d, handle)
+}
+
+// deliverLocked is deliver with st.mu held.
+func (st *followState) deliverLocked(d Delivery, handle func(Delivery)) {
 	switch {
+	case st.gone:
+		// Read by a bridge from a stream created again, or asked before the old one was deleted.
+		return
 	case d.Msg == nil:
 	case st.mode == BridgeLast && d.Seq <= st.bySubject[d.Subject], st.mode != BridgeLast && d.Seq <= st.last:
 		if !d.CaughtUp || st.caught {
@@ -310,19 +358,27 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 	s, err := f.JS.Stream(pctx, f.Stream)
 	cancel()
 	if err != nil {
+		st.isGone(err)
 		return fmt.Errorf("open stream %s: %w", f.Stream, err)
 	}
 	si := s.CachedInfo()
 	target := si.State.LastSeq
 	st.mu.Lock()
-	if !st.created.IsZero() && !si.Created.Equal(st.created) {
-		// A new stream of the same name, its sequences started over: all it holds is new here.
-		st.last, st.bySubject, st.recreated = 0, nil, true
-		if st.mode != BridgeLast {
-			st.cfg.DeliverPolicy, st.cfg.OptStartSeq, st.cfg.OptStartTime = jetstream.DeliverAllPolicy, 0, nil
-		}
+	// A new stream of the same name, its sequences started over: all it holds is new here. So is,
+	// at the first open, one that never reached the sequence before Start's: the caller read that
+	// sequence in an earlier stream of the name (a role's version, read just before CONFIG was
+	// deleted and created again).
+	if !st.created.IsZero() && !si.Created.Equal(st.created) ||
+		st.created.IsZero() && st.cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && si.State.LastSeq+1 < st.cfg.OptStartSeq {
+		st.startOver()
 	}
-	st.stream, st.created = s, si.Created
+	st.stream, st.created, st.target, st.gone = s, si.Created, 0, false
+	// A follower started at a time after the last message's has nothing to wait for.
+	after := st.cfg.DeliverPolicy == jetstream.DeliverByStartTimePolicy && st.cfg.OptStartTime != nil &&
+		si.State.LastTime.Before(*st.cfg.OptStartTime)
+	if si.State.Msgs > 0 && !after && slices.Equal(si.Config.Subjects, st.cfg.FilterSubjects) {
+		st.target = si.State.LastSeq
+	}
 	last, caught, recreated := st.last, st.caught, st.recreated
 	st.mu.Unlock()
 	answered := creating()
@@ -366,6 +422,23 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		return fmt.Errorf("follow %s: %w", f.Stream, err)
 	}
 	st.started = true
+	// JetStream created the consumer on whichever stream had the name then: one created at another
+	// time than the one opened above was deleted and created again meanwhile, and the consumer,
+	// started after the last message of the old one, skips the new one's first messages. It is
+	// replaced by one that reads the new stream from its first message and says so
+	// (Delivery.Recreated).
+	vctx, cancel := context.WithTimeout(ctx, followProbe)
+	now, err := s.Info(vctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("follow %s: read it again: %w", f.Stream, err)
+	}
+	if !now.Created.Equal(si.Created) {
+		if err := f.deleteNamed(ctx, s, name); err != nil {
+			return err
+		}
+		return f.once(ctx, st, handle, creating, started)
+	}
 	it, err := cons.Messages(FollowOptions()...)
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", f.Stream, err)
@@ -395,7 +468,7 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) && st.name != "" && f.sameStream(ctx, st) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) && f.sameStream(ctx, st) && st.name != "" {
 				return fmt.Errorf("read %s: consumer %s %w (another process connected as the same NATS user?): %w", f.Stream, name, errConsumerTaken, err)
 			}
 			return fmt.Errorf("read %s: %w", f.Stream, err)
@@ -422,17 +495,36 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 }
 
 // sameStream reports whether the stream st follows is still the one it created its consumer on:
-// deleting a stream deletes its consumers, which is no sign of another process of the user.
+// deleting a stream deletes its consumers, which is no sign of another process of the user. A
+// stream created again since is read from its first message from here, by the bridge that reads
+// until the next consumer is created too, not after the last message of the one deleted.
 func (f *Follower) sameStream(ctx context.Context, st *followState) bool {
 	pctx, cancel := context.WithTimeout(ctx, followProbe)
 	defer cancel()
 	s, err := f.JS.Stream(pctx, f.Stream)
 	if err != nil {
+		st.isGone(err)
 		return false
+	}
+	si := s.CachedInfo()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if si.Created.Equal(st.created) {
+		return true
+	}
+	st.startOver()
+	st.stream, st.created, st.target, st.gone = s, si.Created, 0, false
+	return false
+}
+
+// isGone sets st.gone when err, from opening the stream, says that it does not exist.
+func (st *followState) isGone(err error) {
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return s.CachedInfo().Created.Equal(st.created)
+	st.gone = true
 }
 
 // inUse reports whether the consumer name exists and a live client waits on it for messages: a

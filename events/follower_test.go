@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,6 +174,7 @@ func mustStream(t *testing.T, js jetstream.JetStream) jetstream.Stream {
 }
 
 func TestAFollowerThatCannotReplaceItsConsumerReadsByDirectGetsUntilItCan(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		bridge events.Bridge
@@ -586,6 +588,153 @@ func TestAFollowerToldTheCreationOfAnEarlierStreamReadsItsStreamFromItsFirstMess
 	}
 }
 
+// TestAFollowerFindsAStreamDeletedAndCreatedAgainBetweenItsOpeningAndItsConsumer: the follower
+// opens its stream (a DNS server's, told the creation of the stream its snapshot was folded
+// from), and the stream is deleted and created again, and refilled, before its consumer is
+// created. The consumer, created by the stream's name, reads the new stream: it was started after
+// the snapshot's last sequence, skipped the new stream's first messages and delivered the rest
+// as the old stream's, without Recreated, and the server kept answers of a stream an operator
+// wiped. Every message of the new stream is delivered now, from its first, which says so once.
+func TestAFollowerFindsAStreamDeletedAndCreatedAgainBetweenItsOpeningAndItsConsumer(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishZoneChanges(t, srv.JS, 3)
+	created := srv.Stream(t, events.StreamDNS).CachedInfo().Created
+	js := &recreating{JetStream: srv.JS, name: events.StreamDNS, recreate: func() {
+		if err := srv.JS.DeleteStream(ctx, events.StreamDNS); err != nil {
+			t.Error(err)
+		}
+		if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true}); err != nil {
+			t.Error(err)
+		}
+		publishZoneChanges(t, srv.JS, 5)
+	}}
+	js.armed.Store(true)
+	f := events.Follower{JS: js, Stream: events.StreamDNS, Log: zerolog.New(zerolog.NewTestWriter(t)), Created: created,
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS},
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 4}}
+	told, done := recordTold(ctx, &f)
+	defer func() { cancel(); <-done }()
+	eventstest.Eventually(t, 5*time.Second, func() bool { seqs, _, _ := told(); return slices.Contains(seqs, 5) },
+		"the new stream's last message")
+	seqs, recreated, stamps := told()
+	if !slices.Equal(seqs, []uint64{1, 2, 3, 4, 5}) || !slices.Equal(recreated, []bool{true, false, false, false, false}) {
+		t.Errorf("delivered %v recreated %v, want the new stream's [1 2 3 4 5], the first recreated", seqs, recreated)
+	}
+	if now := srv.Stream(t, events.StreamDNS).CachedInfo().Created; !stamps[len(stamps)-1].Equal(now) {
+		t.Errorf("delivered as from the stream created %v, want the new one's %v", stamps[len(stamps)-1], now)
+	}
+}
+
+// TestABridgeAfterAStreamWasDeletedAndCreatedAgainReadsTheNewStreamFromItsFirstMessage: the
+// stream is deleted, which deletes the follower's consumer, and is created again and refilled by
+// the time the follower reads it again to tell whether another process took its consumer. It
+// read that the stream was another, but its bridge read the new stream after the old one's last
+// message, as the old one's, until its next consumer said it was new: a DNS server answered for
+// half a second from the old stream's records and the new one's later ones. The bridge reads the
+// new stream from its first message, which says so, and the consumer goes on after it.
+func TestABridgeAfterAStreamWasDeletedAndCreatedAgainReadsTheNewStreamFromItsFirstMessage(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishZoneChanges(t, srv.JS, 3)
+	_, named := connectAs(t, srv.URL, "dns-1")
+	js := &recreating{JetStream: named, name: events.StreamDNS, onOpen: true, recreate: func() {
+		if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true}); err != nil {
+			t.Error(err)
+		}
+		publishZoneChanges(t, srv.JS, 5)
+	}}
+	var logs eventstest.Logs
+	f := events.Follower{JS: js, Stream: events.StreamDNS, Log: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))),
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS}}, Bridge: events.BridgeNext}
+	told, done := recordTold(ctx, &f)
+	defer func() { cancel(); <-done }()
+	eventstest.Eventually(t, 5*time.Second, func() bool { seqs, _, _ := told(); return len(seqs) == 3 }, "the old stream's messages")
+	js.armed.Store(true)
+	if err := srv.JS.DeleteStream(ctx, events.StreamDNS); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		seqs, recreated, _ := told()
+		return slices.Contains(recreated, true) && seqs[len(seqs)-1] == 5
+	}, "the new stream's messages")
+	if seqs, recreated, _ := told(); !slices.Equal(seqs, []uint64{1, 2, 3, 1, 2, 3, 4, 5}) || !slices.Equal(recreated, []bool{false, false, false, true, false, false, false, false}) {
+		t.Errorf("delivered %v recreated %v, want the old stream's [1 2 3], then the new one's [1 2 3 4 5], its first recreated", seqs, recreated)
+	}
+	if n := logs.Count(events.SharedUserMessage); n != 0 {
+		t.Errorf("blamed another process of the user for the consumer the stream's deletion took:\n%s", logs.String())
+	}
+}
+
+// recreating is a JetStream client that, once armed, creates the stream name again (recreate,
+// which deletes it first where it exists) as the stream is next opened (onOpen) or as a consumer
+// of it is about to be created, after it was opened.
+type recreating struct {
+	jetstream.JetStream
+	name     string
+	onOpen   bool
+	recreate func()
+	armed    atomic.Bool
+}
+
+func (r *recreating) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if name == r.name && r.onOpen && r.armed.CompareAndSwap(true, false) {
+		r.recreate()
+	}
+	s, err := r.JetStream.Stream(ctx, name)
+	if err != nil || name != r.name {
+		return s, err
+	}
+	return recreatingStream{Stream: s, r: r}, nil
+}
+
+type recreatingStream struct {
+	jetstream.Stream
+	r *recreating
+}
+
+func (s recreatingStream) CreateOrUpdateConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	if !s.r.onOpen && s.r.armed.CompareAndSwap(true, false) {
+		s.r.recreate()
+	}
+	return s.Stream.CreateOrUpdateConsumer(ctx, cfg)
+}
+
+// recordTold runs f until ctx ends, recording every delivery of a message or of a recreation:
+// told returns the sequences, Recreated flags and stream creation times of those delivered so
+// far, and done is closed once Run returned.
+func recordTold(ctx context.Context, f *events.Follower) (told func() ([]uint64, []bool, []time.Time), done <-chan struct{}) {
+	var mu sync.Mutex
+	var seqs []uint64
+	var recreated []bool
+	var stamps []time.Time
+	done = follow(ctx, f, func(d events.Delivery) {
+		if d.Msg != nil || d.Recreated {
+			mu.Lock()
+			seqs, recreated, stamps = append(seqs, d.Seq), append(recreated, d.Recreated), append(stamps, d.Created)
+			mu.Unlock()
+		}
+	})
+	return func() ([]uint64, []bool, []time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seqs), slices.Clone(recreated), slices.Clone(stamps)
+	}, done
+}
+
+// publishZoneChanges stores n zone changes of demo.test. on DNS.
+func publishZoneChanges(t *testing.T, js jetstream.JetStream, n int) {
+	t.Helper()
+	for range n {
+		e, _ := events.New(events.TypeZoneChanged, "test", time.Now(), events.ZoneChanged{Zone: "demo.test."})
+		if _, err := events.Publish(context.Background(), js, events.ZoneSubject("demo.test.", "dns-1"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // recordSeqs runs f until ctx ends, recording the stream sequence of every message it delivers:
 // got returns those delivered so far, and done is closed once Run returned.
 func recordSeqs(ctx context.Context, f *events.Follower) (got func() []uint64, done <-chan struct{}) {
@@ -745,4 +894,66 @@ func TestAFollowerRestartedWhileItsConsumersNodeHangsCatchesUpSoon(t *testing.T)
 		t.Errorf("the slowest of %d followers restarted caught up %s after its start, want within %s with its consumer's node n%d hung",
 			len(users), slowest.Round(time.Millisecond), limit, h.hung)
 	}
+}
+
+// TestABridgeWhileAStreamIsDeletedReadsItsNextStreamOnlyAsANewOne: an operator deletes the
+// stream (`nats stream rm DNS`) and a role's start or `detour apply` creates it again and
+// refills it a moment later. The follower's consumer went with the stream, which it found
+// gone, and its bridge went on asking for the messages after the old stream's last: once the
+// new stream held that many, it delivered the new one's later messages as the old one's,
+// without Recreated, until the next attempt opened the stream half a second later (a DNS
+// server answered from the old stream's records and the new one's later ones meanwhile). A
+// stream found gone is read again only once it is opened again: from its first message, which
+// says so.
+func TestABridgeWhileAStreamIsDeletedReadsItsNextStreamOnlyAsANewOne(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishZoneChanges(t, srv.JS, 3)
+	js := &goneStream{JetStream: srv.JS, name: events.StreamDNS}
+	f := events.Follower{JS: js, Stream: events.StreamDNS, Log: zerolog.New(zerolog.NewTestWriter(t)),
+		Start: jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDNS}}, Bridge: events.BridgeNext}
+	told, done := recordTold(ctx, &f)
+	defer func() { cancel(); <-done }()
+	eventstest.Eventually(t, 5*time.Second, func() bool { seqs, _, _ := told(); return len(seqs) == 3 }, "the old stream's messages")
+	// Until released, the follower is told what JetStream says between the deletion and the
+	// creation: no such stream.
+	js.held.Store(true)
+	if err := srv.JS.DeleteStream(ctx, events.StreamDNS); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.refused.Load() > 0 }, "the follower finding the stream gone")
+	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	publishZoneChanges(t, srv.JS, 5)
+	// Two more attempts to open it (half a second apart): the bridge asked at least twice.
+	n := js.refused.Load()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.refused.Load() >= n+2 }, "two more attempts to open the stream")
+	js.held.Store(false)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		seqs, recreated, _ := told()
+		return slices.Contains(recreated, true) && seqs[len(seqs)-1] == 5
+	}, "the new stream's messages")
+	seqs, recreated, _ := told()
+	if !slices.Equal(seqs, []uint64{1, 2, 3, 1, 2, 3, 4, 5}) || !slices.Equal(recreated, []bool{false, false, false, true, false, false, false, false}) {
+		t.Errorf("delivered %v recreated %v, want the old stream's [1 2 3], then the new one's [1 2 3 4 5], its first recreated", seqs, recreated)
+	}
+}
+
+// goneStream is a JetStream client that, while held, says the stream name does not exist, and
+// counts how often it said so.
+type goneStream struct {
+	jetstream.JetStream
+	name    string
+	held    atomic.Bool
+	refused atomic.Int64
+}
+
+func (g *goneStream) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if name == g.name && g.held.Load() {
+		g.refused.Add(1)
+		return nil, jetstream.ErrStreamNotFound
+	}
+	return g.JetStream.Stream(ctx, name)
 }

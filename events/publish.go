@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,6 +70,25 @@ const (
 	errCodeWrongLastSequenceConst = 10164
 	errCodeDuplicateInProcess     = 10158
 )
+
+// clusterBusy are JetStream's error codes for a cluster that cannot take a request now but will
+// once an election ends or a node returns: the meta leader is being elected ("JetStream system
+// temporarily unavailable", 10008), a stream's leader is not known (10009) or not yet sure of
+// a subject's last sequence (10163), its Raft group failed the proposal (10041), the stream is
+// offline (10118, 10194), too few peers are up to place it (10005), or not every server
+// answered a listing (10004). Status 503 alone does not tell: JetStream answers it too for what
+// holds until an operator acts, a stream full that discards new messages ("maximum messages
+// exceeded", "maximum bytes exceeded", 10077), a server out of storage (10023), JetStream off
+// for the account (10039, 10076).
+var clusterBusy = []int{10004, 10005, 10008, 10009, 10041, 10118, 10163, 10194}
+
+// Busy reports whether err is JetStream's answer that the cluster cannot take the request now,
+// which trying again will change: one of clusterBusy, while a leader is elected or a node
+// returns.
+func Busy(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && slices.Contains(clusterBusy, int(api.ErrorCode))
+}
 
 func apiErrorCode(err error) int {
 	var apiErr *jetstream.APIError
@@ -274,6 +295,13 @@ func AppendError(subject string, e Envelope, lastSeq uint64, err error) error {
 // by load: 20 reads of one 100 ms away asked it 58 times.
 var reads hedge
 
+// Hedged runs the direct get get as Last does: sent again while no copy has answered (see
+// hedge), the first answer returned, given up when ctx ends (after followProbe for a ctx without
+// a deadline). For a read that is no event (a key-value entry).
+func Hedged[T any](ctx context.Context, get func(context.Context) (T, error)) (T, error) {
+	return ask(ctx, &reads, get)
+}
+
 // Last returns the last event stored on subject and its stream sequence; ok is false when the
 // subject holds nothing. The read is sent again while no copy has answered, as a bridge's are
 // (see hedge), and gives up when ctx ends (after followProbe for a ctx without a deadline):
@@ -319,6 +347,209 @@ func AnyLast(ctx context.Context, js jetstream.JetStream, stream, subject string
 		return Envelope{}, g.m.Sequence, true, fmt.Errorf("read last of %s (seq %d): %w", subject, g.m.Sequence, err)
 	}
 	return e, g.m.Sequence, true, nil
+}
+
+// AnyAll returns every message of stream matching filter, oldest first, as the first replica to
+// answer holds them: batched direct gets of up to bridgeBatch messages and about batchBytes
+// each, sent again while no copy has answered as AnyLast's are, so that a history of up to
+// bridgeBatch messages of a few KiB costs one round trip to the cluster, not one a message. It needs neither a consumer nor the stream's
+// leader. Each batch's read gives up when ctx ends (after followProbe for a ctx without a
+// deadline). A stream that holds none returns none; one that does not exist (or allows no direct
+// gets) gives nats.ErrNoResponders. A replica behind the leader answers with what it holds, the
+// messages up to an older last one.
+func AnyAll(ctx context.Context, js jetstream.JetStream, stream, filter string) ([]*jetstream.RawStreamMsg, error) {
+	var out []*jetstream.RawStreamMsg
+	for from := uint64(1); ; {
+		got, err := ask(ctx, &reads, func(ctx context.Context) ([]batchMsg, error) {
+			return getBatch(ctx, js.Conn(), stream, filter, from, nil, bridgeBatch, batchBytes)
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s of %s: %w", filter, stream, err)
+		}
+		for _, g := range got {
+			out = append(out, g.m)
+		}
+		if len(got) == 0 || got[len(got)-1].pending == 0 {
+			return out, nil
+		}
+		from = got[len(got)-1].m.Sequence + 1
+	}
+}
+
+// multiLast is how many subjects one of AnyLastOf's direct gets asks for: a server answers no
+// more than 1,024 messages to one.
+const multiLast = 1024
+
+// multiLastAsks is how many of AnyLastOf's lists of subjects are read at once: up to
+// multiLastAsks × multiLastBytes in flight, well within the 64 MiB a server sends a connection
+// ahead of what it has read.
+const multiLastAsks = 8
+
+// multiLastBytes is about how much one page of AnyLastOf's reads holds: its multiLastAsks reads
+// at once hold about one bridge's batch (batchBytes), so that a copy sent before the first
+// reply came, whose reply then crosses the link for nothing, holds the others up briefly.
+const multiLastBytes = batchBytes / multiLastAsks
+
+// AnyLastOf calls f, one call at a time and in the order of subjects, with the last event stored
+// on each of subjects of stream that holds one, and its stream sequence, as the first replica to
+// answer holds them: direct gets of the last messages of up to multiLast subjects each (multi_last,
+// nats-server 2.11 or later), multiLastAsks of them at once, each read on from where it stopped
+// at about multiLastBytes and sent again while no copy has answered, as AnyAll's are, so that the
+// last events of 10,000 subjects cost a few round trips to the cluster, not 10,000; a server
+// that refuses multi_last (one older than 2.11) is asked for each subject's alone. Each read
+// gives up when ctx ends (after followProbe for a ctx without a deadline). A message that does
+// not decode is left out, as one the subject does not hold. It returns the first error met,
+// having called f with what was read. A replica behind the leader answers with what it holds,
+// an older last message or none.
+func AnyLastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, f func(subject string, seq uint64, e Envelope)) error {
+	at := make(map[string]int, len(subjects))
+	for i, subject := range subjects {
+		at[subject] = i
+	}
+	found := make([]*jetstream.RawStreamMsg, len(subjects))
+	var mu sync.Mutex
+	var first error
+	fl := &flow{}
+	slots := make(chan struct{}, multiLastAsks)
+	var wg sync.WaitGroup
+	for start := 0; start < len(subjects) && ctx.Err() == nil; start += multiLast {
+		list := subjects[start:min(start+multiLast, len(subjects))]
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			err := lastOfList(ctx, js.Conn(), stream, list, fl, func(m *jetstream.RawStreamMsg) {
+				mu.Lock()
+				defer mu.Unlock()
+				// A page read on from where the one before stopped may give a subject again,
+				// stored there since.
+				if i, ok := at[m.Subject]; ok && (found[i] == nil || m.Sequence > found[i].Sequence) {
+					found[i] = m
+				}
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = fmt.Errorf("read last of %d subjects of %s: %w", len(list), stream, err)
+			}
+		})
+	}
+	wg.Wait()
+	for i, m := range found {
+		if m == nil {
+			continue
+		}
+		if e, err := Decode(m.Data); err == nil {
+			f(subjects[i], m.Sequence, e)
+		}
+	}
+	return first
+}
+
+// lastOfList reads the last message of each of subjects (at most multiLast) for AnyLastOf, page by
+// page, and gives each to found.
+func lastOfList(ctx context.Context, nc *nats.Conn, stream string, subjects []string, fl *flow, found func(*jetstream.RawStreamMsg)) error {
+	for from := uint64(0); ; {
+		got, err := fl.ask(ctx, &reads, func(ctx context.Context) ([]batchMsg, error) {
+			return getMulti(ctx, nc, stream, subjects, from, multiLastBytes, fl.answered)
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if refused := (statusError{}); errors.As(err, &refused) {
+			return lastOfEach(ctx, nc, stream, subjects, found)
+		}
+		if err != nil {
+			return err
+		}
+		for _, g := range got {
+			found(g.m)
+		}
+		if len(got) == 0 || got[len(got)-1].pending == 0 {
+			return nil
+		}
+		from = got[len(got)-1].m.Sequence + 1
+	}
+}
+
+// flow tells AnyLastOf's reads, which share one connection, when a reply to any of them last
+// came. Their pages (multiLastAsks × batchBytes at once before) come through a link of a few
+// MiB a second (a replica a site away) one after another, in longer than followProbe: given up
+// after followProbe, each read failed while its reply was still coming, and was sent again
+// every bridgeHedge meanwhile, each copy another page the server queued on the same connection
+// (past its max_pending, it cuts the connection as a slow consumer's).
+type flow struct {
+	// last is when a reply last came, in Unix nanoseconds.
+	last atomic.Int64
+}
+
+// answered notes that a reply came.
+func (fl *flow) answered() { fl.last.Store(time.Now().UnixNano()) }
+
+// quiet reports whether no reply came for d.
+func (fl *flow) quiet(d time.Duration) bool {
+	return time.Since(time.Unix(0, fl.last.Load())) >= d
+}
+
+// ask is ask for AnyLastOf's reads: a copy is sent again only while no reply to any of them
+// came for h.after() (the link is idle: a replica does not answer), and, for a ctx without a
+// deadline, the read is given up once none came for followProbe, not followProbe after it was
+// sent.
+func (fl *flow) ask(ctx context.Context, h *hedge, get func(context.Context) ([]batchMsg, error)) ([]batchMsg, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fl.answered() // sent now: followProbe counts from here
+	var idle <-chan time.Time
+	if _, bounded := ctx.Deadline(); !bounded {
+		t := time.NewTicker(followProbe / 4)
+		defer t.Stop()
+		idle = t.C
+	}
+	answers, send := copies(ctx, h, get)
+	send()
+	again := time.NewTimer(h.after())
+	defer again.Stop()
+	for {
+		select {
+		case a := <-answers:
+			if a.ended() {
+				continue // this copy's wait ended with the ask's: the case below says so
+			}
+			return a.m, a.err
+		case <-again.C:
+			if fl.quiet(h.after()) {
+				send()
+			}
+			again.Reset(h.after())
+		case <-idle:
+			if fl.quiet(followProbe) {
+				cancel(context.DeadlineExceeded)
+			}
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+// lastOfEach reads the last message of each of subjects by a direct get of its own, one after
+// another, for lastOfList when the server refuses multi_last (one older than 2.11): slower, but
+// what a role read before, where giving none would have a decider ignore an override in force.
+func lastOfEach(ctx context.Context, nc *nats.Conn, stream string, subjects []string, found func(*jetstream.RawStreamMsg)) error {
+	for _, subject := range subjects {
+		g, err := ask(ctx, &reads, func(ctx context.Context) (batchMsg, error) {
+			return getLast(ctx, nc, stream, subject)
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read last of %s: %w", subject, err)
+		}
+		found(g.m)
+	}
+	return nil
 }
 
 func message(subject string, e Envelope) *nats.Msg {

@@ -131,6 +131,7 @@ func FuzzDecodeNeverPanics(f *testing.F) {
 }
 
 func TestAppendsGoOnAfterPublishesTheServerNeverAnswered(t *testing.T) {
+	t.Parallel()
 	srv := eventstest.Start(t)
 	ctx := context.Background()
 	js, err := events.NewJetStream(srv.Conn)

@@ -124,6 +124,27 @@ func (s *Sent[T]) Delivered(id string, seq uint64, own bool) *Stored[T] {
 	return out
 }
 
+// Unanswered reports whether an append sent after sequence after, or a later one, went
+// unanswered and is not settled yet: the stream may hold it past after, though the writer never
+// learnt it did, or store it still (a leader slow to store it as well as to answer).
+func (s *Sent[T]) Unanswered(after uint64) bool {
+	for _, a := range s.attempts {
+		if a.unanswered && a.after >= after {
+			return true
+		}
+	}
+	return false
+}
+
+// Info returns what the writer noted with the append of id, while it is followed.
+func (s *Sent[T]) Info(id string) (T, bool) {
+	if a := s.find(id); a != nil {
+		return a.info, true
+	}
+	var zero T
+	return zero, false
+}
+
 // settle forgets the appends sent after sequence after: one of them is stored.
 func (s *Sent[T]) settle(after uint64) {
 	s.attempts = slices.DeleteFunc(s.attempts, func(a sentAttempt[T]) bool { return a.after == after })

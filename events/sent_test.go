@@ -118,6 +118,38 @@ func TestSentFollowsTheFirstAttemptsOfALongElectionAndTheLatest(t *testing.T) {
 	}
 }
 
+func TestSentTellsAnAppendThatWentUnansweredUntilTheStreamSettlesIt(t *testing.T) {
+	timeout := fmt.Errorf("append: %w", context.DeadlineExceeded)
+	conflict := fmt.Errorf("append: %w", events.ErrConflict)
+	var s events.Sent[string]
+	s.Add(5, "x", "info of x")
+	if s.Unanswered(5) {
+		t.Fatal("an append waiting for its answer is unanswered")
+	}
+	s.Failed("x", timeout)
+	if !s.Unanswered(5) || !s.Unanswered(4) {
+		t.Fatal("an append after 5 whose answer timed out is not unanswered after 5")
+	}
+	if s.Unanswered(6) {
+		t.Fatal("an append after 5 is unanswered after 6, which the stream holds already")
+	}
+	if info, ok := s.Info("x"); !ok || info != "info of x" {
+		t.Fatalf("Info(x) = %q, %v, want its info", info, ok)
+	}
+	s.Add(5, "y", "info of y")
+	s.Failed("y", conflict)
+	if _, ok := s.Info("y"); ok {
+		t.Fatal("a refused append is still followed")
+	}
+	s.Delivered("z", 6, false)
+	if s.Unanswered(5) {
+		t.Fatal("an append after 5 is unanswered once another writer's event at 6 was delivered")
+	}
+	if _, ok := s.Info("x"); ok {
+		t.Fatal("an append settled by another writer's event is still followed")
+	}
+}
+
 func TestNotStoredTellsARefusalFromNoAnswer(t *testing.T) {
 	for _, tt := range []struct {
 		err  error

@@ -488,6 +488,7 @@ func TestEnsureStreamsBoundsAnEarlierVersionsStreamsWithoutDiscardingWhatTheyHol
 // controller read at start) with them however often another app's route changes; DRILLS and
 // ALERTS keep 90 days, far more than a drill lasts (its max_duration).
 func TestRoutesDrillsAndAlertsKeepWithinTheirBoundsWhatTheRolesReadAtStart(t *testing.T) {
+	t.Parallel()
 	srv := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
 	ctx := context.Background()
 	if err := events.EnsureStreams(ctx, srv.JS, events.StreamOptions{Memory: true}); err != nil {

@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -161,6 +162,13 @@ func EndpointStateSubject(app, pool, endpoint string) string {
 	return join("detour.state.endpoint", app, pool, endpoint)
 }
 
+// HoldDownSubject holds when the hold-downs of one endpoint began and were cancelled
+// (TypeHoldDownStarted, TypeHoldDownCancelled), beside its transitions' subject so that the last
+// event there stays the endpoint's status.
+func HoldDownSubject(app, pool, endpoint string) string {
+	return join("detour.state.holddown", app, pool, endpoint)
+}
+
 // PoolStateSubject holds the transitions of one pool.
 func PoolStateSubject(app, pool string) string { return join("detour.state.pool", app, pool) }
 
@@ -232,6 +240,13 @@ func DrillClaimSubject(app string) string { return join("detour.drill.claim", ap
 
 // AlertSubject holds the delivery attempts of one alert group.
 func AlertSubject(group string) string { return join("detour.alert", group) }
+
+// AlertClaimSubject holds the claim of one attempt of one delivery of an alert group: a sender
+// appends its claim there only while the subject holds none, so that of the senders that claim
+// the attempt, however far apart, exactly one makes it.
+func AlertClaimSubject(group, delivery string, attempt int) string {
+	return join("detour.alert", group, "claim", delivery, strconv.Itoa(attempt))
+}
 
 // join builds a subject from a prefix and tokens. A token that is not valid is a wiring mistake:
 // configuration validation makes sure names are tokens before any subject is built.

@@ -21,6 +21,14 @@ const (
 	TypeEdgeUp   = "detour.edge.up.v1"
 	TypeEdgeDown = "detour.edge.down.v1"
 
+	// TypeHoldDownStarted and TypeHoldDownCancelled carry a HoldDown on an endpoint's
+	// HoldDownSubject: a down endpoint's regions turned healthy while its app has a hold_down (the
+	// event's time is when, its cause the result that made it), or turned unhealthy again before
+	// the hold-down ended. They record no status: a starting decider reads the last of them to
+	// resume a hold-down under way from when it began; every other reader skips them.
+	TypeHoldDownStarted   = "detour.endpoint.hold_down_started.v1"
+	TypeHoldDownCancelled = "detour.endpoint.hold_down_cancelled.v1"
+
 	// TypeOverrideSet and TypeOverrideCleared carry an Override made by an operator.
 	TypeOverrideSet     = "detour.override.set.v1"
 	TypeOverrideCleared = "detour.override.cleared.v1"
@@ -32,6 +40,9 @@ const (
 
 	// TypeAlertAttempted carries an AlertAttempt: one try at delivering an alert to a webhook.
 	TypeAlertAttempted = "detour.alert.attempted.v1"
+	// TypeAlertClaimed carries an AlertClaim: a sender takes one attempt of a delivery, so that
+	// the other controllers' senders do not make it too.
+	TypeAlertClaimed = "detour.alert.claimed.v1"
 
 	// TypeZoneChanged carries a ZoneChanged: a new serial of a served zone.
 	TypeZoneChanged = "detour.dns.zone_changed.v1"
@@ -118,6 +129,24 @@ type Transition struct {
 	Results    []string   `json:"results,omitempty"`
 	Votes      []Vote     `json:"votes,omitempty"`
 	Thresholds Thresholds `json:"thresholds,omitzero"`
+	// Drill is, on an endpoint's transition, the id of the drill whose simulated failure made
+	// the status it records, not the probes; empty otherwise. Transitions from before the field
+	// tell it by their reason's wording alone ("drill <id>: simulated failure of …").
+	Drill string `json:"drill,omitempty"`
+}
+
+// HoldDown is a hold-down of an endpoint that began or was cancelled.
+type HoldDown struct {
+	App      string `json:"app"`
+	Pool     string `json:"pool"`
+	Endpoint string `json:"endpoint"`
+	// Address is the endpoint's address the results were of: a hold-down begun at another address
+	// than the one configured now is not resumed.
+	Address string `json:"address,omitempty"`
+	// HoldDown is the app's hold_down when the event was appended, e.g. "30s".
+	HoldDown string `json:"hold_down"`
+	// Reason is a short human sentence: the vote that began or cancelled it.
+	Reason string `json:"reason"`
 }
 
 // Override actions.
@@ -243,4 +272,23 @@ type AlertAttempt struct {
 	// before this one: a sender that starts sends the alerts of later events that no attempt
 	// tells of. Empty until the recording sender has tried what was owed when it started.
 	Tried string `json:"tried,omitempty"`
+	// TriedDrills is Tried's twin for DRILLS: the id of the DRILLS event (a drill's end) up to
+	// which every drill_result delivery the recording sender owed had been tried at least once,
+	// so that a sender that starts sends the drill results of later drills that no attempt or
+	// claim tells of (their sender stopped before it claimed them).
+	TriedDrills string `json:"tried_drills,omitempty"`
+}
+
+// AlertClaim is a sender taking one attempt of a delivery before it makes it, on the attempt's
+// AlertClaimSubject, appended only while that subject holds nothing: JetStream stores the first
+// claim and refuses the others however late they come (within ALERTS' duplicate window it may
+// answer them as duplicates: the id is derived from the delivery and the attempt, the same for
+// every sender), and a sender whose claim was not stored waits for that attempt's record instead
+// of making it.
+type AlertClaim struct {
+	Alert    string `json:"alert"`
+	Kind     string `json:"kind"`
+	Webhook  string `json:"webhook"`
+	Delivery string `json:"delivery"`
+	Attempt  int    `json:"attempt"`
 }

@@ -103,6 +103,30 @@ func TestAnIPv4MappedEndpointAddressIsTheIPv4AddressItMaps(t *testing.T) {
 	}
 }
 
+func TestAnIPv6EndpointAddressIsSpeltAndNamedOneWayWhateverItsSpelling(t *testing.T) {
+	const head = "zones: [{name: demo.test}]\napps:\n"
+	cfg, err := config.Parse("x.yaml", []byte(head+`  - {name: a, fqdn: a.demo.test, pools: [{name: p1, endpoints: [{address: "[2001:DB8::1]:80"}, {address: "[2001:db8:0::2]:80"}, {address: "[2001:0db8:0000:0000:0000:0000:0000:0003]:80"}, {address: "[2001:db8::4]:80"}]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range cfg.Apps[0].Pools[0].Endpoints {
+		got = append(got, e.Name+" "+e.Address)
+	}
+	want := []string{"2001-db8--1_80 [2001:db8::1]:80", "2001-db8--2_80 [2001:db8::2]:80", "2001-db8--3_80 [2001:db8::3]:80", "2001-db8--4_80 [2001:db8::4]:80"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("endpoints %v, want %v", got, want)
+	}
+	// One backend under two spellings is one endpoint, not two that a pool counts apart.
+	_, err = config.Parse("x.yaml", []byte(head+`  - {name: a, fqdn: a.demo.test, pools: [{name: p1, endpoints: [{address: "[2001:db8::1]:80"}, {address: "[2001:DB8:0:0::1]:80"}]}]}
+`))
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0] != `apps[0].pools[0].endpoints[1].name: duplicate endpoint "2001-db8--1_80" in pool "p1"` {
+		t.Errorf("Parse = %v\nwant exactly: apps[0].pools[0].endpoints[1].name: duplicate endpoint \"2001-db8--1_80\" in pool \"p1\"", err)
+	}
+}
+
 func TestASecondaryListedTwiceInNotifyIsRefusedWhateverItsSpelling(t *testing.T) {
 	for _, c := range []struct {
 		name, notify, want string
@@ -149,6 +173,30 @@ func TestANotifyEntryIsKeptInOneSpellingWhateverItsWriting(t *testing.T) {
 	}
 }
 
+// One primary under two spellings is one push: a reload that spells it otherwise changes nothing,
+// and its events and logs name it one way. Before, [0::1]:053 stayed as written, and a pusher
+// started anew for it.
+func TestAPushServerIsKeptInOneSpellingWhateverItsWriting(t *testing.T) {
+	for _, c := range []struct{ written, kept string }{
+		{"127.0.0.1:53", "127.0.0.1:53"},
+		{"127.0.0.1:053", "127.0.0.1:53"},
+		{"[::1]:53", "[::1]:53"},
+		{"[0:0:0:0:0:0:0:1]:053", "[::1]:53"},
+		{"[::ffff:127.0.0.1]:53", "127.0.0.1:53"},
+		{"[2001:DB8::1]:5300", "[2001:db8::1]:5300"},
+	} {
+		t.Run(c.written, func(t *testing.T) {
+			cfg, err := config.Parse("x.yaml", []byte(`zones: [{name: demo.test, push: {server: "`+c.written+`", tsig: {name: k, secret: "c2VjcmV0"}}}]`+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Zones[0].Push.Server; got != c.kept {
+				t.Errorf("push.server %q kept as %q, want %q", c.written, got, c.kept)
+			}
+		})
+	}
+}
+
 func TestATransferToEntryWithAnIPv6ZoneIsRefused(t *testing.T) {
 	for _, c := range []struct{ name, list, want string }{
 		{"a link-local address", `["fe80::53"]`, ""},
@@ -186,6 +234,9 @@ func TestAPushServerOrNotifyEntryThatNoServerCanHaveIsRefused(t *testing.T) {
 		{"a push server at 0.0.0.0", push("0.0.0.0:53"), `zones[0].push.server: want a server's address, got the unspecified address in "0.0.0.0:53"`},
 		{"a push server at ::", push("[::]:53"), `zones[0].push.server: want a server's address, got the unspecified address in "[::]:53"`},
 		{"a push server at a multicast address", push("224.0.0.251:53"), `zones[0].push.server: want a server's address, got a multicast address in "224.0.0.251:53"`},
+		{"a push server named by its host name", push("primary.example.com:53"), `zones[0].push.server: want ip:port, an IP address and not a host name, got "primary.example.com:53"`},
+		{"a push server without a port", push("192.0.2.53"), `zones[0].push.server: want ip:port, got "192.0.2.53"`},
+		{"a push server with an IPv6 zone", push("[fe80::53%eth0]:53"), ``},
 		{"a secondary", notify("192.0.2.54:53"), ""},
 		{"a secondary at port 0", notify("192.0.2.54:0"), `zones[0].notify[0]: want a server's port, got 0 in "192.0.2.54:0"`},
 		{"a secondary at 0.0.0.0", notify("0.0.0.0:53"), `zones[0].notify[0]: want a server's address, got the unspecified address in "0.0.0.0:53"`},
@@ -259,7 +310,7 @@ func FuzzParsePrefixHoldsTheClientsWritten(f *testing.F) {
 }
 
 func FuzzAnEndpointAddressIsKeptInTheFamilyItIsReachedIn(f *testing.F) {
-	for _, s := range []string{"[::ffff:10.0.0.1]:80", "::ffff:10.0.0.1", "10.0.0.1:80", "[2001:db8::1]:443", "[::ffff:1.2.3.4%eth0]:1", "::ffff:0:0", "[::ffff:255.255.255.255]:65535"} {
+	for _, s := range []string{"[::ffff:10.0.0.1]:80", "::ffff:10.0.0.1", "10.0.0.1:80", "[2001:db8::1]:443", "[::ffff:1.2.3.4%eth0]:1", "::ffff:0:0", "[::ffff:255.255.255.255]:65535", "[2001:DB8::1]:80", "[2001:db8:0::1]:80", "2001:0DB8::1", "[FE80::1%Eth0]:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -270,12 +321,16 @@ func FuzzAnEndpointAddressIsKeptInTheFamilyItIsReachedIn(f *testing.F) {
 		}
 		e := cfg.Apps[0].Pools[0].Endpoints[0]
 		written, err := netip.ParseAddrPort(s)
+		spelt := netip.AddrPortFrom(written.Addr().Unmap(), written.Port()).String()
 		if err != nil {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
 				t.Fatalf("%q accepted, which is neither an address nor ip:port", s)
 			}
-			written = netip.AddrPortFrom(a, 0)
+			written, spelt = netip.AddrPortFrom(a, 0), a.Unmap().String()
+		}
+		if e.Address != spelt {
+			t.Fatalf("%q is endpoint %q, want it spelt as netip does (RFC 5952), %q", s, e.Address, spelt)
 		}
 		if got := e.AddrPort(); got.Addr().Is4In6() || got.Addr().WithZone("") != written.Addr().Unmap().WithZone("") || got.Port() != written.Port() {
 			t.Fatalf("%q is endpoint %q at %v, want the address written, unmapped", s, e.Address, got)
@@ -284,4 +339,46 @@ func FuzzAnEndpointAddressIsKeptInTheFamilyItIsReachedIn(f *testing.F) {
 			t.Fatalf("%q is endpoint %q named %q, want the name of that address", s, e.Address, e.Name)
 		}
 	})
+}
+
+// An endpoint without a name whose address an earlier Detour spelt as written, and named so,
+// takes another name now; its state and overrides stay under the one of before, which a
+// configuration reloaded after the upgrade no longer shows anywhere: detour check, apply and
+// plan warn, naming both, until the address is spelt the new way or the name is set.
+func TestAnEndpointWhoseNameChangesWithItsAddressSpellingIsWarnedAbout(t *testing.T) {
+	cfg, err := config.Parse("x.yaml", []byte(`zones: [{name: demo.test}]
+apps:
+  - {name: a, fqdn: a.demo.test, pools: [{name: p1, endpoints: [{address: "[2001:DB8::1]:80"}, {address: "[2001:db8::2]:80"}, {name: kept, address: "[2001:DB8::3]:80"}, {address: "[::ffff:127.0.0.1]:80"}, {address: "10.0.0.1:080"}]}, {name: p2, endpoints: [{address: "10.0.0.9:80"}]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`apps[0].pools[0].endpoints[0].address: "[2001:DB8::1]:80" is [2001:db8::1]:80, named 2001-db8--1_80; an earlier Detour named it 2001-DB8--1_80, under which its state and overrides stay: set name: 2001-DB8--1_80 to keep them, or write the address [2001:db8::1]:80 to take the new name`,
+		`apps[0].pools[0].endpoints[4].address: "10.0.0.1:080" is 10.0.0.1:80, named 10-0-0-1_80; an earlier Detour named it 10-0-0-1_080, under which its state and overrides stay: set name: 10-0-0-1_080 to keep them, or write the address 10.0.0.1:80 to take the new name`,
+	}
+	if got := cfg.Warnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A zone-scoped address (fe80::1%eth0) is refused at its address: a DNS answer carries no zone,
+// so clients would be sent fe80::1 on their own link, which the checks, reaching it through
+// eth0, call healthy. Before, it was accepted with a name, and without one refused for the
+// name derived from it, which the user never wrote.
+func TestAZoneScopedEndpointAddressIsRefusedAtTheAddress(t *testing.T) {
+	for _, c := range []struct{ endpoint, want string }{
+		{`{address: "[fe80::1%eth0]:80"}`, `apps[0].pools[0].endpoints[0].address: want an address without a zone: a DNS answer carries none, got "[fe80::1%eth0]:80"`},
+		{`{name: ll, address: "[fe80::1%eth0]:80"}`, `apps[0].pools[0].endpoints[0].address: want an address without a zone: a DNS answer carries none, got "[fe80::1%eth0]:80"`},
+		{`{name: ll, address: "fe80::1%eth0"}`, `apps[0].pools[0].endpoints[0].address: want an address without a zone: a DNS answer carries none, got "fe80::1%eth0"`},
+	} {
+		_, err := config.Parse("x.yaml", []byte(`zones: [{name: demo.test}]
+apps:
+  - {name: a, fqdn: a.demo.test, check: {type: icmp}, pools: [{name: p1, endpoints: [`+c.endpoint+`]}]}
+`))
+		var ce *config.Error
+		if !errors.As(err, &ce) || strings.Join(ce.Problems, "\n") != c.want {
+			t.Errorf("%s: Parse = %v\nwant exactly: %s", c.endpoint, err, c.want)
+		}
+	}
 }

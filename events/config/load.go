@@ -106,38 +106,53 @@ next:
 	if len(e.Problems) > 0 {
 		return nil, e
 	}
-	c.canonicalNotify()
+	c.canonicalServers()
 	return &c, nil
 }
 
-// canonicalNotify spells every zone's notify entries one way: as netip.AddrPort prints them,
-// an IPv4 address's mapped form unmapped ([0::1]:53 as [::1]:53, [::ffff:127.0.0.1]:53 as
+// canonicalServers spells every zone's notify entries and push server one way (see
+// canonicalAddress): as netip.AddrPort prints them (RFC 5952 for IPv6, the port without
+// leading zeros), an IPv4 address's mapped form unmapped ([0::1]:053 as [::1]:53, [::ffff:127.0.0.1]:53 as
 // 127.0.0.1:53). The NOTIFY sender and a reload's comparison of the lists so take two spellings
-// of one secondary as one, as validation does. It runs on a valid configuration only, so that
-// problems quote the entries as written.
-func (c *Config) canonicalNotify() {
+// of one secondary as one, as validation does, and a reload that spells the primary otherwise
+// keeps its pusher. It runs on a valid configuration only, so that problems quote the entries
+// as written.
+func (c *Config) canonicalServers() {
 	for i := range c.Zones {
-		for j, s := range c.Zones[i].Notify {
-			if ap, err := netip.ParseAddrPort(s); err == nil {
-				c.Zones[i].Notify[j] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
-			}
+		z := &c.Zones[i]
+		for j, s := range z.Notify {
+			z.Notify[j] = canonicalAddress(s)
+		}
+		if z.Push != nil {
+			z.Push.Server = canonicalAddress(z.Push.Server)
 		}
 	}
 }
 
-// unmapAddress spells an endpoint's address, an IPv4-mapped IPv6 address with or without a port
-// ([::ffff:10.0.0.1]:80, ::ffff:10.0.0.1), as the IPv4 address it maps (10.0.0.1:80, 10.0.0.1),
-// as ParsePrefix takes a mapped prefix: the DNS answers, checks and edges reach it as IPv4, and
-// its name, the answers a pool shares with another and a second entry of it are then told by
-// that one spelling. Any other address is left as it is.
-func unmapAddress(s string) string {
-	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4In6() {
+// canonicalAddress spells an endpoint's address that is an IP address, with or without a port,
+// one way: as netip prints it (RFC 5952 for IPv6: lower case, zeros compressed, so
+// [2001:DB8:0::1]:80 is [2001:db8::1]:80), and an IPv4-mapped IPv6 address ([::ffff:10.0.0.1]:80,
+// ::ffff:10.0.0.1) as the IPv4 address it maps (10.0.0.1:80, 10.0.0.1), as ParsePrefix takes a
+// mapped prefix: the DNS answers, checks and edges reach it as IPv4. Its name, the answers a
+// pool shares with another and a second entry of it are then told by that one spelling. A
+// hostname is left as it is.
+func canonicalAddress(s string) string {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 	}
-	if a, err := netip.ParseAddr(s); err == nil && a.Is4In6() {
+	if a, err := netip.ParseAddr(s); err == nil {
 		return a.Unmap().String()
 	}
 	return s
+}
+
+// mapped reports whether s is an IPv4-mapped IPv6 address, with or without a port.
+func mapped(s string) bool {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Is4In6()
+	}
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is4In6()
 }
 
 // ApplyDefaults fills every field left unset with its default. It is the one place defaults live.
@@ -212,9 +227,15 @@ func (c *Config) ApplyDefaults() {
 			}
 			for k := range p.Endpoints {
 				e := &p.Endpoints[k]
-				e.Address = unmapAddress(e.Address)
+				written := e.Address
+				e.Address = canonicalAddress(e.Address)
 				if e.Name == "" {
 					e.Name = events.AddressToken(e.Address)
+					// Before every address was spelt one way, a mapped one was already
+					// spelt, and named, as the IPv4 address it maps.
+					if former := events.AddressToken(written); former != e.Name && !mapped(written) {
+						e.written, e.formerName = written, former
+					}
 				}
 				if e.Weight == nil {
 					one := 1

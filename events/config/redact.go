@@ -24,15 +24,21 @@ const Redacted = "<redacted>"
 // again (a block scalar, a tag, an anchor). A document without inline secrets, or that is not
 // YAML, comes back as it is. Of a second YAML document after the first (which a version applied
 // before Parse refused one may hold, and which the roles ignored), nothing is shown but a comment
-// saying where it began.
+// saying where it began, and the paths end with "document 2 (from line N)": whatever it holds,
+// a secret too, the document's digest covers text not shown.
 func Redact(doc []byte) ([]byte, []string) {
 	doc, more := firstDocument(doc)
 	out, fields := redactOne(doc)
 	if more > 0 {
 		out = append(slices.Clip(out), fmt.Sprintf("# not shown: a second YAML document, from line %d, which roles ignored (--show-secrets shows it)\n", more)...)
+		fields = append(fields, fmt.Sprintf("%s (from line %d)", SecondDocument, more))
 	}
 	return out, fields
 }
+
+// SecondDocument begins the path Redact lists for a second YAML document, which it leaves out
+// whole rather than showing "<redacted>" in its place.
+const SecondDocument = "document 2"
 
 // firstDocument returns the text of doc's first YAML document and the line where a second one
 // with content begins (0: none; nor when doc is not YAML). A second one that is not YAML begins

@@ -311,14 +311,20 @@ func TestASecondDocumentIsRefusedNamingItsLine(t *testing.T) {
 }
 
 // A version applied before a second document was refused may hold one: Redact shows the first,
-// which roles applied, and says that another followed, lest it show the other's secrets.
+// which roles applied, and says that another followed, lest it show the other's secrets. The
+// second counts among what is not shown, so that the version's digest is not shown either: it
+// counted the first document's secrets alone, and a second with a secret in it, after a first
+// without, left the digest shown.
 func TestRedactShowsNothingOfASecondDocument(t *testing.T) {
 	doc := secretsDoc + "---\nalerts: [{name: old, webhooks: [{url: https://h.test/a, secret: whsec-old}]}]\n"
 	got, fields := config.Redact([]byte(doc))
-	first, _ := config.Redact([]byte(secretsDoc))
+	first, firstFields := config.Redact([]byte(secretsDoc))
 	want := string(first) + "# not shown: a second YAML document, from line 16, which roles ignored (--show-secrets shows it)\n"
-	if string(got) != want || len(fields) != 3 {
-		t.Errorf("redacted %q:\n%s\nwant:\n%s", fields, got, want)
+	if wantFields := append(firstFields, "document 2 (from line 16)"); string(got) != want || !reflect.DeepEqual(fields, wantFields) {
+		t.Errorf("redacted %q:\n%s\nwant %q:\n%s", fields, got, wantFields, want)
+	}
+	if _, fields := config.Redact([]byte("zones: [{name: demo.test}]\n---\nalerts: [{webhooks: [{secret: whsec-old}]}]\n")); !reflect.DeepEqual(fields, []string{"document 2 (from line 2)"}) {
+		t.Errorf("a second document with a secret after a first without: %q, want it named", fields)
 	}
 	broken := secretsDoc + "---\nalerts: [{webhooks: [{secret: whsec-old}]}\n  - ]\n"
 	if got, _ := config.Redact([]byte(broken)); string(got) != want {

@@ -37,6 +37,9 @@ type Config struct {
 	// Event is the id of the detour.config.applied.v1 event that carried this configuration, set
 	// by Watch, so that what a role changes on applying it can name it as the cause; "" for a file.
 	Event string `yaml:"-" json:"-"`
+	// Stored is when CONFIG stored the version, set by Watch, so that a role can place it among
+	// the events of other streams as they were stored; zero for a file.
+	Stored time.Time `yaml:"-" json:"-"`
 
 	// names indexes Apps and Edges by name; ApplyDefaults builds it.
 	names *names
@@ -251,6 +254,10 @@ type Endpoint struct {
 	// Weight under policy weighted, at most MaxWeight. Default 1; 0 keeps it out of weighted
 	// answers.
 	Weight *int `yaml:"weight,omitempty"`
+	// written is Address as the document spells it, and formerName the name an earlier Detour
+	// gave it, from that spelling; both "" unless Name was derived from Address and the
+	// spelling changed it (see Warnings).
+	written, formerName string
 }
 
 // SourceRule sends clients from some subnets to an ordered list of pools.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -212,7 +213,12 @@ func (z *Zone) validate(p *problems, path string) {
 	if z.Push != nil {
 		pp := path + ".push"
 		if ap, err := netip.ParseAddrPort(z.Push.Server); err != nil {
-			p.add(pp+".server", "want ip:port, got %q", z.Push.Server)
+			if hostName(z.Push.Server) {
+				// The DNS server does not resolve it: every push would fail, for ever.
+				p.add(pp+".server", "want ip:port, an IP address and not a host name, got %q", z.Push.Server)
+			} else {
+				p.add(pp+".server", "want ip:port, got %q", z.Push.Server)
+			}
 		} else if problem := notServer(ap); problem != "" {
 			p.add(pp+".server", "%s in %q", problem, z.Push.Server)
 		}
@@ -324,8 +330,10 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 		names := map[string]bool{}
 		for k, e := range pl.Endpoints {
 			ep := fmt.Sprintf("%s.endpoints[%d]", pp, k)
-			c.validateAddress(p, n, ep+".address", a, e.Address)
-			p.token(ep+".name", e.Name)
+			// A name derived from an address refused is not told of apart.
+			if c.validateAddress(p, n, ep+".address", a, e.Address) || e.Name != events.AddressToken(e.Address) {
+				p.token(ep+".name", e.Name)
+			}
 			if names[e.Name] {
 				p.add(ep+".name", "duplicate endpoint %q in pool %q", e.Name, pl.Name)
 			}
@@ -378,23 +386,32 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 	}
 }
 
-// validateAddress checks an endpoint's address: an IP, with a port wherever one is needed (the
-// app's check connects to one that check.port does not set, or an edge forwards to it).
-func (c *Config) validateAddress(p *problems, n *names, path string, a *App, addr string) {
-	if _, err := netip.ParseAddrPort(addr); err == nil {
-		return
+// validateAddress checks an endpoint's address: an IP without a zone (a DNS answer carries
+// none: clients would be sent fe80::1 on their own link), with a port wherever one is needed
+// (the app's check connects to one that check.port does not set, or an edge forwards to it).
+// It reports whether the address is an IP without a zone.
+func (c *Config) validateAddress(p *problems, n *names, path string, a *App, addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	ip := ap.Addr()
+	if err != nil {
+		if ip, err = netip.ParseAddr(addr); err != nil {
+			p.add(path, "want an IP address or ip:port, got %q", addr)
+			return false
+		}
 	}
-	if _, err := netip.ParseAddr(addr); err != nil {
-		p.add(path, "want an IP address or ip:port, got %q", addr)
-		return
+	if ip.Zone() != "" {
+		p.add(path, "want an address without a zone: a DNS answer carries none, got %q", addr)
+		return false
+	}
+	if ap.IsValid() {
+		return true
 	}
 	if edges := n.frontedBy[a.Name]; len(edges) > 0 {
 		p.add(path, "want ip:port: edge %q forwards to it, got %q", c.Edges[edges[0]].Name, addr)
-		return
-	}
-	if a.Check.Type != CheckICMP && a.Check.Port == 0 {
+	} else if a.Check.Type != CheckICMP && a.Check.Port == 0 {
 		p.add(path, "want ip:port: the %s check needs a port and check.port sets none, got %q", a.Check.Type, addr)
 	}
+	return true
 }
 
 // maxInterval bounds a check's interval, and maxHoldTime its stale_after and an app's hold_down:
@@ -613,6 +630,16 @@ func prefixProblem(s, want string) string {
 		return fmt.Sprintf("want %s, got %q", want, s)
 	}
 	return ""
+}
+
+// hostName reports whether s is host:port with a host that is no IP address.
+func hostName(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return false
+	}
+	_, err = netip.ParseAddr(host)
+	return err != nil
 }
 
 // notServer says why ap can be no DNS server that Detour sends to (a primary it pushes to, a

@@ -25,11 +25,34 @@ type Version struct {
 	Document string `json:"document,omitempty"`
 	// Event is the id of the detour.config.applied.v1 event that stored it.
 	Event string `json:"-"`
+	// Unchanged is set on the version Apply returns when it stored nothing: the document applied
+	// is this version's, byte for byte.
+	Unchanged bool `json:"unchanged,omitempty"`
+	// InlineSecrets tells whether Document holds a secret written inline, or a second YAML
+	// document, which is not shown (Redact finds one); History sets it, as it drops the documents.
+	InlineSecrets bool `json:"-"`
 }
 
 // ErrVersionConflict is wrapped when `--expect-version` names a version that is no longer the
 // active one: someone applied in between.
 var ErrVersionConflict = errors.New("the active configuration changed since that version")
+
+// ErrMaybeStored is wrapped when the bound of an apply ran out after its version was sent: the
+// version may have been stored. Applying the same document again stores nothing if it was.
+var ErrMaybeStored = errors.New("the version was sent but its answer did not come: it may have been stored")
+
+// maxApplyAttempts bounds how often an apply without an expected version is sent again after
+// other applies were stored first.
+const maxApplyAttempts = 10
+
+// An apply refused while the active version is unchanged (another apply still being stored, its
+// followers slow to acknowledge it) is sent again after a pause, from firstInFlightPause
+// doubling up to maxInFlightPause, for up to maxInFlightWait in all (or its ctx's bound).
+const (
+	firstInFlightPause = 2 * time.Millisecond
+	maxInFlightPause   = 100 * time.Millisecond
+	maxInFlightWait    = 10 * time.Second
+)
 
 // ErrNoVersion is wrapped when the CONFIG stream holds no such version.
 var ErrNoVersion = errors.New("no such configuration version")
@@ -42,11 +65,17 @@ type ApplyOptions struct {
 	Message string
 	// Expect, when set, refuses the apply unless the active version is *Expect (0: none yet).
 	Expect *uint64
+	// Force stores the document even when it is the active version's: a new version, which the
+	// roles follow as any other (a controller reads a webhook's url_file again with it).
+	Force bool
 }
 
 // Apply validates doc and, if it is valid, stores it as the new active version. An invalid
 // document is refused whole (a *Error) and nothing is stored; a stale Expect yields an error
-// wrapping ErrVersionConflict that names the version now active.
+// wrapping ErrVersionConflict that names the version now active. A document that is the active
+// version's, byte for byte, is not stored again: Apply returns that version, Unchanged, whatever
+// Expect says (a retry of an apply whose answer was lost finds it so), unless Force. An error
+// after the version was sent that is not JetStream's answer (unanswered) wraps ErrMaybeStored.
 func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte, o ApplyOptions) (*Config, Version, error) {
 	c, err := Parse(name, doc)
 	if err != nil {
@@ -57,19 +86,86 @@ func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte,
 		return nil, Version{}, err
 	}
 	var ack *jetstream.PubAck
-	if o.Expect == nil {
-		ack, err = events.Publish(ctx, js, events.SubjectConfigDoc, e)
-	} else {
-		ack, err = events.Append(ctx, js, events.SubjectConfigDoc, e, *o.Expect)
-		if errors.Is(err, events.ErrConflict) {
+	var refusedOn *uint64 // the active version the last send was refused on top of
+	stored, waited, pause := 0, time.Duration(0), firstInFlightPause
+	for {
+		var active Version
+		var same bool
+		active, same, err = Unchanged(ctx, js, doc)
+		switch {
+		case err != nil:
+			return nil, Version{}, fmt.Errorf("apply %s: nothing applied: %w", name, err)
+		case same && !o.Force:
+			return c, active, nil
+		case o.Expect != nil && *o.Expect != active.Number:
 			return nil, Version{}, conflict(ctx, js, name, *o.Expect)
 		}
+		switch {
+		case refusedOn == nil:
+		case active.Number != *refusedOn:
+			if stored++; stored == maxApplyAttempts {
+				return nil, Version{}, fmt.Errorf("apply %s: nothing applied: %d other applies were stored while this one was sent", name, stored)
+			}
+		case waited >= maxInFlightWait:
+			return nil, Version{}, fmt.Errorf("apply %s: nothing applied: another apply was still being stored after %s", name, waited)
+		default:
+			// Refused with the active version unchanged: another apply is still being stored
+			// (JetStream refuses a send expecting the subject's last sequence while one is in
+			// flight there). Sent again at once, it was refused 10 times in 8-13 ms.
+			select {
+			case <-ctx.Done():
+				return nil, Version{}, fmt.Errorf("apply %s: nothing applied: another apply was still being stored: %w", name, ctx.Err())
+			case <-time.After(pause):
+			}
+			waited, pause = waited+pause, min(2*pause, maxInFlightPause)
+		}
+		// Stored only on top of the version just read: another apply stored in between is read
+		// again, and the document is then the active one (stored once), or stored on top of it
+		// without --expect-version, or refused with it.
+		ack, err = events.Append(ctx, js, events.SubjectConfigDoc, e, active.Number)
+		if !errors.Is(err, events.ErrConflict) {
+			break
+		}
+		if o.Expect != nil {
+			return nil, Version{}, conflict(ctx, js, name, *o.Expect)
+		}
+		refusedOn = &active.Number
+	}
+	if unanswered(err) {
+		return nil, Version{}, fmt.Errorf("apply %s: %w: %w", name, ErrMaybeStored, err)
 	}
 	if err != nil {
 		return nil, Version{}, err
 	}
 	v.Number, v.Event = ack.Sequence, e.ID
 	return c, v, nil
+}
+
+// unanswered reports whether err ended the wait for the answer to a version sent: its bound ran
+// out, or the connection closed or broke (a process shutting down closes it) before the answer
+// came. JetStream may have stored the version.
+func unanswered(err error) bool {
+	for _, e := range []error{context.DeadlineExceeded, context.Canceled, nats.ErrTimeout, nats.ErrConnectionClosed, nats.ErrDisconnected} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Unchanged reads the active version from CONFIG's leader and reports whether its document is
+// doc, byte for byte: what Apply would store is then stored already. Without a version (or
+// without CONFIG) it returns version 0 and false.
+func Unchanged(ctx context.Context, js jetstream.JetStream, doc []byte) (Version, bool, error) {
+	active, err := LeaderActive(ctx, js)
+	switch {
+	case errors.Is(err, ErrNoVersion) || errors.Is(err, jetstream.ErrStreamNotFound):
+		return Version{}, false, nil
+	case err != nil:
+		return Version{}, false, err
+	}
+	active.Unchanged = active.Document == string(doc)
+	return active, active.Unchanged, nil
 }
 
 // newVersion is the version of doc that Apply stores, and the event that stores it.
@@ -214,37 +310,32 @@ func GetVersion(ctx context.Context, js jetstream.JetStream, n uint64) (Version,
 	return versionOf(m.Sequence, m.Data)
 }
 
-// History returns every version the CONFIG stream keeps, oldest first, without their documents.
-// It reads them one by one by their subject (a direct get of the next version after each), with
-// no consumer: a role's NATS user may have only the consumers named for it.
+// History returns every version the CONFIG stream keeps, oldest first, without their documents,
+// each with InlineSecrets telling whether its document holds a secret written inline. It reads
+// them with batched direct gets (events.AnyAll), one round trip for up to 256 versions, from
+// whichever replica answers first, with no consumer: a role's NATS user may have only the
+// consumers named for it. It read them one version a round trip, and the API read each again to
+// tell its secrets: a cluster answering a second late took over 20 s for 12 versions.
 func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
-	last, err := Active(ctx, js)
-	if errors.Is(err, ErrNoVersion) {
-		return nil, nil
+	ms, err := events.AnyAll(ctx, js, events.StreamConfig, events.SubjectConfigDoc)
+	if errors.Is(err, nats.ErrNoResponders) {
+		// No replica took the read: the stream's information tells whether CONFIG exists.
+		if _, serr := js.Stream(ctx, events.StreamConfig); serr != nil {
+			return nil, fmt.Errorf("read configuration history: open stream %s: %w", events.StreamConfig, serr)
+		}
 	}
 	if err != nil {
-		return nil, err
-	}
-	s, err := js.Stream(ctx, events.StreamConfig)
-	if err != nil {
-		return nil, fmt.Errorf("read configuration history: open stream %s: %w", events.StreamConfig, err)
+		return nil, fmt.Errorf("read configuration history: %w", err)
 	}
 	var out []Version
-	for seq := uint64(1); seq <= last.Number; {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(events.SubjectConfigDoc))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read configuration history: %w", err)
-		}
+	for _, m := range ms {
 		v, err := versionOf(m.Sequence, m.Data)
 		if err != nil {
 			return nil, err
 		}
-		v.Document = ""
+		_, fields := Redact([]byte(v.Document))
+		v.InlineSecrets, v.Document = len(fields) > 0, ""
 		out = append(out, v)
-		seq = m.Sequence + 1
 	}
 	return out, nil
 }

@@ -8,9 +8,22 @@ import (
 )
 
 // Warnings returns what is valid but probably not meant, each prefixed with its path: answers
-// that cannot show a failover because a DNS answer carries addresses, not ports.
+// that cannot show a failover because a DNS answer carries addresses, not ports; and endpoints
+// whose address spelling gave them another name in an earlier Detour, whose state and
+// overrides stay under that one.
 func (c *Config) Warnings() []string {
 	var p problems
+	for i := range c.Apps {
+		for j, pl := range c.Apps[i].Pools {
+			for k, e := range pl.Endpoints {
+				if e.formerName != "" {
+					p.add(fmt.Sprintf("apps[%d].pools[%d].endpoints[%d].address", i, j, k),
+						"%q is %s, named %s; an earlier Detour named it %s, under which its state and overrides stay: set name: %s to keep them, or write the address %s to take the new name",
+						e.written, e.Address, e.Name, e.formerName, e.formerName, e.Address)
+				}
+			}
+		}
+	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		if len(a.Ingress) > 0 || a.PrimaryEdge != "" {

@@ -45,10 +45,11 @@ func RejectedSubject(role ...string) string {
 // detour.config.rejected.v1 event on RejectedSubject(role...) naming every problem, and the role
 // keeps what it runs. The channel holds at most one version: a newer one replaces one not taken
 // yet. It follows CONFIG through an events.Follower, so it survives the loss of any JetStream
-// node and a full outage.
+// node and a full outage, and reads by direct gets (events.BridgeNext) while it has no
+// consumer: a consumer JetStream places on a hung node does not hold a new version back.
 func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolog.Logger, role ...string) <-chan *Config {
 	out := make(chan *Config, 1)
-	f := events.Follower{JS: js, Stream: events.StreamConfig, Log: log, Reader: "config", Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: js, Stream: events.StreamConfig, Log: log, Reader: "config", Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectConfigDoc}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: after + 1}}
 	go f.Run(ctx, func(d events.Delivery) {
@@ -64,7 +65,7 @@ func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolo
 			Reject(ctx, js, d.Seq, err, log, role...)
 			return
 		}
-		c.Version, c.Event = d.Seq, v.Event
+		c.Version, c.Event, c.Stored = d.Seq, v.Event, d.Stamp
 		select {
 		case <-out:
 		default:

@@ -169,3 +169,53 @@ func TestARejectionWithMoreProblemsThanAMessageTakesIsRecordedWithTheFirstOnes(t
 		t.Errorf("rejection of a problem of %d bytes: version %d, problems of %d bytes and %q", len(long), r.Version, len(r.Problems[0]), r.Problems[1:])
 	}
 }
+
+// TestAWatchStartedAsCONFIGIsCreatedAgainEndsOnItsNewestVersion: CONFIG is deleted and created
+// again (an operator's `nats stream rm`, a cluster's stores lost) just after a role read the
+// active version, its third. Its watch started at the fourth in the new stream, whose sequences
+// start over: the two versions applied there next were never delivered, and the role ran the
+// old stream's third for good. A stream that never reached the version the role read is a new
+// one: the watch reads it from its first version.
+func TestAWatchStartedAsCONFIGIsCreatedAgainEndsOnItsNewestVersion(t *testing.T) {
+	ns := eventstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	apply := func(interval string) config.Version {
+		t.Helper()
+		_, v, err := config.Apply(ctx, ns.JS, "test.yaml", []byte(strings.Replace(watchDoc, "interval: 1s", "interval: "+interval, 1)), config.ApplyOptions{By: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, interval := range []string{"1s", "2s", "3s"} {
+		apply(interval)
+	}
+	read, err := config.Active(ctx, ns.JS)
+	if err != nil || read.Number != 3 {
+		t.Fatalf("active version %d, %v; want 3", read.Number, err)
+	}
+	if err := ns.JS.DeleteStream(ctx, events.StreamConfig); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, ns.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	ch := config.Watch(ctx, ns.JS, read.Number, zerolog.New(zerolog.NewTestWriter(t)), "prober", "eu", "p1")
+	apply("4s")
+	newest := apply("5s")
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case c := <-ch:
+			if c.Version == newest.Number && c.Event == newest.Event {
+				if got := c.Apps[0].Check.Interval.String(); got != "5s" {
+					t.Fatalf("newest version delivered with interval %s, want 5s", got)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the newest version, %d of the new CONFIG, not delivered within 5s of its apply", newest.Number)
+		}
+	}
+}

@@ -171,6 +171,73 @@ func (c *Cluster) Replicas(tb testing.TB, st jetstream.Stream) (leader, follower
 	return leader, follower, third
 }
 
+// LeadingNone returns a node that leads neither the named streams nor the cluster's metadata,
+// moving their leaders off it through js as needed: one to hang while the others keep every
+// stream a test reads led.
+func (c *Cluster) LeadingNone(tb testing.TB, js jetstream.JetStream, streams ...string) int {
+	tb.Helper()
+	node := -1
+	for i, ns := range c.Servers {
+		if !ns.JetStreamIsLeader() {
+			node = i
+		}
+	}
+	other := c.Servers[(node+1)%len(c.Servers)].Name()
+	for _, name := range streams {
+		Eventually(tb, 30*time.Second, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return false
+			}
+			if led := st.CachedInfo().Cluster.Leader; led != "" && led != c.Servers[node].Name() {
+				return true
+			}
+			req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, other)
+			_, _ = js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, []byte(req))
+			return false
+		}, "%s led by a node other than n%d", name, node)
+	}
+	if c.Servers[node].JetStreamIsLeader() {
+		tb.Fatalf("n%d leads the cluster's metadata", node)
+	}
+	return node
+}
+
+// LeftOn runs roles named role-0, role-1, … one at a time with every node awake, each through
+// run until its consumer of st (events.ConsumerName(user, reader)) is placed, then stops it, until
+// n of them have left that consumer on node hung; it returns their names, 100 tried at most. Run
+// again once hung is silenced, each finds its last consumer on the hung node.
+func (c *Cluster) LeftOn(tb testing.TB, hung, n int, st jetstream.Stream, role, reader string, run func(user string) (stop func())) []string {
+	tb.Helper()
+	stream := st.CachedInfo().Config.Name
+	var users []string
+	for i := 0; len(users) < n; i++ {
+		if i == 100 {
+			tb.Fatalf("%d of 100 %ss' %s consumers placed on n%d", len(users), role, stream, hung)
+		}
+		user := fmt.Sprintf("%s-%d", role, i)
+		stop := run(user)
+		var placed string
+		Eventually(tb, 10*time.Second, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			cons, err := st.Consumer(ctx, events.ConsumerName(user, reader))
+			if err != nil || cons.CachedInfo().Cluster == nil || cons.CachedInfo().Cluster.Leader == "" {
+				return false
+			}
+			placed = cons.CachedInfo().Cluster.Leader
+			return true
+		}, "%s's %s consumer placed with every node awake", user, stream)
+		stop()
+		if placed == c.Servers[hung].Name() {
+			users = append(users, user)
+		}
+	}
+	return users
+}
+
 // DirectGets waits until every node knows the direct gets of all three replicas of the named
 // stream, so that a read sent through any node may be answered by any of them. A follower takes
 // them once it holds what the leader committed (checked every 2 s): wait after storing what the

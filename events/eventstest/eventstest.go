@@ -52,6 +52,10 @@ func StartWith(tb testing.TB, o Options) *Server {
 		NoLog: true, NoSigs: true, MaxPayload: o.MaxPayload, JetStreamMaxMemory: o.MaxMemoryStore,
 	}}
 	s.boot(tb)
+	// Registered once, here, the server's shutdown comes after that of every role a test started
+	// since, whatever server Restart put in its place: a restarted server shut down first left
+	// the roles stopping against no server, each waiting out its timeouts.
+	tb.Cleanup(func() { s.Server.Shutdown() })
 	s.opts.Port = s.Server.Addr().(*net.TCPAddr).Port
 	s.URL = s.Server.ClientURL()
 	if o.Files {
@@ -83,11 +87,10 @@ func (s *Server) boot(tb testing.TB) {
 		tb.Fatalf("new nats server: %v", err)
 	}
 	ns.Start()
+	s.Server = ns
 	if !ns.ReadyForConnections(10 * time.Second) {
 		tb.Fatal("nats server did not become ready in 10s")
 	}
-	tb.Cleanup(ns.Shutdown)
-	s.Server = ns
 }
 
 // Stop shuts the server down, as a crash of the only node would.

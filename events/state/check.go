@@ -11,8 +11,9 @@ import (
 // Check returns why the STATE event e on subject does not fit what was recorded there before
 // it — a forged event, or one from a writer that does not share the followers' history — or ""
 // when it fits. It fits when its type belongs to the subject's kind (endpoint, pool, edge,
-// override), a transition's payload names the subject's endpoint, pool or edge, and its from is
-// prev, the status last recorded on subject (not checked when hasPrev is false: nothing was).
+// override, holddown), a transition's payload names the subject's endpoint, pool or edge, and its
+// from is prev, the status last recorded on subject (not checked when hasPrev is false: nothing
+// was).
 func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) string {
 	kind, tokens := subjectKind(subject)
 	if kind == "" {
@@ -21,7 +22,7 @@ func Check(subject string, prev events.Status, hasPrev bool, e events.Envelope) 
 	if !typeBelongs(kind, e.Type) {
 		return fmt.Sprintf("type %s does not belong on %s subjects", e.Type, kind)
 	}
-	if kind == "override" {
+	if kind == "override" || kind == "holddown" {
 		return ""
 	}
 	// Only the fields checked are decoded, without encoding/json for the payloads Detour writes:
@@ -62,6 +63,8 @@ func typeBelongs(kind, typ string) bool {
 		return typ == events.TypeEdgeUp || typ == events.TypeEdgeDown
 	case "override":
 		return typ == events.TypeOverrideSet || typ == events.TypeOverrideCleared
+	case "holddown":
+		return typ == events.TypeHoldDownStarted || typ == events.TypeHoldDownCancelled
 	}
 	return false
 }
@@ -76,7 +79,7 @@ func (v *View) Unexpected(subject string, seq uint64, e events.Envelope) string 
 	return Check(subject, prev.Status, ok, e)
 }
 
-// subjectKind splits a STATE subject into its kind (endpoint, pool, edge, override) and the
+// subjectKind splits a STATE subject into its kind (endpoint, pool, edge, override, holddown) and the
 // tokens naming the aggregate, or returns "" when it is none of them (or has the wrong number of
 // tokens for its kind).
 func subjectKind(subject string) (string, []string) {
@@ -87,7 +90,7 @@ func subjectKind(subject string) (string, []string) {
 	kind, rest, ok := strings.Cut(rest, ".")
 	var n int
 	switch kind {
-	case "endpoint", "override":
+	case "endpoint", "override", "holddown":
 		n = 3
 	case "pool":
 		n = 2

@@ -49,6 +49,10 @@ func TestATransitionThatDoesNotFitItsSubjectOrHistoryIsUnexpected(t *testing.T) 
 			"payload names edge-east, not the subject's edge-west"},
 		{"an override fits its subject", "detour.state.override.shop.west._pool", "", true,
 			event(t, events.TypeOverrideSet, events.Override{Action: events.ActionDrain}), ""},
+		{"a hold-down begun fits its subject", events.HoldDownSubject("shop", "west", "w1"), "", false,
+			event(t, events.TypeHoldDownStarted, events.HoldDown{App: "shop", Pool: "west", Endpoint: "w1"}), ""},
+		{"a transition on a hold-down subject", events.HoldDownSubject("shop", "west", "w1"), "", false,
+			event(t, events.TypeEndpointDown, down), "type detour.endpoint.down.v1 does not belong on holddown subjects"},
 		{"a subject of no aggregate", "detour.state.endpoint.shop", "", false, event(t, events.TypeEndpointDown, down),
 			"subject detour.state.endpoint.shop is no STATE aggregate"},
 	} {

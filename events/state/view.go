@@ -44,7 +44,8 @@ func (v *View) LastSeq() uint64 { return v.lastSeq }
 
 // Apply folds one STATE event, stored at seq on subject, into the view. It reports whether the
 // view changed; events at or below an already applied sequence of their subject change nothing,
-// so applying an event twice is harmless. An event that is not a state event is an error.
+// so applying an event twice is harmless. A hold-down event (events.TypeHoldDownStarted) changes
+// nothing; an event that is not a state event is an error.
 func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error) {
 	if prev, ok := v.entries[subject]; ok && seq != 0 && seq <= prev.Seq {
 		return false, nil
@@ -63,6 +64,8 @@ func (v *View) Apply(subject string, seq uint64, e events.Envelope) (bool, error
 		}
 		v.entries[subject] = Entry{Since: e.Time, Seq: seq, EventID: e.ID}
 		return true, nil
+	case events.TypeHoldDownStarted, events.TypeHoldDownCancelled:
+		return false, nil // the decider's own record: no status, no answer changes
 	}
 	to, ok := events.TransitionStatus(e.Type)
 	if !ok {

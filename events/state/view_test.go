@@ -44,6 +44,24 @@ func TestTheViewFollowsTheLastTransitionOfEachSubjectOnce(t *testing.T) {
 	}
 }
 
+// TestAHoldDownBegunChangesNoStatus: the deciders record on an endpoint's hold-down subject when
+// its hold-down began; the view skips it, without an error a follower would log as malformed.
+func TestAHoldDownBegunChangesNoStatus(t *testing.T) {
+	v := state.NewView()
+	if _, err := v.Apply(events.EndpointStateSubject("shop", "west", "a"), 1, transition(t, events.TypeEndpointDown)); err != nil {
+		t.Fatal(err)
+	}
+	for seq, typ := range map[uint64]string{2: events.TypeHoldDownStarted, 3: events.TypeHoldDownCancelled} {
+		changed, err := v.Apply(events.HoldDownSubject("shop", "west", "a"), seq, transition(t, typ))
+		if err != nil || changed {
+			t.Errorf("%s: changed=%v err=%v, want unchanged and no error", typ, changed, err)
+		}
+	}
+	if got := v.Endpoint("shop", "west", "a"); got != events.StatusDown {
+		t.Errorf("endpoint %q after its hold-down events, want down", got)
+	}
+}
+
 func TestTheViewRefusesWhatIsNotAStateEvent(t *testing.T) {
 	if _, err := state.NewView().Apply("detour.state.pool.a.b", 1, transition(t, events.TypeProbeCompleted)); err == nil {
 		t.Fatal("a probe result was folded as a state event")
