@@ -65,6 +65,10 @@ type Endpoint struct {
 	// hold-down keeps it there; zero otherwise.
 	HealthySince time.Time
 	healthyCause string
+	// resumeSince and resumeCause are a hold-down STATE recorded as under way (Resume): the next
+	// to begin begins there instead, unless the voting regions turned unhealthy first.
+	resumeSince time.Time
+	resumeCause string
 	// Own and Pool are the overrides in force on the endpoint and on its pool, or nil.
 	Own, Pool *events.Override
 	// Drill is the simulated failure a drill puts on the endpoint, or nil; overrides win over it.
@@ -89,6 +93,9 @@ type Decision struct {
 	StreakSince time.Time
 	// Votes are the voting regions' views when the change was made.
 	Votes []events.Vote
+	// Drill is the drill's simulated failure that made the status (To), when no override wins
+	// over it; nil when the probes or an override made it.
+	Drill *events.Override
 }
 
 // Restore sets the status the endpoint last had in STATE, as a decider starting cold reads it,
@@ -104,6 +111,29 @@ func (e *Endpoint) Restore(s events.Status) {
 	if s == events.StatusUp || s == events.StatusDown {
 		e.Probed = s
 	}
+}
+
+// Resume notes that STATE records a hold-down of the endpoint under way since since, begun by
+// the result cause, for a decider starting cold that reads back less than a hold-down of probes:
+// the hold-down its results begin again is dated from since, as the decider that recorded it
+// dated it. The voting regions turning unhealthy, or every one going stale, forgets it, as they
+// cancel a hold-down. A hold-down is under way only while the probes say down: the endpoint's
+// probed status is down from then on, also where Restore left it unknown (an override in force,
+// whose status is the one STATE records). Call it after Restore; it does nothing to an endpoint
+// the probes say is up.
+func (e *Endpoint) Resume(since time.Time, cause string) {
+	if e.Probed != events.StatusUp {
+		e.Probed, e.resumeSince, e.resumeCause = events.StatusDown, since, cause
+	}
+}
+
+// HoldDown returns when the hold-down under way began and the id of the result that began it, or
+// a zero time: one resumed (Resume) that no result has begun again or cancelled yet is under way.
+func (e *Endpoint) HoldDown() (time.Time, string) {
+	if e.HealthySince.IsZero() && !e.resumeSince.IsZero() {
+		return e.resumeSince, e.resumeCause
+	}
+	return e.HealthySince, e.healthyCause
 }
 
 // Counted reports whether r is counted already: the region's latest result (redelivered), or
@@ -238,7 +268,7 @@ func (e *Endpoint) SetOverride(scope Scope, o events.Override, cause string, at 
 // decider that finds STATE disagreeing with what the streams say (a replica died mid-change).
 func (e *Endpoint) Explain(from events.Status, at time.Time, p Policy, cause, note string) Decision {
 	return Decision{From: from, To: e.Status, At: at, Cause: cause,
-		Reason: note + "; " + e.tally(p), Votes: e.votes()}
+		Reason: note + "; " + e.tally(p), Votes: e.votes(), Drill: e.drilled()}
 }
 
 // LastResult returns the id of the newest result the endpoint holds, or "".
@@ -326,14 +356,21 @@ func (e *Endpoint) settle(at time.Time, p Policy, cause, note string, results []
 	switch {
 	case voting == 0:
 		// No region has a view: keep the last decision (static stability), restart any hold-down.
-		e.HealthySince, e.healthyCause = time.Time{}, ""
+		e.HealthySince, e.healthyCause, e.resumeSince = time.Time{}, "", time.Time{}
 	case !Healthy(up, voting, p.Quorum):
 		e.Probed = events.StatusDown
-		e.HealthySince, e.healthyCause = time.Time{}, ""
+		e.HealthySince, e.healthyCause, e.resumeSince = time.Time{}, "", time.Time{}
 	case e.Probed == events.StatusDown && p.HoldDown > 0:
-		if e.HealthySince.IsZero() {
+		switch {
+		case !e.HealthySince.IsZero():
+		case !e.resumeSince.IsZero():
+			// Before at when the results read back begin after it; after at when they lack the
+			// vote that kept the endpoint unhealthy until then: either way, as STATE recorded it.
+			e.HealthySince, e.healthyCause = e.resumeSince, e.resumeCause
+		default:
 			e.HealthySince, e.healthyCause = at, cause
 		}
+		e.resumeSince = time.Time{}
 		if at.Sub(e.HealthySince) < p.HoldDown {
 			return Decision{}, false
 		}
@@ -343,7 +380,7 @@ func (e *Endpoint) settle(at time.Time, p Policy, cause, note string, results []
 		e.HealthySince, e.healthyCause = time.Time{}, ""
 	default:
 		e.Probed = events.StatusUp
-		e.HealthySince, e.healthyCause = time.Time{}, ""
+		e.HealthySince, e.healthyCause, e.resumeSince = time.Time{}, "", time.Time{}
 	}
 	return e.decide(at, p, cause, note, results)
 }
@@ -363,7 +400,15 @@ func (e *Endpoint) decide(at time.Time, p Policy, cause, note string, results []
 	if e.override() == nil {
 		reason += "; " + e.tally(p)
 	}
-	return Decision{From: from, To: to, At: at, Cause: cause, Reason: reason, Results: results, Votes: e.votes()}, true
+	return Decision{From: from, To: to, At: at, Cause: cause, Reason: reason, Results: results, Votes: e.votes(), Drill: e.drilled()}, true
+}
+
+// drilled is the drill's simulated failure when it is what sets the status, else nil.
+func (e *Endpoint) drilled() *events.Override {
+	if e.Own == nil && e.Pool == nil {
+		return e.Drill
+	}
+	return nil
 }
 
 func (e *Endpoint) override() *events.Override {

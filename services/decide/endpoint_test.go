@@ -236,6 +236,80 @@ func TestRestoreContinuesFromTheRecordedStatus(t *testing.T) {
 	}
 }
 
+// TestAResumedHoldDownEndsWhenItWouldHaveEndedUnlessTheRegionsTurnUnhealthyFirst: a decider
+// starting cold reads back less than a hold-down; STATE says the hold-down began at t0, by r0.
+func TestAResumedHoldDownEndsWhenItWouldHaveEndedUnlessTheRegionsTurnUnhealthyFirst(t *testing.T) {
+	p := testPolicy()
+	p.HoldDown = 10 * time.Second
+	pass := func(e *Endpoint, i int, ok bool) (Decision, bool) {
+		return e.Observe(Result{ID: fmt.Sprint("s", i), Region: "a", At: t0.Add(time.Duration(i) * time.Second), OK: ok}, p)
+	}
+	var e Endpoint
+	e.Restore(events.StatusDown)
+	e.Resume(t0, "r0")
+	for i := 7; i < 9; i++ { // rise 2 is met 8 s into the hold-down
+		if d, ok := pass(&e, i, true); ok {
+			t.Fatalf("result %d decided %+v before the hold-down resumed ran its course", i, d)
+		}
+	}
+	if !e.HealthySince.Equal(t0) {
+		t.Fatalf("hold-down since %s, want since %s, when STATE says it began", e.HealthySince, t0)
+	}
+	if d, ok := e.Expire(t0.Add(10*time.Second), p); !ok || d.To != events.StatusUp || d.Cause != "r0" || !d.At.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("hold-down expiry = %+v, %v; want up at t0 + 10s, caused by r0", d, ok)
+	}
+
+	// The results read back begin before the hold-down STATE recorded: they lack the vote that
+	// kept the endpoint unhealthy until then, and the hold-down still runs from when it began.
+	var g Endpoint
+	g.Restore(events.StatusDown)
+	g.Resume(t0.Add(5*time.Second), "r5")
+	for i := 1; i < 15; i++ {
+		if d, ok := pass(&g, i, true); ok {
+			t.Fatalf("result %d decided %+v before the hold-down STATE recorded ran its course", i, d)
+		}
+	}
+	if d, ok := g.Expire(t0.Add(15*time.Second), p); !ok || d.To != events.StatusUp || d.Cause != "r5" {
+		t.Fatalf("hold-down expiry = %+v, %v; want up at t0 + 15s, caused by r5", d, ok)
+	}
+
+	var f Endpoint
+	f.Restore(events.StatusDown)
+	f.Resume(t0, "r0")
+	for i := 7; i < 10; i++ { // fall 3: the region votes it down
+		pass(&f, i, false)
+	}
+	pass(&f, 10, true)
+	pass(&f, 11, true)
+	if since, cause := f.HoldDown(); !since.Equal(t0.Add(11*time.Second)) || cause != "s11" {
+		t.Fatalf("hold-down since %s by %q, want since %s by s11: a failure cancels the hold-down resumed", since, cause, t0.Add(11*time.Second))
+	}
+}
+
+// TestAHoldDownResumedUnderAForceUpHoldsTheEndpointDownOnceTheOverrideClears: a decider
+// starting cold finds w1 forced up (STATE records the override's up) and its hold-down under way
+// since t0; the results read back pass. Clearing the override takes the endpoint down, as its
+// hold-down of 10s has not run its course, and it comes up when that ends.
+func TestAHoldDownResumedUnderAForceUpHoldsTheEndpointDownOnceTheOverrideClears(t *testing.T) {
+	p := testPolicy()
+	p.HoldDown = 10 * time.Second
+	var e Endpoint
+	e.SetOverride(ScopeEndpoint, events.Override{Action: events.ActionForceUp, By: "alice"}, "o1", t0, p)
+	e.Restore(events.StatusUp)
+	e.Resume(t0, "r0")
+	for i := 6; i < 8; i++ {
+		if d, ok := e.Observe(Result{ID: fmt.Sprint("s", i), Region: "a", At: t0.Add(time.Duration(i) * time.Second), OK: true}, p); ok {
+			t.Fatalf("result %d decided %+v while the override is in force", i, d)
+		}
+	}
+	if d, ok := e.SetOverride(ScopeEndpoint, events.Override{By: "alice"}, "o2", t0.Add(8*time.Second), p); !ok || d.To != events.StatusDown {
+		t.Fatalf("clearing the override decided %+v, %v; want down until the hold-down ends at t0 + 10s", d, ok)
+	}
+	if d, ok := e.Expire(t0.Add(10*time.Second), p); !ok || d.To != events.StatusUp || d.Cause != "r0" {
+		t.Fatalf("hold-down expiry = %+v, %v; want up at t0 + 10s, caused by r0", d, ok)
+	}
+}
+
 func TestTheSameResultsInTheSameOrderYieldTheSameDecisions(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for trial := range 200 {

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -92,9 +95,13 @@ func fleetMessages(tb testing.TB, c *config.Config, n, batch int, from time.Time
 	return subjects, payloads
 }
 
+// publishAll publishes every message asynchronously and waits for their acknowledgements. While
+// the client's limit of pending publishes is reached it waits for a slot as long as for the
+// acknowledgements, not nats.go's default 200 ms, which a loaded machine exceeds (the publisher
+// then stopped short, and a benchmark waited for messages never sent).
 func publishAll(js jetstream.JetStream, subjects []string, payloads [][]byte) error {
 	for i := range payloads {
-		if _, err := js.PublishAsync(subjects[i], payloads[i]); err != nil {
+		if _, err := js.PublishAsync(subjects[i], payloads[i], jetstream.WithStallWait(time.Minute)); err != nil {
 			return fmt.Errorf("publish message %d: %w", i, err)
 		}
 	}
@@ -106,10 +113,46 @@ func publishAll(js jetstream.JetStream, subjects []string, payloads [][]byte) er
 	}
 }
 
-// publishing publishes in the background; the returned function waits for it to finish.
-func publishing(tb testing.TB, js jetstream.JetStream, subjects []string, payloads [][]byte) (wait func()) {
+// TestBenchmarkPublishingOutlastsSlowAcknowledgements: a loaded machine acknowledges the
+// benchmarks' publishes later than nats.go waits by default for a free slot among the pending
+// ones (200 ms): the publisher must wait for the slot rather than stop, leaving the benchmark to
+// wait for messages never sent.
+func TestBenchmarkPublishingOutlastsSlowAcknowledgements(t *testing.T) {
+	srv := eventstest.Start(t)
+	var seq atomic.Uint64
+	if _, err := srv.Conn.Subscribe("bench.slow", func(m *nats.Msg) {
+		time.AfterFunc(300*time.Millisecond, func() {
+			m.Respond(fmt.Appendf(nil, `{"stream":"bench","seq":%d}`, seq.Add(1)))
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc := eventstest.Connect(t, srv.URL)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := slices.Repeat([]string{"bench.slow"}, 5)
+	payloads := slices.Repeat([][]byte{[]byte("result")}, 5)
+	if err := publishAll(js, subjects, payloads); err != nil {
+		t.Fatal(err)
+	}
+	if got := seq.Load(); got != 5 {
+		t.Fatalf("%d messages acknowledged, want 5", got)
+	}
+}
+
+// publishing publishes in the background, and calls stop if that fails, so that a reader waiting
+// for the messages does not wait for ever; the returned function waits for publishing to finish.
+func publishing(tb testing.TB, js jetstream.JetStream, subjects []string, payloads [][]byte, stop func()) (wait func()) {
 	errc := make(chan error, 1)
-	go func() { errc <- publishAll(js, subjects, payloads) }()
+	go func() {
+		err := publishAll(js, subjects, payloads)
+		if err != nil {
+			stop()
+		}
+		errc <- err
+	}()
 	return func() {
 		tb.Helper()
 		if err := <-errc; err != nil {
@@ -146,8 +189,12 @@ func BenchmarkFold(b *testing.B) {
 			runDecider(b, srv.JS, c, stats)
 			eventstest.Eventually(b, 10*time.Second, stats.Live.Load, "decider did not go live")
 			subjects, payloads := fleetMessages(b, c, b.N, batch, time.Now())
+			// Published on a connection of its own, as a prober's: on the decider's, the
+			// publisher's pending messages would hold up the decider's appends.
+			_, pub := eventstest.ConnectJS(b, srv.URL)
+			var stopped atomic.Bool
 			b.ResetTimer()
-			wait := publishing(b, srv.JS, subjects, payloads)
+			wait := publishing(b, pub, subjects, payloads, func() { stopped.Store(true) })
 			// Every PROBES message processed. A result that PROBES delivers after a newer one of
 			// its endpoint and region was heard on the wire is not folded (the wire drops what it
 			// cannot hand over in time, as a slow consumer), so the results folded may stay short
@@ -155,7 +202,7 @@ func BenchmarkFold(b *testing.B) {
 			var processed uint64
 			eventstest.Eventually(b, 5*time.Minute, func() bool {
 				processed = stats.Messages.Load()
-				return processed >= uint64(len(subjects))
+				return processed >= uint64(len(subjects)) || stopped.Load()
 			}, "decider processed %d of %d messages", &processed, len(subjects))
 			wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "results/s")
@@ -176,11 +223,13 @@ func BenchmarkFold(b *testing.B) {
 			}
 			defer it.Stop()
 			subjects, payloads := fleetMessages(b, c, b.N, batch, time.Now())
+			_, pub := eventstest.ConnectJS(b, srv.URL)
 			b.ResetTimer()
-			wait := publishing(b, srv.JS, subjects, payloads)
+			wait := publishing(b, pub, subjects, payloads, it.Stop)
 			for n := 0; n < b.N; {
 				m, err := it.Next()
 				if err != nil {
+					wait() // why publishing stopped the reader, if it did
 					b.Fatal(err)
 				}
 				rs, err := events.DecodeProbes(m.Data())
@@ -212,14 +261,17 @@ func unboundedProbes(tb testing.TB, srv *eventstest.Server) {
 // BenchmarkColdStart measures how long a decider of the 10,000 endpoint fleet takes from start to
 // live, with STATE holding a status for every endpoint and PROBES the default replay window of
 // results (3 intervals × 3 regions × 10,000), in batches of 500 and one result a message, against
-// its peer: reading the same messages with two ordered consumers. One op is one start.
+// its peer: reading the same messages with two ordered consumers. One op is one start. With
+// held_down, STATE also holds when a hold-down of every endpoint began (its last-per-subject read
+// doubles): what recording hold-downs adds to a start at most.
 func BenchmarkColdStart(b *testing.B) {
 	for _, batch := range []int{500, 1} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { coldStart(b, batch) })
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { coldStart(b, batch, false) })
 	}
+	b.Run("batch=500,held_down", func(b *testing.B) { coldStart(b, 500, true) })
 }
 
-func coldStart(b *testing.B, batch int) {
+func coldStart(b *testing.B, batch int, heldDown bool) {
 	srv := eventstest.Start(b)
 	c := fleet(b)
 	ctx := context.Background()
@@ -231,12 +283,18 @@ func coldStart(b *testing.B, batch int) {
 				ev, _ := events.New(events.TypeEndpointUp, "bench", time.Now(), events.Transition{App: a.Name, Pool: p.Name, Endpoint: e.Name, To: events.StatusUp})
 				subjects = append(subjects, events.EndpointStateSubject(a.Name, p.Name, e.Name))
 				payloads = append(payloads, ev.Encode())
+				if heldDown {
+					ev, _ = events.New(events.TypeHoldDownStarted, "bench", time.Now(), events.HoldDown{App: a.Name, Pool: p.Name, Endpoint: e.Name, HoldDown: "10m"})
+					subjects = append(subjects, events.HoldDownSubject(a.Name, p.Name, e.Name))
+					payloads = append(payloads, ev.Encode())
+				}
 			}
 		}
 	}
 	if err := publishAll(srv.JS, subjects, payloads); err != nil {
 		b.Fatal(err)
 	}
+	stateSubjects := len(subjects)
 	const window, results = 3 * time.Second, 3 * 3 * fleetEndpointsTotal
 	subjects, payloads = fleetMessages(b, c, results, batch, time.Now().Add(-window+time.Second))
 	if err := publishAll(srv.JS, subjects, payloads); err != nil {
@@ -269,7 +327,7 @@ func coldStart(b *testing.B, batch int) {
 				stream string
 				policy jetstream.DeliverPolicy
 				want   int
-			}{{events.StreamState, jetstream.DeliverLastPerSubjectPolicy, fleetEndpointsTotal}, {events.StreamProbes, jetstream.DeliverAllPolicy, len(payloads)}} {
+			}{{events.StreamState, jetstream.DeliverLastPerSubjectPolicy, stateSubjects}, {events.StreamProbes, jetstream.DeliverAllPolicy, len(payloads)}} {
 				cons, err := srv.JS.OrderedConsumer(ctx, read.stream, jetstream.OrderedConsumerConfig{DeliverPolicy: read.policy})
 				if err != nil {
 					b.Fatal(err)
@@ -401,4 +459,33 @@ apps:
 		b.ResetTimer()
 		measure(b, srv, func() error { _, err := it.Next(); return err })
 	})
+}
+
+// BenchmarkHeardFoldedWhileAnOverrideIsHeld measures what a PROBES message costs the check of an
+// override held for the results heard before it (heardFolded, twice a message in onProbes):
+// `prefix` messages heard on the wire before the one the override waits for were delivered by
+// PROBES since the last tick. One op is one message: heard, delivered, and the check.
+func BenchmarkHeardFoldedWhileAnOverrideIsHeld(b *testing.B) {
+	for _, prefix := range []int{10, 1000, 4096} {
+		b.Run(fmt.Sprintf("prefix=%d", prefix), func(b *testing.B) {
+			d := &decider{live: true, log: zerolog.Nop()}
+			at := time.Now()
+			for i := range prefix {
+				k := msgKey{"detour.probe.eu.shop.west.w1", strconv.Itoa(i)}
+				d.heard(heardMsg{key: k, at: at})
+				d.delivered(k)
+			}
+			d.heard(heardMsg{key: msgKey{"detour.probe.eu.shop.west.w1", "awaited"}, at: at})
+			awaited := d.heardCount
+			b.ResetTimer()
+			for i := range b.N {
+				k := msgKey{"detour.probe.eu.shop.west.w2", strconv.Itoa(i)}
+				d.heard(heardMsg{key: k, at: at})
+				d.delivered(k)
+				if d.heardFolded(awaited) {
+					b.Fatal("the message the override waits for was folded")
+				}
+			}
+		})
+	}
 }

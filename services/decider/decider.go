@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/services/decide"
 	"github.com/detourdev/detour/services/drill"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,8 +48,16 @@ type decider struct {
 	started time.Time
 	// malformed counts the messages skipped because they could not be decoded.
 	malformed events.Malformed
+	// drillsCaughtUp is set once DRILLS delivered every event it held at start: the drills in
+	// force are known.
+	drillsCaughtUp bool
 	// failing is set when an append failed for another reason than a conflict during this tick.
 	failing bool
+	// readsStalled is set once a read of STATE's leader failed during this tick, or the reads
+	// of this tick took appendTimeout in all (readSpent): the decisions that would read wait for
+	// the next tick (see readUnanswered).
+	readsStalled bool
+	readSpent    time.Duration
 	// clockStamp is the newest stream time seen, and clockLocal this host's time when it came.
 	clockStamp, clockLocal time.Time
 	// queued are the decisions the next flush appends; queuedSlots their endpoints.
@@ -60,6 +69,9 @@ type decider struct {
 	waiting   map[msgKey]heardMsg
 	waitOrder []msgKey
 	fromWire  bool
+	// wireSync has the listener hand on what the connection received (listen); nil while
+	// results are not heard on the wire.
+	wireSync func()
 	// early are the messages PROBES delivered before their copy was heard on the wire, the last
 	// wireBuffer of them in earlyRing (the next to go at earlyNext).
 	early     map[msgKey]struct{}
@@ -74,11 +86,14 @@ type decider struct {
 	unanswered bool
 	// retrying are the pools whose transition the next tick appends again (poolSlot.retry).
 	retrying []*poolSlot
-	// held are the overrides STATE and the drill events DRILLS delivered before the results heard
-	// on the wire ahead of them were folded, in the order delivered (see onState and onDrill);
-	// heardCount counts the messages heard.
+	// held are the overrides STATE, the drill events DRILLS and the configuration versions
+	// Options.Configs delivered before the results heard on the wire ahead of them were folded, in
+	// the order delivered (see onState, onDrill and reconfigure); heardCount counts the messages
+	// heard.
 	held       []heldEvent
 	heardCount uint64
+	// holdAppends are the hold-down events sent to STATE whose answer has not come (landHoldDowns).
+	holdAppends []holdAppend
 	// probesQueued is how many PROBES messages the reader had taken but the loop had not folded
 	// when the last tick came: while it is not zero this replica is behind in the probes, and no
 	// endpoint's contradiction is re-asserted.
@@ -113,7 +128,7 @@ func (d *decider) run(ctx context.Context) error {
 	defer cancel()
 	// Small buffers: a PROBES delivery holds up to a whole decoded batch.
 	stateCh, probeCh, drillCh := make(chan delivery, 256), make(chan delivery, 64), make(chan delivery, 64)
-	from := d.started.Add(-d.o.Replay)
+	from := d.started.Add(-d.o.replay(d.o.Config))
 	wg.Go(func() {
 		d.consume(ctx, events.StreamState, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.SubjectState}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}, events.BridgeNext, decodeState, stateCh)
@@ -125,15 +140,16 @@ func (d *decider) run(ctx context.Context) error {
 			FilterSubjects: []string{events.EndpointProbeSubjects}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 			OptStartTime: &from}, events.BridgeNext, probeDecoder(), probeCh)
 	})
-	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNone, decodeState, drillCh) })
+	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNext, decodeState, drillCh) })
 	oldProbers := time.NewTicker(oldProberEvery)
 	defer oldProbers.Stop()
 	wg.Go(func() { watchOldProbers(ctx, d.js, d.log, oldProbers.C) })
 	heardCh := make(chan heardMsg, wireBuffer)
-	if stop, err := listen(d.js, heardCh); err != nil {
+	if stop, handedOn, err := listen(d.js, heardCh); err != nil {
 		d.log.Warn().Err(err).Msg("probe results not heard on the wire; folding them from PROBES only")
 	} else {
 		defer stop()
+		d.wireSync = handedOn
 	}
 	ticks := d.o.Ticks
 	if ticks == nil {
@@ -157,8 +173,8 @@ func (d *decider) run(ctx context.Context) error {
 			return nil
 		case m := <-stateCh:
 			// What was heard on the wire by now was published before STATE delivered this, and
-			// an override waits for the results among it (onState).
-			d.hearQueued(heardCh)
+			// an override waits for the results among it (onState), the listener's included.
+			d.hearQueued(heardCh, d.ix.epOverrides[m.subject] != nil || d.ix.poolOverrides[m.subject] != nil)
 			d.observeClock(m.stamp)
 			if m.recreated {
 				d.restartState(ctx)
@@ -167,18 +183,21 @@ func (d *decider) run(ctx context.Context) error {
 				d.onState(ctx, m)
 			}
 			if m.caughtUp {
+				now := d.streamNow(d.o.Now())
 				for _, s := range d.ix.endpoints {
+					s.restoreDrill()
 					s.st.Restore(s.status)
+					s.resumeHoldDown(now)
 				}
 				probes, drillsIn = probeCh, drillCh
 			}
 		case m := <-drillsIn:
 			// As for STATE: a drill event waits for the results heard before it (onDrill).
-			d.hearQueued(heardCh)
+			d.hearQueued(heardCh, true)
 			if m.recreated {
 				d.restartDrills(ctx, m.stamp)
 			}
-			if m.subject != "" {
+			if m.subject != "" || m.caughtUp {
 				d.onDrill(ctx, m)
 			}
 		case m := <-probes:
@@ -197,6 +216,8 @@ func (d *decider) run(ctx context.Context) error {
 			d.onTick(ctx, now, len(probeCh))
 			d.tick(ctx, d.streamNow(now))
 		case c := <-d.o.Configs:
+			// As for STATE: a version waits for the results heard before it (reconfigure).
+			d.hearQueued(heardCh, true)
 			d.reconfigure(ctx, c)
 		}
 		d.flush(ctx)
@@ -210,9 +231,15 @@ func (d *decider) onDelivery(ctx context.Context, m delivery) {
 		d.onProbes(ctx, m)
 	}
 	if m.caughtUp {
+		if !d.live && len(d.held) > 0 {
+			d.releaseOverrides(ctx, endOfTime) // the drill events of the backlog (hold) first
+		}
 		d.reconcile(ctx)
 	}
 }
+
+// endOfTime is later than any message is stored.
+var endOfTime = time.Unix(1<<62, 0)
 
 // onTick folds the results heard on the wire whose grace ended by local, this host's clock, and
 // applies the overrides and drill events held whose turn came; queued is how many PROBES
@@ -293,7 +320,7 @@ func (d *decider) fold(ctx context.Context, rs []events.ProbeResult, stamp time.
 		// alone, as a replay of them decides it.
 		d.passUntil(ctx, s, stamp)
 		dec, ok := s.st.Observe(res, s.pool.app.policy)
-		d.ix.rearm(s)
+		d.rearm(s)
 		if ok {
 			d.decided(ctx, s, dec)
 		}
@@ -310,7 +337,7 @@ func (d *decider) passUntil(ctx context.Context, s *endpointSlot, at time.Time) 
 		}
 		d.decided(ctx, s, dec)
 	}
-	d.ix.rearm(s)
+	d.rearm(s)
 }
 
 // region returns the interned region name, or "" when the configuration does not let name vote.
@@ -343,6 +370,7 @@ func (d *decider) restartState(ctx context.Context) {
 	for _, s := range d.ix.endpoints {
 		s.status, s.seq, s.eventID, s.cause, s.since, s.dated, s.overrideSeq = events.StatusUnknown, 0, "", "", time.Time{}, time.Time{}, 0
 		s.sent, s.dropped = events.Sent[sentTransition]{}, nil
+		s.hold = holdDowns{}
 		if s.st.Own != nil {
 			if dec, ok := s.st.SetOverride(decide.ScopeEndpoint, cleared, "", now, s.pool.app.policy); ok {
 				d.decided(ctx, s, dec)
@@ -353,7 +381,7 @@ func (d *decider) restartState(ctx context.Context) {
 				d.decided(ctx, s, dec)
 			}
 		}
-		d.ix.rearm(s)
+		d.rearm(s)
 		d.watchEndpoint(s)
 	}
 	d.dropHeld(false)
@@ -397,6 +425,10 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 		}
 		return
 	}
+	if s := d.ix.holdDowns[m.subject]; s != nil {
+		s.recordHoldDown(m.seq, env)
+		return
+	}
 	if p := d.ix.pools[m.subject]; p != nil {
 		d.poolStored(p, env.ID, p.sent.Delivered(env.ID, m.seq, env.Source == d.o.Name))
 		if m.seq > p.seq {
@@ -427,9 +459,9 @@ func (d *decider) onState(ctx context.Context, m delivery) {
 	d.hold(ctx, heldEvent{subject: m.subject, seq: m.seq, stamp: m.stamp, id: env.ID, o: o})
 }
 
-// heldEvent is an override STATE delivered, or a drill event DRILLS delivered (drill), waiting
-// for the results heard on the wire before it (the first heard of them) to be folded, since at
-// (this host's clock).
+// heldEvent is an override STATE delivered, a drill event DRILLS delivered (drill), or a
+// configuration version (config), waiting for the results heard on the wire before it (the first
+// heard of them) to be folded, since at (this host's clock).
 type heldEvent struct {
 	subject string
 	seq     uint64
@@ -437,14 +469,26 @@ type heldEvent struct {
 	id      string
 	o       events.Override
 	drill   *delivery
+	config  *config.Config
 	heard   uint64
 	at      time.Time
+	// backlog is set on a drill event DRILLS delivered before the decider went live, which waits
+	// for PROBES's backlog stored before it, not for the results heard on the wire.
+	backlog bool
 }
 
 // hold applies h at once, or holds it when results heard on the wire before it are still to be
-// folded, or events held before it are still held.
+// folded, or events held before it are still held, or, before the decider goes live, when it is
+// a drill event (see heldEvent.backlog).
 func (d *decider) hold(ctx context.Context, h heldEvent) {
 	h.heard, h.at = d.heardCount, d.o.Now()
+	if !d.live && h.drill != nil {
+		// Before going live the results stored before a drill event are those of PROBES's
+		// backlog: it waits until PROBES delivers a result stored after it, or catches up.
+		h.backlog = true
+		d.held = append(d.held, h)
+		return
+	}
 	if d.live && (len(d.held) > 0 || !d.heardFolded(h.heard)) {
 		d.held = append(d.held, h)
 		return
@@ -452,21 +496,24 @@ func (d *decider) hold(ctx context.Context, h heldEvent) {
 	d.applyHeld(ctx, h)
 }
 
-// applyHeld applies a held override or drill event.
+// applyHeld applies a held override, drill event or configuration version.
 func (d *decider) applyHeld(ctx context.Context, h heldEvent) {
-	if h.drill != nil {
+	switch {
+	case h.drill != nil:
 		d.applyDrill(ctx, *h.drill)
-		return
+	case h.config != nil:
+		d.configure(ctx, h.config, h.stamp)
+	default:
+		d.applyOverride(ctx, h)
 	}
-	d.applyOverride(ctx, h)
 }
 
 // dropHeld forgets the held drill events (drills), or the held overrides, of a stream created
-// again.
+// again; the configuration versions held stay.
 func (d *decider) dropHeld(drills bool) {
 	kept := d.held[:0]
 	for _, h := range d.held {
-		if (h.drill != nil) != drills {
+		if h.config != nil || (h.drill != nil) != drills {
 			kept = append(kept, h)
 		}
 	}
@@ -477,13 +524,18 @@ func (d *decider) dropHeld(drills bool) {
 }
 
 // heardFolded reports whether every probe message heard on the wire among the first n has been
-// folded or dropped: delivered by PROBES, or folded as heard once its grace ended.
+// folded or dropped: delivered by PROBES, or folded as heard once its grace ended. It takes the
+// messages PROBES delivered off the front of the wait order (foldHeard would skip them), so
+// that while an override is held each PROBES message costs its check one look, not one per
+// message delivered since the last tick.
 func (d *decider) heardFolded(n uint64) bool {
-	for _, k := range d.waitOrder {
-		if m, ok := d.waiting[k]; ok {
+	for len(d.waitOrder) > 0 {
+		if m, ok := d.waiting[d.waitOrder[0]]; ok {
 			return m.n > n
 		}
+		d.waitOrder = d.waitOrder[1:]
 	}
+	d.waitOrder = nil // let the backing array go after a burst
 	return true
 }
 
@@ -493,7 +545,7 @@ func (d *decider) heardFolded(n uint64) bool {
 func (d *decider) releaseOverrides(ctx context.Context, stored time.Time) {
 	n := 0
 	for _, h := range d.held {
-		if !d.heardFolded(h.heard) && (stored.IsZero() || stored.Before(h.stamp)) {
+		if (h.backlog || !d.heardFolded(h.heard)) && (stored.IsZero() || stored.Before(h.stamp)) {
 			break
 		}
 		d.applyHeld(ctx, h)
@@ -512,7 +564,7 @@ func (d *decider) applyOverride(ctx context.Context, h heldEvent) {
 		s.overrideSeq = h.seq
 		d.passUntil(ctx, s, overrideTime(s, h.stamp))
 		dec, ok := s.st.SetOverride(decide.ScopeEndpoint, h.o, h.id, overrideTime(s, h.stamp), s.pool.app.policy)
-		d.ix.rearm(s)
+		d.rearm(s)
 		if ok {
 			d.decided(ctx, s, dec)
 		}
@@ -522,7 +574,7 @@ func (d *decider) applyOverride(ctx context.Context, h heldEvent) {
 		for _, s := range p.endpoints {
 			d.passUntil(ctx, s, overrideTime(s, h.stamp))
 			dec, ok := s.st.SetOverride(decide.ScopePool, h.o, h.id, overrideTime(s, h.stamp), p.app.policy)
-			d.ix.rearm(s)
+			d.rearm(s)
 			if ok {
 				d.decided(ctx, s, dec)
 			}
@@ -562,7 +614,7 @@ func (d *decider) streamNow(local time.Time) time.Time {
 func (d *decider) decided(ctx context.Context, s *endpointSlot, dec decide.Decision) {
 	if !d.live {
 		s.pending = &dec
-		d.ix.rearm(s)
+		d.rearm(s)
 		return
 	}
 	d.queue(ctx, s, dec)
@@ -579,7 +631,7 @@ func (d *decider) reconcile(ctx context.Context) {
 		}
 		dec := s.pending
 		s.pending = nil
-		d.ix.rearm(s)
+		d.rearm(s)
 		if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
 			continue
 		}
@@ -623,7 +675,8 @@ func (d *decider) explain(s *endpointSlot, now time.Time) *decide.Decision {
 // stopped landing (see overdue): then they are settled, and one that failed is retried on the
 // next tick.
 func (d *decider) tick(ctx context.Context, now time.Time) {
-	d.failing = false
+	d.failing, d.readsStalled, d.readSpent = false, false, 0
+	d.landHoldDowns()
 	d.landReady(ctx)
 	if d.overdue() {
 		// Nothing landed for appendTimeout. The first time, the appends in flight are waited for
@@ -653,7 +706,7 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		}
 		s := d.ix.endpoints[i]
 		d.expire(ctx, s, until)
-		d.ix.rearm(s)
+		d.rearm(s)
 	}
 	d.flush(ctx)
 	if !d.failing && len(d.retrying) > 0 {
@@ -686,10 +739,19 @@ func (d *decider) expire(ctx context.Context, s *endpointSlot, now time.Time) {
 	}
 	dec := s.pending
 	s.pending = nil
-	if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
+	if s.st.Status == events.StatusUnknown || s.st.Status == s.status && !s.sent.Unanswered(s.seq) {
 		return
 	}
-	if dec.To != s.st.Status {
+	switch dr := s.dropped; {
+	case dec.To == s.st.Status:
+	case dr != nil && dr.To == s.st.Status:
+		// The decision that brought the endpoint to its status was dropped as older than what
+		// STATE records (another replica ahead in the probes): explained as made now, it was
+		// dated after the results still to fold, and appended against STATE's newer event,
+		// which made every later decision of both replicas look older (flaps lost until
+		// re-asserted). Dated as decided, it is dropped again, and re-asserted if it lasts.
+		dec = dr
+	default:
 		dec = d.explain(s, now)
 	}
 	d.queue(ctx, s, *dec)
@@ -756,7 +818,7 @@ func (d *decider) endpointEvent(s *endpointSlot, dec decide.Decision) (events.En
 	p := s.pool
 	t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, Endpoint: s.cfg.Name, Address: s.cfg.Address,
 		From: s.status, To: dec.To, Reason: dec.Reason, Results: dec.Results, Votes: dec.Votes,
-		Thresholds: p.app.policy.Thresholds()}
+		Thresholds: p.app.policy.Thresholds(), Drill: drill.ID(dec.Drill)}
 	derive := events.Derived
 	if s.keyed {
 		derive = d.idKey.Derived
@@ -790,10 +852,13 @@ type sentTransition struct {
 	// streakSince is when the streak of failed results that took an endpoint down began (see
 	// failover); zero for any other transition.
 	streakSince time.Time
+	// at is when this replica decided an endpoint's transition, which it dates another
+	// replica's copy of it by (ownTime).
+	at time.Time
 }
 
 func endpointSent(s *endpointSlot, dec decide.Decision) sentTransition {
-	t := sentTransition{from: s.status, to: dec.To, reason: dec.Reason}
+	t := sentTransition{from: s.status, to: dec.To, reason: dec.Reason, at: dec.At}
 	if failover(dec) {
 		t.streakSince = dec.StreakSince
 	}
@@ -889,7 +954,7 @@ func (d *decider) last(ctx context.Context, subject string) (events.Envelope, ui
 // later keeps a decision whose append failed for the next tick.
 func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) {
 	s.pending = &dec
-	d.ix.rearm(s)
+	d.rearm(s)
 	d.failing = true
 	d.o.Stats.Failed.Add(1)
 	if ctx.Err() == nil {
@@ -901,16 +966,117 @@ func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decisio
 // of the event sent, of a decision made at at, was refused, and starts the clock of a
 // contradiction it shows (the STATE reader, delivering the same event later, finds it recorded
 // already).
+//
+// An event read back that the STATE reader has not delivered yet may follow pool events it has
+// not delivered either: the pool's subject is read back too. Judged against the pool's status
+// as this replica last knew it, the pool's transition that the endpoint's event calls for could
+// look made already (the pool had moved away from that status since), and the endpoint's next
+// transition was appended without it: STATE showed a pool down all the while its only endpoint
+// was up, where the replica that stored the endpoint's event died, or was slow, before the pool's.
 func (d *decider) reread(ctx context.Context, s *endpointSlot, sent string, at time.Time) error {
 	env, seq, ok, err := d.last(ctx, s.subject)
 	if err != nil && !errors.Is(err, events.ErrMalformed) {
 		return err
 	}
+	if !ok {
+		return nil
+	}
+	s.record(seq, env, ownTime(env, sent, at))
+	d.watchEndpoint(s)
+	if seq <= d.o.Stats.StateSeq.Load() {
+		return nil
+	}
+	p := s.pool
+	env, seq, ok, err = d.last(ctx, p.subject)
+	if err != nil && !errors.Is(err, events.ErrMalformed) {
+		return err
+	}
 	if ok {
-		s.record(seq, env, ownTime(env, sent, at))
-		d.watchEndpoint(s)
+		p.record(seq, env)
 	}
 	return nil
+}
+
+// readUnanswered reads the endpoint's subject back from STATE's leader before dec is dropped as
+// not due, where an append this replica sent on it went unanswered (its answer timed out, the
+// connection was lost): STATE may hold it, while the slot shows what STATE recorded before it
+// (unsent). Judged against that, the next transition looked recorded already: w1's up stored
+// but unanswered, the failures that took w1 down again before the next tick tried the up again
+// made a down that w1 showed already, dropped, and STATE showed w1 up through them (the other
+// replica, its reader behind, dropped it too) until the contradiction was re-asserted a second
+// later, or for good where w1 came back up before that. The leader answers the read: a replica
+// behind it may not hold the up yet. The read is made at once: kept for the next tick, a
+// decision was judged after those that followed it (w1 down and up again within the tick: the
+// up was due and appended, the down read back after it, not due, and the pair never recorded).
+// An event read back beyond what STATE delivered has the pool's subject read back too, as in
+// reread. It reports whether dec is to be judged now; dec is kept for the next tick when the
+// read fails, or once the reads stall (see leaderLast). A decision that is due needs no read:
+// appended after what the slot shows, it conflicts with an unanswered append STATE stored, and
+// re-reads.
+func (d *decider) readUnanswered(ctx context.Context, s *endpointSlot, dec decide.Decision) bool {
+	if due(s, dec) || !s.sent.Unanswered(s.seq) {
+		return true
+	}
+	if d.readsStalled {
+		s.pending = &dec
+		d.rearm(s)
+		return false
+	}
+	env, seq, ok, err := d.leaderLast(ctx, s.subject)
+	if err != nil && !errors.Is(err, events.ErrMalformed) {
+		d.later(ctx, s, dec, err)
+		return false
+	}
+	if ok {
+		env = stamped(env, d.streamNow(d.o.Now()))
+		at := env.Time
+		if t, own := s.sent.Info(env.ID); own {
+			at = t.at // a copy of this replica's append, dated as it decided it (ownTime)
+		}
+		s.record(seq, env, at)
+		d.watchEndpoint(s)
+	}
+	if !ok || seq <= d.o.Stats.StateSeq.Load() {
+		return true
+	}
+	// Beyond what STATE delivered, as in reread: the pool's events before it may be too.
+	if err := d.readPoolBack(ctx, s.pool); err != nil {
+		d.later(ctx, s, dec, err)
+		return false
+	}
+	return true
+}
+
+// readPoolBack records what STATE's leader last holds on the pool's subject (leaderLast), for
+// readUnanswered and readPoolUnanswered; it returns the read's error, but for a malformed event.
+func (d *decider) readPoolBack(ctx context.Context, p *poolSlot) error {
+	env, seq, ok, err := d.leaderLast(ctx, p.subject)
+	if err != nil && !errors.Is(err, events.ErrMalformed) {
+		return err
+	}
+	if ok {
+		p.record(seq, stamped(env, d.streamNow(d.o.Now())))
+		d.watchPool(p)
+	}
+	return nil
+}
+
+// leaderLast reads the last event STATE's leader holds on subject, for at most appendTimeout.
+// Once a read failed, or the reads since the last tick took appendTimeout in all, readsStalled
+// keeps the reads after them for the next tick: a storm of 10,000 flaps on subjects whose
+// appends went unanswered read one after another, stalling every decision for 10,000 round
+// trips to a leader slow to answer (each up to appendTimeout); now a tick is stalled by less
+// than twice appendTimeout.
+func (d *decider) leaderLast(ctx context.Context, subject string) (events.Envelope, uint64, bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	start := time.Now()
+	env, seq, ok, err := events.LeaderLast(rctx, d.js, events.StreamState, subject)
+	d.readSpent += time.Since(start)
+	if err != nil && !errors.Is(err, events.ErrMalformed) || d.readSpent >= appendTimeout {
+		d.readsStalled = true
+	}
+	return env, seq, ok, err
 }
 
 // ownTime returns when this replica judges e, an event STATE holds on an endpoint, happened: at,
@@ -939,6 +1105,9 @@ func (d *decider) checkPool(ctx context.Context, p *poolSlot) { d.poolTransition
 func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool) {
 	if p.inFlight > 0 {
 		d.settle(ctx)
+	}
+	if !d.readPoolUnanswered(ctx, p) {
+		return
 	}
 	for attempt := 0; ; attempt++ {
 		ev, t, ok := d.poolEvent(p, reassert)
@@ -1015,6 +1184,27 @@ func superseded(p *poolSlot, latest *endpointSlot) bool {
 		return false
 	}
 	return p.since.After(latest.since) || p.since.Equal(latest.since) && p.seq > latest.order()
+}
+
+// readPoolUnanswered is readUnanswered for the pool: it reads the pool's subject back from
+// STATE's leader before the pool's availability is judged recorded already, where an append this
+// replica sent on it went unanswered (west's up stored but unanswered, w1's next down left west
+// up in STATE, as its pool's down looked recorded already). It reports whether to judge the pool
+// now; the pool is kept for the next tick (retryLater) when the read fails, or once the reads
+// stall (see leaderLast).
+func (d *decider) readPoolUnanswered(ctx context.Context, p *poolSlot) bool {
+	if !p.sent.Unanswered(p.seq) || p.verdict().Status != p.status {
+		return true
+	}
+	if d.readsStalled {
+		d.retryLater(p)
+		return false
+	}
+	if err := d.readPoolBack(ctx, p); err != nil {
+		d.poolLater(ctx, p, err)
+		return false
+	}
+	return true
 }
 
 func poolSent(t events.Transition) sentTransition {

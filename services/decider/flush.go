@@ -120,6 +120,9 @@ func (d *decider) flush(ctx context.Context) {
 		if p := x.s.pool; p.next != nil {
 			d.landThrough(ctx, p.next)
 		}
+		if !d.readUnanswered(ctx, x.s, x.dec) {
+			continue
+		}
 		x.s.dropped = droppedAsOlder(x.s, x.dec)
 		if !due(x.s, x.dec) {
 			d.watchEndpoint(x.s)
@@ -142,6 +145,9 @@ func (d *decider) sendPools(ctx context.Context, pools []*poolSlot) {
 	for _, p := range pools {
 		if p.next != nil {
 			d.landThrough(ctx, p.next)
+		}
+		if !d.readPoolUnanswered(ctx, p) {
+			continue
 		}
 		if ev, t, ok := d.poolEvent(p, false); ok {
 			d.send(ctx, &sent{p: p, t: t, ev: ev, lastSeq: p.seq})

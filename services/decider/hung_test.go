@@ -2,7 +2,6 @@ package decider_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -28,7 +26,7 @@ func TestADeciderRestartedWhileAReplicaHangsRecordsAFailoverSoon(t *testing.T) {
 	const restarted = 3
 	c := eventstest.StartCluster(t, 3)
 	admin := c.Streams(t)
-	hung := leadingNone(t, c, admin, events.StreamState, events.StreamProbes, events.StreamDrills)
+	hung := c.LeadingNone(t, admin, events.StreamState, events.StreamProbes, events.StreamDrills)
 	url := c.URLs[(hung+1)%len(c.Servers)]
 	_, js := eventstest.ConnectJS(t, url)
 	cfg := eventstest.Config(t, shopYAML)
@@ -62,26 +60,12 @@ func TestADeciderRestartedWhileAReplicaHangsRecordsAFailoverSoon(t *testing.T) {
 		eu.send("shop", "west", "w1", true)
 	}
 	// Deciders whose PROBES consumers JetStream placed on the node about to hang run until live
-	// and stop, leaving their consumers.
-	var users []string
-	for i := 0; len(users) < restarted; i++ {
-		if i == 100 {
-			t.Fatalf("%d of 100 deciders' PROBES consumers placed on n%d", len(users), hung)
-		}
-		user := fmt.Sprintf("decider-%d", i)
+	// and stop, leaving their consumers there.
+	users := c.LeftOn(t, hung, restarted, probes, "decider", "", func(user string) func() {
 		stats, stop := run(user)
 		eventstest.Eventually(t, 10*time.Second, stats.Live.Load, "decider %s live with every node awake", user)
-		stop()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		cons, err := probes.Consumer(ctx, events.ConsumerName(user, ""))
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cons.CachedInfo().Cluster.Leader == c.Servers[hung].Name() {
-			users = append(users, user)
-		}
-	}
+		return stop
+	})
 	eventstest.Eventually(t, 10*time.Second, func() bool { return last() == events.StatusUp }, "w1 recorded up with every node awake")
 	c.DirectGets(t, events.StreamProbes)
 	c.DirectGets(t, events.StreamState)
@@ -113,37 +97,4 @@ func TestADeciderRestartedWhileAReplicaHangsRecordsAFailoverSoon(t *testing.T) {
 		t.Errorf("the slowest of %d deciders restarted went live %s after it was run and recorded a change %s after its last result, want both within %s with n%d hung",
 			len(users), slowLive.Round(time.Millisecond), slowRecorded.Round(time.Millisecond), limit, hung)
 	}
-}
-
-// leadingNone returns a node that leads neither the named streams nor the cluster's metadata,
-// moving their leaders off it as needed.
-func leadingNone(t *testing.T, c *eventstest.Cluster, js jetstream.JetStream, streams ...string) int {
-	t.Helper()
-	node := -1
-	for i, ns := range c.Servers {
-		if !ns.JetStreamIsLeader() {
-			node = i
-		}
-	}
-	other := c.Servers[(node+1)%len(c.Servers)].Name()
-	for _, name := range streams {
-		eventstest.Eventually(t, 30*time.Second, func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			st, err := js.Stream(ctx, name)
-			if err != nil {
-				return false
-			}
-			if led := st.CachedInfo().Cluster.Leader; led != "" && led != c.Servers[node].Name() {
-				return true
-			}
-			req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, other)
-			_, _ = js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, []byte(req))
-			return false
-		}, "%s led by a node other than n%d", name, node)
-	}
-	if c.Servers[node].JetStreamIsLeader() {
-		t.Fatalf("n%d leads the cluster's metadata", node)
-	}
-	return node
 }

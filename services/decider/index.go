@@ -1,12 +1,14 @@
 package decider
 
 import (
+	"bytes"
 	"math"
 	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/services/decide"
+	"github.com/detourdev/detour/services/drill"
 )
 
 // appSlot, poolSlot and endpointSlot are the decider's view of the configuration: the pure state
@@ -59,6 +61,12 @@ type endpointSlot struct {
 	cause   string
 	since   time.Time
 	dated   time.Time
+	// drilled is the id of the drill whose simulated failure made what STATE last recorded on
+	// subject (drill.Of), else "": that status is the drill's, not the probes'.
+	drilled string
+	// restoredDrill is set while st.Drill is the failure restoreDrill put back from drilled, not
+	// one folded from DRILLS.
+	restoredDrill bool
 	// overrideSeq is the stream sequence of the last override of this endpoint applied.
 	overrideSeq uint64
 	// pending is the latest decision made before the decider went live, or one whose append
@@ -78,9 +86,17 @@ type endpointSlot struct {
 	sent events.Sent[sentTransition]
 	// keyed is set once an append of the endpoint was preempted (see decider.idKey).
 	keyed bool
+	// holdSubject records when the endpoint's hold-downs began (events.HoldDownSubject); hold is
+	// what this replica knows of them.
+	holdSubject string
+	hold        holdDowns
 	// i is the endpoint's place in index.endpoints and index.due.
 	i int
 }
+
+// drillReason begins the JSON of the reason of a transition a drill's simulated failure made
+// before transitions were marked (drill.Of), and drillMark begins the mark.
+var drillReason, drillMark = []byte(`"reason":"drill `), []byte(`"drill":"`)
 
 // foldedResult is the last result folded from one region: its prober time and id, and, while
 // PROBES has not yet delivered past what was heard on the wire, the prober time of the newest
@@ -123,6 +139,32 @@ func (s *endpointSlot) once(region string, r *events.ProbeResult, heard bool) bo
 	return true
 }
 
+// holdDowns is what a replica knows of an endpoint's hold-downs: what STATE last recorded on its
+// hold-down subject, or this replica last appended there (holdRecord), and the hold-down this
+// replica's own view had when it last looked (noteHoldDown), since heldSince, begun by the result
+// heldCause: it records the changes of its own view only, never cancelling one another replica,
+// ahead in the probes, recorded first. The zero value knows of none: a field added here is
+// forgotten with the others when STATE is created again, and kept across a new version.
+type holdDowns struct {
+	holdRecord
+	heldSince time.Time
+	heldCause string
+}
+
+// holdRecord is the hold-down event STATE holds at seq on an endpoint's hold-down subject: a
+// hold-down under way since since, begun by the result cause, or none (since zero); address and
+// length are the address and the hold_down it names (length zero when it names none that
+// parses); cancelled is the result that began the hold-down it records cancelled. A new event
+// replaces the record whole.
+type holdRecord struct {
+	seq       uint64
+	since     time.Time
+	cause     string
+	address   string
+	length    time.Duration
+	cancelled string
+}
+
 type nameKey struct{ app, pool, endpoint string }
 
 // index is every app, pool and endpoint of the configuration, reachable by name and by subject.
@@ -141,11 +183,26 @@ type index struct {
 	// overrides maps an override subject to its endpoint, or to its pool for "_pool".
 	epOverrides   map[string]*endpointSlot
 	poolOverrides map[string]*poolSlot
+	// holdDowns maps a hold-down subject to its endpoint.
+	holdDowns map[string]*endpointSlot
+	// replay is defaultReplay of the index's configuration, worked out once (decider.readBack).
+	replay time.Duration
 }
 
 func newIndex(c *config.Config) *index {
-	ix := &index{byName: map[nameKey]*endpointSlot{}, bySubject: map[string]*endpointSlot{},
-		pools: map[string]*poolSlot{}, epOverrides: map[string]*endpointSlot{}, poolOverrides: map[string]*poolSlot{}}
+	var pools, endpoints int
+	for i := range c.Apps {
+		for j := range c.Apps[i].Pools {
+			pools++
+			endpoints += len(c.Apps[i].Pools[j].Endpoints)
+		}
+	}
+	// Sized up front: grown one insert at a time, the maps of 10,000 endpoints were rehashed
+	// again and again (BenchmarkNewIndex).
+	ix := &index{byName: make(map[nameKey]*endpointSlot, endpoints), bySubject: make(map[string]*endpointSlot, endpoints),
+		pools: make(map[string]*poolSlot, pools), epOverrides: make(map[string]*endpointSlot, endpoints),
+		poolOverrides: make(map[string]*poolSlot, pools), holdDowns: make(map[string]*endpointSlot, endpoints),
+		apps: make([]*appSlot, 0, len(c.Apps)), endpoints: make([]*endpointSlot, 0, endpoints), replay: defaultReplay(c)}
 	for i := range c.Apps {
 		a := &appSlot{cfg: &c.Apps[i], policy: decide.PolicyFor(&c.Apps[i])}
 		ix.apps = append(ix.apps, a)
@@ -157,12 +214,14 @@ func newIndex(c *config.Config) *index {
 			ix.poolOverrides[events.OverrideSubject(a.cfg.Name, pc.Name, "")] = p
 			for k := range pc.Endpoints {
 				ec := &pc.Endpoints[k]
-				s := &endpointSlot{pool: p, cfg: ec, subject: events.EndpointStateSubject(a.cfg.Name, pc.Name, ec.Name), i: len(ix.endpoints)}
+				s := &endpointSlot{pool: p, cfg: ec, subject: events.EndpointStateSubject(a.cfg.Name, pc.Name, ec.Name),
+					holdSubject: events.HoldDownSubject(a.cfg.Name, pc.Name, ec.Name), i: len(ix.endpoints)}
 				p.endpoints = append(p.endpoints, s)
 				ix.endpoints = append(ix.endpoints, s)
 				ix.byName[nameKey{a.cfg.Name, pc.Name, ec.Name}] = s
 				ix.bySubject[s.subject] = s
 				ix.epOverrides[events.OverrideSubject(a.cfg.Name, pc.Name, ec.Name)] = s
+				ix.holdDowns[s.holdSubject] = s
 			}
 		}
 	}
@@ -225,6 +284,13 @@ func (s *endpointSlot) record(seq uint64, e events.Envelope, at time.Time) {
 	if seq > s.seq {
 		s.status, _ = events.TransitionStatus(e.Type)
 		s.seq, s.eventID, s.cause, s.since, s.dated = seq, e.ID, e.Cause, at, e.Time
+		s.drilled = ""
+		var t events.Transition
+		// Decoded only where the transition may be a drill's: a replica starting cold records
+		// the last event of every endpoint.
+		if s.status == events.StatusDown && (bytes.Contains(e.Data, drillMark) || bytes.Contains(e.Data, drillReason)) && e.Payload(&t) == nil {
+			s.drilled = drill.Of(t)
+		}
 	}
 }
 

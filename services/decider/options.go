@@ -34,7 +34,9 @@ type Options struct {
 	TickEvery time.Duration
 	// Replay is how far back in PROBES a starting decider reads: enough for every region to have
 	// reported fall or rise results, and to know which regions are stale. Default: the largest,
-	// over the apps, of stale_after and max(fall, rise) × interval + jitter.
+	// over the apps, of stale_after and max(fall, rise) × interval + jitter, of each configuration
+	// version from the moment the decider applies it (a hold-down is recorded once it has lasted
+	// half of it).
 	Replay time.Duration
 	// Stats, when set, receives the decider's counters.
 	Stats *Stats
@@ -88,18 +90,30 @@ func (o *Options) defaults() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	replay := time.Duration(0)
-	for i := range o.Config.Apps {
-		k := &o.Config.Apps[i].Check
-		replay = max(replay, k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D())
-	}
-	if o.Replay <= 0 {
-		o.Replay = replay
-	}
 	if o.Stats == nil {
 		o.Stats = &Stats{}
 	}
 	return nil
+}
+
+// replay is how far back in PROBES a decider starting under cfg reads: Replay when set, else
+// the largest, over cfg's apps, of stale_after and max(fall, rise) × interval + jitter.
+func (o *Options) replay(cfg *config.Config) time.Duration {
+	if o.Replay > 0 {
+		return o.Replay
+	}
+	return defaultReplay(cfg)
+}
+
+// defaultReplay is the largest, over cfg's apps, of stale_after and max(fall, rise) × interval +
+// jitter.
+func defaultReplay(cfg *config.Config) time.Duration {
+	replay := time.Duration(0)
+	for i := range cfg.Apps {
+		k := &cfg.Apps[i].Check
+		replay = max(replay, k.StaleAfter.D(), time.Duration(max(k.Fall, k.Rise))*k.Interval.D()+k.Jitter.D())
+	}
+	return replay
 }
 
 // tickEvery is the default ticker's period under cfg: TickEvery when set, else a quarter of the

@@ -36,7 +36,7 @@ func TestDefaultsFollowTheShortestIntervalAndTheLongestWindow(t *testing.T) {
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if every := o.tickEvery(c); every != 50*time.Millisecond || o.Replay != 51*time.Second {
-		t.Errorf("tick every %s, replay %s; want 50ms (a quarter of 200ms) and 51s (5 × 10s + 1s of jitter)", every, o.Replay)
+	if every := o.tickEvery(c); every != 50*time.Millisecond || o.replay(c) != 51*time.Second {
+		t.Errorf("tick every %s, replay %s; want 50ms (a quarter of 200ms) and 51s (5 × 10s + 1s of jitter)", every, o.replay(c))
 	}
 }

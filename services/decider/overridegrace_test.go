@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
-	"github.com/detourdev/detour/events/eventstest"
-	"github.com/detourdev/detour/services/drill"
 )
 
 // TestAnOverrideWaitsForTheResultsHeardBeforeItNoLongerThanTheirGrace: w1 is forced down, passes
@@ -19,19 +17,10 @@ import (
 // counting the pass. The clear waited for as long as the storm kept the replica behind; held no
 // longer than the grace but applied ahead of the pass, w1 came up by the pass instead.
 func TestAnOverrideWaitsForTheResultsHeardBeforeItNoLongerThanTheirGrace(t *testing.T) {
-	cfg := eventstest.Config(t, `
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: http, interval: 1s, timeout: 500ms, fall: 1, rise: 1, stale_after: 1h}
-    pools:
-      - name: west
-        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
-`)
+	cfg := w1Config(t, "")
 	local := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 	o := Options{Config: cfg, Name: "decider/a", Now: func() time.Time { return local }, Stats: &Stats{}}
-	d := &decider{o: o, ix: newIndex(cfg), drills: drill.NewView(), regions: map[string]string{}, live: true}
+	d := handDriven(o, nil)
 	ctx := context.Background()
 	w1 := d.ix.bySubject[events.EndpointStateSubject("shop", "west", "w1")]
 	subject := events.OverrideSubject("shop", "west", "w1")
@@ -51,11 +40,7 @@ apps:
 	}
 	d.queued, d.queuedSlots = nil, nil // as appended
 
-	pass, err := events.New(events.TypeProbeCompleted, "eu-prober", local, events.ProbeResult{ID: "eu-1", At: local,
-		App: "shop", Pool: "west", Endpoint: "w1", Region: "eu", Prober: "p1", Check: "http", OK: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pass := w1Pass(t, "eu-1", local)
 	d.heard(heardMsg{key: msgKey{events.ProbeSubject("eu", "shop", "west", "w1"), pass.ID}, data: pass.Encode(), at: local})
 	clear := override(2, events.TypeOverrideCleared, "")
 	if w1.st.Own == nil {

@@ -290,7 +290,7 @@ func TestHoldDownKeepsARecoveredEndpointOutUntilItHasStayedHealthy(t *testing.T)
 		t.Errorf("failback at %s caused by %s: %+v; want at %s, caused by eu-7 (the second pass), hold-down 300ms",
 			up.Env.Time, up.Env.Cause, tr, back)
 	}
-	if appended := stamp(t, srv, events.StreamState, stateSeq(t, srv, 5)); appended.Before(back) {
+	if appended := stamp(t, srv, events.StreamState, up.Seq); appended.Before(back) {
 		t.Errorf("failback appended at %s, before the endpoint had been healthy for 300ms (%s)", appended, back)
 	}
 }

@@ -39,37 +39,56 @@ type msgKey struct{ subject, id string }
 // listen subscribes to the probe subjects the decider folds, events.EndpointProbeSubjects
 // (endpoints' batches and results published alone; not the edge listeners' batches, which the
 // controller follows), and hands what it hears to out, in the order heard, dropping a message
-// when out is full. A message without a Nats-Msg-Id is left to PROBES. The returned function
-// stops it.
-func listen(js jetstream.JetStream, out chan<- heardMsg) (func(), error) {
+// when out is full. A message without a Nats-Msg-Id is left to PROBES. It returns stop, which
+// stops it, and sync, which returns once every message the connection had received when it was
+// called is in out (or dropped): the connection receives a result published before an override
+// ahead of STATE's delivery of the override, but the listener may still hold it when the loop
+// takes that delivery.
+func listen(js jetstream.JetStream, out chan<- heardMsg) (stop, sync func(), err error) {
 	msgs := make(chan *nats.Msg, wireBuffer)
-	done := make(chan struct{})
+	done, syncs := make(chan struct{}), make(chan chan struct{})
 	sub, err := js.Conn().ChanSubscribe(events.EndpointProbeSubjects, msgs)
 	if err != nil {
-		return nil, fmt.Errorf("listen to %s: %w", events.EndpointProbeSubjects, err)
+		return nil, nil, fmt.Errorf("listen to %s: %w", events.EndpointProbeSubjects, err)
 	}
-	stop := func() {
+	stop = func() {
 		_ = sub.Unsubscribe()
 		close(done)
+	}
+	sync = func() {
+		synced := make(chan struct{})
+		select {
+		case syncs <- synced:
+			<-synced
+		case <-done:
+		}
+	}
+	handOn := func(m *nats.Msg) {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if id == "" {
+			return
+		}
+		select {
+		case out <- heardMsg{key: msgKey{m.Subject, id}, data: m.Data, at: time.Now()}:
+		default:
+		}
 	}
 	go func() {
 		for {
 			select {
 			case m := <-msgs:
-				id := m.Header.Get(jetstream.MsgIDHeader)
-				if id == "" {
-					continue
+				handOn(m)
+			case synced := <-syncs:
+				for len(msgs) > 0 {
+					handOn(<-msgs)
 				}
-				select {
-				case out <- heardMsg{key: msgKey{m.Subject, id}, data: m.Data, at: time.Now()}:
-				default:
-				}
+				close(synced)
 			case <-done:
 				return
 			}
 		}
 	}()
-	return stop, nil
+	return stop, sync, nil
 }
 
 // heard keeps a message heard on the wire until PROBES delivers it (then it is dropped) or its
@@ -94,8 +113,13 @@ func (d *decider) heard(m heardMsg) {
 	}
 }
 
-// hearQueued takes, as heard, every message waiting in ch, which only the loop reads.
-func (d *decider) hearQueued(ch <-chan heardMsg) {
+// hearQueued takes, as heard, every message waiting in ch, which only the loop reads; with all,
+// first every message the connection received by now (see listen's sync), for an event that
+// waits for the results heard before it (hold).
+func (d *decider) hearQueued(ch <-chan heardMsg, all bool) {
+	if all && d.live && d.wireSync != nil {
+		d.wireSync()
+	}
 	for len(ch) > 0 {
 		d.heard(<-ch)
 	}
@@ -130,19 +154,22 @@ func (d *decider) delivered(k msgKey) {
 // delivering them, each timed by when it was heard, on the streams' clock. While PROBES
 // deliveries wait for the loop (backlog), PROBES is not what is late: the copies keep waiting
 // for it, as folding them from the wire would only add their decoding to the loop's delay.
+//
+// The wait order is taken from the front one message at a time: releasing an override takes off
+// it the messages PROBES delivered (heardFolded), up to the one being folded.
 func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) {
-	n := 0
-	for _, k := range d.waitOrder {
+	for len(d.waitOrder) > 0 {
+		k := d.waitOrder[0]
 		m, ok := d.waiting[k]
 		if ok && (backlog || local.Sub(m.at) < wireGrace) {
 			break
 		}
-		n++
+		if ok && len(d.held) > 0 {
+			d.releaseOverrides(ctx, time.Time{}) // those STATE delivered before m was heard
+		}
+		d.waitOrder = d.waitOrder[1:]
 		if !ok {
 			continue // delivered by PROBES
-		}
-		if len(d.held) > 0 {
-			d.releaseOverrides(ctx, time.Time{}) // those STATE delivered before m was heard
 		}
 		delete(d.waiting, k)
 		rs, err := events.DecodeProbes(m.data)
@@ -160,7 +187,6 @@ func (d *decider) foldHeard(ctx context.Context, local time.Time, backlog bool) 
 				Msg("PROBES did not deliver a result in time; folding results as heard on the wire")
 		}
 	}
-	d.waitOrder = d.waitOrder[n:]
 	if len(d.waitOrder) == 0 {
 		d.waitOrder = nil // let the backing array go after a burst
 	}

@@ -1,6 +1,7 @@
 package decider
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ func TestTheWireCarriesNoEdgeListenerBatchesToTheDecider(t *testing.T) {
 		t.Fatal(err)
 	}
 	heard := make(chan heardMsg, 16)
-	stop, err := listen(js, heard)
+	stop, _, err := listen(js, heard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,5 +58,54 @@ func TestTheWireCarriesNoEdgeListenerBatchesToTheDecider(t *testing.T) {
 	// three, not the edges' batch.
 	if in := nc.Stats().InMsgs; in != 3 {
 		t.Errorf("the decider's connection received %d messages, want 3", in)
+	}
+}
+
+// TestEveryResultTheConnectionReceivedIsHeardOnceTheListenerIsSynced: a burst of results is
+// published and the decider's connection has received them all (its ping answered after them);
+// once the listener is synced, every one waits in the loop's channel, in the order published.
+// STATE's delivery of an override stored after a result reaches the connection after the result
+// does, and the override waits for the results heard by then: before, the listener's goroutine
+// could still hold the result when the loop took the override, which then came first.
+func TestEveryResultTheConnectionReceivedIsHeardOnceTheListenerIsSynced(t *testing.T) {
+	srv := eventstest.Start(t)
+	nc := eventstest.Connect(t, srv.URL)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	heard := make(chan heardMsg, wireBuffer)
+	stop, sync, err := listen(js, heard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		m := nats.NewMsg(events.ProbeSubject("eu", "shop", "west", "w1"))
+		m.Data = []byte("{}")
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprint(i))
+		if err := srv.Conn.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server handled the publishes, then answers the decider's ping after sending them.
+	if err := srv.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	if len(heard) != n {
+		t.Fatalf("%d results wait in the loop's channel once synced, want the %d the connection received", len(heard), n)
+	}
+	for i := range n {
+		if m := <-heard; m.key.id != fmt.Sprint(i) {
+			t.Fatalf("result %d heard as %s: want them in the order published", i, m.key.id)
+		}
 	}
 }
