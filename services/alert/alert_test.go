@@ -37,6 +37,15 @@ alerts:
     webhooks: [{url: %q, secret_env: DETOUR_TEST_HOOK_SECRET}]
 `
 
+// serve runs h as a webhook on loopback until the test ends, closed after the senders started
+// later stop.
+func serve(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s
+}
+
 // receiver fails the first fails requests with 500, then accepts; it keeps what it accepted.
 type receiver struct {
 	mu       sync.Mutex
@@ -98,8 +107,7 @@ func TestAWebhookThatFailsTwiceGetsOneDeliveryAndThreeRecordedAttempts(t *testin
 	const secret = "s3cret-for-the-hook"
 	t.Setenv("DETOUR_TEST_HOOK_SECRET", secret)
 	rc := &receiver{fails: 2}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	cfg := eventstest.Config(t, strings.Replace(doc, "%q", `"`+hook.URL+`/hooks/detour?token=query-secret"`, 1))
 	eventstest.Run(t, "alerts", func(ctx context.Context) error {
@@ -121,8 +129,12 @@ func TestAWebhookThatFailsTwiceGetsOneDeliveryAndThreeRecordedAttempts(t *testin
 				break
 			}
 			e, err := events.Decode(m.Data)
+			if err == nil && e.Type == events.TypeAlertClaimed {
+				continue // each attempt's claim, before it
+			}
 			var a events.AlertAttempt
-			if err != nil || e.Type != events.TypeAlertAttempted || m.Subject != events.AlertSubject("oncall") || e.Payload(&a) != nil || e.Cause != down.ID {
+			if err != nil || e.Type != events.TypeAlertAttempted || e.Payload(&a) != nil || e.Cause != down.ID ||
+				m.Subject != events.AlertClaimSubject("oncall", a.Delivery, a.Attempt) {
 				t.Fatalf("ALERTS holds %s %s", m.Subject, m.Data)
 			}
 			attempts = append(attempts, a)
@@ -171,8 +183,7 @@ func TestAWebhookThatFailsTwiceGetsOneDeliveryAndThreeRecordedAttempts(t *testin
 
 func TestAnAlertIsAbandonedWhenRetryForRunsOut(t *testing.T) {
 	rc := &receiver{fails: 1000}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	d := strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1)
 	d = strings.Replace(d, ", secret_env: DETOUR_TEST_HOOK_SECRET}]", "}]\n    retry_for: 100ms", 1)
@@ -187,7 +198,7 @@ func TestAnAlertIsAbandonedWhenRetryForRunsOut(t *testing.T) {
 	alerts := ns.Stream(t, events.StreamAlerts)
 	var last events.AlertAttempt
 	eventstest.Eventually(t, 5*time.Second, func() bool {
-		m, err := alerts.GetLastMsgForSubject(context.Background(), events.AlertSubject("oncall"))
+		m, err := alerts.GetLastMsgForSubject(context.Background(), events.AlertSubject("oncall")+".>")
 		if err != nil {
 			return false
 		}
@@ -251,8 +262,7 @@ func TestClassifyTellsAFailoverFromAPoolDownThatChangesNoAnswer(t *testing.T) {
 func TestAlertsAreSentOnceStateExistsWhenItDidNotAtStart(t *testing.T) {
 	t.Setenv("DETOUR_TEST_HOOK_SECRET", "x")
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.StartWith(t, eventstest.Options{NoStreams: true})
 	cfg := eventstest.Config(t, strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1))
 	eventstest.Run(t, "alerts", func(ctx context.Context) error {
@@ -269,8 +279,7 @@ func TestAlertsAreSentOnceStateExistsWhenItDidNotAtStart(t *testing.T) {
 
 func TestAWebhookIsRetriedOnTimeWhileALERTSElectsALeader(t *testing.T) {
 	rc := &receiver{fails: 1}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	js := eventstest.NewElecting(ns.JS, "detour.alert.", true)
 	cfg := eventstest.Config(t, strings.Replace(strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1), ", secret_env: DETOUR_TEST_HOOK_SECRET}]", "}]", 1))
@@ -295,8 +304,7 @@ func TestAWebhookIsRetriedOnTimeWhileALERTSElectsALeader(t *testing.T) {
 
 func TestAlertsStartWhileDRILLSElectsALeader(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	js := eventstest.NewElecting(ns.JS, "detour.drill.", true)
 	js.StreamName = events.StreamDrills
@@ -319,8 +327,7 @@ func TestAlertsStartWhileDRILLSElectsALeader(t *testing.T) {
 
 func TestAWebhookWhoseURLIsInTheEnvironmentIsDeliveredAndNamedWithoutIt(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	t.Setenv("DETOUR_TEST_HOOK_SECRET", "s3cret-for-the-hook")
 	t.Setenv("DETOUR_TEST_HOOK_URL", hook.URL+"/services/T0/B0/Zx9aB3cD4eF5gH6i")
 	ns := eventstest.Start(t)
@@ -337,7 +344,7 @@ func TestAWebhookWhoseURLIsInTheEnvironmentIsDeliveredAndNamedWithoutIt(t *testi
 		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown, Reason: "w1 down"})
 	rc.waitAccepted(t, 5*time.Second, "the webhook named by $DETOUR_TEST_HOOK_URL to accept the pool_down")
 
-	m, err := ns.Stream(t, events.StreamAlerts).GetLastMsgForSubject(context.Background(), events.AlertSubject("oncall"))
+	m, err := ns.Stream(t, events.StreamAlerts).GetLastMsgForSubject(context.Background(), events.AlertSubject("oncall")+".>")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,11 +132,14 @@ type delivery struct {
 	fact   Fact
 	id     string
 	body   []byte
-	// owed is the STATE event d is a first attempt owed for, until that is made (r.tried).
+	// owed is the event (of STATE or DRILLS) d is a first attempt owed for, until that is made
+	// (r.tried, r.triedDrills).
 	owed *owed
 	// resumed is what ALERTS told of d's attempts before the sender started: d goes on from
 	// there.
 	resumed *sent
+	// unclaimed is set while the last claim of d went unanswered: the next is asked briefly.
+	unclaimed bool
 }
 
 // send makes one attempt and returns the status code (0 when none came back).
@@ -171,27 +174,60 @@ func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error
 }
 
 // deliver tries until the webhook accepts or retry_for runs out, recording every attempt.
+// Each attempt is claimed first (see claim): one another sender claimed is left to it, and d
+// goes on as its record tells, or with the next attempt when none comes within TakeOver.
 // A resumed delivery makes the attempt after its last one when that was due, and gives up
-// retry_for after its first. What ALERTS told of it was written by another process, by its
-// clock (or by anyone allowed to write ALERTS): its next attempt comes within MaxBackoff, its
+// retry_for after its first, timed by when ALERTS stored its attempts, never by the clock of the
+// process that wrote them. What ALERTS told of it was written by another process (or by anyone
+// allowed to write ALERTS): its next attempt comes within MaxBackoff, its
 // waits stay within Backoff and MaxBackoff, and its first attempt counts as no later than now,
 // so that no record has it wait for hours holding its webhook's slot, retry past retry_for or
-// retry in a tight loop.
+// retry in a tight loop. Another sender's attempts are followed alike.
 func (r *runner) deliver(ctx context.Context, d *delivery) {
 	first, wait, attempt := r.o.Now(), r.o.Backoff, 1
-	if s := d.resumed; s != nil {
+	// after goes on from s, the attempts made before: it waits until the next one is due and
+	// returns false when ctx ended first.
+	after := func(s *sent) bool {
 		if s.first.Before(first) {
 			first = s.first
 		}
 		wait, attempt = min(max(2*s.retryIn, r.o.Backoff), r.o.MaxBackoff), s.attempt+1
-		if !r.pause(ctx, min(s.next.Sub(r.o.Now()), r.o.MaxBackoff)) {
-			return
-		}
+		return r.pause(ctx, min(s.next.Sub(r.o.Now()), r.o.MaxBackoff))
 	}
-	for ; ; attempt++ {
+	if d.resumed != nil && !after(d.resumed) {
+		return
+	}
+	for {
+		if !r.claim(ctx, d, attempt) {
+			s := r.ledger.await(ctx, d.id, attempt, r.o.TakeOver, r.o.Name, r.started)
+			if ctx.Err() != nil {
+				return
+			}
+			if s == nil {
+				s = r.recorded(ctx, d, attempt)
+			}
+			if s == nil {
+				by := ""
+				if s := r.ledger.get(d.id); s != nil {
+					by = s.claimedBy
+				}
+				r.log.Warn().Str("alert", d.group.Name).Str("webhook", target(d.url)).Str("delivery", d.id).Int("attempt", attempt).
+					Str("claimed_by", by).Dur("take_over", r.o.TakeOver).Msg("alert attempt claimed but not recorded: making the next one")
+				attempt++
+				continue
+			}
+			if d.owed != nil {
+				d.owed.settle() // its first attempt was made, and stored, by another sender
+				d.owed = nil
+			}
+			if s.done || !after(s) {
+				return
+			}
+			continue
+		}
 		code, err := r.send(ctx, d, attempt)
-		if ctx.Err() != nil {
-			return
+		if err != nil && ctx.Err() != nil {
+			return // cut short as the sender stops: its next run makes it again
 		}
 		a := events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
 			Attempt: attempt, HTTPStatus: code, Text: Text(d.kind, d.fact), Result: events.AlertDelivered}
@@ -208,7 +244,7 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 		if err == nil || last || !r.pause(ctx, wait) {
 			return
 		}
-		wait = min(2*wait, r.o.MaxBackoff)
+		wait, attempt = min(2*wait, r.o.MaxBackoff), attempt+1
 	}
 }
 
@@ -227,9 +263,41 @@ func (r *runner) pause(ctx context.Context, wait time.Duration) bool {
 	}
 }
 
+// attemptSubject is where attempt n of delivery id of group is recorded: on its claim's subject,
+// after the claim, so that a sender that waited for the record in vain reads it there (see
+// recorded); attempt 0, abandoned unclaimed, on the group's subject.
+func attemptSubject(group, id string, n int) string {
+	if n == 0 {
+		return events.AlertSubject(group)
+	}
+	return events.AlertClaimSubject(group, id, n)
+}
+
+// recorded reads attempt n of d's subject as ALERTS' leader holds it (events.LeaderLast: a
+// replica behind the leader may hold neither the claim nor the record), within claimTimeout, for
+// a sender that waited TakeOver for its record in vain: its consumer of ALERTS may have stopped
+// reading (its node hangs), or read a replica that lags, while the record was stored. It folds a
+// record found there into the ledger, as stored when read (a retry it asks for is due its wait
+// after that), and returns what the ledger then tells of d when that tells of attempt n; else
+// nil (no leader answered: ALERTS elects one), and the attempt is taken over.
+func (r *runner) recorded(ctx context.Context, d *delivery, n int) *sent {
+	rctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	e, _, ok, err := events.LeaderLast(rctx, r.o.JS, events.StreamAlerts, events.AlertClaimSubject(d.group.Name, d.id, n))
+	if err != nil || !ok || e.Type != events.TypeAlertAttempted {
+		return nil // unread, or only claimed: its claimer stopped, or has not stored it yet
+	}
+	now := r.o.Now()
+	r.ledger.add(e, now, now, r.keep)
+	if s := r.ledger.get(d.id); s.tells(n) {
+		return s
+	}
+	return nil
+}
+
 // record logs the attempt and hands it to the recorder for ALERTS: the next attempt does not
 // wait for the stream (while it elects a leader, a publish goes unanswered for seconds). The
-// first attempt of a delivery owed for a STATE event counts it tried (r.tried).
+// first attempt of a delivery owed for an event counts it tried (r.tried, r.triedDrills).
 func (r *runner) record(d *delivery, a events.AlertAttempt) {
 	ev := r.log.Info()
 	switch a.Result {
@@ -240,14 +308,14 @@ func (r *runner) record(d *delivery, a events.AlertAttempt) {
 	}
 	ev.Str("alert", a.Alert).Str("kind", a.Kind).Str("webhook", a.Webhook).Str("delivery", a.Delivery).
 		Int("attempt", a.Attempt).Int("http_status", a.HTTPStatus).Str("result", a.Result).Msg("alert delivery attempted")
-	r.tried.hand(d.owed, func(through string) {
-		a.Tried = through
+	r.hand(d.owed, func(state, drills string) {
+		a.Tried, a.TriedDrills = state, drills
 		e, err := events.Derived(events.TypeAlertAttempted, r.o.Name, d.fact.Event.ID, d.id+"|"+strconv.Itoa(a.Attempt), r.o.Now(), a)
 		if err != nil {
 			r.log.Warn().Err(err).Str("alert", a.Alert).Str("delivery", a.Delivery).Msg("alert attempt not recorded")
 			return
 		}
-		r.attempts.Record(events.AlertSubject(d.group.Name), e)
+		r.attempts.Record(attemptSubject(d.group.Name, d.id, a.Attempt), e)
 	})
 	d.owed = nil
 }

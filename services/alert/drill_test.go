@@ -3,7 +3,6 @@ package alert_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -53,14 +52,21 @@ func drillEvent(t *testing.T, js jetstream.JetStream, id, typ string, data any) 
 	return e
 }
 
+// drillEnds appends drill id of west-outage on shop, started and completed by ops: one
+// drill_result to alert.
+func drillEnds(t *testing.T, js jetstream.JetStream, id string) {
+	t.Helper()
+	drillEvent(t, js, id, events.TypeDrillStarted, events.DrillStarted{ID: id, Name: "west-outage", By: "ops", Apps: []string{"shop"}, Steps: 1})
+	drillEvent(t, js, id, events.TypeDrillScored, drill.Scorecard{Drill: id, Name: "west-outage", By: "ops", RolledBack: "completed by ops"})
+}
+
 func TestADrillThatEndsIsSentAsADrillResultToTheGroupsThatSubscribe(t *testing.T) {
 	const secret = "drill-hook-secret"
 	t.Setenv("DETOUR_TEST_HOOK_SECRET", secret)
 	all, blog, pages := &receiver{fails: 1}, &receiver{}, &receiver{}
 	var urls []any
 	for _, rc := range []*receiver{all, blog, pages} {
-		srv := httptest.NewServer(rc)
-		defer srv.Close()
+		srv := serve(t, rc)
 		urls = append(urls, `"`+srv.URL+`"`)
 	}
 	d := drillDoc
@@ -144,11 +150,7 @@ func TestADrillThatEndsIsSentAsADrillResultToTheGroupsThatSubscribe(t *testing.T
 	if b := accepted(blog, 1); b[0].Drill == nil || b[0].Drill.ID != "d2" {
 		t.Errorf("the blog group got %+v, want d2 only", b[0])
 	}
-	alerts := ns.Stream(t, events.StreamAlerts)
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		info, err := alerts.Info(context.Background(), jetstream.WithSubjectFilter(events.AlertSubject("drills")))
-		return err == nil && len(info.State.Subjects) == 1 && info.State.Subjects[events.AlertSubject("drills")] == 3
-	}, "three attempts of group drills on ALERTS")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(stored(t, ns, "drills")) == 3 }, "three attempts of group drills on ALERTS")
 	blog.mu.Lock()
 	pages.mu.Lock()
 	defer blog.mu.Unlock()
@@ -160,8 +162,7 @@ func TestADrillThatEndsIsSentAsADrillResultToTheGroupsThatSubscribe(t *testing.T
 
 func TestDrillResultsAreSentOnceTheDrillsStreamExistsWhenItDidNotAtStart(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	if err := ns.JS.DeleteStream(context.Background(), events.StreamDrills); err != nil {
 		t.Fatal(err)

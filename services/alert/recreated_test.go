@@ -2,7 +2,6 @@ package alert_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +19,7 @@ import (
 func TestAPoolDownInAStateStreamCreatedAgainIsAlerted(t *testing.T) {
 	t.Setenv("DETOUR_TEST_HOOK_SECRET", "x")
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	west := events.PoolStateSubject("shop", "west")
 	transition(t, ns.JS, west, events.TypePoolDown, events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown, Reason: "w1 down"})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,6 +16,8 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/alert"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -56,10 +57,11 @@ func stored(t *testing.T, ns *eventstest.Server, group string) []events.AlertAtt
 			return out
 		}
 		var a events.AlertAttempt
-		if e, err := events.Decode(m.Data); err != nil || e.Payload(&a) != nil {
+		e, err := events.Decode(m.Data)
+		if err != nil || e.Payload(&a) != nil {
 			t.Fatalf("ALERTS holds %s", m.Data)
 		}
-		if a.Alert == group {
+		if e.Type == events.TypeAlertAttempted && a.Alert == group {
 			out = append(out, a)
 		}
 	}
@@ -67,8 +69,7 @@ func stored(t *testing.T, ns *eventstest.Server, group string) []events.AlertAtt
 
 func TestATransitionAppendedWhileNoSenderRanIsDeliveredOnceOneStarts(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 
@@ -84,8 +85,7 @@ func TestATransitionAppendedWhileNoSenderRanIsDeliveredOnceOneStarts(t *testing.
 
 func TestADeliveryFailingWhenTheSenderStopsIsResumedAfterARestartWithItsIDAndTheNextAttempt(t *testing.T) {
 	rc := &receiver{fails: 1 << 30} // it refuses until the test lets it accept
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	c := version(t, 1, group("oncall", hook.URL, ""))
 	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
@@ -99,6 +99,15 @@ func TestADeliveryFailingWhenTheSenderStopsIsResumedAfterARestartWithItsIDAndThe
 	if last.Result != events.AlertFailed {
 		t.Fatalf("the last attempt stored before the restart is %+v, want failed", last)
 	}
+	// The sender may have stopped while making the next attempt, claimed and not recorded: the
+	// restarted one makes the one after it.
+	next := last.Attempt + 1
+	for _, c := range claims(t, ns, "oncall") {
+		var a events.AlertClaim
+		if c.Payload(&a) == nil && a.Attempt >= next {
+			next = a.Attempt + 1
+		}
+	}
 	rc.mu.Lock()
 	rc.fails = rc.requests // it accepts from now on
 	rc.mu.Unlock()
@@ -110,22 +119,20 @@ func TestADeliveryFailingWhenTheSenderStopsIsResumedAfterARestartWithItsIDAndThe
 	rc.mu.Lock()
 	h := rc.headers[0]
 	rc.mu.Unlock()
-	if h.Get(alert.HeaderDelivery) != last.Delivery || h.Get(alert.HeaderAttempt) != strconv.Itoa(last.Attempt+1) {
+	if h.Get(alert.HeaderDelivery) != last.Delivery || h.Get(alert.HeaderAttempt) != strconv.Itoa(next) {
 		t.Errorf("resumed as delivery %s attempt %s, want delivery %s attempt %d",
-			h.Get(alert.HeaderDelivery), h.Get(alert.HeaderAttempt), last.Delivery, last.Attempt+1)
+			h.Get(alert.HeaderDelivery), h.Get(alert.HeaderAttempt), last.Delivery, next)
 	}
 	eventstest.Eventually(t, 5*time.Second, func() bool {
 		after := stored(t, ns, "oncall")
 		a := after[len(after)-1]
-		return a.Result == events.AlertDelivered && a.Attempt == last.Attempt+1 && a.Delivery == last.Delivery
-	}, "attempt %d of %s stored as delivered", last.Attempt+1, last.Delivery)
+		return a.Result == events.AlertDelivered && a.Attempt == next && a.Delivery == last.Delivery
+	}, "attempt %d of %s stored as delivered", next, last.Delivery)
 }
 
 func TestASenderThatStartsSendsNothingAppendedLongerAgoThanItsGroupsRetryFor(t *testing.T) {
 	long, short := &receiver{}, &receiver{}
-	longHook, shortHook := httptest.NewServer(long), httptest.NewServer(short)
-	defer longHook.Close()
-	defer shortHook.Close()
+	longHook, shortHook := serve(t, long), serve(t, short)
 	ns := eventstest.Start(t)
 	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	stamp := storedAt(t, ns, down.ID)
@@ -148,8 +155,7 @@ func TestASenderThatStartsSendsNothingAppendedLongerAgoThanItsGroupsRetryFor(t *
 
 func TestASenderRestartedAfterAnAlertWasDeliveredSendsItNoMore(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	c := version(t, 1, group("oncall", hook.URL, ""))
 	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
@@ -168,9 +174,7 @@ func TestASenderRestartedAfterAnAlertWasDeliveredSendsItNoMore(t *testing.T) {
 
 func TestAWebhookAddedToAGroupBeforeARestartIsNotSentWhatTheGroupWasToldBefore(t *testing.T) {
 	first, added := &receiver{}, &receiver{}
-	firstHook, addedHook := httptest.NewServer(first), httptest.NewServer(added)
-	defer firstHook.Close()
-	defer addedHook.Close()
+	firstHook, addedHook := serve(t, first), serve(t, added)
 	ns := eventstest.Start(t)
 	stop := startSender(t, ns, version(t, 1, group("oncall", firstHook.URL, "")), &eventstest.Logs{}, time.Now)
 	followsSTATE(t, ns, 5*time.Second, "")
@@ -186,6 +190,35 @@ func TestAWebhookAddedToAGroupBeforeARestartIsNotSentWhatTheGroupWasToldBefore(t
 		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
 	}
 }
+
+// The drill_result twin of the test above: the drill results up to the last one every delivery
+// was tried for (AlertAttempt.TriedDrills) are owed to no webhook added since.
+func TestAWebhookAddedToADrillGroupBeforeARestartIsNotSentTheDrillResultsTheGroupWasToldBefore(t *testing.T) {
+	first, added := &receiver{}, &receiver{}
+	firstHook, addedHook := serve(t, first), serve(t, added)
+	ns := eventstest.Start(t)
+	logs := &eventstest.Logs{}
+	stop := startSender(t, ns, version(t, 1, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", firstHook.URL)), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the sender to dispatch the drill results owed from before its start")
+	drillEnds(t, ns.JS, "d1")
+	waitAttempt(t, ns, "drills", 1)
+	stop()
+
+	logs = &eventstest.Logs{}
+	startSender(t, ns, version(t, 2, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}, {url: %q}]}\n",
+		firstHook.URL, addedHook.URL)), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the restarted sender to dispatch the drill results owed")
+	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"events":1`) {
+		t.Errorf("the restarted sender logged %q with some owed, want none:\n%s", drillsOwedDispatched, logs)
+	}
+	if n, m := first.count(), added.count(); n != 1 || m != 0 {
+		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
+	}
+}
+
+// drillsOwedDispatched is what a sender logs once it has dispatched the drill results owed from
+// before it started.
+const drillsOwedDispatched = "drill results owed from before the start dispatched"
 
 // hanging answers no request until the request ends (its sender stopped) while hang is set,
 // then accepts.
@@ -209,9 +242,7 @@ func (h *hanging) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestAFirstAttemptUnansweredWhenTheSenderStopsIsMadeAfterTheRestartThoughALaterAlertWasRecorded(t *testing.T) {
 	slow, fast := &hanging{}, &receiver{}
 	slow.hang.Store(true)
-	slowHook, fastHook := httptest.NewServer(slow), httptest.NewServer(fast)
-	defer slowHook.Close()
-	defer fastHook.Close()
+	slowHook, fastHook := serve(t, slow), serve(t, fast)
 	ns := eventstest.Start(t)
 	c := version(t, 1, group("slow", slowHook.URL, ""), group("fast", fastHook.URL, ""))
 	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
@@ -237,8 +268,7 @@ func TestAFirstAttemptUnansweredWhenTheSenderStopsIsMadeAfterTheRestartThoughALa
 
 func TestWhileALERTSIsAwayAtStartLaterTransitionsAreAlertedAndThoseOwedWaitForIt(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	before := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	alerts := ns.Stream(t, events.StreamAlerts).CachedInfo().Config
@@ -308,8 +338,7 @@ func recordFailed(t *testing.T, ns *eventstest.Server, e events.Envelope, group,
 
 func TestAResumedDeliveryWhoseRecordAsksForANegativeRetryIsStillRetriedWithBackoff(t *testing.T) {
 	rc := &receiver{fails: 1 << 30}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now(), -1)
@@ -329,8 +358,7 @@ func TestAResumedDeliveryWhoseRecordAsksForANegativeRetryIsStillRetriedWithBacko
 
 func TestAResumedDeliveryRecordedByAClockAnHourAheadIsRetriedWithinTheLongestBackoff(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now().Add(time.Hour), 1000)
@@ -343,8 +371,7 @@ func TestAResumedDeliveryRecordedByAClockAnHourAheadIsRetriedWithinTheLongestBac
 
 func TestASenderWhoseClockIsAheadOfTheStreamsStillSendsATransitionStoredWithinItsRetryFor(t *testing.T) {
 	rc := &receiver{}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	hook := serve(t, rc)
 	ns := eventstest.Start(t)
 	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
 
@@ -368,5 +395,222 @@ func storedAt(t *testing.T, ns *eventstest.Server, id string) time.Time {
 		if e, err := events.Decode(m.Data); err == nil && e.ID == id {
 			return m.Time
 		}
+	}
+}
+
+func TestADrillResultDeliveryFailingWhenTheSenderStopsIsResumedAfterARestartWithItsIDAndTheNextAttempt(t *testing.T) {
+	rc := &receiver{fails: 1 << 30} // it refuses until the test lets it accept
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	c := version(t, 1, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", hook.URL))
+	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
+	following(t, ns, events.StreamDrills, 1)
+	drillEnds(t, ns.JS, "d1")
+	waitAttempt(t, ns, "drills", 2)
+	stop()
+
+	before := stored(t, ns, "drills")
+	last := before[len(before)-1]
+	if last.Result != events.AlertFailed {
+		t.Fatalf("the last attempt stored before the restart is %+v, want failed", last)
+	}
+	rc.mu.Lock()
+	rc.fails = rc.requests // it accepts from now on
+	rc.mu.Unlock()
+
+	startSender(t, ns, c, &eventstest.Logs{}, time.Now)
+	rc.waitAccepted(t, 5*time.Second, "the failing drill_result delivery resumed after the restart")
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	h := rc.headers[0]
+	if n, _ := strconv.Atoi(h.Get(alert.HeaderAttempt)); h.Get(alert.HeaderDelivery) != last.Delivery || n <= last.Attempt {
+		t.Errorf("resumed as delivery %s attempt %s, want delivery %s after attempt %d",
+			h.Get(alert.HeaderDelivery), h.Get(alert.HeaderAttempt), last.Delivery, last.Attempt)
+	}
+}
+
+func TestADrillResultUnansweredWhenTheSenderStopsIsSentAfterTheRestart(t *testing.T) {
+	slow := &hanging{}
+	slow.hang.Store(true)
+	hook := serve(t, slow)
+	ns := eventstest.Start(t)
+	c := version(t, 1, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", hook.URL))
+	stop := startSender(t, ns, c, &eventstest.Logs{}, time.Now)
+	following(t, ns, events.StreamDrills, 1)
+	drillEnds(t, ns.JS, "d1")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slow.count() == 1 }, "the first attempt waiting on the webhook")
+	stop() // the controller stops (a rolling restart) before the webhook answers
+	if n := len(stored(t, ns, "drills")); n != 0 {
+		t.Fatalf("ALERTS holds %d attempts, want none (the first was waiting when the sender stopped)", n)
+	}
+
+	slow.hang.Store(false)
+	logs := &eventstest.Logs{}
+	startSender(t, ns, c, logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return slow.delivered() == 1 }, "the drill result delivered after the restart")
+	if !strings.Contains(logs.String(), `"resumed":1`) {
+		t.Errorf("the restarted sender logged no resumed drill result:\n%s", logs)
+	}
+}
+
+func TestADeliveryRecordedByAControllerWhoseClockIsAnHourBehindIsStillRetriedForItsRetryFor(t *testing.T) {
+	rc := &receiver{fails: 1 << 30}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now().Add(-time.Hour), 20) // its retry_for is 10m
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, time.Now)
+	owed(t, logs, `"new":0,"resumed":1,"skipped":0`)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.count() >= 3 }, "three attempts of the resumed delivery")
+	for _, a := range stored(t, ns, "oncall") {
+		if a.Result == events.AlertAbandoned {
+			t.Fatalf("attempt %d abandoned (%s), a few seconds after the event: retry_for counted from the other controller's clock", a.Attempt, a.Error)
+		}
+	}
+}
+
+// unclaimed hangs every claim published through it while hang is set, until run (the sender's
+// context) ends: a sender stopped then has stored no claim, as one that died between a drill's
+// end, stored on DRILLS, and the claim of its drill_result. The claim's own context ends after
+// run's (a sender makes the attempt once a claim is not answered within a second: the test stops
+// it well within that), and the delivery's with it: the attempt is not made.
+type unclaimed struct {
+	jetstream.JetStream
+	run     context.Context
+	hang    atomic.Bool
+	waiting atomic.Int32
+}
+
+func (u *unclaimed) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if e, err := events.Decode(m.Data); err == nil && e.Type == events.TypeAlertClaimed && u.hang.Load() {
+		u.waiting.Add(1)
+		<-u.run.Done()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return u.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// A drill result stored on DRILLS whose controller stopped before claiming it was never sent:
+// no claim or attempt told of it, and at its start a controller sent only the drill results
+// those told of. The drill results after the last one every delivery was tried for are owed.
+func TestADrillResultWhoseSenderStoppedBeforeClaimingItIsSentOnceByTheSendersStartedAfter(t *testing.T) {
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	c := version(t, 1, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", hook.URL))
+	js := &unclaimed{JetStream: ns.JS}
+	stop := eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		js.run = ctx
+		return alert.Run(ctx, alert.Options{JS: js, Config: c, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	following(t, ns, events.StreamDrills, 1)
+	drillEnds(t, ns.JS, "d1")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(stored(t, ns, "drills")) == 1 }, "d1's result delivered and recorded")
+	js.hang.Store(true)
+	drillEnds(t, ns.JS, "d2")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.waiting.Load() == 1 }, "d2's result being claimed")
+	stop() // controller-1 stops between d2's end and the claim of its result
+	if n := len(claims(t, ns, "drills")); n != 1 {
+		t.Fatalf("ALERTS holds %d claims, want d1's alone", n)
+	}
+
+	startReplica(t, ns, c, "controller-1", &eventstest.Logs{})
+	startReplica(t, ns, c, "controller-2", &eventstest.Logs{})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.delivered() == 2 }, "d2's result delivered after the restart")
+	rc.quiet(t, 500*time.Millisecond, 5*time.Second, "the webhook to be told nothing more")
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var p alert.Payload
+	if err := json.Unmarshal(rc.accepted[1], &p); err != nil || p.Drill == nil || p.Drill.ID != "d2" || rc.requests != 2 {
+		t.Errorf("the webhook got %d requests, the second about %+v; want 2, the second about d2", rc.requests, p.Drill)
+	}
+}
+
+// A drill_result group added at a restart is sent no drill result that ended before it, though
+// no group was told about drills before it: the attempts recorded since tell in tried_drills
+// that the sender read past the drill's end.
+func TestADrillGroupAddedAtARestartIsNotSentTheDrillResultsThatEndedBeforeIt(t *testing.T) {
+	pages, drills := &receiver{}, &receiver{}
+	pagesHook, drillsHook := serve(t, pages), serve(t, drills)
+	ns := eventstest.Start(t)
+	logs := &eventstest.Logs{}
+	stop := startSender(t, ns, version(t, 1, group("oncall", pagesHook.URL, "")), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the sender to dispatch the drill results owed from before its start")
+	owed(t, logs, `"events":0`)
+	drillEnds(t, ns.JS, "d1") // told to no group
+	last, err := ns.Stream(t, events.StreamDrills).GetLastMsgForSubject(context.Background(), events.DrillSubject("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, err := events.Decode(last.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sender reads DRILLS and STATE apart: a transition is alerted until an attempt tells
+	// it read past d1's end.
+	up := true
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		if a := stored(t, ns, "oncall"); len(a) > 0 && a[len(a)-1].TriedDrills == ended.ID {
+			return true
+		}
+		if up {
+			westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+		} else {
+			westGoes(t, ns.JS, events.StatusDown, events.StatusUp)
+		}
+		up = !up
+		return false
+	}, "an attempt to tell in tried_drills that the sender read past d1's end")
+	stop()
+
+	logs = &eventstest.Logs{}
+	startSender(t, ns, version(t, 2, group("oncall", pagesHook.URL, ""),
+		fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", drillsHook.URL)), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the restarted sender to dispatch the drill results owed")
+	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"events":1`) {
+		t.Errorf("the restarted sender logged %q with some owed, want none:\n%s", drillsOwedDispatched, logs)
+	}
+	drills.quiet(t, 300*time.Millisecond, 5*time.Second, "the added group to be told nothing more")
+	if n := drills.count(); n != 0 {
+		t.Errorf("the drill group added at the restart got %d requests, want none", n)
+	}
+}
+
+// The transition twin: a group added at a restart is sent no transition appended before it,
+// though the groups before it were told of none.
+func TestATransitionGroupAddedAtARestartIsNotSentTheTransitionsBeforeIt(t *testing.T) {
+	pages, drills := &receiver{}, &receiver{}
+	pagesHook, drillsHook := serve(t, pages), serve(t, drills)
+	ns := eventstest.Start(t)
+	drillGroup := fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", drillsHook.URL)
+	logs := &eventstest.Logs{}
+	stop := startSender(t, ns, version(t, 1, drillGroup), logs, time.Now)
+	owed(t, logs, `"events":0`)
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown) // told to no group
+	// The sender reads STATE and DRILLS apart: a drill result is alerted until an attempt tells
+	// it read past the transition.
+	n := 0
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		if a := stored(t, ns, "drills"); len(a) > 0 && a[len(a)-1].Tried == down.ID {
+			return true
+		}
+		n++
+		drillEnds(t, ns.JS, "d"+strconv.Itoa(n))
+		return false
+	}, "an attempt to tell in tried that the sender read past the transition")
+	stop()
+
+	logs = &eventstest.Logs{}
+	startSender(t, ns, version(t, 2, drillGroup, group("oncall", pagesHook.URL, "")), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(owedDispatched) == 1 }, "the restarted sender to dispatch the alerts owed")
+	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"skipped":1,"events":1`) {
+		t.Errorf("the restarted sender logged %q with some owed, want none:\n%s", owedDispatched, logs)
+	}
+	pages.quiet(t, 300*time.Millisecond, 5*time.Second, "the added group to be told nothing more")
+	if n := pages.count(); n != 0 {
+		t.Errorf("the group added at the restart got %d requests, want none", n)
 	}
 }

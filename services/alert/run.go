@@ -33,6 +33,10 @@ type Options struct {
 	Client *http.Client
 	// Timeout bounds one attempt. Default 10s.
 	Timeout time.Duration
+	// TakeOver is how long a sender waits for the record of an attempt another sender claimed
+	// (another controller's) before it makes the next attempt itself: the claimer stopped, or
+	// lost NATS, while making it. Default Timeout + 5s.
+	TakeOver time.Duration
 	// Backoff is the wait after the first failed attempt; it doubles up to MaxBackoff.
 	// Defaults 1s and 1m.
 	Backoff, MaxBackoff time.Duration
@@ -49,9 +53,14 @@ type runner struct {
 	wg  sync.WaitGroup
 	// attempts stores the delivery attempts on ALERTS beside the deliveries.
 	attempts *events.Recorder
-	// tried follows the first attempts of STATE events' deliveries; each attempt's record tells
-	// up to which event every one was made.
-	tried tried
+	// ledger is what ALERTS tells of every sender's attempts and claims (see claim).
+	ledger *ledger
+	// started is when the sender started: a claim made under its name before then was made by
+	// its run before a restart.
+	started time.Time
+	// tried follows the first attempts of STATE events' deliveries, triedDrills those of DRILLS
+	// events'; each attempt's record tells up to which event of each every one was made.
+	tried, triedDrills tried
 
 	// mu guards groups and sinks: the followers read them for every event, and a new version
 	// replaces them.
@@ -92,12 +101,13 @@ const (
 	maxQueued   = 4096
 )
 
-// Run follows STATE (and DRILLS, once a group is told about drill_result) and delivers the
+// Run follows STATE and DRILLS (once it has a group) and delivers the
 // alerts of its events until ctx ends; then it returns nil. It returns an error at once when a
 // webhook's secret in o.Config cannot be read. Started with groups, it first sends what is owed
-// from before it started, as ALERTS tells (see resume): the alerts of STATE events appended
-// within a group's retry_for that no attempt tells of, and the retries of failed deliveries.
-// Of DRILLS, only the events appended after it started are alerted.
+// from before it started, as ALERTS tells (see resume): the alerts of STATE events, and the
+// drill results of DRILLS, appended within a group's retry_for that no attempt tells of, and the
+// retries of failed deliveries. Each attempt is claimed on ALERTS first (see claim), so that the senders
+// of several controllers make it once.
 //
 // A version from o.Configs applies to the events handled after it: deliveries in flight to a
 // webhook its groups still name go on, those to a webhook of a group it removed (or a webhook
@@ -113,6 +123,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
+	if o.TakeOver <= 0 {
+		o.TakeOver = o.Timeout + 5*time.Second
+	}
 	if o.Backoff <= 0 {
 		o.Backoff = time.Second
 	}
@@ -122,15 +135,20 @@ func Run(ctx context.Context, o Options) error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), sinks: map[string]*sink{}}
+	r := &runner{o: o, log: o.Log.With().Str("component", "alerts").Logger(), sinks: map[string]*sink{}, ledger: newLedger(), started: o.Now()}
 	r.attempts = events.NewRecorder(o.JS, r.log)
 	hooks, err := readHooks(o.Config, o.CredentialDirs, o.Now, r.log)
 	if err != nil {
 		return err
 	}
 	r.use(ctx, o.Config, hooks)
+	// The recorder stops after the deliveries, to store the records they made last.
+	recording, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
+	var recorder sync.WaitGroup
+	recorder.Go(func() { r.attempts.Run(recording) })
+	defer recorder.Wait()
+	defer stopRecording()
 	var followers sync.WaitGroup
-	followers.Go(func() { r.attempts.Run(ctx) })
 	followingState, followingDrills := false, false
 	follow := func(c *config.Config) {
 		if !followingState && len(c.Alerts) > 0 {
@@ -138,12 +156,17 @@ func Run(ctx context.Context, o Options) error {
 			resume := c == o.Config
 			followers.Go(func() { r.followState(ctx, resume) })
 		}
-		if !followingDrills && slices.ContainsFunc(c.Alerts, func(a config.Alert) bool { return slices.Contains(a.On, config.AlertDrillResult) }) {
+		// DRILLS is followed with any group, told about drill_result or not, so that the
+		// attempts' tried_drills pass the drills that ended while none was: a group told about
+		// them later is not sent those (see resumeDrills).
+		if !followingDrills && len(c.Alerts) > 0 {
 			followingDrills = true
-			followers.Go(func() { r.followDrills(ctx) })
+			resume := c == o.Config
+			followers.Go(func() { r.followDrills(ctx, resume) })
 		}
 	}
-	r.tried.held = len(o.Config.Alerts) > 0 // until followState dispatched what is owed from before
+	r.tried.held = len(o.Config.Alerts) > 0       // until followState dispatched what is owed from before
+	r.triedDrills.held = len(o.Config.Alerts) > 0 // until followDrills did
 	follow(o.Config)
 	for {
 		select {
@@ -248,12 +271,8 @@ func (r *runner) followState(ctx context.Context, resume bool) {
 	var told chan history // what ALERTS tells, once read
 	if resume {
 		told = make(chan history, 1)
-		r.wg.Go(func() {
-			if h, ok := r.readHistory(ctx, since); ok {
-				told <- h
-			}
-		})
 	}
+	r.wg.Go(func() { r.watch(ctx, since, skew, told) })
 	catchUp := func() {
 		if caught {
 			return
@@ -281,7 +300,7 @@ func (r *runner) followState(ctx context.Context, resume bool) {
 				if fact, ok := Classify(r.current(), view, d.Subject, d.Seq, e); ok {
 					switch {
 					case caught:
-						r.dispatch(fact, d.Seq, nil)
+						r.dispatch(fact, &r.tried, d.Seq, nil)
 					case resume && !d.Stamp.Before(since):
 						b.add(fact, d.Seq, d.Stamp)
 					}
@@ -295,46 +314,70 @@ func (r *runner) followState(ctx context.Context, resume bool) {
 }
 
 // followDrills delivers the alerts of the drill events appended to DRILLS after it started.
-func (r *runner) followDrills(ctx context.Context) {
+// With resume (the sender started with groups) it also sends what is owed of the drills that
+// ended before it started, within their group's retry_for by the stream's clock, once ALERTS is
+// read (see resumeDrills).
+func (r *runner) followDrills(ctx context.Context, resume bool) {
 	// Without DRILLS yet (a role started with --config before any apply), every drill event is
 	// new: follow retries until the stream exists.
-	after, err := lastSeq(ctx, r.o.JS, events.StreamDrills, r.log)
+	after, stamp, err := lastSeq(ctx, r.o.JS, events.StreamDrills, r.log)
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return // ctx ended first
 	}
-	seen := drills{}
+	var skew time.Duration // how far the stream's clock is ahead of r.o.Now
+	if !stamp.IsZero() {
+		skew = stamp.Sub(r.o.Now())
+	}
+	since := r.o.Now().Add(skew - longestRetry(r.current()))
+	seen, b := drills{}, backlog{}
 	r.follow(ctx, events.StreamDrills, events.SubjectDrills, func(d events.Delivery) {
 		if d.Recreated {
-			seen, after = drills{}, 0
+			seen, after, b = drills{}, 0, backlog{}
 		}
-		if d.Msg == nil {
-			return
-		}
-		if e, err := events.Decode(d.Data); err == nil {
-			if fact, ok := seen.Classify(d.Subject, e); ok && d.Seq > after {
-				r.dispatch(fact, 0, nil)
+		if d.Msg != nil {
+			if e, err := events.Decode(d.Data); err == nil {
+				if fact, ok := seen.Classify(d.Subject, e); ok {
+					switch {
+					case d.Seq > after:
+						r.dispatch(fact, &r.triedDrills, d.Seq, nil)
+					case resume && !d.Stamp.Before(since):
+						b.add(fact, d.Seq, d.Stamp)
+					}
+				}
 			}
+		}
+		if d.CaughtUp && resume {
+			resume = false
+			owed := b
+			r.wg.Go(func() {
+				select {
+				case <-r.ledger.caught:
+					r.resumeDrills(owed, r.o.Now().Add(skew))
+				case <-ctx.Done():
+				}
+			})
 		}
 	})
 }
 
-// lastSeq is the sequence of the last message in stream: alerts are about what comes after it.
+// lastSeq is the sequence of the last message in stream, and the time by the stream's clock:
+// alerts are about what comes after it.
 // While the stream does not answer (only its leader does, and it elects one for 4 to 9 s after
 // the JetStream node leading it died; or NATS is away) it asks again every half second, saying
 // so once: the process this sender is part of (a controller) must not stop for it. It returns
 // an error wrapping jetstream.ErrStreamNotFound at once, and ctx's error when ctx ends.
-func lastSeq(ctx context.Context, js jetstream.JetStream, stream string, log zerolog.Logger) (uint64, error) {
+func lastSeq(ctx context.Context, js jetstream.JetStream, stream string, log zerolog.Logger) (uint64, time.Time, error) {
 	warned := false
 	for {
-		seq, err := readLastSeq(ctx, js, stream)
+		seq, stamp, err := readLastSeq(ctx, js, stream)
 		switch {
 		case err == nil:
 			if warned {
 				log.Info().Str("stream", stream).Msg("stream answers; alerts start")
 			}
-			return seq, nil
+			return seq, stamp, nil
 		case errors.Is(err, jetstream.ErrStreamNotFound) || ctx.Err() != nil:
-			return 0, err
+			return 0, time.Time{}, err
 		case !warned:
 			log.Warn().Err(err).Str("stream", stream).Msg("stream does not answer; alerts wait for it")
 			warned = true
@@ -343,39 +386,42 @@ func lastSeq(ctx context.Context, js jetstream.JetStream, stream string, log zer
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return 0, ctx.Err()
+			return 0, time.Time{}, ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
-// readLastSeq asks once, for at most a second, for the sequence of stream's last message.
-func readLastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+// readLastSeq asks once, for at most a second, for the sequence of stream's last message and
+// the time by the stream's clock (zero when its server does not tell).
+func readLastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("run alerts: open stream %s: %w", stream, err)
+		return 0, time.Time{}, fmt.Errorf("run alerts: open stream %s: %w", stream, err)
 	}
-	return st.CachedInfo().State.LastSeq, nil // opening it read its state
+	info := st.CachedInfo() // opening it read its state
+	return info.State.LastSeq, info.TimeStamp, nil
 }
 
 // follow hands every delivery of stream on subject to handle, in order, until ctx ends, through
 // an events.Follower: it resumes after the last one handled when the consumer fails. When the
 // stream was deleted and created again, the delivery is Recreated: every event of the new one is
-// new, and alerted.
+// new, and alerted. While the consumer's creation goes unanswered it reads by direct gets
+// (events.BridgeNext), so that a consumer JetStream places on a hung node does not hold alerts.
 func (r *runner) follow(ctx context.Context, stream, subject string, handle func(events.Delivery)) {
-	f := events.Follower{JS: r.o.JS, Stream: stream, Log: r.log, Reader: "alerts", Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: r.o.JS, Stream: stream, Log: r.log, Reader: "alerts", Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}}
 	f.Run(ctx, handle)
 }
 
 // dispatch starts a delivery to every webhook of every group fact matches, those owe keeps when
 // it is given. It never waits: a delivery waits for a slot of its own webhook, and one that
-// finds maxQueued to its webhook in flight is abandoned. seq is the fact's on STATE, 0 for a
-// fact of another stream: the first attempts of a STATE event's deliveries are followed
-// (r.tried), so that a sender that starts knows which events no attempt tells of.
-func (r *runner) dispatch(fact Fact, seq uint64, owe func(*config.Alert, *delivery) bool) {
+// finds maxQueued to its webhook in flight is abandoned. seq is the fact's on its stream, whose
+// events' first attempts t follows (r.tried, r.triedDrills), so that a sender that starts knows
+// which events no attempt tells of.
+func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Alert, *delivery) bool) {
 	var ds, full []*delivery
 	r.mu.Lock()
 	for i := range r.groups.Alerts {
@@ -407,19 +453,15 @@ func (r *runner) dispatch(fact Fact, seq uint64, owe func(*config.Alert, *delive
 		}
 	}
 	r.mu.Unlock()
-	if seq > 0 {
-		var first []*delivery
-		for _, d := range append(full, ds...) {
-			if d.resumed == nil {
-				first = append(first, d)
-			}
+	var first []*delivery
+	for _, d := range append(full, ds...) {
+		if d.resumed == nil {
+			first = append(first, d)
 		}
-		if len(first) > 0 {
-			o := r.tried.add(seq, fact.Event.ID, len(first))
-			for _, d := range first {
-				d.owed = o
-			}
-		}
+	}
+	o := t.add(seq, fact.Event.ID, len(first))
+	for _, d := range first {
+		d.owed = o
 	}
 	for _, d := range full {
 		r.record(d, events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
@@ -447,7 +489,7 @@ func (r *runner) dispatch(fact Fact, seq uint64, owe func(*config.Alert, *delive
 // stopped for ending stays owed, so that no later record tells of its event as tried.
 func (r *runner) done(d *delivery) {
 	if d.owed != nil && context.Cause(d.sink.ctx) == errLeft {
-		r.tried.settle(d.owed)
+		d.owed.settle()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

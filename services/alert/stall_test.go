@@ -3,7 +3,6 @@ package alert_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -19,9 +18,7 @@ import (
 // matters. Its deliveries beyond 4096 in flight are abandoned at once, and recorded so.
 func TestAWebhookThatFailsEveryDeliveryDoesNotHoldUpAnotherGroupsAlert(t *testing.T) {
 	dead, pager := &receiver{fails: 1 << 30}, &receiver{}
-	deadHook, pagerHook := httptest.NewServer(dead), httptest.NewServer(pager)
-	defer deadHook.Close()
-	defer pagerHook.Close()
+	deadHook, pagerHook := serve(t, dead), serve(t, pager)
 	ns := eventstest.Start(t)
 	cfg := eventstest.Config(t, fmt.Sprintf(liveDoc, group("noisy", deadHook.URL, "")+
 		fmt.Sprintf("  - {name: pager, on: [pool_down], webhooks: [{url: %q}]}\n", pagerHook.URL)))

@@ -437,6 +437,9 @@ func (c *controller) fold(subject string, seq uint64, e events.Envelope) error {
 	if prev, ok := c.view.Subject(subject); ok && seq <= prev.Seq {
 		return nil
 	}
+	if e.Type == events.TypeHoldDownStarted || e.Type == events.TypeHoldDownCancelled {
+		return nil // the deciders' record of a hold-down: no status, no route
+	}
 	if _, err := c.view.Apply(subject, seq, e); err != nil {
 		return err
 	}
@@ -858,7 +861,7 @@ func (c *controller) openRoutes(ctx context.Context, js jetstream.JetStream, cfg
 	}
 	info := s.CachedInfo()
 	r := openedRoutes{held: info.State.Bytes, maxBytes: info.Config.MaxBytes}
-	r.published, r.seqs, r.err = readPublished(ctx, js, cfg)
+	r.published, r.seqs, r.err = readPublished(ctx, js, s, cfg)
 	r.took = time.Since(start)
 	select {
 	case opened <- r:
@@ -895,12 +898,17 @@ func (c *controller) readRoutes(r openedRoutes) {
 	c.log.Info().Int("routes", n).Dur("duration", r.took.Round(time.Millisecond)).Msg("stored routes read")
 }
 
-// readPublished reads the routes ROUTES holds for the apps of cfg's edges: edge -> app -> the
-// route, as JSON, and the sequence of each. The reads of all edges run together: one edge at a time, 2,000 edges of one
-// app each behind a 10 ms round trip started the controller 20 s late. ROUTES's leader answers
-// them (see events.LastOf): a route read from a replica behind it was taken for the last stored,
-// and a later one kept where the controller computed the same.
-func readPublished(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (map[string]map[string][]byte, map[routeKey]uint64, error) {
+// readPublished reads the routes ROUTES (routes) holds for the apps of cfg's edges: edge -> app
+// -> the route, as JSON, and the sequence of each. It first asks which of ROUTES's subjects hold
+// a message (one request, paged by nats.go past 100,000 subjects), then reads the last of those
+// of cfg's apps: asking for each app's, 16 at a time, an edge of 10,000 apps on an empty ROUTES
+// started the controller 9.1 s late. The reads of all edges run together: one edge at a time,
+// 2,000 edges of one app each behind a 10 ms round trip started the controller 20 s late.
+// ROUTES's leader answers the reads (see events.LastOf): a route read from a replica behind it
+// was taken for the last stored, and a later one kept where the controller computed the same. A
+// replica answers the list while the stream has no leader, from its own store: such a list is
+// taken for unread.
+func readPublished(ctx context.Context, js jetstream.JetStream, routes jetstream.Stream, cfg *config.Config) (map[string]map[string][]byte, map[routeKey]uint64, error) {
 	published, seqs := map[string]map[string][]byte{}, map[routeKey]uint64{}
 	edgeOf := map[string]string{}
 	for _, e := range cfg.Edges {
@@ -909,7 +917,22 @@ func readPublished(ctx context.Context, js jetstream.JetStream, cfg *config.Conf
 			edgeOf[events.AppRouteSubject(e.Name, ea.App)] = e.Name
 		}
 	}
-	err := events.LastOf(ctx, js, events.StreamRoutes, slices.Collect(maps.Keys(edgeOf)), func(subject string, seq uint64, e events.Envelope) {
+	info, err := routes.Info(ctx, jetstream.WithSubjectFilter(events.SubjectRoutes))
+	if err != nil {
+		return published, seqs, fmt.Errorf("list the subjects of %s: %w", events.StreamRoutes, err)
+	}
+	if info.Cluster != nil && info.Cluster.Leader == "" && info.Config.Replicas > 1 {
+		// A replica answers stream info from its own store while the stream has no leader: it
+		// may lack routes stored since it fell behind.
+		return published, seqs, fmt.Errorf("list the subjects of %s: the stream has no leader", events.StreamRoutes)
+	}
+	var held []string
+	for subject := range info.State.Subjects {
+		if _, ok := edgeOf[subject]; ok {
+			held = append(held, subject)
+		}
+	}
+	err = events.LastOf(ctx, js, events.StreamRoutes, held, func(subject string, seq uint64, e events.Envelope) {
 		var r events.EdgeRoute
 		if e.Type != events.TypeRouteComputed || e.Payload(&r) != nil {
 			return

@@ -28,10 +28,12 @@ type drillDelivery struct {
 }
 
 // followDrills feeds out with every DRILLS event, from the stream's start, through an
-// events.Follower (so a lost node or an outage is survived), until stop is called.
+// events.Follower (so a lost node or an outage is survived), until stop is called. While its
+// consumer's creation goes unanswered it reads by direct gets (events.BridgeNext), so that a
+// consumer JetStream placed on a hung node does not keep a lapsed drill in force.
 func (c *controller) followDrills(ctx context.Context, out chan<- drillDelivery) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	f := events.Follower{JS: c.o.JS, Stream: events.StreamDrills, Log: c.log, Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: c.o.JS, Stream: events.StreamDrills, Log: c.log, Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SubjectDrills}, DeliverPolicy: jetstream.DeliverAllPolicy}}
 	done := make(chan struct{})
 	go func() {

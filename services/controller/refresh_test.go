@@ -309,7 +309,7 @@ func TestRoutesTakingNearHalfROUTESsBoundAreStoredAgainOnceEachOldestFirst(t *te
 
 	// A replica starting on a long-running cluster's ROUTES, full of their history.
 	c := handDriven(ns, cfg, "controller-2", log)
-	published, seqs, err := readPublished(ctx, ns.JS, cfg)
+	published, seqs, err := readPublished(ctx, ns.JS, ns.Stream(t, events.StreamRoutes), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestADuplicateAcknowledgedMakesNoOldCopyLookYoung(t *testing.T) {
 	// A replica starting on a full ROUTES reads every route but the oldest (its read timed out,
 	// say), and stores that one as the first replica did: a duplicate.
 	c := handDriven(ns, cfg, "controller-2", log)
-	published, seqs, err := readPublished(ctx, ns.JS, cfg)
+	published, seqs, err := readPublished(ctx, ns.JS, ns.Stream(t, events.StreamRoutes), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,14 @@
 package drill
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -252,14 +254,19 @@ func RouteText(r events.AppRoute) string {
 	return "nowhere: local " + r.Pool + " unavailable"
 }
 
-// PlanFor reads the recorded state and the drills in force and plans f.
+// PlanFor reads the recorded state and the drills in force, both at once, and plans f.
 func PlanFor(ctx context.Context, js jetstream.JetStream, c *config.Config, f *File) (Plan, error) {
-	v, votes, err := ReadState(ctx, js, c)
-	if err != nil {
-		return Plan{}, err
-	}
-	active, err := ReadDrills(ctx, js)
-	if err != nil {
+	var (
+		v              *state.View
+		votes          Votes
+		active         *View
+		stateErr, dErr error
+		wg             sync.WaitGroup
+	)
+	wg.Go(func() { v, votes, stateErr = ReadState(ctx, js, c) })
+	wg.Go(func() { active, dErr = ReadDrills(ctx, js) })
+	wg.Wait()
+	if err := cmp.Or(stateErr, dErr); err != nil {
 		return Plan{}, err
 	}
 	return MakePlan(f, c, v, votes, active)

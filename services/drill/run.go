@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -220,8 +221,9 @@ func keepLastRenewal(ctx context.Context, drills jetstream.Stream, subject strin
 // ErrEnded means the drill rolled back already: at an operator's request, or on its own.
 var ErrEnded = errors.New("has already rolled back")
 
-// errNotInForce means no drill of the id started.
-var errNotInForce = errors.New("not in force")
+// ErrNotInForce means no drill of the id is in force: none started, or DRILLS was created again
+// since, without it.
+var ErrNotInForce = errors.New("is not in force")
 
 // Lookup tells whether drill id is in force, and whether it ended, as the DRILLS stream st holds
 // it up to seq at least.
@@ -229,8 +231,9 @@ type Lookup func(ctx context.Context, st jetstream.Stream, id string, seq uint64
 
 // Rollback records that drill id rolled back at an operator's request. It appends after the
 // last event of the drill it read, so that of two rollbacks at once one is recorded and the
-// other returns an error wrapping ErrEnded. It tries again every 250 ms for up to storeWithin
-// while DRILLS does not answer, as a stream electing its leader answers nothing for seconds.
+// other returns an error wrapping ErrEnded; of a drill not in force, it returns one wrapping
+// ErrNotInForce. It tries again every 250 ms for up to storeWithin while DRILLS does not
+// answer, as a stream electing its leader answers nothing for seconds.
 // look tells where the drill stands; nil folds the drill's events from DRILLS, each attempt
 // reading only those stored since the one before (subjectLookup).
 func Rollback(ctx context.Context, js jetstream.JetStream, id, by string, look Lookup) error {
@@ -250,8 +253,8 @@ func Rollback(ctx context.Context, js jetstream.JetStream, id, by string, look L
 		switch {
 		case errors.Is(err, events.ErrConflict):
 			continue // another event came first: read again
-		case errors.Is(err, errNotInForce):
-			return fmt.Errorf("no drill %s in force", id)
+		case errors.Is(err, ErrNotInForce):
+			return fmt.Errorf("drill %s %w", id, ErrNotInForce)
 		case err == nil || errors.Is(err, ErrEnded) || ctx.Err() != nil || time.Until(end) < 250*time.Millisecond:
 			return err
 		}
@@ -316,7 +319,7 @@ func rollbackOnce(ctx context.Context, js jetstream.JetStream, id string, e even
 	case ended:
 		return fmt.Errorf("drill %s %w", id, ErrEnded)
 	case !inForce:
-		return errNotInForce
+		return ErrNotInForce
 	}
 	actx, cancel := context.WithTimeout(ctx, store)
 	defer cancel()
@@ -655,6 +658,9 @@ func ask(server, name string) string {
 	return strings.Join(ips, " ")
 }
 
+// stateReads is how many reads of STATE ReadState has in flight at once.
+const stateReads = 16
+
 // ReadState reads the latest STATE event of every subject c names into a view, and the regions'
 // votes its latest endpoint transitions recorded.
 func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*state.View, Votes, error) {
@@ -675,8 +681,28 @@ func ReadState(ctx context.Context, js jetstream.JetStream, c *config.Config) (*
 	for _, e := range c.Edges {
 		subjects = append(subjects, events.EdgeStateSubject(e.Name))
 	}
-	for _, subject := range subjects {
-		e, seq, ok, err := events.Last(ctx, s, subject)
+	// The reads are independent: they run stateReads at a time, so a plan on a link of seconds a
+	// round trip takes a few of them, not one per subject; they are folded in order.
+	type last struct {
+		e   events.Envelope
+		seq uint64
+		ok  bool
+		err error
+	}
+	got := make([]last, len(subjects))
+	var wg sync.WaitGroup
+	turns := make(chan struct{}, stateReads)
+	for i, subject := range subjects {
+		turns <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-turns }()
+			e, seq, ok, err := events.Last(ctx, s, subject)
+			got[i] = last{e, seq, ok, err}
+		})
+	}
+	wg.Wait()
+	for i, subject := range subjects {
+		e, seq, ok, err := got[i].e, got[i].seq, got[i].ok, got[i].err
 		if err != nil && !errors.Is(err, events.ErrMalformed) {
 			return nil, nil, fmt.Errorf("read state: %w", err)
 		}

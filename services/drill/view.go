@@ -259,12 +259,45 @@ func (v *View) Due(now time.Time) []DueRollback {
 }
 
 // Override is the simulated failure the drills in force put on an endpoint, as the decider
-// folds it (decide.Endpoint.SetDrill), or nil.
+// folds it (decide.Endpoint.SetDrill), or nil. ID reads the drill's id back from it.
 func (v *View) Override(app, pool, endpoint string) *events.Override {
 	id, f, ok := v.Endpoint(app, pool, endpoint)
 	if !ok {
 		return nil
 	}
 	return &events.Override{App: app, Pool: pool, Endpoint: endpoint, Action: events.ActionForceDown,
-		Reason: "drill " + id + ": simulated failure of " + f.String(), By: "drill/" + id}
+		Reason: "drill " + id + simulatedFailure + f.String(), By: "drill/" + id}
+}
+
+// ID returns the id of the drill whose simulated failure o is (Override), or "" when o is none.
+func ID(o *events.Override) string {
+	if o == nil {
+		return ""
+	}
+	if id, ok := strings.CutPrefix(o.By, "drill/"); ok {
+		return id
+	}
+	return ""
+}
+
+// simulatedFailure follows the drill's id in the reason of a transition its simulated failure
+// made (Override).
+const simulatedFailure = ": simulated failure of "
+
+// Of returns the id of the drill whose simulated failure made the status t records, or "" when
+// the status is not a drill's (it says what the probes or an operator said): t.Drill, or, for a
+// transition from before that mark, the drill its reason names in Override's wording.
+func Of(t events.Transition) string {
+	if t.Drill != "" {
+		return t.Drill
+	}
+	rest, ok := strings.CutPrefix(t.Reason, "drill ")
+	if !ok {
+		return ""
+	}
+	id, failure, ok := strings.Cut(rest, simulatedFailure)
+	if !ok || !events.ValidToken(id) || failure == "" {
+		return ""
+	}
+	return id
 }
