@@ -41,6 +41,7 @@ func connectsUnder(t *testing.T, addr netip.AddrPort) int {
 // over a hundred of the prober's sockets for one such endpoint, one endpoint's worth for each
 // of a region cut off.
 func TestAConnectThatGetsNoAnswerIsGivenUpWithItsCheck(t *testing.T) {
+	t.Parallel() // waits out its checks' timeouts and asserts no time
 	addr := netip.MustParseAddrPort(eventstest.Blackhole(t))
 	for _, kind := range []string{"https", "http"} {
 		tg := target(t, kind, addr.String(), func(k *config.Check) {

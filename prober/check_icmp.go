@@ -63,42 +63,49 @@ var (
 		echo: ipv6.ICMPTypeEchoRequest, reply: ipv6.ICMPTypeEchoReply, unreach: ipv6.ICMPTypeDestinationUnreachable, timeExceed: ipv6.ICMPTypeTimeExceeded}
 )
 
-// listenICMP opens an ICMP socket of the family, trying ping sockets first, then raw ones.
-func listenICMP(f icmpFamily) (*icmp.PacketConn, bool, error) {
-	mode := icmpMode[f.idx].Load()
-	if mode == icmpModeUnknown || mode == icmpModePing {
-		c, err := icmp.ListenPacket(f.ping, f.listen)
-		if err == nil {
-			icmpMode[f.idx].Store(icmpModePing)
-			return c, false, nil
-		}
-		if mode == icmpModePing {
-			return nil, false, fmt.Errorf("open ping socket: %w", err)
-		}
-	}
-	c, err := icmp.ListenPacket(f.raw, f.listen)
-	if err == nil {
-		icmpMode[f.idx].Store(icmpModeRaw)
-		return c, true, nil
-	}
-	return nil, false, fmt.Errorf("open icmp socket: unprivileged ping sockets are off "+
-		"(sysctl net.ipv4.ping_group_range must include the prober's group) and raw sockets need root or CAP_NET_RAW: %w", err)
-}
-
+// run checks over a ping socket of its own where the kernel allows them, else over the raw
+// socket of its family that the checks in flight share (rawSockets).
 func (c *icmpChecker) run(ctx context.Context) Outcome {
 	f := family4
 	if c.addr.Is6() {
 		f = family6
 	}
-	conn, raw, err := listenICMP(f)
-	if err != nil {
-		cl := classify(err)
-		if cl == ClassError && errors.Is(err, syscall.EPROTONOSUPPORT) {
-			cl = ClassPermission
+	mode := icmpMode[f.idx].Load()
+	if mode == icmpModeUnknown || mode == icmpModePing {
+		conn, err := icmp.ListenPacket(f.ping, f.listen)
+		if err == nil {
+			icmpMode[f.idx].Store(icmpModePing)
+			defer conn.Close()
+			return c.overPing(ctx, f, conn)
 		}
-		return failure(cl, err)
+		if mode == icmpModePing {
+			return failure(socketClass(err), fmt.Errorf("open ping socket: %w", err))
+		}
 	}
-	defer conn.Close()
+	return c.overRaw(ctx, f)
+}
+
+// socketClass is the class of a failure to open an ICMP socket.
+func socketClass(err error) string {
+	cl := classify(err)
+	if cl == ClassError && errors.Is(err, syscall.EPROTONOSUPPORT) {
+		cl = ClassPermission
+	}
+	return cl
+}
+
+// echoRequest encodes the echo request of family f with id, seq and data token.
+func (f icmpFamily) echoRequest(id, seq int, token []byte) ([]byte, error) {
+	wire, err := (&icmp.Message{Type: f.echo, Body: &icmp.Echo{ID: id, Seq: seq, Data: token}}).Marshal(nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode echo request: %w", err)
+	}
+	return wire, nil
+}
+
+// overPing runs the check over conn, a ping socket of its own, which the kernel hands only the
+// replies to its requests.
+func (c *icmpChecker) overPing(ctx context.Context, f icmpFamily, conn *icmp.PacketConn) Outcome {
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(dl); err != nil {
 			return failure(ClassError, fmt.Errorf("set deadline: %w", err))
@@ -109,16 +116,11 @@ func (c *icmpChecker) run(ctx context.Context) Outcome {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	defer stop()
 	id, seq, token := echoIdentity()
-	msg := icmp.Message{Type: f.echo, Body: &icmp.Echo{ID: id, Seq: seq, Data: token}}
-	wire, err := msg.Marshal(nil)
+	wire, err := f.echoRequest(id, seq, token)
 	if err != nil {
-		return failure(ClassError, fmt.Errorf("encode echo request: %w", err))
+		return failure(ClassError, err)
 	}
-	var dst net.Addr = &net.IPAddr{IP: c.addr.AsSlice(), Zone: c.addr.Zone()}
-	if !raw {
-		dst = &net.UDPAddr{IP: c.addr.AsSlice(), Zone: c.addr.Zone()}
-	}
-	if _, err := conn.WriteTo(wire, dst); err != nil {
+	if _, err := conn.WriteTo(wire, &net.UDPAddr{IP: c.addr.AsSlice(), Zone: c.addr.Zone()}); err != nil {
 		return failure(classify(err), fmt.Errorf("send echo request: %w", err))
 	}
 	buf := make([]byte, 1500)
@@ -127,12 +129,45 @@ func (c *icmpChecker) run(ctx context.Context) Outcome {
 		if err != nil {
 			return failure(classify(err), fmt.Errorf("wait for echo reply: %w", err))
 		}
-		switch v, typ := f.match(buf[:n], c.addr, id, seq, token); v {
-		case icmpEchoReply:
+		if v, _ := f.match(buf[:n], c.addr, id, seq, token); v == icmpEchoReply {
 			return Outcome{OK: true}
-		case icmpUnreachable:
-			return failure(ClassUnreachable, fmt.Errorf("%v from the path to %s", typ, c.addr))
 		}
+	}
+}
+
+// overRaw runs the check over the raw socket of its family that every check in flight shares
+// (rawSockets), which hands it the reply to its request, or the error from the path quoting it.
+func (c *icmpChecker) overRaw(ctx context.Context, f icmpFamily) Outcome {
+	r := &rawSockets[f.idx]
+	s, w, err := r.join(f, c.addr)
+	if err != nil {
+		return failure(socketClass(err), err)
+	}
+	defer r.leave(s, w)
+	wire, err := f.echoRequest(w.id, w.seq, w.token)
+	if err != nil {
+		return failure(ClassError, err)
+	}
+	dst := &net.IPAddr{IP: c.addr.AsSlice(), Zone: c.addr.Zone()}
+	_, err = s.conn.WriteTo(wire, dst)
+	if errors.Is(err, syscall.ENOBUFS) {
+		err = f.sendAlone(wire, dst)
+	}
+	if err != nil {
+		return failure(classify(err), fmt.Errorf("send echo request: %w", err))
+	}
+	// The wait ends with ctx: at its deadline, or before it where it is cancelled (a stopping worker).
+	select {
+	case a := <-w.answer:
+		switch {
+		case a.err != nil:
+			return failure(classify(a.err), fmt.Errorf("wait for echo reply: %w", a.err))
+		case a.verdict == icmpEchoReply:
+			return Outcome{OK: true}
+		}
+		return failure(ClassUnreachable, fmt.Errorf("%v from the path to %s", a.typ, c.addr))
+	case <-ctx.Done():
+		return failure(ClassTimeout, fmt.Errorf("wait for echo reply: %w", ctx.Err()))
 	}
 }
 

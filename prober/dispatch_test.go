@@ -19,6 +19,8 @@ type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []fakeTimer
+	// set receives, when it has room, as a timer is set: waitArmed wakes on it.
+	set chan struct{}
 }
 
 type fakeTimer struct {
@@ -37,6 +39,10 @@ func (c *fakeClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 	defer c.mu.Unlock()
 	ft := fakeTimer{at: c.now.Add(d), ch: make(chan time.Time, 1)}
 	c.timers = append(c.timers, ft)
+	select {
+	case c.setLocked() <- struct{}{}:
+	default:
+	}
 	return ft.ch, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -71,6 +77,35 @@ func (c *fakeClock) armed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.timers) > 0
+}
+
+// waitArmed waits up to within until some timer is waiting for a later instant, waking as each
+// is set, and reports whether one is. Polling armed every 5 ms cost each step of a dispatcher
+// driven through hundreds of them a sleep, most of those tests' time.
+func (c *fakeClock) waitArmed(within time.Duration) bool {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		armed, set := len(c.timers) > 0, c.setLocked()
+		c.mu.Unlock()
+		if armed {
+			return true
+		}
+		select {
+		case <-set:
+		case <-deadline.C:
+			return c.armed()
+		}
+	}
+}
+
+// setLocked returns c.set, made on first use; c.mu is held.
+func (c *fakeClock) setLocked() chan struct{} {
+	if c.set == nil {
+		c.set = make(chan struct{}, 1)
+	}
+	return c.set
 }
 
 // closed is a channel that is closed: a record saying when the worker stops that is stored.
@@ -111,7 +146,9 @@ func dispatchRecording(t *testing.T, w *worker, clock *fakeClock) (runs func() [
 		return slices.Clone(rs)
 	}
 	idle = func() {
-		eventstest.Eventually(t, 5*time.Second, clock.armed, "the dispatcher waits for its next instant")
+		if !clock.waitArmed(5 * time.Second) {
+			t.Fatal("not within 5s: the dispatcher waits for its next instant")
+		}
 		w.inflight.Wait()
 	}
 	return runs, idle
@@ -121,18 +158,7 @@ func TestDispatcherRunsEachOwnedCheckOncePerWindowAtItsInstantAndTakesOverFromAD
 	const step = 5 * time.Millisecond
 	t0 := time.Unix(1_700_000_000, 0)
 	clock := &fakeClock{now: t0}
-	var eps strings.Builder
-	for i := range 40 {
-		fmt.Fprintf(&eps, "{name: e%02d, address: \"127.0.0.1:%d\"}, ", i, 10000+i)
-	}
-	cfg := testConfig(t, `
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: tcp, interval: 1s, jitter: 100ms}
-    pools:
-      - name: west
-        endpoints: [`+eps.String()+`]
-`)
+	cfg := shopOf40(t, "{type: tcp, interval: 1s, jitter: 100ms}")
 	self := Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}
 	roster := NewRoster(self, 100*time.Millisecond)
 	roster.Seen(self, t0.Add(time.Hour)) // its heartbeats are stored throughout
@@ -147,14 +173,7 @@ func TestDispatcherRunsEachOwnedCheckOncePerWindowAtItsInstantAndTakesOverFromAD
 	}
 	t.Cleanup(w.pool.close)
 	runs, idle := dispatchRecording(t, w, clock)
-
-	// Each step waits for the runs started to note their instant: a run that read the clock
-	// after the next step would seem late.
-	for clock.Now().Before(t0.Add(5 * time.Second)) {
-		idle()
-		clock.advance(step)
-	}
-	idle()
+	stepUntil(clock, idle, t0.Add(5*time.Second), step)
 
 	seen := map[string]map[int64]int{}
 	for _, r := range runs() {
@@ -184,6 +203,47 @@ func TestDispatcherRunsEachOwnedCheckOncePerWindowAtItsInstantAndTakesOverFromAD
 			}
 		}
 	}
+}
+
+// shopOf40 is a configuration of app shop with one pool of 40 endpoints, e00 to e39 (the checks
+// keys40 names), each checked by check.
+func shopOf40(t *testing.T, check string) *config.Config {
+	t.Helper()
+	var eps strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&eps, "{name: e%02d, address: \"127.0.0.1:%d\"}, ", i, 10000+i)
+	}
+	return testConfig(t, `
+  - name: shop
+    fqdn: shop.demo.test
+    check: `+check+`
+    pools:
+      - name: west
+        endpoints: [`+eps.String()+`]
+`)
+}
+
+// stepUntil moves clock on by step until end, each step once idle has waited for the runs
+// started to note their instant (a run that read the clock after the next step would seem late),
+// and waits for idle once more at end.
+func stepUntil(clock *fakeClock, idle func(), end time.Time, step time.Duration) {
+	for clock.Now().Before(end) {
+		idle()
+		clock.advance(step)
+	}
+	idle()
+}
+
+// perWindow counts the runs of each check in each window.
+func perWindow(runs []run) map[string]map[int64]int {
+	seen := map[string]map[int64]int{}
+	for _, r := range runs {
+		if seen[r.key] == nil {
+			seen[r.key] = map[int64]int{}
+		}
+		seen[r.key][r.n]++
+	}
+	return seen
 }
 
 func keys40() []string {
@@ -744,5 +804,103 @@ func TestAStoppingWorkerRunsItsWindowsUntilTheRecordSayingItStopsIsStored(t *tes
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stopping dispatcher did not return once its record was stored")
+	}
+}
+
+// A running worker counts itself in the view it shards its checks by, whether or not its own
+// lease is live: one whose record lapsed (its heartbeats starved on a loaded host) read a view of
+// no member, or one without itself, and ran none of its checks until it renewed the lease, so
+// the windows meanwhile had no result (a CI flake: "60 windows have none").
+func TestAWorkerWhoseOwnLeaseLapsedStillRunsItsShare(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		others []string // live throughout
+	}{
+		{name: "alone, its view empty", others: nil},
+		{name: "beside p2, its view without itself", others: []string{"p2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const step = 10 * time.Millisecond
+			t0 := time.Unix(1_700_000_000, 0)
+			clock := &fakeClock{now: t0}
+			cfg := shopOf40(t, "{type: tcp, interval: 1s}")
+			w := loneWorker(t, cfg, nil, clock, t0)
+			// p1's own lease runs out at t0+1.5s and is not renewed.
+			w.members.roster.Seen(Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1500}, t0)
+			for _, o := range tc.others {
+				w.members.roster.Seen(Member{Region: "us-west", Name: o, ActiveFrom: t0, TTLMillis: 1500}, t0.Add(time.Hour))
+			}
+			runs, idle := dispatchRecording(t, w, clock)
+			stepUntil(clock, idle, t0.Add(4*time.Second), step)
+			seen := perWindow(runs())
+			members := append([]string{"p1"}, tc.others...)
+			first := Window(t0, time.Second)
+			missed := 0
+			for _, k := range keys40() {
+				if Owner(k, members) != "p1" {
+					continue
+				}
+				for n := first; n < first+4; n++ {
+					if at := SlotTime(k, time.Second, 0, n); !at.Before(t0) && seen[k][n] != 1 {
+						missed++
+						t.Logf("%s ran %d times in window %d (instant %s), want once", k, seen[k][n], n-first, at.Sub(t0))
+					}
+				}
+			}
+			if missed > 0 {
+				t.Errorf("%d windows of p1's checks were not run once with its own lease lapsed at 1.5 s", missed)
+			}
+		})
+	}
+}
+
+// A worker cut off from NATS (its own records and the others' stop coming) keeps running its
+// share of the region's checks as the members stood when its own lease lapsed, however long the
+// cut lasts. It counted itself always, and the others only until their leases, held while it hears
+// nothing, ran out BlindGrace later: from then it ran every check of the region, as did every
+// worker of a region cut off from NATS at once (50 probers: 50 runs of each check a window),
+// though none of their results could be stored.
+func TestAWorkerCutOffFromNATSRunsOnlyItsSharePastBlindGrace(t *testing.T) {
+	const step = 20 * time.Millisecond
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := &fakeClock{now: t0}
+	cfg := shopOf40(t, "{type: tcp, interval: 1s}")
+	w := loneWorker(t, cfg, nil, clock, t0)
+	members := []string{"p1", "p2", "p3"}
+	// Every record, p1's own included, last came at t0; then p1 is cut off.
+	for _, name := range members {
+		w.members.roster.Seen(Member{Region: "us-west", Name: name, ActiveFrom: t0, TTLMillis: 1500}, t0)
+	}
+	w.members.roster.Echoed(t0)
+	runs, idle := dispatchRecording(t, w, clock)
+	end := t0.Add(BlindGrace + 5*time.Second)
+	stepUntil(clock, idle, end, step)
+	seen := perWindow(runs())
+	first := Window(t0, time.Second)
+	wrong, others := 0, 0
+	for _, k := range keys40() {
+		want := 0
+		if Owner(k, members) == "p1" {
+			want = 1
+		}
+		for n := first; ; n++ {
+			at := SlotTime(k, time.Second, 0, n)
+			if !at.Before(end) {
+				break
+			}
+			if at.Before(t0) || seen[k][n] == want {
+				continue
+			}
+			wrong++
+			if want == 0 {
+				others++
+			}
+			if wrong <= 5 {
+				t.Logf("%s (of %s) ran %d times in the window at %s, want %d", k, Owner(k, members), seen[k][n], at.Sub(t0), want)
+			}
+		}
+	}
+	if wrong > 0 {
+		t.Errorf("cut off from NATS at 0 s for %s, p1 ran %d windows not as its share of p1, p2, p3 (%d of the others' checks)", end.Sub(t0), wrong, others)
 	}
 }

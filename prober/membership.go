@@ -123,13 +123,18 @@ func (r *Roster) Sent(at time.Time) {
 
 // Echoed records that this worker's own record came back through its watch at at, or that the
 // store's acknowledgement of one arrived at at: up to then the store stored the region's
-// records. The time it saw none come back, a heartbeat after the last, is added to the others'
-// leases, up to BlindGrace in all since each was last heard from. Of the time before this worker
-// sent its next record, at most its TTL less a heartbeat counts so (the most a heartbeat may be
-// late and the worker stay live for the others): a worker that stalled for longer (descheduled,
-// its host paused) was gone itself, and a member that died meanwhile is not kept for as long as
-// this worker stalled. Within that bound a stall still counts, as it may hide an outage in which
-// a live member could not be heard either.
+// records. Where none came back for longer than this worker's TTL, the time it saw none, from a
+// heartbeat after the last, is added to the others' leases, up to BlindGrace in all since each
+// was last heard from. One that came back within its TTL came as from a store that stores (a
+// heartbeat, then up to putBudget for the answer), in time for a live member's record to renew
+// its lease: a member silent meanwhile was silent of its own accord. Counted as blind too, every
+// acknowledgement later than a heartbeat after the one before (a store answering now at once,
+// now most of a heartbeat late) stretched a dead member's lease by its lateness, 3 s to 4.4 s.
+// Of the time before this worker sent its next record, at most its TTL less a heartbeat counts
+// so (the most a heartbeat may be late and the worker stay live for the others): a worker that
+// stalled for longer (descheduled, its host paused) was gone itself, and a member that died
+// meanwhile is not kept for as long as this worker stalled. Within that bound a stall still
+// counts, as it may hide an outage in which a live member could not be heard either.
 func (r *Roster) Echoed(at time.Time) {
 	if !at.After(r.echo) {
 		return
@@ -140,7 +145,7 @@ func (r *Roster) Echoed(at time.Time) {
 	}
 	late := sent.Add(r.heartbeat - r.ttl)
 	for name, s := range r.seen {
-		if name == r.self {
+		if name == r.self || !at.After(r.echo.Add(r.ttl)) {
 			continue
 		}
 		if from, until := r.held(s); until.After(from) && at.After(from) {
@@ -279,10 +284,49 @@ func (r *Roster) Live(t time.Time) []string {
 	return live
 }
 
+// Shards returns the sorted names of the members this worker shares its checks with at t: the
+// live ones (Live), and this worker itself whenever its own records say it takes checks at t
+// (from its ActiveFrom, until its ActiveUntil), its lease live or not. A running worker whose
+// lease lapsed (its heartbeats starved, its server slow to answer) read a view without itself,
+// empty when alone, and ran none of its checks until it renewed the lease, so the windows
+// meanwhile went without a result: checked twice beats not checked. While its lease is lapsed,
+// the others it counted when it lapsed still count, each until the instant it named to stop at,
+// beside those live at t: a worker cut off from NATS hears from none of them, whose leases it holds for BlindGrace
+// only, and would then run every check of the region, as would every worker of a region cut
+// off at once. Alone, it counts only itself, as a worker that cannot read its region's records
+// yet does. The slice may be shared: callers must not change it.
+func (r *Roster) Shards(t time.Time, alone bool) []string {
+	s, ok := r.seen[r.self]
+	active := ok && !s.ActiveFrom.After(t) && (s.ActiveUntil.IsZero() || t.Before(s.ActiveUntil))
+	switch {
+	case alone && active:
+		return []string{r.self}
+	case alone:
+		return nil
+	}
+	live := r.Live(t)
+	if !active || slices.Contains(live, r.self) {
+		return live
+	}
+	with := append(slices.Clone(live), r.self)
+	if lapsed := r.expires(r.self, s); lapsed.Before(t) {
+		for _, name := range r.Live(lapsed) {
+			until := r.seen[name].ActiveUntil
+			if (until.IsZero() || t.Before(until)) && !slices.Contains(with, name) {
+				with = append(with, name)
+			}
+		}
+	}
+	slices.Sort(with)
+	return with
+}
+
 // membership is the shell around a Roster: it heartbeats this worker's record into the bucket
 // and watches the region's records.
 type membership struct {
-	kv    jetstream.KeyValue
+	kv jetstream.KeyValue
+	// js names the region's keys (list) while the watch has not read them.
+	js    jetstream.JetStream
 	self  Member
 	clock Clock
 	log   zerolog.Logger
@@ -292,11 +336,20 @@ type membership struct {
 	changed chan struct{}
 	// ready is closed once the records present when the watch began are in the roster.
 	ready chan struct{}
+	// alone is set while this worker joined without those records (ready was late): it shards
+	// its checks as if it were alone in its region (Roster.Shards) until they are read.
+	alone bool
+	// unwatched is set with alone, for as long as the watch has not read those records: the
+	// worker reads them from the bucket instead (readUnwatched).
+	unwatched bool
 	// twinWarned is set once another worker's record was seen under this worker's name.
 	twinWarned bool
 	// watched is when this worker's own record last came back through its watch, acked when
 	// the last record the bucket acknowledged was sent.
 	watched, acked time.Time
+	// revision is the bucket's revision of the last record of this worker's it acknowledged
+	// (0: none), which leave deletes.
+	revision uint64
 	// stopping, once the worker stops (retire), is closed when it counts itself as stopping at
 	// ownUntil (retired).
 	stopping chan struct{}
@@ -339,6 +392,13 @@ func (m *membership) live(t time.Time) []string {
 	return m.roster.Live(t)
 }
 
+// shards returns the members this worker shares its checks with at t (Roster.Shards).
+func (m *membership) shards(t time.Time) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.roster.Shards(t, m.alone)
+}
+
 // announce writes this worker's record; once stored, this worker counts itself live for its TTL.
 func (m *membership) announce(ctx context.Context) error {
 	m.mu.Lock()
@@ -351,13 +411,18 @@ func (m *membership) announce(ctx context.Context) error {
 	sent := m.clock.Now()
 	m.mu.Lock()
 	m.roster.Sent(sent)
+	key, started, last := m.self.Key(), m.self.Started, m.revision
 	m.mu.Unlock()
-	if _, err := m.kv.Put(ctx, m.self.Key(), b); err != nil {
-		return fmt.Errorf("put member record %s: %w", m.self.Key(), err)
+	rev, err := m.store(ctx, key, b, started, last)
+	if err != nil {
+		return err
 	}
 	m.stillHere(sent)
 	if stopping {
 		m.retired()
+	}
+	if rev == 0 {
+		return nil // a new worker of this name took the key: its record stays
 	}
 	// Stored: the bucket stores the others' records too, so their silence counts against them
 	// even while this worker's watch reads nothing (its consumer lost while JetStream stores),
@@ -367,6 +432,7 @@ func (m *membership) announce(ctx context.Context) error {
 	// waited in the reconnect buffer, and the others could not be heard meanwhile either.
 	stored := m.clock.Now()
 	m.mu.Lock()
+	m.revision = rev
 	m.roster.Echoed(stored)
 	// The watch lags when the record stored before this one has not come back: this one's
 	// echo may well come after its acknowledgement.
@@ -385,9 +451,73 @@ func (m *membership) announce(ctx context.Context) error {
 	return nil
 }
 
+// store writes b, this worker's record, under key, over the record of its own last stored (the
+// revision last, 0 for none: the first record takes the key whoever held it), or, where another
+// came since, over the one there if it is of this worker's start (a record whose acknowledgement
+// was lost) or the key holds none. A worker started since under the same name (a rolling
+// restart) holds the key: store returns revision 0 and writes nothing, where this worker's
+// heartbeats, and its record saying when it stops, were stored over the new one's, which the
+// region counted stopping at this one's instant, then gone once this one left.
+func (m *membership) store(ctx context.Context, key string, b []byte, started time.Time, last uint64) (uint64, error) {
+	if last == 0 {
+		rev, err := m.kv.Put(ctx, key, b)
+		if err != nil {
+			return 0, fmt.Errorf("put member record %s: %w", key, err)
+		}
+		return rev, nil
+	}
+	rev, err := m.kv.Update(ctx, key, b, last)
+	switch {
+	case err == nil:
+		return rev, nil
+	case !errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return 0, fmt.Errorf("put member record %s: %w", key, err)
+	}
+	// Most often a worker started since under this name holds the key (a rolling restart, or
+	// two workers of one name): a read tells so and ends there, at each heartbeat of the old
+	// worker. Where the key holds no record (this worker's expired after a minute unstored, the
+	// bucket was created again), a create, which only such a key accepts, stores this one
+	// without taking the key from a worker of this name started since the read.
+	there, own, err := m.recordThere(ctx, key, started)
+	switch {
+	case err != nil:
+		return 0, err
+	case own:
+		return m.store(ctx, key, b, started, there)
+	case there != 0:
+		return 0, nil // another's
+	}
+	rev, err = m.kv.Create(ctx, key, b)
+	switch {
+	case err == nil:
+		return rev, nil
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return 0, nil // taken since the read: this worker's next heartbeat tries again
+	}
+	return 0, fmt.Errorf("create member record %s: %w", key, err)
+}
+
+// recordThere reads the record under key: its revision (0: the key holds none), and whether it
+// is of the worker started at started (a record that does not decode is not).
+func (m *membership) recordThere(ctx context.Context, key string, started time.Time) (uint64, bool, error) {
+	e, err := m.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("read member record %s: %w", key, err)
+	}
+	r, err := DecodeMember(e.Value())
+	return e.Revision(), err == nil && r.Started.Equal(started), nil
+}
+
 // join stores the worker's first record, starting it joinDelay after each attempt, and tries
 // again every heartbeat until it is stored or ctx ends (it then returns ctx's error). Until then
-// the worker takes no checks. The bucket refuses a record for a new key when it is full
+// the worker takes no checks. A record being stored when ctx ends is waited for (up to
+// firstStoreBudget), not given up: sent, it may still be stored, and a worker that left at once
+// looked for it before it landed, so that it stayed in the bucket, live for the region for its
+// TTL, its share of the checks unrun meanwhile. Once its answer came, leave deletes it by its
+// revision. The bucket refuses a record for a new key when it is full
 // (events.ProbersStream: a flood of keys, or more workers than its bound): the worker says so
 // once, naming the way out, and joins as soon as a record expires or the bound is raised; the
 // first refusal of another kind (JetStream electing the bucket's leader) is a warning.
@@ -397,8 +527,15 @@ func (m *membership) join(ctx context.Context, heartbeat, joinDelay time.Duratio
 		m.mu.Lock()
 		m.self.ActiveFrom = m.clock.Now().Add(joinDelay)
 		m.mu.Unlock()
-		err := m.announce(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), firstStoreBudget)
+		err := m.announce(actx)
+		cancel()
 		switch {
+		case err == nil && ctx.Err() != nil:
+			return ctx.Err() // stored as the worker stopped: leave deletes it
 		case err == nil:
 			if refused {
 				m.log.Info().Msg("member record stored; joining the region")
@@ -423,6 +560,11 @@ func (m *membership) join(ctx context.Context, heartbeat, joinDelay time.Duratio
 	}
 }
 
+// firstStoreBudget bounds the wait for the answer to a worker's first record, stopped or not:
+// nats.go's default for a request without a deadline, which it waited before. A stopped worker
+// then leaves within it and leave's 2 s, under the 10 s docker stop waits.
+const firstStoreBudget = 5 * time.Second
+
 // bucketFull reports whether err is the bucket's refusal of a record for a new key because it
 // holds all the records, or bytes, it may (JetStream's "maximum messages exceeded", a store
 // failure).
@@ -441,7 +583,7 @@ const errCodeStoreFailed = 10077
 // stopped writing is dated from its last record, as the watch would have it.
 func (m *membership) readOthers(ctx context.Context, names []string) {
 	for _, name := range names {
-		e, err := m.kv.Get(ctx, m.self.Region+"."+name)
+		e, err := m.get(ctx, m.self.Region+"."+name)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			m.mu.Lock()
 			gone := m.roster.Has(name)
@@ -470,6 +612,86 @@ func (m *membership) readOthers(ctx context.Context, names []string) {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// readUnwatched reads the region's records from the bucket (list) for a worker that joined
+// without them, until its watch has read them; the first time it does, this worker stops
+// counting itself alone, and each time it finds the members that joined since. A worker
+// whose view was not read within a heartbeat of its start (the node holding its consumer hangs,
+// and the watch waits for it) joined and ran every check of its region for as long as the watch
+// waited, with no end of its own: a region restarted beside such a node ran each check once per
+// worker meanwhile.
+func (m *membership) readUnwatched(ctx context.Context) {
+	m.mu.Lock()
+	unwatched := m.unwatched
+	m.mu.Unlock()
+	if !unwatched || !m.list(ctx) {
+		return
+	}
+	m.mu.Lock()
+	alone := m.alone
+	m.alone = false
+	m.mu.Unlock()
+	if alone {
+		m.log.Info().Msg("membership view read from the bucket while its watch waits: checking this worker's share of the region")
+		m.tell()
+	}
+}
+
+// list adds to the roster the region's members it lacks, read from the bucket as the watch reads
+// them when it begins (each dated from when its record was stored, so a stale one is not taken
+// for live): the stream's leader names the region's keys (stream info, filtered to them) and any
+// replica answers a direct get of each, neither of them needing a consumer. The members already
+// in the roster are renewed from the bucket by readOthers. It reports whether every key was
+// read.
+func (m *membership) list(ctx context.Context) bool {
+	prefix := "$KV." + MembersBucket + "." + m.self.Region + "."
+	s, err := m.js.Stream(ctx, events.StreamProbers)
+	if err != nil {
+		return false
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+"*"))
+	if err != nil {
+		return false
+	}
+	for subject := range info.State.Subjects {
+		name := strings.TrimPrefix(subject, prefix)
+		m.mu.Lock()
+		known := name == m.self.Name || m.roster.Has(name)
+		m.mu.Unlock()
+		if known {
+			continue
+		}
+		e, err := m.get(ctx, m.self.Region+"."+name)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			continue // deleted: its last message is the deletion
+		case err != nil:
+			return false
+		}
+		rec, err := DecodeMember(e.Value())
+		if err != nil || rec.Key() != e.Key() {
+			continue
+		}
+		seen := m.clock.Now()
+		if e.Created().Before(seen) {
+			seen = e.Created()
+		}
+		m.mu.Lock()
+		if !m.roster.Has(name) {
+			m.roster.Seen(rec, seen)
+		}
+		m.mu.Unlock()
+	}
+	return true
+}
+
+// get reads the record under key by direct gets, sending the read again while no replica has
+// answered (events.Hedged): NATS hands each to a replica at random, a hung one's too, and a
+// read that drew it waited out the heartbeat's budget, the records after it unread, so that the
+// members read from the bucket while the watch waited dropped out one by one.
+func (m *membership) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	return events.Hedged(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return m.kv.Get(ctx, key) })
 }
 
 // tell wakes the heartbeat to log the changed members.
@@ -527,12 +749,40 @@ func (m *membership) own() Member {
 	return o
 }
 
-// leave deletes this worker's record so the others take its checks at once.
+// leave deletes this worker's record so the others take its checks at once, where the record
+// under its key is its own: the revision it stored last, or, where it knows none (stopped while
+// its first record was being stored) or a record came since (one stored after its last
+// acknowledgement was lost), the record there if it is of this worker's start. A worker started
+// since under the same name (a rolling restart) stored its own over it, and keeps it.
 func (m *membership) leave() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := m.kv.Delete(ctx, m.self.Key()); err != nil {
-		return fmt.Errorf("delete member record %s: %w", m.self.Key(), err)
+	m.mu.Lock()
+	key, started, rev := m.self.Key(), m.self.Started, m.revision
+	m.mu.Unlock()
+	if rev != 0 {
+		switch err := m.kv.Delete(ctx, key, jetstream.LastRevision(rev)); {
+		case err == nil:
+			return nil
+		case !errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			return fmt.Errorf("delete member record %s: %w", key, err)
+		}
+	}
+	there, own, err := m.recordThere(ctx, key, started)
+	switch {
+	case err != nil:
+		return err
+	case there == 0:
+		return nil
+	case !own:
+		m.log.Info().Str("key", key).Uint64("revision", there).
+			Msg("member record is another worker's of this name (a restart); left in place")
+		return nil
+	}
+	// A revision that no longer matches is a record stored between the read and the deletion:
+	// another worker's.
+	if err := m.kv.Delete(ctx, key, jetstream.LastRevision(there)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("delete member record %s: %w", key, err)
 	}
 	return nil
 }
@@ -561,7 +811,15 @@ func (m *membership) follow(ctx context.Context, js jetstream.JetStream) {
 		}
 		if d.CaughtUp {
 			initial = false
+			m.mu.Lock()
+			alone := m.alone
+			m.alone, m.unwatched = false, false
 			close(m.ready)
+			m.mu.Unlock()
+			if alone {
+				m.log.Info().Msg("membership view read: checking this worker's share of the region")
+				m.tell()
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package prober
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -478,6 +480,16 @@ func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) (uint64
 	return 0, ctx.Err()
 }
 
+// Update is a worker's Put over its own last record (membership.store), and stalls as Put does.
+func (kv *stallingKV) Update(ctx context.Context, key string, value []byte, last uint64) (uint64, error) {
+	kv.puts.Add(1)
+	if !kv.stalled.Load() {
+		return kv.KeyValue.Update(ctx, key, value, last)
+	}
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
 // heartbeatingWorker starts a worker p1 whose record is stored once, runs its heartbeat with hb
 // and ttl until the test ends, and returns its membership and bucket.
 func heartbeatingWorker(t *testing.T, hb, ttl time.Duration) (*membership, *stallingKV, *eventstest.Server) {
@@ -731,18 +743,19 @@ func heartbeatAs(t *testing.T, kv jetstream.KeyValue, name string, hb, ttl time.
 // nothing. The member is counted gone within its TTL of this worker hearing again, not kept
 // for BlindGrace.
 func TestAMemberThatDiedWhileThisWorkerWasCutOffIsGoneWithinItsTTLOfReconnecting(t *testing.T) {
-	const hb, ttl = 100 * time.Millisecond, time.Second
+	const hb, ttl = 100 * time.Millisecond, 500 * time.Millisecond
 	srv, _, kv, _ := membersBucket(t)
 	link := eventstest.NewSlowLink(t, srv.URL)
 	m := watchingWorker(t, link.URL, hb, ttl)
 	kill := heartbeatAs(t, kv, "p2", hb, ttl)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return slices.Contains(m.live(time.Now()), "p2") }, "p1 to see p2")
 
-	// p1 is cut off for 3 s. p2 writes on for half of it, records p1 cannot read, then dies.
+	// p1 is cut off for three TTLs. p2 writes on for half of it, records p1 cannot read, then
+	// dies.
 	link.Sever()
-	time.Sleep(3 * time.Second / 2) // the cut-off itself
+	time.Sleep(3 * ttl / 2) // the cut-off itself
 	kill()
-	time.Sleep(3 * time.Second / 2)
+	time.Sleep(3 * ttl / 2)
 	link.Mend()
 	// p1 hears again when its server answers it: it counts itself live again.
 	eventstest.Eventually(t, 10*time.Second, func() bool { return slices.Contains(m.live(time.Now()), "p1") }, "p1 to reconnect")
@@ -761,6 +774,7 @@ func TestAMemberThatDiedWhileThisWorkerWasCutOffIsGoneWithinItsTTLOfReconnecting
 // it had from the old bucket within two heartbeats of its watch reading the new one, rather than
 // keep a member that died meanwhile for as long as its record claimed.
 func TestAWorkerEndsTheOldLeasesOfABucketDeletedAndCreatedAgain(t *testing.T) {
+	t.Parallel() // waits heartbeats of a second, with margins of seconds
 	// A heartbeat longer than the watch takes to read the new bucket (checks of 3 s or more):
 	// no record read from the bucket, for a watch lagging behind the records stored, drops p2.
 	const hb, ttl = time.Second, 3 * time.Second
@@ -795,6 +809,7 @@ func TestAWorkerEndsTheOldLeasesOfABucketDeletedAndCreatedAgain(t *testing.T) {
 // heartbeat: it stays live throughout, where dropping it until then had every worker of the
 // region count itself alone for up to a heartbeat and run the region's checks twice or more.
 func TestAMemberThatHeartbeatsOnStaysLiveWhenItsBucketIsCreatedAgain(t *testing.T) {
+	t.Parallel() // waits heartbeats of a second, with margins of seconds
 	const hb, ttl = time.Second, 3 * time.Second
 	srv, js, kv, ctx := membersBucket(t)
 	m := watchingWorker(t, srv.URL, hb, ttl)
@@ -905,6 +920,13 @@ func (kv *heldKV) Put(ctx context.Context, key string, value []byte) (uint64, er
 	kv.sent <- struct{}{}
 	<-kv.release
 	return kv.KeyValue.Put(ctx, key, value)
+}
+
+// Update is a worker's Put over its own last record (membership.store), and is held as Put is.
+func (kv *heldKV) Update(ctx context.Context, key string, value []byte, last uint64) (uint64, error) {
+	kv.sent <- struct{}{}
+	<-kv.release
+	return kv.KeyValue.Update(ctx, key, value, last)
 }
 
 // A record sent while all of NATS was down is stored only when NATS is back: its
@@ -1063,5 +1085,251 @@ func TestAForgedRecordNamingWhenAMemberStopsHoldsItsLaterRecordsForATTLAtMost(t 
 	}
 	if got := r.Live(t0.Add(5 * time.Second)); !slices.Equal(got, []string{"p1", "p2"}) {
 		t.Fatalf("live 4.9 s after a record forged under p2's key: %v, want [p1 p2]", got)
+	}
+}
+
+// rollingMember is worker p1 of us-west, started at started, on bucket kv.
+func rollingMember(kv jetstream.KeyValue, started time.Time) *membership {
+	self := Member{Region: "us-west", Name: "p1", TTLMillis: time.Second.Milliseconds(), Started: started, ActiveFrom: started}
+	return &membership{kv: kv, self: self, clock: &fakeClock{now: started}, log: zerolog.Nop(),
+		roster: NewRoster(self, 100*time.Millisecond), changed: make(chan struct{}, 1), ready: make(chan struct{})}
+}
+
+// recordUnder is the record under key in kv, or the zero Member when there is none.
+func recordUnder(t *testing.T, ctx context.Context, kv jetstream.KeyValue, key string) Member {
+	t.Helper()
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Member{}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DecodeMember(e.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// countedBucket opens MEMBERS on a connection of its own, whose requests the test counts.
+func countedBucket(t *testing.T, ctx context.Context, srv *eventstest.Server) (*nats.Conn, jetstream.KeyValue) {
+	t.Helper()
+	nc := eventstest.Connect(t, srv.URL)
+	own, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := own.KeyValue(ctx, MembersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, kv
+}
+
+// storeOwn has m store its own record under its key, as its heartbeat does.
+func storeOwn(t *testing.T, ctx context.Context, m *membership) (uint64, error) {
+	t.Helper()
+	b, err := json.Marshal(m.self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.store(ctx, m.self.Key(), b, m.self.Started, m.revision)
+}
+
+// announceInTurn stores the record of each worker of ms, in turn.
+func announceInTurn(t *testing.T, ctx context.Context, ms ...*membership) {
+	t.Helper()
+	for _, m := range ms {
+		if err := m.announce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A rolling restart that keeps a worker's name starts the new worker, which writes its record,
+// before the old one stops: the old one deletes its record only where it is the last written
+// under the key. It deleted the new worker's, and the region counted the new worker gone, its
+// checks unrun, until its next heartbeat. The new worker's own record it deletes when it stops.
+func TestAStoppingWorkerLeavesTheRecordOfANewWorkerOfItsNameInPlace(t *testing.T) {
+	_, _, bucket, ctx := membersBucket(t)
+	now := time.Now()
+	old, successor := rollingMember(bucket, now), rollingMember(bucket, now.Add(time.Second))
+	announceInTurn(t, ctx, old, successor)
+	if err := old.leave(); err != nil {
+		t.Fatalf("the old worker left: %v", err)
+	}
+	if got := recordUnder(t, ctx, bucket, successor.self.Key()).Started; !got.Equal(successor.self.Started) {
+		t.Fatalf("once the old worker left, the record under %s is of the worker started at %v, want the new one's (%v)",
+			successor.self.Key(), got, successor.self.Started)
+	}
+	if err := successor.leave(); err != nil {
+		t.Fatalf("the new worker left: %v", err)
+	}
+	if got := recordUnder(t, ctx, bucket, successor.self.Key()).Started; !got.IsZero() {
+		t.Fatalf("once the new worker left, the record of the worker started at %v is in place, want none", got)
+	}
+}
+
+// In a rolling restart that keeps the name, the old worker runs on after the new one stored its
+// record: its heartbeats, and the record saying when it stops, were stored over the new one's,
+// which it then deleted as its own. The region counted the new worker stopping at the old one's
+// instant, then gone, its checks unrun by it, until its next heartbeat. The old one stores its
+// records only over its own.
+func TestAWorkerWhoseNameANewWorkerTookStoresNoRecordOverTheNewOnes(t *testing.T) {
+	_, _, bucket, ctx := membersBucket(t)
+	now := time.Now()
+	old, successor := rollingMember(bucket, now), rollingMember(bucket, now.Add(time.Second))
+	announceInTurn(t, ctx, old, successor, old)
+	if got := recordUnder(t, ctx, bucket, successor.self.Key()).Started; !got.Equal(successor.self.Started) {
+		t.Fatalf("after the old worker's heartbeat, the record under %s is of the worker started at %v, want the new one's (%v)",
+			successor.self.Key(), got, successor.self.Started)
+	}
+	stopped := old.retire(now.Add(2 * time.Second))
+	announceInTurn(t, ctx, old)
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the old worker's record saying it stops was neither stored nor given up")
+	}
+	if err := old.leave(); err != nil {
+		t.Fatalf("the old worker left: %v", err)
+	}
+	if r := recordUnder(t, ctx, bucket, successor.self.Key()); !r.Started.Equal(successor.self.Started) || !r.ActiveUntil.IsZero() {
+		t.Fatalf("once the old worker stopped and left, the record under %s is of the worker started at %v, stopping at %v; want the new one's (%v), not stopping",
+			successor.self.Key(), r.Started, r.ActiveUntil, successor.self.Started)
+	}
+}
+
+// A worker stopped while its first record was being stored does not know whether it was: it
+// deletes the record under its key where that is its own, and leaves a new worker's in place.
+func TestAWorkerStoppedWhileJoiningDeletesItsRecordOnlyWhereItIsItsOwn(t *testing.T) {
+	_, _, bucket, ctx := membersBucket(t)
+	now := time.Now()
+	joining := rollingMember(bucket, now)
+	b, err := json.Marshal(joining.self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stored, its acknowledgement lost to the stop.
+	if _, err := bucket.Put(ctx, joining.self.Key(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := joining.leave(); err != nil {
+		t.Fatalf("left: %v", err)
+	}
+	if got := recordUnder(t, ctx, bucket, joining.self.Key()).Started; !got.IsZero() {
+		t.Fatalf("the record of the worker that left while joining is in place, want none")
+	}
+	if _, err := bucket.Put(ctx, joining.self.Key(), b); err != nil {
+		t.Fatal(err)
+	}
+	successor := rollingMember(bucket, now.Add(time.Second))
+	announceInTurn(t, ctx, successor)
+	if err := joining.leave(); err != nil {
+		t.Fatalf("left: %v", err)
+	}
+	if got := recordUnder(t, ctx, bucket, successor.self.Key()).Started; !got.Equal(successor.self.Started) {
+		t.Fatalf("once the joining worker left, the record under %s is of the worker started at %v, want the new one's (%v)",
+			successor.self.Key(), got, successor.self.Started)
+	}
+}
+
+// A worker whose record is gone from the bucket (no heartbeat stored for a minute, so that it
+// expired; the bucket deleted and created again) stores its next one in three requests: the
+// update of its last revision, refused, a read finding no record, and a create that only a key
+// holding no record accepts, where a put took the key from whatever worker of this name held it
+// by then. A create before the read saved one request here, and cost two at each heartbeat that
+// finds another's record (TestAnOldWorkerFindsItsKeyTakenByANewWorkerOfItsNameInTwoRequests).
+func TestAWorkerWhoseRecordIsGoneStoresItsNextInThreeRequests(t *testing.T) {
+	srv, js, _, ctx := membersBucket(t)
+	nc, kv := countedBucket(t, ctx, srv)
+	m := rollingMember(kv, time.Now())
+	announceInTurn(t, ctx, m)
+	st, err := js.Stream(ctx, events.StreamProbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+MembersBucket+"."+m.self.Key())); err != nil {
+		t.Fatal(err)
+	}
+	before := nc.Stats().OutMsgs
+	rev, err := storeOwn(t, ctx, m)
+	if err != nil || rev == 0 {
+		t.Fatalf("stored the record over its gone key: revision %d, %v", rev, err)
+	}
+	if n := nc.Stats().OutMsgs - before; n != 3 {
+		t.Errorf("storing the record over its gone key took %d requests, want 3", n)
+	}
+	if got := recordUnder(t, ctx, kv, m.self.Key()).Started; !got.Equal(m.self.Started) {
+		t.Errorf("the record under %s is of the worker started at %v, want %v", m.self.Key(), got, m.self.Started)
+	}
+}
+
+// During a rolling restart that keeps a worker's name, the old worker goes on heartbeating while
+// it finishes its checks, and the new one holds the key: each heartbeat of the old one finds the
+// record there another's in two requests (its update, refused, and a read), and leaves it. A
+// create tried before the read took two more (a create, refused, and the read of the record it
+// found), so four for each of those heartbeats, and for each heartbeat of a worker running twice
+// under one name.
+func TestAnOldWorkerFindsItsKeyTakenByANewWorkerOfItsNameInTwoRequests(t *testing.T) {
+	srv, _, bucket, ctx := membersBucket(t)
+	nc, kv := countedBucket(t, ctx, srv)
+	now := time.Now()
+	old, successor := rollingMember(kv, now), rollingMember(bucket, now.Add(time.Second))
+	announceInTurn(t, ctx, old, successor)
+	before := nc.Stats().OutMsgs
+	rev, err := storeOwn(t, ctx, old)
+	if err != nil || rev != 0 {
+		t.Fatalf("the old worker stored its record over the new one's: revision %d, %v", rev, err)
+	}
+	if n := nc.Stats().OutMsgs - before; n != 2 {
+		t.Errorf("finding its key held by the new worker of its name took the old one %d requests, want 2", n)
+	}
+	if got := recordUnder(t, ctx, bucket, old.self.Key()).Started; !got.Equal(successor.self.Started) {
+		t.Errorf("the record under %s is of the worker started at %v, want the new one's (%v)", old.self.Key(), got, successor.self.Started)
+	}
+}
+
+// A worker of this name started since took the key and left, deleting its record: the key
+// holds its delete marker (the bucket keeps one record a key), and the old worker's next
+// heartbeat stores its record there, as over a key that holds nothing.
+func TestAnOldWorkerStoresItsRecordOverTheDeletedRecordOfANewWorkerOfItsName(t *testing.T) {
+	_, _, bucket, ctx := membersBucket(t)
+	now := time.Now()
+	old, successor := rollingMember(bucket, now), rollingMember(bucket, now.Add(time.Second))
+	announceInTurn(t, ctx, old, successor)
+	if err := successor.leave(); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := storeOwn(t, ctx, old)
+	if err != nil || rev == 0 {
+		t.Fatalf("stored the record over the deleted key: revision %d, %v", rev, err)
+	}
+	if got := recordUnder(t, ctx, bucket, old.self.Key()).Started; !got.Equal(old.self.Started) {
+		t.Errorf("the record under %s is of the worker started at %v, want the old one's (%v)", old.self.Key(), got, old.self.Started)
+	}
+}
+
+// A worker whose own lease lapsed counts the others as they stood then, but not past the
+// instant a stopping one named: the checks that one hands over at that instant are this
+// worker's, as for the others who count it live.
+func TestAWorkerWhoseOwnLeaseLapsedTakesOverFromAMemberThatStops(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	r := NewRoster(Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1000}, 100*time.Millisecond)
+	r.Seen(Member{Region: "us-west", Name: "p1", ActiveFrom: t0, TTLMillis: 1000}, t0)
+	r.Seen(Member{Region: "us-west", Name: "p2", ActiveFrom: t0, TTLMillis: 1000}, t0.Add(900*time.Millisecond))
+	r.Seen(Member{Region: "us-west", Name: "p3", ActiveFrom: t0, TTLMillis: 1000, ActiveUntil: t0.Add(1500 * time.Millisecond)}, t0.Add(900*time.Millisecond))
+	// p1's lease lapses at 1 s; p3 stops at 1.5 s, p2's lease runs to 1.9 s.
+	if got, want := r.Shards(t0.Add(1200*time.Millisecond), false), []string{"p1", "p2", "p3"}; !slices.Equal(got, want) {
+		t.Errorf("at 1.2 s p1 shares its checks with %v, want %v", got, want)
+	}
+	if got, want := r.Shards(t0.Add(1600*time.Millisecond), false), []string{"p1", "p2"}; !slices.Equal(got, want) {
+		t.Errorf("at 1.6 s, past p3's active_until, p1 shares its checks with %v, want %v", got, want)
+	}
+	// p4 joins at 1.7 s, its record read at 1.2 s: p1 hands it its share, as the others do.
+	r.Seen(Member{Region: "us-west", Name: "p4", ActiveFrom: t0.Add(1700 * time.Millisecond), TTLMillis: 1000}, t0.Add(1200*time.Millisecond))
+	if got, want := r.Shards(t0.Add(1800*time.Millisecond), false), []string{"p1", "p2", "p4"}; !slices.Equal(got, want) {
+		t.Errorf("at 1.8 s, past p4's active_from, p1 shares its checks with %v, want %v", got, want)
 	}
 }

@@ -63,6 +63,7 @@ func popsLikeContainerHeap(t *testing.T, ats []int64, steps []int64) {
 }
 
 func TestTheQueuePopsInTheOrderContainerHeapDoes(t *testing.T) {
+	t.Parallel() // pure: its cpu overlaps the parallel tests that wait on timers
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, n := range []int{0, 1, 2, 3, 4, 5, 6, 16, 17, 21, 100, 1000, 30000} {
 		ats := make([]int64, n)

@@ -171,7 +171,7 @@ func Run(ctx context.Context, o Options) error {
 	pub.js = js
 
 	self := Member{Region: o.Region, Name: o.Name, TTLMillis: o.MemberTTL.Milliseconds()}
-	m := &membership{kv: kv, self: self, clock: o.Clock, log: log,
+	m := &membership{kv: kv, js: o.JS, self: self, clock: o.Clock, log: log,
 		roster: NewRoster(self, o.Heartbeat), changed: make(chan struct{}, 1), ready: make(chan struct{})}
 	// The membership outlives the stop of a worker that joined, until it leaves: its heartbeats
 	// keep it live for the others while it finishes its checks. One stopped before it joined
@@ -185,11 +185,29 @@ func Run(ctx context.Context, o Options) error {
 	bg.Go(func() { m.follow(runCtx, o.JS) })
 	// Know the region's members before joining, or this worker would count itself alone and run
 	// their checks too. Then announce a start instant far enough ahead that every member has
-	// seen the record by then and hands its checks over at that very instant.
+	// seen the record by then and hands its checks over at that very instant. A view not read
+	// within a heartbeat (the node holding this worker's last membership consumer hangs, and
+	// the watch waits for it for seconds) would leave the region's checks unrun meanwhile
+	// where this is its only worker, or all of them restart at once: the worker joins then and
+	// runs every check of its region, as if alone, until the view is read, by its watch or from
+	// the bucket (readUnwatched: at once, then at each heartbeat while the watch waits).
+	wait, stopWait := o.Clock.NewTimer(o.Heartbeat)
 	select {
 	case <-m.ready:
+		stopWait()
 	case <-runCtx.Done():
+		stopWait()
 		return nil
+	case <-wait:
+		m.mu.Lock()
+		select {
+		case <-m.ready:
+		default:
+			m.alone, m.unwatched = true, true
+			log.Warn().Dur("waited", o.Heartbeat).
+				Msg("membership view not read within a heartbeat: checking every endpoint of the region until it is")
+		}
+		m.mu.Unlock()
 	}
 	m.mu.Lock()
 	m.self.Started = o.Clock.Now()
@@ -201,6 +219,12 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return nil
 	}
+
+	bg.Go(func() {
+		rctx, cancel := context.WithTimeout(runCtx, putBudget(o.Heartbeat, o.MemberTTL))
+		defer cancel()
+		m.readUnwatched(rctx)
+	})
 
 	w := &worker{o: o, log: log, members: m, pub: pub, transports: newSharedTransports(), pool: newPool(10 * time.Second)}
 	defer w.pool.close()
@@ -309,11 +333,16 @@ func (w *worker) heartbeat(ctx context.Context) {
 	// most maxFlushes are awaited at once, each holding a place in flying.
 	var flushes sync.WaitGroup
 	flying := make(chan struct{}, maxFlushes)
+	// reads counts the bucket's reads of the view after a record stored (readUnwatched), one at
+	// a time while reading is set.
+	var reads sync.WaitGroup
+	var reading atomic.Bool
 	defer func() {
 		if stored != nil {
 			<-stored // its context ends with ctx; Run deletes the record only after it
 		}
 		flushes.Wait()
+		reads.Wait()
 	}()
 	// A heartbeat has until the last stored record expires (MemberTTL after it, a heartbeat ago):
 	// stored by then, it keeps this worker live for the others without a gap, however busy the
@@ -325,7 +354,19 @@ func (w *worker) heartbeat(ctx context.Context) {
 		go func(stored chan<- error) {
 			actx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
 			defer cancel()
-			stored <- w.members.announce(actx)
+			err := w.members.announce(actx)
+			// The bucket's read of a view the watch has not read yet goes apart from the
+			// store, so that a read waiting on a hung node does not hold the next record.
+			if err == nil && reading.CompareAndSwap(false, true) {
+				reads.Add(1)
+				go func() {
+					defer func() { reading.Store(false); reads.Done() }()
+					rctx, cancel := context.WithTimeout(ctx, putBudget(w.o.Heartbeat, w.o.MemberTTL))
+					defer cancel()
+					w.members.readUnwatched(rctx)
+				}()
+			}
+			stored <- err
 		}(stored)
 	}
 	next := w.o.Clock.Now().Add(w.o.Heartbeat)
@@ -558,7 +599,7 @@ func (w *worker) dispatch(ctx, checks context.Context) {
 			s := q.top()
 			interval := s.t.Check.Interval.D()
 			if now.Sub(s.at) < interval {
-				if Owner(s.key, w.members.live(s.at)) == w.o.Name {
+				if Owner(s.key, w.members.shards(s.at)) == w.o.Name {
 					switch s.runs.start(s, s.window, s.at) {
 					case started:
 						if now.Sub(s.at) > interval/10 {

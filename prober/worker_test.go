@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -135,23 +134,10 @@ func TestWorkerPublishesEveryResultOnTheEndpointsSubject(t *testing.T) {
 
 func TestWithABatchWindowResultsArriveTogetherAndEachStillNamesItsEndpoint(t *testing.T) {
 	srv := eventstest.Start(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	addr := acceptAndDrop(t, "127.0.0.1:0")
 	var eps strings.Builder
 	for i := range 50 {
-		fmt.Fprintf(&eps, "{name: e%02d, address: %q}, ", i, l.Addr().String())
+		fmt.Fprintf(&eps, "{name: e%02d, address: %q}, ", i, addr.String())
 	}
 	// Fifty checks spread over a 200ms interval: a 20ms window gathers several at a time.
 	cfg := testConfig(t, `
