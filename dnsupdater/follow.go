@@ -170,12 +170,9 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 	var snaps snapshotPacer
 	// restampDue fires when a zone whose re-stamp waits (restampGrace, restampEvery) may take it.
 	var restampDue <-chan time.Time
-	var recheck <-chan time.Time
-	if len(s.pushers) > 0 {
-		t := time.NewTicker(s.pushRecheck)
-		defer t.Stop()
-		recheck = t.C
-	}
+	// The recheck ticks whether or not a zone is pushed: a reload may add a push.
+	recheck := time.NewTicker(s.pushRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -196,7 +193,7 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 			restampDue = s.restampPeers(ctx, saves, &snaps)
 		case <-restampDue:
 			restampDue = s.restampPeers(ctx, saves, &snaps)
-		case <-recheck:
+		case <-recheck.C:
 			s.recheckPushes(ctx)
 		case <-snaps.due:
 			// The snapshot held back: with the refresh asked for, if one is (so that its version
@@ -210,7 +207,7 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 			}
 		case c := <-s.o.Configs:
 			before := s.table.Load().zones
-			if s.reconfigure(c) {
+			if started, ok := s.reconfigure(ctx, c); ok {
 				// The refresh folds the STATE events waiting too: when one asked for it, the
 				// version names that transition as its cause (as a replay links answers to
 				// transitions), else the configuration applied.
@@ -222,6 +219,7 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 				}
 				changes := s.refresh(ctx, k, saves, &snaps)
 				s.announceReload(ctx, before, changes)
+				s.offerStarted(ctx, started)
 				s.readBackNow() // a zone the reload added reads what the stream records of it
 			}
 		}
@@ -267,14 +265,16 @@ func (s *Server) readBackNow() {
 // it has one; recheck says that they are offered again, nothing having changed (see
 // push.Desired.Recheck).
 func (s *Server) offer(z *zone.Zone, at push.Position, recheck bool) {
-	if p := s.pushers[z.Name]; p != nil {
+	if p := s.pusherOf(z.Name); p != nil {
 		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.cfg.Load(), z), State: at, Recheck: recheck})
 	}
 }
 
 // pushRecheckEvery is how often a server that pushes offers its zones' records again while
-// nothing changes, so that each pusher reads the primary's marker again: one signed query over
-// TCP a zone, and an UPDATE only where another server left an earlier state.
+// nothing changes, so that each pusher reads the primary's marker and SOA serial again: two
+// signed queries over TCP a zone (and two an owned name when the serial moved by more than this
+// server's own pushes, see push.serialGate), and an UPDATE only where another server left an
+// earlier state or a hand edit changed an owned record.
 const pushRecheckEvery = time.Minute
 
 // recheckPushes has the reporter offer every zone served to its pusher again, at the STATE
@@ -282,11 +282,31 @@ const pushRecheckEvery = time.Minute
 // changes before it, so that no recheck offers records older than a change's. Only the
 // refresher calls it.
 func (s *Server) recheckPushes(ctx context.Context) {
-	if !s.synced {
+	if !s.synced || !s.pushing() {
 		return
 	}
 	select {
 	case s.reports <- report{recheck: s.table.Load().zones, state: s.statePosition()}:
+	case <-ctx.Done():
+	}
+}
+
+// offerStarted has the reporter offer each zone served whose pusher a reload started (named in
+// started) to it, at the STATE position read to, once STATE has been read to its end (until
+// then markSynced offers every zone): a push added or moved to another primary or key sends
+// the zone's records at once, not at the zone's next change. Only the refresher calls it.
+func (s *Server) offerStarted(ctx context.Context, started []string) {
+	if !s.synced || len(started) == 0 {
+		return
+	}
+	var zones []*zone.Zone
+	for _, z := range s.table.Load().zones {
+		if _, ok := slices.BinarySearch(started, z.Name); ok {
+			zones = append(zones, z)
+		}
+	}
+	select {
+	case s.reports <- report{offer: zones, state: s.statePosition()}:
 	case <-ctx.Done():
 	}
 }
@@ -537,6 +557,9 @@ type report struct {
 	// recheck holds the zones served, to offer their pushers again at state (see
 	// recheckPushes).
 	recheck []*zone.Zone
+	// offer holds the zones whose pushers a reload started, to offer them at state (see
+	// offerStarted).
+	offer []*zone.Zone
 }
 
 // reportLoop tells of every zone change, in order: a log line, a ZoneChanged event caused by
@@ -565,6 +588,9 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		for _, z := range r.recheck {
 			s.offer(z, r.state, true)
+		}
+		for _, z := range r.offer {
+			s.offer(z, r.state, false)
 		}
 		for _, name := range r.forget {
 			s.notifier.forget(name)
@@ -612,18 +638,25 @@ func changeKey(name, id, zone string, serial uint32, part int) string {
 	return key
 }
 
-// reconfigure makes c the configuration the next refresh projects, and reports whether it
-// could; one that does not compile is logged and the last good one kept.
-func (s *Server) reconfigure(c *config.Config) bool {
+// reconfigure makes c the configuration the next refresh projects, with its pushers running
+// under ctx, and reports whether it could, and the zones whose pushers it started (a push added,
+// or its server, key or settings changed); one that does not compile, or whose keys cannot be
+// read, is logged and the last good one kept.
+func (s *Server) reconfigure(ctx context.Context, c *config.Config) ([]string, bool) {
 	static, err := zone.Compile(c)
 	if err != nil {
 		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
-		return false
+		return nil, false
 	}
 	keys, err := transferKeys(c, s.o.CredentialDirs, s.log)
 	if err != nil {
 		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
-		return false
+		return nil, false
+	}
+	pushers, err := s.makePushers(c, s.runningPushers())
+	if err != nil {
+		s.log.Error().Err(err).Msg("configuration not applied; keeping the last good one")
+		return nil, false
 	}
 	s.keys.Store(&keys)
 	s.projMu.Lock()
@@ -631,6 +664,7 @@ func (s *Server) reconfigure(c *config.Config) bool {
 	s.static = static
 	s.projMu.Unlock()
 	s.cfg.Store(c)
+	started := s.runPushers(ctx, pushers)
 	s.log.Info().Int("zones", len(c.Zones)).Int("apps", len(c.Apps)).Msg("configuration applied")
-	return true
+	return started, true
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 )
 
 func TestServerPushesItsAnswersToAnExistingPrimaryOnEveryChange(t *testing.T) {
+	t.Parallel()
 	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
 	primary := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", KeyName: "detour-key", Secret: secret, File: `$TTL 300
 @     IN SOA ns1 hostmaster 1 3600 600 604800 5
@@ -64,6 +66,7 @@ other IN A   192.0.2.99
 // stream created later than the live one) is pushed over at the server's first push, not
 // obeyed until STATE passes it.
 func TestAServerPushesOverAMarkerOfAPositionTheStateStreamDoesNotHold(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		// marker returns the marker's seq and stream-created from the live stream's info.
@@ -77,6 +80,7 @@ func TestAServerPushesOverAMarkerOfAPositionTheStateStreamDoesNotHold(t *testing
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			js := eventstest.Start(t)
 			endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
 			info, err := js.Stream(t, events.StreamState).Info(t.Context())
@@ -109,6 +113,7 @@ _detour-state IN TXT "detour-state" "seq=%d" "stream-created=%s" "digest=0123" "
 // before it pushed the reversal) is pushed over at the next recheck, though nothing changes here:
 // before, it kept that state, a failover that had ended, until the next change.
 func TestAPrimaryAnotherServerLeftAtAnEarlierStateIsPushedOverThoughNothingChangesHere(t *testing.T) {
+	t.Parallel()
 	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
 	primary := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", KeyName: "detour-key", Secret: secret, File: `$TTL 300
 @     IN SOA ns1 hostmaster 1 3600 600 604800 5
@@ -163,7 +168,12 @@ ns1   IN A   127.0.0.1
 // key detour-key whose secret key names (`secret: …` or `secret_file: …`).
 func pushedShop(t *testing.T, primary, key string) *config.Config {
 	t.Helper()
-	return eventstest.Config(t, fmt.Sprintf(`
+	return eventstest.Config(t, pushedShopText(primary, key))
+}
+
+// pushedShopText is the YAML of pushedShop.
+func pushedShopText(primary, key string) string {
+	return fmt.Sprintf(`
 zones:
   - name: demo.test
     push: {server: %q, tsig: {name: detour-key, %s}, retry_interval: 100ms}
@@ -175,7 +185,7 @@ apps:
         endpoints: [{address: "127.0.0.11:8081"}]
       - name: us-east
         endpoints: [{address: "127.0.0.12:8081"}]
-`, primary, key))
+`, primary, key)
 }
 
 func containsAll(s string, parts []string) bool {
@@ -203,5 +213,48 @@ apps:
 	_, err := New(Options{JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
 	if want := "new dns server: zones[0].push.tsig.secret_env: $DETOUR_TEST_UNSET_PUSH_KEY is not set"; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("a server whose push key's variable is not set: %v, want an error starting %q", err, want)
+	}
+}
+
+// An owned record edited by hand on the primary, the marker left as it was, is put back at the
+// next recheck, though nothing changes here: before, the recheck read only the marker, which
+// said the primary held Detour's records, and the edit stayed until the zone's next change.
+func TestAnOwnedRecordEditedOnThePrimaryBesideTheMarkerIsRestoredAtTheNextRecheck(t *testing.T) {
+	t.Parallel()
+	nsupdate, err := exec.LookPath("nsupdate")
+	if err != nil {
+		t.Skip("nsupdate (Debian package dnsutils) is not installed: run deployments/install-packages.sh deployments/packages/test.txt")
+	}
+	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
+	primary := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", KeyName: "detour-key", Secret: secret, File: `$TTL 300
+@     IN SOA ns1 hostmaster 1 3600 600 604800 5
+@     IN NS  ns1
+ns1   IN A   127.0.0.1
+`})
+	js := eventstest.Start(t)
+	srv, err := New(Options{JS: js.JS, Config: pushedShop(t, primary, "secret: "+strconv.Quote(secret)), Addr: "127.0.0.1:0", Name: "dns-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.pushRecheck = 200 * time.Millisecond
+	eventstest.Run(t, "dns server", srv.Run)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.11"})
+	}, "the server's first push")
+	marker := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT")
+
+	host, port, _ := strings.Cut(primary, ":")
+	cmd := exec.Command(nsupdate, "-y", "hmac-sha256:detour-key:"+secret)
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("server %s %s\nzone demo.test\nupdate delete shop.demo.test. A\nupdate add shop.demo.test. 300 A 192.0.2.66\nupdate add shop.demo.test. 300 AAAA 2001:db8::66\nsend\n", host, port))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nsupdate: %v: %s", err, out)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return slices.Equal(bindtest.Dig(t, primary, "shop.demo.test", "A"), []string{"127.0.0.11"}) &&
+			len(bindtest.Dig(t, primary, "shop.demo.test", "AAAA")) == 0
+	}, "the server's records back on the primary after the hand edit")
+	if got := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT"); len(got) != 1 || len(marker) != 1 || !strings.HasPrefix(got[0], `"detour-state"`) {
+		t.Errorf("marker %v after the recheck, want one detour-state record (before: %v)", got, marker)
 	}
 }

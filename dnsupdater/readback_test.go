@@ -96,8 +96,10 @@ func soaOf(t *testing.T, addr, apex string) uint32 {
 // run served, serves a later one and NOTIFYs it. A secondary holding the earlier run's serial
 // would otherwise ignore every change until the clock passed it.
 func TestAServerStartedWhileNATSIsDownPassesTheSerialTheStreamRecordsOnceNATSAnswers(t *testing.T) {
+	t.Parallel()
 	for _, tt := range withoutItsData {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			target, got := fakeSecondary(t)
 			js := eventstest.StartWith(t, eventstest.Options{Files: true})
 			cfg := eventstest.Config(t, withNotify(demoConfig, target))

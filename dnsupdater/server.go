@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/detourdev/detour/dnsupdater/push"
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
@@ -54,9 +53,10 @@ type Options struct {
 	// CredentialDirs are the directories the TSIG keys' secret_file may name a file in; a
 	// configuration naming one elsewhere is refused. Default: none.
 	CredentialDirs config.CredentialDirs
-	// Configs, when set, delivers later configurations: zones, static records and apps take
-	// effect at once (a zone whose content changed gets a later serial); the dns block, the
-	// listen address and push targets keep what the server started with.
+	// Configs, when set, delivers later configurations: zones, static records, apps and push
+	// targets take effect at once (a zone whose content changed gets a later serial, a push
+	// added or changed starts with the zone's records); the dns block and the listen address
+	// keep what the server started with.
 	Configs <-chan *config.Config
 }
 
@@ -87,10 +87,13 @@ type Server struct {
 	// line a copy.
 	transferRefusals *logs.Repeats
 	tcpSem           chan struct{}
-	// pushers send the zones that have a push configuration to their primaries, and every
-	// pushRecheck, while nothing changes, have them read the primaries' markers again (see
-	// push.Desired.Recheck).
-	pushers     map[string]*push.Pusher
+	// pushers send the zones that have a push configuration to their primaries, by zone, and
+	// every pushRecheck, while nothing changes, have them read the primaries' markers again (see
+	// push.Desired.Recheck). A reload replaces the map (under pushMu) with the pushers of its
+	// configuration (see runPushers); pushRuns waits for their Runs.
+	pushMu      sync.Mutex
+	pushers     map[string]*pusher
+	pushRuns    sync.WaitGroup
 	pushRecheck time.Duration
 	// reports carries zone changes from the follower to the reporter.
 	reports chan report
@@ -189,16 +192,9 @@ func New(o Options) (*Server, error) {
 	s.cfg.Store(o.Config)
 	s.keys.Store(&keys)
 	s.writer, s.idKey = events.WriterToken(o.JS.Conn(), o.Name), events.NewIDKey()
-	s.pushers, s.pushRecheck = map[string]*push.Pusher{}, pushRecheckEvery
-	for i, z := range o.Config.Zones {
-		if z.Push == nil {
-			continue
-		}
-		p, err := push.New(push.Options{Zone: z.Name, Push: *z.Push, CredentialDirs: o.CredentialDirs, JS: o.JS, Source: o.Name, Listen: o.Addr, Writer: s.writer, Log: o.Log, Metrics: o.Metrics, Live: s.liveState})
-		if err != nil {
-			return nil, fmt.Errorf("new dns server: zones[%d].%w", i, err)
-		}
-		s.pushers[z.Name] = p
+	s.pushRecheck = pushRecheckEvery
+	if s.pushers, err = s.makePushers(o.Config, nil); err != nil {
+		return nil, fmt.Errorf("new dns server: %w", err)
 	}
 	s.id = uuid.NewString()
 	if o.DataDir != "" {
@@ -265,6 +261,8 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.requestSlice()
+	// The pushers start before the refresher, which replaces them at a reload.
+	s.runPushers(ctx, s.pushers)
 	var wg sync.WaitGroup
 	for i, c := range s.ls.udp {
 		wg.Go(func() { s.serveUDP(c, uint64(i+1)*0x9E3779B97F4A7C15) })
@@ -275,14 +273,12 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.notifier.run(ctx) })
 	wg.Go(func() { s.reportLoop(ctx) })
 	wg.Go(func() { s.changes.Run(ctx) })
-	for _, p := range s.pushers {
-		wg.Go(func() { p.Run(ctx) })
-	}
 	s.log.Info().Str("addr", s.addr).Int("udp_sockets", len(s.ls.udp)).Msg("dns server listening")
 	<-ctx.Done()
 	s.ls.close()
 	wg.Wait()
-	s.release() // the snapshot writer is done
+	s.pushRuns.Wait() // the refresher, which starts them, has returned
+	s.release()       // the snapshot writer is done
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 // key would be dropped by the secondary half way, and an answer signed with the old key
 // would not acknowledge the NOTIFY.
 func TestAKeyRotatedInItsFileMidTransferOrMidNotifyLeavesTheExchangeWithTheKeyItBeganWith(t *testing.T) {
+	t.Parallel()
 	// Written long ago, as a secret manager's copy keeps its time: settled at once.
 	file, dirs, write := eventstest.SecretFile(t, "xfr.key", xfrSecret)
 	cfg := eventstest.Config(t, strings.Replace(signedConfig(), `secret: "`+xfrSecret+`"`, `secret_file: "`+file+`"`, 1))

@@ -290,6 +290,7 @@ func signingSecondary(t *testing.T, sign bool) (string, <-chan error) {
 }
 
 func TestANotifyOfAZoneWithAKeyIsSignedAndOnlyASignedAnswerAcknowledgesIt(t *testing.T) {
+	t.Parallel()
 	cfg := eventstest.Config(t, signedConfig())
 	keys, err := transferKeys(cfg, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {

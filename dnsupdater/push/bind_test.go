@@ -16,6 +16,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 )
@@ -78,6 +79,7 @@ func down(t *testing.T, v *state.View, seq uint64, app, pool, endpoint string) {
 }
 
 func TestPushUpdatesOnlyDetoursRecordsOnARealBINDPrimary(t *testing.T) {
+	t.Parallel()
 	addr := startBIND(t)
 	js := eventstest.Start(t)
 	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(pushConfig, addr, testSecret)))
@@ -173,10 +175,12 @@ func TestAFailedPushIsReportedAndRetried(t *testing.T) {
 }
 
 func TestOnARealBINDPrimaryAServerAtAnOlderStatePositionLeavesTheNewerState(t *testing.T) {
+	t.Parallel()
 	olderLeavesNewer(t, startBIND(t))
 }
 
 func TestOnARealBINDPrimaryTheLoserOfARaceForTheMarkerLeavesTheNewerState(t *testing.T) {
+	t.Parallel()
 	raceLostToNewer(t, startBIND(t))
 }
 
@@ -205,5 +209,221 @@ func wildcardDoesNotStopPushes(t *testing.T, addr string) {
 }
 
 func TestOnARealBINDPrimaryAWildcardTXTCoveringTheMarkersNameDoesNotStopPushes(t *testing.T) {
+	t.Parallel()
 	wildcardDoesNotStopPushes(t, bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: primaryZone + wildcardTXT, KeyName: "detour-key", Secret: testSecret}))
+}
+
+// A primary that caps the TTLs of an update (BIND's max-zone-ttl) holds Detour's records with
+// another TTL: a recheck leaves them, rather than pushing them again, to be lowered again, with
+// a warning, at every recheck for ever.
+func TestARecheckLeavesOwnedRecordsWhoseTTLThePrimaryCapped(t *testing.T) {
+	t.Parallel()
+	addr := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: strings.Replace(primaryZone, "$TTL 300", "$TTL 10", 1), KeyName: "detour-key", Secret: testSecret, Options: "max-zone-ttl 10;"})
+	cfg := parsePushConfig(t, addr)
+	var logs eventstest.Logs
+	p := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(&logs)})
+	want := desired(t, cfg, state.NewView(), 10)
+	p.Offer(want)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+	serial := dig(t, addr, "demo.test", "SOA")
+	want.Recheck = true
+	for i := range 3 {
+		p.Offer(want)
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			return logs.Count("zone not pushed: the primary holds its records")+
+				logs.Count("zone pushed: owned records were changed on the primary under the marker, and are restored") > i
+		}, "recheck %d", i+1)
+	}
+	if n := logs.Count("zone pushed: owned records were changed on the primary under the marker, and are restored"); n > 0 {
+		t.Errorf("%d of 3 rechecks pushed the records whose TTL the primary capped again, want none", n)
+	}
+	if got := dig(t, addr, "demo.test", "SOA"); !slices.Equal(got, serial) {
+		t.Errorf("the primary's SOA moved from %v to %v over the rechecks, want it left", serial, got)
+	}
+	if got := dig(t, addr, "shop.demo.test", "A"); !slices.Equal(got, []string{"127.0.0.11", "127.0.0.12"}) {
+		t.Errorf("shop.demo.test A: %v, want Detour's first pool", got)
+	}
+}
+
+// BIND moves the serial by one at each UPDATE it applies: a push between rechecks does not make
+// the next read every owned name, and a hand edit between two pushes is still put back.
+func TestOnARealBINDPrimaryAPushBetweenRechecksDoesNotMakeTheNextReadEveryName(t *testing.T) {
+	t.Parallel()
+	pushesBetweenRechecks(t, startBIND(t))
+}
+
+// An owned name below a delegation of the primary's zone is answered with a referral, never with
+// what a push wrote there: the pusher says so once, naming the name and the delegation, and
+// pushes it no more, where before each recheck that read it pushed it again.
+func TestOnARealBINDPrimaryAnOwnedNameBelowADelegationIsRefusedOnceNotPushedAtEveryRecheck(t *testing.T) {
+	t.Parallel()
+	addr := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: primaryZone + "sub     IN NS  ns.elsewhere.test.\n", KeyName: "detour-key", Secret: testSecret})
+	relay, sent := startCountingRelay(t, addr, dns.OpcodeUpdate)
+	p, logs := startLogging(t, relay)
+	rrsets := map[zone.Key][]dns.RR{}
+	for name, ip := range map[string]string{"app.demo.test.": "10.0.0.1", "shop.sub.demo.test.": "10.0.0.2"} {
+		own(rrsets, name, ip)
+	}
+	want := Desired{Serial: 10, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}}
+	p.Offer(want)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+	want.Recheck = true
+	const done = `"message":"zone `
+	var afterFirst int
+	for i := range 2 * ownedReadEvery {
+		before := strings.Count(logs.String(), done)
+		p.Offer(want)
+		eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Count(logs.String(), done) > before }, "recheck %d", i+1)
+		if i == 0 {
+			afterFirst = sent()
+		}
+	}
+	if n := sent() - afterFirst; n > 0 {
+		t.Errorf("%d rechecks after the first sent %d UPDATEs, want none: the name below the delegation is pushed again and again", 2*ownedReadEvery-1, n)
+	}
+	const refused = "owned name lies below a delegation on the primary, which answers it with a referral: not pushed"
+	if n := logs.Count(refused); n != 1 {
+		t.Fatalf("logged %q %d times, want once:\n%s", refused, n, logs.String())
+	}
+	if !strings.Contains(logs.String(), `"name":"shop.sub.demo.test."`) || !strings.Contains(logs.String(), `"delegation":"sub.demo.test."`) {
+		t.Errorf("the error names neither the name nor the delegation:\n%s", logs.String())
+	}
+	if got := dig(t, addr, "app.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.1"}) {
+		t.Errorf("app.demo.test A: %v, want Detour's [10.0.0.1]", got)
+	}
+}
+
+// A name Detour pushed to and that a human then delegates with its own glue (shop NS
+// shop.demo.test., shop A 192.0.2.53) is the delegation's now: the pusher stops pushing it and
+// leaves what the primary holds there. Before, it removed the A RRset it had pushed at the
+// name, which was now the glue: the delegated zone's server could no longer be found.
+func TestOnARealBINDPrimaryANameDelegatedAfterItWasPushedKeepsTheDelegationsGlue(t *testing.T) {
+	t.Parallel()
+	addr := startBIND(t)
+	p, logs := startLogging(t, addr)
+	rrsets := map[zone.Key][]dns.RR{}
+	for name, ip := range map[string]string{"app.demo.test.": "10.0.0.1", "shop.demo.test.": "10.0.0.2"} {
+		own(rrsets, name, ip)
+	}
+	want := Desired{Serial: 10, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}}
+	p.Offer(want)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+
+	edit := new(dns.Msg)
+	edit.SetUpdate("demo.test.")
+	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
+	edit.Insert([]dns.RR{
+		&dns.NS{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "shop.demo.test."},
+		aRecord("shop.demo.test.", "192.0.2.53"),
+	})
+	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
+	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("delegate shop by hand: %v %v", r, err)
+	}
+
+	const refused = "owned name lies below a delegation on the primary, which answers it with a referral: not pushed"
+	const done = `"message":"zone `
+	before := strings.Count(logs.String(), done)
+	want.Recheck = true
+	p.Offer(want)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Count(logs.String(), done) > before }, "the recheck")
+	if n := logs.Count(refused); n != 1 {
+		t.Fatalf("logged %q %d times, want once:\n%s", refused, n, logs.String())
+	}
+	if got := glue(t, addr, "shop.demo.test."); !slices.Equal(got, []string{"192.0.2.53"}) {
+		t.Errorf("the glue of the delegation shop.demo.test: %v, want the [192.0.2.53] written by hand", got)
+	}
+	if got := dig(t, addr, "app.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.1"}) {
+		t.Errorf("app.demo.test A: %v, want Detour's [10.0.0.1]", got)
+	}
+}
+
+// glue returns the addresses the primary at addr gives with its referral for name.
+func glue(t *testing.T, addr, name string) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	r, _, err := (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("ask %s A: %v", name, err)
+	}
+	var out []string
+	for _, rr := range r.Extra {
+		if a, ok := rr.(*dns.A); ok && strings.EqualFold(a.Hdr.Name, name) {
+			out = append(out, a.A.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A marker name below a delegation on the primary is never answered from what a push writes
+// there: the pusher cannot read it, so the push fails at once and says why, naming the marker
+// and the delegation. Before, the first push wrote the marker below the cut, and every later
+// push was refused by the primary (YXRRSET) for ever, the failover never reaching it.
+func TestOnARealBINDPrimaryAMarkerBelowADelegationFailsThePushNamingTheDelegation(t *testing.T) {
+	t.Parallel()
+	addr := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: primaryZone + "_detour-state IN NS ns.elsewhere.test.\n", KeyName: "detour-key", Secret: testSecret})
+	p, logs := startLogging(t, addr)
+	rrsets := map[zone.Key][]dns.RR{}
+	own(rrsets, "app.demo.test.", "10.0.0.1")
+	p.Offer(Desired{Serial: 10, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") > 0 || logs.Count("zone push failed") > 0 }, "the first push")
+	const why = "read marker _detour-state.demo.test. from %s: it lies below the delegation _detour-state.demo.test. on the primary"
+	if n := logs.Count("zone push failed"); n == 0 || !strings.Contains(logs.String(), fmt.Sprintf(why, addr)) {
+		t.Fatalf("the first push with the marker below a delegation: %d failures logged, want one saying %q:\n%s", n, fmt.Sprintf(why, addr), logs.String())
+	}
+	if got := dig(t, addr, "app.demo.test", "A"); len(got) != 0 {
+		t.Errorf("app.demo.test A: %v, want nothing pushed without a marker that can be read", got)
+	}
+}
+
+// A marker moved by a reload to a name that answers TXT records already (written there by hand,
+// or a wildcard's) is moved all the same: the next push leaves it at its new name alone, in
+// place of what a push replaces at any marker name, and sends only the change. Before, the
+// pusher took those records for the marker, rewrote every owned name, and left its old marker at
+// the old name for good.
+func TestOnARealBINDPrimaryAMarkerMovedToANameAnsweringATXTRecordLeavesNoneAtItsOldName(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, line string }{
+		{"a record written by hand", `_moved IN TXT "written by hand"`},
+		{"a wildcard", `* IN TXT "wild"`},
+	} {
+		t.Run(c.name, func(t *testing.T) { markerMovedOver(t, c.line) })
+	}
+}
+
+// markerMovedOver moves the marker of a pusher to a BIND primary whose zone holds line to
+// _moved.demo.test, and checks the push after it.
+func markerMovedOver(t *testing.T, line string) {
+	addr := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: primaryZone + line + "\n", KeyName: "detour-key", Secret: testSecret})
+	p, logs := startLogging(t, addr)
+	at := func(seq uint64, ip string) Desired {
+		rrsets := map[zone.Key][]dns.RR{}
+		for name, ip := range map[string]string{"shop.demo.test.": ip, "web.demo.test.": "10.0.0.1"} {
+			own(rrsets, name, ip)
+		}
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	p.Offer(at(10, "127.0.0.11"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+
+	p.Tune(config.Duration(time.Second), "_moved.demo.test.")
+	p.Offer(at(11, "127.0.0.12"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 2 }, "the push after the move")
+	for _, rr := range dig(t, addr, "_detour-state.demo.test", "TXT") {
+		if strings.Contains(rr, "detour-state") {
+			t.Errorf("the marker's old name still holds %v, want it moved", rr)
+		}
+	}
+	if got := dig(t, addr, "_moved.demo.test", "TXT"); len(got) != 1 || !strings.Contains(got[0], `"seq=11"`) {
+		t.Errorf("the marker's new name holds %v, want the marker of seq 11", got)
+	}
+	if !strings.Contains(logs.String(), `"rrsets":1,`) {
+		t.Errorf("the push after the move was not of the one RRset it changes, every owned name rewritten:\n%s", logs.String())
+	}
+	if got := dig(t, addr, "shop.demo.test", "A"); !slices.Equal(got, []string{"127.0.0.12"}) {
+		t.Errorf("shop.demo.test A: %v, want [127.0.0.12]", got)
+	}
 }

@@ -58,6 +58,13 @@ type mark struct {
 	// recheck is the marker's: a recheck wrote it, no change of its server's records (see
 	// Desired.Recheck). Another server's recheck leaves it.
 	recheck bool
+	// serial is the marker's, when serialSet: the zone's SOA serial on the primary once the
+	// update that wrote it applied, where its writer knew what the primary held before it. While
+	// the primary's serial is this one, it holds the records of digest at the owned names, and
+	// any server that pushes the same configuration may take the marker's word for them rather
+	// than read them (see serialGate).
+	serial    uint32
+	serialSet bool
 }
 
 // rr returns m as a TXT record at name, one character-string a field.
@@ -68,6 +75,9 @@ func (m mark) rr(name string) *dns.TXT {
 		fields = append(fields, "since="+m.since.UTC().Format(time.RFC3339Nano))
 	} else {
 		fields = append(fields, "digest="+m.digest)
+		if m.serialSet {
+			fields = append(fields, "serial="+strconv.FormatUint(uint64(m.serial), 10))
+		}
 		if m.recheck {
 			fields = append(fields, "by=recheck")
 		}
@@ -99,6 +109,10 @@ func parseMark(rr dns.RR) (mark, bool) {
 			m.since, err = time.Parse(time.RFC3339Nano, v)
 		case "digest":
 			m.digest = v
+		case "serial":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 32)
+			m.serial, m.serialSet = uint32(n), err == nil
 		case "by":
 			m.recheck = v == "recheck"
 		case "server":
@@ -174,7 +188,7 @@ func digestOf(rrsets map[zone.Key][]dns.RR) string {
 }
 
 // conditional returns the UPDATEs that apply u (nil: no records change) to zoneName and leave
-// marker at name, each applied only while the marker RRset holds what h read (RFC 2136 §2.4.2
+// marker at to, each applied only while the marker RRset at name holds what h read (RFC 2136 §2.4.2
 // "RRset exists (value dependent)", or §2.4.3 "RRset does not exist" when h read none): another
 // server that pushed meanwhile has them refused whole (NXRRSET, YXRRSET). What fits max bytes is
 // one UPDATE; else u is split (see split) into parts that each carry the prerequisite. The first
@@ -182,11 +196,17 @@ func digestOf(rrsets map[zone.Key][]dns.RR) string {
 // marker RRset with marker: a push of the same marker that another server starts meanwhile
 // finds the claim and is refused, so that no part of it lands between two parts of this one.
 // Parts that landed before a failure leave the claim: the names they hold are of claim's
-// position, the others of the marker's.
-func conditional(zoneName, name string, h held, u *dns.Msg, marker, claim mark, max int) []*dns.Msg {
+// position, the others of the marker's. A marker moved to another name (to, not name) is
+// removed from name by the last part, which requires to to hold what was read there (at: TXT
+// records of no mark, none when empty) and replaces them, as at any marker's name.
+func conditional(zoneName, name, to string, at []dns.RR, h held, u *dns.Msg, marker, claim mark, max int) []*dns.Msg {
 	finish := func(m *dns.Msg) {
+		if to != name {
+			require(m, to, at)
+			m.RemoveRRset([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: to, Rrtype: dns.TypeTXT}}})
+		}
 		m.RemoveRRset([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT}}})
-		m.Insert([]dns.RR{marker.rr(name)})
+		m.Insert([]dns.RR{marker.rr(to)})
 	}
 	whole := new(dns.Msg)
 	whole.SetUpdate(zoneName)

@@ -75,13 +75,36 @@ func markerSays(t *testing.T, addr string, want ...string) bool {
 // the UPDATEs of several pushers; after the primary answered it, after(n).
 func startGate(t *testing.T, upstream string, before, after func(n int)) string {
 	t.Helper()
+	var mu sync.Mutex
+	updates := 0
+	return startRelay(t, upstream, func(m *dns.Msg) func() {
+		if m.Opcode != dns.OpcodeUpdate {
+			return nil
+		}
+		mu.Lock()
+		updates++
+		n := updates
+		mu.Unlock()
+		if before != nil {
+			before(n)
+		}
+		if after == nil {
+			return nil
+		}
+		return func() { after(n) }
+	})
+}
+
+// startRelay passes DNS messages over TCP between pushers and the primary at upstream, and
+// returns its address. It calls each with every message before passing it on, and the function
+// each returns, if any, once the primary answered it.
+func startRelay(t *testing.T, upstream string, each func(m *dns.Msg) func()) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
-	var mu sync.Mutex
-	updates := 0
 	read := func(c net.Conn) ([]byte, error) {
 		var n uint16
 		if err := binary.Read(c, binary.BigEndian, &n); err != nil {
@@ -111,15 +134,9 @@ func startGate(t *testing.T, upstream string, before, after func(n int)) string 
 						return
 					}
 					var m dns.Msg
-					n := 0
-					if m.Unpack(q[2:]) == nil && m.Opcode == dns.OpcodeUpdate {
-						mu.Lock()
-						updates++
-						n = updates
-						mu.Unlock()
-						if before != nil {
-							before(n)
-						}
+					var after func()
+					if m.Unpack(q[2:]) == nil {
+						after = each(&m)
 					}
 					if _, err := up.Write(q); err != nil {
 						return
@@ -128,8 +145,8 @@ func startGate(t *testing.T, upstream string, before, after func(n int)) string 
 					if err != nil {
 						return
 					}
-					if n > 0 && after != nil {
-						after(n)
+					if after != nil {
+						after()
 					}
 					if _, err := c.Write(r); err != nil {
 						return
@@ -141,11 +158,33 @@ func startGate(t *testing.T, upstream string, before, after func(n int)) string 
 	return ln.Addr().String()
 }
 
-// await waits for ch to close, at most 10 s.
+// startCountingRelay starts a relay to the primary at upstream, as startRelay, and returns its
+// address and a function that counts the messages of opcode it has passed on.
+func startCountingRelay(t *testing.T, upstream string, opcode int) (string, func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	relay := startRelay(t, upstream, func(m *dns.Msg) func() {
+		if m.Opcode == opcode {
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+		return nil
+	})
+	return relay, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// await waits for ch to close, at most 10 s, or for the test to end.
 func await(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
+	case <-t.Context().Done(): // the test ended: a relay's goroutine must not report after it
 	case <-time.After(10 * time.Second):
 		t.Errorf("no %s within 10s", what)
 	}
@@ -516,6 +555,14 @@ func bigZone(ip string) map[zone.Key][]dns.RR {
 
 func aRecord(name, ip string) dns.RR { return a(name, ip) }
 
+// own sets name's RRsets in rrsets as an app's name is pushed: one A record, ip, and neither
+// AAAA nor CNAME.
+func own(rrsets map[zone.Key][]dns.RR, name, ip string) {
+	rrsets[zone.Key{Name: name, Type: dns.TypeA}] = []dns.RR{aRecord(name, ip)}
+	rrsets[zone.Key{Name: name, Type: dns.TypeAAAA}] = nil
+	rrsets[zone.Key{Name: name, Type: dns.TypeCNAME}] = nil
+}
+
 func TestTwoServersSplittingLargeUpdatesCannotInterleaveTheirParts(t *testing.T) {
 	primary := startApplyingPrimary(t)
 	cfg := parsePushConfig(t, primary.addr)
@@ -802,7 +849,7 @@ func FuzzMarkerRRset(f *testing.F) {
 		marker := mark{at: positions[1], digest: "0123", server: "dns-1", run: "r1"}
 		claim := mark{claim: true, at: positions[1], server: "dns-1", run: "r1", since: testStream}
 		for _, max := range []int{maxUpdate, 0} {
-			parts := conditional("demo.test.", markerName, h, u, marker, claim, max)
+			parts := conditional("demo.test.", markerName, markerName, nil, h, u, marker, claim, max)
 			wire, err := parts[0].Pack()
 			if err != nil {
 				t.Fatalf("pack the update's first part: %v", err)

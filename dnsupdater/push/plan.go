@@ -181,16 +181,25 @@ func split(m *dns.Msg, max int) []*dns.Msg {
 
 // sameRRset reports whether two RRsets hold the same records with the same TTLs.
 func sameRRset(a, b []dns.RR) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	key := func(rrs []dns.RR) []string {
-		out := make([]string, 0, len(rrs))
-		for _, rr := range rrs {
-			out = append(out, strings.ToLower(rr.String()))
+	return len(a) == len(b) && slices.Equal(rrsetKey(a, true), rrsetKey(b, true))
+}
+
+// sameData reports whether two RRsets hold the same records, whatever their TTLs.
+func sameData(a, b []dns.RR) bool {
+	return len(a) == len(b) && slices.Equal(rrsetKey(a, false), rrsetKey(b, false))
+}
+
+// rrsetKey returns the records of rrs as text, lower case and sorted, with their TTLs or
+// without.
+func rrsetKey(rrs []dns.RR, ttl bool) []string {
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		if !ttl {
+			rr = dns.Copy(rr)
+			rr.Header().Ttl = 0
 		}
-		slices.Sort(out)
-		return out
+		out = append(out, strings.ToLower(rr.String()))
 	}
-	return slices.Equal(key(a), key(b))
+	slices.Sort(out)
+	return out
 }

@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math"
 	mathrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -101,7 +104,44 @@ type Pusher struct {
 	// pushed then names the RRsets to rewrite (see unknown). Only push touches them.
 	pushed map[zone.Key][]dns.RR
 	digest string
+	// gate is a serial of the zone at which the primary held pushed, and how many rechecks may
+	// still take it for that while its serial stays, sparing the reads (see serialGate). Only
+	// push touches it.
+	gate serialGate
+	// delegated maps each owned name that the primary answers with a referral (it lies at or
+	// below a delegation of the zone there) to that delegation: the primary never answers what
+	// a push writes there, so such a name is neither pushed nor emptied (see setDelegated).
+	// Only push touches it.
+	delegated map[string]string
+	// tuneMu guards tuned, a retry interval and a marker name Tune gave and Run has not taken
+	// yet (see tune).
+	tuneMu sync.Mutex
+	tuned  *config.Push
+	// retuned wakes a wait before a retry when Tune gave something (see await).
+	retuned chan struct{}
+	// moved is the name the marker had before Tune moved it, where the primary may hold this
+	// pusher's marker still, until a push moves it to its new name (see try). Only Run touches it.
+	moved string
 }
+
+// serialGate lets a recheck skip reading the owned names while the primary's SOA serial is one
+// at which the primary is known to hold them as the marker says: every UPDATE, a hand edit's
+// too, moves it. The pusher knows such a serial from a read of the owned names that found them
+// as pushed, or from an update it sent from one (a full rewrite from any): moved by its own
+// parts alone, the serial is the marker's it wrote (see mark.serial), which tells the primary's
+// records to another server that pushes the same records too, so that each server's UPDATEs
+// do not send the other reading every owned name. left counts the rechecks that may still skip
+// the reads, so that a primary that does not move its serial at an UPDATE has them read every
+// ownedReadEvery rechecks of a server all the same; 0: read them.
+type serialGate struct {
+	serial uint32
+	left   int
+}
+
+// ownedReadEvery is how many rechecks in a row, at most, read the owned names only when the
+// primary's serial moved: with the recheck every minute, one reads them every 10 minutes
+// whatever the serial says.
+const ownedReadEvery = 10
 
 // New returns a pusher for one zone. Its error names the field at fault below the zone's
 // (push.tsig.secret_file…), never the secret.
@@ -114,7 +154,7 @@ func New(o Options) (*Pusher, error) {
 	_, _ = rand.Read(run) // crypto/rand's Read never fails
 	p := &Pusher{
 		o: o, log: o.Log.With().Str("component", "dns_push").Str("zone", o.Zone).Str("server", o.Push.Server).Logger(),
-		offers: make(chan Desired, 1), key: key, run: hex.EncodeToString(run), expiry: claimExpiry,
+		offers: make(chan Desired, 1), retuned: make(chan struct{}, 1), key: key, run: hex.EncodeToString(run), expiry: claimExpiry,
 		client: &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigProvider: key},
 	}
 	if from, ok := source.For(o.Listen, o.Push.Server); ok {
@@ -127,6 +167,48 @@ func New(o Options) (*Pusher, error) {
 		}
 	}
 	return p, nil
+}
+
+// Tune changes the retry interval and the marker's name of the pusher in place, as a reload that
+// changes nothing else of the push does: what the pusher knows of the primary stays, so that no
+// owned name is rewritten or read for it. The next attempt waits by the new interval should it
+// fail, and the next push moves the marker to its new name.
+func (p *Pusher) Tune(retry config.Duration, marker string) {
+	p.tuneMu.Lock()
+	defer p.tuneMu.Unlock()
+	p.tuned = &config.Push{RetryInterval: retry, Marker: marker}
+	select {
+	case p.retuned <- struct{}{}:
+	default: // already told
+	}
+}
+
+// tune takes what Tune gave, if anything, before an attempt: retry's base becomes the new
+// interval, and a new marker name the one pushes read and write, the name before it noted as
+// moved (the one the primary holds, should the name change twice before a push).
+func (p *Pusher) tune(retry *backoff) {
+	p.tuneMu.Lock()
+	t := p.tuned
+	p.tuned = nil
+	select {
+	case <-p.retuned:
+	default:
+	}
+	p.tuneMu.Unlock()
+	if t == nil {
+		return
+	}
+	p.o.Push.RetryInterval, retry.base = t.RetryInterval, t.RetryInterval.D()
+	if t.Marker == p.o.Push.Marker {
+		return
+	}
+	switch {
+	case p.moved == "":
+		p.moved = p.o.Push.Marker
+	case p.moved == t.Marker:
+		p.moved = ""
+	}
+	p.o.Push.Marker = t.Marker
 }
 
 // Offer hands the pusher the zone's newest state, replacing any it has not sent yet.
@@ -171,6 +253,7 @@ func (p *Pusher) Run(ctx context.Context) {
 		case want = <-p.offers:
 		}
 		for attempt := 1; ; attempt++ {
+			p.tune(&retry)
 			out, err := p.push(ctx, want)
 			var wait time.Duration
 			if err == nil {
@@ -200,7 +283,8 @@ func (p *Pusher) Run(ctx context.Context) {
 
 // await waits d before *want is tried again, and reports whether to go on (false: ctx ended). A
 // newer state offered meanwhile replaces *want, and goes out at once (*attempt starts over); a
-// recheck does not, and is dropped: *want holds the records it holds, and goes out by then.
+// recheck does not, and is dropped: *want holds the records it holds, and goes out by then. A
+// Tune cuts the wait short: its retry interval, which may be far shorter, spaces the next ones.
 func (p *Pusher) await(ctx context.Context, d time.Duration, want *Desired, attempt *int) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -209,6 +293,8 @@ func (p *Pusher) await(ctx context.Context, d time.Duration, want *Desired, atte
 		case <-ctx.Done():
 			return false
 		case <-t.C:
+			return true
+		case <-p.retuned:
 			return true
 		case newer := <-p.offers:
 			if newer.Recheck {
@@ -241,7 +327,12 @@ func (p *Pusher) went(want Desired, out outcome, attempt int, behind *bool) (tim
 			p.log.Warn().Str("primary_pushed_by", m.server).Uint64("primary_stream_seq", m.at.Seq).
 				Uint64("stream_seq", want.State.Seq).Msg(pushedOverMessage)
 		}
-		p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Int("attempt", attempt).Msg("zone pushed")
+		if len(out.restored) > 0 {
+			p.log.Warn().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Strs("restored", out.restored).
+				Msg("zone pushed: owned records were changed on the primary under the marker, and are restored")
+		} else {
+			p.log.Info().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Int("attempt", attempt).Msg("zone pushed")
+		}
 		p.report(events.TypeZonePushed, events.ZonePush{Zone: p.o.Zone, Server: p.o.Push.Server, Serial: want.Serial, Attempt: attempt, RRsets: out.rrsets})
 	case out.stood:
 	default:
@@ -330,6 +421,9 @@ type outcome struct {
 	stood bool
 	// over is the marker of another server's other records that a recheck pushed over.
 	over *mark
+	// restored names the owned RRsets ("name type") a recheck found changed on the primary
+	// under a marker that said it held them, and pushed back.
+	restored []string
 }
 
 // pushedOverMessage is what a pusher logs, at warn level, when a recheck pushes its records over
@@ -352,10 +446,9 @@ const maxRaces = 5
 // So when such an update is refused, the next requires the RRset to be absent, and the one
 // after that, if that is refused too, the records read again.
 func (p *Pusher) push(ctx context.Context, want Desired) (outcome, error) {
-	digest := digestOf(want.RRsets)
 	absent := false
 	for races := 1; ; races++ {
-		out, err := p.try(ctx, want, digest, absent)
+		out, err := p.try(ctx, want, absent)
 		if err == nil || !lostRace(err) || races == maxRaces {
 			return out, err
 		}
@@ -372,14 +465,42 @@ func lostRace(err error) bool {
 }
 
 // try is one round of push: read the marker, decide, send. absent takes records without a mark
-// at the marker's name for none (see push).
-func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bool) (outcome, error) {
-	h, err := p.read(ctx)
+// at the marker's name for none (see push). The owned names the primary delegates are left out
+// (see delegated).
+func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, error) {
+	// The digest is of every owned name, delegated or not: what the primary holds at a
+	// delegated one is left as it was, so a marker of the records as they were before the
+	// delegation was found still says what the primary holds.
+	all := want.RRsets
+	want.RRsets = p.undelegated(all)
+	digest := digestOf(all)
+	h, err := p.read(ctx, p.o.Push.Marker)
 	if err != nil {
 		return outcome{}, fmt.Errorf("read marker %s from %s: %w", p.o.Push.Marker, p.o.Push.Server, err)
 	}
+	// A marker Tune moved is read where the primary holds it until a push moves it: under its
+	// name of before, while its new name holds no mark; at is what the new name holds then
+	// (records of no mark, which the move replaces, or none).
+	from, at := p.o.Push.Marker, []dns.RR(nil)
+	if p.moved != "" && h.marker == nil && h.claim == nil {
+		old, err := p.read(ctx, p.moved)
+		if err != nil {
+			return outcome{}, fmt.Errorf("read marker %s from %s: %w", p.moved, p.o.Push.Server, err)
+		}
+		if old.marker != nil || old.claim != nil {
+			h, from, at = old, p.moved, h.rrs
+		}
+	}
+	// Records of no mark where the marker goes (a wildcard's, perhaps) are taken for none when
+	// absent says so.
 	unmarked := h.marker == nil && h.claim == nil && len(h.rrs) > 0
-	if unmarked && absent {
+	switch {
+	case from != p.o.Push.Marker:
+		unmarked = len(at) > 0
+		if absent {
+			at = nil
+		}
+	case unmarked && absent:
 		h.rrs = nil
 	}
 	var claimLeft time.Duration
@@ -400,7 +521,24 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 		}
 	}
 	if want.Recheck && h.marker != nil && h.marker.run != p.run && (h.marker.recheck || !h.marker.at.Before(want.State)) {
-		return outcome{stood: true}, nil // another server's recheck, or its push of this position or a later one, stands
+		// Another server's recheck, or its push of this position or a later one, stands: that
+		// server rechecks the primary. But it may have stopped, and a marker of this pusher's
+		// records that says the serial its update left vouches for the primary only while the
+		// serial is that one: once it moved (a hand edit), this recheck reads the owned names,
+		// and puts back what differs, lest the edit stay until STATE next changes the records.
+		// A marker of a later position stands all the same (the push would be held back by
+		// it): this server reads STATE on to that position, and rechecks at it.
+		stand := true
+		if h.marker.digest == digest && h.marker.serialSet && !want.State.Before(h.marker.at) {
+			serial, ok, err := p.serial(ctx)
+			if err != nil {
+				return outcome{}, fmt.Errorf("read the zone's serial from %s: %w", p.o.Push.Server, err)
+			}
+			stand = ok && serial == h.marker.serial
+		}
+		if stand {
+			return outcome{stood: true}, nil
+		}
 	}
 	if m := h.ahead(want.State, p.o.Source, p.run, claimLeft > 0); m != nil {
 		return outcome{ahead: m, claimLeft: claimLeft}, nil
@@ -410,35 +548,113 @@ func (p *Pusher) try(ctx context.Context, want Desired, digest string, absent bo
 	// last push it no longer owns, which that server may never have known: see leftOver).
 	// Another server's records, a claim (a push cut short) or a first push rewrite every name.
 	before := unknown(p.pushed, want.RRsets)
+	known := false
 	if h.marker != nil && h.claim == nil && p.digest != "" {
 		switch h.marker.digest {
 		case digest:
-			before = leftOver(p.pushed, want.RRsets)
+			before, known = leftOver(p.pushed, want.RRsets), true
 		case p.digest:
-			before = p.pushed
+			before, known = p.pushed, true
 		}
 	}
+	// Every name of before is rewritten whole when what the primary holds there is unknown (a
+	// first push after start, a push after a failure, over another server's records): the
+	// names the primary delegates among them are learnt first, so that no such push replaces
+	// a delegation's glue, whatever a recheck found before (or has not yet, after a start).
+	if !known {
+		cuts, err := p.delegations(ctx, unknown(p.pushed, all))
+		if err != nil {
+			return outcome{}, fmt.Errorf("read owned names' delegations from %s: %w", p.o.Push.Server, err)
+		}
+		if p.setDelegated(cuts) {
+			want.RRsets = p.undelegated(all)
+		}
+	}
+	// vouched are the zone's serials at which the primary is known to have held before: this
+	// pusher's gate's, where before is its last push, and the marker's.
+	var vouched []uint32
+	if known {
+		if h.marker.digest == p.digest && p.gate.left > 0 {
+			vouched = append(vouched, p.gate.serial)
+		}
+		if h.marker.serialSet {
+			vouched = append(vouched, h.marker.serial)
+		}
+	}
+	// A recheck does not take the marker's word for the owned records: a hand edit on the
+	// primary leaves the marker as it was. It reads them, and sends what differs, unless the
+	// serial says they are as before has them.
+	var restored []string
+	gate, held := serialGate{}, false // the update's: the serial it goes from, and whether before is held there
+	if want.Recheck && known {
+		var cuts map[string]string
+		if before, restored, gate, held, cuts, err = p.readOwned(ctx, before, all, vouched); err != nil {
+			return outcome{}, fmt.Errorf("read owned records from %s: %w", p.o.Push.Server, err)
+		}
+		if cuts != nil && p.setDelegated(cuts) {
+			want.RRsets = p.undelegated(all)
+		}
+	}
+	// A name the primary delegates is left as it holds it, whatever this pusher wrote there
+	// before: its A or AAAA may be the delegation's glue now.
+	before = p.undelegated(before)
 	u, n := Update(p.o.Zone, before, want.RRsets)
-	if u == nil {
+	if u == nil && from == p.o.Push.Marker {
 		p.log.Debug().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Msg("zone not pushed: the primary holds its records")
 		p.pushed, p.digest = want.RRsets, digest
+		switch {
+		case want.Recheck:
+			p.gate = gate
+		case h.marker != nil && h.marker.serialSet && h.marker.digest == digest:
+			// Another server pushed these records (or this pusher did): the marker's serial
+			// is one at which the primary held them.
+			p.gate.serial = h.marker.serial
+		}
 		return outcome{}, nil
+	}
+	// The serial the update goes from, read now unless the recheck just did, or no serial is
+	// vouched for (the update then says none): before is held there where the serial is one
+	// vouched for, and whatever it held when every name is rewritten whole (a full rewrite is
+	// as good as a read of every name).
+	if !known || !want.Recheck && len(vouched) > 0 {
+		serial, ok, err := p.serial(ctx)
+		if err != nil {
+			return outcome{}, fmt.Errorf("read the zone's serial from %s: %w", p.o.Push.Server, err)
+		}
+		gate, held = serialGate{serial: serial, left: p.gate.left}, ok && (!known || slices.Contains(vouched, serial))
+		if !known {
+			gate.left = ownedReadEvery - 1
+		}
 	}
 	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run, recheck: want.Recheck}
 	claim := mark{claim: true, at: want.State, server: p.o.Source, run: p.run, since: time.Now()}
-	for i, part := range conditional(p.o.Zone, p.o.Push.Marker, h, u, marker, claim, maxUpdate) {
+	parts := conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
+	// The marker says the serial its update leaves: moved by one at each part. The parts are
+	// cut again should the serial's length change their number.
+	for range 3 {
+		if !held || marker.serialSet && marker.serial == gate.serial+uint32(len(parts)) {
+			break
+		}
+		marker.serial, marker.serialSet = gate.serial+uint32(len(parts)), true
+		parts = conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
+	}
+	for i, part := range parts {
 		if err := p.send(ctx, part); err != nil {
 			// A part refused for its prerequisite applies nothing, but the primary may have
 			// applied any other without confirming it, and the parts before: what it holds is
 			// unknown, and the next push rewrites every name owned before or now.
 			if i > 0 || !lostRace(err) {
-				p.pushed, p.digest = unknown(p.pushed, want.RRsets), ""
+				p.pushed, p.digest, p.gate = unknown(p.pushed, want.RRsets), "", serialGate{}
 			}
 			return outcome{unmarked: unmarked}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
 		}
 	}
-	p.pushed, p.digest = want.RRsets, digest
-	out := outcome{rrsets: n}
+	p.pushed, p.digest, p.moved = want.RRsets, digest, ""
+	p.gate = serialGate{}
+	if marker.serialSet && marker.serial == gate.serial+uint32(len(parts)) {
+		p.gate = serialGate{serial: marker.serial, left: gate.left}
+	}
+	out := outcome{rrsets: n, restored: restored}
 	if want.Recheck && h.marker != nil && h.marker.run != p.run && h.marker.digest != digest {
 		out.over = h.marker
 	}
@@ -475,10 +691,11 @@ func (p *Pusher) unheld(ctx context.Context, m mark, at Position) (bool, error) 
 	return true, nil
 }
 
-// read returns the primary's marker RRset.
-func (p *Pusher) read(ctx context.Context) (held, error) {
+// read returns the primary's marker RRset at name; an error when name lies below a delegation
+// there.
+func (p *Pusher) read(ctx context.Context, name string) (held, error) {
 	q := new(dns.Msg)
-	q.SetQuestion(p.o.Push.Marker, dns.TypeTXT)
+	q.SetQuestion(name, dns.TypeTXT)
 	q.RecursionDesired = false
 	r, err := p.exchange(ctx, q)
 	if err != nil {
@@ -487,13 +704,336 @@ func (p *Pusher) read(ctx context.Context) (held, error) {
 	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
 		return held{}, fmt.Errorf("primary %w", tsig.AnswerError(r))
 	}
+	// The primary answers a name below a delegation with a referral, never with the marker a
+	// push writes there: every push after the first would be refused for its prerequisite.
+	if cut := referral(r, p.o.Zone, name); cut != "" {
+		return held{}, fmt.Errorf("it lies below the delegation %s on the primary: choose a marker name outside it", cut)
+	}
 	var rrs []dns.RR
 	for _, rr := range r.Answer {
-		if h := rr.Header(); h.Rrtype == dns.TypeTXT && strings.EqualFold(h.Name, p.o.Push.Marker) {
+		if h := rr.Header(); h.Rrtype == dns.TypeTXT && strings.EqualFold(h.Name, name) {
 			rrs = append(rrs, rr)
 		}
 	}
 	return readHeld(rrs), nil
+}
+
+// readOwned returns before with the RRsets of want's names (every type Detour may own there) as
+// the primary holds them where their records differ from what before said of them (a TTL alone
+// does not), and names those, sorted; the gate for the next recheck should before turn out
+// to be what the primary holds, and whether the primary holds the records returned at its
+// serial (false when it answered no SOA); and the names answered with a referral, each with its
+// delegation (nil when it read no name). It asks for the zone's SOA serial first, and reads
+// nothing more while the serial is one of vouched and p.gate has rechecks left (see
+// serialGate); else it asks for each name's A and AAAA records (a CNAME answers either),
+// over one TCP connection, each query signed: two queries a name. A name want leaves empty (a
+// fail_closed app with every pool down) is not read: a wildcard of the zone would answer for
+// it, what no push removes. A name answered with a referral is left as before has it.
+func (p *Pusher) readOwned(ctx context.Context, before, want map[zone.Key][]dns.RR, vouched []uint32) (map[zone.Key][]dns.RR, []string, serialGate, bool, map[string]string, error) {
+	filled := map[string]bool{}
+	for k, rrs := range want {
+		if len(rrs) > 0 {
+			filled[k.Name] = true
+		}
+	}
+	names := slices.Collect(maps.Keys(filled))
+	slices.SortFunc(names, zone.Compare)
+	query, done, err := p.queries(ctx)
+	if err != nil {
+		return nil, nil, serialGate{}, false, nil, err
+	}
+	defer done()
+	soa, err := query(p.o.Zone, dns.TypeSOA)
+	if err != nil {
+		return nil, nil, serialGate{}, false, nil, err
+	}
+	serial, ok := soaSerial(p.o.Zone, soa.Answer)
+	if ok && p.gate.left > 0 && slices.Contains(vouched, serial) {
+		return before, nil, serialGate{serial: serial, left: p.gate.left - 1}, true, nil, nil
+	}
+	gate := serialGate{}
+	if ok {
+		gate = serialGate{serial: serial, left: ownedReadEvery - 1}
+	}
+	out := maps.Clone(before)
+	var changed []string
+	cuts := map[string]string{}
+names:
+	for _, name := range names {
+		held := map[uint16][]dns.RR{}
+		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			r, err := query(name, qtype)
+			if err != nil {
+				return nil, nil, serialGate{}, false, nil, err
+			}
+			if cut := referral(r, p.o.Zone, name); cut != "" {
+				cuts[name] = cut
+				continue names
+			}
+			for _, rr := range r.Answer {
+				h := rr.Header()
+				if t := h.Rrtype; strings.EqualFold(h.Name, name) && (t == qtype || t == dns.TypeCNAME && qtype == dns.TypeA) {
+					held[t] = append(held[t], rr)
+				}
+			}
+		}
+		for _, t := range ownedTypes {
+			k := zone.Key{Name: name, Type: t}
+			// A TTL is the primary's to lower (BIND's max-zone-ttl caps an update's): pushed
+			// again, it would be lowered again, at every recheck.
+			if !sameData(before[k], held[t]) {
+				changed = append(changed, name+" "+dns.TypeToString[t])
+				out[k] = held[t]
+			}
+		}
+	}
+	return out, changed, gate, ok, cuts, nil
+}
+
+// queries connects to the primary for a run of signed queries over one TCP connection, and
+// returns the function that asks it for a name's records of a type (an error for an answer
+// other than NOERROR or NXDOMAIN), and the one that closes the connection. A primary that
+// closes a connection after some queries (miekg/dns servers do after 128) is connected to
+// again, and the query that found the connection closed asked again.
+func (p *Pusher) queries(ctx context.Context) (func(name string, qtype uint16) (*dns.Msg, error), func(), error) {
+	var client *dns.Client
+	var conn *dns.Conn
+	stop := func() bool { return false }
+	connect := func() error {
+		cl, c, err := p.dial(ctx)
+		if err != nil {
+			return err
+		}
+		client, conn = cl, c
+		stop = context.AfterFunc(ctx, func() { _ = c.Close() })
+		return nil
+	}
+	closeConn := func() {
+		stop()
+		_ = conn.Close()
+	}
+	if err := connect(); err != nil {
+		return nil, nil, err
+	}
+	answered := 0 // on conn
+	query := func(name string, qtype uint16) (*dns.Msg, error) {
+		q := new(dns.Msg)
+		q.SetQuestion(name, qtype)
+		q.RecursionDesired = false
+		// Each query goes on a fresh dns.Conn: one signs a message after its first with the
+		// MAC of the answer before, as the messages of one transfer are.
+		r, err := p.ask(ctx, client, &dns.Conn{Conn: conn.Conn}, q)
+		if errors.Is(err, io.EOF) && answered > 0 && ctx.Err() == nil {
+			closeConn()
+			if err = connect(); err == nil {
+				answered = 0
+				r, err = p.ask(ctx, client, &dns.Conn{Conn: conn.Conn}, q)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", name, dns.TypeToString[qtype], err)
+		}
+		answered++
+		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+			return nil, fmt.Errorf("%s %s: primary %w", name, dns.TypeToString[qtype], tsig.AnswerError(r))
+		}
+		return r, nil
+	}
+	return query, closeConn, nil
+}
+
+// delegationsWindow is how many of delegations' queries are in flight at once on a connection.
+const delegationsWindow = 64
+
+// delegations returns the names of rrsets that the primary answers with a referral, each with
+// its delegation: one signed A query a name, over one TCP connection, up to delegationsWindow of
+// them in flight (pipelined, RFC 7766 §6.2.1.1), so that a primary across a wide area link is
+// not kept a round trip a name from a push (300 s for 10,000 apps 30 ms away) that may carry a
+// failover. A primary that closes the connection after answering some (miekg/dns servers do
+// after 128 queries) is connected to again for the rest.
+func (p *Pusher) delegations(ctx context.Context, rrsets map[zone.Key][]dns.RR) (map[string]string, error) {
+	set := map[string]bool{}
+	for k := range rrsets {
+		set[k.Name] = true
+	}
+	names := slices.SortedFunc(maps.Keys(set), zone.Compare)
+	cuts := map[string]string{}
+	for len(names) > 0 {
+		var err error
+		if names, err = p.pipeline(ctx, names, func(name string, r *dns.Msg) {
+			if cut := referral(r, p.o.Zone, name); cut != "" {
+				cuts[name] = cut
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return cuts, nil
+}
+
+// pipeline asks the primary for the A records of names over one TCP connection, each query
+// signed, up to delegationsWindow in flight, and calls each with every answer (an error for an
+// answer other than NOERROR or NXDOMAIN). It returns the names left unasked or unanswered when
+// the connection ended after answering some; an error when it answered none.
+func (p *Pusher) pipeline(ctx context.Context, names []string, each func(name string, r *dns.Msg)) ([]string, error) {
+	client, conn, err := p.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	defer context.AfterFunc(ctx, func() { _ = conn.Close() })()
+	type asked struct{ name, mac string }
+	flying := map[uint16]asked{}
+	id := dns.Id()
+	sent, answered := 0, 0
+	// rest returns the names unanswered on a connection that ended with err: to be asked on
+	// another when this one answered some.
+	rest := func(err error) ([]string, error) {
+		if answered == 0 || ctx.Err() != nil {
+			return nil, err
+		}
+		var out []string
+		for _, a := range flying {
+			out = append(out, a.name)
+		}
+		return append(out, names[sent:]...), nil
+	}
+	for answered < len(names) {
+		for sent < len(names) && len(flying) < delegationsWindow {
+			for _, used := flying[id]; used; _, used = flying[id] {
+				id++
+			}
+			q := new(dns.Msg)
+			q.SetQuestion(names[sent], dns.TypeA)
+			q.RecursionDesired = false
+			q.Id = id
+			q.SetTsig(p.key.Name, p.key.Algorithm, 300, time.Now().Unix())
+			out, mac, err := dns.TsigGenerateWithProvider(q, client.TsigProvider, "", false)
+			if err != nil {
+				return nil, fmt.Errorf("%s A: %w", names[sent], err)
+			}
+			_ = conn.SetWriteDeadline(time.Now().Add(client.Timeout))
+			if _, err := conn.Write(out); err != nil {
+				return rest(fmt.Errorf("%s A: %w", names[sent], err))
+			}
+			flying[id] = asked{name: names[sent], mac: mac}
+			sent++
+			id++
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(client.Timeout))
+		b, err := conn.ReadMsgHeader(nil)
+		if err != nil {
+			return rest(fmt.Errorf("A queries: %w", err))
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(b); err != nil {
+			return nil, fmt.Errorf("A queries: %w", err)
+		}
+		a, ok := flying[r.Id]
+		if !ok {
+			return nil, fmt.Errorf("A queries: an answer of id %d, to no query in flight", r.Id)
+		}
+		delete(flying, r.Id)
+		answered++
+		// As ask: an answer is believed signed by the primary, or when it refuses.
+		switch {
+		case r.IsTsig() == nil && (r.Rcode == dns.RcodeSuccess || r.Rcode == dns.RcodeNameError):
+			return nil, fmt.Errorf("%s A: the answer is not signed", a.name)
+		case r.IsTsig() != nil:
+			if err := dns.TsigVerifyWithProvider(b, client.TsigProvider, a.mac, false); err != nil {
+				if r.Rcode == dns.RcodeSuccess || r.Rcode == dns.RcodeNameError {
+					return nil, fmt.Errorf("%s A: %w", a.name, err)
+				}
+				return nil, fmt.Errorf("%s A: primary %w", a.name, tsig.AnswerError(r))
+			}
+		}
+		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+			return nil, fmt.Errorf("%s A: primary %w", a.name, tsig.AnswerError(r))
+		}
+		each(a.name, r)
+	}
+	return nil, nil
+}
+
+// referral returns the delegation of zoneName at or above name that r, the primary's answer to a
+// query for name, refers to; "" when r is no referral.
+func referral(r *dns.Msg, zoneName, name string) string {
+	if r.Rcode != dns.RcodeSuccess || r.Authoritative || len(r.Answer) > 0 {
+		return ""
+	}
+	for _, rr := range r.Ns {
+		cut := rr.Header().Name
+		if rr.Header().Rrtype == dns.TypeNS && !strings.EqualFold(cut, zoneName) && dns.IsSubDomain(zoneName, cut) && dns.IsSubDomain(cut, name) {
+			return cut
+		}
+	}
+	return ""
+}
+
+// setDelegated makes cuts, the owned names a full read found answered with a referral, the
+// names not pushed (nor emptied: what the primary holds there is the delegation's, its glue
+// perhaps), and reports whether they changed. A name newly found below a delegation is
+// logged once, at error level: what Detour owns there is never answered until the delegation
+// is removed on the primary or the name from the configuration; one found no longer below one
+// is pushed again.
+func (p *Pusher) setDelegated(cuts map[string]string) bool {
+	changed := false
+	for name, cut := range cuts {
+		if p.delegated[name] != cut {
+			changed = true
+			p.log.Error().Str("name", name).Str("delegation", cut).
+				Msg("owned name lies below a delegation on the primary, which answers it with a referral: not pushed")
+		}
+	}
+	for name, cut := range p.delegated {
+		if _, ok := cuts[name]; !ok {
+			changed = true
+			p.log.Info().Str("name", name).Str("delegation", cut).Msg("owned name no longer lies below a delegation on the primary: pushed again")
+		}
+	}
+	p.delegated = cuts
+	return changed
+}
+
+// undelegated returns rrsets without the names the primary delegates (see delegated); rrsets
+// itself when there are none.
+func (p *Pusher) undelegated(rrsets map[zone.Key][]dns.RR) map[zone.Key][]dns.RR {
+	if len(p.delegated) == 0 {
+		return rrsets
+	}
+	out := make(map[zone.Key][]dns.RR, len(rrsets))
+	for k, rrs := range rrsets {
+		if _, ok := p.delegated[k.Name]; !ok {
+			out[k] = rrs
+		}
+	}
+	return out
+}
+
+// serial asks the primary for the zone's SOA serial, signed; false when it answers no SOA.
+func (p *Pusher) serial(ctx context.Context) (uint32, bool, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(p.o.Zone, dns.TypeSOA)
+	q.RecursionDesired = false
+	r, err := p.exchange(ctx, q)
+	if err != nil {
+		return 0, false, err
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return 0, false, fmt.Errorf("primary %w", tsig.AnswerError(r))
+	}
+	serial, ok := soaSerial(p.o.Zone, r.Answer)
+	return serial, ok, nil
+}
+
+// soaSerial returns the serial of the zone's SOA record among answer; false when it holds none.
+func soaSerial(zoneName string, answer []dns.RR) (uint32, bool) {
+	for _, rr := range answer {
+		if s, ok := rr.(*dns.SOA); ok && strings.EqualFold(s.Hdr.Name, zoneName) {
+			return s.Serial, true
+		}
+	}
+	return 0, false
 }
 
 // send sends one UPDATE to the primary.
@@ -510,11 +1050,7 @@ func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 
 // exchange signs m, sends it to the primary and returns its answer, signed by the primary.
 func (p *Pusher) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
-	m.SetTsig(p.key.Name, p.key.Algorithm, 300, time.Now().Unix())
-	// The message and its answer with one secret, though the key's file rotates meanwhile.
-	client := *p.client
-	client.TsigProvider = p.key.Snapshot()
-	conn, err := client.DialContext(ctx, p.o.Push.Server)
+	client, conn, err := p.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -522,6 +1058,25 @@ func (p *Pusher) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 	// The client bounds an exchange by its timeout and ctx's deadline, but not by ctx's end:
 	// closing the connection then stops a DNS server whose primary does not answer at once.
 	defer context.AfterFunc(ctx, func() { _ = conn.Close() })()
+	return p.ask(ctx, client, conn, m)
+}
+
+// dial connects to the primary, and returns the connection and a client whose key signs and
+// verifies every message on it with one secret, though the key's file rotates meanwhile.
+func (p *Pusher) dial(ctx context.Context) (*dns.Client, *dns.Conn, error) {
+	client := *p.client
+	client.TsigProvider = p.key.Snapshot()
+	conn, err := client.DialContext(ctx, p.o.Push.Server)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &client, conn, nil
+}
+
+// ask signs m, sends it to the primary on conn, which client dialled, and returns its answer,
+// signed by the primary.
+func (p *Pusher) ask(ctx context.Context, client *dns.Client, conn *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
+	m.SetTsig(p.key.Name, p.key.Algorithm, 300, time.Now().Unix())
 	r, _, err := client.ExchangeWithConnContext(ctx, m, conn)
 	if errors.Is(err, dns.ErrAuth) && r != nil && r.Id == m.Id {
 		// The client does not verify a NOTAUTH that carries a TSIG (a key the primary does not

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -25,12 +26,17 @@ import (
 // detour-key., matches the name of an UPDATE's key whatever its case, and signs its answer with
 // its own spelling. It checks the prerequisites "RRset exists (value dependent)" and "RRset does
 // not exist" (RFC 2136 §2.4.2, §2.4.3), deletes single records (§2.5.4), and answers queries
-// from its records, signed when they are.
+// from its records, with the TTL each RRset was last given (60 s by default), and for the SOA
+// of demo.test. with a serial that each UPDATE it applies moves, signed when they are.
 type applyingPrimary struct {
 	addr string
 	mu   sync.Mutex
-	// records holds each name's records as "TYPE data" lines.
+	// records holds each name's records as "TYPE data" lines, and ttls each RRset's TTL by
+	// "name TYPE".
 	records map[string][]string
+	ttls    map[string]uint32
+	// serial is the zone's SOA serial.
+	serial uint32
 	// updates counts the UPDATEs received; unconditional those without a prerequisite, and
 	// unmet those refused for a prerequisite; reads the queries.
 	updates, unconditional, unmet, reads int
@@ -52,7 +58,7 @@ func startApplyingPrimary(t *testing.T) *applyingPrimary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}}
+	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}, ttls: map[string]uint32{}, serial: 1}
 	key, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: testSecret}, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -121,8 +127,10 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 			if !slices.Contains(p.records[h.Name], l) {
 				p.records[h.Name] = append(p.records[h.Name], l)
 			}
+			p.ttls[h.Name+" "+typ] = h.Ttl
 		}
 	}
+	p.serial++
 	if p.hangUp > 0 {
 		p.hangUp--
 		_ = w.Close()
@@ -179,13 +187,18 @@ func (p *applyingPrimary) prerequisites(prereqs []dns.RR) int {
 func (p *applyingPrimary) answer(w dns.ResponseWriter, r, m *dns.Msg) {
 	q := r.Question[0]
 	typ := dns.TypeToString[q.Qtype]
+	ttl := cmp.Or(p.ttls[q.Name+" "+typ], 60)
 	for _, l := range p.records[q.Name] {
 		if data, ok := strings.CutPrefix(l, typ+" "); ok {
-			rr, err := dns.NewRR(q.Name + " 60 IN " + typ + " " + data)
+			rr, err := dns.NewRR(fmt.Sprintf("%s %d IN %s %s", q.Name, ttl, typ, data))
 			if err == nil {
 				m.Answer = append(m.Answer, rr)
 			}
 		}
+	}
+	if q.Qtype == dns.TypeSOA && q.Name == "demo.test." {
+		m.Answer = append(m.Answer, &dns.SOA{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+			Ns: "ns1.demo.test.", Mbox: "hostmaster.demo.test.", Serial: p.serial, Refresh: 3600, Retry: 600, Expire: 604800, Minttl: 5})
 	}
 	m.Authoritative = true
 	if t := r.IsTsig(); t != nil {
@@ -218,6 +231,15 @@ func parsePushConfig(t *testing.T, addr string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// startLogging starts a pusher of demo.test to the primary at addr, configured as
+// parsePushConfig has it, logging to the Logs it returns.
+func startLogging(t *testing.T, addr string) (*Pusher, *eventstest.Logs) {
+	t.Helper()
+	cfg := parsePushConfig(t, addr)
+	logs := &eventstest.Logs{}
+	return startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(logs)}), logs
 }
 
 func TestAnUpdateThePrimaryAppliedWithoutAnsweringIsUndoneWhenTheStateGoesBack(t *testing.T) {
@@ -534,5 +556,221 @@ func TestAPrimaryResettingEveryConnectionIsReportedOnceThoughEachRetryComesFromA
 	}, "the pusher retries the reset update")
 	if n := logs.Count("zone push failed"); n > 2 {
 		t.Errorf("20 retries reset alike logged %d times, want once (twice should one reset read as another error):\n%s", n, logs.String())
+	}
+}
+
+// A recheck reads the owned names only when the primary's SOA serial moved since a recheck found
+// them as pushed: with nothing changed it costs a query for the marker and one for the serial,
+// not two a name (20,000 a minute for 10,000 apps); a hand edit, which moves the serial, is
+// still put back at the next recheck.
+func TestARecheckReadsTheOwnedNamesOnlyWhenThePrimarysSerialMoved(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	p, logs := startLogging(t, primary.addr)
+	const names = 50
+	rrsets := map[zone.Key][]dns.RR{}
+	for i := range names {
+		name := fmt.Sprintf("app-%d.demo.test.", i)
+		own(rrsets, name, "10.0.0.1")
+	}
+	at := func(recheck bool) Desired {
+		return Desired{Serial: 1, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}, Recheck: recheck}
+	}
+	reads := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.reads
+	}
+	p.Offer(at(false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+	// recheck offers one and returns the queries it cost, once the pusher found the primary
+	// holding its records.
+	recheck := func() int {
+		t.Helper()
+		before, stood := reads(), logs.Count("zone not pushed: the primary holds its records")
+		p.Offer(at(true))
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			return logs.Count("zone not pushed: the primary holds its records") > stood
+		}, "the recheck")
+		return reads() - before
+	}
+	recheck() // the first push rewrote every name from a serial it read: the marker says the one it left
+	for i := range 3 {
+		if i == 2 {
+			// A change of STATE that leaves the zone's records sends nothing, and keeps the gate.
+			later := at(false)
+			later.State.Seq = 11
+			stood := logs.Count("zone not pushed: the primary holds its records")
+			p.Offer(later)
+			eventstest.Eventually(t, 5*time.Second, func() bool {
+				return logs.Count("zone not pushed: the primary holds its records") > stood
+			}, "the offer of a later position")
+		}
+		if n := recheck(); n > 2 {
+			t.Fatalf("recheck %d with nothing changed sent %d queries to the primary, want at most 2 (the marker and the SOA serial), not two a name", i+2, n)
+		}
+	}
+
+	primary.set(func(p *applyingPrimary) {
+		p.records["app-7.demo.test."] = []string{"A 192.0.2.66"}
+		p.serial++
+	})
+	p.Offer(at(true))
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return logs.Count("zone pushed: owned records were changed on the primary under the marker, and are restored") == 1
+	}, "the recheck after the hand edit")
+	if got := primary.at("app-7.demo.test."); !slices.Equal(got, []string{"A 10.0.0.1"}) {
+		t.Errorf("app-7 after the recheck: %v, want the pushed [A 10.0.0.1]", got)
+	}
+
+	// A primary that does not move its serial at an edit has the names read all the same, at
+	// least once every ownedReadEvery rechecks.
+	primary.set(func(p *applyingPrimary) { p.records["app-8.demo.test."] = []string{"A 192.0.2.66"} })
+	const restoredMessage = "zone pushed: owned records were changed on the primary under the marker, and are restored"
+	for i := 0; i <= ownedReadEvery && logs.Count(restoredMessage) < 2; i++ {
+		done := logs.Count("zone not pushed: the primary holds its records") + logs.Count(restoredMessage)
+		p.Offer(at(true))
+		eventstest.Eventually(t, 5*time.Second, func() bool {
+			return logs.Count("zone not pushed: the primary holds its records")+logs.Count(restoredMessage) > done
+		}, "the recheck")
+	}
+	if got := primary.at("app-8.demo.test."); !slices.Equal(got, []string{"A 10.0.0.1"}) {
+		t.Errorf("app-8 after %d rechecks, its edit not moving the serial: %v, want the pushed [A 10.0.0.1]", ownedReadEvery+1, got)
+	}
+}
+
+// A push between two rechecks moves the primary's serial by the one UPDATE it sent, and the
+// pusher knows it: with STATE changing every minute, the next recheck costs the marker and the
+// serial, not two queries a name (2,000 a minute for 1,000 apps); a hand edit made between two
+// pushes moves the serial further, and is still found and put back.
+func TestAPushBetweenRechecksDoesNotMakeTheNextReadEveryName(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	pushesBetweenRechecks(t, primary.addr)
+}
+
+// pushesBetweenRechecks offers the primary at addr, which applies UPDATEs signed with testSecret
+// to demo.test, a change before every recheck, counting the queries it gets through a relay, and
+// edits an owned name by hand between two pushes.
+func pushesBetweenRechecks(t *testing.T, addr string) {
+	relay, counted := startCountingRelay(t, addr, dns.OpcodeQuery)
+	p, logs := startLogging(t, relay)
+	const names = 50
+	seq := uint64(10)
+	// next returns the next state: app-0's address changes at each.
+	next := func() Desired {
+		seq++
+		rrsets := map[zone.Key][]dns.RR{}
+		for i := range names {
+			name := fmt.Sprintf("app-%d.demo.test.", i)
+			ip := "10.0.0.1"
+			if i == 0 {
+				ip = fmt.Sprintf("10.0.%d.%d", seq/250, seq%250+1)
+			}
+			own(rrsets, name, ip)
+		}
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	const held, restored = "zone not pushed: the primary holds its records", "zone pushed: owned records were changed on the primary under the marker, and are restored"
+	var last Desired
+	pushNext := func() {
+		t.Helper()
+		pushed := logs.Count("zone pushed")
+		last = next()
+		p.Offer(last)
+		eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") > pushed }, "the push of seq %d", seq)
+	}
+	// recheck offers one and returns the queries it cost, once it is done.
+	recheck := func() int {
+		t.Helper()
+		before, done := counted(), logs.Count(held)+logs.Count(restored)
+		again := last
+		again.Recheck = true
+		p.Offer(again)
+		eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(held)+logs.Count(restored) > done }, "the recheck")
+		return counted() - before
+	}
+	pushNext()
+	recheck() // the first push rewrote every name from a serial it read: the marker says the one it left
+	for i := range 3 {
+		pushNext()
+		if n := recheck(); n > 2 {
+			t.Fatalf("the recheck after push %d sent %d queries to the primary, want at most 2 (the marker and the SOA serial), not two a name", i+2, n)
+		}
+	}
+
+	pushNext()
+	edit := new(dns.Msg)
+	edit.SetUpdate("demo.test.")
+	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "app-7.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
+	edit.Insert([]dns.RR{aRecord("app-7.demo.test.", "192.0.2.66")})
+	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
+	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("edit app-7 by hand: %v %v", r, err)
+	}
+	pushNext()
+	recheck()
+	if n := logs.Count(restored); n != 1 {
+		t.Errorf("the recheck after a hand edit between two pushes logged %q %d times, want once", restored, n)
+	}
+	if got := ask(t, addr, "app-7.demo.test.", "A"); !slices.Equal(got, []string{"10.0.0.1"}) {
+		t.Errorf("app-7 after the recheck: %v, want the pushed [10.0.0.1]", got)
+	}
+}
+
+// A pusher tuned in place keeps what it knows of the primary: the next push moves the marker to
+// its new name in the one UPDATE that sends the change, and the recheck after it reads the marker
+// and the serial, not every owned name.
+func TestAPusherTunedInPlaceMovesItsMarkerWithoutReadingEveryName(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	p, logs := startLogging(t, primary.addr)
+	const held = "zone not pushed: the primary holds its records"
+	// at returns the state of position seq, with shop at ip.
+	at := func(seq uint64, ip string) Desired {
+		rrsets := map[zone.Key][]dns.RR{}
+		for name, ip := range map[string]string{"shop.demo.test.": ip, "web.demo.test.": "10.0.0.1"} {
+			own(rrsets, name, ip)
+		}
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	want := at(10, "127.0.0.11")
+	p.Offer(want)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+	want.Recheck = true
+	p.Offer(want)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(held) == 1 }, "the first recheck, which reads every name")
+
+	p.Tune(config.Duration(time.Second), "_moved.demo.test.")
+	changed := at(11, "127.0.0.12")
+	updates := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.updates
+	}
+	before := updates()
+	p.Offer(changed)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 2 }, "the push after the tune")
+	if n := updates() - before; n != 1 {
+		t.Errorf("the push after the tune sent %d UPDATEs, want 1", n)
+	}
+	if got := primary.at(markerName); len(got) != 0 {
+		t.Errorf("the marker's old name holds %v, want nothing", got)
+	}
+	if got := primary.at("_moved.demo.test."); len(got) != 1 || !strings.Contains(got[0], `"seq=11"`) {
+		t.Errorf("the marker's new name holds %v, want the marker of seq 11", got)
+	}
+	if got := primary.at("shop.demo.test."); !slices.Equal(got, []string{"A 127.0.0.12"}) {
+		t.Errorf("shop after the push: %v, want [A 127.0.0.12]", got)
+	}
+	reads := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.reads
+	}
+	before = reads()
+	changed.Recheck = true
+	p.Offer(changed)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(held) == 2 }, "the recheck after the tune")
+	if n := reads() - before; n > 2 {
+		t.Errorf("the recheck after the tune sent %d queries, want at most 2 (the marker and the SOA serial), not two a name", n)
 	}
 }

@@ -25,6 +25,8 @@ type Primary struct {
 	File string
 	// KeyName and Secret (base64) form the hmac-sha256 key updates must be signed with.
 	KeyName, Secret string
+	// Options are more statements of the zone's, e.g. "max-zone-ttl 10;". Default: none.
+	Options string
 }
 
 // Start runs named for p with a generated named.conf in a temporary directory, waits until it
@@ -52,8 +54,8 @@ func Start(t testing.TB, p Primary) string {
 };
 controls { };
 key "%[3]s" { algorithm hmac-sha256; secret "%[4]s"; };
-zone "%[5]s" { type primary; file "%[1]s/zone.db"; allow-update { key "%[3]s"; }; };
-`, dir, port, p.KeyName, p.Secret, p.Zone)
+zone "%[5]s" { type primary; file "%[1]s/zone.db"; allow-update { key "%[3]s"; }; %[6]s };
+`, dir, port, p.KeyName, p.Secret, p.Zone, p.Options)
 	if err := os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
