@@ -131,6 +131,18 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close closes the connection, with a reset (resetClose) while the transport waits for an
+// answer's head: it gave up (response_header ran out, or the client left).
+func (c *watchedConn) Close() error {
+	c.mu.Lock()
+	heading := c.heading
+	c.mu.Unlock()
+	if heading {
+		return resetClose(c.Conn)
+	}
+	return c.Conn.Close()
+}
+
 // CloseWrite lets ReverseProxy half-close an upgraded connection as it does a plain TCP one.
 func (c *watchedConn) CloseWrite() error {
 	return closeWrite(c.Conn)

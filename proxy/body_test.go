@@ -570,6 +570,7 @@ func TestAnAnswerWhoseHeadComesBeforeTheRequestBodyReachesTheClientAtOnce(t *tes
 // never answers is answered 502, never 200. A request whose body the half-close cut short is
 // not complete: it is given up on upstream and gets no answer.
 func TestAClientThatHalfClosesAfterItsRequestGetsItsAnswer(t *testing.T) {
+	t.Parallel()
 	// A slow instance: it reads the request and answers 300 ms later, well after the client's
 	// half-close reached the edge; /never it does not answer.
 	instance := rawInstance(t, func(c net.Conn) {
@@ -638,5 +639,310 @@ func TestAClientThatHalfClosesAfterItsRequestGetsItsAnswer(t *testing.T) {
 				t.Errorf("a client that half-closed after %s got %q, want %q", tc.name, answer, tc.want)
 			}
 		})
+	}
+}
+
+// TestAClientThatHalfClosesGetsAnAnswerWhoseBodyPauses: a client that half-closes its
+// connection once its request is sent reads its whole answer when the instance sends the head
+// at once and then pauses in the body (a stream, a slow page), on every path, as it does when
+// the head is slow (TestAClientThatHalfClosesAfterItsRequestGetsItsAnswer). The lean path took
+// the client's end, found when a read of the body had waited 50 ms, for its leaving, and cut
+// the answer. (httputil.ReverseProxy answers such a client 502: net/http's server takes its end
+// for its leaving before the answer comes.)
+func TestAClientThatHalfClosesGetsAnAnswerWhoseBodyPauses(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 16<<10) // more than a writer buffers: the head leaves before the pause
+	answers := map[string][2]string{
+		"/sized":   {"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\nok:", "more"},
+		"/chunked": {"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok:\r\n", "4\r\nmore\r\n0\r\n\r\n"},
+		"/big":     {fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\nok:%s", len(big)+7, big), "more"},
+		"/interim": {"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\nok:more"},
+	}
+	// The instance answers once the client's half-close was sent: a half-close is one the
+	// client sends with its request, before any of its answer.
+	halfClosed := make(chan struct{}, 1)
+	instance := rawInstance(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			select {
+			case <-halfClosed:
+			case <-time.After(5 * time.Second):
+				return
+			}
+			a := answers[req.URL.Path]
+			if _, err := io.WriteString(c, a[0]); err != nil {
+				return
+			}
+			time.Sleep(4 * slowAnswer) // the instance's pause in the body: the case under test
+			if _, err := io.WriteString(c, a[1]); err != nil {
+				return
+			}
+		}
+	})
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", ", timeouts: {response_header: 2s}")
+	for _, path := range []string{"/sized", "/chunked", "/big", "/interim"} {
+		for _, tc := range []struct{ name, addr, raw string }{
+			{"on the lean path", c.west, "GET " + path + " HTTP/1.1\r\n" + host + "\r\n"},
+			{"on the fast path", c.west, "GET " + path + " HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+			{"on the ReverseProxy path", c.west, "POST " + path + " HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi"},
+		} {
+			t.Run(path[1:]+" "+tc.name, func(t *testing.T) {
+				conn, err := net.Dial("tcp", tc.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				_, _ = io.WriteString(conn, tc.raw)
+				_ = conn.(*net.TCPConn).CloseWrite()
+				halfClosed <- struct{}{}
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(conn)
+				resp, err := http.ReadResponse(br, nil)
+				for err == nil && resp.StatusCode < 200 {
+					resp, err = http.ReadResponse(br, nil) // past an interim answer
+				}
+				if err != nil {
+					t.Fatalf("no answer to a client that half-closed: %v", err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				want := "ok:" + strings.Repeat(big, btoi(path == "/big")) + "more"
+				if err != nil || string(body) != want {
+					t.Errorf("a client that half-closed got %d and %d bytes of the body ending %q (%v), want all %d, ending %q",
+						resp.StatusCode, len(body), body[max(0, len(body)-8):], err, len(want), "more")
+				}
+			})
+		}
+	}
+}
+
+// TestAnEdgeThatGivesUpOnItsPeerHasThePeerCancelItsRequest: the edge that gives up on a peer
+// edge (its response_header ran out) closes its connection to the peer with a reset, so that the
+// peer cancels its own request to its instance at once. Closed with a FIN, the peer took the end
+// for its client's half-close (TestAClientThatHalfClosesAfterItsRequestGetsItsAnswer) and kept
+// its request to the instance open until its own response_header ran out (15 s by default).
+func TestAnEdgeThatGivesUpOnItsPeerHasThePeerCancelItsRequest(t *testing.T) {
+	released := make(chan struct{}, 8)
+	never := rawInstance(t, func(c net.Conn) {
+		_, _ = io.Copy(io.Discard, c) // never answers; reads until the edge closes
+		released <- struct{}{}
+	})
+	c := twoEdgesWith(t, []string{rawInstance(t, hung)}, []string{never}, "http", "", ", timeouts: {response_header: 500ms}")
+	for _, tc := range []struct{ name, raw string }{
+		{"on the lean path", "GET /p HTTP/1.1\r\n" + host + "\r\n"},
+		{"on the fast path", "GET /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, tc.raw)
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode < 500 {
+				t.Fatalf("answered %d, want a 5xx: no instance answers", resp.StatusCode)
+			}
+			select {
+			case <-released:
+			case <-time.After(3 * time.Second):
+				t.Fatal("the peer edge still holds its request to the instance 3 s after the edge gave up on it")
+			}
+		})
+	}
+}
+
+// TestAHalfClosedClientThatResetsDuringAPauseHasItsRequestCancelled: a client that half-closed
+// after its request is served on (TestAClientThatHalfClosesGetsAnAnswerWhoseBodyPauses) until it
+// resets its connection, as one that closed it fully does at the answer's first bytes. A reset
+// that came while the answer's body paused, after the edge had looked at the client and found
+// its half-close (a client further away than the pause's 50 ms), went unseen until the instance
+// wrote again: a stream that pauses for long (server-sent events) held its request upstream up
+// to response_body (60 s by default), for a client long gone.
+func TestAHalfClosedClientThatResetsDuringAPauseHasItsRequestCancelled(t *testing.T) {
+	released := make(chan struct{}, 8)
+	instance := rawInstance(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		_ = req.Body.Close()
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok:\r\n")
+		_, _ = io.Copy(io.Discard, c) // the stream's next event is far off; until the edge closes
+		released <- struct{}{}
+	})
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"on the lean path", "GET /events HTTP/1.1\r\n" + host + "\r\n"},
+		{"on the fast path", "GET /events HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, tc.raw)
+			_ = conn.(*net.TCPConn).CloseWrite()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			if got, err := io.ReadFull(resp.Body, make([]byte, 3)); err != nil {
+				t.Fatalf("read %d bytes of the stream: %v", got, err)
+			}
+			time.Sleep(4 * slowAnswer) // the client's distance: its reset comes after the edge looked
+			_ = conn.(*net.TCPConn).SetLinger(0)
+			_ = conn.Close()
+			select {
+			case <-released:
+			case <-time.After(3 * time.Second):
+				t.Fatal("the request is still open upstream 3 s after its client reset the connection")
+			}
+		})
+	}
+}
+
+// halfClosingClients has 200 clients, one after the other, each send raw to addr and half-close
+// its connection, and returns how many of them did not read answers answers of 200.
+func halfClosingClients(t *testing.T, addr, raw string, answers int) (failed int) {
+	t.Helper()
+	for range 200 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, raw)
+		_ = conn.(*net.TCPConn).CloseWrite()
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		for range answers {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				failed++
+				break
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}
+		_ = conn.Close()
+	}
+	return failed
+}
+
+// TestEveryClientThatHalfClosesWithItsRequestGetsItsAnswerOnTheNetHTTPPaths: net/http starts
+// its background read of the connection before it calls the edge's handler, which marked the
+// request as awaiting its answer: a client whose FIN came with its request had the read find
+// the end first, now and then (under load, under -race), and its request was cancelled as if it
+// had left, with no answer. The edge now marks a request awaiting as soon as its last byte is
+// read.
+func TestEveryClientThatHalfClosesWithItsRequestGetsItsAnswerOnTheNetHTTPPaths(t *testing.T) {
+	t.Parallel()
+	instance := rawInstance(t, answerEach("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"on the fast path", "GET /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+		{"on the ReverseProxy path", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if failed := halfClosingClients(t, c.west, tc.raw, 1); failed > 0 {
+				t.Errorf("%d of 200 clients that half-closed with their request got no answer", failed)
+			}
+		})
+	}
+}
+
+// TestAnEdgeThatGivesUpOnItsPeerWithARequestBodyHasThePeerCancelIt: a request with a body goes
+// through http.Transport, which closed the connection to a peer edge it gave up on with a FIN,
+// which the peer took for its client's half-close: it kept its request to the instance open
+// until its own response_header ran out (15 s by default). It is closed with a reset, as on the
+// fast paths (TestAnEdgeThatGivesUpOnItsPeerHasThePeerCancelItsRequest).
+func TestAnEdgeThatGivesUpOnItsPeerWithARequestBodyHasThePeerCancelIt(t *testing.T) {
+	released := make(chan struct{}, 8)
+	never := rawInstance(t, func(c net.Conn) {
+		_, _ = io.Copy(io.Discard, c) // never answers; reads until the edge closes
+		released <- struct{}{}
+	})
+	// The edge's own instance refuses, so that the request, sent nowhere, goes on to the peer.
+	c := twoEdgesWith(t, []string{freeAddr(t, "127.0.0.1")}, []string{never}, "http", "", ", timeouts: {response_header: 500ms}")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "POST /p HTTP/1.1\r\n"+host+"Content-Length: 2\r\n\r\nhi")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode < 500 {
+		t.Fatalf("answered %d, want a 5xx: no instance answers", resp.StatusCode)
+	}
+	select {
+	case <-released:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the peer edge still holds its request to the instance 3 s after the edge gave up on it")
+	}
+}
+
+// TestEveryClientThatHalfClosesAfterPipelinedRequestsGetsEachAnswerOnTheNetHTTPPaths: a client
+// that sends two requests at once and then half-closes reads both answers. The guard marked the
+// second request awaiting as it read it, with the first, and the first answer's end cleared the
+// mark: net/http's background read for the second request found the FIN before the handler
+// marked it again, took it for the client's leaving and cancelled it, with no answer.
+func TestEveryClientThatHalfClosesAfterPipelinedRequestsGetsEachAnswerOnTheNetHTTPPaths(t *testing.T) {
+	t.Parallel()
+	instance := rawInstance(t, answerEach("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"on the fast path", "GET /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+		{"on the ReverseProxy path", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if failed := halfClosingClients(t, c.west, tc.raw+tc.raw, 2); failed > 0 {
+				t.Errorf("%d of 200 clients that half-closed after two pipelined requests missed an answer", failed)
+			}
+		})
+	}
+}
+
+// TestAClientThatHalfClosesAfterOptionsStarIsClosedAtOnce: net/http answers OPTIONS * itself,
+// without the edge's handler; counted as a request awaiting its handler, it had the guard take
+// the client's later FIN on the idle connection for a half-close, held until idle ran out.
+func TestAClientThatHalfClosesAfterOptionsStarIsClosedAtOnce(t *testing.T) {
+	instance := rawInstance(t, answerEach("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	conn, err := net.Dial("tcp", c.west)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "OPTIONS * HTTP/1.1\r\n"+host+"\r\nGET /p HTTP/1.1\r\n"+host+"Content-Length: 0\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for range 2 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("the edge did not close the connection of a client that half-closed it: %v", err)
 	}
 }

@@ -28,7 +28,8 @@ import (
 // asked for, then a 200 in what is no longer HTTP; when one is, the rest of the connection is
 // the new protocol's), /099 (a status under 100, which net/http's
 // ReadResponse takes), /two-framings (Transfer-Encoding and Content-Length), /trailers (chunked with a trailer), /close (and closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
-// and /chunked-long (followed by an unsolicited answer), else 200 "ok".
+// and /chunked-long (followed by an unsolicited answer), /paused (chunked, its body pausing
+// 200 ms after its head and first chunk), else 200 "ok".
 // bad collects what net/http's server would refuse of what it received.
 type recorder struct {
 	addr string
@@ -66,8 +67,8 @@ func newRecorder(tb testing.TB) *recorder {
 				return
 			}
 			rec.mu.Lock()
-			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q underscored=%q trailer=%q", req.Method, req.URL.Path,
-				req.Host, req.ContentLength, req.TransferEncoding, body, underscoredOf(req), trailerOf(req)))
+			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q underscored=%q TE=%q trailer=%q", req.Method, req.URL.Path,
+				req.Host, req.ContentLength, req.TransferEncoding, body, underscoredOf(req), req.Header.Values("Te"), trailerOf(req)))
 			rec.mu.Unlock()
 			var answer string
 			switch req.URL.Path {
@@ -100,6 +101,12 @@ func newRecorder(tb testing.TB) *recorder {
 			case "/short":
 				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nok")
 				return
+			case "/paused":
+				if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"); err != nil {
+					return
+				}
+				time.Sleep(4 * slowAnswer) // the pause, past the lean path's watch of a slow read
+				answer = "4\r\nmore\r\n0\r\n\r\n"
 			default:
 				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 			}
@@ -197,12 +204,20 @@ var corpus = []struct {
 }{
 	{name: "a plain GET", raw: "GET / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
 	{name: "a HEAD", raw: "HEAD / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"HEAD"}},
+	{name: "an answer whose body pauses, then a GET", raw: "GET /paused HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "an answer to a POST whose body pauses", raw: "POST /paused HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
 	{name: "a 204 answer", raw: "GET /204 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
 	{name: "a 304 answer", raw: "GET /304 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
 	{name: "a 103 before the answer", raw: "GET /1xx HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
 	{name: "a 101 to a GET asking for no upgrade, then a GET", raw: "GET /101 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
 	{name: "a 101 to a DELETE asking for no upgrade, then a GET", raw: "DELETE /101 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"DELETE", "GET"}},
 	{name: "an answer with trailers", raw: "GET /trailers HTTP/1.1\r\n" + host + "TE: trailers\r\n\r\n", methods: []string{"GET"}},
+	{name: "a TE whose token only holds trailers", raw: "GET /te HTTP/1.1\r\n" + host + "Te: x-no-trailers\r\n\r\n", methods: []string{"GET"}},
+	{name: "a TE whose token only holds trailers, to a request net/http serves", raw: "GET /te HTTP/1.1\r\n" + host + "Te: x-no-trailers\r\nContent-Length: 0\r\n\r\n", methods: []string{"GET"}},
+	{name: "a TE whose token only holds trailers, to a POST", raw: "POST /te HTTP/1.1\r\n" + host + "Te: trailersx\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
+	{name: "a TE of trailers with a weight, which RFC 9110 §10.1.4 gives it none", raw: "GET /te HTTP/1.1\r\n" + host + "TE: trailers;q=0.5\r\n\r\n", methods: []string{"GET"}},
+	{name: "a TE listing trailers among codings, over two fields", raw: "GET /te HTTP/1.1\r\n" + host + "TE: gzip;q=0.5\r\nte:deflate ,\tTRAILERS \r\n\r\n", methods: []string{"GET"}},
+	{name: "a TE listing trailers among codings, to a POST", raw: "POST /te HTTP/1.1\r\n" + host + "TE: gzip, Trailers\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
 	{name: "a POST with a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello", methods: []string{"POST"}},
 	{name: "a POST without a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", methods: []string{"POST"}},
 	{name: "a chunked body with a trailer", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n", methods: []string{"POST"}},

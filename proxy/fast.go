@@ -91,6 +91,8 @@ type upConn struct {
 	bw     *bufio.Writer
 	reused bool
 	idleAt time.Time
+	// look tells, when uc is taken from the pool, whether it is still quiet.
+	look socketLook
 }
 
 // connPool keeps idle connections per address, newest first out, for up to idle. Each read of
@@ -111,6 +113,23 @@ type connPool struct {
 // buffer on the lean path, the Transport's default, cost it a third more CPU on large answers.
 const upstreamReadBuffer = 8 << 10
 
+// abandon closes uc's connection before its exchange ended (no answer in time, a client that
+// left, an answer broken off or not relayed) with a reset (resetClose).
+func (uc *upConn) abandon() {
+	_ = resetClose(uc.c)
+}
+
+// resetClose closes c, an upstream connection given up on before its answer ended, with a reset
+// rather than a FIN where c is a TCP connection: a peer edge takes a FIN before its answer for a
+// client's half-close and would keep its own request to its instance until its response_header
+// ran out; a reset has it cancel that request at once.
+func resetClose(c net.Conn) error {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	return c.Close()
+}
+
 func newConnPool(dial dialFunc, idle, body time.Duration) *connPool {
 	return &connPool{dial: dial, idle: idle, body: body, free: map[string][]*upConn{}}
 }
@@ -129,7 +148,7 @@ func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 		uc := list[len(list)-1]
 		p.free[addr] = list[:len(list)-1]
 		p.mu.Unlock()
-		if now.Sub(uc.idleAt) < p.idle && quiet(uc.c) {
+		if now.Sub(uc.idleAt) < p.idle && uc.look.quiet(uc.c) {
 			uc.reused = true
 			return uc, nil
 		}
@@ -195,7 +214,7 @@ func (p *connPool) exchange(ctx context.Context, addr string, head func(*bufio.W
 		err = ctx.Err() // a cancellation whose deadline the line above undid
 	}
 	if err != nil {
-		_ = uc.c.Close()
+		uc.abandon()
 		return nil, nil, headerTimeout(err)
 	}
 	return resp, uc, nil
@@ -217,7 +236,7 @@ func (p *connPool) send(ctx context.Context, addr string, head func(*bufio.Write
 		if err == nil {
 			return uc, nil
 		}
-		_ = uc.c.Close()
+		uc.abandon()
 		if !replay || !uc.reused || !errors.Is(err, errIdleClosed) || ctx.Err() != nil {
 			return nil, err
 		}
@@ -438,7 +457,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		}
 		a.answered(at, resp.StatusCode)
 		if a.retryAnswer(at, resp.StatusCode, !relayed) {
-			_ = uc.c.Close()
+			uc.abandon()
 			return &statusError{resp.StatusCode}
 		}
 		// A client that leaves while the body is relayed ends the relay's reads too.
@@ -497,7 +516,7 @@ func (a *app) relay(w http.ResponseWriter, r *http.Request, resp *http.Response,
 	if err != nil {
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
 		// the client stopped taking may never end.
-		_ = uc.c.Close()
+		uc.abandon()
 	}
 	_ = resp.Body.Close()
 	uc.bodyRead()

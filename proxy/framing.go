@@ -68,12 +68,28 @@ type guardedConn struct {
 	held []byte
 	// tunnels tracks the connection once net/http handed it over to a handler (hijacked).
 	tunnels *tunnels
-	// awaiting is set while the edge's handler serves an HTTP/1 request of which no answer
-	// byte was written; a client's half-close found then is not its leaving (see Read).
-	awaiting atomic.Bool
+	// awaiting is set while an HTTP/1 request whose last byte was read (set then, as net/http
+	// starts its background read before it calls the edge's handler) has no answer byte
+	// written; a client's half-close found then is not its leaving (see Read), nor
+	// is one found later that was there when the first byte was (halfClosed, see Write).
+	awaiting, halfClosed atomic.Bool
+	// A pipelined request, read with the one before it, awaits its answer too once the handler
+	// of that one returned (serving unset): read counts the requests whose last byte was read
+	// but OPTIONS * (global), which net/http serves without the handler, and served those whose
+	// handler began.
+	read, served atomic.Int64
+	serving      atomic.Bool
+	global       bool
+	// look is the look at the first write of an answer (see Write).
+	look socketLook
 	// deadline is the read deadline net/http and the edge set, which a read held at the
 	// client's half-close waits for.
 	deadline readDeadline
+	// headBy, in Unix nanoseconds, is when the head the front began to read must have come
+	// (client_header, counted from the connection's start or the head's first byte): until
+	// the guard has seen that head, no read deadline net/http sets goes past it, or a client
+	// that sent its head slowly would have client_header again from the handover. 0: none.
+	headBy atomic.Int64
 	// h2c is set when the connection goes to a server that serves HTTP/2 with prior
 	// knowledge, which it does when the preface opens the connection; started once a head
 	// was seen.
@@ -89,9 +105,18 @@ const (
 )
 
 // Write watches the status line of the answer to an Upgrade head: unless it switches protocols,
-// the bytes after that head are unchecked, so nothing more is read.
+// the bytes after that head are unchecked, so nothing more is read. The first write of an
+// answer looks, without waiting, for the client's end: there already, it is a half-close that
+// net/http's background read, which may not have run yet, would find only once the answer began
+// and take for the client's leaving.
 func (g *guardedConn) Write(p []byte) (int, error) {
-	g.awaiting.Store(false)
+	if g.awaiting.Load() {
+		// halfClosed first: a read finding the end between the two takes it for a half-close.
+		if g.look.ended(g.Conn) {
+			g.halfClosed.Store(true)
+		}
+		g.awaiting.Store(false)
+	}
 	if g.switching.Load() == switchUpgrade && len(p) >= 12 && bytes.HasPrefix(p, []byte("HTTP/1.")) {
 		switch code := string(p[9:12]); {
 		case code == "101":
@@ -144,7 +169,7 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				g.out, g.line = g.line, nil
 				continue
 			}
-			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaiting.Load() {
+			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaits() {
 				// The client half-closed its connection after a complete request, before any
 				// of its answer: it will send nothing more, and may still read (nc -N, an
 				// HTTP/1.0 script, a monitoring check). net/http's background read, which
@@ -153,7 +178,7 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				// quiet connection, until net/http ends it (its deadline in the past) once
 				// the answer is written. net/http's next read finds the end and closes the
 				// connection.
-				return 0, g.deadline.wait()
+				return 0, g.deadline.wait(g.Conn)
 			}
 			return 0, err
 		}
@@ -178,6 +203,9 @@ func (g *guardedConn) Close() error {
 }
 
 func (g *guardedConn) SetReadDeadline(t time.Time) error {
+	if by := g.headBy.Load(); by != 0 && (t.IsZero() || t.UnixNano() > by) {
+		t = time.Unix(0, by)
+	}
 	g.deadline.set(t)
 	return g.Conn.SetReadDeadline(t)
 }
@@ -205,8 +233,23 @@ func (d *readDeadline) set(t time.Time) {
 	d.mu.Unlock()
 }
 
-// wait returns once the deadline passed, with the error a read that waited for it returns.
-func (d *readDeadline) wait() error {
+// wait returns once the deadline passed, with the error a read that waited for it returns, or
+// once the client reset c (errClientReset; see resetWhileHalfClosed), whose read deadline is
+// d's. It returns once the watch for the reset ended, as c's deadline ends it: a watch left
+// behind could hold c's reads from the next read of net/http.
+func (d *readDeadline) wait(c net.Conn) error {
+	stop, watched := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stop)
+		<-watched
+	}()
+	reset := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if resetWhileHalfClosed(c, stop) {
+			close(reset)
+		}
+	}()
 	for {
 		d.mu.Lock()
 		at := d.at
@@ -216,7 +259,11 @@ func (d *readDeadline) wait() error {
 		moved := d.moved
 		d.mu.Unlock()
 		if at.IsZero() {
-			<-moved
+			select {
+			case <-moved:
+			case <-reset:
+				return errClientReset
+			}
 			continue
 		}
 		left := time.Until(at)
@@ -229,6 +276,9 @@ func (d *readDeadline) wait() error {
 			t.Stop()
 		case <-t.C:
 			return os.ErrDeadlineExceeded
+		case <-reset:
+			t.Stop()
+			return errClientReset
 		}
 	}
 }
@@ -288,6 +338,7 @@ func (g *guardedConn) feed(b []byte) {
 			if g.left -= int64(n); g.left == 0 {
 				if g.state == inBody {
 					g.state = inHead
+					g.requestRead()
 				} else {
 					g.state = inChunkSize
 				}
@@ -321,6 +372,7 @@ func headComplete(b []byte) bool {
 func (g *guardedConn) head() {
 	h := g.line
 	g.line = nil
+	g.headBy.Store(0)
 	lines := bytes.Split(bytes.TrimLeft(h, "\r\n"), []byte("\n"))
 	requestLine := bytes.TrimSuffix(lines[0], []byte("\r"))
 	http11 := bytes.HasSuffix(requestLine, []byte(" HTTP/1.1"))
@@ -392,6 +444,30 @@ func (g *guardedConn) head() {
 	if upgrade && g.state == inHead {
 		g.switching.Store(switchUpgrade)
 	}
+	// net/http answers OPTIONS * itself, with no handler to count it served.
+	g.global = bytes.HasPrefix(requestLine, []byte("OPTIONS * "))
+	if g.state == inHead && (http11 || bytes.HasSuffix(requestLine, []byte(" HTTP/1.0"))) {
+		g.requestRead()
+	}
+}
+
+// awaits reports whether a request read has none of its answer written, or its client had
+// half-closed the connection before the first byte of it was (see Read).
+func (g *guardedConn) awaits() bool {
+	return g.awaiting.Load() || g.halfClosed.Load() || !g.serving.Load() && g.read.Load() > g.served.Load()
+}
+
+// requestRead marks the request whose last byte was just read as awaiting its answer (see
+// Read): net/http starts its background read, which may find the client's half-close at once,
+// before it calls the edge's handler, which marks it too. A guard that reads no connection (its
+// tests) serves no handler, and passes the end on.
+func (g *guardedConn) requestRead() {
+	if g.Conn != nil {
+		if !g.global {
+			g.read.Add(1)
+		}
+		g.awaiting.Store(true)
+	}
 }
 
 // chunkLine handles a complete chunk-size or trailer line in g.line.
@@ -403,6 +479,7 @@ func (g *guardedConn) chunkLine() {
 	if g.state == inTrailers {
 		if len(t) == 0 {
 			g.state = inHead
+			g.requestRead()
 		}
 		return
 	}

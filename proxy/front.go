@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -252,6 +253,15 @@ func (c *clientConn) CloseWrite() error {
 	return closeWrite(c.Conn)
 }
 
+// SyscallConn gives the socket under c, which ended looks at.
+func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
+
 // closeWrite half-closes c as a TCP connection does (CloseWrite), where c can; elsewhere it does
 // nothing. The wrappers of a connection the edge hands to net/http pass it on, so that net/http
 // half-closes through them as it does a plain TCP connection.
@@ -306,11 +316,16 @@ type leanConn struct {
 	scratch []byte
 	// conn is the client's connection and headLen the length of the request head being served,
 	// buffered in br; gone is set when the client left while its request waited, halfClosed
-	// when it half-closed the connection before the answer's head (see watch).
+	// when it half-closed the connection before any of its answer was written (see watch).
 	conn       net.Conn
 	headLen    int
 	gone       bool
 	halfClosed bool
+	// sent is set once a write of the answer reached the client's connection; midAnswer while
+	// the answer relayed may not end with the next write (see Write).
+	sent, midAnswer bool
+	// look is the look at the first write of an answer (see Write).
+	look socketLook
 	// up is the connection whose answer's head is being read; unwatch, once an interim answer
 	// reached the client, stops watching the client until the final one arrives.
 	up      *upConn
@@ -335,7 +350,7 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 	lc := &leanConn{app: s.app, br: leanReaders.Get().(*bufio.Reader), bw: leanWriters.Get().(*bufio.Writer),
 		closing: &s.front.closing, conn: c}
 	lc.br.Reset(c)
-	lc.bw.Reset(c)
+	lc.bw.Reset(lc)
 	lc.client, _, _ = net.SplitHostPort(c.RemoteAddr().String())
 	lc.node = lc.client
 	if lc.client == "" {
@@ -346,6 +361,10 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 		lc.node = `"[` + lc.client + `]"`
 	}
 	pass, served := false, false
+	// headBy is when the head being read must have come, as net/http's server counts
+	// client_header: from the connection's start for its first request, from the first byte
+	// of a later one. A head handed to net/http keeps it (guardedConn.headBy).
+	headBy := time.Now().Add(s.srv.ReadHeaderTimeout)
 	defer func() {
 		if v := recover(); v != nil {
 			// As net/http does, a panic ends the connection, not the edge. Its reader and
@@ -365,7 +384,9 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 			if served {
 				to = s.h1Handoff
 			}
-			to.pass(&guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes, h2c: !served})
+			g := &guardedConn{Conn: c, r: lc.br, max: s.app.pol.maxHeaderBytes, h2c: !served}
+			g.headBy.Store(headBy.UnixNano())
+			to.pass(g)
 		} else {
 			_ = c.Close()
 			lc.br.Reset(nil)
@@ -374,20 +395,23 @@ func (s *httpServer) serveConn(c net.Conn, idle *atomic.Bool) {
 	}()
 	for {
 		if lc.br.Buffered() == 0 {
-			wait := s.srv.IdleTimeout
-			if !served {
-				wait = s.srv.ReadHeaderTimeout
+			wait := headBy
+			if served {
+				wait = time.Now().Add(s.srv.IdleTimeout)
 			}
-			_ = c.SetReadDeadline(time.Now().Add(wait))
+			_ = c.SetReadDeadline(wait)
 			if _, err := lc.br.Peek(1); err != nil {
 				return
 			}
+		}
+		if served {
+			headBy = time.Now().Add(s.srv.ReadHeaderTimeout)
 		}
 		idle.Store(false)
 		b, _ := lc.br.Peek(lc.br.Buffered())
 		n := headEnd(b)
 		if n == 0 {
-			_ = c.SetReadDeadline(time.Now().Add(s.srv.ReadHeaderTimeout))
+			_ = c.SetReadDeadline(headBy)
 			var err error
 			if n, err = peekHead(lc.br); err != nil {
 				return
@@ -446,7 +470,7 @@ func (lc *leanConn) serve() bool {
 	plan := a.plan(rt, false)
 	rh := a.pol.timeouts.ResponseHeader.D()
 	var keep bool
-	lc.gone, lc.halfClosed, lc.relayed = false, false, false
+	lc.gone, lc.halfClosed, lc.relayed, lc.sent, lc.midAnswer = false, false, false, false, false
 	err := a.forward(func() bool { return lc.gone }, rt, plan, rt.retry[http.MethodGet], func() bool { return !lc.relayed },
 		func(at *attempt) error {
 			t := at.t
@@ -461,7 +485,7 @@ func (lc *leanConn) serve() bool {
 			if lc.gone {
 				// The client left as the answer arrived: watch put uc's deadline in the past,
 				// so uc is neither relayed on nor pooled, where the next request would fail.
-				_ = uc.c.Close()
+				uc.abandon()
 				return errClientGone
 			}
 			keep, err = lc.answer(uc, pool, t.Addr, at)
@@ -495,14 +519,17 @@ func (lc *leanConn) pong() bool {
 // returned function stops watching; the lean path pays for the watcher only when an answer is
 // slow or starts with an interim one (leanConn.interim).
 //
-// A client that half-closes its connection before the answer's head (nc -N, an HTTP/1.0
-// script) will send nothing more but may still read: that end is not its leaving, and the
-// request is served to its end, as HAProxy serves it (a reset or a failed write to the client
-// ends it then); an end found once the answer began (an interim answer relayed, or its body
-// relayed: uc.limit.client is lc) is the client's leaving, unless it had half-closed before.
+// A client that half-closes its connection before any of its answer was written (nc -N, an
+// HTTP/1.0 script) will send nothing more but may still read: that end is not its leaving, and
+// the request is served to its end, as HAProxy serves it (a reset or a failed write to the
+// client ends it then); an end found once some of the answer was written is the client's
+// leaving, unless it had half-closed before (found by a watch or by Write).
 func (lc *leanConn) watch(uc *upConn) (stop func()) {
-	done := make(chan struct{})
-	answering := lc.relayed || uc.limit.client == lc
+	done, stopped := make(chan struct{}), make(chan struct{})
+	answering := lc.sent
+	// The client is watched until stop, not until the deadline its head was read under
+	// (client_header, or client_idle when it came at once), which a slow answer outlasts.
+	_ = lc.conn.SetReadDeadline(time.Time{})
 	go func() {
 		defer close(done)
 		for {
@@ -510,16 +537,23 @@ func (lc *leanConn) watch(uc *upConn) (stop func()) {
 			if err == nil {
 				continue // more of what the client pipelined
 			}
-			if err == io.EOF && (!answering || lc.halfClosed) {
+			switch {
+			case err == io.EOF && (!answering || lc.halfClosed):
+				// A half-close: the client is gone only once it resets the connection.
 				lc.halfClosed = true
-			} else if err != bufio.ErrBufferFull && !isTimeout(err) {
-				lc.gone = true
-				_ = uc.c.SetDeadline(time.Unix(1, 0))
+				if !resetWhileHalfClosed(lc.conn, stopped) {
+					return
+				}
+			case err == bufio.ErrBufferFull || isTimeout(err):
+				return
 			}
+			lc.gone = true
+			_ = uc.c.SetDeadline(time.Unix(1, 0))
 			return
 		}
 	}()
 	return func() {
+		close(stopped)
 		_ = lc.conn.SetReadDeadline(time.Unix(1, 0))
 		<-done
 		_ = lc.conn.SetReadDeadline(time.Time{})
@@ -528,6 +562,20 @@ func (lc *leanConn) watch(uc *upConn) (stop func()) {
 		b, _ := lc.br.Peek(lc.headLen)
 		parseHead(b, &lc.head)
 	}
+}
+
+// Write writes p to the client's connection, through lc.bw. The first write of an answer that
+// may not end it (midAnswer: an interim answer, a body longer than lc.bw holds, a stream)
+// looks first, without waiting, for the client's end: found then, before any of the answer
+// reached the client, it is a half-close, which the watch of a pause later in the answer would
+// otherwise find only then and take for the client's leaving. An answer written in one write
+// (most) costs no look.
+func (lc *leanConn) Write(p []byte) (int, error) {
+	if !lc.sent {
+		lc.sent = true
+		lc.halfClosed = lc.halfClosed || lc.midAnswer && lc.look.ended(lc.conn)
+	}
+	return lc.conn.Write(p)
 }
 
 // answer relays the answer arriving on uc and reports whether the client's connection stays
@@ -541,7 +589,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 			uc.headRead()
 			lc.app.answered(at, lc.resp.code)
 			if lc.app.retryAnswer(at, lc.resp.code, !lc.relayed) {
-				_ = uc.c.Close()
+				uc.abandon()
 				return false, &statusError{lc.resp.code}
 			}
 			uc.limit.client = lc // until the body is read (see headLimit)
@@ -564,7 +612,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 	if err != nil || lc.gone {
 		// A client that left after an interim answer put uc's deadline in the past: uc is
 		// neither relayed on nor pooled.
-		_ = uc.c.Close()
+		uc.abandon()
 		if lc.gone {
 			return false, errClientGone
 		}
@@ -572,7 +620,7 @@ func (lc *leanConn) answer(uc *upConn, pool *connPool, addr string, at *attempt)
 	}
 	lc.app.answered(at, resp.StatusCode)
 	if lc.app.retryAnswer(at, resp.StatusCode, !lc.relayed) {
-		_ = uc.c.Close()
+		uc.abandon()
 		return false, &statusError{resp.StatusCode}
 	}
 	uc.limit.client = lc // until the body is read (see headLimit)
@@ -598,6 +646,7 @@ func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) (
 	lc.endHead(h.hasDate, "", false, keep)
 	_, _ = uc.br.Discard(n)
 	left := h.length
+	lc.midAnswer = true
 	var rerr error
 	for left > 0 {
 		if uc.br.Buffered() == 0 {
@@ -613,8 +662,9 @@ func (lc *leanConn) relayPlain(uc *upConn, n int, pool *connPool, addr string) (
 		left -= int64(len(p))
 	}
 	uc.bodyRead()
+	lc.midAnswer = false
 	if err := lc.bw.Flush(); err != nil || left > 0 {
-		_ = uc.c.Close()
+		uc.abandon()
 		return false, rerr
 	}
 	pool.put(addr, uc)
@@ -749,6 +799,11 @@ func sniff(resp *http.Response, p []byte) string {
 	return http.DetectContentType(p)
 }
 
+// netHTTPHeld is the most of an answer's body net/http's server holds before it writes the
+// head: a handler that wrote no more and did not flush is answered with a Content-Length it
+// counts, a longer answer of no Content-Length field is chunked.
+const netHTTPHeld = 2 << 10
+
 // relay writes resp to the client as net/http answers for the fast path's relay, returns the
 // connection upstream to the pool when it is reusable, and reports whether the client's stays
 // open, and the error that broke the answer off.
@@ -762,6 +817,7 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 	keep := lc.keep()
 	buf := buffers.Get().(*[]byte)
 	defer buffers.Put(buf)
+	lc.midAnswer = true
 	var err error
 	_, hasDate := resp.Header["Date"]
 	switch {
@@ -769,14 +825,20 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 		lc.writeResponseHead(resp, "")
 		lc.endHead(hasDate, "", false, keep)
 		_, err = io.CopyBuffer(io.Discard, resp.Body, *buf)
-	case resp.ContentLength >= 0 && resp.Header.Get("Content-Length") != "":
+	case resp.ContentLength >= 0 && (resp.Header.Get("Content-Length") != "" || listed["Content-Length"] && resp.ContentLength <= netHTTPHeld):
+		// An answer whose Connection names Content-Length loses the field, not the length its
+		// framing gave: net/http sends it for an answer it holds whole (netHTTPHeld).
+		length := ""
+		if resp.Header.Get("Content-Length") == "" {
+			length = strconv.FormatInt(resp.ContentLength, 10)
+		}
 		// net/http sniffs the first bytes it writes: up to 512 unless the body is shorter.
 		var n int
 		if _, ok := resp.Header["Content-Type"]; !ok && resp.ContentLength > 0 {
 			n, err = io.ReadFull(resp.Body, (*buf)[:min(512, resp.ContentLength)])
 		}
 		lc.writeResponseHead(resp, sniff(resp, (*buf)[:n]))
-		lc.endHead(hasDate, "", false, keep)
+		lc.endHead(hasDate, length, false, keep)
 		_, _ = lc.bw.Write((*buf)[:n])
 		var m int64
 		if err == nil {
@@ -793,10 +855,11 @@ func (lc *leanConn) relay(resp *http.Response, uc *upConn, pool *connPool, addr 
 		// Closed before the body, whose Close reads what is left of it: the rest of an answer
 		// the client stopped taking may never end. An answer that broke off ends the client's
 		// connection too, the only way to tell it the answer is not complete.
-		_ = uc.c.Close()
+		uc.abandon()
 		keep = false
 	}
 	_ = resp.Body.Close()
+	lc.midAnswer = false
 	if ferr := lc.bw.Flush(); ferr != nil {
 		keep = false
 		err = ferr

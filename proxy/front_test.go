@@ -55,6 +55,17 @@ func variedBackend(t *testing.T) string {
 			w.WriteHeader(http.StatusNotModified)
 		case "/missing":
 			http.Error(w, "not here", http.StatusNotFound)
+		case "/length-listed", "/long-length-listed":
+			// A Connection field naming Content-Length: the field goes, the length it framed
+			// stays known.
+			body := strings.Repeat("a", 2048) // the most net/http holds back before its head
+			if r.URL.Path == "/long-length-listed" {
+				body += "b"
+			}
+			w.Header().Set("Connection", "Content-Length")
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			_, _ = io.WriteString(w, body)
 		case "/closing":
 			w.Header().Set("Connection", "close")
 			_, _ = io.WriteString(w, "bye")
@@ -84,6 +95,13 @@ func variedBackend(t *testing.T) string {
 // exchange sends raw on a new connection to addr and reads one answer to a GET.
 func exchangeRaw(t *testing.T, addr, raw string) (*http.Response, string) {
 	t.Helper()
+	return exchangeMethod(t, addr, raw, http.MethodGet)
+}
+
+// exchangeMethod sends raw on a new connection to addr and reads one answer to a request of
+// method.
+func exchangeMethod(t *testing.T, addr, raw, method string) (*http.Response, string) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +111,7 @@ func exchangeRaw(t *testing.T, addr, raw string) (*http.Response, string) {
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodGet})
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("read the answer to %q: %v", raw, err)
 	}
@@ -112,7 +130,7 @@ func TestPlainGetsAreAnsweredExactlyAsNetHTTPAnswersThem(t *testing.T) {
 	e1 := backend(t, "e1")
 	c := twoEdges(t, []string{b}, []string{e1.Listener.Addr().String()}, "http", "")
 	paths := []string{"/typed", "/sniffed", "/large", "/streamed", "/empty-chunked", "/trailer", "/no-content",
-		"/not-modified", "/missing", "/closing", "/hints", "/odd-status", "/echo", "/echo?q=a%20b&r=/x?y",
+		"/not-modified", "/missing", "/length-listed", "/long-length-listed", "/closing", "/hints", "/odd-status", "/echo", "/echo?q=a%20b&r=/x?y",
 		"/echo/a!b;c=d/%7Euser", "/echo?"}
 	heads := []string{
 		"Host: shop.demo.test\r\n",
@@ -134,6 +152,61 @@ func TestPlainGetsAreAnsweredExactlyAsNetHTTPAnswersThem(t *testing.T) {
 				t.Errorf("%q:\nplain GET: %d %v %v close=%v te=%v cl=%d %q\nnet/http:  %d %v %v close=%v te=%v cl=%d %q", lean,
 					r1.StatusCode, r1.Header, r1.Trailer, r1.Close, r1.TransferEncoding, r1.ContentLength, b1,
 					r2.StatusCode, r2.Header, r2.Trailer, r2.Close, r2.TransferEncoding, r2.ContentLength, b2)
+			}
+		}
+	}
+}
+
+// TestAHeadIsAnsweredAsReverseProxyAnswersIt sends a GET and a HEAD of each answer's shape on
+// the fast paths (the lean one takes the GET, the fast one the HEAD), on the ReverseProxy path
+// (with a body) and to httputil.ReverseProxy itself: every answer must be the reference's. An
+// answer whose Connection names Content-Length keeps its length in a GET of up to 2 KiB, which
+// net/http counts as it relays the body; a HEAD's has no body to count, and the field, hop by hop
+// (RFC 9110 §7.6.1), goes: the HEAD is answered without a length (which RFC 9110 §9.3.2 lets a
+// server omit, and §8.6 forbids unless it is the GET's), on every path as by ReverseProxy.
+func TestAHeadIsAnsweredAsReverseProxyAnswersIt(t *testing.T) {
+	// Each answer's fields, and its body when a GET asked for it.
+	answers := map[string][2]string{
+		"/sized":              {"Content-Type: text/plain\r\nContent-Length: 5\r\n", "hello"},
+		"/length-listed":      {"Connection: Content-Length\r\nContent-Type: text/plain\r\nContent-Length: 2048\r\n", strings.Repeat("a", 2048)},
+		"/long-length-listed": {"Connection: Content-Length\r\nContent-Type: text/plain\r\nContent-Length: 2049\r\n", strings.Repeat("a", 2049)},
+		"/chunked":            {"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"},
+	}
+	instance := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			a := answers[req.URL.Path]
+			out := "HTTP/1.1 200 OK\r\n" + a[0] + "\r\n"
+			if req.Method == http.MethodGet {
+				out += a[1]
+			}
+			if _, err := io.WriteString(c, out); err != nil {
+				return
+			}
+		}
+	})
+	e1 := backend(t, "e1")
+	c := twoEdges(t, []string{instance}, []string{e1.Listener.Addr().String()}, "http", "")
+	ref := referenceProxy(t, instance)
+	show := func(r *http.Response, body string) string {
+		r.Header.Del("Date")
+		return fmt.Sprintf("%d %v te=%v cl=%d close=%v %d bytes", r.StatusCode, r.Header, r.TransferEncoding, r.ContentLength, r.Close, len(body))
+	}
+	for path := range answers {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			want := show(exchangeMethod(t, ref, method+" "+path+" HTTP/1.1\r\n"+host+"\r\n", method))
+			for _, tc := range []struct{ name, addr, raw string }{
+				{"a fast path", c.west, method + " " + path + " HTTP/1.1\r\n" + host + "\r\n"},
+				{"the ReverseProxy path", c.west, method + " " + path + " HTTP/1.1\r\n" + host + "Content-Length: 1\r\n\r\nx"},
+			} {
+				if got := show(exchangeMethod(t, tc.addr, tc.raw, method)); got != want {
+					t.Errorf("%s %s on %s: %s\nReverseProxy: %s", method, path, tc.name, got, want)
+				}
 			}
 		}
 	}
@@ -264,6 +337,7 @@ func TestARequestSentAgainAfterASlowFailureIsTheOneTheClientSent(t *testing.T) {
 // client gets the 103 at once, and the answer's head may take up to the response_header
 // timeout, however early its first byte came.
 func TestAnAnswerAfterEarlyHintsMayComeLaterThanASlowAnswer(t *testing.T) {
+	t.Parallel()
 	var asked atomic.Int32
 	w1 := rawInstance(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -305,6 +379,7 @@ func TestAnAnswerAfterEarlyHintsMayComeLaterThanASlowAnswer(t *testing.T) {
 // requests before, a plain GET the front serves itself included, and later answers it 505 and
 // closes the connection, as nginx answers a request line of HTTP/2.0, forwarding nothing.
 func TestAnHTTP2PrefaceAfterARequestIsAnswered505(t *testing.T) {
+	t.Parallel()
 	rec := newRecorder(t)
 	c := twoEdges(t, []string{rec.addr}, []string{rec.addr}, "http", "")
 	ref := referenceProxy(t, newRecorder(t).addr)
@@ -348,4 +423,107 @@ func connectionOutcome(t *testing.T, addr, raw string) string {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		statuses = append(statuses, resp.StatusCode)
 	}
+}
+
+// A client that sends its request head slowly (slowloris) holds its connection for at most
+// client_header, counted as net/http's server counts it: from the connection's start for its
+// first request, from the first byte of a later one. Before, the lean path started the count
+// again at the first byte of a first request and again as it handed a head it does not serve
+// (one over 8 KiB) to net/http, so such a client held its connection for up to three times
+// client_header.
+func TestASlowRequestHeadIsCutAfterClientHeaderWhateverPathReadsIt(t *testing.T) {
+	const clientHeader = 2 * time.Second
+	instance := backend(t, "e1").Listener.Addr().String()
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", ", timeouts: {client_header: 2s}")
+	line := "GET / HTTP/1.1\r\n" + host
+	long := "X-Long: " + strings.Repeat("a", 9<<10)
+	for _, tc := range []struct {
+		name string
+		// served is sent first, and answered, on the connection; then, from the moment the
+		// head's count starts, silence for pause, then head, then one byte every 100 ms.
+		served, head string
+		pause        time.Duration
+	}{
+		{name: "a first head begun late, on the lean path", head: line + "X-Pad: a", pause: 1500 * time.Millisecond},
+		{name: "a first head over 8 KiB begun late, handed to net/http", head: line + long, pause: 1500 * time.Millisecond},
+		{name: "a later head over 8 KiB, handed to net/http late", served: line + "\r\n", head: line, pause: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			br := bufio.NewReader(conn)
+			if tc.served != "" {
+				if _, err := io.WriteString(conn, tc.served); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				start = time.Now()
+				if _, err := io.WriteString(conn, tc.head); err != nil {
+					t.Fatal(err)
+				}
+				// The rest of a later head, over 8 KiB, comes late: the lean path hands it on then.
+				tc.head = long
+				tc.pause = 1500 * time.Millisecond
+			}
+			done := make(chan struct{})
+			defer close(done)
+			go func() {
+				select {
+				case <-time.After(time.Until(start.Add(tc.pause))):
+				case <-done:
+					return
+				}
+				if _, err := io.WriteString(conn, tc.head); err != nil {
+					return
+				}
+				tick := time.NewTicker(100 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-tick.C:
+						if _, err := io.WriteString(conn, "a"); err != nil {
+							return
+						}
+					case <-done:
+						return
+					}
+				}
+			}()
+			_ = conn.SetReadDeadline(start.Add(4 * clientHeader))
+			got, _ := io.ReadAll(br)
+			if held := time.Since(start); held > clientHeader+clientHeader/4 {
+				t.Errorf("the edge held a connection whose head was still coming for %v, want client_header (%v); it sent %q", held.Round(time.Millisecond), clientHeader, got)
+			}
+		})
+	}
+	t.Run("a head over 8 KiB that ends within client_header is served", func(t *testing.T) {
+		t.Parallel()
+		conn, err := net.Dial("tcp", c.west)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for i, part := range []string{line, long, "\r\n\r\n"} {
+			if i > 0 {
+				time.Sleep(clientHeader / 3) // the client's pace, not a wait for the edge
+			}
+			if _, err := io.WriteString(conn, part); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(4 * clientHeader))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("got %v, %v; want 200", resp, err)
+		}
+	})
 }

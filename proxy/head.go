@@ -96,7 +96,7 @@ func parseHead(b []byte, h *reqHead) bool {
 			}
 			h.connection = append(h.connection, value)
 		case fold(name, "Te"):
-			h.trailers = h.trailers || bytes.Contains(bytes.ToLower(value), []byte("trailers"))
+			h.trailers = h.trailers || listsToken(value, "trailers")
 		case fold(name, "Content-Length"), fold(name, "Transfer-Encoding"), fold(name, "Expect"),
 			fold(name, "Upgrade"), fold(name, "Http2-Settings"), fold(name, HeaderForwardedBy):
 			return false
@@ -209,6 +209,19 @@ func fold[S string | []byte](b []byte, s S) bool {
 		}
 	}
 	return true
+}
+
+// listsToken reports whether the comma-separated list v names token, ASCII case-insensitively,
+// with optional whitespace around each element, as net/http's ReverseProxy reads a TE field
+// (httpguts.HeaderValuesContainsToken): an element that holds the token ("x-no-trailers") or
+// gives it a parameter ("trailers;q=0.5", which RFC 9110 §10.1.4 allows no trailers) does not.
+func listsToken(v []byte, token string) bool {
+	for t := range bytes.SplitSeq(v, []byte(",")) {
+		if fold(bytes.Trim(t, " \t"), token) {
+			return true
+		}
+	}
+	return false
 }
 
 func lower(c byte) byte {

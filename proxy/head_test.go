@@ -340,3 +340,16 @@ func checkTrailerWritten(t *testing.T, s string) {
 		}
 	}
 }
+
+// The lean path reads a TE field without allocating: a prober's every check of an edge is a
+// request it parses.
+func TestParseHeadReadsATEFieldWithoutAllocating(t *testing.T) {
+	b := []byte("GET / HTTP/1.1\r\nHost: shop.demo.test\r\nTE: gzip;q=0.5, Trailers\r\n\r\n")
+	var h reqHead
+	if ok := parseHead(b, &h); !ok || !h.trailers {
+		t.Fatalf("served %v, trailers %v; want a request the lean path serves, whose client accepts trailers", ok, h.trailers)
+	}
+	if n := testing.AllocsPerRun(100, func() { parseHead(b, &h) }); n != 0 {
+		t.Errorf("parseHead allocated %v times for a head with TE, want 0", n)
+	}
+}

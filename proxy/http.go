@@ -176,7 +176,19 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			}()
 		}
 		if g, ok := r.Context().Value(clientConnKey{}).(*guardedConn); ok && r.ProtoMajor == 1 {
+			// In this order, and the reverse below, so that a read between two stores finds
+			// the request awaiting.
 			g.awaiting.Store(true)
+			g.served.Add(1)
+			g.serving.Store(true)
+			// Once the handler returned, what is left of the answer is written whatever the
+			// client did, and the end net/http reads then is the connection's, unless a
+			// pipelined request read after this one waits for its answer (awaits).
+			defer func() {
+				g.serving.Store(false)
+				g.awaiting.Store(false)
+				g.halfClosed.Store(false)
+			}()
 		}
 		if msg := badRequest(r); msg != "" {
 			http.Error(w, msg, http.StatusBadRequest)

@@ -204,6 +204,7 @@ func (lc *leanConn) interim(code int, h http.Header) {
 	lc.statusLine(code)
 	_ = h.WriteSubset(lc.bw, noBodyFields)
 	_, _ = lc.bw.WriteString("\r\n")
+	lc.midAnswer = true
 	_ = lc.bw.Flush()
 	lc.relayed = true
 	if lc.unwatch == nil {

@@ -234,6 +234,7 @@ func headPaths(path string) map[string]headPath {
 // client sees no interim answer from the edge (RFC 9110 §15.2: a server must not send one to
 // it); ReverseProxy sends it one.
 func TestTheEdgeRelaysInterimAnswersAndHeadsAsReverseProxyDoesOrAsDocumented(t *testing.T) {
+	t.Parallel()
 	up := newTrailerUpstream(t)
 	c := twoEdgesWith(t, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
 	ref := referenceProxy(t, up.addr)
@@ -564,6 +565,7 @@ var keptAliveFinals = []struct{ name, method, answer string }{
 // then its own, the third plainly. Each client must see exactly the three answers, each its
 // own request's, and what ReverseProxy's client sees.
 func TestTheAnswersAfterAnInterimOneOnAKeptAliveConnectionAreTheirOwnOnEveryPath(t *testing.T) {
+	t.Parallel()
 	up := newTrailerUpstream(t)
 	c := twoEdgesWith(t, []string{up.addr}, []string{up.addr}, "http", "", neverEjected)
 	ref := referenceProxy(t, up.addr)
@@ -763,19 +765,7 @@ func TestALateInterimAnswerOfAnAttemptGivenUpOnNeitherReachesTheClientNorStopsTh
 		_, _ = io.Copy(io.Discard, br)
 	})
 	const answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-From: w2\r\nContent-Length: 2\r\n\r\nw2"
-	w2 := rawInstance(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			if _, err := io.WriteString(c, answer); err != nil {
-				return
-			}
-		}
-	})
+	w2 := rawInstance(t, answerEach(answer))
 	var conn *lateConn
 	// The edge logs w1's ejection between its attempt on w1 and the next: the 103 is sent then,
 	// and the log line returns once the edge's transport took it.

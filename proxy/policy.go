@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events/config"
+	"golang.org/x/net/http/httpguts"
 )
 
 // The forwarding policy: the one place that decides, for every path a request takes through an
@@ -216,7 +217,8 @@ func upstreamHeader(in http.Header, f *forwarding, hop string, underscores bool)
 		}
 		out[k] = vs
 	}
-	if te := in["Te"]; len(te) > 0 && strings.Contains(strings.ToLower(strings.Join(te, ",")), "trailers") {
+	// As ReverseProxy does: the token trailers, not a field that holds the word.
+	if httpguts.HeaderValuesContainsToken(in["Te"], "trailers") {
 		out["Te"] = []string{"trailers"}
 	}
 	for i, v := range f.values() {

@@ -59,6 +59,24 @@ func rawInstance(t testing.TB, serve func(c net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// answerEach serves an instance's connection by reading each request, its body too, and
+// answering it with answer, until a read or a write fails.
+func answerEach(answer string) func(c net.Conn) {
+	return func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+		}
+	}
+}
+
 // hung accepts connections, reads what comes and never answers.
 func hung(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
 
@@ -752,6 +770,146 @@ func TestARequestFieldNameWithAnUnderscoreIsDroppedOnEveryPathUnlessAllowed(t *t
 					t.Errorf("HTTP/2 %s: the instance saw %q (stream %s), want %q", h2.method, got, how, tc.want)
 				}
 			}
+		})
+	}
+}
+
+// A client that closes its connection while its request is served, with a reset or with a FIN
+// (which the edge cannot tell from a half-close), is found gone when a write of its answer
+// fails: the request is then cancelled upstream at once, on every path, though the instance
+// sends nothing more.
+func TestAClientThatClosedBeforeItsAnswerCancelsItsRequestUpstreamOnAFailedWrite(t *testing.T) {
+	received, closed, cancelled := make(chan struct{}, 1), make(chan struct{}, 1), make(chan string, 1)
+	part := strings.Repeat("x", 64<<10) // more than the edge buffers: it writes before the pause
+	instance := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		received <- struct{}{}
+		<-closed
+		if strings.HasSuffix(r.URL.Path, "/sized") {
+			w.Header().Set("Content-Length", strconv.Itoa(2*len(part)))
+		}
+		_, _ = io.WriteString(w, part)
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-r.Context().Done():
+			cancelled <- r.Method + " " + r.URL.Path
+		case <-time.After(10 * time.Second):
+			cancelled <- "nothing"
+		}
+	}))
+	t.Cleanup(instance.Close)
+	c := twoEdges(t, []string{instance.Listener.Addr().String()}, []string{instance.Listener.Addr().String()}, "http", "")
+	for _, how := range []string{"a reset", "a FIN"} {
+		for _, raw := range []string{
+			"GET /lean/sized HTTP/1.1\r\nHost: shop\r\n\r\n",
+			"GET /lean/chunked HTTP/1.1\r\nHost: shop\r\n\r\n",
+			"GET /fast/sized HTTP/1.0\r\nHost: shop\r\n\r\n",
+			"GET /fast/chunked HTTP/1.0\r\nHost: shop\r\n\r\n",
+			"PUT /body/sized HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi",
+			"PUT /body/chunked HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi",
+		} {
+			req := strings.Join(strings.Fields(raw)[:2], " ")
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.WriteString(conn, raw)
+			select {
+			case <-received:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s never reached the instance", req)
+			}
+			if how == "a reset" {
+				_ = conn.(*net.TCPConn).SetLinger(0)
+			}
+			_ = conn.Close()
+			closed <- struct{}{}
+			select {
+			case got := <-cancelled:
+				if got != req {
+					t.Errorf("%s, its client having closed with %s: the instance's request ended with %s, want it cancelled", req, how, got)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatalf("%s: the instance's request was not cancelled 3s after its client closed with %s", req, how)
+			}
+		}
+	}
+}
+
+// A client that leaves after client_header has passed, its answer still awaited, cancels its
+// request upstream on the lean path too: the watch on the client read the connection under the
+// deadline its head was read under, and stopped watching, the client's leaving unseen, at
+// client_header (10 s by default, when response_header is 15 s).
+func TestAClientThatLeavesAfterClientHeaderCancelsItsRequestUpstream(t *testing.T) {
+	const clientHeader = time.Second
+	received, released := make(chan string, 4), make(chan string, 4)
+	w1 := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			received <- req.URL.Path
+			if req.URL.Path == "/answered" {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				continue
+			}
+			_, _ = io.Copy(io.Discard, br) // never answers; returns when the edge closes the connection
+			released <- req.URL.Path
+			return
+		}
+	})
+	c := twoEdgesWith(t, []string{w1}, []string{w1}, "http", "", ", timeouts: {client_header: 1s}")
+	for _, tc := range []struct {
+		name string
+		// answered, when set, is sent and answered first on the connection; then the head of
+		// a request to /slow in parts, one write each. The client leaves client_header and a
+		// half after that head's first byte.
+		answered bool
+		parts    []string
+	}{
+		{name: "a first request", parts: []string{"GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n"}},
+		{name: "a later request whose head came in two writes", answered: true,
+			parts: []string{"GET /slow HTTP/1.1\r\n", "Host: shop\r\n\r\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			if tc.answered {
+				if _, err := io.WriteString(conn, "GET /answered HTTP/1.1\r\nHost: shop\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				<-received
+				start = time.Now()
+			}
+			for i, p := range tc.parts {
+				if i > 0 {
+					time.Sleep(100 * time.Millisecond) // the client's pace: the head comes in two reads
+				}
+				if _, err := io.WriteString(conn, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-received:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the request never reached the instance")
+			}
+			time.Sleep(time.Until(start.Add(clientHeader + clientHeader/2))) // the client's pace
+			_ = conn.(*net.TCPConn).SetLinger(0)
+			_ = conn.Close()
+			waitReleased(t, released, "/slow", " after client_header")
 		})
 	}
 }

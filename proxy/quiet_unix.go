@@ -4,17 +4,20 @@ package proxy
 
 import "syscall"
 
-// pending reports whether rc's socket holds something to read, data or its end, by one
-// non-blocking peek; a failure to look counts as something.
-func pending(rc syscall.RawConn) bool {
+// lookFD peeks at the socket fd without waiting: lookNothing, lookData, or lookEnd when the
+// peek finds the end of the stream; a failure to look counts as data, and so does a reset that
+// followed the end, which the peek does not report (Linux reads the end again and again) but the
+// socket's pending error does.
+func lookFD(fd uintptr) int {
 	var b [1]byte
-	readable := true
-	if err := rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		readable = err != syscall.EAGAIN
-		return true
-	}); err != nil {
-		return true
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == syscall.EAGAIN:
+		return lookNothing
+	case err == nil && n == 0:
+		if e, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR); err == nil && e == 0 {
+			return lookEnd
+		}
 	}
-	return readable
+	return lookData
 }

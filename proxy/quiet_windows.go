@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/windows"
@@ -17,20 +16,28 @@ type wsaPollFD struct {
 	revents int16
 }
 
-// pollRdNorm is POLLRDNORM: data can be read without blocking.
-const pollRdNorm = 0x0100
+// The WSAPoll events: data can be read without blocking (pollRdNorm, the one asked for), the
+// connection was closed or reset (pollHup), or failed (pollErr).
+const (
+	pollRdNorm = 0x0100
+	pollHup    = 0x0002
+	pollErr    = 0x0001
+)
 
-// pending reports whether rc's socket holds something to read, by one WSAPoll that does not
-// wait: the non-blocking peek of quiet_unix.go does not exist for Go's sockets on Windows, which
-// are not in non-blocking mode. Data waiting, or a peer that closed or reset the connection,
-// makes it ready (for POLLRDNORM, POLLHUP or POLLERR); so does any failure of the poll itself.
-func pending(rc syscall.RawConn) bool {
-	var ready uintptr
-	if err := rc.Control(func(fd uintptr) {
-		p := wsaPollFD{fd: windows.Handle(fd), events: pollRdNorm}
-		ready, _, _ = wsaPoll.Call(uintptr(unsafe.Pointer(&p)), 1, 0)
-	}); err != nil {
-		return true
+// lookFD looks at the socket fd without waiting, by one WSAPoll that does not wait: the
+// non-blocking peek of quiet_unix.go does not exist for Go's sockets on Windows, which are not
+// in non-blocking mode. A socket that is not ready holds nothing (lookNothing); one closed by
+// its peer with nothing left to read (pollHup alone) has ended (lookEnd); data waiting, an
+// error on the socket, or a failure of the poll counts as data (lookData). A peek to tell data
+// from the end, as on unix, could block here should a read of net/http's take the data first.
+func lookFD(fd uintptr) int {
+	p := wsaPollFD{fd: windows.Handle(fd), events: pollRdNorm}
+	ready, _, _ := wsaPoll.Call(uintptr(unsafe.Pointer(&p)), 1, 0)
+	switch {
+	case ready == 0:
+		return lookNothing
+	case ready == 1 && p.revents&(pollHup|pollRdNorm|pollErr) == pollHup:
+		return lookEnd
 	}
-	return ready != 0
+	return lookData
 }
