@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/services/configfile"
 	"github.com/detourdev/detour/services/override"
 	"github.com/detourdev/detour/services/plan"
@@ -42,7 +44,16 @@ type Options struct {
 	// defaultReadTimeout. What a handler does once it has read them (the status page's event
 	// stream) is not bounded by it.
 	ReadTimeout time.Duration
-	Log         zerolog.Logger
+	// ClusterWait is how long a request waits for the cluster's answers (the configuration, its
+	// history, a plan, an apply, the overrides, the drills and a rollback); 0 means
+	// defaultClusterWait.
+	ClusterWait time.Duration
+	// MaxWrites bounds the writes (applies, overrides, rollbacks) running at once; past it a
+	// write is answered 503 with Retry-After. A write runs to its end, within ClusterWait, though
+	// its client left, so without a bound a client that sends and leaves in a loop piled them
+	// up. 0 means defaultMaxWrites.
+	MaxWrites int
+	Log       zerolog.Logger
 }
 
 // defaultIdleTimeout is Options.IdleTimeout's default: without one, a connection that made one
@@ -56,6 +67,17 @@ const defaultIdleTimeout = 2 * time.Minute
 // of maxBody at 70 KB/s.
 const defaultReadTimeout = time.Minute
 
+// defaultClusterWait is Options.ClusterWait's default: without a deadline the API's reads of
+// the last events gave up after a second (events.LeaderLast), and a cluster answering late
+// failed GET /v1/config, a plan, an apply with an expected version and an override's clearing.
+// Ten seconds is below the 30 s common HTTP clients wait, so they are told why, not cut off.
+const defaultClusterWait = 10 * time.Second
+
+// defaultMaxWrites is Options.MaxWrites's default: far more than the operators and scripts of
+// one deployment write at once, and few enough that the goroutines and NATS requests of writes
+// whose clients left stay a handful.
+const defaultMaxWrites = 64
+
 // maxBody bounds a request body: a configuration document or an override.
 const maxBody = 4 << 20
 
@@ -64,6 +86,11 @@ type Server struct {
 	o   Options
 	log zerolog.Logger
 	ln  net.Listener
+
+	// writing holds a token for each write running (Options.MaxWrites); full logs the writes
+	// refused past it, once a minute.
+	writing chan struct{}
+	full    *logs.Repeats
 
 	mu      sync.RWMutex
 	m       *model
@@ -86,7 +113,11 @@ func Listen(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for the api on %s: %w", o.Addr, err)
 	}
-	return &Server{o: o, log: o.Log.With().Str("component", "api").Logger(), ln: ln,
+	writes := o.MaxWrites
+	if writes <= 0 {
+		writes = defaultMaxWrites
+	}
+	return &Server{o: o, log: o.Log.With().Str("component", "api").Logger(), ln: ln, writing: make(chan struct{}, writes), full: logs.NewRepeats(time.Minute),
 		m: newModel(o.Config, 0), drills: newDrillsView(), watch: map[chan struct{}]struct{}{}}, nil
 }
 
@@ -123,9 +154,10 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // follow reads subject of stream from the start policy on, handing each delivery to handle,
-// through an events.Follower: it resumes after the last one seen when the consumer fails.
+// through an events.Follower: it resumes after the last one seen when the consumer fails, and
+// reads by direct gets (events.BridgeNext) while the consumer's creation goes unanswered.
 func (s *Server) follow(ctx context.Context, stream, subject string, policy jetstream.DeliverPolicy, handle func(events.Delivery)) {
-	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Reader: "api", Start: jetstream.OrderedConsumerConfig{
+	f := events.Follower{JS: s.o.JS, Stream: stream, Log: s.log, Reader: "api", Bridge: events.BridgeNext, Start: jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: policy}}
 	f.Run(ctx, handle)
 }
@@ -227,18 +259,19 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /status/events", page(s.handleEvents))
 	mux.Handle("GET /v1/status", read(s.handleStatus))
 	mux.Handle("GET /v1/apps", read(s.handleApps))
-	mux.Handle("GET /v1/drills", read(s.handleDrills))
-	mux.Handle("POST /v1/drills/{id}/rollback", write(s.handleDrillRollback))
+	mux.Handle("GET /v1/drills", read(s.reads("read DRILLS", s.handleDrills)))
+	mux.Handle("POST /v1/drills/{id}/rollback", write(s.writes("roll the drill back (it may yet be rolled back: GET /v1/drills)", s.handleDrillRollback)))
 	mux.Handle("GET /v1/apps/{app}", read(s.handleApp))
 	mux.Handle("GET /v1/edges", read(s.handleEdges))
 	mux.Handle("GET /v1/transitions", read(s.handleTransitions))
-	mux.Handle("GET /v1/overrides", read(s.handleOverrides))
-	mux.Handle("POST /v1/overrides", write(s.handleSetOverride))
-	mux.Handle("DELETE /v1/overrides", write(s.handleClearOverride))
-	mux.Handle("GET /v1/config", read(s.handleConfig))
-	mux.Handle("GET /v1/config/history", read(s.handleConfigHistory))
-	mux.Handle("POST /v1/config/plan", read(s.handlePlan))
-	mux.Handle("POST /v1/config/apply", write(s.handleApply))
+	mux.Handle("GET /v1/overrides", read(s.reads("list the overrides", s.handleOverrides)))
+	const overrideChanged = "change the override (it may yet be changed: GET /v1/overrides)"
+	mux.Handle("POST /v1/overrides", write(s.writes(overrideChanged, s.handleSetOverride)))
+	mux.Handle("DELETE /v1/overrides", write(s.writes(overrideChanged, s.handleClearOverride)))
+	mux.Handle("GET /v1/config", read(s.reads("read the configuration", s.handleConfig)))
+	mux.Handle("GET /v1/config/history", read(s.reads("read the configuration history", s.handleConfigHistory)))
+	mux.Handle("POST /v1/config/plan", read(s.reads("read the active configuration for the plan", s.handlePlan)))
+	mux.Handle("POST /v1/config/apply", write(s.writes("store the configuration (nothing stored)", s.handleApply)))
 	mux.Handle("/v1/", read(func(w http.ResponseWriter, r *http.Request, _ Token) {
 		if allow := allowed(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -345,6 +378,111 @@ type errorBody struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
+// clusterWait is Options.ClusterWait, or defaultClusterWait when it is not set.
+func (s *Server) clusterWait() time.Duration {
+	if s.o.ClusterWait > 0 {
+		return s.o.ClusterWait
+	}
+	return defaultClusterWait
+}
+
+// clusterHandler checks a request that needs the cluster's answers, answering a bad one itself
+// (4xx) and returning nil, and returns what asks the cluster: ask answers the request, or
+// returns the cluster's failure for the route to answer (clusterFailed).
+type clusterHandler func(w http.ResponseWriter, r *http.Request, tok Token) (ask func(ctx context.Context) error)
+
+// reads routes a request that reads from the cluster: its ask waits for the cluster up to
+// clusterWait, and less if its client leaves; what says what it asks, for the answer when the
+// cluster fails it. The wait begins once h read and checked the request, so that a slow body
+// does not count against it.
+func (s *Server) reads(what string, h clusterHandler) handler {
+	return s.cluster(what, false, h)
+}
+
+// writes routes a request that changes what the cluster holds, as reads does, except that its
+// ask runs to its end, bounded by clusterWait alone, whatever its client does: a client that
+// leaves does not leave a write half done (a drill's rollback read but not stored). At most
+// Options.MaxWrites run at once; past them a write is answered 503 with Retry-After.
+func (s *Server) writes(what string, h clusterHandler) handler {
+	return s.cluster(what, true, h)
+}
+
+// cluster is reads, or writes when write is set.
+func (s *Server) cluster(what string, write bool, h clusterHandler) handler {
+	return func(w http.ResponseWriter, r *http.Request, tok Token) {
+		ask := h(w, r, tok)
+		if ask == nil {
+			return
+		}
+		parent := r.Context()
+		if write {
+			select {
+			case s.writing <- struct{}{}:
+				defer func() { <-s.writing }()
+			default:
+				s.writesFull(w, what)
+				return
+			}
+			parent = context.WithoutCancel(parent)
+		}
+		ctx, cancel := context.WithTimeout(parent, s.clusterWait())
+		defer cancel()
+		if err := ask(ctx); err != nil {
+			s.clusterFailed(w, err, what)
+		}
+	}
+}
+
+// writesFull answers a write, of what, that finds Options.MaxWrites running: 503, to try again
+// once the longest of them has ended (within clusterWait).
+func (s *Server) writesFull(w http.ResponseWriter, what string) {
+	wait := s.clusterWait()
+	s.full.Gate(s.log.Warn(), "writes").Int("writes", cap(s.writing)).Str("request", what).Msg("write refused: as many writes are running as the api runs at once")
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	fail(w, http.StatusServiceUnavailable, "%d writes are running, as many as the API runs at once (each ends within %s, though its client left); nothing done: try again", cap(s.writing), wait)
+}
+
+// retryAfter is the Retry-After of a 503: when JetStream or the API's fold of DRILLS may answer.
+const retryAfter = "5"
+
+// clusterFailed answers err, met while doing what: 503 with Retry-After when JetStream did not
+// take the request (no server answers JetStream's API or stores the subject) or cannot now (a
+// leader is being elected: events.Busy), the API's fold of DRILLS is behind or its connection to
+// NATS closed (it is shutting down), 504 when the cluster did not answer within clusterWait, 502 for any other
+// failure of it.
+func (s *Server) clusterFailed(w http.ResponseWriter, err error, what string) {
+	switch {
+	case errors.Is(err, errDrillsBehind):
+		w.Header().Set("Retry-After", retryAfter)
+		fail(w, http.StatusServiceUnavailable, "%v", errDrillsBehind)
+	case noJetStream(err):
+		s.log.Warn().Err(err).Str("request", what).Msg("jetstream did not take the request")
+		w.Header().Set("Retry-After", retryAfter)
+		fail(w, http.StatusServiceUnavailable, "JetStream is not available to %s: no server of the NATS cluster answered (JetStream is off or starting, not enabled for the API's account, or no stream holds the subject); try again: %v", what, err)
+	case events.Busy(err):
+		s.log.Warn().Err(err).Str("request", what).Msg("jetstream cannot take the request now")
+		w.Header().Set("Retry-After", retryAfter)
+		fail(w, http.StatusServiceUnavailable, "the NATS cluster cannot %s now: JetStream is electing a leader, or too few of its nodes are up; try again: %v", what, err)
+	case errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected):
+		s.log.Warn().Err(err).Str("request", what).Msg("connection to nats lost during the request")
+		w.Header().Set("Retry-After", retryAfter)
+		fail(w, http.StatusServiceUnavailable, "the API's connection to NATS closed (the API is shutting down, or lost the cluster) before it could %s; try again: %v", what, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		wait := s.clusterWait()
+		s.log.Warn().Err(err).Dur("duration", wait).Str("request", what).Msg("cluster did not answer in time")
+		fail(w, http.StatusGatewayTimeout, "the NATS cluster did not answer within %s to %s: it is loaded, far or partly down; try again", wait, what)
+	default:
+		fail(w, http.StatusBadGateway, "%v", err)
+	}
+}
+
+// noJetStream reports whether err says that no server took a request of JetStream: none answers
+// JetStream's API (nats.ErrNoResponders), or none stored a publish.
+func noJetStream(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+}
+
 func fail(w http.ResponseWriter, code int, format string, args ...any) {
 	reply(w, code, errorBody{Error: fmt.Sprintf(format, args...)})
 }
@@ -400,9 +538,9 @@ func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Tok
 	f := filter{kind: q.Get("kind"), app: q.Get("app"), pool: q.Get("pool"), endpoint: q.Get("endpoint"), edge: q.Get("edge"), to: q.Get("to")}
 	limit, before := 50, uint64(0)
 	switch f.kind {
-	case "", "endpoint", "pool", "edge", "override":
+	case "", "endpoint", "pool", "edge", "override", "holddown":
 	default:
-		fail(w, http.StatusBadRequest, "kind: want endpoint, pool, edge or override, got %q", f.kind)
+		fail(w, http.StatusBadRequest, "kind: want endpoint, pool, edge, override or holddown, got %q", f.kind)
 		return
 	}
 	if v := q.Get("limit"); v != "" {
@@ -436,16 +574,18 @@ func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Tok
 	reply(w, http.StatusOK, page)
 }
 
-func (s *Server) handleOverrides(w http.ResponseWriter, r *http.Request, _ Token) {
-	list, err := override.List(r.Context(), s.o.JS)
-	if err != nil {
-		fail(w, http.StatusBadGateway, "list overrides: %v", err)
-		return
+func (s *Server) handleOverrides(w http.ResponseWriter, _ *http.Request, _ Token) func(context.Context) error {
+	return func(ctx context.Context) error {
+		list, err := override.List(ctx, s.o.JS)
+		if err != nil {
+			return fmt.Errorf("list overrides: %w", err)
+		}
+		if list == nil {
+			list = []override.InForce{}
+		}
+		reply(w, http.StatusOK, map[string]any{"overrides": list})
+		return nil
 	}
-	if list == nil {
-		list = []override.InForce{}
-	}
-	reply(w, http.StatusOK, map[string]any{"overrides": list})
 }
 
 // OverrideRequest is the body of POST and DELETE /v1/overrides.
@@ -477,19 +617,19 @@ func DecodeOverride(body io.Reader, by string, clearing bool) (events.Override, 
 	return o, nil
 }
 
-func (s *Server) handleSetOverride(w http.ResponseWriter, r *http.Request, tok Token) {
-	s.changeOverride(w, r, tok, false)
+func (s *Server) handleSetOverride(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
+	return s.changeOverride(w, r, tok, false)
 }
 
-func (s *Server) handleClearOverride(w http.ResponseWriter, r *http.Request, tok Token) {
-	s.changeOverride(w, r, tok, true)
+func (s *Server) handleClearOverride(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
+	return s.changeOverride(w, r, tok, true)
 }
 
-func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Token, clearing bool) {
+func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Token, clearing bool) func(context.Context) error {
 	o, err := DecodeOverride(r.Body, "api/"+tok.Name, clearing)
 	if err != nil {
 		fail(w, http.StatusBadRequest, "%v", err)
-		return
+		return nil
 	}
 	// Only a new override must name what the configuration has: one in force on an endpoint or
 	// pool removed since can still be cleared (Clear finds it in STATE, or answers 404).
@@ -499,27 +639,31 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 		s.mu.RUnlock()
 		if err != nil {
 			fail(w, http.StatusUnprocessableEntity, "%v", err)
-			return
+			return nil
 		}
 	}
-	if clearing {
-		err = override.Clear(r.Context(), s.o.JS, o)
-	} else {
-		err = override.Set(r.Context(), s.o.JS, o)
-	}
-	switch {
-	case errors.Is(err, override.ErrNoOverride):
-		fail(w, http.StatusNotFound, "%v", err)
-	case errors.Is(err, events.ErrConflict):
-		fail(w, http.StatusConflict, "%v: another change to this override came first; read it again (GET /v1/overrides)", err)
-	case errors.Is(err, nats.ErrMaxPayload):
-		fail(w, http.StatusRequestEntityTooLarge, "body: larger than NATS takes in one message: %v", err)
-	case err != nil:
-		fail(w, http.StatusBadGateway, "%v", err)
-	default:
-		s.log.Info().Str("app", o.App).Str("pool", o.Pool).Str("endpoint", o.Endpoint).Str("action", o.Action).
-			Str("by", o.By).Bool("cleared", clearing).Msg("override changed through the api")
-		reply(w, http.StatusOK, o)
+	return func(ctx context.Context) error {
+		var err error
+		if clearing {
+			err = override.Clear(ctx, s.o.JS, o)
+		} else {
+			err = override.Set(ctx, s.o.JS, o)
+		}
+		switch {
+		case errors.Is(err, override.ErrNoOverride):
+			fail(w, http.StatusNotFound, "%v", err)
+		case errors.Is(err, events.ErrConflict):
+			fail(w, http.StatusConflict, "%v: another change to this override came first; read it again (GET /v1/overrides)", err)
+		case errors.Is(err, nats.ErrMaxPayload):
+			fail(w, http.StatusRequestEntityTooLarge, "body: larger than NATS takes in one message: %v", err)
+		case err != nil:
+			return err
+		default:
+			s.log.Info().Str("app", o.App).Str("pool", o.Pool).Str("endpoint", o.Endpoint).Str("action", o.Action).
+				Str("by", o.By).Bool("cleared", clearing).Msg("override changed through the api")
+			reply(w, http.StatusOK, o)
+		}
+		return nil
 	}
 }
 
@@ -527,73 +671,75 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 // "<redacted>" (config.Redact), and then its digest too, unless ?show_secrets=true, which needs
 // a write token: a read token is handed to dashboards, and whoever may apply a document may see
 // it.
-func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, tok Token) {
-	var v config.Version
-	var err error
+func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
 	show := false
 	if q := r.URL.Query().Get("show_secrets"); q != "" {
+		var err error
 		if show, err = strconv.ParseBool(q); err != nil {
 			fail(w, http.StatusBadRequest, "show_secrets: want true or false, got %q", q)
-			return
+			return nil
 		}
 	}
 	if show && tok.Scope != ScopeWrite {
 		fail(w, http.StatusForbidden, "show_secrets: token %q has read scope; showing the secrets written inline needs write", tok.Name)
-		return
+		return nil
 	}
+	var n uint64 // 0: the active version
 	if q := r.URL.Query().Get("version"); q != "" {
-		n, perr := strconv.ParseUint(q, 10, 64)
-		if perr != nil || n == 0 {
+		var err error
+		if n, err = strconv.ParseUint(q, 10, 64); err != nil || n == 0 {
 			fail(w, http.StatusBadRequest, "version: want a version number, got %q", q)
-			return
+			return nil
 		}
-		v, err = config.GetVersion(r.Context(), s.o.JS, n)
-	} else {
-		v, err = config.Active(r.Context(), s.o.JS)
 	}
-	switch {
-	case errors.Is(err, config.ErrNoVersion):
-		fail(w, http.StatusNotFound, "%v", err)
-	case err != nil:
-		fail(w, http.StatusBadGateway, "%v", err)
-	default:
-		if !show {
-			doc, fields := config.Redact([]byte(v.Document))
-			v.Document = string(doc)
-			if len(fields) > 0 {
-				v.SHA256 = config.Redacted
-			}
+	return func(ctx context.Context) error {
+		var v config.Version
+		var err error
+		if n > 0 {
+			v, err = config.GetVersion(ctx, s.o.JS, n)
+		} else {
+			v, err = config.Active(ctx, s.o.JS)
 		}
-		reply(w, http.StatusOK, v)
+		switch {
+		case errors.Is(err, config.ErrNoVersion):
+			fail(w, http.StatusNotFound, "%v", err)
+		case err != nil:
+			return err
+		default:
+			if !show {
+				doc, fields := config.Redact([]byte(v.Document))
+				v.Document = string(doc)
+				if len(fields) > 0 {
+					v.SHA256 = config.Redacted
+				}
+			}
+			reply(w, http.StatusOK, v)
+		}
+		return nil
 	}
 }
 
-// handleConfigHistory answers every kept version. For a read token, the digest of a version
-// whose document holds a secret written inline is "<redacted>", as that of GET /v1/config: with
-// the redacted document, it would check a guessed secret offline.
-func (s *Server) handleConfigHistory(w http.ResponseWriter, r *http.Request, tok Token) {
-	vs, err := config.History(r.Context(), s.o.JS)
-	if err != nil {
-		fail(w, http.StatusBadGateway, "%v", err)
-		return
-	}
-	if tok.Scope != ScopeWrite {
+// handleConfigHistory answers every kept version, as config.History reads them in one go. For a
+// read token, the digest of a version whose document holds a secret written inline is
+// "<redacted>", as that of GET /v1/config: with the redacted document, it would check a guessed
+// secret offline.
+func (s *Server) handleConfigHistory(w http.ResponseWriter, _ *http.Request, tok Token) func(context.Context) error {
+	return func(ctx context.Context) error {
+		vs, err := config.History(ctx, s.o.JS)
+		if err != nil {
+			return err
+		}
 		for i := range vs {
-			v, err := config.GetVersion(r.Context(), s.o.JS, vs[i].Number)
-			if err != nil && !errors.Is(err, config.ErrNoVersion) {
-				fail(w, http.StatusBadGateway, "%v", err)
-				return
-			}
-			// A version dropped since History read it is not known to hold none.
-			if _, fields := config.Redact([]byte(v.Document)); err != nil || len(fields) > 0 {
+			if vs[i].InlineSecrets && tok.Scope != ScopeWrite {
 				vs[i].SHA256 = config.Redacted
 			}
 		}
+		if vs == nil {
+			vs = []config.Version{}
+		}
+		reply(w, http.StatusOK, map[string]any{"versions": vs})
+		return nil
 	}
-	if vs == nil {
-		vs = []config.Version{}
-	}
-	reply(w, http.StatusOK, map[string]any{"versions": vs})
 }
 
 // readDocument reads a YAML configuration from the body: one over maxBody is answered 413, one
@@ -641,66 +787,84 @@ func configRefused(w http.ResponseWriter, err error) bool {
 	return true
 }
 
-func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, tok Token) {
+func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
 	doc, ok := readDocument(w, r)
 	if !ok {
-		return
+		return nil
 	}
-	p, err := plan.Make(r.Context(), s.o.JS, "request", doc, tok.Scope == ScopeWrite)
-	if configRefused(w, err) {
-		return
+	return func(ctx context.Context) error {
+		p, err := plan.Make(ctx, s.o.JS, "request", doc, tok.Scope == ScopeWrite)
+		if configRefused(w, err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		answer := plannedChange{Plan: p}
+		if c, err := config.Parse("request", doc); err == nil { // Make parsed it: it parses
+			answer.Warnings = documentWarnings(doc, c)
+		}
+		reply(w, http.StatusOK, answer)
+		return nil
 	}
-	if err != nil {
-		fail(w, http.StatusBadGateway, "%v", err)
-		return
-	}
-	answer := plannedChange{Plan: p}
-	if c, err := config.Parse("request", doc); err == nil { // Make parsed it: it parses
-		answer.Warnings = documentWarnings(doc, c)
-	}
-	reply(w, http.StatusOK, answer)
 }
 
-func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) {
+func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
 	o := config.ApplyOptions{By: "api/" + tok.Name, Message: r.URL.Query().Get("message")}
 	if q := r.URL.Query().Get("expect_version"); q != "" {
 		n, err := strconv.ParseUint(q, 10, 64)
 		if err != nil {
 			fail(w, http.StatusBadRequest, "expect_version: want a version number, got %q", q)
-			return
+			return nil
 		}
 		o.Expect = &n
 	}
+	if q := r.URL.Query().Get("force"); q != "" {
+		var err error
+		if o.Force, err = strconv.ParseBool(q); err != nil {
+			fail(w, http.StatusBadRequest, "force: want true or false, got %q", q)
+			return nil
+		}
+	}
 	doc, ok := readDocument(w, r)
 	if !ok {
-		return
+		return nil
 	}
 	// What the DNS servers refuse to compile is refused here too, as detour apply refuses it:
 	// stored, it would be the active version for every role but them.
 	parsed, err := configfile.Check("request", doc)
 	if configRefused(w, err) {
-		return
+		return nil
 	} else if err != nil {
 		fail(w, http.StatusUnprocessableEntity, "invalid configuration: nothing applied: %v", err)
-		return
+		return nil
 	}
-	c, v, err := config.Apply(r.Context(), s.o.JS, "request", doc, o)
-	if configRefused(w, err) {
-		return
-	}
-	switch {
-	case errors.Is(err, config.ErrVersionConflict):
-		fail(w, http.StatusConflict, "%v", err)
-	case errors.Is(err, nats.ErrMaxPayload):
-		fail(w, http.StatusRequestEntityTooLarge, "body: larger than NATS takes in one message: %v", err)
-	case err != nil:
-		fail(w, http.StatusBadGateway, "%v", err)
-	default:
-		if s.configured(c, v.Number) {
-			s.changed()
+	return func(ctx context.Context) error {
+		c, v, err := config.Apply(ctx, s.o.JS, "request", doc, o)
+		if configRefused(w, err) {
+			return nil
 		}
-		v.Document = ""
-		s.log.Info().Uint64("version", v.Number).Str("by", v.By).Str("apply_message", v.Message).Msg("configuration applied through the api")
-		reply(w, http.StatusOK, appliedVersion{Version: v, Warnings: documentWarnings(doc, parsed)})
+		switch {
+		case errors.Is(err, config.ErrVersionConflict):
+			fail(w, http.StatusConflict, "%v", err)
+		case errors.Is(err, nats.ErrMaxPayload):
+			fail(w, http.StatusRequestEntityTooLarge, "body: larger than NATS takes in one message: %v", err)
+		case errors.Is(err, config.ErrMaybeStored):
+			s.clusterFailed(w, err, "store the configuration (it was sent and may have been stored: GET /v1/config/history, or apply the same document again: it stores nothing if it was)")
+		case err != nil:
+			return err
+		default:
+			if s.configured(c, v.Number) {
+				s.changed()
+			}
+			v.Document = ""
+			if v.Unchanged { // the active version's document: nothing stored, v is that version
+				s.log.Info().Uint64("version", v.Number).Str("by", "api/"+tok.Name).Msg("configuration applied through the api unchanged; nothing stored")
+			} else {
+				s.log.Info().Uint64("version", v.Number).Str("by", v.By).Str("apply_message", v.Message).Msg("configuration applied through the api")
+			}
+			reply(w, http.StatusOK, appliedVersion{Version: v, Warnings: documentWarnings(doc, parsed)})
+		}
+		return nil
 	}
 }

@@ -444,7 +444,7 @@ func TestAKnownResourceAskedWithAnotherMethodAnswers405WithAllow(t *testing.T) {
 func TestATransitionKindThatDoesNotExistIsRefusedNamingTheField(t *testing.T) {
 	f := start(t)
 	code, body := f.do(t, "GET", "/v1/transitions?kind=endpoints", f.read, "")
-	if code != http.StatusBadRequest || !strings.Contains(body, `kind: want endpoint, pool, edge or override, got \"endpoints\"`) {
+	if code != http.StatusBadRequest || !strings.Contains(body, `kind: want endpoint, pool, edge, override or holddown, got \"endpoints\"`) {
 		t.Errorf("kind=endpoints: %d %s, want 400 naming kind", code, body)
 	}
 	for _, k := range []string{"endpoint", "pool", "edge", "override"} {

@@ -26,10 +26,6 @@ const maxDrills = 50
 // Drill is one drill run as GET /v1/drills shows it.
 type Drill = drill.Summary
 
-// drillsWait bounds how long a request waits for the API's fold of DRILLS to reach what the
-// stream holds: longer, and it is answered 503.
-const drillsWait = 5 * time.Second
-
 // errDrillsBehind means the API has not folded DRILLS up to what a request needs yet.
 var errDrillsBehind = errors.New("the api has not read DRILLS up to its last event yet (it is starting, or NATS is slow); try again")
 
@@ -76,13 +72,12 @@ func (p *drillsView) fold(d events.Delivery) {
 	p.moved = make(chan struct{})
 }
 
-// at calls f with the view once it holds the stream created at created up to seq, waiting up to
-// drillsWait for it; errDrillsBehind when it does not by then. With s, the stream, the view also
+// at calls f with the view once it holds the stream created at created up to seq, waiting for it
+// until ctx ends; errDrillsBehind when ctx's deadline passes first (the request's wait for the
+// cluster, Options.ClusterWait: it is answered 503). With s, the stream, the view also
 // holds it when the consumer it reads through has delivered it everything there is, though
 // short of seq: the messages up to seq were removed (see caughtUp).
 func (p *drillsView) at(ctx context.Context, s jetstream.Stream, created time.Time, seq uint64, f func(v *drill.View)) error {
-	wctx, cancel := context.WithTimeout(ctx, drillsWait)
-	defer cancel()
 	var asked uint64
 	for {
 		p.mu.Lock()
@@ -97,7 +92,7 @@ func (p *drillsView) at(ctx context.Context, s jetstream.Stream, created time.Ti
 		p.mu.Unlock()
 		if ask {
 			asked = delivered
-			if caughtUp(wctx, s, consumer, delivered, folded) {
+			if caughtUp(ctx, s, consumer, delivered, folded) {
 				p.mu.Lock()
 				if p.created.Equal(created) && p.consumer == consumer && p.delivered >= delivered {
 					f(p.v)
@@ -109,11 +104,11 @@ func (p *drillsView) at(ctx context.Context, s jetstream.Stream, created time.Ti
 		}
 		select {
 		case <-moved:
-		case <-wctx.Done():
-			if ctx.Err() != nil {
-				return ctx.Err()
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return errDrillsBehind
 			}
-			return errDrillsBehind
+			return ctx.Err()
 		}
 	}
 }
@@ -172,53 +167,50 @@ func (p *drillsView) lookup(ctx context.Context, st jetstream.Stream, id string,
 	return inForce, ended, err
 }
 
-// drillsFailed answers a request the API could not look its drills up for.
-func drillsFailed(w http.ResponseWriter, err error) {
-	if errors.Is(err, errDrillsBehind) {
-		fail(w, http.StatusServiceUnavailable, "%v", err)
-		return
+func (s *Server) handleDrills(w http.ResponseWriter, _ *http.Request, _ Token) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var list []Drill
+		if err := s.drills.current(ctx, s.o.JS, func(v *drill.View) { list = v.Runs(maxDrills) }); err != nil {
+			return err
+		}
+		reply(w, http.StatusOK, map[string]any{"drills": list})
+		return nil
 	}
-	fail(w, http.StatusBadGateway, "%v", err)
-}
-
-func (s *Server) handleDrills(w http.ResponseWriter, r *http.Request, _ Token) {
-	var list []Drill
-	if err := s.drills.current(r.Context(), s.o.JS, func(v *drill.View) { list = v.Runs(maxDrills) }); err != nil {
-		drillsFailed(w, err)
-		return
-	}
-	reply(w, http.StatusOK, map[string]any{"drills": list})
 }
 
 // handleDrillRollback rolls a drill back as `detour drill rollback` does.
-func (s *Server) handleDrillRollback(w http.ResponseWriter, r *http.Request, tok Token) {
+func (s *Server) handleDrillRollback(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
 	id := r.PathValue("id")
 	if err := events.CheckToken(id); err != nil {
 		fail(w, http.StatusBadRequest, "drill id: %v", err)
-		return
+		return nil
 	}
-	var inForce, ended bool
-	if err := s.drills.current(r.Context(), s.o.JS, func(v *drill.View) { inForce, ended = v.Drill(id) != nil, v.Ended(id) }); err != nil {
-		drillsFailed(w, err)
-		return
+	return func(ctx context.Context) error {
+		var inForce, ended bool
+		if err := s.drills.current(ctx, s.o.JS, func(v *drill.View) { inForce, ended = v.Drill(id) != nil, v.Ended(id) }); err != nil {
+			return err
+		}
+		switch {
+		case ended:
+			fail(w, http.StatusConflict, "drill %s has already rolled back", id)
+			return nil
+		case !inForce:
+			fail(w, http.StatusNotFound, "drill %s %v", id, drill.ErrNotInForce)
+			return nil
+		}
+		by := "api/" + tok.Name
+		switch err := drill.Rollback(ctx, s.o.JS, id, by, s.drills.lookup); {
+		case errors.Is(err, drill.ErrEnded):
+			fail(w, http.StatusConflict, "%v", err)
+			return nil
+		case errors.Is(err, drill.ErrNotInForce): // gone since the look above: DRILLS created again
+			fail(w, http.StatusNotFound, "%v", err)
+			return nil
+		case err != nil:
+			return err
+		}
+		s.log.Info().Str("drill", id).Str("by", by).Msg("drill rolled back through the api")
+		reply(w, http.StatusOK, map[string]string{"id": id, "rolled_back": "requested by " + by})
+		return nil
 	}
-	switch {
-	case ended:
-		fail(w, http.StatusConflict, "drill %s has already rolled back", id)
-		return
-	case !inForce:
-		fail(w, http.StatusNotFound, "no drill %s in force", id)
-		return
-	}
-	by := "api/" + tok.Name
-	switch err := drill.Rollback(r.Context(), s.o.JS, id, by, s.drills.lookup); {
-	case errors.Is(err, drill.ErrEnded):
-		fail(w, http.StatusConflict, "%v", err)
-		return
-	case err != nil:
-		drillsFailed(w, err)
-		return
-	}
-	s.log.Info().Str("drill", id).Str("by", by).Msg("drill rolled back through the api")
-	reply(w, http.StatusOK, map[string]string{"id": id, "rolled_back": "requested by " + by})
 }

@@ -61,7 +61,8 @@ type Edge struct {
 	Since    *time.Time `json:"since,omitempty"`
 }
 
-// Transition is one STATE event: a transition of an endpoint, pool or edge, or an override.
+// Transition is one STATE event: a transition of an endpoint, pool or edge, an override, or a
+// hold-down of an endpoint that began (To "started") or was cancelled ("cancelled").
 type Transition struct {
 	Seq      uint64        `json:"seq"`
 	Time     time.Time     `json:"time"`
@@ -124,6 +125,16 @@ func (m *model) apply(subject string, seq uint64, e events.Envelope) bool {
 		t.Kind, t.App, t.Pool, t.Endpoint, t.To, t.Reason, t.By = "override", o.App, o.Pool, o.Endpoint, o.Action, o.Reason, o.By
 		if e.Type == events.TypeOverrideCleared {
 			t.To = "cleared"
+		}
+	case strings.HasPrefix(subject, "detour.state.holddown."):
+		var h events.HoldDown
+		if e.Payload(&h) != nil {
+			return false
+		}
+		t.Kind, t.App, t.Pool, t.Endpoint, t.Reason = "holddown", h.App, h.Pool, h.Endpoint, h.Reason
+		t.To = "started"
+		if e.Type == events.TypeHoldDownCancelled {
+			t.To = "cancelled"
 		}
 	default:
 		var tr events.Transition

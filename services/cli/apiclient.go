@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,15 +29,19 @@ type apiError struct {
 	Problems []string `json:"problems"`
 }
 
-// callAPI sends a request to the API at base and decodes a 2xx answer into out. An invalid
-// configuration comes back as a *config.Error naming file, so it exits with status 2.
-func callAPI(ctx context.Context, base, method, path, file string, body []byte, out any) error {
+// callAPI sends a request to the API at base and decodes a 2xx answer into out, waiting for it
+// as long as ctx (the command's --timeout, wait) allows; past it, the error names wait. An
+// invalid configuration comes back as a *config.Error naming file, so it exits with status 2.
+func callAPI(ctx context.Context, wait time.Duration, base, method, path, file string, body []byte, out any) (err error) {
+	defer func() {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			err = fmt.Errorf("the API did not answer within %s: %w", wait, err)
+		}
+	}()
 	token := os.Getenv("DETOUR_TOKEN")
 	if token == "" {
 		return usageErr("--api: set $DETOUR_TOKEN to a token of the API (detour token create, or the one detour up printed)")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return usageErr("--api: %w", err)

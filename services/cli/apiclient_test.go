@@ -60,7 +60,8 @@ func TestOperatorCommandsUseTheAPIWhenGivenOne(t *testing.T) {
 	if code, out, errOut := run("apply", next, "--api", url, "--expect-version", "1", "-m", "slower"); code != 0 || !strings.Contains(out, "as version 2 by api/ops") {
 		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, _, errOut := run("apply", next, "--api", url, "--expect-version", "1"); code != 1 || !strings.Contains(errOut, "409 Conflict") {
+	third := writeFile(t, "v3.yaml", strings.Replace(planDoc, "interval: 1s", "interval: 3s", 1))
+	if code, _, errOut := run("apply", third, "--api", url, "--expect-version", "1"); code != 1 || !strings.Contains(errOut, "409 Conflict") {
 		t.Errorf("stale apply: exit %d, want 1 and the conflict:\n%s", code, errOut)
 	}
 	code, out, _ = run("config", "history", "--api", url)
@@ -86,5 +87,26 @@ func TestApplyThroughTheAPISaysTheStreamsBoundsItSetsAreNotApplied(t *testing.T)
 	}
 	if code, _, errOut := run("apply", writeFile(t, "v3.yaml", planDoc), "--api", url); code != 0 || strings.Contains(errOut, "streams.probes") {
 		t.Errorf("apply through the API of a document without streams: exit %d, a warning about them:\n%s", code, errOut)
+	}
+}
+
+// detour apply over NATS creates the streams, raises their replicas to --replicas and sizes
+// PROBES for the file's check rate; through the API, whose NATS user may not update streams, it
+// did none of it and said nothing unless the file set streams.probes. --replicas is refused
+// before anything is applied, and an apply says that PROBES keeps the bounds it has.
+func TestApplyThroughTheAPISaysWhatItDoesNotDoToTheStreams(t *testing.T) {
+	url, token := startAPI(t)
+	t.Setenv("DETOUR_TOKEN", token)
+	next := writeFile(t, "v2.yaml", strings.Replace(planDoc, "interval: 1s", "interval: 2s", 1))
+	code, out, errOut := run("apply", next, "--api", url, "--replicas", "3")
+	if code != 2 || !strings.Contains(errOut, "--replicas: the API does not update the streams") {
+		t.Errorf("apply --replicas 3 --api: exit %d, want 2 refusing --replicas:\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run("apply", next, "--api", url)
+	if code != 0 || !strings.Contains(out, "as version 2 by api/ops") {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "not updated through the API: PROBES keeps the bounds it has") || !strings.Contains(errOut, "detour apply --nats") {
+		t.Errorf("apply through the API did not say the streams were not updated:\n%s", errOut)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/logs"
@@ -24,6 +25,38 @@ const (
 	exitFailure = 1
 	exitUsage   = 2
 )
+
+// commandWait is the default of --timeout (timeoutFlag), which bounds an operator's one-shot
+// command (apply, plan, config, override, drill plan and rollback, the start of a drill run) and
+// its calls to the API. Its reads of the cluster wait as long for an answer: left without a
+// deadline, a read of the active version gave up after a second (events.LeaderLast,
+// events.AnyLast), and a cluster slowed by load failed a plan, a config get and an apply with
+// --expect-version.
+const commandWait = 30 * time.Second
+
+// timeoutFlag registers --timeout: how long an operator's command waits for the cluster, or the
+// API, to answer, default commandWait. checkTimeout refuses a value that is not positive.
+func timeoutFlag(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("timeout", commandWait, "how long the command waits for the NATS cluster (or the API) to answer, in all, e.g. 5s or 2m")
+}
+
+// checkTimeout refuses a --timeout of 0 or less, which would fail the command before it asked.
+func checkTimeout(d time.Duration) error {
+	if d <= 0 {
+		return usageErr("--timeout: want a positive duration such as 30s, got %s", d)
+	}
+	return nil
+}
+
+// unanswered names the cluster in err when err is its silence past ctx's bound, the command's
+// --timeout (wait): alone, "context deadline exceeded" told an operator nothing of what to look
+// at.
+func unanswered(ctx context.Context, wait time.Duration, err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("the NATS cluster did not answer within %s (loaded, partitioned, or JetStream without quorum): %w", wait, err)
+}
 
 const usage = `usage: detour COMMAND [flags]
 
@@ -58,6 +91,8 @@ Operate:
 
 Every command but check, query, backend and help takes --log-format auto|console|json (auto:
 console with colours on a terminal, JSON elsewhere) and --log-level debug|info|warn|error.
+plan, apply, config, override and drill take --timeout D: how long they wait for the cluster (or
+the API) to answer, in all (default 30s; a drill run, for its start).
 Without --config, a role reads the active configuration from the CONFIG stream.
 Every role takes --metrics-addr ADDR to serve Prometheus metrics on /metrics; up serves all of
 its roles' on 127.0.0.1:9464 unless --metrics-addr "" is given.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,6 +25,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var c common
 	c.register(fs, true)
 	api := apiFlag(fs)
+	timeout := timeoutFlag(fs)
 	if err := parseInterspersed(fs, args, stderr); err != nil {
 		return err
 	}
@@ -34,29 +36,39 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := c.check(); err != nil {
 		return err
 	}
+	if err := checkTimeout(*timeout); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		return usageErr("read configuration: %w", err)
 	}
-	if _, err := configfile.Check(path, doc); err != nil {
+	parsed, err := configfile.Check(path, doc)
+	if err != nil {
 		return err
+	}
+	for _, w := range configfile.Warnings(path, doc, parsed) {
+		fmt.Fprintln(stderr, w)
 	}
 	if *api != "" {
 		p := plan.Plan{}
-		if err := callAPI(ctx, *api, http.MethodPost, "/v1/config/plan", path, doc, &p); err != nil {
+		if err := callAPI(ctx, *timeout, *api, http.MethodPost, "/v1/config/plan", path, doc, &p); err != nil {
 			return err
 		}
 		p.File = path
 		p.Write(stdout)
 		return nil
 	}
-	js, err := connect(c.natsURL, "detour-plan")
+	js, err := connectWithin(ctx, c.natsURL, "detour-plan")
 	if err != nil {
-		return err
+		return unanswered(ctx, *timeout, err)
 	}
+	defer js.Conn().Close() // flushes what is still to be sent
 	p, err := plan.Make(ctx, js, path, doc, true)
 	if err != nil {
-		return err
+		return unanswered(ctx, *timeout, err)
 	}
 	p.Write(stdout)
 	return nil
@@ -76,6 +88,7 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var showSecrets bool
 	c.register(fs, true)
 	api := apiFlag(fs)
+	timeout := timeoutFlag(fs)
 	if args[0] == "get" {
 		fs.Uint64Var(&version, "version", 0, "the version to show (default: the active one)")
 		fs.BoolVar(&showSecrets, "show-secrets", false, `show the secrets written inline in the document (default: each shown as "<redacted>", which detour apply refuses)`)
@@ -89,23 +102,29 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := c.check(); err != nil {
 		return err
 	}
+	if err := checkTimeout(*timeout); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	if args[0] == "history" {
 		var vs []config.Version
 		if *api != "" {
 			var h struct {
 				Versions []config.Version `json:"versions"`
 			}
-			if err := callAPI(ctx, *api, http.MethodGet, "/v1/config/history", "", nil, &h); err != nil {
+			if err := callAPI(ctx, *timeout, *api, http.MethodGet, "/v1/config/history", "", nil, &h); err != nil {
 				return err
 			}
 			vs = h.Versions
 		} else {
-			js, err := connect(c.natsURL, "detour-config")
+			js, err := connectWithin(ctx, c.natsURL, "detour-config")
 			if err != nil {
-				return err
+				return unanswered(ctx, *timeout, err)
 			}
+			defer js.Conn().Close() // flushes what is still to be sent
 			if vs, err = config.History(ctx, js); err != nil {
-				return err
+				return unanswered(ctx, *timeout, err)
 			}
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -128,16 +147,17 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if len(q) > 0 {
 			path += "?" + q.Encode()
 		}
-		if err := callAPI(ctx, *api, http.MethodGet, path, "", nil, &v); err != nil {
+		if err := callAPI(ctx, *timeout, *api, http.MethodGet, path, "", nil, &v); err != nil {
 			return err
 		}
 		printVersion(v, showSecrets, stdout)
 		return nil
 	}
-	js, err := connect(c.natsURL, "detour-config")
+	js, err := connectWithin(ctx, c.natsURL, "detour-config")
 	if err != nil {
-		return err
+		return unanswered(ctx, *timeout, err)
 	}
+	defer js.Conn().Close() // flushes what is still to be sent
 	if version == 0 {
 		v, err = config.Active(ctx, js)
 	} else {
@@ -147,7 +167,7 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErr("%w", err)
 	}
 	if err != nil {
-		return err
+		return unanswered(ctx, *timeout, err)
 	}
 	printVersion(v, showSecrets, stdout)
 	return nil
@@ -165,7 +185,10 @@ func printVersion(v config.Version, showSecrets bool, stdout io.Writer) {
 	doc := []byte(v.Document)
 	if !showSecrets {
 		var fields []string
-		if doc, fields = config.Redact(doc); len(fields) > 0 {
+		doc, fields = config.Redact(doc)
+		// A second document is left out whole, and says so where it began.
+		fields = slices.DeleteFunc(fields, func(f string) bool { return strings.HasPrefix(f, config.SecondDocument+" ") })
+		if len(fields) > 0 {
 			fmt.Fprintf(stdout, "# %s shown as %q, which detour apply refuses: --show-secrets shows them\n", strings.Join(fields, ", "), config.Redacted)
 		}
 	}

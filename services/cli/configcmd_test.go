@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,15 +24,12 @@ apps:
       - {name: east, endpoints: [{address: "127.0.0.12:80"}]}
 `
 
-// startBare runs JetStream without Detour's streams, which `detour apply` creates on files.
+// startBare runs JetStream without Detour's streams, which `detour apply` creates on files. It
+// starts none rather than deleting those eventstest.Start makes: the server cleans up after a
+// deleted stream in a goroutine of its own, which removed the account's empty streams directory
+// while the apply made it again (mkdir …/jetstream/$G/streams/PROBES: no such file or directory).
 func startBare(t *testing.T) *eventstest.Server {
-	s := eventstest.Start(t)
-	for _, sc := range events.Streams(events.StreamOptions{}) {
-		if err := s.JS.DeleteStream(t.Context(), sc.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s
+	return eventstest.StartWith(t, eventstest.Options{NoStreams: true})
 }
 
 func writeFile(t *testing.T, name, doc string) string {
@@ -68,6 +66,40 @@ func TestApplyWithAStaleExpectedVersionIsRefusedAndChangesNothing(t *testing.T) 
 	if code != 0 || !strings.Contains(out, "# version 2, applied ") || !strings.Contains(out, `: "slower checks"`) || !strings.Contains(out, "interval: 2s") {
 		t.Errorf("after the refused apply the active version is not version 2:\n%s", out)
 	}
+}
+
+// A loaded or distant cluster answers each request late: plan, apply --expect-version and
+// config get wait for it as the rest of the command does, where their reads of the active
+// version gave up after a second and an apply was refused with no version named. The three
+// run at once, as three operators' would: none of them changes what the others read.
+func TestPlanApplyAndConfigGetWaitForAClusterThatAnswersAfterASecond(t *testing.T) {
+	t.Parallel() // waits on the cluster's silence or a slow link; asserts no bound that other tests' load could break
+	s := startBare(t)
+	v1 := writeFile(t, "v1.yaml", planDoc)
+	v2 := writeFile(t, "v2.yaml", strings.Replace(planDoc, "interval: 1s", "interval: 2s", 1))
+	if code, out, errOut := run("apply", v1, "--nats", s.URL, "-m", "first"); code != 0 {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	link := eventstest.NewSlowLink(t, s.URL)
+	link.Delay(1100*time.Millisecond, 0)
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if code, out, errOut := run("plan", v2, "--nats", link.URL); code != 0 || !strings.Contains(out, "--expect-version 1") {
+			t.Errorf("plan: exit %d, want 0 and --expect-version 1:\n%s%s", code, out, errOut)
+		}
+	})
+	wg.Go(func() {
+		if code, _, errOut := run("apply", v2, "--nats", link.URL, "--expect-version", "0"); code != 1 || !strings.Contains(errOut, "expected version 0, but version 1 is active") {
+			t.Errorf("stale apply: exit %d, want 1 and a conflict naming version 1:\n%s", code, errOut)
+		}
+	})
+	wg.Go(func() {
+		if code, out, errOut := run("config", "get", "--nats", link.URL); code != 0 || !strings.Contains(out, "# version 1, applied ") {
+			t.Errorf("config get: exit %d, want 0 and version 1:\n%s%s", code, out, errOut)
+		}
+	})
+	wg.Wait()
 }
 
 func TestConfigHistoryAndGetShowEveryVersionWhoAppliedItAndWhy(t *testing.T) {
@@ -123,6 +155,27 @@ answers now:
 	}
 	if code, _, errOut := run("plan", writeFile(t, "bad.yaml", "zones: []\napps: []\nbogus: 1\n"), "--nats", s.URL); code != 2 || !strings.Contains(errOut, "bogus") {
 		t.Errorf("plan of a bad file: exit %d, want 2 naming the problem:\n%s", code, errOut)
+	}
+}
+
+// detour plan warns as detour check and apply do, with the line: an endpoint whose address's
+// spelling gave it another name in an earlier Detour is the change an upgrade makes that no
+// diff shows, the running version being read with the new spelling too. Before, plan printed
+// no warning at all.
+func TestPlanWarnsAsCheckAndApplyDo(t *testing.T) {
+	s := startBare(t)
+	v1 := strings.Replace(planDoc, `"127.0.0.11:80"`, `"127.0.0.11:080"`, 1)
+	if code, _, errOut := run("apply", writeFile(t, "v1.yaml", v1), "--nats", s.URL); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	path := writeFile(t, "v2.yaml", v1)
+	code, out, errOut := run("plan", path, "--nats", s.URL)
+	if code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, errOut)
+	}
+	want := path + `:8: warning: apps[0].pools[0].endpoints[0].address: "127.0.0.11:080" is 127.0.0.11:80, named 127-0-0-11_80; an earlier Detour named it 127-0-0-11_080, under which its state and overrides stay: set name: 127-0-0-11_080 to keep them, or write the address 127.0.0.11:80 to take the new name`
+	if !strings.Contains(errOut, want) {
+		t.Errorf("plan: stderr\n%s\nwant it to contain:\n%s\n(stdout:\n%s)", errOut, want, out)
 	}
 }
 

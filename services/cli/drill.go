@@ -43,6 +43,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("drill "+verb, flag.ContinueOnError)
 	var c common
 	c.register(fs, true)
+	timeout := timeoutFlag(fs)
 	var format, dnsAddrs string
 	var o drill.Options
 	switch verb {
@@ -62,6 +63,9 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := c.check(); err != nil {
 		return err
 	}
+	if err := checkTimeout(*timeout); err != nil {
+		return err
+	}
 	if fs.NArg() != 1 {
 		return usageErr(drillUsage)
 	}
@@ -71,13 +75,18 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case verb == "run" && format != "text" && format != "json" && format != "html":
 		return usageErr("--format: want text, json or html, got %q", format)
 	}
-	js, err := connect(c.natsURL, "detour-drill")
+	// plan and rollback wait for the cluster up to --timeout in all; a run lasts its steps, and
+	// only its start, the connection and the read of the active configuration, is bounded so.
+	once, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	js, err := connectWithin(once, c.natsURL, "detour-drill")
 	if err != nil {
-		return err
+		return unanswered(once, *timeout, err)
 	}
+	defer js.Conn().Close() // flushes what is still to be sent
 	if verb == "rollback" {
-		if err := drill.Rollback(ctx, js, fs.Arg(0), operator(), nil); err != nil {
-			return err
+		if err := drill.Rollback(once, js, fs.Arg(0), operator(), nil); err != nil {
+			return unanswered(once, *timeout, err)
 		}
 		fmt.Fprintf(stdout, "drill %s rolled back\n", fs.Arg(0))
 		return nil
@@ -86,11 +95,11 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.File, err = drill.Load(fs.Arg(0)); err != nil {
 		return errUsage{err}
 	}
-	if o.Config, err = (&role{common: c}).loadConfig(ctx, js, zerolog.Nop()); err != nil {
-		return err
+	if o.Config, err = (&role{common: c}).loadConfig(once, js, zerolog.Nop()); err != nil {
+		return unanswered(once, *timeout, err)
 	}
 	if verb == "plan" {
-		return planDrill(ctx, o, format, stdout)
+		return unanswered(once, *timeout, planDrill(once, o, format, stdout))
 	}
 	if o.Log, err = c.logger(stderr); err != nil {
 		return err

@@ -64,6 +64,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	defer js.Conn().Close() // flushes what is still to be sent
 	return printEvents(ctx, js, o, stdout, time.Now())
 }
 

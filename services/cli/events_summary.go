@@ -42,6 +42,16 @@ func summary(env events.Envelope) string {
 			}
 		}
 		return fmt.Sprintf("%d results from %s/%s, %d failed%s", len(b.Results), b.Region, b.Prober, failed, by)
+	case events.TypeHoldDownStarted, events.TypeHoldDownCancelled:
+		var h events.HoldDown
+		if env.Payload(&h) != nil {
+			break
+		}
+		what := "began"
+		if env.Type == events.TypeHoldDownCancelled {
+			what = "cancelled"
+		}
+		return fmt.Sprintf("%s/%s/%s: hold-down of %s %s: %s%s", h.App, h.Pool, h.Endpoint, h.HoldDown, what, h.Reason, by)
 	case events.TypeOverrideSet, events.TypeOverrideCleared:
 		var o events.Override
 		if env.Payload(&o) != nil {
@@ -137,6 +147,12 @@ func summary(env events.Envelope) string {
 			s += "; next in " + (time.Duration(a.RetryInMS) * time.Millisecond).String()
 		}
 		return s + by
+	case events.TypeAlertClaimed:
+		var c events.AlertClaim
+		if env.Payload(&c) != nil {
+			break
+		}
+		return fmt.Sprintf("%s %s to %s, attempt %d: claimed", c.Alert, c.Kind, c.Webhook, c.Attempt) + by
 	case events.TypeDrillStepStarted:
 		var st events.DrillStep
 		if env.Payload(&st) != nil {

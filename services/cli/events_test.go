@@ -165,11 +165,14 @@ func TestEventsSaysWhatAnAlertAttemptAndADrillStepRecord(t *testing.T) {
 	at := time.Date(2026, 11, 30, 1, 2, 4, 0, time.UTC)
 	publish(t, s, events.AlertSubject("oncall"), events.TypeAlertAttempted, at, events.AlertAttempt{Alert: "oncall", Kind: "failover",
 		Webhook: "https://hooks.example.com/…#1a2b3c4d", Delivery: "d1", Attempt: 2, Result: "failed", HTTPStatus: 503, Error: "status 503", RetryInMS: 2000})
+	publish(t, s, events.AlertSubject("oncall"), events.TypeAlertClaimed, at, events.AlertClaim{Alert: "oncall", Kind: "failover",
+		Webhook: "https://hooks.example.com/…#1a2b3c4d", Delivery: "d1", Attempt: 3})
 	publish(t, s, events.DrillSubject("lose-west-1"), events.TypeDrillStepStarted, at, events.DrillStep{Index: 0, Step: "fail pool shop/us-west"})
 	publish(t, s, events.DrillSubject("lose-west-1"), events.TypeDrillRolledBack, at, events.DrillRolledBack{By: "ann@host", Reason: "requested"})
 	_, stdout, stderr := runMain("events", "--nats", s.URL, "--stream", "ALERTS,DRILLS")
 	for _, want := range []string{
 		"oncall failover to https://hooks.example.com/…#1a2b3c4d, attempt 2: failed (HTTP 503): status 503; next in 2s (decider-1)",
+		"oncall failover to https://hooks.example.com/…#1a2b3c4d, attempt 3: claimed (decider-1)",
 		"detour.drill.lose-west-1  step 1: fail pool shop/us-west (decider-1)",
 		"detour.drill.lose-west-1  rolled back: requested by ann@host (decider-1)",
 	} {

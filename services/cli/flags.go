@@ -212,3 +212,10 @@ func (c *credentialDirFlag) open(own ...ownSecret) (config.CredentialDirs, error
 	}
 	return d, nil
 }
+
+// given reports whether the flag named name was set on the command line.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

@@ -51,9 +51,11 @@ with the status page on --api-addr.
 
 Example:
   detour controller --name controller-1 --api-addr 127.0.0.1:8088 --api-tokens /etc/detour/api-tokens`,
-	"apply": `usage: detour apply FILE [--expect-version N] [-m WHY] [--replicas N] [--nats URL] [flags]
+	"apply": `usage: detour apply FILE [--expect-version N] [-m WHY] [--replicas N] [--force] [--nats URL] [flags]
 
-Validates FILE, creates the streams if needed and makes FILE the active configuration.
+Validates FILE, creates the streams if needed and makes FILE the active configuration. FILE
+byte for byte the active version's document stores nothing: "unchanged", exit 0; --force stores
+it as a new version anyway (a controller reads a webhook's url_file again with one).
 
 Example:
   detour apply detour.yaml --replicas 3 --nats nats://127.0.0.1:4222`,

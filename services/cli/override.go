@@ -33,6 +33,7 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var o events.Override
 	c.register(fs, true)
 	api := apiFlag(fs)
+	timeout := timeoutFlag(fs)
 	switch verb {
 	case "set":
 		fs.StringVar(&o.Action, "action", "", "force_up, force_down or drain (required)")
@@ -46,6 +47,11 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseInterspersed(fs, args[1:], stderr); err != nil {
 		return err
 	}
+	if err := checkTimeout(*timeout); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	if verb == "list" {
 		if fs.NArg() != 0 {
 			return usageErr("override list takes no arguments")
@@ -54,12 +60,12 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			var list struct {
 				Overrides []override.InForce `json:"overrides"`
 			}
-			if err := callAPI(ctx, *api, http.MethodGet, "/v1/overrides", "", nil, &list); err != nil {
+			if err := callAPI(ctx, *timeout, *api, http.MethodGet, "/v1/overrides", "", nil, &list); err != nil {
 				return err
 			}
 			return printOverrides(list.Overrides, stdout)
 		}
-		return listOverrides(ctx, c.natsURL, stdout)
+		return unanswered(ctx, *timeout, listOverrides(ctx, c.natsURL, stdout))
 	}
 	if fs.NArg() < 2 || fs.NArg() > 3 {
 		return usageErr("want APP POOL [ENDPOINT]")
@@ -77,16 +83,17 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		if err := callAPI(ctx, *api, method, "/v1/overrides", "", body, nil); err != nil {
+		if err := callAPI(ctx, *timeout, *api, method, "/v1/overrides", "", body, nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "override %s on %s\n", verb, events.OverrideSubject(o.App, o.Pool, o.Endpoint))
 		return nil
 	}
-	js, err := connect(c.natsURL, "detour-override")
+	js, err := connectWithin(ctx, c.natsURL, "detour-override")
 	if err != nil {
-		return err
+		return unanswered(ctx, *timeout, err)
 	}
+	defer js.Conn().Close() // flushes what is still to be sent
 	if verb == "set" {
 		err = setOverride(ctx, c, js, o)
 	} else {
@@ -94,7 +101,7 @@ func runOverride(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		err = override.Clear(ctx, js, o)
 	}
 	if err != nil {
-		return err
+		return unanswered(ctx, *timeout, err)
 	}
 	fmt.Fprintf(stdout, "override %s on %s\n", verb, events.OverrideSubject(o.App, o.Pool, o.Endpoint))
 	return nil
@@ -113,10 +120,11 @@ func setOverride(ctx context.Context, c common, js jetstream.JetStream, o events
 }
 
 func listOverrides(ctx context.Context, url string, stdout io.Writer) error {
-	js, err := connect(url, "detour-override")
+	js, err := connectWithin(ctx, url, "detour-override")
 	if err != nil {
 		return err
 	}
+	defer js.Conn().Close() // flushes what is still to be sent
 	list, err := override.List(ctx, js)
 	if err != nil {
 		return err

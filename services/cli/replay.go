@@ -77,6 +77,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	defer js.Conn().Close() // flushes what is still to be sent
 	if c.configPath != "" {
 		o.Config, err = config.Load(c.configPath)
 	} else {

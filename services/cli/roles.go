@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/dnsupdater"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/redact"
 	"github.com/detourdev/detour/prober"
@@ -344,8 +345,10 @@ func (r *role) startBefore(ctx context.Context, js jetstream.JetStream, active u
 // connectRole opens a role's connection: it never fails because NATS is away (it goes on trying
 // in the background, every quarter second), notices a dead server within seconds, and logs each
 // disconnection and reconnection once. A refusal someone awaits in refused is theirs to report;
-// it logs every other error the server reports.
+// it logs every other error the server reports, each once a minute: a reader that a server
+// refuses (an older accounts.conf) asks again many times a second.
 func connectRole(url, name string, refused *refusals, log zerolog.Logger) (jetstream.JetStream, error) {
+	repeats := logs.NewRepeats(time.Minute)
 	return connect(url, name, nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond), nats.Timeout(time.Second),
 		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -358,7 +361,7 @@ func connectRole(url, name string, refused *refusals, log zerolog.Logger) (jetst
 			if refused.heard(err) {
 				return
 			}
-			ev := log.Warn().Err(err)
+			ev := repeats.Gate(log.Warn(), err.Error()).Err(err)
 			if sub != nil {
 				ev = ev.Str("subject", sub.Subject)
 			}
@@ -366,10 +369,15 @@ func connectRole(url, name string, refused *refusals, log zerolog.Logger) (jetst
 		}))
 }
 
+// connectWait bounds an operator's command's handshake with each NATS server (nats.go's default
+// is 2 s, which a cluster far away or loaded, 2 s or more a round trip, did not meet). A role sets
+// its own, shorter: it connects in the background, again and again.
+const connectWait = 10 * time.Second
+
 // connect opens a connection to the NATS servers in url (comma-separated). Replies come under the
 // inbox prefix of the user the URLs name (events.InboxPrefix), the only one that user may read.
 func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error) {
-	opts := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1),
+	opts := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.Timeout(connectWait),
 		nats.CustomInboxPrefix(events.InboxPrefix(natsUser(url)))}, extra...)
 	if seed := os.Getenv("DETOUR_NATS_NKEY"); seed != "" { // the nkey seed file detour up made
 		o, err := natsd.SeedOption(seed)
@@ -387,6 +395,42 @@ func connect(url, name string, extra ...nats.Option) (jetstream.JetStream, error
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
 	return js, nil
+}
+
+// connectWithin connects as connect does, within ctx's bound: an operator's command waits for
+// the cluster up to its --timeout in all, and nats.go waits up to connectWait for each server's
+// handshake (a server hung after accept, a host whose connections go unanswered), one server
+// after another, so --timeout 1s waited 20 s for two such servers. Each handshake waits at
+// most a little past what is left of ctx, so ctx's end is what stops it, and an error once ctx
+// ended wraps ctx's error (unanswered names the bound).
+func connectWithin(ctx context.Context, url, name string) (jetstream.JetStream, error) {
+	wait := connectWait
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = max(min(wait, time.Until(deadline)+250*time.Millisecond), 250*time.Millisecond)
+	}
+	type connected struct {
+		js  jetstream.JetStream
+		err error
+	}
+	done := make(chan connected, 1)
+	go func() {
+		js, err := connect(url, name, nats.Timeout(wait))
+		done <- connected{js, err}
+	}()
+	select {
+	case c := <-done:
+		if c.err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to nats at %s: %w (%v)", redact.String(url), ctx.Err(), c.err)
+		}
+		return c.js, c.err
+	case <-ctx.Done():
+		go func() { // the connection made after the command gave up on it is closed
+			if c := <-done; c.err == nil {
+				c.js.Conn().Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to nats at %s: %w", redact.String(url), ctx.Err())
+	}
 }
 
 // heartbeatIs explains a prober's heartbeat, for the errors of --member-ttl.

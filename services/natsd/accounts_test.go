@@ -63,26 +63,27 @@ func proberUser(user, region string) roleUser {
 	return roleUser{name: user, allow: lines(
 		"detour.probe."+region+".> $KV.detour_probers."+region+".> "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.DIRECT.GET.KV_detour_probers.$KV.detour_probers."+region+".>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("KV_detour_probers", user, "$KV.detour_probers."+region+".*"))}
 }
 
-const deciderComment = `Read PROBES, STATE and DRILLS; append endpoint and pool transitions. Also hear the probe
-results as they are published, to decide while PROBES elects a leader. Of PROBES, through
-its consumer, only detour.probe.*.*.*.*: the results published alone and the endpoints'
-batches, not the edge listeners' batches (detour.probe.<region>._edge.<prober>), which the
-controller folds. While that consumer's creation goes unanswered it reads PROBES by direct
-gets (events.BridgeNext), whose permission cannot leave out the edge listeners' batches.`
+const deciderComment = `Read PROBES, STATE and DRILLS; append endpoint and pool transitions, and when hold-downs
+began (detour.state.holddown.>). Also hear the probe results as they are published, to decide
+while PROBES elects a leader. Of PROBES, through its consumer, only detour.probe.*.*.*.*: the
+results published alone and the endpoints' batches, not the edge listeners' batches
+(detour.probe.<region>._edge.<prober>), which the controller folds. While that consumer's
+creation goes unanswered it reads PROBES by direct gets (events.BridgeNext), whose permission
+cannot leave out the edge listeners' batches, and DRILLS so too.`
 
 func deciderUser(user string) roleUser {
 	rejected, readRejected := rejections("detour.config.rejected.decider." + user)
 	return roleUser{name: user, hears: []string{"detour.probe.*.*.*.*"}, allow: lines(
-		"detour.state.endpoint.> detour.state.pool.> "+rejected,
+		"detour.state.endpoint.> detour.state.pool.> detour.state.holddown.> "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
-		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.DIRECT.GET.PROBES",
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
+		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.DIRECT.GET.PROBES $JS.API.DIRECT.GET.DRILLS",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
 		consumer("PROBES", user, "detour.probe.*.*.*.*"),
@@ -98,27 +99,30 @@ func dnsUser(user string) roleUser {
 	return roleUser{name: user, allow: lines(
 		"detour.dns.*."+user+" "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.DNS $JS.API.DIRECT.GET.DNS $JS.API.DIRECT.GET.DNS.>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
 		consumer("DNS", user+"-peers", "detour.dns.>"))}
 }
 
-const controllerComment = `Hears heartbeats, reads STATE and DRILLS; appends edge transitions, stores route tables,
-records alert deliveries and appends the rollbacks of drills that are due. Its HTTP API
+const controllerComment = `Hears heartbeats, reads STATE and DRILLS (by direct gets too while its consumers' creation
+goes unanswered); appends edge transitions, stores route tables,
+records and claims alert deliveries and appends the rollbacks of drills that are due. Its HTTP API
 (consumers controller-1-api) also sets overrides and applies configurations for callers
 holding a write token, reads the configuration history by direct gets and follows DRILLS,
 reading a drill's last event before it rolls it back; its alerts follow STATE and DRILLS,
-and read back at start the attempts ALERTS holds, through consumers controller-1-alerts.`
+and the attempts and claims ALERTS holds, through consumers controller-1-alerts, or by direct
+gets while those consumers' creation goes unanswered, reading an attempt's record from ALERTS'
+leader before it takes the attempt over.`
 
 func controllerUser(user string) roleUser {
 	rejected, readRejected := rejections("detour.config.rejected.controller." + user)
 	return roleUser{name: user, hears: []string{"detour.heartbeat.>", "detour.probe.*.*._edge.*", "detour.probe.*._edge.*"}, allow: lines(
 		"detour.state.edge.> detour.routes.> detour.drill.> detour.state.override.> detour.config.document.active detour.alert.> "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
-		"$JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.DRILLS.> $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
+		"$JS.API.DIRECT.GET.DRILLS $JS.API.DIRECT.GET.DRILLS.> $JS.API.DIRECT.GET.ALERTS $JS.API.STREAM.MSG.GET.ALERTS $JS.API.STREAM.MSG.GET.STATE $JS.API.DIRECT.GET.STATE $JS.API.DIRECT.GET.STATE.> $JS.API.STREAM.MSG.GET.ROUTES $JS.API.DIRECT.GET.ROUTES.>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("CONFIG", user+"-api", "detour.config.document.active"),
 		consumer("STATE", user, "detour.state.>"),
@@ -137,7 +141,7 @@ func edgeUser(user string) roleUser {
 	return roleUser{name: user, allow: lines(
 		"detour.heartbeat."+user+" "+rejected,
 		"$JS.API.INFO $JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
+		"$JS.API.STREAM.MSG.GET.CONFIG $JS.API.DIRECT.GET.CONFIG $JS.API.DIRECT.GET.CONFIG.> "+readRejected,
 		"$JS.API.DIRECT.GET.ROUTES.detour.routes."+user+".>",
 		consumer("CONFIG", user+"-config", "detour.config.document.active"),
 		consumer("ROUTES", user, "detour.routes."+user+".>"))}
@@ -199,9 +203,9 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #     the last one there by a direct get; REJECTIONS keeps the last 100 of each subject, so what
 #     one process's credentials can store there is bounded (see the README's Security /
 #     identities, Storage);
-#   - only the deciders may append endpoint and pool transitions, only the controller edge
-#     transitions and route tables, only the operator (and the controller's API, for callers
-#     holding a write token) overrides and configuration;
+#   - only the deciders may append endpoint and pool transitions (and when hold-downs began),
+#     only the controller edge transitions and route tables, only the operator (and the
+#     controller's API, for callers holding a write token) overrides and configuration;
 #   - each user receives replies (JetStream API answers, consumer deliveries) under its own inbox
 #     prefix, _INBOX_<user>, and may subscribe under no other: no process reads another's
 #     replies. Detour's roles take the prefix from the user in their NATS URL; with the nats CLI
@@ -232,7 +236,9 @@ const accountsHeader = `# Detour's identities: one NATS user per process (each p
 #     lists consumers.
 # While a node's loss keeps a follower from creating a consumer, it reads by direct gets: the
 # roles that read all of STATE may ask $JS.API.DIRECT.GET.STATE (whose request names any subject),
-# an edge only $JS.API.DIRECT.GET.ROUTES.detour.routes.<itself>.> (the last route of each app).
+# every role $JS.API.DIRECT.GET.CONFIG for its configuration watch (any message of CONFIG, which
+# $JS.API.STREAM.MSG.GET.CONFIG reads already), an edge only
+# $JS.API.DIRECT.GET.ROUTES.detour.routes.<itself>.> (the last route of each app).
 # A DNS server also reads its zone versions back from DNS at start, by $JS.API.DIRECT.GET.DNS (its
 # IXFR history).
 # Every role reads CONFIG; keep secrets out of it (secret_file / secret_env, see the README).

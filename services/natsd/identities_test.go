@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -584,6 +585,7 @@ func TestDeploymentIdentitiesWhoMayPublishEachFact(t *testing.T) {
 		{"a DNS server's zone change", op{subject: events.ZoneSubject("demo.test.", "dns-2")}, []string{"dns-2"}},
 		{"a drill", op{subject: events.DrillSubject("d1")}, usersWith("controller")},
 		{"an alert delivery", op{subject: events.AlertSubject("oncall")}, usersWith("controller")},
+		{"an alert attempt's claim", op{subject: events.AlertClaimSubject("oncall", "0a1b2c3d-0000-5000-8000-000000000000", 1)}, usersWith("controller")},
 		{"an edge's rejection", op{subject: config.RejectedSubject("edge", "edge-west")}, []string{"edge-west"}},
 		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "decider-1")}, []string{"decider-1"}},
 		{"a decider's rejection", op{subject: config.RejectedSubject("decider", "decider-2")}, []string{"decider-2"}},
@@ -651,12 +653,17 @@ func TestDeploymentIdentitiesNoRoleChangesPurgesOrDeletesAStreamNorListsOrDelete
 		// the stream (see events.BridgeNext).
 		permissionRow{"read any message of STATE directly", op{subject: "$JS.API.DIRECT.GET.STATE"}, usersWith("decider", "dns", "controller")},
 		permissionRow{"read any message of ROUTES directly", op{subject: "$JS.API.DIRECT.GET.ROUTES"}, nil},
-		// The controller's API reads the configuration history version by version.
-		permissionRow{"read any message of CONFIG directly", op{subject: "$JS.API.DIRECT.GET.CONFIG"}, usersWith("controller")},
+		// Every role's configuration watch reads CONFIG so while its consumer's creation goes
+		// unanswered; the controller's API reads the configuration history in batches of versions.
+		permissionRow{"read any message of CONFIG directly", op{subject: "$JS.API.DIRECT.GET.CONFIG"}, roleUsers},
 		// A DNS server reads back, at start, the IXFR history its zone versions left in DNS.
 		permissionRow{"read any message of DNS directly", op{subject: "$JS.API.DIRECT.GET.DNS"}, usersWith("dns")},
-		// The controller's API follows DRILLS and reads only a drill's last event directly.
-		permissionRow{"read any message of DRILLS directly", op{subject: "$JS.API.DIRECT.GET.DRILLS"}, nil},
+		// A decider, the controller and its alerts read DRILLS so while their consumer's creation
+		// goes unanswered, and the alerts ALERTS too.
+		permissionRow{"read any message of DRILLS directly", op{subject: "$JS.API.DIRECT.GET.DRILLS"}, usersWith("decider", "controller")},
+		permissionRow{"read any message of ALERTS directly", op{subject: "$JS.API.DIRECT.GET.ALERTS"}, usersWith("controller")},
+		// The alerts read an attempt's record as ALERTS' leader holds it before taking it over.
+		permissionRow{"read a message of ALERTS from its leader", op{subject: "$JS.API.STREAM.MSG.GET.ALERTS"}, usersWith("controller")},
 		// A decider reads PROBES so while its consumer's creation goes unanswered.
 		permissionRow{"read any message of PROBES directly", op{subject: "$JS.API.DIRECT.GET.PROBES"}, usersWith("decider")},
 		// The decider hears results as published, to decide while PROBES elects a leader: those
@@ -1256,7 +1263,8 @@ func runPipeline(t *testing.T, roles map[string]*client, cfg *config.Config, log
 }
 
 // The controller reads the routes ROUTES holds from the stream's leader when it starts (see
-// events.LastOf): its user may ask it, and has the answer.
+// events.LastOf), after asking it which subjects hold one: its user may ask both, and has the
+// answers.
 func TestDeploymentIdentitiesTheControllerReadsTheStoredRoutesFromROUTESsLeader(t *testing.T) {
 	d := startDeployment(t)
 	d.ensureStreams()
@@ -1267,8 +1275,16 @@ func TestDeploymentIdentitiesTheControllerReadsTheStoredRoutesFromROUTESsLeader(
 	if _, err := events.Publish(ctx, d.as("controller-1").js, subject, stored); err != nil {
 		t.Fatal(err)
 	}
+	routes, err := d.as("controller-1").js.Stream(ctx, events.StreamRoutes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := routes.Info(ctx, jetstream.WithSubjectFilter(events.SubjectRoutes))
+	if err != nil || !maps.Equal(info.State.Subjects, map[string]uint64{subject: 1}) {
+		t.Fatalf("controller-1 listed the subjects of ROUTES as %v, %v; want %s alone", info, err, subject)
+	}
 	var read []string
-	err := events.LastOf(ctx, d.as("controller-1").js, events.StreamRoutes, []string{subject, events.AppRouteSubject("edge-east", "shop")},
+	err = events.LastOf(ctx, d.as("controller-1").js, events.StreamRoutes, []string{subject, events.AppRouteSubject("edge-east", "shop")},
 		func(subject string, _ uint64, e events.Envelope) { read = append(read, subject+" "+e.ID) })
 	if want := subject + " " + stored.ID; err != nil || len(read) != 1 || read[0] != want {
 		t.Fatalf("controller-1 read %q, %v; want %q", read, err, want)

@@ -167,7 +167,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err := events.ReportProbeBounds(ctx, js, cfg.ProbeRate(), o.Log); err != nil {
 		return nil, err
 	}
-	applied, err := applyAtStart(ctx, js, name, doc)
+	// A restart with an unchanged file adds no version (config.Apply stores nothing when doc is
+	// the active version's), so restarts do not push real history out of what CONFIG keeps.
+	_, applied, err := config.Apply(ctx, js, name, doc, config.ApplyOptions{By: "detour-up"})
 	if err != nil {
 		return nil, err
 	}
@@ -292,18 +294,6 @@ func Regions(cfg *config.Config) []string {
 		return r
 	}
 	return []string{"local"}
-}
-
-// applyAtStart makes doc the active configuration version, storing it only when the active one
-// is not doc already: a restart with an unchanged file adds no version, so restarts do not push
-// real history (and the versions an operator would roll back to) out of the ones CONFIG keeps.
-func applyAtStart(ctx context.Context, js jetstream.JetStream, name string, doc []byte) (config.Version, error) {
-	// Anything else (none yet, a last version that does not read) is stored as before.
-	if active, err := config.Active(ctx, js); err == nil && active.Document == string(doc) {
-		return active, nil
-	}
-	_, v, err := config.Apply(ctx, js, name, doc, config.ApplyOptions{By: "detour-up"})
-	return v, err
 }
 
 // backendHint says what to do when a demo backend cannot listen: another instance holds the

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -28,20 +27,16 @@ const retryAtMost = 30 * time.Second
 // fails and is retried rather than holding the watcher.
 const applyTimeout = 10 * time.Second
 
-// clusterBusy are JetStream's error codes for a cluster that cannot take the request now but
-// will once an election ends or a node returns, though their status is not 503: the stream's
-// leader is not known (10009), its Raft group failed the proposal (10041), the stream is offline
-// (10118, 10194), or too few peers are up to place it (10005).
-var clusterBusy = []uint16{10005, 10009, 10041, 10118, 10194}
-
 // refused tells a refusal with a reason (a bound JetStream cannot reserve, a definition it
 // rejects, a document larger than the server's max_payload), which trying again will not
-// change, from a failure to be reached or answered: no responders, a timeout, or a cluster that
-// is electing or short of nodes (status 503, or one of clusterBusy).
+// change, from a failure to be reached or answered: no responders, a timeout, a cluster that
+// is electing or short of nodes (events.Busy), or any answer of status 503 (JetStream off for
+// the account, a server out of storage): the watcher has no one to tell to try again, and
+// applies the file once an operator has fixed the server.
 func refused(err error) bool {
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
-		return api.Code != 503 && !slices.Contains(clusterBusy, uint16(api.ErrorCode))
+		return api.Code != 503 && !events.Busy(err)
 	}
 	return errors.Is(err, nats.ErrMaxPayload)
 }
@@ -123,11 +118,11 @@ const (
 func applyFile(ctx context.Context, js jetstream.JetStream, path string, dirs config.CredentialDirs, doc []byte, log zerolog.Logger) (fileOutcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	switch active, err := config.Active(ctx, js); {
-	case err == nil && active.Document == string(doc):
+	switch _, same, err := config.Unchanged(ctx, js, doc); { // without CONFIG, nothing is active: EnsureStreams makes it again
+	case err != nil:
+		return 0, err
+	case same:
 		return fileActive, nil // taken already: by an attempt whose answer was lost, or by `detour apply`
-	case err != nil && !errors.Is(err, config.ErrNoVersion) && !errors.Is(err, jetstream.ErrStreamNotFound):
-		return 0, err // without CONFIG, nothing is active: EnsureStreams makes it again
 	}
 	// Checked as detour check and detour up's start check it: the same problems, located.
 	cfg, err := configfile.Check(path, doc)
