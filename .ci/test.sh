@@ -33,13 +33,18 @@ fi
 
 # One package at a time: several component tests (a region of 1,000 endpoints failing at once,
 # every role under its own NATS user, drills) assert failover bounds that hold with the machine's
-# two cores to themselves but not when two such packages share them.
+# two cores to themselves but not when two such packages share them. Within a package, the
+# tests that call t.Parallel are those that wait (on named, NATS elections, retry and recheck
+# timers) and assert no time bound; go test runs them only after the package's other tests,
+# and by default no more than GOMAXPROCS (two here) at once, so eight of them may wait together.
 run_tests() {
   go tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg \
-    -- -p 1 -count=1 -timeout "$timeout" "${pkgs[@]}"
+    -- -p 1 -parallel 8 -count=1 -timeout "$timeout" "${pkgs[@]}"
 }
 
 # The chaos suites, in this host's namespace: the unit tests' namespace reaches no container.
+# Each suite runs its own cluster on its own network; two run at a time (they mostly wait on
+# failovers), all but the one whose bounds follow JetStream's elections, which runs alone first.
 # Every container, network and image a run creates carries its process id; the next run removes
 # those of a run that died (a timeout runs no cleanup).
 run_chaos() {
@@ -54,7 +59,7 @@ run_chaos() {
   fi
   echo "=== chaos suites (integration/, timeout $chaos_timeout):"
   local start=$SECONDS status=0
-  (cd integration && TESTCONTAINERS_RYUK_DISABLED=true go test -count=1 -tags integration -timeout "$chaos_timeout" -v .) || status=$?
+  (cd integration && TESTCONTAINERS_RYUK_DISABLED=true go test -count=1 -tags integration -parallel 2 -timeout "$chaos_timeout" -v .) || status=$?
   if [ $status = 0 ]; then
     echo "=== chaos suites passed in $((SECONDS - start)) s"
   else

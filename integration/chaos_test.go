@@ -210,6 +210,7 @@ func (c *edgeCluster) operator(node string) string {
 // Both answer from their snapshots throughout, catch up when NATS returns, and no false edge
 // transition is recorded.
 func TestChaosAllOfNATSStopsForThirtySecondsWhileADNSServerAndAnEdgeRestart(t *testing.T) {
+	t.Parallel()
 	c := newEdgeCluster(t)
 	is := func(want string) func(string) bool { return func(got string) bool { return got == want } }
 	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },
@@ -297,6 +298,7 @@ func cname(server, name string) string {
 // DNS answer and edge-west's traffic within interval × fall + 2 s, and back when it returns; a
 // killed ingress edge moves the CNAME to its sibling.
 func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
+	t.Parallel()
 	c := newEdgeCluster(t)
 	bound := checkInterval*checkFall + 2*time.Second
 	// Both edges must serve before the kill: edge-west's failover goes through edge-east.
@@ -346,6 +348,9 @@ func TestChaosABackendDiesAndReturnsThenAnIngressEdgeDies(t *testing.T) {
 // the app, within 2 s of its being stored. With the node still down, the backend's return
 // moves both back within interval × rise + 2 s. Each kill prints where the time went, and
 // every leader the surviving nodes named for each group the killed node led.
+//
+// It runs alone, before the other suites (which run two at a time): its bounds follow
+// JetStream's elections, which a second cluster on the two cores stretched past them.
 func TestChaosEachJetStreamNodeDiesInTurn(t *testing.T) {
 	c := newEdgeCluster(t)
 	bound := checkInterval*checkFall + 2*time.Second
@@ -527,6 +532,7 @@ func (c *edgeCluster) bucketLeaderOutside(done map[string]bool) string {
 // failure is being decided; the other decider completes it, and STATE holds exactly one
 // transition per change.
 func TestChaosADeciderDiesMidFailover(t *testing.T) {
+	t.Parallel()
 	c := newEdgeCluster(t)
 	bound := checkInterval*checkFall + 2*time.Second
 	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west }, "the cluster answers shop with us-west")
@@ -563,6 +569,7 @@ func TestChaosADeciderDiesMidFailover(t *testing.T) {
 // another region's subject NATS refuses them; on its own subject, naming other regions, both
 // deciders drop them; STATE and the answers stay as they were.
 func TestChaosAProbingRegionIsCutOffAndForgedResultsChangeNothing(t *testing.T) {
+	t.Parallel()
 	c := newEdgeCluster(t)
 	is := func(want string) func(string) bool { return func(got string) bool { return got == want } }
 	eventually(t, 90*time.Second, func() bool { return c.shop() == c.west && c.throughWest() == "us-west" },

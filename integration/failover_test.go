@@ -27,6 +27,7 @@ const (
 // JetStream node are killed and the backend returns, and the answer follows it back; then every
 // JetStream node is killed and the DNS server keeps answering from what it last knew.
 func TestAClusterFailsOverAndBackThroughContainerCrashes(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.natsCluster()
 	west, east := c.prefix+".11", c.prefix+".12"
