@@ -67,9 +67,12 @@ func startHungStreamAwake(t *testing.T, n int) hungStream {
 		return c.Held(0, "T") == uint64(n) && c.Held(1, "T") == uint64(n) && c.Held(2, "T") == uint64(n)
 	}, "every replica holding the %d messages", n)
 	var err error
-	if h.st, err = h.js.Stream(ctx, "T"); err != nil {
-		t.Fatal(err)
-	}
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		h.st, err = h.js.Stream(ctx, "T")
+		return err == nil
+	}, "stream T's info: %v", &err)
 	return h
 }
 

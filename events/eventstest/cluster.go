@@ -148,12 +148,16 @@ func (c *Cluster) Streams(tb testing.TB) jetstream.JetStream {
 // the leader without an election), and the third.
 func (c *Cluster) Replicas(tb testing.TB, st jetstream.Stream) (leader, follower, third int) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	info, err := st.Info(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	// A stream just created may not answer its first info request while its replicas settle on
+	// a leader (CI once waited out 5 s for it): it is asked again.
+	var info *jetstream.StreamInfo
+	var err error
+	Eventually(tb, 10*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		info, err = st.Info(ctx)
+		return err == nil && info.Cluster != nil && info.Cluster.Leader != ""
+	}, "stream info naming a leader: %v", &err)
 	leader, follower, third = -1, -1, -1
 	for i, ns := range c.Servers {
 		switch {
