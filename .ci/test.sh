@@ -31,15 +31,24 @@ if [ "$chaos_in_ci" = 1 ] && docker info >/dev/null 2>&1; then
   (cd integration && go test -tags integration -c -o /dev/null .)
 fi
 
-# One package at a time: several component tests (a region of 1,000 endpoints failing at once,
-# every role under its own NATS user, drills) assert failover bounds that hold with the machine's
-# two cores to themselves but not when two such packages share them. Within a package, the
-# tests that call t.Parallel are those that wait (on named, NATS elections, retry and recheck
-# timers) and assert no time bound; go test runs them only after the package's other tests,
+# Three packages at a time: most tests wait (on named, NATS elections, retry and recheck timers)
+# far more than they compute, and a package's tests leave a core mostly idle (load about 1 with
+# three at once). The tests named in .ci/timed-tests assert a bound (a region of 1,000 endpoints
+# failing at once, a notify within a second, a check on schedule, a tick's stall) that holds with
+# the machine's two cores to themselves but not always beside another package's: they run after
+# the rest, one package at a time. Within a package, the tests that call t.Parallel are those
+# that wait and assert no time bound; go test runs them only after the package's other tests,
 # and by default no more than GOMAXPROCS (two here) at once, so eight of them may wait together.
+timed="^($(grep -v '^#' .ci/timed-tests | grep . | paste -sd'|'))\$"
 run_tests() {
+  local status=0
   go tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg \
-    -- -p 1 -parallel 8 -count=1 -timeout "$timeout" "${pkgs[@]}"
+    -- -p 3 -parallel 8 -count=1 -timeout "$timeout" -skip "$timed" "${pkgs[@]}" || status=$?
+  echo
+  echo "=== the tests of .ci/timed-tests, one package at a time:"
+  go tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg \
+    -- -p 1 -parallel 8 -count=1 -timeout "$timeout" -run "$timed" "${pkgs[@]}" || status=$?
+  return $status
 }
 
 # The chaos suites, in this host's namespace: the unit tests' namespace reaches no container.
@@ -78,7 +87,7 @@ if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
 fi
 
 export -f run_tests
-export pkgs_str="${pkgs[*]}" timeout tmp
+export pkgs_str="${pkgs[*]}" timeout tmp timed
 # shellcheck disable=SC2016
 unshare -n -m bash -euo pipefail -c '
   pkgs=($pkgs_str)
