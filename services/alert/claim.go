@@ -60,10 +60,12 @@ func newLedger() *ledger {
 // add folds e, stored on ALERTS at stored (by the sender's clock, whatever the clock of
 // the sender that wrote it), the zero Envelope for a message that does not decode, heard of at
 // now, and wakes those waiting for it. Once a minute it forgets the deliveries not heard of for
-// keep(), asked then only.
+// keep(), asked then only, and not under the ledger's lock: keep takes the runner's, which the
+// dispatch of the drill results owed at the start holds while it reads the ledger
+// (resumeDrills). Asked under the ledger's lock, a fold that came as that dispatch ran left
+// both waiting for ever: the sender sent no alert more and did not stop.
 func (l *ledger) add(e events.Envelope, stored, now time.Time, keep func() time.Duration) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	switch e.Type {
 	case events.TypeAlertAttempted:
 		var a events.AlertAttempt
@@ -78,13 +80,20 @@ func (l *ledger) add(e events.Envelope, stored, now time.Time, keep func() time.
 	}
 	close(l.changed)
 	l.changed = make(chan struct{})
-	if now.Sub(l.swept) > time.Minute {
+	sweep := now.Sub(l.swept) > time.Minute
+	if sweep {
 		l.swept = now
-		keep := keep()
-		for id, s := range l.h.deliveries {
-			if now.Sub(s.seen) > keep {
-				delete(l.h.deliveries, id)
-			}
+	}
+	l.mu.Unlock()
+	if !sweep {
+		return
+	}
+	kept := keep()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, s := range l.h.deliveries {
+		if now.Sub(s.seen) > kept {
+			delete(l.h.deliveries, id)
 		}
 	}
 }

@@ -614,3 +614,26 @@ func TestATransitionGroupAddedAtARestartIsNotSentTheTransitionsBeforeIt(t *testi
 		t.Errorf("the group added at the restart got %d requests, want none", n)
 	}
 }
+
+// A controller that starts owing drill results (the one before it stopped before claiming them)
+// to one group, among many groups that are told about drills too, sends each of them and stops
+// when asked. The first claims, read back while it still went through the groups for the rest,
+// took the ledger's lock and waited for the groups' while the dispatch held the groups' and
+// waited for the ledger's: the sender sent none but the first few, and never stopped.
+func TestEveryDrillResultOwedAtTheStartIsSentBesideManyGroups(t *testing.T) {
+	const drills, others = 20, 300
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	for i := range drills {
+		drillEnds(t, ns.JS, fmt.Sprintf("d%02d", i))
+	}
+	// The others' retry_for has run out for every drill by the start: each is owed none.
+	gs := []string{fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", hook.URL)}
+	for i := range others {
+		gs = append(gs, fmt.Sprintf("  - {name: g%03d, on: [drill_result], retry_for: 1ms, webhooks: [{url: %q}]}\n", i, hook.URL))
+	}
+	stop := startSender(t, ns, version(t, 1, gs...), &eventstest.Logs{}, time.Now)
+	eventstest.Eventually(t, 20*time.Second, func() bool { return rc.delivered() == drills }, "the %d drill results owed delivered", drills)
+	stop()
+}
