@@ -155,9 +155,15 @@ func unanswered(err error) bool {
 
 // Unchanged reads the active version from CONFIG's leader and reports whether its document is
 // doc, byte for byte: what Apply would store is then stored already. Without a version (or
-// without CONFIG) it returns version 0 and false.
+// without CONFIG) it returns version 0 and false. A last message that is no version (published
+// on the subject by hand) is returned as a version of its sequence without a document, so that
+// an apply stores on top of it: refused, the operator could put no version over it.
 func Unchanged(ctx context.Context, js jetstream.JetStream, doc []byte) (Version, bool, error) {
-	active, err := LeaderActive(ctx, js)
+	e, seq, ok, err := events.LeaderLast(ctx, js, events.StreamConfig, events.SubjectConfigDoc)
+	active, err := activeOf(e, seq, ok, err)
+	if ok && errors.Is(err, events.ErrMalformed) {
+		return Version{Number: seq}, false, nil
+	}
 	switch {
 	case errors.Is(err, ErrNoVersion) || errors.Is(err, jetstream.ErrStreamNotFound):
 		return Version{}, false, nil
