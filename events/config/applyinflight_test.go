@@ -93,3 +93,24 @@ func TestAnApplyBesideOneThatCannotBeStoredWaitsForItsBound(t *testing.T) {
 		}
 	}
 }
+
+// An apply with --expect-version naming the active version, sent while another apply is being
+// stored, was refused at once: "expected version 1, but version 1 is active (…): plan again",
+// though version 1 was still active and the other apply never landed. It now waits for the
+// other as an apply without --expect-version does, and is stored on top of version 1.
+func TestAnApplyExpectingTheActiveVersionWaitsForAnotherStillBeingStored(t *testing.T) {
+	ns := eventstest.Start(t)
+	_, v1, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(watchDoc), config.ApplyOptions{By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := strings.Replace(watchDoc, "interval: 1s", "interval: 2s", 1)
+	_, v, err := config.Apply(t.Context(), &inFlight{JetStream: ns.JS, refusals: 3}, "v2.yaml", []byte(v2),
+		config.ApplyOptions{By: "bob", Expect: &v1.Number})
+	if err != nil {
+		t.Fatalf("an apply expecting the active version %d, refused 3 times while another was in flight: %v", v1.Number, err)
+	}
+	if active, err := config.Active(t.Context(), ns.JS); err != nil || active.Number != v.Number || active.Document != v2 {
+		t.Errorf("the active version is %d (%v), want the apply's, %d", active.Number, err, v.Number)
+	}
+}

@@ -126,9 +126,8 @@ func Apply(ctx context.Context, js jetstream.JetStream, name string, doc []byte,
 		if !errors.Is(err, events.ErrConflict) {
 			break
 		}
-		if o.Expect != nil {
-			return nil, Version{}, conflict(ctx, js, name, *o.Expect)
-		}
+		// With --expect-version too: refused while another apply is in flight, the version
+		// expected still active, it is refused only once the other is stored.
 		refusedOn = &active.Number
 	}
 	if unanswered(err) {
