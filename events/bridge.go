@@ -308,43 +308,64 @@ func getBatch(ctx context.Context, nc *nats.Conn, stream, filter string, from ui
 	if err != nil {
 		return nil, err
 	}
-	return getReplies(ctx, nc, stream, req, n, nil)
+	out, _, err := getReplies(ctx, nc, stream, req, n, nil)
+	return out, err
 }
 
 // getMulti asks any replica of stream, by one direct get, for the last message of each of
 // subjects (at most 1,024: a server answers no more to one) stored at sequence from or later,
 // oldest first, and no more after those that reach maxBytes, as getBatch does; each comes with
-// the count of the subjects' last messages stored after it. nats-server 2.11 and later answer it
-// (multi_last). jetstream.ErrMsgNotFound says the stream holds none.
-func getMulti(ctx context.Context, nc *nats.Conn, stream string, subjects []string, from uint64, maxBytes int, answering func()) ([]batchMsg, error) {
+// the count of the subjects' last messages stored after it, and the page with the last sequence
+// the answering replica held (0 where it does not say). nats-server 2.11 and later answer it
+// (multi_last). jetstream.ErrMsgNotFound says the stream holds none. An answer from a replica
+// holding less than held, what the replica of the page before held, is errBehind: the page
+// before stopped short of a subject's last message there, and this one would give neither that
+// message nor the earlier one it holds, before from.
+func getMulti(ctx context.Context, nc *nats.Conn, stream string, subjects []string, from, held uint64, maxBytes int, answering func()) (page, error) {
 	req, err := json.Marshal(struct {
 		Seq   uint64   `json:"seq,omitempty"`
 		Last  []string `json:"multi_last"`
 		Bytes int      `json:"max_bytes"`
 	}{from, subjects, maxBytes})
 	if err != nil {
-		return nil, err
+		return page{}, err
 	}
-	return getReplies(ctx, nc, stream, req, len(subjects), answering)
+	out, end, err := getReplies(ctx, nc, stream, req, len(subjects), answering)
+	upTo, uerr := strconv.ParseUint(end.Get("Nats-UpTo-Sequence"), 10, 64)
+	switch {
+	case held > 0 && (errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && uerr == nil && upTo < held):
+		return page{}, errBehind
+	case err != nil:
+		return page{}, err
+	}
+	return page{out, upTo}, nil
+}
+
+// page is one of AnyLastOf's reads: the messages, and the last sequence the replica that
+// answered held (0 where it does not say).
+type page struct {
+	msgs []batchMsg
+	held uint64
 }
 
 // getReplies sends req, a batched direct get of up to n messages, to stream and collects the
-// messages answered until the end of the batch, calling answering, unless nil, at each reply.
-func getReplies(ctx context.Context, nc *nats.Conn, stream string, req []byte, n int, answering func()) ([]batchMsg, error) {
+// messages answered until the end of the batch, calling answering, unless nil, at each reply. It
+// returns the end of the batch's header too (nil for an answer without one).
+func getReplies(ctx context.Context, nc *nats.Conn, stream string, req []byte, n int, answering func()) ([]batchMsg, nats.Header, error) {
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.PublishRequest(directGet+stream, inbox, req); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []batchMsg
 	for len(out) <= n {
 		r, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if answering != nil {
 			answering()
@@ -352,18 +373,18 @@ func getReplies(ctx context.Context, nc *nats.Conn, stream string, req []byte, n
 		g, end, err := parseBatchReply(r.Header, r.Data)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound) && len(out) > 0:
-			return out, nil
+			return out, nil, nil
 		case err != nil:
-			return nil, fmt.Errorf("direct get of %s: %w", stream, err)
+			return nil, nil, fmt.Errorf("direct get of %s: %w", stream, err)
 		case end:
-			return out, nil
+			return out, r.Header, nil
 		}
 		out = append(out, g)
 		if g.pending == unknownPending {
-			return out, nil // a server that does not batch
+			return out, nil, nil // a server that does not batch
 		}
 	}
-	return nil, fmt.Errorf("direct get of %s: more than the %d messages asked for", stream, n)
+	return nil, nil, fmt.Errorf("direct get of %s: more than the %d messages asked for", stream, n)
 }
 
 // unknownPending stands for the count of messages beyond one that a server answering a direct

@@ -448,13 +448,27 @@ func AnyLastOf(ctx context.Context, js jetstream.JetStream, stream string, subje
 	return first
 }
 
+// multiLastBehind is how many times AnyLastOf reads a list of subjects again from its first page
+// when a page is answered by a replica behind the one that answered the page before.
+const multiLastBehind = 8
+
 // lastOfList reads the last message of each of subjects (at most multiLast) for AnyLastOf, page by
-// page, and gives each to found.
+// page, and gives each to found. A page answered by a replica behind the one that answered the
+// page before (errBehind) would leave out a subject that both hold: the list is read again from
+// its first page, up to multiLastBehind times.
 func lastOfList(ctx context.Context, nc *nats.Conn, stream string, subjects []string, fl *flow, found func(*jetstream.RawStreamMsg)) error {
-	for from := uint64(0); ; {
-		got, err := fl.ask(ctx, &reads, func(ctx context.Context) ([]batchMsg, error) {
-			return getMulti(ctx, nc, stream, subjects, from, multiLastBytes, fl.answered)
+	var from, held uint64
+	for behind := 0; ; {
+		at, after := from, held // the copies still running as the next page is asked read these
+		p, err := fl.ask(ctx, &reads, func(ctx context.Context) (page, error) {
+			return getMulti(ctx, nc, stream, subjects, at, after, multiLastBytes, fl.answered)
 		})
+		if errors.Is(err, errBehind) && behind < multiLastBehind {
+			behind++
+			from, held = 0, 0
+			continue
+		}
+		got := p.msgs
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -470,7 +484,7 @@ func lastOfList(ctx context.Context, nc *nats.Conn, stream string, subjects []st
 		if len(got) == 0 || got[len(got)-1].pending == 0 {
 			return nil
 		}
-		from = got[len(got)-1].m.Sequence + 1
+		from, held = got[len(got)-1].m.Sequence+1, p.held
 	}
 }
 
@@ -497,7 +511,7 @@ func (fl *flow) quiet(d time.Duration) bool {
 // came for h.after() (the link is idle: a replica does not answer), and, for a ctx without a
 // deadline, the read is given up once none came for followProbe, not followProbe after it was
 // sent.
-func (fl *flow) ask(ctx context.Context, h *hedge, get func(context.Context) ([]batchMsg, error)) ([]batchMsg, error) {
+func (fl *flow) ask(ctx context.Context, h *hedge, get func(context.Context) (page, error)) (page, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	fl.answered() // sent now: followProbe counts from here
@@ -528,7 +542,7 @@ func (fl *flow) ask(ctx context.Context, h *hedge, get func(context.Context) ([]
 				cancel(context.DeadlineExceeded)
 			}
 		case <-ctx.Done():
-			return nil, context.Cause(ctx)
+			return page{}, context.Cause(ctx)
 		}
 	}
 }
