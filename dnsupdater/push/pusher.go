@@ -595,6 +595,27 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 			want.RRsets = p.undelegated(all)
 		}
 	}
+	// A name before does not hold (an app a reload added) is rewritten whole too, over what the
+	// primary holds there (see Update): whether the primary delegates it, its glue there
+	// perhaps, is learnt first as well.
+	if known {
+		fresh := map[zone.Key][]dns.RR{}
+		for k, rrs := range want.RRsets {
+			if _, ok := before[k]; !ok {
+				fresh[k] = rrs
+			}
+		}
+		if len(fresh) > 0 {
+			cuts, err := p.delegations(ctx, fresh)
+			if err != nil {
+				return outcome{}, fmt.Errorf("read owned names' delegations from %s: %w", p.o.Push.Server, err)
+			}
+			maps.Copy(cuts, p.delegated)
+			if p.setDelegated(cuts) {
+				want.RRsets = p.undelegated(all)
+			}
+		}
+	}
 	// A name the primary delegates is left as it holds it, whatever this pusher wrote there
 	// before: its A or AAAA may be the delegation's glue now.
 	before = p.undelegated(before)

@@ -210,3 +210,38 @@ func startLink(t *testing.T, upstream string, delay time.Duration) string {
 	}()
 	return ln.Addr().String()
 }
+
+// An app a reload adds at a name the primary delegates, with its glue at that name, leaves the
+// glue as it is: the push that writes the new name whole (as at a start) learns first whether
+// the primary delegates it. Before, only a start, a retry or a push over another server's
+// records asked; the reload's push replaced the glue with Detour's addresses, and the recheck
+// that found the referral then left them there for good.
+func TestOnARealBINDPrimaryAnAppAReloadAddsAtADelegatedNameLeavesTheGlue(t *testing.T) {
+	t.Parallel()
+	addr := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: delegatedShop, KeyName: "detour-key", Secret: testSecret})
+	glueBefore := glueRRs(t, addr, "shop.demo.test.")
+	p, logs := startLogging(t, addr)
+	rrsets := map[zone.Key][]dns.RR{}
+	own(rrsets, "app.demo.test.", "10.0.0.1")
+	p.Offer(Desired{Serial: 10, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+
+	// A reload hands Detour shop.demo.test, which the primary delegates.
+	reloaded := map[zone.Key][]dns.RR{}
+	own(reloaded, "app.demo.test.", "10.0.0.3")
+	own(reloaded, "shop.demo.test.", "10.0.0.2")
+	p.Offer(Desired{Serial: 11, RRsets: reloaded, State: Position{Seq: 11, Created: testStream}})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return logs.Count("zone pushed") == 2 || logs.Count("zone push failed") > 0
+	}, "the reload's push")
+	if got := glueRRs(t, addr, "shop.demo.test."); !slices.Equal(got, glueBefore) {
+		t.Errorf("the glue of the delegation shop.demo.test. is %v, want %v as written on the primary", got, glueBefore)
+	}
+	const refused = "owned name lies below a delegation on the primary, which answers it with a referral: not pushed"
+	if n := logs.Count(refused); n != 1 {
+		t.Errorf("logged %q %d times, want once:\n%s", refused, n, logs.String())
+	}
+	if got := dig(t, addr, "app.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.3"}) {
+		t.Errorf("app.demo.test A: %v, want Detour's [10.0.0.3]", got)
+	}
+}
