@@ -651,12 +651,20 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 	claim := mark{claim: true, at: want.State, server: p.o.Source, run: p.run, since: time.Now()}
 	parts := conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
 	// The marker says the serial its update leaves: moved by one at each part. The parts are
-	// cut again should the serial's length change their number.
+	// cut again should the serial's length change their number. A part between the first (which
+	// adds the claim) and the last (which replaces the marker) may change nothing, where every
+	// name is rewritten as the primary holds it already (a first push after a start): BIND does
+	// not move the serial for it, and a hand edit could then move it to the one the marker says.
+	// So an update of more than two parts says no serial.
 	for range 3 {
-		if !held || marker.serialSet && marker.serial == gate.serial+uint32(len(parts)) {
+		if !held || len(parts) > 2 || marker.serialSet && marker.serial == gate.serial+uint32(len(parts)) {
 			break
 		}
 		marker.serial, marker.serialSet = gate.serial+uint32(len(parts)), true
+		parts = conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
+	}
+	if marker.serialSet && marker.serial != gate.serial+uint32(len(parts)) {
+		marker.serial, marker.serialSet = 0, false
 		parts = conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
 	}
 	for i, part := range parts {

@@ -191,3 +191,67 @@ func TestOnARealBINDPrimaryAHandEditIsPutBackThoughTheServerHoldingTheMarkerStop
 		t.Errorf("app-7 after %d rechecks of the server left running: %v, want the pushed [10.0.0.1]", ownedReadEvery+1, got)
 	}
 }
+
+// A hand edit made after a restarted server pushed a zone too large for one UPDATE is put back
+// at its next recheck. That first push rewrites every owned name as the primary holds it
+// already, so BIND applies the parts between the first and the last as no change and leaves
+// its serial where it was for them: the serial the push leaves is not the one it started from
+// moved by one a part. Before, its marker said that one all the same, and once other updates
+// (an ACME client's challenges, say) and a hand edit moved the zone to it, the serial was taken
+// for the push's own: the recheck read none of the owned names, and the edit stayed.
+func TestOnARealBINDPrimaryAHandEditAfterARestartedServersPushInPartsIsPutBack(t *testing.T) {
+	t.Parallel()
+	addr := startBIND(t)
+	relay, updates := startCountingRelay(t, addr, dns.OpcodeUpdate)
+	cfg := parsePushConfig(t, relay)
+	rrsets := map[zone.Key][]dns.RR{}
+	for i := range 2000 {
+		own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), "10.0.0.1")
+	}
+	want := Desired{Serial: 10, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}}
+	// Each run is a start of the DNS server: a new pusher, knowing nothing of the primary.
+	var p *Pusher
+	parts := 0
+	for range 2 {
+		var err error
+		if p, err = New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))}); err != nil {
+			t.Fatal(err)
+		}
+		before := updates()
+		if _, err := p.push(t.Context(), want); err != nil {
+			t.Fatal(err)
+		}
+		if parts = updates() - before; parts < 3 {
+			t.Fatalf("a push of every owned name went in %d UPDATEs, want at least 3", parts)
+		}
+	}
+
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
+	send := func(what string, m *dns.Msg) {
+		t.Helper()
+		m.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
+		if r, _, err := c.Exchange(m, addr); err != nil || r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("%s: %v %v", what, r, err)
+		}
+	}
+	for i := range parts - 3 {
+		challenge := new(dns.Msg)
+		challenge.SetUpdate("demo.test.")
+		challenge.Insert([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: "_acme-challenge.demo.test.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+			Txt: []string{fmt.Sprintf("token-%d", i)}}})
+		send("add an ACME challenge", challenge)
+	}
+	edit := new(dns.Msg)
+	edit.SetUpdate("demo.test.")
+	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "app-7.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
+	edit.Insert([]dns.RR{aRecord("app-7.demo.test.", "192.0.2.66")})
+	send("edit app-7 by hand", edit)
+
+	want.Recheck = true
+	if _, err := p.push(t.Context(), want); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(t, addr, "app-7.demo.test.", "A"); !slices.Equal(got, []string{"10.0.0.1"}) {
+		t.Errorf("app-7 after the recheck: %v, want the pushed [10.0.0.1]", got)
+	}
+}
