@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -254,4 +256,33 @@ func dropper(t *testing.T, upstream string) (string, *atomic.Bool, *atomic.Int64
 		}
 	}()
 	return ln.Addr().String(), &drop, &dials
+}
+
+// An app that leaves the configuration in the version that also changes the zone's push key
+// (its inline secret moved to a file, as detour apply's warning asks) leaves the primary: the
+// pusher the reload starts for the same primary empties the names the one it replaces pushed
+// there. Before, it knew only the names of the new version, and the app's last addresses
+// stayed on the primary for good.
+func TestAnAppRemovedByTheReloadThatChangesThePushKeyLeavesThePrimary(t *testing.T) {
+	t.Parallel()
+	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
+	primary := shopPrimary(t, "detour-key", secret)
+	js := eventstest.Start(t)
+	withAPI := pushedShopText(primary, "secret: "+strconv.Quote(secret)) + `  - name: api
+    fqdn: api.demo.test
+    pools: [{name: p1, endpoints: [{address: "127.0.0.31:80"}]}]
+`
+	_, configs := startReloadable(t, js, eventstest.Config(t, withAPI))
+	eventstest.Eventually(t, 5*time.Second, digEquals(t, primary, "api.demo.test", "127.0.0.31"), "the primary serves Detour's answer for api")
+
+	keyFile := filepath.Join(t.TempDir(), "tsig.key")
+	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	configs <- pushedShop(t, primary, "secret_file: "+strconv.Quote(keyFile))
+	eventstest.Eventually(t, 5*time.Second, digEquals(t, primary, "api.demo.test"),
+		"api leaves the primary with the version that removes it and reads the push key from a file")
+	if got := bindtest.Dig(t, primary, "shop.demo.test", "A"); !slices.Equal(got, []string{"127.0.0.11"}) {
+		t.Errorf("shop.demo.test A: %v, want Detour's [127.0.0.11]", got)
+	}
 }

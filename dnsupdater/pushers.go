@@ -81,6 +81,11 @@ func (s *Server) runPushers(ctx context.Context, next map[string]*pusher) []stri
 		if p.stop != nil {
 			continue
 		}
+		// A pusher that replaces one of the same primary (its key changed) empties the names
+		// the one before pushed there and this version no longer owns.
+		if old := before[name]; old != nil && old.stop != nil && old.conf.Server == p.conf.Server {
+			p.Inherit(old.Pusher)
+		}
 		var pctx context.Context
 		pctx, p.stop = context.WithCancel(ctx)
 		p.done = make(chan struct{})

@@ -211,6 +211,14 @@ func (p *Pusher) tune(retry *backoff) {
 	p.o.Push.Marker = t.Marker
 }
 
+// Inherit has p, not yet run, take over the owned names that old, a pusher of the same zone and
+// primary whose Run has returned, pushed there: p's first push, which rewrites every owned name,
+// empties those it does not own, as old's next push would have (an app that the reload replacing
+// old with p removed).
+func (p *Pusher) Inherit(old *Pusher) {
+	p.pushed = unknown(old.pushed, nil)
+}
+
 // Offer hands the pusher the zone's newest state, replacing any it has not sent yet.
 func (p *Pusher) Offer(d Desired) {
 	for {
