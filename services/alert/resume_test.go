@@ -191,6 +191,88 @@ func TestAWebhookAddedToAGroupBeforeARestartIsNotSentWhatTheGroupWasToldBefore(t
 	}
 }
 
+// readLate reaches ALERTS to publish at once, and to read only once read is closed: a sender
+// started on a loaded machine, or while ALERTS elects a leader, reads it seconds after STATE.
+type readLate struct {
+	jetstream.JetStream
+	read chan struct{}
+}
+
+func (l readLate) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if name == events.StreamAlerts {
+		select {
+		case <-l.read:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return l.JetStream.Stream(ctx, name)
+}
+
+// startReadingLate runs an alert sender named controller-1 with c's groups, logging to logs as
+// well as to the test, that reads ALERTS once the returned read is closed, until the returned
+// stop.
+func startReadingLate(t *testing.T, ns *eventstest.Server, c *config.Config, logs *eventstest.Logs) (read chan struct{}, stop func()) {
+	t.Helper()
+	js := readLate{JetStream: ns.JS, read: make(chan struct{})}
+	log := zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t)))
+	return js.read, eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: js, Config: c, Name: "controller-1", Log: log})
+	})
+}
+
+// A transition alerted before the sender had read ALERTS at its start, when nothing was owed
+// from before it, is told of as tried by its own attempt's record: the sender held what its
+// records tell until it dispatched what was owed, and recorded the attempt as telling of no
+// event, so that a webhook added at the next restart was sent the transition again.
+func TestAWebhookAddedAtARestartIsNotSentWhatTheGroupWasToldBeforeTheSenderReadALERTS(t *testing.T) {
+	first, added := &receiver{}, &receiver{}
+	firstHook, addedHook := serve(t, first), serve(t, added)
+	ns := eventstest.Start(t)
+	logs := &eventstest.Logs{}
+	read, stop := startReadingLate(t, ns, version(t, 1, group("oncall", firstHook.URL, "")), logs)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return caughtUp(logs, events.StreamState) }, "the sender to catch up with STATE")
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	waitAttempt(t, ns, "oncall", 1)
+	close(read)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(owedDispatched) == 1 }, "the sender to read ALERTS and dispatch what was owed")
+	stop()
+
+	logs = &eventstest.Logs{}
+	startSender(t, ns, version(t, 2, fmt.Sprintf("  - {name: oncall, on: [transition], webhooks: [{url: %q}, {url: %q}]}\n",
+		firstHook.URL, addedHook.URL)), logs, time.Now)
+	owed(t, logs, `"new":0,"resumed":0,"skipped":2`)
+	if n, m := first.count(), added.count(); n != 1 || m != 0 {
+		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
+	}
+}
+
+// The drill_result twin of the test above.
+func TestAWebhookAddedAtARestartIsNotSentTheDrillResultsTheGroupWasToldBeforeTheSenderReadALERTS(t *testing.T) {
+	first, added := &receiver{}, &receiver{}
+	firstHook, addedHook := serve(t, first), serve(t, added)
+	ns := eventstest.Start(t)
+	logs := &eventstest.Logs{}
+	read, stop := startReadingLate(t, ns, version(t, 1, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}]}\n", firstHook.URL)), logs)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return caughtUp(logs, events.StreamDrills) }, "the sender to catch up with DRILLS")
+	drillEnds(t, ns.JS, "d1")
+	waitAttempt(t, ns, "drills", 1)
+	close(read)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the sender to read ALERTS and dispatch the drill results owed")
+	stop()
+
+	logs = &eventstest.Logs{}
+	startSender(t, ns, version(t, 2, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}, {url: %q}]}\n",
+		firstHook.URL, addedHook.URL)), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the restarted sender to dispatch the drill results owed")
+	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"events":1`) {
+		t.Errorf("the restarted sender logged %q with some owed, want none:\n%s", drillsOwedDispatched, logs)
+	}
+	if n, m := first.count(), added.count(); n != 1 || m != 0 {
+		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
+	}
+}
+
 // The drill_result twin of the test above: the drill results up to the last one every delivery
 // was tried for (AlertAttempt.TriedDrills) are owed to no webhook added since.
 func TestAWebhookAddedToADrillGroupBeforeARestartIsNotSentTheDrillResultsTheGroupWasToldBefore(t *testing.T) {

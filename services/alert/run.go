@@ -281,6 +281,13 @@ func (r *runner) followState(ctx context.Context, resume bool) {
 		if !resume {
 			return
 		}
+		if len(*b) == 0 {
+			// Nothing from before the start is owed a first attempt: the attempts recorded from
+			// now on tell of the transitions they were made for as tried, though ALERTS is not
+			// read yet. Held until then, they told of none, and a webhook added to the group at
+			// the next restart was sent the transitions the group had been told.
+			r.tried.release()
+		}
 		r.wg.Go(func() {
 			select {
 			case h := <-told:
@@ -348,6 +355,12 @@ func (r *runner) followDrills(ctx context.Context, resume bool) {
 		}
 		if d.CaughtUp && resume {
 			resume = false
+			if len(b) == 0 {
+				// Nothing from before the start is owed a first attempt: as for STATE (see
+				// followState), the attempts recorded from now on tell of the drills they were
+				// made for as tried, though ALERTS is not read yet.
+				r.triedDrills.release()
+			}
 			owed := b
 			r.wg.Go(func() {
 				select {
