@@ -89,6 +89,9 @@ func (s *Server) follow(ctx context.Context) {
 			changed, err = s.proj.apply(d.Subject, d.Seq, env, d.Data)
 			if changed {
 				s.folded.note(time.Now(), d.Stamp)
+				if s.readToEnd {
+					s.folded.cause = env.ID
+				}
 			}
 			s.projMu.Unlock()
 			dirty = dirty || changed
@@ -390,7 +393,7 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 		return nil
 	}
 	select {
-	case s.reports <- report{cause: k.cause, changes: changes, push: push, state: s.statePosition()}:
+	case s.reports <- report{cause: cmp.Or(k.cause, batch.cause), changes: changes, push: push, state: s.statePosition()}:
 	case <-ctx.Done():
 	}
 	return changes
@@ -525,6 +528,11 @@ type folded struct {
 	events      int
 	first, last time.Time
 	stored      time.Time
+	// cause is the last event folded once the stream was read to its end: the cause of the
+	// version made of them when its kick names none. The refresh that the stream's end asks
+	// for (cause "") may start after a transition that came just then was folded, and take it:
+	// the transition's own kick then finds nothing to change, and its version named no cause.
+	cause string
 }
 
 func (f *folded) note(at, stored time.Time) {
