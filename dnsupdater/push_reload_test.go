@@ -286,3 +286,29 @@ func TestAnAppRemovedByTheReloadThatChangesThePushKeyLeavesThePrimary(t *testing
 		t.Errorf("shop.demo.test A: %v, want Detour's [127.0.0.11]", got)
 	}
 }
+
+// A reload that changes a zone's push key and its marker's name at once moves the marker: the
+// pusher it starts for the same primary reads the marker where the one it replaces left it, and
+// its first push removes it there. Before, it knew only the new name, and the old one kept the
+// last marker of the pusher before on the primary for good (a marker changed alone is moved).
+func TestAReloadThatChangesThePushKeyAndMarkerLeavesNoMarkerAtItsOldName(t *testing.T) {
+	t.Parallel()
+	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
+	primary := shopPrimary(t, "detour-key", secret)
+	js := eventstest.Start(t)
+	_, configs := startReloadable(t, js, pushedShop(t, primary, "secret: "+strconv.Quote(secret)))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT")) == 1 },
+		"the first pusher's marker on the primary")
+
+	keyFile := filepath.Join(t.TempDir(), "tsig.key")
+	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := pushedShopText(primary, "secret_file: "+strconv.Quote(keyFile))
+	configs <- eventstest.Config(t, strings.Replace(text, "retry_interval: 100ms", "retry_interval: 100ms, marker: _moved.demo.test", 1))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(bindtest.Dig(t, primary, "_moved.demo.test", "TXT")) == 1 },
+		"the marker at its new name, pushed with the key read from a file")
+	if got := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT"); len(got) != 0 {
+		t.Errorf("the marker's old name still holds %v, want it moved", got)
+	}
+}

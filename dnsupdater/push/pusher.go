@@ -1,6 +1,7 @@
 package push
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -214,9 +215,13 @@ func (p *Pusher) tune(retry *backoff) {
 // Inherit has p, not yet run, take over the owned names that old, a pusher of the same zone and
 // primary whose Run has returned, pushed there: p's first push, which rewrites every owned name,
 // empties those it does not own, as old's next push would have (an app that the reload replacing
-// old with p removed).
+// old with p removed). Where p's marker has another name (the reload changed it too), p reads
+// the marker where old left it, and its first push moves it, as a Tune would have.
 func (p *Pusher) Inherit(old *Pusher) {
 	p.pushed = unknown(old.pushed, nil)
+	if at := cmp.Or(old.moved, old.o.Push.Marker); at != p.o.Push.Marker {
+		p.moved = at
+	}
 }
 
 // Offer hands the pusher the zone's newest state, replacing any it has not sent yet.
