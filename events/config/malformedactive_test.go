@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/detourdev/detour/events"
@@ -32,7 +33,7 @@ func TestAnApplyStoresOnTopOfAMessageThatIsNoVersion(t *testing.T) {
 	if _, err := ns.JS.Publish(t.Context(), events.SubjectConfigDoc, []byte("not an event")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(watchDoc), config.ApplyOptions{By: "test", Expect: &expect}); err == nil {
-		t.Fatalf("apply expecting version %d over a message stored after it: stored, want refused as a conflict", expect)
+	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(watchDoc), config.ApplyOptions{By: "test", Expect: &expect}); !errors.Is(err, config.ErrVersionConflict) {
+		t.Fatalf("apply expecting version %d over a message stored after it: %v, want refused as a conflict", expect, err)
 	}
 }
