@@ -261,16 +261,7 @@ func TestAWebhookAddedAtARestartIsNotSentTheDrillResultsTheGroupWasToldBeforeThe
 	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the sender to read ALERTS and dispatch the drill results owed")
 	stop()
 
-	logs = &eventstest.Logs{}
-	startSender(t, ns, version(t, 2, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}, {url: %q}]}\n",
-		firstHook.URL, addedHook.URL)), logs, time.Now)
-	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the restarted sender to dispatch the drill results owed")
-	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"events":1`) {
-		t.Errorf("the restarted sender logged %q with some owed, want none:\n%s", drillsOwedDispatched, logs)
-	}
-	if n, m := first.count(), added.count(); n != 1 || m != 0 {
-		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
-	}
+	restartWithADrillsHookAdded(t, ns, first, added, firstHook.URL, addedHook.URL)
 }
 
 // The drill_result twin of the test above: the drill results up to the last one every delivery
@@ -286,16 +277,7 @@ func TestAWebhookAddedToADrillGroupBeforeARestartIsNotSentTheDrillResultsTheGrou
 	waitAttempt(t, ns, "drills", 1)
 	stop()
 
-	logs = &eventstest.Logs{}
-	startSender(t, ns, version(t, 2, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}, {url: %q}]}\n",
-		firstHook.URL, addedHook.URL)), logs, time.Now)
-	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the restarted sender to dispatch the drill results owed")
-	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"events":1`) {
-		t.Errorf("the restarted sender logged %q with some owed, want none:\n%s", drillsOwedDispatched, logs)
-	}
-	if n, m := first.count(), added.count(); n != 1 || m != 0 {
-		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
-	}
+	restartWithADrillsHookAdded(t, ns, first, added, firstHook.URL, addedHook.URL)
 }
 
 // drillsOwedDispatched is what a sender logs once it has dispatched the drill results owed from
@@ -718,4 +700,21 @@ func TestEveryDrillResultOwedAtTheStartIsSentBesideManyGroups(t *testing.T) {
 	stop := startSender(t, ns, version(t, 1, gs...), &eventstest.Logs{}, time.Now)
 	eventstest.Eventually(t, 20*time.Second, func() bool { return rc.delivered() == drills }, "the %d drill results owed delivered", drills)
 	stop()
+}
+
+// restartWithADrillsHookAdded starts a sender again with the webhook at addedURL added to the
+// drills group, whose webhook at firstURL was sent one drill result before, and checks that the
+// restarted sender owes the added webhook nothing: first got one request, added none.
+func restartWithADrillsHookAdded(t *testing.T, ns *eventstest.Server, first, added *receiver, firstURL, addedURL string) {
+	t.Helper()
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 2, fmt.Sprintf("  - {name: drills, on: [drill_result], webhooks: [{url: %q}, {url: %q}]}\n",
+		firstURL, addedURL)), logs, time.Now)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the restarted sender to dispatch the drill results owed")
+	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"events":1`) {
+		t.Errorf("the restarted sender logged %q with some owed, want none:\n%s", drillsOwedDispatched, logs)
+	}
+	if n, m := first.count(), added.count(); n != 1 || m != 0 {
+		t.Errorf("the first webhook got %d requests and the one added %d, want 1 and none", n, m)
+	}
 }
