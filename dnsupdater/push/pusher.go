@@ -575,12 +575,8 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 	// names the primary delegates among them are learnt first, so that no such push replaces
 	// a delegation's glue, whatever a recheck found before (or has not yet, after a start).
 	if !known {
-		cuts, err := p.delegations(ctx, unknown(p.pushed, all))
-		if err != nil {
-			return outcome{}, fmt.Errorf("read owned names' delegations from %s: %w", p.o.Push.Server, err)
-		}
-		if p.setDelegated(cuts) {
-			want.RRsets = p.undelegated(all)
+		if err := p.learnDelegations(ctx, &want, all, unknown(p.pushed, all), true); err != nil {
+			return outcome{}, err
 		}
 	}
 	// vouched are the zone's serials at which the primary is known to have held before: this
@@ -619,13 +615,8 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 			}
 		}
 		if len(fresh) > 0 {
-			cuts, err := p.delegations(ctx, fresh)
-			if err != nil {
-				return outcome{}, fmt.Errorf("read owned names' delegations from %s: %w", p.o.Push.Server, err)
-			}
-			maps.Copy(cuts, p.delegated)
-			if p.setDelegated(cuts) {
-				want.RRsets = p.undelegated(all)
+			if err := p.learnDelegations(ctx, &want, all, fresh, false); err != nil {
+				return outcome{}, err
 			}
 		}
 	}
@@ -886,6 +877,23 @@ func (p *Pusher) queries(ctx context.Context) (func(name string, qtype uint16) (
 
 // delegationsWindow is how many of delegations' queries are in flight at once on a connection.
 const delegationsWindow = 64
+
+// learnDelegations asks the primary which names of rrsets it delegates, and leaves those out of
+// want (all being every owned name). Where every owned name is asked (whole), a name delegated
+// before and not now is pushed again; else the delegations known of the others are kept.
+func (p *Pusher) learnDelegations(ctx context.Context, want *Desired, all, rrsets map[zone.Key][]dns.RR, whole bool) error {
+	cuts, err := p.delegations(ctx, rrsets)
+	if err != nil {
+		return fmt.Errorf("read owned names' delegations from %s: %w", p.o.Push.Server, err)
+	}
+	if !whole {
+		maps.Copy(cuts, p.delegated)
+	}
+	if p.setDelegated(cuts) {
+		want.RRsets = p.undelegated(all)
+	}
+	return nil
+}
 
 // delegations returns the names of rrsets that the primary answers with a referral, each with
 // its delegation: one signed A query a name, over one TCP connection, up to delegationsWindow of
