@@ -77,7 +77,9 @@ func TestARegionRestartedWhileItsMembershipWatchHangsSharesItsChecksWithinABound
 // bound of began, the workers share the checks: no window has more than a quarter of its checks
 // run twice or more (a hand-over may run one twice; alone, each worker runs every one), but those
 // a stall of this process excuses (a worker that stalls for its TTL less a heartbeat is dead to
-// the others), and each of names ran some of them.
+// the others), and each of names that owns some of keys among them (Owner) ran some of them: a
+// name's share may be empty (12 keys split three ways leave one of the three none about once in
+// 40 sets of names), and then it ran none, counted or not.
 func sharedWithin(t *testing.T, checks *checkLog, keys []string, began time.Time, interval time.Duration, judged int, bound time.Duration, names ...string) {
 	t.Helper()
 	first := Window(began.Add(300*time.Millisecond), interval) + 1
@@ -107,14 +109,18 @@ func sharedWithin(t *testing.T, checks *checkLog, keys []string, began time.Time
 			SlotTime("", interval, 0, last).Sub(began).Round(time.Millisecond), last, len(twice), len(keys), twice)
 	}
 	took := SlotTime("", interval, 0, shared).Sub(began)
-	t.Logf("the checks shared from %s after the start, %d runs beyond one a window in the %d windows from then (ran: %v)",
-		took.Round(time.Millisecond), after, last+1-shared, per)
+	owns := map[string]int{}
+	for _, k := range keys {
+		owns[Owner(k, names)]++
+	}
+	t.Logf("the checks shared from %s after the start, %d runs beyond one a window in the %d windows from then (ran: %v; keys owned: %v)",
+		took.Round(time.Millisecond), after, last+1-shared, per, owns)
 	if took > bound {
 		t.Errorf("the checks were shared only from %s after the start, want within %s", took.Round(time.Millisecond), bound)
 	}
 	for _, name := range names {
-		if per[name] == 0 {
-			t.Errorf("%s ran none of the checks judged: %v", name, per)
+		if owns[name] > 0 && per[name] == 0 {
+			t.Errorf("%s ran none of the checks judged, though it owns %d of them: %v", name, owns[name], per)
 		}
 	}
 }
