@@ -158,10 +158,9 @@ func unanswered(err error) bool {
 // on the subject by hand) is returned as a version of its sequence without a document, so that
 // an apply stores on top of it: refused, the operator could put no version over it.
 func Unchanged(ctx context.Context, js jetstream.JetStream, doc []byte) (Version, bool, error) {
-	e, seq, ok, err := events.LeaderLast(ctx, js, events.StreamConfig, events.SubjectConfigDoc)
-	active, err := activeOf(e, seq, ok, err)
-	if ok && errors.Is(err, events.ErrMalformed) {
-		return Version{Number: seq}, false, nil
+	active, err := activeOf(events.LeaderLast(ctx, js, events.StreamConfig, events.SubjectConfigDoc))
+	if errors.Is(err, events.ErrMalformed) && active.Number > 0 {
+		return active, false, nil
 	}
 	switch {
 	case errors.Is(err, ErrNoVersion) || errors.Is(err, jetstream.ErrStreamNotFound):
@@ -209,6 +208,8 @@ func CheckExpect(ctx context.Context, js jetstream.JetStream, name string, expec
 	switch {
 	case errors.Is(err, ErrNoVersion):
 		active.Number = 0
+	case errors.Is(err, events.ErrMalformed) && active.Number > 0:
+		// A message that is no version: Apply stores on top of it when it is the one expected.
 	case err != nil:
 		return err
 	}
@@ -221,6 +222,10 @@ func CheckExpect(ctx context.Context, js jetstream.JetStream, name string, expec
 // conflict is the error of an apply that expected version expect, naming the version active.
 func conflict(ctx context.Context, js jetstream.JetStream, name string, expect uint64) error {
 	active, err := LeaderActive(ctx, js)
+	if errors.Is(err, events.ErrMalformed) && active.Number > 0 {
+		return fmt.Errorf("apply %s: %w: expected version %d, but the last message on %s is %d, which is no version (published there by hand?): apply without --expect-version to store over it",
+			name, ErrVersionConflict, expect, events.SubjectConfigDoc, active.Number)
+	}
 	if err != nil {
 		return fmt.Errorf("apply %s: %w: expected version %d", name, ErrVersionConflict, expect)
 	}
@@ -255,11 +260,13 @@ func LeaderActive(ctx context.Context, js jetstream.JetStream) (Version, error) 
 	return activeOf(e, seq, ok, err)
 }
 
-// activeOf is the version a read of the last event on SubjectConfigDoc returned.
+// activeOf is the version a read of the last event on SubjectConfigDoc returned. A last message
+// read that is no version (events.ErrMalformed) is returned with its number alone, beside the
+// error: a role starts on the newest version before it.
 func activeOf(e events.Envelope, seq uint64, ok bool, err error) (Version, error) {
 	switch {
 	case err != nil && ok:
-		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
+		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w", seq, err)
 	case err != nil:
 		return Version{}, fmt.Errorf("read the active configuration: %w", err)
 	case !ok:
@@ -320,7 +327,9 @@ func GetVersion(ctx context.Context, js jetstream.JetStream, n uint64) (Version,
 // them with batched direct gets (events.AnyAll), one round trip for up to 256 versions, from
 // whichever replica answers first, with no consumer: a role's NATS user may have only the
 // consumers named for it. It read them one version a round trip, and the API read each again to
-// tell its secrets: a cluster answering a second late took over 20 s for 12 versions.
+// tell its secrets: a cluster answering a second late took over 20 s for 12 versions. A message
+// on the subject that is no version (published there by hand) is left out: one such message
+// made the whole history unreadable.
 func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
 	ms, err := events.AnyAll(ctx, js, events.StreamConfig, events.SubjectConfigDoc)
 	if errors.Is(err, nats.ErrNoResponders) {
@@ -335,6 +344,9 @@ func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
 	var out []Version
 	for _, m := range ms {
 		v, err := versionOf(m.Sequence, m.Data)
+		if errors.Is(err, events.ErrMalformed) {
+			continue // no version: published on the subject by hand, refused by every role
+		}
 		if err != nil {
 			return nil, err
 		}

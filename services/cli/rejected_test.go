@@ -46,6 +46,23 @@ func TestARoleStartedOnAVersionItCannotParseRunsTheNewestItCanAndRecordsTheRefus
 	r.refused(t, config.RejectedSubject("dns", "dns-8"), bad)
 }
 
+// A role started while the last message on the configuration's subject is no version at all
+// (published there by hand, or by a broken tool) starts on the newest version before it, as its
+// running peers keep it, and records its refusal of the message; it waited for "the active
+// configuration" for good, every restart of every role of the deployment alike, until someone
+// applied a document over the junk.
+func TestARoleStartedOverAMessageThatIsNoVersionRunsTheNewestVersion(t *testing.T) {
+	r := startVersioned(t, "dns-9")
+	junk, err := r.op.Publish(context.Background(), events.SubjectConfigDoc, []byte("not an event"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsAddr, _ := startDNS(t, "--nats", r.url("dns-9"), "--name", "dns-9", "--data-dir", filepath.Join(t.TempDir(), "dns"))
+	eventstest.Eventually(t, 10*time.Second, func() bool { return len(answer(t, dnsAddr)) > 0 },
+		"the DNS server does not answer on %s from the version before the message that is no version", dnsAddr)
+	r.refused(t, config.RejectedSubject("dns", "dns-9"), junk.Sequence)
+}
+
 // versioned is JetStream with its streams and failoverDoc applied as version 1, for roles of
 // their own NATS users.
 type versioned struct {

@@ -179,7 +179,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 		return nil, nil, log, err
 	}
 	cfg, err := r.loadConfig(ctx, js, log)
-	if ce := (*config.Error)(nil); errors.As(err, &ce) && r.configPath == "" {
+	if ce := (*config.Error)(nil); (errors.As(err, &ce) || errors.Is(err, events.ErrMalformed)) && r.configPath == "" {
 		cfg, err = r.startBefore(ctx, js, r.version, err, log)
 	}
 	if err != nil {
@@ -289,15 +289,18 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 		var cfg *config.Config
 		if err == nil {
 			cfg, err = v.Config()
-			r.version = v.Number
 		}
+		r.version = v.Number
 		var ce *config.Error
 		if err == nil && r.dataDir != nil {
 			if err := saveConfigCopy(*r.dataDir, v.Document); err != nil {
 				log.Warn().Err(err).Msg("configuration copy not saved")
 			}
 		}
-		if err == nil || errors.As(err, &ce) {
+		// A version this binary cannot parse, or a last message that is no version at all
+		// (published on the subject by hand), is left to startBefore: waiting would wait until
+		// someone applied a document over it.
+		if err == nil || errors.As(err, &ce) || errors.Is(err, events.ErrMalformed) && v.Number > 0 {
 			return cfg, err
 		}
 		if r.dataDir != nil {
@@ -320,8 +323,8 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 	}
 }
 
-// startBefore finds, when the active version (active) is one the role cannot parse (parseErr), the
-// newest version before it that parses and returns its configuration, to start on it as the
+// startBefore finds, when the active version (active) is one the role cannot parse, or a message
+// that is no version at all (parseErr), the newest version before it that parses and returns its configuration, to start on it as the
 // role's running peers keep it. r.version becomes that version, so that the role's configuration
 // watch reads the versions after it and records its refusal of each one it cannot apply, as it
 // would have running. With no such version it returns parseErr.

@@ -19,6 +19,10 @@ type Plan struct {
 	File string `json:"file"`
 	// Against is the running version compared with; Number 0 when none is running.
 	Against config.Version `json:"against"`
+	// ExpectVersion is what an apply of exactly this plan expects (--expect-version): Against's
+	// number, or that of a later message on the configuration's subject that is no version
+	// (published there by hand), which the roles refused and the apply stores over.
+	ExpectVersion uint64 `json:"expect_version"`
 	// Changes to the configuration, field by field.
 	Changes []Change `json:"changes"`
 	// Answers are the RRsets whose answers would change at the current state.
@@ -42,6 +46,12 @@ func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte, 
 	p := &Plan{File: name}
 	var running *config.Config
 	active, err := config.LeaderActive(ctx, js)
+	p.ExpectVersion = active.Number
+	if errors.Is(err, events.ErrMalformed) && active.Number > 0 {
+		// The last message on the subject is no version (published there by hand): the roles
+		// run the newest version before it, which an apply replaces.
+		active, _, err = config.NewestParsed(ctx, js, active.Number)
+	}
 	switch {
 	case errors.Is(err, config.ErrNoVersion):
 	case err != nil:
@@ -92,6 +102,10 @@ func (p *Plan) Write(w io.Writer) {
 		}
 		fmt.Fprintln(w, "):")
 	}
+	if p.ExpectVersion > p.Against.Number {
+		fmt.Fprintf(w, "  (the last message on %s, %d, is no version, published there by hand: the roles refused it and run the version above; an apply stores over it)\n",
+			events.SubjectConfigDoc, p.ExpectVersion)
+	}
 	if p.SecretsNotCompared {
 		fmt.Fprintln(w, "  (secrets written inline compared only as detour config get shows them: a read token's plan cannot tell a changed secret; plan with a write token to compare them)")
 	}
@@ -120,5 +134,5 @@ func (p *Plan) Write(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "%d to add, %d to remove, %d to change; apply exactly this with: detour apply %s --expect-version %d\n",
-		add, rm, ch, p.File, p.Against.Number)
+		add, rm, ch, p.File, max(p.ExpectVersion, p.Against.Number))
 }

@@ -230,3 +230,40 @@ func TestAPlanThatDidNotCompareTheSecretsSaysSo(t *testing.T) {
 		t.Errorf("plan:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// A plan made while the last message on the configuration's subject is no version (published
+// there by hand) compares the document with the version the roles run, before that message, and
+// prints the apply that stores over it. It was refused: "malformed event".
+func TestAPlanOverAMessageThatIsNoVersionComparesWithTheVersionTheRolesRun(t *testing.T) {
+	s := eventstest.Start(t)
+	ctx := t.Context()
+	_, v, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk, err := s.JS.Publish(ctx, events.SubjectConfigDoc, []byte("not an event"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)
+	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(next), true)
+	if err != nil {
+		t.Fatalf("plan over a message that is no version: %v", err)
+	}
+	var out bytes.Buffer
+	p.Write(&out)
+	for _, want := range []string{
+		"v2.yaml against version " + itoa(v.Number) + " (applied ",
+		itoa(junk.Sequence) + ", is no version",
+		"  ~ apps[shop].check.interval: 1s → 3s\n",
+		"--expect-version " + itoa(junk.Sequence) + "\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+	expect := p.ExpectVersion
+	if _, _, err := config.Apply(ctx, s.JS, "v2.yaml", []byte(next), config.ApplyOptions{By: "ana@laptop", Expect: &expect}); err != nil {
+		t.Errorf("apply exactly the plan (--expect-version %d): %v", expect, err)
+	}
+}
