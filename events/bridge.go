@@ -473,8 +473,28 @@ func (h *hedge) after() time.Duration {
 	return min(max(bridgeHedge, 2*time.Duration(h.rtt.Load())), 4*bridgeHedge)
 }
 
-// ask sends the direct get get, and sends it again each h.after() while no copy has answered,
-// those sent before still waiting. The first answer ends it (a message, or an error such as "no
+// hedgeCopies is how many copies of a read ask sends h.after() apart; each one after them waits
+// twice as long as the one before, up to maxHedgeGap. A replica that hangs draws a copy one time
+// in three at most: one read in 6,561 is unanswered when the ninth goes. A read that
+// no replica answers (each node of the stream hung, or JetStream stalled while NATS answers)
+// sent a copy every 50 to 200 ms for its whole bound, each a goroutine and a request waiting: a
+// prober's read of its region's records, bounded by its TTL less a heartbeat, sent about 1,180.
+const (
+	hedgeCopies = 8
+	maxHedgeGap = time.Second
+)
+
+// gap is how long an ask that sent sent copies waits before the next (hedgeCopies).
+func (h *hedge) gap(sent int) time.Duration {
+	d := h.after()
+	for i := hedgeCopies; i < sent && d < maxHedgeGap; i++ {
+		d *= 2
+	}
+	return min(d, maxHedgeGap)
+}
+
+// ask sends the direct get get, and sends it again each h.after() while no copy has answered
+// (further apart after hedgeCopies), those sent before still waiting. The first answer ends it (a message, or an error such as "no
 // message found"), or ctx's deadline does, or, for a ctx without one (a bridge's), followProbe:
 // a caller that allows a read longer (an operator's command against a cluster that answers
 // slowly) is not failed sooner. Copies are not capped at the stream's replicas: NATS may hand
@@ -492,7 +512,8 @@ func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, err
 	defer cancel()
 	answers, send := copies(ctx, h, get)
 	send()
-	again := time.NewTimer(h.after())
+	sent := 1
+	again := time.NewTimer(h.gap(sent))
 	defer again.Stop()
 	for {
 		select {
@@ -506,7 +527,8 @@ func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, err
 			return a.m, a.err
 		case <-again.C:
 			send()
-			again.Reset(h.after())
+			sent++
+			again.Reset(h.gap(sent))
 		case <-ctx.Done():
 			var none T
 			return none, ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,4 +330,30 @@ func createT(t *testing.T, c *eventstest.Cluster, maxConsumers int) jetstream.St
 		return err == nil
 	}, "the stream created: %v", &err)
 	return st
+}
+
+// TestAReadNoReplicaAnswersSendsFewCopies: a read (Last, AnyLast, a prober's member record)
+// while no replica answers at all (every node of the stream hung, JetStream stalled while NATS
+// answers) is sent again while no copy has answered, as when one replica hangs; but it sent a
+// copy every 50 to 200 ms for its whole bound, each a goroutine and a request waiting: a
+// prober's read of its region's records, bounded by its TTL less a heartbeat, sent about 1,180
+// to a cluster that could answer none. After the first few, the copies come further and further
+// apart, up to a second: in 6 s, at most 20.
+func TestAReadNoReplicaAnswersSendsFewCopies(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	var sent atomic.Int64
+	_, err := events.Hedged(ctx, func(ctx context.Context) (int, error) {
+		sent.Add(1)
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a read no copy of which was answered: %v, want its bound's end", err)
+	}
+	t.Logf("a read unanswered for 6 s sent %d copies", sent.Load())
+	if n := sent.Load(); n > 20 {
+		t.Errorf("a read unanswered for 6 s sent %d copies, want at most 20", n)
+	}
 }
