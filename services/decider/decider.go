@@ -53,6 +53,10 @@ type decider struct {
 	drillsCaughtUp bool
 	// failing is set when an append failed for another reason than a conflict during this tick.
 	failing bool
+	// appendsStalled is set when an append in flight failed for another reason than a conflict
+	// (its answer timed out: STATE's leader stopped answering, NATS away) and none sent after it
+	// has landed, until one lands or the next tick: flush keeps the decisions still queued.
+	appendsStalled bool
 	// readsStalled is set once a read of STATE's leader failed during this tick, or the reads
 	// of this tick took appendTimeout in all (readSpent): the decisions that would read wait for
 	// the next tick (see readUnanswered).
@@ -675,7 +679,7 @@ func (d *decider) explain(s *endpointSlot, now time.Time) *decide.Decision {
 // stopped landing (see overdue): then they are settled, and one that failed is retried on the
 // next tick.
 func (d *decider) tick(ctx context.Context, now time.Time) {
-	d.failing, d.readsStalled, d.readSpent = false, false, 0
+	d.failing, d.readsStalled, d.readSpent, d.appendsStalled = false, false, 0, false
 	d.landHoldDowns()
 	d.landReady(ctx)
 	if d.overdue() {
@@ -691,6 +695,11 @@ func (d *decider) tick(ctx context.Context, now time.Time) {
 		d.unanswered = true
 		d.settleWithin(ctx, wait)
 	}
+	// The decisions flush kept queued while the appends were stalled are judged before the
+	// pending ones, older, of the appends that failed then, as they would have been had they
+	// been sent: a pending decision that no longer matches the endpoint's status is explained
+	// as made now (expire), and would be dated after them.
+	d.flush(ctx)
 	// Time passes up to the first override held, if any: the deadlines after it are decided
 	// once it is applied, as they fell after it.
 	until := now

@@ -2,6 +2,7 @@ package decider
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -20,11 +21,17 @@ type queued struct {
 }
 
 // queue keeps dec for the next flush. A second decision on an endpoint already queued flushes
-// the first, so that every transition is appended, in order.
+// the first, so that every transition is appended, in order; while the appends are stalled
+// (see flush), both stay queued, in that order.
 func (d *decider) queue(ctx context.Context, s *endpointSlot, dec decide.Decision) {
 	if d.queuedSlots[s] {
 		d.flush(ctx)
 	}
+	d.keep(s, dec)
+}
+
+// keep puts dec at the end of the queue.
+func (d *decider) keep(s *endpointSlot, dec decide.Decision) {
 	if d.queuedSlots == nil {
 		d.queuedSlots = map[*endpointSlot]bool{}
 	}
@@ -98,8 +105,16 @@ func (j *sent) pool() *poolSlot {
 // have appended them, whatever the timing: the stream (and every id derived from its sequences)
 // stays the same, while a storm of thousands of transitions costs no round trip to JetStream per
 // PROBES message.
+//
+// While the appends are stalled (appendsStalled: one failed for another reason than a conflict,
+// and none sent after it landed), the decisions still queued wait there, in order, until an
+// append lands or the next tick: with STATE's leader no longer answering, every batch of
+// maxInFlight appends waited appendTimeout for the oldest's acknowledgement and appendTimeout
+// more for the others' (settle), and 10,000 endpoints failing at once held the loop for 10 s in
+// one flush, no PROBES read and no tick, then as long again in the tick that tried them again;
+// now a flush, and a tick, wait for one batch.
 func (d *decider) flush(ctx context.Context) {
-	if len(d.queued) == 0 {
+	if len(d.queued) == 0 || d.appendsStalled {
 		return
 	}
 	q := d.queued
@@ -113,7 +128,13 @@ func (d *decider) flush(ctx context.Context) {
 			pools = append(pools, p)
 		}
 	}
-	for _, x := range q {
+	for i, x := range q {
+		if d.appendsStalled {
+			for _, y := range q[i:] {
+				d.keep(y.s, y.dec)
+			}
+			break
+		}
 		if x.s.next != nil {
 			d.landThrough(ctx, x.s.next)
 		}
@@ -321,6 +342,7 @@ func (d *decider) settleWithin(ctx context.Context, wait time.Duration) {
 		if j.err == nil {
 			d.landed(ctx, j, ack)
 		} else {
+			d.appendsStalled = !errors.Is(j.err, events.ErrConflict)
 			d.unsent(j)
 			if j.s != nil {
 				d.endpointStored(j.s, j.ev.ID, j.s.sent.Failed(j.ev.ID, j.err))
@@ -353,7 +375,7 @@ func (d *decider) settleWithin(ctx context.Context, wait time.Duration) {
 
 // landed records the acknowledged append j.
 func (d *decider) landed(ctx context.Context, j *sent, ack *jetstream.PubAck) {
-	d.landedAt, d.unanswered = time.Now(), false
+	d.landedAt, d.unanswered, d.appendsStalled = time.Now(), false, false
 	d.o.Stats.Messages.Add(j.messages)
 	p := j.pool()
 	p.inFlight--

@@ -27,7 +27,7 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 // next result. New ones, and those whose address changed, start from what STATE last recorded
 // for them, if anything, held by the overrides in force on them and on their pools, as at a
 // start, and by the drills in force. Decisions queued under the old configuration are appended
-// first.
+// first, or, while the appends are stalled, kept for the next tick.
 func (d *decider) configure(ctx context.Context, c *config.Config, stored time.Time) {
 	now := d.streamNow(d.o.Now())
 	if d.live {
@@ -41,6 +41,10 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 	}
 	d.flush(ctx)
 	d.settle(ctx)
+	// The decisions flush kept queued while the appends are stalled are queued again below, on
+	// the endpoints that stay.
+	kept := d.queued
+	d.queued, d.queuedSlots = nil, nil
 	old := d.ix
 	ix := newIndex(c)
 	var fresh []*endpointSlot
@@ -52,7 +56,9 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 		}
 		s.st, s.status, s.seq, s.eventID, s.since, s.dated = o.st, o.status, o.seq, o.eventID, o.since, o.dated
 		s.overrideSeq, s.pending, s.contradicted, s.dropped, s.folded = o.overrideSeq, o.pending, o.contradicted, o.dropped, o.folded
-		s.hold = o.hold
+		// What the replica sent and has no answer to yet (events.Sent.Unanswered) goes with
+		// the endpoint: a decision it kept that looks recorded already is read back first.
+		s.hold, s.sent = o.hold, o.sent
 	}
 	var freshPools []*poolSlot
 	for subject, p := range ix.pools {
@@ -88,6 +94,11 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 		d.tickEvery = every
 	}
 	d.log.Info().Int("apps", len(c.Apps)).Int("endpoints", len(ix.endpoints)).Stringer("tick", d.tickEvery).Msg("configuration applied")
+	for _, x := range kept {
+		if s := ix.byName[nameKey{x.s.pool.app.cfg.Name, x.s.pool.cfg.Name, x.s.cfg.Name}]; s != nil && s.cfg.Address == x.s.cfg.Address {
+			d.keep(s, x.dec)
+		}
+	}
 	for s, dec := range adopted {
 		d.decided(ctx, s, dec)
 	}

@@ -39,3 +39,34 @@ func TestADecisionKeptForTheNextTickIsNotRedatedPastWhatStateRecords(t *testing.
 		t.Errorf("STATE history is %q, want %q", got, want)
 	}
 }
+
+// TestADecisionKeptWhileTheAppendsAreStalledIsJudgedBeforeThoseThatFailed is the test above
+// with STATE's leader silent for w1's down and west's down alike (both stored, neither
+// answered): none of decider/a's appends lands after them, so the up it folds next is kept
+// queued for the next tick rather than read back at once. That tick judges it first: judged
+// after the down kept pending (which no longer matched w1's status, so explained as made now,
+// dated after every result still to fold), the up was appended against decider/b's newer down.
+func TestADecisionKeptWhileTheAppendsAreStalledIsJudgedBeforeThoseThatFailed(t *testing.T) {
+	s := stageUnanswered(t, 0) // every append answered, but while js is silent
+	js := &silencing{JetStream: s.d.js}
+	s.d.js = js
+	s.fold(s.publish(t, "eu-1", true)) // w1 up at 1, west up at 2
+	js.silent.Store(true)
+	s.fold(s.publish(t, "eu-2", false)) // w1 down at 3, west down at 4, neither answered
+	js.silent.Store(false)
+	pass, fail := s.publish(t, "eu-3", true), s.publish(t, "eu-4", false)
+	s.record(t, s.w1, events.StatusUp, pass, 3)
+	s.record(t, s.west, events.StatusUp, pass, 4)
+	s.record(t, s.w1, events.StatusDown, fail, 5)
+	s.record(t, s.west, events.StatusDown, fail, 6)
+	s.fold(pass)
+	s.tick()
+	s.fold(fail)
+	s.tick()
+
+	up := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up"}
+	down := []string{"endpoint.shop.west.w1:down", "pool.shop.west:down"}
+	if got, want := stateHistory(t, s.d.state), slices.Concat(up, down, up, down); !reflect.DeepEqual(got, want) {
+		t.Errorf("STATE history is %q, want %q", got, want)
+	}
+}

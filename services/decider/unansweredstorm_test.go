@@ -50,6 +50,19 @@ apps:
 	return b.String()
 }
 
+// stormResults is one result of region eu for every endpoint of stormYAML(pools, per), a pass
+// when ok; round keeps the results' ids apart from those of the other rounds.
+func stormResults(pools, per, round int, ok bool) []events.ProbeResult {
+	var rs []events.ProbeResult
+	for p := range pools {
+		for e := range per {
+			rs = append(rs, events.ProbeResult{ID: fmt.Sprintf("r%d-%d-%d", round, p, e), App: "shop", Pool: fmt.Sprintf("p%d", p),
+				Endpoint: fmt.Sprintf("e%d", e), Region: "eu", Prober: "p1", Check: "tcp", OK: ok})
+		}
+	}
+	return rs
+}
+
 // TestAStormOfFlapsAfterUnansweredAppendsStallsATickByAboutAnAppendTimeout: 10,000 endpoints
 // come up at once, their appends stored but never answered (a leader slow to answer), and fail
 // again before the next tick: each down looks recorded already, and STATE's leader is read
@@ -75,14 +88,7 @@ func TestAStormOfFlapsAfterUnansweredAppendsStallsATickByAboutAnAppendTimeout(t 
 	n := 0
 	all := func(ok bool) {
 		n++
-		var rs []events.ProbeResult
-		for p := range pools {
-			for e := range per {
-				rs = append(rs, events.ProbeResult{ID: fmt.Sprintf("r%d-%d-%d", n, p, e), App: "shop", Pool: fmt.Sprintf("p%d", p),
-					Endpoint: fmt.Sprintf("e%d", e), Region: "eu", Prober: "p1", Check: "tcp", OK: ok})
-			}
-		}
-		d.fold(ctx, rs, time.Now(), "eu", false)
+		d.fold(ctx, stormResults(pools, per, n, ok), time.Now(), "eu", false)
 		d.flush(ctx)
 		d.settle(ctx)
 	}
@@ -106,4 +112,125 @@ func TestAStormOfFlapsAfterUnansweredAppendsStallsATickByAboutAnAppendTimeout(t 
 	if took > 4*appendTimeout {
 		t.Errorf("the tick after a storm of flaps on unanswered appends took %v, want about appendTimeout (%v)", took, appendTimeout)
 	}
+}
+
+// TestAStormOfFailuresWhileSTATEsLeaderIsSilentHoldsTheLoopForAboutTwoAppendTimeouts: 10,000
+// endpoints (100 pools of 100) fail at once while STATE's leader has stopped answering (their
+// appends are stored, but no acknowledgement comes). The flush sent them 1,000 at a time
+// (maxInFlight), and each time the pipe was full it waited appendTimeout for the oldest's
+// acknowledgement, then appendTimeout more for the others': ten times over, it held the loop
+// for about 10 s (no PROBES read, no tick, the leader's return unnoticed), and the next tick,
+// trying them again, as long. Once an append failed, the rest wait for the next tick: a flush,
+// and a tick, hold the loop for about two appendTimeouts. Once the leader answers again, every
+// transition is in STATE within a few ticks, once (the retries of those stored unanswered are
+// duplicates), and every endpoint's and pool's last event is its down.
+func TestAStormOfFailuresWhileSTATEsLeaderIsSilentHoldsTheLoopForAboutTwoAppendTimeouts(t *testing.T) {
+	const pools, per = 100, 100
+	const subjects = pools*per + pools
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel + 1)
+	js := &silencing{JetStream: srv.JS}
+	d := handDriven(Options{Config: eventstest.Config(t, stormYAML(pools, per)), Name: "decider/a", Log: log, Now: time.Now, Stats: &Stats{}}, js)
+	d.log, d.state = log, srv.Stream(t, events.StreamState)
+	stored := func() uint64 {
+		info, err := d.state.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	d.fold(ctx, stormResults(pools, per, 1, true), time.Now(), "eu", false)
+	d.flush(ctx)
+	d.settle(ctx)
+	if got := stored(); got != subjects {
+		t.Fatalf("STATE holds %d events once every endpoint came up, want %d", got, subjects)
+	}
+
+	js.silent.Store(true)
+	start := time.Now()
+	d.fold(ctx, stormResults(pools, per, 2, false), time.Now(), "eu", false)
+	folded := time.Since(start)
+	start = time.Now()
+	d.flush(ctx)
+	flushed := time.Since(start)
+	start = time.Now()
+	d.tick(ctx, time.Now())
+	ticked := time.Since(start)
+	t.Logf("while the leader was silent, 10,000 failures took %v to fold, %v to flush, and the tick after them %v", folded, flushed, ticked)
+	const bound = 3 * appendTimeout
+	if flushed > bound {
+		t.Errorf("the flush of 10,000 failures held the loop %v while STATE's leader was silent, want at most %v", flushed, bound)
+	}
+	if ticked > bound {
+		t.Errorf("the tick after 10,000 failures held the loop %v while STATE's leader was silent, want at most %v", ticked, bound)
+	}
+
+	js.silent.Store(false)
+	answered := time.Now()
+	const within = 5 * time.Second
+	var got uint64
+	eventstest.Eventually(t, within, func() bool {
+		d.tick(ctx, time.Now())
+		got = stored()
+		return got >= 2*subjects
+	}, "%d events in STATE after the leader answered again, want %d", &got, 2*subjects)
+	t.Logf("every transition stored %v after the leader answered again", time.Since(answered).Round(time.Millisecond))
+	d.tick(ctx, time.Now())
+	d.settle(ctx)
+	counts := subjectCounts(t, d.state)
+	for subject, n := range counts {
+		if n != 2 {
+			t.Errorf("STATE holds %d events on %s, want its up and its down", n, subject)
+		}
+	}
+	last := lastStatuses(t, d.state, len(counts))
+	if len(counts) != subjects || len(last) != subjects {
+		t.Errorf("STATE holds events on %d subjects (%d read back), want %d", len(counts), len(last), subjects)
+	}
+	for subject, status := range last {
+		if status != events.StatusDown {
+			t.Errorf("the last event on %s is %s, want down", subject, status)
+		}
+	}
+}
+
+// subjectCounts is how many events STATE holds on each of its subjects.
+func subjectCounts(t *testing.T, state jetstream.Stream) map[string]uint64 {
+	t.Helper()
+	info, err := state.Info(context.Background(), jetstream.WithSubjectFilter(events.SubjectState))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects
+}
+
+// lastStatuses is the status of the last transition STATE holds on each of its n subjects.
+func lastStatuses(t *testing.T, state jetstream.Stream, n int) map[string]events.Status {
+	t.Helper()
+	ctx := context.Background()
+	c, err := state.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]events.Status{}
+	for len(last) < n {
+		batch, err := c.Fetch(n-len(last), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := 0
+		for m := range batch.Messages() {
+			read++
+			e, err := events.Decode(m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			last[m.Subject()], _ = events.TransitionStatus(e.Type)
+		}
+		if err := batch.Error(); err != nil || read == 0 {
+			t.Fatalf("read the last event of %d of STATE's %d subjects: %v", len(last), n, err)
+		}
+	}
+	return last
 }
