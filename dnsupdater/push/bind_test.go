@@ -309,18 +309,7 @@ func TestOnARealBINDPrimaryANameDelegatedAfterItWasPushedKeepsTheDelegationsGlue
 	p.Offer(want)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
 
-	edit := new(dns.Msg)
-	edit.SetUpdate("demo.test.")
-	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
-	edit.Insert([]dns.RR{
-		&dns.NS{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "shop.demo.test."},
-		aRecord("shop.demo.test.", "192.0.2.53"),
-	})
-	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
-	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("delegate shop by hand: %v %v", r, err)
-	}
+	delegateShopByHand(t, addr)
 
 	const refused = "owned name lies below a delegation on the primary, which answers it with a referral: not pushed"
 	const done = `"message":"zone `
@@ -336,6 +325,84 @@ func TestOnARealBINDPrimaryANameDelegatedAfterItWasPushedKeepsTheDelegationsGlue
 	}
 	if got := dig(t, addr, "app.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.1"}) {
 		t.Errorf("app.demo.test A: %v, want Detour's [10.0.0.1]", got)
+	}
+}
+
+// delegateShopByHand delegates shop.demo.test. on the primary at addr as a human would, with an
+// UPDATE: shop NS shop.demo.test., and the glue shop A 192.0.2.53 in place of the A RRset there.
+func delegateShopByHand(t *testing.T, addr string) {
+	t.Helper()
+	edit := new(dns.Msg)
+	edit.SetUpdate("demo.test.")
+	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
+	edit.Insert([]dns.RR{
+		&dns.NS{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "shop.demo.test."},
+		aRecord("shop.demo.test.", "192.0.2.53"),
+	})
+	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
+	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("delegate shop by hand: %v %v", r, err)
+	}
+}
+
+// A name Detour pushed to and that a human then delegates with its own glue keeps the glue
+// though the next thing the pusher does is a failover that changes the name's address, before
+// any recheck has read it: a failover's UPDATE requires that neither a name it writes nor a name
+// above it in the zone holds an NS RRset, so the primary refuses it whole, and the pusher learns
+// the delegation and sends it again without the name. Before, the failover, which asks the
+// primary nothing, replaced the glue with Detour's addresses; with two servers pushing one
+// primary, the one whose rechecks stand aside for the other's marker never read the name, and
+// did so at every failover.
+func TestOnARealBINDPrimaryAFailoverRightAfterANameIsDelegatedKeepsTheDelegationsGlue(t *testing.T) {
+	t.Parallel()
+	failoverAfterDelegation(t, startBIND(t))
+}
+
+// failoverAfterDelegation pushes app and shop to the primary at addr, delegates shop there by
+// hand, and checks the failovers after it: the glue stays, app's addresses go out, the
+// delegation is told once and costs no refusal at the failover after.
+func failoverAfterDelegation(t *testing.T, addr string) {
+	relay, sent := startCountingRelay(t, addr, dns.OpcodeUpdate)
+	p, logs := startLogging(t, relay)
+	at := func(seq uint64, app, shop string) Desired {
+		rrsets := map[zone.Key][]dns.RR{}
+		own(rrsets, "app.demo.test.", app)
+		own(rrsets, "shop.demo.test.", shop)
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	p.Offer(at(10, "10.0.0.1", "10.0.0.2"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+	delegateShopByHand(t, addr)
+
+	p.Offer(at(11, "10.0.0.3", "10.0.0.4"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 2 || logs.Count("zone push failed") > 0 }, "the failover")
+	const refused = "owned name lies below a delegation on the primary, which answers it with a referral: not pushed"
+	if n := logs.Count(refused); n != 1 || logs.Count("zone push failed") > 0 {
+		t.Errorf("logged %q %d times, want once, and no failed push:\n%s", refused, n, logs.String())
+	}
+	if got := glue(t, addr, "shop.demo.test."); !slices.Equal(got, []string{"192.0.2.53"}) {
+		t.Errorf("the glue of the delegation shop.demo.test: %v, want the [192.0.2.53] written by hand", got)
+	}
+	if got := dig(t, addr, "app.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.3"}) {
+		t.Errorf("app.demo.test A: %v, want the failover's [10.0.0.3]", got)
+	}
+
+	// The delegation is known now: the next failover goes out at once, and leaves shop alone.
+	updates := sent()
+	p.Offer(at(12, "10.0.0.5", "10.0.0.6"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 3 || logs.Count("zone push failed") > 0 }, "the next failover")
+	if n := sent() - updates; n != 1 {
+		t.Errorf("the next failover sent %d UPDATEs, want 1", n)
+	}
+	if got := glue(t, addr, "shop.demo.test."); !slices.Equal(got, []string{"192.0.2.53"}) {
+		t.Errorf("after the next failover the glue of shop.demo.test: %v, want [192.0.2.53]", got)
+	}
+	if got := dig(t, addr, "app.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.5"}) {
+		t.Errorf("app.demo.test A: %v, want the next failover's [10.0.0.5]", got)
+	}
+	if n := logs.Count(refused); n != 1 {
+		t.Errorf("after the next failover %q is logged %d times, want once", refused, n)
 	}
 }
 

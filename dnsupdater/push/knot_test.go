@@ -32,6 +32,10 @@ func TestOnARealKnotPrimaryAWildcardTXTCoveringTheMarkersNameDoesNotStopPushes(t
 	wildcardDoesNotStopPushes(t, startKnot(t, wildcardTXT))
 }
 
+func TestOnARealKnotPrimaryAFailoverRightAfterANameIsDelegatedKeepsTheDelegationsGlue(t *testing.T) {
+	failoverAfterDelegation(t, startKnot(t, ""))
+}
+
 func TestOnARealKnotPrimaryThatTakesUpdatesFromOneAddressAPushLeavesFromTheAddressTheServerListensOn(t *testing.T) {
 	// Knot applies signed UPDATEs from 127.0.0.2 only, the address Detour listens on beside
 	// the host's 127.0.0.1, which the routing table prefers for a primary on 127.0.0.1.

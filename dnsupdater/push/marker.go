@@ -191,10 +191,11 @@ func digestOf(rrsets map[zone.Key][]dns.RR) string {
 // marker at to, each applied only while the marker RRset at name holds what h read (RFC 2136 §2.4.2
 // "RRset exists (value dependent)", or §2.4.3 "RRset does not exist" when h read none): another
 // server that pushed meanwhile has them refused whole (NXRRSET, YXRRSET). What fits max bytes is
-// one UPDATE; else u is split (see split) into parts that each carry the prerequisite. The first
-// part replaces the claims h read with claim, the others require it, and the last replaces the
-// marker RRset with marker: a push of the same marker that another server starts meanwhile
-// finds the claim and is refused, so that no part of it lands between two parts of this one.
+// one UPDATE; else u is split (see split) into parts that each carry the prerequisite, beside u's
+// own of the names the part writes (see notDelegated). The first part replaces the claims h read
+// with claim, the others require it, and the last replaces the marker RRset with marker: a push
+// of the same marker that another server starts meanwhile finds the claim and is refused, so
+// that no part of it lands between two parts of this one.
 // Parts that landed before a failure leave the claim: the names they hold are of claim's
 // position, the others of the marker's. A marker moved to another name (to, not name) is
 // removed from name by the last part, which requires to to hold what was read there (at: TXT
@@ -212,6 +213,7 @@ func conditional(zoneName, name, to string, at []dns.RR, h held, u *dns.Msg, mar
 	whole.SetUpdate(zoneName)
 	require(whole, name, h.rrs)
 	if u != nil {
+		whole.Answer = append(whole.Answer, u.Answer...)
 		whole.Ns = append(whole.Ns, u.Ns...)
 	}
 	finish(whole)
@@ -239,12 +241,13 @@ func conditional(zoneName, name, to string, at []dns.RR, h held, u *dns.Msg, mar
 	finish(last)
 	parts := split(u, max-first.Len()-last.Len())
 	for i, part := range parts {
-		// The part's records go after the claim's or the prerequisite's.
+		// The part's records go after the claim's or the prerequisite's, its own prerequisites
+		// (see notDelegated) beside the marker's.
 		records := part.Ns
 		part.Ns = nil
 		switch i {
 		case 0:
-			part.Answer, part.Ns = first.Answer, first.Ns
+			part.Answer, part.Ns = slices.Concat(first.Answer, part.Answer), first.Ns
 		default:
 			require(part, name, claimed)
 		}

@@ -100,6 +100,45 @@ func Update(zoneName string, before, want map[zone.Key][]dns.RR) (*dns.Msg, int)
 	return m, len(remove)
 }
 
+// notDelegated returns the prerequisites "RRset does not exist" of type NS (RFC 2136 §2.4.3)
+// at each of names, names of zoneName, and at each name above one strictly below the apex, once
+// each. An UPDATE that carries them is refused whole (YXRRSET) by a primary that delegates a
+// name it writes, or one above it: what the UPDATE would write there is the delegation's glue,
+// or never answered. A human may delegate an owned name at any time, and the pusher learns it
+// only by asking; asking before every push would cost a failover a round trip, the
+// prerequisites cost none, and about 29 bytes a name. BIND and Knot both refuse so (see
+// TestOnARealBINDPrimaryAFailoverRightAfterANameIsDelegatedKeepsTheDelegationsGlue).
+func notDelegated(zoneName string, names []string) []dns.RR {
+	var out []dns.RR
+	seen := map[string]bool{}
+	for _, name := range names {
+		labels := dns.Split(name)
+		for _, i := range labels[:len(labels)-dns.CountLabel(zoneName)] {
+			at := strings.ToLower(name[i:])
+			if seen[at] {
+				break // and every name above it
+			}
+			seen[at] = true
+			out = append(out, &dns.ANY{Hdr: dns.RR_Header{Name: name[i:], Rrtype: dns.TypeNS, Class: dns.ClassNONE}})
+		}
+	}
+	return out
+}
+
+// written returns the names whose records the update m changes, in the order it first names
+// them.
+func written(m *dns.Msg) []string {
+	var names []string
+	seen := map[string]bool{}
+	for _, rr := range m.Ns {
+		if name := rr.Header().Name; !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // unknown returns what is known of the primary's copy after an update from before to want
 // failed, the primary having applied it or not: nothing of any name either holds. Every type
 // Detour may own at such a name is marked unknownRRset, so that the next update rewrites each
@@ -145,36 +184,48 @@ var unknownRRset = []dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.T
 const maxUpdate = dns.MaxMsgSize - 1024
 
 // split cuts an update into updates of at most max bytes where it is larger, each holding every
-// record of the names it changes, so that each name is still replaced in one step.
+// record of the names it changes, so that each name is still replaced in one step. Where m
+// requires that its names are not delegated (see notDelegated), each part requires it of its
+// own names.
 func split(m *dns.Msg, max int) []*dns.Msg {
 	if m.Len() <= max {
 		return []*dns.Msg{m}
 	}
-	var names []string
+	zoneName := m.Question[0].Name
+	guarded := len(m.Answer) > 0
 	records := map[string][]dns.RR{}
 	for _, rr := range m.Ns {
 		name := rr.Header().Name
-		if _, ok := records[name]; !ok {
-			names = append(names, name)
-		}
 		records[name] = append(records[name], rr)
 	}
 	var parts []*dns.Msg
 	var part *dns.Msg
 	size := 0
-	for _, name := range names {
+	for _, name := range written(m) {
 		n := 0
 		for _, rr := range records[name] {
 			n += dns.Len(rr)
 		}
+		if guarded {
+			// A name's prerequisites are counted whole, those of the names above it too,
+			// though a part that holds one of those already carries them once.
+			for _, rr := range notDelegated(zoneName, []string{name}) {
+				n += dns.Len(rr)
+			}
+		}
 		if part == nil || len(part.Ns) > 0 && size+n > max {
 			part = new(dns.Msg)
-			part.SetUpdate(m.Question[0].Name)
+			part.SetUpdate(zoneName)
 			parts = append(parts, part)
 			size = part.Len()
 		}
 		part.Ns = append(part.Ns, records[name]...)
 		size += n
+	}
+	for _, part := range parts {
+		if guarded {
+			part.Answer = notDelegated(zoneName, written(part))
+		}
 	}
 	return parts
 }

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -75,5 +76,78 @@ func TestUpdateReplacesOnlyTheRRsetsThatDiffer(t *testing.T) {
 				t.Errorf("rrsets: want %d, got %d", tt.n, n)
 			}
 		})
+	}
+}
+
+// An update from what the marker says requires that neither a name it writes nor a name above it
+// in the zone holds an NS RRset on the primary, so that a delegation made there by hand is
+// refused whole rather than its glue replaced; the apex, whose NS RRset is the zone's own, is
+// never named, nor any name twice.
+func TestNotDelegatedRequiresNoNSRRsetAtTheNamesOrAboveThemBelowTheApex(t *testing.T) {
+	got := lines(notDelegated("demo.test.", []string{"shop.demo.test.", "x.sub.demo.test.", "y.Sub.demo.test.", "shop.demo.test."}))
+	want := []string{"shop.demo.test. 0 NONE NS", "x.sub.demo.test. 0 NONE NS", "sub.demo.test. 0 NONE NS", "y.Sub.demo.test. 0 NONE NS"}
+	if !slices.Equal(got, want) {
+		t.Errorf("prerequisites:\nwant %q\ngot  %q", want, got)
+	}
+}
+
+// An update split into parts carries in each part the prerequisites of the names that part writes
+// (see notDelegated), and no more: a part is refused for a delegation of its own names only. An
+// update without them (a full rewrite, which asked every name just before) is split without.
+func TestEachPartOfASplitUpdateRequiresNoDelegationAtItsOwnNames(t *testing.T) {
+	want := map[zone.Key][]dns.RR{}
+	for i := range 200 {
+		name := fmt.Sprintf("app-%d.demo.test.", i)
+		if i%3 == 0 {
+			name = fmt.Sprintf("app-%d.sub-%d.demo.test.", i, i%2)
+		}
+		want[zone.Key{Name: name, Type: dns.TypeA}] = []dns.RR{a(name, "10.0.0.1")}
+	}
+	marker := mark{at: Position{Seq: 1, Created: testStream}, digest: "0123", server: "dns-1", run: "r1"}
+	claim := mark{claim: true, at: marker.at, server: "dns-1", run: "r1", since: testStream}
+	const max = 2000
+	for _, guarded := range []bool{true, false} {
+		u, _ := Update("demo.test.", nil, want)
+		if guarded {
+			u.Answer = notDelegated("demo.test.", written(u))
+		}
+		parts := conditional("demo.test.", markerName, markerName, nil, held{}, u, marker, claim, max)
+		if len(parts) < 10 {
+			t.Fatalf("%d parts, want the update cut into many", len(parts))
+		}
+		records := 0
+		for i, part := range parts {
+			if part.Len() > max {
+				t.Errorf("part %d holds %d bytes, more than %d", i, part.Len(), max)
+			}
+			var names []string
+			for _, rr := range part.Ns {
+				if name := rr.Header().Name; rr.Header().Rrtype != dns.TypeTXT {
+					records++
+					names = append(names, name)
+					if _, parent, _ := strings.Cut(name, "."); strings.HasPrefix(parent, "sub-") {
+						names = append(names, parent)
+					}
+				}
+			}
+			var required []string
+			for _, rr := range part.Answer {
+				if rr.Header().Rrtype == dns.TypeNS {
+					if rr.Header().Class != dns.ClassNONE {
+						t.Errorf("part %d requires %s, want only that NS RRsets do not exist", i, rr)
+					}
+					required = append(required, rr.Header().Name)
+				}
+			}
+			if names = slices.Compact(slices.Sorted(slices.Values(names))); !guarded {
+				names = nil
+			}
+			if required = slices.Sorted(slices.Values(required)); !slices.Equal(required, names) {
+				t.Errorf("guarded %v: part %d requires no NS RRset at %q, want at %q", guarded, i, required, names)
+			}
+		}
+		if records != len(u.Ns) {
+			t.Errorf("the parts write %d of the owned names' records, want the update's %d", records, len(u.Ns))
+		}
 	}
 }

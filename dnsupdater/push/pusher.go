@@ -450,9 +450,11 @@ const maxRaces = 5
 
 // push brings the primary to want, unless its marker says that it holds a later state: it reads
 // the marker, and sends the update from what the marker says the primary holds, conditional on
-// the marker (see conditional). When another server changed the marker meanwhile, it reads it
-// again and decides again. An update too large for one TCP message goes in several, each
-// replacing its names whole.
+// the marker and, when it goes from there, on no name it writes being delegated (see
+// conditional, notDelegated).
+// When another server changed the marker meanwhile, or a human delegated a name (which try then
+// learns), it reads the marker again and decides again. An update too large for one TCP message
+// goes in several, each replacing its names whole.
 //
 // Records without a mark answered for the marker's name may be a wildcard's (RFC 4592), which
 // answers for a name that holds no TXT RRset: an update requiring them is refused, every time.
@@ -466,12 +468,12 @@ func (p *Pusher) push(ctx context.Context, want Desired) (outcome, error) {
 			return out, err
 		}
 		absent = out.unmarked && !absent
-		p.log.Debug().Err(err).Msg("marker changed since it was read; reading it again")
+		p.log.Debug().Err(err).Msg("update refused for its prerequisites: the marker changed since it was read, or a name was delegated; reading it again")
 	}
 }
 
-// lostRace reports whether err is the primary's refusal of an update for its prerequisite: the
-// marker changed since it was read.
+// lostRace reports whether err is the primary's refusal of an update for its prerequisites: the
+// marker changed since it was read, or a name the update writes was delegated (see try).
 func lostRace(err error) bool {
 	var rc tsig.RcodeError
 	return errors.As(err, &rc) && (rc.Rcode == dns.RcodeNXRrset || rc.Rcode == dns.RcodeYXRrset)
@@ -624,6 +626,13 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 	// before: its A or AAAA may be the delegation's glue now.
 	before = p.undelegated(before)
 	u, n := Update(p.o.Zone, before, want.RRsets)
+	// An update from what the marker says (a failover) asks nothing before it goes: it requires
+	// that the primary delegates none of the names it writes, which a human may have done since
+	// the last reading. A full rewrite has just asked every name, and goes without: 1,000 names
+	// would be three UPDATEs, not two, whose marker then says no serial (see serialGate).
+	if known && u != nil {
+		u.Answer = notDelegated(p.o.Zone, written(u))
+	}
 	if u == nil && from == p.o.Push.Marker {
 		p.log.Debug().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Msg("zone not pushed: the primary holds its records")
 		p.pushed, p.digest = want.RRsets, digest
@@ -675,9 +684,27 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 		if err := p.send(ctx, part); err != nil {
 			// A part refused for its prerequisite applies nothing, but the primary may have
 			// applied any other without confirming it, and the parts before: what it holds is
-			// unknown, and the next push rewrites every name owned before or now.
+			// unknown, and the next push rewrites every name owned before or now, learning
+			// their delegations first.
 			if i > 0 || !lostRace(err) {
 				p.pushed, p.digest, p.gate = unknown(p.pushed, want.RRsets), "", serialGate{}
+				return outcome{unmarked: unmarked}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+			}
+			// The first part refused: the marker changed since it was read, or, where the
+			// update went from what the marker says, a name the part writes, or one above it, is
+			// delegated on the primary now (see notDelegated). The primary does not say which.
+			// So the owned names the part writes are asked: a delegation found is left out of
+			// the next try, which reads the marker again as after any refusal.
+			if known {
+				names := map[zone.Key][]dns.RR{}
+				for _, rr := range part.Ns {
+					if h := rr.Header(); slices.Contains(ownedTypes, h.Rrtype) {
+						names[zone.Key{Name: h.Name}] = nil
+					}
+				}
+				if err := p.learnDelegations(ctx, &want, all, names, false); err != nil {
+					return outcome{}, err
+				}
 			}
 			return outcome{unmarked: unmarked}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
 		}
