@@ -494,3 +494,71 @@ func markerMovedOver(t *testing.T, line string) {
 		t.Errorf("shop.demo.test A: %v, want [127.0.0.12]", got)
 	}
 }
+
+// BIND takes a push of 10,000 names, and their failover, in UPDATEs compressed and signed, 13 and
+// 9 of them where they were 20 and 15, and then holds every name's records.
+func TestOnARealBINDPrimaryTenThousandNamesFailOverInFewCompressedUPDATEs(t *testing.T) {
+	t.Parallel()
+	tenThousandFailOver(t, bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: primaryZone, KeyName: "detour-key", Secret: testSecret,
+		Options: "allow-transfer { 127.0.0.1; };"}))
+}
+
+// tenThousandFailOver pushes 10,000 names to the primary at addr, which lets 127.0.0.1 transfer
+// the zone, then fails every one over, and checks the UPDATEs each push took and what the
+// primary holds after it.
+func tenThousandFailOver(t *testing.T, addr string) {
+	const names = 10000
+	relay, updates := startCountingRelay(t, addr, dns.OpcodeUpdate)
+	cfg := parsePushConfig(t, relay)
+	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		what string
+		seq  uint64
+		ip   string
+		most int
+	}{
+		{what: "the first push, every name rewritten", seq: 10, ip: "10.0.0.1", most: 13},
+		{what: "the failover of every name", seq: 11, ip: "10.0.0.2", most: 9},
+	} {
+		rrsets := map[zone.Key][]dns.RR{}
+		for i := range names {
+			own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), step.ip)
+		}
+		before, start := updates(), time.Now()
+		if _, err := p.push(t.Context(), Desired{Serial: uint32(step.seq), RRsets: rrsets, State: Position{Seq: step.seq, Created: testStream}}); err != nil {
+			t.Fatalf("%s: %v", step.what, err)
+		}
+		took, sent := time.Since(start), updates()-before
+		t.Logf("%s: %d UPDATEs, %v", step.what, sent, took.Round(time.Millisecond))
+		if sent > step.most {
+			t.Errorf("%s went in %d UPDATEs, want at most %d", step.what, sent, step.most)
+		}
+		held := map[string][]string{}
+		transfer, err := new(dns.Transfer).In(&dns.Msg{Question: []dns.Question{{Name: "demo.test.", Qtype: dns.TypeAXFR, Qclass: dns.ClassINET}}}, addr)
+		if err != nil {
+			t.Fatalf("transfer demo.test: %v", err)
+		}
+		for e := range transfer {
+			if e.Error != nil {
+				t.Fatalf("transfer demo.test: %v", e.Error)
+			}
+			for _, rr := range e.RR {
+				if a, ok := rr.(*dns.A); ok {
+					held[a.Hdr.Name] = append(held[a.Hdr.Name], a.A.String())
+				}
+			}
+		}
+		var wrong []string
+		for i := range names {
+			if name := fmt.Sprintf("app-%d.demo.test.", i); !slices.Equal(held[name], []string{step.ip}) {
+				wrong = append(wrong, name)
+			}
+		}
+		if len(wrong) > 0 {
+			t.Errorf("after %s %d names (%s first) do not hold [%s]", step.what, len(wrong), wrong[0], step.ip)
+		}
+	}
+}

@@ -52,3 +52,7 @@ func TestOnARealKnotPrimaryThatTakesUpdatesFromOneAddressAPushLeavesFromTheAddre
 		return slices.Equal(dig(t, addr, "shop.demo.test", "A"), []string{"127.0.0.11", "127.0.0.12"})
 	}, "Knot, taking UPDATEs from 127.0.0.2 only, serves Detour's first pool for shop.demo.test")
 }
+
+func TestOnARealKnotPrimaryTenThousandNamesFailOverInFewCompressedUPDATEs(t *testing.T) {
+	tenThousandFailOver(t, startKnot(t, ""))
+}

@@ -190,12 +190,12 @@ func digestOf(rrsets map[zone.Key][]dns.RR) string {
 // conditional returns the UPDATEs that apply u (nil: no records change) to zoneName and leave
 // marker at to, each applied only while the marker RRset at name holds what h read (RFC 2136 §2.4.2
 // "RRset exists (value dependent)", or §2.4.3 "RRset does not exist" when h read none): another
-// server that pushed meanwhile has them refused whole (NXRRSET, YXRRSET). What fits max bytes is
-// one UPDATE; else u is split (see split) into parts that each carry the prerequisite, beside u's
-// own of the names the part writes (see notDelegated). The first part replaces the claims h read
-// with claim, the others require it, and the last replaces the marker RRset with marker: a push
-// of the same marker that another server starts meanwhile finds the claim and is refused, so
-// that no part of it lands between two parts of this one.
+// server that pushed meanwhile has them refused whole (NXRRSET, YXRRSET). What fits max bytes,
+// compressed (RFC 1035 §4.1.4), is one UPDATE; else u is split (see split) into parts that each
+// carry the prerequisite, beside u's own of the names the part writes (see notDelegated). The
+// first part replaces the claims h read with claim, the others require it, and the last replaces
+// the marker RRset with marker: a push of the same marker that another server starts meanwhile
+// finds the claim and is refused, so that no part of it lands between two parts of this one.
 // Parts that landed before a failure leave the claim: the names they hold are of claim's
 // position, the others of the marker's. A marker moved to another name (to, not name) is
 // removed from name by the last part, which requires to to hold what was read there (at: TXT
@@ -211,6 +211,7 @@ func conditional(zoneName, name, to string, at []dns.RR, h held, u *dns.Msg, mar
 	}
 	whole := new(dns.Msg)
 	whole.SetUpdate(zoneName)
+	whole.Compress = true
 	require(whole, name, h.rrs)
 	if u != nil {
 		whole.Answer = append(whole.Answer, u.Answer...)
@@ -229,32 +230,26 @@ func conditional(zoneName, name, to string, at []dns.RR, h held, u *dns.Msg, mar
 		}
 	}
 	claimed = append(claimed, claim.rr(name))
-	first := new(dns.Msg)
-	first.SetUpdate(zoneName)
-	require(first, name, h.rrs)
-	first.Remove(claims)
-	first.Insert([]dns.RR{claim.rr(name)})
-	// What the last part adds, for the parts to leave room for it and for the first's.
-	last := new(dns.Msg)
-	last.SetUpdate(zoneName)
-	require(last, name, claimed)
-	finish(last)
-	parts := split(u, max-first.Len()-last.Len())
-	for i, part := range parts {
-		// The part's records go after the claim's or the prerequisite's, its own prerequisites
-		// (see notDelegated) beside the marker's.
-		records := part.Ns
-		part.Ns = nil
-		switch i {
-		case 0:
-			part.Answer, part.Ns = slices.Concat(first.Answer, part.Answer), first.Ns
-		default:
+	// The part's records go after the claim's or the prerequisite's, its own prerequisites
+	// (see notDelegated) after the marker's.
+	return split(u, max, func(i int, prereqs, records []dns.RR, last bool) *dns.Msg {
+		part := new(dns.Msg)
+		part.SetUpdate(zoneName)
+		part.Compress = true
+		if i == 0 {
+			require(part, name, h.rrs)
+			part.Remove(claims)
+			part.Insert([]dns.RR{claim.rr(name)})
+		} else {
 			require(part, name, claimed)
 		}
+		part.Answer = append(part.Answer, prereqs...)
 		part.Ns = append(part.Ns, records...)
-	}
-	finish(parts[len(parts)-1])
-	return parts
+		if last {
+			finish(part)
+		}
+		return part
+	})
 }
 
 // require makes m conditional on the marker RRset at name holding exactly rrs, or nothing when

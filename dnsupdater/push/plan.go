@@ -106,7 +106,9 @@ func Update(zoneName string, before, want map[zone.Key][]dns.RR) (*dns.Msg, int)
 // name it writes, or one above it: what the UPDATE would write there is the delegation's glue,
 // or never answered. A human may delegate an owned name at any time, and the pusher learns it
 // only by asking; asking before every push would cost a failover a round trip, the
-// prerequisites cost none, and about 29 bytes a name. BIND and Knot both refuse so (see
+// prerequisites cost none, and about 20 bytes a name, compressed: in the first 16 KB of an
+// UPDATE nearly none, as the records after them point at the name they write out (see split).
+// BIND and Knot both refuse so (see
 // TestOnARealBINDPrimaryAFailoverRightAfterANameIsDelegatedKeepsTheDelegationsGlue).
 func notDelegated(zoneName string, names []string) []dns.RR {
 	var out []dns.RR
@@ -179,18 +181,26 @@ func leftOver(pushed, want map[zone.Key][]dns.RR) map[zone.Key][]dns.RR {
 // type ANY, which no RRset Detour owns holds, so that Update replaces it.
 var unknownRRset = []dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeANY, Class: dns.ClassANY}}}
 
-// maxUpdate is the most an UPDATE may hold before its TSIG: a TCP message carries at most
-// 65,535 bytes.
+// maxUpdate is the most an UPDATE may hold, compressed, before its TSIG: a TCP message carries
+// at most 65,535 bytes, and the TSIG record that signing adds after the message is measured
+// takes at most 358 (a key name of 255 bytes, uncompressed, and HMAC-SHA512's 64-byte MAC).
 const maxUpdate = dns.MaxMsgSize - 1024
 
-// split cuts an update into updates of at most max bytes where it is larger, each holding every
-// record of the names it changes, so that each name is still replaced in one step. Where m
-// requires that its names are not delegated (see notDelegated), each part requires it of its
-// own names.
-func split(m *dns.Msg, max int) []*dns.Msg {
-	if m.Len() <= max {
-		return []*dns.Msg{m}
-	}
+// split cuts the update m into parts of at most max bytes, each holding every record of the
+// names it changes, so that each name is still replaced in one step. Where m requires that its
+// names are not delegated (see notDelegated), each part requires it of its own names. build
+// makes the ith part of its prerequisites and records, adding what a part carries beside them
+// (see conditional) and, where last says the part is the last, what that one carries.
+//
+// Each part is measured as it is sent, compressed (RFC 1035 §4.1.4): a name written again costs
+// two bytes, a pointer to where it was first written, where that lies in the first 16 KB of the
+// message (a pointer has 14 bits), and else its labels below the zone's name. What a name adds
+// is known only once the part is laid out, so a part takes names while the sum of their
+// uncompressed sizes, each at least what its name adds, fits beside the part's size as last
+// measured; then it is measured again, and takes more while the measure leaves room. A measure
+// over max (the part would be the last, whose marker the sum leaves out; or prerequisites moved
+// a name that later records point at past the first 16 KB) keeps the part as measured before.
+func split(m *dns.Msg, max int, build func(i int, prereqs, records []dns.RR, last bool) *dns.Msg) []*dns.Msg {
 	zoneName := m.Question[0].Name
 	guarded := len(m.Answer) > 0
 	records := map[string][]dns.RR{}
@@ -198,34 +208,52 @@ func split(m *dns.Msg, max int) []*dns.Msg {
 		name := rr.Header().Name
 		records[name] = append(records[name], rr)
 	}
-	var parts []*dns.Msg
-	var part *dns.Msg
-	size := 0
-	for _, name := range written(m) {
-		n := 0
+	names := written(m)
+	sizes := make([]int, len(names))
+	for i, name := range names {
 		for _, rr := range records[name] {
-			n += dns.Len(rr)
+			sizes[i] += dns.Len(rr)
 		}
 		if guarded {
 			// A name's prerequisites are counted whole, those of the names above it too,
 			// though a part that holds one of those already carries them once.
 			for _, rr := range notDelegated(zoneName, []string{name}) {
-				n += dns.Len(rr)
+				sizes[i] += dns.Len(rr)
 			}
 		}
-		if part == nil || len(part.Ns) > 0 && size+n > max {
-			part = new(dns.Msg)
-			part.SetUpdate(zoneName)
-			parts = append(parts, part)
-			size = part.Len()
-		}
-		part.Ns = append(part.Ns, records[name]...)
-		size += n
 	}
-	for _, part := range parts {
+	// part builds the ith part of the first n names left.
+	part := func(i, n int) *dns.Msg {
+		var prereqs, rrs []dns.RR
 		if guarded {
-			part.Answer = notDelegated(zoneName, written(part))
+			prereqs = notDelegated(zoneName, names[:n])
 		}
+		for _, name := range names[:n] {
+			rrs = append(rrs, records[name]...)
+		}
+		return build(i, prereqs, rrs, n == len(names))
+	}
+	var parts []*dns.Msg
+	for i := 0; len(names) > 0; i++ {
+		// A part holds one name at least, however large.
+		n, cut := 1, part(i, 1)
+		for size := cut.Len(); ; {
+			more, sum := n, size
+			for more < len(names) && sum+sizes[more] <= max {
+				sum += sizes[more]
+				more++
+			}
+			if more == n {
+				break
+			}
+			larger := part(i, more)
+			if size = larger.Len(); size > max {
+				break
+			}
+			n, cut = more, larger
+		}
+		parts = append(parts, cut)
+		names, sizes = names[n:], sizes[n:]
 	}
 	return parts
 }

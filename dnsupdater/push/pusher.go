@@ -628,8 +628,7 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 	u, n := Update(p.o.Zone, before, want.RRsets)
 	// An update from what the marker says (a failover) asks nothing before it goes: it requires
 	// that the primary delegates none of the names it writes, which a human may have done since
-	// the last reading. A full rewrite has just asked every name, and goes without: 1,000 names
-	// would be three UPDATEs, not two, whose marker then says no serial (see serialGate).
+	// the last reading. A full rewrite has just asked every name, and goes without.
 	if known && u != nil {
 		u.Answer = notDelegated(p.o.Zone, written(u))
 	}
