@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -365,14 +366,23 @@ func versionOf(seq uint64, data []byte) (Version, error) {
 	return versionOfEvent(seq, e)
 }
 
-// versionOfEvent is the version that e, stored at seq, applied.
+// versionOfEvent is the version that e, stored at seq, applied. An event of another type, or
+// one whose data is no version's (published on the subject by hand), is no version: the error
+// wraps events.ErrMalformed and the version returned has its number alone (see activeOf).
 func versionOfEvent(seq uint64, e events.Envelope) (Version, error) {
+	if !strings.HasPrefix(e.Type, configAppliedType) {
+		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w: a %s is no configuration version", seq, events.ErrMalformed, e.Type)
+	}
 	var a events.ConfigApplied
 	if err := e.Payload(&a); err != nil {
-		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
+		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w", seq, err)
 	}
 	return Version{Number: seq, Time: e.Time, By: a.By, Message: a.Message, SHA256: a.SHA256, Document: a.Document, Event: e.ID}, nil
 }
+
+// configAppliedType is the type of the events that store a version, of any version of the
+// event (events.TypeConfigApplied less its "v1").
+var configAppliedType = strings.TrimSuffix(events.TypeConfigApplied, "v1")
 
 // Config parses the version's document.
 func (v Version) Config() (*Config, error) {

@@ -267,3 +267,42 @@ func TestAPlanOverAMessageThatIsNoVersionComparesWithTheVersionTheRolesRun(t *te
 		t.Errorf("apply exactly the plan (--expect-version %d): %v", expect, err)
 	}
 }
+
+// A plan made while the last message on the configuration's subject is an event of another
+// type (a transition copied there by hand) compares with the version the roles run, before it,
+// as over any message that is no version: it compared with nothing running, every app, pool
+// and zone shown added, against "version" junk applied by nobody.
+func TestAPlanOverAnEventOfAnotherTypeComparesWithTheVersionTheRolesRun(t *testing.T) {
+	s := eventstest.Start(t)
+	ctx := t.Context()
+	_, v, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := events.New(events.TypeEndpointDown, "decider/a", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: events.StatusDown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk, err := events.Publish(ctx, s.JS, events.SubjectConfigDoc, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)
+	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(next), true)
+	if err != nil {
+		t.Fatalf("plan over an event of another type: %v", err)
+	}
+	var out bytes.Buffer
+	p.Write(&out)
+	for _, want := range []string{
+		"v2.yaml against version " + itoa(v.Number) + " (applied ",
+		itoa(junk.Sequence) + ", is no version",
+		"  ~ apps[shop].check.interval: 1s → 3s\n",
+		"0 to add, 0 to remove, ",
+		"--expect-version " + itoa(junk.Sequence) + "\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+}
