@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,4 +117,29 @@ func (v versioned) refused(t *testing.T, subject string, version uint64) {
 		e, _, ok, err := events.Last(ctx, st, subject)
 		return err == nil && ok && e.Payload(&rej) == nil && rej.Version == version
 	}, "no refusal of version %d on %s", version, subject)
+}
+
+// A role started while the only message on the configuration's subject is no version (junk
+// published there by hand before anything was applied) has no version before it to start on:
+// it waits for one, as it waits while nothing was applied, and starts on the first version
+// applied over the junk. It returned the junk's decoding error, and did not start at all.
+func TestARoleStartedOverAMessageThatIsNoVersionAndNoneBeforeWaitsForOne(t *testing.T) {
+	addr, op := startCreators(t, "decider-12")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := events.EnsureStreams(ctx, op, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Publish(ctx, events.SubjectConfigDoc, []byte("not an event")); err != nil {
+		t.Fatal(err)
+	}
+	var logs eventstest.Logs
+	startRoleLogging(t, runDecider, &logs, "--nats", versioned{addr: addr}.url("decider-12"), "--name", "d12", "--log-format", "json")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "waiting for the active configuration") },
+		"the decider started over a message that is no version, and none before it, does not wait for a version")
+	if _, _, err := config.Apply(ctx, op, "detour.yaml", []byte(failoverDoc), config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "decider live") },
+		"the decider waiting over a message that is no version did not start on the version applied over it")
 }

@@ -298,9 +298,11 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 			}
 		}
 		// A version this binary cannot parse, or a last message that is no version at all
-		// (published on the subject by hand), is left to startBefore: waiting would wait until
-		// someone applied a document over it.
-		if err == nil || errors.As(err, &ce) || errors.Is(err, events.ErrMalformed) && v.Number > 0 {
+		// (published on the subject by hand) with a version before it, is left to startBefore:
+		// waiting would wait until someone applied a document over it. With no version before
+		// it, the role waits for one, as while nothing was applied: it returned the message's
+		// decoding error, and did not start.
+		if err == nil || errors.As(err, &ce) || errors.Is(err, events.ErrMalformed) && v.Number > 0 && versionBefore(ctx, js, v.Number) {
 			return cfg, err
 		}
 		if r.dataDir != nil {
@@ -321,6 +323,13 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// versionBefore reports whether CONFIG may hold a version before active that parses: false only
+// once it is known to hold none (config.NewestParsed's ErrNoVersion).
+func versionBefore(ctx context.Context, js jetstream.JetStream, active uint64) bool {
+	_, _, err := config.NewestParsed(ctx, js, active)
+	return !errors.Is(err, config.ErrNoVersion)
 }
 
 // startBefore finds, when the active version (active) is one the role cannot parse, or a message
