@@ -103,8 +103,13 @@ func (p *Plan) Write(w io.Writer) {
 		fmt.Fprintln(w, "):")
 	}
 	if p.ExpectVersion > p.Against.Number {
-		fmt.Fprintf(w, "  (the last message on %s, %d, is no version, published there by hand: the roles refused it and run the version above; an apply stores over it)\n",
-			events.SubjectConfigDoc, p.ExpectVersion)
+		// With no version before the message, the roles wait for one: none runs.
+		run := "run the version above"
+		if p.Against.Number == 0 {
+			run = "wait for a version"
+		}
+		fmt.Fprintf(w, "  (the last message on %s, %d, is no version, published there by hand: the roles refused it and %s; an apply stores over it)\n",
+			events.SubjectConfigDoc, p.ExpectVersion, run)
 	}
 	if p.SecretsNotCompared {
 		fmt.Fprintln(w, "  (secrets written inline compared only as detour config get shows them: a read token's plan cannot tell a changed secret; plan with a write token to compare them)")

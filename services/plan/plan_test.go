@@ -306,3 +306,33 @@ func TestAPlanOverAnEventOfAnotherTypeComparesWithTheVersionTheRolesRun(t *testi
 		}
 	}
 }
+
+// A plan made while the only message on the configuration's subject is no version (junk
+// published before anything was applied) compares with nothing running, and says that the
+// roles wait for a version: it said they "run the version above", where it showed none.
+func TestAPlanOverAMessageThatIsNoVersionAndNoneBeforeSaysTheRolesWait(t *testing.T) {
+	s := eventstest.Start(t)
+	ctx := t.Context()
+	if err := events.EnsureStreams(ctx, s.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	junk, err := s.JS.Publish(ctx, events.SubjectConfigDoc, []byte("not an event"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Make(ctx, s.JS, "v1.yaml", []byte(base), true)
+	if err != nil {
+		t.Fatalf("plan over a message that is no version, alone: %v", err)
+	}
+	var out bytes.Buffer
+	p.Write(&out)
+	for _, want := range []string{
+		"v1.yaml against no running configuration:\n",
+		itoa(junk.Sequence) + ", is no version, published there by hand: the roles refused it and wait for a version; ",
+		"--expect-version " + itoa(junk.Sequence) + "\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+}
