@@ -67,6 +67,9 @@ type decider struct {
 	// queued are the decisions the next flush appends; queuedSlots their endpoints.
 	queued      []queued
 	queuedSlots map[*endpointSlot]bool
+	// keptMessages are the PROBES messages folded while decisions were kept queued (see
+	// countMessage): counted in Stats.Messages once they are sent.
+	keptMessages uint64
 	// waiting are the probe messages heard on the wire that PROBES has not delivered yet, by
 	// subject and Nats-Msg-Id, and waitOrder their keys in the order heard; fromWire is set while
 	// results are folded as heard because PROBES did not deliver them in time.

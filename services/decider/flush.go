@@ -115,6 +115,7 @@ func (j *sent) pool() *poolSlot {
 // now a flush, and a tick, wait for one batch.
 func (d *decider) flush(ctx context.Context) {
 	if len(d.queued) == 0 || d.appendsStalled {
+		d.countKept()
 		return
 	}
 	q := d.queued
@@ -158,6 +159,7 @@ func (d *decider) flush(ctx context.Context) {
 		addPool(x.s.pool)
 	}
 	d.sendPools(ctx, pools)
+	d.countKept()
 }
 
 // sendPools sends the transitions of the pools whose availability changed since STATE last
@@ -215,11 +217,29 @@ func (d *decider) send(ctx context.Context, j *sent) {
 // countMessage counts a PROBES message in Stats.Messages once the appends its decisions made
 // have landed.
 func (d *decider) countMessage() {
+	if len(d.queued) > 0 {
+		d.keptMessages++ // its decisions are kept while the appends are stalled (see flush)
+		return
+	}
 	if len(d.pipe) == 0 {
 		d.o.Stats.Messages.Add(1)
 		return
 	}
 	d.pipe[len(d.pipe)-1].messages++
+}
+
+// countKept counts the messages whose decisions flush kept, once none is kept any more: with
+// the appends sent since, as countMessage counts a message.
+func (d *decider) countKept() {
+	if d.keptMessages == 0 || len(d.queued) > 0 {
+		return
+	}
+	if len(d.pipe) == 0 {
+		d.o.Stats.Messages.Add(d.keptMessages)
+	} else {
+		d.pipe[len(d.pipe)-1].messages += d.keptMessages
+	}
+	d.keptMessages = 0
 }
 
 // front returns the channels on which the oldest append in flight is acknowledged or fails; nil
