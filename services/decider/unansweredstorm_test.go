@@ -96,6 +96,15 @@ func TestAStormOfFlapsAfterUnansweredAppendsStallsATickByAboutAnAppendTimeout(t 
 	all(false)
 	js.silent.Store(true)
 	all(true) // stored, never answered
+	// The flush sent the first maxInFlight and kept the others while the appends are stalled
+	// (see flush); the next ticks would send them maxInFlight at a time. Sent on at once here,
+	// as before flush kept them, every one of the 10,000 is stored unanswered, the storm whose
+	// reads the tick must bound.
+	for len(d.queued) > 0 {
+		d.appendsStalled = false
+		d.flush(ctx)
+		d.settle(ctx)
+	}
 	js.silent.Store(false)
 	all(false) // before the next tick
 	if err := srv.Conn.Flush(); err != nil {
