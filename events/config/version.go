@@ -267,7 +267,8 @@ func LeaderActive(ctx context.Context, js jetstream.JetStream) (Version, error) 
 func activeOf(e events.Envelope, seq uint64, ok bool, err error) (Version, error) {
 	switch {
 	case err != nil && ok:
-		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w", seq, err)
+		return Version{Number: seq}, fmt.Errorf("the last message on %s, %d, is no version (published there by hand?): the roles keep the version before it, if any, and detour apply stores a version over it: %w",
+			events.SubjectConfigDoc, seq, err)
 	case err != nil:
 		return Version{}, fmt.Errorf("read the active configuration: %w", err)
 	case !ok:

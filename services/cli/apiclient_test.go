@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/api"
@@ -15,7 +16,12 @@ import (
 // returns its URL and a write token.
 func startAPI(t *testing.T) (url, token string) {
 	t.Helper()
-	ns := eventstest.Start(t)
+	return startAPIOn(t, eventstest.Start(t))
+}
+
+// startAPIOn is startAPI on the NATS server ns.
+func startAPIOn(t *testing.T, ns *eventstest.Server) (url, token string) {
+	t.Helper()
 	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(planDoc), config.ApplyOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,5 +114,25 @@ func TestApplyThroughTheAPISaysWhatItDoesNotDoToTheStreams(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "not updated through the API: PROBES keeps the bounds it has") || !strings.Contains(errOut, "detour apply --nats") {
 		t.Errorf("apply through the API did not say the streams were not updated:\n%s", errOut)
+	}
+}
+
+// `detour config get` while the last message on the configuration's subject is no version (one
+// published there by hand) says what that message is, over NATS and through the API, which
+// answers 409: it printed the message's decoding error, and the API answered 502, as if the
+// cluster had failed.
+func TestConfigGetOverAMessageThatIsNoVersionSaysWhatItIs(t *testing.T) {
+	ns := eventstest.Start(t)
+	url, token := startAPIOn(t, ns)
+	if _, err := ns.JS.Publish(t.Context(), events.SubjectConfigDoc, []byte("not an event")); err != nil {
+		t.Fatal(err)
+	}
+	const want = "is no version (published there by hand?)"
+	if code, _, errOut := run("config", "get", "--nats", ns.URL); code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("config get over NATS: exit %d, want 1 and %q:\n%s", code, want, errOut)
+	}
+	t.Setenv("DETOUR_TOKEN", token)
+	if code, _, errOut := run("config", "get", "--api", url); code != 1 || !strings.Contains(errOut, "409 Conflict") || !strings.Contains(errOut, want) {
+		t.Errorf("config get through the API: exit %d, want 1, 409 and %q:\n%s", code, want, errOut)
 	}
 }
