@@ -29,7 +29,7 @@ import (
 // the new protocol's), /099 (a status under 100, which net/http's
 // ReadResponse takes), /two-framings (Transfer-Encoding and Content-Length), /trailers (chunked with a trailer), /close (and closes), /short (shorter than its Content-Length, and closes), /204-body, /long, /untyped-long
 // and /chunked-long (followed by an unsolicited answer), /paused (chunked, its body pausing
-// 200 ms after its head and first chunk), else 200 "ok".
+// after its head and first chunk: 200 ms, or as newRecorderPausing says), else 200 "ok".
 // bad collects what net/http's server would refuse of what it received.
 type recorder struct {
 	addr string
@@ -39,6 +39,11 @@ type recorder struct {
 }
 
 func newRecorder(tb testing.TB) *recorder {
+	return newRecorderPausing(tb, 4*slowAnswer)
+}
+
+// newRecorderPausing is newRecorder with the pause of its /paused answer, none when 0.
+func newRecorderPausing(tb testing.TB, pause time.Duration) *recorder {
 	rec := &recorder{}
 	rec.addr = rawInstance(tb, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -105,7 +110,7 @@ func newRecorder(tb testing.TB) *recorder {
 				if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"); err != nil {
 					return
 				}
-				time.Sleep(4 * slowAnswer) // the pause, past the lean path's watch of a slow read
+				time.Sleep(pause) // past the lean path's watch of a slow read, unless 0
 				answer = "4\r\nmore\r\n0\r\n\r\n"
 			default:
 				answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -842,9 +847,28 @@ func FuzzBadH2Path(f *testing.F) {
 	})
 }
 
+// FuzzEdge sends arbitrary bytes to the edge on a connection it then half-closes, reads all the
+// edge answers until it closes the connection, and fails when the instance received a request
+// net/http's server refuses, or a field whose name holds an underscore.
+//
+// Each run must be quick, or the target fuzzes nothing for long stretches: the fuzzer minimises
+// every input that found new coverage by running the target on thousands of candidates (up to
+// -fuzzminimizetime, a minute), none of which it counts as an exec, and an input that makes the
+// edge or the instance wait costs that wait in most of them. So nothing here waits on a timer:
+//   - The edge's client_header and client_body are 10ms, not 10s and 60s. All the client sends is
+//     there before it half-closes, so they end only waits for bytes that never come, such as the
+//     guard's holding back the client's half-close while net/http peeks past a complete request
+//     (a first head shorter than the 14 bytes of "PRI * HTTP/2.0", " HTTP/1.1\n\n", which is then
+//     answered 400 after client_header; a last chunk whose trailers end in a bare LF, "0\r\n\n",
+//     answered 408 after client_body). Such inputs each took the 2 s read deadline below, which
+//     an edge now reaches only by hanging.
+//   - The instance's /paused answer does not pause: a pause that reaches the lean path's watch
+//     of a slow read outlasts slowAnswer (50ms), in every candidate that keeps /paused. The
+//     corpus of TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented holds that watch to
+//     net/http instead.
 func FuzzEdge(f *testing.F) {
-	rec := newRecorder(f)
-	c := twoEdges(f, []string{rec.addr}, []string{rec.addr}, "http", "")
+	rec := newRecorderPausing(f, 0)
+	c := twoEdgesWith(f, []string{rec.addr}, []string{rec.addr}, "http", "", ", timeouts: {client_header: 10ms, client_body: 10ms}")
 	for _, tc := range corpus {
 		f.Add([]byte(tc.raw))
 	}
