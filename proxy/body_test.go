@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -944,5 +945,49 @@ func TestAClientThatHalfClosesAfterOptionsStarIsClosedAtOnce(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("the edge did not close the connection of a client that half-closed it: %v", err)
+	}
+}
+
+// TestAClientThatHalfClosesAfterAnIncompleteRequestIsAnsweredAtOnce: a client sends what the
+// guard reads as a whole request, though net/http reads further (a request line shorter than the
+// 14 bytes it peeks for, a chunked body whose trailer ends in a bare LF), and half-closes. The
+// guard held the end back from every read, as from net/http's background read while a request
+// is served: net/http waited for the rest until client_header (10 s) or client_body (60 s, the
+// instance's connection held as long) ran out, where ReverseProxy answers at once; for the body
+// that never ended the edge may instead close the connection at once, answering nothing.
+func TestAClientThatHalfClosesAfterAnIncompleteRequestIsAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	instance := rawInstance(t, answerEach("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"a short request line", " HTTP/1.1\r\n\r\n"},
+		{"a short request line of bare LFs", " HTTP/1.1\n\n"},
+		{"a trailer ending in a bare LF", "POST /p HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, tc.raw)
+			_ = conn.(*net.TCPConn).CloseWrite()
+			start := time.Now()
+			_ = conn.SetReadDeadline(start.Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			took := time.Since(start)
+			switch {
+			case errors.Is(err, io.ErrUnexpectedEOF) && took < 2*time.Second:
+				// Closed at once with no answer: the request's body never ended.
+			case err != nil:
+				t.Fatalf("neither answered nor closed %s after the half-close: %v", took.Round(time.Millisecond), err)
+			default:
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusRequestTimeout || took > 2*time.Second {
+					t.Errorf("answered %d %s after the half-close, want an answer at once, as ReverseProxy gives", resp.StatusCode, took.Round(time.Millisecond))
+				}
+			}
+		})
 	}
 }

@@ -169,7 +169,7 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				g.out, g.line = g.line, nil
 				continue
 			}
-			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaits() {
+			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaits() && len(p) == 1 {
 				// The client half-closed its connection after a complete request, before any
 				// of its answer: it will send nothing more, and may still read (nc -N, an
 				// HTTP/1.0 script, a monitoring check). net/http's background read, which
@@ -177,7 +177,11 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				// the end for it and cancel the request: the read waits instead, as on a
 				// quiet connection, until net/http ends it (its deadline in the past) once
 				// the answer is written. net/http's next read finds the end and closes the
-				// connection.
+				// connection. The background read asks for one byte; net/http's own reads
+				// fill its buffer, and one that finds the end reads past what the guard
+				// took for a whole request (a chunked body's trailer ending in a bare LF,
+				// which net/http reads on): it gets the end at once, where held it waited
+				// out client_body, the instance's connection held as long.
 				return 0, g.deadline.wait(g.Conn)
 			}
 			return 0, err
@@ -446,7 +450,13 @@ func (g *guardedConn) head() {
 	}
 	// net/http answers OPTIONS * itself, with no handler to count it served.
 	g.global = bytes.HasPrefix(requestLine, []byte("OPTIONS * "))
-	if g.state == inHead && (http11 || bytes.HasSuffix(requestLine, []byte(" HTTP/1.0"))) {
+	// A request line with no method or no target (" HTTP/1.1") net/http answers 400 itself,
+	// with no handler: no answer is awaited, and a half-close after it is passed on. Held, it
+	// kept net/http's look for the HTTP/2 preface, 14 bytes, from ever ending, and the client
+	// from its 400 until client_header ran out.
+	method, rest, _ := bytes.Cut(requestLine, []byte(" "))
+	target, _, _ := bytes.Cut(rest, []byte(" "))
+	if g.state == inHead && len(method) > 0 && len(target) > 0 && (http11 || bytes.HasSuffix(requestLine, []byte(" HTTP/1.0"))) {
 		g.requestRead()
 	}
 }
