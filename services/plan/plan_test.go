@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"bytes"
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/services/plan"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const base = `
@@ -231,79 +233,61 @@ func TestAPlanThatDidNotCompareTheSecretsSaysSo(t *testing.T) {
 	}
 }
 
-// A plan made while the last message on the configuration's subject is no version (published
-// there by hand) compares the document with the version the roles run, before that message, and
-// prints the apply that stores over it. It was refused: "malformed event".
+// A plan made while the last message on the configuration's subject is no version (bytes
+// published there by hand, or an event of another type copied there) compares the document
+// with the version the roles run, before that message, and prints the apply that stores over
+// it. Over the bytes it was refused, "malformed event"; over the event it compared with nothing
+// running, every app, pool and zone shown added, against a "version" applied by nobody.
 func TestAPlanOverAMessageThatIsNoVersionComparesWithTheVersionTheRolesRun(t *testing.T) {
-	s := eventstest.Start(t)
-	ctx := t.Context()
-	_, v, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop"})
+	transition, err := events.New(events.TypeEndpointDown, "decider/a", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: events.StatusDown})
 	if err != nil {
 		t.Fatal(err)
 	}
-	junk, err := s.JS.Publish(ctx, events.SubjectConfigDoc, []byte("not an event"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)
-	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(next), true)
-	if err != nil {
-		t.Fatalf("plan over a message that is no version: %v", err)
-	}
-	var out bytes.Buffer
-	p.Write(&out)
-	for _, want := range []string{
-		"v2.yaml against version " + itoa(v.Number) + " (applied ",
-		itoa(junk.Sequence) + ", is no version",
-		"  ~ apps[shop].check.interval: 1s → 3s\n",
-		"--expect-version " + itoa(junk.Sequence) + "\n",
+	for _, tc := range []struct {
+		name string
+		junk func(ctx context.Context, js jetstream.JetStream) (*jetstream.PubAck, error)
+	}{
+		{"bytes that are no event", func(ctx context.Context, js jetstream.JetStream) (*jetstream.PubAck, error) {
+			return js.Publish(ctx, events.SubjectConfigDoc, []byte("not an event"))
+		}},
+		{"an event of another type", func(ctx context.Context, js jetstream.JetStream) (*jetstream.PubAck, error) {
+			return events.Publish(ctx, js, events.SubjectConfigDoc, transition)
+		}},
 	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("plan lacks %q:\n%s", want, out.String())
-		}
-	}
-	expect := p.ExpectVersion
-	if _, _, err := config.Apply(ctx, s.JS, "v2.yaml", []byte(next), config.ApplyOptions{By: "ana@laptop", Expect: &expect}); err != nil {
-		t.Errorf("apply exactly the plan (--expect-version %d): %v", expect, err)
-	}
-}
-
-// A plan made while the last message on the configuration's subject is an event of another
-// type (a transition copied there by hand) compares with the version the roles run, before it,
-// as over any message that is no version: it compared with nothing running, every app, pool
-// and zone shown added, against "version" junk applied by nobody.
-func TestAPlanOverAnEventOfAnotherTypeComparesWithTheVersionTheRolesRun(t *testing.T) {
-	s := eventstest.Start(t)
-	ctx := t.Context()
-	_, v, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := events.New(events.TypeEndpointDown, "decider/a", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: events.StatusDown})
-	if err != nil {
-		t.Fatal(err)
-	}
-	junk, err := events.Publish(ctx, s.JS, events.SubjectConfigDoc, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)
-	p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(next), true)
-	if err != nil {
-		t.Fatalf("plan over an event of another type: %v", err)
-	}
-	var out bytes.Buffer
-	p.Write(&out)
-	for _, want := range []string{
-		"v2.yaml against version " + itoa(v.Number) + " (applied ",
-		itoa(junk.Sequence) + ", is no version",
-		"  ~ apps[shop].check.interval: 1s → 3s\n",
-		"0 to add, 0 to remove, ",
-		"--expect-version " + itoa(junk.Sequence) + "\n",
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("plan lacks %q:\n%s", want, out.String())
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			s := eventstest.Start(t)
+			ctx := t.Context()
+			_, v, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			junk, err := tc.junk(ctx, s.JS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := strings.Replace(base, "interval: 1s", "interval: 3s, timeout: 1s, jitter: 0s, stale_after: 3s", 1)
+			p, err := plan.Make(ctx, s.JS, "v2.yaml", []byte(next), true)
+			if err != nil {
+				t.Fatalf("plan over a message that is no version: %v", err)
+			}
+			var out bytes.Buffer
+			p.Write(&out)
+			for _, want := range []string{
+				"v2.yaml against version " + itoa(v.Number) + " (applied ",
+				itoa(junk.Sequence) + ", is no version",
+				"  ~ apps[shop].check.interval: 1s → 3s\n",
+				"0 to add, 0 to remove, ",
+				"--expect-version " + itoa(junk.Sequence) + "\n",
+			} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("plan lacks %q:\n%s", want, out.String())
+				}
+			}
+			expect := p.ExpectVersion
+			if _, _, err := config.Apply(ctx, s.JS, "v2.yaml", []byte(next), config.ApplyOptions{By: "ana@laptop", Expect: &expect}); err != nil {
+				t.Errorf("apply exactly the plan (--expect-version %d): %v", expect, err)
+			}
+		})
 	}
 }
 
