@@ -50,6 +50,18 @@ apps:
 	return b.String()
 }
 
+// stormDecider is decider/a, hand driven, for stormYAML(pools, per) on a JetStream server of
+// its own, whose answers to appends are silenced while js.silent is set.
+func stormDecider(t *testing.T, pools, per int) (*eventstest.Server, *silencing, *decider) {
+	t.Helper()
+	srv := eventstest.Start(t)
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel + 1)
+	js := &silencing{JetStream: srv.JS}
+	d := handDriven(Options{Config: eventstest.Config(t, stormYAML(pools, per)), Name: "decider/a", Log: log, Now: time.Now, Stats: &Stats{}}, js)
+	d.log, d.state = log, srv.Stream(t, events.StreamState)
+	return srv, js, d
+}
+
 // stormResults is one result of region eu for every endpoint of stormYAML(pools, per), a pass
 // when ok; round keeps the results' ids apart from those of the other rounds.
 func stormResults(pools, per, round int, ok bool) []events.ProbeResult {
@@ -72,12 +84,8 @@ func stormResults(pools, per, round int, ok bool) []events.ProbeResult {
 // appendTimeout in all, and the rest wait for the next.
 func TestAStormOfFlapsAfterUnansweredAppendsStallsATickByAboutAnAppendTimeout(t *testing.T) {
 	const pools, per = 100, 100
-	srv := eventstest.Start(t)
+	srv, js, d := stormDecider(t, pools, per)
 	ctx := context.Background()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel + 1)
-	js := &silencing{JetStream: srv.JS}
-	d := handDriven(Options{Config: eventstest.Config(t, stormYAML(pools, per)), Name: "decider/a", Log: log, Now: time.Now, Stats: &Stats{}}, js)
-	d.log, d.state = log, srv.Stream(t, events.StreamState)
 	// reads counts the reads of STATE's leader (events.LeaderLast).
 	var reads atomic.Int64
 	sub, err := srv.Conn.Subscribe("$JS.API.STREAM.MSG.GET."+events.StreamState, func(*nats.Msg) { reads.Add(1) })
@@ -136,12 +144,8 @@ func TestAStormOfFlapsAfterUnansweredAppendsStallsATickByAboutAnAppendTimeout(t 
 func TestAStormOfFailuresWhileSTATEsLeaderIsSilentHoldsTheLoopForAboutTwoAppendTimeouts(t *testing.T) {
 	const pools, per = 100, 100
 	const subjects = pools*per + pools
-	srv := eventstest.Start(t)
+	_, js, d := stormDecider(t, pools, per)
 	ctx := context.Background()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel + 1)
-	js := &silencing{JetStream: srv.JS}
-	d := handDriven(Options{Config: eventstest.Config(t, stormYAML(pools, per)), Name: "decider/a", Log: log, Now: time.Now, Stats: &Stats{}}, js)
-	d.log, d.state = log, srv.Stream(t, events.StreamState)
 	stored := func() uint64 {
 		info, err := d.state.Info(ctx)
 		if err != nil {
