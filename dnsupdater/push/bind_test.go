@@ -562,3 +562,48 @@ func tenThousandFailOver(t *testing.T, addr string) {
 		}
 	}
 }
+
+// A primary that serves, beside the zone, a child zone delegated from it (sub.demo.test, a
+// team's own) answers a name in the child zone from the child, with authority, never with a
+// referral: the pusher cannot learn that an owned name there (shop.sub.demo.test, configured in
+// the parent by mistake) lies below the parent's delegation. A failover that changes it and
+// app.demo.test still reaches the primary, app's new address with it. Before, every failover's
+// UPDATE required that sub.demo.test holds no NS RRset, which it does: BIND refused it
+// (YXRRSET), the pusher asked the names, found no referral, and sent the same update again,
+// refused again, for ever: no failover of any app of the zone reached the primary.
+func TestOnARealBINDPrimaryServingAChildZoneAFailoverOfANameInTheChildStillReachesTheOthers(t *testing.T) {
+	t.Parallel()
+	childZoneFailover(t, bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: primaryZone + childDelegation, KeyName: "detour-key", Secret: testSecret,
+		More: map[string]string{"sub.demo.test": childZone}}))
+}
+
+// childDelegation delegates sub.demo.test from demo.test to the primary itself, which serves
+// childZone there.
+const childDelegation = "sub     IN NS  ns1\n"
+
+const childZone = "$TTL 300\n@ IN SOA ns1.demo.test. hostmaster 1 3600 600 604800 5\n@ IN NS ns1.demo.test.\nshop IN A 192.0.2.7\n"
+
+// childZoneFailover pushes app.demo.test and shop.sub.demo.test to the primary at addr, which
+// serves sub.demo.test itself, then a failover of both: app's new address reaches it.
+func childZoneFailover(t *testing.T, addr string) {
+	p, logs := startLogging(t, addr)
+	at := func(seq uint64, app, shop string) Desired {
+		rrsets := map[zone.Key][]dns.RR{}
+		own(rrsets, "app.demo.test.", app)
+		own(rrsets, "shop.sub.demo.test.", shop)
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	p.Offer(at(10, "10.0.0.1", "10.0.0.2"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 1 || logs.Count("zone push failed") > 0 }, "the first push")
+	p.Offer(at(11, "10.0.0.3", "10.0.0.4"))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("zone pushed") == 2 || logs.Count("zone push failed") > 0 }, "the failover")
+	if n := logs.Count("zone push failed"); n > 0 {
+		t.Errorf("a push failed:\n%s", logs.String())
+	}
+	if got := dig(t, addr, "app.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.3"}) {
+		t.Errorf("app.demo.test A: %v, want the failover's [10.0.0.3]", got)
+	}
+	if got := dig(t, addr, "shop.sub.demo.test", "A"); !slices.Equal(got, []string{"192.0.2.7"}) {
+		t.Errorf("shop.sub.demo.test A: %v, want the child zone's [192.0.2.7]", got)
+	}
+}

@@ -36,6 +36,12 @@ func TestOnARealKnotPrimaryAFailoverRightAfterANameIsDelegatedKeepsTheDelegation
 	failoverAfterDelegation(t, startKnot(t, ""))
 }
 
+func TestOnARealKnotPrimaryServingAChildZoneAFailoverOfANameInTheChildStillReachesTheOthers(t *testing.T) {
+	childZoneFailover(t, knottest.Start(t,
+		knottest.Zone{Name: "demo.test", File: primaryZone + childDelegation, Key: &knottest.Key{Name: "detour-key", Algorithm: "hmac-sha256", Secret: testSecret}},
+		knottest.Zone{Name: "sub.demo.test", File: childZone, Key: &knottest.Key{Name: "detour-key", Algorithm: "hmac-sha256", Secret: testSecret}}).Addr)
+}
+
 func TestOnARealKnotPrimaryThatTakesUpdatesFromOneAddressAPushLeavesFromTheAddressTheServerListensOn(t *testing.T) {
 	// Knot applies signed UPDATEs from 127.0.0.2 only, the address Detour listens on beside
 	// the host's 127.0.0.1, which the routing table prefers for a primary on 127.0.0.1.

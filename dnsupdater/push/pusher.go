@@ -430,6 +430,9 @@ type outcome struct {
 	claimLeft time.Duration
 	// unmarked says that the marker's name answered records, none of them a mark.
 	unmarked bool
+	// unexplained says that the primary refused an update that required no delegation at its
+	// names, and that asking them found none new (see push).
+	unexplained bool
 	// stood says that a recheck left another server's marker of its position or a later one.
 	stood bool
 	// over is the marker of another server's other records that a recheck pushed over.
@@ -460,14 +463,21 @@ const maxRaces = 5
 // answers for a name that holds no TXT RRset: an update requiring them is refused, every time.
 // So when such an update is refused, the next requires the RRset to be absent, and the one
 // after that, if that is refused too, the records read again.
+//
+// A primary may hold an NS RRset at a name an update writes, or above it, and yet answer the
+// name with authority, never a referral: it serves the child zone too. Asking the names then
+// finds no delegation, and an update requiring none there would be refused every time, every
+// failover of the zone with it; so once one is refused and asking finds no delegation new, the
+// tries after it in this push require none (bare), as a full rewrite does not.
 func (p *Pusher) push(ctx context.Context, want Desired) (outcome, error) {
-	absent := false
+	absent, bare := false, false
 	for races := 1; ; races++ {
-		out, err := p.try(ctx, want, absent)
+		out, err := p.try(ctx, want, absent, bare)
 		if err == nil || !lostRace(err) || races == maxRaces {
 			return out, err
 		}
 		absent = out.unmarked && !absent
+		bare = bare || out.unexplained
 		p.log.Debug().Err(err).Msg("update refused for its prerequisites: the marker changed since it was read, or a name was delegated; reading it again")
 	}
 }
@@ -482,7 +492,7 @@ func lostRace(err error) bool {
 // try is one round of push: read the marker, decide, send. absent takes records without a mark
 // at the marker's name for none (see push). The owned names the primary delegates are left out
 // (see delegated).
-func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, error) {
+func (p *Pusher) try(ctx context.Context, want Desired, absent, bare bool) (outcome, error) {
 	// The digest is of every owned name, delegated or not: what the primary holds at a
 	// delegated one is left as it was, so a marker of the records as they were before the
 	// delegation was found still says what the primary holds.
@@ -629,7 +639,8 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 	// An update from what the marker says (a failover) asks nothing before it goes: it requires
 	// that the primary delegates none of the names it writes, which a human may have done since
 	// the last reading. A full rewrite has just asked every name, and goes without.
-	if known && u != nil {
+	guarded := known && u != nil && !bare
+	if guarded {
 		u.Answer = notDelegated(p.o.Zone, written(u))
 	}
 	if u == nil && from == p.o.Push.Marker {
@@ -694,18 +705,21 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool) (outcome, e
 			// delegated on the primary now (see notDelegated). The primary does not say which.
 			// So the owned names the part writes are asked: a delegation found is left out of
 			// the next try, which reads the marker again as after any refusal.
-			if known {
+			unexplained := false
+			if guarded {
 				names := map[zone.Key][]dns.RR{}
 				for _, rr := range part.Ns {
 					if h := rr.Header(); slices.Contains(ownedTypes, h.Rrtype) {
 						names[zone.Key{Name: h.Name}] = nil
 					}
 				}
+				was := maps.Clone(p.delegated)
 				if err := p.learnDelegations(ctx, &want, all, names, false); err != nil {
 					return outcome{}, err
 				}
+				unexplained = maps.Equal(was, p.delegated)
 			}
-			return outcome{unmarked: unmarked}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+			return outcome{unmarked: unmarked, unexplained: unexplained}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
 		}
 	}
 	p.pushed, p.digest, p.moved = want.RRsets, digest, ""

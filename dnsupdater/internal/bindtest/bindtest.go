@@ -27,6 +27,9 @@ type Primary struct {
 	KeyName, Secret string
 	// Options are more statements of the zone's, e.g. "max-zone-ttl 10;". Default: none.
 	Options string
+	// More are more zones the same server is primary of, each name (without the trailing dot)
+	// with its zone file's text, taking no updates: a child zone of Zone, say. Default: none.
+	More map[string]string
 }
 
 // Start runs named for p with a generated named.conf in a temporary directory, waits until it
@@ -56,6 +59,12 @@ controls { };
 key "%[3]s" { algorithm hmac-sha256; secret "%[4]s"; };
 zone "%[5]s" { type primary; file "%[1]s/zone.db"; allow-update { key "%[3]s"; }; %[6]s };
 `, dir, port, p.KeyName, p.Secret, p.Zone, p.Options)
+	for name, file := range p.More {
+		conf += fmt.Sprintf("zone %q { type primary; file %q; };\n", name, filepath.Join(dir, name+".db"))
+		if err := os.WriteFile(filepath.Join(dir, name+".db"), []byte(file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -119,6 +119,14 @@ template:
     zonefile-load: whole
 `, dir, port, NSID)
 	var keys, remotes, zoneConf strings.Builder
+	// addKey defines k once, though several zones name it.
+	defined := map[string]bool{}
+	addKey := func(k *Key) {
+		if !defined[k.Name] {
+			defined[k.Name] = true
+			fmt.Fprintf(&keys, "  - id: %s\n    algorithm: %s\n    secret: %s\n", k.Name, k.Algorithm, k.Secret)
+		}
+	}
 	acls := strings.Builder{}
 	acls.WriteString("  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n")
 	for i, z := range zones {
@@ -126,7 +134,7 @@ template:
 		if z.Primary != "" {
 			k := z.Key
 			if k != nil {
-				fmt.Fprintf(&keys, "  - id: %s\n    algorithm: %s\n    secret: %s\n", k.Name, k.Algorithm, k.Secret)
+				addKey(k)
 			}
 			var ids, hosts []string
 			for j, primary := range append([]string{z.Primary}, z.Also...) {
@@ -146,7 +154,7 @@ template:
 			continue
 		}
 		if k := z.Key; k != nil {
-			fmt.Fprintf(&keys, "  - id: %s\n    algorithm: %s\n    secret: %s\n", k.Name, k.Algorithm, k.Secret)
+			addKey(k)
 			fmt.Fprintf(&acls, "  - id: update%d\n    key: %s\n    action: update\n", i, k.Name)
 			if z.UpdateFrom != "" {
 				fmt.Fprintf(&acls, "    address: %s\n", z.UpdateFrom)
