@@ -607,3 +607,49 @@ func childZoneFailover(t *testing.T, addr string) {
 		t.Errorf("shop.sub.demo.test A: %v, want the child zone's [192.0.2.7]", got)
 	}
 }
+
+// A human who delegates a subdomain holding thousands of owned names (team.demo.test, 7,000
+// apps below it) right before a failover of them all costs the failover one refusal: the
+// names below the delegation found are left out of the next try, asked or not. Before, each try
+// asked only the names its refused first part wrote, about 1,300, and left out those alone: the
+// next try's first part was refused for the next ones, and after five refusals (maxRaces) the
+// failover failed, zz.demo.test's with it, until a retry after the backoff.
+func TestOnARealBINDPrimaryAFailoverRightAfterASubdomainOfThousandsOfOwnedNamesIsDelegatedGoesOut(t *testing.T) {
+	t.Parallel()
+	addr := startBIND(t)
+	relay, updates := startCountingRelay(t, addr, dns.OpcodeUpdate)
+	cfg := parsePushConfig(t, relay)
+	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(seq uint64, ip string) Desired {
+		rrsets := map[zone.Key][]dns.RR{}
+		for i := range 7000 {
+			own(rrsets, fmt.Sprintf("app-%d.team.demo.test.", i), ip)
+		}
+		own(rrsets, "zz.demo.test.", ip)
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	if _, err := p.push(t.Context(), at(10, "10.0.0.1")); err != nil {
+		t.Fatalf("the first push: %v", err)
+	}
+	edit := new(dns.Msg)
+	edit.SetUpdate("demo.test.")
+	edit.Insert([]dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: "team.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "ns.elsewhere.test."}})
+	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
+	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("delegate team.demo.test by hand: %v %v", r, err)
+	}
+	before := updates()
+	if _, err := p.push(t.Context(), at(11, "10.0.0.2")); err != nil {
+		t.Errorf("the failover: %v", err)
+	}
+	if n := updates() - before; n > 2 {
+		t.Errorf("the failover sent %d UPDATEs, want 2: one refused, one without the delegated names", n)
+	}
+	if got := dig(t, addr, "zz.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.2"}) {
+		t.Errorf("zz.demo.test A: %v, want the failover's [10.0.0.2]", got)
+	}
+}

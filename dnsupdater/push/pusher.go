@@ -919,12 +919,27 @@ func (p *Pusher) queries(ctx context.Context) (func(name string, qtype uint16) (
 const delegationsWindow = 64
 
 // learnDelegations asks the primary which names of rrsets it delegates, and leaves those out of
-// want (all being every owned name). Where every owned name is asked (whole), a name delegated
-// before and not now is pushed again; else the delegations known of the others are kept.
+// want (all being every owned name), with every owned name below a delegation found, asked or
+// not: a failover's first part, refused for a subdomain of thousands of owned names delegated
+// since, is not followed by a part refused for the next ones, and so on. Where every owned name
+// is asked (whole), a name delegated before and not now is pushed again; else the delegations
+// known of the others are kept.
 func (p *Pusher) learnDelegations(ctx context.Context, want *Desired, all, rrsets map[zone.Key][]dns.RR, whole bool) error {
 	cuts, err := p.delegations(ctx, rrsets)
 	if err != nil {
 		return fmt.Errorf("read owned names' delegations from %s: %w", p.o.Push.Server, err)
+	}
+	found := map[string]string{}
+	for _, cut := range cuts {
+		found[strings.ToLower(cut)] = cut
+	}
+	for k := range all {
+		for _, i := range dns.Split(k.Name) {
+			if cut, ok := found[strings.ToLower(k.Name[i:])]; ok {
+				cuts[k.Name] = cut
+				break
+			}
+		}
 	}
 	if !whole {
 		maps.Copy(cuts, p.delegated)
