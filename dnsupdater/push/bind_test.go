@@ -653,3 +653,52 @@ func TestOnARealBINDPrimaryAFailoverRightAfterASubdomainOfThousandsOfOwnedNamesI
 		t.Errorf("zz.demo.test A: %v, want the failover's [10.0.0.2]", got)
 	}
 }
+
+// A failover in parts to a primary that serves a child zone (aaa.demo.test, holding an owned
+// name by mistake) goes out though its first part is refused for the child's NS, and the part
+// that writes a name a human delegated meanwhile (zz.demo.test) is still refused for it: the
+// glue stays. Only the names asked after the first refusal, and found not delegated, go
+// without the prerequisite.
+func TestOnARealBINDPrimaryServingAChildZoneAFailoverInPartsKeepsTheGlueOfANameDelegatedMeanwhile(t *testing.T) {
+	t.Parallel()
+	addr := bindtest.Start(t, bindtest.Primary{Zone: "demo.test", File: primaryZone + "aaa     IN NS  ns1\n", KeyName: "detour-key", Secret: testSecret,
+		More: map[string]string{"aaa.demo.test": childZone}})
+	cfg := parsePushConfig(t, addr)
+	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(seq uint64, ip string) Desired {
+		rrsets := map[zone.Key][]dns.RR{}
+		own(rrsets, "shop.aaa.demo.test.", ip)
+		for i := range 2500 {
+			own(rrsets, fmt.Sprintf("x-%d.demo.test.", i), ip)
+		}
+		own(rrsets, "zz.demo.test.", ip)
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	if _, err := p.push(t.Context(), at(10, "10.0.0.1")); err != nil {
+		t.Fatalf("the first push: %v", err)
+	}
+	edit := new(dns.Msg)
+	edit.SetUpdate("demo.test.")
+	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "zz.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
+	edit.Insert([]dns.RR{
+		&dns.NS{Hdr: dns.RR_Header{Name: "zz.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "zz.demo.test."},
+		aRecord("zz.demo.test.", "192.0.2.53"),
+	})
+	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
+	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("delegate zz.demo.test by hand: %v %v", r, err)
+	}
+	if _, err := p.push(t.Context(), at(11, "10.0.0.2")); err != nil {
+		t.Errorf("the failover: %v", err)
+	}
+	if got := glue(t, addr, "zz.demo.test."); !slices.Equal(got, []string{"192.0.2.53"}) {
+		t.Errorf("the glue of the delegation zz.demo.test: %v, want the [192.0.2.53] written by hand", got)
+	}
+	if got := dig(t, addr, "x-2499.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.2"}) {
+		t.Errorf("x-2499.demo.test A: %v, want the failover's [10.0.0.2]", got)
+	}
+}

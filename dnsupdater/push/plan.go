@@ -188,7 +188,8 @@ const maxUpdate = dns.MaxMsgSize - 1024
 
 // split cuts the update m into parts of at most max bytes, each holding every record of the
 // names it changes, so that each name is still replaced in one step. Where m requires that its
-// names are not delegated (see notDelegated), each part requires it of its own names. build
+// names are not delegated (see notDelegated), each part requires it of its own names, where m
+// does (a name just asked goes without: see push). build
 // makes the ith part of its prerequisites and records, adding what a part carries beside them
 // (see conditional) and, where last says the part is the last, what that one carries.
 //
@@ -203,6 +204,10 @@ const maxUpdate = dns.MaxMsgSize - 1024
 func split(m *dns.Msg, max int, build func(i int, prereqs, records []dns.RR, last bool) *dns.Msg) []*dns.Msg {
 	zoneName := m.Question[0].Name
 	guarded := len(m.Answer) > 0
+	required := map[string]bool{}
+	for _, rr := range m.Answer {
+		required[strings.ToLower(rr.Header().Name)] = true
+	}
 	records := map[string][]dns.RR{}
 	for _, rr := range m.Ns {
 		name := rr.Header().Name
@@ -226,7 +231,7 @@ func split(m *dns.Msg, max int, build func(i int, prereqs, records []dns.RR, las
 	part := func(i, n int) *dns.Msg {
 		var prereqs, rrs []dns.RR
 		if guarded {
-			prereqs = notDelegated(zoneName, names[:n])
+			prereqs = slices.DeleteFunc(notDelegated(zoneName, names[:n]), func(rr dns.RR) bool { return !required[strings.ToLower(rr.Header().Name)] })
 		}
 		for _, name := range names[:n] {
 			rrs = append(rrs, records[name]...)

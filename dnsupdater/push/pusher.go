@@ -430,9 +430,9 @@ type outcome struct {
 	claimLeft time.Duration
 	// unmarked says that the marker's name answered records, none of them a mark.
 	unmarked bool
-	// unexplained says that the primary refused an update that required no delegation at its
-	// names, and that asking them found none new (see push).
-	unexplained bool
+	// cleared are the owned names that the primary refused an update of and that asking them
+	// then found not delegated (see push).
+	cleared []string
 	// stood says that a recheck left another server's marker of its position or a later one.
 	stood bool
 	// over is the marker of another server's other records that a recheck pushed over.
@@ -467,17 +467,20 @@ const maxRaces = 5
 // A primary may hold an NS RRset at a name an update writes, or above it, and yet answer the
 // name with authority, never a referral: it serves the child zone too. Asking the names then
 // finds no delegation, and an update requiring none there would be refused every time, every
-// failover of the zone with it; so once one is refused and asking finds no delegation new, the
-// tries after it in this push require none (bare), as a full rewrite does not.
+// failover of the zone with it; so the names asked after a refusal and found not delegated
+// (cleared) go without it in the tries after it in this push, as in a full rewrite, which has
+// just asked every name.
 func (p *Pusher) push(ctx context.Context, want Desired) (outcome, error) {
-	absent, bare := false, false
+	absent, cleared := false, map[string]bool{}
 	for races := 1; ; races++ {
-		out, err := p.try(ctx, want, absent, bare)
+		out, err := p.try(ctx, want, absent, cleared)
 		if err == nil || !lostRace(err) || races == maxRaces {
 			return out, err
 		}
 		absent = out.unmarked && !absent
-		bare = bare || out.unexplained
+		for _, name := range out.cleared {
+			cleared[name] = true
+		}
 		p.log.Debug().Err(err).Msg("update refused for its prerequisites: the marker changed since it was read, or a name was delegated; reading it again")
 	}
 }
@@ -492,7 +495,7 @@ func lostRace(err error) bool {
 // try is one round of push: read the marker, decide, send. absent takes records without a mark
 // at the marker's name for none (see push). The owned names the primary delegates are left out
 // (see delegated).
-func (p *Pusher) try(ctx context.Context, want Desired, absent, bare bool) (outcome, error) {
+func (p *Pusher) try(ctx context.Context, want Desired, absent bool, cleared map[string]bool) (outcome, error) {
 	// The digest is of every owned name, delegated or not: what the primary holds at a
 	// delegated one is left as it was, so a marker of the records as they were before the
 	// delegation was found still says what the primary holds.
@@ -639,9 +642,9 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent, bare bool) (outc
 	// An update from what the marker says (a failover) asks nothing before it goes: it requires
 	// that the primary delegates none of the names it writes, which a human may have done since
 	// the last reading. A full rewrite has just asked every name, and goes without.
-	guarded := known && u != nil && !bare
-	if guarded {
-		u.Answer = notDelegated(p.o.Zone, written(u))
+	if known && u != nil {
+		names := slices.DeleteFunc(written(u), func(name string) bool { return cleared[name] })
+		u.Answer = notDelegated(p.o.Zone, names)
 	}
 	if u == nil && from == p.o.Push.Marker {
 		p.log.Debug().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Msg("zone not pushed: the primary holds its records")
@@ -705,21 +708,24 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent, bare bool) (outc
 			// delegated on the primary now (see notDelegated). The primary does not say which.
 			// So the owned names the part writes are asked: a delegation found is left out of
 			// the next try, which reads the marker again as after any refusal.
-			unexplained := false
-			if guarded {
+			var asked []string
+			if u != nil && len(u.Answer) > 0 {
 				names := map[zone.Key][]dns.RR{}
 				for _, rr := range part.Ns {
-					if h := rr.Header(); slices.Contains(ownedTypes, h.Rrtype) {
+					if h := rr.Header(); slices.Contains(ownedTypes, h.Rrtype) && !cleared[h.Name] {
 						names[zone.Key{Name: h.Name}] = nil
 					}
 				}
-				was := maps.Clone(p.delegated)
 				if err := p.learnDelegations(ctx, &want, all, names, false); err != nil {
 					return outcome{}, err
 				}
-				unexplained = maps.Equal(was, p.delegated)
+				for k := range names {
+					if _, ok := p.delegated[k.Name]; !ok {
+						asked = append(asked, k.Name)
+					}
+				}
 			}
-			return outcome{unmarked: unmarked, unexplained: unexplained}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
+			return outcome{unmarked: unmarked, cleared: asked}, fmt.Errorf("send update to %s: %w", p.o.Push.Server, err)
 		}
 	}
 	p.pushed, p.digest, p.moved = want.RRsets, digest, ""
