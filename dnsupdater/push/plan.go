@@ -106,7 +106,8 @@ func Update(zoneName string, before, want map[zone.Key][]dns.RR) (*dns.Msg, int)
 // name it writes, or one above it: what the UPDATE would write there is the delegation's glue,
 // or never answered. A human may delegate an owned name at any time, and the pusher learns it
 // only by asking; asking before every push would cost a failover a round trip, the
-// prerequisites cost none, and about 20 bytes a name, compressed: in the first 16 KB of an
+// prerequisites cost none, and about 20 bytes a name one label below the apex (more for each
+// label deeper, each ancestor required too), compressed: in the first 16 KB of an
 // UPDATE nearly none, as the records after them point at the name they write out (see split).
 // BIND and Knot both refuse so (see
 // TestOnARealBINDPrimaryAFailoverRightAfterANameIsDelegatedKeepsTheDelegationsGlue).
