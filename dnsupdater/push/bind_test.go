@@ -619,7 +619,8 @@ func TestOnARealBINDPrimaryAFailoverRightAfterASubdomainOfThousandsOfOwnedNamesI
 	addr := startBIND(t)
 	relay, updates := startCountingRelay(t, addr, dns.OpcodeUpdate)
 	cfg := parsePushConfig(t, relay)
-	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	logs := &eventstest.Logs{}
+	p, err := New(Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-test", Log: zerolog.New(logs).Level(zerolog.WarnLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -651,6 +652,12 @@ func TestOnARealBINDPrimaryAFailoverRightAfterASubdomainOfThousandsOfOwnedNamesI
 	}
 	if got := dig(t, addr, "zz.demo.test", "A"); !slices.Equal(got, []string{"10.0.0.2"}) {
 		t.Errorf("zz.demo.test A: %v, want the failover's [10.0.0.2]", got)
+	}
+	// One line for the delegation, naming how many owned names it holds: a line a name was
+	// 7,000 lines at error level.
+	const refused = "owned name lies below a delegation on the primary, which answers it with a referral: not pushed"
+	if n := logs.Count(refused); n != 1 || !strings.Contains(logs.String(), `"names":7000`) {
+		t.Errorf("logged %q %d times (want once, with \"names\":7000):\n%.2000s", refused, n, logs.String())
 	}
 }
 

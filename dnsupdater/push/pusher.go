@@ -1083,27 +1083,35 @@ func referral(r *dns.Msg, zoneName, name string) string {
 
 // setDelegated makes cuts, the owned names a full read found answered with a referral, the
 // names not pushed (nor emptied: what the primary holds there is the delegation's, its glue
-// perhaps), and reports whether they changed. A name newly found below a delegation is
-// logged once, at error level: what Detour owns there is never answered until the delegation
-// is removed on the primary or the name from the configuration; one found no longer below one
-// is pushed again.
+// perhaps), and reports whether they changed. The names newly found below a delegation are
+// logged once, at error level, in one line a delegation (the first and how many): what Detour
+// owns there is never answered until the delegation is removed on the primary or the name from
+// the configuration; those found no longer below one are pushed again.
 func (p *Pusher) setDelegated(cuts map[string]string) bool {
-	changed := false
+	found, gone := map[string][]string{}, map[string][]string{}
 	for name, cut := range cuts {
 		if p.delegated[name] != cut {
-			changed = true
-			p.log.Error().Str("name", name).Str("delegation", cut).
-				Msg("owned name lies below a delegation on the primary, which answers it with a referral: not pushed")
+			found[cut] = append(found[cut], name)
 		}
 	}
 	for name, cut := range p.delegated {
 		if _, ok := cuts[name]; !ok {
-			changed = true
-			p.log.Info().Str("name", name).Str("delegation", cut).Msg("owned name no longer lies below a delegation on the primary: pushed again")
+			gone[cut] = append(gone[cut], name)
 		}
 	}
+	// One line a delegation, not a name: a subdomain holding 7,000 owned names was 7,000 lines.
+	for _, cut := range slices.Sorted(maps.Keys(found)) {
+		names := slices.SortedFunc(slices.Values(found[cut]), zone.Compare)
+		p.log.Error().Str("name", names[0]).Int("names", len(names)).Str("delegation", cut).
+			Msg("owned name lies below a delegation on the primary, which answers it with a referral: not pushed")
+	}
+	for _, cut := range slices.Sorted(maps.Keys(gone)) {
+		names := slices.SortedFunc(slices.Values(gone[cut]), zone.Compare)
+		p.log.Info().Str("name", names[0]).Int("names", len(names)).Str("delegation", cut).
+			Msg("owned name no longer lies below a delegation on the primary: pushed again")
+	}
 	p.delegated = cuts
-	return changed
+	return len(found) > 0 || len(gone) > 0
 }
 
 // undelegated returns rrsets without the names the primary delegates (see delegated); rrsets
