@@ -991,3 +991,71 @@ func TestAClientThatHalfClosesAfterAnIncompleteRequestIsAnsweredAtOnce(t *testin
 		})
 	}
 }
+
+// TestAClientThatHalfClosesWhereNetHTTPReadsOneByteMoreIsAnsweredAtOnce: the guard holds a
+// client's end from net/http's reads of one byte only, its background read's, but net/http
+// reads one byte of its own where it reads past what the guard took for a whole request with a
+// single byte of room left: its look for the HTTP/2 preface (14 bytes) after a 13-byte request
+// the guard took for one net/http serves, though its request line has no second space and
+// net/http answers it 400 itself. Held, the client waited out client_header, where
+// ReverseProxy answers at once.
+func TestAClientThatHalfClosesWhereNetHTTPReadsOneByteMoreIsAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	instance := rawInstance(t, answerEach("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"a 13-byte request line with no target", "G/ HTTP/1.1\n\n"},
+		{"a 13-byte request line with one space", "/ HTTP/1.1\r\n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, tc.raw)
+			_ = conn.(*net.TCPConn).CloseWrite()
+			start := time.Now()
+			_ = conn.SetReadDeadline(start.Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			took := time.Since(start)
+			switch {
+			case errors.Is(err, io.ErrUnexpectedEOF) && took < 2*time.Second:
+				// Closed at once with no answer: the request's body never ended.
+			case err != nil:
+				t.Fatalf("neither answered nor closed %s after the half-close: %v", took.Round(time.Millisecond), err)
+			default:
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusRequestTimeout || took > 2*time.Second {
+					t.Errorf("answered %d %s after the half-close, want an answer at once, as ReverseProxy gives", resp.StatusCode, took.Round(time.Millisecond))
+				}
+			}
+		})
+	}
+}
+
+// TestTheGuardCountsAsServedExactlyTheRequestLinesNetHTTPServes: the guard marks a request
+// awaiting its answer, and holds a half-close from net/http's background read, for the
+// request lines net/http hands to a handler; one it answers itself (400, 505) is not awaited.
+func TestTheGuardCountsAsServedExactlyTheRequestLinesNetHTTPServes(t *testing.T) {
+	for _, line := range []string{
+		"GET / HTTP/1.1", "GET / HTTP/1.0", "GET / HTTP/1.2", "GET / HTTP/1.9", "FOO / HTTP/1.1",
+		"GET http://shop.demo.test/ HTTP/1.1", "CONNECT shop.demo.test:443 HTTP/1.1", "OPTIONS * HTTP/1.1",
+		" HTTP/1.1", "GET HTTP/1.1", "G/ HTTP/1.1", "/ HTTP/1.1", "GET  HTTP/1.1", "GET\t/\tHTTP/1.1",
+		"GET /a b HTTP/1.0", "GET /", "GET / HTTP/2.0", "GET / HTTP/0.9", "GET / http/1.1", "GET / HTTP/1.1 ",
+	} {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(line + "\r\nHost: shop.demo.test\r\n\r\n")))
+		// What net/http's server serves of what http.ReadRequest parses: HTTP/1.x only.
+		served := err == nil && req.ProtoMajor == 1
+		g := &guardedConn{Conn: &net.TCPConn{}, r: bufio.NewReader(strings.NewReader(line + "\r\nHost: shop.demo.test\r\n\r\n")), max: 64 << 10}
+		_, _ = io.ReadAll(readerFunc(g.Read))
+		if got := g.read.Load() > 0 || g.global; got != served {
+			t.Errorf("%q: the guard counts it served: %v, net/http serves it: %v (%v)", line, got, served, err)
+		}
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

@@ -454,9 +454,12 @@ func (g *guardedConn) head() {
 	// with no handler: no answer is awaited, and a half-close after it is passed on. Held, it
 	// kept net/http's look for the HTTP/2 preface, 14 bytes, from ever ending, and the client
 	// from its 400 until client_header ran out.
-	method, rest, _ := bytes.Cut(requestLine, []byte(" "))
-	target, _, _ := bytes.Cut(rest, []byte(" "))
-	if g.state == inHead && len(method) > 0 && len(target) > 0 && (http11 || bytes.HasSuffix(requestLine, []byte(" HTTP/1.0"))) {
+	// It is cut as net/http cuts it: "G/ HTTP/1.1" has no target, and net/http serves every
+	// HTTP/1 minor version (HTTP/1.2 as HTTP/1.1), not only 1.0 and 1.1.
+	method, rest, ok1 := bytes.Cut(requestLine, []byte(" "))
+	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
+	http1 := len(proto) == len("HTTP/1.x") && bytes.HasPrefix(proto, []byte("HTTP/1.")) && '0' <= proto[7] && proto[7] <= '9'
+	if g.state == inHead && ok1 && ok2 && len(method) > 0 && len(target) > 0 && http1 {
 		g.requestRead()
 	}
 }
