@@ -997,15 +997,19 @@ func TestAClientThatHalfClosesAfterAnIncompleteRequestIsAnsweredAtOnce(t *testin
 // reads one byte of its own where it reads past what the guard took for a whole request with a
 // single byte of room left: its look for the HTTP/2 preface (14 bytes) after a 13-byte request
 // the guard took for one net/http serves, though its request line has no second space and
-// net/http answers it 400 itself. Held, the client waited out client_header, where
-// ReverseProxy answers at once.
+// net/http answers it 400 itself; its look for the end of a chunked body's trailer that does
+// not end in CRLF CRLF, when the trailer is 4,095 bytes, one short of net/http's buffer. Held,
+// the client waited out client_header or client_body (60 s, the instance's connection held as
+// long), where ReverseProxy answers at once.
 func TestAClientThatHalfClosesWhereNetHTTPReadsOneByteMoreIsAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
 	instance := rawInstance(t, answerEach("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	trailer := "X: " + strings.Repeat("a", 4089) + "\r\n\n" // 4,095 bytes, no CRLF CRLF
 	for _, tc := range []struct{ name, raw string }{
 		{"a 13-byte request line with no target", "G/ HTTP/1.1\n\n"},
 		{"a 13-byte request line with one space", "/ HTTP/1.1\r\n\n"},
+		{"a 4,095-byte trailer ending in a bare LF", "POST /p HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + trailer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

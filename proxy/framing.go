@@ -94,6 +94,10 @@ type guardedConn struct {
 	// knowledge, which it does when the preface opens the connection; started once a head
 	// was seen.
 	h2c, started bool
+	// crlf is set while the trailer lines so far end in CRLF (none yet counts); past once
+	// net/http reads past the end of the last request the guard saw, as it does after a
+	// trailer that does not end in CRLF CRLF (it looks for one further on), until the next head.
+	crlf, past bool
 }
 
 // What an Upgrade request awaits; then whether its answer switched protocols.
@@ -169,7 +173,7 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				g.out, g.line = g.line, nil
 				continue
 			}
-			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaits() && len(p) == 1 {
+			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaits() && len(p) == 1 && !g.past {
 				// The client half-closed its connection after a complete request, before any
 				// of its answer: it will send nothing more, and may still read (nc -N, an
 				// HTTP/1.0 script, a monitoring check). net/http's background read, which
@@ -181,7 +185,8 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				// fill its buffer, and one that finds the end reads past what the guard
 				// took for a whole request (a chunked body's trailer ending in a bare LF,
 				// which net/http reads on): it gets the end at once, where held it waited
-				// out client_body, the instance's connection held as long.
+				// out client_body, the instance's connection held as long. So did one read of
+				// one byte (past), with one byte of room left in net/http's buffer.
 				return 0, g.deadline.wait(g.Conn)
 			}
 			return 0, err
@@ -375,7 +380,7 @@ func headComplete(b []byte) bool {
 // head checks the complete head in g.line and hands it on, or a refused one in its place.
 func (g *guardedConn) head() {
 	h := g.line
-	g.line = nil
+	g.line, g.past = nil, false
 	g.headBy.Store(0)
 	lines := bytes.Split(bytes.TrimLeft(h, "\r\n"), []byte("\n"))
 	requestLine := bytes.TrimSuffix(lines[0], []byte("\r"))
@@ -491,9 +496,10 @@ func (g *guardedConn) chunkLine() {
 	t := bytes.TrimRight(l, "\r\n")
 	if g.state == inTrailers {
 		if len(t) == 0 {
-			g.state = inHead
+			g.state, g.past = inHead, !g.crlf || string(l) != "\r\n"
 			g.requestRead()
 		}
+		g.crlf = bytes.HasSuffix(l, []byte("\r\n"))
 		return
 	}
 	size, _, _ := bytes.Cut(t, []byte(";"))
@@ -502,7 +508,7 @@ func (g *guardedConn) chunkLine() {
 	case err != nil || n < 0:
 		g.state = passThrough // net/http refuses the body and closes the connection
 	case n == 0:
-		g.state = inTrailers
+		g.state, g.crlf = inTrailers, true
 	case n > math.MaxInt64-2:
 		// A chunk that no connection carries to its end, and whose length with its CRLF
 		// overflows g.left.
