@@ -1063,3 +1063,50 @@ func TestTheGuardCountsAsServedExactlyTheRequestLinesNetHTTPServes(t *testing.T)
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestAClientThatHalfClosesAfterARequestAndARefusedOneGetsBothAnswers: a client pipelines a
+// request and one the guard refuses (a folded field), then half-closes. net/http's background
+// read while the first is served found the end in the refused state, where it was not held,
+// and the first request was cancelled as if the client had left.
+func TestAClientThatHalfClosesAfterARequestAndARefusedOneGetsBothAnswers(t *testing.T) {
+	t.Parallel()
+	instance := rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		time.Sleep(300 * time.Millisecond) // the instance's slowness, not a wait for an event
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, _ = io.Copy(io.Discard, br)
+	})
+	c := twoEdgesWith(t, []string{instance}, []string{instance}, "http", "", "")
+	for _, tc := range []struct{ name, raw string }{
+		{"on the fast path", "GET /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
+		{"on the ReverseProxy path", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, tc.raw+"GET /q HTTP/1.1\r\n"+host+"X: a\r\n b\r\n\r\n")
+			_ = conn.(*net.TCPConn).CloseWrite()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(conn)
+			for _, want := range []int{200, 400} {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("no answer %d to a client that half-closed: %v", want, err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				if resp.StatusCode != want {
+					t.Fatalf("answered %d, want %d", resp.StatusCode, want)
+				}
+			}
+		})
+	}
+}

@@ -160,7 +160,12 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 			// read (net/http's background read while it serves the request before) waits as on
 			// a quiet connection: an error here would cancel that request as if the client had
 			// left. What the client sends meanwhile is dropped.
+			// So does one that finds the client's half-close while a request before awaits
+			// its answer, as in any other state.
 			if _, err := g.r.Read(g.buf[:]); err != nil {
+				if err == io.EOF && g.awaits() && len(p) == 1 {
+					return 0, g.deadline.wait(g.Conn)
+				}
 				return 0, err
 			}
 			continue
