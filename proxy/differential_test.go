@@ -299,6 +299,7 @@ var corpus = []struct {
 		differs: "the edge drops a request field whose name holds an underscore, as nginx does (underscores_in_headers): a gateway folding '-' and '_' (CGI's HTTP_X_FORWARDED_FOR) would take it for the edge's X-Forwarded-For; ReverseProxy forwards it"},
 	{name: "a POST with a field name with an underscore", raw: "POST /u HTTP/1.1\r\n" + host + "X_Forwarded_For: 6.6.6.6\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{200}, forwards: 1,
 		differs: "the edge drops a request field whose name holds an underscore, as nginx does (underscores_in_headers): a gateway folding '-' and '_' (CGI's HTTP_X_FORWARDED_FOR) would take it for the edge's X-Forwarded-For; ReverseProxy forwards it"},
+	{name: "a chunked POST of HTTP 1.2, which net/http serves as 1.1", raw: "POST /v12 HTTP/1.2\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", methods: []string{"POST"}},
 	{name: "an HTTP/1.0 GET without Host", raw: "GET /h10 HTTP/1.0\r\n\r\n", methods: []string{"GET"}},
 	{name: "an HTTP/1.0 POST without Host", raw: "POST /h10 HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
 	{name: "an empty Host", raw: "GET /empty HTTP/1.1\r\nHost:\r\n\r\n", methods: []string{"GET"}},

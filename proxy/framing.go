@@ -389,7 +389,12 @@ func (g *guardedConn) head() {
 	g.headBy.Store(0)
 	lines := bytes.Split(bytes.TrimLeft(h, "\r\n"), []byte("\n"))
 	requestLine := bytes.TrimSuffix(lines[0], []byte("\r"))
-	http11 := bytes.HasSuffix(requestLine, []byte(" HTTP/1.1"))
+	// The request line cut as net/http cuts it: "G/ HTTP/1.1" has no target, and net/http
+	// serves every HTTP/1 minor version, HTTP/1.2 as HTTP/1.1.
+	method, rest, ok1 := bytes.Cut(requestLine, []byte(" "))
+	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
+	http1 := len(proto) == len("HTTP/1.x") && bytes.HasPrefix(proto, []byte("HTTP/1.")) && '0' <= proto[7] && proto[7] <= '9'
+	http11 := http1 && proto[7] >= '1'
 	var lengths [][]byte
 	chunked, te, upgrade, folded, fields := false, false, false, false, false
 	for _, l := range lines[1:] {
@@ -464,11 +469,6 @@ func (g *guardedConn) head() {
 	// with no handler: no answer is awaited, and a half-close after it is passed on. Held, it
 	// kept net/http's look for the HTTP/2 preface, 14 bytes, from ever ending, and the client
 	// from its 400 until client_header ran out.
-	// It is cut as net/http cuts it: "G/ HTTP/1.1" has no target, and net/http serves every
-	// HTTP/1 minor version (HTTP/1.2 as HTTP/1.1), not only 1.0 and 1.1.
-	method, rest, ok1 := bytes.Cut(requestLine, []byte(" "))
-	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
-	http1 := len(proto) == len("HTTP/1.x") && bytes.HasPrefix(proto, []byte("HTTP/1.")) && '0' <= proto[7] && proto[7] <= '9'
 	if g.state == inHead && ok1 && ok2 && len(method) > 0 && len(target) > 0 && http1 {
 		g.requestRead()
 	}
