@@ -339,10 +339,17 @@ func delegateShopByHand(t *testing.T, addr string) {
 		&dns.NS{Hdr: dns.RR_Header{Name: "shop.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "shop.demo.test."},
 		aRecord("shop.demo.test.", "192.0.2.53"),
 	})
+	updateByHand(t, addr, "delegate shop by hand", edit)
+}
+
+// updateByHand sends edit, an UPDATE of demo.test as a human makes one, signed with the test
+// key, to the primary at addr, and fails the test unless it is applied.
+func updateByHand(t *testing.T, addr, what string, edit *dns.Msg) {
+	t.Helper()
 	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
 	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
 	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("delegate shop by hand: %v %v", r, err)
+		t.Fatalf("%s: %v %v", what, r, err)
 	}
 }
 
@@ -638,11 +645,7 @@ func TestOnARealBINDPrimaryAFailoverRightAfterASubdomainOfThousandsOfOwnedNamesI
 	edit := new(dns.Msg)
 	edit.SetUpdate("demo.test.")
 	edit.Insert([]dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: "team.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "ns.elsewhere.test."}})
-	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
-	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("delegate team.demo.test by hand: %v %v", r, err)
-	}
+	updateByHand(t, addr, "delegate team.demo.test by hand", edit)
 	before := updates()
 	if _, err := p.push(t.Context(), at(11, "10.0.0.2")); err != nil {
 		t.Errorf("the failover: %v", err)
@@ -694,11 +697,7 @@ func TestOnARealBINDPrimaryServingAChildZoneAFailoverInPartsKeepsTheGlueOfANameD
 		&dns.NS{Hdr: dns.RR_Header{Name: "zz.demo.test.", Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 300}, Ns: "zz.demo.test."},
 		aRecord("zz.demo.test.", "192.0.2.53"),
 	})
-	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
-	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("delegate zz.demo.test by hand: %v %v", r, err)
-	}
+	updateByHand(t, addr, "delegate zz.demo.test by hand", edit)
 	if _, err := p.push(t.Context(), at(11, "10.0.0.2")); err != nil {
 		t.Errorf("the failover: %v", err)
 	}

@@ -702,11 +702,7 @@ func pushesBetweenRechecks(t *testing.T, addr string) {
 	edit.SetUpdate("demo.test.")
 	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "app-7.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
 	edit.Insert([]dns.RR{aRecord("app-7.demo.test.", "192.0.2.66")})
-	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
-	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("edit app-7 by hand: %v %v", r, err)
-	}
+	updateByHand(t, addr, "edit app-7 by hand", edit)
 	pushNext()
 	recheck()
 	if n := logs.Count(restored); n != 1 {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/eventstest"
@@ -175,11 +174,7 @@ func TestOnARealBINDPrimaryAHandEditIsPutBackThoughTheServerHoldingTheMarkerStop
 	edit.SetUpdate("demo.test.")
 	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "app-7.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
 	edit.Insert([]dns.RR{aRecord("app-7.demo.test.", "192.0.2.66")})
-	edit.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
-	if r, _, err := c.Exchange(edit, addr); err != nil || r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("edit app-7 by hand: %v %v", r, err)
-	}
+	updateByHand(t, addr, "edit app-7 by hand", edit)
 
 	want.Recheck = true
 	for range ownedReadEvery + 1 {
@@ -226,26 +221,18 @@ func TestOnARealBINDPrimaryAHandEditAfterARestartedServersPushInPartsIsPutBack(t
 		}
 	}
 
-	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second, TsigSecret: map[string]string{"detour-key.": testSecret}}
-	send := func(what string, m *dns.Msg) {
-		t.Helper()
-		m.SetTsig("detour-key.", dns.HmacSHA256, 300, time.Now().Unix())
-		if r, _, err := c.Exchange(m, addr); err != nil || r.Rcode != dns.RcodeSuccess {
-			t.Fatalf("%s: %v %v", what, r, err)
-		}
-	}
 	for i := range parts - 3 {
 		challenge := new(dns.Msg)
 		challenge.SetUpdate("demo.test.")
 		challenge.Insert([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: "_acme-challenge.demo.test.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
 			Txt: []string{fmt.Sprintf("token-%d", i)}}})
-		send("add an ACME challenge", challenge)
+		updateByHand(t, addr, "add an ACME challenge", challenge)
 	}
 	edit := new(dns.Msg)
 	edit.SetUpdate("demo.test.")
 	edit.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: "app-7.demo.test.", Rrtype: dns.TypeA, Class: dns.ClassANY}}})
 	edit.Insert([]dns.RR{aRecord("app-7.demo.test.", "192.0.2.66")})
-	send("edit app-7 by hand", edit)
+	updateByHand(t, addr, "edit app-7 by hand", edit)
 
 	want.Recheck = true
 	if _, err := p.push(t.Context(), want); err != nil {
