@@ -612,14 +612,7 @@ func TestAClientThatHalfClosesAfterItsRequestGetsItsAnswer(t *testing.T) {
 		{"part of a chunked body", "POST /p HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", c.west)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_, _ = io.WriteString(conn, tc.raw)
-			_ = conn.(*net.TCPConn).CloseWrite()
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			conn := sendHalfClosed(t, c.west, tc.raw)
 			got, err := io.ReadAll(conn)
 			if err != nil {
 				t.Fatalf("the connection did not end after its answer: %v (read %q)", err, got)
@@ -788,14 +781,7 @@ func TestAHalfClosedClientThatResetsDuringAPauseHasItsRequestCancelled(t *testin
 		{"on the fast path", "GET /events HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", c.west)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_, _ = io.WriteString(conn, tc.raw)
-			_ = conn.(*net.TCPConn).CloseWrite()
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			conn := sendHalfClosed(t, c.west, tc.raw)
 			br := bufio.NewReader(conn)
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
@@ -817,6 +803,21 @@ func TestAHalfClosedClientThatResetsDuringAPauseHasItsRequestCancelled(t *testin
 }
 
 // halfClosingClients has 200 clients, one after the other, each send raw to addr and half-close
+// sendHalfClosed dials addr, sends raw and half-closes the connection, as nc -N does; its reads
+// end 5 s on, and it is closed with the test.
+func sendHalfClosed(t *testing.T, addr, raw string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_, _ = io.WriteString(conn, raw)
+	_ = conn.(*net.TCPConn).CloseWrite()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return conn
+}
+
 // its connection, and returns how many of them did not read answers answers of 200.
 func halfClosingClients(t *testing.T, addr, raw string, answers int) (failed int) {
 	t.Helper()
@@ -974,15 +975,8 @@ func TestAClientThatHalfClosesAfterAnIncompleteRequestIsAnsweredAtOnce(t *testin
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			conn, err := net.Dial("tcp", c.west)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_, _ = io.WriteString(conn, tc.raw)
-			_ = conn.(*net.TCPConn).CloseWrite()
 			start := time.Now()
-			_ = conn.SetReadDeadline(start.Add(5 * time.Second))
+			conn := sendHalfClosed(t, c.west, tc.raw)
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			took := time.Since(start)
 			switch {
@@ -1049,14 +1043,7 @@ func TestAClientThatHalfClosesAfterARequestAndARefusedOneGetsBothAnswers(t *test
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			conn, err := net.Dial("tcp", c.west)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_, _ = io.WriteString(conn, tc.raw+"GET /q HTTP/1.1\r\n"+host+"X: a\r\n b\r\n\r\n")
-			_ = conn.(*net.TCPConn).CloseWrite()
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			conn := sendHalfClosed(t, c.west, tc.raw+"GET /q HTTP/1.1\r\n"+host+"X: a\r\n b\r\n\r\n")
 			br := bufio.NewReader(conn)
 			for _, want := range []int{200, 400} {
 				resp, err := http.ReadResponse(br, nil)
