@@ -58,6 +58,11 @@ const (
 // ErrNoVersion is wrapped when the CONFIG stream holds no such version.
 var ErrNoVersion = errors.New("no such configuration version")
 
+// ErrNotAVersion is wrapped when a message on the configuration subject is no version (bytes
+// published there by hand, an event of another type, a config.applied whose data is no
+// version's); the Version returned beside it has the message's number alone.
+var ErrNotAVersion = errors.New("no configuration version")
+
 // ApplyOptions say who applies a document, why, and against which version.
 type ApplyOptions struct {
 	// By names who applies it, e.g. user@host.
@@ -160,7 +165,7 @@ func unanswered(err error) bool {
 // an apply stores on top of it: refused, the operator could put no version over it.
 func Unchanged(ctx context.Context, js jetstream.JetStream, doc []byte) (Version, bool, error) {
 	active, err := activeOf(events.LeaderLast(ctx, js, events.StreamConfig, events.SubjectConfigDoc))
-	if errors.Is(err, events.ErrMalformed) && active.Number > 0 {
+	if errors.Is(err, ErrNotAVersion) {
 		return active, false, nil
 	}
 	switch {
@@ -209,7 +214,7 @@ func CheckExpect(ctx context.Context, js jetstream.JetStream, name string, expec
 	switch {
 	case errors.Is(err, ErrNoVersion):
 		active.Number = 0
-	case errors.Is(err, events.ErrMalformed) && active.Number > 0:
+	case errors.Is(err, ErrNotAVersion):
 		// A message that is no version: Apply stores on top of it when it is the one expected.
 	case err != nil:
 		return err
@@ -223,7 +228,7 @@ func CheckExpect(ctx context.Context, js jetstream.JetStream, name string, expec
 // conflict is the error of an apply that expected version expect, naming the version active.
 func conflict(ctx context.Context, js jetstream.JetStream, name string, expect uint64) error {
 	active, err := LeaderActive(ctx, js)
-	if errors.Is(err, events.ErrMalformed) && active.Number > 0 {
+	if errors.Is(err, ErrNotAVersion) {
 		return fmt.Errorf("apply %s: %w: expected version %d, but the last message on %s is %d, which is no version (published there by hand?): apply without --expect-version to store over it",
 			name, ErrVersionConflict, expect, events.SubjectConfigDoc, active.Number)
 	}
@@ -262,13 +267,13 @@ func LeaderActive(ctx context.Context, js jetstream.JetStream) (Version, error) 
 }
 
 // activeOf is the version a read of the last event on SubjectConfigDoc returned. A last message
-// read that is no version (events.ErrMalformed) is returned with its number alone, beside the
+// read that is no version (ErrNotAVersion) is returned with its number alone, beside the
 // error: a role starts on the newest version before it.
 func activeOf(e events.Envelope, seq uint64, ok bool, err error) (Version, error) {
 	switch {
 	case err != nil && ok:
-		return Version{Number: seq}, fmt.Errorf("the last message on %s, %d, is no version (published there by hand?): the roles keep the version before it, if any, and detour apply stores a version over it: %w",
-			events.SubjectConfigDoc, seq, err)
+		return Version{Number: seq}, fmt.Errorf("the last message on %s, %d, is no version (published there by hand?): the roles keep the version before it, if any, and detour apply stores a version over it: %w: %w",
+			events.SubjectConfigDoc, seq, ErrNotAVersion, err)
 	case err != nil:
 		return Version{}, fmt.Errorf("read the active configuration: %w", err)
 	case !ok:
@@ -346,7 +351,7 @@ func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
 	var out []Version
 	for _, m := range ms {
 		v, err := versionOf(m.Sequence, m.Data)
-		if errors.Is(err, events.ErrMalformed) {
+		if errors.Is(err, ErrNotAVersion) {
 			continue // no version: published on the subject by hand, refused by every role
 		}
 		if err != nil {
@@ -362,21 +367,21 @@ func History(ctx context.Context, js jetstream.JetStream) ([]Version, error) {
 func versionOf(seq uint64, data []byte) (Version, error) {
 	e, err := events.Decode(data)
 	if err != nil {
-		return Version{}, fmt.Errorf("read configuration version %d: %w", seq, err)
+		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w: %w", seq, ErrNotAVersion, err)
 	}
 	return versionOfEvent(seq, e)
 }
 
 // versionOfEvent is the version that e, stored at seq, applied. An event of another type, or
 // one whose data is no version's (published on the subject by hand), is no version: the error
-// wraps events.ErrMalformed and the version returned has its number alone (see activeOf).
+// wraps ErrNotAVersion and the version returned has its number alone (see activeOf).
 func versionOfEvent(seq uint64, e events.Envelope) (Version, error) {
 	if !strings.HasPrefix(e.Type, configAppliedType) {
-		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w: a %s is no configuration version", seq, events.ErrMalformed, e.Type)
+		return Version{Number: seq}, fmt.Errorf("read configuration version %d: a %s is %w: %w", seq, e.Type, ErrNotAVersion, events.ErrMalformed)
 	}
 	var a events.ConfigApplied
 	if err := e.Payload(&a); err != nil {
-		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w", seq, err)
+		return Version{Number: seq}, fmt.Errorf("read configuration version %d: %w: %w", seq, ErrNotAVersion, err)
 	}
 	return Version{Number: seq, Time: e.Time, By: a.By, Message: a.Message, SHA256: a.SHA256, Document: a.Document, Event: e.ID}, nil
 }

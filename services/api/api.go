@@ -703,7 +703,7 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, tok Token)
 		switch {
 		case errors.Is(err, config.ErrNoVersion):
 			fail(w, http.StatusNotFound, "%v", err)
-		case errors.Is(err, events.ErrMalformed):
+		case errors.Is(err, config.ErrNotAVersion):
 			// The active version is a message that is no version: the cluster answered.
 			fail(w, http.StatusConflict, "%v", err)
 		case err != nil:

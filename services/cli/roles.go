@@ -179,7 +179,7 @@ func (r *role) start(ctx context.Context, fs *flag.FlagSet, args []string, stder
 		return nil, nil, log, err
 	}
 	cfg, err := r.loadConfig(ctx, js, log)
-	if ce := (*config.Error)(nil); (errors.As(err, &ce) || errors.Is(err, events.ErrMalformed)) && r.configPath == "" {
+	if ce := (*config.Error)(nil); (errors.As(err, &ce) || errors.Is(err, config.ErrNotAVersion)) && r.configPath == "" {
 		cfg, err = r.startBefore(ctx, js, r.version, err, log)
 	}
 	if err != nil {
@@ -302,7 +302,7 @@ func (r *role) loadConfig(ctx context.Context, js jetstream.JetStream, log zerol
 		// waiting would wait until someone applied a document over it. With no version before
 		// it, the role waits for one, as while nothing was applied: it returned the message's
 		// decoding error, and did not start.
-		if err == nil || errors.As(err, &ce) || errors.Is(err, events.ErrMalformed) && v.Number > 0 && versionBefore(ctx, js, v.Number) {
+		if err == nil || errors.As(err, &ce) || errors.Is(err, config.ErrNotAVersion) && versionBefore(ctx, js, v.Number) {
 			return cfg, err
 		}
 		if r.dataDir != nil {

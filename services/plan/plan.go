@@ -47,7 +47,7 @@ func Make(ctx context.Context, js jetstream.JetStream, name string, doc []byte, 
 	var running *config.Config
 	active, err := config.LeaderActive(ctx, js)
 	p.ExpectVersion = active.Number
-	if errors.Is(err, events.ErrMalformed) && active.Number > 0 {
+	if errors.Is(err, config.ErrNotAVersion) {
 		// The last message on the subject is no version (published there by hand): the roles
 		// run the newest version before it, which an apply replaces.
 		active, _, err = config.NewestParsed(ctx, js, active.Number)
