@@ -104,9 +104,11 @@ func TestASenderWhoseALERTSConsumerStopsReadingMakesNoAttemptTheOtherRecorded(t 
 		}
 		stop()
 	}
+	// A sender's two consumers land so one time in 4.5 (STATE's off the node, ALERTS' on it):
+	// 30 senders all missed it once in 190 runs (a CI run on bc762c1), 100 once in 10^11.
 	for i := 0; ; i++ {
-		if i == 30 {
-			t.Fatalf("no sender of 30 had its consumer of ALERTS placed on n%d", hung)
+		if i == 100 {
+			t.Fatalf("no sender of 100 had its consumer of ALERTS placed on n%d", hung)
 		}
 		user := fmt.Sprintf("controller-2-%d", i)
 		stop := run(user, 5*time.Millisecond)
