@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	mathrand "math/rand/v2"
@@ -804,8 +803,8 @@ func (p *Pusher) read(ctx context.Context, name string) (held, error) {
 // serial (false when it answered no SOA); and the names answered with a referral, each with its
 // delegation (nil when it read no name). It asks for the zone's SOA serial first, and reads
 // nothing more while the serial is one of vouched and p.gate has rechecks left (see
-// serialGate); else it asks for each name's A and AAAA records (a CNAME answers either),
-// over one TCP connection, each query signed: two queries a name. A name want leaves empty (a
+// serialGate); else it asks for each name's A and AAAA records (a CNAME answers either), two
+// signed queries a name, pipelined (see pipeline). A name want leaves empty (a
 // fail_closed app with every pool down) is not read: a wildcard of the zone would answer for
 // it, what no push removes. A name answered with a referral is left as before has it.
 func (p *Pusher) readOwned(ctx context.Context, before, want map[zone.Key][]dns.RR, vouched []uint32) (map[zone.Key][]dns.RR, []string, serialGate, bool, map[string]string, error) {
@@ -817,13 +816,8 @@ func (p *Pusher) readOwned(ctx context.Context, before, want map[zone.Key][]dns.
 	}
 	names := slices.Collect(maps.Keys(filled))
 	slices.SortFunc(names, zone.Compare)
-	query, done, err := p.queries(ctx)
-	if err != nil {
-		return nil, nil, serialGate{}, false, nil, err
-	}
-	defer done()
-	soa, err := query(p.o.Zone, dns.TypeSOA)
-	if err != nil {
+	var soa *dns.Msg
+	if err := p.pipeline(ctx, []dns.Question{question(p.o.Zone, dns.TypeSOA)}, func(_ dns.Question, r *dns.Msg) { soa = r }); err != nil {
 		return nil, nil, serialGate{}, false, nil, err
 	}
 	serial, ok := soaSerial(p.o.Zone, soa.Answer)
@@ -834,95 +828,59 @@ func (p *Pusher) readOwned(ctx context.Context, before, want map[zone.Key][]dns.
 	if ok {
 		gate = serialGate{serial: serial, left: ownedReadEvery - 1}
 	}
+	qs := make([]dns.Question, 0, 2*len(names))
+	for _, name := range names {
+		qs = append(qs, question(name, dns.TypeA), question(name, dns.TypeAAAA))
+	}
+	// Each answer is kept as what it says of its name: the records of the type asked (a CNAME
+	// answering A too), or the delegation it refers to.
+	held := map[string]map[uint16][]dns.RR{}
+	referred := map[dns.Question]string{}
+	if err := p.pipeline(ctx, qs, func(q dns.Question, r *dns.Msg) {
+		if cut := referral(r, p.o.Zone, q.Name); cut != "" {
+			referred[q] = cut
+			return
+		}
+		for _, rr := range r.Answer {
+			h := rr.Header()
+			if t := h.Rrtype; strings.EqualFold(h.Name, q.Name) && (t == q.Qtype || t == dns.TypeCNAME && q.Qtype == dns.TypeA) {
+				if held[q.Name] == nil {
+					held[q.Name] = map[uint16][]dns.RR{}
+				}
+				held[q.Name][t] = append(held[q.Name][t], rr)
+			}
+		}
+	}); err != nil {
+		return nil, nil, serialGate{}, false, nil, err
+	}
 	out := maps.Clone(before)
 	var changed []string
 	cuts := map[string]string{}
-names:
 	for _, name := range names {
-		held := map[uint16][]dns.RR{}
-		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			r, err := query(name, qtype)
-			if err != nil {
-				return nil, nil, serialGate{}, false, nil, err
-			}
-			if cut := referral(r, p.o.Zone, name); cut != "" {
-				cuts[name] = cut
-				continue names
-			}
-			for _, rr := range r.Answer {
-				h := rr.Header()
-				if t := h.Rrtype; strings.EqualFold(h.Name, name) && (t == qtype || t == dns.TypeCNAME && qtype == dns.TypeA) {
-					held[t] = append(held[t], rr)
-				}
-			}
+		if cut := cmp.Or(referred[question(name, dns.TypeA)], referred[question(name, dns.TypeAAAA)]); cut != "" {
+			cuts[name] = cut
+			continue
 		}
 		for _, t := range ownedTypes {
 			k := zone.Key{Name: name, Type: t}
 			// A TTL is the primary's to lower (BIND's max-zone-ttl caps an update's): pushed
 			// again, it would be lowered again, at every recheck.
-			if !sameData(before[k], held[t]) {
+			if !sameData(before[k], held[name][t]) {
 				changed = append(changed, name+" "+dns.TypeToString[t])
-				out[k] = held[t]
+				out[k] = held[name][t]
 			}
 		}
 	}
 	return out, changed, gate, ok, cuts, nil
 }
 
-// queries connects to the primary for a run of signed queries over one TCP connection, and
-// returns the function that asks it for a name's records of a type (an error for an answer
-// other than NOERROR or NXDOMAIN), and the one that closes the connection. A primary that
-// closes a connection after some queries (miekg/dns servers do after 128) is connected to
-// again, and the query that found the connection closed asked again.
-func (p *Pusher) queries(ctx context.Context) (func(name string, qtype uint16) (*dns.Msg, error), func(), error) {
-	var client *dns.Client
-	var conn *dns.Conn
-	stop := func() bool { return false }
-	connect := func() error {
-		cl, c, err := p.dial(ctx)
-		if err != nil {
-			return err
-		}
-		client, conn = cl, c
-		stop = context.AfterFunc(ctx, func() { _ = c.Close() })
-		return nil
-	}
-	closeConn := func() {
-		stop()
-		_ = conn.Close()
-	}
-	if err := connect(); err != nil {
-		return nil, nil, err
-	}
-	answered := 0 // on conn
-	query := func(name string, qtype uint16) (*dns.Msg, error) {
-		q := new(dns.Msg)
-		q.SetQuestion(name, qtype)
-		q.RecursionDesired = false
-		// Each query goes on a fresh dns.Conn: one signs a message after its first with the
-		// MAC of the answer before, as the messages of one transfer are.
-		r, err := p.ask(ctx, client, &dns.Conn{Conn: conn.Conn}, q)
-		if errors.Is(err, io.EOF) && answered > 0 && ctx.Err() == nil {
-			closeConn()
-			if err = connect(); err == nil {
-				answered = 0
-				r, err = p.ask(ctx, client, &dns.Conn{Conn: conn.Conn}, q)
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", name, dns.TypeToString[qtype], err)
-		}
-		answered++
-		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-			return nil, fmt.Errorf("%s %s: primary %w", name, dns.TypeToString[qtype], tsig.AnswerError(r))
-		}
-		return r, nil
-	}
-	return query, closeConn, nil
+// question is the question of a query for name's records of type qtype.
+func question(name string, qtype uint16) dns.Question {
+	return dns.Question{Name: name, Qtype: qtype, Qclass: dns.ClassINET}
 }
 
-// delegationsWindow is how many of delegations' queries are in flight at once on a connection.
-const delegationsWindow = 64
+// pipelineWindow is how many of pipeline's queries are in flight at once on a connection.
+const pipelineWindow = 64
 
 // learnDelegations asks the primary which names of rrsets it delegates, and leaves those out of
 // want (all being every owned name), with every owned name below a delegation found, asked or
@@ -957,111 +915,138 @@ func (p *Pusher) learnDelegations(ctx context.Context, want *Desired, all, rrset
 }
 
 // delegations returns the names of rrsets that the primary answers with a referral, each with
-// its delegation: one signed A query a name, over one TCP connection, up to delegationsWindow of
-// them in flight (pipelined, RFC 7766 §6.2.1.1), so that a primary across a wide area link is
-// not kept a round trip a name from a push (300 s for 10,000 apps 30 ms away) that may carry a
-// failover. A primary that closes the connection after answering some (miekg/dns servers do
-// after 128 queries) is connected to again for the rest.
+// its delegation: one signed A query a name, pipelined (see pipeline), so that a primary across
+// a wide area link is not kept a round trip a name from a push (300 s for 10,000 apps 30 ms
+// away) that may carry a failover.
 func (p *Pusher) delegations(ctx context.Context, rrsets map[zone.Key][]dns.RR) (map[string]string, error) {
 	set := map[string]bool{}
 	for k := range rrsets {
 		set[k.Name] = true
 	}
-	names := slices.SortedFunc(maps.Keys(set), zone.Compare)
+	var qs []dns.Question
+	for _, name := range slices.SortedFunc(maps.Keys(set), zone.Compare) {
+		qs = append(qs, question(name, dns.TypeA))
+	}
 	cuts := map[string]string{}
-	for len(names) > 0 {
-		var err error
-		if names, err = p.pipeline(ctx, names, func(name string, r *dns.Msg) {
-			if cut := referral(r, p.o.Zone, name); cut != "" {
-				cuts[name] = cut
-			}
-		}); err != nil {
-			return nil, err
+	if err := p.pipeline(ctx, qs, func(q dns.Question, r *dns.Msg) {
+		if cut := referral(r, p.o.Zone, q.Name); cut != "" {
+			cuts[q.Name] = cut
 		}
+	}); err != nil {
+		return nil, err
 	}
 	return cuts, nil
 }
 
-// pipeline asks the primary for the A records of names over one TCP connection, each query
-// signed, up to delegationsWindow in flight, and calls each with every answer (an error for an
-// answer other than NOERROR or NXDOMAIN). It returns the names left unasked or unanswered when
-// the connection ended after answering some; an error when it answered none.
-func (p *Pusher) pipeline(ctx context.Context, names []string, each func(name string, r *dns.Msg)) ([]string, error) {
+// pipeline asks the primary qs over one TCP connection, each query signed, up to pipelineWindow
+// of them in flight (RFC 7766 §6.2.1.1), and calls each with every answer; an error for an
+// answer other than NOERROR or NXDOMAIN. A primary across a wide area link so answers a few
+// thousand queries in a few dozen round trips, not one a query. A primary that closes the
+// connection after answering some (miekg/dns servers do after 128 queries) is connected to
+// again for the rest; one that answers none on a connection fails them.
+func (p *Pusher) pipeline(ctx context.Context, qs []dns.Question, each func(q dns.Question, r *dns.Msg)) error {
+	for len(qs) > 0 {
+		var err error
+		if qs, err = p.pipelineOn(ctx, qs, each); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pipelineOn is pipeline on one connection: it returns the questions left unasked or unanswered
+// when the connection ended after answering some; an error when it answered none.
+func (p *Pusher) pipelineOn(ctx context.Context, qs []dns.Question, each func(q dns.Question, r *dns.Msg)) ([]dns.Question, error) {
 	client, conn, err := p.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	defer context.AfterFunc(ctx, func() { _ = conn.Close() })()
-	type asked struct{ name, mac string }
+	type asked struct {
+		q    dns.Question
+		mac  string
+		sent int // its place in qs
+	}
 	flying := map[uint16]asked{}
 	id := dns.Id()
 	sent, answered := 0, 0
-	// rest returns the names unanswered on a connection that ended with err: to be asked on
-	// another when this one answered some.
-	rest := func(err error) ([]string, error) {
+	// named is err of the query in flight the longest, the one whose answer is awaited.
+	named := func(err error) error {
+		first := asked{sent: len(qs)}
+		for _, a := range flying {
+			if a.sent < first.sent {
+				first = a
+			}
+		}
+		return fmt.Errorf("%s %s: %w", first.q.Name, dns.TypeToString[first.q.Qtype], err)
+	}
+	// rest returns the questions unanswered on a connection that ended with err: to be asked
+	// on another when this one answered some.
+	rest := func(err error) ([]dns.Question, error) {
 		if answered == 0 || ctx.Err() != nil {
 			return nil, err
 		}
-		var out []string
+		var out []dns.Question
 		for _, a := range flying {
-			out = append(out, a.name)
+			out = append(out, a.q)
 		}
-		return append(out, names[sent:]...), nil
+		return append(out, qs[sent:]...), nil
 	}
-	for answered < len(names) {
-		for sent < len(names) && len(flying) < delegationsWindow {
+	for answered < len(qs) {
+		for sent < len(qs) && len(flying) < pipelineWindow {
 			for _, used := flying[id]; used; _, used = flying[id] {
 				id++
 			}
 			q := new(dns.Msg)
-			q.SetQuestion(names[sent], dns.TypeA)
+			q.Question = []dns.Question{qs[sent]}
 			q.RecursionDesired = false
 			q.Id = id
 			q.SetTsig(p.key.Name, p.key.Algorithm, 300, time.Now().Unix())
 			out, mac, err := dns.TsigGenerateWithProvider(q, client.TsigProvider, "", false)
 			if err != nil {
-				return nil, fmt.Errorf("%s A: %w", names[sent], err)
+				return nil, fmt.Errorf("%s %s: %w", qs[sent].Name, dns.TypeToString[qs[sent].Qtype], err)
 			}
 			_ = conn.SetWriteDeadline(time.Now().Add(client.Timeout))
 			if _, err := conn.Write(out); err != nil {
-				return rest(fmt.Errorf("%s A: %w", names[sent], err))
+				return rest(fmt.Errorf("%s %s: %w", qs[sent].Name, dns.TypeToString[qs[sent].Qtype], err))
 			}
-			flying[id] = asked{name: names[sent], mac: mac}
+			flying[id] = asked{q: qs[sent], mac: mac, sent: sent}
 			sent++
 			id++
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(client.Timeout))
 		b, err := conn.ReadMsgHeader(nil)
 		if err != nil {
-			return rest(fmt.Errorf("A queries: %w", err))
+			return rest(named(err))
 		}
 		r := new(dns.Msg)
 		if err := r.Unpack(b); err != nil {
-			return nil, fmt.Errorf("A queries: %w", err)
+			return nil, fmt.Errorf("an answer to the queries: %w", err)
 		}
 		a, ok := flying[r.Id]
 		if !ok {
-			return nil, fmt.Errorf("A queries: an answer of id %d, to no query in flight", r.Id)
+			return nil, fmt.Errorf("an answer of id %d, to no query in flight", r.Id)
 		}
 		delete(flying, r.Id)
 		answered++
+		name := a.q.Name + " " + dns.TypeToString[a.q.Qtype]
 		// As ask: an answer is believed signed by the primary, or when it refuses.
 		switch {
 		case r.IsTsig() == nil && (r.Rcode == dns.RcodeSuccess || r.Rcode == dns.RcodeNameError):
-			return nil, fmt.Errorf("%s A: the answer is not signed", a.name)
+			return nil, fmt.Errorf("%s: the answer is not signed", name)
 		case r.IsTsig() != nil:
 			if err := dns.TsigVerifyWithProvider(b, client.TsigProvider, a.mac, false); err != nil {
 				if r.Rcode == dns.RcodeSuccess || r.Rcode == dns.RcodeNameError {
-					return nil, fmt.Errorf("%s A: %w", a.name, err)
+					return nil, fmt.Errorf("%s: %w", name, err)
 				}
-				return nil, fmt.Errorf("%s A: primary %w", a.name, tsig.AnswerError(r))
+				return nil, fmt.Errorf("%s: primary %w", name, tsig.AnswerError(r))
 			}
 		}
 		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-			return nil, fmt.Errorf("%s A: primary %w", a.name, tsig.AnswerError(r))
+			return nil, fmt.Errorf("%s: primary %w", name, tsig.AnswerError(r))
 		}
-		each(a.name, r)
+		each(a.q, r)
 	}
 	return nil, nil
 }
