@@ -289,6 +289,71 @@ func TestAServerThatLosesTheRaceForTheMarkerReadsItAgainAndLeavesTheNewerState(t
 	}
 }
 
+// The loser of a race for the marker reads the marker again, one query, and asks nothing of the
+// names it was writing: the marker changed, which the refusal is for. Before, it asked the
+// primary for the A records of every name of its update's first part (1,000 queries for a
+// failover of 1,000 names, 1,100 for one of 10,000), as after a refusal for a delegation, at
+// every race lost by one of two servers pushing the same failovers.
+func TestTheLoserOfARaceForTheMarkerAsksTheMarkerAgainNotEveryNameItWasWriting(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	var mu sync.Mutex
+	hold, queries := false, 0
+	held, release := make(chan struct{}), make(chan struct{})
+	relay := startRelay(t, primary.addr, func(m *dns.Msg) func() {
+		mu.Lock()
+		stop := hold && m.Opcode == dns.OpcodeUpdate
+		hold = hold && !stop
+		if m.Opcode == dns.OpcodeQuery {
+			queries++
+		}
+		mu.Unlock()
+		if stop {
+			close(held)
+			await(t, release, "the release of the older server's failover")
+		}
+		return nil
+	})
+	asked := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return queries
+	}
+	const names = 1000
+	at := func(seq uint64, ip string) Desired {
+		rrsets := map[zone.Key][]dns.RR{}
+		for i := range names {
+			own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), ip)
+		}
+		return Desired{Serial: uint32(seq), RRsets: rrsets, State: Position{Seq: seq, Created: testStream}}
+	}
+	older, logs := startLogging(t, relay)
+	older.Offer(at(10, "10.0.0.1"))
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the older server's first push")
+
+	// The older server's failover, decided on its own marker, waits at the relay while the
+	// newer server pushes a later state.
+	mu.Lock()
+	hold = true
+	mu.Unlock()
+	older.Offer(at(20, "10.0.0.2"))
+	await(t, held, "the older server's failover")
+	cfg := parsePushConfig(t, primary.addr)
+	newer := startPusher(t, Options{Zone: "demo.test.", Push: *cfg.Zones[0].Push, Source: "dns-a", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	newer.Offer(at(30, "10.0.0.3"))
+	eventstest.Eventually(t, 10*time.Second, func() bool { return markerSays(t, primary.addr, "seq=30", "server=dns-a") }, "the newer server's push")
+
+	before := asked()
+	close(release)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("zone not pushed: the primary holds a later state") == 1 },
+		"the older server, its failover refused, reads the marker again and holds back")
+	if n := asked() - before; n > 2 {
+		t.Errorf("the older server sent %d queries after its failover of %d names was refused for the marker, want at most 2 (the marker, read again), not one a name", n, names)
+	}
+	if got := primary.at("app-999.demo.test."); !slices.Equal(got, []string{"A 10.0.0.3"}) {
+		t.Errorf("app-999 after the race: %v, want the newer server's [A 10.0.0.3]", got)
+	}
+}
+
 func TestARecreatedStateStreamIsNotHeldBackByTheOldStreamsMarker(t *testing.T) {
 	primary := startApplyingPrimary(t)
 	cfg := parsePushConfig(t, primary.addr)
