@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	mathrand "math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/source"
@@ -693,8 +695,10 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool, cleared map
 		marker.serial, marker.serialSet = 0, false
 		parts = conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
 	}
+	l := &link{p: p}
+	defer l.close()
 	for i, part := range parts {
-		if err := p.send(ctx, part); err != nil {
+		if err := p.send(ctx, l, part); err != nil {
 			// A part refused for its prerequisite applies nothing, but the primary may have
 			// applied any other without confirming it, and the parts before: what it holds is
 			// unknown, and the next push rewrites every name owned before or now, learning
@@ -1152,9 +1156,9 @@ func soaSerial(zoneName string, answer []dns.RR) (uint32, bool) {
 	return 0, false
 }
 
-// send sends one UPDATE to the primary.
-func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
-	r, err := p.exchange(ctx, m)
+// send sends one UPDATE to the primary over l.
+func (p *Pusher) send(ctx context.Context, l *link, m *dns.Msg) error {
+	r, err := l.exchange(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -1164,17 +1168,81 @@ func (p *Pusher) send(ctx context.Context, m *dns.Msg) error {
 	return nil
 }
 
-// exchange signs m, sends it to the primary and returns its answer, signed by the primary.
+// exchange signs m, sends it to the primary on a connection of its own and returns its answer,
+// signed by the primary.
 func (p *Pusher) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
-	client, conn, err := p.dial(ctx)
+	l := &link{p: p}
+	defer l.close()
+	return l.exchange(ctx, m)
+}
+
+// link is a TCP connection to the primary that carries exchanges one after the other (RFC 1035
+// §4.2.2), dialled at the first: the parts of one update go over one, where each paid a
+// handshake (a round trip across a wide area link). A connection that carried an exchange and
+// that the primary closed since (an idle timeout, a limit of messages a connection) is dialled
+// again, and the message that found it closed sent again on the new one: a part of an update
+// after its first writes its names whole under the claim its first added, which an UPDATE
+// applied twice leaves as it was, but for the last, whose prerequisite the marker it wrote
+// fails then, as a part sent and never answered fails.
+type link struct {
+	p    *Pusher
+	conn *dns.Conn
+	stop func() bool
+	// answered says that conn carried an exchange.
+	answered bool
+}
+
+// exchange signs m, sends it to the primary over l and returns its answer, signed by the primary
+// with the secret m was signed with, though the key's file rotates meanwhile.
+func (l *link) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
+	if l.conn == nil {
+		if err := l.dial(ctx); err != nil {
+			return nil, err
+		}
+	}
+	client := *l.p.client
+	client.TsigProvider = l.p.key.Snapshot()
+	// Each message goes on a fresh dns.Conn: one signs a message after its first with the MAC
+	// of the answer before, as the messages of one transfer are.
+	r, err := l.p.ask(ctx, &client, &dns.Conn{Conn: l.conn.Conn}, m)
+	if err != nil && l.answered && ctx.Err() == nil && closedByPeer(err) {
+		l.close()
+		if err := l.dial(ctx); err != nil {
+			return nil, err
+		}
+		r, err = l.p.ask(ctx, &client, &dns.Conn{Conn: l.conn.Conn}, m)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	l.answered = true
+	return r, nil
+}
+
+// dial connects l to the primary.
+func (l *link) dial(ctx context.Context) error {
+	_, conn, err := l.p.dial(ctx)
+	if err != nil {
+		return err
+	}
 	// The client bounds an exchange by its timeout and ctx's deadline, but not by ctx's end:
 	// closing the connection then stops a DNS server whose primary does not answer at once.
-	defer context.AfterFunc(ctx, func() { _ = conn.Close() })()
-	return p.ask(ctx, client, conn, m)
+	l.conn, l.stop, l.answered = conn, context.AfterFunc(ctx, func() { _ = conn.Close() }), false
+	return nil
+}
+
+// close closes l's connection, if any.
+func (l *link) close() {
+	if l.conn != nil {
+		l.stop()
+		_ = l.conn.Close()
+		l.conn = nil
+	}
+}
+
+// closedByPeer reports whether err says that the other end had closed the connection.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // dial connects to the primary, and returns the connection and a client whose key signs and

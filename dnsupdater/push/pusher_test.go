@@ -40,8 +40,9 @@ type applyingPrimary struct {
 	// updates counts the UPDATEs received; unconditional those without a prerequisite, and
 	// unmet those refused for a prerequisite; reads the queries.
 	updates, unconditional, unmet, reads int
-	// tried holds when each UPDATE came.
+	// tried holds when each UPDATE came, and from the remote address of each.
 	tried []time.Time
+	from  []string
 	// hangUp applies the next UPDATEs of this many and closes the connection without an answer.
 	hangUp int
 	// unsigned answers every UPDATE NOERROR without a TSIG, and applies nothing.
@@ -50,6 +51,8 @@ type applyingPrimary struct {
 	refuse bool
 	// answering, when set, is called before the primary answers an UPDATE it applied.
 	answering func()
+	// hangUpAfter closes the connection after answering each UPDATE it applied.
+	hangUpAfter bool
 }
 
 func startApplyingPrimary(t *testing.T) *applyingPrimary {
@@ -88,6 +91,7 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	p.updates++
 	p.tried = append(p.tried, time.Now())
+	p.from = append(p.from, w.RemoteAddr().String())
 	if p.unsigned {
 		_ = w.WriteMsg(m)
 		return
@@ -141,6 +145,9 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	m.SetTsig("detour-key.", t.Algorithm, 300, time.Now().Unix())
 	_ = w.WriteMsg(m)
+	if p.hangUpAfter {
+		_ = w.Close()
+	}
 }
 
 // line is rr as the primary keeps it: "TYPE data".
@@ -439,6 +446,40 @@ func TestAZoneOfAThousandAppsReachesThePrimaryThoughItOutgrowsOneTCPMessage(t *t
 		return slices.Equal(primary.at("app-0.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"}) &&
 			slices.Equal(primary.at("app-999.demo.test."), []string{"A 10.0.0.1", "A 10.0.0.2"})
 	}, "the primary serves the first and the last app")
+}
+
+// The parts of a push too large for one UPDATE go over one TCP connection, one after the other
+// (RFC 1035 §4.2.2), where each opened its own: a full rewrite of 10,000 names, 13 UPDATEs, paid
+// 13 handshakes, a round trip each across a wide area link. A primary that closes the connection
+// after an answer (an idle timeout, a limit of messages a connection) is connected to again for
+// the next part.
+func TestThePartsOfAPushGoOverOneConnection(t *testing.T) {
+	for _, hangUp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("the primary closing it after each UPDATE: %v", hangUp), func(t *testing.T) {
+			primary := startApplyingPrimary(t)
+			primary.set(func(p *applyingPrimary) { p.hangUpAfter = hangUp })
+			cfg := parsePushConfig(t, primary.addr)
+			p := runPusher(t, *cfg.Zones[0].Push, nil)
+			want := map[zone.Key][]dns.RR{}
+			for i := range 3000 {
+				own(want, fmt.Sprintf("app-%d.demo.test.", i), "10.0.0.1")
+			}
+			p.Offer(Desired{Serial: 10, RRsets: want, State: Position{Seq: 10, Created: testStream}})
+			eventstest.Eventually(t, 10*time.Second, func() bool { return markerSays(t, primary.addr, "seq=10") }, "the push's marker")
+			primary.mu.Lock()
+			parts, conns := primary.updates, len(slices.Compact(slices.Clone(primary.from)))
+			primary.mu.Unlock()
+			if parts < 3 {
+				t.Fatalf("the push of 3,000 names went in %d UPDATEs, want several", parts)
+			}
+			if want := map[bool]int{false: 1, true: parts}[hangUp]; conns != want {
+				t.Errorf("the %d parts of the push went over %d connections, want %d", parts, conns, want)
+			}
+			if got := primary.at("app-2999.demo.test."); !slices.Equal(got, []string{"A 10.0.0.1"}) {
+				t.Errorf("app-2999 after the push: %v, want the pushed [A 10.0.0.1]", got)
+			}
+		})
+	}
 }
 
 func TestTheBackoffOfAHugeRetryIntervalSaturatesWhereItWouldOverflow(t *testing.T) {
