@@ -163,9 +163,18 @@ func (d *decider) flush(ctx context.Context) {
 }
 
 // sendPools sends the transitions of the pools whose availability changed since STATE last
-// recorded them, as flush does after their endpoints'.
+// recorded them, as flush does after their endpoints'. Once the appends are stalled, the pools
+// still to send wait for the next tick (retryLater), as the endpoints' transitions still queued
+// do: sent on, they filled the pipe again, and each time the loop waited appendTimeout for the
+// oldest's acknowledgement and appendTimeout more for the others'.
 func (d *decider) sendPools(ctx context.Context, pools []*poolSlot) {
-	for _, p := range pools {
+	for i, p := range pools {
+		if d.appendsStalled {
+			for _, p := range pools[i:] {
+				d.retryLater(p)
+			}
+			return
+		}
 		if p.next != nil {
 			d.landThrough(ctx, p.next)
 		}

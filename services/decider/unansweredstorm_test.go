@@ -2,6 +2,7 @@ package decider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -246,4 +247,78 @@ func lastStatuses(t *testing.T, state jetstream.Stream, n int) map[string]events
 		}
 	}
 	return last
+}
+
+// refusingPools is silencing JetStream that refuses every append to a pool's subject at once
+// while refuse is set, as a connection closed under it does.
+type refusingPools struct {
+	*silencing
+	refuse atomic.Bool
+}
+
+var errRefused = errors.New("refused by the test")
+
+func (w *refusingPools) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if w.refuse.Load() && strings.HasPrefix(m.Subject, "detour.state.pool.") {
+		return nil, errRefused
+	}
+	return w.silencing.PublishMsg(ctx, m, opts...)
+}
+
+func (w *refusingPools) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if w.refuse.Load() && strings.HasPrefix(m.Subject, "detour.state.pool.") {
+		return nil, errRefused
+	}
+	return w.silencing.PublishMsgAsync(m, opts...)
+}
+
+// TestATickRetryingThousandsOfPoolsWhileSTATEsLeaderIsSilentHoldsTheLoopForAboutTwoAppendTimeouts:
+// 4,000 pools of one endpoint each failed at once, their endpoints' downs stored and their own
+// refused (each waits for the next tick, retryLater), and STATE's leader has stopped answering
+// when the tick sends them again. Once an append failed, the endpoints' transitions still
+// queued wait for the next tick (see flush), but the pools' went on being sent: each time the
+// pipe filled up (maxInFlight), the tick waited appendTimeout for the oldest's answer and
+// appendTimeout more for the others', three times over for 4,000 pools, while no PROBES message
+// was read. The pools still to send once the appends stalled wait for the next tick too, and
+// every pool's down is stored once the leader answers again.
+func TestATickRetryingThousandsOfPoolsWhileSTATEsLeaderIsSilentHoldsTheLoopForAboutTwoAppendTimeouts(t *testing.T) {
+	const pools = 4000
+	_, silent, d := stormDecider(t, pools, 1)
+	js := &refusingPools{silencing: silent}
+	d.js = js
+	ctx := context.Background()
+	d.fold(ctx, stormResults(pools, 1, 1, true), time.Now(), "eu", false)
+	d.flush(ctx)
+	d.settle(ctx)
+
+	js.refuse.Store(true)
+	d.fold(ctx, stormResults(pools, 1, 2, false), time.Now(), "eu", false)
+	d.flush(ctx)
+	d.settle(ctx)
+	if len(d.retrying) != pools {
+		t.Fatalf("%d pools wait for the next tick with their appends refused, want %d", len(d.retrying), pools)
+	}
+	js.refuse.Store(false)
+	js.silent.Store(true)
+	start := time.Now()
+	d.tick(ctx, time.Now())
+	ticked := time.Since(start)
+	t.Logf("the tick sending %d pools' transitions again while the leader was silent took %v", pools, ticked)
+	if bound := 4 * appendTimeout; ticked > bound {
+		t.Errorf("the tick held the loop %v while STATE's leader was silent, want at most %v", ticked, bound)
+	}
+
+	js.silent.Store(false)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		d.tick(ctx, time.Now())
+		info, err := d.state.Info(ctx)
+		return err == nil && info.State.Msgs >= 4*pools
+	}, "every endpoint's and pool's down in STATE after the leader answered again")
+	d.tick(ctx, time.Now())
+	d.settle(ctx)
+	for subject, status := range lastStatuses(t, d.state, 2*pools) {
+		if status != events.StatusDown {
+			t.Errorf("the last event on %s is %s, want down", subject, status)
+		}
+	}
 }
