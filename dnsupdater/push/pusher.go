@@ -1009,8 +1009,12 @@ func (p *Pusher) pipelineOn(ctx context.Context, qs []dns.Question, each func(q 
 		}
 		return append(out, qs[sent:]...), nil
 	}
+	// unwritable is the error of a write that failed: the primary closed the connection, perhaps
+	// after answering queries whose answers are yet to be read, which are read before the rest
+	// are asked on another (a primary that answers one query a connection failed them all).
+	var unwritable error
 	for answered < len(qs) {
-		for sent < len(qs) && len(flying) < pipelineWindow {
+		for unwritable == nil && sent < len(qs) && len(flying) < pipelineWindow {
 			for _, used := flying[id]; used; _, used = flying[id] {
 				id++
 			}
@@ -1025,11 +1029,15 @@ func (p *Pusher) pipelineOn(ctx context.Context, qs []dns.Question, each func(q 
 			}
 			_ = conn.SetWriteDeadline(time.Now().Add(client.Timeout))
 			if _, err := conn.Write(out); err != nil {
-				return rest(fmt.Errorf("%s %s: %w", qs[sent].Name, dns.TypeToString[qs[sent].Qtype], err))
+				unwritable = fmt.Errorf("%s %s: %w", qs[sent].Name, dns.TypeToString[qs[sent].Qtype], err)
+				break
 			}
 			flying[id] = asked{q: qs[sent], mac: mac, sent: sent}
 			sent++
 			id++
+		}
+		if len(flying) == 0 {
+			return rest(unwritable)
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(client.Timeout))
 		b, err := conn.ReadMsgHeader(nil)

@@ -53,6 +53,9 @@ type applyingPrimary struct {
 	answering func()
 	// hangUpAfter closes the connection after answering each UPDATE it applied.
 	hangUpAfter bool
+	// hangUpQueries closes the connection after answering each query, one a connection, as a
+	// server that does not keep a connection open does (RFC 7766 §6.2.1).
+	hangUpQueries bool
 }
 
 func startApplyingPrimary(t *testing.T) *applyingPrimary {
@@ -82,6 +85,9 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	if r.Opcode == dns.OpcodeQuery && len(r.Question) == 1 {
 		p.reads++
 		p.answer(w, r, m)
+		if p.hangUpQueries {
+			_ = w.Close()
+		}
 		return
 	}
 	if r.Opcode != dns.OpcodeUpdate {
@@ -479,6 +485,40 @@ func TestThePartsOfAPushGoOverOneConnection(t *testing.T) {
 				t.Errorf("app-2999 after the push: %v, want the pushed [A 10.0.0.1]", got)
 			}
 		})
+	}
+}
+
+// A primary that answers one query a connection and closes it, the queries pipelined after it
+// unread (a reset), still has every owned name read: the answer it sent is read before the
+// pusher connects again for the rest. Before, the write of a query after it failed (broken pipe)
+// and the pipeline gave up with that answer unread, none taken on the connection: the first push
+// after a start, which asks every name for a delegation, failed at every retry, and so did every
+// recheck that read the owned names.
+func TestAPrimaryThatAnswersOneQueryAConnectionStillHasEveryOwnedNameRead(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	primary.set(func(p *applyingPrimary) { p.hangUpQueries = true })
+	p, logs := startLogging(t, primary.addr)
+	rrsets := map[zone.Key][]dns.RR{}
+	for i := range 200 {
+		own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), "10.0.0.1")
+	}
+	d := Desired{Serial: 1, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}}
+	p.Offer(d)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push, which asks every name for a delegation")
+
+	primary.set(func(p *applyingPrimary) {
+		p.records["app-199.demo.test."] = []string{"A 192.0.2.66"}
+		p.serial++
+	})
+	d.Recheck = true
+	p.Offer(d)
+	const restored = "zone pushed: owned records were changed on the primary under the marker, and are restored"
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(restored) == 1 }, "the recheck that reads every owned name")
+	if got := primary.at("app-199.demo.test."); !slices.Equal(got, []string{"A 10.0.0.1"}) {
+		t.Errorf("app-199 after the recheck: %v, want the pushed [A 10.0.0.1]", got)
+	}
+	if n := logs.Count("zone push failed"); n > 0 {
+		t.Errorf("%d pushes failed, want none:\n%s", n, logs.String())
 	}
 }
 
