@@ -13,6 +13,7 @@ import (
 	mathrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -959,7 +960,8 @@ func (p *Pusher) delegations(ctx context.Context, rrsets map[zone.Key][]dns.RR) 
 // answer other than NOERROR or NXDOMAIN. A primary across a wide area link so answers a few
 // thousand queries in a few dozen round trips, not one a query. A primary that closes the
 // connection after answering some (miekg/dns servers do after 128 queries) is connected to
-// again for the rest; one that answers none on a connection fails them.
+// again for the rest; one that answers none on a connection, or leaves one unanswered for the
+// client's timeout, fails them.
 func (p *Pusher) pipeline(ctx context.Context, qs []dns.Question, each func(q dns.Question, r *dns.Msg)) error {
 	for len(qs) > 0 {
 		var err error
@@ -971,7 +973,8 @@ func (p *Pusher) pipeline(ctx context.Context, qs []dns.Question, each func(q dn
 }
 
 // pipelineOn is pipeline on one connection: it returns the questions left unasked or unanswered
-// when the connection ended after answering some; an error when it answered none.
+// when the primary closed the connection after answering some; an error when it answered none,
+// or left one unanswered for the client's timeout.
 func (p *Pusher) pipelineOn(ctx context.Context, qs []dns.Question, each func(q dns.Question, r *dns.Msg)) ([]dns.Question, error) {
 	client, conn, err := p.dial(ctx)
 	if err != nil {
@@ -1041,6 +1044,11 @@ func (p *Pusher) pipelineOn(ctx context.Context, qs []dns.Question, each func(q 
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(client.Timeout))
 		b, err := conn.ReadMsgHeader(nil)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A primary that answers no more on an open connection, asked again on another,
+			// may do the same there: a timeout a query, hours for a recheck of 1,000 names.
+			return nil, named(err)
+		}
 		if err != nil {
 			return rest(named(err))
 		}

@@ -56,6 +56,11 @@ type applyingPrimary struct {
 	// hangUpQueries closes the connection after answering each query, one a connection, as a
 	// server that does not keep a connection open does (RFC 7766 §6.2.1).
 	hangUpQueries bool
+	// stallQueries answers the first query of each connection and leaves the others
+	// unanswered, the connection open, as a server that takes no pipelined queries may.
+	stallQueries bool
+	// asked counts the queries of each connection, by the client's address.
+	asked map[string]int
 }
 
 func startApplyingPrimary(t *testing.T) *applyingPrimary {
@@ -64,7 +69,7 @@ func startApplyingPrimary(t *testing.T) *applyingPrimary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}, ttls: map[string]uint32{}, serial: 1}
+	p := &applyingPrimary{addr: ln.Addr().String(), records: map[string][]string{}, ttls: map[string]uint32{}, serial: 1, asked: map[string]int{}}
 	key, err := tsig.New(config.TSIG{Name: "detour-key", Algorithm: "hmac-sha256", Secret: testSecret}, config.CredentialDirs{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +89,10 @@ func (p *applyingPrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	m.SetReply(r)
 	if r.Opcode == dns.OpcodeQuery && len(r.Question) == 1 {
 		p.reads++
+		p.asked[w.RemoteAddr().String()]++
+		if p.stallQueries && p.asked[w.RemoteAddr().String()] > 1 {
+			return
+		}
 		p.answer(w, r, m)
 		if p.hangUpQueries {
 			_ = w.Close()
@@ -519,6 +528,28 @@ func TestAPrimaryThatAnswersOneQueryAConnectionStillHasEveryOwnedNameRead(t *tes
 	}
 	if n := logs.Count("zone push failed"); n > 0 {
 		t.Errorf("%d pushes failed, want none:\n%s", n, logs.String())
+	}
+}
+
+// TestAPrimaryThatLeavesPipelinedQueriesUnansweredFailsThePushWithinItsTimeout: a primary that
+// answers the first query of a connection and then none, the connection left open, failed
+// nothing: each connection that answered one was taken for one a loaded primary had dropped, and
+// the rest asked again on another, a timeout (5 s) a query, hours for a recheck of 1,000 names,
+// with a failover offered meanwhile waiting behind it. A timeout fails the read, as when the
+// reads went one at a time, and the push is retried (see Failures).
+func TestAPrimaryThatLeavesPipelinedQueriesUnansweredFailsThePushWithinItsTimeout(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	primary.set(func(p *applyingPrimary) { p.stallQueries = true })
+	p, logs := startLogging(t, primary.addr)
+	rrsets := map[zone.Key][]dns.RR{}
+	for i := range 20 {
+		own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), "10.0.0.1")
+	}
+	p.Offer(Desired{Serial: 1, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}})
+	eventstest.Eventually(t, 8*time.Second, func() bool { return logs.Count("zone push failed") == 1 },
+		"the first push, whose delegation check times out, failed")
+	if !strings.Contains(logs.String(), "i/o timeout") {
+		t.Errorf("the failure does not say the primary timed out:\n%s", logs.String())
 	}
 }
 
