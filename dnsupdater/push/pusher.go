@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/source"
@@ -1258,7 +1257,7 @@ func (l *link) close() {
 
 // closedByPeer reports whether err says that the other end had closed the connection.
 func closedByPeer(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	return errors.Is(err, io.EOF) || slices.ContainsFunc(closedErrnos, func(e error) bool { return errors.Is(err, e) })
 }
 
 // dial connects to the primary, and returns the connection and a client whose key signs and
