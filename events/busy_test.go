@@ -29,6 +29,8 @@ func TestBusyTellsAnElectionFromA503ThatHoldsUntilAnOperatorActs(t *testing.T) {
 		{apiErr(503, 10077, "maximum bytes exceeded"), false},
 		{apiErr(503, 10023, "insufficient resources"), false},
 		{apiErr(503, 10035, "account not found"), false},
+		{apiErr(500, 10194, "stream is offline: unsupported api level 3"), false},
+		{apiErr(503, 10039, "JetStream not enabled for account"), false},
 		{jetstream.ErrJetStreamNotEnabledForAccount, false},
 		{nats.ErrNoResponders, false},
 		{errors.New("other"), false},

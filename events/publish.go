@@ -75,19 +75,31 @@ const (
 // once an election ends or a node returns: the meta leader is being elected ("JetStream system
 // temporarily unavailable", 10008), a stream's leader is not known (10009) or not yet sure of
 // a subject's last sequence (10163), its Raft group failed the proposal (10041), the stream is
-// offline (10118, 10194), too few peers are up to place it (10005), or not every server
-// answered a listing (10004). Status 503 alone does not tell: JetStream answers it too for what
-// holds until an operator acts, a stream full that discards new messages ("maximum messages
-// exceeded", "maximum bytes exceeded", 10077), a server out of storage (10023), JetStream off
-// for the account (10039, 10076).
-var clusterBusy = []int{10004, 10005, 10008, 10009, 10041, 10118, 10163, 10194}
+// offline (10118), too few peers are up to place it (10005), or not every server answered a
+// listing (10004). Status 503 alone does not tell: JetStream answers it too for what holds
+// until an operator acts, a stream full that discards new messages ("maximum messages
+// exceeded", "maximum bytes exceeded", 10077), a server out of storage (10023), and those of
+// untilOperator.
+var clusterBusy = []int{10004, 10005, 10008, 10009, 10041, 10118, 10163}
+
+// untilOperator are JetStream's error codes for a request it refuses until an operator acts:
+// JetStream not enabled for the account (10039) or on the server (10076), a stream offline
+// because a server does not support its definition or API level ("stream is offline: …",
+// 10194, until that server is upgraded).
+var untilOperator = []int{10039, 10076, 10194}
 
 // Busy reports whether err is JetStream's answer that the cluster cannot take the request now,
 // which trying again will change: one of clusterBusy, while a leader is elected or a node
 // returns.
 func Busy(err error) bool {
-	var api *jetstream.APIError
-	return errors.As(err, &api) && slices.Contains(clusterBusy, int(api.ErrorCode))
+	return slices.Contains(clusterBusy, apiErrorCode(err))
+}
+
+// UntilOperator reports whether err is JetStream's answer that it refuses the request until an
+// operator acts, one of untilOperator: trying again changes nothing until JetStream is enabled
+// or the servers are upgraded.
+func UntilOperator(err error) bool {
+	return slices.Contains(untilOperator, apiErrorCode(err))
 }
 
 func apiErrorCode(err error) int {

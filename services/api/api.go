@@ -449,12 +449,16 @@ const retryAfter = "5"
 // take the request (no server answers JetStream's API or stores the subject) or cannot now (a
 // leader is being elected: events.Busy), the API's fold of DRILLS is behind or its connection to
 // NATS closed (it is shutting down), 504 when the cluster did not answer within clusterWait, 502 for any other
-// failure of it.
+// failure of it, with JetStream's reason: among them what JetStream refuses until an operator
+// acts (events.UntilOperator), which a client told to try again would try for ever.
 func (s *Server) clusterFailed(w http.ResponseWriter, err error, what string) {
 	switch {
 	case errors.Is(err, errDrillsBehind):
 		w.Header().Set("Retry-After", retryAfter)
 		fail(w, http.StatusServiceUnavailable, "%v", errDrillsBehind)
+	case events.UntilOperator(err):
+		s.log.Error().Err(err).Str("request", what).Msg("jetstream refuses the request until an operator acts")
+		fail(w, http.StatusBadGateway, "the NATS cluster refuses to %s until an operator acts (enables JetStream for the API's account, or upgrades the servers a stream is offline on): %v", what, err)
 	case noJetStream(err):
 		s.log.Warn().Err(err).Str("request", what).Msg("jetstream did not take the request")
 		w.Header().Set("Retry-After", retryAfter)
@@ -479,8 +483,7 @@ func (s *Server) clusterFailed(w http.ResponseWriter, err error, what string) {
 // noJetStream reports whether err says that no server took a request of JetStream: none answers
 // JetStream's API (nats.ErrNoResponders), or none stored a publish.
 func noJetStream(err error) bool {
-	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 func fail(w http.ResponseWriter, code int, format string, args ...any) {

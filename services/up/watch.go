@@ -28,15 +28,18 @@ const retryAtMost = 30 * time.Second
 const applyTimeout = 10 * time.Second
 
 // refused tells a refusal with a reason (a bound JetStream cannot reserve, a definition it
-// rejects, a document larger than the server's max_payload), which trying again will not
-// change, from a failure to be reached or answered: no responders, a timeout, a cluster that
-// is electing or short of nodes (events.Busy), or any answer of status 503 (JetStream off for
-// the account, a server out of storage): the watcher has no one to tell to try again, and
-// applies the file once an operator has fixed the server.
+// rejects, a document larger than the server's max_payload), which only a change to the file
+// will change, from a failure to be reached or answered: no responders, a timeout, a cluster
+// that is electing or short of nodes (events.Busy), what JetStream refuses until an operator
+// acts on the servers (events.UntilOperator: JetStream off for the account, a stream offline
+// until its servers are upgraded, as for a moment in a rolling upgrade), or any other answer
+// of status 503 (a server out of storage). The API answers the last two 502, so that its client
+// stops; the watcher has no one to tell, and applies the file once an operator has fixed the
+// servers.
 func refused(err error) bool {
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
-		return api.Code != 503 && !events.Busy(err)
+		return api.Code != 503 && !events.Busy(err) && !events.UntilOperator(err)
 	}
 	return errors.Is(err, nats.ErrMaxPayload)
 }

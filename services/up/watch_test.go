@@ -289,8 +289,10 @@ func TestAReloadMakesTheFileActiveAgainAfterDetourApplyReplacedIt(t *testing.T) 
 func TestAFileVersionIsTriedAgainWhileTheClusterCannotTakeIt(t *testing.T) {
 	// Errors a cluster returns while electing or short of nodes have statuses other than 503;
 	// before, they were taken for refusals and the version was dropped (events.Busy). A 503 is
-	// tried again whatever it says, JetStream off for the account too, as it always was: the
-	// watcher has no one to answer, and an operator who fixes the server finds the file applied.
+	// tried again whatever it says, JetStream off for the account too, as it always was, and so
+	// is a stream offline until its servers are upgraded (10194, for a moment in a rolling
+	// upgrade), though the API answers both 502 (events.UntilOperator): the watcher has no one
+	// to answer, and an operator who fixes the servers finds the file applied.
 	for _, c := range []struct{ status, code int }{{500, 10005}, {500, 10009}, {500, 10041}, {500, 10118}, {500, 10194},
 		{503, 10008}, {503, 10039}, {503, 10023}} {
 		code := c.code
