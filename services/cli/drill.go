@@ -75,8 +75,9 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case verb == "run" && format != "text" && format != "json" && format != "html":
 		return usageErr("--format: want text, json or html, got %q", format)
 	}
-	// plan and rollback wait for the cluster up to --timeout in all; a run lasts its steps, and
-	// only its start, the connection and the read of the active configuration, is bounded so.
+	// plan and rollback wait for the cluster up to --timeout in all; a run lasts its steps: the
+	// connection and the read of the active configuration are bounded so, and each of the run's
+	// requests after (drill.Options.Wait).
 	once, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	js, err := connectWithin(once, c.natsURL, "detour-drill")
@@ -104,7 +105,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.Log, err = c.logger(stderr); err != nil {
 		return err
 	}
-	o.DNS, o.By = strings.Split(dnsAddrs, ","), operator()
+	o.DNS, o.By, o.Wait = strings.Split(dnsAddrs, ","), operator(), *timeout
 	sc, err := drill.Run(ctx, o)
 	if errors.Is(err, drill.ErrRefused) {
 		return errUsage{err}

@@ -36,7 +36,11 @@ type Options struct {
 	// rolls it back. Default 3s; the runner renews every third of it, deleting each renewal
 	// from DRILLS once the next is stored.
 	Lease time.Duration
-	Log   zerolog.Logger
+	// Wait bounds how long the run waits for the cluster: for the reads of its start, for its
+	// claims and start together, and for each of its events after (the CLI's --timeout). At
+	// most, and by default, 15 s (storeWithin).
+	Wait time.Duration
+	Log  zerolog.Logger
 	// Started, when set, receives the drill's id once its start is recorded.
 	Started func(id string)
 }
@@ -55,13 +59,18 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if o.Lease <= 0 {
 		o.Lease = 3 * time.Second
 	}
-	v, votes, err := ReadState(ctx, o.JS, o.Config)
-	if err != nil {
-		return Scorecard{}, err
+	if o.Wait <= 0 || o.Wait > storeWithin {
+		o.Wait = storeWithin
 	}
-	active, err := ReadDrills(ctx, o.JS)
+	read, cancel := context.WithTimeout(ctx, o.Wait)
+	defer cancel()
+	v, votes, err := ReadState(read, o.JS, o.Config)
 	if err != nil {
-		return Scorecard{}, err
+		return Scorecard{}, unanswered(o.Wait, err)
+	}
+	active, err := ReadDrills(read, o.JS)
+	if err != nil {
+		return Scorecard{}, unanswered(o.Wait, err)
 	}
 	plan, err := MakePlan(o.File, o.Config, v, votes, active)
 	if err != nil {
@@ -73,24 +82,27 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	if err := awaitBaseline(ctx, o, plan.Before); err != nil {
 		return Scorecard{}, err
 	}
-	drills, err := o.JS.Stream(ctx, events.StreamDrills)
+	begin, cancel := context.WithTimeout(ctx, o.Wait)
+	defer cancel()
+	drills, err := o.JS.Stream(begin, events.StreamDrills)
 	if err != nil {
-		return Scorecard{}, fmt.Errorf("run drill: open stream %s: %w", events.StreamDrills, err)
+		return Scorecard{}, unanswered(o.Wait, fmt.Errorf("run drill: open stream %s: %w", events.StreamDrills, err))
 	}
 	id := o.File.Name + "-" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String()[:18], "-", "")
 	subject := events.DrillSubject(id)
-	claims, err := claimApps(ctx, o.JS, events.DrillClaim{ID: id, Name: o.File.Name, By: o.By, Until: time.Now().Add(o.Lease)}, plan.Apps)
+	claims, err := claimApps(begin, o.JS, events.DrillClaim{ID: id, Name: o.File.Name, By: o.By, Until: time.Now().Add(o.Lease)}, plan.Apps)
 	if err != nil {
-		return Scorecard{}, err
+		return Scorecard{}, unanswered(o.Wait, err)
 	}
 	start := time.Now()
 	sc := Scorecard{Drill: id, Name: o.File.Name, By: o.By, Started: start, Pass: true}
-	started, err := publish(ctx, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
-		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()}, storeWithin)
+	started, err := publish(begin, o.JS, subject, events.TypeDrillStarted, o.By, events.DrillStarted{ID: id, Name: o.File.Name, By: o.By,
+		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()}, o.Wait)
 	if err != nil {
 		releaseClaims(context.WithoutCancel(ctx), o.JS, o.By, claims)
-		return Scorecard{}, err
+		return Scorecard{}, unanswered(o.Wait, fmt.Errorf("drill %s not run: its start was not recorded, or its answer was lost (a controller then rolls it back once its lease of %s has run out): %w", id, o.Lease, err))
 	}
+	rec := record{id: id, wait: o.Wait, done: []string{"the drill's start"}}
 	rb := &rollbackWatch{drills: drills, subject: subject, next: started.Sequence}
 	if o.Started != nil {
 		o.Started(id)
@@ -135,12 +147,18 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}()
 	prev := plan.Before
 	reason := "completed"
+	var stepErr error // the step the cluster did not record, which ended the drill
+	var stepMissed string
 	for _, sp := range plan.Steps {
 		t0 := time.Now()
-		if _, err := publish(ctx, o.JS, subject, events.TypeDrillStepStarted, o.By, events.DrillStep{Index: sp.Index, Step: sp.Step, Failures: sp.Failures}, storeWithin); err != nil {
+		if _, err := publish(ctx, o.JS, subject, events.TypeDrillStepStarted, o.By, events.DrillStep{Index: sp.Index, Step: sp.Step, Failures: sp.Failures}, o.Wait); err != nil {
 			reason = "requested"
+			if ctx.Err() == nil {
+				stepErr, stepMissed = err, fmt.Sprintf("step %d (%s)", sp.Index+1, sp.Step)
+			}
 			break
 		}
+		rec.done = append(rec.done, fmt.Sprintf("step %d (%s)", sp.Index+1, sp.Step))
 		score := measure(ctx, o, rb, prev, sp, t0)
 		sc.Steps = append(sc.Steps, score)
 		sc.Pass = sc.Pass && score.Pass
@@ -175,22 +193,60 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	rollbackAt := time.Now()
 	sc.RolledBack, _ = rb.check(rctx)
 	if sc.RolledBack == "" {
-		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}, storeWithin); err != nil {
-			return sc, err
+		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}, o.Wait); err != nil {
+			rollback := fmt.Sprintf("the rollback (a controller rolls the drill back once DRILLS answers, its lease of %s having run out)", o.Lease)
+			if stepErr != nil {
+				return sc, rec.missed(stepErr, stepMissed, rollback)
+			}
+			return sc, rec.missed(err, rollback)
 		}
 		sc.RolledBack = reason + " by " + o.By
 	}
+	rec.done = append(rec.done, "the rollback")
 	releaseClaims(rctx, o.JS, o.By, claims)
 	back := StepPlan{Index: len(plan.Steps), Step: "rollback", RTO: o.File.Steps[0].RTO.D(), Answers: plan.Before.Answers, Routes: plan.Before.Routes}
 	restore := measure(rctx, o, nil, prev, back, rollbackAt)
 	sc.Restored = restore
 	sc.Ended = time.Now()
-	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, storeWithin); err != nil {
-		return sc, err
+	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, o.Wait); err != nil {
+		if stepErr != nil {
+			return sc, rec.missed(stepErr, stepMissed, "the scorecard")
+		}
+		return sc, rec.missed(err, "the scorecard")
 	}
 	keepLastRenewal(rctx, drills, subject, started.Sequence, log, &warned)
 	log.Info().Bool("pass", sc.Pass).Msg("drill scored")
+	if stepErr != nil {
+		return sc, rec.missed(stepErr, stepMissed)
+	}
 	return sc, nil
+}
+
+// record is what of drill id the cluster recorded, for the error of a run it stopped answering:
+// each of the run's requests waits for it up to wait.
+type record struct {
+	id   string
+	wait time.Duration
+	done []string
+}
+
+// missed is the error of a run whose events missed the cluster did not record, the first of
+// them failing with err.
+func (r *record) missed(err error, missed ...string) error {
+	why := fmt.Sprintf("did not take them within %s", r.wait)
+	if errors.Is(err, context.DeadlineExceeded) {
+		why = fmt.Sprintf("did not answer within %s", r.wait)
+	}
+	return fmt.Errorf("drill %s: the NATS cluster %s: recorded: %s; not recorded: %s: %w", r.id, why, strings.Join(r.done, ", "), strings.Join(missed, ", "), err)
+}
+
+// unanswered names the cluster and the bound in err, of the start of a run, when err is the
+// cluster's silence past wait.
+func unanswered(wait time.Duration, err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("the NATS cluster did not answer within %s (loaded, partitioned, or JetStream without quorum): %w", wait, err)
 }
 
 // keepLastRenewal deletes every renewal of the drill on subject, which started at seq, but the

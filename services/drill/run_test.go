@@ -452,3 +452,33 @@ func TestADrillGoesOnThroughADRILLSElectionShorterThanItsLease(t *testing.T) {
 		t.Fatalf("steps %+v, rolled back %q; want the one step switched within its rto, completed by tester", sc.Steps, sc.RolledBack)
 	}
 }
+
+// A DRILLS that stops answering once the drill started (JetStream without quorum, for good):
+// the run stops within its Wait (the CLI's --timeout) for each event, where it tried its step
+// for 15 s and its rollback for 10 s whatever --timeout said, then failed with "context
+// deadline exceeded" alone; and it says what the cluster recorded and what it did not.
+func TestADrillWhoseDRILLSStopsAnsweringStopsWithinItsWaitSayingWhatWasRecorded(t *testing.T) {
+	s := startStack(t)
+	o := s.options(t, "name: hang\nsteps:\n  - {fail: pool shop/west, rto: 2s}\n  - {fail: edge edge-a, rto: 2s}\n")
+	e := eventstest.NewElecting(s.js, "detour.drill.", true)
+	e.StreamName = events.StreamDrills
+	o.JS = &electingAfter{Electing: e, after: events.TypeDrillStarted, lasts: time.Hour, over: make(chan struct{})}
+	o.Wait = 2 * time.Second
+	o.Lease = time.Minute // no controller rolls the drill back while the test looks
+	start := time.Now()
+	_, err := drill.Run(t.Context(), o)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("the drill ran through a DRILLS that answered nothing")
+	}
+	for _, want := range []string{"did not answer within 2s", "recorded: the drill's start", "not recorded: step 1 (fail pool shop/west), the rollback",
+		"a controller rolls the drill back once DRILLS answers"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// Two waits of 2 s, the step's and the rollback's, and the look for a rollback between them.
+	if took > 6*time.Second {
+		t.Errorf("the run took %s against a DRILLS that answered nothing, want two waits of 2s", took.Round(time.Millisecond))
+	}
+}
