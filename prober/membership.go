@@ -498,9 +498,11 @@ func (m *membership) store(ctx context.Context, key string, b []byte, started ti
 }
 
 // recordThere reads the record under key: its revision (0: the key holds none), and whether it
-// is of the worker started at started (a record that does not decode is not).
+// is of the worker started at started (a record that does not decode is not). The read is
+// hedged (get): a plain one that drew a hung replica waited out the heartbeat's budget, and the
+// record was not stored at that heartbeat.
 func (m *membership) recordThere(ctx context.Context, key string, started time.Time) (uint64, bool, error) {
-	e, err := m.kv.Get(ctx, key)
+	e, err := m.get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return 0, false, nil

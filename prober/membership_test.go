@@ -1266,6 +1266,56 @@ func TestAWorkerWhoseRecordIsGoneStoresItsNextInThreeRequests(t *testing.T) {
 	}
 }
 
+// hungFirstGetKV answers the first Get as a replica of the bucket whose node hangs does when a
+// direct get draws it (NATS hands each to a replica at random): it waits until its context
+// ends. Every read after it is answered.
+type hungFirstGetKV struct {
+	jetstream.KeyValue
+	drawn atomic.Bool
+}
+
+func (kv *hungFirstGetKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if kv.drawn.CompareAndSwap(false, true) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return kv.KeyValue.Get(ctx, key)
+}
+
+// A worker whose record is gone (expired while it was cut off, the bucket created again) reads
+// its key before it stores the next. While one replica of the bucket hangs, the read drew it one
+// time in three and waited out the heartbeat's whole budget: the record was not stored at that
+// heartbeat, and the worker stayed out of its region for another. The read is sent again while
+// no replica has answered, as the worker's other reads of the bucket are.
+func TestAWorkerWhoseRecordIsGoneStoresItsNextAtOnceWhileAReplicaHangs(t *testing.T) {
+	const hb, ttl = 100 * time.Millisecond, time.Second
+	_, js, bucket, ctx := membersBucket(t)
+	kv := &hungFirstGetKV{KeyValue: bucket}
+	m := rollingMember(kv, time.Now())
+	announceInTurn(t, ctx, m)
+	st, err := js.Stream(ctx, events.StreamProbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+MembersBucket+"."+m.self.Key())); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, putBudget(hb, ttl))
+	defer cancel()
+	began := time.Now()
+	rev, err := storeOwn(t, hctx, m)
+	took := time.Since(began)
+	if err != nil || rev == 0 {
+		t.Fatalf("the record over its gone key not stored within the heartbeat's budget of %s: revision %d, %v", putBudget(hb, ttl), rev, err)
+	}
+	if took > putBudget(hb, ttl)/2 {
+		t.Errorf("storing the record over its gone key took %s, want well within the heartbeat's budget of %s", took.Round(time.Millisecond), putBudget(hb, ttl))
+	}
+	if got := recordUnder(t, ctx, bucket, m.self.Key()).Started; !got.Equal(m.self.Started) {
+		t.Errorf("the record under %s is of the worker started at %v, want %v", m.self.Key(), got, m.self.Started)
+	}
+}
+
 // During a rolling restart that keeps a worker's name, the old worker goes on heartbeating while
 // it finishes its checks, and the new one holds the key: each heartbeat of the old one finds the
 // record there another's in two requests (its update, refused, and a read), and leaves it. A
