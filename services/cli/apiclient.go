@@ -29,9 +29,20 @@ type apiError struct {
 	Problems []string `json:"problems"`
 }
 
+// apiStatus is an error answer of the API that callAPI does not make a usage error: its status
+// code, for a caller to tell one that is a mistake in its own command.
+type apiStatus struct {
+	code int
+	text string
+}
+
+func (e *apiStatus) Error() string { return e.text }
+
 // callAPI sends a request to the API at base and decodes a 2xx answer into out, waiting for it
 // as long as ctx (the command's --timeout, wait) allows; past it, the error names wait. An
-// invalid configuration comes back as a *config.Error naming file, so it exits with status 2.
+// invalid configuration comes back as a *config.Error naming file, and a request the API
+// refused as malformed (400) or naming what the configuration lacks (422) as an errUsage, so
+// they exit with status 2, as over NATS; any other error answer is an *apiStatus.
 func callAPI(ctx context.Context, wait time.Duration, base, method, path, file string, body []byte, out any) (err error) {
 	defer func() {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
@@ -64,10 +75,10 @@ func callAPI(ctx context.Context, wait time.Duration, base, method, path, file s
 		if resp.StatusCode == http.StatusUnprocessableEntity && len(e.Problems) > 0 {
 			return &config.Error{File: file, Problems: e.Problems}
 		}
-		if resp.StatusCode == http.StatusBadRequest {
+		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnprocessableEntity {
 			return usageErr("%s", e.Error)
 		}
-		return fmt.Errorf("api answered %s: %s", resp.Status, e.Error)
+		return &apiStatus{code: resp.StatusCode, text: fmt.Sprintf("api answered %s: %s", resp.Status, e.Error)}
 	}
 	if out == nil {
 		return nil

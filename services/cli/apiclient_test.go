@@ -136,3 +136,26 @@ func TestConfigGetOverAMessageThatIsNoVersionSaysWhatItIs(t *testing.T) {
 		t.Errorf("config get through the API: exit %d, want 1, 409 and %q:\n%s", code, want, errOut)
 	}
 }
+
+// A version that does not exist and an override of a pool the configuration lacks are mistakes
+// in the command: over NATS they exit 2, as the README's exit statuses say of usage errors,
+// while through the API, which answers them 404 and 422, they exited 1, as if the cluster had
+// failed. Both paths exit 2, naming what is missing.
+func TestAMissingVersionAndAnUnknownPoolExitTwoOverNATSAndThroughTheAPI(t *testing.T) {
+	ns := eventstest.Start(t)
+	url, token := startAPIOn(t, ns)
+	t.Setenv("DETOUR_TOKEN", token)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"config", "get", "--version", "99"}, "no such configuration version"},
+		{[]string{"override", "set", "shop", "nowhere", "--action", "drain", "--reason", "maintenance"}, `no pool "nowhere" in app "shop"`},
+	} {
+		for _, via := range [][]string{{"--nats", ns.URL}, {"--api", url}} {
+			if code, _, errOut := run(append(c.args, via...)...); code != 2 || !strings.Contains(errOut, c.want) {
+				t.Errorf("%s %s: exit %d, want 2 and %q:\n%s", strings.Join(c.args, " "), via[0], code, c.want, errOut)
+			}
+		}
+	}
+}

@@ -147,7 +147,11 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if len(q) > 0 {
 			path += "?" + q.Encode()
 		}
-		if err := callAPI(ctx, *timeout, *api, http.MethodGet, path, "", nil, &v); err != nil {
+		var st *apiStatus
+		switch err := callAPI(ctx, *timeout, *api, http.MethodGet, path, "", nil, &v); {
+		case errors.As(err, &st) && st.code == http.StatusNotFound:
+			return errUsage{err} // no such version: exit 2, as over NATS (config.ErrNoVersion)
+		case err != nil:
 			return err
 		}
 		printVersion(v, showSecrets, stdout)
