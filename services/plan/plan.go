@@ -114,7 +114,13 @@ func (p *Plan) Write(w io.Writer) {
 	if p.SecretsNotCompared {
 		fmt.Fprintln(w, "  (secrets written inline compared only as detour config get shows them: a read token's plan cannot tell a changed secret; plan with a write token to compare them)")
 	}
-	if len(p.Changes) == 0 {
+	switch {
+	case len(p.Changes) == 0 && p.ExpectVersion > p.Against.Number:
+		// Not a no-op: the apply stores the version over the message that is no version.
+		fmt.Fprintf(w, "no changes to the version the roles run; an apply stores it over message %d, which is no version: detour apply %s --expect-version %d\n",
+			p.ExpectVersion, p.File, p.ExpectVersion)
+		return
+	case len(p.Changes) == 0:
 		fmt.Fprintln(w, "no changes")
 		return
 	}

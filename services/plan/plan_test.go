@@ -291,6 +291,41 @@ func TestAPlanOverAMessageThatIsNoVersionComparesWithTheVersionTheRolesRun(t *te
 	}
 }
 
+// A plan of the version the roles run, made while the last message on the configuration's
+// subject is no version, has no changes, yet an apply is not a no-op there: it stores the
+// version over that message, which detour config get and the roles' logs complain of until then.
+// The plan said "no changes" and printed no apply line, as for a plan with nothing to apply; it
+// says the apply stores over the message, and prints it.
+func TestAPlanWithNoChangesOverAMessageThatIsNoVersionPrintsTheApplyThatStoresOverIt(t *testing.T) {
+	s := eventstest.Start(t)
+	ctx := t.Context()
+	if _, _, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop"}); err != nil {
+		t.Fatal(err)
+	}
+	junk, err := s.JS.Publish(ctx, events.SubjectConfigDoc, []byte("not an event"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Make(ctx, s.JS, "v1.yaml", []byte(base), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	p.Write(&out)
+	want := "no changes to the version the roles run; an apply stores it over message " + itoa(junk.Sequence) +
+		", which is no version: detour apply v1.yaml --expect-version " + itoa(junk.Sequence) + "\n"
+	if !strings.HasSuffix(out.String(), want) {
+		t.Errorf("plan ends:\n%s\nwant it to end %q", out.String(), want)
+	}
+	expect := p.ExpectVersion
+	if _, _, err := config.Apply(ctx, s.JS, "v1.yaml", []byte(base), config.ApplyOptions{By: "ana@laptop", Expect: &expect}); err != nil {
+		t.Fatalf("apply exactly the plan (--expect-version %d): %v", expect, err)
+	}
+	if _, err := config.Active(ctx, s.JS); err != nil {
+		t.Errorf("after the apply the plan printed, the active version: %v", err)
+	}
+}
+
 // A plan made while the only message on the configuration's subject is no version (junk
 // published before anything was applied) compares with nothing running, and says that the
 // roles wait for a version: it said they "run the version above", where it showed none.
