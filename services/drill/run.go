@@ -170,8 +170,8 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 		}
 	}
 	// Hold the last step, unless the drill is rolled back meanwhile (an operator, or a controller at
-	// max_duration).
-	for end := time.Now().Add(o.Hold); ctx.Err() == nil && time.Now().Before(end); {
+	// max_duration), or a step went unrecorded, which ends it.
+	for end := time.Now().Add(o.Hold); stepErr == nil && ctx.Err() == nil && time.Now().Before(end); {
 		if found, _ := rb.check(ctx); found != "" {
 			break
 		}

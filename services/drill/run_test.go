@@ -456,7 +456,8 @@ func TestADrillGoesOnThroughADRILLSElectionShorterThanItsLease(t *testing.T) {
 // A DRILLS that stops answering once the drill started (JetStream without quorum, for good):
 // the run stops within its Wait (the CLI's --timeout) for each event, where it tried its step
 // for 15 s and its rollback for 10 s whatever --timeout said, then failed with "context
-// deadline exceeded" alone; and it says what the cluster recorded and what it did not.
+// deadline exceeded" alone (after its --hold, though no step was in force); and it says what
+// the cluster recorded and what it did not.
 func TestADrillWhoseDRILLSStopsAnsweringStopsWithinItsWaitSayingWhatWasRecorded(t *testing.T) {
 	s := startStack(t)
 	o := s.options(t, "name: hang\nsteps:\n  - {fail: pool shop/west, rto: 2s}\n  - {fail: edge edge-a, rto: 2s}\n")
@@ -465,6 +466,7 @@ func TestADrillWhoseDRILLSStopsAnsweringStopsWithinItsWaitSayingWhatWasRecorded(
 	o.JS = &electingAfter{Electing: e, after: events.TypeDrillStarted, lasts: time.Hour, over: make(chan struct{})}
 	o.Wait = 2 * time.Second
 	o.Lease = time.Minute // no controller rolls the drill back while the test looks
+	o.Hold = time.Minute  // a step not recorded ends the drill: nothing to hold
 	start := time.Now()
 	_, err := drill.Run(t.Context(), o)
 	took := time.Since(start)
