@@ -182,7 +182,13 @@ func sendRaw(t *testing.T, addr, raw string) net.Conn {
 // methods, until the connection ends or an answer does not come within a second.
 func exchange(t *testing.T, addr, raw string, methods []string) []int {
 	t.Helper()
-	br := bufio.NewReader(sendRaw(t, addr, raw))
+	return statuses(sendRaw(t, addr, raw), methods)
+}
+
+// statuses returns the statuses of the answers read on c to the requests of methods, until the
+// connection ends or its read deadline passes.
+func statuses(c net.Conn, methods []string) []int {
+	br := bufio.NewReader(c)
 	var out []int
 	for _, m := range methods {
 		resp, err := http.ReadResponse(br, &http.Request{Method: m})
@@ -197,15 +203,17 @@ func exchange(t *testing.T, addr, raw string, methods []string) []int {
 
 const host = "Host: shop.demo.test\r\n"
 
-// corpus are the raw requests both proxies get. differs names the documented difference, when
-// the edge and ReverseProxy must not agree; edge is then what the edge answers and forwards how
-// many of the requests upstream.
+// corpus are the raw requests both proxies get, on a connection the client half-closes after
+// them when halfCloses is set. differs names the documented difference, when the edge and
+// ReverseProxy must not agree; edge is then what the edge answers and forwards how many of the
+// requests upstream.
 var corpus = []struct {
-	name, raw string
-	methods   []string
-	differs   string
-	edge      []int
-	forwards  int
+	name, raw  string
+	methods    []string
+	halfCloses bool
+	differs    string
+	edge       []int
+	forwards   int
 }{
 	{name: "a plain GET", raw: "GET / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
 	{name: "a HEAD", raw: "HEAD / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"HEAD"}},
@@ -257,6 +265,8 @@ var corpus = []struct {
 		differs: "the client's error, answered 400; ReverseProxy answers 502"},
 	{name: "a chunk line ending in a bare LF before a smuggled request", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n2\nGET /smuggled HTTP/1.1\r\n" + host + "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
 		differs: "the client's error, answered 400, and the connection closed: served full duplex, net/http would read what follows the malformed line as the next request; ReverseProxy answers 502"},
+	{name: "a chunked body whose trailer ends in a bare LF, then a half-close", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\n", methods: []string{"POST"}, halfCloses: true, edge: []int{400},
+		differs: "the client's error, answered 400 as any chunked body net/http cannot read to its end: net/http reads past a trailer that does not end in CRLF CRLF, finds the client's end, and gives up on the body; ReverseProxy answers 502"},
 	{name: "a chunk size of 17 digits", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n00000000000000005\r\nhello\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
 		differs: "the client's error, answered 400; ReverseProxy answers 502"},
 	{name: "a body longer than its Content-Length", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},
@@ -322,10 +332,14 @@ func TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented(t *testing.T) {
 	ref := referenceProxy(t, rec.addr)
 	for _, tc := range corpus {
 		t.Run(tc.name, func(t *testing.T) {
+			send := sendRaw
+			if tc.halfCloses {
+				send = sendHalfClosed
+			}
 			rec.take()
-			edgeStatus := exchange(t, c.west, tc.raw, tc.methods)
+			edgeStatus := statuses(send(t, c.west, tc.raw), tc.methods)
 			edgeGot, edgeBad := rec.take()
-			refStatus := exchange(t, ref, tc.raw, tc.methods)
+			refStatus := statuses(send(t, ref, tc.raw), tc.methods)
 			refGot, _ := rec.take()
 			if len(edgeBad) > 0 {
 				t.Errorf("the upstream refused what the edge sent: %q", edgeBad)
@@ -858,11 +872,11 @@ func FuzzBadH2Path(f *testing.F) {
 // edge or the instance wait costs that wait in most of them. So nothing here waits on a timer:
 //   - The edge's client_header and client_body are 10ms, not 10s and 60s. All the client sends is
 //     there before it half-closes, so they end only waits for bytes that never come, such as the
-//     guard's holding back the client's half-close while net/http peeks past a complete request
-//     (a first head shorter than the 14 bytes of "PRI * HTTP/2.0", " HTTP/1.1\n\n", which is then
-//     answered 400 after client_header; a last chunk whose trailers end in a bare LF, "0\r\n\n",
-//     answered 408 after client_body). Such inputs each took the 2 s read deadline below, which
-//     an edge now reaches only by hanging.
+//     guard's holding back the client's half-close while net/http peeks past a complete request,
+//     as it once did after a first head shorter than the 14 bytes of "PRI * HTTP/2.0" (" HTTP/1.1\n\n",
+//     then answered 400 after client_header) and after a last chunk whose trailers end in a bare
+//     LF ("0\r\n\n", answered 408 after client_body). Such inputs each took the 2 s read deadline
+//     below, which an edge now reaches only by hanging.
 //   - The instance's /paused answer does not pause: a pause that reaches the lean path's watch
 //     of a slow read outlasts slowAnswer (50ms), in every candidate that keeps /paused. The
 //     corpus of TestTheEdgeFramesRequestsAsReverseProxyDoesOrAsDocumented holds that watch to

@@ -98,6 +98,10 @@ type guardedConn struct {
 	// net/http reads past the end of the last request the guard saw, as it does after a
 	// trailer that does not end in CRLF CRLF (it looks for one further on), until the next head.
 	crlf, past bool
+	// endPast is set when net/http, reading past such a trailer, found the client's end: the
+	// body, whole as the client sent it, is one net/http cannot read to its end (see
+	// endedPastBody). Unset at the next head.
+	endPast atomic.Bool
 }
 
 // What an Upgrade request awaits; then whether its answer switched protocols.
@@ -177,6 +181,9 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 				// The stream ended inside a head or chunk line: let net/http see what came.
 				g.out, g.line = g.line, nil
 				continue
+			}
+			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.past {
+				g.endPast.Store(true)
 			}
 			if err == io.EOF && g.state == inHead && len(g.line) == 0 && g.awaits() && len(p) == 1 && !g.past {
 				// The client half-closed its connection after a complete request, before any
@@ -386,6 +393,7 @@ func headComplete(b []byte) bool {
 func (g *guardedConn) head() {
 	h := g.line
 	g.line, g.past = nil, false
+	g.endPast.Store(false)
 	g.headBy.Store(0)
 	lines := bytes.Split(bytes.TrimLeft(h, "\r\n"), []byte("\n"))
 	requestLine := bytes.TrimSuffix(lines[0], []byte("\r"))

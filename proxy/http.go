@@ -570,7 +570,8 @@ func (e *clientBodyError) Unwrap() error { return e.err }
 // arriving for client_body. A client gone gets no answer.
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 	slow := errors.Is(err, errClientBodyTimeout)
-	if r.Context().Err() != nil && !slow {
+	unreadable := endedPastBody(r)
+	if r.Context().Err() != nil && !slow && !unreadable {
 		// The client went away (net/http's HTTP/1.1 server cancels the context of a request
 		// whose read failed, client_body's included, or found the connection's end: a client
 		// that half-closed it after its request may still read). Its connection (its stream)
@@ -586,7 +587,7 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 			// The rest of the body may still come: the connection cannot carry another request.
 			w.Header().Set("Connection", "close")
 		}
-	case errors.As(err, new(*clientBodyError)):
+	case unreadable || errors.As(err, new(*clientBodyError)):
 		code = http.StatusBadRequest
 	default:
 		a.metrics.failed()
@@ -595,6 +596,17 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, failBody(code))
+}
+
+// endedPastBody reports whether the client of r, an HTTP/1 request, half-closed its connection
+// right after a chunked body whose trailer does not end in CRLF CRLF ("0\r\n\n"): the guard saw
+// the body whole, but net/http looks for the trailer's end further on, finds the client's end
+// and fails the body, cancelling the request as if the client had left. The client, which sent
+// all of its request and waits for the answer, is answered 400, as for any other chunked body
+// net/http cannot read to its end, not left without one.
+func endedPastBody(r *http.Request) bool {
+	g, ok := r.Context().Value(clientConnKey{}).(*guardedConn)
+	return ok && r.ProtoMajor == 1 && g.endPast.Load()
 }
 
 // replayableBody lets a request body be sent again after a connection error if none of it was
