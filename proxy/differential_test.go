@@ -218,6 +218,7 @@ var corpus = []struct {
 	{name: "a plain GET", raw: "GET / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
 	{name: "a HEAD", raw: "HEAD / HTTP/1.1\r\n" + host + "\r\n", methods: []string{"HEAD"}},
 	{name: "an answer whose body pauses, then a GET", raw: "GET /paused HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET", "GET"}},
+	{name: "an answer whose body pauses, then a GET longer than the lean path's buffer", raw: "GET /paused HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "X-Pad: " + strings.Repeat("p", maxLeanHead) + "\r\n\r\n", methods: []string{"GET", "GET"}},
 	{name: "an answer to a POST whose body pauses", raw: "POST /paused HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
 	{name: "a 204 answer", raw: "GET /204 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
 	{name: "a 304 answer", raw: "GET /304 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"GET"}},
