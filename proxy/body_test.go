@@ -801,7 +801,6 @@ func TestAHalfClosedClientThatResetsDuringAPauseHasItsRequestCancelled(t *testin
 	}
 }
 
-// halfClosingClients has 200 clients, one after the other, each send raw to addr and half-close
 // sendHalfClosed dials addr, sends raw and half-closes the connection, as nc -N does; its reads
 // end 5 s on, and it is closed with the test.
 func sendHalfClosed(t *testing.T, addr, raw string) net.Conn {
@@ -817,6 +816,7 @@ func sendHalfClosed(t *testing.T, addr, raw string) net.Conn {
 	return conn
 }
 
+// halfClosingClients has 200 clients, one after the other, each send raw to addr and half-close
 // its connection, and returns how many of them did not read answers answers of 200.
 func halfClosingClients(t *testing.T, addr, raw string, answers int) (failed int) {
 	t.Helper()
