@@ -17,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/state"
 	"github.com/google/uuid"
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -147,14 +148,12 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}()
 	prev := plan.Before
 	reason := "completed"
-	var stepErr error // the step the cluster did not record, which ended the drill
-	var stepMissed string
 	for _, sp := range plan.Steps {
 		t0 := time.Now()
 		if _, err := publish(ctx, o.JS, subject, events.TypeDrillStepStarted, o.By, events.DrillStep{Index: sp.Index, Step: sp.Step, Failures: sp.Failures}, o.Wait); err != nil {
 			reason = "requested"
 			if ctx.Err() == nil {
-				stepErr, stepMissed = err, fmt.Sprintf("step %d (%s)", sp.Index+1, sp.Step)
+				rec.failed(err, fmt.Sprintf("step %d (%s)", sp.Index+1, sp.Step))
 			}
 			break
 		}
@@ -171,7 +170,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	}
 	// Hold the last step, unless the drill is rolled back meanwhile (an operator, or a controller at
 	// max_duration), or a step went unrecorded, which ends it.
-	for end := time.Now().Add(o.Hold); stepErr == nil && ctx.Err() == nil && time.Now().Before(end); {
+	for end := time.Now().Add(o.Hold); rec.err == nil && ctx.Err() == nil && time.Now().Before(end); {
 		if found, _ := rb.check(ctx); found != "" {
 			break
 		}
@@ -194,11 +193,8 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	sc.RolledBack, _ = rb.check(rctx)
 	if sc.RolledBack == "" {
 		if _, err := publish(rctx, o.JS, subject, events.TypeDrillRolledBack, o.By, events.DrillRolledBack{By: o.By, Reason: reason}, o.Wait); err != nil {
-			rollback := fmt.Sprintf("the rollback (a controller rolls the drill back once DRILLS answers, its lease of %s having run out)", o.Lease)
-			if stepErr != nil {
-				return sc, rec.missed(stepErr, stepMissed, rollback)
-			}
-			return sc, rec.missed(err, rollback)
+			rec.failed(err, fmt.Sprintf("the rollback (a controller rolls the drill back once DRILLS answers, its lease of %s having run out)", o.Lease))
+			return sc, rec.error()
 		}
 		sc.RolledBack = reason + " by " + o.By
 	}
@@ -209,15 +205,13 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	sc.Restored = restore
 	sc.Ended = time.Now()
 	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, o.Wait); err != nil {
-		if stepErr != nil {
-			return sc, rec.missed(stepErr, stepMissed, "the scorecard")
-		}
-		return sc, rec.missed(err, "the scorecard")
+		rec.failed(err, "the scorecard")
+		return sc, rec.error()
 	}
 	keepLastRenewal(rctx, drills, subject, started.Sequence, log, &warned)
 	log.Info().Bool("pass", sc.Pass).Msg("drill scored")
-	if stepErr != nil {
-		return sc, rec.missed(stepErr, stepMissed)
+	if rec.err != nil {
+		return sc, rec.error()
 	}
 	return sc, nil
 }
@@ -228,16 +222,40 @@ type record struct {
 	id   string
 	wait time.Duration
 	done []string
+	// missed were refused at each attempt; unsure went unanswered at one at least, and the
+	// cluster may have stored them (a publish the dying leader stored, its answer lost): a step
+	// among them may be in force.
+	missed, unsure []string
+	err            error // the first failure
 }
 
-// missed is the error of a run whose events missed the cluster did not record, the first of
-// them failing with err.
-func (r *record) missed(err error, missed ...string) error {
+// failed notes that the event what was not stored, as far as the run knows, failing with err.
+func (r *record) failed(err error, what string) {
+	if r.err == nil {
+		r.err = err
+	}
+	if errors.As(err, new(*maybeStored)) {
+		r.unsure = append(r.unsure, what)
+	} else {
+		r.missed = append(r.missed, what)
+	}
+}
+
+// error is the error of a run whose events failed: what the cluster recorded, what not, and
+// what it may have.
+func (r *record) error() error {
 	why := fmt.Sprintf("did not take them within %s", r.wait)
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(r.err, context.DeadlineExceeded) {
 		why = fmt.Sprintf("did not answer within %s", r.wait)
 	}
-	return fmt.Errorf("drill %s: the NATS cluster %s: recorded: %s; not recorded: %s: %w", r.id, why, strings.Join(r.done, ", "), strings.Join(missed, ", "), err)
+	parts := []string{"recorded: " + strings.Join(r.done, ", ")}
+	if len(r.missed) > 0 {
+		parts = append(parts, "not recorded: "+strings.Join(r.missed, ", "))
+	}
+	if len(r.unsure) > 0 {
+		parts = append(parts, "perhaps recorded, the cluster's answer lost: "+strings.Join(r.unsure, ", "))
+	}
+	return fmt.Errorf("drill %s: the NATS cluster %s: %s: %w", r.id, why, strings.Join(parts, "; "), r.err)
 }
 
 // unanswered names the cluster and the bound in err, of the start of a run, when err is the
@@ -393,19 +411,30 @@ const storeWithin = 15 * time.Second
 const storeAttempt = time.Second
 
 // publish stores a drill event on subject, trying again every 250 ms, with the same event id
-// (stored once), for up to within or until ctx ends.
+// (stored once), for up to within or until ctx ends. It fails with a *maybeStored when an
+// attempt went unanswered.
 func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by string, data any, within time.Duration) (*jetstream.PubAck, error) {
 	e, err := events.New(typ, "drill/"+by, time.Now(), data)
 	if err != nil {
 		return nil, err
 	}
 	end := time.Now().Add(within)
+	unanswered := false
 	for {
 		actx, cancel := context.WithTimeout(ctx, min(storeAttempt, time.Until(end)))
 		ack, err := events.Publish(actx, js, subject, e)
 		cancel()
-		if err == nil || ctx.Err() != nil || time.Until(end) < 250*time.Millisecond {
-			return ack, err
+		if err == nil {
+			return ack, nil
+		}
+		// An attempt that got no answer may have been stored, its answer lost; a refusal of
+		// one after it (the same Nats-Msg-Id) does not undo it.
+		unanswered = unanswered || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		if unanswered {
+			err = &maybeStored{err}
+		}
+		if ctx.Err() != nil || time.Until(end) < 250*time.Millisecond {
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
@@ -414,6 +443,13 @@ func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by strin
 		}
 	}
 }
+
+// maybeStored is the failure of a publish of which an attempt went unanswered: the cluster may
+// have stored the event.
+type maybeStored struct{ err error }
+
+func (m *maybeStored) Error() string { return m.err.Error() }
+func (m *maybeStored) Unwrap() error { return m.err }
 
 // rollbackCheck bounds one look for a drill's rollback, a direct get that any replica of DRILLS
 // answers in a millisecond: a look that goes unanswered (the replica asked died) is as if none

@@ -25,6 +25,7 @@ import (
 	"github.com/detourdev/detour/services/internal/stacktest"
 	"github.com/detourdev/detour/services/replay"
 	"github.com/detourdev/detour/services/up"
+	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -473,7 +474,7 @@ func TestADrillWhoseDRILLSStopsAnsweringStopsWithinItsWaitSayingWhatWasRecorded(
 	if err == nil {
 		t.Fatal("the drill ran through a DRILLS that answered nothing")
 	}
-	for _, want := range []string{"did not answer within 2s", "recorded: the drill's start", "not recorded: step 1 (fail pool shop/west), the rollback",
+	for _, want := range []string{"did not answer within 2s", "recorded: the drill's start", "perhaps recorded, the cluster's answer lost: step 1 (fail pool shop/west), the rollback",
 		"a controller rolls the drill back once DRILLS answers"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
@@ -482,5 +483,62 @@ func TestADrillWhoseDRILLSStopsAnsweringStopsWithinItsWaitSayingWhatWasRecorded(
 	// Two waits of 2 s, the step's and the rollback's, and the look for a rollback between them.
 	if took > 6*time.Second {
 		t.Errorf("the run took %s against a DRILLS that answered nothing, want two waits of 2s", took.Round(time.Millisecond))
+	}
+}
+
+// ackLostAt is a client of a cluster that stores the first event of type at but whose answer
+// is lost (the node leading DRILLS died as it sent it), and then answers nothing on DRILLS.
+type ackLostAt struct {
+	*eventstest.Electing
+	at   string
+	once sync.Once
+}
+
+func (a *ackLostAt) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	stored := false
+	if env, err := events.Decode(m.Data); err == nil && env.Type == a.at {
+		a.once.Do(func() {
+			if _, err := a.Electing.JetStream.PublishMsg(ctx, m, opts...); err == nil {
+				stored = true
+				a.On.Store(true)
+			}
+		})
+	}
+	if stored {
+		<-ctx.Done() // the answer that never comes
+		return nil, ctx.Err()
+	}
+	return a.Electing.PublishMsg(ctx, m, opts...)
+}
+
+// A step stored whose answer was lost, DRILLS silent after: the step's failure is in force
+// (the DNS server answers the other pool) while the run stops, and its error must not tell the
+// operator that the step was not recorded, where it said "not recorded: step 1 (fail pool
+// shop/west), the rollback", as if nothing of the drill were in force.
+func TestAStepStoredWhoseAnswerWasLostIsNotSaidToBeUnrecorded(t *testing.T) {
+	s := startStack(t)
+	o := s.options(t, "name: lost\nsteps:\n  - {fail: pool shop/west, rto: 2s}\n")
+	e := eventstest.NewElecting(s.js, "detour.drill.", true)
+	e.StreamName = events.StreamDrills
+	o.JS = &ackLostAt{Electing: e, at: events.TypeDrillStepStarted}
+	o.Wait = time.Second
+	o.Lease = time.Minute // no controller rolls the drill back while the test looks
+	_, err := drill.Run(t.Context(), o)
+	if err == nil {
+		t.Fatal("the drill ran through a DRILLS that answered nothing")
+	}
+	east := host(s.Config.Apps[0].Pools[1].Endpoints[0].Address)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		q := new(dns.Msg).SetQuestion("shop.demo.test.", dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(q, s.DNSAddr)
+		return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == east
+	}, "the DNS server answers east: the step is in force")
+	if strings.Contains(err.Error(), "not recorded: step 1") {
+		t.Errorf("error %q says step 1 was not recorded, and it is in force", err)
+	}
+	for _, want := range []string{"recorded: the drill's start", "perhaps recorded, the cluster's answer lost: step 1 (fail pool shop/west), the rollback"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
 	}
 }
