@@ -182,8 +182,14 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	stopRenew()
 	<-renewed
 	// The rollback is recorded even when ctx ended: a cancelled runner still lifts its failures.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
+	// Each request to the cluster from here waits o.Wait, and the return is measured until its
+	// rto's deadline (measure): a 10 s bound on them all cut a slower return short, failed it,
+	// and left the scorecard no time to be stored. Once ctx ends, what follows the rollback has
+	// 10 s (tail).
+	rctx := context.WithoutCancel(ctx)
+	tail, endTail := context.WithCancel(rctx)
+	defer endTail()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(10*time.Second, endTail) })()
 	if ctx.Err() != nil {
 		reason = "requested"
 	}
@@ -199,16 +205,20 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 		sc.RolledBack = reason + " by " + o.By
 	}
 	rec.done = append(rec.done, "the rollback")
-	releaseClaims(rctx, o.JS, o.By, claims)
+	wait, cancel := context.WithTimeout(tail, o.Wait)
+	releaseClaims(wait, o.JS, o.By, claims)
+	cancel()
 	back := StepPlan{Index: len(plan.Steps), Step: "rollback", RTO: o.File.Steps[0].RTO.D(), Answers: plan.Before.Answers, Routes: plan.Before.Routes}
-	restore := measure(rctx, o, nil, prev, back, rollbackAt)
+	restore := measure(tail, o, nil, prev, back, rollbackAt)
 	sc.Restored = restore
 	sc.Ended = time.Now()
-	if _, err := publish(rctx, o.JS, subject, events.TypeDrillScored, o.By, sc, o.Wait); err != nil {
+	if _, err := publish(tail, o.JS, subject, events.TypeDrillScored, o.By, sc, o.Wait); err != nil {
 		rec.failed(err, "the scorecard")
 		return sc, rec.error()
 	}
-	keepLastRenewal(rctx, drills, subject, started.Sequence, log, &warned)
+	wait, cancel = context.WithTimeout(tail, o.Wait)
+	keepLastRenewal(wait, drills, subject, started.Sequence, log, &warned)
+	cancel()
 	log.Info().Bool("pass", sc.Pass).Msg("drill scored")
 	if rec.err != nil {
 		return sc, rec.error()

@@ -542,3 +542,37 @@ func TestAStepStoredWhoseAnswerWasLostIsNotSaidToBeUnrecorded(t *testing.T) {
 		}
 	}
 }
+
+// A run cancelled during its hold (Ctrl-C) records its rollback and returns once the answers
+// are back, the failure lifted.
+func TestACancelledRunRollsBackAndReturns(t *testing.T) {
+	s := startStack(t)
+	o := s.options(t, "name: stop\nsteps:\n  - {fail: pool shop/west, rto: 2s}\n")
+	o.Hold = time.Minute
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type result struct {
+		sc  drill.Scorecard
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sc, err := drill.Run(ctx, o)
+		done <- result{sc, err}
+	}()
+	east := host(s.Config.Apps[0].Pools[1].Endpoints[0].Address)
+	eventstest.Eventually(t, 10*time.Second, func() bool { return s.answer(t, "shop.demo.test.") == east }, "the step in force")
+	cancel()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the cancelled run did not return")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.sc.RolledBack != "requested by tester" || !r.sc.Restored.Pass {
+		t.Errorf("rolled back %q, return %+v; want requested by tester, the answers back", r.sc.RolledBack, r.sc.Restored)
+	}
+}
