@@ -499,9 +499,10 @@ func (h *hedge) gap(sent int) time.Duration {
 // a caller that allows a read longer (an operator's command against a cluster that answers
 // slowly) is not failed sooner. Copies are not capped at the stream's replicas: NATS may hand
 // several in a row to the same hung replica (a cap of twice the replicas still let asks wait out
-// followProbe in the test). An answer get gives as errBehind is no answer. The copies still
-// waiting when it returns end with it, not with ctx: those on a hung replica waited out the
-// caller's bound, a goroutine and a request each (fifty reads within a caller's 10 s left 22).
+// followProbe in the test). An answer get gives as errBehind or errUnheard is no answer. The
+// copies still waiting when it returns end with it, not with ctx: those on a hung replica waited
+// out the caller's bound, a goroutine and a request each (fifty reads within a caller's 10 s
+// left 22).
 func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, error)) (T, error) {
 	var cancel context.CancelFunc
 	if _, bounded := ctx.Deadline(); bounded {
@@ -521,8 +522,8 @@ func ask[T any](ctx context.Context, h *hedge, get func(context.Context) (T, err
 			if a.ended() {
 				continue // this copy's wait ended with the ask's: the case below says so
 			}
-			if errors.Is(a.err, errBehind) {
-				continue // another copy, sent on h's clock, may reach a replica that is not
+			if errors.Is(a.err, errBehind) || errors.Is(a.err, errUnheard) {
+				continue // another copy, sent on h's clock, may reach a replica that is not, or a listener
 			}
 			return a.m, a.err
 		case <-again.C:
@@ -565,6 +566,10 @@ func copies[T any](ctx context.Context, h *hedge, get func(context.Context) (T, 
 		}(time.Now())
 	}
 }
+
+// errUnheard is what a copy of an ask's read returns when no one listened where it was sent (no
+// responders): ask waits for another copy's answer, as for none.
+var errUnheard = errors.New("no responders yet")
 
 // errBehind is what a copy of an ask's read returns for an answer that only a replica behind
 // the leader gives (see Preempted): ask waits for another copy's answer, as for none.

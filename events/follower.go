@@ -415,9 +415,13 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 		cc.FilterSubjects = cfg.FilterSubjects
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*followProbe)
+	asked := time.Now()
 	cons, err := s.CreateOrUpdateConsumer(cctx, cc)
-	answered()
 	cancel()
+	if err == nil {
+		err = st.heard(ctx, cons.CachedInfo(), name, time.Since(asked))
+	}
+	answered()
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", f.Stream, err)
 	}
@@ -492,6 +496,42 @@ func (f *Follower) once(ctx context.Context, st *followState, handle func(Delive
 			return ctx.Err()
 		}
 	}
+}
+
+// refusedPull is a pull request no consumer accepts (it is not JSON): the consumer answers it
+// "400 Bad Request" and delivers nothing.
+var refusedPull = []byte("{")
+
+// heard waits until the consumer name, described by info as its creation was answered, answers a
+// request on its pull subject sent through the follower's server, unless it lives on that
+// server. The consumer's node answers the creation through its route for the system account,
+// and tells the follower's server of the consumer's pull subject through its route for the
+// consumer's account: nats-server pools its routes between two nodes, one connection per pool
+// index of the accounts, and nothing orders one connection's traffic against another's. When
+// the answer came first, the first pull met a server that knew no one listening: it answered
+// "no responders" (or nothing, through a service import), and nats.go, counting that pull as
+// pending, pulled nothing more until it reported the missing heartbeats after
+// 2*FollowHeartbeat, the new consumer silent for a second. A request that meets no responder, or
+// that goes unanswered, is sent again on a hedge's clock (every 50 to 200 ms, from took, how long
+// the creation took), and none answered within followProbe is an error.
+func (st *followState) heard(ctx context.Context, info *jetstream.ConsumerInfo, name string, took time.Duration) error {
+	if info == nil || info.Cluster == nil || info.Cluster.Leader == st.nc.ConnectedServerName() {
+		return nil
+	}
+	subject := "$JS.API.CONSUMER.MSG.NEXT." + st.streamName + "." + name
+	h := &hedge{}
+	h.rtt.Store(int64(took))
+	_, err := ask(ctx, h, func(ctx context.Context) (struct{}, error) {
+		_, err := st.nc.RequestWithContext(ctx, subject, refusedPull)
+		if errors.Is(err, nats.ErrNoResponders) {
+			err = errUnheard
+		}
+		return struct{}{}, err
+	})
+	if err != nil {
+		return fmt.Errorf("reach consumer %s on %s: %w", name, info.Cluster.Leader, err)
+	}
+	return nil
 }
 
 // sameStream reports whether the stream st follows is still the one it created its consumer on:

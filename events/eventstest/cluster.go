@@ -1,12 +1,17 @@
 package eventstest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +33,9 @@ type Cluster struct {
 	cond   *sync.Cond
 	silent []bool
 	// cut are the pairs of nodes whose routes to each other stall (see Cut), lower index first.
-	cut    map[[2]int]bool
+	cut map[[2]int]bool
+	// lag delays what the routes of the global account carry (see Lag).
+	lag    time.Duration
 	closed bool
 	// client and route are the nodes' own listen addresses, once they listen.
 	client, route []string
@@ -127,6 +134,34 @@ func (c *Cluster) Cut(i, j int) {
 	defer c.mu.Unlock()
 	c.cut[[2]int{min(i, j), max(i, j)}] = true
 }
+
+// Lag delays by d everything the routes carry for the global account, the one the tests' clients
+// use (the nodes configure no accounts), and nothing they carry for the system account: the
+// JetStream API's answers and the cluster's metadata go on at once. nats-server sends an
+// account's traffic on one connection of a pool of routes between two nodes (the account's pool
+// index, computeRoutePoolIdx in its route.go), the system account's on another, and a busy or
+// distant link may deliver the two in either order; this one does, by d. It applies to
+// connections opened since as well as before, and lasts until the test ends.
+func (c *Cluster) Lag(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lag = d
+}
+
+// routePoolSize is the nodes' route pool size, nats-server's default.
+const routePoolSize = 3
+
+// globalPool is the index, in the pool of routes between two nodes, of the connection that
+// carries the global account's traffic: nats-server's computeRoutePoolIdx of "$G".
+var globalPool = func() int {
+	h := fnv.New32a()
+	h.Write([]byte("$G"))
+	return int(h.Sum32() % routePoolSize)
+}()
+
+// poolIndex finds the route pool index in the INFO a node that dials a route sends (the other
+// side's INFO has none); nats-server leaves out an index of 0.
+var poolIndex = regexp.MustCompile(`"route_pool_idx":(\d+)`)
 
 // Streams creates Detour's streams, three replicas each in memory, through node 0, trying again
 // while the new cluster elects their leaders, and returns node 0's JetStream.
@@ -333,35 +368,85 @@ func (c *Cluster) forward(in net.Conn, to int, route bool, ends []int) {
 		return
 	}
 	defer out.Close()
+	// global is set once the dialling node's INFO says the route is the global account's.
+	var global atomic.Bool
 	done := make(chan struct{}, 2)
-	go func() { c.pipe(out, in, ends); done <- struct{}{} }()
-	go func() { c.pipe(in, out, ends); done <- struct{}{} }()
+	go func() { c.pipe(out, in, ends, route, &global); done <- struct{}{} }()
+	go func() { c.pipe(in, out, ends, false, &global); done <- struct{}{} }()
 	<-done
 }
 
-// pipe copies src to dst, holding what it read while any of ends is silenced, until either
-// fails or the relays close.
-func (c *Cluster) pipe(dst io.Writer, src io.Reader, ends []int) {
+// pipe copies src to dst, holding what it read while any of ends is silenced, and for Lag while
+// global is set, until either fails or the relays close. A pipe from a node dialling a route
+// (sniff) reads the route's pool index from its first INFO and sets global.
+func (c *Cluster) pipe(dst io.Writer, src io.Reader, ends []int, sniff bool, global *atomic.Bool) {
 	buf := make([]byte, 32<<10)
+	var head []byte
+	// delayed, once the route lags, takes each read with the time it was read to a goroutine that
+	// writes it lag later, so that reads go on meanwhile and a burst is not delayed more and more.
+	var delayed chan lagged
+	defer func() {
+		if delayed != nil {
+			close(delayed)
+		}
+	}()
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			read := time.Now()
+			if sniff {
+				head = append(head, buf[:n]...)
+				if i := bytes.Index(head, []byte("INFO ")); i >= 0 && bytes.Contains(head[i:], []byte("\r\n")) || len(head) > 64<<10 {
+					idx := 0
+					if m := poolIndex.FindSubmatch(head); m != nil {
+						idx, _ = strconv.Atoi(string(m[1]))
+					}
+					global.Store(idx == globalPool)
+					sniff, head = false, nil
+				}
+			}
 			c.mu.Lock()
 			for !c.closed && c.anySilent(ends) {
 				c.cond.Wait()
 			}
-			closed := c.closed
+			closed, lag := c.closed, c.lag
 			c.mu.Unlock()
 			if closed {
 				return
 			}
-			if _, err := dst.Write(buf[:n]); err != nil {
+			if delayed == nil && lag > 0 && global.Load() {
+				delayed = make(chan lagged, 4096)
+				go delay(dst, delayed, lag)
+			}
+			if delayed != nil {
+				delayed <- lagged{bytes.Clone(buf[:n]), read}
+			} else if _, err := dst.Write(buf[:n]); err != nil {
 				return
 			}
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// lagged is what a lagging route read, and when.
+type lagged struct {
+	data []byte
+	read time.Time
+}
+
+// delay writes each of reads to dst lag after it was read, until reads is closed; after a failed
+// write it drops the rest.
+func delay(dst io.Writer, reads <-chan lagged, lag time.Duration) {
+	failed := false
+	for r := range reads {
+		if failed {
+			continue
+		}
+		time.Sleep(time.Until(r.read.Add(lag)))
+		_, err := dst.Write(r.data)
+		failed = err != nil
 	}
 }
 
