@@ -1235,6 +1235,18 @@ func TestAWorkerStoppedWhileJoiningDeletesItsRecordOnlyWhereItIsItsOwn(t *testin
 	}
 }
 
+// purgeRecord removes m's record from the members bucket, as its lease running out does.
+func purgeRecord(t *testing.T, ctx context.Context, js jetstream.JetStream, m *membership) {
+	t.Helper()
+	st, err := js.Stream(ctx, events.StreamProbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+MembersBucket+"."+m.self.Key())); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A worker whose record is gone from the bucket (no heartbeat stored for a minute, so that it
 // expired; the bucket deleted and created again) stores its next one in three requests: the
 // update of its last revision, refused, a read finding no record, and a create that only a key
@@ -1246,13 +1258,7 @@ func TestAWorkerWhoseRecordIsGoneStoresItsNextInThreeRequests(t *testing.T) {
 	nc, kv := countedBucket(t, ctx, srv)
 	m := rollingMember(kv, time.Now())
 	announceInTurn(t, ctx, m)
-	st, err := js.Stream(ctx, events.StreamProbers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+MembersBucket+"."+m.self.Key())); err != nil {
-		t.Fatal(err)
-	}
+	purgeRecord(t, ctx, js, m)
 	before := nc.Stats().OutMsgs
 	rev, err := storeOwn(t, ctx, m)
 	if err != nil || rev == 0 {
@@ -1293,13 +1299,7 @@ func TestAWorkerWhoseRecordIsGoneStoresItsNextAtOnceWhileAReplicaHangs(t *testin
 	kv := &hungFirstGetKV{KeyValue: bucket}
 	m := rollingMember(kv, time.Now())
 	announceInTurn(t, ctx, m)
-	st, err := js.Stream(ctx, events.StreamProbers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+MembersBucket+"."+m.self.Key())); err != nil {
-		t.Fatal(err)
-	}
+	purgeRecord(t, ctx, js, m)
 	hctx, cancel := context.WithTimeout(ctx, putBudget(hb, ttl))
 	defer cancel()
 	began := time.Now()

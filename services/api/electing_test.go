@@ -14,11 +14,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// jetStreamAnswering starts an API, with f's tokens, on a NATS server whose JetStream API answers
-// every request with JetStream's error of status code, error code errCode and description; the
-// stream's messages themselves reach no one (no responders), as no leader stores them. It
-// returns a fixture that sends requests to that API.
-func jetStreamAnswering(t *testing.T, f *fixture, code, errCode int, description string) *fixture {
+// startWithoutJetStream starts a NATS server on loopback whose JetStream is off: no request of
+// JetStream's API reaches anything there but what a test subscribes.
+func startWithoutJetStream(t *testing.T) *server.Server {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -29,6 +27,16 @@ func jetStreamAnswering(t *testing.T, f *fixture, code, errCode int, description
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats server not ready in 10s")
 	}
+	return ns
+}
+
+// jetStreamAnswering starts an API, with f's tokens, on a NATS server whose JetStream API answers
+// every request with JetStream's error of status code, error code errCode and description; the
+// stream's messages themselves reach no one (no responders), as no leader stores them. It
+// returns a fixture that sends requests to that API.
+func jetStreamAnswering(t *testing.T, f *fixture, code, errCode int, description string) *fixture {
+	t.Helper()
+	ns := startWithoutJetStream(t)
 	answer := fmt.Appendf(nil, `{"error": {"code": %d, "err_code": %d, "description": %q}}`, code, errCode, description)
 	nc := eventstest.Connect(t, ns.ClientURL())
 	for _, api := range []string{"$JS.API.STREAM.>", "$JS.API.CONSUMER.>"} {

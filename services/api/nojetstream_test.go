@@ -8,7 +8,6 @@ import (
 
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/api"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
 
@@ -18,15 +17,7 @@ import (
 // available for request", "nats: no response from stream").
 func TestARequestToAClusterWithoutJetStreamIsAnswered503NamingJetStream(t *testing.T) {
 	f := start(t)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready in 10s")
-	}
+	ns := startWithoutJetStream(t)
 	_, js := eventstest.ConnectJS(t, ns.ClientURL())
 	srv, err := api.Listen(api.Options{JS: js, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: f.tokens,
 		Log: zerolog.New(zerolog.NewTestWriter(t))})
