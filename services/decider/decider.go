@@ -965,26 +965,13 @@ func (d *decider) last(ctx context.Context, subject string) (events.Envelope, ui
 
 // later keeps a decision whose append failed for the next tick.
 func (d *decider) later(ctx context.Context, s *endpointSlot, dec decide.Decision, err error) {
-	d.pend(s, dec)
+	s.pending = &dec
+	d.rearm(s)
 	d.failing = true
 	d.o.Stats.Failed.Add(1)
 	if ctx.Err() == nil {
 		d.log.Error().Err(err).Str("subject", s.subject).Str("to", string(dec.To)).Msg("append endpoint transition failed, retrying")
 	}
-}
-
-// pend keeps dec, which could not be judged or appended now, for the next tick: as s's pending
-// decision, which the tick expires, or, on the slot of an endpoint a new version moved or removed
-// (see configure), at the end of the queue, where it waits, in order, for the next tick or an
-// append that lands, as the decisions kept while the appends are stalled do.
-func (d *decider) pend(s *endpointSlot, dec decide.Decision) {
-	if !d.ix.holds(s) {
-		d.keep(s, dec)
-		d.appendsStalled = true
-		return
-	}
-	s.pending = &dec
-	d.rearm(s)
 }
 
 // reread updates what STATE last recorded on the endpoint's subject after this replica's append
@@ -1043,7 +1030,8 @@ func (d *decider) readUnanswered(ctx context.Context, s *endpointSlot, dec decid
 		return true
 	}
 	if d.readsStalled {
-		d.pend(s, dec)
+		s.pending = &dec
+		d.rearm(s)
 		return false
 	}
 	env, seq, ok, err := d.leaderLast(ctx, s.subject)

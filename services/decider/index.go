@@ -242,20 +242,6 @@ func (ix *index) rearm(s *endpointSlot) {
 	}
 }
 
-// holds reports whether s is a slot of this index, not one of a version replaced since.
-func (ix *index) holds(s *endpointSlot) bool {
-	return s.i < len(ix.endpoints) && ix.endpoints[s.i] == s
-}
-
-// staying returns the slot of this index that takes over s, of the version before: the
-// endpoint of the same name at the same address, or nil where the version moved or removed it.
-func (ix *index) staying(s *endpointSlot) *endpointSlot {
-	if n := ix.byName[nameKey{s.pool.app.cfg.Name, s.pool.cfg.Name, s.cfg.Name}]; n != nil && n.cfg.Address == s.cfg.Address {
-		return n
-	}
-	return nil
-}
-
 // verdict is the pool's availability from its endpoints' recorded statuses.
 func (p *poolSlot) verdict() decide.PoolVerdict {
 	statuses := make([]events.Status, len(p.endpoints))

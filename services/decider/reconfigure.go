@@ -27,8 +27,7 @@ func (d *decider) reconfigure(ctx context.Context, c *config.Config) {
 // next result. New ones, and those whose address changed, start from what STATE last recorded
 // for them, if anything, held by the overrides in force on them and on their pools, as at a
 // start, and by the drills in force. Decisions queued under the old configuration are appended
-// first, or, while the appends are stalled, kept for the next tick; those of endpoints moved or
-// removed are appended by their old slots.
+// first, or, while the appends are stalled, kept for the next tick.
 func (d *decider) configure(ctx context.Context, c *config.Config, stored time.Time) {
 	now := d.streamNow(d.o.Now())
 	if d.live {
@@ -42,7 +41,8 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 	}
 	d.flush(ctx)
 	d.settle(ctx)
-	// The decisions flush kept queued while the appends are stalled are queued again below.
+	// The decisions flush kept queued while the appends are stalled are queued again below, on
+	// the endpoints that stay.
 	kept := d.queued
 	d.queued, d.queuedSlots = nil, nil
 	old := d.ix
@@ -94,26 +94,10 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 		d.tickEvery = every
 	}
 	d.log.Info().Int("apps", len(c.Apps)).Int("endpoints", len(ix.endpoints)).Stringer("tick", d.tickEvery).Msg("configuration applied")
-	// The decisions still to append of the endpoints the version moves to another address or
-	// removes (one whose append failed, then those flush kept) are appended by their old slots,
-	// as the old version made them, once the appends land again: dropped, STATE never recorded
-	// transitions decided before the version (which detour replay records, and a leader that
-	// answered would have stored before it took effect), and an endpoint removed down, then
-	// added back, started from the up before.
-	if d.live {
-		for _, o := range old.endpoints {
-			if o.pending != nil && ix.staying(o) == nil {
-				d.keep(o, *o.pending)
-				o.pending = nil
-			}
-		}
-	}
 	for _, x := range kept {
-		s := x.s
-		if n := ix.staying(s); n != nil && old.holds(s) {
-			s = n
+		if s := ix.byName[nameKey{x.s.pool.app.cfg.Name, x.s.pool.cfg.Name, x.s.cfg.Name}]; s != nil && s.cfg.Address == x.s.cfg.Address {
+			d.keep(s, x.dec)
 		}
-		d.keep(s, x.dec)
 	}
 	for s, dec := range adopted {
 		d.decided(ctx, s, dec)

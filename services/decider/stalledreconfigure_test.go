@@ -16,14 +16,12 @@ import (
 // TestDecisionsKeptWhileTheAppendsAreStalledOutliveANewConfiguration: decider/a's down of w1,
 // and west's with it, were stored while STATE's leader was silent, and none of its appends
 // landed after them: w1's next up and down are kept queued for the next tick (see flush). A new
-// configuration comes before it, and the leader answers again after it. Where w1 stays, the
-// pair is appended on its new slot, after the down read back (the unanswered append goes with
-// the endpoint), not lost. Where the version moves w1 to another address (a new endpoint,
-// started from what STATE records) or removes it, the pair was dropped, as a failed append's
-// pending decision was: STATE never recorded the up and down decided before the version, which
-// a leader that answered would have stored before it took effect (and detour replay records).
-// The old slot appends them once the appends land again, as the old version decided them:
-// STATE's history is the same in all three.
+// configuration comes before it. Where w1 stays, the pair is appended on its new slot, after the
+// down read back (the unanswered append goes with the endpoint), not lost. Where it moves w1 to
+// another address (a new endpoint, started from what STATE records), the old one's kept
+// decisions go with it, as a failed append's pending decision does: nothing is appended by the
+// slot of a configuration no longer in force (kept on the queue, it would be, and would note
+// its deadlines at its old place in the new index).
 func TestDecisionsKeptWhileTheAppendsAreStalledOutliveANewConfiguration(t *testing.T) {
 	first := w1YAML("")
 	up := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up"}
@@ -33,9 +31,7 @@ func TestDecisionsKeptWhileTheAppendsAreStalledOutliveANewConfiguration(t *testi
 		want       []string
 	}{
 		{"w1 stays", first, slices.Concat(up, down, up, down)},
-		{"w1 moves", strings.Replace(first, "127.0.0.11:8081", "127.0.0.19:8081", 1), slices.Concat(up, down, up, down)},
-		{"w1 is removed", strings.Replace(first, `{name: w1, address: "127.0.0.11:8081"}`, `{name: w2, address: "127.0.0.12:8081"}`, 1),
-			slices.Concat(up, down, up, down)},
+		{"w1 moves", strings.Replace(first, "127.0.0.11:8081", "127.0.0.19:8081", 1), slices.Concat(up, down)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := eventstest.Start(t)
@@ -49,10 +45,10 @@ func TestDecisionsKeptWhileTheAppendsAreStalledOutliveANewConfiguration(t *testi
 			s.fold(s.publish(t, "eu-1", true)) // w1 up at 1, west up at 2
 			js.silent.Store(true)
 			s.fold(s.publish(t, "eu-2", false)) // w1 down at 3, west down at 4, neither answered
-			s.fold(s.publish(t, "eu-3", true))  // kept
+			js.silent.Store(false)
+			s.fold(s.publish(t, "eu-3", true)) // kept
 			s.fold(s.publish(t, "eu-4", false))
 			d.configure(context.Background(), eventstest.Config(t, tt.next), time.Now())
-			js.silent.Store(false)
 			s.tick()
 			s.tick()
 
