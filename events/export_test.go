@@ -20,3 +20,6 @@ func BridgeNextAfter(ctx context.Context, nc *nats.Conn, stream, filter string, 
 		st.startOver()
 	}, b.stop
 }
+
+// RefusedPull is the request a follower sends its new consumer on another node until it answers.
+var RefusedPull = refusedPull
