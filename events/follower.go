@@ -521,6 +521,9 @@ func (st *followState) heard(ctx context.Context, info *jetstream.ConsumerInfo, 
 	subject := "$JS.API.CONSUMER.MSG.NEXT." + st.streamName + "." + name
 	h := &hedge{}
 	h.rtt.Store(int64(took))
+	// ask bounds a read by followProbe only where ctx has no deadline of its own.
+	ctx, cancel := context.WithTimeout(ctx, followProbe)
+	defer cancel()
 	_, err := ask(ctx, h, func(ctx context.Context) (struct{}, error) {
 		_, err := st.nc.RequestWithContext(ctx, subject, refusedPull)
 		if errors.Is(err, nats.ErrNoResponders) {
