@@ -264,12 +264,13 @@ func (s *Server) readBackNow() {
 	}
 }
 
-// offer hands a zone's current records, which reflect the STATE position at, to its pusher, if
-// it has one; recheck says that they are offered again, nothing having changed (see
-// push.Desired.Recheck).
+// offer hands a zone's current records, which reflect the STATE position at and the
+// configuration version in force, to its pusher, if it has one; recheck says that they are
+// offered again, nothing having changed (see push.Desired.Recheck).
 func (s *Server) offer(z *zone.Zone, at push.Position, recheck bool) {
 	if p := s.pusherOf(z.Name); p != nil {
-		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(s.cfg.Load(), z), State: at, Recheck: recheck})
+		cfg := s.cfg.Load()
+		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(cfg, z), State: at, Recheck: recheck, Config: cfg.Version})
 	}
 }
 

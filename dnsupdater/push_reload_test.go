@@ -312,3 +312,30 @@ func TestAReloadThatChangesThePushKeyAndMarkerLeavesNoMarkerAtItsOldName(t *test
 		t.Errorf("the marker's old name still holds %v, want it moved", got)
 	}
 }
+
+// The marker a DNS server pushes names the configuration version its records were projected
+// from, the one it started on and then each it applies, so that another server of a newer
+// version pushes over them at its recheck should this one push last and stop (see
+// push.olderConfig).
+func TestTheMarkerNamesTheConfigurationVersionTheRecordsWereProjectedFrom(t *testing.T) {
+	t.Parallel()
+	secret := base64.StdEncoding.EncodeToString([]byte("detour test key, 32 bytes long!!"))
+	primary := shopPrimary(t, "detour-key", secret)
+	js := eventstest.Start(t)
+	text := pushedShopText(primary, "secret: "+strconv.Quote(secret))
+	first := eventstest.Config(t, text)
+	first.Version = 5
+	_, configs := startReloadable(t, js, first)
+	marker := func(want string) func() bool {
+		return func() bool {
+			got := bindtest.Dig(t, primary, "_detour-state.demo.test", "TXT")
+			return len(got) == 1 && strings.Contains(got[0], want)
+		}
+	}
+	eventstest.Eventually(t, 5*time.Second, marker(`"config=5"`), "the marker of version 5")
+	next := eventstest.Config(t, strings.Replace(text, "127.0.0.11:8081", "127.0.0.13:8081", 1))
+	next.Version = 6
+	configs <- next
+	eventstest.Eventually(t, 5*time.Second, digEquals(t, primary, "shop.demo.test", "127.0.0.13"), "version 6's answer on the primary")
+	eventstest.Eventually(t, 5*time.Second, marker(`"config=6"`), "the marker of version 6")
+}

@@ -65,6 +65,10 @@ type mark struct {
 	// than read them (see serialGate).
 	serial    uint32
 	serialSet bool
+	// config is the marker's: the configuration version (the CONFIG stream's sequence) its
+	// records were projected from; 0 when its writer named none (a server on a --config file,
+	// or a Detour from before the field), which is older than every version (see olderConfig).
+	config uint64
 }
 
 // rr returns m as a TXT record at name, one character-string a field.
@@ -77,6 +81,9 @@ func (m mark) rr(name string) *dns.TXT {
 		fields = append(fields, "digest="+m.digest)
 		if m.serialSet {
 			fields = append(fields, "serial="+strconv.FormatUint(uint64(m.serial), 10))
+		}
+		if m.config > 0 {
+			fields = append(fields, "config="+strconv.FormatUint(m.config, 10))
 		}
 		if m.recheck {
 			fields = append(fields, "by=recheck")
@@ -113,6 +120,8 @@ func parseMark(rr dns.RR) (mark, bool) {
 			var n uint64
 			n, err = strconv.ParseUint(v, 10, 32)
 			m.serial, m.serialSet = uint32(n), err == nil
+		case "config":
+			m.config, err = strconv.ParseUint(v, 10, 64)
 		case "by":
 			m.recheck = v == "recheck"
 		case "server":
@@ -167,6 +176,20 @@ func (h held) ahead(at Position, server, run string, claimLive bool) *mark {
 		return c
 	}
 	return nil
+}
+
+// olderConfig reports whether m, another server's marker, holds records projected from an older
+// configuration version than want's, at a position no later than want's: that server refused
+// the version want was projected from, or had not read it yet, and its records are not the
+// configuration in force. A recheck pushes over such a marker, where it leaves one of its own
+// version or a newer one (it is the stale one then), so that the records of a configuration
+// that a server pushed last before it stopped do not stay on the primary until STATE next
+// changes. A marker that names no version (a server on a --config file, or a Detour from
+// before the field) is older than every version; a pusher that names none (on a file itself)
+// pushes over none. Neither pushes over the newer one's at its rechecks in turn: the two do
+// not take the primary from each other at every recheck.
+func olderConfig(m mark, want Desired) bool {
+	return m.config < want.Config && !want.State.Before(m.at)
 }
 
 // digestOf returns a digest of the records of rrsets, the same for the same records in any

@@ -770,6 +770,7 @@ func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
 		{at: Position{Seq: 42, Created: testStream.Add(123 * time.Nanosecond)}, digest: "0123abcd", server: "dns-1", run: "r1"},
 		{claim: true, at: Position{Seq: 43, Created: testStream}, server: "dns-2", run: "r2", since: testStream.Add(time.Minute)},
 		{at: Position{Seq: 44, Created: testStream}, digest: "4567cdef", server: "dns-3", run: "r3", recheck: true},
+		{at: Position{Seq: 45, Created: testStream}, digest: "89abef01", serial: 7, serialSet: true, config: 12, server: "dns-4", run: "r4"},
 	} {
 		rr, err := dns.NewRR(m.rr(markerName).String())
 		if err != nil {
@@ -777,7 +778,7 @@ func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
 		}
 		got, ok := parseMark(rr)
 		if !ok || got.claim != m.claim || got.at.Seq != m.at.Seq || !got.at.Created.Equal(m.at.Created) || got.digest != m.digest ||
-			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) || got.recheck != m.recheck {
+			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) || got.recheck != m.recheck || got.config != m.config {
 			t.Errorf("%s read back as %+v, %v", rr, got, ok)
 		}
 	}
@@ -902,7 +903,7 @@ func FuzzMarkerRRset(f *testing.F) {
 			}
 			back, ok := parseMark(m.rr(markerName))
 			if !ok || back.claim != m.claim || back.at.Seq != m.at.Seq || !back.at.Created.Equal(m.at.Created) || back.digest != m.digest ||
-				back.server != m.server || back.run != m.run || !back.since.Equal(m.since) {
+				back.server != m.server || back.run != m.run || !back.since.Equal(m.since) || back.config != m.config {
 				t.Errorf("%s read as %+v, written back as %s, read again as %+v, %v", rr, m, m.rr(markerName), back, ok)
 			}
 		}
@@ -999,5 +1000,87 @@ func TestTwoServersWhoseConfigurationsDifferTakeThePrimaryFromEachOtherOnlyAtCha
 	}
 	if c := aLogs.Count(pushedOverMessage); c != 0 {
 		t.Errorf("a logged %q %d times, want none", pushedOverMessage, c)
+	}
+}
+
+// Two servers push one primary while their configurations differ: b refused version 8 (or has
+// not read it yet), which a applied. b pushes a change last, at the position a pushed it, and
+// then stops. Before, a's recheck stood aside for b's marker of its position, and the primary
+// served version 7's records (an app removed still answered, a new TTL not applied) until STATE
+// next changed, hours or days on a quiet system; now a's next recheck pushes its records over
+// b's, and says so. b, still running, leaves a's records of the newer version at its rechecks:
+// the two do not take the primary from each other at every recheck.
+func TestARecheckPushesOverAnotherServersRecordsOfAnOlderConfigurationVersionAndLeavesANewerOnes(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	push := *cfg.Zones[0].Push
+	aLogs, bLogs := &eventstest.Logs{}, &eventstest.Logs{}
+	logTo := func(l *eventstest.Logs) zerolog.Logger {
+		return zerolog.New(io.MultiWriter(l, zerolog.NewTestWriter(t)))
+	}
+	a := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-a", Log: logTo(aLogs)})
+	b := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-b", Log: logTo(bLogs)})
+	x := zone.Key{Name: "x.demo.test.", Type: dns.TypeA}
+	at := func(ip string, seq, version uint64, recheck bool) Desired {
+		return Desired{Serial: 1, RRsets: map[zone.Key][]dns.RR{x: {aRecord(x.Name, ip)}}, State: Position{Seq: seq, Created: testStream},
+			Recheck: recheck, Config: version}
+	}
+	updates := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.updates
+	}
+	// rechecks offers p the recheck d three times, each once p took the one before, and returns
+	// how many UPDATEs were sent by the time it took the third: the first two have gone by then.
+	rechecks := func(p *Pusher, d Desired) int {
+		t.Helper()
+		n := updates()
+		for range 3 {
+			p.Offer(d)
+			eventstest.Eventually(t, 5*time.Second, func() bool { return len(p.offers) == 0 }, "the pusher taking the recheck")
+		}
+		return updates() - n
+	}
+
+	a.Offer(at("10.0.0.2", 20, 8, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "config=8", "server=dns-a") }, "a's push")
+	b.Offer(at("10.0.0.1", 20, 7, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "config=7", "server=dns-b") }, "b's push after a's")
+
+	// b stops. a's next recheck puts version 8's records back, once.
+	a.Offer(at("10.0.0.2", 20, 8, true))
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		return markerSays(t, primary.addr, "seq=20", "config=8", "by=recheck", "server=dns-a")
+	}, "a's recheck over b's records of version 7")
+	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.2"}) {
+		t.Errorf("after a's recheck x holds %v, want version 8's [A 10.0.0.2]", got)
+	}
+	if sent := rechecks(a, at("10.0.0.2", 20, 8, true)); sent != 0 {
+		t.Errorf("a's rechecks of its own records sent %d UPDATEs, want none", sent)
+	}
+	var lines []string
+	for _, l := range strings.Split(aLogs.String(), "\n") {
+		if strings.Contains(l, `"level":"warn"`) && strings.Contains(l, olderConfigMessage) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], `"primary_pushed_by":"dns-b"`) ||
+		!strings.Contains(lines[0], `"primary_config_version":7,"config_version":8`) {
+		t.Errorf("a logged %d warnings %q, want one naming dns-b and versions 7 and 8:\n%s", len(lines), olderConfigMessage, aLogs)
+	}
+
+	// The reverse: a pushes the next change last, and b, still on version 7, rechecks.
+	b.Offer(at("10.0.0.3", 21, 7, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=21", "config=7", "server=dns-b") }, "b's change")
+	a.Offer(at("10.0.0.4", 21, 8, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=21", "config=8", "server=dns-a") }, "a's change after b's")
+	if sent := rechecks(b, at("10.0.0.3", 21, 7, true)); sent != 0 {
+		t.Errorf("b's rechecks over a's records of version 8 sent %d UPDATEs, want none", sent)
+	}
+	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.4"}) {
+		t.Errorf("after b's rechecks x holds %v, want version 8's [A 10.0.0.4]", got)
+	}
+	if c := bLogs.Count(olderConfigMessage) + bLogs.Count(pushedOverMessage); c != 0 {
+		t.Errorf("b logged %d pushes over a's records, want none:\n%s", c, bLogs)
 	}
 }

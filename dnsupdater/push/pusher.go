@@ -73,8 +73,13 @@ type Desired struct {
 	// differ, and for another server's recheck's of any position: were either pushed over, two
 	// servers whose configurations differ would take the primary from each other at every
 	// recheck while STATE moves on; they do only at changes. Its marker says it was a recheck.
-	// It does not cut short the wait before a retry.
+	// It does not cut short the wait before a retry. A marker of records of an older
+	// configuration version than Config is not stood aside for (see olderConfig).
 	Recheck bool
+	// Config is the configuration version (the CONFIG stream's sequence) RRsets were projected
+	// from, which the marker names; 0 for a configuration read from a file, and the marker then
+	// names none.
+	Config uint64
 }
 
 // Pusher keeps a primary server's copy of Detour's records up to date. Offer hands it the
@@ -338,8 +343,12 @@ func (p *Pusher) went(want Desired, out outcome, attempt int, behind *bool) (tim
 		*behind = false
 		p.o.Metrics.Pushed(p.o.Zone, nil)
 		if m := out.over; m != nil {
-			p.log.Warn().Str("primary_pushed_by", m.server).Uint64("primary_stream_seq", m.at.Seq).
-				Uint64("stream_seq", want.State.Seq).Msg(pushedOverMessage)
+			w := p.log.Warn().Str("primary_pushed_by", m.server).Uint64("primary_stream_seq", m.at.Seq).Uint64("stream_seq", want.State.Seq)
+			if olderConfig(*m, want) {
+				w.Uint64("primary_config_version", m.config).Uint64("config_version", want.Config).Msg(olderConfigMessage)
+			} else {
+				w.Msg(pushedOverMessage)
+			}
 		}
 		if len(out.restored) > 0 {
 			p.log.Warn().Uint32("serial", want.Serial).Uint64("stream_seq", want.State.Seq).Int("rrsets", out.rrsets).Strs("restored", out.restored).
@@ -436,7 +445,8 @@ type outcome struct {
 	cleared []string
 	// stood says that a recheck left another server's marker of its position or a later one.
 	stood bool
-	// over is the marker of another server's other records that a recheck pushed over.
+	// over is the marker of another server's other records that a recheck pushed over: of an
+	// earlier position, or of an older configuration version.
 	over *mark
 	// restored names the owned RRsets ("name type") a recheck found changed on the primary
 	// under a marker that said it held them, and pushed back.
@@ -447,6 +457,10 @@ type outcome struct {
 // another server's other records of an earlier position: a server that stopped before it pushed
 // the end of a change, or a live server whose configuration differs.
 const pushedOverMessage = "recheck pushed over another server's other records of an earlier state: that server stopped part-way, or the two servers' configurations differ"
+
+// olderConfigMessage is what a pusher logs, at warn level, when a recheck pushes its records over
+// another server's records of an older configuration version (see olderConfig).
+const olderConfigMessage = "recheck pushed over another server's records of an older configuration version"
 
 // maxRaces is how many times in a row a push reads the marker again after another server
 // changed it between the read and the update, before it counts as failed.
@@ -550,12 +564,14 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool, cleared map
 			h.marker = nil
 		}
 	}
-	if want.Recheck && h.marker != nil && h.marker.run != p.run && (h.marker.recheck || !h.marker.at.Before(want.State)) {
-		// Another server's recheck, or its push of this position or a later one, stands: that
-		// server rechecks the primary. But it may have stopped, and a marker of this pusher's
-		// records that says the serial its update left vouches for the primary only while the
-		// serial is that one: once it moved (a hand edit), this recheck reads the owned names,
-		// and puts back what differs, lest the edit stay until STATE next changes the records.
+	if want.Recheck && h.marker != nil && h.marker.run != p.run && (h.marker.recheck || !h.marker.at.Before(want.State)) &&
+		!olderConfig(*h.marker, want) {
+		// Another server's recheck, or its push of this position or a later one, stands, unless
+		// its records are of an older configuration version: that server rechecks the primary.
+		// But it may have stopped, and a marker of this pusher's records that says the serial
+		// its update left vouches for the primary only while the serial is that one: once it
+		// moved (a hand edit), this recheck reads the owned names, and puts back what differs,
+		// lest the edit stay until STATE next changes the records.
 		// A marker of a later position stands all the same (the push would be held back by
 		// it): this server reads STATE on to that position, and rechecks at it.
 		stand := true
@@ -675,7 +691,7 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool, cleared map
 			gate.left = ownedReadEvery - 1
 		}
 	}
-	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run, recheck: want.Recheck}
+	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run, recheck: want.Recheck, config: want.Config}
 	claim := mark{claim: true, at: want.State, server: p.o.Source, run: p.run, since: time.Now()}
 	parts := conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
 	// The marker says the serial its update leaves: moved by one at each part. The parts are

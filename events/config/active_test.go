@@ -108,3 +108,13 @@ func TestCheckExpectTellsTheActiveVersionWhileAReplicaLags(t *testing.T) {
 		t.Fatalf("the replica on n%d holds %d versions: it did not lag", lagging, n)
 	}
 }
+
+// A role that starts on the active version (cli's loadConfig, Active then Config) runs a
+// configuration that names the version, as one Watch delivers does: a DNS server's push marker
+// names it. Before, it named 0, as a file does, until the next version was applied.
+func TestAVersionsConfigurationNamesItsNumber(t *testing.T) {
+	c, err := config.Version{Number: 7, Document: watchDoc}.Config()
+	if err != nil || c.Version != 7 {
+		t.Fatalf("version 7's configuration: %v, %v; want one of Version 7", c, err)
+	}
+}

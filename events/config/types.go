@@ -31,8 +31,10 @@ type Config struct {
 	// them. Optional.
 	Streams Streams `yaml:"streams,omitempty"`
 
-	// Version is the CONFIG stream sequence this configuration was read from, set by Watch so
-	// that a role which cannot apply it can say which version it refused (Reject); 0 for a file.
+	// Version is the CONFIG stream sequence this configuration was read from, set by
+	// Version.Config (so by Watch too), so that a role which cannot apply it can say which
+	// version it refused (Reject), and a DNS server's push marker names the version its records
+	// were projected from; 0 for a file.
 	Version uint64 `yaml:"-" json:"-"`
 	// Event is the id of the detour.config.applied.v1 event that carried this configuration, set
 	// by Watch, so that what a role changes on applying it can name it as the cause; "" for a file.

@@ -390,7 +390,12 @@ func versionOfEvent(seq uint64, e events.Envelope) (Version, error) {
 // event (events.TypeConfigApplied less its "v1").
 var configAppliedType = strings.TrimSuffix(events.TypeConfigApplied, "v1")
 
-// Config parses the version's document.
+// Config parses the version's document, and returns it with Version set to the version's number.
 func (v Version) Config() (*Config, error) {
-	return ParseStored(fmt.Sprintf("configuration version %d", v.Number), []byte(v.Document))
+	c, err := ParseStored(fmt.Sprintf("configuration version %d", v.Number), []byte(v.Document))
+	if err != nil {
+		return nil, err
+	}
+	c.Version = v.Number
+	return c, nil
 }

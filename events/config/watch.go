@@ -65,7 +65,7 @@ func Watch(ctx context.Context, js jetstream.JetStream, after uint64, log zerolo
 			Reject(ctx, js, d.Seq, err, log, role...)
 			return
 		}
-		c.Version, c.Event, c.Stored = d.Seq, v.Event, d.Stamp
+		c.Event, c.Stored = v.Event, d.Stamp
 		select {
 		case <-out:
 		default:
