@@ -260,6 +260,8 @@ var corpus = []corpusCase{
 		differs: "the client's error, answered 400, and the connection closed: served full duplex, net/http would read what follows the malformed line as the next request; ReverseProxy answers 502"},
 	{name: "a chunked body whose trailer ends in a bare LF, then a half-close", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\n", methods: []string{"POST"}, halfCloses: true, edge: []int{400},
 		differs: "the client's error, answered 400 as any chunked body net/http cannot read to its end: net/http reads past a trailer that does not end in CRLF CRLF, finds the client's end, and gives up on the body; ReverseProxy answers 502"},
+	{name: "a chunked body whose trailer ends in a bare LF, then blank lines", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\n\r\n\r\n", methods: []string{"POST"}},
+	{name: "a chunked body whose trailer field ends in a bare LF, then a blank line", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: a\n\r\n\r\n", methods: []string{"POST"}},
 	{name: "a chunk size of 17 digits", raw: "POST /c HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n00000000000000005\r\nhello\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}, edge: []int{400},
 		differs: "the client's error, answered 400; ReverseProxy answers 502"},
 	{name: "a body longer than its Content-Length", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\n" + host + "\r\n", methods: []string{"POST", "GET"}},

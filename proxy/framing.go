@@ -96,8 +96,12 @@ type guardedConn struct {
 	h2c, started bool
 	// crlf is set while the trailer lines so far end in CRLF (none yet counts); past once
 	// net/http reads past the end of the last request the guard saw, as it does after a
-	// trailer that does not end in CRLF CRLF (it looks for one further on), until the next head.
+	// trailer that does not end in CRLF CRLF (it looks for one further on), until the next head
+	// or until the blank lines after the trailer, which it is handed at once then (see blank),
+	// give it that CRLF CRLF: it then ends the trailer where the guard did.
 	crlf, past bool
+	// tail holds the last four bytes of the trailer and of the blank lines after it.
+	tail uint32
 	// endPast is set when net/http, reading past such a trailer, found the client's end: the
 	// body, whole as the client sent it, is one net/http cannot read to its end (see
 	// endedPastBody). Unset at the next head.
@@ -372,6 +376,8 @@ func (g *guardedConn) feed(b []byte) {
 			var ended bool
 			if b, ended = g.takeLine(b); ended && headComplete(g.line) {
 				g.head()
+			} else if ended && g.past && len(bytes.TrimLeft(g.line, "\r\n")) == 0 {
+				g.blank()
 			}
 		case inChunkSize, inTrailers:
 			var ended bool
@@ -508,6 +514,7 @@ func (g *guardedConn) chunkLine() {
 	g.out = append(g.out, l...)
 	t := bytes.TrimRight(l, "\r\n")
 	if g.state == inTrailers {
+		g.follow(l)
 		if len(t) == 0 {
 			g.state, g.past = inHead, !g.crlf || string(l) != "\r\n"
 			g.requestRead()
@@ -521,12 +528,32 @@ func (g *guardedConn) chunkLine() {
 	case err != nil || n < 0:
 		g.state = passThrough // net/http refuses the body and closes the connection
 	case n == 0:
-		g.state, g.crlf = inTrailers, true
+		g.state, g.crlf, g.tail = inTrailers, true, 0
 	case n > math.MaxInt64-2:
 		// A chunk that no connection carries to its end, and whose length with its CRLF
 		// overflows g.left.
 		g.state = passThrough
 	default:
 		g.state, g.left = inChunkData, n+2
+	}
+}
+
+// blank hands on the blank line in g.line, which net/http, reading past a trailer for CRLF CRLF,
+// reads as it comes (RFC 9112 §2.2 lets blank lines precede a request line, and net/http skips
+// them after a POST): held until a head or the client's end, a CRLF CRLF among them left the
+// body unread until client_body ran out, where ReverseProxy answers at once, and at the client's
+// half-close the request, whose body the instance got whole, was answered 400 (endPast).
+func (g *guardedConn) blank() {
+	g.follow(g.line)
+	g.out, g.line = append(g.out, g.line...), nil
+}
+
+// follow adds b to g.tail and clears g.past once the bytes since the trailer's start end in
+// CRLF CRLF, where net/http then ends the trailer: at its first blank line, as the guard did.
+func (g *guardedConn) follow(b []byte) {
+	for _, c := range b {
+		if g.tail = g.tail<<8 | uint32(c); g.tail == 0x0d0a0d0a {
+			g.past = false
+		}
 	}
 }
