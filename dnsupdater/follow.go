@@ -270,7 +270,8 @@ func (s *Server) readBackNow() {
 func (s *Server) offer(z *zone.Zone, at push.Position, recheck bool) {
 	if p := s.pusherOf(z.Name); p != nil {
 		cfg := s.cfg.Load()
-		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(cfg, z), State: at, Recheck: recheck, Config: cfg.Version})
+		p.Offer(push.Desired{Serial: z.Serial, RRsets: push.Owned(cfg, z), State: at, Recheck: recheck, Config: cfg.Version,
+			ConfigTime: cfg.Applied})
 	}
 }
 

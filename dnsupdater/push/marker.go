@@ -67,8 +67,10 @@ type mark struct {
 	serialSet bool
 	// config is the marker's: the configuration version (the CONFIG stream's sequence) its
 	// records were projected from; 0 when its writer named none (a server on a --config file,
-	// or a Detour from before the field), which is older than every version (see olderConfig).
-	config uint64
+	// or a Detour from before the field), which is older than every version (see olderConfig);
+	// configTime when that version was applied, zero where the marker names none.
+	config     uint64
+	configTime time.Time
 }
 
 // rr returns m as a TXT record at name, one character-string a field.
@@ -84,6 +86,9 @@ func (m mark) rr(name string) *dns.TXT {
 		}
 		if m.config > 0 {
 			fields = append(fields, "config="+strconv.FormatUint(m.config, 10))
+			if !m.configTime.IsZero() {
+				fields = append(fields, "config-time="+m.configTime.UTC().Format(time.RFC3339Nano))
+			}
 		}
 		if m.recheck {
 			fields = append(fields, "by=recheck")
@@ -122,6 +127,8 @@ func parseMark(rr dns.RR) (mark, bool) {
 			m.serial, m.serialSet = uint32(n), err == nil
 		case "config":
 			m.config, err = strconv.ParseUint(v, 10, 64)
+		case "config-time":
+			m.configTime, err = time.Parse(time.RFC3339Nano, v)
 		case "by":
 			m.recheck = v == "recheck"
 		case "server":
@@ -187,9 +194,13 @@ func (h held) ahead(at Position, server, run string, claimLive bool) *mark {
 // changes. A marker that names no version (a server on a --config file, or a Detour from
 // before the field) is older than every version; a pusher that names none (on a file itself)
 // pushes over none. Neither pushes over the newer one's at its rechecks in turn: the two do
-// not take the primary from each other at every recheck.
+// not take the primary from each other at every recheck. A version numbered lower but applied
+// later is not older: CONFIG was deleted and created again, its numbers starting over, and the
+// server of the higher number runs the deleted stream's version (it refuses the new one's);
+// neither server's recheck pushes over the other's records then, as before markers named
+// versions. Nor is one whose applier's clock was behind an earlier applier's.
 func olderConfig(m mark, want Desired) bool {
-	return m.config < want.Config && !want.State.Before(m.at)
+	return m.config < want.Config && !m.configTime.After(want.ConfigTime) && !want.State.Before(m.at)
 }
 
 // digestOf returns a digest of the records of rrsets, the same for the same records in any

@@ -770,7 +770,7 @@ func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
 		{at: Position{Seq: 42, Created: testStream.Add(123 * time.Nanosecond)}, digest: "0123abcd", server: "dns-1", run: "r1"},
 		{claim: true, at: Position{Seq: 43, Created: testStream}, server: "dns-2", run: "r2", since: testStream.Add(time.Minute)},
 		{at: Position{Seq: 44, Created: testStream}, digest: "4567cdef", server: "dns-3", run: "r3", recheck: true},
-		{at: Position{Seq: 45, Created: testStream}, digest: "89abef01", serial: 7, serialSet: true, config: 12, server: "dns-4", run: "r4"},
+		{at: Position{Seq: 45, Created: testStream}, digest: "89abef01", serial: 7, serialSet: true, config: 12, configTime: testStream.Add(time.Hour), server: "dns-4", run: "r4"},
 	} {
 		rr, err := dns.NewRR(m.rr(markerName).String())
 		if err != nil {
@@ -778,7 +778,8 @@ func TestAMarkReadsBackAsItWasWritten(t *testing.T) {
 		}
 		got, ok := parseMark(rr)
 		if !ok || got.claim != m.claim || got.at.Seq != m.at.Seq || !got.at.Created.Equal(m.at.Created) || got.digest != m.digest ||
-			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) || got.recheck != m.recheck || got.config != m.config {
+			got.server != m.server || got.run != m.run || !got.since.Equal(m.since) || got.recheck != m.recheck || got.config != m.config ||
+			!got.configTime.Equal(m.configTime) {
 			t.Errorf("%s read back as %+v, %v", rr, got, ok)
 		}
 	}
@@ -903,7 +904,8 @@ func FuzzMarkerRRset(f *testing.F) {
 			}
 			back, ok := parseMark(m.rr(markerName))
 			if !ok || back.claim != m.claim || back.at.Seq != m.at.Seq || !back.at.Created.Equal(m.at.Created) || back.digest != m.digest ||
-				back.server != m.server || back.run != m.run || !back.since.Equal(m.since) || back.config != m.config {
+				back.server != m.server || back.run != m.run || !back.since.Equal(m.since) || back.config != m.config ||
+				!back.configTime.Equal(m.configTime) && m.config > 0 {
 				t.Errorf("%s read as %+v, written back as %s, read again as %+v, %v", rr, m, m.rr(markerName), back, ok)
 			}
 		}
@@ -1082,5 +1084,50 @@ func TestARecheckPushesOverAnotherServersRecordsOfAnOlderConfigurationVersionAnd
 	}
 	if c := bLogs.Count(olderConfigMessage) + bLogs.Count(pushedOverMessage); c != 0 {
 		t.Errorf("b logged %d pushes over a's records, want none:\n%s", c, bLogs)
+	}
+}
+
+// CONFIG was deleted and created again, its numbers starting over: a applied version 2 of the
+// new stream, while b refuses it and keeps version 20 of the old one, applied before. Neither
+// version's records are the other's older ones by number alone: before, b's rechecks pushed
+// version 20's records over a's within a minute of every change a pushed last, for as long as b
+// refused, and the primary served the deleted stream's configuration. The marker says when its
+// version was applied, and a version numbered lower but applied later is not an older one:
+// neither server's recheck pushes over the other's records, as before markers named versions.
+func TestARecheckLeavesRecordsOfAConfigurationStreamCreatedAgainToTheirServer(t *testing.T) {
+	primary := startApplyingPrimary(t)
+	cfg := parsePushConfig(t, primary.addr)
+	push := *cfg.Zones[0].Push
+	a := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-a", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	b := startPusher(t, Options{Zone: "demo.test.", Push: push, Source: "dns-b", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	x := zone.Key{Name: "x.demo.test.", Type: dns.TypeA}
+	oldStream, newStream := testStream.Add(-time.Hour), testStream.Add(time.Hour)
+	at := func(ip string, seq, version uint64, applied time.Time, recheck bool) Desired {
+		return Desired{Serial: 1, RRsets: map[zone.Key][]dns.RR{x: {aRecord(x.Name, ip)}}, State: Position{Seq: seq, Created: testStream},
+			Recheck: recheck, Config: version, ConfigTime: applied}
+	}
+	updates := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.updates
+	}
+	rechecks := func(p *Pusher, d Desired) int {
+		t.Helper()
+		n := updates()
+		for range 3 {
+			p.Offer(d)
+			eventstest.Eventually(t, 5*time.Second, func() bool { return len(p.offers) == 0 }, "the pusher taking the recheck")
+		}
+		return updates() - n
+	}
+	b.Offer(at("10.0.0.1", 20, 20, oldStream, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "config=20", "server=dns-b") }, "b's push")
+	a.Offer(at("10.0.0.2", 20, 2, newStream, false))
+	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "config=2", "server=dns-a") }, "a's push after b's")
+	if sent := rechecks(b, at("10.0.0.1", 20, 20, oldStream, true)); sent != 0 {
+		t.Errorf("b's rechecks over a's records of the new stream's version 2 sent %d UPDATEs, want none", sent)
+	}
+	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.2"}) {
+		t.Errorf("after b's rechecks x holds %v, want a's [A 10.0.0.2]", got)
 	}
 }

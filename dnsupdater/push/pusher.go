@@ -80,6 +80,10 @@ type Desired struct {
 	// from, which the marker names; 0 for a configuration read from a file, and the marker then
 	// names none.
 	Config uint64
+	// ConfigTime is when version Config was applied, which the marker names too: a version of
+	// a CONFIG stream created again, whose numbers start over, is numbered lower than the old
+	// stream's yet applied later (see olderConfig).
+	ConfigTime time.Time
 }
 
 // Pusher keeps a primary server's copy of Detour's records up to date. Offer hands it the
@@ -691,7 +695,7 @@ func (p *Pusher) try(ctx context.Context, want Desired, absent bool, cleared map
 			gate.left = ownedReadEvery - 1
 		}
 	}
-	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run, recheck: want.Recheck, config: want.Config}
+	marker := mark{at: want.State, digest: digest, server: p.o.Source, run: p.run, recheck: want.Recheck, config: want.Config, configTime: want.ConfigTime}
 	claim := mark{claim: true, at: want.State, server: p.o.Source, run: p.run, since: time.Now()}
 	parts := conditional(p.o.Zone, from, p.o.Push.Marker, at, h, u, marker, claim, maxUpdate)
 	// The marker says the serial its update leaves: moved by one at each part. The parts are

@@ -113,8 +113,9 @@ func TestCheckExpectTellsTheActiveVersionWhileAReplicaLags(t *testing.T) {
 // configuration that names the version, as one Watch delivers does: a DNS server's push marker
 // names it. Before, it named 0, as a file does, until the next version was applied.
 func TestAVersionsConfigurationNamesItsNumber(t *testing.T) {
-	c, err := config.Version{Number: 7, Document: watchDoc}.Config()
-	if err != nil || c.Version != 7 {
-		t.Fatalf("version 7's configuration: %v, %v; want one of Version 7", c, err)
+	applied := time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC)
+	c, err := config.Version{Number: 7, Time: applied, Document: watchDoc}.Config()
+	if err != nil || c.Version != 7 || !c.Applied.Equal(applied) {
+		t.Fatalf("version 7's configuration: %v, %v; want one of Version 7, applied at %v", c, err, applied)
 	}
 }

@@ -36,6 +36,10 @@ type Config struct {
 	// version it refused (Reject), and a DNS server's push marker names the version its records
 	// were projected from; 0 for a file.
 	Version uint64 `yaml:"-" json:"-"`
+	// Applied is when Version was applied (Version.Time, by its applier's clock), set with it,
+	// which a DNS server's push marker names too: a version of a CONFIG stream deleted and
+	// created again is numbered lower than the old stream's, yet applied later; zero for a file.
+	Applied time.Time `yaml:"-" json:"-"`
 	// Event is the id of the detour.config.applied.v1 event that carried this configuration, set
 	// by Watch, so that what a role changes on applying it can name it as the cause; "" for a file.
 	Event string `yaml:"-" json:"-"`

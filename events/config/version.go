@@ -390,12 +390,13 @@ func versionOfEvent(seq uint64, e events.Envelope) (Version, error) {
 // event (events.TypeConfigApplied less its "v1").
 var configAppliedType = strings.TrimSuffix(events.TypeConfigApplied, "v1")
 
-// Config parses the version's document, and returns it with Version set to the version's number.
+// Config parses the version's document, and returns it with Version set to the version's number
+// and Applied to its time.
 func (v Version) Config() (*Config, error) {
 	c, err := ParseStored(fmt.Sprintf("configuration version %d", v.Number), []byte(v.Document))
 	if err != nil {
 		return nil, err
 	}
-	c.Version = v.Number
+	c.Version, c.Applied = v.Number, v.Time
 	return c, nil
 }

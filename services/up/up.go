@@ -173,7 +173,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Version = applied.Number // the version its roles run, as Watch would have delivered it
+	cfg.Version, cfg.Applied = applied.Number, applied.Time // the version its roles run, as Watch would have delivered it
 
 	dns, err := dnsupdater.New(dnsupdater.Options{
 		JS: js, Config: cfg, Addr: o.DNSAddr, DataDir: filepath.Join(o.DataDir, "dns"),
