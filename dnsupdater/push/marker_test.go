@@ -1027,22 +1027,6 @@ func TestARecheckPushesOverAnotherServersRecordsOfAnOlderConfigurationVersionAnd
 		return Desired{Serial: 1, RRsets: map[zone.Key][]dns.RR{x: {aRecord(x.Name, ip)}}, State: Position{Seq: seq, Created: testStream},
 			Recheck: recheck, Config: version}
 	}
-	updates := func() int {
-		primary.mu.Lock()
-		defer primary.mu.Unlock()
-		return primary.updates
-	}
-	// rechecks offers p the recheck d three times, each once p took the one before, and returns
-	// how many UPDATEs were sent by the time it took the third: the first two have gone by then.
-	rechecks := func(p *Pusher, d Desired) int {
-		t.Helper()
-		n := updates()
-		for range 3 {
-			p.Offer(d)
-			eventstest.Eventually(t, 5*time.Second, func() bool { return len(p.offers) == 0 }, "the pusher taking the recheck")
-		}
-		return updates() - n
-	}
 
 	a.Offer(at("10.0.0.2", 20, 8, false))
 	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "config=8", "server=dns-a") }, "a's push")
@@ -1057,7 +1041,7 @@ func TestARecheckPushesOverAnotherServersRecordsOfAnOlderConfigurationVersionAnd
 	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.2"}) {
 		t.Errorf("after a's recheck x holds %v, want version 8's [A 10.0.0.2]", got)
 	}
-	if sent := rechecks(a, at("10.0.0.2", 20, 8, true)); sent != 0 {
+	if sent := rechecks(t, primary, a, at("10.0.0.2", 20, 8, true)); sent != 0 {
 		t.Errorf("a's rechecks of its own records sent %d UPDATEs, want none", sent)
 	}
 	var lines []string
@@ -1076,7 +1060,7 @@ func TestARecheckPushesOverAnotherServersRecordsOfAnOlderConfigurationVersionAnd
 	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=21", "config=7", "server=dns-b") }, "b's change")
 	a.Offer(at("10.0.0.4", 21, 8, false))
 	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=21", "config=8", "server=dns-a") }, "a's change after b's")
-	if sent := rechecks(b, at("10.0.0.3", 21, 7, true)); sent != 0 {
+	if sent := rechecks(t, primary, b, at("10.0.0.3", 21, 7, true)); sent != 0 {
 		t.Errorf("b's rechecks over a's records of version 8 sent %d UPDATEs, want none", sent)
 	}
 	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.4"}) {
@@ -1106,28 +1090,31 @@ func TestARecheckLeavesRecordsOfAConfigurationStreamCreatedAgainToTheirServer(t 
 		return Desired{Serial: 1, RRsets: map[zone.Key][]dns.RR{x: {aRecord(x.Name, ip)}}, State: Position{Seq: seq, Created: testStream},
 			Recheck: recheck, Config: version, ConfigTime: applied}
 	}
-	updates := func() int {
-		primary.mu.Lock()
-		defer primary.mu.Unlock()
-		return primary.updates
-	}
-	rechecks := func(p *Pusher, d Desired) int {
-		t.Helper()
-		n := updates()
-		for range 3 {
-			p.Offer(d)
-			eventstest.Eventually(t, 5*time.Second, func() bool { return len(p.offers) == 0 }, "the pusher taking the recheck")
-		}
-		return updates() - n
-	}
 	b.Offer(at("10.0.0.1", 20, 20, oldStream, false))
 	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "config=20", "server=dns-b") }, "b's push")
 	a.Offer(at("10.0.0.2", 20, 2, newStream, false))
 	eventstest.Eventually(t, 5*time.Second, func() bool { return markerSays(t, primary.addr, "seq=20", "config=2", "server=dns-a") }, "a's push after b's")
-	if sent := rechecks(b, at("10.0.0.1", 20, 20, oldStream, true)); sent != 0 {
+	if sent := rechecks(t, primary, b, at("10.0.0.1", 20, 20, oldStream, true)); sent != 0 {
 		t.Errorf("b's rechecks over a's records of the new stream's version 2 sent %d UPDATEs, want none", sent)
 	}
 	if got := primary.at(x.Name); !slices.Equal(got, []string{"A 10.0.0.2"}) {
 		t.Errorf("after b's rechecks x holds %v, want a's [A 10.0.0.2]", got)
 	}
+}
+
+// rechecks offers p the recheck d three times, each once p took the one before, and returns how
+// many UPDATEs primary got by the time p took the third: the first two have gone by then.
+func rechecks(t *testing.T, primary *applyingPrimary, p *Pusher, d Desired) int {
+	t.Helper()
+	updates := func() int {
+		primary.mu.Lock()
+		defer primary.mu.Unlock()
+		return primary.updates
+	}
+	n := updates()
+	for range 3 {
+		p.Offer(d)
+		eventstest.Eventually(t, 5*time.Second, func() bool { return len(p.offers) == 0 }, "the pusher taking the recheck")
+	}
+	return updates() - n
 }
