@@ -47,13 +47,20 @@ func jetStreamAnswering(t *testing.T, f *fixture, code, errCode int, description
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	_, js := eventstest.ConnectJS(t, ns.ClientURL())
+	return apiOn(t, f, ns.ClientURL(), fmt.Sprintf("api-answered-%d", errCode))
+}
+
+// apiOn starts an API, with f's tokens, on the NATS server at url, and returns a fixture that
+// sends requests to it.
+func apiOn(t *testing.T, f *fixture, url, name string) *fixture {
+	t.Helper()
+	_, js := eventstest.ConnectJS(t, url)
 	srv, err := api.Listen(api.Options{JS: js, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: f.tokens,
 		Log: zerolog.New(zerolog.NewTestWriter(t))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventstest.Run(t, fmt.Sprintf("api-answered-%d", errCode), srv.Run)
+	eventstest.Run(t, name, srv.Run)
 	return &fixture{url: "http://" + srv.Addr()}
 }
 
