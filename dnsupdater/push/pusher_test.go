@@ -497,6 +497,26 @@ func TestThePartsOfAPushGoOverOneConnection(t *testing.T) {
 	}
 }
 
+// pushedThenEditedByHand has p push n owned names, app-0 … app-(n-1), to primary within the
+// bound, the first push (which asks every name for a delegation), then edits the last one on
+// the primary by hand, moving its serial; it returns the records pushed, as a recheck.
+func pushedThenEditedByHand(t *testing.T, p *Pusher, logs *eventstest.Logs, primary *applyingPrimary, n int, within time.Duration) Desired {
+	t.Helper()
+	rrsets := map[zone.Key][]dns.RR{}
+	for i := range n {
+		own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), "10.0.0.1")
+	}
+	d := Desired{Serial: 1, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}}
+	p.Offer(d)
+	eventstest.Eventually(t, within, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
+	primary.set(func(p *applyingPrimary) {
+		p.records[fmt.Sprintf("app-%d.demo.test.", n-1)] = []string{"A 192.0.2.66"}
+		p.serial++
+	})
+	d.Recheck = true
+	return d
+}
+
 // A primary that answers one query a connection and closes it, the queries pipelined after it
 // unread (a reset), still has every owned name read: the answer it sent is read before the
 // pusher connects again for the rest. Before, the write of a query after it failed (broken pipe)
@@ -507,19 +527,7 @@ func TestAPrimaryThatAnswersOneQueryAConnectionStillHasEveryOwnedNameRead(t *tes
 	primary := startApplyingPrimary(t)
 	primary.set(func(p *applyingPrimary) { p.hangUpQueries = true })
 	p, logs := startLogging(t, primary.addr)
-	rrsets := map[zone.Key][]dns.RR{}
-	for i := range 200 {
-		own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), "10.0.0.1")
-	}
-	d := Desired{Serial: 1, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}}
-	p.Offer(d)
-	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push, which asks every name for a delegation")
-
-	primary.set(func(p *applyingPrimary) {
-		p.records["app-199.demo.test."] = []string{"A 192.0.2.66"}
-		p.serial++
-	})
-	d.Recheck = true
+	d := pushedThenEditedByHand(t, p, logs, primary, 200, 10*time.Second)
 	p.Offer(d)
 	const restored = "zone pushed: owned records were changed on the primary under the marker, and are restored"
 	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(restored) == 1 }, "the recheck that reads every owned name")
@@ -759,19 +767,7 @@ func TestARecheckAcrossAWideAreaLinkReadsTwoThousandOwnedNamesInAFewRoundTripsNo
 	const names, oneWay = 2000, 10 * time.Millisecond
 	primary := startApplyingPrimary(t)
 	p, logs := startLogging(t, startLink(t, primary.addr, oneWay))
-	rrsets := map[zone.Key][]dns.RR{}
-	for i := range names {
-		own(rrsets, fmt.Sprintf("app-%d.demo.test.", i), "10.0.0.1")
-	}
-	d := Desired{Serial: 1, RRsets: rrsets, State: Position{Seq: 10, Created: testStream}}
-	p.Offer(d)
-	eventstest.Eventually(t, 20*time.Second, func() bool { return logs.Count("zone pushed") == 1 }, "the first push")
-
-	primary.set(func(p *applyingPrimary) {
-		p.records["app-1999.demo.test."] = []string{"A 192.0.2.66"}
-		p.serial++
-	})
-	d.Recheck = true
+	d := pushedThenEditedByHand(t, p, logs, primary, names, 20*time.Second)
 	start := time.Now()
 	p.Offer(d)
 	const restored, rtt = "zone pushed: owned records were changed on the primary under the marker, and are restored", 2 * oneWay
