@@ -429,7 +429,7 @@ func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by strin
 		return nil, err
 	}
 	end := time.Now().Add(within)
-	unanswered := false
+	lost := false
 	for {
 		actx, cancel := context.WithTimeout(ctx, min(storeAttempt, time.Until(end)))
 		ack, err := events.Publish(actx, js, subject, e)
@@ -439,8 +439,8 @@ func publish(ctx context.Context, js jetstream.JetStream, subject, typ, by strin
 		}
 		// An attempt that got no answer may have been stored, its answer lost; a refusal of
 		// one after it (the same Nats-Msg-Id) does not undo it.
-		unanswered = unanswered || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
-		if unanswered {
+		lost = lost || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		if lost {
 			err = &maybeStored{err}
 		}
 		if ctx.Err() != nil || time.Until(end) < 250*time.Millisecond {
