@@ -92,8 +92,22 @@ func removeLeftovers() {
 			fmt.Printf("integration: removed %d %ss left by runs that ended without cleaning up\n", len(dead), kind.list[0])
 		}
 	}
+	// The README's compose cluster, as TestTheREADMEsComposeClusterDoesWhatItSays started it,
+	// carries the run's process id in its project's name.
+	out, err := exec.Command("docker", "container", "ls", "-a", "--filter", "label=com.docker.compose.project",
+		"--format", `{{.Label "com.docker.compose.project"}}`).Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: list compose projects: %v\n", err)
+	}
+	projects := strings.Fields(string(out))
+	slices.Sort(projects)
+	for _, p := range slices.Compact(projects) {
+		if pid, ok := strings.CutPrefix(p, composeProjectPrefix); ok && deadRun(pid) {
+			removeComposeProject(p)
+		}
+	}
 	// Images carry the run's process id in their tag, the operator's binaries in their name.
-	out, _ := exec.Command("docker", "image", "ls", imageRepo, "--format", "{{.Tag}}").Output()
+	out, _ = exec.Command("docker", "image", "ls", imageRepo, "--format", "{{.Tag}}").Output()
 	for _, tag := range strings.Fields(string(out)) {
 		if deadRun(strings.TrimPrefix(tag, imageTagPrefix)) && strings.HasPrefix(tag, imageTagPrefix) {
 			_ = exec.Command("docker", "image", "rm", imageRepo+":"+tag).Run()
