@@ -351,6 +351,11 @@ func (s *Server) refresh(ctx context.Context, k kick, saves chan *snapshotSave, 
 	projected := time.Now()
 	if prev := s.table.Load(); len(changes) > 0 || !slices.Equal(zones, prev.zones) {
 		t := buildTable(zones, prev)
+		for _, c := range changes {
+			if c.unstepped {
+				t.history[c.zone.Name] = nil
+			}
+		}
 		// The serials file reserves a serial before it is served (a crash may lose the
 		// snapshot's last second, never a serial); a write here waits only for a zone new to
 		// the file, or when a burst of versions outran the renewer.

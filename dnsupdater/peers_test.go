@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
 )
 
 // TestANewVersionTakesASerialAfterTheHighestAnotherServerRecorded: another server recorded the
@@ -518,4 +520,133 @@ func TestAReStampMakesANewVersionOfItsZoneAlone(t *testing.T) {
 		t.Fatalf("step %d→%d deletes %v, adds %v; want %d→%d and nothing", step.From, step.To, step.Deleted, step.Added,
 			servedSerial(t, before, "demo.test."), servedSerial(t, zones, "demo.test."))
 	}
+}
+
+// TestASecondaryHoldingAnotherServersRecordsAtTheSerialReStampedGetsThisServersRecords: another
+// DNS server recorded the zone at this server's very serial, with the records it made from less
+// of STATE (the endpoint still up), and a secondary listing both as masters took that server's
+// version first. The re-stamp exists for that secondary: once it transfers the new serial from
+// this server, it must hold this server's records. It asks for the changes since the serial it
+// holds, which this server also served with other records, so the changes from its own version
+// there are not the secondary's (before, an IXFR step of the SOA alone: the secondary kept the
+// other server's records at the new serial until the zone next changed).
+func TestASecondaryHoldingAnotherServersRecordsAtTheSerialReStampedGetsThisServersRecords(t *testing.T) {
+	js := eventstest.Start(t)
+	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	addr := startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
+	axfr := func() []dns.RR { return transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0) }
+	// What the other server holds: the records before the endpoint went down.
+	behind := axfr()
+	first := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	var held uint32
+	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
+	zc := events.ZoneChanged{Zone: "demo.test.", Serial: held, Changes: []events.RecordChange{}, Server: "id-other", Digest: "other records"}
+	e, err := events.New(events.TypeZoneChanged, "dns-other", time.Now(), zc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), js.JS, events.ZoneSubject("demo.test.", "dns-other"), e); err != nil {
+		t.Fatal(err)
+	}
+	var now uint32
+	eventstest.Eventually(t, 10*time.Second, func() bool { now = serial(t, addr); return serialAfter(now, held) },
+		"the server re-stamps the zone past %d (it serves %d)", held, &now)
+
+	secondary := applyIXFR(t, behind, held, transferRRs(t, addr, "demo.test.", dns.TypeIXFR, held))
+	if want := zoneLines(axfr()); !slices.Equal(secondary, want) {
+		t.Fatalf("the secondary holding the other server's records at %d, after an IXFR to %d:\n%s", held, now, difference(secondary, want))
+	}
+}
+
+// transferRRs returns the records of an AXFR of apex from addr, or of an IXFR from serial.
+func transferRRs(t *testing.T, addr, apex string, qtype uint16, serial uint32) []dns.RR {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetAxfr(apex)
+	if qtype == dns.TypeIXFR {
+		m.SetIxfr(apex, serial, "ns1."+apex, "hostmaster."+apex)
+	}
+	ch, err := (&dns.Transfer{}).In(m, addr)
+	if err != nil {
+		t.Fatalf("%s: %v", dns.TypeToString[qtype], err)
+	}
+	var rrs []dns.RR
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("%s: %v", dns.TypeToString[qtype], env.Error)
+		}
+		rrs = append(rrs, env.RR...)
+	}
+	return rrs
+}
+
+// applyIXFR is the zone a secondary holding the records of zone (an AXFR's) at serial makes of
+// the IXFR reply rrs (RFC 1995 §4): the SOA alone leaves it as it is, a reply whose second
+// record is no SOA replaces it, and each step deletes and adds records. The zone is returned as
+// zoneLines does.
+func applyIXFR(t *testing.T, zone []dns.RR, serial uint32, rrs []dns.RR) []string {
+	t.Helper()
+	if len(rrs) == 0 || rrs[0].Header().Rrtype != dns.TypeSOA {
+		t.Fatalf("IXFR reply %v does not open with the SOA", rrs)
+	}
+	final := rrs[0].(*dns.SOA)
+	if len(rrs) == 1 {
+		return zoneLines(zone)
+	}
+	if rrs[1].Header().Rrtype != dns.TypeSOA {
+		return zoneLines(rrs)
+	}
+	held := map[string]bool{}
+	for _, rr := range zone {
+		if rr.Header().Rrtype != dns.TypeSOA {
+			held[rr.String()] = true
+		}
+	}
+	i := 1
+	for {
+		from, ok := rrs[i].(*dns.SOA)
+		if !ok || from.Serial != serial {
+			t.Fatalf("IXFR step %d starts at %v, want the serial held, %d", i, rrs[i], serial)
+		}
+		if i++; i == len(rrs) {
+			t.Fatalf("IXFR ends after the step's first SOA")
+		}
+		for ; rrs[i].Header().Rrtype != dns.TypeSOA; i++ {
+			delete(held, rrs[i].String())
+		}
+		serial = rrs[i].(*dns.SOA).Serial
+		for i++; i < len(rrs) && rrs[i].Header().Rrtype != dns.TypeSOA; i++ {
+			held[rrs[i].String()] = true
+		}
+		if i == len(rrs)-1 && serial == final.Serial {
+			break
+		}
+		if i >= len(rrs)-1 {
+			t.Fatalf("IXFR ends at serial %d, not at its first SOA's %d", serial, final.Serial)
+		}
+	}
+	out := []dns.RR{final}
+	for s := range held {
+		rr, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rr)
+	}
+	return zoneLines(out)
+}
+
+// zoneLines is a zone's records in presentation form, sorted, the SOA (the first, or the one
+// closing a transfer) once.
+func zoneLines(rrs []dns.RR) []string {
+	var out []string
+	for i, rr := range rrs {
+		if rr.Header().Rrtype == dns.TypeSOA && i > 0 {
+			continue
+		}
+		out = append(out, rr.String())
+	}
+	slices.Sort(out)
+	return out
 }
