@@ -1132,3 +1132,41 @@ func TestALaterSerialOfferedWhileANotifyWaitsForALateAnswerIsSentAtOnce(t *testi
 		}
 	}
 }
+
+// TestASerialASecondaryMissedIsNotifiedAfterARestartThatKeepsIt: a failover's NOTIFY finds the
+// secondary down, and the server is restarted (an upgrade) before the secondary is back. The
+// restart keeps the serial (the same records, a data dir), and the secondary, back, must still
+// be told of it: it polls the SOA only at the zone's refresh interval, an hour, and serves the
+// answers from before the failover until then (before, a start NOTIFYed only the zones whose
+// serial it changed, and the exchanges still waiting for an answer ended with the stop).
+func TestASerialASecondaryMissedIsNotifiedAfterARestartThatKeepsIt(t *testing.T) {
+	back := make(chan struct{})
+	target, got, _ := returningSecondary(t, back, 1)
+	js := eventstest.Start(t)
+	dir := t.TempDir()
+	conf := eventstest.Config(t, withNotify(demoConfig, target))
+	h := startServer(t, js, conf, dir)
+	before := serial(t, h.srv.Addr())
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	var failover uint32
+	eventstest.Eventually(t, 5*time.Second, func() bool { failover = serial(t, h.srv.Addr()); return failover != before },
+		"the server serves the failover")
+	h.stop()
+
+	close(back)
+	h = startServer(t, js, conf, dir)
+	if s := serial(t, h.srv.Addr()); s != failover {
+		t.Fatalf("after the restart: serial %d, want %d kept", s, failover)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-got:
+			if s == failover {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the secondary back after the restart was not told serial %d within 5s", failover)
+		}
+	}
+}

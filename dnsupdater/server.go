@@ -227,14 +227,23 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.table.Store(first)
-	if len(s.proj.started) > 0 {
-		// Recorded like any version, so that the other servers' next versions pass its serial,
-		// and NOTIFYed once Run starts the reporter and the notifier. The buffer is empty.
-		r := report{changes: make([]zoneChange, 0, len(s.proj.started))}
-		for _, z := range s.proj.started {
-			r.changes = append(r.changes, zoneChange{zone: z, changes: []events.RecordChange{}, at: s.started, position: s.proj.position})
+	// A zone with a new serial is recorded like any version, so that the other servers' next
+	// versions pass its serial, and NOTIFYed once Run starts the reporter and the notifier.
+	// Every other zone is NOTIFYed at the serial it kept, as BIND does at a start: a secondary
+	// that had not acknowledged it when the server stopped (down, or cut off) is told only so.
+	r := report{changes: make([]zoneChange, 0, len(s.proj.started))}
+	renewed := make(map[string]bool, len(s.proj.started))
+	for _, z := range s.proj.started {
+		r.changes = append(r.changes, zoneChange{zone: z, changes: []events.RecordChange{}, at: s.started, position: s.proj.position})
+		renewed[z.Name] = true
+	}
+	for _, z := range first.zones {
+		if !renewed[z.Name] && len(z.Config.Notify) > 0 {
+			r.announce = append(r.announce, z)
 		}
-		s.reports <- r
+	}
+	if len(r.changes) > 0 || len(r.announce) > 0 {
+		s.reports <- r // the buffer is empty
 	}
 	if len(s.proj.started) > 0 && o.DataDir != "" {
 		// Record the new serial at once, so that the next start compares with it.
