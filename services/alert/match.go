@@ -9,6 +9,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/services/decide"
 )
 
 // Fact is one STATE event as alerts see it.
@@ -22,6 +23,57 @@ type Fact struct {
 	Answer string
 	// Drill is how a drill ended, for drill_result.
 	Drill *DrillResult
+	// DrillID is the drill whose simulated failure made the transition, or whose end undid it
+	// (see drilled); empty for the probes', an override's or an edge's.
+	DrillID string
+}
+
+// drilled follows which drill made each endpoint's last transition, so that the transitions a
+// drill caused are told as its own: the decider marks an endpoint's transition made by a drill's
+// simulated failure, but not the pool's transition it causes, whose reason reads as an outage's
+// (a drill's pool_down and failover paged an on-call engineer as real ones).
+type drilled struct {
+	endpoints map[string]drillMark // by endpoint subject: what its last transition was
+	causes    map[string]string    // the drill of each endpoint's last transition, by its event id
+}
+
+// drillMark is an endpoint's last transition: its event, and the drill that made it (failed) or
+// whose end undid the drill's failure.
+type drillMark struct {
+	event, drill string
+	failed       bool
+}
+
+func newDrilled() *drilled {
+	return &drilled{endpoints: map[string]drillMark{}, causes: map[string]string{}}
+}
+
+// fold folds e, a STATE event on subject, and returns the drill that made it, or "": an
+// endpoint's transition that carries the drill, or that lifts the failure of the drill its last
+// transition carried (its reason begins decide.DrillEnded); a pool's transition caused (the
+// decider names the endpoint's transition as its cause) by one of those.
+func (d *drilled) fold(subject string, e events.Envelope) string {
+	var t events.Transition
+	if _, ok := events.TransitionStatus(e.Type); !ok || e.Payload(&t) != nil {
+		return ""
+	}
+	switch {
+	case strings.HasPrefix(subject, "detour.state.endpoint."):
+		prev := d.endpoints[subject]
+		delete(d.causes, prev.event)
+		m := drillMark{event: e.ID, drill: t.Drill, failed: t.Drill != ""}
+		if !m.failed && prev.failed && strings.HasPrefix(t.Reason, decide.DrillEnded) {
+			m.drill = prev.drill
+		}
+		d.endpoints[subject] = m
+		if m.drill != "" {
+			d.causes[e.ID] = m.drill
+		}
+		return m.drill
+	case strings.HasPrefix(subject, "detour.state.pool.") && e.Cause != "":
+		return d.causes[e.Cause]
+	}
+	return ""
 }
 
 // Classify folds a STATE event into v and says what it is for alerts. ok is false for events
@@ -87,6 +139,9 @@ func Text(kind string, f Fact) string {
 		what = "edge " + t.Edge
 	}
 	s := fmt.Sprintf("%s: %s %s → %s", kind, what, statusText(t.From), statusText(t.To))
+	if f.DrillID != "" {
+		s = "[drill " + f.DrillID + "] " + s
+	}
 	if f.Answer != "" && kind == config.AlertFailover {
 		s += "; " + t.App + " now answers " + f.Answer
 	}

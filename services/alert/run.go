@@ -297,14 +297,18 @@ func (r *runner) followState(ctx context.Context, resume bool) {
 		})
 	}
 	r.log.Info().Int("groups", len(r.current().Alerts)).Bool("resume", resume).Time("since", since).Msg("alerts started")
+	drills := newDrilled()
 	r.follow(ctx, events.StreamState, events.SubjectState, func(d events.Delivery) {
 		if d.Recreated {
 			view.Reset() // every event of the new stream is new, and alerted
+			drills = newDrilled()
 			catchUp()
 		}
 		if d.Msg != nil {
 			if e, err := events.Decode(d.Data); err == nil {
+				drill := drills.fold(d.Subject, e)
 				if fact, ok := Classify(r.current(), view, d.Subject, d.Seq, e); ok {
+					fact.DrillID = drill
 					switch {
 					case caught:
 						r.dispatch(fact, &r.tried, d.Seq, nil)
