@@ -47,6 +47,9 @@ type Payload struct {
 	Reason   string    `json:"reason,omitempty"`
 	// Answer is the app's answer after a failover.
 	Answer string `json:"answer,omitempty"`
+	// Answers are, for a failover an edge's transition made, the new answer of each app whose
+	// CNAME it moved.
+	Answers map[string]string `json:"answers,omitempty"`
 	// DrillID is the drill whose simulated failure made the transition, or whose end undid it.
 	DrillID string `json:"drill_id,omitempty"`
 	// Drill is how a drill ended, for drill_result.
@@ -66,7 +69,7 @@ func Body(a *config.Alert, w config.Webhook, kind string, f Fact) ([]byte, error
 	}
 	return json.Marshal(Payload{Alert: a.Name, Kind: kind, Text: text, EventID: f.Event.ID, Type: f.Event.Type,
 		Subject: f.Subject, Time: f.Event.Time, App: t.App, Pool: t.Pool, Endpoint: t.Endpoint, Edge: t.Edge,
-		From: statusText(t.From), To: statusText(t.To), Reason: t.Reason, Answer: f.Answer, DrillID: f.DrillID})
+		From: statusText(t.From), To: statusText(t.To), Reason: t.Reason, Answer: f.Answer, Answers: f.Answers, DrillID: f.DrillID})
 }
 
 // slackEscape writes text so that Slack shows it as it is: Slack reads <…> as a mention (<!channel>,

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -21,6 +22,9 @@ type Fact struct {
 	Transition events.Transition
 	// Answer is the app's answer after a failover.
 	Answer string
+	// Answers are, after an edge's transition that moved the CNAME of apps it fronts (a
+	// failover), each of those apps' answer.
+	Answers map[string]string
 	// Drill is how a drill ended, for drill_result.
 	Drill *DrillResult
 	// DrillID is the drill whose simulated failure made the transition, or whose end undid it
@@ -93,6 +97,15 @@ func Classify(c *config.Config, v *state.View, subject string, seq uint64, e eve
 			before = answerText(zone.Decide(c, app, v))
 		}
 	}
+	var fronted map[string]string // an edge's apps, and their answers before its transition
+	if isTransition && f.Transition.Edge != "" {
+		fronted = map[string]string{}
+		for i := range c.Apps {
+			if a := &c.Apps[i]; a.PrimaryEdge == f.Transition.Edge || slices.Contains(a.Ingress, f.Transition.Edge) {
+				fronted[a.Name] = answerText(zone.Decide(c, a, v))
+			}
+		}
+	}
 	changed, err := v.Apply(subject, seq, e)
 	if err != nil || !isTransition || !changed {
 		return Fact{}, false
@@ -109,10 +122,19 @@ func Classify(c *config.Config, v *state.View, subject string, seq uint64, e eve
 			f.Kinds, f.Answer = append(f.Kinds, config.AlertFailover), after
 		}
 	}
+	for name, before := range fronted {
+		if after := answerText(zone.Decide(c, c.App(name), v)); after != before {
+			if f.Answers == nil {
+				f.Kinds, f.Answers = append(f.Kinds, config.AlertFailover), map[string]string{}
+			}
+			f.Answers[name] = after
+		}
+	}
 	return f, true
 }
 
-// Matches returns the most specific kind of f the group a is told about, or "".
+// Matches returns the most specific kind of f the group a is told about, or "". An edge's
+// failover is one of a group limited to apps only when it moved one of theirs.
 func Matches(a *config.Alert, f Fact) string {
 	if f.Drill != nil && !f.Drill.touches(a.Apps) {
 		return ""
@@ -120,7 +142,15 @@ func Matches(a *config.Alert, f Fact) string {
 	if len(a.Apps) > 0 && f.Transition.App != "" && !slices.Contains(a.Apps, f.Transition.App) {
 		return ""
 	}
+	moved := len(a.Apps) == 0
+	for _, app := range a.Apps {
+		_, ok := f.Answers[app]
+		moved = moved || ok
+	}
 	for i := len(f.Kinds) - 1; i >= 0; i-- {
+		if f.Kinds[i] == config.AlertFailover && f.Answers != nil && !moved {
+			continue
+		}
 		if slices.Contains(a.On, f.Kinds[i]) {
 			return f.Kinds[i]
 		}
@@ -144,6 +174,11 @@ func Text(kind string, f Fact) string {
 	}
 	if f.Answer != "" && kind == config.AlertFailover {
 		s += "; " + t.App + " now answers " + f.Answer
+	}
+	if kind == config.AlertFailover {
+		for _, app := range slices.Sorted(maps.Keys(f.Answers)) {
+			s += "; " + app + " now answers " + f.Answers[app]
+		}
 	}
 	if t.Reason != "" {
 		s += " (" + t.Reason + ")"
