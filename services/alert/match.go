@@ -11,6 +11,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/services/decide"
+	"github.com/detourdev/detour/services/drill"
 )
 
 // Fact is one STATE event as alerts see it.
@@ -53,9 +54,10 @@ func newDrilled() *drilled {
 }
 
 // fold folds e, a STATE event on subject, and returns the drill that made it, or "": an
-// endpoint's transition that carries the drill, or that lifts the failure of the drill its last
-// transition carried (its reason begins decide.DrillEnded); a pool's transition caused (the
-// decider names the endpoint's transition as its cause) by one of those.
+// endpoint's transition a drill's simulated failure made (drill.Of: marked, or worded so before
+// the mark), or that lifts the failure of the drill its last transition was (its reason begins
+// decide.DrillEnded); a pool's transition caused (the decider names the endpoint's transition
+// as its cause) by one of those.
 func (d *drilled) fold(subject string, e events.Envelope) string {
 	var t events.Transition
 	if _, ok := events.TransitionStatus(e.Type); !ok || e.Payload(&t) != nil {
@@ -65,7 +67,8 @@ func (d *drilled) fold(subject string, e events.Envelope) string {
 	case strings.HasPrefix(subject, "detour.state.endpoint."):
 		prev := d.endpoints[subject]
 		delete(d.causes, prev.event)
-		m := drillMark{event: e.ID, drill: t.Drill, failed: t.Drill != ""}
+		m := drillMark{event: e.ID, drill: drill.Of(t)}
+		m.failed = m.drill != ""
 		if !m.failed && prev.failed && strings.HasPrefix(t.Reason, decide.DrillEnded) {
 			m.drill = prev.drill
 		}
