@@ -135,6 +135,7 @@ type delivery struct {
 	secret *secret
 	kind   string
 	fact   Fact
+	seq    uint64 // the fact's on its stream
 	id     string
 	body   []byte
 	// owed is the event (of STATE or DRILLS) d is a first attempt owed for, until that is made
@@ -225,10 +226,20 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 				d.owed.settle() // its first attempt was made, and stored, by another sender
 				d.owed = nil
 			}
-			if s.done || !after(s) {
+			if s.done {
+				r.supersede(d)
+				return
+			}
+			if !after(s) {
 				return
 			}
 			continue
+		}
+		if r.superseded(d) {
+			r.record(d, events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
+				Attempt: attempt, Text: Text(d.kind, d.fact), Result: events.AlertAbandoned,
+				Error: "not sent: a later alert of " + d.fact.Subject + " was delivered to this webhook"})
+			return
 		}
 		code, err := r.send(ctx, d, attempt)
 		if err != nil && ctx.Err() != nil {
@@ -246,10 +257,43 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 			}
 		}
 		r.record(d, a)
+		if err == nil {
+			r.supersede(d)
+		}
 		if err == nil || last || !r.pause(ctx, wait) {
 			return
 		}
 		wait, attempt = min(2*wait, r.o.MaxBackoff), attempt+1
+	}
+}
+
+// supersede notes that d, an alert of a STATE event, is done with its webhook (delivered, or
+// told done by another sender's record), so that an alert of an earlier event on its subject,
+// still retrying, is not sent after it: a receiver that takes the last alert of a pool for its
+// state would believe it down after it came back.
+func (r *runner) supersede(d *delivery) {
+	if d.fact.Drill != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d.sink.latest[d.fact.Subject] = max(d.sink.latest[d.fact.Subject], d.seq)
+}
+
+// superseded reports whether an alert of a later event on d's subject is done with d's webhook.
+func (r *runner) superseded(d *delivery) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return d.sink.latest[d.fact.Subject] > d.seq
+}
+
+// forgetLatest forgets what alerts are done with each webhook: STATE was deleted and created
+// again, and its sequences start over.
+func (r *runner) forgetLatest() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.sinks {
+		clear(s.latest)
 	}
 }
 

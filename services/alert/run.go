@@ -85,6 +85,9 @@ type sink struct {
 	// inFlight counts the deliveries to it that are being tried, waiting to be tried again or
 	// waiting for a slot; guarded by the runner's mu.
 	inFlight int
+	// latest is, by STATE subject, the sequence of the latest event whose alert is done with it
+	// (see supersede); guarded by the runner's mu.
+	latest map[string]uint64
 }
 
 // errLeft ends the deliveries to a webhook a version no longer names.
@@ -219,7 +222,7 @@ func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.We
 			url := hooks[&a.Webhooks[j]].url
 			if key := sinkKey(a.Name, url); r.sinks[key] == nil {
 				sctx, cancel := context.WithCancelCause(ctx)
-				r.sinks[key] = &sink{alert: a.Name, url: url, ctx: sctx, cancel: cancel, slots: make(chan struct{}, maxInFlight)}
+				r.sinks[key] = &sink{alert: a.Name, url: url, ctx: sctx, cancel: cancel, slots: make(chan struct{}, maxInFlight), latest: map[string]uint64{}}
 			}
 		}
 	}
@@ -302,6 +305,7 @@ func (r *runner) followState(ctx context.Context, resume bool) {
 		if d.Recreated {
 			view.Reset() // every event of the new stream is new, and alerted
 			drills = newDrilled()
+			r.forgetLatest()
 			catchUp()
 		}
 		if d.Msg != nil {
@@ -450,7 +454,7 @@ func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Aler
 		for j := range a.Webhooks {
 			w := &a.Webhooks[j]
 			h := r.hooks[w]
-			d := &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact,
+			d := &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact, seq: seq,
 				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url)}
 			if owe != nil && !owe(a, d) {
 				continue

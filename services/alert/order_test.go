@@ -1,0 +1,85 @@
+package alert_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/alert"
+	"github.com/rs/zerolog"
+)
+
+// TestAFailedAlertIsNotSentAfterALaterAlertOfTheSamePoolWasDelivered has the webhook fail the
+// alert of a pool going down (a receiver restarting) until the pool came back and its alert was
+// delivered: the receiver, which takes the last alert of a pool for its state (as a
+// PagerDuty-style trigger and resolve, or a person reading a channel), must not get the down
+// after the up and believe the pool down.
+func TestAFailedAlertIsNotSentAfterALaterAlertOfTheSamePoolWasDelivered(t *testing.T) {
+	rc := &untilUp{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: version(t, 1, group("oncall", hook.URL, "")), Name: "controller-1",
+			Backoff: 50 * time.Millisecond, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	followsSTATE(t, ns, 5*time.Second, "")
+
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return len(stored(t, ns, "oncall")) > 0 }, "the down's first attempt to fail")
+	up := westGoes(t, ns.JS, events.StatusDown, events.StatusUp)
+	var last events.AlertAttempt
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		for _, a := range stored(t, ns, "oncall") {
+			if strings.Contains(a.Text, "up → down") {
+				last = a
+			}
+		}
+		return last.Result != events.AlertFailed
+	}, "the down's delivery to end")
+
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var got []string
+	for _, body := range rc.accepted {
+		var p alert.Payload
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p.EventID)
+	}
+	if len(got) == 0 || got[len(got)-1] != up.ID {
+		t.Errorf("the receiver accepted %v, want the up (%s) last, not the down (%s) after it", got, up.ID, down.ID)
+	}
+	if last.Result != events.AlertAbandoned || !strings.Contains(last.Error, "later alert") {
+		t.Errorf("the down's last attempt is %+v, want it abandoned as superseded by the later alert", last)
+	}
+}
+
+// untilUp fails every alert of a pool going down until it has accepted one of it coming up; it
+// keeps what it accepted.
+type untilUp struct {
+	mu       sync.Mutex
+	up       bool
+	accepted [][]byte
+}
+
+func (u *untilUp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var p alert.Payload
+	_ = json.Unmarshal(body, &p)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if p.To == "down" && !u.up {
+		http.Error(w, "restarting", http.StatusServiceUnavailable)
+		return
+	}
+	u.up = u.up || p.To == "up"
+	u.accepted = append(u.accepted, body)
+}
