@@ -272,12 +272,16 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 // still retrying, is not sent after it: a receiver that takes the last alert of a pool for its
 // state would believe it down after it came back.
 func (r *runner) supersede(d *delivery) {
-	if d.fact.Drill != nil {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d.sink.latest[d.fact.Subject] = max(d.sink.latest[d.fact.Subject], d.seq)
+	d.sink.done(d)
+}
+
+// done notes that d is done with the webhook, as supersede says; under the runner's mu.
+func (s *sink) done(d *delivery) {
+	if d.fact.Drill == nil {
+		s.latest[d.fact.Subject] = max(s.latest[d.fact.Subject], d.seq)
+	}
 }
 
 // superseded reports whether an alert of a later event on d's subject is done with d's webhook.

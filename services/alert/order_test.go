@@ -83,3 +83,41 @@ func (u *untilUp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.up = u.up || p.To == "up"
 	u.accepted = append(u.accepted, body)
 }
+
+// TestAfterARestartAFailedAlertIsNotSentAfterALaterAlertOfTheSamePoolThatWasDelivered is the
+// restart's twin: the controller stopped while the down's delivery waited for its retry, after
+// the up's was delivered; the one that starts goes on with the down's and must not send it.
+func TestAfterARestartAFailedAlertIsNotSentAfterALaterAlertOfTheSamePoolThatWasDelivered(t *testing.T) {
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	down := westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	up := westGoes(t, ns.JS, events.StatusDown, events.StatusUp)
+	recordFailed(t, ns, down, "oncall", hook.URL, 1, time.Now(), 0)
+	id := events.DerivedID(up.ID, "oncall|"+hook.URL)
+	a := events.AlertAttempt{Alert: "oncall", Kind: "transition", Webhook: hook.URL, Delivery: id, Attempt: 1, HTTPStatus: 200,
+		Result: events.AlertDelivered, Text: "shop west up"}
+	rec, err := events.Derived(events.TypeAlertAttempted, "controller-2", up.ID, id+"|1", time.Now(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), ns.JS, events.AlertClaimSubject("oncall", id, 1), rec); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &eventstest.Logs{}
+	startSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), logs, time.Now)
+	owed(t, logs, `"new":0,"resumed":1,"skipped":1`)
+	var last events.AlertAttempt
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		for _, a := range stored(t, ns, "oncall") {
+			if a.Delivery == events.DerivedID(down.ID, "oncall|"+hook.URL) {
+				last = a
+			}
+		}
+		return last.Attempt == 2
+	}, "the down's next attempt to be recorded")
+	if n := rc.count(); n != 0 || last.Result != events.AlertAbandoned || !strings.Contains(last.Error, "later alert") {
+		t.Errorf("the receiver got %d requests and the down's attempt 2 is %+v, want none and that attempt abandoned as superseded", n, last)
+	}
+}

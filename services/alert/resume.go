@@ -223,6 +223,17 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 			after = x.seq
 		}
 	}
+	// The deliveries done are noted first, so that an earlier alert of their subject resumed is
+	// not sent after them.
+	r.mu.Lock()
+	for _, x := range *b {
+		for _, d := range r.deliveries(x.fact, x.seq) {
+			if s := h.deliveries[d.id]; s != nil && s.done {
+				d.sink.done(d)
+			}
+		}
+	}
+	r.mu.Unlock()
 	var fresh, resumed, skipped int
 	for _, x := range *b {
 		seq := x.seq

@@ -445,33 +445,22 @@ func (r *runner) follow(ctx context.Context, stream, subject string, handle func
 func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Alert, *delivery) bool) {
 	var ds, full []*delivery
 	r.mu.Lock()
-	for i := range r.groups.Alerts {
-		a := &r.groups.Alerts[i]
-		kind := Matches(a, fact)
-		if kind == "" {
+	for _, d := range r.deliveries(fact, seq) {
+		if owe != nil && !owe(d.group, d) {
 			continue
 		}
-		for j := range a.Webhooks {
-			w := &a.Webhooks[j]
-			h := r.hooks[w]
-			d := &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact, seq: seq,
-				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url)}
-			if owe != nil && !owe(a, d) {
-				continue
-			}
-			body, err := Body(a, *w, kind, fact)
-			if err != nil {
-				r.log.Error().Err(err).Str("alert", a.Name).Msg("alert not built")
-				continue
-			}
-			d.body, d.sink = body, r.sinks[sinkKey(a.Name, h.url)]
-			if d.sink.inFlight >= maxQueued {
-				full = append(full, d)
-				continue
-			}
-			d.sink.inFlight++
-			ds = append(ds, d)
+		body, err := Body(d.group, d.hook, d.kind, fact)
+		if err != nil {
+			r.log.Error().Err(err).Str("alert", d.group.Name).Msg("alert not built")
+			continue
 		}
+		d.body = body
+		if d.sink.inFlight >= maxQueued {
+			full = append(full, d)
+			continue
+		}
+		d.sink.inFlight++
+		ds = append(ds, d)
 	}
 	r.mu.Unlock()
 	var first []*delivery
@@ -503,6 +492,26 @@ func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Aler
 			r.deliver(d.sink.ctx, d)
 		}()
 	}
+}
+
+// deliveries builds a delivery of fact, the event at seq on its stream, to every webhook of every
+// group it matches, without its body; under r.mu.
+func (r *runner) deliveries(fact Fact, seq uint64) []*delivery {
+	var out []*delivery
+	for i := range r.groups.Alerts {
+		a := &r.groups.Alerts[i]
+		kind := Matches(a, fact)
+		if kind == "" {
+			continue
+		}
+		for j := range a.Webhooks {
+			w := &a.Webhooks[j]
+			h := r.hooks[w]
+			out = append(out, &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact, seq: seq,
+				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url), sink: r.sinks[sinkKey(a.Name, h.url)]})
+		}
+	}
+	return out
 }
 
 // done counts d out of its webhook's deliveries in flight, and as tried if a version that no
