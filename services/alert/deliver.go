@@ -191,12 +191,17 @@ func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error
 // retry in a tight loop. Another sender's attempts are followed alike.
 func (r *runner) deliver(ctx context.Context, d *delivery) {
 	first, wait, attempt := r.o.Now(), r.o.Backoff, 1
+	// failed is set once an attempt of d failed: the next ones are retries, which a later alert
+	// of its subject done with the webhook supersedes (see supersede). A first attempt, or one
+	// made after a claim of it went unrecorded (the webhook may not have had it), is always made.
+	failed := false
 	// after goes on from s, the attempts made before: it waits until the next one is due and
 	// returns false when ctx ended first.
 	after := func(s *sent) bool {
 		if s.first.Before(first) {
 			first = s.first
 		}
+		failed = failed || s.attempt > 0
 		wait, attempt = min(max(2*s.retryIn, r.o.Backoff), r.o.MaxBackoff), s.attempt+1
 		return r.pause(ctx, min(s.next.Sub(r.o.Now()), r.o.MaxBackoff))
 	}
@@ -235,7 +240,7 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 			}
 			continue
 		}
-		if r.superseded(d) {
+		if failed && r.superseded(d) {
 			r.record(d, events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
 				Attempt: attempt, Text: Text(d.kind, d.fact), Result: events.AlertAbandoned,
 				Error: "not sent: a later alert of " + d.fact.Subject + " was delivered to this webhook"})
@@ -263,7 +268,7 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 		if err == nil || last || !r.pause(ctx, wait) {
 			return
 		}
-		wait, attempt = min(2*wait, r.o.MaxBackoff), attempt+1
+		failed, wait, attempt = true, min(2*wait, r.o.MaxBackoff), attempt+1
 	}
 }
 
