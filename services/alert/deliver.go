@@ -279,11 +279,11 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 func (r *runner) supersede(d *delivery) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d.sink.done(d)
+	d.sink.noteDone(d)
 }
 
-// done notes that d is done with the webhook, as supersede says; under the runner's mu.
-func (s *sink) done(d *delivery) {
+// noteDone notes that d is done with the webhook, as supersede says; under the runner's mu.
+func (s *sink) noteDone(d *delivery) {
 	if d.fact.Drill == nil {
 		s.latest[d.fact.Subject] = max(s.latest[d.fact.Subject], d.seq)
 	}
