@@ -24,8 +24,8 @@ import (
 // process id, so that removeLeftovers can take down a dead run's.
 const composeProjectPrefix = "detour-it-"
 
-// TestTheREADMEsComposeClusterDoesWhatItSays runs the commands of the README's "Running as a
-// cluster" section, in order, against deployments/compose.yaml with this run's image
+// TestTheREADMEsComposeClusterDoesWhatItSays runs the commands of the first block of the README's
+// "Running as a cluster" section, in order, against deployments/compose.yaml with this run's image
 // (DETOUR_IMAGE), and holds each to what its comment says:
 //
 //   - `docker-compose -f deployments/compose.yaml -p detour ARGS` runs ARGS on a project of the
@@ -50,8 +50,8 @@ func TestTheREADMEsComposeClusterDoesWhatItSays(t *testing.T) {
 		}
 	}
 	blocks := readmeBlocks(t, "Running as a cluster (docker compose)")
-	if len(blocks) != 1 {
-		fatalf(t, "the README's cluster section has %d command blocks, want 1", len(blocks))
+	if len(blocks) == 0 {
+		fatalf(t, "the README's cluster section has no command block")
 	}
 	r := &composeRun{t: t, compose: compose, project: composeProjectPrefix + strconv.Itoa(os.Getpid())}
 	t.Cleanup(r.down)
