@@ -512,15 +512,22 @@ func (s *Server) handleApps(w http.ResponseWriter, _ *http.Request, _ Token) {
 	reply(w, http.StatusOK, map[string]any{"apps": apps})
 }
 
+// handleApp answers one app. Like every handler, it writes its answer once it let go of the
+// view's lock: a client that stops reading holds up nothing but its own answer.
 func (s *Server) handleApp(w http.ResponseWriter, r *http.Request, _ Token) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	var app App
 	a := s.m.cfg.App(r.PathValue("app"))
+	if a != nil {
+		app = s.m.app(a)
+	}
+	version := s.m.cfgVersion
+	s.mu.RUnlock()
 	if a == nil {
-		fail(w, http.StatusNotFound, "no app %q in configuration version %d", r.PathValue("app"), s.m.cfgVersion)
+		fail(w, http.StatusNotFound, "no app %q in configuration version %d", r.PathValue("app"), version)
 		return
 	}
-	reply(w, http.StatusOK, s.m.app(a))
+	reply(w, http.StatusOK, app)
 }
 
 func (s *Server) handleEdges(w http.ResponseWriter, _ *http.Request, _ Token) {
