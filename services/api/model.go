@@ -1,7 +1,6 @@
 package api
 
 import (
-	"slices"
 	"strings"
 	"time"
 
@@ -96,7 +95,7 @@ type model struct {
 	cfgVersion uint64
 	view       *state.View
 	last       map[string]Transition // subject -> its latest transition, for reasons and votes
-	history    []Transition          // oldest first, at most keepTransitions
+	history    []Transition          // oldest first; the last keepTransitions of it are shown
 }
 
 func newModel(cfg *config.Config, version uint64) *model {
@@ -147,8 +146,12 @@ func (m *model) apply(subject string, seq uint64, e events.Envelope) bool {
 	}
 	m.last[subject] = t
 	m.history = append(m.history, t)
-	if len(m.history) > keepTransitions {
-		m.history = slices.Delete(m.history, 0, len(m.history)-keepTransitions)
+	if len(m.history) >= 2*keepTransitions {
+		// Dropped a keepTransitions at a time, not one a transition: moving the kept ones for
+		// each made every transition past them cost as much as moving 10,000.
+		n := copy(m.history, m.history[len(m.history)-keepTransitions:])
+		clear(m.history[n:])
+		m.history = m.history[:n]
 	}
 	return true
 }
@@ -227,7 +230,7 @@ func (f filter) match(t Transition) bool {
 // latest), newest first.
 func (m *model) transitions(f filter, before uint64, limit int) []Transition {
 	out := []Transition{}
-	for i := len(m.history) - 1; i >= 0 && len(out) < limit; i-- {
+	for i := len(m.history) - 1; i >= max(0, len(m.history)-keepTransitions) && len(out) < limit; i-- {
 		t := m.history[i]
 		if (before == 0 || t.Seq < before) && f.match(t) {
 			out = append(out, t)
