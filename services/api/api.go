@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -378,6 +380,24 @@ type errorBody struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
+// unknownQuery answers 400 and reports true when r's query does not parse or has a parameter
+// not among known, naming it: a misspelt one (expect-version for expect_version) was ignored,
+// and the apply it was to guard stored over a version applied meanwhile.
+func unknownQuery(w http.ResponseWriter, r *http.Request, known ...string) bool {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "query: %v", err)
+		return true
+	}
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if !slices.Contains(known, k) {
+			fail(w, http.StatusBadRequest, "query: unknown parameter %q: %s %s takes %s", k, r.Method, r.URL.Path, strings.Join(known, ", "))
+			return true
+		}
+	}
+	return false
+}
+
 // clusterWait is Options.ClusterWait, or defaultClusterWait when it is not set.
 func (s *Server) clusterWait() time.Duration {
 	if s.o.ClusterWait > 0 {
@@ -544,6 +564,9 @@ type transitionsPage struct {
 }
 
 func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Token) {
+	if unknownQuery(w, r, "kind", "app", "pool", "endpoint", "edge", "to", "limit", "before") {
+		return
+	}
 	q := r.URL.Query()
 	f := filter{kind: q.Get("kind"), app: q.Get("app"), pool: q.Get("pool"), endpoint: q.Get("endpoint"), edge: q.Get("edge"), to: q.Get("to")}
 	limit, before := 50, uint64(0)
@@ -682,6 +705,9 @@ func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Toke
 // a write token: a read token is handed to dashboards, and whoever may apply a document may see
 // it.
 func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
+	if unknownQuery(w, r, "version", "show_secrets") {
+		return nil
+	}
 	show := false
 	if q := r.URL.Query().Get("show_secrets"); q != "" {
 		var err error
@@ -823,6 +849,9 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, tok Token) f
 }
 
 func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
+	if unknownQuery(w, r, "expect_version", "message", "force") {
+		return nil
+	}
 	o := config.ApplyOptions{By: "api/" + tok.Name, Message: r.URL.Query().Get("message")}
 	if q := r.URL.Query().Get("expect_version"); q != "" {
 		n, err := strconv.ParseUint(q, 10, 64)
