@@ -640,8 +640,8 @@ func DecodeOverride(body io.Reader, by string, clearing bool) (events.Override, 
 	if err := dec.Decode(&req); err != nil {
 		return events.Override{}, fmt.Errorf("body: want a JSON object {app, pool, endpoint, action, reason}: %w", err)
 	}
-	if dec.More() {
-		return events.Override{}, errors.New("body: want exactly one JSON object")
+	if _, err := dec.Token(); err != io.EOF { // dec.More missed a stray '}' or ']'
+		return events.Override{}, errors.New("body: want exactly one JSON object, and nothing after it")
 	}
 	o := events.Override{App: req.App, Pool: req.Pool, Endpoint: req.Endpoint, Action: req.Action, Reason: req.Reason, By: by}
 	if err := override.Check(o, clearing); err != nil {
