@@ -576,6 +576,12 @@ func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Tok
 		fail(w, http.StatusBadRequest, "kind: want endpoint, pool, edge, override or holddown, got %q", f.kind)
 		return
 	}
+	switch f.to {
+	case "", "up", "down", "drained", "force_up", "force_down", "drain", "cleared", "started", "cancelled":
+	default:
+		fail(w, http.StatusBadRequest, "to: want up, down, drained, force_up, force_down, drain, cleared, started or cancelled, got %q", f.to)
+		return
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {

@@ -439,13 +439,17 @@ func TestAKnownResourceAskedWithAnotherMethodAnswers405WithAllow(t *testing.T) {
 	}
 }
 
-// A filter kind the history never holds is a typo: 400 naming it, not an empty page that reads
-// as "nothing happened".
-func TestATransitionKindThatDoesNotExistIsRefusedNamingTheField(t *testing.T) {
+// A filter kind or to the history never holds is a typo: 400 naming it, not an empty page that
+// reads as "nothing happened".
+func TestATransitionKindOrToThatDoesNotExistIsRefusedNamingTheField(t *testing.T) {
 	f := start(t)
 	code, body := f.do(t, "GET", "/v1/transitions?kind=endpoints", f.read, "")
 	if code != http.StatusBadRequest || !strings.Contains(body, `kind: want endpoint, pool, edge, override or holddown, got \"endpoints\"`) {
 		t.Errorf("kind=endpoints: %d %s, want 400 naming kind", code, body)
+	}
+	code, body = f.do(t, "GET", "/v1/transitions?kind=pool&to=Drained", f.read, "")
+	if code != http.StatusBadRequest || !strings.Contains(body, `to: want up, down, drained, force_up, force_down, drain, cleared, started or cancelled, got \"Drained\"`) {
+		t.Errorf("to=Drained: %d %s, want 400 naming to", code, body)
 	}
 	for _, k := range []string{"endpoint", "pool", "edge", "override"} {
 		if code, body := f.do(t, "GET", "/v1/transitions?kind="+k, f.read, ""); code != http.StatusOK {
