@@ -141,6 +141,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, messages(s.onState, s.onStateRecreated))
 	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, messages(s.onConfig, s.onConfigRecreated))
 	go s.follow(ctx, events.StreamDrills, events.SubjectDrills, jetstream.DeliverAllPolicy, s.drills.fold)
+	if nc := s.o.JS.Conn(); nc != nil {
+		go s.watchConnection(ctx, nc)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(s.ln) }()
 	s.log.Info().Str("addr", s.Addr()).Int("tokens", s.o.Tokens.Len()).Msg("api serving")
@@ -519,10 +522,7 @@ func reply(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request, _ Token) {
-	s.mu.RLock()
-	st := s.m.status(20)
-	s.mu.RUnlock()
-	reply(w, http.StatusOK, st)
+	reply(w, http.StatusOK, s.status())
 }
 
 func (s *Server) handleApps(w http.ResponseWriter, _ *http.Request, _ Token) {

@@ -87,6 +87,9 @@ type Status struct {
 	Apps          []App        `json:"apps"`
 	Edges         []Edge       `json:"edges"`
 	Transitions   []Transition `json:"transitions"`
+	// Stale says why what the rest shows may be old (the API is not connected to NATS, so no
+	// STATE event reaches it); empty while it is current.
+	Stale string `json:"stale,omitempty"`
 }
 
 // model is the API's projection of CONFIG and STATE. Only its owner's lock guards it.

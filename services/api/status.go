@@ -1,10 +1,13 @@
 package api
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 //go:embed status.html
@@ -35,9 +38,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	send := func() bool {
-		s.mu.RLock()
-		b, err := json.Marshal(s.m.status(20))
-		s.mu.RUnlock()
+		b, err := json.Marshal(s.status())
 		if err != nil {
 			return false
 		}
@@ -61,6 +62,38 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil || rc.Flush() != nil {
 				return
 			}
+		}
+	}
+}
+
+// notConnected is Status.Stale while the API's connection to NATS is down.
+const notConnected = "the API is not connected to NATS: this is what it knew when it lost the connection"
+
+// status is the page's snapshot, saying whether it may be old.
+func (s *Server) status() Status {
+	s.mu.RLock()
+	st := s.m.status(20)
+	s.mu.RUnlock()
+	if nc := s.o.JS.Conn(); nc != nil && !nc.IsConnected() {
+		st.Stale = notConnected
+	}
+	return st
+}
+
+// watchConnection wakes the status streams whenever the connection to NATS is lost or back,
+// until ctx ends: without it, the page went on showing its last view as live.
+func (s *Server) watchConnection(ctx context.Context, nc *nats.Conn) {
+	ch := nc.StatusChanged()
+	defer nc.RemoveStatusListener(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, open := <-ch:
+			if !open {
+				return
+			}
+			s.changed()
 		}
 	}
 }
