@@ -314,11 +314,17 @@ func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handle
 				return
 			}
 			secret, ok := bearer(r.Header.Get("Authorization"))
-			tok, known := s.o.Tokens.Check(strings.TrimSpace(secret))
+			secret = strings.TrimSpace(secret)
+			tok, known := s.o.Tokens.Check(secret)
 			switch {
 			case !ok:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="detour"`)
 				fail(w, http.StatusUnauthorized, "a bearer token is required: Authorization: Bearer detour_…")
+				return
+			case !known && !strings.HasPrefix(secret, tokenPrefix):
+				// A secret of another form matches no line of the file, restarted or not.
+				w.Header().Set("WWW-Authenticate", `Bearer realm="detour", error="invalid_token"`)
+				fail(w, http.StatusUnauthorized, "not a Detour token: the API takes only the tokens detour token create makes, which begin with %s", tokenPrefix)
 				return
 			case !known:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="detour", error="invalid_token"`)
