@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -94,6 +95,10 @@ type Server struct {
 	writing chan struct{}
 	full    *logs.Repeats
 
+	// readState is set once the API has read STATE to the end it had when the API started: until
+	// then the status says what it shows may be old (Status.Stale).
+	readState atomic.Bool
+
 	mu      sync.RWMutex
 	m       *model
 	drills  *drillsView
@@ -138,7 +143,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: read, IdleTimeout: idle,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, messages(s.onState, s.onStateRecreated))
+	go s.follow(ctx, events.StreamState, events.SubjectState, jetstream.DeliverAllPolicy, s.stateRead(messages(s.onState, s.onStateRecreated)))
 	go s.follow(ctx, events.StreamConfig, events.SubjectConfigDoc, jetstream.DeliverLastPerSubjectPolicy, messages(s.onConfig, s.onConfigRecreated))
 	go s.follow(ctx, events.StreamDrills, events.SubjectDrills, jetstream.DeliverAllPolicy, s.drills.fold)
 	if nc := s.o.JS.Conn(); nc != nil {
@@ -190,6 +195,17 @@ func (s *Server) onState(m jetstream.Msg, seq uint64) {
 	s.mu.Unlock()
 	if ok {
 		s.changed()
+	}
+}
+
+// stateRead hands each delivery of STATE to handle, and marks STATE read once a delivery says the
+// follower caught up.
+func (s *Server) stateRead(handle func(events.Delivery)) func(events.Delivery) {
+	return func(d events.Delivery) {
+		handle(d)
+		if d.CaughtUp && !s.readState.Swap(true) {
+			s.changed()
+		}
 	}
 }
 

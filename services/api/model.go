@@ -87,8 +87,8 @@ type Status struct {
 	Apps          []App        `json:"apps"`
 	Edges         []Edge       `json:"edges"`
 	Transitions   []Transition `json:"transitions"`
-	// Stale says why what the rest shows may be old (the API is not connected to NATS, so no
-	// STATE event reaches it); empty while it is current.
+	// Stale says why what the rest shows may be old: the API is not connected to NATS, so no
+	// STATE event reaches it, or has not read STATE to its end yet; empty while it is current.
 	Stale string `json:"stale,omitempty"`
 }
 

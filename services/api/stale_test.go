@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/api"
@@ -26,6 +27,12 @@ func startOnFiles(t *testing.T) *fixture {
 	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(doc), config.ApplyOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
+	return serveAPI(t, ns)
+}
+
+// serveAPI starts an API on ns with a read token.
+func serveAPI(t *testing.T, ns *eventstest.Server) *fixture {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokens")
 	read, err := api.AddToken(path, "viewer", api.ScopeRead)
 	if err != nil {
@@ -145,4 +152,28 @@ func TestTheStatusPageInABrowserSaysWhenTheAPIIsNotConnectedToNATS(t *testing.T)
 	if err := chromedp.Do(ctx, chromedp.WaitVisible("header span.on")); err != nil {
 		t.Fatalf("the page once NATS is back: %v", err)
 	}
+}
+
+// An API that has not read STATE to its end says so, rather than showing the states it has
+// not read yet (every one unknown) as live: restarted while JetStream did not answer, the page
+// showed every endpoint grey and "live". Once it has read STATE, the page is live.
+func TestTheStatusPageSaysWhenTheAPIHasNotReadSTATEYet(t *testing.T) {
+	ns := eventstest.StartWith(t, eventstest.Options{Files: true})
+	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(doc), config.ApplyOptions{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{ns: ns}
+	f.transition(t, "w1", events.StatusDown)
+	ns.StopJetStream(t)
+	f = serveAPI(t, ns)
+	code, body := f.do(t, "GET", "/v1/status", f.read, "")
+	if code != http.StatusOK || !strings.Contains(body, `"stale": "the API has not read STATE to its end yet`) {
+		t.Errorf("GET /v1/status before the API read STATE: %d %.400s, want it to say so", code, body)
+	}
+	ns.Stop()
+	ns.Restart(t)
+	eventstest.Eventually(t, 20*time.Second, func() bool {
+		code, body = f.do(t, "GET", "/v1/status", f.read, "")
+		return code == http.StatusOK && !strings.Contains(body, `"stale"`) && strings.Contains(body, `"status": "down"`)
+	}, "the API does not show w1 down, live, once JetStream is back: %d %.400s", &code, &body)
 }

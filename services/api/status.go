@@ -66,16 +66,23 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 	}
 }
 
-// notConnected is Status.Stale while the API's connection to NATS is down.
-const notConnected = "the API is not connected to NATS: this is what it knew when it lost the connection"
+// notConnected is Status.Stale while the API's connection to NATS is down, and unread until it
+// has read STATE to its end.
+const (
+	notConnected = "the API is not connected to NATS: this is what it knew when it lost the connection"
+	unread       = "the API has not read STATE to its end yet (it is starting, or JetStream does not answer): states shown may be old or unknown"
+)
 
 // status is the page's snapshot, saying whether it may be old.
 func (s *Server) status() Status {
 	s.mu.RLock()
 	st := s.m.status(20)
 	s.mu.RUnlock()
-	if nc := s.o.JS.Conn(); nc != nil && !nc.IsConnected() {
+	switch nc := s.o.JS.Conn(); {
+	case nc != nil && !nc.IsConnected():
 		st.Stale = notConnected
+	case !s.readState.Load():
+		st.Stale = unread
 	}
 	return st
 }
