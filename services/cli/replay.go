@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -91,6 +92,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	o.Warn = func(s string) { fmt.Fprintf(stderr, "detour replay: warning: %s\n", s) }
 	return replay.Run(ctx, js, o, stdout)
 }
 

@@ -36,11 +36,7 @@ const chunkSize = 512
 // caused it). Records of PROBES are decoded by several goroutines beside the reader.
 func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record)) error {
 	var small []Record
-	names := []string{events.StreamState, events.StreamDNS, events.StreamRoutes, events.StreamDrills}
-	if w.Config {
-		names = append(names, events.StreamConfig)
-	}
-	for _, name := range names {
+	for _, name := range w.small() {
 		from, to := w.From, w.To
 		if name == events.StreamState || name == events.StreamDrills || name == events.StreamConfig {
 			from = time.Time{}
@@ -73,6 +69,48 @@ func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record
 	}
 	flush(time.Unix(1<<40, 0))
 	return nil
+}
+
+// small are the streams of w that Read holds in memory to merge with PROBES.
+func (w Window) small() []string {
+	names := []string{events.StreamState, events.StreamDNS, events.StreamRoutes, events.StreamDrills}
+	if w.Config {
+		names = append(names, events.StreamConfig)
+	}
+	return names
+}
+
+// Gap is a stream that discarded messages a window reads: its oldest went at its bounds
+// (PROBES' at streams.probes' max_age or max_bytes).
+type Gap struct {
+	Stream string
+	// Oldest is when the oldest message the stream still holds was stored; when it holds none,
+	// when it was asked.
+	Oldest time.Time
+}
+
+// Gaps returns the streams Read reads for w that no longer hold what they stored from w.From
+// on (zero: from their start): those that discarded messages and hold none stored before it.
+func Gaps(ctx context.Context, js jetstream.JetStream, w Window) ([]Gap, error) {
+	var gaps []Gap
+	for _, name := range append(w.small(), events.StreamProbes) {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		info := s.CachedInfo()
+		oldest := info.State.FirstTime
+		if info.State.Msgs == 0 {
+			oldest = info.TimeStamp
+		}
+		if info.State.FirstSeq > 1 && (w.From.IsZero() || oldest.After(w.From)) {
+			gaps = append(gaps, Gap{Stream: name, Oldest: oldest})
+		}
+	}
+	return gaps, nil
 }
 
 type rawMsg struct {

@@ -30,6 +30,8 @@ type Options struct {
 	Format string
 	// Now dates the end of a what-if when Filter.To is zero. Default time.Now.
 	Now func() time.Time
+	// Warn is told what the streams no longer hold of the window (nil: nobody).
+	Warn func(string)
 }
 
 // Formats are the output formats Run writes.
@@ -47,11 +49,31 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	if !o.Filter.From.IsZero() {
 		win.From = o.Filter.From.Add(-Warmup(o.Config, o.WhatIf))
 	}
+	gaps, err := Gaps(ctx, js, win)
+	if err != nil {
+		return err
+	}
+	// The what-if compares the transitions from where it has the results a decider would have
+	// held: no earlier than the oldest result PROBES holds, and its warm-up after it.
+	compareFrom := o.Filter.From
+	for _, g := range gaps {
+		msg := fmt.Sprintf("%s no longer holds what it stored before %s (its oldest messages were discarded at its bounds): %s before then are missing",
+			g.Stream, g.Oldest.UTC().Format(stamp), missing[g.Stream])
+		if g.Stream == events.StreamProbes && o.WhatIf != nil {
+			if start := g.Oldest.Add(Warmup(o.Config, o.WhatIf)); start.After(compareFrom) {
+				compareFrom = start
+			}
+			msg += "; the what-if compares the transitions from " + compareFrom.UTC().Format(stamp) + " on"
+		}
+		if o.Warn != nil {
+			o.Warn(msg)
+		}
+	}
 	b := NewBuilder(o.Filter)
 	var wi *WhatIf
 	add := b.Add
 	if o.WhatIf != nil {
-		wi = NewWhatIf(o.Config, *o.WhatIf, o.Filter.From, o.Filter.To)
+		wi = NewWhatIf(o.Config, *o.WhatIf, compareFrom, o.Filter.To)
 		add = func(r *Record) {
 			if r.Stream != events.StreamConfig {
 				b.Add(r)
@@ -80,6 +102,16 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 		return WriteHTML(w, "Detour replay", t, c)
 	}
 	return WriteText(w, t, c)
+}
+
+// missing names what a stream's gap takes from a replay.
+var missing = map[string]string{
+	events.StreamProbes: "probe results (first failed probes, and the phases they start)",
+	events.StreamState:  "transitions and overrides",
+	events.StreamDNS:    "answer changes",
+	events.StreamRoutes: "route tables",
+	events.StreamDrills: "drill steps",
+	events.StreamConfig: "configuration versions (the what-if decides the time before then with the active one)",
 }
 
 // Warmup is how long before a window a replay starts reading results, so that the streaks in

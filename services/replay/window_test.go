@@ -166,3 +166,40 @@ func TestAWindowOpeningDuringAHoldDownReplaysItWhole(t *testing.T) {
 		t.Errorf("a window opening during w1's hold-down does not re-decide its recovery as recorded:\n%s", out)
 	}
 }
+
+// TestAWindowOlderThanPROBESHoldsSaysSoAndCallsNoTransitionGone: PROBES discards its oldest
+// results at its bounds (streams.probes' max_age or max_bytes). A user replaying an incident
+// whose results are gone is told so, and the what-if does not call each transition of it one
+// that "would not happen": it had no results to decide them from.
+func TestAWindowOlderThanPROBESHoldsSaysSoAndCallsNoTransitionGone(t *testing.T) {
+	srv, cfg, down := downs(t, [2]string{"west", "w1"})
+	ctx := context.Background()
+	// A later result, of an endpoint no configuration names, then a bound that keeps only it.
+	r := events.ProbeResult{ID: "later", At: time.Now(), App: "shop", Pool: "west", Endpoint: "gone", Region: "a", Prober: "p", Check: "http", OK: true}
+	e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.ProbeSubject("a", "shop", "west", "gone"), e); err != nil {
+		t.Fatal(err)
+	}
+	probes, err := srv.JS.Stream(ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := probes.CachedInfo().Config
+	sc.MaxMsgs = 1
+	if _, err := srv.JS.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []replay.Filter{{}, {From: down.Time.Add(-time.Minute)}} {
+		var warnings []string
+		out := whatIf(t, srv, cfg, replay.Options{Filter: f, Warn: func(s string) { warnings = append(warnings, s) }})
+		if !strings.Contains(out, "0 would not happen") {
+			t.Errorf("replay --from %s: the what-if calls w1's down, whose results PROBES discarded, one that would not happen:\n%s", f.From, out)
+		}
+		if len(warnings) != 1 || !strings.HasPrefix(warnings[0], "PROBES no longer holds what it stored before ") || !strings.Contains(warnings[0], "the what-if compares the transitions from ") {
+			t.Errorf("replay --from %s: warnings %q, want one saying PROBES no longer holds the window's start, and from when the what-if compares", f.From, warnings)
+		}
+	}
+}
