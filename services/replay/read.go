@@ -89,19 +89,22 @@ type Gap struct {
 	Oldest time.Time
 }
 
-// Gaps returns the streams Read reads for w that no longer hold what they stored from w.From
-// on (zero: from their start): those that discarded messages and hold none stored before it.
-func Gaps(ctx context.Context, js jetstream.JetStream, w Window) ([]Gap, error) {
-	var gaps []Gap
+// Holds returns the gaps of the streams Read reads for w: those that no longer hold what they
+// stored from w.From on (zero: from their start), having discarded messages and holding none
+// stored before it; and the servers' time when PROBES was asked (zero without PROBES).
+func Holds(ctx context.Context, js jetstream.JetStream, w Window) (gaps []Gap, probesAt time.Time, err error) {
 	for _, name := range append(w.small(), events.StreamProbes) {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
+			return nil, time.Time{}, fmt.Errorf("read %s: %w", name, err)
 		}
 		info := s.CachedInfo()
+		if name == events.StreamProbes {
+			probesAt = info.TimeStamp
+		}
 		oldest := info.State.FirstTime
 		if info.State.Msgs == 0 {
 			oldest = info.TimeStamp
@@ -110,7 +113,7 @@ func Gaps(ctx context.Context, js jetstream.JetStream, w Window) ([]Gap, error) 
 			gaps = append(gaps, Gap{Stream: name, Oldest: oldest})
 		}
 	}
-	return gaps, nil
+	return gaps, probesAt, nil
 }
 
 type rawMsg struct {

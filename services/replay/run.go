@@ -28,7 +28,8 @@ type Options struct {
 	Versions bool
 	// Format is text, json or html.
 	Format string
-	// Now dates the end of a what-if when Filter.To is zero. Default time.Now.
+	// Now dates the end of the history when there is no PROBES to ask the servers' time of.
+	// Default time.Now.
 	Now func() time.Time
 	// Warn is told what the streams no longer hold of the window (nil: nobody).
 	Warn func(string)
@@ -49,9 +50,18 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	if !o.Filter.From.IsZero() {
 		win.From = o.Filter.From.Add(-Warmup(o.Config, o.WhatIf))
 	}
-	gaps, err := Gaps(ctx, js, win)
+	gaps, probesAt, err := Holds(ctx, js, win)
 	if err != nil {
 		return err
+	}
+	// The history ends when it is asked for, by the servers' clock: a what-if lets time pass
+	// until then, not until a --to still to come or the operator's own clock, where the regions
+	// would fall silent after the last result read.
+	if probesAt.IsZero() {
+		probesAt = o.Now()
+	}
+	if win.To.IsZero() || win.To.After(probesAt) {
+		win.To = probesAt
 	}
 	// The what-if compares the transitions from where it has the results a decider would have
 	// held: no earlier than the oldest result PROBES holds, and its warm-up after it.
@@ -87,11 +97,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	t := b.Timeline()
 	var c *Comparison
 	if wi != nil {
-		end := o.Filter.To
-		if end.IsZero() {
-			end = o.Now()
-		}
-		cmp := wi.Compare(end)
+		cmp := wi.Compare(win.To)
 		cmp.Pairs = slices.DeleteFunc(cmp.Pairs, func(p Pair) bool { return !o.Filter.keepsEndpoint(p.App, p.Endpoint) })
 		c = &cmp
 	}

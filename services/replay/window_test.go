@@ -203,3 +203,60 @@ func TestAWindowOlderThanPROBESHoldsSaysSoAndCallsNoTransitionGone(t *testing.T)
 		}
 	}
 }
+
+// TestAWhatIfWhileResultsStillFlowInventsNoSilence: an incident still under way (region a sees
+// w1 up, region b down: a tie, up) is replayed with the live thresholds while the probers keep
+// sending results, with --to later than now or
+// from an operator's machine whose clock runs ahead of the servers'. No region fell silent: the
+// what-if finds what the decider recorded and adds no region going stale after the last result
+// it read, when it only stopped reading.
+func TestAWhatIfWhileResultsStillFlowInventsNoSilence(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	doc := strings.Replace(flapYAML, "fall: 2, rise: 2, stale_after: 130ms", "fall: 1, rise: 1, stale_after: 1s", 1)
+	cfg, err := config.Publish(ctx, srv.JS, "shop.yaml", []byte(doc), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := decider.Options{JS: srv.JS, Config: cfg, Name: "d1", Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Stats: &decider.Stats{}}
+	eventstest.Run(t, "decider", func(ctx context.Context) error { return decider.Run(ctx, o) })
+	eventstest.Eventually(t, 5*time.Second, o.Stats.Live.Load, "the decider did not go live")
+	eventstest.Run(t, "prober", func(ctx context.Context) error {
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			for _, region := range []string{"a", "b"} {
+				r := events.ProbeResult{ID: fmt.Sprintf("%s-%d", region, i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: region, Prober: "p", Check: "http", OK: region == "a"}
+				e, err := events.New(events.TypeProbeCompleted, "prober/"+region, r.At, r)
+				if err != nil {
+					return err
+				}
+				if _, err := events.Publish(ctx, srv.JS, events.ProbeSubject(region, "shop", "west", "w1"), e); err != nil && ctx.Err() == nil {
+					return err
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		st, err := srv.JS.Stream(ctx, events.StreamState)
+		if err != nil {
+			return false
+		}
+		up, _, _, err := events.Last(ctx, st, events.EndpointStateSubject("shop", "west", "w1"))
+		return err == nil && up.Type == events.TypeEndpointUp
+	}, "w1 to come up")
+	ahead := func() time.Time { return time.Now().Add(5 * time.Second) }
+	for name, o := range map[string]replay.Options{
+		"--to an hour from now":         {Filter: replay.Filter{To: time.Now().Add(time.Hour)}},
+		"a clock 5s ahead the server's": {Now: ahead},
+	} {
+		if out := whatIf(t, srv, cfg, o); !strings.Contains(out, "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
+			t.Errorf("%s: the what-if with the live thresholds does not find w1's one recorded transition alone:\n%s", name, out)
+		}
+	}
+}
