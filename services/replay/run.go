@@ -95,6 +95,13 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 		return err
 	}
 	t := b.Timeline()
+	if t.Unknown > 0 && o.Warn != nil {
+		n, was := fmt.Sprintf("%d events of types", t.Unknown), "were"
+		if t.Unknown == 1 {
+			n, was = "1 event of a type", "was"
+		}
+		o.Warn(n + " this version of detour does not know " + was + " skipped (written by a later version?): the timeline and the what-if miss them; replay with the version that wrote them")
+	}
 	var c *Comparison
 	if wi != nil {
 		cmp := wi.Compare(win.To)

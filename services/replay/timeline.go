@@ -30,6 +30,8 @@ type Timeline struct {
 	Records   uint64 `json:"records"`
 	Results   uint64 `json:"results"`
 	Malformed uint64 `json:"malformed"`
+	// Unknown counts the events of types this version does not know (a later version's), skipped.
+	Unknown uint64 `json:"unknown"`
 }
 
 // Builder folds records, in the order the streams stored them, into a timeline. It does no I/O.
@@ -45,6 +47,7 @@ type Builder struct {
 	records   uint64
 	results   uint64
 	malformed uint64
+	unknown   uint64
 }
 
 type epKey struct{ app, pool, endpoint string }
@@ -147,7 +150,10 @@ func (b *Builder) Add(r *Record) {
 	default:
 		to, ok := events.TransitionStatus(e.Type)
 		if !ok {
-			return // configuration and what later versions add
+			if !untold[e.Type] {
+				b.unknown++
+			}
+			return
 		}
 		var t events.Transition
 		if e.Payload(&t) != nil {
@@ -168,6 +174,13 @@ func (b *Builder) Add(r *Record) {
 		b.transitions[e.ID] = len(b.items)
 		b.items = append(b.items, it)
 	}
+}
+
+// untold are the types of the streams read that the timeline knows and does not show.
+var untold = map[string]bool{
+	events.TypeHoldDownStarted: true, events.TypeHoldDownCancelled: true,
+	events.TypeZonePushed: true, events.TypeZonePushFailed: true,
+	events.TypeConfigApplied: true, events.TypeConfigRejected: true,
 }
 
 // attach applies set to the phases of the transition that caused it and of every transition
@@ -247,7 +260,7 @@ func (b *Builder) streakStart(k epKey, ok bool, at time.Time) time.Time {
 
 // Timeline returns the items the filter keeps, in order.
 func (b *Builder) Timeline() Timeline {
-	t := Timeline{Filter: b.filter, Items: []Item{}, Records: b.records, Results: b.results, Malformed: b.malformed}
+	t := Timeline{Filter: b.filter, Items: []Item{}, Records: b.records, Results: b.results, Malformed: b.malformed, Unknown: b.unknown}
 	for i := range b.items {
 		if b.keep(&b.items[i]) {
 			t.Items = append(t.Items, b.items[i])

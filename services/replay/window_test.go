@@ -260,3 +260,27 @@ func TestAWhatIfWhileResultsStillFlowInventsNoSilence(t *testing.T) {
 		}
 	}
 }
+
+// TestAReplayNamesTheEventsOfALaterVersionItSkipped: an operator's detour older than the
+// deciders that wrote the history (a rolling upgrade) meets transitions of a type it does not
+// know. It skips them, and says how many, instead of a timeline and a what-if that silently miss
+// them (the what-if then calls what the later version recorded one that was never recorded).
+func TestAReplayNamesTheEventsOfALaterVersionItSkipped(t *testing.T) {
+	srv, cfg, _ := downs(t)
+	ctx := context.Background()
+	for _, typ := range []string{"detour.endpoint.down.v2", events.TypeHoldDownCancelled} {
+		e, err := events.New(typ, "decider-9", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusUp, To: events.StatusDown, Reason: "v2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var warnings []string
+	whatIf(t, srv, cfg, replay.Options{Warn: func(s string) { warnings = append(warnings, s) }})
+	want := "1 event of a type this version of detour does not know was skipped"
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
+		t.Errorf("warnings %q, want one beginning %q", warnings, want)
+	}
+}
