@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -62,8 +63,8 @@ apps:
 	}
 
 	code, stdout, stderr := run("replay", "--nats", srv.URL, "--from", "1h", "--what-if", "quorum=0.5", "--format", "json")
-	if code != 0 {
-		t.Fatalf("replay exited %d: %s", code, stderr)
+	if code != 0 || stderr != "" {
+		t.Fatalf("replay exited %d, stderr %q; want 0 and nothing on stderr", code, stderr)
 	}
 	var pairs []string
 	for _, l := range strings.Split(stdout, "\n") {
@@ -73,5 +74,36 @@ apps:
 	}
 	if len(pairs) != 1 || !strings.Contains(pairs[0], `"verdict":"same"`) {
 		t.Errorf("what-if pairs %q, want w1's down, the same", pairs)
+	}
+}
+
+// TestReplaySaysOnStderrWhatPROBESNoLongerHolds: `detour replay --from 1h` over a PROBES that
+// discarded its oldest results at its bounds prints its timeline, exits 0, and says on stderr
+// from when the results are missing.
+func TestReplaySaysOnStderrWhatPROBESNoLongerHolds(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	for i := range 2 {
+		r := events.ProbeResult{ID: fmt.Sprint("a-", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http"}
+		e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(ctx, srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probes, err := srv.JS.Stream(ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := probes.CachedInfo().Config
+	sc.MaxMsgs = 1
+	if _, err := srv.JS.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run("replay", "--nats", srv.URL, "--from", "1h")
+	if code != 0 || !strings.Contains(stdout, "1 probe results") || !strings.HasPrefix(stderr, "detour replay: warning: PROBES no longer holds what it stored before ") {
+		t.Errorf("replay exited %d, stdout %q, stderr %q; want 0, the result PROBES holds, and a warning naming PROBES", code, stdout, stderr)
 	}
 }
