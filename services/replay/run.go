@@ -18,7 +18,8 @@ type Options struct {
 	// Filter selects the items shown; its From and To also bound what is read.
 	Filter Filter
 	// Config is the configuration whose endpoints a what-if decides, and which sizes the warm-up:
-	// the results before Filter.From a decider would have held (nil: one minute).
+	// the results before Filter.From a decider would have held (nil: one minute; with Versions,
+	// the version CONFIG stored last before Filter.From sizes it when there is one).
 	Config *config.Config
 	// WhatIf, when set, re-decides the endpoints with these settings.
 	WhatIf *Settings
@@ -47,8 +48,19 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 		return fmt.Errorf("replay: a what-if needs the configuration")
 	}
 	win := Window{To: o.Filter.To, Config: o.WhatIf != nil && o.Versions}
+	warm := Warmup(o.Config, o.WhatIf)
+	if win.Config && !o.Filter.From.IsZero() {
+		// The streaks under way when the window opens are those of the version active then.
+		active, err := versionAt(ctx, js, o.Filter.From)
+		if err != nil {
+			return err
+		}
+		if active != nil {
+			warm = Warmup(active, o.WhatIf)
+		}
+	}
 	if !o.Filter.From.IsZero() {
-		win.From = o.Filter.From.Add(-Warmup(o.Config, o.WhatIf))
+		win.From = o.Filter.From.Add(-warm)
 	}
 	gaps, probesAt, err := Holds(ctx, js, win)
 	if err != nil {
@@ -70,7 +82,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 		msg := fmt.Sprintf("%s no longer holds what it stored before %s (its oldest messages were discarded at its bounds): %s before then are missing",
 			g.Stream, g.Oldest.UTC().Format(stamp), missing[g.Stream])
 		if g.Stream == events.StreamProbes && o.WhatIf != nil {
-			if start := g.Oldest.Add(Warmup(o.Config, o.WhatIf)); start.After(compareFrom) {
+			if start := g.Oldest.Add(warm); start.After(compareFrom) {
 				compareFrom = start
 			}
 			msg += "; the what-if compares the transitions from " + compareFrom.UTC().Format(stamp) + " on"
@@ -125,6 +137,19 @@ var missing = map[string]string{
 	events.StreamRoutes: "route tables",
 	events.StreamDrills: "drill steps",
 	events.StreamConfig: "configuration versions (the what-if decides the time before then with the active one)",
+}
+
+// versionAt returns the configuration version CONFIG stored last at or before at (nil: none).
+func versionAt(ctx context.Context, js jetstream.JetStream, at time.Time) (*config.Config, error) {
+	var active *config.Config
+	err := readStream(ctx, js, events.StreamConfig, time.Time{}, at, func(m rawMsg) {
+		r := Record{Stream: events.StreamConfig, Seq: m.seq, Subject: m.subject, Stored: m.stored}
+		r.Env, r.Err = events.Decode(m.data)
+		if cfg, ok := storedVersion(&r); ok {
+			active = cfg
+		}
+	})
+	return active, err
 }
 
 // Warmup is how long before a window a replay starts reading results, so that the streaks in

@@ -291,15 +291,20 @@ func (w *WhatIf) adopt(e *wiEndpoint, at time.Time) {
 // version folds a configuration version stored on CONFIG; one that does not parse is skipped,
 // as the deciders refuse it and keep the version they run.
 func (w *WhatIf) version(r *Record) {
+	if cfg, ok := storedVersion(r); ok {
+		w.configure(cfg, r.Stored)
+	}
+}
+
+// storedVersion is the configuration version a CONFIG record stores; ok is false for a record
+// that is none, or one that does not parse (the deciders refuse it).
+func storedVersion(r *Record) (cfg *config.Config, ok bool) {
 	var a events.ConfigApplied
-	if r.Subject != events.SubjectConfigDoc || r.Env.Type != events.TypeConfigApplied || r.Env.Payload(&a) != nil {
-		return
+	if r.Err != nil || r.Subject != events.SubjectConfigDoc || r.Env.Type != events.TypeConfigApplied || r.Env.Payload(&a) != nil {
+		return nil, false
 	}
 	cfg, err := config.ParseStored(fmt.Sprintf("configuration version %d", r.Seq), []byte(a.Document))
-	if err != nil {
-		return
-	}
-	w.configure(cfg, r.Stored)
+	return cfg, err == nil
 }
 
 // Add folds one record.

@@ -13,6 +13,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/decider"
 	"github.com/detourdev/detour/services/replay"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -282,5 +283,76 @@ func TestAReplayNamesTheEventsOfALaterVersionItSkipped(t *testing.T) {
 	want := "1 event of a type this version of detour does not know was skipped"
 	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
 		t.Errorf("warnings %q, want one beginning %q", warnings, want)
+	}
+}
+
+// TestAWindowsWarmUpIsTheVersionActiveWhenItOpens: after an incident the team shortens the
+// check's interval and stale_after. Replaying the incident from just before w1 went down, the
+// what-if with the live quorum reads back the failures that began its streak as far as the
+// version active then says (3 failures 1s apart), not as far as the version active today (30ms),
+// and finds the down the decider recorded.
+func TestAWindowsWarmUpIsTheVersionActiveWhenItOpens(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	v1 := `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h}
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
+`
+	if _, err := config.Publish(ctx, srv.JS, "v1.yaml", []byte(v1), "alice@box"); err != nil {
+		t.Fatal(err)
+	}
+	probes, err := srv.JS.Stream(ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last jetstream.RawStreamMsg
+	for i := range 3 {
+		if i == 2 {
+			time.Sleep(100 * time.Millisecond) // the streak is made of time: older than today's warm-up
+		}
+		r := events.ProbeResult{ID: fmt.Sprint("a-", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http"}
+		e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := events.Publish(ctx, srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := probes.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = *m
+	}
+	down, err := events.Derived(events.TypeEndpointDown, "decider-1", "a-2", "k", last.Time, events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+		Address: "127.0.0.11:8081", To: events.StatusDown, Reason: "a: 3 consecutive failures (fall 3)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
+		t.Fatal(err)
+	}
+	today, err := config.Publish(ctx, srv.JS, "v2.yaml", []byte(strings.Replace(v1, "interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h", "interval: 10ms, timeout: 5ms, fall: 3, rise: 1, stale_after: 20ms", 1)), "alice@box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := replay.ParseSettings("quorum=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := replay.Options{Filter: replay.Filter{From: last.Time.Add(-time.Millisecond)}, Config: today, WhatIf: &s, Versions: true}
+	if err := replay.Run(ctx, srv.JS, o, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
+		t.Errorf("a window opening just before w1's down does not re-decide it as recorded:\n%s", out.String())
 	}
 }
