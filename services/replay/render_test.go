@@ -36,3 +36,51 @@ func TestATextTimelineKeepsOneEventALineWhateverAReasonHolds(t *testing.T) {
 		t.Errorf("one override printed as %d lines, want it on one ending %q, then the count:\n%s", len(lines), want, out.String())
 	}
 }
+
+// TestAnEndpointsTimelineShowsWhatItCausedAndNotOtherEndpoints: `detour replay --endpoint w1`
+// follows w1: its transitions, the overrides of it and of its pool, and the pool transitions,
+// answer changes and route tables its transitions caused; not e1's, nor the pool transition and
+// answer change e1's caused.
+func TestAnEndpointsTimelineShowsWhatItCausedAndNotOtherEndpoints(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var recs []replay.Record
+	add := func(stream, subject string) func(events.Envelope, error) events.Envelope {
+		return func(e events.Envelope, err error) events.Envelope {
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, replay.Record{Stream: stream, Seq: uint64(len(recs) + 1), Subject: subject, Stored: at.Add(time.Duration(len(recs)) * time.Millisecond), Env: e})
+			return e
+		}
+	}
+	tr := func(pool, endpoint string) events.Transition {
+		return events.Transition{App: "shop", Pool: pool, Endpoint: endpoint, From: events.StatusUp, To: events.StatusDown, Reason: pool + "/" + endpoint}
+	}
+	zone := func(name string) events.ZoneChanged {
+		return events.ZoneChanged{Zone: "demo.test.", Serial: 2, Changes: []events.RecordChange{{Name: name, Type: "A"}}}
+	}
+	ov := func(pool, endpoint string) events.Override {
+		return events.Override{App: "shop", Pool: pool, Endpoint: endpoint, Action: events.ActionDrain, Reason: "override " + pool, By: "ops"}
+	}
+	add(events.StreamState, "detour.state.override.shop.west._pool")(tryNew(events.TypeOverrideSet, ov("west", "")))
+	add(events.StreamState, "detour.state.override.shop.east._pool")(tryNew(events.TypeOverrideSet, ov("east", "")))
+	w1 := add(events.StreamState, events.EndpointStateSubject("shop", "west", "w1"))(tryNew(events.TypeEndpointDown, tr("west", "w1")))
+	e1 := add(events.StreamState, events.EndpointStateSubject("shop", "east", "e1"))(tryNew(events.TypeEndpointDown, tr("east", "e1")))
+	west := add(events.StreamState, "detour.state.pool.shop.west")(events.Derived(events.TypePoolDown, "d", w1.ID, "pw", at, tr("west", "")))
+	east := add(events.StreamState, "detour.state.pool.shop.east")(events.Derived(events.TypePoolDown, "d", e1.ID, "pe", at, tr("east", "")))
+	add(events.StreamDNS, "detour.dns.demo_test.s1")(events.Derived(events.TypeZoneChanged, "dns", west.ID, "zw", at, zone("west.demo.test.")))
+	add(events.StreamDNS, "detour.dns.demo_test.s1")(events.Derived(events.TypeZoneChanged, "dns", east.ID, "ze", at, zone("east.demo.test.")))
+	tl := replay.Build(recs, replay.Filter{Endpoint: "w1"})
+	var got []string
+	for _, it := range tl.Items {
+		got = append(got, it.Kind+" "+it.Reason)
+	}
+	want := []string{"override override west", "transition west/w1", "transition west/", "answer west.demo.test. A (none) → (none)"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("replay --endpoint w1 shows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func tryNew(typ string, payload any) (events.Envelope, error) {
+	return events.New(typ, "test", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), payload)
+}

@@ -15,7 +15,8 @@ type Filter struct {
 	// From and To bound the items' times; zero is unbounded.
 	From, To time.Time
 	// App and Endpoint keep the items of one app and one endpoint (its name or address token);
-	// answers and route tables are kept when a kept transition caused them.
+	// pool transitions, answers and route tables are kept when a kept transition caused them,
+	// and with Endpoint the overrides of its pools and the drills' steps.
 	App, Endpoint string
 	// Region keeps the probe items of one probing region (transitions, answers and routes stay).
 	Region string
@@ -261,8 +262,15 @@ func (b *Builder) streakStart(k epKey, ok bool, at time.Time) time.Time {
 // Timeline returns the items the filter keeps, in order.
 func (b *Builder) Timeline() Timeline {
 	t := Timeline{Filter: b.filter, Items: []Item{}, Records: b.records, Results: b.results, Malformed: b.malformed, Unknown: b.unknown}
+	// The pools the filter's endpoint is in, whose overrides hold it.
+	pools := map[epKey]bool{}
 	for i := range b.items {
-		if b.keep(&b.items[i]) {
+		if it := &b.items[i]; b.filter.Endpoint != "" && it.Endpoint == b.filter.Endpoint {
+			pools[epKey{it.App, it.Pool, ""}] = true
+		}
+	}
+	for i := range b.items {
+		if b.keep(&b.items[i], pools) {
 			t.Items = append(t.Items, b.items[i])
 		}
 	}
@@ -274,19 +282,44 @@ func (f *Filter) keepsEndpoint(app, endpoint string) bool {
 	return (f.App == "" || app == f.App) && (f.Endpoint == "" || endpoint == f.Endpoint)
 }
 
-func (b *Builder) keep(it *Item) bool {
+func (b *Builder) keep(it *Item, pools map[epKey]bool) bool {
 	f := &b.filter
 	switch {
 	case !f.From.IsZero() && it.Time.Before(f.From), !f.To.IsZero() && it.Time.After(f.To):
 		return false
 	case f.App != "" && it.App != f.App:
 		return false
-	case f.Endpoint != "" && (it.Kind == KindProbeFailed || it.Kind == KindProbePassed || it.Endpoint != "") && it.Endpoint != f.Endpoint:
+	case f.Endpoint != "" && !b.follows(it, pools):
 		return false
 	case f.Region != "" && it.Region != "" && it.Region != f.Region:
 		return false
 	}
 	return true
+}
+
+// follows reports whether an item is part of the filter's endpoint's story: its probe results,
+// transitions and overrides, the overrides of its pools, the pool transitions, answers and route
+// tables its transitions caused, and the drills' steps.
+func (b *Builder) follows(it *Item, pools map[epKey]bool) bool {
+	switch {
+	case it.Kind == KindDrill:
+		return true
+	case it.Kind == KindProbeFailed || it.Kind == KindProbePassed || it.Endpoint != "":
+		return it.Endpoint == b.filter.Endpoint
+	case it.Kind == KindOverride:
+		return pools[epKey{it.App, it.Pool, ""}]
+	}
+	for id, hops := it.Cause, 0; hops < 8; hops++ {
+		i, ok := b.transitions[id]
+		if !ok {
+			return false
+		}
+		if t := &b.items[i]; t.Endpoint != "" {
+			return t.Endpoint == b.filter.Endpoint
+		}
+		id = b.items[i].Cause
+	}
+	return false
 }
 
 // probeRegion returns the region token of a PROBES subject (detour.probe.<region>.…), or "".
