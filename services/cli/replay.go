@@ -64,6 +64,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if o.Filter.To, err = parseWhen(to, now); err != nil {
 		return usageErr("--to: %v", err)
 	}
+	if o.Filter.From.After(now) {
+		return usageErr("--from %s is in the future: the history ends now", from)
+	}
 	if !o.Filter.To.IsZero() && o.Filter.To.Before(o.Filter.From) {
 		return usageErr("--to %s is before --from %s", to, from)
 	}
