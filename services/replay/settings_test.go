@@ -18,6 +18,8 @@ func TestParseSettingsNamesTheFieldAndTheProblem(t *testing.T) {
 		{"hold_down=-1s", `hold_down: "-1s": want a duration of 0 or more`},
 		{"stale_after=0s", `stale_after: "0s": want a positive duration`},
 		{"hold_down=soon", `hold_down: "soon": time: invalid duration "soon"`},
+		{"hold_down=2000000h,stale_after=2000000h", `hold_down: "2000000h": want at most 720h0m0s, as in the configuration`},
+		{"stale_after=721h", `stale_after: "721h": want at most 720h0m0s, as in the configuration`},
 		{"fall", `"fall": want key=value`},
 		{"interval=1s", `unknown setting "interval": want fall, rise, quorum, hold_down or stale_after`},
 		{"fall=2,fall=3", `fall given twice`},
