@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -108,11 +109,11 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	}
 	t := b.Timeline()
 	if t.Unknown > 0 && o.Warn != nil {
-		n, was := fmt.Sprintf("%d events of types", t.Unknown), "were"
-		if t.Unknown == 1 {
-			n, was = "1 event of a type", "was"
-		}
-		o.Warn(n + " this version of detour does not know " + was + " skipped (written by a later version?): the timeline and the what-if miss them; replay with the version that wrote them")
+		o.Warn("skipped " + plural(t.Unknown, "event of a type", "events of types") + " this version of detour does not know (written by a later version?): the timeline and the what-if miss them; replay with the version that wrote them")
+	}
+	if t.Malformed > 0 && o.Format == "json" && o.Warn != nil {
+		// The text and HTML timelines count them; JSON has no line for it.
+		o.Warn("skipped " + plural(t.Malformed, "malformed record", "malformed records") + ": the timeline and the what-if miss them")
 	}
 	var c *Comparison
 	if wi != nil {
@@ -137,6 +138,14 @@ var missing = map[string]string{
 	events.StreamRoutes: "route tables",
 	events.StreamDrills: "drill steps",
 	events.StreamConfig: "configuration versions (the what-if decides the time before then with the active one)",
+}
+
+// plural is n with one or many: "1 record", "2 records".
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatUint(n, 10) + " " + many
 }
 
 // versionAt returns the configuration version CONFIG stored last at or before at (nil: none).

@@ -280,7 +280,7 @@ func TestAReplayNamesTheEventsOfALaterVersionItSkipped(t *testing.T) {
 	}
 	var warnings []string
 	whatIf(t, srv, cfg, replay.Options{Warn: func(s string) { warnings = append(warnings, s) }})
-	want := "1 event of a type this version of detour does not know was skipped"
+	want := "skipped 1 event of a type this version of detour does not know"
 	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
 		t.Errorf("warnings %q, want one beginning %q", warnings, want)
 	}
@@ -354,5 +354,23 @@ apps:
 	}
 	if !strings.Contains(out.String(), "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
 		t.Errorf("a window opening just before w1's down does not re-decide it as recorded:\n%s", out.String())
+	}
+}
+
+// TestAJSONReplaySaysOnStderrHowManyRecordsItCouldNotRead: the text and HTML timelines count
+// the malformed records they skipped; the JSON one, one object per line for a program to read,
+// has no such line, so the count is said on stderr.
+func TestAJSONReplaySaysOnStderrHowManyRecordsItCouldNotRead(t *testing.T) {
+	srv, _, _ := downs(t, [2]string{"west", "w1"})
+	if _, err := srv.JS.Publish(context.Background(), events.EndpointStateSubject("shop", "west", "w2"), []byte("not an event")); err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	var out bytes.Buffer
+	if err := replay.Run(context.Background(), srv.JS, replay.Options{Format: "json", Warn: func(s string) { warnings = append(warnings, s) }}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "skipped 1 malformed record"; len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
+		t.Errorf("warnings %q, want one beginning %q", warnings, want)
 	}
 }
