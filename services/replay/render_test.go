@@ -84,3 +84,31 @@ func TestAnEndpointsTimelineShowsWhatItCausedAndNotOtherEndpoints(t *testing.T) 
 func tryNew(typ string, payload any) (events.Envelope, error) {
 	return events.New(typ, "test", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), payload)
 }
+
+// TestAnAppsTimelineShowsTheDrillsOnIt: `detour replay --app shop` during a drill on shop shows
+// the drill's start, steps and rollback beside the transitions they caused, not those of a
+// drill on another app.
+func TestAnAppsTimelineShowsTheDrillsOnIt(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var recs []replay.Record
+	for _, d := range []struct{ id, app string }{{"lose-west-1", "shop"}, {"lose-blog-2", "blog"}} {
+		started, err := events.New(events.TypeDrillStarted, "drill/ann", at, events.DrillStarted{ID: d.id, Name: d.id, Apps: []string{d.app}, RollbackAt: at.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		step, err := events.New(events.TypeDrillStepStarted, "drill/ann", at, events.DrillStep{Step: "fail pool " + d.app + "/west", Failures: []events.Failure{{Kind: events.FailPool, App: d.app, Pool: "west"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []events.Envelope{started, step} {
+			recs = append(recs, replay.Record{Stream: events.StreamDrills, Seq: uint64(len(recs) + 1), Subject: "detour.drill." + d.id, Stored: at, Env: e})
+		}
+	}
+	var got []string
+	for _, it := range replay.Build(recs, replay.Filter{App: "shop"}).Items {
+		got = append(got, it.Drill+" "+it.Action)
+	}
+	if want := []string{"lose-west-1 started", "lose-west-1 step_started"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("replay --app shop shows the drill items %q, want %q", got, want)
+	}
+}

@@ -16,7 +16,8 @@ type Filter struct {
 	From, To time.Time
 	// App and Endpoint keep the items of one app and one endpoint (its name or address token);
 	// pool transitions, answers and route tables are kept when a kept transition caused them,
-	// and with Endpoint the overrides of its pools and the drills' steps.
+	// with App the steps of the drills that touch it, and with Endpoint the overrides of its
+	// pools and the drills' steps.
 	App, Endpoint string
 	// Region keeps the probe items of one probing region (transitions, answers and routes stay).
 	Region string
@@ -44,7 +45,9 @@ type Builder struct {
 	// transitions maps a transition's event id to its item, to attach answers and routes to it.
 	transitions map[string]int
 	// manual are the ids of overrides and drill events: transitions they cause have no probe phase.
-	manual    map[string]bool
+	manual map[string]bool
+	// drillApps are the apps each drill touches, by its id.
+	drillApps map[string][]string
 	records   uint64
 	results   uint64
 	malformed uint64
@@ -64,7 +67,7 @@ type streak struct {
 
 // NewBuilder returns a builder whose timeline keeps what f selects.
 func NewBuilder(f Filter) *Builder {
-	return &Builder{filter: f, endpoints: map[epKey]*epStreaks{}, transitions: map[string]int{}, manual: map[string]bool{}}
+	return &Builder{filter: f, endpoints: map[epKey]*epStreaks{}, transitions: map[string]int{}, manual: map[string]bool{}, drillApps: map[string][]string{}}
 }
 
 // Build folds records, in the order Read delivers them, into a timeline.
@@ -145,6 +148,10 @@ func (b *Builder) Add(r *Record) {
 		return // which drill holds an app: its start and rollback are on the timeline
 	case strings.HasPrefix(e.Type, "detour.drill."):
 		it.Kind, it.Drill = KindDrill, lastToken(r.Subject)
+		var started events.DrillStarted
+		if e.Type == events.TypeDrillStarted && e.Payload(&started) == nil {
+			b.drillApps[it.Drill] = started.Apps
+		}
 		b.manual[e.ID] = true
 		it.Action, it.Reason = drillSummary(e)
 		b.items = append(b.items, it)
@@ -287,7 +294,9 @@ func (b *Builder) keep(it *Item, pools map[epKey]bool) bool {
 	switch {
 	case !f.From.IsZero() && it.Time.Before(f.From), !f.To.IsZero() && it.Time.After(f.To):
 		return false
-	case f.App != "" && it.App != f.App:
+	case f.App != "" && it.Kind == KindDrill && !slices.Contains(b.drillApps[it.Drill], f.App):
+		return false
+	case f.App != "" && it.Kind != KindDrill && it.App != f.App:
 		return false
 	case f.Endpoint != "" && !b.follows(it, pools):
 		return false
