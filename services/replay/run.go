@@ -96,7 +96,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	var wi *WhatIf
 	add := b.Add
 	if o.WhatIf != nil {
-		wi = NewWhatIf(o.Config, *o.WhatIf, compareFrom, o.Filter.To)
+		wi = NewWhatIf(o.Config, *o.WhatIf, compareFrom, win.To)
 		add = func(r *Record) {
 			if r.Stream != events.StreamConfig {
 				b.Add(r)

@@ -374,3 +374,22 @@ func TestAJSONReplaySaysOnStderrHowManyRecordsItCouldNotRead(t *testing.T) {
 		t.Errorf("warnings %q, want one beginning %q", warnings, want)
 	}
 }
+
+// TestAWhatIfComparesTheHistoryUpToWhereItReadTheResults: the end of the history is fixed
+// when the replay asks PROBES, and STATE is read a moment later: a transition the decider
+// recorded in that moment, for a result stored after the end (here one dated after it), is not
+// compared, where the what-if, which never read that result, called it one that would not happen.
+func TestAWhatIfComparesTheHistoryUpToWhereItReadTheResults(t *testing.T) {
+	srv, cfg, _ := downs(t, [2]string{"west", "w1"})
+	later, err := events.New(events.TypeEndpointUp, "decider-1", time.Now().Add(time.Minute),
+		events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusDown, To: events.StatusUp, Reason: "a: 1 consecutive successes (rise 1)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), srv.JS, events.EndpointStateSubject("shop", "west", "w1"), later); err != nil {
+		t.Fatal(err)
+	}
+	if out := whatIf(t, srv, cfg, replay.Options{}); !strings.Contains(out, "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
+		t.Errorf("the what-if compares a transition recorded after the results it read:\n%s", out)
+	}
+}
