@@ -21,7 +21,9 @@ type Window struct {
 	From time.Time
 	// To is the latest stored time read; zero reads up to what the streams held when reading
 	// began. STATE is read up to that in any case: a transition is stored a moment after its
-	// time (the result's that completed it), and one dated at To is in the window.
+	// time (the result's that completed it), and one dated at To is in the window; so are DNS
+	// and ROUTES for the answers and route tables caused by what STATE holds up to To, whose
+	// phases they are.
 	To time.Time
 	// Config also reads CONFIG from its start up to To: the configuration versions a what-if
 	// follows.
@@ -36,17 +38,27 @@ const chunkSize = 512
 // caused it). Records of PROBES are decoded by several goroutines beside the reader.
 func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record)) error {
 	var small []Record
+	// inWindow are the STATE events dated up to w.To, and those they caused: the answers and
+	// route tables they caused, stored after w.To, are read for their phases.
+	inWindow := map[string]bool{}
 	for _, name := range w.small() {
 		from, to := w.From, w.To
 		if name == events.StreamState || name == events.StreamDrills || name == events.StreamConfig {
 			from = time.Time{}
 		}
-		if name == events.StreamState {
+		phases := name == events.StreamDNS || name == events.StreamRoutes
+		if name == events.StreamState || phases {
 			to = time.Time{}
 		}
 		err := readStream(ctx, js, name, from, to, func(m rawMsg) {
 			rec := Record{Stream: name, Seq: m.seq, Subject: m.subject, Stored: m.stored}
 			rec.Env, rec.Err = events.Decode(m.data)
+			if !w.To.IsZero() && name == events.StreamState && rec.Err == nil && (!rec.Env.Time.After(w.To) || inWindow[rec.Env.Cause]) {
+				inWindow[rec.Env.ID] = true
+			}
+			if phases && !w.To.IsZero() && m.stored.After(w.To) && (rec.Err != nil || !inWindow[rec.Env.Cause]) {
+				return // after the window, and no phase of what happened in it
+			}
 			small = append(small, rec)
 		})
 		if err != nil {

@@ -393,3 +393,34 @@ func TestAWhatIfComparesTheHistoryUpToWhereItReadTheResults(t *testing.T) {
 		t.Errorf("the what-if compares a transition recorded after the results it read:\n%s", out)
 	}
 }
+
+// TestAWindowEndingAtATransitionKeepsItsPhases: a user copies a transition's time into --to to
+// look at it alone. The DNS server changed its answer because of it a moment after: the
+// transition's phases still show that answer, not "answer unchanged".
+func TestAWindowEndingAtATransitionKeepsItsPhases(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	at := time.Now()
+	down, err := events.New(events.TypeEndpointDown, "decider-1", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusUp, To: events.StatusDown, Reason: "a: 1 consecutive failures (fall 1)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := events.Derived(events.TypeZoneChanged, "dns-1", down.ID, "z", at.Add(2*time.Millisecond),
+		events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{"127.0.0.11"}, After: []string{"127.0.0.12"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.ZoneSubject("demo.test.", "dns-1"), answer); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := replay.Run(ctx, srv.JS, replay.Options{Filter: replay.Filter{To: at}, Format: "text"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "(serial 7)") || strings.Contains(out.String(), "answer unchanged") {
+		t.Errorf("replay --to %s (w1's down) shows its phases without the answer it changed:\n%s", at.Format(time.RFC3339Nano), out.String())
+	}
+}
