@@ -33,7 +33,8 @@ type Options struct {
 	// Now dates the end of the history when there is no PROBES to ask the servers' time of.
 	// Default time.Now.
 	Now func() time.Time
-	// Warn is told what the streams no longer hold of the window (nil: nobody).
+	// Warn is told what the replay misses: what the streams no longer hold of the window, and the
+	// events it skipped that the output does not count (nil: nobody).
 	Warn func(string)
 }
 
