@@ -541,14 +541,7 @@ func TestASecondaryHoldingAnotherServersRecordsAtTheSerialReStampedGetsThisServe
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
 	var held uint32
 	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
-	zc := events.ZoneChanged{Zone: "demo.test.", Serial: held, Changes: []events.RecordChange{}, Server: "id-other", Digest: "other records"}
-	e, err := events.New(events.TypeZoneChanged, "dns-other", time.Now(), zc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(context.Background(), js.JS, events.ZoneSubject("demo.test.", "dns-other"), e); err != nil {
-		t.Fatal(err)
-	}
+	recordPeerVersion(t, js, "dns-other", "demo.test.", held)
 	var now uint32
 	eventstest.Eventually(t, 10*time.Second, func() bool { now = serial(t, addr); return serialAfter(now, held) },
 		"the server re-stamps the zone past %d (it serves %d)", held, &now)
@@ -556,6 +549,48 @@ func TestASecondaryHoldingAnotherServersRecordsAtTheSerialReStampedGetsThisServe
 	secondary := applyIXFR(t, behind, held, transferRRs(t, addr, "demo.test.", dns.TypeIXFR, held))
 	if want := zoneLines(axfr()); !slices.Equal(secondary, want) {
 		t.Fatalf("the secondary holding the other server's records at %d, after an IXFR to %d:\n%s", held, now, difference(secondary, want))
+	}
+}
+
+// TestASecondaryHoldingAnotherServersRecordsAtTheSerialServedGetsThisServersRecordsWhenAThirdIsAhead:
+// as above, a secondary listing three masters took another server's version at this server's
+// very serial, with records from less of STATE; a third server, also behind, recorded the next
+// serial. The re-stamp passes the highest serial recorded, the third's, yet the secondary holds
+// the served one: an IXFR from there must give it this server's records (before, the re-stamp's
+// step, the SOA alone, since only a re-stamp past the very serial served started a new history).
+func TestASecondaryHoldingAnotherServersRecordsAtTheSerialServedGetsThisServersRecordsWhenAThirdIsAhead(t *testing.T) {
+	js := eventstest.Start(t)
+	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	addr := startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
+	axfr := func() []dns.RR { return transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0) }
+	behind := axfr()
+	first := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	var held uint32
+	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
+	recordPeerVersion(t, js, "dns-other", "demo.test.", held)
+	recordPeerVersion(t, js, "dns-third", "demo.test.", held+1)
+	var now uint32
+	eventstest.Eventually(t, 10*time.Second, func() bool { now = serial(t, addr); return serialAfter(now, held+1) },
+		"the server re-stamps the zone past %d (it serves %d)", held+1, &now)
+
+	secondary := applyIXFR(t, behind, held, transferRRs(t, addr, "demo.test.", dns.TypeIXFR, held))
+	if want := zoneLines(axfr()); !slices.Equal(secondary, want) {
+		t.Fatalf("the secondary holding the other server's records at %d, after an IXFR to %d:\n%s", held, now, difference(secondary, want))
+	}
+}
+
+// recordPeerVersion records on the DNS stream, as the DNS server writer (its subject's token),
+// a version of zone at serial with other records than this server's, made from none of STATE.
+func recordPeerVersion(t *testing.T, js *eventstest.Server, writer, zone string, serial uint32) {
+	t.Helper()
+	zc := events.ZoneChanged{Zone: zone, Serial: serial, Changes: []events.RecordChange{}, Server: "id-" + writer, Digest: "other records"}
+	e, err := events.New(events.TypeZoneChanged, writer, time.Now(), zc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), js.JS, events.ZoneSubject(zone, writer), e); err != nil {
+		t.Fatal(err)
 	}
 }
 
