@@ -229,7 +229,7 @@ func BenchmarkReStampOf10000Apps(b *testing.B) {
 	name := p.current[0].Name
 	b.ReportAllocs()
 	for b.Loop() {
-		p.pass(map[string]uint32{name: p.serials[name]})
+		p.pass(map[string]uint32{name: p.serials[name]}, true)
 		zones, changes := p.finish(p.decide())
 		tab = buildTable(zones, tab)
 		p.describe(changes)

@@ -250,10 +250,10 @@ func (s *Server) passServed(served map[string]recorded) bool {
 		earlier := ok && (r.server == s.id || !s.knowsServed)
 		if earlier && (serialAfter(r.serial, serial) || r.serial == serial && r.server != s.id) {
 			raise[name], current[name] = r.serial, serial
+			// A run of another id may have served this run's serials with other records; the
+			// history of this server's own id holds its own.
+			s.proj.pass(map[string]uint32{name: r.serial}, r.server != s.id)
 		}
-	}
-	if len(raise) > 0 {
-		s.proj.pass(raise)
 	}
 	s.projMu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(raise)) {

@@ -60,6 +60,55 @@ func TestIXFRAnswersTheRealDifferencesAcrossARestart(t *testing.T) {
 	}
 }
 
+// TestARestartOnAnOlderDataDirKeepsIXFRFromTheSerialsItsSnapshotServed: a single server
+// restarted on an older copy of its data dir (a restored backup, a disk swapped back) passes the
+// serial the stream records it served last, as it must; its history up to the snapshot's serial
+// is its own, so a secondary holding an earlier serial of it still gets the changes, not the
+// whole zone: only a re-stamp past another server's serial starts a new IXFR history.
+func TestARestartOnAnOlderDataDirKeepsIXFRFromTheSerialsItsSnapshotServed(t *testing.T) {
+	js := eventstest.Start(t)
+	dir, older := t.TempDir(), t.TempDir()
+	conf := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1))
+	h := startServer(t, js, conf, dir)
+	addr := h.srv.Addr()
+	s0 := serial(t, addr)
+	behind := transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, addr) != s0 }, "serial moves")
+	h.stop()
+	copyDir(t, dir, older)
+
+	// The server goes on from the newer dir, back to the older copy's records at later serials.
+	h = startServer(t, js, conf, dir)
+	addr = h.srv.Addr()
+	last := serial(t, addr)
+	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, addr) != last }, "serial moves again")
+	last = serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, addr) != last }, "serial moves back")
+	last = serial(t, addr)
+	st := js.Stream(t, events.StreamDNS)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test.", "dns-test"))
+		var zc events.ZoneChanged
+		return err == nil && ok && e.Payload(&zc) == nil && zc.Serial == last
+	}, "the change to serial %d recorded on the DNS stream", last)
+	h.stop()
+
+	addr = startServer(t, js, conf, older).srv.Addr()
+	var now uint32
+	eventstest.Eventually(t, 10*time.Second, func() bool { now = serial(t, addr); return serialAfter(now, last) },
+		"the server on the older dir passes serial %d, the last served (it serves %d)", last, &now)
+	rrs := transferRRs(t, addr, "demo.test.", dns.TypeIXFR, s0)
+	if len(rrs) < 2 || rrs[1].Header().Rrtype != dns.TypeSOA {
+		t.Fatalf("IXFR from serial %d, which the older dir's history reaches, answered the whole zone at %d", s0, now)
+	}
+	if got, want := applyIXFR(t, behind, s0, rrs), zoneLines(transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0)); !slices.Equal(got, want) {
+		t.Fatalf("a secondary at %d after an IXFR to %d:\n%s", s0, now, difference(got, want))
+	}
+}
+
 func TestAForgedStepOnTheDNSStreamIsRefused(t *testing.T) {
 	tests := []struct {
 		name string

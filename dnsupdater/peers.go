@@ -423,10 +423,11 @@ func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
 }
 
 // restamp gives each zone of past a serial after the one given and NOTIFYs, at the next
-// refresh, which it asks for. Only the refresher calls it.
+// refresh, which it asks for, and starts a new IXFR history there (see zoneChange.unstepped).
+// Only the refresher calls it.
 func (s *Server) restamp(past map[string]uint32) {
 	s.projMu.Lock()
-	s.proj.pass(past)
+	s.proj.pass(past, true)
 	s.projMu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(past)) {
 		s.log.Info().Str("zone", name).Uint32("recorded_serial", past[name]).

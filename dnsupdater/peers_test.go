@@ -360,7 +360,7 @@ func TestAReStampKeepsWhenTheZonesRecordsWereMade(t *testing.T) {
 	}
 	fold(4, events.TypeEndpointDown) // the same again: no other records
 	serial := servedSerial(t, p.current, "demo.test.")
-	p.pass(map[string]uint32{"demo.test.": serial})
+	p.pass(map[string]uint32{"demo.test.": serial}, true)
 	zones, _ := p.recompute()
 	if servedSerial(t, zones, "demo.test.") == serial {
 		t.Fatal("the re-stamp took no new serial")
@@ -495,7 +495,7 @@ func TestAReStampMakesANewVersionOfItsZoneAlone(t *testing.T) {
 	before := p.project()
 	tab := buildTable(before, nil)
 	clock = clock.Add(time.Second)
-	p.pass(map[string]uint32{"demo.test.": servedSerial(t, before, "demo.test.")})
+	p.pass(map[string]uint32{"demo.test.": servedSerial(t, before, "demo.test.")}, true)
 	zones, changes := p.finish(p.decide())
 	tab = buildTable(zones, tab)
 	p.describe(changes)

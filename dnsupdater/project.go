@@ -47,9 +47,9 @@ type projector struct {
 	// reconfigured says that the configuration changed since the last projection: a zone's
 	// static records and apps may differ too, not only its answers.
 	reconfigured bool
-	// passing holds the zones whose next projection takes a new serial whatever their content
-	// (see pass).
-	passing map[string]bool
+	// passing holds the zones whose next projection takes a new serial whatever their content,
+	// and elsewhere those of them passing a serial another server recorded (see pass).
+	passing, elsewhere map[string]bool
 	// appIndex maps an app's name to its index in the configuration, and edgeApps an edge's
 	// name to the apps whose CNAME it may be.
 	appIndex map[string]int
@@ -99,12 +99,12 @@ type zoneChange struct {
 	// step is the IXFR step from the serial before, when the change is one (refresh sets it).
 	step *events.ZoneStep
 	// unstepped says that the version passes a serial recorded elsewhere (see pass), at or
-	// after the one this server served: by another DNS server (or an earlier run), which may
-	// also have recorded the served serial or an earlier one of this server's history on the
-	// way, with other records (only its newest version is known). A secondary holding one of
-	// those may hold its records, to which no step from this server's version there applies,
-	// so the version starts a new IXFR history, as a new configuration does, and a secondary
-	// behind it gets the whole zone.
+	// after the one this server served: by another DNS server (or an earlier run under another
+	// id), which may also have recorded the served serial or an earlier one of this server's
+	// history on the way, with other records (only its newest version is known). A secondary
+	// holding one of those may hold its records, to which no step from this server's version
+	// there applies, so the version starts a new IXFR history, as a new configuration does, and
+	// a secondary behind it gets the whole zone.
 	unstepped bool
 	// at is when the refresher swapped the zone's new answers in (refresh sets it).
 	at time.Time
@@ -181,11 +181,12 @@ func (p *projector) newest() storedEvent {
 
 // pass gives each zone of serials a new serial at the next projection, after the one given
 // (or after its own, if later), whether or not its answers changed: a secondary may hold the
-// serial given (see Server.passServed). The version starts a new IXFR history (see
+// serial given (see Server.passServed). elsewhere says that another server (or an earlier run
+// under another id) recorded the serials: the versions start a new IXFR history (see
 // zoneChange.unstepped).
-func (p *projector) pass(serials map[string]uint32) {
+func (p *projector) pass(serials map[string]uint32, elsewhere bool) {
 	if p.passing == nil {
-		p.passing = map[string]bool{}
+		p.passing, p.elsewhere = map[string]bool{}, map[string]bool{}
 	}
 	for name, serial := range serials {
 		if cur, ok := p.serials[name]; !ok || serialAfter(serial, cur) {
@@ -193,6 +194,9 @@ func (p *projector) pass(serials map[string]uint32) {
 		}
 		delete(p.restored, name)
 		p.passing[name] = true
+		if elsewhere {
+			p.elsewhere[name] = true
+		}
 	}
 }
 
@@ -253,17 +257,18 @@ type decision struct {
 	whole     bool
 	zones     []*zone.Zone
 	out       []zoneChange
-	// passing lists the zones that take a new serial whatever their answers (see pass).
-	passing map[string]bool
+	// passing lists the zones that take a new serial whatever their answers, and elsewhere
+	// those of them passing a serial another server recorded (see pass).
+	passing, elsewhere map[string]bool
 }
 
 // decide is the half of recompute that reads the view: the follower must not fold events
 // meanwhile. finish, the other half, does not read it, so the follower folds while it runs.
 func (p *projector) decide() decision {
-	passing := p.passing
-	p.passing = nil
+	passing, elsewhere := p.passing, p.elsewhere
+	p.passing, p.elsewhere = nil, nil
 	if p.all || p.current == nil {
-		zones, out := p.recomputeAll(passing)
+		zones, out := p.recomputeAll(passing, elsewhere)
 		return decision{position: p.folded, created: p.created, whole: true, zones: zones, out: out}
 	}
 	if len(p.dirty) == 0 && len(passing) == 0 {
@@ -277,7 +282,7 @@ func (p *projector) decide() decision {
 		}
 	}
 	p.dirty, p.dirtySet = p.dirty[:0], map[int]bool{}
-	d := decision{position: p.folded, created: p.created, redecided: map[int][]zone.Redecided{}, passing: passing}
+	d := decision{position: p.folded, created: p.created, redecided: map[int][]zone.Redecided{}, passing: passing, elsewhere: elsewhere}
 	for k, z := range p.current {
 		if apps := byZone[z.Config]; len(apps) > 0 {
 			if r := p.static.Redecide(z, apps, p.view); len(r) > 0 {
@@ -320,7 +325,7 @@ func (p *projector) finish(d decision) ([]*zone.Zone, []zoneChange) {
 		}
 		nz.Serial, nz.SOA.Serial = serial, serial
 		zones[k] = nz
-		out = append(out, zoneChange{zone: nz, from: z, names: names, unstepped: d.passing[z.Name]})
+		out = append(out, zoneChange{zone: nz, from: z, names: names, unstepped: d.elsewhere[z.Name]})
 	}
 	p.current = zones
 	return zones, out
@@ -349,9 +354,9 @@ func (p *projector) describe(out []zoneChange) {
 }
 
 // recomputeAll projects every zone from the whole configuration, as the first projection does;
-// the zones of passing take a new serial whatever their answers, with no IXFR step to it (see
-// pass).
-func (p *projector) recomputeAll(passing map[string]bool) ([]*zone.Zone, []zoneChange) {
+// the zones of passing take a new serial whatever their answers, those of elsewhere with no
+// IXFR step to it (see pass).
+func (p *projector) recomputeAll(passing, elsewhere map[string]bool) ([]*zone.Zone, []zoneChange) {
 	prevZones := map[string]*zone.Zone{}
 	for _, z := range p.current {
 		prevZones[z.Name] = z
@@ -394,7 +399,7 @@ func (p *projector) recomputeAll(passing map[string]bool) ([]*zone.Zone, []zoneC
 			z.Serial, z.SOA.Serial = serial, serial
 		}
 		if seen {
-			out = append(out, zoneChange{zone: z, changes: zone.Changes(prev.rrsets, now.rrsets), unstepped: passing[z.Name]})
+			out = append(out, zoneChange{zone: z, changes: zone.Changes(prev.rrsets, now.rrsets), unstepped: elsewhere[z.Name]})
 		}
 	}
 	return zones, out
