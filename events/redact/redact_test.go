@@ -43,3 +43,20 @@ func TestALoggerWritingThroughTheWriterNeverPrintsAPassword(t *testing.T) {
 		t.Errorf("log output:\n%s\nwant the URL twice with its password redacted", out.String())
 	}
 }
+
+func TestControlsShowsEveryCharacterThatIsNotPrintableAsItsEscape(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"dial tcp 10.0.0.1:443: connection refused", "dial tcp 10.0.0.1:443: connection refused"},
+		{"shop/us-west/w1 → down: «timeout» ✓", "shop/us-west/w1 → down: «timeout» ✓"},
+		{"valid for \x1b]52;c;aGk=\x07, not x", `valid for \x1b]52;c;aGk=\a, not x`},
+		{"one\nforged line\r\tand a tab", `one\nforged line\r\tand a tab`},
+		{"c1 \u009b2J and del \x7f", `c1 \u009b2J and del \x7f`},
+		{"bidi \u202egnp.exe", `bidi \u202egnp.exe`},
+		{"not utf-8 \xff\x9b end", `not utf-8 \xff\x9b end`},
+		{"a replacement character \ufffd stays", "a replacement character \ufffd stays"},
+	} {
+		if got := redact.Controls(c.in); got != c.want {
+			t.Errorf("Controls(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

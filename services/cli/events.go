@@ -14,6 +14,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/redact"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -322,16 +323,18 @@ func redactConfigApplied(env events.Envelope) (json.RawMessage, error) {
 	return json.Marshal(env)
 }
 
-// eventLine is one event as a line: when it happened, its type, its subject and what it says.
+// eventLine is one event as a line: when it happened, its type, its subject and what it says,
+// with every control character in them shown as an escape (redact.Controls): the subject and
+// the rest are what the publisher wrote.
 func eventLine(e storedEvent) string {
 	if e.Error != "" {
-		return fmt.Sprintf("%s  %-24s %s  %s", stamp(e.Stored), "(malformed)", e.Subject, e.Error)
+		return redact.Controls(fmt.Sprintf("%s  %-24s %s  %s", stamp(e.Stored), "(malformed)", e.Subject, e.Error))
 	}
 	at := e.env.Time
 	if at.IsZero() {
 		at = e.Stored
 	}
-	return fmt.Sprintf("%s  %-24s %s  %s", stamp(at), strings.TrimPrefix(e.env.Type, "detour."), e.Subject, summary(e.env))
+	return redact.Controls(fmt.Sprintf("%s  %-24s %s  %s", stamp(at), strings.TrimPrefix(e.env.Type, "detour."), e.Subject, summary(e.env)))
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

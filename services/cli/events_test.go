@@ -234,3 +234,44 @@ func TestEventsShowsTheRejectionsAnEarlierVersionKeptInConfig(t *testing.T) {
 		t.Errorf("after it, detour events --subject 'detour.config.rejected.>' printed %q, want the rejection CONFIG kept, then the one REJECTIONS holds", got)
 	}
 }
+
+// A check's error holds what the checked server said (a TLS certificate's names, for one), and a
+// prober's or an edge's credentials write any text in their events: printed raw, an escape
+// sequence in it would retitle the operator's terminal, write its clipboard or rewrite the lines
+// above, and a newline would print a line of its own that looks like another event.
+func TestEventsPrintsNoControlCharacterAnEventHolds(t *testing.T) {
+	s := eventstest.Start(t)
+	at := time.Date(2026, 11, 30, 1, 2, 4, 10e6, time.UTC)
+	forged := "\n2026-11-30T01:02:05.000Z  endpoint.up.v1           detour.state.endpoint.shop.us-west.w1  shop/us-west/w1: down → up: 2 consecutive successes (decider-1)"
+	env, err := events.New(events.TypeProbeCompleted, "prober-us-west-1\u009b2J", at, events.ProbeResult{
+		App: "shop", Pool: "us-west", Endpoint: "w1", Region: "us-west", ErrorClass: "tls",
+		Error: "x509: certificate is valid for \x1b]52;c;ZWNobyBwd25lZA==\x07, not shop.test" + forged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), s.JS, events.ProbeSubject("us-west", "shop", "us-west", "w1"), env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.JS.Publish(context.Background(), "detour.probe.us-west.\x1b[2J.us-west.w1", []byte("not an event")); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := runMain("events", "--nats", s.URL, "--stream", "PROBES")
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if code != 0 || len(lines) != 2 {
+		t.Fatalf("detour events --stream PROBES: exit %d, %d lines, want 0 and 2 (one per message):\n%s%s", code, len(lines), stdout, stderr)
+	}
+	for i, line := range lines {
+		if j := strings.IndexFunc(line, func(r rune) bool { return r < ' ' || r >= 0x7f && r < 0xa0 }); j >= 0 {
+			t.Errorf("line %d holds the control character %U at %d: %q", i+1, line[j], j, line)
+		}
+	}
+	for _, want := range []string{`valid for \x1b]52;c;ZWNobyBwd25lZA==\a, not shop.test\n2026-11-30T01:02:05.000Z`, `(prober-us-west-1\u009b2J)`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("line 1 = %q, want it to show %s", lines[0], want)
+		}
+	}
+	if !strings.Contains(lines[1], `detour.probe.us-west.\x1b[2J.us-west.w1`) {
+		t.Errorf("line 2 = %q, want the malformed message's subject with its escape shown", lines[1])
+	}
+}

@@ -4,13 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/redact"
 )
 
 // stamp is how times are printed: UTC to the millisecond, so a line greps and sorts.
@@ -22,9 +21,9 @@ func WriteText(w io.Writer, t Timeline, c *Comparison) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for i := range t.Items {
 		it := &t.Items[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", it.Time.UTC().Format(stamp), it.Kind, oneLine(subjectOf(it)), oneLine(describe(it)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", it.Time.UTC().Format(stamp), it.Kind, redact.Controls(subjectOf(it)), redact.Controls(describe(it)))
 		if p := it.Phases; p != nil {
-			fmt.Fprintf(tw, "\tphases\t%s\t%s\n", oneLine(subjectOf(it)), oneLine(phaseLine(p)))
+			fmt.Fprintf(tw, "\tphases\t%s\t%s\n", redact.Controls(subjectOf(it)), redact.Controls(phaseLine(p)))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -135,27 +134,6 @@ func describe(it *Item) string {
 	}
 	return it.Reason
 }
-
-// oneLine is s with its control characters (line breaks, tabs, a terminal's escapes) and
-// Unicode's line and paragraph separators written as Go escapes (\n, \t, \x1b), so that free
-// text such as an override's reason keeps its event on one line and its columns in place.
-func oneLine(s string) string {
-	if !strings.ContainsFunc(s, breaksLine) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if breaksLine(r) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func breaksLine(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }
 
 func orUnknown(s events.Status) events.Status {
 	if s == events.StatusUnknown {
