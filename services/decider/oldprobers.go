@@ -2,9 +2,11 @@ package decider
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -17,25 +19,31 @@ const oldBatchSubjects = "detour.probe.*.batch.*"
 // oldProberEvery is how often a running decider counts PROBES' messages on oldBatchSubjects.
 const oldProberEvery = time.Minute
 
-// watchOldProbers logs, once per subject, a prober that still publishes its batches on
-// oldBatchSubjects: at once and then at each tick it reads how many messages PROBES holds on
-// each, and a count that grew since the look before is such a prober (batches stored before
-// this decider started count for nothing; neither do counts that shrink as PROBES ages them
-// out). The deciders fold none of its batched results, so without this its region would go
-// stale for them unlogged. It returns when ctx ends.
+// oldProberWait bounds one look at PROBES.
+const oldProberWait = 5 * time.Second
+
+// watchOldProbers logs a prober that still publishes its batches on oldBatchSubjects: at once
+// and then at each tick it reads the last message PROBES holds on them, and one stored since the
+// look before is such a prober's, whose subject it logs once (batches stored before this decider
+// started count for nothing; neither does a last message that PROBES aged out). One message a
+// look, never a count per subject: a prober's credentials may publish on any subject of its
+// region, and PROBES keeps a message on each of a million of them within its bound, which a
+// count would hold in memory and log a line each; a look costs one read and at most one line,
+// and of several old probers each is named at a look its batch is the last stored at. It
+// returns when ctx ends.
 func watchOldProbers(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, ticks <-chan time.Time) {
-	var before map[string]uint64 // nil until a first count
+	var before uint64 // the highest sequence seen on oldBatchSubjects, 0 for none
+	first := true
 	warned := map[string]bool{}
 	for {
-		if now, ok := countOldBatches(ctx, js); ok {
-			for subject, n := range now {
-				if before != nil && n > before[subject] && !warned[subject] {
-					warned[subject] = true
-					log.Warn().Str("subject", subject).Str("deciders_read", events.EndpointProbeSubjects).
-						Msg("a prober older than this decider publishes its batches where no decider reads them; upgrade it")
-				}
+		if subject, seq, ok := lastOldBatch(ctx, js.Conn()); ok {
+			if !first && seq > before && !warned[subject] && len(warned) < maxOldProbers {
+				warned[subject] = true
+				log.Warn().Str("subject", subject).Str("deciders_read", events.EndpointProbeSubjects).
+					Msg("a prober older than this decider publishes its batches where no decider reads them; upgrade it")
 			}
-			before = now
+			// Never lowered: a replica behind the leader may answer an older last message.
+			before, first = max(before, seq), false
 		}
 		select {
 		case <-ctx.Done():
@@ -45,19 +53,24 @@ func watchOldProbers(ctx context.Context, js jetstream.JetStream, log zerolog.Lo
 	}
 }
 
-// countOldBatches returns how many messages PROBES holds on each subject of oldBatchSubjects
-// (an empty map for none), or false when PROBES cannot be read.
-func countOldBatches(ctx context.Context, js jetstream.JetStream) (map[string]uint64, bool) {
-	st, err := js.Stream(ctx, events.StreamProbes)
+// maxOldProbers bounds the subjects watchOldProbers names, and so what it keeps of them.
+const maxOldProbers = 1000
+
+// lastOldBatch returns the subject and the stream sequence of the last message PROBES holds on
+// oldBatchSubjects (0 for none), by one direct get, or false when PROBES cannot be read.
+func lastOldBatch(ctx context.Context, nc *nats.Conn) (string, uint64, bool) {
+	ctx, cancel := context.WithTimeout(ctx, oldProberWait)
+	defer cancel()
+	r, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+events.StreamProbes, []byte(`{"last_by_subj":"`+oldBatchSubjects+`"}`))
 	if err != nil {
-		return nil, false
+		return "", 0, false
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(oldBatchSubjects))
-	if err != nil {
-		return nil, false
+	m, _, _, err := events.ParseDirectGet(r.Header, r.Data)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return "", 0, true
+	case err != nil || m == nil:
+		return "", 0, false
 	}
-	if info.State.Subjects == nil {
-		return map[string]uint64{}, true
-	}
-	return info.State.Subjects, true
+	return m.Subject, m.Sequence, true
 }

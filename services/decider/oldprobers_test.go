@@ -3,6 +3,7 @@ package decider
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -68,5 +69,35 @@ func TestAProberOlderThanTheDecidersIsLogged(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], `"subject":"detour.probe.us.batch.p2"`) || !strings.Contains(lines[0], "older than this decider") {
 		t.Errorf("log:\n%s\nwant one warning, naming detour.probe.us.batch.p2", out.String())
+	}
+}
+
+// TestAFloodOfOldBatchSubjectsCostsOneLineALook: a prober's credentials may publish on any
+// subject of its region, the old batch subjects included, and PROBES keeps a message on each of a
+// million of them within its bound. The watch reads one message a look, whatever their number,
+// and logs at most one line a look.
+func TestAFloodOfOldBatchSubjectsCostsOneLineALook(t *testing.T) {
+	srv := eventstest.Start(t)
+	var out lockedBuffer
+	ticks := make(chan time.Time)
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		watchOldProbers(ctx, srv.JS, zerolog.New(&out), ticks)
+	}()
+	defer func() { cancel(); <-stopped }()
+	look := func() { ticks <- time.Now() }
+	look()
+	for i := range 300 {
+		if _, err := srv.JS.Publish(t.Context(), fmt.Sprintf("detour.probe.us.batch.forged-%d", i), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	look()
+	look()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"subject":"detour.probe.us.batch.forged-299"`) {
+		t.Errorf("log after a flood of 300 old batch subjects, %d lines:\n%.2000s\nwant one warning, naming the last", len(lines), out.String())
 	}
 }
