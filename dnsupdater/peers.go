@@ -54,8 +54,9 @@ import (
 // record claims counts only beside that writer (peerName), and one claiming this server's
 // own id is logged (see peerRecord). Still, a forged or broken one must not carry
 // the serials off: a serial more than maxPeerLead past the clock is ignored
-// (and logged once per peerRefusalWindow), and a zone is re-stamped at most once per
-// restampEvery. Without NATS nothing changes: the server answers and takes its serials as
+// (and logged once per peerRefusalWindow), a zone is re-stamped at most once per
+// restampEvery, and of the zones this server does not serve the clock keeps
+// maxUnservedPeerZones. Without NATS nothing changes: the server answers and takes its serials as
 // before, on its own, and picks up the others' records when NATS answers.
 //
 // The serials file's invariant (serialReserver) holds as it did: a serial past another's, of a
@@ -149,6 +150,25 @@ func (c *peerClock) see(v peerVersion, now time.Time) bool {
 		c.latest[v.zone][writer] = v
 	}
 	return true
+}
+
+// maxUnservedPeerZones is how many zones the clock keeps beyond the zones served: any DNS
+// server's credentials may record versions of any zone on its own subjects, a million of them
+// within the DNS stream's bound, and each kept costs every other server memory for as long as
+// it runs. The zones a reload adds are a few.
+const maxUnservedPeerZones = 4096
+
+// keeps reports whether the clock takes a version of the zone name: always one of a zone it
+// holds or one of served (the zones served, by name), another while it holds fewer zones than
+// maxUnservedPeerZones past the number served.
+func (c *peerClock) keeps(name string, served map[string]uint32) bool {
+	if _, ok := c.highest[name]; ok {
+		return true
+	}
+	if _, ok := served[name]; ok {
+		return true
+	}
+	return len(c.highest) < len(served)+maxUnservedPeerZones
 }
 
 // floor returns the highest serial other servers recorded of the zone name, which its next
@@ -374,6 +394,11 @@ func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
 		return cmp.Or(cmp.Compare(a.zone, b.zone), cmp.Compare(a.server, b.server))
 	}) {
 		v := seen[k]
+		if !s.proj.peers.keeps(v.zone, served) {
+			s.peerRefusals.Gate(s.log.Warn(), "zones of "+v.writer).Str("zone", v.zone).Str("writer", v.writer).Int("kept", maxUnservedPeerZones).
+				Msg("another dns server recorded versions of more zones this server does not serve than it keeps; ignored")
+			continue
+		}
 		if !s.proj.peers.see(v, now) {
 			s.peerRefusals.Gate(s.log.Warn(), v.server).Str("zone", v.zone).Str("server", v.server).Uint32("serial", v.serial).
 				Msg("another dns server recorded a serial more than a day past the clock; ignored")
