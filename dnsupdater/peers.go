@@ -357,7 +357,7 @@ func (s *Server) followPeers(ctx context.Context) {
 		case recordOurIDElsewhere:
 			// Counted still: a copy under its own NATS user is a master whose serials a
 			// secondary may hold, and a forger gains nothing that another id would not give it.
-			s.peerRefusals.Gate(s.log.Warn(), "elsewhere "+d.Subject).Str("subject", d.Subject).Str("server_id", s.id).
+			s.peerRefusals.Gate(s.log.Warn(), "elsewhere "+v.writer).Str("subject", d.Subject).Str("server_id", s.id).
 				Msg("a version on another dns server's subject names this server's id; counted as that server's: its data dir was copied from this one's (remove dns-server-id from it and restart it), or the record is forged")
 		case recordOurIDCopied:
 			s.peerRefusals.Gate(s.log.Error(), "copied "+v.zone).Str("zone", v.zone).Str("subject", d.Subject).Str("server_id", s.id).
@@ -400,7 +400,7 @@ func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
 			continue
 		}
 		if !s.proj.peers.see(v, now) {
-			s.peerRefusals.Gate(s.log.Warn(), v.server).Str("zone", v.zone).Str("server", v.server).Uint32("serial", v.serial).
+			s.peerRefusals.Gate(s.log.Warn(), "ahead of "+v.writer).Str("zone", v.zone).Str("server", v.server).Uint32("serial", v.serial).
 				Msg("another dns server recorded a serial more than a day past the clock; ignored")
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/logs"
 	"github.com/rs/zerolog"
@@ -38,5 +39,47 @@ func TestRecordsOfZonesNotServedAreKeptWithinABound(t *testing.T) {
 	}
 	if got := strings.Count(out.String(), "zones this server does not serve"); got != 1 {
 		t.Errorf("%d log lines about the zones not served, want 1:\n%.2000s", got, out.String())
+	}
+}
+
+// TestRecordsADayAheadUnderManyIDsAreLoggedOnceAMinutePerWriter: the id a record claims is the
+// writer's to choose, so the records a day ahead one DNS user writes under a thousand ids are
+// one line a minute, not one per id.
+func TestRecordsADayAheadUnderManyIDsAreLoggedOnceAMinutePerWriter(t *testing.T) {
+	out := &eventstest.Logs{}
+	s := &Server{peerSeen: map[peerKey]peerVersion{}, peerHeld: map[string]bool{}, proj: &projector{peers: newPeerClock("dns-test/id")},
+		log: zerolog.New(out), peerRefusals: logs.NewRepeats(peerRefusalWindow)}
+	s.table.Store(&table{serials: map[string]uint32{"demo.test.": 1}})
+	now := time.Now()
+	for i := range 1000 {
+		server := peerName("dns-other", fmt.Sprintf("id-%d", i))
+		s.peerSeen[peerKey{"demo.test.", server}] = peerVersion{zone: "demo.test.", serial: uint32(now.Unix()) + 2*maxPeerLead, digest: "d", server: server, writer: "dns-other"}
+	}
+	s.restamps(now)
+	if got := strings.Count(out.String(), "more than a day past the clock"); got != 1 {
+		t.Errorf("%d log lines about records a day ahead from one writer under 1000 ids, want 1", got)
+	}
+}
+
+// TestRecordsClaimingThisServersIDOnManyZonesAreOneWarning: another DNS user records, on its
+// own subjects of fifty zones, versions that claim this server's id (a forger, or a copy of this
+// server's data dir serving many zones): one warning line a minute tells the operator, not one
+// per zone.
+func TestRecordsClaimingThisServersIDOnManyZonesAreOneWarning(t *testing.T) {
+	js := eventstest.Start(t)
+	srv, logs := startLogged(t, js, eventstest.Config(t, demoConfig), t.TempDir(), nil)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return tableSerial(srv, "demo.test.") != 0 }, "the zone served")
+	for i := range 50 {
+		apex := fmt.Sprintf("z%d.test.", i)
+		zoneChangedOn(t, js, events.ZoneSubject(apex, "dns-copy"), time.Now(), events.ZoneChanged{Zone: apex, Serial: 7, Server: srv.id, Digest: "d"})
+	}
+	// A record a day ahead from a third server, read after the others, is logged by the
+	// refresher once the follower has handed it over: the fifty are read by then.
+	zoneChangedOn(t, js, events.ZoneSubject("demo.test.", "dns-third"), time.Now(), events.ZoneChanged{Zone: "demo.test.", Serial: uint32(time.Now().Unix()) + 2*maxPeerLead, Server: "id-third", Digest: "d"})
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		return logs.Count("another dns server recorded a serial more than a day past the clock; ignored") > 0
+	}, "the third server's record read")
+	if n := logs.Count("a version on another dns server's subject names this server's id; counted as that server's: its data dir was copied from this one's (remove dns-server-id from it and restart it), or the record is forged"); n != 1 {
+		t.Errorf("records claiming this server's id on fifty zones from one writer: %d warning lines, want 1", n)
 	}
 }
