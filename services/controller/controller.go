@@ -117,6 +117,7 @@ type controller struct {
 	log       zerolog.Logger
 	view      *state.View
 	live      *Liveness
+	beats     *beats                        // heartbeats arrived, for foldHeartbeats
 	cfg       atomic.Pointer[config.Config] // o.Config, for the callbacks
 	state     jetstream.Stream
 	published map[string]map[string][]byte // edge -> app it fronts -> the last route stored for it, as JSON
@@ -216,7 +217,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	c := &controller{
 		o: o, log: o.Log.With().Str("component", "controller").Str("replica", o.Name).Logger(),
-		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), published: map[string]map[string][]byte{}, drills: drill.NewView(),
+		view: state.NewView(), live: NewLiveness(o.Config, o.Now()), beats: newBeats(), published: map[string]map[string][]byte{}, drills: drill.NewView(),
 		sending: map[routeKey]*routeSend{}, routeFailures: logs.NewRepeats(10 * time.Second),
 		ages: newRouteAges(0), refreshes: make(chan []refreshed), routesSmall: logs.NewRepeats(time.Hour),
 		routeRetry: map[routeKey]time.Duration{}, routesDue: time.NewTimer(time.Hour),
@@ -256,10 +257,12 @@ func run(ctx context.Context, o Options) error {
 	wg.Go(func() { c.openRoutes(ctx, o.JS, o.Config, routesOpened, routesInfo) })
 
 	// Heartbeats and the edge listeners' results (alone on their own subjects, or batched by
-	// each prober) are decoded and recorded in the edges' liveness as they arrive, stamped with
-	// their arrival: while the loop is busy (routes of thousands of apps at once) none waits for
-	// it, none is dropped, and a tick after the loop's pause weighs each by its true age. A burst
-	// waits in its subscription's pending queue, up to checkPending.
+	// each prober) are recorded in the edges' liveness as they arrive, stamped with their
+	// arrival (the heartbeats decoded apart, each edge's last one in turn: see beats): while the
+	// loop is busy (routes of thousands of apps at once) none waits for it, none is dropped, and
+	// a tick after the loop's pause weighs each by its true age. A burst waits in its
+	// subscription's pending queue, up to checkPending.
+	wg.Go(func() { c.foldHeartbeats(ctx) })
 	subs := []struct {
 		subject string
 		handle  nats.MsgHandler
@@ -478,16 +481,31 @@ func (c *controller) markApp(edge, app string) {
 	apps[app] = true
 }
 
-// onHeartbeat records an edge's heartbeat as it arrives. It runs on the subscription's goroutine.
+// onHeartbeat keeps an edge's heartbeat, stamped with its arrival, for foldHeartbeats to decode
+// and record (see beats). It runs on the subscription's goroutine.
 func (c *controller) onHeartbeat(m *nats.Msg) {
-	at := c.o.Now()
-	e, hb, err := decodeHeartbeat(m.Subject, m.Data)
-	if err != nil {
-		c.malformed.Skip(c.log, err, m.Subject, 0)
-		return
-	}
-	if !c.live.Heartbeat(hb.Edge, e.ID, time.Duration(hb.IntervalMS)*time.Millisecond, at) {
-		c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
+	c.beats.put(arrivedBeat{subject: m.Subject, data: m.Data, at: c.o.Now()})
+}
+
+// foldHeartbeats decodes the heartbeats onHeartbeat keeps and records them in the edges'
+// liveness, each with when it arrived, until ctx ends.
+func (c *controller) foldHeartbeats(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.beats.wake:
+		}
+		for _, b := range c.beats.take() {
+			e, hb, err := decodeHeartbeat(b.subject, b.data)
+			if err != nil {
+				c.malformed.Skip(c.log, err, b.subject, 0)
+				continue
+			}
+			if !c.live.Heartbeat(hb.Edge, e.ID, time.Duration(hb.IntervalMS)*time.Millisecond, b.at) {
+				c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
+			}
+		}
 	}
 }
 
