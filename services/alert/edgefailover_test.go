@@ -1,7 +1,9 @@
 package alert_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/state"
 	"github.com/detourdev/detour/services/alert"
+	"github.com/rs/zerolog"
 )
 
 const edgesDoc = `
@@ -73,5 +76,72 @@ func TestAnIngressEdgeThatDiesIsAFailoverOfTheAppsItFronted(t *testing.T) {
 	f, _ = alert.Classify(cfg, v, events.EdgeStateSubject("edge-east"), 2, e)
 	if got := alert.Text(alert.Matches(web, f), f); !strings.HasSuffix(got, "; www now answers edge-west.demo.test") {
 		t.Errorf("edge-east down after edge-west: text %q, want a failover to the primary edge", got)
+	}
+}
+
+// manyEdgeApps is a configuration of n apps fronted by edge-west, CNAMEd to it, and by
+// edge-east; group all is told every failover, group one only app-0001's.
+func manyEdgeApps(t *testing.T, n int, url string) *config.Config {
+	t.Helper()
+	var apps, west, east strings.Builder
+	for i := range n {
+		name := fmt.Sprintf("app-%04d", i+1)
+		fmt.Fprintf(&apps, "  - {name: %s, fqdn: %s.demo.test, ingress: [edge-west, edge-east], primary_edge: edge-west,\n", name, name)
+		fmt.Fprintf(&apps, "     pools: [{name: p, region: r, endpoints: [{name: e1, address: \"127.1.%d.%d:80\"}]}]}\n", i/250, i%250+1)
+		fmt.Fprintf(&west, "{app: %s, listen: \"127.0.0.21:%d\"}, ", name, 10000+i)
+		fmt.Fprintf(&east, "{app: %s, listen: \"127.0.0.22:%d\"}, ", name, 10000+i)
+	}
+	return eventstest.Config(t, fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+%sedges:
+  - {name: edge-west, region: r, hostname: edge-west.demo.test, address: 127.0.0.21, apps: [%s]}
+  - {name: edge-east, region: r, hostname: edge-east.demo.test, address: 127.0.0.22, apps: [%s]}
+alerts:
+  - {name: all, on: [failover], webhooks: [{url: %q}]}
+  - {name: one, on: [failover], apps: [app-0001], webhooks: [{url: %q}]}
+`, apps.String(), west.String(), east.String(), url, url))
+}
+
+// TestTheFailoverOfAnEdgeFrontingThousandsOfAppsIsRecordedAndToldToAGroupOfOneAppAsItsOwn takes
+// down an edge that fronts 2,000 apps. Its alert listed every app's new answer, so that its
+// attempt outgrew what ALERTS stores for one (64 KiB): the attempt was not recorded, and
+// another controller, or this one after a restart, sent it again. A group limited to one app
+// was told of the 1,999 others.
+func TestTheFailoverOfAnEdgeFrontingThousandsOfAppsIsRecordedAndToldToAGroupOfOneAppAsItsOwn(t *testing.T) {
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	cfg := manyEdgeApps(t, 2000, hook.URL)
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	followsSTATE(t, ns, 5*time.Second, "")
+	transition(t, ns.JS, events.EdgeStateSubject("edge-west"), events.TypeEdgeDown,
+		events.Transition{Edge: "edge-west", From: events.StatusUp, To: events.StatusDown, Reason: "3 missed heartbeats"})
+	eventstest.Eventually(t, 10*time.Second, func() bool { return rc.delivered() == 2 }, "both groups' failovers to be delivered")
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		return len(stored(t, ns, "all")) == 1 && len(stored(t, ns, "one")) == 1
+	}, "ALERTS to record both deliveries; it holds %d of group all's and %d of group one's", len(stored(t, ns, "all")), len(stored(t, ns, "one")))
+
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, body := range rc.accepted {
+		var p alert.Payload
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatal(err)
+		}
+		switch p.Alert {
+		case "one":
+			want := "failover: edge edge-west up → down; app-0001 now answers edge-east.demo.test (3 missed heartbeats)"
+			if p.Text != want || len(p.Answers) != 1 || p.Answers["app-0001"] != "edge-east.demo.test" {
+				t.Errorf("group one was told %q with answers of %d apps, want %q with app-0001's alone", p.Text, len(p.Answers), want)
+			}
+		case "all":
+			if len(p.Answers) != 2000 || !strings.Contains(p.Text, "app-0001 now answers edge-east.demo.test") || !strings.Contains(p.Text, "1990 more apps") {
+				t.Errorf("group all was told answers of %d apps and %q, want the 2000 in answers, the text naming the first and counting the others",
+					len(p.Answers), p.Text[:min(len(p.Text), 300)])
+			}
+		}
 	}
 }

@@ -136,6 +136,28 @@ func Classify(c *config.Config, v *state.View, subject string, seq uint64, e eve
 	return f, true
 }
 
+// answersTold bounds the apps whose new answers the text of an edge's failover names (its json
+// delivery's answers holds them all): each attempt is recorded on ALERTS with its text, in at
+// most events.MaxAlertMessage, and an edge fronting thousands of apps outgrew it, so that its
+// attempts went unrecorded and were made again by another controller, or after a restart.
+const answersTold = 10
+
+// toldTo is f as group a is told it: an edge's failover names the new answers of a's apps
+// alone when a is limited to apps.
+func (f Fact) toldTo(a *config.Alert) Fact {
+	if f.Answers == nil || len(a.Apps) == 0 {
+		return f
+	}
+	answers := map[string]string{}
+	for _, app := range a.Apps {
+		if answer, ok := f.Answers[app]; ok {
+			answers[app] = answer
+		}
+	}
+	f.Answers = answers
+	return f
+}
+
 // Matches returns the most specific kind of f the group a is told about, or "". An edge's
 // failover is one of a group limited to apps only when it moved one of theirs.
 func Matches(a *config.Alert, f Fact) string {
@@ -179,8 +201,12 @@ func Text(kind string, f Fact) string {
 		s += "; " + t.App + " now answers " + f.Answer
 	}
 	if kind == config.AlertFailover {
-		for _, app := range slices.Sorted(maps.Keys(f.Answers)) {
+		apps := slices.Sorted(maps.Keys(f.Answers))
+		for _, app := range apps[:min(len(apps), answersTold)] {
 			s += "; " + app + " now answers " + f.Answers[app]
+		}
+		if n := len(apps) - answersTold; n > 0 {
+			s += fmt.Sprintf("; and %d more apps moved", n)
 		}
 	}
 	if t.Reason != "" {

@@ -449,7 +449,7 @@ func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Aler
 		if owe != nil && !owe(d.group, d) {
 			continue
 		}
-		body, err := Body(d.group, d.hook, d.kind, fact)
+		body, err := Body(d.group, d.hook, d.kind, d.fact)
 		if err != nil {
 			r.log.Error().Err(err).Str("alert", d.group.Name).Msg("alert not built")
 			continue
@@ -495,7 +495,7 @@ func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Aler
 }
 
 // deliveries builds a delivery of fact, the event at seq on its stream, to every webhook of every
-// group it matches, without its body; under r.mu.
+// group it matches, as that group is told it (Fact.toldTo), without its body; under r.mu.
 func (r *runner) deliveries(fact Fact, seq uint64) []*delivery {
 	var out []*delivery
 	for i := range r.groups.Alerts {
@@ -507,7 +507,7 @@ func (r *runner) deliveries(fact Fact, seq uint64) []*delivery {
 		for j := range a.Webhooks {
 			w := &a.Webhooks[j]
 			h := r.hooks[w]
-			out = append(out, &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact, seq: seq,
+			out = append(out, &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact.toldTo(a), seq: seq,
 				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url), sink: r.sinks[sinkKey(a.Name, h.url)]})
 		}
 	}
