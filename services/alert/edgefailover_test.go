@@ -145,3 +145,36 @@ func TestTheFailoverOfAnEdgeFrontingThousandsOfAppsIsRecordedAndToldToAGroupOfOn
 		}
 	}
 }
+
+// TestADrillsEdgeFailureIsAFailoverToldAsTheDrills kills an edge in a drill (the controller
+// marks its transition by its reason): the failover of the apps it fronted paged as an
+// outage's, without [drill <id>] nor drill_id.
+func TestADrillsEdgeFailureIsAFailoverToldAsTheDrills(t *testing.T) {
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, strings.ReplaceAll(edgesDoc, `"http://127.0.0.1:1/"`, `"`+hook.URL+`"`))
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	followsSTATE(t, ns, 5*time.Second, "")
+	transition(t, ns.JS, events.EdgeStateSubject("edge-west"), events.TypeEdgeDown,
+		events.Transition{Edge: "edge-west", From: events.StatusUp, To: events.StatusDown, Reason: "drill lose-edge: simulated failure of edge edge-west"})
+	eventstest.Eventually(t, 10*time.Second, func() bool { return rc.delivered() == 1 }, "the drill's failover to be delivered")
+	transition(t, ns.JS, events.EdgeStateSubject("edge-east"), events.TypeEdgeDown,
+		events.Transition{Edge: "edge-east", From: events.StatusUp, To: events.StatusDown, Reason: "3 missed heartbeats"})
+	eventstest.Eventually(t, 10*time.Second, func() bool { return rc.delivered() == 2 }, "the outage's failover to be delivered")
+
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var drill, outage alert.Payload
+	if json.Unmarshal(rc.accepted[0], &drill) != nil || json.Unmarshal(rc.accepted[1], &outage) != nil {
+		t.Fatalf("the receiver accepted %q", rc.accepted)
+	}
+	if drill.DrillID != "lose-edge" || !strings.HasPrefix(drill.Text, "[drill lose-edge] failover: ") {
+		t.Errorf("the drill's failover has drill_id %q and text %q, want lose-edge and [drill lose-edge] before it", drill.DrillID, drill.Text)
+	}
+	if outage.DrillID != "" || strings.HasPrefix(outage.Text, "[drill") {
+		t.Errorf("the outage's failover is told as a drill's: %+v", outage)
+	}
+}

@@ -29,7 +29,7 @@ type Fact struct {
 	// Drill is how a drill ended, for drill_result.
 	Drill *DrillResult
 	// DrillID is the drill whose simulated failure made the transition, or whose end undid it
-	// (see drilled); empty for the probes', an override's or an edge's.
+	// (see drilled), or that killed the edge; empty for the probes', an override's.
 	DrillID string
 }
 
@@ -57,7 +57,8 @@ func newDrilled() *drilled {
 // endpoint's transition a drill's simulated failure made (drill.Of: marked, or worded so before
 // the mark), or that lifts the failure of the drill its last transition was (its reason begins
 // decide.DrillEnded); a pool's transition caused (the decider names the endpoint's transition
-// as its cause) by one of those.
+// as its cause) by one of those; an edge's a drill's simulated failure made (worded so by the
+// controller), the failover of the apps it fronts.
 func (d *drilled) fold(subject string, e events.Envelope) string {
 	var t events.Transition
 	if _, ok := events.TransitionStatus(e.Type); !ok || e.Payload(&t) != nil {
@@ -79,6 +80,8 @@ func (d *drilled) fold(subject string, e events.Envelope) string {
 		return m.drill
 	case strings.HasPrefix(subject, "detour.state.pool.") && e.Cause != "":
 		return d.causes[e.Cause]
+	case strings.HasPrefix(subject, "detour.state.edge."):
+		return drill.Of(t)
 	}
 	return ""
 }
