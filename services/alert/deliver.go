@@ -136,6 +136,9 @@ type delivery struct {
 	kind   string
 	fact   Fact
 	seq    uint64 // the fact's on its stream
+	// latest is the sink's latest when d was built (see supersede): of the stream d's fact is
+	// on, not of one created after it.
+	latest map[string]uint64
 	id     string
 	body   []byte
 	// owed is the event (of STATE or DRILLS) d is a first attempt owed for, until that is made
@@ -279,13 +282,13 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 func (r *runner) supersede(d *delivery) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d.sink.noteDone(d)
+	d.noteDone()
 }
 
 // noteDone notes that d is done with the webhook, as supersede says; under the runner's mu.
-func (s *sink) noteDone(d *delivery) {
+func (d *delivery) noteDone() {
 	if d.fact.Drill == nil {
-		s.latest[d.fact.Subject] = max(s.latest[d.fact.Subject], d.seq)
+		d.latest[d.fact.Subject] = max(d.latest[d.fact.Subject], d.seq)
 	}
 }
 
@@ -293,16 +296,18 @@ func (s *sink) noteDone(d *delivery) {
 func (r *runner) superseded(d *delivery) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return d.sink.latest[d.fact.Subject] > d.seq
+	return d.latest[d.fact.Subject] > d.seq
 }
 
 // forgetLatest forgets what alerts are done with each webhook: STATE was deleted and created
-// again, and its sequences start over.
+// again, and its sequences start over. The old stream's deliveries keep the sequences they
+// note and compare to: one delivered after it noted its old sequence, higher than the new
+// stream's, and every retry of the new stream's alerts of its subject was abandoned.
 func (r *runner) forgetLatest() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.sinks {
-		clear(s.latest)
+		s.latest = map[string]uint64{}
 	}
 }
 

@@ -121,3 +121,106 @@ func TestAfterARestartAFailedAlertIsNotSentAfterALaterAlertOfTheSamePoolThatWasD
 		t.Errorf("the receiver got %d requests and the down's attempt 2 is %+v, want none and that attempt abandoned as superseded", n, last)
 	}
 }
+
+// TestAfterSTATEIsCreatedAgainAFailedAlertIsSentThoughTheOldStreamsLastWasDeliveredMeanwhile
+// recreates STATE while the alert of its last event (sequence 10) is failing. Delivered once the
+// new stream was followed, it noted sequence 10 as delivered for the pool, so that the new
+// stream's down (sequence 2), whose first attempt failed, had every retry abandoned as superseded
+// by a later alert: the receiver never heard the pool went down.
+func TestAfterSTATEIsCreatedAgainAFailedAlertIsSentThoughTheOldStreamsLastWasDeliveredMeanwhile(t *testing.T) {
+	rc := &refusing{refuse: map[string]int{}}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	liveSender(t, ns, version(t, 1, group("oncall", hook.URL, "")), &eventstest.Logs{})
+	west := events.PoolStateSubject("shop", "west")
+	goes := func(to events.Status, failures int) events.Envelope {
+		t.Helper()
+		from, typ := events.StatusDown, events.TypePoolUp
+		if to == events.StatusDown {
+			from, typ = events.StatusUp, events.TypePoolDown
+		}
+		e, err := events.New(typ, "test", time.Now(), events.Transition{App: "shop", Pool: "west", From: from, To: to})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.mu.Lock()
+		rc.refuse[e.ID] = failures
+		rc.mu.Unlock()
+		if _, err := events.Publish(context.Background(), ns.JS, west, e); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	for i := range 9 {
+		goes([]events.Status{events.StatusDown, events.StatusUp}[i%2], 0)
+	}
+	last := goes(events.StatusUp, 1<<30) // sequence 10: refused until the new stream is followed
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.delivered(last.ID) == 0 && rc.got(last.ID) > 0 && rc.delivered("") == 9 },
+		"the old stream's 9 first alerts delivered and its last refused")
+
+	if err := ns.JS.DeleteStream(context.Background(), events.StreamState); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(context.Background(), ns.JS, events.StreamOptions{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	followsSTATE(t, ns, 10*time.Second, "created again")
+	up := goes(events.StatusUp, 0)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.delivered(up.ID) == 1 }, "the new stream's first alert delivered")
+	rc.mu.Lock()
+	rc.refuse[last.ID] = 0
+	rc.mu.Unlock()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.delivered(last.ID) == 1 }, "the old stream's last alert delivered")
+
+	down := goes(events.StatusDown, 1)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return rc.delivered(down.ID) == 1 },
+		"the new stream's down delivered on its retry; ALERTS holds %+v", stored(t, ns, "oncall"))
+}
+
+// refusing fails the deliveries of each event in refuse that many times, then accepts them; it
+// keeps the event ids of what it got and accepted.
+type refusing struct {
+	mu       sync.Mutex
+	refuse   map[string]int
+	requests []string
+	accepted []string
+}
+
+func (f *refusing) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var p alert.Payload
+	body, _ := io.ReadAll(r.Body)
+	_ = json.Unmarshal(body, &p)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, p.EventID)
+	if f.refuse[p.EventID] > 0 {
+		f.refuse[p.EventID]--
+		http.Error(w, "not now", http.StatusServiceUnavailable)
+		return
+	}
+	f.accepted = append(f.accepted, p.EventID)
+}
+
+// got and delivered count the requests for event id, and those accepted; of every event when
+// id is "".
+func (f *refusing) got(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return count(f.requests, id)
+}
+
+func (f *refusing) delivered(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return count(f.accepted, id)
+}
+
+func count(ids []string, id string) int {
+	n := 0
+	for _, x := range ids {
+		if x == id || id == "" {
+			n++
+		}
+	}
+	return n
+}

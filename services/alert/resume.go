@@ -229,7 +229,7 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 	for _, x := range *b {
 		for _, d := range r.deliveries(x.fact, x.seq) {
 			if s := h.deliveries[d.id]; s != nil && s.done {
-				d.sink.noteDone(d)
+				d.noteDone()
 			}
 		}
 	}

@@ -86,7 +86,8 @@ type sink struct {
 	// waiting for a slot; guarded by the runner's mu.
 	inFlight int
 	// latest is, by STATE subject, the sequence of the latest event whose alert is done with it
-	// (see supersede); guarded by the runner's mu.
+	// (see supersede), replaced when STATE is created again (see forgetLatest); guarded by the
+	// runner's mu.
 	latest map[string]uint64
 }
 
@@ -507,8 +508,9 @@ func (r *runner) deliveries(fact Fact, seq uint64) []*delivery {
 		for j := range a.Webhooks {
 			w := &a.Webhooks[j]
 			h := r.hooks[w]
+			s := r.sinks[sinkKey(a.Name, h.url)]
 			out = append(out, &delivery{group: a, hook: *w, url: h.url, secret: h.secret, kind: kind, fact: fact.toldTo(a), seq: seq,
-				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url), sink: r.sinks[sinkKey(a.Name, h.url)]})
+				id: events.DerivedID(fact.Event.ID, a.Name+"|"+h.url), sink: s, latest: s.latest})
 		}
 	}
 	return out
