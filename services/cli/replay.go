@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,16 +57,13 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !slices.Contains(replay.Formats, o.Format) {
 		return usageErr("--format: want text, json or html, got %q", o.Format)
 	}
-	now := time.Now()
+	now := clock()
 	var err error
 	if o.Filter.From, err = parseWhen(from, now); err != nil {
 		return usageErr("--from: %v", err)
 	}
 	if o.Filter.To, err = parseWhen(to, now); err != nil {
 		return usageErr("--to: %v", err)
-	}
-	if o.Filter.From.After(now) {
-		return usageErr("--from %s is in the future: the history ends now", from)
 	}
 	if !o.Filter.To.IsZero() && o.Filter.To.Before(o.Filter.From) {
 		return usageErr("--to %s is before --from %s", to, from)
@@ -96,8 +94,17 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	o.Warn = func(s string) { fmt.Fprintf(stderr, "detour replay: warning: %s\n", s) }
-	return replay.Run(ctx, js, o, stdout)
+	err = replay.Run(ctx, js, o, stdout)
+	var late *replay.LateError
+	if errors.As(err, &late) {
+		return usageErr("--from %s is in the future: the history ends at %s, the servers' time", from, late.End.UTC().Format(time.RFC3339Nano))
+	}
+	return err
 }
+
+// clock is this machine's time, which durations ago count back from; the servers' decides
+// whether a --from is in the future.
+var clock = time.Now
 
 // parseWhen reads an RFC 3339 time, or a duration before now ("15m"); "" is the zero time.
 func parseWhen(s string, now time.Time) (time.Time, error) {

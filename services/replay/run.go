@@ -38,6 +38,14 @@ type Options struct {
 	Warn func(string)
 }
 
+// LateError is a window opening after the end of the history, the servers' time when PROBES
+// was asked: a mistyped date, or an operator's clock ahead of the servers'.
+type LateError struct{ From, End time.Time }
+
+func (e *LateError) Error() string {
+	return fmt.Sprintf("replay: the window opens at %s, after the end of the history at %s", e.From.UTC().Format(stamp), e.End.UTC().Format(stamp))
+}
+
 // Formats are the output formats Run writes.
 var Formats = []string{"text", "json", "html"}
 
@@ -73,6 +81,9 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	// would fall silent after the last result read.
 	if probesAt.IsZero() {
 		probesAt = o.Now()
+	}
+	if o.Filter.From.After(probesAt) {
+		return &LateError{From: o.Filter.From, End: probesAt}
 	}
 	if win.To.IsZero() || win.To.After(probesAt) {
 		win.To = probesAt
