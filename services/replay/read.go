@@ -117,11 +117,13 @@ func Holds(ctx context.Context, js jetstream.JetStream, w Window) (gaps []Gap, p
 		if name == events.StreamProbes {
 			probesAt = info.TimeStamp
 		}
-		oldest := info.State.FirstTime
+		// Discarded are the messages stored before the oldest held; when it holds none, those up
+		// to the last stored, and none of the window when that came before it.
+		oldest, lost := info.State.FirstTime, info.State.FirstSeq > 1
 		if info.State.Msgs == 0 {
-			oldest = info.TimeStamp
+			oldest, lost = info.TimeStamp, lost && (w.From.IsZero() || !info.State.LastTime.Before(w.From))
 		}
-		if info.State.FirstSeq > 1 && (w.From.IsZero() || oldest.After(w.From)) {
+		if lost && (w.From.IsZero() || oldest.After(w.From)) {
 			gaps = append(gaps, Gap{Stream: name, Oldest: oldest})
 		}
 	}

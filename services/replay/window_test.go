@@ -424,3 +424,59 @@ func TestAWindowEndingAtATransitionKeepsItsPhases(t *testing.T) {
 		t.Errorf("replay --to %s (w1's down) shows its phases without the answer it changed:\n%s", at.Format(time.RFC3339Nano), out.String())
 	}
 }
+
+// TestAStreamEmptiedBeforeTheWindowIsNoGap: DRILLS keeps a drill's events 90 days. An install
+// whose last drill is older holds none, and nothing of a window since was discarded: a replay
+// of the last minutes says nothing of DRILLS, where it warned on every run that drill steps
+// before now were missing.
+func TestAStreamEmptiedBeforeTheWindowIsNoGap(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	cfg, err := config.Publish(ctx, srv.JS, "shop.yaml", []byte(flapYAML), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := events.New(events.TypeDrillStarted, "drill/ann", time.Now(), events.DrillStarted{ID: "old", Name: "old", Apps: []string{"shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.DrillSubject("old"), e); err != nil {
+		t.Fatal(err)
+	}
+	drills, err := srv.JS.Stream(ctx, events.StreamDrills)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := drills.Purge(ctx); err != nil { // as its max_age discards them
+		t.Fatal(err)
+	}
+	// The window, warm-up included, opens after the last drill event was stored.
+	last := drills.CachedInfo().State.LastTime
+	from := func() time.Time { return time.Now().Add(-time.Millisecond) }
+	eventstest.Eventually(t, 5*time.Second, func() bool { return from().Add(-replay.Warmup(cfg, nil)).After(last) }, "the warm-up to pass the drill")
+	window := from()
+	replayed := func() []string {
+		var warnings []string
+		var out bytes.Buffer
+		if err := replay.Run(ctx, srv.JS, replay.Options{Filter: replay.Filter{From: window}, Config: cfg, Format: "text", Warn: func(s string) { warnings = append(warnings, s) }}, &out); err != nil {
+			t.Fatal(err)
+		}
+		return warnings
+	}
+	if warnings := replayed(); len(warnings) > 0 {
+		t.Errorf("a replay of a window after DRILLS discarded its last drill warns %q", warnings)
+	}
+	// A drill of the window, discarded, is missed and said.
+	if e, err = events.New(events.TypeDrillStarted, "drill/ann", time.Now(), events.DrillStarted{ID: "new", Name: "new", Apps: []string{"shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.DrillSubject("new"), e); err != nil {
+		t.Fatal(err)
+	}
+	if err := drills.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if warnings := replayed(); len(warnings) != 1 || !strings.HasPrefix(warnings[0], "DRILLS no longer holds what it stored before ") {
+		t.Errorf("a replay of a window whose drill DRILLS discarded warns %q, want DRILLS named", warnings)
+	}
+}
