@@ -144,3 +144,37 @@ func TestTheTextTimelinePrintsNoControlCharacterAResultHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestAnEndpointsTimelineShowsItsPoolGoingDown: w1 goes down, then w2, the last endpoint of
+// their pool, takes the pool down and the answer changes. `detour replay --endpoint w1` shows
+// its pool going down and the answer that changed, not w2's own transition: the pool's
+// transition names w2's as its cause, the last of those that took it down.
+func TestAnEndpointsTimelineShowsItsPoolGoingDown(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var recs []replay.Record
+	add := func(stream, subject string, e events.Envelope, err error) events.Envelope {
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, replay.Record{Stream: stream, Seq: uint64(len(recs) + 1), Subject: subject, Stored: at.Add(time.Duration(len(recs)) * time.Millisecond), Env: e})
+		return e
+	}
+	tr := func(endpoint string) events.Transition {
+		return events.Transition{App: "shop", Pool: "west", Endpoint: endpoint, From: events.StatusUp, To: events.StatusDown, Reason: "west/" + endpoint}
+	}
+	w1, err := tryNew(events.TypeEndpointDown, tr("w1"))
+	add(events.StreamState, events.EndpointStateSubject("shop", "west", "w1"), w1, err)
+	w2, err := tryNew(events.TypeEndpointDown, tr("w2"))
+	add(events.StreamState, events.EndpointStateSubject("shop", "west", "w2"), w2, err)
+	west, err := events.Derived(events.TypePoolDown, "d", w2.ID, "pw", at, tr(""))
+	add(events.StreamState, "detour.state.pool.shop.west", west, err)
+	answer, err := events.Derived(events.TypeZoneChanged, "dns", west.ID, "zw", at, events.ZoneChanged{Zone: "demo.test.", Serial: 2, Changes: []events.RecordChange{{Name: "shop.demo.test.", Type: "A"}}})
+	add(events.StreamDNS, "detour.dns.demo_test.s1", answer, err)
+	var got []string
+	for _, it := range replay.Build(recs, replay.Filter{Endpoint: "w1"}).Items {
+		got = append(got, it.Kind+" "+it.Reason)
+	}
+	if want := []string{"transition west/w1", "transition west/", "answer shop.demo.test. A (none) → (none)"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("replay --endpoint w1 shows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

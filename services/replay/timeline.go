@@ -16,8 +16,8 @@ type Filter struct {
 	From, To time.Time
 	// App and Endpoint keep the items of one app and one endpoint (its name or address token);
 	// pool transitions, answers and route tables are kept when a kept transition caused them,
-	// with App the steps of the drills that touch it, and with Endpoint the overrides of its
-	// pools and the drills' steps.
+	// with App the steps of the drills that touch it, and with Endpoint the overrides and
+	// transitions of its pools and the drills' steps.
 	App, Endpoint string
 	// Region keeps the probe items of one probing region (transitions, answers and routes stay).
 	Region string
@@ -307,8 +307,9 @@ func (b *Builder) keep(it *Item, pools map[epKey]bool) bool {
 }
 
 // follows reports whether an item is part of the filter's endpoint's story: its probe results,
-// transitions and overrides, the overrides of its pools, the pool transitions, answers and route
-// tables its transitions caused, and the drills' steps.
+// transitions and overrides, the overrides and transitions of its pools (one another endpoint's
+// transition completed is its pool's all the same), the answers and route tables those
+// transitions caused, and the drills' steps.
 func (b *Builder) follows(it *Item, pools map[epKey]bool) bool {
 	switch {
 	case it.Kind == KindDrill:
@@ -317,14 +318,19 @@ func (b *Builder) follows(it *Item, pools map[epKey]bool) bool {
 		return it.Endpoint == b.filter.Endpoint
 	case it.Kind == KindOverride:
 		return pools[epKey{it.App, it.Pool, ""}]
+	case it.Kind == KindTransition && pools[epKey{it.App, it.Pool, ""}]:
+		return true
 	}
 	for id, hops := it.Cause, 0; hops < 8; hops++ {
 		i, ok := b.transitions[id]
 		if !ok {
 			return false
 		}
-		if t := &b.items[i]; t.Endpoint != "" {
+		switch t := &b.items[i]; {
+		case t.Endpoint != "":
 			return t.Endpoint == b.filter.Endpoint
+		case pools[epKey{t.App, t.Pool, ""}]:
+			return true
 		}
 		id = b.items[i].Cause
 	}
