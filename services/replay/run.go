@@ -20,7 +20,7 @@ type Options struct {
 	Filter Filter
 	// Config is the configuration whose endpoints a what-if decides, and which sizes the warm-up:
 	// the results before Filter.From a decider would have held (nil: one minute; with Versions,
-	// the version CONFIG stored last before Filter.From sizes it when there is one).
+	// the versions CONFIG stored that were active in the warm-up size it when there are any).
 	Config *config.Config
 	// WhatIf, when set, re-decides the endpoints with these settings.
 	WhatIf *Settings
@@ -60,13 +60,13 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	win := Window{To: o.Filter.To, Config: o.WhatIf != nil && o.Versions}
 	warm := Warmup(o.Config, o.WhatIf)
 	if win.Config && !o.Filter.From.IsZero() {
-		// The streaks under way when the window opens are those of the version active then.
-		active, err := versionAt(ctx, js, o.Filter.From)
+		// The streaks under way when the window opens began under the versions active then.
+		versions, err := versionWarmups(ctx, js, o.Filter.From, o.WhatIf)
 		if err != nil {
 			return err
 		}
-		if active != nil {
-			warm = Warmup(active, o.WhatIf)
+		if len(versions) > 0 {
+			warm = warmupAt(versions, o.Filter.From)
 		}
 	}
 	if !o.Filter.From.IsZero() {
@@ -160,17 +160,36 @@ func plural(n uint64, one, many string) string {
 	return strconv.FormatUint(n, 10) + " " + many
 }
 
-// versionAt returns the configuration version CONFIG stored last at or before at (nil: none).
-func versionAt(ctx context.Context, js jetstream.JetStream, at time.Time) (*config.Config, error) {
-	var active *config.Config
+// storedWarmup is the warm-up of a configuration version and when CONFIG stored it.
+type storedWarmup struct {
+	stored time.Time
+	warm   time.Duration
+}
+
+// versionWarmups returns the warm-up, with s applied, of each configuration version CONFIG
+// stored at or before at, in the order it stored them.
+func versionWarmups(ctx context.Context, js jetstream.JetStream, at time.Time, s *Settings) ([]storedWarmup, error) {
+	var out []storedWarmup
 	err := readStream(ctx, js, events.StreamConfig, time.Time{}, at, func(m rawMsg) {
 		r := Record{Stream: events.StreamConfig, Seq: m.seq, Subject: m.subject, Stored: m.stored}
 		r.Env, r.Err = events.Decode(m.data)
 		if cfg, ok := storedVersion(&r); ok {
-			active = cfg
+			out = append(out, storedWarmup{m.stored, Warmup(cfg, s)})
 		}
 	})
-	return active, err
+	return out, err
+}
+
+// warmupAt is the warm-up of a window opening at from, given the versions stored up to then
+// (at least one): the largest of the version active at from and of each earlier one active in
+// the warm-up, under which the streaks under way at from began.
+func warmupAt(versions []storedWarmup, from time.Time) time.Duration {
+	i := len(versions) - 1
+	w := versions[i].warm
+	for ; i > 0 && versions[i].stored.After(from.Add(-w)); i-- {
+		w = max(w, versions[i-1].warm)
+	}
+	return w
 }
 
 // Warmup is how long before a window a replay starts reading results, so that the streaks in

@@ -480,3 +480,79 @@ func TestAStreamEmptiedBeforeTheWindowIsNoGap(t *testing.T) {
 		t.Errorf("a replay of a window whose drill DRILLS discarded warns %q, want DRILLS named", warnings)
 	}
 }
+
+// TestAWindowsWarmUpReachesBackIntoTheVersionBefore: w1's streak of failures began under a 1s
+// interval, and the team shortened the interval and stale_after in its midst; the failure
+// that completed it came under the new version. Replaying from w1's down, the
+// what-if reads back the streak as far as the version it began under says, not only as far as
+// the version active when the window opens, and finds the down the decider recorded.
+func TestAWindowsWarmUpReachesBackIntoTheVersionBefore(t *testing.T) {
+	srv := eventstest.Start(t)
+	ctx := context.Background()
+	v1 := `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h}
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
+`
+	if _, err := config.Publish(ctx, srv.JS, "v1.yaml", []byte(v1), "alice@box"); err != nil {
+		t.Fatal(err)
+	}
+	probes, err := srv.JS.Stream(ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []time.Time
+	var v2 *config.Config
+	for i := range 3 {
+		switch i {
+		case 1:
+			time.Sleep(800 * time.Millisecond) // the streak is made of time: older than the new version's warm-up
+		case 2:
+			if v2, err = config.Publish(ctx, srv.JS, "v2.yaml", []byte(strings.Replace(v1, "interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h", "interval: 10ms, timeout: 5ms, fall: 3, rise: 1, stale_after: 400ms", 1)), "alice@box"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := events.ProbeResult{ID: fmt.Sprint("a-", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http"}
+		e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := events.Publish(ctx, srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := probes.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, m.Time)
+	}
+	if gap := stored[2].Sub(stored[1]); gap >= 400*time.Millisecond {
+		t.Skipf("the last two failures came %s apart, a loaded machine: region a went stale under the new version", gap)
+	}
+	down, err := events.Derived(events.TypeEndpointDown, "decider-1", "a-2", "k", stored[2], events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+		Address: "127.0.0.11:8081", To: events.StatusDown, Reason: "a: 3 consecutive failures (fall 3)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
+		t.Fatal(err)
+	}
+	s, err := replay.ParseSettings("quorum=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := replay.Options{Filter: replay.Filter{From: stored[2]}, Config: v2, WhatIf: &s, Versions: true}
+	if err := replay.Run(ctx, srv.JS, o, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
+		t.Errorf("a window opening at w1's down, just after the interval was shortened, does not re-decide it as recorded:\n%s", out.String())
+	}
+}
