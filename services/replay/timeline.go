@@ -32,7 +32,8 @@ type Timeline struct {
 	Records   uint64 `json:"records"`
 	Results   uint64 `json:"results"`
 	Malformed uint64 `json:"malformed"`
-	// Unknown counts the events of types this version does not know (a later version's), skipped.
+	// Unknown counts the events of types this version does not know (a later version's), skipped,
+	// dated within the filter's From and To.
 	Unknown uint64 `json:"unknown"`
 }
 
@@ -158,7 +159,7 @@ func (b *Builder) Add(r *Record) {
 	default:
 		to, ok := events.TransitionStatus(e.Type)
 		if !ok {
-			if !untold[e.Type] {
+			if !untold[e.Type] && b.filter.within(e.Time) {
 				b.unknown++
 			}
 			return
@@ -284,6 +285,11 @@ func (b *Builder) Timeline() Timeline {
 	return t
 }
 
+// within reports whether at is between f's From and To.
+func (f *Filter) within(at time.Time) bool {
+	return (f.From.IsZero() || !at.Before(f.From)) && (f.To.IsZero() || !at.After(f.To))
+}
+
 // keepsEndpoint reports whether f keeps the endpoint named endpoint of app.
 func (f *Filter) keepsEndpoint(app, endpoint string) bool {
 	return (f.App == "" || app == f.App) && (f.Endpoint == "" || endpoint == f.Endpoint)
@@ -292,7 +298,7 @@ func (f *Filter) keepsEndpoint(app, endpoint string) bool {
 func (b *Builder) keep(it *Item, pools map[epKey]bool) bool {
 	f := &b.filter
 	switch {
-	case !f.From.IsZero() && it.Time.Before(f.From), !f.To.IsZero() && it.Time.After(f.To):
+	case !f.within(it.Time):
 		return false
 	case f.App != "" && it.Kind == KindDrill && !slices.Contains(b.drillApps[it.Drill], f.App):
 		return false
