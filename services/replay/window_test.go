@@ -292,68 +292,18 @@ func TestAReplayNamesTheEventsOfALaterVersionItSkipped(t *testing.T) {
 // version active then says (3 failures 1s apart), not as far as the version active today (30ms),
 // and finds the down the decider recorded.
 func TestAWindowsWarmUpIsTheVersionActiveWhenItOpens(t *testing.T) {
-	srv := eventstest.Start(t)
-	ctx := context.Background()
-	v1 := `
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h}
-    pools:
-      - name: west
-        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
-`
-	if _, err := config.Publish(ctx, srv.JS, "v1.yaml", []byte(v1), "alice@box"); err != nil {
-		t.Fatal(err)
-	}
-	probes, err := srv.JS.Stream(ctx, events.StreamProbes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var last jetstream.RawStreamMsg
+	w := newW1Streak(t)
+	var last time.Time
 	for i := range 3 {
 		if i == 2 {
 			time.Sleep(100 * time.Millisecond) // the streak is made of time: older than today's warm-up
 		}
-		r := events.ProbeResult{ID: fmt.Sprint("a-", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http"}
-		e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ack, err := events.Publish(ctx, srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := probes.GetMsg(ctx, ack.Sequence)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = *m
+		last = w.fail(i)
 	}
-	down, err := events.Derived(events.TypeEndpointDown, "decider-1", "a-2", "k", last.Time, events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
-		Address: "127.0.0.11:8081", To: events.StatusDown, Reason: "a: 3 consecutive failures (fall 3)"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
-		t.Fatal(err)
-	}
-	today, err := config.Publish(ctx, srv.JS, "v2.yaml", []byte(strings.Replace(v1, "interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h", "interval: 10ms, timeout: 5ms, fall: 3, rise: 1, stale_after: 20ms", 1)), "alice@box")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := replay.ParseSettings("quorum=0.5")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	o := replay.Options{Filter: replay.Filter{From: last.Time.Add(-time.Millisecond)}, Config: today, WhatIf: &s, Versions: true}
-	if err := replay.Run(ctx, srv.JS, o, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
-		t.Errorf("a window opening just before w1's down does not re-decide it as recorded:\n%s", out.String())
+	w.recordDown(last)
+	today := w.version("v2.yaml", "interval: 10ms, timeout: 5ms, fall: 3, rise: 1, stale_after: 20ms")
+	if out := w.whatIf(today, last.Add(-time.Millisecond)); !strings.Contains(out, sameAsRecorded) {
+		t.Errorf("a window opening just before w1's down does not re-decide it as recorded:\n%s", out)
 	}
 }
 
@@ -487,25 +437,7 @@ func TestAStreamEmptiedBeforeTheWindowIsNoGap(t *testing.T) {
 // what-if reads back the streak as far as the version it began under says, not only as far as
 // the version active when the window opens, and finds the down the decider recorded.
 func TestAWindowsWarmUpReachesBackIntoTheVersionBefore(t *testing.T) {
-	srv := eventstest.Start(t)
-	ctx := context.Background()
-	v1 := `
-zones: [{name: demo.test}]
-apps:
-  - name: shop
-    fqdn: shop.demo.test
-    check: {type: http, interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h}
-    pools:
-      - name: west
-        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
-`
-	if _, err := config.Publish(ctx, srv.JS, "v1.yaml", []byte(v1), "alice@box"); err != nil {
-		t.Fatal(err)
-	}
-	probes, err := srv.JS.Stream(ctx, events.StreamProbes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newW1Streak(t)
 	var stored []time.Time
 	var v2 *config.Config
 	for i := range 3 {
@@ -513,46 +445,112 @@ apps:
 		case 1:
 			time.Sleep(800 * time.Millisecond) // the streak is made of time: older than the new version's warm-up
 		case 2:
-			if v2, err = config.Publish(ctx, srv.JS, "v2.yaml", []byte(strings.Replace(v1, "interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h", "interval: 10ms, timeout: 5ms, fall: 3, rise: 1, stale_after: 400ms", 1)), "alice@box"); err != nil {
-				t.Fatal(err)
-			}
+			v2 = w.version("v2.yaml", "interval: 10ms, timeout: 5ms, fall: 3, rise: 1, stale_after: 400ms")
 		}
-		r := events.ProbeResult{ID: fmt.Sprint("a-", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http"}
-		e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ack, err := events.Publish(ctx, srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := probes.GetMsg(ctx, ack.Sequence)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stored = append(stored, m.Time)
+		stored = append(stored, w.fail(i))
 	}
 	if gap := stored[2].Sub(stored[1]); gap >= 400*time.Millisecond {
 		t.Skipf("the last two failures came %s apart, a loaded machine: region a went stale under the new version", gap)
 	}
-	down, err := events.Derived(events.TypeEndpointDown, "decider-1", "a-2", "k", stored[2], events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+	w.recordDown(stored[2])
+	if out := w.whatIf(v2, stored[2]); !strings.Contains(out, sameAsRecorded) {
+		t.Errorf("a window opening at w1's down, just after the interval was shortened, does not re-decide it as recorded:\n%s", out)
+	}
+}
+
+// w1Streak is a history made by hand for the warm-up tests: app shop with one endpoint, w1,
+// whose check is first w1Check (fall 3); region a's failures of w1 and the down the decider
+// recorded for them; then other versions of the check.
+type w1Streak struct {
+	t      *testing.T
+	ctx    context.Context
+	srv    *eventstest.Server
+	probes jetstream.Stream
+}
+
+const w1Check = "interval: 1s, timeout: 500ms, fall: 3, rise: 1, stale_after: 1h"
+
+const w1YAML = `
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    check: {type: http, ` + w1Check + `}
+    pools:
+      - name: west
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}]
+`
+
+// sameAsRecorded is what a what-if prints when it re-decides the one recorded down as recorded.
+const sameAsRecorded = "1 same, 0 earlier, 0 later, 0 would not happen, 0 new"
+
+// newW1Streak starts the streams with w1YAML active.
+func newW1Streak(t *testing.T) *w1Streak {
+	t.Helper()
+	w := &w1Streak{t: t, ctx: context.Background(), srv: eventstest.Start(t)}
+	w.version("v1.yaml", w1Check)
+	probes, err := w.srv.JS.Stream(w.ctx, events.StreamProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.probes = probes
+	return w
+}
+
+// version applies w1YAML with check in place of w1Check, and returns it.
+func (w *w1Streak) version(name, check string) *config.Config {
+	w.t.Helper()
+	cfg, err := config.Publish(w.ctx, w.srv.JS, name, []byte(strings.Replace(w1YAML, w1Check, check, 1)), "alice@box")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return cfg
+}
+
+// fail stores region a's failure i of w1 and returns when PROBES stored it.
+func (w *w1Streak) fail(i int) time.Time {
+	w.t.Helper()
+	r := events.ProbeResult{ID: fmt.Sprint("a-", i), At: time.Now(), App: "shop", Pool: "west", Endpoint: "w1", Region: "a", Prober: "p", Check: "http"}
+	e, err := events.New(events.TypeProbeCompleted, "prober/a", r.At, r)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ack, err := events.Publish(w.ctx, w.srv.JS, events.ProbeSubject("a", "shop", "west", "w1"), e)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m, err := w.probes.GetMsg(w.ctx, ack.Sequence)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return m.Time
+}
+
+// recordDown stores the down a decider appends at at for the third failure, a-2.
+func (w *w1Streak) recordDown(at time.Time) {
+	w.t.Helper()
+	down, err := events.Derived(events.TypeEndpointDown, "decider-1", "a-2", "k", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
 		Address: "127.0.0.11:8081", To: events.StatusDown, Reason: "a: 3 consecutive failures (fall 3)"})
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
-		t.Fatal(err)
+	if _, err := events.Publish(w.ctx, w.srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
+		w.t.Fatal(err)
 	}
+}
+
+// whatIf runs the what-if with the live quorum over the history from from, cfg active, and
+// returns what it printed.
+func (w *w1Streak) whatIf(cfg *config.Config, from time.Time) string {
+	w.t.Helper()
 	s, err := replay.ParseSettings("quorum=0.5")
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
 	var out bytes.Buffer
-	o := replay.Options{Filter: replay.Filter{From: stored[2]}, Config: v2, WhatIf: &s, Versions: true}
-	if err := replay.Run(ctx, srv.JS, o, &out); err != nil {
-		t.Fatal(err)
+	o := replay.Options{Filter: replay.Filter{From: from}, Config: cfg, WhatIf: &s, Versions: true}
+	if err := replay.Run(w.ctx, w.srv.JS, o, &out); err != nil {
+		w.t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "1 same, 0 earlier, 0 later, 0 would not happen, 0 new") {
-		t.Errorf("a window opening at w1's down, just after the interval was shortened, does not re-decide it as recorded:\n%s", out.String())
-	}
+	return out.String()
 }
