@@ -8,12 +8,16 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 )
 
-// An API started on a STATE that holds many more transitions than it keeps folds each of those
-// past the kept ones as fast as each before them: it dropped the oldest of the kept ones by
-// moving all the others, so each transition past the first 10,000 cost as much as moving
-// 10,000, and an API started on a STATE of a million transitions showed old states for minutes.
-func TestFoldingTransitionsPastThoseKeptCostsNoMoreThanTheFirst(t *testing.T) {
-	cfg := eventstest.Config(t, `
+// folding is a model of one app and the two transitions of its endpoint, up and down, to fold in
+// turn: fold(n) folds the next n, numbered 1, 2, … as STATE would.
+type folding struct {
+	m    *model
+	seq  uint64
+	fold func(n int)
+}
+
+func newFolding(tb testing.TB) *folding {
+	cfg := eventstest.Config(tb, `
 zones: [{name: demo.test}]
 apps:
   - name: shop
@@ -29,31 +33,81 @@ apps:
 		}
 		e, err := events.New(typ, "test", time.Now(), events.Transition{App: "shop", Pool: "west", Endpoint: "w1", To: to, Reason: "test"})
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		envs[i] = e
 	}
 	subject := events.EndpointStateSubject("shop", "west", "w1")
-	m := newModel(cfg, 1)
-	seq := uint64(0)
-	fold := func(n int) time.Duration {
-		start := time.Now()
+	f := &folding{m: newModel(cfg, 1)}
+	f.fold = func(n int) {
 		for range n {
-			seq++
-			if !m.apply(subject, seq, envs[seq%2]) {
-				t.Fatalf("transition %d not folded", seq)
+			f.seq++
+			if !f.m.apply(subject, f.seq, envs[f.seq%2]) {
+				tb.Fatalf("transition %d not folded", f.seq)
 			}
 		}
-		return time.Since(start) / time.Duration(n)
 	}
-	first := fold(keepTransitions)
-	past := fold(4 * keepTransitions)
-	if past > 10*first {
-		t.Errorf("a transition past the %d kept took %v to fold, one of the first %v: want about as long", keepTransitions, past, first)
+	return f
+}
+
+// An API started on a STATE that holds many more transitions than it keeps folds each of those
+// past the kept ones without moving the kept ones: it dropped the oldest of them by moving all
+// the others, so each transition past the first 10,000 cost as much as moving 10,000, and an API
+// started on a STATE of a million transitions showed old states for minutes. The kept ones are
+// moved once per keepTransitions folded (at most one move a transition), and what is shown is
+// still the last keepTransitions, at each drop too.
+func TestFoldingTransitionsPastThoseKeptMovesThemOncePerKeepTransitions(t *testing.T) {
+	f := newFolding(t)
+	f.fold(keepTransitions)
+	// moved counts the transitions moved: all those held, whenever a fold did not just add one.
+	moved, folded := 0, 3*keepTransitions
+	for range folded {
+		held := len(f.m.history)
+		f.fold(1)
+		if len(f.m.history) != held+1 {
+			moved += len(f.m.history)
+		}
 	}
-	got := m.transitions(filter{}, 0, 2*keepTransitions)
-	if len(got) != keepTransitions || got[0].Seq != seq || got[len(got)-1].Seq != seq-keepTransitions+1 {
-		t.Errorf("after %d transitions: %d kept, from %d to %d; want the last %d, %d to %d", seq, len(got), got[len(got)-1].Seq, got[0].Seq,
-			keepTransitions, seq-keepTransitions+1, seq)
+	if moved > folded {
+		t.Errorf("folding %d transitions past the %d kept moved %d of them: want at most one a transition", folded, keepTransitions, moved)
+	}
+}
+
+// What /v1/transitions shows is the last keepTransitions folded, whether the oldest were just
+// dropped or not, and a page's next (before its last sequence) goes on where it ended across a
+// drop: nothing lost, nothing repeated.
+func TestTheTransitionsShownAreTheLastKeptAcrossEachDrop(t *testing.T) {
+	f := newFolding(t)
+	shown := func() {
+		t.Helper()
+		got := f.m.transitions(filter{}, 0, 2*keepTransitions)
+		want := min(int(f.seq), keepTransitions)
+		if len(got) != want || got[0].Seq != f.seq || got[len(got)-1].Seq != f.seq-uint64(want)+1 {
+			t.Fatalf("after %d transitions: %d shown, from %d to %d; want the last %d, %d to %d", f.seq, len(got),
+				got[len(got)-1].Seq, got[0].Seq, want, f.seq-uint64(want)+1, f.seq)
+		}
+	}
+	for _, n := range []int{keepTransitions - 1, 1, 1, keepTransitions - 3, 1, 1, 1, keepTransitions - 2, 1, 1} {
+		f.fold(n)
+		shown()
+	}
+	f.fold(2*keepTransitions - 1 - len(f.m.history)) // the next fold drops the oldest
+	page := f.m.transitions(filter{}, 0, 1000)
+	f.fold(1)
+	next := f.m.transitions(filter{}, page[len(page)-1].Seq, 1000)
+	if len(next) != 1000 || next[0].Seq != page[len(page)-1].Seq-1 || next[999].Seq != page[0].Seq-1999 {
+		t.Errorf("the page after %d..%d, read across a drop: %d transitions, %d..%d; want 1000, %d..%d", page[0].Seq, page[len(page)-1].Seq,
+			len(next), next[0].Seq, next[len(next)-1].Seq, page[len(page)-1].Seq-1, page[0].Seq-1999)
+	}
+	shown()
+}
+
+// BenchmarkFoldingATransitionPastThoseKept measures a fold once keepTransitions are held, what an
+// API started on a long STATE does for every transition past them.
+func BenchmarkFoldingATransitionPastThoseKept(b *testing.B) {
+	f := newFolding(b)
+	f.fold(keepTransitions)
+	for b.Loop() {
+		f.fold(1)
 	}
 }
