@@ -407,16 +407,21 @@ type errorBody struct {
 
 // unknownQuery answers 400 and reports true when r's query does not parse or has a parameter
 // not among known, naming it: a misspelt one (expect-version for expect_version) was ignored,
-// and the apply it was to guard stored over a version applied meanwhile.
+// and the apply it was to guard stored over a version applied meanwhile. Every write asks it,
+// those that take no parameter too: POST /v1/overrides?dry_run=true set the override.
 func unknownQuery(w http.ResponseWriter, r *http.Request, known ...string) bool {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		fail(w, http.StatusBadRequest, "query: %v", err)
 		return true
 	}
+	takes := strings.Join(known, ", ")
+	if len(known) == 0 {
+		takes = "no query parameter"
+	}
 	for _, k := range slices.Sorted(maps.Keys(q)) {
 		if !slices.Contains(known, k) {
-			fail(w, http.StatusBadRequest, "query: unknown parameter %q: %s %s takes %s", k, r.Method, r.URL.Path, strings.Join(known, ", "))
+			fail(w, http.StatusBadRequest, "query: unknown parameter %q: %s %s takes %s", k, r.Method, r.URL.Path, takes)
 			return true
 		}
 	}
@@ -687,6 +692,9 @@ func (s *Server) handleClearOverride(w http.ResponseWriter, r *http.Request, tok
 }
 
 func (s *Server) changeOverride(w http.ResponseWriter, r *http.Request, tok Token, clearing bool) func(context.Context) error {
+	if unknownQuery(w, r) {
+		return nil
+	}
 	o, err := DecodeOverride(r.Body, "api/"+tok.Name, clearing)
 	if err != nil {
 		fail(w, http.StatusBadRequest, "%v", err)

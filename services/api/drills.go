@@ -180,6 +180,9 @@ func (s *Server) handleDrills(w http.ResponseWriter, _ *http.Request, _ Token) f
 
 // handleDrillRollback rolls a drill back as `detour drill rollback` does.
 func (s *Server) handleDrillRollback(w http.ResponseWriter, r *http.Request, tok Token) func(context.Context) error {
+	if unknownQuery(w, r) {
+		return nil
+	}
 	id := r.PathValue("id")
 	if err := events.CheckToken(id); err != nil {
 		fail(w, http.StatusBadRequest, "drill id: %v", err)

@@ -34,3 +34,25 @@ func TestAQueryParameterARequestDoesNotTakeIsRefusedNamingIt(t *testing.T) {
 		t.Errorf("transitions with the parameters it takes: %d %s, want 200", code, body)
 	}
 }
+
+// A write that takes no query parameter refuses one, and does nothing: POST
+// /v1/overrides?dry_run=true set the override it was to try, and DELETE /v1/overrides?endpoint=w1
+// with a body naming the pool alone cleared the pool's override, not the endpoint's.
+func TestAQueryParameterToAWriteThatTakesNoneIsRefused(t *testing.T) {
+	f := start(t)
+	const set = `{"app":"shop","pool":"west","action":"drain","reason":"maintenance"}`
+	for _, c := range []struct{ method, path, body, want string }{
+		{"POST", "/v1/overrides?dry_run=true", set, `query: unknown parameter \"dry_run\": POST /v1/overrides takes no query parameter`},
+		{"DELETE", "/v1/overrides?endpoint=w1", `{"app":"shop","pool":"west","reason":"done"}`,
+			`query: unknown parameter \"endpoint\": DELETE /v1/overrides takes no query parameter`},
+		{"POST", "/v1/drills/d1/rollback?force=true", "", `query: unknown parameter \"force\": POST /v1/drills/d1/rollback takes no query parameter`},
+	} {
+		code, body := f.do(t, c.method, c.path, f.write, c.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("%s %s: %d %s, want 400 with %s", c.method, c.path, code, body, c.want)
+		}
+	}
+	if code, body := f.do(t, "GET", "/v1/overrides", f.read, ""); code != http.StatusOK || strings.Contains(body, `"app"`) {
+		t.Errorf("overrides after the refused writes: %d %s, want none", code, body)
+	}
+}
