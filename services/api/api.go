@@ -590,6 +590,16 @@ type transitionsPage struct {
 	Next        string       `json:"next,omitempty"`
 }
 
+// transitionsTo lists what each kind of transition is to: a to its kind never has (an
+// override is to drain, never drained) answered an empty page, read as nothing happened.
+var transitionsTo = map[string][]string{
+	"endpoint": {"up", "down", "drained"},
+	"pool":     {"up", "down"},
+	"edge":     {"up", "down"},
+	"override": {"force_up", "force_down", "drain", "cleared"},
+	"holddown": {"started", "cancelled"},
+}
+
 func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Token) {
 	if unknownQuery(w, r, "kind", "app", "pool", "endpoint", "edge", "to", "limit", "before") {
 		return
@@ -607,6 +617,10 @@ func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request, _ Tok
 	case "", "up", "down", "drained", "force_up", "force_down", "drain", "cleared", "started", "cancelled":
 	default:
 		fail(w, http.StatusBadRequest, "to: want up, down, drained, force_up, force_down, drain, cleared, started or cancelled, got %q", f.to)
+		return
+	}
+	if to := transitionsTo[f.kind]; f.kind != "" && f.to != "" && !slices.Contains(to, f.to) {
+		fail(w, http.StatusBadRequest, "to: %s transitions are to %s or %s, got %q", f.kind, strings.Join(to[:len(to)-1], ", "), to[len(to)-1], f.to)
 		return
 	}
 	if v := q.Get("limit"); v != "" {

@@ -463,6 +463,28 @@ func TestATransitionKindOrToThatDoesNotExistIsRefusedNamingTheField(t *testing.T
 	}
 }
 
+// A to that the kind asked never has is as much a typo as one no transition has: an override
+// that drains is to "drain", and kind=override&to=drained answered an empty page, read as no
+// override having drained anything. It is refused naming what that kind is to.
+func TestATransitionToItsKindNeverHasIsRefusedNamingWhatItIsTo(t *testing.T) {
+	f := start(t)
+	for _, c := range []struct{ query, want string }{
+		{"kind=override&to=drained", `to: override transitions are to force_up, force_down, drain or cleared, got \"drained\"`},
+		{"kind=pool&to=drained", `to: pool transitions are to up or down, got \"drained\"`},
+		{"kind=holddown&to=up", `to: holddown transitions are to started or cancelled, got \"up\"`},
+		{"kind=endpoint&to=cleared", `to: endpoint transitions are to up, down or drained, got \"cleared\"`},
+	} {
+		if code, body := f.do(t, "GET", "/v1/transitions?"+c.query, f.read, ""); code != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %s, want 400 with %s", c.query, code, body, c.want)
+		}
+	}
+	for _, q := range []string{"kind=endpoint&to=drained", "kind=override&to=drain", "kind=holddown&to=started", "kind=edge&to=down", "to=drained"} {
+		if code, body := f.do(t, "GET", "/v1/transitions?"+q, f.read, ""); code != http.StatusOK {
+			t.Errorf("%s: %d %s, want 200", q, code, body)
+		}
+	}
+}
+
 // The scheme of an Authorization header is case-insensitive (RFC 9110 §11.1): clients that
 // send "bearer" are as authenticated as those that send "Bearer".
 func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
