@@ -682,12 +682,14 @@ type OverrideRequest struct {
 // that are subject tokens, and (unless clearing) a known action.
 func DecodeOverride(body io.Reader, by string, clearing bool) (events.Override, error) {
 	var req OverrideRequest
-	dec := json.NewDecoder(io.LimitReader(body, maxBody))
+	// One byte past maxBody tells a body cut off there, whose end (a stray '}') went unread.
+	lr := &io.LimitedReader{R: body, N: maxBody + 1}
+	dec := json.NewDecoder(lr)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return events.Override{}, fmt.Errorf("body: want a JSON object {app, pool, endpoint, action, reason}: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF { // dec.More missed a stray '}' or ']'
+	if _, err := dec.Token(); err != io.EOF || lr.N == 0 { // dec.More missed a stray '}' or ']'
 		return events.Override{}, errors.New("body: want exactly one JSON object, and nothing after it")
 	}
 	o := events.Override{App: req.App, Pool: req.Pool, Endpoint: req.Endpoint, Action: req.Action, Reason: req.Reason, By: by}
