@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -95,9 +94,16 @@ type Server struct {
 	writing chan struct{}
 	full    *logs.Repeats
 
-	// readState is set once the API has read STATE to the end it had when the API started: until
-	// then the status says what it shows may be old (Status.Stale).
-	readState atomic.Bool
+	// catchMu guards what tells whether the API has read STATE to its end (Status.Stale says
+	// what it shows may be old until it has): readAt is how many times its connection to NATS
+	// had reconnected when it last had, -1 before it first has; delivered is the last STATE
+	// sequence delivered; resumeTo, when not 0, the sequence STATE held once the connection came
+	// back for the resumeAt-th time, which the API has read STATE to its end again once
+	// delivered (see resume).
+	catchMu            sync.Mutex
+	readAt             int64
+	delivered          uint64
+	resumeAt, resumeTo uint64
 
 	mu      sync.RWMutex
 	m       *model
@@ -125,7 +131,7 @@ func Listen(o Options) (*Server, error) {
 		writes = defaultMaxWrites
 	}
 	return &Server{o: o, log: o.Log.With().Str("component", "api").Logger(), ln: ln, writing: make(chan struct{}, writes), full: logs.NewRepeats(time.Minute),
-		m: newModel(o.Config, 0), drills: newDrillsView(), watch: map[chan struct{}]struct{}{}}, nil
+		m: newModel(o.Config, 0), drills: newDrillsView(), watch: map[chan struct{}]struct{}{}, readAt: -1}, nil
 }
 
 // Addr is the address the server listens on.
@@ -199,12 +205,76 @@ func (s *Server) onState(m jetstream.Msg, seq uint64) {
 }
 
 // stateRead hands each delivery of STATE to handle, and marks STATE read once a delivery says the
-// follower caught up.
+// follower caught up, and again, after the connection came back, once it reaches what STATE
+// held then (resume): a message with nothing pending behind it does too, and so does a STATE
+// created again, whose sequences are its own.
 func (s *Server) stateRead(handle func(events.Delivery)) func(events.Delivery) {
 	return func(d events.Delivery) {
 		handle(d)
-		if d.CaughtUp && !s.readState.Swap(true) {
+		s.catchMu.Lock()
+		if d.Msg != nil {
+			s.delivered = d.Seq
+		} else if d.Recreated {
+			s.delivered = 0
+		}
+		read := false
+		switch {
+		case d.CaughtUp && s.readAt < 0:
+			s.readAt, read = int64(s.reconnects()), true
+		case s.resumeTo > 0 && (d.Recreated || d.Msg != nil && (d.Seq >= s.resumeTo || d.Pending == 0)):
+			s.readAt, s.resumeTo, read = int64(s.resumeAt), 0, true
+		}
+		s.catchMu.Unlock()
+		if read {
 			s.changed()
+		}
+	}
+}
+
+// reconnects is how many times the API's connection to NATS has reconnected.
+func (s *Server) reconnects() uint64 {
+	if nc := s.o.JS.Conn(); nc != nil {
+		return nc.Stats().Reconnects
+	}
+	return 0
+}
+
+// resume marks STATE read to its end again once the API, its connection back for the at-th
+// time, has been delivered the last sequence STATE holds: until then it may show the states it
+// had when it lost the connection, and the status says so. It asks STATE's last sequence every
+// second until JetStream answers, the connection is lost again (the next resume waits for that
+// one) or ctx ends.
+func (s *Server) resume(ctx context.Context, at uint64) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for s.reconnects() == at {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := s.o.JS.Stream(actx, events.StreamState)
+		cancel()
+		if err == nil {
+			last := st.CachedInfo().State.LastSeq
+			if st.CachedInfo().State.Msgs == 0 {
+				last = 0 // purged: its last sequence was not delivered
+			}
+			s.catchMu.Lock()
+			read := false
+			switch {
+			case s.readAt < 0 || s.readAt >= int64(at): // the follower's catching up says it
+			case s.delivered >= last:
+				s.readAt, read = int64(at), true
+			default:
+				s.resumeAt, s.resumeTo = at, last
+			}
+			s.catchMu.Unlock()
+			if read {
+				s.changed()
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-retry.C:
 		}
 	}
 }

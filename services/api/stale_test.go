@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/api"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
 
@@ -176,4 +178,45 @@ func TestTheStatusPageSaysWhenTheAPIHasNotReadSTATEYet(t *testing.T) {
 		code, body = f.do(t, "GET", "/v1/status", f.read, "")
 		return code == http.StatusOK && !strings.Contains(body, `"stale"`) && strings.Contains(body, `"status": "down"`)
 	}, "the API does not show w1 down, live, once JetStream is back: %d %.400s", &code, &body)
+}
+
+// An API that lost NATS and got back a connection on which JetStream does not answer (a node
+// restarted before its streams, a cluster electing leaders) has not read what STATE stored
+// meanwhile: it says so, as it does until it first read STATE, where it showed the states it had
+// before the loss as live. Once JetStream answers and the API has read STATE to its end, the
+// page is live again.
+func TestTheStatusPageSaysWhenTheAPIReconnectedWithoutReadingSTATE(t *testing.T) {
+	f := startOnFiles(t)
+	var code int
+	var body string
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		code, body = f.do(t, "GET", "/v1/status", f.read, "")
+		return code == http.StatusOK && !strings.Contains(body, `"stale"`)
+	}, "the API is not live: %d %.400s", &code, &body)
+
+	port, before := f.ns.Server.Addr().(*net.TCPAddr).Port, f.ns.Conn.Stats().Reconnects
+	f.ns.Stop()
+	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.Start()
+	t.Cleanup(plain.Shutdown)
+	if !plain.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server without JetStream not ready in 10s")
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool { return f.ns.Conn.IsConnected() && f.ns.Conn.Stats().Reconnects > before },
+		"the API did not reconnect to the server without JetStream")
+	code, body = f.do(t, "GET", "/v1/status", f.read, "")
+	if code != http.StatusOK || !strings.Contains(body, `"stale": "the API reconnected to NATS and has not read what STATE stored meanwhile yet`) {
+		t.Errorf("GET /v1/status reconnected where JetStream does not answer: %d %.400s, want it to say so", code, body)
+	}
+
+	plain.Shutdown()
+	plain.WaitForShutdown()
+	f.ns.Restart(t)
+	eventstest.Eventually(t, 20*time.Second, func() bool {
+		code, body = f.do(t, "GET", "/v1/status", f.read, "")
+		return code == http.StatusOK && !strings.Contains(body, `"stale"`)
+	}, "the API is not live once JetStream is back: %d %.400s", &code, &body)
 }

@@ -66,29 +66,37 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 	}
 }
 
-// notConnected is Status.Stale while the API's connection to NATS is down, and unread until it
-// has read STATE to its end.
+// notConnected is Status.Stale while the API's connection to NATS is down, unread until it has
+// read STATE to its end, and unreadSinceLoss once the connection is back until it has again.
 const (
-	notConnected = "the API is not connected to NATS: this is what it knew when it lost the connection"
-	unread       = "the API has not read STATE to its end yet (it is starting, or JetStream does not answer): states shown may be old or unknown"
+	notConnected    = "the API is not connected to NATS: this is what it knew when it lost the connection"
+	unread          = "the API has not read STATE to its end yet (it is starting, or JetStream does not answer): states shown may be old or unknown"
+	unreadSinceLoss = "the API reconnected to NATS and has not read what STATE stored meanwhile yet (it is reading, or JetStream does not answer): states shown may be old"
 )
 
-// status is the page's snapshot, saying whether it may be old.
+// status is the page's snapshot, saying whether it may be old. Whether STATE was read is taken
+// before the snapshot: taken after, it could be read by then, and the snapshot not hold it all.
 func (s *Server) status() Status {
+	s.catchMu.Lock()
+	readAt := s.readAt
+	s.catchMu.Unlock()
 	s.mu.RLock()
 	st := s.m.status(20)
 	s.mu.RUnlock()
 	switch nc := s.o.JS.Conn(); {
 	case nc != nil && !nc.IsConnected():
 		st.Stale = notConnected
-	case !s.readState.Load():
+	case readAt < 0:
 		st.Stale = unread
+	case uint64(readAt) < s.reconnects():
+		st.Stale = unreadSinceLoss
 	}
 	return st
 }
 
 // watchConnection wakes the status streams whenever the connection to NATS is lost or back,
-// until ctx ends: without it, the page went on showing its last view as live.
+// and has STATE read to its end again once it is back (resume), until ctx ends: without it, the
+// page went on showing its last view as live.
 func (s *Server) watchConnection(ctx context.Context, nc *nats.Conn) {
 	ch := nc.StatusChanged()
 	defer nc.RemoveStatusListener(ch)
@@ -96,9 +104,12 @@ func (s *Server) watchConnection(ctx context.Context, nc *nats.Conn) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, open := <-ch:
+		case status, open := <-ch:
 			if !open {
 				return
+			}
+			if status == nats.CONNECTED {
+				go s.resume(ctx, nc.Stats().Reconnects)
 			}
 			s.changed()
 		}
