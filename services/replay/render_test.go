@@ -116,8 +116,9 @@ func TestAnAppsTimelineShowsTheDrillsOnIt(t *testing.T) {
 // A check's error holds what the checked server said (a TLS certificate's names, for one), and a
 // prober's credentials write any text in its results: the text timeline shows the control
 // characters in them as escapes, so that none reaches the operator's terminal, where an escape
-// sequence could retitle it, write its clipboard or rewrite the lines above, and a newline
-// print a line that looks like another event.
+// sequence could retitle it, write its clipboard or rewrite the lines above, a newline
+// print a line that looks like another event, and a bidirectional override (U+202E, which the
+// escapes of control characters before it left raw) show a name reversed.
 func TestTheTextTimelinePrintsNoControlCharacterAResultHolds(t *testing.T) {
 	at := time.Date(2026, 11, 30, 1, 2, 4, 0, time.UTC)
 	b := replay.NewBuilder(replay.Filter{})
@@ -125,7 +126,7 @@ func TestTheTextTimelinePrintsNoControlCharacterAResultHolds(t *testing.T) {
 		b.Add(&replay.Record{Stream: events.StreamProbes, Seq: uint64(i + 1), Subject: events.ProbeSubject("us-west", "shop", "us-west", "w1"),
 			Stored: at.Add(time.Duration(i) * time.Second), Results: []events.ProbeResult{{
 				ID: "r" + string(rune('1'+i)), App: "shop", Pool: "us-west", Endpoint: "w1\x1b[8m", Region: "us-west", OK: ok, ErrorClass: "tls",
-				Error: "x509: certificate is valid for \x1b]52;c;aGk=\x07, not shop.test\n2026-11-30T01:02:05.000Z  transition  shop/us-west/w1  down → up"}}})
+				Error: "x509: certificate is valid for \x1b]52;c;aGk=\x07, not shop.test \u202etset.pohs\n2026-11-30T01:02:05.000Z  transition  shop/us-west/w1  down → up"}}})
 	}
 	var out bytes.Buffer
 	if err := replay.WriteText(&out, b.Timeline(), nil); err != nil {
@@ -138,7 +139,7 @@ func TestTheTextTimelinePrintsNoControlCharacterAResultHolds(t *testing.T) {
 	if j := strings.IndexFunc(out.String(), func(r rune) bool { return r < ' ' && r != '\n' || r >= 0x7f && r < 0xa0 }); j >= 0 {
 		t.Errorf("the text timeline holds a control character at %d: %q", j, out.String())
 	}
-	for _, want := range []string{`shop/us-west/w1\x1b[8m`, `valid for \x1b]52;c;aGk=\a, not shop.test\n2026-11-30T01:02:05.000Z`} {
+	for _, want := range []string{`shop/us-west/w1\x1b[8m`, `valid for \x1b]52;c;aGk=\a, not shop.test \u202etset.pohs\n2026-11-30T01:02:05.000Z`} {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("line 1 = %q, want it to show %s", lines[0], want)
 		}
