@@ -122,11 +122,14 @@ type peerClock struct {
 	// asked is when a zone's re-stamp was first asked for (see restampGrace), restamped when
 	// it last took one.
 	asked, restamped map[string]time.Time
+	// unserved counts, per writer, the zones its versions brought into highest while this
+	// server did not serve them (see admits).
+	unserved map[string]int
 }
 
 func newPeerClock(self string) *peerClock {
 	return &peerClock{self: self, highest: map[string]peerVersion{}, latest: map[string]map[string]peerVersion{},
-		asked: map[string]time.Time{}, restamped: map[string]time.Time{}}
+		asked: map[string]time.Time{}, restamped: map[string]time.Time{}, unserved: map[string]int{}}
 }
 
 // see folds v, observed at now, and reports whether it counts: a serial more than maxPeerLead
@@ -152,23 +155,31 @@ func (c *peerClock) see(v peerVersion, now time.Time) bool {
 	return true
 }
 
-// maxUnservedPeerZones is how many zones the clock keeps beyond the zones served: any DNS
+// maxUnservedPeerZones is how many zones not served the clock keeps of each writer: any DNS
 // server's credentials may record versions of any zone on its own subjects, a million of them
 // within the DNS stream's bound, and each kept costs every other server memory for as long as
-// it runs. The zones a reload adds are a few.
+// it runs. The zones a reload adds are a few. The bound is each writer's, not one for all: a
+// zone a reload adds is recorded first by the servers the reload reached first, each once, and
+// its first version here must pass their serials whatever zones another writer recorded.
 const maxUnservedPeerZones = 4096
 
-// keeps reports whether the clock takes a version of the zone name: always one of a zone it
-// holds or one of served (the zones served, by name), another while it holds fewer zones than
-// maxUnservedPeerZones past the number served.
-func (c *peerClock) keeps(name string, served map[string]uint32) bool {
-	if _, ok := c.highest[name]; ok {
+// admits reports whether the clock takes v: always a version of a zone it holds or of one of
+// served (the zones served, by name), one of another zone while v's writer brought fewer than
+// maxUnservedPeerZones of them into the clock, which counts it then (a version see refuses
+// after counts too, against its writer alone).
+func (c *peerClock) admits(v peerVersion, served map[string]uint32) bool {
+	if _, ok := c.highest[v.zone]; ok {
 		return true
 	}
-	if _, ok := served[name]; ok {
+	if _, ok := served[v.zone]; ok {
 		return true
 	}
-	return len(c.highest) < len(served)+maxUnservedPeerZones
+	writer := cmp.Or(v.writer, v.server)
+	if c.unserved[writer] >= maxUnservedPeerZones {
+		return false
+	}
+	c.unserved[writer]++
+	return true
 }
 
 // floor returns the highest serial other servers recorded of the zone name, which its next
@@ -394,7 +405,7 @@ func (s *Server) restamps(now time.Time) (map[string]uint32, time.Duration) {
 		return cmp.Or(cmp.Compare(a.zone, b.zone), cmp.Compare(a.server, b.server))
 	}) {
 		v := seen[k]
-		if !s.proj.peers.keeps(v.zone, served) {
+		if !s.proj.peers.admits(v, served) {
 			s.peerRefusals.Gate(s.log.Warn(), "zones of "+v.writer).Str("zone", v.zone).Str("writer", v.writer).Int("kept", maxUnservedPeerZones).
 				Msg("another dns server recorded versions of more zones this server does not serve than it keeps; ignored")
 			continue

@@ -42,6 +42,31 @@ func TestRecordsOfZonesNotServedAreKeptWithinABound(t *testing.T) {
 	}
 }
 
+// TestARecordOfAZoneAReloadAddsCountsWhateverZonesAnotherWriterRecorded: a reload reaches the
+// DNS servers one after another, and the first to serve a new zone records its version before
+// the others serve it; that record comes once, and each other server's first version of the
+// zone must pass its serial. Another DNS user's records of 20,000 zones nobody serves took every
+// place kept for zones not served, so that record was dropped: the server, once it served the
+// zone, took serials that did not pass the other's (its clock behind, or the other's versions
+// faster than one a second), which a secondary holding the other's ignored, after the other
+// stopped too. The bound is each writer's.
+func TestARecordOfAZoneAReloadAddsCountsWhateverZonesAnotherWriterRecorded(t *testing.T) {
+	s := &Server{peerSeen: map[peerKey]peerVersion{}, peerHeld: map[string]bool{}, proj: &projector{peers: newPeerClock("dns-test/id")},
+		log: zerolog.Nop(), peerRefusals: logs.NewRepeats(peerRefusalWindow)}
+	s.table.Store(&table{serials: map[string]uint32{"demo.test.": 1}})
+	now := time.Now()
+	for i := range 20000 {
+		name := fmt.Sprintf("z%d.forged.", i)
+		s.peerSeen[peerKey{name, "dns-other/x"}] = peerVersion{zone: name, serial: 1, digest: "d", server: "dns-other/x", writer: "dns-other"}
+	}
+	s.restamps(now)
+	s.peerSeen[peerKey{"new.test.", "dns-2/y"}] = peerVersion{zone: "new.test.", serial: 9, digest: "d", server: "dns-2/y", writer: "dns-2"}
+	s.restamps(now)
+	if floor, ok := s.proj.peers.floor("new.test."); !ok || floor != 9 {
+		t.Errorf("new.test.'s highest serial dns-2 recorded before this server served it = %d (%v), want 9: dns-other's records of other zones must not drop it", floor, ok)
+	}
+}
+
 // TestRecordsADayAheadUnderManyIDsAreLoggedOnceAMinutePerWriter: the id a record claims is the
 // writer's to choose, so the records a day ahead one DNS user writes under a thousand ids are
 // one line a minute, not one per id.
