@@ -10,6 +10,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/alert"
+	"github.com/detourdev/detour/services/decide"
 	"github.com/rs/zerolog"
 )
 
@@ -86,4 +87,100 @@ func TestADrillsPoolDownAndFailoverAreToldAsTheDrillsAndAnOutageIsNot(t *testing
 			t.Errorf("outage alert %d (%s) is told as a drill's: %s", i, p["kind"], body)
 		}
 	}
+}
+
+// outlived runs a sender for doc's groups, webhook rc, on a JetStream of its own, and returns a
+// func that appends a transition on subject caused by the event cause (may be "").
+func outlived(t *testing.T, doc string, rc *receiver) func(subject, typ, cause string, tr events.Transition) events.Envelope {
+	t.Setenv("DETOUR_TEST_HOOK_SECRET", "s")
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	cfg := eventstest.Config(t, strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1))
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Log: zerolog.New(zerolog.NewTestWriter(t))})
+	})
+	followsSTATE(t, ns, 5*time.Second, "")
+	return func(subject, typ, cause string, tr events.Transition) events.Envelope {
+		t.Helper()
+		e, err := events.New(typ, "decider-1", time.Now(), tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Cause = cause
+		if _, err := events.Publish(context.Background(), ns.JS, subject, e); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+}
+
+// toldAsOutage waits until rc accepted a pool_down without [drill] and drill_id.
+func (rc *receiver) toldAsOutage(t *testing.T, what string) {
+	t.Helper()
+	var texts []string
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		texts = texts[:0]
+		for _, body := range rc.accepted {
+			var p map[string]any
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			text, _ := p["text"].(string)
+			texts = append(texts, text)
+			if _, drilled := p["drill_id"]; !drilled && p["kind"] == "pool_down" && !strings.Contains(text, "[drill") {
+				return true
+			}
+		}
+		return false
+	}, "%s: no pool_down told as an outage's among %q", what, &texts)
+}
+
+var (
+	w1   = events.EndpointStateSubject("shop", "west", "w1")
+	west = events.PoolStateSubject("shop", "west")
+)
+
+// TestAnOutageADrillOutlivedIsToldAsAnOutageWhenTheDrillEnds: a drill fails pool west, and w1
+// fails for real meanwhile; when the drill ends the decider re-states w1 and west down to down,
+// without the drill's mark (decide.DrillOutlived). The pool's re-statement pages as an outage's
+// pool_down: without [drill] and drill_id, though the pool's status did not change.
+func TestAnOutageADrillOutlivedIsToldAsAnOutageWhenTheDrillEnds(t *testing.T) {
+	rc := &receiver{}
+	appendCaused := outlived(t, doc, rc)
+	goes := func(from events.Status, drill, reason string) {
+		t.Helper()
+		e := appendCaused(w1, events.TypeEndpointDown, "", events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+			From: from, To: events.StatusDown, Reason: reason, Drill: drill})
+		appendCaused(west, events.TypePoolDown, e.ID, events.Transition{App: "shop", Pool: "west", From: from, To: events.StatusDown,
+			Reason: "w1 down: 0 of 1 endpoints serving, need 1"})
+	}
+	goes(events.StatusUp, "lose-west-1", "drill lose-west-1: simulated failure of pool shop/west")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return rc.delivered() == 2 },
+		"the drill's failover and pool_down delivered; got %d", rc.delivered())
+	goes(events.StatusDown, "", decide.DrillOutlived+": eu: 3 consecutive failures; 0 of 1 voting regions see it up (quorum 0.5)")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return rc.delivered() == 3 },
+		"the outage's pool_down delivered after the drill's 2 alerts; got %d in all", rc.delivered())
+	rc.toldAsOutage(t, "w1 re-stated down")
+}
+
+// TestAPoolDownADrillCausedIsToldAsAnOutageWhenAnotherEndpointKeepsItDown: west needs w1 and
+// w2; a drill fails w1, which takes west down, and w2 fails for real meanwhile. The drill ends:
+// w1 comes up (drill ended, the drill's), and the decider re-states west down to down, caused by
+// that up: it pages as an outage's pool_down, not as the drill's.
+func TestAPoolDownADrillCausedIsToldAsAnOutageWhenAnotherEndpointKeepsItDown(t *testing.T) {
+	rc := &receiver{}
+	appendCaused := outlived(t, strings.Replace(doc, `{name: west, endpoints: [{name: w1, address: "127.0.0.11:80"}]}`,
+		`{name: west, min_available: 2, endpoints: [{name: w1, address: "127.0.0.11:80"}, {name: w2, address: "127.0.0.13:80"}]}`, 1), rc)
+	tr := func(endpoint string, from, to events.Status, reason, drill string) events.Transition {
+		return events.Transition{App: "shop", Pool: "west", Endpoint: endpoint, From: from, To: to, Reason: reason, Drill: drill}
+	}
+	e := appendCaused(w1, events.TypeEndpointDown, "", tr("w1", events.StatusUp, events.StatusDown, "drill d1: simulated failure of endpoint shop/west/w1", "d1"))
+	appendCaused(west, events.TypePoolDown, e.ID, tr("", events.StatusUp, events.StatusDown, "w1 down: 1 of 2 endpoints serving, need 2", ""))
+	appendCaused(events.EndpointStateSubject("shop", "west", "w2"), events.TypeEndpointDown, "",
+		tr("w2", events.StatusUp, events.StatusDown, "eu: 3 consecutive failures (fall 3); 0 of 1 voting regions see it up (quorum 0.5)", ""))
+	e = appendCaused(w1, events.TypeEndpointUp, "", tr("w1", events.StatusDown, events.StatusUp, "drill ended; 1 of 1 voting regions see it up (quorum 0.5)", ""))
+	appendCaused(west, events.TypePoolDown, e.ID, tr("", events.StatusDown, events.StatusDown, "w1 up: 1 of 2 endpoints serving, need 2", ""))
+	rc.toldAsOutage(t, "west re-stated down")
 }

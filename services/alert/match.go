@@ -78,6 +78,8 @@ func (d *drilled) fold(subject string, e events.Envelope) string {
 			d.causes[e.ID] = m.drill
 		}
 		return m.drill
+	case strings.HasPrefix(subject, "detour.state.pool.") && t.From == t.To:
+		return "" // re-stated once no endpoint's down is a drill's (decide.DrillOutlived)
 	case strings.HasPrefix(subject, "detour.state.pool.") && e.Cause != "":
 		return d.causes[e.Cause]
 	case strings.HasPrefix(subject, "detour.state.edge."):
@@ -87,7 +89,7 @@ func (d *drilled) fold(subject string, e events.Envelope) string {
 }
 
 // Classify folds a STATE event into v and says what it is for alerts. ok is false for events
-// no alert is about (overrides, and events that change no status).
+// no alert is about (overrides, and events that change no status, but for a re-statement).
 func Classify(c *config.Config, v *state.View, subject string, seq uint64, e events.Envelope) (Fact, bool) {
 	to, isTransition := events.TransitionStatus(e.Type)
 	var before string
@@ -112,8 +114,12 @@ func Classify(c *config.Config, v *state.View, subject string, seq uint64, e eve
 			}
 		}
 	}
+	prev, known := v.Subject(subject)
 	changed, err := v.Apply(subject, seq, e)
-	if err != nil || !isTransition || !changed {
+	// A transition that re-states the status recorded changes none, but tells that the probes,
+	// not a drill, keep it down from now on (decide.DrillOutlived): an outage to tell.
+	restated := isTransition && known && (seq == 0 || seq > prev.Seq) && prev.Status == to && f.Transition.From == to
+	if err != nil || !isTransition || !changed && !restated {
 		return Fact{}, false
 	}
 	f.Kinds = append(f.Kinds, config.AlertTransition)

@@ -73,6 +73,9 @@ type Endpoint struct {
 	Own, Pool *events.Override
 	// Drill is the simulated failure a drill puts on the endpoint, or nil; overrides win over it.
 	Drill *events.Override
+	// drillMade is set while the last change reported was a drill's (Decision.Drill), so that
+	// the probes or an override keeping the status once the drill no longer sets it re-state it.
+	drillMade bool
 	// Status is the effective status: the override in force, else Probed.
 	Status events.Status
 }
@@ -393,14 +396,20 @@ func (e *Endpoint) decide(at time.Time, p Policy, cause, note string, results []
 	}
 	from := e.Status
 	e.Status = to
-	if to == from || to == events.StatusUnknown {
+	drill := e.drilled()
+	restated := to == from && e.drillMade && drill == nil
+	if to == from && !restated || to == events.StatusUnknown {
 		return Decision{}, false
 	}
+	e.drillMade = drill != nil
 	reason := note
+	if restated && e.override() == nil {
+		reason = DrillOutlived + ": " + e.failing(p)
+	}
 	if e.override() == nil {
 		reason += "; " + e.tally(p)
 	}
-	return Decision{From: from, To: to, At: at, Cause: cause, Reason: reason, Results: results, Votes: e.votes(), Drill: e.drilled()}, true
+	return Decision{From: from, To: to, At: at, Cause: cause, Reason: reason, Results: results, Votes: e.votes(), Drill: drill}, true
 }
 
 // drilled is the drill's simulated failure when it is what sets the status, else nil.
@@ -465,6 +474,30 @@ func (e *Endpoint) votes() []events.Vote {
 		}
 	}
 	return out
+}
+
+// failing names the current streak of each region that sees the endpoint down: "eu: 3
+// consecutive failures, us: 1 consecutive successes (rise 2)"; "no region sees it down" when
+// none does (staleness or a hold-down keeps it down).
+func (e *Endpoint) failing(p Policy) string {
+	var b strings.Builder
+	for i := range e.Regions {
+		if r := &e.Regions[i]; r.Status == events.StatusDown {
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(r.Name + ": ")
+			if r.OK {
+				b.WriteString(strconv.Itoa(r.Run) + " consecutive successes (rise " + strconv.Itoa(p.Rise) + ")")
+			} else {
+				b.WriteString(strconv.Itoa(r.Run) + " consecutive failures")
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return "no region sees it down"
+	}
+	return b.String()
 }
 
 // tally is the vote as a sentence: "2 of 3 voting regions see it up (quorum 0.5); not voting: eu".

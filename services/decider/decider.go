@@ -639,7 +639,7 @@ func (d *decider) reconcile(ctx context.Context) {
 		dec := s.pending
 		s.pending = nil
 		d.rearm(s)
-		if s.st.Status == events.StatusUnknown || s.st.Status == s.status {
+		if s.st.Status == events.StatusUnknown || s.st.Status == s.status && (dec == nil || !restates(s, *dec)) {
 			continue
 		}
 		if dec == nil && s.st.Voting() == 0 && s.status != events.StatusUnknown {
@@ -751,7 +751,7 @@ func (d *decider) expire(ctx context.Context, s *endpointSlot, now time.Time) {
 	}
 	dec := s.pending
 	s.pending = nil
-	if s.st.Status == events.StatusUnknown || s.st.Status == s.status && !s.sent.Unanswered(s.seq) {
+	if s.st.Status == events.StatusUnknown || s.st.Status == s.status && !s.sent.Unanswered(s.seq) && !restates(s, *dec) {
 		return
 	}
 	switch dr := s.dropped; {
@@ -812,7 +812,15 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 // replica would and then died, with nothing else to append this replica's next transition, the
 // transition is re-asserted reassertAfter later instead of lost.
 func due(s *endpointSlot, dec decide.Decision) bool {
-	return dec.To != s.status && !s.since.After(dec.At)
+	return (dec.To != s.status || restates(s, dec)) && !s.since.After(dec.At)
+}
+
+// restates reports whether dec re-states the status STATE records on the endpoint: the same
+// status, which a drill's simulated failure made there (endpointSlot.drilled) and the probes or
+// an override keep now (decide.DrillOutlived). Once one replica's lands, the endpoint's status
+// is no drill's and the others' are not due.
+func restates(s *endpointSlot, dec decide.Decision) bool {
+	return dec.To == s.status && dec.From == dec.To && dec.Drill == nil && s.drilled != ""
 }
 
 // droppedAsOlder returns dec when it is not due only because STATE records an event dated after it,
@@ -1149,7 +1157,7 @@ func (d *decider) poolTransition(ctx context.Context, p *poolSlot, reassert bool
 func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events.Transition, bool) {
 	latest := p.latest()
 	v := p.verdict()
-	if latest == nil || v.Status == p.status || (superseded(p, latest) && !reassert) {
+	if latest == nil || v.Status == p.status && !p.restates(v) || (superseded(p, latest) && !reassert) {
 		return events.Envelope{}, events.Transition{}, false
 	}
 	others := 0

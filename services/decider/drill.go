@@ -102,7 +102,7 @@ func (s *endpointSlot) restoreDrill() {
 	if s.drilled == "" || s.st.Own != nil || s.st.Pool != nil || s.st.Drill != nil {
 		return
 	}
-	s.st.Drill = &events.Override{App: s.pool.app.cfg.Name, Pool: s.pool.cfg.Name, Endpoint: s.cfg.Name,
-		Action: events.ActionForceDown, Reason: "drill " + s.drilled + ": simulated failure restored from STATE", By: "drill/" + s.drilled}
+	s.st.RestoreDrill(&events.Override{App: s.pool.app.cfg.Name, Pool: s.pool.cfg.Name, Endpoint: s.cfg.Name,
+		Action: events.ActionForceDown, Reason: "drill " + s.drilled + ": simulated failure restored from STATE", By: "drill/" + s.drilled})
 	s.restoredDrill = true
 }

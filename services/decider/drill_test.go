@@ -9,6 +9,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/decider"
 )
 
 // drillEvent records one event of drill id on DRILLS and returns its sequence there.
@@ -154,4 +155,145 @@ func TestADrillRolledBackWhileNoDeciderRanReturnsAHealthyEndpointAtOnce(t *testi
 	start(t, srv.JS, cfg, "decider/a")
 	got := passUntilTransitions(t, srv, p, 3, 5*time.Second, "5 s after the drill rolled back: want it up again")
 	wantUpAtRollback(t, srv, cfg, got, rolledBack)
+}
+
+// TestARealOutageDuringADrillIsToldAsTheProbesWhenTheDrillEnds: a drill fails pool west, which
+// takes w1 (and the pool) down; w1's own checks then fail for real. Rolled back, the drill leaves
+// w1 down, as before it ended: STATE's last word on w1 and on west was the drill's, and the outage
+// was told as a drill's until someone looked. The decider re-states both, down to down, without
+// the drill's mark and with the probes' reason, as detour replay decides it.
+func TestARealOutageDuringADrillIsToldAsTheProbesWhenTheDrillEnds(t *testing.T) {
+	srv := eventstest.Start(t)
+	cfg := eventstest.Config(t, shopYAML)
+	start(t, srv.JS, cfg, "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	drilled := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down"}
+	waitHistory(t, srv, drilled...)
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	rolledBack := drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	waitHistory(t, srv, append(drilled, "endpoint.shop.west.w1:down", "pool.shop.west:down")...)
+
+	all := stateOf(t, srv)
+	for _, s := range all[len(all)-2:] {
+		var tr events.Transition
+		if err := s.Env.Payload(&tr); err != nil {
+			t.Fatal(err)
+		}
+		if tr.From != events.StatusDown || tr.Drill != "" || strings.Contains(tr.Reason, "simulated") {
+			t.Errorf("%s after the rollback: %s → %s, drill %q, reason %q; want down → down, no drill, the probes' reason",
+				s.Subject, tr.From, tr.To, tr.Drill, tr.Reason)
+		}
+		if s.Subject == events.EndpointStateSubject("shop", "west", "w1") && !strings.Contains(tr.Reason, "eu: 3 consecutive failures") {
+			t.Errorf("w1's reason after the rollback is %q: want it to name eu's 3 consecutive failures", tr.Reason)
+		}
+	}
+	if w1, _ := lastW1(t, srv); w1.Time.Before(stamp(t, srv, events.StreamDrills, rolledBack)) {
+		t.Errorf("w1's re-statement is dated %s, before the rollback", w1.Time.Format(time.RFC3339Nano))
+	}
+	lines, out := decider.Replay(t, srv, cfg, false)
+	var paired int
+	for _, l := range lines {
+		if l.Kind != "what_if" || l.Endpoint != "w1" {
+			continue
+		}
+		paired++
+		if l.Verdict != "same" || l.Recorded.Reason != l.WhatIf.Reason || l.Recorded.Cause != l.WhatIf.Cause {
+			t.Errorf("detour replay differs from STATE on w1 %s: %s", l.To, out)
+		}
+	}
+	if paired != 3 {
+		t.Errorf("detour replay pairs %d transitions of w1, want 3 (up, the drill's down, the probes' down):\n%s", paired, out)
+	}
+}
+
+// TestADrillEndingOnAnEndpointDownBeforeItAddsNothing: w1 is down for real when a drill fails its
+// pool, and still down when it is rolled back: STATE's last word was the probes' all along, and
+// the drill adds no transition, before or after.
+func TestADrillEndingOnAnEndpointDownBeforeItAddsNothing(t *testing.T) {
+	srv := eventstest.Start(t)
+	cfg := eventstest.Config(t, shopYAML)
+	start(t, srv.JS, cfg, "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	// The endpoint coming up afterwards shows the decider folded the rollback, and nothing before.
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.west.w1:up", "pool.shop.west:up")
+}
+
+// TestAPoolADrillTookDownIsRestatedWhenItStaysDownForAnotherEndpointsOutage: west needs both w1
+// and w2 (min_available 2); a drill fails w1, which takes west down; w2 then fails for real,
+// which changes no pool status. The drill ends: w1 comes up (drill ended), west stays down for
+// w2's outage, and is re-stated down to down, caused by w1's up: its last word was the drill's.
+func TestAPoolADrillTookDownIsRestatedWhenItStaysDownForAnotherEndpointsOutage(t *testing.T) {
+	srv := eventstest.Start(t)
+	doc := strings.Replace(shopYAML, `        endpoints: [{name: w1, address: "127.0.0.11:8081"}]`,
+		`        min_available: 2
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.13:8081"}]`, 1)
+	start(t, srv.JS, eventstest.Config(t, doc), "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	for range 2 {
+		p.send("shop", "west", "w1", true)
+		p.send("shop", "west", "w2", true)
+	}
+	before := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w2:up"} // w2 serves undecided
+	waitHistory(t, srv, before...)
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailEndpoint, App: "shop", Pool: "west", Endpoint: "w1"})
+	before = append(before, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	waitHistory(t, srv, before...)
+	for range 3 {
+		p.send("shop", "west", "w2", false)
+	}
+	before = append(before, "endpoint.shop.west.w2:down")
+	waitHistory(t, srv, before...)
+	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	waitHistory(t, srv, append(before, "endpoint.shop.west.w1:up", "pool.shop.west:down")...)
+
+	all := stateOf(t, srv)
+	up, pool := all[len(all)-2], all[len(all)-1]
+	var tr events.Transition
+	if err := pool.Env.Payload(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.From != events.StatusDown || pool.Env.Cause != up.Env.ID {
+		t.Errorf("west after the rollback: %s → %s caused by %s; want down → down caused by w1's up %s", tr.From, tr.To, pool.Env.Cause, up.Env.ID)
+	}
+}
+
+// TestARealOutageADrillOutlivedWhileNoDeciderRanIsRestatedAtTheStart: as
+// TestARealOutageDuringADrillIsToldAsTheProbesWhenTheDrillEnds, but the decider stops before w1
+// fails and the drill is rolled back, and starts after: STATE's last word on w1 is the drill's,
+// which the decider restores and then lifts, re-stating w1 and west down as the probes'.
+func TestARealOutageADrillOutlivedWhileNoDeciderRanIsRestatedAtTheStart(t *testing.T) {
+	srv := eventstest.Start(t)
+	cfg := eventstest.Config(t, shopYAML)
+	d := start(t, srv.JS, cfg, "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	drilled := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down"}
+	waitHistory(t, srv, drilled...)
+	d.stop()
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	start(t, srv.JS, cfg, "decider/a")
+	waitHistory(t, srv, append(drilled, "endpoint.shop.west.w1:down", "pool.shop.west:down")...)
+	if w1, _ := lastW1(t, srv); w1.Cause == "" || strings.Contains(string(w1.Data), `"drill":`) {
+		t.Errorf("w1's re-statement is %s: want no drill, and a cause", w1.Data)
+	}
 }

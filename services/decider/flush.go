@@ -7,6 +7,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/services/decide"
+	"github.com/detourdev/detour/services/drill"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -66,12 +67,15 @@ type sent struct {
 }
 
 // shown is what a slot shows as recorded on its subject: its status, the event's id, when the
-// change happened and the event's time (see endpointSlot.since and dated).
+// change happened, the event's time (see endpointSlot.since and dated), and whether a drill's
+// failure made it (endpointSlot.drilled, poolSlot.drilled).
 type shown struct {
-	status  events.Status
-	eventID string
-	since   time.Time
-	dated   time.Time
+	status      events.Status
+	eventID     string
+	since       time.Time
+	dated       time.Time
+	drilled     string
+	poolDrilled bool
 }
 
 // subject is the STATE subject the append goes to.
@@ -207,14 +211,16 @@ func (d *decider) send(ctx context.Context, j *sent) {
 	j.key = d.sentKeys
 	status, _ := events.TransitionStatus(j.ev.Type)
 	if s := j.s; s != nil {
-		j.prev = shown{s.status, s.eventID, s.since, s.dated}
+		j.prev = shown{status: s.status, eventID: s.eventID, since: s.since, dated: s.dated, drilled: s.drilled}
 		s.sent.Add(j.lastSeq, j.ev.ID, endpointSent(s, j.dec))
 		s.status, s.eventID, s.since, s.dated, s.next = status, j.ev.ID, j.dec.At, j.ev.Time, j
+		s.drilled = drill.ID(j.dec.Drill)
 	} else {
 		p := j.p
-		j.prev = shown{status: p.status, since: p.since}
+		j.prev = shown{status: p.status, since: p.since, poolDrilled: p.drilled}
 		p.sent.Add(j.lastSeq, j.ev.ID, poolSent(j.t))
 		p.status, p.since, p.next = status, j.ev.Time, j
+		p.drilled = status == events.StatusDown && p.drillCaused(j.ev.Cause)
 	}
 	j.pool().inFlight++
 	d.pipe = append(d.pipe, j)
@@ -432,13 +438,13 @@ func (d *decider) unsent(j *sent) {
 	if s := j.s; s != nil {
 		s.next = nil
 		if s.seq == j.lastSeq {
-			s.status, s.eventID, s.since, s.dated = j.prev.status, j.prev.eventID, j.prev.since, j.prev.dated
+			s.status, s.eventID, s.since, s.dated, s.drilled = j.prev.status, j.prev.eventID, j.prev.since, j.prev.dated, j.prev.drilled
 		}
 		return
 	}
 	j.p.next = nil
 	if j.p.seq == j.lastSeq {
-		j.p.status, j.p.since = j.prev.status, j.prev.since
+		j.p.status, j.p.since, j.p.drilled = j.prev.status, j.prev.since, j.prev.poolDrilled
 	}
 }
 

@@ -28,6 +28,9 @@ type poolSlot struct {
 	status events.Status
 	seq    uint64
 	since  time.Time
+	// drilled is set while what STATE last recorded on subject is a down an endpoint's
+	// transition a drill's simulated failure made caused (see restates).
+	drilled bool
 	// overrideSeq is the stream sequence of the last pool override applied.
 	overrideSeq uint64
 	// retry holds a pool transition that could not be appended, to try again on the next tick.
@@ -314,5 +317,35 @@ func (p *poolSlot) record(seq uint64, e events.Envelope) {
 	if seq > p.seq {
 		p.status, _ = events.TransitionStatus(e.Type)
 		p.seq, p.since = seq, e.Time
+		p.drilled = p.status == events.StatusDown && p.drillCaused(e.Cause)
 	}
+}
+
+// drillCaused reports whether cause is the event an endpoint of the pool last recorded, and
+// a drill's simulated failure made it (endpointSlot.drilled). An endpoint's transition is
+// recorded before the pool's it causes; one that moved on since tells nothing, and the pool's
+// down is taken for its endpoints'.
+func (p *poolSlot) drillCaused(cause string) bool {
+	for _, s := range p.endpoints {
+		if cause != "" && s.eventID == cause {
+			return s.drilled != ""
+		}
+	}
+	return false
+}
+
+// restates reports whether the pool's transition to v re-states the down STATE records: a
+// drill's simulated failure caused it (drilled), and no endpoint's last transition is a
+// drill's any more, so the pool is down because of its endpoints' own checks (or overrides), an
+// outage the drill's end leaves (decide.DrillOutlived).
+func (p *poolSlot) restates(v decide.PoolVerdict) bool {
+	if !p.drilled || p.status != events.StatusDown || v.Status != events.StatusDown {
+		return false
+	}
+	for _, s := range p.endpoints {
+		if s.drilled != "" {
+			return false
+		}
+	}
+	return true
 }

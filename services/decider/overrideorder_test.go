@@ -143,9 +143,10 @@ func TestAHeldOverrideComesBeforeTheDeadlinesAfterIt(t *testing.T) {
 // TestADrillRolledBackJustAfterTheResultThatTookItsPoolDownLeavesItDown: a drill simulates the
 // failure of shop/west while w1's probes pass; w1 then fails three times, and the drill is rolled
 // back just after the third failure was stored. As the streams hold them, and as detour replay
-// re-decides them, the failures took w1 down before the rollback: it stays down. PROBES
-// delivers 100 ms late, DRILLS at once: the decider rolled the drill back first, brought w1 and
-// its pool up on the passes it had folded, and took them down again on the failures after.
+// re-decides them, the failures took w1 down before the rollback: it stays down, re-stated as
+// the probes' at the rollback (decide.DrillOutlived). PROBES delivers 100 ms late, DRILLS at
+// once: the decider rolled the drill back first, brought w1 and its pool up on the passes it had
+// folded, and took them down again on the failures after.
 func TestADrillRolledBackJustAfterTheResultThatTookItsPoolDownLeavesItDown(t *testing.T) {
 	srv := eventstest.Start(t)
 	r := start(t, lateProbes{srv.JS, 100 * time.Millisecond}, eventstest.Config(t, shopYAML), "decider/a")
@@ -166,7 +167,7 @@ func TestADrillRolledBackJustAfterTheResultThatTookItsPoolDownLeavesItDown(t *te
 	e.send("shop", "east", "e1", true)
 	e.send("shop", "east", "e1", true)
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w1:down", "pool.shop.west:down",
-		"endpoint.shop.east.e1:up", "pool.shop.east:up")
+		"endpoint.shop.west.w1:down", "pool.shop.west:down", "endpoint.shop.east.e1:up", "pool.shop.east:up")
 	if n := r.stats.Reasserted.Load(); n != 0 {
 		t.Errorf("the decider re-asserted %d contradictions, want none", n)
 	}
