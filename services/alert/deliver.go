@@ -151,13 +151,14 @@ type delivery struct {
 	unclaimed bool
 }
 
-// send makes one attempt and returns the status code (0 when none came back).
-func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error) {
+// send makes one attempt and returns the status code (0 when none came back) and, for a 429 or
+// a 503, the wait its Retry-After asks for (0 when it asks for none).
+func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(d.body))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "detour-alerts")
@@ -172,14 +173,34 @@ func (r *runner) send(ctx context.Context, d *delivery, attempt int) (int, error
 		if errors.As(err, &ue) {
 			err = ue.Err // the error without the URL, whose query may hold a secret
 		}
-		return 0, err
+		return 0, 0, err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("answered %s", resp.Status)
+		var after time.Duration
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			after = retryAfter(resp.Header.Get("Retry-After"), r.o.Now())
+		}
+		return resp.StatusCode, after, fmt.Errorf("answered %s", resp.Status)
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, 0, nil
+}
+
+// retryAfter is the wait a Retry-After header asks for at now: a whole number of seconds or an
+// HTTP date (RFC 9110 §10.2.3); 0 for anything else, a date past or a negative number.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 32); err == nil {
+		return time.Duration(max(n, 0)) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
 }
 
 // deliver tries until the webhook accepts or retry_for runs out, recording every attempt.
@@ -249,10 +270,14 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 				Error: "not sent: a later alert of " + d.fact.Subject + " was delivered to this webhook"})
 			return
 		}
-		code, err := r.send(ctx, d, attempt)
+		code, after, err := r.send(ctx, d, attempt)
 		if err != nil && ctx.Err() != nil {
 			return // cut short as the sender stops: its next run makes it again
 		}
+		// A receiver that is rate limiting (429) or down for a while (503) says when to come
+		// back: the retry waits that long, within MaxBackoff, which bounds every wait so that
+		// another sender does not take the delivery over while this one waits.
+		wait = max(wait, min(after, r.o.MaxBackoff))
 		a := events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
 			Attempt: attempt, HTTPStatus: code, Text: Text(d.kind, d.fact), Result: events.AlertDelivered}
 		last := false
