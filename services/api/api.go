@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -37,8 +38,14 @@ type Options struct {
 	Config *config.Config
 	// Addr is where to listen, e.g. 127.0.0.1:8088; port 0 takes a free port.
 	Addr string
-	// Tokens are the accepted bearer tokens.
-	Tokens *Tokens
+	// Tokens are the accepted bearer tokens, when they are fixed. TokensPath, set instead, is
+	// the tokens file (see ParseTokens): Listen reads it, and the API looks at it again every
+	// half second while it runs and serves what it holds once two looks agree, so that a token
+	// removed from it is refused, and one added taken, within a second. A file that cannot be
+	// read or does not parse leaves the tokens as they were: the API logs the problem once, and
+	// takes the file once it changes and parses. One of Tokens and TokensPath is required.
+	Tokens     *Tokens
+	TokensPath string
 	// IdleTimeout is how long a keep-alive connection may wait for its next request before the
 	// server closes it; 0 means defaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -94,6 +101,11 @@ type Server struct {
 	writing chan struct{}
 	full    *logs.Repeats
 
+	// tokens are those served: Options.Tokens, or what Options.TokensPath last held that parsed;
+	// tokensDoc is what it held when Listen read it.
+	tokens    atomic.Pointer[Tokens]
+	tokensDoc []byte
+
 	// catchMu guards what tells whether the API has read STATE to its end (Status.Stale says
 	// what it shows may be old until it has): readAt is how many times its connection to NATS
 	// had reconnected when it last had, -1 before it first has; delivered is the last STATE
@@ -119,8 +131,15 @@ func Listen(o Options) (*Server, error) {
 		return nil, errors.New("api options: JS is required")
 	case o.Config == nil:
 		return nil, errors.New("api options: Config is required")
-	case o.Tokens == nil:
-		return nil, errors.New("api options: Tokens are required")
+	case (o.Tokens == nil) == (o.TokensPath == ""):
+		return nil, errors.New("api options: one of Tokens and TokensPath is required")
+	}
+	toks, doc := o.Tokens, []byte(nil)
+	if o.TokensPath != "" {
+		var err error
+		if toks, doc, err = loadTokens(o.TokensPath); err != nil {
+			return nil, err
+		}
 	}
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
@@ -130,8 +149,10 @@ func Listen(o Options) (*Server, error) {
 	if writes <= 0 {
 		writes = defaultMaxWrites
 	}
-	return &Server{o: o, log: o.Log.With().Str("component", "api").Logger(), ln: ln, writing: make(chan struct{}, writes), full: logs.NewRepeats(time.Minute),
-		m: newModel(o.Config, 0), drills: newDrillsView(), watch: map[chan struct{}]struct{}{}, readAt: -1}, nil
+	s := &Server{o: o, log: o.Log.With().Str("component", "api").Logger(), ln: ln, writing: make(chan struct{}, writes), full: logs.NewRepeats(time.Minute),
+		m: newModel(o.Config, 0), drills: newDrillsView(), watch: map[chan struct{}]struct{}{}, readAt: -1, tokensDoc: doc}
+	s.tokens.Store(toks)
+	return s, nil
 }
 
 // Addr is the address the server listens on.
@@ -155,9 +176,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if nc := s.o.JS.Conn(); nc != nil {
 		go s.watchConnection(ctx, nc)
 	}
+	if s.o.TokensPath != "" {
+		go s.followTokens(ctx, s.o.TokensPath, s.tokensDoc)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(s.ln) }()
-	s.log.Info().Str("addr", s.Addr()).Int("tokens", s.o.Tokens.Len()).Msg("api serving")
+	s.log.Info().Str("addr", s.Addr()).Int("tokens", s.tokens.Load().Len()).Msg("api serving")
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -401,20 +425,20 @@ func (s *Server) need(scope string, loopbackFree bool) func(handler) http.Handle
 			}
 			secret, ok := bearer(r.Header.Get("Authorization"))
 			secret = strings.TrimSpace(secret)
-			tok, known := s.o.Tokens.Check(secret)
+			tok, known := s.tokens.Load().Check(secret)
 			switch {
 			case !ok:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="detour"`)
 				fail(w, http.StatusUnauthorized, "a bearer token is required: Authorization: Bearer detour_…")
 				return
 			case !known && !strings.HasPrefix(secret, tokenPrefix):
-				// A secret of another form matches no line of the file, restarted or not.
+				// A secret of another form matches no line of the file, whatever it holds.
 				w.Header().Set("WWW-Authenticate", `Bearer realm="detour", error="invalid_token"`)
 				fail(w, http.StatusUnauthorized, "not a Detour token: the API takes only the tokens detour token create makes, which begin with %s", tokenPrefix)
 				return
 			case !known:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="detour", error="invalid_token"`)
-				fail(w, http.StatusUnauthorized, "an unknown bearer token: the API knows the tokens its file held when it started (restart it after detour token create)")
+				fail(w, http.StatusUnauthorized, "an unknown bearer token: the API's tokens file holds no such token (one detour token create adds is taken within a second, without a restart)")
 				return
 			}
 			if scope == ScopeWrite && tok.Scope != ScopeWrite {

@@ -116,9 +116,9 @@ func (f *fixture) transition(t *testing.T, endpoint string, to events.Status) {
 
 func TestARequestWithoutAValidTokenIsRefusedWith401(t *testing.T) {
 	f := start(t)
-	const unknown = `an unknown bearer token: the API knows the tokens its file held when it started (restart it after detour token create)`
-	// A secret of another form matches no line of the file, whatever hash it holds of it: a
-	// restart, which the message for an unknown token suggests, does not help.
+	const unknown = `an unknown bearer token: the API's tokens file holds no such token (one detour token create adds is taken within a second, without a restart)`
+	// A secret of another form matches no line of the file, whatever hash it holds of it: adding
+	// a line, which the message for an unknown token suggests, does not help.
 	const notDetours = `not a Detour token: the API takes only the tokens detour token create makes, which begin with detour_`
 	for _, tt := range []struct{ token, want string }{
 		{"", `a bearer token is required: Authorization: Bearer detour_…`},

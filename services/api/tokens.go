@@ -55,7 +55,11 @@ func ParseTokens(doc []byte) (*Tokens, error) {
 			continue
 		}
 		tok := Token{Name: f[0], Scope: f[1]}
-		if tok.Scope != ScopeRead && tok.Scope != ScopeWrite {
+		switch {
+		case tok.Scope == ScopeRead || tok.Scope == ScopeWrite:
+		case strings.HasPrefix(tok.Scope, tokenPrefix): // a token pasted there: the error is logged, and must not show it
+			problems = append(problems, fmt.Sprintf("line %d: scope: want read or write, got a token (the file holds its SHA-256, never the token)", n))
+		default:
 			problems = append(problems, fmt.Sprintf("line %d: scope: want read or write, got %q", n, tok.Scope))
 		}
 		h, err := hex.DecodeString(f[2])
@@ -81,15 +85,21 @@ func ParseTokens(doc []byte) (*Tokens, error) {
 
 // LoadTokens reads the tokens file at path.
 func LoadTokens(path string) (*Tokens, error) {
+	t, _, err := loadTokens(path)
+	return t, err
+}
+
+// loadTokens reads the tokens file at path, returning what it holds too.
+func loadTokens(path string) (*Tokens, []byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read tokens: %w", err)
+		return nil, nil, fmt.Errorf("read tokens: %w", err)
 	}
 	t, err := ParseTokens(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return t, nil
+	return t, b, nil
 }
 
 // Check returns the token whose secret is secret; ok is false for an unknown one.
@@ -166,4 +176,45 @@ func AddToken(path, name, scope string) (string, error) {
 		return "", fmt.Errorf("write tokens: %w", err)
 	}
 	return secret, nil
+}
+
+// RevokeToken removes the token named name from the file at path, leaving its other lines as
+// they were; a file that does not parse, or holds no token of that name, is left alone. The
+// file is written over in place, so that it keeps its owner and mode (a file made again would
+// be the writer's, perhaps one the API may not read, and the API would then keep the token).
+func RevokeToken(path, name string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read tokens: %w", err)
+	}
+	t, err := ParseTokens(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if !t.named(name) {
+		return fmt.Errorf("token name: %s holds no token named %q", path, name)
+	}
+	var kept []byte
+	for line := range bytes.Lines(b) {
+		if f := strings.Fields(string(line)); len(f) == 3 && f[0] == name {
+			continue
+		}
+		kept = append(kept, line...)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("write tokens: %w", err)
+	}
+	if _, err := f.Write(kept); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write tokens: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write tokens: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write tokens: %w", err)
+	}
+	return nil
 }

@@ -67,12 +67,16 @@ DNS server would give now. Prints the active version for "detour apply --expect-
 Example:
   detour plan detour.yaml`,
 	"token": `usage: detour token create NAME --scope read|write [--file FILE]
+       detour token revoke NAME [--file FILE]
 
-Adds a bearer token for the controller's HTTP API to the tokens file (only its SHA-256 is
-stored) and prints the token once. read: every GET; write: also overrides and config apply.
+create adds a bearer token for the controller's HTTP API to the tokens file (only its SHA-256
+is stored) and prints the token once. read: every GET; write: also overrides and config apply.
+revoke removes the token named NAME from the file. The running API (the controller's, detour
+up's) takes either change within a second, without a restart.
 
 Example:
-  detour token create grafana --scope read --file detour-data/api-tokens`,
+  detour token create grafana --scope read --file detour-data/api-tokens
+  detour token revoke grafana --file detour-data/api-tokens`,
 	"config": `usage: detour config get [--version N] [--show-secrets] [--nats URL]
        detour config history [--nats URL]
 

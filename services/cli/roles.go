@@ -634,8 +634,8 @@ func runParts(ctx context.Context, log zerolog.Logger, main func(context.Context
 	return err
 }
 
-// startAPI binds the API with the tokens at path, making the file with one write token, shown
-// once on stdout, when it does not exist.
+// startAPI binds the API with the tokens file at path, which it follows while it runs, making the
+// file with one write token, shown once on stdout, when it does not exist.
 func startAPI(js jetstream.JetStream, cfg *config.Config, addr, path string, stdout io.Writer, log zerolog.Logger) (*api.Server, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		secret, err := api.AddToken(path, "admin", api.ScopeWrite)
@@ -644,11 +644,7 @@ func startAPI(js jetstream.JetStream, cfg *config.Config, addr, path string, std
 		}
 		fmt.Fprintf(stdout, "made %s with a write token named admin; it is shown only now:\n  export DETOUR_TOKEN=%s\n", path, secret)
 	}
-	toks, err := api.LoadTokens(path)
-	if err != nil {
-		return nil, err
-	}
-	return api.Listen(api.Options{JS: js, Config: cfg, Addr: addr, Tokens: toks, Log: log})
+	return api.Listen(api.Options{JS: js, Config: cfg, Addr: addr, TokensPath: path, Log: log})
 }
 
 // configCopy is where a role keeps the active configuration in its data directory.

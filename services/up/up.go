@@ -49,7 +49,8 @@ type Options struct {
 	// none.
 	MetricsAddr string
 	// APIAddr is where the HTTP API and the status page are served; "" serves neither. Its
-	// tokens are in <DataDir>/api-tokens, created with one write token on first start.
+	// tokens are in <DataDir>/api-tokens, created with one write token on first start, and
+	// read again whenever the file changes.
 	APIAddr string
 	// Reload makes a --config file be read again at once (SIGHUP); it is also read every half
 	// second, and applied as a new version whenever it changed.
@@ -328,7 +329,7 @@ func waitTCP(ctx context.Context, addr string, within time.Duration) error {
 }
 
 // startAPI serves the API and the status page, making the tokens file with one write token when
-// there is none yet.
+// there is none yet; the API follows the file's changes.
 func (s *Stack) startAPI(g *group, js jetstream.JetStream, o Options) error {
 	s.TokensPath = filepath.Join(o.DataDir, "api-tokens")
 	if _, err := os.Stat(s.TokensPath); errors.Is(err, os.ErrNotExist) {
@@ -339,11 +340,7 @@ func (s *Stack) startAPI(g *group, js jetstream.JetStream, o Options) error {
 			return err
 		}
 	}
-	toks, err := api.LoadTokens(s.TokensPath)
-	if err != nil {
-		return err
-	}
-	srv, err := api.Listen(api.Options{JS: js, Config: s.Config, Addr: o.APIAddr, Tokens: toks, Log: o.Log})
+	srv, err := api.Listen(api.Options{JS: js, Config: s.Config, Addr: o.APIAddr, TokensPath: s.TokensPath, Log: o.Log})
 	if err != nil {
 		return err
 	}
