@@ -53,6 +53,10 @@ type Options struct {
 	// defaultReadTimeout. What a handler does once it has read them (the status page's event
 	// stream) is not bounded by it.
 	ReadTimeout time.Duration
+	// WriteTimeout is how long an answer may take to be written from its first byte; past it
+	// the API closes the connection. Each event of the status page's stream has one of its own,
+	// so the stream lives on. 0 means defaultWriteTimeout.
+	WriteTimeout time.Duration
 	// ClusterWait is how long a request waits for the cluster's answers (the configuration, its
 	// history, a plan, an apply, the overrides, the drills and a rollback); 0 means
 	// defaultClusterWait.
@@ -75,6 +79,13 @@ const defaultIdleTimeout = 2 * time.Minute
 // not (net/http reads a refused request's body before it answers). A minute reads a document
 // of maxBody at 70 KB/s.
 const defaultReadTimeout = time.Minute
+
+// defaultWriteTimeout is Options.WriteTimeout's default: without one, a client with a token
+// that stopped reading a large answer (or advertised a zero TCP window) kept a goroutine of the
+// API and its buffers for as long as TCP kept the connection, for ever to one that acknowledges
+// and reads nothing. A minute writes an answer of 4 MiB at 70 KB/s, as defaultReadTimeout reads
+// a body of maxBody.
+const defaultWriteTimeout = time.Minute
 
 // defaultClusterWait is Options.ClusterWait's default: without a deadline the API's reads of
 // the last events gave up after a second (events.LeaderLast), and a cluster answering late
@@ -395,8 +406,58 @@ func (s *Server) Handler() http.Handler {
 		}
 		fail(w, http.StatusNotFound, "no such resource: %s %s", r.Method, r.URL.Path)
 	}))
-	return mux
+	return s.boundWrites(mux)
 }
+
+// writeTimeout is Options.WriteTimeout, or defaultWriteTimeout when it is not set.
+func (s *Server) writeTimeout() time.Duration {
+	if s.o.WriteTimeout > 0 {
+		return s.o.WriteTimeout
+	}
+	return defaultWriteTimeout
+}
+
+// boundWrites gives each answer of h writeTimeout from its first byte to be written, past which
+// the connection is closed; the status page's stream sets one for each event itself. The
+// deadline of the connection's last answer is cleared first, so that what net/http writes before
+// this answer begins (100 Continue) is not cut off by it.
+func (s *Server) boundWrites(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Time{})
+		bw := &boundedWriter{ResponseWriter: w, rc: rc, bound: s.writeTimeout()}
+		defer bw.begin() // an answer with no body yet is written once h returns
+		h.ServeHTTP(bw, r)
+	})
+}
+
+// boundedWriter sets its connection's write deadline bound ahead when its answer begins.
+type boundedWriter struct {
+	http.ResponseWriter
+	rc    *http.ResponseController
+	bound time.Duration
+	begun bool
+}
+
+func (b *boundedWriter) begin() {
+	if !b.begun {
+		b.begun = true
+		_ = b.rc.SetWriteDeadline(time.Now().Add(b.bound))
+	}
+}
+
+func (b *boundedWriter) WriteHeader(code int) {
+	b.begin()
+	b.ResponseWriter.WriteHeader(code)
+}
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	b.begin()
+	return b.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer: the stream's Flush.
+func (b *boundedWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
 
 // allowed lists the methods mux routes r's path with to a resource of its own, not to the
 // catch-all /v1/: the methods of a known resource that r asked with another.

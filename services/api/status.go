@@ -22,6 +22,8 @@ func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request, _ Token) {
 
 // handleEvents streams the status as server-sent events: one "status" event at once and one
 // after every change, each the whole snapshot, so a page that missed some needs nothing more.
+// Each event, and each keepalive, has writeTimeout of its own to be written: the stream lives
+// for hours, and a page that stops reading is cut off all the same.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -37,15 +39,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 	}()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
+		_, err := w.Write(b)
+		return err == nil && rc.Flush() == nil
+	}
 	send := func() bool {
 		b, err := json.Marshal(s.status())
-		if err != nil {
-			return false
-		}
-		if _, err := w.Write(append(append([]byte("event: status\ndata: "), b...), "\n\n"...)); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
+		return err == nil && write(append(append([]byte("event: status\ndata: "), b...), "\n\n"...))
 	}
 	if !send() {
 		return
@@ -59,7 +60,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 				return
 			}
 		case <-keepalive.C:
-			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil || rc.Flush() != nil {
+			if !write([]byte(": keepalive\n\n")) {
 				return
 			}
 		}
