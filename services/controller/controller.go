@@ -118,6 +118,7 @@ type controller struct {
 	view      *state.View
 	live      *Liveness
 	beats     *beats                        // heartbeats arrived, for foldHeartbeats
+	checks    *checks                       // edge-listener results arrived, for foldEdgeChecks
 	cfg       atomic.Pointer[config.Config] // o.Config, for the callbacks
 	state     jetstream.Stream
 	published map[string]map[string][]byte // edge -> app it fronts -> the last route stored for it, as JSON
@@ -192,6 +193,9 @@ type controller struct {
 	keyedEdges map[string]bool
 	// stalls holds back repeats of the line telling that the controller stalled.
 	stalls *logs.Repeats
+	// checksFull holds back repeats, per region, of the line telling that a region's
+	// edge-listener results were dropped (see checks).
+	checksFull *logs.Repeats
 	// tick and stallTick are the default tickers of Options.Ticks and Options.Awake, nil where
 	// the options gave channels; each version's reconfigure resets them.
 	tick, stallTick ticker
@@ -225,7 +229,7 @@ func run(ctx context.Context, o Options) error {
 		rollingBack: map[string]bool{}, rollbacks: make(chan rollback),
 		appendingEdge: map[string]events.Status{}, edgeAppends: make(chan edgeAppend), edgeFailures: logs.NewRepeats(10 * time.Second),
 		sentEdge: map[string]*events.Sent[Change]{}, idKey: events.NewIDKey(), keyedEdges: map[string]bool{},
-		stalls: logs.NewRepeats(10 * time.Second),
+		stalls: logs.NewRepeats(10 * time.Second), checks: newChecks(checkPendingMsgs, checkPendingBytes), checksFull: logs.NewRepeats(10 * time.Second),
 	}
 	c.routesDue.Stop()
 	c.cfg.Store(o.Config)
@@ -258,11 +262,12 @@ func run(ctx context.Context, o Options) error {
 
 	// Heartbeats and the edge listeners' results (alone on their own subjects, or batched by
 	// each prober) are recorded in the edges' liveness as they arrive, stamped with their
-	// arrival (the heartbeats decoded apart, each edge's last one in turn: see beats): while the
-	// loop is busy (routes of thousands of apps at once) none waits for it, none is dropped, and
-	// a tick after the loop's pause weighs each by its true age. A burst waits in its
-	// subscription's pending queue, up to checkPending.
+	// arrival and decoded apart (each edge's last heartbeat in turn, see beats; each region's
+	// results in turn, see checks): while the loop is busy (routes of thousands of apps at once)
+	// none waits for it, none is dropped, and a tick after the loop's pause weighs each by its
+	// true age. A burst of results waits in its region's queue, up to checkPending.
 	wg.Go(func() { c.foldHeartbeats(ctx) })
+	wg.Go(func() { c.foldEdgeChecks(ctx) })
 	subs := []struct {
 		subject string
 		handle  nats.MsgHandler
@@ -509,30 +514,60 @@ func (c *controller) foldHeartbeats(ctx context.Context) {
 	}
 }
 
-// onEdgeCheck folds a prober's checks of edge listeners (one result, or a batch) into the
-// edges' liveness as they arrive, stamped with their arrival (not the publisher's clock). It
-// runs on the subscription's goroutine.
+// onEdgeCheck keeps a prober's checks of edge listeners (one result, or a batch), stamped with
+// their arrival (not the publisher's clock), for foldEdgeChecks to decode and record in the
+// edges' liveness, behind the messages of their region alone (see checks). It runs on the
+// subscription's goroutine.
 func (c *controller) onEdgeCheck(m *nats.Msg) {
 	at := c.o.Now()
-	cfg := c.cfg.Load()
-	region, rs, err := decodeEdgeChecks(m.Subject, m.Data)
-	if err != nil {
-		c.malformed.Skip(c.log, err, m.Subject, 0)
+	tok := events.SplitSubject(m.Subject, "detour.probe")
+	if len(tok) == 0 || !c.cfg.Load().RegionAllowed(tok[0]) {
+		c.log.Debug().Str("subject", m.Subject).Msg("check of an edge listener from an unconfigured region dropped")
 		return
 	}
-	if !cfg.RegionAllowed(region) {
-		c.log.Debug().Str("region", region).Msg("check of an edge listener from an unconfigured region dropped")
-		return
+	if !c.checks.put(tok[0], arrivedCheck{subject: m.Subject, data: m.Data, at: at}) {
+		c.checksFull.Gate(c.log.Warn(), tok[0]).Str("region", tok[0]).
+			Msg("checks of edge listeners dropped: the region's probers publish faster than they are decoded")
+	}
+}
+
+// foldEdgeChecks decodes the checks of edge listeners onEdgeCheck keeps, each region's in turn,
+// until ctx ends.
+func (c *controller) foldEdgeChecks(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.checks.wake:
+		}
+		for c.foldEdgeCheck() {
+		}
+	}
+}
+
+// foldEdgeCheck decodes the next message of checks of edge listeners (see checks.next) and
+// records its results in the edges' liveness, each with when it arrived. It reports false when
+// none was waiting.
+func (c *controller) foldEdgeCheck() bool {
+	m, ok := c.checks.next()
+	if !ok {
+		return false
+	}
+	region, rs, err := decodeEdgeChecks(m.subject, m.data)
+	if err != nil {
+		c.malformed.Skip(c.log, err, m.subject, 0)
+		return true
 	}
 	recorded := 0
 	for _, r := range rs {
-		if !c.live.Probe(r.Endpoint, r.App, region, r.OK, r.Window, at) {
+		if !c.live.Probe(r.Endpoint, r.App, region, r.OK, r.Window, m.at) {
 			c.log.Debug().Str("edge", r.Endpoint).Str("app", r.App).Msg("check of an edge listener that is not configured")
 			continue
 		}
 		recorded++
 	}
 	c.o.Metrics.EdgeChecked(region, recorded)
+	return true
 }
 
 // decodeEdgeChecks parses the results of checks of edge listeners received on subject: one on
@@ -735,8 +770,8 @@ func (c *controller) edgeStored(edge, id string, st *events.Stored[Change]) {
 }
 
 // checkPendingMsgs and checkPendingBytes bound the heartbeats or edge-listener results waiting
-// for their callback on each subscription: a minute of 10,000 listeners checked every second, in
-// batches.
+// for their callback on each subscription, and each region's edge-listener results waiting to be
+// decoded (see checks): a minute of 10,000 listeners checked every second, in batches.
 const (
 	checkPendingMsgs  = 1 << 16
 	checkPendingBytes = 256 << 20
