@@ -501,17 +501,32 @@ func (c *controller) foldHeartbeats(ctx context.Context) {
 			return
 		case <-c.beats.wake:
 		}
-		for _, b := range c.beats.take() {
-			e, hb, err := decodeHeartbeat(b.subject, b.data)
-			if err != nil {
-				c.malformed.Skip(c.log, err, b.subject, 0)
-				continue
-			}
-			if !c.live.Heartbeat(hb.Edge, e.ID, time.Duration(hb.IntervalMS)*time.Millisecond, b.at) {
-				c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
-			}
+		c.decodeBeats()
+	}
+}
+
+// decodeBeats decodes the heartbeats kept since it last ran, each subject's last one, or its
+// small one when the last is refused (see beats), and records them.
+func (c *controller) decodeBeats() {
+	for _, w := range c.beats.take() {
+		if !c.foldHeartbeat(w.last) && w.small.data != nil {
+			c.foldHeartbeat(w.small)
 		}
 	}
+}
+
+// foldHeartbeat decodes b and records it in the edges' liveness, with when it arrived. It
+// reports false when b is refused as malformed.
+func (c *controller) foldHeartbeat(b arrivedBeat) bool {
+	e, hb, err := decodeHeartbeat(b.subject, b.data)
+	if err != nil {
+		c.malformed.Skip(c.log, err, b.subject, 0)
+		return false
+	}
+	if !c.live.Heartbeat(hb.Edge, e.ID, time.Duration(hb.IntervalMS)*time.Millisecond, b.at) {
+		c.log.Debug().Str("edge", hb.Edge).Msg("heartbeat of an edge that is not configured")
+	}
+	return true
 }
 
 // onEdgeCheck keeps a prober's checks of edge listeners (one result, or a batch), stamped with

@@ -65,3 +65,32 @@ func TestAFloodOfOneEdgesHeartbeatsDoesNotSilenceAnother(t *testing.T) {
 		t.Errorf("edge-east's heartbeat, behind %d of edge-west's, recorded after %v, want within %v: 10 decodings of edge-west's (%v each)", flooded, took, bound, decoding)
 	}
 }
+
+// TestMalformedHeartbeatsDoNotHideAnEdgesValidOne: only an edge's newest heartbeat waits to be
+// decoded, so large malformed messages published on edge-east's subject after its heartbeat
+// (its credentials can) took the heartbeat's place, were refused when decoded, and edge-east,
+// alive, went down. A heartbeat is small: one waiting behind larger messages of its edge is
+// decoded when they are refused.
+func TestMalformedHeartbeatsDoNotHideAnEdgesValidOne(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c := &controller{o: Options{Now: func() time.Time { return start }}, log: zerolog.Nop(),
+		live: NewLiveness(cfg, start), beats: newBeats()}
+	east := events.HeartbeatSubject("edge-east")
+	malformed := []byte(`{"type":"detour.edge.heartbeat.v1","id":"x","time":"2026-01-01T00:00:00Z","source":"edge-east","data":{"edge":"edge-east","seq":2,"pad":[` +
+		strings.Repeat("0,", 450000) + `0]`)
+	c.onHeartbeat(&nats.Msg{Subject: east, Data: heartbeatMsg(t, events.TypeEdgeHeartbeat, events.Heartbeat{Edge: "edge-east", Seq: 1, IntervalMS: 100})})
+	for range 10 {
+		c.onHeartbeat(&nats.Msg{Subject: east, Data: malformed})
+	}
+	c.decodeBeats()
+	if c.malformed.Total() != 1 {
+		t.Errorf("%d malformed heartbeats decoded, want the newest alone", c.malformed.Total())
+	}
+	if !slices.ContainsFunc(c.live.Due(start), func(ch Change) bool { return ch.Edge == "edge-east" }) {
+		t.Error("edge-east's heartbeat, followed by 10 large malformed messages on its subject, not recorded")
+	}
+}
