@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detourdev/detour/events"
@@ -21,6 +22,7 @@ const maxAttempts = 5
 
 type decider struct {
 	o     Options
+	cfg   atomic.Pointer[config.Config] // o.Config, for watchOldProbers
 	log   zerolog.Logger
 	js    jetstream.JetStream
 	state jetstream.Stream
@@ -118,6 +120,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d := &decider{o: o, log: o.Log.With().Str("component", "decider").Str("replica", o.Name).Logger(),
 		js: o.JS, ix: newIndex(o.Config), drills: drill.NewView(), regions: map[string]string{}, idKey: events.NewIDKey()}
+	d.cfg.Store(o.Config)
 	return d.run(ctx)
 }
 
@@ -150,7 +153,9 @@ func (d *decider) run(ctx context.Context) error {
 	wg.Go(func() { d.consume(ctx, events.StreamDrills, drillConsumer(), events.BridgeNext, decodeState, drillCh) })
 	oldProbers := time.NewTicker(oldProberEvery)
 	defer oldProbers.Stop()
-	wg.Go(func() { watchOldProbers(ctx, d.js, d.log, oldProbers.C) })
+	wg.Go(func() {
+		watchOldProbers(ctx, d.js, d.log, func() []string { return d.cfg.Load().ProbingRegions() }, oldProbers.C)
+	})
 	heardCh := make(chan heardMsg, wireBuffer)
 	if stop, handedOn, err := listen(d.js, heardCh); err != nil {
 		d.log.Warn().Err(err).Msg("probe results not heard on the wire; folding them from PROBES only")

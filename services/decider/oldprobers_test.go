@@ -51,7 +51,7 @@ func TestAProberOlderThanTheDecidersIsLogged(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		watchOldProbers(ctx, srv.JS, zerolog.New(&out), ticks)
+		watchOldProbers(ctx, srv.JS, zerolog.New(&out), func() []string { return nil }, ticks)
 	}()
 	defer func() { cancel(); <-stopped }()
 	look := func() { ticks <- time.Now() }
@@ -74,8 +74,8 @@ func TestAProberOlderThanTheDecidersIsLogged(t *testing.T) {
 
 // TestAFloodOfOldBatchSubjectsCostsOneLineALook: a prober's credentials may publish on any
 // subject of its region, the old batch subjects included, and PROBES keeps a message on each of a
-// million of them within its bound. The watch reads one message a look, whatever their number,
-// and logs at most one line a look.
+// million of them within its bound. The watch reads one message of each region a look, whatever
+// their number, and logs at most one line of each region a look.
 func TestAFloodOfOldBatchSubjectsCostsOneLineALook(t *testing.T) {
 	srv := eventstest.Start(t)
 	var out lockedBuffer
@@ -84,7 +84,7 @@ func TestAFloodOfOldBatchSubjectsCostsOneLineALook(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		watchOldProbers(ctx, srv.JS, zerolog.New(&out), ticks)
+		watchOldProbers(ctx, srv.JS, zerolog.New(&out), func() []string { return []string{"us", "eu"} }, ticks)
 	}()
 	defer func() { cancel(); <-stopped }()
 	look := func() { ticks <- time.Now() }
@@ -99,5 +99,52 @@ func TestAFloodOfOldBatchSubjectsCostsOneLineALook(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], `"subject":"detour.probe.us.batch.forged-299"`) {
 		t.Errorf("log after a flood of 300 old batch subjects, %d lines:\n%.2000s\nwant one warning, naming the last", len(lines), out.String())
+	}
+}
+
+// TestAnOldProberOfOneRegionDoesNotHideAnothers: the watch read the last message of the old batch
+// subjects of every region at once, so of old probers in several regions the busiest hid the
+// others, and us's credentials publishing again on a subject already logged hid eu's old prober
+// for good. It reads each configured region's last one, and logs a subject again an hour after it
+// last did, never keeping more than a line of each region a look for an hour.
+func TestAnOldProberOfOneRegionDoesNotHideAnothers(t *testing.T) {
+	srv := eventstest.Start(t)
+	publish := func(subject string) {
+		t.Helper()
+		if _, err := srv.JS.Publish(t.Context(), subject, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	w := newOldProbers(srv.Conn, zerolog.New(&out), func() []string { return []string{"eu", "us"} })
+	now := time.Unix(1700000000, 0)
+	look := func(after time.Duration) { now = now.Add(after); w.look(t.Context(), now) }
+	look(0)
+	publish("detour.probe.us.batch.p2")
+	look(time.Minute) // us's batch is logged
+	publish("detour.probe.eu.batch.p9")
+	for range 5 {
+		publish("detour.probe.us.batch.p2") // the busier region, on a subject logged already
+	}
+	look(time.Minute) // eu's batch is logged
+	publish("detour.probe.eu.batch.p9")
+	publish("detour.probe.us.batch.p2")
+	look(time.Minute) // neither within the hour
+	publish("detour.probe.eu.batch.p9")
+	publish("detour.probe.us.batch.p2")
+	look(time.Hour) // both again, an hour after they were logged
+	var logged []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if _, s, ok := strings.Cut(l, `"subject":"`); ok {
+			logged = append(logged, s[:strings.IndexByte(s, '"')])
+		}
+	}
+	want := "detour.probe.us.batch.p2 detour.probe.eu.batch.p9 detour.probe.eu.batch.p9 detour.probe.us.batch.p2"
+	if got := strings.Join(logged, " "); got != want {
+		t.Errorf("logged %s\nwant %s", got, want)
+	}
+	look(time.Hour)
+	if len(w.logged) != 0 {
+		t.Errorf("%d subjects kept an hour after they were logged, want none", len(w.logged))
 	}
 }

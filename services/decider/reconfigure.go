@@ -81,6 +81,7 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 		}
 	}
 	d.ix, d.o.Config, d.regions = ix, c, map[string]string{}
+	d.cfg.Store(c)
 	d.retrying = nil
 	for _, a := range ix.apps {
 		for _, p := range a.pools {
