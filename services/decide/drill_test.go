@@ -28,6 +28,8 @@ func TestADrillsFailureOutlivedByTheProbesIsRestatedAsTheirs(t *testing.T) {
 			"+ + drill down lift", []string{">up probes", "up>down drill", "down>down operator"}},
 		{"a second drill on the endpoint the probes keep down adds nothing", "+ + drill - - - lift drill lift",
 			[]string{">up probes", "up>down drill", "down>down probes"}},
+		{"the probes failing after a drill that ended before any result restate its down",
+			"drill lift - - -", []string{">down drill", "down>down probes"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -395,6 +395,11 @@ func (e *Endpoint) decide(at time.Time, p Policy, cause, note string, results []
 		to = overrideStatus(o.Action)
 	}
 	from := e.Status
+	if to == events.StatusUnknown && e.drillMade {
+		// Nothing decides the endpoint once the drill no longer does (no result yet): the
+		// status stays the drill's, which its first results re-state or change.
+		return Decision{}, false
+	}
 	e.Status = to
 	drill := e.drilled()
 	restated := to == from && e.drillMade && drill == nil

@@ -9,6 +9,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/services/decide"
 	"github.com/detourdev/detour/services/decider"
 )
 
@@ -295,5 +296,41 @@ func TestARealOutageADrillOutlivedWhileNoDeciderRanIsRestatedAtTheStart(t *testi
 	waitHistory(t, srv, append(drilled, "endpoint.shop.west.w1:down", "pool.shop.west:down")...)
 	if w1, _ := lastW1(t, srv); w1.Cause == "" || strings.Contains(string(w1.Data), `"drill":`) {
 		t.Errorf("w1's re-statement is %s: want no drill, and a cause", w1.Data)
+	}
+}
+
+// TestADrillEndingBeforeAnyResultOfItsEndpointLeavesTheProbesToRestateItsDown: a drill fails
+// pool west before any prober reported w1 (an endpoint just added, its probers not reporting
+// yet), which takes w1 from unknown down, and ends before any result: nothing decides w1 then,
+// and STATE's last word stays the drill's. w1's first results fail: the decider re-states it,
+// and west, down to down as the probes'; before, it took them for a change from unknown to the
+// down STATE records, not due, and the outage stayed the drill's.
+func TestADrillEndingBeforeAnyResultOfItsEndpointLeavesTheProbesToRestateItsDown(t *testing.T) {
+	srv := eventstest.Start(t)
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "east", "e1", true)
+	p.send("shop", "east", "e1", true)
+	want := []string{"endpoint.shop.east.e1:up", "pool.shop.east:up"}
+	waitHistory(t, srv, want...)
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	want = append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	waitHistory(t, srv, want...)
+	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	// DRILLS is folded in order: e1 down by d2 shows the decider lifted d1 before w1's results.
+	startDrill(t, srv, "d2", events.Failure{Kind: events.FailPool, App: "shop", Pool: "east"})
+	want = append(want, "endpoint.shop.east.e1:down", "pool.shop.east:down")
+	waitHistory(t, srv, want...)
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	waitHistory(t, srv, append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")...)
+	w1, _ := lastW1(t, srv)
+	var tr events.Transition
+	if err := w1.Payload(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.From != events.StatusDown || tr.Drill != "" || !strings.HasPrefix(tr.Reason, decide.DrillOutlived+": eu: 3 consecutive failures") {
+		t.Errorf("w1 re-stated %s → %s, drill %q, reason %q; want down → down, no drill, the probes' reason", tr.From, tr.To, tr.Drill, tr.Reason)
 	}
 }
