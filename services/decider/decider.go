@@ -817,13 +817,14 @@ func (d *decider) commit(ctx context.Context, s *endpointSlot, dec decide.Decisi
 // replica would and then died, with nothing else to append this replica's next transition, the
 // transition is re-asserted reassertAfter later instead of lost.
 func due(s *endpointSlot, dec decide.Decision) bool {
-	return (dec.To != s.status || restates(s, dec)) && !s.since.After(dec.At)
+	return (dec.To != s.status && dec.From != dec.To || restates(s, dec)) && !s.since.After(dec.At)
 }
 
 // restates reports whether dec re-states the status STATE records on the endpoint: the same
 // status, which a drill's simulated failure made there (endpointSlot.drilled) and the probes or
 // an override keep now (decide.DrillOutlived). Once one replica's lands, the endpoint's status
-// is no drill's and the others' are not due.
+// is no drill's and the others' are not due; nor is one once another replica's transition
+// moved STATE on (its up at the drill's end, stored first): appended, it was a down over it.
 func restates(s *endpointSlot, dec decide.Decision) bool {
 	return dec.To == s.status && dec.From == dec.To && dec.Drill == nil && s.drilled != ""
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/decide"
 	"github.com/detourdev/detour/services/decider"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // drillEvent records one event of drill id on DRILLS and returns its sequence there.
@@ -333,4 +335,96 @@ func TestADrillEndingBeforeAnyResultOfItsEndpointLeavesTheProbesToRestateItsDown
 	if tr.From != events.StatusDown || tr.Drill != "" || !strings.HasPrefix(tr.Reason, decide.DrillOutlived+": eu: 3 consecutive failures") {
 		t.Errorf("w1 re-stated %s → %s, drill %q, reason %q; want down → down, no drill, the probes' reason", tr.From, tr.To, tr.Drill, tr.Reason)
 	}
+}
+
+// heldAppends is JetStream whose first append to subject, once armed is closed, is sent on held
+// and stored only once release is closed: another writer's event stored meanwhile comes first.
+type heldAppends struct {
+	jetstream.JetStream
+	subject        string
+	armed, release chan struct{}
+	held           chan events.Envelope
+}
+
+func (h heldAppends) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	h.hold(m)
+	return h.JetStream.PublishMsgAsync(m, opts...)
+}
+
+func (h heldAppends) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	h.hold(m)
+	return h.JetStream.PublishMsg(context.WithoutCancel(ctx), m, opts...)
+}
+
+func (h heldAppends) hold(m *nats.Msg) {
+	select {
+	case <-h.armed:
+	default:
+		return
+	}
+	if e, err := events.Decode(m.Data); err == nil && m.Subject == h.subject {
+		select {
+		case h.held <- e:
+			<-h.release
+		default:
+		}
+	}
+}
+
+// TestAReplicaLateToADrillsEndDoesNotRestateTheDownAnotherBroughtUp: two replicas fold the
+// drill's end on either side of w1's recovery: decider/a (played by the test) had folded the
+// passes and brings w1 up (drill ended); decider/b, which folded the failures during the drill
+// but not the passes yet, re-states w1's down at the same end, and a's up is stored first. b's
+// re-statement was of the drill's down, which STATE no longer holds: it is not due, and b,
+// once it folds the passes, agrees with STATE. Before, b appended it over a's up as a down: w1
+// flapped, and its pool's pool_down paged an outage that was over.
+func TestAReplicaLateToADrillsEndDoesNotRestateTheDownAnotherBroughtUp(t *testing.T) {
+	srv := eventstest.Start(t)
+	w1 := events.EndpointStateSubject("shop", "west", "w1")
+	js := heldAppends{JetStream: srv.JS, subject: w1, armed: make(chan struct{}), release: make(chan struct{}), held: make(chan events.Envelope, 1)}
+	start(t, js, eventstest.Config(t, shopYAML), "decider/b")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	for _, ep := range []string{"w1", "w1", "e1", "e1"} {
+		p.send("shop", map[string]string{"w1": "west", "e1": "east"}[ep], ep, true)
+	}
+	want := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.east.e1:up", "pool.shop.east:up"}
+	waitHistory(t, srv, want...)
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	want = append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	waitHistory(t, srv, want...)
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	var seq uint64
+	for _, s := range stateOf(t, srv) {
+		if s.Subject == w1 {
+			seq = s.Seq
+		}
+	}
+	close(js.armed)
+	rolledBack := stamp(t, srv, events.StreamDrills, drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"}))
+	select {
+	case e := <-js.held:
+		if e.Type != events.TypeEndpointDown {
+			t.Fatalf("b's append at the drill's end is %s, want its re-statement of w1's down", e.Type)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b appended nothing on w1 within 5 s of the drill's end")
+	}
+	up, err := events.New(events.TypeEndpointUp, "decider/a", rolledBack, events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+		Address: "127.0.0.11:8081", From: events.StatusDown, To: events.StatusUp, Reason: decide.DrillEnded + "; 1 of 1 voting regions see it up (quorum 0.5)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Append(context.Background(), srv.JS, w1, up, seq); err != nil {
+		t.Fatal(err)
+	}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	close(js.release)
+	want = append(want, "endpoint.shop.west.w1:up", "pool.shop.west:up")
+	waitHistory(t, srv, want...)
+	// DRILLS and PROBES are folded in order: e1 down by d2 shows b folded w1's passes.
+	startDrill(t, srv, "d2", events.Failure{Kind: events.FailPool, App: "shop", Pool: "east"})
+	waitHistory(t, srv, append(want, "endpoint.shop.east.e1:down", "pool.shop.east:down")...)
 }

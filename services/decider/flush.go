@@ -182,6 +182,16 @@ func (d *decider) sendPools(ctx context.Context, pools []*poolSlot) {
 		if p.next != nil {
 			d.landThrough(ctx, p.next)
 		}
+		if p.drilled && p.restates(p.verdict()) {
+			// A re-statement pages as an outage: it is built on the endpoints' transitions
+			// STATE holds, not on one in flight that another replica's may refuse (its up
+			// stored first: the pool re-stated down while its endpoint is up).
+			for _, s := range p.endpoints {
+				if s.next != nil {
+					d.landThrough(ctx, s.next)
+				}
+			}
+		}
 		if !d.readPoolUnanswered(ctx, p) {
 			continue
 		}
