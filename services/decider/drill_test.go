@@ -428,3 +428,38 @@ func TestAReplicaLateToADrillsEndDoesNotRestateTheDownAnotherBroughtUp(t *testin
 	startDrill(t, srv, "d2", events.Failure{Kind: events.FailPool, App: "shop", Pool: "east"})
 	waitHistory(t, srv, append(want, "endpoint.shop.east.e1:down", "pool.shop.east:down")...)
 }
+
+// TestARealOutageDuringADrillIsRestatedWhenAConfigurationVersionCameMeanwhile: as
+// TestARealOutageDuringADrillIsToldAsTheProbesWhenTheDrillEnds, but a configuration version
+// that adds an app comes while the drill holds w1 down. The new version keeps what the decider
+// knew of w1 and west, that their down was the drill's too: before, it forgot it, and the drill's
+// end re-stated neither (the outage told as the drill's, as before cbb93ff).
+func TestARealOutageDuringADrillIsRestatedWhenAConfigurationVersionCameMeanwhile(t *testing.T) {
+	srv := eventstest.Start(t)
+	configs := make(chan *config.Config, 1)
+	start(t, srv.JS, eventstest.Config(t, shopYAML), "decider/a", func(o *decider.Options) { o.Configs = configs })
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	want := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up"}
+	waitHistory(t, srv, want...)
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	want = append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	waitHistory(t, srv, want...)
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	configs <- eventstest.Config(t, shopYAML+`  - name: blog
+    fqdn: blog.demo.test
+    check: {type: http, interval: 1s, timeout: 500ms, fall: 1, rise: 2, stale_after: 1h}
+    pools: [{name: main, endpoints: [{name: b1, address: "127.0.0.13:80"}]}]
+`)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		p.send("blog", "main", "b1", false)
+		return len(history(t, srv)) > len(want)
+	}, "blog's results to be decided")
+	want = append(want, "endpoint.blog.main.b1:down", "pool.blog.main:down")
+	waitHistory(t, srv, want...)
+	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	waitHistory(t, srv, append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")...)
+}

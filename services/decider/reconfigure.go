@@ -54,7 +54,7 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 			fresh = append(fresh, s)
 			continue
 		}
-		s.st, s.status, s.seq, s.eventID, s.since, s.dated = o.st, o.status, o.seq, o.eventID, o.since, o.dated
+		s.st, s.status, s.seq, s.eventID, s.since, s.dated, s.drilled = o.st, o.status, o.seq, o.eventID, o.since, o.dated, o.drilled
 		s.overrideSeq, s.pending, s.contradicted, s.dropped, s.folded = o.overrideSeq, o.pending, o.contradicted, o.dropped, o.folded
 		// What the replica sent and has no answer to yet (events.Sent.Unanswered) goes with
 		// the endpoint: a decision it kept that looks recorded already is read back first.
@@ -64,6 +64,7 @@ func (d *decider) configure(ctx context.Context, c *config.Config, stored time.T
 	for subject, p := range ix.pools {
 		if o := old.pools[subject]; o != nil {
 			p.status, p.seq, p.since, p.overrideSeq, p.retry, p.contradicted = o.status, o.seq, o.since, o.overrideSeq, o.retry, o.contradicted
+			p.drilled = o.drilled
 		} else {
 			freshPools = append(freshPools, p)
 		}
