@@ -40,10 +40,11 @@ type Options struct {
 	Addr string
 	// Tokens are the accepted bearer tokens, when they are fixed. TokensPath, set instead, is
 	// the tokens file (see ParseTokens): Listen reads it, and the API looks at it again every
-	// half second while it runs and serves what it holds once two looks agree, so that a token
-	// removed from it is refused, and one added taken, within a second. A file that cannot be
-	// read or does not parse leaves the tokens as they were: the API logs the problem once, and
-	// takes the file once it changes and parses. One of Tokens and TokensPath is required.
+	// half second while it runs and serves what it holds once two looks in a row agree, so that
+	// a token removed from it is refused, and one added taken, within a second. A file that
+	// cannot be read or does not parse leaves the tokens as they were: the API logs the problem
+	// once, and takes the file once it changes and parses. One of Tokens and TokensPath is
+	// required.
 	Tokens     *Tokens
 	TokensPath string
 	// IdleTimeout is how long a keep-alive connection may wait for its next request before the
