@@ -7,8 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"unicode"
@@ -143,33 +143,35 @@ func NewToken(name, scope string) (secret, line string, err error) {
 
 // AddToken appends a new token to the file at path (created 0600 if missing) and returns its
 // secret; a name the file holds already is refused. A file edited by hand whose last line has no
-// newline gets one first.
+// newline gets one first. It holds the file's lock (lockTokens) from its read to its write.
 func AddToken(path, name, scope string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		t, err := ParseTokens(b)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", path, err)
-		}
-		if t.named(name) {
-			return "", fmt.Errorf("token name: %q is in %s already, and the API records a change as by api/NAME: pick another name, or remove its line to replace it", name, path)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read tokens: %w", err)
-	}
 	secret, line, err := NewToken(name, scope)
 	if err != nil {
 		return "", err
 	}
-	if len(b) > 0 && b[len(b)-1] != '\n' {
-		line = "\n" + line
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("write tokens: %w", err)
 	}
+	defer f.Close()
+	if err := lockTokens(f); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", fmt.Errorf("read tokens: %w", err)
+	}
+	t, err := ParseTokens(b)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if t.named(name) {
+		return "", fmt.Errorf("token name: %q is in %s already, and the API records a change as by api/NAME: pick another name, or remove its line to replace it", name, path)
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		line = "\n" + line
+	}
 	if _, err := f.WriteString(line); err != nil {
-		_ = f.Close()
 		return "", fmt.Errorf("write tokens: %w", err)
 	}
 	if err := f.Close(); err != nil {
@@ -181,9 +183,19 @@ func AddToken(path, name, scope string) (string, error) {
 // RevokeToken removes the token named name from the file at path, leaving its other lines as
 // they were; a file that does not parse, or holds no token of that name, is left alone. The
 // file is written over in place, so that it keeps its owner and mode (a file made again would
-// be the writer's, perhaps one the API may not read, and the API would then keep the token).
+// be the writer's, perhaps one the API may not read, and the API would then keep the token). It
+// holds the file's lock (lockTokens) from its read to its write: two revokes at once each wrote
+// the file without their own token's line, and the last one put back the other's token.
 func RevokeToken(path, name string) error {
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("read tokens: %w", err)
+	}
+	defer f.Close()
+	if err := lockTokens(f); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return fmt.Errorf("read tokens: %w", err)
 	}
@@ -196,21 +208,18 @@ func RevokeToken(path, name string) error {
 	}
 	var kept []byte
 	for line := range bytes.Lines(b) {
-		if f := strings.Fields(string(line)); len(f) == 3 && f[0] == name {
+		if fields := strings.Fields(string(line)); len(fields) == 3 && fields[0] == name {
 			continue
 		}
 		kept = append(kept, line...)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
+	if err := f.Truncate(0); err != nil {
 		return fmt.Errorf("write tokens: %w", err)
 	}
-	if _, err := f.Write(kept); err != nil {
-		_ = f.Close()
+	if _, err := f.WriteAt(kept, 0); err != nil {
 		return fmt.Errorf("write tokens: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		_ = f.Close()
 		return fmt.Errorf("write tokens: %w", err)
 	}
 	if err := f.Close(); err != nil {
