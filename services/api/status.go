@@ -23,8 +23,10 @@ func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request, _ Token) {
 // handleEvents streams the status as server-sent events: one "status" event at once and one
 // after every change, each the whole snapshot, so a page that missed some needs nothing more.
 // Each event, and each keepalive, has writeTimeout of its own to be written: the stream lives
-// for hours, and a page that stops reading is cut off all the same.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
+// for hours, and a page that stops reading is cut off all the same. It ends once its token is
+// gone from the tokens file (followTokens wakes it): one opened with a token found leaked went
+// on showing the status after the token was revoked, for as long as its connection held.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, tok Token) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -40,6 +42,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ Token) {
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	write := func(b []byte) bool {
+		if tok != loopbackToken && !s.tokens.Load().holds(tok) {
+			return false
+		}
 		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
 		_, err := w.Write(b)
 		return err == nil && rc.Flush() == nil

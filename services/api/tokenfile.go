@@ -48,6 +48,7 @@ func (s *Server) followTokens(ctx context.Context, path string, served []byte) {
 			continue
 		}
 		s.tokens.Store(toks)
+		s.changed() // a status stream whose token is gone ends
 		log.Info().Int("tokens", toks.Len()).Msg("tokens file read again")
 	}
 }

@@ -111,6 +111,13 @@ func (t *Tokens) Check(secret string) (Token, bool) {
 	return tok, ok
 }
 
+// holds reports whether t holds tok's hash: a token revoked since a request was admitted with
+// it is not held.
+func (t *Tokens) holds(tok Token) bool {
+	_, ok := t.byHash[tok.Hash]
+	return ok
+}
+
 // named reports whether a token is named name.
 func (t *Tokens) named(name string) bool {
 	for _, tok := range t.byHash {

@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -159,5 +162,52 @@ func TestATokensFileThatDoesNotParseLeavesTheTokensAsTheyWere(t *testing.T) {
 	}
 	if n := strings.Count(log.String(), refused); n != 1 {
 		t.Errorf("the file that did not parse was logged %d times, want once: %s", n, log.String())
+	}
+}
+
+// The status page's stream lives for hours, its token checked when it opened: one opened with a
+// token found leaked went on showing every endpoint's state, reason and votes after the token
+// was revoked, for as long as the connection held (a keepalive every 15 s holds it). It ends
+// once its token is gone from the file, as a request with it is refused.
+func TestAStatusStreamEndsOnceItsTokenIsRevoked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	leaked, err := api.AddToken(path, "leaked", api.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := followingTokens(t, path, &syncBuffer{})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", f.url+"/status/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "status.example" // as through the proxy in front of it: loopback's needs no token
+	req.Header.Set("Authorization", "Bearer "+leaked)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the status stream with a token of the file: %s, want 200", resp.Status)
+	}
+	stream := bufio.NewReader(resp.Body)
+	for {
+		line, err := stream.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the status stream ended before its first event: %v", err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			break
+		}
+	}
+
+	if err := api.RevokeToken(path, "leaked"); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(stream)
+	if err != nil {
+		t.Fatalf("the stream of a token revoked went on (%d bytes more) until %v; want it ended once the API took the file", len(rest), err)
 	}
 }
