@@ -220,10 +220,15 @@ func RevokeToken(path, name string) error {
 		}
 		kept = append(kept, line...)
 	}
-	if err := f.Truncate(0); err != nil {
+	// The lines kept are written over the file's start, then the rest cut: a revoke stopped in
+	// between (killed, the power lost) leaves the old file as it was (the line revoked was its
+	// last) or the lines kept followed by the end of the old ones, which repeats a token and
+	// does not parse, so the API keeps the tokens it had and says so; emptying the file first
+	// lost every token.
+	if _, err := f.WriteAt(kept, 0); err != nil {
 		return fmt.Errorf("write tokens: %w", err)
 	}
-	if _, err := f.WriteAt(kept, 0); err != nil {
+	if err := f.Truncate(int64(len(kept))); err != nil {
 		return fmt.Errorf("write tokens: %w", err)
 	}
 	if err := f.Sync(); err != nil {
