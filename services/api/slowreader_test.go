@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +14,6 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
-	"github.com/detourdev/detour/services/api"
-	"github.com/rs/zerolog"
 )
 
 // A client that stops reading an app's answer halfway (a laptop closed, a link gone: TCP keeps
@@ -28,22 +25,7 @@ func TestAClientThatStopsReadingAnAppHoldsUpNoOtherRequest(t *testing.T) {
 	if _, _, err := config.Apply(t.Context(), ns.JS, "v1.yaml", []byte(doc), config.ApplyOptions{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "tokens")
-	read, err := api.AddToken(path, "viewer", api.ScopeRead)
-	if err != nil {
-		t.Fatal(err)
-	}
-	toks, err := api.LoadTokens(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.Listen(api.Options{JS: ns.JS, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: toks,
-		Log: zerolog.New(zerolog.NewTestWriter(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventstest.Run(t, "api-slow-reader", srv.Run)
-	f := &fixture{ns: ns, srv: srv, url: "http://" + srv.Addr(), read: read}
+	f := serveAPI(t, ns)
 
 	// Long reasons make the app's answer far larger than what the sockets between the API and
 	// its client buffer, so that the API's write of it waits for the client to read.
@@ -65,7 +47,7 @@ func TestAClientThatStopsReadingAnAppHoldsUpNoOtherRequest(t *testing.T) {
 		return code == http.StatusOK && strings.Count(body, `"to": "down"`) == 2
 	}, "the two transitions down are not shown: %d %.200s", &code, &body)
 
-	conn, err := net.Dial("tcp", srv.Addr())
+	conn, err := net.Dial("tcp", f.srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +55,7 @@ func TestAClientThatStopsReadingAnAppHoldsUpNoOtherRequest(t *testing.T) {
 	if err := conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fmt.Fprintf(conn, "GET /v1/apps/shop HTTP/1.1\r\nHost: api.example\r\nAuthorization: Bearer %s\r\n\r\n", read); err != nil {
+	if _, err := fmt.Fprintf(conn, "GET /v1/apps/shop HTTP/1.1\r\nHost: api.example\r\nAuthorization: Bearer %s\r\n\r\n", f.read); err != nil {
 		t.Fatal(err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -98,7 +80,7 @@ func TestAClientThatStopsReadingAnAppHoldsUpNoOtherRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Header.Set("Authorization", "Bearer "+read)
+		req.Header.Set("Authorization", "Bearer "+f.read)
 		resp, err := client.Do(req)
 		if err != nil {
 			got = err.Error()

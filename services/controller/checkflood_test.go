@@ -6,9 +6,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
-	"github.com/detourdev/detour/events/config"
 	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
 )
 
 // TestAFloodOfOneRegionsEdgeChecksDoesNotSilenceAnothers: a prober's credentials may publish
@@ -20,14 +18,7 @@ import (
 // decoded, not 100. The callback is fed, and the decoding driven one message at a time, rather
 // than through a server: what is asserted is the order, which no machine's speed changes.
 func TestAFloodOfOneRegionsEdgeChecksDoesNotSilenceAnothers(t *testing.T) {
-	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	c := &controller{o: Options{Now: func() time.Time { return start }}, log: zerolog.Nop(),
-		live: NewLiveness(cfg, start), checks: newChecks(checkPendingMsgs, checkPendingBytes)}
-	c.cfg.Store(cfg)
+	c, _ := standingController(t)
 
 	// Each of us-west's batches holds 5,000 results, the last of another region: decoded whole,
 	// then refused, and counted as malformed.

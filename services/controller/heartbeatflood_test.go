@@ -25,14 +25,8 @@ import (
 // flood (180 MB a second, slower still under -race) is not the controller's to speed up, and
 // on a fast machine decoding 200 a second kept up anyway.
 func TestAFloodOfOneEdgesHeartbeatsDoesNotSilenceAnother(t *testing.T) {
-	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
 	// The clock stands still: no edge's silence counts, only whether its heartbeat is recorded.
-	c := &controller{o: Options{Now: func() time.Time { return start }}, log: zerolog.Nop(),
-		live: NewLiveness(cfg, start), beats: newBeats()}
+	c, start := standingController(t)
 	flood := []byte(`{"type":"detour.edge.heartbeat.v1","id":"x","time":"2026-01-01T00:00:00Z","source":"edge-west","data":{"edge":"edge-west","seq":1,"pad":[` +
 		strings.Repeat("0,", 450000) + `0]}}`)
 	west, east := events.HeartbeatSubject("edge-west"), events.HeartbeatSubject("edge-east")
@@ -72,13 +66,7 @@ func TestAFloodOfOneEdgesHeartbeatsDoesNotSilenceAnother(t *testing.T) {
 // alive, went down. A heartbeat is small: one waiting behind larger messages of its edge is
 // decoded when they are refused.
 func TestMalformedHeartbeatsDoNotHideAnEdgesValidOne(t *testing.T) {
-	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	c := &controller{o: Options{Now: func() time.Time { return start }}, log: zerolog.Nop(),
-		live: NewLiveness(cfg, start), beats: newBeats()}
+	c, start := standingController(t)
 	east := events.HeartbeatSubject("edge-east")
 	malformed := []byte(`{"type":"detour.edge.heartbeat.v1","id":"x","time":"2026-01-01T00:00:00Z","source":"edge-east","data":{"edge":"edge-east","seq":2,"pad":[` +
 		strings.Repeat("0,", 450000) + `0]`)
@@ -93,4 +81,20 @@ func TestMalformedHeartbeatsDoNotHideAnEdgesValidOne(t *testing.T) {
 	if !slices.ContainsFunc(c.live.Due(start), func(ch Change) bool { return ch.Edge == "edge-east" }) {
 		t.Error("edge-east's heartbeat, followed by 10 large malformed messages on its subject, not recorded")
 	}
+}
+
+// standingController is a controller of edgesDoc's edges whose clock stands at start, so that no
+// edge's silence counts, for tests that feed its subscriptions' callbacks and drive its decoding
+// by hand.
+func standingController(t *testing.T) (*controller, time.Time) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(edgesDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c := &controller{o: Options{Now: func() time.Time { return start }}, log: zerolog.Nop(),
+		live: NewLiveness(cfg, start), beats: newBeats(), checks: newChecks(checkPendingMsgs, checkPendingBytes)}
+	c.cfg.Store(cfg)
+	return c, start
 }
