@@ -531,16 +531,8 @@ func TestAReStampMakesANewVersionOfItsZoneAlone(t *testing.T) {
 // there are not the secondary's (before, an IXFR step of the SOA alone: the secondary kept the
 // other server's records at the new serial until the zone next changed).
 func TestASecondaryHoldingAnotherServersRecordsAtTheSerialReStampedGetsThisServersRecords(t *testing.T) {
-	js := eventstest.Start(t)
-	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
-	addr := startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
+	js, addr, behind, held := servedDownBehindAnother(t)
 	axfr := func() []dns.RR { return transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0) }
-	// What the other server holds: the records before the endpoint went down.
-	behind := axfr()
-	first := serial(t, addr)
-	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	var held uint32
-	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
 	recordPeerVersion(t, js, "dns-other", "demo.test.", held)
 	var now uint32
 	eventstest.Eventually(t, 10*time.Second, func() bool { now = serial(t, addr); return serialAfter(now, held) },
@@ -559,15 +551,8 @@ func TestASecondaryHoldingAnotherServersRecordsAtTheSerialReStampedGetsThisServe
 // the served one: an IXFR from there must give it this server's records (before, the re-stamp's
 // step, the SOA alone, since only a re-stamp past the very serial served started a new history).
 func TestASecondaryHoldingAnotherServersRecordsAtTheSerialServedGetsThisServersRecordsWhenAThirdIsAhead(t *testing.T) {
-	js := eventstest.Start(t)
-	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
-	addr := startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
+	js, addr, behind, held := servedDownBehindAnother(t)
 	axfr := func() []dns.RR { return transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0) }
-	behind := axfr()
-	first := serial(t, addr)
-	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	var held uint32
-	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
 	recordPeerVersion(t, js, "dns-other", "demo.test.", held)
 	recordPeerVersion(t, js, "dns-third", "demo.test.", held+1)
 	var now uint32
@@ -684,4 +669,19 @@ func zoneLines(rrs []dns.RR) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// servedDownBehindAnother starts a server that transfers demo.test. to loopback, takes the zone
+// as another server made from less of STATE would hold it (behind: the records before the
+// endpoint went down), then has the endpoint go down and returns the serial served with it.
+func servedDownBehindAnother(t *testing.T) (js *eventstest.Server, addr string, behind []dns.RR, held uint32) {
+	t.Helper()
+	js = eventstest.Start(t)
+	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	addr = startServer(t, js, eventstest.Config(t, conf), "").srv.Addr()
+	behind = transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0)
+	first := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
+	return js, addr, behind, held
 }
