@@ -547,7 +547,8 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 }
 
 // foldEdgeChecks decodes the checks of edge listeners onEdgeCheck keeps, each region's in turn,
-// until ctx ends.
+// until ctx ends, leaving those still waiting then: a stopping controller decides nothing more,
+// and decoding every region's bound of them held up its stop.
 func (c *controller) foldEdgeChecks(ctx context.Context) {
 	for {
 		select {
@@ -555,7 +556,7 @@ func (c *controller) foldEdgeChecks(ctx context.Context) {
 			return
 		case <-c.checks.wake:
 		}
-		for c.foldEdgeCheck() {
+		for ctx.Err() == nil && c.foldEdgeCheck() {
 		}
 	}
 }
