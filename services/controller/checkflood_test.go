@@ -3,7 +3,6 @@ package controller
 import (
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/detourdev/detour/events"
 	"github.com/nats-io/nats.go"
@@ -57,40 +56,50 @@ func TestAFloodOfOneRegionsEdgeChecksDoesNotSilenceAnothers(t *testing.T) {
 	}
 }
 
-// TestARegionsChecksOverItsBoundAreDroppedAndNoOtherRegions: the edge-listener results waiting to
-// be decoded are bounded per region, so a region whose probers publish faster than they are
-// decoded loses its own newest messages, never another region's.
-func TestARegionsChecksOverItsBoundAreDroppedAndNoOtherRegions(t *testing.T) {
-	q := newChecks(3, 100)
-	at := time.Unix(1700000000, 0)
-	put := func(region string, n int) bool {
-		return q.put(region, arrivedCheck{subject: events.EdgeProbeBatchSubject(region, "p1"), data: make([]byte, n), at: at})
+// TestEveryRegionsChecksWaitingStayWithinOneBound: each region's messages waiting to be decoded
+// were bounded apart (65,536 messages, 256 MiB), so N regions whose probers publish faster than
+// they are decoded (N regions' credentials flooding, or N regions' ordinary checks past what the
+// one decoder keeps up with) held N × 256 MiB, where the one subscription they replaced held 256
+// MiB, and a controller sized for that ran out of memory. The bound is of every region's messages
+// together, and past it the region holding the most loses its newest, never a region holding
+// less: a region flooding loses its own alone.
+func TestEveryRegionsChecksWaitingStayWithinOneBound(t *testing.T) {
+	q := newChecks(4, 100)
+	put := func(region string, n int) []string {
+		return q.put(region, arrivedCheck{subject: events.EdgeProbeBatchSubject(region, "p1"), data: make([]byte, n)})
 	}
 	for i, tt := range []struct {
-		region string
-		size   int
-		kept   bool
+		region  string
+		size    int
+		dropped []string
 	}{
-		{"us-west", 40, true}, {"us-west", 40, true}, {"us-west", 40, false}, // over 100 bytes
-		{"us-east", 10, true}, {"us-west", 10, true}, {"us-west", 10, false}, // over 3 messages
-		{"us-east", 90, true}, {"us-east", 10, false},
+		{"us-west", 40, nil}, {"us-west", 40, nil},
+		{"us-east", 30, []string{"us-west"}}, // 110 bytes: us-west, holding the most, loses its newest
+		{"eu-west", 10, nil}, {"eu-west", 10, nil},
+		{"ap-south", 5, []string{"eu-west"}}, // 5 messages: eu-west, holding the most, loses its newest
+		{"us-west", 40, []string{"us-west"}}, // 5 messages: us-west would hold the most, and loses this one
 	} {
-		if got := put(tt.region, tt.size); got != tt.kept {
-			t.Errorf("put %d (%d bytes of %s) kept = %v, want %v", i, tt.size, tt.region, got, tt.kept)
+		if got := put(tt.region, tt.size); !slices.Equal(got, tt.dropped) {
+			t.Errorf("put %d (%d bytes of %s) dropped the newest of %v, want of %v", i, tt.size, tt.region, got, tt.dropped)
 		}
 	}
-	var order []string
+	type waiting struct {
+		region string
+		size   int
+	}
+	var got []waiting
 	for {
 		m, ok := q.next()
 		if !ok {
 			break
 		}
-		order = append(order, events.SplitSubject(m.subject, "detour.probe")[0])
+		got = append(got, waiting{events.SplitSubject(m.subject, "detour.probe")[0], len(m.data)})
 	}
-	if want := []string{"us-west", "us-east", "us-west", "us-east", "us-west"}; !slices.Equal(order, want) {
-		t.Errorf("decoded in turn %v, want %v", order, want)
+	if want := []waiting{{"us-west", 40}, {"us-east", 30}, {"eu-west", 10}, {"ap-south", 5}}; !slices.Equal(got, want) {
+		t.Errorf("decoded in turn %v, want %v", got, want)
 	}
-	if !put("us-west", 100) {
-		t.Error("a region's messages decoded leave room for its next ones")
+	put("us-east", 100)
+	if m, ok := q.next(); !ok || len(m.data) != 100 {
+		t.Error("the messages decoded leave room for the next ones")
 	}
 }

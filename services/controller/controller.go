@@ -265,7 +265,8 @@ func run(ctx context.Context, o Options) error {
 	// arrival and decoded apart (each edge's last heartbeat in turn, see beats; each region's
 	// results in turn, see checks): while the loop is busy (routes of thousands of apps at once)
 	// none waits for it, none is dropped, and a tick after the loop's pause weighs each by its
-	// true age. A burst of results waits in its region's queue, up to checkPending.
+	// true age. A burst of results waits in its region's queue, every region's together up to
+	// checkPending.
 	wg.Go(func() { c.foldHeartbeats(ctx) })
 	wg.Go(func() { c.foldEdgeChecks(ctx) })
 	subs := []struct {
@@ -540,8 +541,8 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 		c.log.Debug().Str("subject", m.Subject).Msg("check of an edge listener from an unconfigured region dropped")
 		return
 	}
-	if !c.checks.put(tok[0], arrivedCheck{subject: m.Subject, data: m.Data, at: at}) {
-		c.checksFull.Gate(c.log.Warn(), tok[0]).Str("region", tok[0]).
+	for _, region := range c.checks.put(tok[0], arrivedCheck{subject: m.Subject, data: m.Data, at: at}) {
+		c.checksFull.Gate(c.log.Warn(), region).Str("region", region).
 			Msg("checks of edge listeners dropped: the region's probers publish faster than they are decoded")
 	}
 }
@@ -786,8 +787,9 @@ func (c *controller) edgeStored(edge, id string, st *events.Stored[Change]) {
 }
 
 // checkPendingMsgs and checkPendingBytes bound the heartbeats or edge-listener results waiting
-// for their callback on each subscription, and each region's edge-listener results waiting to be
-// decoded (see checks): a minute of 10,000 listeners checked every second, in batches.
+// for their callback on each subscription, and every region's edge-listener results waiting to
+// be decoded together (see checks): a minute of 10,000 listeners checked every second, in
+// batches.
 const (
 	checkPendingMsgs  = 1 << 16
 	checkPendingBytes = 256 << 20
