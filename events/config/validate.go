@@ -294,7 +294,7 @@ func (c *Config) validateApp(p *problems, n *names, path string, a *App) {
 	}
 	if a.HoldDown < 0 {
 		p.add(path+".hold_down", "must not be negative")
-	} else if a.HoldDown > maxHoldTime {
+	} else if a.HoldDown > MaxHoldTime {
 		p.add(path+".hold_down", "want at most 720h (30 days), got %s", a.HoldDown)
 	}
 	a.Check.validate(p, path+".check")
@@ -414,12 +414,12 @@ func (c *Config) validateAddress(p *problems, n *names, path string, a *App, add
 	return true
 }
 
-// maxInterval bounds a check's interval, and maxHoldTime its stale_after and an app's hold_down:
+// maxInterval bounds a check's interval, and MaxHoldTime its stale_after and an app's hold_down:
 // far beyond any use (a failover that waits a day for its first check is none), and far below
 // the year 2262, past which a deadline reckoned in Unix nanoseconds overflows.
 const (
 	maxInterval = Duration(24 * time.Hour)
-	maxHoldTime = Duration(30 * 24 * time.Hour)
+	MaxHoldTime = Duration(30 * 24 * time.Hour)
 )
 
 func (k *Check) validate(p *problems, path string) {
@@ -452,7 +452,7 @@ func (k *Check) validate(p *problems, path string) {
 	}
 	if k.StaleAfter <= 0 {
 		p.add(path+".stale_after", "must be positive")
-	} else if k.StaleAfter > maxHoldTime {
+	} else if k.StaleAfter > MaxHoldTime {
 		p.add(path+".stale_after", "want at most 720h (30 days), got %s", k.StaleAfter)
 	}
 	for j, s := range k.ExpectStatus {
@@ -493,7 +493,7 @@ func (c *Config) validateEdge(p *problems, n *names, path string, e *Edge) {
 	}
 	if e.Heartbeat.Fall < 1 {
 		p.add(path+".heartbeat.fall", "want at least 1, got %d", e.Heartbeat.Fall)
-	} else if i := e.Heartbeat.Interval; i > 0 && i <= maxInterval && int64(e.Heartbeat.Fall) > int64(maxHoldTime/i) {
+	} else if i := e.Heartbeat.Interval; i > 0 && i <= maxInterval && int64(e.Heartbeat.Fall) > int64(MaxHoldTime/i) {
 		// The controller's deadline is fall × interval: past the largest duration it would wrap.
 		p.add(path+".heartbeat.fall", "fall × interval want at most 720h (30 days), got %d × %s", e.Heartbeat.Fall, i)
 	}

@@ -22,10 +22,6 @@ type Settings struct {
 	set []string
 }
 
-// maxHoldTime bounds hold_down and stale_after as the configuration does: the warm-up they size,
-// and the deadlines they set, stay far from overflowing.
-const maxHoldTime = 30 * 24 * time.Hour
-
 // ParseSettings reads "fall=5,rise=3,quorum=0.67,hold_down=30s,stale_after=10s" (any subset).
 func ParseSettings(s string) (Settings, error) {
 	var out Settings
@@ -64,8 +60,8 @@ func ParseSettings(s string) (Settings, error) {
 				err = fmt.Errorf("want a positive duration")
 			case err == nil && d < 0:
 				err = fmt.Errorf("want a duration of 0 or more")
-			case err == nil && d > maxHoldTime:
-				err = fmt.Errorf("want at most %s, as in the configuration", maxHoldTime)
+			case err == nil && d > time.Duration(config.MaxHoldTime):
+				err = fmt.Errorf("want at most %s, as in the configuration", config.MaxHoldTime)
 			}
 			if k == "hold_down" {
 				out.HoldDown = d
