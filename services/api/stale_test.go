@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/services/api"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/rs/zerolog"
 )
 
 // startOnFiles starts an API on a NATS server whose streams are files, so that the server can be
@@ -35,20 +33,7 @@ func startOnFiles(t *testing.T) *fixture {
 // serveAPI starts an API on ns with a read token.
 func serveAPI(t *testing.T, ns *eventstest.Server) *fixture {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "tokens")
-	read, err := api.AddToken(path, "viewer", api.ScopeRead)
-	if err != nil {
-		t.Fatal(err)
-	}
-	toks, err := api.LoadTokens(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.Listen(api.Options{JS: ns.JS, Config: eventstest.Config(t, doc), Addr: "127.0.0.1:0", Tokens: toks,
-		Log: zerolog.New(zerolog.NewTestWriter(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, read := drillsAPI(t, ns, 0)
 	eventstest.Run(t, "api-on-files", srv.Run)
 	return &fixture{ns: ns, srv: srv, url: "http://" + srv.Addr(), read: read}
 }
