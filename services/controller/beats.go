@@ -1,9 +1,6 @@
 package controller
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
 // beats holds, per heartbeat subject, the last heartbeat that arrived and is not decoded yet,
 // with when it arrived. The subscription's callback only puts each one there, and one goroutine
@@ -25,17 +22,10 @@ type beats struct {
 	wake    chan struct{}
 }
 
-// arrivedBeat is a heartbeat as it arrived on subject, not decoded yet.
-type arrivedBeat struct {
-	subject string
-	data    []byte
-	at      time.Time
-}
-
 // waitingBeats are one subject's heartbeats waiting: the last that arrived, and the last of at
 // most smallBeat bytes when one arrived before it (small.data is nil otherwise).
 type waitingBeats struct {
-	last, small arrivedBeat
+	last, small arrived
 }
 
 // smallBeat bounds the heartbeats kept behind a larger one: a heartbeat takes a few hundred
@@ -48,7 +38,7 @@ func newBeats() *beats {
 
 // put keeps b as its subject's last heartbeat, and the last before it as the subject's small
 // one when b is larger than smallBeat and that one is not, and wakes the decoder.
-func (q *beats) put(b arrivedBeat) {
+func (q *beats) put(b arrived) {
 	q.mu.Lock()
 	w, ok := q.pending[b.subject]
 	if !ok {
@@ -56,7 +46,7 @@ func (q *beats) put(b arrivedBeat) {
 	}
 	switch {
 	case len(b.data) <= smallBeat:
-		w.small = arrivedBeat{}
+		w.small = arrived{}
 	case ok && len(w.last.data) <= smallBeat:
 		w.small = w.last
 	}

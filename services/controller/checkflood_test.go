@@ -66,7 +66,7 @@ func TestAFloodOfOneRegionsEdgeChecksDoesNotSilenceAnothers(t *testing.T) {
 func TestEveryRegionsChecksWaitingStayWithinOneBound(t *testing.T) {
 	q := newChecks(4, 100)
 	put := func(region string, n int) []string {
-		return q.put(region, arrivedCheck{subject: events.EdgeProbeBatchSubject(region, "p1"), data: make([]byte, n)})
+		return q.put(region, arrived{subject: events.EdgeProbeBatchSubject(region, "p1"), data: make([]byte, n)})
 	}
 	for i, tt := range []struct {
 		region  string

@@ -29,12 +29,13 @@ type checks struct {
 
 // regionChecks are one region's messages waiting, in the order they arrived, and their bytes.
 type regionChecks struct {
-	msgs  []arrivedCheck
+	msgs  []arrived
 	bytes int
 }
 
-// arrivedCheck is a message of edge-listener results as it arrived on subject, not decoded yet.
-type arrivedCheck struct {
+// arrived is a message as it arrived on subject, not decoded yet: a heartbeat (beats), or edge
+// listener results (checks).
+type arrived struct {
 	subject string
 	data    []byte
 	at      time.Time
@@ -51,7 +52,7 @@ func newChecks(maxMsgs, maxBytes int) *checks {
 // the most of what is over (messages, else bytes) loses its newest: region, whose newest is m,
 // which is not kept, when no other region holds more than region would. It returns the regions
 // that lost messages, each once.
-func (q *checks) put(region string, m arrivedCheck) (dropped []string) {
+func (q *checks) put(region string, m arrived) (dropped []string) {
 	q.mu.Lock()
 	r := q.pending[region]
 	if r == nil {
@@ -103,7 +104,7 @@ func (q *checks) dropNewest(region string) {
 	r := q.pending[region]
 	n := len(r.msgs) - 1
 	q.msgs, q.bytes, r.bytes = q.msgs-1, q.bytes-len(r.msgs[n].data), r.bytes-len(r.msgs[n].data)
-	r.msgs[n] = arrivedCheck{} // let the data go
+	r.msgs[n] = arrived{} // let the data go
 	r.msgs = r.msgs[:n]
 	if n == 0 {
 		delete(q.pending, region)
@@ -121,17 +122,17 @@ func appendOnce(regions []string, region string) []string {
 
 // next returns the first message waiting of the region whose turn it is, and passes the turn to
 // the next region; false when none waits.
-func (q *checks) next() (arrivedCheck, bool) {
+func (q *checks) next() (arrived, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.order) == 0 {
-		return arrivedCheck{}, false
+		return arrived{}, false
 	}
 	region := q.order[0]
 	q.order = q.order[1:]
 	r := q.pending[region]
 	m := r.msgs[0]
-	r.msgs[0] = arrivedCheck{} // let the data go
+	r.msgs[0] = arrived{} // let the data go
 	r.msgs = r.msgs[1:]
 	r.bytes -= len(m.data)
 	q.msgs, q.bytes = q.msgs-1, q.bytes-len(m.data)

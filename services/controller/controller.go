@@ -490,7 +490,7 @@ func (c *controller) markApp(edge, app string) {
 // onHeartbeat keeps an edge's heartbeat, stamped with its arrival, for foldHeartbeats to decode
 // and record (see beats). It runs on the subscription's goroutine.
 func (c *controller) onHeartbeat(m *nats.Msg) {
-	c.beats.put(arrivedBeat{subject: m.Subject, data: m.Data, at: c.o.Now()})
+	c.beats.put(arrived{subject: m.Subject, data: m.Data, at: c.o.Now()})
 }
 
 // foldHeartbeats decodes the heartbeats onHeartbeat keeps and records them in the edges'
@@ -518,7 +518,7 @@ func (c *controller) decodeBeats() {
 
 // foldHeartbeat decodes b and records it in the edges' liveness, with when it arrived. It
 // reports false when b is refused as malformed.
-func (c *controller) foldHeartbeat(b arrivedBeat) bool {
+func (c *controller) foldHeartbeat(b arrived) bool {
 	e, hb, err := decodeHeartbeat(b.subject, b.data)
 	if err != nil {
 		c.malformed.Skip(c.log, err, b.subject, 0)
@@ -541,7 +541,7 @@ func (c *controller) onEdgeCheck(m *nats.Msg) {
 		c.log.Debug().Str("subject", m.Subject).Msg("check of an edge listener from an unconfigured region dropped")
 		return
 	}
-	for _, region := range c.checks.put(tok[0], arrivedCheck{subject: m.Subject, data: m.Data, at: at}) {
+	for _, region := range c.checks.put(tok[0], arrived{subject: m.Subject, data: m.Data, at: at}) {
 		c.checksFull.Gate(c.log.Warn(), region).Str("region", region).
 			Msg("checks of edge listeners dropped: the region's probers publish faster than they are decoded")
 	}
