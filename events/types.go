@@ -130,8 +130,11 @@ type Transition struct {
 	Votes      []Vote     `json:"votes,omitempty"`
 	Thresholds Thresholds `json:"thresholds,omitzero"`
 	// Drill is, on an endpoint's transition, the id of the drill whose simulated failure made
-	// the status it records, not the probes; empty otherwise. Transitions from before the field
-	// tell it by their reason's wording alone ("drill <id>: simulated failure of …").
+	// the status it records, not the probes; on a pool's down, the drill of the endpoint's
+	// transition that caused it (its cause), so that the pool's down is known for the drill's
+	// once that endpoint has moved on; empty otherwise. Endpoints' transitions from before the
+	// field tell it by their reason's wording alone ("drill <id>: simulated failure of …"), pools'
+	// by their cause alone.
 	Drill string `json:"drill,omitempty"`
 }
 

@@ -1175,6 +1175,12 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 	t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, From: p.status, To: v.Status,
 		Reason:     latest.cfg.Name + " " + string(latest.status) + ": " + decide.PoolReason(v, others, p.app.cfg.WhenAllDown),
 		Thresholds: p.thresholds()}
+	if v.Status == events.StatusDown {
+		// Marked as its cause is: a replica reading STATE once the endpoint has moved on (its
+		// re-statement stored, the pool's not: a replica died between the two) still knows
+		// the pool's down for the drill's, and re-states it (poolSlot.restates).
+		t.Drill = latest.drilled
+	}
 	derive := events.Derived
 	if p.keyed {
 		derive = d.idKey.Derived

@@ -3,6 +3,7 @@ package decider_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -462,4 +463,89 @@ func TestARealOutageDuringADrillIsRestatedWhenAConfigurationVersionCameMeanwhile
 	waitHistory(t, srv, want...)
 	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
 	waitHistory(t, srv, append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")...)
+}
+
+// cutOff is JetStream that loses NATS for every append to subject once cut is closed, and
+// counts them: the appends to other subjects go on.
+type cutOff struct {
+	jetstream.JetStream
+	subject string
+	cut     chan struct{}
+	refused *atomic.Int64
+}
+
+func (c cutOff) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if c.lost(m) {
+		return nil, nats.ErrConnectionClosed
+	}
+	return c.JetStream.PublishMsgAsync(m, opts...)
+}
+
+func (c cutOff) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if c.lost(m) {
+		return nil, nats.ErrConnectionClosed
+	}
+	return c.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+func (c cutOff) lost(m *nats.Msg) bool {
+	select {
+	case <-c.cut:
+	default:
+		return false
+	}
+	if m.Subject != c.subject {
+		return false
+	}
+	c.refused.Add(1)
+	return true
+}
+
+// TestAPoolsRestatementADeciderDiedBeforeIsAppendedByTheNextOne: as
+// TestARealOutageDuringADrillIsToldAsTheProbesWhenTheDrillEnds, but the decider loses NATS
+// for west's appends when the drill ends: it re-states w1, not west, and stops. The decider
+// started next reads STATE's last word on west, the drill's down (it carries the drill, as w1's
+// did), while w1's is the probes' already: it re-states west, down to down, caused by w1's
+// re-statement, without the drill. Before, the pool's down named only w1's drilled down as its
+// cause, which w1's re-statement had replaced: nothing told the new decider west's down was the
+// drill's, it re-stated nothing, and the outage never paged.
+func TestAPoolsRestatementADeciderDiedBeforeIsAppendedByTheNextOne(t *testing.T) {
+	srv := eventstest.Start(t)
+	cfg := eventstest.Config(t, shopYAML)
+	west := events.PoolStateSubject("shop", "west")
+	js := cutOff{JetStream: srv.JS, subject: west, cut: make(chan struct{}), refused: &atomic.Int64{}}
+	d := start(t, js, cfg, "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	p.send("shop", "west", "w1", true)
+	p.send("shop", "west", "w1", true)
+	want := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up"}
+	waitHistory(t, srv, want...)
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailPool, App: "shop", Pool: "west"})
+	want = append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")
+	waitHistory(t, srv, want...)
+	for range 3 {
+		p.send("shop", "west", "w1", false)
+	}
+	close(js.cut)
+	drillEvent(t, srv, "d1", events.TypeDrillRolledBack, events.DrillRolledBack{By: "test", Reason: "requested"})
+	want = append(want, "endpoint.shop.west.w1:down")
+	waitHistory(t, srv, want...)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.refused.Load() > 0 }, "decider/a did not try west's re-statement")
+	d.stop()
+
+	start(t, srv.JS, cfg, "decider/a")
+	waitHistory(t, srv, append(want, "pool.shop.west:down")...)
+	all := stateOf(t, srv)
+	restated, pool := all[len(all)-2], all[len(all)-1]
+	var tr events.Transition
+	if err := pool.Env.Payload(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.From != events.StatusDown || tr.Drill != "" || pool.Env.Cause != restated.Env.ID {
+		t.Errorf("west after the restart: %s → %s, drill %q, caused by %s; want down → down, no drill, caused by w1's re-statement %s",
+			tr.From, tr.To, tr.Drill, pool.Env.Cause, restated.Env.ID)
+	}
+	if err := all[3].Env.Payload(&tr); err != nil || tr.Drill != "d1" {
+		t.Errorf("west's down by the drill carries drill %q (%v), want d1", tr.Drill, err)
+	}
 }

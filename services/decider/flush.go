@@ -230,7 +230,7 @@ func (d *decider) send(ctx context.Context, j *sent) {
 		j.prev = shown{status: p.status, since: p.since, poolDrilled: p.drilled}
 		p.sent.Add(j.lastSeq, j.ev.ID, poolSent(j.t))
 		p.status, p.since, p.next = status, j.ev.Time, j
-		p.drilled = status == events.StatusDown && p.drillCaused(j.ev.Cause)
+		p.drilled = status == events.StatusDown && j.t.Drill != ""
 	}
 	j.pool().inFlight++
 	d.pipe = append(d.pipe, j)

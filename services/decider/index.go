@@ -29,7 +29,9 @@ type poolSlot struct {
 	seq    uint64
 	since  time.Time
 	// drilled is set while what STATE last recorded on subject is a down an endpoint's
-	// transition a drill's simulated failure made caused (see restates).
+	// transition a drill's simulated failure made caused (see restates): marked with the drill
+	// (events.Transition.Drill), or, recorded before pools' transitions were marked, caused by
+	// the drilled transition the endpoint still records last (drillCaused).
 	drilled bool
 	// overrideSeq is the stream sequence of the last pool override applied.
 	overrideSeq uint64
@@ -317,14 +319,16 @@ func (p *poolSlot) record(seq uint64, e events.Envelope) {
 	if seq > p.seq {
 		p.status, _ = events.TransitionStatus(e.Type)
 		p.seq, p.since = seq, e.Time
-		p.drilled = p.status == events.StatusDown && p.drillCaused(e.Cause)
+		var t events.Transition
+		p.drilled = p.status == events.StatusDown && (bytes.Contains(e.Data, drillMark) && e.Payload(&t) == nil && t.Drill != "" ||
+			p.drillCaused(e.Cause))
 	}
 }
 
 // drillCaused reports whether cause is the event an endpoint of the pool last recorded, and
 // a drill's simulated failure made it (endpointSlot.drilled). An endpoint's transition is
-// recorded before the pool's it causes; one that moved on since tells nothing, and the pool's
-// down is taken for its endpoints'.
+// recorded before the pool's it causes; one that moved on since tells nothing, and an unmarked
+// pool's down (recorded before pools' transitions carried the drill) is taken for its endpoints'.
 func (p *poolSlot) drillCaused(cause string) bool {
 	for _, s := range p.endpoints {
 		if cause != "" && s.eventID == cause {
