@@ -184,3 +184,43 @@ func TestAPoolDownADrillCausedIsToldAsAnOutageWhenAnotherEndpointKeepsItDown(t *
 	appendCaused(west, events.TypePoolDown, e.ID, tr("", events.StatusDown, events.StatusDown, "w1 up: 1 of 2 endpoints serving, need 2", ""))
 	rc.toldAsOutage(t, "west re-stated down")
 }
+
+// TestADrillsPoolDownStoredAfterItsEndpointCameBackIsStillTheDrills: a drill fails pool west and
+// is rolled back at once; the replica that took w1 down retries west's down (its first append
+// lost) after another replica brought w1 up at the drill's end, so STATE holds w1's down, w1's
+// up, then west's down caused by w1's down, then west's up. West's down carries the drill, as
+// the decider marks a pool's down a drill's failure caused: its pool_down is the drill's, told
+// with [drill] and drill_id. Before, it was told by its cause alone, which w1's up had replaced,
+// and it paged as an outage's.
+func TestADrillsPoolDownStoredAfterItsEndpointCameBackIsStillTheDrills(t *testing.T) {
+	rc := &receiver{}
+	appendCaused := outlived(t, doc, rc)
+	tr := func(endpoint string, from, to events.Status, reason, drill string) events.Transition {
+		return events.Transition{App: "shop", Pool: "west", Endpoint: endpoint, From: from, To: to, Reason: reason, Drill: drill}
+	}
+	down := appendCaused(w1, events.TypeEndpointDown, "", tr("w1", events.StatusUp, events.StatusDown, "drill d1: simulated failure of pool shop/west", "d1"))
+	up := appendCaused(w1, events.TypeEndpointUp, "", tr("w1", events.StatusDown, events.StatusUp, "drill ended; 1 of 1 voting regions see it up (quorum 0.5)", ""))
+	appendCaused(west, events.TypePoolDown, down.ID, tr("", events.StatusUp, events.StatusDown, "w1 down: 0 of 1 endpoints serving, need 1", "d1"))
+	appendCaused(west, events.TypePoolUp, up.ID, tr("", events.StatusDown, events.StatusUp, "w1 up: 1 of 1 endpoints serving, need 1", ""))
+	var got []string
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		got = got[:0]
+		for _, body := range rc.accepted {
+			var p map[string]any
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(body))
+			if p["kind"] == "pool_down" {
+				text, _ := p["text"].(string)
+				if p["drill_id"] != "d1" || !strings.HasPrefix(text, "[drill d1] ") {
+					t.Fatalf("west's down by the drill is told as %s: want drill_id d1 and the text to begin [drill d1]", body)
+				}
+				return true
+			}
+		}
+		return false
+	}, "no pool_down delivered for west's down among %q", &got)
+}

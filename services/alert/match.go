@@ -35,8 +35,9 @@ type Fact struct {
 
 // drilled follows which drill made each endpoint's last transition, so that the transitions a
 // drill caused are told as its own: the decider marks an endpoint's transition made by a drill's
-// simulated failure, but not the pool's transition it causes, whose reason reads as an outage's
-// (a drill's pool_down and failover paged an on-call engineer as real ones).
+// simulated failure, and the pool's down it causes, but not the pool's up the drill's end
+// causes (nor any pool's transition before pools' were marked), whose reason reads as an
+// outage's (a drill's pool_down and failover paged an on-call engineer as real ones).
 type drilled struct {
 	endpoints map[string]drillMark // by endpoint subject: what its last transition was
 	causes    map[string]string    // the drill of each endpoint's last transition, by its event id
@@ -56,9 +57,9 @@ func newDrilled() *drilled {
 // fold folds e, a STATE event on subject, and returns the drill that made it, or "": an
 // endpoint's transition a drill's simulated failure made (drill.Of: marked, or worded so before
 // the mark), or that lifts the failure of the drill its last transition was (its reason begins
-// decide.DrillEnded); a pool's transition caused (the decider names the endpoint's transition
-// as its cause) by one of those; an edge's a drill's simulated failure made (worded so by the
-// controller), the failover of the apps it fronts.
+// decide.DrillEnded); a pool's transition marked with the drill (a down), or caused (the
+// decider names the endpoint's transition as its cause) by one of those; an edge's a drill's
+// simulated failure made (worded so by the controller), the failover of the apps it fronts.
 func (d *drilled) fold(subject string, e events.Envelope) string {
 	var t events.Transition
 	if _, ok := events.TransitionStatus(e.Type); !ok || e.Payload(&t) != nil {
@@ -80,6 +81,8 @@ func (d *drilled) fold(subject string, e events.Envelope) string {
 		return m.drill
 	case strings.HasPrefix(subject, "detour.state.pool.") && t.From == t.To:
 		return "" // re-stated once no endpoint's down is a drill's (decide.DrillOutlived)
+	case strings.HasPrefix(subject, "detour.state.pool.") && t.Drill != "":
+		return t.Drill // marked as its cause was, which may have moved on since
 	case strings.HasPrefix(subject, "detour.state.pool.") && e.Cause != "":
 		return d.causes[e.Cause]
 	case strings.HasPrefix(subject, "detour.state.edge."):
