@@ -200,6 +200,13 @@ func TestARealOutageDuringADrillIsToldAsTheProbesWhenTheDrillEnds(t *testing.T) 
 	if w1, _ := lastW1(t, srv); w1.Time.Before(stamp(t, srv, events.StreamDrills, rolledBack)) {
 		t.Errorf("w1's re-statement is dated %s, before the rollback", w1.Time.Format(time.RFC3339Nano))
 	}
+	replaysW1Restated(t, srv, cfg)
+}
+
+// replaysW1Restated fails the test unless detour replay under cfg re-decides w1's three
+// transitions as STATE holds them: up, the drill's down, and the probes' re-statement.
+func replaysW1Restated(t *testing.T, srv *eventstest.Server, cfg *config.Config) {
+	t.Helper()
 	lines, out := decider.Replay(t, srv, cfg, false)
 	var paired int
 	for _, l := range lines {
@@ -548,4 +555,5 @@ func TestAPoolsRestatementADeciderDiedBeforeIsAppendedByTheNextOne(t *testing.T)
 	if err := all[3].Env.Payload(&tr); err != nil || tr.Drill != "d1" {
 		t.Errorf("west's down by the drill carries drill %q (%v), want d1", tr.Drill, err)
 	}
+	replaysW1Restated(t, srv, cfg)
 }
