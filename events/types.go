@@ -280,6 +280,16 @@ type AlertAttempt struct {
 	// so that a sender that starts sends the drill results of later drills that no attempt or
 	// claim tells of (their sender stopped before it claimed them).
 	TriedDrills string `json:"tried_drills,omitempty"`
+	// TriedFor is a digest of the recording sender's alert groups: their names, what each is
+	// told about, its apps and its webhooks' URLs. Tried and TriedDrills vouch to the other
+	// senders only for the deliveries of those groups, to one whose groups have the same digest,
+	// and only for the events from TriedSince and TriedDrillsSince on (the first the recording
+	// sender dispatched for those groups); empty when they vouch for none. A sender's own
+	// attempts, recorded before it restarted, tell it up to where it had tried whatever its
+	// groups were then.
+	TriedFor         string `json:"tried_for,omitempty"`
+	TriedSince       string `json:"tried_since,omitempty"`
+	TriedDrillsSince string `json:"tried_drills_since,omitempty"`
 }
 
 // AlertClaim is a sender taking one attempt of a delivery before it makes it, on the attempt's

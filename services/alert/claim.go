@@ -48,12 +48,14 @@ type ledger struct {
 	// caught is closed once the ledger holds what ALERTS held when the sender began reading it.
 	caught chan struct{}
 	// unsent are the deliveries abandoned unsent that ALERTS held then (history.unsent), and
-	// triedDrills its AlertAttempt.TriedDrills, from told on until resumeDrills takes them.
-	unsent, triedDrills map[string]bool
+	// triedDrills its marks of DRILLS (AlertAttempt.TriedDrills), from told on until
+	// resumeDrills takes them.
+	unsent      map[string]bool
+	triedDrills map[mark]bool
 }
 
 func newLedger() *ledger {
-	return &ledger{h: history{deliveries: map[string]*sent{}, tried: map[string]bool{}, triedDrills: map[string]bool{}, unsent: map[string]bool{}},
+	return &ledger{h: history{deliveries: map[string]*sent{}, tried: map[mark]bool{}, triedDrills: map[mark]bool{}, unsent: map[string]bool{}},
 		changed: make(chan struct{}), caught: make(chan struct{})}
 }
 
@@ -70,7 +72,7 @@ func (l *ledger) add(e events.Envelope, stored, now time.Time, keep func() time.
 	case events.TypeAlertAttempted:
 		var a events.AlertAttempt
 		if e.Payload(&a) == nil {
-			l.h.fold(a, stored, now)
+			l.h.fold(a, e.Source, stored, now)
 		}
 	case events.TypeAlertClaimed:
 		var c events.AlertClaim
@@ -114,7 +116,7 @@ func (l *ledger) told() history {
 
 // drillsAtStart hands over, once told, the deliveries abandoned unsent that ALERTS held when the
 // sender began reading it and the AlertAttempt.TriedDrills it held, and forgets them.
-func (l *ledger) drillsAtStart() (unsent, tried map[string]bool) {
+func (l *ledger) drillsAtStart() (unsent map[string]bool, tried map[mark]bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	unsent, tried = l.unsent, l.triedDrills

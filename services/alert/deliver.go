@@ -396,8 +396,10 @@ func (r *runner) record(d *delivery, a events.AlertAttempt) {
 	}
 	ev.Str("alert", a.Alert).Str("kind", a.Kind).Str("webhook", a.Webhook).Str("delivery", a.Delivery).
 		Int("attempt", a.Attempt).Int("http_status", a.HTTPStatus).Str("result", a.Result).Msg("alert delivery attempted")
-	r.hand(d.owed, func(state, drills string) {
-		a.Tried, a.TriedDrills = state, drills
+	r.hand(d.owed, func(state, drills mark) {
+		a.TriedFor = state.set
+		a.Tried, a.TriedSince = state.through, state.since
+		a.TriedDrills, a.TriedDrillsSince = drills.through, drills.since
 		e, err := events.Derived(events.TypeAlertAttempted, r.o.Name, d.fact.Event.ID, d.id+"|"+strconv.Itoa(a.Attempt), r.o.Now(), a)
 		if err != nil {
 			r.log.Warn().Err(err).Str("alert", a.Alert).Str("delivery", a.Delivery).Msg("alert attempt not recorded")

@@ -14,12 +14,19 @@ import (
 // the retries of the deliveries that were failing when the one before it stopped. It learns
 // what was sent from the attempts on ALERTS: a delivery whose attempts ended delivered or
 // abandoned is done; one whose last attempt failed is tried again, with its Detour-Delivery id,
-// the next attempt number and the retry_for left since its first attempt; an event after the
-// last one every delivery had been tried for (AlertAttempt.Tried) is sent to the webhooks no
-// attempt tells of. Nothing appended more than its group's retry_for before the start is owed.
-// The drill results of DRILLS alike (AlertAttempt.TriedDrills): a drill that ended after the
-// last one every drill_result delivery had been tried for is sent to the webhooks no attempt or
-// claim tells of, so that one whose sender stopped before it claimed it is sent.
+// the next attempt number and the retry_for left since its first attempt; an event that no
+// mark vouches for (see marks) is sent to the webhooks no attempt tells of. Nothing appended
+// more than its group's retry_for before the start is owed. The drill results of DRILLS alike
+// (AlertAttempt.TriedDrills): a drill's end no mark vouches for is sent to the webhooks no
+// attempt or claim tells of, so that one whose sender stopped before it claimed it is sent.
+//
+// A mark vouches only for the deliveries its sender owed: a sender whose groups differ (one
+// that took a configuration version the other has not yet, a replica started with another
+// file) tried none of this one's, and a mark of its taken for this one's lost them. So a mark
+// vouches, to a sender whose groups have its digest (AlertAttempt.TriedFor), for the events
+// from its since through its through; and the sender's own marks from before its restart, of
+// whatever groups, for every event through theirs: a webhook or group it holds now that it did
+// not then is taken as added since, and not sent what came before.
 
 // owed is an event (of STATE, or of DRILLS) the sender owes first attempts for.
 type owed struct {
@@ -36,23 +43,58 @@ type tried struct {
 	open []*owed // by seq
 	// held keeps through where it was while the events appended before the start are not yet
 	// dispatched: the events dispatched meanwhile come after them.
-	held    bool
-	through string
+	held       bool
+	through    string
+	throughSeq uint64
+	// set is the digest of the groups (deliverySet) the last event was dispatched for, since
+	// the first event (in the stream's order) dispatched for them after from: the events up to
+	// from are those the sender skipped at the start on its own marks alone (see resume), which
+	// vouch for nothing to another sender.
+	set, since string
+	sinceSeq   uint64
+	from       uint64
 }
 
-// add counts n deliveries owed for the event id at seq. An event that owes none (no group is
-// told of it, or what it owed was sent before) is tried as it is added: through passes it, so
-// that a group or a webhook added since is not sent it.
-func (t *tried) add(seq uint64, id string, n int) *owed {
+// add counts n deliveries owed for the event id at seq, dispatched for the groups whose digest
+// is set. An event that owes none (no group is told of it, or what it owed was sent before) is
+// tried as it is added: through passes it, so that a group or a webhook added since is not sent
+// it.
+func (t *tried) add(seq uint64, id string, n int, set string) *owed {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	o := &owed{t: t, seq: seq, id: id, n: n}
 	i, _ := slices.BinarySearchFunc(t.open, seq, func(o *owed, seq uint64) int { return cmp.Compare(o.seq, seq) })
 	t.open = slices.Insert(t.open, i, o)
+	if set != t.set {
+		t.set, t.since, t.sinceSeq = set, "", 0
+	}
+	if seq > t.from && (t.since == "" || seq < t.sinceSeq) {
+		t.since, t.sinceSeq = id, seq
+	}
 	if n == 0 {
 		t.advance()
 	}
 	return o
+}
+
+// vouchAfter keeps the events up to seq out of what the marks vouch for to other senders.
+func (t *tried) vouchAfter(seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.from = seq
+	if t.sinceSeq <= seq {
+		t.since, t.sinceSeq = "", 0
+	}
+}
+
+// mark returns what t vouches for to a record made for the groups whose digest is set: since
+// only when the events from it through through were dispatched for them; under t.mu.
+func (t *tried) mark(set string) mark {
+	m := mark{through: t.through, set: set}
+	if t.set == set && t.since != "" && t.sinceSeq <= t.throughSeq {
+		m.since = t.since
+	}
+	return m
 }
 
 // settle counts one of o's deliveries tried (or stopped before it could be).
@@ -74,17 +116,19 @@ func (t *tried) release() {
 
 func (t *tried) advance() {
 	for !t.held && len(t.open) > 0 && t.open[0].n == 0 {
-		t.through = t.open[0].id
+		t.through, t.throughSeq = t.open[0].id, t.open[0].seq
 		t.open = t.open[1:]
 	}
 }
 
-// hand counts one of o's deliveries tried (none for a nil o) and calls record with the events
-// up to which every delivery has been tried, of STATE (r.tried) and of DRILLS (r.triedDrills),
-// all at once: the attempt record hands over is the last of o's event's first attempts to be
-// stored, or comes after them, so that a stored attempt never tells of an event whose first
-// attempts were not all handed before it.
-func (r *runner) hand(o *owed, record func(state, drills string)) {
+// hand counts one of o's deliveries tried (none for a nil o) and calls record with the marks of
+// STATE (r.tried) and of DRILLS (r.triedDrills), all at once: the attempt record hands over is
+// the last of o's event's first attempts to be stored, or comes after them, so that a stored
+// attempt never tells of an event whose first attempts were not all handed before it.
+func (r *runner) hand(o *owed, record func(state, drills mark)) {
+	r.mu.Lock()
+	set := r.set
+	r.mu.Unlock()
 	r.tried.mu.Lock() // always before r.triedDrills.mu
 	defer r.tried.mu.Unlock()
 	r.triedDrills.mu.Lock()
@@ -93,8 +137,14 @@ func (r *runner) hand(o *owed, record func(state, drills string)) {
 		o.n--
 		o.t.advance()
 	}
-	record(r.tried.through, r.triedDrills.through)
+	record(r.tried.mark(set), r.triedDrills.mark(set))
 }
+
+// mark is what an attempt's record tells of the events of one stream tried (AlertAttempt.Tried
+// and TriedDrills): every delivery its sender, by, owed to the groups whose digest is set was
+// tried for the events from since through through (in the stream's order); since is empty when
+// it vouches for none to another sender.
+type mark struct{ through, since, set, by string }
 
 // sent is what ALERTS tells of one delivery. It is replaced, never changed, as attempts are
 // folded: one handed over stays as it was.
@@ -125,9 +175,9 @@ func (s *sent) tells(n int) bool { return s.told() && (s.done || s.attempt >= n)
 // history is what the attempts stored on ALERTS tell.
 type history struct {
 	deliveries map[string]*sent
-	// tried holds every AlertAttempt.Tried, triedDrills every AlertAttempt.TriedDrills; nil when
+	// tried holds the marks of STATE of every attempt, triedDrills those of DRILLS; nil when
 	// they are not kept.
-	tried, triedDrills map[string]bool
+	tried, triedDrills map[mark]bool
 	// unsent holds the deliveries a sender abandoned unsent, for want of room (attempt 0): its
 	// records tell of their events as tried, but another sender with room owes them still. Nil
 	// when they are not kept, as tried.
@@ -142,13 +192,13 @@ func (h history) entry(id string) sent {
 	return sent{}
 }
 
-// fold adds one attempt, stored at at, heard of at seen.
-func (h history) fold(a events.AlertAttempt, at, seen time.Time) {
+// fold adds one attempt, recorded by the sender named by, stored at at, heard of at seen.
+func (h history) fold(a events.AlertAttempt, by string, at, seen time.Time) {
 	if a.Tried != "" && h.tried != nil {
-		h.tried[a.Tried] = true
+		h.tried[mark{through: a.Tried, since: a.TriedSince, set: a.TriedFor, by: by}] = true
 	}
 	if a.TriedDrills != "" && h.triedDrills != nil {
-		h.triedDrills[a.TriedDrills] = true
+		h.triedDrills[mark{through: a.TriedDrills, since: a.TriedDrillsSince, set: a.TriedFor, by: by}] = true
 	}
 	if a.Attempt == 0 {
 		if h.unsent != nil {
@@ -211,18 +261,48 @@ func longestRetry(c *config.Config) time.Duration {
 	return d
 }
 
-// resume dispatches what b's facts owe, as h tells: each delivery no attempt tells of, to a
-// group whose retry_for has not run out at now (by the stream's clock) since the event was
-// stored, when the event comes after the last one every delivery had been tried for, or another
-// sender abandoned it unsent for want of room; and each delivery whose last attempt failed.
-func (r *runner) resume(b *backlog, h history, now time.Time) {
-	defer r.tried.release()
-	after := uint64(0) // every delivery of an event up to this one was tried
-	for _, x := range *b {
-		if h.tried[x.fact.Event.ID] {
-			after = x.seq
+// vouched tells which events of b the marks vouch for to the sender named name whose groups'
+// digest is set (as the top of this file says), by their sequence; own is the last event its
+// own marks tell of.
+type vouched struct {
+	spans [][2]uint64
+	own   uint64
+}
+
+func vouchedFor(marks map[mark]bool, b backlog, set, name string) vouched {
+	seqs := make(map[string]uint64, len(b))
+	for _, x := range b {
+		seqs[x.fact.Event.ID] = x.seq
+	}
+	var v vouched
+	for m := range marks {
+		through, ok := seqs[m.through]
+		if !ok {
+			continue // before what is owed, or an event this sender's groups are not told of
+		}
+		if m.by == name {
+			v.own = max(v.own, through)
+		}
+		if m.set == set && m.since != "" {
+			v.spans = append(v.spans, [2]uint64{seqs[m.since], through}) // a since before what is owed counts as 0
 		}
 	}
+	return v
+}
+
+// covers reports whether the event at seq is vouched for.
+func (v vouched) covers(seq uint64) bool {
+	return seq <= v.own || slices.ContainsFunc(v.spans, func(s [2]uint64) bool { return s[0] <= seq && seq <= s[1] })
+}
+
+// resume dispatches what b's facts owe, as h tells: each delivery no attempt tells of, to a
+// group whose retry_for has not run out at now (by the stream's clock) since the event was
+// stored, when no mark vouches for the event, or another sender abandoned it unsent for want
+// of room; and each delivery whose last attempt failed.
+func (r *runner) resume(b *backlog, h history, now time.Time) {
+	defer r.tried.release()
+	v := vouchedFor(h.tried, *b, r.deliverySet(), r.o.Name)
+	r.tried.vouchAfter(v.own)
 	// The deliveries done are noted first, so that an earlier alert of their subject resumed is
 	// not sent after them.
 	r.mu.Lock()
@@ -246,7 +326,7 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 				s = nil // claimed at most: its claimer stopped before recording an attempt
 			}
 			switch {
-			case s == nil && (seq > after || h.unsent[d.id]):
+			case s == nil && (!v.covers(seq) || h.unsent[d.id]):
 				fresh++
 				return true
 			case s == nil || s.done:
@@ -264,20 +344,15 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 
 // resumeDrills dispatches the drill_result deliveries of b's facts (drills that ended before
 // the sender started) whose last attempt, as the ledger tells, failed, or was claimed and never
-// recorded (its sender stopped while making it), those no claim or attempt tells of when the
-// drill ended after the last one every delivery had been tried for (AlertAttempt.TriedDrills:
-// its sender stopped before it claimed them), and those another sender abandoned unsent for want
-// of room, to groups whose retry_for has not run out at now (by the stream's clock) since the
-// drill ended.
+// recorded (its sender stopped while making it), those no claim or attempt tells of when no
+// mark vouches for the drill's end (AlertAttempt.TriedDrills: its sender stopped before it
+// claimed them), and those another sender abandoned unsent for want of room, to groups whose
+// retry_for has not run out at now (by the stream's clock) since the drill ended.
 func (r *runner) resumeDrills(b backlog, now time.Time) {
 	defer r.triedDrills.release()
 	unsent, tried := r.ledger.drillsAtStart()
-	after := uint64(0) // every delivery of a drill result up to this one was tried
-	for _, x := range b {
-		if tried[x.fact.Event.ID] {
-			after = x.seq
-		}
-	}
+	v := vouchedFor(tried, b, r.deliverySet(), r.o.Name)
+	r.triedDrills.vouchAfter(v.own)
 	fresh, resumed := 0, 0
 	for _, x := range b {
 		seq := x.seq
@@ -286,7 +361,7 @@ func (r *runner) resumeDrills(b backlog, now time.Time) {
 			switch {
 			case now.Sub(x.stamp) > a.RetryFor.D():
 				return false
-			case s == nil && (seq > after || unsent[d.id]):
+			case s == nil && (!v.covers(seq) || unsent[d.id]):
 				fresh++
 				return true
 			case s == nil || s.done:

@@ -2,10 +2,14 @@ package alert
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +73,8 @@ type runner struct {
 	groups *config.Config
 	// hooks are the URLs and signing secrets of groups' webhooks.
 	hooks map[*config.Webhook]hook
+	// set is the digest of groups' deliveries (deliverySet), which the marks name.
+	set string
 	// sinks are groups' webhooks, by sinkKey.
 	sinks map[string]*sink
 }
@@ -227,7 +233,38 @@ func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.We
 			}
 		}
 	}
-	r.groups, r.hooks = c, hooks
+	r.groups, r.hooks, r.set = c, hooks, deliverySet(c, hooks)
+}
+
+// deliverySet is a digest of what c's groups, their webhooks' URLs read into hooks, are sent:
+// each group's name, what it is told about, its apps and its webhooks' URLs, whatever their
+// order in the document. Two senders whose digests are equal owe each event the same deliveries.
+func deliverySet(c *config.Config, hooks map[*config.Webhook]hook) string {
+	type group struct {
+		Name            string
+		On, Apps, Hooks []string
+	}
+	gs := make([]group, 0, len(c.Alerts))
+	for i := range c.Alerts {
+		a := &c.Alerts[i]
+		g := group{Name: a.Name, On: slices.Sorted(slices.Values(a.On)), Apps: slices.Sorted(slices.Values(a.Apps))}
+		for j := range a.Webhooks {
+			g.Hooks = append(g.Hooks, hooks[&a.Webhooks[j]].url)
+		}
+		slices.Sort(g.Hooks)
+		gs = append(gs, g)
+	}
+	slices.SortFunc(gs, func(a, b group) int { return strings.Compare(a.Name, b.Name) })
+	doc, _ := json.Marshal(gs) // strings and lists of them: it cannot fail
+	sum := sha256.Sum256(doc)
+	return hex.EncodeToString(sum[:8])
+}
+
+// deliverySet returns the digest of the deliveries of the groups deliveries go to now.
+func (r *runner) deliverySet() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.set
 }
 
 // groupsNotIn names the alert groups of c that other has no group of the same name for.
@@ -446,6 +483,7 @@ func (r *runner) follow(ctx context.Context, stream, subject string, handle func
 func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Alert, *delivery) bool) {
 	var ds, full []*delivery
 	r.mu.Lock()
+	set := r.set
 	for _, d := range r.deliveries(fact, seq) {
 		if owe != nil && !owe(d.group, d) {
 			continue
@@ -470,7 +508,7 @@ func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Aler
 			first = append(first, d)
 		}
 	}
-	o := t.add(seq, fact.Event.ID, len(first))
+	o := t.add(seq, fact.Event.ID, len(first), set)
 	for _, d := range first {
 		d.owed = o
 	}
