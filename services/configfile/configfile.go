@@ -6,27 +6,63 @@ package configfile
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events/config"
+	"go.yaml.in/yaml/v3"
 )
 
 // Check validates a configuration document completely: what config.Parse checks and what the
 // DNS server refuses when it compiles the zones. A refusal is a *config.Error with the line of
 // each problem in doc.
+//
+// It also refuses what a stored version may hold, read by the roles as before, but a document
+// written now must not (written): a version stored by an earlier Detour is not refused by the
+// roles that start after an upgrade.
 func Check(name string, doc []byte) (*config.Config, error) {
+	more := written(doc)
 	c, err := config.Parse(name, doc)
 	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) && len(more) > 0 {
+			e := config.Locate(name, doc, more)
+			ce.Problems, ce.Lines = append(ce.Problems, e.Problems...), append(ce.Lines, e.Lines...)
+		}
 		return nil, err
 	}
 	if _, err := zone.Compile(c); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
-			return nil, config.Locate(name, doc, ce.Problems)
+			return nil, config.Locate(name, doc, append(ce.Problems, more...))
 		}
 		return nil, err
 	}
+	if len(more) > 0 {
+		return nil, config.Locate(name, doc, more)
+	}
 	return c, nil
+}
+
+// written lists the problems of doc that config.Parse takes from a stored version:
+//   - a retry_for of 0, which config reads as left out (10m), where its writer meant no retries.
+//
+// It reads the fields it needs alone, leniently: config.Parse reports what else is wrong.
+func written(doc []byte) []string {
+	var d struct {
+		Alerts []struct {
+			RetryFor string `yaml:"retry_for"`
+		} `yaml:"alerts"`
+	}
+	_ = yaml.Unmarshal(doc, &d) // a document that does not decode is config.Parse's to refuse
+	var out []string
+	for i, a := range d.Alerts {
+		if v, err := time.ParseDuration(a.RetryFor); err == nil && v == 0 {
+			out = append(out, fmt.Sprintf("alerts[%d].retry_for: must be positive, got %s: leave it out for the default, 10m; "+
+				"a delivery is retried, and sent after a controller's restart, within retry_for", i, a.RetryFor))
+		}
+	}
+	return out
 }
 
 // Warnings lists what c says that is valid but cannot work as meant (config.Config.Warnings), as
