@@ -6,6 +6,7 @@ package configfile
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
@@ -45,13 +46,21 @@ func Check(name string, doc []byte) (*config.Config, error) {
 }
 
 // written lists the problems of doc that config.Parse takes from a stored version:
-//   - a retry_for of 0, which config reads as left out (10m), where its writer meant no retries.
+//   - a retry_for of 0, which config reads as left out (10m), where its writer meant no retries;
+//   - a webhook listed twice in one group (the same url, url_file or url_env): their deliveries
+//     of an alert share one Detour-Delivery id (it names the group and the URL), so the
+//     controllers, which claim each attempt by it, send one, and a receiver keeps one.
 //
 // It reads the fields it needs alone, leniently: config.Parse reports what else is wrong.
 func written(doc []byte) []string {
 	var d struct {
 		Alerts []struct {
 			RetryFor string `yaml:"retry_for"`
+			Webhooks []struct {
+				URL     string `yaml:"url"`
+				URLFile string `yaml:"url_file"`
+				URLEnv  string `yaml:"url_env"`
+			} `yaml:"webhooks"`
 		} `yaml:"alerts"`
 	}
 	_ = yaml.Unmarshal(doc, &d) // a document that does not decode is config.Parse's to refuse
@@ -60,6 +69,26 @@ func written(doc []byte) []string {
 		if v, err := time.ParseDuration(a.RetryFor); err == nil && v == 0 {
 			out = append(out, fmt.Sprintf("alerts[%d].retry_for: must be positive, got %s: leave it out for the default, 10m; "+
 				"a delivery is retried, and sent after a controller's restart, within retry_for", i, a.RetryFor))
+		}
+		seen := map[[2]string]int{}
+		for j, w := range a.Webhooks {
+			var key [2]string
+			switch {
+			case w.URL != "" && !strings.Contains(w.URL, config.Redacted):
+				key = [2]string{"url", w.URL}
+			case w.URLFile != "":
+				key = [2]string{"url_file", w.URLFile}
+			case w.URLEnv != "":
+				key = [2]string{"url_env", w.URLEnv}
+			default:
+				continue
+			}
+			if first, ok := seen[key]; ok {
+				out = append(out, fmt.Sprintf("alerts[%d].webhooks[%d].%s: the same webhook as alerts[%d].webhooks[%d]: "+
+					"their deliveries of an alert share one Detour-Delivery id, and only one is sent; list it once", i, j, key[0], i, first))
+				continue
+			}
+			seen[key] = j
 		}
 	}
 	return out
@@ -99,9 +128,19 @@ func CheckSecrets(name string, doc []byte, c *config.Config, dirs config.Credent
 		}
 	}
 	for i := range c.Alerts {
+		seen := map[string]int{} // the webhooks' URLs as read, written apart (see written)
 		for j, w := range c.Alerts[i].Webhooks {
-			if _, err := w.Target(dirs); err != nil {
+			url, err := w.Target(dirs)
+			if err != nil {
 				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))
+			}
+			if first, ok := seen[url]; ok && err == nil {
+				if other := c.Alerts[i].Webhooks[first]; other.URL != w.URL || other.URLFile != w.URLFile || other.URLEnv != w.URLEnv {
+					problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: the same webhook as alerts[%d].webhooks[%d], once read: "+
+						"their deliveries of an alert share one Detour-Delivery id, and only one is sent; list it once", i, j, i, first))
+				}
+			} else if err == nil {
+				seen[url] = j
 			}
 			if _, err := w.Key(dirs); err != nil {
 				problems = append(problems, fmt.Sprintf("alerts[%d].webhooks[%d]: %v", i, j, err))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/services/configfile"
 )
 
@@ -48,5 +49,48 @@ func TestARetryForLeftOutOrPositiveIsTaken(t *testing.T) {
 		if _, err := configfile.Check("detour.yaml", []byte(doc)); err != nil {
 			t.Errorf("%q refused: %v", g, err)
 		}
+	}
+}
+
+// Two webhooks of one group at one URL share the Detour-Delivery id of each alert (it names the
+// group and the URL), so a receiver that drops a repeated id keeps one, and the controllers,
+// which claim each attempt by that id, make one: the document is refused, naming the second.
+func TestAWebhookListedTwiceInOneGroupIsRefusedNamingTheSecond(t *testing.T) {
+	for _, c := range []struct{ name, first, second, field string }{
+		{"url", `url: "https://hooks.example.test/a"`, `url: "https://hooks.example.test/a", format: slack`, "url"},
+		{"url_file", `url_file: /etc/detour/hook.url`, `url_file: /etc/detour/hook.url`, "url_file"},
+		{"url_env", `url_env: HOOK_URL`, `url_env: HOOK_URL`, "url_env"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			refused(t, fmt.Sprintf(alertsDoc, "  - name: oncall\n    on: [transition]\n    webhooks:\n      - {"+c.first+"}\n      - {"+c.second+"}\n"),
+				"detour.yaml: invalid configuration:\n"+
+					"detour.yaml:12: alerts[0].webhooks[1]."+c.field+": the same webhook as alerts[0].webhooks[0]: their deliveries of an alert share one Detour-Delivery id, and only one is sent; list it once")
+		})
+	}
+}
+
+func TestOneWebhookInTwoGroupsIsTaken(t *testing.T) {
+	doc := fmt.Sprintf(alertsDoc, "  - {name: oncall, on: [transition], webhooks: [{url: \"https://hooks.example.test/a\"}]}\n"+
+		"  - {name: pages, on: [pool_down], webhooks: [{url: \"https://hooks.example.test/a\"}]}\n")
+	if _, err := configfile.Check("detour.yaml", []byte(doc)); err != nil {
+		t.Errorf("refused: %v", err)
+	}
+}
+
+// The twin for webhooks whose URLs are read where the controller runs: two variables holding one
+// URL are refused by detour check and detour up, which read them, without the URL.
+func TestTwoWebhooksOfOneGroupReadAsOneURLAreRefusedWithoutTheURL(t *testing.T) {
+	t.Setenv("HOOK_A", "https://hooks.example.test/T0/secret")
+	t.Setenv("HOOK_B", "https://hooks.example.test/T0/secret")
+	doc := fmt.Sprintf(alertsDoc, "  - name: oncall\n    on: [transition]\n    webhooks:\n      - {url_env: HOOK_A}\n      - {url_env: HOOK_B}\n")
+	c, err := configfile.Check("detour.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = configfile.CheckSecrets("detour.yaml", []byte(doc), c, config.CredentialDirs{})
+	want := "detour.yaml: invalid configuration:\n" +
+		"detour.yaml:12: alerts[0].webhooks[1]: the same webhook as alerts[0].webhooks[0], once read: their deliveries of an alert share one Detour-Delivery id, and only one is sent; list it once"
+	if err == nil || err.Error() != want {
+		t.Errorf("refused with:\n%v\nwant:\n%s", err, want)
 	}
 }
