@@ -196,6 +196,8 @@ func (s *Server) refreshLoop(ctx context.Context, saves chan *snapshotSave) {
 			restampDue = s.restampPeers(ctx, saves, &snaps)
 		case <-restampDue:
 			restampDue = s.restampPeers(ctx, saves, &snaps)
+		case <-s.ahead.poke:
+			s.passAhead(ctx, saves, &snaps)
 		case <-recheck.C:
 			s.recheckPushes(ctx)
 		case <-snaps.due:
@@ -253,6 +255,8 @@ func (s *Server) markSynced() {
 		s.offer(z, s.statePosition(), false)
 	}
 	s.readBackNow() // NATS answers: the zones whose read failed need not wait for the next try
+	// The secondaries found ahead of the serial served meanwhile are passed now (see passAhead).
+	signal(s.ahead.poke)
 }
 
 // readBackNow has the reader of the DNS stream read the zones it has not read yet at once,

@@ -412,13 +412,16 @@ func (n *notifier) run(ctx context.Context) {
 // Whichever the attempt, once the first is written, the secondary transferring the serial ends
 // the exchange, acknowledged (see notifier.held). A zone with a transfer key signs its NOTIFY
 // with it (RFC 8945), once: every attempt sends the same message, so that a late answer to any
-// of them verifies.
+// of them verifies. A secondary that acknowledges it without transferring has its serial asked
+// for, and passed if later (see ahead.go).
 func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	m := new(dns.Msg)
 	m.SetNotify(z.Name)
 	m.Authoritative = true
 	m.Answer = []dns.RR{z.SOA}
 	n, err := newNotifyMsg(m, transferKey(loadKeys(&s.keys), z), time.Now())
+	// transferred says that the secondary took the serial (or a later one) during the exchange.
+	transferred := false
 	if err == nil {
 		c := &dns.Client{Net: "udp", Timeout: notifyWait}
 		if from, ok := source.For(s.addr, target); ok {
@@ -480,6 +483,7 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 				err = notifyAttempt(conn, n, deadline, sent)
 				switch {
 				case closed(has):
+					transferred = true
 					return nil // the secondary holds the serial: acknowledged
 				case i >= notifyAttempts && errors.Is(err, net.ErrClosed) && closed(newer):
 					return errSuperseded
@@ -496,6 +500,11 @@ func (s *Server) notify(ctx context.Context, z *zone.Zone, target string) bool {
 	case err == nil:
 		s.o.Metrics.Notified(z.Name, nil)
 		s.log.Debug().Str("zone", z.Name).Uint32("serial", z.Serial).Str("secondary", target).Msg("notify acknowledged")
+		if !transferred {
+			// A secondary that holds a later serial (a zone migrated from another primary)
+			// ignores the NOTIFY: its serial is asked for, and passed (see ahead.go).
+			s.ahead.ask(z.Name, target)
+		}
 	case ctx.Err() != nil: // stopping: neither a failure nor an acknowledgement
 	default:
 		s.o.Metrics.Notified(z.Name, err)

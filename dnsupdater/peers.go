@@ -53,7 +53,8 @@ import (
 // (deployments/nats/accounts.conf), each on its own subjects, which name it; the server id a
 // record claims counts only beside that writer (peerName), and one claiming this server's
 // own id is logged (see peerRecord). Still, a forged or broken one must not carry
-// the serials off: a serial more than maxPeerLead past the clock is ignored
+// the serials off: a serial more than maxPeerLead past the clock (or past the serial of a
+// secondary the zone passed, see ahead.go) is ignored
 // (and logged once per peerRefusalWindow), a zone is re-stamped at most once per
 // restampEvery, and of the zones this server does not serve the clock keeps
 // maxUnservedPeerZones. Without NATS nothing changes: the server answers and takes its serials as
@@ -125,17 +126,33 @@ type peerClock struct {
 	// unserved counts, per writer, the zones its versions brought into highest while this
 	// server did not serve them (see admits).
 	unserved map[string]int
+	// ahead holds, per zone, the highest serial a secondary was found holding and the zone
+	// passed (ahead.go): a zone migrated from another primary serves serials years past the
+	// clock, and the other servers', which pass the same secondaries', count up to maxPeerLead
+	// past it as they do past the clock.
+	ahead map[string]uint32
 }
 
 func newPeerClock(self string) *peerClock {
 	return &peerClock{self: self, highest: map[string]peerVersion{}, latest: map[string]map[string]peerVersion{},
-		asked: map[string]time.Time{}, restamped: map[string]time.Time{}, unserved: map[string]int{}}
+		asked: map[string]time.Time{}, restamped: map[string]time.Time{}, unserved: map[string]int{}, ahead: map[string]uint32{}}
+}
+
+// passedSecondary records that the zone name passed serial, a secondary's (see ahead).
+func (c *peerClock) passedSecondary(name string, serial uint32) {
+	if a, ok := c.ahead[name]; !ok || serialAfter(serial, a) {
+		c.ahead[name] = serial
+	}
 }
 
 // see folds v, observed at now, and reports whether it counts: a serial more than maxPeerLead
-// past the clock does not.
+// past the clock does not, or past the serial of a secondary the zone passed when that is later.
 func (c *peerClock) see(v peerVersion, now time.Time) bool {
-	if serialAfter(v.serial, uint32(now.Unix())+maxPeerLead) {
+	from := uint32(now.Unix())
+	if a, ok := c.ahead[v.zone]; ok && serialAfter(a, from) {
+		from = a
+	}
+	if serialAfter(v.serial, from+maxPeerLead) {
 		return false
 	}
 	// At one serial a version with a digest wins over a push, which says less.

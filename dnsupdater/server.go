@@ -144,6 +144,9 @@ type Server struct {
 	peerPoke     chan struct{}
 	peerHeld     map[string]bool
 	peerRefusals *logs.Repeats
+	// ahead asks the secondaries NOTIFYed for their serials and hands the refresher those after
+	// the one served (see ahead.go).
+	ahead *aheadWatch
 }
 
 // maxTCPConns bounds the TCP connections of ordinary clients served at once (secondaries have
@@ -188,6 +191,7 @@ func New(o Options) (*Server, error) {
 	s.transferRefusals = logs.NewRepeats(transferRefusalWindow)
 	s.peerSeen, s.peerPoke, s.peerHeld = map[peerKey]peerVersion{}, make(chan struct{}, 1), map[string]bool{}
 	s.peerRefusals = logs.NewRepeats(peerRefusalWindow)
+	s.ahead = newAheadWatch()
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
 	s.keys.Store(&keys)
@@ -280,6 +284,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.follow(ctx) })
 	wg.Go(func() { s.followPeers(ctx) })
 	wg.Go(func() { s.notifier.run(ctx) })
+	wg.Go(func() { s.watchAhead(ctx) })
 	wg.Go(func() { s.reportLoop(ctx) })
 	wg.Go(func() { s.changes.Run(ctx) })
 	s.log.Info().Str("addr", s.addr).Int("udp_sockets", len(s.ls.udp)).Msg("dns server listening")

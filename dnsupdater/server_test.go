@@ -258,7 +258,8 @@ func TestGarbageOnTheStateStreamIsSkipped(t *testing.T) {
 	eventstest.Eventually(t, 2*time.Second, shopAnswers(t, h.srv.Addr(), "127.0.0.12"), "the event after the garbage still moves the answer")
 }
 
-// fakeSecondary listens on loopback for NOTIFYs, acknowledges them and hands them over.
+// fakeSecondary listens on loopback for NOTIFYs, acknowledges them and hands them over; it holds
+// no copy of a zone, and refuses the SOA queries that follow an acknowledged NOTIFY (ahead.go).
 func fakeSecondary(t *testing.T) (string, <-chan *dns.Msg) {
 	t.Helper()
 	got := make(chan *dns.Msg, 16)
@@ -267,11 +268,15 @@ func fakeSecondary(t *testing.T) (string, <-chan *dns.Msg) {
 		t.Fatal(err)
 	}
 	secondary := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		if r.Opcode != dns.OpcodeNotify {
+			_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
+			return
+		}
 		select {
 		case got <- r:
 		default:
 		}
-		m := new(dns.Msg)
 		m.SetReply(r)
 		_ = w.WriteMsg(m)
 	})}

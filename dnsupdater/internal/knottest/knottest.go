@@ -45,7 +45,8 @@ func (k *Knot) Control(args ...string) error {
 type Zone struct {
 	// Name is the zone name without the trailing dot, e.g. "demo.test".
 	Name string
-	// File is the zone file's text, for a primary zone.
+	// File is the zone file's text, for a primary zone; for a secondary zone, the copy it holds
+	// when it starts (a zone migrated from another primary), if any.
 	File string
 	// Primary is the ip:port of the primary to transfer the zone from, for a secondary zone;
 	// Knot also accepts its NOTIFYs.
@@ -90,7 +91,8 @@ func Start(t testing.TB, zones ...Zone) *Knot {
 }
 
 // StartOn runs knotd for zones on 127.0.0.1:port with a generated configuration in a temporary
-// directory, waits until it answers for every primary zone, and stops it when the test ends.
+// directory, waits until it answers for every zone it holds a file of (every primary zone, and
+// each secondary zone that starts from a copy), and stops it when the test ends.
 // Every zone may be transferred to loopback clients. Knot serves EDNS Client Subnet (RFC 7871),
 // as Detour does: with it off (Knot's default) it ignores the option and echoes it in no reply,
 // and a reply to a query carrying one would compare with nothing.
@@ -131,6 +133,11 @@ template:
 	acls.WriteString("  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n")
 	for i, z := range zones {
 		fmt.Fprintf(&zoneConf, "  - domain: %s\n    file: \"%s/%s.zone\"\n", z.Name, dir, z.Name)
+		if z.File != "" {
+			if err := os.WriteFile(filepath.Join(dir, z.Name+".zone"), []byte(z.File), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if z.Primary != "" {
 			k := z.Key
 			if k != nil {
@@ -162,9 +169,6 @@ template:
 			fmt.Fprintf(&zoneConf, "    acl: [transfer, update%d]\n", i)
 		} else {
 			zoneConf.WriteString("    acl: transfer\n")
-		}
-		if err := os.WriteFile(filepath.Join(dir, z.Name+".zone"), []byte(z.File), 0o644); err != nil {
-			t.Fatal(err)
 		}
 	}
 	if keys.Len() > 0 {
@@ -198,8 +202,8 @@ template:
 	k := &Knot{Addr: fmt.Sprintf("127.0.0.1:%d", port), log: out, socket: socket}
 	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
 	for _, z := range zones {
-		if z.Primary != "" {
-			continue
+		if z.File == "" {
+			continue // a secondary without a copy answers once it has transferred one
 		}
 		eventstest.Eventually(t, 15*time.Second, func() bool {
 			m := new(dns.Msg)

@@ -1,0 +1,287 @@
+package dnsupdater
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/dnsupdater/internal/knottest"
+	"github.com/detourdev/detour/dnsupdater/internal/proctest"
+	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+func TestAZoneTakesASerialPastASecondaryAheadOnceWithinOneStepOfSerialArithmetic(t *testing.T) {
+	const own = 1796700000 // the clock in December 2026
+	a, b := zoneTarget{zone: "demo.test.", target: "127.0.0.1:53"}, zoneTarget{zone: "demo.test.", target: "127.0.0.2:53"}
+	type ask struct {
+		zt          zoneTarget
+		own, theirs uint32
+		want        aheadVerdict
+		wantTold    bool
+	}
+	for _, tc := range []struct {
+		name string
+		asks []ask
+	}{
+		{name: "a secondary behind or at the serial served asks for nothing", asks: []ask{
+			{zt: a, own: own, theirs: own - 1, want: aheadNot},
+			{zt: a, own: own, theirs: own, want: aheadNot},
+		}},
+		{name: "a secondary migrated with a date serial is passed", asks: []ask{
+			{zt: a, own: own, theirs: 2026120801, want: aheadPass},
+		}},
+		{name: "the same secondary ahead again is refused until a restart", asks: []ask{
+			{zt: a, own: own, theirs: 2026120801, want: aheadPass},
+			{zt: a, own: 2026120802, theirs: 2026120901, want: aheadAgain, wantTold: true},
+			{zt: a, own: 2026120802, theirs: 2026121001, want: aheadAgain},
+		}},
+		{name: "a serial half the serial space ahead is refused", asks: []ask{
+			{zt: a, own: own, theirs: own + 1<<31 - 1, want: aheadTooFar, wantTold: true},
+		}},
+		{name: "a serial wrapped past zero is ahead and passed", asks: []ask{
+			{zt: a, own: 1<<32 - 10, theirs: 5, want: aheadPass},
+		}},
+		{name: "a second secondary may not carry the zone further than one step past the serial before the first re-stamp", asks: []ask{
+			{zt: a, own: own, theirs: own + 1<<30, want: aheadPass},
+			{zt: b, own: own + 1<<30 + 1, theirs: own + 1<<31 - 1, want: aheadTooFar, wantTold: true},
+		}},
+		{name: "a second secondary further ahead within the step is passed too", asks: []ask{
+			{zt: a, own: own, theirs: 2026120801, want: aheadPass},
+			{zt: b, own: 2026120802, theirs: 2026121001, want: aheadPass},
+		}},
+		{name: "each secondary's refusal is told once", asks: []ask{
+			{zt: a, own: own, theirs: own + 1<<31 - 1, want: aheadTooFar, wantTold: true},
+			{zt: a, own: own, theirs: own + 1<<31 - 1, want: aheadTooFar},
+			{zt: b, own: own, theirs: own + 1<<31 - 1, want: aheadTooFar, wantTold: true},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newAheadGuard()
+			for i, q := range tc.asks {
+				if got := g.check(q.zt, q.own, q.theirs); got != q.want {
+					t.Fatalf("ask %d (%s at %d, serial served %d): verdict %d, want %d", i, q.zt.target, q.theirs, q.own, got, q.want)
+				}
+				if q.want == aheadTooFar || q.want == aheadAgain {
+					if got := g.tell(q.zt); got != q.wantTold {
+						t.Fatalf("ask %d: told %t, want %t", i, got, q.wantTold)
+					}
+				}
+			}
+		})
+	}
+}
+
+// migratedZone is demo.test as BIND served it before the migration: a date serial, and shop at
+// an address Detour does not answer.
+const migratedZone = `$ORIGIN demo.test.
+$TTL 300
+@    SOA ns1.demo.test. hostmaster.demo.test. 2026120801 3600 900 604800 300
+@    NS  ns1.demo.test.
+ns1  A   127.0.0.53
+shop A   192.0.2.99
+`
+
+func TestAKnotSecondaryMigratedWithADateSerialFollowsDetourAndItsFailovers(t *testing.T) {
+	knottest.Skip(t)
+	const migrated = 2026120801
+	js := eventstest.Start(t)
+	detourAddr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	knotPort := proctest.FreePort(t)
+	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+	// The secondary runs first, with the copy BIND left it, as a migration finds it.
+	knottest.StartOn(t, knotPort, knottest.Zone{Name: "demo.test", Primary: detourAddr, File: migratedZone})
+	if got := soaSerial(knotAddr, "demo.test."); got != migrated {
+		t.Fatalf("Knot starts at serial %d, want the migrated %d", got, migrated)
+	}
+	srv, err := New(Options{JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(secondaryConfig, knotAddr, `"www IN A 192.0.2.1"`, "")),
+		Addr: detourAddr, DataDir: t.TempDir(), Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 1})
+	if err != nil {
+		t.Fatalf("new server: %v", err)
+	}
+	eventstest.Run(t, "dns server", srv.Run)
+	following := func(what string) uint32 {
+		t.Helper()
+		var want, got uint32
+		// Polled by hand, so that a failure tells both serials as they were last.
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			want, got = serial(t, detourAddr), soaSerial(knotAddr, "demo.test.")
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: Knot holds serial %d, not Detour's %d, after 15s", what, got, want)
+			}
+		}
+		if detour, secondary := zoneRecords(t, detourAddr, "demo.test."), zoneRecords(t, knotAddr, "demo.test."); !slices.Equal(detour, secondary) {
+			t.Fatalf("%s: the secondary's zone differs from Detour's\ndetour:\n%s\nknot:\n%s", what, strings.Join(detour, "\n"), strings.Join(secondary, "\n"))
+		}
+		return want
+	}
+	first := following("the migrated secondary takes Detour's zone")
+	if !serialAfter(first, migrated) {
+		t.Fatalf("Detour serves serial %d, not after the migrated %d", first, migrated)
+	}
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, detourAddr) != first }, "Detour serves the failover")
+	if next := following("the failover to us-east"); !serialAfter(next, first) {
+		t.Fatalf("the failover's serial %d is not after %d", next, first)
+	}
+}
+
+func TestAnotherServersSerialPastTheClockCountsUpToADayPastASecondarysTheZonePassed(t *testing.T) {
+	now := time.Unix(1_796_700_000, 0)
+	const migrated = 2026120801
+	c := newPeerClock("m")
+	if c.see(peerVersion{zone: "demo.test.", serial: migrated + 1, digest: "theirs", server: "z"}, now) {
+		t.Fatal("a serial years past the clock counted before any secondary was found holding one")
+	}
+	c.passedSecondary("demo.test.", migrated)
+	if !c.see(peerVersion{zone: "demo.test.", serial: migrated + 61, digest: "theirs", server: "z"}, now) {
+		t.Fatal("another server's serial a minute past the secondary's the zone passed refused")
+	}
+	if f, _ := c.floor("demo.test."); f != migrated+61 {
+		t.Fatalf("floor %d, want %d", f, migrated+61)
+	}
+	if c.see(peerVersion{zone: "demo.test.", serial: migrated + maxPeerLead + 1, digest: "theirs", server: "z"}, now) {
+		t.Fatal("a serial more than a day past the secondary's the zone passed counted")
+	}
+	if c.see(peerVersion{zone: "other.test.", serial: migrated, digest: "theirs", server: "z"}, now) {
+		t.Fatal("a serial years past the clock counted for a zone that passed no secondary")
+	}
+}
+
+// startAt runs a DNS server named name on addr with dataDir, and returns what stops it.
+func startAt(t *testing.T, js *eventstest.Server, cfg *config.Config, addr, dataDir, name string) func() {
+	t.Helper()
+	srv, err := New(Options{JS: js.JS, Config: cfg, Addr: addr, DataDir: dataDir, Name: name,
+		Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("instance", name).Logger(), UDPSockets: 1})
+	if err != nil {
+		t.Fatalf("new server %s: %v", name, err)
+	}
+	return eventstest.Run(t, name, srv.Run)
+}
+
+// TestAKnotSecondaryMigratedWithTwoDetourMastersFollowsTheOneLeft: both servers pass the
+// migrated secondary's date serial; one then restarts after a crash past the serials it had
+// reserved, and Knot takes that serial from it. It stops, the zone changes: the server left
+// read the other's serial, years past the clock, from the DNS stream, and serves the change at
+// a serial after it, which Knot follows.
+func TestAKnotSecondaryMigratedWithTwoDetourMastersFollowsTheOneLeft(t *testing.T) {
+	knottest.Skip(t)
+	const migrated = 2026120801
+	js := eventstest.Start(t)
+	knotPort := proctest.FreePort(t)
+	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+	addrA, addrB := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	cfg := eventstest.Config(t, fmt.Sprintf(secondaryConfig, knotAddr, `"www IN A 192.0.2.1"`, ""))
+	knot := knottest.StartOn(t, knotPort, knottest.Zone{Name: "demo.test", Primary: addrB, Also: []string{addrA}, File: migratedZone})
+	startAt(t, js, cfg, addrA, t.TempDir(), "dns-a")
+	dirB := t.TempDir()
+	stopB := startAt(t, js, cfg, addrB, dirB, "dns-b")
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		return serialAfter(serial(t, addrA), migrated) && serialAfter(serial(t, addrB), migrated)
+	}, "both servers pass the migrated secondary's serial %d", migrated)
+	// B crashes: what survives is its serials file as it ran, reserving past its serial.
+	marks := filepath.Join(dirB, serialsFile)
+	var reserved []byte
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		m, err := loadSerialMarks(dirB)
+		if err != nil || !serialAfter(m["demo.test."], serial(t, addrB)) {
+			return false
+		}
+		reserved, err = os.ReadFile(marks)
+		return err == nil
+	}, "dns-b reserves serials past the one it serves")
+	stopB()
+	if err := os.WriteFile(marks, reserved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stopB = startAt(t, js, cfg, addrB, dirB, "dns-b")
+	held := serial(t, addrB)
+	if sa := serial(t, addrA); !serialAfter(held, sa) {
+		t.Fatalf("want dns-b's serial after dns-a's for the same zone, got %d and %d", held, sa)
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool { return soaSerial(knotAddr, "demo.test.") == held },
+		"Knot at dns-b's serial %d", held)
+	old := zoneRecords(t, knotAddr, "demo.test.")
+
+	stopB()
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left, secondary := zoneRecords(t, addrA, "demo.test."), zoneRecords(t, knotAddr, "demo.test.")
+		if slices.Equal(left, secondary) && !slices.Equal(secondary, old) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Knot holds serial %d, dns-a serves %d (dns-b served %d); the secondary's zone differs from dns-a's\ndns-a:\n%s\nknot:\n%s\nknot's log:\n%s",
+				soaSerial(knotAddr, "demo.test."), serial(t, addrA), held, strings.Join(left, "\n"), strings.Join(secondary, "\n"), knot.Log())
+		}
+	}
+}
+
+// startClaimingSecondary runs a broken secondary on loopback: it acknowledges every NOTIFY and
+// answers every SOA query with a serial lead past the last one it was NOTIFYed.
+func startClaimingSecondary(t *testing.T, lead uint32) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notified atomic.Uint32
+	secondary := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		switch {
+		case r.Opcode == dns.OpcodeNotify && len(r.Answer) == 1:
+			notified.Store(r.Answer[0].(*dns.SOA).Serial)
+			m.SetReply(r)
+		case r.Opcode == dns.OpcodeQuery && notified.Load() != 0:
+			m.SetReply(r)
+			m.Authoritative = true
+			m.Answer = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+				Ns: "ns1.demo.test.", Mbox: "hostmaster.demo.test.", Serial: notified.Load() + lead, Refresh: 3600, Retry: 900, Expire: 604800, Minttl: 300}}
+		default:
+			m.SetRcode(r, dns.RcodeRefused)
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = secondary.ActivateAndServe() }()
+	t.Cleanup(func() { _ = secondary.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce: a broken secondary answers
+// every SOA query with a serial a quarter of the serial space past the one it was NOTIFYed. The
+// zone passes its first claim, and refuses the one that follows the re-stamp's NOTIFY, logged:
+// its serial then moves by one a change.
+func TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce(t *testing.T) {
+	const lead = 1 << 30
+	js := eventstest.Start(t)
+	target := startClaimingSecondary(t, lead)
+	srv, logs := startLogged(t, js, eventstest.Config(t, withNotify(demoConfig, target)), t.TempDir(), nil)
+	const passed = "a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one"
+	const again = "a secondary holds a later serial of this zone again, after the zone passed its serial once; not passed again until a restart: check what else feeds it"
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(again) == 1 },
+		"the secondary's claim after the re-stamp's NOTIFY refused, logged")
+	if got := logs.Count(passed); got != 1 {
+		t.Fatalf("the zone passed the secondary's serial %d times, want once", got)
+	}
+	first := serial(t, srv.Addr())
+	if ahead := first - uint32(time.Now().Unix()); ahead <= lead || ahead > lead+reserveAhead {
+		t.Fatalf("the zone serves serial %d, %d past the clock; want one just past the secondary's first claim, %d past it", first, ahead, lead)
+	}
+
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, srv.Addr()) != first }, "the failover served")
+	if got := serial(t, srv.Addr()); got != first+1 {
+		t.Fatalf("after the failover the zone serves serial %d, want %d", got, first+1)
+	}
+}
