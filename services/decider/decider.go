@@ -1172,21 +1172,22 @@ func (d *decider) poolEvent(p *poolSlot, reassert bool) (events.Envelope, events
 			others++
 		}
 	}
+	cause := p.cause(latest, v)
 	t := events.Transition{App: p.app.cfg.Name, Pool: p.cfg.Name, From: p.status, To: v.Status,
-		Reason:     latest.cfg.Name + " " + string(latest.status) + ": " + decide.PoolReason(v, others, p.app.cfg.WhenAllDown),
+		Reason:     cause.cfg.Name + " " + string(cause.status) + ": " + decide.PoolReason(v, others, p.app.cfg.WhenAllDown),
 		Thresholds: p.thresholds()}
 	if v.Status == events.StatusDown {
 		// Marked as its cause is: a replica reading STATE once the endpoint has moved on (its
 		// re-statement stored, the pool's not: a replica died between the two) still knows
 		// the pool's down for the drill's, and re-states it (poolSlot.restates).
-		t.Drill = latest.drilled
+		t.Drill = cause.drilled
 	}
 	derive := events.Derived
 	if p.keyed {
 		derive = d.idKey.Derived
 	}
-	ev, err := derive(poolType(v.Status), d.o.Name, latest.eventID, derivedKey(p.subject, v.Status, p.seq),
-		notBefore(notBefore(latest.since, latest.dated), p.since), t)
+	ev, err := derive(poolType(v.Status), d.o.Name, cause.eventID, derivedKey(p.subject, v.Status, p.seq),
+		notBefore(notBefore(cause.since, cause.dated), p.since), t)
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", p.subject).Msg("build pool transition failed")
 		return ev, t, false

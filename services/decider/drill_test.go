@@ -472,13 +472,13 @@ func TestARealOutageDuringADrillIsRestatedWhenAConfigurationVersionCameMeanwhile
 	waitHistory(t, srv, append(want, "endpoint.shop.west.w1:down", "pool.shop.west:down")...)
 }
 
-// cutOff is JetStream that loses NATS for every append to subject once cut is closed, and
-// counts them: the appends to other subjects go on.
+// cutOff is JetStream that loses NATS for every append to subject once cut is closed, until
+// mended is (nil: never), and counts them: the appends to other subjects go on.
 type cutOff struct {
 	jetstream.JetStream
-	subject string
-	cut     chan struct{}
-	refused *atomic.Int64
+	subject     string
+	cut, mended chan struct{}
+	refused     *atomic.Int64
 }
 
 func (c cutOff) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
@@ -497,6 +497,8 @@ func (c cutOff) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.P
 
 func (c cutOff) lost(m *nats.Msg) bool {
 	select {
+	case <-c.mended:
+		return false
 	case <-c.cut:
 	default:
 		return false
@@ -556,4 +558,49 @@ func TestAPoolsRestatementADeciderDiedBeforeIsAppendedByTheNextOne(t *testing.T)
 		t.Errorf("west's down by the drill carries drill %q (%v), want d1", tr.Drill, err)
 	}
 	replaysW1Restated(t, srv, cfg)
+}
+
+// TestAPoolDownForARealOutageBeforeADrillIsNotTheDrills: west needs both w1 and w2
+// (min_available 2). w2 fails for real while the decider cannot append to west: west's down,
+// which w2's outage made, waits for NATS. A drill then fails w1, and NATS comes back: west's down
+// is the outage's (w2's down is its cause, it carries no drill), paged as one, not the drill's
+// (told [drill d1] until the drill ends). Before, it was built on the newest endpoint event, w1's
+// drilled down, and marked with the drill.
+func TestAPoolDownForARealOutageBeforeADrillIsNotTheDrills(t *testing.T) {
+	srv := eventstest.Start(t)
+	doc := strings.Replace(shopYAML, `        endpoints: [{name: w1, address: "127.0.0.11:8081"}]`,
+		`        min_available: 2
+        endpoints: [{name: w1, address: "127.0.0.11:8081"}, {name: w2, address: "127.0.0.13:8081"}]`, 1)
+	west := events.PoolStateSubject("shop", "west")
+	js := cutOff{JetStream: srv.JS, subject: west, cut: make(chan struct{}), mended: make(chan struct{}), refused: &atomic.Int64{}}
+	start(t, js, eventstest.Config(t, doc), "decider/a")
+	p := &prober{t: t, js: srv.JS, region: "eu"}
+	for range 2 {
+		p.send("shop", "west", "w1", true)
+		p.send("shop", "west", "w2", true)
+	}
+	want := []string{"endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w2:up"}
+	waitHistory(t, srv, want...)
+	close(js.cut)
+	for range 3 {
+		p.send("shop", "west", "w2", false)
+	}
+	want = append(want, "endpoint.shop.west.w2:down")
+	waitHistory(t, srv, want...)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return js.refused.Load() > 0 }, "decider/a did not try west's down")
+	startDrill(t, srv, "d1", events.Failure{Kind: events.FailEndpoint, App: "shop", Pool: "west", Endpoint: "w1"})
+	want = append(want, "endpoint.shop.west.w1:down")
+	waitHistory(t, srv, want...)
+	close(js.mended)
+	waitHistory(t, srv, append(want, "pool.shop.west:down")...)
+
+	all := stateOf(t, srv)
+	w2, pool := all[3], all[len(all)-1]
+	var tr events.Transition
+	if err := pool.Env.Payload(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Drill != "" || pool.Env.Cause != w2.Env.ID {
+		t.Errorf("west's down: drill %q, caused by %s; want no drill, caused by w2's down %s", tr.Drill, pool.Env.Cause, w2.Env.ID)
+	}
 }

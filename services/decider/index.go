@@ -338,6 +338,33 @@ func (p *poolSlot) drillCaused(cause string) bool {
 	return false
 }
 
+// cause is the endpoint whose recorded event causes (and dates) the pool's transition to v:
+// latest, the newest, unless latest is a drill's and v a down that stands with every endpoint a
+// drill holds down counted as serving. That down is a real outage's, which the drill did not
+// make: its cause is the newest event of an endpoint no drill holds down, and it carries no
+// drill (its own checks failed first; the pool's append waited for NATS while a drill failed
+// another endpoint).
+func (p *poolSlot) cause(latest *endpointSlot, v decide.PoolVerdict) *endpointSlot {
+	if v.Status != events.StatusDown || latest.drilled == "" {
+		return latest
+	}
+	statuses := make([]events.Status, len(p.endpoints))
+	var outage *endpointSlot
+	for i, s := range p.endpoints {
+		statuses[i] = s.status
+		switch {
+		case s.drilled != "":
+			statuses[i] = events.StatusUp
+		case s.order() > 0 && (outage == nil || s.order() > outage.order()):
+			outage = s
+		}
+	}
+	if outage == nil || decide.EvaluatePool(statuses, p.cfg.MinAvailable).Status != events.StatusDown {
+		return latest
+	}
+	return outage
+}
+
 // restates reports whether the pool's transition to v re-states the down STATE records: a
 // drill's simulated failure caused it (drilled), and no endpoint's last transition is a
 // drill's any more, so the pool is down because of its endpoints' own checks (or overrides), an
