@@ -8,6 +8,7 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/services/drill"
 )
 
 // keepTransitions is how many of the latest transitions the API holds for /v1/transitions.
@@ -78,6 +79,9 @@ type Transition struct {
 	Votes    []events.Vote `json:"votes,omitempty"`
 	EventID  string        `json:"event_id"`
 	Cause    string        `json:"cause,omitempty"`
+	// Drill is, on a transition, the drill whose simulated failure made it (an endpoint's or an
+	// edge's), or caused it (a pool's down marked with it); empty otherwise.
+	Drill string `json:"drill,omitempty"`
 }
 
 // Status is everything the status page shows.
@@ -145,7 +149,7 @@ func (m *model) apply(subject string, seq uint64, e events.Envelope) bool {
 		}
 		t.Kind = strings.SplitN(strings.TrimPrefix(subject, "detour.state."), ".", 2)[0]
 		t.App, t.Pool, t.Endpoint, t.Edge = tr.App, tr.Pool, tr.Endpoint, tr.Edge
-		t.From, t.To, t.Reason, t.Votes = string(tr.From), string(tr.To), tr.Reason, tr.Votes
+		t.From, t.To, t.Reason, t.Votes, t.Drill = string(tr.From), string(tr.To), tr.Reason, tr.Votes, drill.Of(tr)
 	}
 	m.last[subject] = t
 	m.history = append(m.history, t)

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +111,38 @@ func BenchmarkFoldingATransitionPastThoseKept(b *testing.B) {
 	f.fold(keepTransitions)
 	for b.Loop() {
 		f.fold(1)
+	}
+}
+
+// TestADrillsPoolDownIsShownAsTheDrills: a drill fails w1 and takes west down. GET
+// /v1/transitions (and the status page) show both transitions with the drill: the pool's
+// reason ("w1 down: 0 of 1 endpoints serving, need 1") reads as an outage's, and the pool's
+// down was shown as one, where alerts told it as the drill's.
+func TestADrillsPoolDownIsShownAsTheDrills(t *testing.T) {
+	f := newFolding(t)
+	down := func(subject, typ string, tr events.Transition) {
+		t.Helper()
+		e, err := events.New(typ, "test", time.Now(), tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.seq++
+		if !f.m.apply(subject, f.seq, e) {
+			t.Fatalf("%s not folded", typ)
+		}
+	}
+	down(events.EndpointStateSubject("shop", "west", "w1"), events.TypeEndpointDown, events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+		From: events.StatusUp, To: events.StatusDown, Reason: "drill d1: simulated failure of pool shop/west", Drill: "d1"})
+	down(events.PoolStateSubject("shop", "west"), events.TypePoolDown, events.Transition{App: "shop", Pool: "west",
+		From: events.StatusUp, To: events.StatusDown, Reason: "w1 down: 0 of 1 endpoints serving, need 1", Drill: "d1"})
+	for _, kind := range []string{"endpoint", "pool"} {
+		got := f.m.transitions(filter{kind: kind}, 0, 1)
+		body, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(body), `"drill":"d1"`) {
+			t.Errorf("GET /v1/transitions?kind=%s shows %s: want the drill d1", kind, body)
+		}
 	}
 }
