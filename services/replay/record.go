@@ -54,7 +54,8 @@ type Item struct {
 	// Action and By describe an override or a drill step.
 	Action string `json:"action,omitempty"`
 	By     string `json:"by,omitempty"`
-	// Drill names the drill run a drill item belongs to.
+	// Drill names the drill run a drill item belongs to, or that made a transition (drill.Of: an
+	// endpoint's or an edge's) or caused it (a pool's down marked with it).
 	Drill string `json:"drill,omitempty"`
 
 	// Phases are set on transitions.

@@ -117,6 +117,9 @@ func describe(it *Item) string {
 		return "region " + it.Region + ": " + it.Reason
 	case KindTransition:
 		s := string(orUnknown(it.From)) + " → " + string(it.To) + ": " + it.Reason
+		if it.Drill != "" {
+			s = "[drill " + it.Drill + "] " + s
+		}
 		if len(it.Votes) > 0 {
 			var v []string
 			for _, vote := range it.Votes {

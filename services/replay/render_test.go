@@ -204,3 +204,33 @@ func TestATimelineCountsTheUnknownEventsOfItsWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestADrillsPoolDownIsToldAsTheDrillsOnTheTimeline: a drill fails w1 and takes west down.
+// `detour replay` prints both transitions with [drill d1]: the pool's reason names only w1's
+// down and read as an outage's, though STATE marks the pool's down with the drill.
+func TestADrillsPoolDownIsToldAsTheDrillsOnTheTimeline(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	w1, err := events.New(events.TypeEndpointDown, "d", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1",
+		From: events.StatusUp, To: events.StatusDown, Reason: "drill d1: simulated failure of pool shop/west", Drill: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	west, err := events.Derived(events.TypePoolDown, "d", w1.ID, "pw", at, events.Transition{App: "shop", Pool: "west",
+		From: events.StatusUp, To: events.StatusDown, Reason: "w1 down: 0 of 1 endpoints serving, need 1", Drill: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := replay.Build([]replay.Record{
+		{Stream: events.StreamState, Seq: 1, Subject: events.EndpointStateSubject("shop", "west", "w1"), Stored: at, Env: w1},
+		{Stream: events.StreamState, Seq: 2, Subject: events.PoolStateSubject("shop", "west"), Stored: at, Env: west},
+	}, replay.Filter{})
+	var out bytes.Buffer
+	if err := replay.WriteText(&out, tl, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[drill d1] up → down: drill d1: simulated", "[drill d1] up → down: w1 down: 0 of 1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("detour replay prints\n%s\nwant a line with %q", out.String(), want)
+		}
+	}
+}

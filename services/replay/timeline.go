@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/services/drill"
 )
 
 // Filter selects what a timeline shows. Every event is folded whatever the filter, so phases are
@@ -170,7 +171,7 @@ func (b *Builder) Add(r *Record) {
 			return
 		}
 		it.Kind, it.App, it.Pool, it.Endpoint, it.Edge = KindTransition, t.App, t.Pool, t.Endpoint, t.Edge
-		it.From, it.To, it.Reason, it.Votes = t.From, to, t.Reason, t.Votes
+		it.From, it.To, it.Reason, it.Votes, it.Drill = t.From, to, t.Reason, t.Votes, drill.Of(t)
 		p := &Phases{Threshold: e.Time, Appended: r.Stored}
 		if t.Endpoint != "" && !b.manual[e.Cause] {
 			p.FirstProbe = b.streakStart(epKey{t.App, t.Pool, t.Endpoint}, to == events.StatusUp, e.Time)
