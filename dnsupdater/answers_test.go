@@ -987,7 +987,7 @@ func TestIPv4MappedPrefixesInTheConfigurationHoldTheIPv4ClientsTheyMap(t *testin
 		remote string
 		want   bool
 	}{{"127.0.0.1", true}, {"::ffff:127.0.0.2", true}, {"10.0.0.1", false}} {
-		msgs, _ := transfer(tab, newQuery("demo.test.", dns.TypeAXFR), netip.MustParseAddr(tt.remote), nil, nil)
+		msgs, _ := transfer(tab, nil, newQuery("demo.test.", dns.TypeAXFR), netip.MustParseAddr(tt.remote), nil, nil)
 		if got := msgs != nil; got != tt.want {
 			t.Errorf("AXFR from %s with transfer_to ::ffff:127.0.0.0/104 (127.0.0.0/8): want transferred %v, got %v", tt.remote, tt.want, got)
 		}

@@ -599,6 +599,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 			// The digest is made here, off the refresher's path: a zone of 10,000 apps takes
 			// milliseconds.
 			c.digest = c.zone.Digest()
+			s.digests.own(c.zone.Name, c.zone.Serial, c.digest)
 			s.recordChange(r.cause, c)
 			s.notifier.offer(c.zone)
 			if r.push {
@@ -613,6 +614,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		for _, name := range r.forget {
 			s.notifier.forget(name)
+			s.digests.forget(name)
 		}
 		for _, z := range r.announce {
 			s.notifier.offer(z)

@@ -451,8 +451,9 @@ func transferAllowed(z *zone.Zone, remote netip.Addr) bool {
 // incremental reply when the history allows it, else a full transfer (AXFR, RFC 5936): the SOA,
 // every RRset in canonical order, the SOA again. It returns nil when req is not a transfer
 // Detour gives remote, whose request s verified (nil: it was not signed) with one of keys.
-// incremental reports an IXFR answered from the history rather than with the whole zone.
-func transfer(t *table, req *dns.Msg, remote netip.Addr, keys keyring, s *signer) (msgs []*dns.Msg, incremental bool) {
+// incremental reports an IXFR answered from the history rather than with the whole zone, which
+// goes too from a serial that another server recorded with other records (see digests).
+func transfer(t *table, digests *versionDigests, req *dns.Msg, remote netip.Addr, keys keyring, s *signer) (msgs []*dns.Msg, incremental bool) {
 	if len(req.Question) != 1 || (req.Question[0].Qtype != dns.TypeAXFR && req.Question[0].Qtype != dns.TypeIXFR) {
 		return nil, false
 	}
@@ -464,7 +465,7 @@ func transfer(t *table, req *dns.Msg, remote netip.Addr, keys keyring, s *signer
 	if rcode, _ := transferRefusal(keys, z, remote, s); rcode != 0 {
 		return nil, false
 	}
-	rrs := incrementalRecords(t, z, req)
+	rrs := incrementalRecords(t, digests, z, req)
 	incremental = rrs != nil
 	if rrs == nil {
 		rrs = append(z.Content(), z.SOA)
@@ -530,9 +531,11 @@ func tsigRefusal(dst []byte, req *dns.Msg, canonical *dns.Question, q *query, tc
 // incrementalRecords returns the records of the IXFR reply (RFC 1995) to req for z: the current SOA
 // alone when the client's serial is not older, else the current SOA, the deltas from the
 // client's version on (each: old SOA, deleted records, new SOA, added records) and the current
-// SOA again. It returns nil when req is no IXFR or the client's version is older than the
-// history kept, and the whole zone must go.
-func incrementalRecords(t *table, z *zone.Zone, req *dns.Msg) []dns.RR {
+// SOA again. It returns nil when req is no IXFR, the client's version is older than the
+// history kept, or another server recorded the client's serial with other records than this
+// server's (digests): the client may hold those, to which no change from this server's
+// version applies. The whole zone must go then.
+func incrementalRecords(t *table, digests *versionDigests, z *zone.Zone, req *dns.Msg) []dns.RR {
 	if req.Question[0].Qtype != dns.TypeIXFR || len(req.Ns) != 1 {
 		return nil
 	}
@@ -545,7 +548,7 @@ func incrementalRecords(t *table, z *zone.Zone, req *dns.Msg) []dns.RR {
 	}
 	h := t.history[z.Name]
 	i := slices.IndexFunc(h, func(d zone.Delta) bool { return d.From == soa.Serial })
-	if i < 0 || h[len(h)-1].To != z.Serial {
+	if i < 0 || h[len(h)-1].To != z.Serial || !digests.steps(z.Name, soa.Serial) {
 		return nil
 	}
 	at := func(serial uint32) dns.RR {

@@ -374,6 +374,11 @@ func (s *Server) followPeers(ctx context.Context) {
 			return
 		}
 		v, rec := peerVersionOf(d.Subject, d.Data, d.Seq, self)
+		if _, served := s.table.Load().serials[v.zone]; served && rec != recordIgnored && rec != recordOwn {
+			// A secondary may hold this version: an IXFR from its serial needs this server's
+			// records there to be the same (see versionDigests).
+			s.digests.other(v.zone, v.writer, v.serial, v.digest)
+		}
 		switch rec {
 		case recordIgnored:
 			return

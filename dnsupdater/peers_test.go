@@ -685,3 +685,41 @@ func servedDownBehindAnother(t *testing.T) (js *eventstest.Server, addr string, 
 	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
 	return js, addr, behind, held
 }
+
+// TestASecondaryHoldingAnotherServersRecordsAtAnEarlierSerialGetsThisServersRecords: another DNS
+// server recorded the zone, with the records it made from less of STATE (the endpoint still
+// up), at a serial this server also served, with the endpoint down; this server has served a
+// later version since (the backup pool's endpoint down too), so no re-stamp is asked for. A
+// secondary listing both as masters took the other's version, and asks this server for the
+// changes since that serial: this server's changes from its own version there are no changes
+// from the secondary's records, so it must get the whole zone (before, it got the step to the
+// later version alone, and kept the endpoint up, a failover it never applied). A secondary that
+// took the first serial, which only this server recorded, still gets the changes alone.
+func TestASecondaryHoldingAnotherServersRecordsAtAnEarlierSerialGetsThisServersRecords(t *testing.T) {
+	js, addr, behind, held := servedDownBehindAnother(t)
+	first := behind[0].(*dns.SOA).Serial
+	endpointDown(t, js, "shop", "us-east", "127-0-0-12_8081")
+	var now uint32
+	eventstest.Eventually(t, 5*time.Second, func() bool { now = serial(t, addr); return serialAfter(now, held) },
+		"the server serves the backup's endpoint down past %d (it serves %d)", held, &now)
+	recordPeerVersion(t, js, "dns-other", "demo.test.", held)
+	want := zoneLines(transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0))
+
+	var secondary []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		secondary = applyIXFR(t, behind, held, transferRRs(t, addr, "demo.test.", dns.TypeIXFR, held))
+		if slices.Equal(secondary, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the secondary holding the other server's records at %d, after an IXFR to %d:\n%s", held, now, difference(secondary, want))
+		}
+	}
+	rrs := transferRRs(t, addr, "demo.test.", dns.TypeIXFR, first)
+	if len(rrs) < 2 || rrs[1].Header().Rrtype != dns.TypeSOA {
+		t.Fatalf("IXFR from serial %d, which only this server recorded, answered the whole zone at %d", first, now)
+	}
+	if got := applyIXFR(t, behind, first, rrs); !slices.Equal(got, want) {
+		t.Fatalf("the secondary holding this server's records at %d, after an IXFR to %d:\n%s", first, now, difference(got, want))
+	}
+}

@@ -147,6 +147,9 @@ type Server struct {
 	// ahead asks the secondaries NOTIFYed for their serials and hands the refresher those after
 	// the one served (see ahead.go).
 	ahead *aheadWatch
+	// digests keeps the records of the serials this server and the others recorded, which
+	// tell where an IXFR may start (see versionDigests).
+	digests *versionDigests
 }
 
 // maxTCPConns bounds the TCP connections of ordinary clients served at once (secondaries have
@@ -192,6 +195,7 @@ func New(o Options) (*Server, error) {
 	s.peerSeen, s.peerPoke, s.peerHeld = map[peerKey]peerVersion{}, make(chan struct{}, 1), map[string]bool{}
 	s.peerRefusals = logs.NewRepeats(peerRefusalWindow)
 	s.ahead = newAheadWatch()
+	s.digests = newVersionDigests()
 	s.proj = newProjector(static, s.now)
 	s.cfg.Store(o.Config)
 	s.keys.Store(&keys)
@@ -702,7 +706,7 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 		t.replayed(req)
 		return t
 	}
-	msgs, incremental := transfer(s.table.Load(), req, remote, keys, signed)
+	msgs, incremental := transfer(s.table.Load(), s.digests, req, remote, keys, signed)
 	if msgs == nil {
 		return nil
 	}
