@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,10 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// dnsReads reads one server's subjects of the DNS stream (events.ZoneSubject) as they were when
-// openReads asked how many messages each holds. It reads by batched direct gets: one request
-// answered by up to a batch of messages of a subject, or of every subject of the server, in
-// order, then an end-of-batch status that tells how many more there are.
+// dnsReads reads the subjects of the DNS stream (events.ZoneSubject), one server's and the
+// other writers' of its zones, as they were when openReads asked how many messages each holds.
+// It reads by batched direct gets: one request answered by up to a batch of messages of a
+// subject, or of every subject, in order, then an end-of-batch status that tells how many more
+// there are.
 type dnsReads struct {
 	nc *nats.Conn
 	st jetstream.Stream
@@ -31,16 +33,20 @@ type dnsReads struct {
 	waiting map[string]chan *nats.Msg
 	// get is the stream's direct get subject.
 	get string
-	// all matches every subject of the server.
-	all string
 	// first and last are the stream's first and last sequences when opened.
 	first, last uint64
-	// counts holds how many messages each subject of the server held when opened.
-	counts map[string]uint64
+	// counts holds how many messages each subject of the server held when opened, and
+	// peerCounts each subject of the other writers; peers lists those of each zone, by its
+	// token (events.ZoneToken).
+	counts, peerCounts map[string]uint64
+	peers              map[string][]string
+	// swept holds the newest messages of the other writers' subjects that a sweep kept (see
+	// sweep); written before the zones are read, then only read.
+	swept map[string][]storedMsg
 }
 
-// openReads asks the DNS stream how many messages each subject of the server token holds: one
-// request, or one per 100,000 subjects. Close it once read.
+// openReads asks the DNS stream how many messages each of its subjects holds, the server
+// token's and the other writers': one request, or one per 100,000 subjects. Close it once read.
 func openReads(ctx context.Context, js jetstream.JetStream, token string) (*dnsReads, error) {
 	ctx, cancel := context.WithTimeout(ctx, readBackTimeout)
 	defer cancel()
@@ -49,9 +55,9 @@ func openReads(ctx context.Context, js jetstream.JetStream, token string) (*dnsR
 		return nil, fmt.Errorf("open the dns stream: %w", err)
 	}
 	all := events.WriterZoneSubjects(token)
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(all))
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(events.SubjectDNS))
 	if err != nil {
-		return nil, fmt.Errorf("count the messages of %s: %w", all, err)
+		return nil, fmt.Errorf("count the messages of %s: %w", events.SubjectDNS, err)
 	}
 	if !info.Config.AllowDirect {
 		return nil, fmt.Errorf("read %s: stream %s does not allow direct gets", all, events.StreamDNS)
@@ -66,9 +72,22 @@ func openReads(ctx context.Context, js jetstream.JetStream, token string) (*dnsR
 	case !strings.HasSuffix(prefix, "."):
 		prefix += "."
 	}
-	r := &dnsReads{nc: js.Conn(), st: st, get: prefix + "DIRECT.GET." + events.StreamDNS, all: all,
-		first: info.State.FirstSeq, last: info.State.LastSeq, counts: info.State.Subjects,
-		inbox: js.Conn().NewInbox(), waiting: map[string]chan *nats.Msg{}}
+	r := &dnsReads{nc: js.Conn(), st: st, get: prefix + "DIRECT.GET." + events.StreamDNS,
+		first: info.State.FirstSeq, last: info.State.LastSeq, counts: map[string]uint64{}, peerCounts: map[string]uint64{},
+		peers: map[string][]string{}, inbox: js.Conn().NewInbox(), waiting: map[string]chan *nats.Msg{}}
+	for subject, n := range info.State.Subjects {
+		if subjectMatches(all, subject) {
+			r.counts[subject] = n
+			continue
+		}
+		if tok := events.SplitSubject(subject, "detour.dns"); len(tok) == 2 {
+			r.peerCounts[subject] = n
+			r.peers[tok[0]] = append(r.peers[tok[0]], subject)
+		}
+	}
+	for _, subjects := range r.peers {
+		slices.Sort(subjects)
+	}
 	r.replies, err = r.nc.Subscribe(r.inbox+".*", r.hand)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", all, err)
@@ -94,29 +113,41 @@ func (r *dnsReads) hand(m *nats.Msg) {
 // close ends the reads.
 func (r *dnsReads) close() { _ = r.replies.Unsubscribe() }
 
-// sweeps reports whether zones are best read by a sweep of every subject of the server: when the
-// subjects hold at most twice the messages that reading the zones one by one would look at.
+// sweeps reports whether zones are best read by a sweep of every subject of the DNS stream:
+// when the subjects hold at most twice the messages that reading the zones one by one, the
+// server's subjects of them and the other writers', would look at.
 func (r *dnsReads) sweeps(zones []*zone.Zone, token string) bool {
 	var total, needed uint64
 	for _, c := range r.counts {
 		total += c
 	}
+	for _, c := range r.peerCounts {
+		total += c
+	}
 	for _, z := range zones {
 		needed += min(r.counts[events.ZoneSubject(z.Name, token)], maxHistoryReads)
+		for _, subject := range r.peers[events.ZoneToken(z.Name)] {
+			needed += min(r.peerCounts[subject], maxHistoryReads)
+		}
 	}
 	return needed > 0 && total <= 2*needed
 }
 
-// sweep reads every message of the server's subjects up to the stream's last sequence when
-// opened, readBackBatch a request, and returns the fold of each of zones, in their order: each
-// over its subject's newest maxHistoryReads messages, as history reads them.
+// sweep reads every message of the DNS stream up to its last sequence when opened,
+// readBackBatch a request, and returns the fold of each of zones, in their order: each over its
+// subject's newest maxHistoryReads messages, as history reads them. It keeps the newest
+// maxHistoryReads messages of the other writers' subjects of zones, which peerVersions then
+// reads, as it would from the stream.
 func (r *dnsReads) sweep(ctx context.Context, zones []*zone.Zone, self writer) ([]*historyFold, error) {
-	kept := map[string][][]byte{}
+	kept := map[string][]storedMsg{}
 	for _, z := range zones {
 		kept[events.ZoneSubject(z.Name, self.token)] = nil
+		for _, subject := range r.peers[events.ZoneToken(z.Name)] {
+			kept[subject] = nil
+		}
 	}
 	for seq := r.first; seq <= r.last; {
-		msgs, more, err := r.batch(ctx, seq, r.all, readBackBatch)
+		msgs, more, err := r.batch(ctx, seq, events.SubjectDNS, readBackBatch)
 		if err != nil {
 			return nil, err
 		}
@@ -130,11 +161,18 @@ func (r *dnsReads) sweep(ctx context.Context, zones []*zone.Zone, self writer) (
 				if len(k) == 2*maxHistoryReads {
 					k = append(k[:0], k[maxHistoryReads:]...)
 				}
-				kept[m.subject] = append(k, m.data)
+				kept[m.subject] = append(k, m)
 			}
 		}
 		if len(msgs) == 0 || more == 0 {
 			break
+		}
+	}
+	r.swept = map[string][]storedMsg{}
+	for _, z := range zones {
+		for _, subject := range r.peers[events.ZoneToken(z.Name)] {
+			k := kept[subject]
+			r.swept[subject] = k[max(0, len(k)-maxHistoryReads):]
 		}
 	}
 	folds := make([]*historyFold, len(zones))
@@ -142,7 +180,7 @@ func (r *dnsReads) sweep(ctx context.Context, zones []*zone.Zone, self writer) (
 		folds[i] = newHistoryFold(z.Name, self, z.Serial)
 		k := kept[events.ZoneSubject(z.Name, self.token)]
 		for j := len(k) - 1; j >= max(0, len(k)-maxHistoryReads); j-- {
-			if folds[i].add(k[j]) {
+			if folds[i].add(k[j].data) {
 				break
 			}
 		}
@@ -151,16 +189,52 @@ func (r *dnsReads) sweep(ctx context.Context, zones []*zone.Zone, self writer) (
 }
 
 // history returns the IXFR history of zone name that its subject records up to serial, oldest
-// first, and the version served before this run (see historyFold). It reads the subject
-// backwards from its last message in growing windows, each by as few batches as it holds, at
-// most maxHistoryReads messages (the others' count too), and stops as soon as the fold is done:
-// a subject that held no more than that when opened is read by one request from the stream's
-// first sequence, one that held none by none.
+// first, and the version served before this run (see historyFold), reading the subject newest
+// first (see newestFirst) until the fold is done.
 func (r *dnsReads) history(ctx context.Context, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
 	subject := events.ZoneSubject(name, self.token)
-	count := r.counts[subject]
+	f := newHistoryFold(name, self, serial)
+	if err := r.newestFirst(ctx, subject, r.counts[subject], func(m storedMsg) bool { return f.add(m.data) }); err != nil {
+		return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
+	}
+	h, served := f.result()
+	return h, served, nil
+}
+
+// peerVersions hands see the versions each other writer recorded of zone name, as
+// peerVersionOf reads them for self, from the newest of its subject back to the first one
+// before the serial oldest (RFC 1982), at most maxHistoryReads messages a writer: the versions
+// whose serials a secondary may hold and ask this server's IXFR history about.
+func (r *dnsReads) peerVersions(ctx context.Context, name string, self peerSelf, oldest uint32, see func(peerVersion)) error {
+	for _, subject := range r.peers[events.ZoneToken(name)] {
+		err := r.newestFirst(ctx, subject, r.peerCounts[subject], func(m storedMsg) bool {
+			v, rec := peerVersionOf(m.subject, m.data, m.seq, self)
+			if rec == recordIgnored || rec == recordOwn {
+				return false
+			}
+			see(v)
+			return serialAfter(oldest, v.serial)
+		})
+		if err != nil {
+			return fmt.Errorf("read the versions of %s on %s: %w", name, subject, err)
+		}
+	}
+	return nil
+}
+
+// newestFirst hands visit the messages of subject, which held count when opened, newest first,
+// until visit reports that it is done: those a sweep kept, if it kept the subject's. It reads the subject backwards from its last message in
+// growing windows, each by as few batches as it holds, at most maxHistoryReads messages (the
+// other subjects' count too): a subject that held no more than that when opened is read by one
+// request from the stream's first sequence, one that held none by none.
+func (r *dnsReads) newestFirst(ctx context.Context, subject string, count uint64, visit func(storedMsg) bool) error {
+	if msgs, ok := r.swept[subject]; ok {
+		for i := len(msgs) - 1; i >= 0 && !visit(msgs[i]); i-- {
+		}
+		return nil
+	}
 	if count == 0 {
-		return nil, nil, nil
+		return nil
 	}
 	end, window := r.last, r.last-r.first+1
 	if count > maxHistoryReads {
@@ -168,26 +242,25 @@ func (r *dnsReads) history(ctx context.Context, name string, self writer, serial
 		last, err := r.st.GetLastMsgForSubject(lctx, subject)
 		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, nil, nil
+			return nil
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
+			return err
 		}
 		end, window = last.Sequence, maxDeltas
 	}
-	f := newHistoryFold(name, self, serial)
 	read := 0
 	for ; read < maxHistoryReads; window *= 2 {
 		start := r.first
 		if end >= r.first+window {
 			start = end - window + 1
 		}
-		var batch [][]byte
+		var batch []storedMsg
 	window:
 		for seq := start; seq <= end && read < maxHistoryReads; {
 			msgs, more, err := r.batch(ctx, seq, subject, int(min(uint64(maxHistoryReads-read), end-seq+1)))
 			if err != nil {
-				return nil, nil, fmt.Errorf("read history of %s at seq %d: %w", name, seq, err)
+				return fmt.Errorf("at seq %d: %w", seq, err)
 			}
 			for _, m := range msgs {
 				if m.seq > end {
@@ -195,16 +268,15 @@ func (r *dnsReads) history(ctx context.Context, name string, self writer, serial
 				}
 				read++
 				seq = m.seq + 1
-				batch = append(batch, m.data)
+				batch = append(batch, m)
 			}
 			if len(msgs) == 0 || more == 0 {
 				break
 			}
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
-			if f.add(batch[i]) {
-				h, served := f.result()
-				return h, served, nil
+			if visit(batch[i]) {
+				return nil
 			}
 		}
 		if start == r.first {
@@ -212,8 +284,7 @@ func (r *dnsReads) history(ctx context.Context, name string, self writer, serial
 		}
 		end = start - 1
 	}
-	h, served := f.result()
-	return h, served, nil
+	return nil
 }
 
 // storedMsg is one message a direct get read.

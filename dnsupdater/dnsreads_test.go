@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/nats-io/nats.go"
@@ -244,5 +245,51 @@ func TestAnAnswerBeyondWhatARequestAskedForDoesNotHoldUpTheOthersAnswers(t *test
 	case <-handed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a third answer to a batch of one held up the delivery of every later answer")
+	}
+}
+
+// TestAStartReadsAnotherServersVersionsBackToTheHistorysFirstSerial: the other writers'
+// versions of a zone are read newest first down to the first one before the serial the
+// server's history starts from, whether each zone is read on its own or the stream is swept,
+// and those of another zone are not.
+func TestAStartReadsAnotherServersVersionsBackToTheHistorysFirstSerial(t *testing.T) {
+	js := eventstest.Start(t)
+	publish := func(zone, writer string, serial uint32) {
+		env, err := events.New(events.TypeZoneChanged, writer, time.Now(), events.ZoneChanged{Zone: zone, Serial: serial, Server: "id-" + writer, Digest: "d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.JS.Publish(context.Background(), events.ZoneSubject(zone, writer), env.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for serial := uint32(1); serial <= 6; serial++ {
+		publish("demo.test.", "dns-test", serial)
+		publish("demo.test.", "dns-b", serial)
+		publish("other.test.", "dns-b", serial)
+	}
+	self := writer{name: "dns-test", id: "id-dns-test", token: "dns-test", fresh: true, key: events.NewIDKey()}
+	zones := []*zone.Zone{{Name: "demo.test.", Serial: 6}}
+	for _, swept := range []bool{false, true} {
+		r, err := openReads(context.Background(), js.JS, self.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if swept {
+			if _, err := r.sweep(context.Background(), zones, self); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []uint32
+		err = r.peerVersions(context.Background(), "demo.test.", peerSelf{id: self.id, writer: self.token, key: self.key}, 4, func(v peerVersion) {
+			if v.zone != "demo.test." || v.writer != "dns-b" || v.digest != "d" {
+				t.Errorf("swept %v: read %+v, want a version of demo.test. by dns-b", swept, v)
+			}
+			got = append(got, v.serial)
+		})
+		r.close()
+		if want := []uint32{6, 5, 4, 3}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("swept %v: read dns-b's serials %v (%v), want %v", swept, got, err, want)
+		}
 	}
 }

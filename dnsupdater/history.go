@@ -154,10 +154,14 @@ type writer struct {
 	// version of id it did not derive is an earlier run's, whatever its date (a clock set back
 	// since dates an earlier run's versions after this start).
 	key events.IDKey
+	// digests is where the versions of its id read note their digests, which tell where an
+	// IXFR may start (nil: nowhere).
+	digests *versionDigests
 }
 
 // storedStep reads one stored message of zone name's subject for the server self: another
-// server's version is no version of self's.
+// server's version is no version of self's. A version of the zone notes its digest in
+// self.digests, as self's or as that of another server of its name.
 func storedStep(name string, self writer, data []byte) stored {
 	env, err := events.Decode(data)
 	if err != nil || env.Type != events.TypeZoneChanged || env.Source != self.name {
@@ -173,6 +177,14 @@ func storedStep(name string, self writer, data []byte) stored {
 		// at start, a zone read late among many): no serial served before the start, and it
 		// would hide the one an earlier run served.
 		served = nil
+	}
+	switch {
+	case zc.Zone != name || self.digests == nil:
+	case zc.Server != self.id:
+		// A server sharing the name, whose versions a secondary may hold (see versionDigests).
+		self.digests.other(name, self.token, zc.Serial, zc.Digest)
+	case zc.Digest != "":
+		self.digests.own(name, zc.Serial, zc.Digest)
 	}
 	if zc.Server != self.id {
 		return stored{served: served}
@@ -199,7 +211,7 @@ type histories struct {
 
 // self is the writer whose versions the server's histories follow: its own.
 func (s *Server) self() writer {
-	return writer{name: s.o.Name, id: s.id, token: s.writer, fresh: !s.knowsServed, key: s.idKey}
+	return writer{name: s.o.Name, id: s.id, token: s.writer, fresh: !s.knowsServed, key: s.idKey, digests: s.digests}
 }
 
 // installHistories puts the histories read from the stream in front of those of the current

@@ -385,11 +385,14 @@ func reserveSerial(t *testing.T, dir string, s uint32) {
 const followBound = 10 * time.Second
 
 // TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions runs two DNS servers on one STATE
-// and one DNS stream whose serials coincide (A's reservation after a crash is one ahead of B's)
+// and one DNS stream whose serials coincide (A's reservation after a crash is two ahead of B's)
 // while their content differs: A, restarted from its snapshot, must answer IXFR with its own
 // step, not with B's step to the same serial, which would leave a secondary with the address A
 // no longer serves; whether the two servers' names differ or not (a name is the host's, cut at
-// its first dot: ns1.eu.example.com and ns1.us.example.com are both ns1).
+// its first dot: ns1.eu.example.com and ns1.us.example.com are both ns1). B's first version
+// holds A's records at A's first serial, from which the IXFR starts: had B recorded other
+// records there, the secondary asking might hold them, and would get the whole zone
+// (TestARestartKnowsWhichSerialsOfItsHistoryAnotherServerRecordedWithOtherRecords).
 func TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions(t *testing.T) {
 	for _, names := range [][2]string{{"dns-a", "dns-b"}, {"ns1", "ns1"}} {
 		t.Run(names[0]+" and "+names[1], func(t *testing.T) { ixfrThroughOwnVersions(t, names[0], names[1]) })
@@ -402,7 +405,7 @@ func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 	r := uint32(time.Now().Unix()) + 100000
 	dirA, dirB := t.TempDir(), t.TempDir()
 	reserveSerial(t, dirA, r)
-	reserveSerial(t, dirB, r-1)
+	reserveSerial(t, dirB, r-2)
 	at := func(h *harness, s uint32) func() bool { return func() bool { return serial(t, h.srv.Addr()) == s } }
 	recorded := func(s uint32, n int) func() bool { return func() bool { return len(recordedSerials(t, js)[s]) == n } }
 
@@ -414,11 +417,14 @@ func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 	a.stop()
 
 	b := startNamed(t, js, conf, dirB, nameB)
-	eventstest.Eventually(t, followBound, at(b, r+1), "B starts at serial %d", r+1)
+	eventstest.Eventually(t, followBound, at(b, r), "B starts at serial %d", r)
 	endpointUp(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, followBound, at(b, r+2), "B's version %d: shop at .11", r+2)
+	eventstest.Eventually(t, followBound, at(b, r+1), "B's version %d: shop at .11", r+1)
+	endpointDown(t, js, "shop", "us-east", "127-0-0-12_8081")
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, followBound, at(b, r+3), "B's version %d", r+3)
+	eventstest.Eventually(t, followBound, at(b, r+2), "B's version %d: both pools down", r+2)
+	endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, followBound, at(b, r+3), "B's version %d: shop at .12", r+3)
 	eventstest.Eventually(t, followBound, recorded(r+3, 1), "B's version %d recorded", r+3)
 	if n := len(recordedSerials(t, js)[r+2]); n != 2 {
 		t.Errorf("serial %d: want both servers' versions recorded, got %d", r+2, n)
@@ -473,4 +479,83 @@ func TestAnotherServersVersionsDoNotCutTheHistoryShort(t *testing.T) {
 		soa(r + 3), "shop.demo.test. A 127.0.0.11", soa(r + 4), "shop.demo.test. A 127.0.0.12", soa(r + 4)}
 	eventstest.Eventually(t, followBound, func() bool { return slices.Equal(ixfrFrom(t, addr, r+2), want) },
 		"after A's restart, IXFR from %d answers A's two steps (B's first version is %d)", r+2, sb)
+}
+
+// TestARestartKnowsWhichSerialsOfItsHistoryAnotherServerRecordedWithOtherRecords: another DNS
+// server recorded the zone at a serial of this server's history with other records (the
+// endpoint still up), then at this server's serial with its records. After a restart, which
+// reads the history back from the stream and of the other server's versions sees only the last
+// at first, a secondary that took the other's first version gets the whole zone from this
+// server, not the changes from this server's version there; one that took the serial both
+// recorded alike, or one that only this server recorded, gets the changes alone.
+func TestARestartKnowsWhichSerialsOfItsHistoryAnotherServerRecordedWithOtherRecords(t *testing.T) {
+	js := eventstest.Start(t)
+	dir := t.TempDir()
+	conf := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1))
+	h := startServer(t, js, conf, dir)
+	addr := h.srv.Addr()
+	axfr := func() []dns.RR { return transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0) }
+	behind := axfr()
+	first := serial(t, addr)
+	// moves has a transition published and waits for the server to serve it past the serial
+	// it served; it returns the zone as served then.
+	moves := func(publish func(), what string) []dns.RR {
+		before := serial(t, addr)
+		publish()
+		var now uint32
+		eventstest.Eventually(t, 5*time.Second, func() bool { now = serial(t, addr); return serialAfter(now, before) },
+			"the server serves %s past %d (it serves %d)", what, before, &now)
+		return axfr()
+	}
+	down := moves(func() { endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081") }, "the endpoint down")
+	held := down[0].(*dns.SOA).Serial
+	both := moves(func() { endpointDown(t, js, "shop", "us-east", "127-0-0-12_8081") }, "the backup's endpoint down")
+	agreed := both[0].(*dns.SOA).Serial
+	st := js.Stream(t, events.StreamDNS)
+	var zc events.ZoneChanged
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		e, _, ok, err := events.Last(context.Background(), st, events.ZoneSubject("demo.test.", "dns-test"))
+		return err == nil && ok && e.Payload(&zc) == nil && zc.Serial == agreed
+	}, "the version at serial %d recorded on the DNS stream", agreed)
+	recordPeerVersion(t, js, "dns-other", "demo.test.", held)
+	recordPeerDigest(t, js, "dns-other", "demo.test.", agreed, zc.Digest)
+	h.stop()
+
+	h = startServer(t, js, conf, dir)
+	addr = h.srv.Addr()
+	if got := serial(t, addr); got != agreed {
+		t.Fatalf("the restarted server serves serial %d, want %d, the one it served", got, agreed)
+	}
+	now := moves(func() { endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081") }, "the backup's endpoint up")
+	want := zoneLines(now)
+	tests := []struct {
+		name        string
+		held        []dns.RR
+		incremental bool
+	}{
+		{name: "the other server's records at a serial this server recorded with others", held: behind, incremental: false},
+		{name: "the records both servers recorded at one serial", held: both, incremental: true},
+		{name: "the records of a serial only this server recorded", held: behind, incremental: true},
+	}
+	tests[0].held = slices.Clone(behind)
+	tests[0].held[0] = down[0] // the other server's records, at the serial it recorded them
+	tests[2].held[0].(*dns.SOA).Serial = first
+	for _, tt := range tests {
+		from := tt.held[0].(*dns.SOA).Serial
+		var rrs []dns.RR
+		var got []string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			rrs = transferRRs(t, addr, "demo.test.", dns.TypeIXFR, from)
+			got = applyIXFR(t, tt.held, from, rrs)
+			if incremental := len(rrs) > 1 && rrs[1].Header().Rrtype == dns.TypeSOA; slices.Equal(got, want) && incremental == tt.incremental || time.Now().After(deadline) {
+				break
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("a secondary holding %s (%d), after an IXFR to %d:\n%s", tt.name, from, now[0].(*dns.SOA).Serial, difference(got, want))
+		}
+		if incremental := len(rrs) > 1 && rrs[1].Header().Rrtype == dns.TypeSOA; incremental != tt.incremental {
+			t.Errorf("a secondary holding %s (%d): incremental transfer %v, want %v", tt.name, from, incremental, tt.incremental)
+		}
+	}
 }

@@ -569,7 +569,13 @@ func TestASecondaryHoldingAnotherServersRecordsAtTheSerialServedGetsThisServersR
 // a version of zone at serial with other records than this server's, made from none of STATE.
 func recordPeerVersion(t *testing.T, js *eventstest.Server, writer, zone string, serial uint32) {
 	t.Helper()
-	zc := events.ZoneChanged{Zone: zone, Serial: serial, Changes: []events.RecordChange{}, Server: "id-" + writer, Digest: "other records"}
+	recordPeerDigest(t, js, writer, zone, serial, "other records")
+}
+
+// recordPeerDigest is recordPeerVersion for a version whose records have digest.
+func recordPeerDigest(t *testing.T, js *eventstest.Server, writer, zone string, serial uint32, digest string) {
+	t.Helper()
+	zc := events.ZoneChanged{Zone: zone, Serial: serial, Changes: []events.RecordChange{}, Server: "id-" + writer, Digest: digest}
 	e, err := events.New(events.TypeZoneChanged, writer, time.Now(), zc)
 	if err != nil {
 		t.Fatal(err)

@@ -99,8 +99,10 @@ func (s *Server) readBack(ctx context.Context, poke <-chan struct{}, read chan<-
 // nothing more, and the others are read either all together, by batches of readBackBatch
 // messages of every subject of the server (when the stream holds little more of them than the
 // zones' reads would look at), or each by one request (a few for a history longer than
-// maxHistoryReads), readBackAsks at once. Each request may wait readBackTimeout, so that a slow
-// link, where one zone's history takes longer than that, still finishes.
+// maxHistoryReads), readBackAsks at once. A zone with a history also reads the other writers'
+// subjects of it back to the history's first serial (see peerVersions), each by one request
+// as a rule. Each request may wait readBackTimeout, so that a slow link, where one zone's
+// history takes longer than that, still finishes.
 func (s *Server) readZones(ctx context.Context, zones []*zone.Zone, done map[string]bool, read chan<- histories) (int, string, error) {
 	out := histories{steps: map[string][]zone.Delta{}, served: map[string]recorded{}}
 	handOver := func() {
@@ -139,16 +141,16 @@ func (s *Server) readZones(ctx context.Context, zones []*zone.Zone, done map[str
 			handed = time.Now()
 		}
 	}
+	var swept map[string]*historyFold
 	if r.sweeps(zones, self.token) {
 		folds, err := r.sweep(ctx, zones, self)
 		if err != nil {
 			return 0, zones[0].Name, err
 		}
+		swept = make(map[string]*historyFold, len(folds))
 		for i, z := range zones {
-			h, served := folds[i].result()
-			take(z, h, served)
+			swept[z.Name] = folds[i]
 		}
-		return n, "", nil
 	}
 	type zoneRead struct {
 		z      *zone.Zone
@@ -169,13 +171,28 @@ func (s *Server) readZones(ctx context.Context, zones []*zone.Zone, done map[str
 			}
 		}
 	}()
+	own := peerSelf{id: s.id, writer: s.writer, key: s.idKey}
 	var readers sync.WaitGroup
 	for range readBackAsks {
 		readers.Go(func() {
 			for z := range next {
-				h, served, err := r.history(rctx, z.Name, self, z.Serial)
+				var res zoneRead
+				if f := swept[z.Name]; f != nil {
+					h, served := f.result()
+					res = zoneRead{z: z, h: h, served: served}
+				} else {
+					h, served, err := r.history(rctx, z.Name, self, z.Serial)
+					res = zoneRead{z: z, h: h, served: served, err: err}
+				}
+				if res.err == nil && len(res.h) > 0 {
+					// Before the history is served: an IXFR must not step from a serial another
+					// server recorded with other records (see versionDigests).
+					res.err = r.peerVersions(rctx, z.Name, own, res.h[0].From, func(v peerVersion) {
+						s.digests.other(z.Name, v.writer, v.serial, v.digest)
+					})
+				}
 				select {
-				case results <- zoneRead{z: z, h: h, served: served, err: err}:
+				case results <- res:
 				case <-rctx.Done():
 					return
 				}

@@ -70,7 +70,7 @@ func readBackOnce(t testing.TB, url string, names []string, serial uint32, id st
 		t.Fatal(err)
 	}
 	s := &Server{o: Options{JS: js, Name: "dns-test"}, log: zerolog.New(io.Discard), writer: "dns-test",
-		id: id, knowsServed: knowsServed, idKey: key}
+		id: id, knowsServed: knowsServed, idKey: key, digests: newVersionDigests()}
 	zones := make([]*zone.Zone, len(names))
 	for i, name := range names {
 		zones[i] = &zone.Zone{Name: name, Serial: serial}
