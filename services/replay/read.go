@@ -1,23 +1,29 @@
 package replay
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Window is the part of the history to read.
 type Window struct {
-	// From is the earliest stored time read from PROBES, DNS and ROUTES; zero reads from the
-	// start. STATE and DRILLS are always read from their start: they are small, and what-if needs
-	// the statuses recorded and the drills in force before the window.
+	// From is the earliest stored time read; zero reads from the start. Of STATE and DRILLS, what
+	// the what-if needs from before it is read too, one message a subject: each endpoint's last
+	// transition, the overrides in force and the last transitions of pools and edges (which the
+	// window's answers and route tables may name as their cause), and every event of the drills
+	// not yet scored. CONFIG is read from its start (it keeps the last versions alone).
 	From time.Time
 	// To is the latest stored time read; zero reads up to what the streams held when reading
 	// began. STATE is read up to that in any case: a transition is stored a moment after its
@@ -37,20 +43,34 @@ const chunkSize = 512
 // a probe result before another stream's event stored at the same instant, since it may have
 // caused it). Records of PROBES are decoded by several goroutines beside the reader.
 func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record)) error {
+	st, err := look(ctx, js, w.names(), !w.From.IsZero())
+	if err != nil {
+		return err
+	}
+	return read(ctx, js, w, st, nil, fn)
+}
+
+// read is Read over the streams st describes; config, unless nil, are the records of CONFIG up
+// to w.To, read already.
+func read(ctx context.Context, js jetstream.JetStream, w Window, st streams, config []Record, fn func(*Record)) error {
 	var small []Record
 	// inWindow are the STATE events dated up to w.To, and those they caused: the answers and
 	// route tables they caused, stored after w.To, are read for their phases.
 	inWindow := map[string]bool{}
 	for _, name := range w.small() {
+		if name == events.StreamConfig && config != nil {
+			small = append(small, config...)
+			continue
+		}
 		from, to := w.From, w.To
-		if name == events.StreamState || name == events.StreamDrills || name == events.StreamConfig {
+		if name == events.StreamConfig {
 			from = time.Time{}
 		}
 		phases := name == events.StreamDNS || name == events.StreamRoutes
 		if name == events.StreamState || phases {
 			to = time.Time{}
 		}
-		err := readStream(ctx, js, name, from, to, func(m rawMsg) {
+		add := func(m rawMsg) {
 			rec := Record{Stream: name, Seq: m.seq, Subject: m.subject, Stored: m.stored}
 			rec.Env, rec.Err = events.Decode(m.data)
 			if !w.To.IsZero() && name == events.StreamState && rec.Err == nil && (!rec.Env.Time.After(w.To) || inWindow[rec.Env.Cause]) {
@@ -60,8 +80,13 @@ func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record
 				return // after the window, and no phase of what happened in it
 			}
 			small = append(small, rec)
-		})
-		if err != nil {
+		}
+		if !from.IsZero() && (name == events.StreamState || name == events.StreamDrills) {
+			if err := readBefore(ctx, js, st[name], from, add); err != nil {
+				return err
+			}
+		}
+		if err := readStream(ctx, js, st[name], nil, from, to, add); err != nil {
 			return err
 		}
 	}
@@ -72,7 +97,7 @@ func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record
 			fn(&small[next])
 		}
 	}
-	err := readProbes(ctx, js, w, func(r *Record) {
+	err := readProbes(ctx, js, w, st[events.StreamProbes], func(r *Record) {
 		flush(r.Stored)
 		fn(r)
 	})
@@ -92,6 +117,79 @@ func (w Window) small() []string {
 	return names
 }
 
+// names are the streams Read reads for w.
+func (w Window) names() []string { return append(w.small(), events.StreamProbes) }
+
+// streams holds what the servers said of each stream a replay reads when it began (a stream
+// that does not exist is absent): its state, and, for STATE and DRILLS when a window has a
+// start, the subjects it holds.
+type streams map[string]*jetstream.StreamInfo
+
+// bySubject are the streams whose last message of each subject before a window is read.
+var bySubject = map[string]string{events.StreamState: events.SubjectState, events.StreamDrills: events.SubjectDrills}
+
+// look asks the servers once about each of names; with subjects, it lists the subjects of the
+// streams read by subject before a window.
+func look(ctx context.Context, js jetstream.JetStream, names []string, subjects bool) (streams, error) {
+	st := streams{}
+	for _, name := range names {
+		filter := ""
+		if subjects {
+			filter = bySubject[name]
+		}
+		info, err := streamInfo(ctx, js, name, filter)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		st[name] = info
+	}
+	return st, nil
+}
+
+// streamInfo asks for name's information, with the subjects matching filter (none when empty)
+// page by page.
+func streamInfo(ctx context.Context, js jetstream.JetStream, name, filter string) (*jetstream.StreamInfo, error) {
+	var info *jetstream.StreamInfo
+	for offset := 0; ; {
+		req, err := json.Marshal(struct {
+			Filter string `json:"subjects_filter,omitempty"`
+			Offset int    `json:"offset,omitempty"`
+		}{filter, offset})
+		if err != nil {
+			return nil, err
+		}
+		m, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.INFO."+name, req)
+		if err != nil {
+			return nil, err
+		}
+		var r struct {
+			jetstream.StreamInfo
+			Error *jetstream.APIError `json:"error"`
+			Total int                 `json:"total"`
+		}
+		switch err := json.Unmarshal(m.Data, &r); {
+		case err != nil:
+			return nil, err
+		case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound:
+			return nil, jetstream.ErrStreamNotFound
+		case r.Error != nil:
+			return nil, r.Error
+		}
+		if info == nil {
+			info = &r.StreamInfo
+		} else {
+			maps.Copy(info.State.Subjects, r.State.Subjects)
+		}
+		offset += len(r.State.Subjects)
+		if len(r.State.Subjects) == 0 || offset >= r.Total {
+			return info, nil
+		}
+	}
+}
+
 // Gap is a stream that discarded messages a window reads: its oldest went at its bounds
 // (PROBES' at streams.probes' max_age or max_bytes).
 type Gap struct {
@@ -101,21 +199,14 @@ type Gap struct {
 	Oldest time.Time
 }
 
-// Holds returns the gaps of the streams Read reads for w: those that no longer hold what they
+// holds returns the gaps of the streams st describes for w: those that no longer hold what they
 // stored from w.From on (zero: from their start), having discarded messages and holding none
-// stored before it; and the servers' time when PROBES was asked (zero without PROBES).
-func Holds(ctx context.Context, js jetstream.JetStream, w Window) (gaps []Gap, probesAt time.Time, err error) {
-	for _, name := range append(w.small(), events.StreamProbes) {
-		s, err := js.Stream(ctx, name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
+// stored before it.
+func holds(st streams, w Window) (gaps []Gap) {
+	for _, name := range w.names() {
+		info := st[name]
+		if info == nil {
 			continue
-		}
-		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("read %s: %w", name, err)
-		}
-		info := s.CachedInfo()
-		if name == events.StreamProbes {
-			probesAt = info.TimeStamp
 		}
 		// Discarded are the messages stored before the oldest held; when it holds none, those up
 		// to the last stored, and none of the window when that came before it.
@@ -127,7 +218,7 @@ func Holds(ctx context.Context, js jetstream.JetStream, w Window) (gaps []Gap, p
 			gaps = append(gaps, Gap{Stream: name, Oldest: oldest})
 		}
 	}
-	return gaps, probesAt, nil
+	return gaps
 }
 
 type rawMsg struct {
@@ -137,29 +228,137 @@ type rawMsg struct {
 	stored  time.Time
 }
 
-// readStream calls fn with each message of the stream stored from from (zero: its start) up to
-// to (zero: its last message when reading began).
-func readStream(ctx context.Context, js jetstream.JetStream, name string, from, to time.Time, fn func(rawMsg)) error {
-	s, err := js.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+// readBefore calls fn, in stream order, with what a window opening at from needs of the
+// subjects info lists stored before it: the last message of each, and, of DRILLS, every message
+// of each drill whose last is not its scorecard (a drill in force, or whose rollback or
+// scorecard may come in the window, needs its start and steps). A stream that answers no
+// multi_last gives every message stored before from.
+func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, from time.Time, fn func(rawMsg)) error {
+	if info == nil || len(info.State.Subjects) == 0 {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+	name := info.Config.Name
+	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	if name == events.StreamDrills {
+		// An app's claim puts no failure in force and shows on no timeline.
+		subjects = slices.DeleteFunc(subjects, func(s string) bool { return len(events.SplitSubject(s, "detour.drill")) != 1 })
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+	last, err := lastBefore(ctx, js, name, subjects, from)
+	if errors.Is(err, errNoMultiLast) {
+		// Read as before multi_last: every message before the window.
+		return readStream(ctx, js, info, nil, time.Time{}, from.Add(-time.Nanosecond), fn)
 	}
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
+	if err != nil {
+		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), err)
+	}
+	if name != events.StreamDrills {
+		for _, m := range last {
+			fn(m)
+		}
 		return nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	var drills []string
+	for _, m := range last {
+		if e, err := events.Decode(m.data); err != nil || e.Type != events.TypeDrillScored {
+			drills = append(drills, m.subject)
+		}
+	}
+	if len(drills) == 0 {
+		return nil
+	}
+	return readStream(ctx, js, info, drills, time.Time{}, from.Add(-time.Nanosecond), fn)
+}
+
+// multiLast is how many subjects one direct get asks the last message of: a server answers no
+// more than 1,024.
+const multiLast = 1024
+
+// lastBefore returns the last message of each of subjects of stream stored before at, in
+// stream order: direct gets of up to multiLast subjects each (multi_last with up_to_time,
+// nats-server 2.11 or later, else errNoMultiLast), each read on from where its answer stopped.
+func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, at time.Time) ([]rawMsg, error) {
+	var out []rawMsg
+	for len(subjects) > 0 {
+		list := subjects[:min(multiLast, len(subjects))]
+		subjects = subjects[len(list):]
+		for seq := uint64(0); ; {
+			req, err := json.Marshal(struct {
+				Seq  uint64    `json:"seq,omitempty"`
+				Last []string  `json:"multi_last"`
+				Upto time.Time `json:"up_to_time"`
+			}{seq, list, at})
+			if err != nil {
+				return nil, err
+			}
+			got, more, err := directGet(ctx, js.Conn(), stream, req, len(list))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, got...)
+			if !more || len(got) == 0 {
+				break
+			}
+			seq = got[len(got)-1].seq + 1
+		}
+	}
+	slices.SortFunc(out, func(a, b rawMsg) int { return cmp.Compare(a.seq, b.seq) })
+	return out, nil
+}
+
+// errNoMultiLast is a stream that answers no multi_last direct get: one that allows no direct
+// gets (503, no responders), or a server older than 2.11 (408, "Empty Request").
+var errNoMultiLast = errors.New("no multi_last direct gets")
+
+// directGet sends req, a batched direct get of up to n messages, to stream and returns the
+// messages answered, and whether more matched than the answer held.
+func directGet(ctx context.Context, nc *nats.Conn, stream string, req []byte, n int) (out []rawMsg, more bool, err error) {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
+		return nil, false, err
+	}
+	for len(out) <= n {
+		r, err := sub.NextMsgWithContext(ctx)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, false, errNoMultiLast
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if r.Header.Get("Status") == "408" && len(r.Data) == 0 && r.Header.Get(jetstream.SequenceHeader) == "" {
+			return nil, false, errNoMultiLast
+		}
+		m, pending, end, err := events.ParseDirectGet(r.Header, r.Data)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) && len(out) == 0:
+			return nil, false, nil // none stored before
+		case err != nil:
+			return nil, false, err
+		case end:
+			return out, pending > 0, nil
+		}
+		out = append(out, rawMsg{subject: m.Subject, data: m.Data, seq: m.Sequence, stored: m.Time})
+	}
+	return nil, false, fmt.Errorf("more than the %d messages asked for", n)
+}
+
+// readStream calls fn with each message of the stream info describes (of subjects, unless
+// nil) stored from from (zero: its start) up to to (zero: its last message when info was
+// asked).
+func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, subjects []string, from, to time.Time, fn func(rawMsg)) error {
+	if info == nil || info.State.Msgs == 0 {
+		return nil
+	}
+	name, last := info.Config.Name, info.State.LastSeq
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubjects: subjects}
 	if !from.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
 	}
-	cons, err := s.OrderedConsumer(ctx, cfg)
+	cons, err := js.OrderedConsumer(ctx, name, cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
 	}
@@ -204,7 +403,7 @@ type chunk struct {
 
 // readProbes reads PROBES and calls fn with each decoded record, in stream order, while
 // GOMAXPROCS workers decode the chunks ahead of it.
-func readProbes(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record)) error {
+func readProbes(ctx context.Context, js jetstream.JetStream, w Window, info *jetstream.StreamInfo, fn func(*Record)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan *chunk, 64)
@@ -242,7 +441,7 @@ func readProbes(ctx context.Context, js jetstream.JetStream, w Window, fn func(*
 			cur = &chunk{done: make(chan struct{})}
 			return true
 		}
-		readErr = readStream(ctx, js, events.StreamProbes, w.From, w.To, func(m rawMsg) {
+		readErr = readStream(ctx, js, info, nil, w.From, w.To, func(m rawMsg) {
 			cur.msgs = append(cur.msgs, m)
 			if len(cur.msgs) == chunkSize {
 				send()

@@ -58,28 +58,17 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 		return fmt.Errorf("replay: a what-if needs the configuration")
 	}
 	win := Window{To: o.Filter.To, Config: o.WhatIf != nil && o.Versions}
-	warm := Warmup(o.Config, o.WhatIf)
-	if win.Config && !o.Filter.From.IsZero() {
-		// The streaks under way when the window opens began under the versions active then.
-		versions, err := versionWarmups(ctx, js, o.Filter.From, o.WhatIf)
-		if err != nil {
-			return err
-		}
-		if len(versions) > 0 {
-			warm = warmupAt(versions, o.Filter.From)
-		}
-	}
-	if !o.Filter.From.IsZero() {
-		win.From = o.Filter.From.Add(-warm)
-	}
-	gaps, probesAt, err := Holds(ctx, js, win)
+	st, err := look(ctx, js, win.names(), !o.Filter.From.IsZero())
 	if err != nil {
 		return err
 	}
 	// The history ends when it is asked for, by the servers' clock: a what-if lets time pass
 	// until then, not until a --to still to come or the operator's own clock, where the regions
 	// would fall silent after the last result read.
-	if probesAt.IsZero() {
+	var probesAt time.Time
+	if info := st[events.StreamProbes]; info != nil {
+		probesAt = info.TimeStamp
+	} else {
 		probesAt = o.Now()
 	}
 	if o.Filter.From.After(probesAt) {
@@ -88,6 +77,26 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	if win.To.IsZero() || win.To.After(probesAt) {
 		win.To = probesAt
 	}
+	warm := Warmup(o.Config, o.WhatIf)
+	var versions []Record
+	if win.Config {
+		err := readStream(ctx, js, st[events.StreamConfig], nil, time.Time{}, win.To, func(m rawMsg) {
+			r := Record{Stream: events.StreamConfig, Seq: m.seq, Subject: m.subject, Stored: m.stored}
+			r.Env, r.Err = events.Decode(m.data)
+			versions = append(versions, r)
+		})
+		if err != nil {
+			return err
+		}
+		// The streaks under way when the window opens began under the versions active then.
+		if w := versionWarmups(versions, o.Filter.From, o.WhatIf); !o.Filter.From.IsZero() && len(w) > 0 {
+			warm = warmupAt(w, o.Filter.From)
+		}
+	}
+	if !o.Filter.From.IsZero() {
+		win.From = o.Filter.From.Add(-warm)
+	}
+	gaps := holds(st, win)
 	// The what-if compares the transitions from where it has the results a decider would have
 	// held: no earlier than the oldest result PROBES holds, and its warm-up after it.
 	compareFrom := o.Filter.From
@@ -116,7 +125,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 			wi.Add(r)
 		}
 	}
-	if err := Read(ctx, js, win, add); err != nil {
+	if err := read(ctx, js, win, st, versions, add); err != nil {
 		return err
 	}
 	t := b.Timeline()
@@ -166,18 +175,18 @@ type storedWarmup struct {
 	warm   time.Duration
 }
 
-// versionWarmups returns the warm-up, with s applied, of each configuration version CONFIG
-// stored at or before at, in the order it stored them.
-func versionWarmups(ctx context.Context, js jetstream.JetStream, at time.Time, s *Settings) ([]storedWarmup, error) {
+// versionWarmups returns the warm-up, with s applied, of each configuration version of records
+// (CONFIG's, in the order it stored them) stored at or before at, in that order.
+func versionWarmups(records []Record, at time.Time, s *Settings) []storedWarmup {
 	var out []storedWarmup
-	err := readStream(ctx, js, events.StreamConfig, time.Time{}, at, func(m rawMsg) {
-		r := Record{Stream: events.StreamConfig, Seq: m.seq, Subject: m.subject, Stored: m.stored}
-		r.Env, r.Err = events.Decode(m.data)
-		if cfg, ok := storedVersion(&r); ok {
-			out = append(out, storedWarmup{m.stored, Warmup(cfg, s)})
+	for i := range records {
+		if r := &records[i]; !r.Stored.After(at) {
+			if cfg, ok := storedVersion(r); ok {
+				out = append(out, storedWarmup{r.Stored, Warmup(cfg, s)})
+			}
 		}
-	})
-	return out, err
+	}
+	return out
 }
 
 // warmupAt is the warm-up of a window opening at from, given the versions stored up to then
