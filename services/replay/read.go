@@ -26,7 +26,7 @@ type Window struct {
 	// not yet scored. CONFIG is read from its start (it keeps the last versions alone).
 	From time.Time
 	// To is the latest stored time read; zero reads up to what the streams held when reading
-	// began. STATE is read up to that in any case: a transition is stored a moment after its
+	// began. STATE is read for phaseGrace past it: a transition is stored a moment after its
 	// time (the result's that completed it), and one dated at To is in the window; so are DNS
 	// and ROUTES for the answers and route tables caused by what STATE holds up to To, whose
 	// phases they are.
@@ -35,6 +35,11 @@ type Window struct {
 	// follows.
 	Config bool
 }
+
+// phaseGrace is how long after a window's end STATE, DNS and ROUTES are read for what the
+// window's transitions caused: the pools' transitions, answers and route tables, which follow
+// within a second, or once a DNS server or controller cut from NATS is back.
+var phaseGrace = 10 * time.Minute
 
 // chunkSize is how many PROBES messages one decoding task holds.
 const chunkSize = 512
@@ -67,8 +72,8 @@ func read(ctx context.Context, js jetstream.JetStream, w Window, st streams, con
 			from = time.Time{}
 		}
 		phases := name == events.StreamDNS || name == events.StreamRoutes
-		if name == events.StreamState || phases {
-			to = time.Time{}
+		if (name == events.StreamState || phases) && !to.IsZero() {
+			to = to.Add(phaseGrace)
 		}
 		add := func(m rawMsg) {
 			rec := Record{Stream: name, Seq: m.seq, Subject: m.subject, Stored: m.stored}

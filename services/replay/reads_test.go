@@ -236,3 +236,35 @@ func TestAReplayAsksEachStreamOnceAndReadsCONFIGOnce(t *testing.T) {
 		t.Errorf("the replay read CONFIG %d times, want once", n)
 	}
 }
+
+// TestAWindowThatEndedReadsLittleOfTheHistoryAfterIt: a replay of an incident a year ago reads
+// what the window holds and the phases that followed it, not every transition, answer and route
+// table stored since (here 20,000 transitions after the window and its phases).
+func TestAWindowThatEndedReadsLittleOfTheHistoryAfterIt(t *testing.T) {
+	const grace = 100 * time.Millisecond
+	replay.SetPhaseGrace(t, grace)
+	ctx := context.Background()
+	srv := eventstest.Start(t)
+	cfg, err := config.Publish(ctx, srv.JS, "shop.yaml", []byte(flapYAML), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now()
+	publishTransitions(t, srv.JS, "w1", 1)
+	to := time.Now()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return time.Now().After(to.Add(grace)) }, "the window's phases to pass")
+	publishTransitions(t, srv.JS, "w2", oldTransitions)
+
+	nc, js := eventstest.ConnectJS(t, srv.URL)
+	var out bytes.Buffer
+	if err := replay.Run(ctx, js, replay.Options{Filter: replay.Filter{From: from, To: to}, Config: cfg, Format: "text"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "shop/west/w1  up → down: flapped") || strings.Contains(out.String(), "shop/west/w2") {
+		t.Errorf("the replay of the window does not show w1's down alone:\n%s", out.String())
+	}
+	// Past the end, at most what one pull asked for ahead (4,096 messages) is read for nothing.
+	if received := nc.Stats().InMsgs; received > oldTransitions/4 {
+		t.Errorf("the replay of a window before %d transitions received %d messages, want at most %d", oldTransitions, received, oldTransitions/4)
+	}
+}
