@@ -427,9 +427,10 @@ func writeField(bw *bufio.Writer, k, v string) {
 func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	rt := a.route.Load()
 	forwarded := a.forwardedBy(r)
-	plan := a.plan(rt, forwarded != "")
+	back := forwarded != "" || a.cameBack(r.Header)
+	plan := a.plan(rt, back)
 	if len(plan) == 0 {
-		if forwarded != "" && !rt.Available {
+		if back && !rt.Available {
 			a.fail(w, r, errLoop)
 		} else {
 			a.fail(w, r, errNoTarget)
@@ -445,7 +446,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		t := at.t
 		pool, hop := a.pool, forwarded
 		if t.Secondary {
-			pool, hop = a.peerPool, a.edge.name
+			pool, hop = a.peerPool, a.peerHop(r.Header)
 		}
 		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop, a.pol.underscores) }, r, rh, retriable,
 			func(code int, h http.Header) {
@@ -474,7 +475,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		return
 	}
-	if forwarded != "" && !rt.Available {
+	if back && !rt.Available {
 		err = fmt.Errorf("%w (last error: %w)", errLoop, err)
 	}
 	a.fail(w, r, err)

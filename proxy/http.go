@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -218,7 +219,7 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			defer dw.end(a.pol.timeouts.ClientBody.D())
 			w, r.Body = dw, dw.body
 		}
-		rp.ServeHTTP(w, withInterimRelay(w, r))
+		rp.ServeHTTP(w, withInterimRelay(w, a.withHop(r)))
 	})
 }
 
@@ -366,16 +367,64 @@ func (a *app) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Trailer = nil
 }
 
-// forwardedBy returns the edge that forwarded r, as its HeaderForwardedBy field names it, when
-// r came from the address of another configured edge; "" otherwise. A client cannot set it: from
-// any other address the field is ignored and dropped, so the request may still go to a
-// secondary.
+// forwardedBy returns the edge that forwarded r, the last its HeaderForwardedBy fields name,
+// when r came from the address of another configured edge; "" otherwise. A client cannot set
+// it: from any other address the field is ignored and dropped, so the request may still go to
+// a secondary.
 func (a *app) forwardedBy(r *http.Request) string {
-	v := r.Header.Get(HeaderForwardedBy)
-	if v == "" || !a.edge.forwardedByEdge(remoteAddr(r.RemoteAddr)) {
+	vs := r.Header.Values(HeaderForwardedBy)
+	if len(vs) == 0 || !a.edge.forwardedByEdge(remoteAddr(r.RemoteAddr)) {
 		return ""
 	}
-	return v
+	names := hopNames(vs)
+	if len(names) == 0 {
+		return ""
+	}
+	return names[len(names)-1]
+}
+
+// cameBack reports whether r's HeaderForwardedBy fields name this edge, from whatever address:
+// r left this edge for a secondary and came back through edges that did not know its sender
+// for an edge (an edges[].address that is not where their connections come from, behind a NAT
+// say), and is never forwarded again, where it bounced between the edges until they ran out of
+// descriptors. A client naming the edge itself turns forwarding off for its own request only.
+func (a *app) cameBack(h http.Header) bool {
+	vs := h.Values(HeaderForwardedBy)
+	return len(vs) > 0 && slices.Contains(hopNames(vs), a.edge.name)
+}
+
+// peerHop is the HeaderForwardedBy field of a request whose header is h towards a secondary:
+// the edges its own fields name, whoever sent them, then this edge, so that an edge it comes
+// back to sees itself named (cameBack) though it did not know the sender for an edge.
+func (a *app) peerHop(h http.Header) string {
+	return strings.Join(append(hopNames(h.Values(HeaderForwardedBy)), a.edge.name), ", ")
+}
+
+// hopNames returns the edge names the HeaderForwardedBy values vs list, in order.
+func hopNames(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for n := range strings.SplitSeq(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+type peerHopKey struct{}
+
+// hopOf is what RoundTrip, which sees only the request upstream, needs of r's HeaderForwardedBy
+// fields: whether r came back to this edge, and the field a secondary gets.
+type hopOf struct {
+	back bool
+	peer string
+}
+
+// withHop returns r with what its HeaderForwardedBy fields tell RoundTrip in its context.
+func (a *app) withHop(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), peerHopKey{}, hopOf{back: a.cameBack(r.Header), peer: a.peerHop(r.Header)}))
 }
 
 // forwarding is the value of each forwarding header for one request.
@@ -445,10 +494,12 @@ func remoteAddr(s string) net.Addr { return tcpAddr(s) }
 // status retry_on names.
 func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := a.route.Load()
-	hop := req.Header.Get(HeaderForwardedBy) // set by rewrite only when another edge sent it
-	plan := a.plan(r, hop != "")
+	ho, _ := req.Context().Value(peerHopKey{}).(hopOf)
+	// Set by rewrite only when another edge sent it.
+	forwarded := req.Header.Get(HeaderForwardedBy) != "" || ho.back
+	plan := a.plan(r, forwarded)
 	if len(plan) == 0 {
-		if hop != "" && !r.Available {
+		if forwarded && !r.Available {
 			return nil, errLoop
 		}
 		return nil, errNoTarget
@@ -475,7 +526,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.URL.Host = t.Addr
 			tr := a.transport
 			if t.Secondary {
-				out.Header.Set(HeaderForwardedBy, a.edge.name)
+				out.Header.Set(HeaderForwardedBy, ho.peer)
 				tr = a.peerTransport
 			}
 			var wc *watchedConn
@@ -526,7 +577,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &clientBodyError{*body.failed.Load()}
 		}
 	}
-	if hop != "" && !r.Available {
+	if forwarded && !r.Available {
 		return nil, fmt.Errorf("%w (last error: %w)", errLoop, err)
 	}
 	return nil, err

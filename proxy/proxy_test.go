@@ -110,6 +110,13 @@ func twoEdgesWith(t testing.TB, west, east []string, mode, resolver, westExtra s
 // twoEdgesOn is twoEdgesWith on the JetStream server ns, with the edges' snapshots in dataDir.
 func twoEdgesOn(t testing.TB, ns *eventstest.Server, dataDir string, west, east []string, mode, resolver, westExtra string) *cluster {
 	t.Helper()
+	return twoEdgesAddressed(t, ns, dataDir, west, east, mode, resolver, westExtra, [2]string{"127.0.0.21", "127.0.0.22"})
+}
+
+// twoEdgesAddressed is twoEdgesOn with the edges' configured addresses (edges[].address) west's
+// and east's of address, which need not be where their listeners or connections are.
+func twoEdgesAddressed(t testing.TB, ns *eventstest.Server, dataDir string, west, east []string, mode, resolver, westExtra string, address [2]string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, ns: ns, view: state.NewView(), dataDir: dataDir,
 		west: freeAddr(t, "127.0.0.21"), east: freeAddr(t, "127.0.0.22"),
 		cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, metrics: metrics.New()}
@@ -136,16 +143,16 @@ edges:
   - name: edge-west
     region: us-west
     hostname: edge-west.demo.test
-    address: 127.0.0.21
+    address: %s
     heartbeat: {interval: 100ms}
     apps: [{app: shop, listen: %q, mode: %s, secondary: edge-east, retry_methods: [PUT]%s}]
   - name: edge-east
     region: us-east
     hostname: edge-east.demo.test
-    address: 127.0.0.22
+    address: %s
     heartbeat: {interval: 100ms}
     apps: [{app: shop, listen: %q, mode: %s, secondary: edge-west}]
-`, eps(west), eps(east), c.west, mode, westExtra, c.east, mode)
+`, eps(west), eps(east), address[0], c.west, mode, westExtra, address[1], c.east, mode)
 	cfg, err := config.Parse("test.yaml", []byte(doc))
 	if err != nil {
 		t.Fatalf("parse: %v", err)
@@ -343,6 +350,46 @@ func TestARequestAlreadyForwardedIsNeverForwardedAgain(t *testing.T) {
 		return resp.StatusCode == http.StatusBadGateway && body == "Bad Gateway\n" &&
 			strings.Contains(c.logs.String(), errLoop.Error())
 	}, "a 502 from edge-east, which logs the loop")
+}
+
+// Two edges whose configured addresses are not where their connections come from (a public
+// address behind a NAT, here one of TEST-NET-1 that no host has) do not know each other's
+// requests for forwarded ones. With both pools down, each forwards to the other: the request
+// must come back to the first edge once at most and be answered 502, not bounce between them
+// until one runs out of connections.
+func TestARequestThatComesBackToTheEdgeThatForwardedItIsNotForwardedAgain(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdgesAddressed(t, eventstest.Start(t), "", []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()},
+		"http", "", "", [2]string{"192.0.2.21", "192.0.2.22"})
+	w1.Close()
+	e1.Close()
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	c.mark(events.EndpointStateSubject("shop", "east", "i0"), events.TypeEndpointDown)
+	for _, tc := range []struct{ name, raw, method string }{
+		{name: "a plain GET (lean path)", raw: "GET / HTTP/1.1\r\n" + host + "\r\n", method: "GET"},
+		{name: "a GET with an empty body (fast path)", raw: "GET / HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", method: "GET"},
+		{name: "a POST with a body (ReverseProxy path)", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", method: "POST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eventstest.Eventually(t, 5*time.Second, func() bool {
+				conn, err := net.Dial("tcp", c.west)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.WriteString(conn, tc.raw); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: tc.method})
+				if err != nil {
+					t.Fatalf("no answer within 5s (%v): the request bounced between the edges", err)
+				}
+				_ = resp.Body.Close()
+				return resp.StatusCode == http.StatusBadGateway && strings.Contains(c.logs.String(), errLoop.Error())
+			}, "a 502 from edge-west, which logs the loop")
+		})
+	}
 }
 
 // A request no instance could take is answered with the status's text only, on every path and
