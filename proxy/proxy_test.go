@@ -802,6 +802,41 @@ func TestARestartedEdgeStartsFromTheLastStoredRouteTable(t *testing.T) {
 	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "the restarted edge to follow its stored table")
 }
 
+// A route of app shop stored on another app's subject (a controller's mistake, or a forged
+// message) does not switch shop: it is skipped as malformed, as a route for another edge is.
+func TestARouteStoredOnAnotherAppsSubjectIsNotApplied(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	if got := backendOf(t, "http://"+c.west+"/"); got != "w1" {
+		t.Fatalf("edge-west answered from %s, want w1", got)
+	}
+	down := state.NewView()
+	e, err := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := down.Apply(events.EndpointStateSubject("shop", "west", "i0"), 1, e); err != nil {
+		t.Fatal(err)
+	}
+	table, err := route.Compute(c.cfg, down, "edge-west", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := events.New(events.TypeRouteComputed, "test", time.Now(), events.EdgeRoute{Edge: "edge-west", Route: table.Apps[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), c.ns.JS, events.AppRouteSubject("edge-west", "blog"), env); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		if got := backendOf(t, "http://"+c.west+"/"); got != "w1" {
+			t.Fatalf("edge-west answered from %s after a route of shop stored on blog's subject, want w1", got)
+		}
+		return strings.Contains(c.logs.String(), `"message":"malformed messages skipped"`)
+	}, "edge-west to skip the route as malformed")
+}
+
 func TestAnEdgeStoppedRightAfterARouteChangeSavesThatRouteInItsSnapshot(t *testing.T) {
 	w1, e1 := backend(t, "w1"), backend(t, "e1")
 	ns := eventstest.StartWith(t, eventstest.Options{Files: true})

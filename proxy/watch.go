@@ -43,7 +43,7 @@ func (e *edge) watchRoutes(ctx context.Context, js jetstream.JetStream) {
 	f.Run(ctx, func(d events.Delivery) {
 		if d.Msg != nil {
 			e.metrics.Lag("edge", events.StreamRoutes, d.Pending)
-			if err := e.applyRoute(d.Data); err != nil {
+			if err := e.applyRoute(d.Subject, d.Data); err != nil {
 				e.metrics.DecodeFailed("edge", events.StreamRoutes)
 				e.malformed.Skip(e.log, err, d.Subject, d.Seq)
 			} else {
@@ -102,11 +102,17 @@ func (e *edge) saveRoutes(ctx context.Context, save <-chan struct{}) {
 	}
 }
 
-// applyRoute decodes a stored route and switches its app to it.
-func (e *edge) applyRoute(b []byte) error {
+// applyRoute decodes a route stored on subject and switches its app to it. A route whose app is
+// not its subject's is refused, as one for another edge is: applied, it would switch an app by
+// a message stored under another's subject, which the next route of its own subject, or a
+// restart that reads the last of each, would not undo or would undo.
+func (e *edge) applyRoute(subject string, b []byte) error {
 	r, err := decodeRoute(b, e.name)
 	if err != nil {
 		return err
+	}
+	if want := events.AppRouteSubject(e.name, r.Route.App); subject != want {
+		return fmt.Errorf("decode route: %w: route.app: %q is stored on %s, not %s", events.ErrMalformed, r.Route.App, subject, want)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
