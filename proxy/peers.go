@@ -66,6 +66,9 @@ type peers struct {
 	log       zerolog.Logger
 	client    *http.Client
 	dial      dialFunc
+	// inUse, when set, returns the peers the routes in force name: only those are resolved and
+	// heartbeated (list).
+	inUse func() map[*peer]bool
 
 	mu  sync.Mutex
 	all map[string]*peer
@@ -113,12 +116,21 @@ func (ps *peers) get(hostname, fallback string, port int, mode string) *peer {
 	return p
 }
 
+// list returns the peers to resolve and heartbeat: those a route in force names. One no route
+// names any more (a secondary the configuration moved, an edge removed, whose name may no
+// longer resolve) is kept but left alone, and taken up again as it was if a route names it.
 func (ps *peers) list() []*peer {
+	var used map[*peer]bool
+	if ps.inUse != nil {
+		used = ps.inUse() // before ps.mu: inUse takes the edge's lock, under which get takes ps.mu
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	out := make([]*peer, 0, len(ps.all))
 	for _, p := range ps.all {
-		out = append(out, p)
+		if used == nil || used[p] {
+			out = append(out, p)
+		}
 	}
 	return out
 }

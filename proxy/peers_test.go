@@ -163,3 +163,83 @@ edges:
 		t.Errorf("%d pings of edge-east in the second after the interval went back to 10s, want at most 1", n)
 	}
 }
+
+// pingCounter is a server answering an edge's pings as edge name would, counting them.
+func pingCounter(t *testing.T, name string) (addr string, pings *atomic.Int64) {
+	t.Helper()
+	pings = new(atomic.Int64)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(HeaderPing) != "" {
+			pings.Add(1)
+			w.Header().Set(HeaderEdge, name)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String(), pings
+}
+
+// TestAFormerSecondaryIsNoLongerPingedOnceNoRouteNamesIt runs edge-west, whose app's secondary
+// is edge-east, and applies a version making it edge-north: edge-east, which no route names any
+// more (it may be gone, its name no longer resolving), is pinged no more, where edge-west pinged
+// and resolved every secondary it ever had until it restarted, logging a warning a second for
+// each whose name stopped resolving.
+func TestAFormerSecondaryIsNoLongerPingedOnceNoRouteNamesIt(t *testing.T) {
+	east, eastPings := pingCounter(t, "edge-east")
+	north, northPings := pingCounter(t, "edge-north")
+	westAddr := freeAddr(t, "127.0.0.1")
+	version := func(n uint64, secondary string) *config.Config {
+		c := eventstest.Config(t, fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: "127.0.0.1:9"}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: "127.0.0.1:9"}]}
+      - {name: north, region: us-north, endpoints: [{name: n1, address: "127.0.0.1:9"}]}
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.1
+    heartbeat: {interval: 20ms}
+    apps: [{app: shop, listen: %q, secondary: %s}]
+  - name: edge-east
+    region: us-east
+    hostname: edge-east.demo.test
+    address: 127.0.0.1
+    apps: [{app: shop, listen: %q}]
+  - name: edge-north
+    region: us-north
+    hostname: edge-north.demo.test
+    address: 127.0.0.1
+    apps: [{app: shop, listen: %q}]
+`, westAddr, secondary, east, north))
+		c.Version = n
+		return c
+	}
+	ns := eventstest.Start(t)
+	configs := make(chan *config.Config)
+	resolver := dnsServer(t, map[string]string{"edge-east.demo.test.": "127.0.0.1", "edge-north.demo.test.": "127.0.0.1", "edge-west.demo.test.": "127.0.0.1"})
+	var applied atomic.Int64
+	log := zerolog.New(zerolog.NewTestWriter(t)).Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == "edge configuration applied" {
+			applied.Add(1)
+		}
+	}))
+	eventstest.Run(t, "edge", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: version(1, "edge-east"), Edge: "edge-west", Resolver: resolver,
+			Log: log, Configs: configs})
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool { return eastPings.Load() >= 1 }, "edge-east pinged at start")
+
+	configs <- version(2, "edge-north")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return applied.Load() == 1 }, "version 2 applied")
+	// A ping of edge-east already on its way may land; then none while edge-north gets 10.
+	from, northFrom := eastPings.Load(), northPings.Load()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return northPings.Load()-northFrom >= 10 }, "10 pings of edge-north")
+	if n := eastPings.Load() - from; n > 1 {
+		t.Errorf("edge-east pinged %d times while edge-north was pinged 10, want at most once: no route names it any more", n)
+	}
+}

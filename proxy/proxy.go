@@ -150,6 +150,7 @@ func newEdge(o Options) (*edge, error) {
 	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, routes: map[string]events.AppRoute{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir, metrics: o.Metrics,
 		intervals: make(chan time.Duration, 1)}
 	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
+	e.peers.inUse = e.secondaries
 	if a, err := netip.ParseAddr(ce.Address); err == nil {
 		e.source = net.IP(a.AsSlice())
 	}
@@ -190,6 +191,19 @@ func (e *edge) bind() ([]server, error) {
 		out = append(out, newServer(a, ln))
 	}
 	return out, nil
+}
+
+// secondaries returns the peers the routes of the edge's apps name now.
+func (e *edge) secondaries() map[*peer]bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make(map[*peer]bool, len(e.apps))
+	for _, a := range e.apps {
+		if r := a.route.Load(); r != nil && r.secondary != nil {
+			out[r.secondary] = true
+		}
+	}
+	return out
 }
 
 // forwardedByEdge reports whether a connection from remote comes from another configured edge.
