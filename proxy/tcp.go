@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -116,7 +117,8 @@ func spliceBoth(a, b net.Conn, idle time.Duration) {
 	<-done
 }
 
-// splice copies src to dst, then half-closes dst so the other side sees the end of the stream.
+// splice copies src to dst, then half-closes dst so the other side sees the end of the stream;
+// a src that fails otherwise than by its end (a reset) has dst reset.
 // A read or a write that waits idle past the last byte either way ends both connections: a
 // write waits when its reader takes nothing, and both directions may wait so at once (a
 // client that sends without reading to an instance that echoes), with no read waiting.
@@ -158,6 +160,14 @@ func splice(dst, src net.Conn, idle time.Duration, st *spliceState) {
 		if isTimeout(err) {
 			_ = src.Close()
 			_ = dst.Close()
+			return
+		}
+		if !errors.Is(err, io.EOF) {
+			// src was reset (or closed by the edge): dst is reset too, not half-closed, so its
+			// peer never takes an aborted stream for a whole one, nor waits on a half-close
+			// from a side that is gone while the edge holds both connections until tcp_idle.
+			_ = src.Close()
+			_ = resetClose(dst)
 			return
 		}
 		break

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -51,5 +53,72 @@ func TestASilentTCPConnectionEndsAfterTCPIdle(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a silent connection was still open 5s on, want it ended after tcp_idle (200ms)")
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}
+
+// isReset reports whether err is a connection reset by its peer.
+func isReset(err error) bool {
+	for _, e := range resetErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// A side of a spliced connection that aborts it (a reset) has the other side's connection reset
+// too, at once: an instance that resets mid-answer must not have its client see a clean end,
+// which it would take for the whole answer; a client that resets must not leave the instance
+// with a half-close it may wait on, and the edge holding both connections until tcp_idle.
+func TestATCPConnectionResetOnOneSideIsResetOnTheOther(t *testing.T) {
+	for _, resetter := range []string{"instance", "client"} {
+		t.Run("the "+resetter+" resets", func(t *testing.T) {
+			client, clientEdge := tcpPair(t)
+			upEdge, up := tcpPair(t)
+			done := make(chan struct{})
+			go func() { spliceBoth(clientEdge, upEdge, time.Hour); close(done) }()
+			from, other := up, client
+			if resetter == "client" {
+				from, other = client, up
+			}
+			if _, err := from.Write([]byte("partial")); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len("partial"))
+			_ = other.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(other, got); err != nil {
+				t.Fatalf("read what the %s sent: %v", resetter, err)
+			}
+			_ = from.SetLinger(0)
+			_ = from.Close()
+			if n, err := other.Read(make([]byte, 1)); !isReset(err) {
+				t.Fatalf("the other side read %d bytes and %v after the %s reset, want a reset", n, err, resetter)
+			}
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the splice still held both connections 5s after a reset, want it ended at once")
+			}
+		})
 	}
 }
