@@ -89,7 +89,16 @@ func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[st
 		}
 		a := newApp(e, ea)
 		a.metrics = newAppMetrics(e.metrics, e.name, ea.App)
-		a.setRoute(initial.Apps[i])
+		// The app's last route, when it has one, before the listener accepts a request: the
+		// configuration alone knows nothing of the instances the decider marked down. A route
+		// applied meanwhile is applied again below.
+		r := initial.Apps[i]
+		e.mu.RLock()
+		if last, ok := e.routes[ea.App]; ok {
+			r = last
+		}
+		e.mu.RUnlock()
+		a.setRoute(r)
 		ln, err := net.Listen("tcp", ea.Listen)
 		if err != nil {
 			unbound = append(unbound, fmt.Errorf("edges[%s].apps[%d].listen: %w", e.name, i, err))

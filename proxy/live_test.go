@@ -17,6 +17,8 @@ import (
 
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
+	"github.com/detourdev/detour/events/state"
+	"github.com/detourdev/detour/proxy/route"
 	"github.com/rs/zerolog"
 )
 
@@ -289,5 +291,85 @@ func TestAnUpgradedConnectionOfARemovedListenerIsClosed(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("the instance's side of the tunnel still open 10 s after the listener was removed")
+	}
+}
+
+// A listener a new version reopens (its entry changed) serves its first request on the app's
+// last route, not on the configuration's alone, which knows nothing of the instances the decider
+// marked down: here s1, down, must not take it, as it took the requests that came as soon as the
+// listener accepted them until the rest of the version was applied.
+func TestAReopenedListenerServesItsFirstRequestOnTheAppsLastRoute(t *testing.T) {
+	s1, s2 := backend(t, "s1"), backend(t, "s2")
+	shopAddr := freeAddr(t, "127.0.0.21")
+	version := func(n uint64, extra string) *config.Config {
+		c := eventstest.Config(t, fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools: [{name: west, region: us-west, endpoints: [{name: s1, address: %q}, {name: s2, address: %q}]}]
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: 127.0.0.21
+    apps: [{app: shop, listen: %q%s}]
+`, s1.Listener.Addr().String(), s2.Listener.Addr().String(), shopAddr, extra))
+		c.Version = n
+		return c
+	}
+	cfg := version(1, "")
+	ns := eventstest.Start(t)
+	configs := make(chan *config.Config)
+	first := make(chan string, 1)
+	log := zerolog.New(zerolog.NewTestWriter(t)).Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == "edge listener opened" {
+			// The listener accepts from here on: a request now is one a client could send.
+			_, body, err := liveGet(shopAddr)
+			if err != nil {
+				body = err.Error()
+			}
+			first <- body
+		}
+	}))
+	eventstest.Run(t, "edge", func(ctx context.Context) error {
+		return Run(ctx, Options{JS: ns.JS, Config: cfg, Edge: "edge-west", Resolver: dnsServer(t, nil), Log: log, Configs: configs})
+	})
+	view := state.NewView()
+	down, err := events.New(events.TypeEndpointDown, "test", time.Now(), events.Transition{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := view.Apply(events.EndpointStateSubject("shop", "west", "s1"), 1, down); err != nil {
+		t.Fatal(err)
+	}
+	table, err := route.Compute(cfg, view, "edge-west", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := events.New(events.TypeRouteComputed, "test", time.Now(), events.EdgeRoute{Edge: "edge-west", Route: table.Apps[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), ns.JS, events.AppRouteSubject("edge-west", "shop"), env); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		for range 4 {
+			if _, body, err := liveGet(shopAddr); err != nil || body != "s2 GET " {
+				return false
+			}
+		}
+		return true
+	}, "shop's requests to go to s2 alone, s1 being down")
+
+	configs <- version(2, ", passive_fall: 5")
+	select {
+	case body := <-first:
+		if body != "s2 GET " {
+			t.Errorf("the reopened listener's first request was answered %q, want %q: s1 is down", body, "s2 GET ")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("shop's listener was not reopened within 10s")
 	}
 }
