@@ -427,7 +427,7 @@ func writeField(bw *bufio.Writer, k, v string) {
 func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 	rt := a.route.Load()
 	forwarded := a.forwardedBy(r)
-	back := forwarded != "" || a.cameBack(r.Header)
+	back := forwarded != "" || a.cameBack(r.Header.Values(HeaderForwardedBy))
 	plan := a.plan(rt, back)
 	if len(plan) == 0 {
 		if back && !rt.Available {
@@ -446,7 +446,7 @@ func (a *app) serveFast(w http.ResponseWriter, r *http.Request) {
 		t := at.t
 		pool, hop := a.pool, forwarded
 		if t.Secondary {
-			pool, hop = a.peerPool, a.peerHop(r.Header)
+			pool, hop = a.peerPool, a.peerHop(r.Header.Values(HeaderForwardedBy))
 		}
 		resp, uc, err := pool.exchange(ctx, t.Addr, func(bw *bufio.Writer) { writeHead(bw, r, t.Addr, &f, hop, a.pol.underscores) }, r, rh, retriable,
 			func(code int, h http.Header) {

@@ -219,7 +219,7 @@ func (a *app) handler(rp http.Handler) http.Handler {
 			defer dw.end(a.pol.timeouts.ClientBody.D())
 			w, r.Body = dw, dw.body
 		}
-		rp.ServeHTTP(w, withInterimRelay(w, a.withHop(r)))
+		rp.ServeHTTP(w, withInterimRelay(w, withHops(r)))
 	})
 }
 
@@ -383,21 +383,24 @@ func (a *app) forwardedBy(r *http.Request) string {
 	return names[len(names)-1]
 }
 
-// cameBack reports whether r's HeaderForwardedBy fields name this edge, from whatever address:
-// r left this edge for a secondary and came back through edges that did not know its sender
-// for an edge (an edges[].address that is not where their connections come from, behind a NAT
-// say), and is never forwarded again, where it bounced between the edges until they ran out of
-// descriptors. A client naming the edge itself turns forwarding off for its own request only.
-func (a *app) cameBack(h http.Header) bool {
-	vs := h.Values(HeaderForwardedBy)
-	return len(vs) > 0 && slices.Contains(hopNames(vs), a.edge.name)
+// cameBack reports whether the HeaderForwardedBy fields vs of a request name this edge, from
+// whatever address: the request left this edge for a secondary and came back through edges
+// that did not know its sender for an edge (an edges[].address that is not where their
+// connections come from, behind a NAT say), and is never forwarded again, where it bounced
+// between the edges until they ran out of descriptors. A client naming the edge itself turns
+// forwarding off for its own request only.
+func (a *app) cameBack(vs []string) bool {
+	return slices.Contains(hopNames(vs), a.edge.name)
 }
 
-// peerHop is the HeaderForwardedBy field of a request whose header is h towards a secondary:
-// the edges its own fields name, whoever sent them, then this edge, so that an edge it comes
-// back to sees itself named (cameBack) though it did not know the sender for an edge.
-func (a *app) peerHop(h http.Header) string {
-	return strings.Join(append(hopNames(h.Values(HeaderForwardedBy)), a.edge.name), ", ")
+// peerHop is the HeaderForwardedBy field towards a secondary of a request whose own fields are
+// vs: the edges they name, whoever sent them, then this edge, so that an edge it comes back to
+// sees itself named (cameBack) though it did not know the sender for an edge.
+func (a *app) peerHop(vs []string) string {
+	if len(vs) == 0 {
+		return a.edge.name
+	}
+	return strings.Join(append(hopNames(vs), a.edge.name), ", ")
 }
 
 // hopNames returns the edge names the HeaderForwardedBy values vs list, in order.
@@ -413,18 +416,16 @@ func hopNames(vs []string) []string {
 	return out
 }
 
-type peerHopKey struct{}
+type hopsKey struct{}
 
-// hopOf is what RoundTrip, which sees only the request upstream, needs of r's HeaderForwardedBy
-// fields: whether r came back to this edge, and the field a secondary gets.
-type hopOf struct {
-	back bool
-	peer string
-}
-
-// withHop returns r with what its HeaderForwardedBy fields tell RoundTrip in its context.
-func (a *app) withHop(r *http.Request) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), peerHopKey{}, hopOf{back: a.cameBack(r.Header), peer: a.peerHop(r.Header)}))
+// withHops returns r with its HeaderForwardedBy fields in its context, for RoundTrip, which
+// sees only the request upstream (rewrite drops a client's); r itself when it has none.
+func withHops(r *http.Request) *http.Request {
+	vs := r.Header.Values(HeaderForwardedBy)
+	if len(vs) == 0 {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), hopsKey{}, vs))
 }
 
 // forwarding is the value of each forwarding header for one request.
@@ -494,9 +495,9 @@ func remoteAddr(s string) net.Addr { return tcpAddr(s) }
 // status retry_on names.
 func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := a.route.Load()
-	ho, _ := req.Context().Value(peerHopKey{}).(hopOf)
+	hops, _ := req.Context().Value(hopsKey{}).([]string)
 	// Set by rewrite only when another edge sent it.
-	forwarded := req.Header.Get(HeaderForwardedBy) != "" || ho.back
+	forwarded := req.Header.Get(HeaderForwardedBy) != "" || a.cameBack(hops)
 	plan := a.plan(r, forwarded)
 	if len(plan) == 0 {
 		if forwarded && !r.Available {
@@ -526,7 +527,7 @@ func (a *app) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.URL.Host = t.Addr
 			tr := a.transport
 			if t.Secondary {
-				out.Header.Set(HeaderForwardedBy, ho.peer)
+				out.Header.Set(HeaderForwardedBy, a.peerHop(hops))
 				tr = a.peerTransport
 			}
 			var wc *watchedConn
