@@ -837,6 +837,37 @@ func TestARouteStoredOnAnotherAppsSubjectIsNotApplied(t *testing.T) {
 	}, "edge-west to skip the route as malformed")
 }
 
+// A route whose weights overflow when summed (a forged message, or a controller's mistake: the
+// configuration allows at most config.MaxWeight) is refused as malformed: the rotation over the
+// instances divided by that sum, and a TCP connection, whose goroutine nothing recovers, took
+// the whole edge down with it.
+func TestARouteWhoseWeightsPassTheConfigurationsBoundIsNotApplied(t *testing.T) {
+	w1 := echoServer(t, "w1")
+	c := twoEdges(t, []string{w1.Addr().String()}, []string{echoServer(t, "e1").Addr().String()}, "tcp", "")
+	if got := talk(t, c.west, "hi"); got != "w1 hi" {
+		t.Fatalf("edge-west answered %q, want %q", got, "w1 hi")
+	}
+	const most = int(^uint(0) >> 1)
+	r := events.AppRoute{App: "shop", Pool: "west", Available: true, Endpoints: []events.RouteEndpoint{
+		{Name: "a", Address: w1.Addr().String(), Status: events.StatusUp, Weight: most},
+		{Name: "b", Address: w1.Addr().String(), Status: events.StatusUp, Weight: most},
+		{Name: "c", Address: w1.Addr().String(), Status: events.StatusUp, Weight: 2},
+	}}
+	env, err := events.New(events.TypeRouteComputed, "test", time.Now(), events.EdgeRoute{Edge: "edge-west", Route: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), c.ns.JS, events.AppRouteSubject("edge-west", "shop"), env); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		if got := talk(t, c.west, "hi"); got != "w1 hi" {
+			t.Fatalf("edge-west answered %q after a route whose weights overflow, want %q", got, "w1 hi")
+		}
+		return strings.Contains(c.logs.String(), `"message":"malformed messages skipped"`)
+	}, "edge-west to skip the route as malformed")
+}
+
 func TestAnEdgeStoppedRightAfterARouteChangeSavesThatRouteInItsSnapshot(t *testing.T) {
 	w1, e1 := backend(t, "w1"), backend(t, "e1")
 	ns := eventstest.StartWith(t, eventstest.Options{Files: true})

@@ -3,10 +3,12 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -126,7 +128,26 @@ func (e *edge) applyRoute(subject string, b []byte) error {
 
 // decodeRoute parses a ROUTES message and checks that edge can use it.
 func decodeRoute(b []byte, edge string) (events.EdgeRoute, error) {
-	return decodeFor(b, edge, events.TypeRouteComputed, "route", func(r events.EdgeRoute) string { return r.Edge })
+	r, err := decodeFor(b, edge, events.TypeRouteComputed, "route", func(r events.EdgeRoute) string { return r.Edge })
+	if err != nil {
+		return r, err
+	}
+	if err := checkWeights("route", r.Route); err != nil {
+		return events.EdgeRoute{}, fmt.Errorf("decode route: %w: %w", events.ErrMalformed, err)
+	}
+	return r, nil
+}
+
+// checkWeights returns an error naming the first instance of a, under path, whose weight is
+// above config.MaxWeight, the most the configuration allows: summed over a pool, such weights
+// can overflow to 0, by which the rotation over the instances divides.
+func checkWeights(path string, a events.AppRoute) error {
+	for j, e := range a.Endpoints {
+		if e.Weight > config.MaxWeight {
+			return fmt.Errorf("%s.endpoints[%d].weight: want at most %d, got %d", path, j, config.MaxWeight, e.Weight)
+		}
+	}
+	return nil
 }
 
 // applyTable decodes a route table (the snapshot) and switches every app of it to its route.
@@ -148,7 +169,16 @@ func (e *edge) applyTable(b []byte) error {
 
 // decodeTable parses a route table and checks that edge can use it.
 func decodeTable(b []byte, edge string) (events.RouteTable, error) {
-	return decodeFor(b, edge, events.TypeRoutesComputed, "route table", func(t events.RouteTable) string { return t.Edge })
+	t, err := decodeFor(b, edge, events.TypeRoutesComputed, "route table", func(t events.RouteTable) string { return t.Edge })
+	if err != nil {
+		return t, err
+	}
+	for i, a := range t.Apps {
+		if err := checkWeights("apps["+strconv.Itoa(i)+"]", a); err != nil {
+			return events.RouteTable{}, fmt.Errorf("decode route table: %w: %w", events.ErrMalformed, err)
+		}
+	}
+	return t, nil
 }
 
 // decodeFor parses a ROUTES message of type typ (called what in errors), checks its payload,

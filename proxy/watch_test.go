@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/proxy/route"
 )
 
 func encode(t testing.TB, typ string, data any) []byte {
@@ -35,6 +36,7 @@ func TestDecodeTableRefusesWhatAnEdgeCannotUse(t *testing.T) {
 		{name: "another edge's table", msg: encode(t, events.TypeRoutesComputed, events.RouteTable{Edge: "edge-east"}), want: `decode route table: malformed event: edge: table is for "edge-east", not "edge-west"`},
 		{name: "an instance without a port", msg: encode(t, events.TypeRoutesComputed, badAddr), want: `decode route table: malformed event: apps[0].endpoints[0].address: want ip:port, got "127.0.0.1"`},
 		{name: "a secondary without a port", msg: encode(t, events.TypeRoutesComputed, badPort), want: "decode route table: malformed event: apps[0].secondary.port: want a port in 1-65535, got 0"},
+		{name: "a weight past the configuration's bound", msg: encode(t, events.TypeRoutesComputed, events.RouteTable{Edge: "edge-west", Apps: []events.AppRoute{good.Apps[0], {App: "blog", Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1:80", Weight: 1 << 62}}}}}), want: "decode route table: malformed event: apps[1].endpoints[0].weight: want at most 1000000, got 4611686018427387904"},
 		{name: "a payload of the wrong shape", msg: encode(t, events.TypeRoutesComputed, map[string]any{"apps": "none"}), want: "decode route table: malformed event: detour.routes.computed.v1 data: json: cannot unmarshal string into Go struct field RouteTable.apps of type []events.AppRoute"},
 	}
 	for _, tt := range tests {
@@ -83,6 +85,8 @@ func TestDecodeRouteRefusesWhatAnEdgeCannotUse(t *testing.T) {
 	badAddr.Route = events.AppRoute{App: "shop", Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1", Weight: 1}}}
 	badApp := good
 	badApp.Route = events.AppRoute{App: "sh op"}
+	heavy := good
+	heavy.Route = events.AppRoute{App: "shop", Endpoints: []events.RouteEndpoint{{Name: "a", Address: "127.0.0.1:80", Weight: 1_000_001}}}
 	tests := []struct {
 		name string
 		msg  []byte
@@ -93,6 +97,7 @@ func TestDecodeRouteRefusesWhatAnEdgeCannotUse(t *testing.T) {
 		{name: "another edge's route", msg: encode(t, events.TypeRouteComputed, events.EdgeRoute{Edge: "edge-east", Route: good.Route}), want: `decode route: malformed event: edge: route is for "edge-east", not "edge-west"`},
 		{name: "an instance without a port", msg: encode(t, events.TypeRouteComputed, badAddr), want: `decode route: malformed event: route.endpoints[0].address: want ip:port, got "127.0.0.1"`},
 		{name: "an app that is no subject token", msg: encode(t, events.TypeRouteComputed, badApp), want: `decode route: malformed event: route.app: "sh op" may hold only letters, digits, '_' and '-'`},
+		{name: "a weight past the configuration's bound", msg: encode(t, events.TypeRouteComputed, heavy), want: `decode route: malformed event: route.endpoints[0].weight: want at most 1000000, got 1000001`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,5 +135,6 @@ func FuzzDecodeRoute(f *testing.F) {
 		if r.Check() != nil || r.Edge != "edge-west" {
 			t.Fatalf("accepted a route that fails its check: %+v", r)
 		}
+		route.Plan(&r.Route, route.Choice{Turn: 7}) // must not panic
 	})
 }
