@@ -69,6 +69,9 @@ type peers struct {
 	// inUse, when set, returns the peers the routes in force name: only those are resolved and
 	// heartbeated (list).
 	inUse func() map[*peer]bool
+	// source is this edge's address, which connections to peers leave from (dialFrom) when it is
+	// of the address family dialled; nil when it is none.
+	source net.IP
 
 	mu  sync.Mutex
 	all map[string]*peer
@@ -172,10 +175,26 @@ func (ps *peers) resolve(ctx context.Context, p *peer, now time.Time) {
 		return
 	}
 	p.due = now.Add(ttl)
-	next := net.JoinHostPort(addrs[0].String(), strconv.Itoa(p.port))
+	next := net.JoinHostPort(pick(addrs, ps.source).String(), strconv.Itoa(p.port))
 	if prev := p.addr.Swap(&next); prev == nil || *prev != next {
 		ps.log.Info().Str("hostname", p.hostname).Str("address", next).Dur("ttl", ttl).Msg("peer edge resolved")
 	}
+}
+
+// pick returns the address of addrs to dial from source: the first of source's family, so that
+// the connection leaves from source and the peer knows it for an edge's (edges[].address), not
+// from another address of this host, whose connections the peer would pass back to this edge
+// when both pools are down (a TCP connection carries no field to say where it has been); the
+// first address when none is of that family, or source is nil.
+func pick(addrs []netip.Addr, source net.IP) netip.Addr {
+	if src, ok := netip.AddrFromSlice(source); ok {
+		for _, a := range addrs {
+			if a.Is4() == src.Unmap().Is4() {
+				return a
+			}
+		}
+	}
+	return addrs[0]
 }
 
 // lookup resolves host to its addresses (IPv4 first) and how long they may be used.

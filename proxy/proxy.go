@@ -153,6 +153,7 @@ func newEdge(o Options) (*edge, error) {
 	e.peers.inUse = e.secondaries
 	if a, err := netip.ParseAddr(ce.Address); err == nil {
 		e.source = net.IP(a.AsSlice())
+		e.peers.source = e.source
 	}
 	for _, other := range o.Config.Edges {
 		if a, err := netip.ParseAddr(other.Address); err == nil && other.Name != ce.Name {

@@ -642,6 +642,61 @@ func TestTheTCPProxyNeverPassesAConnectionFromAnotherEdgeOn(t *testing.T) {
 	}
 }
 
+// Two dual-stack TCP edges configured with IPv6 addresses, whose hostnames resolve to an IPv4
+// address too: an edge must reach its peer over IPv6, from its own address, so that the peer
+// knows the connection for an edge's and never passes it back. Over IPv4, from another address,
+// a connection whose pools are both down bounced between them until they ran out of descriptors.
+func TestATCPEdgeReachesItsPeerFromItsOwnAddressFamily(t *testing.T) {
+	west, east := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
+	_, westPort, _ := net.SplitHostPort(west)
+	_, eastPort, _ := net.SplitHostPort(east)
+	cfg := eventstest.Config(t, fmt.Sprintf(`
+zones: [{name: demo.test}]
+apps:
+  - name: shop
+    fqdn: shop.demo.test
+    pools:
+      - {name: west, region: us-west, endpoints: [{name: w1, address: %q}]}
+      - {name: east, region: us-east, endpoints: [{name: e1, address: %q}]}
+edges:
+  - name: edge-west
+    region: us-west
+    hostname: edge-west.demo.test
+    address: "::1"
+    heartbeat: {interval: 100ms}
+    apps: [{app: shop, listen: "[::]:%s", mode: tcp, secondary: edge-east}]
+  - name: edge-east
+    region: us-east
+    hostname: edge-east.demo.test
+    address: "::1"
+    heartbeat: {interval: 100ms}
+    apps: [{app: shop, listen: "[::]:%s", mode: tcp, secondary: edge-west}]
+`, freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1"), westPort, eastPort))
+	ns := eventstest.Start(t)
+	resolver := dnsServer(t, map[string]string{"edge-west.demo.test.": "127.0.0.1 ::1", "edge-east.demo.test.": "127.0.0.1 ::1"})
+	var logs lockedBuffer
+	for _, edge := range []string{"edge-west", "edge-east"} {
+		log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &logs))
+		eventstest.Run(t, edge, func(ctx context.Context) error {
+			return Run(ctx, Options{JS: ns.JS, Config: cfg, Edge: edge, Resolver: resolver, Log: log})
+		})
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return strings.Count(logs.String(), `"message":"peer edge resolved"`) >= 2 },
+		"both edges to resolve their peer")
+	conn, err := net.Dial("tcp", "127.0.0.1:"+westPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("read %d bytes (%v), want the connection closed: both pools are down and east must not send it back", n, err)
+	}
+	if strings.Contains(logs.String(), "too many open files") {
+		t.Errorf("the edges ran out of descriptors passing one connection back and forth")
+	}
+}
+
 // A client retrying in a loop while no target accepts its connections (the local pool and the
 // secondary down) makes the edge log why once per 10 s, as for HTTP requests, not a line per
 // connection: a thousand lines a second would bury everything else the edge logs.
@@ -683,6 +738,8 @@ func TestTheTCPProxyLogsConnectionsNoTargetAcceptedOnceAWhile(t *testing.T) {
 }
 
 // dnsServer answers A queries for the given names on 127.0.0.1.
+// dnsServer serves records, names to their addresses (space-separated, A and AAAA records),
+// over UDP on loopback, and returns its address.
 func dnsServer(t testing.TB, records map[string]string) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -694,11 +751,17 @@ func dnsServer(t testing.TB, records map[string]string) string {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		mu.Lock()
-		ip, ok := records[r.Question[0].Name]
+		ips, ok := records[r.Question[0].Name]
 		mu.Unlock()
-		if ok && r.Question[0].Qtype == dns.TypeA {
-			rr, _ := dns.NewRR(r.Question[0].Name + " 5 IN A " + ip)
-			m.Answer = append(m.Answer, rr)
+		for ip := range strings.FieldsSeq(ips) {
+			switch v4 := !strings.Contains(ip, ":"); {
+			case ok && v4 && r.Question[0].Qtype == dns.TypeA:
+				rr, _ := dns.NewRR(r.Question[0].Name + " 5 IN A " + ip)
+				m.Answer = append(m.Answer, rr)
+			case ok && !v4 && r.Question[0].Qtype == dns.TypeAAAA:
+				rr, _ := dns.NewRR(r.Question[0].Name + " 5 IN AAAA " + ip)
+				m.Answer = append(m.Answer, rr)
+			}
 		}
 		_ = w.WriteMsg(m)
 	})}
