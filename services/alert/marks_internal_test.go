@@ -50,3 +50,24 @@ func TestAMarkVouchesForNothingWhileTheEventsTriedWereDispatchedForTheGroupsBefo
 		t.Errorf("mark through %q since %q, want e1 and none", m.through, m.since)
 	}
 }
+
+// A controller that takes a version after its start, before ALERTS told it what was owed from
+// before (ALERTS slow to answer), dispatched the events of that while for the groups before;
+// the owed events dispatched after the version come before them in the stream. Its marks must
+// not vouch for those events under the new groups: another controller holding the version, and
+// restarted, would skip them for the webhook the version added, which was never sent them.
+func TestAMarkVouchesForNoEventDispatchedForTheGroupsBeforeThoughOwedEventsBeforeItComeAfter(t *testing.T) {
+	tr := tried{held: true}
+	tr.add(100, "e100", 0, "before") // alerted at once, while what is owed waits for ALERTS
+	tr.add(101, "e101", 0, "after")  // a version came
+	tr.vouchAfter(0)                 // ALERTS answered: e50 is owed (resume)
+	tr.add(50, "e50", 0, "after")
+	tr.release()
+	m := tr.mark("after")
+	m.by = "controller-1"
+	b := backlog{{fact: Fact{Event: events.Envelope{ID: "e50"}}, seq: 50}, {fact: Fact{Event: events.Envelope{ID: "e100"}}, seq: 100},
+		{fact: Fact{Event: events.Envelope{ID: "e101"}}, seq: 101}}
+	if v := vouchedFor(map[mark]bool{m: true}, b, "after", "controller-2"); v.covers(100) {
+		t.Errorf("the mark (through %s since %s) vouches, to a controller with the new groups, for e100, dispatched for the groups before", m.through, m.since)
+	}
+}

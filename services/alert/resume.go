@@ -48,11 +48,13 @@ type tried struct {
 	throughSeq uint64
 	// set is the digest of the groups (deliverySet) the last event was dispatched for, since
 	// the first event (in the stream's order) dispatched for them after from: the events up to
-	// from are those the sender skipped at the start on its own marks alone (see resume), which
-	// vouch for nothing to another sender.
+	// from are those the sender skipped at the start on its own marks alone (see resume), and
+	// those up to the last one dispatched (top) when the groups changed, which vouch for nothing
+	// to another sender: an event owed from before the start may be dispatched for the new
+	// groups after a later one was for the groups before.
 	set, since string
 	sinceSeq   uint64
-	from       uint64
+	from, top  uint64
 }
 
 // add counts n deliveries owed for the event id at seq, dispatched for the groups whose digest
@@ -66,8 +68,9 @@ func (t *tried) add(seq uint64, id string, n int, set string) *owed {
 	i, _ := slices.BinarySearchFunc(t.open, seq, func(o *owed, seq uint64) int { return cmp.Compare(o.seq, seq) })
 	t.open = slices.Insert(t.open, i, o)
 	if set != t.set {
-		t.set, t.since, t.sinceSeq = set, "", 0
+		t.set, t.since, t.sinceSeq, t.from = set, "", 0, max(t.from, t.top)
 	}
+	t.top = max(t.top, seq)
 	if seq > t.from && (t.since == "" || seq < t.sinceSeq) {
 		t.since, t.sinceSeq = id, seq
 	}
@@ -81,7 +84,7 @@ func (t *tried) add(seq uint64, id string, n int, set string) *owed {
 func (t *tried) vouchAfter(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.from = seq
+	t.from = max(t.from, seq)
 	if t.sinceSeq <= seq {
 		t.since, t.sinceSeq = "", 0
 	}
