@@ -47,15 +47,17 @@ type ledger struct {
 	swept time.Time
 	// caught is closed once the ledger holds what ALERTS held when the sender began reading it.
 	caught chan struct{}
-	// unsent are the deliveries abandoned unsent that ALERTS held then (history.unsent), and
-	// triedDrills its marks of DRILLS (AlertAttempt.TriedDrills), from told on until
-	// resumeDrills takes them.
+	// unsent are the deliveries abandoned unsent that ALERTS held then (history.unsent),
+	// triedDrills its marks of DRILLS (AlertAttempt.TriedDrills) and groups the groups of its
+	// attempts (history.groups), from told on until resumeDrills takes them.
 	unsent      map[string]bool
 	triedDrills map[mark]bool
+	groups      map[string][]string
 }
 
 func newLedger() *ledger {
-	return &ledger{h: history{deliveries: map[string]*sent{}, tried: map[mark]bool{}, triedDrills: map[mark]bool{}, unsent: map[string]bool{}},
+	return &ledger{h: history{deliveries: map[string]*sent{}, tried: map[mark]bool{}, triedDrills: map[mark]bool{}, unsent: map[string]bool{},
+		groups: map[string][]string{}},
 		changed: make(chan struct{}), caught: make(chan struct{})}
 }
 
@@ -72,7 +74,7 @@ func (l *ledger) add(e events.Envelope, stored, now time.Time, keep func() time.
 	case events.TypeAlertAttempted:
 		var a events.AlertAttempt
 		if e.Payload(&a) == nil {
-			l.h.fold(a, e.Source, stored, now)
+			l.h.fold(a, e.Source, e.Cause, stored, now)
 		}
 	case events.TypeAlertClaimed:
 		var c events.AlertClaim
@@ -101,27 +103,29 @@ func (l *ledger) add(e events.Envelope, stored, now time.Time, keep func() time.
 }
 
 // told hands over what the attempts folded so far tell, for resume; from then on the ledger
-// keeps no AlertAttempt.Tried nor TriedDrills, nor the deliveries abandoned unsent.
+// keeps no AlertAttempt.Tried nor TriedDrills, nor the deliveries abandoned unsent, nor the
+// groups of the attempts.
 func (l *ledger) told() history {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h := history{deliveries: make(map[string]*sent, len(l.h.deliveries)), tried: l.h.tried, unsent: l.h.unsent}
+	h := history{deliveries: make(map[string]*sent, len(l.h.deliveries)), tried: l.h.tried, unsent: l.h.unsent, groups: l.h.groups}
 	for id, s := range l.h.deliveries {
 		h.deliveries[id] = s // a sent is replaced, never changed, as attempts are folded
 	}
-	l.unsent, l.triedDrills = l.h.unsent, l.h.triedDrills
-	l.h.tried, l.h.triedDrills, l.h.unsent = nil, nil, nil
+	l.unsent, l.triedDrills, l.groups = l.h.unsent, l.h.triedDrills, l.h.groups
+	l.h.tried, l.h.triedDrills, l.h.unsent, l.h.groups = nil, nil, nil, nil
 	return h
 }
 
 // drillsAtStart hands over, once told, the deliveries abandoned unsent that ALERTS held when the
-// sender began reading it and the AlertAttempt.TriedDrills it held, and forgets them.
-func (l *ledger) drillsAtStart() (unsent map[string]bool, tried map[mark]bool) {
+// sender began reading it, the AlertAttempt.TriedDrills and the groups of the attempts it held,
+// and forgets them.
+func (l *ledger) drillsAtStart() (unsent map[string]bool, tried map[mark]bool, groups map[string][]string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	unsent, tried = l.unsent, l.triedDrills
-	l.unsent, l.triedDrills = nil, nil
-	return unsent, tried
+	unsent, tried, groups = l.unsent, l.triedDrills, l.groups
+	l.unsent, l.triedDrills, l.groups = nil, nil, nil
+	return unsent, tried, groups
 }
 
 // get returns what the ledger tells of delivery id, nil when nothing.

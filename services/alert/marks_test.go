@@ -85,3 +85,68 @@ func TestAControllerRestartedBesideOneWithOtherGroupsSendsTheDrillResultTheOther
 		t.Errorf("pages got %d requests and oncall %d, want 2 each: each drill's result once", n, m)
 	}
 }
+
+// A version renames a group (oncall → pager, the same webhook) while controller-1 is stopped;
+// controller-2 sent the pool's recovery under the old name. controller-1, restarted with the
+// version, has no mark of its groups for the recovery, but the webhook had it: it is not sent
+// again, under another Detour-Delivery id the receiver could not tell a repeat by. Since marks
+// named their groups, it was, and the receiver paged twice for one recovery.
+func TestAGroupRenamedWhileAControllerWasStoppedIsNotSentAgainWhatItsWebhookHadUnderTheOldName(t *testing.T) {
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	oncall := version(t, 1, group("oncall", hook.URL, ""))
+	stop1 := startReplica(t, ns, oncall, "controller-1", &eventstest.Logs{})
+	stop2 := startReplica(t, ns, oncall, "controller-2", &eventstest.Logs{})
+	following(t, ns, events.StreamState, 2)
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	waitAttempt(t, ns, "oncall", 1)
+	stop1()
+
+	up := westGoes(t, ns.JS, events.StatusDown, events.StatusUp) // while controller-1 is stopped
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		a := stored(t, ns, "oncall")
+		return len(a) == 2 && a[1].Tried == up.ID
+	}, "controller-2 to record the up as tried")
+	stop2()
+
+	logs := &eventstest.Logs{}
+	startReplica(t, ns, version(t, 2, group("pager", hook.URL, "")), "controller-1", logs)
+	owed(t, logs, `"new":0,"resumed":0,"skipped":2`)
+	rc.quiet(t, 300*time.Millisecond, 5*time.Second, "the webhook to be told nothing more")
+	if n := rc.count(); n != 2 {
+		t.Errorf("the webhook got %d requests, want 2: the down and the up once", n)
+	}
+}
+
+// The drill_result twin of the test above.
+func TestAGroupRenamedWhileAControllerWasStoppedIsNotSentAgainTheDrillResultItsWebhookHad(t *testing.T) {
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	drillGroup := func(name string) string {
+		return fmt.Sprintf("  - {name: %s, on: [drill_result], webhooks: [{url: %q}]}\n", name, hook.URL)
+	}
+	oncall := version(t, 1, drillGroup("oncall"))
+	stop1 := startReplica(t, ns, oncall, "controller-1", &eventstest.Logs{})
+	stop2 := startReplica(t, ns, oncall, "controller-2", &eventstest.Logs{})
+	following(t, ns, events.StreamDrills, 2)
+	drillEnds(t, ns.JS, "d1")
+	waitAttempt(t, ns, "oncall", 1)
+	stop1()
+
+	drillEnds(t, ns.JS, "d2") // while controller-1 is stopped
+	waitAttempt(t, ns, "oncall", 2)
+	stop2()
+
+	logs := &eventstest.Logs{}
+	startReplica(t, ns, version(t, 2, drillGroup("pager")), "controller-1", logs)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(drillsOwedDispatched) == 1 }, "the restarted controller to dispatch the drill results owed")
+	if !strings.Contains(logs.String(), `"new":0,"resumed":0,"events":2`) {
+		t.Errorf("the restarted controller logged %q with d2 owed:\n%s", drillsOwedDispatched, logs)
+	}
+	rc.quiet(t, 300*time.Millisecond, 5*time.Second, "the webhook to be told nothing more")
+	if n := rc.count(); n != 2 {
+		t.Errorf("the webhook got %d requests, want 2: each drill's result once", n)
+	}
+}

@@ -185,6 +185,9 @@ type history struct {
 	// records tell of their events as tried, but another sender with room owes them still. Nil
 	// when they are not kept, as tried.
 	unsent map[string]bool
+	// groups names, by event (an attempt's cause), the groups of the attempts made for it
+	// (see hadUnder); nil when they are not kept, as tried.
+	groups map[string][]string
 }
 
 // entry returns a copy of what h tells of delivery id, to change and store again.
@@ -195,13 +198,17 @@ func (h history) entry(id string) sent {
 	return sent{}
 }
 
-// fold adds one attempt, recorded by the sender named by, stored at at, heard of at seen.
-func (h history) fold(a events.AlertAttempt, by string, at, seen time.Time) {
+// fold adds one attempt made for the event cause, recorded by the sender named by, stored at at,
+// heard of at seen.
+func (h history) fold(a events.AlertAttempt, by, cause string, at, seen time.Time) {
 	if a.Tried != "" && h.tried != nil {
 		h.tried[mark{through: a.Tried, since: a.TriedSince, set: a.TriedFor, by: by}] = true
 	}
 	if a.TriedDrills != "" && h.triedDrills != nil {
 		h.triedDrills[mark{through: a.TriedDrills, since: a.TriedDrillsSince, set: a.TriedFor, by: by}] = true
+	}
+	if a.Attempt > 0 && h.groups != nil && !slices.Contains(h.groups[cause], a.Alert) {
+		h.groups[cause] = append(h.groups[cause], a.Alert)
 	}
 	if a.Attempt == 0 {
 		if h.unsent != nil {
@@ -293,6 +300,20 @@ func vouchedFor(marks map[mark]bool, b backlog, set, name string) vouched {
 	return v
 }
 
+// hadUnder reports whether an attempt of the event id to url was made (told tells, by delivery
+// id) under one of groups, the groups ALERTS tells of attempts of it under, that this sender's
+// groups do not send to url: a group a version renamed or took the webhook from, or another
+// controller's. The webhook had the event, under another Detour-Delivery id: sent for this
+// sender's group, no mark vouching for it, it would come twice. Under r.mu.
+func (r *runner) hadUnder(groups []string, id, url string, told func(delivery string) bool) bool {
+	return slices.ContainsFunc(groups, func(g string) bool {
+		return r.sinks[sinkKey(g, url)] == nil && told(events.DerivedID(id, g+"|"+url))
+	})
+}
+
+// told reports whether an attempt of delivery id is told of.
+func (h history) told(id string) bool { return h.deliveries[id].told() }
+
 // covers reports whether the event at seq is vouched for.
 func (v vouched) covers(seq uint64) bool {
 	return seq <= v.own || slices.ContainsFunc(v.spans, func(s [2]uint64) bool { return s[0] <= seq && seq <= s[1] })
@@ -329,11 +350,11 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 				s = nil // claimed at most: its claimer stopped before recording an attempt
 			}
 			switch {
-			case s == nil && (!v.covers(seq) || h.unsent[d.id]):
+			case s == nil && (h.unsent[d.id] || !v.covers(seq) && !r.hadUnder(h.groups[x.fact.Event.ID], x.fact.Event.ID, d.url, h.told)):
 				fresh++
 				return true
 			case s == nil || s.done:
-				skipped++ // sent, or owed to no webhook of the group then
+				skipped++ // sent (under this group or another), or owed to no webhook of the group then
 				return false
 			}
 			d.resumed = s
@@ -353,7 +374,8 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 // retry_for has not run out at now (by the stream's clock) since the drill ended.
 func (r *runner) resumeDrills(b backlog, now time.Time) {
 	defer r.triedDrills.release()
-	unsent, tried := r.ledger.drillsAtStart()
+	unsent, tried, groups := r.ledger.drillsAtStart()
+	told := func(id string) bool { return r.ledger.get(id).told() }
 	v := vouchedFor(tried, b, r.deliverySet(), r.o.Name)
 	r.triedDrills.vouchAfter(v.own)
 	fresh, resumed := 0, 0
@@ -364,7 +386,7 @@ func (r *runner) resumeDrills(b backlog, now time.Time) {
 			switch {
 			case now.Sub(x.stamp) > a.RetryFor.D():
 				return false
-			case s == nil && (!v.covers(seq) || unsent[d.id]):
+			case s == nil && (unsent[d.id] || !v.covers(seq) && !r.hadUnder(groups[x.fact.Event.ID], x.fact.Event.ID, d.url, told)):
 				fresh++
 				return true
 			case s == nil || s.done:
