@@ -48,6 +48,10 @@ type Metrics struct {
 	// they had started (response_body), by edge, app and timeout.
 	EdgeTimeouts *prometheus.CounterVec
 
+	// Alert sender (controller).
+	AlertAttempts        *prometheus.CounterVec
+	AlertAttemptDuration *prometheus.HistogramVec
+
 	// Every follower of a stream.
 	ConsumerLag    *prometheus.GaugeVec
 	DecodeFailures *prometheus.CounterVec
@@ -108,6 +112,12 @@ func New() *Metrics {
 		EdgeTimeouts: f.counter("detour_edge_timeouts_total",
 			"Answers an edge cut mid-way because a timeout expired (response_body: an instance sent nothing of its answer's body for that long), by edge, app and timeout.",
 			"edge", "app", "timeout"),
+		AlertAttempts: f.counter("detour_alert_attempts_total",
+			"Attempts of alert deliveries this process recorded on ALERTS, by alert group, result (delivered, failed: retried later, abandoned: never retried) and reason (\"\" for delivered; 3xx, 4xx, 5xx, timeout, connect, tls, error for an attempt sent; superseded, queue_full for one not sent).",
+			"group", "result", "reason"),
+		AlertAttemptDuration: f.histogram("detour_alert_attempt_duration_seconds",
+			"Time one attempt sent to an alert webhook took, from the request to the answer read or the failure, by alert group.",
+			latencyBuckets, "group"),
 		ConsumerLag: f.gauge("detour_consumer_lag_messages",
 			"Messages of a stream a follower has not processed yet, by consumer and stream.", "consumer", "stream"),
 		DecodeFailures: f.counter("detour_decode_failures_total",
@@ -260,6 +270,36 @@ func (m *Metrics) EdgeChecked(region string, n int) {
 		return
 	}
 	m.EdgeChecks.WithLabelValues(region).Add(float64(n))
+}
+
+// AlertGroup shows the attempt series of the alert group, one for each result and reason pair
+// of series, and its duration histogram, at zero until their first count: a series that appears
+// at 1 shows no increase, and a rule on increase() would miss the group's first abandoned alert.
+func (m *Metrics) AlertGroup(group string, series [][2]string) {
+	if m == nil {
+		return
+	}
+	for _, s := range series {
+		m.AlertAttempts.WithLabelValues(group, s[0], s[1])
+	}
+	m.AlertAttemptDuration.WithLabelValues(group)
+}
+
+// AlertAttempted counts one attempt of a delivery to a webhook of the alert group, recorded on
+// ALERTS with result, for reason.
+func (m *Metrics) AlertAttempted(group, result, reason string) {
+	if m == nil {
+		return
+	}
+	m.AlertAttempts.WithLabelValues(group, result, reason).Inc()
+}
+
+// AlertSent records how long one attempt sent to a webhook of the alert group took.
+func (m *Metrics) AlertSent(group string, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.AlertAttemptDuration.WithLabelValues(group).Observe(seconds)
 }
 
 // DecodeFailed counts one message of stream the consumer skipped as undecodable.

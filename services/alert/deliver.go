@@ -267,13 +267,15 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 		if failed && r.superseded(d) {
 			r.record(d, events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
 				Attempt: attempt, Text: Text(d.kind, d.fact), Result: events.AlertAbandoned,
-				Error: "not sent: a later alert of " + d.fact.Subject + " was delivered to this webhook"})
+				Error: "not sent: a later alert of " + d.fact.Subject + " was delivered to this webhook"}, reasonSuperseded)
 			return
 		}
+		sent := r.o.Now()
 		code, after, err := r.send(ctx, d, attempt)
 		if err != nil && ctx.Err() != nil {
 			return // cut short as the sender stops: its next run makes it again
 		}
+		r.o.Metrics.AlertSent(d.group.Name, r.o.Now().Sub(sent).Seconds())
 		// A receiver that is rate limiting (429) or down for a while (503) says when to come
 		// back: the retry waits that long, within MaxBackoff, which bounds every wait so that
 		// another sender does not take the delivery over while this one waits.
@@ -289,7 +291,7 @@ func (r *runner) deliver(ctx context.Context, d *delivery) {
 				a.Result, a.RetryInMS = events.AlertFailed, wait.Milliseconds()
 			}
 		}
-		r.record(d, a)
+		r.record(d, a, attemptReason(code, err))
 		if err == nil {
 			r.supersede(d)
 		}
@@ -383,10 +385,12 @@ func (r *runner) recorded(ctx context.Context, d *delivery, n int) *sent {
 	return nil
 }
 
-// record logs the attempt and hands it to the recorder for ALERTS: the next attempt does not
-// wait for the stream (while it elects a leader, a publish goes unanswered for seconds). The
-// first attempt of a delivery owed for an event counts it tried (r.tried, r.triedDrills).
-func (r *runner) record(d *delivery, a events.AlertAttempt) {
+// record logs the attempt, counts it for reason (attemptReason, or why it was not sent) and hands
+// it to the recorder for ALERTS: the next attempt does not wait for the stream (while it elects a
+// leader, a publish goes unanswered for seconds). The first attempt of a delivery owed for an
+// event counts it tried (r.tried, r.triedDrills).
+func (r *runner) record(d *delivery, a events.AlertAttempt, reason string) {
+	r.o.Metrics.AlertAttempted(a.Alert, a.Result, reason)
 	ev := r.log.Info()
 	switch a.Result {
 	case events.AlertFailed:

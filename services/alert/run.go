@@ -15,6 +15,7 @@ import (
 
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
+	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/events/state"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -49,6 +50,9 @@ type Options struct {
 	// CredentialDirs are the directories a webhook's url_file and secret_file may name a file
 	// in; a version naming one elsewhere is refused. Default: none.
 	CredentialDirs config.CredentialDirs
+	// Metrics, when set, counts the attempts this sender records, by group, result and reason,
+	// and times those it sends. Optional.
+	Metrics *metrics.Metrics
 }
 
 type runner struct {
@@ -205,6 +209,9 @@ func Run(ctx context.Context, o Options) error {
 // use makes c's alert groups, whose webhooks' URLs and secrets are hooks, those the events
 // handled from now on are delivered to, and stops the deliveries to webhooks c does not name.
 func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.Webhook]hook) {
+	for _, a := range c.Alerts {
+		r.o.Metrics.AlertGroup(a.Name, attemptSeries)
+	}
 	keep := map[string]bool{}
 	for _, a := range c.Alerts {
 		for j := range a.Webhooks {
@@ -515,7 +522,7 @@ func (r *runner) dispatch(fact Fact, t *tried, seq uint64, owe func(*config.Aler
 	for _, d := range full {
 		r.record(d, events.AlertAttempt{Alert: d.group.Name, Kind: d.kind, Webhook: target(d.url), Delivery: d.id,
 			Text: Text(d.kind, d.fact), Result: events.AlertAbandoned,
-			Error: fmt.Sprintf("not sent: %d deliveries to this webhook are in flight already", maxQueued)})
+			Error: fmt.Sprintf("not sent: %d deliveries to this webhook are in flight already", maxQueued)}, reasonQueueFull)
 	}
 	for _, d := range ds {
 		r.wg.Add(1)

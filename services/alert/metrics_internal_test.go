@@ -1,0 +1,72 @@
+package alert
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// TestAnAttemptsReasonIsItsStatusClassOrWhyNoAnswerCame: each attempt's reason, as
+// detour_alert_attempts_total labels it, read from what a webhook on loopback really did: one
+// of a few values an operator can alert on, whatever the webhook.
+func TestAnAttemptsReasonIsItsStatusClassOrWhyNoAnswerCame(t *testing.T) {
+	answering := func(code int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) })
+	}
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := "http://" + closed.Addr().String()
+	_ = closed.Close()
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+		want string
+	}{
+		{"accepted", serving(answering(http.StatusNoContent), false), ""},
+		{"a redirect", serving(answering(http.StatusFound), false), "3xx"},
+		{"a 404", serving(answering(http.StatusNotFound), false), "4xx"},
+		{"a 503", serving(answering(http.StatusServiceUnavailable), false), "5xx"},
+		{"no answer within the timeout", serving(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body) // read, the request's context ends as the sender hangs up
+			<-r.Context().Done()
+		}), false), reasonTimeout},
+		{"a closed port", func(*testing.T) string { return refusing }, reasonConnect},
+		{"a certificate of an unknown authority", serving(answering(http.StatusOK), true), reasonTLS},
+		{"the connection closed before an answer", serving(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				_ = c.Close()
+			}
+		}), false), reasonError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &runner{o: Options{Client: &http.Client{}, Timeout: 200 * time.Millisecond, Now: time.Now}}
+			d := &delivery{url: tc.url(t), secret: &secret{}, id: "d", body: []byte("{}")}
+			code, _, err := r.send(context.Background(), d, 1)
+			if got := attemptReason(code, err); got != tc.want {
+				t.Errorf("attempt answered %d, %v: reason %q, want %q", code, err, got, tc.want)
+			}
+		})
+	}
+}
+
+// serving returns the URL of h served on loopback (with TLS, a certificate the client does not
+// trust) until the test ends.
+func serving(h http.Handler, withTLS bool) func(t *testing.T) string {
+	return func(t *testing.T) string {
+		s := httptest.NewUnstartedServer(h)
+		if withTLS {
+			s.StartTLS()
+		} else {
+			s.Start()
+		}
+		t.Cleanup(s.Close)
+		return s.URL
+	}
+}
