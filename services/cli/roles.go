@@ -582,7 +582,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		parts = append(parts, part{"api", srv.Run})
 	}
 	parts = append(parts, part{"alerts", func(ctx context.Context) error {
-		ao := alert.Options{JS: js, Config: cfg, Name: r.name, Log: log, CredentialDirs: r.dirs}
+		ao := alert.Options{JS: js, Config: cfg, Name: r.name, Log: log, CredentialDirs: r.dirs, Metrics: r.metrics}
 		if r.configPath == "" { // follow the versions `detour apply` makes
 			ao.Configs = config.Watch(ctx, js, r.version, log, "controller", events.WriterToken(js.Conn(), r.name))
 		}

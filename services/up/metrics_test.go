@@ -2,7 +2,10 @@ package up_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -122,5 +125,38 @@ func TestMetricsAfterAFailoverShowTheTransitionTheQueriesAndTheFailoverTime(t *t
 	}
 	if _, ok := after["detour_consumer_lag_messages"]; !ok {
 		t.Error("detour_consumer_lag_messages is not exported")
+	}
+}
+
+// TestDetourUpServesTheAlertSendersMetricsOnItsPort: `detour up` serves the alert sender's
+// series on the one port of every role's: a group told about every transition counts the
+// deliveries of the endpoints' first ups, and a failed or abandoned attempt would show beside
+// them, at zero until one is.
+func TestDetourUpServesTheAlertSendersMetricsOnItsPort(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(hook.Close)
+	st, _, _ := slice(t, func(o *up.Options) {
+		o.MetricsAddr = "127.0.0.1:0"
+		f, err := os.OpenFile(o.ConfigPath, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := fmt.Fprintf(f, "alerts:\n  - name: oncall\n    on: [transition]\n    webhooks: [{url: %q}]\n", hook.URL); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var delivered string
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		n, _ := sum(scrape(t, st.MetricsAddr), "detour_alert_attempts_total", map[string]string{"group": "oncall", "result": "delivered"})
+		delivered = fmt.Sprint(n)
+		return n >= 2
+	}, "detour_alert_attempts_total{group=oncall,result=delivered} is %v, want the ups of west and east", lazy{&delivered})
+	fams := scrape(t, st.MetricsAddr)
+	if n, _ := sum(fams, "detour_alert_attempts_total", map[string]string{"group": "oncall", "result": "abandoned"}); n != 0 {
+		t.Errorf("detour_alert_attempts_total{group=oncall,result=abandoned} = %v, want 0", n)
+	}
+	if _, timed := sum(fams, "detour_alert_attempt_duration_seconds", map[string]string{"group": "oncall"}); timed < 2 {
+		t.Errorf("detour_alert_attempt_duration_seconds{group=oncall} timed %d attempts, want the 2 delivered at least", timed)
 	}
 }

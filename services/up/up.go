@@ -194,7 +194,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			Configs: config.Watch(ctx, js, applied.Number, o.Log, "decider", "decider-1")})
 	})
 	g.Go("alerts", func(ctx context.Context) error {
-		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, CredentialDirs: o.CredentialDirs,
+		return alert.Run(ctx, alert.Options{JS: js, Config: cfg, Name: "controller-1", Log: o.Log, CredentialDirs: o.CredentialDirs, Metrics: m,
 			Configs: config.Watch(ctx, js, applied.Number, o.Log, "controller", "controller-1")})
 	})
 	// The controller runs without edges too: it carries out the rollbacks of drills that are due.
