@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net"
@@ -27,26 +28,28 @@ func TestAnAttemptsReasonIsItsStatusClassOrWhyNoAnswerCame(t *testing.T) {
 		name string
 		url  func(t *testing.T) string
 		want string
+		// timeout bounds the attempt; default 10s, the sender's.
+		timeout time.Duration
 	}{
-		{"accepted", serving(answering(http.StatusNoContent), false), ""},
-		{"a redirect", serving(answering(http.StatusFound), false), "3xx"},
-		{"a 404", serving(answering(http.StatusNotFound), false), "4xx"},
-		{"a 503", serving(answering(http.StatusServiceUnavailable), false), "5xx"},
+		{"accepted", serving(answering(http.StatusNoContent), false), "", 0},
+		{"a redirect", serving(answering(http.StatusFound), false), "3xx", 0},
+		{"a 404", serving(answering(http.StatusNotFound), false), "4xx", 0},
+		{"a 503", serving(answering(http.StatusServiceUnavailable), false), "5xx", 0},
 		{"no answer within the timeout", serving(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body) // read, the request's context ends as the sender hangs up
 			<-r.Context().Done()
-		}), false), reasonTimeout},
-		{"a closed port", func(*testing.T) string { return refusing }, reasonConnect},
-		{"a certificate of an unknown authority", serving(answering(http.StatusOK), true), reasonTLS},
+		}), false), reasonTimeout, 200 * time.Millisecond},
+		{"a closed port", func(*testing.T) string { return refusing }, reasonConnect, 0},
+		{"a certificate of an unknown authority", serving(answering(http.StatusOK), true), reasonTLS, 0},
 		{"the connection closed before an answer", serving(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			c, _, err := http.NewResponseController(w).Hijack()
 			if err == nil {
 				_ = c.Close()
 			}
-		}), false), reasonError},
+		}), false), reasonError, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &runner{o: Options{Client: &http.Client{}, Timeout: 200 * time.Millisecond, Now: time.Now}}
+			r := &runner{o: Options{Client: &http.Client{}, Timeout: cmp.Or(tc.timeout, 10*time.Second), Now: time.Now}}
 			d := &delivery{url: tc.url(t), secret: &secret{}, id: "d", body: []byte("{}")}
 			code, _, err := r.send(context.Background(), d, 1)
 			if got := attemptReason(code, err); got != tc.want {
