@@ -110,3 +110,41 @@ func TestAWebhookAnswering500Then200ShowsOneFailedAttemptAndOneDeliveredInTheMet
 		}
 	}
 }
+
+// TestAnAlertAbandonedWhenRetryForRunsOutShowsOnceInTheMetricsWithItsLastReason: the signal an
+// operator pages on, an alert a webhook never got, is one abandoned attempt with the status class
+// of the last answer, after the failed ones; every attempt sent is timed.
+func TestAnAlertAbandonedWhenRetryForRunsOutShowsOnceInTheMetricsWithItsLastReason(t *testing.T) {
+	rc := &receiver{fails: 1000}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	d := strings.Replace(doc, "%q", `"`+hook.URL+`"`, 1)
+	d = strings.Replace(d, ", secret_env: DETOUR_TEST_HOOK_SECRET}]", "}]\n    retry_for: 100ms", 1)
+	cfg := eventstest.Config(t, d)
+	m := metrics.New()
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: cfg, Name: "controller-1", Backoff: 20 * time.Millisecond,
+			Log: zerolog.New(zerolog.NewTestWriter(t)), Metrics: m})
+	})
+	followsSTATE(t, ns, 5*time.Second, "")
+	transition(t, ns.JS, events.PoolStateSubject("shop", "west"), events.TypePoolDown,
+		events.Transition{App: "shop", Pool: "west", From: events.StatusUp, To: events.StatusDown})
+	var got attemptMetrics
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		got = scrapeAlerts(t, m)
+		return got.attempts["oncall abandoned 5xx"] == 1
+	}, "detour_alert_attempts_total shows no abandoned attempt: %v", &got.attempts)
+
+	rc.mu.Lock()
+	requests := rc.requests
+	rc.mu.Unlock()
+	if failed := got.attempts["oncall failed 5xx"]; failed != float64(requests-1) || requests < 2 {
+		t.Errorf("detour_alert_attempts_total{oncall failed 5xx} = %v after %d requests, want all but the last", failed, requests)
+	}
+	if got.attempts["oncall delivered "] != 0 {
+		t.Errorf("detour_alert_attempts_total{oncall delivered} = %v, want 0", got.attempts["oncall delivered "])
+	}
+	if got.timed["oncall"] != uint64(requests) {
+		t.Errorf("detour_alert_attempt_duration_seconds{group=oncall} counts %d attempts, want the %d sent", got.timed["oncall"], requests)
+	}
+}
