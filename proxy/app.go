@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,8 +35,11 @@ type app struct {
 	pool, peerPool *connPool
 	// metrics, when set, counts the app's requests.
 	metrics *appMetrics
-	// failures rate-limits the log lines of the requests the edge answered 502.
+	// failures rate-limits the log lines of the requests the edge answered 502, and of the
+	// connections it refused over a limit.
 	failures *logs.Repeats
+	// conns counts the client connections the app's listener holds (see admit).
+	conns connLimits
 }
 
 // instanceHealth is what the edge saw of one local instance: its failed requests in a row,
@@ -61,6 +65,7 @@ func newApp(e *edge, ea config.EdgeApp) *app {
 		edge: e, name: ea.App, cfg: ea, pol: newPolicy(ea), now: time.Now,
 		log:      e.log.With().Str("app", ea.App).Str("mode", ea.Mode).Logger(),
 		failures: logs.NewRepeats(failureLogWindow),
+		conns:    connLimits{clients: map[netip.Addr]int{}},
 	}
 }
 

@@ -183,6 +183,8 @@ func (h *handoff) pass(c net.Conn) {
 type clientConn struct {
 	net.Conn
 	write time.Duration
+	// release frees the connection's place under the listener's limits (see app.admit).
+	release func()
 	// http1 is set from the first write on when it is an HTTP/1 answer's; otherwise the
 	// connection speaks HTTP/2 (the server's preface, a SETTINGS frame, comes first) and
 	// frames follows what is written.
@@ -249,6 +251,14 @@ func (w *frameWatch) feed(p []byte) bool {
 	return moved
 }
 
+// Close closes the connection and frees its place under the listener's limits, on whichever
+// path it ends: the front's, net/http's, or a tunnel's.
+func (c *clientConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
 func (c *clientConn) CloseWrite() error {
 	return closeWrite(c.Conn)
 }
@@ -288,7 +298,11 @@ func (s *httpServer) accept() error {
 			continue
 		}
 		delay = 0
-		c = &clientConn{Conn: c, write: s.app.pol.timeouts.ClientWrite.D()}
+		release := s.app.admit(c)
+		if release == nil {
+			continue
+		}
+		c = &clientConn{Conn: c, write: s.app.pol.timeouts.ClientWrite.D(), release: release}
 		idle := s.front.add(c)
 		if idle == nil {
 			_ = c.Close()

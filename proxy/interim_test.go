@@ -789,7 +789,7 @@ func TestALateInterimAnswerOfAnAttemptGivenUpOnNeitherReachesTheClientNorStopsTh
 		}})}
 	second := 5 * time.Second
 	a := newApp(e, config.EdgeApp{App: "shop", Mode: config.ModeHTTP, PassiveFall: 1, PassiveCooldown: config.Duration(time.Hour),
-		RetryOn: []string{config.RetryOnTimeout}, MaxHeaderBytes: 64 << 10,
+		RetryOn: []string{config.RetryOnTimeout}, MaxHeaderBytes: 64 << 10, MaxConns: 10, MaxConnsPerClient: 10,
 		Timeouts: config.EdgeTimeouts{Connect: config.Duration(second), ResponseHeader: config.Duration(200 * time.Millisecond),
 			Idle: config.Duration(second), ClientHeader: config.Duration(second), ClientBody: config.Duration(second)}})
 	a.setRoute(events.AppRoute{App: "shop", Pool: "west", Available: true, Endpoints: []events.RouteEndpoint{

@@ -24,6 +24,9 @@ type appMetrics struct {
 	retries, forwards    prometheus.Counter
 	ejections            prometheus.Counter
 	bodyTimeouts         prometheus.Counter
+	// refusedTotal and refusedPerClient count the connections refused over max_conns and
+	// max_conns_per_client.
+	refusedTotal, refusedPerClient prometheus.Counter
 }
 
 func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
@@ -32,12 +35,14 @@ func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
 	}
 	return &appMetrics{
 		m: m, edge: edge, app: app,
-		upLocal:      m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetLocal),
-		upSecondary:  m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetSecondary),
-		retries:      m.EdgeRetries.WithLabelValues(edge, app),
-		forwards:     m.EdgeSecondaryForwards.WithLabelValues(edge, app),
-		ejections:    m.EdgeEjections.WithLabelValues(edge, app),
-		bodyTimeouts: m.EdgeTimeouts.WithLabelValues(edge, app, timeoutResponseBody),
+		upLocal:          m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetLocal),
+		upSecondary:      m.EdgeUpstreamDuration.WithLabelValues(edge, app, targetSecondary),
+		retries:          m.EdgeRetries.WithLabelValues(edge, app),
+		forwards:         m.EdgeSecondaryForwards.WithLabelValues(edge, app),
+		ejections:        m.EdgeEjections.WithLabelValues(edge, app),
+		bodyTimeouts:     m.EdgeTimeouts.WithLabelValues(edge, app, timeoutResponseBody),
+		refusedTotal:     m.EdgeConnectionsRefused.WithLabelValues(edge, app, limitMaxConns),
+		refusedPerClient: m.EdgeConnectionsRefused.WithLabelValues(edge, app, limitPerClient),
 	}
 }
 
@@ -91,4 +96,16 @@ func (am *appMetrics) bodyTimedOut() {
 		return
 	}
 	am.bodyTimeouts.Inc()
+}
+
+// refusedConn records a connection refused over the limit named reason.
+func (am *appMetrics) refusedConn(reason string) {
+	if am == nil {
+		return
+	}
+	if reason == limitPerClient {
+		am.refusedPerClient.Inc()
+	} else {
+		am.refusedTotal.Inc()
+	}
 }

@@ -49,6 +49,10 @@ func (s *tcpServer) serve(ctx context.Context) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		release := s.app.admit(c)
+		if release == nil {
+			continue
+		}
 		mu.Lock()
 		conns[c] = true
 		mu.Unlock()
@@ -66,6 +70,7 @@ func (s *tcpServer) serve(ctx context.Context) error {
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
+			release()
 		})
 	}
 }

@@ -146,3 +146,32 @@ func TestAnEdgeAppDropsUnderscoredHeaderNamesUnlessUnderscoresInHeadersIsSet(t *
 		}
 	}
 }
+
+// An edge app's listener holds at most max_conns client connections, max_conns_per_client of
+// them from one client; the defaults (10,000 and 1,000) never limit an ordinary deployment, and
+// a per-client cap a lowered max_conns would make meaningless follows it down.
+func TestAnEdgeAppsConnectionLimitsHaveDefaultsAndAreValidated(t *testing.T) {
+	for _, tc := range []struct {
+		extra               string
+		maxConns, perClient int
+	}{
+		{"", 10000, 1000},
+		{", max_conns: 50000, max_conns_per_client: 64", 50000, 64},
+		{", max_conns: 100", 100, 100},
+	} {
+		cfg, err := config.Parse("detour.yaml", []byte(oneEdgeApp(tc.extra)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ea := cfg.Edges[0].Apps[0]; ea.MaxConns != tc.maxConns || ea.MaxConnsPerClient != tc.perClient {
+			t.Errorf("with %q: max_conns %d, max_conns_per_client %d, want %d and %d", tc.extra, ea.MaxConns, ea.MaxConnsPerClient, tc.maxConns, tc.perClient)
+		}
+	}
+	refusedWith(t, oneEdgeApp(", max_conns: -1, max_conns_per_client: -2"),
+		`edges[0].apps[0].max_conns: want 1 to 1000000, got -1`,
+		`edges[0].apps[0].max_conns_per_client: want at least 1, got -2`)
+	refusedWith(t, oneEdgeApp(", max_conns: 2000000"), `edges[0].apps[0].max_conns: want 1 to 1000000, got 2000000`)
+	refusedWith(t, oneEdgeApp(", max_conns: -5"), `edges[0].apps[0].max_conns: want 1 to 1000000, got -5`)
+	refusedWith(t, oneEdgeApp(", max_conns: 10, max_conns_per_client: 20"),
+		`edges[0].apps[0].max_conns_per_client: want at most max_conns (10), got 20`)
+}

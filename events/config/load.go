@@ -304,6 +304,16 @@ func (ea *EdgeApp) applyDefaults() {
 	if ea.MaxHeaderBytes == 0 {
 		ea.MaxHeaderBytes = 64 << 10
 	}
+	// An edge that serves many clients behind one address (a carrier's or an office's NAT: a
+	// browser opens up to 6 HTTP/1 connections, or one HTTP/2) holds well under 1,000 of them
+	// per address and 10,000 per listener, and 2 descriptors each fit the limit Go raises the
+	// process to (the hard limit, 524,288 under systemd, 1,048,576 under Docker).
+	if ea.MaxConns == 0 {
+		ea.MaxConns = 10000
+	}
+	if ea.MaxConnsPerClient == 0 {
+		ea.MaxConnsPerClient = min(1000, max(ea.MaxConns, 1))
+	}
 }
 
 func (k *Check) applyDefaults() {

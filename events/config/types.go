@@ -340,6 +340,16 @@ type EdgeApp struct {
 	// would take a client's X_Forwarded_For for the X-Forwarded-For the edge sets, or for a
 	// field the edge removes.
 	UnderscoresInHeaders bool `yaml:"underscores_in_headers,omitempty"`
+	// MaxConns is how many client connections the listener holds open at once, as HAProxy's
+	// maxconn of a frontend; one more is closed as soon as it is accepted. Each holds a
+	// descriptor, and one more to an instance while forwarded. Default 10000, at most 1000000.
+	MaxConns int `yaml:"max_conns,omitempty"`
+	// MaxConnsPerClient is how many of them one client (an IPv4 address, or an IPv6 /64, which
+	// one host is routinely given whole) may hold, as nginx's limit_conn by address; one more is
+	// closed as soon as it is accepted. Connections from the configuration's other edges (a
+	// secondary's forwarding carries many clients) are not counted against it. Default 1000,
+	// or max_conns when that is lower.
+	MaxConnsPerClient int `yaml:"max_conns_per_client,omitempty"`
 }
 
 // EdgeTimeouts are an edge app's timeouts.

@@ -539,6 +539,10 @@ func (c *Config) validateEdge(p *problems, n *names, path string, e *Edge) {
 	}
 }
 
+// maxEdgeConns bounds an edge listener's max_conns: each connection holds a descriptor, and
+// Linux allows a process at most 1,048,576 of them by default (fs.nr_open).
+const maxEdgeConns = 1_000_000
+
 // Values of EdgeApp.RetryOn besides the statuses 502, 503 and 504.
 const (
 	RetryOnConnectFailure = "connect_failure"
@@ -571,6 +575,15 @@ func (ea *EdgeApp) validatePolicy(p *problems, path string) {
 	}
 	if ea.MaxHeaderBytes < 0 || ea.MaxHeaderBytes > 0 && ea.MaxHeaderBytes < 1024 {
 		p.add(path+".max_header_bytes", "want at least 1024, got %d", ea.MaxHeaderBytes)
+	}
+	okMax := ea.MaxConns >= 1 && ea.MaxConns <= maxEdgeConns
+	if !okMax {
+		p.add(path+".max_conns", "want 1 to %d, got %d", maxEdgeConns, ea.MaxConns)
+	}
+	if ea.MaxConnsPerClient < 1 {
+		p.add(path+".max_conns_per_client", "want at least 1, got %d", ea.MaxConnsPerClient)
+	} else if okMax && ea.MaxConnsPerClient > ea.MaxConns {
+		p.add(path+".max_conns_per_client", "want at most max_conns (%d), got %d", ea.MaxConns, ea.MaxConnsPerClient)
 	}
 }
 
