@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,20 @@ type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 func (s *tcpServer) handle(ctx context.Context, c net.Conn, dialLocal, dialPeer dialFunc, track func(net.Conn) func()) {
 	defer func() { _ = c.Close() }()
 	a := s.app
+	defer func() {
+		if v := recover(); v != nil {
+			// As net/http and the front do, a panic ends the connection, not the edge. The
+			// instance's connection was closed as the attempt unwound; the client's is reset,
+			// as an aborted stream is passed on (see splice).
+			stack := debug.Stack()
+			if p, ok := v.(relayPanic); ok {
+				v, stack = p.v, p.stack
+			}
+			_ = resetClose(c)
+			a.log.Error().Interface("panic", v).Str("client", c.RemoteAddr().String()).Str("stack", string(stack)).
+				Msg("connection panicked")
+		}
+	}()
 	r := a.route.Load()
 	err := a.forward(func() bool { return ctx.Err() != nil }, r, a.plan(r, a.edge.forwardedByEdge(c.RemoteAddr())), true, func() bool { return true },
 		func(at *attempt) error {
@@ -114,12 +129,31 @@ func spliceBoth(a, b net.Conn, idle time.Duration) {
 	var st spliceState
 	st.last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
+	var panicked *relayPanic
 	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				// Both connections end, so that the other direction does too, and the panic
+				// is raised again on the connection's own goroutine, which handles it.
+				panicked = &relayPanic{v: v, stack: debug.Stack()}
+				_ = resetClose(a)
+				_ = resetClose(b)
+			}
+		}()
 		splice(b, a, idle, &st)
-		close(done)
 	}()
 	splice(a, b, idle, &st)
 	<-done
+	if panicked != nil {
+		panic(*panicked)
+	}
+}
+
+// relayPanic is a panic of spliceBoth's second goroutine, with that goroutine's stack.
+type relayPanic struct {
+	v     any
+	stack []byte
 }
 
 // splice copies src to dst, then half-closes dst so the other side sees the end of the stream;
