@@ -73,6 +73,13 @@ func writeFileAtomic(path string, b []byte) error {
 		tmp.Close()
 		return fmt.Errorf("save %s: %w", path, err)
 	}
+	// Synced before the rename: otherwise a power cut after it may leave the name on a file
+	// whose bytes never reached the disk (empty, or partly written), which an edge starting
+	// without NATS ignores, routing from the configuration alone rather than its last routes.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save %s: %w", path, err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
