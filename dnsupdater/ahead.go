@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/internal/source"
+	"github.com/detourdev/detour/dnsupdater/internal/tsig"
 	"github.com/miekg/dns"
 )
 
@@ -25,7 +26,8 @@ import (
 // So after each NOTIFY a secondary acknowledges without transferring the serial (a start
 // NOTIFYs every zone with secondaries, so this covers a start too), the server asks it for the
 // zone's SOA: over UDP, over TCP when truncated, aheadWait each, from the address it NOTIFYs
-// from, to the address the notify list names (no resolver). A serial after the one served makes
+// from, to the address the notify list names (no resolver), signed with the zone's transfer key
+// when it has one, whose signature the answer must then carry. A serial after the one served makes
 // the zone take a later one, as a re-stamp past another DNS server's does (peers.go): the same
 // records at a serial after the secondary's, NOTIFYed, so that it transfers them (by AXFR: no
 // IXFR step leads from its serial).
@@ -216,14 +218,32 @@ func (s *Server) watchAhead(ctx context.Context) {
 // errNoSOA is an answer to the SOA query that does not give the zone's serial.
 var errNoSOA = errors.New("no authoritative soa of the zone in the answer")
 
+// errAheadUnsigned is an answer to an SOA query signed with the zone's transfer key that the
+// key did not sign: it may come from anyone (RFC 8945 §5.3), and moves no serial.
+var errAheadUnsigned = errors.New("the answer is not signed with the zone's transfer key")
+
 // secondarySerial asks the secondary zt.target for the SOA of zt.zone, over UDP, then TCP when
-// the answer is truncated, from the address NOTIFYs leave from, and returns its serial.
+// the answer is truncated, from the address NOTIFYs leave from, and returns its serial. A zone
+// with a transfer key signs the query with it, as its NOTIFY, and believes only an answer the
+// key signed.
 func (s *Server) secondarySerial(ctx context.Context, zt zoneTarget) (uint32, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(zt.zone, dns.TypeSOA)
+	var key *tsig.Key
+	if z := s.table.Load().zoneFor(zt.zone); z != nil && z.Name == zt.zone {
+		key = transferKey(loadKeys(&s.keys), z)
+	}
+	if key != nil {
+		// The query and its answer with one secret, though the key's file rotates meanwhile.
+		key = key.Snapshot()
+		m.SetTsig(key.Name, key.Algorithm, 300, time.Now().Unix())
+	}
 	var r *dns.Msg
 	for _, network := range []string{"udp", "tcp"} {
 		c := &dns.Client{Net: network, Timeout: aheadWait}
+		if key != nil {
+			c.TsigProvider = key
+		}
 		if from, ok := source.For(s.addr, zt.target); ok {
 			local := net.Addr(net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)))
 			if network == "tcp" {
@@ -242,6 +262,9 @@ func (s *Server) secondarySerial(ctx context.Context, zt zoneTarget) (uint32, er
 		if !r.Truncated {
 			break
 		}
+	}
+	if key != nil && r.IsTsig() == nil { // a signed answer was verified as it was read
+		return 0, fmt.Errorf("query soa: %w", errAheadUnsigned)
 	}
 	if r.Rcode != dns.RcodeSuccess || !r.Authoritative {
 		return 0, fmt.Errorf("query soa: %s, authoritative %t: %w", dns.RcodeToString[r.Rcode], r.Authoritative, errNoSOA)

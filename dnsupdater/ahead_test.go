@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -91,18 +92,40 @@ shop A   192.0.2.99
 `
 
 func TestAKnotSecondaryMigratedWithADateSerialFollowsDetourAndItsFailovers(t *testing.T) {
+	migratedKnotFollows(t, false)
+}
+
+// TestAKnotSecondaryMigratedWithADateSerialAndATransferKeyFollowsDetour: Knot answers the SOA
+// query signed with the zone's transfer key, signed, and the zone passes its serial.
+func TestAKnotSecondaryMigratedWithADateSerialAndATransferKeyFollowsDetour(t *testing.T) {
+	migratedKnotFollows(t, true)
+}
+
+// migratedKnotFollows runs a Knot secondary of demo.test from BIND's copy at a date serial,
+// with xfrKey as the zone's transfer key when keyed, and Detour as its primary, and checks that
+// Knot takes Detour's zone and follows a failover.
+func migratedKnotFollows(t *testing.T, keyed bool) {
 	knottest.Skip(t)
 	const migrated = 2026120801
 	js := eventstest.Start(t)
 	detourAddr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	knotPort := proctest.FreePort(t)
 	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+	cfg := fmt.Sprintf(secondaryConfig, knotAddr, `"www IN A 192.0.2.1"`, "")
+	secondary := knottest.Zone{Name: "demo.test", Primary: detourAddr, File: migratedZone}
+	records := func(addr string) []string { return zoneRecords(t, addr, "demo.test.") }
+	if keyed {
+		cfg = strings.Replace(cfg, `    notify:`, `    transfer_tsig: {name: `+xfrKey+`, secret: "`+xfrSecret+`"}
+    notify:`, 1)
+		secondary.Key = &knottest.Key{Name: strings.TrimSuffix(xfrKey, "."), Algorithm: "hmac-sha256", Secret: xfrSecret}
+		records = func(addr string) []string { return signedZoneRecords(t, addr, "demo.test.", xfrKey, xfrSecret) }
+	}
 	// The secondary runs first, with the copy BIND left it, as a migration finds it.
-	knottest.StartOn(t, knotPort, knottest.Zone{Name: "demo.test", Primary: detourAddr, File: migratedZone})
+	knottest.StartOn(t, knotPort, secondary)
 	if got := soaSerial(knotAddr, "demo.test."); got != migrated {
 		t.Fatalf("Knot starts at serial %d, want the migrated %d", got, migrated)
 	}
-	srv, err := New(Options{JS: js.JS, Config: eventstest.Config(t, fmt.Sprintf(secondaryConfig, knotAddr, `"www IN A 192.0.2.1"`, "")),
+	srv, err := New(Options{JS: js.JS, Config: eventstest.Config(t, cfg),
 		Addr: detourAddr, DataDir: t.TempDir(), Name: "dns-test", Log: zerolog.New(zerolog.NewTestWriter(t)), UDPSockets: 1})
 	if err != nil {
 		t.Fatalf("new server: %v", err)
@@ -121,7 +144,7 @@ func TestAKnotSecondaryMigratedWithADateSerialFollowsDetourAndItsFailovers(t *te
 				t.Fatalf("%s: Knot holds serial %d, not Detour's %d, after 15s", what, got, want)
 			}
 		}
-		if detour, secondary := zoneRecords(t, detourAddr, "demo.test."), zoneRecords(t, knotAddr, "demo.test."); !slices.Equal(detour, secondary) {
+		if detour, secondary := records(detourAddr), zoneRecords(t, knotAddr, "demo.test."); !slices.Equal(detour, secondary) {
 			t.Fatalf("%s: the secondary's zone differs from Detour's\ndetour:\n%s\nknot:\n%s", what, strings.Join(detour, "\n"), strings.Join(secondary, "\n"))
 		}
 		return want
@@ -283,5 +306,87 @@ func TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce(t *testin
 	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, srv.Addr()) != first }, "the failover served")
 	if got := serial(t, srv.Addr()); got != first+1 {
 		t.Fatalf("after the failover the zone serves serial %d, want %d", got, first+1)
+	}
+}
+
+// startSigningClaimingSecondary is startClaimingSecondary for demo.test with xfrKey: it
+// acknowledges every NOTIFY signed with the key, answers every SOA query with a serial lead
+// past the last one it was NOTIFYed, signed with the key when sign is set and the query was,
+// and hands over, for each SOA query, whether its signature verified.
+func startSigningClaimingSecondary(t *testing.T, lead uint32, sign bool) (string, <-chan error) {
+	t.Helper()
+	queries := make(chan error, 16)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notified atomic.Uint32
+	secondary := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{xfrKey: xfrSecret},
+		MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept },
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetReply(r)
+			switch {
+			case r.Opcode == dns.OpcodeNotify && len(r.Answer) == 1:
+				notified.Store(r.Answer[0].(*dns.SOA).Serial)
+			case r.Opcode == dns.OpcodeQuery && notified.Load() != 0:
+				status := w.TsigStatus()
+				if r.IsTsig() == nil {
+					status = errors.New("unsigned")
+				}
+				select {
+				case queries <- status:
+				default:
+				}
+				m.Authoritative = true
+				m.Answer = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+					Ns: "ns1.demo.test.", Mbox: "hostmaster.demo.test.", Serial: notified.Load() + lead, Refresh: 3600, Retry: 900, Expire: 604800, Minttl: 300}}
+				if !sign {
+					_ = w.WriteMsg(m)
+					return
+				}
+			default:
+				m.SetRcode(r, dns.RcodeRefused)
+			}
+			if sig := r.IsTsig(); sig != nil {
+				m.SetTsig(sig.Hdr.Name, sig.Algorithm, 300, time.Now().Unix())
+			}
+			_ = w.WriteMsg(m)
+		})}
+	go func() { _ = secondary.ActivateAndServe() }()
+	t.Cleanup(func() { _ = secondary.Shutdown() })
+	return pc.LocalAddr().String(), queries
+}
+
+// TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedAnswer: the SOA
+// query that can move a zone's serial is signed with the zone's transfer key, as its NOTIFY is,
+// and an answer the key did not sign (anyone's who guessed the port and id) moves nothing.
+func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedAnswer(t *testing.T) {
+	const lead = 1 << 20
+	const passed = "a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one"
+	for _, sign := range []bool{true, false} {
+		t.Run(fmt.Sprintf("answer signed %t", sign), func(t *testing.T) {
+			js := eventstest.Start(t)
+			target, queries := startSigningClaimingSecondary(t, lead, sign)
+			srv, logs := startLogged(t, js, eventstest.Config(t, signedConfig(target)), t.TempDir(), nil)
+			select {
+			case status := <-queries:
+				if status != nil {
+					t.Fatalf("the secondary holding the zone's key did not verify the SOA query: %v", status)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the secondary was asked for no SOA after 10s")
+			}
+			pastLead := func() bool { return int32(serial(t, srv.Addr())-uint32(time.Now().Unix())) > lead }
+			eventstest.Eventually(t, 5*time.Second, func() bool {
+				return pastLead() || logs.Count("secondary serial not read") > 0
+			}, "the secondary's answer weighed")
+			switch {
+			case sign && !pastLead():
+				t.Fatalf("a signed answer %d past the serial NOTIFYed: want it passed, the zone serves %d\n%s", lead, serial(t, srv.Addr()), logs.String())
+			case !sign && (pastLead() || logs.Count(passed) != 0):
+				t.Fatalf("an unsigned answer %d past the serial NOTIFYed moved the zone's serial to %d", lead, serial(t, srv.Addr()))
+			}
+		})
 	}
 }
