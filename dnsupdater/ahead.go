@@ -27,10 +27,15 @@ import (
 // NOTIFYs every zone with secondaries, so this covers a start too), the server asks it for the
 // zone's SOA: over UDP, over TCP when truncated, aheadWait each, from the address it NOTIFYs
 // from, to the address the notify list names (no resolver), signed with the zone's transfer key
-// when it has one, whose signature the answer must then carry. A serial after the one served makes
-// the zone take a later one, as a re-stamp past another DNS server's does (peers.go): the same
-// records at a serial after the secondary's, NOTIFYed, so that it transfers them (by AXFR: no
-// IXFR step leads from its serial).
+// when it has one, whose signature the answer must then carry. A serial more than maxPeerLead
+// past the one served (or the clock, when later) makes the zone take a later one, as a re-stamp
+// past another DNS server's does (peers.go): the same records at a serial after the
+// secondary's, NOTIFYed, so that it transfers them (by AXFR: no IXFR step leads from its
+// serial). A serial less far ahead is left: another DNS server's
+// serials run no further ahead (a restart's reservation, versions faster than one a second),
+// and its records, not the secondary's serial, tell whether to pass them (peers.go); passing
+// them would take a new serial, and every secondary an AXFR of every zone, whenever one of two
+// servers restarts on the records the other serves at a later serial.
 //
 // A broken or hostile secondary must not carry the serials off (aheadGuard): each secondary of
 // a zone moves its serial once per run at most, and the re-stamps of a run never take a zone's
@@ -60,6 +65,10 @@ type aheadVerdict int
 const (
 	// aheadNot: the secondary's serial is not after the one served; nothing to do.
 	aheadNot aheadVerdict = iota
+	// aheadNear: the secondary's serial is after the one served, but no more than maxPeerLead
+	// past it or the clock: another DNS server's (peers.go), or one the clock passes within a
+	// day; left to them.
+	aheadNear
 	// aheadPass: the zone takes a serial after the secondary's.
 	aheadPass
 	// aheadAgain: the secondary moved the zone's serial already this run; refused.
@@ -84,10 +93,17 @@ func newAheadGuard() *aheadGuard {
 }
 
 // check weighs the serial theirs that the secondary zt holds against own, the zone's serial
-// served, and records a pass.
-func (g *aheadGuard) check(zt zoneTarget, own, theirs uint32) aheadVerdict {
+// served, at now, and records a pass.
+func (g *aheadGuard) check(zt zoneTarget, own, theirs uint32, now time.Time) aheadVerdict {
 	if !serialAfter(theirs, own) {
 		return aheadNot
+	}
+	near := own
+	if clock := uint32(now.Unix()); serialAfter(clock, near) {
+		near = clock
+	}
+	if !serialAfter(theirs, near+maxPeerLead) {
+		return aheadNear
 	}
 	if g.passed[zt] {
 		return aheadAgain
@@ -296,7 +312,7 @@ func (s *Server) passAhead(ctx context.Context, saves chan *snapshotSave, snaps 
 			continue
 		}
 		theirs := found[zt]
-		switch s.ahead.guard.check(zt, own, theirs) {
+		switch s.ahead.guard.check(zt, own, theirs, s.now()) {
 		case aheadPass:
 			if p, ok := past[zt.zone]; !ok || serialAfter(theirs, p) {
 				past[zt.zone] = theirs
@@ -304,6 +320,9 @@ func (s *Server) passAhead(ctx context.Context, saves chan *snapshotSave, snaps 
 			s.proj.peers.passedSecondary(zt.zone, theirs)
 			s.log.Info().Str("zone", zt.zone).Str("secondary", zt.target).Uint32("secondary_serial", theirs).Uint32("serial", own).
 				Msg("a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one")
+		case aheadNear:
+			s.log.Debug().Str("zone", zt.zone).Str("secondary", zt.target).Uint32("secondary_serial", theirs).Uint32("serial", own).
+				Msg("a secondary holds a serial of this zone less than a day past the one served or the clock; left to the other dns servers and the clock")
 		case aheadAgain:
 			if s.ahead.guard.tell(zt) {
 				s.log.Warn().Str("zone", zt.zone).Str("secondary", zt.target).Uint32("secondary_serial", theirs).Uint32("serial", own).

@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -26,8 +27,10 @@ func TestAZoneTakesASerialPastASecondaryAheadOnceWithinOneStepOfSerialArithmetic
 	type ask struct {
 		zt          zoneTarget
 		own, theirs uint32
-		want        aheadVerdict
-		wantTold    bool
+		// clock is the time of the ask in Unix seconds; own's when 0.
+		clock    uint32
+		want     aheadVerdict
+		wantTold bool
 	}
 	for _, tc := range []struct {
 		name string
@@ -37,19 +40,26 @@ func TestAZoneTakesASerialPastASecondaryAheadOnceWithinOneStepOfSerialArithmetic
 			{zt: a, own: own, theirs: own - 1, want: aheadNot},
 			{zt: a, own: own, theirs: own, want: aheadNot},
 		}},
+		{name: "a secondary up to a day past the serial served or the clock is left to the other servers and the clock", asks: []ask{
+			{zt: a, own: own, theirs: own + reserveAhead, want: aheadNear},
+			{zt: a, own: own, theirs: own + maxPeerLead, want: aheadNear},
+			{zt: a, own: own - 1000, clock: own, theirs: own + maxPeerLead, want: aheadNear},
+			{zt: a, own: 2026120801, theirs: 2026120801 + maxPeerLead, want: aheadNear},
+			{zt: a, own: own, theirs: own + maxPeerLead + 1, want: aheadPass},
+		}},
 		{name: "a secondary migrated with a date serial is passed", asks: []ask{
 			{zt: a, own: own, theirs: 2026120801, want: aheadPass},
 		}},
 		{name: "the same secondary ahead again is refused until a restart", asks: []ask{
 			{zt: a, own: own, theirs: 2026120801, want: aheadPass},
-			{zt: a, own: 2026120802, theirs: 2026120901, want: aheadAgain, wantTold: true},
-			{zt: a, own: 2026120802, theirs: 2026121001, want: aheadAgain},
+			{zt: a, own: 2026120802, theirs: 2027010101, want: aheadAgain, wantTold: true},
+			{zt: a, own: 2026120802, theirs: 2027020101, want: aheadAgain},
 		}},
 		{name: "a serial half the serial space ahead is refused", asks: []ask{
 			{zt: a, own: own, theirs: own + 1<<31 - 1, want: aheadTooFar, wantTold: true},
 		}},
 		{name: "a serial wrapped past zero is ahead and passed", asks: []ask{
-			{zt: a, own: 1<<32 - 10, theirs: 5, want: aheadPass},
+			{zt: a, own: 1<<32 - 10, clock: 1<<32 - 10, theirs: 1 << 20, want: aheadPass},
 		}},
 		{name: "a second secondary may not carry the zone further than one step past the serial before the first re-stamp", asks: []ask{
 			{zt: a, own: own, theirs: own + 1<<30, want: aheadPass},
@@ -57,7 +67,7 @@ func TestAZoneTakesASerialPastASecondaryAheadOnceWithinOneStepOfSerialArithmetic
 		}},
 		{name: "a second secondary further ahead within the step is passed too", asks: []ask{
 			{zt: a, own: own, theirs: 2026120801, want: aheadPass},
-			{zt: b, own: 2026120802, theirs: 2026121001, want: aheadPass},
+			{zt: b, own: 2026120802, theirs: 2027010101, want: aheadPass},
 		}},
 		{name: "each secondary's refusal is told once", asks: []ask{
 			{zt: a, own: own, theirs: own + 1<<31 - 1, want: aheadTooFar, wantTold: true},
@@ -68,7 +78,8 @@ func TestAZoneTakesASerialPastASecondaryAheadOnceWithinOneStepOfSerialArithmetic
 		t.Run(tc.name, func(t *testing.T) {
 			g := newAheadGuard()
 			for i, q := range tc.asks {
-				if got := g.check(q.zt, q.own, q.theirs); got != q.want {
+				now := time.Unix(int64(cmp.Or(q.clock, own)), 0)
+				if got := g.check(q.zt, q.own, q.theirs, now); got != q.want {
 					t.Fatalf("ask %d (%s at %d, serial served %d): verdict %d, want %d", i, q.zt.target, q.theirs, q.own, got, q.want)
 				}
 				if q.want == aheadTooFar || q.want == aheadAgain {
@@ -388,5 +399,94 @@ func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedA
 				t.Fatalf("an unsigned answer %d past the serial NOTIFYed moved the zone's serial to %d", lead, serial(t, srv.Addr()))
 			}
 		})
+	}
+}
+
+// startFollowingSecondary runs a secondary on loopback that takes every serial NOTIFYed to it
+// after the one it holds, as a secondary transferring it would, and answers SOA queries with
+// the serial it holds; held tells it.
+func startFollowingSecondary(t *testing.T) (addr string, held func() uint32) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serial atomic.Uint32
+	secondary := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		switch {
+		case r.Opcode == dns.OpcodeNotify && len(r.Answer) == 1:
+			if s := r.Answer[0].(*dns.SOA).Serial; serial.Load() == 0 || serialAfter(s, serial.Load()) {
+				serial.Store(s)
+			}
+		case r.Opcode == dns.OpcodeQuery && serial.Load() != 0:
+			m.Authoritative = true
+			m.Answer = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+				Ns: "ns1.demo.test.", Mbox: "hostmaster.demo.test.", Serial: serial.Load(), Refresh: 3600, Retry: 900, Expire: 604800, Minttl: 300}}
+		default:
+			m.SetRcode(r, dns.RcodeRefused)
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = secondary.ActivateAndServe() }()
+	t.Cleanup(func() { _ = secondary.Shutdown() })
+	return pc.LocalAddr().String(), serial.Load
+}
+
+// startLoggedNamed runs a DNS server named name with dataDir, and returns it, its logs and
+// what stops it.
+func startLoggedNamed(t *testing.T, js *eventstest.Server, cfg *config.Config, dataDir, name string) (*Server, *eventstest.Logs, func()) {
+	t.Helper()
+	logs := &eventstest.Logs{}
+	srv, err := New(Options{JS: js.JS, Config: cfg, Addr: "127.0.0.1:0", DataDir: dataDir, Name: name, UDPSockets: 1,
+		Log: zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), logs)).With().Str("instance", name).Logger()})
+	if err != nil {
+		t.Fatalf("new server %s: %v", name, err)
+	}
+	return srv, logs, eventstest.Run(t, name, srv.Run)
+}
+
+// TestARestartOfOneOfTwoDetourServersKeepsItsSerialWhenTheSecondaryHoldsTheOthersOfTheSameRecords:
+// two Detour servers serve the same records at different serials (each takes its own), and the
+// secondary listing both holds the later, the other's. The one behind restarts and NOTIFYs its
+// serial, which the secondary ignores: that is no zone migrated from another primary, and the
+// server keeps its serial (another's of the same records asks for nothing, peers.go), rather
+// than take one past the other's and have every secondary transfer every zone again.
+func TestARestartOfOneOfTwoDetourServersKeepsItsSerialWhenTheSecondaryHoldsTheOthersOfTheSameRecords(t *testing.T) {
+	js := eventstest.Start(t)
+	target, held := startFollowingSecondary(t)
+	cfg := eventstest.Config(t, withNotify(demoConfig, target))
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, _, stopA := startLoggedNamed(t, js, cfg, dirA, "dns-a")
+	_, _, stopB := startLoggedNamed(t, js, cfg, dirB, "dns-b")
+	// dns-b crashes: what survives is its serials file as it ran, reserving past its serial,
+	// and it restarts past them, on the same records.
+	marks := filepath.Join(dirB, serialsFile)
+	var reserved []byte
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		var err error
+		reserved, err = os.ReadFile(marks)
+		return err == nil
+	}, "dns-b reserves its serials")
+	stopB()
+	if err := os.WriteFile(marks, reserved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := startLoggedNamed(t, js, cfg, dirB, "dns-b")
+	servedA, servedB := serial(t, a.Addr()), serial(t, b.Addr())
+	if !serialAfter(servedB, servedA) {
+		t.Fatalf("dns-b serves serial %d, not after dns-a's %d", servedB, servedA)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return held() == servedB }, "the secondary at dns-b's serial %d", servedB)
+
+	stopA()
+	a, logs, _ := startLoggedNamed(t, js, cfg, dirA, "dns-a")
+	const passed = "a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one"
+	const near = "a secondary holds a serial of this zone less than a day past the one served or the clock; left to the other dns servers and the clock"
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(passed)+logs.Count(near) > 0 },
+		"dns-a weighs the secondary's serial %d", servedB)
+	if got := serial(t, a.Addr()); logs.Count(passed) != 0 || got != servedA {
+		t.Fatalf("dns-a, restarted on the same records, serves serial %d, want its own %d: it passed dns-b's %d that the secondary holds\n%s", got, servedA, servedB, logs.String())
 	}
 }
