@@ -317,7 +317,7 @@ func (s *Server) passAhead(ctx context.Context, saves chan *snapshotSave, snaps 
 			if p, ok := past[zt.zone]; !ok || serialAfter(theirs, p) {
 				past[zt.zone] = theirs
 			}
-			s.proj.peers.passedSecondary(zt.zone, theirs)
+			s.proj.peers.runsPast(zt.zone, theirs)
 			s.log.Info().Str("zone", zt.zone).Str("secondary", zt.target).Uint32("secondary_serial", theirs).Uint32("serial", own).
 				Msg("a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one")
 		case aheadNear:

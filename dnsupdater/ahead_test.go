@@ -178,7 +178,7 @@ func TestAnotherServersSerialPastTheClockCountsUpToADayPastASecondarysTheZonePas
 	if c.see(peerVersion{zone: "demo.test.", serial: migrated + 1, digest: "theirs", server: "z"}, now) {
 		t.Fatal("a serial years past the clock counted before any secondary was found holding one")
 	}
-	c.passedSecondary("demo.test.", migrated)
+	c.runsPast("demo.test.", migrated)
 	if !c.see(peerVersion{zone: "demo.test.", serial: migrated + 61, digest: "theirs", server: "z"}, now) {
 		t.Fatal("another server's serial a minute past the secondary's the zone passed refused")
 	}
@@ -402,16 +402,17 @@ func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedA
 	}
 }
 
-// startFollowingSecondary runs a secondary on loopback that takes every serial NOTIFYed to it
-// after the one it holds, as a secondary transferring it would, and answers SOA queries with
-// the serial it holds; held tells it.
-func startFollowingSecondary(t *testing.T) (addr string, held func() uint32) {
+// startFollowingSecondary runs a secondary on loopback that holds the zone at serial from (0:
+// none), takes every serial NOTIFYed to it after the one it holds, as a secondary transferring
+// it would, and answers SOA queries with the serial it holds; held tells it.
+func startFollowingSecondary(t *testing.T, from uint32) (addr string, held func() uint32) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var serial atomic.Uint32
+	serial.Store(from)
 	secondary := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
@@ -455,25 +456,13 @@ func startLoggedNamed(t *testing.T, js *eventstest.Server, cfg *config.Config, d
 // than take one past the other's and have every secondary transfer every zone again.
 func TestARestartOfOneOfTwoDetourServersKeepsItsSerialWhenTheSecondaryHoldsTheOthersOfTheSameRecords(t *testing.T) {
 	js := eventstest.Start(t)
-	target, held := startFollowingSecondary(t)
+	target, held := startFollowingSecondary(t, 0)
 	cfg := eventstest.Config(t, withNotify(demoConfig, target))
 	dirA, dirB := t.TempDir(), t.TempDir()
 	a, _, stopA := startLoggedNamed(t, js, cfg, dirA, "dns-a")
-	_, _, stopB := startLoggedNamed(t, js, cfg, dirB, "dns-b")
-	// dns-b crashes: what survives is its serials file as it ran, reserving past its serial,
-	// and it restarts past them, on the same records.
-	marks := filepath.Join(dirB, serialsFile)
-	var reserved []byte
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		var err error
-		reserved, err = os.ReadFile(marks)
-		return err == nil
-	}, "dns-b reserves its serials")
-	stopB()
-	if err := os.WriteFile(marks, reserved, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, _, _ := startLoggedNamed(t, js, cfg, dirB, "dns-b")
+	b, _, stopB := startLoggedNamed(t, js, cfg, dirB, "dns-b")
+	// dns-b restarts after a crash past the serials it reserved, on the same records.
+	b, _ = crashRestart(t, js, cfg, b, dirB, "dns-b", stopB)
 	servedA, servedB := serial(t, a.Addr()), serial(t, b.Addr())
 	if !serialAfter(servedB, servedA) {
 		t.Fatalf("dns-b serves serial %d, not after dns-a's %d", servedB, servedA)
@@ -488,5 +477,62 @@ func TestARestartOfOneOfTwoDetourServersKeepsItsSerialWhenTheSecondaryHoldsTheOt
 		"dns-a weighs the secondary's serial %d", servedB)
 	if got := serial(t, a.Addr()); logs.Count(passed) != 0 || got != servedA {
 		t.Fatalf("dns-a, restarted on the same records, serves serial %d, want its own %d: it passed dns-b's %d that the secondary holds\n%s", got, servedA, servedB, logs.String())
+	}
+}
+
+// crashRestart stops srv, whose data dir is dir, with stop, as a crash leaves it (its serials
+// file as it ran, reserving past its serial), and starts it again as name.
+func crashRestart(t *testing.T, js *eventstest.Server, cfg *config.Config, srv *Server, dir, name string, stop func()) (*Server, func()) {
+	t.Helper()
+	marks := filepath.Join(dir, serialsFile)
+	var reserved []byte
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		m, err := loadSerialMarks(dir)
+		if err != nil || !serialAfter(m["demo.test."], serial(t, srv.Addr())) {
+			return false
+		}
+		reserved, err = os.ReadFile(marks)
+		return err == nil
+	}, "%s reserves serials past the one it serves", name)
+	stop()
+	if err := os.WriteFile(marks, reserved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, _, stop = startLoggedNamed(t, js, cfg, dir, name)
+	return srv, stop
+}
+
+// TestTwoDetourServersThatPassedAMigratedSecondaryPassEachOthersSerialsAfterARestart: both
+// servers pass the secondary's date serial; one restarts, then the other restarts after a
+// crash, past the serials it reserved, and the secondary takes that serial, years past the
+// clock. It stops and the zone changes: the one left, though this run passed no secondary,
+// serves the change at a serial after the other's, which the secondary takes.
+func TestTwoDetourServersThatPassedAMigratedSecondaryPassEachOthersSerialsAfterARestart(t *testing.T) {
+	const migrated = 2026120801
+	js := eventstest.Start(t)
+	target, held := startFollowingSecondary(t, migrated)
+	cfg := eventstest.Config(t, withNotify(demoConfig, target))
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, _, stopA := startLoggedNamed(t, js, cfg, dirA, "dns-a")
+	b, _, stopB := startLoggedNamed(t, js, cfg, dirB, "dns-b")
+	eventstest.Eventually(t, 10*time.Second, func() bool {
+		return serialAfter(serial(t, a.Addr()), migrated) && serialAfter(serial(t, b.Addr()), migrated)
+	}, "the servers pass the migrated secondary's serial %d", migrated)
+	stopA()
+	a, _, _ = startLoggedNamed(t, js, cfg, dirA, "dns-a")
+	b, stopB = crashRestart(t, js, cfg, b, dirB, "dns-b", stopB)
+	servedA, servedB := serial(t, a.Addr()), serial(t, b.Addr())
+	if !serialAfter(servedB, servedA) {
+		t.Fatalf("dns-b serves serial %d, not after dns-a's %d", servedB, servedA)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return held() == servedB }, "the secondary at dns-b's serial %d", servedB)
+
+	stopB()
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, a.Addr()) != servedA }, "dns-a serves the change")
+	for deadline := time.Now().Add(10 * time.Second); held() != serial(t, a.Addr()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the secondary holds dns-b's serial %d, dns-a serves the change at %d", held(), serial(t, a.Addr()))
+		}
 	}
 }

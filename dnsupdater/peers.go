@@ -54,7 +54,8 @@ import (
 // record claims counts only beside that writer (peerName), and one claiming this server's
 // own id is logged (see peerRecord). Still, a forged or broken one must not carry
 // the serials off: a serial more than maxPeerLead past the clock (or past the serial of a
-// secondary the zone passed, see ahead.go) is ignored
+// secondary the zone passed, see ahead.go, or the one it served when the server started) is
+// ignored
 // (and logged once per peerRefusalWindow), a zone is re-stamped at most once per
 // restampEvery, and of the zones this server does not serve the clock keeps
 // maxUnservedPeerZones. Without NATS nothing changes: the server answers and takes its serials as
@@ -126,10 +127,11 @@ type peerClock struct {
 	// unserved counts, per writer, the zones its versions brought into highest while this
 	// server did not serve them (see admits).
 	unserved map[string]int
-	// ahead holds, per zone, the highest serial a secondary was found holding and the zone
-	// passed (ahead.go): a zone migrated from another primary serves serials years past the
-	// clock, and the other servers', which pass the same secondaries', count up to maxPeerLead
-	// past it as they do past the clock.
+	// ahead holds, per zone, the highest of the serials a secondary was found holding and the
+	// zone passed (ahead.go) and the serial it served when the server started (one that passed
+	// a secondary in an earlier run): a zone migrated from another primary serves serials years
+	// past the clock, and the other servers', which pass the same secondaries', count up to
+	// maxPeerLead past it as they do past the clock.
 	ahead map[string]uint32
 }
 
@@ -138,15 +140,17 @@ func newPeerClock(self string) *peerClock {
 		asked: map[string]time.Time{}, restamped: map[string]time.Time{}, unserved: map[string]int{}, ahead: map[string]uint32{}}
 }
 
-// passedSecondary records that the zone name passed serial, a secondary's (see ahead).
-func (c *peerClock) passedSecondary(name string, serial uint32) {
+// runsPast records that the zone name's serials run past serial: a secondary's it passed, or
+// the one it served at the start (see ahead).
+func (c *peerClock) runsPast(name string, serial uint32) {
 	if a, ok := c.ahead[name]; !ok || serialAfter(serial, a) {
 		c.ahead[name] = serial
 	}
 }
 
 // see folds v, observed at now, and reports whether it counts: a serial more than maxPeerLead
-// past the clock does not, or past the serial of a secondary the zone passed when that is later.
+// past the clock does not, or past the serial of a secondary the zone passed or the one it
+// served at the start, when later.
 func (c *peerClock) see(v peerVersion, now time.Time) bool {
 	from := uint32(now.Unix())
 	if a, ok := c.ahead[v.zone]; ok && serialAfter(a, from) {

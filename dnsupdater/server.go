@@ -225,6 +225,11 @@ func New(o Options) (*Server, error) {
 	}
 	s.proj.peers = newPeerClock(peerName(s.writer, s.id))
 	first := buildTable(s.proj.project(), nil)
+	for name, serial := range first.serials {
+		// A zone that passed a secondary ahead in an earlier run serves far past the clock,
+		// and so do the other servers of the zone: theirs count past its serial (peers.go).
+		s.proj.peers.runsPast(name, serial)
+	}
 	if err := s.serials.cover(first.zones); err != nil {
 		s.log.Error().Err(err).Msg("serials not reserved; a restart after a crash may serve an earlier serial")
 	}
