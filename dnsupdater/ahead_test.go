@@ -536,3 +536,94 @@ func TestTwoDetourServersThatPassedAMigratedSecondaryPassEachOthersSerialsAfterA
 		}
 	}
 }
+
+// TestAnAnswerThatIsNotTheSecondarysSOAOfTheZoneGivesNoSerial: only an authoritative answer
+// from the address and port asked, with the zone's own SOA, tells a secondary's serial (over
+// TCP when truncated over UDP); an answer from another port, another zone's SOA, another
+// record or the SOA in authority gives none, and a query whose answer is junk ends without one.
+func TestAnAnswerThatIsNotTheSecondarysSOAOfTheZoneGivesNoSerial(t *testing.T) {
+	const ahead = 2026120801
+	soa := func(name string) dns.RR {
+		return &dns.SOA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+			Ns: "ns1.demo.test.", Mbox: "hostmaster.demo.test.", Serial: ahead, Refresh: 3600, Retry: 900, Expire: 604800, Minttl: 300}
+	}
+	other, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	for _, tc := range []struct {
+		name string
+		// answer fills m, the reply to r, and reports whether the handler writes it.
+		answer  func(w dns.ResponseWriter, r, m *dns.Msg) bool
+		want    uint32
+		wantErr bool
+	}{
+		{name: "the zone's SOA, authoritative, gives its serial", want: ahead, answer: func(_ dns.ResponseWriter, r, m *dns.Msg) bool {
+			m.Authoritative, m.Answer = true, []dns.RR{soa(r.Question[0].Name)}
+			return true
+		}},
+		{name: "from another port", wantErr: true, answer: func(w dns.ResponseWriter, r, m *dns.Msg) bool {
+			m.Authoritative, m.Answer = true, []dns.RR{soa(r.Question[0].Name)}
+			p, _ := m.Pack()
+			_, _ = other.WriteTo(p, w.RemoteAddr())
+			return false
+		}},
+		{name: "another zone's SOA", wantErr: true, answer: func(_ dns.ResponseWriter, _, m *dns.Msg) bool {
+			m.Authoritative, m.Answer = true, []dns.RR{soa("other.test.")}
+			return true
+		}},
+		{name: "another record", wantErr: true, answer: func(_ dns.ResponseWriter, r, m *dns.Msg) bool {
+			m.Authoritative, m.Answer = true, []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300}, Txt: []string{"2026120801"}}}
+			return true
+		}},
+		{name: "not authoritative", wantErr: true, answer: func(_ dns.ResponseWriter, r, m *dns.Msg) bool {
+			m.Answer = []dns.RR{soa(r.Question[0].Name)}
+			return true
+		}},
+		{name: "the SOA in authority only", wantErr: true, answer: func(_ dns.ResponseWriter, r, m *dns.Msg) bool {
+			m.Authoritative, m.Ns = true, []dns.RR{soa(r.Question[0].Name)}
+			return true
+		}},
+		{name: "truncated over UDP, the serial over TCP", want: ahead, answer: func(w dns.ResponseWriter, r, m *dns.Msg) bool {
+			m.Authoritative, m.Answer = true, []dns.RR{soa(r.Question[0].Name)}
+			if w.RemoteAddr().Network() == "udp" {
+				m.Truncated, m.Answer[0].(*dns.SOA).Serial = true, 1
+			}
+			return true
+		}},
+		{name: "junk", wantErr: true, answer: func(w dns.ResponseWriter, _, _ *dns.Msg) bool {
+			_, _ = w.Write([]byte{0xde, 0xad})
+			return false
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+				m := new(dns.Msg)
+				m.SetReply(r)
+				if tc.answer(w, r, m) {
+					_ = w.WriteMsg(m)
+				}
+			})
+			addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}} {
+				go func() { _ = srv.ActivateAndServe() }()
+				t.Cleanup(func() { _ = srv.Shutdown() })
+			}
+			s := &Server{}
+			s.table.Store(&table{})
+			got, err := s.secondarySerial(t.Context(), zoneTarget{zone: "demo.test.", target: pc.LocalAddr().String()})
+			if tc.wantErr != (err != nil) || got != tc.want {
+				t.Fatalf("serial %d, error %v; want %d, an error %t", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
