@@ -40,7 +40,8 @@ import (
 // A broken or hostile secondary must not carry the serials off (aheadGuard): each secondary of
 // a zone moves its serial once per run at most, and the re-stamps of a run never take a zone's
 // serial further than one step of RFC 1982 (2^31 - 1) past the serial it served before the
-// first, so that a secondary that missed every re-stamp still takes the last one as later.
+// first, so that a secondary that missed every re-stamp still takes the last one as later, nor,
+// whatever the runs (a crash loop), past the clock.
 // A refusal is logged once per zone and secondary, a re-stamp at info.
 //
 // Another DNS server of the zone finds the same secondaries ahead, and passes them too: the
@@ -74,7 +75,7 @@ const (
 	// aheadAgain: the secondary moved the zone's serial already this run; refused.
 	aheadAgain
 	// aheadTooFar: a serial after the secondary's would be more than one step of RFC 1982 past
-	// the serial served before the run's first re-stamp, or past the one served; refused.
+	// the serial served before the run's first re-stamp, the one served or the clock; refused.
 	aheadTooFar
 )
 
@@ -98,8 +99,8 @@ func (g *aheadGuard) check(zt zoneTarget, own, theirs uint32, now time.Time) ahe
 	if !serialAfter(theirs, own) {
 		return aheadNot
 	}
-	near := own
-	if clock := uint32(now.Unix()); serialAfter(clock, near) {
+	near, clock := own, uint32(now.Unix())
+	if serialAfter(clock, near) {
 		near = clock
 	}
 	if !serialAfter(theirs, near+maxPeerLead) {
@@ -112,7 +113,7 @@ func (g *aheadGuard) check(zt zoneTarget, own, theirs uint32, now time.Time) ahe
 	if !ok {
 		base = own
 	}
-	if !serialAfter(theirs+1, base) || !serialAfter(theirs+1, own) {
+	if !serialAfter(theirs+1, base) || !serialAfter(theirs+1, own) || !serialAfter(theirs+1, clock) {
 		return aheadTooFar
 	}
 	g.base[zt.zone], g.passed[zt] = base, true

@@ -65,6 +65,10 @@ func TestAZoneTakesASerialPastASecondaryAheadOnceWithinOneStepOfSerialArithmetic
 			{zt: a, own: own, theirs: own + 1<<30, want: aheadPass},
 			{zt: b, own: own + 1<<30 + 1, theirs: own + 1<<31 - 1, want: aheadTooFar, wantTold: true},
 		}},
+		{name: "a later run may not carry the zone further than one step past the clock", asks: []ask{
+			{zt: a, own: own + 1<<30 + 1, theirs: own + 1<<31, want: aheadTooFar, wantTold: true},
+			{zt: b, own: own + 1<<30 + 1, theirs: own + 1<<31 - 2, want: aheadPass},
+		}},
 		{name: "a second secondary further ahead within the step is passed too", asks: []ask{
 			{zt: a, own: own, theirs: 2026120801, want: aheadPass},
 			{zt: b, own: 2026120802, theirs: 2027010101, want: aheadPass},
@@ -625,5 +629,32 @@ func TestAnAnswerThatIsNotTheSecondarysSOAOfTheZoneGivesNoSerial(t *testing.T) {
 				t.Fatalf("serial %d, error %v; want %d, an error %t", got, err, tc.want, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestASecondaryThatAlwaysClaimsALaterSerialCannotCarryTheSerialsOffAcrossRestarts: a broken
+// secondary claims a serial a quarter of the serial space past each one NOTIFYed, and the
+// server restarts (a crash loop): the second run may not pass its claim, which would take the
+// zone's serial half the serial space past the clock, where a secondary that held a serial of
+// the clock's before the first would take it as earlier.
+func TestASecondaryThatAlwaysClaimsALaterSerialCannotCarryTheSerialsOffAcrossRestarts(t *testing.T) {
+	const lead = 1 << 30
+	const tooFar = "a secondary holds a serial of this zone too far ahead to pass in one step of serial arithmetic; not passed: reset its copy of the zone"
+	js := eventstest.Start(t)
+	target := startClaimingSecondary(t, lead)
+	cfg := eventstest.Config(t, withNotify(demoConfig, target))
+	dir := t.TempDir()
+	srv, _, stop := startLoggedNamed(t, js, cfg, dir, "dns-a")
+	eventstest.Eventually(t, 10*time.Second, func() bool { return int32(serial(t, srv.Addr())-uint32(time.Now().Unix())) > lead },
+		"the first run passes the secondary's claim")
+	first := serial(t, srv.Addr())
+	stop()
+	srv, logs, _ := startLoggedNamed(t, js, cfg, dir, "dns-a")
+	const passed = "a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one"
+	eventstest.Eventually(t, 10*time.Second, func() bool { return logs.Count(tooFar)+logs.Count(passed) > 0 },
+		"the second run weighs the secondary's claim past %d", first)
+	// The restart may take a serial past first (its reservation), not the claim past it.
+	if got := serial(t, srv.Addr()); logs.Count(passed) != 0 || int32(got-first) > reserveAhead {
+		t.Fatalf("a restart passed the secondary's claim past %d, %d past the clock: the zone serves %d\n%s", first, first-uint32(time.Now().Unix()), got, logs.String())
 	}
 }
