@@ -23,7 +23,8 @@ import (
 // and refresh until Detour's serial passes its own, years later, and answers stale through
 // every failover meanwhile.
 //
-// So after each NOTIFY a secondary acknowledges without transferring the serial (a start
+// So after each NOTIFY a secondary acknowledges without having transferred the serial meanwhile
+// (in practice every NOTIFY: a secondary answers it before it asks for the transfer; a start
 // NOTIFYs every zone with secondaries, so this covers a start too), the server asks it for the
 // zone's SOA: over UDP, over TCP when truncated, aheadWait each, from the address it NOTIFYs
 // from, to the address the notify list names (no resolver), signed with the zone's transfer key
