@@ -1,6 +1,9 @@
 package dnsupdater
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // Which serials an IXFR starts from. A secondary listing several DNS servers as masters holds
 // the serial it transferred last, from whichever of them. Each server takes its serials by
@@ -39,10 +42,11 @@ type zoneDigests struct {
 	others map[string]*digestLog
 }
 
-// digestLog holds one writer's digests of a zone by serial, the last keptDigests serials noted.
+// digestLog holds one writer's digests of a zone by serial, those of its latest keptDigests
+// serials (RFC 1982), in whatever order they were noted: a start reads them newest first.
 type digestLog struct {
 	digests map[uint32]string
-	order   []uint32 // oldest first
+	order   []uint32 // the serials kept, oldest first
 }
 
 func newVersionDigests() *versionDigests {
@@ -59,11 +63,18 @@ func (l *digestLog) note(serial uint32, digest string) {
 	kept, ok := l.digests[serial]
 	switch {
 	case !ok:
-		if len(l.order) == keptDigests {
-			delete(l.digests, l.order[0])
-			l.order = append(l.order[:0], l.order[1:]...)
+		if len(l.order) == keptDigests && serialAfter(l.order[0], serial) {
+			return // older than every serial kept
 		}
-		l.order = append(l.order, serial)
+		i := len(l.order)
+		for i > 0 && serialAfter(l.order[i-1], serial) {
+			i--
+		}
+		l.order = slices.Insert(l.order, i, serial)
+		if len(l.order) > keptDigests {
+			delete(l.digests, l.order[0])
+			l.order = slices.Delete(l.order, 0, 1)
+		}
 	case digest == "" || digest == kept:
 		return
 	case kept != "":

@@ -60,3 +60,32 @@ func laterRecords(writer string, from uint32, n int) []digestRecord {
 	}
 	return out
 }
+
+// TestTheDigestsKeptAreTheLatestSerialsWhateverTheOrderTheyWereRead: at a start, the versions
+// of another server are read back newest first, and those it records afterwards come in as it
+// records them. The digests kept are still those of its latest keptDigests serials: a serial
+// of this server's history that the other recorded with other records, read back at the
+// start, still gets the whole zone once the other has recorded fewer than keptDigests serials
+// since (before, the versions followed pushed out the newest read back first, and an IXFR
+// from it got this server's changes, applied to the other's records).
+func TestTheDigestsKeptAreTheLatestSerialsWhateverTheOrderTheyWereRead(t *testing.T) {
+	const read, since = 300, keptDigests - 300 + 10
+	d := newVersionDigests()
+	for serial := uint32(1); serial <= read; serial++ {
+		d.own("demo.test.", serial, "a")
+	}
+	for serial := uint32(read); serial >= 1; serial-- {
+		d.other("demo.test.", "dns-b", serial, "b")
+	}
+	for serial := uint32(read + 1); serial <= read+since; serial++ {
+		d.other("demo.test.", "dns-b", serial, "b")
+	}
+	for _, serial := range []uint32{read, read - 100, read + since - keptDigests + 1} {
+		if d.steps("demo.test.", serial) {
+			t.Errorf("dns-b recorded serials 1 to %d, %d with other records: an IXFR from %d, among its last %d, steps", read+since, serial, serial, keptDigests)
+		}
+	}
+	if serial := uint32(read + since - keptDigests); !d.steps("demo.test.", serial) {
+		t.Errorf("an IXFR from %d, before dns-b's last %d serials, gets the whole zone", serial, keptDigests)
+	}
+}
