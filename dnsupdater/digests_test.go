@@ -1,6 +1,15 @@
 package dnsupdater
 
-import "testing"
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/eventstest"
+	"github.com/miekg/dns"
+)
 
 // TestAnIXFRStepsOnlyFromASerialNoOtherServerRecordedWithOtherRecords: the changes from this
 // server's version at a serial go to a secondary holding that serial only when every other
@@ -59,6 +68,71 @@ func laterRecords(writer string, from uint32, n int) []digestRecord {
 		out[i] = digestRecord{writer: writer, serial: from + uint32(i), digest: "later"}
 	}
 	return out
+}
+
+// TestTwoServersOnOneConfigurationRecordEveryVersionWithTheSameDigest: two DNS servers on the
+// same configuration (apps of every policy, static records) fold the same failovers; every
+// version both recorded from the same position in STATE carries the same digest, so that an IXFR
+// from a serial both recorded gets the changes, not the whole zone. A digest made over another
+// form (records in another order, another case or TTL) would make every such IXFR an AXFR.
+func TestTwoServersOnOneConfigurationRecordEveryVersionWithTheSameDigest(t *testing.T) {
+	js := eventstest.Start(t)
+	conf := strings.Replace(appsConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	cfg := eventstest.Config(t, conf)
+	a := startNamed(t, js, cfg, t.TempDir(), "dns-a")
+	b := startNamed(t, js, cfg, t.TempDir(), "dns-b")
+	for i, ep := range []struct{ app, pool, endpoint string }{
+		{"weighted", "a", "10-0-2-1_80"}, {"rr", "a", "10-0-3-2_80"}, {"shop", "p1", "127-0-0-11_80"},
+		{"weighted", "a", "10-0-2-3_80"}, {"geo", "west", "10-0-0-1_80"}, {"rr", "a", "10-0-3-3_80"},
+	} {
+		endpointDown(t, js, ep.app, ep.pool, ep.endpoint)
+		if i%2 == 1 {
+			endpointUp(t, js, ep.app, ep.pool, ep.endpoint)
+		}
+	}
+	// Both serve the last of STATE: their records alike, the SOA's serial aside.
+	records := func(addr string) []string {
+		rrs := transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0)
+		rrs[0].(*dns.SOA).Serial = 0
+		return zoneLines(rrs)
+	}
+	eventstest.Eventually(t, 10*time.Second, func() bool { return slices.Equal(records(a.srv.Addr()), records(b.srv.Addr())) },
+		"both servers serve the same records")
+
+	type version struct {
+		writer, digest string
+		stateSeq       uint64
+	}
+	both, current := 0, serial(t, a.srv.Addr())
+	for at, es := range recordedSerials(t, js) {
+		var vs []version
+		for _, e := range es {
+			var zc events.ZoneChanged
+			if err := e.Payload(&zc); err != nil {
+				t.Fatal(err)
+			}
+			if zc.Part > 1 {
+				continue
+			}
+			vs = append(vs, version{writer: e.Source, digest: zc.Digest, stateSeq: zc.StateSeq})
+		}
+		for i := range vs {
+			for _, w := range vs[i+1:] {
+				if vs[i].writer == w.writer || vs[i].stateSeq != w.stateSeq {
+					continue
+				}
+				both++
+				if vs[i].digest != w.digest {
+					t.Errorf("serial %d at STATE %d: %s recorded digest %s, %s %s", at, w.stateSeq, vs[i].writer, vs[i].digest, w.writer, w.digest)
+				}
+			}
+		}
+		alike := len(vs) == 2 && vs[0].writer != vs[1].writer && vs[0].digest == vs[1].digest
+		if rrs := transferRRs(t, a.srv.Addr(), "demo.test.", dns.TypeIXFR, at); alike && at != current && (len(rrs) < 2 || rrs[1].Header().Rrtype != dns.TypeSOA) {
+			t.Errorf("IXFR from serial %d, which both servers recorded with the same records, answered the whole zone at %d", at, current)
+		}
+	}
+	t.Logf("%d serials both servers recorded at one position in STATE", both)
 }
 
 // TestTheDigestsKeptAreTheLatestSerialsWhateverTheOrderTheyWereRead: at a start, the versions
