@@ -194,7 +194,7 @@ func (r *dnsReads) sweep(ctx context.Context, zones []*zone.Zone, self writer) (
 func (r *dnsReads) history(ctx context.Context, name string, self writer, serial uint32) ([]zone.Delta, *recorded, error) {
 	subject := events.ZoneSubject(name, self.token)
 	f := newHistoryFold(name, self, serial)
-	if err := r.newestFirst(ctx, subject, r.counts[subject], func(m storedMsg) bool { return f.add(m.data) }); err != nil {
+	if _, err := r.newestFirst(ctx, subject, r.counts[subject], func(m storedMsg) bool { return f.add(m.data) }); err != nil {
 		return nil, nil, fmt.Errorf("read history of %s: %w", name, err)
 	}
 	h, served := f.result()
@@ -204,10 +204,13 @@ func (r *dnsReads) history(ctx context.Context, name string, self writer, serial
 // peerVersions hands see the versions each other writer recorded of zone name, as
 // peerVersionOf reads them for self, from the newest of its subject back to the first one
 // before the serial oldest (RFC 1982), at most maxHistoryReads messages a writer: the versions
-// whose serials a secondary may hold and ask this server's IXFR history about.
-func (r *dnsReads) peerVersions(ctx context.Context, name string, self peerSelf, oldest uint32, see func(peerVersion)) error {
+// whose serials a secondary may hold and ask this server's IXFR history about. It reports
+// whether it read that far back on every subject: a writer of more messages since than it reads
+// may have recorded any serial from oldest on, with any records.
+func (r *dnsReads) peerVersions(ctx context.Context, name string, self peerSelf, oldest uint32, see func(peerVersion)) (bool, error) {
+	all := true
 	for _, subject := range r.peers[events.ZoneToken(name)] {
-		err := r.newestFirst(ctx, subject, r.peerCounts[subject], func(m storedMsg) bool {
+		back, err := r.newestFirst(ctx, subject, r.peerCounts[subject], func(m storedMsg) bool {
 			v, rec := peerVersionOf(m.subject, m.data, m.seq, self)
 			if rec == recordIgnored || rec == recordOwn {
 				return false
@@ -216,25 +219,31 @@ func (r *dnsReads) peerVersions(ctx context.Context, name string, self peerSelf,
 			return serialAfter(oldest, v.serial)
 		})
 		if err != nil {
-			return fmt.Errorf("read the versions of %s on %s: %w", name, subject, err)
+			return false, fmt.Errorf("read the versions of %s on %s: %w", name, subject, err)
 		}
+		all = all && back
 	}
-	return nil
+	return all, nil
 }
 
 // newestFirst hands visit the messages of subject, which held count when opened, newest first,
-// until visit reports that it is done: those a sweep kept, if it kept the subject's. It reads the subject backwards from its last message in
+// until visit reports that it is done: those a sweep kept, if it kept the subject's. It reports
+// whether it went as far back as visit asked: visit was done, or it read the subject's first
+// message. It reads the subject backwards from its last message in
 // growing windows, each by as few batches as it holds, at most maxHistoryReads messages (the
 // other subjects' count too): a subject that held no more than that when opened is read by one
 // request from the stream's first sequence, one that held none by none.
-func (r *dnsReads) newestFirst(ctx context.Context, subject string, count uint64, visit func(storedMsg) bool) error {
+func (r *dnsReads) newestFirst(ctx context.Context, subject string, count uint64, visit func(storedMsg) bool) (bool, error) {
 	if msgs, ok := r.swept[subject]; ok {
-		for i := len(msgs) - 1; i >= 0 && !visit(msgs[i]); i-- {
+		for i := len(msgs) - 1; i >= 0; i-- {
+			if visit(msgs[i]) {
+				return true, nil
+			}
 		}
-		return nil
+		return count <= uint64(len(msgs)), nil
 	}
 	if count == 0 {
-		return nil
+		return true, nil
 	}
 	end, window := r.last, r.last-r.first+1
 	if count > maxHistoryReads {
@@ -242,10 +251,10 @@ func (r *dnsReads) newestFirst(ctx context.Context, subject string, count uint64
 		last, err := r.st.GetLastMsgForSubject(lctx, subject)
 		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
+			return true, nil
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		end, window = last.Sequence, maxDeltas
 	}
@@ -260,7 +269,7 @@ func (r *dnsReads) newestFirst(ctx context.Context, subject string, count uint64
 		for seq := start; seq <= end && read < maxHistoryReads; {
 			msgs, more, err := r.batch(ctx, seq, subject, int(min(uint64(maxHistoryReads-read), end-seq+1)))
 			if err != nil {
-				return fmt.Errorf("at seq %d: %w", seq, err)
+				return false, fmt.Errorf("at seq %d: %w", seq, err)
 			}
 			for _, m := range msgs {
 				if m.seq > end {
@@ -276,15 +285,15 @@ func (r *dnsReads) newestFirst(ctx context.Context, subject string, count uint64
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			if visit(batch[i]) {
-				return nil
+				return true, nil
 			}
 		}
 		if start == r.first {
-			break
+			return read < maxHistoryReads, nil
 		}
 		end = start - 1
 	}
-	return nil
+	return false, nil
 }
 
 // storedMsg is one message a direct get read.

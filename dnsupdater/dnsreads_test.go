@@ -281,15 +281,15 @@ func TestAStartReadsAnotherServersVersionsBackToTheHistorysFirstSerial(t *testin
 			}
 		}
 		var got []uint32
-		err = r.peerVersions(context.Background(), "demo.test.", peerSelf{id: self.id, writer: self.token, key: self.key}, 4, func(v peerVersion) {
+		back, err := r.peerVersions(context.Background(), "demo.test.", peerSelf{id: self.id, writer: self.token, key: self.key}, 4, func(v peerVersion) {
 			if v.zone != "demo.test." || v.writer != "dns-b" || v.digest != "d" {
 				t.Errorf("swept %v: read %+v, want a version of demo.test. by dns-b", swept, v)
 			}
 			got = append(got, v.serial)
 		})
 		r.close()
-		if want := []uint32{6, 5, 4, 3}; err != nil || !slices.Equal(got, want) {
-			t.Errorf("swept %v: read dns-b's serials %v (%v), want %v", swept, got, err, want)
+		if want := []uint32{6, 5, 4, 3}; err != nil || !back || !slices.Equal(got, want) {
+			t.Errorf("swept %v: read dns-b's serials %v (%v, back to the first before 4: %v), want %v", swept, got, err, back, want)
 		}
 	}
 }

@@ -559,3 +559,60 @@ func TestARestartKnowsWhichSerialsOfItsHistoryAnotherServerRecordedWithOtherReco
 		}
 	}
 }
+
+// TestARestartAfterAnotherServerRecordedMoreThanItReadsStepsFromNoSerialBefore: another DNS
+// server recorded the zone at a serial of this server's history with other records (the
+// endpoint still up), then at this server's next serial with its records, then more failed
+// pushes of it to its primary than a start reads of its subject (maxHistoryReads). After a
+// restart, which does not read back to the first serial, a secondary that took the other's
+// version there gets this server's records: the server cannot tell which serials the other
+// recorded before the messages it read, and keeps no history from before the restart
+// (before, the secondary got the changes from this server's version there, and kept the
+// endpoint up).
+func TestARestartAfterAnotherServerRecordedMoreThanItReadsStepsFromNoSerialBefore(t *testing.T) {
+	const notKept = "ixfr history not kept: another dns server recorded more of this zone since its oldest serial than a start reads, which serials of it with which records is not known; secondaries behind get the whole zone once"
+	js := eventstest.Start(t)
+	dir := t.TempDir()
+	conf := eventstest.Config(t, strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1))
+	h := startServer(t, js, conf, dir)
+	addr := h.srv.Addr()
+	behind := transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0)
+	first := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	var held, agreed uint32
+	eventstest.Eventually(t, 5*time.Second, func() bool { held = serial(t, addr); return held != first }, "the server serves the endpoint down")
+	endpointDown(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { agreed = serial(t, addr); return agreed != held }, "the server serves the backup's endpoint down")
+	var zc events.ZoneChanged
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		e, _, ok, err := events.Last(context.Background(), js.Stream(t, events.StreamDNS), events.ZoneSubject("demo.test.", "dns-test"))
+		return err == nil && ok && e.Payload(&zc) == nil && zc.Serial == agreed
+	}, "the version at serial %d recorded", agreed)
+	recordPeerVersion(t, js, "dns-other", "demo.test.", held)
+	recordPeerDigest(t, js, "dns-other", "demo.test.", agreed, zc.Digest)
+	for attempt := range 2 * maxHistoryReads {
+		e, err := events.New(events.TypeZonePushFailed, "dns-other", time.Now(), events.ZonePush{Zone: "demo.test.", Server: "192.0.2.53:53", Serial: agreed, Attempt: attempt + 1, Error: "i/o timeout"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Publish(context.Background(), js.JS, events.ZoneSubject("demo.test.", "dns-other"), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.stop()
+
+	srv, logs := startLogged(t, js, conf, dir, nil)
+	addr = srv.Addr()
+	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count("ixfr history read from the stream")+logs.Count(notKept) > 0 },
+		"the restarted server reads its history back")
+	endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serialAfter(serial(t, addr), agreed) },
+		"the restarted server serves the backup's endpoint up past %d", agreed)
+	now := transferRRs(t, addr, "demo.test.", dns.TypeAXFR, 0)
+	taken := slices.Clone(behind)
+	taken[0] = dns.Copy(behind[0])
+	taken[0].(*dns.SOA).Serial = held // the other server's records, at the serial it recorded them
+	if got, want := applyIXFR(t, taken, held, transferRRs(t, addr, "demo.test.", dns.TypeIXFR, held)), zoneLines(now); !slices.Equal(got, want) {
+		t.Fatalf("a secondary holding the other server's records at %d, after an IXFR to %d:\n%s", held, now[0].(*dns.SOA).Serial, difference(got, want))
+	}
+}

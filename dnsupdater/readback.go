@@ -186,10 +186,17 @@ func (s *Server) readZones(ctx context.Context, zones []*zone.Zone, done map[str
 				}
 				if res.err == nil && len(res.h) > 0 {
 					// Before the history is served: an IXFR must not step from a serial another
-					// server recorded with other records (see versionDigests).
-					res.err = r.peerVersions(rctx, z.Name, own, res.h[0].From, func(v peerVersion) {
+					// server recorded with other records (see versionDigests), nor from one it may
+					// have recorded before the versions read, which leaves no history.
+					var back bool
+					back, res.err = r.peerVersions(rctx, z.Name, own, res.h[0].From, func(v peerVersion) {
 						s.digests.other(z.Name, v.writer, v.serial, v.digest)
 					})
+					if !back {
+						s.log.Info().Str("zone", z.Name).Uint32("oldest_serial", res.h[0].From).Int("read", maxHistoryReads).
+							Msg("ixfr history not kept: another dns server recorded more of this zone since its oldest serial than a start reads, which serials of it with which records is not known; secondaries behind get the whole zone once")
+						res.h = nil
+					}
 				}
 				select {
 				case results <- res:
