@@ -125,20 +125,28 @@ func (d *versionDigests) forget(name string) {
 // from its version there: no other server recorded serial, or every one that did recorded it
 // with this server's records, as far as both are known. A nil d knows of no other server.
 func (d *versionDigests) steps(name string, serial uint32) bool {
+	return d.recordedOtherwise(name, serial) == ""
+}
+
+// recordedOtherwise returns the first by name of the writers that recorded zone name at serial
+// with other records than this server's, or without saying which, or at a serial whose records
+// this server does not know; "" when none did, and steps goes.
+func (d *versionDigests) recordedOtherwise(name string, serial uint32) string {
 	if d == nil {
-		return true
+		return ""
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	z := d.zones[name]
 	if z == nil {
-		return true
+		return ""
 	}
 	own, known := z.own.digests[serial]
-	for _, l := range z.others {
-		if digest, ok := l.digests[serial]; ok && (!known || digest != own || digest == "" || digest == mixedDigests) {
-			return false
+	first := ""
+	for writer, l := range z.others {
+		if digest, ok := l.digests[serial]; ok && (!known || digest != own || digest == "" || digest == mixedDigests) && (first == "" || writer < first) {
+			first = writer
 		}
 	}
-	return true
+	return first
 }

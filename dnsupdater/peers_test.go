@@ -2,6 +2,7 @@ package dnsupdater
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -728,4 +729,33 @@ func TestASecondaryHoldingAnotherServersRecordsAtAnEarlierSerialGetsThisServersR
 	if got := applyIXFR(t, behind, first, rrs); !slices.Equal(got, want) {
 		t.Fatalf("the secondary holding this server's records at %d, after an IXFR to %d:\n%s", first, now, difference(got, want))
 	}
+}
+
+// TestAnIXFRGivenTheWholeZoneForAnotherServersRecordsNamesThatServerInTheLog: a DNS server's
+// credentials record a version at a serial of this server's history with other records (a
+// server on another configuration, or a forger making every secondary take the whole zone). A
+// secondary asking for the changes from that serial gets the whole zone, and the log line of
+// the transfer names the writer (its NATS user) and the serial, so that an operator seeing
+// every IXFR answered whole can tell why and whose credentials to look at.
+func TestAnIXFRGivenTheWholeZoneForAnotherServersRecordsNamesThatServerInTheLog(t *testing.T) {
+	js := eventstest.Start(t)
+	conf := strings.Replace(demoConfig, "  - name: demo.test\n", "  - name: demo.test\n    transfer_to: [\"127.0.0.1\"]\n", 1)
+	srv, logs := startLogged(t, js, eventstest.Config(t, conf), "", nil)
+	addr := srv.Addr()
+	first := serial(t, addr)
+	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
+	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, addr) != first }, "the server serves the endpoint down")
+	recordPeerVersion(t, js, "dns-forger", "demo.test.", first)
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		rrs := transferRRs(t, addr, "demo.test.", dns.TypeIXFR, first)
+		return len(rrs) > 1 && rrs[1].Header().Rrtype != dns.TypeSOA
+	}, "an IXFR from %d, which dns-forger recorded with other records, gets the whole zone", first)
+	lines := strings.Split(logs.String(), "\n")
+	for _, line := range lines {
+		if strings.Contains(line, `"message":"zone transferred"`) && strings.Contains(line, `"type":"IXFR","incremental":false`) &&
+			strings.Contains(line, `"recorded_by":"dns-forger"`) && strings.Contains(line, fmt.Sprintf(`"client_serial":%d`, first)) {
+			return
+		}
+	}
+	t.Fatalf("no log line of an IXFR answered whole names dns-forger and serial %d:\n%s", first, strings.Join(lines, "\n"))
 }

@@ -667,13 +667,21 @@ type zoneTransfer struct {
 	// refused, when set, is why msgs is a refusal rather than the zone; reason is its label in
 	// detour_dns_transfers_refused_total.
 	refused, reason string
+	// recordedBy, when set, is the writer that recorded the serial an IXFR asked about, one of
+	// this server's history, with other records: why it got the whole zone (see versionDigests).
+	recordedBy   string
+	clientSerial uint32
 }
 
 // log adds what a log line of t tells: the zone, the client, the kind of transfer, how many
 // messages and how long they took since start.
 func (t *zoneTransfer) log(e *zerolog.Event, client netip.Addr, start time.Time) *zerolog.Event {
-	return e.Str("zone", t.zone).Str("client", client.String()).Str("type", dns.TypeToString[t.qtype]).
+	e = e.Str("zone", t.zone).Str("client", client.String()).Str("type", dns.TypeToString[t.qtype]).
 		Bool("incremental", t.incremental).Int("messages", len(t.msgs)).Dur("took", time.Since(start))
+	if t.recordedBy != "" {
+		e = e.Str("recorded_by", t.recordedBy).Uint32("client_serial", t.clientSerial)
+	}
+	return e
 }
 
 // transferFor returns the zone transfer p asks for, or nil when p is not a transfer this client
@@ -716,6 +724,12 @@ func (s *Server) transferFor(p []byte, remote netip.Addr) *zoneTransfer {
 		return nil
 	}
 	t := &zoneTransfer{zone: req.Question[0].Name, qtype: req.Question[0].Qtype, incremental: incremental, msgs: msgs}
+	if t.qtype == dns.TypeIXFR && !incremental && len(req.Ns) == 1 {
+		// Of the IXFRs answered whole, those another server's records sent there name it.
+		if soa, ok := req.Ns[0].(*dns.SOA); ok {
+			t.recordedBy, t.clientSerial = s.digests.recordedOtherwise(zone.Canonical(t.zone), soa.Serial), soa.Serial
+		}
+	}
 	if signed == nil {
 		return t
 	}
