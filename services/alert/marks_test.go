@@ -150,3 +150,39 @@ func TestAGroupRenamedWhileAControllerWasStoppedIsNotSentAgainTheDrillResultItsW
 		t.Errorf("the webhook got %d requests, want 2: each drill's result once", n)
 	}
 }
+
+// A version moves the transitions from one group to another at the same webhook (oncall keeps
+// it for drill results, pager is told the transitions) while controller-1 is stopped;
+// controller-2 sent the pool's recovery under oncall. controller-1, restarted with the version,
+// sends oncall's webhook the drill results still, but the webhook had the recovery: it is not
+// sent again under pager, with another Detour-Delivery id the receiver could not tell a repeat
+// by.
+func TestATransitionMovedToAnotherGroupAtTheSameWebhookWhileAControllerWasStoppedIsNotSentAgain(t *testing.T) {
+	rc := &receiver{}
+	hook := serve(t, rc)
+	ns := eventstest.Start(t)
+	oncall := version(t, 1, group("oncall", hook.URL, ""))
+	stop1 := startReplica(t, ns, oncall, "controller-1", &eventstest.Logs{})
+	stop2 := startReplica(t, ns, oncall, "controller-2", &eventstest.Logs{})
+	following(t, ns, events.StreamState, 2)
+	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
+	waitAttempt(t, ns, "oncall", 1)
+	stop1()
+
+	up := westGoes(t, ns.JS, events.StatusDown, events.StatusUp) // while controller-1 is stopped
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		a := stored(t, ns, "oncall")
+		return len(a) == 2 && a[1].Tried == up.ID
+	}, "controller-2 to record the up as tried")
+	stop2()
+
+	logs := &eventstest.Logs{}
+	moved := version(t, 2, fmt.Sprintf("  - {name: oncall, on: [drill_result], webhooks: [{url: %q}]}\n", hook.URL),
+		group("pager", hook.URL, ""))
+	startReplica(t, ns, moved, "controller-1", logs)
+	owed(t, logs, `"new":0,"resumed":0,"skipped":2`)
+	rc.quiet(t, 300*time.Millisecond, 5*time.Second, "the webhook to be told nothing more")
+	if n := rc.count(); n != 2 {
+		t.Errorf("the webhook got %d requests, want 2: the down and the up once", n)
+	}
+}

@@ -300,15 +300,22 @@ func vouchedFor(marks map[mark]bool, b backlog, set, name string) vouched {
 	return v
 }
 
-// hadUnder reports whether an attempt of the event id to url was made (told tells, by delivery
-// id) under one of groups, the groups ALERTS tells of attempts of it under, that this sender's
-// groups do not send to url: a group a version renamed or took the webhook from, or another
-// controller's. The webhook had the event, under another Detour-Delivery id: sent for this
-// sender's group, no mark vouching for it, it would come twice. Under r.mu.
-func (r *runner) hadUnder(groups []string, id, url string, told func(delivery string) bool) bool {
+// hadUnder reports whether an attempt of fact's event to url was made (told tells, by delivery
+// id) under one of groups, the groups ALERTS tells of attempts of it under, that does not send
+// this sender the event at url: a group a version renamed, took the webhook from or no longer
+// tells of the event (another group told of it at that webhook since), or another controller's.
+// The webhook had the event, under another Detour-Delivery id: sent for this sender's group, no
+// mark vouching for it, it would come twice. Under r.mu.
+func (r *runner) hadUnder(groups []string, fact Fact, url string, told func(delivery string) bool) bool {
 	return slices.ContainsFunc(groups, func(g string) bool {
-		return r.sinks[sinkKey(g, url)] == nil && told(events.DerivedID(id, g+"|"+url))
+		return !r.sends(g, fact, url) && told(events.DerivedID(fact.Event.ID, g+"|"+url))
 	})
+}
+
+// sends reports whether this sender's group named g delivers fact to url; under r.mu.
+func (r *runner) sends(g string, fact Fact, url string) bool {
+	i := slices.IndexFunc(r.groups.Alerts, func(a config.Alert) bool { return a.Name == g })
+	return i >= 0 && r.sinks[sinkKey(g, url)] != nil && Matches(&r.groups.Alerts[i], fact) != ""
 }
 
 // told reports whether an attempt of delivery id is told of.
@@ -350,7 +357,7 @@ func (r *runner) resume(b *backlog, h history, now time.Time) {
 				s = nil // claimed at most: its claimer stopped before recording an attempt
 			}
 			switch {
-			case s == nil && (h.unsent[d.id] || !v.covers(seq) && !r.hadUnder(h.groups[x.fact.Event.ID], x.fact.Event.ID, d.url, h.told)):
+			case s == nil && (h.unsent[d.id] || !v.covers(seq) && !r.hadUnder(h.groups[x.fact.Event.ID], x.fact, d.url, h.told)):
 				fresh++
 				return true
 			case s == nil || s.done:
@@ -386,7 +393,7 @@ func (r *runner) resumeDrills(b backlog, now time.Time) {
 			switch {
 			case now.Sub(x.stamp) > a.RetryFor.D():
 				return false
-			case s == nil && (unsent[d.id] || !v.covers(seq) && !r.hadUnder(groups[x.fact.Event.ID], x.fact.Event.ID, d.url, told)):
+			case s == nil && (unsent[d.id] || !v.covers(seq) && !r.hadUnder(groups[x.fact.Event.ID], x.fact, d.url, told)):
 				fresh++
 				return true
 			case s == nil || s.done:
