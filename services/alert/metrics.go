@@ -48,13 +48,14 @@ func attemptReason(code int, err error) string {
 		netErr  net.Error
 		opErr   *net.OpError
 		certErr *tls.CertificateVerificationError
-		alert   tls.AlertError
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
 		return reasonTimeout
-	case errors.As(err, &certErr), errors.As(err, &alert):
+	// crypto/tls returns an alert the webhook sent (it refused the handshake: a client
+	// certificate asked for, no common version) as the operation "remote error".
+	case errors.As(err, &certErr), errors.As(err, &opErr) && opErr.Op == "remote error":
 		return reasonTLS
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		return reasonConnect

@@ -3,6 +3,7 @@ package alert
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -71,5 +72,37 @@ func serving(h http.Handler, withTLS bool) func(t *testing.T) string {
 		}
 		t.Cleanup(s.Close)
 		return s.URL
+	}
+}
+
+// TestAnAttemptAWebhookRefusedTheTLSHandshakeOfHasReasonTLS: a webhook that refuses the
+// handshake (it asks for a client certificate the sender has none of, with TLS 1.2 or 1.3)
+// answers with a TLS alert, which the attempt's reason tells as tls, as the metric's help says.
+func TestAnAttemptAWebhookRefusedTheTLSHandshakeOfHasReasonTLS(t *testing.T) {
+	asking := func(version uint16) func(t *testing.T) (string, *http.Client) {
+		return func(t *testing.T) (string, *http.Client) {
+			s := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			s.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert, MinVersion: version, MaxVersion: version}
+			s.StartTLS()
+			t.Cleanup(s.Close)
+			return s.URL, s.Client() // a client that trusts the server
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		hook func(t *testing.T) (string, *http.Client)
+	}{
+		{"a client certificate asked for with TLS 1.2", asking(tls.VersionTLS12)},
+		{"a client certificate asked for with TLS 1.3", asking(tls.VersionTLS13)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, client := tc.hook(t)
+			r := &runner{o: Options{Client: client, Timeout: 10 * time.Second, Now: time.Now}}
+			d := &delivery{url: url, secret: &secret{}, id: "d", body: []byte("{}")}
+			code, _, err := r.send(context.Background(), d, 1)
+			if got := attemptReason(code, err); got != reasonTLS {
+				t.Errorf("attempt answered %d, %v: reason %q, want %q", code, err, got, reasonTLS)
+			}
+		})
 	}
 }
