@@ -292,6 +292,16 @@ func (m *Metrics) AlertGroup(group string, series [][2]string) {
 	m.AlertAttemptDuration.WithLabelValues(group)
 }
 
+// AlertGroupGone drops every series of the alert group, which a configuration version removed:
+// the series of the groups a process was ever given would stay until it restarts.
+func (m *Metrics) AlertGroupGone(group string) {
+	if m == nil {
+		return
+	}
+	m.AlertAttempts.DeletePartialMatch(prometheus.Labels{"group": group})
+	m.AlertAttemptDuration.DeletePartialMatch(prometheus.Labels{"group": group})
+}
+
 // AlertAttempted counts one attempt of a delivery to a webhook of the alert group, recorded on
 // ALERTS with result, for reason.
 func (m *Metrics) AlertAttempted(group, result, reason string) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/metrics"
 	"github.com/detourdev/detour/services/alert"
@@ -146,5 +147,38 @@ func TestAnAlertAbandonedWhenRetryForRunsOutShowsOnceInTheMetricsWithItsLastReas
 	}
 	if got.timed["oncall"] != uint64(requests) {
 		t.Errorf("detour_alert_attempt_duration_seconds{group=oncall} counts %d attempts, want the %d sent", got.timed["oncall"], requests)
+	}
+}
+
+// TestAGroupAVersionRemovedShowsNoSeriesInTheMetrics: a version that renames a group (oncall →
+// pager) shows pager's series at zero from then on, and no more of oncall's: the series of every
+// group a controller was ever given stayed until it restarted, 37 a group, at their last values.
+func TestAGroupAVersionRemovedShowsNoSeriesInTheMetrics(t *testing.T) {
+	hook := serve(t, &receiver{})
+	ns := eventstest.Start(t)
+	m := metrics.New()
+	configs := make(chan *config.Config)
+	logs := &eventstest.Logs{}
+	eventstest.Run(t, "alerts", func(ctx context.Context) error {
+		return alert.Run(ctx, alert.Options{JS: ns.JS, Config: version(t, 1, group("oncall", hook.URL, "")), Configs: configs,
+			Name: "controller-1", Log: zerolog.New(logs), Metrics: m})
+	})
+	eventstest.Eventually(t, 5*time.Second, func() bool {
+		_, ok := scrapeAlerts(t, m).attempts["oncall abandoned 5xx"]
+		return ok
+	}, "oncall's series to show at 0")
+	configs <- version(t, 2, group("pager", hook.URL, ""))
+	applied(t, logs, followsVersion, 1)
+	got := scrapeAlerts(t, m)
+	for series := range got.attempts {
+		if strings.HasPrefix(series, "oncall ") {
+			t.Errorf("after the version that removed oncall, /metrics shows detour_alert_attempts_total{%s}", series)
+		}
+	}
+	if _, ok := got.timed["oncall"]; ok {
+		t.Errorf("after the version that removed oncall, /metrics shows detour_alert_attempt_duration_seconds{group=oncall}")
+	}
+	if n, ok := got.attempts["pager abandoned 5xx"]; !ok || n != 0 {
+		t.Errorf("after the version, detour_alert_attempts_total{pager abandoned 5xx} = %v (shown: %t), want 0 shown", n, ok)
 	}
 }

@@ -207,7 +207,8 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // use makes c's alert groups, whose webhooks' URLs and secrets are hooks, those the events
-// handled from now on are delivered to, and stops the deliveries to webhooks c does not name.
+// handled from now on are delivered to, stops the deliveries to webhooks c does not name, and
+// drops the metrics' series of the groups c removed.
 func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.Webhook]hook) {
 	for _, a := range c.Alerts {
 		r.o.Metrics.AlertGroup(a.Name, attemptSeries)
@@ -238,6 +239,11 @@ func (r *runner) use(ctx context.Context, c *config.Config, hooks map[*config.We
 				sctx, cancel := context.WithCancelCause(ctx)
 				r.sinks[key] = &sink{alert: a.Name, url: url, ctx: sctx, cancel: cancel, slots: make(chan struct{}, maxInFlight), latest: map[string]uint64{}}
 			}
+		}
+	}
+	if r.groups != nil {
+		for _, name := range groupsNotIn(r.groups, c) {
+			r.o.Metrics.AlertGroupGone(name)
 		}
 	}
 	r.groups, r.hooks, r.set = c, hooks, deliverySet(c, hooks)
