@@ -367,6 +367,9 @@ func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 	if err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
 	}
+	// The consumer goes with the read, not 5 minutes later (nats.go's inactive threshold): a
+	// script replaying in a loop filled a stream's or an account's consumer limit.
+	defer deleteConsumer(ctx, js, name, cons)
 	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
@@ -398,6 +401,22 @@ func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		}
 	}
 }
+
+// deleteConsumer deletes the consumer cons is reading stream with, once its read ended, even
+// one ended by ctx (an operator's Ctrl-C). A consumer the server no longer holds, or one it
+// does not answer for, is left to its inactive threshold.
+func deleteConsumer(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteWait)
+	defer cancel()
+	_ = js.DeleteConsumer(ctx, stream, info.Name)
+}
+
+// deleteWait bounds the deletion of a read's consumer.
+const deleteWait = 5 * time.Second
 
 // chunk is a run of PROBES messages decoded by one worker; done is closed when it is.
 type chunk struct {
