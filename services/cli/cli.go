@@ -92,7 +92,7 @@ Operate:
 Every command but check, query, backend and help takes --log-format auto|console|json (auto:
 console with colours on a terminal, JSON elsewhere) and --log-level debug|info|warn|error.
 plan, apply, config, override and drill take --timeout D: how long they wait for the cluster (or
-the API) to answer, in all (default 30s; a drill run, for its start).
+the API) to answer, in all (default 30s; a drill run, for its start); replay too, for each answer.
 Without --config, a role reads the active configuration from the CONFIG stream.
 Every role takes --metrics-addr ADDR to serve Prometheus metrics on /metrics; up serves all of
 its roles' on 127.0.0.1:9464 unless --metrics-addr "" is given.

@@ -15,14 +15,16 @@ import (
 )
 
 func init() {
-	helpText["replay"] = `usage: detour replay [--from T] [--to T] [--app A] [--endpoint E] [--region R] [--format text|json|html] [--what-if S] [--nats URL]
+	helpText["replay"] = `usage: detour replay [--from T] [--to T] [--app A] [--endpoint E] [--region R] [--format text|json|html] [--what-if S] [--timeout D] [--nats URL]
 
 Reads PROBES, STATE, DNS, ROUTES and DRILLS back and prints one timeline of an incident: first
 failed probes, transitions with their phases (first probe → threshold → appended → answer
 changed → edges switched), answer changes, route tables, overrides and drill steps. --what-if
 re-decides the recorded results with other thresholds and shows the transitions side by side;
 the thresholds not given are those of each configuration version when it was active (with
---config, that file's for the whole window).
+--config, that file's for the whole window). --timeout bounds each wait for the cluster's answer
+(a request's, or the next message of a read), not the whole replay, which reads for as long as
+messages come.
 
 Example:
   detour replay --from 15m --app shop
@@ -45,6 +47,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&o.Filter.Region, "region", "", "only the probe results of this probing region")
 	fs.StringVar(&o.Format, "format", "text", "text, json (one object per line) or html (one self-contained page)")
 	fs.StringVar(&whatIf, "what-if", "", "re-decide with other thresholds, e.g. 'fall=5,rise=3,quorum=0.67,hold_down=30s,stale_after=10s'")
+	fs.DurationVar(&o.Wait, "timeout", replay.DefaultWait, "how long the replay waits for each answer of the NATS cluster (a request's, or a read's next message), e.g. 5s or 2m")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -52,6 +55,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErr("unexpected argument %q", fs.Arg(0))
 	}
 	if err := c.check(); err != nil {
+		return err
+	}
+	if err := checkTimeout(o.Wait); err != nil {
 		return err
 	}
 	if !slices.Contains(replay.Formats, o.Format) {
@@ -85,7 +91,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		// A what-if follows the versions as the deciders did; the active one sizes the warm-up.
 		o.Versions = true
-		o.Config, err = config.Latest(ctx, js)
+		lctx, cancel := context.WithTimeout(ctx, o.Wait)
+		o.Config, err = config.Latest(lctx, js)
+		err = unanswered(lctx, o.Wait, err)
+		cancel()
 		if err != nil && o.WhatIf == nil {
 			o.Config, err = nil, nil // a timeline needs no configuration
 		}

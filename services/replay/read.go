@@ -34,6 +34,24 @@ type Window struct {
 	// Config also reads CONFIG from its start up to To: the configuration versions a what-if
 	// follows.
 	Config bool
+	// Wait bounds each wait for the servers' answer: to a request, or for the next message of a
+	// stream read (0: DefaultWait). A read takes as long as it needs while messages come.
+	Wait time.Duration
+}
+
+// DefaultWait is a Window's Wait when it sets none: `detour replay --timeout`'s default.
+const DefaultWait = 30 * time.Second
+
+// wait is w.Wait, or DefaultWait.
+func (w Window) wait() time.Duration { return cmp.Or(w.Wait, DefaultWait) }
+
+// unanswered names the servers' silence in err when err is a wait that ended after wait:
+// alone, "context deadline exceeded" told an operator nothing of what to look at.
+func unanswered(wait time.Duration, err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		return err
+	}
+	return fmt.Errorf("the NATS cluster did not answer within %s (loaded, partitioned, or JetStream without quorum): %w", wait, err)
 }
 
 // phaseGrace is how long after a window's end STATE, DNS and ROUTES are read for what the
@@ -48,7 +66,7 @@ const chunkSize = 512
 // a probe result before another stream's event stored at the same instant, since it may have
 // caused it). Records of PROBES are decoded by several goroutines beside the reader.
 func Read(ctx context.Context, js jetstream.JetStream, w Window, fn func(*Record)) error {
-	st, err := look(ctx, js, w.names(), !w.From.IsZero())
+	st, err := look(ctx, js, w.names(), !w.From.IsZero(), w.wait())
 	if err != nil {
 		return err
 	}
@@ -87,11 +105,11 @@ func read(ctx context.Context, js jetstream.JetStream, w Window, st streams, con
 			small = append(small, rec)
 		}
 		if !from.IsZero() && (name == events.StreamState || name == events.StreamDrills) {
-			if err := readBefore(ctx, js, st[name], from, add); err != nil {
+			if err := readBefore(ctx, js, st[name], from, w.wait(), add); err != nil {
 				return err
 			}
 		}
-		if err := readStream(ctx, js, st[name], nil, from, to, add); err != nil {
+		if err := readStream(ctx, js, st[name], nil, from, to, w.wait(), add); err != nil {
 			return err
 		}
 	}
@@ -133,21 +151,21 @@ type streams map[string]*jetstream.StreamInfo
 // bySubject are the streams whose last message of each subject before a window is read.
 var bySubject = map[string]string{events.StreamState: events.SubjectState, events.StreamDrills: events.SubjectDrills}
 
-// look asks the servers once about each of names; with subjects, it lists the subjects of the
-// streams read by subject before a window.
-func look(ctx context.Context, js jetstream.JetStream, names []string, subjects bool) (streams, error) {
+// look asks the servers once about each of names, waiting up to wait for each answer; with
+// subjects, it lists the subjects of the streams read by subject before a window.
+func look(ctx context.Context, js jetstream.JetStream, names []string, subjects bool, wait time.Duration) (streams, error) {
 	st := streams{}
 	for _, name := range names {
 		filter := ""
 		if subjects {
 			filter = bySubject[name]
 		}
-		info, err := streamInfo(ctx, js, name, filter)
+		info, err := streamInfo(ctx, js, name, filter, wait)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
+			return nil, fmt.Errorf("read %s: %w", name, unanswered(wait, err))
 		}
 		st[name] = info
 	}
@@ -155,8 +173,8 @@ func look(ctx context.Context, js jetstream.JetStream, names []string, subjects 
 }
 
 // streamInfo asks for name's information, with the subjects matching filter (none when empty)
-// page by page.
-func streamInfo(ctx context.Context, js jetstream.JetStream, name, filter string) (*jetstream.StreamInfo, error) {
+// page by page, each answer waited for up to wait.
+func streamInfo(ctx context.Context, js jetstream.JetStream, name, filter string, wait time.Duration) (*jetstream.StreamInfo, error) {
 	var info *jetstream.StreamInfo
 	for offset := 0; ; {
 		req, err := json.Marshal(struct {
@@ -166,7 +184,9 @@ func streamInfo(ctx context.Context, js jetstream.JetStream, name, filter string
 		if err != nil {
 			return nil, err
 		}
-		m, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.INFO."+name, req)
+		rctx, cancel := context.WithTimeout(ctx, wait)
+		m, err := js.Conn().RequestWithContext(rctx, "$JS.API.STREAM.INFO."+name, req)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
@@ -237,8 +257,9 @@ type rawMsg struct {
 // subjects info lists stored before it: the last message of each, and, of DRILLS, every message
 // of each drill whose last is not its scorecard (a drill in force, or whose rollback or
 // scorecard may come in the window, needs its start and steps). A stream that answers no
-// multi_last gives every message stored before from.
-func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, from time.Time, fn func(rawMsg)) error {
+// multi_last, or whose replica does not answer one within wait (a hung node's), gives every
+// message stored before from, read from its leader.
+func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, from time.Time, wait time.Duration, fn func(rawMsg)) error {
 	if info == nil || len(info.State.Subjects) == 0 {
 		return nil
 	}
@@ -248,10 +269,10 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		// An app's claim puts no failure in force and shows on no timeline.
 		subjects = slices.DeleteFunc(subjects, func(s string) bool { return len(events.SplitSubject(s, "detour.drill")) != 1 })
 	}
-	last, err := lastBefore(ctx, js, name, subjects, from)
-	if errors.Is(err, errNoMultiLast) {
+	last, err := lastBefore(ctx, js, name, subjects, from, wait)
+	if errors.Is(err, errNoMultiLast) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// Read as before multi_last: every message before the window.
-		return readStream(ctx, js, info, nil, time.Time{}, from.Add(-time.Nanosecond), fn)
+		return readStream(ctx, js, info, nil, time.Time{}, from.Add(-time.Nanosecond), wait, fn)
 	}
 	if err != nil {
 		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), err)
@@ -271,7 +292,7 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 	if len(drills) == 0 {
 		return nil
 	}
-	return readStream(ctx, js, info, drills, time.Time{}, from.Add(-time.Nanosecond), fn)
+	return readStream(ctx, js, info, drills, time.Time{}, from.Add(-time.Nanosecond), wait, fn)
 }
 
 // multiLast is how many subjects one direct get asks the last message of: a server answers no
@@ -280,8 +301,9 @@ const multiLast = 1024
 
 // lastBefore returns the last message of each of subjects of stream stored before at, in
 // stream order: direct gets of up to multiLast subjects each (multi_last with up_to_time,
-// nats-server 2.11 or later, else errNoMultiLast), each read on from where its answer stopped.
-func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, at time.Time) ([]rawMsg, error) {
+// nats-server 2.11 or later, else errNoMultiLast), each read on from where its answer stopped,
+// and waited for up to wait.
+func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, at time.Time, wait time.Duration) ([]rawMsg, error) {
 	var out []rawMsg
 	for len(subjects) > 0 {
 		list := subjects[:min(multiLast, len(subjects))]
@@ -295,7 +317,9 @@ func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subj
 			if err != nil {
 				return nil, err
 			}
-			got, more, err := directGet(ctx, js.Conn(), stream, req, len(list))
+			dctx, cancel := context.WithTimeout(ctx, wait)
+			got, more, err := directGet(dctx, js.Conn(), stream, req, len(list))
+			cancel()
 			if err != nil {
 				return nil, err
 			}
@@ -353,8 +377,8 @@ func directGet(ctx context.Context, nc *nats.Conn, stream string, req []byte, n 
 
 // readStream calls fn with each message of the stream info describes (of subjects, unless
 // nil) stored from from (zero: its start) up to to (zero: its last message when info was
-// asked).
-func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, subjects []string, from, to time.Time, fn func(rawMsg)) error {
+// asked), waiting up to wait for the consumer and for each message.
+func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, subjects []string, from, to time.Time, wait time.Duration, fn func(rawMsg)) error {
 	if info == nil || info.State.Msgs == 0 {
 		return nil
 	}
@@ -363,13 +387,15 @@ func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 	if !from.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
 	}
-	cons, err := js.OrderedConsumer(ctx, name, cfg)
+	cctx, cancel := context.WithTimeout(ctx, wait)
+	cons, err := js.OrderedConsumer(cctx, name, cfg)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w", name, unanswered(wait, err))
 	}
 	// The consumer goes with the read, not 5 minutes later (nats.go's inactive threshold): a
 	// script replaying in a loop filled a stream's or an account's consumer limit.
-	defer deleteConsumer(ctx, js, name, cons)
+	defer deleteConsumer(ctx, js, name, cons, wait)
 	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
@@ -381,12 +407,12 @@ func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		return nil
 	}
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextMaxWait(wait))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("read %s: %w", name, err)
+			return fmt.Errorf("read %s: %w", name, unanswered(wait, err))
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -404,19 +430,16 @@ func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 
 // deleteConsumer deletes the consumer cons is reading stream with, once its read ended, even
 // one ended by ctx (an operator's Ctrl-C). A consumer the server no longer holds, or one it
-// does not answer for, is left to its inactive threshold.
-func deleteConsumer(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+// does not answer for within wait, is left to its inactive threshold.
+func deleteConsumer(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer, wait time.Duration) {
 	info := cons.CachedInfo()
 	if info == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteWait)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	defer cancel()
 	_ = js.DeleteConsumer(ctx, stream, info.Name)
 }
-
-// deleteWait bounds the deletion of a read's consumer.
-const deleteWait = 5 * time.Second
 
 // chunk is a run of PROBES messages decoded by one worker; done is closed when it is.
 type chunk struct {
@@ -465,7 +488,7 @@ func readProbes(ctx context.Context, js jetstream.JetStream, w Window, info *jet
 			cur = &chunk{done: make(chan struct{})}
 			return true
 		}
-		readErr = readStream(ctx, js, info, nil, w.From, w.To, func(m rawMsg) {
+		readErr = readStream(ctx, js, info, nil, w.From, w.To, w.wait(), func(m rawMsg) {
 			cur.msgs = append(cur.msgs, m)
 			if len(cur.msgs) == chunkSize {
 				send()

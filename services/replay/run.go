@@ -33,6 +33,8 @@ type Options struct {
 	// Now dates the end of the history when there is no PROBES to ask the servers' time of.
 	// Default time.Now.
 	Now func() time.Time
+	// Wait bounds each wait for the servers' answer (see Window.Wait; 0: DefaultWait).
+	Wait time.Duration
 	// Warn is told what the replay misses: what the streams no longer hold of the window, and the
 	// events it skipped that the output does not count (nil: nobody).
 	Warn func(string)
@@ -57,8 +59,8 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	if o.WhatIf != nil && o.Config == nil {
 		return fmt.Errorf("replay: a what-if needs the configuration")
 	}
-	win := Window{To: o.Filter.To, Config: o.WhatIf != nil && o.Versions}
-	st, err := look(ctx, js, win.names(), !o.Filter.From.IsZero())
+	win := Window{To: o.Filter.To, Config: o.WhatIf != nil && o.Versions, Wait: o.Wait}
+	st, err := look(ctx, js, win.names(), !o.Filter.From.IsZero(), win.wait())
 	if err != nil {
 		return err
 	}
@@ -80,7 +82,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 	warm := Warmup(o.Config, o.WhatIf)
 	var versions []Record
 	if win.Config {
-		err := readStream(ctx, js, st[events.StreamConfig], nil, time.Time{}, win.To, func(m rawMsg) {
+		err := readStream(ctx, js, st[events.StreamConfig], nil, time.Time{}, win.To, win.wait(), func(m rawMsg) {
 			r := Record{Stream: events.StreamConfig, Seq: m.seq, Subject: m.subject, Stored: m.stored}
 			r.Env, r.Err = events.Decode(m.data)
 			versions = append(versions, r)
