@@ -9,6 +9,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -269,8 +270,17 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		// An app's claim puts no failure in force and shows on no timeline.
 		subjects = slices.DeleteFunc(subjects, func(s string) bool { return len(events.SplitSubject(s, "detour.drill")) != 1 })
 	}
-	last, err := lastBefore(ctx, js, name, subjects, from, wait)
-	if errors.Is(err, errNoMultiLast) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+	held, err := heldBefore(ctx, js, info, from, wait)
+	if err != nil {
+		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), unanswered(wait, err))
+	}
+	var last []rawMsg
+	for range behindTries {
+		if last, err = lastBefore(ctx, js, name, subjects, from, held, info.State.FirstSeq, wait); !errors.Is(err, errBehind) {
+			break
+		}
+	}
+	if errors.Is(err, errNoMultiLast) || errors.Is(err, errBehind) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// Read as before multi_last: every message before the window.
 		return readStream(ctx, js, info, nil, time.Time{}, from.Add(-time.Nanosecond), wait, fn)
 	}
@@ -299,11 +309,57 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 // more than 1,024.
 const multiLast = 1024
 
+// behindTries is how many times readBefore asks the replicas (one drawn at random each time)
+// while the one answering is behind the leader, before it reads from the leader.
+const behindTries = 3
+
+// errBehind is a direct get answered by a replica that does not hold every message the leader
+// stored before the window (one cut from it): its last messages are older than the leader's.
+var errBehind = errors.New("answered by a replica behind the leader")
+
+// heldBefore returns the sequence of the last message the leader of the stream info describes
+// stored before at (0: none): the one before its first stored at or after at, or, when it
+// stored none since, its last when info was asked. Only the leader answers it.
+func heldBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, at time.Time, wait time.Duration) (uint64, error) {
+	req, err := json.Marshal(struct {
+		Start time.Time `json:"start_time"`
+	}{at})
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	m, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+info.Config.Name, req)
+	if err != nil {
+		return 0, err
+	}
+	var r struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	switch err := json.Unmarshal(m.Data, &r); {
+	case err != nil:
+		return 0, err
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return info.State.LastSeq, nil
+	case r.Error != nil:
+		return 0, r.Error
+	case r.Message == nil || r.Message.Seq == 0:
+		return 0, jetstream.ErrInvalidJetStreamResponse
+	}
+	return r.Message.Seq - 1, nil
+}
+
 // lastBefore returns the last message of each of subjects of stream stored before at, in
 // stream order: direct gets of up to multiLast subjects each (multi_last with up_to_time,
 // nats-server 2.11 or later, else errNoMultiLast), each read on from where its answer stopped,
-// and waited for up to wait.
-func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, at time.Time, wait time.Duration) ([]rawMsg, error) {
+// and waited for up to wait. An answer from a replica that holds less than held, the leader's
+// last message before at, is errBehind; so is one finding none where the leader holds messages
+// before at (held at or past first, its first sequence), which no replica tells from a list of
+// subjects all stored since.
+func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, at time.Time, held, first uint64, wait time.Duration) ([]rawMsg, error) {
 	var out []rawMsg
 	for len(subjects) > 0 {
 		list := subjects[:min(multiLast, len(subjects))]
@@ -318,10 +374,13 @@ func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subj
 				return nil, err
 			}
 			dctx, cancel := context.WithTimeout(ctx, wait)
-			got, more, err := directGet(dctx, js.Conn(), stream, req, len(list))
+			got, more, upTo, err := directGet(dctx, js.Conn(), stream, req, len(list))
 			cancel()
 			if err != nil {
 				return nil, err
+			}
+			if upTo < held && (upTo > 0 || held >= first) {
+				return nil, errBehind
 			}
 			out = append(out, got...)
 			if !more || len(got) == 0 {
@@ -339,40 +398,42 @@ func lastBefore(ctx context.Context, js jetstream.JetStream, stream string, subj
 var errNoMultiLast = errors.New("no multi_last direct gets")
 
 // directGet sends req, a batched direct get of up to n messages, to stream and returns the
-// messages answered, and whether more matched than the answer held.
-func directGet(ctx context.Context, nc *nats.Conn, stream string, req []byte, n int) (out []rawMsg, more bool, err error) {
+// messages answered, whether more matched than the answer held, and the last sequence the
+// answer covered (0 for none found, or an answer that does not say it).
+func directGet(ctx context.Context, nc *nats.Conn, stream string, req []byte, n int) (out []rawMsg, more bool, upTo uint64, err error) {
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	for len(out) <= n {
 		r, err := sub.NextMsgWithContext(ctx)
 		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, false, errNoMultiLast
+			return nil, false, 0, errNoMultiLast
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
 		if r.Header.Get("Status") == "408" && len(r.Data) == 0 && r.Header.Get(jetstream.SequenceHeader) == "" {
-			return nil, false, errNoMultiLast
+			return nil, false, 0, errNoMultiLast
 		}
 		m, pending, end, err := events.ParseDirectGet(r.Header, r.Data)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound) && len(out) == 0:
-			return nil, false, nil // none stored before
+			return nil, false, 0, nil // none stored before
 		case err != nil:
-			return nil, false, err
+			return nil, false, 0, err
 		case end:
-			return out, pending > 0, nil
+			upTo, _ := strconv.ParseUint(r.Header.Get("Nats-UpTo-Sequence"), 10, 64)
+			return out, pending > 0, upTo, nil
 		}
 		out = append(out, rawMsg{subject: m.Subject, data: m.Data, seq: m.Sequence, stored: m.Time})
 	}
-	return nil, false, fmt.Errorf("more than the %d messages asked for", n)
+	return nil, false, 0, fmt.Errorf("more than the %d messages asked for", n)
 }
 
 // readStream calls fn with each message of the stream info describes (of subjects, unless
