@@ -268,3 +268,39 @@ func TestAWindowThatEndedReadsLittleOfTheHistoryAfterIt(t *testing.T) {
 		t.Errorf("the replay of a window before %d transitions received %d messages, want at most %d", oldTransitions, received, oldTransitions/4)
 	}
 }
+
+// TestATransitionWhoseAnswerCameAfterTheReadSaysSo: replay --to reads 10 minutes past the
+// window for the answers its transitions caused. A DNS server cut from NATS for longer stored
+// w1's answer after that: the phases say up to when they were read, where they said "answer
+// unchanged", which the DNS server's later answer belies.
+func TestATransitionWhoseAnswerCameAfterTheReadSaysSo(t *testing.T) {
+	const grace = 100 * time.Millisecond
+	replay.SetPhaseGrace(t, grace)
+	ctx := context.Background()
+	srv := eventstest.Start(t)
+	at := time.Now()
+	down, err := events.New(events.TypeEndpointDown, "decider-1", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusUp, To: events.StatusDown, Reason: "a: 1 consecutive failures (fall 1)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 5*time.Second, func() bool { return time.Now().After(at.Add(2 * grace)) }, "the DNS server's outage to outlast the read past the window")
+	answer, err := events.Derived(events.TypeZoneChanged, "dns-1", down.ID, "z", time.Now(),
+		events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{"127.0.0.11"}, After: []string{"127.0.0.12"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(ctx, srv.JS, events.ZoneSubject("demo.test.", "dns-1"), answer); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := replay.Run(ctx, srv.JS, replay.Options{Filter: replay.Filter{To: at}, Format: "text"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "no answer read up to " + at.Add(grace).UTC().Format("15:04:05.000")
+	if strings.Contains(out.String(), "answer unchanged") || !strings.Contains(out.String(), want) {
+		t.Errorf("replay --to %s (w1's down, whose answer came later than the read past it) does not say %q:\n%s", at.Format(time.RFC3339Nano), want, out.String())
+	}
+}

@@ -92,6 +92,10 @@ type Phases struct {
 	// Switched is when the last edge's route table changed because of it, and Edges those edges.
 	Switched time.Time `json:"switched,omitzero"`
 	Edges    []string  `json:"edges,omitempty"`
+	// ReadTo, for a transition without an answer, is when the replay stopped reading the
+	// answers (--to and 10 minutes past it) before the history's end: one stored later (a DNS
+	// server cut from NATS for longer) is not read. Zero when every answer stored was read.
+	ReadTo time.Time `json:"read_to,omitzero"`
 
 	// Detect is Threshold − FirstProbe; Append is Appended − Threshold; Answer is Answered −
 	// Appended; Switch is Switched − Appended (edges follow STATE, not DNS); Total runs from the

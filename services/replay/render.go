@@ -156,6 +156,8 @@ func phaseLine(p *Phases) string {
 	parts = append(parts, "appended +"+ms(p.Append.D()))
 	if !p.Answered.IsZero() {
 		parts = append(parts, fmt.Sprintf("answer +%s (serial %d)", ms(p.Answer.D()), p.Serial))
+	} else if !p.ReadTo.IsZero() {
+		parts = append(parts, "no answer read up to "+p.ReadTo.UTC().Format("15:04:05.000")+" (--to + "+phaseGrace.String()+"; a later --to reads further)")
 	} else {
 		parts = append(parts, "answer unchanged")
 	}

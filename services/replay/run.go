@@ -131,6 +131,14 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 		return err
 	}
 	t := b.Timeline()
+	if cut := win.To.Add(phaseGrace); cut.Before(probesAt) {
+		// The answers stored after cut were not read: a transition without one may have had it.
+		for _, it := range t.Items {
+			if p := it.Phases; p != nil && p.Answered.IsZero() {
+				p.ReadTo = cut
+			}
+		}
+	}
 	if t.Unknown > 0 && o.Warn != nil {
 		o.Warn("skipped " + plural(t.Unknown, "event of a type", "events of types") + " this version of detour does not know (written by a later version?): the timeline and the what-if miss them; replay with the version that wrote them")
 	}
