@@ -270,22 +270,32 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		// An app's claim puts no failure in force and shows on no timeline.
 		subjects = slices.DeleteFunc(subjects, func(s string) bool { return len(events.SplitSubject(s, "detour.drill")) != 1 })
 	}
-	held, err := heldBefore(ctx, js, info, from, wait)
-	if err != nil {
-		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), unanswered(wait, err))
-	}
 	var last []rawMsg
-	for range behindTries {
-		if last, err = lastBefore(ctx, js, name, subjects, from, held, info.State.FirstSeq, wait); !errors.Is(err, errBehind) {
-			break
+	held, err := heldBefore(ctx, js, info, from, wait)
+	// A stream electing a leader (a replica cut from it calls elections) answers 503 meanwhile:
+	// it is asked again for up to wait.
+	for pause, until := 100*time.Millisecond, time.Now().Add(wait); unavailable(err) && time.Now().Before(until); pause = min(2*pause, 2*time.Second) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		held, err = heldBefore(ctx, js, info, from, wait)
+	}
+	if err == nil {
+		for range behindTries {
+			if last, err = lastBefore(ctx, js, name, subjects, from, held, info.State.FirstSeq, wait); !errors.Is(err, errBehind) {
+				break
+			}
 		}
 	}
-	if errors.Is(err, errNoMultiLast) || errors.Is(err, errBehind) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+	var refused *jetstream.APIError // a server that takes no start_time (older than 2.11)
+	if errors.Is(err, errNoMultiLast) || errors.Is(err, errBehind) || errors.As(err, &refused) && !unavailable(err) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// Read as before multi_last: every message before the window.
-		return readStream(ctx, js, info, nil, time.Time{}, from.Add(-time.Nanosecond), wait, fn)
+		return readAllBefore(ctx, js, info, from, held, wait, fn)
 	}
 	if err != nil {
-		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), err)
+		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), unanswered(wait, err))
 	}
 	if name != events.StreamDrills {
 		for _, m := range last {
@@ -305,13 +315,41 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 	return readStream(ctx, js, info, drills, time.Time{}, from.Add(-time.Nanosecond), wait, fn)
 }
 
+// unavailable reports whether err is the JetStream API's 503: a node that sees no leader of the
+// stream, where another may.
+func unavailable(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code == 503
+}
+
+// readAllBefore calls fn with every message of the stream info describes stored before from.
+// Its consumer may be placed on any replica, one behind the leader included, whose read ends
+// at the last message it holds: a read ending before held, the leader's last message before
+// from (0: unknown), is read again on another consumer, up to behindTries times.
+func readAllBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, from time.Time, held uint64, wait time.Duration, fn func(rawMsg)) error {
+	for range behindTries {
+		var got []rawMsg
+		if err := readStream(ctx, js, info, nil, time.Time{}, from.Add(-time.Nanosecond), wait, func(m rawMsg) { got = append(got, m) }); err != nil {
+			return err
+		}
+		if held < info.State.FirstSeq || len(got) > 0 && got[len(got)-1].seq >= held {
+			for _, m := range got {
+				fn(m)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("read %s before %s: %w", info.Config.Name, from.UTC().Format(stamp), errBehind)
+}
+
 // multiLast is how many subjects one direct get asks the last message of: a server answers no
 // more than 1,024.
 const multiLast = 1024
 
 // behindTries is how many times readBefore asks the replicas (one drawn at random each time)
-// while the one answering is behind the leader, before it reads from the leader.
-const behindTries = 3
+// while the one answering is behind the leader, before it reads every message from a consumer,
+// and how many consumers it reads that way.
+const behindTries = 5
 
 // errBehind is a direct get answered by a replica that does not hold every message the leader
 // stored before the window (one cut from it): its last messages are older than the leader's.
