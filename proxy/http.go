@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log"
 	"net"
 	"net/http"
@@ -376,11 +377,11 @@ func (a *app) forwardedBy(r *http.Request) string {
 	if len(vs) == 0 || !a.edge.forwardedByEdge(remoteAddr(r.RemoteAddr)) {
 		return ""
 	}
-	names := hopNames(vs)
-	if len(names) == 0 {
-		return ""
+	last := ""
+	for n := range hops(vs) {
+		last = n
 	}
-	return names[len(names)-1]
+	return last
 }
 
 // cameBack reports whether the HeaderForwardedBy fields vs of a request name this edge, from
@@ -390,30 +391,44 @@ func (a *app) forwardedBy(r *http.Request) string {
 // between the edges until they ran out of descriptors. A client naming the edge itself turns
 // forwarding off for its own request only.
 func (a *app) cameBack(vs []string) bool {
-	return slices.Contains(hopNames(vs), a.edge.name)
+	for n := range hops(vs) {
+		if n == a.edge.name {
+			return true
+		}
+	}
+	return false
 }
 
 // peerHop is the HeaderForwardedBy field towards a secondary of a request whose own fields are
-// vs: the edges they name, whoever sent them, then this edge, so that an edge it comes back to
-// sees itself named (cameBack) though it did not know the sender for an edge.
+// vs: the configured edges they name, whoever sent them, each once, then this edge, so that an
+// edge it comes back to sees itself named (cameBack) though it did not know the sender for an
+// edge. Other names (a client's) are dropped: the field holds each edge's name once at most,
+// however many names a client sent, which would take the head past the secondary's
+// max_header_bytes with the edge's forwarding fields.
 func (a *app) peerHop(vs []string) string {
 	if len(vs) == 0 {
 		return a.edge.name
 	}
-	return strings.Join(append(hopNames(vs), a.edge.name), ", ")
+	var kept []string
+	for n := range hops(vs) {
+		if a.edge.names[n] && n != a.edge.name && !slices.Contains(kept, n) {
+			kept = append(kept, n)
+		}
+	}
+	return strings.Join(append(kept, a.edge.name), ", ")
 }
 
-// hopNames returns the edge names the HeaderForwardedBy values vs list, in order.
-func hopNames(vs []string) []string {
-	var out []string
-	for _, v := range vs {
-		for n := range strings.SplitSeq(v, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				out = append(out, n)
+// hops yields the names the HeaderForwardedBy values vs list, in order.
+func hops(vs []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range vs {
+			for n := range strings.SplitSeq(v, ",") {
+				if n = strings.TrimSpace(n); n != "" && !yield(n) {
+					return
+				}
 			}
 		}
 	}
-	return out
 }
 
 type hopsKey struct{}

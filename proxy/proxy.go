@@ -62,6 +62,7 @@ type edge struct {
 	routes    map[string]events.AppRoute // the last route applied per app, from ROUTES or the snapshot
 	peers     *peers
 	others    map[netip.Addr]bool // addresses of the other configured edges
+	names     map[string]bool     // names of the configured edges, this one's included
 	source    net.IP              // this edge's address, the source of connections to peers
 	dataDir   string
 	malformed events.Malformed // route tables that could not be applied
@@ -147,7 +148,7 @@ func newEdge(o Options) (*edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run edge %s: %w", ce.Name, err)
 	}
-	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, routes: map[string]events.AppRoute{}, others: map[netip.Addr]bool{}, dataDir: o.DataDir, metrics: o.Metrics,
+	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, routes: map[string]events.AppRoute{}, others: map[netip.Addr]bool{}, names: map[string]bool{}, dataDir: o.DataDir, metrics: o.Metrics,
 		intervals: make(chan time.Duration, 1)}
 	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
 	e.peers.inUse = e.secondaries
@@ -156,6 +157,7 @@ func newEdge(o Options) (*edge, error) {
 		e.peers.source = e.source
 	}
 	for _, other := range o.Config.Edges {
+		e.names[other.Name] = true
 		if a, err := netip.ParseAddr(other.Address); err == nil && other.Name != ce.Name {
 			e.others[a.Unmap()] = true
 		}

@@ -392,6 +392,52 @@ func TestARequestThatComesBackToTheEdgeThatForwardedItIsNotForwardedAgain(t *tes
 	}
 }
 
+// A client's Detour-Forwarded-By names no edge the request went through: an edge forwarding the
+// request to its secondary keeps only the configured edges' names, so a client that sends
+// thousands of others within the edge's max_header_bytes (64 KiB) has its request taken by the
+// secondary as by the local pool, and the field does not grow with them from hop to hop. Sent
+// on, they took the head past the secondary's own bound with the edge's forwarding fields: the
+// secondary answered 431, for the fast path and the ReverseProxy path alike.
+func TestAClientsNamesInDetourForwardedByDoNotReachTheSecondary(t *testing.T) {
+	w1, e1 := backend(t, "w1"), backend(t, "e1")
+	c := twoEdges(t, []string{w1.Listener.Addr().String()}, []string{e1.Listener.Addr().String()}, "http", "")
+	w1.Close()
+	c.mark(events.EndpointStateSubject("shop", "west", "i0"), events.TypeEndpointDown)
+	eventstest.Eventually(t, 5*time.Second, func() bool { return backendOf(t, "http://"+c.west+"/") == "e1" }, "west's requests to reach east's instance")
+	for _, tc := range []struct{ name, head, body, method string }{
+		{name: "a GET with an empty body (fast path)", head: "GET / HTTP/1.1\r\n" + host + "Content-Length: 0\r\n", method: "GET"},
+		{name: "a POST with a body (ReverseProxy path)", head: "POST / HTTP/1.1\r\n" + host + "Content-Length: 2\r\n", body: "hi", method: "POST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A head 100 bytes short of the 64 KiB the edge takes, most of it names.
+			var names strings.Builder
+			names.WriteString("Detour-Forwarded-By: edge-east-not")
+			for i := 0; len(tc.head)+names.Len()+len("\r\n\r\n") < 64<<10-100; i++ {
+				fmt.Fprintf(&names, ", n%d", i)
+			}
+			raw := tc.head + names.String()[:64<<10-100-len(tc.head)-4] + "\r\n\r\n" + tc.body
+			conn, err := net.Dial("tcp", c.west)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(conn, raw); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: tc.method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if want := "e1 " + tc.method + " " + tc.body; resp.StatusCode != http.StatusOK || string(body) != want || resp.Header.Get("Got-Hop") != "edge-west" {
+				t.Errorf("answered %d %q, east's instance saw %s %q; want 200 %q, edge-west", resp.StatusCode, body, HeaderForwardedBy, resp.Header.Get("Got-Hop"), want)
+			}
+		})
+	}
+}
+
 // A request no instance could take is answered with the status's text only, on every path and
 // protocol: the reason (a dial error naming an instance's address, a malformed answer) would
 // tell any client the edge's inside. The edge's log keeps it.
