@@ -72,8 +72,8 @@ func newRecorderPausing(tb testing.TB, pause time.Duration) *recorder {
 				return
 			}
 			rec.mu.Lock()
-			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q underscored=%q TE=%q trailer=%q", req.Method, req.URL.Path,
-				req.Host, req.ContentLength, req.TransferEncoding, body, underscoredOf(req), req.Header.Values("Te"), trailerOf(req)))
+			rec.got = append(rec.got, fmt.Sprintf("%s %s host=%q cl=%d te=%v body=%q underscored=%q hop=%q TE=%q trailer=%q", req.Method, req.URL.Path,
+				req.Host, req.ContentLength, req.TransferEncoding, body, underscoredOf(req), req.Header.Values(HeaderForwardedBy), req.Header.Values("Te"), trailerOf(req)))
 			rec.mu.Unlock()
 			var answer string
 			switch req.URL.Path {
@@ -304,6 +304,10 @@ var corpus = []corpusCase{
 		differs: "the edge drops a request field whose name holds an underscore, as nginx does (underscores_in_headers): a gateway folding '-' and '_' (CGI's HTTP_X_FORWARDED_FOR) would take it for the edge's X-Forwarded-For; ReverseProxy forwards it"},
 	{name: "a POST with a field name with an underscore", raw: "POST /u HTTP/1.1\r\n" + host + "X_Forwarded_For: 6.6.6.6\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{200}, forwards: 1,
 		differs: "the edge drops a request field whose name holds an underscore, as nginx does (underscores_in_headers): a gateway folding '-' and '_' (CGI's HTTP_X_FORWARDED_FOR) would take it for the edge's X-Forwarded-For; ReverseProxy forwards it"},
+	{name: "a client's Detour-Forwarded-By", raw: "GET /hop HTTP/1.1\r\n" + host + "Detour-Forwarded-By: edge-east, edge-west\r\n\r\n", methods: []string{"GET"}, edge: []int{200}, forwards: 1,
+		differs: "the edge drops a Detour-Forwarded-By from an address no configured edge has (a client's) on every path, so no client passes for an edge with the instance; ReverseProxy forwards it"},
+	{name: "a POST with a client's Detour-Forwarded-By", raw: "POST /hop HTTP/1.1\r\n" + host + "Detour-Forwarded-By: edge-east\r\nDetour-Forwarded-By: x\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}, edge: []int{200}, forwards: 1,
+		differs: "the edge drops a Detour-Forwarded-By from an address no configured edge has (a client's) on every path, so no client passes for an edge with the instance; ReverseProxy forwards it"},
 	{name: "a chunked POST of HTTP 1.2, which net/http serves as 1.1", raw: "POST /v12 HTTP/1.2\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", methods: []string{"POST"}},
 	{name: "an HTTP/1.0 GET without Host", raw: "GET /h10 HTTP/1.0\r\n\r\n", methods: []string{"GET"}},
 	{name: "an HTTP/1.0 POST without Host", raw: "POST /h10 HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", methods: []string{"POST"}},
