@@ -141,9 +141,9 @@ func spliceBoth(a, b net.Conn, idle time.Duration) {
 				_ = resetClose(b)
 			}
 		}()
-		splice(b, a, idle, &st)
+		splice(b, a, idle, &st, &st.toB, &st.toA)
 	}()
-	splice(a, b, idle, &st)
+	splice(a, b, idle, &st, &st.toA, &st.toB)
 	<-done
 	if panicked != nil {
 		panic(*panicked)
@@ -157,11 +157,15 @@ type relayPanic struct {
 }
 
 // splice copies src to dst, then half-closes dst so the other side sees the end of the stream;
-// a src that fails otherwise than by its end (a reset) has dst reset.
+// a src that fails otherwise than by its end (a reset) has dst reset, and so does a dst whose
+// write fails (its peer reset) have src reset. toDst is held through each write to dst and
+// toSrc through the other direction's to src: a write to src may be told of src's reset in
+// place of the read, which finds only src's end, so the read waits for that write before
+// passing the end on.
 // A read or a write that waits idle past the last byte either way ends both connections: a
 // write waits when its reader takes nothing, and both directions may wait so at once (a
 // client that sends without reading to an instance that echoes), with no read waiting.
-func splice(dst, src net.Conn, idle time.Duration, st *spliceState) {
+func splice(dst, src net.Conn, idle time.Duration, st *spliceState, toDst, toSrc *sync.Mutex) {
 	last := &st.last
 	buf := buffers.Get().(*[]byte)
 	defer buffers.Put(buf)
@@ -179,7 +183,12 @@ func splice(dst, src net.Conn, idle time.Duration, st *spliceState) {
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
 			st.writing.Add(1)
+			toDst.Lock()
 			werr := write(dst, (*buf)[:n], idle, last)
+			if werr != nil && !isTimeout(werr) {
+				st.aborted.Store(true)
+			}
+			toDst.Unlock()
 			st.writing.Add(-1)
 			if werr != nil {
 				if isTimeout(werr) {
@@ -187,7 +196,11 @@ func splice(dst, src net.Conn, idle time.Duration, st *spliceState) {
 					_ = dst.Close()
 					return
 				}
-				break
+				// dst's peer reset (or the edge closed dst): src is reset, as a src that
+				// fails has dst reset below.
+				_ = dst.Close()
+				_ = resetClose(src)
+				return
 			}
 		}
 		if err == nil {
@@ -201,7 +214,13 @@ func splice(dst, src net.Conn, idle time.Duration, st *spliceState) {
 			_ = dst.Close()
 			return
 		}
-		if !errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) {
+			// A write to src under way may have been told of src's reset in place of this
+			// read, which then finds only its end: it is waited for.
+			toSrc.Lock()
+			toSrc.Unlock()
+		}
+		if !errors.Is(err, io.EOF) || st.aborted.Load() {
 			// src was reset (or closed by the edge): dst is reset too, not half-closed, so its
 			// peer never takes an aborted stream for a whole one, nor waits on a half-close
 			// from a side that is gone while the edge holds both connections until tcp_idle.
@@ -223,6 +242,10 @@ func splice(dst, src net.Conn, idle time.Duration, st *spliceState) {
 type spliceState struct {
 	last    atomic.Int64
 	writing atomic.Int32
+	// aborted is set once a write failed otherwise than by idle: a side reset.
+	aborted atomic.Bool
+	// toA and toB are held through each write to a and to b (splice).
+	toA, toB sync.Mutex
 }
 
 // write writes p to dst; when idle > 0 it fails with a timeout once no byte went either way

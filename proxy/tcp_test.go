@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -118,6 +120,98 @@ func TestATCPConnectionResetOnOneSideIsResetOnTheOther(t *testing.T) {
 			case <-done:
 			case <-time.After(5 * time.Second):
 				t.Fatal("the splice still held both connections 5s after a reset, want it ended at once")
+			}
+		})
+	}
+}
+
+// A side that resets while the other's bytes are on their way to it (a client aborting a
+// download, an instance aborting an upload) has the other side reset too, not half-closed:
+// the edge's write to it is told of the reset in place of the read, which then finds only its
+// end and passed it on as a clean end of the stream before the edge closed both connections.
+func TestATCPConnectionResetWhileBytesFlowToItIsResetOnTheOther(t *testing.T) {
+	for _, resetter := range []string{"client", "instance"} {
+		t.Run("the "+resetter+" resets", func(t *testing.T) {
+			for round := range 8 {
+				client, clientEdge := tcpPair(t)
+				upEdge, up := tcpPair(t)
+				done := make(chan struct{})
+				go func() {
+					// As handle does once both directions ended.
+					defer close(done)
+					defer upEdge.Close()
+					defer clientEdge.Close()
+					spliceBoth(clientEdge, upEdge, time.Hour)
+				}()
+				from, other := client, up
+				if resetter == "instance" {
+					from, other = up, client
+				}
+				// The other side sends until every buffer on the way is full and the edge waits
+				// writing to the side that then resets; it only reads from there on.
+				chunk := make([]byte, 64<<10)
+				_ = other.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+				for {
+					if _, err := other.Write(chunk); err != nil {
+						if !isTimeout(err) {
+							t.Fatalf("round %d: write before the reset: %v", round, err)
+						}
+						break
+					}
+				}
+				_ = from.SetLinger(0)
+				_ = from.Close()
+				_ = other.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if n, err := other.Read(make([]byte, 1)); !isReset(err) {
+					t.Fatalf("round %d: the other side read %d bytes and %v after the %s reset, want a reset", round, n, err, resetter)
+				}
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("round %d: the splice still held both connections 5s after a reset", round)
+				}
+			}
+		})
+	}
+}
+
+// A large answer followed by a clean close reaches the client whole, then its end: a FIN is
+// passed on as a half-close, never as a reset, whether or not the client half-closed first.
+func TestALargeTCPAnswerFollowedByACleanCloseArrivesWhole(t *testing.T) {
+	answer := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
+	for _, halfCloses := range []bool{false, true} {
+		t.Run(fmt.Sprintf("client half-closes first: %v", halfCloses), func(t *testing.T) {
+			client, clientEdge := tcpPair(t)
+			upEdge, up := tcpPair(t)
+			done := make(chan struct{})
+			go func() { spliceBoth(clientEdge, upEdge, time.Hour); close(done) }()
+			if _, err := client.Write([]byte("request")); err != nil {
+				t.Fatal(err)
+			}
+			if halfCloses {
+				_ = client.CloseWrite()
+			}
+			go func() {
+				_, _ = io.ReadFull(up, make([]byte, len("request")))
+				if halfCloses {
+					_ = up.SetReadDeadline(time.Now().Add(5 * time.Second))
+					if n, err := up.Read(make([]byte, 1)); err != io.EOF {
+						t.Errorf("the instance read %d bytes and %v after the client's half-close, want EOF", n, err)
+					}
+				}
+				_, _ = up.Write(answer)
+				_ = up.Close()
+			}()
+			_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(client)
+			if err != nil || !bytes.Equal(got, answer) {
+				t.Fatalf("the client read %d bytes and %v, want the %d bytes of the answer and its end", len(got), err, len(answer))
+			}
+			_ = client.Close()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the splice still held both connections 5s after both ended")
 			}
 		})
 	}
