@@ -183,12 +183,7 @@ func splice(dst, src net.Conn, idle time.Duration, st *spliceState, toDst, toSrc
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
 			st.writing.Add(1)
-			toDst.Lock()
-			werr := write(dst, (*buf)[:n], idle, last)
-			if werr != nil && !isTimeout(werr) {
-				st.aborted.Store(true)
-			}
-			toDst.Unlock()
+			werr := writeHeld(toDst, dst, (*buf)[:n], idle, st)
 			st.writing.Add(-1)
 			if werr != nil {
 				if isTimeout(werr) {
@@ -246,6 +241,19 @@ type spliceState struct {
 	aborted atomic.Bool
 	// toA and toB are held through each write to a and to b (splice).
 	toA, toB sync.Mutex
+}
+
+// writeHeld writes p to dst holding held, released however the write ends (a panic too: the
+// other direction's read may be waiting for it), and marks st aborted when the write failed
+// otherwise than by idle.
+func writeHeld(held *sync.Mutex, dst net.Conn, p []byte, idle time.Duration, st *spliceState) error {
+	held.Lock()
+	defer held.Unlock()
+	err := write(dst, p, idle, &st.last)
+	if err != nil && !isTimeout(err) {
+		st.aborted.Store(true)
+	}
+	return err
 }
 
 // write writes p to dst; when idle > 0 it fails with a timeout once no byte went either way

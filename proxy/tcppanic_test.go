@@ -18,6 +18,8 @@ import (
 type panickyConn struct {
 	net.Conn
 	onRead bool
+	// writing, when not nil, is closed as a write begins.
+	writing chan struct{}
 }
 
 func (c *panickyConn) Read(p []byte) (int, error) {
@@ -29,9 +31,24 @@ func (c *panickyConn) Read(p []byte) (int, error) {
 
 func (c *panickyConn) Write(p []byte) (int, error) {
 	if !c.onRead {
+		if c.writing != nil {
+			close(c.writing)
+		}
 		panic("boom writing")
 	}
 	return c.Conn.Write(p)
+}
+
+// endingConn is an instance's connection whose writes panic, and whose reads find the end of
+// its answer once a write is under way: the relay's read of the instance then waits for that
+// write (splice) while the write panics.
+type endingConn struct {
+	panickyConn
+}
+
+func (c *endingConn) Read([]byte) (int, error) {
+	<-c.writing
+	return 0, io.EOF
 }
 
 // A panic while a TCP connection is relayed, in either direction (each has its own goroutine),
@@ -41,7 +58,12 @@ func TestAPanicRelayingATCPConnectionClosesBothSidesAndNotTheEdge(t *testing.T) 
 	for _, tc := range []struct {
 		name   string
 		onRead bool
-	}{{"reading the instance", true}, {"writing to the instance", false}} {
+		ending bool
+	}{{"reading the instance", true, false}, {"writing to the instance", false, false},
+		// The write to the instance held the relay's lock on its writes when it panicked, and
+		// the read that found the instance's end waited for that lock for good: the
+		// connection was never ended, its goroutines and descriptors held.
+		{"writing to the instance as its answer ends", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs lockedBuffer
 			log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &logs))
@@ -53,6 +75,9 @@ func TestAPanicRelayingATCPConnectionClosesBothSidesAndNotTheEdge(t *testing.T) 
 			client, accepted := tcpPair(t)
 			toInstance, instance := tcpPair(t)
 			dial := func(context.Context, string, string) (net.Conn, error) {
+				if tc.ending {
+					return &endingConn{panickyConn{Conn: toInstance, writing: make(chan struct{})}}, nil
+				}
 				return &panickyConn{Conn: toInstance, onRead: tc.onRead}, nil
 			}
 			done := make(chan struct{})
