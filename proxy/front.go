@@ -298,7 +298,7 @@ func (s *httpServer) accept() error {
 			continue
 		}
 		delay = 0
-		release := s.app.admit(c)
+		release := s.app.admit(s.stopped, c)
 		if release == nil {
 			continue
 		}

@@ -46,6 +46,9 @@ type httpServer struct {
 	handoff, h1Handoff *handoff
 	// tunnels are the connections srv and h1 handed over (upgrades), closed with the listener.
 	tunnels tunnels
+	// stopped is closed as the listener is, so that a connection waiting for a place under
+	// the edge's max_conns is closed (see app.admit).
+	stopped chan struct{}
 }
 
 func newHTTPServer(a *app, ln net.Listener) *httpServer {
@@ -63,7 +66,7 @@ func newHTTPServer(a *app, ln net.Listener) *httpServer {
 	a.peerPool = newConnPool(dialFrom(a.edge.source, t.Connect.D()), t.Idle.D(), t.ResponseBody.D())
 	handler := a.handler(rp)
 	s := &httpServer{app: a, ln: ln, front: frontConns{idle: map[net.Conn]*atomic.Bool{}},
-		handoff: newHandoff(ln.Addr()), h1Handoff: newHandoff(ln.Addr())}
+		handoff: newHandoff(ln.Addr()), h1Handoff: newHandoff(ln.Addr()), stopped: make(chan struct{})}
 	server := func(h2c bool) *http.Server {
 		var protocols http.Protocols
 		protocols.SetHTTP1(true)
@@ -130,6 +133,7 @@ func (s *httpServer) serve(ctx context.Context) error {
 		accepting = nil
 	case <-ctx.Done():
 	}
+	close(s.stopped)
 	_ = s.ln.Close()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()

@@ -67,6 +67,7 @@ func (e *edge) reconfigure(ctx context.Context, c *config.Config, running map[st
 	}
 	e.setInterval(ce.Heartbeat.Interval.D())
 	e.peers.setInterval(ce.Heartbeat.Interval.D())
+	e.conns.setLimit(edgeMaxConns(ce.MaxConns, fileLimit()))
 	var unbound []error
 	var removed, changed, added int
 	for name, l := range running {

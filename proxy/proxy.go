@@ -69,6 +69,8 @@ type edge struct {
 	metrics   *metrics.Metrics
 	// intervals carries a new heartbeat interval from the configuration to the heartbeat loop.
 	intervals chan time.Duration
+	// conns counts the client connections of all the edge's listeners (see app.admit).
+	conns edgeConns
 }
 
 // Run binds the listeners of the edge named o.Edge and serves them until ctx is cancelled, when
@@ -120,7 +122,8 @@ func Run(ctx context.Context, o Options) error {
 	wg.Go(func() { e.watchRoutes(ctx, o.JS) })
 	wg.Go(func() { e.heartbeat(ctx, o.JS) })
 	wg.Go(func() { e.peers.run(ctx) })
-	e.log.Info().Int("apps", len(servers)).Msg("edge serving")
+	_, limit := e.conns.full()
+	e.log.Info().Int("apps", len(servers)).Int("max_conns", limit).Msg("edge serving")
 	<-ctx.Done()
 	wg.Wait()
 	select {
@@ -150,6 +153,7 @@ func newEdge(o Options) (*edge, error) {
 	}
 	e := &edge{name: ce.Name, cfg: ce, log: log, apps: map[string]*app{}, routes: map[string]events.AppRoute{}, others: map[netip.Addr]bool{}, names: map[string]bool{}, dataDir: o.DataDir, metrics: o.Metrics,
 		intervals: make(chan time.Duration, 1)}
+	e.conns.setLimit(edgeMaxConns(ce.MaxConns, fileLimit()))
 	e.peers = newPeers(ce.Name, o.Resolver, ce.Heartbeat.Interval.D(), log)
 	e.peers.inUse = e.secondaries
 	if a, err := netip.ParseAddr(ce.Address); err == nil {

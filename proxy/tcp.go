@@ -50,7 +50,7 @@ func (s *tcpServer) serve(ctx context.Context) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		release := s.app.admit(c)
+		release := s.app.admit(ctx.Done(), c)
 		if release == nil {
 			continue
 		}

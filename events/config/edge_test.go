@@ -175,3 +175,26 @@ func TestAnEdgeAppsConnectionLimitsHaveDefaultsAndAreValidated(t *testing.T) {
 	refusedWith(t, oneEdgeApp(", max_conns: 10, max_conns_per_client: 20"),
 		`edges[0].apps[0].max_conns_per_client: want at most max_conns (10), got 20`)
 }
+
+// An edge's max_conns bounds the client connections of all its listeners together; left out
+// (0), the edge derives it from its host's file limit, which the controller validating the
+// file cannot know.
+func TestAnEdgesMaxConnsIsZeroForTheFileLimitsDefaultAndIsValidated(t *testing.T) {
+	withEdgeMax := func(v string) string {
+		return strings.Replace(oneEdgeApp(""), "    apps:", "    max_conns: "+v+"\n    apps:", 1)
+	}
+	for _, tc := range []struct {
+		v    string
+		want int
+	}{{"0", 0}, {"1", 1}, {"1000000", 1000000}} {
+		cfg, err := config.Parse("detour.yaml", []byte(withEdgeMax(tc.v)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Edges[0].MaxConns; got != tc.want {
+			t.Errorf("max_conns: %s gave %d, want %d", tc.v, got, tc.want)
+		}
+	}
+	refusedWith(t, withEdgeMax("-1"), `edges[0].max_conns: want 1 to 1000000, or 0 for the default from the file limit, got -1`)
+	refusedWith(t, withEdgeMax("1000001"), `edges[0].max_conns: want 1 to 1000000, or 0 for the default from the file limit, got 1000001`)
+}

@@ -285,6 +285,13 @@ type Edge struct {
 	Address string `yaml:"address"`
 	// Heartbeat sets how the edge reports itself alive.
 	Heartbeat Heartbeat `yaml:"heartbeat,omitempty"`
+	// MaxConns is how many client connections the edge holds open at once over all its
+	// listeners, as HAProxy's global maxconn: each holds a descriptor, and one more to an
+	// instance while forwarded. At the limit every listener stops accepting, and the
+	// connections wait in the kernel's backlog until one closes. Default (0): derived on the
+	// edge's host from the descriptors the process may open (RLIMIT_NOFILE, which Go raises to
+	// the hard limit at start): half of them less a reserve, at most 1000000. At most 1000000.
+	MaxConns int `yaml:"max_conns,omitempty"`
 	// Apps the edge fronts.
 	Apps []EdgeApp `yaml:"apps,omitempty"`
 }

@@ -497,6 +497,9 @@ func (c *Config) validateEdge(p *problems, n *names, path string, e *Edge) {
 		// The controller's deadline is fall × interval: past the largest duration it would wrap.
 		p.add(path+".heartbeat.fall", "fall × interval want at most 720h (30 days), got %d × %s", e.Heartbeat.Fall, i)
 	}
+	if e.MaxConns < 0 || e.MaxConns > MaxEdgeConns {
+		p.add(path+".max_conns", "want 1 to %d, or 0 for the default from the file limit, got %d", MaxEdgeConns, e.MaxConns)
+	}
 	listens, fronted := map[string]bool{}, map[string]int{}
 	for j, ea := range e.Apps {
 		ap := fmt.Sprintf("%s.apps[%d]", path, j)
@@ -539,9 +542,10 @@ func (c *Config) validateEdge(p *problems, n *names, path string, e *Edge) {
 	}
 }
 
-// maxEdgeConns bounds an edge listener's max_conns: each connection holds a descriptor, and
-// Linux allows a process at most 1,048,576 of them by default (fs.nr_open).
-const maxEdgeConns = 1_000_000
+// MaxEdgeConns bounds an edge's and an edge listener's max_conns, and the edge's default: each
+// connection holds a descriptor, and Linux allows a process at most 1,048,576 of them by
+// default (fs.nr_open).
+const MaxEdgeConns = 1_000_000
 
 // Values of EdgeApp.RetryOn besides the statuses 502, 503 and 504.
 const (
@@ -576,9 +580,9 @@ func (ea *EdgeApp) validatePolicy(p *problems, path string) {
 	if ea.MaxHeaderBytes < 0 || ea.MaxHeaderBytes > 0 && ea.MaxHeaderBytes < 1024 {
 		p.add(path+".max_header_bytes", "want at least 1024, got %d", ea.MaxHeaderBytes)
 	}
-	okMax := ea.MaxConns >= 1 && ea.MaxConns <= maxEdgeConns
+	okMax := ea.MaxConns >= 1 && ea.MaxConns <= MaxEdgeConns
 	if !okMax {
-		p.add(path+".max_conns", "want 1 to %d, got %d", maxEdgeConns, ea.MaxConns)
+		p.add(path+".max_conns", "want 1 to %d, got %d", MaxEdgeConns, ea.MaxConns)
 	}
 	if ea.MaxConnsPerClient < 1 {
 		p.add(path+".max_conns_per_client", "want at least 1, got %d", ea.MaxConnsPerClient)
