@@ -65,7 +65,7 @@ func newApp(e *edge, ea config.EdgeApp) *app {
 		edge: e, name: ea.App, cfg: ea, pol: newPolicy(ea), now: time.Now,
 		log:      e.log.With().Str("app", ea.App).Str("mode", ea.Mode).Logger(),
 		failures: logs.NewRepeats(failureLogWindow),
-		conns:    connLimits{clients: map[netip.Addr]int{}},
+		conns:    connLimits{all: connGate{limit: ea.MaxConns}, clients: map[netip.Addr]int{}},
 	}
 }
 

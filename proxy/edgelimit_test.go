@@ -118,7 +118,7 @@ func TestAConnectionOverTheEdgesMaxConnsWaitsUntilAConnectionOfAnyListenerCloses
 	if ok {
 		t.Fatal("a third connection was relayed while the edge held max_conns 2, want it to wait")
 	}
-	if !strings.Contains(logs.String(), "accepting paused: the edge holds max_conns connections") {
+	if !strings.Contains(logs.String(), `"limit_of":"edge","limit":2,"message":"accepting paused: max_conns connections open"`) {
 		t.Error("no line logged for the listener that paused")
 	}
 	_ = held[1].Close() // blog's frees the place shop's connection waits for

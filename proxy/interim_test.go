@@ -769,7 +769,7 @@ func TestALateInterimAnswerOfAnAttemptGivenUpOnNeitherReachesTheClientNorStopsTh
 	var conn *lateConn
 	// The edge logs w1's ejection between its attempt on w1 and the next: the 103 is sent then,
 	// and the log line returns once the edge's transport took it.
-	e := &edge{name: "edge-west", peers: newPeers("edge-west", "", time.Second, zerolog.Nop()), conns: edgeConns{limit: 10},
+	e := &edge{name: "edge-west", peers: newPeers("edge-west", "", time.Second, zerolog.Nop()), conns: connGate{limit: 10},
 		log: zerolog.New(logHook{on: func(line string) {
 			if !strings.Contains(line, "instance ejected") {
 				return

@@ -8,25 +8,22 @@ import (
 	"github.com/detourdev/detour/events/config"
 )
 
-// Why a connection was refused, as the metrics and the log label it: the configuration keys.
-const (
-	limitMaxConns  = "max_conns"
-	limitPerClient = "max_conns_per_client"
-)
+// limitPerClient is why a connection was refused, as the metrics and the log label it: the
+// configuration key.
+const limitPerClient = "max_conns_per_client"
 
-// connLimits counts the client connections an app's listener holds open, in all and per client,
-// against the app's max_conns and max_conns_per_client, as the DNS server counts its TCP
-// connections against dns.tcp_per_client.
+// connLimits counts the client connections an app's listener holds open, in all against the
+// app's max_conns and per client against its max_conns_per_client, as the DNS server counts its
+// TCP connections against dns.tcp_per_client.
 type connLimits struct {
+	all     connGate
 	mu      sync.Mutex
-	open    int
 	clients map[netip.Addr]int
 }
 
-// edgeConns counts the client connections all the edge's listeners hold open against the edge's
-// max_conns, as HAProxy's global maxconn, which bounds the descriptors a client flood can take
-// however many apps the edge fronts.
-type edgeConns struct {
+// connGate counts the connections open against a limit: an app listener's max_conns, or the
+// edge's over all its listeners, as HAProxy's maxconn of a frontend and its global maxconn.
+type connGate struct {
 	mu    sync.Mutex
 	open  int
 	limit int
@@ -34,21 +31,21 @@ type edgeConns struct {
 	freed chan struct{}
 }
 
-// take counts one more connection as soon as the edge holds fewer than its limit, waiting
-// until then or until stop is closed, and reports whether it counted one.
-func (ec *edgeConns) take(stop <-chan struct{}) bool {
+// take counts one more connection as soon as fewer than the limit are open, waiting until
+// then or until stop is closed, and reports whether it counted one.
+func (g *connGate) take(stop <-chan struct{}) bool {
 	for {
-		ec.mu.Lock()
-		if ec.open < ec.limit {
-			ec.open++
-			ec.mu.Unlock()
+		g.mu.Lock()
+		if g.open < g.limit {
+			g.open++
+			g.mu.Unlock()
 			return true
 		}
-		if ec.freed == nil {
-			ec.freed = make(chan struct{})
+		if g.freed == nil {
+			g.freed = make(chan struct{})
 		}
-		freed := ec.freed
-		ec.mu.Unlock()
+		freed := g.freed
+		g.mu.Unlock()
 		select {
 		case <-freed:
 		case <-stop:
@@ -57,34 +54,34 @@ func (ec *edgeConns) take(stop <-chan struct{}) bool {
 	}
 }
 
-// full reports whether the edge holds its limit of connections or more, and the limit.
-func (ec *edgeConns) full() (bool, int) {
-	ec.mu.Lock()
-	defer ec.mu.Unlock()
-	return ec.open >= ec.limit, ec.limit
+// full reports whether the limit of connections or more are open, and the limit.
+func (g *connGate) full() (bool, int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.open >= g.limit, g.limit
 }
 
 // release frees the place of a connection take counted.
-func (ec *edgeConns) release() {
-	ec.mu.Lock()
-	ec.open--
-	ec.wake()
-	ec.mu.Unlock()
+func (g *connGate) release() {
+	g.mu.Lock()
+	g.open--
+	g.wake()
+	g.mu.Unlock()
 }
 
 // setLimit makes n the limit of new connections; those open stay, over it or not.
-func (ec *edgeConns) setLimit(n int) {
-	ec.mu.Lock()
-	ec.limit = n
-	ec.wake()
-	ec.mu.Unlock()
+func (g *connGate) setLimit(n int) {
+	g.mu.Lock()
+	g.limit = n
+	g.wake()
+	g.mu.Unlock()
 }
 
-// wake lets the listeners waiting for a place look again; ec.mu is held.
-func (ec *edgeConns) wake() {
-	if ec.freed != nil {
-		close(ec.freed)
-		ec.freed = nil
+// wake lets the listeners waiting for a place look again; g.mu is held.
+func (g *connGate) wake() {
+	if g.freed != nil {
+		close(g.freed)
+		g.freed = nil
 	}
 }
 
@@ -104,67 +101,73 @@ func edgeMaxConns(configured int, files uint64) int {
 	return int(max(1, min((files-reserve)/2, config.MaxEdgeConns)))
 }
 
-// admit counts c, just accepted, against the edge's and the app's limits and returns the
-// function that frees its place, to be called when c is closed (once or more). While the edge
-// holds its max_conns it waits, c unread, until a connection of any of the edge's listeners
-// closes, and the listener accepts nothing more meanwhile: the next connections wait in the
-// kernel's backlog, at no descriptor's cost, as HAProxy's listeners pause at its global
-// maxconn, and a burst, a prober's check or a peer's ping among them, is served late rather
-// than refused. When stop is closed first, c is closed and admit returns nil. Over a limit
-// of the app's, it closes c at once,
-// with a reset, before anything is read from it or an instance is dialled, and returns nil: an
-// HTTP client is not answered 503, which would have the edge read a request (an HTTP/2
-// preface and SETTINGS first) from a client already holding more than its share, for as long
-// as client_header, and the reset leaves the edge no TIME_WAIT per connection refused. A
-// connection from another edge counts towards max_conns only: it carries many clients.
+// admit counts c, just accepted, against the app's and the edge's limits and returns the
+// function that frees its place, to be called when c is closed (once or more).
+//
+// Over max_conns_per_client, it closes c at once, with a reset, before anything is read from it
+// or an instance is dialled, and returns nil: an HTTP client is not answered 503, which would
+// have the edge read a request (an HTTP/2 preface and SETTINGS first) from a client already
+// holding more than its share, for as long as client_header, and the reset leaves the edge no
+// TIME_WAIT per connection refused. A connection from another edge is not counted against it:
+// it carries many clients.
+//
+// While the listener holds its max_conns, or the edge its own over all its listeners, admit
+// waits, c unread, until one of those connections closes, and the listener accepts nothing
+// more meanwhile: the next connections wait in the kernel's backlog, at no descriptor's cost,
+// as HAProxy's listeners pause at a frontend's or the global maxconn, and a burst, a prober's
+// check or a peer's ping among it, is served late rather than reset, which would have the edge
+// reported down for a burst of milliseconds. When stop is closed first, c is closed and admit
+// returns nil.
 func (a *app) admit(stop <-chan struct{}, c net.Conn) (release func()) {
-	ec := &a.edge.conns
-	if full, limit := ec.full(); full {
-		a.failures.Gate(a.log.Warn(), "edge max_conns").Int("limit", limit).
-			Msg("accepting paused: the edge holds max_conns connections")
-	}
-	if !ec.take(stop) {
-		_ = c.Close()
-		return nil
-	}
 	client := connClient(c.RemoteAddr())
 	perClient := !a.edge.forwardedByEdge(c.RemoteAddr())
 	l := &a.conns
-	var refused string
-	limit := 0
+	// Only this listener's accept loop adds to l.clients: a count seen under the limit stays
+	// under it while admit waits.
 	l.mu.Lock()
-	switch {
-	case perClient && l.clients[client] >= a.cfg.MaxConnsPerClient:
-		refused, limit = limitPerClient, a.cfg.MaxConnsPerClient
-	case l.open >= a.cfg.MaxConns:
-		refused, limit = limitMaxConns, a.cfg.MaxConns
-	default:
-		l.open++
-		if perClient {
-			l.clients[client]++
+	over := perClient && l.clients[client] >= a.cfg.MaxConnsPerClient
+	l.mu.Unlock()
+	if over {
+		_ = resetClose(c)
+		a.metrics.refusedConn()
+		// Once per client a while: a client over its limit opens connections in a loop.
+		a.failures.Gate(a.log.Warn(), limitPerClient+" "+client.String()).Str("client", client.String()).Str("reason", limitPerClient).
+			Int("limit", a.cfg.MaxConnsPerClient).Msg("connection refused: over a connection limit")
+		return nil
+	}
+	ec := &a.edge.conns
+	for _, g := range []struct {
+		gate *connGate
+		key  string
+	}{{&l.all, "listener"}, {ec, "edge"}} {
+		if full, limit := g.gate.full(); full {
+			a.failures.Gate(a.log.Warn(), g.key+" max_conns").Str("limit_of", g.key).Int("limit", limit).
+				Msg("accepting paused: max_conns connections open")
+		}
+		if !g.gate.take(stop) {
+			if g.gate == ec {
+				l.all.release()
+			}
+			_ = c.Close()
+			return nil
 		}
 	}
-	l.mu.Unlock()
-	if refused != "" {
-		ec.release()
-		_ = resetClose(c)
-		a.metrics.refusedConn(refused)
-		// Once per client and limit a while: a client over its limit opens connections in a loop.
-		a.failures.Gate(a.log.Warn(), refused+" "+client.String()).Str("client", client.String()).Str("reason", refused).
-			Int("limit", limit).Msg("connection refused: over a connection limit")
-		return nil
+	if perClient {
+		l.mu.Lock()
+		l.clients[client]++
+		l.mu.Unlock()
 	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			l.mu.Lock()
-			l.open--
 			if perClient {
+				l.mu.Lock()
 				if l.clients[client]--; l.clients[client] == 0 {
 					delete(l.clients, client)
 				}
+				l.mu.Unlock()
 			}
-			l.mu.Unlock()
+			l.all.release()
 			ec.release()
 		})
 	}

@@ -24,9 +24,8 @@ type appMetrics struct {
 	retries, forwards    prometheus.Counter
 	ejections            prometheus.Counter
 	bodyTimeouts         prometheus.Counter
-	// refusedTotal and refusedPerClient count the connections refused over max_conns and
-	// max_conns_per_client.
-	refusedTotal, refusedPerClient prometheus.Counter
+	// refusedPerClient counts the connections refused over max_conns_per_client.
+	refusedPerClient prometheus.Counter
 }
 
 func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
@@ -41,7 +40,6 @@ func newAppMetrics(m *metrics.Metrics, edge, app string) *appMetrics {
 		forwards:         m.EdgeSecondaryForwards.WithLabelValues(edge, app),
 		ejections:        m.EdgeEjections.WithLabelValues(edge, app),
 		bodyTimeouts:     m.EdgeTimeouts.WithLabelValues(edge, app, timeoutResponseBody),
-		refusedTotal:     m.EdgeConnectionsRefused.WithLabelValues(edge, app, limitMaxConns),
 		refusedPerClient: m.EdgeConnectionsRefused.WithLabelValues(edge, app, limitPerClient),
 	}
 }
@@ -98,14 +96,10 @@ func (am *appMetrics) bodyTimedOut() {
 	am.bodyTimeouts.Inc()
 }
 
-// refusedConn records a connection refused over the limit named reason.
-func (am *appMetrics) refusedConn(reason string) {
+// refusedConn records a connection refused over max_conns_per_client.
+func (am *appMetrics) refusedConn() {
 	if am == nil {
 		return
 	}
-	if reason == limitPerClient {
-		am.refusedPerClient.Inc()
-	} else {
-		am.refusedTotal.Inc()
-	}
+	am.refusedPerClient.Inc()
 }

@@ -70,7 +70,7 @@ type edge struct {
 	// intervals carries a new heartbeat interval from the configuration to the heartbeat loop.
 	intervals chan time.Duration
 	// conns counts the client connections of all the edge's listeners (see app.admit).
-	conns edgeConns
+	conns connGate
 }
 
 // Run binds the listeners of the edge named o.Edge and serves them until ctx is cancelled, when

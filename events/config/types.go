@@ -348,7 +348,8 @@ type EdgeApp struct {
 	// field the edge removes.
 	UnderscoresInHeaders bool `yaml:"underscores_in_headers,omitempty"`
 	// MaxConns is how many client connections the listener holds open at once, as HAProxy's
-	// maxconn of a frontend; one more is closed as soon as it is accepted. Each holds a
+	// maxconn of a frontend: at it the listener stops accepting, and the next connections wait
+	// in the kernel's backlog until one closes. Each holds a
 	// descriptor, and one more to an instance while forwarded. Default 10000, at most 1000000.
 	MaxConns int `yaml:"max_conns,omitempty"`
 	// MaxConnsPerClient is how many of them one client (an IPv4 address, or an IPv6 /64, which

@@ -48,8 +48,8 @@ type Metrics struct {
 	// they had started (response_body), by edge, app and timeout.
 	EdgeTimeouts *prometheus.CounterVec
 	// EdgeConnectionsRefused counts the client connections an edge listener closed as soon as
-	// it accepted them, over one of its app's limits, by edge, app and reason (max_conns,
-	// max_conns_per_client).
+	// it accepted them, over its app's max_conns_per_client, by edge, app and reason
+	// (max_conns_per_client).
 	EdgeConnectionsRefused *prometheus.CounterVec
 
 	// Alert sender (controller).
@@ -117,7 +117,7 @@ func New() *Metrics {
 			"Answers an edge cut mid-way because a timeout expired (response_body: an instance sent nothing of its answer's body for that long), by edge, app and timeout.",
 			"edge", "app", "timeout"),
 		EdgeConnectionsRefused: f.counter("detour_edge_connections_refused_total",
-			"Client connections an edge listener closed as soon as it accepted them, over a limit of its app (max_conns: the listener's; max_conns_per_client: the client's), by edge, app and reason.",
+			"Client connections an edge listener closed as soon as it accepted them, over a limit of its app (max_conns_per_client: the client's; at max_conns a listener stops accepting instead), by edge, app and reason.",
 			"edge", "app", "reason"),
 		AlertAttempts: f.counter("detour_alert_attempts_total",
 			"Attempts of alert deliveries this process recorded on ALERTS, by alert group, result (delivered, failed: retried later, abandoned: never retried) and reason (\"\" for delivered; 3xx, 4xx, 5xx, timeout, connect, tls, error for an attempt sent; superseded, queue_full for one not sent).",
