@@ -13,6 +13,8 @@ import (
 	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestIXFRAnswersTheRealDifferencesAcrossARestart(t *testing.T) {
@@ -385,8 +387,8 @@ func reserveSerial(t *testing.T, dir string, s uint32) {
 const followBound = 10 * time.Second
 
 // TestIXFRAfterARestartStepsOnlyThroughTheServersOwnVersions runs two DNS servers on one STATE
-// and one DNS stream whose serials coincide (A's reservation after a crash is two ahead of B's)
-// while their content differs: A, restarted from its snapshot, must answer IXFR with its own
+// and one DNS stream whose serials coincide (A's reservation after a crash is two ahead of B's,
+// and A's versions reach the stream only after B made its own) while their content differs: A, restarted from its snapshot, must answer IXFR with its own
 // step, not with B's step to the same serial, which would leave a secondary with the address A
 // no longer serves; whether the two servers' names differ or not (a name is the host's, cut at
 // its first dot: ns1.eu.example.com and ns1.us.example.com are both ns1). B's first version
@@ -415,6 +417,11 @@ func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 	eventstest.Eventually(t, followBound, at(a, r+2), "A's version %d: shop at .12", r+2)
 	eventstest.Eventually(t, followBound, recorded(r+2, 1), "A's version %d recorded", r+2)
 	a.stop()
+	// A's versions reach the stream only after B made its own: B never sees A's serials, as
+	// one partitioned from the stream while the other records would not, and steps to them
+	// with other records. (Both serials are past the clock, and a server counts another's up
+	// to a day past the serial it started at: on the stream, A's would carry B past them.)
+	late := takeOffStream(t, js, events.ZoneSubject("demo.test.", a.srv.writer))
 
 	b := startNamed(t, js, conf, dirB, nameB)
 	eventstest.Eventually(t, followBound, at(b, r), "B starts at serial %d", r)
@@ -426,6 +433,7 @@ func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 	endpointUp(t, js, "shop", "us-east", "127-0-0-12_8081")
 	eventstest.Eventually(t, followBound, at(b, r+3), "B's version %d: shop at .12", r+3)
 	eventstest.Eventually(t, followBound, recorded(r+3, 1), "B's version %d recorded", r+3)
+	putBackOnStream(t, js, late)
 	if n := len(recordedSerials(t, js)[r+2]); n != 2 {
 		t.Errorf("serial %d: want both servers' versions recorded, got %d", r+2, n)
 	}
@@ -442,6 +450,51 @@ func ixfrThroughOwnVersions(t *testing.T, nameA, nameB string) {
 		"an incremental answer from A's serial %d", r+1)
 	if !slices.Equal(got, want) {
 		t.Errorf("IXFR from A's serial %d (shop at .11 there, .12 now):\nwant %q\ngot  %q", r+1, want, got)
+	}
+}
+
+// takeOffStream deletes the DNS stream's messages on subject and returns them, for
+// putBackOnStream: what a server recorded reaches the stream late, as a recorder cut from it
+// pushes once it is back.
+func takeOffStream(t *testing.T, js *eventstest.Server, subject string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	st := js.Stream(t, events.StreamDNS)
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil || m.Subject != subject {
+			continue
+		}
+		if err := st.DeleteMsg(context.Background(), seq); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		t.Fatalf("nothing on %s", subject)
+	}
+	return out
+}
+
+// putBackOnStream publishes msgs again, in order, without the headers JetStream acts on: their
+// Nats-Msg-Id, which the stream still holds within its duplicate window and would drop them
+// for, and the expected last sequence, which their deletion moved.
+func putBackOnStream(t *testing.T, js *eventstest.Server, msgs []*jetstream.RawStreamMsg) {
+	t.Helper()
+	for _, m := range msgs {
+		h := nats.Header{}
+		for k, v := range m.Header {
+			if !strings.HasPrefix(k, "Nats-") {
+				h[k] = v
+			}
+		}
+		if _, err := js.JS.PublishMsg(context.Background(), &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
