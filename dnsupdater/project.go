@@ -101,10 +101,10 @@ type zoneChange struct {
 	// unstepped says that the version passes a serial recorded elsewhere (see pass), at or
 	// after the one this server served: by another DNS server (or an earlier run under another
 	// id), which may also have recorded the served serial or an earlier one of this server's
-	// history on the way, with other records (only its newest version is known). A secondary
-	// holding one of those may hold its records, to which no step from this server's version
-	// there applies, so the version starts a new IXFR history, as a new configuration does, and
-	// a secondary behind it gets the whole zone.
+	// history on the way, with other records. A secondary holding one of those may hold its
+	// records, to which no step from this server's version there applies, so the version starts
+	// a new IXFR history, as a new configuration does, and a secondary behind it gets the whole
+	// zone.
 	unstepped bool
 	// at is when the refresher swapped the zone's new answers in (refresh sets it).
 	at time.Time
