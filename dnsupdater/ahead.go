@@ -32,11 +32,11 @@ import (
 // past the one served (or the clock, when later) makes the zone take a later one, as a re-stamp
 // past another DNS server's does (peers.go): the same records at a serial after the
 // secondary's, NOTIFYed, so that it transfers them (by AXFR: no IXFR step leads from its
-// serial). A serial less far ahead is left: another DNS server's
-// serials run no further ahead (a restart's reservation, versions faster than one a second),
-// and its records, not the secondary's serial, tell whether to pass them (peers.go); passing
-// them would take a new serial, and every secondary an AXFR of every zone, whenever one of two
-// servers restarts on the records the other serves at a later serial.
+// serial). A serial less far ahead is left: another DNS server's serials run no further ahead
+// (a restart's reservation, versions faster than one a second), and its records, not the
+// secondary's serial, tell whether to pass them (peers.go); passing them would take a new
+// serial, and every secondary an AXFR of every zone, whenever one of two servers restarts on
+// the records the other serves at a later serial.
 //
 // A broken or hostile secondary must not carry the serials off (aheadGuard): each secondary of
 // a zone moves its serial once per run at most, and the re-stamps of a run never take a zone's
@@ -47,8 +47,9 @@ import (
 //
 // Another DNS server of the zone finds the same secondaries ahead, and passes them too: the
 // serials each then records, years past the clock, count for the other (peers.go) up to
-// maxPeerLead past the highest secondary's serial the zone passed, as they count up to that
-// past the clock.
+// maxPeerLead past the highest secondary's serial the zone passed, or past the serial it
+// served when the server started (a restart after the zone passed one), as they count up to
+// that past the clock.
 
 // aheadWait is how long a secondary has to answer an SOA query, once over UDP and once over
 // TCP when the answer is truncated.
