@@ -35,8 +35,9 @@ type app struct {
 	pool, peerPool *connPool
 	// metrics, when set, counts the app's requests.
 	metrics *appMetrics
-	// failures rate-limits the log lines of the requests the edge answered 502, and of the
-	// connections it refused over a limit.
+	// failures rate-limits the log lines of the requests the edge answered 502, of the
+	// connections it refused over max_conns_per_client, and of its listener pausing at a
+	// max_conns.
 	failures *logs.Repeats
 	// conns counts the client connections the app's listener holds (see admit).
 	conns connLimits
