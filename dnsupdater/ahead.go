@@ -255,12 +255,16 @@ func (s *Server) secondarySerial(ctx context.Context, zt zoneTarget) (uint32, er
 	if key != nil {
 		// The query and its answer with one secret, though the key's file rotates meanwhile.
 		key = key.Snapshot()
-		m.SetTsig(key.Name, key.Algorithm, 300, time.Now().Unix())
 	}
 	var r *dns.Msg
 	for _, network := range []string{"udp", "tcp"} {
 		c := &dns.Client{Net: network, Timeout: aheadWait}
+		q := m
 		if key != nil {
+			// Signed afresh each time: sending a message takes its TSIG record out of it, and
+			// the query asked again over TCP went unsigned.
+			q = m.Copy()
+			q.SetTsig(key.Name, key.Algorithm, 300, time.Now().Unix())
 			c.TsigProvider = key
 		}
 		if from, ok := source.For(s.addr, zt.target); ok {
@@ -272,7 +276,7 @@ func (s *Server) secondarySerial(ctx context.Context, zt zoneTarget) (uint32, er
 		}
 		err := exchangeUntil(ctx, c, zt.target, func(conn *dns.Conn) error {
 			var err error
-			r, _, err = c.ExchangeWithConnContext(ctx, m, conn)
+			r, _, err = c.ExchangeWithConnContext(ctx, q, conn)
 			return err
 		})
 		if err != nil {

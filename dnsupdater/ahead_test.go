@@ -326,63 +326,78 @@ func TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce(t *testin
 
 // startSigningClaimingSecondary is startClaimingSecondary for demo.test with xfrKey: it
 // acknowledges every NOTIFY signed with the key, answers every SOA query with a serial lead
-// past the last one it was NOTIFYed, signed with the key when sign is set and the query was,
-// and hands over, for each SOA query, whether its signature verified.
-func startSigningClaimingSecondary(t *testing.T, lead uint32, sign bool) (string, <-chan error) {
+// past the last one it was NOTIFYed (over UDP only truncated, with no answer, when truncate is
+// set: it answers over TCP on the same port), signed with the key when sign is set and the
+// query was, and hands over, for each SOA query, whether its signature verified.
+func startSigningClaimingSecondary(t *testing.T, lead uint32, sign, truncate bool) (string, <-chan error) {
 	t.Helper()
 	queries := make(chan error, 16)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var notified atomic.Uint32
-	secondary := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{xfrKey: xfrSecret},
-		MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(r)
-			switch {
-			case r.Opcode == dns.OpcodeNotify && len(r.Answer) == 1:
-				notified.Store(r.Answer[0].(*dns.SOA).Serial)
-			case r.Opcode == dns.OpcodeQuery && notified.Load() != 0:
-				status := w.TsigStatus()
-				if r.IsTsig() == nil {
-					status = errors.New("unsigned")
-				}
-				select {
-				case queries <- status:
-				default:
-				}
-				m.Authoritative = true
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		switch {
+		case r.Opcode == dns.OpcodeNotify && len(r.Answer) == 1:
+			notified.Store(r.Answer[0].(*dns.SOA).Serial)
+		case r.Opcode == dns.OpcodeQuery && notified.Load() != 0:
+			status := w.TsigStatus()
+			if r.IsTsig() == nil {
+				status = errors.New("unsigned")
+			}
+			select {
+			case queries <- status:
+			default:
+			}
+			m.Authoritative = true
+			if truncate && w.RemoteAddr().Network() == "udp" {
+				m.Truncated = true
+			} else {
 				m.Answer = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
 					Ns: "ns1.demo.test.", Mbox: "hostmaster.demo.test.", Serial: notified.Load() + lead, Refresh: 3600, Retry: 900, Expire: 604800, Minttl: 300}}
-				if !sign {
-					_ = w.WriteMsg(m)
-					return
-				}
-			default:
-				m.SetRcode(r, dns.RcodeRefused)
 			}
-			if sig := r.IsTsig(); sig != nil {
-				m.SetTsig(sig.Hdr.Name, sig.Algorithm, 300, time.Now().Unix())
+			if !sign {
+				_ = w.WriteMsg(m)
+				return
 			}
-			_ = w.WriteMsg(m)
-		})}
-	go func() { _ = secondary.ActivateAndServe() }()
-	t.Cleanup(func() { _ = secondary.Shutdown() })
-	return pc.LocalAddr().String(), queries
+		default:
+			m.SetRcode(r, dns.RcodeRefused)
+		}
+		if sig := r.IsTsig(); sig != nil {
+			m.SetTsig(sig.Hdr.Name, sig.Algorithm, 300, time.Now().Unix())
+		}
+		_ = w.WriteMsg(m)
+	})
+	for _, secondary := range []*dns.Server{{PacketConn: pc}, {Listener: l}} {
+		secondary.TsigSecret = map[string]string{xfrKey: xfrSecret}
+		secondary.MsgAcceptFunc = func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }
+		secondary.Handler = handler
+		go func() { _ = secondary.ActivateAndServe() }()
+		t.Cleanup(func() { _ = secondary.Shutdown() })
+	}
+	return addr, queries
 }
 
 // TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedAnswer: the SOA
 // query that can move a zone's serial is signed with the zone's transfer key, as its NOTIFY is,
-// and an answer the key did not sign (anyone's who guessed the port and id) moves nothing.
+// and an answer the key did not sign (anyone's who guessed the port and id) moves nothing. A
+// query asked again over TCP, the answer over UDP truncated, is signed too.
 func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedAnswer(t *testing.T) {
 	const lead = 1 << 20
 	const passed = "a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one"
-	for _, sign := range []bool{true, false} {
-		t.Run(fmt.Sprintf("answer signed %t", sign), func(t *testing.T) {
+	for _, tc := range []struct{ sign, truncate bool }{{true, false}, {false, false}, {true, true}} {
+		sign := tc.sign
+		t.Run(fmt.Sprintf("answer signed %t, truncated over udp %t", sign, tc.truncate), func(t *testing.T) {
 			js := eventstest.Start(t)
-			target, queries := startSigningClaimingSecondary(t, lead, sign)
+			target, queries := startSigningClaimingSecondary(t, lead, sign, tc.truncate)
 			srv, logs := startLogged(t, js, eventstest.Config(t, signedConfig(target)), t.TempDir(), nil)
 			select {
 			case status := <-queries:
@@ -401,6 +416,11 @@ func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedA
 				t.Fatalf("a signed answer %d past the serial NOTIFYed: want it passed, the zone serves %d\n%s", lead, serial(t, srv.Addr()), logs.String())
 			case !sign && (pastLead() || logs.Count(passed) != 0):
 				t.Fatalf("an unsigned answer %d past the serial NOTIFYed moved the zone's serial to %d", lead, serial(t, srv.Addr()))
+			}
+			for len(queries) > 0 {
+				if status := <-queries; status != nil {
+					t.Errorf("the secondary holding the zone's key did not verify a later SOA query: %v", status)
+				}
 			}
 		})
 	}
