@@ -14,6 +14,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater/zone"
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/atomicfile"
 	"github.com/detourdev/detour/events/eventstest"
 	"github.com/detourdev/detour/events/metrics"
 
@@ -449,9 +450,9 @@ func BenchmarkSnapshotBaseOf10000Apps(b *testing.B) {
 					return err
 				}
 				if whole {
-					write = contents(withEvents(head, all, '\n'))
+					write = atomicfile.Bytes(withEvents(head, all, '\n'))
 				}
-				if err := writeAtomically(dir, snapshotFile, write); err != nil {
+				if err := atomicfile.Write(dir, snapshotFile, write); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/detourdev/detour/events/atomicfile"
 	"github.com/google/uuid"
 )
 
@@ -74,7 +75,7 @@ func loadServerID(dir string) (id string, damaged, err error) {
 		return "", nil, fmt.Errorf("read server id: %w", err)
 	}
 	id = uuid.NewString()
-	if err := writeAtomically(dir, serverIDFile, func(w io.Writer) error {
+	if err := atomicfile.Write(dir, serverIDFile, func(w io.Writer) error {
 		_, err := io.WriteString(w, id+"\n")
 		return err
 	}); err != nil {

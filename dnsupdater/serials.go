@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/atomicfile"
 	"github.com/rs/zerolog"
 )
 
@@ -258,7 +259,7 @@ func (r *serialReserver) write(marks map[string]uint32) error {
 	if err != nil {
 		return fmt.Errorf("reserve serials: %w", err)
 	}
-	if err := writeAtomically(r.dir, serialsFile, contents(b)); err != nil {
+	if err := atomicfile.Write(r.dir, serialsFile, atomicfile.Bytes(b)); err != nil {
 		return fmt.Errorf("reserve serials: %w", err)
 	}
 	r.mu.Lock()

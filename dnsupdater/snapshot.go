@@ -15,10 +15,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/detourdev/detour/dnsupdater/zone"
+	"github.com/detourdev/detour/events/atomicfile"
 )
 
 // The last-known-good snapshot is a base file, the whole state at one moment, and a journal of
@@ -527,7 +527,7 @@ func (w *snapshotWriter) writeBase(zones []*zone.Zone) error {
 	all := slices.AppendSeq(make([]encodedEvent, 0, len(w.events)), maps.Values(w.events))
 	slices.SortFunc(all, func(a, b encodedEvent) int { return cmp.Compare(a.seq, b.seq) })
 	size := 0
-	if err := writeAtomically(w.dir, snapshotFile, func(f io.Writer) (err error) {
+	if err := atomicfile.Write(w.dir, snapshotFile, func(f io.Writer) (err error) {
 		size, err = streamWithEvents(f, head, all, '\n')
 		return err
 	}); err != nil {
@@ -575,51 +575,8 @@ func saveSnapshot(dir string, s *snapshot) (int, error) {
 	if err := json.NewEncoder(&buf).Encode(s); err != nil {
 		return 0, fmt.Errorf("encode snapshot: %w", err)
 	}
-	if err := writeAtomically(dir, snapshotFile, contents(buf.Bytes())); err != nil {
+	if err := atomicfile.Write(dir, snapshotFile, atomicfile.Bytes(buf.Bytes())); err != nil {
 		return 0, fmt.Errorf("snapshot: %w", err)
 	}
 	return buf.Len(), nil
-}
-
-// contents returns the writer of b, for writeAtomically.
-func contents(b []byte) func(io.Writer) error {
-	return func(f io.Writer) error {
-		_, err := f.Write(b)
-		return err
-	}
-}
-
-// writeAtomically replaces dir/name with what write writes to it: a temporary file, synced,
-// renamed over the old one, and the directory synced.
-func writeAtomically(dir, name string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(dir, name+".*")
-	if err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", name, err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("replace %s: %w", name, err)
-	}
-	// The rename is durable once the directory is synced: without it a power cut may bring the
-	// old file back, a serials file below the serials served among them.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", name, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
-		return fmt.Errorf("sync %s: %w", name, err) // some file systems cannot sync a directory
-	}
-	return nil
 }

@@ -2,20 +2,23 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/atomicfile"
 )
 
 // The edge keeps the routes it applied on disk, as one route table, so that an edge restarted
 // while NATS is away routes as it did before instead of from the configuration alone.
 
+// tableFile is the name of the edge's route table snapshot in its data dir.
+func tableFile(edge string) string { return "routes-" + edge + ".json" }
+
 // tablePath is where the edge's route table snapshot lives in dir.
-func tablePath(dir, edge string) string { return filepath.Join(dir, "routes-"+edge+".json") }
+func tablePath(dir, edge string) string { return filepath.Join(dir, tableFile(edge)) }
 
 // saveTable stores the routes applied, in configuration order, as the snapshot: a route table
 // event, replacing the previous one atomically. A failure is logged: the edge goes on routing.
@@ -33,7 +36,7 @@ func (e *edge) saveTable() {
 	e.mu.RUnlock()
 	env, err := events.New(events.TypeRoutesComputed, "edge/"+e.name, time.Now(), t)
 	if err == nil {
-		err = writeFileAtomic(tablePath(e.dataDir, e.name), env.Encode())
+		err = atomicfile.Write(e.dataDir, tableFile(e.name), atomicfile.Bytes(env.Encode()))
 	}
 	if err != nil {
 		e.log.Error().Err(err).Msg("route table snapshot not saved")
@@ -58,33 +61,4 @@ func (e *edge) loadTable() {
 		return
 	}
 	e.log.Info().Msg("routing from the route table snapshot until NATS answers")
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".routes-*")
-	if err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	// Synced before the rename: otherwise a power cut after it may leave the name on a file
-	// whose bytes never reached the disk (empty, or partly written), which an edge starting
-	// without NATS ignores, routing from the configuration alone rather than its last routes.
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/detourdev/detour/dnsupdater"
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/atomicfile"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/metrics"
@@ -647,27 +648,16 @@ func startAPI(js jetstream.JetStream, cfg *config.Config, addr, path string, std
 	return api.Listen(api.Options{JS: js, Config: cfg, Addr: addr, TokensPath: path, Log: log})
 }
 
-// configCopy is where a role keeps the active configuration in its data directory.
-func configCopy(dir string) string { return filepath.Join(dir, "active-config.yaml") }
+// configCopyFile is the name of the active configuration's copy in a role's data directory.
+const configCopyFile = "active-config.yaml"
 
-// saveConfigCopy keeps doc as the last active configuration seen (0600: it may hold secrets).
+// configCopy is where a role keeps the active configuration in its data directory.
+func configCopy(dir string) string { return filepath.Join(dir, configCopyFile) }
+
+// saveConfigCopy keeps doc as the last active configuration seen (0600: it may hold secrets),
+// whole and durably: a role starting without NATS starts from it.
 func saveConfigCopy(dir, doc string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("save configuration copy: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".active-config-*")
-	if err != nil {
-		return fmt.Errorf("save configuration copy: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(doc)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), configCopy(dir))
-	}
-	if err != nil {
+	if err := atomicfile.Write(dir, configCopyFile, atomicfile.Bytes([]byte(doc))); err != nil {
 		return fmt.Errorf("save configuration copy: %w", err)
 	}
 	return nil
