@@ -169,7 +169,7 @@ func migratedKnotFollows(t *testing.T, keyed bool) {
 		t.Fatalf("Detour serves serial %d, not after the migrated %d", first, migrated)
 	}
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, detourAddr) != first }, "Detour serves the failover")
+	eventstest.Eventually(t, followBound, func() bool { return serial(t, detourAddr) != first }, "Detour serves the failover")
 	if next := following("the failover to us-east"); !serialAfter(next, first) {
 		t.Fatalf("the failover's serial %d is not after %d", next, first)
 	}
@@ -231,7 +231,7 @@ func TestAKnotSecondaryMigratedWithTwoDetourMastersFollowsTheOneLeft(t *testing.
 	// B crashes: what survives is its serials file as it ran, reserving past its serial.
 	marks := filepath.Join(dirB, serialsFile)
 	var reserved []byte
-	eventstest.Eventually(t, 5*time.Second, func() bool {
+	eventstest.Eventually(t, followBound, func() bool {
 		m, err := loadSerialMarks(dirB)
 		if err != nil || !serialAfter(m["demo.test."], serial(t, addrB)) {
 			return false
@@ -318,7 +318,7 @@ func TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce(t *testin
 	}
 
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, srv.Addr()) != first }, "the failover served")
+	eventstest.Eventually(t, followBound, func() bool { return serial(t, srv.Addr()) != first }, "the failover served")
 	if got := serial(t, srv.Addr()); got != first+1 {
 		t.Fatalf("after the failover the zone serves serial %d, want %d", got, first+1)
 	}
@@ -408,7 +408,7 @@ func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedA
 				t.Fatal("the secondary was asked for no SOA after 10s")
 			}
 			pastLead := func() bool { return int32(serial(t, srv.Addr())-uint32(time.Now().Unix())) > lead }
-			eventstest.Eventually(t, 5*time.Second, func() bool {
+			eventstest.Eventually(t, followBound, func() bool {
 				return pastLead() || logs.Count("secondary serial not read") > 0
 			}, "the secondary's answer weighed")
 			switch {
@@ -491,13 +491,13 @@ func TestARestartOfOneOfTwoDetourServersKeepsItsSerialWhenTheSecondaryHoldsTheOt
 	if !serialAfter(servedB, servedA) {
 		t.Fatalf("dns-b serves serial %d, not after dns-a's %d", servedB, servedA)
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return held() == servedB }, "the secondary at dns-b's serial %d", servedB)
+	eventstest.Eventually(t, followBound, func() bool { return held() == servedB }, "the secondary at dns-b's serial %d", servedB)
 
 	stopA()
 	a, logs, _ := startLoggedNamed(t, js, cfg, dirA, "dns-a")
 	const passed = "a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one"
 	const near = "a secondary holds a serial of this zone less than a day past the one served or the clock; left to the other dns servers and the clock"
-	eventstest.Eventually(t, 5*time.Second, func() bool { return logs.Count(passed)+logs.Count(near) > 0 },
+	eventstest.Eventually(t, followBound, func() bool { return logs.Count(passed)+logs.Count(near) > 0 },
 		"dns-a weighs the secondary's serial %d", servedB)
 	if got := serial(t, a.Addr()); logs.Count(passed) != 0 || got != servedA {
 		t.Fatalf("dns-a, restarted on the same records, serves serial %d, want its own %d: it passed dns-b's %d that the secondary holds\n%s", got, servedA, servedB, logs.String())
@@ -510,7 +510,7 @@ func crashRestart(t *testing.T, js *eventstest.Server, cfg *config.Config, srv *
 	t.Helper()
 	marks := filepath.Join(dir, serialsFile)
 	var reserved []byte
-	eventstest.Eventually(t, 5*time.Second, func() bool {
+	eventstest.Eventually(t, followBound, func() bool {
 		m, err := loadSerialMarks(dir)
 		if err != nil || !serialAfter(m["demo.test."], serial(t, srv.Addr())) {
 			return false
@@ -549,11 +549,11 @@ func TestTwoDetourServersThatPassedAMigratedSecondaryPassEachOthersSerialsAfterA
 	if !serialAfter(servedB, servedA) {
 		t.Fatalf("dns-b serves serial %d, not after dns-a's %d", servedB, servedA)
 	}
-	eventstest.Eventually(t, 5*time.Second, func() bool { return held() == servedB }, "the secondary at dns-b's serial %d", servedB)
+	eventstest.Eventually(t, followBound, func() bool { return held() == servedB }, "the secondary at dns-b's serial %d", servedB)
 
 	stopB()
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
-	eventstest.Eventually(t, 5*time.Second, func() bool { return serial(t, a.Addr()) != servedA }, "dns-a serves the change")
+	eventstest.Eventually(t, followBound, func() bool { return serial(t, a.Addr()) != servedA }, "dns-a serves the change")
 	for deadline := time.Now().Add(10 * time.Second); held() != serial(t, a.Addr()); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the secondary holds dns-b's serial %d, dns-a serves the change at %d", held(), serial(t, a.Addr()))
