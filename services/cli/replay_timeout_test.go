@@ -13,8 +13,8 @@ import (
 
 // TestReplayThroughAHungReplicaPrintsTheTimelineAfterItsTimeout: a replica that takes the
 // replay's direct get of what STATE stored before the window and never answers (its node hung)
-// held `detour replay` until Ctrl-C; with --timeout 1s the replay reads that from STATE's leader
-// once the second has passed, and prints the window.
+// held `detour replay` until Ctrl-C; with --timeout 1s the replay reads that on a consumer once
+// the second has passed, and prints the window.
 func TestReplayThroughAHungReplicaPrintsTheTimelineAfterItsTimeout(t *testing.T) {
 	srv := eventstest.Start(t)
 	ctx := context.Background()

@@ -258,8 +258,8 @@ type rawMsg struct {
 // subjects info lists stored before it: the last message of each, and, of DRILLS, every message
 // of each drill whose last is not its scorecard (a drill in force, or whose rollback or
 // scorecard may come in the window, needs its start and steps). A stream that answers no
-// multi_last, or whose replica does not answer one within wait (a hung node's), gives every
-// message stored before from, read from its leader.
+// multi_last, whose replica does not answer one within wait (a hung node's), or whose replicas
+// answer behind its leader, gives every message stored before from (readAllBefore).
 func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo, from time.Time, wait time.Duration, fn func(rawMsg)) error {
 	if info == nil || len(info.State.Subjects) == 0 {
 		return nil
