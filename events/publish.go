@@ -102,6 +102,16 @@ func UntilOperator(err error) bool {
 	return slices.Contains(untilOperator, apiErrorCode(err))
 }
 
+// Unanswered names the cluster's silence in err when err is a wait for its answer that ended
+// after wait (a command's --timeout): alone, "context deadline exceeded" told an operator
+// nothing of what to look at.
+func Unanswered(wait time.Duration, err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		return err
+	}
+	return fmt.Errorf("the NATS cluster did not answer within %s (loaded, partitioned, or JetStream without quorum): %w", wait, err)
+}
+
 func apiErrorCode(err error) int {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/detourdev/detour/events"
 	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/logs"
 	"github.com/detourdev/detour/events/redact"
@@ -49,13 +50,12 @@ func checkTimeout(d time.Duration) error {
 }
 
 // unanswered names the cluster in err when err is its silence past ctx's bound, the command's
-// --timeout (wait): alone, "context deadline exceeded" told an operator nothing of what to look
-// at.
+// --timeout (wait): events.Unanswered, of a deadline ctx's own.
 func unanswered(ctx context.Context, wait time.Duration, err error) error {
-	if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
+	if ctx.Err() == nil {
 		return err
 	}
-	return fmt.Errorf("the NATS cluster did not answer within %s (loaded, partitioned, or JetStream without quorum): %w", wait, err)
+	return events.Unanswered(wait, err)
 }
 
 const usage = `usage: detour COMMAND [flags]

@@ -67,11 +67,11 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	defer cancel()
 	v, votes, err := ReadState(read, o.JS, o.Config)
 	if err != nil {
-		return Scorecard{}, unanswered(o.Wait, err)
+		return Scorecard{}, events.Unanswered(o.Wait, err)
 	}
 	active, err := ReadDrills(read, o.JS)
 	if err != nil {
-		return Scorecard{}, unanswered(o.Wait, err)
+		return Scorecard{}, events.Unanswered(o.Wait, err)
 	}
 	plan, err := MakePlan(o.File, o.Config, v, votes, active)
 	if err != nil {
@@ -87,13 +87,13 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 	defer cancel()
 	drills, err := o.JS.Stream(begin, events.StreamDrills)
 	if err != nil {
-		return Scorecard{}, unanswered(o.Wait, fmt.Errorf("run drill: open stream %s: %w", events.StreamDrills, err))
+		return Scorecard{}, events.Unanswered(o.Wait, fmt.Errorf("run drill: open stream %s: %w", events.StreamDrills, err))
 	}
 	id := o.File.Name + "-" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String()[:18], "-", "")
 	subject := events.DrillSubject(id)
 	claims, err := claimApps(begin, o.JS, events.DrillClaim{ID: id, Name: o.File.Name, By: o.By, Until: time.Now().Add(o.Lease)}, plan.Apps)
 	if err != nil {
-		return Scorecard{}, unanswered(o.Wait, err)
+		return Scorecard{}, events.Unanswered(o.Wait, err)
 	}
 	start := time.Now()
 	sc := Scorecard{Drill: id, Name: o.File.Name, By: o.By, Started: start, Pass: true}
@@ -101,7 +101,7 @@ func Run(ctx context.Context, o Options) (Scorecard, error) {
 		Apps: plan.Apps, Steps: len(plan.Steps), RollbackAt: start.Add(o.File.MaxDuration.D()), LeaseMS: o.Lease.Milliseconds()}, o.Wait)
 	if err != nil {
 		releaseClaims(context.WithoutCancel(ctx), o.JS, o.By, claims)
-		return Scorecard{}, unanswered(o.Wait, fmt.Errorf("drill %s not run: its start was not recorded, or its answer was lost (a controller then rolls it back once its lease of %s has run out): %w", id, o.Lease, err))
+		return Scorecard{}, events.Unanswered(o.Wait, fmt.Errorf("drill %s not run: its start was not recorded, or its answer was lost (a controller then rolls it back once its lease of %s has run out): %w", id, o.Lease, err))
 	}
 	rec := record{id: id, wait: o.Wait, done: []string{"the drill's start"}}
 	rb := &rollbackWatch{drills: drills, subject: subject, next: started.Sequence}
@@ -266,15 +266,6 @@ func (r *record) error() error {
 		parts = append(parts, "perhaps recorded, the cluster's answer lost: "+strings.Join(r.unsure, ", "))
 	}
 	return fmt.Errorf("drill %s: the NATS cluster %s: %s: %w", r.id, why, strings.Join(parts, "; "), r.err)
-}
-
-// unanswered names the cluster and the bound in err, of the start of a run, when err is the
-// cluster's silence past wait.
-func unanswered(wait time.Duration, err error) error {
-	if !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return fmt.Errorf("the NATS cluster did not answer within %s (loaded, partitioned, or JetStream without quorum): %w", wait, err)
 }
 
 // keepLastRenewal deletes every renewal of the drill on subject, which started at seq, but the

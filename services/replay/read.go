@@ -46,15 +46,6 @@ const DefaultWait = 30 * time.Second
 // wait is w.Wait, or DefaultWait.
 func (w Window) wait() time.Duration { return cmp.Or(w.Wait, DefaultWait) }
 
-// unanswered names the servers' silence in err when err is a wait that ended after wait:
-// alone, "context deadline exceeded" told an operator nothing of what to look at.
-func unanswered(wait time.Duration, err error) error {
-	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-		return err
-	}
-	return fmt.Errorf("the NATS cluster did not answer within %s (loaded, partitioned, or JetStream without quorum): %w", wait, err)
-}
-
 // phaseGrace is how long after a window's end STATE, DNS and ROUTES are read for what the
 // window's transitions caused: the pools' transitions, answers and route tables, which follow
 // within a second, or once a DNS server or controller cut from NATS is back.
@@ -166,7 +157,7 @@ func look(ctx context.Context, js jetstream.JetStream, names []string, subjects 
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, unanswered(wait, err))
+			return nil, fmt.Errorf("read %s: %w", name, events.Unanswered(wait, err))
 		}
 		st[name] = info
 	}
@@ -295,7 +286,7 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		return readAllBefore(ctx, js, info, from, held, wait, fn)
 	}
 	if err != nil {
-		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), unanswered(wait, err))
+		return fmt.Errorf("read %s before %s: %w", name, from.UTC().Format(stamp), events.Unanswered(wait, err))
 	}
 	if name != events.StreamDrills {
 		for _, m := range last {
@@ -490,7 +481,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 	cons, err := js.OrderedConsumer(cctx, name, cfg)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", name, unanswered(wait, err))
+		return fmt.Errorf("read %s: %w", name, events.Unanswered(wait, err))
 	}
 	// The consumer goes with the read, not 5 minutes later (nats.go's inactive threshold): a
 	// script replaying in a loop filled a stream's or an account's consumer limit.
@@ -511,7 +502,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("read %s: %w", name, unanswered(wait, err))
+			return fmt.Errorf("read %s: %w", name, events.Unanswered(wait, err))
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
