@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/detourdev/detour/events"
+	"github.com/detourdev/detour/events/config"
 	"github.com/detourdev/detour/events/eventstest"
 )
 
@@ -92,31 +93,7 @@ func TestAControllerRestartedBesideOneWithOtherGroupsSendsTheDrillResultTheOther
 // again, under another Detour-Delivery id the receiver could not tell a repeat by. Since marks
 // named their groups, it was, and the receiver paged twice for one recovery.
 func TestAGroupRenamedWhileAControllerWasStoppedIsNotSentAgainWhatItsWebhookHadUnderTheOldName(t *testing.T) {
-	rc := &receiver{}
-	hook := serve(t, rc)
-	ns := eventstest.Start(t)
-	oncall := version(t, 1, group("oncall", hook.URL, ""))
-	stop1 := startReplica(t, ns, oncall, "controller-1", &eventstest.Logs{})
-	stop2 := startReplica(t, ns, oncall, "controller-2", &eventstest.Logs{})
-	following(t, ns, events.StreamState, 2)
-	westGoes(t, ns.JS, events.StatusUp, events.StatusDown)
-	waitAttempt(t, ns, "oncall", 1)
-	stop1()
-
-	up := westGoes(t, ns.JS, events.StatusDown, events.StatusUp) // while controller-1 is stopped
-	eventstest.Eventually(t, 5*time.Second, func() bool {
-		a := stored(t, ns, "oncall")
-		return len(a) == 2 && a[1].Tried == up.ID
-	}, "controller-2 to record the up as tried")
-	stop2()
-
-	logs := &eventstest.Logs{}
-	startReplica(t, ns, version(t, 2, group("pager", hook.URL, "")), "controller-1", logs)
-	owed(t, logs, `"new":0,"resumed":0,"skipped":2`)
-	rc.quiet(t, 300*time.Millisecond, 5*time.Second, "the webhook to be told nothing more")
-	if n := rc.count(); n != 2 {
-		t.Errorf("the webhook got %d requests, want 2: the down and the up once", n)
-	}
+	upSentBeforeTheVersion(t, func(hook string) *config.Config { return version(t, 2, group("pager", hook, "")) })
 }
 
 // The drill_result twin of the test above.
@@ -158,6 +135,16 @@ func TestAGroupRenamedWhileAControllerWasStoppedIsNotSentAgainTheDrillResultItsW
 // sent again under pager, with another Detour-Delivery id the receiver could not tell a repeat
 // by.
 func TestATransitionMovedToAnotherGroupAtTheSameWebhookWhileAControllerWasStoppedIsNotSentAgain(t *testing.T) {
+	upSentBeforeTheVersion(t, func(hook string) *config.Config {
+		return version(t, 2, fmt.Sprintf("  - {name: oncall, on: [drill_result], webhooks: [{url: %q}]}\n", hook), group("pager", hook, ""))
+	})
+}
+
+// upSentBeforeTheVersion has controller-2 send a webhook, under the group oncall, the pool's up
+// while controller-1 is stopped, then restarts controller-1 with the version versionAt makes
+// of the webhook's URL, and checks that the webhook was told the down and the up once each.
+func upSentBeforeTheVersion(t *testing.T, versionAt func(hook string) *config.Config) {
+	t.Helper()
 	rc := &receiver{}
 	hook := serve(t, rc)
 	ns := eventstest.Start(t)
@@ -177,9 +164,7 @@ func TestATransitionMovedToAnotherGroupAtTheSameWebhookWhileAControllerWasStoppe
 	stop2()
 
 	logs := &eventstest.Logs{}
-	moved := version(t, 2, fmt.Sprintf("  - {name: oncall, on: [drill_result], webhooks: [{url: %q}]}\n", hook.URL),
-		group("pager", hook.URL, ""))
-	startReplica(t, ns, moved, "controller-1", logs)
+	startReplica(t, ns, versionAt(hook.URL), "controller-1", logs)
 	owed(t, logs, `"new":0,"resumed":0,"skipped":2`)
 	rc.quiet(t, 300*time.Millisecond, 5*time.Second, "the webhook to be told nothing more")
 	if n := rc.count(); n != 2 {
