@@ -27,33 +27,7 @@ func TestAnyLastOfLeavesOutNoSubjectAReplicaBehindHolds(t *testing.T) {
 	c := eventstest.StartCluster(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st := createT(t, c, 0)
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := map[string]int{}
-	for i, ns := range c.Servers {
-		node[ns.Name()] = i
-	}
-	leader, lagging := node[info.Cluster.Leader], -1
-	replica := map[int]bool{leader: true}
-	for _, p := range info.Cluster.Replicas {
-		i := node[p.Name]
-		replica[i] = true
-		if lagging < 0 && !c.Servers[i].JetStreamIsLeader() {
-			lagging = i
-		}
-	}
-	outside := -1
-	for i := range c.Servers {
-		if !replica[i] {
-			outside = i
-		}
-	}
-	if lagging < 0 || outside < 0 {
-		t.Fatalf("stream T on %v led by n%d: no replica to cut from its leader", replica, leader)
-	}
+	leader, lagging, _, outside := c.ReplicasOutside(t, createT(t, c, 0))
 	_, js := eventstest.ConnectJS(t, c.URLs[outside])
 	publish := func(subject, reason string) {
 		t.Helper()

@@ -29,34 +29,7 @@ func TestABridgeSaysCaughtUpOnlyAtTheLastMessageTheLeaderHeldWhileAReplicaLags(t
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st := createT(t, c, 1)
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := map[string]int{}
-	for i, ns := range c.Servers {
-		node[ns.Name()] = i
-	}
-	leader, lagging, third := node[info.Cluster.Leader], -1, -1
-	replica := map[int]bool{leader: true}
-	for _, p := range info.Cluster.Replicas {
-		i := node[p.Name]
-		replica[i] = true
-		if lagging < 0 && !c.Servers[i].JetStreamIsLeader() {
-			lagging = i
-		} else {
-			third = i
-		}
-	}
-	outside := -1
-	for i := range c.Servers {
-		if !replica[i] {
-			outside = i
-		}
-	}
-	if lagging < 0 || third < 0 || outside < 0 {
-		t.Fatalf("stream T on %v led by n%d: no replica to cut from its leader", replica, leader)
-	}
+	leader, lagging, third, outside := c.ReplicasOutside(t, st)
 	_, js := connectAs(t, c.URLs[outside], "t")
 	// A stream just created may have no leader to answer yet (no responders: nothing stored),
 	// so a publish is tried again on that answer alone.

@@ -183,6 +183,14 @@ func (c *Cluster) Streams(tb testing.TB) jetstream.JetStream {
 // the leader without an election), and the third.
 func (c *Cluster) Replicas(tb testing.TB, st jetstream.Stream) (leader, follower, third int) {
 	tb.Helper()
+	leader, follower, third, _ = c.ReplicasOutside(tb, st)
+	return leader, follower, third
+}
+
+// ReplicasOutside is Replicas, and, in a cluster of four, the node that holds no replica of st
+// (-1 in one of three): a client there has its direct gets answered by any of the three.
+func (c *Cluster) ReplicasOutside(tb testing.TB, st jetstream.Stream) (leader, follower, third, outside int) {
+	tb.Helper()
 	// A stream just created may not answer its first info request while its replicas settle on
 	// a leader (CI once waited out 5 s for it): it is asked again.
 	var info *jetstream.StreamInfo
@@ -193,11 +201,17 @@ func (c *Cluster) Replicas(tb testing.TB, st jetstream.Stream) (leader, follower
 		info, err = st.Info(ctx)
 		return err == nil && info.Cluster != nil && info.Cluster.Leader != ""
 	}, "stream info naming a leader: %v", &err)
-	leader, follower, third = -1, -1, -1
+	replica := map[string]bool{}
+	for _, p := range info.Cluster.Replicas {
+		replica[p.Name] = true
+	}
+	leader, follower, third, outside = -1, -1, -1, -1
 	for i, ns := range c.Servers {
 		switch {
 		case ns.Name() == info.Cluster.Leader:
 			leader = i
+		case !replica[ns.Name()]:
+			outside = i
 		case follower < 0 && !ns.JetStreamIsLeader():
 			follower = i
 		default:
@@ -207,7 +221,7 @@ func (c *Cluster) Replicas(tb testing.TB, st jetstream.Stream) (leader, follower
 	if leader < 0 || follower < 0 || third < 0 {
 		tb.Fatalf("stream %s led by %q: no follower to set against it", info.Config.Name, info.Cluster.Leader)
 	}
-	return leader, follower, third
+	return leader, follower, third, outside
 }
 
 // LeadingNone returns a node that leads neither the named streams nor the cluster's metadata,

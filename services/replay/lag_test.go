@@ -42,30 +42,9 @@ func TestAReplicaBehindTheLeaderDoesNotDateTheStatusBeforeTheWindow(t *testing.T
 	}, "PROBES down to one replica: %v", &err)
 	eventstest.Eventually(t, 10*time.Second, func() bool {
 		st, err = js.Stream(ctx, events.StreamState)
-		return err == nil && st.CachedInfo().Cluster != nil && st.CachedInfo().Cluster.Leader != ""
-	}, "STATE led: %v", &err)
-	info := st.CachedInfo()
-	node := map[string]int{}
-	for i, ns := range c.Servers {
-		node[ns.Name()] = i
-	}
-	leader, lagging := node[info.Cluster.Leader], -1
-	replica := map[int]bool{leader: true}
-	for _, p := range info.Cluster.Replicas {
-		replica[node[p.Name]] = true
-		if i := node[p.Name]; lagging < 0 && !c.Servers[i].JetStreamIsLeader() {
-			lagging = i
-		}
-	}
-	outside := -1
-	for i := range c.Servers {
-		if !replica[i] {
-			outside = i
-		}
-	}
-	if lagging < 0 || outside < 0 {
-		t.Fatalf("STATE on %v led by n%d: no replica to cut from its leader", replica, leader)
-	}
+		return err == nil
+	}, "STATE: %v", &err)
+	leader, lagging, _, outside := c.ReplicasOutside(t, st)
 	_, js = eventstest.ConnectJS(t, c.URLs[outside])
 	publish := func(subject string, typ string, data any) {
 		t.Helper()
