@@ -279,22 +279,9 @@ func TestATransitionWhoseAnswerCameAfterTheReadSaysSo(t *testing.T) {
 	ctx := context.Background()
 	srv := eventstest.Start(t)
 	at := time.Now()
-	down, err := events.New(events.TypeEndpointDown, "decider-1", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusUp, To: events.StatusDown, Reason: "a: 1 consecutive failures (fall 1)"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
-		t.Fatal(err)
-	}
+	down := storeW1Down(t, srv.JS, at)
 	eventstest.Eventually(t, 5*time.Second, func() bool { return time.Now().After(at.Add(2 * grace)) }, "the DNS server's outage to outlast the read past the window")
-	answer, err := events.Derived(events.TypeZoneChanged, "dns-1", down.ID, "z", time.Now(),
-		events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{"127.0.0.11"}, After: []string{"127.0.0.12"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(ctx, srv.JS, events.ZoneSubject("demo.test.", "dns-1"), answer); err != nil {
-		t.Fatal(err)
-	}
+	answerW1(t, srv.JS, down, time.Now())
 	var out bytes.Buffer
 	if err := replay.Run(ctx, srv.JS, replay.Options{Filter: replay.Filter{To: at}, Format: "text"}, &out); err != nil {
 		t.Fatal(err)

@@ -344,6 +344,32 @@ func TestAWhatIfComparesTheHistoryUpToWhereItReadTheResults(t *testing.T) {
 	}
 }
 
+// storeW1Down stores w1's down, dated at, and returns it.
+func storeW1Down(t *testing.T, js jetstream.JetStream, at time.Time) events.Envelope {
+	t.Helper()
+	down, err := events.New(events.TypeEndpointDown, "decider-1", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusUp, To: events.StatusDown, Reason: "a: 1 consecutive failures (fall 1)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), js, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
+		t.Fatal(err)
+	}
+	return down
+}
+
+// answerW1 stores the answer change (serial 7) down caused, dated at.
+func answerW1(t *testing.T, js jetstream.JetStream, down events.Envelope, at time.Time) {
+	t.Helper()
+	answer, err := events.Derived(events.TypeZoneChanged, "dns-1", down.ID, "z", at,
+		events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{"127.0.0.11"}, After: []string{"127.0.0.12"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Publish(context.Background(), js, events.ZoneSubject("demo.test.", "dns-1"), answer); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAWindowEndingAtATransitionKeepsItsPhases: a user copies a transition's time into --to to
 // look at it alone. The DNS server changed its answer because of it a moment after: the
 // transition's phases still show that answer, not "answer unchanged".
@@ -351,21 +377,7 @@ func TestAWindowEndingAtATransitionKeepsItsPhases(t *testing.T) {
 	srv := eventstest.Start(t)
 	ctx := context.Background()
 	at := time.Now()
-	down, err := events.New(events.TypeEndpointDown, "decider-1", at, events.Transition{App: "shop", Pool: "west", Endpoint: "w1", From: events.StatusUp, To: events.StatusDown, Reason: "a: 1 consecutive failures (fall 1)"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(ctx, srv.JS, events.EndpointStateSubject("shop", "west", "w1"), down); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := events.Derived(events.TypeZoneChanged, "dns-1", down.ID, "z", at.Add(2*time.Millisecond),
-		events.ZoneChanged{Zone: "demo.test.", Serial: 7, Changes: []events.RecordChange{{Name: "shop.demo.test.", Type: "A", Before: []string{"127.0.0.11"}, After: []string{"127.0.0.12"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Publish(ctx, srv.JS, events.ZoneSubject("demo.test.", "dns-1"), answer); err != nil {
-		t.Fatal(err)
-	}
+	answerW1(t, srv.JS, storeW1Down(t, srv.JS, at), at.Add(2*time.Millisecond))
 	var out bytes.Buffer
 	if err := replay.Run(ctx, srv.JS, replay.Options{Filter: replay.Filter{To: at}, Format: "text"}, &out); err != nil {
 		t.Fatal(err)
