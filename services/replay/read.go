@@ -263,9 +263,9 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 	}
 	var last []rawMsg
 	held, err := heldBefore(ctx, js, info, from, wait)
-	// A stream electing a leader (a replica cut from it calls elections) answers 503 meanwhile:
-	// it is asked again for up to wait.
-	for pause, until := 100*time.Millisecond, time.Now().Add(wait); unavailable(err) && time.Now().Before(until); pause = min(2*pause, 2*time.Second) {
+	// A stream electing a leader (a replica cut from it calls elections) answers that it is busy
+	// meanwhile: it is asked again for up to wait.
+	for pause, until := 100*time.Millisecond, time.Now().Add(wait); events.Busy(err) && time.Now().Before(until); pause = min(2*pause, 2*time.Second) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -281,7 +281,7 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		}
 	}
 	var refused *jetstream.APIError // a server that takes no start_time (older than 2.11)
-	if errors.Is(err, errNoMultiLast) || errors.Is(err, errBehind) || errors.As(err, &refused) && !unavailable(err) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+	if errors.Is(err, errNoMultiLast) || errors.Is(err, errBehind) || errors.As(err, &refused) && !events.Busy(err) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// Read as before multi_last: every message before the window.
 		return readAllBefore(ctx, js, info, from, held, wait, fn)
 	}
@@ -304,13 +304,6 @@ func readBefore(ctx context.Context, js jetstream.JetStream, info *jetstream.Str
 		return nil
 	}
 	return readStream(ctx, js, info, drills, time.Time{}, from.Add(-time.Nanosecond), wait, fn)
-}
-
-// unavailable reports whether err is the JetStream API's 503: a node that sees no leader of the
-// stream, where another may.
-func unavailable(err error) bool {
-	var api *jetstream.APIError
-	return errors.As(err, &api) && api.Code == 503
 }
 
 // readAllBefore calls fn with every message of the stream info describes stored before from.
