@@ -271,14 +271,21 @@ func longestRetry(c *config.Config) time.Duration {
 	return d
 }
 
-// vouched tells which events of b the marks vouch for to the sender named name whose groups'
-// digest is set (as the top of this file says), by their sequence; own is the last event its
-// own marks tell of.
+// vouched is which events of a backlog the marks vouch for, by their sequence: those within
+// spans (each a mark's since and through, of another sender with the same groups), and every
+// one up to own, the last event the sender's own marks tell of.
 type vouched struct {
 	spans [][2]uint64
 	own   uint64
 }
 
+// covers reports whether the event at seq is vouched for.
+func (v vouched) covers(seq uint64) bool {
+	return seq <= v.own || slices.ContainsFunc(v.spans, func(s [2]uint64) bool { return s[0] <= seq && seq <= s[1] })
+}
+
+// vouchedFor returns which events of b the marks vouch for to the sender named name whose
+// groups' digest is set, as the top of this file says.
 func vouchedFor(marks map[mark]bool, b backlog, set, name string) vouched {
 	seqs := make(map[string]uint64, len(b))
 	for _, x := range b {
@@ -320,11 +327,6 @@ func (r *runner) sends(g string, fact Fact, url string) bool {
 
 // told reports whether an attempt of delivery id is told of.
 func (h history) told(id string) bool { return h.deliveries[id].told() }
-
-// covers reports whether the event at seq is vouched for.
-func (v vouched) covers(seq uint64) bool {
-	return seq <= v.own || slices.ContainsFunc(v.spans, func(s [2]uint64) bool { return s[0] <= seq && seq <= s[1] })
-}
 
 // resume dispatches what b's facts owe, as h tells: each delivery no attempt tells of, to a
 // group whose retry_for has not run out at now (by the stream's clock) since the event was
