@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -25,17 +24,7 @@ func TestAControllerServesItsAlertSendersMetrics(t *testing.T) {
 	var logs eventstest.Logs
 	startRoleLogging(t, runController, &logs, "--nats", r.url("controller-12"), "--name", "c12", "--api-addr", "",
 		"--metrics-addr", "127.0.0.1:0", "--log-format", "json")
-	var addr string
-	eventstest.Eventually(t, 10*time.Second, func() bool {
-		for line := range strings.Lines(logs.String()) {
-			var l struct{ Message, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "serving metrics" {
-				addr = l.Addr
-				return true
-			}
-		}
-		return false
-	}, "the controller to log where it serves metrics")
+	addr := loggedAddr(t, &logs, "serving metrics")
 	const want = `detour_alert_attempts_total{group="oncall",reason="5xx",result="abandoned"} 0`
 	var got string
 	eventstest.Eventually(t, 10*time.Second, func() bool {

@@ -55,17 +55,24 @@ func startDNS(t *testing.T, args ...string) (addr string, stop func()) {
 	t.Helper()
 	var logs eventstest.Logs
 	stop = startRoleLogging(t, runDNS, &logs, append(args, "--addr", "127.0.0.1:0", "--log-format", "json")...)
+	return loggedAddr(t, &logs, "dns server listening"), stop
+}
+
+// loggedAddr waits for a role's JSON log line whose message is msg and returns its addr: where
+// the role listens on a port it bound itself.
+func loggedAddr(t *testing.T, logs *eventstest.Logs, msg string) (addr string) {
+	t.Helper()
 	eventstest.Eventually(t, 10*time.Second, func() bool {
 		for line := range strings.Lines(logs.String()) {
 			var l struct{ Message, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "dns server listening" {
+			if json.Unmarshal([]byte(line), &l) == nil && l.Message == msg {
 				addr = l.Addr
 				return true
 			}
 		}
 		return false
-	}, "the dns server to log where it listens")
-	return addr, stop
+	}, "the role to log %q", msg)
+	return addr
 }
 
 func answer(t *testing.T, addr string) []string {
