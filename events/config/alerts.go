@@ -43,7 +43,9 @@ type Alert struct {
 	Apps []string `yaml:"apps,omitempty"`
 	// Webhooks receive every matching event. At least one.
 	Webhooks []Webhook `yaml:"webhooks"`
-	// RetryFor is how long a failed delivery is retried, with backoff. Default 10m.
+	// RetryFor is how long a failed delivery is retried, with backoff, and how long after its
+	// event one missed while no controller ran is still sent. Default 10m; a document written
+	// with 0 is refused (configfile.Check), a stored version's 0 read as the default.
 	RetryFor Duration `yaml:"retry_for,omitempty"`
 }
 
