@@ -177,10 +177,11 @@ func TestAWindowShowsTheRollbackOfADrillStartedBeforeIt(t *testing.T) {
 
 // TestAReplayAsksEachStreamOnceAndReadsCONFIGOnce: a what-if following the configuration
 // versions asks the servers about each stream it reads once, and reads CONFIG once, for the
-// warm-up and the versions alike.
+// warm-up and the versions alike, though CONFIG holds no version up to --to.
 func TestAReplayAsksEachStreamOnceAndReadsCONFIGOnce(t *testing.T) {
 	ctx := context.Background()
 	srv := eventstest.Start(t)
+	before := time.Now()
 	var cfg *config.Config
 	for i := range 3 {
 		var err error
@@ -190,50 +191,59 @@ func TestAReplayAsksEachStreamOnceAndReadsCONFIGOnce(t *testing.T) {
 		}
 	}
 	publishTransitions(t, srv.JS, "w1", 1)
-	// Another connection counts the requests of the replay's, which ends them with "done": in
-	// the order it sent them, every one came before.
-	watch := eventstest.Connect(t, srv.URL)
-	asked := map[string]int{}
-	done := make(chan struct{})
-	// One subscription, whose callbacks come one after another in the order it received them.
-	if _, err := watch.Subscribe(">", func(m *nats.Msg) {
-		switch {
-		case m.Subject == "test.replay.done":
-			close(done)
-		case strings.HasPrefix(m.Subject, "$JS.API.STREAM.INFO."), strings.HasPrefix(m.Subject, "$JS.API.CONSUMER.CREATE."):
-			// STREAM.INFO.<stream> and CONSUMER.CREATE.<stream>.<consumer>…
-			asked[strings.Join(strings.SplitN(strings.TrimPrefix(m.Subject, "$JS.API."), ".", 4)[:3], ".")]++
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := watch.Flush(); err != nil {
-		t.Fatal(err)
-	}
 	s, err := replay.ParseSettings("fall=1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, js := eventstest.ConnectJS(t, srv.URL)
-	o := replay.Options{Filter: replay.Filter{From: time.Now().Add(-time.Minute)}, Config: cfg, WhatIf: &s, Versions: true}
-	if err := replay.Run(ctx, js, o, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Publish("test.replay.done", nil); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the replay's last message did not come")
-	}
-	for _, name := range []string{events.StreamProbes, events.StreamState, events.StreamDNS, events.StreamRoutes, events.StreamDrills, events.StreamConfig} {
-		if n := asked["STREAM.INFO."+name]; n != 1 {
-			t.Errorf("the replay asked for %s's information %d times, want once", name, n)
+	for i, tc := range []struct {
+		name string
+		f    replay.Filter
+	}{
+		{"the last minute", replay.Filter{From: time.Now().Add(-time.Minute)}},
+		{"a window before every version", replay.Filter{From: before.Add(-time.Minute), To: before}},
+	} {
+		doneSubject := fmt.Sprintf("test.replay.done.%d", i)
+		// Another connection counts the requests of the replay's, which ends them with "done": in
+		// the order it sent them, every one came before.
+		watch := eventstest.Connect(t, srv.URL)
+		asked := map[string]int{}
+		done := make(chan struct{})
+		// One subscription, whose callbacks come one after another in the order it received them.
+		if _, err := watch.Subscribe(">", func(m *nats.Msg) {
+			switch {
+			case m.Subject == doneSubject:
+				close(done)
+			case strings.HasPrefix(m.Subject, "$JS.API.STREAM.INFO."), strings.HasPrefix(m.Subject, "$JS.API.CONSUMER.CREATE."):
+				// STREAM.INFO.<stream> and CONSUMER.CREATE.<stream>.<consumer>…
+				asked[strings.Join(strings.SplitN(strings.TrimPrefix(m.Subject, "$JS.API."), ".", 4)[:3], ".")]++
+			}
+		}); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if n := asked["CONSUMER.CREATE."+events.StreamConfig]; n != 1 {
-		t.Errorf("the replay read CONFIG %d times, want once", n)
+		if err := watch.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		nc, js := eventstest.ConnectJS(t, srv.URL)
+		o := replay.Options{Filter: tc.f, Config: cfg, WhatIf: &s, Versions: true}
+		if err := replay.Run(ctx, js, o, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(doneSubject, nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the replay's last message did not come")
+		}
+		for _, name := range []string{events.StreamProbes, events.StreamState, events.StreamDNS, events.StreamRoutes, events.StreamDrills, events.StreamConfig} {
+			if n := asked["STREAM.INFO."+name]; n != 1 {
+				t.Errorf("the replay of %s asked for %s's information %d times, want once", tc.name, name, n)
+			}
+		}
+		if n := asked["CONSUMER.CREATE."+events.StreamConfig]; n != 1 {
+			t.Errorf("the replay of %s read CONFIG %d times, want once", tc.name, n)
+		}
 	}
 }
 

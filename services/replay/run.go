@@ -80,8 +80,9 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) er
 		win.To = probesAt
 	}
 	warm := Warmup(o.Config, o.WhatIf)
-	var versions []Record
+	var versions []Record // nil: read reads CONFIG itself
 	if win.Config {
+		versions = []Record{} // read, though CONFIG may hold no version up to win.To
 		err := readStream(ctx, js, st[events.StreamConfig], nil, time.Time{}, win.To, win.wait(), func(m rawMsg) {
 			r := Record{Stream: events.StreamConfig, Seq: m.seq, Subject: m.subject, Stored: m.stored}
 			r.Env, r.Err = events.Decode(m.data)
