@@ -244,15 +244,20 @@ type spliceState struct {
 }
 
 // writeHeld writes p to dst holding held, released however the write ends (a panic too: the
-// other direction's read may be waiting for it), and marks st aborted when the write failed
-// otherwise than by idle.
+// other direction's read may be waiting for it), and marks st aborted, before releasing held,
+// when the write failed otherwise than by idle or panicked: the read that waited then resets
+// its side rather than half-closing it before the panic's handler resets both.
 func writeHeld(held *sync.Mutex, dst net.Conn, p []byte, idle time.Duration, st *spliceState) error {
 	held.Lock()
-	defer held.Unlock()
+	failed := true
+	defer func() {
+		if failed {
+			st.aborted.Store(true)
+		}
+		held.Unlock()
+	}()
 	err := write(dst, p, idle, &st.last)
-	if err != nil && !isTimeout(err) {
-		st.aborted.Store(true)
-	}
+	failed = err != nil && !isTimeout(err)
 	return err
 }
 

@@ -112,3 +112,26 @@ func TestAPanicRelayingATCPConnectionClosesBothSidesAndNotTheEdge(t *testing.T) 
 		})
 	}
 }
+
+// A write to the instance that panicked failed as surely as one told of a reset: the read that
+// then finds the instance's end resets the client. It half-closed it, a clean end the client
+// took for the whole stream, whenever it ran before the panic's handler reset both sides (the
+// "as its answer ends" case above, one run in two); here it runs after the panic, always.
+func TestAReadFindingTheEndAfterAWritePanickedResetsTheClient(t *testing.T) {
+	var st spliceState
+	st.last.Store(time.Now().UnixNano())
+	toInstance, _ := tcpPair(t)
+	func() {
+		defer func() { _ = recover() }()
+		_ = writeHeld(&st.toB, &panickyConn{Conn: toInstance}, []byte("hi\n"), time.Hour, &st)
+		t.Fatal("the write did not panic")
+	}()
+	client, accepted := tcpPair(t)
+	ended := &endingConn{panickyConn{Conn: toInstance, writing: make(chan struct{})}}
+	close(ended.writing)
+	splice(accepted, ended, time.Hour, &st, &st.toA, &st.toB)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(make([]byte, 64)); !isReset(err) {
+		t.Errorf("the client read %d bytes and %v once the instance's answer ended after the write to it panicked, want its connection reset (an aborted stream)", n, err)
+	}
+}
