@@ -45,10 +45,7 @@ func openDataDir(dir string, warn func(error)) (release func(), err error) {
 		return func() {}, nil
 	}
 	for _, name := range []string{snapshotFile, serialsFile, serverIDFile} {
-		stale, _ := filepath.Glob(filepath.Join(dir, name+".*"))
-		for _, p := range stale {
-			_ = os.Remove(p)
-		}
+		atomicfile.RemoveTemps(dir, name)
 	}
 	return func() { f.Close() }, nil // closing the file releases its lock
 }

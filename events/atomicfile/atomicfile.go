@@ -22,7 +22,7 @@ func Write(dir, name string, write func(io.Writer) error) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("make the directory of %s: %w", name, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".*")
+	tmp, err := os.CreateTemp(dir, tempPattern(name))
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
@@ -55,6 +55,22 @@ func Write(dir, name string, write func(io.Writer) error) error {
 		return fmt.Errorf("sync %s: %w", name, err) // some file systems cannot sync a directory
 	}
 	return nil
+}
+
+// tempPattern is the pattern of Write's temporary files for name (os.CreateTemp's, and a glob).
+func tempPattern(name string) string { return "." + name + ".*" }
+
+// RemoveTemps removes from dir the temporary files that writes of name a crash cut short left
+// there (a whole file each, which a crash loop would pile up), and those of the copies of Write
+// before it (name+".*"). Only one process may write name in dir meanwhile: its write under way
+// would fail.
+func RemoveTemps(dir, name string) {
+	for _, pattern := range []string{tempPattern(name), name + ".*"} {
+		stale, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // Bytes returns the write of b, for Write.
