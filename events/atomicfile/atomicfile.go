@@ -42,7 +42,8 @@ func Write(dir, name string, write func(io.Writer) error) error {
 		return fmt.Errorf("replace %s: %w", name, err)
 	}
 	// The rename is durable once the directory is synced: without it a power cut may bring the
-	// old file back. Windows syncs no directory (a rename there is durable by itself).
+	// old file back. Windows cannot sync a directory (its handle refuses FlushFileBuffers), so
+	// there the rename is left to the file system's own ordering.
 	if runtime.GOOS == "windows" {
 		return nil
 	}
