@@ -304,6 +304,9 @@ func TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce(t *testin
 	const lead = 1 << 30
 	js := eventstest.Start(t)
 	target := startClaimingSecondary(t, lead)
+	// The serial NOTIFYed is at or after the clock before the start, and the clock may pass a
+	// second before the check below.
+	before := uint32(time.Now().Unix())
 	srv, logs := startLogged(t, js, eventstest.Config(t, withNotify(demoConfig, target)), t.TempDir(), nil)
 	const passed = "a secondary holds a later serial of this zone than the one served (a zone migrated from another primary); the zone takes a later one"
 	const again = "a secondary holds a later serial of this zone again, after the zone passed its serial once; not passed again until a restart: check what else feeds it"
@@ -313,8 +316,8 @@ func TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce(t *testin
 		t.Fatalf("the zone passed the secondary's serial %d times, want once", got)
 	}
 	first := serial(t, srv.Addr())
-	if ahead := first - uint32(time.Now().Unix()); ahead <= lead || ahead > lead+reserveAhead {
-		t.Fatalf("the zone serves serial %d, %d past the clock; want one just past the secondary's first claim, %d past it", first, ahead, lead)
+	if ahead := first - before; ahead <= lead || first-uint32(time.Now().Unix()) > lead+reserveAhead {
+		t.Fatalf("the zone serves serial %d, %d past the clock at the start; want one just past the secondary's first claim, %d past it", first, ahead, lead)
 	}
 
 	endpointDown(t, js, "shop", "us-west", "127-0-0-11_8081")
@@ -398,6 +401,7 @@ func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedA
 		t.Run(fmt.Sprintf("answer signed %t, truncated over udp %t", sign, tc.truncate), func(t *testing.T) {
 			js := eventstest.Start(t)
 			target, queries := startSigningClaimingSecondary(t, lead, sign, tc.truncate)
+			before := uint32(time.Now().Unix()) // at or before the serial NOTIFYed
 			srv, logs := startLogged(t, js, eventstest.Config(t, signedConfig(target)), t.TempDir(), nil)
 			select {
 			case status := <-queries:
@@ -407,7 +411,7 @@ func TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedA
 			case <-time.After(10 * time.Second):
 				t.Fatal("the secondary was asked for no SOA after 10s")
 			}
-			pastLead := func() bool { return int32(serial(t, srv.Addr())-uint32(time.Now().Unix())) > lead }
+			pastLead := func() bool { return int32(serial(t, srv.Addr())-before) > lead }
 			eventstest.Eventually(t, followBound, func() bool {
 				return pastLead() || logs.Count("secondary serial not read") > 0
 			}, "the secondary's answer weighed")
@@ -664,8 +668,9 @@ func TestASecondaryThatAlwaysClaimsALaterSerialCannotCarryTheSerialsOffAcrossRes
 	target := startClaimingSecondary(t, lead)
 	cfg := eventstest.Config(t, withNotify(demoConfig, target))
 	dir := t.TempDir()
+	before := uint32(time.Now().Unix()) // at or before the serial NOTIFYed
 	srv, _, stop := startLoggedNamed(t, js, cfg, dir, "dns-a")
-	eventstest.Eventually(t, 10*time.Second, func() bool { return int32(serial(t, srv.Addr())-uint32(time.Now().Unix())) > lead },
+	eventstest.Eventually(t, 10*time.Second, func() bool { return int32(serial(t, srv.Addr())-before) > lead },
 		"the first run passes the secondary's claim")
 	first := serial(t, srv.Addr())
 	stop()
