@@ -93,8 +93,12 @@ func TestAnEndpointANewConfigurationBringsBackUnderAPoolOverrideIsHeldByIt(t *te
 	}
 	waitHistory(t, srv, "endpoint.shop.west.w1:up", "pool.shop.west:up", "endpoint.shop.west.w2:up")
 
-	// w2 leaves the configuration, recorded up; the pool is forced down; w2 comes back.
-	configs <- eventstest.Config(t, shopYAML)
+	// w2 leaves the configuration, recorded up; the pool is forced down; w2 comes back. The
+	// version is stamped as CONFIG would store it, before the override: stamped on its arrival
+	// instead, it could come after the override was stored, which then forced w2 down too.
+	one := eventstest.Config(t, shopYAML)
+	one.Stored = time.Now()
+	configs <- one
 	o := events.Override{App: "shop", Pool: "west", By: "alice@box", Reason: "region outage", Action: events.ActionForceDown}
 	if err := override.Set(context.Background(), srv.JS, o); err != nil {
 		t.Fatal(err)
