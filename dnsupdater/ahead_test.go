@@ -335,15 +335,6 @@ func TestASecondaryThatAlwaysClaimsALaterSerialMovesTheZonesSerialOnce(t *testin
 func startSigningClaimingSecondary(t *testing.T, lead uint32, sign, truncate bool) (string, <-chan error) {
 	t.Helper()
 	queries := make(chan error, 16)
-	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var notified atomic.Uint32
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
@@ -379,14 +370,32 @@ func startSigningClaimingSecondary(t *testing.T, lead uint32, sign, truncate boo
 		}
 		_ = w.WriteMsg(m)
 	})
-	for _, secondary := range []*dns.Server{{PacketConn: pc}, {Listener: l}} {
+	addr := serveUDPAndTCP(t, handler, func(secondary *dns.Server) {
 		secondary.TsigSecret = map[string]string{xfrKey: xfrSecret}
 		secondary.MsgAcceptFunc = func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }
-		secondary.Handler = handler
-		go func() { _ = secondary.ActivateAndServe() }()
-		t.Cleanup(func() { _ = secondary.Shutdown() })
-	}
+	})
 	return addr, queries
+}
+
+// serveUDPAndTCP serves handler on one loopback port over UDP and TCP, each server set up by
+// configure first, until the test ends, and returns the address.
+func serveUDPAndTCP(t *testing.T, handler dns.Handler, configure func(*dns.Server)) string {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}} {
+		configure(srv)
+		go func() { _ = srv.ActivateAndServe() }()
+		t.Cleanup(func() { _ = srv.Shutdown() })
+	}
+	return addr
 }
 
 // TestAZoneWithATransferKeyAsksItsSecondarysSerialSignedAndPassesOnlyASignedAnswer: the SOA
@@ -633,22 +642,10 @@ func TestAnAnswerThatIsNotTheSecondarysSOAOfTheZoneGivesNoSerial(t *testing.T) {
 					_ = w.WriteMsg(m)
 				}
 			})
-			addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
-			pc, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}} {
-				go func() { _ = srv.ActivateAndServe() }()
-				t.Cleanup(func() { _ = srv.Shutdown() })
-			}
+			addr := serveUDPAndTCP(t, handler, func(*dns.Server) {})
 			s := &Server{}
 			s.table.Store(&table{})
-			got, err := s.secondarySerial(t.Context(), zoneTarget{zone: "demo.test.", target: pc.LocalAddr().String()})
+			got, err := s.secondarySerial(t.Context(), zoneTarget{zone: "demo.test.", target: addr})
 			if tc.wantErr != (err != nil) || got != tc.want {
 				t.Fatalf("serial %d, error %v; want %d, an error %t", got, err, tc.want, tc.wantErr)
 			}
